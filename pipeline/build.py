@@ -1,0 +1,100 @@
+"""Wires the stages into one pipeline; nothing else lives here.
+
+  ReadYfcc -> FilterLicense -> DropRepeatedIds -> Fetch -> NormaliseImages -> ExactDuplicates
+    -> CapPerOwner -> WriteDataset (+ ATTRIBUTION.csv)
+  every stage's rejections -> WriteRejections;  counts -> stats.json;  files -> manifest.json
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.pvalue import AsList, AsSingleton
+
+from pipeline import __version__, sinks
+from pipeline.cap import CapPerOwner
+from pipeline.dedup import ExactDuplicates
+from pipeline.fetch import Fetch
+from pipeline.images import ImageConfig, NormaliseImages
+from pipeline.license import FilterLicense
+from pipeline.options import PassOptions, split_list
+from pipeline.sources.yfcc import ReadYfcc
+from pipeline.stats import build_stats
+from pipeline.unique import DropRepeatedIds
+
+# Options recorded in the manifest: everything that changes which images are kept or how.
+RECORDED_OPTIONS = (
+    "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
+    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes",
+)
+
+
+def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
+    return pcoll | label >> beam.combiners.Count.Globally()
+
+
+def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
+    """Adds the whole job to `pipeline`; returns the kept photos and all rejections (for tests)."""
+    read = pipeline | "ReadYfcc" >> ReadYfcc(opts.input)
+    licensed = read.kept | "License" >> FilterLicense()
+    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
+    fetched = unique.kept | "Fetch" >> Fetch(opts)
+    images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
+    distinct = images.kept | "ExactDuplicates" >> ExactDuplicates()
+    capped = distinct.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
+    kept = capped.kept
+
+    rejections = (
+        read.rejected, licensed.rejected, unique.rejected, fetched.rejected, images.rejected,
+        distinct.rejected, capped.rejected,
+    ) | "AllRejections" >> beam.Flatten()
+
+    files = (
+        kept | "WriteDataset" >> sinks.WriteDataset(opts.output, split_list(opts.formats), opts.shards,
+                                                    opts.images_per_shard),
+        rejections | "WriteRejections" >> sinks.WriteRejections(opts.output),
+        kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
+    ) | "AllFiles" >> beam.Flatten()
+
+    input_rows = (
+        (_count(read.kept, "CountParsed"), _count(read.rejected, "CountUnparsed"))
+        | "InputRows" >> beam.Flatten()
+        | "SumInput" >> beam.CombineGlobally(sum)
+    )
+    reasons = (
+        rejections
+        | "Reason" >> beam.Map(lambda rejection: (rejection.stage, rejection.reason))
+        | "CountReasons" >> beam.combiners.Count.PerElement()
+        | "ReasonList" >> beam.combiners.ToList()
+    )
+    recorded = {name: getattr(opts, name) for name in RECORDED_OPTIONS}
+    _ = (
+        pipeline
+        | "Once" >> beam.Create([None])
+        | "Report" >> beam.Map(
+            _write_report, output=opts.output, options=recorded,
+            input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
+            reasons=AsSingleton(reasons), files=AsList(files),
+        )
+    )
+    return {"kept": kept, "rejections": rejections}
+
+
+def _write_report(_: None, output: str, options: dict[str, Any], input_rows: int, kept: int,
+                  reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """stats.json and manifest.json, written last: the manifest lists every file of the run."""
+    stats = build_stats(input_rows, kept, reasons)
+    stats_entry = sinks.write_json(output, "stats.json", stats)
+    ordered = sorted(files, key=lambda entry: entry["path"])
+    manifest = {
+        "name": "pass-pipeline dataset",
+        "code_version": __version__,
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "options": options,
+        "totals": {"input_rows": input_rows, "kept": kept, "rejected": stats["rejected"]},
+        "files": [*ordered, {"path": "stats.json", "format": "stats", **stats_entry}],
+    }
+    sinks.write_json(output, "manifest.json", manifest)
+    return stats

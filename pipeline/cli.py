@@ -1,0 +1,127 @@
+"""`pass-pipeline` (or `python -m pipeline`): run, demo.
+
+Flags follow Beam's style (--name=value); any flag we do not define is a Beam pipeline option
+and passes through, so `--runner=DataflowRunner --project=...` work as with any Beam job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.build import build
+from pipeline.options import PassOptions, validate
+
+# The local default: Beam's DirectRunner first tries to download the Prism runner binary from
+# the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
+# and supports --direct_num_workers with --direct_running_mode=multi_processing.
+LOCAL_RUNNER = "FnApiRunner"
+OUTPUT_MARKERS = ("manifest.json", "stats.json")
+
+
+class UsageError(Exception):
+    pass
+
+
+def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    options = PipelineOptions(list(argv))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    problems = validate(options.view_as(PassOptions))
+    if problems:
+        raise UsageError("; ".join(problems))
+    return options
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """A run never silently mixes its files with an earlier run's."""
+    earlier = [name for name in OUTPUT_MARKERS if FileSystems.exists(FileSystems.join(output, name))]
+    if earlier and not overwrite:
+        raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
+    if earlier:
+        stale = [m.path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*",
+                                        *OUTPUT_MARKERS, "ATTRIBUTION.csv")
+                 for result in FileSystems.match([FileSystems.join(output, pattern)])
+                 for m in result.metadata_list]
+        if stale:
+            FileSystems.delete(stale)
+
+
+def check_input(pattern: str) -> None:
+    if not FileSystems.match([pattern])[0].metadata_list:
+        raise UsageError(f"--input {pattern!r} matches no file")
+
+
+def run(argv: Sequence[str], overwrite: bool = False) -> dict:
+    """Runs the job to completion and returns its stats (stats.json)."""
+    options = pipeline_options(argv)
+    opts = options.view_as(PassOptions)
+    check_input(opts.input)
+    check_output(opts.output, overwrite)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, opts)
+    with FileSystems.open(FileSystems.join(opts.output, "stats.json")) as handle:
+        return json.loads(handle.read())
+
+
+def summary(output: str, stats: dict) -> str:
+    reasons = ", ".join(f"{stage}/{reason}: {n}" for stage, by_reason in stats["rejections_by_stage"].items()
+                        for reason, n in by_reason.items())
+    return (
+        f"kept {stats['kept']} of {stats['input_rows']} input rows "
+        f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
+        f"  rejected: {reasons or 'none'}\n"
+        f"  dataset:     {output}/webdataset, {output}/parquet, {output}/tfrecord\n"
+        f"  rejections:  {output}/rejections\n"
+        f"  stats:       {output}/stats.json   manifest: {output}/manifest.json\n"
+        f"  attribution: {output}/ATTRIBUTION.csv"
+    )
+
+
+def _demo(output: str, extra: Sequence[str]) -> int:
+    from pipeline.demo import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    with StaticServer() as server, tempfile.TemporaryDirectory(prefix="pass-demo-") as scratch:
+        metadata = build_demo_world(server, scratch)
+        print(f"demo: serving 17 photos on http://{server.host}, metadata {metadata}")
+        argv = [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", "--shards=2",
+                *extra]
+        stats = run(argv, overwrite=True)
+    print(summary(output, stats))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="build a dataset; see `pass-pipeline run --help`", add_help=False)
+    run_cmd.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
+    run_cmd.add_argument("-h", "--help", action="store_true")
+    demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
+    demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            return _demo(str(Path(args.output).resolve()), rest)
+        if args.help:
+            PassOptions(["--help"])
+            return 0
+        stats = run(rest, overwrite=args.overwrite)
+        print(summary(PassOptions(rest).output, stats))
+        return 0 if stats["accounted"] else 3
+    except UsageError as err:
+        print(f"pass-pipeline: error: {err}", file=sys.stderr)
+        return 2

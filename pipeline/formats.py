@@ -1,0 +1,198 @@
+"""Encoders of the three dataset formats, written to any binary file handle, byte-for-byte
+deterministic: records in a given order produce the same bytes on every run and machine.
+
+- WebDataset: a POSIX tar of KEY.jpg + KEY.json per image, fixed mtime/owner/mode.
+- Parquet: one row per image with the metadata columns and the JPEG bytes.
+- TFRecord: tf.train.Example records, framed with masked CRC32C like TensorFlow's writer;
+  the Example protobuf is encoded here directly (a few fields), so no TensorFlow is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import google_crc32c
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.records import Photo, Rejection
+
+# ---------------------------------------------------------------------------------------------
+# WebDataset
+# ---------------------------------------------------------------------------------------------
+_TAR_MTIME = 0  # a fixed timestamp: the archive must not depend on when it was written
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    info.mtime = _TAR_MTIME
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def metadata_json(photo: Photo) -> bytes:
+    return json.dumps(photo.metadata(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def write_webdataset(handle: BinaryIO, photos: Iterable[Photo]) -> None:
+    with tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+        for photo in photos:
+            # Keys must not contain dots (WebDataset splits the extension at the first one).
+            key = photo.photo_id
+            _tar_member(tar, f"{key}.jpg", photo.image)
+            _tar_member(tar, f"{key}.json", metadata_json(photo))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet
+# ---------------------------------------------------------------------------------------------
+PARQUET_SCHEMA = pa.schema([
+    ("photo_id", pa.string()),
+    ("owner_nsid", pa.string()),
+    ("owner_name", pa.string()),
+    ("title", pa.string()),
+    ("description", pa.string()),
+    ("tags", pa.string()),
+    ("license_name", pa.string()),
+    ("license_url", pa.string()),
+    ("page_url", pa.string()),
+    ("download_url", pa.string()),
+    ("fetched_url", pa.string()),
+    ("date_taken", pa.string()),
+    ("date_uploaded", pa.string()),
+    ("source", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("original_width", pa.int32()),
+    ("original_height", pa.int32()),
+    ("original_format", pa.string()),
+    ("sha256", pa.string()),
+    ("download_sha256", pa.string()),
+    ("phash", pa.string()),
+    ("scores", pa.map_(pa.string(), pa.float32())),
+    ("image", pa.binary()),
+])
+_ROW_GROUP = 512
+
+
+def _parquet_row(photo: Photo) -> dict:
+    row = {name: getattr(photo, name) for name in PARQUET_SCHEMA.names if name != "scores"}
+    row["scores"] = list(photo.scores)
+    return row
+
+
+def write_parquet(handle: BinaryIO, photos: Iterable[Photo]) -> None:
+    _write_parquet_rows(handle, PARQUET_SCHEMA, (_parquet_row(photo) for photo in photos))
+
+
+REJECTION_SCHEMA = pa.schema([
+    ("photo_id", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("duplicate_of", pa.string()),
+    ("source_ref", pa.string()),
+])
+
+
+def write_rejections(handle: BinaryIO, rejections: Iterable[Rejection]) -> None:
+    rows = ({name: getattr(r, name) for name in REJECTION_SCHEMA.names} for r in rejections)
+    _write_parquet_rows(handle, REJECTION_SCHEMA, rows)
+
+
+def _write_parquet_rows(handle: BinaryIO, schema: pa.Schema, rows: Iterable[dict]) -> None:
+    with pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+        batch: list[dict] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == _ROW_GROUP:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+# ---------------------------------------------------------------------------------------------
+# TFRecord of tf.train.Example
+# ---------------------------------------------------------------------------------------------
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    value &= (1 << 64) - 1  # negative int64 are encoded as their two's complement, like protobuf
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature(value: bytes | str | int) -> bytes:
+    # Feature { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    if isinstance(value, int):
+        return _field(3, _field(1, _varint(value)))  # Int64List { repeated int64 value = 1 [packed] }
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return _field(1, _field(1, data))  # BytesList { repeated bytes value = 1; }
+
+
+def encode_example(features: dict[str, bytes | str | int]) -> bytes:
+    """tf.train.Example { Features features = 1; } with Features { map<string, Feature> feature = 1; }."""
+    entries = b"".join(
+        _field(1, _field(1, key.encode("utf-8")) + _field(2, _feature(value)))
+        for key, value in sorted(features.items())
+    )
+    return _field(1, entries)
+
+
+def photo_example(photo: Photo) -> bytes:
+    return encode_example({
+        "image/encoded": photo.image,
+        "image/format": "jpeg",
+        "image/height": photo.height,
+        "image/width": photo.width,
+        "image/id": photo.photo_id,
+        "image/sha256": photo.sha256,
+        "image/phash": photo.phash,
+        "license": photo.license_name,
+        "license_url": photo.license_url,
+        "creator": photo.owner_name,
+        "creator_nsid": photo.owner_nsid,
+        "title": photo.title,
+        "page_url": photo.page_url,
+    })
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_frame(record: bytes) -> bytes:
+    length = struct.pack("<Q", len(record))
+    return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
+
+
+def write_tfrecord(handle: BinaryIO, photos: Iterable[Photo]) -> None:
+    for photo in photos:
+        handle.write(tfrecord_frame(photo_example(photo)))
+
+
+WRITERS = {
+    "webdataset": ("tar", write_webdataset),
+    "parquet": ("parquet", write_parquet),
+    "tfrecord": ("tfrecord", write_tfrecord),
+}

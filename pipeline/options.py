@@ -1,0 +1,86 @@
+"""Every flag of `pass-pipeline run`, typed and documented, as one Beam `PipelineOptions` view.
+
+Beam's own options (runner, workers, Dataflow settings) pass through untouched, so the job
+is configured the same way on the local runner and on Dataflow.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
+FORMATS = ("webdataset", "parquet", "tfrecord")
+PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: the comma-separated flags' one parser."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class PassOptions(PipelineOptions):
+    """Options of the dataset build. Sizes are pixels, times seconds, unless named otherwise."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        add = parser.add_argument
+        # --- input and output ------------------------------------------------------------------
+        add("--input", default=None, help="YFCC100M metadata file(s): a path or glob, plain, .gz or .bz2.")
+        add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")
+        add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
+        add("--shards", type=int, default=0,
+            help="Number of dataset shards; 0 picks ceil(kept / images_per_shard).")
+        add("--images_per_shard", type=int, default=5000, help="Target shard size when --shards=0.")
+        # --- fetch --------------------------------------------------------------------------------
+        add("--allowed_hosts", default=DEFAULT_ALLOWED_HOSTS,
+            help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port.")
+        add("--contact", default=PROJECT_URL,
+            help="Contact URL sent in the User-Agent so site owners can reach us.")
+        add("--connect_timeout", type=float, default=10.0, help="Seconds to open a connection.")
+        add("--read_timeout", type=float, default=30.0, help="Seconds without a byte before a read gives up.")
+        add("--fetch_deadline", type=float, default=120.0,
+            help="Seconds one download may take in all, retries included.")
+        add("--max_bytes", type=int, default=20 * 1024 * 1024, help="Largest response body accepted.")
+        add("--max_retries", type=int, default=3, help="Retries after 429, 5xx and connection errors.")
+        add("--backoff_base", type=float, default=1.0, help="First retry delay; doubles on each retry.")
+        add("--max_backoff", type=float, default=60.0, help="Longest single wait, Retry-After included.")
+        add("--per_host_concurrency", type=int, default=16, help="Concurrent requests per host per worker process.")
+        add("--per_host_rps", type=float, default=50.0,
+            help="Requests per second per host per worker process; 0 = no limit.")
+        add("--fetch_threads", type=int, default=32, help="Download threads per worker process.")
+        # --- decode and normalise -------------------------------------------------------------
+        add("--max_side", type=int, default=512, help="Longer side of stored images (PASS shipped 512).")
+        add("--min_side", type=int, default=64, help="Images whose shorter side is below this are rejected.")
+        add("--max_pixels", type=int, default=64_000_000, help="Images with more pixels are rejected before decoding.")
+        add("--min_stddev", type=float, default=3.0,
+            help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
+        add("--jpeg_quality", type=int, default=90, help="Quality of the re-encoded JPEGs.")
+        # --- selection --------------------------------------------------------------------------
+        add("--per_owner_cap", type=int, default=80,
+            help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
+
+
+def validate(opts: PassOptions) -> list[str]:
+    """Problems with the options a user gave, as messages; empty when the options are usable."""
+    problems = []
+    if not opts.input:
+        problems.append("--input is required")
+    if not opts.output:
+        problems.append("--output is required")
+    unknown = set(split_list(opts.formats)) - set(FORMATS)
+    if unknown or not split_list(opts.formats):
+        problems.append(f"--formats must be a non-empty subset of {','.join(FORMATS)} (got {opts.formats!r})")
+    if not split_list(opts.allowed_hosts):
+        problems.append("--allowed_hosts must name at least one host")
+    for name in ("max_side", "min_side", "max_pixels", "max_bytes", "per_host_concurrency", "fetch_threads",
+                 "images_per_shard"):
+        if getattr(opts, name) <= 0:
+            problems.append(f"--{name} must be positive")
+    for name in ("shards", "per_owner_cap", "max_retries"):
+        if getattr(opts, name) < 0:
+            problems.append(f"--{name} must not be negative")
+    if opts.min_side > opts.max_side:
+        problems.append("--min_side must not exceed --max_side")
+    if not 1 <= opts.jpeg_quality <= 100:
+        problems.append("--jpeg_quality must be within 1..100")
+    return problems

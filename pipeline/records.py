@@ -1,0 +1,141 @@
+"""The two element types that flow through the job: `Photo` and `Rejection`.
+
+`Photo` is one candidate image. Sources fill its metadata; later stages add bytes, sizes,
+hashes and scores with `dataclasses.replace`, so a stage never reshapes a dict that another
+stage also reads. Both types have explicit, deterministic coders registered with Beam, so
+their encoding never depends on pickle and shuffles are stable across workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import coders
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One candidate image and everything known about it so far."""
+
+    # --- identity and provenance -----------------------------------------------------------
+    photo_id: str
+    source: str = ""  # "yfcc" or "flickr"
+    source_ref: str = ""  # where the record came from, e.g. "file.tsv:12"
+    # --- creator and license (what CC BY attribution needs) --------------------------------
+    owner_nsid: str = ""
+    owner_name: str = ""
+    title: str = ""
+    description: str = ""
+    tags: str = ""
+    machine_tags: str = ""
+    date_taken: str = ""
+    date_uploaded: str = ""  # ISO 8601, UTC
+    capture_device: str = ""
+    page_url: str = ""
+    download_url: str = ""
+    license_name: str = ""
+    license_url: str = ""
+    server_id: str = ""
+    farm_id: str = ""
+    secret: str = ""
+    secret_original: str = ""
+    extension: str = ""
+    marker: int = 0  # 0 photo, 1 video (YFCC)
+    # --- filled by fetch ---------------------------------------------------------------------
+    fetched_url: str = ""
+    raw: bytes = b""  # downloaded bytes; dropped once the image is normalised
+    # --- filled by images (decode, normalise, hash) -----------------------------------------
+    original_format: str = ""
+    original_width: int = 0
+    original_height: int = 0
+    image: bytes = b""  # stored JPEG, metadata-free
+    width: int = 0
+    height: int = 0
+    download_sha256: str = ""
+    sha256: str = ""  # of the stored bytes
+    phash: str = ""  # 64-bit pHash, 16 hex digits
+    # --- filled by detect -------------------------------------------------------------------
+    scores: tuple[tuple[str, float], ...] = field(default=())
+
+    def replace(self, **changes: Any) -> Photo:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def ref(self) -> str:
+        """Best identifier for messages: the photo id, else where the row came from."""
+        return self.photo_id or self.source_ref
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the bytes, as JSON-ready values (for WebDataset's KEY.json)."""
+        out = {f.name: getattr(self, f.name) for f in _PHOTO_FIELDS if f.name not in ("raw", "image")}
+        out["scores"] = dict(self.scores)
+        return out
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The single dead-letter type: why one input record did not make it into the dataset."""
+
+    photo_id: str  # the photo id, or "file:line" when the row had none
+    stage: str
+    reason: str
+    detail: str = ""
+    duplicate_of: str = ""
+    source_ref: str = ""
+
+    @classmethod
+    def of(cls, photo: Photo, stage: str, reason: str, detail: str = "", duplicate_of: str = "") -> Rejection:
+        return cls(photo.ref, stage, reason, detail, duplicate_of, photo.source_ref)
+
+
+_PHOTO_FIELDS = dataclasses.fields(Photo)
+_REJECTION_FIELDS = dataclasses.fields(Rejection)
+
+
+class _DataclassTupleCoder(coders.Coder):
+    """Encodes a flat dataclass as the tuple of its field values with Beam's primitives coder.
+
+    Deterministic as long as every field is a str, int, float, bytes or a tuple of those,
+    which is true of both record types.
+    """
+
+    record_type: type = object
+    fields: tuple = ()
+
+    def __init__(self) -> None:
+        self._tuple_coder = coders.FastPrimitivesCoder()
+
+    def encode(self, value: Any) -> bytes:
+        return self._tuple_coder.encode(tuple(getattr(value, f.name) for f in self.fields))
+
+    def decode(self, encoded: bytes) -> Any:
+        return self.record_type(*self._tuple_coder.decode(encoded))
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def to_type_hint(self) -> type:
+        return self.record_type
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class PhotoCoder(_DataclassTupleCoder):
+    record_type = Photo
+    fields = _PHOTO_FIELDS
+
+
+class RejectionCoder(_DataclassTupleCoder):
+    record_type = Rejection
+    fields = _REJECTION_FIELDS
+
+
+beam.coders.registry.register_coder(Photo, PhotoCoder)
+beam.coders.registry.register_coder(Rejection, RejectionCoder)

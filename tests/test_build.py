@@ -1,0 +1,196 @@
+"""The whole job on the local runner over a local image server: real photographs and every kind of
+bad input, the accounting invariant, the outputs read back, and byte-identical reruns."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.build import build
+from pipeline.cli import pipeline_options, run
+from pipeline.demo import DEMO_PHOTOS, demo_image
+from pipeline.fixtures.static_server import PLACEHOLDER_URL, Response, StaticServer, image, redirect, status
+from pipeline.fixtures.yfcc_rows import CC_BY_NC_2, yfcc_line
+from pipeline.options import PassOptions
+from tests import bad_images
+from tests.conftest import LOCAL, local_pipeline
+
+FAST = ["--backoff_base=0.01", "--read_timeout=0.3", "--max_retries=2", "--shards=3", "--per_owner_cap=3"]
+
+
+def world(server: StaticServer, directory: Path) -> tuple[Path, dict[str, tuple[str, str] | None]]:
+    """Writes the metadata files; returns them with the expected fate of every row:
+    None = kept, else (stage, reason)."""
+    lines: list[str] = []
+    expected: dict[str, tuple[str, str] | None] = {}
+
+    def row(photo_id, fate, *responses, **fields):
+        url = server.add(f"/7/{photo_id}_abcdef0123.jpg", *responses) if responses else fields.pop("url")
+        lines.append(yfcc_line(len(lines) + 1, photo_id, url, **fields))
+        expected.setdefault(photo_id, fate)  # a repeated id keeps the fate of its first row
+
+    for photo_id, name, title, credit, owner in DEMO_PHOTOS:
+        fate = "capped" if owner == "10000001@N01" else None  # NASA's account: capped below
+        row(photo_id, fate, image(demo_image(name)), title=title, owner_name=credit, owner_nsid=owner)
+    chelsea = demo_image("chelsea.jpg")
+    rotated, _ = bad_images.exif_rotated_jpeg()
+    row("2001", ("exact_dedup", "duplicate"), image(chelsea), owner_nsid="dup@N00")
+    row("2002", ("image", "truncated"), image(bad_images.truncated_jpeg()))
+    row("2003", ("image", "not_an_image"), image(bad_images.HTML))
+    row("2004", ("image", "empty"), image(b""))
+    row("2005", ("image", "too_many_pixels"), image(bad_images.png_bomb(), "image/png"))
+    row("2006", ("image", "too_small"), image(bad_images.one_by_one(), "image/png"))
+    row("2007", ("image", "blank"), image(bad_images.single_colour(), "image/png"))
+    row("2008", None, image(bad_images.cmyk_jpeg()), owner_nsid="cmyk@N00")
+    row("2009", None, image(bad_images.png16(), "image/png"), owner_nsid="png16@N00")
+    row("2010", None, image(bad_images.animated_gif(), "image/gif"), owner_nsid="gif@N00")
+    row("2011", None, image(rotated), owner_nsid="rotated@N00")
+    row("2012", ("fetch", "not_found"), status(404))
+    row("2013", ("fetch", "gone"), status(410))
+    row("2014", None, status(500), image(bad_images.crop_variant("grass.jpg", 0)), owner_nsid="retry@N00")
+    row("2015", None, status(429, Retry_After="1"), image(bad_images.crop_variant("coins.jpg", 3)),
+        owner_nsid="slow@N00")
+    row("2016", ("fetch", "timeout"), Response(200, chelsea, delay=1.0))
+    row("2017", ("fetch", "redirect_not_allowed"), redirect("http://elsewhere.example.org/x.jpg"))
+    row("2018", ("fetch", "deleted"), redirect(PLACEHOLDER_URL))
+    row("2019", ("fetch", "host_not_allowed"), url="http://not-allowed.example.org/1/2019_ab.jpg")
+    row("2020", ("license", "not_cc_by"), image(chelsea), license=CC_BY_NC_2)
+    row("2021", ("license", "video"), image(chelsea), marker=1)
+    # Four more photos of NASA's account (which already has 1001 and 1006) trip the cap of 3.
+    for i in range(4):
+        photo_id = str(3000 + i)
+        row(photo_id, "capped", image(bad_images.crop_variant("hubble_deep_field.jpg", i)), owner_nsid="10000001@N01")
+    row("1003", None, image(chelsea))  # the same id listed twice: the second row is a repeated_id
+    lines.append("2022\tshort\trow")
+    expected["metadata.tsv:" + str(len(lines))] = ("read", "wrong_column_count")
+    lines.append(yfcc_line(len(lines) + 1, "2023", "u").replace("demo+owner", "d\udcffmo"))
+    expected["metadata.tsv:" + str(len(lines))] = ("read", "bad_encoding")
+    path = directory / "metadata.tsv"
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+    (directory / "empty.tsv").write_bytes(b"")
+    return directory / "*.tsv", expected
+
+
+@pytest.fixture(scope="module")
+def server():
+    with StaticServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def first_run(server, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("input")
+    pattern, expected = world(server, directory)
+    output = tmp_path_factory.mktemp("out") / "dataset"
+    argv = [f"--input={pattern}", f"--output={output}", f"--allowed_hosts={server.host}", *FAST, *LOCAL]
+    stats = run(argv)
+    return argv, output, stats, expected
+
+
+def rejections(output: Path) -> list[dict]:
+    return pq.read_table(output / "rejections").to_pylist()
+
+
+def kept_ids(output: Path) -> list[str]:
+    return pq.read_table(output / "parquet").column("photo_id").to_pylist()
+
+
+def test_every_row_ends_exactly_once(first_run):
+    _, output, stats, expected = first_run
+    rejected = [r["photo_id"] for r in rejections(output)]
+    kept = kept_ids(output)
+    assert len(rejected) + len(kept) == stats["input_rows"] == len(expected) + 1  # 1003 is listed twice
+    assert len(set(kept)) == len(kept) and not set(kept) & {r["photo_id"] for r in rejections(output)
+                                                            if r["reason"] != "repeated_id"}
+    assert stats["accounted"] and stats["kept"] == len(kept)
+
+
+def test_each_row_has_its_expected_fate(first_run):
+    _, output, _, expected = first_run
+    fate = {r["photo_id"]: (r["stage"], r["reason"]) for r in rejections(output) if r["reason"] != "repeated_id"}
+    repeated = [r for r in rejections(output) if r["reason"] == "repeated_id"]
+    assert [(r["photo_id"], r["duplicate_of"]) for r in repeated] == [("1003", "1003")]
+    kept = set(kept_ids(output))
+    capped = [photo_id for photo_id, want in expected.items() if want == "capped"]
+    for photo_id, want in expected.items():
+        if want is None:
+            assert photo_id in kept, photo_id
+        elif want != "capped":
+            assert fate.get(photo_id) == want, photo_id
+    nasa = set(capped)
+    assert len(nasa) == 6 and len(nasa & kept) == 3 and all(fate[i] == ("owner_cap", "owner_cap") for i in nasa - kept)
+    duplicate = next(r for r in rejections(output) if r["photo_id"] == "2001")
+    assert duplicate["duplicate_of"] == "1003"
+
+
+def test_outputs_agree_with_each_other_and_the_manifest(first_run):
+    _, output, stats, _ = first_run
+    kept = sorted(kept_ids(output), key=int)
+    tar_keys = []
+    for shard in sorted((output / "webdataset").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            tar_keys += [name.removesuffix(".jpg") for name in tar.getnames() if name.endswith(".jpg")]
+    assert sorted(tar_keys, key=int) == kept
+    records = sum(1 for shard in (output / "tfrecord").glob("*.tfrecord")
+                  for _ in __import__("tfrecord").reader.tfrecord_iterator(str(shard)))
+    assert records == len(kept)
+    with open(output / "ATTRIBUTION.csv", newline="", encoding="utf-8") as handle:
+        attribution = list(csv.DictReader(handle))
+    assert [row["photo_id"] for row in attribution] == kept
+    assert all(row["page_url"] and row["license_url"] and row["creator"] for row in attribution)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["totals"]["kept"] == stats["kept"]
+    shards = [f for f in manifest["files"] if f["format"] in ("webdataset", "parquet", "tfrecord")]
+    assert len(shards) == 9 and sum(f["records"] for f in shards) == 3 * len(kept)
+    for entry in manifest["files"]:
+        data = (output / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    assert not list(output.rglob("*.tmp-*"))
+
+
+def test_stored_images_carry_no_metadata(first_run):
+    _, output, _, _ = first_run
+    for row in pq.read_table(output / "parquet", columns=["photo_id", "image", "width", "height"]).to_pylist():
+        assert b"Exif\x00\x00" not in row["image"] and b"CameraMaker" not in row["image"]
+        assert max(row["width"], row["height"]) <= 512
+        if row["photo_id"] == "2011":  # EXIF-rotated: stored upright
+            assert row["height"] > row["width"]
+
+
+def shard_bytes(output: Path) -> dict[str, str]:
+    return {str(path.relative_to(output)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for folder in ("webdataset", "parquet", "tfrecord", "rejections") for path in (output / folder).iterdir()}
+
+
+def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_path):
+    argv, output, _, _ = first_run
+    again = tmp_path / "again"
+    argv = [a if not a.startswith("--output=") else f"--output={again}" for a in argv]
+    run([*argv, "--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert shard_bytes(again) == shard_bytes(output)
+    assert (again / "ATTRIBUTION.csv").read_bytes() == (output / "ATTRIBUTION.csv").read_bytes()
+    assert (again / "stats.json").read_bytes() == (output / "stats.json").read_bytes()
+
+
+def test_build_wiring_with_assert_that(server, tmp_path):
+    """The same accounting checked inside the pipeline, on the demo world."""
+    from pipeline.demo import build_demo_world
+
+    metadata = build_demo_world(server, tmp_path)
+    options = pipeline_options([f"--input={metadata}", f"--output={tmp_path / 'out'}",
+                                f"--allowed_hosts={server.host}", *LOCAL])
+    with local_pipeline() as p:
+        result = build(p, options.view_as(PassOptions))
+        ids = ((result["kept"] | "K" >> beam.Map(lambda ph: ph.photo_id)),
+               (result["rejections"] | "R" >> beam.Map(lambda r: r.photo_id))) | beam.Flatten()
+        assert_that(ids | beam.combiners.Count.Globally(), equal_to([18]), label="count")
+        assert_that(ids | "Distinct" >> beam.Distinct() | "N" >> beam.combiners.Count.Globally(), equal_to([18]),
+                    label="distinct")

@@ -1,0 +1,50 @@
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.cap import CapPerOwner, _KeepFirstN, cap_rank
+from tests.conftest import local_pipeline, photo
+
+
+def run_cap(photos, cap):
+    kept, rejected = [], []
+    for out in _KeepFirstN(cap).process(("owner:o", photos)):
+        (rejected if hasattr(out, "tag") else kept).append(out)
+    return kept, [tagged.value for tagged in rejected]
+
+
+@given(st.lists(st.integers(1, 10**9), unique=True, max_size=60), st.integers(1, 20))
+@settings(max_examples=60)
+def test_heap_keeps_exactly_the_cap_smallest_ranks(ids, cap):
+    photos = [photo(str(i)) for i in ids]
+    kept, rejected = run_cap(photos, cap)
+    oracle = sorted(photos, key=cap_rank)[:cap]
+    assert sorted(p.photo_id for p in kept) == sorted(p.photo_id for p in oracle)
+    assert len(kept) + len(rejected) == len(photos)
+    assert {r.reason for r in rejected} <= {"owner_cap"}
+
+
+def test_order_of_input_does_not_change_the_choice():
+    photos = [photo(str(i)) for i in range(50)]
+    forward, _ = run_cap(photos, 7)
+    backward, _ = run_cap(list(reversed(photos)), 7)
+    assert sorted(p.photo_id for p in forward) == sorted(p.photo_id for p in backward)
+
+
+def test_stage_caps_per_owner_and_leaves_unknown_owners_alone():
+    photos = [photo(str(i), owner_nsid="big@N00") for i in range(10)]
+    photos += [photo("100", owner_nsid="small@N00")] + [photo(str(200 + i), owner_nsid="") for i in range(5)]
+    expected_big = sorted(sorted(photos[:10], key=cap_rank)[:3], key=lambda p: p.photo_id)
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | CapPerOwner(3)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
+                    equal_to([ph.photo_id for ph in expected_big] + ["100"] + [str(200 + i) for i in range(5)]),
+                    label="kept")
+        assert_that(out.rejected | beam.combiners.Count.Globally(), equal_to([7]), label="rejected")
+
+
+def test_cap_zero_disables():
+    with local_pipeline() as p:
+        out = p | beam.Create([photo(str(i)) for i in range(5)]) | CapPerOwner(0)
+        assert_that(out.kept | beam.combiners.Count.Globally(), equal_to([5]))

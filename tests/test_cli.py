@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cli import main, pipeline_options
+from pipeline.options import PassOptions
+
+
+def test_defaults_to_a_runner_that_never_reaches_out():
+    options = pipeline_options(["--input=x", "--output=y"])
+    assert options.view_as(PassOptions).max_side == 512
+    assert options.get_all_options()["runner"] == "FnApiRunner"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--output=/tmp/x"], "--input is required"),
+    (["run", "--input=/nonexistent/*.tsv", "--output=/tmp/x"], "matches no file"),
+    (["run", "--input=x", "--output=y", "--formats=webdataset,jpeg"], "--formats"),
+    (["run", "--input=x", "--output=y", "--min_side=600"], "--min_side"),
+])
+def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_to_mix_with_an_existing_dataset(tmp_path, capsys):
+    (tmp_path / "in.tsv").write_text("")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text("{}")
+    assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_demo(tmp_path):
+    """The README's first command in miniature: the demo through `python -m pipeline`."""
+    done = subprocess.run([sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kept 10 of 18 input rows (all accounted for)" in done.stdout
+    stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
+    assert stats["accounted"] and stats["kept"] == 10

@@ -1,0 +1,49 @@
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.dedup import ExactDuplicates, survivor_rank
+from tests.conftest import local_pipeline, photo
+
+
+def hashed(photo_id, sha, download=None, size=(100, 100), uploaded="2014-01-01T00:00:00Z"):
+    return photo(photo_id, sha256=sha, download_sha256=download or f"d{sha}", original_width=size[0],
+                 original_height=size[1], date_uploaded=uploaded, image=b"jpeg-" + sha.encode())
+
+
+def test_survivor_rule_resolution_then_upload_then_id():
+    big = hashed("9", "a", size=(200, 200))
+    early = hashed("8", "a", uploaded="2010-01-01T00:00:00Z")
+    small_id = hashed("7", "a")
+    late = hashed("10", "a")
+    assert sorted([late, small_id, early, big], key=survivor_rank) == [big, early, small_id, late]
+
+
+def test_numeric_ids_compare_as_numbers():
+    assert survivor_rank(hashed("9", "a")) < survivor_rank(hashed("10", "a"))
+
+
+def test_stage_keeps_one_per_stored_hash_and_names_survivor():
+    photos = [hashed("1", "x", download="same"), hashed("2", "x", download="same", size=(300, 300)),
+              hashed("3", "x", download="other"), hashed("4", "y")]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | ExactDuplicates()
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["2", "4"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.duplicate_of, r.detail)),
+                    equal_to([("1", "duplicate", "2", "identical downloaded bytes"),
+                              ("3", "duplicate", "2", "identical pixels after normalisation")]), label="rejected")
+
+
+@given(st.lists(st.tuples(st.integers(1, 10_000), st.sampled_from("abc"), st.integers(1, 3)),
+                min_size=1, max_size=12, unique_by=lambda t: t[0]))
+def test_survivor_is_the_minimum_whatever_the_order(entries):
+    photos = [hashed(str(i), sha, size=(side, side)) for i, sha, side in entries]
+    best = {}
+    for ph in photos:
+        if ph.sha256 not in best or survivor_rank(ph) < survivor_rank(best[ph.sha256]):
+            best[ph.sha256] = ph
+    for sha, survivor in best.items():
+        group = [ph for ph in photos if ph.sha256 == sha]
+        assert min(group, key=survivor_rank) is survivor
+        assert min(reversed(group), key=survivor_rank) is survivor  # a strict total order: no ties

@@ -1,0 +1,163 @@
+import time
+
+import pytest
+
+from pipeline.fixtures.static_server import PLACEHOLDER_URL, Response, StaticServer, image, redirect, status
+from pipeline.http_client import (
+    FetchConfig,
+    Fetcher,
+    forbids_ai,
+    host_allowed,
+    host_gate,
+    is_placeholder,
+    retry_after_seconds,
+    user_agent,
+)
+from tests.conftest import real_jpeg
+
+JPEG = real_jpeg()
+
+
+@pytest.fixture
+def server():
+    with StaticServer() as srv:
+        yield srv
+
+
+def fetcher(server, sleeps=None, **overrides) -> Fetcher:
+    settings = dict(allowed_hosts=(server.host,), user_agent=user_agent("test", "https://example.org/contact"),
+                    connect_timeout=2.0, read_timeout=2.0, deadline=20.0, max_retries=3, backoff_base=0.01,
+                    max_backoff=5.0)
+    settings.update(overrides)
+    record = sleeps.append if sleeps is not None else (lambda seconds: None)
+    return Fetcher(FetchConfig(**settings), sleep=record)
+
+
+def test_downloads_and_sends_identifiable_user_agent(server):
+    url = server.add("/1/1_ab.jpg", image(JPEG))
+    result = fetcher(server).fetch(url)
+    assert result.ok and result.body == JPEG and result.url == url
+    assert "pass-pipeline/test" in server.user_agents[-1] and "https://example.org/contact" in server.user_agents[-1]
+
+
+@pytest.mark.parametrize("code,reason", [(404, "not_found"), (410, "gone"), (403, "http_error")])
+def test_permanent_http_errors_are_not_retried(server, code, reason):
+    url = server.add("/x.jpg", status(code))
+    result = fetcher(server).fetch(url)
+    assert (result.ok, result.reason, result.attempts) == (False, reason, 1)
+    assert server.hits["/x.jpg"] == 1
+
+
+def test_500_then_success_is_retried_with_exponential_backoff(server):
+    sleeps = []
+    url = server.add("/x.jpg", status(500), status(503), image(JPEG))
+    result = fetcher(server, sleeps).fetch(url)
+    assert result.ok and result.body == JPEG and result.attempts == 3
+    assert sleeps == pytest.approx([0.01, 0.02])
+
+
+def test_429_honours_retry_after(server):
+    sleeps = []
+    url = server.add("/x.jpg", status(429, Retry_After="3"), image(JPEG))
+    result = fetcher(server, sleeps).fetch(url)
+    assert result.ok and sleeps == [3.0]
+
+
+def test_persistent_429_gives_up_after_max_retries(server):
+    sleeps = []
+    url = server.add("/x.jpg", status(429, Retry_After="1"))
+    result = fetcher(server, sleeps, max_retries=2).fetch(url)
+    assert result.reason == "rate_limited" and server.hits["/x.jpg"] == 3 and sleeps == [1.0, 1.0]
+
+
+def test_retry_after_is_capped_by_max_backoff_and_deadline(server):
+    url = server.add("/x.jpg", status(503, Retry_After="3600"))
+    result = fetcher(server, [], max_backoff=60.0, deadline=10.0).fetch(url)
+    assert result.reason == "server_error" and "deadline" in result.detail
+
+
+def test_read_timeout_is_retried_then_reported(server):
+    url = server.add("/slow.jpg", Response(200, JPEG, delay=0.5))
+    result = fetcher(server, read_timeout=0.1, max_retries=1).fetch(url)
+    assert result.reason == "timeout" and server.hits["/slow.jpg"] == 2
+
+
+def test_slow_then_fast_succeeds(server):
+    url = server.add("/x.jpg", Response(200, JPEG, delay=0.5), image(JPEG))
+    assert fetcher(server, read_timeout=0.1).fetch(url).ok
+
+
+def test_redirect_within_allow_list_is_followed(server):
+    target = server.add("/real.jpg", image(JPEG))
+    url = server.add("/moved.jpg", redirect(target, 301))
+    result = fetcher(server).fetch(url)
+    assert result.ok and result.url == target
+
+
+def test_redirect_off_allow_list_is_refused_not_followed(server):
+    url = server.add("/x.jpg", redirect("http://evil.example.com/x.jpg"))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "redirect_not_allowed" and "evil.example.com" in result.detail
+
+
+def test_redirect_to_placeholder_means_deleted(server):
+    for path, location in [("/a.jpg", PLACEHOLDER_URL),
+                           ("/b.jpg", "https://l.yimg.com/g/images/photo_unavailable.gif"),
+                           ("/c.jpg", "https://s.yimg.com/pw/images/de-de/photo_unavailable_l.png")]:
+        result = fetcher(server).fetch(server.add(path, redirect(location)))
+        assert result.reason == "deleted" and not result.body
+
+
+def test_redirect_loop_stops(server):
+    url = server.add("/loop.jpg", redirect("/loop.jpg"))
+    assert fetcher(server).fetch(url).reason == "too_many_redirects"
+
+
+def test_host_not_on_allow_list_is_never_contacted(server):
+    url = server.add("/x.jpg", image(JPEG))
+    result = fetcher(server, allowed_hosts=("live.staticflickr.com",)).fetch(url)
+    assert result.reason == "host_not_allowed" and server.hits["/x.jpg"] == 0
+
+
+def test_body_over_max_bytes_is_refused(server):
+    url = server.add("/big.jpg", image(b"\xff" * 5000))
+    assert fetcher(server, max_bytes=4000).fetch(url).reason == "too_large"
+
+
+def test_x_robots_tag_noai_is_honoured(server):
+    url = server.add("/x.jpg", image(JPEG, **{"X-Robots-Tag": "noindex, noimageai"}))
+    assert fetcher(server).fetch(url).reason == "robots_noai"
+
+
+def test_connection_refused_is_a_connection_error(server):
+    result = fetcher(server, max_retries=1, allowed_hosts=("127.0.0.1:9",)).fetch("http://127.0.0.1:9/x.jpg")
+    assert result.reason == "connection_error"
+
+
+def test_allow_list_patterns():
+    patterns = ("live.staticflickr.com", "farm*.staticflickr.com", "127.0.0.1:8080")
+    assert host_allowed("https://live.staticflickr.com/1/2_ab.jpg", patterns)
+    assert host_allowed("http://farm3.staticflickr.com/1/2_ab.jpg", patterns)
+    assert host_allowed("http://127.0.0.1:8080/x.jpg", patterns)
+    assert not host_allowed("http://127.0.0.1:8081/x.jpg", patterns)
+    assert not host_allowed("http://live.staticflickr.com.evil.com/x.jpg", patterns)
+    assert not host_allowed("ftp://live.staticflickr.com/x.jpg", patterns)
+    assert not host_allowed("file:///etc/passwd", patterns)
+
+
+def test_placeholder_and_robots_parsing():
+    assert is_placeholder("https://s.yimg.com/pw/images/fr-fr/photo_unavailable_t.png")
+    assert not is_placeholder("https://s.yimg.com/pw/images/logo.png")
+    assert forbids_ai("noai") and forbids_ai("noindex, NoImageAI") and not forbids_ai("noindex, noarchive")
+    assert retry_after_seconds("120", 0) == 120
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470) == pytest.approx(10)
+    assert retry_after_seconds("soon", 0) is None
+
+
+def test_host_gate_spaces_requests_by_rate():
+    gate = host_gate("rate.test", 4, 20.0)
+    start = time.monotonic()
+    for _ in range(5):
+        with gate.slot():
+            pass
+    assert time.monotonic() - start >= 0.19  # 5 starts at 20/s span at least 4 intervals of 50 ms

@@ -1,0 +1,53 @@
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.license import FilterLicense, is_cc_by, license_rejection
+from tests.conftest import local_pipeline, photo
+
+
+@pytest.mark.parametrize("name,url", [
+    ("", "http://creativecommons.org/licenses/by/2.0/"),
+    ("", "https://creativecommons.org/licenses/by/4.0/"),
+    ("", "https://www.creativecommons.org/licenses/by/4.0"),
+    ("Attribution License", ""),
+    ("CC BY 2.0", ""),
+    ("cc  by 4.0", ""),
+])
+def test_cc_by_accepted(name, url):
+    assert is_cc_by(name, url)
+
+
+@pytest.mark.parametrize("name,url", [
+    ("Attribution-ShareAlike License", "http://creativecommons.org/licenses/by-sa/2.0/"),
+    ("Attribution-NonCommercial License", "http://creativecommons.org/licenses/by-nc/2.0/"),
+    ("Attribution-NoDerivs License", "http://creativecommons.org/licenses/by-nd/2.0/"),
+    ("Attribution License", "http://creativecommons.org/licenses/by-nc/2.0/"),  # the URL decides
+    ("", "http://creativecommons.org/licenses/by/3.0/"),
+    ("All Rights Reserved", ""),
+    ("", ""),
+    ("Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
+])
+def test_everything_else_rejected(name, url):
+    assert not is_cc_by(name, url)
+
+
+def test_video_rejected_even_when_cc_by():
+    rejection = license_rejection(photo("5", marker=1))
+    assert rejection and rejection.reason == "video"
+
+
+def test_rejection_carries_the_license_as_detail():
+    rejection = license_rejection(photo("5", license_name="Attribution-ShareAlike License",
+                                        license_url="http://creativecommons.org/licenses/by-sa/2.0/"))
+    assert rejection.reason == "not_cc_by" and "by-sa" in rejection.detail and rejection.stage == "license"
+
+
+def test_stage_splits_kept_and_rejected():
+    photos = [photo("1"), photo("2", license_url="http://creativecommons.org/licenses/by-nc/2.0/"),
+              photo("3", marker=1)]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | FilterLicense()
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)),
+                    equal_to([("2", "not_cc_by"), ("3", "video")]), label="rejected")

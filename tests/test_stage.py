@@ -1,0 +1,34 @@
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.records import Photo, PhotoCoder, Rejection, RejectionCoder
+from pipeline.stage import apply_stage, reject
+from tests.conftest import local_pipeline, photo
+
+
+class Explodes(beam.DoFn):
+    def process(self, ph):
+        if ph.photo_id == "2":
+            raise ValueError("boom")
+        if ph.photo_id == "3":
+            yield reject(Rejection.of(ph, "t", "expected"))
+            return
+        yield ph
+
+
+def test_unexpected_exception_becomes_internal_error_rejection():
+    with local_pipeline() as p:
+        out = apply_stage(p | beam.Create([photo("1"), photo("2"), photo("3")]), "t", Explodes())
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.detail)),
+                    equal_to([("2", "t", "internal_error", "ValueError('boom')"), ("3", "t", "expected", "")]),
+                    label="rejected")
+
+
+def test_coders_round_trip_and_are_deterministic():
+    ph = photo("7", image=b"\x00\xff", scores=(("face", 0.5),), original_width=3, title="Zoë")
+    assert PhotoCoder().decode(PhotoCoder().encode(ph)) == ph
+    assert PhotoCoder().encode(ph) == PhotoCoder().encode(Photo(**ph.__dict__))
+    r = Rejection("7", "s", "r", "d", "1", "f:1")
+    assert RejectionCoder().decode(RejectionCoder().encode(r)) == r
+    assert beam.coders.registry.get_coder(Photo).is_deterministic()

@@ -1,0 +1,20 @@
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.unique import DropRepeatedIds, source_order
+from tests.conftest import local_pipeline, photo
+
+
+def test_first_occurrence_by_file_then_numeric_line_wins():
+    photos = [photo("7", source_ref="a.tsv:10"), photo("7", source_ref="a.tsv:9"), photo("7", source_ref="b.tsv:1"),
+              photo("8", source_ref="a.tsv:11")]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | DropRepeatedIds()
+        assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.source_ref)),
+                    equal_to([("7", "a.tsv:9"), ("8", "a.tsv:11")]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason, r.duplicate_of)),
+                    equal_to([("a.tsv:10", "repeated_id", "7"), ("b.tsv:1", "repeated_id", "7")]), label="rejected")
+
+
+def test_source_order_compares_numbers_numerically():
+    assert source_order(photo("1", source_ref="x:9")) < source_order(photo("1", source_ref="x:10"))
