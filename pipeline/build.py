@@ -1,7 +1,7 @@
 """Wires the stages into one pipeline; nothing else lives here.
 
   ReadYfcc -> FilterLicense -> DropRepeatedIds -> Fetch -> NormaliseImages -> ExactDuplicates
-    -> CapPerOwner -> WriteDataset (+ ATTRIBUTION.csv)
+    -> NearDuplicates -> CapPerOwner -> WriteDataset (+ ATTRIBUTION.csv)
   every stage's rejections -> WriteRejections;  counts -> stats.json;  files -> manifest.json
 """
 
@@ -19,15 +19,17 @@ from pipeline.dedup import ExactDuplicates
 from pipeline.fetch import Fetch
 from pipeline.images import ImageConfig, NormaliseImages
 from pipeline.license import FilterLicense
+from pipeline.near_dedup import NearDuplicates
 from pipeline.options import PassOptions, split_list
 from pipeline.sources.yfcc import ReadYfcc
+from pipeline.stage import StageOutput
 from pipeline.stats import build_stats
 from pipeline.unique import DropRepeatedIds
 
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
     "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
-    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes",
+    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
 )
 
 
@@ -43,12 +45,17 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     fetched = unique.kept | "Fetch" >> Fetch(opts)
     images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
     distinct = images.kept | "ExactDuplicates" >> ExactDuplicates()
-    capped = distinct.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
+    if opts.near_dup_distance >= 0:
+        near = distinct.kept | "NearDuplicates" >> NearDuplicates(
+            opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap)
+    else:
+        near = StageOutput(distinct.kept, pipeline | "NoNearDedup" >> beam.Create([]))
+    capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     kept = capped.kept
 
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, fetched.rejected, images.rejected,
-        distinct.rejected, capped.rejected,
+        distinct.rejected, near.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()
 
     files = (

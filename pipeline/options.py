@@ -55,6 +55,15 @@ class PassOptions(PipelineOptions):
         add("--min_stddev", type=float, default=3.0,
             help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
         add("--jpeg_quality", type=int, default=90, help="Quality of the re-encoded JPEGs.")
+        # --- duplicates ---------------------------------------------------------------------------
+        add("--near_dup_distance", type=int, default=4,
+            help="pHash Hamming distance at or below which two images are near duplicates (0-16); -1 = off. "
+                 "4 catches re-encodes, resizes and brightness changes of the bundled photos "
+                 "(benchmarks/near_dup_radius.py).")
+        add("--near_dup_key_blocks", type=int, default=2,
+            help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
+        add("--near_dup_bucket_cap", type=int, default=64,
+            help="Buckets larger than this are split further instead of compared pairwise.")
         # --- selection --------------------------------------------------------------------------
         add("--per_owner_cap", type=int, default=80,
             help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
@@ -79,6 +88,10 @@ def validate(opts: PassOptions) -> list[str]:
     for name in ("shards", "per_owner_cap", "max_retries"):
         if getattr(opts, name) < 0:
             problems.append(f"--{name} must not be negative")
+    if not -1 <= opts.near_dup_distance <= 16:
+        problems.append("--near_dup_distance must be within -1..16")
+    if opts.near_dup_key_blocks < 1 or opts.near_dup_bucket_cap < 2:
+        problems.append("--near_dup_key_blocks must be >= 1 and --near_dup_bucket_cap >= 2")
     if opts.min_side > opts.max_side:
         problems.append("--min_side must not exceed --max_side")
     if not 1 <= opts.jpeg_quality <= 100:

@@ -1,0 +1,233 @@
+"""Near duplicates: images whose 64-bit pHashes are within Hamming distance r keep one survivor.
+
+Nothing here is quadratic in the dataset size:
+
+1. Photos with the *same* pHash collapse to one representative first (the best by the survivor
+   rule of `dedup.py`): blank, dark and low-detail images, which share hashes by the thousand,
+   never reach the pairwise step.
+2. Candidate pairs come from the pigeonhole principle. The 64 bits are cut into r + k blocks;
+   two hashes within distance r differ in at most r blocks, so they agree exactly on at least k
+   blocks. Every representative is keyed by each choice of k blocks (C(r+k, k) keys of about
+   64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount. A pair is
+   reported only from the first key it shares, so no pair is emitted twice.
+3. A bucket larger than `bucket_cap` is split again on the bits in which its hashes vary (the
+   same pigeonhole argument over the remaining bits), to a bounded depth; what is left is
+   compared with vectorised XOR/popcount in numpy, in chunks, so memory stays bounded and a
+   skewed bucket costs C-speed comparisons rather than Python loops.
+4. The survivor rule is greedy and global: representatives are visited best first; one with no
+   kept neighbour within r is kept, otherwise it is dropped as a duplicate of its best kept
+   neighbour. Only representatives that have at least one neighbour take part, and only as ids,
+   ranks and edges, on one worker; the kept set therefore has no pair within r, and every
+   dropped image names a kept survivor and the distance.
+
+With k = 1 this is the classic r + 1 bands; k = 2 (the default) makes keys twice as wide, which
+keeps buckets small at 10^7-10^8 images (see shared/notes/near-duplicates.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.dedup import survivor_rank
+from pipeline.records import Photo, Rejection
+from pipeline.stage import StageOutput, apply_stage, reject
+
+STAGE = "near_dedup"
+HASH_BITS = 64
+
+
+def popcount(value: int) -> int:
+    return value.bit_count()
+
+
+def block_masks(distance: int, key_blocks: int) -> list[int]:
+    """Bit masks of the r + k blocks, as even as possible, covering all 64 bits."""
+    count = distance + key_blocks
+    bounds = [round(i * HASH_BITS / count) for i in range(count + 1)]
+    return [((1 << (high - low)) - 1) << low for low, high in itertools.pairwise(bounds)]
+
+
+def key_masks(distance: int, key_blocks: int) -> list[int]:
+    """One mask per choice of k blocks: two hashes within r agree exactly on at least one of them."""
+    blocks = block_masks(distance, key_blocks)
+    return [sum(combo) for combo in itertools.combinations(blocks, key_blocks)]
+
+
+def candidate_keys(value: int, masks: Sequence[int]) -> list[str]:
+    return [f"{index}:{value & mask:016x}" for index, mask in enumerate(masks)]
+
+
+def first_shared_key(a: int, b: int, masks: Sequence[int]) -> int:
+    return next(index for index, mask in enumerate(masks) if (a ^ b) & mask == 0)
+
+
+class Node(NamedTuple):
+    """A representative in the pairwise step: hash, survivor rank, photo id. Light by design."""
+
+    value: int
+    rank: tuple
+    photo_id: str
+
+
+class Edge(NamedTuple):
+    a: Node
+    b: Node
+    distance: int
+
+
+MAX_SPLIT_DEPTH = 3
+_BRUTE_CHUNK = 2048
+
+
+def _pairs_brute(nodes: Sequence[Node], distance: int) -> dict[tuple, Edge]:
+    """Every pair within `distance`, vectorised: XOR and popcount in numpy, in row chunks so that
+    memory stays at chunk x n."""
+    found: dict[tuple, Edge] = {}
+    if len(nodes) < 2:
+        return found
+    values = np.array([node.value for node in nodes], dtype=np.uint64)
+    for start in range(0, len(nodes), _BRUTE_CHUNK):
+        rows = values[start:start + _BRUTE_CHUNK]
+        distances = np.bitwise_count(rows[:, None] ^ values[None, :])
+        for i, j in zip(*np.nonzero(distances <= distance), strict=True):
+            a, b = start + int(i), int(j)
+            if a < b:
+                edge = Edge(nodes[a], nodes[b], int(distances[i, j]))
+                found[_ordered(edge)] = edge
+    return found
+
+
+def bucket_pairs(nodes: Sequence[Node], distance: int, fixed_mask: int, bucket_cap: int,
+                 depth: int = 0) -> dict[tuple, Edge]:
+    """All pairs within `distance` among `nodes`, which agree on the bits of `fixed_mask`.
+
+    Small buckets are compared pairwise (vectorised). A large one is split: bits on which all of
+    its hashes agree are fixed; the varying bits are cut into distance + 1 sub-blocks, any close
+    pair agrees on one of them, so grouping by each sub-block and recursing finds every pair, and
+    each group is strictly smaller than the bucket. The depth is bounded, so adversarial buckets
+    cost at most (distance + 1)^depth times their size plus vectorised comparisons at the leaves.
+    Returns {(smaller id, larger id): edge}.
+    """
+    if len(nodes) > bucket_cap and depth < MAX_SPLIT_DEPTH:
+        first = nodes[0].value
+        varying = 0
+        for node in nodes:
+            varying |= node.value ^ first
+        varying &= ~fixed_mask
+        free = [bit for bit in range(HASH_BITS) if varying >> bit & 1]
+        if len(free) > distance + 1:
+            found: dict[tuple, Edge] = {}
+            parts = distance + 1
+            for i in range(parts):
+                sub_mask = sum(1 << bit for bit in free[len(free) * i // parts: len(free) * (i + 1) // parts])
+                groups: dict[int, list[Node]] = defaultdict(list)
+                for node in nodes:
+                    groups[node.value & sub_mask].append(node)
+                for group in groups.values():
+                    found.update(bucket_pairs(group, distance, fixed_mask | sub_mask, bucket_cap, depth + 1))
+            return found
+    return _pairs_brute(nodes, distance)
+
+
+def _ordered(edge: Edge) -> tuple[str, str]:
+    return tuple(sorted((edge.a.photo_id, edge.b.photo_id)))
+
+
+def greedy_survivors(edges: Iterable[Edge]) -> dict[Node, tuple[str, int]]:
+    """{dropped representative: (survivor photo id, distance)} by the global greedy rule (module doc)."""
+    neighbours: dict[str, list[tuple[Node, int]]] = defaultdict(list)
+    nodes: dict[str, Node] = {}
+    for edge in edges:
+        neighbours[edge.a.photo_id].append((edge.b, edge.distance))
+        neighbours[edge.b.photo_id].append((edge.a, edge.distance))
+        nodes[edge.a.photo_id], nodes[edge.b.photo_id] = edge.a, edge.b
+    kept: set[str] = set()
+    dropped: dict[Node, tuple[str, int]] = {}
+    for node in sorted(nodes.values(), key=lambda n: n.rank):
+        close_kept = [(other.rank, other.photo_id, d) for other, d in neighbours[node.photo_id]
+                      if other.photo_id in kept]
+        if close_kept:
+            _, survivor, d = min(close_kept)
+            dropped[node] = (survivor, d)
+        else:
+            kept.add(node.photo_id)
+    return dropped
+
+
+def _node(photo: Photo) -> Node:
+    return Node(int(photo.phash, 16), survivor_rank(photo), photo.photo_id)
+
+
+class _BucketEdges(beam.DoFn):
+    def __init__(self, distance: int, masks: list[int], bucket_cap: int) -> None:
+        self._distance, self._masks, self._cap = distance, masks, bucket_cap
+
+    def process(self, keyed: tuple[str, Iterable[Node]]) -> Iterator[Edge]:
+        key, nodes = keyed
+        index = int(key.split(":", 1)[0])
+        found = bucket_pairs(sorted(nodes, key=lambda n: n.rank), self._distance, self._masks[index], self._cap)
+        for edge in found.values():
+            # Report a pair only from the first key it shares: no duplicate edges, no extra shuffle.
+            if first_shared_key(edge.a.value, edge.b.value, self._masks) == index:
+                yield edge
+
+
+class _Resolve(beam.DoFn):
+    """Per pHash: its photos, and the decision of its representative (if it was dropped)."""
+
+    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
+        _, grouped = keyed
+        photos = sorted(grouped["photos"], key=survivor_rank)
+        decision = next(iter(grouped["dropped"]), None)
+        if decision is None:
+            best, rest, survivor, distance = photos[0], photos[1:], photos[0].photo_id, 0
+            yield best
+        else:
+            rest, (survivor, distance) = photos, decision
+        for photo in rest:
+            detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
+            yield reject(Rejection.of(photo, STAGE, "near_duplicate", detail, duplicate_of=survivor))
+
+
+class NearDuplicates(beam.PTransform):
+    """PCollection[Photo] (with `phash`) -> (PCollection[Photo] with no two within `distance`,
+    PCollection[Rejection] naming each dropped image's survivor and distance)."""
+
+    def __init__(self, distance: int, key_blocks: int = 2, bucket_cap: int = 64) -> None:
+        super().__init__()
+        if not 0 <= distance <= 16:
+            raise ValueError("near-duplicate distance must be within 0..16")
+        self._distance = distance
+        self._masks = key_masks(distance, max(1, min(key_blocks, HASH_BITS - distance)))
+        self._cap = bucket_cap
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        masks = self._masks
+        by_phash = photos | "ByPhash" >> beam.Map(lambda photo: (photo.phash, photo))
+        representatives = (
+            photos
+            | "Node" >> beam.Map(lambda photo: (photo.phash, _node(photo)))
+            | "Best" >> beam.CombinePerKey(lambda nodes: min(nodes, key=lambda n: n.rank))
+            | "DropKey" >> beam.Values()
+        )
+        edges = (
+            representatives
+            | "Keys" >> beam.FlatMap(lambda node: [(key, node) for key in candidate_keys(node.value, masks)])
+            | "Buckets" >> beam.GroupByKey()
+            | "Pairs" >> beam.ParDo(_BucketEdges(self._distance, masks, self._cap))
+        )
+        dropped_by_phash = (
+            edges
+            | "AllEdges" >> beam.combiners.ToList()
+            | "Greedy" >> beam.FlatMap(
+                lambda all_edges: [(f"{node.value:016x}", decision)
+                                   for node, decision in greedy_survivors(all_edges).items()])
+        )
+        grouped = {"photos": by_phash, "dropped": dropped_by_phash} | "JoinPhotos" >> beam.CoGroupByKey()
+        return apply_stage(grouped, STAGE, _Resolve())

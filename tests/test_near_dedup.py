@@ -1,0 +1,148 @@
+"""Near-duplicate search against a brute-force oracle: identical kept sets and survivors on random
+hash sets with planted clusters at distances r and r + 1 and planted giant buckets."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.dedup import survivor_rank
+from pipeline.near_dedup import (
+    NearDuplicates,
+    Node,
+    block_masks,
+    bucket_pairs,
+    candidate_keys,
+    first_shared_key,
+    greedy_survivors,
+    key_masks,
+)
+from tests.conftest import local_pipeline, photo
+
+
+def oracle(photos, r):
+    """Brute force: visit photos best first; keep one with no kept photo within r."""
+    kept, dropped = [], {}
+    for p in sorted(photos, key=survivor_rank):
+        close = [(survivor_rank(k), k.photo_id, (int(p.phash, 16) ^ int(k.phash, 16)).bit_count()) for k in kept]
+        close = [c for c in close if c[2] <= r]
+        if close:
+            _, survivor, d = min(close)
+            dropped[p.photo_id] = (survivor, d)
+        else:
+            kept.append(p)
+    return {p.photo_id for p in kept}, dropped
+
+
+def in_memory(photos, r, key_blocks, cap):
+    """The transform's steps without Beam: collapse equal hashes, bucket, pair, greedy, resolve."""
+    masks = key_masks(r, key_blocks)
+    by_hash = defaultdict(list)
+    for p in photos:
+        by_hash[p.phash].append(p)
+    reps = {h: min(ps, key=survivor_rank) for h, ps in by_hash.items()}
+    buckets = defaultdict(list)
+    for rep in reps.values():
+        node = Node(int(rep.phash, 16), survivor_rank(rep), rep.photo_id)
+        for key in candidate_keys(node.value, masks):
+            buckets[key].append(node)
+    edges = []
+    for key, nodes in buckets.items():
+        index = int(key.split(":")[0])
+        for edge in bucket_pairs(nodes, r, masks[index], cap).values():
+            if first_shared_key(edge.a.value, edge.b.value, masks) == index:
+                edges.append(edge)
+    pairs = [tuple(sorted((e.a.photo_id, e.b.photo_id))) for e in edges]
+    assert len(pairs) == len(set(pairs)), "a pair was reported twice"
+    decisions = {f"{n.value:016x}": d for n, d in greedy_survivors(edges).items()}
+    kept, dropped = set(), {}
+    for h, ps in by_hash.items():
+        ordered = sorted(ps, key=survivor_rank)
+        if h in decisions:
+            for p in ordered:
+                dropped[p.photo_id] = decisions[h]
+        else:
+            kept.add(ordered[0].photo_id)
+            for p in ordered[1:]:
+                dropped[p.photo_id] = (ordered[0].photo_id, 0)
+    return kept, dropped
+
+
+def flip(value: int, bits: list[int]) -> int:
+    for bit in bits:
+        value ^= 1 << bit
+    return value
+
+
+def planted_world(seed: int, r: int, size: int, giant: int) -> list:
+    """Random hashes, clusters at exactly r and r + 1, chains, exact copies and a giant bucket
+    (many hashes sharing their top 40 bits, like dark or blank images)."""
+    rng = random.Random(seed)
+    hashes = []
+    for _ in range(size):
+        base = rng.getrandbits(64)
+        hashes.append(base)
+        kind = rng.random()
+        if kind < 0.3:
+            hashes.append(flip(base, rng.sample(range(64), r)))
+        elif kind < 0.5:
+            hashes.append(flip(base, rng.sample(range(64), r + 1)))
+        elif kind < 0.6:
+            hashes.append(base)
+        elif kind < 0.7:  # a chain: each step within r of the previous, the ends not
+            step = base
+            for _ in range(3):
+                step = flip(step, rng.sample(range(64), max(1, r)))
+                hashes.append(step)
+    prefix = rng.getrandbits(24) << 40
+    hashes += [prefix | rng.getrandbits(min(40, r + 3)) for _ in range(giant)]
+    return [photo(str(i + 1), phash=f"{h:016x}", original_width=rng.choice([100, 200]), original_height=100,
+                  date_uploaded=f"2014-01-{rng.randint(1, 28):02d}T00:00:00Z")
+            for i, h in enumerate(hashes)]
+
+
+@given(seed=st.integers(0, 10**6), r=st.integers(0, 8), key_blocks=st.integers(1, 3), giant=st.integers(0, 120),
+       cap=st.sampled_from([2, 8, 64]))
+@settings(max_examples=80, deadline=None)
+def test_identical_to_brute_force(seed, r, key_blocks, giant, cap):
+    photos = planted_world(seed, r, 40, giant)
+    kept, dropped = in_memory(photos, r, key_blocks, cap)
+    assert (kept, dropped) == oracle(photos, r)
+
+
+def test_kept_set_has_no_pair_within_r_and_survivors_are_kept():
+    photos = planted_world(7, 4, 200, 300)
+    kept, dropped = in_memory(photos, 4, 2, 16)
+    values = {p.photo_id: int(p.phash, 16) for p in photos}
+    kept_values = [values[i] for i in kept]
+    assert all((a ^ b).bit_count() > 4 for i, a in enumerate(kept_values) for b in kept_values[i + 1:])
+    assert all(survivor in kept for survivor, _ in dropped.values())
+    assert len(kept) + len(dropped) == len(photos)
+
+
+@pytest.mark.parametrize("r,k", [(0, 1), (4, 1), (4, 2), (8, 2), (6, 3)])
+def test_blocks_cover_all_bits_and_pigeonhole_holds(r, k):
+    blocks = block_masks(r, k)
+    assert sum(blocks) == 2**64 - 1 and len(blocks) == r + k
+    masks = key_masks(r, k)
+    rng = random.Random(r * 10 + k)
+    for _ in range(200):
+        a = rng.getrandbits(64)
+        b = flip(a, rng.sample(range(64), r))
+        assert any((a ^ b) & mask == 0 for mask in masks)
+
+
+def test_transform_matches_oracle_on_planted_world():
+    photos = planted_world(3, 4, 60, 80)
+    kept, dropped = oracle(photos, 4)
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of, r.reason)),
+                    equal_to([(i, s, "near_duplicate") for i, (s, _) in dropped.items()]), label="rejected")
