@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.metrics import Metrics
 
 from pipeline.dedup import survivor_rank
 from pipeline.records import Photo, Rejection
@@ -85,12 +86,16 @@ MAX_SPLIT_DEPTH = 3
 _BRUTE_CHUNK = 2048
 
 
+COMPARISONS = Metrics.counter(STAGE, "hash_comparisons")
+
+
 def _pairs_brute(nodes: Sequence[Node], distance: int) -> dict[tuple, Edge]:
     """Every pair within `distance`, vectorised: XOR and popcount in numpy, in row chunks so that
     memory stays at chunk x n."""
     found: dict[tuple, Edge] = {}
     if len(nodes) < 2:
         return found
+    COMPARISONS.inc(len(nodes) * (len(nodes) - 1) // 2)
     values = np.array([node.value for node in nodes], dtype=np.uint64)
     for start in range(0, len(nodes), _BRUTE_CHUNK):
         rows = values[start:start + _BRUTE_CHUNK]
