@@ -94,7 +94,7 @@ def _demo(output: str, extra: Sequence[str]) -> int:
 
     with StaticServer() as server, tempfile.TemporaryDirectory(prefix="pass-demo-") as scratch:
         metadata = build_demo_world(server, scratch)
-        print(f"demo: serving 17 photos on http://{server.host}, metadata {metadata}")
+        print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {metadata}")
         argv = [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", "--shards=2",
                 *extra]
         stats = run(argv, overwrite=True)
