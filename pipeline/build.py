@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
 from pipeline import __version__, sinks
+from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
 from pipeline.cap import CapPerOwner
 from pipeline.dedup import ExactDuplicates
 from pipeline.fetch import Fetch
@@ -29,8 +31,16 @@ from pipeline.unique import DropRepeatedIds
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
     "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
-    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
+    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist",
 )
+
+
+def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enabled: object,
+           make: Callable[[], beam.PTransform]) -> StageOutput:
+    """Apply an optional stage, or pass everything through with no rejections."""
+    if enabled:
+        return photos | label >> make()
+    return StageOutput(photos, pipeline | f"{label}Off" >> beam.Create([]))
 
 
 def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
@@ -42,19 +52,22 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     read = pipeline | "ReadYfcc" >> ReadYfcc(opts.input)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
-    fetched = unique.kept | "Fetch" >> Fetch(opts)
+    lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
+    listed_ids = _maybe(unique.kept, pipeline, "BlocklistIds", lists,
+                        lambda: Blocklist(lists, list_distance, METADATA_KINDS))
+    fetched = listed_ids.kept | "Fetch" >> Fetch(opts)
     images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
-    distinct = images.kept | "ExactDuplicates" >> ExactDuplicates()
-    if opts.near_dup_distance >= 0:
-        near = distinct.kept | "NearDuplicates" >> NearDuplicates(
-            opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap)
-    else:
-        near = StageOutput(distinct.kept, pipeline | "NoNearDedup" >> beam.Create([]))
+    listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
+                            lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
+    distinct = listed_content.kept | "ExactDuplicates" >> ExactDuplicates()
+    near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
+                  lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap))
     capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     kept = capped.kept
 
     rejections = (
-        read.rejected, licensed.rejected, unique.rejected, fetched.rejected, images.rejected,
+        read.rejected, licensed.rejected, unique.rejected, listed_ids.rejected, fetched.rejected,
+        images.rejected, listed_content.rejected,
         distinct.rejected, near.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()
 

@@ -64,6 +64,8 @@ class PassOptions(PipelineOptions):
             help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
         add("--near_dup_bucket_cap", type=int, default=64,
             help="Buckets larger than this are split further instead of compared pairwise.")
+        add("--blocklist", default="",
+            help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
         # --- selection --------------------------------------------------------------------------
         add("--per_owner_cap", type=int, default=80,
             help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")

@@ -7,7 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 # The order records flow through the stages; stats.json lists the funnel in this order.
-STAGE_ORDER = ("read", "license", "unique_id", "fetch", "image", "exact_dedup", "near_dedup", "owner_cap")
+STAGE_ORDER = (
+    "read", "license", "unique_id", "blocklist", "fetch", "image", "blocklist_content", "exact_dedup",
+    "near_dedup", "owner_cap",
+)
 
 
 def build_stats(input_rows: int, kept: int, reason_counts: Iterable[tuple[tuple[str, str], int]]) -> dict[str, Any]:
