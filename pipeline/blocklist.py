@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.hash_index import HashIndex
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -67,14 +67,12 @@ def load_blocklists(paths: Sequence[str], default_distance: int) -> list[Entry]:
 
 
 class Matcher:
-    """Exact lookups for ids, URLs and sha256; vectorised popcount against the listed pHashes."""
+    """Exact lookups for ids, URLs and sha256; a pigeonhole `HashIndex` for the listed pHashes."""
 
     def __init__(self, entries: Sequence[Entry], kinds: Sequence[str]) -> None:
         self._exact = {(e.kind, e.value): e for e in entries if e.kind in kinds and e.kind != "phash"}
-        hashes = [e for e in entries if e.kind == "phash" and "phash" in kinds]
-        self._hash_entries = hashes
-        self._hashes = np.array([int(e.value, 16) for e in hashes], dtype=np.uint64)
-        self._distances = np.array([e.distance for e in hashes], dtype=np.int64)
+        self._hashes = HashIndex([(int(e.value, 16), e.distance, e) for e in entries
+                                  if e.kind == "phash" and "phash" in kinds])
 
     def match(self, photo: Photo) -> Entry | None:
         candidates = [("photo_id", photo.photo_id)]
@@ -84,10 +82,9 @@ class Matcher:
             if key in self._exact:
                 return self._exact[key]
         if photo.phash and len(self._hashes):
-            distances = np.bitwise_count(self._hashes ^ np.uint64(int(photo.phash, 16))).astype(np.int64)
-            close = np.nonzero(distances <= self._distances)[0]
-            if len(close):
-                return self._hash_entries[int(close[np.argmin(distances[close])])]
+            found = self._hashes.nearest(int(photo.phash, 16))
+            if found:
+                return found[0]
         return None
 
 

@@ -17,6 +17,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipeline import __version__, sinks
 from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
 from pipeline.cap import CapPerOwner
+from pipeline.decontaminate import Decontaminate
 from pipeline.dedup import ExactDuplicates
 from pipeline.fetch import Fetch
 from pipeline.images import ImageConfig, NormaliseImages
@@ -31,7 +32,8 @@ from pipeline.unique import DropRepeatedIds
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
     "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
-    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist",
+    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
+    "blocklist", "decontaminate",
 )
 
 
@@ -59,7 +61,10 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
     listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
                             lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
-    distinct = listed_content.kept | "ExactDuplicates" >> ExactDuplicates()
+    eval_sets = split_list(opts.decontaminate)
+    clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
+                   lambda: Decontaminate(eval_sets, list_distance, ImageConfig.from_options(opts)))
+    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates()
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap))
     capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
@@ -67,7 +72,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
 
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, listed_ids.rejected, fetched.rejected,
-        images.rejected, listed_content.rejected,
+        images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()
 

@@ -66,6 +66,9 @@ class PassOptions(PipelineOptions):
             help="Buckets larger than this are split further instead of compared pairwise.")
         add("--blocklist", default="",
             help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
+        add("--decontaminate", default="",
+            help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
+                 "--near_dup_distance of one are rejected.")
         # --- selection --------------------------------------------------------------------------
         add("--per_owner_cap", type=int, default=80,
             help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")

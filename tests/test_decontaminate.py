@@ -1,0 +1,59 @@
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.cli import run
+from pipeline.decontaminate import Decontaminate, expand_eval_source
+from pipeline.demo import build_demo_world
+from pipeline.fixtures.static_server import StaticServer
+from pipeline.images import ImageConfig, normalise
+from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image, real_jpeg
+
+CFG = ImageConfig()
+
+
+@pytest.fixture
+def eval_set(tmp_path):
+    """A small 'benchmark': a smaller, recompressed coffee photo, a PNG of the rocket, a broken file."""
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "val_0001.JPEG").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), "JPEG", quality=70))
+    (folder / "val_0002.png").write_bytes(encode(real_image("rocket.jpg"), "PNG"))
+    (folder / "val_0003.JPEG").write_bytes(b"not an image")
+    return folder
+
+
+def test_sources_folder_glob_and_list(tmp_path, eval_set):
+    (tmp_path / "eval.txt").write_text("# test split\neval/val_0001.JPEG\n\neval/val_0002.png\n")
+    assert [p.rsplit("/", 1)[1] for p in expand_eval_source(str(eval_set))] == [
+        "val_0001.JPEG", "val_0002.png", "val_0003.JPEG"]
+    assert len(expand_eval_source(str(eval_set / "*.png"))) == 1
+    assert [p.rsplit("/", 1)[1] for p in expand_eval_source(str(tmp_path / "eval.txt"))] == [
+        "val_0001.JPEG", "val_0002.png"]
+
+
+def test_stage_rejects_near_copies_of_evaluation_images(eval_set):
+    def hashed(photo_id, name):
+        return photo(photo_id, phash=normalise(real_jpeg(name), CFG).phash)
+
+    photos = [hashed("1", "coffee.jpg"), hashed("2", "rocket.jpg"), hashed("3", "chelsea.jpg")]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | Decontaminate([str(eval_set)], 4, CFG)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.detail.rsplit("/", 1)[1])),
+                    equal_to([("1", "decontaminate", "eval_overlap", "val_0001.JPEG"),
+                              ("2", "decontaminate", "eval_overlap", "val_0002.png")]), label="rejected")
+
+
+def test_empty_evaluation_source_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="names no image"):
+        Decontaminate([str(tmp_path)], 4, CFG)
+
+
+def test_job_with_decontamination(tmp_path, eval_set):
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+                     f"--decontaminate={eval_set}", *LOCAL])
+    assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 2}
+    assert stats["kept"] == 8
