@@ -33,7 +33,7 @@ from pipeline.unique import DropRepeatedIds
 RECORDED_OPTIONS = (
     "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
     "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
-    "blocklist", "decontaminate",
+    "blocklist", "decontaminate", "previous_index",
 )
 
 
@@ -65,8 +65,16 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, ImageConfig.from_options(opts)))
     distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates()
+    previous = None
+    if opts.previous_index:
+        previous = (
+            pipeline
+            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index, columns=["phash", "photo_id"])
+            | "PreviousEntries" >> beam.Map(lambda row: (row["phash"], row["photo_id"]))
+        )
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
-                  lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap))
+                  lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
+                                         previous))
     capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     kept = capped.kept
 
@@ -76,12 +84,18 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         distinct.rejected, near.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()
 
-    files = (
+    outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(opts.output, split_list(opts.formats), opts.shards,
                                                     opts.images_per_shard),
         rejections | "WriteRejections" >> sinks.WriteRejections(opts.output),
         kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
-    ) | "AllFiles" >> beam.Flatten()
+    ]
+    if opts.near_dup_distance >= 0:
+        index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id))]
+        index += [previous] if previous is not None else []
+        outputs.append(index | "AllIndexEntries" >> beam.Flatten()
+                       | "WriteIndex" >> sinks.WriteNearDupIndex(opts.output))
+    files = outputs | "AllFiles" >> beam.Flatten()
 
     input_rows = (
         (_count(read.kept, "CountParsed"), _count(read.rejected, "CountUnparsed"))

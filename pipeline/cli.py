@@ -49,7 +49,7 @@ def check_output(output: str, overwrite: bool) -> None:
     if earlier and not overwrite:
         raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
     if earlier:
-        stale = [m.path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*",
+        stale = [m.path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*", "near_dup_index/*",
                                         *OUTPUT_MARKERS, "ATTRIBUTION.csv")
                  for result in FileSystems.match([FileSystems.join(output, pattern)])
                  for m in result.metadata_list]

@@ -108,6 +108,15 @@ def write_rejections(handle: BinaryIO, rejections: Iterable[Rejection]) -> None:
     _write_parquet_rows(handle, REJECTION_SCHEMA, rows)
 
 
+INDEX_SCHEMA = pa.schema([("phash", pa.string()), ("photo_id", pa.string())])
+
+
+def write_index(handle: BinaryIO, entries: Iterable[tuple[str, str]]) -> None:
+    """The near-duplicate index of a release: (pHash, photo id) of every image in it."""
+    rows = ({"phash": phash, "photo_id": photo_id} for phash, photo_id in entries)
+    _write_parquet_rows(handle, INDEX_SCHEMA, rows)
+
+
 def _write_parquet_rows(handle: BinaryIO, schema: pa.Schema, rows: Iterable[dict]) -> None:
     with pq.ParquetWriter(handle, schema, compression="zstd") as writer:
         batch: list[dict] = []

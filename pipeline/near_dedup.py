@@ -69,11 +69,18 @@ def first_shared_key(a: int, b: int, masks: Sequence[int]) -> int:
 
 
 class Node(NamedTuple):
-    """A representative in the pairwise step: hash, survivor rank, photo id. Light by design."""
+    """A representative in the pairwise step: hash, survivor rank, photo id. Light by design.
+    `previous` marks an image of an earlier release (from its persisted index): it always wins."""
 
     value: int
     rank: tuple
     photo_id: str
+    previous: bool = False
+
+
+def previous_node(phash: str, photo_id: str) -> Node:
+    # -inf sorts before every rank of a new image: released images are never displaced.
+    return Node(int(phash, 16), (float("-inf"), photo_id), photo_id, True)
 
 
 class Edge(NamedTuple):
@@ -105,6 +112,22 @@ def _pairs_brute(nodes: Sequence[Node], distance: int) -> dict[tuple, Edge]:
             if a < b:
                 edge = Edge(nodes[a], nodes[b], int(distances[i, j]))
                 found[_ordered(edge)] = edge
+    return found
+
+
+def _cross_pairs(new: Sequence[Node], old: Sequence[Node], distance: int) -> dict[tuple, Edge]:
+    """Pairs within `distance` between new images and a previous release's (never old with old)."""
+    found: dict[tuple, Edge] = {}
+    if not new or not old:
+        return found
+    COMPARISONS.inc(len(new) * len(old))
+    old_values = np.array([node.value for node in old], dtype=np.uint64)
+    for start in range(0, len(new), _BRUTE_CHUNK):
+        rows = np.array([node.value for node in new[start:start + _BRUTE_CHUNK]], dtype=np.uint64)
+        distances = np.bitwise_count(rows[:, None] ^ old_values[None, :])
+        for i, j in zip(*np.nonzero(distances <= distance), strict=True):
+            edge = Edge(old[int(j)], new[start + int(i)], int(distances[i, j]))
+            found[_ordered(edge)] = edge
     return found
 
 
@@ -140,28 +163,34 @@ def bucket_pairs(nodes: Sequence[Node], distance: int, fixed_mask: int, bucket_c
     return _pairs_brute(nodes, distance)
 
 
+def _ident(node: Node) -> str:
+    # A photo of the previous release may come back as a new record: the two are distinct nodes.
+    return f"{'p' if node.previous else 'n'}:{node.photo_id}"
+
+
 def _ordered(edge: Edge) -> tuple[str, str]:
-    return tuple(sorted((edge.a.photo_id, edge.b.photo_id)))
+    return tuple(sorted((_ident(edge.a), _ident(edge.b))))
 
 
-def greedy_survivors(edges: Iterable[Edge]) -> dict[Node, tuple[str, int]]:
-    """{dropped representative: (survivor photo id, distance)} by the global greedy rule (module doc)."""
+def greedy_survivors(edges: Iterable[Edge]) -> dict[Node, tuple[str, int, bool]]:
+    """{dropped representative: (survivor photo id, distance, survivor is from a previous release)}
+    by the global greedy rule (module doc)."""
     neighbours: dict[str, list[tuple[Node, int]]] = defaultdict(list)
     nodes: dict[str, Node] = {}
     for edge in edges:
-        neighbours[edge.a.photo_id].append((edge.b, edge.distance))
-        neighbours[edge.b.photo_id].append((edge.a, edge.distance))
-        nodes[edge.a.photo_id], nodes[edge.b.photo_id] = edge.a, edge.b
+        neighbours[_ident(edge.a)].append((edge.b, edge.distance))
+        neighbours[_ident(edge.b)].append((edge.a, edge.distance))
+        nodes[_ident(edge.a)], nodes[_ident(edge.b)] = edge.a, edge.b
     kept: set[str] = set()
-    dropped: dict[Node, tuple[str, int]] = {}
+    dropped: dict[Node, tuple[str, int, bool]] = {}
     for node in sorted(nodes.values(), key=lambda n: n.rank):
-        close_kept = [(other.rank, other.photo_id, d) for other, d in neighbours[node.photo_id]
-                      if other.photo_id in kept]
+        close_kept = [(other.rank, other.photo_id, d, other.previous) for other, d in neighbours[_ident(node)]
+                      if _ident(other) in kept]
         if close_kept:
-            _, survivor, d = min(close_kept)
-            dropped[node] = (survivor, d)
+            _, survivor, d, previous = min(close_kept)
+            dropped[node] = (survivor, d, previous)
         else:
-            kept.add(node.photo_id)
+            kept.add(_ident(node))
     return dropped
 
 
@@ -176,7 +205,11 @@ class _BucketEdges(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Node]]) -> Iterator[Edge]:
         key, nodes = keyed
         index = int(key.split(":", 1)[0])
-        found = bucket_pairs(sorted(nodes, key=lambda n: n.rank), self._distance, self._masks[index], self._cap)
+        new = sorted((n for n in nodes if not n.previous), key=lambda n: n.rank)
+        if not new:
+            return  # only images of earlier releases: compared when they were new
+        found = bucket_pairs(new, self._distance, self._masks[index], self._cap)
+        found.update(_cross_pairs(new, [n for n in nodes if n.previous], self._distance))
         for edge in found.values():
             # Report a pair only from the first key it shares: no duplicate edges, no extra shuffle.
             if first_shared_key(edge.a.value, edge.b.value, self._masks) == index:
@@ -193,10 +226,12 @@ class _Resolve(beam.DoFn):
         if decision is None:
             best, rest, survivor, distance = photos[0], photos[1:], photos[0].photo_id, 0
             yield best
+            previous = False
         else:
-            rest, (survivor, distance) = photos, decision
+            rest, (survivor, distance, previous) = photos, decision
         for photo in rest:
             detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
+            detail += " to an image of the previous release" if previous else ""
             yield reject(Rejection.of(photo, STAGE, "near_duplicate", detail, duplicate_of=survivor))
 
 
@@ -204,8 +239,12 @@ class NearDuplicates(beam.PTransform):
     """PCollection[Photo] (with `phash`) -> (PCollection[Photo] with no two within `distance`,
     PCollection[Rejection] naming each dropped image's survivor and distance)."""
 
-    def __init__(self, distance: int, key_blocks: int = 2, bucket_cap: int = 64) -> None:
+    def __init__(self, distance: int, key_blocks: int = 2, bucket_cap: int = 64,
+                 previous: beam.PCollection | None = None) -> None:
+        """`previous`: (phash, photo id) of an earlier release's images (its persisted index); new
+        images are compared against them and among themselves, and never displace them."""
         super().__init__()
+        self._previous = previous
         if not 0 <= distance <= 16:
             raise ValueError("near-duplicate distance must be within 0..16")
         self._distance = distance
@@ -221,6 +260,9 @@ class NearDuplicates(beam.PTransform):
             | "Best" >> beam.CombinePerKey(lambda nodes: min(nodes, key=lambda n: n.rank))
             | "DropKey" >> beam.Values()
         )
+        if self._previous is not None:
+            old = self._previous | "PreviousNodes" >> beam.MapTuple(previous_node)
+            representatives = (representatives, old) | "WithPrevious" >> beam.Flatten()
         edges = (
             representatives
             | "Keys" >> beam.FlatMap(lambda node: [(key, node) for key in candidate_keys(node.value, masks)])

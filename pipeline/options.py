@@ -64,6 +64,9 @@ class PassOptions(PipelineOptions):
             help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
         add("--near_dup_bucket_cap", type=int, default=64,
             help="Buckets larger than this are split further instead of compared pairwise.")
+        add("--previous_index", default="",
+            help="Glob of an earlier release's near_dup_index/*.parquet: new images are compared against it "
+                 "(and among themselves) and never displace its images; the new index includes it.")
         add("--blocklist", default="",
             help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
         add("--decontaminate", default="",

@@ -28,6 +28,7 @@ from pipeline.records import Photo, Rejection
 
 DATASET_PREFIX = "pass"
 REJECTIONS_PER_SHARD = 500_000
+INDEX_ROWS_PER_SHARD = 5_000_000
 
 
 def shard_of(key: str, num_shards: int) -> int:
@@ -164,6 +165,22 @@ class WriteRejections(beam.PTransform):
 
     def expand(self, rejections: beam.PCollection) -> beam.PCollection:
         return rejections | self._write
+
+
+class WriteNearDupIndex(beam.PTransform):
+    """PCollection[(phash, photo id)] -> PCollection[dict]: the release's near-duplicate index under
+    near_dup_index/, which a later run reads with --previous_index to compare only its new images."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._write = WriteSharded(
+            output, "index", [("near_dup_index", "parquet", formats.write_index)],
+            key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0]), fixed_shards=0,
+            per_shard=INDEX_ROWS_PER_SHARD,
+        )
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        return entries | self._write
 
 
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")

@@ -7,12 +7,17 @@ import random
 from collections import defaultdict
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.cli import run
 from pipeline.dedup import survivor_rank
+from pipeline.demo import build_demo_world
+from pipeline.fixtures.static_server import StaticServer, image
+from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.near_dedup import (
     NearDuplicates,
     Node,
@@ -22,8 +27,10 @@ from pipeline.near_dedup import (
     first_shared_key,
     greedy_survivors,
     key_masks,
+    previous_node,
 )
-from tests.conftest import local_pipeline, photo
+from tests.bad_images import crop_variant
+from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image
 
 
 def oracle(photos, r):
@@ -60,7 +67,7 @@ def in_memory(photos, r, key_blocks, cap):
                 edges.append(edge)
     pairs = [tuple(sorted((e.a.photo_id, e.b.photo_id))) for e in edges]
     assert len(pairs) == len(set(pairs)), "a pair was reported twice"
-    decisions = {f"{n.value:016x}": d for n, d in greedy_survivors(edges).items()}
+    decisions = {f"{n.value:016x}": d[:2] for n, d in greedy_survivors(edges).items()}
     kept, dropped = set(), {}
     for h, ps in by_hash.items():
         ordered = sorted(ps, key=survivor_rank)
@@ -146,3 +153,68 @@ def test_transform_matches_oracle_on_planted_world():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of, r.reason)),
                     equal_to([(i, s, "near_duplicate") for i, (s, _) in dropped.items()]), label="rejected")
+
+
+def oracle_with_previous(photos, previous, r):
+    """Brute force: every image of the previous release is kept first; then the greedy rule."""
+    by_id = {p.photo_id: p for p in photos}
+    kept = [(int(h, 16), pid, True) for h, pid in previous]
+    dropped = {}
+    for p in sorted(photos, key=survivor_rank):
+        value = int(p.phash, 16)
+        close = [((float("-inf"), pid) if old else survivor_rank(by_id[pid]), pid, (value ^ v).bit_count())
+                 for v, pid, old in kept]
+        close = [c for c in close if c[2] <= r]
+        if close:
+            dropped[p.photo_id] = min(close)[1]
+        else:
+            kept.append((value, p.photo_id, False))
+    return {pid for _, pid, old in kept if not old}, dropped
+
+
+
+def test_new_images_are_compared_against_the_previous_release_index():
+    earlier = planted_world(11, 4, 40, 20)
+    previous = [(p.phash, f"old{p.photo_id}") for p in earlier]
+    rng = random.Random(5)
+    # New images: near copies of released ones (within r), fresh ones, and near copies among themselves.
+    photos = []
+    for i, p in enumerate(earlier[:30]):
+        value = flip(int(p.phash, 16), rng.sample(range(64), rng.randint(0, 4)))
+        photos.append(photo(str(1000 + i), phash=f"{value:016x}", original_width=100, original_height=100))
+    photos += planted_world(12, 4, 20, 0)
+    kept, dropped = oracle_with_previous(photos, previous, 4)
+    assert any(s.startswith("old") for s in dropped.values())
+    with local_pipeline() as p:
+        old = p | "Old" >> beam.Create(previous)
+        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8, previous=old)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of)),
+                    equal_to(sorted(dropped.items())), label="rejected")
+
+
+def test_previous_node_always_ranks_first():
+    assert previous_node("00000000000000ff", "9").rank < survivor_rank(photo("1", original_width=10**6,
+                                                                             original_height=10**6))
+
+
+def test_second_run_compares_against_first_release_index(tmp_path):
+    """Run 1 on the demo world writes near_dup_index/; run 2 reads it: a re-encoded copy of a released
+    photo is rejected as its near duplicate, a new photo is kept, and run 2's index holds both runs."""
+    with StaticServer() as server:
+        first = build_demo_world(server, tmp_path / "one")
+        run([f"--input={first}", f"--output={tmp_path / 'r1'}", f"--allowed_hosts={server.host}", *LOCAL])
+        copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
+        lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
+                 yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
+        second = tmp_path / "two.tsv"
+        second.write_text("\n".join(lines) + "\n")
+        stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
+                     f"--previous_index={tmp_path / 'r1' / 'near_dup_index' / '*.parquet'}", *LOCAL])
+    assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
+    rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
+    assert (rejection["photo_id"], rejection["duplicate_of"]) == ("5001", "1004")
+    assert "previous release" in rejection["detail"]
+    first_index = pq.read_table(tmp_path / "r1" / "near_dup_index").column("photo_id").to_pylist()
+    second_index = pq.read_table(tmp_path / "r2" / "near_dup_index").column("photo_id").to_pylist()
+    assert len(first_index) == 10 and sorted(second_index) == sorted([*first_index, "5002"])
