@@ -1,0 +1,96 @@
+"""The whole job reading from and writing to gs:// through Beam's FileSystems and the real
+google-cloud-storage client, against a GCS emulator on 127.0.0.1 that the test starts itself."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main, run
+from pipeline.demo import build_demo_world
+from pipeline.fixtures.static_server import StaticServer
+from tests.conftest import LOCAL
+
+BUCKET = "pass-test-bucket"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+    """Starts gcp-storage-emulator; points google-cloud-storage at it with fake credentials (without
+    them google-auth spends ~23 s per process probing for a metadata server)."""
+    port = _free_port()
+    emulator = Path(sys.executable).with_name("gcp-storage-emulator")
+    process = subprocess.Popen([str(emulator), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
+                                "--default-bucket", BUCKET, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    credentials = tmp_path_factory.mktemp("gcs") / "credentials.json"
+    credentials.write_text(json.dumps({
+        "type": "authorized_user", "client_id": "fake.apps.googleusercontent.com", "client_secret": "fake",
+        "refresh_token": "fake", "token": "fake-token", "expiry": "2099-01-01T00:00:00Z"}))
+    saved = {name: os.environ.get(name) for name in
+             ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")}
+    os.environ.update(STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{port}",
+                      GOOGLE_APPLICATION_CREDENTIALS=str(credentials), GOOGLE_CLOUD_PROJECT="pass-test")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the GCS emulator did not start") from None
+            time.sleep(0.2)
+    from google.cloud import storage
+
+    try:
+        yield storage.Client(project="pass-test").bucket(BUCKET)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_job_reads_and_writes_gcs(gcs, tmp_path):
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        gcs.blob("input/yfcc-demo.tsv").upload_from_filename(str(metadata))
+        gcs.blob("lists/takedowns.txt").upload_from_string("photo_id 1005\n")
+        stats = run([f"--input=gs://{BUCKET}/input/*.tsv", f"--output=gs://{BUCKET}/release",
+                     f"--allowed_hosts={server.host}", f"--blocklist=gs://{BUCKET}/lists/takedowns.txt",
+                     "--shards=2", *LOCAL])
+    assert stats["accounted"] and stats["kept"] == 9 and stats["rejections_by_stage"]["blocklist"]
+    names = {blob.name for blob in gcs.client.list_blobs(BUCKET, prefix="release/")}
+    manifest = json.loads(gcs.blob("release/manifest.json").download_as_bytes())
+    for entry in manifest["files"]:  # every file the manifest lists is there, byte for byte
+        data = gcs.blob(f"release/{entry['path']}").download_as_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    assert {f"release/{entry['path']}" for entry in manifest["files"]} | {"release/manifest.json"} == names
+    rows = [row for name in sorted(names) if name.startswith("release/parquet/")
+            for row in pq.read_table(io.BytesIO(gcs.blob(name).download_as_bytes())).to_pylist()]
+    assert len(rows) == 9 and all(row["image"][:2] == b"\xff\xd8" for row in rows)
+    assert not any(".tmp-" in name for name in names)
+
+
+def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
+    gcs.blob("taken/manifest.json").upload_from_string("{}")
+    (tmp_path / "in.tsv").write_text("")
+    assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output=gs://{BUCKET}/taken"]) == 2
