@@ -7,6 +7,7 @@ and passes through, so `--runner=DataflowRunner --project=...` work as with any 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -32,8 +33,18 @@ class UsageError(Exception):
     pass
 
 
+MONTH_TOKEN = "{YYYY-MM}"
+
+
+def expand_month(argv: Sequence[str], now: dt.datetime | None = None) -> list[str]:
+    """`--output=gs://b/releases/{YYYY-MM}` -> the launch month (UTC): a scheduled monthly launch
+    whose request body cannot compute dates still writes each release under its own prefix."""
+    month = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
+    return [arg.replace(MONTH_TOKEN, month) for arg in argv]
+
+
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
-    options = PipelineOptions(list(argv))
+    options = PipelineOptions(expand_month(argv))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
@@ -120,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             PassOptions(["--help"])
             return 0
         stats = run(rest, overwrite=args.overwrite)
-        print(summary(PassOptions(rest).output, stats))
+        print(summary(PassOptions(expand_month(rest)).output, stats))
         return 0 if stats["accounted"] else 3
     except UsageError as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)

@@ -1,10 +1,11 @@
+import datetime as dt
 import json
 import subprocess
 import sys
 
 import pytest
 
-from pipeline.cli import main, pipeline_options
+from pipeline.cli import expand_month, main, pipeline_options
 from pipeline.options import PassOptions
 
 
@@ -41,3 +42,9 @@ def test_python_dash_m_runs_the_demo(tmp_path):
     assert "kept 10 of 18 input rows (all accounted for)" in done.stdout
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
     assert stats["accounted"] and stats["kept"] == 10
+
+
+def test_month_token_in_output_is_the_launch_month():
+    now = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    assert expand_month(["--output=gs://b/releases/{YYYY-MM}", "--x=1"], now) == ["--output=gs://b/releases/2026-12",
+                                                                                  "--x=1"]

@@ -1,0 +1,60 @@
+# One image for the Dataflow GPU workers and the Flex Template launcher.
+#
+# - CUDA 13 + cuDNN 9 runtime: what onnxruntime-gpu 1.31 links against (its wheel looks for
+#   libcudart.so.13 and libcudnn.so.9; without them it logs an error and falls back to the CPU).
+# - Python 3.11 and Beam 2.77.0: the same minor version and SDK as pyproject.toml, or the worker
+#   harness refuses the job.
+# - Beam's boot binary from the matching SDK image; it must stay the ENTRYPOINT on workers.
+# - The Flex Template launcher from Google's launcher base image, for `gcloud dataflow flex-template build`.
+# - The project with its `gpu` extra; onnxruntime (CPU) is removed afterwards if anything pulled it
+#   in, because both wheels write the same package folder and the last one installed wins silently.
+ARG PYTHON_VERSION=3.11
+ARG BEAM_VERSION=2.77.0
+ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
+# Pin this by digest when building a release (--build-arg LAUNCHER_IMAGE=...@sha256:...): Google
+# publishes the launcher base under rolling tags, and no digest can be checked from here.
+ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:latest
+
+FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam
+# hadolint ignore=DL3007
+FROM ${LAUNCHER_IMAGE} AS launcher
+
+FROM ${CUDA_IMAGE}
+ARG PYTHON_VERSION
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Python 3.11 from the deadsnakes archive (Ubuntu 24.04 ships 3.12).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends software-properties-common=0.99.* gpg-agent=2.4.* \
+ && add-apt-repository -y ppa:deadsnakes/ppa \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends "python${PYTHON_VERSION}=${PYTHON_VERSION}.*" \
+    "python${PYTHON_VERSION}-venv=${PYTHON_VERSION}.*" libgl1=1.7.* libglib2.0-0t64=2.80.* \
+ && rm -rf /var/lib/apt/lists/* \
+ && "python${PYTHON_VERSION}" -m venv /opt/venv
+ENV PATH="/opt/venv/bin:${PATH}"
+
+WORKDIR /opt/pass-pipeline
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY models ./models
+# Versions are pinned in pyproject.toml (Beam exactly, onnxruntime-gpu exactly).
+# hadolint ignore=DL3013
+RUN pip install --no-compile ".[gpu]" \
+ && (pip uninstall -y onnxruntime || true) \
+ && python -c "import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers(), ort.get_available_providers()"
+
+COPY --from=beam /opt/apache/beam /opt/apache/beam
+COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
+ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py \
+    FLEX_TEMPLATE_PYTHON_SETUP_FILE="" \
+    FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=""
+
+# No credentials in the image: workers get them from their service account, the Flickr key from
+# Secret Manager at run time.
+ENTRYPOINT ["/opt/apache/beam/boot"]

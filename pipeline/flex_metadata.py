@@ -1,0 +1,70 @@
+"""Generates the Flex Template spec (flex_template/metadata.json) from the job's own options, so
+the template can never drift from `pass-pipeline run`: every flag of PassOptions becomes a
+template parameter with its help text and a validation regex.
+
+    .venv/bin/python -m pipeline.flex_metadata > flex_template/metadata.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline.options import PassOptions
+
+GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
+GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*$"
+REGEXES = {
+    int: r"^-?[0-9]+$",
+    float: r"^[0-9]+(\.[0-9]+)?$",
+}
+SPECIAL = {
+    "input": GCS_PATH,
+    "output": GCS_PATH,
+    "previous_index": GCS_PATH,
+    "blocklist": GCS_PATHS,
+    "decontaminate": GCS_PATHS,
+    "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
+    "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
+    "contact": r"^https?://.+$",
+}
+REQUIRED = ("input", "output")
+
+
+def option_actions() -> list[argparse.Action]:
+    parser = argparse.ArgumentParser()
+    PassOptions._add_argparse_args(parser)
+    return [action for action in parser._actions if action.dest != "help"]
+
+
+def metadata() -> dict:
+    parameters = []
+    for action in option_actions():
+        default = f" Default: {action.default}." if action.default not in (None, "") else ""
+        parameter = {
+            "name": action.dest,
+            "label": action.dest.replace("_", " ").capitalize(),
+            "helpText": f"{action.help}{default}",
+            "isOptional": action.dest not in REQUIRED,
+        }
+        regex = SPECIAL.get(action.dest) or REGEXES.get(action.type)
+        if regex:
+            parameter["regexes"] = [regex]
+        parameters.append(parameter)
+    return {
+        "name": "PASS-style CC BY image dataset",
+        "description": "Builds a CC BY, fully attributed image dataset from YFCC100M metadata (see README).",
+        "streaming": False,
+        "supportsAtLeastOnce": False,
+        "supportsExactlyOnce": True,
+        "defaultStreamingMode": "UNSPECIFIED",
+        "parameters": parameters,
+    }
+
+
+def render() -> str:
+    return json.dumps(metadata(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,70 @@
+# Least privilege. The worker account runs Dataflow workers: worker role, object access on its own
+# buckets only, and read access to the two Flickr secrets only. The launcher account is what Cloud
+# Scheduler uses to call flexTemplates:launch and may act as the worker account, nothing more.
+
+resource "google_service_account" "worker" {
+  account_id   = "${var.name_prefix}-worker"
+  display_name = "PASS pipeline Dataflow worker"
+}
+
+resource "google_service_account" "launcher" {
+  account_id   = "${var.name_prefix}-launcher"
+  display_name = "PASS pipeline monthly launcher"
+}
+
+resource "google_project_iam_member" "worker_dataflow" {
+  project = var.project_id
+  role    = "roles/dataflow.worker"
+  member  = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_storage_bucket_iam_member" "worker_data" {
+  bucket = google_storage_bucket.data.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_storage_bucket_iam_member" "worker_temp" {
+  bucket = google_storage_bucket.temp.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_storage_bucket_iam_member" "worker_staging" {
+  bucket = google_storage_bucket.staging.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "worker_flickr" {
+  for_each  = google_secret_manager_secret.flickr
+  secret_id = each.value.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_artifact_registry_repository_iam_member" "worker_pull" {
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = "serviceAccount:${google_service_account.worker.email}"
+}
+
+resource "google_project_iam_member" "launcher_dataflow" {
+  #checkov:skip=CKV_GCP_49:Launching a Flex Template needs dataflow.developer, which exists only at project level; the launcher may act as the worker account alone (resource-level binding below).
+  project = var.project_id
+  role    = "roles/dataflow.developer"
+  member  = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+resource "google_service_account_iam_member" "launcher_acts_as_worker" {
+  service_account_id = google_service_account.worker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+resource "google_storage_bucket_iam_member" "launcher_staging" {
+  bucket = google_storage_bucket.staging.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.launcher.email}"
+}

@@ -1,0 +1,91 @@
+# Three buckets: released data (versioned, never public), Dataflow temp files (expire), and
+# staging (templates, packages). All with uniform bucket-level access and public access prevention.
+
+resource "google_storage_bucket" "logs" {
+  name                        = "${var.name_prefix}-${var.project_id}-logs"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  #checkov:skip=CKV_GCP_62:This is the access-log bucket itself; logging it into itself would loop.
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 365
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket" "data" {
+  name                        = "${var.name_prefix}-${var.project_id}-data"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  # Releases are immutable; versioning keeps an accidental overwrite or delete recoverable.
+  versioning {
+    enabled = true
+  }
+
+  logging {
+    log_bucket = google_storage_bucket.logs.name
+  }
+}
+
+resource "google_storage_bucket" "temp" {
+  name                        = "${var.name_prefix}-${var.project_id}-temp"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  versioning {
+    enabled = true
+  }
+
+  logging {
+    log_bucket = google_storage_bucket.logs.name
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.temp_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket" "staging" {
+  name                        = "${var.name_prefix}-${var.project_id}-staging"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  logging {
+    log_bucket = google_storage_bucket.logs.name
+  }
+}

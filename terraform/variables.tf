@@ -1,0 +1,63 @@
+variable "project_id" {
+  description = "Google Cloud project that runs the pipeline."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the buckets, the registry, the Dataflow jobs and the scheduler."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (bucket names must be globally unique)."
+  type        = string
+  default     = "pass"
+}
+
+variable "image_tag" {
+  description = "Tag of the worker / launcher image in Artifact Registry."
+  type        = string
+  default     = "latest"
+}
+
+variable "schedule" {
+  description = "Cron schedule of the monthly refresh (Cloud Scheduler syntax)."
+  type        = string
+  default     = "0 3 1 * *"
+}
+
+variable "time_zone" {
+  description = "Time zone of the schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "input_pattern" {
+  description = "YFCC100M metadata glob the scheduled run reads (gs://...)."
+  type        = string
+}
+
+variable "gpu_type" {
+  description = "GPU attached to each Dataflow worker."
+  type        = string
+  default     = "nvidia-l4"
+}
+
+variable "machine_type" {
+  description = "Dataflow worker machine type (G2 machines carry L4 GPUs)."
+  type        = string
+  default     = "g2-standard-4"
+}
+
+variable "max_workers" {
+  description = "Upper bound of Dataflow autoscaling: caps spend and the request rate to Flickr."
+  type        = number
+  default     = 20
+}
+
+variable "temp_retention_days" {
+  description = "Days after which objects in the temp bucket are deleted."
+  type        = number
+  default     = 7
+}

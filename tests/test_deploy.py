@@ -1,0 +1,79 @@
+"""The worker image and the Flex Template spec: what can be checked without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from pipeline import flex_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def pinned(requirement_prefix: str) -> str:
+    requirements = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["gpu"]
+    match = next(r for r in requirements if r.startswith(requirement_prefix))
+    return match.split("==")[1]
+
+
+def test_hadolint_is_clean():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    done = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_versions_agree_with_pyproject():
+    beam = pinned("apache-beam")
+    assert f"ARG BEAM_VERSION={beam}" in DOCKERFILE
+    assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in DOCKERFILE
+    assert "ARG PYTHON_VERSION=3.11" in DOCKERFILE and PYPROJECT["project"]["requires-python"] == ">=3.11,<3.12"
+    assert pinned("onnxruntime-gpu") == "1.31.1" and "cuda:13." in DOCKERFILE and "cudnn" in DOCKERFILE
+    assert 'pip install --no-compile ".[gpu]"' in DOCKERFILE
+    assert "pip uninstall -y onnxruntime" in DOCKERFILE  # the CPU wheel must not shadow the GPU one
+
+
+def test_entrypoint_is_beam_boot_and_launcher_is_present():
+    entrypoints = re.findall(r"^ENTRYPOINT (.+)$", DOCKERFILE, flags=re.MULTILINE)
+    assert entrypoints == ['["/opt/apache/beam/boot"]']
+    assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in DOCKERFILE
+    assert "/opt/google/dataflow/python_template_launcher" in DOCKERFILE
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py" in DOCKERFILE
+    assert (ROOT / "pipeline" / "flex_main.py").exists()
+
+
+def test_no_secrets_baked_in():
+    for line in DOCKERFILE.splitlines():
+        if line.startswith(("ENV", "ARG")) or (line.startswith(" ") and "=" in line):
+            assert not re.search(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIALS)\w*=\S", line, re.IGNORECASE), line
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in DOCKERFILE
+
+
+def test_flex_template_spec_is_generated_from_the_options():
+    committed = (ROOT / "flex_template" / "metadata.json").read_text()
+    assert committed == flex_metadata.render(), "run: python -m pipeline.flex_metadata > flex_template/metadata.json"
+    spec = json.loads(committed)
+    names = [p["name"] for p in spec["parameters"]]
+    assert {"input", "output", "max_side", "per_owner_cap", "near_dup_distance", "blocklist"} <= set(names)
+    assert [p["name"] for p in spec["parameters"] if not p["isOptional"]] == ["input", "output"]
+    for parameter in spec["parameters"]:
+        assert parameter["helpText"]
+        for regex in parameter.get("regexes", []):
+            re.compile(regex)
+
+
+def test_flex_regexes_accept_and_refuse():
+    by_name = {p["name"]: p for p in flex_metadata.metadata()["parameters"]}
+
+    def ok(name, value):
+        return all(re.match(regex, value) for regex in by_name[name].get("regexes", []))
+
+    assert ok("output", "gs://my-bucket/releases/{YYYY-MM}") and not ok("output", "/local/path")
+    assert ok("max_side", "512") and not ok("max_side", "big")
+    assert ok("formats", "webdataset,parquet") and not ok("formats", "webdataset,jpeg")
+    assert ok("blocklist", "gs://pass-lists/takedowns.txt,gs://pass-lists/ncmec.txt")
