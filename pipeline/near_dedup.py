@@ -43,10 +43,6 @@ STAGE = "near_dedup"
 HASH_BITS = 64
 
 
-def popcount(value: int) -> int:
-    return value.bit_count()
-
-
 def block_masks(distance: int, key_blocks: int) -> list[int]:
     """Bit masks of the r + k blocks, as even as possible, covering all 64 bits."""
     count = distance + key_blocks
