@@ -2,6 +2,9 @@
 project ships: distances between each photo and its re-encoded, resized and slightly cropped
 copies, against distances between different photos (and different crops of one photo).
 
+Second question: would confirming each pHash match with a dHash cut false positives on simple,
+low-detail images (gradients, shapes, stripes, text-like bars) without losing true copies?
+
     .venv/bin/python -m benchmarks.near_dup_radius
 """
 
@@ -12,7 +15,8 @@ import itertools
 from collections import Counter
 
 import imagehash
-from PIL import Image, ImageEnhance
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
 
 from pipeline.demo import DEMO_PHOTOS, demo_image
 from pipeline.images import ImageConfig, normalise
@@ -37,6 +41,57 @@ def copies(img: Image.Image) -> dict[str, Image.Image]:
     }
 
 
+def simple_image(i: int) -> Image.Image:
+    """Low-detail synthetic images of four kinds, with mild noise: where pHash collides most."""
+    rng = np.random.default_rng(i)
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    img = Image.new("RGB", (400, 300), colour)
+    draw = ImageDraw.Draw(img)
+    kind = i % 4
+    if kind == 0:
+        ramp = np.tile(np.linspace(rng.integers(0, 120), rng.integers(130, 256), 400), (300, 1))
+        img = Image.fromarray(np.stack([ramp, ramp * rng.random(), ramp * rng.random()], -1).astype(np.uint8))
+    elif kind == 1:
+        x, y, r = int(rng.integers(50, 350)), int(rng.integers(50, 250)), int(rng.integers(20, 80))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    elif kind == 2:
+        for _ in range(int(rng.integers(2, 6))):
+            x = int(rng.integers(0, 400))
+            fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+            draw.rectangle((x, 0, x + int(rng.integers(5, 40)), 300), fill=fill)
+    else:
+        for line in range(8):
+            draw.rectangle((20, 20 + line * 35, 20 + int(rng.integers(100, 360)), 32 + line * 35), fill=(20, 20, 20))
+    noisy = np.asarray(img).astype(np.int16) + rng.integers(-6, 7, (300, 400, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def both_hashes(img: Image.Image, quality: int = 90) -> tuple[imagehash.ImageHash, imagehash.ImageHash]:
+    buffer = io.BytesIO()
+    img.convert("RGB").save(buffer, "JPEG", quality=quality)
+    stored = normalise(buffer.getvalue(), ImageConfig(min_side=16, min_stddev=0.0))
+    return imagehash.hex_to_hash(stored.phash), imagehash.dhash(Image.open(io.BytesIO(stored.jpeg)))
+
+
+def dhash_confirmation(radius: int = 4, dhash_radius: int = 10, count: int = 600) -> None:
+    simple = [both_hashes(simple_image(i)) for i in range(count)]
+    false_positives = [(a[0] - b[0], a[1] - b[1]) for a, b in itertools.combinations(simple, 2)
+                       if a[0] - b[0] <= radius]
+    kept_by_dhash = sum(1 for _, d in false_positives if d <= dhash_radius)
+    copies = []
+    for _, name, *_ in DEMO_PHOTOS:
+        img = Image.open(io.BytesIO(demo_image(name))).convert("RGB")
+        original = both_hashes(img)
+        for copy, quality in ((img.resize((img.width // 2, img.height // 2)), 90), (img, 30),
+                              (img.convert("L").convert("RGB"), 90)):
+            hashed = both_hashes(copy, quality)
+            copies.append((original[0] - hashed[0], original[1] - hashed[1]))
+    print(f"\ndHash confirmation (pHash <= {radius}, then dHash <= {dhash_radius}):")
+    print(f"  simple images: {count * (count - 1) // 2} pairs, {len(false_positives)} pHash false positives, "
+          f"{kept_by_dhash} of them also within dHash {dhash_radius} (i.e. not removed by confirming)")
+    print(f"  true copies of real photos: max dHash {max(d for _, d in copies)} over {len(copies)} copies")
+
+
 def main() -> None:
     originals = {name: Image.open(io.BytesIO(demo_image(name))).convert("RGB") for _, name, *_ in DEMO_PHOTOS}
     base = {name: stored_hash(img) for name, img in originals.items()}
@@ -57,6 +112,7 @@ def main() -> None:
         quadrants += [a - b for a, b in itertools.combinations(quads, 2)]
     print(f"different photos: min {min(different)}, histogram {sorted(Counter(different).items())[:6]} ...")
     print(f"different quadrants of one photo: min {min(quadrants)}")
+    dhash_confirmation()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pipeline.unique import DropRepeatedIds
 RECORDED_OPTIONS = (
     "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
     "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
-    "blocklist", "decontaminate", "previous_index",
+    "blocklist", "decontaminate", "previous_index", "near_dup_dhash_distance",
 )
 
 
@@ -69,12 +69,13 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     if opts.previous_index:
         previous = (
             pipeline
-            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index, columns=["phash", "photo_id"])
-            | "PreviousEntries" >> beam.Map(lambda row: (row["phash"], row["photo_id"]))
+            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index,
+                                                              columns=["phash", "photo_id", "dhash"])
+            | "PreviousEntries" >> beam.Map(lambda row: (row["phash"], row["photo_id"], row["dhash"]))
         )
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
-                                         previous))
+                                         previous, opts.near_dup_dhash_distance))
     capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     kept = capped.kept
 
@@ -91,7 +92,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
     ]
     if opts.near_dup_distance >= 0:
-        index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id))]
+        index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         index += [previous] if previous is not None else []
         outputs.append(index | "AllIndexEntries" >> beam.Flatten()
                        | "WriteIndex" >> sinks.WriteNearDupIndex(opts.output))

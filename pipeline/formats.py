@@ -77,6 +77,7 @@ PARQUET_SCHEMA = pa.schema([
     ("sha256", pa.string()),
     ("download_sha256", pa.string()),
     ("phash", pa.string()),
+    ("dhash", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float32())),
     ("image", pa.binary()),
 ])
@@ -108,12 +109,12 @@ def write_rejections(handle: BinaryIO, rejections: Iterable[Rejection]) -> None:
     _write_parquet_rows(handle, REJECTION_SCHEMA, rows)
 
 
-INDEX_SCHEMA = pa.schema([("phash", pa.string()), ("photo_id", pa.string())])
+INDEX_SCHEMA = pa.schema([("phash", pa.string()), ("photo_id", pa.string()), ("dhash", pa.string())])
 
 
-def write_index(handle: BinaryIO, entries: Iterable[tuple[str, str]]) -> None:
-    """The near-duplicate index of a release: (pHash, photo id) of every image in it."""
-    rows = ({"phash": phash, "photo_id": photo_id} for phash, photo_id in entries)
+def write_index(handle: BinaryIO, entries: Iterable[tuple[str, str, str]]) -> None:
+    """The near-duplicate index of a release: (pHash, photo id, dHash) of every image in it."""
+    rows = ({"phash": phash, "photo_id": photo_id, "dhash": dhash} for phash, photo_id, dhash in entries)
     _write_parquet_rows(handle, INDEX_SCHEMA, rows)
 
 

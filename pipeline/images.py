@@ -58,6 +58,7 @@ class Normalised:
     original_width: int
     original_height: int
     phash: str
+    dhash: str
 
 
 def _open(raw: bytes) -> Image.Image:
@@ -153,6 +154,7 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         original_width=width,
         original_height=height,
         phash=str(imagehash.phash(bare)),
+        dhash=str(imagehash.dhash(bare)),
     )
 
 
@@ -177,6 +179,7 @@ class _Normalise(beam.DoFn):
             original_width=result.original_width,
             original_height=result.original_height,
             phash=result.phash,
+            dhash=result.dhash,
         )
 
 

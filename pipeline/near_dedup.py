@@ -66,17 +66,34 @@ def first_shared_key(a: int, b: int, masks: Sequence[int]) -> int:
 
 class Node(NamedTuple):
     """A representative in the pairwise step: hash, survivor rank, photo id. Light by design.
-    `previous` marks an image of an earlier release (from its persisted index): it always wins."""
+    `previous` marks an image of an earlier release (from its persisted index): it always wins.
+    `group` is the key its photos were collapsed under (the pHash, plus the dHash when confirming)."""
 
     value: int
     rank: tuple
     photo_id: str
     previous: bool = False
+    dhash: int | None = None
+    group: str = ""
 
 
-def previous_node(phash: str, photo_id: str) -> Node:
+def previous_node(phash: str, photo_id: str, dhash: str = "") -> Node:
     # -inf sorts before every rank of a new image: released images are never displaced.
-    return Node(int(phash, 16), (float("-inf"), photo_id), photo_id, True)
+    return Node(int(phash, 16), (float("-inf"), photo_id), photo_id, True, int(dhash, 16) if dhash else None)
+
+
+def collapse_key(photo: Photo, dhash_distance: int) -> str:
+    """Photos under one key are duplicates outright. With dHash confirmation, equal pHashes alone
+    are not enough: the dHash must be equal too (closer-but-unequal dHashes are paired below)."""
+    return f"{photo.phash}:{photo.dhash}" if dhash_distance >= 0 else photo.phash
+
+
+def confirmed(edge: Edge, dhash_distance: int) -> bool:
+    """The optional second opinion: a pHash pair counts only if its dHashes are close as well
+    (a missing dHash, e.g. from an older index, cannot veto)."""
+    if dhash_distance < 0 or edge.a.dhash is None or edge.b.dhash is None:
+        return True
+    return (edge.a.dhash ^ edge.b.dhash).bit_count() <= dhash_distance
 
 
 class Edge(NamedTuple):
@@ -190,13 +207,16 @@ def greedy_survivors(edges: Iterable[Edge]) -> dict[Node, tuple[str, int, bool]]
     return dropped
 
 
-def _node(photo: Photo) -> Node:
-    return Node(int(photo.phash, 16), survivor_rank(photo), photo.photo_id)
+def _node(photo: Photo, dhash_distance: int) -> Node:
+    dhash = int(photo.dhash, 16) if photo.dhash else None
+    return Node(int(photo.phash, 16), survivor_rank(photo), photo.photo_id, False, dhash,
+                collapse_key(photo, dhash_distance))
 
 
 class _BucketEdges(beam.DoFn):
-    def __init__(self, distance: int, masks: list[int], bucket_cap: int) -> None:
+    def __init__(self, distance: int, masks: list[int], bucket_cap: int, dhash_distance: int) -> None:
         self._distance, self._masks, self._cap = distance, masks, bucket_cap
+        self._dhash_distance = dhash_distance
 
     def process(self, keyed: tuple[str, Iterable[Node]]) -> Iterator[Edge]:
         key, nodes = keyed
@@ -208,12 +228,13 @@ class _BucketEdges(beam.DoFn):
         found.update(_cross_pairs(new, [n for n in nodes if n.previous], self._distance))
         for edge in found.values():
             # Report a pair only from the first key it shares: no duplicate edges, no extra shuffle.
-            if first_shared_key(edge.a.value, edge.b.value, self._masks) == index:
+            if first_shared_key(edge.a.value, edge.b.value, self._masks) == index and \
+                    confirmed(edge, self._dhash_distance):
                 yield edge
 
 
 class _Resolve(beam.DoFn):
-    """Per pHash: its photos, and the decision of its representative (if it was dropped)."""
+    """Per collapse key (pHash): its photos, and the decision of its representative (if dropped)."""
 
     def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, grouped = keyed
@@ -236,11 +257,13 @@ class NearDuplicates(beam.PTransform):
     PCollection[Rejection] naming each dropped image's survivor and distance)."""
 
     def __init__(self, distance: int, key_blocks: int = 2, bucket_cap: int = 64,
-                 previous: beam.PCollection | None = None) -> None:
-        """`previous`: (phash, photo id) of an earlier release's images (its persisted index); new
-        images are compared against them and among themselves, and never displace them."""
+                 previous: beam.PCollection | None = None, dhash_distance: int = -1) -> None:
+        """`previous`: (phash, photo id, dhash) of an earlier release's images (its persisted index);
+        new images are compared against them and among themselves, and never displace them.
+        `dhash_distance` >= 0 also requires the dHashes of a pair to be that close."""
         super().__init__()
         self._previous = previous
+        self._dhash_distance = dhash_distance
         if not 0 <= distance <= 16:
             raise ValueError("near-duplicate distance must be within 0..16")
         self._distance = distance
@@ -248,11 +271,11 @@ class NearDuplicates(beam.PTransform):
         self._cap = bucket_cap
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
-        masks = self._masks
-        by_phash = photos | "ByPhash" >> beam.Map(lambda photo: (photo.phash, photo))
+        masks, dhash_distance = self._masks, self._dhash_distance
+        by_group = photos | "ByGroup" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), photo))
         representatives = (
             photos
-            | "Node" >> beam.Map(lambda photo: (photo.phash, _node(photo)))
+            | "Node" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), _node(photo, dhash_distance)))
             | "Best" >> beam.CombinePerKey(lambda nodes: min(nodes, key=lambda n: n.rank))
             | "DropKey" >> beam.Values()
         )
@@ -263,14 +286,13 @@ class NearDuplicates(beam.PTransform):
             representatives
             | "Keys" >> beam.FlatMap(lambda node: [(key, node) for key in candidate_keys(node.value, masks)])
             | "Buckets" >> beam.GroupByKey()
-            | "Pairs" >> beam.ParDo(_BucketEdges(self._distance, masks, self._cap))
+            | "Pairs" >> beam.ParDo(_BucketEdges(self._distance, masks, self._cap, dhash_distance))
         )
-        dropped_by_phash = (
+        dropped_by_group = (
             edges
             | "AllEdges" >> beam.combiners.ToList()
             | "Greedy" >> beam.FlatMap(
-                lambda all_edges: [(f"{node.value:016x}", decision)
-                                   for node, decision in greedy_survivors(all_edges).items()])
+                lambda all_edges: [(node.group, decision) for node, decision in greedy_survivors(all_edges).items()])
         )
-        grouped = {"photos": by_phash, "dropped": dropped_by_phash} | "JoinPhotos" >> beam.CoGroupByKey()
+        grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
         return apply_stage(grouped, STAGE, _Resolve())

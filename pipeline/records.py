@@ -57,6 +57,7 @@ class Photo:
     download_sha256: str = ""
     sha256: str = ""  # of the stored bytes
     phash: str = ""  # 64-bit pHash, 16 hex digits
+    dhash: str = ""  # 64-bit dHash, 16 hex digits (optional confirmation of near duplicates)
     # --- filled by detect -------------------------------------------------------------------
     scores: tuple[tuple[str, float], ...] = field(default=())
 

@@ -168,7 +168,7 @@ class WriteRejections(beam.PTransform):
 
 
 class WriteNearDupIndex(beam.PTransform):
-    """PCollection[(phash, photo id)] -> PCollection[dict]: the release's near-duplicate index under
+    """PCollection[(phash, photo id, dhash)] -> PCollection[dict]: the release's near-duplicate index under
     near_dup_index/, which a later run reads with --previous_index to compare only its new images."""
 
     def __init__(self, output: str) -> None:

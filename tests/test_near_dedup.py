@@ -24,6 +24,8 @@ from pipeline.near_dedup import (
     block_masks,
     bucket_pairs,
     candidate_keys,
+    collapse_key,
+    confirmed,
     first_shared_key,
     greedy_survivors,
     key_masks,
@@ -33,12 +35,19 @@ from tests.bad_images import crop_variant
 from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image
 
 
-def oracle(photos, r):
-    """Brute force: visit photos best first; keep one with no kept photo within r."""
+def near(a, b, r, dhash_distance=-1):
+    if (int(a.phash, 16) ^ int(b.phash, 16)).bit_count() > r:
+        return False
+    return dhash_distance < 0 or (int(a.dhash, 16) ^ int(b.dhash, 16)).bit_count() <= dhash_distance
+
+
+def oracle(photos, r, dhash_distance=-1):
+    """Brute force: visit photos best first; keep one with no kept photo within r (and, when
+    confirming, within the dHash distance too)."""
     kept, dropped = [], {}
     for p in sorted(photos, key=survivor_rank):
-        close = [(survivor_rank(k), k.photo_id, (int(p.phash, 16) ^ int(k.phash, 16)).bit_count()) for k in kept]
-        close = [c for c in close if c[2] <= r]
+        close = [(survivor_rank(k), k.photo_id, (int(p.phash, 16) ^ int(k.phash, 16)).bit_count()) for k in kept
+                 if near(p, k, r, dhash_distance)]
         if close:
             _, survivor, d = min(close)
             dropped[p.photo_id] = (survivor, d)
@@ -47,27 +56,28 @@ def oracle(photos, r):
     return {p.photo_id for p in kept}, dropped
 
 
-def in_memory(photos, r, key_blocks, cap):
+def in_memory(photos, r, key_blocks, cap, dhash_distance=-1):
     """The transform's steps without Beam: collapse equal hashes, bucket, pair, greedy, resolve."""
     masks = key_masks(r, key_blocks)
     by_hash = defaultdict(list)
     for p in photos:
-        by_hash[p.phash].append(p)
+        by_hash[collapse_key(p, dhash_distance)].append(p)
     reps = {h: min(ps, key=survivor_rank) for h, ps in by_hash.items()}
     buckets = defaultdict(list)
-    for rep in reps.values():
-        node = Node(int(rep.phash, 16), survivor_rank(rep), rep.photo_id)
+    for group, rep in reps.items():
+        node = Node(int(rep.phash, 16), survivor_rank(rep), rep.photo_id, False,
+                    int(rep.dhash, 16) if rep.dhash else None, group)
         for key in candidate_keys(node.value, masks):
             buckets[key].append(node)
     edges = []
     for key, nodes in buckets.items():
         index = int(key.split(":")[0])
         for edge in bucket_pairs(nodes, r, masks[index], cap).values():
-            if first_shared_key(edge.a.value, edge.b.value, masks) == index:
+            if first_shared_key(edge.a.value, edge.b.value, masks) == index and confirmed(edge, dhash_distance):
                 edges.append(edge)
     pairs = [tuple(sorted((e.a.photo_id, e.b.photo_id))) for e in edges]
     assert len(pairs) == len(set(pairs)), "a pair was reported twice"
-    decisions = {f"{n.value:016x}": d[:2] for n, d in greedy_survivors(edges).items()}
+    decisions = {n.group: d[:2] for n, d in greedy_survivors(edges).items()}
     kept, dropped = set(), {}
     for h, ps in by_hash.items():
         ordered = sorted(ps, key=survivor_rank)
@@ -131,6 +141,33 @@ def test_kept_set_has_no_pair_within_r_and_survivors_are_kept():
     assert all((a ^ b).bit_count() > 4 for i, a in enumerate(kept_values) for b in kept_values[i + 1:])
     assert all(survivor in kept for survivor, _ in dropped.values())
     assert len(kept) + len(dropped) == len(photos)
+
+
+def with_dhashes(photos, seed):
+    """Give every photo one of a few dHashes: equal, 3 bits apart or 12 bits apart from a base, so
+    confirmation at distance 5 sometimes agrees with pHash and sometimes vetoes it."""
+    rng = random.Random(seed)
+    base = rng.getrandbits(64)
+    choices = [base, flip(base, rng.sample(range(64), 3)), flip(base, rng.sample(range(64), 12))]
+    return [p.replace(dhash=f"{rng.choice(choices):016x}") for p in photos]
+
+
+@given(seed=st.integers(0, 10**6), r=st.integers(0, 6), giant=st.integers(0, 60), cap=st.sampled_from([4, 64]))
+@settings(max_examples=40, deadline=None)
+def test_dhash_confirmation_identical_to_brute_force(seed, r, giant, cap):
+    photos = with_dhashes(planted_world(seed, r, 30, giant), seed)
+    assert in_memory(photos, r, 2, cap, dhash_distance=5) == oracle(photos, r, dhash_distance=5)
+
+
+def test_dhash_confirmation_in_the_transform():
+    photos = with_dhashes(planted_world(21, 4, 50, 40), 21)
+    kept, dropped = oracle(photos, 4, dhash_distance=5)
+    assert kept != oracle(photos, 4)[0]  # confirmation changes the outcome on this world
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8, dhash_distance=5)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of)),
+                    equal_to([(i, s) for i, (s, _) in dropped.items()]), label="rejected")
 
 
 @pytest.mark.parametrize("r,k", [(0, 1), (4, 1), (4, 2), (8, 2), (6, 3)])
