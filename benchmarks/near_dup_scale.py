@@ -25,10 +25,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.near_dedup import NearDuplicates
 from pipeline.records import Photo
 
+SKEW_PREFIX = random.Random(12345).getrandbits(24) << 40  # shared by every chunk: one skewed region
+CHUNK = 50_000
+
 
 def synthetic_hashes(count: int, seed: int = 0) -> list[int]:
     rng = random.Random(seed)
-    prefix = rng.getrandbits(24) << 40
+    prefix = SKEW_PREFIX
     out = []
     while len(out) < count:
         roll = rng.random()
@@ -53,12 +56,18 @@ def brute_force_seconds(hashes: list[int], distance: int) -> float:
     return time.perf_counter() - start
 
 
-def beam_run(hashes: list[int], distance: int) -> tuple[float, int]:
-    photos = [Photo(photo_id=str(i), phash=f"{h:016x}", original_width=100, original_height=100)
-              for i, h in enumerate(hashes)]
+def photos_of_chunk(chunk: int) -> list[Photo]:
+    """Generated inside the pipeline, so that 10M photos never sit in one Python list."""
+    hashes = synthetic_hashes(CHUNK, seed=chunk)
+    return [Photo(photo_id=str(chunk * CHUNK + i), phash=f"{h:016x}", original_width=100, original_height=100)
+            for i, h in enumerate(hashes)]
+
+
+def beam_run(size: int, distance: int) -> tuple[float, int]:
     start = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = pipeline | beam.Create(photos, reshuffle=False) | NearDuplicates(distance)
+    out = (pipeline | beam.Create(list(range(max(1, size // CHUNK))), reshuffle=False)
+           | beam.FlatMap(photos_of_chunk) | NearDuplicates(distance))
     _ = out.rejected | beam.combiners.Count.Globally() | beam.Map(lambda n: None)
     result = pipeline.run()
     result.wait_until_finish()
@@ -77,8 +86,7 @@ def main() -> None:
     brute = brute_force_seconds(subset, args.distance)
     print(f"brute force (numpy popcount), 50k hashes: {brute:.2f} s")
     for size in args.sizes:
-        hashes = synthetic_hashes(size)
-        elapsed, comparisons = beam_run(hashes, args.distance)
+        elapsed, comparisons = beam_run(size, args.distance)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         extrapolated = brute * (size / 50_000) ** 2
         print(f"N={size:>9,}  beam {elapsed:7.1f} s   peak RSS {peak:6.0f} MiB   "

@@ -128,7 +128,7 @@ def _pairs_brute(nodes: Sequence[Node], distance: int) -> dict[tuple, Edge]:
     return found
 
 
-def _cross_pairs(new: Sequence[Node], old: Sequence[Node], distance: int) -> dict[tuple, Edge]:
+def cross_pairs(new: Sequence[Node], old: Sequence[Node], distance: int) -> dict[tuple, Edge]:
     """Pairs within `distance` between new images and a previous release's (never old with old)."""
     found: dict[tuple, Edge] = {}
     if not new or not old:
@@ -213,24 +213,51 @@ def _node(photo: Photo, dhash_distance: int) -> Node:
                 collapse_key(photo, dhash_distance))
 
 
-class _BucketEdges(beam.DoFn):
+PARTITION_BITS = 8  # 256 partitions of candidate-key rows
+
+
+class _KeyRows(beam.DoFn):
+    """A bundle's representatives -> (partition, key rows): a few elements per bundle, not one per key."""
+
+    def __init__(self, masks: list[int]) -> None:
+        self._masks = masks
+
+    def process(self, batch: list[Node]) -> Iterator[tuple[int, tuple]]:
+        from pipeline import candidate_pairs  # imported here: it builds on this module
+
+        for partition, rows in candidate_pairs.split_partitions(candidate_pairs.rows_of(batch, self._masks),
+                                                                PARTITION_BITS):
+            yield partition, tuple(rows)
+
+
+class _PartitionPairs(beam.DoFn):
     def __init__(self, distance: int, masks: list[int], bucket_cap: int, dhash_distance: int) -> None:
         self._distance, self._masks, self._cap = distance, masks, bucket_cap
         self._dhash_distance = dhash_distance
 
-    def process(self, keyed: tuple[str, Iterable[Node]]) -> Iterator[Edge]:
-        key, nodes = keyed
-        index = int(key.split(":", 1)[0])
-        new = sorted((n for n in nodes if not n.previous), key=lambda n: n.rank)
-        if not new:
-            return  # only images of earlier releases: compared when they were new
-        found = bucket_pairs(new, self._distance, self._masks[index], self._cap)
-        found.update(_cross_pairs(new, [n for n in nodes if n.previous], self._distance))
-        for edge in found.values():
-            # Report a pair only from the first key it shares: no duplicate edges, no extra shuffle.
-            if first_shared_key(edge.a.value, edge.b.value, self._masks) == index and \
-                    confirmed(edge, self._dhash_distance):
-                yield edge
+    def process(self, keyed: tuple[int, Iterable[tuple]]) -> Iterator[tuple]:
+        from pipeline import candidate_pairs
+
+        _, chunks = keyed
+        rows = candidate_pairs.Rows.concat([candidate_pairs.Rows(*chunk) for chunk in chunks])
+        a, b, d = candidate_pairs.pairs_in_partition(rows, self._masks, self._distance, self._dhash_distance,
+                                                     self._cap)
+        if len(a):
+            yield a, b, d
+
+
+def _ids_of(edges: tuple) -> list[tuple[str, int]]:
+    a, b, _ = edges
+    return [(f"{int(i):016x}", 1) for i in np.unique(np.concatenate([a, b]))]
+
+
+def _greedy_from_arrays(all_edges: list[tuple], nodes: list[Node]) -> list[tuple[str, tuple]]:
+    from pipeline.candidate_pairs import node_id
+
+    by_id = {node_id(node): node for node in nodes}
+    edges = [Edge(by_id[int(x)], by_id[int(y)], int(d)) for a, b, ds in all_edges
+             for x, y, d in zip(a, b, ds, strict=True)]
+    return [(node.group, decision) for node, decision in greedy_survivors(edges).items()]
 
 
 class _Resolve(beam.DoFn):
@@ -271,7 +298,7 @@ class NearDuplicates(beam.PTransform):
         self._cap = bucket_cap
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
-        masks, dhash_distance = self._masks, self._dhash_distance
+        masks, dhash_distance = self._masks, self._dhash_distance  # locals: the lambdas must not capture self
         by_group = photos | "ByGroup" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), photo))
         representatives = (
             photos
@@ -284,15 +311,24 @@ class NearDuplicates(beam.PTransform):
             representatives = (representatives, old) | "WithPrevious" >> beam.Flatten()
         edges = (
             representatives
-            | "Keys" >> beam.FlatMap(lambda node: [(key, node) for key in candidate_keys(node.value, masks)])
-            | "Buckets" >> beam.GroupByKey()
-            | "Pairs" >> beam.ParDo(_BucketEdges(self._distance, masks, self._cap, dhash_distance))
+            | "Bundle" >> beam.BatchElements(min_batch_size=1, max_batch_size=16384)
+            | "KeyRows" >> beam.ParDo(_KeyRows(masks))
+            | "Partitions" >> beam.GroupByKey()
+            | "Pairs" >> beam.ParDo(_PartitionPairs(self._distance, masks, self._cap, dhash_distance))
+        )
+        # Only representatives that have a neighbour take part in the greedy step: join them by id.
+        from pipeline.candidate_pairs import node_id
+
+        involved = (
+            {"node": representatives | "ById" >> beam.Map(lambda node: (f"{node_id(node):016x}", node)),
+             "edge": edges | "EdgeIds" >> beam.FlatMap(_ids_of)}
+            | "JoinIds" >> beam.CoGroupByKey()
+            | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["edge"]) else [])
         )
         dropped_by_group = (
             edges
             | "AllEdges" >> beam.combiners.ToList()
-            | "Greedy" >> beam.FlatMap(
-                lambda all_edges: [(node.group, decision) for node, decision in greedy_survivors(all_edges).items()])
+            | "Greedy" >> beam.FlatMap(_greedy_from_arrays, nodes=beam.pvalue.AsList(involved))
         )
         grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
         return apply_stage(grouped, STAGE, _Resolve())
