@@ -9,12 +9,17 @@ Nothing here is quadratic in the dataset size:
    two hashes within distance r differ in at most r blocks, so they agree exactly on at least k
    blocks. Every representative is keyed by each choice of k blocks (C(r+k, k) keys of about
    64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount. A pair is
-   reported only from the first key it shares, so no pair is emitted twice.
+   reported only from the first key it shares, so no pair is emitted twice. The keys travel as
+   numpy rows, one element per bundle and partition (`candidate_pairs.py`), not one per key.
 3. A bucket larger than `bucket_cap` is split again on the bits in which its hashes vary (the
    same pigeonhole argument over the remaining bits), to a bounded depth; what is left is
    compared with vectorised XOR/popcount in numpy, in chunks, so memory stays bounded and a
    skewed bucket costs C-speed comparisons rather than Python loops.
-4. The survivor rule is greedy and global: representatives are visited best first; one with no
+4. With `dhash_distance` >= 0 a pair also needs close dHashes (equal pHashes alone no longer
+   collapse: the dHash must be equal too).
+5. Images of a previous release (its persisted index) join as representatives that always rank
+   first; buckets holding only them are skipped, and two of them are never paired.
+6. The survivor rule is greedy and global: representatives are visited best first; one with no
    kept neighbour within r is kept, otherwise it is dropped as a duplicate of its best kept
    neighbour. Only representatives that have at least one neighbour take part, and only as ids,
    ranks and edges, on one worker; the kept set therefore has no pair within r, and every
