@@ -1,4 +1,4 @@
-"""`pass-pipeline` (or `python -m pipeline`): run, demo.
+"""`pass-pipeline` (or `python -m pipeline`): run, verify, demo.
 
 Flags follow Beam's style (--name=value); any flag we do not define is a Beam pipeline option
 and passes through, so `--runner=DataflowRunner --project=...` work as with any Beam job.
@@ -113,6 +113,16 @@ def _demo(output: str, extra: Sequence[str]) -> int:
     return 0
 
 
+def _verify(release: str) -> int:
+    from pipeline.verify import verify
+
+    problems = list(verify(release))
+    for problem in problems:
+        print(f"{problem.path}: {problem.message}")
+    print(f"{release}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 0 if not problems else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_cmd = commands.add_parser("run", help="build a dataset; see `pass-pipeline run --help`", add_help=False)
     run_cmd.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
     run_cmd.add_argument("-h", "--help", action="store_true")
+    verify_cmd = commands.add_parser("verify", help="re-check every file of a release against its manifest")
+    verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
@@ -127,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(str(Path(args.output).resolve()), rest)
+        if args.command == "verify":
+            return _verify(args.release)
         if args.help:
             PassOptions(["--help"])
             return 0
