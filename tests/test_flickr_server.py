@@ -1,0 +1,104 @@
+"""The Flickr fixture server through the real flickrapi client (and the project's fetcher)."""
+
+from __future__ import annotations
+
+import io
+
+import flickrapi
+import pytest
+from PIL import Image
+
+from pipeline.fixtures.flickr_server import SEARCH_DEPTH, FixturePhoto, FlickrServer, World
+from pipeline.http_client import FetchConfig, Fetcher
+
+
+def world(count: int = 30) -> World:
+    return World([FixturePhoto(str(1000 + i), f"owner{i % 3}@N01", license=(4, 11, 1)[i % 3],
+                               date_upload=1_600_000_000 + i * 60, owner_name=f"Owner {i % 3}", title=f"Photo {i}")
+                  for i in range(count)])
+
+
+@pytest.fixture
+def server():
+    with FlickrServer(world(), api_keys={"KEY"}) as srv:
+        yield srv
+
+
+def client(server, key="KEY") -> flickrapi.FlickrAPI:
+    api = flickrapi.FlickrAPI(key, "SECRET", format="parsed-json", store_token=False)
+    api.REST_URL = server.rest_url
+    return api
+
+
+def test_search_filters_pages_and_extras(server):
+    api = client(server)
+    first = api.photos.search(license="4,11", per_page=5, page=1, extras="license,owner_name,date_upload,url_z,o_dims")
+    photos = first["photos"]
+    assert first["stat"] == "ok" and photos["total"] == 20 and photos["pages"] == 4 and len(photos["photo"]) == 5
+    entry = photos["photo"][0]
+    assert entry["license"] in ("4", "11") and entry["ownername"].startswith("Owner")
+    assert entry["url_z"].endswith("_z.jpg") and int(entry["width_z"]) == 640
+    seen = {p["id"] for page in range(1, 5)
+            for p in api.photos.search(license="4,11", per_page=5, page=page)["photos"]["photo"]}
+    assert len(seen) == 20
+    window = api.photos.search(min_upload_date=1_600_000_000, max_upload_date=1_600_000_000 + 5 * 60)
+    assert window["photos"]["total"] == 6
+    assert api.photos.search(user_id="owner1@N01")["photos"]["total"] == 10
+
+
+def test_search_depth_cap_repeats_results():
+    many = World([FixturePhoto(str(i), "o@N01", 4, 1_600_000_000 + i) for i in range(SEARCH_DEPTH + 600)])
+    with FlickrServer(many, api_keys={"KEY"}) as srv:
+        api = client(srv)
+        last = api.photos.search(per_page=500, page=8)["photos"]
+        beyond = api.photos.search(per_page=500, page=9)["photos"]
+        assert last["total"] == SEARCH_DEPTH + 600 and beyond["pages"] == 10
+        assert [p["id"] for p in beyond["photo"]] == [p["id"] for p in last["photo"]]
+
+
+def test_get_info_licenses_and_history(server):
+    api = client(server)
+    info = api.photos.getInfo(photo_id="1000")["photo"]
+    assert info["license"] == "4" and info["owner"]["nsid"] == "owner0@N01"
+    licenses = {int(lic["id"]): lic["name"] for lic in api.photos.licenses.getInfo()["licenses"]["license"]}
+    assert len(licenses) == 17 and licenses[4] == "Attribution License" and licenses[11] == "CC BY 4.0"
+    server.world.relicense("1000", 2, 1_700_000_000)
+    history = api.photos.licenses.getLicenseHistory(photo_id="1000")["license_history"]
+    assert history[0]["old_license"] == "Attribution License" and "by-nc" in history[0]["new_license_url"]
+    assert api.photos.getInfo(photo_id="1000")["photo"]["license"] == "2"
+
+
+def test_errors_as_flickr_reports_them(server):
+    server.world.delete("1001")
+    with pytest.raises(flickrapi.FlickrError) as deleted:
+        client(server).photos.getInfo(photo_id="1001")
+    assert deleted.value.code == 1
+    with pytest.raises(flickrapi.FlickrError) as bad_key:
+        client(server, key="WRONG").photos.licenses.getInfo()
+    assert bad_key.value.code == 100
+    with pytest.raises(flickrapi.FlickrError) as unknown:
+        client(server).photos.doesNotExist()
+    assert unknown.value.code == 112
+
+
+def test_injected_faults(server):
+    api = client(server)
+    server.inject_api_error(105, "Service currently unavailable")
+    with pytest.raises(flickrapi.FlickrError) as unavailable:
+        api.photos.licenses.getInfo()
+    assert unavailable.value.code == 105
+    server.inject_http(429, Retry_After="1")
+    with pytest.raises(flickrapi.FlickrError, match="429"):
+        api.photos.licenses.getInfo()
+    assert api.photos.licenses.getInfo()["stat"] == "ok"  # faults are one-shot
+    assert server.calls["flickr.photos.licenses.getInfo"] == 3
+
+
+def test_static_sizes_and_deleted_placeholder(server):
+    fetcher = Fetcher(FetchConfig(allowed_hosts=(server.host,), user_agent="test", max_retries=0))
+    photo = server.world.by_id()["1003"]
+    result = fetcher.fetch(server.static_url(photo, "_b"))
+    assert result.ok and max(Image.open(io.BytesIO(result.body)).size) == 1024
+    assert max(Image.open(io.BytesIO(fetcher.fetch(server.static_url(photo)).body)).size) == 500
+    server.world.delete("1003")
+    assert fetcher.fetch(server.static_url(photo)).reason == "deleted"
