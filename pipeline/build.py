@@ -24,6 +24,7 @@ from pipeline.images import ImageConfig, NormaliseImages
 from pipeline.license import FilterLicense
 from pipeline.near_dedup import NearDuplicates
 from pipeline.options import PassOptions, split_list
+from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput
 from pipeline.stats import build_stats
@@ -31,10 +32,21 @@ from pipeline.unique import DropRepeatedIds
 
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
-    "input", "formats", "shards", "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels",
-    "min_stddev", "jpeg_quality", "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks",
-    "blocklist", "decontaminate", "previous_index", "near_dup_dhash_distance",
+    "source", "input", "min_upload_date", "max_upload_date", "flickr_licenses", "formats", "shards",
+    "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
+    "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
+    "previous_index", "near_dup_dhash_distance",
 )
+
+
+def _source(opts: PassOptions) -> beam.PTransform:
+    if opts.source == "flickr":
+        end_of_day = 0 if opts.max_upload_date.strip().isdigit() else 86399  # a day given as a date is inclusive
+        return ReadFlickr(FlickrSourceConfig(
+            rest_url=opts.flickr_rest_url, credentials_path=opts.flickr_credentials, licenses=opts.flickr_licenses,
+            min_upload=parse_date(opts.min_upload_date), max_upload=parse_date(opts.max_upload_date) + end_of_day,
+            max_side=opts.max_side))
+    return ReadYfcc(opts.input)
 
 
 def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enabled: object,
@@ -51,7 +63,7 @@ def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
 
 def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
     """Adds the whole job to `pipeline`; returns the kept photos and all rejections (for tests)."""
-    read = pipeline | "ReadYfcc" >> ReadYfcc(opts.input)
+    read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)

@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.build import build
 from pipeline.options import PassOptions, validate
+from pipeline.sources.flickr_api import CredentialsError
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -77,7 +78,8 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     """Runs the job to completion and returns its stats (stats.json)."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
-    check_input(opts.input)
+    if opts.source == "yfcc":
+        check_input(opts.input)
     check_output(opts.output, overwrite)
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, opts)
@@ -147,6 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = run(rest, overwrite=args.overwrite)
         print(summary(PassOptions(expand_month(rest)).output, stats))
         return 0 if stats["accounted"] else 3
-    except UsageError as err:
+    except (UsageError, CredentialsError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)
         return 2

@@ -27,8 +27,14 @@ SPECIAL = {
     "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
     "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
     "contact": r"^https?://.+$",
+    "source": r"^(yfcc|flickr)$",
+    "min_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
+    "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
+    "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",
+    "flickr_rest_url": r"^https?://.+$",
+    "flickr_credentials": GCS_PATH,
 }
-REQUIRED = ("input", "output")
+REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start
 
 
 def option_actions() -> list[argparse.Action]:

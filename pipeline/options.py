@@ -25,7 +25,16 @@ class PassOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         add = parser.add_argument
         # --- input and output ------------------------------------------------------------------
+        add("--source", default="yfcc", choices=("yfcc", "flickr"),
+            help="yfcc: metadata dumps given by --input; flickr: the live Flickr API (CC BY search by upload date).")
         add("--input", default=None, help="YFCC100M metadata file(s): a path or glob, plain, .gz or .bz2.")
+        add("--min_upload_date", default=None, help="--source=flickr: first upload day (YYYY-MM-DD, UTC) or epoch.")
+        add("--max_upload_date", default=None, help="--source=flickr: last upload day (YYYY-MM-DD, UTC) or epoch.")
+        add("--flickr_licenses", default="4,11",
+            help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
+        add("--flickr_rest_url", default=None, help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
+        add("--flickr_credentials", default=None,
+            help="JSON file {key, secret} (local or gs://); default: FLICKR_API_KEY / FLICKR_API_SECRET.")
         add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")
         add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
         add("--shards", type=int, default=0,
@@ -84,8 +93,10 @@ class PassOptions(PipelineOptions):
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
     problems = []
-    if not opts.input:
+    if opts.source == "yfcc" and not opts.input:
         problems.append("--input is required")
+    if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
+        problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
     if not opts.output:
         problems.append("--output is required")
     unknown = set(split_list(opts.formats)) - set(FORMATS)

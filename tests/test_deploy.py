@@ -60,7 +60,7 @@ def test_flex_template_spec_is_generated_from_the_options():
     spec = json.loads(committed)
     names = [p["name"] for p in spec["parameters"]]
     assert {"input", "output", "max_side", "per_owner_cap", "near_dup_distance", "blocklist"} <= set(names)
-    assert [p["name"] for p in spec["parameters"] if not p["isOptional"]] == ["input", "output"]
+    assert [p["name"] for p in spec["parameters"] if not p["isOptional"]] == ["output"]
     for parameter in spec["parameters"]:
         assert parameter["helpText"]
         for regex in parameter.get("regexes", []):

@@ -1,0 +1,152 @@
+"""`--source=flickr`: CC BY photos straight from the Flickr API, in the same `Photo` schema as the
+YFCC source, so every later stage is shared.
+
+The upload-time range is split into windows that each stay under Flickr's search depth
+(`flickr_api.split_windows`), windows and then their pages are reshuffled so that they fan out
+across workers, and each page's results become Photos. Credentials are loaded in each worker's
+`setup()` from the environment or a file (local or gs://), so they are never part of the
+pickled pipeline. A page the API refuses becomes one rejection naming the window and page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+import flickrapi
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.records import Photo, Rejection
+from pipeline.sources.flickr_api import Credentials, CredentialsError, FlickrClient, load_credentials, split_windows
+from pipeline.sources.flickr_licenses import LICENSES
+from pipeline.stage import StageOutput, apply_stage, reject
+
+STAGE = "read"
+PER_PAGE = 500
+EXTRAS = ("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias,"
+          "url_m,url_z,url_c,url_b")
+# Smallest Flickr size whose longer side covers max_side (the same rule as fetch.sized_url).
+_SIZES = ((240, "url_m"), (640, "url_z"), (800, "url_c"), (1024, "url_b"))
+
+
+@dataclass(frozen=True)
+class FlickrSourceConfig:
+    rest_url: str | None
+    credentials_path: str | None
+    licenses: str
+    min_upload: int
+    max_upload: int
+    max_side: int
+
+
+def parse_date(value: str) -> int:
+    """'2024-01-31' (UTC midnight) or epoch seconds -> epoch seconds."""
+    if value.strip().isdigit():
+        return int(value)
+    day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    return int(day.timestamp())
+
+
+def credentials_for(path: str | None) -> Credentials:
+    if path and "://" in path:  # gs:// and other Beam filesystems: read it the same way as local files
+        with FileSystems.open(path) as handle:
+            data = json.loads(handle.read())
+        return Credentials(str(data["key"]), str(data["secret"]))
+    return load_credentials(path)
+
+
+def photo_from_search(entry: dict, ref: str, max_side: int) -> Photo:
+    license_name, license_url = LICENSES.get(int(entry.get("license", -1)), ("", ""))
+    url_key = next((key for side, key in _SIZES if side >= max_side and entry.get(key)), None)
+    download_url = entry.get(url_key) if url_key else next(
+        (entry[key] for _, key in reversed(_SIZES) if entry.get(key)), "")
+    uploaded = entry.get("dateupload", "")
+    description = entry.get("description", {})
+    return Photo(
+        photo_id=str(entry["id"]),
+        source="flickr",
+        source_ref=ref,
+        owner_nsid=entry.get("owner", ""),
+        owner_name=entry.get("ownername", ""),
+        title=entry.get("title", ""),
+        description=description.get("_content", "") if isinstance(description, dict) else str(description),
+        tags=",".join(entry.get("tags", "").split()),
+        date_taken=entry.get("datetaken", ""),
+        date_uploaded=dt.datetime.fromtimestamp(int(uploaded), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if str(uploaded).isdigit() else "",
+        page_url=f"https://www.flickr.com/photos/{entry.get('owner', '')}/{entry['id']}/",
+        download_url=download_url or "",
+        license_name=license_name,
+        license_url=license_url,
+        server_id=str(entry.get("server", "")),
+        farm_id=str(entry.get("farm", "")),
+        secret=entry.get("secret", ""),
+        secret_original=entry.get("originalsecret", ""),
+        extension=entry.get("originalformat", "jpg"),
+    )
+
+
+class _ClientDoFn(beam.DoFn):
+    def __init__(self, cfg: FlickrSourceConfig) -> None:
+        self._cfg = cfg
+
+    def setup(self) -> None:
+        self._client = FlickrClient(credentials_for(self._cfg.credentials_path), self._cfg.rest_url)
+
+    def _search(self, low: int, high: int, **params: object) -> dict:
+        return self._client.call("flickr.photos.search", license=self._cfg.licenses, media="photos", safe_search=1,
+                                 min_upload_date=low, max_upload_date=high, **params)["photos"]
+
+
+class _SplitWindows(_ClientDoFn):
+    def process(self, span: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
+        def total_in(low: int, high: int) -> int:
+            return int(self._search(low, high, per_page=1)["total"])
+
+        yield from split_windows(total_in, *span)
+
+
+class _ReadPage(_ClientDoFn):
+    def process(self, window_page: tuple[tuple[int, int, int], int]) -> Iterator:
+        (low, high, _total), page = window_page
+        where = f"flickr:{low}-{high}:p{page}"
+        try:
+            results = self._search(low, high, per_page=PER_PAGE, page=page, extras=EXTRAS)
+        except flickrapi.FlickrError as err:
+            code = getattr(err, "code", None)
+            yield reject(Rejection(where, STAGE, "api_error", f"code {code}: {err}"[:300], "", where))
+            return
+        for index, entry in enumerate(results.get("photo", [])):
+            yield photo_from_search(entry, f"{where}:{index}", self._cfg.max_side)
+
+
+def _pages(window: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], int]]:
+    return [(window, page) for page in range(1, math.ceil(window[2] / PER_PAGE) + 1)]
+
+
+class ReadFlickr(beam.PTransform):
+    """PBegin -> (PCollection[Photo], PCollection[Rejection]): CC BY photos uploaded in the range."""
+
+    def __init__(self, cfg: FlickrSourceConfig) -> None:
+        super().__init__()
+        self._cfg = cfg
+        # Fail at construction, not in thousands of rejections: a refused key or missing credentials.
+        FlickrClient(credentials_for(cfg.credentials_path), cfg.rest_url).check_key()
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        pages = (
+            pbegin
+            | "Range" >> beam.Create([(self._cfg.min_upload, self._cfg.max_upload)])
+            | "SplitWindows" >> beam.ParDo(_SplitWindows(self._cfg))
+            | "SpreadWindows" >> beam.Reshuffle()
+            | "Pages" >> beam.FlatMap(_pages)
+            | "SpreadPages" >> beam.Reshuffle()
+        )
+        return apply_stage(pages, STAGE, _ReadPage(self._cfg))
+
+
+__all__ = ["CredentialsError", "FlickrSourceConfig", "ReadFlickr", "parse_date", "photo_from_search"]
