@@ -29,13 +29,14 @@ from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput
 from pipeline.stats import build_stats
 from pipeline.unique import DropRepeatedIds
+from pipeline.verify_license import VerifyConfig, VerifyLicense
 
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
     "source", "input", "min_upload_date", "max_upload_date", "flickr_licenses", "formats", "shards",
     "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
     "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
-    "previous_index", "near_dup_dhash_distance",
+    "previous_index", "near_dup_dhash_distance", "verify_license",
 )
 
 
@@ -66,8 +67,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
+    verified = _maybe(unique.kept, pipeline, "VerifyLicense", opts.verify_license,
+                      lambda: VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials,
+                                                         opts.flickr_licenses, opts.flickr_calls_per_second)))
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
-    listed_ids = _maybe(unique.kept, pipeline, "BlocklistIds", lists,
+    listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     fetched = listed_ids.kept | "Fetch" >> Fetch(opts)
     images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
@@ -92,7 +96,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     kept = capped.kept
 
     rejections = (
-        read.rejected, licensed.rejected, unique.rejected, listed_ids.rejected, fetched.rejected,
+        read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected, fetched.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()

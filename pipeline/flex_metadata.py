@@ -33,6 +33,7 @@ SPECIAL = {
     "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",
     "flickr_rest_url": r"^https?://.+$",
     "flickr_credentials": GCS_PATH,
+    "verify_license": r"^(true|false)$",
 }
 REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start
 

@@ -18,6 +18,15 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
+def flag(value: str) -> bool:
+    """`--x`, `--x=true` and `--x=false` all work: Flex Templates pass every parameter with a value."""
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 class PassOptions(PipelineOptions):
     """Options of the dataset build. Sizes are pixels, times seconds, unless named otherwise."""
 
@@ -33,6 +42,10 @@ class PassOptions(PipelineOptions):
         add("--flickr_licenses", default="4,11",
             help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
         add("--flickr_rest_url", default=None, help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
+        add("--verify_license", nargs="?", const=True, default=False, type=flag,
+            help="Re-check every photo's existence and license with the Flickr API before fetching.")
+        add("--flickr_calls_per_second", type=float, default=1.0,
+            help="API calls per second per worker process (Flickr allows 3,600 per hour per key).")
         add("--flickr_credentials", default=None,
             help="JSON file {key, secret} (local or gs://); default: FLICKR_API_KEY / FLICKR_API_SECRET.")
         add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")

@@ -8,8 +8,8 @@ from typing import Any
 
 # The order records flow through the stages; stats.json lists the funnel in this order.
 STAGE_ORDER = (
-    "read", "license", "unique_id", "blocklist", "fetch", "image", "blocklist_content", "decontaminate",
-    "exact_dedup", "near_dedup", "owner_cap",
+    "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
+    "decontaminate", "exact_dedup", "near_dedup", "owner_cap",
 )
 
 

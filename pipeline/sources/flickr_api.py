@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -61,8 +62,12 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
 class FlickrClient:
     """flickrapi with retries on transient errors and a count of calls per method."""
 
+    # One pace per worker process, shared by every client and thread in it.
+    _pace_lock = threading.Lock()
+    _next_call = 0.0
+
     def __init__(self, credentials: Credentials, rest_url: str | None = None, max_retries: int = 4,
-                 backoff_base: float = 1.0, timeout: float = 30.0,
+                 backoff_base: float = 1.0, timeout: float = 30.0, calls_per_second: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._api = flickrapi.FlickrAPI(credentials.key, credentials.secret, format="parsed-json", store_token=False,
                                         cache=False)
@@ -70,6 +75,7 @@ class FlickrClient:
             self._api.REST_URL = rest_url  # the fixture server, or a proxy
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
+        self._interval = 1.0 / calls_per_second if calls_per_second > 0 else 0.0
         self.calls: Counter[str] = Counter()
 
     def call(self, method: str, **params: object) -> dict:
@@ -77,6 +83,7 @@ class FlickrClient:
         flickrapi.FlickrError with Flickr's code and message (never the key)."""
         attempt = 0
         while True:
+            self._pace()
             self.calls[method] += 1
             try:
                 return self._api.do_flickr_call(method, timeout=self._timeout, **params)
@@ -87,6 +94,17 @@ class FlickrClient:
                     raise
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
+
+    def _pace(self) -> None:
+        """Spaces calls evenly at `calls_per_second` across the process: Flickr allows 3,600 per hour per key."""
+        if not self._interval:
+            return
+        with FlickrClient._pace_lock:
+            now = time.monotonic()
+            start = max(now, FlickrClient._next_call)
+            FlickrClient._next_call = start + self._interval
+        if start > now:
+            self._sleep(start - now)
 
     def check_key(self) -> None:
         """Fails at start with a clear message when the key is refused (error 100)."""
