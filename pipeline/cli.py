@@ -17,11 +17,14 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
 from pipeline.options import PassOptions, validate
-from pipeline.sources.flickr_api import CredentialsError
+from pipeline.sinks import write_json
+from pipeline.sources.flickr_api import API_METRICS, CredentialsError
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -81,10 +84,36 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     if opts.source == "yfcc":
         check_input(opts.input)
     check_output(opts.output, overwrite)
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, opts)
-    with FileSystems.open(FileSystems.join(opts.output, "stats.json")) as handle:
-        return json.loads(handle.read())
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, opts)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return record_api_calls(opts.output, api_calls(result))
+
+
+def api_calls(result: PipelineResult) -> dict[str, int]:
+    """Flickr API calls by method, summed over every worker (Beam counters of FlickrClient)."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(API_METRICS))["counters"]
+    calls: dict[str, int] = {}
+    for counter in counters:
+        calls[counter.key.metric.name] = calls.get(counter.key.metric.name, 0) + int(counter.committed or 0)
+    return dict(sorted(calls.items()))
+
+
+def record_api_calls(output: str, calls: dict[str, int]) -> dict:
+    """Adds "api_calls" to stats.json once the job is done (counters are final only then) and
+    updates stats.json's entry in the manifest. Returns the stats."""
+    stats_path = FileSystems.join(output, "stats.json")
+    with FileSystems.open(stats_path) as handle:
+        stats = json.loads(handle.read())
+    stats["api_calls"] = calls
+    entry = write_json(output, "stats.json", stats)
+    manifest_path = FileSystems.join(output, "manifest.json")
+    with FileSystems.open(manifest_path) as handle:
+        manifest = json.loads(handle.read())
+    manifest["files"] = [{**f, **entry} if f["path"] == "stats.json" else f for f in manifest["files"]]
+    write_json(output, "manifest.json", manifest)
+    return stats
 
 
 def summary(output: str, stats: dict) -> str:

@@ -42,7 +42,11 @@ def test_job_reads_cc_by_photos_from_the_api(flickr, tmp_path):
     row = next(r for r in rows if r["photo_id"] == "5000")
     assert row["license_url"] == "https://creativecommons.org/licenses/by/2.0/" and row["owner_name"] == "NASA"
     assert row["page_url"] == "https://www.flickr.com/photos/o0@N01/5000/" and row["fetched_url"].endswith("_z.jpg")
-    assert server.calls["flickr.photos.search"] >= 2
+    assert stats["api_calls"]["flickr.photos.search"] == server.calls["flickr.photos.search"] >= 2
+    for path in (tmp_path / "out").rglob("*"):  # the key and secret appear in no output
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"fixture-key" not in data and b"fixture-secret" not in data, path
 
 
 def test_refused_key_fails_the_job_at_start(flickr, tmp_path, capsys):

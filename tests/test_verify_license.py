@@ -9,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import run
+from pipeline.cli import main, run
 from pipeline.demo import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.yfcc_rows import yfcc_line
@@ -49,6 +49,8 @@ def test_deleted_and_relicensed_photos_are_rejected_before_fetch(world_and_input
     assert kept == {"7000": "Attribution License", "7003": "CC BY 4.0", "7004": "Attribution License"}
     # The owner strategy: 2 searches per owner (a count, one page); getInfo only for the two missing photos.
     assert server.calls["flickr.photos.search"] == 4 and server.calls["flickr.photos.getInfo"] == 2
+    assert stats["api_calls"] == {"flickr.photos.getInfo": 2, "flickr.photos.search": 4}  # as the server counted
+    assert main(["verify", str(tmp_path / "out")]) == 0  # stats.json rewritten, manifest still agrees
     static_hits = [path for path in server.hits if "7001" in path or "7002" in path]
     assert not static_hits  # rejected photos were never downloaded
 

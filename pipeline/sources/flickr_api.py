@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import flickrapi
+from apache_beam.metrics import Metrics
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
 # keep them quiet whatever the root logger's level, so credentials never reach a log.
 for _name in ("flickrapi", "oauthlib", "requests_oauthlib"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+API_METRICS = "flickr_api"
 SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages repeat
 RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
 INVALID_KEY = 100
@@ -85,6 +87,7 @@ class FlickrClient:
         while True:
             self._pace()
             self.calls[method] += 1
+            Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
             try:
                 return self._api.do_flickr_call(method, timeout=self._timeout, **params)
             except flickrapi.FlickrError as err:
