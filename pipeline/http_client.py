@@ -101,25 +101,38 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class Pacer:
+    """Evenly spaced start times at `per_second`, shared by every thread holding it; 0 = unpaced.
+    Used for per-host download rates here and for the Flickr API call rate."""
+
+    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        if start > now:
+            self._sleep(start - now)
+
+
 class _HostGate:
-    """Per-host concurrency (a semaphore) and request rate (evenly spaced start times)."""
+    """Per-host concurrency (a semaphore) and request rate (a Pacer)."""
 
     def __init__(self, concurrency: int, rps: float) -> None:
         self._slots = threading.BoundedSemaphore(concurrency)
-        self._interval = 1.0 / rps if rps > 0 else 0.0
-        self._lock = threading.Lock()
-        self._next_start = 0.0
+        self._pacer = Pacer(rps)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         with self._slots:
-            if self._interval:
-                with self._lock:
-                    now = time.monotonic()
-                    start = max(now, self._next_start)
-                    self._next_start = start + self._interval
-                if start > now:
-                    time.sleep(start - now)
+            self._pacer.wait()
             yield
 
 

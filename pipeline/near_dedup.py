@@ -65,10 +65,6 @@ def candidate_keys(value: int, masks: Sequence[int]) -> list[str]:
     return [f"{index}:{value & mask:016x}" for index, mask in enumerate(masks)]
 
 
-def first_shared_key(a: int, b: int, masks: Sequence[int]) -> int:
-    return next(index for index, mask in enumerate(masks) if (a ^ b) & mask == 0)
-
-
 class Node(NamedTuple):
     """A representative in the pairwise step: hash, survivor rank, photo id. Light by design.
     `previous` marks an image of an earlier release (from its persisted index): it always wins.

@@ -26,13 +26,17 @@ from pipeline.near_dedup import (
     candidate_keys,
     collapse_key,
     confirmed,
-    first_shared_key,
     greedy_survivors,
     key_masks,
     previous_node,
 )
 from tests.bad_images import crop_variant
 from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image
+
+
+def first_shared_key(a: int, b: int, masks: list[int]) -> int:
+    """The first key on which two hashes agree: the key a pair is reported from."""
+    return next(index for index, mask in enumerate(masks) if (a ^ b) & mask == 0)
 
 
 def near(a, b, r, dhash_distance=-1):

@@ -15,9 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import flickrapi
 from apache_beam.metrics import Metrics
+
+from pipeline.http_client import Pacer
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
 # keep them quiet whatever the root logger's level, so credentials never reach a log.
@@ -64,9 +67,9 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
 class FlickrClient:
     """flickrapi with retries on transient errors and a count of calls per method."""
 
-    # One pace per worker process, shared by every client and thread in it.
-    _pace_lock = threading.Lock()
-    _next_call = 0.0
+    # One pace per worker process and rate, shared by every client and thread in it.
+    _pacers: ClassVar[dict[float, Pacer]] = {}
+    _pacers_lock = threading.Lock()
 
     def __init__(self, credentials: Credentials, rest_url: str | None = None, max_retries: int = 4,
                  backoff_base: float = 1.0, timeout: float = 30.0, calls_per_second: float = 0.0,
@@ -77,7 +80,8 @@ class FlickrClient:
             self._api.REST_URL = rest_url  # the fixture server, or a proxy
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
-        self._interval = 1.0 / calls_per_second if calls_per_second > 0 else 0.0
+        with FlickrClient._pacers_lock:
+            self._pacer = FlickrClient._pacers.setdefault(calls_per_second, Pacer(calls_per_second))
         self.calls: Counter[str] = Counter()
 
     def call(self, method: str, **params: object) -> dict:
@@ -85,7 +89,7 @@ class FlickrClient:
         flickrapi.FlickrError with Flickr's code and message (never the key)."""
         attempt = 0
         while True:
-            self._pace()
+            self._pacer.wait()  # Flickr allows 3,600 calls per hour per key
             self.calls[method] += 1
             Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
             try:
@@ -97,17 +101,6 @@ class FlickrClient:
                     raise
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
-
-    def _pace(self) -> None:
-        """Spaces calls evenly at `calls_per_second` across the process: Flickr allows 3,600 per hour per key."""
-        if not self._interval:
-            return
-        with FlickrClient._pace_lock:
-            now = time.monotonic()
-            start = max(now, FlickrClient._next_call)
-            FlickrClient._next_call = start + self._interval
-        if start > now:
-            self._sleep(start - now)
 
     def check_key(self) -> None:
         """Fails at start with a clear message when the key is refused (error 100)."""
