@@ -46,7 +46,8 @@ def _source(opts: PassOptions) -> beam.PTransform:
         return ReadFlickr(FlickrSourceConfig(
             rest_url=opts.flickr_rest_url, credentials_path=opts.flickr_credentials, licenses=opts.flickr_licenses,
             min_upload=parse_date(opts.min_upload_date), max_upload=parse_date(opts.max_upload_date) + end_of_day,
-            max_side=opts.max_side))
+            max_side=opts.max_side, calls_per_second=opts.flickr_calls_per_second, originals=opts.flickr_originals,
+            search_depth=opts.flickr_search_depth))
     return ReadYfcc(opts.input)
 
 
@@ -69,7 +70,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
     verified = _maybe(unique.kept, pipeline, "VerifyLicense", opts.verify_license,
                       lambda: VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials,
-                                                         opts.flickr_licenses, opts.flickr_calls_per_second)))
+                                                         opts.flickr_licenses, opts.flickr_calls_per_second,
+                                                         opts.flickr_search_depth)))
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))

@@ -45,9 +45,17 @@ class PassOptions(PipelineOptions):
         add("--verify_license", nargs="?", const=True, default=False, type=flag,
             help="Re-check every photo's existence and license with the Flickr API before fetching.")
         add("--flickr_calls_per_second", type=float, default=1.0,
-            help="API calls per second per worker process (Flickr allows 3,600 per hour per key).")
+            help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
+                 "a job spends this x keys x worker processes, so divide by the workers).")
         add("--flickr_credentials", default=None,
-            help="JSON file {key, secret} (local or gs://); default: FLICKR_API_KEY / FLICKR_API_SECRET.")
+            help='JSON file {"key", "secret"} or {"keys": [{"key", "secret"}, ...]} (local or gs://); default: '
+                 "FLICKR_API_KEY / FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
+        add("--flickr_search_depth", type=int, default=4000,
+            help="Results one Flickr search returns at most (deeper pages repeat); upload windows are split "
+                 "until each holds at most this many. Lower it if Flickr lowers its cap.")
+        add("--flickr_originals", nargs="?", const=True, default=False, type=flag,
+            help="Download the original upload (Flickr's _o URL with its original secret and format) instead of "
+                 "the smallest resized copy that covers --max_side. Originals are large: use only when needed.")
         add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")
         add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
         add("--shards", type=int, default=0,

@@ -66,12 +66,14 @@ def failure_to_rejections(stage: str) -> Callable[[Any], list[Rejection]]:
     return convert
 
 
-def apply_stage(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, *args: Any, **kwargs: Any) -> StageOutput:
+def apply_stage(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, *args: Any, label: str = "",
+                **kwargs: Any) -> StageOutput:
     """Apply `dofn` as stage `stage`: kept records out of the main output, every drop, expected
-    or not, as a `Rejection` naming the stage."""
-    result = pcoll | f"{stage}.apply" >> beam.ParDo(dofn, *args, **kwargs).with_outputs(
+    or not, as a `Rejection` naming the stage. `label` names the steps when one stage has several."""
+    label = label or stage
+    result = pcoll | f"{label}.apply" >> beam.ParDo(dofn, *args, **kwargs).with_outputs(
         REJECTED, main=KEPT
     ).with_exception_handling(main_tag=KEPT, dead_letter_tag=FAILED)
-    failures = result[FAILED] | f"{stage}.failures" >> beam.FlatMap(failure_to_rejections(stage))
-    rejected = (result[REJECTED], failures) | f"{stage}.rejections" >> beam.Flatten()
+    failures = result[FAILED] | f"{label}.failures" >> beam.FlatMap(failure_to_rejections(stage))
+    rejected = (result[REJECTED], failures) | f"{label}.rejections" >> beam.Flatten()
     return StageOutput(result[KEPT], rejected)

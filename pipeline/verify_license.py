@@ -19,7 +19,7 @@ import flickrapi
 
 from pipeline.records import Photo, Rejection
 from pipeline.sources.flickr import credentials_for
-from pipeline.sources.flickr_api import FlickrClient, split_windows
+from pipeline.sources.flickr_api import SEARCH_DEPTH, FlickrClient, split_windows
 from pipeline.sources.flickr_licenses import LICENSES
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -33,6 +33,7 @@ class VerifyConfig:
     credentials_path: str | None
     licenses: str
     calls_per_second: float
+    search_depth: int = SEARCH_DEPTH
 
 
 def with_license(photo: Photo, license_id: int) -> Photo:
@@ -56,7 +57,8 @@ class _VerifyOwner(beam.DoFn):
                                      min_upload_date=low, max_upload_date=high, extras="license", **params)["photos"]
 
         found: dict[str, int] = {}
-        for low, high, total in split_windows(lambda lo, hi: int(search(lo, hi, per_page=1)["total"]), 0, 2**31):
+        count = lambda lo, hi: int(search(lo, hi, per_page=1)["total"])  # noqa: E731
+        for low, high, total in split_windows(count, 0, 2**31, depth=self._cfg.search_depth):
             for page in range(1, -(-total // PER_PAGE) + 1):
                 for entry in search(low, high, per_page=PER_PAGE, page=page)["photo"]:
                     found[str(entry["id"])] = int(entry["license"])
@@ -65,7 +67,12 @@ class _VerifyOwner(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         owner, photos = keyed
         photos = list(photos)
-        current = self._owner_licenses(owner) if owner else {}
+        try:
+            current = self._owner_licenses(owner) if owner else {}
+        except flickrapi.FlickrError:
+            # e.g. error 2 "unknown user" for a closed account: each photo's own getInfo then says
+            # deleted or relicensed, which is the reason the rejections table needs.
+            current = {}
         for photo in photos:
             if photo.photo_id in current:
                 yield with_license(photo, current[photo.photo_id])

@@ -34,3 +34,14 @@ def test_stage_fetches_concurrently_and_rejects_with_reasons():
                         equal_to([(str(i), True) for i in range(40)]), label="kept")
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                         equal_to([("404", "fetch", "not_found"), ("nourl", "fetch", "no_url")]), label="rejected")
+
+
+def test_originals_only_on_request():
+    p = photo("9", download_url="http://farm4.staticflickr.com/3069/9_a5cea91de3.jpg", secret_original="77aa",
+              extension="png")
+    assert sized_url(p, 500) == "http://farm4.staticflickr.com/3069/9_a5cea91de3.jpg"
+    assert sized_url(p, 500, originals=True) == "http://farm4.staticflickr.com/3069/9_77aa_o.png"
+    given = photo("9", download_url="http://h/1/9_77aa_o.jpg")  # an _o URL is never rewritten to a size
+    assert sized_url(given, 500) == sized_url(given, 500, originals=True) == "http://h/1/9_77aa_o.jpg"
+    no_original = photo("9", server_id="1", secret="ab")  # the owner allows no original: the sized copy
+    assert sized_url(no_original, 1024, originals=True) == "https://live.staticflickr.com/1/9_ab_b.jpg"

@@ -16,6 +16,7 @@ from pipeline.sources.flickr_api import (
     Credentials,
     CredentialsError,
     FlickrClient,
+    KeyPool,
     load_credentials,
     split_windows,
 )
@@ -109,10 +110,60 @@ def test_invalid_key_fails_at_start_without_leaking_it(server, caplog):
 def test_credentials_from_file_or_environment(tmp_path):
     path = tmp_path / "flickr.json"
     path.write_text(json.dumps({"key": "k", "secret": "s"}))
-    assert load_credentials(str(path)) == Credentials("k", "s")
-    assert load_credentials(None, {"FLICKR_API_KEY": "a", "FLICKR_API_SECRET": "b"}) == Credentials("a", "b")
+    assert load_credentials(str(path)) == (Credentials("k", "s"),)
+    assert load_credentials(None, {"FLICKR_API_KEY": "a", "FLICKR_API_SECRET": "b"}) == (Credentials("a", "b"),)
+    path.write_text(json.dumps({"keys": [{"key": "k1", "secret": "s1"}, {"key": "k2", "secret": "s2"}]}))
+    assert load_credentials(str(path)) == (Credentials("k1", "s1"), Credentials("k2", "s2"))
+    env = {"FLICKR_API_KEY": "a, b", "FLICKR_API_SECRET": "x,y"}
+    assert load_credentials(None, env) == (Credentials("a", "x"), Credentials("b", "y"))
+    for broken in ({}, {"FLICKR_API_KEY": "a,b", "FLICKR_API_SECRET": "x"}, {"FLICKR_API_KEY": "a,a",
+                                                                                "FLICKR_API_SECRET": "x,y"}):
+        with pytest.raises(CredentialsError) as err:
+            load_credentials(None, broken)
+        assert "a," not in str(err.value)
+    path.write_text(json.dumps({"keys": []}))
     with pytest.raises(CredentialsError):
-        load_credentials(None, {})
+        load_credentials(str(path))
     with pytest.raises(CredentialsError) as err:
         load_credentials(str(tmp_path / "missing.json"))
     assert "FileNotFoundError" in str(err.value)
+
+
+def test_calls_spread_evenly_over_several_keys(server):
+    second = Credentials("fixture-key-second", "fixture-secret-second")
+    server.api_keys = {KEY.key, second.key}
+    server.calls_by_key.clear()
+    try:
+        api = client(server, credentials=[KEY, second])
+        for _ in range(6):
+            api.call("flickr.photos.licenses.getInfo")
+        assert server.calls_by_key == {KEY.key: 3, second.key: 3}
+    finally:
+        server.api_keys = {KEY.key}
+
+
+def test_each_key_keeps_its_own_pace():
+    pool = KeyPool((KEY, Credentials("k2", "s2")), per_second=4.0)
+    taken = [pool.acquire() for _ in range(4)]
+    assert [index for index, _ in taken] == [0, 1, 0, 1]
+    # Two keys at 4 calls/s: the first call of each key starts at once, the second waits ~1/4 s.
+    assert taken[0][1] == taken[1][1] == 0 and all(0.2 < wait <= 0.25 for _, wait in taken[2:])
+    index, wait = pool.acquire(1)  # a call that asks for one key queues behind that key's own calls
+    assert index == 1 and wait > 0.45
+
+
+def test_one_refused_key_among_several_fails_at_start(server, caplog):
+    bad = Credentials("wrong-key-789", "wrong-secret-000")
+    with caplog.at_level(logging.DEBUG), pytest.raises(CredentialsError) as err:
+        client(server, credentials=[KEY, bad]).check_key()
+    assert "key 2 of 2" in str(err.value) and "error 100" in str(err.value)
+    assert "wrong-key-789" not in str(err.value) + caplog.text
+
+
+def test_faults_can_wait_for_a_method(server):
+    api = client(server)
+    server.inject_api_error(2, "Unknown user", method="flickr.photos.search")
+    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"  # not this method: the fault waits
+    with pytest.raises(flickrapi.FlickrError) as err:
+        api.call("flickr.photos.search", license="4")
+    assert err.value.code == 2 and not server.faults

@@ -59,6 +59,46 @@ def test_refused_key_fails_the_job_at_start(flickr, tmp_path, capsys):
     assert "error 100" in err and "not-a-key" not in err
 
 
+def test_originals_only_on_request(flickr, tmp_path):
+    server, credentials = flickr
+    server.world.photos[0].can_download_original = False  # the owner does not allow original downloads
+    args = ["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
+            "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--allowed_hosts={server.host}",
+            "--near_dup_distance=-1", *LOCAL]
+    run([*args, f"--output={tmp_path / 'sized'}"])
+    sized = pq.read_table(tmp_path / "sized" / "parquet").to_pylist()
+    assert sized and not any("_o." in row["fetched_url"] for row in sized)
+    run([*args, f"--output={tmp_path / 'orig'}", "--flickr_originals"])
+    fetched = {row["photo_id"]: row["fetched_url"] for row in pq.read_table(tmp_path / "orig" / "parquet").to_pylist()}
+    assert fetched.keys() == {row["photo_id"] for row in sized}
+    by_id = server.world.by_id()
+    for photo_id, url in fetched.items():
+        photo = by_id[photo_id]
+        expected = (f"_{photo.original_secret}_o.jpg" if photo.can_download_original else f"_{photo.secret}_z.jpg")
+        assert url.endswith(expected), (photo_id, url)
+    assert "5000" in fetched  # the photo without an original still came, sized
+
+
+def test_a_refused_window_count_is_a_rejection_not_a_failed_job(flickr, tmp_path):
+    server, credentials = flickr
+    server.search_depth = 4  # the server repeats past 4 results, the job splits at 4: the second count is refused
+    for photo in server.world.photos[::2]:
+        photo.date_upload += 13 * 3600  # half the photos in the afternoon, the half of the day still read
+    server.inject_delay(0.0, method="flickr.photos.search")  # the first count answers normally
+    server.inject_api_error(3, "General request failure", method="flickr.photos.search")  # not retryable
+    stats = run(["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
+                 "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--output={tmp_path / 'out'}",
+                 f"--allowed_hosts={server.host}", "--near_dup_distance=-1", "--flickr_search_depth=4", *LOCAL])
+    assert stats["accounted"] and stats["rejections_by_stage"]["read"] == {"api_error": 1}
+    [refused] = pq.read_table(tmp_path / "out" / "rejections").to_pylist()
+    assert refused["stage"] == "read" and "window count refused, code 3" in refused["detail"]
+    low, high = (int(x) for x in refused["photo_id"].removeprefix("flickr:").split("-"))
+    expected = {p.photo_id for p in server.world.photos
+                if p.license in (4, 11) and not p.deleted and not low <= p.date_upload <= high}
+    kept = {row["photo_id"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
+    assert kept == expected and 0 < len(kept) < 6  # the rest of the range was still read
+
+
 def test_search_entry_mapping():
     entry = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "11", "dateupload": "1600000000",
              "url_m": "http://h/1/7_a_m.jpg", "url_z": "http://h/1/7_a_z.jpg", "url_b": "http://h/1/7_a_b.jpg",

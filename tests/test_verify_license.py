@@ -63,3 +63,16 @@ def test_calls_are_paced_per_process(world_and_input):
     for api in (client, other, client, other, client):
         api.call("flickr.photos.licenses.getInfo")
     assert time.monotonic() - start >= 4 * 0.25 - 0.02  # five calls at 4/s span four intervals
+
+
+def test_a_refused_owner_search_falls_back_to_per_photo_checks(world_and_input, tmp_path):
+    server, credentials, metadata = world_and_input
+    server.inject_api_error(2, "Unknown user", method="flickr.photos.search")  # e.g. a closed account
+    stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+                 "--verify_license", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
+                 "--flickr_calls_per_second=0", *LOCAL])
+    reasons = {r["photo_id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "rejections").to_pylist()}
+    kept = {row["photo_id"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
+    assert stats["accounted"] and reasons == {"7001": "relicensed", "7002": "deleted"}
+    assert kept == {"7000", "7003", "7004"}
+    assert server.calls["flickr.photos.getInfo"] > 2  # the refused owner's listed photos were checked one by one

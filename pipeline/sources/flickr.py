@@ -21,14 +21,22 @@ import flickrapi
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import Photo, Rejection
-from pipeline.sources.flickr_api import Credentials, CredentialsError, FlickrClient, load_credentials, split_windows
+from pipeline.sources.flickr_api import (
+    SEARCH_DEPTH,
+    Credentials,
+    CredentialsError,
+    FlickrClient,
+    load_credentials,
+    parse_keys,
+    split_windows,
+)
 from pipeline.sources.flickr_licenses import LICENSES
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "read"
 PER_PAGE = 500
 EXTRAS = ("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias,"
-          "url_m,url_z,url_c,url_b")
+          "url_m,url_z,url_c,url_b,url_o")
 # Smallest Flickr size whose longer side covers max_side (the same rule as fetch.sized_url).
 _SIZES = ((240, "url_m"), (640, "url_z"), (800, "url_c"), (1024, "url_b"))
 
@@ -41,6 +49,9 @@ class FlickrSourceConfig:
     min_upload: int
     max_upload: int
     max_side: int
+    calls_per_second: float = 0.0
+    originals: bool = False
+    search_depth: int = SEARCH_DEPTH
 
 
 def parse_date(value: str) -> int:
@@ -51,19 +62,24 @@ def parse_date(value: str) -> int:
     return int(day.timestamp())
 
 
-def credentials_for(path: str | None) -> Credentials:
-    if path and "://" in path:  # gs:// and other Beam filesystems: read it the same way as local files
-        with FileSystems.open(path) as handle:
-            data = json.loads(handle.read())
-        return Credentials(str(data["key"]), str(data["secret"]))
+def credentials_for(path: str | None) -> tuple[Credentials, ...]:
+    """The API keys from a file (local, or gs:// and other Beam filesystems) or the environment."""
+    if path and "://" in path:
+        try:
+            with FileSystems.open(path) as handle:
+                return parse_keys(json.loads(handle.read()))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
     return load_credentials(path)
 
 
-def photo_from_search(entry: dict, ref: str, max_side: int) -> Photo:
+def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
     license_name, license_url = LICENSES.get(int(entry.get("license", -1)), ("", ""))
     url_key = next((key for side, key in _SIZES if side >= max_side and entry.get(key)), None)
     download_url = entry.get(url_key) if url_key else next(
         (entry[key] for _, key in reversed(_SIZES) if entry.get(key)), "")
+    if originals and entry.get("url_o"):  # url_o is present only where the owner allows original downloads
+        download_url = entry["url_o"]
     uploaded = entry.get("dateupload", "")
     description = entry.get("description", {})
     return Photo(
@@ -95,7 +111,8 @@ class _ClientDoFn(beam.DoFn):
         self._cfg = cfg
 
     def setup(self) -> None:
-        self._client = FlickrClient(credentials_for(self._cfg.credentials_path), self._cfg.rest_url)
+        self._client = FlickrClient(credentials_for(self._cfg.credentials_path), self._cfg.rest_url,
+                                    calls_per_second=self._cfg.calls_per_second)
 
     def _search(self, low: int, high: int, **params: object) -> dict:
         return self._client.call("flickr.photos.search", license=self._cfg.licenses, media="photos", safe_search=1,
@@ -103,11 +120,25 @@ class _ClientDoFn(beam.DoFn):
 
 
 class _SplitWindows(_ClientDoFn):
-    def process(self, span: tuple[int, int]) -> Iterator[tuple[int, int, int]]:
-        def total_in(low: int, high: int) -> int:
-            return int(self._search(low, high, per_page=1)["total"])
+    """(low, high) -> windows under the depth cap. A count the API refuses (after retries) becomes
+    one rejection naming the sub-range it could not size; the rest of the range is still split."""
 
-        yield from split_windows(total_in, *span)
+    def process(self, span: tuple[int, int]) -> Iterator:
+        refused: list[tuple[int, int, flickrapi.FlickrError]] = []
+
+        def total_in(low: int, high: int) -> int:
+            try:
+                return int(self._search(low, high, per_page=1)["total"])
+            except flickrapi.FlickrError as err:
+                refused.append((low, high, err))
+                return 0  # skipped by split_windows; reported below
+
+        yield from split_windows(total_in, *span, depth=self._cfg.search_depth)
+        for low, high, err in refused:
+            where = f"flickr:{low}-{high}"
+            code = getattr(err, "code", None)
+            yield reject(Rejection(where, STAGE, "api_error", f"window count refused, code {code}: {err}"[:300],
+                                   "", where))
 
 
 class _ReadPage(_ClientDoFn):
@@ -121,7 +152,7 @@ class _ReadPage(_ClientDoFn):
             yield reject(Rejection(where, STAGE, "api_error", f"code {code}: {err}"[:300], "", where))
             return
         for index, entry in enumerate(results.get("photo", [])):
-            yield photo_from_search(entry, f"{where}:{index}", self._cfg.max_side)
+            yield photo_from_search(entry, f"{where}:{index}", self._cfg.max_side, self._cfg.originals)
 
 
 def _pages(window: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], int]]:
@@ -138,15 +169,17 @@ class ReadFlickr(beam.PTransform):
         FlickrClient(credentials_for(cfg.credentials_path), cfg.rest_url).check_key()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        span = pbegin | "Range" >> beam.Create([(self._cfg.min_upload, self._cfg.max_upload)])
+        windows = apply_stage(span, STAGE, _SplitWindows(self._cfg), label=f"{STAGE}.windows")
         pages = (
-            pbegin
-            | "Range" >> beam.Create([(self._cfg.min_upload, self._cfg.max_upload)])
-            | "SplitWindows" >> beam.ParDo(_SplitWindows(self._cfg))
+            windows.kept
             | "SpreadWindows" >> beam.Reshuffle()
             | "Pages" >> beam.FlatMap(_pages)
             | "SpreadPages" >> beam.Reshuffle()
         )
-        return apply_stage(pages, STAGE, _ReadPage(self._cfg))
+        read = apply_stage(pages, STAGE, _ReadPage(self._cfg))
+        rejected = (windows.rejected, read.rejected) | "Rejections" >> beam.Flatten()
+        return StageOutput(read.kept, rejected)
 
 
 __all__ = ["CredentialsError", "FlickrSourceConfig", "ReadFlickr", "parse_date", "photo_from_search"]

@@ -7,20 +7,19 @@ Beam source (`--source=flickr`) is built on these pieces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import flickrapi
 from apache_beam.metrics import Metrics
-
-from pipeline.http_client import Pacer
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
 # keep them quiet whatever the root logger's level, so credentials never reach a log.
@@ -48,52 +47,105 @@ class Credentials:
     __str__ = __repr__
 
 
-def load_credentials(path: str | None = None, environ: dict[str, str] | None = None) -> Credentials:
-    """From a JSON file {"key": …, "secret": …} given by path, else FLICKR_API_KEY / FLICKR_API_SECRET."""
+def parse_keys(data: object) -> tuple[Credentials, ...]:
+    """One key {"key": …, "secret": …}, several {"keys": [{…}, …]}, or a bare list of them."""
+    entries = data.get("keys", [data]) if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("no keys")
+    keys = tuple(Credentials(str(entry["key"]), str(entry["secret"])) for entry in entries)
+    if any(not (k.key and k.secret) for k in keys) or len({k.key for k in keys}) != len(keys):
+        raise ValueError("empty or repeated key")
+    return keys
+
+
+def load_credentials(path: str | None = None, environ: dict[str, str] | None = None) -> tuple[Credentials, ...]:
+    """The job's API keys: from a JSON file given by path (see `parse_keys`), else from
+    FLICKR_API_KEY / FLICKR_API_SECRET (several keys as comma-separated lists of equal length).
+    Error messages name the problem, never a key."""
     env = os.environ if environ is None else environ
     if path:
         try:
             with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            return Credentials(str(data["key"]), str(data["secret"]))
-        except (OSError, ValueError, KeyError) as err:
+                return parse_keys(json.load(handle))
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
-    key, secret = env.get("FLICKR_API_KEY", ""), env.get("FLICKR_API_SECRET", "")
-    if not key or not secret:
-        raise CredentialsError("no Flickr credentials: set FLICKR_API_KEY and FLICKR_API_SECRET or pass a file")
-    return Credentials(key, secret)
+    keys = [k.strip() for k in env.get("FLICKR_API_KEY", "").split(",")]
+    secrets = [s.strip() for s in env.get("FLICKR_API_SECRET", "").split(",")]
+    if not all(keys) or not all(secrets) or len(keys) != len(secrets):
+        raise CredentialsError("no Flickr credentials: set FLICKR_API_KEY and FLICKR_API_SECRET (equally many, "
+                               "comma-separated) or pass a file")
+    try:
+        return parse_keys([{"key": k, "secret": s} for k, s in zip(keys, secrets, strict=True)])
+    except ValueError:
+        raise CredentialsError("FLICKR_API_KEY lists the same key twice") from None
+
+
+def _fingerprint(credentials: Credentials) -> str:
+    """Names a key inside this process (pacer sharing) without holding or showing the key itself."""
+    return hashlib.sha256(credentials.key.encode()).hexdigest()[:16]
+
+
+class KeyPool:
+    """Spreads calls over several API keys, each paced at `per_second` in this worker process:
+    a job's call budget is per_second x keys x worker processes. Each call takes the key that is
+    free soonest, so keys stay evenly used whichever thread or DoFn instance calls."""
+
+    def __init__(self, keys: tuple[Credentials, ...], per_second: float) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = [0.0] * len(keys)
+        self._lock = threading.Lock()
+
+    def acquire(self, index: int | None = None) -> tuple[int, float]:
+        """(index of the key to use, seconds to wait before using it); `index` asks for one key."""
+        with self._lock:
+            if index is None:
+                index = min(range(len(self._next)), key=self._next.__getitem__)
+            now = time.monotonic()
+            start = max(now, self._next[index])
+            self._next[index] = start + self._interval
+        return index, start - now
 
 
 class FlickrClient:
     """flickrapi with retries on transient errors and a count of calls per method."""
 
-    # One pace per worker process and rate, shared by every client and thread in it.
-    _pacers: ClassVar[dict[float, Pacer]] = {}
-    _pacers_lock = threading.Lock()
+    # One pool per worker process, key set and rate, shared by every client and thread in it.
+    _pools: ClassVar[dict[tuple[tuple[str, ...], float], KeyPool]] = {}
+    _pools_lock = threading.Lock()
 
-    def __init__(self, credentials: Credentials, rest_url: str | None = None, max_retries: int = 4,
-                 backoff_base: float = 1.0, timeout: float = 30.0, calls_per_second: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self._api = flickrapi.FlickrAPI(credentials.key, credentials.secret, format="parsed-json", store_token=False,
-                                        cache=False)
-        if rest_url:
-            self._api.REST_URL = rest_url  # the fixture server, or a proxy
+    def __init__(self, credentials: Credentials | Sequence[Credentials], rest_url: str | None = None,
+                 max_retries: int = 4, backoff_base: float = 1.0, timeout: float = 30.0,
+                 calls_per_second: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        keys = (credentials,) if isinstance(credentials, Credentials) else tuple(credentials)
+        if not keys:
+            raise CredentialsError("no Flickr API key given")
+        self._apis = [flickrapi.FlickrAPI(k.key, k.secret, format="parsed-json", store_token=False, cache=False)
+                      for k in keys]
+        for api in self._apis:
+            if rest_url:
+                api.REST_URL = rest_url  # the fixture server, or a proxy
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
-        with FlickrClient._pacers_lock:
-            self._pacer = FlickrClient._pacers.setdefault(calls_per_second, Pacer(calls_per_second))
+        pool_id = (tuple(_fingerprint(k) for k in keys), calls_per_second)
+        with FlickrClient._pools_lock:
+            self._pool = FlickrClient._pools.setdefault(pool_id, KeyPool(keys, calls_per_second))
         self.calls: Counter[str] = Counter()
 
     def call(self, method: str, **params: object) -> dict:
         """One API call; retried on error codes 0/105/201, HTTP 429 and 5xx; other errors raise
         flickrapi.FlickrError with Flickr's code and message (never the key)."""
+        return self._call(None, method, params)
+
+    def _call(self, key_index: int | None, method: str, params: dict[str, object]) -> dict:
         attempt = 0
         while True:
-            self._pacer.wait()  # Flickr allows 3,600 calls per hour per key
+            index, wait = self._pool.acquire(key_index)  # Flickr allows 3,600 calls per hour per key
+            if wait > 0:
+                self._sleep(wait)
             self.calls[method] += 1
             Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
             try:
-                return self._api.do_flickr_call(method, timeout=self._timeout, **params)
+                return self._apis[index].do_flickr_call(method, timeout=self._timeout, **params)
             except flickrapi.FlickrError as err:
                 code = getattr(err, "code", None)
                 transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
@@ -103,13 +155,16 @@ class FlickrClient:
             attempt += 1
 
     def check_key(self) -> None:
-        """Fails at start with a clear message when the key is refused (error 100)."""
-        try:
-            self.call("flickr.photos.licenses.getInfo")
-        except flickrapi.FlickrError as err:
-            if getattr(err, "code", None) == INVALID_KEY:
-                raise CredentialsError("Flickr refused the API key (error 100: invalid key)") from None
-            raise
+        """Fails at start with a clear message when any key is refused (error 100), naming it by
+        its position only."""
+        for position in range(1, len(self._apis) + 1):
+            try:
+                self._call(position - 1, "flickr.photos.licenses.getInfo", {})
+            except flickrapi.FlickrError as err:
+                if getattr(err, "code", None) == INVALID_KEY:
+                    raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "
+                                           "(error 100: invalid key)") from None
+                raise
 
 
 def _http_status(err: Exception) -> int | None:
