@@ -47,11 +47,13 @@ COPY models ./models
 # hadolint ignore=DL3013
 RUN pip install --no-compile ".[gpu]" \
  && (pip uninstall -y onnxruntime || true) \
+ && python models/fetch_models.py \
  && python -c "import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers(), ort.get_available_providers()"
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
-ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py \
+ENV PASS_MODELS=/opt/pass-pipeline/models \
+    FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py \
     FLEX_TEMPLATE_PYTHON_SETUP_FILE="" \
     FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=""
 

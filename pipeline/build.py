@@ -1,7 +1,9 @@
 """Wires the stages into one pipeline; nothing else lives here.
 
-  ReadYfcc -> FilterLicense -> DropRepeatedIds -> Fetch -> NormaliseImages -> ExactDuplicates
-    -> NearDuplicates -> CapPerOwner -> WriteDataset (+ ATTRIBUTION.csv)
+  Read (YFCC or Flickr API) -> FilterLicense -> DropRepeatedIds -> [VerifyLicense] -> [Blocklist ids]
+    -> Fetch -> NormaliseImages -> [Blocklist content] -> [Decontaminate] -> ExactDuplicates
+    -> NearDuplicates -> Detect (people, faces, NSFW; borderline -> review/) -> CapPerOwner
+    -> WriteDataset (+ ATTRIBUTION.csv)
   every stage's rejections -> WriteRejections;  counts -> stats.json;  files -> manifest.json
 """
 
@@ -19,11 +21,15 @@ from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
 from pipeline.cap import CapPerOwner
 from pipeline.decontaminate import Decontaminate
 from pipeline.dedup import ExactDuplicates
+from pipeline.detect import Detect, DetectOutput, read_decisions
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import DetectorSpec, load_registry, select
 from pipeline.fetch import Fetch
 from pipeline.images import ImageConfig, NormaliseImages
 from pipeline.license import FilterLicense
 from pipeline.near_dedup import NearDuplicates
 from pipeline.options import PassOptions, split_list
+from pipeline.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput
@@ -36,7 +42,8 @@ RECORDED_OPTIONS = (
     "source", "input", "min_upload_date", "max_upload_date", "flickr_licenses", "formats", "shards",
     "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
     "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
-    "previous_index", "near_dup_dhash_distance", "verify_license",
+    "previous_index", "near_dup_dhash_distance", "verify_license", "detectors", "model_registry",
+    "detect_tile_min_side", "review_decisions", "flickr_originals",
 )
 
 
@@ -61,6 +68,24 @@ def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enable
 
 def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
     return pcoll | label >> beam.combiners.Count.Globally()
+
+
+def detectors_of(opts: PassOptions) -> list[DetectorSpec]:
+    return select(load_registry(opts.model_registry or None), opts.detectors)
+
+
+def runtime_of(opts: PassOptions) -> RuntimeConfig:
+    return RuntimeConfig(device=opts.detect_device, require_gpu=bool(opts.require_gpu),
+                         max_batch=opts.detect_batch_size, tile_min_side=opts.detect_tile_min_side,
+                         intra_op_threads=opts.detect_threads)
+
+
+def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
+                  opts: PassOptions) -> DetectOutput:
+    if not specs:
+        return DetectOutput(photos, pipeline | "DetectOffRejected" >> beam.Create([]),
+                            pipeline | "DetectOffReview" >> beam.Create([]))
+    return photos | "Detect" >> Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None))
 
 
 def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
@@ -94,13 +119,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
-    capped = near.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
+    specs = detectors_of(opts)
+    detected = _maybe_detect(near.kept, pipeline, specs, opts)
+    capped = detected.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     kept = capped.kept
 
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected, fetched.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
-        distinct.rejected, near.rejected, capped.rejected,
+        distinct.rejected, near.rejected, detected.rejected, capped.rejected,
     ) | "AllRejections" >> beam.Flatten()
 
     outputs = [
@@ -109,6 +136,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         rejections | "WriteRejections" >> sinks.WriteRejections(opts.output),
         kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
     ]
+    if specs:
+        outputs.append(detected.review | "WriteReview" >> WriteReview(opts.output))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         index += [previous] if previous is not None else []
@@ -128,11 +157,13 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         | "ReasonList" >> beam.combiners.ToList()
     )
     recorded = {name: getattr(opts, name) for name in RECORDED_OPTIONS}
+    models = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256, "license": spec.license,
+               "thresholds": spec.thresholds, "review_band": spec.review_band} for spec in specs]
     _ = (
         pipeline
         | "Once" >> beam.Create([None])
         | "Report" >> beam.Map(
-            _write_report, output=opts.output, options=recorded,
+            _write_report, output=opts.output, options=recorded, models=models,
             input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
             reasons=AsSingleton(reasons), files=AsList(files),
         )
@@ -140,7 +171,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     return {"kept": kept, "rejections": rejections}
 
 
-def _write_report(_: None, output: str, options: dict[str, Any], input_rows: int, kept: int,
+def _write_report(_: None, output: str, options: dict[str, Any], models: list[dict[str, Any]], input_rows: int,
+                  kept: int,
                   reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
     """stats.json and manifest.json, written last: the manifest lists every file of the run."""
     stats = build_stats(input_rows, kept, reasons)
@@ -151,6 +183,7 @@ def _write_report(_: None, output: str, options: dict[str, Any], input_rows: int
         "code_version": __version__,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "options": options,
+        "models": models,
         "totals": {"input_rows": input_rows, "kept": kept, "rejected": stats["rejected"]},
         "files": [*ordered, {"path": "stats.json", "format": "stats", **stats_entry}],
     }

@@ -22,6 +22,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
+from pipeline.detectors.handler import GpuNotActiveError
+from pipeline.detectors.registry import RegistryError
 from pipeline.options import PassOptions, validate
 from pipeline.sinks import write_json
 from pipeline.sources.flickr_api import API_METRICS, CredentialsError
@@ -65,7 +67,7 @@ def check_output(output: str, overwrite: bool) -> None:
         raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
     if earlier:
         stale = [m.path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*", "near_dup_index/*",
-                                        *OUTPUT_MARKERS, "ATTRIBUTION.csv")
+                                        "review/*", *OUTPUT_MARKERS, "ATTRIBUTION.csv")
                  for result in FileSystems.match([FileSystems.join(output, pattern)])
                  for m in result.metadata_list]
         if stale:
@@ -77,6 +79,25 @@ def check_input(pattern: str) -> None:
         raise UsageError(f"--input {pattern!r} matches no file")
 
 
+def preflight(opts: PassOptions, runner: str) -> None:
+    """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
+    model file (sha256), and — when the job runs here — a GPU that was required but is not used.
+    On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check."""
+    from pipeline.build import detectors_of, runtime_of
+    from pipeline.detectors.handler import create_session
+    from pipeline.detectors.registry import read_model
+
+    specs = detectors_of(opts)
+    local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    for spec in specs:
+        if opts.require_gpu and local:
+            create_session(spec, runtime_of(opts))  # reads and checks the model, then the provider
+        else:
+            read_model(spec)
+    if opts.require_gpu and not specs:
+        raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
+
+
 def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     """Runs the job to completion and returns its stats (stats.json)."""
     options = pipeline_options(argv)
@@ -84,6 +105,7 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     if opts.source == "yfcc":
         check_input(opts.input)
     check_output(opts.output, overwrite)
+    preflight(opts, options.view_as(StandardOptions).runner)
     pipeline = beam.Pipeline(options=options)
     build(pipeline, opts)
     result = pipeline.run()
@@ -154,6 +176,20 @@ def _verify(release: str) -> int:
     return 0 if not problems else 1
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from pipeline.detectors.handler import RuntimeConfig
+    from pipeline.detectors.registry import load_registry, select
+    from pipeline.evaluation import evaluate, iter_summary, write
+
+    specs = select(load_registry(args.model_registry or None), args.detectors)
+    result = evaluate(specs, RuntimeConfig(tile_min_side=args.detect_tile_min_side), args.max_side)
+    for line in iter_summary(result):
+        print(line)
+    if args.json:
+        write(result, args.json)
+    return 0 if result["combined"]["recall"] == 1.0 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,6 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_cmd.add_argument("-h", "--help", action="store_true")
     verify_cmd = commands.add_parser("verify", help="re-check every file of a release against its manifest")
     verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
+    evaluate_cmd = commands.add_parser("evaluate", help="recall and keep-rate of the detectors on a labelled set "
+                                       "of real photographs that packages ship, plus composites")
+    evaluate_cmd.add_argument("--detectors", default="default")
+    evaluate_cmd.add_argument("--model_registry", default="")
+    evaluate_cmd.add_argument("--detect_tile_min_side", type=int, default=400)
+    evaluate_cmd.add_argument("--max_side", type=int, default=512)
+    evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
+    review_cmd = commands.add_parser("review", help="the human-review loop")
+    review_actions = review_cmd.add_subparsers(dest="action", required=True)
+    apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "
+                                          "that the next run reads with --review_decisions")
+    apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note")
+    apply_cmd.add_argument("--store", required=True, help="the cumulative decisions CSV (local or gs://)")
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
@@ -172,12 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(str(Path(args.output).resolve()), rest)
         if args.command == "verify":
             return _verify(args.release)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "review":
+            from pipeline.review import apply_decisions
+
+            applied, total = apply_decisions(args.decisions, args.store)
+            print(f"review: {applied} decision(s) applied; {args.store} now holds {total}")
+            return 0
         if args.help:
             PassOptions(["--help"])
             return 0
         stats = run(rest, overwrite=args.overwrite)
         print(summary(PassOptions(expand_month(rest)).output, stats))
         return 0 if stats["accounted"] else 3
-    except (UsageError, CredentialsError) as err:
+    except (UsageError, CredentialsError, RegistryError, GpuNotActiveError, ValueError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)
         return 2

@@ -106,6 +106,26 @@ class PassOptions(PipelineOptions):
         add("--decontaminate", default="",
             help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
                  "--near_dup_distance of one are rejected.")
+        # --- detection ----------------------------------------------------------------------------
+        add("--detectors", default="default",
+            help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "
+                 "(CenterFace faces, SSDLite COCO persons, open-NSFW); 'none' turns detection off.")
+        add("--model_registry", default="",
+            help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
+        add("--detect_device", default="auto", choices=("auto", "cpu", "cuda"),
+            help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda: CUDA or fail.")
+        add("--require_gpu", nargs="?", const=True, default=False, type=flag,
+            help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
+                 "falls back to the CPU silently).")
+        add("--detect_batch_size", type=int, default=16, help="Most photos per inference batch.")
+        add("--detect_tile_min_side", type=int, default=400,
+            help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
+                 "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
+        add("--detect_threads", type=int, default=0,
+            help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
+        add("--review_decisions", default="",
+            help="Reviewer decisions CSV (photo_id, decision, note; see `pass-pipeline review apply`): "
+                 "accept keeps a borderline photo, reject_human / reject_other reject it with the note.")
         # --- selection --------------------------------------------------------------------------
         add("--per_owner_cap", type=int, default=80,
             help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
@@ -129,7 +149,9 @@ def validate(opts: PassOptions) -> list[str]:
                  "images_per_shard"):
         if getattr(opts, name) <= 0:
             problems.append(f"--{name} must be positive")
-    for name in ("shards", "per_owner_cap", "max_retries"):
+    if opts.detect_batch_size <= 0:
+        problems.append("--detect_batch_size must be positive")
+    for name in ("shards", "per_owner_cap", "max_retries", "detect_tile_min_side", "detect_threads"):
         if getattr(opts, name) < 0:
             problems.append(f"--{name} must not be negative")
     if not -1 <= opts.near_dup_distance <= 16:

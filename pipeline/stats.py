@@ -9,7 +9,7 @@ from typing import Any
 # The order records flow through the stages; stats.json lists the funnel in this order.
 STAGE_ORDER = (
     "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
-    "decontaminate", "exact_dedup", "near_dedup", "owner_cap",
+    "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
 )
 
 

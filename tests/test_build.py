@@ -39,6 +39,8 @@ def world(server: StaticServer, directory: Path) -> tuple[Path, dict[str, tuple[
 
     for photo_id, name, title, credit, owner in DEMO_PHOTOS:
         fate = "capped" if owner == "10000001@N01" else None  # NASA's account: capped below
+        if name in ("astronaut.jpg", "camera.jpg"):
+            fate = ("detect", "human")  # photographs of people never reach the dataset
         row(photo_id, fate, image(demo_image(name)), title=title, owner_name=credit, owner_nsid=owner)
     chelsea = demo_image("chelsea.jpg")
     rotated, _ = bad_images.exif_rotated_jpeg()
@@ -65,8 +67,9 @@ def world(server: StaticServer, directory: Path) -> tuple[Path, dict[str, tuple[
     row("2019", ("fetch", "host_not_allowed"), url="http://not-allowed.example.org/1/2019_ab.jpg")
     row("2020", ("license", "not_cc_by"), image(chelsea), license=CC_BY_NC_2)
     row("2021", ("license", "video"), image(chelsea), marker=1)
-    # Four more photos of NASA's account (which already has 1001 and 1006) trip the cap of 3.
-    for i in range(4):
+    # Three more photos of NASA's account (which keeps 1006 after detection) trip the cap of 3. Crop 0
+    # of the deep field is left out: a galaxy there scores 0.49 as a face, which is the review band's.
+    for i in range(1, 4):
         photo_id = str(3000 + i)
         row(photo_id, "capped", image(bad_images.crop_variant("hubble_deep_field.jpg", i)), owner_nsid="10000001@N01")
     row("1003", None, image(chelsea))  # the same id listed twice: the second row is a repeated_id
@@ -127,7 +130,8 @@ def test_each_row_has_its_expected_fate(first_run):
         elif want != "capped":
             assert fate.get(photo_id) == want, photo_id
     nasa = set(capped)
-    assert len(nasa) == 6 and len(nasa & kept) == 3 and all(fate[i] == ("owner_cap", "owner_cap") for i in nasa - kept)
+    assert len(nasa) == 4 and len(nasa & kept) == 3, fate
+    assert all(fate[i] == ("owner_cap", "owner_cap") for i in nasa - kept), {i: fate[i] for i in nasa - kept}
     survivors = {r["photo_id"]: r["duplicate_of"] for r in rejections(output)}
     assert survivors["2001"] == "1003"  # identical bytes
     assert (survivors["2008"], survivors["2009"], survivors["2010"]) == ("1004", "1004", "1003")

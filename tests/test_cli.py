@@ -39,9 +39,9 @@ def test_python_dash_m_runs_the_demo(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path / "demo")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "kept 10 of 18 input rows (all accounted for)" in done.stdout
+    assert "kept 8 of 18 input rows (all accounted for)" in done.stdout
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
-    assert stats["accounted"] and stats["kept"] == 10
+    assert stats["accounted"] and stats["kept"] == 8
 
 
 def test_month_token_in_output_is_the_launch_month():

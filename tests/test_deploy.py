@@ -36,6 +36,8 @@ def test_versions_agree_with_pyproject():
     assert pinned("onnxruntime-gpu") == "1.31.1" and "cuda:13." in DOCKERFILE and "cudnn" in DOCKERFILE
     assert 'pip install --no-compile ".[gpu]"' in DOCKERFILE
     assert "pip uninstall -y onnxruntime" in DOCKERFILE  # the CPU wheel must not shadow the GPU one
+    # The default detectors' files are fetched (checksummed) into the image and found there.
+    assert "python models/fetch_models.py" in DOCKERFILE and "PASS_MODELS=/opt/pass-pipeline/models" in DOCKERFILE
 
 
 def test_entrypoint_is_beam_boot_and_launcher_is_present():

@@ -14,6 +14,8 @@ from pipeline.sources.flickr import parse_date, photo_from_search
 from tests.conftest import LOCAL
 
 DAY = 1_600_000_000 - 1_600_000_000 % 86400  # a UTC midnight
+# Photographs of people: found by the detectors and never kept, whatever their license.
+PEOPLE = {str(5000 + i) for i, (_, name, *_) in enumerate(DEMO_PHOTOS) if name in ("astronaut.jpg", "camera.jpg")}
 
 
 @pytest.fixture
@@ -36,12 +38,13 @@ def test_job_reads_cc_by_photos_from_the_api(flickr, tmp_path):
     stats = run(["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
                  "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--output={tmp_path / 'out'}",
                  f"--allowed_hosts={server.host}", "--near_dup_distance=-1", *LOCAL])
-    expected = {p.photo_id for p in server.world.photos if p.license in (4, 11) and not p.deleted}
+    expected = {p.photo_id for p in server.world.photos if p.license in (4, 11) and not p.deleted} - PEOPLE
     rows = pq.read_table(tmp_path / "out" / "parquet").to_pylist()
     assert stats["accounted"] and {row["photo_id"] for row in rows} == expected
-    row = next(r for r in rows if r["photo_id"] == "5000")
-    assert row["license_url"] == "https://creativecommons.org/licenses/by/2.0/" and row["owner_name"] == "NASA"
-    assert row["page_url"] == "https://www.flickr.com/photos/o0@N01/5000/" and row["fetched_url"].endswith("_z.jpg")
+    row = next(r for r in rows if r["photo_id"] == "5003")
+    assert row["license_url"] == "https://creativecommons.org/licenses/by/2.0/"
+    assert row["owner_name"] == "Rachel Michetti"
+    assert row["page_url"] == "https://www.flickr.com/photos/o3@N01/5003/" and row["fetched_url"].endswith("_z.jpg")
     assert stats["api_calls"]["flickr.photos.search"] == server.calls["flickr.photos.search"] >= 2
     for path in (tmp_path / "out").rglob("*"):  # the key and secret appear in no output
         if path.is_file():
@@ -61,7 +64,7 @@ def test_refused_key_fails_the_job_at_start(flickr, tmp_path, capsys):
 
 def test_originals_only_on_request(flickr, tmp_path):
     server, credentials = flickr
-    server.world.photos[0].can_download_original = False  # the owner does not allow original downloads
+    server.world.photos[3].can_download_original = False  # the owner does not allow original downloads
     args = ["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
             "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--allowed_hosts={server.host}",
             "--near_dup_distance=-1", *LOCAL]
@@ -76,7 +79,7 @@ def test_originals_only_on_request(flickr, tmp_path):
         photo = by_id[photo_id]
         expected = (f"_{photo.original_secret}_o.jpg" if photo.can_download_original else f"_{photo.secret}_z.jpg")
         assert url.endswith(expected), (photo_id, url)
-    assert "5000" in fetched  # the photo without an original still came, sized
+    assert "5003" in fetched  # the photo without an original still came, sized
 
 
 def test_a_refused_window_count_is_a_rejection_not_a_failed_job(flickr, tmp_path):
@@ -90,13 +93,13 @@ def test_a_refused_window_count_is_a_rejection_not_a_failed_job(flickr, tmp_path
                  "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--output={tmp_path / 'out'}",
                  f"--allowed_hosts={server.host}", "--near_dup_distance=-1", "--flickr_search_depth=4", *LOCAL])
     assert stats["accounted"] and stats["rejections_by_stage"]["read"] == {"api_error": 1}
-    [refused] = pq.read_table(tmp_path / "out" / "rejections").to_pylist()
+    [refused] = [r for r in pq.read_table(tmp_path / "out" / "rejections").to_pylist() if r["stage"] == "read"]
     assert refused["stage"] == "read" and "window count refused, code 3" in refused["detail"]
     low, high = (int(x) for x in refused["photo_id"].removeprefix("flickr:").split("-"))
     expected = {p.photo_id for p in server.world.photos
-                if p.license in (4, 11) and not p.deleted and not low <= p.date_upload <= high}
+                if p.license in (4, 11) and not p.deleted and not low <= p.date_upload <= high} - PEOPLE
     kept = {row["photo_id"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
-    assert kept == expected and 0 < len(kept) < 6  # the rest of the range was still read
+    assert kept == expected and 0 < len(kept) < 5  # the rest of the range was still read
 
 
 def test_search_entry_mapping():

@@ -1,0 +1,80 @@
+"""Detector throughput on this machine's CPU: images per second per default detector at batch 1,
+8 and 32 (tiles included where the detector tiles), and the whole Detect stage on the local
+runner against a baseline pipeline that only decodes the same images, in the same process.
+
+    .venv/bin/python -m benchmarks.detect_cpu [--images 64]
+
+Prints ratios against baselines measured in this run (batch 1; the decode-only pipeline): these
+machines are shared and noisy, so absolute numbers from different runs are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from benchmarks.end_to_end import distinct_photos
+from pipeline.detect import Detect
+from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+from pipeline.detectors.preprocess import decode
+from pipeline.detectors.registry import load_registry, select
+from pipeline.evaluation import stored_jpeg
+from pipeline.records import Photo
+
+
+def photos(count: int) -> list[Photo]:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return [Photo(str(i), image=stored_jpeg(Image.open(BytesIO(raw)), 512))
+            for i, raw in enumerate(distinct_photos(count))]
+
+
+def per_detector(images: list[Photo]) -> None:
+    runtime = RuntimeConfig()
+    for spec in select(load_registry(), "default"):
+        session = create_session(spec, runtime)
+        photo_scores(spec, session, images[:2], runtime.tile_min_side)  # warm-up
+        rates = {}
+        for batch in (1, 8, 32):
+            start = time.perf_counter()
+            for i in range(0, len(images), batch):
+                photo_scores(spec, session, images[i:i + batch], runtime.tile_min_side)
+            rates[batch] = len(images) / (time.perf_counter() - start)
+        print(f"{spec.name:16s} " + "  ".join(f"batch {b:2d}: {r:6.1f} img/s ({r / rates[1]:.2f}x)"
+                                             for b, r in rates.items()))
+
+
+def _pipeline_seconds(images: list[Photo], detect: bool) -> float:
+    start = time.perf_counter()
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        created = p | beam.Create(images)
+        if detect:
+            _ = created | Detect(select(load_registry(), "default"), RuntimeConfig(max_batch=16))
+        else:
+            _ = created | beam.Map(lambda photo: decode(photo.image).size)
+    return time.perf_counter() - start
+
+
+def whole_stage(images: list[Photo]) -> None:
+    baseline = _pipeline_seconds(images, detect=False)
+    detect = _pipeline_seconds(images, detect=True)
+    print(f"Detect stage (3 detectors, RunInference, batch <= 16): {len(images) / detect:.1f} img/s; "
+          f"{detect / baseline:.1f}x the time of a decode-only pipeline over the same {len(images)} images")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=64)
+    args = parser.parse_args()
+    images = photos(args.images)
+    per_detector(images)
+    whole_stage(images)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""GPU throughput of the default detectors: onnxruntime-gpu with the CUDA provider, inputs and
+outputs bound to the device with IO binding, batch sweep; prints images per second per detector
+and batch, and the ratio to the CPU provider at batch 8 measured in the same process.
+
+    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5]
+
+Needs onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU; it refuses to run (exit 2) when the
+CUDA provider is not really active, so a silent CPU fallback is never reported as GPU speed.
+Tensors are synthetic here on purpose: preprocessing is measured by detect_cpu.py; this is the
+model's device throughput at each batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from pipeline.detectors.handler import RuntimeConfig, create_session
+from pipeline.detectors.registry import DetectorSpec, load_registry, select
+
+
+def batch_input(spec: DetectorSpec, batch: int) -> np.ndarray:
+    size = spec.input.size
+    shape = (batch, 3, size, size) if spec.input.layout == "NCHW" else (batch, size, size, 3)
+    rng = np.random.default_rng(0)
+    if spec.input.dtype == "uint8":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def rate(session: ort.InferenceSession, data: np.ndarray, device: str, seconds: float) -> float:
+    binding = session.io_binding()
+    value = ort.OrtValue.ortvalue_from_numpy(data, device, 0)
+    binding.bind_ortvalue_input(session.get_inputs()[0].name, value)
+    for output in session.get_outputs():
+        binding.bind_output(output.name, device)
+    session.run_with_iobinding(binding)  # warm-up: kernels, cuDNN autotuning
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run_with_iobinding(binding)
+        runs += 1
+    binding.synchronize_outputs()
+    return runs * data.shape[0] / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", default="1,8,32,64,128")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
+    for spec in select(load_registry(), "default"):
+        try:
+            gpu = create_session(spec, RuntimeConfig(device="cuda", require_gpu=True))
+        except Exception as err:  # the reason CUDA is not active, then stop: no CPU numbers labelled GPU
+            print(f"{spec.name}: {err}")
+            return 2
+        cpu = create_session(spec, RuntimeConfig(device="cpu"))
+        cpu_rate = rate(cpu, batch_input(spec, 8), "cpu", args.seconds)
+        for batch in (int(b) for b in args.batches.split(",")):
+            gpu_rate = rate(gpu, batch_input(spec, batch), "cuda", args.seconds)
+            print(f"{spec.name:16s} batch {batch:4d}: {gpu_rate:9.1f} img/s on CUDA "
+                  f"({gpu_rate / cpu_rate:.1f}x CPU at batch 8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Model outputs -> one score per class per batch row. The decision needs "how sure is the model
+that there is at least one X in this view", which for every detector family is the best score of
+class X over all its candidate boxes or map positions.
+
+- score_maps: CenterFace / RetinaFace / SCRFD-style heat or score maps; the max over the listed
+  outputs (optionally through a sigmoid, or column `column` of a [N, A, C] softmax output).
+- ssd: TF Object Detection API boxes + scores + classes (+ count), e.g. SSDLite COCO.
+- yolo: YOLOv5 ([N, A, 5 + C], objectness x class) or YOLOv8 ([N, 4 + C, A]) raw heads.
+- classifier: [N, C] probabilities (or logits with "softmax": true).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    shifted = np.exp(x - x.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def output_names(decoder: dict[str, Any]) -> list[str]:
+    kind = decoder["type"]
+    if kind == "score_maps":
+        return sorted({name for names in decoder["outputs"].values() for name in names})
+    if kind == "ssd":
+        return [decoder["boxes"], decoder["scores"], decoder["classes"]] + (
+            [decoder["count"]] if decoder.get("count") else [])
+    return [decoder["output"]]
+
+
+def decode(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -> list[dict[str, float]]:
+    """{class name: score in [0, 1]} for each of `rows` batch rows."""
+    kind = decoder["type"]
+    if kind == "score_maps":
+        result: list[dict[str, float]] = [{} for _ in range(rows)]
+        for cls, names in decoder["outputs"].items():
+            for name in names:
+                values = outputs[name].astype(np.float32)
+                if "column" in decoder:
+                    values = values[..., int(decoder["column"])]
+                if decoder.get("sigmoid"):
+                    values = _sigmoid(values)
+                best = values.reshape(rows, -1).max(axis=1)
+                for row in range(rows):
+                    result[row][cls] = max(result[row].get(cls, 0.0), float(best[row]))
+        return result
+    if kind == "ssd":
+        scores = outputs[decoder["scores"]].reshape(rows, -1)
+        classes = outputs[decoder["classes"]].reshape(rows, -1).round().astype(int)
+        count = outputs.get(decoder.get("count", ""))
+        names = {int(k): v for k, v in decoder["class_names"].items()}
+        result = []
+        for row in range(rows):
+            valid = int(count.reshape(rows)[row]) if count is not None else scores.shape[1]
+            row_scores = {name: 0.0 for name in names.values()}
+            for score, cls in zip(scores[row, :valid], classes[row, :valid], strict=True):
+                name = names.get(int(cls))
+                if name is not None:
+                    row_scores[name] = max(row_scores[name], float(score))
+            result.append(row_scores)
+        return result
+    if kind == "yolo":
+        names = list(decoder["class_names"])
+        raw = outputs[decoder["output"]].astype(np.float32)
+        if decoder.get("format", "v8") == "v8":  # [N, 4 + C, A]: class scores, no objectness
+            per_class = raw[:, 4:4 + len(names), :].max(axis=2)
+        else:  # v5: [N, A, 5 + C]: objectness x class probability
+            per_class = (raw[:, :, 4:5] * raw[:, :, 5:5 + len(names)]).max(axis=1)
+        wanted = set(decoder.get("keep_classes", names))
+        return [{name: float(per_class[row, i]) for i, name in enumerate(names) if name in wanted}
+                for row in range(rows)]
+    if kind == "classifier":
+        names = list(decoder["class_names"])
+        probs = outputs[decoder["output"]].astype(np.float32).reshape(rows, -1)
+        if decoder.get("softmax"):
+            probs = _softmax(probs)
+        return [{name: float(probs[row, i]) for i, name in enumerate(names)} for row in range(rows)]
+    raise ValueError(f"unknown decoder {kind!r}")

@@ -1,0 +1,133 @@
+"""Beam `ModelHandler` for one registered ONNX detector.
+
+Beam's own `OnnxModelHandlerNumpy` feeds only the model's first input and returns only its first
+output; detectors need named outputs (boxes, scores, classes, maps) and their own preprocessing,
+so this handler takes `Photo`s, builds each photo's views, runs them in one session call, decodes
+the outputs per view and returns, per photo, the best score of each class over its views.
+
+The session is created in `load_model()` on the worker, never pickled. RunInference keeps one per
+worker process, shared by its threads. Providers are always listed explicitly: CUDA first when
+this onnxruntime build has it (and the user did not ask for CPU), then CPU — the CPU wheel lists
+Azure first, and an implicit list would pick it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipeline.detectors.decoders import decode, output_names
+from pipeline.detectors.preprocess import decode as decode_image
+from pipeline.detectors.preprocess import to_tensor, views
+from pipeline.detectors.registry import DetectorSpec, read_model
+from pipeline.records import Photo
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class GpuNotActiveError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"  # auto: CUDA when available; cpu; cuda (CUDA or fail)
+    require_gpu: bool = False
+    min_batch: int = 1
+    max_batch: int = 16
+    tile_min_side: int = 400
+    intra_op_threads: int = 0  # 0 = onnxruntime's default (all cores)
+
+
+def providers_for(device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cpu" or CUDA not in available:
+        return [CPU]
+    return [CUDA, CPU]
+
+
+def _symbolic_hw(model_bytes: bytes) -> bytes:
+    """Makes a model exported with a fixed H x W (CenterFace's 32 x 32) accept any size, as deface
+    does: batch, height and width of every graph input and output become named dimensions."""
+    import onnx  # only needed for such models
+
+    model = onnx.load_from_string(model_bytes)
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            for index, name in ((0, "batch"), (2, "height"), (3, "width")):
+                dims[index].ClearField("dim_value")
+                dims[index].dim_param = f"{name}_{value.name}" if index else "batch"
+    return model.SerializeToString()
+
+
+def create_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceSession:
+    model_bytes = read_model(spec)
+    if spec.input.dynamic_hw:
+        model_bytes = _symbolic_hw(model_bytes)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # CenterFace's initializers-as-inputs warnings, once per node, are noise
+    if runtime.intra_op_threads:
+        options.intra_op_num_threads = runtime.intra_op_threads
+    session = ort.InferenceSession(model_bytes, options, providers=providers_for(runtime.device))
+    active = session.get_providers()
+    # onnxruntime falls back to the CPU silently when CUDA cannot start (driver, libraries): check.
+    if (runtime.require_gpu or runtime.device == "cuda") and CUDA not in active:
+        raise GpuNotActiveError(
+            f"detector {spec.name}: a GPU was required but onnxruntime runs on {active} "
+            f"(available: {ort.get_available_providers()}); is onnxruntime-gpu installed and a driver present?")
+    return session
+
+
+def photo_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Sequence[Photo],
+                 tile_min_side: int) -> list[dict[str, float]]:
+    """Per photo, the best score of each class over its views (whole image and tiles)."""
+    owners: list[int] = []
+    tensors: list[np.ndarray] = []
+    for index, photo in enumerate(photos):
+        for view in views(decode_image(photo.image), spec.tiles, tile_min_side):
+            tensors.append(to_tensor(view, spec.input))
+            owners.append(index)
+    input_name = session.get_inputs()[0].name
+    names = output_names(spec.decoder)
+    values = session.run(names, {input_name: np.stack(tensors)})
+    per_view = decode(spec.decoder, dict(zip(names, values, strict=True)), len(tensors))
+    best: list[dict[str, float]] = [{} for _ in photos]
+    for owner, scores in zip(owners, per_view, strict=True):
+        for cls, score in scores.items():
+            best[owner][cls] = max(best[owner].get(cls, 0.0), score)
+    return best
+
+
+class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
+    """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score})."""
+
+    def __init__(self, spec: DetectorSpec, runtime: RuntimeConfig) -> None:
+        super().__init__()
+        self._spec = spec
+        self._runtime = runtime
+
+    def load_model(self) -> ort.InferenceSession:
+        return create_session(self._spec, self._runtime)
+
+    def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession,
+                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        scores = photo_scores(self._spec, model, batch, self._runtime.tile_min_side)
+        for photo, classes in zip(batch, scores, strict=True):
+            named = {self._spec.score_name(cls): round(score, 6) for cls, score in sorted(classes.items())}
+            yield PredictionResult(photo, named, self._spec.name)
+
+    def get_num_bytes(self, batch: Sequence[Photo]) -> int:
+        return sum(len(photo.image) for photo in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return f"detector_{self._spec.name}"
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": self._runtime.min_batch, "max_batch_size": self._runtime.max_batch}

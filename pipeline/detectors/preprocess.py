@@ -1,0 +1,70 @@
+"""Image -> model input: the views a detector looks at (the whole image, plus overlapping tiles of
+large images so that small people in the background are seen at a useful scale) and each view
+turned into the tensor its registry entry describes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from pipeline.detectors.registry import InputSpec
+
+TILE_GRID = 2  # 2 x 2 tiles ...
+TILE_OVERLAP = 0.25  # ... each overlapping its neighbour by a quarter, so nobody is cut in half unseen
+
+
+def decode(image_bytes: bytes) -> Image.Image:
+    """The stored image (already validated, bounded and re-encoded by the images stage) as RGB."""
+    with Image.open(io.BytesIO(image_bytes)) as img:
+        return img.convert("RGB")
+
+
+def tile_boxes(width: int, height: int, grid: int = TILE_GRID, overlap: float = TILE_OVERLAP
+               ) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of grid x grid tiles covering the image, neighbours overlapping."""
+    def spans(length: int) -> list[tuple[int, int]]:
+        size = min(length, int(np.ceil(length / (grid - (grid - 1) * overlap))))
+        starts = np.linspace(0, length - size, grid).round().astype(int)
+        return [(int(s), int(s) + size) for s in starts]
+
+    return [(left, top, right, bottom) for top, bottom in spans(height) for left, right in spans(width)]
+
+
+def views(img: Image.Image, tiles: bool, tile_min_side: int) -> list[Image.Image]:
+    """The whole image, then its tiles when tiling is on and the image is large enough to gain."""
+    out = [img]
+    if tiles and tile_min_side > 0 and max(img.size) >= tile_min_side:
+        out += [img.crop(box) for box in tile_boxes(*img.size)]
+    return out
+
+
+def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
+    """One view as the model's input, without the batch axis."""
+    size = spec.size
+    if spec.resize == "letterbox":  # keep the aspect ratio, pad right/bottom with black
+        scale = size / max(img.size)
+        resized = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                             Image.Resampling.BILINEAR)
+        canvas = Image.new("RGB", (size, size))
+        canvas.paste(resized, (0, 0))
+        img = canvas
+    elif spec.resize == "resize_center_crop":
+        side = spec.resize_to or size
+        img = img.resize((side, side), Image.Resampling.BILINEAR)
+        offset = (side - size) // 2
+        img = img.crop((offset, offset, offset + size, offset + size))
+    else:
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(img, dtype=np.uint8)
+    if spec.channels == "BGR":
+        pixels = pixels[:, :, ::-1]
+    if spec.dtype == "uint8":
+        array = np.ascontiguousarray(pixels)
+    else:
+        array = pixels.astype(np.float32) * np.float32(spec.scale)
+        array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)

@@ -1,0 +1,170 @@
+"""The model registry: which ONNX detectors exist, where their file is, how to feed them and how
+to read their outputs. Built-in entries live in `models/registry.json`; users add their own in a
+JSON file of the same shape (`--model_registry`), without code changes.
+
+Every entry is validated when the job is built, so a typo fails at launch, not on a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+# models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
+# installed elsewhere (the worker image sets it to the folder it fetched the models into).
+MODELS_DIR = Path(os.environ.get("PASS_MODELS") or Path(__file__).resolve().parents[2] / "models")
+BUILTIN_REGISTRY = MODELS_DIR / "registry.json"
+DECODERS = ("score_maps", "ssd", "yolo", "classifier")
+RESIZES = ("stretch", "letterbox", "resize_center_crop")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+class ChecksumError(RegistryError):
+    pass
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the model's input tensor."""
+
+    size: int  # square side fed to the model
+    resize: str = "stretch"  # stretch | letterbox (keep aspect, pad) | resize_center_crop (to resize_to, crop)
+    resize_to: int = 0
+    layout: str = "NCHW"  # or NHWC
+    channels: str = "RGB"  # or BGR
+    dtype: str = "float32"  # or uint8 (fed raw 0-255)
+    scale: float = 1.0  # multiplies pixel values (e.g. 1/255) before mean/std
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    dynamic_hw: bool = False  # the file declares a fixed H, W: made symbolic at load (CenterFace)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    kind: str  # person | face | nsfw | other: for reports
+    file: str  # resolved: absolute path or a Beam filesystem URI (gs://…)
+    sha256: str
+    input: InputSpec
+    decoder: dict[str, Any]
+    human_classes: tuple[str, ...] = ()
+    nsfw_classes: tuple[str, ...] = ()
+    thresholds: dict[str, float] = field(default_factory=dict)
+    review_band: dict[str, float] = field(default_factory=dict)  # lower end of the borderline band per class
+    tiles: bool = False
+    default: bool = False
+    license: str = ""
+    provenance: str = ""
+
+    def score_name(self, cls: str) -> str:
+        return f"{self.name}.{cls}"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.human_classes + self.nsfw_classes
+
+
+def _resolve(file: str, registry_path: str) -> str:
+    if "://" in file or posixpath.isabs(file):
+        return file
+    base = registry_path.rsplit("/", 1)[0] if "/" in registry_path else "."
+    if "://" in registry_path:
+        return f"{base}/{file}"
+    return str((Path(base) / file).resolve())
+
+
+def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
+    where = f"{registry_path}: detector {entry.get('name', '?')!r}"
+    try:
+        raw_input = dict(entry["input"])
+        for key in ("mean", "std"):
+            if key in raw_input:
+                raw_input[key] = tuple(float(v) for v in raw_input[key])
+        raw_input.pop("size_multiple", None)
+        spec = DetectorSpec(
+            name=str(entry["name"]), kind=str(entry.get("kind", "other")), file=_resolve(entry["file"], registry_path),
+            sha256=str(entry["sha256"]).lower(), input=InputSpec(**raw_input), decoder=dict(entry["decoder"]),
+            human_classes=tuple(entry.get("human_classes", ())), nsfw_classes=tuple(entry.get("nsfw_classes", ())),
+            thresholds={k: float(v) for k, v in entry.get("thresholds", {}).items()},
+            review_band={k: float(v) for k, v in entry.get("review_band", {}).items()},
+            tiles=bool(entry.get("tiles", False)), default=bool(entry.get("default", False)),
+            license=str(entry.get("license", "")), provenance=str(entry.get("provenance", "")),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise RegistryError(f"{where}: {type(err).__name__}: {err}") from None
+    problems = []
+    if spec.decoder.get("type") not in DECODERS:
+        problems.append(f"decoder.type must be one of {', '.join(DECODERS)}")
+    if spec.input.resize not in RESIZES:
+        problems.append(f"input.resize must be one of {', '.join(RESIZES)}")
+    if spec.input.layout not in ("NCHW", "NHWC") or spec.input.channels not in ("RGB", "BGR"):
+        problems.append("input.layout is NCHW or NHWC, input.channels RGB or BGR")
+    if spec.input.dtype not in ("float32", "uint8"):
+        problems.append("input.dtype is float32 or uint8")
+    if len(spec.sha256) != 64:
+        problems.append("sha256 must be 64 hex digits")
+    if not spec.classes:
+        problems.append("no human_classes or nsfw_classes: the detector would decide nothing")
+    for cls in spec.classes:
+        if cls not in spec.thresholds:
+            problems.append(f"no threshold for class {cls!r}")
+        elif not spec.review_band.get(cls, 0.0) <= spec.thresholds[cls]:
+            problems.append(f"review_band of {cls!r} is above its threshold")
+    if problems:
+        raise RegistryError(f"{where}: " + "; ".join(problems))
+    return spec
+
+
+def read_registry(path: str) -> dict[str, DetectorSpec]:
+    with FileSystems.open(path) as handle:
+        data = json.loads(handle.read())
+    specs = [_spec(entry, path) for entry in data.get("detectors", [])]
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise RegistryError(f"{path}: detector names repeat")
+    return {spec.name: spec for spec in specs}
+
+
+def load_registry(extra: str | None = None) -> dict[str, DetectorSpec]:
+    """The built-in detectors, plus (and overridden by) those of `extra`."""
+    registry = read_registry(str(BUILTIN_REGISTRY))
+    if extra:
+        registry.update(read_registry(extra))
+    return registry
+
+
+def select(registry: dict[str, DetectorSpec], names: str) -> list[DetectorSpec]:
+    """'default' -> the registry's default detectors; 'none' -> []; 'a,b' -> those, in that order."""
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    if wanted == ["none"]:
+        return []
+    if wanted in ([], ["default"]):
+        return [spec for spec in registry.values() if spec.default]
+    unknown = [name for name in wanted if name not in registry]
+    if unknown:
+        raise RegistryError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(sorted(registry))}")
+    return [registry[name] for name in wanted]
+
+
+def read_model(spec: DetectorSpec) -> bytes:
+    """The model file's bytes (local or any Beam filesystem), refused unless its sha256 matches."""
+    try:
+        with FileSystems.open(spec.file) as handle:
+            data = handle.read()
+    except (OSError, ValueError) as err:  # Beam raises BeamIOError (an OSError) for missing files
+        raise RegistryError(f"detector {spec.name}: cannot read {spec.file}: {err}. For the default models run "
+                            "`python models/fetch_models.py` (scripts/setup does)") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.sha256:
+        raise ChecksumError(f"detector {spec.name}: {spec.file} has sha256 {digest}, registry says {spec.sha256}")
+    return data

@@ -1,0 +1,174 @@
+"""`pass-pipeline evaluate`: recall on photographs with people and keep-rate on photographs without,
+per detector and combined, at the registry's thresholds (or a threshold sweep).
+
+The labelled set is built from real photographs that PyPI packages ship (scikit-image,
+scikit-learn and matplotlib sample images) plus composites generated from them: a person pasted
+small into a landscape (the background people PASS missed), tight crops, grayscale and rotations.
+Each image is normalised exactly as the pipeline stores it (longer side `max_side`, JPEG), so the
+detectors see what they see in a run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.records import Photo
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    has_person: bool
+    image: Image.Image
+
+
+def _package_dir(module: str) -> Path:
+    import importlib
+
+    return Path(importlib.import_module(module).__file__).resolve().parent
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+# Real photographs: which show people. Everything else in these folders is a non-person image
+# (scikit-image's tiny GIF and its 25 px face array are skipped: too small to be photographs).
+PEOPLE = {"astronaut.png", "camera.png", "grace_hopper.jpg"}
+SKIP = {"no_time_for_that_tiny.gif", "chessboard_RGB.png", "multipage.tif", "multipage_rgb.tif"}
+
+
+def package_photos() -> list[Sample]:
+    folders = [(_package_dir("skimage.data"), ("*.png", "*.jpg")),
+               (_package_dir("sklearn.datasets") / "images", ("*.jpg",)),
+               (_package_dir("matplotlib") / "mpl-data" / "sample_data", ("*.jpg", "*.png"))]
+    samples = []
+    for folder, patterns in folders:
+        for pattern in patterns:
+            for path in sorted(folder.glob(pattern)):
+                if path.name not in SKIP:
+                    samples.append(Sample(f"{folder.name}/{path.name}", path.name in PEOPLE, _open(path)))
+    return samples
+
+
+def _paste(background: Image.Image, person: Image.Image, width_fraction: float, where: tuple[float, float]
+           ) -> Image.Image:
+    """`person` scaled to `width_fraction` of the background's width, pasted at relative `where`."""
+    out = background.copy()
+    width = max(8, round(out.width * width_fraction))
+    small = person.resize((width, max(8, round(person.height * width / person.width))), Image.Resampling.LANCZOS)
+    out.paste(small, (round((out.width - small.width) * where[0]), round((out.height - small.height) * where[1])))
+    return out
+
+
+def composites(photos: dict[str, Image.Image]) -> list[Sample]:
+    astronaut, camera, hopper = photos["astronaut.png"], photos["camera.png"], photos["grace_hopper.jpg"]
+    china, flower, grass = photos["china.jpg"], photos["flower.jpg"], photos["grass.png"]
+    astronaut_body = astronaut.crop((130, 0, 400, 512))  # the person, without the flag and shuttle
+    hopper_head = hopper.crop((120, 40, 400, 380))
+    people = [
+        ("small_astronaut_in_china", _paste(china, astronaut_body, 0.18, (0.8, 0.9))),
+        ("tiny_astronaut_in_china", _paste(china, astronaut_body, 0.08, (0.3, 0.7))),
+        ("tiny_hopper_on_grass", _paste(grass, hopper, 0.1, (0.9, 0.1))),
+        ("small_cameraman_in_flower", _paste(flower, camera.crop((100, 30, 420, 512)), 0.22, (0.1, 0.85))),
+        ("small_hopper_on_grass", _paste(grass, hopper, 0.25, (0.5, 0.5))),
+        ("astronaut_face_crop", astronaut.crop((150, 20, 300, 200))),
+        ("hopper_face_crop", hopper_head),
+        ("cameraman_upper_half", camera.crop((0, 0, 512, 256))),
+        ("astronaut_grayscale", ImageOps.grayscale(astronaut).convert("RGB")),
+        ("hopper_grayscale", ImageOps.grayscale(hopper).convert("RGB")),
+        ("astronaut_rotated_90", astronaut.rotate(90, expand=True)),
+        ("cameraman_rotated_270", camera.rotate(270, expand=True)),
+        ("hopper_rotated_180", hopper.rotate(180, expand=True)),
+        ("astronaut_mirrored", ImageOps.mirror(astronaut)),
+    ]
+    no_people = [
+        ("china_crop", china.crop((0, 0, 320, 320))),
+        ("flower_grayscale", ImageOps.grayscale(flower).convert("RGB")),
+        ("china_rotated_90", china.rotate(90, expand=True)),
+    ]
+    return ([Sample(f"composite/{name}", True, img) for name, img in people]
+            + [Sample(f"composite/{name}", False, img) for name, img in no_people])
+
+
+def labelled_set() -> list[Sample]:
+    real = package_photos()
+    by_file = {sample.name.rsplit("/", 1)[1]: sample.image for sample in real}
+    return real + composites(by_file)
+
+
+def stored_jpeg(img: Image.Image, max_side: int) -> bytes:
+    """The image as the pipeline stores it: longer side at most max_side, JPEG quality 90."""
+    img = img.copy()
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: RuntimeConfig,
+              max_side: int = 512) -> list[dict[str, float]]:
+    """Per sample, {"<detector>.<class>": best score} over every detector."""
+    photos = [Photo(str(i), image=stored_jpeg(sample.image, max_side)) for i, sample in enumerate(samples)]
+    scores: list[dict[str, float]] = [{} for _ in samples]
+    for spec in specs:
+        session = create_session(spec, runtime)
+        for index, photo in enumerate(photos):
+            for cls, value in photo_scores(spec, session, [photo], runtime.tile_min_side)[0].items():
+                scores[index][spec.score_name(cls)] = value
+    return scores
+
+
+def flags(spec: DetectorSpec, scores: dict[str, float]) -> bool:
+    """Whether this detector alone would reject the image (any of its classes at its threshold)."""
+    return any(scores.get(spec.score_name(cls), 0.0) >= spec.thresholds[cls] for cls in spec.classes)
+
+
+def report(samples: list[Sample], scores: list[dict[str, float]], specs: list[DetectorSpec]) -> dict:
+    people = [i for i, s in enumerate(samples) if s.has_person]
+    others = [i for i, s in enumerate(samples) if not s.has_person]
+
+    def rates(rejects: Callable[[dict[str, float]], bool]) -> dict:
+        caught = [samples[i].name for i in people if rejects(scores[i])]
+        kept = [samples[i].name for i in others if not rejects(scores[i])]
+        return {"recall": round(len(caught) / max(1, len(people)), 4),
+                "keep_rate": round(len(kept) / max(1, len(others)), 4),
+                "missed": sorted(samples[i].name for i in people if not rejects(scores[i])),
+                "falsely_rejected": sorted(samples[i].name for i in others if rejects(scores[i]))}
+
+    human_specs = [spec for spec in specs if spec.human_classes]
+    result = {
+        "images": len(samples), "with_people": len(people), "without_people": len(others),
+        "thresholds": {spec.name: spec.thresholds for spec in specs},
+        "per_detector": {spec.name: rates(lambda s, spec=spec: flags(spec, s)) for spec in human_specs},
+        "combined": rates(lambda s: any(flags(spec, s) for spec in specs)),
+        "scores": {samples[i].name: scores[i] for i in range(len(samples))},
+    }
+    return result
+
+
+def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 512) -> dict:
+    samples = labelled_set()
+    return report(samples, score_set(samples, specs, runtime, max_side), specs)
+
+
+def iter_summary(result: dict) -> Iterator[str]:
+    yield f"{result['images']} images: {result['with_people']} with people, {result['without_people']} without"
+    for name, rates in [*result["per_detector"].items(), ("combined", result["combined"])]:
+        yield (f"  {name:16s} recall {rates['recall']:.1%}  keep-rate {rates['keep_rate']:.1%}"
+               f"  missed {len(rates['missed'])}  falsely rejected {len(rates['falsely_rejected'])}")
+    if result["combined"]["missed"]:
+        yield "  missed: " + ", ".join(result["combined"]["missed"])
+
+
+def write(result: dict, path: str) -> None:
+    Path(path).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

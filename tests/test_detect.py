@@ -1,0 +1,80 @@
+"""The Detect stage through RunInference on the local runner: decisions, scores, review band,
+reviewer decisions, and a failing image becoming a rejection while the rest goes on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.detect import Detect, read_decisions
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import load_registry, select
+from tests.conftest import local_pipeline, photo, real_jpeg
+
+SPECS = select(load_registry(), "default")
+NAMES = {"1": "astronaut.jpg", "2": "camera.jpg", "3": "chelsea.jpg", "4": "coffee.jpg", "5": "rocket.jpg",
+         "6": "coins.jpg"}
+
+
+def photos():
+    return [photo(pid, image=real_jpeg(name)) for pid, name in NAMES.items()]
+
+
+
+
+def test_people_rejected_animals_objects_and_landscapes_kept():
+    score_names = sorted(f"{s.name}.{c}" for s in SPECS for c in (*s.human_classes, *s.nsfw_classes))
+    score_names = sorted({*score_names, "open_nsfw.sfw"})
+    with local_pipeline() as p:
+        out = p | beam.Create(photos()) | Detect(SPECS, RuntimeConfig(max_batch=4))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3", "4", "5", "6"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
+                    equal_to([("1", "detect", "human"), ("2", "detect", "human")]), label="rejected")
+        assert_that(out.kept | "names" >> beam.Map(lambda ph: sorted(dict(ph.scores))),
+                    equal_to([score_names] * 4), label="every kept image stores every score")
+        assert_that(out.review, equal_to([]), label="review")
+
+
+def test_borderline_band_goes_to_review_and_reviewers_decide():
+    # A stricter person detector: the astronaut's ~0.98 now falls inside the band [0.9, 0.995).
+    person = next(s for s in SPECS if s.name == "ssdlite_person")
+    strict = dataclasses.replace(person, thresholds={"person": 0.995}, review_band={"person": 0.9})
+    inputs = [photo("1", image=real_jpeg("astronaut.jpg")), photo("3", image=real_jpeg("chelsea.jpg"))]
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect([strict], RuntimeConfig())
+        assert_that(out.review | beam.Map(lambda ph: (ph.photo_id, bool(ph.image))), equal_to([("1", True)]),
+                    label="review")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)), equal_to([("1", "needs_review")]),
+                    label="rejected")
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
+    decisions = {"1": ("accept", "astronaut suit only? checked"), "3": ("reject_other", "blurry")}
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect([strict], RuntimeConfig(), decisions)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
+                    equal_to([("3", "reviewer_rejected", "blurry")]), label="rejected")
+        assert_that(out.review, equal_to([]), label="review")
+
+
+def test_a_broken_image_is_a_rejection_and_the_rest_goes_on():
+    inputs = [photo("3", image=real_jpeg("chelsea.jpg")), photo("9", image=b"not a jpeg")]
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect(SPECS[2:], RuntimeConfig(max_batch=1))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
+                    equal_to([("9", "detect", "internal_error")]), label="rejected")
+
+
+def test_decisions_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("photo_id,decision,note\n1,accept,\n2,reject_human,child in the corner\n")
+    assert read_decisions(str(path)) == {"1": ("accept", ""), "2": ("reject_human", "child in the corner")}
+    path.write_text("photo_id,decision,note\n1,maybe,\n")
+    try:
+        read_decisions(str(path))
+    except ValueError as err:
+        assert ":2:" in str(err)
+    else:
+        raise AssertionError("a bad decision was accepted")

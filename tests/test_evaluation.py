@@ -1,0 +1,52 @@
+"""The labelled evaluation set and the default thresholds' promise: every image with people is
+rejected (100% recall), and most images without people are kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import load_registry, select
+from pipeline.evaluation import labelled_set, report, score_set
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    specs = select(load_registry(), "default")
+    samples = labelled_set()
+    return specs, samples, score_set(samples, specs, RuntimeConfig())
+
+
+def test_the_set_is_real_photographs_plus_composites():
+    samples = labelled_set()
+    names = {s.name for s in samples}
+    assert {"data/astronaut.png", "images/china.jpg", "sample_data/grace_hopper.jpg"} <= names
+    assert sum(s.has_person for s in samples) >= 15 and sum(not s.has_person for s in samples) >= 25
+    assert any(n.startswith("composite/tiny_") for n in names)
+
+
+def test_default_thresholds_reject_every_image_with_people(evaluated):
+    specs, samples, scores = evaluated
+    result = report(samples, scores, specs)
+    assert result["combined"]["recall"] == 1.0, result["combined"]["missed"]
+    assert result["combined"]["keep_rate"] >= 0.9, result["combined"]["falsely_rejected"]
+    # Neither human detector alone is enough: that is why both run.
+    assert all(rates["recall"] < 1.0 for rates in result["per_detector"].values())
+
+
+def test_tiles_find_the_tiny_person(evaluated):
+    specs, samples, _ = evaluated
+    person = next(s for s in specs if s.name == "ssdlite_person")
+    tiny = [s for s in samples if s.name == "composite/tiny_hopper_on_grass"]
+    with_tiles = score_set(tiny, [person], RuntimeConfig(tile_min_side=400))[0]["ssdlite_person.person"]
+    without = score_set(tiny, [person], RuntimeConfig(tile_min_side=0))[0]["ssdlite_person.person"]
+    assert with_tiles > without
+
+
+def test_evaluate_command(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    # The NSFW classifier alone finds no people: the command says so and exits 1.
+    assert main(["evaluate", "--detectors=open_nsfw", f"--json={out}"]) == 1
+    printed = capsys.readouterr().out
+    assert "combined" in printed and "recall 0.0%" in printed and "missed: " in printed and out.exists()

@@ -1,0 +1,46 @@
+"""Views and tensors: tiles cover every pixel (brute-force check), tensors follow the spec."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline.detectors.preprocess import tile_boxes, to_tensor, views
+from pipeline.detectors.registry import InputSpec
+
+
+@settings(max_examples=200, deadline=None)
+@given(width=st.integers(1, 700), height=st.integers(1, 700))
+def test_tiles_cover_every_pixel_and_stay_inside(width, height):
+    boxes = tile_boxes(width, height)
+    covered = np.zeros((height, width), bool)
+    for left, top, right, bottom in boxes:
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        covered[top:bottom, left:right] = True
+    assert covered.all() and len(boxes) == 4
+    if width >= 8:  # neighbours overlap, so a person on a tile border is whole in at least one tile
+        (_, _, r0, _), (l1, _, _, _) = boxes[0], boxes[1]
+        assert l1 < r0
+
+
+def test_small_images_are_not_tiled():
+    img = Image.new("RGB", (300, 200))
+    assert len(views(img, tiles=True, tile_min_side=400)) == 1
+    assert len(views(Image.new("RGB", (512, 384)), tiles=True, tile_min_side=400)) == 5
+    assert len(views(Image.new("RGB", (512, 384)), tiles=False, tile_min_side=400)) == 1
+
+
+def test_tensor_layout_channels_and_normalisation():
+    red = Image.new("RGB", (40, 20), (255, 0, 0))
+    nchw = to_tensor(red, InputSpec(size=32, layout="NCHW", channels="BGR", scale=1 / 255, mean=(0.5, 0.5, 0.5),
+                                    std=(0.5, 0.5, 0.5)))
+    assert nchw.shape == (3, 32, 32) and nchw.dtype == np.float32
+    assert np.allclose(nchw[2], 1.0) and np.allclose(nchw[0], -1.0)  # red is the last channel in BGR
+    nhwc = to_tensor(red, InputSpec(size=300, layout="NHWC", dtype="uint8"))
+    assert nhwc.shape == (300, 300, 3) and nhwc.dtype == np.uint8 and (nhwc[..., 0] == 255).all()
+    boxed = to_tensor(red, InputSpec(size=32, resize="letterbox", layout="NHWC", dtype="uint8"))
+    assert (boxed[:16, :, 0] == 255).all() and (boxed[16:, :, 0] == 0).all()  # aspect kept, padded below
+    cropped = to_tensor(red, InputSpec(size=224, resize="resize_center_crop", resize_to=256))
+    assert cropped.shape == (3, 224, 224)

@@ -1,0 +1,86 @@
+"""The model registry: built-in entries, user entries without code changes, validation, checksums."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pipeline.detectors.registry import (
+    BUILTIN_REGISTRY,
+    ChecksumError,
+    RegistryError,
+    load_registry,
+    read_model,
+    read_registry,
+    select,
+)
+
+
+def user_entry(**changes):
+    entry = json.loads(BUILTIN_REGISTRY.read_text())["detectors"][2]  # open_nsfw as a template
+    entry.update(name="my_nsfw", default=False)
+    entry.update(changes)
+    return entry
+
+
+def write_registry(tmp_path, *entries):
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"detectors": list(entries)}))
+    return str(path)
+
+
+def test_builtin_defaults_are_face_person_and_nsfw():
+    registry = load_registry()
+    defaults = select(registry, "default")
+    assert [spec.kind for spec in defaults] == ["face", "person", "nsfw"]
+    for spec in defaults:
+        assert spec.license and spec.provenance and spec.file.startswith(str(BUILTIN_REGISTRY.parent))
+        read_model(spec)  # present (scripts/setup fetched them) and byte-identical to the registry's sha256
+    assert select(registry, "none") == []
+    assert [s.name for s in select(registry, "open_nsfw, centerface")] == ["open_nsfw", "centerface"]
+    with pytest.raises(RegistryError, match="unknown detector"):
+        select(registry, "yolo_people")
+
+
+def test_a_user_registers_a_model_without_code_changes(tmp_path):
+    model = tmp_path / "models" / "mine.onnx"
+    model.parent.mkdir()
+    shutil.copy(BUILTIN_REGISTRY.parent / "files" / "open-nsfw.onnx", model)
+    path = write_registry(tmp_path, user_entry(file="models/mine.onnx", thresholds={"nsfw": 0.7}))
+    registry = load_registry(path)
+    spec = select(registry, "my_nsfw")[0]
+    assert spec.file == str(model) and spec.thresholds == {"nsfw": 0.7}  # relative to the registry file
+    assert "centerface" in registry  # the built-ins stay available
+    read_model(spec)
+
+
+def test_a_changed_model_file_is_refused(tmp_path):
+    model = tmp_path / "mine.onnx"
+    model.write_bytes((BUILTIN_REGISTRY.parent / "files" / "centerface.onnx").read_bytes()[:-1] + b"\0")
+    spec = select(read_registry(write_registry(tmp_path, user_entry(file=str(model)))), "my_nsfw")[0]
+    with pytest.raises(ChecksumError, match="sha256"):
+        read_model(spec)
+    missing = select(read_registry(write_registry(tmp_path, user_entry(file="nowhere.onnx"))), "my_nsfw")[0]
+    with pytest.raises(RegistryError, match="fetch_models"):
+        read_model(missing)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"decoder": {"type": "magic"}}, "decoder.type"),
+    ({"thresholds": {}}, "no threshold"),
+    ({"review_band": {"nsfw": 0.9}, "thresholds": {"nsfw": 0.5}}, "above its threshold"),
+    ({"nsfw_classes": []}, "decide nothing"),
+    ({"sha256": "abc"}, "64 hex"),
+    ({"input": {"size": 224, "layout": "NWHC"}}, "layout"),
+    ({"input": {"size": 224, "colour": "RGB"}}, "TypeError"),
+])
+def test_bad_entries_fail_when_the_job_is_built(tmp_path, changes, message):
+    with pytest.raises(RegistryError, match=message):
+        read_registry(write_registry(tmp_path, user_entry(**changes)))
+
+
+def test_repeated_names_are_refused(tmp_path):
+    with pytest.raises(RegistryError, match="repeat"):
+        read_registry(write_registry(tmp_path, user_entry(), user_entry()))
