@@ -46,7 +46,7 @@ def record_count(fmt: str, data: bytes) -> int | None:
     if fmt == "webdataset":
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return sum(1 for name in tar.getnames() if name.endswith(".jpg"))
-    if fmt in ("parquet", "rejections", "near_dup_index"):
+    if fmt in ("parquet", "rejections", "near_dup_index", "review"):
         return pq.read_metadata(io.BytesIO(data)).num_rows
     if fmt == "tfrecord":
         return tfrecord_count(data)

@@ -20,6 +20,7 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=/nonexistent/*.tsv", "--output=/tmp/x"], "matches no file"),
     (["run", "--input=x", "--output=y", "--formats=webdataset,jpeg"], "--formats"),
     (["run", "--input=x", "--output=y", "--min_side=600"], "--min_side"),
+    (["run", "--input=x", "--output=y", "--detect_batch_size=0"], "--detect_batch_size"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -32,6 +33,30 @@ def test_refuses_to_mix_with_an_existing_dataset(tmp_path, capsys):
     (tmp_path / "out" / "manifest.json").write_text("{}")
     assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_detector_problems_fail_at_launch(tmp_path, capsys):
+    (tmp_path / "in.tsv").write_text("")
+    base = ["run", f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}"]
+    assert main([*base, "--detectors=centerface,yolo_people"]) == 2
+    assert "unknown detector(s) yolo_people" in capsys.readouterr().err
+    registry = tmp_path / "mine.json"
+    registry.write_text(json.dumps({"detectors": [{"name": "x", "file": "x.onnx", "sha256": "0" * 64,
+                                                   "input": {"size": 8}, "decoder": {"type": "classifier",
+                                                   "output": "o", "class_names": ["a", "b"]},
+                                                   "nsfw_classes": ["b"], "thresholds": {"b": 0.5}}]}))
+    assert main([*base, f"--model_registry={registry}", "--detectors=x"]) == 2
+    assert "cannot read" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_require_gpu_fails_at_start_without_cuda(tmp_path, capsys):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build is installed here")
+    (tmp_path / "in.tsv").write_text("")
+    assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", "--require_gpu"]) == 2
+    assert "a GPU was required" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_python_dash_m_runs_the_demo(tmp_path):

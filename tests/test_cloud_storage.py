@@ -94,3 +94,24 @@ def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
     gcs.blob("taken/manifest.json").upload_from_string("{}")
     (tmp_path / "in.tsv").write_text("")
     assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output=gs://{BUCKET}/taken"]) == 2
+
+
+def test_models_and_registries_from_gcs(gcs, tmp_path):
+    """A user registry on gs:// whose model file is a gs:// object beside it: read through Beam
+    FileSystems, checksum-checked, and run on a real photograph."""
+    from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, ChecksumError, load_registry, read_model, select
+    from tests.conftest import photo, real_jpeg
+
+    entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == "open_nsfw")
+    gcs.blob("models/open-nsfw.onnx").upload_from_filename(str(BUILTIN_REGISTRY.parent / entry["file"]))
+    gcs.blob("models/registry.json").upload_from_string(json.dumps(
+        {"detectors": [{**entry, "name": "nsfw_from_gcs", "file": "open-nsfw.onnx"}]}))
+    spec = select(load_registry(f"gs://{BUCKET}/models/registry.json"), "nsfw_from_gcs")[0]
+    assert spec.file == f"gs://{BUCKET}/models/open-nsfw.onnx"
+    session = create_session(spec, RuntimeConfig())
+    [scores] = photo_scores(spec, session, [photo(image=real_jpeg("coffee.jpg"))], 0)
+    assert scores["nsfw"] < 0.2
+    gcs.blob("models/open-nsfw.onnx").upload_from_string(b"tampered")
+    with pytest.raises(ChecksumError):
+        read_model(spec)

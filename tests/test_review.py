@@ -48,3 +48,50 @@ def test_apply_merges_later_decisions_over_earlier(tmp_path):
     bad.write_text("photo_id,decision,note\n5,perhaps,\n")
     with pytest.raises(ValueError, match="row 2"):
         apply_decisions(str(bad), store)
+
+
+def test_the_loop_through_two_runs(tmp_path):
+    """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
+    in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it."""
+    from pipeline.cli import run
+    from pipeline.demo import build_demo_world
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.fixtures.static_server import StaticServer
+    from tests.conftest import LOCAL
+
+    entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == "ssdlite_person")
+    entry.update(name="strict_person", file=str(BUILTIN_REGISTRY.parent / entry["file"]),
+                 thresholds={"person": 0.995}, review_band={"person": 0.9})
+    registry = tmp_path / "strict.json"
+    registry.write_text(json.dumps({"detectors": [entry]}))
+    with StaticServer() as server:
+        metadata = build_demo_world(server, str(tmp_path))
+        args = [f"--input={metadata}", f"--allowed_hosts={server.host}", f"--model_registry={registry}",
+                "--detectors=strict_person", *LOCAL]
+        first = run([*args, f"--output={tmp_path / 'r1'}"])
+        review = pq.read_table(tmp_path / "r1" / "review" / "review.parquet").to_pylist()
+        assert first["accounted"] and "1001" in {row["photo_id"] for row in review}  # the astronaut, ~0.98
+        assert "1001" not in {r["photo_id"] for r in pq.read_table(tmp_path / "r1" / "parquet").to_pylist()}
+        template = (tmp_path / "r1" / "review" / "decisions_template.csv").read_text()
+        decisions = tmp_path / "decisions.csv"
+        decisions.write_text(template.replace("1001,,", "1001,accept,spacesuit checked by a reviewer"))
+        assert main(["review", "apply", str(decisions), "--store", str(tmp_path / "reviews.csv")]) == 0
+        second = run([*args, f"--output={tmp_path / 'r2'}", f"--review_decisions={tmp_path / 'reviews.csv'}"])
+    kept = {r["photo_id"] for r in pq.read_table(tmp_path / "r2" / "parquet").to_pylist()}
+    assert second["accounted"] and "1001" in kept and second["kept"] == first["kept"] + 1
+    manifest = json.loads((tmp_path / "r1" / "manifest.json").read_text())
+    assert {"review/review.parquet", "review/index.html"} <= {f["path"] for f in manifest["files"]}
+    assert manifest["models"][0]["name"] == "strict_person" and manifest["models"][0]["sha256"] == entry["sha256"]
+
+
+def test_review_files_are_verified_against_the_manifest(tmp_path):
+    from pipeline.sinks import write_json
+    from pipeline.verify import verify
+
+    entries = write_review([photo("1", image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
+    write_json(str(tmp_path), "manifest.json", {"files": entries})
+    assert list(verify(str(tmp_path))) == []
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["files"][0]["records"] = 2
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert [p.message for p in verify(str(tmp_path))] == ["1 records, manifest says 2"]
