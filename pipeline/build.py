@@ -18,14 +18,15 @@ from apache_beam.pvalue import AsList, AsSingleton
 
 from pipeline import __version__, sinks
 from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
+from pipeline.cache import FetchImages
 from pipeline.cap import CapPerOwner
+from pipeline.carry import ReadRelease
 from pipeline.decontaminate import Decontaminate
 from pipeline.dedup import ExactDuplicates
 from pipeline.detect import Detect, DetectOutput, read_decisions
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
-from pipeline.fetch import Fetch
-from pipeline.images import ImageConfig, NormaliseImages
+from pipeline.images import ImageConfig
 from pipeline.license import FilterLicense
 from pipeline.near_dedup import NearDuplicates
 from pipeline.options import PassOptions, split_list
@@ -43,7 +44,7 @@ RECORDED_OPTIONS = (
     "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
     "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
     "previous_index", "near_dup_dhash_distance", "verify_license", "detectors", "model_registry",
-    "detect_tile_min_side", "review_decisions", "flickr_originals",
+    "detect_tile_min_side", "review_decisions", "flickr_originals", "carry_over", "release_name",
 )
 
 
@@ -55,7 +56,16 @@ def _source(opts: PassOptions) -> beam.PTransform:
             min_upload=parse_date(opts.min_upload_date), max_upload=parse_date(opts.max_upload_date) + end_of_day,
             max_side=opts.max_side, calls_per_second=opts.flickr_calls_per_second, originals=opts.flickr_originals,
             search_depth=opts.flickr_search_depth))
+    if not opts.input:  # a refresh of a YFCC release: only the carried images, re-checked
+        return _NoInput()
     return ReadYfcc(opts.input)
+
+
+class _NoInput(beam.PTransform):
+    """PBegin -> (empty PCollection[Photo], empty PCollection[Rejection])."""
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        return StageOutput(pbegin | "NoPhotos" >> beam.Create([]), pbegin | "NoRejections" >> beam.Create([]))
 
 
 def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enabled: object,
@@ -88,6 +98,27 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     return photos | "Detect" >> Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None))
 
 
+def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int
+             ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection]]:
+    """The previous release's images (--carry_over) through the checks whose answer can change:
+    license re-verification and the takedown blocklist. Returns (still publishable, all carried in,
+    rejections)."""
+    if not opts.carry_over:
+        empty = pipeline | "NothingCarried" >> beam.Create([])
+        return empty, empty, []
+    name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
+    carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
+    verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
+                      lambda: VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials,
+                                                         opts.flickr_licenses, opts.flickr_calls_per_second,
+                                                         opts.flickr_search_depth)))
+    ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
+                 lambda: Blocklist(lists, list_distance, METADATA_KINDS))
+    content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
+                     lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
+    return content.kept, carried_in, [verified.rejected, ids.rejected, content.rejected]
+
+
 def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
     """Adds the whole job to `pipeline`; returns the kept photos and all rejections (for tests)."""
     read = pipeline | "Read" >> _source(opts)
@@ -100,8 +131,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
-    fetched = listed_ids.kept | "Fetch" >> Fetch(opts)
-    images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(opts))
+    images = listed_ids.kept | "FetchImages" >> FetchImages(opts)
     listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
                             lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
     eval_sets = split_list(opts.decontaminate)
@@ -121,13 +151,17 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
                                          previous, opts.near_dup_dhash_distance))
     specs = detectors_of(opts)
     detected = _maybe_detect(near.kept, pipeline, specs, opts)
-    capped = detected.kept | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
-    kept = capped.kept
+    carried, carried_in, carried_rejected = _carried(pipeline, opts, lists, list_distance)
+    candidates = (detected.kept, carried) | "WithCarried" >> beam.Flatten()
+    capped = candidates | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
+    release = opts.release_name or ""
+    kept = capped.kept | "FirstRelease" >> beam.Map(
+        lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
     rejections = (
-        read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected, fetched.rejected,
+        read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
-        distinct.rejected, near.rejected, detected.rejected, capped.rejected,
+        distinct.rejected, near.rejected, detected.rejected, capped.rejected, *carried_rejected,
     ) | "AllRejections" >> beam.Flatten()
 
     outputs = [
@@ -140,13 +174,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         outputs.append(detected.review | "WriteReview" >> WriteReview(opts.output))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
-        index += [previous] if previous is not None else []
+        # A refresh's kept images include the carried ones: its index is exactly its images. Without
+        # carry-over, the new index adds this run's images to the previous one.
+        index += [previous] if previous is not None and not opts.carry_over else []
         outputs.append(index | "AllIndexEntries" >> beam.Flatten()
                        | "WriteIndex" >> sinks.WriteNearDupIndex(opts.output))
     files = outputs | "AllFiles" >> beam.Flatten()
 
     input_rows = (
-        (_count(read.kept, "CountParsed"), _count(read.rejected, "CountUnparsed"))
+        (_count(read.kept, "CountParsed"), _count(read.rejected, "CountUnparsed"), _count(carried_in, "CountCarried"))
         | "InputRows" >> beam.Flatten()
         | "SumInput" >> beam.CombineGlobally(sum)
     )

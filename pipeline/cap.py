@@ -3,6 +3,7 @@ prolific accounts cannot dominate the dataset.
 
 Which N survive is decided by a hash of the photo id: deterministic, independent of input
 order and worker count, and unbiased with respect to upload time or anything in the metadata.
+Images carried over from a previous release rank before new ones: releases only grow by new images.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pipeline.stage import StageOutput, apply_stage, reject
 STAGE = "owner_cap"
 
 
-def cap_rank(photo: Photo) -> tuple[str, str]:
-    return hashlib.sha256(photo.photo_id.encode()).hexdigest(), photo.photo_id
+def cap_rank(photo: Photo) -> tuple[int, str, str]:
+    # Images already published come first, so a refresh never drops a released image for a new one.
+    released = 0 if photo.first_release else 1
+    return released, hashlib.sha256(photo.photo_id.encode()).hexdigest(), photo.photo_id
 
 
 def owner_key(photo: Photo) -> str:
@@ -37,7 +40,7 @@ class _KeepFirstN(beam.DoFn):
 
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         owner, photos = keyed
-        heap: list[tuple[tuple[str, str], Photo]] = []  # max-heap by rank, via negated order below
+        heap: list[tuple[_Reversed, Photo]] = []  # max-heap by rank, via negated order below
         over: list[Photo] = []
         for photo in photos:
             entry = (_Reversed(cap_rank(photo)), photo)
@@ -58,7 +61,7 @@ class _Reversed:
 
     __slots__ = ("rank",)
 
-    def __init__(self, rank: tuple[str, str]) -> None:
+    def __init__(self, rank: tuple[int, str, str]) -> None:
         self.rank = rank
 
     def __lt__(self, other: _Reversed) -> bool:

@@ -25,6 +25,7 @@ from pipeline.build import build
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.options import PassOptions, validate
+from pipeline.release import ReleaseError
 from pipeline.sinks import write_json
 from pipeline.sources.flickr_api import API_METRICS, CredentialsError
 
@@ -63,6 +64,12 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
 def check_output(output: str, overwrite: bool) -> None:
     """A run never silently mixes its files with an earlier run's."""
     earlier = [name for name in OUTPUT_MARKERS if FileSystems.exists(FileSystems.join(output, name))]
+    manifest = FileSystems.join(output, "manifest.json")
+    if "manifest.json" in earlier:
+        with FileSystems.open(manifest) as handle:
+            if json.loads(handle.read()).get("release"):
+                raise UsageError(f"{output} is a published release; releases are never modified, not even with "
+                                 "--overwrite")
     if earlier and not overwrite:
         raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
     if earlier:
@@ -102,7 +109,7 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     """Runs the job to completion and returns its stats (stats.json)."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
-    if opts.source == "yfcc":
+    if opts.source == "yfcc" and opts.input:
         check_input(opts.input)
     check_output(opts.output, overwrite)
     preflight(opts, options.view_as(StandardOptions).runner)
@@ -176,6 +183,31 @@ def _verify(release: str) -> int:
     return 0 if not problems else 1
 
 
+def _refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from pipeline import release
+    from pipeline.verify import verify
+
+    name = args.release or release.default_name()
+    target = release.release_dir(args.output, name)
+    previous = args.previous.rstrip("/") or None
+    release.check_new_release(target, previous)
+    if previous:
+        problems = list(verify(previous))
+        if problems:
+            raise UsageError(f"the previous release {previous} does not match its manifest "
+                             f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
+    release.clean_partial_writes(target)
+    argv = release.refresh_argv(previous, args.output, name, rest, None)
+    stats = run(argv, overwrite=True)  # only an unpublished (resumed) release can be here: checked above
+    log = release.finish(target, previous, name)
+    print(summary(target, stats))
+    if log:
+        removed = sum(len(ids) for ids in log["removed"].values())
+        print(f"  changes: {len(log['added'])} added, {removed} removed, {log['unchanged']} unchanged "
+              f"(CHANGELOG.md)")
+    return 0 if stats["accounted"] else 3
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.detectors.handler import RuntimeConfig
     from pipeline.detectors.registry import load_registry, select
@@ -212,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "that the next run reads with --review_decisions")
     apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note")
     apply_cmd.add_argument("--store", required=True, help="the cumulative decisions CSV (local or gs://)")
+    refresh_cmd = commands.add_parser(
+        "refresh", add_help=False,
+        help="write the next release under OUTPUT/releases/NAME from the previous one (see pipeline/release.py)")
+    refresh_cmd.add_argument("--previous", default="", help="the previous release's folder; none for the first")
+    refresh_cmd.add_argument("--output", required=True, help="the releases' root: OUTPUT/releases/NAME is written")
+    refresh_cmd.add_argument("--release", default="", help="the new release's name (default: launch month YYYY-MM)")
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
@@ -221,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(str(Path(args.output).resolve()), rest)
         if args.command == "verify":
             return _verify(args.release)
+        if args.command == "refresh":
+            return _refresh(args, rest)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "review":
@@ -235,6 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = run(rest, overwrite=args.overwrite)
         print(summary(PassOptions(expand_month(rest)).output, stats))
         return 0 if stats["accounted"] else 3
-    except (UsageError, CredentialsError, RegistryError, GpuNotActiveError, ValueError) as err:
+    except (UsageError, CredentialsError, RegistryError, GpuNotActiveError, ReleaseError, ValueError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)
         return 2

@@ -78,7 +78,16 @@ PARQUET_SCHEMA = pa.schema([
     ("download_sha256", pa.string()),
     ("phash", pa.string()),
     ("dhash", pa.string()),
-    ("scores", pa.map_(pa.string(), pa.float32())),
+    ("scores", pa.map_(pa.string(), pa.float64())),
+    # Everything else a later release needs to carry the image over unchanged without refetching.
+    ("machine_tags", pa.string()),
+    ("capture_device", pa.string()),
+    ("server_id", pa.string()),
+    ("farm_id", pa.string()),
+    ("secret", pa.string()),
+    ("secret_original", pa.string()),
+    ("extension", pa.string()),
+    ("first_release", pa.string()),
     ("image", pa.binary()),
 ])
 _ROW_GROUP = 512

@@ -57,6 +57,14 @@ class PassOptions(PipelineOptions):
             help="Download the original upload (Flickr's _o URL with its original secret and format) instead of "
                  "the smallest resized copy that covers --max_side. Originals are large: use only when needed.")
         add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")
+        add("--cache", default="",
+            help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
+                 "after being killed takes what it already had from here instead of downloading it again.")
+        add("--carry_over", default="",
+            help="A finished release whose images are carried into this run without refetching (after license "
+                 "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
+        add("--release_name", default="",
+            help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
         add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
         add("--shards", type=int, default=0,
             help="Number of dataset shards; 0 picks ceil(kept / images_per_shard).")
@@ -134,7 +142,7 @@ class PassOptions(PipelineOptions):
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
     problems = []
-    if opts.source == "yfcc" and not opts.input:
+    if opts.source == "yfcc" and not opts.input and not opts.carry_over:
         problems.append("--input is required")
     if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")

@@ -60,6 +60,8 @@ class Photo:
     dhash: str = ""  # 64-bit dHash, 16 hex digits (optional confirmation of near duplicates)
     # --- filled by detect -------------------------------------------------------------------
     scores: tuple[tuple[str, float], ...] = field(default=())
+    # --- releases ---------------------------------------------------------------------------
+    first_release: str = ""  # the release this image was first published in ("" until written)
 
     def replace(self, **changes: Any) -> Photo:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,27 @@
+"""The prepared GPU benchmark: its IO-binding measurement runs (here on the CPU provider), and on a
+machine without CUDA it refuses to report anything rather than label CPU numbers as GPU ones."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+
+from benchmarks import detect_gpu
+from pipeline.detectors.handler import RuntimeConfig, create_session
+from pipeline.detectors.registry import load_registry, select
+
+
+def test_io_binding_measurement_runs():
+    spec = select(load_registry(), "ssdlite_person")[0]
+    session = create_session(spec, RuntimeConfig(device="cpu"))
+    data = detect_gpu.batch_input(spec, 2)
+    assert data.shape == (2, 300, 300, 3) and data.dtype.name == "uint8"
+    assert detect_gpu.rate(session, data, "cpu", seconds=0.05) > 0
+
+
+def test_refuses_without_cuda(capsys, monkeypatch):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build is installed here")
+    monkeypatch.setattr("sys.argv", ["detect_gpu", "--seconds=0.01", "--batches=1"])
+    assert detect_gpu.main() == 2
+    assert "a GPU was required" in capsys.readouterr().out
