@@ -1,0 +1,56 @@
+"""FetchImages with a work cache: a second run with the same photos downloads and decodes nothing
+and yields the same images; failures are tried again; another max_side is another key."""
+
+from __future__ import annotations
+
+import hashlib
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.cache import FetchImages, cache_files, cache_key, shaping_options
+from pipeline.fixtures.static_server import StaticServer, image, status
+from pipeline.images import ImageConfig, normalise
+from pipeline.options import PassOptions
+from tests.conftest import local_pipeline, photo, real_jpeg
+
+
+def options(server: StaticServer, cache: str, *extra: str) -> PassOptions:
+    return PipelineOptions([f"--allowed_hosts={server.host}", f"--cache={cache}", "--output=x",
+                            "--max_retries=0", *extra]).view_as(PassOptions)
+
+
+def expected(name: str, photo_id: str, max_side: int) -> tuple[str, str, int]:
+    """What fetch + normalisation give for this photo, computed without the pipeline."""
+    result = normalise(real_jpeg(name), ImageConfig(max_side=max_side))
+    return photo_id, hashlib.sha256(result.jpeg).hexdigest(), max(result.width, result.height)
+
+
+def run_once(photos, opts, want):
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | FetchImages(opts)
+        assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.sha256, max(ph.width, ph.height))),
+                    equal_to(want), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
+                    equal_to([("3", "fetch", "not_found")] if len(photos) == 3 else []), label="rejected")
+
+
+def test_second_run_takes_everything_from_the_cache(tmp_path):
+    with StaticServer() as server:
+        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
+                  photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg")))),
+                  photo("3", download_url=server.add("/1/3_a.jpg", status(404)))]
+        want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
+        cache = str(tmp_path / "cache")
+        run_once(photos, options(server, cache), want)
+        assert cache_files(cache) and server.hits["/1/1_a.jpg"] == 1
+        server.hits.clear()
+        run_once(photos, options(server, cache), want)  # the same images, from the cache
+        assert server.hits["/1/1_a.jpg"] == 0 and server.hits["/1/2_a.jpg"] == 0
+        assert server.hits["/1/3_a.jpg"] == 1  # failures are not cached: tried again
+        smaller = options(server, cache, "--max_side=256")
+        assert cache_key(photos[0], shaping_options(smaller)) != cache_key(photos[0],
+                                                                           shaping_options(options(server, cache)))
+        run_once(photos[:1], smaller, [expected("chelsea.jpg", "1", 256)])
+        assert server.hits["/1/1_a.jpg"] == 1  # another shape of the stored image: fetched again

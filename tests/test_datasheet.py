@@ -1,0 +1,60 @@
+"""The datasheet from a release's own files: headings, numbers, plots that are valid PNGs and the
+same bytes on every run, and a contact sheet of a stable sample."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from PIL import Image
+
+from pipeline.datasheet import PLOTS, write_datasheet
+from pipeline.formats import write_parquet, write_rejections
+from pipeline.records import Rejection
+from pipeline.stats import build_stats
+from tests.conftest import photo, real_jpeg
+
+
+def small_release(folder):
+    names = ["chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+    photos = [photo(str(i), owner_nsid=f"o{i % 2}", image=real_jpeg(name), width=512, height=341,
+                    scores=(("centerface.face", 0.05 * i),)) for i, name in enumerate(names)]
+    for sub in ("parquet", "rejections"):
+        (folder / sub).mkdir(parents=True)
+    with (folder / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
+        write_parquet(handle, photos)
+    with (folder / "rejections" / "rejections-00000-of-00001.parquet").open("wb") as handle:
+        write_rejections(handle, [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")])
+    (folder / "stats.json").write_text(json.dumps(build_stats(4, 3, [(("detect", "human"), 1)])))
+    (folder / "manifest.json").write_text(json.dumps({
+        "name": "pass-pipeline dataset", "options": {"source": "yfcc", "input": "x.tsv", "max_side": 512,
+                                                    "near_dup_distance": 4, "per_owner_cap": 80},
+        "models": [{"name": "centerface", "sha256": "0" * 64, "license": "MIT", "thresholds": {"face": 0.5},
+                    "review_band": {"face": 0.3}}], "files": []}))
+
+
+def test_datasheet_describes_the_release(tmp_path):
+    small_release(tmp_path)
+    entries = write_datasheet(str(tmp_path), None, "2026-11")
+    assert {e["path"] for e in entries} == {"DATASHEET.md", "datasheet.html", "datasheet/sample.jpg",
+                                            *(f"datasheet/{name}.png" for name in PLOTS)}
+    text = (tmp_path / "DATASHEET.md").read_text()
+    assert text.startswith("# Datasheet: pass-pipeline dataset 2026-11")
+    for heading in ("Motivation", "Composition", "Collection process", "Preprocessing", "Uses", "Distribution",
+                    "Maintenance"):
+        assert f"## {heading}" in text
+    assert "3 images from 2 photographers" in text and "| detect | human | 1 |" in text
+    assert "Takedown requests" in text and "centerface" in text
+    for name in PLOTS:
+        assert Image.open(tmp_path / "datasheet" / f"{name}.png").format == "PNG"
+    sample = Image.open(io.BytesIO((tmp_path / "datasheet" / "sample.jpg").read_bytes()))
+    assert sample.size == (8 * 128, 128)  # three images fit in one row of eight
+    html = (tmp_path / "datasheet.html").read_text()
+    assert all(f"datasheet/{name}.png" in html for name in PLOTS)
+
+
+def test_same_release_same_datasheet_bytes(tmp_path):
+    small_release(tmp_path)
+    first = {e["path"]: e["sha256"] for e in write_datasheet(str(tmp_path), None, "r")}
+    second = {e["path"]: e["sha256"] for e in write_datasheet(str(tmp_path), None, "r")}
+    assert first == second
