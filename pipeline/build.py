@@ -86,7 +86,8 @@ def detectors_of(opts: PassOptions) -> list[DetectorSpec]:
 
 def runtime_of(opts: PassOptions) -> RuntimeConfig:
     return RuntimeConfig(device=opts.detect_device, require_gpu=bool(opts.require_gpu),
-                         max_batch=opts.detect_batch_size, tile_min_side=opts.detect_tile_min_side,
+                         min_batch=opts.detect_min_batch_size, max_batch=opts.detect_batch_size,
+                         tile_min_side=opts.detect_tile_min_side,
                          intra_op_threads=opts.detect_threads)
 
 

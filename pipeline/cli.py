@@ -190,6 +190,10 @@ def _refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     name = args.release or release.default_name()
     target = release.release_dir(args.output, name)
     previous = args.previous.rstrip("/") or None
+    if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)
+        previous = release.latest_release(args.output)
+        if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
+            raise UsageError(f"release {name} is already published: {previous}")
     release.check_new_release(target, previous)
     if previous:
         problems = list(verify(previous))

@@ -13,6 +13,7 @@ import json
 from pipeline.options import PassOptions
 
 GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
+GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*$"
 REGEXES = {
     int: r"^-?[0-9]+$",
@@ -20,7 +21,11 @@ REGEXES = {
 }
 SPECIAL = {
     "input": GCS_PATH,
-    "output": GCS_PATH,
+    "output": GCS_BUCKET_OR_PATH,
+    "model_registry": GCS_PATH,
+    "review_decisions": GCS_PATH,
+    "cache": GCS_PATH,
+    "carry_over": GCS_PATH,
     "previous_index": GCS_PATH,
     "blocklist": GCS_PATHS,
     "decontaminate": GCS_PATHS,
@@ -36,6 +41,18 @@ SPECIAL = {
     "verify_license": r"^(true|false)$",
 }
 REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start
+# The monthly refresh's own parameters (`pass-pipeline refresh`); with `previous` set, the launcher
+# runs a refresh, and --output is then the releases' root.
+REFRESH = (
+    {"name": "previous", "label": "Previous release",
+     "helpText": "Run a refresh: the previous release's folder, or 'latest' for the newest published release "
+                 "under OUTPUT/releases (none yet: the first release). The new release goes to "
+                 "OUTPUT/releases/RELEASE.",
+     "isOptional": True, "regexes": [r"^(latest|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$"]},
+    {"name": "release", "label": "Release name",
+     "helpText": "Name of the new release in a refresh. Default: the launch month, YYYY-MM.",
+     "isOptional": True, "regexes": [r"^[A-Za-z0-9._-]+$"]},
+)
 
 
 def option_actions() -> list[argparse.Action]:
@@ -58,6 +75,7 @@ def metadata() -> dict:
         if regex:
             parameter["regexes"] = [regex]
         parameters.append(parameter)
+    parameters += [dict(entry) for entry in REFRESH]
     return {
         "name": "PASS-style CC BY image dataset",
         "description": "Builds a CC BY, fully attributed image dataset from YFCC100M metadata (see README).",

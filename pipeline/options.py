@@ -126,6 +126,8 @@ class PassOptions(PipelineOptions):
             help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
                  "falls back to the CPU silently).")
         add("--detect_batch_size", type=int, default=16, help="Most photos per inference batch.")
+        add("--detect_min_batch_size", type=int, default=1,
+            help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
         add("--detect_tile_min_side", type=int, default=400,
             help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
                  "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
@@ -157,8 +159,8 @@ def validate(opts: PassOptions) -> list[str]:
                  "images_per_shard"):
         if getattr(opts, name) <= 0:
             problems.append(f"--{name} must be positive")
-    if opts.detect_batch_size <= 0:
-        problems.append("--detect_batch_size must be positive")
+    if not 0 < opts.detect_min_batch_size <= opts.detect_batch_size:
+        problems.append("--detect_min_batch_size and --detect_batch_size must satisfy 0 < min <= max")
     for name in ("shards", "per_owner_cap", "max_retries", "detect_tile_min_side", "detect_threads"):
         if getattr(opts, name) < 0:
             problems.append(f"--{name} must not be negative")

@@ -59,6 +59,16 @@ def default_name(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
 
 
+def latest_release(root: str) -> str | None:
+    """The newest published release under ROOT/releases (names sort by time: YYYY-MM), or None."""
+    published = []
+    for result in FileSystems.match([FileSystems.join(root, "releases", "*", "manifest.json")]):
+        for meta in result.metadata_list:
+            if json.loads(_read(meta.path)).get("release"):
+                published.append(meta.path.rsplit("/", 1)[0])
+    return max(published, key=lambda path: path.rsplit("/", 1)[-1]) if published else None
+
+
 def check_new_release(target: str, previous: str | None) -> None:
     """A refresh may resume an unfinished release, never touch a finished one or its predecessor."""
     manifest = FileSystems.join(target, "manifest.json")

@@ -10,8 +10,9 @@ locals {
       jobName              = "${var.name_prefix}-monthly"
       containerSpecGcsPath = local.template_spec
       parameters = {
-        input  = var.input_pattern
-        output = "gs://${google_storage_bucket.data.name}/releases/{YYYY-MM}"
+        input    = var.input_pattern
+        output   = "gs://${google_storage_bucket.data.name}"
+        previous = "latest"
       }
       environment = {
         serviceAccountEmail   = google_service_account.worker.email

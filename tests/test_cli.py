@@ -21,6 +21,7 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--formats=webdataset,jpeg"], "--formats"),
     (["run", "--input=x", "--output=y", "--min_side=600"], "--min_side"),
     (["run", "--input=x", "--output=y", "--detect_batch_size=0"], "--detect_batch_size"),
+    (["run", "--input=x", "--output=y", "--detect_min_batch_size=32"], "--detect_min_batch_size"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2

@@ -76,6 +76,15 @@ def test_flex_regexes_accept_and_refuse():
         return all(re.match(regex, value) for regex in by_name[name].get("regexes", []))
 
     assert ok("output", "gs://my-bucket/releases/{YYYY-MM}") and not ok("output", "/local/path")
+    assert ok("output", "gs://my-bucket") and ok("previous", "latest") and ok("previous", "gs://b-1/releases/2026-10")
+    assert not ok("previous", "/local/release") and ok("release", "2026-11") and not ok("release", "a/b")
     assert ok("max_side", "512") and not ok("max_side", "big")
     assert ok("formats", "webdataset,parquet") and not ok("formats", "webdataset,jpeg")
     assert ok("blocklist", "gs://pass-lists/takedowns.txt,gs://pass-lists/ncmec.txt")
+
+
+def test_the_launcher_runs_a_refresh_when_a_previous_release_is_named():
+    from pipeline.flex_main import command
+
+    assert command(["--output=gs://b", "--previous=latest"]) == ["refresh", "--output=gs://b", "--previous=latest"]
+    assert command(["--input=gs://b/x", "--output=gs://b/o"])[0] == "run"

@@ -128,7 +128,8 @@ def test_three_consecutive_releases(flickr, tmp_path):
     world.photos.append(fixture_photo("109", "hubble_deep_field.jpg", 35))
     world.delete("106")
     hits_before = dict(server.hits)
-    assert refresh(server, credentials, root, "2020-11", str(second), "--verify_license",
+    # As the monthly schedule launches it: --previous=latest finds 2020-10, the newest published release.
+    assert refresh(server, credentials, root, "2020-11", "latest", "--verify_license",
                    f"--blocklist={takedowns}", "--max_upload_date=2020-10-31") == 0
     third = root / "releases" / "2020-11"
     assert released(third) == {"101", "107", "109"}
@@ -177,6 +178,17 @@ def test_a_killed_refresh_resumes_to_the_same_release(flickr, tmp_path):
     refetched = [path for path, count in server.hits.items() if count > hits_before.get(path, 0)]
     assert not refetched  # everything downloaded before the kill came from the cache
     assert data_files(release) == data_files(tmp_path / "straight" / "releases" / "2020-10")
+
+
+def test_latest_published_release(tmp_path):
+    from pipeline.release import latest_release
+
+    assert latest_release(str(tmp_path)) is None
+    for name, published in (("2026-09", True), ("2026-10", True), ("2026-11", False)):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        (tmp_path / "releases" / name / "manifest.json").write_text(json.dumps({"release": name if published
+                                                                                 else None}))
+    assert latest_release(str(tmp_path)) == str(tmp_path / "releases" / "2026-10")  # 2026-11 is unfinished
 
 
 def test_guards_and_inherited_options(tmp_path):

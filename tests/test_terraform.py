@@ -71,7 +71,8 @@ def test_scheduler_launches_the_flex_template_with_an_oauth_token():
     assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.launcher.email}"
     scheduler = (TERRAFORM / "scheduler.tf").read_text()
     assert "worker_accelerator=type:${var.gpu_type};count:1;install-nvidia-driver" in scheduler
-    assert "/releases/{YYYY-MM}" in scheduler  # each monthly release under its own prefix
+    # A refresh from the newest published release; it writes releases/YYYY-MM (the launch month).
+    assert '"latest"' in scheduler and "previous" in scheduler
 
 
 def test_secrets_hold_no_values():
