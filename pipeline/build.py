@@ -96,7 +96,8 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     if not specs:
         return DetectOutput(photos, pipeline | "DetectOffRejected" >> beam.Create([]),
                             pipeline | "DetectOffReview" >> beam.Create([]))
-    return photos | "Detect" >> Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None))
+    return photos | "Detect" >> Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None),
+                                       opts.cache or "")
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int

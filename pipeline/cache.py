@@ -1,5 +1,6 @@
 """Fetch-and-normalise with a work cache, so that a killed run started again does not download
-and decode again what it already had (`--cache=DIR`, local or gs://).
+and decode again what it already had (`--cache=DIR`, local or gs://). `split_by_cache` and
+`WriteEntries` serve the detection stage's score cache the same way.
 
 Each normalised image is stored under a key made of the photo id, its download URL and every
 option that shapes the stored bytes; a later run with the same key takes the cached result and
@@ -16,7 +17,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -52,8 +53,9 @@ def cache_key(photo: Photo, shaping: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def cache_files(cache: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([FileSystems.join(cache, "*.parquet")])[0].metadata_list)
+def cache_files(cache: str, prefix: str = "images") -> list[str]:
+    pattern = FileSystems.join(cache, f"{prefix}-*.parquet")
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -62,36 +64,66 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield row.pop("key"), row
 
 
+def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo:
+    return photo.replace(**row)
+
+
 class _Join(beam.DoFn):
-    """(key, {photos, cached}) -> photos with the cached image (main) or without (MISS)."""
+    """(key, {photos, cached}) -> photos completed from their cache entry (main) or as they are (MISS)."""
+
+    def __init__(self, complete: Callable[[Photo, dict[str, Any]], Photo]) -> None:
+        self._complete = complete
 
     def process(self, joined: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = joined
         cached = next(iter(groups["cached"]), None)
         for photo in groups["photos"]:
-            yield photo.replace(**cached) if cached is not None else pvalue.TaggedOutput(MISS, photo)
+            yield self._complete(photo, cached) if cached is not None else pvalue.TaggedOutput(MISS, photo)
 
 
-class _WriteEntries(beam.DoFn):
-    """Passes photos through; writes their cache entries once per bundle."""
+class WriteEntries(beam.DoFn):
+    """Passes photos through; writes their cache entries (`entry(photo)` -> row with "key") once
+    per bundle, as CACHE/PREFIX-<random>.parquet."""
 
-    def __init__(self, cache: str, shaping: str) -> None:
-        self._cache, self._shaping = cache, shaping
+    def __init__(self, cache: str, prefix: str, schema: pa.Schema, entry: Callable[[Photo], dict[str, Any]]) -> None:
+        self._cache, self._prefix, self._schema, self._entry = cache, prefix, schema, entry
 
     def start_bundle(self) -> None:
         self._rows: list[dict[str, Any]] = []
 
     def process(self, photo: Photo) -> Iterator[Photo]:
-        self._rows.append({"key": cache_key(photo, self._shaping), **{f: getattr(photo, f) for f in CACHED_FIELDS}})
+        self._rows.append(self._entry(photo))
         yield photo
 
     def finish_bundle(self) -> None:
         if not self._rows:
             return
-        table = pa.Table.from_pylist(self._rows, schema=CACHE_SCHEMA)
-        path = FileSystems.join(self._cache, f"images-{uuid.uuid4().hex}.parquet")
+        table = pa.Table.from_pylist(self._rows, schema=self._schema)
+        path = FileSystems.join(self._cache, f"{self._prefix}-{uuid.uuid4().hex}.parquet")
         write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
         self._rows = []
+
+
+def split_by_cache(photos: beam.PCollection, cache: str, prefix: str, key: Callable[[Photo], str],
+                   complete: Callable[[Photo, dict[str, Any]], Photo], label: str
+                   ) -> tuple[beam.PCollection, beam.PCollection]:
+    """(photos completed from the cache, photos the cache does not know). The cache's files are
+    listed when the job is built: entries written by this run are for the next one."""
+    keyed = photos | f"{label}.Key" >> beam.Map(lambda photo: (key(photo), photo))
+    entries = (photos.pipeline
+               | f"{label}.Files" >> beam.Create(cache_files(cache, prefix))
+               | f"{label}.Entries" >> beam.FlatMap(_read_entries))
+    joined = ({"photos": keyed, "cached": entries}
+              | f"{label}.Join" >> beam.CoGroupByKey()
+              | f"{label}.Split" >> beam.ParDo(_Join(complete)).with_outputs(MISS, main="hit"))
+    return joined["hit"], joined[MISS]
+
+
+def _image_entry(shaping: str) -> Callable[[Photo], dict[str, Any]]:
+    def entry(photo: Photo) -> dict[str, Any]:
+        return {"key": cache_key(photo, shaping), **{f: getattr(photo, f) for f in CACHED_FIELDS}}
+
+    return entry
 
 
 class FetchImages(beam.PTransform):
@@ -102,7 +134,6 @@ class FetchImages(beam.PTransform):
         super().__init__()
         self._opts = opts
         self._cache = opts.cache or ""
-        self._files = cache_files(self._cache) if self._cache else []
         self._shaping = shaping_options(opts)
 
     def _fetch_and_normalise(self, photos: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
@@ -115,14 +146,10 @@ class FetchImages(beam.PTransform):
             kept, rejected = self._fetch_and_normalise(photos)
             return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())
         shaping = self._shaping
-        keyed = photos | "Key" >> beam.Map(lambda photo: (cache_key(photo, shaping), photo))
-        entries = (photos.pipeline
-                   | "CacheFiles" >> beam.Create(self._files)
-                   | "CacheEntries" >> beam.FlatMap(_read_entries))
-        joined = ({"photos": keyed, "cached": entries}
-                  | "JoinCache" >> beam.CoGroupByKey()
-                  | "Split" >> beam.ParDo(_Join()).with_outputs(MISS, main="hit"))
-        fresh, rejected = self._fetch_and_normalise(joined[MISS])
-        written = fresh | "WriteCache" >> beam.ParDo(_WriteEntries(self._cache, shaping))
-        kept = (joined["hit"], written) | "Kept" >> beam.Flatten()
+        hits, misses = split_by_cache(photos, self._cache, "images", lambda photo: cache_key(photo, shaping),
+                                      _from_cache, "Cache")
+        fresh, rejected = self._fetch_and_normalise(misses)
+        written = fresh | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
+                                                                  _image_entry(shaping)))
+        kept = (hits, written) | "Kept" >> beam.Flatten()
         return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())

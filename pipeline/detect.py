@@ -13,16 +13,21 @@ decision per photo:
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipeline.cache import WriteEntries, split_by_cache
 from pipeline.detectors.handler import OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo, Rejection
@@ -66,10 +71,37 @@ def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
     return decisions
 
 
+def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
+    return photo.replace(scores=tuple(sorted((dict(photo.scores) | scores).items())))
+
+
 def _with_scores(result: PredictionResult) -> Photo:
-    photo: Photo = result.example
-    merged = dict(photo.scores) | dict(result.inference)
-    return photo.replace(scores=tuple(sorted(merged.items())))
+    return _merge(result.example, dict(result.inference))
+
+
+SCORE_SCHEMA = pa.schema([("key", pa.string()), ("scores", pa.string())])
+
+
+def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
+    """The same stored image through the same model file, preprocessing and tiling gives the same
+    scores: a resumed run takes them from the work cache instead of running the model again."""
+    parts = [photo.sha256, spec.sha256, dataclasses.asdict(spec.input), spec.decoder, spec.tiles,
+             runtime.tile_min_side]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_scores(photo: Photo, row: dict) -> Photo:
+    return _merge(photo, json.loads(row["scores"]))
+
+
+def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[Photo], dict]:
+    prefix = f"{spec.name}."
+
+    def entry(photo: Photo) -> dict:
+        own = {name: score for name, score in photo.scores if name.startswith(prefix)}
+        return {"key": score_key(photo, spec, runtime), "scores": json.dumps(own, sort_keys=True)}
+
+    return entry
 
 
 def _over(specs: list[DetectorSpec], scores: dict[str, float], classes: str, low: bool) -> list[str]:
@@ -121,16 +153,27 @@ class Detect(beam.PTransform):
     PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included)."""
 
     def __init__(self, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                 decisions: dict[str, tuple[str, str]] | None = None) -> None:
+                 decisions: dict[str, tuple[str, str]] | None = None, cache: str = "") -> None:
         super().__init__()
         self._specs, self._runtime, self._decisions = specs, runtime, decisions or {}
+        self._cache = cache
 
     def expand(self, photos: beam.PCollection) -> DetectOutput:
         scored, failures = photos, []
+        runtime = self._runtime
         for spec in self._specs:
+            hits = None
+            if self._cache:  # scores a killed run already computed are not computed again
+                hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}",
+                                              lambda photo, spec=spec: score_key(photo, spec, runtime),
+                                              _cached_scores, f"Cached.{spec.name}")
             results, dead = scored | f"Infer.{spec.name}" >> RunInference(
-                OnnxDetectorHandler(spec, self._runtime)).with_exception_handling()
+                OnnxDetectorHandler(spec, runtime)).with_exception_handling()
             scored = results | f"Scores.{spec.name}" >> beam.Map(_with_scores)
+            if hits is not None:
+                written = scored | f"WriteScores.{spec.name}" >> beam.ParDo(WriteEntries(
+                    self._cache, f"scores-{spec.name}", SCORE_SCHEMA, _score_entry(spec, runtime)))
+                scored = (hits, written) | f"WithCached.{spec.name}" >> beam.Flatten()
             # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
             failures.append(dead.failed_inferences | f"Failed.{spec.name}" >> beam.FlatMap(
                 failure_to_rejections(STAGE)))

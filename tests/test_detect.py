@@ -78,3 +78,29 @@ def test_decisions_file(tmp_path):
         assert ":2:" in str(err)
     else:
         raise AssertionError("a bad decision was accepted")
+
+
+def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
+    from apache_beam.metrics.metric import MetricsFilter
+
+    nsfw = [s for s in SPECS if s.name == "open_nsfw"]
+    inputs = [photo(pid, image=real_jpeg(name), sha256=pid * 64) for pid, name in list(NAMES.items())[2:5]]
+
+    def run(expect_inferences: int) -> None:
+        p = local_pipeline()
+        out = p | beam.Create(inputs) | Detect(nsfw, RuntimeConfig(), cache=str(tmp_path / "cache"))
+        assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, round(dict(ph.scores)["open_nsfw.nsfw"], 6))),
+                    equal_to(want))
+        result = p.run()
+        result.wait_until_finish()
+        counters = result.metrics().query(MetricsFilter().with_namespace("detector_open_nsfw"))["counters"]
+        inferred = sum(c.committed for c in counters if c.key.metric.name == "num_inferences")
+        assert inferred == expect_inferences
+
+    from pipeline.detectors.handler import create_session, photo_scores
+
+    session = create_session(nsfw[0], RuntimeConfig())
+    want = [(ph.photo_id, round(photo_scores(nsfw[0], session, [ph], 400)[0]["nsfw"], 6)) for ph in inputs]
+    run(expect_inferences=3)
+    assert list((tmp_path / "cache").glob("scores-open_nsfw-*.parquet"))
+    run(expect_inferences=0)  # every score from the cache, the same values

@@ -206,3 +206,28 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
     assert "--max_upload_date=2020-10-01" in argv and f"--carry_over={tmp_path / 'r1'}" in argv
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
+
+
+def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
+    """A YFCC dump has no new uploads: the refresh carries the release over and applies takedowns."""
+    from pipeline.demo import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=2026-10", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", *LOCAL]) == 0
+        first = tmp_path / "root" / "releases" / "2026-10"
+        before = released(first)
+        takedowns = tmp_path / "takedowns.txt"
+        takedowns.write_text("photo_id 1004\n")
+        server.hits.clear()
+        assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=2026-11",
+                     f"--blocklist={takedowns}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+        assert not server.hits  # nothing downloaded: every image came from the previous release
+    second = tmp_path / "root" / "releases" / "2026-11"
+    assert released(second) == before - {"1004"}
+    log = json.loads((second / "changelog.json").read_text())
+    assert log["removed"] == {"blocklist/blocklisted": ["1004"]} and log["added"] == []
+    stats = json.loads((second / "stats.json").read_text())
+    assert stats["accounted"] and stats["input_rows"] == len(before)
