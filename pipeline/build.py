@@ -88,7 +88,8 @@ def runtime_of(opts: PassOptions) -> RuntimeConfig:
     return RuntimeConfig(device=opts.detect_device, require_gpu=bool(opts.require_gpu),
                          min_batch=opts.detect_min_batch_size, max_batch=opts.detect_batch_size,
                          tile_min_side=opts.detect_tile_min_side,
-                         intra_op_threads=opts.detect_threads)
+                         intra_op_threads=opts.detect_threads,
+                         share_across_processes=bool(opts.detect_share_model_across_processes))
 
 
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],

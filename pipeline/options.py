@@ -131,6 +131,9 @@ class PassOptions(PipelineOptions):
         add("--detect_tile_min_side", type=int, default=400,
             help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
                  "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
+        add("--detect_share_model_across_processes", nargs="?", const=True, default=False, type=flag,
+            help="Load each detector once per worker machine and share it between the SDK processes (keeps "
+                 "one copy on the GPU when Dataflow runs one SDK process per vCPU).")
         add("--detect_threads", type=int, default=0,
             help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
         add("--review_decisions", default="",

@@ -74,3 +74,6 @@ def test_handler_returns_named_scores_per_photo(sessions):
     results = list(handler.run_inference([photo("1", image=real_jpeg("chelsea.jpg"))], sessions["open_nsfw"]))
     assert results[0].example.photo_id == "1" and set(results[0].inference) == {"open_nsfw.nsfw", "open_nsfw.sfw"}
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 16}
+    assert not handler.share_model_across_processes()
+    shared = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig(share_across_processes=True))
+    assert shared.share_model_across_processes()

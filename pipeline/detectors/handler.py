@@ -43,6 +43,7 @@ class RuntimeConfig:
     max_batch: int = 16
     tile_min_side: int = 400
     intra_op_threads: int = 0  # 0 = onnxruntime's default (all cores)
+    share_across_processes: bool = False  # one session per machine, for several SDK processes on one GPU
 
 
 def providers_for(device: str) -> list[str]:
@@ -128,6 +129,11 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
 
     def get_metrics_namespace(self) -> str:
         return f"detector_{self._spec.name}"
+
+    def share_model_across_processes(self) -> bool:
+        # With several SDK processes per worker, each would load its own copy onto the one GPU;
+        # Beam can instead serve one copy to all of them (the other guard is one SDK container).
+        return self._runtime.share_across_processes
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         return {"min_batch_size": self._runtime.min_batch, "max_batch_size": self._runtime.max_batch}
