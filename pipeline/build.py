@@ -38,6 +38,9 @@ from pipeline.stats import build_stats
 from pipeline.unique import DropRepeatedIds
 from pipeline.verify_license import VerifyConfig, VerifyLicense
 
+# What a release was made from (also inside "options"; listed apart for readers of the manifest).
+INPUTS = ("source", "input", "min_upload_date", "max_upload_date", "carry_over", "previous_index", "blocklist",
+          "decontaminate", "review_decisions", "model_registry")
 # Options recorded in the manifest: everything that changes which images are kept or how.
 RECORDED_OPTIONS = (
     "source", "input", "min_upload_date", "max_upload_date", "flickr_licenses", "formats", "shards",
@@ -221,6 +224,7 @@ def _write_report(_: None, output: str, options: dict[str, Any], models: list[di
         "name": "pass-pipeline dataset",
         "code_version": __version__,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": {name: options.get(name) for name in INPUTS},
         "options": options,
         "models": models,
         "totals": {"input_rows": input_rows, "kept": kept, "rejected": stats["rejected"]},

@@ -87,6 +87,9 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert released(first) == {"100", "101", "102", "103"}
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["release"] == "2020-09" and manifest["previous_release"] is None
+    assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
+    assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
+        "centerface", "ssdlite_person", "open_nsfw"}
     assert {"DATASHEET.md", "datasheet.html", "datasheet/funnel.png", "datasheet/scores.png",
             "datasheet/sample.jpg"} <= {f["path"] for f in manifest["files"]}
     assert main(["verify", str(first)]) == 0
