@@ -37,7 +37,7 @@ SPECIAL = {
     "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
     "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",
     "flickr_rest_url": r"^https?://.+$",
-    "flickr_credentials": GCS_PATH,
+    "flickr_credentials": r"^(sm://projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$",
     "verify_license": r"^(true|false)$",
 }
 REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start

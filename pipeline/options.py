@@ -48,8 +48,9 @@ class PassOptions(PipelineOptions):
             help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
                  "a job spends this x keys x worker processes, so divide by the workers).")
         add("--flickr_credentials", default=None,
-            help='JSON file {"key", "secret"} or {"keys": [{"key", "secret"}, ...]} (local or gs://); default: '
-                 "FLICKR_API_KEY / FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
+            help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
+                 "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "
+                 "FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
         add("--flickr_search_depth", type=int, default=4000,
             help="Results one Flickr search returns at most (deeper pages repeat); upload windows are split "
                  "until each holds at most this many. Lower it if Flickr lowers its cap.")

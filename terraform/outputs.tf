@@ -29,6 +29,6 @@ output "worker_service_account" {
 }
 
 output "flickr_secrets" {
-  description = "Secret Manager secrets to fill with the Flickr API key and secret."
+  description = "Secret Manager secret to fill with the Flickr credentials JSON ({key, secret} or {keys: [...]})."
   value       = [for secret in google_secret_manager_secret.flickr : secret.secret_id]
 }

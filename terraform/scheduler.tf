@@ -10,9 +10,10 @@ locals {
       jobName              = "${var.name_prefix}-monthly"
       containerSpecGcsPath = local.template_spec
       parameters = {
-        input    = var.input_pattern
-        output   = "gs://${google_storage_bucket.data.name}"
-        previous = "latest"
+        input              = var.input_pattern
+        output             = "gs://${google_storage_bucket.data.name}"
+        previous           = "latest"
+        flickr_credentials = "sm://${google_secret_manager_secret.flickr["flickr-credentials"].id}"
       }
       environment = {
         serviceAccountEmail   = google_service_account.worker.email

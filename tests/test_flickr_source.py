@@ -111,3 +111,40 @@ def test_search_entry_mapping():
     assert photo.date_uploaded == "2020-09-13T12:26:40Z" and photo.tags == "sea,sun"
     assert photo_from_search(entry, "ref", 2048).download_url.endswith("_b.jpg")
     assert parse_date("2020-09-13") == 1599955200 and parse_date("42") == 42
+
+
+def test_credentials_from_secret_manager(flickr, monkeypatch):
+    """The real Secret Manager client (REST transport) against a local server that answers
+    AccessSecretVersion as the API does: the payload base64-encoded, with its CRC32C."""
+    import base64
+
+    import google_crc32c
+
+    from pipeline.fixtures.static_server import Response, StaticServer, status
+    from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, credentials_for
+    from pipeline.sources.flickr_api import Credentials, CredentialsError
+
+    server, _ = flickr
+    document = json.dumps({"keys": [{"key": "fixture-key", "secret": "fixture-secret"},
+                                    {"key": "second-key", "secret": "second-secret"}]}).encode()
+
+    def answer(data: bytes, crc: int) -> Response:
+        body = {"name": "projects/p/secrets/flickr/versions/3",
+                "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc)}}
+        return Response(200, json.dumps(body).encode(), "application/json")
+
+    with StaticServer() as secrets:
+        secrets.add("/v1/projects/p/secrets/flickr/versions/latest:access", answer(document,
+                                                                                   google_crc32c.value(document)))
+        secrets.add("/v1/projects/p/secrets/bad/versions/latest:access", answer(document, 12345))
+        secrets.add("/v1/projects/p/secrets/gone/versions/latest:access", status(404))
+        monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", f"http://{secrets.host}")
+        assert credentials_for("sm://projects/p/secrets/flickr") == (
+            Credentials("fixture-key", "fixture-secret"), Credentials("second-key", "second-secret"))
+        server.api_keys = {"fixture-key", "second-key"}
+        ReadFlickr(FlickrSourceConfig(server.rest_url, "sm://projects/p/secrets/flickr", "4,11", 0, 1, 512))
+        with pytest.raises(CredentialsError, match="corrupted"):
+            credentials_for("sm://projects/p/secrets/bad")
+        with pytest.raises(CredentialsError, match="NotFound") as err:
+            credentials_for("sm://projects/p/secrets/gone")
+        assert "fixture" not in str(err.value)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import flickrapi
+import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import Photo, Rejection
@@ -62,8 +64,43 @@ def parse_date(value: str) -> int:
     return int(day.timestamp())
 
 
+SECRET_SCHEME = "sm://"
+
+
+def read_secret(name: str) -> bytes:
+    """A Secret Manager secret's payload ("projects/P/secrets/S[/versions/V]", latest by default),
+    through the real client: gRPC with the worker's credentials, or REST to
+    SECRET_MANAGER_EMULATOR_HOST when that is set (tests). The payload's CRC32C is checked."""
+    from google.api_core import exceptions
+    from google.cloud import secretmanager
+
+    if "/versions/" not in name:
+        name = f"{name}/versions/latest"
+    endpoint = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        client = secretmanager.SecretManagerServiceClient(
+            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
+    else:
+        client = secretmanager.SecretManagerServiceClient()
+    try:
+        payload = client.access_secret_version(name=name).payload
+    except exceptions.GoogleAPICallError as err:
+        raise CredentialsError(f"cannot read the Flickr credentials secret {name}: {type(err).__name__}") from None
+    if payload.data_crc32c and google_crc32c.value(payload.data) != payload.data_crc32c:
+        raise CredentialsError(f"the secret {name} arrived corrupted (CRC32C mismatch)")
+    return payload.data
+
+
 def credentials_for(path: str | None) -> tuple[Credentials, ...]:
-    """The API keys from a file (local, or gs:// and other Beam filesystems) or the environment."""
+    """The API keys from a JSON document (see `parse_keys`) in Secret Manager (sm://projects/P/secrets/S),
+    in a file (local, or gs:// and other Beam filesystems), or from the environment."""
+    if path and path.startswith(SECRET_SCHEME):
+        try:
+            return parse_keys(json.loads(read_secret(path.removeprefix(SECRET_SCHEME))))
+        except (ValueError, KeyError, TypeError) as err:
+            raise CredentialsError(f"the secret {path} is not a credentials document: {type(err).__name__}") from None
     if path and "://" in path:
         try:
             with FileSystems.open(path) as handle:
