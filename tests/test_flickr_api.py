@@ -167,3 +167,14 @@ def test_faults_can_wait_for_a_method(server):
     with pytest.raises(flickrapi.FlickrError) as err:
         api.call("flickr.photos.search", license="4")
     assert err.value.code == 2 and not server.faults
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.integers(1, 6), calls=st.integers(0, 40))
+def test_calls_spread_evenly_whatever_the_numbers(keys, calls):
+    """Oracle: over any number of calls, no key is used more than once more than any other."""
+    pool = KeyPool(tuple(Credentials(f"k{i}", "s") for i in range(keys)), per_second=1000.0)
+    used = [0] * keys
+    for _ in range(calls):
+        used[pool.acquire()[0]] += 1
+    assert sum(used) == calls and max(used) - min(used) <= 1

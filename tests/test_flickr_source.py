@@ -6,6 +6,8 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.cli import main, run
 from pipeline.demo import DEMO_PHOTOS, demo_image
@@ -148,3 +150,35 @@ def test_credentials_from_secret_manager(flickr, monkeypatch):
         with pytest.raises(CredentialsError, match="NotFound") as err:
             credentials_for("sm://projects/p/secrets/gone")
         assert "fixture" not in str(err.value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(times=st.lists(st.integers(0, 10_000), max_size=300), refuse=st.sets(st.integers(0, 40), max_size=6),
+       depth=st.integers(1, 50))
+def test_refused_counts_lose_no_photo_silently(times, refuse, depth):
+    """Oracle: every photo's upload time lies in exactly one window that will be read or in exactly
+    one refused range that became a rejection, whichever counts the API refuses."""
+    import flickrapi
+
+    from pipeline.sources.flickr import FlickrSourceConfig, _SplitWindows
+
+    calls = []
+
+    def search(low, high, **params):
+        calls.append((low, high))
+        if len(calls) - 1 in refuse:
+            raise flickrapi.FlickrError("Error: 3: General request failure", code=3)
+        return {"total": sum(low <= t <= high for t in times)}
+
+    split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 10_000, 512, search_depth=depth))
+    split._search = search
+    windows, refused = [], []
+    for item in split.process((0, 10_000)):
+        if isinstance(item, tuple):
+            windows.append(item[:2])
+        else:
+            low, high = item.value.photo_id.removeprefix("flickr:").split("-")
+            refused.append((int(low), int(high)))
+    for t in times:
+        holders = [r for r in windows + refused if r[0] <= t <= r[1]]
+        assert len(holders) == 1, (t, holders)
