@@ -25,7 +25,7 @@ from pipeline.decontaminate import Decontaminate
 from pipeline.dedup import ExactDuplicates
 from pipeline.detect import Detect, DetectOutput, read_decisions
 from pipeline.detectors.handler import RuntimeConfig
-from pipeline.detectors.registry import DetectorSpec, load_registry, select
+from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.images import ImageConfig
 from pipeline.license import FilterLicense
 from pipeline.near_dedup import NearDuplicates
@@ -47,7 +47,8 @@ RECORDED_OPTIONS = (
     "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
     "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
     "previous_index", "near_dup_dhash_distance", "verify_license", "detectors", "model_registry",
-    "detect_tile_min_side", "review_decisions", "flickr_originals", "carry_over", "release_name",
+    "detect_tile_min_side", "detect_thresholds", "review_band", "review_decisions", "flickr_originals",
+    "carry_over", "release_name",
 )
 
 
@@ -84,7 +85,8 @@ def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
 
 
 def detectors_of(opts: PassOptions) -> list[DetectorSpec]:
-    return select(load_registry(opts.model_registry or None), opts.detectors)
+    specs = select(load_registry(opts.model_registry or None), opts.detectors)
+    return with_overrides(specs, opts.detect_thresholds, opts.review_band)
 
 
 def runtime_of(opts: PassOptions) -> RuntimeConfig:

@@ -214,10 +214,11 @@ def _refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.detectors.handler import RuntimeConfig
-    from pipeline.detectors.registry import load_registry, select
+    from pipeline.detectors.registry import load_registry, select, with_overrides
     from pipeline.evaluation import evaluate, iter_summary, write
 
-    specs = select(load_registry(args.model_registry or None), args.detectors)
+    specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
+                           args.detect_thresholds, "")
     result = evaluate(specs, RuntimeConfig(tile_min_side=args.detect_tile_min_side), args.max_side)
     for line in iter_summary(result):
         print(line)
@@ -240,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--detectors", default="default")
     evaluate_cmd.add_argument("--model_registry", default="")
     evaluate_cmd.add_argument("--detect_tile_min_side", type=int, default=400)
+    evaluate_cmd.add_argument("--detect_thresholds", default="", help="as for run: DETECTOR.CLASS=SCORE,...")
     evaluate_cmd.add_argument("--max_side", type=int, default=512)
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
     review_cmd = commands.add_parser("review", help="the human-review loop")

@@ -121,6 +121,11 @@ class PassOptions(PipelineOptions):
                  "(CenterFace faces, SSDLite COCO persons, open-NSFW); 'none' turns detection off.")
         add("--model_registry", default="",
             help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
+        add("--detect_thresholds", default="",
+            help="Override rejection thresholds: DETECTOR.CLASS=SCORE,... (e.g. centerface.face=0.6).")
+        add("--review_band", default="",
+            help="Override where the borderline band starts: DETECTOR.CLASS=SCORE,...; images scoring from there "
+                 "up to the threshold go to review/. Equal to the threshold: no band.")
         add("--detect_device", default="auto", choices=("auto", "cpu", "cuda"),
             help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda: CUDA or fail.")
         add("--require_gpu", nargs="?", const=True, default=False, type=flag,

@@ -50,3 +50,6 @@ def test_evaluate_command(tmp_path, capsys):
     assert main(["evaluate", "--detectors=open_nsfw", f"--json={out}"]) == 1
     printed = capsys.readouterr().out
     assert "combined" in printed and "recall 0.0%" in printed and "missed: " in printed and out.exists()
+    # A threshold of 0 rejects everything: full recall, nothing kept — the sweep a user would run.
+    assert main(["evaluate", "--detectors=open_nsfw", "--detect_thresholds=open_nsfw.nsfw=0"]) == 0
+    assert "recall 100.0%  keep-rate 0.0%" in capsys.readouterr().out

@@ -84,3 +84,20 @@ def test_bad_entries_fail_when_the_job_is_built(tmp_path, changes, message):
 def test_repeated_names_are_refused(tmp_path):
     with pytest.raises(RegistryError, match="repeat"):
         read_registry(write_registry(tmp_path, user_entry(), user_entry()))
+
+
+def test_thresholds_and_bands_from_the_command_line():
+    from pipeline.detectors.registry import with_overrides
+
+    specs = select(load_registry(), "default")
+    changed = {s.name: s for s in with_overrides(specs, "centerface.face=0.6", "ssdlite_person.person=0.45")}
+    assert changed["centerface"].thresholds == {"face": 0.6} and changed["centerface"].review_band == {"face": 0.3}
+    assert changed["ssdlite_person"].review_band == {"person": 0.45}
+    assert with_overrides(specs) == specs
+    lowered = {s.name: s for s in with_overrides(specs, "open_nsfw.nsfw=0.1")}["open_nsfw"]
+    assert lowered.thresholds == {"nsfw": 0.1} and lowered.review_band == {"nsfw": 0.1}  # band narrowed to none
+    cases = (("centerface.face=2", "", "0 <= NUMBER"), ("centerface.eyes=0.5", "", "no selected"),
+             ("", "centerface.face=0.9", "above its threshold"), ("face=0.5", "", "DETECTOR"))
+    for thresholds, bands, message in cases:
+        with pytest.raises(RegistryError, match=message):
+            with_overrides(specs, thresholds, bands)

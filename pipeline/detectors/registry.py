@@ -7,6 +7,7 @@ Every entry is validated when the job is built, so a typo fails at launch, not o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -154,6 +155,46 @@ def select(registry: dict[str, DetectorSpec], names: str) -> list[DetectorSpec]:
     if unknown:
         raise RegistryError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(sorted(registry))}")
     return [registry[name] for name in wanted]
+
+
+def _pairs(text: str, flag: str) -> dict[tuple[str, str], float]:
+    """'centerface.face=0.6,ssdlite_person.person=0.45' -> {(detector, class): value}."""
+    out = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        detector, _, cls = name.strip().partition(".")
+        try:
+            number = float(value)
+        except ValueError:
+            raise RegistryError(f"{flag}: {item!r} is not DETECTOR.CLASS=NUMBER") from None
+        if not (detector and cls) or not 0.0 <= number <= 1.0:
+            raise RegistryError(f"{flag}: {item!r} is not DETECTOR.CLASS=NUMBER with 0 <= NUMBER <= 1")
+        out[(detector, cls)] = number
+    return out
+
+
+def with_overrides(specs: list[DetectorSpec], thresholds: str = "", bands: str = "") -> list[DetectorSpec]:
+    """The selected detectors with thresholds and review-band starts changed from the command line
+    (--detect_thresholds, --review_band), checked like registry entries."""
+    new_thresholds, new_bands = _pairs(thresholds, "--detect_thresholds"), _pairs(bands, "--review_band")
+    by_name = {spec.name: spec for spec in specs}
+    for detector, cls in [*new_thresholds, *new_bands]:
+        if detector not in by_name or cls not in by_name[detector].classes:
+            raise RegistryError(f"no selected detector class {detector}.{cls} to set a threshold or band for")
+    out = []
+    for spec in specs:
+        thresholds = {cls: new_thresholds.get((spec.name, cls), value) for cls, value in spec.thresholds.items()}
+        # A threshold lowered below the registry's band start narrows the band (to nothing); a band
+        # given explicitly above its threshold is an error.
+        bands = {cls: new_bands.get((spec.name, cls), min(spec.review_band.get(cls, thresholds[cls]), thresholds[cls]))
+                 for cls in spec.classes}
+        changed = dataclasses.replace(spec, thresholds=thresholds, review_band=bands)
+        for cls in changed.classes:
+            if changed.review_band[cls] > changed.thresholds[cls]:
+                raise RegistryError(f"{spec.name}.{cls}: review band starts at {changed.review_band[cls]}, above "
+                                    f"its threshold {changed.thresholds[cls]}")
+        out.append(changed)
+    return out
 
 
 def read_model(spec: DetectorSpec) -> bytes:
