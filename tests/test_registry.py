@@ -101,3 +101,15 @@ def test_thresholds_and_bands_from_the_command_line():
     for thresholds, bands, message in cases:
         with pytest.raises(RegistryError, match=message):
             with_overrides(specs, thresholds, bands)
+
+
+def test_run_options_reach_the_detectors():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.build import detectors_of
+    from pipeline.options import PassOptions
+
+    opts = PipelineOptions(["--detectors=centerface", "--detect_thresholds=centerface.face=0.7",
+                            "--review_band=centerface.face=0.6"]).view_as(PassOptions)
+    [spec] = detectors_of(opts)
+    assert (spec.name, spec.thresholds, spec.review_band) == ("centerface", {"face": 0.7}, {"face": 0.6})
