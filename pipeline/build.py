@@ -48,7 +48,7 @@ RECORDED_OPTIONS = (
     "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
     "previous_index", "near_dup_dhash_distance", "verify_license", "detectors", "model_registry",
     "detect_tile_min_side", "detect_thresholds", "review_band", "review_decisions", "flickr_originals",
-    "carry_over", "release_name",
+    "carry_over", "release_name", "redetect",
 )
 
 
@@ -106,14 +106,16 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
                                        opts.cache or "")
 
 
-def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int
-             ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection]]:
+def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
+             specs: list[DetectorSpec]
+             ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's images (--carry_over) through the checks whose answer can change:
-    license re-verification and the takedown blocklist. Returns (still publishable, all carried in,
-    rejections)."""
+    license re-verification, the takedown blocklist, and — with --redetect (a refresh sets it when
+    the detectors or their thresholds changed) — detection. Returns (still publishable, all carried
+    in, rejections, borderline photos for review)."""
     if not opts.carry_over:
         empty = pipeline | "NothingCarried" >> beam.Create([])
-        return empty, empty, []
+        return empty, empty, [], []
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
@@ -124,7 +126,12 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
                  lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
                      lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
-    return content.kept, carried_in, [verified.rejected, ids.rejected, content.rejected]
+    rejected = [verified.rejected, ids.rejected, content.rejected]
+    if not (opts.redetect and specs):
+        return content.kept, carried_in, rejected, []
+    redone = content.kept | "CarriedDetect" >> Detect(specs, runtime_of(opts),
+                                                       read_decisions(opts.review_decisions or None), opts.cache or "")
+    return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 
 def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
@@ -159,7 +166,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
                                          previous, opts.near_dup_dhash_distance))
     specs = detectors_of(opts)
     detected = _maybe_detect(near.kept, pipeline, specs, opts)
-    carried, carried_in, carried_rejected = _carried(pipeline, opts, lists, list_distance)
+    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
     candidates = (detected.kept, carried) | "WithCarried" >> beam.Flatten()
     capped = candidates | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     release = opts.release_name or ""
@@ -179,7 +186,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
     ]
     if specs:
-        outputs.append(detected.review | "WriteReview" >> WriteReview(opts.output))
+        outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
+                       | "WriteReview" >> WriteReview(opts.output))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without

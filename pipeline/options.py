@@ -64,6 +64,9 @@ class PassOptions(PipelineOptions):
         add("--carry_over", default="",
             help="A finished release whose images are carried into this run without refetching (after license "
                  "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
+        add("--redetect", nargs="?", const=True, default=False, type=flag,
+            help="Run detection on the carried-over images too (a refresh turns it on by itself when the "
+                 "detectors, their files or thresholds differ from the previous release's).")
         add("--release_name", default="",
             help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
         add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")

@@ -106,6 +106,8 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             value = options[key]
             argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     argv += [f"--carry_over={previous}"]
+    if "redetect" not in given and models_changed(manifest, argv):
+        argv.append("--redetect")
     if options.get("near_dup_distance", 0) >= 0:
         argv.append(f"--previous_index={FileSystems.join(previous, 'near_dup_index', '*.parquet')}")
     if options.get("source") == "flickr" and "min_upload_date" not in given:
@@ -116,6 +118,20 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
         if "max_upload_date" not in given:
             argv.append(f"--max_upload_date={max_upload_date or yesterday.isoformat()}")
     return argv
+
+
+def models_changed(previous_manifest: dict[str, Any], argv: Sequence[str]) -> bool:
+    """Whether this run's detectors (names, files' sha256, thresholds, bands) differ from those the
+    previous release was checked with: then its images are checked again."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.build import detectors_of
+    from pipeline.options import PassOptions
+
+    now = [(s.name, s.sha256, s.thresholds, s.review_band)
+           for s in detectors_of(PipelineOptions(list(argv)).view_as(PassOptions))]
+    before = [(m["name"], m["sha256"], m["thresholds"], m["review_band"]) for m in previous_manifest.get("models", [])]
+    return sorted(now, key=str) != sorted(before, key=str)
 
 
 def _ids(release: str) -> set[str]:

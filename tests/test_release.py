@@ -228,9 +228,19 @@ def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
         assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=2026-11",
                      f"--blocklist={takedowns}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
         assert not server.hits  # nothing downloaded: every image came from the previous release
-    second = tmp_path / "root" / "releases" / "2026-11"
-    assert released(second) == before - {"1004"}
-    log = json.loads((second / "changelog.json").read_text())
-    assert log["removed"] == {"blocklist/blocklisted": ["1004"]} and log["added"] == []
-    stats = json.loads((second / "stats.json").read_text())
-    assert stats["accounted"] and stats["input_rows"] == len(before)
+        second = tmp_path / "root" / "releases" / "2026-11"
+        assert released(second) == before - {"1004"}
+        log = json.loads((second / "changelog.json").read_text())
+        assert log["removed"] == {"blocklist/blocklisted": ["1004"]} and log["added"] == []
+        stats = json.loads((second / "stats.json").read_text())
+        assert stats["accounted"] and stats["input_rows"] == len(before)
+        assert not json.loads((second / "manifest.json").read_text())["options"]["redetect"]  # same detectors
+        # Stricter detectors than the released images were checked with: they are checked again, and
+        # (at a face threshold of 0.01, everything "has a face") all leave the release as human.
+        assert main(["refresh", f"--previous={second}", f"--output={tmp_path / 'root'}", "--release=2026-12",
+                     "--detect_thresholds=centerface.face=0.01", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    third = tmp_path / "root" / "releases" / "2026-12"
+    assert released(third) == set()
+    assert json.loads((third / "manifest.json").read_text())["options"]["redetect"]
+    assert json.loads((third / "changelog.json").read_text())["removed"] == {
+        "detect/human": sorted(before - {"1004"}, key=int)}
