@@ -30,7 +30,7 @@ from pipeline.fetch import Fetch
 from pipeline.images import ImageConfig, NormaliseImages
 from pipeline.options import PassOptions
 from pipeline.records import Photo
-from pipeline.sinks import write_atomically
+from pipeline.sinks import matching, read_bytes, write_atomically
 from pipeline.stage import StageOutput
 
 CACHED_FIELDS = ("fetched_url", "download_sha256", "image", "sha256", "width", "height", "original_format",
@@ -54,14 +54,12 @@ def cache_key(photo: Photo, shaping: str) -> str:
 
 
 def cache_files(cache: str, prefix: str = "images") -> list[str]:
-    pattern = FileSystems.join(cache, f"{prefix}-*.parquet")
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return matching(FileSystems.join(cache, f"{prefix}-*.parquet"))
 
 
 def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with FileSystems.open(path) as handle:
-        for row in pq.read_table(io.BytesIO(handle.read())).to_pylist():
-            yield row.pop("key"), row
+    for row in pq.read_table(io.BytesIO(read_bytes(path))).to_pylist():
+        yield row.pop("key"), row
 
 
 def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo:

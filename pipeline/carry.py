@@ -17,14 +17,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import Photo
+from pipeline.sinks import matching, read_bytes
 
 _FIELDS = {f.name for f in dataclasses.fields(Photo)}
 
 
 def release_shards(release: str) -> list[str]:
     """The release's Parquet shards, listed when the job is built (a release never changes)."""
-    pattern = FileSystems.join(release, "parquet", "*.parquet")
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return matching(FileSystems.join(release, "parquet", "*.parquet"))
 
 
 def photo_from_row(row: dict, release_name: str) -> Photo:
@@ -35,8 +35,7 @@ def photo_from_row(row: dict, release_name: str) -> Photo:
 
 
 def _read_shard(path: str, release_name: str) -> Iterator[Photo]:
-    with FileSystems.open(path) as handle:
-        table = pq.read_table(io.BytesIO(handle.read()))
+    table = pq.read_table(io.BytesIO(read_bytes(path)))
     for row in table.to_pylist():
         yield photo_from_row(row, release_name)
 

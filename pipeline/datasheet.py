@@ -18,26 +18,21 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipeline.sinks import write_atomically
+from pipeline.sinks import matching, read_bytes, write_atomically
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
 PLOTS = ("funnel", "rejections", "licenses", "owners", "resolution", "scores")
 
 
-def _read(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
-
-
 def _files(release: str, pattern: str) -> list[str]:
-    return sorted(m.path for m in FileSystems.match([FileSystems.join(release, pattern)])[0].metadata_list)
+    return matching(FileSystems.join(release, pattern))
 
 
 def load_rows(release: str, columns: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in _files(release, "parquet/*.parquet"):
-        rows += pq.read_table(io.BytesIO(_read(path)), columns=columns).to_pylist()
+        rows += pq.read_table(io.BytesIO(read_bytes(path)), columns=columns).to_pylist()
     return rows
 
 
@@ -111,7 +106,7 @@ def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int 
     wanted = {row["photo_id"] for row in picked}
     images: dict[str, bytes] = {}
     for path in _files(release, "parquet/*.parquet"):
-        table = pq.read_table(io.BytesIO(_read(path)), columns=["photo_id", "image"])
+        table = pq.read_table(io.BytesIO(read_bytes(path)), columns=["photo_id", "image"])
         for row in table.to_pylist():
             if row["photo_id"] in wanted:
                 images[row["photo_id"]] = row["image"]
@@ -220,12 +215,12 @@ def _html(markdown_title: str, plot_names: list[str]) -> bytes:
 
 def write_datasheet(release: str, changelog: dict | None = None, name: str = "") -> list[dict[str, Any]]:
     """Writes DATASHEET.md, datasheet.html and datasheet/*.png|jpg; returns their manifest entries."""
-    manifest = json.loads(_read(FileSystems.join(release, "manifest.json")))
-    stats = json.loads(_read(FileSystems.join(release, "stats.json")))
+    manifest = json.loads(read_bytes(FileSystems.join(release, "manifest.json")))
+    stats = json.loads(read_bytes(FileSystems.join(release, "stats.json")))
     rows = load_rows(release, COLUMNS)
     rejections: Counter = Counter()
     for path in _files(release, "rejections/*.parquet"):
-        for row in pq.read_table(io.BytesIO(_read(path)), columns=["stage", "reason"]).to_pylist():
+        for row in pq.read_table(io.BytesIO(read_bytes(path)), columns=["stage", "reason"]).to_pylist():
             rejections[(row["stage"], row["reason"])] += 1
     thresholds = {f"{m['name']}.{cls}": value for m in manifest.get("models", []) for cls, value in
                   m["thresholds"].items()}

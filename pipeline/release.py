@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.sinks import write_atomically, write_json
+from pipeline.sinks import matching, read_bytes, write_atomically, write_json
 from pipeline.sources.flickr import parse_date
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
@@ -40,11 +40,6 @@ INHERITED = ("source", "formats", "max_side", "min_side", "jpeg_quality", "per_o
 
 class ReleaseError(Exception):
     pass
-
-
-def _read(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
 
 
 def _norm(path: str) -> str:
@@ -61,11 +56,8 @@ def default_name(now: dt.datetime | None = None) -> str:
 
 def latest_release(root: str) -> str | None:
     """The newest published release under ROOT/releases (names sort by time: YYYY-MM), or None."""
-    published = []
-    for result in FileSystems.match([FileSystems.join(root, "releases", "*", "manifest.json")]):
-        for meta in result.metadata_list:
-            if json.loads(_read(meta.path)).get("release"):
-                published.append(meta.path.rsplit("/", 1)[0])
+    published = [path.rsplit("/", 1)[0] for path in matching(FileSystems.join(root, "releases", "*", "manifest.json"))
+                 if json.loads(read_bytes(path)).get("release")]
     return max(published, key=lambda path: path.rsplit("/", 1)[-1]) if published else None
 
 
@@ -73,7 +65,7 @@ def check_new_release(target: str, previous: str | None) -> None:
     """A refresh may resume an unfinished release, never touch a finished one or its predecessor."""
     manifest = FileSystems.join(target, "manifest.json")
     # The job writes manifest.json, then `finish` adds the release's name: only then is it published.
-    if FileSystems.exists(manifest) and json.loads(_read(manifest)).get("release"):
+    if FileSystems.exists(manifest) and json.loads(read_bytes(manifest)).get("release"):
         raise ReleaseError(f"{target} is a finished release; releases are never modified")
     if previous:
         new, old = _norm(target), _norm(previous)
@@ -83,9 +75,7 @@ def check_new_release(target: str, previous: str | None) -> None:
 
 def clean_partial_writes(target: str) -> None:
     """Temporary files a killed run left behind; completed files are rewritten identically."""
-    stale = [m.path for result in FileSystems.match([FileSystems.join(target, "*", "*.tmp-*"),
-                                                     FileSystems.join(target, "*.tmp-*")])
-             for m in result.metadata_list]
+    stale = matching(FileSystems.join(target, "*", "*.tmp-*")) + matching(FileSystems.join(target, "*.tmp-*"))
     if stale:
         FileSystems.delete(stale)
 
@@ -99,7 +89,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             f"--cache={FileSystems.join(root, 'work', name, 'cache')}"]
     if not previous:
         return argv
-    manifest = json.loads(_read(FileSystems.join(previous, "manifest.json")))
+    manifest = json.loads(read_bytes(FileSystems.join(previous, "manifest.json")))
     options = manifest.get("options", {})
     for key in INHERITED:
         if key not in given and options.get(key) not in (None, ""):
@@ -136,9 +126,8 @@ def models_changed(previous_manifest: dict[str, Any], argv: Sequence[str]) -> bo
 
 def _ids(release: str) -> set[str]:
     ids: set[str] = set()
-    for result in FileSystems.match([FileSystems.join(release, "parquet", "*.parquet")]):
-        for meta in result.metadata_list:
-            ids.update(pq.read_table(io.BytesIO(_read(meta.path)), columns=["photo_id"]).column(0).to_pylist())
+    for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
+        ids.update(pq.read_table(io.BytesIO(read_bytes(path)), columns=["photo_id"]).column(0).to_pylist())
     return ids
 
 
@@ -148,13 +137,12 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
     removed_ids = before - after
     reasons: dict[str, list[str]] = {}
     seen: set[str] = set()
-    for result in FileSystems.match([FileSystems.join(release, "rejections", "*.parquet")]):
-        for meta in result.metadata_list:
-            table = pq.read_table(io.BytesIO(_read(meta.path)), columns=["photo_id", "stage", "reason"])
-            for row in table.to_pylist():
-                if row["photo_id"] in removed_ids and row["photo_id"] not in seen:
-                    seen.add(row["photo_id"])
-                    reasons.setdefault(f"{row['stage']}/{row['reason']}", []).append(row["photo_id"])
+    for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
+        table = pq.read_table(io.BytesIO(read_bytes(path)), columns=["photo_id", "stage", "reason"])
+        for row in table.to_pylist():
+            if row["photo_id"] in removed_ids and row["photo_id"] not in seen:
+                seen.add(row["photo_id"])
+                reasons.setdefault(f"{row['stage']}/{row['reason']}", []).append(row["photo_id"])
     if removed_ids - seen:  # cannot happen while every carried image is accounted for; say so if it does
         reasons["unaccounted"] = sorted(removed_ids - seen)
 
@@ -201,7 +189,7 @@ def finish(release: str, previous: str | None, name: str) -> dict[str, Any] | No
                         **write_atomically(FileSystems.join(release, "CHANGELOG.md"), lambda h: h.write(text))})
     entries += write_datasheet(release, log, name)
     manifest_path = FileSystems.join(release, "manifest.json")
-    manifest = json.loads(_read(manifest_path))
+    manifest = json.loads(read_bytes(manifest_path))
     manifest["release"] = name
     manifest["previous_release"] = previous or None
     known = {entry["path"] for entry in entries}

@@ -224,6 +224,17 @@ class WriteAttribution(beam.PTransform):
         )
 
 
+def read_bytes(path: str) -> bytes:
+    """A whole file, local or on any Beam filesystem."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read()
+
+
+def matching(pattern: str) -> list[str]:
+    """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
 def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
     payload = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     entry = write_atomically(FileSystems.join(output, name), lambda handle: handle.write(payload))

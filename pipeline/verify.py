@@ -15,17 +15,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.formats import tfrecord_frame
+from pipeline.sinks import read_bytes
 
 
 @dataclass(frozen=True)
 class Problem:
     path: str
     message: str
-
-
-def _read(path: str) -> bytes:
-    with FileSystems.open(path) as handle:
-        return handle.read()
 
 
 def tfrecord_count(data: bytes) -> int:
@@ -58,13 +54,13 @@ def verify(release: str) -> Iterator[Problem]:
     if not FileSystems.exists(manifest_path):
         yield Problem(manifest_path, "no manifest.json")
         return
-    manifest = json.loads(_read(manifest_path))
+    manifest = json.loads(read_bytes(manifest_path))
     for entry in manifest["files"]:
         path = FileSystems.join(release, entry["path"])
         if not FileSystems.exists(path):
             yield Problem(entry["path"], "missing")
             continue
-        data = _read(path)
+        data = read_bytes(path)
         if len(data) != entry["bytes"]:
             yield Problem(entry["path"], f"{len(data)} bytes, manifest says {entry['bytes']}")
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
