@@ -97,13 +97,21 @@ def runtime_of(opts: PassOptions) -> RuntimeConfig:
                          share_across_processes=bool(opts.detect_share_model_across_processes))
 
 
+def _verify_license(opts: PassOptions) -> VerifyLicense:
+    return VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials, opts.flickr_licenses,
+                                      opts.flickr_calls_per_second, opts.flickr_search_depth))
+
+
+def _detect(specs: list[DetectorSpec], opts: PassOptions) -> Detect:
+    return Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None), opts.cache or "")
+
+
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
                   opts: PassOptions) -> DetectOutput:
     if not specs:
         return DetectOutput(photos, pipeline | "DetectOffRejected" >> beam.Create([]),
                             pipeline | "DetectOffReview" >> beam.Create([]))
-    return photos | "Detect" >> Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None),
-                                       opts.cache or "")
+    return photos | "Detect" >> _detect(specs, opts)
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
@@ -119,9 +127,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
-                      lambda: VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials,
-                                                         opts.flickr_licenses, opts.flickr_calls_per_second,
-                                                         opts.flickr_search_depth)))
+                      lambda: _verify_license(opts))
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
                  lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
@@ -129,8 +135,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     rejected = [verified.rejected, ids.rejected, content.rejected]
     if not (opts.redetect and specs):
         return content.kept, carried_in, rejected, []
-    redone = content.kept | "CarriedDetect" >> Detect(specs, runtime_of(opts),
-                                                       read_decisions(opts.review_decisions or None), opts.cache or "")
+    redone = content.kept | "CarriedDetect" >> _detect(specs, opts)
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 
@@ -139,10 +144,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
-    verified = _maybe(unique.kept, pipeline, "VerifyLicense", opts.verify_license,
-                      lambda: VerifyLicense(VerifyConfig(opts.flickr_rest_url, opts.flickr_credentials,
-                                                         opts.flickr_licenses, opts.flickr_calls_per_second,
-                                                         opts.flickr_search_depth)))
+    verified = _maybe(unique.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
@@ -224,8 +226,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
 
 
 def _write_report(_: None, output: str, options: dict[str, Any], models: list[dict[str, Any]], input_rows: int,
-                  kept: int,
-                  reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
+                  kept: int, reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
     """stats.json and manifest.json, written last: the manifest lists every file of the run."""
     stats = build_stats(input_rows, kept, reasons)
     stats_entry = sinks.write_json(output, "stats.json", stats)

@@ -26,7 +26,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.options import PassOptions, validate
 from pipeline.release import ReleaseError
-from pipeline.sinks import write_json
+from pipeline.sinks import matching, read_bytes, write_json
 from pipeline.sources.flickr_api import API_METRICS, CredentialsError
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
@@ -64,25 +64,20 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
 def check_output(output: str, overwrite: bool) -> None:
     """A run never silently mixes its files with an earlier run's."""
     earlier = [name for name in OUTPUT_MARKERS if FileSystems.exists(FileSystems.join(output, name))]
-    manifest = FileSystems.join(output, "manifest.json")
-    if "manifest.json" in earlier:
-        with FileSystems.open(manifest) as handle:
-            if json.loads(handle.read()).get("release"):
-                raise UsageError(f"{output} is a published release; releases are never modified, not even with "
-                                 "--overwrite")
+    if "manifest.json" in earlier and json.loads(read_bytes(FileSystems.join(output, "manifest.json"))).get("release"):
+        raise UsageError(f"{output} is a published release; releases are never modified, not even with --overwrite")
     if earlier and not overwrite:
         raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
     if earlier:
-        stale = [m.path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*", "near_dup_index/*",
-                                        "review/*", *OUTPUT_MARKERS, "ATTRIBUTION.csv")
-                 for result in FileSystems.match([FileSystems.join(output, pattern)])
-                 for m in result.metadata_list]
+        stale = [path for pattern in ("webdataset/*", "parquet/*", "tfrecord/*", "rejections/*", "near_dup_index/*",
+                                      "review/*", *OUTPUT_MARKERS, "ATTRIBUTION.csv")
+                 for path in matching(FileSystems.join(output, pattern))]
         if stale:
             FileSystems.delete(stale)
 
 
 def check_input(pattern: str) -> None:
-    if not FileSystems.match([pattern])[0].metadata_list:
+    if not matching(pattern):
         raise UsageError(f"--input {pattern!r} matches no file")
 
 
@@ -133,13 +128,11 @@ def record_api_calls(output: str, calls: dict[str, int]) -> dict:
     """Adds "api_calls" to stats.json once the job is done (counters are final only then) and
     updates stats.json's entry in the manifest. Returns the stats."""
     stats_path = FileSystems.join(output, "stats.json")
-    with FileSystems.open(stats_path) as handle:
-        stats = json.loads(handle.read())
+    stats = json.loads(read_bytes(stats_path))
     stats["api_calls"] = calls
     entry = write_json(output, "stats.json", stats)
     manifest_path = FileSystems.join(output, "manifest.json")
-    with FileSystems.open(manifest_path) as handle:
-        manifest = json.loads(handle.read())
+    manifest = json.loads(read_bytes(manifest_path))
     manifest["files"] = [{**f, **entry} if f["path"] == "stats.json" else f for f in manifest["files"]]
     write_json(output, "manifest.json", manifest)
     return stats

@@ -24,13 +24,13 @@ from typing import NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam import pvalue
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipeline.cache import WriteEntries, split_by_cache
 from pipeline.detectors.handler import OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo, Rejection
+from pipeline.sinks import read_bytes
 from pipeline.stage import FAILED, KEPT, REJECTED, failure_to_rejections, reject
 
 
@@ -60,8 +60,7 @@ def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
     """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note)."""
     if not path:
         return {}
-    with FileSystems.open(path) as handle:
-        text = handle.read().decode("utf-8")
+    text = read_bytes(path).decode("utf-8")
     decisions = {}
     for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
         decision = (row.get("decision") or "").strip()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
+from pipeline.sinks import read_bytes
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
 # installed elsewhere (the worker image sets it to the folder it fetched the models into).
@@ -127,8 +127,7 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
 
 
 def read_registry(path: str) -> dict[str, DetectorSpec]:
-    with FileSystems.open(path) as handle:
-        data = json.loads(handle.read())
+    data = json.loads(read_bytes(path))
     specs = [_spec(entry, path) for entry in data.get("detectors", [])]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
@@ -200,8 +199,7 @@ def with_overrides(specs: list[DetectorSpec], thresholds: str = "", bands: str =
 def read_model(spec: DetectorSpec) -> bytes:
     """The model file's bytes (local or any Beam filesystem), refused unless its sha256 matches."""
     try:
-        with FileSystems.open(spec.file) as handle:
-            data = handle.read()
+        data = read_bytes(spec.file)
     except (OSError, ValueError) as err:  # Beam raises BeamIOError (an OSError) for missing files
         raise RegistryError(f"detector {spec.name}: cannot read {spec.file}: {err}. For the default models run "
                             "`python models/fetch_models.py` (scripts/setup does)") from None

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 import google_crc32c
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import Photo, Rejection
+from pipeline.sinks import read_bytes
 from pipeline.sources.flickr_api import (
     SEARCH_DEPTH,
     Credentials,
@@ -103,8 +103,7 @@ def credentials_for(path: str | None) -> tuple[Credentials, ...]:
             raise CredentialsError(f"the secret {path} is not a credentials document: {type(err).__name__}") from None
     if path and "://" in path:
         try:
-            with FileSystems.open(path) as handle:
-                return parse_keys(json.loads(handle.read()))
+            return parse_keys(json.loads(read_bytes(path)))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
     return load_credentials(path)
