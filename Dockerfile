@@ -53,7 +53,7 @@ RUN pip install --no-compile ".[gpu]" \
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 ENV PASS_MODELS=/opt/pass-pipeline/models \
-    FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py \
+    FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/commands/flex_main.py \
     FLEX_TEMPLATE_PYTHON_SETUP_FILE="" \
     FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=""
 

@@ -17,12 +17,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks.end_to_end import distinct_photos
-from pipeline.detect import Detect
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.preprocess import decode
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_jpeg
 from pipeline.records import Photo
+from pipeline.stages.detect import Detect
 
 
 def photos(count: int) -> list[Photo]:

@@ -22,7 +22,7 @@ import requests
 from PIL import Image
 
 from pipeline.cli import run
-from pipeline.demo import DEMO_PHOTOS, demo_image
+from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
 

@@ -18,8 +18,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from pipeline.demo import DEMO_PHOTOS, demo_image
-from pipeline.images import ImageConfig, normalise
+from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
+from pipeline.stages.image import ImageConfig, normalise
 
 
 def stored_hash(img: Image.Image, quality: int = 90) -> imagehash.ImageHash:

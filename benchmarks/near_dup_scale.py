@@ -24,8 +24,8 @@ import numpy as np
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.near_dedup import NearDuplicates
 from pipeline.records import Photo
+from pipeline.stages.near_dedup import NearDuplicates
 
 SKEW_PREFIX = random.Random(12345).getrandbits(24) << 40  # shared by every chunk: one skewed region
 CHUNK = 50_000

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.records import Photo
-from pipeline.verify_license import VerifyConfig, VerifyLicense
+from pipeline.stages.verify_license import VerifyConfig, VerifyLicense
 
 PASS_IMAGES = 1_440_000
 CALLS_PER_HOUR = 3600

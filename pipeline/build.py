@@ -1,4 +1,4 @@
-"""Wires the stages into one pipeline; nothing else lives here.
+"""Wires the stages into one pipeline, and maps the run's options to each stage's configuration.
 
   Read (YFCC or Flickr API) -> FilterLicense -> DropRepeatedIds -> [VerifyLicense] -> [Blocklist ids]
     -> Fetch -> NormaliseImages -> [Blocklist content] -> [Decontaminate] -> ExactDuplicates
@@ -9,34 +9,31 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
-from pipeline import __version__, sinks
-from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
-from pipeline.cache import FetchImages
-from pipeline.cap import CapPerOwner
-from pipeline.carry import ReadRelease
-from pipeline.decontaminate import Decontaminate
-from pipeline.dedup import ExactDuplicates
-from pipeline.detect import Detect, DetectOutput, read_decisions
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
-from pipeline.images import ImageConfig
-from pipeline.license import FilterLicense
-from pipeline.near_dedup import NearDuplicates
+from pipeline.io import report, sinks
+from pipeline.io.work_cache import FetchImages
 from pipeline.options import PassOptions, split_list
-from pipeline.review import WriteReview
+from pipeline.release.carry import ReadRelease
+from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.yfcc import ReadYfcc
-from pipeline.stage import StageOutput
-from pipeline.stats import build_stats
-from pipeline.unique import DropRepeatedIds
-from pipeline.verify_license import VerifyConfig, VerifyLicense
+from pipeline.stage import StageOutput, empty
+from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
+from pipeline.stages.decontaminate import Decontaminate
+from pipeline.stages.detect import Detect, DetectOutput, read_decisions
+from pipeline.stages.exact_dedup import ExactDuplicates
+from pipeline.stages.image import ImageConfig
+from pipeline.stages.license import FilterLicense
+from pipeline.stages.near_dedup import NearDuplicates
+from pipeline.stages.owner_cap import CapPerOwner
+from pipeline.stages.unique_id import DropRepeatedIds
+from pipeline.stages.verify_license import VerifyConfig, VerifyLicense
 
 # What a release was made from (also inside "options"; listed apart for readers of the manifest).
 INPUTS = ("source", "input", "min_upload_date", "max_upload_date", "carry_over", "previous_index", "blocklist",
@@ -69,7 +66,7 @@ class _NoInput(beam.PTransform):
     """PBegin -> (empty PCollection[Photo], empty PCollection[Rejection])."""
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        return StageOutput(pbegin | "NoPhotos" >> beam.Create([]), pbegin | "NoRejections" >> beam.Create([]))
+        return StageOutput(empty(pbegin.pipeline, "NoPhotos"), empty(pbegin.pipeline, "NoRejections"))
 
 
 def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enabled: object,
@@ -77,7 +74,7 @@ def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enable
     """Apply an optional stage, or pass everything through with no rejections."""
     if enabled:
         return photos | label >> make()
-    return StageOutput(photos, pipeline | f"{label}Off" >> beam.Create([]))
+    return StageOutput(photos, empty(pipeline, f"{label}Off"))
 
 
 def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
@@ -109,8 +106,7 @@ def _detect(specs: list[DetectorSpec], opts: PassOptions) -> Detect:
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
                   opts: PassOptions) -> DetectOutput:
     if not specs:
-        return DetectOutput(photos, pipeline | "DetectOffRejected" >> beam.Create([]),
-                            pipeline | "DetectOffReview" >> beam.Create([]))
+        return DetectOutput(photos, empty(pipeline, "DetectOffRejected"), empty(pipeline, "DetectOffReview"))
     return photos | "Detect" >> _detect(specs, opts)
 
 
@@ -122,8 +118,8 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     the detectors or their thresholds changed) — detection. Returns (still publishable, all carried
     in, rejections, borderline photos for review)."""
     if not opts.carry_over:
-        empty = pipeline | "NothingCarried" >> beam.Create([])
-        return empty, empty, [], []
+        nothing = empty(pipeline, "NothingCarried")
+        return nothing, nothing, [], []
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
@@ -217,29 +213,9 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         pipeline
         | "Once" >> beam.Create([None])
         | "Report" >> beam.Map(
-            _write_report, output=opts.output, options=recorded, models=models,
+            report.write_report, output=opts.output, options=recorded, inputs=INPUTS, models=models,
             input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
             reasons=AsSingleton(reasons), files=AsList(files),
         )
     )
     return {"kept": kept, "rejections": rejections}
-
-
-def _write_report(_: None, output: str, options: dict[str, Any], models: list[dict[str, Any]], input_rows: int,
-                  kept: int, reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """stats.json and manifest.json, written last: the manifest lists every file of the run."""
-    stats = build_stats(input_rows, kept, reasons)
-    stats_entry = sinks.write_json(output, "stats.json", stats)
-    ordered = sorted(files, key=lambda entry: entry["path"])
-    manifest = {
-        "name": "pass-pipeline dataset",
-        "code_version": __version__,
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "inputs": {name: options.get(name) for name in INPUTS},
-        "options": options,
-        "models": models,
-        "totals": {"input_rows": input_rows, "kept": kept, "rejected": stats["rejected"]},
-        "files": [*ordered, {"path": "stats.json", "format": "stats", **stats_entry}],
-    }
-    sinks.write_json(output, "manifest.json", manifest)
-    return stats

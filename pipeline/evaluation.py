@@ -1,11 +1,11 @@
 """`pass-pipeline evaluate`: recall on photographs with people and keep-rate on photographs without,
-per detector and combined, at the registry's thresholds (or a threshold sweep).
+per detector and combined, at the registry's thresholds or those given with --detect_thresholds.
 
 The labelled set is built from real photographs that PyPI packages ship (scikit-image,
 scikit-learn and matplotlib sample images) plus composites generated from them: a person pasted
 small into a landscape (the background people PASS missed), tight crops, grayscale and rotations.
-Each image is normalised exactly as the pipeline stores it (longer side `max_side`, JPEG), so the
-detectors see what they see in a run.
+Each image is normalised by the image stage's own `normalise` (longer side `max_side`, JPEG), so
+the detectors see what they see in a run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo
+from pipeline.stages.image import ImageConfig, normalise
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,12 @@ def labelled_set() -> list[Sample]:
 
 
 def stored_jpeg(img: Image.Image, max_side: int) -> bytes:
-    """The image as the pipeline stores it: longer side at most max_side, JPEG quality 90."""
-    img = img.copy()
-    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=90)
-    return out.getvalue()
+    """The image exactly as a run stores it (the image stage's own `normalise`), so evaluation and
+    the benchmarks score what the detectors see in a run. Handed over losslessly (PNG); the size
+    and blank checks are off: every labelled sample must be scored."""
+    lossless = io.BytesIO()
+    img.convert("RGB").save(lossless, "PNG")
+    return normalise(lossless.getvalue(), ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0)).jpeg
 
 
 def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: RuntimeConfig,

@@ -142,3 +142,10 @@ class RejectionCoder(_DataclassTupleCoder):
 
 beam.coders.registry.register_coder(Photo, PhotoCoder)
 beam.coders.registry.register_coder(Rejection, RejectionCoder)
+
+
+def survivor_rank(photo: Photo) -> tuple:
+    """Smaller ranks win: more original pixels, earlier upload (unknown dates last), smaller id."""
+    pixels = photo.original_width * photo.original_height
+    uploaded = photo.date_uploaded or "\uffff"
+    return (-pixels, uploaded, int(photo.photo_id) if photo.photo_id.isdigit() else float("inf"), photo.photo_id)

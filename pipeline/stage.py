@@ -6,7 +6,7 @@ rejection too (reason `internal_error`) instead of failing the whole job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -41,19 +41,31 @@ def reject(rejection: Rejection) -> pvalue.TaggedOutput:
     return pvalue.TaggedOutput(REJECTED, rejection)
 
 
-def _refs_of(element: Any) -> list[tuple[str, str]]:
-    """(id, source_ref) of every record inside the element a DoFn failed on: a Photo, a batch
-    of them, a (key, Photo) pair, a (key, grouped Photos) pair or a (file:line, raw line) pair,
-    so that a failed batch or group still accounts for each record it held."""
+def _photos_in(element: Any) -> Iterator[Photo]:
+    """Every Photo inside an element: itself, a batch, a (key, Photo) pair, a (key, grouped Photos)
+    pair, or a CoGroupByKey result (key, {tag: records}) whose other tags hold non-Photo values."""
     if isinstance(element, Photo):
-        return [(element.ref, element.source_ref)]
+        yield element
+    elif isinstance(element, Mapping):
+        for value in element.values():
+            yield from _photos_in(value)
+    elif isinstance(element, Iterable) and not isinstance(element, (str, bytes)):
+        for item in element:
+            yield from _photos_in(item)
+
+
+def _refs_of(element: Any) -> list[tuple[str, str]]:
+    """(id, source_ref) of every input record inside the element a DoFn failed on, so that a failed
+    batch or group still accounts for each record it held: its Photos, else a (file:line, raw line)
+    pair, else the element itself (a record of no known shape)."""
+    photos = list(_photos_in(element))
+    if photos:
+        return [(photo.ref, photo.source_ref) for photo in photos]
+    if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], str) \
+            and isinstance(element[1], bytes):
+        return [(element[0], element[0])]
     if isinstance(element, (str, bytes)):
         return [(str(element)[:200], "")]
-    if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], str):
-        key, value = element
-        return [(key, key)] if isinstance(value, bytes) else _refs_of(value)
-    if isinstance(element, Iterable):
-        return [ref for item in element for ref in _refs_of(item)]
     return [(repr(element)[:200], "")]
 
 
@@ -66,14 +78,37 @@ def failure_to_rejections(stage: str) -> Callable[[Any], list[Rejection]]:
     return convert
 
 
+def empty(pipeline: beam.Pipeline, label: str) -> beam.PCollection:
+    """An empty PCollection: the kept or rejected side of a stage that is switched off."""
+    return pipeline | label >> beam.Create([])
+
+
+def apply_stage_with_outputs(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, extra_tags: Sequence[str],
+                             *args: Any, label: str = "", **kwargs: Any) -> tuple[StageOutput, dict[str, Any]]:
+    """`apply_stage` for a DoFn that also yields to `extra_tags` (e.g. photos held for review):
+    returns the stage's output and {tag: PCollection}."""
+    label = label or stage
+    result = pcoll | f"{label}.apply" >> beam.ParDo(dofn, *args, **kwargs).with_outputs(
+        REJECTED, *extra_tags, main=KEPT
+    ).with_exception_handling(main_tag=KEPT, dead_letter_tag=FAILED)
+    failures = result[FAILED] | f"{label}.failures" >> beam.FlatMap(failure_to_rejections(stage))
+    rejected = (result[REJECTED], failures) | f"{label}.rejections" >> beam.Flatten()
+    return StageOutput(result[KEPT], rejected), {tag: result[tag] for tag in extra_tags}
+
+
 def apply_stage(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, *args: Any, label: str = "",
                 **kwargs: Any) -> StageOutput:
     """Apply `dofn` as stage `stage`: kept records out of the main output, every drop, expected
     or not, as a `Rejection` naming the stage. `label` names the steps when one stage has several."""
+    output, _ = apply_stage_with_outputs(pcoll, stage, dofn, (), *args, label=label, **kwargs)
+    return output
+
+
+def apply_keyed_stage(photos: beam.PCollection, stage: str, key: Callable[[Photo], str], dofn: beam.DoFn,
+                      label: str = "") -> StageOutput:
+    """The shape of every stage that decides among photos sharing a key (an id, an owner, a hash):
+    key -> GroupByKey -> `dofn` over (key, photos), with `apply_stage`'s accounting."""
     label = label or stage
-    result = pcoll | f"{label}.apply" >> beam.ParDo(dofn, *args, **kwargs).with_outputs(
-        REJECTED, main=KEPT
-    ).with_exception_handling(main_tag=KEPT, dead_letter_tag=FAILED)
-    failures = result[FAILED] | f"{label}.failures" >> beam.FlatMap(failure_to_rejections(stage))
-    rejected = (result[REJECTED], failures) | f"{label}.rejections" >> beam.Flatten()
-    return StageOutput(result[KEPT], rejected)
+    grouped = photos | f"{label}.key" >> beam.Map(lambda photo: (key(photo), photo)) \
+        | f"{label}.group" >> beam.GroupByKey()
+    return apply_stage(grouped, stage, dofn, label=label)

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
-from pipeline.demo import demo_image
+from pipeline.fixtures.demo_world import demo_image
 from pipeline.records import Photo
 
 # FnApiRunner never reaches out to the internet (the default DirectRunner tries to download Prism).
 LOCAL = ["--runner=FnApiRunner"]
+# Whole-job runs whose test is not about detection skip the CPU-heavy detectors.
+FAST = [*LOCAL, "--detectors=none"]
 
 
 def local_pipeline() -> TestPipeline:
     return TestPipeline(options=PipelineOptions(LOCAL))
-
-
-@pytest.fixture
-def make_pipeline():
-    return local_pipeline
 
 
 def photo(photo_id: str = "1", **fields) -> Photo:

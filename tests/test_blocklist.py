@@ -4,12 +4,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist, Matcher, parse_blocklist
 from pipeline.cli import run
-from pipeline.demo import build_demo_world
+from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from pipeline.images import ImageConfig, normalise
-from tests.conftest import LOCAL, local_pipeline, photo, real_jpeg
+from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist, Matcher, parse_blocklist
+from pipeline.stages.image import ImageConfig, normalise
+from tests.conftest import FAST, local_pipeline, photo, real_jpeg
 
 LIST = """# takedowns, 2026-11
 photo_id 42
@@ -60,7 +60,7 @@ def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path)
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path)
         stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
-                     f"--blocklist={tmp_path / 'takedowns.txt'}", *LOCAL])
+                     f"--blocklist={tmp_path / 'takedowns.txt'}", *FAST])
         assert server.hits["/1/1005_abcdef0123.jpg"] == 0
     assert stats["accounted"]
     assert stats["rejections_by_stage"]["blocklist"] == {"blocklisted": 1}

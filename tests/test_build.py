@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.build import build
 from pipeline.cli import pipeline_options, run
-from pipeline.demo import DEMO_PHOTOS, demo_image
+from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.static_server import PLACEHOLDER_URL, Response, StaticServer, image, redirect, status
 from pipeline.fixtures.yfcc_rows import CC_BY_NC_2, yfcc_line
 from pipeline.options import PassOptions
@@ -188,7 +188,7 @@ def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_p
 
 def test_build_wiring_with_assert_that(server, tmp_path):
     """The same accounting checked inside the pipeline, on the demo world."""
-    from pipeline.demo import build_demo_world
+    from pipeline.fixtures.demo_world import build_demo_world
 
     metadata = build_demo_world(server, tmp_path)
     options = pipeline_options([f"--input={metadata}", f"--output={tmp_path / 'out'}",

@@ -9,10 +9,10 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.cache import FetchImages, cache_files, cache_key, shaping_options
 from pipeline.fixtures.static_server import StaticServer, image, status
-from pipeline.images import ImageConfig, normalise
+from pipeline.io.work_cache import FetchImages, cache_files, cache_key, shaping_options
 from pipeline.options import PassOptions
+from pipeline.stages.image import ImageConfig, normalise
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 

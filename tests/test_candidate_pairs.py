@@ -7,8 +7,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.candidate_pairs import node_id, pairs_in_partition, rows_of, split_partitions
-from pipeline.near_dedup import Edge, Node, confirmed, key_masks
+from pipeline.near_dup.candidate_pairs import node_id, pairs_in_partition, rows_of, split_partitions
+from pipeline.near_dup.pigeonhole import Edge, Node, key_masks
+from tests.oracles import confirmed
 
 
 def flip(value, rng, bits):

@@ -3,7 +3,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cap import CapPerOwner, _KeepFirstN, cap_rank
+from pipeline.stages.owner_cap import CapPerOwner, _KeepFirstN, cap_rank
 from tests.conftest import local_pipeline, photo
 
 

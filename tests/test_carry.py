@@ -8,8 +8,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.carry import ReadRelease
-from pipeline.formats import PARQUET_SCHEMA, write_parquet
+from pipeline.io.formats import PARQUET_SCHEMA, write_parquet
+from pipeline.release.carry import ReadRelease
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 STORED = [name for name in PARQUET_SCHEMA.names]

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main, run
-from pipeline.demo import build_demo_world
+from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from tests.conftest import LOCAL
+from tests.conftest import FAST
 
 BUCKET = "pass-test-bucket"
 
@@ -76,7 +76,7 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
         gcs.blob("lists/takedowns.txt").upload_from_string("photo_id 1005\n")
         stats = run([f"--input=gs://{BUCKET}/input/*.tsv", f"--output=gs://{BUCKET}/release",
                      f"--allowed_hosts={server.host}", f"--blocklist=gs://{BUCKET}/lists/takedowns.txt",
-                     "--shards=2", *LOCAL])
+                     "--shards=2", *FAST])
     assert stats["accounted"] and stats["kept"] == 7 and stats["rejections_by_stage"]["blocklist"]
     names = {blob.name for blob in gcs.client.list_blobs(BUCKET, prefix="release/")}
     manifest = json.loads(gcs.blob("release/manifest.json").download_as_bytes())

@@ -8,10 +8,10 @@ import json
 
 from PIL import Image
 
-from pipeline.datasheet import PLOTS, write_datasheet
-from pipeline.formats import write_parquet, write_rejections
+from pipeline.io.formats import write_parquet, write_rejections
+from pipeline.io.report import build_stats
 from pipeline.records import Rejection
-from pipeline.stats import build_stats
+from pipeline.release.datasheet import PLOTS, write_datasheet
 from tests.conftest import photo, real_jpeg
 
 

@@ -3,11 +3,11 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.cli import run
-from pipeline.decontaminate import Decontaminate, expand_eval_source
-from pipeline.demo import build_demo_world
+from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from pipeline.images import ImageConfig, normalise
-from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image, real_jpeg
+from pipeline.stages.decontaminate import Decontaminate, expand_eval_source
+from pipeline.stages.image import ImageConfig, normalise
+from tests.conftest import FAST, encode, local_pipeline, photo, real_image, real_jpeg
 
 CFG = ImageConfig()
 
@@ -54,6 +54,6 @@ def test_job_with_decontamination(tmp_path, eval_set):
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path)
         stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
-                     f"--decontaminate={eval_set}", *LOCAL])
+                     f"--decontaminate={eval_set}", *FAST])
     assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 2}
     assert stats["kept"] == 6

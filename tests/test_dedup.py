@@ -3,7 +3,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.dedup import ExactDuplicates, survivor_rank
+from pipeline.records import survivor_rank
+from pipeline.stages.exact_dedup import ExactDuplicates
 from tests.conftest import local_pipeline, photo
 
 

@@ -9,7 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from pipeline import flex_metadata
+from pipeline.commands import flex_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -45,8 +45,8 @@ def test_entrypoint_is_beam_boot_and_launcher_is_present():
     assert entrypoints == ['["/opt/apache/beam/boot"]']
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in DOCKERFILE
     assert "/opt/google/dataflow/python_template_launcher" in DOCKERFILE
-    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/flex_main.py" in DOCKERFILE
-    assert (ROOT / "pipeline" / "flex_main.py").exists()
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/commands/flex_main.py" in DOCKERFILE
+    assert (ROOT / "pipeline" / "commands" / "flex_main.py").exists()
 
 
 def test_no_secrets_baked_in():
@@ -58,7 +58,8 @@ def test_no_secrets_baked_in():
 
 def test_flex_template_spec_is_generated_from_the_options():
     committed = (ROOT / "flex_template" / "metadata.json").read_text()
-    assert committed == flex_metadata.render(), "run: python -m pipeline.flex_metadata > flex_template/metadata.json"
+    assert committed == flex_metadata.render(), \
+        "run: python -m pipeline.commands.flex_metadata > flex_template/metadata.json"
     spec = json.loads(committed)
     names = [p["name"] for p in spec["parameters"]]
     assert {"input", "output", "max_side", "per_owner_cap", "near_dup_distance", "blocklist"} <= set(names)
@@ -84,7 +85,7 @@ def test_flex_regexes_accept_and_refuse():
 
 
 def test_the_launcher_runs_a_refresh_when_a_previous_release_is_named():
-    from pipeline.flex_main import command
+    from pipeline.commands.flex_main import command
 
     assert command(["--output=gs://b", "--previous=latest"]) == ["refresh", "--output=gs://b", "--previous=latest"]
     assert command(["--input=gs://b/x", "--output=gs://b/o"])[0] == "run"

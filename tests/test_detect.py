@@ -8,9 +8,9 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.detect import Detect, read_decisions
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
+from pipeline.stages.detect import Detect, read_decisions
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 SPECS = select(load_registry(), "default")

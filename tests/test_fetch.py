@@ -2,9 +2,9 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.fetch import Fetch, sized_url
 from pipeline.fixtures.static_server import StaticServer, image, status
 from pipeline.options import PassOptions
+from pipeline.stages.fetch import Fetch, sized_url
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 

@@ -12,14 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
-from pipeline.sources.flickr_api import (
-    Credentials,
-    CredentialsError,
-    FlickrClient,
-    KeyPool,
-    load_credentials,
-    split_windows,
-)
+from pipeline.flickr.client import FlickrClient, KeyPool, split_windows
+from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
 
 KEY = Credentials("fixture-key-123", "fixture-secret-456")
 

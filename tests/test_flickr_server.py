@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipeline.fixtures.flickr_server import SEARCH_DEPTH, FixturePhoto, FlickrServer, World
-from pipeline.http_client import FetchConfig, Fetcher
+from pipeline.io.http_client import FetchConfig, Fetcher
 
 
 def world(count: int = 30) -> World:

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import main, run
-from pipeline.demo import DEMO_PHOTOS, demo_image
+from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.sources.flickr import parse_date, photo_from_search
-from tests.conftest import LOCAL
+from tests.conftest import FAST, LOCAL
 
 DAY = 1_600_000_000 - 1_600_000_000 % 86400  # a UTC midnight
 # Photographs of people: found by the detectors and never kept, whatever their license.
@@ -69,7 +69,7 @@ def test_originals_only_on_request(flickr, tmp_path):
     server.world.photos[3].can_download_original = False  # the owner does not allow original downloads
     args = ["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
             "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--allowed_hosts={server.host}",
-            "--near_dup_distance=-1", *LOCAL]
+            "--near_dup_distance=-1", *FAST]
     run([*args, f"--output={tmp_path / 'sized'}"])
     sized = pq.read_table(tmp_path / "sized" / "parquet").to_pylist()
     assert sized and not any("_o." in row["fetched_url"] for row in sized)
@@ -93,7 +93,7 @@ def test_a_refused_window_count_is_a_rejection_not_a_failed_job(flickr, tmp_path
     server.inject_api_error(3, "General request failure", method="flickr.photos.search")  # not retryable
     stats = run(["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
                  "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--output={tmp_path / 'out'}",
-                 f"--allowed_hosts={server.host}", "--near_dup_distance=-1", "--flickr_search_depth=4", *LOCAL])
+                 f"--allowed_hosts={server.host}", "--near_dup_distance=-1", "--flickr_search_depth=4", *FAST])
     assert stats["accounted"] and stats["rejections_by_stage"]["read"] == {"api_error": 1}
     [refused] = [r for r in pq.read_table(tmp_path / "out" / "rejections").to_pylist() if r["stage"] == "read"]
     assert refused["stage"] == "read" and "window count refused, code 3" in refused["detail"]
@@ -123,8 +123,8 @@ def test_credentials_from_secret_manager(flickr, monkeypatch):
     import google_crc32c
 
     from pipeline.fixtures.static_server import Response, StaticServer, status
-    from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, credentials_for
-    from pipeline.sources.flickr_api import Credentials, CredentialsError
+    from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
+    from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 
     server, _ = flickr
     document = json.dumps({"keys": [{"key": "fixture-key", "secret": "fixture-secret"},
@@ -141,14 +141,14 @@ def test_credentials_from_secret_manager(flickr, monkeypatch):
         secrets.add("/v1/projects/p/secrets/bad/versions/latest:access", answer(document, 12345))
         secrets.add("/v1/projects/p/secrets/gone/versions/latest:access", status(404))
         monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", f"http://{secrets.host}")
-        assert credentials_for("sm://projects/p/secrets/flickr") == (
+        assert load_credentials("sm://projects/p/secrets/flickr") == (
             Credentials("fixture-key", "fixture-secret"), Credentials("second-key", "second-secret"))
         server.api_keys = {"fixture-key", "second-key"}
         ReadFlickr(FlickrSourceConfig(server.rest_url, "sm://projects/p/secrets/flickr", "4,11", 0, 1, 512))
         with pytest.raises(CredentialsError, match="corrupted"):
-            credentials_for("sm://projects/p/secrets/bad")
+            load_credentials("sm://projects/p/secrets/bad")
         with pytest.raises(CredentialsError, match="NotFound") as err:
-            credentials_for("sm://projects/p/secrets/gone")
+            load_credentials("sm://projects/p/secrets/gone")
         assert "fixture" not in str(err.value)
 
 

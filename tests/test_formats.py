@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tfrecord import example_pb2
 
-from pipeline import formats
+from pipeline.io import formats
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 PHOTOS = [

@@ -3,7 +3,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.hash_index import HashIndex
+from pipeline.near_dup.hash_index import HashIndex
 
 
 def brute(entries, value):

@@ -3,7 +3,7 @@ import time
 import pytest
 
 from pipeline.fixtures.static_server import PLACEHOLDER_URL, Response, StaticServer, image, redirect, status
-from pipeline.http_client import (
+from pipeline.io.http_client import (
     FetchConfig,
     Fetcher,
     forbids_ai,

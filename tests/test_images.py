@@ -7,7 +7,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipeline.images import ImageConfig, ImageRejected, NormaliseImages, normalise
+from pipeline.stages.image import ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
 from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg
 

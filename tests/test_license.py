@@ -2,7 +2,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.license import FilterLicense, is_cc_by, license_rejection
+from pipeline.stages.license import FilterLicense, is_cc_by, license_rejection
 from tests.conftest import local_pipeline, photo
 
 

@@ -14,24 +14,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import run
-from pipeline.dedup import survivor_rank
-from pipeline.demo import build_demo_world
+from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
-from pipeline.near_dedup import (
-    NearDuplicates,
+from pipeline.near_dup.pigeonhole import (
     Node,
     block_masks,
     bucket_pairs,
     candidate_keys,
-    collapse_key,
-    confirmed,
     greedy_survivors,
     key_masks,
     previous_node,
 )
+from pipeline.records import survivor_rank
+from pipeline.stages.near_dedup import NearDuplicates, collapse_key
 from tests.bad_images import crop_variant
-from tests.conftest import LOCAL, encode, local_pipeline, photo, real_image
+from tests.conftest import FAST, encode, local_pipeline, photo, real_image
+from tests.oracles import confirmed
 
 
 def first_shared_key(a: int, b: int, masks: list[int]) -> int:
@@ -244,14 +243,14 @@ def test_second_run_compares_against_first_release_index(tmp_path):
     photo is rejected as its near duplicate, a new photo is kept, and run 2's index holds both runs."""
     with StaticServer() as server:
         first = build_demo_world(server, tmp_path / "one")
-        run([f"--input={first}", f"--output={tmp_path / 'r1'}", f"--allowed_hosts={server.host}", *LOCAL])
+        run([f"--input={first}", f"--output={tmp_path / 'r1'}", f"--allowed_hosts={server.host}", *FAST])
         copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
         lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
                  yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
         second = tmp_path / "two.tsv"
         second.write_text("\n".join(lines) + "\n")
         stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
-                     f"--previous_index={tmp_path / 'r1' / 'near_dup_index' / '*.parquet'}", *LOCAL])
+                     f"--previous_index={tmp_path / 'r1' / 'near_dup_index' / '*.parquet'}", *FAST])
     assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
     rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
     assert (rejection["photo_id"], rejection["duplicate_of"]) == ("5001", "1004")

@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.demo import demo_image
+from pipeline.commands.refresh import detectors_for
+from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
-from pipeline.release import ReleaseError, check_new_release, refresh_argv
+from pipeline.release.refresh import ReleaseError, check_new_release, refresh_argv
 from tests.conftest import LOCAL, encode, real_image
 
 SEPT = int(dt.datetime(2020, 9, 1, tzinfo=dt.UTC).timestamp())
@@ -152,8 +153,9 @@ def test_a_killed_refresh_resumes_to_the_same_release(flickr, tmp_path):
     server.world.photos += [fixture_photo("106", "grass.jpg", 15), fixture_photo("107", "gravel.jpg", 16),
                             fixture_photo("109", "hubble_deep_field.jpg", 18)]
     base = tmp_path / "base"
+    # Detection off (the refreshes inherit it): what is under test is resuming, not detecting.
     assert refresh(server, credentials, base, "2020-09", "", "--source=flickr", "--min_upload_date=2020-09-01",
-                   "--max_upload_date=2020-09-10") == 0
+                   "--max_upload_date=2020-09-10", "--detectors=none") == 0
     previous = str(base / "releases" / "2020-09")
     assert refresh(server, credentials, tmp_path / "straight", "2020-10", previous,
                    "--max_upload_date=2020-09-30") == 0
@@ -184,7 +186,7 @@ def test_a_killed_refresh_resumes_to_the_same_release(flickr, tmp_path):
 
 
 def test_latest_published_release(tmp_path):
-    from pipeline.release import latest_release
+    from pipeline.release.refresh import latest_release
 
     assert latest_release(str(tmp_path)) is None
     for name, published in (("2026-09", True), ("2026-10", True), ("2026-11", False)):
@@ -203,7 +205,7 @@ def test_guards_and_inherited_options(tmp_path):
         check_new_release(str(tmp_path / "r1"), None)
     with pytest.raises(ReleaseError, match="inside, above or equal"):
         check_new_release(str(tmp_path / "r1" / "sub"), str(tmp_path / "r1"))
-    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--max_side=512"], None,
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--max_side=512"], detectors_for,
                         today=dt.date(2020, 10, 2))
     assert "--max_side=512" in argv and "--max_side=256" not in argv and "--formats=parquet" in argv
     assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
@@ -213,7 +215,7 @@ def test_guards_and_inherited_options(tmp_path):
 
 def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
     """A YFCC dump has no new uploads: the refresh carries the release over and applies takedowns."""
-    from pipeline.demo import build_demo_world
+    from pipeline.fixtures.demo_world import build_demo_world
     from pipeline.fixtures.static_server import StaticServer
 
     with StaticServer() as server:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.review import apply_decisions, contact_sheet, write_review
+from pipeline.release.review import apply_decisions, contact_sheet, write_review
 from tests.conftest import photo, real_jpeg
 
 
@@ -54,8 +54,8 @@ def test_the_loop_through_two_runs(tmp_path):
     """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
     in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it."""
     from pipeline.cli import run
-    from pipeline.demo import build_demo_world
     from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.fixtures.demo_world import build_demo_world
     from pipeline.fixtures.static_server import StaticServer
     from tests.conftest import LOCAL
 
@@ -85,8 +85,8 @@ def test_the_loop_through_two_runs(tmp_path):
 
 
 def test_review_files_are_verified_against_the_manifest(tmp_path):
-    from pipeline.sinks import write_json
-    from pipeline.verify import verify
+    from pipeline.io.files import write_json
+    from pipeline.release.verify import verify
 
     entries = write_review([photo("1", image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
     write_json(str(tmp_path), "manifest.json", {"files": entries})

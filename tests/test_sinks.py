@@ -4,7 +4,8 @@ from collections import Counter
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.sinks import WriteDataset, attribution_csv, shard_count, shard_of, write_atomically
+from pipeline.io.files import write_atomically
+from pipeline.io.sinks import WriteDataset, attribution_csv, shard_count, shard_of
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 

@@ -32,3 +32,26 @@ def test_coders_round_trip_and_are_deterministic():
     r = Rejection("7", "s", "r", "d", "1", "f:1")
     assert RejectionCoder().decode(RejectionCoder().encode(r)) == r
     assert beam.coders.registry.get_coder(Photo).is_deterministic()
+
+
+class FailsOnGroups(beam.DoFn):
+    def process(self, keyed):
+        raise RuntimeError("unexpected")
+
+
+def test_a_failed_cogrouped_element_rejects_each_of_its_photos_and_nothing_else():
+    """A CoGroupByKey element is (key, {tag: records}): its photos are the records, not its tags
+    or the other side's values (here near-duplicate decisions)."""
+    with local_pipeline() as p:
+        photos = p | "Photos" >> beam.Create([("h1", photo("1")), ("h1", photo("2")), ("h2", photo("3"))])
+        decisions = p | "Decisions" >> beam.Create([("h1", ("9", 3, False))])
+        grouped = {"photos": photos, "dropped": decisions} | beam.CoGroupByKey()
+        out = apply_stage(grouped, "t", FailsOnGroups())
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)),
+                    equal_to([("1", "internal_error"), ("2", "internal_error"), ("3", "internal_error")]))
+
+
+def test_a_failed_raw_line_is_rejected_under_its_file_and_line():
+    with local_pipeline() as p:
+        out = apply_stage(p | beam.Create([("a.tsv:7", b"x\ty")]), "read", FailsOnGroups())
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.source_ref)), equal_to([("a.tsv:7", "a.tsv:7")]))

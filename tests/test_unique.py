@@ -1,7 +1,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.unique import DropRepeatedIds, source_order
+from pipeline.stages.unique_id import DropRepeatedIds, source_order
 from tests.conftest import local_pipeline, photo
 
 

@@ -3,11 +3,11 @@ import shutil
 import pytest
 
 from pipeline.cli import main, run
-from pipeline.demo import build_demo_world
+from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from pipeline.formats import tfrecord_frame
-from pipeline.verify import tfrecord_count, verify
-from tests.conftest import LOCAL
+from pipeline.io.formats import tfrecord_frame
+from pipeline.release.verify import tfrecord_count, verify
+from tests.conftest import FAST
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def release(tmp_path_factory):
     with StaticServer() as server:
         metadata = build_demo_world(server, directory / "in")
         run([f"--input={metadata}", f"--output={directory / 'out'}", f"--allowed_hosts={server.host}", "--shards=2",
-             *LOCAL])
+             *FAST])
     return directory / "out"
 
 

@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main, run
-from pipeline.demo import demo_image
+from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.yfcc_rows import yfcc_line
-from pipeline.sources.flickr_api import Credentials, FlickrClient
-from tests.conftest import LOCAL
+from pipeline.flickr.client import FlickrClient
+from pipeline.flickr.credentials import Credentials
+from tests.conftest import FAST
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_deleted_and_relicensed_photos_are_rejected_before_fetch(world_and_input
     server, credentials, metadata = world_and_input
     stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
                  "--verify_license", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
-                 "--flickr_calls_per_second=0", *LOCAL])
+                 "--flickr_calls_per_second=0", *FAST])
     assert stats["accounted"]
     rejections = {r["photo_id"]: (r["reason"], r["detail"]) for r in pq.read_table(tmp_path / "out" / "rejections")
                   .to_pylist()}
@@ -70,7 +71,7 @@ def test_a_refused_owner_search_falls_back_to_per_photo_checks(world_and_input, 
     server.inject_api_error(2, "Unknown user", method="flickr.photos.search")  # e.g. a closed account
     stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
                  "--verify_license", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
-                 "--flickr_calls_per_second=0", *LOCAL])
+                 "--flickr_calls_per_second=0", *FAST])
     reasons = {r["photo_id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "rejections").to_pylist()}
     kept = {row["photo_id"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
     assert stats["accounted"] and reasons == {"7001": "relicensed", "7002": "deleted"}

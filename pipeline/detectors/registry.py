@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.sinks import read_bytes
+from pipeline.io.files import read_bytes
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
 # installed elsewhere (the worker image sets it to the folder it fetched the models into).
@@ -91,7 +91,6 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         for key in ("mean", "std"):
             if key in raw_input:
                 raw_input[key] = tuple(float(v) for v in raw_input[key])
-        raw_input.pop("size_multiple", None)
         spec = DetectorSpec(
             name=str(entry["name"]), kind=str(entry.get("kind", "other")), file=_resolve(entry["file"], registry_path),
             sha256=str(entry["sha256"]).lower(), input=InputSpec(**raw_input), decoder=dict(entry["decoder"]),

@@ -2,7 +2,7 @@
 YFCC source, so every later stage is shared.
 
 The upload-time range is split into windows that each stay under Flickr's search depth
-(`flickr_api.split_windows`), windows and then their pages are reshuffled so that they fan out
+(`flickr.client.split_windows`), windows and then their pages are reshuffled so that they fan out
 across workers, and each page's results become Photos. Credentials are loaded in each worker's
 `setup()` from the environment or a file (local or gs://), so they are never part of the
 pickled pipeline. A page the API refuses becomes one rejection naming the window and page.
@@ -11,35 +11,24 @@ pickled pipeline. A page the API refuses becomes one rejection naming the window
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import flickrapi
-import google_crc32c
 
+from pipeline.flickr.client import SEARCH_DEPTH, FlickrClient, split_windows
+from pipeline.flickr.credentials import CredentialsError, load_credentials
+from pipeline.flickr.licenses import LICENSES
 from pipeline.records import Photo, Rejection
-from pipeline.sinks import read_bytes
-from pipeline.sources.flickr_api import (
-    SEARCH_DEPTH,
-    Credentials,
-    CredentialsError,
-    FlickrClient,
-    load_credentials,
-    parse_keys,
-    split_windows,
-)
-from pipeline.sources.flickr_licenses import LICENSES
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "read"
 PER_PAGE = 500
 EXTRAS = ("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias,"
           "url_m,url_z,url_c,url_b,url_o")
-# Smallest Flickr size whose longer side covers max_side (the same rule as fetch.sized_url).
+# Smallest Flickr size whose longer side covers max_side (the same rule as stages.fetch.sized_url).
 _SIZES = ((240, "url_m"), (640, "url_z"), (800, "url_c"), (1024, "url_b"))
 
 
@@ -62,51 +51,6 @@ def parse_date(value: str) -> int:
         return int(value)
     day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
     return int(day.timestamp())
-
-
-SECRET_SCHEME = "sm://"
-
-
-def read_secret(name: str) -> bytes:
-    """A Secret Manager secret's payload ("projects/P/secrets/S[/versions/V]", latest by default),
-    through the real client: gRPC with the worker's credentials, or REST to
-    SECRET_MANAGER_EMULATOR_HOST when that is set (tests). The payload's CRC32C is checked."""
-    from google.api_core import exceptions
-    from google.cloud import secretmanager
-
-    if "/versions/" not in name:
-        name = f"{name}/versions/latest"
-    endpoint = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
-    if endpoint:
-        from google.auth.credentials import AnonymousCredentials
-
-        client = secretmanager.SecretManagerServiceClient(
-            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
-    else:
-        client = secretmanager.SecretManagerServiceClient()
-    try:
-        payload = client.access_secret_version(name=name).payload
-    except exceptions.GoogleAPICallError as err:
-        raise CredentialsError(f"cannot read the Flickr credentials secret {name}: {type(err).__name__}") from None
-    if payload.data_crc32c and google_crc32c.value(payload.data) != payload.data_crc32c:
-        raise CredentialsError(f"the secret {name} arrived corrupted (CRC32C mismatch)")
-    return payload.data
-
-
-def credentials_for(path: str | None) -> tuple[Credentials, ...]:
-    """The API keys from a JSON document (see `parse_keys`) in Secret Manager (sm://projects/P/secrets/S),
-    in a file (local, or gs:// and other Beam filesystems), or from the environment."""
-    if path and path.startswith(SECRET_SCHEME):
-        try:
-            return parse_keys(json.loads(read_secret(path.removeprefix(SECRET_SCHEME))))
-        except (ValueError, KeyError, TypeError) as err:
-            raise CredentialsError(f"the secret {path} is not a credentials document: {type(err).__name__}") from None
-    if path and "://" in path:
-        try:
-            return parse_keys(json.loads(read_bytes(path)))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
-    return load_credentials(path)
 
 
 def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
@@ -147,7 +91,7 @@ class _ClientDoFn(beam.DoFn):
         self._cfg = cfg
 
     def setup(self) -> None:
-        self._client = FlickrClient(credentials_for(self._cfg.credentials_path), self._cfg.rest_url,
+        self._client = FlickrClient(load_credentials(self._cfg.credentials_path), self._cfg.rest_url,
                                     calls_per_second=self._cfg.calls_per_second)
 
     def _search(self, low: int, high: int, **params: object) -> dict:
@@ -202,7 +146,7 @@ class ReadFlickr(beam.PTransform):
         super().__init__()
         self._cfg = cfg
         # Fail at construction, not in thousands of rejections: a refused key or missing credentials.
-        FlickrClient(credentials_for(cfg.credentials_path), cfg.rest_url).check_key()
+        FlickrClient(load_credentials(cfg.credentials_path), cfg.rest_url).check_key()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
         span = pbegin | "Range" >> beam.Create([(self._cfg.min_upload, self._cfg.max_upload)])

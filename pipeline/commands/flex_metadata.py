@@ -1,0 +1,95 @@
+"""Generates the Flex Template spec (flex_template/metadata.json) from the job's own options, so
+the template can never drift from `pass-pipeline run`: every flag of PassOptions becomes a
+template parameter with its help text and a validation regex.
+
+    .venv/bin/python -m pipeline.commands.flex_metadata > flex_template/metadata.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline.options import PassOptions
+
+GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
+GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
+GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*$"
+REGEXES = {
+    int: r"^-?[0-9]+$",
+    float: r"^[0-9]+(\.[0-9]+)?$",
+}
+SPECIAL = {
+    "input": GCS_PATH,
+    "output": GCS_BUCKET_OR_PATH,
+    "model_registry": GCS_PATH,
+    "review_decisions": GCS_PATH,
+    "cache": GCS_PATH,
+    "carry_over": GCS_PATH,
+    "previous_index": GCS_PATH,
+    "blocklist": GCS_PATHS,
+    "decontaminate": GCS_PATHS,
+    "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
+    "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
+    "contact": r"^https?://.+$",
+    "source": r"^(yfcc|flickr)$",
+    "min_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
+    "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
+    "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",
+    "flickr_rest_url": r"^https?://.+$",
+    "flickr_credentials": r"^(sm://projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$",
+    "verify_license": r"^(true|false)$",
+}
+REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start
+# The monthly refresh's own parameters (`pass-pipeline refresh`); with `previous` set, the launcher
+# runs a refresh, and --output is then the releases' root.
+REFRESH = (
+    {"name": "previous", "label": "Previous release",
+     "helpText": "Run a refresh: the previous release's folder, or 'latest' for the newest published release "
+                 "under OUTPUT/releases (none yet: the first release). The new release goes to "
+                 "OUTPUT/releases/RELEASE.",
+     "isOptional": True, "regexes": [r"^(latest|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$"]},
+    {"name": "release", "label": "Release name",
+     "helpText": "Name of the new release in a refresh. Default: the launch month, YYYY-MM.",
+     "isOptional": True, "regexes": [r"^[A-Za-z0-9._-]+$"]},
+)
+
+
+def option_actions() -> list[argparse.Action]:
+    parser = argparse.ArgumentParser()
+    PassOptions._add_argparse_args(parser)
+    return [action for action in parser._actions if action.dest != "help"]
+
+
+def metadata() -> dict:
+    parameters = []
+    for action in option_actions():
+        default = f" Default: {action.default}." if action.default not in (None, "") else ""
+        parameter = {
+            "name": action.dest,
+            "label": action.dest.replace("_", " ").capitalize(),
+            "helpText": f"{action.help}{default}",
+            "isOptional": action.dest not in REQUIRED,
+        }
+        regex = SPECIAL.get(action.dest) or REGEXES.get(action.type)
+        if regex:
+            parameter["regexes"] = [regex]
+        parameters.append(parameter)
+    parameters += [dict(entry) for entry in REFRESH]
+    return {
+        "name": "PASS-style CC BY image dataset",
+        "description": "Builds a CC BY, fully attributed image dataset from YFCC100M metadata (see README).",
+        "streaming": False,
+        "supportsAtLeastOnce": False,
+        "supportsExactlyOnce": True,
+        "defaultStreamingMode": "UNSPECIFIED",
+        "parameters": parameters,
+    }
+
+
+def render() -> str:
+    return json.dumps(metadata(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,47 @@
+"""`pass-pipeline refresh`: the next release from the previous one (see pipeline/release/refresh.py)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.build import detectors_of
+from pipeline.commands.run import UsageError, run, summary
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.options import PassOptions
+from pipeline.release import refresh as release
+from pipeline.release.verify import verify
+
+
+def detectors_for(argv: Sequence[str]) -> list[DetectorSpec]:
+    return detectors_of(PipelineOptions(list(argv)).view_as(PassOptions))
+
+
+def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    name = args.release or release.default_name()
+    target = release.release_dir(args.output, name)
+    previous = args.previous.rstrip("/") or None
+    if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)
+        previous = release.latest_release(args.output)
+        if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
+            raise UsageError(f"release {name} is already published: {previous}")
+    release.check_new_release(target, previous)
+    if previous:
+        problems = list(verify(previous))
+        if problems:
+            raise UsageError(f"the previous release {previous} does not match its manifest "
+                             f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
+    release.clean_partial_writes(target)
+    argv = release.refresh_argv(previous, args.output, name, rest, detectors_for)
+    stats = run(argv, overwrite=True)  # only an unpublished (resumed) release can be here: checked above
+    log = release.finish(target, previous, name)
+    print(summary(target, stats))
+    if log:
+        removed = sum(len(ids) for ids in log["removed"].values())
+        print(f"  changes: {len(log['added'])} added, {removed} removed, {log['unchanged']} unchanged "
+              f"(CHANGELOG.md)")
+    return 0 if stats["accounted"] else 3
+
+

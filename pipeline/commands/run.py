@@ -1,0 +1,130 @@
+"""`pass-pipeline run`: checks at launch, the job, then its stats and a summary.
+
+Flags follow Beam's style (--name=value); any flag we do not define is a Beam pipeline option
+and passes through, so `--runner=DataflowRunner --project=...` work as with any Beam job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult
+
+from pipeline.build import build
+from pipeline.flickr.client import API_METRICS
+from pipeline.io import report
+from pipeline.io.files import matching
+from pipeline.io.layout import holds_run, is_published, run_files
+from pipeline.options import PassOptions, validate
+
+# The local default: Beam's DirectRunner first tries to download the Prism runner binary from
+# the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
+# and supports --direct_num_workers with --direct_running_mode=multi_processing.
+LOCAL_RUNNER = "FnApiRunner"
+
+
+class UsageError(Exception):
+    pass
+
+
+MONTH_TOKEN = "{YYYY-MM}"
+
+
+def expand_month(argv: Sequence[str], now: dt.datetime | None = None) -> list[str]:
+    """`--output=gs://b/releases/{YYYY-MM}` -> the launch month (UTC): a scheduled monthly launch
+    whose request body cannot compute dates still writes each release under its own prefix."""
+    month = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
+    return [arg.replace(MONTH_TOKEN, month) for arg in argv]
+
+
+def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    options = PipelineOptions(expand_month(argv))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    problems = validate(options.view_as(PassOptions))
+    if problems:
+        raise UsageError("; ".join(problems))
+    return options
+
+
+def check_output(output: str, overwrite: bool) -> None:
+    """A run never silently mixes its files with an earlier run's."""
+    if is_published(output):
+        raise UsageError(f"{output} is a published release; releases are never modified, not even with --overwrite")
+    earlier = holds_run(output)
+    if earlier and not overwrite:
+        raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
+    if earlier:
+        stale = run_files(output)
+        if stale:
+            FileSystems.delete(stale)
+
+
+def check_input(pattern: str) -> None:
+    if not matching(pattern):
+        raise UsageError(f"--input {pattern!r} matches no file")
+
+
+def preflight(opts: PassOptions, runner: str) -> None:
+    """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
+    model file (sha256), and — when the job runs here — a GPU that was required but is not used.
+    On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check."""
+    from pipeline.build import detectors_of, runtime_of
+    from pipeline.detectors.handler import create_session
+    from pipeline.detectors.registry import read_model
+
+    specs = detectors_of(opts)
+    local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    for spec in specs:
+        if opts.require_gpu and local:
+            create_session(spec, runtime_of(opts))  # reads and checks the model, then the provider
+        else:
+            read_model(spec)
+    if opts.require_gpu and not specs:
+        raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
+
+
+def run(argv: Sequence[str], overwrite: bool = False) -> dict:
+    """Runs the job to completion and returns its stats (stats.json)."""
+    options = pipeline_options(argv)
+    opts = options.view_as(PassOptions)
+    if opts.source == "yfcc" and opts.input:
+        check_input(opts.input)
+    check_output(opts.output, overwrite)
+    preflight(opts, options.view_as(StandardOptions).runner)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, opts)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return report.add_api_calls(opts.output, api_calls(result))
+
+
+def api_calls(result: PipelineResult) -> dict[str, int]:
+    """Flickr API calls by method, summed over every worker (Beam counters of FlickrClient)."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(API_METRICS))["counters"]
+    calls: dict[str, int] = {}
+    for counter in counters:
+        calls[counter.key.metric.name] = calls.get(counter.key.metric.name, 0) + int(counter.committed or 0)
+    return dict(sorted(calls.items()))
+
+
+def summary(output: str, stats: dict) -> str:
+    reasons = ", ".join(f"{stage}/{reason}: {n}" for stage, by_reason in stats["rejections_by_stage"].items()
+                        for reason, n in by_reason.items())
+    return (
+        f"kept {stats['kept']} of {stats['input_rows']} input rows "
+        f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
+        f"  rejected: {reasons or 'none'}\n"
+        f"  dataset:     {output}/webdataset, {output}/parquet, {output}/tfrecord\n"
+        f"  rejections:  {output}/rejections\n"
+        f"  stats:       {output}/stats.json   manifest: {output}/manifest.json\n"
+        f"  attribution: {output}/ATTRIBUTION.csv"
+    )
+
+

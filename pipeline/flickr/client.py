@@ -1,0 +1,141 @@
+"""The Flickr API as the pipeline uses it: several keys, retries, call accounting, and the
+time-window split that keeps every search under Flickr's result-depth cap.
+
+Plain Python over `flickrapi` (no Beam), so it is tested directly against the fixture server. The
+Beam source (`--source=flickr`) is built on these pieces.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar
+
+import flickrapi
+from apache_beam.metrics import Metrics
+
+from pipeline.flickr.credentials import Credentials, CredentialsError, fingerprint
+from pipeline.io.pacing import Pacer
+
+# flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
+# keep them quiet whatever the root logger's level, so credentials never reach a log.
+for _name in ("flickrapi", "oauthlib", "requests_oauthlib"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+API_METRICS = "flickr_api"
+SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages repeat
+RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
+INVALID_KEY = 100
+
+
+class KeyPool:
+    """Spreads calls over several API keys, each paced at `per_second` in this worker process:
+    a job's call budget is per_second x keys x worker processes. Each call takes the key that is
+    free soonest, so keys stay evenly used whichever thread or DoFn instance calls."""
+
+    def __init__(self, keys: tuple[Credentials, ...], per_second: float) -> None:
+        self._pacers = [Pacer(per_second) for _ in keys]
+        self._lock = threading.Lock()
+
+    def acquire(self, index: int | None = None) -> tuple[int, float]:
+        """(index of the key to use, seconds to wait before using it); `index` asks for one key."""
+        with self._lock:
+            if index is None:
+                index = min(range(len(self._pacers)), key=lambda i: self._pacers[i].free_at)
+            return index, self._pacers[index].reserve()
+
+
+class FlickrClient:
+    """flickrapi with retries on transient errors and a count of calls per method."""
+
+    # One pool per worker process, key set and rate, shared by every client and thread in it.
+    _pools: ClassVar[dict[tuple[tuple[str, ...], float], KeyPool]] = {}
+    _pools_lock = threading.Lock()
+
+    def __init__(self, credentials: Credentials | Sequence[Credentials], rest_url: str | None = None,
+                 max_retries: int = 4, backoff_base: float = 1.0, timeout: float = 30.0,
+                 calls_per_second: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        keys = (credentials,) if isinstance(credentials, Credentials) else tuple(credentials)
+        if not keys:
+            raise CredentialsError("no Flickr API key given")
+        self._apis = [flickrapi.FlickrAPI(k.key, k.secret, format="parsed-json", store_token=False, cache=False)
+                      for k in keys]
+        for api in self._apis:
+            if rest_url:
+                api.REST_URL = rest_url  # the fixture server, or a proxy
+        self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
+        self._timeout = timeout
+        pool_id = (tuple(fingerprint(k) for k in keys), calls_per_second)
+        with FlickrClient._pools_lock:
+            self._pool = FlickrClient._pools.setdefault(pool_id, KeyPool(keys, calls_per_second))
+        self.calls: Counter[str] = Counter()
+
+    def call(self, method: str, **params: object) -> dict:
+        """One API call; retried on error codes 0/105/201, HTTP 429 and 5xx; other errors raise
+        flickrapi.FlickrError with Flickr's code and message (never the key)."""
+        return self._call(None, method, params)
+
+    def _call(self, key_index: int | None, method: str, params: dict[str, object]) -> dict:
+        attempt = 0
+        while True:
+            index, wait = self._pool.acquire(key_index)  # Flickr allows 3,600 calls per hour per key
+            if wait > 0:
+                self._sleep(wait)
+            self.calls[method] += 1
+            Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
+            try:
+                return self._apis[index].do_flickr_call(method, timeout=self._timeout, **params)
+            except flickrapi.FlickrError as err:
+                code = getattr(err, "code", None)
+                transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
+                if not transient or attempt >= self._max_retries:
+                    raise
+            self._sleep(self._backoff * 2**attempt)
+            attempt += 1
+
+    def check_key(self) -> None:
+        """Fails at start with a clear message when any key is refused (error 100), naming it by
+        its position only."""
+        for position in range(1, len(self._apis) + 1):
+            try:
+                self._call(position - 1, "flickr.photos.licenses.getInfo", {})
+            except flickrapi.FlickrError as err:
+                if getattr(err, "code", None) == INVALID_KEY:
+                    raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "
+                                           "(error 100: invalid key)") from None
+                raise
+
+
+def _http_status(err: Exception) -> int | None:
+    text = str(err)
+    marker = "Status code "
+    if marker in text:
+        digits = text.split(marker, 1)[1][:3]
+        return int(digits) if digits.isdigit() else None
+    return None
+
+
+def split_windows(total_in: Callable[[int, int], int], low: int, high: int,
+                  depth: int = SEARCH_DEPTH) -> Iterator[tuple[int, int, int]]:
+    """(low, high, total) windows of upload time, inclusive at both ends, that together cover
+    [low, high] exactly once and each hold at most `depth` results, so that paging through each
+    window never reaches the depth past which Flickr repeats results. A one-second window that is
+    still over the cap is yielded as it is (it cannot be split further) with its true total.
+
+    `total_in(lo, hi)` asks the API for the number of matching photos (one call with per_page=1).
+    """
+    stack = [(low, high)]
+    while stack:
+        lo, hi = stack.pop()
+        total = total_in(lo, hi)
+        if total == 0:
+            continue
+        if total <= depth or lo == hi:
+            yield lo, hi, total
+            continue
+        middle = (lo + hi) // 2
+        stack.append((middle + 1, hi))  # popped second: windows come out in time order
+        stack.append((lo, middle))

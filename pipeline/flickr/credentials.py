@@ -1,0 +1,99 @@
+"""Flickr API keys: where they come from (Secret Manager, a file on any Beam filesystem, the
+environment) and how they are kept out of logs, reprs and error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import google_crc32c
+
+from pipeline.io.files import read_bytes
+
+SECRET_SCHEME = "sm://"
+
+class CredentialsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key: str
+    secret: str
+
+    def __repr__(self) -> str:  # never let a key reach a log or an exception message
+        return "Credentials(key=***, secret=***)"
+
+    __str__ = __repr__
+
+
+def parse_keys(data: object) -> tuple[Credentials, ...]:
+    """One key {"key": …, "secret": …}, several {"keys": [{…}, …]}, or a bare list of them."""
+    entries = data.get("keys", [data]) if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("no keys")
+    keys = tuple(Credentials(str(entry["key"]), str(entry["secret"])) for entry in entries)
+    if any(not (k.key and k.secret) for k in keys) or len({k.key for k in keys}) != len(keys):
+        raise ValueError("empty or repeated key")
+    return keys
+
+
+def load_credentials(path: str | None = None, environ: dict[str, str] | None = None) -> tuple[Credentials, ...]:
+    """The job's API keys from a JSON document (see `parse_keys`): a Secret Manager secret
+    (sm://projects/P/secrets/S[/versions/V]), a file on any Beam filesystem (local, gs://), or
+    else FLICKR_API_KEY / FLICKR_API_SECRET (several keys as comma-separated lists of equal
+    length). Error messages name the problem, never a key."""
+    if path and path.startswith(SECRET_SCHEME):
+        try:
+            return parse_keys(json.loads(read_secret(path.removeprefix(SECRET_SCHEME))))
+        except (ValueError, KeyError, TypeError) as err:
+            raise CredentialsError(f"the secret {path} is not a credentials document: {type(err).__name__}") from None
+    if path:
+        try:
+            return parse_keys(json.loads(read_bytes(path)))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
+    env = os.environ if environ is None else environ
+    keys = [k.strip() for k in env.get("FLICKR_API_KEY", "").split(",")]
+    secrets = [s.strip() for s in env.get("FLICKR_API_SECRET", "").split(",")]
+    if not all(keys) or not all(secrets) or len(keys) != len(secrets):
+        raise CredentialsError("no Flickr credentials: set FLICKR_API_KEY and FLICKR_API_SECRET (equally many, "
+                               "comma-separated) or pass a file")
+    try:
+        return parse_keys([{"key": k, "secret": s} for k, s in zip(keys, secrets, strict=True)])
+    except ValueError:
+        raise CredentialsError("FLICKR_API_KEY lists the same key twice") from None
+
+
+def fingerprint(credentials: Credentials) -> str:
+    """Names a key inside this process (pacer sharing) without holding or showing the key itself."""
+    return hashlib.sha256(credentials.key.encode()).hexdigest()[:16]
+
+
+
+def read_secret(name: str) -> bytes:
+    """A Secret Manager secret's payload ("projects/P/secrets/S[/versions/V]", latest by default),
+    through the real client: gRPC with the worker's credentials, or REST to
+    SECRET_MANAGER_EMULATOR_HOST when that is set (tests). The payload's CRC32C is checked."""
+    from google.api_core import exceptions
+    from google.cloud import secretmanager
+
+    if "/versions/" not in name:
+        name = f"{name}/versions/latest"
+    endpoint = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
+    if endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        client = secretmanager.SecretManagerServiceClient(
+            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
+    else:
+        client = secretmanager.SecretManagerServiceClient()
+    try:
+        payload = client.access_secret_version(name=name).payload
+    except exceptions.GoogleAPICallError as err:
+        raise CredentialsError(f"cannot read the Flickr credentials secret {name}: {type(err).__name__}") from None
+    if payload.data_crc32c and google_crc32c.value(payload.data) != payload.data_crc32c:
+        raise CredentialsError(f"the secret {name} arrived corrupted (CRC32C mismatch)")
+    return payload.data

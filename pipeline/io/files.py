@@ -1,0 +1,76 @@
+"""Files on any Beam filesystem (local disk, gs://): whole-file reads, globbing, Parquet tables,
+and atomic writes (temporary name, then rename) that report each file's size and sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+
+class _HashingWriter(io.RawIOBase):
+    """Passes writes through to a file handle while counting bytes and hashing them."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self._handle.write(data)
+        self.size += len(data)
+        self.digest.update(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, Any]:
+    """Write through a temporary file and rename it into place; a retried or killed worker never
+    leaves a half-written file under the final name. Returns the file's size and sha256."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(temporary, mime_type="application/octet-stream",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        hashing = _HashingWriter(handle)
+        write(hashing)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+    return {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file, local or on any Beam filesystem."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read()
+
+
+def matching(pattern: str) -> list[str]:
+    """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
+    payload = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    entry = write_atomically(FileSystems.join(output, name), lambda handle: handle.write(payload))
+    return {"path": name, **entry}
+
+
+def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A whole Parquet file, local or on any Beam filesystem (read into memory: our Parquet files
+    are shards of bounded size)."""
+    return pq.read_table(io.BytesIO(read_bytes(path)), columns=list(columns) if columns is not None else None)

@@ -1,0 +1,271 @@
+"""A polite, bounded image downloader: the part of the fetch stage that speaks HTTP.
+
+Everything here is plain Python (no Beam), so it is tested directly against a local server.
+Safety rules, in the order they apply to every hop of a request:
+  1. the URL is http(s) and its host is on the allow-list (redirects too: a redirect off the
+     list is refused, never followed);
+  2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
+  3. per-host concurrency and request-rate limits, shared by all threads of the process;
+  4. connect/read timeouts, a total deadline, and a body-size limit checked while streaming;
+  5. retries with exponential backoff on 429, 5xx and connection errors, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from pipeline.io.pacing import Pacer
+
+MAX_REDIRECTS = 5
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Flickr answers a deleted photo's static URL with a redirect to one of these images.
+_PLACEHOLDER_HOSTS = frozenset({"s.yimg.com", "l.yimg.com"})
+_PLACEHOLDER_PATH = re.compile(r"/photo_unavailable[^/]*\.(png|gif)$", re.IGNORECASE)
+_NOAI = re.compile(r"(?<![\w-])(noai|noimageai)(?![\w-])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    allowed_hosts: tuple[str, ...]
+    user_agent: str
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    deadline: float = 120.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_retries: int = 3
+    backoff_base: float = 1.0
+    max_backoff: float = 60.0
+    per_host_concurrency: int = 16
+    per_host_rps: float = 0.0
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Either `body` (and the final URL), or a rejection `reason` with a human-readable detail."""
+
+    url: str
+    body: bytes = b""
+    reason: str = ""
+    detail: str = ""
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def user_agent(version: str, contact: str) -> str:
+    return f"pass-pipeline/{version} (+{contact}; CC-BY image dataset builder; honours X-Robots-Tag noai)"
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """True when the URL is http(s) and its host (or host:port) matches one allow-list pattern."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    host = parts.hostname.lower()
+    host_port = f"{host}:{parts.port}" if parts.port else host
+    return any(fnmatch.fnmatchcase(host_port if ":" in pattern else host, pattern.lower()) for pattern in patterns)
+
+
+def is_placeholder(url: str) -> bool:
+    """Flickr's deleted-photo image, e.g. https://s.yimg.com/pw/images/en-us/photo_unavailable.png."""
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower() in _PLACEHOLDER_HOSTS and bool(_PLACEHOLDER_PATH.search(parts.path))
+
+
+def forbids_ai(x_robots_tag: str) -> bool:
+    """X-Robots-Tag carrying noai or noimageai (for any crawler: we read it conservatively)."""
+    return bool(_NOAI.search(x_robots_tag or ""))
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date, in seconds from now; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class _HostGate:
+    """Per-host concurrency (a semaphore) and request rate (a Pacer)."""
+
+    def __init__(self, concurrency: int, rps: float) -> None:
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._pacer = Pacer(rps)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            self._pacer.wait()
+            yield
+
+
+_GATES: dict[tuple[str, int, float], _HostGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def host_gate(host: str, concurrency: int, rps: float) -> _HostGate:
+    """The process-wide gate of a host: every DoFn instance and thread of a worker shares it."""
+    key = (host, concurrency, rps)
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = _HostGate(concurrency, rps)
+        return gate
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, detail: str, wait: float | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.wait = reason, detail, wait
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+class Fetcher:
+    """Downloads one URL at a time per calling thread; safe to share across threads."""
+
+    def __init__(self, config: FetchConfig, session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._session = session or self._new_session(config)
+        self._sleep = sleep
+        self._clock = clock
+
+    @staticmethod
+    def _new_session(config: FetchConfig) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = config.user_agent
+        session.headers["Accept"] = "image/avif,image/webp,image/jpeg,image/png,image/*;q=0.8"
+        session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
+        pool = config.per_host_concurrency + 4
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def fetch(self, url: str) -> FetchResult:
+        cfg = self.config
+        if not host_allowed(url, cfg.allowed_hosts):
+            return FetchResult(url, reason="host_not_allowed", detail=_describe(url))
+        deadline = self._clock() + cfg.deadline
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(url, deadline, attempt + 1)
+            except _Stop as stop:
+                return FetchResult(url, reason=stop.reason, detail=stop.detail, attempts=attempt + 1)
+            except _Retry as retry:
+                if attempt >= cfg.max_retries:
+                    return FetchResult(url, reason=retry.reason, detail=f"{retry.detail} after {attempt + 1} attempts",
+                                       attempts=attempt + 1)
+                wait = min(cfg.max_backoff, retry.wait if retry.wait is not None else cfg.backoff_base * 2**attempt)
+                if self._clock() + wait > deadline:
+                    return FetchResult(url, reason=retry.reason,
+                                       detail=f"{retry.detail}; next retry would pass the {cfg.deadline:g}s deadline",
+                                       attempts=attempt + 1)
+                self._sleep(wait)
+                attempt += 1
+
+    def _attempt(self, url: str, deadline: float, attempt: int) -> FetchResult:
+        """One attempt: follows allowed redirects, returns the body, raises _Retry or _Stop."""
+        cfg = self.config
+        for _hop in range(MAX_REDIRECTS + 1):
+            if self._clock() > deadline:
+                raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
+            host = (urlsplit(url).hostname or "").lower()
+            with host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps).slot():
+                try:
+                    response = self._session.get(url, stream=True, allow_redirects=False,
+                                                 timeout=(cfg.connect_timeout, cfg.read_timeout))
+                except requests.exceptions.Timeout as err:
+                    raise _Retry("timeout", _short(err)) from None
+                except requests.exceptions.RequestException as err:
+                    raise _Retry("connection_error", _short(err)) from None
+                with response:
+                    status = response.status_code
+                    if status in (301, 302, 303, 307, 308):
+                        target = urljoin(url, response.headers.get("Location", ""))
+                        if is_placeholder(target):
+                            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
+                        if not host_allowed(target, cfg.allowed_hosts):
+                            raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
+                        url = target
+                        continue
+                    if status == 200:
+                        body = self._read_body(response, deadline)
+                        return FetchResult(url, body=body, attempts=attempt)
+                    wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+                    if status == 429:
+                        raise _Retry("rate_limited", "HTTP 429", wait)
+                    if status in RETRYABLE_STATUS:
+                        raise _Retry("server_error", f"HTTP {status}", wait)
+                    if status == 404:
+                        raise _Stop("not_found", "HTTP 404")
+                    if status == 410:
+                        raise _Stop("gone", "HTTP 410")
+                    raise _Stop("http_error", f"HTTP {status}")
+        raise _Stop("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        cfg = self.config
+        if is_placeholder(response.url):
+            raise _Stop("deleted", "served the photo-unavailable placeholder")
+        robots = response.headers.get("X-Robots-Tag", "")
+        if forbids_ai(robots):
+            raise _Stop("robots_noai", f"X-Robots-Tag: {robots[:200]}")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cfg.max_bytes:
+            raise _Stop("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
+        chunks, size = [], 0
+        try:
+            for chunk in response.iter_content(chunk_size=64 * 1024):
+                size += len(chunk)
+                if size > cfg.max_bytes:
+                    raise _Stop("too_large", f"body over {cfg.max_bytes} bytes")
+                if self._clock() > deadline:
+                    raise _Stop("deadline_exceeded", f"body not complete within {cfg.deadline:g}s")
+                chunks.append(chunk)
+        except requests.exceptions.ConnectionError as err:
+            # urllib3 reports a read timeout in mid-body as a connection error.
+            reason = "timeout" if "timed out" in str(err).lower() else "connection_error"
+            raise _Retry(reason, _short(err)) from None
+        except requests.exceptions.RequestException as err:
+            raise _Retry("connection_error", _short(err)) from None
+        return b"".join(chunks)
+
+
+def _describe(url: str) -> str:
+    """A URL for messages: scheme and host only, so no query string (tokens) ends up in outputs."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else repr(url[:100])
+
+
+def _short(err: Exception) -> str:
+    # requests' messages repeat the full URL with its query; keep the exception type and a prefix.
+    text = re.sub(r"\?[^\s'\"]*", "?…", str(err))
+    return f"{type(err).__name__}: {text}"[:300]

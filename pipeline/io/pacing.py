@@ -1,0 +1,36 @@
+"""One pacing primitive: evenly spaced start times at a rate, shared by every thread holding the
+pacer. Per-host download rates and each Flickr API key's call rate are both made of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Pacer:
+    """Start times `1 / per_second` apart; 0 means unpaced."""
+
+    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+
+    @property
+    def free_at(self) -> float:
+        """The monotonic time the next caller may start at."""
+        return self._next_start
+
+    def reserve(self) -> float:
+        """Claims the next start time; returns the seconds to wait until it (0 when it is now)."""
+        with self._lock:  # unpaced callers still record their start: a pool then picks the least recently used
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        return start - now
+
+    def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            self._sleep(delay)

@@ -1,0 +1,97 @@
+"""stats.json and manifest.json: the one module that writes them.
+
+stats.json is the funnel: how many input rows entered each stage, how many it rejected and why,
+how many were kept, and whether every row is accounted for (kept + rejected = input). The
+manifest lists every file of a run with its size and sha256; what is learnt after the job (API
+call counts, a release's changelog and datasheet) is added through `update_manifest`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import __version__
+from pipeline.io.files import read_bytes, write_json
+
+# The order records flow through the stages; stats.json lists the funnel in this order.
+STAGE_ORDER = (
+    "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
+    "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
+)
+
+
+def build_stats(input_rows: int, kept: int, reason_counts: Iterable[tuple[tuple[str, str], int]]) -> dict[str, Any]:
+    by_stage: dict[str, dict[str, int]] = {}
+    for (stage, reason), count in reason_counts:
+        by_stage.setdefault(stage, {})[reason] = by_stage.get(stage, {}).get(reason, 0) + count
+    stages = list(STAGE_ORDER) + sorted(set(by_stage) - set(STAGE_ORDER))
+    funnel, remaining = [], input_rows
+    for stage in stages:
+        rejected = sum(by_stage.get(stage, {}).values())
+        funnel.append({"stage": stage, "in": remaining, "rejected": rejected, "out": remaining - rejected})
+        remaining -= rejected
+    total_rejected = sum(sum(reasons.values()) for reasons in by_stage.values())
+    return {
+        "input_rows": input_rows,
+        "kept": kept,
+        "rejected": total_rejected,
+        "accounted": input_rows == kept + total_rejected,
+        "funnel": funnel,
+        "rejections_by_stage": {stage: dict(sorted(reasons.items())) for stage, reasons in sorted(by_stage.items())},
+    }
+
+MANIFEST = "manifest.json"
+
+
+def write_report(_: None, output: str, options: dict[str, Any], inputs: Sequence[str], models: list[dict[str, Any]],
+                 input_rows: int, kept: int, reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """stats.json and manifest.json, written last: the manifest lists every file of the run."""
+    stats = build_stats(input_rows, kept, reasons)
+    stats_entry = write_json(output, "stats.json", stats)
+    ordered = sorted(files, key=lambda entry: entry["path"])
+    manifest = {
+        "name": "pass-pipeline dataset",
+        "code_version": __version__,
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "inputs": {name: options.get(name) for name in inputs},
+        "options": options,
+        "models": models,
+        "totals": {"input_rows": input_rows, "kept": kept, "rejected": stats["rejected"]},
+        "files": [*ordered, {"path": "stats.json", "format": "stats", **stats_entry}],
+    }
+    write_json(output, MANIFEST, manifest)
+    return stats
+
+
+def read_manifest(folder: str) -> dict[str, Any]:
+    return json.loads(read_bytes(FileSystems.join(folder, MANIFEST)))
+
+
+def update_manifest(folder: str, entries: Sequence[dict[str, Any]] = (), **fields: Any) -> dict[str, Any]:
+    """Adds or replaces file entries (by path) and top-level fields of a finished run's manifest."""
+    manifest = read_manifest(folder)
+    manifest.update(fields)
+    replaced = {entry["path"] for entry in entries}
+    manifest["files"] = sorted([f for f in manifest["files"] if f["path"] not in replaced] + list(entries),
+                               key=lambda entry: entry["path"])
+    write_json(folder, MANIFEST, manifest)
+    return manifest
+
+
+def add_api_calls(output: str, calls: dict[str, int]) -> dict[str, Any]:
+    """Adds "api_calls" to stats.json once the job is done (counters are final only then) and
+    updates stats.json's entry in the manifest. Returns the stats."""
+    stats = json.loads(read_bytes(FileSystems.join(output, "stats.json")))
+    stats["api_calls"] = calls
+    entry = write_json(output, "stats.json", stats)
+    update_manifest(output, [{**_entry_of(output, "stats.json"), **entry}])
+    return stats
+
+
+def _entry_of(folder: str, path: str) -> dict[str, Any]:
+    return next(f for f in read_manifest(folder)["files"] if f["path"] == path)

@@ -1,0 +1,185 @@
+"""Write the dataset, the rejections, the near-duplicate index and the attribution file.
+
+Sharding follows TensorFlow Datasets' Beam writer rather than Beam's file sinks: each record
+goes to shard `hash(photo id) mod N`, shards are sorted by photo id and written to a temporary
+name, then renamed into place. Beam's own sinks assign records to shards round-robin per
+bundle, so their shard contents change with the runner and the worker count; ours do not.
+N is fixed by --shards or derived from the kept count, so it is deterministic too.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io import formats
+from pipeline.io.files import write_atomically
+from pipeline.records import Photo, Rejection
+
+DATASET_PREFIX = "pass"
+REJECTIONS_PER_SHARD = 500_000
+INDEX_ROWS_PER_SHARD = 5_000_000
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """Stable across processes and Python versions (unlike hash()), uniform over shards."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % num_shards
+
+
+def shard_count(count: int, fixed: int, per_shard: int) -> int:
+    return fixed if fixed > 0 else max(1, math.ceil(count / per_shard))
+
+
+def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
+    return f"{prefix}-{index:05d}-of-{total:05d}.{extension}"
+
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
+                 sort_key: Callable[[Any], Any]) -> None:
+        self._output = output
+        self._prefix = prefix
+        self._outputs = outputs  # (folder, extension, write function) per format
+        self._sort_key = sort_key
+
+    def process(self, keyed: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict[str, Any]]:
+        index, values = keyed
+        records = sorted((value for value in values if value is not None), key=self._sort_key)
+        for folder, extension, write in self._outputs:
+            relative = posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
+            path = FileSystems.join(self._output, relative)
+            entry = write_atomically(path, lambda handle, write=write: write(handle, records))
+            yield {"path": relative, "format": folder, "shard": index, "records": len(records), **entry}
+
+
+class WriteSharded(beam.PTransform):
+    """PCollection[T] -> PCollection[dict]: one manifest entry (path, format, shard, records,
+    bytes, sha256) per file written. Every shard index gets a file, empty ones included."""
+
+    def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
+                 key: Callable[[Any], str], sort_key: Callable[[Any], Any], fixed_shards: int,
+                 per_shard: int) -> None:
+        super().__init__()
+        self._output, self._prefix, self._outputs = output, prefix, outputs
+        self._key, self._sort_key = key, sort_key
+        self._fixed, self._per_shard = fixed_shards, per_shard
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        fixed, per_shard, key = self._fixed, self._per_shard, self._key
+        num_shards = (
+            records
+            | "Count" >> beam.combiners.Count.Globally()
+            | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard))
+        )
+        every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(index, None) for index in range(n)])
+        keyed = records | "ToShard" >> beam.Map(
+            lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards)
+        )
+        return (
+            (keyed, every_shard)
+            | "Merge" >> beam.Flatten()
+            | "GroupShards" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteShard(self._output, self._prefix, self._outputs, self._sort_key),
+                                   num_shards=beam.pvalue.AsSingleton(num_shards))
+        )
+
+
+def photo_order(photo: Photo) -> tuple[int, str]:
+    return (int(photo.photo_id) if photo.photo_id.isdigit() else -1, photo.photo_id)
+
+
+class WriteDataset(beam.PTransform):
+    """PCollection[Photo] -> PCollection[dict] of shard entries, one per file per format."""
+
+    def __init__(self, output: str, formats_wanted: list[str], fixed_shards: int, per_shard: int) -> None:
+        super().__init__()
+        outputs = [(name, formats.WRITERS[name][0], formats.WRITERS[name][1]) for name in formats_wanted]
+        self._write = WriteSharded(output, DATASET_PREFIX, outputs, key=lambda photo: photo.photo_id,
+                                   sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard)
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        return photos | self._write
+
+
+def rejection_order(rejection: Rejection) -> tuple:
+    return (rejection.photo_id, rejection.stage, rejection.reason, rejection.source_ref, rejection.detail)
+
+
+class WriteRejections(beam.PTransform):
+    """PCollection[Rejection] -> PCollection[dict] of file entries under rejections/."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._write = WriteSharded(
+            output, "rejections", [("rejections", "parquet", formats.write_rejections)],
+            key=lambda rejection: rejection.photo_id, sort_key=rejection_order, fixed_shards=0,
+            per_shard=REJECTIONS_PER_SHARD,
+        )
+
+    def expand(self, rejections: beam.PCollection) -> beam.PCollection:
+        return rejections | self._write
+
+
+class WriteNearDupIndex(beam.PTransform):
+    """PCollection[(phash, photo id, dhash)] -> PCollection[dict]: the release's near-duplicate index under
+    near_dup_index/, which a later run reads with --previous_index to compare only its new images."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._write = WriteSharded(
+            output, "index", [("near_dup_index", "parquet", formats.write_index)],
+            key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0]), fixed_shards=0,
+            per_shard=INDEX_ROWS_PER_SHARD,
+        )
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        return entries | self._write
+
+
+ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
+
+
+def attribution_row(photo: Photo) -> tuple[str, ...]:
+    creator_url = f"https://www.flickr.com/people/{photo.owner_nsid}/" if photo.owner_nsid else ""
+    return (photo.photo_id, photo.owner_name or photo.owner_nsid, creator_url, photo.title, photo.page_url,
+            photo.license_name, photo.license_url)
+
+
+def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(ATTRIBUTION_COLUMNS)
+    writer.writerows(sorted(rows, key=lambda row: (int(row[0]) if row[0].isdigit() else -1, row[0])))
+    return text.getvalue().encode("utf-8")
+
+
+class WriteAttribution(beam.PTransform):
+    """PCollection[Photo] -> PCollection[dict]: the single entry of ATTRIBUTION.csv, which lists
+    creator, title, page and license of every kept image, as CC BY asks of redistributors."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._output = output
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        output = self._output
+
+        def write(rows: list[tuple[str, ...]]) -> dict[str, Any]:
+            payload = attribution_csv(rows)
+            entry = write_atomically(FileSystems.join(output, "ATTRIBUTION.csv"), lambda h: h.write(payload))
+            return {"path": "ATTRIBUTION.csv", "format": "attribution", "records": len(rows), **entry}
+
+        return (
+            photos
+            | "Row" >> beam.Map(attribution_row)
+            | "All" >> beam.combiners.ToList()
+            | "WriteCsv" >> beam.Map(write)
+        )

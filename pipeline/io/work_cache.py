@@ -1,0 +1,152 @@
+"""Fetch-and-normalise with a work cache, so that a killed run started again does not download
+and decode again what it already had (`--cache=DIR`, local or gs://). `split_by_cache` and
+`WriteEntries` serve the detection stage's score cache the same way.
+
+Each normalised image is stored under a key made of the photo id, its download URL and every
+option that shapes the stored bytes; a later run with the same key takes the cached result and
+skips both the download and the decode. Normalisation is deterministic, so a resumed run writes
+the same release as an uninterrupted one. Entries are Parquet files written once per bundle
+under a fresh name (temporary file, then rename), so a worker killed mid-write leaves nothing
+half-written, and concurrent writers never collide. Only successes are cached: a failed download
+is tried again on the next run, which is what a transient error deserves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.files import matching, read_parquet, write_atomically
+from pipeline.options import PassOptions
+from pipeline.records import Photo
+from pipeline.stage import StageOutput
+from pipeline.stages.fetch import Fetch
+from pipeline.stages.image import ImageConfig, NormaliseImages
+
+CACHED_FIELDS = ("fetched_url", "download_sha256", "image", "sha256", "width", "height", "original_format",
+                 "original_width", "original_height", "phash", "dhash")
+_INT_FIELDS = {"width", "height", "original_width", "original_height"}
+CACHE_SCHEMA = pa.schema([("key", pa.string())] + [
+    (name, pa.int32() if name in _INT_FIELDS else pa.binary() if name == "image" else pa.string())
+    for name in CACHED_FIELDS])
+MISS = "miss"
+
+
+def shaping_options(opts: PassOptions) -> str:
+    """Every option that changes which bytes are fetched or how they are stored."""
+    return json.dumps([ImageConfig.from_options(opts).__dict__, opts.flickr_originals, opts.max_bytes],
+                      sort_keys=True, default=str)
+
+
+def cache_key(photo: Photo, shaping: str) -> str:
+    parts = [photo.photo_id, photo.download_url, photo.server_id, photo.secret, photo.secret_original, shaping]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def cache_files(cache: str, prefix: str = "images") -> list[str]:
+    return matching(FileSystems.join(cache, f"{prefix}-*.parquet"))
+
+
+def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for row in read_parquet(path).to_pylist():
+        yield row.pop("key"), row
+
+
+def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo:
+    return photo.replace(**row)
+
+
+class _Join(beam.DoFn):
+    """(key, {photos, cached}) -> photos completed from their cache entry (main) or as they are (MISS)."""
+
+    def __init__(self, complete: Callable[[Photo, dict[str, Any]], Photo]) -> None:
+        self._complete = complete
+
+    def process(self, joined: tuple[str, dict[str, Iterable]]) -> Iterator:
+        _, groups = joined
+        cached = next(iter(groups["cached"]), None)
+        for photo in groups["photos"]:
+            yield self._complete(photo, cached) if cached is not None else pvalue.TaggedOutput(MISS, photo)
+
+
+class WriteEntries(beam.DoFn):
+    """Passes photos through; writes their cache entries (`entry(photo)` -> row with "key") once
+    per bundle, as CACHE/PREFIX-<random>.parquet."""
+
+    def __init__(self, cache: str, prefix: str, schema: pa.Schema, entry: Callable[[Photo], dict[str, Any]]) -> None:
+        self._cache, self._prefix, self._schema, self._entry = cache, prefix, schema, entry
+
+    def start_bundle(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    def process(self, photo: Photo) -> Iterator[Photo]:
+        self._rows.append(self._entry(photo))
+        yield photo
+
+    def finish_bundle(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows, schema=self._schema)
+        path = FileSystems.join(self._cache, f"{self._prefix}-{uuid.uuid4().hex}.parquet")
+        write_atomically(path, lambda handle: pq.write_table(table, handle, compression="zstd"))
+        self._rows = []
+
+
+def split_by_cache(photos: beam.PCollection, cache: str, prefix: str, key: Callable[[Photo], str],
+                   complete: Callable[[Photo, dict[str, Any]], Photo], label: str
+                   ) -> tuple[beam.PCollection, beam.PCollection]:
+    """(photos completed from the cache, photos the cache does not know). The cache's files are
+    listed when the job is built: entries written by this run are for the next one."""
+    keyed = photos | f"{label}.Key" >> beam.Map(lambda photo: (key(photo), photo))
+    entries = (photos.pipeline
+               | f"{label}.Files" >> beam.Create(cache_files(cache, prefix))
+               | f"{label}.Entries" >> beam.FlatMap(_read_entries))
+    joined = ({"photos": keyed, "cached": entries}
+              | f"{label}.Join" >> beam.CoGroupByKey()
+              | f"{label}.Split" >> beam.ParDo(_Join(complete)).with_outputs(MISS, main="hit"))
+    return joined["hit"], joined[MISS]
+
+
+def _image_entry(shaping: str) -> Callable[[Photo], dict[str, Any]]:
+    def entry(photo: Photo) -> dict[str, Any]:
+        return {"key": cache_key(photo, shaping), **{f: getattr(photo, f) for f in CACHED_FIELDS}}
+
+    return entry
+
+
+class FetchImages(beam.PTransform):
+    """PCollection[Photo] -> (PCollection[Photo] with `image`, sizes and hashes, PCollection[Rejection]
+    of the fetch and image stages): Fetch then NormaliseImages, through the cache when one is given."""
+
+    def __init__(self, opts: PassOptions) -> None:
+        super().__init__()
+        self._opts = opts
+        self._cache = opts.cache or ""
+        self._shaping = shaping_options(opts)
+
+    def _fetch_and_normalise(self, photos: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
+        fetched = photos | "Fetch" >> Fetch(self._opts)
+        images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(self._opts))
+        return images.kept, [fetched.rejected, images.rejected]
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        if not self._cache:
+            kept, rejected = self._fetch_and_normalise(photos)
+            return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())
+        shaping = self._shaping
+        hits, misses = split_by_cache(photos, self._cache, "images", lambda photo: cache_key(photo, shaping),
+                                      _from_cache, "Cache")
+        fresh, rejected = self._fetch_and_normalise(misses)
+        written = fresh | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
+                                                                  _image_entry(shaping)))
+        kept = (hits, written) | "Kept" >> beam.Flatten()
+        return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())

@@ -1,0 +1,235 @@
+"""DATASHEET.md and datasheet.html with PNG plots, written into every release, under the headings
+of "Datasheets for Datasets" (Gebru et al.): motivation, composition, collection process,
+preprocessing, uses, distribution, maintenance. The figures come from the release's own files
+(stats.json, Parquet metadata, rejections), so the datasheet always describes what was shipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import io
+import json
+from collections import Counter
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+
+from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
+
+COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
+SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
+PLOTS = ("funnel", "rejections", "licenses", "owners", "resolution", "scores")
+
+
+def _files(release: str, pattern: str) -> list[str]:
+    return matching(FileSystems.join(release, pattern))
+
+
+def load_rows(release: str, columns: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in _files(release, "parquet/*.parquet"):
+        rows += read_parquet(path, columns).to_pylist()
+    return rows
+
+
+def _figure(draw: Any) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    draw(ax)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata={"Software": None})  # no version string: same bytes every run
+    plt.close(fig)
+    return out.getvalue()
+
+
+def _barh(ax: Any, labels: list[str], values: list[int], title: str) -> None:
+    ax.barh(range(len(values)), values, color="#4c72b0")
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    for i, value in enumerate(values):
+        ax.text(value, i, f" {value:,}", va="center", fontsize=7)
+
+
+def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[str, float]) -> dict[str, bytes]:
+    funnel = stats.get("funnel", [])
+    licenses = Counter(row["license_name"] for row in rows)
+    per_owner = Counter(row["owner_nsid"] for row in rows)
+    sides = [max(row["width"], row["height"]) for row in rows] or [0]
+    scores: dict[str, list[float]] = {}
+    for row in rows:
+        for name, value in row["scores"] or []:
+            scores.setdefault(name, []).append(value)
+    top_reasons = rejections.most_common(15)
+
+    def score_hist(ax: Any) -> None:
+        for name in sorted(scores):
+            if name in thresholds:
+                ax.hist(scores[name], bins=40, range=(0, 1), alpha=0.5, label=name)
+                ax.axvline(thresholds[name], linestyle="--", linewidth=1, color="black")
+        ax.set_title("Detector scores of kept images (dashed: rejection thresholds)", fontsize=10)
+        ax.set_xlabel("score")
+        if scores:
+            ax.legend(fontsize=7)
+
+    def owner_hist(ax: Any) -> None:
+        counts = sorted(per_owner.values()) or [0]
+        ax.hist(counts, bins=min(40, max(1, len(set(counts)))), color="#55a868")
+        ax.set_title(f"Images per photographer ({len(per_owner):,} photographers)", fontsize=10)
+        ax.set_xlabel("images")
+
+    return {
+        "funnel": _figure(lambda ax: _barh(ax, [f["stage"] for f in funnel], [f["out"] for f in funnel],
+                                           "Images remaining after each stage")),
+        "rejections": _figure(lambda ax: _barh(ax, [f"{s}/{r}" for (s, r), _ in top_reasons],
+                                               [n for _, n in top_reasons], "Rejections by stage and reason")),
+        "licenses": _figure(lambda ax: _barh(ax, sorted(licenses), [licenses[k] for k in sorted(licenses)],
+                                             "Licenses of kept images")),
+        "owners": _figure(owner_hist),
+        "resolution": _figure(lambda ax: (ax.hist(sides, bins=30, color="#8172b2"),
+                                          ax.set_title("Longer side of stored images (px)", fontsize=10))),
+        "scores": _figure(score_hist),
+    }
+
+
+def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int = 8) -> bytes:
+    picked = sorted(rows, key=lambda row: hashlib.sha256(row["photo_id"].encode()).hexdigest())[:SAMPLE]
+    wanted = {row["photo_id"] for row in picked}
+    images: dict[str, bytes] = {}
+    for path in _files(release, "parquet/*.parquet"):
+        table = read_parquet(path, ["photo_id", "image"])
+        for row in table.to_pylist():
+            if row["photo_id"] in wanted:
+                images[row["photo_id"]] = row["image"]
+    order = [row["photo_id"] for row in picked if row["photo_id"] in images]
+    rows_needed = max(1, -(-len(order) // columns))
+    sheet = Image.new("RGB", (columns * size, rows_needed * size), "white")
+    for index, photo_id in enumerate(order):
+        with Image.open(io.BytesIO(images[photo_id])) as img:
+            thumb = img.convert("RGB")
+            thumb.thumbnail((size, size))
+        sheet.paste(thumb, ((index % columns) * size, (index // columns) * size))
+    out = io.BytesIO()
+    sheet.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _when(value: object) -> str:
+    """An upload bound as given (a day) or as epoch seconds, readable."""
+    text = str(value or "")
+    if text.isdigit():
+        return dt.datetime.fromtimestamp(int(text), tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return text or "—"
+
+
+def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter, changelog: dict | None,
+              name: str) -> str:
+    options = manifest.get("options", {})
+    models = manifest.get("models", [])
+    owners = len({row["owner_nsid"] for row in rows})
+    reasons = "\n".join(f"| {stage} | {reason} | {count:,} |" for (stage, reason), count in
+                        sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
+    model_lines = "\n".join(f"- `{m['name']}` (sha256 `{m['sha256'][:12]}…`, {m['license']}): thresholds "
+                            f"{m['thresholds']}, review band from {m['review_band']}" for m in models) or "- none"
+    source = (f"input `{options['input']}`" if options.get("input") else
+              f"uploads from {_when(options.get('min_upload_date'))} to {_when(options.get('max_upload_date'))}")
+    verified = "re-verified against the live Flickr API, " if options.get("verify_license") else ""
+    change = ""
+    if changelog:
+        removed = ", ".join(f"{reason}: {len(ids)}" for reason, ids in sorted(changelog["removed"].items()))
+        change = (f"\nCompared with the previous release `{changelog['previous']}`: {len(changelog['added']):,} "
+                  f"added, {changelog['unchanged']:,} unchanged, removed {removed or 'none'} (see CHANGELOG.md).\n")
+    return f"""# Datasheet: {manifest.get('name', 'dataset')} {name}
+
+Plots: `datasheet.html`. Every number here is computed from this release's own files.
+
+## Motivation
+A PASS-style dataset (Asano et al., 2021) for self-supervised pretraining: photographs under CC BY
+licenses, each attributed, with images of people removed, so that models can be pretrained
+without images of identifiable humans and with licenses that permit it.
+
+## Composition
+- {stats.get('kept', len(rows)):,} images from {owners:,} photographers; no photo has a person, a face
+  or NSFW content by the detectors below, or a reviewer accepted it.
+- Each image: a JPEG (longer side at most {options.get('max_side', '?')} px, metadata stripped),
+  its Flickr photo id, page URL, creator, title, license and license URL, sizes, hashes and
+  detector scores (`parquet/`, `webdataset/`, `tfrecord/`, `ATTRIBUTION.csv`).
+- Licenses: see the licenses plot; only CC BY 2.0 and 4.0 are admitted.
+- No labels. No location data (YFCC's latitude/longitude are not carried).
+{change}
+## Collection process
+Source `{options.get('source', '?')}` ({source}). Candidates were filtered by license, {verified}downloaded
+politely from allowed hosts only, and rejected for the reasons below. Input rows:
+{stats.get('input_rows', 0):,}; all accounted for: {stats.get('accounted')}.
+
+| stage | reason | images |
+|---|---|---|
+{reasons}
+
+## Preprocessing
+Decoded with size and pixel bounds, EXIF orientation applied, converted to sRGB, re-encoded from
+pixels (no EXIF, GPS, XMP or ICC survives), resized to at most {options.get('max_side', '?')} px;
+exact duplicates (pixel hash) and near duplicates (pHash distance ≤ {options.get('near_dup_distance')})
+removed; at most {options.get('per_owner_cap')} images per photographer. Detectors:
+{model_lines}
+
+## Uses
+Self-supervised pretraining and research on it. Not for identifying, tracking or profiling people,
+not for generating images of the photographers' work without attribution. Detectors are not
+perfect: report any person you find (below).
+
+## Distribution
+Each image under its own CC BY license: attribute it as `ATTRIBUTION.csv` lists (creator, title,
+page URL, license). The collection's metadata is released under the same terms as the code.
+`manifest.json` lists every file with its sha256; `pass-pipeline verify RELEASE` re-checks them.
+
+## Maintenance
+Refreshed monthly (`pass-pipeline refresh`): new CC BY uploads are added, every carried image's
+license is re-checked, deleted and relicensed photos and takedown requests are removed, and each
+release's `CHANGELOG.md` says what changed. Releases are never modified once published.
+
+**Takedown requests**: open an issue in the project's repository or write to the contact in the
+crawler's User-Agent with the photo id or page URL (or the image's sha256). The entry goes into the
+takedown blocklist (`--blocklist`), and the next monthly release no longer contains the image; it
+is never downloaded again.
+"""
+
+
+def _html(markdown_title: str, plot_names: list[str]) -> bytes:
+    figures = "".join(f'<figure><img src="datasheet/{name}.png" alt="{name}"><figcaption>{name}</figcaption>'
+                      "</figure>" for name in plot_names)
+    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(markdown_title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:760px;margin:auto}img{max-width:100%}</style>"
+            f"<h1>{html.escape(markdown_title)}</h1><p>The text is in DATASHEET.md.</p>{figures}"
+            '<h2>Sample</h2><img src="datasheet/sample.jpg" alt="sample of the release">').encode()
+
+
+def write_datasheet(release: str, changelog: dict | None = None, name: str = "") -> list[dict[str, Any]]:
+    """Writes DATASHEET.md, datasheet.html and datasheet/*.png|jpg; returns their manifest entries."""
+    manifest = json.loads(read_bytes(FileSystems.join(release, "manifest.json")))
+    stats = json.loads(read_bytes(FileSystems.join(release, "stats.json")))
+    rows = load_rows(release, COLUMNS)
+    rejections: Counter = Counter()
+    for path in _files(release, "rejections/*.parquet"):
+        for row in read_parquet(path, ["stage", "reason"]).to_pylist():
+            rejections[(row["stage"], row["reason"])] += 1
+    thresholds = {f"{m['name']}.{cls}": value for m in manifest.get("models", []) for cls, value in
+                  m["thresholds"].items()}
+    outputs = {f"datasheet/{name}.png": data for name, data in plots(stats, rows, rejections, thresholds).items()}
+    outputs["datasheet/sample.jpg"] = contact_sheet(release, rows)
+    text = _markdown(manifest, stats, rows, rejections, changelog, name or manifest.get("release") or "")
+    outputs["DATASHEET.md"] = text.encode("utf-8")
+    outputs["datasheet.html"] = _html(text.splitlines()[0].lstrip("# "), list(PLOTS))
+    entries = []
+    for name, data in sorted(outputs.items()):
+        entry = write_atomically(FileSystems.join(release, name), lambda handle, data=data: handle.write(data))
+        entries.append({"path": name, "format": "datasheet", **entry})
+    return entries

@@ -1,0 +1,181 @@
+"""Versioned releases and the monthly refresh.
+
+A release lives under `ROOT/releases/NAME/` (NAME defaults to the launch month, YYYY-MM) and is
+never modified after its manifest is written: a refresh refuses a finished release as its output,
+refuses to write inside or above its previous release, and only ever reads the previous one.
+Writes go through temporary names and renames inside the new release's folder only (no sink of
+this job deletes by pattern).
+
+`pass-pipeline refresh --previous=ROOT/releases/2026-10 --output=ROOT [run flags]`:
+- checks the previous release against its manifest first;
+- Flickr source: searches the upload window after the previous release's (to --max_upload_date,
+  default yesterday, UTC);
+- carries the previous release's images over without refetching (`--carry_over`), re-verifying
+  their licenses when --verify_license is given and applying the takedown blocklist;
+- compares new images with the previous release's near-duplicate index;
+- runs detection on new images;
+- uses a work cache under ROOT/work/NAME/cache, so a killed refresh run again resumes;
+- writes CHANGELOG.md and changelog.json (added; removed by reason; unchanged) and the datasheet,
+  and records all of them in the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.io.files import matching, read_parquet, write_atomically, write_json
+from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
+from pipeline.io.report import read_manifest, update_manifest
+from pipeline.sources.flickr import parse_date
+
+# Options a refresh inherits from the previous release unless given again: what shapes the content.
+INHERITED = ("source", "formats", "max_side", "min_side", "jpeg_quality", "per_owner_cap", "near_dup_distance",
+             "near_dup_key_blocks", "detectors", "flickr_licenses", "min_stddev", "max_pixels")
+
+
+class ReleaseError(Exception):
+    pass
+
+
+def _norm(path: str) -> str:
+    return path.rstrip("/") + "/"
+
+
+def default_name(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
+
+
+def latest_release(root: str) -> str | None:
+    """The newest published release under ROOT/releases (names sort by time: YYYY-MM), or None."""
+    published = published_releases(root)
+    return published[-1] if published else None
+
+
+def check_new_release(target: str, previous: str | None) -> None:
+    """A refresh may resume an unfinished release, never touch a finished one or its predecessor."""
+    if is_published(target):
+        raise ReleaseError(f"{target} is a finished release; releases are never modified")
+    if previous:
+        new, old = _norm(target), _norm(previous)
+        if new.startswith(old) or old.startswith(new):
+            raise ReleaseError(f"the new release {target} must not be inside, above or equal to {previous}")
+
+
+def clean_partial_writes(target: str) -> None:
+    """Temporary files a killed run left behind; completed files are rewritten identically."""
+    stale = matching(FileSystems.join(target, "*", "*.tmp-*")) + matching(FileSystems.join(target, "*.tmp-*"))
+    if stale:
+        FileSystems.delete(stale)
+
+
+def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
+                 detectors: Callable[[Sequence[str]], Sequence[DetectorSpec]], today: dt.date | None = None
+                 ) -> list[str]:
+    """The `run` flags of a refresh: the user's, plus what the previous release implies.
+    `detectors(argv)` names the detectors a run with these flags would use."""
+    given = {arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")}
+    target = release_dir(root, name)
+    argv = [*rest, f"--output={target}", f"--release_name={name}",
+            f"--cache={work_cache(root, name)}"]
+    if not previous:
+        return argv
+    manifest = read_manifest(previous)
+    options = manifest.get("options", {})
+    for key in INHERITED:
+        if key not in given and options.get(key) not in (None, ""):
+            value = options[key]
+            argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
+    argv += [f"--carry_over={previous}"]
+    if "redetect" not in given and models_changed(manifest, detectors(argv)):
+        argv.append("--redetect")
+    if options.get("near_dup_distance", 0) >= 0:
+        argv.append(f"--previous_index={FileSystems.join(previous, 'near_dup_index', '*.parquet')}")
+    if options.get("source") == "flickr" and "min_upload_date" not in given:
+        last = options["max_upload_date"]
+        end = parse_date(last) + (0 if str(last).strip().isdigit() else 86399)
+        yesterday = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=1)
+        argv += [f"--min_upload_date={end + 1}"]
+        if "max_upload_date" not in given:
+            argv.append(f"--max_upload_date={yesterday.isoformat()}")
+    return argv
+
+
+def models_changed(previous_manifest: dict[str, Any], specs: Sequence[DetectorSpec]) -> bool:
+    """Whether this run's detectors (names, files' sha256, thresholds, bands) differ from those the
+    previous release was checked with: then its images are checked again."""
+    now = [(s.name, s.sha256, s.thresholds, s.review_band) for s in specs]
+    before = [(m["name"], m["sha256"], m["thresholds"], m["review_band"]) for m in previous_manifest.get("models", [])]
+    return sorted(now, key=str) != sorted(before, key=str)
+
+
+def _ids(release: str) -> set[str]:
+    ids: set[str] = set()
+    for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
+        ids.update(read_parquet(path, ["photo_id"]).column(0).to_pylist())
+    return ids
+
+
+def changelog(previous: str, release: str) -> dict[str, Any]:
+    """Added ids, removed ids by reason (from this release's rejections), and the unchanged count."""
+    before, after = _ids(previous), _ids(release)
+    removed_ids = before - after
+    reasons: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
+        table = read_parquet(path, ["photo_id", "stage", "reason"])
+        for row in table.to_pylist():
+            if row["photo_id"] in removed_ids and row["photo_id"] not in seen:
+                seen.add(row["photo_id"])
+                reasons.setdefault(f"{row['stage']}/{row['reason']}", []).append(row["photo_id"])
+    if removed_ids - seen:  # cannot happen while every carried image is accounted for; say so if it does
+        reasons["unaccounted"] = sorted(removed_ids - seen)
+
+    def order(ids: Any) -> list[str]:
+        return sorted(ids, key=lambda i: (int(i) if i.isdigit() else -1, i))
+
+    return {
+        "release": release.rstrip("/").rsplit("/", 1)[-1],
+        "previous": previous.rstrip("/").rsplit("/", 1)[-1],
+        "added": order(after - before),
+        "removed": {reason: order(ids) for reason, ids in sorted(reasons.items())},
+        "unchanged": len(before & after),
+        "totals": {"previous": len(before), "release": len(after)},
+    }
+
+
+def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
+    lines = [f"# Changes in {log['release']} (since {log['previous']})", "",
+             f"- {log['totals']['release']:,} images ({log['totals']['previous']:,} before)",
+             f"- added: {len(log['added']):,}",
+             f"- removed: {sum(len(ids) for ids in log['removed'].values()):,}",
+             f"- unchanged: {log['unchanged']:,}", ""]
+    for reason, ids in log["removed"].items():
+        shown = ", ".join(ids[:limit]) + (f", … ({len(ids) - limit} more in changelog.json)" if len(ids) > limit
+                                          else "")
+        lines += [f"## Removed: {reason} ({len(ids):,})", "", shown, ""]
+    if log["added"]:
+        shown = ", ".join(log["added"][:limit]) + (" …" if len(log["added"]) > limit else "")
+        lines += [f"## Added ({len(log['added']):,})", "", shown, ""]
+    return "\n".join(lines)
+
+
+def finish(release: str, previous: str | None, name: str) -> dict[str, Any] | None:
+    """After the job: changelog and datasheet, all recorded in the manifest with the release's name."""
+    from pipeline.release.datasheet import write_datasheet
+
+    entries = []
+    log = None
+    if previous:
+        log = changelog(previous, release)
+        entries.append({**write_json(release, "changelog.json", log), "format": "changelog"})
+        text = changelog_markdown(log).encode("utf-8")
+        entries.append({"path": "CHANGELOG.md", "format": "changelog",
+                        **write_atomically(FileSystems.join(release, "CHANGELOG.md"), lambda h: h.write(text))})
+    entries += write_datasheet(release, log, name)
+    update_manifest(release, entries, release=name, previous_release=previous or None)
+    return log

@@ -1,0 +1,96 @@
+"""Evaluation-set decontamination: no dataset image may be a near copy of a test image.
+
+`--decontaminate` names folders, globs or list files (one image path per line, relative to the
+list) of evaluation images, e.g. ImageNet validation or a downstream benchmark. Each is
+normalised exactly like a dataset image (so the pHashes are comparable) and hashed, in the
+pipeline itself, in parallel; every worker then holds those hashes in a `HashIndex`, and any
+dataset image within the near-duplicate distance of one is rejected, naming the test image.
+Evaluation images that cannot be decoded are counted (metric `eval_images_unreadable`), not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipeline.near_dup.hash_index import HashIndex
+from pipeline.records import Photo, Rejection
+from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stages.image import ImageConfig, ImageRejected, normalise
+
+STAGE = "decontaminate"
+LIST_SUFFIXES = (".txt", ".lst")
+_LOG = logging.getLogger(__name__)
+
+
+def expand_eval_source(source: str) -> list[str]:
+    """A folder, a glob, or a list file -> image paths."""
+    if source.endswith(LIST_SUFFIXES):
+        with FileSystems.open(source) as handle:
+            lines = handle.read().decode("utf-8").splitlines()
+        base = posixpath.dirname(source)
+        return [line.strip() if "://" in line or line.startswith("/") else FileSystems.join(base, line.strip())
+                for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "*")
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+class _HashEvalImage(beam.DoFn):
+    def __init__(self, cfg: ImageConfig) -> None:
+        # Keep every evaluation image, however small or plain: only its hash matters here.
+        self._cfg = ImageConfig(max_side=cfg.max_side, min_side=1, max_pixels=cfg.max_pixels, min_stddev=0.0,
+                                jpeg_quality=cfg.jpeg_quality)
+        self._unreadable = Metrics.counter(STAGE, "eval_images_unreadable")
+
+    def process(self, path: str) -> Iterator[tuple[int, str]]:
+        try:
+            with FileSystems.open(path) as handle:
+                raw = handle.read()
+            yield int(normalise(raw, self._cfg).phash, 16), path
+        except (ImageRejected, OSError) as err:
+            self._unreadable.inc()
+            _LOG.warning("decontaminate: skipping unreadable evaluation image %s: %s", path, err)
+
+
+class _DropContaminated(beam.DoFn):
+    def __init__(self, distance: int) -> None:
+        self._distance = distance
+        self._index: HashIndex | None = None
+
+    def process(self, photo: Photo, eval_hashes: Sequence[tuple[int, str]]) -> Iterator:
+        if self._index is None:  # the side input is the same for the whole (global-window) job
+            self._index = HashIndex([(value, self._distance, path) for value, path in eval_hashes])
+        found = self._index.nearest(int(photo.phash, 16)) if photo.phash else None
+        if found is None:
+            yield photo
+            return
+        path, distance = found
+        detail = f"pHash distance {distance} to evaluation image {path}"
+        yield reject(Rejection.of(photo, STAGE, "eval_overlap", detail))
+
+
+class Decontaminate(beam.PTransform):
+    """PCollection[Photo] (with `phash`) -> (PCollection[Photo] with no near copy of an evaluation
+    image, PCollection[Rejection])."""
+
+    def __init__(self, sources: Sequence[str], distance: int, cfg: ImageConfig) -> None:
+        super().__init__()
+        self._paths = [path for source in sources for path in expand_eval_source(source)]
+        if not self._paths:
+            raise ValueError(f"--decontaminate {','.join(sources)} names no image")
+        self._distance, self._cfg = distance, cfg
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        eval_hashes = (
+            photos.pipeline
+            | "EvalImages" >> beam.Create(self._paths)
+            | "SpreadEval" >> beam.Reshuffle()
+            | "HashEval" >> beam.ParDo(_HashEvalImage(self._cfg))
+        )
+        return apply_stage(photos, STAGE, _DropContaminated(self._distance),
+                           eval_hashes=beam.pvalue.AsList(eval_hashes))

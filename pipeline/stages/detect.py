@@ -1,0 +1,182 @@
+"""People, faces and NSFW content: every remaining photo goes through each selected ONNX detector
+with Beam's `RunInference` (batched, one model per worker process, failures as data), then one
+decision per photo:
+
+- a reviewer's decision for this photo id (`--review_decisions`), when there is one, wins;
+- any human class of any detector at or above its threshold -> rejected `human`;
+- any nsfw class likewise -> rejected `nsfw`;
+- any class inside its borderline band [review_band, threshold) -> out of the dataset until a
+  reviewer accepts it: rejected `needs_review` and written to `review/` with its image;
+- otherwise kept, with every detector score stored on the photo (`Photo.scores`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam import pvalue
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from pipeline.detectors.handler import OnnxDetectorHandler, RuntimeConfig
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.io.files import read_bytes
+from pipeline.io.work_cache import WriteEntries, split_by_cache
+from pipeline.records import Photo, Rejection
+from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
+
+
+class _QuietMemoryWarning(logging.Filter):
+    """Beam 2.77's RunInference imports `resource` together with its optional ModelManager; when
+    the latter's dependencies are missing it logs, after every batch, that memory usage cannot be
+    fetched. Inference is unaffected; the line would bury real warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "memory usage cannot be fetched" not in str(record.msg)
+
+
+logging.getLogger().addFilter(_QuietMemoryWarning())
+
+STAGE = "detect"
+REVIEW = "review"
+DECISIONS = ("accept", "reject_human", "reject_other")
+
+
+class DetectOutput(NamedTuple):
+    kept: beam.PCollection
+    rejected: beam.PCollection
+    review: beam.PCollection
+
+
+def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
+    """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note)."""
+    if not path:
+        return {}
+    text = read_bytes(path).decode("utf-8")
+    decisions = {}
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        decision = (row.get("decision") or "").strip()
+        if decision not in DECISIONS:
+            raise ValueError(f"{path}:{line}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        decisions[(row.get("photo_id") or "").strip()] = (decision, (row.get("note") or "").strip())
+    return decisions
+
+
+def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
+    return photo.replace(scores=tuple(sorted((dict(photo.scores) | scores).items())))
+
+
+def _with_scores(result: PredictionResult) -> Photo:
+    return _merge(result.example, dict(result.inference))
+
+
+SCORE_SCHEMA = pa.schema([("key", pa.string()), ("scores", pa.string())])
+
+
+def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
+    """The same stored image through the same model file, preprocessing and tiling gives the same
+    scores: a resumed run takes them from the work cache instead of running the model again."""
+    parts = [photo.sha256, spec.sha256, dataclasses.asdict(spec.input), spec.decoder, spec.tiles,
+             runtime.tile_min_side]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_scores(photo: Photo, row: dict) -> Photo:
+    return _merge(photo, json.loads(row["scores"]))
+
+
+def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[Photo], dict]:
+    prefix = f"{spec.name}."
+
+    def entry(photo: Photo) -> dict:
+        own = {name: score for name, score in photo.scores if name.startswith(prefix)}
+        return {"key": score_key(photo, spec, runtime), "scores": json.dumps(own, sort_keys=True)}
+
+    return entry
+
+
+def _over(specs: list[DetectorSpec], scores: dict[str, float], classes: str, low: bool) -> list[str]:
+    """'name.class score >= bound' for each class of the kind at or above its threshold (or, with
+    `low`, inside its borderline band)."""
+    hits = []
+    for spec in specs:
+        for cls in getattr(spec, classes):
+            score, threshold = scores.get(spec.score_name(cls), 0.0), spec.thresholds[cls]
+            bound = spec.review_band.get(cls, threshold) if low else threshold
+            if bound <= score and (not low or score < threshold):
+                hits.append(f"{spec.score_name(cls)} {score:.3f} >= {bound}")
+    return hits
+
+
+class _Decide(beam.DoFn):
+    def __init__(self, specs: list[DetectorSpec], decisions: dict[str, tuple[str, str]]) -> None:
+        self._specs = specs
+        self._decisions = decisions
+
+    def process(self, photo: Photo) -> Iterator:
+        decision = self._decisions.get(photo.photo_id)
+        if decision is not None:
+            verdict, note = decision
+            if verdict == "accept":
+                yield photo
+            elif verdict == "reject_human":
+                yield reject(Rejection.of(photo, STAGE, "human", f"reviewer: {note}".rstrip(": ")))
+            else:
+                yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", note))
+            return
+        scores = dict(photo.scores)
+        for reason, classes in (("human", "human_classes"), ("nsfw", "nsfw_classes")):
+            hits = _over(self._specs, scores, classes, low=False)
+            if hits:
+                yield reject(Rejection.of(photo, STAGE, reason, "; ".join(hits)))
+                return
+        borderline = _over(self._specs, scores, "human_classes", True) + _over(self._specs, scores, "nsfw_classes",
+                                                                                True)
+        if borderline:
+            yield pvalue.TaggedOutput(REVIEW, photo)
+            yield reject(Rejection.of(photo, STAGE, "needs_review", "; ".join(borderline)))
+            return
+        yield photo
+
+
+class Detect(beam.PTransform):
+    """PCollection[Photo] -> DetectOutput(kept: PCollection[Photo] with `scores`, rejected:
+    PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included)."""
+
+    def __init__(self, specs: list[DetectorSpec], runtime: RuntimeConfig,
+                 decisions: dict[str, tuple[str, str]] | None = None, cache: str = "") -> None:
+        super().__init__()
+        self._specs, self._runtime, self._decisions = specs, runtime, decisions or {}
+        self._cache = cache
+
+    def expand(self, photos: beam.PCollection) -> DetectOutput:
+        scored, failures = photos, []
+        runtime = self._runtime
+        for spec in self._specs:
+            hits = None
+            if self._cache:  # scores a killed run already computed are not computed again
+                hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}",
+                                              lambda photo, spec=spec: score_key(photo, spec, runtime),
+                                              _cached_scores, f"Cached.{spec.name}")
+            results, dead = scored | f"Infer.{spec.name}" >> RunInference(
+                OnnxDetectorHandler(spec, runtime)).with_exception_handling()
+            scored = results | f"Scores.{spec.name}" >> beam.Map(_with_scores)
+            if hits is not None:
+                written = scored | f"WriteScores.{spec.name}" >> beam.ParDo(WriteEntries(
+                    self._cache, f"scores-{spec.name}", SCORE_SCHEMA, _score_entry(spec, runtime)))
+                scored = (hits, written) | f"WithCached.{spec.name}" >> beam.Flatten()
+            # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
+            failures.append(dead.failed_inferences | f"Failed.{spec.name}" >> beam.FlatMap(
+                failure_to_rejections(STAGE)))
+        decided, extra = apply_stage_with_outputs(scored, STAGE, _Decide(self._specs, self._decisions), (REVIEW,),
+                                                  label="Decide")
+        rejected = (decided.rejected, *failures) | "Rejections" >> beam.Flatten()
+        return DetectOutput(decided.kept, rejected, extra[REVIEW])

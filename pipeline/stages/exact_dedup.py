@@ -1,0 +1,48 @@
+"""Exact duplicates: photos whose stored pixels are identical keep one survivor.
+
+Normalisation is deterministic, so identical downloaded bytes always give identical stored
+bytes: grouping by the stored image's sha256 catches both cases in one shuffle, and the detail
+says which one it was. Near duplicates (perceptual hashes) are a separate stage.
+
+Survivor rule, the same wherever duplicates are resolved: the larger original resolution, then
+the earlier upload, then the smaller photo id. Every other copy is rejected with `duplicate_of`
+naming the survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+
+from pipeline.records import Photo, Rejection, survivor_rank
+from pipeline.stage import StageOutput, apply_keyed_stage, reject
+
+STAGE = "exact_dedup"
+
+
+class _KeepSurvivor(beam.DoFn):
+    def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
+        _, photos = keyed
+        best: Photo | None = None
+        losers: list[Photo] = []
+        for photo in photos:  # one pass: only the current best keeps its bytes alive
+            if best is None or survivor_rank(photo) < survivor_rank(best):
+                if best is not None:
+                    losers.append(best.replace(image=b""))
+                best = photo
+            else:
+                losers.append(photo.replace(image=b""))
+        assert best is not None
+        yield best
+        for loser in sorted(losers, key=survivor_rank):
+            same_bytes = loser.download_sha256 == best.download_sha256
+            detail = "identical downloaded bytes" if same_bytes else "identical pixels after normalisation"
+            yield reject(Rejection.of(loser, STAGE, "duplicate", detail, duplicate_of=best.photo_id))
+
+
+class ExactDuplicates(beam.PTransform):
+    """PCollection[Photo] (hashed) -> (PCollection[Photo] with unique stored bytes, PCollection[Rejection])."""
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        return apply_keyed_stage(photos, STAGE, lambda photo: photo.sha256, _KeepSurvivor())

@@ -1,0 +1,170 @@
+"""Near duplicates: images whose 64-bit pHashes are within Hamming distance r keep one survivor.
+
+Nothing here is quadratic in the dataset size:
+
+1. Photos with the *same* pHash collapse to one representative first (the best by the survivor
+   rule, `records.survivor_rank`): blank, dark and low-detail images, which share hashes by the thousand,
+   never reach the pairwise step.
+2. Candidate pairs come from the pigeonhole principle. The 64 bits are cut into r + k blocks;
+   two hashes within distance r differ in at most r blocks, so they agree exactly on at least k
+   blocks. Every representative is keyed by each choice of k blocks (C(r+k, k) keys of about
+   64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount. A pair is
+   reported only from the first key it shares, so no pair is emitted twice. The keys travel as
+   numpy rows, one element per bundle and partition (`near_dup/candidate_pairs.py`), not one per key.
+3. A bucket larger than `bucket_cap` is split again on the bits in which its hashes vary (the
+   same pigeonhole argument over the remaining bits), to a bounded depth; what is left is
+   compared with vectorised XOR/popcount in numpy, in chunks, so memory stays bounded and a
+   skewed bucket costs C-speed comparisons rather than Python loops.
+4. With `dhash_distance` >= 0 a pair also needs close dHashes (equal pHashes alone no longer
+   collapse: the dHash must be equal too).
+5. Images of a previous release (its persisted index) join as representatives that always rank
+   first; buckets holding only them are skipped, and two of them are never paired.
+6. The survivor rule is greedy and global: representatives are visited best first; one with no
+   kept neighbour within r is kept, otherwise it is dropped as a duplicate of its best kept
+   neighbour. Only representatives that have at least one neighbour take part, and only as ids,
+   ranks and edges, on one worker; the kept set therefore has no pair within r, and every
+   dropped image names a kept survivor and the distance.
+
+With k = 1 this is the classic r + 1 bands; k = 2 (the default) makes keys twice as wide, which
+keeps buckets small at 10^7-10^8 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.near_dup import candidate_pairs
+from pipeline.near_dup.candidate_pairs import node_id
+from pipeline.near_dup.pigeonhole import HASH_BITS, Edge, Node, greedy_survivors, key_masks, previous_node
+from pipeline.records import Photo, Rejection, survivor_rank
+from pipeline.stage import StageOutput, apply_stage, reject
+
+STAGE = "near_dedup"
+
+
+def collapse_key(photo: Photo, dhash_distance: int) -> str:
+    """Photos under one key are duplicates outright. With dHash confirmation, equal pHashes alone
+    are not enough: the dHash must be equal too (closer-but-unequal dHashes are paired below)."""
+    return f"{photo.phash}:{photo.dhash}" if dhash_distance >= 0 else photo.phash
+
+
+def _node(photo: Photo, dhash_distance: int) -> Node:
+    dhash = int(photo.dhash, 16) if photo.dhash else None
+    return Node(int(photo.phash, 16), survivor_rank(photo), photo.photo_id, False, dhash,
+                collapse_key(photo, dhash_distance))
+
+
+PARTITION_BITS = 8  # 256 partitions of candidate-key rows
+
+
+class _KeyRows(beam.DoFn):
+    """A bundle's representatives -> (partition, key rows): a few elements per bundle, not one per key."""
+
+    def __init__(self, masks: list[int]) -> None:
+        self._masks = masks
+
+    def process(self, batch: list[Node]) -> Iterator[tuple[int, tuple]]:
+        for partition, rows in candidate_pairs.split_partitions(candidate_pairs.rows_of(batch, self._masks),
+                                                                PARTITION_BITS):
+            yield partition, tuple(rows)
+
+
+class _PartitionPairs(beam.DoFn):
+    def __init__(self, distance: int, masks: list[int], bucket_cap: int, dhash_distance: int) -> None:
+        self._distance, self._masks, self._cap = distance, masks, bucket_cap
+        self._dhash_distance = dhash_distance
+
+    def process(self, keyed: tuple[int, Iterable[tuple]]) -> Iterator[tuple]:
+        _, chunks = keyed
+        rows = candidate_pairs.Rows.concat([candidate_pairs.Rows(*chunk) for chunk in chunks])
+        a, b, d = candidate_pairs.pairs_in_partition(rows, self._masks, self._distance, self._dhash_distance,
+                                                     self._cap)
+        if len(a):
+            yield a, b, d
+
+
+def _ids_of(edges: tuple) -> list[tuple[str, int]]:
+    a, b, _ = edges
+    return [(f"{int(i):016x}", 1) for i in np.unique(np.concatenate([a, b]))]
+
+
+def _greedy_from_arrays(all_edges: list[tuple], nodes: list[Node]) -> list[tuple[str, tuple]]:
+    by_id = {node_id(node): node for node in nodes}
+    edges = [Edge(by_id[int(x)], by_id[int(y)], int(d)) for a, b, ds in all_edges
+             for x, y, d in zip(a, b, ds, strict=True)]
+    return [(node.group, decision) for node, decision in greedy_survivors(edges).items()]
+
+
+class _Resolve(beam.DoFn):
+    """Per collapse key (pHash): its photos, and the decision of its representative (if dropped)."""
+
+    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
+        _, grouped = keyed
+        photos = sorted(grouped["photos"], key=survivor_rank)
+        decision = next(iter(grouped["dropped"]), None)
+        if decision is None:
+            best, rest, survivor, distance = photos[0], photos[1:], photos[0].photo_id, 0
+            yield best
+            previous = False
+        else:
+            rest, (survivor, distance, previous) = photos, decision
+        for photo in rest:
+            detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
+            detail += " to an image of the previous release" if previous else ""
+            yield reject(Rejection.of(photo, STAGE, "near_duplicate", detail, duplicate_of=survivor))
+
+
+class NearDuplicates(beam.PTransform):
+    """PCollection[Photo] (with `phash`) -> (PCollection[Photo] with no two within `distance`,
+    PCollection[Rejection] naming each dropped image's survivor and distance)."""
+
+    def __init__(self, distance: int, key_blocks: int = 2, bucket_cap: int = 64,
+                 previous: beam.PCollection | None = None, dhash_distance: int = -1) -> None:
+        """`previous`: (phash, photo id, dhash) of an earlier release's images (its persisted index);
+        new images are compared against them and among themselves, and never displace them.
+        `dhash_distance` >= 0 also requires the dHashes of a pair to be that close."""
+        super().__init__()
+        self._previous = previous
+        self._dhash_distance = dhash_distance
+        if not 0 <= distance <= 16:
+            raise ValueError("near-duplicate distance must be within 0..16")
+        self._distance = distance
+        self._masks = key_masks(distance, max(1, min(key_blocks, HASH_BITS - distance)))
+        self._cap = bucket_cap
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        masks, dhash_distance = self._masks, self._dhash_distance  # locals: the lambdas must not capture self
+        by_group = photos | "ByGroup" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), photo))
+        representatives = (
+            photos
+            | "Node" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), _node(photo, dhash_distance)))
+            | "Best" >> beam.CombinePerKey(lambda nodes: min(nodes, key=lambda n: n.rank))
+            | "DropKey" >> beam.Values()
+        )
+        if self._previous is not None:
+            old = self._previous | "PreviousNodes" >> beam.MapTuple(previous_node)
+            representatives = (representatives, old) | "WithPrevious" >> beam.Flatten()
+        edges = (
+            representatives
+            | "Bundle" >> beam.BatchElements(min_batch_size=1, max_batch_size=16384)
+            | "KeyRows" >> beam.ParDo(_KeyRows(masks))
+            | "Partitions" >> beam.GroupByKey()
+            | "Pairs" >> beam.ParDo(_PartitionPairs(self._distance, masks, self._cap, dhash_distance))
+        )
+        # Only representatives that have a neighbour take part in the greedy step: join them by id.
+        involved = (
+            {"node": representatives | "ById" >> beam.Map(lambda node: (f"{node_id(node):016x}", node)),
+             "edge": edges | "EdgeIds" >> beam.FlatMap(_ids_of)}
+            | "JoinIds" >> beam.CoGroupByKey()
+            | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["edge"]) else [])
+        )
+        dropped_by_group = (
+            edges
+            | "AllEdges" >> beam.combiners.ToList()
+            | "Greedy" >> beam.FlatMap(_greedy_from_arrays, nodes=beam.pvalue.AsList(involved))
+        )
+        grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
+        return apply_stage(grouped, STAGE, _Resolve())

@@ -1,0 +1,81 @@
+"""Per-photographer cap: at most N images per Flickr account, as PASS did (N = 80), so that a few
+prolific accounts cannot dominate the dataset.
+
+Which N survive is decided by a hash of the photo id: deterministic, independent of input
+order and worker count, and unbiased with respect to upload time or anything in the metadata.
+Images carried over from a previous release rank before new ones: releases only grow by new images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+
+from pipeline.records import Photo, Rejection
+from pipeline.stage import StageOutput, apply_keyed_stage, empty, reject
+
+STAGE = "owner_cap"
+
+
+def cap_rank(photo: Photo) -> tuple[int, str, str]:
+    # Images already published come first, so a refresh never drops a released image for a new one.
+    released = 0 if photo.first_release else 1
+    return released, hashlib.sha256(photo.photo_id.encode()).hexdigest(), photo.photo_id
+
+
+def owner_key(photo: Photo) -> str:
+    # A photo with no known owner cannot be attributed to anyone's quota: it is its own group.
+    return f"owner:{photo.owner_nsid}" if photo.owner_nsid else f"photo:{photo.photo_id}"
+
+
+class _KeepFirstN(beam.DoFn):
+    """Streams an owner's photos keeping a heap of the N best ranks, so memory is O(N) photos
+    even for an account with a hundred thousand of them."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+
+    def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
+        owner, photos = keyed
+        heap: list[tuple[_Reversed, Photo]] = []  # max-heap by rank, via negated order below
+        over: list[Photo] = []
+        for photo in photos:
+            entry = (_Reversed(cap_rank(photo)), photo)
+            if len(heap) < self._cap:
+                heapq.heappush(heap, entry)
+            else:
+                evicted = heapq.heappushpop(heap, entry)[1]
+                over.append(evicted.replace(image=b""))
+        for _, photo in heap:
+            yield photo
+        for photo in over:
+            yield reject(Rejection.of(photo, STAGE, "owner_cap",
+                                      f"{owner.removeprefix('owner:')} has more than {self._cap} images"))
+
+
+class _Reversed:
+    """Inverts comparisons so that heapq's min-heap keeps the largest rank on top (to evict)."""
+
+    __slots__ = ("rank",)
+
+    def __init__(self, rank: tuple[int, str, str]) -> None:
+        self.rank = rank
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return self.rank > other.rank
+
+
+class CapPerOwner(beam.PTransform):
+    """PCollection[Photo] -> (PCollection[Photo], at most `cap` per owner; PCollection[Rejection])."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self._cap = cap
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        if self._cap <= 0:
+            return StageOutput(photos, empty(photos.pipeline, "NoRejections"))
+        return apply_keyed_stage(photos, STAGE, owner_key, _KeepFirstN(self._cap))
