@@ -2,8 +2,9 @@
 
 Everything here is plain Python (no Beam), so it is tested directly against a local server.
 Safety rules, in the order they apply to every hop of a request:
-  1. the URL is http(s) and its host is on the allow-list (redirects too: a redirect off the
-     list is refused, never followed);
+  1. the URL is http(s), unambiguous (no backslash, user info, whitespace or non-ASCII; read the
+     same way by urllib.parse and by urllib3, which requests connects with) and its host is on
+     the allow-list (redirects too: a redirect off the list is refused, never followed);
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
   4. connect/read timeouts, a total deadline, and a body-size limit checked while streaming;
@@ -23,9 +24,16 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 MAX_REDIRECTS = 5
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Flickr's URLs are plain ASCII: anything else (spaces, tabs, newlines, non-ASCII) is either
+# dropped by one parser and kept by another, or re-encoded differently by each.
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+# Host names and IPv4 addresses, or IPv6 addresses (urlsplit's hostname drops the brackets).
+_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
 # Flickr answers a deleted photo's static URL with a redirect to one of these images.
 _PLACEHOLDER_HOSTS = frozenset({"s.yimg.com", "l.yimg.com"})
 _PLACEHOLDER_PATH = re.compile(r"/photo_unavailable[^/]*\.(png|gif)$", re.IGNORECASE)
@@ -66,13 +74,84 @@ def user_agent(version: str, contact: str) -> str:
     return f"pass-pipeline/{version} (+{contact}; CC-BY image dataset builder; honours X-Robots-Tag noai)"
 
 
+class BadURL(ValueError):
+    """A URL refused before any request is made; the message says why."""
+
+
+def _character_problem(url: str) -> str:
+    if not _PRINTABLE_ASCII.fullmatch(url):
+        return "space, control or non-ASCII character in URL"
+    if "\\" in url:
+        return "backslash in URL"
+    return ""
+
+
+def parse_fetch_url(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an http(s) URL that urllib.parse and requests (urllib3) read alike.
+
+    The allow-list must judge the host requests will connect to. `http://A:1\\@B:2/` is host B
+    to urllib.parse but host A to urllib3, so any URL the parsers could disagree on is refused
+    outright (BadURL) rather than guessed at: backslashes, user info, odd characters, and what
+    still parses differently after that.
+    """
+    problem = _character_problem(url)
+    if problem:
+        raise BadURL(problem)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise BadURL("unreadable host or port") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadURL(f"scheme {parts.scheme!r} is not http or https")
+    if "@" in parts.netloc:
+        raise BadURL("user info (user@ or user:pass@) in URL")
+    host = parts.hostname or ""
+    if not _HOST.fullmatch(host):
+        raise BadURL("missing or malformed host")
+    ours = (parts.scheme, host, port)
+    theirs = _client_reading(url)
+    if theirs != ours:
+        raise BadURL(f"urllib.parse reads {ours}, requests reads {theirs}")
+    return ours
+
+
+def _client_reading(url: str) -> tuple[str, str, int | None] | str:
+    """(scheme, host, port) as requests will connect: urllib3's parse of the URL as given and as
+    requests prepares it (IDNA, re-quoting); a description when they differ or cannot parse it."""
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        readings = {_urllib3_reading(url), _urllib3_reading(prepared.url or "")}
+    except (requests.exceptions.RequestException, LocationParseError, ValueError) as err:
+        return f"nothing ({type(err).__name__})"
+    return readings.pop() if len(readings) == 1 else f"several hosts {sorted(map(str, readings))}"
+
+
+def _urllib3_reading(url: str) -> tuple[str, str, int | None] | str:
+    parsed = parse_url(url)
+    if parsed.auth is not None:
+        return "user info"
+    return (parsed.scheme or "", (parsed.host or "").strip("[]"), parsed.port)
+
+
+def url_problem(url: str) -> str:
+    """Why `url` may not be fetched at all, whatever the allow-list says; "" when it may."""
+    try:
+        parse_fetch_url(url)
+    except BadURL as err:
+        return str(err)
+    return ""
+
+
 def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """True when the URL is http(s) and its host (or host:port) matches one allow-list pattern."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """True when the URL is an unambiguous http(s) URL (see `parse_fetch_url`) and its host
+    (or host:port) matches one allow-list pattern."""
+    try:
+        _scheme, host, port = parse_fetch_url(url)
+    except BadURL:
         return False
-    host = parts.hostname.lower()
-    host_port = f"{host}:{parts.port}" if parts.port else host
+    host_port = f"{host}:{port}" if port else host
     return any(fnmatch.fnmatchcase(host_port if ":" in pattern else host, pattern.lower()) for pattern in patterns)
 
 
@@ -189,6 +268,9 @@ class Fetcher:
 
     def fetch(self, url: str) -> FetchResult:
         cfg = self.config
+        problem = url_problem(url)
+        if problem:
+            return FetchResult(url, reason="bad_url", detail=f"{problem}: {_shown(url)}")
         if not host_allowed(url, cfg.allowed_hosts):
             return FetchResult(url, reason="host_not_allowed", detail=_describe(url))
         deadline = self._clock() + cfg.deadline
@@ -228,7 +310,12 @@ class Fetcher:
                 with response:
                     status = response.status_code
                     if status in (301, 302, 303, 307, 308):
-                        target = urljoin(url, response.headers.get("Location", ""))
+                        location = response.headers.get("Location", "")
+                        target = urljoin(url, location)
+                        # urljoin quietly drops tabs and newlines, so the raw header is checked as well.
+                        problem = _character_problem(location) or url_problem(target)
+                        if problem:
+                            raise _Stop("bad_redirect", f"redirect to {_shown(location)}: {problem}")
                         if is_placeholder(target):
                             raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
                         if not host_allowed(target, cfg.allowed_hosts):
@@ -276,6 +363,14 @@ class Fetcher:
         except requests.exceptions.RequestException as err:
             raise _Retry("connection_error", _short(err)) from None
         return b"".join(chunks)
+
+
+def _shown(url: str) -> str:
+    """A refused URL for messages, 200 characters at most: user info (it may be a password or a
+    token) and the query string masked."""
+    masked = re.sub(r"//[^/]*@", "//…@", url)
+    masked = re.sub(r"[?#].*", "?…", masked, flags=re.DOTALL)
+    return repr(masked[:200])
 
 
 def _describe(url: str) -> str:

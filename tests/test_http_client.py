@@ -161,3 +161,76 @@ def test_host_gate_spaces_requests_by_rate():
         with gate.slot():
             pass
     assert time.monotonic() - start >= 0.19  # 5 starts at 20/s span at least 4 intervals of 50 ms
+
+
+# --- 1. the URL checked is the URL fetched -------------------------------------------------------------------
+
+@pytest.fixture
+def two_servers():
+    with StaticServer() as allowed, StaticServer() as other:
+        yield allowed, other
+
+
+def _bypass_url(allowed: StaticServer, other: StaticServer) -> str:
+    # urllib.parse reads host `allowed` (after the last @); urllib3, which requests uses, reads `other`.
+    return f"http://{other.host}\\@{allowed.host}/x.jpg"
+
+
+def test_backslash_userinfo_url_is_refused_not_fetched_from_another_host(two_servers):
+    allowed, other = two_servers
+    allowed.add("/x.jpg", image(JPEG))
+    result = fetcher(allowed).fetch(_bypass_url(allowed, other))
+    assert result.reason == "bad_url" and "backslash" in result.detail and allowed.host in result.detail
+    assert sum(other.hits.values()) == 0 and sum(allowed.hits.values()) == 0
+
+
+def test_redirect_to_backslash_userinfo_url_is_refused(two_servers):
+    allowed, other = two_servers
+    url = allowed.add("/r.jpg", redirect(_bypass_url(allowed, other)))
+    result = fetcher(allowed).fetch(url)
+    assert result.reason == "bad_redirect" and "backslash" in result.detail
+    assert sum(other.hits.values()) == 0 and allowed.hits["/r.jpg"] == 1
+
+
+@pytest.mark.parametrize("userinfo", ["user@", "user:secret@", ":secret@", "a;b@"])
+def test_url_with_userinfo_is_refused_and_password_not_echoed(server, userinfo):
+    server.add("/x.jpg", image(JPEG))
+    result = fetcher(server).fetch(f"http://{userinfo}{server.host}/x.jpg")
+    assert result.reason == "bad_url" and "user info" in result.detail and "secret" not in result.detail
+    assert sum(server.hits.values()) == 0
+
+
+def test_redirect_with_userinfo_is_refused(server):
+    url = server.add("/r.jpg", redirect(f"http://user:secret@{server.host}/x.jpg"))
+    server.add("/x.jpg", image(JPEG))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_redirect" and "secret" not in result.detail and server.hits["/x.jpg"] == 0
+
+
+def test_url_whose_host_parses_differently_is_refused(server):
+    # urllib.parse reads host '127.0.0.%31', urllib3 percent-decodes it to '127.0.0.1': a wildcard
+    # allow-list entry must not be matched against one spelling while the other is contacted.
+    host, port = server.host.split(":")
+    url = f"http://{host[:-1]}%31:{port}/x.jpg"
+    server.add("/x.jpg", image(JPEG))
+    assert not host_allowed(url, ("127.0.0.*",))
+    result = fetcher(server, allowed_hosts=("127.0.0.*",)).fetch(url)
+    assert result.reason == "bad_url" and sum(server.hits.values()) == 0
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:1\\@127.0.0.1:8080/x.jpg",  # backslash
+    "http://127.0.0.1:8080/a\\b.jpg",
+    "http://u:p@127.0.0.1:8080/x.jpg",  # user info
+    "http://127.0.0.1:8080 /x.jpg",  # spaces, tabs, newlines: urllib.parse drops some, urllib3 does not
+    "http://127.0.0.1:8080/x\t.jpg",
+    "http://127.0.0.1:8080/x\n.jpg",
+    "http://127.0.0.1:8080/\u00e4.jpg",  # non-ASCII
+    "http://127.0.0.%31:8080/x.jpg",  # hosts that parse differently
+    "http://127.0.0.1:99999/x.jpg",  # bad ports
+    "http://127.0.0.1:80a/x.jpg",
+    "http:///x.jpg",  # no host
+    "http:127.0.0.1:8080/x.jpg",
+])
+def test_allow_list_refuses_ambiguous_urls(url):
+    assert not host_allowed(url, ("127.0.0.*", "127.0.0.1:8080", "*"))
