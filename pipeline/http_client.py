@@ -7,7 +7,8 @@ Safety rules, in the order they apply to every hop of a request:
      the allow-list (redirects too: a redirect off the list is refused, never followed);
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
-  4. connect/read timeouts, a total deadline, and a body-size limit checked while streaming;
+  4. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
+     and a body-size limit checked while streaming;
   5. retries with exponential backoff on 429, 5xx and connection errors, honouring Retry-After.
 """
 
@@ -27,8 +28,13 @@ import requests
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from pipeline.http_deadline import Deadline, DeadlineAdapter, deadline_scope
+
 MAX_REDIRECTS = 5
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# An error this close to the deadline is the deadline's doing (timeouts are clamped to it).
+_DEADLINE_SLACK = 0.05
 # Flickr's URLs are plain ASCII: anything else (spaces, tabs, newlines, non-ASCII) is either
 # dropped by one parser and kept by another, or re-encoded differently by each.
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
@@ -242,7 +248,10 @@ class _Stop(Exception):
 
 
 class Fetcher:
-    """Downloads one URL at a time per calling thread; safe to share across threads."""
+    """Downloads one URL at a time per calling thread; safe to share across threads.
+
+    A `session` given by the caller should mount `DeadlineAdapter`, or the fetch deadline is only
+    checked between body chunks."""
 
     def __init__(self, config: FetchConfig, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
@@ -258,7 +267,8 @@ class Fetcher:
         session.headers["Accept"] = "image/avif,image/webp,image/jpeg,image/png,image/*;q=0.8"
         session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
         pool = config.per_host_concurrency + 4
-        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        # Its responses end at the thread's fetch deadline, whatever pace the server sends at.
+        adapter = DeadlineAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -296,48 +306,57 @@ class Fetcher:
         """One attempt: follows allowed redirects, returns the body, raises _Retry or _Stop."""
         cfg = self.config
         for _hop in range(MAX_REDIRECTS + 1):
-            if self._clock() > deadline:
-                raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
             host = (urlsplit(url).hostname or "").lower()
             with host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps).slot():
-                try:
-                    response = self._session.get(url, stream=True, allow_redirects=False,
-                                                 timeout=(cfg.connect_timeout, cfg.read_timeout))
-                except requests.exceptions.Timeout as err:
-                    raise _Retry("timeout", _short(err)) from None
-                except requests.exceptions.RequestException as err:
-                    raise _Retry("connection_error", _short(err)) from None
-                with response:
-                    status = response.status_code
-                    if status in (301, 302, 303, 307, 308):
-                        location = response.headers.get("Location", "")
-                        target = urljoin(url, location)
-                        # urljoin quietly drops tabs and newlines, so the raw header is checked as well.
-                        problem = _character_problem(location) or url_problem(target)
-                        if problem:
-                            raise _Stop("bad_redirect", f"redirect to {_shown(location)}: {problem}")
-                        if is_placeholder(target):
-                            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
-                        if not host_allowed(target, cfg.allowed_hosts):
-                            raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
-                        url = target
-                        continue
-                    if status == 200:
-                        body = self._read_body(response, deadline)
-                        return FetchResult(url, body=body, attempts=attempt)
-                    wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
-                    if status == 429:
-                        raise _Retry("rate_limited", "HTTP 429", wait)
-                    if status in RETRYABLE_STATUS:
-                        raise _Retry("server_error", f"HTTP {status}", wait)
-                    if status == 404:
-                        raise _Stop("not_found", "HTTP 404")
-                    if status == 410:
-                        raise _Stop("gone", "HTTP 410")
-                    raise _Stop("http_error", f"HTTP {status}")
+                left = deadline - self._clock()  # waiting for the slot counts too
+                if left <= 0:
+                    raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
+                with deadline_scope(left) as cutoff:
+                    outcome = self._hop(url, left, cutoff, attempt)
+            if isinstance(outcome, FetchResult):
+                return outcome
+            url = outcome
         raise _Stop("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _hop(self, url: str, left: float, cutoff: Deadline, attempt: int) -> FetchResult | str:
+        """One request: the result, or the URL a redirect points to; raises _Retry or _Stop."""
+        cfg = self.config
+        try:
+            response = self._session.get(url, stream=True, allow_redirects=False,
+                                         timeout=(min(cfg.connect_timeout, left), min(cfg.read_timeout, left)))
+        except requests.exceptions.RequestException as err:
+            raise self._failure(err, cutoff, reading_body=False) from None
+        with response:
+            status = response.status_code
+            if status in REDIRECT_STATUS:
+                return self._redirect_target(url, response)
+            if status == 200:
+                return FetchResult(url, body=self._read_body(response, cutoff), attempts=attempt)
+            wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            if status == 429:
+                raise _Retry("rate_limited", "HTTP 429", wait)
+            if status in RETRYABLE_STATUS:
+                raise _Retry("server_error", f"HTTP {status}", wait)
+            if status == 404:
+                raise _Stop("not_found", "HTTP 404")
+            if status == 410:
+                raise _Stop("gone", "HTTP 410")
+            raise _Stop("http_error", f"HTTP {status}")
+
+    def _redirect_target(self, url: str, response: requests.Response) -> str:
+        location = response.headers.get("Location", "")
+        target = urljoin(url, location)
+        # urljoin quietly drops tabs and newlines, so the raw header is checked as well.
+        problem = _character_problem(location) or url_problem(target)
+        if problem:
+            raise _Stop("bad_redirect", f"redirect to {_shown(location)}: {problem}")
+        if is_placeholder(target):
+            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
+        if not host_allowed(target, self.config.allowed_hosts):
+            raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
+        return target
+
+    def _read_body(self, response: requests.Response, cutoff: Deadline) -> bytes:
         cfg = self.config
         if is_placeholder(response.url):
             raise _Stop("deleted", "served the photo-unavailable placeholder")
@@ -353,16 +372,23 @@ class Fetcher:
                 size += len(chunk)
                 if size > cfg.max_bytes:
                     raise _Stop("too_large", f"body over {cfg.max_bytes} bytes")
-                if self._clock() > deadline:
+                if cutoff.left() <= 0:
                     raise _Stop("deadline_exceeded", f"body not complete within {cfg.deadline:g}s")
                 chunks.append(chunk)
-        except requests.exceptions.ConnectionError as err:
-            # urllib3 reports a read timeout in mid-body as a connection error.
-            reason = "timeout" if "timed out" in str(err).lower() else "connection_error"
-            raise _Retry(reason, _short(err)) from None
         except requests.exceptions.RequestException as err:
-            raise _Retry("connection_error", _short(err)) from None
+            raise self._failure(err, cutoff, reading_body=True) from None
         return b"".join(chunks)
+
+    def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
+                 reading_body: bool) -> _Retry | _Stop:
+        """The specific reason of a failed request or body read, and whether it is worth retrying."""
+        if cutoff.hit or cutoff.left() <= _DEADLINE_SLACK:
+            return _Stop("deadline_exceeded", f"no complete answer within {self.config.deadline:g}s")
+        if isinstance(err, requests.exceptions.Timeout):
+            return _Retry("timeout", _short(err))
+        if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
+            return _Retry("timeout", _short(err))  # urllib3 reports a read timeout in mid-body as a connection error
+        return _Retry("connection_error", _short(err))
 
 
 def _shown(url: str) -> str:

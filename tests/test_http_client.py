@@ -1,4 +1,7 @@
+import socket
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -234,3 +237,115 @@ def test_url_whose_host_parses_differently_is_refused(server):
 ])
 def test_allow_list_refuses_ambiguous_urls(url):
     assert not host_allowed(url, ("127.0.0.*", "127.0.0.1:8080", "*"))
+
+
+# --- answers StaticServer cannot give: a raw TCP server scripted byte by byte -------------------------------
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """Accepts connections on 127.0.0.1, reads each request's head, then runs `script(conn, stop)` on it."""
+
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connections = 0
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}{path}"
+
+    def __enter__(self) -> "RawServer":
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._acceptor.join(2)
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(2)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    head += data
+                self._script(conn, self._stop)
+            except OSError:
+                pass  # the client gave up: that is what most of these tests want
+
+
+def trickle(data: bytes, interval: float, give_up_after: float = 8.0) -> Script:
+    """Send `data` one byte every `interval` seconds (then hang up after `give_up_after` at most)."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        started = time.monotonic()
+        for byte in data:
+            if stop.wait(interval) or time.monotonic() - started > give_up_after:
+                return
+            conn.sendall(bytes([byte]))
+    return script
+
+
+def send_then(head: bytes, body: bytes = b"", then_trickle: bytes = b"", interval: float = 0.25) -> Script:
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head + body)
+        trickle(then_trickle, interval)(conn, stop)
+    return script
+
+
+# --- 2. the fetch deadline bounds the whole download, whatever the server does -------------------------------
+
+HEAD_1000 = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+
+
+@pytest.mark.parametrize("script", [
+    trickle(HEAD_1000 + b"\xff" * 1000, 0.25),  # headers trickled
+    send_then(HEAD_1000, b"\xff\xd8", then_trickle=b"\xff" * 998),  # body trickled
+], ids=["headers", "body"])
+def test_deadline_bounds_a_trickling_server(script):
+    with RawServer(script) as server:
+        started = time.monotonic()
+        result = fetcher(server, deadline=2.0, read_timeout=5.0).fetch(server.url("/x.jpg"))
+        elapsed = time.monotonic() - started
+    assert result.reason == "deadline_exceeded" and "2s" in result.detail
+    assert 1.9 <= elapsed < 3.5
+
+
+def test_deadline_applies_to_each_thread_separately():
+    # A fresh fetch in another thread gets its own deadline, not what is left of a slow one's.
+    with RawServer(trickle(HEAD_1000 + b"\xff" * 1000, 0.25)) as slow, StaticServer() as fast:
+        url = fast.add("/x.jpg", image(JPEG))
+        shared = Fetcher(FetchConfig(allowed_hosts=(slow.host, fast.host), user_agent="test", deadline=1.5,
+                                     read_timeout=5.0))
+        results: dict[str, object] = {}
+        slow_thread = threading.Thread(target=lambda: results.update(slow=shared.fetch(slow.url("/x.jpg"))))
+        slow_thread.start()
+        time.sleep(1.2)
+        results["fast"] = shared.fetch(url)
+        slow_thread.join(5)
+    assert results["slow"].reason == "deadline_exceeded" and results["fast"].ok
