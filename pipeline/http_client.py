@@ -8,14 +8,16 @@ Safety rules, in the order they apply to every hop of a request:
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
   4. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
-     and a body-size limit checked while streaming;
-  5. retries with exponential backoff on 429, 5xx and connection errors, honouring Retry-After.
+     and a body-size limit checked while streaming (decompressed bytes included);
+  5. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
+     honouring Retry-After.
 """
 
 from __future__ import annotations
 
 import email.utils
 import fnmatch
+import http.client
 import re
 import threading
 import time
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from urllib3.exceptions import LocationParseError
+from urllib3.exceptions import IncompleteRead, LocationParseError, ProtocolError
 from urllib3.util import parse_url
 
 from pipeline.http_deadline import Deadline, DeadlineAdapter, deadline_scope
@@ -345,6 +347,9 @@ class Fetcher:
 
     def _redirect_target(self, url: str, response: requests.Response) -> str:
         location = response.headers.get("Location", "")
+        if not location:
+            # Following it would re-request the same URL until too_many_redirects.
+            raise _Stop("bad_redirect", f"HTTP {response.status_code} without a Location header")
         target = urljoin(url, location)
         # urljoin quietly drops tabs and newlines, so the raw header is checked as well.
         problem = _character_problem(location) or url_problem(target)
@@ -368,6 +373,8 @@ class Fetcher:
             raise _Stop("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
         chunks, size = [], 0
         try:
+            # Decoded chunks: urllib3 (>= 2.6) inflates at most chunk_size bytes per read, so a
+            # compression bomb is stopped by the size check below, not by running out of memory.
             for chunk in response.iter_content(chunk_size=64 * 1024):
                 size += len(chunk)
                 if size > cfg.max_bytes:
@@ -384,11 +391,26 @@ class Fetcher:
         """The specific reason of a failed request or body read, and whether it is worth retrying."""
         if cutoff.hit or cutoff.left() <= _DEADLINE_SLACK:
             return _Stop("deadline_exceeded", f"no complete answer within {self.config.deadline:g}s")
+        if isinstance(err, requests.exceptions.ContentDecodingError):
+            # The same bytes would fail the same way: not retried.
+            if "too many content encodings" in str(err).lower():
+                return _Stop("too_many_encodings", _short(err))
+            return _Stop("bad_content_encoding", _short(err))
+        if _incomplete_read(err):
+            return _Retry("truncated_body", _short(err))
         if isinstance(err, requests.exceptions.Timeout):
             return _Retry("timeout", _short(err))
         if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
             return _Retry("timeout", _short(err))  # urllib3 reports a read timeout in mid-body as a connection error
         return _Retry("connection_error", _short(err))
+
+
+def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
+    """The connection closed before Content-Length bytes (urllib3's IncompleteRead) or the end of
+    a chunk (http.client's) arrived."""
+    cause = err.args[0] if err.args else None
+    return isinstance(cause, ProtocolError) and any(
+        isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) for arg in cause.args)
 
 
 def _shown(url: str) -> str:

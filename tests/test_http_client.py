@@ -1,6 +1,10 @@
+import functools
+import gzip
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -349,3 +353,59 @@ def test_deadline_applies_to_each_thread_separately():
         results["fast"] = shared.fetch(url)
         slow_thread.join(5)
     assert results["slow"].reason == "deadline_exceeded" and results["fast"].ok
+
+
+# --- 3. specific reasons ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [
+    HEAD_1000 + b"\xff\xd8" * 5,  # 10 of 1000 bytes, then the connection closes
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789",  # 10 of a 16-byte chunk
+], ids=["content-length", "chunked"])
+def test_body_cut_short_is_truncated_body_and_retried(answer):
+    with RawServer(send_then(answer)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        assert server.connections == 2
+    assert result.reason == "truncated_body" and "10 bytes read" in result.detail and result.attempts == 2
+
+
+def test_redirect_without_location_is_bad_redirect(server):
+    url = server.add("/r.jpg", Response(302, b"", "text/html"))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_redirect" and "Location" in result.detail and server.hits["/r.jpg"] == 1
+
+
+def test_fifty_stacked_content_encodings_are_refused(server):
+    body = JPEG
+    for _ in range(50):
+        body = gzip.compress(body)
+    url = server.add("/x.jpg", image(body, **{"Content-Encoding": ", ".join(["gzip"] * 50)}))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "too_many_encodings" and result.attempts == 1 and server.hits["/x.jpg"] == 1
+
+
+def test_corrupt_content_encoding_is_refused_not_retried(server):
+    url = server.add("/x.jpg", image(b"this is not gzip", **{"Content-Encoding": "gzip"}))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_content_encoding" and server.hits["/x.jpg"] == 1
+
+
+@functools.cache
+def _gzip_bomb(expanded: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(expanded >> 20)) + packer.flush()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compression_bomb_stays_bounded_in_memory(server, layers):
+    body = _gzip_bomb(64 << 20)  # 64 MiB of zeros in about 64 KiB
+    for _ in range(layers - 1):
+        body = gzip.compress(body)
+    url = server.add("/bomb.jpg", image(body, **{"Content-Encoding": ", ".join(["gzip"] * layers)}))
+    tracemalloc.start()
+    try:
+        result = fetcher(server, max_bytes=1 << 20).fetch(url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.reason == "too_large" and peak < 8 << 20
