@@ -23,17 +23,22 @@ def test_sized_url_builds_live_url_and_keeps_other_shapes():
 
 def test_stage_fetches_concurrently_and_rejects_with_reasons():
     jpeg = real_jpeg()
-    with StaticServer() as server:
+    with StaticServer() as server, StaticServer() as elsewhere:
         photos = [photo(str(i), download_url=server.add(f"/1/{i}_ab.jpg", image(jpeg))) for i in range(40)]
         photos.append(photo("404", download_url=server.add("/1/404_ab.jpg", status(404))))
         photos.append(photo("nourl"))
+        # Checked as the allowed host by urllib.parse, fetched from `elsewhere` by requests: refused.
+        elsewhere.add("/1/7_ab.jpg", image(jpeg))
+        photos.append(photo("7", download_url=f"http://{elsewhere.host}\\@{server.host}/1/7_ab.jpg"))
         opts = PassOptions([f"--allowed_hosts={server.host}", "--fetch_threads=8"])
         with local_pipeline() as p:
             out = p | beam.Create(photos) | Fetch(opts)
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.raw == jpeg)),
                         equal_to([(str(i), True) for i in range(40)]), label="kept")
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
-                        equal_to([("404", "fetch", "not_found"), ("nourl", "fetch", "no_url")]), label="rejected")
+                        equal_to([("404", "fetch", "not_found"), ("nourl", "fetch", "no_url"),
+                                  ("7", "fetch", "bad_url")]), label="rejected")
+        assert sum(elsewhere.hits.values()) == 0
 
 
 def test_originals_only_on_request():

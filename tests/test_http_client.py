@@ -1,4 +1,11 @@
+import functools
+import gzip
+import socket
+import threading
 import time
+import tracemalloc
+import zlib
+from collections.abc import Callable
 
 import pytest
 
@@ -161,3 +168,244 @@ def test_host_gate_spaces_requests_by_rate():
         with gate.slot():
             pass
     assert time.monotonic() - start >= 0.19  # 5 starts at 20/s span at least 4 intervals of 50 ms
+
+
+# --- 1. the URL checked is the URL fetched -------------------------------------------------------------------
+
+@pytest.fixture
+def two_servers():
+    with StaticServer() as allowed, StaticServer() as other:
+        yield allowed, other
+
+
+def _bypass_url(allowed: StaticServer, other: StaticServer) -> str:
+    # urllib.parse reads host `allowed` (after the last @); urllib3, which requests uses, reads `other`.
+    return f"http://{other.host}\\@{allowed.host}/x.jpg"
+
+
+def test_backslash_userinfo_url_is_refused_not_fetched_from_another_host(two_servers):
+    allowed, other = two_servers
+    allowed.add("/x.jpg", image(JPEG))
+    result = fetcher(allowed).fetch(_bypass_url(allowed, other))
+    assert result.reason == "bad_url" and "backslash" in result.detail and allowed.host in result.detail
+    assert sum(other.hits.values()) == 0 and sum(allowed.hits.values()) == 0
+
+
+def test_redirect_to_backslash_userinfo_url_is_refused(two_servers):
+    allowed, other = two_servers
+    url = allowed.add("/r.jpg", redirect(_bypass_url(allowed, other)))
+    result = fetcher(allowed).fetch(url)
+    assert result.reason == "bad_redirect" and "backslash" in result.detail
+    assert sum(other.hits.values()) == 0 and allowed.hits["/r.jpg"] == 1
+
+
+@pytest.mark.parametrize("userinfo", ["user@", "user:secret@", ":secret@", "a;b@"])
+def test_url_with_userinfo_is_refused_and_password_not_echoed(server, userinfo):
+    server.add("/x.jpg", image(JPEG))
+    result = fetcher(server).fetch(f"http://{userinfo}{server.host}/x.jpg")
+    assert result.reason == "bad_url" and "user info" in result.detail and "secret" not in result.detail
+    assert sum(server.hits.values()) == 0
+
+
+def test_redirect_with_userinfo_is_refused(server):
+    url = server.add("/r.jpg", redirect(f"http://user:secret@{server.host}/x.jpg"))
+    server.add("/x.jpg", image(JPEG))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_redirect" and "secret" not in result.detail and server.hits["/x.jpg"] == 0
+
+
+def test_url_whose_host_parses_differently_is_refused(server):
+    # urllib.parse reads host '127.0.0.%31', urllib3 percent-decodes it to '127.0.0.1': a wildcard
+    # allow-list entry must not be matched against one spelling while the other is contacted.
+    host, port = server.host.split(":")
+    url = f"http://{host[:-1]}%31:{port}/x.jpg"
+    server.add("/x.jpg", image(JPEG))
+    assert not host_allowed(url, ("127.0.0.*",))
+    result = fetcher(server, allowed_hosts=("127.0.0.*",)).fetch(url)
+    assert result.reason == "bad_url" and sum(server.hits.values()) == 0
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:1\\@127.0.0.1:8080/x.jpg",  # backslash
+    "http://127.0.0.1:8080/a\\b.jpg",
+    "http://u:p@127.0.0.1:8080/x.jpg",  # user info
+    "http://127.0.0.1:8080 /x.jpg",  # spaces, tabs, newlines: urllib.parse drops some, urllib3 does not
+    "http://127.0.0.1:8080/x\t.jpg",
+    "http://127.0.0.1:8080/x\n.jpg",
+    "http://127.0.0.1:8080/\u00e4.jpg",  # non-ASCII
+    "http://127.0.0.%31:8080/x.jpg",  # hosts that parse differently
+    "http://127.0.0.1:99999/x.jpg",  # bad ports
+    "http://127.0.0.1:80a/x.jpg",
+    "http:///x.jpg",  # no host
+    "http:127.0.0.1:8080/x.jpg",
+])
+def test_allow_list_refuses_ambiguous_urls(url):
+    assert not host_allowed(url, ("127.0.0.*", "127.0.0.1:8080", "*"))
+
+
+# --- answers StaticServer cannot give: a raw TCP server scripted byte by byte -------------------------------
+
+Script = Callable[[socket.socket, threading.Event], None]
+
+
+class RawServer:
+    """Accepts connections on 127.0.0.1, reads each request's head, then runs `script(conn, stop)` on it."""
+
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connections = 0
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}{path}"
+
+    def __enter__(self) -> "RawServer":
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._acceptor.join(2)
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(2)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    head += data
+                self._script(conn, self._stop)
+            except OSError:
+                pass  # the client gave up: that is what most of these tests want
+
+
+def trickle(data: bytes, interval: float, give_up_after: float = 8.0) -> Script:
+    """Send `data` one byte every `interval` seconds (then hang up after `give_up_after` at most)."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        started = time.monotonic()
+        for byte in data:
+            if stop.wait(interval) or time.monotonic() - started > give_up_after:
+                return
+            conn.sendall(bytes([byte]))
+    return script
+
+
+def send_then(head: bytes, body: bytes = b"", then_trickle: bytes = b"", interval: float = 0.25) -> Script:
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head + body)
+        trickle(then_trickle, interval)(conn, stop)
+    return script
+
+
+# --- 2. the fetch deadline bounds the whole download, whatever the server does -------------------------------
+
+HEAD_1000 = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n"
+
+
+@pytest.mark.parametrize("script", [
+    trickle(HEAD_1000 + b"\xff" * 1000, 0.25),  # headers trickled
+    send_then(HEAD_1000, b"\xff\xd8", then_trickle=b"\xff" * 998),  # body trickled
+], ids=["headers", "body"])
+def test_deadline_bounds_a_trickling_server(script):
+    with RawServer(script) as server:
+        started = time.monotonic()
+        result = fetcher(server, deadline=2.0, read_timeout=5.0).fetch(server.url("/x.jpg"))
+        elapsed = time.monotonic() - started
+    assert result.reason == "deadline_exceeded" and "2s" in result.detail
+    assert 1.9 <= elapsed < 3.5
+
+
+def test_deadline_applies_to_each_thread_separately():
+    # A fresh fetch in another thread gets its own deadline, not what is left of a slow one's.
+    with RawServer(trickle(HEAD_1000 + b"\xff" * 1000, 0.25)) as slow, StaticServer() as fast:
+        url = fast.add("/x.jpg", image(JPEG))
+        shared = Fetcher(FetchConfig(allowed_hosts=(slow.host, fast.host), user_agent="test", deadline=1.5,
+                                     read_timeout=5.0))
+        results: dict[str, object] = {}
+        slow_thread = threading.Thread(target=lambda: results.update(slow=shared.fetch(slow.url("/x.jpg"))))
+        slow_thread.start()
+        time.sleep(1.2)
+        results["fast"] = shared.fetch(url)
+        slow_thread.join(5)
+    assert results["slow"].reason == "deadline_exceeded" and results["fast"].ok
+
+
+# --- 3. specific reasons ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [
+    HEAD_1000 + b"\xff\xd8" * 5,  # 10 of 1000 bytes, then the connection closes
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789",  # 10 of a 16-byte chunk
+], ids=["content-length", "chunked"])
+def test_body_cut_short_is_truncated_body_and_retried(answer):
+    with RawServer(send_then(answer)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        assert server.connections == 2
+    assert result.reason == "truncated_body" and "10 bytes read" in result.detail and result.attempts == 2
+
+
+def test_redirect_without_location_is_bad_redirect(server):
+    url = server.add("/r.jpg", Response(302, b"", "text/html"))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_redirect" and "Location" in result.detail and server.hits["/r.jpg"] == 1
+
+
+def test_fifty_stacked_content_encodings_are_refused(server):
+    body = JPEG
+    for _ in range(50):
+        body = gzip.compress(body)
+    url = server.add("/x.jpg", image(body, **{"Content-Encoding": ", ".join(["gzip"] * 50)}))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "too_many_encodings" and result.attempts == 1 and server.hits["/x.jpg"] == 1
+
+
+def test_corrupt_content_encoding_is_refused_not_retried(server):
+    url = server.add("/x.jpg", image(b"this is not gzip", **{"Content-Encoding": "gzip"}))
+    result = fetcher(server).fetch(url)
+    assert result.reason == "bad_content_encoding" and server.hits["/x.jpg"] == 1
+
+
+@functools.cache
+def _gzip_bomb(expanded: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(expanded >> 20)) + packer.flush()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_compression_bomb_stays_bounded_in_memory(server, layers):
+    body = _gzip_bomb(64 << 20)  # 64 MiB of zeros in about 64 KiB
+    for _ in range(layers - 1):
+        body = gzip.compress(body)
+    url = server.add("/bomb.jpg", image(body, **{"Content-Encoding": ", ".join(["gzip"] * layers)}))
+    tracemalloc.start()
+    try:
+        result = fetcher(server, max_bytes=1 << 20).fetch(url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.reason == "too_large" and peak < 8 << 20

@@ -2,18 +2,22 @@
 
 Everything here is plain Python (no Beam), so it is tested directly against a local server.
 Safety rules, in the order they apply to every hop of a request:
-  1. the URL is http(s) and its host is on the allow-list (redirects too: a redirect off the
-     list is refused, never followed);
+  1. the URL is http(s), unambiguous (no backslash, user info, whitespace or non-ASCII; read the
+     same way by urllib.parse and by urllib3, which requests connects with) and its host is on
+     the allow-list (redirects too: a redirect off the list is refused, never followed);
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
-  4. connect/read timeouts, a total deadline, and a body-size limit checked while streaming;
-  5. retries with exponential backoff on 429, 5xx and connection errors, honouring Retry-After.
+  4. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
+     and a body-size limit checked while streaming (decompressed bytes included);
+  5. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
+     honouring Retry-After.
 """
 
 from __future__ import annotations
 
 import email.utils
 import fnmatch
+import http.client
 import re
 import threading
 import time
@@ -23,11 +27,23 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from urllib3.exceptions import IncompleteRead, LocationParseError, ProtocolError
+from urllib3.util import parse_url
+
+from pipeline.http_deadline import Deadline, DeadlineAdapter, deadline_scope
 
 from pipeline.io.pacing import Pacer
 
 MAX_REDIRECTS = 5
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# An error this close to the deadline is the deadline's doing (timeouts are clamped to it).
+_DEADLINE_SLACK = 0.05
+# Flickr's URLs are plain ASCII: anything else (spaces, tabs, newlines, non-ASCII) is either
+# dropped by one parser and kept by another, or re-encoded differently by each.
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]*")
+# Host names and IPv4 addresses, or IPv6 addresses (urlsplit's hostname drops the brackets).
+_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
 # Flickr answers a deleted photo's static URL with a redirect to one of these images.
 _PLACEHOLDER_HOSTS = frozenset({"s.yimg.com", "l.yimg.com"})
 _PLACEHOLDER_PATH = re.compile(r"/photo_unavailable[^/]*\.(png|gif)$", re.IGNORECASE)
@@ -68,13 +84,84 @@ def user_agent(version: str, contact: str) -> str:
     return f"pass-pipeline/{version} (+{contact}; CC-BY image dataset builder; honours X-Robots-Tag noai)"
 
 
+class BadURL(ValueError):
+    """A URL refused before any request is made; the message says why."""
+
+
+def _character_problem(url: str) -> str:
+    if not _PRINTABLE_ASCII.fullmatch(url):
+        return "space, control or non-ASCII character in URL"
+    if "\\" in url:
+        return "backslash in URL"
+    return ""
+
+
+def parse_fetch_url(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an http(s) URL that urllib.parse and requests (urllib3) read alike.
+
+    The allow-list must judge the host requests will connect to. `http://A:1\\@B:2/` is host B
+    to urllib.parse but host A to urllib3, so any URL the parsers could disagree on is refused
+    outright (BadURL) rather than guessed at: backslashes, user info, odd characters, and what
+    still parses differently after that.
+    """
+    problem = _character_problem(url)
+    if problem:
+        raise BadURL(problem)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise BadURL("unreadable host or port") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadURL(f"scheme {parts.scheme!r} is not http or https")
+    if "@" in parts.netloc:
+        raise BadURL("user info (user@ or user:pass@) in URL")
+    host = parts.hostname or ""
+    if not _HOST.fullmatch(host):
+        raise BadURL("missing or malformed host")
+    ours = (parts.scheme, host, port)
+    theirs = _client_reading(url)
+    if theirs != ours:
+        raise BadURL(f"urllib.parse reads {ours}, requests reads {theirs}")
+    return ours
+
+
+def _client_reading(url: str) -> tuple[str, str, int | None] | str:
+    """(scheme, host, port) as requests will connect: urllib3's parse of the URL as given and as
+    requests prepares it (IDNA, re-quoting); a description when they differ or cannot parse it."""
+    try:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        readings = {_urllib3_reading(url), _urllib3_reading(prepared.url or "")}
+    except (requests.exceptions.RequestException, LocationParseError, ValueError) as err:
+        return f"nothing ({type(err).__name__})"
+    return readings.pop() if len(readings) == 1 else f"several hosts {sorted(map(str, readings))}"
+
+
+def _urllib3_reading(url: str) -> tuple[str, str, int | None] | str:
+    parsed = parse_url(url)
+    if parsed.auth is not None:
+        return "user info"
+    return (parsed.scheme or "", (parsed.host or "").strip("[]"), parsed.port)
+
+
+def url_problem(url: str) -> str:
+    """Why `url` may not be fetched at all, whatever the allow-list says; "" when it may."""
+    try:
+        parse_fetch_url(url)
+    except BadURL as err:
+        return str(err)
+    return ""
+
+
 def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """True when the URL is http(s) and its host (or host:port) matches one allow-list pattern."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """True when the URL is an unambiguous http(s) URL (see `parse_fetch_url`) and its host
+    (or host:port) matches one allow-list pattern."""
+    try:
+        _scheme, host, port = parse_fetch_url(url)
+    except BadURL:
         return False
-    host = parts.hostname.lower()
-    host_port = f"{host}:{parts.port}" if parts.port else host
+    host_port = f"{host}:{port}" if port else host
     return any(fnmatch.fnmatchcase(host_port if ":" in pattern else host, pattern.lower()) for pattern in patterns)
 
 
@@ -144,7 +231,10 @@ class _Stop(Exception):
 
 
 class Fetcher:
-    """Downloads one URL at a time per calling thread; safe to share across threads."""
+    """Downloads one URL at a time per calling thread; safe to share across threads.
+
+    A `session` given by the caller should mount `DeadlineAdapter`, or the fetch deadline is only
+    checked between body chunks."""
 
     def __init__(self, config: FetchConfig, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
@@ -160,7 +250,8 @@ class Fetcher:
         session.headers["Accept"] = "image/avif,image/webp,image/jpeg,image/png,image/*;q=0.8"
         session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
         pool = config.per_host_concurrency + 4
-        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        # Its responses end at the thread's fetch deadline, whatever pace the server sends at.
+        adapter = DeadlineAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -170,6 +261,9 @@ class Fetcher:
 
     def fetch(self, url: str) -> FetchResult:
         cfg = self.config
+        problem = url_problem(url)
+        if problem:
+            return FetchResult(url, reason="bad_url", detail=f"{problem}: {_shown(url)}")
         if not host_allowed(url, cfg.allowed_hosts):
             return FetchResult(url, reason="host_not_allowed", detail=_describe(url))
         deadline = self._clock() + cfg.deadline
@@ -195,43 +289,60 @@ class Fetcher:
         """One attempt: follows allowed redirects, returns the body, raises _Retry or _Stop."""
         cfg = self.config
         for _hop in range(MAX_REDIRECTS + 1):
-            if self._clock() > deadline:
-                raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
             host = (urlsplit(url).hostname or "").lower()
             with host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps).slot():
-                try:
-                    response = self._session.get(url, stream=True, allow_redirects=False,
-                                                 timeout=(cfg.connect_timeout, cfg.read_timeout))
-                except requests.exceptions.Timeout as err:
-                    raise _Retry("timeout", _short(err)) from None
-                except requests.exceptions.RequestException as err:
-                    raise _Retry("connection_error", _short(err)) from None
-                with response:
-                    status = response.status_code
-                    if status in (301, 302, 303, 307, 308):
-                        target = urljoin(url, response.headers.get("Location", ""))
-                        if is_placeholder(target):
-                            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
-                        if not host_allowed(target, cfg.allowed_hosts):
-                            raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
-                        url = target
-                        continue
-                    if status == 200:
-                        body = self._read_body(response, deadline)
-                        return FetchResult(url, body=body, attempts=attempt)
-                    wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
-                    if status == 429:
-                        raise _Retry("rate_limited", "HTTP 429", wait)
-                    if status in RETRYABLE_STATUS:
-                        raise _Retry("server_error", f"HTTP {status}", wait)
-                    if status == 404:
-                        raise _Stop("not_found", "HTTP 404")
-                    if status == 410:
-                        raise _Stop("gone", "HTTP 410")
-                    raise _Stop("http_error", f"HTTP {status}")
+                left = deadline - self._clock()  # waiting for the slot counts too
+                if left <= 0:
+                    raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
+                with deadline_scope(left) as cutoff:
+                    outcome = self._hop(url, left, cutoff, attempt)
+            if isinstance(outcome, FetchResult):
+                return outcome
+            url = outcome
         raise _Stop("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+    def _hop(self, url: str, left: float, cutoff: Deadline, attempt: int) -> FetchResult | str:
+        """One request: the result, or the URL a redirect points to; raises _Retry or _Stop."""
+        cfg = self.config
+        try:
+            response = self._session.get(url, stream=True, allow_redirects=False,
+                                         timeout=(min(cfg.connect_timeout, left), min(cfg.read_timeout, left)))
+        except requests.exceptions.RequestException as err:
+            raise self._failure(err, cutoff, reading_body=False) from None
+        with response:
+            status = response.status_code
+            if status in REDIRECT_STATUS:
+                return self._redirect_target(url, response)
+            if status == 200:
+                return FetchResult(url, body=self._read_body(response, cutoff), attempts=attempt)
+            wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            if status == 429:
+                raise _Retry("rate_limited", "HTTP 429", wait)
+            if status in RETRYABLE_STATUS:
+                raise _Retry("server_error", f"HTTP {status}", wait)
+            if status == 404:
+                raise _Stop("not_found", "HTTP 404")
+            if status == 410:
+                raise _Stop("gone", "HTTP 410")
+            raise _Stop("http_error", f"HTTP {status}")
+
+    def _redirect_target(self, url: str, response: requests.Response) -> str:
+        location = response.headers.get("Location", "")
+        if not location:
+            # Following it would re-request the same URL until too_many_redirects.
+            raise _Stop("bad_redirect", f"HTTP {response.status_code} without a Location header")
+        target = urljoin(url, location)
+        # urljoin quietly drops tabs and newlines, so the raw header is checked as well.
+        problem = _character_problem(location) or url_problem(target)
+        if problem:
+            raise _Stop("bad_redirect", f"redirect to {_shown(location)}: {problem}")
+        if is_placeholder(target):
+            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
+        if not host_allowed(target, self.config.allowed_hosts):
+            raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
+        return target
+
+    def _read_body(self, response: requests.Response, cutoff: Deadline) -> bytes:
         cfg = self.config
         if is_placeholder(response.url):
             raise _Stop("deleted", "served the photo-unavailable placeholder")
@@ -243,20 +354,52 @@ class Fetcher:
             raise _Stop("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
         chunks, size = [], 0
         try:
+            # Decoded chunks: urllib3 (>= 2.6) inflates at most chunk_size bytes per read, so a
+            # compression bomb is stopped by the size check below, not by running out of memory.
             for chunk in response.iter_content(chunk_size=64 * 1024):
                 size += len(chunk)
                 if size > cfg.max_bytes:
                     raise _Stop("too_large", f"body over {cfg.max_bytes} bytes")
-                if self._clock() > deadline:
+                if cutoff.left() <= 0:
                     raise _Stop("deadline_exceeded", f"body not complete within {cfg.deadline:g}s")
                 chunks.append(chunk)
-        except requests.exceptions.ConnectionError as err:
-            # urllib3 reports a read timeout in mid-body as a connection error.
-            reason = "timeout" if "timed out" in str(err).lower() else "connection_error"
-            raise _Retry(reason, _short(err)) from None
         except requests.exceptions.RequestException as err:
-            raise _Retry("connection_error", _short(err)) from None
+            raise self._failure(err, cutoff, reading_body=True) from None
         return b"".join(chunks)
+
+    def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
+                 reading_body: bool) -> _Retry | _Stop:
+        """The specific reason of a failed request or body read, and whether it is worth retrying."""
+        if cutoff.hit or cutoff.left() <= _DEADLINE_SLACK:
+            return _Stop("deadline_exceeded", f"no complete answer within {self.config.deadline:g}s")
+        if isinstance(err, requests.exceptions.ContentDecodingError):
+            # The same bytes would fail the same way: not retried.
+            if "too many content encodings" in str(err).lower():
+                return _Stop("too_many_encodings", _short(err))
+            return _Stop("bad_content_encoding", _short(err))
+        if _incomplete_read(err):
+            return _Retry("truncated_body", _short(err))
+        if isinstance(err, requests.exceptions.Timeout):
+            return _Retry("timeout", _short(err))
+        if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
+            return _Retry("timeout", _short(err))  # urllib3 reports a read timeout in mid-body as a connection error
+        return _Retry("connection_error", _short(err))
+
+
+def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
+    """The connection closed before Content-Length bytes (urllib3's IncompleteRead) or the end of
+    a chunk (http.client's) arrived."""
+    cause = err.args[0] if err.args else None
+    return isinstance(cause, ProtocolError) and any(
+        isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) for arg in cause.args)
+
+
+def _shown(url: str) -> str:
+    """A refused URL for messages, 200 characters at most: user info (it may be a password or a
+    token) and the query string masked."""
+    masked = re.sub(r"//[^/]*@", "//…@", url)
+    masked = re.sub(r"[?#].*", "?…", masked, flags=re.DOTALL)
+    return repr(masked[:200])
 
 
 def _describe(url: str) -> str:
