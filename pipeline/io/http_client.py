@@ -30,7 +30,7 @@ import requests
 from urllib3.exceptions import IncompleteRead, LocationParseError, ProtocolError
 from urllib3.util import parse_url
 
-from pipeline.http_deadline import Deadline, DeadlineAdapter, deadline_scope
+from pipeline.io.http_deadline import Deadline, DeadlineAdapter, deadline_scope
 
 from pipeline.io.pacing import Pacer
 
