@@ -31,7 +31,6 @@ from urllib3.exceptions import IncompleteRead, LocationParseError, ProtocolError
 from urllib3.util import parse_url
 
 from pipeline.io.http_deadline import Deadline, DeadlineAdapter, deadline_scope
-
 from pipeline.io.pacing import Pacer
 
 MAX_REDIRECTS = 5
