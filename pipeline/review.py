@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipeline.detect import DECISIONS, read_decisions
 from pipeline.records import Photo
-from pipeline.sinks import write_atomically
+from pipeline.sinks import FORMULA_STARTS, csv_bytes, write_atomically
 
 THUMBNAIL = 256
 DECISION_COLUMNS = ("photo_id", "decision", "note")
@@ -83,12 +83,8 @@ def write_review(photos: Iterable[Photo], output: str) -> list[dict[str, Any]]:
     def parquet(handle: Any) -> None:
         pq.write_table(_table(ordered), handle)
 
-    def template(handle: Any) -> None:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(DECISION_COLUMNS)
-        writer.writerows((photo.photo_id, "", "") for photo in ordered)
-        handle.write(text.getvalue().encode("utf-8"))
+    def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
+        handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "") for photo in ordered)))
 
     sheet = contact_sheet(ordered)
     entries = []
@@ -113,6 +109,12 @@ class WriteReview(beam.PTransform):
                 | "Write" >> beam.FlatMap(write_review, output=self._output))
 
 
+def _unquoted_formula(cell: str) -> str:
+    """The template writes a photo id a spreadsheet would evaluate as '=...; the reviewer's copy
+    gives it back that way, and it still means the photo =...."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     """Merges a reviewer's decisions into the cumulative store (created if missing); a later
     decision for the same photo replaces the earlier one. Rows with an empty decision (photos not
@@ -122,7 +124,7 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     new = {}
     for line, row in enumerate(rows, start=2):
         decision = row["decision"].strip()
-        photo_id = (row.get("photo_id") or "").strip()
+        photo_id = _unquoted_formula((row.get("photo_id") or "").strip())
         if decision not in DECISIONS or not photo_id:
             raise ValueError(f"{decisions_csv}: row {line}: need a photo_id and a decision in {', '.join(DECISIONS)}")
         new[photo_id] = (decision, (row.get("note") or "").strip())

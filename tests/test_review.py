@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
+from pipeline.detect import read_decisions
 from pipeline.review import apply_decisions, contact_sheet, write_review
 from tests.conftest import photo, real_jpeg
 
@@ -95,3 +96,16 @@ def test_review_files_are_verified_against_the_manifest(tmp_path):
     manifest["files"][0]["records"] = 2
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert [p.message for p in verify(str(tmp_path))] == ["1 records, manifest says 2"]
+
+
+def test_decisions_template_neutralises_formula_ids_and_apply_reads_them_back(tmp_path):
+    """A photo id a spreadsheet would evaluate is written as text ('=..., quoted); the reviewer's
+    copy of the template still names the same photo when applied."""
+    hostile = '=HYPERLINK("http://evil","x")'
+    write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
+    template = (tmp_path / "review" / "decisions_template.csv").read_text()
+    assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,'
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text(template.replace(",,", ",accept,looked"))
+    assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
+    assert read_decisions(str(tmp_path / "store.csv")) == {hostile: ("accept", "looked")}
