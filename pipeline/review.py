@@ -12,6 +12,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +44,20 @@ def _thumbnail(image: bytes) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
+# An absolute http(s) URL made only of the characters a URL may hold (RFC 3986): no whitespace,
+# control characters, quotes or angle brackets, which browsers strip or which end the attribute.
+_HTTP_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IGNORECASE)
+
+
+def link(url: str, text: str) -> str:
+    """A link only to an http(s) URL; anything else (javascript:, data:, vbscript:, however spelled
+    or padded) gets an <a> without href (a placeholder, no target) followed by the URL as escaped
+    text, so a reviewer still sees what the metadata said."""
+    if _HTTP_URL.fullmatch(url):
+        return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
+    return f"<a>{html.escape(text)}</a>" + (f" {html.escape(url)}" if url else "")
+
+
 def contact_sheet(photos: list[Photo]) -> bytes:
     """One self-contained HTML page (thumbnails inline), sorted by score, ids and scores readable."""
     cells = []
@@ -50,7 +65,7 @@ def contact_sheet(photos: list[Photo]) -> bytes:
         scores = ", ".join(f"{name} {score:.2f}" for name, score in sorted(photo.scores, key=lambda s: -s[1])[:4])
         cells.append(
             f'<figure><img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{html.escape(photo.photo_id)}">'
-            f'<figcaption><a href="{html.escape(photo.page_url)}">{html.escape(photo.photo_id)}</a><br>'
+            f"<figcaption>{link(photo.page_url, photo.photo_id)}<br>"
             f"{html.escape(scores)}</figcaption></figure>")
     page = (
         "<!doctype html><meta charset=utf-8><title>pass-pipeline review</title>"
