@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from html.parser import HTMLParser
 
 from PIL import Image
 
@@ -58,3 +59,35 @@ def test_same_release_same_datasheet_bytes(tmp_path):
     first = {e["path"]: e["sha256"] for e in write_datasheet(str(tmp_path), None, "r")}
     second = {e["path"]: e["sha256"] for e in write_datasheet(str(tmp_path), None, "r")}
     assert first == second
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.urls: list[tuple[str, str]] = []
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [(name, value or "") for name, value in attrs if name in ("href", "src")]
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def test_datasheet_html_escapes_names_and_links_only_its_own_images(tmp_path):
+    """The release and dataset names reach the page's title; they are text, never markup, and the
+    only URLs on the page are the datasheet's own images."""
+    small_release(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["name"] = '<a href="javascript:alert(1)">x</a>'
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_datasheet(str(tmp_path), None, "</title><script>alert(1)</script><img src=x onerror=alert(1)>")
+    page = _Page()
+    page.feed((tmp_path / "datasheet.html").read_text())
+    page.close()
+    own = {f"datasheet/{name}.png" for name in PLOTS} | {"datasheet/sample.jpg"}
+    assert {name for name, _ in page.urls} == {"src"} and {url for _, url in page.urls} == own
+    assert page.tags.count("img") == len(own) and "script" not in page.tags and "a" not in page.tags
+    assert "<script>alert(1)</script>" in page.text and 'href="javascript:alert(1)"' in page.text

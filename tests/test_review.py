@@ -3,15 +3,40 @@ the reviewer's decision is applied, and the next run honours it."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+from html.parser import HTMLParser
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
 from pipeline.release.review import apply_decisions, contact_sheet, write_review
+from pipeline.stages.detect import read_decisions
 from tests.conftest import photo, real_jpeg
+
+
+class _Links(HTMLParser):
+    """Every href/src of a page, and its text outside tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [value or "" for name, value in attrs if name in ("href", "src")]
+
+    def handle_data(self, data):
+        self.text += data
+
+
+HOSTILE_URLS = ["javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)", "\x01\tjavascript:alert(1)",
+                "java\tscript:alert(1)", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)",
+                "//evil.example/x", "https://ok.example/\"><script>alert(1)</script>", "https://ok.example/a b"]
 
 
 def test_review_files_sorted_by_score(tmp_path):
@@ -95,3 +120,33 @@ def test_review_files_are_verified_against_the_manifest(tmp_path):
     manifest["files"][0]["records"] = 2
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert [p.message for p in verify(str(tmp_path))] == ["1 records, manifest says 2"]
+
+
+def test_decisions_template_neutralises_formula_ids_and_apply_reads_them_back(tmp_path):
+    """A photo id a spreadsheet would evaluate is written as text ('=..., quoted); the reviewer's
+    copy of the template still names the same photo when applied."""
+    hostile = '=HYPERLINK("http://evil","x")'
+    write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
+    template = (tmp_path / "review" / "decisions_template.csv").read_text()
+    assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,'
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text(template.replace(",,", ",accept,looked"))
+    assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
+    assert read_decisions(str(tmp_path / "store.csv")) == {hostile: ("accept", "looked")}
+
+
+def test_contact_sheet_links_only_http_urls():
+    """Only an http(s) page URL becomes a link; anything else (javascript:, data:, vbscript:, in any
+    case, behind whitespace or control characters) is shown as text. The only other URL on the page
+    is each thumbnail, a data:image/jpeg the sheet made itself."""
+    photos = [photo(str(i), image=real_jpeg("coffee.jpg"), page_url=url) for i, url in enumerate(HOSTILE_URLS)]
+    photos.append(photo("99", image=real_jpeg("coffee.jpg"), page_url="https://www.flickr.com/photos/o/99"))
+    page = _Links()
+    page.feed(contact_sheet(photos).decode())
+    page.close()
+    links = [url for url in page.urls if not url.startswith("data:image/jpeg;base64,")]
+    assert links == ["https://www.flickr.com/photos/o/99"]
+    thumbnails = [url for url in page.urls if url.startswith("data:image/jpeg;base64,")]
+    assert len(thumbnails) == len(photos)
+    assert all(base64.b64decode(url.split(",", 1)[1], validate=True)[:2] == b"\xff\xd8" for url in thumbnails)
+    assert "script" not in page.tags and all(url in page.text for url in HOSTILE_URLS[:3])

@@ -1,11 +1,13 @@
+import csv
 import hashlib
+import io
 from collections import Counter
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.io.files import write_atomically
-from pipeline.io.sinks import WriteDataset, attribution_csv, shard_count, shard_of
+from pipeline.io.sinks import WriteDataset, attribution_csv, attribution_row, shard_count, shard_of
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 
@@ -42,3 +44,38 @@ def test_write_atomically_replaces_and_leaves_no_temporary(tmp_path):
 def test_attribution_csv_sorted_by_numeric_id():
     text = attribution_csv([("10", "b", "", "t", "p", "n", "u"), ("9", "a", "", "t", "p", "n", "u")]).decode()
     assert text.splitlines()[1].startswith("9,") and text.splitlines()[2].startswith("10,")
+
+
+FORMULA_CELLS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1+1", "=a,b\"c"]
+
+
+def test_attribution_csv_neutralises_spreadsheet_formulas():
+    """OWASP CSV injection: a cell a spreadsheet would evaluate gets a leading ' and is quoted; the
+    text itself is kept, so attribution still names the creator and title exactly."""
+    rows = [attribution_row(photo(str(i), title=cell, owner_name=cell)) for i, cell in enumerate(FORMULA_CELLS)]
+    text = attribution_csv(rows).decode()
+    parsed = list(csv.reader(io.StringIO(text)))[1:]
+    assert [(row[1], row[3]) for row in parsed] == [("'" + cell, "'" + cell) for cell in FORMULA_CELLS]
+    for line in text.split("\n")[1:-1]:
+        fields = line.split(",", 2)
+        assert fields[1].startswith("\"'"), line  # quoted, and the quote comes before anything a sheet evaluates
+
+
+def test_attribution_csv_leaves_ordinary_text_as_before():
+    rows = [("1", "Ann, \"B\"", "https://www.flickr.com/people/x/", "a\nb", "p", "n", "u"),
+            ("2", "O'Brien", "", "'quoted' title", "p", "n", "u"), ("3", "x-y", "", "1+1=2", "p", "n", "u")]
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerows([("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"),
+                      *rows])
+    assert attribution_csv(rows).decode() == expected.getvalue()
+
+
+def test_attribution_csv_quotes_a_carriage_return_inside_a_field():
+    """csv.writer leaves a lone CR unquoted; a reader then starts a new row there, so a title could
+    forge an attribution line. The CR stays inside its quoted field instead."""
+    forged = "nice\r999,Someone Else,,t,p,n,u"
+    text = attribution_csv([("1", "Owner", "", forged, "p", "n", "u")]).decode()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"],
+        ["1", "Owner", "", forged, "p", "n", "u"]]

@@ -1,7 +1,11 @@
+import hashlib
+import json
+import os
 import shutil
 
 import pytest
 
+import pipeline.release.verify
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
@@ -50,3 +54,126 @@ def test_tfrecord_count_checks_crcs():
 
 def test_no_manifest(tmp_path):
     assert [p.message for p in verify(str(tmp_path))] == ["no manifest.json"]
+
+
+def _copy(release, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(release, copy)
+    return copy
+
+
+def _edit_manifest(folder, change):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _problems(folder):
+    return {(p.path, p.message) for p in verify(str(folder))}
+
+
+def test_unlisted_files_are_reported_one_line_each(release, tmp_path, capsys):
+    """Only manifest.json may be in a release without being listed in it: an extra shard, a stray
+    file or a temporary left by a killed writer is a problem, each on its own printed line."""
+    copy = _copy(release, tmp_path)
+    shutil.copy(copy / "parquet" / "pass-00000-of-00002.parquet", copy / "parquet" / "pass-00002-of-00002.parquet")
+    (copy / "notes.txt").write_text("hello")
+    (copy / "review" / "index.html.tmp-0123").write_text("half")
+    (copy / "evil\nrelease: OK").write_text("forged line")
+    assert _problems(copy) == {
+        ("parquet/pass-00002-of-00002.parquet", "not listed in the manifest"),
+        ("notes.txt", "not listed in the manifest"),
+        ("review/index.html.tmp-0123", "not listed in the manifest"),
+        ("'evil\\nrelease: OK'", "not listed in the manifest"),
+    }
+    capsys.readouterr()
+    assert main(["verify", str(copy)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and lines[-1] == f"{copy}: 4 problem(s)"
+
+
+def test_a_shard_deleted_with_its_entry(release, tmp_path):
+    """The file and its entry are gone, so nothing is 'missing'; the shard numbering has a hole and
+    the records of the remaining shards no longer add up to the manifest's totals."""
+    copy = _copy(release, tmp_path)
+    gone = "parquet/pass-00001-of-00002.parquet"
+    entry = next(e for e in json.loads((copy / "manifest.json").read_text())["files"] if e["path"] == gone)
+    (copy / gone).unlink()
+    _edit_manifest(copy, lambda m: m.update(files=[e for e in m["files"] if e["path"] != gone]))
+    kept = json.loads((copy / "manifest.json").read_text())["totals"]["kept"]
+    assert _problems(copy) == {
+        (gone, "shard 1 of 2 is not listed in the manifest"),
+        ("parquet", f"{kept - entry['records']} records in its files, manifest totals say kept {kept}"),
+    }
+    assert main(["verify", str(copy)]) == 1
+
+
+def test_rejections_total_is_checked(release, tmp_path):
+    copy = _copy(release, tmp_path)
+    rejected = json.loads((copy / "manifest.json").read_text())["totals"]["rejected"]
+    _edit_manifest(copy, lambda m: m["totals"].update(rejected=rejected + 1))
+    assert _problems(copy) == {
+        ("rejections", f"{rejected} records in its files, manifest totals say rejected {rejected + 1}")}
+
+
+def _listed(folder, name, data):
+    return {"path": name, "format": "notes", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"secret")
+    folder = tmp_path / "release"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"fine")
+    os.symlink(outside, folder / "link.txt")
+    bad_paths = ["../outside.txt", str(outside), "sub/../../outside.txt", "sub\\..\\..\\outside.txt",
+                 "..", "", "./a.txt", "sub//a.txt", "C:/outside.txt", "gs://bucket/outside.txt"]
+    entries = [_listed(folder, "a.txt", b"fine"), _listed(folder, "link.txt", b"secret"),
+               *(_listed(folder, path, b"secret") for path in bad_paths)]
+    (folder / "manifest.json").write_text(json.dumps({"files": entries}))
+    read = []
+    real_read_bytes = pipeline.verify.read_bytes
+    monkeypatch.setattr(pipeline.release.verify, "read_bytes", lambda path: read.append(path) or real_read_bytes(path))
+    problems = list(verify(str(folder)))
+    assert sorted(read) == sorted([str(folder / "manifest.json"), str(folder / "a.txt")])
+    assert {p.message for p in problems} == {"not a plain relative path inside the release; not read",
+                                            "a link that leads outside the release; not read"}
+    assert len(problems) == len(bad_paths) + 1
+
+
+MALFORMED = {
+    "invalid JSON": (b"{", "manifest.json is not valid JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "manifest.json is not valid JSON"),
+    "deeply nested": (b"[" * 100_000 + b"]" * 100_000, "manifest.json is not valid JSON"),
+    "a list": (b"[]", "manifest.json is not a JSON object"),
+    "null": (b"null", "manifest.json is not a JSON object"),
+    "a string": (b'"files"', "manifest.json is not a JSON object"),
+    "no files": (b"{}", '"files" must be a list'),
+    "files not a list": (b'{"files": {"a": 1}}', '"files" must be a list'),
+    "entry not an object": (b'{"files": [3]}', "files[0] is not an object"),
+    "path not a string": (b'{"files": [{"path": 5, "bytes": 1, "sha256": "00"}]}', '"path" must be a string'),
+    "bytes a string": (b'{"files": [{"path": "a", "bytes": "4", "sha256": "00"}]}',
+                       '"bytes" must be a whole number'),
+    "bytes a bool": (b'{"files": [{"path": "a", "bytes": true, "sha256": "00"}]}', '"bytes" must be a whole number'),
+    "sha256 missing": (b'{"files": [{"path": "a", "bytes": 4}]}', '"sha256" must be a string'),
+    "records a float": (b'{"files": [{"path": "a", "bytes": 4, "sha256": "00", "records": 1.5}]}',
+                        '"records" must be a whole number'),
+    "format a list": (b'{"files": [{"path": "a", "bytes": 4, "sha256": "00", "format": []}]}',
+                      '"format" must be a string'),
+    "listed twice": (b'{"files": [{"path": "a", "bytes": 4, "sha256": "00"}, {"path": "a", "bytes": 4, '
+                     b'"sha256": "00"}]}', "listed more than once"),
+    "totals not an object": (b'{"files": [], "totals": 3}', '"totals" must be an object'),
+    "totals kept a string": (b'{"files": [], "totals": {"kept": "8"}}', '"totals" must be an object'),
+}
+
+
+@pytest.mark.parametrize("content, expected", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_manifest_is_a_problem_not_a_crash(tmp_path, capsys, content, expected):
+    (tmp_path / "a").write_bytes(b"data")
+    (tmp_path / "manifest.json").write_bytes(content)
+    problems = list(verify(str(tmp_path)))
+    assert any(expected in p.message for p in problems), problems
+    assert all("\n" not in p.path + p.message for p in problems)
+    assert main(["verify", str(tmp_path)]) == 1
+    assert "Traceback" not in capsys.readouterr().err

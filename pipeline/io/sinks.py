@@ -9,9 +9,7 @@ N is fixed by --shards or derived from the kept count, so it is deterministic to
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
@@ -153,12 +151,31 @@ def attribution_row(photo: Photo) -> tuple[str, ...]:
             photo.license_name, photo.license_url)
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """One CSV field, safe to open in a spreadsheet: a cell that would be evaluated gets a leading
+    single quote (spreadsheets show the text, the quote marks it as text) and is always quoted, as
+    OWASP recommends; the text itself is kept. Otherwise quoted as csv.writer does, except that a
+    lone CR is quoted too: csv.writer leaves it bare, and readers then start a new row there."""
+    if value.startswith(FORMULA_STARTS):
+        return '"' + ("'" + value).replace('"', '""') + '"'
+    if any(char in value for char in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
+    """A CSV file (UTF-8, "\\n" line ends) whose every cell went through csv_cell."""
+    lines = (",".join(csv_cell(str(value)) for value in row) + "\n" for row in (header, *rows))
+    return "".join(lines).encode("utf-8")
+
+
 def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(ATTRIBUTION_COLUMNS)
-    writer.writerows(sorted(rows, key=lambda row: (int(row[0]) if row[0].isdigit() else -1, row[0])))
-    return text.getvalue().encode("utf-8")
+    return csv_bytes(ATTRIBUTION_COLUMNS,
+                     sorted(rows, key=lambda row: (int(row[0]) if row[0].isdigit() else -1, row[0])))
 
 
 class WriteAttribution(beam.PTransform):

@@ -204,8 +204,9 @@ is never downloaded again.
 
 
 def _html(markdown_title: str, plot_names: list[str]) -> bytes:
-    figures = "".join(f'<figure><img src="datasheet/{name}.png" alt="{name}"><figcaption>{name}</figcaption>'
-                      "</figure>" for name in plot_names)
+    # Plot names are ours today; escaped anyway, so a future name from data cannot become markup.
+    figures = "".join(f'<figure><img src="datasheet/{html.escape(name)}.png" alt="{html.escape(name)}">'
+                      f"<figcaption>{html.escape(name)}</figcaption></figure>" for name in plot_names)
     return (f"<!doctype html><meta charset=utf-8><title>{html.escape(markdown_title)}</title>"
             "<style>body{font-family:sans-serif;max-width:760px;margin:auto}img{max-width:100%}</style>"
             f"<h1>{html.escape(markdown_title)}</h1><p>The text is in DATASHEET.md.</p>{figures}"

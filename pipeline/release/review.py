@@ -12,6 +12,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.io.files import write_atomically
+from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
 from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, read_decisions
 
@@ -43,6 +45,20 @@ def _thumbnail(image: bytes) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
+# An absolute http(s) URL made only of the characters a URL may hold (RFC 3986): no whitespace,
+# control characters, quotes or angle brackets, which browsers strip or which end the attribute.
+_HTTP_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IGNORECASE)
+
+
+def link(url: str, text: str) -> str:
+    """A link only to an http(s) URL; anything else (javascript:, data:, vbscript:, however spelled
+    or padded) gets an <a> without href (a placeholder, no target) followed by the URL as escaped
+    text, so a reviewer still sees what the metadata said."""
+    if _HTTP_URL.fullmatch(url):
+        return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
+    return f"<a>{html.escape(text)}</a>" + (f" {html.escape(url)}" if url else "")
+
+
 def contact_sheet(photos: list[Photo]) -> bytes:
     """One self-contained HTML page (thumbnails inline), sorted by score, ids and scores readable."""
     cells = []
@@ -50,7 +66,7 @@ def contact_sheet(photos: list[Photo]) -> bytes:
         scores = ", ".join(f"{name} {score:.2f}" for name, score in sorted(photo.scores, key=lambda s: -s[1])[:4])
         cells.append(
             f'<figure><img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{html.escape(photo.photo_id)}">'
-            f'<figcaption><a href="{html.escape(photo.page_url)}">{html.escape(photo.photo_id)}</a><br>'
+            f"<figcaption>{link(photo.page_url, photo.photo_id)}<br>"
             f"{html.escape(scores)}</figcaption></figure>")
     page = (
         "<!doctype html><meta charset=utf-8><title>pass-pipeline review</title>"
@@ -83,12 +99,8 @@ def write_review(photos: Iterable[Photo], output: str) -> list[dict[str, Any]]:
     def parquet(handle: Any) -> None:
         pq.write_table(_table(ordered), handle)
 
-    def template(handle: Any) -> None:
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(DECISION_COLUMNS)
-        writer.writerows((photo.photo_id, "", "") for photo in ordered)
-        handle.write(text.getvalue().encode("utf-8"))
+    def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
+        handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "") for photo in ordered)))
 
     sheet = contact_sheet(ordered)
     entries = []
@@ -113,6 +125,12 @@ class WriteReview(beam.PTransform):
                 | "Write" >> beam.FlatMap(write_review, output=self._output))
 
 
+def _unquoted_formula(cell: str) -> str:
+    """The template writes a photo id a spreadsheet would evaluate as '=...; the reviewer's copy
+    gives it back that way, and it still means the photo =...."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     """Merges a reviewer's decisions into the cumulative store (created if missing); a later
     decision for the same photo replaces the earlier one. Rows with an empty decision (photos not
@@ -122,7 +140,7 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     new = {}
     for line, row in enumerate(rows, start=2):
         decision = row["decision"].strip()
-        photo_id = (row.get("photo_id") or "").strip()
+        photo_id = _unquoted_formula((row.get("photo_id") or "").strip())
         if decision not in DECISIONS or not photo_id:
             raise ValueError(f"{decisions_csv}: row {line}: need a photo_id and a decision in {', '.join(DECISIONS)}")
         new[photo_id] = (decision, (row.get("note") or "").strip())

@@ -1,21 +1,42 @@
 """`pass-pipeline verify RELEASE`: re-check every file of a release against its manifest.json —
 existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
-members, Parquet rows, TFRecord records with their CRCs). Works on local paths and gs://."""
+members, Parquet rows, TFRecord records with their CRCs). Works on local paths and gs://.
+
+The release must also hold nothing else: every file in its folder is listed (manifest.json, which
+cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
+format add up to the manifest's totals, so a shard deleted together with its entry is found too.
+The manifest itself is hostile input: a malformed one is a problem, never a traceback, and an
+entry whose path would leave the release is never read."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import posixpath
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import read_bytes
-from pipeline.io.formats import tfrecord_frame
+from pipeline.io.files import matching, read_bytes
+from pipeline.io.formats import WRITERS, tfrecord_frame
+from pipeline.io.sinks import shard_name
+
+MANIFEST = "manifest.json"
+# Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
+UNLISTED_ALLOWED = frozenset({MANIFEST})
+# What every path the job writes looks like: relative, "/"-separated, no empty, "." or ".." part, no
+# backslash, colon or drive letter. Anything else could name a file outside the release.
+_RELEASE_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+_SHARD_NAME = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<total>[0-9]{5})\.(?P<extension>[A-Za-z0-9]+)")
+# Which total of the manifest each format's records add up to (near_dup_index and review have none).
+_TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept", "rejections": "rejected"}
 
 
 @dataclass(frozen=True)
@@ -49,27 +70,175 @@ def record_count(fmt: str, data: bytes) -> int | None:
     return None
 
 
+def _shown(path: str) -> str:
+    """A path as printed on a problem's line: Python's quoting when it holds a newline or another
+    unprintable character, so a crafted file name cannot forge a line of the report."""
+    return path if path.isprintable() else repr(path)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _load_manifest(path: str) -> tuple[dict[str, Any] | None, str]:
+    """The manifest as a dict, or None and why not."""
+    try:
+        manifest = json.loads(read_bytes(path).decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # bad JSON, not UTF-8, or nested deeper than Python recurses
+        return None, f"{MANIFEST} is not valid JSON: {_one_line(err)[:200]}"
+    if not isinstance(manifest, dict):
+        return None, f"{MANIFEST} is not a JSON object but {type(manifest).__name__}"
+    if not isinstance(manifest.get("files"), list):
+        return None, f'{MANIFEST}: "files" must be a list of entries'
+    return manifest, ""
+
+
+def _entry_problems(index: int, entry: Any) -> list[str]:
+    """What is wrong with the shape of files[index]; [] when it can be checked."""
+    if not isinstance(entry, dict):
+        return [f"files[{index}] is not an object"]
+    wrong = []
+    if not isinstance(entry.get("path"), str):
+        wrong.append('"path" must be a string')
+    if not _whole(entry.get("bytes")):
+        wrong.append('"bytes" must be a whole number')
+    if not isinstance(entry.get("sha256"), str):
+        wrong.append('"sha256" must be a string')
+    wrong += [f'"{key}" must be a whole number' for key in ("records", "shard")
+              if key in entry and not _whole(entry[key])]
+    if "format" in entry and not isinstance(entry["format"], str):
+        wrong.append('"format" must be a string')
+    return [f"files[{index}]: {message}" for message in wrong]
+
+
+def _totals_problem(manifest: dict[str, Any]) -> str:
+    totals = manifest.get("totals", {})
+    if not isinstance(totals, dict) or not all(_whole(value) for value in totals.values()):
+        return f'{MANIFEST}: "totals" must be an object of whole numbers'
+    return ""
+
+
+def _leaves_release(release: str, path: str) -> bool:
+    """A local file that is a link (or lies under one) to somewhere outside the release. Object
+    stores such as gs:// have no links."""
+    if FileSystems.get_scheme(release) is not None:
+        return False
+    root = os.path.realpath(release)
+    return os.path.commonpath([root, os.path.realpath(path)]) != root
+
+
+def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
+    """One listed file against its entry: there, inside the release, its size, hash and records."""
+    relative = entry["path"]
+    if not _RELEASE_PATH.fullmatch(relative):
+        yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
+        return
+    path = FileSystems.join(release, relative)
+    if not FileSystems.exists(path):
+        yield Problem(relative, "missing")
+        return
+    if _leaves_release(release, path):
+        yield Problem(relative, "a link that leads outside the release; not read")
+        return
+    try:
+        data = read_bytes(path)
+    except OSError as err:
+        yield Problem(relative, f"unreadable: {_one_line(err)}")
+        return
+    if len(data) != entry["bytes"]:
+        yield Problem(relative, f"{len(data)} bytes, manifest says {entry['bytes']}")
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        yield Problem(relative, "sha256 differs from the manifest")
+        return
+    try:
+        count = record_count(entry.get("format", ""), data)
+    except (ValueError, OSError, EOFError, tarfile.TarError) as err:
+        yield Problem(relative, f"unreadable: {_one_line(err)}")
+        return
+    if count is not None and "records" in entry and count != entry["records"]:
+        yield Problem(relative, f"{count} records, manifest says {entry['records']}")
+
+
+def _unlisted(release: str, listed: set[str]) -> Iterator[Problem]:
+    """Every file in the release's folder (at any depth) that the manifest does not list."""
+    prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
+    for found in matching(FileSystems.join(release, "**")):
+        relative = found[len(prefix):] if found.startswith(prefix) else found
+        if relative and not relative.endswith("/") and relative not in known:
+            yield Problem(_shown(relative), "not listed in the manifest")
+
+
+def _missing_shards(entries: list[dict[str, Any]]) -> Iterator[Problem]:
+    """Sharded sets (PREFIX-00000-of-00004.EXT) are written with every index, empty ones included:
+    a hole in the numbering is a shard removed along with its entry."""
+    sets: dict[tuple[str, str, int, str], set[int]] = {}
+    for entry in entries:
+        folder, name = posixpath.split(entry["path"])
+        match = _SHARD_NAME.fullmatch(name)
+        if match:
+            key = (folder, match["prefix"], int(match["total"]), match["extension"])
+            sets.setdefault(key, set()).add(int(match["index"]))
+    for (folder, prefix, total, extension), indices in sorted(sets.items()):
+        for index in sorted(set(range(total)) - indices):
+            yield Problem(posixpath.join(folder, shard_name(prefix, index, total, extension)),
+                          f"shard {index} of {total} is not listed in the manifest")
+        for index in sorted(i for i in indices if i >= total):
+            yield Problem(posixpath.join(folder, shard_name(prefix, index, total, extension)),
+                          f"shard {index} of {total} is beyond the set's count")
+
+
+def _wrong_totals(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> Iterator[Problem]:
+    """Each format's records, summed over its listed files, against the manifest's totals."""
+    totals = manifest.get("totals")
+    if not totals:
+        return  # a manifest without totals (e.g. written by hand for review files) has nothing to add up
+    records: dict[str, int] = {}
+    for entry in entries:
+        if isinstance(entry.get("format"), str) and "records" in entry:
+            records[entry["format"]] = records.get(entry["format"], 0) + entry["records"]
+    options = manifest.get("options")
+    wanted = options.get("formats") if isinstance(options, dict) else None
+    expected = {"attribution", "rejections", *records} | (
+        {name.strip() for name in wanted.split(",")} if isinstance(wanted, str) else set())
+    for fmt in sorted(expected):
+        total = _TOTAL_OF_FORMAT.get(fmt)
+        if total not in totals:
+            continue
+        if fmt not in records:
+            yield Problem(fmt, f"no files listed, manifest totals say {total} {totals[total]}")
+        elif records[fmt] != totals[total]:
+            yield Problem(fmt, f"{records[fmt]} records in its files, manifest totals say {total} {totals[total]}")
+
+
 def verify(release: str) -> Iterator[Problem]:
-    manifest_path = FileSystems.join(release, "manifest.json")
+    manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
         yield Problem(manifest_path, "no manifest.json")
         return
-    manifest = json.loads(read_bytes(manifest_path))
-    for entry in manifest["files"]:
-        path = FileSystems.join(release, entry["path"])
-        if not FileSystems.exists(path):
-            yield Problem(entry["path"], "missing")
-            continue
-        data = read_bytes(path)
-        if len(data) != entry["bytes"]:
-            yield Problem(entry["path"], f"{len(data)} bytes, manifest says {entry['bytes']}")
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            yield Problem(entry["path"], "sha256 differs from the manifest")
-            continue
-        try:
-            count = record_count(entry.get("format", ""), data)
-        except (ValueError, OSError, tarfile.TarError) as err:
-            yield Problem(entry["path"], f"unreadable: {err}")
-            continue
-        if count is not None and "records" in entry and count != entry["records"]:
-            yield Problem(entry["path"], f"{count} records, manifest says {entry['records']}")
+    manifest, why = _load_manifest(manifest_path)
+    if manifest is None:
+        yield Problem(MANIFEST, why)
+        return
+    entries, listed = [], set()
+    for index, entry in enumerate(manifest["files"]):
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            if entry["path"] in listed:
+                yield Problem(_shown(entry["path"]), "listed more than once in the manifest")
+                continue
+            listed.add(entry["path"])
+        wrong = _entry_problems(index, entry)
+        yield from (Problem(MANIFEST, message) for message in wrong)
+        if not wrong:
+            entries.append(entry)
+            yield from _check_file(release, entry)
+    yield from _unlisted(release, listed)
+    yield from _missing_shards([e for e in entries if _RELEASE_PATH.fullmatch(e["path"])])
+    totals_problem = _totals_problem(manifest)
+    if totals_problem:
+        yield Problem(MANIFEST, totals_problem)
+    else:
+        yield from _wrong_totals(manifest, entries)
