@@ -78,12 +78,12 @@ def test_unlisted_files_are_reported_one_line_each(release, tmp_path, capsys):
     copy = _copy(release, tmp_path)
     shutil.copy(copy / "parquet" / "pass-00000-of-00002.parquet", copy / "parquet" / "pass-00002-of-00002.parquet")
     (copy / "notes.txt").write_text("hello")
-    (copy / "review" / "index.html.tmp-0123").write_text("half")
+    (copy / "rejections" / "rejections.parquet.tmp-0123").write_text("half")
     (copy / "evil\nrelease: OK").write_text("forged line")
     assert _problems(copy) == {
         ("parquet/pass-00002-of-00002.parquet", "not listed in the manifest"),
         ("notes.txt", "not listed in the manifest"),
-        ("review/index.html.tmp-0123", "not listed in the manifest"),
+        ("rejections/rejections.parquet.tmp-0123", "not listed in the manifest"),
         ("'evil\\nrelease: OK'", "not listed in the manifest"),
     }
     capsys.readouterr()
@@ -133,7 +133,7 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
                *(_listed(folder, path, b"secret") for path in bad_paths)]
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
-    real_read_bytes = pipeline.verify.read_bytes
+    real_read_bytes = pipeline.release.verify.read_bytes
     monkeypatch.setattr(pipeline.release.verify, "read_bytes", lambda path: read.append(path) or real_read_bytes(path))
     problems = list(verify(str(folder)))
     assert sorted(read) == sorted([str(folder / "manifest.json"), str(folder / "a.txt")])
