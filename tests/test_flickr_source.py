@@ -312,3 +312,20 @@ def test_an_answer_without_a_photos_object_is_one_rejection_for_the_page():
     reader._client = SimpleNamespace(call=lambda method, **params: {"stat": "ok", "photos": ["x"]})
     [rejected] = [item.value for item in reader.process(((100, 200, 10), 1))]
     assert (rejected.photo_id, rejected.reason) == ("flickr:100-200:p1", "bad_api_response")
+
+
+def test_an_unforeseen_failure_costs_one_entry_not_the_page(monkeypatch):
+    import pipeline.sources.flickr as flickr
+
+    real = flickr.photo_from_search
+
+    def flaky(entry, ref, *args):
+        if entry.get("id") == "6":
+            raise RuntimeError("boom")
+        return real(entry, ref, *args)
+
+    monkeypatch.setattr(flickr, "photo_from_search", flaky)
+    kept, [rejection] = _read_page([{**GOOD_ENTRY, "id": str(i)} for i in (5, 6, 7)])
+    assert [photo.photo_id for photo in kept] == ["5", "7"]
+    assert (rejection.photo_id, rejection.reason) == ("6", "internal_error")
+    assert rejection.source_ref == "flickr:100-200:p3:1"

@@ -276,6 +276,9 @@ class _ReadPage(_ClientDoFn):
             return photo_from_search(entry, ref, self._cfg.max_side, self._cfg.originals)  # type: ignore[arg-type]
         except (BadPhotoId, BadField) as err:
             return reject(Rejection(_entry_id(entry) or ref, STAGE, err.reason, str(err)[:300], "", ref))
+        except Exception as err:  # a case no check foresaw: still this entry's outcome, not the whole page's
+            detail = f"{type(err).__name__}: {err}"[:300]
+            return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref))
 
 
 def _pages(window: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], int]]:
