@@ -213,3 +213,14 @@ def test_too_long_lines_reach_the_rejections_through_the_transform(tmp_path):
         assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["11", "12"]), label="ids")
         assert_that(read.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.source_ref)),
                     equal_to([("a.tsv:2", "read", "line_too_long", "a.tsv:2")]), label="rejections")
+
+
+@given(st.one_of(st.text(max_size=25), st.from_regex(r"[0-9]{0,22}", fullmatch=True)))
+def test_a_kept_id_is_always_a_plain_positive_number(photo_id):
+    """Whatever the id cell holds, a kept row's id is safe as a file or tar member name."""
+    parsed = parse_line(_line(photo_id=photo_id.replace("\t", " ")), "d:1")
+    if isinstance(parsed, Photo):
+        assert parsed.photo_id.isascii() and parsed.photo_id.isdigit() and not parsed.photo_id.startswith("0")
+        assert int(parsed.photo_id) == int(photo_id.strip())
+    else:
+        assert parsed.reason in ("bad_id", "missing_id")
