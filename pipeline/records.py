@@ -9,6 +9,7 @@ their encoding never depends on pickle and shuffles are stable across workers.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,43 @@ class Rejection:
     @classmethod
     def of(cls, photo: Photo, stage: str, reason: str, detail: str = "", duplicate_of: str = "") -> Rejection:
         return cls(photo.ref, stage, reason, detail, duplicate_of, photo.source_ref)
+
+
+# ASCII digits only: str.isdigit() would also pass '²' or Arabic-Indic digits. 20 digits hold any 64-bit id.
+_PHOTO_ID = re.compile(r"[0-9]{1,20}")
+
+
+class BadPhotoId(ValueError):
+    """A photo id no source may pass on; `reason` is the rejection reason, the message its detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def canonical_photo_id(value: object) -> str:
+    """The one spelling of a photo id, whichever source (or list) it came from, else `BadPhotoId`.
+
+    Flickr photo ids are positive integers. An id becomes a tar member name, a file name and a join
+    key, so only ASCII digits pass: no '/', '..', '.', sign, space or markup ever reaches a path.
+    Leading zeros are stripped, so '007' and '7' are one photo to the repeated-id stage and to the
+    blocklist. 0 (and '000') names no photo, since Flickr counts from 1, and is refused. The JSON
+    API may give an id as a number: an int is taken at its value, a bool or float never."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value < 10**20:  # checked before str(): a huge int would take long to print, or raise
+            raise BadPhotoId("bad_id", "photo id is a number outside 1 .. 10^20")
+        return str(value)
+    if not isinstance(value, str):
+        raise BadPhotoId("bad_id", f"photo id is a {type(value).__name__}, not a number")
+    text = value
+    if not text:
+        raise BadPhotoId("missing_id", "empty photo id")
+    if not _PHOTO_ID.fullmatch(text):
+        raise BadPhotoId("bad_id", f"photo id {text[:40]!r} is not a number of at most 20 digits")
+    canonical = text.lstrip("0")
+    if not canonical:
+        raise BadPhotoId("bad_id", f"photo id {text!r} is zero, which names no photo")
+    return canonical
 
 
 _PHOTO_FIELDS = dataclasses.fields(Photo)

@@ -7,7 +7,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.cli import run
 from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist, Matcher, parse_blocklist
+from pipeline.stages.blocklist import (
+    CONTENT_KINDS,
+    METADATA_KINDS,
+    Blocklist,
+    Matcher,
+    load_blocklists,
+    parse_blocklist,
+)
 from pipeline.stages.image import ImageConfig, normalise
 from tests.conftest import FAST, local_pipeline, photo, real_jpeg
 
@@ -67,3 +74,88 @@ def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path)
     # chelsea (1003) and its byte-identical re-upload (1011) both match the listed pHash
     assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 2}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]["blocklist"].endswith(".txt")
+
+
+_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
+
+
+def _flic_kr(photo_id: int) -> str:
+    digits = ""
+    while photo_id:
+        photo_id, rest = divmod(photo_id, 58)
+        digits = _BASE58[rest] + digits
+    return f"https://flic.kr/p/{digits}"
+
+
+@pytest.mark.parametrize(("listed", "listed_photo"), [
+    # every spelling of one page URL is that URL
+    ("url https://www.flickr.com/photos/x/43/", photo("1", page_url="http://www.flickr.com/photos/x/43/")),
+    ("url https://www.flickr.com/photos/x/43/", photo("1", page_url="https://flickr.com/photos/x/43")),
+    ("url http://flickr.com/photos/x/43", photo("1", page_url="HTTPS://WWW.FLICKR.COM/photos/x/43/?ref=s#c")),
+    # Flickr page and static URLs name the photo, whoever's alias or whichever size is listed
+    ("url https://www.flickr.com/photos/someone/12345/", photo("12345")),
+    ("url https://www.flickr.com/photos/12345678@N01/12345/in/album-1/", photo("12345")),
+    ("url https://m.flickr.com/photos/someone/12345", photo("12345")),
+    ("url https://live.staticflickr.com/65535/12345_abcdef_b.jpg", photo("12345")),
+    ("url http://farm1.staticflickr.com/1/12345_abcdef.jpg?zz=1", photo("12345")),
+    ("url https://farm3.static.flickr.com/2/12345_abcdef_o.png", photo("12345")),
+    ("url www.flickr.com/photos/someone/12345/", photo("12345")),
+    (f"url {_flic_kr(12345)}", photo("12345")),
+    (f"url {_flic_kr(53412345678)}", photo("53412345678")),
+    ("url https://www.flickr.com/photos/someone/12345/",
+     photo("9", download_url="https://live.staticflickr.com/1/12345_ab_z.jpg")),
+    # ids in any spelling
+    ("photo_id 0042", photo("42")),
+    ("photo_id 42", photo("042")),
+    # other hosts: scheme, host case, www. and a trailing slash do not matter
+    ("url https://mirror.example.com/img/1.jpg", photo("1", download_url="HTTP://Mirror.Example.COM/img/1.jpg")),
+    ("url https://www.example.com/a/", photo("1", fetched_url="https://example.com/a")),
+])
+def test_takedowns_match_every_spelling_of_the_photo(listed, listed_photo):
+    matcher = Matcher(parse_blocklist(listed + "\n", "t.txt", 4), METADATA_KINDS)
+    entry = matcher.match(listed_photo)
+    assert entry is not None and entry.source == "t.txt:1", (listed, listed_photo)
+
+
+@pytest.mark.parametrize(("listed", "other"), [
+    ("url https://www.flickr.com/photos/x/43/", photo("44", page_url="https://www.flickr.com/photos/x/44/")),
+    ("url https://live.staticflickr.com/65535/12345_abcdef_b.jpg", photo("1234")),
+    ("url https://example.com/view?id=5", photo("1", download_url="https://example.com/view?id=6")),
+    ("url https://example.com/img/1.jpg", photo("1", download_url="https://example.com/img/1.jpg/x")),
+    ("url https://evil.example/photos/x/43/", photo("43")),  # not Flickr: no photo id in it
+    ("photo_id 42", photo("420")),
+])
+def test_takedowns_do_not_match_other_photos(listed, other):
+    assert Matcher(parse_blocklist(listed + "\n", "t.txt", 4), METADATA_KINDS).match(other) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "phash 0f1e2d3c4b5a6978 99", "phash 0f1e2d3c4b5a6978 -1", "phash 0f1e2d3c4b5a6978 x", "phash 0f1e2d3c4b5a6978 2 3",
+    "photo_id abc", "photo_id ../../x", "photo_id 0", "photo_id 42 43", "photo_id 1.5",
+    "url notaurl", "url ftp://example.com/x", "url https://", "url https://flic.kr/p/0OIl", "url a b",
+    "sha256 xyz", "sha256 " + "a" * 65, "garbage", "PHOTO-ID 42",
+    # Flickr URLs that name no photo would block nothing: an album, a user page, a tag, a bad short URL
+    "url https://www.flickr.com/photos/x/sets/43/", "url https://www.flickr.com/photos/x/albums/43",
+    "url https://www.flickr.com/photos/x/", "url https://www.flickr.com/photos/tags/43",
+    "url https://live.staticflickr.com/65535/buddyicon.jpg", "url https://flic.kr/s/aHsk",
+])
+def test_every_entry_that_cannot_be_understood_fails_at_start_naming_file_and_line(tmp_path, bad):
+    path = tmp_path / "bad.txt"
+    path.write_text("photo_id 1\n# fine so far\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.txt:3"):
+        Blocklist([str(path)], 4, METADATA_KINDS)
+
+
+def test_a_list_that_is_not_utf8_fails_at_start_naming_the_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"photo_id 1\nphoto_id 2\nurl https://example.com/\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:3.*UTF-8"):
+        Blocklist([str(path)], 4, METADATA_KINDS)
+
+
+def test_a_byte_order_mark_and_crlf_are_not_errors(tmp_path):
+    path = tmp_path / "windows.txt"
+    path.write_bytes("\ufeffphoto_id 42\r\nurl https://www.flickr.com/photos/x/43/\r\n".encode())
+    entries = load_blocklists([str(path)], 4)
+    assert [(e.kind, e.source) for e in entries] == [("photo_id", "windows.txt:1"), ("url", "windows.txt:2")]
+    assert Matcher(entries, METADATA_KINDS).match(photo("43")).source == "windows.txt:2"

@@ -8,7 +8,7 @@ import flickrapi
 import pytest
 from PIL import Image
 
-from pipeline.fixtures.flickr_server import SEARCH_DEPTH, FixturePhoto, FlickrServer, World
+from pipeline.fixtures.flickr_server import OMIT, SEARCH_DEPTH, FixturePhoto, FlickrServer, World
 from pipeline.io.http_client import FetchConfig, Fetcher
 
 
@@ -102,3 +102,13 @@ def test_static_sizes_and_deleted_placeholder(server):
     assert max(Image.open(io.BytesIO(fetcher.fetch(server.static_url(photo)).body)).size) == 500
     server.world.delete("1003")
     assert fetcher.fetch(server.static_url(photo)).reason == "deleted"
+
+
+def test_search_entries_can_be_served_malformed(server):
+    by_id = server.world.by_id()
+    by_id["1000"].search_overrides = {"license": "abc", "title": {"nested": [1]}, "id": OMIT}
+    by_id["1003"].search_overrides = {"id": "../../x"}
+    entries = client(server).photos.search(license="4", per_page=100, extras="license")["photos"]["photo"]
+    [malformed] = [e for e in entries if "id" not in e]
+    assert (malformed["license"], malformed["title"], malformed["owner"]) == ("abc", {"nested": [1]}, "owner0@N01")
+    assert "../../x" in {e.get("id") for e in entries} and len(entries) == 10

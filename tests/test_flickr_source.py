@@ -182,3 +182,150 @@ def test_refused_counts_lose_no_photo_silently(times, refuse, depth):
     for t in times:
         holders = [r for r in windows + refused if r[0] <= t <= r[1]]
         assert len(holders) == 1, (t, holders)
+
+
+GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "dateupload": "1600000000",
+              "datetaken": "2020-01-01 12:00:00", "title": "t", "tags": "a b", "description": {"_content": "d"},
+              "secret": "abc123", "server": "65535", "farm": 66, "originalsecret": "def456", "originalformat": "jpg",
+              "url_z": "http://h/65535/7_abc123_z.jpg", "url_b": "http://h/65535/7_abc123_b.jpg"}
+
+
+def _without(name: str) -> dict:
+    return {key: value for key, value in GOOD_ENTRY.items() if key != name}
+
+
+def _read_page(entries: object, search=None) -> tuple[list, list]:
+    """Runs the page reader on one page whose `photo` list is `entries`: (Photos, Rejections)."""
+    from pipeline.records import Photo
+    from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage
+
+    reader = _ReadPage(FlickrSourceConfig(None, None, "4,11", 0, 10, 512))
+    reader._search = search or (lambda low, high, **params: {"page": 3, "photo": entries})
+    out = list(reader.process(((100, 200, 1500), 3)))
+    return [x for x in out if isinstance(x, Photo)], [x.value for x in out if not isinstance(x, Photo)]
+
+
+BAD_ENTRIES = [
+    (_without("id"), "missing_id"),
+    ({**GOOD_ENTRY, "license": "abc"}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "license": None}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "license": "-1"}, "bad_api_entry"),
+    (_without("license"), "bad_api_entry"),
+    ({**GOOD_ENTRY, "title": {"_content": "x"}}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "tags": ["a", "b"]}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "description": ["d"]}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "description": {"_content": 5}}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "owner": None}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "owner": "x/../../y"}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "url_z": 5}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "dateupload": "99999999999999"}, "bad_date"),
+    ({**GOOD_ENTRY, "dateupload": "-5"}, "bad_date"),
+    ({**GOOD_ENTRY, "dateupload": 1.5}, "bad_date"),
+    ({**GOOD_ENTRY, "datetaken": "99999-01-01 00:00:00"}, "bad_date"),
+    ({**GOOD_ENTRY, "server": "../x"}, "bad_field"),
+    ({**GOOD_ENTRY, "secret": ["x"]}, "bad_field"),
+    ({**GOOD_ENTRY, "originalformat": "jpg?x=1"}, "bad_field"),
+    ("not an entry", "bad_api_entry"),
+    (None, "bad_api_entry"),
+    ([1, 2], "bad_api_entry"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), BAD_ENTRIES)
+def test_one_malformed_entry_is_one_rejection_and_the_page_goes_on(bad, reason):
+    page = [{**GOOD_ENTRY, "id": "5"}, bad, {**GOOD_ENTRY, "id": "6"}]
+    kept, rejected = _read_page(page)
+    assert [photo.photo_id for photo in kept] == ["5", "6"]
+    [rejection] = rejected
+    assert (rejection.stage, rejection.reason, rejection.source_ref) == ("read", reason, "flickr:100-200:p3:1")
+    assert rejection.photo_id in ("7", "flickr:100-200:p3:1") and rejection.detail
+
+
+@pytest.mark.parametrize("photo_id", ["../../x", "a/b", "1.2", "", "<b>9</b>", " 9", "9\n", "\u00b2", "0", "00",
+                                      "1" * 21, 7.0, True, None, -7, 10**30, {"id": 7}])
+def test_ids_that_are_not_photo_numbers_are_rejected_not_kept(photo_id):
+    kept, [rejection] = _read_page([{**GOOD_ENTRY, "id": photo_id}])
+    assert not kept and rejection.reason in ("bad_id", "missing_id"), photo_id
+    assert rejection.photo_id == rejection.source_ref == "flickr:100-200:p3:0"  # a bad id never names a record
+
+
+def test_ids_are_canonical_whatever_their_spelling():
+    kept, rejected = _read_page([{**GOOD_ENTRY, "id": "007"}, {**GOOD_ENTRY, "id": 8}])
+    assert not rejected and [photo.photo_id for photo in kept] == ["7", "8"]
+    assert kept[0].page_url == "https://www.flickr.com/photos/x@N01/7/"
+
+
+def test_a_malformed_page_is_one_rejection_naming_it():
+    for answer in ({"photo": "garbage"}, {"photo": None}, {"nothing": []}, ["not", "a", "dict"]):
+        kept, [rejection] = _read_page(None, search=lambda low, high, _answer=answer, **params: _answer)
+        assert not kept and (rejection.reason, rejection.source_ref) == ("bad_api_response", "flickr:100-200:p3")
+    assert _read_page([]) == ([], [])
+
+
+@pytest.mark.parametrize("answer", [{"total": "lots"}, {"total": -4}, {"total": None}, {"total": 1.5}, {}, "garbage"])
+def test_a_count_that_is_not_a_number_is_a_rejection_for_its_range(answer):
+    from pipeline.sources.flickr import FlickrSourceConfig, _SplitWindows
+
+    answers = {(0, 99): {"total": 6}, (0, 49): {"total": 3}, (50, 99): answer}  # 6 > depth 5: split in two
+    split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 99, 512, search_depth=5))
+    split._search = lambda low, high, **params: answers[(low, high)]
+    out = list(split.process((0, 99)))
+    assert out[0] == (0, 49, 3)  # the half that answered is still read
+    [rejection] = [item.value for item in out[1:]]
+    assert (rejection.photo_id, rejection.stage, rejection.reason) == ("flickr:50-99", "read", "bad_api_response")
+
+
+def test_malformed_entries_through_the_transform(tmp_path):
+    """The real client against the fixture server: good photos of a page with malformed entries
+    all arrive, and each bad entry is one rejection naming window, page and position."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.fixtures.flickr_server import OMIT
+    from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
+    from tests.conftest import local_pipeline
+
+    overrides = {1: {"id": OMIT}, 2: {"license": "abc"}, 3: {"id": "../../x"}, 4: {"title": ["x"]},
+                 5: {"dateupload": "99999999999999"}}
+    photos = [FixturePhoto(str(6000 + i), f"o{i}@N01", 4, DAY + i, search_overrides=overrides.get(i, {}))
+              for i in range(8)]
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    where = f"flickr:{DAY}-{DAY + 86399}:p1"
+    position = {i: 7 - i for i in range(8)}  # newest first
+    with FlickrServer(World(photos), api_keys={"k"}) as server, local_pipeline() as p:
+        read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["6000", "6006", "6007"]),
+                    label="kept")
+        assert_that(read.rejected | beam.Map(lambda r: (r.stage, r.reason, r.source_ref)),
+                    equal_to([("read", reason, f"{where}:{position[i]}") for i, reason in
+                              ((1, "missing_id"), (2, "bad_api_entry"), (3, "bad_id"), (4, "bad_api_entry"),
+                               (5, "bad_date"))]), label="rejected")
+
+
+def test_an_answer_without_a_photos_object_is_one_rejection_for_the_page():
+    from types import SimpleNamespace
+
+    from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage
+
+    reader = _ReadPage(FlickrSourceConfig(None, None, "4,11", 0, 10, 512))
+    reader._client = SimpleNamespace(call=lambda method, **params: {"stat": "ok", "photos": ["x"]})
+    [rejected] = [item.value for item in reader.process(((100, 200, 10), 1))]
+    assert (rejected.photo_id, rejected.reason) == ("flickr:100-200:p1", "bad_api_response")
+
+
+def test_an_unforeseen_failure_costs_one_entry_not_the_page(monkeypatch):
+    import pipeline.sources.flickr as flickr
+
+    real = flickr.photo_from_search
+
+    def flaky(entry, ref, *args):
+        if entry.get("id") == "6":
+            raise RuntimeError("boom")
+        return real(entry, ref, *args)
+
+    monkeypatch.setattr(flickr, "photo_from_search", flaky)
+    kept, [rejection] = _read_page([{**GOOD_ENTRY, "id": str(i)} for i in (5, 6, 7)])
+    assert [photo.photo_id for photo in kept] == ["5", "7"]
+    assert (rejection.photo_id, rejection.reason) == ("6", "internal_error")
+    assert rejection.source_ref == "flickr:100-200:p3:1"

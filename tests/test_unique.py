@@ -18,3 +18,13 @@ def test_first_occurrence_by_file_then_numeric_line_wins():
 
 def test_source_order_compares_numbers_numerically():
     assert source_order(photo("1", source_ref="x:9")) < source_order(photo("1", source_ref="x:10"))
+
+
+def test_leading_zeros_do_not_make_a_second_photo():
+    """'007' and '7' name one Flickr photo: the later row is a repeat, whatever the spelling."""
+    photos = [photo("7", source_ref="a.tsv:2"), photo("007", source_ref="a.tsv:1"), photo("70", source_ref="a.tsv:3")]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | DropRepeatedIds()
+        assert_that(out.kept | beam.Map(lambda ph: ph.source_ref), equal_to(["a.tsv:1", "a.tsv:3"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
+                    equal_to([("a.tsv:2", "repeated_id")]), label="rejected")

@@ -1,14 +1,16 @@
 import bz2
 import gzip
+import tracemalloc
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.records import Photo, Rejection
-from pipeline.sources.yfcc import COLUMNS_25, ReadYfcc, parse_line
+from pipeline.sources.yfcc import COLUMNS_25, MAX_LINE_BYTES, ReadYfcc, _ReadLines, parse_line
 from tests.conftest import local_pipeline
 
 
@@ -94,3 +96,131 @@ def test_corrupt_gzip_midway_is_a_rejection_not_a_crash(tmp_path):
 
 def test_column_names_match_the_documented_layout():
     assert len(COLUMNS_25) == 25 and COLUMNS_25[1] == "photo_id" and COLUMNS_25[-1] == "marker"
+
+
+def _line(**cells: str) -> bytes:
+    """A valid line with some cells replaced by raw (already encoded) values."""
+    values = dict(zip(COLUMNS_25, yfcc_line(1, "9", "http://h/9_ab.jpg").split("\t"), strict=True))
+    values.update(cells)
+    return "\t".join(values[name] for name in COLUMNS_25).encode()
+
+
+@pytest.mark.parametrize("photo_id", ["../../x", "a/b", "1.2", "<b>9</b>", "-9", "+9", "9 9", "\u00b2", "\u0669",
+                                      "1" * 21, "0", "000"])
+def test_ids_that_are_not_flickr_photo_numbers_are_rejected(photo_id):
+    parsed = parse_line(_line(photo_id=photo_id), "d.tsv:3")
+    assert isinstance(parsed, Rejection) and parsed.reason == "bad_id", photo_id
+    assert (parsed.photo_id, parsed.source_ref) == ("d.tsv:3", "d.tsv:3")  # a bad id never names the row
+
+
+def test_leading_zeros_are_stripped_so_one_photo_has_one_id():
+    assert parse_line(_line(photo_id="007"), "d.tsv:1").photo_id == "7"
+    assert parse_line(_line(photo_id="70"), "d.tsv:1").photo_id == "70"
+
+
+@pytest.mark.parametrize("marker", ["2", "-1", "01", "\u00b9", "1.0", "video"])
+def test_markers_other_than_0_or_1_are_rejected(marker):
+    parsed = parse_line(_line(marker=marker), "d.tsv:1")
+    assert isinstance(parsed, Rejection) and parsed.reason == "bad_field" and "marker" in parsed.detail
+
+
+def test_markers_0_1_and_empty():
+    assert [parse_line(_line(marker=m), "d:1").marker for m in ("0", "1", "")] == [0, 1, 0]
+
+
+@pytest.mark.parametrize("cells", [
+    {"date_uploaded": "99999999999999"},  # year 3170843: past what datetime can hold
+    {"date_uploaded": "9" * 5000},  # past what int() parses
+    {"date_uploaded": "-5"},
+    {"date_uploaded": "1367400000.5"},
+    {"date_uploaded": "yesterday"},
+    {"date_uploaded": "4200000000"},  # 2103: nobody uploaded that
+    {"date_taken": "99999-01-01 00:00:00.0"},
+    {"date_taken": "2013-13-45 10:00:00.0"},
+    {"date_taken": "0999-01-01 00:00:00"},
+    {"date_taken": "soon"},
+    {"date_taken": "2013-05-01 25:00:00"},
+])
+def test_absurd_dates_are_rejected_with_a_reason(cells):
+    parsed = parse_line(_line(**cells), "d.tsv:1")
+    assert isinstance(parsed, Rejection) and parsed.reason == "bad_date", cells
+    assert next(iter(cells)) in parsed.detail
+
+
+def test_plausible_and_unknown_dates_pass():
+    parsed = parse_line(_line(date_uploaded="", date_taken=""), "d:1")
+    assert (parsed.date_uploaded, parsed.date_taken) == ("", "")
+    parsed = parse_line(_line(date_uploaded="0", date_taken="2013-05-01"), "d:1")
+    assert (parsed.date_uploaded, parsed.date_taken) == ("1970-01-01T00:00:00Z", "2013-05-01")
+    # MySQL's zero date is how the dump says "unknown": kept as unknown, not as a date.
+    assert parse_line(_line(date_taken="0000-00-00 00:00:00.0"), "d:1").date_taken == ""
+
+
+@pytest.mark.parametrize("cells", [{"server_id": "../../x"}, {"farm_id": "1/2"}, {"secret": "ab?c=d"},
+                                   {"secret_original": "ab#"}, {"extension": "jpg/../x"}])
+def test_url_parts_that_could_steer_a_built_url_are_rejected(cells):
+    parsed = parse_line(_line(**cells), "d.tsv:1")
+    assert isinstance(parsed, Rejection) and parsed.reason == "bad_field" and next(iter(cells)) in parsed.detail
+
+
+def _read(path) -> list:
+    """(ref, bytes) for each line read, ("rejected", ref, reason) for each line refused."""
+    out = []
+    for item in _ReadLines().process(str(path)):
+        if isinstance(item, tuple):
+            out.append(item)
+        else:
+            out.append(("rejected", item.value.source_ref, item.value.reason))
+    return out
+
+
+def test_a_line_bomb_is_one_rejection_and_is_never_held_in_memory(tmp_path):
+    """32 MiB of one line in a few kB of gzip: refused as that line, read in bounded memory."""
+    path = tmp_path / "bomb.tsv.gz"
+    chunk = b"A" * (1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as out:  # written streaming: the test never holds the line
+        out.write(b"first\n")
+        for _ in range(32):
+            out.write(chunk)
+        out.write(b"\nthird\r\n")
+    del chunk
+    tracemalloc.start()
+    try:
+        lines = _read(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MAX_LINE_BYTES, f"{peak} bytes held reading one line"
+    assert [line if len(line) == 3 or len(line[1]) < 100 else "long" for line in lines] == [
+        ("bomb.tsv.gz:1", b"first"), ("rejected", "bomb.tsv.gz:2", "line_too_long"), ("bomb.tsv.gz:3", b"third")]
+
+
+@pytest.mark.parametrize("suffix", ["", ".bz2"])
+def test_line_length_bound_is_exact(tmp_path, suffix):
+    text = b"x" * MAX_LINE_BYTES + b"\n" + b"y" * (MAX_LINE_BYTES + 1) + b"\nz\n" + b"w" * (MAX_LINE_BYTES + 1)
+    path = tmp_path / f"edge.tsv{suffix}"
+    path.write_bytes(bz2.compress(text) if suffix else text)
+    name = path.name
+    assert _read(path) == [(f"{name}:1", b"x" * MAX_LINE_BYTES), ("rejected", f"{name}:2", "line_too_long"),
+                           (f"{name}:3", b"z"), ("rejected", f"{name}:4", "line_too_long")]
+
+
+def test_too_long_lines_reach_the_rejections_through_the_transform(tmp_path):
+    first, third = (yfcc_line(n, photo_id, "http://h/x_ab.jpg").encode() for n, photo_id in ((1, "11"), (3, "12")))
+    (tmp_path / "a.tsv").write_bytes(first + b"\n" + b"#" * (MAX_LINE_BYTES + 10) + b"\n" + third)
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "a.tsv"))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["11", "12"]), label="ids")
+        assert_that(read.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.source_ref)),
+                    equal_to([("a.tsv:2", "read", "line_too_long", "a.tsv:2")]), label="rejections")
+
+
+@given(st.one_of(st.text(max_size=25), st.from_regex(r"[0-9]{0,22}", fullmatch=True)))
+def test_a_kept_id_is_always_a_plain_positive_number(photo_id):
+    """Whatever the id cell holds, a kept row's id is safe as a file or tar member name."""
+    parsed = parse_line(_line(photo_id=photo_id.replace("\t", " ")), "d:1")
+    if isinstance(parsed, Photo):
+        assert parsed.photo_id.isascii() and parsed.photo_id.isdigit() and not parsed.photo_id.startswith("0")
+        assert int(parsed.photo_id) == int(photo_id.strip())
+    else:
+        assert parsed.reason in ("bad_id", "missing_id")

@@ -6,12 +6,20 @@ The upload-time range is split into windows that each stay under Flickr's search
 across workers, and each page's results become Photos. Credentials are loaded in each worker's
 `setup()` from the environment or a file (local or gs://), so they are never part of the
 pickled pipeline. A page the API refuses becomes one rejection naming the window and page.
+
+Every byte of an answer is treated as hostile: a page whose photo list is not a list is one
+rejection for the page (`bad_api_response`), and each entry is checked on its own, so one
+malformed entry (no id, license "abc", a title that is an object, an absurd date) is one rejection
+naming window, page and position (`flickr:LOW-HIGH:pPAGE:INDEX`) while the rest of the page goes
+on. Ids, dates and URL parts go through the same checks as the YFCC source
+(`records.canonical_photo_id`, `sources.fields`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +29,9 @@ import flickrapi
 from pipeline.flickr.client import SEARCH_DEPTH, FlickrClient, split_windows
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import LICENSES
-from pipeline.records import Photo, Rejection
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources import fields
+from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "read"
@@ -30,6 +40,15 @@ EXTRAS = ("license,owner_name,date_upload,date_taken,original_format,o_dims,desc
           "url_m,url_z,url_c,url_b,url_o")
 # Smallest Flickr size whose longer side covers max_side (the same rule as stages.fetch.sized_url).
 _SIZES = ((240, "url_m"), (640, "url_z"), (800, "url_c"), (1024, "url_b"))
+# Entry fields read as text; each must be a string where present (a null, number or object is malformed).
+_TEXT_FIELDS = ("owner", "ownername", "title", "tags", "url_m", "url_z", "url_c", "url_b", "url_o")
+# An owner NSID ("12345678@N01") goes into the page URL: no '/', '?', space or markup.
+_OWNER = re.compile(r"[A-Za-z0-9_@.-]{0,100}")
+_LICENSE_ID = re.compile(r"[0-9]{1,3}")
+
+
+class BadApiResponse(ValueError):
+    """An answer that is not shaped as Flickr documents it (a count that is no number, no photo list)."""
 
 
 @dataclass(frozen=True)
@@ -53,37 +72,74 @@ def parse_date(value: str) -> int:
     return int(day.timestamp())
 
 
-def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
-    license_name, license_url = LICENSES.get(int(entry.get("license", -1)), ("", ""))
-    url_key = next((key for side, key in _SIZES if side >= max_side and entry.get(key)), None)
-    download_url = entry.get(url_key) if url_key else next(
-        (entry[key] for _, key in reversed(_SIZES) if entry.get(key)), "")
-    if originals and entry.get("url_o"):  # url_o is present only where the owner allows original downloads
-        download_url = entry["url_o"]
-    uploaded = entry.get("dateupload", "")
+def _license_id(entry: dict) -> int:
+    value = entry.get("license")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1000:
+        return value
+    if isinstance(value, str) and _LICENSE_ID.fullmatch(value):
+        return int(value)
+    raise BadField("bad_api_entry", f"license {repr(value)[:40]} is not a Flickr license id")
+
+
+def _texts(entry: dict) -> dict[str, str]:
+    texts = {name: entry.get(name, "") for name in _TEXT_FIELDS}
+    for name, value in texts.items():
+        if not isinstance(value, str):
+            raise BadField("bad_api_entry", f"{name} is a {type(value).__name__}, not text")
+    if not _OWNER.fullmatch(texts["owner"]):
+        raise BadField("bad_api_entry", f"owner {texts['owner'][:40]!r} is not a Flickr account id")
+    return texts
+
+
+def _description(entry: dict) -> str:
     description = entry.get("description", {})
+    text = description.get("_content", "") if isinstance(description, dict) else description
+    if not isinstance(text, str):
+        raise BadField("bad_api_entry", f"description is a {type(text).__name__}, not text")
+    return text
+
+
+def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
+    """One search result -> a Photo; an entry that is not shaped as Flickr documents it raises
+    `BadPhotoId` or `BadField` (reason `bad_api_entry`, `bad_date` or `bad_field`)."""
+    if not isinstance(entry, dict):
+        raise BadField("bad_api_entry", f"the entry is a {type(entry).__name__}, not an object")
+    photo_id = canonical_photo_id(entry.get("id", ""))
+    license_name, license_url = LICENSES.get(_license_id(entry), ("", ""))
+    texts = _texts(entry)
+    url_key = next((key for side, key in _SIZES if side >= max_side and texts[key]), None)
+    download_url = texts[url_key] if url_key else next((texts[key] for _, key in reversed(_SIZES) if texts[key]), "")
+    if originals and texts["url_o"]:  # url_o is present only where the owner allows original downloads
+        download_url = texts["url_o"]
     return Photo(
-        photo_id=str(entry["id"]),
+        photo_id=photo_id,
         source="flickr",
         source_ref=ref,
-        owner_nsid=entry.get("owner", ""),
-        owner_name=entry.get("ownername", ""),
-        title=entry.get("title", ""),
-        description=description.get("_content", "") if isinstance(description, dict) else str(description),
-        tags=",".join(entry.get("tags", "").split()),
-        date_taken=entry.get("datetaken", ""),
-        date_uploaded=dt.datetime.fromtimestamp(int(uploaded), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if str(uploaded).isdigit() else "",
-        page_url=f"https://www.flickr.com/photos/{entry.get('owner', '')}/{entry['id']}/",
-        download_url=download_url or "",
+        owner_nsid=texts["owner"],
+        owner_name=texts["ownername"],
+        title=texts["title"],
+        description=_description(entry),
+        tags=",".join(texts["tags"].split()),
+        date_taken=fields.taken_date(entry.get("datetaken", ""), "datetaken"),
+        date_uploaded=fields.upload_date(entry.get("dateupload", ""), "dateupload"),
+        page_url=f"https://www.flickr.com/photos/{texts['owner']}/{photo_id}/",
+        download_url=download_url,
         license_name=license_name,
         license_url=license_url,
-        server_id=str(entry.get("server", "")),
-        farm_id=str(entry.get("farm", "")),
-        secret=entry.get("secret", ""),
-        secret_original=entry.get("originalsecret", ""),
-        extension=entry.get("originalformat", "jpg"),
+        server_id=fields.url_token(entry.get("server", ""), "server"),
+        farm_id=fields.url_token(entry.get("farm", ""), "farm"),
+        secret=fields.url_token(entry.get("secret", ""), "secret"),
+        secret_original=fields.url_token(entry.get("originalsecret", ""), "originalsecret"),
+        extension=fields.url_token(entry.get("originalformat", "jpg"), "originalformat"),
     )
+
+
+def _entry_id(entry: object) -> str | None:
+    """The entry's canonical id where it has a valid one, so that its rejection can name the photo."""
+    try:
+        return canonical_photo_id(entry.get("id", "")) if isinstance(entry, dict) else None
+    except BadPhotoId:
+        return None
 
 
 class _ClientDoFn(beam.DoFn):
@@ -95,30 +151,46 @@ class _ClientDoFn(beam.DoFn):
                                     calls_per_second=self._cfg.calls_per_second)
 
     def _search(self, low: int, high: int, **params: object) -> dict:
-        return self._client.call("flickr.photos.search", license=self._cfg.licenses, media="photos", safe_search=1,
-                                 min_upload_date=low, max_upload_date=high, **params)["photos"]
+        answer = self._client.call("flickr.photos.search", license=self._cfg.licenses, media="photos",
+                                   safe_search=1, min_upload_date=low, max_upload_date=high, **params)
+        photos = answer.get("photos") if isinstance(answer, dict) else None
+        if not isinstance(photos, dict):
+            raise BadApiResponse(f"the answer has no 'photos' object but {type(photos).__name__}")
+        return photos
+
+
+def _count(results: object) -> int:
+    """A search answer's `total`, an int or a string of digits (Flickr sends either)."""
+    total = results.get("total") if isinstance(results, dict) else None
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return total
+    if isinstance(total, str) and re.fullmatch(r"[0-9]{1,12}", total):
+        return int(total)
+    raise BadApiResponse(f"total {repr(total)[:40]} is not a count")
 
 
 class _SplitWindows(_ClientDoFn):
-    """(low, high) -> windows under the depth cap. A count the API refuses (after retries) becomes
-    one rejection naming the sub-range it could not size; the rest of the range is still split."""
+    """(low, high) -> windows under the depth cap. A count the API refuses (after retries) or
+    answers with something that is no count becomes one rejection naming the sub-range it could not
+    size; the rest of the range is still split."""
 
     def process(self, span: tuple[int, int]) -> Iterator:
-        refused: list[tuple[int, int, flickrapi.FlickrError]] = []
+        refused: list[tuple[int, int, str, str]] = []
 
         def total_in(low: int, high: int) -> int:
             try:
-                return int(self._search(low, high, per_page=1)["total"])
+                return _count(self._search(low, high, per_page=1))
             except flickrapi.FlickrError as err:
-                refused.append((low, high, err))
-                return 0  # skipped by split_windows; reported below
+                code = getattr(err, "code", None)
+                refused.append((low, high, "api_error", f"window count refused, code {code}: {err}"))
+            except BadApiResponse as err:
+                refused.append((low, high, "bad_api_response", f"window count unreadable: {err}"))
+            return 0  # skipped by split_windows; reported below
 
         yield from split_windows(total_in, *span, depth=self._cfg.search_depth)
-        for low, high, err in refused:
+        for low, high, reason, detail in refused:
             where = f"flickr:{low}-{high}"
-            code = getattr(err, "code", None)
-            yield reject(Rejection(where, STAGE, "api_error", f"window count refused, code {code}: {err}"[:300],
-                                   "", where))
+            yield reject(Rejection(where, STAGE, reason, detail[:300], "", where))
 
 
 class _ReadPage(_ClientDoFn):
@@ -131,8 +203,26 @@ class _ReadPage(_ClientDoFn):
             code = getattr(err, "code", None)
             yield reject(Rejection(where, STAGE, "api_error", f"code {code}: {err}"[:300], "", where))
             return
-        for index, entry in enumerate(results.get("photo", [])):
-            yield photo_from_search(entry, f"{where}:{index}", self._cfg.max_side, self._cfg.originals)
+        except BadApiResponse as err:
+            yield reject(Rejection(where, STAGE, "bad_api_response", str(err)[:300], "", where))
+            return
+        entries = results.get("photo") if isinstance(results, dict) else None
+        if not isinstance(entries, list):
+            detail = f"the page's photo list is a {type(entries).__name__}"
+            yield reject(Rejection(where, STAGE, "bad_api_response", detail, "", where))
+            return
+        for index, entry in enumerate(entries):
+            yield self._photo_or_rejection(entry, f"{where}:{index}")
+
+    def _photo_or_rejection(self, entry: object, ref: str) -> Photo | beam.pvalue.TaggedOutput:
+        """One entry's own outcome: a bad entry costs that entry, never the page it came in."""
+        try:
+            return photo_from_search(entry, ref, self._cfg.max_side, self._cfg.originals)  # type: ignore[arg-type]
+        except (BadPhotoId, BadField) as err:
+            return reject(Rejection(_entry_id(entry) or ref, STAGE, err.reason, str(err)[:300], "", ref))
+        except Exception as err:  # a case no check foresaw: still this entry's outcome, not the whole page's
+            detail = f"{type(err).__name__}: {err}"[:300]
+            return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref))
 
 
 def _pages(window: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], int]]:

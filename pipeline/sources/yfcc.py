@@ -1,16 +1,18 @@
 """Read YFCC100M metadata dumps: tab-separated, 25 columns (or the original 23), plain, .gz or .bz2.
 
 Text fields are URL-encoded with '+' for space. A malformed line becomes a `Rejection` whose
-id is "file:line", so a broken dump never stops the job and never loses a row silently.
+id is "file:line", so a broken dump never stops the job and never loses a row silently. Lines are
+read with a length bound (`MAX_LINE_BYTES`): a longer one, such as a "line bomb" that a small .gz
+inflates to gigabytes, is refused as that file:line without ever being held, and reading goes on.
+Ids, dates, the marker and the URL parts go through the checks every source shares
+(`records.canonical_photo_id`, `sources.fields`).
 """
 
 from __future__ import annotations
 
 import bz2
-import datetime as dt
 import gzip
 import posixpath
-import re
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import unquote_plus
@@ -20,7 +22,9 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.records import Photo, Rejection
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources import fields
+from pipeline.sources.fields import BadField
 from pipeline.stage import KEPT, REJECTED, StageOutput, apply_stage, reject
 
 STAGE = "read"
@@ -35,19 +39,21 @@ COLUMNS_25 = (
 COLUMNS_23 = (COLUMNS_25[1], *COLUMNS_25[3:])  # no line number, no photo hash
 # Fields YFCC stores URL-encoded ('+' for space, %XX for the rest).
 _ENCODED = ("owner_name", "title", "description", "tags", "machine_tags", "capture_device")
-_PHOTO_ID = re.compile(r"^[0-9]{1,20}$")
+# A YFCC line is under 10 KB; 64 KiB leaves room for long descriptions and bounds what one line costs.
+MAX_LINE_BYTES = 64 * 1024
+_SKIP_CHUNK = 64 * 1024  # how much of a too-long line is read (and dropped) at a time
+# Columns fetch.sized_url pastes into a static URL.
+_URL_TOKENS = ("server_id", "farm_id", "secret", "secret_original", "extension")
 
 
-def _iso_upload_date(value: str) -> str:
-    """YFCC stores the upload date as epoch seconds; the dataset carries ISO 8601 UTC."""
-    if value.isdigit():
-        return dt.datetime.fromtimestamp(int(value), tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value
-
-
-def _taken_date(value: str) -> str:
-    # "2012-07-11 17:11:05.0" -> "2012-07-11 17:11:05": the ".0" is a database artefact.
-    return value[:-2] if value.endswith(".0") else value
+def _check(row: dict[str, str]) -> int:
+    """Checks and normalises the row's dates and URL parts in place and returns its marker
+    (`BadField` otherwise). YFCC stores the upload date as epoch seconds; the dataset carries ISO 8601 UTC."""
+    for name in _URL_TOKENS:
+        fields.url_token(row[name], name)
+    row["date_taken"] = fields.taken_date(row["date_taken"], "date_taken")
+    row["date_uploaded"] = fields.upload_date(row["date_uploaded"], "date_uploaded")
+    return fields.marker(row["marker"])
 
 
 def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
@@ -64,14 +70,14 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
     else:
         return Rejection(ref, STAGE, "wrong_column_count", f"{len(cells)} columns, expected 23 or 25", "", ref)
     row = dict(zip(names, (cell.strip() for cell in cells), strict=True))
-    photo_id = row["photo_id"]
-    if not photo_id:
-        return Rejection(ref, STAGE, "missing_id", "empty photo id column", "", ref)
-    if not _PHOTO_ID.match(photo_id):
-        return Rejection(ref, STAGE, "bad_id", f"photo id {photo_id[:40]!r} is not a number", "", ref)
-    marker = row["marker"] or "0"
-    if not marker.isdigit():
-        return Rejection(photo_id, STAGE, "bad_field", f"marker {marker[:20]!r} is not 0 or 1", "", ref)
+    try:
+        photo_id = canonical_photo_id(row["photo_id"])
+    except BadPhotoId as err:  # the row has no usable id: it is named by its file:line
+        return Rejection(ref, STAGE, err.reason, str(err), "", ref)
+    try:
+        marker = _check(row)
+    except BadField as err:
+        return Rejection(photo_id, STAGE, err.reason, str(err), "", ref)
     for name in _ENCODED:
         row[name] = unquote_plus(row[name])
     return Photo(
@@ -84,8 +90,8 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         description=row["description"],
         tags=row["tags"],
         machine_tags=row["machine_tags"],
-        date_taken=_taken_date(row["date_taken"]),
-        date_uploaded=_iso_upload_date(row["date_uploaded"]),
+        date_taken=row["date_taken"],
+        date_uploaded=row["date_uploaded"],
         capture_device=row["capture_device"],
         page_url=row["page_url"],
         download_url=row["download_url"],
@@ -96,7 +102,7 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         secret=row["secret"],
         secret_original=row["secret_original"],
         extension=row["extension"],
-        marker=int(marker),
+        marker=marker,
     )
 
 
@@ -111,17 +117,36 @@ def _open_decompressed(path: str) -> BinaryIO:
     return raw
 
 
-def read_numbered_lines(path: str) -> Iterator[tuple[str, bytes]]:
-    """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1."""
+def _skip_rest_of_line(handle: BinaryIO) -> int:
+    """Reads past the end of the current line in bounded chunks; returns how many bytes it dropped."""
+    dropped = 0
+    while True:
+        chunk = handle.readline(_SKIP_CHUNK)
+        dropped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return dropped
+
+
+def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[str, bytes] | Rejection]:
+    """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1.
+
+    A line longer than `max_line` bytes (without its newline) is a `Rejection` for that file:line
+    instead: readline() is always given a limit, so no line is ever held whole, however long."""
     name = posixpath.basename(path.rstrip("/"))
     with _open_decompressed(path) as handle:
         number = 0
         while True:
-            line = handle.readline()
+            line = handle.readline(max_line + 1)  # room for the newline of a line of exactly max_line
             if not line:
                 return
             number += 1
-            yield f"{name}:{number}", line.rstrip(b"\n").rstrip(b"\r")
+            ref = f"{name}:{number}"
+            if len(line) > max_line and not line.endswith(b"\n"):
+                length = len(line) + _skip_rest_of_line(handle)
+                detail = f"a line of {length:,} bytes, over the limit of {max_line:,}"
+                yield Rejection(ref, STAGE, "line_too_long", detail, "", ref)
+                continue
+            yield ref, line.rstrip(b"\n").rstrip(b"\r")
 
 
 class _ReadLines(beam.DoFn):
@@ -131,9 +156,13 @@ class _ReadLines(beam.DoFn):
     def process(self, path: str) -> Iterator:
         last_ref = f"{posixpath.basename(path.rstrip('/'))}:0"
         try:
-            for ref, raw in read_numbered_lines(path):
-                last_ref = ref
-                yield ref, raw
+            for item in read_numbered_lines(path):
+                if isinstance(item, Rejection):
+                    last_ref = item.source_ref
+                    yield reject(item)
+                else:
+                    last_ref = item[0]
+                    yield item
         except (OSError, EOFError, ValueError) as err:  # zlib.error and bz2 errors are OSError/ValueError
             name, _, number = last_ref.rpartition(":")
             ref = f"{name}:{int(number) + 1}"

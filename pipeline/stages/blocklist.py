@@ -11,24 +11,55 @@ The same transform runs twice: before fetching with the metadata kinds (photo_id
 taken-down photo is never downloaded again, and after normalisation with the content kinds
 (sha256 of downloaded or stored bytes, pHash within a distance). Each match is rejected with the
 list, line and entry that matched.
+
+A takedown names a photo however it was written down, so ids and URLs are compared in canonical
+form: photo ids without leading zeros (`records.canonical_photo_id`); a Flickr photo page
+(`flickr.com/photos/<owner>/<id>/…`, `photo.gne?id=`), static image
+(`live.staticflickr.com/65535/<id>_<secret>_b.jpg`, `farmN.staticflickr.com/…`,
+`farmN.static.flickr.com/…`) or short URL (`flic.kr/p/<base58>`) stands for the photo id it names,
+whoever's alias or whichever size it shows; any other URL is compared without its scheme
+(http = https), `www.`, host case, default port, trailing slash and fragment (its query is kept:
+on another site it may be what names the image).
+
+Decision: a list entry that cannot be understood fails the run at launch, with `file:line` and
+what is wrong (an unknown kind, a missing or extra field, an id that is not a photo number, a URL
+that is not http(s), a Flickr URL that names no photo such as an album, a pHash that is not 16 hex
+digits, a distance outside 0..16, a file that is not UTF-8). A blocklist is an operator's input,
+checked before any worker starts; skipping a bad entry would silently keep a photo someone asked
+to take down, which is worse than a run that does not start.
 """
 
 from __future__ import annotations
 
+import codecs
 import posixpath
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.near_dup.hash_index import HashIndex
-from pipeline.records import Photo, Rejection
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "blocklist"
 METADATA_KINDS = ("photo_id", "url")
 CONTENT_KINDS = ("sha256", "phash")
+MAX_DISTANCE = 16  # the same bound as --near_dup_distance; beyond it a pHash "match" is noise
+_HEX = re.compile(r"[0-9a-f]+")
+_DISTANCE = re.compile(r"[0-9]{1,2}")
+_PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
+_STATIC_HOST = re.compile(r"(?:[a-z0-9-]+\.)*(?:staticflickr\.com|static\.flickr\.com)")
+# /[farm/]server/<id>_<secret>[_size].ext
+_STATIC_PATH = re.compile(r"(?:/[0-9]+){1,2}/([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.[0-9a-z]{2,5}", re.I)
+# /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
+_PAGE_PATH = re.compile(r"/photos/([^/]+)/([0-9]{1,20})(?:/.*)?")
+_NOT_OWNERS = frozenset({"tags"})
+_BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
+_SHORT_PATH = re.compile(rf"/p/([{_BASE58}]{{1,12}})/?")
 
 
 @dataclass(frozen=True)
@@ -39,46 +70,150 @@ class Entry:
     source: str  # "list.txt:12"
 
 
+def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
+    """The photo id a Flickr URL names; None for a host that is not Flickr's; ValueError for a
+    Flickr URL that names no photo (an album, a user page), which as a takedown would block nothing."""
+    if host == "flic.kr":
+        short = _SHORT_PATH.fullmatch(path)
+        if not short:
+            raise ValueError("a flic.kr URL names a photo only as flic.kr/p/<base58>")
+        number = 0
+        for digit in short[1]:
+            number = number * 58 + _BASE58.index(digit)
+        return canonical_photo_id(number)
+    if _STATIC_HOST.fullmatch(host):
+        static = _STATIC_PATH.fullmatch(path)
+        if not static:
+            raise ValueError("a Flickr static URL names a photo only as /<server>/<id>_<secret>[_size].<ext>")
+        return canonical_photo_id(static[1])
+    if host in _PAGE_HOSTS:
+        page = _PAGE_PATH.fullmatch(path)
+        if page and page[1].lower() not in _NOT_OWNERS:
+            return canonical_photo_id(page[2])
+        ids = parse_qs(query).get("id", []) if path == "/photo.gne" else []
+        if len(ids) == 1:
+            return canonical_photo_id(ids[0])
+        raise ValueError("this Flickr URL names no photo (an album, a user or tag page?): list the photos' ids")
+    return None
+
+
+def canonical_url(url: str) -> tuple[str, str]:
+    """The key a URL is compared by: ("photo_id", id) for a Flickr photo URL of any form, else
+    ("url", host[:port]/path[?query]) without scheme, "www.", trailing slash or fragment.
+    ValueError (or BadPhotoId, a ValueError) for what is not an http(s) URL or a Flickr URL naming no photo."""
+    text = url if "://" in url else f"https://{url}"  # "www.flickr.com/photos/x/1/" as pasted from a browser
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: scheme {parts.scheme[:20]!r}")
+    host = (parts.hostname or "").rstrip(".")  # urlsplit lower-cases the host
+    if "." not in host:
+        raise ValueError("not a URL: no host name")
+    host = host.removeprefix("www.")
+    photo_id = _flickr_photo_id(host, parts.path, parts.query)
+    if photo_id is not None:
+        return "photo_id", photo_id
+    port = parts.port  # raises ValueError for a port that is not a number
+    where = host if port in (None, 80, 443) else f"{host}:{port}"
+    return "url", where + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
+    """One list line's fields -> an Entry, or ValueError saying what is wrong (without the place)."""
+    kind, value, *rest = fields
+    kind = kind.lower()
+    if kind == "phash":
+        if len(rest) > 1:
+            raise ValueError("expected 'phash HASH [DISTANCE]'")
+        value = value.lower()
+        if len(value) != 16 or not _HEX.fullmatch(value):
+            raise ValueError("a pHash is 16 hex digits")
+        if rest and not (_DISTANCE.fullmatch(rest[0]) and int(rest[0]) <= MAX_DISTANCE):
+            raise ValueError(f"a pHash distance is a whole number in 0..{MAX_DISTANCE}, got {rest[0][:20]!r}")
+        return Entry(kind, value, int(rest[0]) if rest else default_distance, where)
+    if rest:
+        raise ValueError(f"expected '{kind} VALUE' and nothing more")
+    if kind == "photo_id":
+        return Entry(kind, canonical_photo_id(value), default_distance, where)
+    if kind == "url":
+        canonical_url(value)  # understood, or ValueError; matched by its canonical key
+        return Entry(kind, value, default_distance, where)
+    value = value.lower()
+    if len(value) > 64 or not _HEX.fullmatch(value):
+        raise ValueError("a sha256 is (at most) 64 hex digits")
+    return Entry(kind, value, default_distance, where)
+
+
 def parse_blocklist(text: str, name: str, default_distance: int) -> list[Entry]:
+    """Every entry of one list; ValueError naming `name:line` for the first one that cannot be understood."""
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only: line numbers as an editor counts
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue
         where = f"{name}:{number}"
-        kind = fields[0].lower()
-        if kind not in METADATA_KINDS + CONTENT_KINDS or len(fields) < 2:
+        if fields[0].lower() not in METADATA_KINDS + CONTENT_KINDS or len(fields) < 2:
             raise ValueError(f"{where}: expected '<photo_id|url|sha256|phash> VALUE', got {line.strip()[:80]!r}")
-        value = fields[1] if kind == "url" else fields[1].lower()
-        if kind == "phash" and (len(value) != 16 or any(c not in "0123456789abcdef" for c in value)):
-            raise ValueError(f"{where}: a pHash is 16 hex digits")
-        distance = int(fields[2]) if kind == "phash" and len(fields) > 2 else default_distance
-        entries.append(Entry(kind, value, distance, where))
+        try:
+            entries.append(_entry(fields, where, default_distance))
+        except ValueError as err:  # BadPhotoId included
+            raise ValueError(f"{where}: {err} (in {line.strip()[:80]!r})") from None
     return entries
+
+
+def _decoded(raw: bytes, name: str) -> str:
+    """A list's text (UTF-8, a byte order mark allowed); ValueError naming the line that is not UTF-8."""
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{name}:{line}: not UTF-8 text (byte {err.start})") from None
 
 
 def load_blocklists(paths: Sequence[str], default_distance: int) -> list[Entry]:
     entries = []
     for path in paths:
         with FileSystems.open(path) as handle:
-            text = handle.read().decode("utf-8")
-        entries += parse_blocklist(text, posixpath.basename(path), default_distance)
+            raw = handle.read()
+        name = posixpath.basename(path)
+        entries += parse_blocklist(_decoded(raw, name), name, default_distance)
     return entries
+
+
+def _entry_key(entry: Entry) -> tuple[str, str]:
+    return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
+
+
+def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
+    """What a photo can be listed by: its id, the photo ids its Flickr URLs name, its other URLs
+    (canonical where they parse, as given where they do not), its hashes."""
+    try:
+        keys = [("photo_id", canonical_photo_id(photo.photo_id))]
+    except BadPhotoId:
+        keys = [("photo_id", photo.photo_id)]
+    for url in (photo.page_url, photo.download_url, photo.fetched_url):
+        if url:
+            try:
+                keys.append(canonical_url(url))
+            except ValueError:
+                keys.append(("url", url))
+    keys += [("sha256", sha) for sha in (photo.download_sha256, photo.sha256) if sha]
+    return keys
 
 
 class Matcher:
     """Exact lookups for ids, URLs and sha256; a pigeonhole `HashIndex` for the listed pHashes."""
 
     def __init__(self, entries: Sequence[Entry], kinds: Sequence[str]) -> None:
-        self._exact = {(e.kind, e.value): e for e in entries if e.kind in kinds and e.kind != "phash"}
+        self._exact: dict[tuple[str, str], Entry] = {}
+        for e in entries:
+            if e.kind in kinds and e.kind != "phash":
+                self._exact.setdefault(_entry_key(e), e)  # the first listed of equal entries is reported
         self._hashes = HashIndex([(int(e.value, 16), e.distance, e) for e in entries
                                   if e.kind == "phash" and "phash" in kinds])
 
     def match(self, photo: Photo) -> Entry | None:
-        candidates = [("photo_id", photo.photo_id)]
-        candidates += [("url", url) for url in (photo.page_url, photo.download_url, photo.fetched_url) if url]
-        candidates += [("sha256", sha) for sha in (photo.download_sha256, photo.sha256) if sha]
-        for key in candidates:
+        for key in _photo_keys(photo):
             if key in self._exact:
                 return self._exact[key]
         if photo.phash and len(self._hashes):

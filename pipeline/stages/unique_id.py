@@ -1,5 +1,7 @@
 """One record per photo id: a dump that lists a photo twice must not fetch it twice, nor put two
-copies under one WebDataset key. The first occurrence (by file, then line) wins.
+copies under one WebDataset key. The first occurrence (by file, then line) wins. Ids are compared
+in their canonical spelling (`records.canonical_photo_id`), so '007' and '7' are one photo even
+where a record did not come through a source that canonicalised it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from pipeline.records import Photo, Rejection
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "unique_id"
@@ -18,6 +20,14 @@ STAGE = "unique_id"
 def source_order(photo: Photo) -> tuple:
     """Sort key of 'file:line' refs in which line numbers compare as numbers ('a:9' < 'a:10')."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", photo.source_ref))
+
+
+def id_key(photo: Photo) -> str:
+    """The photo's id as the stage compares it: canonical where it is a valid id, as given otherwise."""
+    try:
+        return canonical_photo_id(photo.photo_id)
+    except BadPhotoId:
+        return photo.photo_id
 
 
 class _KeepFirst(beam.DoFn):
@@ -37,7 +47,7 @@ class DropRepeatedIds(beam.PTransform):
     def expand(self, photos: beam.PCollection) -> StageOutput:
         grouped = (
             photos
-            | "ById" >> beam.Map(lambda photo: (photo.photo_id, photo))
+            | "ById" >> beam.Map(lambda photo: (id_key(photo), photo))
             | "Group" >> beam.GroupByKey()
         )
         return apply_stage(grouped, STAGE, _KeepFirst())

@@ -1,0 +1,94 @@
+"""Checks the sources share for the metadata fields later stages trust: dates, the photo/video
+marker, and the parts of a Flickr URL that `fetch` builds URLs from.
+
+Each refusal is a `BadField` carrying the rejection reason and a detail that names the field, so
+that a source turns one absurd row into one rejection (never an `internal_error`, never a silent
+pass). Unknown stays allowed: an empty date is "not known", not an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+# No photo was uploaded to Flickr before 1970 or will be after 2100: outside is a corrupt row
+# (and past year 9999 `datetime` itself would raise).
+UPLOAD_EPOCHS = (0, int(dt.datetime(2100, 1, 1, tzinfo=dt.UTC).timestamp()))
+# Camera clocks are often wrong, so the range is wide; a year outside it is not a clock, it is garbage.
+TAKEN_YEARS = (1800, 2100)
+_EPOCH = re.compile(r"[0-9]{1,12}")  # bounded before int(): a 5,000-digit number would make int() raise
+# "2012-07-11 17:11:05.0" (YFCC, with a database ".0"), "2020-01-01 12:00:00" (Flickr) or a bare day.
+_TAKEN = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?: ([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.0)?)?")
+# MySQL's zero date is how the dumps say "unknown".
+_ZERO_DATE = re.compile(r"0000-00-00(?: 00:00:00(?:\.0)?)?")
+# Server, farm, secret and extension are pasted into static URLs (fetch.sized_url): letters and
+# digits only, so that no '/', '?', '#' or '..' can steer a built URL.
+_URL_TOKEN = re.compile(r"[0-9A-Za-z]{0,40}")
+
+
+class BadField(ValueError):
+    """A field no source may pass on; `reason` is the rejection reason, the message its detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:40]
+
+
+def upload_date(value: str | int, name: str) -> str:
+    """Epoch seconds (a string of digits, or an int from JSON) -> ISO 8601 UTC; '' stays unknown."""
+    if value == "":
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and _EPOCH.fullmatch(value):
+        seconds = int(value)
+    else:
+        raise BadField("bad_date", f"{name} {_shown(value)} is not epoch seconds")
+    low, high = UPLOAD_EPOCHS
+    if not low <= seconds < high:
+        raise BadField("bad_date", f"{name} {_shown(value)} is outside 1970..2099")
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def taken_date(value: str, name: str) -> str:
+    """'2012-07-11 17:11:05.0' -> '2012-07-11 17:11:05' (the '.0' is a database artefact); '' and
+    MySQL's zero date -> '' (unknown); a day that does not exist or a year outside TAKEN_YEARS is refused."""
+    if not isinstance(value, str):
+        raise BadField("bad_date", f"{name} is a {type(value).__name__}, not a date")
+    if value == "" or _ZERO_DATE.fullmatch(value):
+        return ""
+    match = _TAKEN.fullmatch(value)
+    if not match:
+        raise BadField("bad_date", f"{name} {_shown(value)} is not YYYY-MM-DD[ HH:MM:SS]")
+    numbers = [int(part) for part in match.groups() if part is not None]
+    try:
+        dt.datetime(*numbers)  # type: ignore[arg-type]  # 3 or 6 parts: a day, or a day and time
+    except ValueError:
+        raise BadField("bad_date", f"{name} {_shown(value)} is no real date or time") from None
+    if not TAKEN_YEARS[0] <= numbers[0] <= TAKEN_YEARS[1]:
+        raise BadField("bad_date", f"{name} {_shown(value)} is outside {TAKEN_YEARS[0]}..{TAKEN_YEARS[1]}")
+    return value.removesuffix(".0")
+
+
+def marker(value: str) -> int:
+    """YFCC's photo/video marker: '0' photo, '1' video, '' (not given) photo; anything else is refused,
+    since a '2' read as "not 1" would let a video through as a photo."""
+    if value in ("", "0"):
+        return 0
+    if value == "1":
+        return 1
+    raise BadField("bad_field", f"marker {_shown(value)} is not 0 or 1")
+
+
+def url_token(value: object, name: str) -> str:
+    """A server id, farm id, secret or extension: '' or up to 40 ASCII letters and digits. JSON
+    numbers (Flickr sends the farm as one) are taken as their decimal digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**20:
+        return str(value)
+    if isinstance(value, str) and _URL_TOKEN.fullmatch(value):
+        return value
+    raise BadField("bad_field", f"{name} {_shown(value)} is not letters and digits")
