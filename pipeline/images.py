@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import imagehash
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from pipeline.options import PassOptions
 from pipeline.records import Photo, Rejection
@@ -47,6 +47,17 @@ MAX_PNG_CHUNKS = 50_000
 _PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 MAX_PNG_METADATA_CHUNKS = 256
 MAX_PNG_METADATA_BYTES = 4 * 1024 * 1024  # all metadata chunks together, once inflated
+# EXIF orientation -> the transpose that shows the image upright, as in ImageOps.exif_transpose (which also
+# writes back the EXIF it keeps: that raises on a malformed tag, and we keep no EXIF at all).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -197,6 +208,12 @@ def _not_an_image(raw: bytes) -> ImageRejected:
     return ImageRejected("not_an_image", f"{kind} ({len(raw)} bytes)")
 
 
+def _unreadable(err: Exception) -> ImageRejected:
+    """What Pillow raises for a file it cannot parse or decode, as a reason."""
+    reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
+    return ImageRejected(reason, f"{type(err).__name__}: {err}"[:200])
+
+
 def _open(raw: bytes) -> Image.Image:
     if not raw:
         raise ImageRejected("empty", "zero bytes")
@@ -214,10 +231,10 @@ def _open(raw: bytes) -> Image.Image:
             return Image.open(io.BytesIO(raw), formats=[fmt])  # no other plugin gets to parse hostile bytes
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageRejected("too_many_pixels", str(err)[:200]) from None
-    except UnidentifiedImageError:
+    except UnidentifiedImageError:  # an OSError too: first
         raise _not_an_image(raw) from None
-    except ValueError as err:  # e.g. a malformed MPO index; Pillow's header parsers raise it for bad values
-        raise ImageRejected("corrupt", f"{type(err).__name__}: {err}"[:200]) from None
+    except (OSError, ValueError) as err:  # a header cut short, a WebP libwebp refuses, a malformed MPO index
+        raise _unreadable(err) from None
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:
@@ -281,16 +298,16 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         img.draft("RGB", (cfg.max_side, cfg.max_side))
     # Before getexif(): on a PNG without an eXIf chunk it decodes the whole image.
     _check_min_side((width, height), img.size, cfg)
-    orientation = img.getexif().get(0x0112, 1)
     try:
+        orientation = img.getexif().get(0x0112, 1)  # decodes a PNG that has no eXIf chunk
         img.seek(0)  # first frame of an animation
         img.load()
     except (OSError, SyntaxError, ValueError) as err:
-        reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
-        raise ImageRejected(reason, f"{type(err).__name__}: {err}"[:200]) from None
+        raise _unreadable(err) from None
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the stored image is taller than wide
         width, height = height, width
-    img = ImageOps.exif_transpose(img)  # applies the EXIF orientation and drops the tag
+    if isinstance(orientation, int) and orientation in _UPRIGHT:  # a malformed tag may hold any type
+        img = img.transpose(_UPRIGHT[orientation])
     rgb = _to_srgb(img)
     stddev = float(np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max())
     if stddev < cfg.min_stddev:

@@ -187,3 +187,31 @@ def jpeg_with_header_padding(padding: bytes) -> bytes:
     """A real photo as JPEG with `padding` (empty segments, fill bytes) straight after its SOI."""
     plain = encode(real_image("chelsea.jpg"), "JPEG", quality=90)
     return plain[:2] + padding + plain[2:]
+
+
+def png_with_broken_image_data() -> bytes:
+    """A real photo as PNG whose image data is not a valid deflate stream (CRC still right)."""
+    plain = encode(real_image("chelsea.jpg"), "PNG")
+    start = plain.index(b"IDAT") - 4
+    length = struct.unpack(">I", plain[start:start + 4])[0]
+    return plain[:start] + _png_chunk(b"IDAT", b"\x78\x9c" + b"\xff" * 64) + plain[start + 12 + length:]
+
+
+def webp_with_broken_bitstream() -> bytes:
+    data = bytearray(encode(real_image("chelsea.jpg"), "WEBP", quality=80))
+    data[26:34] = b"\x00" * 8  # the VP8 frame header, just after the chunk header
+    return bytes(data)
+
+
+def jpeg_truncated_in_header() -> bytes:
+    """SOI, then an APP1 segment that declares 64 KB and stops after a few bytes."""
+    return b"\xff\xd8\xff\xe1\xff\xffExif\x00\x00II*\x00"
+
+
+def exif_with_mistyped_tag() -> bytes:
+    """exif_rotated_jpeg whose GPS LongitudeRef ("E", ASCII) is declared as two SHORTs: it parses,
+    but Pillow cannot write such an EXIF back (ImageOps.exif_transpose did, and raised TypeError)."""
+    raw, _ = exif_rotated_jpeg()
+    ascii_entry = b"\x00\x03\x00\x02\x00\x00\x00\x02E\x00"  # big-endian: tag 3, type ASCII, count 2, "E\0"
+    assert raw.count(ascii_entry) == 1
+    return raw.replace(ascii_entry, b"\x00\x03\x00\x03" + ascii_entry[4:])

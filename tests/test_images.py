@@ -68,6 +68,21 @@ def test_bad_input_gets_a_clear_reason(raw, expected):
     assert reason(raw) == expected
 
 
+@pytest.mark.parametrize("make,expected", [
+    (bad_images.png_with_broken_image_data, "corrupt"),  # Pillow raised OSError from getexif(), i.e. load()
+    (bad_images.webp_with_broken_bitstream, "corrupt"),  # ... and from Image.open
+    (bad_images.jpeg_truncated_in_header, "truncated"),
+])
+def test_broken_files_get_a_reason_not_an_exception(make, expected):
+    assert reason(make()) == expected
+
+
+def test_malformed_exif_still_orients_the_image():
+    result = normalise(bad_images.exif_with_mistyped_tag(), CFG)
+    assert result == normalise(bad_images.exif_rotated_jpeg()[0], CFG)  # same upright pixels, same hashes
+    assert_no_metadata(result.jpeg)
+
+
 def test_bomb_is_refused_before_decoding():
     # 144 megapixels: a full decode would allocate 144 MB; the header check refuses it first.
     assert reason(bad_images.png_bomb(12_000), ImageConfig(max_pixels=100_000_000)) == "too_many_pixels"
