@@ -193,7 +193,7 @@ def test_header_floods_are_refused_before_pillow_walks_them(make, expected):
     raw = make()
     started = time.monotonic()
     assert reason(raw) == expected
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0  # the walk takes milliseconds; Pillow took seconds
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
@@ -269,4 +269,4 @@ def test_min_side_applies_to_the_stored_size_too(make, kept):
         assert min(result.width, result.height) == CFG.min_side
     else:
         assert reason(raw) == "too_small"
-        assert time.monotonic() - started < 0.5  # refused from the header: the 64 MP strip is never decoded
+        assert time.monotonic() - started < 1.0  # refused from the header: the 64 MP strip is never decoded
