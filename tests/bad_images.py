@@ -12,16 +12,41 @@ from PIL import Image
 from tests.conftest import encode, real_image, real_jpeg
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def zlib_of_repeats(unit: bytes, times: int) -> bytes:
+    """A valid zlib stream of `unit * times`, built in milliseconds however large the result.
+
+    One raw-deflate piece of ~1 MB of units ends in a full flush, so it refers to nothing before
+    it and can simply be repeated; only the Adler-32 checksum has to see every byte.
+    """
+    per_block = max(1, (1 << 20) // len(unit))
+    pieces, checksum = [], 1
+    for count, repeats in ((per_block, times // per_block), (times % per_block, 1)):
+        if not count or not repeats:
+            continue
+        block = unit * count
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        pieces.append((deflater.compress(block) + deflater.flush(zlib.Z_FULL_FLUSH)) * repeats)
+        for _ in range(repeats):
+            checksum = zlib.adler32(block, checksum)
+    final_block = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    return b"\x78\xda" + b"".join(pieces) + final_block + struct.pack(">I", checksum)
+
+
+def png_of_rows(width: int, height: int, row: bytes, extra_before: bytes = b"", extra_after: bytes = b"") -> bytes:
+    """A greyscale PNG whose every row holds the pixels `row`; extra chunks before / after the IDAT."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib_of_repeats(b"\x00" + row, height)  # filter byte 0 + pixels, per row
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + extra_before + _png_chunk(b"IDAT", idat)
+            + extra_after + _png_chunk(b"IEND", b""))
+
+
 def png_bomb(side: int = 12_000) -> bytes:
     """A real decompression bomb: a valid greyscale PNG of side x side zero pixels, ~100 KB on disk."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (side + 1)  # filter byte + pixels
-    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return png_of_rows(side, side, b"\x00" * side)
 
 
 def truncated_jpeg() -> bytes:
@@ -79,3 +104,114 @@ def crop_variant(name: str, i: int) -> bytes:
     w, h = img.width // 2, img.height // 2
     x, y = (i % 2) * w, (i // 2) * h
     return encode(img.crop((x, y, x + w, y + h)), "JPEG", quality=90)
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _entropy_coded(codes: list[tuple[int, int]]) -> bytes:
+    """(value, bit count) pairs -> JPEG entropy-coded bytes: MSB first, 0xFF stuffed, padded with 1 bits."""
+    bits = "".join(format(value, f"0{count}b") for value, count in codes if count)
+    bits += "1" * (-len(bits) % 8)
+    packed = int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+    return packed.replace(b"\xff", b"\xff\x00")
+
+
+def jpeg_scan_bomb(side: int = 8000, scans: int = 20_000) -> bytes:
+    """A valid progressive greyscale JPEG of side x side that repeats one AC scan `scans - 1` times.
+
+    Each AC scan is a handful of end-of-band runs (~80 bytes) but makes the decoder visit every
+    one of the (side/8)^2 blocks again: at 8000 x 8000 that is ~11 ms a scan, minutes in all,
+    from a ~2 MB file whose pixel count passes every size check.
+    """
+    blocks = ((side + 7) // 8) ** 2
+    quant = _jpeg_segment(0xDB, b"\x00" + b"\x01" * 64)
+    frame = _jpeg_segment(0xC2, struct.pack(">BHHB", 8, side, side, 1) + b"\x01\x11\x00")  # SOF2: progressive
+    dc_table = _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")  # one 1-bit code: "DC diff 0"
+    # AC table: EOB0..EOB14 (a run of 2^r + r extra bits end-of-band blocks) as the 4-bit codes 0..14.
+    ac_table = _jpeg_segment(0xC4, b"\x10" + bytes([0, 0, 0, 15] + [0] * 12) + bytes(r << 4 for r in range(15)))
+    dc_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + _entropy_coded([(0, blocks)])  # one 0 bit a block
+    runs, left = [], blocks
+    while left:
+        run = min(left, 32_767)
+        r = run.bit_length() - 1
+        runs += [(r, 4), (run - (1 << r), r)]
+        left -= run
+    ac_scan = _jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + _entropy_coded(runs)  # Ss=1 Se=63 Ah=Al=0
+    return b"\xff\xd8" + quant + frame + dc_table + ac_table + dc_scan + ac_scan * (scans - 1) + b"\xff\xd9"
+
+
+def ico_holding(image: bytes) -> bytes:
+    """A Windows icon whose one entry (declared 256 x 256) is the PNG or BMP `image`."""
+    header = struct.pack("<HHH", 0, 1, 1)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(image), len(header) + 16)
+    return header + entry + image
+
+
+def png_with_chunks(before_idat: list[tuple[bytes, bytes]] = (), after_idat: list[tuple[bytes, bytes]] = ()) -> bytes:
+    """A real photo as PNG with extra (kind, data) chunks after IHDR and/or after the image data."""
+    plain = encode(real_image("chelsea.jpg"), "PNG")
+    ihdr_end, iend_start = 8 + 25, len(plain) - 12
+
+    def chunks(pairs: list[tuple[bytes, bytes]]) -> bytes:
+        return b"".join(_png_chunk(kind, data) for kind, data in pairs)
+
+    return plain[:ihdr_end] + chunks(before_idat) + plain[ihdr_end:iend_start] + chunks(after_idat) + plain[iend_start:]
+
+
+def ztxt(keyword: bytes, text_size: int) -> tuple[bytes, bytes]:
+    """A zTXt chunk whose text inflates to `text_size` spaces (a few KB on disk for megabytes)."""
+    return b"zTXt", keyword + b"\x00\x00" + zlib_of_repeats(b" ", text_size)
+
+
+def itxt_compressed(keyword: bytes, text_size: int) -> tuple[bytes, bytes]:
+    return b"iTXt", keyword + b"\x00\x01\x00en\x00\x00" + zlib_of_repeats(b" ", text_size)
+
+
+def mpo_pair() -> tuple[bytes, Image.Image]:
+    """A two-image MPO, as cameras write them (chelsea then a different photo), and its first image."""
+    first = real_image("chelsea.jpg")
+    second = real_image("coffee.jpg").resize(first.size)
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    return out.getvalue(), first
+
+
+def thin_strip(width: int = 64, height: int = 1_000_000) -> bytes:
+    """A greyscale PNG of width x height with a horizontal gradient: not blank, ~500 KB for 64 MP."""
+    return png_of_rows(width, height, bytes(i * 255 // max(1, width - 1) for i in range(width)))
+
+
+def jpeg_with_header_padding(padding: bytes) -> bytes:
+    """A real photo as JPEG with `padding` (empty segments, fill bytes) straight after its SOI."""
+    plain = encode(real_image("chelsea.jpg"), "JPEG", quality=90)
+    return plain[:2] + padding + plain[2:]
+
+
+def png_with_broken_image_data() -> bytes:
+    """A real photo as PNG whose image data is not a valid deflate stream (CRC still right)."""
+    plain = encode(real_image("chelsea.jpg"), "PNG")
+    start = plain.index(b"IDAT") - 4
+    length = struct.unpack(">I", plain[start:start + 4])[0]
+    return plain[:start] + _png_chunk(b"IDAT", b"\x78\x9c" + b"\xff" * 64) + plain[start + 12 + length:]
+
+
+def webp_with_broken_bitstream() -> bytes:
+    data = bytearray(encode(real_image("chelsea.jpg"), "WEBP", quality=80))
+    data[26:34] = b"\x00" * 8  # the VP8 frame header, just after the chunk header
+    return bytes(data)
+
+
+def jpeg_truncated_in_header() -> bytes:
+    """SOI, then an APP1 segment that declares 64 KB and stops after a few bytes."""
+    return b"\xff\xd8\xff\xe1\xff\xffExif\x00\x00II*\x00"
+
+
+def exif_with_mistyped_tag() -> bytes:
+    """exif_rotated_jpeg whose GPS LongitudeRef ("E", ASCII) is declared as two SHORTs: it parses,
+    but Pillow cannot write such an EXIF back (ImageOps.exif_transpose did, and raised TypeError)."""
+    raw, _ = exif_rotated_jpeg()
+    ascii_entry = b"\x00\x03\x00\x02\x00\x00\x00\x02E\x00"  # big-endian: tag 3, type ASCII, count 2, "E\0"
+    assert raw.count(ascii_entry) == 1
+    return raw.replace(ascii_entry, b"\x00\x03\x00\x03" + ascii_entry[4:])

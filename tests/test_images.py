@@ -1,5 +1,8 @@
 import hashlib
 import io
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import apache_beam as beam
 import imagehash
@@ -7,7 +10,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
-from pipeline.stages.image import ImageConfig, ImageRejected, NormaliseImages, normalise
+from pipeline.stages.image import MAX_JPEG_SCANS, ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
 from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg
 
@@ -18,6 +21,31 @@ def reason(raw: bytes, cfg: ImageConfig = CFG) -> str:
     with pytest.raises(ImageRejected) as info:
         normalise(raw, cfg)
     return info.value.reason
+
+
+def _peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def peak_memory_growth_mib(action: Callable[[], object]) -> float:
+    """How far the process's peak resident memory rose while `action` ran. Pillow allocates pixels
+    in C, which tracemalloc cannot see; resetting the kernel's high-water mark first can."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
+    except OSError:
+        pytest.skip("measuring peak memory needs Linux's /proc/self/clear_refs")
+    before = _peak_rss_kib()
+    action()
+    return (_peak_rss_kib() - before) / 1024
+
+
+def rejection_of(raw: bytes, cfg: ImageConfig = CFG) -> ImageRejected:
+    with pytest.raises(ImageRejected) as info:
+        normalise(raw, cfg)
+    return info.value
 
 
 def assert_no_metadata(jpeg: bytes) -> None:
@@ -38,6 +66,21 @@ def assert_no_metadata(jpeg: bytes) -> None:
 ])
 def test_bad_input_gets_a_clear_reason(raw, expected):
     assert reason(raw) == expected
+
+
+@pytest.mark.parametrize("make,expected", [
+    (bad_images.png_with_broken_image_data, "corrupt"),  # Pillow raised OSError from getexif(), i.e. load()
+    (bad_images.webp_with_broken_bitstream, "corrupt"),  # ... and from Image.open
+    (bad_images.jpeg_truncated_in_header, "truncated"),
+])
+def test_broken_files_get_a_reason_not_an_exception(make, expected):
+    assert reason(make()) == expected
+
+
+def test_malformed_exif_still_orients_the_image():
+    result = normalise(bad_images.exif_with_mistyped_tag(), CFG)
+    assert result == normalise(bad_images.exif_rotated_jpeg()[0], CFG)  # same upright pixels, same hashes
+    assert_no_metadata(result.jpeg)
 
 
 def test_bomb_is_refused_before_decoding():
@@ -117,3 +160,113 @@ def test_stage_hashes_and_drops_raw_bytes():
                     equal_to([("1", b"", hashlib.sha256(raw).hexdigest(), True)]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                     equal_to([("2", "image", "not_an_image")]), label="rejected")
+
+
+# --- hostile structure: refused from the header, before any pixel is decoded ------------------------------------
+
+
+def test_jpeg_with_thousands_of_scans_is_refused_before_decoding():
+    raw = bad_images.jpeg_scan_bomb(8000, 20_000)  # ~2.5 MB; decoding it would take minutes of CPU
+    started = time.monotonic()
+    rejected = rejection_of(raw)
+    assert (rejected.reason, time.monotonic() - started < 2.0) == ("too_many_scans", True)
+
+
+def test_scan_limit_counts_real_scans_only():
+    # At the limit the file is decoded as usual (and is a flat grey, so "blank"); one more scan is refused.
+    assert reason(bad_images.jpeg_scan_bomb(64, MAX_JPEG_SCANS)) == "blank"
+    assert reason(bad_images.jpeg_scan_bomb(64, MAX_JPEG_SCANS + 1)) == "too_many_scans"
+    # SOS marker bytes inside a comment segment (or an embedded EXIF thumbnail) are not scans.
+    photo_with_noise = encode(real_image(), "JPEG", quality=90, comment=b"\xff\xda\x00\x08" * 5000)
+    assert normalise(photo_with_noise, CFG).original_format == "JPEG"
+
+
+@pytest.mark.parametrize("make,expected", [
+    # Pillow walks the header in Python: 20 MB of these cost it 10-50 s before the first pixel.
+    pytest.param(lambda: bad_images.jpeg_with_header_padding(b"\xff\xe0\x00\x02" * 5000), "too_many_segments",
+                 id="jpeg-5000-empty-APP0"),
+    pytest.param(lambda: bad_images.jpeg_with_header_padding(b"\xff" * 1_000_000), "corrupt", id="jpeg-1MB-fill-bytes"),
+    pytest.param(lambda: bad_images.png_with_chunks([(b"abXd", b"")] * 100_000), "too_many_segments",
+                 id="png-100000-empty-chunks"),
+])
+def test_header_floods_are_refused_before_pillow_walks_them(make, expected):
+    raw = make()
+    started = time.monotonic()
+    assert reason(raw) == expected
+    assert time.monotonic() - started < 1.0  # the walk takes milliseconds; Pillow took seconds
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
+def test_formats_outside_the_allowed_list_are_named(fmt):
+    rejected = rejection_of(encode(real_image(), fmt))
+    assert (rejected.reason, rejected.detail) == ("unsupported_format", fmt)
+
+
+def test_icon_wrapping_a_huge_png_is_refused_without_decoding_it():
+    # 190 KB: an ICO declaring 256 x 256 whose image is a 14000 x 14000 PNG (196 MB once decoded).
+    raw = bad_images.ico_holding(bad_images.png_bomb(14_000))
+    rejections = []
+    growth = peak_memory_growth_mib(lambda: rejections.append(rejection_of(raw)))
+    assert (rejections[0].reason, rejections[0].detail) == ("unsupported_format", "ICO")
+    assert growth < 40, f"peak memory grew by {growth:.0f} MiB"
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: bad_images.png_with_chunks([bad_images.ztxt(b"Comment", 100_000_000)]), id="zTXt-100MB"),
+    pytest.param(lambda: bad_images.png_with_chunks([bad_images.itxt_compressed(b"XML:com.adobe.xmp", 100_000_000)]),
+                 id="iTXt-100MB"),
+    pytest.param(lambda: bad_images.png_with_chunks([bad_images.ztxt(b"k%d" % i, 1_000_000) for i in range(70)]),
+                 id="70-zTXt-of-1MB"),
+    pytest.param(lambda: bad_images.png_with_chunks([(b"tEXt", b"Comment\x00" + b" " * 6_000_000)]), id="tEXt-6MB"),
+    pytest.param(lambda: bad_images.png_with_chunks([(b"tEXt", b"k%d\x00v" % i) for i in range(5000)]),
+                 id="5000-tEXt"),
+    pytest.param(lambda: bad_images.png_with_chunks(after_idat=[bad_images.ztxt(b"Comment", 100_000_000)]),
+                 id="zTXt-after-image-data"),
+])
+def test_png_text_chunk_bombs_are_metadata_bombs_and_cheap(make):
+    raw = make()
+    rejections = []
+    started = time.monotonic()
+    growth = peak_memory_growth_mib(lambda: rejections.append(rejection_of(raw)))
+    assert rejections[0].reason == "metadata_bomb"
+    assert growth < 24, f"peak memory grew by {growth:.0f} MiB"
+    assert time.monotonic() - started < 2.0
+
+
+def test_ordinary_png_metadata_is_accepted_and_stripped():
+    xmp = b"<x:xmpmeta>" + b"<rdf:li>keyword</rdf:li>" * 4000 + b"</x:xmpmeta>"  # ~100 KB
+    raw = bad_images.png_with_chunks([(b"tEXt", b"Author\x00CameraMaker"), bad_images.ztxt(b"Comment", 50_000),
+                                      (b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)])
+    result = normalise(raw, CFG)
+    assert result.original_format == "PNG"
+    assert_no_metadata(result.jpeg)
+
+
+def test_mpo_is_a_jpeg_and_keeps_its_first_image():
+    raw, first = bad_images.mpo_pair()
+    assert Image.open(io.BytesIO(raw)).n_frames == 2  # really a two-image MPO
+    result = normalise(raw, CFG)
+    assert result.original_format == "JPEG"
+    assert result.jpeg == normalise(encode(first, "JPEG"), CFG).jpeg  # the first image, pixel for pixel
+
+
+def _resized_coffee(size: tuple[int, int], fmt: str) -> Callable[[], bytes]:
+    return lambda: encode(real_image("coffee.jpg").resize(size), fmt)
+
+
+@pytest.mark.parametrize("make,kept", [
+    pytest.param(lambda: bad_images.thin_strip(64, 1_000_000), False, id="64x1000000-stored-as-1x512"),
+    pytest.param(_resized_coffee((1024, 128), "PNG"), True, id="stored-512x64"),
+    pytest.param(_resized_coffee((1024, 126), "PNG"), False, id="stored-512x63"),
+    pytest.param(_resized_coffee((8192, 1024), "JPEG"), True, id="jpeg-drafted-4096x512-stored-512x64"),
+    pytest.param(_resized_coffee((9000, 1100), "JPEG"), False, id="jpeg-drafted-4500x550-stored-512x63"),
+])
+def test_min_side_applies_to_the_stored_size_too(make, kept):
+    raw = make()
+    started = time.monotonic()
+    if kept:
+        result = normalise(raw, CFG)
+        assert min(result.width, result.height) == CFG.min_side
+    else:
+        assert reason(raw) == "too_small"
+        assert time.monotonic() - started < 1.0  # refused from the header: the 64 MP strip is never decoded

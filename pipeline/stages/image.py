@@ -1,24 +1,30 @@
 """Decode, validate, normalise, re-encode and hash each downloaded image.
 
-Order matters for safety and cost: the format and pixel count are read from the header before
-any pixel is decoded (decompression bombs never reach `load()`); JPEGs far larger than the
-target are decoded at reduced scale (`draft`); only then are orientation, colour mode and size
-normalised. The stored JPEG is encoded from bare pixels, so no EXIF, XMP, GPS or ICC data from
-the original can survive in it.
+Order matters for safety and cost: the format is decided from the file's signature and only the
+allowed formats are ever handed to Pillow (a container such as ICO is decoded by Pillow as soon
+as it is opened); the structure that costs CPU or memory before any pixel is decoded (JPEG scans,
+PNG text chunks) is walked and bounded first; the pixel count and the shorter side, both of the
+source and of the image to be stored, are read from the header before any pixel is decoded
+(decompression bombs never reach `load()`); JPEGs far larger than the target are decoded at
+reduced scale (`draft`); only then are orientation, colour mode and size normalised. The stored
+JPEG is encoded from bare pixels, so no EXIF, XMP, GPS or ICC data from the original can survive
+in it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import imagehash
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from pipeline.options import PassOptions
 from pipeline.records import Photo, Rejection
@@ -26,6 +32,32 @@ from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "image"
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
+# What cameras write as "MPO" (CIPA DC-007) is a JPEG followed by more JPEGs: its first image is a JPEG.
+_JPEG_CONTAINERS = frozenset({"MPO"})
+# Encoders write 1-4 scans for a baseline JPEG and ~10 for a progressive one; each scan makes the decoder
+# visit every block again, so thousands of them cost minutes of CPU from a file of a few MB.
+MAX_JPEG_SCANS = 100
+# Pillow parses the header (JPEG segments up to the first scan, PNG chunks up to the image data) in Python,
+# byte by byte through padding: a 20 MB file of empty segments or padding costs it 10-50 s of CPU. Real
+# files have tens of segments and no padding; some PNG encoders cut the image data into many small chunks.
+MAX_JPEG_SEGMENTS = 2048
+MAX_JPEG_PADDING_BYTES = 64 * 1024
+MAX_PNG_CHUNKS = 50_000
+# PNG metadata chunks are parsed (zTXt/iTXt/iCCP inflated) by Pillow on open and on load; we strip them all.
+_PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
+MAX_PNG_METADATA_CHUNKS = 256
+MAX_PNG_METADATA_BYTES = 4 * 1024 * 1024  # all metadata chunks together, once inflated
+# EXIF orientation -> the transpose that shows the image upright, as in ImageOps.exif_transpose (which also
+# writes back the EXIF it keeps: that raises on a malformed tag, and we keep no EXIF at all).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -61,19 +93,148 @@ class Normalised:
     dhash: str
 
 
+def _signature_format(raw: bytes) -> str | None:
+    """The format Pillow's own signature checks name for these bytes; nothing is parsed or decoded.
+
+    Formats Pillow can only recognise by trying to open them (TGA and a few others) get None.
+    """
+    Image.init()
+    prefix = raw[:16]  # what Image.open hands the checks
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        if accept is not None and accept(prefix):
+            return fmt
+    return None
+
+
+# Outside a scan a marker is 0xFF (after any 0xFF fill bytes) then a non-zero code. Inside a scan's
+# entropy-coded data a 0xFF data byte is stuffed as FF 00 and restart markers (FF D0-D7) belong to the
+# scan, so the scan ends at the first FF followed by anything else. One byte after an FF: no backtracking.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
+
+
+def _check_jpeg_segments(raw: bytes) -> None:
+    """Walk the marker segments of the first image in `raw` as libjpeg reads them, before anything
+    parses them: segment payloads (where an EXIF thumbnail carries SOS markers of its own) are
+    skipped by their length, a scan's entropy-coded data up to its end. An MPO's later images come
+    after the first EOI and are never decoded. Refuses, without walking further, a file with more
+    scans, segments or padding than any real encoder writes."""
+    scans, segments, padding, pos = 0, 0, 0, 2  # after SOI
+    while marker := _JPEG_MARKER.search(raw, pos):
+        padding += marker.start() - pos  # fill bytes and junk, which Pillow steps through one by one
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise ImageRejected("too_many_segments", f"more than {MAX_JPEG_SEGMENTS} JPEG marker segments")
+        if padding > MAX_JPEG_PADDING_BYTES:
+            raise ImageRejected("corrupt", f"more than {MAX_JPEG_PADDING_BYTES} bytes of padding between segments")
+        code, pos = raw[marker.end() - 1], marker.end()
+        if code == _JPEG_EOI or pos + 2 > len(raw):
+            return
+        if code in _JPEG_NO_LENGTH:
+            continue
+        pos += int.from_bytes(raw[pos:pos + 2], "big")  # the length counts itself, not the marker
+        if code == _JPEG_SOS:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageRejected("too_many_scans", f"more than {MAX_JPEG_SCANS} scans in one JPEG")
+            scan_end = _JPEG_SCAN_END.search(raw, pos)
+            if scan_end is None:
+                return
+            pos = scan_end.start()
+
+
+def _inflated_size(compressed: bytes, limit: int) -> int:
+    """Size of zlib data once inflated, or limit + 1 when larger; never inflates past that.
+    A broken stream counts as 0, as Pillow then drops the text."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(compressed, limit)
+    except zlib.error:
+        return 0
+    # Bytes still waiting to be inflated mean more output: exactly Pillow's test for its own limit.
+    return limit + 1 if inflater.unconsumed_tail else len(text)
+
+
+def _compressed_part(kind: bytes, data: bytes) -> bytes:
+    """The zlib stream inside a zTXt, iCCP or compressed iTXt chunk, parsed as Pillow parses it; b"" if none."""
+    keyword_end = data.find(b"\x00")
+    if keyword_end < 0 or kind in (b"tEXt", b"eXIf"):
+        return b""
+    if kind in (b"zTXt", b"iCCP"):  # keyword NUL method stream
+        return data[keyword_end + 2:] if data[keyword_end + 1:keyword_end + 2] == b"\x00" else b""
+    flag_method, rest = data[keyword_end + 1:keyword_end + 3], data[keyword_end + 3:]  # iTXt
+    fields = rest.split(b"\x00", 2)  # language NUL translated keyword NUL text
+    return fields[2] if flag_method == b"\x01\x00" and len(fields) == 3 else b""
+
+
+def _check_png_chunks(raw: bytes) -> None:
+    """Bound the number of chunks of a PNG, and its text, ICC and EXIF chunks before and after its
+    image data, before Pillow parses them: a few KB of zTXt can inflate to gigabytes, and Pillow's
+    own limits (1 MB a chunk, 64 MB in all) end in a ValueError rather than a clear reason."""
+    chunks, metadata_chunks, total, pos = 0, 0, 0, 8  # after the signature
+    while pos + 8 <= len(raw):
+        length, kind = int.from_bytes(raw[pos:pos + 4], "big"), raw[pos + 4:pos + 8]
+        data_start, pos = pos + 8, pos + 12 + length  # length + type + data + CRC
+        if kind == b"IEND":
+            break
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise ImageRejected("too_many_segments", f"more than {MAX_PNG_CHUNKS} PNG chunks")
+        if kind not in _PNG_METADATA_CHUNKS:
+            continue
+        metadata_chunks += 1
+        if metadata_chunks > MAX_PNG_METADATA_CHUNKS:
+            raise ImageRejected("metadata_bomb", f"more than {MAX_PNG_METADATA_CHUNKS} text/ICC/EXIF chunks")
+        data = raw[data_start:data_start + length]
+        compressed = _compressed_part(kind, data)
+        inflated = _inflated_size(compressed, PngImagePlugin.MAX_TEXT_CHUNK) if compressed else 0
+        if inflated > PngImagePlugin.MAX_TEXT_CHUNK:
+            raise ImageRejected("metadata_bomb", f"a {kind.decode('latin-1')} chunk inflates past "
+                                                 f"{PngImagePlugin.MAX_TEXT_CHUNK} bytes")
+        total += len(data) + inflated
+        if total > MAX_PNG_METADATA_BYTES:
+            raise ImageRejected("metadata_bomb", f"text/ICC/EXIF chunks hold more than {MAX_PNG_METADATA_BYTES} bytes")
+
+
+_STRUCTURE_CHECKS = {"JPEG": _check_jpeg_segments, "PNG": _check_png_chunks}
+
+
+def _not_an_image(raw: bytes) -> ImageRejected:
+    head = raw[:64].lstrip().lower()
+    kind = "HTML" if head.startswith((b"<!doctype html", b"<html")) else "unrecognised bytes"
+    return ImageRejected("not_an_image", f"{kind} ({len(raw)} bytes)")
+
+
+def _unreadable(err: Exception) -> ImageRejected:
+    """What Pillow raises for a file it cannot parse or decode, as a reason."""
+    reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
+    return ImageRejected(reason, f"{type(err).__name__}: {err}"[:200])
+
+
 def _open(raw: bytes) -> Image.Image:
     if not raw:
         raise ImageRejected("empty", "zero bytes")
+    fmt = _signature_format(raw)
+    if fmt is None:
+        raise _not_an_image(raw)
+    if fmt not in ACCEPTED_FORMATS:
+        raise ImageRejected("unsupported_format", fmt)
+    structure_check = _STRUCTURE_CHECKS.get(fmt)
+    if structure_check is not None:
+        structure_check(raw)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(raw))
+            return Image.open(io.BytesIO(raw), formats=[fmt])  # no other plugin gets to parse hostile bytes
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageRejected("too_many_pixels", str(err)[:200]) from None
-    except UnidentifiedImageError:
-        head = raw[:64].lstrip().lower()
-        kind = "HTML" if head.startswith((b"<!doctype html", b"<html")) else "unrecognised bytes"
-        raise ImageRejected("not_an_image", f"{kind} ({len(raw)} bytes)") from None
+    except UnidentifiedImageError:  # an OSError too: first
+        raise _not_an_image(raw) from None
+    except (OSError, ValueError) as err:  # a header cut short, a WebP libwebp refuses, a malformed MPO index
+        raise _unreadable(err) from None
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:
@@ -108,38 +269,52 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def _check_min_side(source: tuple[int, int], decoded: tuple[int, int], cfg: ImageConfig) -> None:
+    """Both the source and the image we would store must reach `min_side` on their shorter side: a
+    64 x 1,000,000 strip passes on its source size but would be stored as 1 x 512. `decoded` is the
+    size `load()` will produce (after any JPEG draft), from which the stored size is computed below."""
+    if min(source) < cfg.min_side:
+        raise ImageRejected("too_small", f"{source[0]}x{source[1]}, shorter side below {cfg.min_side}")
+    stored = _target_size(*decoded, cfg.max_side)
+    if min(stored) < cfg.min_side:
+        raise ImageRejected("too_small", f"{source[0]}x{source[1]} would be stored as {stored[0]}x{stored[1]}, "
+                                         f"shorter side below {cfg.min_side}")
+
+
 def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     """Raw downloaded bytes -> a metadata-free sRGB JPEG at most `max_side` on its longer side.
 
     Raises ImageRejected with a reason for anything that should not enter the dataset.
     """
     img = _open(raw)
-    fmt = img.format or "unknown"
+    fmt = "JPEG" if img.format in _JPEG_CONTAINERS else img.format or "unknown"
     if fmt not in ACCEPTED_FORMATS:
         raise ImageRejected("unsupported_format", fmt)
     width, height = img.size
     if width * height > cfg.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height} > {cfg.max_pixels} pixels")
-    orientation = img.getexif().get(0x0112, 1)
     if fmt == "JPEG":
         # Decode at the smallest DCT scale that still covers the target: 2-8x less work.
         img.draft("RGB", (cfg.max_side, cfg.max_side))
+    # Before getexif(): on a PNG without an eXIf chunk it decodes the whole image.
+    _check_min_side((width, height), img.size, cfg)
     try:
+        orientation = img.getexif().get(0x0112, 1)  # decodes a PNG that has no eXIf chunk
         img.seek(0)  # first frame of an animation
         img.load()
     except (OSError, SyntaxError, ValueError) as err:
-        reason = "truncated" if "truncated" in str(err).lower() else "corrupt"
-        raise ImageRejected(reason, f"{type(err).__name__}: {err}"[:200]) from None
+        raise _unreadable(err) from None
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the stored image is taller than wide
         width, height = height, width
-    img = ImageOps.exif_transpose(img)  # applies the EXIF orientation and drops the tag
-    if min(width, height) < cfg.min_side:
-        raise ImageRejected("too_small", f"{width}x{height}, shorter side below {cfg.min_side}")
+    if isinstance(orientation, int) and orientation in _UPRIGHT:  # a malformed tag may hold any type
+        img = img.transpose(_UPRIGHT[orientation])
     rgb = _to_srgb(img)
     stddev = float(np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max())
     if stddev < cfg.min_stddev:
         raise ImageRejected("blank", f"pixel standard deviation {stddev:.2f} < {cfg.min_stddev}")
     size = _target_size(rgb.width, rgb.height, cfg.max_side)
+    if min(size) < cfg.min_side:  # the header promised otherwise (checked above); the pixels decide
+        raise ImageRejected("too_small", f"{width}x{height} would be stored as {size[0]}x{size[1]}")
     if size != rgb.size:
         rgb = rgb.resize(size, Image.Resampling.LANCZOS)
     # A fresh image from bare pixels: no info dict, so no EXIF/XMP/ICC/comment can be written.
