@@ -135,8 +135,10 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 
-def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollection]:
-    """Adds the whole job to `pipeline`; returns the kept photos and all rejections (for tests)."""
+def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[str, beam.PCollection]:
+    """Adds the whole job to `pipeline`, writing into `output` (default --output; a run writes into
+    its staging folder); returns the kept photos and all rejections (for tests)."""
+    output = output or opts.output
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
@@ -178,21 +180,21 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     ) | "AllRejections" >> beam.Flatten()
 
     outputs = [
-        kept | "WriteDataset" >> sinks.WriteDataset(opts.output, split_list(opts.formats), opts.shards,
+        kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
                                                     opts.images_per_shard),
-        rejections | "WriteRejections" >> sinks.WriteRejections(opts.output),
-        kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
+        rejections | "WriteRejections" >> sinks.WriteRejections(output),
+        kept | "WriteAttribution" >> sinks.WriteAttribution(output),
     ]
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
-                       | "WriteReview" >> WriteReview(opts.output))
+                       | "WriteReview" >> WriteReview(output))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without
         # carry-over, the new index adds this run's images to the previous one.
         index += [previous] if previous is not None and not opts.carry_over else []
         outputs.append(index | "AllIndexEntries" >> beam.Flatten()
-                       | "WriteIndex" >> sinks.WriteNearDupIndex(opts.output))
+                       | "WriteIndex" >> sinks.WriteNearDupIndex(output))
     files = outputs | "AllFiles" >> beam.Flatten()
 
     input_rows = (
@@ -213,7 +215,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
         pipeline
         | "Once" >> beam.Create([None])
         | "Report" >> beam.Map(
-            report.write_report, output=opts.output, options=recorded, inputs=INPUTS, models=models,
+            report.write_report, output=output, options=recorded, inputs=INPUTS, models=models,
             input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
             reasons=AsSingleton(reasons), files=AsList(files),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from pipeline.commands.run import UsageError, expand_month, pipeline_options, ru
 from pipeline.commands.verify import verify_command
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
+from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
 from pipeline.options import PassOptions
 from pipeline.release.refresh import ReleaseError
@@ -60,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level, rest = log_level(rest)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
+        logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
     try:
         if args.command == "demo":
             return demo(str(Path(args.output).resolve()), rest)
@@ -78,6 +83,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = run(rest, overwrite=args.overwrite)
         print(summary(PassOptions(expand_month(rest)).output, stats))
         return 0 if stats["accounted"] else 3
-    except (UsageError, CredentialsError, RegistryError, GpuNotActiveError, ReleaseError, ValueError) as err:
+    except (UsageError, CredentialsError, FlickrUnreachable, RegistryError, GpuNotActiveError, ReleaseError,
+            ValueError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # the job itself failed: one line here, the whole story in the log
+        logging.getLogger("pipeline").debug("the job failed", exc_info=True)
+        print(f"pass-pipeline: error: the job failed: {last_line(err)} (--log_level=debug shows the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level(args: Sequence[str]) -> tuple[int, list[str]]:
+    """`--log_level=debug|info|warning|error` anywhere after the command (default warning); the
+    other arguments are returned untouched."""
+    level, kept = "warning", []
+    for arg in args:
+        if arg.startswith("--log_level="):
+            level = arg.split("=", 1)[1].lower()
+            if level not in LOG_LEVELS:
+                raise SystemExit(f"pass-pipeline: error: --log_level must be one of {', '.join(LOG_LEVELS)}")
+        else:
+            kept.append(arg)
+    return getattr(logging, level.upper()), kept
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*$")
+
+
+def last_line(err: BaseException) -> str:
+    """The line of an exception worth showing: Beam wraps a worker's exception, traceback and all,
+    in its own message; the last 'SomeError: message' line in it names the real cause."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    causes = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    text = causes[-1] if causes else f"{type(err).__name__}: {lines[0] if lines else ''}"
+    return text.removeprefix("[while running").strip()[:300]

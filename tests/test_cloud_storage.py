@@ -7,11 +7,17 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -77,7 +83,7 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
         stats = run([f"--input=gs://{BUCKET}/input/*.tsv", f"--output=gs://{BUCKET}/release",
                      f"--allowed_hosts={server.host}", f"--blocklist=gs://{BUCKET}/lists/takedowns.txt",
                      "--shards=2", *FAST])
-    assert stats["accounted"] and stats["kept"] == 7 and stats["rejections_by_stage"]["blocklist"]
+    assert stats["accounted"] and stats["kept"] == 9 and stats["rejections_by_stage"]["blocklist"]
     names = {blob.name for blob in gcs.client.list_blobs(BUCKET, prefix="release/")}
     manifest = json.loads(gcs.blob("release/manifest.json").download_as_bytes())
     for entry in manifest["files"]:  # every file the manifest lists is there, byte for byte
@@ -86,7 +92,7 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
     assert {f"release/{entry['path']}" for entry in manifest["files"]} | {"release/manifest.json"} == names
     rows = [row for name in sorted(names) if name.startswith("release/parquet/")
             for row in pq.read_table(io.BytesIO(gcs.blob(name).download_as_bytes())).to_pylist()]
-    assert len(rows) == 7 and all(row["image"][:2] == b"\xff\xd8" for row in rows)
+    assert len(rows) == 9 and all(row["image"][:2] == b"\xff\xd8" for row in rows)
     assert not any(".tmp-" in name for name in names)
 
 
@@ -115,3 +121,78 @@ def test_models_and_registries_from_gcs(gcs, tmp_path):
     gcs.blob("models/open-nsfw.onnx").upload_from_string(b"tampered")
     with pytest.raises(ChecksumError):
         read_model(spec)
+
+
+class _PreconditionProxy(ThreadingHTTPServer):
+    """gcp-storage-emulator ignores ifGenerationMatch; real GCS answers 412 when the object exists.
+    This proxy adds exactly that rule in front of the emulator and forwards everything else."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                query = parse_qs(urlsplit(self.path).query)
+                # A multipart upload names its object in the JSON metadata part of the body.
+                named = re.search(rb'"name": ?"([^"]+)"', body)
+                name = query.get("name", [named.group(1).decode() if named else ""])[0]
+                if query.get("ifGenerationMatch") == ["0"] and proxy.exists(name):
+                    self.send_response(412)
+                    payload = b'{"error": {"code": 412, "message": "Precondition Failed"}}'
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body or None, headers=headers,
+                                                 method=self.command)
+                try:
+                    answer = urllib.request.urlopen(request, timeout=10)
+                except urllib.error.HTTPError as err:
+                    answer = err
+                data = answer.read()
+                self.send_response(answer.status if hasattr(answer, "status") else answer.code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward  # noqa: N815 (http.server names)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def exists(self, name: str) -> bool:
+        url = f"{self.upstream}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}"
+        try:
+            urllib.request.urlopen(url, timeout=10).read()
+        except urllib.error.HTTPError:
+            return False
+        return True
+
+
+def test_one_run_at_a_time_per_gcs_output(gcs, monkeypatch):
+    """The lock is a conditional create (if_generation_match=0): the second taker is refused."""
+    from pipeline.io.lock import LOCK, OutputLock, OutputLocked
+
+    proxy = _PreconditionProxy(os.environ["STORAGE_EMULATOR_HOST"])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        first = OutputLock(f"gs://{BUCKET}/locked", "run-a")
+        first.acquire()
+        with pytest.raises(OutputLocked, match="in use by run run-a"):
+            OutputLock(f"gs://{BUCKET}/locked", "run-b").acquire()
+        first.release()
+        assert not gcs.blob(f"locked/{LOCK}").exists()
+        with OutputLock(f"gs://{BUCKET}/locked", "run-b"):
+            assert gcs.blob(f"locked/{LOCK}").exists()
+    finally:
+        proxy.shutdown()

@@ -257,4 +257,4 @@ def test_second_run_compares_against_first_release_index(tmp_path):
     assert "previous release" in rejection["detail"]
     first_index = pq.read_table(tmp_path / "r1" / "near_dup_index").column("photo_id").to_pylist()
     second_index = pq.read_table(tmp_path / "r2" / "near_dup_index").column("photo_id").to_pylist()
-    assert len(first_index) == 8 and sorted(second_index) == sorted([*first_index, "5002"])
+    assert len(first_index) == 10 and sorted(second_index) == sorted([*first_index, "5002"])

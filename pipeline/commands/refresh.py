@@ -33,7 +33,6 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
-    release.clean_partial_writes(target)
     argv = release.refresh_argv(previous, args.output, name, rest, detectors_for)
     stats = run(argv, overwrite=True)  # only an unpublished (resumed) release can be here: checked above
     log = release.finish(target, previous, name)

@@ -7,10 +7,10 @@ and passes through, so `--runner=DataflowRunner --project=...` work as with any 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult
@@ -19,7 +19,8 @@ from pipeline.build import build
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import report
 from pipeline.io.files import matching
-from pipeline.io.layout import holds_run, is_published, run_files
+from pipeline.io.layout import MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
+from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import PassOptions, validate
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
@@ -54,16 +55,13 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
 
 
 def check_output(output: str, overwrite: bool) -> None:
-    """A run never silently mixes its files with an earlier run's."""
+    """A run never silently mixes its files with an earlier run's, and never replaces a finished
+    dataset unasked. Leftovers of a killed run (files without a manifest) are replaced when this
+    run publishes; nothing is deleted before this run has succeeded."""
     if is_published(output):
         raise UsageError(f"{output} is a published release; releases are never modified, not even with --overwrite")
-    earlier = holds_run(output)
-    if earlier and not overwrite:
-        raise UsageError(f"{output} already holds a dataset ({', '.join(earlier)}); pass --overwrite to replace it")
-    if earlier:
-        stale = run_files(output)
-        if stale:
-            FileSystems.delete(stale)
+    if MANIFEST in holds_run(output) and not overwrite:
+        raise UsageError(f"{output} already holds a dataset (manifest.json); pass --overwrite to replace it")
 
 
 def check_input(pattern: str) -> None:
@@ -91,18 +89,34 @@ def preflight(opts: PassOptions, runner: str) -> None:
 
 
 def run(argv: Sequence[str], overwrite: bool = False) -> dict:
-    """Runs the job to completion and returns its stats (stats.json)."""
+    """Runs the job to completion, publishes it into --output and returns its stats (stats.json).
+
+    The output's lock is held throughout (a second run into the same folder is refused at launch);
+    the job writes into a staging folder that replaces the output's run files only once the job
+    has succeeded (see `io.layout`)."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
     if opts.source == "yfcc" and opts.input:
         check_input(opts.input)
-    check_output(opts.output, overwrite)
-    preflight(opts, options.view_as(StandardOptions).runner)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, opts)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return report.add_api_calls(opts.output, api_calls(result))
+    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    try:
+        with OutputLock(opts.output, run_id):
+            check_output(opts.output, overwrite)
+            preflight(opts, options.view_as(StandardOptions).runner)
+            remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
+            staging = staging_dir(opts.output, run_id)
+            try:
+                pipeline = beam.Pipeline(options=options)
+                build(pipeline, opts, staging)
+                result = pipeline.run()
+                result.wait_until_finish()
+                stats = report.add_api_calls(staging, api_calls(result))
+                publish(staging, opts.output)
+            finally:
+                remove_staging(opts.output)
+            return stats
+    except (OutputLocked, OutputNotWritable) as err:
+        raise UsageError(str(err)) from None
 
 
 def api_calls(result: PipelineResult) -> dict[str, int]:

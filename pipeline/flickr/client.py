@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
 import flickrapi
+import requests
 from apache_beam.metrics import Metrics
 
 from pipeline.flickr.credentials import Credentials, CredentialsError, fingerprint
@@ -29,6 +30,10 @@ API_METRICS = "flickr_api"
 SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages repeat
 RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
 INVALID_KEY = 100
+
+
+class FlickrUnreachable(Exception):
+    """The API endpoint cannot be reached at all (DNS, refused connection, timeout)."""
 
 
 class KeyPool:
@@ -102,6 +107,9 @@ class FlickrClient:
         for position in range(1, len(self._apis) + 1):
             try:
                 self._call(position - 1, "flickr.photos.licenses.getInfo", {})
+            except requests.exceptions.RequestException as err:  # nothing answered: say where, not who
+                raise FlickrUnreachable(f"cannot reach the Flickr API at {self._apis[0].REST_URL}: "
+                                        f"{type(err).__name__}") from None
             except flickrapi.FlickrError as err:
                 if getattr(err, "code", None) == INVALID_KEY:
                     raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "

@@ -1,9 +1,18 @@
-"""Where things live in an output folder and under a releases root, and whether a folder holds a
-published release. Every module that names these paths asks here."""
+"""Where things live in an output folder and under a releases root, whether a folder holds a
+published release, and how a finished run is published into its folder.
+
+A run never writes into `--output` directly: it writes into `OUTPUT/_staging/RUN_ID/` and, once
+the job has succeeded and its manifest is written, `publish` replaces whatever the folder held
+with the staged files (the manifest last). So a dataset folder only ever holds one complete run,
+a killed run leaves nothing but its staging folder (removed by the next run), and `--overwrite`
+replaces an old dataset only once the new one exists. Every module that names these paths asks
+here."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -16,6 +25,7 @@ FORMAT_FOLDERS = ("webdataset", "parquet", "tfrecord")
 # Everything a run writes into its --output (folders hold shards); a rerun replaces all of it.
 RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review")
 RUN_FILES = (MANIFEST, STATS, ATTRIBUTION)
+STAGING = "_staging"
 
 
 def release_dir(root: str, name: str) -> str:
@@ -50,7 +60,57 @@ def published_releases(root: str) -> list[str]:
 
 
 def run_files(folder: str) -> list[str]:
-    """Every file a finished or partial run left in `folder`."""
+    """Every file a finished or partial run left in `folder` (not its staging area or lock)."""
     patterns = [FileSystems.join(folder, sub, "*") for sub in RUN_FOLDERS]
     patterns += [FileSystems.join(folder, name) for name in RUN_FILES] + [FileSystems.join(folder, "*.tmp-*")]
     return [path for pattern in patterns for path in matching(pattern)]
+
+
+def staging_dir(output: str, run_id: str) -> str:
+    return FileSystems.join(output, STAGING, run_id)
+
+
+def _is_dir(path: str) -> bool:
+    return "://" not in path and os.path.isdir(path)  # object stores have no directories
+
+
+def files_under(folder: str) -> list[str]:
+    """The files directly in `folder` and one level below (a run's layout), sorted."""
+    top = [path for path in matching(FileSystems.join(folder, "*")) if not _is_dir(path)]
+    return sorted(top + [path for path in matching(FileSystems.join(folder, "*", "*")) if not _is_dir(path)])
+
+
+def remove_folder(folder: str) -> None:
+    """Deletes a folder and everything in it, local or on an object store; absent is fine."""
+    if _is_dir(folder):
+        shutil.rmtree(folder)
+    elif "://" in folder and matching(FileSystems.join(folder, "*")) + matching(FileSystems.join(folder, "*", "*")):
+        FileSystems.delete([folder.rstrip("/") + "/"])
+
+
+def remove_staging(output: str) -> None:
+    """Staging areas of runs that were killed (the caller holds the output's lock, so none is live)."""
+    remove_folder(FileSystems.join(output, STAGING))
+
+
+def publish(staging: str, output: str) -> list[str]:
+    """Replaces the run files in `output` with those staged, manifest last, and removes the
+    staging folder. Returns the published paths relative to `output`."""
+    staged = files_under(staging)
+    names = [path[len(staging.rstrip("/")) + 1:] for path in staged]
+    old = run_files(output)
+    if old:
+        FileSystems.delete(old)
+    order = sorted(range(len(names)), key=lambda i: names[i] == MANIFEST)  # the manifest marks completion
+    for i in order:
+        destination = FileSystems.join(output, *names[i].split("/"))
+        parent = destination.rsplit("/", 1)[0]
+        if not _exists_dir(parent):
+            FileSystems.mkdirs(parent)
+        FileSystems.rename([staged[i]], [destination])
+    remove_folder(staging)
+    return names
+
+
+def _exists_dir(folder: str) -> bool:
+    return "://" in folder or os.path.isdir(folder)

@@ -66,13 +66,6 @@ def check_new_release(target: str, previous: str | None) -> None:
             raise ReleaseError(f"the new release {target} must not be inside, above or equal to {previous}")
 
 
-def clean_partial_writes(target: str) -> None:
-    """Temporary files a killed run left behind; completed files are rewritten identically."""
-    stale = matching(FileSystems.join(target, "*", "*.tmp-*")) + matching(FileSystems.join(target, "*.tmp-*"))
-    if stale:
-        FileSystems.delete(stale)
-
-
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
                  detectors: Callable[[Sequence[str]], Sequence[DetectorSpec]], today: dt.date | None = None
                  ) -> list[str]:

@@ -1,0 +1,137 @@
+"""One run at a time per output folder: a lock object created only if absent.
+
+Two runs writing one `--output` would interleave their shards and one run's rows would vanish
+from the other's manifest. The lock is `OUTPUT/_lock.json`, created atomically — `O_CREAT|O_EXCL`
+on local disks, a conditional upload (`if_generation_match=0`) on gs:// — holding the run id,
+host, process id and start time. A second run is refused with one line naming the holder.
+
+A killed run cannot remove its lock. On the same host a lock whose process no longer exists is
+stale and is taken over; elsewhere (another machine, a Dataflow launcher) the message says which
+run holds it and since when, and the operator removes the file once that run is known to be gone.
+Writing the lock is also the launch-time check that `--output` is writable at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.files import read_bytes
+
+LOCK = "_lock.json"
+
+
+class OutputLocked(Exception):
+    pass
+
+
+class OutputNotWritable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Holder:
+    run_id: str
+    host: str
+    pid: int
+    started: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started})"
+
+
+def _this_run(run_id: str) -> Holder:
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Holder(run_id, socket.gethostname(), os.getpid(), started)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _create_if_absent(path: str, payload: bytes) -> bool:
+    """True if this call created the file; False if it already existed."""
+    if path.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud import storage
+
+        bucket, _, name = path.removeprefix("gs://").partition("/")
+        try:
+            storage.Client().bucket(bucket).blob(name).upload_from_string(payload, if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        return True
+    if "://" in path:  # another Beam filesystem without a conditional create: best effort
+        if FileSystems.exists(path):
+            return False
+        with FileSystems.create(path) as handle:
+            handle.write(payload)
+        return True
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(payload)
+    return True
+
+
+def _holder(path: str) -> Holder | None:
+    try:
+        data: Any = json.loads(read_bytes(path))
+        return Holder(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]))
+    except Exception:  # unreadable or half-written: treated as held by an unknown run
+        return None
+
+
+class OutputLock:
+    """`with OutputLock(output, run_id):` — held for the whole run, released however it ends."""
+
+    def __init__(self, output: str, run_id: str) -> None:
+        self.path = FileSystems.join(output, LOCK)
+        self.output = output
+        self.me = _this_run(run_id)
+
+    def acquire(self) -> None:
+        payload = json.dumps(self.me.__dict__, sort_keys=True).encode()
+        for _ in range(2):  # a second try after removing a stale lock
+            try:
+                if _create_if_absent(self.path, payload):
+                    return
+            except OSError as err:
+                raise OutputNotWritable(f"cannot write to --output {self.output}: "
+                                        f"{err.strerror or type(err).__name__}") from None
+            except Exception as err:  # a filesystem client's own error (permissions, missing bucket)
+                raise OutputNotWritable(f"cannot write to --output {self.output}: {type(err).__name__}: "
+                                        f"{str(err)[:200]}") from None
+            holder = _holder(self.path)
+            if holder and holder.host == self.me.host and "://" not in self.path and not _pid_alive(holder.pid):
+                FileSystems.delete([self.path])  # left by a killed run on this machine
+                continue
+            who = holder.describe() if holder else "another run"
+            raise OutputLocked(f"{self.output} is in use by {who}; if that run is gone, remove {self.path}")
+        raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if FileSystems.exists(self.path) and _holder(self.path) == self.me:
+            FileSystems.delete([self.path])
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

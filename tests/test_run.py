@@ -1,0 +1,146 @@
+"""`pass-pipeline run` as an operator meets it: killed runs, two runs at once, unwritable outputs,
+unreachable endpoints and failed replacements. Each case ends in one complete dataset or one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import pipeline.commands.run as run_command
+from pipeline.cli import main, run
+from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
+from pipeline.fixtures.static_server import Response, StaticServer
+from pipeline.io.layout import STAGING
+from pipeline.io.lock import LOCK
+from tests.conftest import FAST
+
+
+@pytest.fixture()
+def world(tmp_path):
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "input")
+        yield server, metadata
+
+
+def argv(server: StaticServer, metadata: Path, output: Path, *extra: str) -> list[str]:
+    return [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", *extra, *FAST]
+
+
+def dataset_files(output: Path) -> set[str]:
+    return {str(path.relative_to(output)) for path in output.rglob("*") if path.is_file()}
+
+
+def manifest_files(output: Path) -> set[str]:
+    return {entry["path"] for entry in json.loads((output / "manifest.json").read_text())["files"]} | {
+        "manifest.json"}
+
+
+def start_slow_run(server: StaticServer, metadata: Path, output: Path) -> subprocess.Popen:
+    """A run in another process that stays busy: one photo answers only after 20 s."""
+    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=20.0))
+    command = [sys.executable, "-m", "pipeline", "run", *argv(server, metadata, output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (output / LOCK).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (output / LOCK).exists(), "the slow run never took the lock"
+    return process
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world, tmp_path, capsys):
+    server, metadata = world
+    output = tmp_path / "out"
+    first = start_slow_run(server, metadata, output)
+    try:
+        assert main(["run", *argv(server, metadata, output)]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.count("\n") == 0 and "is in use by run" in message and f"pid {first.pid}" in message
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_killed_run_leaves_nothing_a_rerun_does_not_replace(world, tmp_path):
+    """Killed mid-run (its lock and staging folder left behind), then rerun with another --shards:
+    the folder holds exactly the second run's files and verify agrees."""
+    server, metadata = world
+    output = tmp_path / "out"
+    killed = start_slow_run(server, metadata, output)
+    killed.kill()
+    killed.wait()
+    # Killed between its shards and its manifest: staged shards of 3, and what a run of the
+    # previous design wrote straight into the folder (a shard and a temporary file).
+    staged = output / STAGING / "20260101T000000-deadbeef" / "parquet"
+    staged.mkdir(parents=True)
+    (staged / "pass-00002-of-00003.parquet").write_bytes(b"staged shard")
+    (output / "parquet").mkdir(parents=True)
+    (output / "parquet" / "pass-00002-of-00003.parquet").write_bytes(b"stale shard")
+    (output / "parquet" / "pass-00000-of-00003.parquet.tmp-0123").write_bytes(b"half")
+    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg")))
+    stats = run(argv(server, metadata, output, "--shards=2"))
+    assert stats["accounted"] and stats["kept"] == 10
+    assert dataset_files(output) == manifest_files(output)
+    assert not (output / STAGING).exists() and not (output / LOCK).exists()
+    assert main(["verify", str(output)]) == 0
+
+
+def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(world, tmp_path, monkeypatch, capsys):
+    server, metadata = world
+    output = tmp_path / "out"
+    run(argv(server, metadata, output))
+    before = {name: (output / name).read_bytes() for name in dataset_files(output)}
+
+    def failing_build(pipeline, opts, staging):
+        import apache_beam as beam
+
+        real_build(pipeline, opts, staging)
+        _ = pipeline | "Boom" >> beam.Create([1]) | beam.Map(lambda _: 1 / 0)
+
+    real_build = run_command.build
+    monkeypatch.setattr(run_command, "build", failing_build)
+    assert main(["run", "--overwrite", *argv(server, metadata, output, "--shards=3")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the job failed" in err[0] and "ZeroDivisionError" in err[0]
+    assert {name: (output / name).read_bytes() for name in dataset_files(output)} == before
+    assert main(["verify", str(output)]) == 0
+
+
+@pytest.mark.parametrize("kind", ["a file", "below a file"])
+def test_an_unwritable_output_fails_at_launch_in_one_line(world, tmp_path, capsys, kind):
+    server, metadata = world
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    output = blocker if kind == "a file" else blocker / "out"
+    started = time.monotonic()
+    assert main(["run", *argv(server, metadata, output)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "cannot write to --output" in message
+    assert time.monotonic() - started < 10 and not server.hits  # refused before any download
+
+
+def test_an_unreachable_flickr_endpoint_is_one_line(tmp_path, capsys):
+    credentials = tmp_path / "keys.json"
+    credentials.write_text(json.dumps({"key": "key-never-shown-123", "secret": "secret-never-shown-456"}))
+    assert main(["run", "--source=flickr", "--flickr_rest_url=http://127.0.0.1:9/services/rest/",
+                 f"--flickr_credentials={credentials}", "--min_upload_date=2020-01-01",
+                 "--max_upload_date=2020-01-02", f"--output={tmp_path / 'out'}", *FAST]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "cannot reach the Flickr API" in message and "never-shown" not in message
+
+
+def test_a_stale_lock_of_a_dead_process_on_this_machine_is_taken_over(world, tmp_path):
+    server, metadata = world
+    output = tmp_path / "out"
+    output.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (output / LOCK).write_text(json.dumps({"run_id": "old", "host": os.uname().nodename, "pid": dead.pid,
+                                           "started": "2026-01-01T00:00:00Z"}))
+    assert run(argv(server, metadata, output))["accounted"]
+    assert not (output / LOCK).exists()
