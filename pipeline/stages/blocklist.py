@@ -138,8 +138,8 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
         return Entry(kind, value, default_distance, where)
     value = value.lower()
-    if len(value) > 64 or not _HEX.fullmatch(value):
-        raise ValueError("a sha256 is (at most) 64 hex digits")
+    if len(value) != 64 or not _HEX.fullmatch(value):  # a shortened hash would silently block nothing
+        raise ValueError("a sha256 is 64 hex digits")
     return Entry(kind, value, default_distance, where)
 
 
