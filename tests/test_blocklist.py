@@ -18,6 +18,7 @@ from pipeline.stages.blocklist import (
 from pipeline.stages.image import ImageConfig, normalise
 from tests.conftest import FAST, local_pipeline, photo, real_jpeg
 
+LISTED_SHA = "ab" * 32
 LIST = """# takedowns, 2026-11
 photo_id 42
 url https://www.flickr.com/photos/x/43/
@@ -34,13 +35,13 @@ def test_parse_and_match_every_kind():
     everything = Matcher(entries, METADATA_KINDS + CONTENT_KINDS)
     assert everything.match(photo("42")).source == "takedowns.txt:2"
     assert everything.match(photo("43", page_url="https://www.flickr.com/photos/x/43/")).kind == "url"
-    assert everything.match(photo("44", download_sha256="abababababababababababababababababababababababababababababababab")).kind == "sha256"
+    assert everything.match(photo("44", download_sha256=LISTED_SHA)).kind == "sha256"
     assert everything.match(photo("45", phash="00000000000000fc")).value == "00000000000000ff"  # distance 2
     assert everything.match(photo("46", phash="00000000000000f0")) is None  # distance 4 > 2
     assert everything.match(photo("47", phash="0fffffffffffffff")).value == "ffffffffffffffff"  # distance 4
     assert everything.match(photo("48", phash="0123456789abcdef")) is None
     metadata_only = Matcher(entries, METADATA_KINDS)
-    assert metadata_only.match(photo("44", download_sha256="abababababababababababababababababababababababababababababababab")) is None
+    assert metadata_only.match(photo("44", download_sha256=LISTED_SHA)) is None
 
 
 @pytest.mark.parametrize("bad", ["colour 12", "photo_id", "phash xyz"])
