@@ -18,7 +18,7 @@ from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
 from pipeline.io.work_cache import FetchImages
-from pipeline.options import PassOptions, split_list
+from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.release.carry import ReadRelease
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
@@ -34,19 +34,6 @@ from pipeline.stages.near_dedup import NearDuplicates
 from pipeline.stages.owner_cap import CapPerOwner
 from pipeline.stages.unique_id import DropRepeatedIds
 from pipeline.stages.verify_license import VerifyConfig, VerifyLicense
-
-# What a release was made from (also inside "options"; listed apart for readers of the manifest).
-INPUTS = ("source", "input", "min_upload_date", "max_upload_date", "carry_over", "previous_index", "blocklist",
-          "decontaminate", "review_decisions", "model_registry")
-# Options recorded in the manifest: everything that changes which images are kept or how.
-RECORDED_OPTIONS = (
-    "source", "input", "min_upload_date", "max_upload_date", "flickr_licenses", "formats", "shards",
-    "images_per_shard", "allowed_hosts", "max_side", "min_side", "max_pixels", "min_stddev", "jpeg_quality",
-    "per_owner_cap", "max_bytes", "near_dup_distance", "near_dup_key_blocks", "blocklist", "decontaminate",
-    "previous_index", "near_dup_dhash_distance", "verify_license", "detectors", "model_registry",
-    "detect_tile_min_side", "detect_thresholds", "review_band", "review_decisions", "flickr_originals",
-    "carry_over", "release_name", "redetect",
-)
 
 
 def _source(opts: PassOptions) -> beam.PTransform:
@@ -208,14 +195,13 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         | "CountReasons" >> beam.combiners.Count.PerElement()
         | "ReasonList" >> beam.combiners.ToList()
     )
-    recorded = {name: getattr(opts, name) for name in RECORDED_OPTIONS}
     models = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256, "license": spec.license,
                "thresholds": spec.thresholds, "review_band": spec.review_band} for spec in specs]
     _ = (
         pipeline
         | "Once" >> beam.Create([None])
         | "Report" >> beam.Map(
-            report.write_report, output=output, options=recorded, inputs=INPUTS, models=models,
+            report.write_report, output=output, options=recorded(opts), inputs=INPUTS, models=models,
             input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
             reasons=AsSingleton(reasons), files=AsList(files),
         )

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import __version__
 from pipeline.commands.demo import demo
 from pipeline.commands.evaluate import evaluate_command
 from pipeline.commands.refresh import refresh
@@ -24,7 +25,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
-from pipeline.options import PassOptions
+from pipeline.options import PassOptions, add_arguments
 from pipeline.release.refresh import ReleaseError
 
 __all__ = ["main", "pipeline_options", "run"]
@@ -33,7 +34,8 @@ __all__ = ["main", "pipeline_options", "run"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"pass-pipeline {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="build a dataset; see `pass-pipeline run --help`", add_help=False)
     run_cmd.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
     run_cmd.add_argument("-h", "--help", action="store_true")
@@ -41,11 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
     evaluate_cmd = commands.add_parser("evaluate", help="recall and keep-rate of the detectors on a labelled set "
                                        "of real photographs that packages ship, plus composites")
-    evaluate_cmd.add_argument("--detectors", default="default")
-    evaluate_cmd.add_argument("--model_registry", default="")
-    evaluate_cmd.add_argument("--detect_tile_min_side", type=int, default=400)
+    evaluate_cmd.add_argument("--detectors", default="default",
+                              help="as for run: registry names, 'default' or 'none' (default: default)")
+    evaluate_cmd.add_argument("--model_registry", default="", help="as for run: a registry of extra detectors")
+    evaluate_cmd.add_argument("--detect_tile_min_side", type=int, default=400,
+                              help="as for run: tiles for images at least this large (default: 400)")
     evaluate_cmd.add_argument("--detect_thresholds", default="", help="as for run: DETECTOR.CLASS=SCORE,...")
-    evaluate_cmd.add_argument("--max_side", type=int, default=512)
+    evaluate_cmd.add_argument("--max_side", type=int, default=512,
+                              help="images are stored at this size before scoring, as in a run (default: 512)")
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
     review_cmd = commands.add_parser("review", help="the human-review loop")
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
@@ -54,10 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note")
     apply_cmd.add_argument("--store", required=True, help="the cumulative decisions CSV (local or gs://)")
     refresh_cmd = commands.add_parser(
-        "refresh", add_help=False,
-        help="write the next release under OUTPUT/releases/NAME from the previous one (pipeline/release/refresh.py)")
-    refresh_cmd.add_argument("--previous", default="", help="the previous release's folder; none for the first")
-    refresh_cmd.add_argument("--output", required=True, help="the releases' root: OUTPUT/releases/NAME is written")
+        "refresh", add_help=False, epilog="Every flag of `pass-pipeline run` applies too; the options that shaped "
+        "the previous release are inherited unless given again.",
+        help="write the next release under OUTPUT/releases/NAME from the previous one")
+    refresh_cmd.add_argument("-h", "--help", action="store_true", help="show this help message and exit")
+    refresh_cmd.add_argument("--previous", default="",
+                             help="the previous release's folder, or 'latest'; none for the first release")
+    refresh_cmd.add_argument("--output", default="", help="the releases' root: OUTPUT/releases/NAME is written")
     refresh_cmd.add_argument("--release", default="", help="the new release's name (default: launch month YYYY-MM)")
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
@@ -67,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
         logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
     try:
+        if args.command in ("verify", "evaluate", "review") and rest:
+            raise UsageError(f"unknown argument{'s' if len(rest) > 1 else ''} for {args.command}: {' '.join(rest)}")
+        if args.command == "refresh" and args.help:
+            refresh_cmd.print_help()
+            return 0
+        if args.command == "refresh" and not args.output:
+            raise UsageError("refresh needs --output (the releases' root)")
         if args.command == "demo":
             return demo(str(Path(args.output).resolve()), rest)
         if args.command == "verify":
@@ -78,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "review":
             return review_apply(args.decisions, args.store)
         if args.help:
-            PassOptions(["--help"])
+            run_help().print_help()
             return 0
         stats = run(rest, overwrite=args.overwrite)
         print(summary(PassOptions(expand_month(rest)).output, stats))
@@ -92,6 +107,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pass-pipeline: error: the job failed: {last_line(err)} (--log_level=debug shows the traceback)",
               file=sys.stderr)
         return 1
+
+
+RUN_EPILOG = """Flags the job does not define are refused, except Beam's own pipeline options (--runner,
+--project, --region, --direct_num_workers, ...), which pass through to Beam. Without --runner the
+job uses Beam's FnApiRunner, which never reaches out to the network."""
+
+
+def run_help() -> argparse.ArgumentParser:
+    """`pass-pipeline run --help`: the job's flags in sections, with their defaults."""
+    parser = argparse.ArgumentParser(prog="pass-pipeline run", description="Build a dataset.", epilog=RUN_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished dataset already in --output (only once this run has succeeded)")
+    parser.add_argument("--log_level", default="warning", choices=LOG_LEVELS, help="what is logged (default: warning)")
+    add_arguments(parser, show_defaults=True)
+    return parser
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

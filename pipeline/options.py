@@ -1,10 +1,16 @@
-"""Every flag of `pass-pipeline run`, typed and documented, as one Beam `PipelineOptions` view.
+"""Every flag of `pass-pipeline run`, typed, documented, grouped and given one role, as one Beam
+`PipelineOptions` view.
 
 Beam's own options (runner, workers, Dataflow settings) pass through untouched, so the job
 is configured the same way on the local runner and on Dataflow.
 """
 
 from __future__ import annotations
+
+import argparse
+import enum
+from dataclasses import dataclass, field
+from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -27,130 +33,223 @@ def flag(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+class Role(enum.Enum):
+    """What an option is to a release. Each option has exactly one; every list of options that the
+    job, the manifest, the refresh, the work cache or the Flex Template needs is derived from them."""
+
+    OPERATIONAL = "operational"  # how the job runs (timeouts, threads, devices, credentials): not recorded
+    RECORDED = "recorded"  # recorded in the manifest (inputs, layout, safety limits); not inherited
+    INHERITED = "inherited"  # recorded, and a refresh carries it over unless given again
+    SHAPES_BYTES = "shapes_bytes"  # inherited, and it changes the stored image bytes (the work cache key)
+    SHAPES_DETECTION = "shapes_detection"  # inherited, and it changes detection (a refresh re-detects)
+    INTERNAL = "internal"  # set by `refresh` itself: recorded, kept out of --help and the template
+
+
+RECORDED_ROLES = frozenset(Role) - {Role.OPERATIONAL}
+INHERITED_ROLES = frozenset({Role.INHERITED, Role.SHAPES_BYTES, Role.SHAPES_DETECTION})
+GROUPS = {
+    "source": "source and output",
+    "fetch": "fetch (per worker process)",
+    "image": "decode and normalise",
+    "dedup": "duplicates and lists",
+    "detect": "detection and review",
+    "selection": "selection",
+}
+
+
+@dataclass(frozen=True)
+class Declared:
+    name: str
+    group: str
+    role: Role
+    is_input: bool  # also listed under the manifest's "inputs"
+    argparse_kwargs: dict[str, Any] = field(hash=False)
+
+    @property
+    def default(self) -> Any:
+        return self.argparse_kwargs.get("default")
+
+
+def _declarations() -> list[Declared]:
+    """Every flag of `run`, in --help order. Sizes are pixels, times seconds, unless named otherwise."""
+    declared: list[Declared] = []
+    current = [""]
+
+    def section(name: str) -> None:
+        current[0] = name
+
+    def add(flag: str, role: Role, is_input: bool = False, **argparse_kwargs: Any) -> None:
+        declared.append(Declared(flag.removeprefix("--"), current[0], role, is_input, argparse_kwargs))
+
+    section("source")
+    add("--source", Role.INHERITED, is_input=True, default="yfcc", choices=("yfcc", "flickr"),
+        help="yfcc: metadata dumps given by --input; flickr: the live Flickr API (CC BY search by upload date).")
+    add("--input", Role.RECORDED, is_input=True, default=None,
+        help="YFCC100M metadata file(s): a path or glob, plain, .gz or .bz2.")
+    add("--min_upload_date", Role.RECORDED, is_input=True, default=None,
+        help="--source=flickr: first upload day (YYYY-MM-DD, UTC) or epoch.")
+    add("--max_upload_date", Role.RECORDED, is_input=True, default=None,
+        help="--source=flickr: last upload day (YYYY-MM-DD, UTC) or epoch.")
+    add("--flickr_licenses", Role.INHERITED, default="4,11",
+        help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
+    add("--flickr_rest_url", Role.OPERATIONAL, default=None,
+        help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
+    add("--verify_license", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
+        help="Re-check every photo's existence and license with the Flickr API before fetching.")
+    add("--flickr_calls_per_second", Role.OPERATIONAL, type=float, default=1.0,
+        help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
+             "a job spends this x keys x worker processes, so divide by the workers).")
+    add("--flickr_credentials", Role.OPERATIONAL, default=None,
+        help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
+             "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "
+             "FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
+    add("--flickr_search_depth", Role.OPERATIONAL, type=int, default=4000,
+        help="Results one Flickr search returns at most (deeper pages repeat); upload windows are split "
+             "until each holds at most this many. Lower it if Flickr lowers its cap.")
+    add("--flickr_originals", Role.SHAPES_BYTES, nargs="?", const=True, default=False, type=flag,
+        help="Download the original upload (Flickr's _o URL with its original secret and format) instead of "
+             "the smallest resized copy that covers --max_side. Originals are large: use only when needed.")
+    add("--output", Role.OPERATIONAL, default=None,
+        help="Directory the dataset, rejections, stats and attribution go to.")
+    add("--cache", Role.OPERATIONAL, default="",
+        help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
+             "after being killed takes what it already had from here instead of downloading it again.")
+    add("--carry_over", Role.INTERNAL, is_input=True, default="",
+        help="A finished release whose images are carried into this run without refetching (after license "
+             "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
+    add("--redetect", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
+        help="Run detection on the carried-over images too (a refresh turns it on by itself when the "
+             "detectors, their files or thresholds differ from the previous release's).")
+    add("--release_name", Role.INTERNAL, default="",
+        help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
+    add("--formats", Role.INHERITED, default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
+    add("--shards", Role.RECORDED, type=int, default=0,
+        help="Number of dataset shards; 0 picks ceil(kept / images_per_shard).")
+    add("--images_per_shard", Role.RECORDED, type=int, default=5000, help="Target shard size when --shards=0.")
+    section("fetch")
+    add("--allowed_hosts", Role.RECORDED, default=DEFAULT_ALLOWED_HOSTS,
+        help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port.")
+    add("--contact", Role.OPERATIONAL, default=PROJECT_URL,
+        help="Contact URL sent in the User-Agent so site owners can reach us.")
+    add("--connect_timeout", Role.OPERATIONAL, type=float, default=10.0, help="Seconds to open a connection.")
+    add("--read_timeout", Role.OPERATIONAL, type=float, default=30.0,
+        help="Seconds without a byte before a read gives up.")
+    add("--fetch_deadline", Role.OPERATIONAL, type=float, default=120.0,
+        help="Seconds one download may take in all, retries included.")
+    add("--max_bytes", Role.SHAPES_BYTES, type=int, default=20 * 1024 * 1024, help="Largest response body accepted.")
+    add("--max_retries", Role.OPERATIONAL, type=int, default=3, help="Retries after 429, 5xx and connection errors.")
+    add("--backoff_base", Role.OPERATIONAL, type=float, default=1.0, help="First retry delay; doubles on each retry.")
+    add("--max_backoff", Role.OPERATIONAL, type=float, default=60.0, help="Longest single wait, Retry-After included.")
+    add("--per_host_concurrency", Role.OPERATIONAL, type=int, default=16,
+        help="Concurrent requests per host per worker process.")
+    add("--per_host_rps", Role.OPERATIONAL, type=float, default=50.0,
+        help="Requests per second per host per worker process; 0 = no limit.")
+    add("--fetch_threads", Role.OPERATIONAL, type=int, default=32, help="Download threads per worker process.")
+    section("image")
+    add("--max_side", Role.SHAPES_BYTES, type=int, default=512, help="Longer side of stored images (PASS shipped 512).")
+    add("--min_side", Role.SHAPES_BYTES, type=int, default=64,
+        help="Images whose shorter side is below this are rejected.")
+    add("--max_pixels", Role.SHAPES_BYTES, type=int, default=64_000_000,
+        help="Images with more pixels are rejected before decoding.")
+    add("--min_stddev", Role.SHAPES_BYTES, type=float, default=3.0,
+        help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
+    add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")
+    section("dedup")
+    add("--near_dup_distance", Role.INHERITED, type=int, default=4,
+        help="pHash Hamming distance at or below which two images are near duplicates (0-16); -1 = off. "
+             "4 catches re-encodes, resizes and brightness changes of the bundled photos "
+             "(benchmarks/near_dup_radius.py).")
+    add("--near_dup_key_blocks", Role.INHERITED, type=int, default=2,
+        help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
+    add("--near_dup_dhash_distance", Role.INHERITED, type=int, default=-1,
+        help="Also require dHash distance at most this for a near duplicate (-1 = off). Measured "
+             "(benchmarks/near_dup_radius.py): at 10 it removes about a third of pHash false positives "
+             "on low-detail images and no true copy of the bundled photos.")
+    add("--near_dup_bucket_cap", Role.OPERATIONAL, type=int, default=64,
+        help="Buckets larger than this are split further instead of compared pairwise.")
+    add("--previous_index", Role.RECORDED, is_input=True, default="",
+        help="Glob of an earlier release's near_dup_index/*.parquet: new images are compared against it "
+             "(and among themselves) and never displace its images; the new index includes it.")
+    add("--blocklist", Role.RECORDED, is_input=True, default="",
+        help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
+    add("--decontaminate", Role.RECORDED, is_input=True, default="",
+        help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
+             "--near_dup_distance of one are rejected.")
+    section("detect")
+    add("--detectors", Role.SHAPES_DETECTION, default="default",
+        help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "
+             "(CenterFace faces, SSDLite COCO persons, open-NSFW); 'none' turns detection off.")
+    add("--model_registry", Role.SHAPES_DETECTION, is_input=True, default="",
+        help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
+    add("--detect_thresholds", Role.SHAPES_DETECTION, default="",
+        help="Override rejection thresholds: DETECTOR.CLASS=SCORE,... (e.g. centerface.face=0.6).")
+    add("--review_band", Role.SHAPES_DETECTION, default="",
+        help="Override where the borderline band starts: DETECTOR.CLASS=SCORE,...; images scoring from there "
+             "up to the threshold go to review/. Equal to the threshold: no band.")
+    add("--detect_device", Role.OPERATIONAL, default="auto", choices=("auto", "cpu", "cuda"),
+        help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda: CUDA or fail.")
+    add("--require_gpu", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
+        help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
+             "falls back to the CPU silently).")
+    add("--detect_batch_size", Role.OPERATIONAL, type=int, default=16, help="Most photos per inference batch.")
+    add("--detect_min_batch_size", Role.OPERATIONAL, type=int, default=1,
+        help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
+    add("--detect_tile_min_side", Role.SHAPES_DETECTION, type=int, default=400,
+        help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
+             "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
+    add("--detect_share_model_across_processes", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
+        help="Load each detector once per worker machine and share it between the SDK processes (keeps "
+             "one copy on the GPU when Dataflow runs one SDK process per vCPU).")
+    add("--detect_threads", Role.OPERATIONAL, type=int, default=0,
+        help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
+    add("--review_decisions", Role.RECORDED, is_input=True, default="",
+        help="Reviewer decisions CSV (photo_id, decision, note; see `pass-pipeline review apply`): "
+             "accept keeps a borderline photo, reject_human / reject_other reject it with the note.")
+    section("selection")
+    add("--per_owner_cap", Role.INHERITED, type=int, default=80,
+        help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
+    return declared
+
+
+DECLARED = tuple(_declarations())
+OPTIONS = {option.name: option for option in DECLARED}
+INPUTS = tuple(o.name for o in DECLARED if o.is_input)
+RECORDED = tuple(o.name for o in DECLARED if o.role in RECORDED_ROLES)
+INHERITED = tuple(o.name for o in DECLARED if o.role in INHERITED_ROLES)
+SHAPES_BYTES = tuple(o.name for o in DECLARED if o.role is Role.SHAPES_BYTES)
+SHAPES_DETECTION = tuple(o.name for o in DECLARED if o.role is Role.SHAPES_DETECTION)
+PUBLIC = tuple(o.name for o in DECLARED if o.role is not Role.INTERNAL)  # --help and the Flex Template
+
+
+def add_arguments(parser: argparse.ArgumentParser, show_defaults: bool = False) -> None:
+    """Adds every option to `parser` in sections; internal ones stay out of the help text."""
+    sections: dict[str, Any] = {}
+    for option in DECLARED:
+        if option.group not in sections:
+            sections[option.group] = parser.add_argument_group(GROUPS[option.group])
+        kwargs = dict(option.argparse_kwargs)
+        if option.role is Role.INTERNAL:
+            kwargs["help"] = argparse.SUPPRESS
+        elif show_defaults and option.default not in (None, "", False):
+            kwargs["help"] = f"{kwargs.get('help', '')} (default: {option.default})"
+        sections[option.group].add_argument(f"--{option.name}", **kwargs)
+
+
 class PassOptions(PipelineOptions):
-    """Options of the dataset build. Sizes are pixels, times seconds, unless named otherwise."""
+    """Options of the dataset build, as one Beam options view (see `DECLARED`)."""
 
     @classmethod
-    def _add_argparse_args(cls, parser) -> None:
-        add = parser.add_argument
-        # --- input and output ------------------------------------------------------------------
-        add("--source", default="yfcc", choices=("yfcc", "flickr"),
-            help="yfcc: metadata dumps given by --input; flickr: the live Flickr API (CC BY search by upload date).")
-        add("--input", default=None, help="YFCC100M metadata file(s): a path or glob, plain, .gz or .bz2.")
-        add("--min_upload_date", default=None, help="--source=flickr: first upload day (YYYY-MM-DD, UTC) or epoch.")
-        add("--max_upload_date", default=None, help="--source=flickr: last upload day (YYYY-MM-DD, UTC) or epoch.")
-        add("--flickr_licenses", default="4,11",
-            help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
-        add("--flickr_rest_url", default=None, help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
-        add("--verify_license", nargs="?", const=True, default=False, type=flag,
-            help="Re-check every photo's existence and license with the Flickr API before fetching.")
-        add("--flickr_calls_per_second", type=float, default=1.0,
-            help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
-                 "a job spends this x keys x worker processes, so divide by the workers).")
-        add("--flickr_credentials", default=None,
-            help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
-                 "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "
-                 "FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
-        add("--flickr_search_depth", type=int, default=4000,
-            help="Results one Flickr search returns at most (deeper pages repeat); upload windows are split "
-                 "until each holds at most this many. Lower it if Flickr lowers its cap.")
-        add("--flickr_originals", nargs="?", const=True, default=False, type=flag,
-            help="Download the original upload (Flickr's _o URL with its original secret and format) instead of "
-                 "the smallest resized copy that covers --max_side. Originals are large: use only when needed.")
-        add("--output", default=None, help="Directory the dataset, rejections, stats and attribution go to.")
-        add("--cache", default="",
-            help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
-                 "after being killed takes what it already had from here instead of downloading it again.")
-        add("--carry_over", default="",
-            help="A finished release whose images are carried into this run without refetching (after license "
-                 "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
-        add("--redetect", nargs="?", const=True, default=False, type=flag,
-            help="Run detection on the carried-over images too (a refresh turns it on by itself when the "
-                 "detectors, their files or thresholds differ from the previous release's).")
-        add("--release_name", default="",
-            help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
-        add("--formats", default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
-        add("--shards", type=int, default=0,
-            help="Number of dataset shards; 0 picks ceil(kept / images_per_shard).")
-        add("--images_per_shard", type=int, default=5000, help="Target shard size when --shards=0.")
-        # --- fetch --------------------------------------------------------------------------------
-        add("--allowed_hosts", default=DEFAULT_ALLOWED_HOSTS,
-            help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port.")
-        add("--contact", default=PROJECT_URL,
-            help="Contact URL sent in the User-Agent so site owners can reach us.")
-        add("--connect_timeout", type=float, default=10.0, help="Seconds to open a connection.")
-        add("--read_timeout", type=float, default=30.0, help="Seconds without a byte before a read gives up.")
-        add("--fetch_deadline", type=float, default=120.0,
-            help="Seconds one download may take in all, retries included.")
-        add("--max_bytes", type=int, default=20 * 1024 * 1024, help="Largest response body accepted.")
-        add("--max_retries", type=int, default=3, help="Retries after 429, 5xx and connection errors.")
-        add("--backoff_base", type=float, default=1.0, help="First retry delay; doubles on each retry.")
-        add("--max_backoff", type=float, default=60.0, help="Longest single wait, Retry-After included.")
-        add("--per_host_concurrency", type=int, default=16, help="Concurrent requests per host per worker process.")
-        add("--per_host_rps", type=float, default=50.0,
-            help="Requests per second per host per worker process; 0 = no limit.")
-        add("--fetch_threads", type=int, default=32, help="Download threads per worker process.")
-        # --- decode and normalise -------------------------------------------------------------
-        add("--max_side", type=int, default=512, help="Longer side of stored images (PASS shipped 512).")
-        add("--min_side", type=int, default=64, help="Images whose shorter side is below this are rejected.")
-        add("--max_pixels", type=int, default=64_000_000, help="Images with more pixels are rejected before decoding.")
-        add("--min_stddev", type=float, default=3.0,
-            help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
-        add("--jpeg_quality", type=int, default=90, help="Quality of the re-encoded JPEGs.")
-        # --- duplicates ---------------------------------------------------------------------------
-        add("--near_dup_distance", type=int, default=4,
-            help="pHash Hamming distance at or below which two images are near duplicates (0-16); -1 = off. "
-                 "4 catches re-encodes, resizes and brightness changes of the bundled photos "
-                 "(benchmarks/near_dup_radius.py).")
-        add("--near_dup_key_blocks", type=int, default=2,
-            help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
-        add("--near_dup_dhash_distance", type=int, default=-1,
-            help="Also require dHash distance at most this for a near duplicate (-1 = off). Measured "
-                 "(benchmarks/near_dup_radius.py): at 10 it removes about a third of pHash false positives "
-                 "on low-detail images and no true copy of the bundled photos.")
-        add("--near_dup_bucket_cap", type=int, default=64,
-            help="Buckets larger than this are split further instead of compared pairwise.")
-        add("--previous_index", default="",
-            help="Glob of an earlier release's near_dup_index/*.parquet: new images are compared against it "
-                 "(and among themselves) and never displace its images; the new index includes it.")
-        add("--blocklist", default="",
-            help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
-        add("--decontaminate", default="",
-            help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
-                 "--near_dup_distance of one are rejected.")
-        # --- detection ----------------------------------------------------------------------------
-        add("--detectors", default="default",
-            help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "
-                 "(CenterFace faces, SSDLite COCO persons, open-NSFW); 'none' turns detection off.")
-        add("--model_registry", default="",
-            help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
-        add("--detect_thresholds", default="",
-            help="Override rejection thresholds: DETECTOR.CLASS=SCORE,... (e.g. centerface.face=0.6).")
-        add("--review_band", default="",
-            help="Override where the borderline band starts: DETECTOR.CLASS=SCORE,...; images scoring from there "
-                 "up to the threshold go to review/. Equal to the threshold: no band.")
-        add("--detect_device", default="auto", choices=("auto", "cpu", "cuda"),
-            help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda: CUDA or fail.")
-        add("--require_gpu", nargs="?", const=True, default=False, type=flag,
-            help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
-                 "falls back to the CPU silently).")
-        add("--detect_batch_size", type=int, default=16, help="Most photos per inference batch.")
-        add("--detect_min_batch_size", type=int, default=1,
-            help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
-        add("--detect_tile_min_side", type=int, default=400,
-            help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
-                 "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
-        add("--detect_share_model_across_processes", nargs="?", const=True, default=False, type=flag,
-            help="Load each detector once per worker machine and share it between the SDK processes (keeps "
-                 "one copy on the GPU when Dataflow runs one SDK process per vCPU).")
-        add("--detect_threads", type=int, default=0,
-            help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
-        add("--review_decisions", default="",
-            help="Reviewer decisions CSV (photo_id, decision, note; see `pass-pipeline review apply`): "
-                 "accept keeps a borderline photo, reject_human / reject_other reject it with the note.")
-        # --- selection --------------------------------------------------------------------------
-        add("--per_owner_cap", type=int, default=80,
-            help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser)
+
+
+def recorded(opts: PassOptions) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in RECORDED}
+
+
+def shaping(opts: PassOptions) -> dict[str, Any]:
+    """The options that shape the stored bytes, by name (the work cache keys on them)."""
+    return {name: getattr(opts, name) for name in SHAPES_BYTES}
 
 
 def validate(opts: PassOptions) -> list[str]:

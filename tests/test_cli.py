@@ -22,6 +22,9 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--min_side=600"], "--min_side"),
     (["run", "--input=x", "--output=y", "--detect_batch_size=0"], "--detect_batch_size"),
     (["run", "--input=x", "--output=y", "--detect_min_batch_size=32"], "--detect_min_batch_size"),
+    (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
+    (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
+    (["refresh", "--release=r"], "refresh needs --output"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -74,3 +77,29 @@ def test_month_token_in_output_is_the_launch_month():
     now = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
     assert expand_month(["--output=gs://b/releases/{YYYY-MM}", "--x=1"], now) == ["--output=gs://b/releases/2026-12",
                                                                                   "--x=1"]
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["refresh", "--help"], ["evaluate", "--help"], ["--help"],
+                                  ["verify", "--help"], ["demo", "--help"], ["review", "apply", "--help"]])
+def test_every_help_works(argv, capsys):
+    try:
+        assert main(argv) == 0
+    except SystemExit as done:  # argparse's own --help exits
+        assert done.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: pass-pipeline {' '.join(a for a in argv if a != '--help')}".rstrip())
+
+
+def test_run_help_has_sections_defaults_and_no_internal_flags(capsys):
+    main(["run", "--help"])
+    text = capsys.readouterr().out
+    for section in ("source and output:", "fetch (per worker process):", "decode and normalise:",
+                    "duplicates and lists:", "detection and review:", "selection:"):
+        assert f"\n{section}\n" in text
+    assert "--overwrite" in text and "(default: 512)" in text and "(default: 4,11)" in text
+    assert "--carry_over" not in text and "--release_name" not in text  # set by refresh itself
+
+
+def test_beam_options_still_pass_through():
+    options = pipeline_options(["--input=x", "--output=y", "--direct_num_workers=2", "--project=p"])
+    assert options.get_all_options()["direct_num_workers"] == 2

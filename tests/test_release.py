@@ -246,3 +246,42 @@ def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
     assert json.loads((third / "manifest.json").read_text())["options"]["redetect"]
     assert json.loads((third / "changelog.json").read_text())["removed"] == {
         "detect/human": sorted(before - {"1004"}, key=int)}
+
+
+def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
+    """Built with every inherited option changed (a custom registry included), refreshed with none
+    given: the new release records the same values, and the custom detector is still known."""
+    from pipeline import options
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == "open_nsfw")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"detectors": [
+        {**entry, "name": "nsfw_custom", "file": str(BUILTIN_REGISTRY.parent / entry["file"])}]}))
+    shaping = {
+        "source": "yfcc", "flickr_licenses": "4", "flickr_originals": "true", "formats": "parquet,webdataset",
+        "max_bytes": "10000000", "max_side": "384", "min_side": "32", "max_pixels": "50000000", "min_stddev": "2.5",
+        "jpeg_quality": "85", "near_dup_distance": "3", "near_dup_key_blocks": "3", "near_dup_dhash_distance": "12",
+        "detectors": "nsfw_custom", "model_registry": str(registry), "detect_thresholds": "nsfw_custom.nsfw=0.9",
+        "review_band": "nsfw_custom.nsfw=0.85", "detect_tile_min_side": "0", "per_owner_cap": "5",
+    }
+    assert set(shaping) == set(options.INHERITED)  # a new inherited option must be added here
+    root = tmp_path / "root"
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        assert main(["refresh", f"--output={root}", "--release=r1", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", *(f"--{k}={v}" for k, v in shaping.items()), *LOCAL]) == 0
+        assert main(["refresh", f"--previous={root / 'releases' / 'r1'}", f"--output={root}", "--release=r2",
+                     f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    first, second = (json.loads((root / "releases" / name / "manifest.json").read_text())["options"]
+                     for name in ("r1", "r2"))
+    for name in options.INHERITED:
+        assert second[name] == first[name], name
+        if name != "source":
+            assert first[name] != OPTIONS_DEFAULTS[name], name  # really changed from the default
+    assert json.loads((root / "releases" / "r2" / "manifest.json").read_text())["models"][0]["name"] == "nsfw_custom"
+
+
+OPTIONS_DEFAULTS = {option.name: option.default for option in __import__("pipeline.options").options.DECLARED}

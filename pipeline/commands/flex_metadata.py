@@ -1,6 +1,7 @@
 """Generates the Flex Template spec (flex_template/metadata.json) from the job's own options, so
 the template can never drift from `pass-pipeline run`: every flag of PassOptions becomes a
-template parameter with its help text and a validation regex.
+template parameter with its help text and a validation regex, except the internal ones that
+`refresh` sets itself (their role is Role.INTERNAL).
 
     .venv/bin/python -m pipeline.commands.flex_metadata > flex_template/metadata.json
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.options import PassOptions
+from pipeline.options import add_arguments
 
 GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
 GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
@@ -57,8 +58,8 @@ REFRESH = (
 
 def option_actions() -> list[argparse.Action]:
     parser = argparse.ArgumentParser()
-    PassOptions._add_argparse_args(parser)
-    return [action for action in parser._actions if action.dest != "help"]
+    add_arguments(parser)
+    return [action for action in parser._actions if action.dest != "help" and action.help != argparse.SUPPRESS]
 
 
 def metadata() -> dict:

@@ -7,12 +7,13 @@ and passes through, so `--runner=DataflowRunner --project=...` work as with any 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
@@ -21,7 +22,7 @@ from pipeline.io import report
 from pipeline.io.files import matching
 from pipeline.io.layout import MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
-from pipeline.options import PassOptions, validate
+from pipeline.options import OPTIONS, PassOptions, validate
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -43,7 +44,27 @@ def expand_month(argv: Sequence[str], now: dt.datetime | None = None) -> list[st
     return [arg.replace(MONTH_TOKEN, month) for arg in argv]
 
 
+def _all_option_classes(cls: type = PipelineOptions) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _all_option_classes(direct))]
+
+
+def unknown_flags(argv: Sequence[str]) -> list[str]:
+    """Flags neither the job nor Beam defines: a typo (--max_sid=300) must not silently become a
+    run with the default. Parsed the way Beam parses, with every options class it knows."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in dict.fromkeys(_all_option_classes()):
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(argv))
+    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+
+
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    unknown = unknown_flags(expand_month(argv))
+    if unknown:
+        hints = [f"{flag} (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(
+            flag.lstrip("-"), OPTIONS, n=1)) else flag for flag in unknown]
+        raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}; "
+                         "see `pass-pipeline run --help`")
     options = PipelineOptions(expand_month(argv))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
@@ -100,9 +121,9 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
         check_input(opts.input)
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     try:
+        preflight(opts, options.view_as(StandardOptions).runner)
         with OutputLock(opts.output, run_id):
             check_output(opts.output, overwrite)
-            preflight(opts, options.view_as(StandardOptions).runner)
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
             staging = staging_dir(opts.output, run_id)
             try:

@@ -26,7 +26,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_parquet, write_atomically
-from pipeline.options import PassOptions
+from pipeline.options import PassOptions, shaping
 from pipeline.records import Photo
 from pipeline.stage import StageOutput
 from pipeline.stages.fetch import Fetch
@@ -42,9 +42,8 @@ MISS = "miss"
 
 
 def shaping_options(opts: PassOptions) -> str:
-    """Every option that changes which bytes are fetched or how they are stored."""
-    return json.dumps([ImageConfig.from_options(opts).__dict__, opts.flickr_originals, opts.max_bytes],
-                      sort_keys=True, default=str)
+    """Every option that changes which bytes are fetched or how they are stored (their role says so)."""
+    return json.dumps(shaping(opts), sort_keys=True, default=str)
 
 
 def cache_key(photo: Photo, shaping: str) -> str:

@@ -31,12 +31,10 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
+from pipeline.options import INHERITED
 from pipeline.sources.flickr import parse_date
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
-INHERITED = ("source", "formats", "max_side", "min_side", "jpeg_quality", "per_owner_cap", "near_dup_distance",
-             "near_dup_key_blocks", "detectors", "flickr_licenses", "min_stddev", "max_pixels")
-
 
 class ReleaseError(Exception):
     pass

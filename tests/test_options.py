@@ -1,0 +1,49 @@
+"""Each option's one role, and the lists every other module derives from it."""
+
+import json
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import options
+from pipeline.commands import flex_metadata
+from pipeline.io.work_cache import shaping_options
+from pipeline.options import OPTIONS, PassOptions, Role
+from pipeline.stages.image import ImageConfig
+
+
+def opts(*argv: str) -> PassOptions:
+    return PipelineOptions(["--input=x", "--output=y", *argv]).view_as(PassOptions)
+
+
+def test_every_option_has_a_role_a_section_and_help():
+    for option in options.DECLARED:
+        assert isinstance(option.role, Role) and option.group in options.GROUPS
+        assert option.argparse_kwargs.get("help"), option.name
+
+
+def test_derived_lists_nest_as_the_roles_say():
+    assert set(options.INHERITED) <= set(options.RECORDED)
+    assert set(options.SHAPES_BYTES) | set(options.SHAPES_DETECTION) <= set(options.INHERITED)
+    assert not {name for name in options.RECORDED if OPTIONS[name].role is Role.OPERATIONAL}
+    # The content-shaping options a refresh used to lose (issue: refreshes reset them to defaults).
+    assert {"model_registry", "near_dup_dhash_distance", "detect_thresholds", "review_band",
+            "detect_tile_min_side", "max_bytes", "flickr_originals"} <= set(options.INHERITED)
+    assert "carry_over" in options.INPUTS and "model_registry" in options.INPUTS
+
+
+def test_every_option_that_shapes_the_stored_bytes_changes_the_cache_key():
+    base = shaping_options(opts())
+    changed = {"flickr_originals": "--flickr_originals", "max_bytes": "--max_bytes=1000", "max_side": "--max_side=300",
+               "min_side": "--min_side=10", "max_pixels": "--max_pixels=1000", "min_stddev": "--min_stddev=9",
+               "jpeg_quality": "--jpeg_quality=70"}
+    assert set(changed) == set(options.SHAPES_BYTES)
+    for name, flag in changed.items():
+        assert shaping_options(opts(flag)) != base, name
+    assert shaping_options(opts("--fetch_threads=3", "--detectors=none")) == base  # not shaping bytes
+    assert set(ImageConfig.__dataclass_fields__) <= set(options.SHAPES_BYTES)  # the image stage's whole config
+
+
+def test_the_flex_template_lists_exactly_the_public_options():
+    names = {p["name"] for p in flex_metadata.metadata()["parameters"]} - {p["name"] for p in flex_metadata.REFRESH}
+    assert names == set(options.PUBLIC)
+    assert json.loads(flex_metadata.render())["parameters"]
