@@ -19,6 +19,7 @@ from pipeline.detectors.registry import DetectorSpec, load_registry, select, wit
 from pipeline.io import report, sinks
 from pipeline.io.work_cache import FetchImages
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
+from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import ReadRelease
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
@@ -114,7 +115,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
                  lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
-                     lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
+                     lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
     rejected = [verified.rejected, ids.rejected, content.rejected]
     if not (opts.redetect and specs):
         return content.kept, carried_in, rejected, []
@@ -135,7 +136,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     images = listed_ids.kept | "FetchImages" >> FetchImages(opts)
     listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
-                            lambda: Blocklist(lists, list_distance, CONTENT_KINDS, "blocklist_content"))
+                            lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, ImageConfig.from_options(opts)))

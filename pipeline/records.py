@@ -16,6 +16,15 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.coders import coders
 
+# Every stage of the funnel, in the order records flow through them: a Rejection's `stage` is one of
+# these (stats.json lists the funnel in this order). Each has its module pipeline/stages/<name>.py,
+# except "read" (pipeline/sources/) and "blocklist_content" (the blocklist stage run on image hashes).
+STAGES = (
+    "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
+    "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
+)
+BLOCKLIST_CONTENT = "blocklist_content"
+
 
 @dataclass(frozen=True)
 class Photo:

@@ -55,3 +55,17 @@ def test_a_failed_raw_line_is_rejected_under_its_file_and_line():
     with local_pipeline() as p:
         out = apply_stage(p | beam.Create([("a.tsv:7", b"x\ty")]), "read", FailsOnGroups())
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.source_ref)), equal_to([("a.tsv:7", "a.tsv:7")]))
+
+
+def test_every_stage_module_is_named_as_its_stage_and_listed_in_flow_order():
+    import importlib
+    import pkgutil
+
+    import pipeline.stages
+    from pipeline.records import STAGES
+
+    modules = [name for _, name, _ in pkgutil.iter_modules(pipeline.stages.__path__)]
+    for name in modules:
+        assert importlib.import_module(f"pipeline.stages.{name}").STAGE == name
+    assert set(modules) == set(STAGES) - {"read", "blocklist_content"}
+    assert importlib.import_module("pipeline.sources.yfcc").STAGE == "read" == STAGES[0]

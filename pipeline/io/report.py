@@ -17,12 +17,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
 from pipeline.io.files import read_bytes, write_json
+from pipeline.records import STAGES
 
-# The order records flow through the stages; stats.json lists the funnel in this order.
-STAGE_ORDER = (
-    "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
-    "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
-)
+STAGE_ORDER = STAGES  # the funnel's order
 
 
 def build_stats(input_rows: int, kept: int, reason_counts: Iterable[tuple[tuple[str, str], int]]) -> dict[str, Any]:
