@@ -11,7 +11,9 @@ import hashlib
 import html
 import io
 import json
+import string
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -122,6 +124,10 @@ def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int 
     return out.getvalue()
 
 
+# The datasheet's text, with $placeholders filled from the release's own files.
+TEMPLATE = string.Template((Path(__file__).parent / "datasheet.md").read_text(encoding="utf-8"))
+
+
 def _when(value: object) -> str:
     """An upload bound as given (a day) or as epoch seconds, readable."""
     text = str(value or "")
@@ -147,60 +153,13 @@ def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter
         removed = ", ".join(f"{reason}: {len(ids)}" for reason, ids in sorted(changelog["removed"].items()))
         change = (f"\nCompared with the previous release `{changelog['previous']}`: {len(changelog['added']):,} "
                   f"added, {changelog['unchanged']:,} unchanged, removed {removed or 'none'} (see CHANGELOG.md).\n")
-    return f"""# Datasheet: {manifest.get('name', 'dataset')} {name}
-
-Plots: `datasheet.html`. Every number here is computed from this release's own files.
-
-## Motivation
-A PASS-style dataset (Asano et al., 2021) for self-supervised pretraining: photographs under CC BY
-licenses, each attributed, with images of people removed, so that models can be pretrained
-without images of identifiable humans and with licenses that permit it.
-
-## Composition
-- {stats.get('kept', len(rows)):,} images from {owners:,} photographers; no photo has a person, a face
-  or NSFW content by the detectors below, or a reviewer accepted it.
-- Each image: a JPEG (longer side at most {options.get('max_side', '?')} px, metadata stripped),
-  its Flickr photo id, page URL, creator, title, license and license URL, sizes, hashes and
-  detector scores (`parquet/`, `webdataset/`, `tfrecord/`, `ATTRIBUTION.csv`).
-- Licenses: see the licenses plot; only CC BY 2.0 and 4.0 are admitted.
-- No labels. No location data (YFCC's latitude/longitude are not carried).
-{change}
-## Collection process
-Source `{options.get('source', '?')}` ({source}). Candidates were filtered by license, {verified}downloaded
-politely from allowed hosts only, and rejected for the reasons below. Input rows:
-{stats.get('input_rows', 0):,}; all accounted for: {stats.get('accounted')}.
-
-| stage | reason | images |
-|---|---|---|
-{reasons}
-
-## Preprocessing
-Decoded with size and pixel bounds, EXIF orientation applied, converted to sRGB, re-encoded from
-pixels (no EXIF, GPS, XMP or ICC survives), resized to at most {options.get('max_side', '?')} px;
-exact duplicates (pixel hash) and near duplicates (pHash distance ≤ {options.get('near_dup_distance')})
-removed; at most {options.get('per_owner_cap')} images per photographer. Detectors:
-{model_lines}
-
-## Uses
-Self-supervised pretraining and research on it. Not for identifying, tracking or profiling people,
-not for generating images of the photographers' work without attribution. Detectors are not
-perfect: report any person you find (below).
-
-## Distribution
-Each image under its own CC BY license: attribute it as `ATTRIBUTION.csv` lists (creator, title,
-page URL, license). The collection's metadata is released under the same terms as the code.
-`manifest.json` lists every file with its sha256; `pass-pipeline verify RELEASE` re-checks them.
-
-## Maintenance
-Refreshed monthly (`pass-pipeline refresh`): new CC BY uploads are added, every carried image's
-license is re-checked, deleted and relicensed photos and takedown requests are removed, and each
-release's `CHANGELOG.md` says what changed. Releases are never modified once published.
-
-**Takedown requests**: open an issue in the project's repository or write to the contact in the
-crawler's User-Agent with the photo id or page URL (or the image's sha256). The entry goes into the
-takedown blocklist (`--blocklist`), and the next monthly release no longer contains the image; it
-is never downloaded again.
-"""
+    return TEMPLATE.substitute(
+        dataset=manifest.get("name", "dataset"), release=name, kept=f"{stats.get('kept', len(rows)):,}",
+        owners=f"{owners:,}", max_side=options.get("max_side", "?"), change=change,
+        source=options.get("source", "?"), source_detail=source, verified=verified,
+        input_rows=f"{stats.get('input_rows', 0):,}", accounted=stats.get("accounted"), reasons=reasons,
+        near_dup_distance=options.get("near_dup_distance"), per_owner_cap=options.get("per_owner_cap"),
+        model_lines=model_lines)
 
 
 def _html(markdown_title: str, plot_names: list[str]) -> bytes:
