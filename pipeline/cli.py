@@ -19,7 +19,7 @@ from pipeline.commands.demo import demo
 from pipeline.commands.evaluate import evaluate_command
 from pipeline.commands.refresh import refresh
 from pipeline.commands.review import review_apply
-from pipeline.commands.run import UsageError, expand_month, pipeline_options, run, summary
+from pipeline.commands.run import RunRefused, UsageError, expand_month, pipeline_options, run, summary
 from pipeline.commands.verify import verify_command
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ValueError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)
         return 2
+    except RunRefused as err:
+        print(f"pass-pipeline: refused: {err}", file=sys.stderr)
+        return 4
     except Exception as err:  # the job itself failed: one line here, the whole story in the log
         logging.getLogger("pipeline").debug("the job failed", exc_info=True)
         print(f"pass-pipeline: error: the job failed: {last_line(err)} (--log_level=debug shows the traceback)",

@@ -144,6 +144,10 @@ def _declarations() -> list[Declared]:
         help="Concurrent requests per host per worker process.")
     add("--per_host_rps", Role.OPERATIONAL, type=float, default=50.0,
         help="Requests per second per host per worker process; 0 = no limit.")
+    add("--max_failure_rate", Role.OPERATIONAL, type=float, default=0.5,
+        help="A run whose downloads fail for environmental reasons (connection errors, timeouts, 429/5xx) more "
+             "often than this is refused: nothing is published, the exit status is 4 (no network, a blocked "
+             "crawler); 1 = never refuse.")
     add("--fetch_threads", Role.OPERATIONAL, type=int, default=32, help="Download threads per worker process.")
     section("image")
     add("--max_side", Role.SHAPES_BYTES, type=int, default=512, help="Longer side of stored images (PASS shipped 512).")
@@ -206,6 +210,8 @@ def _declarations() -> list[Declared]:
         help="Reviewer decisions CSV (photo_id, decision, note; see `pass-pipeline review apply`): "
              "accept keeps a borderline photo, reject_human / reject_other reject it with the note.")
     section("selection")
+    add("--allow_empty", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
+        help="Publish a run that keeps no image (otherwise it is refused: exit status 4, nothing published).")
     add("--per_owner_cap", Role.INHERITED, type=int, default=80,
         help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
     return declared
@@ -283,6 +289,8 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--near_dup_key_blocks must be >= 1 and --near_dup_bucket_cap >= 2")
     if opts.min_side > opts.max_side:
         problems.append("--min_side must not exceed --max_side")
+    if not 0 <= opts.max_failure_rate <= 1:
+        problems.append("--max_failure_rate must be within 0..1")
     if not 1 <= opts.jpeg_quality <= 100:
         problems.append("--jpeg_quality must be within 1..100")
     return problems

@@ -240,7 +240,8 @@ def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
         # Stricter detectors than the released images were checked with: they are checked again, and
         # (at a face threshold of 0.01, everything "has a face") all leave the release as human.
         assert main(["refresh", f"--previous={second}", f"--output={tmp_path / 'root'}", "--release=2026-12",
-                     "--detect_thresholds=centerface.face=0.01", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+                     "--detect_thresholds=centerface.face=0.01", f"--allowed_hosts={server.host}", "--allow_empty",
+                     *LOCAL]) == 0
     third = tmp_path / "root" / "releases" / "2026-12"
     assert released(third) == set()
     assert json.loads((third / "manifest.json").read_text())["options"]["redetect"]

@@ -144,3 +144,38 @@ def test_a_stale_lock_of_a_dead_process_on_this_machine_is_taken_over(world, tmp
                                            "started": "2026-01-01T00:00:00Z"}))
     assert run(argv(server, metadata, output))["accounted"]
     assert not (output / LOCK).exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 a JPEG given as --input",
+                                     b"url,caption\nhttp://example.org/a.jpg,a cat\n", b""])
+def test_an_input_that_is_not_yfcc_metadata_fails_at_launch(tmp_path, capsys, content):
+    given = tmp_path / "input.tsv"
+    given.write_bytes(content)
+    assert main(["run", f"--input={given}", f"--output={tmp_path / 'out'}", *FAST]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and f"--input {given}" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_without_network_is_refused_and_publishes_nothing(tmp_path, capsys):
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "input")
+        host = server.host
+    # The server is gone: every download is a connection error, as without a network.
+    assert main(["run", f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={host}",
+                 "--max_retries=0", *FAST]) == 4
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "downloads failed for environmental reasons (connection_error" in message
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_run_that_keeps_nothing_is_refused_unless_allowed(world, tmp_path, capsys):
+    server, metadata = world
+    everything = [f"--input={metadata}", f"--allowed_hosts={server.host}", "--min_side=5000", "--max_side=5000",
+                  *FAST]
+    assert main(["run", f"--output={tmp_path / 'refused'}", *everything]) == 4
+    message = capsys.readouterr().err
+    assert "kept 0 of 18 rows (image/too_small: " in message and "--allow_empty" in message
+    assert not (tmp_path / "refused" / "manifest.json").exists()
+    assert main(["run", f"--output={tmp_path / 'allowed'}", "--allow_empty", *everything]) == 0
+    assert json.loads((tmp_path / "allowed" / "stats.json").read_text())["kept"] == 0

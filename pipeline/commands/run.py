@@ -23,6 +23,7 @@ from pipeline.io.files import matching
 from pipeline.io.layout import MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import OPTIONS, PassOptions, validate
+from pipeline.sources.yfcc import sniff
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -32,6 +33,14 @@ LOCAL_RUNNER = "FnApiRunner"
 
 class UsageError(Exception):
     pass
+
+
+class RunRefused(Exception):
+    """The job ran but its outcome must not be published (fail closed): see `refusal`."""
+
+
+# Download failures that say more about the network or the server than about the photo.
+ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error")
 
 
 MONTH_TOKEN = "{YYYY-MM}"
@@ -86,8 +95,30 @@ def check_output(output: str, overwrite: bool) -> None:
 
 
 def check_input(pattern: str) -> None:
-    if not matching(pattern):
+    paths = matching(pattern)
+    if not paths:
         raise UsageError(f"--input {pattern!r} matches no file")
+    problem = sniff(paths[0])
+    if problem:
+        raise UsageError(f"--input {paths[0]} {problem}")
+
+
+def refusal(stats: dict, opts: PassOptions) -> str | None:
+    """Why a finished job must not be published: most downloads failed for environmental reasons
+    (no network, a blocked crawler), or nothing was kept (unless --allow_empty)."""
+    fetched = next((step["in"] for step in stats["funnel"] if step["stage"] == "fetch"), 0)
+    fetch_reasons = stats["rejections_by_stage"].get("fetch", {})
+    failed = sum(fetch_reasons.get(reason, 0) for reason in ENVIRONMENTAL)
+    if fetched and failed / fetched > opts.max_failure_rate:
+        named = ", ".join(f"{r}: {fetch_reasons[r]}" for r in ENVIRONMENTAL if fetch_reasons.get(r))
+        return (f"{failed} of {fetched} downloads failed for environmental reasons ({named}), above "
+                f"--max_failure_rate={opts.max_failure_rate:g}; nothing was published")
+    if stats["kept"] == 0 and not opts.allow_empty:
+        top = sorted(((n, f"{stage}/{reason}") for stage, reasons in stats["rejections_by_stage"].items()
+                      for reason, n in reasons.items()), reverse=True)[:3]
+        named = ", ".join(f"{name}: {n}" for n, name in top) or "no input rows"
+        return f"kept 0 of {stats['input_rows']} rows ({named}); nothing was published (--allow_empty publishes it)"
+    return None
 
 
 def preflight(opts: PassOptions, runner: str) -> None:
@@ -132,6 +163,9 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                 result = pipeline.run()
                 result.wait_until_finish()
                 stats = report.add_api_calls(staging, api_calls(result))
+                refused = refusal(stats, opts)
+                if refused:
+                    raise RunRefused(refused)
                 publish(staging, opts.output)
             finally:
                 remove_staging(opts.output)

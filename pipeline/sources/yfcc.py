@@ -149,6 +149,26 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES) -> Iterator[t
             yield ref, line.rstrip(b"\n").rstrip(b"\r")
 
 
+def sniff(path: str, lines: int = 5) -> str | None:
+    """Why `path` does not look like a YFCC dump, judged on its first lines (None when at least one
+    parses): a JPEG or an img2dataset `url,caption` CSV given as --input fails at launch instead of
+    becoming a run that rejects every row."""
+    problems = []
+    try:
+        for item in read_numbered_lines(path):
+            found = item if isinstance(item, Rejection) else parse_line(item[1], item[0])
+            if isinstance(found, Photo):
+                return None
+            problems.append(f"{found.photo_id}: {found.reason} ({found.detail})")
+            if len(problems) >= lines:
+                break
+    except (OSError, EOFError, ValueError) as err:
+        return f"cannot be read: {type(err).__name__}"
+    if not problems:
+        return "is empty"
+    return f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {problems[0]}"
+
+
 class _ReadLines(beam.DoFn):
     """Streams a file's lines; a file that breaks midway (corrupt gzip, truncated bzip2) becomes
     one rejection naming the first line that could not be read, after the lines that could."""
