@@ -17,6 +17,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
+from pipeline.io.progress import Progress
 from pipeline.io.work_cache import FetchImages
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
@@ -161,12 +162,16 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     kept = capped.kept | "FirstRelease" >> beam.Map(
         lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
+    _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate((
+        ("read", read.kept), ("read", read.rejected), ("read", carried_in), ("fetched", images.kept)))]
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, *carried_rejected,
     ) | "AllRejections" >> beam.Flatten()
 
+    _ = kept | "Progress.kept" >> Progress("kept")
+    _ = rejections | "Progress.rejected" >> Progress("rejected")
     outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
                                                     opts.images_per_shard),

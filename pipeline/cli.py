@@ -72,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     level, rest = log_level(rest)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline.progress").setLevel(min(level, logging.INFO))  # progress shows by default
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
         logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
     try:

@@ -66,6 +66,6 @@ def test_every_stage_module_is_named_as_its_stage_and_listed_in_flow_order():
 
     modules = [name for _, name, _ in pkgutil.iter_modules(pipeline.stages.__path__)]
     for name in modules:
-        assert importlib.import_module(f"pipeline.stages.{name}").STAGE == name
+        assert name == importlib.import_module(f"pipeline.stages.{name}").STAGE
     assert set(modules) == set(STAGES) - {"read", "blocklist_content"}
     assert importlib.import_module("pipeline.sources.yfcc").STAGE == "read" == STAGES[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import resource
 import uuid
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
 from pipeline.flickr.client import API_METRICS
-from pipeline.io import report
+from pipeline.io import progress, report
 from pipeline.io.files import matching
 from pipeline.io.layout import MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
@@ -162,7 +163,8 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                 build(pipeline, opts, staging)
                 result = pipeline.run()
                 result.wait_until_finish()
-                stats = report.add_api_calls(staging, api_calls(result))
+                stats = report.add_to_stats(staging, api_calls=api_calls(result), steps=progress.timings(result),
+                                            peak_rss_mb=peak_rss_mb())
                 refused = refusal(stats, opts)
                 if refused:
                     raise RunRefused(refused)
@@ -172,6 +174,14 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of the worker processes it waited for, in MiB
+    (on Dataflow: the launcher only; workers report their memory in Dataflow's own metrics)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)  # Linux reports KiB
 
 
 def api_calls(result: PipelineResult) -> dict[str, int]:

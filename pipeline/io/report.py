@@ -80,11 +80,12 @@ def update_manifest(folder: str, entries: Sequence[dict[str, Any]] = (), **field
     return manifest
 
 
-def add_api_calls(output: str, calls: dict[str, int]) -> dict[str, Any]:
-    """Adds "api_calls" to stats.json once the job is done (counters are final only then) and
-    updates stats.json's entry in the manifest. Returns the stats."""
+def add_to_stats(output: str, **facts: Any) -> dict[str, Any]:
+    """Adds what is known only once the job is done (Flickr API calls, per-step timing, peak
+    memory: Beam's counters are final only then) to stats.json and updates stats.json's entry in
+    the manifest. Returns the stats."""
     stats = json.loads(read_bytes(FileSystems.join(output, "stats.json")))
-    stats["api_calls"] = calls
+    stats.update(facts)
     entry = write_json(output, "stats.json", stats)
     update_manifest(output, [{**_entry_of(output, "stats.json"), **entry}])
     return stats

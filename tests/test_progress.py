@@ -1,0 +1,34 @@
+"""Progress lines while a job runs, and per-step timing in stats.json."""
+
+import json
+import subprocess
+import sys
+
+from pipeline.fixtures.demo_world import build_demo_world, photo_path
+from pipeline.fixtures.static_server import Response, StaticServer
+from pipeline.io.progress import line
+from tests.conftest import FAST
+
+
+def test_the_line_names_every_step_and_bounds_the_downloads_left():
+    text = line({"read": 1200, "fetched": 340, "kept": 0, "rejected": 220}, 160.0, "fetched", 14.2)
+    assert text == ("progress: read 1,200 · fetched 340 · kept 0 · rejected 220 · fetched at 14.2/s, "
+                    "downloads ~1m00s left at most (2m40s elapsed)")
+    assert line({"read": 1, "fetched": 0, "kept": 0, "rejected": 0}, 3.0) == (
+        "progress: read 1 · fetched 0 · kept 0 · rejected 0 (0m03s elapsed)")
+
+
+def test_a_running_job_prints_progress_and_records_step_timing(tmp_path):
+    """A slow download keeps the job busy: the heartbeat prints lines meanwhile, read by this test."""
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "input")
+        server.add(photo_path("1003"), Response(200, b"", delay=12.0))  # answers late, and empty
+        done = subprocess.run([sys.executable, "-m", "pipeline", "run", f"--input={metadata}",
+                               f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}", *FAST],
+                              capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [text for text in done.stderr.splitlines() if "progress: read " in text]
+    assert len(lines) >= 2 and "read 18 · fetched " in lines[-1]
+    steps = json.loads((tmp_path / "out" / "stats.json").read_text())["steps"]
+    assert steps["read"]["records"] == 18 and steps["fetched"]["records"] == 10  # 11 images, 1 answered empty
+    assert steps["kept"]["records"] == 10 and steps["rejected"]["records"] == 8
