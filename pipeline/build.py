@@ -17,6 +17,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
+from pipeline.io.dataset_card import WriteDatasetCard
 from pipeline.io.work_cache import FetchImages
 from pipeline.options import PassOptions, split_list
 from pipeline.release.carry import ReadRelease
@@ -182,6 +183,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
                                                     opts.images_per_shard),
         rejections | "WriteRejections" >> sinks.WriteRejections(opts.output),
         kept | "WriteAttribution" >> sinks.WriteAttribution(opts.output),
+        pipeline | "WriteDatasetCard" >> WriteDatasetCard(opts.output, split_list(opts.formats),
+                                                          opts.near_dup_distance >= 0),
     ]
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
