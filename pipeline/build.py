@@ -188,7 +188,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions) -> dict[str, beam.PCollect
     ]
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
-                       | "WriteReview" >> WriteReview(opts.output))
+                       | "WriteReview" >> WriteReview(opts.output, specs))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without
