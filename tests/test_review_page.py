@@ -110,3 +110,98 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     assert apply_decisions(str(downloaded), str(tmp_path / "store.csv")) == (3, 3)
     assert read_decisions(str(tmp_path / "store.csv")) == {
         "1": ("reject_human", note), "2": ("accept", ""), HOSTILE: ("reject_other", "'=cmd|' /C calc'!A0")}
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client over one websocket (flattened target sessions)."""
+
+    def __init__(self, url: str) -> None:
+        import websocket
+
+        self._socket = websocket.create_connection(url, timeout=30)
+        self._next = 0
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        import json
+
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self._socket.send(json.dumps(message))
+        while True:  # events arrive in between; the answer carries our id
+            answer = json.loads(self._socket.recv())
+            if answer.get("id") == self._next:
+                assert "error" not in answer, answer
+                return answer["result"]
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _wait_for(predicate, seconds: float = 20.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium with remote debugging on a port it picks (127.0.0.1 only)."""
+    profile = tmp_path / "cdp-profile"
+    process = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
+         "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        active = profile / "DevToolsActivePort"
+        port, path = _wait_for(lambda: active.exists() and active.read_text().split())
+        tools = _DevTools(f"ws://127.0.0.1:{port}{path}")
+        yield tools
+        tools.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_clicking_decisions_and_download_saves_the_csv(tmp_path, page, browser):
+    """As a reviewer would: mouse clicks on the radio buttons, a typed note, a click on the download
+    button; the file Chromium saves is what `review apply` reads."""
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+    target = browser.call("Target.createTarget", url=page.as_uri())["targetId"]
+    session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def evaluate(expression: str):
+        answer = browser.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in answer, answer
+        return answer["result"].get("value")
+
+    # The new target starts on about:blank; wait until the review page has loaded and its script ran.
+    _wait_for(lambda: evaluate("document.readyState === 'complete' && !!document.getElementById('csv')"
+                               " && document.getElementById('csv').textContent !== ''"))
+
+    def click(selector: str) -> None:
+        evaluate(f"document.querySelector({selector!r}).scrollIntoView({{block: 'center'}})")
+        box = evaluate(f"(r => [r.x + r.width / 2, r.y + r.height / 2])"
+                       f"(document.querySelector({selector!r}).getBoundingClientRect())")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.call("Input.dispatchMouseEvent", session, type=kind, x=box[0], y=box[1], button="left",
+                         clickCount=1)
+
+    click('figure[data-id="2"] input[value="accept"]')
+    click('figure[data-id="1"] input[value="reject_human"]')
+    click('figure[data-id="1"] input.note')
+    browser.call("Input.insertText", session, text="reflection, in a window")
+    assert evaluate("document.getElementById('progress').textContent") == "2 of 3 decided"
+    click("#download")
+    saved = _wait_for(lambda: [p for p in downloads.iterdir() if p.name == "decisions.csv"])[0]
+    assert saved.read_bytes() == csv_bytes(("photo_id", "decision", "note"), [
+        ("2", "accept", ""), ("1", "reject_human", "reflection, in a window"), (HOSTILE, "", "")])
+    assert apply_decisions(str(saved), str(tmp_path / "store.csv")) == (2, 2)
