@@ -49,7 +49,7 @@ def torch_hf_parquet(release: str) -> dict[str, tuple[int, int]]:
 
     def to_tensors(batch: dict) -> dict:
         sizes = [image.size for image in batch["image"]]
-        images = [torch.from_numpy(np.asarray(image.convert("RGB").resize((SIDE, SIDE)))).permute(2, 0, 1)
+        images = [torch.from_numpy(np.array(image.convert("RGB").resize((SIDE, SIDE)))).permute(2, 0, 1)
                   for image in batch["image"]]
         return {"photo_id": batch["photo_id"], "image": images, "size": [torch.tensor(size) for size in sizes]}
 
