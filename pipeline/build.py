@@ -17,6 +17,7 @@ from apache_beam.pvalue import AsList, AsSingleton
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
+from pipeline.io.dataset_card import WriteDatasetCard
 from pipeline.io.progress import Progress
 from pipeline.io.work_cache import FetchImages
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
@@ -177,10 +178,12 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
                                                     opts.images_per_shard),
         rejections | "WriteRejections" >> sinks.WriteRejections(output),
         kept | "WriteAttribution" >> sinks.WriteAttribution(output),
+        pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
+                                                          opts.near_dup_distance >= 0),
     ]
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
-                       | "WriteReview" >> WriteReview(output))
+                       | "WriteReview" >> WriteReview(output, specs))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without

@@ -38,3 +38,20 @@ def test_a_release_without_shards_is_refused(tmp_path):
 def test_every_field_a_photo_needs_is_stored():
     # Only the raw download, the row's origin (file:line) and the video marker are not carried.
     assert {f.name for f in dataclasses.fields(photo())} - set(STORED) == {"raw", "source_ref", "marker"}
+
+
+def test_a_release_written_with_the_earlier_layout_still_carries_over(tmp_path):
+    """Before the HF-loadable layout, scores were a map column and the image plain bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.release.carry import photo_from_row
+
+    schema = pa.schema([("photo_id", pa.string()), ("scores", pa.map_(pa.string(), pa.float64())),
+                        ("image", pa.binary())])
+    path = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_pylist([{"photo_id": "5", "scores": [("c.face", 0.25)], "image": b"jpeg"}],
+                                        schema=schema), path)
+    row = pq.read_table(path).to_pylist()[0]
+    carried = photo_from_row(row, "2026-01")
+    assert (carried.scores, carried.image, carried.first_release) == ((("c.face", 0.25),), b"jpeg", "2026-01")

@@ -92,7 +92,7 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
     assert {f"release/{entry['path']}" for entry in manifest["files"]} | {"release/manifest.json"} == names
     rows = [row for name in sorted(names) if name.startswith("release/parquet/")
             for row in pq.read_table(io.BytesIO(gcs.blob(name).download_as_bytes())).to_pylist()]
-    assert len(rows) == 9 and all(row["image"][:2] == b"\xff\xd8" for row in rows)
+    assert len(rows) == 9 and all(row["image"]["bytes"][:2] == b"\xff\xd8" for row in rows)
     assert not any(".tmp-" in name for name in names)
 
 

@@ -91,3 +91,10 @@ def test_datasheet_html_escapes_names_and_links_only_its_own_images(tmp_path):
     assert {name for name, _ in page.urls} == {"src"} and {url for _, url in page.urls} == own
     assert page.tags.count("img") == len(own) and "script" not in page.tags and "a" not in page.tags
     assert "<script>alert(1)</script>" in page.text and 'href="javascript:alert(1)"' in page.text
+
+
+def test_score_histogram_reads_the_scores_column(tmp_path):
+    from pipeline.release.datasheet import COLUMNS, load_rows, score_series
+
+    small_release(tmp_path)
+    assert score_series(load_rows(str(tmp_path), COLUMNS)) == {"centerface.face": [0.0, 0.05, 0.1]}

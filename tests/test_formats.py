@@ -6,6 +6,7 @@ import json
 import tarfile
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
@@ -37,7 +38,8 @@ def test_webdataset_members_and_determinism():
         assert names == ["12.jpg", "12.json", "345.jpg", "345.json"]
         assert tar.extractfile("12.jpg").read() == PHOTOS[0].image
         meta = json.loads(tar.extractfile("12.json").read())
-        assert meta["title"] == "Chat — été" and meta["scores"] == {"face": 0.1} and "image" not in meta
+        assert meta["title"] == "Chat — été" and meta["scores"] == [{"detector": "", "class": "face", "score": 0.1}]
+        assert "image" not in meta
         assert all(member.mtime == 0 and member.uid == 0 for member in tar.getmembers())
 
 
@@ -45,7 +47,7 @@ def test_parquet_rows():
     table = pq.read_table(io.BytesIO(written(formats.write_parquet, PHOTOS)))
     rows = table.to_pylist()
     assert [row["photo_id"] for row in rows] == ["12", "345"]
-    assert rows[0]["image"] == PHOTOS[0].image and rows[0]["owner_name"] == "Zoë" and rows[0]["width"] == 451
+    assert rows[0]["image"]["bytes"] == PHOTOS[0].image and rows[0]["owner_name"] == "Zoë" and rows[0]["width"] == 451
     required = {"photo_id", "owner_nsid", "owner_name", "title", "license_name", "license_url", "page_url",
                 "download_url", "date_taken", "date_uploaded", "width", "height", "original_width",
                 "original_height", "sha256", "phash", "image"}
@@ -92,3 +94,39 @@ def test_example_encoder_matches_protobuf(features):
             expected = value.encode() if isinstance(value, str) else value
             assert list(feature.bytes_list.value) == [expected]
     assert set(example.features.feature.keys()) == set(features)
+
+
+def test_parquet_has_no_map_column_and_stores_the_image_as_hf_does():
+    """HF `datasets` has no dtype for an Arrow map, and decodes an image column only when it is
+    struct<bytes, path> declared an Image feature in the schema's "huggingface" metadata."""
+    table = pq.read_table(io.BytesIO(written(formats.write_parquet, PHOTOS)))
+    assert not any(pa.types.is_map(field.type) for field in table.schema)
+    assert table.schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+    assert features["image"] == {"_type": "Image"}
+    rows = table.to_pylist()
+    assert rows[0]["image"] == {"bytes": PHOTOS[0].image, "path": "12.jpg"}
+    assert rows[0]["scores"] == [{"detector": "", "class": "face", "score": 0.1}]
+
+
+def test_scores_are_detector_class_score_entries():
+    scores = (("centerface.face", 0.25), ("open_nsfw.nsfw", 0.5), ("open_nsfw.sfw", 0.5))
+    assert formats.score_entries(scores) == [
+        {"detector": "centerface", "class": "face", "score": 0.25},
+        {"detector": "open_nsfw", "class": "nsfw", "score": 0.5},
+        {"detector": "open_nsfw", "class": "sfw", "score": 0.5}]
+
+
+@given(st.dictionaries(st.text(max_size=12), st.floats(allow_nan=False), max_size=6))
+def test_score_entries_round_trip_exactly(scores):
+    named = tuple(sorted(scores.items()))
+    assert formats.scores_from_entries(formats.score_entries(named)) == named
+    table = pq.read_table(io.BytesIO(written(formats.write_parquet, [photo("1", scores=named)])))
+    assert formats.scores_from_entries(table.column("scores")[0].as_py()) == named
+
+
+def test_webdataset_json_scores_have_the_parquet_shape():
+    data = written(formats.write_webdataset, [photo("7", image=b"x", scores=(("ssd.person", 0.5),))])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        meta = json.loads(tar.extractfile("7.json").read())
+    assert meta["scores"] == [{"detector": "ssd", "class": "person", "score": 0.5}]

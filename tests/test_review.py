@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import json
 from html.parser import HTMLParser
 
@@ -12,9 +13,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.release.review import apply_decisions, contact_sheet, write_review
+from pipeline.detectors.registry import load_registry
+from pipeline.release.review import apply_decisions, contact_sheet, review_script, trigger, write_review
 from pipeline.stages.detect import read_decisions
 from tests.conftest import photo, real_jpeg
+
+_BUILTIN = load_registry()
+# A person detector named "x" (scores "x.person"), and open_nsfw, whose "sfw" class cannot reject.
+X = dataclasses.replace(_BUILTIN["ssdlite_person"], name="x", thresholds={"person": 0.5}, review_band={"person": 0.3})
+PERSON = dataclasses.replace(_BUILTIN["ssdlite_person"], thresholds={"person": 0.9}, review_band={"person": 0.6})
+NSFW = dataclasses.replace(_BUILTIN["open_nsfw"], thresholds={"nsfw": 0.5}, review_band={"nsfw": 0.2})
 
 
 class _Links(HTMLParser):
@@ -42,12 +50,13 @@ HOSTILE_URLS = ["javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert
 def test_review_files_sorted_by_score(tmp_path):
     photos = [photo("1", image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.35),), page_url="https://f/1"),
               photo("2", image=real_jpeg("chelsea.jpg"), scores=(("x.person", 0.45),))]
-    entries = write_review(photos, str(tmp_path))
+    entries = write_review(photos, str(tmp_path), [X])
     assert [e["path"] for e in entries] == ["review/review.parquet", "review/index.html",
                                             "review/decisions_template.csv"]
     table = pq.read_table(tmp_path / "review" / "review.parquet").to_pylist()
     assert [row["photo_id"] for row in table] == ["2", "1"] and table[0]["image"] == photos[1].image
     assert json.loads(table[1]["scores"]) == {"x.person": 0.35}
+    assert (table[0]["trigger"], table[0]["trigger_score"], table[0]["trigger_threshold"]) == ("x.person", 0.45, 0.5)
     page = (tmp_path / "review" / "index.html").read_text()
     assert page.index(">2</a>") < page.index(">1</a>") and "data:image/jpeg;base64," in page
     rows = list(csv.reader((tmp_path / "review" / "decisions_template.csv").open()))
@@ -56,7 +65,9 @@ def test_review_files_sorted_by_score(tmp_path):
 
 def test_contact_sheet_escapes_metadata():
     sheet = contact_sheet([photo("<b>", image=real_jpeg("coffee.jpg"), page_url='"><script>')]).decode()
-    assert "<script>" not in sheet and "&lt;b&gt;" in sheet
+    # The only script is the page's own, at its end; the metadata's markup is text.
+    assert sheet.count("<script>") == 1 and sheet.endswith(f"<script>{review_script()}</script>")
+    assert "&lt;b&gt;" in sheet and 'data-id="&lt;b&gt;"' in sheet
 
 
 def test_apply_merges_later_decisions_over_earlier(tmp_path):
@@ -113,7 +124,7 @@ def test_review_files_are_verified_against_the_manifest(tmp_path):
     from pipeline.io.files import write_json
     from pipeline.release.verify import verify
 
-    entries = write_review([photo("1", image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
+    entries = write_review([photo("1", image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path), [X])
     write_json(str(tmp_path), "manifest.json", {"files": entries})
     assert list(verify(str(tmp_path))) == []
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -126,7 +137,7 @@ def test_decisions_template_neutralises_formula_ids_and_apply_reads_them_back(tm
     """A photo id a spreadsheet would evaluate is written as text ('=..., quoted); the reviewer's
     copy of the template still names the same photo when applied."""
     hostile = '=HYPERLINK("http://evil","x")'
-    write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path))
+    write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path), [X])
     template = (tmp_path / "review" / "decisions_template.csv").read_text()
     assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,'
     decisions = tmp_path / "decisions.csv"
@@ -149,4 +160,25 @@ def test_contact_sheet_links_only_http_urls():
     thumbnails = [url for url in page.urls if url.startswith("data:image/jpeg;base64,")]
     assert len(thumbnails) == len(photos)
     assert all(base64.b64decode(url.split(",", 1)[1], validate=True)[:2] == b"\xff\xd8" for url in thumbnails)
-    assert "script" not in page.tags and all(url in page.text for url in HOSTILE_URLS[:3])
+    assert page.tags.count("script") == 1 and all(url in page.text for url in HOSTILE_URLS[:3])
+
+
+def test_most_suspicious_first_is_relative_to_the_threshold_of_a_class_that_can_reject(tmp_path):
+    """open_nsfw's `sfw` score is about 1.0 for every safe photo and rejects nothing: it must not put
+    a photo first. The person at 0.85 of a 0.9 threshold is closer to rejection than nsfw at 0.31 of
+    0.5, even though 0.31 > 0.85 - 0.6 would say otherwise by distance into the band."""
+    safe_but_borderline_nsfw = photo("1", image=real_jpeg("coffee.jpg"),
+                                     scores=(("open_nsfw.nsfw", 0.31), ("open_nsfw.sfw", 0.99),
+                                             ("ssdlite_person.person", 0.1)))
+    almost_a_person = photo("2", image=real_jpeg("chelsea.jpg"),
+                            scores=(("open_nsfw.nsfw", 0.05), ("open_nsfw.sfw", 0.6),
+                                    ("ssdlite_person.person", 0.85)))
+    specs = [PERSON, NSFW]
+    assert trigger(safe_but_borderline_nsfw, specs)[:3] == ("open_nsfw.nsfw", 0.31, 0.5)
+    assert trigger(almost_a_person, specs)[:3] == ("ssdlite_person.person", 0.85, 0.9)
+    write_review([safe_but_borderline_nsfw, almost_a_person], str(tmp_path), specs)
+    rows = list(csv.reader((tmp_path / "review" / "decisions_template.csv").open()))
+    assert [row[0] for row in rows[1:]] == ["2", "1"]
+    page = (tmp_path / "review" / "index.html").read_text()
+    assert page.index("ssdlite_person.person 0.850 (threshold 0.900") < page.index(
+        "open_nsfw.nsfw 0.310 (threshold 0.500")

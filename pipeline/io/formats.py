@@ -2,7 +2,10 @@
 deterministic: records in a given order produce the same bytes on every run and machine.
 
 - WebDataset: a POSIX tar of KEY.jpg + KEY.json per image, fixed mtime/owner/mode.
-- Parquet: one row per image with the metadata columns and the JPEG bytes.
+- Parquet: one row per image with the metadata columns and the JPEG bytes, laid out so that Hugging
+  Face `datasets`, pandas and DuckDB read it as it is: no map columns (`scores` is a list of
+  {detector, class, score}), and the image as HF's own Parquet exports store one,
+  struct<bytes, path>, declared an `Image` feature in the schema's `huggingface` metadata.
 - TFRecord: tf.train.Example records, framed with masked CRC32C like TensorFlow's writer;
   the Example protobuf is encoded here directly (a few fields), so no TensorFlow is needed.
 """
@@ -38,8 +41,45 @@ def _tar_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
     tar.addfile(info, io.BytesIO(payload))
 
 
+# ---------------------------------------------------------------------------------------------
+# Detector scores, one representation in every format
+# ---------------------------------------------------------------------------------------------
+# A photo's scores are named "DETECTOR.CLASS" (DetectorSpec.score_name). They are stored as a list of
+# {detector, class, score} rather than a map (which HF `datasets` cannot type) or a struct with one
+# field per score name (whose schema would change with the detectors selected, differ between a
+# release and its refresh, and be an empty struct, which Parquet cannot store, with detection off).
+SCORE_ENTRY = pa.struct([("detector", pa.string()), ("class", pa.string()), ("score", pa.float64())])
+
+
+def score_entries(scores: Iterable[tuple[str, float]]) -> list[dict[str, object]]:
+    """[(name, score)] -> [{detector, class, score}], split at the first dot. A name with no detector
+    part (no dot, or a leading one) keeps the whole name as its class and an empty detector, so
+    `scores_from_entries` gives back exactly the names written."""
+    entries = []
+    for name, score in scores:
+        detector, dot, cls = name.partition(".")
+        if not (detector and dot):
+            detector, cls = "", name
+        entries.append({"detector": detector, "class": cls, "score": float(score)})
+    return entries
+
+
+def _score_name(entry: dict | tuple) -> tuple[str, float]:
+    if isinstance(entry, tuple):  # (name, score): a map column, as releases before this layout stored it
+        return str(entry[0]), float(entry[1])
+    name = f"{entry['detector']}.{entry['class']}" if entry["detector"] else entry["class"]
+    return name, float(entry["score"])
+
+
+def scores_from_entries(entries: Iterable[dict | tuple] | None) -> tuple[tuple[str, float], ...]:
+    """The inverse of `score_entries`, as `Photo.scores` holds them (sorted by name)."""
+    return tuple(sorted(_score_name(entry) for entry in entries or ()))
+
+
 def metadata_json(photo: Photo) -> bytes:
-    return json.dumps(photo.metadata(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    metadata = photo.metadata()
+    metadata["scores"] = score_entries(photo.scores)  # the Parquet column's shape, not a dict
+    return json.dumps(metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 def write_webdataset(handle: BinaryIO, photos: Iterable[Photo]) -> None:
@@ -54,6 +94,11 @@ def write_webdataset(handle: BinaryIO, photos: Iterable[Photo]) -> None:
 # ---------------------------------------------------------------------------------------------
 # Parquet
 # ---------------------------------------------------------------------------------------------
+# How HF `datasets` stores an image in Parquet: it decodes such a column to a PIL image when the
+# schema's "huggingface" metadata declares it an Image feature (Features.from_arrow_schema).
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+_HF_FEATURES = {"info": {"features": {"image": {"_type": "Image"}}}}
+
 PARQUET_SCHEMA = pa.schema([
     ("photo_id", pa.string()),
     ("owner_nsid", pa.string()),
@@ -78,7 +123,7 @@ PARQUET_SCHEMA = pa.schema([
     ("download_sha256", pa.string()),
     ("phash", pa.string()),
     ("dhash", pa.string()),
-    ("scores", pa.map_(pa.string(), pa.float64())),
+    ("scores", pa.list_(SCORE_ENTRY)),
     # Everything else a later release needs to carry the image over unchanged without refetching.
     ("machine_tags", pa.string()),
     ("capture_device", pa.string()),
@@ -88,15 +133,24 @@ PARQUET_SCHEMA = pa.schema([
     ("secret_original", pa.string()),
     ("extension", pa.string()),
     ("first_release", pa.string()),
-    ("image", pa.binary()),
-])
+    ("image", IMAGE_TYPE),
+], metadata={"huggingface": json.dumps(_HF_FEATURES, sort_keys=True)})
 _ROW_GROUP = 512
 
 
 def _parquet_row(photo: Photo) -> dict:
-    row = {name: getattr(photo, name) for name in PARQUET_SCHEMA.names if name != "scores"}
-    row["scores"] = list(photo.scores)
+    row = {name: getattr(photo, name) for name in PARQUET_SCHEMA.names if name not in ("scores", "image")}
+    row["scores"] = score_entries(photo.scores)
+    row["image"] = {"bytes": photo.image, "path": f"{photo.photo_id}.jpg"}
     return row
+
+
+def image_bytes(value: dict | bytes | None) -> bytes:
+    """The JPEG of a dataset row's image cell (struct<bytes, path>; plain bytes in releases written
+    before the column became a struct, so they still carry over)."""
+    if isinstance(value, dict):
+        return value.get("bytes") or b""
+    return value or b""
 
 
 def write_parquet(handle: BinaryIO, photos: Iterable[Photo]) -> None:

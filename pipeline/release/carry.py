@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_parquet
+from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.records import Photo
 
 _FIELDS = {f.name for f in dataclasses.fields(Photo)}
@@ -28,7 +29,8 @@ def release_shards(release: str) -> list[str]:
 
 def photo_from_row(row: dict, release_name: str) -> Photo:
     values = {name: value for name, value in row.items() if name in _FIELDS and value is not None}
-    values["scores"] = tuple(sorted((str(k), float(v)) for k, v in (row.get("scores") or [])))
+    values["scores"] = scores_from_entries(row.get("scores"))
+    values["image"] = image_bytes(row.get("image"))
     values["first_release"] = row.get("first_release") or release_name
     return Photo(**values)
 

@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
+from pipeline.io.formats import image_bytes, scores_from_entries
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
@@ -61,15 +62,21 @@ def _barh(ax: Any, labels: list[str], values: list[int], title: str) -> None:
         ax.text(value, i, f" {value:,}", va="center", fontsize=7)
 
 
+def score_series(rows: list[dict]) -> dict[str, list[float]]:
+    """{score name: the values of the kept images}, from the rows' `scores` column."""
+    scores: dict[str, list[float]] = {}
+    for row in rows:
+        for name, value in scores_from_entries(row["scores"]):
+            scores.setdefault(name, []).append(value)
+    return scores
+
+
 def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[str, float]) -> dict[str, bytes]:
     funnel = stats.get("funnel", [])
     licenses = Counter(row["license_name"] for row in rows)
     per_owner = Counter(row["owner_nsid"] for row in rows)
     sides = [max(row["width"], row["height"]) for row in rows] or [0]
-    scores: dict[str, list[float]] = {}
-    for row in rows:
-        for name, value in row["scores"] or []:
-            scores.setdefault(name, []).append(value)
+    scores = score_series(rows)
     top_reasons = rejections.most_common(15)
 
     def score_hist(ax: Any) -> None:
@@ -110,7 +117,7 @@ def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int 
         table = read_parquet(path, ["photo_id", "image"])
         for row in table.to_pylist():
             if row["photo_id"] in wanted:
-                images[row["photo_id"]] = row["image"]
+                images[row["photo_id"]] = image_bytes(row["image"])
     order = [row["photo_id"] for row in picked if row["photo_id"] in images]
     rows_needed = max(1, -(-len(order) // columns))
     sheet = Image.new("RGB", (columns * size, rows_needed * size), "white")

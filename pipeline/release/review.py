@@ -1,20 +1,25 @@
 """The human-review loop, as PASS's annotators worked but recorded: borderline photos go to
-`review/` (Parquet with the images, a static HTML contact sheet sorted by score, a decisions
-template), a reviewer fills in decisions, `pass-pipeline review apply DECISIONS.csv --store FILE`
-folds them into a cumulative decisions file, and the next run reads it with
-`--review_decisions FILE`: accepted photos are kept, rejected ones leave with the reviewer's note.
+`review/` (Parquet with the images, a static HTML page, a decisions template), a reviewer decides
+each photo on the page (or in the template) and downloads the decisions CSV, `pass-pipeline review
+apply DECISIONS.csv --store FILE` folds them into a cumulative decisions file, and the next run reads
+it with `--review_decisions FILE`: accepted photos are kept, rejected ones leave with the reviewer's note.
+
+Most suspicious first: photos are ordered by the score that came closest to rejecting them, relative
+to its threshold, among the classes that can reject (human and nsfw classes). Scores of other classes
+(open_nsfw's `sfw`, about 1.0 for every safe photo) say nothing about why a photo is here.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import html
 import io
 import json
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -22,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
 from pipeline.records import Photo
@@ -31,9 +37,35 @@ THUMBNAIL = 256
 DECISION_COLUMNS = ("photo_id", "decision", "note")
 
 
-def review_order(photo: Photo) -> tuple[float, str]:
-    """Most suspicious first: the highest detector score, then the id (deterministic)."""
-    return (-max((score for _, score in photo.scores), default=0.0), photo.photo_id)
+class Trigger(NamedTuple):
+    """The detector class that brought a photo closest to rejection."""
+
+    name: str  # DETECTOR.CLASS
+    score: float
+    threshold: float
+    band: float  # the lower end of its review band
+
+    @property
+    def ratio(self) -> float:
+        return self.score / self.threshold if self.threshold > 0 else float("inf")
+
+
+def trigger(photo: Photo, specs: Sequence[DetectorSpec]) -> Trigger | None:
+    """Among the human and nsfw classes of `specs` that scored the photo, the one whose score is
+    highest relative to its threshold; None when none of them scored it."""
+    scores = dict(photo.scores)
+    candidates = [
+        Trigger(spec.score_name(cls), scores[spec.score_name(cls)], spec.thresholds[cls],
+                spec.review_band.get(cls, spec.thresholds[cls]))
+        for spec in specs for cls in spec.classes if spec.score_name(cls) in scores
+    ]
+    return max(candidates, key=lambda t: (t.ratio, t.name), default=None)
+
+
+def review_order(photo: Photo, specs: Sequence[DetectorSpec] = ()) -> tuple[float, str]:
+    """Most suspicious first: the rejecting class closest to its threshold, then the id (deterministic)."""
+    found = trigger(photo, specs)
+    return (-(found.ratio if found else 0.0), photo.photo_id)
 
 
 def _thumbnail(image: bytes) -> str:
@@ -59,50 +91,146 @@ def link(url: str, text: str) -> str:
     return f"<a>{html.escape(text)}</a>" + (f" {html.escape(url)}" if url else "")
 
 
-def contact_sheet(photos: list[Photo]) -> bytes:
-    """One self-contained HTML page (thumbnails inline), sorted by score, ids and scores readable."""
-    cells = []
-    for photo in photos:
-        scores = ", ".join(f"{name} {score:.2f}" for name, score in sorted(photo.scores, key=lambda s: -s[1])[:4])
-        cells.append(
-            f'<figure><img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{html.escape(photo.photo_id)}">'
-            f"<figcaption>{link(photo.page_url, photo.photo_id)}<br>"
-            f"{html.escape(scores)}</figcaption></figure>")
+def _trigger_text(found: Trigger | None) -> str:
+    if found is None:
+        return "no human or nsfw class scored this photo"
+    return f"{found.name} {found.score:.3f} (threshold {found.threshold:.3f}, review from {found.band:.3f})"
+
+
+_DECISION_LABELS = {"accept": "accept", "reject_human": "reject: human", "reject_other": "reject: other"}
+
+
+def _item(index: int, photo: Photo, specs: Sequence[DetectorSpec]) -> str:
+    """One photo: thumbnail, link, what triggered it, the decision buttons and a note field. The id
+    goes into the page only HTML-escaped; the script reads it back from data-id, never from source."""
+    found = trigger(photo, specs)
+    photo_id = html.escape(photo.photo_id)
+    buttons = "".join(
+        f'<label><input type=radio name="d{index}" value="{value}"> {label}</label> '
+        for value, label in _DECISION_LABELS.items())
+    return (
+        f'<figure data-id="{photo_id}"><img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{photo_id}">'
+        f"<figcaption>{link(photo.page_url, photo.photo_id)}<br>"
+        f'<span class=trigger>{html.escape(_trigger_text(found))}</span><br>'
+        f'{buttons}<br><input class=note placeholder="note" aria-label="note for {photo_id}"></figcaption></figure>')
+
+
+# The page's only script: decisions from the buttons to a CSV that `review apply` reads, written by
+# the rules of sinks.csv_cell (a cell a spreadsheet would evaluate gets a leading quote and quotes).
+# `?accept=ID&reject_human=ID&note:ID=TEXT` pre-selects decisions (a link to a half-done review; tests).
+_SCRIPT = r"""
+const DECISIONS = %(decisions)s;
+const FORMULA_STARTS = %(formula_starts)s;
+const HEADER = %(header)s;
+function csvCell(value) {
+  if (FORMULA_STARTS.some((start) => value.startsWith(start))) {
+    return '"' + ("'" + value).replace(/"/g, '""') + '"';
+  }
+  if (/[,"\r\n]/.test(value)) return '"' + value.replace(/"/g, '""') + '"';
+  return value;
+}
+function items() { return Array.from(document.querySelectorAll("figure[data-id]")); }
+function decisionOf(item) {
+  const checked = item.querySelector("input[type=radio]:checked");
+  return checked ? checked.value : "";
+}
+function noteOf(item) { return item.querySelector("input.note").value; }
+function decisionsCsv() {
+  const rows = [HEADER].concat(items().map((item) => [item.dataset.id, decisionOf(item), noteOf(item)]));
+  return rows.map((row) => row.map(csvCell).join(",") + "\n").join("");
+}
+function update() {
+  const decided = items().filter((item) => decisionOf(item) !== "").length;
+  document.getElementById("progress").textContent = decided + " of " + items().length + " decided";
+  document.getElementById("csv").textContent = decisionsCsv();
+}
+function preselect(params) {
+  for (const item of items()) {
+    for (const decision of DECISIONS) {
+      if (params.getAll(decision).includes(item.dataset.id)) {
+        item.querySelector('input[value="' + decision + '"]').checked = true;
+      }
+    }
+    const note = params.get("note:" + item.dataset.id);
+    if (note !== null) item.querySelector("input.note").value = note;
+  }
+}
+function download() {
+  const blob = new Blob([decisionsCsv()], {type: "text/csv;charset=utf-8"});
+  const anchor = document.createElement("a");
+  anchor.href = URL.createObjectURL(blob);
+  anchor.download = "decisions.csv";
+  document.body.appendChild(anchor);
+  anchor.click();
+  anchor.remove();
+}
+preselect(new URLSearchParams(location.search));
+document.addEventListener("input", update);
+document.addEventListener("change", update);
+document.getElementById("download").addEventListener("click", download);
+update();
+"""
+
+
+def review_script() -> str:
+    return _SCRIPT % {"decisions": json.dumps(DECISIONS), "formula_starts": json.dumps(FORMULA_STARTS),
+                      "header": json.dumps(DECISION_COLUMNS)}
+
+
+def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = ()) -> bytes:
+    """One self-contained HTML page (thumbnails inline) in the order given, each photo with the class
+    that triggered its review and the decision buttons; the decisions download as the CSV that
+    `review apply` reads. A Content-Security-Policy lets only this page's own script run (by its
+    hash) and load nothing from anywhere, so even markup slipped into the metadata could not."""
+    script = review_script()
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
+    cells = "".join(_item(index, photo, specs) for index, photo in enumerate(photos))
     page = (
-        "<!doctype html><meta charset=utf-8><title>pass-pipeline review</title>"
-        "<style>body{font-family:sans-serif}figure{display:inline-block;width:260px;margin:6px;vertical-align:top}"
-        "img{max-width:256px;max-height:256px}figcaption{font-size:12px}</style>"
-        f"<h1>Borderline photos: {len(photos)}</h1><p>Sorted by their highest detector score. Record a decision "
-        "per photo id in decisions_template.csv (accept, reject_human, reject_other, with a note), then run "
-        "<code>pass-pipeline review apply decisions.csv --store REVIEWS.csv</code> and pass "
-        "<code>--review_decisions REVIEWS.csv</code> to the next run.</p>" + "".join(cells))
+        f'<!doctype html><meta charset=utf-8><meta http-equiv="Content-Security-Policy" content="{policy}">'
+        "<title>pass-pipeline review</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;width:280px;margin:6px;vertical-align:top}"
+        "img{max-width:256px;max-height:256px}figcaption{font-size:12px}.trigger{font-weight:bold}"
+        "input.note{width:250px}pre{font-size:11px}</style>"
+        f"<h1>Borderline photos: {len(photos)}</h1><p>Most suspicious first: ordered by the score closest to "
+        "its rejection threshold among the human and nsfw classes; each photo says which class that is. Choose "
+        "a decision per photo, then <button id=download type=button>Download decisions.csv</button> "
+        "(<span id=progress></span>) and run <code>pass-pipeline review apply decisions.csv --store "
+        "REVIEWS.csv</code>; pass <code>--review_decisions REVIEWS.csv</code> to the next run. "
+        "(decisions_template.csv is the same list, for a spreadsheet.)</p>"
+        f"{cells}<h2>decisions.csv</h2><pre id=csv></pre><script>{script}</script>")
     return page.encode("utf-8")
 
 
-def _table(photos: list[Photo]) -> pa.Table:
+def _table(photos: list[Photo], specs: Sequence[DetectorSpec]) -> pa.Table:
+    triggers = [trigger(p, specs) for p in photos]
     return pa.table({
         "photo_id": [p.photo_id for p in photos],
         "page_url": [p.page_url for p in photos],
         "owner_nsid": [p.owner_nsid for p in photos],
         "title": [p.title for p in photos],
         "scores": [json.dumps(dict(p.scores), sort_keys=True) for p in photos],
+        "trigger": [found.name if found else "" for found in triggers],
+        "trigger_score": pa.array([found.score if found else None for found in triggers], pa.float64()),
+        "trigger_threshold": pa.array([found.threshold if found else None for found in triggers], pa.float64()),
         "sha256": [p.sha256 for p in photos],
         "image": pa.array([p.image for p in photos], pa.binary()),
     })
 
 
-def write_review(photos: Iterable[Photo], output: str) -> list[dict[str, Any]]:
+def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorSpec]) -> list[dict[str, Any]]:
     """review/review.parquet, review/index.html, review/decisions_template.csv -> manifest entries.
+    `specs` are the detectors that decided (their classes and thresholds order the photos).
     The borderline band is meant to be small (what a person can look at), so one worker writes it."""
-    ordered = sorted(photos, key=review_order)
+    ordered = sorted(photos, key=lambda photo: review_order(photo, specs))
 
     def parquet(handle: Any) -> None:
-        pq.write_table(_table(ordered), handle)
+        pq.write_table(_table(ordered, specs), handle)
 
     def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
         handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "") for photo in ordered)))
 
-    sheet = contact_sheet(ordered)
+    sheet = contact_sheet(ordered, specs)
     entries = []
     for name, kind, write in (("review/review.parquet", "review", parquet),
                               ("review/index.html", "review_sheet", lambda h: h.write(sheet)),
@@ -115,14 +243,14 @@ def write_review(photos: Iterable[Photo], output: str) -> list[dict[str, Any]]:
 class WriteReview(beam.PTransform):
     """PCollection[Photo] (the borderline band) -> PCollection[dict] manifest entries of review/."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, specs: Sequence[DetectorSpec]) -> None:
         super().__init__()
-        self._output = output
+        self._output, self._specs = output, list(specs)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return (photos
                 | "All" >> beam.combiners.ToList()
-                | "Write" >> beam.FlatMap(write_review, output=self._output))
+                | "Write" >> beam.FlatMap(write_review, output=self._output, specs=self._specs))
 
 
 def _unquoted_formula(cell: str) -> str:

@@ -1,0 +1,87 @@
+"""README.md at the root of a release: a Hugging Face dataset card whose YAML front matter tells
+`datasets.load_dataset(OUTPUT)` which files make up which configuration.
+
+Without it, `load_dataset` on the folder globs every Parquet file under it and fails: the dataset,
+its rejections and its near-duplicate index have different schemas. With it, the default
+configuration is the dataset itself (its Parquet shards, else its WebDataset tars), and the
+rejections and the index are configurations of their own (`load_dataset(OUTPUT, "rejections")`).
+
+The card holds no text from the input (titles, names, options): only fixed text and the names of
+the folders this job writes, so nothing hostile reaches the YAML or the Markdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.files import write_atomically
+
+CARD = "README.md"
+# Where each configuration's files are, as the sinks name them (FOLDER/PREFIX-SSSSS-of-NNNNN.EXT).
+_DATASET_FILES = {"parquet": "parquet/pass-*.parquet", "webdataset": "webdataset/pass-*.tar"}
+_REJECTION_FILES = "rejections/rejections-*.parquet"
+_INDEX_FILES = "near_dup_index/index-*.parquet"
+
+_BODY = """
+# PASS-style image dataset
+
+CC-licensed photographs from Flickr without people, built by `pass-pipeline`.
+
+- **Images and metadata** (default configuration): one row per image. `image` decodes to a PIL image
+  in Hugging Face `datasets`; `scores` lists every detector score as `{detector, class, score}`.
+  Every image keeps its own license (`license_name`, `license_url`); `ATTRIBUTION.csv` lists creator,
+  title, page and license of each one, as CC BY asks of redistributors.
+- **rejections**: every input record that is not in the dataset, with its stage and reason.
+- **near_dup_index** (when written): pHash, photo id and dHash of every image, for the next release.
+
+```python
+from datasets import load_dataset
+images = load_dataset("path/to/this/folder", split="train")
+rejections = load_dataset("path/to/this/folder", "rejections", split="train")
+```
+
+`manifest.json` lists every file with its size and SHA-256; `stats.json` holds the funnel.
+"""
+
+
+def _config(name: str, path: str) -> list[str]:
+    return [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {path}"]
+
+
+def card_text(formats_written: Iterable[str], with_index: bool) -> str:
+    """The card for a release holding `formats_written`, and the near-duplicate index if `with_index`.
+    The default configuration is the Parquet dataset, or the WebDataset one when there is no Parquet;
+    a TFRecord-only release has none (`datasets` has no TFRecord reader)."""
+    written = set(formats_written)
+    lines = ["---", "license: other", "pretty_name: PASS-style image dataset", "configs:"]
+    dataset = next((path for fmt, path in _DATASET_FILES.items() if fmt in written), None)
+    if dataset:
+        lines += [*_config("default", dataset), "  default: true"]
+    lines += _config("rejections", _REJECTION_FILES)
+    if with_index:
+        lines += _config("near_dup_index", _INDEX_FILES)
+    return "\n".join([*lines, "---"]) + "\n" + _BODY
+
+
+def write_card(_: Any, output: str, formats_written: list[str], with_index: bool) -> dict[str, Any]:
+    payload = card_text(formats_written, with_index).encode("utf-8")
+    entry = write_atomically(FileSystems.join(output, CARD), lambda handle: handle.write(payload))
+    return {"path": CARD, "format": "dataset_card", **entry}
+
+
+class WriteDatasetCard(beam.PTransform):
+    """PBegin -> PCollection[dict]: the single manifest entry of README.md (like ATTRIBUTION.csv's)."""
+
+    def __init__(self, output: str, formats_written: list[str], with_index: bool) -> None:
+        super().__init__()
+        self._output, self._formats, self._with_index = output, list(formats_written), with_index
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (pbegin
+                | "Once" >> beam.Create([None])
+                | "Write" >> beam.Map(write_card, output=self._output, formats_written=self._formats,
+                                      with_index=self._with_index))

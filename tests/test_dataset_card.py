@@ -1,0 +1,42 @@
+"""README.md, the dataset card: its YAML front matter names the files of each configuration the way
+Hugging Face `datasets` reads it (the loaders themselves are exercised in test_loaders.py)."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before `datasets` is imported: never reach the Hub
+from datasets.utils.metadata import MetadataConfigs
+
+from pipeline.io.dataset_card import card_text, write_card
+
+
+def front_matter(text: str) -> dict:
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_default_config_is_the_parquet_dataset_and_the_others_are_named():
+    configs = MetadataConfigs.from_dataset_card_data(front_matter(card_text(["webdataset", "parquet"], True)))
+    assert configs == {
+        "default": {"data_files": [{"split": "train", "path": "parquet/pass-*.parquet"}], "default": True},
+        "rejections": {"data_files": [{"split": "train", "path": "rejections/rejections-*.parquet"}]},
+        "near_dup_index": {"data_files": [{"split": "train", "path": "near_dup_index/index-*.parquet"}]},
+    }
+    assert configs.get_default_config_name() == "default"
+
+
+def test_without_parquet_the_default_is_webdataset_and_without_index_no_index_config():
+    configs = front_matter(card_text(["webdataset", "tfrecord"], False))["configs"]
+    assert [c["config_name"] for c in configs] == ["default", "rejections"]
+    assert configs[0]["data_files"][0]["path"] == "webdataset/pass-*.tar"
+    only_tfrecord = front_matter(card_text(["tfrecord"], False))["configs"]
+    assert [c["config_name"] for c in only_tfrecord] == ["rejections"]
+
+
+def test_card_entry_is_a_manifest_entry(tmp_path):
+    entry = write_card(None, str(tmp_path), ["parquet"], True)
+    data = (tmp_path / "README.md").read_bytes()
+    assert entry["path"] == "README.md" and entry["format"] == "dataset_card" and entry["bytes"] == len(data)
