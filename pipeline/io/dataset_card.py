@@ -19,8 +19,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import write_atomically
+from pipeline.io.layout import DATASET_CARD
 
-CARD = "README.md"
+CARD = DATASET_CARD
 # Where each configuration's files are, as the sinks name them (FOLDER/PREFIX-SSSSS-of-NNNNN.EXT).
 _DATASET_FILES = {"parquet": "parquet/pass-*.parquet", "webdataset": "webdataset/pass-*.tar"}
 _REJECTION_FILES = "rejections/rejections-*.parquet"
