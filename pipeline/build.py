@@ -143,8 +143,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, ImageConfig.from_options(opts)))
     distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates()
+    specs = detectors_of(opts)
+    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
     previous = None
-    if opts.previous_index:
+    if opts.carry_over:
+        # A refresh compares new images with the carried images that stay in the new release, not
+        # with the previous index: a near copy of a photo removed in this refresh (taken down,
+        # relicensed, deleted) is a new image, not a duplicate of one no release holds any more.
+        previous = carried | "CarriedEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))
+    elif opts.previous_index:
         previous = (
             pipeline
             | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index,
@@ -154,9 +161,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
-    specs = detectors_of(opts)
     detected = _maybe_detect(near.kept, pipeline, specs, opts)
-    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
     candidates = (detected.kept, carried) | "WithCarried" >> beam.Flatten()
     capped = candidates | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     release = opts.release_name or ""

@@ -84,8 +84,6 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     argv += [f"--carry_over={previous}"]
     if "redetect" not in given and models_changed(manifest, detectors(argv)):
         argv.append("--redetect")
-    if options.get("near_dup_distance", 0) >= 0:
-        argv.append(f"--previous_index={FileSystems.join(previous, 'near_dup_index', '*.parquet')}")
     if options.get("source") == "flickr" and "min_upload_date" not in given:
         last = options["max_upload_date"]
         end = parse_date(last) + (0 if str(last).strip().isdigit() else 86399)
