@@ -32,6 +32,7 @@ from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Detect, DetectOutput, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.image import ImageConfig
+from pipeline.stages.ledger import SkipDecided, entry_of_kept, entry_of_rejection, merged
 from pipeline.stages.license import FilterLicense
 from pipeline.stages.near_dedup import NearDuplicates
 from pipeline.stages.owner_cap import CapPerOwner
@@ -125,6 +126,20 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 
+def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previous: beam.PCollection | None,
+                    release: str) -> beam.PCollection:
+    """This run's decisions for good (stages/ledger.py), over the previous ledger's for the same ids."""
+    new = (
+        (kept | "LedgerKept" >> beam.Map(entry_of_kept, release),
+         rejections | "LedgerRejected" >> beam.Map(entry_of_rejection, release))
+        | "LedgerNew" >> beam.Flatten()
+        | "LedgerDecided" >> beam.Filter(lambda entry: entry is not None)
+    )
+    old = (previous if previous is not None else empty(kept.pipeline, "NoPreviousLedger")) \
+        | "LedgerOld" >> beam.Map(lambda row: (row["photo_id"], row))
+    return {"new": new, "old": old} | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
+
+
 def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[str, beam.PCollection]:
     """Adds the whole job to `pipeline`, writing into `output` (default --output; a run writes into
     its staging folder); returns the kept photos and all rejections (for tests)."""
@@ -132,7 +147,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
-    verified = _maybe(unique.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
+    ledger = None
+    if opts.ledger:
+        ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)
+    undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
+    verified = _maybe(undecided.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
@@ -171,7 +190,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate((
         ("read", read.kept), ("read", read.rejected), ("read", carried_in), ("fetched", images.kept)))]
     rejections = (
-        read.rejected, licensed.rejected, unique.rejected, verified.rejected, listed_ids.rejected,
+        read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, *carried_rejected,
     ) | "AllRejections" >> beam.Flatten()
@@ -189,6 +208,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
                        | "WriteReview" >> WriteReview(output, specs))
+    outputs.append(_ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
+                   | "WriteLedger" >> sinks.WriteLedger(output))
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without

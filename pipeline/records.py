@@ -20,7 +20,7 @@ from apache_beam.coders import coders
 # these (stats.json lists the funnel in this order). Each has its module pipeline/stages/<name>.py,
 # except "read" (pipeline/sources/) and "blocklist_content" (the blocklist stage run on image hashes).
 STAGES = (
-    "read", "license", "unique_id", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
+    "read", "license", "unique_id", "ledger", "verify_license", "blocklist", "fetch", "image", "blocklist_content",
     "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
 )
 BLOCKLIST_CONTENT = "blocklist_content"

@@ -312,3 +312,34 @@ def test_a_near_copy_of_a_photo_removed_in_this_refresh_is_a_new_image(tmp_path)
     assert released(second) == (released(first) - {"1004"}) | {"2001"}
     index = pq.read_table(second / "near_dup_index").column("photo_id").to_pylist()
     assert sorted(index) == sorted(released(second))  # the index is exactly what the release holds
+
+
+def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(tmp_path):
+    """The ledger: every photo decided for good is skipped before the fetch; one that failed for a
+    transient reason (a 503) is fetched again, and nothing else is."""
+    from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
+    from pipeline.fixtures.static_server import StaticServer, image, status
+
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        server.add(photo_path("1005"), status(503), image(demo_image("rocket.jpg")))  # busy once, then fine
+        assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", "--detectors=none", "--max_retries=0", *LOCAL]) == 0
+        first = tmp_path / "root" / "releases" / "r1"
+        assert "1005" not in released(first)
+        server.hits.clear()
+        assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                     f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+        fetched = {path for path, count in server.hits.items() if count}
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == released(first) | {"1005"}
+    assert fetched == {photo_path("1005")}  # the one transient failure, nothing else
+    stats = json.loads((second / "stats.json").read_text())
+    assert stats["accounted"] and stats["rejections_by_stage"]["ledger"]["already_decided"] == 14
+    assert json.loads((second / "changelog.json").read_text())["skipped_as_decided"] == 14
+    ledger = pq.read_table(second / "ledger").to_pylist()
+    by_id = {row["photo_id"]: row for row in ledger}
+    assert by_id["1005"]["decision"] == "kept" and by_id["1005"]["release"] == "r2"
+    assert by_id["1015"] == {"photo_id": "1015", "decision": "rejected", "stage": "fetch", "reason": "not_found",
+                             "release": "r1"}
+    assert "1013" not in by_id and "1018" not in by_id  # decided from the row itself every time

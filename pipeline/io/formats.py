@@ -172,6 +172,14 @@ def write_rejections(handle: BinaryIO, rejections: Iterable[Rejection]) -> None:
     _write_parquet_rows(handle, REJECTION_SCHEMA, rows)
 
 
+LEDGER_SCHEMA = pa.schema([("photo_id", pa.string()), ("decision", pa.string()), ("stage", pa.string()),
+                           ("reason", pa.string()), ("release", pa.string())])
+
+
+def write_ledger(handle: BinaryIO, entries: Iterable[dict]) -> None:
+    _write_parquet_rows(handle, LEDGER_SCHEMA, entries)
+
+
 INDEX_SCHEMA = pa.schema([("phash", pa.string()), ("photo_id", pa.string()), ("dhash", pa.string())])
 
 

@@ -23,7 +23,7 @@ STATS = "stats.json"
 ATTRIBUTION = "ATTRIBUTION.csv"
 FORMAT_FOLDERS = ("webdataset", "parquet", "tfrecord")
 # Everything a run writes into its --output (folders hold shards); a rerun replaces all of it.
-RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review")
+RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review", "ledger")
 DATASET_CARD = "README.md"  # the Hugging Face dataset card (io/dataset_card.py)
 RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD)
 STAGING = "_staging"

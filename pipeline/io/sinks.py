@@ -142,6 +142,22 @@ class WriteNearDupIndex(beam.PTransform):
         return entries | self._write
 
 
+class WriteLedger(beam.PTransform):
+    """PCollection[dict] (photo_id, decision, stage, reason, release) -> PCollection[dict]: the
+    release's ledger of decided photo ids under ledger/ (see stages/ledger.py)."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._write = WriteSharded(
+            output, "ledger", [("ledger", "parquet", formats.write_ledger)],
+            key=lambda entry: entry["photo_id"], sort_key=lambda entry: int(entry["photo_id"]), fixed_shards=0,
+            per_shard=INDEX_ROWS_PER_SHARD,
+        )
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        return entries | self._write
+
+
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
 
 

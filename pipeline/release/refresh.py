@@ -82,6 +82,8 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             value = options[key]
             argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     argv += [f"--carry_over={previous}"]
+    if "ledger" not in given and matching(FileSystems.join(previous, "ledger", "*.parquet")):
+        argv.append(f"--ledger={FileSystems.join(previous, 'ledger', '*.parquet')}")
     if "redetect" not in given and models_changed(manifest, detectors(argv)):
         argv.append("--redetect")
     if options.get("source") == "flickr" and "min_upload_date" not in given:
@@ -115,10 +117,13 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
     removed_ids = before - after
     reasons: dict[str, list[str]] = {}
     seen: set[str] = set()
+    skipped = 0
     for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
         table = read_parquet(path, ["photo_id", "stage", "reason"])
         for row in table.to_pylist():
-            if row["photo_id"] in removed_ids and row["photo_id"] not in seen:
+            if row["stage"] == "ledger":  # a row of the dump the ledger skipped: not why a photo left
+                skipped += 1
+            elif row["photo_id"] in removed_ids and row["photo_id"] not in seen:
                 seen.add(row["photo_id"])
                 reasons.setdefault(f"{row['stage']}/{row['reason']}", []).append(row["photo_id"])
     if removed_ids - seen:  # cannot happen while every carried image is accounted for; say so if it does
@@ -133,6 +138,7 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
         "added": order(after - before),
         "removed": {reason: order(ids) for reason, ids in sorted(reasons.items())},
         "unchanged": len(before & after),
+        "skipped_as_decided": skipped,  # input rows not fetched again: an earlier release decided them
         "totals": {"previous": len(before), "release": len(after)},
     }
 
@@ -142,7 +148,8 @@ def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
              f"- {log['totals']['release']:,} images ({log['totals']['previous']:,} before)",
              f"- added: {len(log['added']):,}",
              f"- removed: {sum(len(ids) for ids in log['removed'].values()):,}",
-             f"- unchanged: {log['unchanged']:,}", ""]
+             f"- unchanged: {log['unchanged']:,}",
+             f"- input rows skipped as already decided (not fetched again): {log.get('skipped_as_decided', 0):,}", ""]
     for reason, ids in log["removed"].items():
         shown = ", ".join(ids[:limit]) + (f", … ({len(ids) - limit} more in changelog.json)" if len(ids) > limit
                                           else "")

@@ -1,0 +1,109 @@
+"""Decide each photo once: rows a previous release already decided are not fetched again.
+
+Every release writes `ledger/`: one row per photo id it decided for good — kept, or rejected for a
+reason that will not change (license, duplicate, deleted, blank, human, blocklisted, …) — carried
+from release to release, with the release that decided it. A refresh reads the previous ledger
+(`--ledger`) and, right after the repeated-id stage, rejects every row whose id is in it as
+`already_decided` (the detail says how and when). So a monthly refresh of an unchanged YFCC dump
+downloads nothing: only ids never seen, and ids rejected for a transient reason (timeouts, server
+errors, rate limits, API errors, internal errors, held for review, over the owner cap) go on to
+the fetch. Kept photos are not lost: the refresh carries them over from the previous release, where
+their license is re-checked and takedowns apply.
+
+The join is a CoGroupByKey on the photo id, so the ledger can hold every id of YFCC100M without any
+worker holding it in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.stage import StageOutput, apply_stage, reject
+
+STAGE = "ledger"
+KEPT, REJECTED = "kept", "rejected"
+# (stage, reason) pairs, or whole stages ("*"), whose verdict may change on another try: never recorded.
+TRANSIENT = {
+    "fetch": {"connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error", "truncated_body"},
+    "read": {"api_error", "bad_api_response"},
+    "verify_license": {"api_error"},
+    "detect": {"needs_review"},
+    "owner_cap": {"*"},  # a photo over its owner's cap may fit in a later release
+}
+
+
+# Stages whose rejections say nothing about the photo for the ledger: "read" and "license" decide from
+# the row itself, cheaply, every time; a repeated id or an already-decided row is about the row.
+NOT_RECORDED = frozenset({"read", "license", "unique_id", STAGE})
+
+
+def permanent(rejection: Rejection) -> bool:
+    reasons = TRANSIENT.get(rejection.stage, set())
+    return (rejection.stage not in NOT_RECORDED and rejection.reason != "internal_error" and "*" not in reasons
+            and rejection.reason not in reasons)
+
+
+def _id(value: str) -> str | None:
+    try:
+        return canonical_photo_id(value)
+    except BadPhotoId:
+        return None
+
+
+def entry_of_kept(photo: Photo, release: str) -> tuple[str, dict] | None:
+    photo_id = _id(photo.photo_id)
+    return (photo_id, {"photo_id": photo_id, "decision": KEPT, "stage": "", "reason": "", "release": release}) \
+        if photo_id else None
+
+
+def entry_of_rejection(rejection: Rejection, release: str) -> tuple[str, dict] | None:
+    photo_id = _id(rejection.photo_id)
+    if not photo_id or not permanent(rejection):
+        return None
+    return photo_id, {"photo_id": photo_id, "decision": REJECTED, "stage": rejection.stage,
+                      "reason": rejection.reason, "release": release}
+
+
+def merged(keyed: tuple[str, dict[str, Iterable[dict]]]) -> Iterator[dict]:
+    """This run's decision of an id replaces the previous ledger's; an id this run did not see
+    keeps its old entry. A kept photo that this run also rejected (its carried copy was taken
+    down, say) is recorded as rejected."""
+    _, groups = keyed
+    new = sorted(groups["new"], key=lambda entry: entry["decision"] == KEPT)  # a rejection wins
+    chosen = new[0] if new else next(iter(groups["old"]), None)
+    if chosen is not None:
+        yield chosen
+
+
+class _SkipDecided(beam.DoFn):
+    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
+        _, groups = keyed
+        decided = next(iter(groups["decided"]), None)
+        for photo in groups["photos"]:
+            if decided is None:
+                yield photo
+            elif decided["decision"] == KEPT:
+                yield reject(Rejection.of(photo, STAGE, "already_decided",
+                                          f"kept in release {decided['release']}: carried over, not fetched again"))
+            else:
+                yield reject(Rejection.of(photo, STAGE, "already_decided",
+                                          f"rejected in release {decided['release']}: "
+                                          f"{decided['stage']}/{decided['reason']}"))
+
+
+class SkipDecided(beam.PTransform):
+    """PCollection[Photo] -> (PCollection[Photo] never decided for good, PCollection[Rejection]
+    `already_decided`), given the previous ledger as PCollection[dict] rows."""
+
+    def __init__(self, ledger: beam.PCollection) -> None:
+        super().__init__()
+        self._ledger = ledger
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        keyed = photos | "ById" >> beam.Map(lambda photo: (_id(photo.photo_id) or photo.photo_id, photo))
+        decided = self._ledger | "LedgerById" >> beam.Map(lambda row: (row["photo_id"], row))
+        joined = {"photos": keyed, "decided": decided} | "Join" >> beam.CoGroupByKey()
+        return apply_stage(joined, STAGE, _SkipDecided())
