@@ -1,6 +1,8 @@
-"""Detector throughput on this machine's CPU: images per second per default detector at batch 1,
+"""Detector throughput on this machine's CPU: images per second per registered detector at batch 1,
 8 and 32 (tiles included where the detector tiles), and the whole Detect stage on the local
-runner against a baseline pipeline that only decodes the same images, in the same process.
+runner with the detector sets compared (the defaults before MediaPipe's palm detector joined them,
+today's defaults, and today's plus the opt-in pose detector) against a baseline pipeline that only
+decodes the same images, in the same process.
 
     .venv/bin/python -m benchmarks.detect_cpu [--images 64]
 
@@ -34,9 +36,15 @@ def photos(count: int) -> list[Photo]:
             for i, raw in enumerate(distinct_photos(count))]
 
 
+# The detector sets the whole-stage measurement compares.
+DETECTOR_SETS = (("old defaults", "centerface,ssdlite_person,open_nsfw"),
+                 ("new defaults", "default"),
+                 ("new defaults + pose", "centerface,ssdlite_person,open_nsfw,mediapipe_palm,mediapipe_pose"))
+
+
 def per_detector(images: list[Photo]) -> None:
     runtime = RuntimeConfig()
-    for spec in select(load_registry(), "default"):
+    for spec in load_registry().values():
         session = create_session(spec, runtime)
         photo_scores(spec, session, images[:2], runtime.tile_min_side)  # warm-up
         rates = {}
@@ -49,22 +57,25 @@ def per_detector(images: list[Photo]) -> None:
                                              for b, r in rates.items()))
 
 
-def _pipeline_seconds(images: list[Photo], detect: bool) -> float:
+def _pipeline_seconds(images: list[Photo], detectors: str) -> float:
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         created = p | beam.Create(images)
-        if detect:
-            _ = created | Detect(select(load_registry(), "default"), RuntimeConfig(max_batch=16))
+        if detectors:
+            _ = created | Detect(select(load_registry(), detectors), RuntimeConfig(max_batch=16))
         else:
             _ = created | beam.Map(lambda photo: decode(photo.image).size)
     return time.perf_counter() - start
 
 
 def whole_stage(images: list[Photo]) -> None:
-    baseline = _pipeline_seconds(images, detect=False)
-    detect = _pipeline_seconds(images, detect=True)
-    print(f"Detect stage (3 detectors, RunInference, batch <= 16): {len(images) / detect:.1f} img/s; "
-          f"{detect / baseline:.1f}x the time of a decode-only pipeline over the same {len(images)} images")
+    baseline = _pipeline_seconds(images, "")
+    for label, detectors in DETECTOR_SETS:
+        seconds = _pipeline_seconds(images, detectors)
+        names = [spec.name for spec in select(load_registry(), detectors)]
+        print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batch <= 16): "
+              f"{len(images) / seconds:.1f} img/s; {seconds / baseline:.1f}x the time of a decode-only pipeline "
+              f"over the same {len(images)} images")
 
 
 def main() -> None:

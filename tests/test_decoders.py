@@ -48,3 +48,18 @@ def test_classifier_probabilities_or_logits():
     assert decode(decoder, {"p": np.array([[0.25, 0.75]])}, 1) == [{"sfw": 0.25, "nsfw": 0.75}]
     logits = decode({**decoder, "softmax": True}, {"p": np.array([[0.0, 0.0], [0.0, 100.0]])}, 2)
     assert logits[0]["nsfw"] == pytest.approx(0.5) and logits[1]["nsfw"] == pytest.approx(1.0)
+
+
+def test_ssd_logits_equal_the_brute_force_max_sigmoid_per_row():
+    # MediaPipe-style SSD heads: [N, anchors, 1] raw logits; presence = max over anchors of
+    # sigmoid(clip(logit, -100, 100)), computed here anchor by anchor.
+    rng = np.random.default_rng(7)
+    logits = rng.normal(-4.0, 3.0, (3, 2254, 1)).astype(np.float32)
+    logits[1, 100, 0], logits[2] = 1e4, -1e4  # past the clip both ways: no overflow, no NaN
+    decoder = {"type": "ssd_logits", "outputs": {"person": ["Identity_1"]}, "clip": 100.0}
+    got = decode(decoder, {"Identity_1": logits, "Identity": np.zeros((3, 2254, 12))}, 3)
+    for row in range(3):
+        brute = max(1.0 / (1.0 + np.exp(-min(100.0, max(-100.0, float(v))))) for v in logits[row].ravel())
+        assert got[row] == {"person": pytest.approx(brute, rel=1e-6, abs=1e-30)}
+    assert got[1]["person"] == pytest.approx(1.0) and got[2]["person"] < 1e-40
+    assert output_names(decoder) == ["Identity_1"]  # the box output is never fetched

@@ -8,7 +8,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
-from pipeline.evaluation import labelled_set, report, score_set
+from pipeline.evaluation import labelled_set, leak_report, leak_set, report, score_set
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,18 @@ def test_evaluate_command(tmp_path, capsys):
     assert main(["evaluate", "--detectors=open_nsfw", f"--json={out}"]) == 1
     printed = capsys.readouterr().out
     assert "combined" in printed and "recall 0.0%" in printed and "missed: " in printed and out.exists()
+    assert "8 leak images" in printed and "hands_on_camera" in printed
     # A threshold of 0 rejects everything: full recall, nothing kept — the sweep a user would run.
     assert main(["evaluate", "--detectors=open_nsfw", "--detect_thresholds=open_nsfw.nsfw=0"]) == 0
     assert "recall 100.0%  keep-rate 0.0%" in capsys.readouterr().out
+
+
+def test_hands_without_a_face_leak_past_the_old_defaults_and_the_palm_detector_catches_them():
+    hands = [s for s in leak_set() if s.name.startswith("leak/hands_on_camera") or s.name.startswith("leak/right_hand")]
+    defaults = select(load_registry(), "default")
+    scores = score_set(hands, defaults, RuntimeConfig())
+    old = [spec for spec in defaults if spec.name in ("centerface", "ssdlite_person", "open_nsfw")]
+    assert len(hands) == 4 and leak_report(hands, scores, old)["combined"]["missed"] == sorted(s.name for s in hands)
+    new = leak_report(hands, scores, defaults)
+    # The three crops are caught; pasted small into a landscape the hands are not (pose, opt-in, is).
+    assert new["per_detector"]["mediapipe_palm"]["missed"] == ["leak/hands_on_camera_in_china"], new

@@ -15,7 +15,8 @@ from pipeline.detectors.handler import (
     providers_for,
 )
 from pipeline.detectors.registry import load_registry, select
-from tests.conftest import photo, real_jpeg
+from pipeline.evaluation import _paste, stored_jpeg
+from tests.conftest import photo, real_image, real_jpeg
 
 SPECS = {spec.name: spec for spec in select(load_registry(), "default")}
 PEOPLE = ("astronaut.jpg", "camera.jpg")
@@ -77,3 +78,71 @@ def test_handler_returns_named_scores_per_photo(sessions):
     assert not handler.share_model_across_processes()
     shared = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig(share_across_processes=True))
     assert shared.share_model_across_processes()
+
+
+# MediaPipe's palm (default) and pose (opt-in) detectors. Their files fix the batch at 1; the handler
+# runs such a model view by view. Crops come from the scikit-image photographs in the demo set.
+MEDIAPIPE = {name: load_registry()[name] for name in ("mediapipe_palm", "mediapipe_pose")}
+
+
+@pytest.fixture(scope="module")
+def mediapipe_sessions():
+    return {name: create_session(spec, RuntimeConfig()) for name, spec in MEDIAPIPE.items()}
+
+
+def _score(sessions, detector: str, img) -> float:
+    [scores] = photo_scores(MEDIAPIPE[detector], sessions[detector], [photo(image=stored_jpeg(img, 512))], 400)
+    return next(iter(scores.values()))
+
+
+def test_mediapipe_models_fix_the_batch_and_still_score_several_photos_at_once(mediapipe_sessions):
+    spec, session = MEDIAPIPE["mediapipe_pose"], mediapipe_sessions["mediapipe_pose"]
+    assert session.get_inputs()[0].shape[0] == 1
+    batch = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(("astronaut.jpg", "rocket.jpg"))]
+    together = photo_scores(spec, session, batch, 400)  # 2 photos x 5 views, one view per call
+    alone = [photo_scores(spec, session, [p], 400)[0] for p in batch]
+    assert [s["person"] for s in together] == pytest.approx([s["person"] for s in alone], abs=1e-6)
+
+
+def test_palm_detector_sees_hands_without_a_face_that_the_face_and_person_detectors_miss(
+        sessions, mediapipe_sessions):
+    # The demo set's camera.jpg is a JPEG (q88) of scikit-image's PNG; the palm scores of these
+    # crops move with compression (0.47-0.57 here, 0.58-0.80 from the PNG in `evaluate`'s leak set),
+    # so the claim is: never silently kept (at least in the review band), one clearly rejected.
+    palm, camera = MEDIAPIPE["mediapipe_palm"], real_image("camera.jpg")
+    scores = []
+    for box in ((150, 190, 340, 285), (150, 175, 350, 320), (250, 160, 340, 240)):  # hands on the camera
+        crop = camera.crop(box)
+        scores.append(_score(mediapipe_sessions, "mediapipe_palm", crop))
+        assert scores[-1] >= palm.review_band["hand"], (box, scores)
+        stored = photo(image=stored_jpeg(crop, 512))
+        [person] = photo_scores(SPECS["ssdlite_person"], sessions["ssdlite_person"], [stored], 400)
+        [face] = photo_scores(SPECS["centerface"], sessions["centerface"], [stored], 400)
+        assert person["person"] < SPECS["ssdlite_person"].thresholds["person"], (box, person)
+        assert face["face"] < SPECS["centerface"].review_band["face"], (box, face)
+    assert max(scores) >= palm.thresholds["hand"], scores
+
+
+def test_palm_detector_misses_the_astronauts_glove_and_arm(mediapipe_sessions):
+    # Honest limits: the gloved hand at the astronaut's lower left and her sleeve are not hands to
+    # it (SSDLite's person class catches both crops, 0.84 and 0.98); recorded so a better model shows.
+    astronaut = real_image("astronaut.jpg")
+    for box in ((60, 420, 260, 512), (0, 250, 220, 512)):
+        assert _score(mediapipe_sessions, "mediapipe_palm", astronaut.crop(box)) < 0.45
+
+
+@pytest.mark.parametrize("name", NO_PEOPLE)
+def test_mediapipe_detectors_stay_below_their_bands_on_clean_photos(mediapipe_sessions, name):
+    img = real_image(name)
+    for detector, spec in MEDIAPIPE.items():
+        [cls] = spec.human_classes
+        assert _score(mediapipe_sessions, detector, img) < spec.review_band[cls], (name, detector)
+
+
+def test_pose_detector_scores_people_and_a_tiny_pasted_person_high(mediapipe_sessions):
+    threshold = MEDIAPIPE["mediapipe_pose"].thresholds["person"]
+    astronaut = real_image("astronaut.jpg")
+    assert _score(mediapipe_sessions, "mediapipe_pose", astronaut) >= threshold
+    tiny = _paste(real_image("grass.jpg"), astronaut.crop((130, 0, 400, 512)), 0.08, (0.3, 0.7))
+    assert _score(mediapipe_sessions, "mediapipe_pose", tiny) >= threshold
+    assert _score(mediapipe_sessions, "mediapipe_pose", real_image("grass.jpg")) < 0.3

@@ -44,3 +44,19 @@ def test_tensor_layout_channels_and_normalisation():
     assert (boxed[:16, :, 0] == 255).all() and (boxed[16:, :, 0] == 0).all()  # aspect kept, padded below
     cropped = to_tensor(red, InputSpec(size=224, resize="resize_center_crop", resize_to=256))
     assert cropped.shape == (3, 224, 224)
+
+
+def test_centred_letterbox_pads_both_sides_and_black_becomes_the_range_floor():
+    # MediaPipe's pose detector: centred letterbox, pixels to [-1, 1] (x / 255 - 0.5) / 0.5, so the
+    # black padding is exactly -1, the value MediaPipe pads with.
+    wide = Image.new("RGB", (40, 20), (255, 255, 255))
+    spec = InputSpec(size=32, resize="letterbox", align="center", layout="NHWC", scale=1 / 255,
+                     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    tensor = to_tensor(wide, spec)
+    assert tensor.shape == (32, 32, 3) and tensor.dtype == np.float32
+    assert np.allclose(tensor[:8], -1.0) and np.allclose(tensor[24:], -1.0)  # 8 rows above, 8 below
+    assert np.allclose(tensor[8:24], 1.0)
+    palm = to_tensor(wide, InputSpec(size=32, resize="letterbox", align="center", layout="NHWC", scale=1 / 255))
+    assert palm.min() == 0.0 and palm.max() == np.float32(1.0) and np.allclose(palm[:8], 0.0)  # [0, 1], pad 0
+    tall = to_tensor(Image.new("RGB", (10, 40), (255, 255, 255)), spec)
+    assert np.allclose(tall[:, :12], -1.0) and np.allclose(tall[:, 20:], -1.0) and np.allclose(tall[:, 12:20], 1.0)

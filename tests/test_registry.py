@@ -31,10 +31,13 @@ def write_registry(tmp_path, *entries):
     return str(path)
 
 
-def test_builtin_defaults_are_face_person_and_nsfw():
+def test_builtin_defaults_are_face_person_nsfw_and_hand():
     registry = load_registry()
     defaults = select(registry, "default")
-    assert [spec.kind for spec in defaults] == ["face", "person", "nsfw"]
+    assert [spec.name for spec in defaults] == ["centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm"]
+    assert [spec.kind for spec in defaults] == ["face", "person", "nsfw", "hand"]
+    assert not registry["mediapipe_pose"].default  # registered, opt-in (see models/README.md)
+    read_model(registry["mediapipe_pose"])  # committed, like ssdlite
     for spec in defaults:
         assert spec.license and spec.provenance and spec.file.startswith(str(BUILTIN_REGISTRY.parent))
         read_model(spec)  # present (scripts/setup fetched them) and byte-identical to the registry's sha256
@@ -75,6 +78,8 @@ def test_a_changed_model_file_is_refused(tmp_path):
     ({"sha256": "abc"}, "64 hex"),
     ({"input": {"size": 224, "layout": "NWHC"}}, "layout"),
     ({"input": {"size": 224, "colour": "RGB"}}, "TypeError"),
+    ({"input": {"size": 224, "resize": "letterbox", "align": "middle"}}, "input.align"),
+    ({"decoder": {"type": "ssd_logits"}}, "decoder.outputs"),
 ])
 def test_bad_entries_fail_when_the_job_is_built(tmp_path, changes, message):
     with pytest.raises(RegistryError, match=message):
@@ -113,3 +118,15 @@ def test_run_options_reach_the_detectors():
                             "--review_band=centerface.face=0.6"]).view_as(PassOptions)
     [spec] = detectors_of(opts)
     assert (spec.name, spec.thresholds, spec.review_band) == ("centerface", {"face": 0.7}, {"face": 0.6})
+
+
+def test_mediapipe_entries_record_license_and_preprocessing():
+    registry = load_registry()
+    expected = (("mediapipe_pose", 224, (0.5,) * 3, True), ("mediapipe_palm", 192, (0.0,) * 3, False))
+    for name, size, mean, tiles in expected:
+        spec = registry[name]
+        assert spec.license.startswith("Apache-2.0") and "mediapipe==0.10.14" in spec.provenance
+        assert "a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4" in spec.provenance
+        assert (spec.input.size, spec.input.resize, spec.input.align, spec.input.layout) == (
+            size, "letterbox", "center", "NHWC")
+        assert spec.input.mean == mean and spec.tiles is tiles and spec.decoder["type"] == "ssd_logits"

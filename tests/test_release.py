@@ -90,7 +90,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert manifest["release"] == "2020-09" and manifest["previous_release"] is None
     assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
     assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
-        "centerface", "ssdlite_person", "open_nsfw"}
+        "centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm"}
     assert {"DATASHEET.md", "datasheet.html", "datasheet/funnel.png", "datasheet/scores.png",
             "datasheet/sample.jpg"} <= {f["path"] for f in manifest["files"]}
     assert main(["verify", str(first)]) == 0

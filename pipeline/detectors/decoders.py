@@ -5,6 +5,8 @@ class X over all its candidate boxes or map positions.
 - score_maps: CenterFace / RetinaFace / SCRFD-style heat or score maps; the max over the listed
   outputs (optionally through a sigmoid, or column `column` of a [N, A, C] softmax output).
 - ssd: TF Object Detection API boxes + scores + classes (+ count), e.g. SSDLite COCO.
+- ssd_logits: raw per-anchor logits of an SSD head without NMS ([N, anchors, 1], MediaPipe's pose
+  and palm detectors): sigmoid of the best logit, clipped to +-`clip` as MediaPipe does.
 - yolo: YOLOv5 ([N, A, 5 + C], objectness x class) or YOLOv8 ([N, 4 + C, A]) raw heads.
 - classifier: [N, C] probabilities (or logits with "softmax": true).
 """
@@ -25,9 +27,23 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def _ssd_logits(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -> list[dict[str, float]]:
+    """Max over anchors of sigmoid(clip(logit)). The sigmoid is monotonic, so it is applied once
+    to each row's best logit instead of to every anchor (the same value, 2254x fewer exps)."""
+    bound = float(decoder.get("clip", 100.0))
+    result: list[dict[str, float]] = [{} for _ in range(rows)]
+    for cls, names in decoder["outputs"].items():
+        best = np.max([outputs[name].astype(np.float64).reshape(rows, -1).max(axis=1) for name in names], axis=0)
+        for row, logit in enumerate(_sigmoid(np.clip(best, -bound, bound))):
+            result[row][cls] = float(logit)
+    return result
+
+
 def output_names(decoder: dict[str, Any]) -> list[str]:
     kind = decoder["type"]
     if kind == "score_maps":
+        return sorted({name for names in decoder["outputs"].values() for name in names})
+    if kind == "ssd_logits":
         return sorted({name for names in decoder["outputs"].values() for name in names})
     if kind == "ssd":
         return [decoder["boxes"], decoder["scores"], decoder["classes"]] + (
@@ -51,6 +67,8 @@ def decode(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -
                 for row in range(rows):
                     result[row][cls] = max(result[row].get(cls, 0.0), float(best[row]))
         return result
+    if kind == "ssd_logits":
+        return _ssd_logits(decoder, outputs, rows)
     if kind == "ssd":
         scores = outputs[decoder["scores"]].reshape(rows, -1)
         classes = outputs[decoder["classes"]].reshape(rows, -1).round().astype(int)

@@ -86,6 +86,21 @@ def create_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
     return session
 
 
+def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[np.ndarray]
+               ) -> list[dict[str, float]]:
+    """Decoded scores per view: all views in one session call, or one call per view for a model
+    whose file fixes the batch at 1 (the MediaPipe conversions: their reshapes hard-code it)."""
+    model_input = session.get_inputs()[0]
+    names = output_names(spec.decoder)
+    chunk = 1 if model_input.shape and model_input.shape[0] == 1 else max(1, len(tensors))
+    per_view: list[dict[str, float]] = []
+    for start in range(0, len(tensors), chunk):
+        rows = tensors[start:start + chunk]
+        values = session.run(names, {model_input.name: np.stack(rows)})
+        per_view += decode(spec.decoder, dict(zip(names, values, strict=True)), len(rows))
+    return per_view
+
+
 def photo_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Sequence[Photo],
                  tile_min_side: int) -> list[dict[str, float]]:
     """Per photo, the best score of each class over its views (whole image and tiles)."""
@@ -95,10 +110,7 @@ def photo_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Sequ
         for view in views(decode_image(photo.image), spec.tiles, tile_min_side):
             tensors.append(to_tensor(view, spec.input))
             owners.append(index)
-    input_name = session.get_inputs()[0].name
-    names = output_names(spec.decoder)
-    values = session.run(names, {input_name: np.stack(tensors)})
-    per_view = decode(spec.decoder, dict(zip(names, values, strict=True)), len(tensors))
+    per_view = _run_views(spec, session, tensors)
     best: list[dict[str, float]] = [{} for _ in photos]
     for owner, scores in zip(owners, per_view, strict=True):
         for cls, score in scores.items():

@@ -43,12 +43,13 @@ def views(img: Image.Image, tiles: bool, tile_min_side: int) -> list[Image.Image
 def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     """One view as the model's input, without the batch axis."""
     size = spec.size
-    if spec.resize == "letterbox":  # keep the aspect ratio, pad right/bottom with black
+    if spec.resize == "letterbox":  # keep the aspect ratio, pad with black (right/bottom, or centred)
         scale = size / max(img.size)
         resized = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                              Image.Resampling.BILINEAR)
         canvas = Image.new("RGB", (size, size))
-        canvas.paste(resized, (0, 0))
+        offset = ((size - resized.width) // 2, (size - resized.height) // 2) if spec.align == "center" else (0, 0)
+        canvas.paste(resized, offset)
         img = canvas
     elif spec.resize == "resize_center_crop":
         side = spec.resize_to or size

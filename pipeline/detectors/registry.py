@@ -22,8 +22,9 @@ from pipeline.io.files import read_bytes
 # installed elsewhere (the worker image sets it to the folder it fetched the models into).
 MODELS_DIR = Path(os.environ.get("PASS_MODELS") or Path(__file__).resolve().parents[2] / "models")
 BUILTIN_REGISTRY = MODELS_DIR / "registry.json"
-DECODERS = ("score_maps", "ssd", "yolo", "classifier")
+DECODERS = ("score_maps", "ssd", "ssd_logits", "yolo", "classifier")
 RESIZES = ("stretch", "letterbox", "resize_center_crop")
+ALIGNS = ("top_left", "center")
 
 
 class RegistryError(ValueError):
@@ -41,6 +42,10 @@ class InputSpec:
     size: int  # square side fed to the model
     resize: str = "stretch"  # stretch | letterbox (keep aspect, pad) | resize_center_crop (to resize_to, crop)
     resize_to: int = 0
+    # Where a letterboxed image sits on its square: top_left (pad right/bottom) or center (pad both
+    # sides evenly, as MediaPipe trains and runs its detectors; padded at the top-left instead, their
+    # scores on wide landscapes rise, the image's edge against the padding looking like a person).
+    align: str = "top_left"
     layout: str = "NCHW"  # or NHWC
     channels: str = "RGB"  # or BGR
     dtype: str = "float32"  # or uint8 (fed raw 0-255)
@@ -105,8 +110,14 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
     problems = []
     if spec.decoder.get("type") not in DECODERS:
         problems.append(f"decoder.type must be one of {', '.join(DECODERS)}")
+    elif spec.decoder["type"] == "ssd_logits" and not (
+            isinstance(spec.decoder.get("outputs"), dict) and spec.decoder["outputs"]
+            and all(isinstance(names, list) and names for names in spec.decoder["outputs"].values())):
+        problems.append('decoder.outputs must map each class to its logit outputs: {"person": ["Identity_1"]}')
     if spec.input.resize not in RESIZES:
         problems.append(f"input.resize must be one of {', '.join(RESIZES)}")
+    if spec.input.align not in ALIGNS:
+        problems.append(f"input.align must be one of {', '.join(ALIGNS)}")
     if spec.input.layout not in ("NCHW", "NHWC") or spec.input.channels not in ("RGB", "BGR"):
         problems.append("input.layout is NCHW or NHWC, input.channels RGB or BGR")
     if spec.input.dtype not in ("float32", "uint8"):
