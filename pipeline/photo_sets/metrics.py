@@ -145,10 +145,10 @@ def iter_summary(result: dict) -> Iterator[str]:
         yield _line(name, r)
     yield "per label (rejected / held / kept):"
     for label, counts in result["per_label"].items():
-        yield f"  {label:14s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
+        yield f"  {label:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
     for kind, counts in result["hard_negatives"].items():
         name = f"no_person/{kind}"
-        yield f"  {name:14s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
+        yield f"  {name:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
     d = result["depictions"]
     yield f"depictions (apart, not scored): {d['removed']}/{d['n']} removed"
     if result["missed"]:
