@@ -56,6 +56,19 @@ def test_member_bytes_follows_zip_and_rcc(package):
         member_bytes(read, "usr/share/img/app.rcc:/a/missing.webp")
 
 
+def test_zip_member_named_in_utf8_without_the_utf8_flag(tmp_path):
+    """mezzanine's gallery.zip: 'Du\u0308sseldorf' stored as UTF-8 bytes but without the UTF-8 flag, so
+    zipfile decodes the name as cp437; the CSV names it as the packager meant it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("DuQQsseldorf, Germany.jpg", IN_ZIP)  # ASCII: written without the flag
+    blob = buffer.getvalue().replace(b"DuQQ", "Du\u0308".encode())  # same length: both headers patched
+    (tmp_path / "gallery.zip").write_bytes(blob)
+    read = folder_reader(tmp_path)
+    assert member_bytes(read, "gallery.zip:Du\u0308sseldorf, Germany.jpg") == IN_ZIP
+    assert member_bytes(read, "gallery.zip:D\u00fcsseldorf, Germany.jpg") == IN_ZIP  # NFC spelling too
+
+
 def test_folder_reader_refuses_paths_out_of_the_package(package, tmp_path):
     (tmp_path / "secret").write_bytes(b"outside")
     (package / "usr/share/img/link.jpg").symlink_to(tmp_path / "secret")

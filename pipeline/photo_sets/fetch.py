@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -98,12 +99,32 @@ def member_bytes(read: Reader, member_path: str) -> bytes:
             outer = read(container + marker[:-1])
             if marker == ".zip:":
                 with zipfile.ZipFile(io.BytesIO(outer)) as archive:
-                    return archive.read(inner)
+                    return archive.read(_zip_name(archive, inner))
             files = rcc.members(outer)
             if inner not in files:
                 raise FetchError(f"{inner} is not in {container + marker[:-1]}")
             return files[inner]
     return read(member_path)
+
+
+def _as_packed(info: zipfile.ZipInfo) -> str:
+    """The member's name as its packager meant it: zips made on macOS store UTF-8 names without the
+    UTF-8 flag, which zipfile then decodes as cp437 ('A╠üvila' for 'Ávila')."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+def _zip_name(archive: zipfile.ZipFile, inner: str) -> str:
+    """The archive's own name for `inner`, compared in NFC (the CSV may spell accents either way)."""
+    wanted = unicodedata.normalize("NFC", inner)
+    for info in archive.infolist():
+        if unicodedata.normalize("NFC", _as_packed(info)) == wanted:
+            return info.filename
+    return inner  # zipfile's own KeyError names what is missing
 
 
 def zip_reader(archive: zipfile.ZipFile) -> Reader:
