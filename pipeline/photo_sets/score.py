@@ -1,0 +1,80 @@
+"""Scores the fetched package photographs of one split the way `pipeline/evaluation.py` scores its
+builtin set (the image stage's `normalise`, then each detector: `score_set`), and reports them
+with `metrics.evaluate_rows`.
+
+Three labelled members are arrays, not image files (scipy's face.dat and ascent.dat, pywt's
+aero.npz); they are decoded here without pickle's code execution: ascent.dat is a pickled list
+of lists of ints, read by an unpickler that refuses every global.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import DetectorSpec
+from pipeline.evaluation import Sample, score_set
+from pipeline.photo_sets.fetch import Row, load_rows, sha256_hex
+from pipeline.photo_sets.metrics import evaluate_rows
+
+MAX_ARRAY_BYTES = 64_000_000
+
+
+class PhotoSetError(RuntimeError):
+    """The photographs folder does not hold the labelled files (run the fetch first)."""
+
+
+class _NoGlobals(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: only plain lists and ints are read")
+
+
+def _array_image(data: bytes, suffix: str) -> Image.Image:
+    if suffix == ".npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            array = archive[archive.files[0]]
+    elif data[:3] == b"BZh":  # scipy face.dat: bz2 of raw 768x1024 RGB
+        raw = bz2.BZ2Decompressor().decompress(data, MAX_ARRAY_BYTES)
+        array = np.frombuffer(raw, dtype=np.uint8).reshape(768, 1024, 3)
+    else:  # scipy ascent.dat: a pickled 512x512 list of lists
+        array = np.array(_NoGlobals(io.BytesIO(data)).load(), dtype=np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
+
+
+def open_photo(data: bytes, row: Row) -> Image.Image:
+    suffix = Path(row.file_name).suffix
+    if suffix in (".dat", ".npz"):
+        return _array_image(data, suffix).convert("RGB")
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
+    """The split's photographs as samples; each file's sha256 is checked again (the folder is
+    ordinary disk, anyone may have written to it)."""
+    missing = [row.file_name for row in rows if not (photos / row.file_name).is_file()]
+    if missing:
+        raise PhotoSetError(f"{len(missing)} labelled photograph(s) missing under {photos} (first: {missing[0]}); "
+                            f"fetch them: python -m pipeline.photo_sets.fetch {photos} --split=...")
+    samples = []
+    for row in rows:
+        data = (photos / row.file_name).read_bytes()
+        if sha256_hex(data) != row.sha256:
+            raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
+        samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human, open_photo(data, row)))
+    return samples
+
+
+def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
+                    max_side: int = 512) -> dict:
+    rows = load_rows(split)
+    scores = score_set(load_samples(photos, rows), specs, runtime, max_side)
+    result = evaluate_rows(rows, scores, specs)
+    result["split"] = split
+    return result

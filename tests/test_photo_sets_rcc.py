@@ -1,0 +1,61 @@
+"""The Qt resource reader, on tiny .rcc files built here (format 3, as gcompris-qt-data ships)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from pipeline.photo_sets.rcc import RccError, members
+
+NODE = 22  # format 2+: name offset, flags, then dir (count, first) or file (country, language, data), mtime
+
+
+def build_rcc(files: dict[str, tuple[bytes, bool]], cycle: bool = False) -> bytes:
+    """A format-3 resource holding one directory 'a' with `files` (name -> (bytes, zlib?))."""
+    names = b""
+    name_offsets = {}
+    for name in ["a", *files]:
+        name_offsets[name] = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+    data = b""
+    tree = struct.pack(">IHII", 0, 2, 1, 1) + bytes(8)  # root: one child, index 1
+    first_child = 1 if cycle else 2  # a cycle: 'a' lists itself as its child
+    tree += struct.pack(">IHII", name_offsets["a"], 2, len(files), first_child) + bytes(8)
+    for name, (content, compress) in files.items():
+        payload = struct.pack(">I", len(content)) + zlib.compress(content) if compress else content
+        tree += struct.pack(">IHHHI", name_offsets[name], 1 if compress else 0, 0, 0, len(data)) + bytes(8)
+        data += struct.pack(">I", len(payload)) + payload
+    header = 24
+    return (b"qres" + struct.pack(">IIIII", 3, header, header + len(tree), header + len(tree) + len(data), 0)
+            + tree + data + names)
+
+
+def test_reads_plain_and_zlib_members():
+    blob = build_rcc({"x.jpg": (b"\xff\xd8jpeg bytes" * 50, True), "y.txt": (b"plain", False)})
+    assert members(blob) == {"/a/x.jpg": b"\xff\xd8jpeg bytes" * 50, "/a/y.txt": b"plain"}
+
+
+def test_refuses_what_is_not_a_resource_file():
+    with pytest.raises(RccError, match="qres"):
+        members(b"PK\x03\x04 a zip")
+
+
+def test_a_truncated_file_raises_rcc_error_not_index_error():
+    blob = build_rcc({"x.jpg": (b"content" * 100, False)})
+    with pytest.raises(RccError):
+        members(blob[:60])
+
+
+def test_a_cyclic_tree_is_refused():
+    with pytest.raises(RccError, match="cycle"):
+        members(build_rcc({"x.jpg": (b"c", False)}, cycle=True))
+
+
+def test_member_runs_past_the_end():
+    blob = bytearray(build_rcc({"x.jpg": (b"content", False)}))
+    data_offset = struct.unpack(">I", blob[12:16])[0]
+    blob[data_offset:data_offset + 4] = struct.pack(">I", 10_000)
+    with pytest.raises(RccError, match="past the end"):
+        members(bytes(blob))

@@ -1,0 +1,78 @@
+"""pipeline/photo_sets/score.py and `pass-pipeline evaluate --photos`: tiny local photo sets."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.photo_sets import score
+from pipeline.photo_sets.fetch import Row
+
+
+def row_for(data: bytes, member_path: str, label: str) -> Row:
+    return Row("pkg", "1", "pypi", member_path, hashlib.sha256(data).hexdigest(), 1, 1, label, "", "heldout", "")
+
+
+def jpeg(color: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_array_members_decode_without_running_pickled_code():
+    grid = [[(x * y) % 256 for x in range(8)] for y in range(6)]
+    ascent = pickle.dumps(grid, protocol=2)
+    assert score.open_photo(ascent, row_for(ascent, "scipy/misc/ascent.dat", "person")).size == (8, 6)
+    face = bz2.compress(bytes(768 * 1024 * 3))
+    assert score.open_photo(face, row_for(face, "scipy/misc/face.dat", "no_person")).size == (1024, 768)
+    npz = io.BytesIO()
+    np.savez(npz, data=np.zeros((5, 7), dtype=np.uint8))
+    assert score.open_photo(npz.getvalue(), row_for(npz.getvalue(), "pywt/data/aero.npz", "no_person")).size == (7, 5)
+    hostile = pickle.dumps(os.getcwd)  # would call a function if unpickled plainly: refused
+    with pytest.raises(pickle.UnpicklingError):
+        score.open_photo(hostile, row_for(hostile, "scipy/misc/ascent.dat", "person"))
+
+
+@pytest.fixture
+def photo_dir(tmp_path, monkeypatch):
+    photos = {"red.jpg": (jpeg((200, 30, 30)), "person"), "green.jpg": (jpeg((30, 200, 30)), "no_person"),
+              "blue.jpg": (jpeg((30, 30, 200)), "depiction")}
+    rows = [row_for(data, f"pkg/{name}", label) for name, (data, label) in photos.items()]
+    for labelled, (data, _) in zip(rows, photos.values(), strict=True):
+        (tmp_path / labelled.file_name).write_bytes(data)
+    monkeypatch.setattr(score, "load_rows", lambda split: rows)
+    return tmp_path
+
+
+def test_evaluate_photos_command(photo_dir, tmp_path, capsys):
+    out = tmp_path / "photos.json"
+    # Threshold 0 rejects everything: full recall (exit 0), nothing kept.
+    assert main(["evaluate", "--detectors=open_nsfw", "--detect_thresholds=open_nsfw.nsfw=0",
+                 f"--photos={photo_dir}", "--split=heldout", f"--json={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "recall 100.0%" in printed and "keep-rate 0.0%" in printed and "depictions" in printed
+    result = json.loads(out.read_text())
+    assert result["split"] == "heldout" and result["combined"]["recall"]["n"] == 1
+    assert set(result["ablation"]) == {"without open_nsfw"}
+    # At its own threshold the NSFW classifier finds no person in a flat red image: exit 1, named.
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 1
+    assert "missed: pkg:pkg/red.jpg" in capsys.readouterr().out
+
+
+def test_missing_or_tampered_photographs_are_named(photo_dir, capsys):
+    victim = next(photo_dir.glob("*.jpg"))
+    victim.write_bytes(victim.read_bytes() + b"x")
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 2
+    assert "not the labelled file" in capsys.readouterr().out
+    victim.unlink()
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 2
+    assert "missing" in capsys.readouterr().out
