@@ -179,3 +179,12 @@ def test_a_run_that_keeps_nothing_is_refused_unless_allowed(world, tmp_path, cap
     assert not (tmp_path / "refused" / "manifest.json").exists()
     assert main(["run", f"--output={tmp_path / 'allowed'}", "--allow_empty", *everything]) == 0
     assert json.loads((tmp_path / "allowed" / "stats.json").read_text())["kept"] == 0
+
+
+def test_the_summary_names_only_what_was_written(world, tmp_path, capsys):
+    server, metadata = world
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"--output={tmp_path / 'out'}/",
+                 "--formats=parquet"]) == 0
+    text = capsys.readouterr().out
+    assert f"dataset:     {tmp_path / 'out' / 'parquet'}\n" in text
+    assert "webdataset" not in text and "tfrecord" not in text and "//" not in text

@@ -21,6 +21,8 @@ def test_shard_of_is_stable_and_roughly_uniform():
 
 def test_shard_count():
     assert shard_count(0, 0, 100) == 1 and shard_count(250, 0, 100) == 3 and shard_count(250, 5, 100) == 5
+    # A small dataset still feeds several loader workers, without more shards than images.
+    assert [shard_count(n, 0, 5000, 8) for n in (0, 1, 3, 10, 39_999, 40_001)] == [1, 1, 3, 8, 8, 9]
 
 
 def test_empty_shards_are_still_written(tmp_path):

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
@@ -21,7 +22,7 @@ from pipeline.build import build
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.files import matching
-from pipeline.io.layout import MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
+from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import OPTIONS, PassOptions, validate
 from pipeline.sources.yfcc import sniff
@@ -194,16 +195,22 @@ def api_calls(result: PipelineResult) -> dict[str, int]:
 
 
 def summary(output: str, stats: dict) -> str:
+    """What a finished run kept and where its files are: only the formats it wrote."""
     reasons = ", ".join(f"{stage}/{reason}: {n}" for stage, by_reason in stats["rejections_by_stage"].items()
                         for reason, n in by_reason.items())
+    manifest = report.read_manifest(output)
+    written = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"] if "/" in entry["path"]})
+    formats = [FileSystems.join(output, name) for name in FORMAT_FOLDERS if name in written]
     return (
         f"kept {stats['kept']} of {stats['input_rows']} input rows "
         f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
         f"  rejected: {reasons or 'none'}\n"
-        f"  dataset:     {output}/webdataset, {output}/parquet, {output}/tfrecord\n"
-        f"  rejections:  {output}/rejections\n"
-        f"  stats:       {output}/stats.json   manifest: {output}/manifest.json\n"
-        f"  attribution: {output}/ATTRIBUTION.csv"
+        f"  dataset:     {', '.join(formats) or 'no images'}\n"
+        f"  rejections:  {FileSystems.join(output, 'rejections')}\n"
+        f"  stats:       {FileSystems.join(output, 'stats.json')}   "
+        f"manifest: {FileSystems.join(output, 'manifest.json')}\n"
+        f"  attribution: {FileSystems.join(output, 'ATTRIBUTION.csv')}   "
+        f"dataset card: {FileSystems.join(output, 'README.md')}"
     )
 
 

@@ -32,8 +32,17 @@ def shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % num_shards
 
 
-def shard_count(count: int, fixed: int, per_shard: int) -> int:
-    return fixed if fixed > 0 else max(1, math.ceil(count / per_shard))
+# A small dataset still gets several shards: data loaders hand each worker whole shards (a torch
+# DataLoader with 2 workers over 1 WebDataset shard leaves a worker idle, or fails).
+MIN_DATASET_SHARDS = 8
+
+
+def shard_count(count: int, fixed: int, per_shard: int, min_shards: int = 1) -> int:
+    """--shards when given; else enough shards of `per_shard`, at least `min_shards` but no more
+    than there are records (and at least one file)."""
+    if fixed > 0:
+        return fixed
+    return max(1, min(count, max(min_shards, math.ceil(count / per_shard))))
 
 
 def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
@@ -64,18 +73,18 @@ class WriteSharded(beam.PTransform):
 
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
                  key: Callable[[Any], str], sort_key: Callable[[Any], Any], fixed_shards: int,
-                 per_shard: int) -> None:
+                 per_shard: int, min_shards: int = 1) -> None:
         super().__init__()
         self._output, self._prefix, self._outputs = output, prefix, outputs
         self._key, self._sort_key = key, sort_key
-        self._fixed, self._per_shard = fixed_shards, per_shard
+        self._fixed, self._per_shard, self._min = fixed_shards, per_shard, min_shards
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        fixed, per_shard, key = self._fixed, self._per_shard, self._key
+        fixed, per_shard, least, key = self._fixed, self._per_shard, self._min, self._key
         num_shards = (
             records
             | "Count" >> beam.combiners.Count.Globally()
-            | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard))
+            | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard, least))
         )
         every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(index, None) for index in range(n)])
         keyed = records | "ToShard" >> beam.Map(
@@ -101,7 +110,8 @@ class WriteDataset(beam.PTransform):
         super().__init__()
         outputs = [(name, formats.WRITERS[name][0], formats.WRITERS[name][1]) for name in formats_wanted]
         self._write = WriteSharded(output, DATASET_PREFIX, outputs, key=lambda photo: photo.photo_id,
-                                   sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard)
+                                   sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard,
+                                   min_shards=MIN_DATASET_SHARDS)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return photos | self._write
