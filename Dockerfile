@@ -6,8 +6,9 @@
 #   harness refuses the job.
 # - Beam's boot binary from the matching SDK image; it must stay the ENTRYPOINT on workers.
 # - The Flex Template launcher from Google's launcher base image, for `gcloud dataflow flex-template build`.
-# - The project with its `gpu` extra; onnxruntime (CPU) is removed afterwards if anything pulled it
-#   in, because both wheels write the same package folder and the last one installed wins silently.
+# - The project's dependencies with its `gpu` extra, then the models, then the code (layers in the
+#   order they change); onnxruntime (CPU) is removed if anything pulled it in, because both wheels
+#   write the same package folder and the last one installed wins silently.
 ARG PYTHON_VERSION=3.11
 ARG BEAM_VERSION=2.77.0
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
@@ -40,15 +41,21 @@ RUN apt-get update \
 ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /opt/pass-pipeline
-COPY pyproject.toml README.md ./
-COPY pipeline ./pipeline
-COPY models ./models
-# Versions are pinned in pyproject.toml (Beam exactly, onnxruntime-gpu exactly).
+# Dependencies first, then the models, then the code: a change to the code rebuilds only the last
+# layers. Versions are pinned in pyproject.toml (Beam exactly, onnxruntime-gpu exactly).
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
-RUN pip install --no-compile ".[gpu]" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['gpu']))" > /tmp/requirements.txt \
+ && pip install --no-compile -r /tmp/requirements.txt \
  && (pip uninstall -y onnxruntime || true) \
- && python models/fetch_models.py \
  && python -c "import onnxruntime as ort; assert 'CUDAExecutionProvider' in ort.get_available_providers(), ort.get_available_providers()"
+COPY models ./models
+RUN python models/fetch_models.py
+COPY README.md ./
+COPY pipeline ./pipeline
+# hadolint ignore=DL3013
+RUN pip install --no-compile --no-deps ".[gpu]"
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher

@@ -34,7 +34,12 @@ def test_versions_agree_with_pyproject():
     assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in DOCKERFILE
     assert "ARG PYTHON_VERSION=3.11" in DOCKERFILE and PYPROJECT["project"]["requires-python"] == ">=3.11,<3.12"
     assert pinned("onnxruntime-gpu") == "1.31.1" and "cuda:13." in DOCKERFILE and "cudnn" in DOCKERFILE
-    assert 'pip install --no-compile ".[gpu]"' in DOCKERFILE
+    assert 'pip install --no-compile --no-deps ".[gpu]"' in DOCKERFILE
+    assert "['optional-dependencies']['gpu']" in DOCKERFILE
+    # Layers in the order they change: dependencies, then models, then the code.
+    order = [DOCKERFILE.index(step) for step in ("pip install --no-compile -r", "python models/fetch_models.py",
+                                                 "COPY pipeline ./pipeline")]
+    assert order == sorted(order)
     assert "pip uninstall -y onnxruntime" in DOCKERFILE  # the CPU wheel must not shadow the GPU one
     # The default detectors' files are fetched (checksummed) into the image and found there.
     assert "python models/fetch_models.py" in DOCKERFILE and "PASS_MODELS=/opt/pass-pipeline/models" in DOCKERFILE
