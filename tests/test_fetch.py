@@ -1,10 +1,15 @@
+from urllib.parse import urlsplit, urlunsplit
+
 import apache_beam as beam
 import pytest
+import requests
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.fixtures.static_server import StaticServer, image, status
+from pipeline.fixtures.static_server import PLACEHOLDER_URL, StaticServer, image, redirect, status
+from pipeline.io.http_client import FetchConfig, Fetcher
+from pipeline.io.http_deadline import DeadlineAdapter
 from pipeline.options import PassOptions
-from pipeline.stages.fetch import Fetch, sized_url
+from pipeline.stages.fetch import Fetch, _FetchBatch, sized_url
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 
@@ -50,3 +55,103 @@ def test_originals_only_on_request():
     assert sized_url(given, 500) == sized_url(given, 500, originals=True) == "http://h/1/9_77aa_o.jpg"
     no_original = photo("9", server_id="1", secret="ab")  # the owner allows no original: the sized copy
     assert sized_url(no_original, 1024, originals=True) == "https://live.staticflickr.com/1/9_ab_b.jpg"
+
+
+@pytest.mark.parametrize("host", ["live.staticflickr.com", "farm4.staticflickr.com", "farm66.static.flickr.com",
+                                  "c1.staticflickr.com", "LIVE.staticflickr.com"])
+def test_sized_url_rewrites_flickr_static_hosts(host):
+    p = photo("123", download_url=f"https://{host}/3069/123_a5cea91de3.jpg")
+    assert sized_url(p, 512) == f"https://{host}/3069/123_a5cea91de3_z.jpg"
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/files/123_a5cea91de3.jpg", "https://photos.example.org/3069/123_a5cea91de3.jpg",
+    "https://live.staticflickr.com.evil.com/3069/123_a5cea91de3.jpg", "https://evilstaticflickr.com/1/123_ab.jpg",
+    "https://farm4.staticflickr.com:8443/1/123_ab.jpg", "https://staticflickr.com.example.org/1/123_ab.jpg"])
+def test_sized_url_keeps_urls_on_other_hosts(url):
+    """A user's own server has no Flickr sizes: `_b` there is a 404 (issue 14 #5)."""
+    assert sized_url(photo("123", download_url=url), 1024) == url
+
+
+MAY_2010_ISO, MARCH_2012_ISO = "2010-05-25T00:00:00Z", "2012-03-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("uploaded", "max_side", "suffix"), [
+    ("2008-06-01T10:00:00Z", 500, ""), ("2008-06-01T10:00:00Z", 512, "_z"), ("2008-06-01T10:00:00Z", 800, "_z"),
+    ("2008-06-01T10:00:00Z", 1024, "_z"), ("2010-05-24T23:59:59Z", 1024, "_z"),  # no b unless very large
+    (MAY_2010_ISO, 800, "_b"), ("2012-02-29T23:59:59Z", 800, "_b"), (MAY_2010_ISO, 2048, "_b"),  # no c yet
+    (MARCH_2012_ISO, 800, "_c"), (MARCH_2012_ISO, 1024, "_b"), (MARCH_2012_ISO, 4096, "_b"),
+    ("not a date", 800, "_c"), ("", 1024, "_b")])  # unknown: the documented size, with the fallback behind it
+def test_sized_url_asks_only_for_copies_that_exist_for_the_upload_date(uploaded, max_side, suffix):
+    p = photo("123", download_url="http://farm4.staticflickr.com/3069/123_a5cea91de3.jpg", date_uploaded=uploaded)
+    assert sized_url(p, max_side) == f"http://farm4.staticflickr.com/3069/123_a5cea91de3{suffix}.jpg"
+
+
+def test_a_sized_url_the_source_chose_is_used_as_given():
+    """The API lists only copies that exist (url_h/url_k even with secrets of their own): kept."""
+    for name in ("9_ab_z.jpg", "9_ab_b.jpg", "9_f00d_k.jpg"):
+        url = f"https://live.staticflickr.com/1/{name}"
+        assert sized_url(photo("9", source="flickr", download_url=url, date_uploaded="2020-01-01T00:00:00Z"),
+                         800) == url
+
+
+class _ToLocal(DeadlineAdapter):
+    """Sends requests for Flickr's static hosts to a local server (the path is all it reads)."""
+
+    def __init__(self, local_host: str) -> None:
+        super().__init__(max_retries=0)
+        self._local = local_host
+
+    def send(self, request, *args, **kwargs):
+        parts = urlsplit(request.url)
+        if (parts.hostname or "").endswith(("staticflickr.com", "static.flickr.com")):
+            request.url = urlunsplit(("http", self._local, parts.path, parts.query, ""))
+        return super().send(request, *args, **kwargs)
+
+
+def _batch_against(server: StaticServer, max_side: int) -> _FetchBatch:
+    config = FetchConfig(allowed_hosts=("live.staticflickr.com", "farm*.staticflickr.com"), user_agent="test",
+                         max_retries=0)
+    batch = _FetchBatch(config, max_side, threads=1, originals=False)
+    session = requests.Session()
+    session.mount("http://", _ToLocal(server.host))
+    session.mount("https://", _ToLocal(server.host))
+    batch._fetcher = Fetcher(config, session=session)
+    return batch
+
+
+def test_a_missing_sized_copy_falls_back_to_the_rows_own_url():
+    jpeg = real_jpeg()
+    row = "https://farm3.staticflickr.com/1/{}_ab.jpg"
+    with StaticServer() as server:
+        server.add("/1/1_ab_b.jpg", status(404))
+        server.add("/1/1_ab.jpg", image(jpeg))
+        server.add("/1/2_ab_b.jpg", status(410))
+        server.add("/1/2_ab.jpg", image(jpeg))
+        server.add("/1/3_ab_b.jpg", status(404))
+        server.add("/1/3_ab.jpg", status(404))
+        server.add("/1/4_ab_b.jpg", redirect(PLACEHOLDER_URL))  # deleted: no second try
+        server.add("/1/4_ab.jpg", image(jpeg))
+        batch = _batch_against(server, 1024)
+        kept = batch._download(photo("1", download_url=row.format(1)))
+        assert kept.raw == jpeg and kept.fetched_url == row.format(1)
+        assert batch._download(photo("2", download_url=row.format(2))).fetched_url == row.format(2)
+        both = batch._download(photo("3", download_url=row.format(3)))
+        assert (both.stage, both.reason) == ("fetch", "not_found")
+        assert row.format(3).replace(".jpg", "_b.jpg") in both.detail and f"{row.format(3)}:" in both.detail
+        deleted = batch._download(photo("4", download_url=row.format(4)))
+        assert deleted.reason == "deleted" and server.hits["/1/4_ab.jpg"] == 0
+        assert server.hits["/1/1_ab_b.jpg"] == server.hits["/1/1_ab.jpg"] == 1
+
+
+def test_rows_on_a_users_own_server_are_fetched_as_given():
+    jpeg = real_jpeg()
+    with StaticServer() as server:
+        url = server.add("/files/5_ab12.jpg", image(jpeg))
+        server.add("/files/5_ab12_b.jpg", status(404))  # what the old rewrite asked for
+        opts = PassOptions([f"--allowed_hosts={server.host}", "--max_side=1024"])
+        with local_pipeline() as p:
+            out = p | beam.Create([photo("5", download_url=url)]) | Fetch(opts)
+            assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.fetched_url)), equal_to([("5", url)]),
+                        label="kept")
+            assert_that(out.rejected, equal_to([]), label="rejected")

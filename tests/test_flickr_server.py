@@ -112,3 +112,35 @@ def test_search_entries_can_be_served_malformed(server):
     [malformed] = [e for e in entries if "id" not in e]
     assert (malformed["license"], malformed["title"], malformed["owner"]) == ("abc", {"nested": [1]}, "owner0@N01")
     assert "../../x" in {e.get("id") for e in entries} and len(entries) == 10
+
+
+def test_search_lists_the_documented_copies_at_their_documented_sizes():
+    """Every size extra by its documented name, only where Flickr documents the copy to exist,
+    with the documented longest side in the entry and in the served image; no `url_b`."""
+    from tests.test_flickr_sizes import AFTER_2012_03_01, DOCUMENTED
+
+    photos = [FixturePhoto("1", "o@N01", 4, 1_600_000_000, width=2100, height=1400),  # 2020, large
+              FixturePhoto("2", "o@N01", 4, 1_300_000_000, width=1600, height=1200),  # 2011: no c, h, k
+              FixturePhoto("3", "o@N01", 4, 1_200_000_000, width=1200, height=900),  # 2008, not very large: no b
+              FixturePhoto("4", "o@N01", 4, 1_200_000_001, width=3000, height=2000)]  # 2008, very large: b
+    extras = ",".join(extra for _, extra in DOCUMENTED.values()) + ",url_o,url_b"
+    with FlickrServer(World(photos), api_keys={"KEY"}) as srv:
+        entries = {e["id"]: e for e in client(srv).photos.search(extras=extras)["photos"]["photo"]}
+        listed = {photo_id: {suffix for suffix, (_, extra) in DOCUMENTED.items() if extra in entry}
+                  for photo_id, entry in entries.items()}
+        assert listed["1"] == set(DOCUMENTED)
+        assert listed["2"] == listed["4"] == set(DOCUMENTED) - AFTER_2012_03_01
+        assert listed["3"] == set(DOCUMENTED) - AFTER_2012_03_01 - {"_b"}
+        assert not any("url_b" in entry or "width_b" in entry for entry in entries.values())
+        fetcher = Fetcher(FetchConfig(allowed_hosts=(srv.host,), user_agent="test", max_retries=0))
+        for suffix, (longest, extra) in DOCUMENTED.items():
+            entry, letter = entries["1"], extra.removeprefix("url_")
+            name = entry[extra].rsplit("/", 1)[1]
+            assert name.startswith("1_") and name.endswith(f"{suffix}.jpg") and name.count("_") == 1 + bool(suffix)
+            assert max(int(entry[f"width_{letter}"]), int(entry[f"height_{letter}"])) == longest, extra
+            served = fetcher.fetch(entry[extra])
+            assert served.ok and max(Image.open(io.BytesIO(served.body)).size) == longest, extra
+        by_id = srv.world.by_id()
+        for photo_id, suffix in (("2", "_c"), ("3", "_b"), ("2", "_h"), ("4", "_k")):
+            assert fetcher.fetch(srv.static_url(by_id[photo_id], suffix)).reason == "not_found", (photo_id, suffix)
+        assert fetcher.fetch(srv.static_url(by_id["4"], "_b")).ok

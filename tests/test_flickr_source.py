@@ -106,13 +106,69 @@ def test_a_refused_window_count_is_a_rejection_not_a_failed_job(flickr, tmp_path
 
 def test_search_entry_mapping():
     entry = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "11", "dateupload": "1600000000",
-             "url_m": "http://h/1/7_a_m.jpg", "url_z": "http://h/1/7_a_z.jpg", "url_b": "http://h/1/7_a_b.jpg",
-             "tags": "sea  sun", "description": {"_content": "d"}}
+             "url_s": "http://h/1/7_a_m.jpg", "url_m": "http://h/1/7_a.jpg", "url_z": "http://h/1/7_a_z.jpg",
+             "url_l": "http://h/1/7_a_b.jpg", "tags": "sea  sun", "description": {"_content": "d"}}
     photo = photo_from_search(entry, "ref", 512)
     assert photo.license_name == "CC BY 4.0" and photo.download_url.endswith("_z.jpg")
     assert photo.date_uploaded == "2020-09-13T12:26:40Z" and photo.tags == "sea,sun"
-    assert photo_from_search(entry, "ref", 2048).download_url.endswith("_b.jpg")
+    assert photo_from_search(entry, "ref", 2048).download_url.endswith("_b.jpg")  # url_l: the largest listed
     assert parse_date("2020-09-13") == 1599955200 and parse_date("42") == 42
+
+
+def test_extras_are_flickr_documented_size_names():
+    from pipeline.sources.flickr import EXTRAS
+    from tests.test_flickr_sizes import DOCUMENTED
+
+    names = {name for name in EXTRAS.split(",") if name.startswith("url_")}
+    assert names <= {extra for _, extra in DOCUMENTED.values()} | {"url_o"}
+    assert {"url_m", "url_z", "url_c", "url_l", "url_o"} <= names and "url_b" not in names
+
+
+# Every copy a new, large photo has, by the documented extra names (url_s is 240 px, url_m 500, url_l 1024).
+ALL_COPIES = {"url_t": "7_a_t.jpg", "url_s": "7_a_m.jpg", "url_n": "7_a_n.jpg", "url_w": "7_a_w.jpg",
+              "url_m": "7_a.jpg", "url_z": "7_a_z.jpg", "url_c": "7_a_c.jpg", "url_l": "7_a_b.jpg",
+              "url_h": "7_f1_h.jpg", "url_k": "7_f2_k.jpg", "url_sq": "7_a_s.jpg", "url_q": "7_a_q.jpg"}
+OLD_COPIES = ("url_t", "url_s", "url_n", "url_m", "url_z", "url_sq", "url_q")  # before 2010, not very large
+
+
+@pytest.mark.parametrize(("max_side", "new", "old"), [
+    (90, "7_a_t.jpg", "7_a_t.jpg"), (240, "7_a_m.jpg", "7_a_m.jpg"), (400, "7_a_w.jpg", "7_a.jpg"),
+    (500, "7_a.jpg", "7_a.jpg"), (512, "7_a_z.jpg", "7_a_z.jpg"), (800, "7_a_c.jpg", "7_a_z.jpg"),
+    (1000, "7_a_b.jpg", "7_a_z.jpg"), (1600, "7_f1_h.jpg", "7_a_z.jpg"), (4096, "7_f2_k.jpg", "7_a_z.jpg")])
+def test_the_smallest_listed_copy_covering_max_side_else_the_largest(max_side, new, old):
+    """Never a cropped square, never a copy the entry does not list (older photos have fewer)."""
+    base = {"id": "7", "owner": "x@N01", "license": "4"}
+    every = {**base, **{name: f"http://h/1/{file}" for name, file in ALL_COPIES.items()}}
+    fewer = {**base, **{name: f"http://h/1/{ALL_COPIES[name]}" for name in OLD_COPIES}}
+    assert photo_from_search(every, "ref", max_side).download_url == f"http://h/1/{new}"
+    assert photo_from_search(fewer, "ref", max_side).download_url == f"http://h/1/{old}"
+    only_square = {**base, "url_sq": "http://h/1/7_a_s.jpg", "url_b": "http://h/1/7_a_b.jpg"}  # url_b: no such extra
+    assert photo_from_search(only_square, "ref", max_side).download_url == ""  # fetch builds the 500 px URL
+
+
+def test_the_copy_chosen_from_the_fixture_api_exists(tmp_path):
+    """Through the real client: for a 2020 photo and a 2008 one, the URL chosen for each max_side
+    is one the (documented) static server has, of the documented size."""
+    import io
+
+    import flickrapi
+    from PIL import Image
+
+    from pipeline.io.http_client import FetchConfig, Fetcher
+    from pipeline.sources.flickr import EXTRAS
+
+    photos = [FixturePhoto("1", "o@N01", 4, 1_600_000_000, width=2100, height=1400),
+              FixturePhoto("2", "o@N01", 4, 1_200_000_000, width=1200, height=900)]
+    with FlickrServer(World(photos), api_keys={"k"}) as server:
+        api = flickrapi.FlickrAPI("k", "s", format="parsed-json", store_token=False)
+        api.REST_URL = server.rest_url
+        entries = {e["id"]: e for e in api.photos.search(license="4", extras=EXTRAS)["photos"]["photo"]}
+        fetcher = Fetcher(FetchConfig(allowed_hosts=(server.host,), user_agent="test", max_retries=0))
+        for max_side, new_side, old_side in ((512, 640, 640), (800, 800, 640), (1024, 1024, 640), (2048, 2048, 640)):
+            for photo_id, side in (("1", new_side), ("2", old_side)):
+                url = photo_from_search(entries[photo_id], "ref", max_side).download_url
+                got = fetcher.fetch(url)
+                assert got.ok and max(Image.open(io.BytesIO(got.body)).size) == side, (max_side, photo_id, url)
 
 
 def test_credentials_from_secret_manager(flickr, monkeypatch):
@@ -187,7 +243,7 @@ def test_refused_counts_lose_no_photo_silently(times, refuse, depth):
 GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "dateupload": "1600000000",
               "datetaken": "2020-01-01 12:00:00", "title": "t", "tags": "a b", "description": {"_content": "d"},
               "secret": "abc123", "server": "65535", "farm": 66, "originalsecret": "def456", "originalformat": "jpg",
-              "url_z": "http://h/65535/7_abc123_z.jpg", "url_b": "http://h/65535/7_abc123_b.jpg"}
+              "url_z": "http://h/65535/7_abc123_z.jpg", "url_l": "http://h/65535/7_abc123_b.jpg"}
 
 
 def _without(name: str) -> dict:

@@ -4,7 +4,9 @@ photos are caught, and only photos missing from their owner's CC BY list cost a 
 from __future__ import annotations
 
 import json
+import random
 import time
+from itertools import groupby
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +17,9 @@ from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.flickr.client import FlickrClient
 from pipeline.flickr.credentials import Credentials
+from pipeline.records import Photo
+from pipeline.sources.fields import upload_date
+from pipeline.stages.verify_license import VerifyConfig, _VerifyOwner
 from tests.conftest import FAST
 
 
@@ -30,8 +35,8 @@ def world_and_input(tmp_path):
     credentials = tmp_path / "flickr.json"
     credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
     with FlickrServer(world, api_keys={"k"}) as server:
-        lines = [yfcc_line(i + 1, p.photo_id, server.static_url(p), owner_nsid=p.owner)
-                 for i, p in enumerate(photos)]
+        lines = [yfcc_line(i + 1, p.photo_id, server.static_url(p), owner_nsid=p.owner,
+                           date_uploaded=str(p.date_upload)) for i, p in enumerate(photos)]
         (tmp_path / "in.tsv").write_text("\n".join(lines) + "\n")
         yield server, credentials, tmp_path / "in.tsv"
 
@@ -48,9 +53,10 @@ def test_deleted_and_relicensed_photos_are_rejected_before_fetch(world_and_input
     assert rejections["7002"][0] == "deleted"
     kept = {row["photo_id"]: row["license_name"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
     assert kept == {"7000": "Attribution License", "7003": "CC BY 4.0", "7004": "Attribution License"}
-    # The owner strategy: 2 searches per owner (a count, one page); getInfo only for the two missing photos.
-    assert server.calls["flickr.photos.search"] == 4 and server.calls["flickr.photos.getInfo"] == 2
-    assert stats["api_calls"] == {"flickr.photos.getInfo": 2, "flickr.photos.search": 4}  # as the server counted
+    # Both owners carry 2+ photos: one search page each (its total says no more pages are needed);
+    # getInfo only for the two photos missing from their owner's CC BY list.
+    assert server.calls["flickr.photos.search"] == 2 and server.calls["flickr.photos.getInfo"] == 2
+    assert stats["api_calls"] == {"flickr.photos.getInfo": 2, "flickr.photos.search": 2}  # as the server counted
     assert main(["verify", str(tmp_path / "out")]) == 0  # stats.json rewritten, manifest still agrees
     static_hits = [path for path in server.hits if "7001" in path or "7002" in path]
     assert not static_hits  # rejected photos were never downloaded
@@ -77,3 +83,123 @@ def test_a_refused_owner_search_falls_back_to_per_photo_checks(world_and_input, 
     assert stats["accounted"] and reasons == {"7001": "relicensed", "7002": "deleted"}
     assert kept == {"7000", "7003", "7004"}
     assert server.calls["flickr.photos.getInfo"] > 2  # the refused owner's listed photos were checked one by one
+
+
+def carried_world(per_owner: list[int], seed: int = 0, extra: int = 2, changed: float = 0.03) -> tuple[World, list]:
+    """Owners carrying `per_owner[i]` photos each, plus `extra` CC BY photos each that the dataset
+    does not carry; `changed` of the carried ones deleted or relicensed since."""
+    rng = random.Random(seed)
+    photos, carried, next_id = [], [], 10**6
+    for index, count in enumerate(per_owner):
+        owner, start = f"{index}@N01", 1_200_000_000 + index * 10**6
+        for n in range(count + extra):
+            photo = FixturePhoto(str(next_id), owner, rng.choice([4, 11]), start + rng.randrange(10**6))
+            next_id += 1
+            photos.append(photo)
+            if n < count:
+                carried.append(photo)
+    world = World(photos)
+    for photo in rng.sample(carried, round(len(carried) * changed)):
+        if rng.random() < 0.5:
+            world.delete(photo.photo_id)
+        else:
+            world.relicense(photo.photo_id, 2, 1_600_000_000)
+    records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, license_name="Attribution License",
+                     date_uploaded=upload_date(p.date_upload, "date")) for p in carried]
+    return world, records
+
+
+def verify(server: FlickrServer, credentials, records: list, search_depth: int = 4000) -> tuple[dict, dict, int]:
+    """The stage's DoFn over each owner's photos: ({kept id: license}, {rejected id: reason}, API calls)."""
+    from apache_beam.pvalue import TaggedOutput
+
+    dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0, search_depth=search_depth))
+    dofn.setup()
+    before = sum(server.calls.values())
+    kept, rejected = {}, {}
+    for owner, group in groupby(sorted(records, key=lambda r: r.owner_nsid), key=lambda r: r.owner_nsid):
+        for out in dofn.process((owner, list(group))):
+            if isinstance(out, TaggedOutput):
+                rejected[out.value.photo_id] = out.value.reason
+            else:
+                kept[out.photo_id] = out.license_name
+    return kept, rejected, sum(server.calls.values()) - before
+
+
+def truth(world: World, records: list) -> tuple[set, dict]:
+    by_id = world.by_id()
+    gone = {r.photo_id: ("deleted" if by_id[r.photo_id].deleted else "relicensed") for r in records
+            if by_id[r.photo_id].deleted or by_id[r.photo_id].license not in (4, 11)}
+    return {r.photo_id for r in records} - gone.keys(), gone
+
+
+@pytest.mark.parametrize("regime", [[1] * 40, [1] * 32 + [2] * 8, [3] * 20, [10] * 8, [50] * 3])
+def test_calls_never_exceed_carried_photos_and_outcomes_are_exact(tmp_path, regime):
+    """Oracle: the fixture world says which photos are gone; the call counter says what it cost.
+    At ~1 photo per owner a search cannot pay (it costs a call, a getInfo costs a call); with
+    many, one search page per owner plus a getInfo per missing photo."""
+    world, records = carried_world(regime, changed=0.1)
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(world, api_keys={"k"}) as server:
+        kept, rejected, calls = verify(server, credentials, records)
+    still, gone = truth(world, records)
+    assert kept.keys() == still and rejected == gone
+    assert calls <= len(records), (calls, len(records))
+    if min(regime) >= 3:
+        assert calls <= len(regime) + len(gone), (calls, len(regime), len(gone))
+
+
+def test_an_owner_with_one_carried_photo_costs_one_call(tmp_path):
+    world, records = carried_world([1], changed=0)
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(world, api_keys={"k"}) as server:
+        kept, _, calls = verify(server, credentials, records)
+        assert kept.keys() == {records[0].photo_id} and calls == 1 and server.calls["flickr.photos.search"] == 0
+
+
+def test_a_prolific_owner_is_searched_only_around_the_carried_photos(tmp_path):
+    """3,000 CC BY photos of which 3 are carried, uploaded the same week: the search is bounded to
+    their upload times, so one page lists them, not six pages of the owner's whole history."""
+    photos = [FixturePhoto(str(10**6 + i), "busy@N01", 4, 1_100_000_000 + i * 3600) for i in range(3000)]
+    carried = photos[1000:1003]
+    records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
+               for p in carried]
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(World(photos), api_keys={"k"}) as server:
+        kept, rejected, calls = verify(server, credentials, records)
+        assert kept.keys() == {p.photo_id for p in carried} and not rejected and calls == 1
+        spread = [Photo(photo_id=p.photo_id, owner_nsid=p.owner) for p in photos[::700]]  # no dates: whole history
+        kept, rejected, calls = verify(server, credentials, spread)
+        assert kept.keys() == {p.photo_id for p in spread} and calls <= len(spread)
+
+
+def test_an_owner_over_the_search_depth_is_read_in_windows_when_that_pays(tmp_path):
+    """600 carried photos of an owner whose 700 CC BY photos exceed a search depth of 150: windows
+    (their counts and pages) cost far fewer calls than 600 getInfo; none is missed or repeated."""
+    photos = [FixturePhoto(str(10**6 + i), "big@N01", 4, 1_300_000_000 + i * 60) for i in range(700)]
+    world = World(photos)
+    world.delete(photos[10].photo_id)
+    records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
+               for p in photos[:600]]
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(world, api_keys={"k"}) as server:
+        server.search_depth = 150
+        kept, rejected, calls = verify(server, credentials, records, search_depth=150)
+        assert len(kept) == 599 and rejected == {photos[10].photo_id: "deleted"}
+        assert calls < 30 and server.calls["flickr.photos.getInfo"] == 1
+
+
+def test_a_malformed_search_answer_falls_back_to_per_photo_checks(tmp_path):
+    world, records = carried_world([4], changed=0)
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(world, api_keys={"k"}) as server:
+        for photo in world.photos:
+            photo.search_overrides = {"license": "abc"}
+        kept, rejected, _ = verify(server, credentials, records)
+        assert kept.keys() == {r.photo_id for r in records} and not rejected
+        assert server.calls["flickr.photos.getInfo"] == 4

@@ -28,6 +28,7 @@ for _name in ("flickrapi", "oauthlib", "requests_oauthlib"):
 
 API_METRICS = "flickr_api"
 SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages repeat
+PER_PAGE = 500  # the most results photos.search returns per page
 RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
 INVALID_KEY = 100
 
@@ -147,3 +148,9 @@ def split_windows(total_in: Callable[[int, int], int], low: int, high: int,
         middle = (lo + hi) // 2
         stack.append((middle + 1, hi))  # popped second: windows come out in time order
         stack.append((lo, middle))
+
+
+def page_numbers(total: int, per_page: int = PER_PAGE, depth: int = SEARCH_DEPTH) -> range:
+    """The pages (1-based) to read for a search of `total` results: pages past the depth cap only
+    repeat results, so a window still over the cap (one second) is read to the cap."""
+    return range(1, -(-min(total, depth) // per_page) + 1)

@@ -18,7 +18,6 @@ on. Ids, dates and URL parts go through the same checks as the YFCC source
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,22 +25,23 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import SEARCH_DEPTH, FlickrClient, split_windows
+from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import LICENSES
+from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "read"
-PER_PAGE = 500
-EXTRAS = ("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias,"
-          "url_m,url_z,url_c,url_b,url_o")
-# Smallest Flickr size whose longer side covers max_side (the same rule as stages.fetch.sized_url).
-_SIZES = ((240, "url_m"), (640, "url_z"), (800, "url_c"), (1024, "url_b"))
+# Every whole-photo copy by its documented extra name (flickr.sizes): an entry lists only the copies the
+# photo has (no 800 px copy before March 2012, ...), and the source picks among those.
+_SIZE_EXTRAS = tuple(size.extra for size in RESIZED)
+EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias",
+                   *_SIZE_EXTRAS, "url_o"))
 # Entry fields read as text; each must be a string where present (a null, number or object is malformed).
-_TEXT_FIELDS = ("owner", "ownername", "title", "tags", "url_m", "url_z", "url_c", "url_b", "url_o")
+_TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
 # An owner NSID ("12345678@N01") goes into the page URL: no '/', '?', space or markup.
 _OWNER = re.compile(r"[A-Za-z0-9_@.-]{0,100}")
 _LICENSE_ID = re.compile(r"[0-9]{1,3}")
@@ -107,8 +107,9 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     photo_id = canonical_photo_id(entry.get("id", ""))
     license_name, license_url = LICENSES.get(_license_id(entry), ("", ""))
     texts = _texts(entry)
-    url_key = next((key for side, key in _SIZES if side >= max_side and texts[key]), None)
-    download_url = texts[url_key] if url_key else next((texts[key] for _, key in reversed(_SIZES) if texts[key]), "")
+    listed = tuple(BY_EXTRA[name] for name in _SIZE_EXTRAS if texts[name])  # smallest first
+    chosen = smallest_covering(listed, max_side)
+    download_url = texts[chosen.extra] if chosen else ""  # none listed: fetch builds the 500 px URL
     if originals and texts["url_o"]:  # url_o is present only where the owner allows original downloads
         download_url = texts["url_o"]
     return Photo(
@@ -225,8 +226,8 @@ class _ReadPage(_ClientDoFn):
             return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref))
 
 
-def _pages(window: tuple[int, int, int]) -> list[tuple[tuple[int, int, int], int]]:
-    return [(window, page) for page in range(1, math.ceil(window[2] / PER_PAGE) + 1)]
+def _pages(window: tuple[int, int, int], depth: int) -> list[tuple[tuple[int, int, int], int]]:
+    return [(window, page) for page in page_numbers(window[2], depth=depth)]
 
 
 class ReadFlickr(beam.PTransform):
@@ -244,7 +245,7 @@ class ReadFlickr(beam.PTransform):
         pages = (
             windows.kept
             | "SpreadWindows" >> beam.Reshuffle()
-            | "Pages" >> beam.FlatMap(_pages)
+            | "Pages" >> beam.FlatMap(_pages, self._cfg.search_depth)
             | "SpreadPages" >> beam.Reshuffle()
         )
         read = apply_stage(pages, STAGE, _ReadPage(self._cfg))

@@ -6,13 +6,16 @@ concurrently, while per-host limits are shared by every thread of the process.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import apache_beam as beam
 
 from pipeline import __version__
+from pipeline.flickr.sizes import BUILDABLE, FlickrSize, smallest_covering
 from pipeline.io.http_client import FetchConfig, Fetcher, user_agent
 from pipeline.options import PassOptions, split_list
 from pipeline.records import Photo, Rejection
@@ -20,36 +23,74 @@ from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "fetch"
 
-# Flickr static URLs: .../{server}/{id}_{secret}[_{size}].{ext}
-_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>\d+)_(?P<secret>[0-9a-f]+)(?:_[a-np-z])?\.jpg$")
+# Flickr static URLs: .../{server}/{id}_{secret}[_{size}].jpg
+_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>\d+)_(?P<secret>[0-9a-f]+)(?P<suffix>_[a-np-z])?\.jpg$")
+# Flickr's static hosts, the only ones that serve the size suffixes. Any other host (a user's own
+# mirror) serves exactly the files it has: its URLs are fetched as given.
+_FLICKR_STATIC_HOST = re.compile(
+    r"live\.staticflickr\.com|(?:farm|c)\d{1,4}\.staticflickr\.com|farm\d{1,4}\.static\.flickr\.com")
 # Originals have their own secret, an `_o` suffix and the uploaded format's extension.
 _ORIGINAL_URL = re.compile(r"_[0-9a-f]+_o\.[a-z]+$")
-# Longest side of Flickr's resized copies by suffix ("" is the 500 px default), smallest first.
-_SIZES = ((500, ""), (640, "_z"), (800, "_c"), (1024, "_b"))
+# A sized copy that is missing (the row's own URL may still be there); the deleted-photo placeholder
+# redirect is `deleted` and stays so.
+_MISSING = frozenset({"not_found", "gone"})
+
+
+def row_url(photo: Photo) -> str:
+    """The row's own download URL, or the 500 px copy's built from its server and secret."""
+    if photo.download_url or not (photo.server_id and photo.secret):
+        return photo.download_url
+    return f"https://live.staticflickr.com/{photo.server_id}/{photo.photo_id}_{photo.secret}.jpg"
+
+
+def _flickr_static(url: str) -> re.Match[str] | None:
+    match = _STATIC_URL.match(url)
+    host = urlsplit(url).netloc.lower() if match else ""
+    return match if match and _FLICKR_STATIC_HOST.fullmatch(host) else None
+
+
+def _uploaded(photo: Photo) -> int | None:
+    """Upload time in epoch seconds; None when unknown or unreadable."""
+    try:
+        return int(dt.datetime.fromisoformat(photo.date_uploaded).timestamp()) if photo.date_uploaded else None
+    except ValueError:
+        return None
+
+
+def _plausible_sizes(photo: Photo) -> tuple[FlickrSize, ...]:
+    """The copies buildable from the shared secret that the photo may have, by its upload date. The
+    original's size is not known here, so a copy that depends on it (the 1024 px copy of a photo
+    uploaded before 25 May 2010) is not asked for; with no date every size is tried, the row's own
+    URL behind it."""
+    uploaded = _uploaded(photo)
+    return tuple(size for size in BUILDABLE
+                 if (exists := size.exists_for(uploaded, None)) or (exists is None and uploaded is None))
 
 
 def sized_url(photo: Photo, max_side: int, originals: bool = False) -> str:
-    """The URL of the smallest Flickr size whose longer side is at least `max_side`.
+    """The URL of the smallest Flickr copy whose longer side is at least `max_side` (flickr.sizes),
+    among those the photo can have (most of YFCC100M predates the 800 px copies); else the largest
+    of those.
 
     Fetching the 1024 px copy for a 512 px dataset would waste Flickr's bandwidth and ours;
-    fetching 500 px for a 1024 px dataset would upscale. URLs of another shape are used as given.
+    fetching 500 px for a 1024 px dataset would upscale. Only URLs on Flickr's static hosts are
+    rewritten, and only the unsuffixed 500 px form (the YFCC form, or one built from server and
+    secret): a URL that already names a copy is the source's choice among copies the API listed.
     With `originals` (only on request: they are large), the original upload where its secret is
     known (the owner allows original downloads), else the sized copy.
     """
-    url = photo.download_url
-    if not url and photo.server_id and photo.secret:
-        url = f"https://live.staticflickr.com/{photo.server_id}/{photo.photo_id}_{photo.secret}.jpg"
-    match = _STATIC_URL.match(url)
-    if originals:
+    url = row_url(photo)
+    match = _flickr_static(url)
+    if originals and (match or not url or _ORIGINAL_URL.search(url)):  # never from a user's own server
         if _ORIGINAL_URL.search(url):
             return url
         if photo.secret_original and (match or photo.server_id):
             base = match["base"] if match else f"https://live.staticflickr.com/{photo.server_id}/"
             return f"{base}{photo.photo_id}_{photo.secret_original}_o.{photo.extension or 'jpg'}"
-    if not match:
+    if not match or match["suffix"]:
         return url
-    suffix = next((suffix for side, suffix in _SIZES if side >= max_side), _SIZES[-1][1])
-    return f"{match['base']}{match['id']}_{match['secret']}{suffix}.jpg"
+    size = smallest_covering(_plausible_sizes(photo), max_side)
+    return f"{match['base']}{match['id']}_{match['secret']}{size.suffix}.jpg" if size else url
 
 
 def fetch_config(opts: PassOptions) -> FetchConfig:
@@ -95,6 +136,14 @@ class _FetchBatch(beam.DoFn):
         if not url:
             return Rejection.of(photo, STAGE, "no_url", "no download URL and no server/secret to build one")
         result = self._fetcher.fetch(url)
+        own = row_url(photo)
+        if result.reason in _MISSING and own and own != url:
+            # The chosen copy is not there (Flickr's sizes vary with upload date and original size):
+            # the row's own URL once, before the photo is given up.
+            first, result = result, self._fetcher.fetch(own)
+            if not result.ok:
+                detail = f"{url}: {first.detail}; then {own}: {result.detail}"
+                return Rejection.of(photo, STAGE, result.reason, detail[:500])
         if not result.ok:
             return Rejection.of(photo, STAGE, result.reason, result.detail)
         return photo.replace(fetched_url=result.url, raw=result.body)

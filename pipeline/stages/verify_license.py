@@ -2,29 +2,48 @@
 
 PASS trusted YFCC100M's 2014 license field; photos have since been deleted or relicensed. A
 per-photo `flickr.photos.getInfo` costs one call per photo (1.44M photos = 400 hours at Flickr's
-3,600 calls per hour), so the check goes by owner first: one `flickr.photos.search(user_id=…,
-license=4,11)` returns up to 500 of an owner's current CC BY photos per call. Photos found there are
-verified (their license id refreshed); only those missing from their owner's list cost a getInfo,
-which tells deleted (error 1) from relicensed. Calls are paced per worker (`--flickr_calls_per_second`);
-the budget of a job is that times its workers, times the number of keys it spreads over.
+3,600 calls per hour). One `flickr.photos.search(user_id=…, license=4,11)` page lists up to 500 of
+an owner's current CC BY photos in one call: photos found there are verified (their license id
+refreshed); only those missing from it cost a getInfo, which tells deleted (error 1) from relicensed.
+
+A search only pays when it saves more getInfo calls than it costs, so each owner gets the cheaper
+of the two, judged before and during the search:
+  * an owner carrying fewer than `MIN_PHOTOS_FOR_SEARCH` photos is checked photo by photo (a search
+    would cost the same call and, for a missing photo, a getInfo on top);
+  * otherwise one search page, bounded to the carried photos' upload times (an owner's other
+    thousands of photos stay out of it), whose total says what the rest of the listing would cost
+    (more pages; windows, with their counts, past the search depth). Further pages are read only
+    while they cost fewer calls than the getInfo they could save, and not once every carried photo
+    is found; what the search did not list is checked photo by photo.
+A refused or malformed search answer costs nothing but the calls made: the photos it did not list
+are checked one by one. Calls are paced per worker (`--flickr_calls_per_second`); the budget of a
+job is that times its workers, times the number of keys it spreads over.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import SEARCH_DEPTH, FlickrClient, split_windows
+from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import LICENSES
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
 STAGE = "verify_license"
-PER_PAGE = 500
+# A search costs at least one call, as one getInfo does: with one carried photo it can only lose.
+MIN_PHOTOS_FOR_SEARCH = 2
+# The owner search spans the carried photos' upload times, widened so that a clock or rounding
+# difference between the record and Flickr does not leave a photo out.
+UPLOAD_MARGIN = 86_400
+ALL_TIME = (0, 2**31)
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,43 @@ def with_license(photo: Photo, license_id: int) -> Photo:
     return photo.replace(license_name=name, license_url=url)
 
 
+class _Unreadable(ValueError):
+    """A search answer not shaped as Flickr documents it."""
+
+
+def _number(value: object) -> int | None:
+    """A count or id Flickr sends as an int or a string of digits; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    return int(value) if isinstance(value, str) and _DIGITS.fullmatch(value) else None
+
+
+def _total(results: dict) -> int:
+    total = _number(results.get("total"))
+    if total is None:
+        raise _Unreadable(f"total {repr(results.get('total'))[:40]} is not a count")
+    return total
+
+
+def upload_span(photos: list[Photo]) -> tuple[int, int]:
+    """The upload times the owner search must cover: the carried photos' own, with a margin; all
+    time when any of them has no readable upload date."""
+    times = []
+    for photo in photos:
+        try:
+            times.append(int(dt.datetime.fromisoformat(photo.date_uploaded).timestamp()))
+        except (TypeError, ValueError):
+            return ALL_TIME
+    return max(ALL_TIME[0], min(times) - UPLOAD_MARGIN), min(ALL_TIME[1], max(times) + UPLOAD_MARGIN)
+
+
+def windowed_cost(total: int, depth: int, per_page: int = PER_PAGE) -> int:
+    """Calls to list `total` results past the search depth: at least total/depth windows, whose
+    binary split costs about two counts each, and their pages."""
+    windows = -(-total // depth)
+    return 2 * windows - 1 + windows * len(page_numbers(depth, per_page, depth))
+
+
 class _VerifyOwner(beam.DoFn):
     def __init__(self, cfg: VerifyConfig) -> None:
         self._cfg = cfg
@@ -50,29 +106,64 @@ class _VerifyOwner(beam.DoFn):
         self._client = FlickrClient(load_credentials(self._cfg.credentials_path), self._cfg.rest_url,
                                     calls_per_second=self._cfg.calls_per_second)
 
-    def _owner_licenses(self, owner: str) -> dict[str, int]:
-        """{photo id: license id} of the owner's current CC BY photos, paging within the depth cap."""
-        def search(low: int, high: int, **params: object) -> dict:
-            return self._client.call("flickr.photos.search", user_id=owner, license=self._cfg.licenses,
-                                     min_upload_date=low, max_upload_date=high, extras="license", **params)["photos"]
+    def _search(self, owner: str, low: int, high: int, **params: object) -> dict:
+        answer = self._client.call("flickr.photos.search", user_id=owner, license=self._cfg.licenses,
+                                   min_upload_date=low, max_upload_date=high, extras="license", **params)
+        results = answer.get("photos") if isinstance(answer, dict) else None
+        if not isinstance(results, dict) or not isinstance(results.get("photo"), list):
+            raise _Unreadable("the answer has no photo list")
+        return results
 
+    def _collect(self, results: dict, wanted: set[str], found: dict[str, int]) -> None:
+        """Carried photos a page lists with an allowed license; anything malformed is left out (its
+        photo is then checked on its own)."""
+        for entry in results["photo"]:
+            if not isinstance(entry, dict) or str(entry.get("id")) not in wanted:
+                continue
+            license_id = _number(entry.get("license"))
+            if license_id in self._allowed:
+                found[str(entry["id"])] = license_id
+
+    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int]:
+        """{photo id: license id} of the carried photos the owner's CC BY search lists, read only as
+        far as it pays (module docstring); whatever it could not list is checked per photo."""
+        wanted = {photo.photo_id for photo in photos}
         found: dict[str, int] = {}
-        count = lambda lo, hi: int(search(lo, hi, per_page=1)["total"])  # noqa: E731
-        for low, high, total in split_windows(count, 0, 2**31, depth=self._cfg.search_depth):
-            for page in range(1, -(-total // PER_PAGE) + 1):
-                for entry in search(low, high, per_page=PER_PAGE, page=page)["photo"]:
-                    found[str(entry["id"])] = int(entry["license"])
+        low, high = upload_span(photos)
+        depth = self._cfg.search_depth
+        try:
+            first = self._search(owner, low, high, per_page=PER_PAGE, page=1)
+            total = _total(first)
+            self._collect(first, wanted, found)
+            if total <= depth:
+                rest = list(page_numbers(total, depth=depth))[1:]
+                while rest and len(found) < len(wanted) and len(rest) < len(wanted) - len(found):
+                    self._collect(self._search(owner, low, high, per_page=PER_PAGE, page=rest.pop(0)), wanted, found)
+            elif windowed_cost(total, depth) < len(wanted) - len(found):
+                self._read_windows(owner, (low, high, total), wanted, found)
+        except (flickrapi.FlickrError, _Unreadable):
+            # e.g. error 2 "unknown user" for a closed account: each photo's own getInfo then says
+            # deleted or relicensed, which is the reason the rejections table needs.
+            pass
         return found
+
+    def _read_windows(self, owner: str, span: tuple[int, int, int], wanted: set[str], found: dict[str, int]) -> None:
+        """Past the search depth: windows under it (the span's own total is known: not asked again)."""
+        low, high, total = span
+
+        def count(lo: int, hi: int) -> int:
+            return total if (lo, hi) == (low, high) else _total(self._search(owner, lo, hi, per_page=1))
+
+        for lo, hi, window_total in split_windows(count, low, high, depth=self._cfg.search_depth):
+            for page in page_numbers(window_total, depth=self._cfg.search_depth):
+                if len(found) == len(wanted):
+                    return
+                self._collect(self._search(owner, lo, hi, per_page=PER_PAGE, page=page), wanted, found)
 
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         owner, photos = keyed
         photos = list(photos)
-        try:
-            current = self._owner_licenses(owner) if owner else {}
-        except flickrapi.FlickrError:
-            # e.g. error 2 "unknown user" for a closed account: each photo's own getInfo then says
-            # deleted or relicensed, which is the reason the rejections table needs.
-            current = {}
+        current = self._listed(owner, photos) if owner and len(photos) >= MIN_PHOTOS_FOR_SEARCH else {}
         for photo in photos:
             if photo.photo_id in current:
                 yield with_license(photo, current[photo.photo_id])
@@ -80,7 +171,7 @@ class _VerifyOwner(beam.DoFn):
             yield from self._check_one(photo)
 
     def _check_one(self, photo: Photo) -> Iterator:
-        """The per-photo fallback: deleted, relicensed, or (rarely) CC BY but not listed by search."""
+        """The per-photo check: deleted, relicensed, or CC BY (not listed by, or not worth, a search)."""
         try:
             info = self._client.call("flickr.photos.getInfo", photo_id=photo.photo_id)["photo"]
         except flickrapi.FlickrError as err:
@@ -88,7 +179,14 @@ class _VerifyOwner(beam.DoFn):
             reason = "deleted" if code == 1 else "api_error"
             yield reject(Rejection.of(photo, STAGE, reason, f"flickr.photos.getInfo error {code}"))
             return
-        license_id = int(info.get("license", -1))
+        except (KeyError, TypeError) as err:
+            yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"getInfo answer without a photo: {err}"[:300]))
+            return
+        value = info.get("license", -1) if isinstance(info, dict) else None
+        license_id = -1 if value == -1 else _number(value)
+        if license_id is None:
+            yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"license {repr(value)[:40]} is no license id"))
+            return
         if license_id not in self._allowed:
             new = LICENSES.get(license_id, (str(license_id), ""))[0]
             yield reject(Rejection.of(photo, STAGE, "relicensed", f"{photo.license_name or '?'} -> {new}"))
