@@ -14,12 +14,14 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
+from pipeline import __version__
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
 from pipeline.io.dataset_card import WriteDatasetCard
+from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.progress import Progress
-from pipeline.io.work_cache import FetchImages
+from pipeline.io.work_cache import ThroughCache, shaping_options
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import ReadRelease
@@ -31,7 +33,8 @@ from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Detect, DetectOutput, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
-from pipeline.stages.image import ImageConfig
+from pipeline.stages.fetch import Fetch, FetchSettings
+from pipeline.stages.image import ImageConfig, NormaliseImages
 from pipeline.stages.ledger import SkipDecided, entry_of_kept, entry_of_rejection, merged
 from pipeline.stages.license import FilterLicense
 from pipeline.stages.near_dedup import NearDuplicates
@@ -70,6 +73,30 @@ def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enable
 
 def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
     return pcoll | label >> beam.combiners.Count.Globally()
+
+
+def fetch_settings(opts: PassOptions) -> FetchSettings:
+    http = FetchConfig(
+        allowed_hosts=tuple(split_list(opts.allowed_hosts)), user_agent=user_agent(__version__, opts.contact),
+        connect_timeout=opts.connect_timeout, read_timeout=opts.read_timeout, deadline=opts.fetch_deadline,
+        max_bytes=opts.max_bytes, max_retries=opts.max_retries, backoff_base=opts.backoff_base,
+        max_backoff=opts.max_backoff, per_host_concurrency=opts.per_host_concurrency, per_host_rps=opts.per_host_rps)
+    return FetchSettings(http, opts.max_side, opts.fetch_threads, bool(opts.flickr_originals))
+
+
+def image_config(opts: PassOptions) -> ImageConfig:
+    return ImageConfig(opts.max_side, opts.min_side, opts.max_pixels, opts.min_stddev, opts.jpeg_quality)
+
+
+def fetch_images(opts: PassOptions) -> ThroughCache:
+    """The fetch and image stages, through the work cache when --cache is given."""
+
+    def fetch_and_normalise(photos: beam.PCollection) -> StageOutput:
+        fetched = photos | "Fetch" >> Fetch(fetch_settings(opts))
+        images = fetched.kept | "Images" >> NormaliseImages(image_config(opts))
+        return StageOutput(images.kept, (fetched.rejected, images.rejected) | "Rejections" >> beam.Flatten())
+
+    return ThroughCache(fetch_and_normalise, opts.cache or "", shaping_options(opts))
 
 
 def detectors_of(opts: PassOptions) -> list[DetectorSpec]:
@@ -155,12 +182,12 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
-    images = listed_ids.kept | "FetchImages" >> FetchImages(opts)
+    images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
     listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
                             lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
-                   lambda: Decontaminate(eval_sets, list_distance, ImageConfig.from_options(opts)))
+                   lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
     distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates()
     specs = detectors_of(opts)
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)

@@ -1,4 +1,4 @@
-"""FetchImages with a work cache: a second run with the same photos downloads and decodes nothing
+"""The fetch and image stages through the work cache: a second run with the same photos downloads and decodes nothing
 and yields the same images; failures are tried again; another max_side is another key."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.build import fetch_images
 from pipeline.fixtures.static_server import StaticServer, image, status
-from pipeline.io.work_cache import FetchImages, cache_files, cache_key, shaping_options
+from pipeline.io.work_cache import cache_files, cache_key, shaping_options
 from pipeline.options import PassOptions
 from pipeline.stages.image import ImageConfig, normalise
 from tests.conftest import local_pipeline, photo, real_jpeg
@@ -29,7 +30,7 @@ def expected(name: str, photo_id: str, max_side: int) -> tuple[str, str, int]:
 
 def run_once(photos, opts, want):
     with local_pipeline() as p:
-        out = p | beam.Create(photos) | FetchImages(opts)
+        out = p | beam.Create(photos) | fetch_images(opts)
         assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.sha256, max(ph.width, ph.height))),
                     equal_to(want), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),

@@ -5,6 +5,7 @@ import pytest
 import requests
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.build import fetch_settings
 from pipeline.fixtures.static_server import PLACEHOLDER_URL, StaticServer, image, redirect, status
 from pipeline.io.http_client import FetchConfig, Fetcher
 from pipeline.io.http_deadline import DeadlineAdapter
@@ -37,7 +38,7 @@ def test_stage_fetches_concurrently_and_rejects_with_reasons():
         photos.append(photo("7", download_url=f"http://{elsewhere.host}\\@{server.host}/1/7_ab.jpg"))
         opts = PassOptions([f"--allowed_hosts={server.host}", "--fetch_threads=8"])
         with local_pipeline() as p:
-            out = p | beam.Create(photos) | Fetch(opts)
+            out = p | beam.Create(photos) | Fetch(fetch_settings(opts))
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.raw == jpeg)),
                         equal_to([(str(i), True) for i in range(40)]), label="kept")
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
@@ -151,7 +152,7 @@ def test_rows_on_a_users_own_server_are_fetched_as_given():
         server.add("/files/5_ab12_b.jpg", status(404))  # what the old rewrite asked for
         opts = PassOptions([f"--allowed_hosts={server.host}", "--max_side=1024"])
         with local_pipeline() as p:
-            out = p | beam.Create([photo("5", download_url=url)]) | Fetch(opts)
+            out = p | beam.Create([photo("5", download_url=url)]) | Fetch(fetch_settings(opts))
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.fetched_url)), equal_to([("5", url)]),
                         label="kept")
             assert_that(out.rejected, equal_to([]), label="rejected")

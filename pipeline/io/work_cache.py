@@ -29,8 +29,6 @@ from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.options import PassOptions, shaping
 from pipeline.records import Photo
 from pipeline.stage import StageOutput
-from pipeline.stages.fetch import Fetch
-from pipeline.stages.image import ImageConfig, NormaliseImages
 
 CACHED_FIELDS = ("fetched_url", "download_sha256", "image", "sha256", "width", "height", "original_format",
                  "original_width", "original_height", "phash", "dhash")
@@ -122,30 +120,23 @@ def _image_entry(shaping: str) -> Callable[[Photo], dict[str, Any]]:
     return entry
 
 
-class FetchImages(beam.PTransform):
-    """PCollection[Photo] -> (PCollection[Photo] with `image`, sizes and hashes, PCollection[Rejection]
-    of the fetch and image stages): Fetch then NormaliseImages, through the cache when one is given."""
+class ThroughCache(beam.PTransform):
+    """PCollection[Photo] -> (PCollection[Photo] with `image`, sizes and hashes, PCollection[Rejection]):
+    `inner` (the fetch and image stages, wired by build.py) applied only to the photos the work cache
+    does not already hold under the same shaping options; what it keeps is added to the cache, so a
+    run started again after being killed downloads and decodes nothing twice."""
 
-    def __init__(self, opts: PassOptions) -> None:
+    def __init__(self, inner: Callable[[beam.PCollection], StageOutput], cache: str, shaping: str) -> None:
         super().__init__()
-        self._opts = opts
-        self._cache = opts.cache or ""
-        self._shaping = shaping_options(opts)
-
-    def _fetch_and_normalise(self, photos: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
-        fetched = photos | "Fetch" >> Fetch(self._opts)
-        images = fetched.kept | "Images" >> NormaliseImages(ImageConfig.from_options(self._opts))
-        return images.kept, [fetched.rejected, images.rejected]
+        self._inner, self._cache, self._shaping = inner, cache, shaping
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         if not self._cache:
-            kept, rejected = self._fetch_and_normalise(photos)
-            return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())
+            return self._inner(photos)
         shaping = self._shaping
         hits, misses = split_by_cache(photos, self._cache, "images", lambda photo: cache_key(photo, shaping),
                                       _from_cache, "Cache")
-        fresh, rejected = self._fetch_and_normalise(misses)
-        written = fresh | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
-                                                                  _image_entry(shaping)))
-        kept = (hits, written) | "Kept" >> beam.Flatten()
-        return StageOutput(kept, rejected | "Rejections" >> beam.Flatten())
+        fresh = self._inner(misses)
+        written = fresh.kept | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
+                                                                       _image_entry(shaping)))
+        return StageOutput((hits, written) | "Kept" >> beam.Flatten(), fresh.rejected)

@@ -10,14 +10,13 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import apache_beam as beam
 
-from pipeline import __version__
 from pipeline.flickr.sizes import BUILDABLE, FlickrSize, smallest_covering
-from pipeline.io.http_client import FetchConfig, Fetcher, user_agent
-from pipeline.options import PassOptions, split_list
+from pipeline.io.http_client import FetchConfig, Fetcher
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -93,20 +92,14 @@ def sized_url(photo: Photo, max_side: int, originals: bool = False) -> str:
     return f"{match['base']}{match['id']}_{match['secret']}{size.suffix}.jpg" if size else url
 
 
-def fetch_config(opts: PassOptions) -> FetchConfig:
-    return FetchConfig(
-        allowed_hosts=tuple(split_list(opts.allowed_hosts)),
-        user_agent=user_agent(__version__, opts.contact),
-        connect_timeout=opts.connect_timeout,
-        read_timeout=opts.read_timeout,
-        deadline=opts.fetch_deadline,
-        max_bytes=opts.max_bytes,
-        max_retries=opts.max_retries,
-        backoff_base=opts.backoff_base,
-        max_backoff=opts.max_backoff,
-        per_host_concurrency=opts.per_host_concurrency,
-        per_host_rps=opts.per_host_rps,
-    )
+@dataclass(frozen=True)
+class FetchSettings:
+    """What the fetch stage needs: the HTTP client's bounds, the size to fetch, threads per process."""
+
+    http: FetchConfig
+    max_side: int = 512
+    threads: int = 32
+    originals: bool = False
 
 
 class _FetchBatch(beam.DoFn):
@@ -157,15 +150,14 @@ class _FetchBatch(beam.DoFn):
 class Fetch(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo] with `raw` and `fetched_url`, PCollection[Rejection])."""
 
-    def __init__(self, opts: PassOptions) -> None:
+    def __init__(self, settings: FetchSettings) -> None:
         super().__init__()
-        self._config = fetch_config(opts)
-        self._max_side = opts.max_side
-        self._threads = opts.fetch_threads
-        self._originals = bool(opts.flickr_originals)
+        self._settings = settings
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
+        threads = self._settings.threads
         batches = photos | "Batch" >> beam.BatchElements(
-            min_batch_size=self._threads, max_batch_size=self._threads * 4, element_size_fn=lambda _: 1
+            min_batch_size=threads, max_batch_size=threads * 4, element_size_fn=lambda _: 1
         )
-        return apply_stage(batches, STAGE, _FetchBatch(self._config, self._max_side, self._threads, self._originals))
+        cfg = self._settings
+        return apply_stage(batches, STAGE, _FetchBatch(cfg.http, cfg.max_side, cfg.threads, cfg.originals))

@@ -26,7 +26,6 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
-from pipeline.options import PassOptions
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -70,9 +69,6 @@ class ImageConfig:
     min_stddev: float = 3.0
     jpeg_quality: int = 90
 
-    @classmethod
-    def from_options(cls, opts: PassOptions) -> ImageConfig:
-        return cls(opts.max_side, opts.min_side, opts.max_pixels, opts.min_stddev, opts.jpeg_quality)
 
 
 class ImageRejected(Exception):
