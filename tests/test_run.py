@@ -188,3 +188,38 @@ def test_the_summary_names_only_what_was_written(world, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"dataset:     {tmp_path / 'out' / 'parquet'}\n" in text
     assert "webdataset" not in text and "tfrecord" not in text and "//" not in text
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A tmpfs of 256 KiB (root only, as in CI): a disk that fills up partway through a run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+
+    def make(*options: str) -> Path:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(["size=256k", *options]), "tmpfs", str(mount)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()[:80]}): needs root")
+        return mount
+
+    yield make
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_read_only_output_fails_at_launch_in_one_line(world, small_disk, capsys):
+    server, metadata = world
+    disk = small_disk("ro")
+    assert main(["run", *argv(server, metadata, disk / "out")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "cannot write to --output" in message and "Read-only" in message
+    assert not server.hits
+
+
+def test_a_disk_that_fills_up_ends_in_one_line_and_leaves_nothing_behind(world, small_disk, capsys):
+    server, metadata = world
+    disk = small_disk()
+    assert main(["run", *argv(server, metadata, disk / "out")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "the job failed" in message and "No space left" in message
+    assert [path.name for path in (disk / "out").iterdir()] == []  # no partial dataset, no staging, no lock
