@@ -223,3 +223,23 @@ def test_a_disk_that_fills_up_ends_in_one_line_and_leaves_nothing_behind(world, 
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "the job failed" in message and "No space left" in message
     assert [path.name for path in (disk / "out").iterdir()] == []  # no partial dataset, no staging, no lock
+
+
+@pytest.mark.parametrize("flag", ["--blocklist", "--previous_index", "--ledger", "--review_decisions",
+                                  "--decontaminate"])
+def test_a_missing_input_file_fails_at_launch_in_one_line(world, tmp_path, capsys, flag):
+    server, metadata = world
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={tmp_path / 'missing*.txt'}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and flag in message and not server.hits
+
+
+def test_review_apply_of_a_missing_file_and_credentials_with_a_wrong_field_are_one_line(tmp_path, capsys):
+    assert main(["review", "apply", str(tmp_path / "missing.csv"), "--store", str(tmp_path / "store.csv")]) == 2
+    assert "no decisions file" in capsys.readouterr().err
+    credentials = tmp_path / "keys.json"
+    credentials.write_text(json.dumps({"kee": "key-never-shown-123", "secret": "secret-never-shown-456"}))
+    assert main(["run", "--source=flickr", f"--flickr_credentials={credentials}", "--min_upload_date=2020-01-01",
+                 "--max_upload_date=2020-01-02", f"--output={tmp_path / 'out'}", *FAST]) == 2
+    message = capsys.readouterr().err.strip()
+    assert 'needs a "key" and a "secret" field' in message and "never-shown" not in message

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.commands.run import UsageError
 from pipeline.release.review import apply_decisions
 
 
 def review_apply(decisions: str, store: str) -> int:
+    if not FileSystems.exists(decisions):
+        raise UsageError(f"no decisions file at {decisions}")
     applied, total = apply_decisions(decisions, store)
     print(f"review: {applied} decision(s) applied; {store} now holds {total}")
     return 0

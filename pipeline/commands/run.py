@@ -24,7 +24,7 @@ from pipeline.io import progress, report
 from pipeline.io.files import matching
 from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
-from pipeline.options import OPTIONS, PassOptions, validate
+from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.sources.yfcc import sniff
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
@@ -123,6 +123,21 @@ def refusal(stats: dict, opts: PassOptions) -> str | None:
     return None
 
 
+def check_inputs_exist(opts: PassOptions) -> None:
+    """Every file an option names is there before anything runs (not a failure after the crawl)."""
+    files = {"--blocklist": split_list(opts.blocklist), "--review_decisions": split_list(opts.review_decisions)}
+    globs = {"--previous_index": split_list(opts.previous_index), "--ledger": split_list(opts.ledger),
+             "--decontaminate": split_list(opts.decontaminate)}
+    for flag, paths in files.items():
+        for path in paths:
+            if not FileSystems.exists(path):
+                raise UsageError(f"{flag} {path}: no such file")
+    for flag, patterns in globs.items():
+        for pattern in patterns:
+            if not FileSystems.exists(pattern) and not matching(pattern):
+                raise UsageError(f"{flag} {pattern}: matches nothing")
+
+
 def preflight(opts: PassOptions, runner: str) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
     model file (sha256), and — when the job runs here — a GPU that was required but is not used.
@@ -130,6 +145,8 @@ def preflight(opts: PassOptions, runner: str) -> None:
     from pipeline.build import detectors_of, runtime_of
     from pipeline.detectors.handler import create_session
     from pipeline.detectors.registry import read_model
+
+    check_inputs_exist(opts)
 
     specs = detectors_of(opts)
     local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")

@@ -34,6 +34,9 @@ def parse_keys(data: object) -> tuple[Credentials, ...]:
     entries = data.get("keys", [data]) if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:
         raise ValueError("no keys")
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"key", "secret"} <= set(entry):  # names no field: one may be a key
+            raise ValueError('each key needs a "key" and a "secret" field')
     keys = tuple(Credentials(str(entry["key"]), str(entry["secret"])) for entry in entries)
     if any(not (k.key and k.secret) for k in keys) or len({k.key for k in keys}) != len(keys):
         raise ValueError("empty or repeated key")
@@ -53,7 +56,9 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
     if path:
         try:
             return parse_keys(json.loads(read_bytes(path)))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except ValueError as err:  # our own messages name fields, never values
+            raise CredentialsError(f"cannot read Flickr credentials from {path}: {err}") from None
+        except (OSError, KeyError, TypeError) as err:
             raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
     env = os.environ if environ is None else environ
     keys = [k.strip() for k in env.get("FLICKR_API_KEY", "").split(",")]
