@@ -147,7 +147,7 @@ def test_a_stale_lock_of_a_dead_process_on_this_machine_is_taken_over(world, tmp
 
 
 @pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 a JPEG given as --input",
-                                     b"url,caption\nhttp://example.org/a.jpg,a cat\n", b""])
+                                     b"url,caption\nhttp://example.org/a.jpg,a cat\n"])
 def test_an_input_that_is_not_yfcc_metadata_fails_at_launch(tmp_path, capsys, content):
     given = tmp_path / "input.tsv"
     given.write_bytes(content)
