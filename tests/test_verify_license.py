@@ -4,7 +4,6 @@ photos are caught, and only photos missing from their owner's CC BY list cost a 
 from __future__ import annotations
 
 import json
-import random
 import time
 from itertools import groupby
 
@@ -13,7 +12,7 @@ import pytest
 
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import demo_image
-from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World, carried_world
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.flickr.client import FlickrClient
 from pipeline.flickr.credentials import Credentials
@@ -83,30 +82,6 @@ def test_a_refused_owner_search_falls_back_to_per_photo_checks(world_and_input, 
     assert stats["accounted"] and reasons == {"7001": "relicensed", "7002": "deleted"}
     assert kept == {"7000", "7003", "7004"}
     assert server.calls["flickr.photos.getInfo"] > 2  # the refused owner's listed photos were checked one by one
-
-
-def carried_world(per_owner: list[int], seed: int = 0, extra: int = 2, changed: float = 0.03) -> tuple[World, list]:
-    """Owners carrying `per_owner[i]` photos each, plus `extra` CC BY photos each that the dataset
-    does not carry; `changed` of the carried ones deleted or relicensed since."""
-    rng = random.Random(seed)
-    photos, carried, next_id = [], [], 10**6
-    for index, count in enumerate(per_owner):
-        owner, start = f"{index}@N01", 1_200_000_000 + index * 10**6
-        for n in range(count + extra):
-            photo = FixturePhoto(str(next_id), owner, rng.choice([4, 11]), start + rng.randrange(10**6))
-            next_id += 1
-            photos.append(photo)
-            if n < count:
-                carried.append(photo)
-    world = World(photos)
-    for photo in rng.sample(carried, round(len(carried) * changed)):
-        if rng.random() < 0.5:
-            world.delete(photo.photo_id)
-        else:
-            world.relicense(photo.photo_id, 2, 1_600_000_000)
-    records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, license_name="Attribution License",
-                     date_uploaded=upload_date(p.date_upload, "date")) for p in carried]
-    return world, records
 
 
 def verify(server: FlickrServer, credentials, records: list, search_depth: int = 4000) -> tuple[dict, dict, int]:
