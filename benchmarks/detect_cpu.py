@@ -18,7 +18,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from benchmarks.end_to_end import distinct_photos
+from benchmarks.corpus import distinct_photos
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.preprocess import decode
 from pipeline.detectors.registry import load_registry, select

@@ -141,6 +141,32 @@ def test_phash_is_of_the_stored_image_and_deterministic():
     assert imagehash.hex_to_hash(one.phash) - imagehash.phash(Image.open(io.BytesIO(one.jpeg))) <= 2
 
 
+def test_hashes_are_exactly_imagehash_of_the_stored_pixels():
+    """Pins the hash values, so that a faster way of computing them cannot change a release's bytes."""
+    result = normalise(real_jpeg(), CFG)
+    img = Image.open(io.BytesIO(real_jpeg()))
+    img.draft("RGB", (CFG.max_side, CFG.max_side))
+    rgb = img.convert("RGB")
+    stored = rgb.resize((result.width, result.height), Image.Resampling.LANCZOS) if rgb.width > CFG.max_side \
+        or rgb.height > CFG.max_side else rgb
+    assert (result.phash, result.dhash) == (str(imagehash.phash(stored)), str(imagehash.dhash(stored)))
+
+
+def test_stored_pixels_are_converted_to_grey_once_for_both_hashes(monkeypatch):
+    """pHash and dHash both start from the greyscale stored image: one conversion, not one each."""
+    conversions = []
+    convert = Image.Image.convert
+
+    def counting(self, mode=None, *args, **kwargs):
+        if mode == "L" and self.mode == "RGB":
+            conversions.append(self.size)
+        return convert(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", counting)
+    result = normalise(real_jpeg(), CFG)
+    assert conversions.count((result.width, result.height)) == 1
+
+
 def test_recompressed_copy_has_close_phash():
     original = normalise(real_jpeg("coffee.jpg"), CFG)
     copy = normalise(encode(real_image("coffee.jpg").resize((300, 200)), "JPEG", quality=60), CFG)

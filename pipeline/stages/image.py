@@ -317,6 +317,9 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     bare = Image.frombytes("RGB", rgb.size, rgb.tobytes())
     out = io.BytesIO()
     bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
+    # Both hashes begin with convert("L"); handing them the grey image once saves a conversion per
+    # image (converting an "L" image to "L" is a copy), and gives the same hashes.
+    grey = bare.convert("L")
     return Normalised(
         jpeg=out.getvalue(),
         width=bare.width,
@@ -324,8 +327,8 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         original_format=fmt,
         original_width=width,
         original_height=height,
-        phash=str(imagehash.phash(bare)),
-        dhash=str(imagehash.dhash(bare)),
+        phash=str(imagehash.phash(grey)),
+        dhash=str(imagehash.dhash(grey)),
     )
 
 
