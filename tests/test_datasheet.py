@@ -49,7 +49,7 @@ def test_datasheet_describes_the_release(tmp_path):
     for name in PLOTS:
         assert Image.open(tmp_path / "datasheet" / f"{name}.png").format == "PNG"
     sample = Image.open(io.BytesIO((tmp_path / "datasheet" / "sample.jpg").read_bytes()))
-    assert sample.size == (8 * 128, 128)  # three images fit in one row of eight
+    assert sample.size == (8 * 128, 128 + 14)  # three images fit in one row of eight, each with its id below
     html = (tmp_path / "datasheet.html").read_text()
     assert all(f"datasheet/{name}.png" in html for name in PLOTS)
 
@@ -98,3 +98,20 @@ def test_score_histogram_reads_the_scores_column(tmp_path):
 
     small_release(tmp_path)
     assert score_series(load_rows(str(tmp_path), COLUMNS)) == {"centerface.face": [0.0, 0.05, 0.1]}
+
+
+def test_owner_histogram_bins_never_split_a_count():
+    from pipeline.release.datasheet import owner_bins
+
+    assert owner_bins([1, 1, 2, 3]) == [-0.5, 0.5, 1.5, 2.5, 3.5]
+    wide = owner_bins(list(range(1, 200)))
+    assert len(wide) - 1 <= 40 and all(edge % 1 == 0.5 for edge in wide) and wide[-1] >= 199
+    assert len({b - a for a, b in __import__("itertools").pairwise(wide)}) == 1  # every bin equally wide
+
+
+def test_the_datasheet_names_input_files_not_the_builders_folders(tmp_path):
+    from pipeline.release.datasheet import _markdown
+
+    manifest = {"options": {"input": "/home/someone/private/yfcc-*.bz2,/data/x/extra.tsv", "source": "yfcc"}}
+    text = _markdown(manifest, {"kept": 0}, [], __import__("collections").Counter(), None, "r")
+    assert "`yfcc-*.bz2, extra.tsv`" in text and "/home/someone" not in text and "/data/x" not in text

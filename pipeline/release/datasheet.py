@@ -11,16 +11,18 @@ import hashlib
 import html
 import io
 import json
+import posixpath
 import string
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
+from pipeline.options import split_list
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
@@ -90,8 +92,11 @@ def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[s
             ax.legend(fontsize=7)
 
     def owner_hist(ax: Any) -> None:
+        from matplotlib.ticker import MaxNLocator  # matplotlib loads lazily: only a refresh draws
+
         counts = sorted(per_owner.values()) or [0]
-        ax.hist(counts, bins=min(40, max(1, len(set(counts)))), color="#55a868")
+        ax.hist(counts, bins=owner_bins(counts), color="#55a868")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"Images per photographer ({len(per_owner):,} photographers)", fontsize=10)
         ax.set_xlabel("images")
 
@@ -109,6 +114,17 @@ def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[s
     }
 
 
+def owner_bins(counts: list[int], most: int = 40) -> list[float]:
+    """Histogram edges between whole numbers (images per photographer are counts: no bin may
+    split one), at most `most` bins, each the same whole number wide."""
+    high = max(counts or [0])
+    step = max(1, -(-(high + 1) // most))
+    return [edge - 0.5 for edge in range(0, high + step + 1, step)]
+
+
+CAPTION = 14  # pixels under each thumbnail for its photo id
+
+
 def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int = 8) -> bytes:
     picked = sorted(rows, key=lambda row: hashlib.sha256(row["photo_id"].encode()).hexdigest())[:SAMPLE]
     wanted = {row["photo_id"] for row in picked}
@@ -120,12 +136,16 @@ def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int 
                 images[row["photo_id"]] = image_bytes(row["image"])
     order = [row["photo_id"] for row in picked if row["photo_id"] in images]
     rows_needed = max(1, -(-len(order) // columns))
-    sheet = Image.new("RGB", (columns * size, rows_needed * size), "white")
+    sheet = Image.new("RGB", (columns * size, rows_needed * (size + CAPTION)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()  # Pillow's built-in bitmap font: the same bytes everywhere
     for index, photo_id in enumerate(order):
         with Image.open(io.BytesIO(images[photo_id])) as img:
             thumb = img.convert("RGB")
             thumb.thumbnail((size, size))
-        sheet.paste(thumb, ((index % columns) * size, (index // columns) * size))
+        left, top = (index % columns) * size, (index // columns) * (size + CAPTION)
+        sheet.paste(thumb, (left, top))
+        draw.text((left + 2, top + size + 1), photo_id, fill="black", font=font)  # which photo to look up
     out = io.BytesIO()
     sheet.save(out, "JPEG", quality=85)
     return out.getvalue()
@@ -152,7 +172,9 @@ def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter
                         sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
     model_lines = "\n".join(f"- `{m['name']}` (sha256 `{m['sha256'][:12]}…`, {m['license']}): thresholds "
                             f"{m['thresholds']}, review band from {m['review_band']}" for m in models) or "- none"
-    source = (f"input `{options['input']}`" if options.get("input") else
+    # File names only: the builder's own folders say nothing about the data and may say who built it.
+    names = ", ".join(posixpath.basename(path.rstrip("/")) for path in split_list(options.get("input")))
+    source = (f"input `{names}`" if options.get("input") else
               f"uploads from {_when(options.get('min_upload_date'))} to {_when(options.get('max_upload_date'))}")
     verified = "re-verified against the live Flickr API, " if options.get("verify_license") else ""
     change = ""
