@@ -144,3 +144,25 @@ def test_search_lists_the_documented_copies_at_their_documented_sizes():
         for photo_id, suffix in (("2", "_c"), ("3", "_b"), ("2", "_h"), ("4", "_k")):
             assert fetcher.fetch(srv.static_url(by_id[photo_id], suffix)).reason == "not_found", (photo_id, suffix)
         assert fetcher.fetch(srv.static_url(by_id["4"], "_b")).ok
+
+
+def test_the_fixture_server_command_prints_a_run_that_works(tmp_path):
+    """`python -m pipeline.fixtures.flickr_server`, as the README shows: its printed command runs."""
+    import shlex
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.fixtures.flickr_server"], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        server.stdout.readline()
+        command = shlex.split(server.stdout.readline())
+        assert command[:3] == ["pass-pipeline", "run", "--source=flickr"]
+        argv = [a if not a.startswith("--output=") else f"--output={tmp_path / 'out'}" for a in command[1:]]
+        done = subprocess.run([sys.executable, "-m", "pipeline", *argv, "--detectors=none"], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-1000:]
+        assert "kept 6 of 6 input rows" in done.stdout  # 10 photos: 3 BY-NC, 1 deleted
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
