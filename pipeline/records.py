@@ -108,12 +108,17 @@ class Rejection:
 _PHOTO_ID = re.compile(r"[0-9]{1,20}")
 
 
-class BadPhotoId(ValueError):
-    """A photo id no source may pass on; `reason` is the rejection reason, the message its detail."""
+class BadValue(ValueError):
+    """A value from outside that no source may pass on; `reason` is the rejection reason, the
+    message its detail."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class BadPhotoId(BadValue):
+    """A photo id that is not a Flickr photo number."""
 
 
 def canonical_photo_id(value: object) -> str:

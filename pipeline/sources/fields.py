@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from pipeline.records import BadValue
+
 # No photo was uploaded to Flickr before 1970 or will be after 2100: outside is a corrupt row
 # (and past year 9999 `datetime` itself would raise).
 UPLOAD_EPOCHS = (0, int(dt.datetime(2100, 1, 1, tzinfo=dt.UTC).timestamp()))
@@ -26,12 +28,8 @@ _ZERO_DATE = re.compile(r"0000-00-00(?: 00:00:00(?:\.0)?)?")
 _URL_TOKEN = re.compile(r"[0-9A-Za-z]{0,40}")
 
 
-class BadField(ValueError):
-    """A field no source may pass on; `reason` is the rejection reason, the message its detail."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+class BadField(BadValue):
+    """A field (date, marker, URL part, API entry) no source may pass on."""
 
 
 def _shown(value: object) -> str:
