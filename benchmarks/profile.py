@@ -35,14 +35,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from benchmarks.corpus import Served, distinct_photos, job_args, served
-from pipeline.build import build
+from pipeline.build import build, fetch_settings
 from pipeline.cli import run
 from pipeline.io.http_client import Fetcher
 from pipeline.options import PassOptions
 from pipeline.records import Photo, PhotoCoder
 from pipeline.sources.yfcc import parse_line
 from pipeline.stages import image as image_stage
-from pipeline.stages.fetch import fetch_config
 from pipeline.stages.image import ImageConfig
 
 # The GroupByKeys that carry Photo records, by step label prefix (build.py's stage names), with the
@@ -95,7 +94,7 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
 def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, float], Photo]:
     """ms per image for each step, and a sample Photo as the shuffles after normalise see it."""
     opts = PipelineOptions(job_args(corpus, "unused")).view_as(PassOptions)
-    fetcher = Fetcher(fetch_config(opts))
+    fetcher = Fetcher(fetch_settings(opts).http)
     totals: dict[str, float] = defaultdict(float)
     jpeg, raws = b"", []
     for url in corpus.urls:

@@ -24,12 +24,9 @@ import random
 import sys
 import tempfile
 import time
-from itertools import groupby
 from pathlib import Path
 
-from apache_beam.pvalue import TaggedOutput
-
-from pipeline.fixtures.flickr_server import FlickrServer, carried_world
+from pipeline.fixtures.flickr_server import FlickrServer, carried_world, verify_per_owner
 from pipeline.flickr.client import PER_PAGE, split_windows
 from pipeline.records import Photo
 from pipeline.stages.verify_license import VerifyConfig, _VerifyOwner
@@ -82,15 +79,8 @@ def run(strategy: type[_VerifyOwner], server: FlickrServer, credentials: Path,
     """(API calls, {photo id: outcome}) of one strategy over every owner's carried photos."""
     dofn = strategy(VerifyConfig(server.rest_url, str(credentials), "4,11", calls_per_second=0))
     dofn.setup()
-    before = sum(server.calls.values())
-    outcomes: dict[str, str] = {}
-    for owner, group in groupby(sorted(records, key=lambda r: r.owner_nsid), key=lambda r: r.owner_nsid):
-        for out in dofn.process((owner, list(group))):
-            if isinstance(out, TaggedOutput):
-                outcomes[out.value.photo_id] = out.value.reason
-            else:
-                outcomes[out.photo_id] = out.license_name
-    return sum(server.calls.values()) - before, outcomes
+    kept, rejected, calls = verify_per_owner(dofn, server, records)
+    return calls, {**kept, **rejected}
 
 
 def main() -> int:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from itertools import groupby
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import demo_image
-from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World, carried_world
+from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World, carried_world, verify_per_owner
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.flickr.client import FlickrClient
 from pipeline.flickr.credentials import Credentials
@@ -86,19 +85,9 @@ def test_a_refused_owner_search_falls_back_to_per_photo_checks(world_and_input, 
 
 def verify(server: FlickrServer, credentials, records: list, search_depth: int = 4000) -> tuple[dict, dict, int]:
     """The stage's DoFn over each owner's photos: ({kept id: license}, {rejected id: reason}, API calls)."""
-    from apache_beam.pvalue import TaggedOutput
-
     dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0, search_depth=search_depth))
     dofn.setup()
-    before = sum(server.calls.values())
-    kept, rejected = {}, {}
-    for owner, group in groupby(sorted(records, key=lambda r: r.owner_nsid), key=lambda r: r.owner_nsid):
-        for out in dofn.process((owner, list(group))):
-            if isinstance(out, TaggedOutput):
-                rejected[out.value.photo_id] = out.value.reason
-            else:
-                kept[out.photo_id] = out.license_name
-    return kept, rejected, sum(server.calls.values()) - before
+    return verify_per_owner(dofn, server, records)
 
 
 def truth(world: World, records: list) -> tuple[set, dict]:
