@@ -13,6 +13,8 @@ from tests.conftest import local_pipeline, photo
     ("Attribution License", ""),
     ("CC BY 2.0", ""),
     ("cc  by 4.0", ""),
+    ("CC-BY-4.0", ""),  # SPDX identifiers, as generic tables (sources/table.py) often give them
+    ("cc-by-2.0", ""),
 ])
 def test_cc_by_accepted(name, url):
     assert is_cc_by(name, url)
@@ -25,6 +27,10 @@ def test_cc_by_accepted(name, url):
     ("Attribution License", "http://creativecommons.org/licenses/by-nc/2.0/"),  # the URL decides
     ("", "http://creativecommons.org/licenses/by/3.0/"),
     ("All Rights Reserved", ""),
+    ("CC BY 3.0", ""),  # only the versions Flickr offers (license ids 4 and 11)
+    ("CC-BY-3.0", ""),
+    ("CC-BY-NC-4.0", ""),
+    ("CC-BY-SA-2.0", ""),
     ("", ""),
     ("Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
 ])

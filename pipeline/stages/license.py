@@ -29,10 +29,12 @@ def normalise_license_url(url: str) -> str:
 
 
 def is_cc_by(license_name: str, license_url: str) -> bool:
-    """The URL decides when there is one (it is unambiguous); the name only when it is absent."""
+    """The URL decides when there is one (it is unambiguous); the name only when it is absent.
+    Names are compared with '-' read as a space, so SPDX's 'CC-BY-4.0' is 'CC BY 4.0' (and
+    'CC-BY-NC-4.0' stays 'cc by nc 4.0', rejected)."""
     if license_url.strip():
         return normalise_license_url(license_url) in CC_BY_URLS
-    return " ".join(license_name.split()).lower() in CC_BY_NAMES
+    return " ".join(license_name.replace("-", " ").split()).lower() in CC_BY_NAMES
 
 
 def license_rejection(photo: Photo) -> Rejection | None:
