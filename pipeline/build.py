@@ -1,6 +1,6 @@
 """Wires the stages into one pipeline, and maps the run's options to each stage's configuration.
 
-  Read (YFCC or Flickr API) -> FilterLicense -> DropRepeatedIds -> [VerifyLicense] -> [Blocklist ids]
+  Read (YFCC, a generic table or Flickr API) -> FilterLicense -> DropRepeatedIds -> [VerifyLicense] -> [Blocklist ids]
     -> Fetch -> NormaliseImages -> [Blocklist content] -> [Decontaminate] -> ExactDuplicates
     -> NearDuplicates -> Detect (people, faces, NSFW; borderline -> review/) -> CapPerOwner
     -> WriteDataset (+ ATTRIBUTION.csv)
@@ -27,6 +27,7 @@ from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import ReadRelease
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
+from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty
 from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
@@ -53,6 +54,8 @@ def _source(opts: PassOptions) -> beam.PTransform:
             search_depth=opts.flickr_search_depth))
     if not opts.input:  # a refresh of a YFCC release: only the carried images, re-checked
         return _NoInput()
+    if opts.input_format != "yfcc":
+        return ReadTable(opts.input, table_layout(opts.input_format, opts.columns))
     return ReadYfcc(opts.input)
 
 

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
 FORMATS = ("webdataset", "parquet", "tfrecord")
+INPUT_FORMATS = ("yfcc", "csv", "tsv", "parquet", "jsonl")  # the readers: sources/yfcc.py, sources/table.py
 PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
 
 
@@ -83,9 +84,17 @@ def _declarations() -> list[Declared]:
 
     section("source")
     add("--source", Role.INHERITED, is_input=True, default="yfcc", choices=("yfcc", "flickr"),
-        help="yfcc: metadata dumps given by --input; flickr: the live Flickr API (CC BY search by upload date).")
+        help="yfcc: metadata files given by --input (YFCC100M dumps or a table, see --input_format); "
+             "flickr: the live Flickr API (CC BY search by upload date).")
     add("--input", Role.RECORDED, is_input=True, default=None,
-        help="YFCC100M metadata file(s): a path or glob, plain, .gz or .bz2.")
+        help="Metadata file(s) in --input_format: a path or glob; text formats plain, .gz or .bz2.")
+    add("--input_format", Role.RECORDED, is_input=True, default="yfcc", choices=INPUT_FORMATS,
+        help="yfcc: YFCC100M dumps (23 or 25 tab-separated columns, no header); csv, tsv (with a header row), "
+             "parquet, jsonl (one JSON object per line): a generic table read through --columns.")
+    add("--columns", Role.RECORDED, is_input=True, default="",
+        help="Generic tables: FIELD=COLUMN,... naming the table's column for each of our fields: id and url "
+             "(required), license (required: a license URL or name), owner, title, page_url; a field not "
+             "named is read from the column of its own name (e.g. url=photo_url,id=photo_id,owner=author).")
     add("--min_upload_date", Role.RECORDED, is_input=True, default=None,
         help="--source=flickr: first upload day (YYYY-MM-DD, UTC) or epoch.")
     add("--max_upload_date", Role.RECORDED, is_input=True, default=None,
@@ -268,6 +277,10 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--input is required")
     if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
+    if opts.input_format != "yfcc" and opts.source != "yfcc":
+        problems.append(f"--input_format={opts.input_format} reads --input files, not --source={opts.source}")
+    if opts.columns and opts.input_format == "yfcc":
+        problems.append("--columns applies to --input_format=csv, tsv, parquet or jsonl")
     if not opts.output:
         problems.append("--output is required")
     unknown = set(split_list(opts.formats)) - set(FORMATS)

@@ -47,3 +47,15 @@ def test_the_flex_template_lists_exactly_the_public_options():
     names = {p["name"] for p in flex_metadata.metadata()["parameters"]} - {p["name"] for p in flex_metadata.REFRESH}
     assert names == set(options.PUBLIC)
     assert json.loads(flex_metadata.render())["parameters"]
+
+
+def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping():
+    assert not options.validate(opts("--input_format=parquet", "--columns=url=photo_url"))
+    assert options.validate(PipelineOptions(["--source=flickr", "--min_upload_date=2024-01-01",
+                                             "--max_upload_date=2024-01-02", "--output=y", "--input_format=csv"]
+                                            ).view_as(PassOptions)) == [
+        "--input_format=csv reads --input files, not --source=flickr"]
+    assert options.validate(opts("--columns=url=photo_url")) == [
+        "--columns applies to --input_format=csv, tsv, parquet or jsonl"]
+    assert {"input_format", "columns"} <= set(options.INPUTS) and {"input_format", "columns"} <= set(
+        options.RECORDED)

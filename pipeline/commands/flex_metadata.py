@@ -34,6 +34,8 @@ SPECIAL = {
     "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
     "contact": r"^https?://.+$",
     "source": r"^(yfcc|flickr)$",
+    "input_format": r"^(yfcc|csv|tsv|parquet|jsonl)$",
+    "columns": r"^[a-z_]+=[^,=]+(,[a-z_]+=[^,=]+)*$",
     "min_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
     "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
     "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",

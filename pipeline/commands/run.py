@@ -10,7 +10,7 @@ import datetime as dt
 import difflib
 import resource
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -25,6 +25,8 @@ from pipeline.io.files import matching
 from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
+from pipeline.sources.table import sniff as sniff_table
+from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
@@ -99,12 +101,23 @@ def check_output(output: str, overwrite: bool) -> None:
 SNIFFED_FILES = 20
 
 
-def check_input(pattern: str) -> None:
+def input_sniffer(opts: PassOptions) -> Callable[[str], str | None]:
+    """The launch check of one --input file: YFCC's, or a table's in its format and column mapping."""
+    if opts.input_format == "yfcc":
+        return sniff
+    try:
+        layout = table_layout(opts.input_format, opts.columns)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return lambda path: sniff_table(path, layout)
+
+
+def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -> None:
     paths = matching(pattern)
     if not paths:
         raise UsageError(f"--input {pattern!r} matches no file")
     for path in paths[:SNIFFED_FILES]:  # a few lines of each of the first files: cheap, even for bz2 dumps
-        problem = sniff(path)
+        problem = sniff_file(path)
         if problem and problem != "is empty":  # an empty file adds no row and no doubt
             raise UsageError(f"--input {path} {problem}")
 
@@ -172,7 +185,7 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
     if opts.source == "yfcc" and opts.input:
-        check_input(opts.input)
+        check_input(opts.input, input_sniffer(opts))
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     try:
         preflight(opts, options.view_as(StandardOptions).runner)

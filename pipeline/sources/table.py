@@ -1,0 +1,374 @@
+"""Read generic metadata tables — CSV, TSV, Parquet or JSON lines — whose columns are mapped to ours.
+
+Our fields are `id` and `url` (required), `owner`, `title`, `page_url` and `license` (a license
+URL or name; a value with a '/' in it is read as a URL). `--columns=url=photo_url,id=photo_id,…`
+names the user's column for each field; a field not named is read from the column of its own name.
+Rows come out as the same `Photo` the YFCC source emits, so every later stage — the license filter
+first, which keeps CC BY 2.0 and 4.0 only — treats them alike.
+
+Text tables have a header row and one record per line (a quoted value may hold the delimiter and
+quotes, never a newline); they are read line by line with the YFCC reader's length bound, plain,
+.gz or .bz2. Every data row ends as a `Photo` or as a `Rejection` named by its id, else by its
+"file:line" (Parquet and JSON lines count rows from 1, text tables count the header as line 1).
+Values are typed by the format: a JSON or Parquet number may be an id, never a URL or a title.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines
+from pipeline.stage import KEPT, REJECTED, StageOutput, reject
+
+STAGE = "read"
+
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+# Our fields, in the order a row is checked: the id first, so that later problems name the photo.
+FIELDS = ("id", "url", "owner", "title", "page_url", "license")
+# Without an id or a URL there is no photo; without a license no row could pass the license stage.
+REQUIRED = ("id", "url", "license")
+DESCRIBED = {"csv": "CSV with a header row", "tsv": "tab-separated values with a header row",
+             "parquet": "Parquet", "jsonl": "JSON lines (one object per line)"}
+_DELIMITERS = {"csv": ",", "tsv": "\t"}
+# Longer URLs are not photo URLs (browsers and servers stop near 8 KB); other values are bounded by
+# the line limit in text tables and by this in Parquet, whose cells have no such bound.
+MAX_URL_CHARS = 4096
+MAX_VALUE_CHARS = MAX_LINE_BYTES
+_PARQUET_BATCH_ROWS = 1024
+_FILE_ERRORS = (OSError, EOFError, ValueError, pa.ArrowException)  # zlib, bz2, pyarrow: all of a broken file
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How to read a table: its format, the user's column for each of our fields, and which of
+    those the user named (a named column that is missing is a mistake worth refusing at launch)."""
+
+    format: str
+    columns: tuple[tuple[str, str], ...]  # (our field, their column) for every field
+    named: tuple[str, ...] = ()
+
+    def column(self, name: str) -> str:
+        return dict(self.columns)[name]
+
+
+def table_layout(input_format: str, columns: str = "") -> TableLayout:
+    """--input_format and --columns -> a `TableLayout`, else ValueError saying what is wrong."""
+    if input_format not in FORMATS:
+        raise ValueError(f"--input_format {input_format!r} is not one of {', '.join(FORMATS)}")
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in columns.split(",")):
+        if not item:
+            continue
+        ours, equals, theirs = (part.strip() for part in item.partition("="))
+        if not equals or not ours or not theirs:
+            raise ValueError(f"--columns: {item!r}: expected FIELD=COLUMN")
+        if ours not in FIELDS:
+            raise ValueError(f"--columns: unknown field {ours!r} (fields: {', '.join(FIELDS)})")
+        if ours in mapping:
+            raise ValueError(f"--columns: {ours!r} is mapped twice")
+        mapping[ours] = theirs
+    return TableLayout(input_format, tuple((name, mapping.get(name, name)) for name in FIELDS), tuple(mapping))
+
+
+def _rejection(ref: str, reason: str, detail: str, photo_id: str = "") -> Rejection:
+    return Rejection(photo_id or ref, STAGE, reason, detail, "", ref)
+
+
+def _shown(name: str) -> str:
+    return repr(name[:40])
+
+
+def _text(value: object, column: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """A cell that must hold text: '' when absent; ValueError with the detail otherwise."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):  # Parquet writers may store text as plain binary
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"column {_shown(column)} holds bytes that are not UTF-8") from None
+    if not isinstance(value, str):
+        raise ValueError(f"column {_shown(column)} holds a {type(value).__name__}, not text")
+    if len(value) > limit:
+        raise ValueError(f"column {_shown(column)} holds {len(value):,} characters, over the limit of {limit:,}")
+    if "\x00" in value:  # never text; C libraries downstream would cut the value short at it
+        raise ValueError(f"column {_shown(column)} holds a NUL character")
+    return value.strip()
+
+
+def parse_row(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo | Rejection:
+    """One row, as {their column: value}, -> a `Photo`, or a `Rejection` saying what is wrong.
+    Absent columns are absent values here: a missing header column is the caller's to report."""
+    column = layout.column
+    raw_id = values.get(column("id"))
+    try:
+        photo_id = canonical_photo_id("" if raw_id is None else raw_id.strip() if isinstance(raw_id, str) else raw_id)
+    except BadPhotoId as err:
+        return _rejection(ref, err.reason, f"column {_shown(column('id'))}: {err}")
+    try:
+        url = _text(values.get(column("url")), column("url"), MAX_URL_CHARS)
+        text = {name: _text(values.get(column(name)), column(name)) for name in ("owner", "title", "page_url",
+                                                                                 "license")}
+    except ValueError as err:
+        return _rejection(ref, "bad_field", str(err), photo_id)
+    if not url:
+        return _rejection(ref, "missing_url", f"column {_shown(column('url'))} is empty", photo_id)
+    license_value = text["license"]
+    is_url = "/" in license_value
+    return Photo(
+        photo_id=photo_id,
+        source=layout.format,
+        source_ref=ref,
+        owner_name=text["owner"],
+        title=text["title"],
+        page_url=text["page_url"],
+        download_url=url,
+        license_name="" if is_url else license_value,
+        license_url=license_value if is_url else "",
+    )
+
+
+def _parsed(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo | Rejection:
+    """`parse_row`, with any exception it was not written for as one `internal_error` for this row
+    alone (as the stages' wrapper does for a record), so that the rest of the file is still read."""
+    try:
+        return parse_row(values, ref, layout)
+    except Exception as err:  # the safety net: every known problem has its reason in parse_row
+        return _rejection(ref, "internal_error", f"{type(err).__name__}: {err}"[:500])
+
+
+def header_problem(names: Sequence[str], layout: TableLayout) -> tuple[str, str] | None:
+    """(reason, detail) when a file's columns cannot give our required fields, else None."""
+    for name in REQUIRED:
+        theirs = layout.column(name)
+        if theirs not in names:
+            return "missing_column", f"no column {_shown(theirs)} (--columns {name}={theirs})"
+        if list(names).count(theirs) > 1:
+            return "bad_header", f"column {_shown(theirs)} appears {list(names).count(theirs)} times in the header"
+    return None
+
+
+def _named_missing(names: Sequence[str], layout: TableLayout) -> str | None:
+    """A column the user named in --columns that the file does not have (a typo, most likely)."""
+    for name in layout.named:
+        theirs = layout.column(name)
+        if theirs not in names:
+            return f"no column {_shown(theirs)} (--columns {name}={theirs})"
+    return None
+
+
+def _split(raw: bytes, ref: str, delimiter: str) -> list[str] | Rejection:
+    """One line of a text table -> its cells, or why it has none."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return _rejection(ref, "bad_encoding", f"invalid UTF-8 at byte {err.start}")
+    if "\x00" in text:
+        return _rejection(ref, "bad_field", "the line holds a NUL character")
+    try:
+        return next(csv.reader([text], delimiter=delimiter, strict=True))
+    except (csv.Error, StopIteration) as err:
+        return _rejection(ref, "malformed_row", f"{type(err).__name__}: {err}"[:300])
+
+
+def _header(first: tuple[str, bytes] | Rejection, delimiter: str) -> list[str] | tuple[str, str]:
+    """The header line -> column names (a byte order mark dropped), or (reason, detail) for its rows."""
+    if isinstance(first, Rejection):
+        return "bad_header", f"the header (line 1) is unreadable: {first.reason} ({first.detail})"
+    cells = _split(first[1].removeprefix(b"\xef\xbb\xbf"), first[0], delimiter)
+    if isinstance(cells, Rejection):
+        return "bad_header", f"the header (line 1) is unreadable: {cells.reason} ({cells.detail})"
+    return [cell.strip() for cell in cells]
+
+
+def _is_blank(raw: bytes) -> bool:
+    return not raw.strip()
+
+
+def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+    """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
+    delimiter = _DELIMITERS[layout.format]
+    lines = read_numbered_lines(path)
+    first = next(lines, None)
+    if first is None:
+        return
+    header = _header(first, delimiter)
+    problem = header if isinstance(header, tuple) else header_problem(header, layout)
+    for item in lines:
+        if isinstance(item, Rejection):
+            yield item
+            continue
+        ref, raw = item
+        if _is_blank(raw):
+            continue
+        if problem:
+            yield _rejection(ref, *problem)
+            continue
+        cells = _split(raw, ref, delimiter)
+        if isinstance(cells, Rejection):
+            yield cells
+        elif len(cells) != len(header):
+            yield _rejection(ref, "wrong_column_count", f"{len(cells)} columns, the header has {len(header)}")
+        else:
+            yield _parsed(dict(zip(header, cells, strict=True)), ref, layout)
+
+
+def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+    for item in read_numbered_lines(path):
+        if isinstance(item, Rejection):
+            yield item
+            continue
+        ref, raw = item
+        if _is_blank(raw):
+            continue
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            yield _rejection(ref, "bad_encoding", f"invalid UTF-8 at byte {err.start}")
+            continue
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, a 5,000-digit number, deep nesting
+            yield _rejection(ref, "malformed_row", f"not JSON: {type(err).__name__}: {err}"[:300])
+            continue
+        if not isinstance(value, dict):
+            yield _rejection(ref, "malformed_row", f"a JSON {type(value).__name__}, not an object")
+            continue
+        yield _parsed(value, ref, layout)
+
+
+def _open_parquet(handle: Any) -> pq.ParquetFile:
+    return pq.ParquetFile(handle)
+
+
+def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+    """Rows of a Parquet file, read a batch at a time and only in the mapped columns."""
+    name = posixpath.basename(path.rstrip("/"))
+    number = 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        try:
+            table = _open_parquet(handle)
+            names = table.schema_arrow.names
+            problem = header_problem(names, layout)
+            # Only our columns are decoded; with none present, the first column still counts the rows.
+            wanted = list(dict.fromkeys(c for _, c in layout.columns if c in names)) or names[:1]
+            for batch in table.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=wanted):
+                for values in batch.to_pylist():
+                    number += 1
+                    ref = f"{name}:{number}"
+                    yield _rejection(ref, *problem) if problem else _parsed(values, ref, layout)
+        except _FILE_ERRORS as err:
+            ref = f"{name}:{number + 1}"
+            yield _rejection(ref, "unreadable_file", f"{type(err).__name__}: {err}"[:500])
+
+
+_READERS = {"csv": _text_table_rows, "tsv": _text_table_rows, "jsonl": _json_rows, "parquet": _parquet_rows}
+
+
+def read_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+    """Every row of one file as a `Photo` or a `Rejection`. A text file that breaks midway (corrupt
+    gzip, truncated bzip2) ends with one rejection naming the first line that could not be read."""
+    name = posixpath.basename(path.rstrip("/"))
+    last = 0
+    try:
+        for item in _READERS[layout.format](path, layout):
+            last = int(item.source_ref.rpartition(":")[2])
+            yield item
+    except _FILE_ERRORS as err:
+        ref = f"{name}:{last + 1}"
+        yield _rejection(ref, "unreadable_file", f"{type(err).__name__}: {err}"[:500])
+
+
+def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
+    """The file's column names (None for JSON lines, which have none); ValueError when unreadable."""
+    if layout.format == "parquet":
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            return _open_parquet(handle).schema_arrow.names
+    if layout.format == "jsonl":
+        return None
+    first = next(read_numbered_lines(path), None)
+    if first is None:
+        return []
+    header = _header(first, _DELIMITERS[layout.format])
+    if isinstance(header, tuple):
+        raise ValueError(header[1])
+    return header
+
+
+def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:
+    """Why `path` cannot be read as `layout` says, judged on its header and first rows (None when
+    at least one row parses, or it has a header and no rows): a file in another format, or without
+    a column --columns names, fails at launch instead of becoming a run that rejects every row."""
+    described = DESCRIBED[layout.format]
+    try:
+        names = _columns_of(path, layout)
+        if names == []:
+            return "is empty"
+        if names is not None:
+            missing = header_problem(names, layout)
+            if missing:
+                shown = ", ".join(_shown(name) for name in names[:8]) + (", …" if len(names) > 8 else "")
+                return f"has {missing[1]}; its columns: {shown} (is it {described}?)"
+            typo = _named_missing(names, layout)
+            if typo:
+                return f"has {typo}"
+        problems = []
+        for item in read_rows(path, layout):
+            if isinstance(item, Photo):
+                return None
+            problems.append(f"{item.source_ref}: {item.reason} ({item.detail})")
+            if len(problems) >= rows:
+                break
+    except _FILE_ERRORS as err:
+        if layout.format == "parquet":
+            return f"cannot be read as Parquet: {type(err).__name__}: {err}"[:300]
+        return f"does not look like {described}: {err}"[:300]
+    if not problems:
+        return None if names is not None else "is empty"
+    return f"does not look like {described}: {problems[0]}"[:500]
+
+
+class _ReadRows(beam.DoFn):
+    """A file's rows: photos on the main output, rejections on `rejected`."""
+
+    def __init__(self, layout: TableLayout) -> None:
+        self._layout = layout
+
+    def process(self, path: str) -> Iterator:
+        for item in read_rows(path, self._layout):
+            yield reject(item) if isinstance(item, Rejection) else item
+
+
+class ReadTable(beam.PTransform):
+    """PBegin -> (PCollection[Photo], PCollection[Rejection]).
+
+    Reads every file matching `pattern` (local path, glob, or any Beam filesystem) in the format
+    and with the column mapping of `layout`; rows are reshuffled so that one big file still fans
+    out to every worker.
+    """
+
+    def __init__(self, pattern: str, layout: TableLayout) -> None:
+        super().__init__()
+        self._pattern = pattern
+        self._layout = layout
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        rows = (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Rows" >> beam.ParDo(_ReadRows(self._layout)).with_outputs(REJECTED, main=KEPT)
+        )
+        return StageOutput(rows[KEPT] | "SpreadRows" >> beam.Reshuffle(), rows[REJECTED])

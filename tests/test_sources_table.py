@@ -1,0 +1,414 @@
+"""Generic metadata tables (CSV, TSV, Parquet, JSON lines) with a column mapping: the rows they
+give, every bad row as a rejection with a reason, and the launch-time refusal of files that are
+not what --input_format says."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+from pipeline.fixtures.demo_world import demo_image
+from pipeline.fixtures.static_server import StaticServer, image
+from pipeline.records import Photo, Rejection
+from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
+from pipeline.sources.yfcc import MAX_LINE_BYTES
+from pipeline.stages.fetch import sized_url
+from pipeline.stages.license import FilterLicense
+from tests.conftest import FAST, local_pipeline
+
+THEIRS = "url=photo_url,id=photo_id,owner=author,title=caption,page_url=page,license=licence"
+HEADER = ("photo_id", "photo_url", "author", "caption", "page", "licence", "unused")
+GOOD = [
+    {"photo_id": "11", "photo_url": "https://img.example.org/a/11.jpg", "author": "demo owner",
+     "caption": "Chelsea the cat", "page": "https://example.org/p/11", "licence": "CC BY 4.0", "unused": "x"},
+    {"photo_id": "012", "photo_url": "https://img.example.org/a/12.jpg", "author": "", "caption": "",
+     "page": "", "licence": "https://creativecommons.org/licenses/by/2.0/", "unused": ""},
+]
+# What the YFCC source would emit for the same rows: (id, url, owner, title, page, license name, license url, ref)
+EXPECTED = [
+    ("11", "https://img.example.org/a/11.jpg", "demo owner", "Chelsea the cat", "https://example.org/p/11",
+     "CC BY 4.0", "", 2),
+    ("12", "https://img.example.org/a/12.jpg", "", "", "", "", "https://creativecommons.org/licenses/by/2.0/", 3),
+]
+
+
+def shape(photo: Photo) -> tuple:
+    return (photo.photo_id, photo.download_url, photo.owner_name, photo.title, photo.page_url, photo.license_name,
+            photo.license_url, photo.source_ref, photo.source)
+
+
+def why(rejection: Rejection) -> tuple[str, str, str]:
+    return rejection.photo_id, rejection.stage, rejection.reason
+
+
+def csv_text(rows: list[dict], delimiter: str = ",", header: tuple[str, ...] = HEADER) -> str:
+    lines = [delimiter.join(header)]
+    lines += [delimiter.join(str(row.get(name, "")) for name in header) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(path: Path, fmt: str, rows: list[dict]) -> Path:
+    if fmt in ("csv", "tsv"):
+        path.write_text(csv_text(rows, "," if fmt == "csv" else "\t"), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def read_all(path: Path, fmt: str, columns: str = THEIRS) -> list[Photo | Rejection]:
+    return list(read_rows(str(path), table_layout(fmt, columns)))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_every_format_gives_the_photos_the_yfcc_source_would(tmp_path, fmt):
+    write_table(tmp_path / f"meta.{fmt}", fmt, GOOD)
+    first_row = 1 if fmt in ("parquet", "jsonl") else 2  # text tables count their header as line 1
+    expected = [(*row[:7], f"meta.{fmt}:{row[7] - 2 + first_row}", fmt) for row in EXPECTED]
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "*"), table_layout(fmt, THEIRS))
+        assert_that(read.kept | beam.Map(shape), equal_to(expected), label="kept")
+        assert_that(read.rejected, equal_to([]), label="rejected")
+
+
+def test_our_own_column_names_are_the_default_mapping(tmp_path):
+    path = tmp_path / "meta.csv"
+    path.write_text("id,url,owner,title,page_url,license\n5,http://h/5.jpg,someone,t,http://p/5,CC BY 2.0\n")
+    (photo,) = read_all(path, "csv", "")
+    assert shape(photo) == ("5", "http://h/5.jpg", "someone", "t", "http://p/5", "CC BY 2.0", "", "meta.csv:2", "csv")
+
+
+def test_compressed_text_tables_and_a_byte_order_mark_are_read(tmp_path):
+    text = "\ufeff" + csv_text(GOOD)
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "b.csv.bz2").write_bytes(bz2.compress(text.replace("a/1", "b/1").encode()))
+    for name in ("a.csv.gz", "b.csv.bz2"):
+        assert [item.photo_id for item in read_all(tmp_path / name, "csv")] == ["11", "12"]
+
+
+def test_blank_lines_are_not_records(tmp_path):
+    path = tmp_path / "meta.jsonl"
+    path.write_text("\n" + json.dumps(GOOD[0]) + "\n  \n\r\n")
+    assert [item.photo_id for item in read_all(path, "jsonl")] == ["11"]
+
+
+LICENCES = [  # (the row's licence, kept?) in one column that holds a URL or a name
+    ("CC BY 4.0", True),
+    ("cc  by 2.0", True),
+    ("CC-BY-4.0", True),  # the SPDX spelling
+    ("Attribution License", True),  # Flickr's name for CC BY 2.0
+    ("https://creativecommons.org/licenses/by/4.0/", True),
+    ("http://creativecommons.org/licenses/by/2.0", True),
+    ("CC BY 3.0", False),  # only the versions Flickr offers (ids 4 and 11): see README
+    ("https://creativecommons.org/licenses/by/3.0/", False),
+    ("CC BY-SA 4.0", False),
+    ("CC-BY-NC-4.0", False),
+    ("https://creativecommons.org/licenses/by-nc/2.0/", False),
+    ("All rights reserved", False),
+    ("", False),
+]
+
+
+def test_the_license_stage_decides_each_rows_licence(tmp_path):
+    rows = [{**GOOD[0], "photo_id": str(number), "licence": licence}
+            for number, (licence, _) in enumerate(LICENCES, 1)]
+    path = write_table(tmp_path / "meta.csv", "csv", rows)
+    kept = [str(number) for number, (_, keep) in enumerate(LICENCES, 1) if keep]
+    rejected = [(str(number), "license", "not_cc_by", licence or "no license given")
+                for number, (licence, keep) in enumerate(LICENCES, 1) if not keep]
+    with local_pipeline() as p:
+        licensed = (p | ReadTable(str(path), table_layout("csv", THEIRS))).kept | FilterLicense()
+        assert_that(licensed.kept | beam.Map(lambda photo: photo.photo_id), equal_to(kept), label="kept")
+        assert_that(licensed.rejected | beam.Map(lambda r: (*why(r), r.detail)), equal_to(rejected),
+                    label="rejected")
+
+
+def test_bad_csv_rows_are_rejections_with_reasons_and_good_rows_still_pass(tmp_path):
+    good = csv_text([GOOD[0]]).splitlines()[1]
+    lines = [
+        ",".join(HEADER),
+        good,                                                   # 2 kept
+        good.replace("11,", ",", 1),                            # 3 missing_id
+        good.replace("11,", "../x,", 1),                        # 4 bad_id
+        good.replace("https://img.example.org/a/11.jpg", ""),   # 5 missing_url
+        good + ",extra",                                        # 6 wrong_column_count
+        good.replace("Chelsea the cat", '"unclosed'),           # 7 malformed_row
+        good.replace("Chelsea", "Chel\x00sea"),                 # 8 bad_field (NUL)
+        good.replace("https://img", "https://" + "i" * 5000),   # 9 bad_field (url too long)
+        good.replace("Chelsea the cat", "=HYPERLINK(\"http://evil\")".replace('"', '""').join('""')),  # 10 kept
+        good.replace("https://img.example.org/a/11.jpg", "javascript:alert(1)").replace("11,", "13,", 1),  # 11 kept
+    ]
+    raw = ("\n".join(lines) + "\n").encode()
+    raw += good.replace("Chelsea", "Ch\xe9lsea").encode("latin-1") + b"\n"  # 12 bad_encoding
+    raw += good.replace("Chelsea the cat", "x" * (MAX_LINE_BYTES + 10)).encode() + b"\n"  # 13 line_too_long
+    path = tmp_path / "meta.csv"
+    path.write_bytes(raw)
+    items = read_all(path, "csv")
+    assert len(items) == 12  # every data line, once
+    kept = [item for item in items if isinstance(item, Photo)]
+    assert [(p.photo_id, p.source_ref) for p in kept] == [("11", "meta.csv:2"), ("11", "meta.csv:10"),
+                                                          ("13", "meta.csv:11")]
+    assert kept[1].title == '=HYPERLINK("http://evil")'  # text, neutralised where it is written (sinks)
+    assert kept[2].download_url == "javascript:alert(1)"  # the fetch stage refuses it (bad_url)
+    rejected = {item.source_ref: (item.photo_id, item.stage, item.reason)
+                for item in items if isinstance(item, Rejection)}
+    assert rejected == {
+        "meta.csv:3": ("meta.csv:3", "read", "missing_id"),
+        "meta.csv:4": ("meta.csv:4", "read", "bad_id"),
+        "meta.csv:5": ("11", "read", "missing_url"),
+        "meta.csv:6": ("meta.csv:6", "read", "wrong_column_count"),
+        "meta.csv:7": ("meta.csv:7", "read", "malformed_row"),
+        "meta.csv:8": ("meta.csv:8", "read", "bad_field"),
+        "meta.csv:9": ("11", "read", "bad_field"),
+        "meta.csv:12": ("meta.csv:12", "read", "bad_encoding"),
+        "meta.csv:13": ("meta.csv:13", "read", "line_too_long"),
+    }
+    details = {item.source_ref: item.detail for item in items if isinstance(item, Rejection)}
+    assert "NUL" in details["meta.csv:8"] and "url" in details["meta.csv:9"]
+    assert "8 columns" in details["meta.csv:6"] and "header has 7" in details["meta.csv:6"]
+
+
+def test_bad_json_lines_are_rejections_with_reasons(tmp_path):
+    lines = [
+        json.dumps(GOOD[0]),                                     # 1 kept
+        "{not json",                                             # 2 malformed_row
+        json.dumps([GOOD[0]]),                                   # 3 malformed_row (not an object)
+        json.dumps({**GOOD[0], "photo_id": 1.5}),                # 4 bad_id
+        json.dumps({**GOOD[0], "photo_id": 14}),                 # 5 kept: a JSON number id
+        json.dumps({**GOOD[0], "photo_url": 7}),                 # 6 bad_field
+        json.dumps({**GOOD[0], "caption": ["a", "list"]}),       # 7 bad_field
+        json.dumps({**GOOD[0], "photo_url": None}),              # 8 missing_url
+        json.dumps({key: value for key, value in GOOD[0].items() if key != "photo_id"}),  # 9 missing_id
+        "[" * 100_000 + "]" * 100_000,                           # 10 line_too_long (before any parse)
+        "[" * 30_000 + "]" * 30_000,                             # 11 malformed_row (nesting, not a crash)
+        json.dumps({**GOOD[0], "author": "a\u0000b"}),           # 12 bad_field (NUL)
+    ]
+    path = tmp_path / "meta.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    items = read_all(path, "jsonl")
+    assert [(item.photo_id, item.source_ref) for item in items if isinstance(item, Photo)] == [
+        ("11", "meta.jsonl:1"), ("14", "meta.jsonl:5")]
+    assert {item.source_ref: (item.photo_id, item.reason) for item in items if isinstance(item, Rejection)} == {
+        "meta.jsonl:2": ("meta.jsonl:2", "malformed_row"),
+        "meta.jsonl:3": ("meta.jsonl:3", "malformed_row"),
+        "meta.jsonl:4": ("meta.jsonl:4", "bad_id"),
+        "meta.jsonl:6": ("11", "bad_field"),
+        "meta.jsonl:7": ("11", "bad_field"),
+        "meta.jsonl:8": ("11", "missing_url"),
+        "meta.jsonl:9": ("meta.jsonl:9", "missing_id"),
+        "meta.jsonl:10": ("meta.jsonl:10", "line_too_long"),
+        "meta.jsonl:11": ("meta.jsonl:11", "malformed_row"),
+        "meta.jsonl:12": ("11", "bad_field"),
+    }
+
+
+def test_wrong_types_in_parquet_columns_are_rejections_not_crashes(tmp_path):
+    table = pa.table({
+        "photo_id": pa.array([21.0, 22.5, None], pa.float64()),
+        "photo_url": pa.array([1, 2, 3], pa.int64()),
+        "licence": pa.array(["CC BY 4.0"] * 3),
+    })
+    pq.write_table(table, tmp_path / "floats.parquet")
+    items = read_all(tmp_path / "floats.parquet", "parquet")
+    assert [(item.source_ref, item.reason) for item in items] == [
+        ("floats.parquet:1", "bad_id"), ("floats.parquet:2", "bad_id"), ("floats.parquet:3", "missing_id")]
+    assert "float" in items[0].detail
+    ints = pa.table({"photo_id": pa.array([31, 32], pa.int64()), "photo_url": pa.array([5, None], pa.int64()),
+                     "licence": pa.array(["CC BY 4.0", "CC BY 4.0"]),
+                     "caption": pa.array([{"a": 1}, None], pa.struct([("a", pa.int64())]))})
+    pq.write_table(ints, tmp_path / "ints.parquet")
+    items = read_all(tmp_path / "ints.parquet", "parquet")
+    assert [(item.photo_id, item.reason) for item in items] == [("31", "bad_field"), ("32", "missing_url")]
+    assert "photo_url" in items[0].detail and "int" in items[0].detail
+
+
+def test_a_file_without_a_mapped_required_column_rejects_each_of_its_rows(tmp_path):
+    (tmp_path / "a.csv").write_text("photo_id,licence\n1,CC BY 4.0\n2,CC BY 4.0\n")
+    items = read_all(tmp_path / "a.csv", "csv")
+    assert [(item.source_ref, item.reason) for item in items] == [("a.csv:2", "missing_column"),
+                                                                  ("a.csv:3", "missing_column")]
+    assert "photo_url" in items[0].detail
+    pq.write_table(pa.table({"photo_id": ["1", "2"], "licence": ["CC BY 4.0"] * 2}), tmp_path / "b.parquet")
+    assert [(item.source_ref, item.reason) for item in read_all(tmp_path / "b.parquet", "parquet")] == [
+        ("b.parquet:1", "missing_column"), ("b.parquet:2", "missing_column")]
+    (tmp_path / "c.csv").write_text("photo_id,photo_url,photo_url,licence\n1,http://h/1.jpg,x,CC BY 4.0\n")
+    assert [(item.source_ref, item.reason) for item in read_all(tmp_path / "c.csv", "csv")] == [
+        ("c.csv:2", "bad_header")]
+
+
+def test_an_unreadable_parquet_file_is_a_rejection_and_the_other_files_are_read(tmp_path):
+    write_table(tmp_path / "good.parquet", "parquet", GOOD)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really parquet PAR1")
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "*.parquet"), table_layout("parquet", THEIRS))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["11", "12"]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([("bad.parquet:1", "read", "unreadable_file")]),
+                    label="rejected")
+
+
+def test_a_row_that_breaks_the_parser_unforeseen_is_one_internal_error_and_the_file_goes_on(tmp_path, monkeypatch):
+    from pipeline.sources import table
+
+    real = table.parse_row
+
+    def fragile(values, ref, layout):
+        if values["photo_id"] == "11":
+            raise KeyError("unforeseen")
+        return real(values, ref, layout)
+
+    monkeypatch.setattr(table, "parse_row", fragile)
+    items = read_all(write_table(tmp_path / "meta.csv", "csv", GOOD), "csv")
+    assert [(item.source_ref, getattr(item, "reason", "kept")) for item in items] == [
+        ("meta.csv:2", "internal_error"), ("meta.csv:3", "kept")]
+
+
+def test_the_readme_example_is_read_as_documented(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Generic tables", 1)[1].split("## What the job does", 1)[0]
+    example, command = [block.split("```", 1)[0].strip() for block in section.split("```\n")[1::2]]
+    columns = command.split("--columns=", 1)[1].split()[0]
+    path = tmp_path / "photos.csv"
+    path.write_text(example + "\n")
+    (photo,) = read_all(path, "csv", columns)
+    assert shape(photo)[:7] == ("1003", "http://127.0.0.1:8000/1/1003_abcdef0123.jpg", "demo owner",
+                                "Chelsea the cat", "", "CC BY 4.0", "")
+
+
+CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=30)
+
+
+@given(st.lists(st.lists(CELL, min_size=0, max_size=9), max_size=6))
+def test_reading_any_csv_never_raises_and_accounts_for_every_line(cells):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.csv"
+        lines = [",".join(HEADER), *(",".join(row) for row in cells)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        items = read_all(path, "csv")
+    blank = sum(1 for row in cells if not ",".join(row).encode().strip())  # ASCII white space only
+    assert len(items) == len(cells) - blank
+    assert all(isinstance(item, (Photo, Rejection)) for item in items)
+
+
+def test_a_generic_row_on_another_host_is_fetched_as_given_not_as_a_flickr_size(tmp_path):
+    url = "http://127.0.0.1:8000/1/1001_abcdef0123.jpg"  # shaped like a Flickr static URL
+    path = write_table(tmp_path / "meta.csv", "csv", [{**GOOD[0], "photo_url": url}])
+    (photo,) = read_all(path, "csv")
+    assert sized_url(photo, 1024) == url
+    flickr = write_table(tmp_path / "flickr.csv", "csv",
+                         [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/1001_abcdef0123.jpg"}])
+    (photo,) = read_all(flickr, "csv")
+    assert sized_url(photo, 1024) != photo.download_url  # Flickr's own hosts still get a sized copy
+
+
+@pytest.mark.parametrize("columns,message", [
+    ("urll=photo_url", "unknown field 'urll'"),
+    ("url=a,url=b", "'url' is mapped twice"),
+    ("url", "expected FIELD=COLUMN"),
+    ("url=", "expected FIELD=COLUMN"),
+])
+def test_a_column_mapping_that_cannot_be_understood_is_refused(columns, message):
+    with pytest.raises(ValueError, match=message):
+        table_layout("csv", columns)
+
+
+def test_sniff_accepts_good_files_and_names_what_is_wrong_with_the_others(tmp_path):
+    layout = table_layout("csv", THEIRS)
+    assert sniff(str(write_table(tmp_path / "good.csv", "csv", GOOD)), layout) is None
+    (tmp_path / "header_only.csv").write_text(",".join(HEADER) + "\n")
+    assert sniff(str(tmp_path / "header_only.csv"), layout) is None
+    (tmp_path / "empty.csv").write_text("")
+    assert sniff(str(tmp_path / "empty.csv"), layout) == "is empty"
+    (tmp_path / "no_url.csv").write_text("photo_id,licence,author\n1,CC BY 4.0,x\n")
+    assert "no column 'photo_url' (--columns url=photo_url)" in sniff(str(tmp_path / "no_url.csv"), layout)
+    (tmp_path / "typo.csv").write_text("photo_id,photo_url,licence\n1,http://h/1.jpg,CC BY 4.0\n")
+    assert "no column 'author' (--columns owner=author)" in sniff(str(tmp_path / "typo.csv"), layout)
+    (tmp_path / "jpeg.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG given as --input")
+    assert "does not look like CSV" in sniff(str(tmp_path / "jpeg.csv"), layout)
+    rows = "".join(f"{i},,a,b,c,CC BY 4.0,\n" for i in range(1, 11))  # no row has a URL
+    (tmp_path / "no_urls.csv").write_text(",".join(HEADER) + "\n" + rows)
+    assert "missing_url" in sniff(str(tmp_path / "no_urls.csv"), layout)
+
+
+def test_sniff_refuses_a_file_in_another_format_than_declared(tmp_path):
+    parquet = write_table(tmp_path / "meta.parquet", "parquet", GOOD)
+    jsonl = write_table(tmp_path / "meta.jsonl", "jsonl", GOOD)
+    csv = write_table(tmp_path / "meta.csv", "csv", GOOD)
+    assert sniff(str(parquet), table_layout("parquet", THEIRS)) is None
+    assert sniff(str(jsonl), table_layout("jsonl", THEIRS)) is None
+    assert "cannot be read as Parquet" in sniff(str(csv), table_layout("parquet", THEIRS))
+    assert "does not look like JSON lines" in sniff(str(csv), table_layout("jsonl", THEIRS))
+    assert "does not look like JSON lines" in sniff(str(parquet), table_layout("jsonl", THEIRS))
+    assert "no column 'photo_id'" in sniff(str(csv), table_layout("tsv", THEIRS))  # one column: the whole line
+    yfcc = tmp_path / "yfcc.tsv"
+    yfcc.write_text("\t".join(["1", "123", *[""] * 23]) + "\n")
+    assert "no column" in sniff(str(yfcc), table_layout("tsv", ""))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--input_format=csv", f"--columns={THEIRS.replace('url=photo_url', 'url=nope')}"],
+     "no column 'nope' (--columns url=nope)"),
+    (["--input_format=parquet"], "cannot be read as Parquet"),
+    (["--input_format=csv", "--columns=colour=x"], "--columns: unknown field 'colour'"),
+    (["--columns=url=photo_url"], "--columns applies to --input_format=csv, tsv, parquet or jsonl"),
+])
+def test_a_run_on_a_table_it_cannot_read_is_refused_at_launch_in_one_line(tmp_path, capsys, argv, message):
+    given = write_table(tmp_path / "meta.csv", "csv", GOOD)
+    assert main(["run", f"--input={given}", f"--output={tmp_path / 'out'}", *argv, *FAST]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dataset_built_from_a_generic_csv(tmp_path, capsys):
+    """The whole job through the CLI: kept ids, every other row's rejection, no Flickr size asked of
+    a host that is not Flickr's, and the format and mapping recorded in the manifest."""
+    with StaticServer() as server:
+        def url(name: str) -> str:
+            return server.add(f"/1/{name}_abcdef0123.jpg", image(demo_image(f"{name}.jpg")))
+
+        rows = [
+            {"photo_id": "1", "photo_url": url("chelsea"), "author": "demo owner", "caption": "cat",
+             "licence": "CC BY 4.0"},
+            {"photo_id": "2", "photo_url": url("coffee"), "licence": "https://creativecommons.org/licenses/by/2.0/"},
+            {"photo_id": "3", "photo_url": url("brick"), "caption": '"=HYPERLINK(""http://evil"")"',
+             "licence": "Attribution License"},
+            {"photo_id": "4", "photo_url": url("coins"), "licence": "CC BY-NC 4.0"},
+            {"photo_id": "../5", "photo_url": url("gravel"), "licence": "CC BY 4.0"},
+            {"photo_id": "6", "photo_url": "file:///etc/passwd", "licence": "CC BY 4.0"},
+            {"photo_id": "7", "photo_url": "", "licence": "CC BY 4.0"},
+            {"photo_id": "8", "photo_url": "http://elsewhere.example.org/8.jpg", "licence": "CC BY 4.0"},
+        ]
+        metadata = tmp_path / "photos.csv"
+        metadata.write_text(csv_text(rows))
+        output = tmp_path / "out"
+        code = main(["run", f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}",
+                     "--input_format=csv", f"--columns={THEIRS}", "--max_side=1024", "--min_side=16", *FAST])
+        assert code == 0, capsys.readouterr().err
+        assert set(server.hits) == {f"/1/{name}_abcdef0123.jpg" for name in ("chelsea", "coffee", "brick")}
+    kept = pq.read_table(output / "parquet", columns=["photo_id", "title", "license_name", "license_url"])
+    assert sorted(kept.column("photo_id").to_pylist()) == ["1", "2", "3"]
+    assert '=HYPERLINK("http://evil")' in kept.column("title").to_pylist()
+    rejections = pq.read_table(output / "rejections").to_pylist()
+    assert {(r["photo_id"], r["stage"], r["reason"]) for r in rejections} == {
+        ("4", "license", "not_cc_by"), ("photos.csv:6", "read", "bad_id"), ("6", "fetch", "bad_url"),
+        ("7", "read", "missing_url"), ("8", "fetch", "host_not_allowed")}
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["options"]["input_format"] == "csv" and manifest["options"]["columns"] == THEIRS
+    assert manifest["inputs"]["input_format"] == "csv"
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["input_rows"] == len(rows) and stats["accounted"]
+    assert "'=HYPERLINK" in (output / "ATTRIBUTION.csv").read_text()
