@@ -224,3 +224,20 @@ def test_a_kept_id_is_always_a_plain_positive_number(photo_id):
         assert int(parsed.photo_id) == int(photo_id.strip())
     else:
         assert parsed.reason in ("bad_id", "missing_id")
+
+
+def test_the_readme_documents_every_column_and_its_sample_row_parses():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### YFCC100M metadata", 1)[1].split("### Generic tables", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    names, cells = [], []
+    for _, column, sample, _ in rows:
+        documented = [name.strip(" `") for name in column.split(",")]
+        names += documented
+        cells += [sample.strip(" `")] * len(documented)
+    assert tuple(names) == COLUMNS_25
+    parsed = parse_line("\t".join(cells).encode(), "readme:1")
+    assert isinstance(parsed, Photo) and (parsed.photo_id, parsed.title, parsed.owner_name) == (
+        "1003", "Chelsea the cat", "demo owner")
