@@ -343,6 +343,12 @@ def test_sniff_accepts_good_files_and_names_what_is_wrong_with_the_others(tmp_pa
     assert "missing_url" in sniff(str(tmp_path / "no_urls.csv"), layout)
 
 
+def test_an_empty_file_beside_parquet_parts_is_no_rows_and_no_error(tmp_path):
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    assert read_all(tmp_path / "_SUCCESS", "parquet") == []
+    assert sniff(str(tmp_path / "_SUCCESS"), table_layout("parquet", THEIRS)) == "is empty"
+
+
 def test_sniff_refuses_a_file_in_another_format_than_declared(tmp_path):
     parquet = write_table(tmp_path / "meta.parquet", "parquet", GOOD)
     jsonl = write_table(tmp_path / "meta.jsonl", "jsonl", GOOD)

@@ -248,7 +248,12 @@ def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
         yield _parsed(value, ref, layout)
 
 
-def _open_parquet(handle: Any) -> pq.ParquetFile:
+def _open_parquet(handle: Any) -> pq.ParquetFile | None:
+    """The Parquet file behind `handle`; None for a file of no bytes (a writer's `_SUCCESS` marker
+    beside its parts holds no rows and is no error)."""
+    if not handle.read(1):
+        return None
+    handle.seek(0)
     return pq.ParquetFile(handle)
 
 
@@ -259,6 +264,8 @@ def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         try:
             table = _open_parquet(handle)
+            if table is None:
+                return
             names = table.schema_arrow.names
             problem = header_problem(names, layout)
             # Only our columns are decoded; with none present, the first column still counts the rows.
@@ -294,7 +301,8 @@ def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
     """The file's column names (None for JSON lines, which have none); ValueError when unreadable."""
     if layout.format == "parquet":
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return _open_parquet(handle).schema_arrow.names
+            table = _open_parquet(handle)
+            return table.schema_arrow.names if table is not None else []
     if layout.format == "jsonl":
         return None
     first = next(read_numbered_lines(path), None)
