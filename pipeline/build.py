@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
 from pipeline import __version__
+from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
@@ -120,8 +121,40 @@ def _verify_license(opts: PassOptions) -> VerifyLicense:
                                       opts.flickr_calls_per_second, opts.flickr_search_depth))
 
 
+def fusion_of(opts: PassOptions, specs: list[DetectorSpec]) -> Fusion | None:
+    """The fusion model deciding the human classes (--fusion), refused when a --detect_thresholds or
+    --review_band entry names a class it decides (that threshold would be silently ignored)."""
+    fusion = choose_fusion(opts.fusion, specs)
+    overridden = [item.split("=", 1)[0].strip() for text in (opts.detect_thresholds, opts.review_band)
+                  for item in text.split(",") if item.strip()]
+    check_overrides(fusion, specs, overridden)
+    return fusion
+
+
+def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict]:
+    """What decided detection, as the manifest records it (and a refresh compares): each detector
+    with its thresholds, and the fusion model with its two thresholds."""
+    entries = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256,
+                "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band}
+               for spec in specs]
+    if fusion is not None:
+        entries.append({"name": "fusion", "file": "fusion.json", "sha256": fusion.sha256,
+                        "license": "fitted by this project (pipeline/photo_sets/fit_fusion.py)",
+                        "thresholds": {"reject_at": fusion.reject_at},
+                        "review_band": {"review_from": fusion.review_from},
+                        "features": list(fusion.features), "weights": list(fusion.weights), "bias": fusion.bias})
+    return entries
+
+
+def models_of(opts: PassOptions) -> list[dict]:
+    """The manifest's model entries a run with these options would record."""
+    specs = detectors_of(opts)
+    return model_entries(specs, fusion_of(opts, specs))
+
+
 def _detect(specs: list[DetectorSpec], opts: PassOptions) -> Detect:
-    return Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None), opts.cache or "")
+    return Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None), opts.cache or "",
+                  fusion_of(opts, specs))
 
 
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
@@ -237,7 +270,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     ]
     if specs:
         outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
-                       | "WriteReview" >> WriteReview(output, specs))
+                       | "WriteReview" >> WriteReview(output, specs, fusion_of(opts, specs)))
     outputs.append(_ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
                    | "WriteLedger" >> sinks.WriteLedger(output))
     if opts.near_dup_distance >= 0:
@@ -260,8 +293,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         | "CountReasons" >> beam.combiners.Count.PerElement()
         | "ReasonList" >> beam.combiners.ToList()
     )
-    models = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256, "license": spec.license,
-               "thresholds": spec.thresholds, "review_band": spec.review_band} for spec in specs]
+    models = model_entries(specs, fusion_of(opts, specs))
     _ = (
         pipeline
         | "Once" >> beam.Create([None])

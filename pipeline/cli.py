@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--detect_tile_min_side", type=int, default=400,
                               help="as for run: tiles for images at least this large (default: 400)")
     evaluate_cmd.add_argument("--detect_thresholds", default="", help="as for run: DETECTOR.CLASS=SCORE,...")
+    evaluate_cmd.add_argument("--fusion", default="default",
+                              help="as for run: 'default' (models/fusion.json), 'none' or a fusion model JSON")
     evaluate_cmd.add_argument("--max_side", type=int, default=512,
                               help="images are stored at this size before scoring, as in a run (default: 512)")
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")
     evaluate_cmd.add_argument("--split", choices=["heldout", "tuning", "all"], default="heldout",
                               help="with --photos: which part of the set (default: heldout)")
+    evaluate_cmd.add_argument("--scores", default="",
+                              help="with --photos: take every image's detector scores from an earlier --json of "
+                              "the same split instead of running the detectors (to compare decision rules)")
     review_cmd = commands.add_parser("review", help="the human-review loop")
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
     apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "

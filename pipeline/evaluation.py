@@ -1,5 +1,6 @@
 """`pass-pipeline evaluate`: recall on photographs with people and keep-rate on photographs without,
-per detector and combined, at the registry's thresholds or those given with --detect_thresholds.
+per detector and combined, by the detect stage's own decision rule (the fusion model, or per-detector
+thresholds): an image counts as removed when a run would reject it or hold it for review.
 
 The labelled set is built from real photographs that PyPI packages ship (scikit-image,
 scikit-learn and matplotlib sample images) plus composites generated from them: a person pasted
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from pipeline.detectors.decision import KEPT, rule_for
+from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo
@@ -152,12 +155,15 @@ def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: Runtime
     return scores
 
 
-def flags(spec: DetectorSpec, scores: dict[str, float]) -> bool:
-    """Whether this detector alone would reject the image (any of its classes at its threshold)."""
-    return any(scores.get(spec.score_name(cls), 0.0) >= spec.thresholds[cls] for cls in spec.classes)
+def removes(specs: list[DetectorSpec], fusion: Fusion | None = None) -> Callable[[dict[str, float]], bool]:
+    """Whether a run with these detectors (and fusion model) keeps an image with these scores out of
+    the dataset: rejected, or held for review (the detect stage's own rule)."""
+    rule = rule_for(specs, fusion)
+    return lambda scores: rule.decide(scores).decision != KEPT
 
 
-def report(samples: list[Sample], scores: list[dict[str, float]], specs: list[DetectorSpec]) -> dict:
+def report(samples: list[Sample], scores: list[dict[str, float]], specs: list[DetectorSpec],
+           fusion: Fusion | None = None) -> dict:
     people = [i for i, s in enumerate(samples) if s.has_person]
     others = [i for i, s in enumerate(samples) if not s.has_person]
 
@@ -173,33 +179,36 @@ def report(samples: list[Sample], scores: list[dict[str, float]], specs: list[De
     result = {
         "images": len(samples), "with_people": len(people), "without_people": len(others),
         "thresholds": {spec.name: spec.thresholds for spec in specs},
-        "per_detector": {spec.name: rates(lambda s, spec=spec: flags(spec, s)) for spec in human_specs},
-        "combined": rates(lambda s: any(flags(spec, s) for spec in specs)),
+        "fusion": None if fusion is None else {"sha256": fusion.sha256, "reject_at": fusion.reject_at,
+                                               "review_from": fusion.review_from},
+        "per_detector": {spec.name: rates(removes([spec])) for spec in human_specs},
+        "combined": rates(removes(specs, fusion)),
         "scores": {samples[i].name: scores[i] for i in range(len(samples))},
     }
     return result
 
 
-def leak_report(samples: list[Sample], scores: list[dict[str, float]], specs: list[DetectorSpec]) -> dict:
+def leak_report(samples: list[Sample], scores: list[dict[str, float]], specs: list[DetectorSpec],
+                fusion: Fusion | None = None) -> dict:
     """Recall on the leak samples (all contain a person), per human detector and combined."""
     def rates(rejects: Callable[[dict[str, float]], bool]) -> dict:
         missed = sorted(s.name for s, score in zip(samples, scores, strict=True) if not rejects(score))
         return {"recall": round(1 - len(missed) / max(1, len(samples)), 4), "missed": missed}
 
     return {"images": len(samples),
-            "per_detector": {spec.name: rates(lambda s, spec=spec: flags(spec, s))
-                             for spec in specs if spec.human_classes},
-            "combined": rates(lambda s: any(flags(spec, s) for spec in specs)),
+            "per_detector": {spec.name: rates(removes([spec])) for spec in specs if spec.human_classes},
+            "combined": rates(removes(specs, fusion)),
             "scores": {sample.name: score for sample, score in zip(samples, scores, strict=True)}}
 
 
-def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 512) -> dict:
+def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 512,
+             fusion: Fusion | None = None) -> dict:
     real = package_photos()
     by_file = {sample.name.rsplit("/", 1)[1]: sample.image for sample in real}
     samples, leaked = real + composites(by_file), leaks(by_file)
     scores = score_set(samples + leaked, specs, runtime, max_side)
-    result = report(samples, scores[:len(samples)], specs)
-    result["leaks"] = leak_report(leaked, scores[len(samples):], specs)
+    result = report(samples, scores[:len(samples)], specs, fusion)
+    result["leaks"] = leak_report(leaked, scores[len(samples):], specs, fusion)
     return result
 
 

@@ -194,11 +194,17 @@ def _declarations() -> list[Declared]:
     section("detect")
     add("--detectors", Role.SHAPES_DETECTION, default="default",
         help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "
-             "(CenterFace faces, SSDLite COCO persons, open-NSFW); 'none' turns detection off.")
+             "(CenterFace faces, SSDLite COCO persons, MediaPipe palms, open-NSFW); 'none' turns detection off.")
     add("--model_registry", Role.SHAPES_DETECTION, is_input=True, default="",
         help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
+    add("--fusion", Role.SHAPES_DETECTION, default="default",
+        help="How the human classes decide: 'default' = the registry's fusion model (models/fusion.json: one "
+             "calibrated score over the detectors' scores, fitted on the tuning photographs) when every "
+             "detector it reads is selected, else per-detector thresholds; 'none' = per-detector thresholds; "
+             "or the path of a fusion model JSON (python -m pipeline.photo_sets.fit_fusion writes one).")
     add("--detect_thresholds", Role.SHAPES_DETECTION, default="",
-        help="Override rejection thresholds: DETECTOR.CLASS=SCORE,... (e.g. centerface.face=0.6).")
+        help="Override rejection thresholds: DETECTOR.CLASS=SCORE,... (e.g. centerface.face=0.6). Classes "
+             "the fusion model reads are decided by it: use --fusion=none to decide them by threshold.")
     add("--review_band", Role.SHAPES_DETECTION, default="",
         help="Override where the borderline band starts: DETECTOR.CLASS=SCORE,...; images scoring from there "
              "up to the threshold go to review/. Equal to the threshold: no band.")

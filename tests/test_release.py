@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.commands.refresh import detectors_for
+from pipeline.commands.refresh import models_for
+from pipeline.detectors.fusion import builtin_fusion
 from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.release.refresh import ReleaseError, check_new_release, refresh_argv
@@ -90,7 +91,9 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert manifest["release"] == "2020-09" and manifest["previous_release"] is None
     assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
     assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
-        "centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm"}
+        "centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm", "fusion"}
+    fusion = next(m for m in manifest["models"] if m["name"] == "fusion")
+    assert fusion["sha256"] == builtin_fusion().sha256 and fusion["features"] == list(builtin_fusion().features)
     assert {"DATASHEET.md", "datasheet.html", "datasheet/funnel.png", "datasheet/scores.png",
             "datasheet/sample.jpg"} <= {f["path"] for f in manifest["files"]}
     assert main(["verify", str(first)]) == 0
@@ -205,7 +208,7 @@ def test_guards_and_inherited_options(tmp_path):
         check_new_release(str(tmp_path / "r1"), None)
     with pytest.raises(ReleaseError, match="inside, above or equal"):
         check_new_release(str(tmp_path / "r1" / "sub"), str(tmp_path / "r1"))
-    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--max_side=512"], detectors_for,
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--max_side=512"], models_for,
                         today=dt.date(2020, 10, 2))
     assert "--max_side=512" in argv and "--max_side=256" not in argv and "--formats=parquet" in argv
     assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
@@ -237,11 +240,12 @@ def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
         stats = json.loads((second / "stats.json").read_text())
         assert stats["accounted"] and stats["input_rows"] == len(before)
         assert not json.loads((second / "manifest.json").read_text())["options"]["redetect"]  # same detectors
-        # Stricter detectors than the released images were checked with: they are checked again, and
-        # (at a face threshold of 0.01, everything "has a face") all leave the release as human.
+        # Stricter detectors than the released images were checked with (thresholds instead of the
+        # fusion model): they are checked again, and (at a face threshold of 0.01, everything "has a
+        # face") all leave the release as human.
         assert main(["refresh", f"--previous={second}", f"--output={tmp_path / 'root'}", "--release=2026-12",
-                     "--detect_thresholds=centerface.face=0.01", f"--allowed_hosts={server.host}", "--allow_empty",
-                     *LOCAL]) == 0
+                     "--fusion=none", "--detect_thresholds=centerface.face=0.01", f"--allowed_hosts={server.host}",
+                     "--allow_empty", *LOCAL]) == 0
     third = tmp_path / "root" / "releases" / "2026-12"
     assert released(third) == set()
     assert json.loads((third / "manifest.json").read_text())["options"]["redetect"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
@@ -15,10 +16,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
+    fusion = choose_fusion(args.fusion, specs)
+    check_overrides(fusion, specs, [item.split("=", 1)[0].strip() for item in args.detect_thresholds.split(",")])
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:
-        return _evaluate_photos(args, specs, runtime)
-    result = evaluate(specs, runtime, args.max_side)
+        return _evaluate_photos(args, specs, runtime, fusion)
+    result = evaluate(specs, runtime, args.max_side, fusion)
     for line in iter_summary(result):
         print(line)
     if args.json:
@@ -26,10 +29,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0 if result["combined"]["recall"] == 1.0 else 1
 
 
-def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig) -> int:
+def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
     try:
-        result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side)
+        result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
+                                       args.scores or None)
     except score.PhotoSetError as error:
         print(f"evaluate: {error}")
         return 2

@@ -7,16 +7,15 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.build import detectors_of
+from pipeline.build import models_of
 from pipeline.commands.run import UsageError, run, summary
-from pipeline.detectors.registry import DetectorSpec
 from pipeline.options import PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
 
 
-def detectors_for(argv: Sequence[str]) -> list[DetectorSpec]:
-    return detectors_of(PipelineOptions(list(argv)).view_as(PassOptions))
+def models_for(argv: Sequence[str]) -> list[dict]:
+    return models_of(PipelineOptions(list(argv)).view_as(PassOptions))
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -33,7 +32,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
-    argv = release.refresh_argv(previous, args.output, name, rest, detectors_for)
+    argv = release.refresh_argv(previous, args.output, name, rest, models_for)
     stats = run(argv, overwrite=True)  # only an unpublished (resumed) release can be here: checked above
     log = release.finish(target, previous, name)
     print(summary(target, stats))

@@ -80,7 +80,7 @@ class DetectorSpec:
         return self.human_classes + self.nsfw_classes
 
 
-def _resolve(file: str, registry_path: str) -> str:
+def resolve_file(file: str, registry_path: str) -> str:
     if "://" in file or posixpath.isabs(file):
         return file
     base = registry_path.rsplit("/", 1)[0] if "/" in registry_path else "."
@@ -97,7 +97,8 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
             if key in raw_input:
                 raw_input[key] = tuple(float(v) for v in raw_input[key])
         spec = DetectorSpec(
-            name=str(entry["name"]), kind=str(entry.get("kind", "other")), file=_resolve(entry["file"], registry_path),
+            name=str(entry["name"]), kind=str(entry.get("kind", "other")),
+            file=resolve_file(entry["file"], registry_path),
             sha256=str(entry["sha256"]).lower(), input=InputSpec(**raw_input), decoder=dict(entry["decoder"]),
             human_classes=tuple(entry.get("human_classes", ())), nsfw_classes=tuple(entry.get("nsfw_classes", ())),
             thresholds={k: float(v) for k, v in entry.get("thresholds", {}).items()},

@@ -1,10 +1,10 @@
 """Recall and keep-rate on the labelled package photographs, with 95% Wilson score intervals, per
 label, with depictions apart, and an ablation table (the combined decision with each detector
-removed).
+removed: without its threshold, and with the fusion model refitted on the tuning images without it).
 
-Decision per image, exactly as the detect stage makes it for a run: *rejected* when any class of
-any detector scores at or above its threshold, *held* for review when a class lies in its
-borderline band [review_band, threshold), *kept* otherwise. A held image is out of the dataset
+Decision per image, exactly as the detect stage makes it for a run (one rule,
+`pipeline/detectors/decision.py`: the fusion model's score, or per-detector thresholds with
+--fusion=none): *rejected*, *held* for review, or *kept*. A held image is out of the dataset
 until a reviewer accepts it, so:
 
 - recall = images with a human (labels person, body_part, tiny_person) that are rejected or
@@ -33,11 +33,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
+from pipeline.detectors.decision import HELD, KEPT, REJECTED, rule_for
+from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
-REJECTED, HELD, KEPT = "rejected", "held", "kept"
+__all__ = ["HELD", "KEPT", "REJECTED", "decide", "evaluate_rows", "rate", "wilson"]
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -60,19 +62,17 @@ def rate(successes: int, n: int) -> dict:
             "ci95": [round(low, 4), round(high, 4)]}
 
 
-def _band(spec: DetectorSpec, cls: str) -> float:
-    return spec.review_band.get(cls, spec.thresholds[cls])
+def decide(specs: Sequence[DetectorSpec], scores: dict[str, float], fusion: Fusion | None = None) -> str:
+    """rejected, held or kept: the detect stage's own rule (pipeline/detectors/decision.py)."""
+    return rule_for(specs, fusion).decide(scores).decision
 
 
-def decide(specs: Sequence[DetectorSpec], scores: dict[str, float]) -> str:
-    """rejected, held or kept: the detect stage's rule (pipeline/stages/detect.py, `_Decide`)."""
-    values = [(scores.get(spec.score_name(cls), 0.0), spec.thresholds[cls], _band(spec, cls))
-              for spec in specs for cls in spec.classes]
-    if any(score >= threshold for score, threshold, _ in values):
-        return REJECTED
-    if any(band <= score for score, _, band in values):
-        return HELD
-    return KEPT
+def without(fusion: Fusion | None, detector: str) -> Fusion | None:
+    """The decision without one detector: with a fusion model, the model refitted without it on the
+    tuning images (stored in the model file; None, i.e. per-detector thresholds, if the file has none)."""
+    if fusion is None or detector not in fusion.detectors:
+        return fusion
+    return fusion.without(detector)
 
 
 def rates(rows: Sequence[Row], decisions: Sequence[str]) -> dict:
@@ -87,9 +87,10 @@ def _name(row: Row) -> str:
     return f"{row.package}:{row.member_path}"
 
 
-def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs: Sequence[DetectorSpec]) -> dict:
+def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs: Sequence[DetectorSpec],
+                  fusion: Fusion | None = None) -> dict:
     """Everything `pass-pipeline evaluate --photos` reports, as one JSON-able dict."""
-    decisions = [decide(specs, s) for s in scores]
+    decisions = [decide(specs, s, fusion) for s in scores]
     per_label: dict[str, Counter] = {}
     for row, decision in zip(rows, decisions, strict=True):
         per_label.setdefault(row.label, Counter())[decision] += 1
@@ -109,10 +110,14 @@ def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs
         "detectors": [spec.name for spec in specs],
         "thresholds": {spec.name: spec.thresholds for spec in specs},
         "review_band": {spec.name: spec.review_band for spec in specs},
+        "fusion": None if fusion is None else {
+            "sha256": fusion.sha256, "features": list(fusion.features), "weights": list(fusion.weights),
+            "bias": fusion.bias, "reject_at": fusion.reject_at, "review_from": fusion.review_from},
         "combined": rates(rows, decisions),
         "per_detector": {spec.name: rates(rows, [decide([spec], s) for s in scores]) for spec in specs},
-        "ablation": {f"without {spec.name}": rates(rows, [decide([o for o in specs if o is not spec], s)
-                                                          for s in scores]) for spec in specs},
+        "ablation": {f"without {spec.name}": rates(rows, [decide([o for o in specs if o is not spec], s,
+                                                                 without(fusion, spec.name)) for s in scores])
+                     for spec in specs},
         "per_label": {label: dict(counts) for label, counts in sorted(per_label.items())},
         "hard_negatives": {kind: dict(counts) for kind, counts in sorted(hard_negatives.items())},
         "depictions": {"n": len(depictions), "removed": sum(d != KEPT for d in depictions),

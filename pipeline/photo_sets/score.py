@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import bz2
 import io
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.evaluation import Sample, score_set
@@ -71,10 +73,27 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
     return samples
 
 
+def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> list[dict[str, float]]:
+    """Each row's scores from an earlier `evaluate --json` of the same split, refused when an image
+    or a selected detector's score is missing from it."""
+    named = json.loads(path.read_text())["scores"]
+    wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
+    out = []
+    for row in rows:
+        scores = named.get(f"{row.package}:{row.member_path}")
+        if scores is None or not wanted <= set(scores):
+            raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
+        out.append({name: float(value) for name, value in scores.items() if name in wanted})
+    return out
+
+
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                    max_side: int = 512) -> dict:
+                    max_side: int = 512, fusion: Fusion | None = None, scores_from: str | None = None) -> dict:
     rows = load_rows(split)
-    scores = score_set(load_samples(photos, rows), specs, runtime, max_side)
-    result = evaluate_rows(rows, scores, specs)
+    if scores_from:
+        scores = earlier_scores(Path(scores_from), rows, specs)
+    else:
+        scores = score_set(load_samples(photos, rows), specs, runtime, max_side)
+    result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
     return result

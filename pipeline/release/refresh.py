@@ -27,7 +27,6 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
@@ -65,10 +64,10 @@ def check_new_release(target: str, previous: str | None) -> None:
 
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
-                 detectors: Callable[[Sequence[str]], Sequence[DetectorSpec]], today: dt.date | None = None
+                 models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None
                  ) -> list[str]:
     """The `run` flags of a refresh: the user's, plus what the previous release implies.
-    `detectors(argv)` names the detectors a run with these flags would use."""
+    `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record."""
     given = {arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")}
     target = release_dir(root, name)
     argv = [*rest, f"--output={target}", f"--release_name={name}",
@@ -84,7 +83,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     argv += [f"--carry_over={previous}"]
     if "ledger" not in given and matching(FileSystems.join(previous, "ledger", "*.parquet")):
         argv.append(f"--ledger={FileSystems.join(previous, 'ledger', '*.parquet')}")
-    if "redetect" not in given and models_changed(manifest, detectors(argv)):
+    if "redetect" not in given and models_changed(manifest, models(argv)):
         argv.append("--redetect")
     if options.get("source") == "flickr" and "min_upload_date" not in given:
         last = options["max_upload_date"]
@@ -96,12 +95,14 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     return argv
 
 
-def models_changed(previous_manifest: dict[str, Any], specs: Sequence[DetectorSpec]) -> bool:
-    """Whether this run's detectors (names, files' sha256, thresholds, bands) differ from those the
-    previous release was checked with: then its images are checked again."""
-    now = [(s.name, s.sha256, s.thresholds, s.review_band) for s in specs]
-    before = [(m["name"], m["sha256"], m["thresholds"], m["review_band"]) for m in previous_manifest.get("models", [])]
-    return sorted(now, key=str) != sorted(before, key=str)
+def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str, Any]]) -> bool:
+    """Whether what decides detection now (detectors' names, files' sha256, thresholds, bands, and the
+    fusion model) differs from what the previous release was checked with: then its images are
+    checked again."""
+    def key(entries: Sequence[dict[str, Any]]) -> list[str]:
+        return sorted(str((m["name"], m["sha256"], m["thresholds"], m["review_band"])) for m in entries)
+
+    return key(models) != key(previous_manifest.get("models", []))
 
 
 def _ids(release: str) -> set[str]:

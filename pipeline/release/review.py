@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
@@ -50,21 +51,27 @@ class Trigger(NamedTuple):
         return self.score / self.threshold if self.threshold > 0 else float("inf")
 
 
-def trigger(photo: Photo, specs: Sequence[DetectorSpec]) -> Trigger | None:
-    """Among the human and nsfw classes of `specs` that scored the photo, the one whose score is
-    highest relative to its threshold; None when none of them scored it."""
+def trigger(photo: Photo, specs: Sequence[DetectorSpec], fusion: Fusion | None = None) -> Trigger | None:
+    """Among the human and nsfw classes of `specs` that scored the photo (the fused score standing
+    for the classes the fusion model reads), the one whose score is highest relative to its
+    threshold; None when none of them scored it."""
     scores = dict(photo.scores)
+    fused = set(fusion.features) if fusion else set()
     candidates = [
         Trigger(spec.score_name(cls), scores[spec.score_name(cls)], spec.thresholds[cls],
                 spec.review_band.get(cls, spec.thresholds[cls]))
-        for spec in specs for cls in spec.classes if spec.score_name(cls) in scores
+        for spec in specs for cls in spec.classes
+        if spec.score_name(cls) in scores and not (spec.score_name(cls) in fused and cls in spec.human_classes)
     ]
+    if fusion is not None and fused & set(scores):
+        candidates.append(Trigger("fused", fusion.score(scores), fusion.reject_at, fusion.review_from))
     return max(candidates, key=lambda t: (t.ratio, t.name), default=None)
 
 
-def review_order(photo: Photo, specs: Sequence[DetectorSpec] = ()) -> tuple[float, str]:
+def review_order(photo: Photo, specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None
+                 ) -> tuple[float, str]:
     """Most suspicious first: the rejecting class closest to its threshold, then the id (deterministic)."""
-    found = trigger(photo, specs)
+    found = trigger(photo, specs, fusion)
     return (-(found.ratio if found else 0.0), photo.photo_id)
 
 
@@ -100,10 +107,10 @@ def _trigger_text(found: Trigger | None) -> str:
 _DECISION_LABELS = {"accept": "accept", "reject_human": "reject: human", "reject_other": "reject: other"}
 
 
-def _item(index: int, photo: Photo, specs: Sequence[DetectorSpec]) -> str:
+def _item(index: int, photo: Photo, specs: Sequence[DetectorSpec], fusion: Fusion | None) -> str:
     """One photo: thumbnail, link, what triggered it, the decision buttons and a note field. The id
     goes into the page only HTML-escaped; the script reads it back from data-id, never from source."""
-    found = trigger(photo, specs)
+    found = trigger(photo, specs, fusion)
     photo_id = html.escape(photo.photo_id)
     buttons = "".join(
         f'<label><input type=radio name="d{index}" value="{value}"> {label}</label> '
@@ -177,7 +184,7 @@ def review_script() -> str:
                       "header": json.dumps(DECISION_COLUMNS)}
 
 
-def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = ()) -> bytes:
+def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None) -> bytes:
     """One self-contained HTML page (thumbnails inline) in the order given, each photo with the class
     that triggered its review and the decision buttons; the decisions download as the CSV that
     `review apply` reads. A Content-Security-Policy lets only this page's own script run (by its
@@ -185,7 +192,7 @@ def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = ()) -> by
     script = review_script()
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    cells = "".join(_item(index, photo, specs) for index, photo in enumerate(photos))
+    cells = "".join(_item(index, photo, specs, fusion) for index, photo in enumerate(photos))
     page = (
         f'<!doctype html><meta charset=utf-8><meta http-equiv="Content-Security-Policy" content="{policy}">'
         "<title>pass-pipeline review</title>"
@@ -202,8 +209,8 @@ def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = ()) -> by
     return page.encode("utf-8")
 
 
-def _table(photos: list[Photo], specs: Sequence[DetectorSpec]) -> pa.Table:
-    triggers = [trigger(p, specs) for p in photos]
+def _table(photos: list[Photo], specs: Sequence[DetectorSpec], fusion: Fusion | None) -> pa.Table:
+    triggers = [trigger(p, specs, fusion) for p in photos]
     return pa.table({
         "photo_id": [p.photo_id for p in photos],
         "page_url": [p.page_url for p in photos],
@@ -218,19 +225,20 @@ def _table(photos: list[Photo], specs: Sequence[DetectorSpec]) -> pa.Table:
     })
 
 
-def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorSpec]) -> list[dict[str, Any]]:
+def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None
+                 ) -> list[dict[str, Any]]:
     """review/review.parquet, review/index.html, review/decisions_template.csv -> manifest entries.
     `specs` are the detectors that decided (their classes and thresholds order the photos).
     The borderline band is meant to be small (what a person can look at), so one worker writes it."""
-    ordered = sorted(photos, key=lambda photo: review_order(photo, specs))
+    ordered = sorted(photos, key=lambda photo: review_order(photo, specs, fusion))
 
     def parquet(handle: Any) -> None:
-        pq.write_table(_table(ordered, specs), handle)
+        pq.write_table(_table(ordered, specs, fusion), handle)
 
     def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
         handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "") for photo in ordered)))
 
-    sheet = contact_sheet(ordered, specs)
+    sheet = contact_sheet(ordered, specs, fusion)
     entries = []
     for name, kind, write in (("review/review.parquet", "review", parquet),
                               ("review/index.html", "review_sheet", lambda h: h.write(sheet)),
@@ -243,14 +251,15 @@ def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorS
 class WriteReview(beam.PTransform):
     """PCollection[Photo] (the borderline band) -> PCollection[dict] manifest entries of review/."""
 
-    def __init__(self, output: str, specs: Sequence[DetectorSpec]) -> None:
+    def __init__(self, output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None) -> None:
         super().__init__()
-        self._output, self._specs = output, list(specs)
+        self._output, self._specs, self._fusion = output, list(specs), fusion
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return (photos
                 | "All" >> beam.combiners.ToList()
-                | "Write" >> beam.FlatMap(write_review, output=self._output, specs=self._specs))
+                | "Write" >> beam.FlatMap(write_review, output=self._output, specs=self._specs,
+                                              fusion=self._fusion))
 
 
 def _unquoted_formula(cell: str) -> str:

@@ -3,10 +3,10 @@ with Beam's `RunInference` (batched, one model per worker process, failures as d
 decision per photo:
 
 - a reviewer's decision for this photo id (`--review_decisions`), when there is one, wins;
-- any human class of any detector at or above its threshold -> rejected `human`;
-- any nsfw class likewise -> rejected `nsfw`;
-- any class inside its borderline band [review_band, threshold) -> out of the dataset until a
-  reviewer accepts it: rejected `needs_review` and written to `review/` with its image;
+- otherwise the detectors' scores decide, by the one rule evaluation also uses
+  (`pipeline/detectors/decision.py`: the fused human score of `models/fusion.json`, nsfw
+  thresholds): rejected `human` or `nsfw`; held for review -> out of the dataset until a reviewer
+  accepts it: rejected `needs_review` and written to `review/` with its image;
 - otherwise kept, with every detector score stored on the photo (`Photo.scores`).
 """
 
@@ -26,6 +26,8 @@ import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
+from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
@@ -103,22 +105,9 @@ def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[Photo]
     return entry
 
 
-def _over(specs: list[DetectorSpec], scores: dict[str, float], classes: str, low: bool) -> list[str]:
-    """'name.class score >= bound' for each class of the kind at or above its threshold (or, with
-    `low`, inside its borderline band)."""
-    hits = []
-    for spec in specs:
-        for cls in getattr(spec, classes):
-            score, threshold = scores.get(spec.score_name(cls), 0.0), spec.thresholds[cls]
-            bound = spec.review_band.get(cls, threshold) if low else threshold
-            if bound <= score and (not low or score < threshold):
-                hits.append(f"{spec.score_name(cls)} {score:.3f} >= {bound}")
-    return hits
-
-
 class _Decide(beam.DoFn):
-    def __init__(self, specs: list[DetectorSpec], decisions: dict[str, tuple[str, str]]) -> None:
-        self._specs = specs
+    def __init__(self, rule: DecisionRule, decisions: dict[str, tuple[str, str]]) -> None:
+        self._rule = rule
         self._decisions = decisions
 
     def process(self, photo: Photo) -> Iterator:
@@ -132,17 +121,11 @@ class _Decide(beam.DoFn):
             else:
                 yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", note))
             return
-        scores = dict(photo.scores)
-        for reason, classes in (("human", "human_classes"), ("nsfw", "nsfw_classes")):
-            hits = _over(self._specs, scores, classes, low=False)
-            if hits:
-                yield reject(Rejection.of(photo, STAGE, reason, "; ".join(hits)))
-                return
-        borderline = _over(self._specs, scores, "human_classes", True) + _over(self._specs, scores, "nsfw_classes",
-                                                                                True)
-        if borderline:
+        verdict = self._rule.decide(dict(photo.scores))
+        if verdict.decision == HELD:
             yield pvalue.TaggedOutput(REVIEW, photo)
-            yield reject(Rejection.of(photo, STAGE, "needs_review", "; ".join(borderline)))
+        if verdict.decision != KEPT:
+            yield reject(Rejection.of(photo, STAGE, verdict.reason, verdict.detail))
             return
         yield photo
 
@@ -152,10 +135,12 @@ class Detect(beam.PTransform):
     PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included)."""
 
     def __init__(self, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                 decisions: dict[str, tuple[str, str]] | None = None, cache: str = "") -> None:
+                 decisions: dict[str, tuple[str, str]] | None = None, cache: str = "",
+                 fusion: Fusion | None = None) -> None:
         super().__init__()
         self._specs, self._runtime, self._decisions = specs, runtime, decisions or {}
         self._cache = cache
+        self._rule = rule_for(specs, fusion)
 
     def expand(self, photos: beam.PCollection) -> DetectOutput:
         scored, failures = photos, []
@@ -176,7 +161,7 @@ class Detect(beam.PTransform):
             # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
             failures.append(dead.failed_inferences | f"Failed.{spec.name}" >> beam.FlatMap(
                 failure_to_rejections(STAGE)))
-        decided, extra = apply_stage_with_outputs(scored, STAGE, _Decide(self._specs, self._decisions), (REVIEW,),
+        decided, extra = apply_stage_with_outputs(scored, STAGE, _Decide(self._rule, self._decisions), (REVIEW,),
                                                   label="Decide")
         rejected = (decided.rejected, *failures) | "Rejections" >> beam.Flatten()
         return DetectOutput(decided.kept, rejected, extra[REVIEW])

@@ -1,0 +1,81 @@
+"""The one rule that turns a photo's detector scores into kept, held for review or rejected.
+
+The detect stage applies it to every photo of a run, `pass-pipeline evaluate` to the labelled
+photographs, so what evaluation reports is what a run does:
+
+1. nsfw: any nsfw class at or above its own threshold -> rejected `nsfw`;
+2. human, fused: when a fusion model is in use, its fused score over the detectors it covers
+   (`fusion.py`) -> rejected `human` at `reject_at`, held in [`review_from`, `reject_at`);
+3. human, per detector: every human class the fusion does not cover (all of them without a fusion
+   model) at or above its threshold -> rejected `human`; inside its band -> held;
+4. nsfw classes inside their band -> held; otherwise kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from pipeline.detectors.fusion import Fusion
+from pipeline.detectors.registry import DetectorSpec, RegistryError
+
+REJECTED, HELD, KEPT = "rejected", "held", "kept"
+
+
+class Verdict(NamedTuple):
+    decision: str  # rejected | held | kept
+    reason: str  # human | nsfw | needs_review | ""
+    detail: str
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    specs: tuple[DetectorSpec, ...]
+    fusion: Fusion | None = None
+
+    def _own(self, spec: DetectorSpec, cls: str) -> bool:
+        """Whether this class is decided by its own threshold (not folded into the fused score)."""
+        return self.fusion is None or cls in spec.nsfw_classes or spec.score_name(cls) not in self.fusion.features
+
+    def _hits(self, scores: Mapping[str, float], kind: str, band: bool) -> list[str]:
+        hits = []
+        for spec in self.specs:
+            for cls in getattr(spec, kind):
+                if not self._own(spec, cls):
+                    continue
+                score, threshold = scores.get(spec.score_name(cls), 0.0), spec.thresholds[cls]
+                low = spec.review_band.get(cls, threshold) if band else threshold
+                if low <= score and (not band or score < threshold):
+                    hits.append(f"{spec.score_name(cls)} {score:.3f} >= {low}")
+        return hits
+
+    def decide(self, scores: Mapping[str, float]) -> Verdict:
+        nsfw = self._hits(scores, "nsfw_classes", band=False)
+        if nsfw:
+            return Verdict(REJECTED, "nsfw", "; ".join(nsfw))
+        fused = self.fusion.score(scores) if self.fusion else 0.0
+        human = self._hits(scores, "human_classes", band=False)
+        if self.fusion and fused >= self.fusion.reject_at:
+            human.insert(0, f"{self.fusion.explain(scores)} >= {self.fusion.reject_at}")
+        if human:
+            return Verdict(REJECTED, "human", "; ".join(human))
+        borderline = []
+        if self.fusion and fused >= self.fusion.review_from:
+            borderline.append(f"{self.fusion.explain(scores)} >= {self.fusion.review_from}")
+        borderline += self._hits(scores, "human_classes", band=True) + self._hits(scores, "nsfw_classes", band=True)
+        if borderline:
+            return Verdict(HELD, "needs_review", "; ".join(borderline))
+        return Verdict(KEPT, "", "")
+
+
+def rule_for(specs: Sequence[DetectorSpec], fusion: Fusion | None) -> DecisionRule:
+    """The rule for the selected detectors: with `fusion` only when every detector it reads is
+    selected (its weights were fitted on all of their scores; a missing one would read as "nothing
+    seen" and lower every fused score)."""
+    if fusion is not None:
+        missing = sorted(fusion.detectors - {spec.name for spec in specs})
+        if missing:
+            raise RegistryError(f"the fusion model reads detector(s) {', '.join(missing)}, which are not selected; "
+                                "select them, or decide by per-detector thresholds with --fusion=none")
+    return DecisionRule(tuple(specs), fusion)

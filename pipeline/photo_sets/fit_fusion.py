@@ -1,0 +1,181 @@
+"""Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs only.
+
+    pass-pipeline evaluate --photos DIR --split tuning --fusion=none --json tuning.json
+    python -m pipeline.photo_sets.fit_fusion tuning.json models/fusion.json
+
+Input: the JSON `evaluate` writes (its "scores": per labelled image, every detector's score).
+Images with a human (person, body_part, tiny_person) are the positives, `no_person` images the
+negatives; depictions take no part (the policy neither requires nor forbids removing them).
+
+The model is an L2-regularised logistic regression on the logits of the detectors' scores, fitted
+by Newton's method (a handful of features: no library needed), with non-negative weights, and
+weighted so that no_person images weigh half of the total and each human label (person,
+body_part, tiny_person) a sixth: the tuning set's mix (54 tiny people, 24 body parts) does not set
+what the model cares about.
+Thresholds are then chosen on the same tuning scores, recall first:
+
+- `review_from`: the highest threshold that still catches every tuning image with a human, less
+  a margin (`--margin`, in logit units) for photos a little weaker than any seen in tuning; when
+  that would lose more than `--max_lost` of the clean images, the threshold that loses exactly
+  that many instead (the fit reports the tuning recall it then reaches);
+- `reject_at`: the lowest threshold above which at most `--max_clean_rejected` of the clean tuning
+  images lie (rejecting outright what a reviewer would nearly always reject, holding the rest).
+
+Everything needed to reproduce the fit (the score file's sha256, the options, tuning figures) is
+written into the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.detectors.fusion import logit, sigmoid
+from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+
+DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "mediapipe_palm.hand", "open_nsfw.nsfw")
+
+
+def design(scores: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndarray:
+    return np.array([[logit(s.get(f, 0.0)) for f in features] for s in scores], dtype=np.float64)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndarray | None = None,
+                 iterations: int = 100) -> tuple[np.ndarray, float]:
+    """Weights and bias minimising the weighted log loss + l2 * |weights|^2 (bias not penalised),
+    by Newton's method; without `sample_weight` each class weighs half of the total."""
+    n, k = x.shape
+    a = np.hstack([x, np.ones((n, 1))])
+    if sample_weight is None:
+        positives = max(1, int(y.sum()))
+        sample_weight = np.where(y == 1, n / (2 * positives), n / (2 * max(1, n - positives)))
+    penalty = np.full(k + 1, 2 * l2)
+    penalty[-1] = 0.0
+    beta = np.zeros(k + 1)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a @ beta)))
+        gradient = a.T @ (sample_weight * (p - y)) + penalty * beta
+        hessian = (a * (sample_weight * p * (1 - p))[:, None]).T @ a + np.diag(penalty) + 1e-9 * np.eye(k + 1)
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta[:-1], float(beta[-1])
+
+
+def fit_nonnegative(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
+    """`fit_logistic` with every weight >= 0: a detector seeing a person is never evidence against
+    one (a negative weight, fitted to the quirks of a few hundred images, would let a strong nsfw or
+    hand score lower the fused score). Features whose weight comes out negative are dropped (weight
+    0) and the rest refitted, until none is negative."""
+    active = list(range(x.shape[1]))
+    while True:
+        weights, bias = fit_logistic(x[:, active], y, l2, sample_weight)
+        if (weights >= 0).all():
+            full = np.zeros(x.shape[1])
+            full[active] = weights
+            return full, bias
+        active = [index for index, weight in zip(active, weights, strict=True) if weight >= 0]
+
+
+def label_weights(labels: Sequence[str]) -> np.ndarray:
+    """Each human label (person, body_part, tiny_person) weighs a third of the positives' half and
+    no_person the other half: a hand on its own matters as much as a crowd of tiny people, however
+    many of each the tuning set happens to hold."""
+    counts = {label: labels.count(label) for label in set(labels)}
+    humans = [label for label in counts if label in HUMAN_LABELS]
+    n = len(labels)
+    return np.array([n / (2 * len(humans) * counts[label]) if label in HUMAN_LABELS else n / (2 * counts[label])
+                     for label in labels])
+
+
+def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin: float, max_lost: float,
+                      max_clean_rejected: float) -> tuple[float, float]:
+    """(review_from, reject_at) on the tuning scores (see the module's docstring). Not rounded: a
+    rounded threshold could land above the weakest human it was chosen to catch."""
+    weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
+    review_from = min(weakest, sigmoid(logit(weakest) - margin))
+    ranked = np.sort(fused_clean)[::-1]
+    lost_allowed = math.floor(max_lost * len(ranked))
+    if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
+        # just above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
+        review_from = float(np.nextafter(ranked[lost_allowed], 2.0))
+    rejected_allowed = math.floor(max_clean_rejected * len(ranked))
+    reject_at = float(np.nextafter(ranked[rejected_allowed], 2.0)) if rejected_allowed < len(ranked) else 0.0
+    return review_from, max(reject_at, review_from)
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], l2: float, margin: float,
+              max_lost: float, max_clean_rejected: float) -> dict:
+    """One fusion model: weights (rounded first, so the thresholds are chosen on the very scores the
+    written model gives), thresholds, and its figures on the tuning images."""
+    weights, bias = fit_nonnegative(x, y, l2, label_weights(labels))
+    weights, bias = np.round(weights, 6), round(bias, 6)
+    fused = 1.0 / (1.0 + np.exp(-(x @ weights + bias)))
+    humans, clean = fused[y == 1], fused[y == 0]
+    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
+    return {"features": list(features), "weights": [float(w) for w in weights], "bias": bias,
+            "review_from": review_from, "reject_at": reject_at,
+            "tuning": {"recall": round(float((humans >= review_from).mean()), 4),
+                       "recall_rejected": round(float((humans >= reject_at).mean()), 4),
+                       "keep_rate": round(float((clean < review_from).mean()), 4)}}
+
+
+def fit(result: dict, features: Sequence[str], l2: float, margin: float, max_lost: float,
+        max_clean_rejected: float) -> dict:
+    """The model over `features`, and, for the ablation table `evaluate` prints, one model per
+    detector refitted the same way without that detector's scores (a detector earns its place when
+    the decision without it, chosen on the same tuning images, does worse on the held-out ones)."""
+    if result.get("split") != "tuning":
+        raise SystemExit("fit_fusion: the scores must be of the tuning split (evaluate --split tuning)")
+    named = result["scores"]
+    used = [row for row in load_rows("tuning") if row.label in HUMAN_LABELS or row.label == "no_person"]
+    scores = [named[f"{row.package}:{row.member_path}"] for row in used]
+    y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
+    labels = [row.label for row in used]
+    settings = (l2, margin, max_lost, max_clean_rejected)
+    model = fit_model(design(scores, features), y, labels, features, *settings)
+    ablation = {}
+    for detector in sorted({feature.split(".", 1)[0] for feature in features}):
+        rest = [feature for feature in features if feature.split(".", 1)[0] != detector]
+        if rest:
+            ablation[detector] = fit_model(design(scores, rest), y, labels, rest, *settings)
+    return {
+        "kind": "logistic over logit(clip(score, 1e-4, 1 - 1e-4))",
+        **model,
+        "fitted_on": (f"tuning split of pipeline/photo_sets/labels.csv: {int(y.sum())} images with a human, "
+                      f"{int((1 - y).sum())} no_person; scores sha256 {result.get('_sha256', '')}"),
+        "options": {"l2": l2, "margin": margin, "max_lost": max_lost, "max_clean_rejected": max_clean_rejected},
+        "ablation": ablation,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.fit_fusion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scores", help="evaluate --split tuning --json output")
+    parser.add_argument("out", help="where to write the fusion model (models/fusion.json)")
+    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="DETECTOR.CLASS,...")
+    parser.add_argument("--l2", type=float, default=0.1, help="ridge penalty on the weights")
+    parser.add_argument("--margin", type=float, default=0.5, help="logit units below the weakest tuning human")
+    parser.add_argument("--max_lost", type=float, default=0.1, help="most clean images review may take")
+    parser.add_argument("--max_clean_rejected", type=float, default=0.02, help="most clean images rejected outright")
+    args = parser.parse_args(argv)
+    data = Path(args.scores).read_bytes()
+    result = json.loads(data)
+    result["_sha256"] = hashlib.sha256(data).hexdigest()
+    model = fit(result, [f.strip() for f in args.features.split(",") if f.strip()], args.l2, args.margin,
+                args.max_lost, args.max_clean_rejected)
+    Path(args.out).write_text(json.dumps(model, indent=1) + "\n")
+    print(json.dumps({k: model[k] for k in ("features", "weights", "bias", "review_from", "reject_at", "tuning")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+import hashlib
+import json
+import math
+
+import pytest
+
+from pipeline.detectors.fusion import (
+    Fusion,
+    builtin_fusion,
+    check_overrides,
+    choose_fusion,
+    logit,
+    parse_fusion,
+    read_fusion,
+    sigmoid,
+)
+from pipeline.detectors.registry import RegistryError, load_registry, select
+
+MODEL = {"features": ["a.face", "b.person"], "weights": [1.0, 2.0], "bias": -1.0, "reject_at": 0.8,
+         "review_from": 0.4}
+
+
+def test_logit_and_sigmoid_are_inverse_and_clipped():
+    for p in (0.001, 0.2, 0.5, 0.9):
+        assert sigmoid(logit(p)) == pytest.approx(p)
+    assert logit(0.0) == pytest.approx(math.log(1e-4 / (1 - 1e-4)))  # finite: 0 means "nothing seen"
+    assert logit(1.0) == pytest.approx(-logit(0.0))
+    assert sigmoid(-1000.0) == 0.0 and sigmoid(1000.0) == 1.0  # no overflow
+
+
+def test_fused_score_is_the_logistic_model_over_logits():
+    fusion = parse_fusion(json.dumps(MODEL).encode(), "m")
+    scores = {"a.face": 0.3, "b.person": 0.6}
+    expected = 1 / (1 + math.exp(-(-1.0 + math.log(0.3 / 0.7) + 2 * math.log(0.6 / 0.4))))
+    assert fusion.score(scores) == pytest.approx(expected)
+    assert fusion.score({}) == pytest.approx(sigmoid(-1.0 + 3 * logit(0.0)))  # missing = nothing seen
+    assert fusion.detectors == {"a", "b"}
+    # the strongest pull is named first in the explanation
+    assert fusion.explain(scores).startswith(f"fused {fusion.score(scores):.3f} (b.person 0.600, a.face 0.300")
+
+
+def test_two_weak_signals_add_up_where_one_does_not():
+    fusion = Fusion(("palm.hand", "ssd.person"), (1.0, 1.0), 1.0, 0.9, 0.5)
+    assert fusion.score({"palm.hand": 0.4, "ssd.person": 0.01}) < fusion.review_from
+    assert fusion.score({"palm.hand": 0.4, "ssd.person": 0.4}) >= fusion.review_from
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"weights": [1.0]}, "same length"),
+    ({"features": ["face", "b.person"]}, "DETECTOR.CLASS"),
+    ({"reject_at": 0.3}, "review_from <= reject_at"),
+    ({"bias": float("nan")}, "finite"),
+    ({"bias": "x"}, "not a fusion model"),
+])
+def test_bad_models_are_refused_with_the_reason(change, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_fusion(json.dumps(MODEL | change).encode(), "m.json")
+
+
+def test_a_model_file_whose_sha256_differs_is_refused(tmp_path):
+    path = tmp_path / "f.json"
+    data = json.dumps(MODEL).encode()
+    path.write_bytes(data)
+    assert read_fusion(str(path), hashlib.sha256(data).hexdigest()).sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(RegistryError, match="sha256"):
+        read_fusion(str(path), "0" * 64)
+
+
+def test_the_builtin_model_is_named_in_the_registry_and_reads_only_default_detectors():
+    fusion = builtin_fusion()
+    assert fusion is not None
+    defaults = {spec.name for spec in select(load_registry(), "default")}
+    assert fusion.detectors <= defaults
+    assert 0 < fusion.review_from <= fusion.reject_at < 1
+
+
+def test_fusion_applies_only_when_its_detectors_are_selected():
+    registry = load_registry()
+    assert choose_fusion("default", select(registry, "default")) == builtin_fusion()
+    assert choose_fusion("default", select(registry, "centerface")) is None  # per-detector thresholds
+    assert choose_fusion("none", select(registry, "default")) is None
+
+
+def test_a_threshold_for_a_fused_class_is_refused_not_ignored():
+    fusion, specs = builtin_fusion(), select(load_registry(), "default")
+    check_overrides(fusion, specs, ["open_nsfw.nsfw"])  # nsfw keeps its own threshold
+    with pytest.raises(RegistryError, match="--fusion=none"):
+        check_overrides(fusion, specs, ["centerface.face"])
+    check_overrides(None, specs, ["centerface.face"])
+
+
+def test_the_ablation_models_are_read_and_refused_when_malformed():
+    with_ablation = MODEL | {"ablation": {"a": MODEL | {"features": ["b.person"], "weights": [2.0]}}}
+    fusion = parse_fusion(json.dumps(with_ablation).encode(), "m")
+    assert fusion.without("a").features == ("b.person",) and fusion.without("b") is None
+    broken = MODEL | {"ablation": {"a": MODEL | {"weights": [1.0]}}}
+    with pytest.raises(RegistryError, match="ablation a"):
+        parse_fusion(json.dumps(broken).encode(), "m")
+
+
+def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detectors():
+    fusion = builtin_fusion()
+    for detector in fusion.detectors:
+        other = fusion.without(detector)
+        assert other is not None and detector not in other.detectors and other.detectors < fusion.detectors

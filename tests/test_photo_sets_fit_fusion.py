@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.detectors.fusion import parse_fusion
+from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+from pipeline.photo_sets.fit_fusion import choose_thresholds, fit_logistic, main
+
+
+def test_the_fit_is_at_the_minimum_of_its_loss():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = (x @ np.array([2.0, -1.0, 0.5]) + rng.normal(size=200) > 0).astype(float)
+    w, b = fit_logistic(x, y, l2=0.1)
+    # the gradient of the class-balanced, ridge-penalised log loss vanishes there
+    a = np.hstack([x, np.ones((200, 1))])
+    p = 1 / (1 + np.exp(-(a @ np.append(w, b))))
+    sw = np.where(y == 1, 200 / (2 * y.sum()), 200 / (2 * (200 - y.sum())))
+    gradient = a.T @ (sw * (p - y)) + np.append(0.2 * w, 0.0)
+    assert np.abs(gradient).max() < 1e-6
+    assert w[0] > 0 > w[1]  # it found the signs that generated the labels
+
+
+scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(humans=scores, clean=scores, margin=st.sampled_from([0.0, 0.5]), max_lost=st.floats(0.0, 0.5),
+       max_rejected=st.floats(0.0, 0.2))
+def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost, max_rejected):
+    h, c = np.array(humans), np.array(clean)
+    review, reject = choose_thresholds(h, c, margin, max_lost, max_rejected)
+    lost_allowed, rejected_allowed = int(np.floor(max_lost * len(c))), int(np.floor(max_rejected * len(c)))
+    # Oracle over every candidate threshold (each score, and just above it): the set of thresholds
+    # that catch every human; if one of them loses at most lost_allowed clean images, review_from
+    # is one of them, else it loses at most lost_allowed and no lower threshold does.
+    candidates = sorted({*h.tolist(), *c.tolist(), *(np.nextafter(x, 2.0) for x in (*h, *c))})
+    catch_all = [t for t in candidates if (h >= t).all()]
+    if any((c >= t).sum() <= lost_allowed for t in catch_all):
+        assert (h >= review).all()
+        assert review <= h.min()
+    else:
+        assert (c >= review).sum() <= lost_allowed
+        assert not [t for t in candidates if t < review and (c >= t).sum() <= lost_allowed]
+    assert reject >= review
+    assert reject == review or (c >= reject).sum() <= rejected_allowed
+
+
+def test_the_command_fits_on_tuning_scores_and_writes_a_model_the_pipeline_reads(tmp_path):
+    rows = load_rows("tuning")
+    rng = np.random.default_rng(1)
+    scores = {}
+    for row in rows:
+        human = row.label in HUMAN_LABELS
+        scores[f"{row.package}:{row.member_path}"] = {
+            "centerface.face": float(rng.uniform(0.5, 1.0) if human else rng.uniform(0, 0.4)),
+            "ssdlite_person.person": float(rng.uniform(0.4, 1.0) if human else rng.uniform(0, 0.3))}
+    source = tmp_path / "tuning.json"
+    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    out = tmp_path / "fusion.json"
+    assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"]) == 0
+    model = json.loads(out.read_text())
+    fusion = parse_fusion(out.read_bytes(), str(out))
+    assert model["tuning"]["recall"] == 1.0 and fusion.review_from <= fusion.reject_at
+    assert all(w > 0 for w in fusion.weights)
+    assert "scores sha256" in model["fitted_on"]
+    heldout = tmp_path / "heldout.json"
+    heldout.write_text(json.dumps({"split": "heldout", "scores": scores}))
+    try:
+        main([str(heldout), str(tmp_path / "x.json")])
+    except SystemExit as stop:
+        assert "tuning split" in str(stop)
+    else:
+        raise AssertionError("a fit on held-out scores must be refused")
