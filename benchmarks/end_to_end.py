@@ -106,7 +106,7 @@ def main() -> None:
             output = scratch / label.replace(" ", "_").replace(",", "")
             walls[label], stats = job_run(corpus, output, extra)
             print(f"{label:46s} {count / walls[label]:7.1f} img/s  {baseline / walls[label]:5.2f}x loop"
-                  f"   (kept {stats['kept']})", flush=True)
+                  f"   (kept {stats['kept']}, peak RSS {stats['peak_rss_mb']:,.0f} MiB)", flush=True)
         webdataset = walls["ours, 2 workers, WebDataset"]
         all_formats = walls["ours, 2 workers, all 3 formats"]
         print(f"all 3 formats / WebDataset only (2 workers): wall ratio {all_formats / webdataset:.2f}")

@@ -46,8 +46,10 @@ class Photo:
     capture_device: str = ""
     page_url: str = ""
     download_url: str = ""
-    license_name: str = ""
-    license_url: str = ""
+    license_name: str = ""  # canonical: "CC BY 2.0", whatever the source called it (flickr.licenses)
+    license_url: str = ""  # canonical, https
+    license_source_text: str = ""  # the license as the source worded it ("Attribution License")
+    license_source_url: str = ""  # and its URL as the source gave it (YFCC: http)
     server_id: str = ""
     farm_id: str = ""
     secret: str = ""

@@ -55,3 +55,16 @@ def test_a_release_written_with_the_earlier_layout_still_carries_over(tmp_path):
     row = pq.read_table(path).to_pylist()[0]
     carried = photo_from_row(row, "2026-01")
     assert (carried.scores, carried.image, carried.first_release) == ((("c.face", 0.25),), b"jpeg", "2026-01")
+
+
+def test_a_release_written_before_canonical_license_names_carries_over_with_them():
+    """Older releases stored the source's words ("Attribution License", http): carried, the row gets
+    the canonical name and https URL, and those words move to the license_source_* fields."""
+    from pipeline.release.carry import photo_from_row
+
+    row = {"photo_id": "5", "license_name": "Attribution License",
+           "license_url": "http://creativecommons.org/licenses/by/2.0/"}
+    carried = photo_from_row(row, "2026-01")
+    assert (carried.license_name, carried.license_url) == ("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/")
+    assert (carried.license_source_text, carried.license_source_url) == (
+        "Attribution License", "http://creativecommons.org/licenses/by/2.0/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from html.parser import HTMLParser
 
 from PIL import Image
@@ -16,10 +17,12 @@ from pipeline.release.datasheet import PLOTS, write_datasheet
 from tests.conftest import photo, real_jpeg
 
 
-def small_release(folder):
+def small_release(folder, **fields):
     names = ["chelsea.jpg", "coffee.jpg", "rocket.jpg"]
     photos = [photo(str(i), owner_nsid=f"o{i % 2}", image=real_jpeg(name), width=512, height=341,
-                    scores=(("centerface.face", 0.05 * i),)) for i, name in enumerate(names)]
+                    scores=(("centerface.face", 0.05 * i),), license_name="CC BY 2.0",
+                    license_url="https://creativecommons.org/licenses/by/2.0/", **fields)
+              for i, name in enumerate(names)]
     for sub in ("parquet", "rejections"):
         (folder / sub).mkdir(parents=True)
     with (folder / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
@@ -77,8 +80,8 @@ class _Page(HTMLParser):
 
 
 def test_datasheet_html_escapes_names_and_links_only_its_own_images(tmp_path):
-    """The release and dataset names reach the page's title; they are text, never markup, and the
-    only URLs on the page are the datasheet's own images."""
+    """The release and dataset names reach the page's title; they are text, never markup, the only
+    images on the page are the datasheet's own and every link goes to an http(s) URL."""
     small_release(tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest["name"] = '<a href="javascript:alert(1)">x</a>'
@@ -88,9 +91,39 @@ def test_datasheet_html_escapes_names_and_links_only_its_own_images(tmp_path):
     page.feed((tmp_path / "datasheet.html").read_text())
     page.close()
     own = {f"datasheet/{name}.png" for name in PLOTS} | {"datasheet/sample.jpg"}
-    assert {name for name, _ in page.urls} == {"src"} and {url for _, url in page.urls} == own
-    assert page.tags.count("img") == len(own) and "script" not in page.tags and "a" not in page.tags
+    assert {url for name, url in page.urls if name == "src"} == own and page.tags.count("img") == len(own)
+    assert all(url.startswith("https://") for name, url in page.urls if name == "href")
+    assert "script" not in page.tags
     assert "<script>alert(1)</script>" in page.text and 'href="javascript:alert(1)"' in page.text
+
+
+def _sections(html_text: str) -> dict[str, str]:
+    """{h2 heading: the HTML up to the next h2}."""
+    parts = re.split(r'<h2 id="[a-z0-9-]+">(.*?)</h2>', html_text)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_datasheet_html_is_the_whole_datasheet_with_its_plots_in_place(tmp_path):
+    small_release(tmp_path, title="<script>alert('t')</script>", owner_name='Eve <img src=x onerror="alert(1)">',
+                  page_url="javascript:alert(2)")
+    write_datasheet(str(tmp_path), None, "2026-11")
+    markdown = (tmp_path / "DATASHEET.md").read_text()
+    page = (tmp_path / "datasheet.html").read_text()
+    headings = [line.removeprefix("## ") for line in markdown.splitlines() if line.startswith("## ")]
+    sections = _sections(page)
+    assert list(sections) == headings and {"Motivation", "Composition", "Maintenance"} <= set(headings)
+    assert "3 images from 2 photographers" in page and "<td>detect</td><td>human</td><td>1</td>" in page
+    assert "Takedown requests" in page and "centerface" in page
+    for plot, section in (("licenses", "Composition"), ("owners", "Composition"), ("funnel", "Collection process"),
+                          ("rejections", "Collection process"), ("scores", "Preprocessing")):
+        assert f'<img src="datasheet/{plot}.png"' in sections[section], plot
+    assert '<img src="datasheet/sample.jpg"' in page
+    # the sample is attributed with the data's own words, every one escaped, links only http(s)
+    assert "&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt;" in page and "<script" not in page
+    assert "Eve &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page and "javascript:alert(2)" not in page.replace(
+        "(javascript:alert(2))", "")  # shown as text only, never as a link
+    assert 'href="javascript' not in page
+    assert '<a href="https://creativecommons.org/licenses/by/2.0/">CC BY 2.0</a>' in page
 
 
 def test_score_histogram_reads_the_scores_column(tmp_path):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+from pipeline.flickr.licenses import LICENSES
 from pipeline.sources.flickr import parse_date, photo_from_search
 from tests.conftest import FAST, LOCAL
 
@@ -385,3 +386,20 @@ def test_an_unforeseen_failure_costs_one_entry_not_the_page(monkeypatch):
     assert [photo.photo_id for photo in kept] == ["5", "7"]
     assert (rejection.photo_id, rejection.reason) == ("6", "internal_error")
     assert rejection.source_ref == "flickr:100-200:p3:1"
+
+
+@pytest.mark.parametrize(("license_id", "yfcc_words"), [
+    (4, ("Attribution License", "http://creativecommons.org/licenses/by/2.0/")),
+    (2, ("Attribution-NonCommercial License", "http://creativecommons.org/licenses/by-nc/2.0/")),
+])
+def test_both_sources_record_one_canonical_license_and_keep_their_own_words(license_id, yfcc_words):
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from pipeline.sources.yfcc import parse_line
+
+    entry = {"id": "7", "owner": "x@N01", "license": str(license_id), "dateupload": "1600000000"}
+    api = photo_from_search(entry, "ref", 512)
+    dump = parse_line(yfcc_line(1, "7", "http://x/7_a.jpg", license=yfcc_words).encode(), "f:1")
+    assert (api.license_name, api.license_url) == (dump.license_name, dump.license_url)
+    assert api.license_url.startswith("https://creativecommons.org/licenses/")
+    assert (dump.license_source_text, dump.license_source_url) == yfcc_words
+    assert (api.license_source_text, api.license_source_url) == LICENSES[license_id]  # Flickr's words for the id

@@ -54,6 +54,27 @@ def test_parquet_rows():
     assert required <= set(table.column_names)
 
 
+def test_every_format_records_the_canonical_license_and_the_source_words():
+    licensed = photo("9", image=b"x", license_name="CC BY 2.0", license_url="https://creativecommons.org/licenses/by/2.0/",
+                     license_source_text="Attribution License",
+                     license_source_url="http://creativecommons.org/licenses/by/2.0/")
+    want = {"license_name": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/",
+            "license_source_text": "Attribution License",
+            "license_source_url": "http://creativecommons.org/licenses/by/2.0/"}
+    row = pq.read_table(io.BytesIO(written(formats.write_parquet, [licensed]))).to_pylist()[0]
+    assert {name: row[name] for name in want} == want
+    with tarfile.open(fileobj=io.BytesIO(written(formats.write_webdataset, [licensed]))) as tar:
+        meta = json.loads(tar.extractfile("9.json").read())
+    assert {name: meta[name] for name in want} == want
+    example = example_pb2.Example()
+    example.ParseFromString(formats.photo_example(licensed))
+    features = {key: value.bytes_list.value[0].decode() for key, value in example.features.feature.items()
+                if key.startswith("license")}
+    assert features == {"license": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/",
+                        "license_source_text": "Attribution License",
+                        "license_source_url": "http://creativecommons.org/licenses/by/2.0/"}
+
+
 def test_empty_parquet_is_valid():
     assert pq.read_table(io.BytesIO(written(formats.write_parquet, []))).num_rows == 0
 

@@ -146,3 +146,39 @@ def test_pose_detector_scores_people_and_a_tiny_pasted_person_high(mediapipe_ses
     tiny = _paste(real_image("grass.jpg"), astronaut.crop((130, 0, 400, 512)), 0.08, (0.3, 0.7))
     assert _score(mediapipe_sessions, "mediapipe_pose", tiny) >= threshold
     assert _score(mediapipe_sessions, "mediapipe_pose", real_image("grass.jpg")) < 0.3
+
+
+class _RecordingSession:
+    """Stands in for a session: records how many views each call gets (the memory a call takes
+    grows with them) and answers with one session's real outputs for that many views."""
+
+    def __init__(self, real: ort.InferenceSession) -> None:
+        self._real, self.calls = real, []
+
+    def get_inputs(self):
+        return self._real.get_inputs()
+
+    def get_providers(self):
+        return self._real.get_providers()
+
+    def run(self, names, feeds):
+        [batch] = feeds.values()
+        self.calls.append(len(batch))
+        return self._real.run(names, feeds)
+
+
+def test_a_large_batch_is_run_in_calls_of_a_bounded_number_of_views(sessions):
+    """Memory must not grow with the batch Beam forms: 16 photos x 5 views were one CenterFace call
+    (5.5 GB); on the CPU every call now holds at most MAX_VIEWS_PER_RUN views, scores unchanged."""
+    from pipeline.detectors import handler
+
+    recording = _RecordingSession(sessions["ssdlite_person"])
+    batch = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(NO_PEOPLE * 2)]
+    scores = photo_scores(SPECS["ssdlite_person"], recording, batch, 400)
+    assert sum(recording.calls) > handler.MAX_VIEWS_PER_RUN and max(recording.calls) <= handler.MAX_VIEWS_PER_RUN
+    assert scores == [photo_scores(SPECS["ssdlite_person"], sessions["ssdlite_person"], [one], 400)[0]
+                      for one in batch]
+
+
+def test_sessions_keep_no_memory_pattern_per_input_shape(sessions):
+    assert all(not session.get_session_options().enable_mem_pattern for session in sessions.values())

@@ -47,10 +47,10 @@ def test_deleted_and_relicensed_photos_are_rejected_before_fetch(world_and_input
     assert stats["accounted"]
     rejections = {r["photo_id"]: (r["reason"], r["detail"]) for r in pq.read_table(tmp_path / "out" / "rejections")
                   .to_pylist()}
-    assert rejections["7001"] == ("relicensed", "Attribution License -> Attribution-NonCommercial License")
+    assert rejections["7001"] == ("relicensed", "CC BY 2.0 -> CC BY-NC 2.0")
     assert rejections["7002"][0] == "deleted"
     kept = {row["photo_id"]: row["license_name"] for row in pq.read_table(tmp_path / "out" / "parquet").to_pylist()}
-    assert kept == {"7000": "Attribution License", "7003": "CC BY 4.0", "7004": "Attribution License"}
+    assert kept == {"7000": "CC BY 2.0", "7003": "CC BY 4.0", "7004": "CC BY 2.0"}  # one name per license
     # Both owners carry 2+ photos: one search page each (its total says no more pages are needed);
     # getInfo only for the two photos missing from their owner's CC BY list.
     assert server.calls["flickr.photos.search"] == 2 and server.calls["flickr.photos.getInfo"] == 2
@@ -167,3 +167,13 @@ def test_a_malformed_search_answer_falls_back_to_per_photo_checks(tmp_path):
         kept, rejected, _ = verify(server, credentials, records)
         assert kept.keys() == {r.photo_id for r in records} and not rejected
         assert server.calls["flickr.photos.getInfo"] == 4
+
+
+def test_a_verified_license_is_recorded_canonically_with_flickrs_words():
+    from pipeline.stages.verify_license import with_license
+
+    verified = with_license(Photo(photo_id="1", license_name="CC BY 2.0",
+                                  license_url="https://creativecommons.org/licenses/by/2.0/"), 11)
+    assert (verified.license_name, verified.license_url) == ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
+    assert verified.license_source_text == "CC BY 4.0"  # Flickr's own name for license id 11
+    assert with_license(Photo(photo_id="1"), 4).license_source_text == "Attribution License"

@@ -29,6 +29,12 @@ from pipeline.records import Photo
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# The most views (whole images and tiles) in one session call. A call's activations grow with its
+# batch, and onnxruntime keeps what its largest call needed: fed a whole batch at once (16 photos x
+# 5 views), CenterFace at 512 x 512 alone peaked at 5.5 GB, and Beam grows batches as rows flow, so
+# peak memory grew with the number of rows. Per-view cost on a CPU hardly changes above a few views;
+# on CUDA, where batching pays and the activations live in GPU memory, a batch stays one call.
+MAX_VIEWS_PER_RUN = 4
 
 
 class GpuNotActiveError(RuntimeError):
@@ -74,6 +80,9 @@ def create_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
         model_bytes = _symbolic_hw(model_bytes)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # CenterFace's initializers-as-inputs warnings, once per node, are noise
+    # A memory pattern is planned and kept per input shape; batch sizes vary from call to call, so
+    # the kept patterns (and the arena blocks they reserve) would add up with every new shape.
+    options.enable_mem_pattern = False
     if runtime.intra_op_threads:
         options.intra_op_num_threads = runtime.intra_op_threads
     session = ort.InferenceSession(model_bytes, options, providers=providers_for(runtime.device))
@@ -88,11 +97,15 @@ def create_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
 
 def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[np.ndarray]
                ) -> list[dict[str, float]]:
-    """Decoded scores per view: all views in one session call, or one call per view for a model
-    whose file fixes the batch at 1 (the MediaPipe conversions: their reshapes hard-code it)."""
+    """Decoded scores per view: on the CPU in calls of at most MAX_VIEWS_PER_RUN views, on CUDA all in
+    one call, and one call per view for a model whose file fixes the batch at 1 (the MediaPipe
+    conversions: their reshapes hard-code it)."""
     model_input = session.get_inputs()[0]
     names = output_names(spec.decoder)
-    chunk = 1 if model_input.shape and model_input.shape[0] == 1 else max(1, len(tensors))
+    if model_input.shape and model_input.shape[0] == 1:
+        chunk = 1
+    else:
+        chunk = max(1, len(tensors)) if session.get_providers()[0] == CUDA else MAX_VIEWS_PER_RUN
     per_view: list[dict[str, float]] = []
     for start in range(0, len(tensors), chunk):
         rows = tensors[start:start + chunk]

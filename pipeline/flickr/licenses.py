@@ -1,5 +1,15 @@
 """Flickr's license ids (flickr.photos.licenses.getInfo) with today's names and URLs: the search API
-returns only the id, the dataset records name and URL."""
+returns only the id, the dataset records name and URL.
+
+Sources word one license differently (YFCC: "Attribution License" with an http URL; the API's
+table: the same words with https, or "CC BY 4.0"), so the dataset records one canonical name and
+https URL per license (`CANONICAL`, found by `canonical_license`) and keeps the source's own words
+beside them (Photo.license_source_text / license_source_url).
+"""
+
+from __future__ import annotations
+
+import re
 
 LICENSES = {
     0: ("All Rights Reserved", ""),
@@ -20,3 +30,57 @@ LICENSES = {
     15: ("CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
     16: ("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
 }
+
+# The one name and URL the dataset records per license id: the short SPDX-like name Creative
+# Commons itself uses, and https.
+CANONICAL = {
+    0: ("All Rights Reserved", ""),
+    1: ("CC BY-NC-SA 2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    2: ("CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
+    3: ("CC BY-NC-ND 2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    4: ("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
+    5: ("CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
+    6: ("CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
+    7: ("No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
+    8: ("United States Government Work", "https://www.usa.gov/copyright.shtml"),
+    9: ("CC0 1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    10: ("Public Domain Mark 1.0", "https://creativecommons.org/publicdomain/mark/1.0/"),
+    11: ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    12: ("CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
+    13: ("CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
+    14: ("CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
+    15: ("CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
+    16: ("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
+}
+_SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
+
+
+def _bare_url(url: str) -> str:
+    """'HTTP://www.CreativeCommons.org/licenses/by/2.0' -> 'creativecommons.org/licenses/by/2.0/'."""
+    bare = _SCHEME.sub("", url.strip()).lower()
+    return bare if not bare or bare.endswith("/") else bare + "/"
+
+
+def _bare_name(name: str) -> str:
+    return " ".join(name.split()).lower()
+
+
+_BY_URL = {_bare_url(url): license_id for table in (LICENSES, CANONICAL)
+           for license_id, (_, url) in table.items() if url}
+_BY_NAME = {_bare_name(name): license_id for table in (LICENSES, CANONICAL)
+            for license_id, (name, _) in table.items()}
+
+
+def license_id_of(name: str, url: str) -> int | None:
+    """The Flickr license id that a source's name and URL denote, or None. The URL decides when there
+    is one (it is unambiguous, whatever its scheme or case); the name only when it is absent."""
+    if url.strip():
+        return _BY_URL.get(_bare_url(url))
+    return _BY_NAME.get(_bare_name(name)) if name.strip() else None
+
+
+def canonical_license(name: str, url: str) -> tuple[str, str]:
+    """(canonical name, https URL) for a license a source words as `name` and `url`; a license this
+    table does not know is left as the source wrote it (the license stage then rejects it)."""
+    license_id = license_id_of(name, url)
+    return CANONICAL[license_id] if license_id is not None else (name, url)

@@ -34,8 +34,9 @@ CC-licensed photographs from Flickr without people, built by `pass-pipeline`.
 
 - **Images and metadata** (default configuration): one row per image. `image` decodes to a PIL image
   in Hugging Face `datasets`; `scores` lists every detector score as `{detector, class, score}`.
-  Every image keeps its own license (`license_name`, `license_url`); `ATTRIBUTION.csv` lists creator,
-  title, page and license of each one, as CC BY asks of redistributors.
+  Every image keeps its own license (`license_name`, `license_url`: one canonical name and https URL
+  per license, e.g. "CC BY 2.0"; the source's own wording in `license_source_text`, `license_source_url`);
+  `ATTRIBUTION.csv` lists creator, title, page and license of each one, as CC BY asks of redistributors.
 - **rejections**: every input record that is not in the dataset, with its stage and reason.
 - **near_dup_index** (when written): pHash, photo id and dHash of every image, for the next release.
 

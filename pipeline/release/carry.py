@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, read_parquet
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.records import Photo
@@ -32,7 +33,18 @@ def photo_from_row(row: dict, release_name: str) -> Photo:
     values["scores"] = scores_from_entries(row.get("scores"))
     values["image"] = image_bytes(row.get("image"))
     values["first_release"] = row.get("first_release") or release_name
+    if "license_source_text" not in row:
+        values.update(_canonical_license_fields(row))
     return Photo(**values)
+
+
+def _canonical_license_fields(row: dict) -> dict[str, str]:
+    """A release written before license names were canonical stored the source's words as
+    license_name/url: they become the source text, and the row gets the canonical name and URL."""
+    name, url = row.get("license_name") or "", row.get("license_url") or ""
+    canonical_name, canonical_url = canonical_license(name, url)
+    return {"license_name": canonical_name, "license_url": canonical_url,
+            "license_source_text": name, "license_source_url": url}
 
 
 def _read_shard(path: str, release_name: str) -> Iterator[Photo]:

@@ -1,7 +1,9 @@
 """DATASHEET.md and datasheet.html with PNG plots, written into every release, under the headings
 of "Datasheets for Datasets" (Gebru et al.): motivation, composition, collection process,
-preprocessing, uses, distribution, maintenance. The figures come from the release's own files
-(stats.json, Parquet metadata, rejections), so the datasheet always describes what was shipped.
+preprocessing, uses, distribution, maintenance, and an attributed sample. The figures come from the
+release's own files (stats.json, Parquet metadata, rejections), so the datasheet always describes
+what was shipped. datasheet.html is the same Markdown rendered (`markdown_html`), the plots in their
+sections; every value from the data goes into the Markdown escaped, so it stays text in both.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.options import split_list
+from pipeline.release.markdown_html import escape_markdown, markdown_link, render
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
@@ -125,8 +128,13 @@ def owner_bins(counts: list[int], most: int = 40) -> list[float]:
 CAPTION = 14  # pixels under each thumbnail for its photo id
 
 
+def _sample(rows: list[dict]) -> list[dict]:
+    """The rows shown in the contact sheet: the smallest sha256(photo id), so the same every run."""
+    return sorted(rows, key=lambda row: hashlib.sha256(row["photo_id"].encode()).hexdigest())[:SAMPLE]
+
+
 def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int = 8) -> bytes:
-    picked = sorted(rows, key=lambda row: hashlib.sha256(row["photo_id"].encode()).hexdigest())[:SAMPLE]
+    picked = _sample(rows)
     wanted = {row["photo_id"] for row in picked}
     images: dict[str, bytes] = {}
     for path in _files(release, "parquet/*.parquet"):
@@ -163,42 +171,83 @@ def _when(value: object) -> str:
     return text or "—"
 
 
+def _text(value: object) -> str:
+    """A value from the release's files (manifest, stats, rows) as Markdown text: never markup."""
+    return escape_markdown(str(value))
+
+
+def _code(value: object) -> str:
+    """A value as an inline code span: backticks (which would end it) and line breaks removed."""
+    return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
+
+
+# The columns the sample's attribution lines need (read for the sampled rows only).
+SAMPLE_COLUMNS = ["photo_id", "owner_nsid", "owner_name", "title", "page_url", "license_name", "license_url"]
+
+
+def sample_attribution(release: str, rows: list[dict]) -> list[dict]:
+    """The sampled rows with what their attribution needs, in the contact sheet's order."""
+    wanted = {row["photo_id"]: index for index, row in enumerate(_sample(rows))}
+    found = [row for row in load_rows(release, SAMPLE_COLUMNS) if row["photo_id"] in wanted]
+    return sorted(found, key=lambda row: wanted[row["photo_id"]])
+
+
+def attribution_line(row: dict) -> str:
+    """'- `ID` “title” by creator, [CC BY 2.0](https://…), [Flickr page](https://…)': every value
+    escaped; a URL that is not plain http(s) is shown as text, never linked."""
+    title = f"“{_text(row['title'])}”" if (row.get("title") or "").strip() else "untitled"
+    creator = _text(row.get("owner_name") or row.get("owner_nsid") or "unknown creator")
+    license_link = markdown_link(_text(row.get("license_name") or "license unknown"), row.get("license_url") or "")
+    page = markdown_link("Flickr page", row.get("page_url") or "")
+    return f"- {_code(row['photo_id'])} {title} by {creator}, {license_link}, {page}"
+
+
 def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter, changelog: dict | None,
-              name: str) -> str:
+              name: str, sample: list[dict] | None = None) -> str:
     options = manifest.get("options", {})
     models = manifest.get("models", [])
     owners = len({row["owner_nsid"] for row in rows})
-    reasons = "\n".join(f"| {stage} | {reason} | {count:,} |" for (stage, reason), count in
+    reasons = "\n".join(f"| {_text(stage)} | {_text(reason)} | {count:,} |" for (stage, reason), count in
                         sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
-    model_lines = "\n".join(f"- `{m['name']}` (sha256 `{m['sha256'][:12]}…`, {m['license']}): thresholds "
-                            f"{m['thresholds']}, review band from {m['review_band']}" for m in models) or "- none"
+    model_lines = "\n".join(f"- {_code(m['name'])} (sha256 {_code(str(m['sha256'])[:12] + '…')}, "
+                            f"{_text(m['license'])}): thresholds {_text(m['thresholds'])}, review band from "
+                            f"{_text(m['review_band'])}" for m in models) or "- none"
     # File names only: the builder's own folders say nothing about the data and may say who built it.
     names = ", ".join(posixpath.basename(path.rstrip("/")) for path in split_list(options.get("input")))
-    source = (f"input `{names}`" if options.get("input") else
-              f"uploads from {_when(options.get('min_upload_date'))} to {_when(options.get('max_upload_date'))}")
+    source = (f"input {_code(names)}" if options.get("input") else
+              f"uploads from {_text(_when(options.get('min_upload_date')))} to "
+              f"{_text(_when(options.get('max_upload_date')))}")
     verified = "re-verified against the live Flickr API, " if options.get("verify_license") else ""
     change = ""
     if changelog:
-        removed = ", ".join(f"{reason}: {len(ids)}" for reason, ids in sorted(changelog["removed"].items()))
-        change = (f"\nCompared with the previous release `{changelog['previous']}`: {len(changelog['added']):,} "
-                  f"added, {changelog['unchanged']:,} unchanged, removed {removed or 'none'} (see CHANGELOG.md).\n")
+        removed = ", ".join(f"{_text(reason)}: {len(ids)}" for reason, ids in sorted(changelog["removed"].items()))
+        change = (f"\nCompared with the previous release {_code(changelog['previous'])}: "
+                  f"{len(changelog['added']):,} added, {changelog['unchanged']:,} unchanged, removed "
+                  f"{removed or 'none'} (see CHANGELOG.md).\n")
+    sample = sample or []
     return TEMPLATE.substitute(
-        dataset=manifest.get("name", "dataset"), release=name, kept=f"{stats.get('kept', len(rows)):,}",
-        owners=f"{owners:,}", max_side=options.get("max_side", "?"), change=change,
-        source=options.get("source", "?"), source_detail=source, verified=verified,
-        input_rows=f"{stats.get('input_rows', 0):,}", accounted=stats.get("accounted"), reasons=reasons,
-        near_dup_distance=options.get("near_dup_distance"), per_owner_cap=options.get("per_owner_cap"),
-        model_lines=model_lines)
+        dataset=_text(manifest.get("name", "dataset")), release=_text(name), kept=f"{stats.get('kept', len(rows)):,}",
+        owners=f"{owners:,}", max_side=_text(options.get("max_side", "?")), change=change,
+        source=_code(options.get("source", "?")), source_detail=source, verified=verified,
+        input_rows=f"{stats.get('input_rows', 0):,}", accounted=_text(stats.get("accounted")), reasons=reasons,
+        near_dup_distance=_text(options.get("near_dup_distance")), per_owner_cap=_text(options.get("per_owner_cap")),
+        model_lines=model_lines, sample_count=len(sample),
+        sample_lines="\n".join(attribution_line(row) for row in sample) or "- none")
 
 
-def _html(markdown_title: str, plot_names: list[str]) -> bytes:
-    # Plot names are ours today; escaped anyway, so a future name from data cannot become markup.
-    figures = "".join(f'<figure><img src="datasheet/{html.escape(name)}.png" alt="{html.escape(name)}">'
-                      f"<figcaption>{html.escape(name)}</figcaption></figure>" for name in plot_names)
-    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(markdown_title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:760px;margin:auto}img{max-width:100%}</style>"
-            f"<h1>{html.escape(markdown_title)}</h1><p>The text is in DATASHEET.md.</p>{figures}"
-            '<h2>Sample</h2><img src="datasheet/sample.jpg" alt="sample of the release">').encode()
+# The page loads nothing but its own plots and runs nothing, even if markup slipped past the escaping.
+_POLICY = "default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+_STYLE = ("body{font-family:sans-serif;max-width:860px;margin:auto;padding:0 1em;line-height:1.4}"
+          "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:85%;color:#555}"
+          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+          "code{background:#f4f4f4}")
+
+
+def _html(title: str, markdown: str) -> bytes:
+    """The whole datasheet as one page: the Markdown rendered, its plots where the text places them."""
+    return (f'<!doctype html><html lang=en><meta charset=utf-8>'
+            f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style>\n{render(markdown)}\n").encode()
 
 
 def write_datasheet(release: str, changelog: dict | None = None, name: str = "") -> list[dict[str, Any]]:
@@ -214,9 +263,10 @@ def write_datasheet(release: str, changelog: dict | None = None, name: str = "")
                   m["thresholds"].items()}
     outputs = {f"datasheet/{name}.png": data for name, data in plots(stats, rows, rejections, thresholds).items()}
     outputs["datasheet/sample.jpg"] = contact_sheet(release, rows)
-    text = _markdown(manifest, stats, rows, rejections, changelog, name or manifest.get("release") or "")
+    release_name = name or manifest.get("release") or ""
+    text = _markdown(manifest, stats, rows, rejections, changelog, release_name, sample_attribution(release, rows))
     outputs["DATASHEET.md"] = text.encode("utf-8")
-    outputs["datasheet.html"] = _html(text.splitlines()[0].lstrip("# "), list(PLOTS))
+    outputs["datasheet.html"] = _html(f"Datasheet: {manifest.get('name', 'dataset')} {release_name}", text)
     entries = []
     for name, data in sorted(outputs.items()):
         entry = write_atomically(FileSystems.join(release, name), lambda handle, data=data: handle.write(data))

@@ -27,7 +27,7 @@ import flickrapi
 
 from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import CredentialsError, load_credentials
-from pipeline.flickr.licenses import LICENSES
+from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
@@ -105,7 +105,9 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     if not isinstance(entry, dict):
         raise BadField("bad_api_entry", f"the entry is a {type(entry).__name__}, not an object")
     photo_id = canonical_photo_id(entry.get("id", ""))
-    license_name, license_url = LICENSES.get(_license_id(entry), ("", ""))
+    license_id = _license_id(entry)
+    license_name, license_url = CANONICAL.get(license_id, ("", ""))
+    source_text, source_url = LICENSES.get(license_id, ("", ""))  # the API gives an id: Flickr's words for it
     texts = _texts(entry)
     listed = tuple(BY_EXTRA[name] for name in _SIZE_EXTRAS if texts[name])  # smallest first
     chosen = smallest_covering(listed, max_side)
@@ -127,6 +129,8 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
         download_url=download_url,
         license_name=license_name,
         license_url=license_url,
+        license_source_text=source_text,
+        license_source_url=source_url,
         server_id=fields.url_token(entry.get("server", ""), "server"),
         farm_id=fields.url_token(entry.get("farm", ""), "farm"),
         secret=fields.url_token(entry.get("secret", ""), "secret"),

@@ -22,6 +22,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -80,6 +81,7 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         return Rejection(photo_id, STAGE, err.reason, str(err), "", ref)
     for name in _ENCODED:
         row[name] = unquote_plus(row[name])
+    license_name, license_url = canonical_license(row["license_name"], row["license_url"])
     return Photo(
         photo_id=photo_id,
         source="yfcc",
@@ -95,8 +97,10 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         capture_device=row["capture_device"],
         page_url=row["page_url"],
         download_url=row["download_url"],
-        license_name=row["license_name"],
-        license_url=row["license_url"],
+        license_name=license_name,
+        license_url=license_url,
+        license_source_text=row["license_name"],
+        license_source_url=row["license_url"],
         server_id=row["server_id"],
         farm_id=row["farm_id"],
         secret=row["secret"],

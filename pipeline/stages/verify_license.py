@@ -32,7 +32,7 @@ import flickrapi
 
 from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import load_credentials
-from pipeline.flickr.licenses import LICENSES
+from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
@@ -56,8 +56,12 @@ class VerifyConfig:
 
 
 def with_license(photo: Photo, license_id: int) -> Photo:
-    name, url = LICENSES.get(license_id, ("", ""))
-    return photo.replace(license_name=name, license_url=url)
+    """The photo with the license Flickr confirmed: canonical name and URL, and Flickr's own words for
+    it as the source text (the API is now the source of the license recorded)."""
+    name, url = CANONICAL.get(license_id, ("", ""))
+    source_text, source_url = LICENSES.get(license_id, ("", ""))
+    return photo.replace(license_name=name, license_url=url, license_source_text=source_text,
+                         license_source_url=source_url)
 
 
 class _Unreadable(ValueError):
@@ -190,7 +194,7 @@ class _VerifyOwner(beam.DoFn):
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"license {repr(value)[:40]} is no license id"))
             return
         if license_id not in self._allowed:
-            new = LICENSES.get(license_id, (str(license_id), ""))[0]
+            new = CANONICAL.get(license_id, (str(license_id), ""))[0]
             yield reject(Rejection.of(photo, STAGE, "relicensed", f"{photo.license_name or '?'} -> {new}"))
             return
         yield with_license(photo, license_id)

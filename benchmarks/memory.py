@@ -1,0 +1,189 @@
+"""Peak memory of the whole job against the number of rows: peak memory must not grow with it.
+
+    .venv/bin/python -m benchmarks.memory [--rows 100,400,1600] [--detectors default] [--no_demo]
+                                          [-- extra job flags, e.g. --direct_num_workers=2
+                                              --direct_running_mode=multi_processing]
+
+Serves the benchmark corpus (benchmarks/corpus.py: distinct real-photo JPEGs) on 127.0.0.1 and runs
+the job once per size, each in a fresh process (`python -m pipeline run`, the local runner,
+the default detectors unless told otherwise), and the demo (`pass-pipeline demo`). While a run
+lasts, its whole process tree (the job and any SDK worker processes it starts) is sampled every
+0.2 s from /proc and the sum of their proportional set sizes (PSS: shared pages counted once over
+the processes that share them) kept at its peak; after it, the largest single process
+(`ru_maxrss` of the run, which Linux takes over every descendant waited for) and the job's own
+figure, `peak_rss_mb` in stats.json, are printed beside it. Targets (issue #14): the demo under
+2 GiB, 10,000 rows with detectors on under 4 GiB (`--rows 10000`; smaller runs print the 10,000-row
+figure their trend projects). It says whether the peak grows with rows: more than 25% and 150 MiB
+between the smallest and the largest run. Exits 1 when a target measured is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.corpus import distinct_photos
+from pipeline.fixtures.static_server import StaticServer, image
+from pipeline.fixtures.yfcc_rows import yfcc_line
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `pipeline` the runs import
+MIB = 1024 * 1024
+DEMO_TARGET_MIB = 2048
+ROWS_TARGET = (10_000, 4096)  # (rows, MiB)
+SAMPLE_SECONDS = 0.2
+GROWTH = (1.25, 150)  # growth if the largest run's peak is over 1.25x the smallest's and 150 MiB more
+
+
+def _children() -> dict[int, list[int]]:
+    """{parent pid: child pids} of every process now running (from /proc/PID/stat)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in () may hold spaces
+        tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def _descendants(root: int) -> list[int]:
+    tree, found, todo = _children(), [root], [root]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _pss_bytes(pid: int) -> int:
+    """The process's proportional set size (its RSS where smaps_rollup is unreadable); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class TreeSampler:
+    """Samples the summed PSS of a process and all its descendants until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.processes = pid, 0, 1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = _descendants(self.pid)
+            self.processes = max(self.processes, len(pids))
+            self.peak = max(self.peak, sum(_pss_bytes(pid) for pid in pids))
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def job(argv: list[str]) -> list[str]:
+    """The command that runs `pass-pipeline ARGV` with this checkout's code."""
+    return [sys.executable, "-m", "pipeline", *argv]
+
+
+def measure(command: list[str]) -> dict:
+    """Runs `command` in a fresh process; the peak PSS of its process tree, its largest process and time."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    sampler = TreeSampler(child.pid)
+    # stderr is read while the run lasts (a full pipe would stall it); wait4 gives this run's own rusage.
+    errors = child.stderr.read() if child.stderr else b""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    sampler.stop()
+    if child.returncode:
+        sys.stderr.write(errors.decode("utf-8", "replace")[-3000:])
+        raise SystemExit(f"the run {command} failed with exit code {child.returncode}")
+    return {"tree_mib": sampler.peak / MIB, "largest_mib": usage.ru_maxrss / 1024, "processes": sampler.processes,
+            "seconds": time.perf_counter() - start}
+
+
+def write_metadata(urls: list[str], rows: int, scratch: Path) -> Path:
+    path = scratch / f"rows-{rows}.tsv"
+    lines = [yfcc_line(i + 1, str(100000 + i), urls[i], owner_nsid=f"{i % 50}@N00") for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _report(label: str, result: dict, stats_mib: float | None, target: int | None) -> bool:
+    met = target is None or result["tree_mib"] < target
+    verdict = "" if target is None else f"  target < {target:,} MiB: {'ok' if met else 'MISSED'}"
+    stats = f"{stats_mib:7,.0f}" if stats_mib is not None else "      ?"
+    print(f"{label:>12s}  tree peak {result['tree_mib']:7,.0f} MiB  largest process {result['largest_mib']:7,.0f} MiB"
+          f"  stats.json {stats} MiB  ({result['processes']} processes, {result['seconds']:5.0f} s){verdict}",
+          flush=True)
+    return met
+
+
+def _stats_peak(output: Path) -> float | None:
+    stats = output / "stats.json"
+    return json.loads(stats.read_text()).get("peak_rss_mb") if stats.exists() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default="100,400,1600", help="comma-separated run sizes, ascending")
+    parser.add_argument("--detectors", default="default")
+    parser.add_argument("--no_demo", action="store_true", help="skip the demo run")
+    parser.add_argument("extra", nargs="*", help="more job flags (after --)")
+    args = parser.parse_args()
+    sizes = sorted({int(size) for size in args.rows.split(",") if size.strip()})
+    passed = True
+    print(f"detectors: {args.detectors}; {os.cpu_count()} CPUs; extra flags: {' '.join(args.extra) or 'none'}")
+    with tempfile.TemporaryDirectory(prefix="pass-memory-") as temporary, StaticServer() as server:
+        scratch = Path(temporary)
+        if not args.no_demo:
+            output = scratch / "demo"
+            result = measure(job(["demo", f"--output={output}", f"--detectors={args.detectors}", *args.extra]))
+            passed &= _report("demo", result, _stats_peak(output), DEMO_TARGET_MIB)
+        photos = distinct_photos(max(sizes, default=0))
+        urls = [server.add(f"/1/{100000 + i}_abcdef0123.jpg", image(data)) for i, data in enumerate(photos)]
+        del photos  # served from the server's routes; the copy here is not needed
+        peaks: dict[int, float] = {}
+        for rows in sizes:
+            output = scratch / f"out-{rows}"
+            argv = ["run", f"--input={write_metadata(urls, rows, scratch)}", f"--output={output}",
+                    f"--allowed_hosts={server.host}", "--per_host_rps=0", "--per_owner_cap=0",
+                    f"--detectors={args.detectors}", *args.extra]
+            result = measure(job(argv))
+            target = ROWS_TARGET[1] if rows >= ROWS_TARGET[0] and args.detectors != "none" else None
+            passed &= _report(f"{rows:,} rows", result, _stats_peak(output), target)
+            peaks[rows] = result["tree_mib"]
+    if len(peaks) >= 2:
+        (low, low_peak), (high, high_peak) = min(peaks.items()), max(peaks.items())
+        slope = (high_peak - low_peak) / (high - low) * 1000
+        grows = high_peak > low_peak * GROWTH[0] and high_peak - low_peak > GROWTH[1]
+        print(f"peak from {low:,} to {high:,} rows: {low_peak:,.0f} -> {high_peak:,.0f} MiB ({slope:+,.0f} MiB per "
+              f"1,000 rows): {'GROWS with rows' if grows else 'does not grow with rows'}")
+        if high < ROWS_TARGET[0]:
+            projected = high_peak + max(slope, 0) * (ROWS_TARGET[0] - high) / 1000
+            print(f"projected at {ROWS_TARGET[0]:,} rows: {projected:,.0f} MiB (target < {ROWS_TARGET[1]:,} MiB)")
+    raise SystemExit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()
