@@ -10,7 +10,9 @@ Three parts, all in this process:
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
      job's stats) times the encoded size of a sample record, with the coder the shuffle uses today
      (the PCollections are untyped, so Beam's FastPrimitivesCoder, which pickles a Photo) and with
-     the registered PhotoCoder.
+     the registered PhotoCoder; per image, as the record was before the images were staged (the
+     stored JPEG inside) and as it is now (io/staged_images.py: hashes only, the JPEG written once
+     to the staging folder and read back by the writers).
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ from pipeline.stages.image import ImageConfig
 # Any other GroupByKey carries ids, hashes or counts (a few dozen bytes a record).
 PHOTO_SHUFFLES = (
     ("UniqueIds/", "unique_id", "metadata"),
-    ("ExactDuplicates/", "exact_dedup", "image"),
-    ("NearDuplicates/JoinPhotos/", "near_dedup", "image"),
-    ("CapPerOwner/", "owner_cap", "image"),
-    ("WriteDataset/WriteSharded/GroupShards", "kept", "image"),
+    ("ExactDuplicates/", "exact_dedup", "staged"),
+    ("NearDuplicates/JoinPhotos/", "near_dedup", "staged"),
+    ("CapPerOwner/", "owner_cap", "staged"),
+    ("WriteDataset/WriteSharded/GroupShards", "kept", "staged"),
 )
 
 
@@ -67,7 +69,9 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     """`image.normalise` for an upright sRGB JPEG, one building block at a time (same calls, same order)."""
     def decode() -> Image.Image:
         img = image_stage._open(raw)
-        img.draft("RGB", (cfg.max_side, cfg.max_side))
+        scale = image_stage._draft_scale(*img.size, cfg)
+        if scale > 1:
+            img.draft("RGB", (img.width // scale, img.height // scale))
         img.getexif()
         img.load()
         return image_stage._to_srgb(img)
@@ -145,19 +149,21 @@ def photo_shuffles(corpus: Served) -> list[str]:
     return [label for label in labels if any(label.startswith(prefix) for prefix, *_ in PHOTO_SHUFFLES)]
 
 
-def shuffle_bytes(stats: dict, sample: Photo, labels: list[str]) -> list[tuple[str, int, str, int, int]]:
-    """(step, records, content, bytes today, bytes with PhotoCoder) per shuffle that carries Photos."""
+def shuffle_bytes(stats: dict, sample: Photo, labels: list[str]) -> list[tuple[str, int, str, int, int, int, int]]:
+    """(step, records, content, bytes per record before staging / now, pickled, then with PhotoCoder)
+    per shuffle that carries Photos."""
     entering = {step["stage"]: step["in"] for step in stats["funnel"]} | {"kept": stats["kept"]}
-    samples = {"image": sample, "metadata": sample.replace(image=b"", fetched_url="", width=0, height=0,
-                                                           original_format="", original_width=0,
-                                                           original_height=0, download_sha256="", sha256="",
-                                                           phash="", dhash="")}
+    metadata = sample.replace(image=b"", fetched_url="", width=0, height=0, original_format="", original_width=0,
+                              original_height=0, download_sha256="", sha256="", phash="", dhash="")
+    before = {"metadata": metadata, "staged": sample}  # up to 2026-11-30 the stored JPEG rode along
+    now = {"metadata": metadata, "staged": sample.replace(image=b"")}
     today, registered = coders.FastPrimitivesCoder(), PhotoCoder()
     rows = []
     for label in labels:
         _, stage, content = next(entry for entry in PHOTO_SHUFFLES if label.startswith(entry[0]))
-        record, count = samples[content], entering[stage]
-        rows.append((label, count, content, count * len(today.encode(record)), count * len(registered.encode(record))))
+        rows.append((label, entering[stage], content, len(today.encode(before[content])),
+                     len(today.encode(now[content])), len(registered.encode(before[content])),
+                     len(registered.encode(now[content]))))
     return rows
 
 
@@ -183,10 +189,19 @@ def main() -> None:
           f"{count / elapsed:.1f} images/s, {1000 * elapsed / count:.1f} ms per image, kept {stats['kept']}")
     print(profile_text.split("\n   ncalls", 1)[-1].join(["   ncalls", ""]) if "ncalls" in profile_text
           else profile_text)
-    print("3. shuffles that carry photos (records x encoded sample record)")
-    print(f"   {'GroupByKey':52s} {'records':>7s} {'holds':>8s} {'today (pickled)':>16s} {'PhotoCoder':>11s}")
-    for label, records, content, today, registered in rows:
-        print(f"   {label:52s} {records:7d} {content:>8s} {today / 2**20:13.2f} MiB {registered / 2**20:8.2f} MiB")
+    print("3. shuffles that carry photos: bytes per record (pickled, as today / with PhotoCoder), before the")
+    print("   images were staged (stored JPEG inside) and now (hashes only); total = records x bytes now")
+    print(f"   {'GroupByKey':52s} {'records':>7s} {'before':>15s} {'now':>11s} {'total now':>11s}")
+    before_total = now_total = 0
+    staged = next(step["in"] for step in stats["funnel"] if step["stage"] == "blocklist_content")  # image's out
+    for label, records, _, before, now, before_coder, now_coder in rows:
+        before_total, now_total = before_total + records * before, now_total + records * now
+        print(f"   {label:52s} {records:7d} {before:7d}/{before_coder:<7d} {now:5d}/{now_coder:<5d} "
+              f"{records * now / 2**20:7.2f} MiB")
+    print(f"   all these shuffles: {before_total / 2**20:.2f} MiB before, {now_total / 2**20:.2f} MiB now "
+          f"({before_total / max(count, 1) / 1024:.1f} -> {now_total / max(count, 1) / 1024:.1f} KiB per input "
+          f"image); instead each stored JPEG is written once to the staging folder "
+          f"(~{staged * len(sample.image) / 2**20:.2f} MiB) and read back by the shard writer")
     print(json.dumps({"per_image_ms": per_image, "job_seconds": elapsed}, indent=None))
 
 
