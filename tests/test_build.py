@@ -234,3 +234,27 @@ def test_no_shuffle_carries_the_stored_images(server, tmp_path):
         assert_that(result["kept"] | beam.combiners.Count.Globally(), equal_to([8]), label="kept")
     written = {path.relative_to(tmp_path / "out").parts[0] for path in (tmp_path / "out").rglob("*.tar")}
     assert written == {"webdataset"}
+
+
+def test_photo_shuffles_encode_photos_with_photo_coder(server, tmp_path):
+    """The keyed steps before each shuffle of Photos declare their types, so Beam encodes the records
+    with the registered PhotoCoder (field values, ~45% smaller) rather than pickling them."""
+    from apache_beam import coders
+
+    options = pipeline_options([f"--input={tmp_path / 'm.tsv'}", f"--output={tmp_path / 'out'}",
+                                "--per_owner_cap=1", *LOCAL, "--detectors=none"])
+    found: dict[str, str] = {}
+
+    class Shuffles(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node: beam.pipeline.AppliedPTransform) -> None:
+            if isinstance(node.transform, beam.GroupByKey):
+                found[node.full_label] = repr(coders.registry.get_coder(next(iter(node.inputs)).element_type))
+
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options.view_as(PassOptions))
+    pipeline.visit(Shuffles())
+    # NearDuplicates/JoinPhotos is a CoGroupByKey, whose inner shuffle of tagged unions Beam pickles.
+    photo_shuffles = {label: found[label] for label in ("UniqueIds/Group", "ExactDuplicates/exact_dedup.group",
+                                                        "CapPerOwner/owner_cap.group",
+                                                        "WriteDataset/WriteSharded/GroupShards")}
+    assert all("PhotoCoder" in coder for coder in photo_shuffles.values()), photo_shuffles

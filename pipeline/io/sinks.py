@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam import typehints
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import formats
@@ -77,9 +78,12 @@ class WriteSharded(beam.PTransform):
 
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
                  key: Callable[[Any], str], sort_key: Callable[[Any], Any], fixed_shards: int,
-                 per_shard: int, min_shards: int = 1, complete: Callable[[Any], Any] | None = None) -> None:
+                 per_shard: int, min_shards: int = 1, complete: Callable[[Any], Any] | None = None,
+                 record_type: type | None = None) -> None:
+        """`record_type`: the records' type when it has a registered coder (Photo), for the shuffle."""
         super().__init__()
         self._output, self._prefix, self._outputs, self._complete = output, prefix, outputs, complete
+        self._record_type = record_type
         self._key, self._sort_key = key, sort_key
         self._fixed, self._per_shard, self._min = fixed_shards, per_shard, min_shards
 
@@ -90,10 +94,13 @@ class WriteSharded(beam.PTransform):
             | "Count" >> beam.combiners.Count.Globally()
             | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard, least))
         )
-        every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(index, None) for index in range(n)])
-        keyed = records | "ToShard" >> beam.Map(
-            lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards)
-        )
+        every = beam.FlatMap(lambda n: [(index, None) for index in range(n)])
+        to_shard = beam.Map(lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards))
+        if self._record_type is not None:  # typed: the shuffle then uses the type's coder, not pickle
+            shard_type = typehints.Tuple[int, typehints.Optional[self._record_type]]
+            every, to_shard = every.with_output_types(shard_type), to_shard.with_output_types(shard_type)
+        every_shard = num_shards | "EveryShard" >> every
+        keyed = records | "ToShard" >> to_shard
         return (
             (keyed, every_shard)
             | "Merge" >> beam.Flatten()
@@ -127,7 +134,7 @@ class WriteDataset(beam.PTransform):
         self._write = WriteSharded(output, DATASET_PREFIX, outputs, key=lambda photo: photo.photo_id,
                                    sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard,
                                    min_shards=MIN_DATASET_SHARDS,
-                                   complete=_with_staged_image(images) if images else None)
+                                   complete=_with_staged_image(images) if images else None, record_type=Photo)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return photos | self._write
