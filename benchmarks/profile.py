@@ -8,9 +8,10 @@ Three parts, all in this process:
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
      top functions by cumulative time (download threads are not profiled: cProfile sees one thread);
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
-     job's stats) times the encoded size of a sample record, with the coder the shuffle uses today
-     (the PCollections are untyped, so Beam's FastPrimitivesCoder, which pickles a Photo) and with
-     the registered PhotoCoder.
+     job's stats) times the encoded size of a sample record, as it was up to 2026-11-30 (the stored
+     JPEG inside, pickled by Beam's FastPrimitivesCoder as the PCollections were untyped) and as it
+     is now (io/staged_images.py: hashes only, the JPEG written once to the staging folder and read
+     back by the writers; encoded with the coder Beam picks from the shuffle's input type).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pipeline.build import build, fetch_settings
 from pipeline.cli import run
 from pipeline.io.http_client import Fetcher
 from pipeline.options import PassOptions
-from pipeline.records import Photo, PhotoCoder
+from pipeline.records import Photo
 from pipeline.sources.yfcc import parse_line
 from pipeline.stages import image as image_stage
 from pipeline.stages.image import ImageConfig
@@ -49,17 +50,20 @@ from pipeline.stages.image import ImageConfig
 # Any other GroupByKey carries ids, hashes or counts (a few dozen bytes a record).
 PHOTO_SHUFFLES = (
     ("UniqueIds/", "unique_id", "metadata"),
-    ("ExactDuplicates/", "exact_dedup", "image"),
-    ("NearDuplicates/JoinPhotos/", "near_dedup", "image"),
-    ("CapPerOwner/", "owner_cap", "image"),
-    ("WriteDataset/WriteSharded/GroupShards", "kept", "image"),
+    ("ExactDuplicates/", "exact_dedup", "staged"),
+    ("NearDuplicates/JoinPhotos/", "near_dedup", "staged"),
+    ("CapPerOwner/", "owner_cap", "staged"),
+    ("WriteDataset/WriteSharded/GroupShards", "kept", "staged"),
 )
 
 
 def _timed(totals: dict[str, float], step: str, call: Callable, *args: object) -> object:
-    start = time.perf_counter()
+    """Adds the call's wall time to totals[step] and its CPU time (this thread's) to totals["cpu " + step]:
+    on a shared machine only the CPU time says what a step costs a core."""
+    start, start_cpu = time.perf_counter(), time.thread_time()
     result = call(*args)
     totals[step] += time.perf_counter() - start
+    totals[f"cpu {step}"] += time.thread_time() - start_cpu
     return result
 
 
@@ -67,7 +71,9 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     """`image.normalise` for an upright sRGB JPEG, one building block at a time (same calls, same order)."""
     def decode() -> Image.Image:
         img = image_stage._open(raw)
-        img.draft("RGB", (cfg.max_side, cfg.max_side))
+        scale = image_stage._draft_scale(*img.size, cfg)
+        if scale > 1:
+            img.draft("RGB", (img.width // scale, img.height // scale))
         img.getexif()
         img.load()
         return image_stage._to_srgb(img)
@@ -102,10 +108,8 @@ def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, float], P
         raws.append(result.body)
         jpeg = _normalise_in_steps(result.body, cfg, totals)
     fetcher.close()
-    start = time.perf_counter()
     for raw in raws:
-        image_stage.normalise(raw, cfg)
-    totals["normalise() as one call (check)"] = time.perf_counter() - start
+        _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, cfg)
     per_image = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}
     line = corpus.metadata.read_bytes().split(b"\n")[-2]  # the last photo's row
     described = parse_line(line, f"{corpus.metadata.name}:{len(corpus.urls)}")
@@ -129,35 +133,49 @@ def profile_job(corpus: Served, output: Path, top: int) -> tuple[dict, float, st
     return stats, elapsed, text.getvalue()
 
 
-def photo_shuffles(corpus: Served) -> list[str]:
-    """Labels of the job's GroupByKeys whose records are Photos (checked against PHOTO_SHUFFLES)."""
+def photo_shuffles(corpus: Served) -> dict[str, coders.Coder]:
+    """The job's GroupByKeys whose records are Photos (checked against PHOTO_SHUFFLES), each with the
+    coder Beam gives its input (from the PCollection's type: PhotoCoder where the keyed step is typed,
+    else FastPrimitivesCoder, which pickles a Photo)."""
     options = PipelineOptions([*job_args(corpus, "unused"), "--detectors=none"])
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options.view_as(PassOptions))
-    labels: list[str] = []
+    found: dict[str, coders.Coder] = {}
 
     class Visitor(beam.pipeline.PipelineVisitor):
         def visit_transform(self, node: beam.pipeline.AppliedPTransform) -> None:
             if isinstance(node.transform, beam.GroupByKey):
-                labels.append(node.full_label)
+                found[node.full_label] = coders.registry.get_coder(next(iter(node.inputs)).element_type)
 
     pipeline.visit(Visitor())
-    return [label for label in labels if any(label.startswith(prefix) for prefix, *_ in PHOTO_SHUFFLES)]
+    return {label: coder for label, coder in found.items()
+            if any(label.startswith(prefix) for prefix, *_ in PHOTO_SHUFFLES)}
 
 
-def shuffle_bytes(stats: dict, sample: Photo, labels: list[str]) -> list[tuple[str, int, str, int, int]]:
-    """(step, records, content, bytes today, bytes with PhotoCoder) per shuffle that carries Photos."""
+def _encoded_size(coder: coders.Coder, photo: Photo) -> int:
+    """Bytes of one shuffled element holding `photo`: a (key, photo) pair where the coder is typed."""
+    if isinstance(coder, coders.TupleCoder):
+        key_coder = coder.coders()[0]
+        key = 3 if isinstance(key_coder, coders.VarIntCoder) else "0" * 16
+        return len(coder.encode((key, photo)))
+    return len(coder.encode(("0" * 16, ("photos", photo))))  # a CoGroupByKey's tagged union, pickled
+
+
+def shuffle_bytes(stats: dict, sample: Photo, shuffles: dict[str, coders.Coder]
+                  ) -> list[tuple[str, int, int, int, str]]:
+    """(step, records, bytes per record before the images were staged and typed (pickled, stored
+    JPEG inside), bytes now, coder now) per shuffle that carries Photos."""
     entering = {step["stage"]: step["in"] for step in stats["funnel"]} | {"kept": stats["kept"]}
-    samples = {"image": sample, "metadata": sample.replace(image=b"", fetched_url="", width=0, height=0,
-                                                           original_format="", original_width=0,
-                                                           original_height=0, download_sha256="", sha256="",
-                                                           phash="", dhash="")}
-    today, registered = coders.FastPrimitivesCoder(), PhotoCoder()
+    metadata = sample.replace(image=b"", fetched_url="", width=0, height=0, original_format="", original_width=0,
+                              original_height=0, download_sha256="", sha256="", phash="", dhash="")
+    before = {"metadata": metadata, "staged": sample}  # up to 2026-11-30 the stored JPEG rode along
+    now = {"metadata": metadata, "staged": sample.replace(image=b"")}
+    pickled = coders.FastPrimitivesCoder()
     rows = []
-    for label in labels:
+    for label, coder in shuffles.items():
         _, stage, content = next(entry for entry in PHOTO_SHUFFLES if label.startswith(entry[0]))
-        record, count = samples[content], entering[stage]
-        rows.append((label, count, content, count * len(today.encode(record)), count * len(registered.encode(record))))
+        rows.append((label, entering[stage], _encoded_size(pickled, before[content]),
+                     _encoded_size(coder, now[content]), type(coder).__name__))
     return rows
 
 
@@ -174,19 +192,30 @@ def main() -> None:
     count = len(photos)
     print(f"images: {count}, mean size {sum(map(len, photos)) // count // 1024} KiB, "
           f"stored JPEG sample {len(sample.image) // 1024} KiB")
-    print("\n1. micro-profile, one image at a time in this process (ms per image)")
-    for step, ms in per_image.items():
-        print(f"   {step:40s} {ms:7.2f}")
-    work = sum(ms for step, ms in per_image.items() if not step.startswith(("fetch", "normalise")))
-    print(f"   {'sum of normalise steps':40s} {work:7.2f}   -> {1000 / work:.0f} images/s per core")
+    print("\n1. micro-profile, one image at a time in this process (ms per image: wall, CPU of this thread)")
+    steps = [step for step in per_image if not step.startswith("cpu ")]
+    for step in steps:
+        print(f"   {step:40s} {per_image[step]:7.2f} {per_image['cpu ' + step]:7.2f}")
+    work = [step for step in steps if not step.startswith(("fetch", "normalise"))]
+    wall, cpu = sum(per_image[step] for step in work), sum(per_image["cpu " + step] for step in work)
+    print(f"   {'sum of normalise steps':40s} {wall:7.2f} {cpu:7.2f}   -> {1000 / cpu:.0f} images/s per core "
+          f"(CPU; {1000 / wall:.0f} by the wall clock, which other jobs on the machine stretch)")
     print(f"\n2. whole job in one process (FnApiRunner, detectors off, WebDataset): {elapsed:.1f} s, "
           f"{count / elapsed:.1f} images/s, {1000 * elapsed / count:.1f} ms per image, kept {stats['kept']}")
     print(profile_text.split("\n   ncalls", 1)[-1].join(["   ncalls", ""]) if "ncalls" in profile_text
           else profile_text)
-    print("3. shuffles that carry photos (records x encoded sample record)")
-    print(f"   {'GroupByKey':52s} {'records':>7s} {'holds':>8s} {'today (pickled)':>16s} {'PhotoCoder':>11s}")
-    for label, records, content, today, registered in rows:
-        print(f"   {label:52s} {records:7d} {content:>8s} {today / 2**20:13.2f} MiB {registered / 2**20:8.2f} MiB")
+    print("3. shuffles that carry photos: bytes per record before (pickled, stored JPEG inside) and now")
+    print("   (hashes only, with the coder Beam picks for the shuffle); total = records x bytes now")
+    print(f"   {'GroupByKey':52s} {'records':>7s} {'before':>7s} {'now':>5s} {'coder now':>20s} {'total now':>11s}")
+    before_total = now_total = 0
+    staged = next(step["in"] for step in stats["funnel"] if step["stage"] == "blocklist_content")  # image's out
+    for label, records, before, now, coder in rows:
+        before_total, now_total = before_total + records * before, now_total + records * now
+        print(f"   {label:52s} {records:7d} {before:7d} {now:5d} {coder:>20s} {records * now / 2**20:7.2f} MiB")
+    print(f"   all these shuffles: {before_total / 2**20:.2f} MiB before, {now_total / 2**20:.2f} MiB now "
+          f"({before_total / max(count, 1) / 1024:.1f} -> {now_total / max(count, 1) / 1024:.1f} KiB per input "
+          f"image); instead each stored JPEG is written once to the staging folder "
+          f"(~{staged * len(sample.image) / 2**20:.2f} MiB) and read back by the shard writer")
     print(json.dumps({"per_image_ms": per_image, "job_seconds": elapsed}, indent=None))
 
 

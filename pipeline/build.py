@@ -22,6 +22,7 @@ from pipeline.io import report, sinks
 from pipeline.io.dataset_card import WriteDatasetCard
 from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.progress import Progress
+from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, images_folder
 from pipeline.io.work_cache import ThroughCache, shaping_options
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
@@ -158,10 +159,17 @@ def _detect(specs: list[DetectorSpec], opts: PassOptions) -> Detect:
 
 
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
-                  opts: PassOptions) -> DetectOutput:
+                  opts: PassOptions, images: str) -> DetectOutput:
+    """Detection on the photos' pixels, read back from the staged images (`images`) just for it; the
+    photos it keeps leave without their bytes again, those held for review keep them (the review
+    writer shows them)."""
     if not specs:
         return DetectOutput(photos, empty(pipeline, "DetectOffRejected"), empty(pipeline, "DetectOffReview"))
-    return photos | "Detect" >> _detect(specs, opts)
+    read_back = photos | "ReadBackImages" >> ReadBackImages(images)
+    detected = read_back.kept | "Detect" >> _detect(specs, opts)
+    kept = detected.kept | "DropImages" >> beam.Map(drop_image)
+    rejected = (read_back.rejected, detected.rejected) | "DetectRejections" >> beam.Flatten()
+    return DetectOutput(kept, rejected, detected.review)
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
@@ -219,7 +227,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
-    listed_content = _maybe(images.kept, pipeline, "BlocklistContent", lists,
+    # Each stored image is written once to the staging folder here; the shuffles up to the writers
+    # carry photos without their bytes (io/staged_images.py). After the work cache, which keeps them.
+    staged_images = images_folder(output)
+    staged = images.kept | "StageImages" >> StageImages(staged_images)
+    listed_content = _maybe(staged, pipeline, "BlocklistContent", lists,
                             lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
@@ -243,11 +255,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
-    detected = _maybe_detect(near.kept, pipeline, specs, opts)
-    candidates = (detected.kept, carried) | "WithCarried" >> beam.Flatten()
+    detected = _maybe_detect(near.kept, pipeline, specs, opts, staged_images)
+    carried_staged = carried | "StageCarriedImages" >> StageImages(staged_images)
+    candidates = (detected.kept, carried_staged) | "WithCarried" >> beam.Flatten()
     capped = candidates | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
+    # The writers read the bytes back after their shuffle: a photo whose staged image is gone is
+    # rejected here, before it is counted, attributed or indexed as kept.
+    present = capped.kept | "CheckStagedImages" >> ReadBackImages(staged_images, check_only=True)
     release = opts.release_name or ""
-    kept = capped.kept | "FirstRelease" >> beam.Map(
+    kept = present.kept | "FirstRelease" >> beam.Map(
         lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate((
@@ -255,14 +271,14 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
-        distinct.rejected, near.rejected, detected.rejected, capped.rejected, *carried_rejected,
+        distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
     ) | "AllRejections" >> beam.Flatten()
 
     _ = kept | "Progress.kept" >> Progress("kept")
     _ = rejections | "Progress.rejected" >> Progress("rejected")
     outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
-                                                    opts.images_per_shard),
+                                                    opts.images_per_shard, staged_images),
         rejections | "WriteRejections" >> sinks.WriteRejections(output),
         kept | "WriteAttribution" >> sinks.WriteAttribution(output),
         pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),

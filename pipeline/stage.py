@@ -109,6 +109,7 @@ def apply_keyed_stage(photos: beam.PCollection, stage: str, key: Callable[[Photo
     """The shape of every stage that decides among photos sharing a key (an id, an owner, a hash):
     key -> GroupByKey -> `dofn` over (key, photos), with `apply_stage`'s accounting."""
     label = label or stage
-    grouped = photos | f"{label}.key" >> beam.Map(lambda photo: (key(photo), photo)) \
-        | f"{label}.group" >> beam.GroupByKey()
+    # Typed, so that the shuffle encodes each Photo with its registered PhotoCoder instead of pickling it.
+    grouped = photos | f"{label}.key" >> beam.Map(lambda photo: (key(photo), photo)).with_output_types(
+        tuple[str, Photo]) | f"{label}.group" >> beam.GroupByKey()
     return apply_stage(grouped, stage, dofn, label=label)

@@ -1,14 +1,17 @@
 import hashlib
 import io
+import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import apache_beam as beam
 import imagehash
+import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from pipeline.stages.image import MAX_JPEG_SCANS, ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
@@ -296,3 +299,50 @@ def test_min_side_applies_to_the_stored_size_too(make, kept):
     else:
         assert reason(raw) == "too_small"
         assert time.monotonic() - started < 1.0  # refused from the header: the 64 MP strip is never decoded
+
+
+def _decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """The pixel size of every JPEG decode from now on (after any draft), as `load()` sees it."""
+    sizes: list[tuple[int, int]] = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def observed(self):
+        if self.tile:  # still to be decoded: later calls of load() are no-ops
+            sizes.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", observed)
+    return sizes
+
+
+def _psnr(one: bytes, two: bytes) -> float:
+    a, b = (np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float64) for jpeg in (one, two))
+    return 10 * math.log10(255 ** 2 / float(((a - b) ** 2).mean()))
+
+
+@pytest.mark.parametrize("size,decoded", [
+    pytest.param((4096, 4096), (1024, 1024), id="4096-square-at-1/4-not-1/8"),
+    pytest.param((2048, 1000), (1024, 500), id="2048x1000-at-1/2"),
+    pytest.param((1024, 768), (1024, 768), id="1024-at-full-size"),
+])
+def test_large_jpegs_are_decoded_at_reduced_scale_keeping_twice_the_stored_size(monkeypatch, size, decoded):
+    """One decode, at the smallest DCT scale that still leaves the Lanczos resize a 2x supersample."""
+    raw = encode(real_image("coffee.jpg").resize(size), "JPEG")
+    sizes = _decoded_sizes(monkeypatch)
+    drafted = normalise(raw, CFG)
+    assert sizes == [decoded]
+    full = normalise(raw, replace(CFG, draft_supersample=0))
+    assert sizes[1:] == [size]  # draft_supersample=0: the full decode, as the reference
+    assert (drafted.width, drafted.height) == (full.width, full.height)
+    assert drafted == normalise(raw, CFG)  # deterministic
+    if drafted.jpeg != full.jpeg:
+        assert _psnr(drafted.jpeg, full.jpeg) > 38
+        assert imagehash.hex_to_hash(drafted.phash) - imagehash.hex_to_hash(full.phash) <= 2
+
+
+def test_drafted_jpeg_is_stored_at_the_size_of_its_full_decode():
+    """libjpeg rounds a scaled side up (1229 px at 1/2 is 615): the stored size follows the source's."""
+    raw = encode(real_image("coffee.jpg").resize((1229, 4099)), "JPEG")
+    full = normalise(raw, replace(CFG, draft_supersample=0))
+    drafted = normalise(raw, CFG)
+    assert (drafted.width, drafted.height) == (full.width, full.height) == (154, 512)

@@ -16,7 +16,7 @@ import pipeline.commands.run as run_command
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
 from pipeline.fixtures.static_server import Response, StaticServer
-from pipeline.io.layout import STAGING
+from pipeline.io.layout import STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
 from tests.conftest import FAST
 
@@ -79,6 +79,8 @@ def test_a_killed_run_leaves_nothing_a_rerun_does_not_replace(world, tmp_path):
     staged = output / STAGING / "20260101T000000-deadbeef" / "parquet"
     staged.mkdir(parents=True)
     (staged / "pass-00002-of-00003.parquet").write_bytes(b"staged shard")
+    (staged.parent / STAGED_IMAGES).mkdir()
+    (staged.parent / STAGED_IMAGES / f"{'0' * 64}.jpg").write_bytes(b"a staged image")
     (output / "parquet").mkdir(parents=True)
     (output / "parquet" / "pass-00002-of-00003.parquet").write_bytes(b"stale shard")
     (output / "parquet" / "pass-00000-of-00003.parquet.tmp-0123").write_bytes(b"half")

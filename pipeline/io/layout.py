@@ -27,6 +27,8 @@ RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review", "ledge
 DATASET_CARD = "README.md"  # the Hugging Face dataset card (io/dataset_card.py)
 RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD)
 STAGING = "_staging"
+# Inside a staging folder: the run's stored images, by sha256 (io/staged_images.py); never published.
+STAGED_IMAGES = "_images"
 
 
 def release_dir(root: str, name: str) -> str:
@@ -96,8 +98,10 @@ def remove_staging(output: str) -> None:
 
 def publish(staging: str, output: str) -> list[str]:
     """Replaces the run files in `output` with those staged, manifest last, and removes the
-    staging folder. Returns the published paths relative to `output`."""
-    staged = files_under(staging)
+    staging folder (with the images staged for the writers, which are not published). Returns the
+    published paths relative to `output`."""
+    staged = [path for path in files_under(staging)
+              if not path.startswith(FileSystems.join(staging, STAGED_IMAGES) + "/")]
     names = [path[len(staging.rstrip("/")) + 1:] for path in staged]
     old = run_files(output)
     if old:

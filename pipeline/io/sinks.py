@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam import typehints
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import formats
 from pipeline.io.files import write_atomically
+from pipeline.io.staged_images import read_staged
 from pipeline.records import Photo, Rejection
 
 DATASET_PREFIX = "pass"
@@ -51,15 +53,18 @@ def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
 
 class _WriteShard(beam.DoFn):
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
-                 sort_key: Callable[[Any], Any]) -> None:
+                 sort_key: Callable[[Any], Any], complete: Callable[[Any], Any] | None = None) -> None:
         self._output = output
         self._prefix = prefix
         self._outputs = outputs  # (folder, extension, write function) per format
         self._sort_key = sort_key
+        self._complete = complete  # what each record needs after the shuffle (its image read back)
 
     def process(self, keyed: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict[str, Any]]:
         index, values = keyed
         records = sorted((value for value in values if value is not None), key=self._sort_key)
+        if self._complete is not None:
+            records = [self._complete(record) for record in records]
         for folder, extension, write in self._outputs:
             relative = posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
             path = FileSystems.join(self._output, relative)
@@ -73,9 +78,12 @@ class WriteSharded(beam.PTransform):
 
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
                  key: Callable[[Any], str], sort_key: Callable[[Any], Any], fixed_shards: int,
-                 per_shard: int, min_shards: int = 1) -> None:
+                 per_shard: int, min_shards: int = 1, complete: Callable[[Any], Any] | None = None,
+                 record_type: type | None = None) -> None:
+        """`record_type`: the records' type when it has a registered coder (Photo), for the shuffle."""
         super().__init__()
-        self._output, self._prefix, self._outputs = output, prefix, outputs
+        self._output, self._prefix, self._outputs, self._complete = output, prefix, outputs, complete
+        self._record_type = record_type
         self._key, self._sort_key = key, sort_key
         self._fixed, self._per_shard, self._min = fixed_shards, per_shard, min_shards
 
@@ -86,16 +94,19 @@ class WriteSharded(beam.PTransform):
             | "Count" >> beam.combiners.Count.Globally()
             | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard, least))
         )
-        every_shard = num_shards | "EveryShard" >> beam.FlatMap(lambda n: [(index, None) for index in range(n)])
-        keyed = records | "ToShard" >> beam.Map(
-            lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards)
-        )
+        every = beam.FlatMap(lambda n: [(index, None) for index in range(n)])
+        to_shard = beam.Map(lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards))
+        if self._record_type is not None:  # typed: the shuffle then uses the type's coder, not pickle
+            shard_type = typehints.Tuple[int, typehints.Optional[self._record_type]]
+            every, to_shard = every.with_output_types(shard_type), to_shard.with_output_types(shard_type)
+        every_shard = num_shards | "EveryShard" >> every
+        keyed = records | "ToShard" >> to_shard
         return (
             (keyed, every_shard)
             | "Merge" >> beam.Flatten()
             | "GroupShards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self._output, self._prefix, self._outputs, self._sort_key),
-                                   num_shards=beam.pvalue.AsSingleton(num_shards))
+            | "Write" >> beam.ParDo(_WriteShard(self._output, self._prefix, self._outputs, self._sort_key,
+                                               self._complete), num_shards=beam.pvalue.AsSingleton(num_shards))
         )
 
 
@@ -103,15 +114,27 @@ def photo_order(photo: Photo) -> tuple[int, str]:
     return (int(photo.photo_id) if photo.photo_id.isdigit() else -1, photo.photo_id)
 
 
-class WriteDataset(beam.PTransform):
-    """PCollection[Photo] -> PCollection[dict] of shard entries, one per file per format."""
+def _with_staged_image(images: str) -> Callable[[Photo], Photo]:
+    def complete(photo: Photo) -> Photo:
+        # Checked present before the photo was counted as kept (ReadBackImages(check_only=True));
+        # a file gone since is a broken staging area, not a property of the photo: the bundle fails.
+        return read_staged(images, photo)
+    return complete
 
-    def __init__(self, output: str, formats_wanted: list[str], fixed_shards: int, per_shard: int) -> None:
+
+class WriteDataset(beam.PTransform):
+    """PCollection[Photo] -> PCollection[dict] of shard entries, one per file per format. With
+    `images` (the run's staged-images folder), a photo without bytes has them read back from there
+    after the shard shuffle, so the shuffle carries none."""
+
+    def __init__(self, output: str, formats_wanted: list[str], fixed_shards: int, per_shard: int,
+                 images: str = "") -> None:
         super().__init__()
         outputs = [(name, formats.WRITERS[name][0], formats.WRITERS[name][1]) for name in formats_wanted]
         self._write = WriteSharded(output, DATASET_PREFIX, outputs, key=lambda photo: photo.photo_id,
                                    sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard,
-                                   min_shards=MIN_DATASET_SHARDS)
+                                   min_shards=MIN_DATASET_SHARDS,
+                                   complete=_with_staged_image(images) if images else None, record_type=Photo)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return photos | self._write

@@ -68,7 +68,10 @@ class ImageConfig:
     max_pixels: int = 64_000_000
     min_stddev: float = 3.0
     jpeg_quality: int = 90
-
+    # A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8: libjpeg scales while it decodes, 2-8x
+    # less work) whose pixels still number at least this many times the stored size on each side, so the
+    # Lanczos resize keeps a supersample; 0 decodes every JPEG at full size. See the README (Normalisation).
+    draft_supersample: int = 2
 
 
 class ImageRejected(Exception):
@@ -265,10 +268,27 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+_DCT_SCALES = (8, 4, 2)  # what Pillow's `draft` asks libjpeg for, largest first
+
+
+def _draft_scale(width: int, height: int, cfg: ImageConfig) -> int:
+    """The largest DCT scale denominator at which a `width` x `height` JPEG still decodes to at least
+    `draft_supersample` times its stored size on both sides; 1 when none does."""
+    if cfg.draft_supersample <= 0:
+        return 1
+    stored_width, stored_height = _target_size(width, height, cfg.max_side)
+    for scale in _DCT_SCALES:
+        # libjpeg rounds a scaled side up
+        if -(-width // scale) >= cfg.draft_supersample * stored_width and \
+                -(-height // scale) >= cfg.draft_supersample * stored_height:
+            return scale
+    return 1
+
+
 def _check_min_side(source: tuple[int, int], decoded: tuple[int, int], cfg: ImageConfig) -> None:
     """Both the source and the image we would store must reach `min_side` on their shorter side: a
     64 x 1,000,000 strip passes on its source size but would be stored as 1 x 512. `decoded` is the
-    size `load()` will produce (after any JPEG draft), from which the stored size is computed below."""
+    size the stored size is computed from below (the source's, also for a drafted JPEG)."""
     if min(source) < cfg.min_side:
         raise ImageRejected("too_small", f"{source[0]}x{source[1]}, shorter side below {cfg.min_side}")
     stored = _target_size(*decoded, cfg.max_side)
@@ -289,11 +309,12 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     width, height = img.size
     if width * height > cfg.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height} > {cfg.max_pixels} pixels")
-    if fmt == "JPEG":
-        # Decode at the smallest DCT scale that still covers the target: 2-8x less work.
-        img.draft("RGB", (cfg.max_side, cfg.max_side))
+    scale = _draft_scale(width, height, cfg) if fmt == "JPEG" else 1
+    if scale > 1:
+        # Pillow picks the largest power of two <= min(width // w, height // h): exactly `scale` here.
+        img.draft("RGB", (width // scale, height // scale))
     # Before getexif(): on a PNG without an eXIf chunk it decodes the whole image.
-    _check_min_side((width, height), img.size, cfg)
+    _check_min_side((width, height), (width, height) if scale > 1 else img.size, cfg)
     try:
         orientation = img.getexif().get(0x0112, 1)  # decodes a PNG that has no eXIf chunk
         img.seek(0)  # first frame of an animation
@@ -308,7 +329,10 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     stddev = float(np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max())
     if stddev < cfg.min_stddev:
         raise ImageRejected("blank", f"pixel standard deviation {stddev:.2f} < {cfg.min_stddev}")
-    size = _target_size(rgb.width, rgb.height, cfg.max_side)
+    # A drafted JPEG's stored size follows from its full size, not the drafted one (libjpeg rounds a scaled
+    # side up: 1229 px at 1/2 is 615, not 614.5), so decoding at reduced scale never changes the stored size.
+    size = _target_size(width, height, cfg.max_side) if scale > 1 else _target_size(rgb.width, rgb.height,
+                                                                                   cfg.max_side)
     if min(size) < cfg.min_side:  # the header promised otherwise (checked above); the pixels decide
         raise ImageRejected("too_small", f"{width}x{height} would be stored as {size[0]}x{size[1]}")
     if size != rgb.size:

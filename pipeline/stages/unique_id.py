@@ -47,7 +47,7 @@ class DropRepeatedIds(beam.PTransform):
     def expand(self, photos: beam.PCollection) -> StageOutput:
         grouped = (
             photos
-            | "ById" >> beam.Map(lambda photo: (id_key(photo), photo))
+            | "ById" >> beam.Map(lambda photo: (id_key(photo), photo)).with_output_types(tuple[str, Photo])
             | "Group" >> beam.GroupByKey()
         )
         return apply_stage(grouped, STAGE, _KeepFirst())
