@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList, AsSingleton
 
 from pipeline import __version__
-from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
+from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion, heldout_figures
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
@@ -143,7 +143,8 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
                         "license": "fitted by this project (pipeline/photo_sets/fit_fusion.py)",
                         "thresholds": {"reject_at": fusion.reject_at},
                         "review_band": {"review_from": fusion.review_from},
-                        "features": list(fusion.features), "weights": list(fusion.weights), "bias": fusion.bias})
+                        "features": list(fusion.features), "weights": list(fusion.weights), "bias": fusion.bias,
+                        "heldout": heldout_figures(fusion)})
     return entries
 
 

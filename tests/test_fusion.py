@@ -9,6 +9,7 @@ from pipeline.detectors.fusion import (
     builtin_fusion,
     check_overrides,
     choose_fusion,
+    heldout_figures,
     logit,
     parse_fusion,
     read_fusion,
@@ -103,3 +104,10 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
     for detector in fusion.detectors:
         other = fusion.without(detector)
         assert other is not None and detector not in other.detectors and other.detectors < fusion.detectors
+
+
+def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
+    figures = heldout_figures(builtin_fusion())
+    assert figures is not None and figures["recall"]["n"] > 0 and figures["keep_rate"]["n"] > 0
+    other = parse_fusion(json.dumps(MODEL).encode(), "m")
+    assert heldout_figures(other) is None  # measured for another sha256: not this model's figures

@@ -94,6 +94,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
         "centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm", "fusion"}
     fusion = next(m for m in manifest["models"] if m["name"] == "fusion")
     assert fusion["sha256"] == builtin_fusion().sha256 and fusion["features"] == list(builtin_fusion().features)
+    assert "held-out labelled photographs" in (first / "DATASHEET.md").read_text()
     assert {"DATASHEET.md", "datasheet.html", "datasheet/funnel.png", "datasheet/scores.png",
             "datasheet/sample.jpg"} <= {f["path"] for f in manifest["files"]}
     assert main(["verify", str(first)]) == 0

@@ -202,6 +202,23 @@ def attribution_line(row: dict) -> str:
     return f"- {_code(row['photo_id'])} {title} by {creator}, {license_link}, {page}"
 
 
+def _heldout(model: dict) -> str:
+    """What the fusion model was measured to do on held-out photographs, when the manifest says."""
+    figures = model.get("heldout")
+    if not isinstance(figures, dict):
+        return "; not measured on held-out photographs" if model.get("name") == "fusion" else ""
+
+    def rate(key: str) -> str:
+        value = figures.get(key) or {}
+        low, high = value.get("ci95", [0, 0])
+        return (f"{float(value.get('rate') or 0):.1%} (95% interval {float(low):.1%}–{float(high):.1%}, "
+                f"{int(value.get('successes', 0))}/{int(value.get('n', 0))})")
+
+    return (f"; on {int(figures.get('images', 0))} held-out labelled photographs "
+            f"({_text(figures.get('date', ''))}): recall on images with a person {rate('recall')}, "
+            f"clean photographs kept {rate('keep_rate')}")
+
+
 def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter, changelog: dict | None,
               name: str, sample: list[dict] | None = None) -> str:
     options = manifest.get("options", {})
@@ -211,7 +228,7 @@ def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter
                         sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
     model_lines = "\n".join(f"- {_code(m['name'])} (sha256 {_code(str(m['sha256'])[:12] + '…')}, "
                             f"{_text(m['license'])}): thresholds {_text(m['thresholds'])}, review band from "
-                            f"{_text(m['review_band'])}" for m in models) or "- none"
+                            f"{_text(m['review_band'])}{_heldout(m)}" for m in models) or "- none"
     # File names only: the builder's own folders say nothing about the data and may say who built it.
     names = ", ".join(posixpath.basename(path.rstrip("/")) for path in split_list(options.get("input")))
     source = (f"input {_code(names)}" if options.get("input") else
