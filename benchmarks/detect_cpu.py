@@ -20,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks.corpus import distinct_photos
+from pipeline.detectors.fusion import choose_fusion
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.preprocess import decode
 from pipeline.detectors.registry import load_registry, select
@@ -63,7 +64,9 @@ def _pipeline_seconds(images: list[Photo], detectors: str) -> float:
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         created = p | beam.Create(images)
         if detectors:
-            _ = created | Detect(select(load_registry(), detectors), RuntimeConfig(max_batch=16))
+            specs = select(load_registry(), detectors)
+            # Decided as a run decides: by the fusion model wherever the selection covers it.
+            _ = created | Detect(specs, RuntimeConfig(max_batch=16), fusion=choose_fusion("default", specs))
         else:
             _ = created | beam.Map(lambda photo: decode(photo.image).size)
     return time.perf_counter() - start
