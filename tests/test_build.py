@@ -177,6 +177,7 @@ def shard_bytes(output: Path) -> dict[str, str]:
             for folder in ("webdataset", "parquet", "tfrecord", "rejections") for path in (output / folder).iterdir()}
 
 
+@pytest.mark.slow
 def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_path):
     argv, output, _, _ = first_run
     again = tmp_path / "again"

@@ -43,6 +43,7 @@ def test_the_set_is_real_photographs_plus_composites():
     assert any(n.startswith("composite/tiny_") for n in names)
 
 
+@pytest.mark.slow
 def test_default_thresholds_reject_every_image_with_people(evaluated):
     specs, samples, scores = evaluated
     result = report(samples, scores, specs)
@@ -52,6 +53,7 @@ def test_default_thresholds_reject_every_image_with_people(evaluated):
     assert all(rates["recall"] < 1.0 for rates in result["per_detector"].values())
 
 
+@pytest.mark.slow
 def test_tiles_find_the_tiny_person(evaluated):
     specs, samples, scores = evaluated
     person = next(s for s in specs if s.name == "ssdlite_person")
@@ -63,6 +65,7 @@ def test_tiles_find_the_tiny_person(evaluated):
     assert with_tiles > without
 
 
+@pytest.mark.slow
 def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
     # The command's scores are the ones `scored` computed (same images, models, tiling, sizes): looked
     # up instead of recomputed twice. Anything else is scored for real.
@@ -91,6 +94,7 @@ def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
     assert "recall 100.0%  keep-rate 0.0%" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_hands_without_a_face_leak_past_the_old_defaults_and_the_palm_detector_catches_them(scored):
     hands = [s for s in leak_set() if s.name.startswith("leak/hands_on_camera") or s.name.startswith("leak/right_hand")]
     defaults, _, leaked, all_scores = scored

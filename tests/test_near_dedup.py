@@ -126,6 +126,7 @@ def planted_world(seed: int, r: int, size: int, giant: int) -> list:
             for i, h in enumerate(hashes)]
 
 
+@pytest.mark.slow
 @given(seed=st.integers(0, 10**6), r=st.integers(0, 8), key_blocks=st.integers(1, 3), giant=st.integers(0, 120),
        cap=st.sampled_from([2, 8, 64]))
 @settings(max_examples=80, deadline=None)

@@ -78,6 +78,7 @@ def refresh(server, credentials, root: Path, name: str, previous: str = "", *ext
     return main(args)
 
 
+@pytest.mark.slow
 def test_three_consecutive_releases(flickr, tmp_path):
     server, credentials, folder = flickr
     root = tmp_path / "root"
@@ -147,6 +148,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert snapshot(second) == second_files
 
 
+@pytest.mark.slow
 def test_a_killed_refresh_resumes_to_the_same_release(flickr, tmp_path):
     server, credentials, _ = flickr
     server.world = initial_world()
@@ -213,6 +215,7 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
 
 
+@pytest.mark.slow
 def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
     """A YFCC dump has no new uploads: the refresh carries the release over and applies takedowns."""
     from pipeline.fixtures.demo_world import build_demo_world
