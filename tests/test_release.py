@@ -293,49 +293,54 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
 OPTIONS_DEFAULTS = {option.name: option.default for option in __import__("pipeline.options").options.DECLARED}
 
 
-def test_a_near_copy_of_a_photo_removed_in_this_refresh_is_a_new_image(tmp_path):
+@pytest.fixture(scope="module")
+def first_yfcc_release(tmp_path_factory):
+    """A first release of the demo world (detection off), read by the two refresh tests below; its
+    server stays up for their refreshes. Photo 1005 was busy (a 503, no retries) and is left out."""
+    from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
+    from pipeline.fixtures.static_server import StaticServer, image, status
+
+    folder = tmp_path_factory.mktemp("yfcc")
+    with StaticServer() as server:
+        metadata = build_demo_world(server, folder)
+        server.add(photo_path("1005"), status(503), image(demo_image("rocket.jpg")))  # busy once, then fine
+        assert main(["refresh", f"--output={folder / 'root'}", "--release=r1", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", "--detectors=none", "--max_retries=0", *LOCAL]) == 0
+        yield server, metadata, folder / "root" / "releases" / "r1"
+
+
+def test_a_near_copy_of_a_photo_removed_in_this_refresh_is_a_new_image(first_yfcc_release, tmp_path):
     """The refresh compares new images with the carried images that stay, not with the previous
     release's index: coffee (1004) is taken down, and a re-upload of it is then no duplicate."""
-    from pipeline.fixtures.demo_world import build_demo_world
-    from pipeline.fixtures.static_server import StaticServer, image
+    from pipeline.fixtures.static_server import image
     from pipeline.fixtures.yfcc_rows import yfcc_line
 
-    with StaticServer() as server:
-        metadata = build_demo_world(server, tmp_path)
-        assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={metadata}",
-                     f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 0
-        first = tmp_path / "root" / "releases" / "r1"
-        assert "1004" in released(first)
-        smaller = encode(real_image("coffee.jpg").resize((450, 300)), quality=80)  # a near copy of 1004
-        url = server.add("/1/2001_abcdef0123.jpg", image(smaller))
-        (tmp_path / "new.tsv").write_text(yfcc_line(1, "2001", url, title="Coffee again") + "\n")
-        (tmp_path / "takedowns.txt").write_text("photo_id 1004\n")
-        assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
-                     f"--input={tmp_path / 'new.tsv'}", f"--blocklist={tmp_path / 'takedowns.txt'}",
-                     f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    server, _, first = first_yfcc_release
+    assert "1004" in released(first)
+    smaller = encode(real_image("coffee.jpg").resize((450, 300)), quality=80)  # a near copy of 1004
+    url = server.add("/1/2001_abcdef0123.jpg", image(smaller))
+    (tmp_path / "new.tsv").write_text(yfcc_line(1, "2001", url, title="Coffee again") + "\n")
+    (tmp_path / "takedowns.txt").write_text("photo_id 1004\n")
+    assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={tmp_path / 'new.tsv'}", f"--blocklist={tmp_path / 'takedowns.txt'}",
+                 f"--allowed_hosts={server.host}", *LOCAL]) == 0
     second = tmp_path / "root" / "releases" / "r2"
     assert released(second) == (released(first) - {"1004"}) | {"2001"}
     index = pq.read_table(second / "near_dup_index").column("photo_id").to_pylist()
     assert sorted(index) == sorted(released(second))  # the index is exactly what the release holds
 
 
-def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(tmp_path):
+def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(first_yfcc_release, tmp_path):
     """The ledger: every photo decided for good is skipped before the fetch; one that failed for a
     transient reason (a 503) is fetched again, and nothing else is."""
-    from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
-    from pipeline.fixtures.static_server import StaticServer, image, status
+    from pipeline.fixtures.demo_world import photo_path
 
-    with StaticServer() as server:
-        metadata = build_demo_world(server, tmp_path)
-        server.add(photo_path("1005"), status(503), image(demo_image("rocket.jpg")))  # busy once, then fine
-        assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={metadata}",
-                     f"--allowed_hosts={server.host}", "--detectors=none", "--max_retries=0", *LOCAL]) == 0
-        first = tmp_path / "root" / "releases" / "r1"
-        assert "1005" not in released(first)
-        server.hits.clear()
-        assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
-                     f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
-        fetched = {path for path, count in server.hits.items() if count}
+    server, metadata, first = first_yfcc_release
+    assert "1005" not in released(first)
+    server.hits.clear()
+    assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    fetched = {path for path, count in server.hits.items() if count}
     second = tmp_path / "root" / "releases" / "r2"
     assert released(second) == released(first) | {"1005"}
     assert fetched == {photo_path("1005")}  # the one transient failure, nothing else
