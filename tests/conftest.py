@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
-from pipeline.fixtures.demo_world import demo_image
+from pipeline.fixtures.demo_world import build_demo_world, demo_image
+from pipeline.fixtures.static_server import StaticServer
 from pipeline.records import Photo
 
 # FnApiRunner never reaches out to the internet (the default DirectRunner tries to download Prism).
@@ -41,3 +46,25 @@ def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
 
 def real_image(name: str = "chelsea.jpg") -> Image.Image:
     return Image.open(io.BytesIO(real_jpeg(name))).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def demo_release(tmp_path_factory) -> Iterator[Path]:
+    """The demo world's release, written once for the whole session: detectors off, 2 shards, all
+    formats. Read-only by convention: a test that changes it works on a copy (shutil.copytree)."""
+    from pipeline.cli import run
+
+    folder = tmp_path_factory.mktemp("demo_release")
+    with StaticServer() as server:
+        metadata = build_demo_world(server, folder / "in")
+        stats = run([f"--input={metadata}", f"--allowed_hosts={server.host}", f"--output={folder / 'out'}",
+                     "--shards=2", *FAST])
+    assert stats["accounted"] and stats["kept"] == 10
+    before = _digests(folder / "out")
+    yield folder / "out"
+    assert _digests(folder / "out") == before, "a test changed the shared demo release instead of a copy"
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}

@@ -177,6 +177,7 @@ def shard_bytes(output: Path) -> dict[str, str]:
             for folder in ("webdataset", "parquet", "tfrecord", "rejections") for path in (output / folder).iterdir()}
 
 
+@pytest.mark.slow
 def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_path):
     argv, output, _, _ = first_run
     again = tmp_path / "again"
@@ -192,12 +193,12 @@ def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_p
 
 
 def test_build_wiring_with_assert_that(server, tmp_path):
-    """The same accounting checked inside the pipeline, on the demo world."""
+    """The same accounting checked inside the pipeline, on the demo world (detection off: not its subject)."""
     from pipeline.fixtures.demo_world import build_demo_world
 
     metadata = build_demo_world(server, tmp_path)
     options = pipeline_options([f"--input={metadata}", f"--output={tmp_path / 'out'}",
-                                f"--allowed_hosts={server.host}", *LOCAL])
+                                f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL])
     with local_pipeline() as p:
         result = build(p, options.view_as(PassOptions))
         ids = ((result["kept"] | "K" >> beam.Map(lambda ph: ph.photo_id)),

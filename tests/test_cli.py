@@ -63,6 +63,7 @@ def test_require_gpu_fails_at_start_without_cuda(tmp_path, capsys):
     assert "a GPU was required" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_demo(tmp_path):
     """The README's first command in miniature: the demo through `python -m pipeline`."""
     done = subprocess.run([sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path / "demo")],

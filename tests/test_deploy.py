@@ -51,7 +51,12 @@ def test_entrypoint_is_beam_boot_and_launcher_is_present():
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in DOCKERFILE
     assert "/opt/google/dataflow/python_template_launcher" in DOCKERFILE
     assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/commands/flex_main.py" in DOCKERFILE
-    assert (ROOT / "pipeline" / "commands" / "flex_main.py").exists()
+    # The launcher's file, as the image lays it out (WORKDIR + COPY pipeline), is the module tested below.
+    from pipeline.commands import flex_main
+
+    launcher = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=(\S+)", DOCKERFILE).group(1)
+    assert "WORKDIR /opt/pass-pipeline" in DOCKERFILE and "COPY pipeline ./pipeline" in DOCKERFILE
+    assert ROOT / Path(launcher).relative_to("/opt/pass-pipeline") == Path(flex_main.__file__)
 
 
 def test_no_secrets_baked_in():

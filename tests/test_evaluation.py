@@ -4,20 +4,37 @@ are kept; the images it wrongly keeps out are pinned, so a change in them is see
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
+from pipeline import evaluation
 from pipeline.cli import main
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig
-from pipeline.detectors.registry import load_registry, select
+from pipeline.detectors.registry import DetectorSpec, load_registry, select
 from pipeline.evaluation import labelled_set, leak_report, leak_set, report, score_set
 
 
 @pytest.fixture(scope="module")
-def evaluated():
+def scored():
+    """Every labelled and leak sample scored once by every default detector, as `evaluate` scores
+    them: the slow part (a minute or two on CPU), shared by the tests below."""
     specs = select(load_registry(), "default")
-    samples = labelled_set()
-    return specs, samples, score_set(samples, specs, RuntimeConfig())
+    samples, leaked = labelled_set(), leak_set()
+    return specs, samples, leaked, score_set(samples + leaked, specs, RuntimeConfig())
+
+
+@pytest.fixture(scope="module")
+def evaluated(scored):
+    specs, samples, _, scores = scored
+    return specs, samples, scores[:len(samples)]
+
+
+def _scoring_only(spec: DetectorSpec) -> DetectorSpec:
+    """What a detector's scores depend on: thresholds and review band only act on them afterwards."""
+    return dataclasses.replace(spec, thresholds={}, review_band={})
 
 
 def test_the_set_is_real_photographs_plus_composites():
@@ -28,6 +45,7 @@ def test_the_set_is_real_photographs_plus_composites():
     assert any(n.startswith("composite/tiny_") for n in names)
 
 
+@pytest.mark.slow
 def test_the_default_decision_keeps_out_every_image_with_people(evaluated):
     specs, samples, scores = evaluated
     result = report(samples, scores, specs, builtin_fusion())
@@ -48,31 +66,53 @@ def test_per_detector_thresholds_keep_out_every_image_with_people_too(evaluated)
                                                       "data/retina.jpg"]
 
 
+@pytest.mark.slow
 def test_tiles_find_the_tiny_person(evaluated):
-    specs, samples, _ = evaluated
+    specs, samples, scores = evaluated
     person = next(s for s in specs if s.name == "ssdlite_person")
-    tiny = [s for s in samples if s.name == "composite/tiny_hopper_on_grass"]
-    with_tiles = score_set(tiny, [person], RuntimeConfig(tile_min_side=400))[0]["ssdlite_person.person"]
+    [index] = [i for i, s in enumerate(samples) if s.name == "composite/tiny_hopper_on_grass"]
+    assert RuntimeConfig().tile_min_side == 400  # `evaluated` scored it with tiles
+    with_tiles = scores[index]["ssdlite_person.person"]
+    tiny = [samples[index]]
     without = score_set(tiny, [person], RuntimeConfig(tile_min_side=0))[0]["ssdlite_person.person"]
     assert with_tiles > without
 
 
-def test_evaluate_command(tmp_path, capsys):
+@pytest.mark.slow
+def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
+    # The command's scores are the ones `scored` computed (same images, models, tiling, sizes): looked
+    # up instead of recomputed twice. Anything else is scored for real.
+    specs, samples, leaked, scores = scored
+    known = {sample.name: score for sample, score in zip(samples + leaked, scores, strict=True)}
+    scored_specs = [_scoring_only(spec) for spec in specs]
+    real_score_set = evaluation.score_set
+
+    def reuse(wanted, wanted_specs, runtime, max_side=512):
+        if (runtime != RuntimeConfig() or max_side != 512 or any(s.name not in known for s in wanted)
+                or any(_scoring_only(spec) not in scored_specs for spec in wanted_specs)):
+            return real_score_set(wanted, wanted_specs, runtime, max_side)
+        prefixes = tuple(f"{spec.name}." for spec in wanted_specs)
+        return [{k: v for k, v in known[s.name].items() if k.startswith(prefixes)} for s in wanted]
+
+    monkeypatch.setattr(evaluation, "score_set", reuse)
     out = tmp_path / "eval.json"
     # The NSFW classifier alone finds no people: the command says so and exits 1.
     assert main(["evaluate", "--detectors=open_nsfw", f"--json={out}"]) == 1
     printed = capsys.readouterr().out
-    assert "combined" in printed and "recall 0.0%" in printed and "missed: " in printed and out.exists()
+    assert "combined" in printed and "recall 0.0%" in printed and "missed: " in printed
+    assert json.loads(out.read_text())["combined"]["recall"] == 0.0
     assert "8 leak images" in printed and "hands_on_camera" in printed
     # A threshold of 0 rejects everything: full recall, nothing kept — the sweep a user would run.
     assert main(["evaluate", "--detectors=open_nsfw", "--detect_thresholds=open_nsfw.nsfw=0"]) == 0
     assert "recall 100.0%  keep-rate 0.0%" in capsys.readouterr().out
 
 
-def test_hands_without_a_face_leak_past_the_old_defaults_and_the_palm_detector_catches_them():
+@pytest.mark.slow
+def test_hands_without_a_face_leak_past_the_old_defaults_and_the_palm_detector_catches_them(scored):
     hands = [s for s in leak_set() if s.name.startswith("leak/hands_on_camera") or s.name.startswith("leak/right_hand")]
-    defaults = select(load_registry(), "default")
-    scores = score_set(hands, defaults, RuntimeConfig())
+    defaults, _, leaked, all_scores = scored
+    by_name = dict(zip((s.name for s in leaked), all_scores[-len(leaked):], strict=True))
+    scores = [by_name[s.name] for s in hands]
     old = [spec for spec in defaults if spec.name in ("centerface", "ssdlite_person", "open_nsfw")]
     assert len(hands) == 4 and leak_report(hands, scores, old)["combined"]["missed"] == sorted(s.name for s in hands)
     new = leak_report(hands, scores, defaults)

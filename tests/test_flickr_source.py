@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,42 +15,63 @@ from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.flickr.licenses import LICENSES
 from pipeline.sources.flickr import parse_date, photo_from_search
-from tests.conftest import FAST, LOCAL
+from tests.conftest import FAST
 
 DAY = 1_600_000_000 - 1_600_000_000 % 86400  # a UTC midnight
-# Photographs of people: found by the detectors and never kept, whatever their license.
-PEOPLE = {str(5000 + i) for i, (_, name, *_) in enumerate(DEMO_PHOTOS) if name in ("astronaut.jpg", "camera.jpg")}
 
 
-@pytest.fixture
-def flickr(tmp_path, monkeypatch):
+def fixture_world() -> World:
     photos = []
     for i, (_, name, title, credit, _) in enumerate(DEMO_PHOTOS):
         license_id = (4, 11, 2)[i % 3]  # 2 = BY-NC: never returned by a license=4,11 search
         photos.append(FixturePhoto(str(5000 + i), f"o{i}@N01", license_id, DAY + i * 3600, owner_name=credit,
                                    title=title, jpeg=demo_image(name)))
     photos[1].deleted = True  # deleted since: absent from search results
-    world = World(photos)
-    credentials = tmp_path / "flickr.json"
+    return World(photos)
+
+
+def serve(folder: Path):
+    credentials = folder / "flickr.json"
     credentials.write_text(json.dumps({"key": "fixture-key", "secret": "fixture-secret"}))
-    with FlickrServer(world, api_keys={"fixture-key"}) as server:
+    return FlickrServer(fixture_world(), api_keys={"fixture-key"}), credentials
+
+
+@pytest.fixture
+def flickr(tmp_path):
+    server, credentials = serve(tmp_path)
+    with server:
         yield server, credentials
 
 
-def test_job_reads_cc_by_photos_from_the_api(flickr, tmp_path):
-    server, credentials = flickr
-    stats = run(["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
-                 "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--output={tmp_path / 'out'}",
-                 f"--allowed_hosts={server.host}", "--near_dup_distance=-1", *LOCAL])
-    expected = {p.photo_id for p in server.world.photos if p.license in (4, 11) and not p.deleted} - PEOPLE
-    rows = pq.read_table(tmp_path / "out" / "parquet").to_pylist()
+def job_args(server: FlickrServer, credentials: Path) -> list[str]:
+    """One day of uploads, sized downloads, detection off (not these tests' subject)."""
+    return ["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
+            "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--allowed_hosts={server.host}",
+            "--near_dup_distance=-1", *FAST]
+
+
+@pytest.fixture(scope="module")
+def sized_run(tmp_path_factory):
+    """One job over a fresh fixture world, read by two tests; its server stays up for the second's run."""
+    folder = tmp_path_factory.mktemp("flickr")
+    server, credentials = serve(folder)
+    with server:
+        stats = run([*job_args(server, credentials), f"--output={folder / 'sized'}"])
+        yield server, credentials, stats, dict(server.calls), folder / "sized"
+
+
+def test_job_reads_cc_by_photos_from_the_api(sized_run):
+    server, _, stats, calls, output = sized_run
+    # Detection off: every CC BY photo still listed is kept, people too.
+    expected = {p.photo_id for p in server.world.photos if p.license in (4, 11) and not p.deleted}
+    rows = pq.read_table(output / "parquet").to_pylist()
     assert stats["accounted"] and {row["photo_id"] for row in rows} == expected
     row = next(r for r in rows if r["photo_id"] == "5003")
     assert row["license_url"] == "https://creativecommons.org/licenses/by/2.0/"
     assert row["owner_name"] == "Rachel Michetti"
     assert row["page_url"] == "https://www.flickr.com/photos/o3@N01/5003/" and row["fetched_url"].endswith("_z.jpg")
-    assert stats["api_calls"]["flickr.photos.search"] == server.calls["flickr.photos.search"] >= 2
-    for path in (tmp_path / "out").rglob("*"):  # the key and secret appear in no output
+    assert stats["api_calls"]["flickr.photos.search"] == calls["flickr.photos.search"] >= 2
+    for path in output.rglob("*"):  # the key and secret appear in no output
         if path.is_file():
             data = path.read_bytes()
             assert b"fixture-key" not in data and b"fixture-secret" not in data, path
@@ -65,16 +87,12 @@ def test_refused_key_fails_the_job_at_start(flickr, tmp_path, capsys):
     assert "error 100" in err and "not-a-key" not in err
 
 
-def test_originals_only_on_request(flickr, tmp_path):
-    server, credentials = flickr
-    server.world.photos[3].can_download_original = False  # the owner does not allow original downloads
-    args = ["--source=flickr", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
-            "--min_upload_date=2020-09-13", "--max_upload_date=2020-09-13", f"--allowed_hosts={server.host}",
-            "--near_dup_distance=-1", *FAST]
-    run([*args, f"--output={tmp_path / 'sized'}"])
-    sized = pq.read_table(tmp_path / "sized" / "parquet").to_pylist()
+def test_originals_only_on_request(sized_run, tmp_path):
+    server, credentials, _, _, output = sized_run
+    sized = pq.read_table(output / "parquet").to_pylist()
     assert sized and not any("_o." in row["fetched_url"] for row in sized)
-    run([*args, f"--output={tmp_path / 'orig'}", "--flickr_originals"])
+    server.world.photos[3].can_download_original = False  # the owner does not allow original downloads
+    run([*job_args(server, credentials), f"--output={tmp_path / 'orig'}", "--flickr_originals"])
     fetched = {row["photo_id"]: row["fetched_url"] for row in pq.read_table(tmp_path / "orig" / "parquet").to_pylist()}
     assert fetched.keys() == {row["photo_id"] for row in sized}
     by_id = server.world.by_id()

@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline.io import formats
 from pipeline.io.dataset_card import card_text
 from pipeline.records import Rejection
-from tests.conftest import FAST, photo, real_jpeg
+from tests.conftest import photo, real_jpeg
 
 SCORED = [
     photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300, title="Chat — été",
@@ -33,20 +33,10 @@ SCORED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def job_release(tmp_path_factory) -> Path:
-    """A release written by the job: the demo world, detectors off, all three formats."""
-    from pipeline.cli import run
-    from pipeline.fixtures.demo_world import build_demo_world
-    from pipeline.fixtures.static_server import StaticServer
-
-    folder = tmp_path_factory.mktemp("job")
-    with StaticServer() as server:
-        metadata = build_demo_world(server, folder / "in")
-        stats = run([f"--input={metadata}", f"--allowed_hosts={server.host}", f"--output={folder / 'out'}",
-                     "--shards=2", *FAST])
-    assert stats["accounted"] and stats["kept"] > 0
-    return folder / "out"
+@pytest.fixture()
+def job_release(demo_release) -> Path:
+    """A release written by the job: the session's demo release (detectors off, all three formats)."""
+    return demo_release
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import run
-from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.near_dup.pigeonhole import (
@@ -127,6 +126,7 @@ def planted_world(seed: int, r: int, size: int, giant: int) -> list:
             for i, h in enumerate(hashes)]
 
 
+@pytest.mark.slow
 @given(seed=st.integers(0, 10**6), r=st.integers(0, 8), key_blocks=st.integers(1, 3), giant=st.integers(0, 120),
        cap=st.sampled_from([2, 8, 64]))
 @settings(max_examples=80, deadline=None)
@@ -238,23 +238,22 @@ def test_previous_node_always_ranks_first():
                                                                              original_height=10**6))
 
 
-def test_second_run_compares_against_first_release_index(tmp_path):
-    """Run 1 on the demo world writes near_dup_index/; run 2 reads it: a re-encoded copy of a released
-    photo is rejected as its near duplicate, a new photo is kept, and run 2's index holds both runs."""
+def test_second_run_compares_against_first_release_index(demo_release, tmp_path):
+    """Run 1 on the demo world (the session's demo release) wrote near_dup_index/; run 2 reads it: a
+    re-encoded copy of a released photo is rejected as its near duplicate, a new photo is kept, and
+    run 2's index holds both runs."""
     with StaticServer() as server:
-        first = build_demo_world(server, tmp_path / "one")
-        run([f"--input={first}", f"--output={tmp_path / 'r1'}", f"--allowed_hosts={server.host}", *FAST])
         copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
         lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
                  yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
         second = tmp_path / "two.tsv"
         second.write_text("\n".join(lines) + "\n")
         stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
-                     f"--previous_index={tmp_path / 'r1' / 'near_dup_index' / '*.parquet'}", *FAST])
+                     f"--previous_index={demo_release / 'near_dup_index' / '*.parquet'}", *FAST])
     assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
     rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
     assert (rejection["photo_id"], rejection["duplicate_of"]) == ("5001", "1004")
     assert "previous release" in rejection["detail"]
-    first_index = pq.read_table(tmp_path / "r1" / "near_dup_index").column("photo_id").to_pylist()
+    first_index = pq.read_table(demo_release / "near_dup_index").column("photo_id").to_pylist()
     second_index = pq.read_table(tmp_path / "r2" / "near_dup_index").column("photo_id").to_pylist()
     assert len(first_index) == 10 and sorted(second_index) == sorted([*first_index, "5002"])

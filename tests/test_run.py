@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -92,10 +93,11 @@ def test_a_killed_run_leaves_nothing_a_rerun_does_not_replace(world, tmp_path):
     assert main(["verify", str(output)]) == 0
 
 
-def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(world, tmp_path, monkeypatch, capsys):
+def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(world, demo_release, tmp_path,
+                                                                             monkeypatch, capsys):
     server, metadata = world
     output = tmp_path / "out"
-    run(argv(server, metadata, output))
+    shutil.copytree(demo_release, output)  # an earlier run's dataset (the session's, copied)
     before = {name: (output / name).read_bytes() for name in dataset_files(output)}
 
     def failing_build(pipeline, opts, staging):

@@ -6,22 +6,15 @@ import shutil
 import pytest
 
 import pipeline.release.verify
-from pipeline.cli import main, run
-from pipeline.fixtures.demo_world import build_demo_world
-from pipeline.fixtures.static_server import StaticServer
+from pipeline.cli import main
 from pipeline.io.formats import tfrecord_frame
 from pipeline.release.verify import tfrecord_count, verify
-from tests.conftest import FAST
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("release")
-    with StaticServer() as server:
-        metadata = build_demo_world(server, directory / "in")
-        run([f"--input={metadata}", f"--output={directory / 'out'}", f"--allowed_hosts={server.host}", "--shards=2",
-             *FAST])
-    return directory / "out"
+@pytest.fixture()
+def release(demo_release):
+    """The session's demo release (tests/conftest.py): the tests below only read it, or copy it first."""
+    return demo_release
 
 
 def test_intact_release_verifies(release, capsys):
