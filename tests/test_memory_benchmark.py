@@ -19,5 +19,7 @@ child.wait()
 def test_the_peak_sums_every_process_of_the_tree():
     result = measure([sys.executable, "-c", TREE])
     assert result["processes"] >= 2
-    assert 250 <= result["largest_mib"] < 330  # ru_maxrss: the child alone
+    # ru_maxrss: at least the child alone. No upper bound: Linux counts a forked process's pages
+    # before its exec, so inside a large pytest process the figure can be the test process's size.
+    assert result["largest_mib"] >= 250
     assert result["tree_mib"] >= 390  # both at once
