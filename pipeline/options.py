@@ -88,10 +88,10 @@ def _declarations() -> list[Declared]:
              "flickr: the live Flickr API (CC BY search by upload date).")
     add("--input", Role.RECORDED, is_input=True, default=None,
         help="Metadata file(s) in --input_format: a path or glob; text formats plain, .gz or .bz2.")
-    add("--input_format", Role.RECORDED, is_input=True, default="yfcc", choices=INPUT_FORMATS,
+    add("--input_format", Role.INHERITED, is_input=True, default="yfcc", choices=INPUT_FORMATS,
         help="yfcc: YFCC100M dumps (23 or 25 tab-separated columns, no header); csv, tsv (with a header row), "
              "parquet, jsonl (one JSON object per line): a generic table read through --columns.")
-    add("--columns", Role.RECORDED, is_input=True, default="",
+    add("--columns", Role.INHERITED, is_input=True, default="",
         help="Generic tables: FIELD=COLUMN,... naming the table's column for each of our fields: id and url "
              "(required), license (required: a license URL or name), owner, title, page_url; a field not "
              "named is read from the column of its own name (e.g. url=photo_url,id=photo_id,owner=author).")

@@ -219,6 +219,16 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
 
 
+def test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "yfcc", "input": "/data/list-2026-10.csv", "input_format": "csv",
+        "columns": "url=photo_url,id=photo_id,license=licence"}}))
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--input=/data/list-2026-11.csv"], models_for)
+    assert "--input_format=csv" in argv and "--columns=url=photo_url,id=photo_id,license=licence" in argv
+    assert "--input=/data/list-2026-10.csv" not in argv  # the input itself is the new one, never inherited
+
+
 @pytest.mark.slow
 def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
     """A YFCC dump has no new uploads: the refresh carries the release over and applies takedowns."""
@@ -277,6 +287,9 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
         "detectors": "nsfw_custom", "model_registry": str(registry), "detect_thresholds": "nsfw_custom.nsfw=0.9",
         "review_band": "nsfw_custom.nsfw=0.85", "detect_tile_min_side": "0", "per_owner_cap": "5",
         "fusion": "none", "draft_supersample": "1",
+        # A refresh of a release built from a generic table reads the next table the same way; here the
+        # YFCC format, stated explicitly (--columns is refused with it, so it stays empty).
+        "input_format": "yfcc", "columns": "",
     }
     assert set(shaping) == set(options.INHERITED)  # a new inherited option must be added here
     root = tmp_path / "root"
