@@ -198,6 +198,14 @@ def _is_blank(raw: bytes) -> bool:
     return not raw.strip()
 
 
+def _content_lines(items: Iterator[tuple[str, bytes] | Rejection]) -> Iterator[tuple[str, bytes] | Rejection]:
+    """The lines that hold a row, each (ref, raw), and the reader's own rejections (an overlong
+    line, …) as they come; blank lines are no rows and no rejections."""
+    for item in items:
+        if isinstance(item, Rejection) or not _is_blank(item[1]):
+            yield item
+
+
 def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter = _DELIMITERS[layout.format]
@@ -207,13 +215,11 @@ def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejecti
         return
     header = _header(first, delimiter)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
-    for item in lines:
+    for item in _content_lines(lines):
         if isinstance(item, Rejection):
             yield item
             continue
         ref, raw = item
-        if _is_blank(raw):
-            continue
         if problem:
             yield _rejection(ref, *problem)
             continue
@@ -227,13 +233,11 @@ def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejecti
 
 
 def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
-    for item in read_numbered_lines(path):
+    for item in _content_lines(read_numbered_lines(path)):
         if isinstance(item, Rejection):
             yield item
             continue
         ref, raw = item
-        if _is_blank(raw):
-            continue
         try:
             value = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
