@@ -70,22 +70,28 @@ _BRUTE_CHUNK = 2048
 COMPARISONS = Metrics.counter("near_dedup", "hash_comparisons")
 
 
-def _pairs_brute(nodes: Sequence[Node], distance: int) -> dict[tuple, Edge]:
-    """Every pair within `distance`, vectorised: XOR and popcount in numpy, in row chunks so that
-    memory stays at chunk x n."""
+def _pairs_brute(nodes: Sequence[Node], distance: int, avoid: Sequence[int] = ()) -> dict[tuple, Edge]:
+    """Every pair within `distance` that differs somewhere on each mask of `avoid`, vectorised:
+    XOR and popcount in numpy, in row chunks so that memory stays at chunk x n. (`avoid` holds the
+    sub-blocks a split visited before this group: a pair agreeing on one of them was found there.)"""
     found: dict[tuple, Edge] = {}
     if len(nodes) < 2:
         return found
     COMPARISONS.inc(len(nodes) * (len(nodes) - 1) // 2)
     values = np.array([node.value for node in nodes], dtype=np.uint64)
+    idents = [_ident(node) for node in nodes]
     for start in range(0, len(nodes), _BRUTE_CHUNK):
         rows = values[start:start + _BRUTE_CHUNK]
-        distances = np.bitwise_count(rows[:, None] ^ values[None, :])
-        for i, j in zip(*np.nonzero(distances <= distance), strict=True):
+        xor = rows[:, None] ^ values[None, :]
+        distances = np.bitwise_count(xor)
+        # Upper triangle only: each unordered pair once.
+        wanted = (distances <= distance) & (np.arange(start, start + len(rows))[:, None] < np.arange(len(nodes)))
+        for mask in avoid:
+            wanted &= (xor & np.uint64(mask)) != 0
+        for i, j in zip(*np.nonzero(wanted), strict=True):
             a, b = start + int(i), int(j)
-            if a < b:
-                edge = Edge(nodes[a], nodes[b], int(distances[i, j]))
-                found[_ordered(edge)] = edge
+            key = (idents[a], idents[b]) if idents[a] < idents[b] else (idents[b], idents[a])
+            found[key] = Edge(nodes[a], nodes[b], int(distances[i, j]))
     return found
 
 
@@ -106,15 +112,17 @@ def cross_pairs(new: Sequence[Node], old: Sequence[Node], distance: int) -> dict
 
 
 def bucket_pairs(nodes: Sequence[Node], distance: int, fixed_mask: int, bucket_cap: int,
-                 depth: int = 0) -> dict[tuple, Edge]:
+                 depth: int = 0, avoid: tuple[int, ...] = ()) -> dict[tuple, Edge]:
     """All pairs within `distance` among `nodes`, which agree on the bits of `fixed_mask`.
 
     Small buckets are compared pairwise (vectorised). A large one is split: bits on which all of
     its hashes agree are fixed; the varying bits are cut into distance + 1 sub-blocks, any close
     pair agrees on one of them, so grouping by each sub-block and recursing finds every pair, and
-    each group is strictly smaller than the bucket. The depth is bounded, so adversarial buckets
-    cost at most (distance + 1)^depth times their size plus vectorised comparisons at the leaves.
-    Returns {(smaller id, larger id): edge}.
+    each group is strictly smaller than the bucket. A pair is reported only from the first
+    sub-block it agrees on (`avoid` carries the earlier ones down), so an adversarial bucket, where
+    most pairs agree on many sub-blocks, does not rebuild the same edge at every leaf. The depth is
+    bounded, so such buckets cost at most (distance + 1)^depth times their size in vectorised
+    comparisons. Returns {(smaller id, larger id): edge}.
     """
     if len(nodes) > bucket_cap and depth < MAX_SPLIT_DEPTH:
         first = nodes[0].value
@@ -126,15 +134,18 @@ def bucket_pairs(nodes: Sequence[Node], distance: int, fixed_mask: int, bucket_c
         if len(free) > distance + 1:
             found: dict[tuple, Edge] = {}
             parts = distance + 1
-            for i in range(parts):
-                sub_mask = sum(1 << bit for bit in free[len(free) * i // parts: len(free) * (i + 1) // parts])
+            # Each part holds at least one bit (len(free) > parts): an empty mask would avoid everything.
+            sub_masks = [sum(1 << bit for bit in free[len(free) * i // parts: len(free) * (i + 1) // parts])
+                         for i in range(parts)]
+            for i, sub_mask in enumerate(sub_masks):
                 groups: dict[int, list[Node]] = defaultdict(list)
                 for node in nodes:
                     groups[node.value & sub_mask].append(node)
                 for group in groups.values():
-                    found.update(bucket_pairs(group, distance, fixed_mask | sub_mask, bucket_cap, depth + 1))
+                    found.update(bucket_pairs(group, distance, fixed_mask | sub_mask, bucket_cap, depth + 1,
+                                              (*avoid, *sub_masks[:i])))
             return found
-    return _pairs_brute(nodes, distance)
+    return _pairs_brute(nodes, distance, avoid)
 
 
 def _ident(node: Node) -> str:
