@@ -59,23 +59,24 @@ def per_detector(images: list[Photo]) -> None:
                                              for b, r in rates.items()))
 
 
-def _pipeline_seconds(images: list[Photo], detectors: str) -> float:
+def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None) -> float:
+    """Seconds of a local pipeline over `images`: the Detect stage with `detectors` ("": decode only)."""
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         created = p | beam.Create(images)
         if detectors:
             specs = select(load_registry(), detectors)
             # Decided as a run decides: by the fusion model wherever the selection covers it.
-            _ = created | Detect(specs, RuntimeConfig(max_batch=16), fusion=choose_fusion("default", specs))
+            _ = created | Detect(specs, runtime or RuntimeConfig(max_batch=16), fusion=choose_fusion("default", specs))
         else:
             _ = created | beam.Map(lambda photo: decode(photo.image).size)
     return time.perf_counter() - start
 
 
 def whole_stage(images: list[Photo]) -> None:
-    baseline = _pipeline_seconds(images, "")
+    baseline = stage_seconds(images, "")
     for label, detectors in DETECTOR_SETS:
-        seconds = _pipeline_seconds(images, detectors)
+        seconds = stage_seconds(images, detectors)
         names = [spec.name for spec in select(load_registry(), detectors)]
         print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batch <= 16): "
               f"{len(images) / seconds:.1f} img/s; {seconds / baseline:.1f}x the time of a decode-only pipeline "

@@ -2,13 +2,16 @@
 with the CUDA provider, inputs and outputs bound to the device with IO binding, batch sweep;
 prints images per second per detector and batch, and the ratio to the CPU provider at batch 8
 measured in the same process (at batch 1 for a file that fixes its batch at 1, like MediaPipe's).
+Then the whole Detect stage as a run uses it (the default detectors, tiles, deciding by the fusion
+model, RunInference on the local runner) over real photographs (benchmarks/corpus.py, stored at
+512 px as a run stores them), on CUDA and on the CPU provider, in the same process.
 
-    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5]
+    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256]
 
 Needs onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU; it refuses to run (exit 2) when the
 CUDA provider is not really active, so a silent CPU fallback is never reported as GPU speed.
-Tensors are synthetic here on purpose: preprocessing is measured by detect_cpu.py; this is the
-model's device throughput at each batch size.
+The per-model tensors are synthetic on purpose (that part is the model's device throughput at each
+batch size); the whole-stage part decodes and prepares real photos on the CPU, as workers do.
 """
 
 from __future__ import annotations
@@ -48,10 +51,26 @@ def rate(session: ort.InferenceSession, data: np.ndarray, device: str, seconds: 
     return runs * data.shape[0] / (time.perf_counter() - start)
 
 
+def whole_stage(count: int, max_batch: int) -> None:
+    """The Detect stage with today's defaults and fusion decision, CUDA vs the CPU provider."""
+    from benchmarks.detect_cpu import photos, stage_seconds
+
+    images = photos(count)
+    seconds = {device: stage_seconds(images, "default", RuntimeConfig(device=device, require_gpu=device == "cuda",
+                                                                        max_batch=max_batch))
+               for device in ("cuda", "cpu")}
+    for device, value in seconds.items():
+        print(f"Detect stage, default detectors deciding by fusion, {device}: {len(images) / value:.1f} img/s "
+              f"over {len(images)} photos (RunInference, batch <= {max_batch})")
+    print(f"Detect stage on CUDA: {seconds['cpu'] / seconds['cuda']:.1f}x the CPU provider's throughput")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--stage_images", type=int, default=256, help="photos for the whole-stage part (0: skip)")
+    parser.add_argument("--stage_batch", type=int, default=64, help="RunInference's largest batch on the GPU")
     args = parser.parse_args()
     print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
     for spec in load_registry().values():
@@ -70,7 +89,9 @@ def main() -> int:
         for batch in batches:
             gpu_rate = rate(gpu, batch_input(spec, batch), "cuda", args.seconds)
             print(f"{spec.name:16s} batch {batch:4d}: {gpu_rate:9.1f} img/s on CUDA "
-                  f"({gpu_rate / cpu_rate:.1f}x CPU at batch {cpu_batch})")
+                  f"({gpu_rate / cpu_rate:.1f}x CPU at batch {cpu_batch})", flush=True)
+    if args.stage_images:
+        whole_stage(args.stage_images, args.stage_batch)
     return 0
 
 

@@ -25,3 +25,9 @@ def test_refuses_without_cuda(capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["detect_gpu", "--seconds=0.01", "--batches=1"])
     assert detect_gpu.main() == 2
     assert "a GPU was required" in capsys.readouterr().out
+
+
+def test_the_whole_stage_measurement_decides_by_fusion_and_runs_on_the_cpu_provider():
+    from benchmarks.detect_cpu import photos, stage_seconds
+
+    assert stage_seconds(photos(2), "default", RuntimeConfig(device="cpu", max_batch=2)) > 0
