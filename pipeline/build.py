@@ -114,6 +114,7 @@ def runtime_of(opts: PassOptions) -> RuntimeConfig:
     return RuntimeConfig(device=opts.detect_device, require_gpu=bool(opts.require_gpu),
                          min_batch=opts.detect_min_batch_size, max_batch=opts.detect_batch_size,
                          tile_min_side=opts.detect_tile_min_side,
+                         skip_settled=not opts.detect_every_view,
                          intra_op_threads=opts.detect_threads,
                          share_across_processes=bool(opts.detect_share_model_across_processes))
 

@@ -226,6 +226,9 @@ def _declarations() -> list[Declared]:
     add("--detect_share_model_across_processes", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
         help="Load each detector once per worker machine and share it between the SDK processes (keeps "
              "one copy on the GPU when Dataflow runs one SDK process per vCPU).")
+    add("--detect_every_view", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
+        help="Score every photo with every detector on every view. By default a photo already rejected as "
+             "human by the cheaper detectors skips the rest (same decisions, fewer scores in its rejection).")
     add("--detect_threads", Role.OPERATIONAL, type=int, default=0,
         help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
     add("--review_decisions", Role.RECORDED, is_input=True, default="",

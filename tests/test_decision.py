@@ -1,4 +1,8 @@
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.detectors.decision import HELD, KEPT, REJECTED, rule_for
 from pipeline.detectors.fusion import Fusion
@@ -40,3 +44,35 @@ def test_nsfw_keeps_its_own_threshold_under_fusion():
 def test_a_fusion_model_reading_an_unselected_detector_is_refused():
     with pytest.raises(RegistryError, match="ssdlite_person"):
         rule_for(select(load_registry(), "centerface"), FUSION)
+
+
+HUMAN = ("centerface.face", "ssdlite_person.person")
+GRID = (0.0, 0.1, 0.3, 0.6, 0.9, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seen=st.dictionaries(st.sampled_from(HUMAN), st.floats(0.0, 1.0)), nsfw=st.floats(0.0, 0.49))
+def test_certainly_human_exactly_when_every_completion_is_rejected_as_human(seen, nsfw):
+    """The oracle: every way the scores not seen yet could come out (each human score can only rise,
+    to any value of a grid, or stay), decided in full. nsfw scores are never partial (the stage never
+    skips an nsfw detector), so they are fixed here, below the nsfw threshold."""
+    rule = rule_for(SPECS, FUSION)
+    partial = {**seen, "open_nsfw.nsfw": nsfw}
+    completions = [{**partial, **{name: max(partial.get(name, 0.0), value) for name, value in zip(HUMAN, values,
+                                                                                                 strict=True)}}
+                   for values in itertools.product(GRID, repeat=len(HUMAN))]
+    every = all(rule.decide(full)[:2] == (REJECTED, "human") for full in completions)
+    assert rule.certainly_human(partial) == every
+
+
+def test_certainly_human_is_found_both_ways_and_never_with_a_negative_weight():
+    rule = rule_for(SPECS, FUSION)
+    assert rule.certainly_human({"ssdlite_person.person": 0.9999})  # the fused score alone, face not seen yet
+    assert not rule.certainly_human({"ssdlite_person.person": 0.2})
+    assert rule_for(SPECS, None).certainly_human({"centerface.face": 0.7})  # its own threshold
+    negative = Fusion(FUSION.features, (1.0, -1.0), 4.0, 0.8, 0.3)
+    seen = {"centerface.face": 0.9}
+    assert negative.score(seen) >= negative.reject_at
+    # ...but a person score still to come could pull it under: not certain.
+    assert not rule_for(SPECS, negative).certainly_human(seen)
+    assert rule_for(SPECS, negative).decide({**seen, "ssdlite_person.person": 0.9999}).decision == KEPT

@@ -8,7 +8,8 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.fusion import builtin_fusion
+from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.registry import load_registry, select
 from pipeline.stages.detect import Detect, read_decisions
 from tests.conftest import local_pipeline, photo, real_jpeg
@@ -97,10 +98,59 @@ def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
         inferred = sum(c.committed for c in counters if c.key.metric.name == "num_inferences")
         assert inferred == expect_inferences
 
-    from pipeline.detectors.handler import create_session, photo_scores
-
     session = create_session(nsfw[0], RuntimeConfig())
     want = [(ph.photo_id, round(photo_scores(nsfw[0], session, [ph], 400)[0]["nsfw"], 6)) for ph in inputs]
     run(expect_inferences=3)
     assert list((tmp_path / "cache").glob("scores-open_nsfw-*.parquet"))
     run(expect_inferences=0)  # every score from the cache, the same values
+
+
+def _scored_one_by_one(kept: list[str]) -> list[tuple[str, tuple]]:
+    """Every default detector's scores of each photo, straight from the handler (no Beam, no skipping)."""
+    runtime = RuntimeConfig()
+    scores: dict[str, dict[str, float]] = {photo_id: {} for photo_id in kept}
+    for spec in SPECS:
+        session = create_session(spec, runtime)
+        for one in photos():
+            if one.photo_id in kept:
+                [classes] = photo_scores(spec, session, [one], runtime.tile_min_side)
+                scores[one.photo_id] |= {spec.score_name(c): round(v, 6) for c, v in classes.items()}
+    return [(photo_id, tuple(sorted(named.items()))) for photo_id, named in scores.items()]
+
+
+def test_a_photo_rejected_as_human_by_the_cheap_detectors_skips_the_rest_with_the_same_decisions():
+    """Skipping what is settled (the default) against every detector on every view: the same kept
+    and rejected photos, the kept ones with every score as the handler gives it; the people skipped
+    a detector, and their rejection says which one was not run."""
+    expected_kept = _scored_one_by_one(["3", "4", "5", "6"])
+    for every_view in (False, True):
+        with local_pipeline() as p:
+            out = p | beam.Create(photos()) | Detect(SPECS, RuntimeConfig(max_batch=4, skip_settled=not every_view),
+                                                     fusion=builtin_fusion())
+            assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.scores)), equal_to(expected_kept),
+                        label="kept")
+            assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, "not run" in r.detail)),
+                        equal_to([("1", "human", not every_view), ("2", "human", not every_view)]),
+                        label="rejected")
+
+
+def test_scores_of_a_photo_that_skipped_views_are_not_cached(tmp_path):
+    """The work cache holds only complete scores: another run (say with --detect_every_view, or a
+    different decision) must not read "centerface saw nothing" for a photo it never ran on."""
+    import pyarrow.parquet as pq
+
+    from pipeline.stages.detect import score_key
+
+    inputs = [photo("1", image=real_jpeg("astronaut.jpg"), sha256="1" * 64),
+              photo("3", image=real_jpeg("chelsea.jpg"), sha256="3" * 64)]
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect(SPECS, RuntimeConfig(), cache=str(tmp_path), fusion=builtin_fusion())
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]))
+    centerface = next(spec for spec in SPECS if spec.name == "centerface")
+    cached = [key for path in tmp_path.glob("scores-centerface-*.parquet") for key in pq.read_table(path)["key"]
+              .to_pylist()]
+    assert cached == [score_key(inputs[1], centerface, RuntimeConfig())]  # the astronaut skipped it: not cached
+    nsfw = next(spec for spec in SPECS if spec.name == "open_nsfw")
+    assert len([path for path in tmp_path.glob("scores-open_nsfw-*.parquet") for _ in pq.read_table(path)["key"]
+                .to_pylist()]) == 2  # never skipped: both cached
+    assert nsfw.nsfw_classes

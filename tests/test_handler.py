@@ -13,6 +13,7 @@ from pipeline.detectors.handler import (
     create_session,
     photo_scores,
     providers_for,
+    staged_scores,
 )
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import _paste, stored_jpeg
@@ -182,3 +183,23 @@ def test_a_large_batch_is_run_in_calls_of_a_bounded_number_of_views(sessions):
 
 def test_sessions_keep_no_memory_pattern_per_input_shape(sessions):
     assert all(not session.get_session_options().enable_mem_pattern for session in sessions.values())
+
+
+def test_staged_scores_skip_only_what_is_settled(sessions):
+    """Whole images first; a photo settled before this detector gets no views, one settled by its
+    whole image gets no tiles; every other photo gets exactly the scores of `photo_scores`."""
+    spec, session = SPECS["centerface"], sessions["centerface"]
+    batch = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(("astronaut.jpg", "chelsea.jpg",
+                                                                            "coffee.jpg"))]
+    full = photo_scores(spec, session, batch, 400)
+    assert staged_scores(spec, session, batch, 400, lambda one, own: False) == (full, [False, False, False])
+
+    recording = _RecordingSession(session)
+    by_its_face = staged_scores(spec, recording, batch, 400, lambda one, own: own.get("centerface.face", 0) >= 0.5)
+    assert by_its_face[1] == [True, False, False]  # the astronaut's face decides on the whole image
+    assert by_its_face[0][1:] == full[1:] and 0.5 <= by_its_face[0][0]["face"] <= full[0]["face"]
+    assert sum(recording.calls) == 3 + 2 * 4  # three whole images, the tiles of the two still open
+
+    recording = _RecordingSession(session)
+    before = staged_scores(spec, recording, batch, 400, lambda one, own: one.photo_id == "1")
+    assert before == ([full[0], {}, full[2]], [False, True, False]) and sum(recording.calls) == 2 * 5

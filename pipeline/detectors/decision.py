@@ -9,6 +9,13 @@ photographs, so what evaluation reports is what a run does:
 3. human, per detector: every human class the fusion does not cover (all of them without a fusion
    model) at or above its threshold -> rejected `human`; inside its band -> held;
 4. nsfw classes inside their band -> held; otherwise kept.
+
+Scores only ever rise as more views and detectors are seen (a photo's score is the best over its
+views; a missing score counts as 0), and the fused score cannot fall when one of them rises while
+every weight is non-negative. So once the scores seen so far reject a photo as human, more cannot
+change that: `certainly_human` tells the Detect stage when it may skip a photo's remaining human
+detectors and tiles (`handler.staged_scores`). nsfw detectors are never skipped, so rule 1, which
+comes first, always sees every nsfw score.
 """
 
 from __future__ import annotations
@@ -49,6 +56,17 @@ class DecisionRule:
                 if low <= score and (not band or score < threshold):
                     hits.append(f"{spec.score_name(cls)} {score:.3f} >= {low}")
         return hits
+
+    def certainly_human(self, scores: Mapping[str, float]) -> bool:
+        """Whether these (possibly partial) scores already reject the photo as human whatever the
+        views and detectors not seen yet would add: a per-detector human threshold reached, or the
+        fused score at `reject_at` with every weight non-negative (a file given with --fusion may
+        have a negative weight, and then only a complete set of scores decides)."""
+        if self._hits(scores, "human_classes", band=False):
+            return True
+        fusion = self.fusion
+        return (fusion is not None and all(weight >= 0 for weight in fusion.weights)
+                and fusion.score(scores) >= fusion.reject_at)
 
     def decide(self, scores: Mapping[str, float]) -> Verdict:
         nsfw = self._hits(scores, "nsfw_classes", band=False)

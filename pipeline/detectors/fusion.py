@@ -74,7 +74,9 @@ class Fusion:
         """The fused score and the detectors' scores behind it, strongest pull first: the rejection detail."""
         pulls = sorted(((w * logit(scores.get(f, 0.0)), f) for f, w in zip(self.features, self.weights, strict=True)),
                        reverse=True)
-        parts = ", ".join(f"{f} {scores.get(f, 0.0):.3f}" for _, f in pulls)
+        # A missing score counts as 0 but is named as such: the Detect stage skips a detector for a
+        # photo already rejected as human (decision.py), and the detail must not read as "saw nothing".
+        parts = ", ".join(f"{f} {scores[f]:.3f}" if f in scores else f"{f} not run" for _, f in pulls)
         return f"fused {self.score(scores):.3f} ({parts})"
 
 

@@ -5,6 +5,13 @@ output; detectors need named outputs (boxes, scores, classes, maps) and their ow
 so this handler takes `Photo`s, builds each photo's views, runs them in one session call, decodes
 the outputs per view and returns, per photo, the best score of each class over its views.
 
+Given a `settled` test (the Detect stage passes one for a detector without nsfw classes), a photo
+that the scores seen so far already reject as human skips this detector, and one that this
+detector's whole-image view settles skips its tiles (`staged_scores`): the decision cannot change
+(`decision.py`), and the Detect stage's most expensive work is spent on photos still open. Its
+result is then marked partial (`PARTIAL` after the detector's name in `model_id`), so that its
+scores are never cached as if complete.
+
 The session is created in `load_model()` on the worker, never pickled. RunInference keeps one per
 worker process, shared by its threads. Providers are always listed explicitly: CUDA first when
 this onnxruntime build has it (and the user did not ask for CPU), then CPU — the CPU wheel lists
@@ -13,7 +20,7 @@ Azure first, and an implicit list would pick it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +42,10 @@ CPU = "CPUExecutionProvider"
 # peak memory grew with the number of rows. Per-view cost on a CPU hardly changes above a few views;
 # on CUDA, where batching pays and the activations live in GPU memory, a batch stays one call.
 MAX_VIEWS_PER_RUN = 4
+# Appended to a result's model_id when the photo skipped this detector or its tiles.
+PARTIAL = ":partial"
+# settled(photo, this detector's scores so far by score name) -> the photo is rejected as human already.
+Settled = Callable[[Photo, Mapping[str, float]], bool]
 
 
 class GpuNotActiveError(RuntimeError):
@@ -48,6 +59,8 @@ class RuntimeConfig:
     min_batch: int = 1
     max_batch: int = 16
     tile_min_side: int = 400
+    # Skip a photo's remaining human detectors and tiles once it is rejected as human (decision.py).
+    skip_settled: bool = True
     intra_op_threads: int = 0  # 0 = onnxruntime's default (all cores)
     share_across_processes: bool = False  # one session per machine, for several SDK processes on one GPU
 
@@ -131,23 +144,57 @@ def photo_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Sequ
     return best
 
 
+def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Sequence[Photo],
+                  tile_min_side: int, settled: Settled) -> tuple[list[dict[str, float]], list[bool]]:
+    """Like `photo_scores`, but whole images first and tiles only for photos still open: a photo
+    `settled` already before this detector gets no scores from it, one settled by its whole image
+    gets no tiles. Returns (per photo the best score of each class over the views run, per photo
+    whether views were skipped)."""
+    best: list[dict[str, float]] = [{} for _ in photos]
+    partial = [settled(photo, {}) for photo in photos]
+    todo = [index for index, skipped in enumerate(partial) if not skipped]
+    images = {index: decode_image(photos[index].image) for index in todo}
+    wholes = _run_views(spec, session, [to_tensor(images[index], spec.input) for index in todo])
+    owners: list[int] = []
+    tensors: list[np.ndarray] = []
+    for index, scores in zip(todo, wholes, strict=True):
+        best[index] = dict(scores)
+        tiles = views(images[index], spec.tiles, tile_min_side)[1:]
+        # Rounded as the stored scores are (run_inference), so the test sees what the decision will.
+        if tiles and settled(photos[index], {spec.score_name(cls): round(score, 6) for cls, score in scores.items()}):
+            partial[index] = True
+            continue
+        for tile in tiles:
+            tensors.append(to_tensor(tile, spec.input))
+            owners.append(index)
+    for owner, scores in zip(owners, _run_views(spec, session, tensors), strict=True):
+        for cls, score in scores.items():
+            best[owner][cls] = max(best[owner].get(cls, 0.0), score)
+    return best, partial
+
+
 class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
     """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score})."""
 
-    def __init__(self, spec: DetectorSpec, runtime: RuntimeConfig) -> None:
+    def __init__(self, spec: DetectorSpec, runtime: RuntimeConfig, settled: Settled | None = None) -> None:
         super().__init__()
         self._spec = spec
         self._runtime = runtime
+        self._settled = settled
 
     def load_model(self) -> ort.InferenceSession:
         return create_session(self._spec, self._runtime)
 
     def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        scores = photo_scores(self._spec, model, batch, self._runtime.tile_min_side)
-        for photo, classes in zip(batch, scores, strict=True):
+        if self._settled is None:
+            scores = photo_scores(self._spec, model, batch, self._runtime.tile_min_side)
+            partial = [False] * len(batch)
+        else:
+            scores, partial = staged_scores(self._spec, model, batch, self._runtime.tile_min_side, self._settled)
+        for photo, classes, skipped in zip(batch, scores, partial, strict=True):
             named = {self._spec.score_name(cls): round(score, 6) for cls, score in sorted(classes.items())}
-            yield PredictionResult(photo, named, self._spec.name)
+            yield PredictionResult(photo, named, self._spec.name + (PARTIAL if skipped else ""))
 
     def get_num_bytes(self, batch: Sequence[Photo]) -> int:
         return sum(len(photo.image) for photo in batch)

@@ -76,18 +76,22 @@ class _Join(beam.DoFn):
 
 
 class WriteEntries(beam.DoFn):
-    """Passes photos through; writes their cache entries (`entry(photo)` -> row with "key") once
-    per bundle, as CACHE/PREFIX-<random>.parquet."""
+    """Passes elements (photos, or detectors' results) through; writes their cache entries
+    (`entry(element)` -> row with "key", or None for one not to cache) once per bundle, as
+    CACHE/PREFIX-<random>.parquet."""
 
-    def __init__(self, cache: str, prefix: str, schema: pa.Schema, entry: Callable[[Photo], dict[str, Any]]) -> None:
+    def __init__(self, cache: str, prefix: str, schema: pa.Schema, entry: Callable[[Any], dict[str, Any] | None]
+                 ) -> None:
         self._cache, self._prefix, self._schema, self._entry = cache, prefix, schema, entry
 
     def start_bundle(self) -> None:
         self._rows: list[dict[str, Any]] = []
 
-    def process(self, photo: Photo) -> Iterator[Photo]:
-        self._rows.append(self._entry(photo))
-        yield photo
+    def process(self, element: Any) -> Iterator[Any]:
+        row = self._entry(element)
+        if row is not None:
+            self._rows.append(row)
+        yield element
 
     def finish_bundle(self) -> None:
         if not self._rows:

@@ -8,6 +8,12 @@ decision per photo:
   thresholds): rejected `human` or `nsfw`; held for review -> out of the dataset until a reviewer
   accepts it: rejected `needs_review` and written to `review/` with its image;
 - otherwise kept, with every detector score stored on the photo (`Photo.scores`).
+
+Detectors run cheapest first (nsfw ones, which are never skipped, then by input size), so that a
+photo the cheaper ones already reject as human skips CenterFace, the costliest, and its tiles
+(`RuntimeConfig.skip_settled`, `decision.DecisionRule.certainly_human`): the decision is the same
+as with every view scored, and a photo so rejected carries only the scores that decided it
+(`--detect_every_view` scores it fully). Kept and held photos always carry every score.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import OnnxDetectorHandler, RuntimeConfig
+from pipeline.detectors.handler import PARTIAL, OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.work_cache import WriteEntries, split_by_cache
@@ -95,14 +101,31 @@ def _cached_scores(photo: Photo, row: dict) -> Photo:
     return _merge(photo, json.loads(row["scores"]))
 
 
-def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[Photo], dict]:
-    prefix = f"{spec.name}."
-
-    def entry(photo: Photo) -> dict:
-        own = {name: score for name, score in photo.scores if name.startswith(prefix)}
-        return {"key": score_key(photo, spec, runtime), "scores": json.dumps(own, sort_keys=True)}
+def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[PredictionResult], dict | None]:
+    def entry(result: PredictionResult) -> dict | None:
+        if result.model_id.endswith(PARTIAL):  # views were skipped: not the scores another run would compute
+            return None
+        return {"key": score_key(result.example, spec, runtime), "scores": json.dumps(result.inference, sort_keys=True)}
 
     return entry
+
+
+def run_order(spec: DetectorSpec) -> tuple[bool, int, str]:
+    """Cheapest first: nsfw detectors (never skipped) first, then by input size, so that the costly
+    ones can skip what the cheap ones already decided."""
+    return (not spec.nsfw_classes, spec.input.size, spec.name)
+
+
+class _Settled:
+    """The handler's `settled` test: the photo's scores so far (earlier detectors' and this one's)
+    already reject it as human. Never for a photo a reviewer decided: its decision wins, and an
+    accepted photo must carry every score."""
+
+    def __init__(self, rule: DecisionRule, reviewed: frozenset[str]) -> None:
+        self._rule, self._reviewed = rule, reviewed
+
+    def __call__(self, photo: Photo, own: dict[str, float]) -> bool:
+        return photo.photo_id not in self._reviewed and self._rule.certainly_human(dict(photo.scores) | own)
 
 
 class _Decide(beam.DoFn):
@@ -121,11 +144,16 @@ class _Decide(beam.DoFn):
             else:
                 yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", note))
             return
-        verdict = self._rule.decide(dict(photo.scores))
+        scores = dict(photo.scores)
+        verdict = self._rule.decide(scores)
         if verdict.decision == HELD:
             yield pvalue.TaggedOutput(REVIEW, photo)
         if verdict.decision != KEPT:
-            yield reject(Rejection.of(photo, STAGE, verdict.reason, verdict.detail))
+            # A detector skipped because the photo was settled already (see the module doc) is named.
+            skipped = [spec.name for spec in self._rule.specs if not any(name.startswith(f"{spec.name}.")
+                                                                          for name in scores)]
+            detail = verdict.detail + (f"; not run (decided already): {', '.join(skipped)}" if skipped else "")
+            yield reject(Rejection.of(photo, STAGE, verdict.reason, detail))
             return
         yield photo
 
@@ -145,19 +173,21 @@ class Detect(beam.PTransform):
     def expand(self, photos: beam.PCollection) -> DetectOutput:
         scored, failures = photos, []
         runtime = self._runtime
-        for spec in self._specs:
+        settled = _Settled(self._rule, frozenset(self._decisions)) if runtime.skip_settled else None
+        for spec in sorted(self._specs, key=run_order):
             hits = None
             if self._cache:  # scores a killed run already computed are not computed again
                 hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}",
                                               lambda photo, spec=spec: score_key(photo, spec, runtime),
                                               _cached_scores, f"Cached.{spec.name}")
-            results, dead = scored | f"Infer.{spec.name}" >> RunInference(
-                OnnxDetectorHandler(spec, runtime)).with_exception_handling()
+            handler = OnnxDetectorHandler(spec, runtime, None if spec.nsfw_classes else settled)
+            results, dead = scored | f"Infer.{spec.name}" >> RunInference(handler).with_exception_handling()
+            if hits is not None:
+                results = results | f"WriteScores.{spec.name}" >> beam.ParDo(WriteEntries(
+                    self._cache, f"scores-{spec.name}", SCORE_SCHEMA, _score_entry(spec, runtime)))
             scored = results | f"Scores.{spec.name}" >> beam.Map(_with_scores)
             if hits is not None:
-                written = scored | f"WriteScores.{spec.name}" >> beam.ParDo(WriteEntries(
-                    self._cache, f"scores-{spec.name}", SCORE_SCHEMA, _score_entry(spec, runtime)))
-                scored = (hits, written) | f"WithCached.{spec.name}" >> beam.Flatten()
+                scored = (hits, scored) | f"WithCached.{spec.name}" >> beam.Flatten()
             # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
             failures.append(dead.failed_inferences | f"Failed.{spec.name}" >> beam.FlatMap(
                 failure_to_rejections(STAGE)))
