@@ -11,7 +11,8 @@ lasts, its whole process tree (the job and any SDK worker processes it starts) i
 0.2 s from /proc and the sum of their proportional set sizes (PSS: shared pages counted once over
 the processes that share them) kept at its peak; after it, the largest single process
 (`ru_maxrss` of the run, which Linux takes over every descendant waited for) and the job's own
-figure, `peak_rss_mb` in stats.json, are printed beside it. Targets (issue #14): the demo under
+figure, `peak_memory_mb` in stats.json (the job's own sample of its process tree, every 0.5 s, with
+the same code: pipeline/io/process_memory.py), are printed beside it. Targets (issue #14): the demo under
 2 GiB, 10,000 rows with detectors on under 4 GiB (`--rows 10000`; smaller runs print the 10,000-row
 figure their trend projects). It says whether the peak grows with rows: more than 25% and 150 MiB
 between the smallest and the largest run. Exits 1 when a target measured is missed.
@@ -25,13 +26,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from benchmarks.corpus import distinct_photos
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
+from pipeline.io.process_memory import TreeMemory
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `pipeline` the runs import
 MIB = 1024 * 1024
@@ -39,65 +40,6 @@ DEMO_TARGET_MIB = 2048
 ROWS_TARGET = (10_000, 4096)  # (rows, MiB)
 SAMPLE_SECONDS = 0.2
 GROWTH = (1.25, 150)  # growth if the largest run's peak is over 1.25x the smallest's and 150 MiB more
-
-
-def _children() -> dict[int, list[int]]:
-    """{parent pid: child pids} of every process now running (from /proc/PID/stat)."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # gone since the listing
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in () may hold spaces
-        tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
-def _descendants(root: int) -> list[int]:
-    tree, found, todo = _children(), [root], [root]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _pss_bytes(pid: int) -> int:
-    """The process's proportional set size (its RSS where smaps_rollup is unreadable); 0 if gone."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
-
-
-class TreeSampler:
-    """Samples the summed PSS of a process and all its descendants until stopped; keeps the peak."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.processes = pid, 0, 1
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            pids = _descendants(self.pid)
-            self.processes = max(self.processes, len(pids))
-            self.peak = max(self.peak, sum(_pss_bytes(pid) for pid in pids))
-            self._stop.wait(SAMPLE_SECONDS)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def job(argv: list[str]) -> list[str]:
@@ -109,16 +51,16 @@ def measure(command: list[str]) -> dict:
     """Runs `command` in a fresh process; the peak PSS of its process tree, its largest process and time."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    sampler = TreeSampler(child.pid)
-    # stderr is read while the run lasts (a full pipe would stall it); wait4 gives this run's own rusage.
-    errors = child.stderr.read() if child.stderr else b""
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    sampler.stop()
+    # The job's own sampler (pipeline/io/process_memory.py), on the child's tree, every 0.2 s.
+    with TreeMemory(child.pid, SAMPLE_SECONDS) as sampler:
+        # stderr is read while the run lasts (a full pipe would stall it); wait4 gives this run's own rusage.
+        errors = child.stderr.read() if child.stderr else b""
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         sys.stderr.write(errors.decode("utf-8", "replace")[-3000:])
         raise SystemExit(f"the run {command} failed with exit code {child.returncode}")
-    return {"tree_mib": sampler.peak / MIB, "largest_mib": usage.ru_maxrss / 1024, "processes": sampler.processes,
+    return {"tree_mib": sampler.peak_mib, "largest_mib": usage.ru_maxrss / 1024, "processes": sampler.processes,
             "seconds": time.perf_counter() - start}
 
 
@@ -141,7 +83,7 @@ def _report(label: str, result: dict, stats_mib: float | None, target: int | Non
 
 def _stats_peak(output: Path) -> float | None:
     stats = output / "stats.json"
-    return json.loads(stats.read_text()).get("peak_rss_mb") if stats.exists() else None
+    return json.loads(stats.read_text()).get("peak_memory_mb") if stats.exists() else None
 
 
 def main() -> None:

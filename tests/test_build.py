@@ -115,6 +115,8 @@ def test_every_row_ends_exactly_once(first_run):
     assert len(set(kept)) == len(kept) and not set(kept) & {r["photo_id"] for r in rejections(output)
                                                             if r["reason"] != "repeated_id"}
     assert stats["accounted"] and stats["kept"] == len(kept)
+    # The whole process tree's peak, sampled while the job ran (detectors loaded: hundreds of MiB).
+    assert stats["peak_memory_mb"] > 100
 
 
 def test_each_row_has_its_expected_fate(first_run):
@@ -187,7 +189,7 @@ def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_p
     assert (again / "ATTRIBUTION.csv").read_bytes() == (output / "ATTRIBUTION.csv").read_bytes()
     def outcome(folder: Path) -> dict:  # stats.json less what measures the run itself (time, memory)
         stats = json.loads((folder / "stats.json").read_text())
-        return {key: value for key, value in stats.items() if key not in ("steps", "peak_rss_mb")}
+        return {key: value for key, value in stats.items() if key not in ("steps", "peak_rss_mb", "peak_memory_mb")}
 
     assert outcome(again) == outcome(output) and outcome(output)["funnel"]
 

@@ -24,6 +24,7 @@ from pipeline.io import progress, report
 from pipeline.io.files import matching
 from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.process_memory import TreeMemory
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
@@ -194,12 +195,14 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
             staging = staging_dir(opts.output, run_id)
             try:
-                pipeline = beam.Pipeline(options=options)
-                build(pipeline, opts, staging)
-                result = pipeline.run()
-                result.wait_until_finish()
+                with TreeMemory() as memory:  # this process and any worker processes it starts
+                    pipeline = beam.Pipeline(options=options)
+                    build(pipeline, opts, staging)
+                    result = pipeline.run()
+                    result.wait_until_finish()
                 stats = report.add_to_stats(staging, api_calls=api_calls(result), steps=progress.timings(result),
-                                            peak_rss_mb=peak_rss_mb())
+                                            peak_rss_mb=peak_rss_mb(),
+                                            peak_memory_mb=round(memory.peak_mib, 1) if memory.available else None)
                 refused = refusal(stats, opts)
                 if refused:
                     raise RunRefused(refused)
@@ -212,8 +215,10 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process and of the worker processes it waited for, in MiB
-    (on Dataflow: the launcher only; workers report their memory in Dataflow's own metrics)."""
+    """Peak resident memory of the largest single process: this one or a worker process it waited
+    for, in MiB. `peak_memory_mb` beside it in stats.json is the peak of the whole process tree at
+    once (io/process_memory.py; None where there is no /proc). On Dataflow both are the launcher's
+    only; workers report their memory in Dataflow's own metrics."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(own, children) / 1024, 1)  # Linux reports KiB

@@ -1,0 +1,97 @@
+"""Peak memory of a process and of every process it starts, sampled from /proc while it runs.
+
+The local runner may start SDK worker processes (`--direct_running_mode=multi_processing`), and a
+process's own `ru_maxrss` sees none of them while they live (Linux adds a child's only once it has
+been waited for, and then only the largest). So a thread sums the proportional set size (PSS:
+shared pages counted once over the processes sharing them) of the process and all its descendants
+every `interval` seconds and keeps the peak. Where /proc is missing (not Linux) it measures
+nothing and says so (`peak_bytes` stays 0).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+
+MIB = 1024 * 1024
+
+
+def _children() -> dict[int, list[int]]:
+    """{parent pid: child pids} of every process now running (from /proc/PID/stat)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in () may hold spaces
+        tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it."""
+    tree, found, todo = _children(), [root], [root]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def pss_bytes(pid: int) -> int:
+    """The process's proportional set size (its RSS where smaps_rollup is unreadable); 0 if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class TreeMemory:
+    """Samples the summed PSS of `pid` (default: this process) and its descendants from the start
+    of the `with` block to its end; `peak_bytes`, `peak_mib` and `processes` (the most at once)."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.5) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        self.interval = interval
+        self.peak_bytes, self.processes = 0, 0
+        self.available = Path("/proc/self/stat").exists()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_bytes / MIB
+
+    def sample(self) -> None:
+        pids = descendants(self.pid)
+        self.processes = max(self.processes, len(pids))
+        self.peak_bytes = max(self.peak_bytes, sum(pss_bytes(pid) for pid in pids))
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> TreeMemory:
+        if self.available:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if self.available:
+            self._stop.set()
+            self._thread.join()
+            self.sample()  # the end state too: a block shorter than one interval is still measured

@@ -1,0 +1,30 @@
+"""The process-tree memory sampler behind stats.json's `peak_memory_mb` and benchmarks/memory.py:
+a child process's memory is counted while the child lives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline.io.process_memory import TreeMemory, descendants
+
+HOLD = ("import sys, time; block = bytearray(300 * 2**20); sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+        "time.sleep(1)")
+
+
+def test_a_child_holding_300_mib_is_counted_while_it_lives():
+    with TreeMemory(interval=0.1) as memory:
+        memory.sample()
+        before = memory.peak_mib  # this process alone
+        child = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline() == "ready\n"
+        assert child.pid in descendants(memory.pid)
+        child.wait()
+    assert memory.available and memory.processes >= 2
+    assert memory.peak_mib >= before + 290  # the bytearray's pages are written (zeroed): resident
+
+
+def test_a_block_shorter_than_one_interval_is_still_measured():
+    with TreeMemory(interval=60) as memory:
+        pass
+    assert memory.peak_mib > 10  # this Python process, at least
