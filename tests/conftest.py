@@ -22,6 +22,20 @@ LOCAL = ["--runner=FnApiRunner"]
 FAST = [*LOCAL, "--detectors=none"]
 
 
+# The test files that take longest (measured serially), first: pytest-xdist (--dist loadfile) hands
+# whole files to its workers in collection order, so a long file collected late would run alone at
+# the end while the other worker idles. Longest first keeps both busy to the end.
+LONGEST_FIRST = ("test_release.py", "test_refresh.py", "test_build.py", "test_run.py", "test_evaluation.py",
+                 "test_near_dedup.py", "test_detect.py", "test_flickr_source.py", "test_progress.py",
+                 "test_http_client.py", "test_cli.py", "test_verify_license.py", "test_review.py",
+                 "test_sources_table.py", "test_flickr_server.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def local_pipeline() -> TestPipeline:
     return TestPipeline(options=PipelineOptions(LOCAL))
 

@@ -1,0 +1,205 @@
+"""Refreshes of releases built from YFCC-style tables: which release is the latest, the guards,
+the options a refresh inherits (every one that shaped the release), takedowns and stricter
+detectors applied to carried images, near copies of removed photos, and the ledger that skips
+every photo already decided. (Monthly Flickr releases are in test_release.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.commands.refresh import models_for
+from pipeline.release.refresh import ReleaseError, check_new_release, refresh_argv
+from tests.conftest import LOCAL, encode, real_image
+
+
+def released(release) -> set[str]:
+    return {row["photo_id"] for row in pq.read_table(release / "parquet", columns=["photo_id"]).to_pylist()}
+
+
+def test_latest_published_release(tmp_path):
+    from pipeline.release.refresh import latest_release
+
+    assert latest_release(str(tmp_path)) is None
+    for name, published in (("2026-09", True), ("2026-10", True), ("2026-11", False)):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        (tmp_path / "releases" / name / "manifest.json").write_text(json.dumps({"release": name if published
+                                                                                 else None}))
+    assert latest_release(str(tmp_path)) == str(tmp_path / "releases" / "2026-10")  # 2026-11 is unfinished
+
+
+def test_guards_and_inherited_options(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "flickr", "max_upload_date": "2020-09-10", "formats": "parquet", "max_side": 256,
+        "verify_license": True, "near_dup_distance": 4}}))
+    with pytest.raises(ReleaseError, match="never modified"):
+        check_new_release(str(tmp_path / "r1"), None)
+    with pytest.raises(ReleaseError, match="inside, above or equal"):
+        check_new_release(str(tmp_path / "r1" / "sub"), str(tmp_path / "r1"))
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--max_side=512"], models_for,
+                        today=dt.date(2020, 10, 2))
+    assert "--max_side=512" in argv and "--max_side=256" not in argv and "--formats=parquet" in argv
+    assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
+    assert "--max_upload_date=2020-10-01" in argv and f"--carry_over={tmp_path / 'r1'}" in argv
+    assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
+
+
+def test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "yfcc", "input": "/data/list-2026-10.csv", "input_format": "csv",
+        "columns": "url=photo_url,id=photo_id,license=licence"}}))
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--input=/data/list-2026-11.csv"], models_for)
+    assert "--input_format=csv" in argv and "--columns=url=photo_url,id=photo_id,license=licence" in argv
+    assert "--input=/data/list-2026-10.csv" not in argv  # the input itself is the new one, never inherited
+
+
+@pytest.mark.slow
+def test_refresh_of_a_yfcc_release_rechecks_the_carried_images(tmp_path):
+    """A YFCC dump has no new uploads: the refresh carries the release over and applies takedowns."""
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        # One person detector (the refreshes inherit it): a whole detector set would only cost time here.
+        assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=2026-10", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", "--detectors=ssdlite_person", *LOCAL]) == 0
+        first = tmp_path / "root" / "releases" / "2026-10"
+        before = released(first)
+        takedowns = tmp_path / "takedowns.txt"
+        takedowns.write_text("photo_id 1004\n")
+        server.hits.clear()
+        assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=2026-11",
+                     f"--blocklist={takedowns}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+        assert not server.hits  # nothing downloaded: every image came from the previous release
+        second = tmp_path / "root" / "releases" / "2026-11"
+        assert released(second) == before - {"1004"}
+        log = json.loads((second / "changelog.json").read_text())
+        assert log["removed"] == {"blocklist/blocklisted": ["1004"]} and log["added"] == []
+        stats = json.loads((second / "stats.json").read_text())
+        assert stats["accounted"] and stats["input_rows"] == len(before)
+        assert not json.loads((second / "manifest.json").read_text())["options"]["redetect"]  # same detectors
+        # Stricter detectors than the released images were checked with: they are checked again, and
+        # (at a person threshold of 0.005, everything "has a person": the demo photos score 0.0098 and
+        # up) all leave the release as human.
+        assert main(["refresh", f"--previous={second}", f"--output={tmp_path / 'root'}", "--release=2026-12",
+                     "--detect_thresholds=ssdlite_person.person=0.005", f"--allowed_hosts={server.host}",
+                     "--allow_empty", *LOCAL]) == 0
+    third = tmp_path / "root" / "releases" / "2026-12"
+    assert released(third) == set()
+    assert json.loads((third / "manifest.json").read_text())["options"]["redetect"]
+    assert json.loads((third / "changelog.json").read_text())["removed"] == {
+        "detect/human": sorted(before - {"1004"}, key=int)}
+
+
+def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
+    """Built with every inherited option changed (a custom registry included), refreshed with none
+    given: the new release records the same values, and the custom detector is still known."""
+    from pipeline import options
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == "open_nsfw")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"detectors": [
+        {**entry, "name": "nsfw_custom", "file": str(BUILTIN_REGISTRY.parent / entry["file"])}]}))
+    shaping = {
+        "source": "yfcc", "flickr_licenses": "4", "flickr_originals": "true", "formats": "parquet,webdataset",
+        "max_bytes": "10000000", "max_side": "384", "min_side": "32", "max_pixels": "50000000", "min_stddev": "2.5",
+        "jpeg_quality": "85", "near_dup_distance": "3", "near_dup_key_blocks": "3", "near_dup_dhash_distance": "12",
+        "detectors": "nsfw_custom", "model_registry": str(registry), "detect_thresholds": "nsfw_custom.nsfw=0.9",
+        "review_band": "nsfw_custom.nsfw=0.85", "detect_tile_min_side": "0", "per_owner_cap": "5",
+        "fusion": "none", "draft_supersample": "1",
+        # A refresh of a release built from a generic table reads the next table the same way; here the
+        # YFCC format, stated explicitly (--columns is refused with it, so it stays empty).
+        "input_format": "yfcc", "columns": "",
+    }
+    assert set(shaping) == set(options.INHERITED)  # a new inherited option must be added here
+    root = tmp_path / "root"
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        assert main(["refresh", f"--output={root}", "--release=r1", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", *(f"--{k}={v}" for k, v in shaping.items()), *LOCAL]) == 0
+        assert main(["refresh", f"--previous={root / 'releases' / 'r1'}", f"--output={root}", "--release=r2",
+                     f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    first, second = (json.loads((root / "releases" / name / "manifest.json").read_text())["options"]
+                     for name in ("r1", "r2"))
+    for name in options.INHERITED:
+        assert second[name] == first[name], name
+        # The input's kind stays YFCC here (the demo world is YFCC rows); a table's format and column
+        # mapping are inherited in test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own.
+        if name not in ("source", "input_format", "columns"):
+            assert first[name] != OPTIONS_DEFAULTS[name], name  # really changed from the default
+    assert json.loads((root / "releases" / "r2" / "manifest.json").read_text())["models"][0]["name"] == "nsfw_custom"
+
+
+OPTIONS_DEFAULTS = {option.name: option.default for option in __import__("pipeline.options").options.DECLARED}
+
+
+@pytest.fixture(scope="module")
+def first_yfcc_release(tmp_path_factory):
+    """A first release of the demo world (detection off), read by the two refresh tests below; its
+    server stays up for their refreshes. Photo 1005 was busy (a 503, no retries) and is left out."""
+    from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
+    from pipeline.fixtures.static_server import StaticServer, image, status
+
+    folder = tmp_path_factory.mktemp("yfcc")
+    with StaticServer() as server:
+        metadata = build_demo_world(server, folder)
+        server.add(photo_path("1005"), status(503), image(demo_image("rocket.jpg")))  # busy once, then fine
+        assert main(["refresh", f"--output={folder / 'root'}", "--release=r1", f"--input={metadata}",
+                     f"--allowed_hosts={server.host}", "--detectors=none", "--max_retries=0", *LOCAL]) == 0
+        yield server, metadata, folder / "root" / "releases" / "r1"
+
+
+def test_a_near_copy_of_a_photo_removed_in_this_refresh_is_a_new_image(first_yfcc_release, tmp_path):
+    """The refresh compares new images with the carried images that stay, not with the previous
+    release's index: coffee (1004) is taken down, and a re-upload of it is then no duplicate."""
+    from pipeline.fixtures.static_server import image
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+
+    server, _, first = first_yfcc_release
+    assert "1004" in released(first)
+    smaller = encode(real_image("coffee.jpg").resize((450, 300)), quality=80)  # a near copy of 1004
+    url = server.add("/1/2001_abcdef0123.jpg", image(smaller))
+    (tmp_path / "new.tsv").write_text(yfcc_line(1, "2001", url, title="Coffee again") + "\n")
+    (tmp_path / "takedowns.txt").write_text("photo_id 1004\n")
+    assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={tmp_path / 'new.tsv'}", f"--blocklist={tmp_path / 'takedowns.txt'}",
+                 f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == (released(first) - {"1004"}) | {"2001"}
+    index = pq.read_table(second / "near_dup_index").column("photo_id").to_pylist()
+    assert sorted(index) == sorted(released(second))  # the index is exactly what the release holds
+
+
+def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(first_yfcc_release, tmp_path):
+    """The ledger: every photo decided for good is skipped before the fetch; one that failed for a
+    transient reason (a 503) is fetched again, and nothing else is."""
+    from pipeline.fixtures.demo_world import photo_path
+
+    server, metadata, first = first_yfcc_release
+    assert "1005" not in released(first)
+    server.hits.clear()
+    assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    fetched = {path for path, count in server.hits.items() if count}
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == released(first) | {"1005"}
+    assert fetched == {photo_path("1005")}  # the one transient failure, nothing else
+    stats = json.loads((second / "stats.json").read_text())
+    assert stats["accounted"] and stats["rejections_by_stage"]["ledger"]["already_decided"] == 14
+    assert json.loads((second / "changelog.json").read_text())["skipped_as_decided"] == 14
+    ledger = pq.read_table(second / "ledger").to_pylist()
+    by_id = {row["photo_id"]: row for row in ledger}
+    assert by_id["1005"]["decision"] == "kept" and by_id["1005"]["release"] == "r2"
+    assert by_id["1015"] == {"photo_id": "1015", "decision": "rejected", "stage": "fetch", "reason": "not_found",
+                             "release": "r1"}
+    assert "1013" not in by_id and "1018" not in by_id  # decided from the row itself every time
