@@ -82,7 +82,7 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
         if detectors:
             specs = select(load_registry(), detectors)
             # Decided as a run decides: by the fusion model wherever the selection covers it.
-            _ = created | Detect(specs, runtime or RuntimeConfig(max_batch=16), fusion=choose_fusion("default", specs))
+            _ = created | Detect(specs, runtime or RuntimeConfig(), fusion=choose_fusion("default", specs))
         else:
             _ = created | beam.Map(lambda photo: decode(photo.image).size)
     return time.perf_counter() - start
@@ -91,9 +91,10 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
 def whole_stage(images: list[Photo]) -> None:
     baseline = stage_seconds(images, "")
     for label, detectors, skip_settled in DETECTOR_SETS:
-        seconds = stage_seconds(images, detectors, RuntimeConfig(max_batch=16, skip_settled=skip_settled))
+        seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled))
         names = [spec.name for spec in select(load_registry(), detectors)]
-        print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batch <= 16): "
+        batch = RuntimeConfig().max_batch
+        print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batches <= {batch} views): "
               f"{len(images) / seconds:.1f} img/s; {seconds / baseline:.1f}x the time of a decode-only pipeline "
               f"over the same {len(images)} images")
 

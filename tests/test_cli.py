@@ -21,7 +21,7 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--formats=webdataset,jpeg"], "--formats"),
     (["run", "--input=x", "--output=y", "--min_side=600"], "--min_side"),
     (["run", "--input=x", "--output=y", "--detect_batch_size=0"], "--detect_batch_size"),
-    (["run", "--input=x", "--output=y", "--detect_min_batch_size=32"], "--detect_min_batch_size"),
+    (["run", "--input=x", "--output=y", "--detect_min_batch_size=100"], "--detect_min_batch_size"),
     (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),

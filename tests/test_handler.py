@@ -75,7 +75,8 @@ def test_handler_returns_named_scores_per_photo(sessions):
     handler = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig())
     results = list(handler.run_inference([photo("1", image=real_jpeg("chelsea.jpg"))], sessions["open_nsfw"]))
     assert results[0].example.photo_id == "1" and set(results[0].inference) == {"open_nsfw.nsfw", "open_nsfw.sfw"}
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 16}
+    kwargs = handler.batch_elements_kwargs()
+    assert (kwargs["min_batch_size"], kwargs["max_batch_size"]) == (1, 64)  # in views
     assert not handler.share_model_across_processes()
     shared = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig(share_across_processes=True))
     assert shared.share_model_across_processes()
@@ -203,3 +204,32 @@ def test_staged_scores_skip_only_what_is_settled(sessions):
     recording = _RecordingSession(session)
     before = staged_scores(spec, recording, batch, 400, lambda one, own: one.photo_id == "1")
     assert before == ([full[0], {}, full[2]], [False, True, False]) and sum(recording.calls) == 2 * 5
+
+
+def test_batches_are_weighed_in_views():
+    """A tiled photo weighs its five views, an untiled one (small, or a detector that does not tile)
+    one; the stored size decides, or the image header when the photo has none. Beam's BatchElements
+    then never puts more views than --detect_batch_size into one batch."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.detectors.handler import ViewWeight
+    from tests.conftest import local_pipeline
+
+    tiled = ViewWeight(tiles=True, tile_min_side=400)
+    assert tiled(photo(width=512, height=384)) == 5 and tiled(photo(width=300, height=200)) == 1
+    assert tiled(photo(image=real_jpeg("chelsea.jpg"))) == 5  # 451 x 300, measured from the header
+    assert tiled(photo(image=b"not an image")) == 1
+    assert ViewWeight(tiles=False, tile_min_side=400)(photo(width=512, height=384)) == 1
+    assert ViewWeight(tiles=True, tile_min_side=0)(photo(width=512, height=384)) == 1
+
+    # min = max: batches as full as the weights allow (counted in photos, one batch of 11 photos, 31 views).
+    runtime = RuntimeConfig(min_batch=12, max_batch=12)
+    kwargs = OnnxDetectorHandler(SPECS["centerface"], runtime).batch_elements_kwargs()
+    photos = [photo(str(i), width=512, height=384) for i in range(5)] + [
+        photo(str(i), width=200, height=150) for i in range(5, 11)]
+    with local_pipeline() as p:
+        weights = (p | beam.Create(photos) | beam.BatchElements(**kwargs)
+                   | beam.Map(lambda batch: (len(batch), sum(kwargs["element_size_fn"](one) for one in batch))))
+        assert_that(weights | beam.combiners.ToList() | beam.Map(lambda batches: (
+            sum(n for n, _ in batches), max(w for _, w in batches) <= 12)), equal_to([(11, True)]))

@@ -32,10 +32,19 @@ def tile_boxes(width: int, height: int, grid: int = TILE_GRID, overlap: float = 
     return [(left, top, right, bottom) for top, bottom in spans(height) for left, right in spans(width)]
 
 
+def tiled(size: tuple[int, int], tiles: bool, tile_min_side: int) -> bool:
+    """Whether an image of this size is also checked as tiles: tiling on and the image large enough to gain."""
+    return tiles and tile_min_side > 0 and max(size) >= tile_min_side
+
+
+def view_count(size: tuple[int, int], tiles: bool, tile_min_side: int) -> int:
+    return 1 + (TILE_GRID * TILE_GRID if tiled(size, tiles, tile_min_side) else 0)
+
+
 def views(img: Image.Image, tiles: bool, tile_min_side: int) -> list[Image.Image]:
     """The whole image, then its tiles when tiling is on and the image is large enough to gain."""
     out = [img]
-    if tiles and tile_min_side > 0 and max(img.size) >= tile_min_side:
+    if tiled(img.size, tiles, tile_min_side):
         out += [img.crop(box) for box in tile_boxes(*img.size)]
     return out
 
