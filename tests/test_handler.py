@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -233,3 +236,37 @@ def test_batches_are_weighed_in_views():
                    | beam.Map(lambda batch: (len(batch), sum(kwargs["element_size_fn"](one) for one in batch))))
         assert_that(weights | beam.combiners.ToList() | beam.Map(lambda batches: (
             sum(n for n, _ in batches), max(w for _, w in batches) <= 12)), equal_to([(11, True)]))
+
+
+class _ScriptedSession:
+    """Stands in for a session of a one-class classifier (a custom registry's, its output logits
+    without "softmax", or NaN from an overflow: decoders.py passes them on as they are): answers
+    view after view, in the order the views are run, with the next scripted value."""
+
+    def __init__(self, values: list[float]) -> None:
+        self._values = list(values)
+
+    def get_inputs(self):
+        return [type("Input", (), {"name": "image", "shape": ["batch", 3, "h", "w"]})()]
+
+    def get_providers(self):
+        return [CPU]
+
+    def run(self, names, feeds):
+        [batch] = feeds.values()
+        taken, self._values = self._values[:len(batch)], self._values[len(batch):]
+        return [np.array(taken, dtype=np.float32).reshape(len(batch), 1)]
+
+
+@pytest.mark.parametrize("whole, tiles", [(float("nan"), [0.9, 0.1, 0.1, 0.1]), (-2.0, [-1.0, -1.0, -1.0, -1.0])])
+def test_staged_scores_equal_photo_scores_whatever_a_view_scores(whole, tiles):
+    """With nothing settled, staged_scores must give exactly photo_scores' result (the claim the
+    Detect stage's "same decisions" rests on). photo_scores folds every view, the whole image too,
+    into max(0.0, ...): a NaN or negative whole-image score becomes 0 and the tiles still count.
+    Taken as is, a NaN whole image hid a tile's 0.9 face (a person kept) and -1 was stored for 0."""
+    spec = dataclasses.replace(SPECS["centerface"], decoder={"type": "classifier", "output": "logits",
+                                                                         "class_names": ["face"]})
+    batch = [photo("1", image=real_jpeg("astronaut.jpg"))]  # 512 px: whole image + 4 tiles
+    full = photo_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400)
+    staged = staged_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400, lambda one, own: False)
+    assert staged == (full, [False])
