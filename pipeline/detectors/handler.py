@@ -162,10 +162,14 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
     owners: list[int] = []
     tensors: list[np.ndarray] = []
     for index, scores in zip(todo, wholes, strict=True):
-        best[index] = dict(scores)
+        # Folded into 0 as photo_scores folds every view (max(0.0, score)): a decoder may pass on a
+        # negative or NaN score, which taken as is would differ from scoring every view, and a NaN
+        # would swallow the tiles' scores (max(nan, tile) is nan).
+        best[index] = {cls: max(0.0, score) for cls, score in scores.items()}
         tiles = views(images[index], spec.tiles, tile_min_side)[1:]
         # Rounded as the stored scores are (run_inference), so the test sees what the decision will.
-        if tiles and settled(photos[index], {spec.score_name(cls): round(score, 6) for cls, score in scores.items()}):
+        if tiles and settled(photos[index], {spec.score_name(cls): round(score, 6)
+                                             for cls, score in best[index].items()}):
             partial[index] = True
             continue
         for tile in tiles:
