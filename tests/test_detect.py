@@ -4,6 +4,7 @@ reviewer decisions, and a failing image becoming a rejection while the rest goes
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
@@ -154,3 +155,42 @@ def test_scores_of_a_photo_that_skipped_views_are_not_cached(tmp_path):
     assert len([path for path in tmp_path.glob("scores-open_nsfw-*.parquet") for _ in pq.read_table(path)["key"]
                 .to_pylist()]) == 2  # never skipped: both cached
     assert nsfw.nsfw_classes
+
+
+def test_a_rejection_decided_on_cached_scores_has_the_same_reason(tmp_path):
+    """A work cache filled by a run that scored every view (or one with other fusion or thresholds,
+    under which the photo was not settled) holds complete scores of a photo that this run's cheaper
+    detectors settle. They are used: the rejection's detail is then fuller than a fresh run's (no
+    "not run"), the decision and its reason are the same (README, "Decided photos skip the rest").
+    A killed run resumed on its own cache writes what it would have: partial scores are never cached."""
+    inputs = [photo("1", image=real_jpeg("astronaut.jpg"), sha256="1" * 64)]
+
+    def rejected(runtime: RuntimeConfig, cache: str) -> list[list[str]]:
+        seen = tmp_path / "seen.json"  # the matcher runs on a pickled copy: it reports through a file
+        with local_pipeline() as p:
+            out = p | beam.Create(inputs) | Detect(SPECS, runtime, cache=cache, fusion=builtin_fusion())
+            assert_that(out.rejected | beam.Map(lambda r: [r.reason, r.detail]),
+                        lambda rows: seen.write_text(json.dumps(sorted(rows))))
+        return json.loads(seen.read_text())
+
+    fresh = rejected(RuntimeConfig(), str(tmp_path / "empty"))
+    rejected(RuntimeConfig(skip_settled=False), str(tmp_path / "filled"))  # complete scores into the cache
+    from_cache = rejected(RuntimeConfig(), str(tmp_path / "filled"))
+    assert [reason for reason, _ in fresh] == [reason for reason, _ in from_cache] == ["human"]
+    assert "not run" in fresh[0][1] and "not run" not in from_cache[0][1]
+
+
+def test_scores_a_carried_photo_brings_from_its_release_do_not_settle_it():
+    """A refresh with --redetect sends the previous release's kept photos through Detect with the
+    scores stored in that release (release/carry.py): other models, thresholds or tiles. Scoring
+    every view overwrites them all; skipping must not take them for this run's scores and skip the
+    detectors that would have replaced them. The cat, stale person score 0.99, is kept by a full
+    scoring; it was rejected as human on the stale score, no detector but open_nsfw run."""
+    stale = photo("3", image=real_jpeg("chelsea.jpg"), scores=(("ssdlite_person.person", 0.99),))
+    for every_view in (False, True):
+        with local_pipeline() as p:
+            out = p | beam.Create([stale]) | Detect(SPECS, RuntimeConfig(skip_settled=not every_view),
+                                                    fusion=builtin_fusion())
+            assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, dict(ph.scores)["ssdlite_person.person"] < 0.5)),
+                        equal_to([("3", True)]), label="kept")
+            assert_that(out.rejected, equal_to([]), label="rejected")
