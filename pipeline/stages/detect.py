@@ -101,6 +101,15 @@ def _cached_scores(photo: Photo, row: dict) -> Photo:
     return _merge(photo, json.loads(row["scores"]))
 
 
+def _without_scores(photo: Photo, prefixes: tuple[str, ...]) -> Photo:
+    """The photo without the scores of this run's detectors that it brought along (a carried photo
+    has its release's, from other models or options): they are no evidence for this run, and the
+    settled test would read them as such (and skip the detectors that would replace them)."""
+    if not any(name.startswith(prefixes) for name, _ in photo.scores):
+        return photo
+    return photo.replace(scores=tuple((name, score) for name, score in photo.scores if not name.startswith(prefixes)))
+
+
 def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[PredictionResult], dict | None]:
     def entry(result: PredictionResult) -> dict | None:
         if result.model_id.endswith(PARTIAL):  # views were skipped: not the scores another run would compute
@@ -171,8 +180,9 @@ class Detect(beam.PTransform):
         self._rule = rule_for(specs, fusion)
 
     def expand(self, photos: beam.PCollection) -> DetectOutput:
-        scored, failures = photos, []
+        failures: list[beam.PCollection] = []
         runtime = self._runtime
+        scored = photos | "Unscored" >> beam.Map(_without_scores, tuple(f"{spec.name}." for spec in self._specs))
         settled = _Settled(self._rule, frozenset(self._decisions)) if runtime.skip_settled else None
         for spec in sorted(self._specs, key=run_order):
             hits = None
