@@ -269,8 +269,10 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     kept = present.kept | "FirstRelease" >> beam.Map(
         lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
-    _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate((
-        ("read", read.kept), ("read", read.rejected), ("read", carried_in), ("fetched", images.kept)))]
+    timed = [("read", read.kept), ("read", read.rejected), ("read", carried_in), ("fetched", images.kept),
+             ("deduplicated", near.kept)]
+    timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
+    _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate(timed)]
     rejections = (
         read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,

@@ -117,6 +117,9 @@ def test_every_row_ends_exactly_once(first_run):
     assert stats["accounted"] and stats["kept"] == len(kept)
     # The whole process tree's peak, sampled while the job ran (detectors loaded: hundreds of MiB).
     assert stats["peak_memory_mb"] > 100
+    # Per-step timing covers the Detect stage: every photo it decided, kept or not.
+    after_detect = [r for r in rejections(output) if r["stage"] in ("detect", "owner_cap")]
+    assert stats["steps"]["detected"]["records"] == len(kept) + len(after_detect) > 0
 
 
 def test_each_row_has_its_expected_fate(first_run):

@@ -34,3 +34,5 @@ def test_a_running_job_prints_progress_and_records_step_timing(tmp_path):
     steps = json.loads((tmp_path / "out" / "stats.json").read_text())["steps"]
     assert steps["read"]["records"] == 18 and steps["fetched"]["records"] == 10  # 11 images, 1 answered empty
     assert steps["kept"]["records"] == 10 and steps["rejected"]["records"] == 8
+    # The heavy stages between them are timed too: what left the duplicate stages; detection was off.
+    assert steps["deduplicated"]["records"] == 10 and "detected" not in steps

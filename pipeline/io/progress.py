@@ -26,6 +26,9 @@ LOG = logging.getLogger("pipeline.progress")
 INTERVAL_SECONDS = 5.0
 # Steps in the order records reach them; "read" is the total the others are measured against.
 STEPS = ("read", "fetched", "kept", "rejected")
+# Every step timed for stats.json: the printed ones, and the heavy stages between them (passed by
+# the photos that leave the duplicate stages, and by every photo the Detect stage decided).
+TIMED_STEPS = ("read", "fetched", "deduplicated", "detected", "kept", "rejected")
 
 
 class _Counts:
@@ -36,7 +39,7 @@ class _Counts:
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self.last_line = 0.0
-        self.counts: dict[str, int] = dict.fromkeys(STEPS, 0)
+        self.counts: dict[str, int] = dict.fromkeys(TIMED_STEPS, 0)
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.latest = ""  # the step a record passed most recently
@@ -110,11 +113,11 @@ class _Pass(beam.DoFn):
 
 
 class Progress(beam.PTransform):
-    """PCollection[T] -> the same PCollection[T], counted under `step` (one of STEPS)."""
+    """PCollection[T] -> the same PCollection[T], counted under `step` (one of TIMED_STEPS)."""
 
     def __init__(self, step: str, interval: float = INTERVAL_SECONDS) -> None:
         super().__init__()
-        if step not in STEPS:
+        if step not in TIMED_STEPS:
             raise ValueError(f"unknown progress step {step!r}")
         self._step, self._interval = step, interval
 
@@ -134,7 +137,7 @@ def timings(result: Any) -> dict[str, dict[str, float]]:
         span[0] += data.count
         span[1], span[2] = min(span[1], data.min), max(span[2], data.max)
     found = {}
-    for step in STEPS:
+    for step in TIMED_STEPS:
         if step in spans:
             records, first, last = spans[step]
             seconds = (last - first) / 1000
