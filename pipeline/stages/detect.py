@@ -138,9 +138,10 @@ class _Settled:
 
 
 class _Decide(beam.DoFn):
-    def __init__(self, rule: DecisionRule, decisions: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, rule: DecisionRule, decisions: dict[str, tuple[str, str]], skipping: bool) -> None:
         self._rule = rule
         self._decisions = decisions
+        self._skipping = skipping  # only then can a detector's scores be missing because it was skipped
 
     def process(self, photo: Photo) -> Iterator:
         decision = self._decisions.get(photo.photo_id)
@@ -159,8 +160,8 @@ class _Decide(beam.DoFn):
             yield pvalue.TaggedOutput(REVIEW, photo)
         if verdict.decision != KEPT:
             # A detector skipped because the photo was settled already (see the module doc) is named.
-            skipped = [spec.name for spec in self._rule.specs if not any(name.startswith(f"{spec.name}.")
-                                                                          for name in scores)]
+            skipped = [spec.name for spec in self._rule.specs if self._skipping
+                       and not any(name.startswith(f"{spec.name}.") for name in scores)]
             detail = verdict.detail + (f"; not run (decided already): {', '.join(skipped)}" if skipped else "")
             yield reject(Rejection.of(photo, STAGE, verdict.reason, detail))
             return
@@ -201,7 +202,7 @@ class Detect(beam.PTransform):
             # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
             failures.append(dead.failed_inferences | f"Failed.{spec.name}" >> beam.FlatMap(
                 failure_to_rejections(STAGE)))
-        decided, extra = apply_stage_with_outputs(scored, STAGE, _Decide(self._rule, self._decisions), (REVIEW,),
-                                                  label="Decide")
+        decide = _Decide(self._rule, self._decisions, runtime.skip_settled)
+        decided, extra = apply_stage_with_outputs(scored, STAGE, decide, (REVIEW,), label="Decide")
         rejected = (decided.rejected, *failures) | "Rejections" >> beam.Flatten()
         return DetectOutput(decided.kept, rejected, extra[REVIEW])
