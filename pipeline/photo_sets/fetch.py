@@ -40,7 +40,7 @@ from pipeline.photo_sets import rcc
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
-SPLITS = ("tuning", "heldout")
+SPLITS = ("tuning", "heldout", "heldout2")
 SOURCES = ("pypi", "debian", "npm")
 CONTAINERS = (".zip:", ".rcc:")
 
