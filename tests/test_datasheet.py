@@ -148,3 +148,13 @@ def test_the_datasheet_names_input_files_not_the_builders_folders(tmp_path):
     manifest = {"options": {"input": "/home/someone/private/yfcc-*.bz2,/data/x/extra.tsv", "source": "yfcc"}}
     text = _markdown(manifest, {"kept": 0}, [], __import__("collections").Counter(), None, "r")
     assert "`yfcc-*.bz2, extra.tsv`" in text and "/home/someone" not in text and "/data/x" not in text
+
+
+def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
+    from pipeline.detectors.fusion import builtin_fusion, heldout_figures
+    from pipeline.release.datasheet import _heldout
+
+    text = _heldout({"name": "fusion", "heldout": heldout_figures(builtin_fusion())})
+    assert "112 held-out labelled photographs (heldout, 2026-11-30)" in text and "29/32" in text
+    assert "246 held-out labelled photographs (heldout2, 2026-11-30)" in text and "76/89" in text and "107/152" in text
+    assert _heldout({"name": "fusion"}) == "; not measured on held-out photographs"

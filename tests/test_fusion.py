@@ -108,6 +108,10 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     figures = heldout_figures(builtin_fusion())
-    assert figures is not None and figures["recall"]["n"] > 0 and figures["keep_rate"]["n"] > 0
+    # Every held-out split it was measured on, oldest first: 112 photographs, then 246 (heldout2).
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout", 112),
+                                                                                      ("heldout2", 246)]
+    assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(29, 32), (76, 89)]
+    assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(59, 77), (107, 152)]
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures

@@ -203,20 +203,22 @@ def attribution_line(row: dict) -> str:
 
 
 def _heldout(model: dict) -> str:
-    """What the fusion model was measured to do on held-out photographs, when the manifest says."""
-    figures = model.get("heldout")
-    if not isinstance(figures, dict):
+    """What the fusion model was measured to do on held-out photographs, every split it was measured
+    on (a later split is fresher evidence), when the manifest says."""
+    evaluations = model.get("heldout")
+    if not isinstance(evaluations, list) or not evaluations:
         return "; not measured on held-out photographs" if model.get("name") == "fusion" else ""
 
-    def rate(key: str) -> str:
+    def rate(figures: dict, key: str) -> str:
         value = figures.get(key) or {}
         low, high = value.get("ci95", [0, 0])
         return (f"{float(value.get('rate') or 0):.1%} (95% interval {float(low):.1%}–{float(high):.1%}, "
                 f"{int(value.get('successes', 0))}/{int(value.get('n', 0))})")
 
-    return (f"; on {int(figures.get('images', 0))} held-out labelled photographs "
-            f"({_text(figures.get('date', ''))}): recall on images with a person {rate('recall')}, "
-            f"clean photographs kept {rate('keep_rate')}")
+    return "".join(f"; on {int(figures.get('images', 0))} held-out labelled photographs "
+                   f"({_text(figures.get('split', ''))}, {_text(figures.get('date', ''))}): recall on images with a "
+                   f"person {rate(figures, 'recall')}, clean photographs kept {rate(figures, 'keep_rate')}"
+                   for figures in evaluations if isinstance(figures, dict))
 
 
 def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter, changelog: dict | None,
