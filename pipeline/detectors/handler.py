@@ -2,8 +2,9 @@
 
 Beam's own `OnnxModelHandlerNumpy` feeds only the model's first input and returns only its first
 output; detectors need named outputs (boxes, scores, classes, maps) and their own preprocessing,
-so this handler takes `Photo`s, builds each photo's views, runs them in one session call, decodes
-the outputs per view and returns, per photo, the best score of each class over its views.
+so this handler takes `Photo`s, builds each photo's views, runs them (on the CPU in session calls
+of at most MAX_VIEWS_PER_RUN views, on CUDA in one call), decodes the outputs per view and returns,
+per photo, the best score of each class over its views. Batches are weighed in views (ViewWeight).
 
 Given a `settled` test (the Detect stage passes one for a detector without nsfw classes), a photo
 that the scores seen so far already reject as human skips this detector, and one that this
