@@ -39,6 +39,30 @@ def _grows(before: float, after: float) -> bool:
     return after > before * RISE[0] and (after - before) > RISE[1]
 
 
+def compare(results: list[dict]) -> tuple[list[str], bool]:
+    """One line per pair of consecutive sizes (wall, each step and peak memory, per image, as the
+    ratio of the larger size's to the smaller's), and whether everything scaled linearly: no time
+    per image rising by more than RISE, no peak memory rising faster than the rows."""
+    lines, linear = [], True
+    for before, after in itertools.pairwise(results):
+        wall = (before["seconds"] / before["rows"] * 1000, after["seconds"] / after["rows"] * 1000)
+        line = f"{before['rows']:,} -> {after['rows']:,}: wall per image x{wall[1] / wall[0]:.2f}"
+        line += " (GROWS)" if _grows(*wall) else ""
+        linear &= not _grows(*wall)
+        for name in sorted(set(before["steps"]) & set(after["steps"])):
+            step = (before["steps"][name] / before["rows"] * 1000, after["steps"][name] / after["rows"] * 1000)
+            if step[0] > 0:
+                line += f", {name} x{step[1] / step[0]:.2f}"
+            if _grows(*step):
+                line += " (GROWS)"
+                linear = False
+        # Memory: the peak may rise with the work, but not faster than the rows do.
+        memory, rows = after["tree_mib"] / before["tree_mib"], after["rows"] / before["rows"]
+        lines.append(f"{line}; peak memory x{memory:.2f} for x{rows:.1f} rows")
+        linear &= memory <= rows
+    return lines, linear
+
+
 def run_size(urls: list[str], host: str, rows: int, scratch: Path, extra: list[str]) -> dict:
     output = scratch / f"out-{rows}"
     argv = ["run", f"--input={write_metadata(urls, rows, scratch)}", f"--output={output}",
@@ -78,24 +102,8 @@ def main() -> None:
                   f"  peak {result['tree_mib']:6,.0f} MiB = {result['tree_mib'] * MIB / rows / 1024:7.1f} KiB/image"
                   f"  kept {result['kept']:,}  steps ms/image: "
                   + ", ".join(f"{name} {value:.1f}" for name, value in sorted(per_image.items())), flush=True)
-    linear = True
-    for before, after in itertools.pairwise(results):
-        label = f"{before['rows']:,} -> {after['rows']:,}"
-        wall = (before["seconds"] / before["rows"] * 1000, after["seconds"] / after["rows"] * 1000)
-        print(f"{label}: wall per image x{wall[1] / wall[0]:.2f}{' (GROWS)' if _grows(*wall) else ''}", end="")
-        linear &= not _grows(*wall)
-        for name in sorted(set(before["steps"]) & set(after["steps"])):
-            step = (before["steps"][name] / before["rows"] * 1000, after["steps"][name] / after["rows"] * 1000)
-            if step[0] > 0:
-                print(f", {name} x{step[1] / step[0]:.2f}", end="")
-            if _grows(*step):
-                print(" (GROWS)", end="")
-                linear = False
-        # Memory: the peak may rise with the work, but not faster than the rows do.
-        memory = after["tree_mib"] / before["tree_mib"]
-        rows = after["rows"] / before["rows"]
-        print(f"; peak memory x{memory:.2f} for x{rows:.1f} rows", flush=True)
-        linear &= memory <= rows
+    lines, linear = compare(results)
+    print("\n".join(lines))
     verdict = "linear (no step's time per image grows with the size)" if linear else "GROWS faster than linearly"
     print(f"scaling: {verdict}")
     sys.exit(0 if linear else 1)
