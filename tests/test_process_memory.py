@@ -3,6 +3,7 @@ a child process's memory is counted while the child lives."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,22 @@ def test_a_block_shorter_than_one_interval_is_still_measured():
     with TreeMemory(interval=60) as memory:
         pass
     assert memory.peak_mib > 10  # this Python process, at least
+
+
+# Any process on the machine may name itself with bytes that are not UTF-8 (prctl PR_SET_NAME):
+# /proc/PID/stat of every process is read, so such a name must not stop the sampler or fail the job.
+ODD_NAME = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(15, b'\\xff\\xfe odd)', 0, 0, 0); "
+            "sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(2)")
+
+
+def test_a_process_named_in_bytes_that_are_not_utf8_does_not_stop_the_sampler():
+    child = subprocess.Popen([sys.executable, "-c", ODD_NAME], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        assert child.pid in descendants(os.getpid())
+        with TreeMemory(interval=60) as memory:
+            pass
+        assert memory.peak_mib > 10
+    finally:
+        child.kill()
+        child.wait()
