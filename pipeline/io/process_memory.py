@@ -25,10 +25,11 @@ def _children() -> dict[int, list[int]]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = Path(entry.path, "stat").read_text()
+            # Bytes: any process may name itself in bytes that are not UTF-8 (prctl PR_SET_NAME).
+            stat = Path(entry.path, "stat").read_bytes()
         except OSError:  # gone since the listing
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in () may hold spaces
+        parent = int(stat.rsplit(b")", 1)[1].split()[1])  # the name in () may hold spaces and ")"
         tree.setdefault(parent, []).append(int(entry.name))
     return tree
 
