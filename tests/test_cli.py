@@ -25,6 +25,7 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),
+    (["run", "--input=x", "--output=y", "--log_level=loud"], "--log_level must be one of debug, info"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
