@@ -81,7 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
-    level, rest = log_level(rest)
+    try:
+        level, rest = log_level(rest)
+    except UsageError as err:  # before logging is set up, but the same one line and exit 2 as any usage error
+        print(f"pass-pipeline: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline.progress").setLevel(min(level, logging.INFO))  # progress shows by default
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
@@ -151,7 +155,7 @@ def log_level(args: Sequence[str]) -> tuple[int, list[str]]:
         if arg.startswith("--log_level="):
             level = arg.split("=", 1)[1].lower()
             if level not in LOG_LEVELS:
-                raise SystemExit(f"pass-pipeline: error: --log_level must be one of {', '.join(LOG_LEVELS)}")
+                raise UsageError(f"--log_level must be one of {', '.join(LOG_LEVELS)}")
         else:
             kept.append(arg)
     return getattr(logging, level.upper()), kept
