@@ -94,7 +94,7 @@ def whole_stage(images: list[Photo]) -> None:
         seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled))
         names = [spec.name for spec in select(load_registry(), detectors)]
         batch = RuntimeConfig().max_batch
-        print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batches <= {batch} views): "
+        print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batches <= {batch} photos): "
               f"{len(images) / seconds:.1f} img/s; {seconds / baseline:.1f}x the time of a decode-only pipeline "
               f"over the same {len(images)} images")
 

@@ -61,7 +61,7 @@ def whole_stage(count: int, max_batch: int) -> None:
                for device in ("cuda", "cpu")}
     for device, value in seconds.items():
         print(f"Detect stage, default detectors deciding by fusion, {device}: {len(images) / value:.1f} img/s "
-              f"over {len(images)} photos (RunInference, batches <= {max_batch} views)")
+              f"over {len(images)} photos (RunInference, batches <= {max_batch} photos)")
     print(f"Detect stage on CUDA: {seconds['cpu'] / seconds['cuda']:.1f}x the CPU provider's throughput")
 
 
@@ -70,8 +70,8 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stage_images", type=int, default=256, help="photos for the whole-stage part (0: skip)")
-    parser.add_argument("--stage_batch", type=int, default=256,
-                        help="RunInference's largest batch on the GPU, in views (a tiled photo is five)")
+    parser.add_argument("--stage_batch", type=int, default=64,
+                        help="RunInference's largest batch on the GPU, in photos (a tiled photo is five views)")
     args = parser.parse_args()
     print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
     for spec in load_registry().values():

@@ -217,11 +217,10 @@ def _declarations() -> list[Declared]:
     add("--require_gpu", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
         help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
              "falls back to the CPU silently).")
-    add("--detect_batch_size", Role.OPERATIONAL, type=int, default=64,
-        help="Most views (whole images and tiles; a photo counts as its views) per inference batch: the same "
-             "model work per batch whether photos are tiled or not. On a GPU a batch is one call: raise it there.")
+    add("--detect_batch_size", Role.OPERATIONAL, type=int, default=16,
+        help="Most photos per inference batch (on a GPU a batch is one session call: raise it there).")
     add("--detect_min_batch_size", Role.OPERATIONAL, type=int, default=1,
-        help="Fewest views per inference batch (Beam's BatchElements grows batches between the two).")
+        help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
     add("--detect_tile_min_side", Role.SHAPES_DETECTION, type=int, default=400,
         help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
              "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")

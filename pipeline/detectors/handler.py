@@ -4,7 +4,7 @@ Beam's own `OnnxModelHandlerNumpy` feeds only the model's first input and return
 output; detectors need named outputs (boxes, scores, classes, maps) and their own preprocessing,
 so this handler takes `Photo`s, builds each photo's views, runs them (on the CPU in session calls
 of at most MAX_VIEWS_PER_RUN views, on CUDA in one call), decodes the outputs per view and returns,
-per photo, the best score of each class over its views. Batches are weighed in views (ViewWeight).
+per photo, the best score of each class over its views.
 
 Given a `settled` test (the Detect stage passes one for a detector without nsfw classes), a photo
 that the scores seen so far already reject as human skips this detector, and one that this
@@ -21,7 +21,6 @@ Azure first, and an implicit list would pick it.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +28,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from PIL import Image
 
 from pipeline.detectors.decoders import decode, output_names
 from pipeline.detectors.preprocess import decode as decode_image
-from pipeline.detectors.preprocess import to_tensor, view_count, views
+from pipeline.detectors.preprocess import to_tensor, views
 from pipeline.detectors.registry import DetectorSpec, read_model
 from pipeline.records import Photo
 
@@ -59,10 +57,11 @@ class GpuNotActiveError(RuntimeError):
 class RuntimeConfig:
     device: str = "auto"  # auto: CUDA when available; cpu; cuda (CUDA or fail)
     require_gpu: bool = False
-    # Batches are weighed in views (whole images and tiles; a photo counts as its views), so that a
-    # batch is the same amount of model work whether its photos are tiled or not (ViewWeight).
+    # Batches count photos. Weighing them in views (BatchElements' element_size_fn) was tried: Beam
+    # 2.77's batch-size estimator starts at min_batch, below a tiled photo's five views, and never
+    # grows, so every batch held one photo (README, Detection).
     min_batch: int = 1
-    max_batch: int = 64
+    max_batch: int = 16
     tile_min_side: int = 400
     # Skip a photo's remaining human detectors and tiles once it is rejected as human (decision.py).
     skip_settled: bool = True
@@ -182,25 +181,6 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
     return best, partial
 
 
-class ViewWeight:
-    """A photo's weight in a RunInference batch: the views this detector runs on it (an upper bound:
-    a settled photo may skip its tiles). The stored size is on the Photo; a photo without it (not
-    normalised by this job) is measured from its image header."""
-
-    def __init__(self, tiles: bool, tile_min_side: int) -> None:
-        self._tiles, self._tile_min_side = tiles, tile_min_side
-
-    def __call__(self, photo: Photo) -> int:
-        size = (photo.width, photo.height)
-        if min(size) <= 0:
-            try:
-                with Image.open(io.BytesIO(photo.image)) as img:
-                    size = img.size
-            except (OSError, ValueError, SyntaxError):  # undecodable: the handler rejects it; weigh it 1
-                return 1
-        return view_count(size, self._tiles, self._tile_min_side)
-
-
 class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
     """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score})."""
 
@@ -236,6 +216,4 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
         return self._runtime.share_across_processes
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        # Sizes in views, not photos (RuntimeConfig): Beam's BatchElements weighs each element.
-        return {"min_batch_size": self._runtime.min_batch, "max_batch_size": self._runtime.max_batch,
-                "element_size_fn": ViewWeight(self._spec.tiles, self._runtime.tile_min_side)}
+        return {"min_batch_size": self._runtime.min_batch, "max_batch_size": self._runtime.max_batch}

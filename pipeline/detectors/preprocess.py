@@ -37,10 +37,6 @@ def tiled(size: tuple[int, int], tiles: bool, tile_min_side: int) -> bool:
     return tiles and tile_min_side > 0 and max(size) >= tile_min_side
 
 
-def view_count(size: tuple[int, int], tiles: bool, tile_min_side: int) -> int:
-    return 1 + (TILE_GRID * TILE_GRID if tiled(size, tiles, tile_min_side) else 0)
-
-
 def views(img: Image.Image, tiles: bool, tile_min_side: int) -> list[Image.Image]:
     """The whole image, then its tiles when tiling is on and the image is large enough to gain."""
     out = [img]

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import logging
-import warnings
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -53,13 +52,6 @@ class _QuietMemoryWarning(logging.Filter):
 
 
 logging.getLogger().addFilter(_QuietMemoryWarning())
-# Beam's BatchElements sizes batches by a regression of time on batch size with Cook's-distance
-# outlier removal; when every batch has the same size (here: the same number of views, the point of
-# weighing them) that step divides by zero and numpy's polyfit warns, on every worker. The estimate
-# is unaffected (such points are dropped); the two lines would look like a failure to a user.
-warnings.filterwarnings("ignore", message="divide by zero encountered in divide", category=RuntimeWarning,
-                        module="apache_beam.transforms.util")
-warnings.filterwarnings("ignore", message="Polyfit may be poorly conditioned", module="apache_beam.transforms.util")
 
 STAGE = "detect"
 REVIEW = "review"
