@@ -34,3 +34,8 @@ def test_a_tiny_step_is_not_flagged_for_noise():
     # 0.1 -> 0.3 ms per image is x3 but under the 2 ms floor: noise, not growth.
     runs = [{**MEASURED[0], "steps": {"kept": 0.05}}, {**MEASURED[1], "steps": {"kept": 0.6}}]
     assert compare(runs)[1]
+
+
+def test_no_memory_figure_is_no_verdict_on_memory():
+    lines, linear = compare([{**MEASURED[0], "tree_mib": 0}, {**MEASURED[1], "tree_mib": 0}])
+    assert linear and lines[0].endswith("peak memory not measured")
