@@ -185,6 +185,41 @@ def test_a_run_that_keeps_nothing_is_refused_unless_allowed(world, tmp_path, cap
     assert json.loads((tmp_path / "allowed" / "stats.json").read_text())["kept"] == 0
 
 
+def test_a_run_whose_rows_are_not_all_accounted_for_is_refused_and_publishes_nothing(world, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Kept + rejected != read would be a bug that lost rows silently: such a run must never be
+    published (it used to be published with exit status 3). The accounting is made to fail here."""
+    server, metadata = world
+    real = run_command.report.add_to_stats
+
+    def lose_a_row(output, **facts):
+        stats = real(output, **facts)
+        return {**stats, "accounted": False, "rejected": stats["rejected"] - 1}
+
+    monkeypatch.setattr(run_command.report, "add_to_stats", lose_a_row)
+    assert main(["run", *argv(server, metadata, tmp_path / "out")]) == 4
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "18 rows were read but 10 kept and 7 rejected" in message
+    assert "nothing was published" in message and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_value_error_inside_the_job_is_the_job_failing_not_a_usage_error(world, tmp_path, capsys, monkeypatch):
+    """Exit 2 is for what the user gave (found at launch); a ValueError raised inside a step while the
+    job runs (a bug, or input no stage anticipated) is the job failing: exit 1, one line naming it."""
+    from pipeline.io import progress
+
+    server, metadata = world
+
+    def broken(step: str, interval: float) -> None:
+        raise ValueError("a step broke on purpose")
+
+    monkeypatch.setattr(progress._COUNTS, "add", broken)
+    assert main(["run", *argv(server, metadata, tmp_path / "out")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and message.startswith("pass-pipeline: error: the job failed: ValueError: ")
+    assert "a step broke on purpose" in message and not (tmp_path / "out" / "manifest.json").exists()
+
+
 def test_the_summary_names_only_what_was_written(world, tmp_path, capsys):
     server, metadata = world
     assert main(["run", *argv(server, metadata, tmp_path / "out"), f"--output={tmp_path / 'out'}/",

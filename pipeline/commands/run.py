@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
+from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.files import matching
@@ -38,6 +39,11 @@ LOCAL_RUNNER = "FnApiRunner"
 
 class UsageError(Exception):
     pass
+
+
+class JobFailed(RuntimeError):
+    """The job failed while running, on a ValueError raised inside a step: not a usage error (the
+    command line maps a ValueError at launch to exit status 2), the job's own failure (exit 1)."""
 
 
 class RunRefused(Exception):
@@ -124,8 +130,13 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
 
 
 def refusal(stats: dict, opts: PassOptions) -> str | None:
-    """Why a finished job must not be published: most downloads failed for environmental reasons
-    (no network, a blocked crawler), or nothing was kept (unless --allow_empty)."""
+    """Why a finished job must not be published: its rows are not all accounted for (kept +
+    rejected != read: a bug, and a dataset that may have lost rows silently), most downloads failed
+    for environmental reasons (no network, a blocked crawler), or nothing was kept (unless
+    --allow_empty)."""
+    if not stats.get("accounted"):
+        return (f"{stats.get('input_rows')} rows were read but {stats.get('kept')} kept and {stats.get('rejected')} "
+                "rejected: not every row is accounted for (a bug); nothing was published")
     fetched = next((step["in"] for step in stats["funnel"] if step["stage"] == "fetch"), 0)
     fetch_reasons = stats["rejections_by_stage"].get("fetch", {})
     failed = sum(fetch_reasons.get(reason, 0) for reason in ENVIRONMENTAL)
@@ -198,8 +209,13 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                 with TreeMemory() as memory:  # this process and any worker processes it starts
                     pipeline = beam.Pipeline(options=options)
                     build(pipeline, opts, staging)
-                    result = pipeline.run()
-                    result.wait_until_finish()
+                    try:
+                        result = pipeline.run()
+                        result.wait_until_finish()
+                    except ValueError as err:
+                        if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
+                            raise
+                        raise JobFailed(f"{type(err).__name__}: {err}") from err
                 stats = report.add_to_stats(staging, api_calls=api_calls(result), steps=progress.timings(result),
                                             peak_rss_mb=peak_rss_mb(),
                                             peak_memory_mb=round(memory.peak_mib, 1) if memory.available else None)
