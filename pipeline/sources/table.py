@@ -25,12 +25,11 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
-from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines
+from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
 STAGE = "read"
@@ -376,11 +375,6 @@ class ReadTable(beam.PTransform):
         self._layout = layout
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        rows = (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self._pattern)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "Rows" >> beam.ParDo(_ReadRows(self._layout)).with_outputs(REJECTED, main=KEPT)
-        )
+        rows = spread_files(pbegin, self._pattern) | "Rows" >> beam.ParDo(_ReadRows(self._layout)).with_outputs(
+            REJECTED, main=KEPT)
         return StageOutput(rows[KEPT] | "SpreadRows" >> beam.Reshuffle(), rows[REJECTED])

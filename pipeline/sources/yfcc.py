@@ -173,6 +173,15 @@ def sniff(path: str, lines: int = 5) -> str | None:
     return f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {problems[0]}"
 
 
+def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
+    """PBegin -> PCollection[str]: the paths of the files matching `pattern` (any Beam filesystem),
+    reshuffled so that each file is read on its own worker. Shared by the file-reading sources."""
+    return (pbegin
+            | "Match" >> fileio.MatchFiles(pattern)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "SpreadFiles" >> beam.Reshuffle())
+
+
 class _ReadLines(beam.DoFn):
     """Streams a file's lines; a file that breaks midway (corrupt gzip, truncated bzip2) becomes
     one rejection naming the first line that could not be read, after the lines that could."""
@@ -212,13 +221,8 @@ class ReadYfcc(beam.PTransform):
         self._pattern = pattern
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        lines = (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self._pattern)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "Lines" >> beam.ParDo(_ReadLines()).with_outputs(REJECTED, main=KEPT)
-        )
+        lines = spread_files(pbegin, self._pattern) | "Lines" >> beam.ParDo(_ReadLines()).with_outputs(
+            REJECTED, main=KEPT)
         parsed = apply_stage(lines[KEPT] | "SpreadLines" >> beam.Reshuffle(), STAGE, _ParseLine())
         unreadable = lines[REJECTED]
         return StageOutput(parsed.kept, (parsed.rejected, unreadable) | "ReadRejections" >> beam.Flatten())
