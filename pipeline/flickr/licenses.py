@@ -11,47 +11,38 @@ from __future__ import annotations
 
 import re
 
-LICENSES = {
-    0: ("All Rights Reserved", ""),
-    1: ("Attribution-NonCommercial-ShareAlike License", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
-    2: ("Attribution-NonCommercial License", "https://creativecommons.org/licenses/by-nc/2.0/"),
-    3: ("Attribution-NonCommercial-NoDerivs License", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
-    4: ("Attribution License", "https://creativecommons.org/licenses/by/2.0/"),
-    5: ("Attribution-ShareAlike License", "https://creativecommons.org/licenses/by-sa/2.0/"),
-    6: ("Attribution-NoDerivs License", "https://creativecommons.org/licenses/by-nd/2.0/"),
-    7: ("No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
-    8: ("United States Government Work", "http://www.usa.gov/copyright.shtml"),
-    9: ("Public Domain Dedication (CC0)", "https://creativecommons.org/publicdomain/zero/1.0/"),
-    10: ("Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
-    11: ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    12: ("CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
-    13: ("CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
-    14: ("CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
-    15: ("CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
-    16: ("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
+# Per Flickr license id: Flickr's own name for it (flickr.photos.licenses.getInfo), the short SPDX-like
+# name Creative Commons itself uses, which the dataset records, and the license's URL. One table, so
+# the two names of a license cannot drift apart.
+_TABLE = {
+    0: ("All Rights Reserved", "All Rights Reserved", ""),
+    1: ("Attribution-NonCommercial-ShareAlike License", "CC BY-NC-SA 2.0",
+        "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+    2: ("Attribution-NonCommercial License", "CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
+    3: ("Attribution-NonCommercial-NoDerivs License", "CC BY-NC-ND 2.0",
+        "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
+    4: ("Attribution License", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
+    5: ("Attribution-ShareAlike License", "CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
+    6: ("Attribution-NoDerivs License", "CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
+    7: ("No known copyright restrictions", "No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
+    8: ("United States Government Work", "United States Government Work", "https://www.usa.gov/copyright.shtml"),
+    9: ("Public Domain Dedication (CC0)", "CC0 1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    10: ("Public Domain Mark", "Public Domain Mark 1.0", "https://creativecommons.org/publicdomain/mark/1.0/"),
+    11: ("CC BY 4.0", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    12: ("CC BY-SA 4.0", "CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
+    13: ("CC BY-ND 4.0", "CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
+    14: ("CC BY-NC 4.0", "CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
+    15: ("CC BY-NC-SA 4.0", "CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
+    16: ("CC BY-NC-ND 4.0", "CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
 }
+# Flickr's table still words a few URLs with http: those are its own words, kept as Flickr gives them.
+_FLICKR_URL = {8: "http://www.usa.gov/copyright.shtml"}
 
-# The one name and URL the dataset records per license id: the short SPDX-like name Creative
-# Commons itself uses, and https.
-CANONICAL = {
-    0: ("All Rights Reserved", ""),
-    1: ("CC BY-NC-SA 2.0", "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
-    2: ("CC BY-NC 2.0", "https://creativecommons.org/licenses/by-nc/2.0/"),
-    3: ("CC BY-NC-ND 2.0", "https://creativecommons.org/licenses/by-nc-nd/2.0/"),
-    4: ("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"),
-    5: ("CC BY-SA 2.0", "https://creativecommons.org/licenses/by-sa/2.0/"),
-    6: ("CC BY-ND 2.0", "https://creativecommons.org/licenses/by-nd/2.0/"),
-    7: ("No known copyright restrictions", "https://www.flickr.com/commons/usage/"),
-    8: ("United States Government Work", "https://www.usa.gov/copyright.shtml"),
-    9: ("CC0 1.0", "https://creativecommons.org/publicdomain/zero/1.0/"),
-    10: ("Public Domain Mark 1.0", "https://creativecommons.org/publicdomain/mark/1.0/"),
-    11: ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    12: ("CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0/"),
-    13: ("CC BY-ND 4.0", "https://creativecommons.org/licenses/by-nd/4.0/"),
-    14: ("CC BY-NC 4.0", "https://creativecommons.org/licenses/by-nc/4.0/"),
-    15: ("CC BY-NC-SA 4.0", "https://creativecommons.org/licenses/by-nc-sa/4.0/"),
-    16: ("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
-}
+# Flickr's words per license id: (name, URL) as flickr.photos.licenses.getInfo gives them.
+LICENSES = {license_id: (flickr_name, _FLICKR_URL.get(license_id, url))
+            for license_id, (flickr_name, _, url) in _TABLE.items()}
+# The one name and https URL the dataset records per license id.
+CANONICAL = {license_id: (name, url) for license_id, (_, name, url) in _TABLE.items()}
 _SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
 
 

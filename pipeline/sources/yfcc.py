@@ -45,6 +45,9 @@ MAX_LINE_BYTES = 64 * 1024
 _SKIP_CHUNK = 64 * 1024  # how much of a too-long line is read (and dropped) at a time
 # Columns fetch.sized_url pastes into a static URL.
 _URL_TOKENS = ("server_id", "farm_id", "secret", "secret_original", "extension")
+# The YFCC columns a Photo keeps under the same name, as read (after _ENCODED's unquoting).
+_SAME_NAMED = ("owner_nsid", "owner_name", "title", "description", "tags", "machine_tags", "date_taken",
+               "date_uploaded", "capture_device", "page_url", "download_url", *_URL_TOKENS)
 
 
 def _check(row: dict[str, str]) -> int:
@@ -86,27 +89,12 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         photo_id=photo_id,
         source="yfcc",
         source_ref=ref,
-        owner_nsid=row["owner_nsid"],
-        owner_name=row["owner_name"],
-        title=row["title"],
-        description=row["description"],
-        tags=row["tags"],
-        machine_tags=row["machine_tags"],
-        date_taken=row["date_taken"],
-        date_uploaded=row["date_uploaded"],
-        capture_device=row["capture_device"],
-        page_url=row["page_url"],
-        download_url=row["download_url"],
         license_name=license_name,
         license_url=license_url,
         license_source_text=row["license_name"],
         license_source_url=row["license_url"],
-        server_id=row["server_id"],
-        farm_id=row["farm_id"],
-        secret=row["secret"],
-        secret_original=row["secret_original"],
-        extension=row["extension"],
         marker=marker,
+        **{name: row[name] for name in _SAME_NAMED},
     )
 
 
