@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import apache_beam as beam
-from apache_beam.pvalue import AsList, AsSingleton
+from apache_beam.pvalue import AsList
 
 from pipeline import __version__
 from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion, heldout_figures
@@ -31,7 +31,7 @@ from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
-from pipeline.stage import StageOutput, empty
+from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Detect, DetectOutput, read_decisions
@@ -65,7 +65,7 @@ class _NoInput(beam.PTransform):
     """PBegin -> (empty PCollection[Photo], empty PCollection[Rejection])."""
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        return StageOutput(empty(pbegin.pipeline, "NoPhotos"), empty(pbegin.pipeline, "NoRejections"))
+        return StageOutput(empty(pbegin.pipeline), empty(pbegin.pipeline))
 
 
 def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enabled: object,
@@ -73,11 +73,7 @@ def _maybe(photos: beam.PCollection, pipeline: beam.Pipeline, label: str, enable
     """Apply an optional stage, or pass everything through with no rejections."""
     if enabled:
         return photos | label >> make()
-    return StageOutput(photos, empty(pipeline, f"{label}Off"))
-
-
-def _count(pcoll: beam.PCollection, label: str) -> beam.PCollection:
-    return pcoll | label >> beam.combiners.Count.Globally()
+    return StageOutput(photos, empty(pipeline))
 
 
 def fetch_settings(opts: PassOptions) -> FetchSettings:
@@ -167,7 +163,7 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     photos it keeps leave without their bytes again, those held for review keep them (the review
     writer shows them)."""
     if not specs:
-        return DetectOutput(photos, empty(pipeline, "DetectOffRejected"), empty(pipeline, "DetectOffReview"))
+        return DetectOutput(photos, empty(pipeline), empty(pipeline))
     read_back = photos | "ReadBackImages" >> ReadBackImages(images)
     detected = read_back.kept | "Detect" >> _detect(specs, opts)
     kept = detected.kept | "DropImages" >> beam.Map(drop_image)
@@ -183,8 +179,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     the detectors or their thresholds changed) — detection. Returns (still publishable, all carried
     in, rejections, borderline photos for review)."""
     if not opts.carry_over:
-        nothing = empty(pipeline, "NothingCarried")
-        return nothing, nothing, [], []
+        return empty(pipeline), empty(pipeline), [], []
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
@@ -209,9 +204,10 @@ def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previo
         | "LedgerNew" >> beam.Flatten()
         | "LedgerDecided" >> beam.Filter(lambda entry: entry is not None)
     )
-    old = (previous if previous is not None else empty(kept.pipeline, "NoPreviousLedger")) \
-        | "LedgerOld" >> beam.Map(lambda row: (row["photo_id"], row))
-    return {"new": new, "old": old} | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
+    joined = {"new": new}
+    if previous is not None:
+        joined["old"] = previous | "LedgerOld" >> beam.Map(lambda row: (row["photo_id"], row))
+    return joined | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
 
 
 def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[str, beam.PCollection]:
@@ -259,8 +255,10 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
     detected = _maybe_detect(near.kept, pipeline, specs, opts, staged_images)
-    carried_staged = carried | "StageCarriedImages" >> StageImages(staged_images)
-    candidates = (detected.kept, carried_staged) | "WithCarried" >> beam.Flatten()
+    candidates = detected.kept
+    if opts.carry_over:
+        carried_staged = carried | "StageCarriedImages" >> StageImages(staged_images)
+        candidates = (detected.kept, carried_staged) | "WithCarried" >> beam.Flatten()
     capped = candidates | "CapPerOwner" >> CapPerOwner(opts.per_owner_cap)
     # The writers read the bytes back after their shuffle: a photo whose staged image is gone is
     # rejected here, before it is counted, attributed or indexed as kept.
@@ -273,11 +271,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
              ("deduplicated", near.kept)]
     timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate(timed)]
-    rejections = (
+    rejections = flatten((
         read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
-    ) | "AllRejections" >> beam.Flatten()
+    ), "AllRejections")
 
     _ = kept | "Progress.kept" >> Progress("kept")
     _ = rejections | "Progress.rejected" >> Progress("rejected")
@@ -303,25 +301,20 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
                        | "WriteIndex" >> sinks.WriteNearDupIndex(output))
     files = outputs | "AllFiles" >> beam.Flatten()
 
-    input_rows = (
-        (_count(read.kept, "CountParsed"), _count(read.rejected, "CountUnparsed"), _count(carried_in, "CountCarried"))
-        | "InputRows" >> beam.Flatten()
-        | "SumInput" >> beam.CombineGlobally(sum)
-    )
-    reasons = (
-        rejections
-        | "Reason" >> beam.Map(lambda rejection: (rejection.stage, rejection.reason))
-        | "CountReasons" >> beam.combiners.Count.PerElement()
-        | "ReasonList" >> beam.combiners.ToList()
+    # One count of everything stats.json counts (input rows, kept, rejections by stage and reason):
+    # one combine instead of one per figure, each a dozen transforms.
+    input_rows = flatten((read.kept, read.rejected, carried_in), "InputRows")
+    tallies = (
+        input_rows | "TallyInput" >> beam.Map(lambda _: report.INPUT_ROW),
+        kept | "TallyKept" >> beam.Map(lambda _: report.KEPT_ROW),
+        rejections | "TallyRejections" >> beam.Map(lambda rejection: (rejection.stage, rejection.reason)),
     )
     models = model_entries(specs, fusion_of(opts, specs))
     _ = (
-        pipeline
-        | "Once" >> beam.Create([None])
-        | "Report" >> beam.Map(
-            report.write_report, output=output, options=recorded(opts), inputs=INPUTS, models=models,
-            input_rows=AsSingleton(input_rows), kept=AsSingleton(_count(kept, "CountKept")),
-            reasons=AsSingleton(reasons), files=AsList(files),
-        )
+        tallies
+        | "Tallies" >> beam.Flatten()
+        | "Tally" >> beam.CombineGlobally(report.Tally())  # one element, also when nothing came in
+        | "Report" >> beam.Map(report.write_report, output=output, options=recorded(opts), inputs=INPUTS,
+                               models=models, files=AsList(files))
     )
     return {"kept": kept, "rejections": rejections}

@@ -6,6 +6,7 @@ rejection too (reason `internal_error`) instead of failing the whole job.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -78,9 +79,25 @@ def failure_to_rejections(stage: str) -> Callable[[Any], list[Rejection]]:
     return convert
 
 
-def empty(pipeline: beam.Pipeline, label: str) -> beam.PCollection:
-    """An empty PCollection: the kept or rejected side of a stage that is switched off."""
-    return pipeline | label >> beam.Create([])
+# Per pipeline, its one empty PCollection (see `empty`).
+_EMPTY: weakref.WeakKeyDictionary[beam.Pipeline, beam.PCollection] = weakref.WeakKeyDictionary()
+
+
+def empty(pipeline: beam.Pipeline) -> beam.PCollection:
+    """The pipeline's one empty PCollection: the kept or rejected side of a stage that is switched
+    off. Shared, because each `beam.Create([])` is four transforms that Beam builds, translates
+    and runs (a dozen of them made a fifth of a default job's transforms). Flatten through
+    `flatten`, which lists it once however many switched-off stages hand it in."""
+    if pipeline not in _EMPTY:
+        _EMPTY[pipeline] = pipeline | "Nothing" >> beam.Create([])
+    return _EMPTY[pipeline]
+
+
+def flatten(pcolls: Iterable[beam.PCollection], label: str) -> beam.PCollection:
+    """`beam.Flatten` of the distinct PCollections among `pcolls`: the shared empty one (`empty`) may
+    come more than once, and a Flatten given one PCollection twice would emit its elements twice."""
+    distinct = list({id(pcoll): pcoll for pcoll in pcolls}.values())
+    return distinct | label >> beam.Flatten()
 
 
 def apply_stage_with_outputs(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, extra_tags: Sequence[str],

@@ -2,7 +2,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.records import Photo, PhotoCoder, Rejection, RejectionCoder
-from pipeline.stage import apply_stage, reject
+from pipeline.stage import apply_stage, empty, flatten, reject
 from tests.conftest import local_pipeline, photo
 
 
@@ -69,3 +69,12 @@ def test_every_stage_module_is_named_as_its_stage_and_listed_in_flow_order():
         assert name == importlib.import_module(f"pipeline.stages.{name}").STAGE
     assert set(modules) == set(STAGES) - {"read", "blocklist_content"}
     assert importlib.import_module("pipeline.sources.yfcc").STAGE == "read" == STAGES[0]
+
+
+def test_switched_off_stages_share_one_empty_collection_and_flatten_lists_it_once():
+    with local_pipeline() as p:
+        nothing = empty(p)
+        assert empty(p) is nothing  # one Create([]) per pipeline, however many stages are off
+        real = p | beam.Create(["a", "b"])
+        # Given twice, a Flatten would emit a collection's elements twice: `flatten` lists each once.
+        assert_that(flatten((nothing, real, nothing, real), "Both"), equal_to(["a", "b"]))

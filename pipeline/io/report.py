@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
@@ -43,12 +45,38 @@ def build_stats(input_rows: int, kept: int, reason_counts: Iterable[tuple[tuple[
     }
 
 MANIFEST = "manifest.json"
+# What the job tallies (`Tally`): an input row, a kept photo; a rejection is tallied as (stage, reason).
+INPUT_ROW, KEPT_ROW = "input_row", "kept"
 
 
-def write_report(_: None, output: str, options: dict[str, Any], inputs: Sequence[str], models: list[dict[str, Any]],
-                 input_rows: int, kept: int, reasons: list, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """stats.json and manifest.json, written last: the manifest lists every file of the run."""
-    stats = build_stats(input_rows, kept, reasons)
+class Tally(beam.CombineFn):
+    """INPUT_ROW, KEPT_ROW and (stage, reason) elements -> {"input_rows": n, "kept": n, "reasons":
+    [((stage, reason), n), ...]}, the counts `build_stats` takes, in one combine."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, counts: Counter, element: str | tuple[str, str]) -> Counter:
+        counts[element] += 1
+        return counts
+
+    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
+        merged: Counter = Counter()
+        for counts in accumulators:
+            merged.update(counts)
+        return merged
+
+    def extract_output(self, counts: Counter) -> dict[str, Any]:
+        reasons = sorted((key, n) for key, n in counts.items() if isinstance(key, tuple))
+        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], "reasons": reasons}
+
+
+def write_report(tally: dict[str, Any], output: str, options: dict[str, Any], inputs: Sequence[str],
+                 models: list[dict[str, Any]], files: list[dict[str, Any]]) -> dict[str, Any]:
+    """stats.json and manifest.json, written last: the manifest lists every file of the run.
+    `tally` is `Tally`'s output."""
+    input_rows, kept = tally["input_rows"], tally["kept"]
+    stats = build_stats(input_rows, kept, tally["reasons"])
     stats_entry = write_json(output, "stats.json", stats)
     ordered = sorted(files, key=lambda entry: entry["path"])
     manifest = {

@@ -73,7 +73,7 @@ def merged(keyed: tuple[str, dict[str, Iterable[dict]]]) -> Iterator[dict]:
     down, say) is recorded as rejected."""
     _, groups = keyed
     new = sorted(groups["new"], key=lambda entry: entry["decision"] == KEPT)  # a rejection wins
-    chosen = new[0] if new else next(iter(groups["old"]), None)
+    chosen = new[0] if new else next(iter(groups.get("old", ())), None)  # no "old": no previous ledger
     if chosen is not None:
         yield chosen
 

@@ -77,5 +77,5 @@ class CapPerOwner(beam.PTransform):
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         if self._cap <= 0:
-            return StageOutput(photos, empty(photos.pipeline, "NoRejections"))
+            return StageOutput(photos, empty(photos.pipeline))
         return apply_keyed_stage(photos, STAGE, owner_key, _KeepFirstN(self._cap))
