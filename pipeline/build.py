@@ -267,8 +267,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     kept = present.kept | "FirstRelease" >> beam.Map(
         lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
-    timed = [("read", read.kept), ("read", read.rejected), ("read", carried_in), ("fetched", images.kept),
-             ("deduplicated", near.kept)]
+    input_rows = flatten((read.kept, read.rejected, carried_in), "InputRows")
+    timed = [("read", input_rows), ("fetched", images.kept), ("deduplicated", near.kept)]
     timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate(timed)]
     rejections = flatten((
@@ -276,45 +276,51 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
     ), "AllRejections")
-
     _ = kept | "Progress.kept" >> Progress("kept")
     _ = rejections | "Progress.rejected" >> Progress("rejected")
-    outputs = [
-        kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
-                                                    opts.images_per_shard, staged_images),
-        rejections | "WriteRejections" >> sinks.WriteRejections(output),
-        kept | "WriteAttribution" >> sinks.WriteAttribution(output),
-        pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
-                                                          opts.near_dup_distance >= 0),
-    ]
-    if specs:
-        outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
-                       | "WriteReview" >> WriteReview(output, specs, fusion_of(opts, specs)))
-    outputs.append(_ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
-                   | "WriteLedger" >> sinks.WriteLedger(output))
+
+    ledger_entries = _ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
+    index_entries = None
     if opts.near_dup_distance >= 0:
         index = [kept | "IndexEntries" >> beam.Map(lambda photo: (photo.phash, photo.photo_id, photo.dhash))]
         # A refresh's kept images include the carried ones: its index is exactly its images. Without
         # carry-over, the new index adds this run's images to the previous one.
         index += [previous] if previous is not None and not opts.carry_over else []
-        outputs.append(index | "AllIndexEntries" >> beam.Flatten()
-                       | "WriteIndex" >> sinks.WriteNearDupIndex(output))
-    files = outputs | "AllFiles" >> beam.Flatten()
+        index_entries = index | "AllIndexEntries" >> beam.Flatten()
 
-    # One count of everything stats.json counts (input rows, kept, rejections by stage and reason):
-    # one combine instead of one per figure, each a dozen transforms.
-    input_rows = flatten((read.kept, read.rejected, carried_in), "InputRows")
-    tallies = (
+    # One count of everything the job counts: stats.json's figures (input rows, kept, rejections by
+    # stage and reason) and the records each sharded file set is sized by. One combine instead of
+    # one per figure, each a dozen transforms that Beam builds, translates and runs.
+    tallied = [
         input_rows | "TallyInput" >> beam.Map(lambda _: report.INPUT_ROW),
         kept | "TallyKept" >> beam.Map(lambda _: report.KEPT_ROW),
         rejections | "TallyRejections" >> beam.Map(lambda rejection: (rejection.stage, rejection.reason)),
-    )
+        ledger_entries | "TallyLedger" >> beam.Map(lambda _: report.LEDGER_ENTRY),
+    ]
+    if index_entries is not None:
+        tallied.append(index_entries | "TallyIndex" >> beam.Map(lambda _: report.INDEX_ENTRY))
+    tally = tallied | "Tallies" >> beam.Flatten() | "Tally" >> beam.CombineGlobally(report.Tally())
+
+    def count(name: str) -> beam.PCollection:  # one of the tally's counts, as a one-element PCollection
+        return tally | f"Count.{name}" >> beam.Map(lambda counts: counts[name])
+
+    outputs = [
+        kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
+                                                    opts.images_per_shard, staged_images, count("kept")),
+        rejections | "WriteRejections" >> sinks.WriteRejections(output, count("rejected")),
+        kept | "WriteAttribution" >> sinks.WriteAttribution(output),
+        pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
+                                                          opts.near_dup_distance >= 0),
+        ledger_entries | "WriteLedger" >> sinks.WriteLedger(output, count(report.LEDGER_ENTRY)),
+    ]
+    if specs:
+        outputs.append((detected.review, *carried_review) | "AllReview" >> beam.Flatten()
+                       | "WriteReview" >> WriteReview(output, specs, fusion_of(opts, specs)))
+    if index_entries is not None:
+        outputs.append(index_entries | "WriteIndex" >> sinks.WriteNearDupIndex(output, count(report.INDEX_ENTRY)))
+    files = outputs | "AllFiles" >> beam.Flatten()
+
     models = model_entries(specs, fusion_of(opts, specs))
-    _ = (
-        tallies
-        | "Tallies" >> beam.Flatten()
-        | "Tally" >> beam.CombineGlobally(report.Tally())  # one element, also when nothing came in
-        | "Report" >> beam.Map(report.write_report, output=output, options=recorded(opts), inputs=INPUTS,
-                               models=models, files=AsList(files))
-    )
+    _ = tally | "Report" >> beam.Map(report.write_report, output=output, options=recorded(opts), inputs=INPUTS,
+                                     models=models, files=AsList(files))
     return {"kept": kept, "rejections": rejections}

@@ -5,7 +5,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.io.report import INPUT_ROW, KEPT_ROW, Tally, build_stats
+from pipeline.io.report import INDEX_ENTRY, INPUT_ROW, KEPT_ROW, LEDGER_ENTRY, Tally, build_stats
 from tests.conftest import local_pipeline
 
 
@@ -25,10 +25,12 @@ def test_unaccounted_rows_are_flagged():
 
 
 def test_tally_counts_input_rows_kept_and_reasons_in_one_combine():
-    elements = [INPUT_ROW] * 5 + [KEPT_ROW] * 2 + [("fetch", "timeout"), ("read", "bad_id"), ("fetch", "timeout")]
+    elements = [INPUT_ROW] * 6 + [KEPT_ROW] * 2 + [("fetch", "timeout"), ("read", "bad_id"), ("fetch", "timeout")]
+    elements += [LEDGER_ENTRY] * 4 + [INDEX_ENTRY] * 3
     with local_pipeline() as p:
         tally = p | beam.Create(elements) | beam.CombineGlobally(Tally())
-        assert_that(tally, equal_to([{"input_rows": 5, "kept": 2,
+        assert_that(tally, equal_to([{"input_rows": 6, "kept": 2, "rejected": 3, "ledger_entries": 4,
+                                      "index_entries": 3,
                                       "reasons": [(("fetch", "timeout"), 2), (("read", "bad_id"), 1)]}]))
 
 
@@ -36,10 +38,11 @@ def test_tally_of_nothing_is_one_zero_tally():
     # The report hangs on the tally's one element: an empty run must still get one, or no stats.json.
     with local_pipeline() as p:
         tally = p | beam.Create([]) | beam.CombineGlobally(Tally())
-        assert_that(tally, equal_to([{"input_rows": 0, "kept": 0, "reasons": []}]))
+        assert_that(tally, equal_to([{"input_rows": 0, "kept": 0, "rejected": 0, "ledger_entries": 0,
+                                      "index_entries": 0, "reasons": []}]))
 
 
-@given(st.lists(st.one_of(st.sampled_from([INPUT_ROW, KEPT_ROW]),
+@given(st.lists(st.one_of(st.sampled_from([INPUT_ROW, KEPT_ROW, LEDGER_ENTRY, INDEX_ENTRY]),
                           st.tuples(st.sampled_from(["read", "fetch"]), st.sampled_from(["a", "b"]))),
                 max_size=30),
        st.integers(1, 4))
@@ -54,4 +57,6 @@ def test_tally_merges_partial_counts_as_one_count(elements, parts):
         accumulators.append(accumulator)
     result = tally.extract_output(tally.merge_accumulators(accumulators))
     assert result["input_rows"] == elements.count(INPUT_ROW) and result["kept"] == elements.count(KEPT_ROW)
+    assert result[LEDGER_ENTRY] == elements.count(LEDGER_ENTRY) and result[INDEX_ENTRY] == elements.count(INDEX_ENTRY)
     assert result["reasons"] == sorted(Counter(e for e in elements if isinstance(e, tuple)).items())
+    assert result["rejected"] == sum(isinstance(e, tuple) for e in elements)

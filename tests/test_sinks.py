@@ -35,6 +35,22 @@ def test_empty_shards_are_still_written(tmp_path):
         f"pass-0000{i}-of-00004.tar" for i in range(4)]
 
 
+def test_shards_sized_by_a_given_count_are_those_sized_by_counting(tmp_path):
+    # The job hands the writers its tally's count instead of counting again: 9 photos are 8 shards
+    # (MIN_DATASET_SHARDS) either way, and the count is what sizes them (2 photos: 2 shards).
+    photos = [photo(str(i), image=real_jpeg(), width=451, height=300) for i in range(1, 10)]
+    eight = [1, 1, 0, 2, 0, 0, 3, 2]
+    expected = {"counted": eight, "given": eight, "wrong": [4, 5]}
+    for name, count in (("counted", None), ("given", 9), ("wrong", 2)):
+        with local_pipeline() as p:
+            given = None if count is None else p | f"Count{name}" >> beam.Create([count])
+            entries = p | beam.Create(photos) | WriteDataset(str(tmp_path / name), ["parquet"], 0, 4, count=given)
+            shards = len(expected[name])
+            assert_that(entries | beam.Map(lambda e: (e["path"], e["records"])),
+                        equal_to([(f"parquet/pass-{i:05d}-of-{shards:05d}.parquet", n)
+                                  for i, n in enumerate(expected[name])]))
+
+
 def test_write_atomically_replaces_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "f.bin"
     target.write_bytes(b"old")

@@ -45,13 +45,16 @@ def build_stats(input_rows: int, kept: int, reason_counts: Iterable[tuple[tuple[
     }
 
 MANIFEST = "manifest.json"
-# What the job tallies (`Tally`): an input row, a kept photo; a rejection is tallied as (stage, reason).
-INPUT_ROW, KEPT_ROW = "input_row", "kept"
+# What the job tallies (`Tally`): an input row, a kept photo, an entry of the ledger and of the
+# near-duplicate index; a rejection is tallied as (stage, reason).
+INPUT_ROW, KEPT_ROW, LEDGER_ENTRY, INDEX_ENTRY = "input_row", "kept", "ledger_entries", "index_entries"
 
 
 class Tally(beam.CombineFn):
-    """INPUT_ROW, KEPT_ROW and (stage, reason) elements -> {"input_rows": n, "kept": n, "reasons":
-    [((stage, reason), n), ...]}, the counts `build_stats` takes, in one combine."""
+    """INPUT_ROW, KEPT_ROW, LEDGER_ENTRY, INDEX_ENTRY and (stage, reason) elements -> {"input_rows":
+    n, "kept": n, "rejected": n, "ledger_entries": n, "index_entries": n, "reasons": [((stage,
+    reason), n), ...]}: the counts `build_stats` takes and those the sharded writers are sized by,
+    in one combine."""
 
     def create_accumulator(self) -> Counter:
         return Counter()
@@ -68,7 +71,8 @@ class Tally(beam.CombineFn):
 
     def extract_output(self, counts: Counter) -> dict[str, Any]:
         reasons = sorted((key, n) for key, n in counts.items() if isinstance(key, tuple))
-        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], "reasons": reasons}
+        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], "rejected": sum(n for _, n in reasons),
+                LEDGER_ENTRY: counts[LEDGER_ENTRY], INDEX_ENTRY: counts[INDEX_ENTRY], "reasons": reasons}
 
 
 def write_report(tally: dict[str, Any], output: str, options: dict[str, Any], inputs: Sequence[str],

@@ -79,9 +79,12 @@ class WriteSharded(beam.PTransform):
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
                  key: Callable[[Any], str], sort_key: Callable[[Any], Any], fixed_shards: int,
                  per_shard: int, min_shards: int = 1, complete: Callable[[Any], Any] | None = None,
-                 record_type: type | None = None) -> None:
-        """`record_type`: the records' type when it has a registered coder (Photo), for the shuffle."""
+                 record_type: type | None = None, count: beam.PCollection | None = None) -> None:
+        """`record_type`: the records' type when it has a registered coder (Photo), for the shuffle.
+        `count`: a one-element PCollection holding the number of records, when the job counts them
+        already (its tally); without it the records are counted here."""
         super().__init__()
+        self._count = count
         self._output, self._prefix, self._outputs, self._complete = output, prefix, outputs, complete
         self._record_type = record_type
         self._key, self._sort_key = key, sort_key
@@ -89,11 +92,8 @@ class WriteSharded(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         fixed, per_shard, least, key = self._fixed, self._per_shard, self._min, self._key
-        num_shards = (
-            records
-            | "Count" >> beam.combiners.Count.Globally()
-            | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard, least))
-        )
+        counted = self._count if self._count is not None else records | "Count" >> beam.combiners.Count.Globally()
+        num_shards = counted | "NumShards" >> beam.Map(lambda count: shard_count(count, fixed, per_shard, least))
         every = beam.FlatMap(lambda n: [(index, None) for index in range(n)])
         to_shard = beam.Map(lambda record, n: (shard_of(key(record), n), record), n=beam.pvalue.AsSingleton(num_shards))
         if self._record_type is not None:  # typed: the shuffle then uses the type's coder, not pickle
@@ -128,13 +128,14 @@ class WriteDataset(beam.PTransform):
     after the shard shuffle, so the shuffle carries none."""
 
     def __init__(self, output: str, formats_wanted: list[str], fixed_shards: int, per_shard: int,
-                 images: str = "") -> None:
+                 images: str = "", count: beam.PCollection | None = None) -> None:
         super().__init__()
         outputs = [(name, formats.WRITERS[name][0], formats.WRITERS[name][1]) for name in formats_wanted]
         self._write = WriteSharded(output, DATASET_PREFIX, outputs, key=lambda photo: photo.photo_id,
                                    sort_key=photo_order, fixed_shards=fixed_shards, per_shard=per_shard,
                                    min_shards=MIN_DATASET_SHARDS,
-                                   complete=_with_staged_image(images) if images else None, record_type=Photo)
+                                   complete=_with_staged_image(images) if images else None, record_type=Photo,
+                                   count=count)
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
         return photos | self._write
@@ -147,12 +148,12 @@ def rejection_order(rejection: Rejection) -> tuple:
 class WriteRejections(beam.PTransform):
     """PCollection[Rejection] -> PCollection[dict] of file entries under rejections/."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
             output, "rejections", [("rejections", "parquet", formats.write_rejections)],
             key=lambda rejection: rejection.photo_id, sort_key=rejection_order, fixed_shards=0,
-            per_shard=REJECTIONS_PER_SHARD,
+            per_shard=REJECTIONS_PER_SHARD, count=count,
         )
 
     def expand(self, rejections: beam.PCollection) -> beam.PCollection:
@@ -163,12 +164,12 @@ class WriteNearDupIndex(beam.PTransform):
     """PCollection[(phash, photo id, dhash)] -> PCollection[dict]: the release's near-duplicate index under
     near_dup_index/, which a later run reads with --previous_index to compare only its new images."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
             output, "index", [("near_dup_index", "parquet", formats.write_index)],
             key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0]), fixed_shards=0,
-            per_shard=INDEX_ROWS_PER_SHARD,
+            per_shard=INDEX_ROWS_PER_SHARD, count=count,
         )
 
     def expand(self, entries: beam.PCollection) -> beam.PCollection:
@@ -179,12 +180,12 @@ class WriteLedger(beam.PTransform):
     """PCollection[dict] (photo_id, decision, stage, reason, release) -> PCollection[dict]: the
     release's ledger of decided photo ids under ledger/ (see stages/ledger.py)."""
 
-    def __init__(self, output: str) -> None:
+    def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
             output, "ledger", [("ledger", "parquet", formats.write_ledger)],
             key=lambda entry: entry["photo_id"], sort_key=lambda entry: int(entry["photo_id"]), fixed_shards=0,
-            per_shard=INDEX_ROWS_PER_SHARD,
+            per_shard=INDEX_ROWS_PER_SHARD, count=count,
         )
 
     def expand(self, entries: beam.PCollection) -> beam.PCollection:
