@@ -267,8 +267,10 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     kept = present.kept | "FirstRelease" >> beam.Map(
         lambda photo: photo if photo.first_release or not release else photo.replace(first_release=release))
 
-    input_rows = flatten((read.kept, read.rejected, carried_in), "InputRows")
-    timed = [("read", input_rows), ("fetched", images.kept), ("deduplicated", near.kept)]
+    read_rows = [read.kept, read.rejected, *([carried_in] if opts.carry_over else [])]
+    # Counted where they are made, not after a Flatten: a runner may run a Flatten's consumer only
+    # once every input is done, and the read count would stay 0 while downloads are still going.
+    timed = [*(("read", rows) for rows in read_rows), ("fetched", images.kept), ("deduplicated", near.kept)]
     timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate(timed)]
     rejections = flatten((
@@ -292,7 +294,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # stage and reason) and the records each sharded file set is sized by. One combine instead of
     # one per figure, each a dozen transforms that Beam builds, translates and runs.
     tallied = [
-        input_rows | "TallyInput" >> beam.Map(lambda _: report.INPUT_ROW),
+        flatten(read_rows, "InputRows") | "TallyInput" >> beam.Map(lambda _: report.INPUT_ROW),
         kept | "TallyKept" >> beam.Map(lambda _: report.KEPT_ROW),
         rejections | "TallyRejections" >> beam.Map(lambda rejection: (rejection.stage, rejection.reason)),
         ledger_entries | "TallyLedger" >> beam.Map(lambda _: report.LEDGER_ENTRY),
