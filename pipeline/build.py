@@ -292,7 +292,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
 
     # One count of everything the job counts: stats.json's figures (input rows, kept, rejections by
     # stage and reason) and the records each sharded file set is sized by. One combine instead of
-    # one per figure, each a dozen transforms that Beam builds, translates and runs.
+    # one per figure, each a dozen transforms that Beam builds, translates and runs. The price: every
+    # writer waits for the whole tally (the ledger join included), which carries metadata only.
     tallied = [
         flatten(read_rows, "InputRows") | "TallyInput" >> beam.Map(lambda _: report.INPUT_ROW),
         kept | "TallyKept" >> beam.Map(lambda _: report.KEPT_ROW),
