@@ -161,10 +161,14 @@ class NearDuplicates(beam.PTransform):
             | "JoinIds" >> beam.CoGroupByKey()
             | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["edge"]) else [])
         )
+        # Every edge in one place for the global greedy step. A one-key GroupByKey, not ToList: no
+        # edges then means no group and nothing dropped, and it is three transforms, not eleven.
         dropped_by_group = (
             edges
-            | "AllEdges" >> beam.combiners.ToList()
-            | "Greedy" >> beam.FlatMap(_greedy_from_arrays, nodes=beam.pvalue.AsList(involved))
+            | "OneKey" >> beam.Map(lambda arrays: (0, arrays))
+            | "AllEdges" >> beam.GroupByKey()
+            | "Greedy" >> beam.FlatMap(lambda keyed, nodes: _greedy_from_arrays(list(keyed[1]), nodes),
+                                       nodes=beam.pvalue.AsList(involved))
         )
         grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
         return apply_stage(grouped, STAGE, _Resolve())
