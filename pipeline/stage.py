@@ -79,8 +79,9 @@ def failure_to_rejections(stage: str) -> Callable[[Any], list[Rejection]]:
     return convert
 
 
-# Per pipeline, its one empty PCollection (see `empty`).
-_EMPTY: weakref.WeakKeyDictionary[beam.Pipeline, beam.PCollection] = weakref.WeakKeyDictionary()
+# Per pipeline, a weak reference to its one empty PCollection (see `empty`): weak both ways, since
+# a PCollection refers to its pipeline, and a strong value would keep every test's pipeline alive.
+_EMPTY: weakref.WeakKeyDictionary[beam.Pipeline, weakref.ref] = weakref.WeakKeyDictionary()
 
 
 def empty(pipeline: beam.Pipeline) -> beam.PCollection:
@@ -88,9 +89,12 @@ def empty(pipeline: beam.Pipeline) -> beam.PCollection:
     off. Shared, because each `beam.Create([])` is four transforms that Beam builds, translates
     and runs (a dozen of them made a fifth of a default job's transforms). Flatten through
     `flatten`, which lists it once however many switched-off stages hand it in."""
-    if pipeline not in _EMPTY:
-        _EMPTY[pipeline] = pipeline | "Nothing" >> beam.Create([])
-    return _EMPTY[pipeline]
+    known = _EMPTY.get(pipeline)
+    nothing = known() if known is not None else None
+    if nothing is None:
+        nothing = pipeline | "Nothing" >> beam.Create([])  # the pipeline's graph holds it from now on
+        _EMPTY[pipeline] = weakref.ref(nothing)
+    return nothing
 
 
 def flatten(pcolls: Iterable[beam.PCollection], label: str) -> beam.PCollection:

@@ -3,7 +3,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.records import Photo, PhotoCoder, Rejection, RejectionCoder
 from pipeline.stage import apply_stage, empty, flatten, reject
-from tests.conftest import local_pipeline, photo
+from tests.conftest import LOCAL, local_pipeline, photo
 
 
 class Explodes(beam.DoFn):
@@ -78,3 +78,17 @@ def test_switched_off_stages_share_one_empty_collection_and_flatten_lists_it_onc
         real = p | beam.Create(["a", "b"])
         # Given twice, a Flatten would emit a collection's elements twice: `flatten` lists each once.
         assert_that(flatten((nothing, real, nothing, real), "Both"), equal_to(["a", "b"]))
+
+
+def test_the_shared_empty_collection_does_not_keep_its_pipeline_alive():
+    import gc
+    import weakref
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    pipeline = beam.Pipeline(options=PipelineOptions(LOCAL))
+    assert empty(pipeline) is empty(pipeline)
+    gone = weakref.ref(pipeline)
+    del pipeline
+    gc.collect()
+    assert gone() is None  # a test session builds hundreds of pipelines: none may stay in memory
