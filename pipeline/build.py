@@ -309,8 +309,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
 
     outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
-                                                    opts.images_per_shard, staged_images, count("kept")),
-        rejections | "WriteRejections" >> sinks.WriteRejections(output, count("rejected")),
+                                                    opts.images_per_shard, staged_images, count(report.KEPT_ROW)),
+        rejections | "WriteRejections" >> sinks.WriteRejections(output, count(report.REJECTED)),
         kept | "WriteAttribution" >> sinks.WriteAttribution(output),
         pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
                                                           opts.near_dup_distance >= 0),

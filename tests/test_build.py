@@ -264,3 +264,23 @@ def test_photo_shuffles_encode_photos_with_photo_coder(server, tmp_path):
                                                         "CapPerOwner/owner_cap.group",
                                                         "WriteDataset/WriteSharded/GroupShards")}
     assert all("PhotoCoder" in coder for coder in photo_shuffles.values()), photo_shuffles
+
+
+def test_every_sharded_file_set_is_sized_by_its_own_record_count(server, tmp_path, monkeypatch):
+    """The writers are sized by the job's one tally: with small shards, a writer handed another
+    set's count (kept for the rejections, say) would write another number of files."""
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.io import sinks
+
+    monkeypatch.setattr(sinks, "REJECTIONS_PER_SHARD", 2)
+    monkeypatch.setattr(sinks, "INDEX_ROWS_PER_SHARD", 3)
+    metadata = build_demo_world(server, tmp_path / "in")
+    run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+         "--images_per_shard=2", "--detectors=none", *LOCAL])
+    files = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
+    sized = {folder: (len([f for f in files if f["path"].startswith(folder + "/")]),
+                      sum(f["records"] for f in files if f["path"].startswith(folder + "/")))
+             for folder in ("parquet", "rejections", "ledger", "near_dup_index")}
+    # (files, records): 10 kept in 8 shards at least, 8 rejections by 2, 15 ledger rows (one per decided
+    # photo id) and 10 index rows by 3.
+    assert sized == {"parquet": (8, 10), "rejections": (4, 8), "ledger": (5, 15), "near_dup_index": (4, 10)}

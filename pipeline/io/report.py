@@ -48,6 +48,7 @@ MANIFEST = "manifest.json"
 # What the job tallies (`Tally`): an input row, a kept photo, an entry of the ledger and of the
 # near-duplicate index; a rejection is tallied as (stage, reason).
 INPUT_ROW, KEPT_ROW, LEDGER_ENTRY, INDEX_ENTRY = "input_row", "kept", "ledger_entries", "index_entries"
+REJECTED = "rejected"  # the tally's count of rejections (their sum over stage and reason)
 
 
 class Tally(beam.CombineFn):
@@ -71,7 +72,7 @@ class Tally(beam.CombineFn):
 
     def extract_output(self, counts: Counter) -> dict[str, Any]:
         reasons = sorted((key, n) for key, n in counts.items() if isinstance(key, tuple))
-        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], "rejected": sum(n for _, n in reasons),
+        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], REJECTED: sum(n for _, n in reasons),
                 LEDGER_ENTRY: counts[LEDGER_ENTRY], INDEX_ENTRY: counts[INDEX_ENTRY], "reasons": reasons}
 
 
