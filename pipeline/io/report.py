@@ -72,7 +72,8 @@ class Tally(beam.CombineFn):
 
     def extract_output(self, counts: Counter) -> dict[str, Any]:
         reasons = sorted((key, n) for key, n in counts.items() if isinstance(key, tuple))
-        return {"input_rows": counts[INPUT_ROW], "kept": counts[KEPT_ROW], REJECTED: sum(n for _, n in reasons),
+        # Keyed by the tags themselves where the writers look a count up (build.py's `count(report.X)`).
+        return {"input_rows": counts[INPUT_ROW], KEPT_ROW: counts[KEPT_ROW], REJECTED: sum(n for _, n in reasons),
                 LEDGER_ENTRY: counts[LEDGER_ENTRY], INDEX_ENTRY: counts[INDEX_ENTRY], "reasons": reasons}
 
 
@@ -80,7 +81,7 @@ def write_report(tally: dict[str, Any], output: str, options: dict[str, Any], in
                  models: list[dict[str, Any]], files: list[dict[str, Any]]) -> dict[str, Any]:
     """stats.json and manifest.json, written last: the manifest lists every file of the run.
     `tally` is `Tally`'s output."""
-    input_rows, kept = tally["input_rows"], tally["kept"]
+    input_rows, kept = tally["input_rows"], tally[KEPT_ROW]
     stats = build_stats(input_rows, kept, tally["reasons"])
     stats_entry = write_json(output, "stats.json", stats)
     ordered = sorted(files, key=lambda entry: entry["path"])
