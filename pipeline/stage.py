@@ -13,7 +13,12 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam import pvalue
 
+from pipeline import beam_memo
 from pipeline.records import Photo, Rejection
+
+# Every job builds its stages from this module: Beam's two hottest repeated computations are
+# memoised for all of them, here and in worker processes that import it (see beam_memo).
+beam_memo.install()
 
 
 class _QuietTagWarning(logging.Filter):
