@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.cli import expand_month, main, pipeline_options
 from pipeline.options import PassOptions
+from tests.conftest import DETECT_THREADS
 
 
 def test_defaults_to_a_runner_that_never_reaches_out():
@@ -67,8 +68,8 @@ def test_require_gpu_fails_at_start_without_cuda(tmp_path, capsys):
 @pytest.mark.slow
 def test_python_dash_m_runs_the_demo(tmp_path):
     """The README's first command in miniature: the demo through `python -m pipeline`."""
-    done = subprocess.run([sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "pipeline", "demo", "--output", str(tmp_path / "demo"),
+                           f"--detect_threads={DETECT_THREADS}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "kept 8 of 18 input rows (all accounted for)" in done.stdout
     # Nothing that reads like a failure on a successful run (Beam's batch-size estimator warned once).

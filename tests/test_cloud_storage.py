@@ -25,7 +25,7 @@ import pytest
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from tests.conftest import FAST
+from tests.conftest import FAST, runtime
 
 BUCKET = "pass-test-bucket"
 
@@ -105,7 +105,7 @@ def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
 def test_models_and_registries_from_gcs(gcs, tmp_path):
     """A user registry on gs:// whose model file is a gs:// object beside it: read through Beam
     FileSystems, checksum-checked, and run on a real photograph."""
-    from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+    from pipeline.detectors.handler import create_session, photo_scores
     from pipeline.detectors.registry import BUILTIN_REGISTRY, ChecksumError, load_registry, read_model, select
     from tests.conftest import photo, real_jpeg
 
@@ -115,7 +115,7 @@ def test_models_and_registries_from_gcs(gcs, tmp_path):
         {"detectors": [{**entry, "name": "nsfw_from_gcs", "file": "open-nsfw.onnx"}]}))
     spec = select(load_registry(f"gs://{BUCKET}/models/registry.json"), "nsfw_from_gcs")[0]
     assert spec.file == f"gs://{BUCKET}/models/open-nsfw.onnx"
-    session = create_session(spec, RuntimeConfig())
+    session = create_session(spec, runtime())
     [scores] = photo_scores(spec, session, [photo(image=real_jpeg("coffee.jpg"))], 0)
     assert scores["nsfw"] < 0.2
     gcs.blob("models/open-nsfw.onnx").upload_from_string(b"tampered")

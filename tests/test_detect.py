@@ -13,7 +13,7 @@ from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.registry import load_registry, select
 from pipeline.stages.detect import Detect, read_decisions
-from tests.conftest import local_pipeline, photo, real_jpeg
+from tests.conftest import local_pipeline, photo, real_jpeg, runtime
 
 SPECS = select(load_registry(), "default")
 NAMES = {"1": "astronaut.jpg", "2": "camera.jpg", "3": "chelsea.jpg", "4": "coffee.jpg", "5": "rocket.jpg",
@@ -30,7 +30,7 @@ def test_people_rejected_animals_objects_and_landscapes_kept():
     score_names = sorted(f"{s.name}.{c}" for s in SPECS for c in (*s.human_classes, *s.nsfw_classes))
     score_names = sorted({*score_names, "open_nsfw.sfw"})
     with local_pipeline() as p:
-        out = p | beam.Create(photos()) | Detect(SPECS, RuntimeConfig(max_batch=4))
+        out = p | beam.Create(photos()) | Detect(SPECS, runtime(max_batch=4))
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3", "4", "5", "6"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                     equal_to([("1", "detect", "human"), ("2", "detect", "human")]), label="rejected")
@@ -45,7 +45,7 @@ def test_borderline_band_goes_to_review_and_reviewers_decide():
     strict = dataclasses.replace(person, thresholds={"person": 0.995}, review_band={"person": 0.9})
     inputs = [photo("1", image=real_jpeg("astronaut.jpg")), photo("3", image=real_jpeg("chelsea.jpg"))]
     with local_pipeline() as p:
-        out = p | beam.Create(inputs) | Detect([strict], RuntimeConfig())
+        out = p | beam.Create(inputs) | Detect([strict], runtime())
         assert_that(out.review | beam.Map(lambda ph: (ph.photo_id, bool(ph.image))), equal_to([("1", True)]),
                     label="review")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)), equal_to([("1", "needs_review")]),
@@ -53,7 +53,7 @@ def test_borderline_band_goes_to_review_and_reviewers_decide():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
     decisions = {"1": ("accept", "astronaut suit only? checked"), "3": ("reject_other", "blurry")}
     with local_pipeline() as p:
-        out = p | beam.Create(inputs) | Detect([strict], RuntimeConfig(), decisions)
+        out = p | beam.Create(inputs) | Detect([strict], runtime(), decisions)
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
                     equal_to([("3", "reviewer_rejected", "blurry")]), label="rejected")
@@ -63,7 +63,7 @@ def test_borderline_band_goes_to_review_and_reviewers_decide():
 def test_a_broken_image_is_a_rejection_and_the_rest_goes_on():
     inputs = [photo("3", image=real_jpeg("chelsea.jpg")), photo("9", image=b"not a jpeg")]
     with local_pipeline() as p:
-        out = p | beam.Create(inputs) | Detect(SPECS[2:], RuntimeConfig(max_batch=1))
+        out = p | beam.Create(inputs) | Detect(SPECS[2:], runtime(max_batch=1))
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                     equal_to([("9", "detect", "internal_error")]), label="rejected")
@@ -90,7 +90,7 @@ def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
 
     def run(expect_inferences: int) -> None:
         p = local_pipeline()
-        out = p | beam.Create(inputs) | Detect(nsfw, RuntimeConfig(), cache=str(tmp_path / "cache"))
+        out = p | beam.Create(inputs) | Detect(nsfw, runtime(), cache=str(tmp_path / "cache"))
         assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, round(dict(ph.scores)["open_nsfw.nsfw"], 6))),
                     equal_to(want))
         result = p.run()
@@ -99,7 +99,7 @@ def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
         inferred = sum(c.committed for c in counters if c.key.metric.name == "num_inferences")
         assert inferred == expect_inferences
 
-    session = create_session(nsfw[0], RuntimeConfig())
+    session = create_session(nsfw[0], runtime())
     want = [(ph.photo_id, round(photo_scores(nsfw[0], session, [ph], 400)[0]["nsfw"], 6)) for ph in inputs]
     run(expect_inferences=3)
     assert list((tmp_path / "cache").glob("scores-open_nsfw-*.parquet"))
@@ -108,13 +108,13 @@ def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
 
 def _scored_one_by_one(kept: list[str]) -> list[tuple[str, tuple]]:
     """Every default detector's scores of each photo, straight from the handler (no Beam, no skipping)."""
-    runtime = RuntimeConfig()
+    config = runtime()
     scores: dict[str, dict[str, float]] = {photo_id: {} for photo_id in kept}
     for spec in SPECS:
-        session = create_session(spec, runtime)
+        session = create_session(spec, config)
         for one in photos():
             if one.photo_id in kept:
-                [classes] = photo_scores(spec, session, [one], runtime.tile_min_side)
+                [classes] = photo_scores(spec, session, [one], config.tile_min_side)
                 scores[one.photo_id] |= {spec.score_name(c): round(v, 6) for c, v in classes.items()}
     return [(photo_id, tuple(sorted(named.items()))) for photo_id, named in scores.items()]
 
@@ -127,7 +127,7 @@ def test_a_photo_rejected_as_human_by_the_cheap_detectors_skips_the_rest_with_th
     for every_view, inputs, rejected in ((False, photos(), [("1", "human", True), ("2", "human", True)]),
                                          (True, photos()[:1], [("1", "human", False)])):
         with local_pipeline() as p:
-            out = p | beam.Create(inputs) | Detect(SPECS, RuntimeConfig(max_batch=4, skip_settled=not every_view),
+            out = p | beam.Create(inputs) | Detect(SPECS, runtime(max_batch=4, skip_settled=not every_view),
                                                    fusion=builtin_fusion())
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.scores)),
                         equal_to([] if every_view else expected_kept), label="kept")
@@ -145,12 +145,12 @@ def test_scores_of_a_photo_that_skipped_views_are_not_cached(tmp_path):
     inputs = [photo("1", image=real_jpeg("astronaut.jpg"), sha256="1" * 64),
               photo("3", image=real_jpeg("chelsea.jpg"), sha256="3" * 64)]
     with local_pipeline() as p:
-        out = p | beam.Create(inputs) | Detect(SPECS, RuntimeConfig(), cache=str(tmp_path), fusion=builtin_fusion())
+        out = p | beam.Create(inputs) | Detect(SPECS, runtime(), cache=str(tmp_path), fusion=builtin_fusion())
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]))
     centerface = next(spec for spec in SPECS if spec.name == "centerface")
     cached = [key for path in tmp_path.glob("scores-centerface-*.parquet") for key in pq.read_table(path)["key"]
               .to_pylist()]
-    assert cached == [score_key(inputs[1], centerface, RuntimeConfig())]  # the astronaut skipped it: not cached
+    assert cached == [score_key(inputs[1], centerface, runtime())]  # the astronaut skipped it: not cached
     nsfw = next(spec for spec in SPECS if spec.name == "open_nsfw")
     assert len([path for path in tmp_path.glob("scores-open_nsfw-*.parquet") for _ in pq.read_table(path)["key"]
                 .to_pylist()]) == 2  # never skipped: both cached
@@ -173,9 +173,9 @@ def test_a_rejection_decided_on_cached_scores_has_the_same_reason(tmp_path):
                         lambda rows: seen.write_text(json.dumps(sorted(rows))))
         return json.loads(seen.read_text())
 
-    fresh = rejected(RuntimeConfig(), str(tmp_path / "empty"))
-    rejected(RuntimeConfig(skip_settled=False), str(tmp_path / "filled"))  # complete scores into the cache
-    from_cache = rejected(RuntimeConfig(), str(tmp_path / "filled"))
+    fresh = rejected(runtime(), str(tmp_path / "empty"))
+    rejected(runtime(skip_settled=False), str(tmp_path / "filled"))  # complete scores into the cache
+    from_cache = rejected(runtime(), str(tmp_path / "filled"))
     assert [reason for reason, _ in fresh] == [reason for reason, _ in from_cache] == ["human"]
     assert "not run" in fresh[0][1] and "not run" not in from_cache[0][1]
 
@@ -189,7 +189,7 @@ def test_scores_a_carried_photo_brings_from_its_release_do_not_settle_it():
     stale = photo("3", image=real_jpeg("chelsea.jpg"), scores=(("ssdlite_person.person", 0.99),))
     for every_view in (False, True):
         with local_pipeline() as p:
-            out = p | beam.Create([stale]) | Detect(SPECS, RuntimeConfig(skip_settled=not every_view),
+            out = p | beam.Create([stale]) | Detect(SPECS, runtime(skip_settled=not every_view),
                                                     fusion=builtin_fusion())
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, dict(ph.scores)["ssdlite_person.person"] < 0.5)),
                         equal_to([("3", True)]), label="kept")

@@ -7,13 +7,14 @@ import onnxruntime as ort
 import pytest
 
 from benchmarks import detect_gpu
-from pipeline.detectors.handler import RuntimeConfig, create_session
+from pipeline.detectors.handler import create_session
 from pipeline.detectors.registry import load_registry, select
+from tests.conftest import runtime
 
 
 def test_io_binding_measurement_runs():
     spec = select(load_registry(), "ssdlite_person")[0]
-    session = create_session(spec, RuntimeConfig(device="cpu"))
+    session = create_session(spec, runtime(device="cpu"))
     data = detect_gpu.batch_input(spec, 2)
     assert data.shape == (2, 300, 300, 3) and data.dtype.name == "uint8"
     assert detect_gpu.rate(session, data, "cpu", seconds=0.05) > 0
@@ -30,4 +31,4 @@ def test_refuses_without_cuda(capsys, monkeypatch):
 def test_the_whole_stage_measurement_decides_by_fusion_and_runs_on_the_cpu_provider():
     from benchmarks.detect_cpu import photos, stage_seconds
 
-    assert stage_seconds(photos(2), "default", RuntimeConfig(device="cpu", max_batch=2)) > 0
+    assert stage_seconds(photos(2), "default", runtime(device="cpu", max_batch=2)) > 0

@@ -17,10 +17,9 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.detectors.fusion import builtin_fusion
-from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
 from pipeline.stages.detect import Detect
-from tests.conftest import local_pipeline, photo
+from tests.conftest import local_pipeline, photo, runtime
 
 PHOTOS = Path(__file__).parent / "photos"
 OUT = ("hand_feeding_bird", "hands_reading_braille", "hands_and_sleeve_holding_card", "tiny_tourists_at_pisa",
@@ -44,7 +43,7 @@ def decided() -> dict[str, str]:
     specs = select(load_registry(), "default")
     OUTCOMES.clear()
     with local_pipeline() as p:
-        out = p | beam.Create(inputs) | Detect(specs, RuntimeConfig(max_batch=4), fusion=builtin_fusion())
+        out = p | beam.Create(inputs) | Detect(specs, runtime(max_batch=4), fusion=builtin_fusion())
         outcomes = ((out.kept | beam.Map(lambda ph: (ph.photo_id, "kept"))),
                     (out.rejected | beam.Map(lambda r: (r.photo_id, r.reason))))
         everything = outcomes | beam.Flatten()

@@ -15,6 +15,7 @@ from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
 from pipeline.evaluation import labelled_set, leak_report, leak_set, report, score_set
+from tests.conftest import runtime
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def scored():
     them: the slow part (a minute or two on CPU), shared by the tests below."""
     specs = select(load_registry(), "default")
     samples, leaked = labelled_set(), leak_set()
-    return specs, samples, leaked, score_set(samples + leaked, specs, RuntimeConfig())
+    return specs, samples, leaked, score_set(samples + leaked, specs, runtime())
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_tiles_find_the_tiny_person(evaluated):
     assert RuntimeConfig().tile_min_side == 400  # `evaluated` scored it with tiles
     with_tiles = scores[index]["ssdlite_person.person"]
     tiny = [samples[index]]
-    without = score_set(tiny, [person], RuntimeConfig(tile_min_side=0))[0]["ssdlite_person.person"]
+    without = score_set(tiny, [person], runtime(tile_min_side=0))[0]["ssdlite_person.person"]
     assert with_tiles > without
 
 

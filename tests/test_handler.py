@@ -20,7 +20,7 @@ from pipeline.detectors.handler import (
 )
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import _paste, stored_jpeg
-from tests.conftest import photo, real_image, real_jpeg
+from tests.conftest import photo, real_image, real_jpeg, runtime
 
 SPECS = {spec.name: spec for spec in select(load_registry(), "default")}
 PEOPLE = ("astronaut.jpg", "camera.jpg")
@@ -29,7 +29,7 @@ NO_PEOPLE = ("chelsea.jpg", "coffee.jpg", "rocket.jpg", "coins.jpg", "brick.jpg"
 
 @pytest.fixture(scope="module")
 def sessions():
-    return {name: create_session(spec, RuntimeConfig()) for name, spec in SPECS.items()}
+    return {name: create_session(spec, runtime()) for name, spec in SPECS.items()}
 
 
 def test_providers_are_always_explicit_and_never_azure():
@@ -75,12 +75,12 @@ def test_batched_scores_equal_one_by_one(sessions):
 
 
 def test_handler_returns_named_scores_per_photo(sessions):
-    handler = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig())
+    handler = OnnxDetectorHandler(SPECS["open_nsfw"], runtime())
     results = list(handler.run_inference([photo("1", image=real_jpeg("chelsea.jpg"))], sessions["open_nsfw"]))
     assert results[0].example.photo_id == "1" and set(results[0].inference) == {"open_nsfw.nsfw", "open_nsfw.sfw"}
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 16}
     assert not handler.share_model_across_processes()
-    shared = OnnxDetectorHandler(SPECS["open_nsfw"], RuntimeConfig(share_across_processes=True))
+    shared = OnnxDetectorHandler(SPECS["open_nsfw"], runtime(share_across_processes=True))
     assert shared.share_model_across_processes()
 
 
@@ -91,7 +91,7 @@ MEDIAPIPE = {name: load_registry()[name] for name in ("mediapipe_palm", "mediapi
 
 @pytest.fixture(scope="module")
 def mediapipe_sessions():
-    return {name: create_session(spec, RuntimeConfig()) for name, spec in MEDIAPIPE.items()}
+    return {name: create_session(spec, runtime()) for name, spec in MEDIAPIPE.items()}
 
 
 def _score(sessions, detector: str, img) -> float:
@@ -217,7 +217,7 @@ def test_tiled_photos_are_batched_together_under_the_default_sizes():
 
     from tests.conftest import local_pipeline
 
-    kwargs = OnnxDetectorHandler(SPECS["centerface"], RuntimeConfig()).batch_elements_kwargs()
+    kwargs = OnnxDetectorHandler(SPECS["centerface"], runtime()).batch_elements_kwargs()
     photos = [photo(str(i), width=1024, height=768) for i in range(300)]
     with local_pipeline() as p:
         sizes = p | beam.Create(photos) | beam.BatchElements(**kwargs) | beam.Map(len)
