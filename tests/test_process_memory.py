@@ -3,11 +3,12 @@ a child process's memory is counted while the child lives."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
-from pipeline.io.process_memory import TreeMemory, descendants
+from pipeline.io.process_memory import TreeMemory, descendants, peak_rss_mb
 
 HOLD = ("import sys, time; block = bytearray(300 * 2**20); sys.stdout.write('ready\\n'); sys.stdout.flush(); "
         "time.sleep(1)")
@@ -48,3 +49,26 @@ def test_a_process_named_in_bytes_that_are_not_utf8_does_not_stop_the_sampler():
     finally:
         child.kill()
         child.wait()
+
+
+# A child started (fork + exec) by a process holding 600 MiB: reports its own peak and ru_maxrss.
+SMALL_CHILD = ("import resource, json; from pipeline.io.process_memory import peak_rss_mb; "
+               "print(json.dumps([peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))")
+LARGE_PARENT = ("import subprocess, sys; block = bytearray(600 * 2**20); "
+                f"sys.stdout.write(subprocess.run([sys.executable, '-c', {SMALL_CHILD!r}], capture_output=True, "
+                "text=True, check=True).stdout)")
+
+
+def test_a_small_job_started_by_a_large_process_reports_its_own_peak():
+    """stats.json's `peak_rss_mb` is the job's: not the size of whatever launched it (a notebook, a
+    benchmark holding its corpus), which Linux carries into ru_maxrss across fork and exec."""
+    done = subprocess.run([sys.executable, "-c", LARGE_PARENT], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    own, inherited = json.loads(done.stdout)
+    assert inherited >= 600  # what ru_maxrss alone would have reported
+    assert own < 200, own  # a bare Python process with this module: tens of MiB
+
+
+def test_the_peak_of_this_process_is_at_least_what_it_holds_now():
+    block = bytearray(100 * 2**20)
+    assert peak_rss_mb() >= 100 and block

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import resource
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -25,7 +24,7 @@ from pipeline.io import progress, report
 from pipeline.io.files import matching
 from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
-from pipeline.io.process_memory import TreeMemory
+from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
@@ -228,16 +227,6 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of the largest single process: this one or a worker process it waited
-    for, in MiB. `peak_memory_mb` beside it in stats.json is the peak of the whole process tree at
-    once (io/process_memory.py; None where there is no /proc). On Dataflow both are the launcher's
-    only; workers report their memory in Dataflow's own metrics."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)  # Linux reports KiB
 
 
 def api_calls(result: PipelineResult) -> dict[str, int]:
