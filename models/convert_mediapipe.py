@@ -125,8 +125,9 @@ def densify(src: Path, dst: Path) -> int:
     return removed
 
 
-def finalize(onnx_path: Path, source_path: str, source_sha256: str) -> None:
-    """Run-independent names and the provenance inside the file."""
+def finalize(onnx_path: Path, source_path: str, source_sha256: str, source: str = WHEEL_NAME,
+             license_name: str = "Apache-2.0", converter: str = "convert_mediapipe.py + tf2onnx") -> None:
+    """Run-independent names and the provenance inside the file (also used by convert_nanodet.py)."""
     import onnx
 
     model = onnx.load(str(onnx_path))
@@ -158,10 +159,10 @@ def finalize(onnx_path: Path, source_path: str, source_sha256: str) -> None:
     for node in graph.node:
         node.input[:] = [intermediates.get(name, name) for name in node.input]
     del graph.value_info[:]
-    graph.doc_string = f"converted with tf2onnx from {WHEEL_NAME}:{source_path}"
+    graph.doc_string = f"converted with tf2onnx from {source}:{source_path}"
     del model.metadata_props[:]
-    for key, value in (("source_wheel", WHEEL_NAME), ("source_path", source_path), ("source_sha256", source_sha256),
-                       ("license", "Apache-2.0"), ("converter", "convert_mediapipe.py + tf2onnx")):
+    for key, value in (("source_wheel", source), ("source_path", source_path), ("source_sha256", source_sha256),
+                       ("license", license_name), ("converter", converter)):
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_path))

