@@ -115,3 +115,24 @@ def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(59, 77), (107, 152)]
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
+
+
+def test_the_nanodet_candidate_reads_the_defaults_and_nanodet_and_is_not_the_default():
+    """models/fusion_nanodet.json (README, "A candidate decision with NanoDet"): opt-in, by path."""
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    candidate = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_nanodet.json"))
+    registry = load_registry()
+    specs = select(registry, "centerface,ssdlite_person,open_nsfw,mediapipe_palm,nanodet_person")
+    assert candidate.detectors == {spec.name for spec in specs} and candidate != builtin_fusion()
+    assert not registry["nanodet_person"].default and heldout_figures(candidate) is None
+    assert choose_fusion("default", specs) == builtin_fusion()  # selecting NanoDet alone changes nothing else
+    assert all(weight >= 0 for weight in candidate.weights)
+    rule = rule_for(specs, candidate)
+    quiet = {"centerface.face": 0.05, "ssdlite_person.person": 0.05, "mediapipe_palm.hand": 0.05,
+             "open_nsfw.nsfw": 0.01, "nanodet_person.person": 0.05}
+    assert rule.decide(quiet).decision == "kept"
+    assert rule.decide(quiet | {"nanodet_person.person": 0.6}).decision == "rejected"  # a tiny person
+    for detector in candidate.detectors:  # refitted without each, as the shipped model is
+        assert detector not in candidate.without(detector).detectors
