@@ -136,7 +136,8 @@ def densify(src: Path, dst: Path) -> int:
 
 
 def finalize(onnx_path: Path, source_path: str, source_sha256: str, source: str = WHEEL_NAME,
-             license_name: str = "Apache-2.0", converter: str = "convert_mediapipe.py + tf2onnx") -> None:
+             license_name: str = "Apache-2.0", converter: str = "convert_mediapipe.py + tf2onnx",
+             source_key: str = "source_wheel") -> None:
     """Run-independent names and the provenance inside the file (also used by convert_nanodet.py)."""
     import onnx
 
@@ -171,7 +172,7 @@ def finalize(onnx_path: Path, source_path: str, source_sha256: str, source: str 
     del graph.value_info[:]
     graph.doc_string = f"converted with tf2onnx from {source}:{source_path}"
     del model.metadata_props[:]
-    for key, value in (("source_wheel", source), ("source_path", source_path), ("source_sha256", source_sha256),
+    for key, value in ((source_key, source), ("source_path", source_path), ("source_sha256", source_sha256),
                        ("license", license_name), ("converter", converter)):
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)

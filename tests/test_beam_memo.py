@@ -75,10 +75,18 @@ def test_every_dofn_of_the_job_gets_the_specs_beam_computes(tmp_path):
     assert len(dofns) > 50
     for dofn in dofns:
         assert beam_memo.get_dofn_specs(dofn) == beam_memo._original_get_dofn_specs(dofn)
-        assert beam_memo.get_dofn_specs(dofn) is beam_memo.get_dofn_specs(dofn)  # computed once
     state_specs, timer_specs = beam_memo.get_dofn_specs(dofns[-1])
     assert [s.name for s in state_specs] == ["count"] and len(timer_specs) == 1
     assert userstate.is_stateful_dofn(dofns[-1]) and not userstate.is_stateful_dofn(dofns[0])
+
+
+def test_specs_are_computed_once_per_dofn_and_handed_out_as_copies(monkeypatch):
+    calls = []
+    monkeypatch.setattr(beam_memo, "_original_get_dofn_specs", lambda dofn: calls.append(dofn) or ({"s"}, {"t"}))
+    dofn = Stateful()
+    first = beam_memo.get_dofn_specs(dofn)
+    first[0].add("changed by a caller")
+    assert beam_memo.get_dofn_specs(dofn) == ({"s"}, {"t"}) and calls == [dofn]
 
 
 def test_a_dead_dofn_is_forgotten():
@@ -110,6 +118,23 @@ def test_a_view_is_made_afresh_when_the_values_were_replaced():
     options._all_options = dict(options._all_options, runner="DirectRunner")
     again = options.view_as(StandardOptions)
     assert again is not first and again.runner == "DirectRunner"
+
+
+class ComparedOptions(PipelineOptions):
+    def __eq__(self, other):  # and therefore no __hash__: cannot be a dictionary key
+        return self is other
+
+
+def test_options_that_cannot_be_a_key_get_beams_own_views():
+    options = ComparedOptions(["--runner=FnApiRunner"])
+    assert options.view_as(StandardOptions).runner == "FnApiRunner"
+
+
+def test_a_view_is_made_afresh_when_a_value_it_shows_was_deleted():
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    options.view_as(StandardOptions)
+    del options._all_options["streaming"]
+    assert options.view_as(StandardOptions).streaming is False  # as Beam's own view_as puts it back
 
 
 def _files(output: Path) -> dict[str, str]:
