@@ -6,6 +6,8 @@ import hashlib
 import re
 from collections import Counter
 
+import pytest
+
 from pipeline.photo_sets.fetch import HUMAN_LABELS, LABELS_ALLOWED, SOURCES, SPLITS, load_rows
 
 # common2.md: photographs from these packages are reserved for an outside check.
@@ -66,26 +68,22 @@ def test_both_splits_hold_people_and_clean_photographs():
         assert labels["depiction"] >= 1, (split, labels)
 
 
-def test_heldout2_is_large_varied_and_not_dominated_by_one_package():
-    rows = load_rows("heldout2")
-    labels = Counter(row.label for row in rows)
-    packages = Counter(row.package for row in rows)
-    assert len(rows) >= 120 and len(packages) >= 6, (len(rows), packages)
-    assert sum(labels[label] for label in HUMAN_LABELS) >= 35 and labels["no_person"] >= 60, labels
-    assert max(packages.values()) <= 0.35 * len(rows), packages.most_common(1)
-    assert all(min(row.width, row.height) >= 128 for row in rows)
+# Per later split: (least rows, least packages, least with a human, least no_person, largest package share).
+LATER_SPLIT_SHAPE = {"heldout2": (120, 6, 35, 60, 0.35), "heldout3": (100, 10, 50, 30, 0.25)}
 
 
-def test_heldout3_is_fresh_varied_and_not_dominated_by_one_package():
-    rows = load_rows("heldout3")
+@pytest.mark.parametrize("split", sorted(LATER_SPLIT_SHAPE))
+def test_a_later_split_is_large_varied_fresh_and_not_dominated_by_one_package(split):
+    least_rows, least_packages, least_human, least_clean, largest_share = LATER_SPLIT_SHAPE[split]
+    rows = load_rows(split)
     labels = Counter(row.label for row in rows)
     packages = Counter(row.package for row in rows)
-    assert len(rows) >= 100 and len(packages) >= 10, (len(rows), packages)
-    assert sum(labels[label] for label in HUMAN_LABELS) >= 50 and labels["no_person"] >= 30, labels
-    assert max(packages.values()) <= 0.25 * len(rows), packages.most_common(1)
+    assert len(rows) >= least_rows and len(packages) >= least_packages, (len(rows), packages)
+    assert sum(labels[label] for label in HUMAN_LABELS) >= least_human and labels["no_person"] >= least_clean, labels
+    assert max(packages.values()) <= largest_share * len(rows), packages.most_common(1)
     assert all(min(row.width, row.height) >= 128 for row in rows)
-    earlier = {row.package for row in load_rows() if row.split != "heldout3"}
-    assert not earlier & set(packages), earlier & set(packages)
+    earlier = {row.package for row in load_rows() if SPLITS.index(row.split) < SPLITS.index(split)}
+    assert not earlier & set(packages), earlier & set(packages)  # packages no earlier split uses
 
 
 def test_load_rows_filters_by_split():
