@@ -127,7 +127,12 @@ def test_the_nanodet_candidate_reads_the_defaults_and_nanodet_and_is_not_the_def
     registry = load_registry()
     specs = select(registry, "centerface,ssdlite_person,open_nsfw,mediapipe_palm,nanodet_person")
     assert candidate.detectors == {spec.name for spec in specs} and candidate != builtin_fusion()
-    assert not registry["nanodet_person"].default and heldout_figures(candidate) is None
+    assert not registry["nanodet_person"].default
+    # Its own held-out record (models/fusion_nanodet_heldout.json), which manifests and datasheets state.
+    figures = heldout_figures(candidate)
+    assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures] == [("heldout", 32, 32, 58, 77), ("heldout2", 82, 89, 115, 152),
+                                  ("heldout3", 70, 72, 30, 38)]
     assert choose_fusion("default", specs) == builtin_fusion()  # selecting NanoDet alone changes nothing else
     assert all(weight >= 0 for weight in candidate.weights)
     rule = rule_for(specs, candidate)
