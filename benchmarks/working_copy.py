@@ -53,8 +53,9 @@ def score_variant(samples: list, detector: str, max_side: int, grid: int) -> tup
         preprocess.tile_boxes.__defaults__ = defaults
     views = 0
     for sample in samples:
-        longest = min(max_side, max(sample.image.size))
-        views += 1 + (grid * grid if grid and longest >= RuntimeConfig().tile_min_side else 0)
+        copy_side = min(max_side, max(sample.image.size))  # the working copy's longest side (never upscaled)
+        views += 1 + (grid * grid if preprocess.tiled((copy_side, copy_side), spec.tiles, RuntimeConfig().tile_min_side)
+                      else 0)  # the handler's own rule for whether an image is tiled
     return [score[f"{detector}.person"] for score in scores], seconds, views
 
 
