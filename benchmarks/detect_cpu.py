@@ -1,9 +1,10 @@
 """Detector throughput on this machine's CPU: images per second per registered detector at batch 1,
 8 and 32 (tiles included where the detector tiles), and the whole Detect stage on the local
-runner with the detector sets compared (the defaults before MediaPipe's palm detector joined them,
-today's defaults scoring every view of every photo (`--detect_every_view`) and, as a run does by
-default, skipping the rest for a photo the cheaper detectors already reject as human, today's
-plus the opt-in pose detector, and today's plus NanoDet decided by the candidate fusion model)
+runner with the detector sets compared (the first defaults, decided by per-detector thresholds; the
+defaults before NanoDet joined them (MediaPipe's palm detector instead, decided by the first fusion
+model `models/fusion_v1.json`); today's defaults scoring every view of every photo
+(`--detect_every_view`) and, as a run does by default, skipping the rest for a photo the cheaper
+detectors already reject as human; today's plus the opt-in pose detector)
 against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
 measures on your own photographs (JPEG/PNG files) instead of the benchmark corpus (crops of the
 demo photographs, two of twelve with people): the skip pays in proportion to the photos with people.
@@ -53,15 +54,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 # The detector sets the whole-stage measurement compares.
-WITH_NANODET = "centerface,ssdlite_person,open_nsfw,mediapipe_palm,nanodet_person"
+WITH_PALM = "centerface,ssdlite_person,open_nsfw,mediapipe_palm"
 # (label, detectors, skip settled photos, fusion: "default" or a model file)
-DETECTOR_SETS = (("old defaults", "centerface,ssdlite_person,open_nsfw", True, "default"),
-                 ("new defaults, every view", "default", False, "default"),
-                 ("new defaults", "default", True, "default"),
-                 ("new defaults + pose", "centerface,ssdlite_person,open_nsfw,mediapipe_palm,mediapipe_pose", True,
-                  "default"),
-                 ("new defaults + NanoDet, the candidate fusion model", WITH_NANODET, True,
-                  str(BUILTIN_REGISTRY.parent / "fusion_nanodet.json")))
+DETECTOR_SETS = (("first defaults", "centerface,ssdlite_person,open_nsfw", True, "default"),
+                 ("defaults until NanoDet (palm, fusion_v1)", WITH_PALM, True,
+                  str(BUILTIN_REGISTRY.parent / "fusion_v1.json")),
+                 ("defaults, every view", "default", False, "default"),
+                 ("defaults", "default", True, "default"),
+                 ("defaults + pose", "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose", True,
+                  "default"))
 
 
 def per_detector(images: list[Photo]) -> None:

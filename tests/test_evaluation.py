@@ -51,20 +51,25 @@ def test_the_default_decision_keeps_out_every_image_with_people(evaluated):
     specs, samples, scores = evaluated
     result = report(samples, scores, specs, builtin_fusion())
     assert result["combined"]["recall"] == 1.0, result["combined"]["missed"]
-    # 24 of 30 kept: a micrograph, a horse's silhouette, a logo, two motorcycles, a retina are held.
-    assert result["combined"]["falsely_rejected"] == ["data/cell.png", "data/horse.png", "data/logo.png",
-                                                      "data/motorcycle_left.png", "data/motorcycle_right.png",
-                                                      "data/retina.jpg"]
-    # Neither human detector alone is enough: that is why both run.
-    assert all(rates["recall"] < 1.0 for rates in result["per_detector"].values())
+    # 20 of 30 kept: a cat's face, a horse's silhouette, two flowers, a deep-sky field, the moon, a
+    # micrograph, a logo, a motorcycle and a retina are held or rejected (NanoDet, which joined the
+    # defaults for the people the others miss, reads several of them as people).
+    assert result["combined"]["falsely_rejected"] == [
+        "composite/flower_grayscale", "data/chelsea.png", "data/horse.png", "data/hubble_deep_field.jpg",
+        "data/ihc.png", "data/logo.png", "data/moon.png", "data/motorcycle_right.png", "data/retina.jpg",
+        "images/flower.jpg"]
+    # Neither the face detector nor SSDLite alone is enough: that is why more than one runs. (NanoDet
+    # alone is, on these tuning images; on the held-out splits it is not: README, Held-out evaluation.)
+    assert all(result["per_detector"][name]["recall"] < 1.0 for name in ("centerface", "ssdlite_person"))
 
 
 def test_per_detector_thresholds_keep_out_every_image_with_people_too(evaluated):
     specs, samples, scores = evaluated
     result = report(samples, scores, specs)
     assert result["combined"]["recall"] == 1.0, result["combined"]["missed"]
-    assert result["combined"]["falsely_rejected"] == ["data/cell.png", "data/horse.png", "data/motorcycle_left.png",
-                                                      "data/retina.jpg"]
+    assert result["combined"]["falsely_rejected"] == [
+        "composite/flower_grayscale", "data/chelsea.png", "data/horse.png", "data/hubble_deep_field.jpg",
+        "data/moon.png", "data/motorcycle_left.png", "data/retina.jpg", "images/flower.jpg"]
 
 
 @pytest.mark.slow
@@ -109,15 +114,15 @@ def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_hands_without_a_face_leak_past_the_old_defaults_and_the_palm_detector_catches_them(scored):
+def test_hands_without_a_face_leak_past_the_first_defaults_and_nanodet_catches_them(scored):
     hands = [s for s in leak_set() if s.name.startswith("leak/hands_on_camera") or s.name.startswith("leak/right_hand")]
     defaults, _, leaked, all_scores = scored
     by_name = dict(zip((s.name for s in leaked), all_scores[-len(leaked):], strict=True))
     scores = [by_name[s.name] for s in hands]
-    old = [spec for spec in defaults if spec.name in ("centerface", "ssdlite_person", "open_nsfw")]
-    assert len(hands) == 4 and leak_report(hands, scores, old)["combined"]["missed"] == sorted(s.name for s in hands)
+    first = [spec for spec in defaults if spec.name in ("centerface", "ssdlite_person", "open_nsfw")]
+    assert len(hands) == 4 and leak_report(hands, scores, first)["combined"]["missed"] == sorted(s.name for s in hands)
     new = leak_report(hands, scores, defaults)
-    # The three crops are caught; pasted small into a landscape the hands are not (pose, opt-in, is).
-    assert new["per_detector"]["mediapipe_palm"]["missed"] == ["leak/hands_on_camera_in_china"], new
-    # Fused, the weak palm and the weak person of the pasted hands add up: all four are kept out.
+    # NanoDet's own threshold catches the three crops; pasted small into a landscape the hands are not.
+    assert new["per_detector"]["nanodet_person"]["missed"] == ["leak/hands_on_camera_in_china"], new
+    # Fused, the weak NanoDet and the weak face and person scores of the pasted hands add up: all four are kept out.
     assert leak_report(hands, scores, defaults, builtin_fusion())["combined"]["missed"] == []

@@ -111,34 +111,43 @@ def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     # Every held-out split it was measured on, oldest first: 112 photographs, 246 (heldout2), 113 (heldout3).
     assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
         ("heldout", 112), ("heldout2", 246), ("heldout3", 113)]
-    assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(29, 32), (76, 89), (65, 72)]
-    assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(59, 77), (107, 152),
-                                                                                      (24, 38)]
+    assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72)]
+    assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(58, 77), (115, 152),
+                                                                                      (30, 38)]
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
 
-def test_the_nanodet_candidate_reads_the_defaults_and_nanodet_and_is_not_the_default():
-    """models/fusion_nanodet.json (README, "A candidate decision with NanoDet"): opt-in, by path."""
+def test_the_shipped_model_reads_the_defaults_and_nanodet_weighs_most():
     from pipeline.detectors.decision import rule_for
-    from pipeline.detectors.registry import BUILTIN_REGISTRY
 
-    candidate = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_nanodet.json"))
+    fusion = builtin_fusion()
     registry = load_registry()
-    specs = select(registry, "centerface,ssdlite_person,open_nsfw,mediapipe_palm,nanodet_person")
-    assert candidate.detectors == {spec.name for spec in specs} and candidate != builtin_fusion()
-    assert not registry["nanodet_person"].default
-    # Its own held-out record (models/fusion_nanodet_heldout.json), which manifests and datasheets state.
-    figures = heldout_figures(candidate)
-    assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [("heldout", 32, 32, 58, 77), ("heldout2", 82, 89, 115, 152),
-                                  ("heldout3", 70, 72, 30, 38)]
-    assert choose_fusion("default", specs) == builtin_fusion()  # selecting NanoDet alone changes nothing else
-    assert all(weight >= 0 for weight in candidate.weights)
-    rule = rule_for(specs, candidate)
-    quiet = {"centerface.face": 0.05, "ssdlite_person.person": 0.05, "mediapipe_palm.hand": 0.05,
-             "open_nsfw.nsfw": 0.01, "nanodet_person.person": 0.05}
+    specs = select(registry, "default")
+    assert fusion.detectors == {spec.name for spec in specs} == {
+        "centerface", "ssdlite_person", "open_nsfw", "nanodet_person"}
+    assert choose_fusion("default", specs) == fusion
+    assert all(weight >= 0 for weight in fusion.weights)
+    weights = dict(zip(fusion.features, fusion.weights, strict=True))
+    assert max(weights, key=weights.__getitem__) == "nanodet_person.person"
+    rule = rule_for(specs, fusion)
+    quiet = {"centerface.face": 0.05, "ssdlite_person.person": 0.05, "open_nsfw.nsfw": 0.01,
+             "nanodet_person.person": 0.05}
     assert rule.decide(quiet).decision == "kept"
     assert rule.decide(quiet | {"nanodet_person.person": 0.6}).decision == "rejected"  # a tiny person
-    for detector in candidate.detectors:  # refitted without each, as the shipped model is
-        assert detector not in candidate.without(detector).detectors
+    # Without NanoDet selected (an older selection), the default model does not decide: thresholds do.
+    assert choose_fusion("default", select(registry, "centerface,ssdlite_person,open_nsfw")) is None
+
+
+def test_the_first_fusion_model_keeps_its_own_heldout_record():
+    """models/fusion_v1.json, the default until NanoDet joined, stays usable by path (with the palm
+    detector selected) and keeps its own held-out record, which manifests and datasheets state."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    first = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v1.json"))
+    assert first.detectors == {"centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm"}
+    assert first != builtin_fusion()
+    figures = heldout_figures(first)
+    assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
+                                  ("heldout3", 65, 72, 24, 38)]

@@ -74,3 +74,34 @@ def test_the_command_fits_on_tuning_scores_and_writes_a_model_the_pipeline_reads
         assert "tuning split" in str(stop)
     else:
         raise AssertionError("a fit on held-out scores must be refused")
+
+
+def test_a_fit_on_several_splits_names_each_and_refuses_one_not_named(tmp_path):
+    """For a model measured on a later split, the earlier held-out splits may join the fit: only
+    when named with --splits, each split once, every file's rows used and recorded in fitted_on."""
+    rng = np.random.default_rng(2)
+    files = []
+    for split in ("tuning", "heldout"):
+        scores = {}
+        for row in load_rows(split):
+            human = row.label in HUMAN_LABELS
+            scores[f"{row.package}:{row.member_path}"] = {
+                "centerface.face": float(rng.uniform(0.5, 1.0) if human else rng.uniform(0, 0.4))}
+        files.append(tmp_path / f"{split}.json")
+        files[-1].write_text(json.dumps({"split": split, "scores": scores}))
+    out = tmp_path / "fusion.json"
+    assert main([*map(str, files), str(out), "--features=centerface.face", "--splits=tuning,heldout"]) == 0
+    model = json.loads(out.read_text())
+    used = [row for split in ("tuning", "heldout") for row in load_rows(split)
+            if row.label in HUMAN_LABELS or row.label == "no_person"]
+    humans = sum(row.label in HUMAN_LABELS for row in used)
+    assert model["fitted_on"].startswith(f"tuning + heldout splits of pipeline/photo_sets/labels.csv: {humans} images")
+    assert "(tuning)" in model["fitted_on"] and "(heldout)" in model["fitted_on"]
+    for argv in ([*map(str, files), str(out), "--features=centerface.face"],  # heldout not named
+                 [str(files[0]), str(files[0]), str(out), "--features=centerface.face"]):  # a split twice
+        try:
+            main(argv)
+        except SystemExit as stop:
+            assert "--splits" in str(stop)
+        else:
+            raise AssertionError(f"refused: {argv}")

@@ -20,6 +20,7 @@ from pipeline.cli import main
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+from tests.bad_images import crop_variant
 from tests.conftest import LOCAL, encode, real_image
 
 SEPT = int(dt.datetime(2020, 9, 1, tzinfo=dt.UTC).timestamp())
@@ -34,7 +35,8 @@ def fixture_photo(photo_id: str, name: str, day: int, license_id: int = BY, jpeg
 
 def initial_world() -> World:
     return World([
-        fixture_photo("100", "chelsea.jpg", 1),
+        # A quadrant of the coins photo: the cat's close-up would be rejected (NanoDet's false alarm).
+        fixture_photo("100", "coins.jpg", 1, jpeg=crop_variant("coins.jpg", 0)),
         fixture_photo("101", "coffee.jpg", 2),
         fixture_photo("102", "rocket.jpg", 3),
         fixture_photo("103", "brick.jpg", 4),
@@ -90,7 +92,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert manifest["release"] == "2020-09" and manifest["previous_release"] is None
     assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
     assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
-        "centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm", "fusion"}
+        "centerface", "ssdlite_person", "open_nsfw", "nanodet_person", "fusion"}
     fusion = next(m for m in manifest["models"] if m["name"] == "fusion")
     assert fusion["sha256"] == builtin_fusion().sha256 and fusion["features"] == list(builtin_fusion().features)
     assert "held-out labelled photographs" in (first / "DATASHEET.md").read_text()
@@ -132,7 +134,8 @@ def test_three_consecutive_releases(flickr, tmp_path):
     second_files = snapshot(second)
 
     # --- 2020-11: one more upload, one more deletion -----------------------------------------------
-    world.photos.append(fixture_photo("109", "hubble_deep_field.jpg", 35))
+    # (Not the deep field: its specks are held for review as possible distant people.)
+    world.photos.append(fixture_photo("109", "coins.jpg", 35, jpeg=crop_variant("coins.jpg", 3)))
     world.delete("106")
     hits_before = dict(server.hits)
     # As the monthly schedule launches it: --previous=latest finds 2020-10, the newest published release.

@@ -39,7 +39,7 @@ import numpy as np
 from pipeline.detectors.fusion import logit, sigmoid
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 
-DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "mediapipe_palm.hand", "open_nsfw.nsfw")
+DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "open_nsfw.nsfw", "nanodet_person.person")
 
 
 def design(scores: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndarray:
@@ -127,16 +127,25 @@ def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequenc
                        "keep_rate": round(float((clean < review_from).mean()), 4)}}
 
 
-def fit(result: dict, features: Sequence[str], l2: float, margin: float, max_lost: float,
-        max_clean_rejected: float) -> dict:
+def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
+        max_clean_rejected: float, splits: Sequence[str] = ("tuning",)) -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
     detector refitted the same way without that detector's scores (a detector earns its place when
-    the decision without it, chosen on the same tuning images, does worse on the held-out ones)."""
-    if result.get("split") != "tuning":
-        raise SystemExit("fit_fusion: the scores must be of the tuning split (evaluate --split tuning)")
-    named = result["scores"]
-    used = [row for row in load_rows("tuning") if row.label in HUMAN_LABELS or row.label == "no_person"]
-    scores = [named[f"{row.package}:{row.member_path}"] for row in used]
+    the decision without it, chosen on the same tuning images, does worse on the held-out ones).
+
+    `results` are `evaluate --json` outputs, one per split, each of a split in `splits` (by default
+    only `tuning`: a held-out split the fit sees is no longer held out, so fitting on one is an
+    explicit choice, for a model that will be measured on a later split)."""
+    seen = [result.get("split") for result in results]
+    if not results or any(split not in splits for split in seen) or len(set(seen)) != len(seen):
+        raise SystemExit(f"fit_fusion: the scores must be of the tuning split (evaluate --split tuning), or one "
+                         f"file per split named with --splits; got {seen} for --splits={','.join(splits)}")
+    used, scores = [], []
+    for result in results:
+        named = result["scores"]
+        rows = [row for row in load_rows(result["split"]) if row.label in HUMAN_LABELS or row.label == "no_person"]
+        used += rows
+        scores += [named[f"{row.package}:{row.member_path}"] for row in rows]
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     settings = (l2, margin, max_lost, max_clean_rejected)
@@ -149,8 +158,10 @@ def fit(result: dict, features: Sequence[str], l2: float, margin: float, max_los
     return {
         "kind": "logistic over logit(clip(score, 1e-4, 1 - 1e-4))",
         **model,
-        "fitted_on": (f"tuning split of pipeline/photo_sets/labels.csv: {int(y.sum())} images with a human, "
-                      f"{int((1 - y).sum())} no_person; scores sha256 {result.get('_sha256', '')}"),
+        "fitted_on": (f"{' + '.join(seen)} split{'s' if len(seen) > 1 else ''} of pipeline/photo_sets/labels.csv: "
+                      f"{int(y.sum())} images with a human, {int((1 - y).sum())} no_person; scores sha256 "
+                      + ", ".join(f"{result.get('_sha256', '')}" + (f" ({result['split']})" if len(seen) > 1 else "")
+                                  for result in results)),
         "options": {"l2": l2, "margin": margin, "max_lost": max_lost, "max_clean_rejected": max_clean_rejected},
         "ablation": ablation,
     }
@@ -159,19 +170,25 @@ def fit(result: dict, features: Sequence[str], l2: float, margin: float, max_los
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.fit_fusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scores", help="evaluate --split tuning --json output")
+    parser.add_argument("scores", nargs="+", help="evaluate --split tuning --json output (one file per split)")
     parser.add_argument("out", help="where to write the fusion model (models/fusion.json)")
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="DETECTOR.CLASS,...")
     parser.add_argument("--l2", type=float, default=0.1, help="ridge penalty on the weights")
     parser.add_argument("--margin", type=float, default=0.5, help="logit units below the weakest tuning human")
     parser.add_argument("--max_lost", type=float, default=0.1, help="most clean images review may take")
     parser.add_argument("--max_clean_rejected", type=float, default=0.02, help="most clean images rejected outright")
+    parser.add_argument("--splits", default="tuning",
+                        help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
+                        "named here is used up: measure the model on a later one)")
     args = parser.parse_args(argv)
-    data = Path(args.scores).read_bytes()
-    result = json.loads(data)
-    result["_sha256"] = hashlib.sha256(data).hexdigest()
-    model = fit(result, [f.strip() for f in args.features.split(",") if f.strip()], args.l2, args.margin,
-                args.max_lost, args.max_clean_rejected)
+    results = []
+    for path in args.scores:
+        data = Path(path).read_bytes()
+        result = json.loads(data)
+        result["_sha256"] = hashlib.sha256(data).hexdigest()
+        results.append(result)
+    model = fit(results, [f.strip() for f in args.features.split(",") if f.strip()], args.l2, args.margin,
+                args.max_lost, args.max_clean_rejected, [s.strip() for s in args.splits.split(",") if s.strip()])
     Path(args.out).write_text(json.dumps(model, indent=1) + "\n")
     print(json.dumps({k: model[k] for k in ("features", "weights", "bias", "review_from", "reject_at", "tuning")}))
     return 0
