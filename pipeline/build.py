@@ -137,7 +137,7 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
                 "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band}
                for spec in specs]
     if fusion is not None:
-        entries.append({"name": "fusion", "file": "fusion.json", "sha256": fusion.sha256,
+        entries.append({"name": "fusion", "file": fusion.file, "sha256": fusion.sha256,
                         "license": "fitted by this project (pipeline/photo_sets/fit_fusion.py)",
                         "thresholds": {"reject_at": fusion.reject_at},
                         "review_band": {"review_from": fusion.review_from},

@@ -151,3 +151,19 @@ def test_the_first_fusion_model_keeps_its_own_heldout_record():
     assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
             for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
                                   ("heldout3", 65, 72, 24, 38)]
+
+
+def test_the_manifest_names_the_fusion_file_a_run_used():
+    """The manifest's fusion entry names the model's own file (and sha256), not always the default's."""
+    from pipeline.build import models_of
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.options import PassOptions
+
+    default = next(m for m in models_of(PassOptions([])) if m["name"] == "fusion")
+    assert (default["file"], default["sha256"]) == ("fusion.json", builtin_fusion().sha256)
+    first = str(BUILTIN_REGISTRY.parent / "fusion_v1.json")
+    chosen = models_of(PassOptions(["--detectors=centerface,ssdlite_person,open_nsfw,mediapipe_palm",
+                                    f"--fusion={first}"]))
+    entry = next(m for m in chosen if m["name"] == "fusion")
+    assert (entry["file"], entry["sha256"]) == ("fusion_v1.json", read_fusion(first).sha256)
+    assert entry["heldout"][0]["recall"]["successes"] == 29  # its own record, not the default's

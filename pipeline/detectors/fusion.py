@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.detectors.registry import BUILTIN_REGISTRY, DetectorSpec, RegistryError, resolve_file
@@ -55,6 +55,7 @@ class Fusion:
     review_from: float
     sha256: str = ""
     fitted_on: str = ""
+    file: str = ""  # the file's name (not its folder), as the manifest records it
     # Per detector, the model refitted on the same tuning images without it: the ablation table.
     ablation: tuple[tuple[str, Fusion], ...] = ()
 
@@ -121,7 +122,7 @@ def read_fusion(path: str, sha256: str = "") -> Fusion:
         data = read_bytes(path)
     except (OSError, ValueError) as err:
         raise RegistryError(f"cannot read fusion model {path}: {err}") from None
-    fusion = parse_fusion(data, path)
+    fusion = replace(parse_fusion(data, path), file=path.rstrip("/").rsplit("/", 1)[-1])
     if sha256 and fusion.sha256 != sha256.lower():
         raise RegistryError(f"fusion model {path} has sha256 {fusion.sha256}, the registry says {sha256}")
     return fusion
