@@ -108,12 +108,14 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     figures = heldout_figures(builtin_fusion())
-    # Every held-out split it was measured on, oldest first: 112 photographs, 246 (heldout2), 113 (heldout3).
+    # Every held-out split it was measured on, oldest first: 112 photographs, 246 (heldout2), 113 (heldout3),
+    # 133 (heldout4).
     assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
-        ("heldout", 112), ("heldout2", 246), ("heldout3", 113)]
-    assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72)]
+        ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133)]
+    assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72),
+                                                                                (35, 40)]
     assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(58, 77), (115, 152),
-                                                                                      (30, 38)]
+                                                                                      (30, 38), (60, 84)]
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
@@ -150,7 +152,7 @@ def test_the_first_fusion_model_keeps_its_own_heldout_record():
     figures = heldout_figures(first)
     assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
             for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
-                                  ("heldout3", 65, 72, 24, 38)]
+                                  ("heldout3", 65, 72, 24, 38), ("heldout4", 34, 40, 59, 84)]
 
 
 def test_the_manifest_names_the_fusion_file_a_run_used():
