@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
 from pipeline import __version__
-from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion, heldout_figures
+from pipeline.detectors.fusion import Fusion, builtin_fusion, check_overrides, choose_fusion, heldout_figures
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
@@ -120,10 +121,24 @@ def _verify_license(opts: PassOptions) -> VerifyLicense:
                                       opts.flickr_calls_per_second, opts.flickr_search_depth))
 
 
+LOG = logging.getLogger(__name__)
+_WARNED: set[tuple[str, ...]] = set()  # selections already warned about (fusion_of runs several times a launch)
+
+
 def fusion_of(opts: PassOptions, specs: list[DetectorSpec]) -> Fusion | None:
     """The fusion model deciding the human classes (--fusion), refused when a --detect_thresholds or
     --review_band entry names a class it decides (that threshold would be silently ignored)."""
     fusion = choose_fusion(opts.fusion, specs)
+    selection = tuple(spec.name for spec in specs)
+    if fusion is None and specs and opts.fusion in ("", "default") and selection not in _WARNED:
+        builtin = builtin_fusion()
+        if builtin is not None:
+            _WARNED.add(selection)
+            # Said once at launch: a selection written out by name (or inherited from an older release)
+            # that lacks a detector the default model reads is decided by thresholds, a different rule.
+            missing = sorted(builtin.detectors - {spec.name for spec in specs})
+            LOG.warning("the default fusion model reads %s, not selected: per-detector thresholds decide; "
+                        "--fusion=FILE names a model for this selection (models/README.md)", ", ".join(missing))
     overridden = [item.split("=", 1)[0].strip() for text in (opts.detect_thresholds, opts.review_band)
                   for item in text.split(",") if item.strip()]
     check_overrides(fusion, specs, overridden)

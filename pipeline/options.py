@@ -203,7 +203,7 @@ def _declarations() -> list[Declared]:
         help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
     add("--fusion", Role.SHAPES_DETECTION, default="default",
         help="How the human classes decide: 'default' = the registry's fusion model (models/fusion.json: one "
-             "calibrated score over the detectors' scores, fitted on the tuning photographs) when every "
+             "calibrated score over the detectors' scores, fitted on labelled photographs) when every "
              "detector it reads is selected, else per-detector thresholds; 'none' = per-detector thresholds; "
              "or the path of a fusion model JSON (python -m pipeline.photo_sets.fit_fusion writes one).")
     add("--detect_thresholds", Role.SHAPES_DETECTION, default="",

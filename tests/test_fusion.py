@@ -107,17 +107,32 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
-    figures = heldout_figures(builtin_fusion())
-    # Every held-out split it was measured on, oldest first: 112 photographs, 246 (heldout2), 113 (heldout3),
-    # 133 (heldout4).
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
+    # Fitted on the tuning split and the three earlier held-out splits: heldout4 is the one it has not seen.
+    fusion = builtin_fusion()
+    assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
+    figures = heldout_figures(fusion)
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout4", 133)]
+    assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures] == [(35, 40, 63, 84)]
+    other = parse_fusion(json.dumps(MODEL).encode(), "m")
+    assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
+
+
+def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
+    """models/fusion_v2.json, the default until heldout4 decided between it and today's (fitted on the
+    tuning split only): every held-out split, oldest first, in its own record."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v2.json"))
+    assert before.detectors == builtin_fusion().detectors and before.sha256 != builtin_fusion().sha256
+    assert before.fitted_on.startswith("tuning split of")
+    figures = heldout_figures(before)
+    assert [(f["split"], f["images"]) for f in figures] == [
         ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133)]
     assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72),
                                                                                 (35, 40)]
     assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(58, 77), (115, 152),
                                                                                       (30, 38), (60, 84)]
-    other = parse_fusion(json.dumps(MODEL).encode(), "m")
-    assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
 
 def test_the_shipped_model_reads_the_defaults_and_nanodet_weighs_most():
@@ -148,7 +163,7 @@ def test_the_first_fusion_model_keeps_its_own_heldout_record():
 
     first = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v1.json"))
     assert first.detectors == {"centerface", "ssdlite_person", "open_nsfw", "mediapipe_palm"}
-    assert first != builtin_fusion()
+    assert first.sha256 != builtin_fusion().sha256
     figures = heldout_figures(first)
     assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
             for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
@@ -169,3 +184,21 @@ def test_the_manifest_names_the_fusion_file_a_run_used():
     entry = next(m for m in chosen if m["name"] == "fusion")
     assert (entry["file"], entry["sha256"]) == ("fusion_v1.json", read_fusion(first).sha256)
     assert entry["heldout"][0]["recall"]["successes"] == 29  # its own record, not the default's
+
+
+def test_a_selection_the_default_model_does_not_cover_is_said_once(caplog):
+    """The old defaults written out by name (no NanoDet) are decided by thresholds, not by the default
+    model: the launch says so, once, naming what is missing; the default selection says nothing."""
+    from pipeline import build
+    from pipeline.options import PassOptions
+
+    build._WARNED.clear()
+    with caplog.at_level("WARNING", logger="pipeline.build"):
+        build.models_of(PassOptions([]))
+        assert not caplog.records
+        old = PassOptions(["--detectors=centerface,ssdlite_person,open_nsfw,mediapipe_palm"])
+        for _ in range(3):
+            assert all(m["name"] != "fusion" for m in build.models_of(old))
+    assert [r.getMessage() for r in caplog.records] == [
+        "the default fusion model reads nanodet_person, not selected: per-detector thresholds decide; "
+        "--fusion=FILE names a model for this selection (models/README.md)"]

@@ -104,4 +104,4 @@ def test_a_fit_on_several_splits_names_each_and_refuses_one_not_named(tmp_path):
         except SystemExit as stop:
             assert "--splits" in str(stop)
         else:
-            raise AssertionError(f"refused: {argv}")
+            raise AssertionError(f"must be refused: {argv}")

@@ -47,7 +47,8 @@ def test_wilson_contains_the_estimate_and_narrows_with_n(n, data):
     assert high2 - low2 < high - low
 
 
-SPECS = select(load_registry(), "default")  # centerface.face, ssdlite_person.person, open_nsfw.nsfw
+# centerface.face, ssdlite_person.person, open_nsfw.nsfw, nanodet_person.person
+SPECS = select(load_registry(), "default")
 
 
 def test_decide_is_the_detect_stages_rule():

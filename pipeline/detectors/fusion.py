@@ -12,8 +12,9 @@ score nears 1 (how far it alone can move the decision is its weight: the fitted 
 much each detector's score told people from clean photos apart on the tuning set).
 
 The model is data, not code: `models/fusion.json`, named with its sha256 in `models/registry.json`,
-fitted by `python -m pipeline.photo_sets.fit_fusion` on the *tuning* part of the labelled
-photographs only. Its two thresholds play the roles the per-detector thresholds played: `reject_at`
+fitted by `python -m pipeline.photo_sets.fit_fusion` on labelled photographs (the *tuning* part,
+and held-out splits only once they are spent: a model is measured on a split it was not fitted on).
+Its two thresholds play the roles the per-detector thresholds played: `reject_at`
 rejects as `human`, [`review_from`, `reject_at`) holds for review.
 """
 

@@ -1,7 +1,11 @@
-"""Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs only.
+"""Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs, and on
+held-out splits only when they are named (`--splits`): a split the fit sees is spent, and the model
+is then measured on a later one (today's default: tuning + heldout + heldout2 + heldout3, measured
+on heldout4).
 
     pass-pipeline evaluate --photos DIR --split tuning --fusion=none --json tuning.json
     python -m pipeline.photo_sets.fit_fusion tuning.json models/fusion.json
+    python -m pipeline.photo_sets.fit_fusion tuning.json heldout.json ... out.json --splits=tuning,heldout,...
 
 Input: the JSON `evaluate` writes (its "scores": per labelled image, every detector's score).
 Images with a human (person, body_part, tiny_person) are the positives, `no_person` images the
