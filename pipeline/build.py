@@ -287,14 +287,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # once every input is done, and the read count would stay 0 while downloads are still going.
     timed = [*(("read", rows) for rows in read_rows), ("fetched", images.kept), ("deduplicated", near.kept)]
     timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
-    _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step) for i, (step, pcoll) in enumerate(timed)]
+    every = opts.progress_seconds
+    _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step, every) for i, (step, pcoll) in enumerate(timed)]
     rejections = flatten((
         read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
         images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
     ), "AllRejections")
-    _ = kept | "Progress.kept" >> Progress("kept")
-    _ = rejections | "Progress.rejected" >> Progress("rejected")
+    _ = kept | "Progress.kept" >> Progress("kept", every)
+    _ = rejections | "Progress.rejected" >> Progress("rejected", every)
 
     ledger_entries = _ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
     index_entries = None

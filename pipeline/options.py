@@ -123,6 +123,8 @@ def _declarations() -> list[Declared]:
     add("--cache", Role.OPERATIONAL, default="",
         help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
              "after being killed takes what it already had from here instead of downloading it again.")
+    add("--progress_seconds", Role.OPERATIONAL, type=float, default=5.0,
+        help="Seconds between progress lines (per worker process; also while a long step lets nothing through).")
     add("--carry_over", Role.INTERNAL, is_input=True, default="",
         help="A finished release whose images are carried into this run without refetching (after license "
              "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
