@@ -327,4 +327,6 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--jpeg_quality must be within 1..100")
     if not 0 <= opts.draft_supersample <= 8:
         problems.append("--draft_supersample must be within 0..8")
+    if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
+        problems.append("--progress_seconds must be a positive number of seconds")
     return problems

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import options
@@ -59,3 +60,10 @@ def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping(
         "--columns applies to --input_format=csv, tsv, parquet or jsonl"]
     assert {"input_format", "columns"} <= set(options.INPUTS) and {"input_format", "columns"} <= set(
         options.RECORDED)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_progress_seconds_must_be_a_positive_number(value):
+    assert options.validate(opts(f"--progress_seconds={value}")) == [
+        "--progress_seconds must be a positive number of seconds"]
+    assert not options.validate(opts("--progress_seconds=0.5"))
