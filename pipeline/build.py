@@ -136,7 +136,7 @@ def fusion_of(opts: PassOptions, specs: list[DetectorSpec]) -> Fusion | None:
             _WARNED.add(selection)
             # Said once at launch: a selection written out by name (or inherited from an older release)
             # that lacks a detector the default model reads is decided by thresholds, a different rule.
-            missing = sorted(builtin.detectors - {spec.name for spec in specs})
+            missing = sorted(builtin.detectors - set(selection))
             LOG.warning("the default fusion model reads %s, not selected: per-detector thresholds decide; "
                         "--fusion=FILE names a model for this selection (models/README.md)", ", ".join(missing))
     overridden = [item.split("=", 1)[0].strip() for text in (opts.detect_thresholds, opts.review_band)

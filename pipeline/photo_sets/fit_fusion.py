@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.detectors.fusion import logit, sigmoid
+from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 
 DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "open_nsfw.nsfw", "nanodet_person.person")
@@ -191,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = json.loads(data)
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
-    model = fit(results, [f.strip() for f in args.features.split(",") if f.strip()], args.l2, args.margin,
-                args.max_lost, args.max_clean_rejected, [s.strip() for s in args.splits.split(",") if s.strip()])
+    model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,
+                split_list(args.splits))
     Path(args.out).write_text(json.dumps(model, indent=1) + "\n")
     print(json.dumps({k: model[k] for k in ("features", "weights", "bias", "review_from", "reject_at", "tuning")}))
     return 0
