@@ -1,5 +1,6 @@
 """Detector throughput on this machine's CPU: images per second per registered detector at batch 1,
-8 and 32 (tiles included where the detector tiles), and the whole Detect stage on the local
+8 and 32 (tiles included where the detector tiles; for an export whose weights are graph inputs,
+CenterFace's, also the export as it is, at batch 1), and the whole Detect stage on the local
 runner with the detector sets compared (the first defaults, decided by per-detector thresholds; the
 defaults before NanoDet joined them (MediaPipe's palm detector instead, decided by the first fusion
 model `models/fusion_v1.json`); today's defaults scoring every view of every photo
@@ -78,6 +79,15 @@ def per_detector(images: list[Photo]) -> None:
             rates[batch] = len(images) / (time.perf_counter() - start)
         print(f"{spec.name:16s} " + "  ".join(f"batch {b:2d}: {r:6.1f} img/s ({r / rates[1]:.2f}x)"
                                              for b, r in rates.items()))
+        exported = create_session(spec, runtime, weights_as_inputs=True)
+        if exported.get_overridable_initializers():  # an export with its weights as graph inputs
+            photo_scores(spec, exported, images[:2], runtime.tile_min_side)  # warm-up
+            start = time.perf_counter()
+            for image in images:
+                photo_scores(spec, exported, [image], runtime.tile_min_side)
+            rate = len(images) / (time.perf_counter() - start)
+            print(f"{spec.name:16s} as exported (weights as graph inputs, not folded): batch  1: {rate:6.1f} img/s "
+                  f"({rate / rates[1]:.2f}x the session a run uses)")
 
 
 def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None,

@@ -52,6 +52,22 @@ def test_centerface_accepts_any_input_size(sessions):
     assert shape[0] == "batch" and isinstance(shape[2], str) and isinstance(shape[3], str)
 
 
+def test_centerface_weights_are_constants_and_its_scores_those_of_the_export(sessions):
+    """The export lists CenterFace's 194 weights as graph inputs, which keeps onnxruntime from folding
+    and pre-packing them (half the speed); the session sees them as constants, and scores the real
+    photos as the export does but for float rounding."""
+    spec = SPECS["centerface"]
+    assert sessions["centerface"].get_overridable_initializers() == []
+    exported = create_session(spec, runtime(), weights_as_inputs=True)
+    assert len(exported.get_overridable_initializers()) == 194
+    images = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(PEOPLE + NO_PEOPLE[:2])]
+    now = photo_scores(spec, sessions["centerface"], images, 0)  # whole frames: tiles are the same model
+    before = photo_scores(spec, exported, images, 0)
+    assert [round(s["face"], 4) for s in now] == [round(s["face"], 4) for s in before]
+    assert max(abs(a["face"] - b["face"]) for a, b in zip(now, before, strict=True)) < 1e-4
+    assert now[0]["face"] > 0.9  # the astronaut's face, so the comparison is not of zeros
+
+
 @pytest.mark.parametrize("name", PEOPLE)
 def test_people_score_high_on_both_human_detectors(sessions, name):
     for detector, cls in (("centerface", "face"), ("ssdlite_person", "person")):

