@@ -35,13 +35,16 @@ LOCAL = ["--runner=FnApiRunner", f"--detect_threads={DETECT_THREADS}"]
 FAST = [*LOCAL, "--detectors=none"]
 
 
-# The test files that take longest (measured serially), first: pytest-xdist (--dist loadfile) hands
-# whole files to its workers in collection order, so a long file collected late would run alone at
-# the end while the other worker idles. Longest first keeps both busy to the end.
-LONGEST_FIRST = ("test_release.py", "test_refresh.py", "test_build.py", "test_run.py", "test_evaluation.py",
-                 "test_near_dedup.py", "test_detect.py", "test_flickr_source.py", "test_progress.py",
-                 "test_http_client.py", "test_cli.py", "test_verify_license.py", "test_review.py",
-                 "test_sources_table.py", "test_flickr_server.py")
+# The test files that take longest (measured under pytest-xdist on two cores), first: with
+# `--dist loadfile --no-loadscope-reorder` (scripts/test) the workers take whole files in collection
+# order, so a long file collected late would run alone at the end while the other worker idles.
+# Longest first keeps both busy to the end. (Without --no-loadscope-reorder pytest-xdist reorders
+# the files by their number of tests, and this order is lost.)
+LONGEST_FIRST = ("test_release.py", "test_build.py", "test_detect.py", "test_refresh.py", "test_evaluation.py",
+                 "test_handler.py", "test_run.py", "test_near_dedup.py", "test_cli.py", "test_flickr_source.py",
+                 "test_progress.py", "test_review.py", "test_beam_memo.py", "test_flickr_server.py",
+                 "test_terraform.py", "test_http_client.py", "test_cloud_storage.py", "test_detect_photos.py",
+                 "test_sources_table.py", "test_verify_license.py", "test_review_page.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

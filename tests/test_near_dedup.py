@@ -72,10 +72,14 @@ def in_memory(photos, r, key_blocks, cap, dhash_distance=-1):
         for key in candidate_keys(node.value, masks):
             buckets[key].append(node)
     edges = []
+    first_key: dict[int, int] = {}  # by a ^ b: a pair meets in up to C(r + k, k) buckets, its first key is one
     for key, nodes in buckets.items():
         index = int(key.split(":")[0])
         for edge in bucket_pairs(nodes, r, masks[index], cap).values():
-            if first_shared_key(edge.a.value, edge.b.value, masks) == index and confirmed(edge, dhash_distance):
+            difference = edge.a.value ^ edge.b.value
+            if difference not in first_key:
+                first_key[difference] = first_shared_key(edge.a.value, edge.b.value, masks)
+            if first_key[difference] == index and confirmed(edge, dhash_distance):
                 edges.append(edge)
     pairs = [tuple(sorted((e.a.photo_id, e.b.photo_id))) for e in edges]
     assert len(pairs) == len(set(pairs)), "a pair was reported twice"
