@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
        max_rejected=st.floats(0.0, 0.2))
 def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost, max_rejected):
     h, c = np.array(humans), np.array(clean)
+    everyone = np.concatenate([h, c])
     review, reject = choose_thresholds(h, c, margin, max_lost, max_rejected)
     lost_allowed, rejected_allowed = int(np.floor(max_lost * len(c))), int(np.floor(max_rejected * len(c)))
     # Oracle over every candidate threshold (each score, and just above it): the set of thresholds
@@ -43,9 +45,25 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
         assert review <= h.min()
     else:
         assert (c >= review).sum() <= lost_allowed
-        assert not [t for t in candidates if t < review and (c >= t).sum() <= lost_allowed]
+        # the lowest such threshold divides the images as review_from does, and it sits mid-gap
+        lowest = min(t for t in candidates if (c >= t).sum() <= lost_allowed)
+        assert ((everyone >= review) == (everyone >= lowest)).all()
+        assert_mid_gap(review, everyone)
     assert reject >= review
-    assert reject == review or (c >= reject).sum() <= rejected_allowed
+    if reject != review:
+        assert (c >= reject).sum() <= rejected_allowed
+        lowest = min(t for t in candidates if (c >= t).sum() <= rejected_allowed)
+        assert ((everyone >= reject) == (everyone >= max(lowest, review))).all()
+        assert_mid_gap(reject, everyone)
+
+
+def assert_mid_gap(threshold: float, everyone: np.ndarray) -> None:
+    """No image's score sits within rounding of a threshold the fit chose between two images: it is
+    halfway between the nearest scores on either side (1.0 above the highest)."""
+    below, above = everyone[everyone < threshold], everyone[everyone >= threshold]
+    lower, upper = float(below.max()), float(above.min()) if len(above) else 1.0
+    if upper > np.nextafter(np.nextafter(lower, 2.0), 2.0):  # a gap wider than two ULPs has a middle
+        assert threshold - lower == pytest.approx(upper - threshold, rel=1e-9, abs=1e-15)
 
 
 def test_the_command_fits_on_tuning_scores_and_writes_a_model_the_pipeline_reads(tmp_path):
@@ -66,6 +84,10 @@ def test_the_command_fits_on_tuning_scores_and_writes_a_model_the_pipeline_reads
     assert model["tuning"]["recall"] == 1.0 and fusion.review_from <= fusion.reject_at
     assert all(w > 0 for w in fusion.weights)
     assert "scores sha256" in model["fitted_on"]
+    # The figures the fit records are those the pipeline's decision gives on the same scores.
+    clean = [scores[f"{row.package}:{row.member_path}"] for row in rows if row.label == "no_person"]
+    kept = sum(fusion.score(s) < fusion.review_from for s in clean)
+    assert model["tuning"]["keep_rate"] == round(kept / len(clean), 4)
     heldout = tmp_path / "heldout.json"
     heldout.write_text(json.dumps({"split": "heldout", "scores": scores}))
     try:

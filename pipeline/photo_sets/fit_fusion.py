@@ -25,6 +25,11 @@ Thresholds are then chosen on the same tuning scores, recall first:
 - `reject_at`: the lowest threshold above which at most `--max_clean_rejected` of the clean tuning
   images lie (rejecting outright what a reviewer would nearly always reject, holding the rest).
 
+Fused scores are computed by the pipeline's own `Fusion.score`, and a threshold placed between two
+tuning images sits halfway between their fused scores: the models committed before 2026-11-30 put
+it one float step above a photo, so a change of a score in its last bits (CenterFace's constant
+weights moved scores by up to 6e-6) flipped that photo (held <-> rejected on three tuning photos).
+
 Everything needed to reproduce the fit (the score file's sha256, the options, tuning figures) is
 written into the model file.
 """
@@ -40,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.detectors.fusion import logit, sigmoid
+from pipeline.detectors.fusion import Fusion, logit, sigmoid
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 
@@ -100,29 +105,50 @@ def label_weights(labels: Sequence[str]) -> np.ndarray:
                      for label in labels])
 
 
+def _between(score: float, others: np.ndarray) -> float:
+    """A threshold just above `score` and below every higher score in `others`: halfway to the next
+    one (to 1.0 if there is none), so that no tuning photo sits within float rounding of it. A
+    threshold one ULP above a photo (as the fit once placed them) flips that photo when its score
+    moves in the last bits: another onnxruntime build, graph optimisation or summation order."""
+    higher = others[others > score]
+    upper = float(higher.min()) if len(higher) else 1.0
+    middle = score + (upper - score) / 2
+    return middle if middle > score else float(np.nextafter(score, 2.0))
+
+
 def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin: float, max_lost: float,
                       max_clean_rejected: float) -> tuple[float, float]:
     """(review_from, reject_at) on the tuning scores (see the module's docstring). Not rounded: a
     rounded threshold could land above the weakest human it was chosen to catch."""
+    everyone = np.concatenate([fused_humans, fused_clean])
     weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
     review_from = min(weakest, sigmoid(logit(weakest) - margin))
     ranked = np.sort(fused_clean)[::-1]
     lost_allowed = math.floor(max_lost * len(ranked))
     if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
-        # just above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
-        review_from = float(np.nextafter(ranked[lost_allowed], 2.0))
+        # above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
+        review_from = _between(float(ranked[lost_allowed]), everyone)
     rejected_allowed = math.floor(max_clean_rejected * len(ranked))
-    reject_at = float(np.nextafter(ranked[rejected_allowed], 2.0)) if rejected_allowed < len(ranked) else 0.0
+    reject_at = _between(float(ranked[rejected_allowed]), everyone) if rejected_allowed < len(ranked) else 0.0
     return review_from, max(reject_at, review_from)
 
 
+def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], weights: np.ndarray,
+                 bias: float) -> np.ndarray:
+    """Each image's fused score computed by the pipeline's own `Fusion.score`, bit for bit: thresholds
+    chosen on numpy's sums (another summation order) could fall on the other side of a photo."""
+    model = Fusion(features=tuple(features), weights=tuple(float(w) for w in weights), bias=float(bias),
+                   reject_at=1.0, review_from=1.0)
+    return np.array([model.score(s) for s in scores], dtype=np.float64)
+
+
 def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], l2: float, margin: float,
-              max_lost: float, max_clean_rejected: float) -> dict:
+              max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]]) -> dict:
     """One fusion model: weights (rounded first, so the thresholds are chosen on the very scores the
-    written model gives), thresholds, and its figures on the tuning images."""
+    written model gives), thresholds, and its figures on the tuning images. `x` is `design(scores)`."""
     weights, bias = fit_nonnegative(x, y, l2, label_weights(labels))
     weights, bias = np.round(weights, 6), round(bias, 6)
-    fused = 1.0 / (1.0 + np.exp(-(x @ weights + bias)))
+    fused = fused_scores(scores, features, weights, bias)
     humans, clean = fused[y == 1], fused[y == 0]
     review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
     return {"features": list(features), "weights": [float(w) for w in weights], "bias": bias,
@@ -154,12 +180,12 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     settings = (l2, margin, max_lost, max_clean_rejected)
-    model = fit_model(design(scores, features), y, labels, features, *settings)
+    model = fit_model(design(scores, features), y, labels, features, *settings, scores)
     ablation = {}
     for detector in sorted({feature.split(".", 1)[0] for feature in features}):
         rest = [feature for feature in features if feature.split(".", 1)[0] != detector]
         if rest:
-            ablation[detector] = fit_model(design(scores, rest), y, labels, rest, *settings)
+            ablation[detector] = fit_model(design(scores, rest), y, labels, rest, *settings, scores)
     return {
         "kind": "logistic over logit(clip(score, 1e-4, 1 - 1e-4))",
         **model,
