@@ -28,7 +28,7 @@ Thresholds are then chosen on the same tuning scores, recall first:
 Fused scores are computed by the pipeline's own `Fusion.score`, and a threshold placed between two
 tuning images sits halfway between their fused scores: the models committed before 2026-11-30 put
 it one float step above a photo, so a change of a score in its last bits (CenterFace's constant
-weights moved scores by up to 6e-6) flipped that photo (held <-> rejected on three tuning photos).
+weights moved scores by up to 6e-6) flipped it (held -> rejected, three photos of fitted-on splits).
 
 Everything needed to reproduce the fit (the score file's sha256, the options, tuning figures) is
 written into the model file.
