@@ -39,8 +39,9 @@ class Stateful(beam.DoFn):
         return []
 
 
-def test_the_pipeline_package_installs_both_memos_on_the_checked_beam():
-    assert beam.__version__ == beam_memo.CHECKED_BEAM, "a new Beam: re-read get_dofn_specs and view_as, move the pin"
+def test_the_pipeline_package_installs_the_memos_on_the_checked_beam():
+    assert beam.__version__ == beam_memo.CHECKED_BEAM, (
+        "a new Beam: re-read get_dofn_specs, view_as and get_signature (and who imports it), move the pin")
     assert beam_memo.installed()
 
 
@@ -49,6 +50,7 @@ def test_an_unchecked_beam_version_is_left_as_it_is(unmemoised, monkeypatch):  #
     assert not beam_memo.install()
     assert not beam_memo.installed()
     assert userstate.get_dofn_specs is beam_memo._original_get_dofn_specs
+    assert all(module.get_signature is beam_memo._original_get_signature for module in beam_memo._SIGNATURE_USERS)
 
 
 def _dofns_of(pipeline: beam.Pipeline) -> list[beam.DoFn]:
@@ -97,6 +99,56 @@ def test_a_dead_dofn_is_forgotten():
     del dofn
     gc.collect()
     assert key not in beam_memo._specs
+
+
+def test_signatures_are_beams_own_for_every_callable_of_the_job(tmp_path):
+    """For every DoFn method and every function a whole job's transforms hold, and for callables the
+    memo does not keep (a class, a builtin, a partial, a lambda's bound method), Beam's answer."""
+    import functools
+
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        options = pipeline_options([f"--input={metadata}", f"--output={tmp_path / 'out'}",
+                                    f"--allowed_hosts={server.host}", *LOCAL])
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, options.view_as(PassOptions))
+    callables = [getattr(dofn, name) for dofn in _dofns_of(pipeline) for name in ("process", "setup", "start_bundle")]
+    callables += [dofn._fn for dofn in _dofns_of(pipeline) if callable(getattr(dofn, "_fn", None))]
+    callables += [Stateful().process, Stateful, len, functools.partial(max, 1), lambda x, *rest, y=2: x]
+    assert len(callables) > 150
+    for func in callables:
+        assert beam_memo.get_signature(func) == beam_memo._original_get_signature(func), func
+        assert beam_memo.get_signature(func) == beam_memo.get_signature(func)  # from the memo, the same
+
+
+def test_a_signature_is_computed_once_per_function_whatever_the_instance(monkeypatch):
+    calls = []
+    original = beam_memo._original_get_signature
+    monkeypatch.setattr(beam_memo, "_original_get_signature", lambda func: calls.append(func) or original(func))
+
+    class Fresh(beam.DoFn):  # a function no earlier test inspected
+        def process(self, element, extra=0):
+            yield element
+
+    first, second = Fresh(), Fresh()
+    assert beam_memo.get_signature(first.process) is beam_memo.get_signature(second.process)
+    assert beam_memo.get_signature(Fresh.process) != beam_memo.get_signature(first.process)  # unbound: has self
+    assert len(calls) == 2  # the bound method once, the function once
+    beam_memo.get_signature(len)
+    beam_memo.get_signature(len)
+    assert len(calls) == 4  # a builtin is not kept
+
+
+def test_a_dead_function_is_forgotten():
+    def scratch(a, b=1):
+        return a
+
+    key = (id(scratch), False)
+    beam_memo.get_signature(scratch)
+    assert key in beam_memo._signatures
+    del scratch
+    gc.collect()
+    assert key not in beam_memo._signatures
 
 
 def test_views_share_their_values_as_beams_own_do():
