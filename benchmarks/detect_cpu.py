@@ -86,8 +86,8 @@ def per_detector(images: list[Photo]) -> None:
             for image in images:
                 photo_scores(spec, exported, [image], runtime.tile_min_side)
             rate = len(images) / (time.perf_counter() - start)
-            print(f"{spec.name:16s} as exported (weights as graph inputs, not folded): batch  1: {rate:6.1f} img/s "
-                  f"({rate / rates[1]:.2f}x the session a run uses)")
+            print(f"{spec.name:16s} weights as graph inputs (the session before the repair): "
+                  f"batch  1: {rate:6.1f} img/s ({rate / rates[1]:.2f}x the session a run uses)")
 
 
 def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None,

@@ -102,8 +102,8 @@ def test_a_dead_dofn_is_forgotten():
 
 
 def test_signatures_are_beams_own_for_every_callable_of_the_job(tmp_path):
-    """For every DoFn method and every function a whole job's transforms hold, and for callables the
-    memo does not keep (a class, a builtin, a partial, a lambda's bound method), Beam's answer."""
+    """For every DoFn method and every function a whole job's transforms hold, a bound method, a
+    lambda, and callables the memo does not keep (a class, a builtin, a partial): Beam's answer."""
     import functools
 
     with StaticServer() as server:

@@ -63,7 +63,6 @@ def test_centerface_weights_are_constants_and_its_scores_those_of_the_export(ses
     images = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(PEOPLE + NO_PEOPLE[:2])]
     now = photo_scores(spec, sessions["centerface"], images, 0)  # whole frames: tiles are the same model
     before = photo_scores(spec, exported, images, 0)
-    assert [round(s["face"], 4) for s in now] == [round(s["face"], 4) for s in before]
     assert max(abs(a["face"] - b["face"]) for a, b in zip(now, before, strict=True)) < 1e-4
     assert now[0]["face"] > 0.9  # the astronaut's face, so the comparison is not of zeros
 

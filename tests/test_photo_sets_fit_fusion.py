@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.detectors.fusion import parse_fusion
+from pipeline.detectors.fusion import logit, parse_fusion, sigmoid
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 from pipeline.photo_sets.fit_fusion import choose_thresholds, fit_logistic, main
 
@@ -28,6 +28,8 @@ scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
+@example(humans=[0.5], clean=[1.0], margin=0.5, max_lost=0.0, max_rejected=0.0)  # a clean photo fused at 1.0
+@example(humans=[0.3, 0.9], clean=[0.1], margin=0.0, max_lost=0.1, max_rejected=0.0)  # no margin: still mid-gap
 @given(humans=scores, clean=scores, margin=st.sampled_from([0.0, 0.5]), max_lost=st.floats(0.0, 0.5),
        max_rejected=st.floats(0.0, 0.2))
 def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost, max_rejected):
@@ -35,26 +37,35 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
     everyone = np.concatenate([h, c])
     review, reject = choose_thresholds(h, c, margin, max_lost, max_rejected)
     lost_allowed, rejected_allowed = int(np.floor(max_lost * len(c))), int(np.floor(max_rejected * len(c)))
-    # Oracle over every candidate threshold (each score, and just above it): the set of thresholds
-    # that catch every human; if one of them loses at most lost_allowed clean images, review_from
-    # is one of them, else it loses at most lost_allowed and no lower threshold does.
-    candidates = sorted({*h.tolist(), *c.tolist(), *(np.nextafter(x, 2.0) for x in (*h, *c))})
-    catch_all = [t for t in candidates if (h >= t).all()]
-    if any((c >= t).sum() <= lost_allowed for t in catch_all):
-        assert (h >= review).all()
-        assert review <= h.min()
+    assert 0.0 <= review <= reject <= 1.0  # a model file outside [0, 1] is refused by the pipeline
+    # Recall first: every human caught, the threshold lowered by the margin and at least to halfway
+    # between the weakest human and the next lower score (no photo within rounding of it) ...
+    weakest = h.min()
+    lower = everyone[everyone < weakest]
+    halfway = lower.max() + (weakest - lower.max()) / 2 if len(lower) else weakest / 2
+    catch_all = min(halfway, sigmoid(logit(weakest) - margin))
+    # Oracle over every candidate threshold (each score, and just above it, capped at 1.0)
+    candidates = sorted({*h.tolist(), *c.tolist(), *(min(1.0, np.nextafter(x, 2.0)) for x in (*h, *c))})
+    if (c >= catch_all).sum() <= lost_allowed:
+        assert review == catch_all and (h >= review).all()
     else:
-        assert (c >= review).sum() <= lost_allowed
-        # the lowest such threshold divides the images as review_from does, and it sits mid-gap
-        lowest = min(t for t in candidates if (c >= t).sum() <= lost_allowed)
-        assert ((everyone >= review) == (everyone >= lowest)).all()
-        assert_mid_gap(review, everyone)
-    assert reject >= review
-    if reject != review:
+        # ... unless that loses more than lost_allowed clean images: then the lowest threshold that
+        # loses at most that many divides the images as review_from does, and review_from sits mid-gap.
+        fitting = [t for t in candidates if (c >= t).sum() <= lost_allowed]
+        if fitting:
+            assert (c >= review).sum() <= lost_allowed
+            assert ((everyone >= review) == (everyone >= min(fitting))).all()
+            assert_mid_gap(review, everyone)
+        else:  # clean images fused at exactly 1.0, more than allowed: nothing below 1.0 helps
+            assert review == 1.0
+    fitting = [t for t in candidates if (c >= t).sum() <= rejected_allowed]
+    if fitting:
         assert (c >= reject).sum() <= rejected_allowed
-        lowest = min(t for t in candidates if (c >= t).sum() <= rejected_allowed)
-        assert ((everyone >= reject) == (everyone >= max(lowest, review))).all()
-        assert_mid_gap(reject, everyone)
+        if reject != review:  # chosen for rejection, not raised to review_from
+            assert ((everyone >= reject) == (everyone >= min(fitting))).all()
+            assert_mid_gap(reject, everyone)
+    else:
+        assert reject == 1.0
 
 
 def assert_mid_gap(threshold: float, everyone: np.ndarray) -> None:

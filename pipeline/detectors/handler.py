@@ -85,7 +85,7 @@ def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = Fa
       (0.55 s against 0.29 s for five 512 px views, one thread). Nobody feeds them: the model's
       outputs change only in float rounding (at most 4e-5 on a score map, 6e-6 on a photo's score).
       `weights_as_inputs` skips this repair: what `benchmarks/detect_cpu.py` measures it against."""
-    import onnx  # parsed only when a repair may be needed
+    import onnx  # every model is parsed (a few ms each) to see whether it needs a repair
 
     model = onnx.load_from_string(model_bytes)
     weights = {tensor.name for tensor in model.graph.initializer}

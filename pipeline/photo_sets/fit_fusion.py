@@ -18,14 +18,16 @@ body_part, tiny_person) a sixth: the tuning set's mix (54 tiny people, 24 body p
 what the model cares about.
 Thresholds are then chosen on the same tuning scores, recall first:
 
-- `review_from`: the highest threshold that still catches every tuning image with a human, less
-  a margin (`--margin`, in logit units) for photos a little weaker than any seen in tuning; when
-  that would lose more than `--max_lost` of the clean images, the threshold that loses exactly
-  that many instead (the fit reports the tuning recall it then reaches);
-- `reject_at`: the lowest threshold above which at most `--max_clean_rejected` of the clean tuning
-  images lie (rejecting outright what a reviewer would nearly always reject, holding the rest).
+- `review_from`: a threshold that still catches every tuning image with a human, lowered by a
+  margin (`--margin`, in logit units) for photos a little weaker than any seen in tuning, and at
+  least to halfway between the weakest of them and the next lower score; when that would lose more
+  than `--max_lost` of the clean images, one that loses exactly that many instead (the fit reports
+  the tuning recall it then reaches);
+- `reject_at`: a threshold above which at most `--max_clean_rejected` of the clean tuning images
+  lie, dividing the tuning images as the lowest such threshold does (rejecting outright what a
+  reviewer would nearly always reject, holding the rest).
 
-Fused scores are computed by the pipeline's own `Fusion.score`, and a threshold placed between two
+Fused scores are computed by the pipeline's own `Fusion.score`, and a threshold chosen between two
 tuning images sits halfway between their fused scores: the models committed before 2026-11-30 put
 it one float step above a photo, so a change of a score in its last bits (CenterFace's constant
 weights moved scores by up to 6e-6) flipped it (held -> rejected, three photos of fitted-on splits).
@@ -106,14 +108,23 @@ def label_weights(labels: Sequence[str]) -> np.ndarray:
 
 
 def _between(score: float, others: np.ndarray) -> float:
-    """A threshold just above `score` and below every higher score in `others`: halfway to the next
-    one (to 1.0 if there is none), so that no tuning photo sits within float rounding of it. A
-    threshold one ULP above a photo (as the fit once placed them) flips that photo when its score
-    moves in the last bits: another onnxruntime build, graph optimisation or summation order."""
+    """A threshold above `score` that divides `others` as one just above it does: halfway to the next
+    higher score (to 1.0 if there is none), so that no tuning photo sits within float rounding of it.
+    A threshold one float step above a photo (as the fit once placed them) flips that photo when its
+    score moves in the last bits: another onnxruntime build, graph optimisation or summation order.
+    Never above 1.0, a model's limit: a photo fused at exactly 1.0 lies at or above any threshold."""
     higher = others[others > score]
     upper = float(higher.min()) if len(higher) else 1.0
     middle = score + (upper - score) / 2
-    return middle if middle > score else float(np.nextafter(score, 2.0))
+    return min(1.0, middle if middle > score else float(np.nextafter(score, 2.0)))
+
+
+def _below(score: float, others: np.ndarray) -> float:
+    """Halfway between `score` and the next lower score of `others` (0.0 if there is none): the
+    highest threshold that keeps `score` out of float rounding's reach while dividing `others` as
+    `score` itself does."""
+    lower = others[others < score]
+    return float(lower.max()) + (score - float(lower.max())) / 2 if len(lower) else score / 2
 
 
 def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin: float, max_lost: float,
@@ -122,7 +133,7 @@ def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin:
     rounded threshold could land above the weakest human it was chosen to catch."""
     everyone = np.concatenate([fused_humans, fused_clean])
     weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
-    review_from = min(weakest, sigmoid(logit(weakest) - margin))
+    review_from = min(_below(weakest, everyone), sigmoid(logit(weakest) - margin))
     ranked = np.sort(fused_clean)[::-1]
     lost_allowed = math.floor(max_lost * len(ranked))
     if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
