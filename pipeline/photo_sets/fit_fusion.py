@@ -120,9 +120,8 @@ def _between(score: float, others: np.ndarray) -> float:
 
 
 def _below(score: float, others: np.ndarray) -> float:
-    """Halfway between `score` and the next lower score of `others` (0.0 if there is none): the
-    highest threshold that keeps `score` out of float rounding's reach while dividing `others` as
-    `score` itself does."""
+    """Halfway between `score` and the next lower score of `others` (or 0.0 if there is none): a
+    threshold that divides `others` as `score` itself does, with no photo within float rounding of it."""
     lower = others[others < score]
     return float(lower.max()) + (score - float(lower.max())) / 2 if len(lower) else score / 2
 
