@@ -1,6 +1,7 @@
 """Detector throughput on this machine's CPU: images per second per registered detector at batch 1,
 8 and 32 (tiles included where the detector tiles; for an export whose weights are graph inputs,
-CenterFace's, also the export as it is, at batch 1), and the whole Detect stage on the local
+CenterFace's, also the session as it was made before the handler repaired that, at batch 1), and
+the whole Detect stage on the local
 runner with the detector sets compared (the first defaults, decided by per-detector thresholds; the
 defaults before NanoDet joined them (MediaPipe's palm detector instead, decided by the first fusion
 model `models/fusion_v1.json`); today's defaults scoring every view of every photo
