@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from pipeline.detectors.decision import KEPT, rule_for
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo
 from pipeline.stages.image import ImageConfig, normalise
@@ -148,7 +148,7 @@ def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: Runtime
     photos = [Photo(str(i), image=stored_jpeg(sample.image, max_side)) for i, sample in enumerate(samples)]
     scores: list[dict[str, float]] = [{} for _ in samples]
     for spec in specs:
-        session = create_session(spec, runtime)
+        session = shared_session(spec, runtime)
         for index, photo in enumerate(photos):
             for cls, value in photo_scores(spec, session, [photo], runtime.tile_min_side)[0].items():
                 scores[index][spec.score_name(cls)] = value

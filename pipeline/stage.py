@@ -13,12 +13,14 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam import pvalue
 
-from pipeline import beam_memo
+from pipeline import beam_memo, gc_tuning
 from pipeline.records import Photo, Rejection
 
-# Every job builds its stages from this module: Beam's two hottest repeated computations are
-# memoised for all of them, here and in worker processes that import it (see beam_memo).
+# Every job builds its stages from this module: Beam's hottest repeated computations are memoised
+# for all of them, and young garbage collections made rarer, here and in worker processes that
+# import it (see beam_memo and gc_tuning).
 beam_memo.install()
+gc_tuning.install()
 
 
 class _QuietTagWarning(logging.Filter):

@@ -7,16 +7,18 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_pipeline import TestPipeline
-from PIL import Image
 
-from pipeline.detectors.handler import RuntimeConfig
-from pipeline.fixtures.demo_world import build_demo_world, demo_image
-from pipeline.fixtures.static_server import StaticServer
-from pipeline.records import Photo
+# Imported where they are used, not here: pytest-xdist's controlling process loads this file too,
+# before it starts the workers, and needs none of them (Beam alone is ~2 s of CPU).
+if TYPE_CHECKING:
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from PIL import Image
+
+    from pipeline.detectors.handler import RuntimeConfig
+    from pipeline.records import Photo
 
 
 def _detect_threads() -> int:
@@ -54,14 +56,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def runtime(**fields) -> RuntimeConfig:
     """A detector runtime as the job's defaults make it, with this process's share of the cores."""
+    from pipeline.detectors.handler import RuntimeConfig
+
     return RuntimeConfig(**{"intra_op_threads": DETECT_THREADS, **fields})
 
 
 def local_pipeline() -> TestPipeline:
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
     return TestPipeline(options=PipelineOptions(LOCAL))
 
 
 def photo(photo_id: str = "1", **fields) -> Photo:
+    from pipeline.records import Photo
+
     defaults = dict(source="yfcc", source_ref=f"test.tsv:{photo_id}", owner_nsid="owner@N00", owner_name="Owner",
                     license_name="Attribution License", license_url="http://creativecommons.org/licenses/by/2.0/")
     defaults.update(fields)
@@ -70,6 +79,8 @@ def photo(photo_id: str = "1", **fields) -> Photo:
 
 def real_jpeg(name: str = "chelsea.jpg") -> bytes:
     """A real photograph from the bundled demo set (see pipeline/fixtures/demo/LICENSES.md)."""
+    from pipeline.fixtures.demo_world import demo_image
+
     return demo_image(name)
 
 
@@ -80,6 +91,8 @@ def encode(img: Image.Image, fmt: str = "JPEG", **params) -> bytes:
 
 
 def real_image(name: str = "chelsea.jpg") -> Image.Image:
+    from PIL import Image
+
     return Image.open(io.BytesIO(real_jpeg(name))).convert("RGB")
 
 
@@ -88,6 +101,8 @@ def demo_release(tmp_path_factory) -> Iterator[Path]:
     """The demo world's release, written once for the whole session: detectors off, 2 shards, all
     formats. Read-only by convention: a test that changes it works on a copy (shutil.copytree)."""
     from pipeline.cli import run
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
 
     folder = tmp_path_factory.mktemp("demo_release")
     with StaticServer() as server:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -16,9 +17,10 @@ from pipeline.detectors.handler import (
     create_session,
     photo_scores,
     providers_for,
+    shared_session,
     staged_scores,
 )
-from pipeline.detectors.registry import load_registry, select
+from pipeline.detectors.registry import ChecksumError, load_registry, select
 from pipeline.evaluation import _paste, labelled_set, stored_jpeg
 from tests.conftest import photo, real_image, real_jpeg, runtime
 
@@ -45,6 +47,31 @@ def test_required_gpu_fails_loudly_when_cuda_is_not_in_use():
         pytest.skip("a CUDA build is installed here")
     with pytest.raises(GpuNotActiveError, match="GPU was required"):
         create_session(SPECS["open_nsfw"], RuntimeConfig(require_gpu=True))
+    for _ in range(2):  # nothing is kept from the failed attempt: the second fails the same way
+        with pytest.raises(GpuNotActiveError, match="GPU was required"):
+            shared_session(SPECS["open_nsfw"], RuntimeConfig(require_gpu=True))
+
+
+def test_a_process_builds_a_models_session_once_per_runtime():
+    spec = SPECS["nanodet_person"]
+    first = shared_session(spec, runtime())
+    assert shared_session(spec, runtime()) is first  # a later job's DoFn gets the same session
+    assert shared_session(spec, runtime(intra_op_threads=3)) is not first  # other threads: another session
+    assert shared_session(SPECS["ssdlite_person"], runtime()) is not first
+    assert create_session(spec, runtime()) is not first  # always a new one (the benchmarks compare them)
+    handler = OnnxDetectorHandler(spec, runtime())
+    assert handler.load_model() is first
+
+
+def test_a_model_file_changed_after_its_session_was_made_is_refused(tmp_path):
+    spec = SPECS["nanodet_person"]
+    copy = tmp_path / "nanodet.onnx"
+    copy.write_bytes(Path(spec.file).read_bytes())
+    moved = dataclasses.replace(spec, file=str(copy))
+    assert shared_session(moved, runtime()) is shared_session(spec, runtime())  # same model bytes, same session
+    copy.write_bytes(copy.read_bytes() + b"\0")
+    with pytest.raises(ChecksumError, match="registry says"):
+        shared_session(moved, runtime())
 
 
 def test_centerface_accepts_any_input_size(sessions):

@@ -23,10 +23,10 @@ def test_a_running_job_prints_progress_and_records_step_timing(tmp_path):
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path / "input")
         # Answers late, and empty: the job waits for it through at least two of the heartbeat's beats.
-        server.add(photo_path("1003"), Response(200, b"", delay=4.0))
+        server.add(photo_path("1003"), Response(200, b"", delay=2.0))
         done = subprocess.run([sys.executable, "-m", "pipeline", "run", f"--input={metadata}",
                                f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
-                               "--progress_seconds=1", *FAST],
+                               "--progress_seconds=0.4", *FAST],
                               capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [text for text in done.stderr.splitlines() if "progress: read " in text]

@@ -14,13 +14,15 @@ result is then marked partial (`PARTIAL` after the detector's name in `model_id`
 scores are never cached as if complete.
 
 The session is created in `load_model()` on the worker, never pickled. RunInference keeps one per
-worker process, shared by its threads. Providers are always listed explicitly: CUDA first when
-this onnxruntime build has it (and the user did not ask for CPU), then CPU — the CPU wheel lists
-Azure first, and an implicit list would pick it.
+worker process, shared by its threads; `shared_session` keeps it for the process's later jobs too.
+Providers are always listed explicitly: CUDA first when this onnxruntime build has it (and the
+user did not ask for CPU), then CPU — the CPU wheel lists Azure first, and an implicit list would
+pick it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +107,13 @@ def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = Fa
 
 
 def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs: bool = False) -> ort.InferenceSession:
-    model_bytes = _prepared(read_model(spec), spec.input.dynamic_hw, weights_as_inputs)
+    """A new session for the detector's model, read from its file and checked against its sha256."""
+    return _new_session(spec, read_model(spec), runtime, weights_as_inputs)
+
+
+def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
+                 weights_as_inputs: bool = False) -> ort.InferenceSession:
+    model_bytes = _prepared(model_bytes, spec.input.dynamic_hw, weights_as_inputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about the models' exports (unused initializers) are noise
     # A memory pattern is planned and kept per input shape; batch sizes vary from call to call, so
@@ -120,6 +128,30 @@ def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs
         raise GpuNotActiveError(
             f"detector {spec.name}: a GPU was required but onnxruntime runs on {active} "
             f"(available: {ort.get_available_providers()}); is onnxruntime-gpu installed and a driver present?")
+    return session
+
+
+# Sessions this process made, by all that shapes one: the model's (checked) sha256, its repair, the
+# device asked for and the threads. Every job a process runs (a launcher running several, a test
+# session running hundreds, `evaluate`) then builds each model's session once: building one
+# (onnxruntime's graph optimisation and weight packing) took 0.03-0.13 s a model, four per job.
+# onnxruntime sessions may be run from several threads at once.
+_sessions: dict[tuple[str, bool, str, bool, int], ort.InferenceSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def shared_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceSession:
+    """The process's session for this model and runtime, made on first use. The file is still read
+    and checked against its sha256 every time: a file changed since is refused, not served from
+    memory."""
+    model_bytes = read_model(spec)
+    key = (spec.sha256, spec.input.dynamic_hw, runtime.device, runtime.require_gpu, runtime.intra_op_threads)
+    with _sessions_lock:
+        session = _sessions.get(key)
+    if session is None:
+        session = _new_session(spec, model_bytes, runtime)  # raises (and keeps nothing) when a GPU is missing
+        with _sessions_lock:
+            session = _sessions.setdefault(key, session)
     return session
 
 
@@ -202,7 +234,7 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
         self._settled = settled
 
     def load_model(self) -> ort.InferenceSession:
-        return create_session(self._spec, self._runtime)
+        return shared_session(self._spec, self._runtime)
 
     def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
