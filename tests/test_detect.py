@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.detectors.fusion import builtin_fusion
-from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import load_registry, select
 from pipeline.stages.detect import Detect, read_decisions
 from tests.conftest import local_pipeline, photo, real_jpeg, runtime
@@ -102,7 +102,7 @@ def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
         inferred = sum(c.committed for c in counters if c.key.metric.name == "num_inferences")
         assert inferred == expect_inferences
 
-    session = create_session(nsfw[0], runtime())
+    session = shared_session(nsfw[0], runtime())
     want = [(ph.photo_id, round(photo_scores(nsfw[0], session, [ph], 400)[0]["nsfw"], 6)) for ph in inputs]
     run(expect_inferences=3)
     assert list((tmp_path / "cache").glob("scores-open_nsfw-*.parquet"))
@@ -114,7 +114,7 @@ def _scored_one_by_one(kept: list[str]) -> list[tuple[str, tuple]]:
     config = runtime()
     scores: dict[str, dict[str, float]] = {photo_id: {} for photo_id in kept}
     for spec in SPECS:
-        session = create_session(spec, config)
+        session = shared_session(spec, config)
         for one in photos():
             if one.photo_id in kept:
                 [classes] = photo_scores(spec, session, [one], config.tile_min_side)
