@@ -138,3 +138,25 @@ def test_a_fit_on_several_splits_names_each_and_refuses_one_not_named(tmp_path):
             assert "--splits" in str(stop)
         else:
             raise AssertionError(f"must be refused: {argv}")
+
+
+def test_a_scores_file_missing_a_photo_or_a_feature_is_refused_not_fitted_as_zero(tmp_path):
+    rows = [row for row in load_rows("tuning") if row.label in HUMAN_LABELS or row.label == "no_person"]
+    scores = {f"{row.package}:{row.member_path}": {"centerface.face": 0.9 if row.label in HUMAN_LABELS else 0.1,
+                                                   "ssdlite_person.person": 0.5} for row in rows}
+    source = tmp_path / "tuning.json"
+    gone = f"{rows[3].package}:{rows[3].member_path}"
+    without_photo = {key: value for key, value in scores.items() if key != gone}
+    without_feature = {**scores, gone: {"centerface.face": 0.5}}  # a detector not run on one photo
+    for broken, wanted in ((without_photo, f"lack 1 labelled photo(s) of that split, e.g. {gone}"),
+                           (without_feature, "have no ssdlite_person.person for some photos")):
+        source.write_text(json.dumps({"split": "tuning", "scores": broken}))
+        try:
+            main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person"])
+        except SystemExit as stop:
+            assert wanted in str(stop), stop
+        else:
+            raise AssertionError(f"must be refused: {wanted}")
+        assert not (tmp_path / "x.json").exists()
+    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    assert main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person"]) == 0

@@ -183,10 +183,22 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
                          f"file per split named with --splits; got {seen} for --splits={','.join(splits)}")
     used, scores = [], []
     for result in results:
-        named = result["scores"]
-        rows = [row for row in load_rows(result["split"]) if row.label in HUMAN_LABELS or row.label == "no_person"]
+        named, split = result["scores"], result["split"]
+        rows = [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
+        # Every labelled photo of the split, with every feature: a photo left out or a detector not
+        # run would otherwise be fitted as absent (a score of 0), silently.
+        missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]
+        if missing:
+            raise SystemExit(f"fit_fusion: the {split} scores lack {len(missing)} labelled photo(s) of that split, "
+                             f"e.g. {', '.join(missing[:3])}: score the whole split (evaluate --photos DIR "
+                             f"--split {split} --json FILE)")
+        split_scores = [named[f"{row.package}:{row.member_path}"] for row in rows]
+        absent = sorted({feature for one in split_scores for feature in features if feature not in one})
+        if absent:
+            raise SystemExit(f"fit_fusion: the {split} scores have no {', '.join(absent)} for some photos: score "
+                             f"them with the detectors --features names (evaluate --detectors)")
         used += rows
-        scores += [named[f"{row.package}:{row.member_path}"] for row in rows]
+        scores += split_scores
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     settings = (l2, margin, max_lost, max_clean_rejected)
