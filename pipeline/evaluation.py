@@ -213,18 +213,27 @@ def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 
     return result
 
 
+def _share(count: int, total: int) -> float:
+    return count / max(1, total)
+
+
 def iter_summary(result: dict) -> Iterator[str]:
-    yield f"{result['images']} images: {result['with_people']} with people, {result['without_people']} without"
+    # Rates printed from the counts, not from the stored ones (rounded to four places already: a
+    # second rounding can land on the wrong side of a tenth of a percent).
+    people, others = result["with_people"], result["without_people"]
+    yield f"{result['images']} images: {people} with people, {others} without"
     for name, rates in [*result["per_detector"].items(), ("combined", result["combined"])]:
-        yield (f"  {name:16s} recall {rates['recall']:.1%}  keep-rate {rates['keep_rate']:.1%}"
-               f"  missed {len(rates['missed'])}  falsely rejected {len(rates['falsely_rejected'])}")
+        missed, wrong = len(rates["missed"]), len(rates["falsely_rejected"])
+        yield (f"  {name:16s} recall {1 - _share(missed, people):.1%}  keep-rate {1 - _share(wrong, others):.1%}"
+               f"  missed {missed}  falsely rejected {wrong}")
     if result["combined"]["missed"]:
         yield "  missed: " + ", ".join(result["combined"]["missed"])
     if "leaks" in result:
         leaked = result["leaks"]
         yield f"{leaked['images']} leak images (hands, headless torsos, tiny people; recall only, not in the bar):"
         for name, rates in [*leaked["per_detector"].items(), ("combined", leaked["combined"])]:
-            yield f"  {name:16s} recall {rates['recall']:.1%}  missed {len(rates['missed'])}"
+            missed = len(rates["missed"])
+            yield f"  {name:16s} recall {1 - _share(missed, leaked['images']):.1%}  missed {missed}"
         if leaked["combined"]["missed"]:
             yield "  missed: " + ", ".join(leaked["combined"]["missed"])
 

@@ -14,7 +14,7 @@ from pipeline.cli import main
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
-from pipeline.evaluation import labelled_set, leak_report, leak_set, report, score_set
+from pipeline.evaluation import iter_summary, labelled_set, leak_report, leak_set, report, score_set
 from tests.conftest import runtime
 
 
@@ -125,3 +125,15 @@ def test_hands_without_a_face_leak_past_the_first_defaults_and_nanodet_catches_t
     assert new["per_detector"]["nanodet_person"]["missed"] == ["leak/hands_on_camera_in_china"], new
     # Fused, the weak NanoDet and the weak face and person scores of the pasted hands add up: all four are kept out.
     assert leak_report(hands, scores, defaults, builtin_fusion())["combined"]["missed"] == []
+
+
+def test_printed_rates_are_rounded_once_from_the_counts():
+    """3 of 17 people missed is a recall of 82.35%: printed from the stored rate (0.8235) it read 82.3%."""
+    rates = {"recall": round(14 / 17, 4), "keep_rate": round(14 / 17, 4), "missed": ["a", "b", "c"],
+             "falsely_rejected": ["d", "e", "f"]}
+    result = {"images": 34, "with_people": 17, "without_people": 17, "per_detector": {}, "combined": rates,
+              "leaks": {"images": 17, "per_detector": {}, "combined": {"recall": round(14 / 17, 4),
+                                                                        "missed": ["a", "b", "c"]}}}
+    text = "\n".join(iter_summary(result))
+    assert "combined         recall 82.4%  keep-rate 82.4%  missed 3  falsely rejected 3" in text
+    assert "combined         recall 82.4%  missed 3" in text and "82.3%" not in text

@@ -11,7 +11,18 @@ from hypothesis import strategies as st
 
 from pipeline.detectors.registry import load_registry, select
 from pipeline.photo_sets.fetch import Row
-from pipeline.photo_sets.metrics import HELD, KEPT, REJECTED, Z95, decide, evaluate_rows, iter_summary, wilson
+from pipeline.photo_sets.metrics import (
+    HELD,
+    KEPT,
+    REJECTED,
+    Z95,
+    _line,
+    decide,
+    evaluate_rows,
+    iter_summary,
+    rate,
+    wilson,
+)
 
 
 def brute_force_wilson(k: int, n: int, steps: int = 200_000) -> tuple[float, float]:
@@ -87,3 +98,10 @@ def test_report_counts_held_as_removed_for_recall_and_lost_for_keep_rate():
     assert result["per_detector"]["open_nsfw"]["recall"]["successes"] == 0
     text = "\n".join(iter_summary(result))
     assert "recall 75.0%" in text and "without ssdlite_person" in text and "depictions" in text
+
+
+def test_printed_rates_are_rounded_once_from_the_counts():
+    """14/17 is 82.35%: printed from the stored rate (0.8235, rounded to four places) it read 82.3%."""
+    low, high = wilson(14, 17)
+    line = _line("all", {"recall": rate(14, 17), "keep_rate": rate(0, 0)})
+    assert f"recall 82.4% [{low:.1%}, {high:.1%}] (14/17)" in line and "keep-rate n/a [0.0%, 100.0%] (0/0)" in line

@@ -131,9 +131,12 @@ def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs
 
 def _line(name: str, r: dict) -> str:
     def pct(x: dict) -> str:
-        low, high = x["ci95"]
-        value = "n/a" if x["rate"] is None else f"{x['rate']:.1%}"
-        return f"{value} [{low:.1%}, {high:.1%}] ({x['successes']}/{x['n']})"
+        # From the counts, not from the stored values: those are rounded to four places already, and
+        # rounding them again to one decimal of a percent can land on the wrong side (0.87449 -> 0.8745 -> 87.5%).
+        successes, n = x["successes"], x["n"]
+        low, high = wilson(successes, n)
+        value = "n/a" if not n else f"{successes / n:.1%}"
+        return f"{value} [{low:.1%}, {high:.1%}] ({successes}/{n})"
     return f"  {name:28s} recall {pct(r['recall'])}  keep-rate {pct(r['keep_rate'])}"
 
 
