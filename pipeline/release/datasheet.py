@@ -46,10 +46,11 @@ def load_rows(release: str, columns: list[str]) -> list[dict[str, Any]]:
 
 
 def _figure(draw: Any, side_labels: Sequence[str] = ()) -> bytes:
-    """One plot as PNG bytes. Margins are set, not measured: `tight_layout` measures every text of
-    the figure first and took ~40% of its time (six figures in each refresh). The left margin fits
-    the longest of `side_labels` (8-point tick labels, ~0.62 em a character at the widest) or else
-    a count of up to six digits (10-point); the bottom one an axis label or a "1e7" under the ticks."""
+    """One plot as PNG bytes. Margins are set, not measured: `tight_layout` measures every text of the
+    figure first and took ~40% of its time (six figures in each refresh). The left margin fits
+    the longest of `side_labels` (8-point tick labels, ~0.62 em a character: typical of
+    lowercase names; a run of W or M is wider) or else a count of up to six digits (10-point);
+    the bottom one an axis label or a "1e7" under the ticks."""
     from matplotlib.figure import Figure  # matplotlib loads lazily: only a refresh draws
 
     width, height = FIGURE_SIZE
@@ -61,6 +62,11 @@ def _figure(draw: Any, side_labels: Sequence[str] = ()) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format="png", metadata={"Software": None})  # no version string: same bytes every run
     return out.getvalue()
+
+
+def _bar_figure(labels: list[str], values: list[int], title: str) -> bytes:
+    """A horizontal bar chart, its left margin fitted to its labels."""
+    return _figure(lambda ax: _barh(ax, labels, values, title), labels)
 
 
 def _barh(ax: Any, labels: list[str], values: list[int], title: str) -> None:
@@ -90,7 +96,6 @@ def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[s
     sides = [max(row["width"], row["height"]) for row in rows] or [0]
     scores = score_series(rows)
     top_reasons = rejections.most_common(15)
-    stages, reasons = [f["stage"] for f in funnel], [f"{s}/{r}" for (s, r), _ in top_reasons]
 
     def score_hist(ax: Any) -> None:
         for name in sorted(scores):
@@ -112,12 +117,11 @@ def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[s
         ax.set_xlabel("images")
 
     return {
-        "funnel": _figure(lambda ax: _barh(ax, stages, [f["out"] for f in funnel], "Images remaining after each stage"),
-                          stages),
-        "rejections": _figure(lambda ax: _barh(ax, reasons, [n for _, n in top_reasons],
-                                               "Rejections by stage and reason"), reasons),
-        "licenses": _figure(lambda ax: _barh(ax, sorted(licenses), [licenses[k] for k in sorted(licenses)],
-                                             "Licenses of kept images"), sorted(licenses)),
+        "funnel": _bar_figure([f["stage"] for f in funnel], [f["out"] for f in funnel],
+                              "Images remaining after each stage"),
+        "rejections": _bar_figure([f"{s}/{r}" for (s, r), _ in top_reasons], [n for _, n in top_reasons],
+                                  "Rejections by stage and reason"),
+        "licenses": _bar_figure(sorted(licenses), [licenses[k] for k in sorted(licenses)], "Licenses of kept images"),
         "owners": _figure(owner_hist),
         "resolution": _figure(lambda ax: (ax.hist(sides, bins=30, color="#8172b2"),
                                           ax.set_title("Longer side of stored images (px)", fontsize=10))),
