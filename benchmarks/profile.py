@@ -4,7 +4,9 @@
 
 Three parts, all in this process:
   1. micro-profile: `stages/image.normalise` cut into its building blocks (and the fetcher),
-     timed one image at a time: ms per image for fetch, decode, blank check, resize, encode, hashing;
+     timed one image at a time: ms per image for fetch, decode, resize, blank check, encode, hashing,
+     and the images per second a core manages (by CPU time): for the defaults and, on the same
+     downloads, for two other settings of the resize rule (RULES);
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
      top functions by cumulative time (download threads are not profiled: cProfile sees one thread);
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import hashlib
 import io
 import json
@@ -79,10 +82,11 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
         return image_stage._to_srgb(img)
 
     rgb = _timed(totals, "decode (checks, draft, load, sRGB)", decode)
-    _timed(totals, "blank check (64x64 stddev)", lambda: float(np.asarray(
-        rgb.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max()))
     size = image_stage._target_size(rgb.width, rgb.height, cfg.max_side)
-    small = _timed(totals, "resize (Lanczos)", lambda: rgb.resize(size, Image.Resampling.LANCZOS))
+    small = _timed(totals, "resize (box reduce, then Lanczos)", lambda: rgb.resize(
+        size, Image.Resampling.LANCZOS, reducing_gap=cfg.resize_reducing_gap or None))
+    _timed(totals, "blank check (64x64 stddev)", lambda: float(np.asarray(
+        small.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max()))
 
     def encode() -> tuple[Image.Image, bytes]:
         bare = Image.frombytes("RGB", small.size, small.tobytes())
@@ -93,31 +97,49 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     bare, jpeg = _timed(totals, "encode (JPEG)", encode)
     _timed(totals, "sha256 (download + stored)", lambda: (hashlib.sha256(raw).hexdigest(),
                                                           hashlib.sha256(jpeg).hexdigest()))
-    _timed(totals, "pHash + dHash", lambda: (str(imagehash.phash(bare)), str(imagehash.dhash(bare))))
+
+    def hashes() -> tuple[str, str]:
+        grey = bare.convert("L")
+        return str(imagehash.phash(grey)), str(imagehash.dhash(grey))
+
+    _timed(totals, "pHash + dHash (one greyscale conversion)", hashes)
     return jpeg
 
 
-def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, float], Photo]:
-    """ms per image for each step, and a sample Photo as the shuffles after normalise see it."""
+# The image stage's rule (the defaults) and, measured on the same downloads in the same run, the two
+# settings a team might weigh against it (README, Normalisation): the plain Lanczos of all decoded pixels
+# (the rule until 2026-12-01) and decoding at the stored size (faster, at a loss of quality).
+RULES = (("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
+         ("--draft_supersample=1", {"draft_supersample": 1}))
+
+
+def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str, float]], Photo]:
+    """Per rule of RULES, ms per image for each step; and a sample Photo as the shuffles after normalise
+    see it (from the defaults)."""
     opts = PipelineOptions(job_args(corpus, "unused")).view_as(PassOptions)
     fetcher = Fetcher(fetch_settings(opts).http)
-    totals: dict[str, float] = defaultdict(float)
-    jpeg, raws = b"", []
-    for url in corpus.urls:
-        result = _timed(totals, "fetch (1 thread, local server)", fetcher.fetch, url)
-        raws.append(result.body)
-        jpeg = _normalise_in_steps(result.body, cfg, totals)
+    fetched: dict[str, float] = defaultdict(float)
+    raws = [_timed(fetched, "fetch (1 thread, local server)", fetcher.fetch, url).body for url in corpus.urls]
     fetcher.close()
-    for raw in raws:
-        _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, cfg)
-    per_image = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}
+    imagehash.phash(Image.new("L", (32, 32)))  # imports scipy once, outside every rule's figures
+    per_rule: dict[str, dict[str, float]] = {}
+    jpeg = b""
+    for label, changes in RULES:
+        rule = dataclasses.replace(cfg, **changes)
+        totals: dict[str, float] = defaultdict(float, fetched if label == "defaults" else {})
+        for raw in raws:
+            stored = _normalise_in_steps(raw, rule, totals)
+            jpeg = stored if label == "defaults" else jpeg
+        for raw in raws:
+            _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, rule)
+        per_rule[label] = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}
     line = corpus.metadata.read_bytes().split(b"\n")[-2]  # the last photo's row
     described = parse_line(line, f"{corpus.metadata.name}:{len(corpus.urls)}")
     assert isinstance(described, Photo), described
     sample = described.replace(fetched_url=corpus.urls[-1], image=jpeg, width=512, height=384,
                                original_format="JPEG", original_width=1024, original_height=768,
                                download_sha256="0" * 64, sha256="0" * 64, phash="0" * 16, dhash="0" * 16)
-    return per_image, sample
+    return per_rule, sample
 
 
 def profile_job(corpus: Served, output: Path, top: int) -> tuple[dict, float, str]:
@@ -186,20 +208,22 @@ def main() -> None:
     args = parser.parse_args()
     photos = distinct_photos(args.images)
     with tempfile.TemporaryDirectory() as scratch, served(photos, scratch) as corpus:
-        per_image, sample = micro_profile(corpus, ImageConfig())
+        per_rule, sample = micro_profile(corpus, ImageConfig())
         stats, elapsed, profile_text = profile_job(corpus, Path(scratch) / "out", args.top)
         rows = shuffle_bytes(stats, sample, photo_shuffles(corpus))
     count = len(photos)
     print(f"images: {count}, mean size {sum(map(len, photos)) // count // 1024} KiB, "
           f"stored JPEG sample {len(sample.image) // 1024} KiB")
     print("\n1. micro-profile, one image at a time in this process (ms per image: wall, CPU of this thread)")
-    steps = [step for step in per_image if not step.startswith("cpu ")]
-    for step in steps:
-        print(f"   {step:40s} {per_image[step]:7.2f} {per_image['cpu ' + step]:7.2f}")
-    work = [step for step in steps if not step.startswith(("fetch", "normalise"))]
-    wall, cpu = sum(per_image[step] for step in work), sum(per_image["cpu " + step] for step in work)
-    print(f"   {'sum of normalise steps':40s} {wall:7.2f} {cpu:7.2f}   -> {1000 / cpu:.0f} images/s per core "
-          f"(CPU; {1000 / wall:.0f} by the wall clock, which other jobs on the machine stretch)")
+    for label, per_image in per_rule.items():
+        print(f"   {label}")
+        steps = [step for step in per_image if not step.startswith("cpu ")]
+        for step in steps:
+            print(f"     {step:44s} {per_image[step]:7.2f} {per_image['cpu ' + step]:7.2f}")
+        work = [step for step in steps if not step.startswith(("fetch", "normalise"))]
+        wall, cpu = sum(per_image[step] for step in work), sum(per_image["cpu " + step] for step in work)
+        print(f"     {'sum of normalise steps':44s} {wall:7.2f} {cpu:7.2f}   -> {1000 / cpu:.0f} images/s per "
+              f"core (CPU; {1000 / wall:.0f} by the wall clock, which other jobs on the machine stretch)")
     print(f"\n2. whole job in one process (FnApiRunner, detectors off, WebDataset): {elapsed:.1f} s, "
           f"{count / elapsed:.1f} images/s, {1000 * elapsed / count:.1f} ms per image, kept {stats['kept']}")
     print(profile_text.split("\n   ncalls", 1)[-1].join(["   ncalls", ""]) if "ncalls" in profile_text
@@ -216,7 +240,7 @@ def main() -> None:
           f"({before_total / max(count, 1) / 1024:.1f} -> {now_total / max(count, 1) / 1024:.1f} KiB per input "
           f"image); instead each stored JPEG is written once to the staging folder "
           f"(~{staged * len(sample.image) / 2**20:.2f} MiB) and read back by the shard writer")
-    print(json.dumps({"per_image_ms": per_image, "job_seconds": elapsed}, indent=None))
+    print(json.dumps({"per_image_ms": per_rule, "job_seconds": elapsed}, indent=None))
 
 
 if __name__ == "__main__":

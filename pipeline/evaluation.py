@@ -133,20 +133,23 @@ def leak_set() -> list[Sample]:
     return leaks({sample.name.rsplit("/", 1)[1]: sample.image for sample in package_photos()})
 
 
-def stored_jpeg(img: Image.Image, max_side: int) -> bytes:
+def stored_jpeg(img: Image.Image, max_side: int, reducing_gap: float = ImageConfig.resize_reducing_gap) -> bytes:
     """The image exactly as a run stores it (the image stage's own `normalise`), so evaluation and
     the benchmarks score what the detectors see in a run. Handed over losslessly (PNG, at the
     fastest compression: the same pixels, and a third of the time of the default level, which was
     most of this function's); the size and blank checks are off: every labelled sample must be scored."""
     lossless = io.BytesIO()
     img.convert("RGB").save(lossless, "PNG", compress_level=1)
-    return normalise(lossless.getvalue(), ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0)).jpeg
+    return normalise(lossless.getvalue(), ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0,
+                                                      resize_reducing_gap=reducing_gap)).jpeg
 
 
 def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: RuntimeConfig,
-              max_side: int = 512) -> list[dict[str, float]]:
-    """Per sample, {"<detector>.<class>": best score} over every detector."""
-    photos = [Photo(str(i), image=stored_jpeg(sample.image, max_side)) for i, sample in enumerate(samples)]
+              max_side: int = 512, reducing_gap: float = ImageConfig.resize_reducing_gap) -> list[dict[str, float]]:
+    """Per sample, {"<detector>.<class>": best score} over every detector, on the image as a run with
+    this --max_side and --resize_reducing_gap stores it."""
+    photos = [Photo(str(i), image=stored_jpeg(sample.image, max_side, reducing_gap))
+              for i, sample in enumerate(samples)]
     scores: list[dict[str, float]] = [{} for _ in samples]
     for spec in specs:
         session = shared_session(spec, runtime)
@@ -203,11 +206,11 @@ def leak_report(samples: list[Sample], scores: list[dict[str, float]], specs: li
 
 
 def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 512,
-             fusion: Fusion | None = None) -> dict:
+             fusion: Fusion | None = None, reducing_gap: float = ImageConfig.resize_reducing_gap) -> dict:
     real = package_photos()
     by_file = {sample.name.rsplit("/", 1)[1]: sample.image for sample in real}
     samples, leaked = real + composites(by_file), leaks(by_file)
-    scores = score_set(samples + leaked, specs, runtime, max_side)
+    scores = score_set(samples + leaked, specs, runtime, max_side, reducing_gap)
     result = report(samples, scores[:len(samples)], specs, fusion)
     result["leaks"] = leak_report(leaked, scores[len(samples):], specs, fusion)
     return result

@@ -156,7 +156,9 @@ def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
 
     text = _heldout({"name": "fusion", "heldout": heldout_figures(builtin_fusion())})
     # Today's model was fitted on the three earlier splits: heldout4 is its only held-out measurement.
-    assert "133 held-out labelled photographs (heldout4, 2026-11-30)" in text and "35/40" in text and "63/84" in text
+    assert "133 held-out labelled photographs (heldout4, 2026-11-30, images stored by a Lanczos resize" in text
+    assert "35/40" in text and "63/84" in text and "62/84" in text
+    assert r"(heldout4, 2026-12-01, images stored by --resize\_reducing\_gap=1.0" in text  # Markdown-escaped
     assert "(heldout, " not in text
     from pipeline.detectors.fusion import read_fusion
     from pipeline.detectors.registry import BUILTIN_REGISTRY

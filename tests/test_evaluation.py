@@ -92,10 +92,11 @@ def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
     scored_specs = [_scoring_only(spec) for spec in specs]
     real_score_set = evaluation.score_set
 
-    def reuse(wanted, wanted_specs, runtime, max_side=512):
-        if (runtime != RuntimeConfig() or max_side != 512 or any(s.name not in known for s in wanted)
+    def reuse(wanted, wanted_specs, runtime, max_side=512, reducing_gap=1.0):
+        if (runtime != RuntimeConfig() or max_side != 512 or reducing_gap != 1.0
+                or any(s.name not in known for s in wanted)
                 or any(_scoring_only(spec) not in scored_specs for spec in wanted_specs)):
-            return real_score_set(wanted, wanted_specs, runtime, max_side)
+            return real_score_set(wanted, wanted_specs, runtime, max_side, reducing_gap)
         prefixes = tuple(f"{spec.name}." for spec in wanted_specs)
         return [{k: v for k, v in known[s.name].items() if k.startswith(prefixes)} for s in wanted]
 

@@ -111,9 +111,12 @@ def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     fusion = builtin_fusion()
     assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
     figures = heldout_figures(fusion)
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout4", 133)]
+    # Scored twice: the images stored by the Lanczos-only resize, then by today's box-then-Lanczos rule
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout4", 133)] * 2
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(35, 40, 63, 84)]
+            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84)]
+    assert "Lanczos resize of all decoded pixels" in figures[0]["stored_by"]
+    assert figures[1]["stored_by"].startswith("--resize_reducing_gap=1.0")
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 

@@ -340,6 +340,50 @@ def test_large_jpegs_are_decoded_at_reduced_scale_keeping_twice_the_stored_size(
         assert imagehash.hex_to_hash(drafted.phash) - imagehash.hex_to_hash(full.phash) <= 2
 
 
+def _stored_like(pixels: Image.Image, cfg: ImageConfig) -> bytes:
+    out = io.BytesIO()
+    pixels.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
+    return out.getvalue()
+
+
+def test_a_2x_reduction_is_a_2x2_box_average_and_0_keeps_the_plain_lanczos():
+    """The oracle: numpy's mean of each 2x2 block (rounded) for the default gap of 1.0; Pillow's one-step
+    Lanczos for --resize_reducing_gap=0. The two stay close (the box is no blur or shift)."""
+    raw = encode(real_image("coffee.jpg").resize((1024, 768)), "JPEG")
+    decoded = Image.open(io.BytesIO(raw)).convert("RGB")
+    blocks = np.asarray(decoded, dtype=np.float64).reshape(384, 2, 512, 2, 3).mean(axis=(1, 3))
+    box = Image.fromarray(np.floor(blocks + 0.5).astype(np.uint8))
+    stored = normalise(raw, CFG)
+    assert (stored.width, stored.height) == (512, 384)
+    assert stored.jpeg == _stored_like(box, CFG)
+    plain = normalise(raw, replace(CFG, resize_reducing_gap=0))
+    assert plain.jpeg == _stored_like(decoded.resize((512, 384), Image.Resampling.LANCZOS), CFG)
+    assert stored.jpeg != plain.jpeg and _psnr(stored.jpeg, plain.jpeg) > 38
+    assert imagehash.hex_to_hash(stored.phash) - imagehash.hex_to_hash(plain.phash) <= 2
+
+
+def test_a_reduction_by_less_than_2x_is_lanczos_whatever_the_gap():
+    """Flickr's 640 px copies stored at 512: nothing to reduce by an integer factor, same bytes either way."""
+    raw = encode(real_image("coffee.jpg").resize((640, 427)), "JPEG")
+    assert normalise(raw, CFG) == normalise(raw, replace(CFG, resize_reducing_gap=0))
+
+
+def test_the_blank_check_filters_the_stored_pixels_not_the_decoded_ones(monkeypatch):
+    """Four times fewer pixels to filter for a 2x reduction; and blank is what the dataset would hold."""
+    raw = encode(real_image("coffee.jpg").resize((1024, 768)), "JPEG")
+    filtered: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def observed(self, size, *args, **kwargs):
+        if tuple(size) == (64, 64):
+            filtered.append(self.size)
+        return resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", observed)
+    normalise(raw, CFG)
+    assert filtered == [(512, 384)]
+
+
 def test_drafted_jpeg_is_stored_at_the_size_of_its_full_decode():
     """libjpeg rounds a scaled side up (1229 px at 1/2 is 615): the stored size follows the source's."""
     raw = encode(real_image("coffee.jpg").resize((1229, 4099)), "JPEG")

@@ -36,7 +36,8 @@ def test_every_option_that_shapes_the_stored_bytes_changes_the_cache_key():
     base = shaping_options(opts())
     changed = {"flickr_originals": "--flickr_originals", "max_bytes": "--max_bytes=1000", "max_side": "--max_side=300",
                "min_side": "--min_side=10", "max_pixels": "--max_pixels=1000", "min_stddev": "--min_stddev=9",
-               "jpeg_quality": "--jpeg_quality=70", "draft_supersample": "--draft_supersample=1"}
+               "jpeg_quality": "--jpeg_quality=70", "draft_supersample": "--draft_supersample=1",
+               "resize_reducing_gap": "--resize_reducing_gap=0"}
     assert set(changed) == set(options.SHAPES_BYTES)
     for name, flag in changed.items():
         assert shaping_options(opts(flag)) != base, name
@@ -67,3 +68,11 @@ def test_progress_seconds_must_be_a_positive_number(value):
     assert options.validate(opts(f"--progress_seconds={value}")) == [
         "--progress_seconds must be a positive number of seconds"]
     assert not options.validate(opts("--progress_seconds=0.5"))
+
+
+@pytest.mark.parametrize("value", ["0.5", "-1", "9", "nan"])
+def test_resize_reducing_gap_is_off_or_one_to_eight(value):
+    assert options.validate(opts(f"--resize_reducing_gap={value}")) == [
+        "--resize_reducing_gap must be 0 (off) or within 1..8"]
+    for fine in ("0", "1", "2.5"):
+        assert not options.validate(opts(f"--resize_reducing_gap={fine}"))

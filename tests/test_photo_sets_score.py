@@ -66,6 +66,25 @@ def test_evaluate_photos_command(photo_dir, tmp_path, capsys):
     # At its own threshold the NSFW classifier finds no person in a flat red image: exit 1, named.
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 1
     assert "missed: pkg:pkg/red.jpg" in capsys.readouterr().out
+    assert result["resize_reducing_gap"] == 1.0  # the record says how the scored images were stored
+
+
+def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tmp_path, capsys, monkeypatch):
+    gaps: list[float] = []
+    real = score.score_set
+
+    def spy(samples, specs, runtime, max_side=512, reducing_gap=1.0):
+        gaps.append(reducing_gap)
+        return real(samples, specs, runtime, max_side, reducing_gap)
+
+    monkeypatch.setattr(score, "score_set", spy)
+    out = tmp_path / "lanczos.json"
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", "--resize_reducing_gap=0",
+                 f"--json={out}"]) == 1
+    assert gaps == [0.0] and json.loads(out.read_text())["resize_reducing_gap"] == 0.0
+    capsys.readouterr()
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", "--resize_reducing_gap=0.5"]) == 2
+    assert "--resize_reducing_gap must be 0 (off) or within 1..8" in capsys.readouterr().out
 
 
 def test_missing_or_tampered_photographs_are_named(photo_dir, capsys):

@@ -47,6 +47,18 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
     assert "--max_upload_date=2020-10-01" in argv and f"--carry_over={tmp_path / 'r1'}" in argv
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
+    # r1 predates --resize_reducing_gap: its images were resized by Lanczos alone, and so are the refresh's
+    assert "--resize_reducing_gap=0" in argv
+
+
+def test_an_option_newer_than_the_release_is_inherited_as_recorded_once_recorded(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "yfcc", "resize_reducing_gap": 1.0}}))
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", [], models_for)
+    assert "--resize_reducing_gap=1.0" in argv and "--resize_reducing_gap=0" not in argv
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--resize_reducing_gap=3"], models_for)
+    assert [arg for arg in argv if arg.startswith("--resize_reducing_gap")] == ["--resize_reducing_gap=3"]
 
 
 def test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own(tmp_path):
@@ -116,7 +128,7 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
         "jpeg_quality": "85", "near_dup_distance": "3", "near_dup_key_blocks": "3", "near_dup_dhash_distance": "12",
         "detectors": "nsfw_custom", "model_registry": str(registry), "detect_thresholds": "nsfw_custom.nsfw=0.9",
         "review_band": "nsfw_custom.nsfw=0.85", "detect_tile_min_side": "0", "per_owner_cap": "5",
-        "fusion": "none", "draft_supersample": "1",
+        "fusion": "none", "draft_supersample": "1", "resize_reducing_gap": "2",
         # A refresh of a release built from a generic table reads the next table the same way; here the
         # YFCC format, stated explicitly (--columns is refused with it, so it stays empty).
         "input_format": "yfcc", "columns": "",

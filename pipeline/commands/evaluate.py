@@ -13,7 +13,9 @@ from pipeline.photo_sets import metrics, score
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-
+    if not (args.resize_reducing_gap == 0 or 1 <= args.resize_reducing_gap <= 8):  # as `run` validates it
+        print("evaluate: --resize_reducing_gap must be 0 (off) or within 1..8")
+        return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs)
@@ -21,7 +23,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:
         return _evaluate_photos(args, specs, runtime, fusion)
-    result = evaluate(specs, runtime, args.max_side, fusion)
+    result = evaluate(specs, runtime, args.max_side, fusion, args.resize_reducing_gap)
+    result["resize_reducing_gap"] = args.resize_reducing_gap  # how the scored images were stored
     for line in iter_summary(result):
         print(line)
     if args.json:
@@ -33,10 +36,11 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
     try:
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
-                                       args.scores or None)
+                                       args.scores or None, args.resize_reducing_gap)
     except score.PhotoSetError as error:
         print(f"evaluate: {error}")
         return 2
+    result["resize_reducing_gap"] = args.resize_reducing_gap  # how the scored images were stored
     for line in metrics.iter_summary(result):
         print(line)
     if args.json:

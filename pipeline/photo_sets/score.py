@@ -24,6 +24,7 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.evaluation import Sample, score_set
 from pipeline.photo_sets.fetch import Row, load_rows, sha256_hex
 from pipeline.photo_sets.metrics import evaluate_rows
+from pipeline.stages.image import ImageConfig
 
 MAX_ARRAY_BYTES = 64_000_000
 
@@ -88,12 +89,13 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> li
 
 
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                    max_side: int = 512, fusion: Fusion | None = None, scores_from: str | None = None) -> dict:
+                    max_side: int = 512, fusion: Fusion | None = None, scores_from: str | None = None,
+                    reducing_gap: float = ImageConfig.resize_reducing_gap) -> dict:
     rows = load_rows(split)
     if scores_from:
         scores = earlier_scores(Path(scores_from), rows, specs)
     else:
-        scores = score_set(load_samples(photos, rows), specs, runtime, max_side)
+        scores = score_set(load_samples(photos, rows), specs, runtime, max_side, reducing_gap)
     result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
     return result

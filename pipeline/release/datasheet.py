@@ -227,8 +227,12 @@ def _heldout(model: dict) -> str:
         return (f"{float(value.get('rate') or 0):.1%} (95% interval {float(low):.1%}–{float(high):.1%}, "
                 f"{int(value.get('successes', 0))}/{int(value.get('n', 0))})")
 
+    def stored(figures: dict) -> str:
+        return f", images stored by {_text(figures['stored_by'])}" if figures.get("stored_by") else ""
+
     return "".join(f"; on {int(figures.get('images', 0))} held-out labelled photographs "
-                   f"({_text(figures.get('split', ''))}, {_text(figures.get('date', ''))}): recall on images with a "
+                   f"({_text(figures.get('split', ''))}, {_text(figures.get('date', ''))}{stored(figures)}): recall "
+                   f"on images with a "
                    f"person {rate(figures, 'recall')}, clean photographs kept {rate(figures, 'keep_rate')}"
                    for figures in evaluations if isinstance(figures, dict))
 

@@ -62,6 +62,10 @@ def check_new_release(target: str, previous: str | None) -> None:
         if new.startswith(old) or old.startswith(new):
             raise ReleaseError(f"the new release {target} must not be inside, above or equal to {previous}")
 
+# Inherited options added after releases were made with the code they change: a release whose manifest has no
+# value for one was made as this value does (its default would change the bytes of what a refresh adds).
+BEFORE_THE_OPTION = {"resize_reducing_gap": "0"}
+
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
                  models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None
@@ -77,7 +81,11 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     manifest = read_manifest(previous)
     options = manifest.get("options", {})
     for key in INHERITED:
-        if key not in given and options.get(key) not in (None, ""):
+        if key in given:
+            continue
+        if key not in options and key in BEFORE_THE_OPTION:  # the previous release predates the option
+            argv.append(f"--{key}={BEFORE_THE_OPTION[key]}")
+        elif options.get(key) not in (None, ""):
             value = options[key]
             argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     argv += [f"--carry_over={previous}"]

@@ -10,6 +10,7 @@ Evaluation images that cannot be decoded are counted (metric `eval_images_unread
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 from collections.abc import Iterator, Sequence
@@ -43,8 +44,8 @@ def expand_eval_source(source: str) -> list[str]:
 class _HashEvalImage(beam.DoFn):
     def __init__(self, cfg: ImageConfig) -> None:
         # Keep every evaluation image, however small or plain: only its hash matters here.
-        self._cfg = ImageConfig(max_side=cfg.max_side, min_side=1, max_pixels=cfg.max_pixels, min_stddev=0.0,
-                                jpeg_quality=cfg.jpeg_quality)
+        # The run's own decode and resize rule (draft, reducing gap), so the hash is the one a run would compute.
+        self._cfg = dataclasses.replace(cfg, min_side=1, min_stddev=0.0)
         self._unreadable = Metrics.counter(STAGE, "eval_images_unreadable")
 
     def process(self, path: str) -> Iterator[tuple[int, str]]:
