@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks.corpus import distinct_photos
 from pipeline.detectors.fusion import choose_fusion
-from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
+from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions, photo_scores
 from pipeline.detectors.preprocess import decode
 from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
 from pipeline.evaluation import stored_jpeg
@@ -109,6 +109,7 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
 def whole_stage(images: list[Photo]) -> None:
     baseline = stage_seconds(images, "")
     for label, detectors, skip_settled, fusion in DETECTOR_SETS:
+        forget_shared_sessions()  # each set builds its sessions, as a job in a fresh worker process does
         seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled), fusion)
         names = [spec.name for spec in select(load_registry(), detectors)]
         batch = RuntimeConfig().max_batch

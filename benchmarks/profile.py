@@ -86,7 +86,7 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     small = _timed(totals, "resize (box reduce, then Lanczos)", lambda: rgb.resize(
         size, Image.Resampling.LANCZOS, reducing_gap=cfg.resize_reducing_gap or None))
     _timed(totals, "blank check (64x64 stddev)", lambda: float(np.asarray(
-        small.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max()))
+        small.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32).std(axis=(0, 1)).max()))
 
     def encode() -> tuple[Image.Image, bytes]:
         bare = Image.frombytes("RGB", small.size, small.tobytes())

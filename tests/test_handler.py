@@ -15,6 +15,7 @@ from pipeline.detectors.handler import (
     OnnxDetectorHandler,
     RuntimeConfig,
     create_session,
+    forget_shared_sessions,
     photo_scores,
     providers_for,
     shared_session,
@@ -58,9 +59,16 @@ def test_a_process_builds_a_models_session_once_per_runtime():
     assert shared_session(spec, runtime()) is first  # a later job's DoFn gets the same session
     assert shared_session(spec, runtime(intra_op_threads=3)) is not first  # other threads: another session
     assert shared_session(SPECS["ssdlite_person"], runtime()) is not first
+    # the device asked for and the input repair also shape a session (here "cpu" and "auto" both run on the
+    # CPU provider, yet a GPU machine would give them different providers)
+    assert shared_session(spec, runtime(device="cpu")) is not first
+    repaired = dataclasses.replace(spec, input=dataclasses.replace(spec.input, dynamic_hw=not spec.input.dynamic_hw))
+    assert shared_session(repaired, runtime()) is not first
     assert create_session(spec, runtime()) is not first  # always a new one (the benchmarks compare them)
     handler = OnnxDetectorHandler(spec, runtime())
     assert handler.load_model() is first
+    forget_shared_sessions()  # as a fresh process: the next job builds its own
+    assert shared_session(spec, runtime()) is not first
 
 
 def test_a_model_file_changed_after_its_session_was_made_is_refused(tmp_path):

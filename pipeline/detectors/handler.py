@@ -155,6 +155,13 @@ def shared_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
     return session
 
 
+def forget_shared_sessions() -> None:
+    """Drops every shared session: the next job builds its own again, as a fresh process would (the
+    benchmarks compare detector sets each paying that cost)."""
+    with _sessions_lock:
+        _sessions.clear()
+
+
 def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[np.ndarray]
                ) -> list[dict[str, float]]:
     """Decoded scores per view: on the CPU in calls of at most MAX_VIEWS_PER_RUN views, on CUDA all in

@@ -262,7 +262,9 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    # An RGB image as it is: convert() would copy every decoded pixel (~1 ms for 1024 px in a job). Nothing
+    # downstream changes it in place, and its info (EXIF, comments) never reaches the stored JPEG.
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -340,8 +342,10 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     if size != rgb.size:
         rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=cfg.resize_reducing_gap or None)
     # Checked on the pixels we would store (not the decoded ones, up to 4x more to filter): blank is what the
-    # dataset would hold.
-    stddev = float(np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32).std(axis=(0, 1)).max())
+    # dataset would hold. 64 x 64 bilinear after an integer box reduction to at least twice that size: a third
+    # cheaper than the plain bilinear, and a blank image is as blank either way.
+    thumbnail = rgb.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    stddev = float(np.asarray(thumbnail, dtype=np.float32).std(axis=(0, 1)).max())
     if stddev < cfg.min_stddev:
         raise ImageRejected("blank", f"pixel standard deviation {stddev:.2f} < {cfg.min_stddev}")
     # A fresh image from bare pixels: no info dict, so no EXIF/XMP/ICC/comment can be written.
