@@ -13,13 +13,14 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam import pvalue
 
-from pipeline import beam_memo, gc_tuning
+from pipeline import beam_memo, beam_workers, gc_tuning
 from pipeline.records import Photo, Rejection
 
 # Every job builds its stages from this module: Beam's hottest repeated computations are memoised
 # for all of them, and young garbage collections made rarer, here and in worker processes that
-# import it (see beam_memo and gc_tuning).
+# import it (see beam_memo and gc_tuning); local worker processes are stopped together (beam_workers).
 beam_memo.install()
+beam_workers.install()
 gc_tuning.install()
 
 

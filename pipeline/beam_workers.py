@@ -1,0 +1,71 @@
+"""Local worker processes stopped together, not one after the other.
+
+With `--direct_running_mode=multi_processing` Beam's local runner ends a job by closing each SDK
+worker in turn (`WorkerHandlerManager.close_all`): it tells the worker it is done, then waits for
+that process to exit (~0.65 s here: the interpreter tears down Beam, gRPC and the stages' modules)
+before it tells the next one. Each close waits only for its own worker, so closing them all from
+threads at once lets the exits overlap: with two workers the end of every job is ~0.65 s shorter
+(about 2% of a 2,000-image run on two cores), with N workers (N-1) x ~0.65 s. Each worker is closed
+exactly as before, and an error closing one is logged as Beam logs it, without stopping the others.
+
+Installed only on the Beam version this was checked against (`beam_memo.CHECKED_BEAM`): on any other
+the workers are stopped Beam's way, only more slowly.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Any
+
+import apache_beam
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+from pipeline.beam_memo import CHECKED_BEAM
+
+_LOGGER = logging.getLogger(worker_handlers.__name__)  # Beam's own logger for these errors
+_original_close_all = getattr(worker_handlers.WorkerHandlerManager.close_all, "beam_original",
+                              worker_handlers.WorkerHandlerManager.close_all)
+
+
+def _close(handler: Any) -> None:
+    try:
+        handler.close()
+    except Exception:  # as Beam's close_all: a worker that fails to close does not keep the others open
+        _LOGGER.error("Error closing worker_handler %s", handler, exc_info=True)
+
+
+def close_all(self: Any) -> None:
+    """`WorkerHandlerManager.close_all`, with the workers' closes run at the same time."""
+    handlers = [handler for handler_list in self._cached_handlers.values() for handler in set(handler_list)]
+    if len(handlers) == 1:  # the in-process worker (the default): closed right here, as Beam does
+        _close(handlers[0])
+    else:
+        threads = [threading.Thread(target=_close, args=(handler,), name="close_worker") for handler in handlers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    self._cached_handlers = collections.defaultdict(list)
+    self._workers_by_id = {}
+    if self._grpc_server is not None:
+        self._grpc_server.close()
+        self._grpc_server = None
+
+
+close_all.beam_original = _original_close_all  # type: ignore[attr-defined]
+
+
+def install() -> bool:
+    """Puts the concurrent close in place (idempotent); False, leaving Beam as it is, on an unchecked
+    version."""
+    if apache_beam.__version__ != CHECKED_BEAM:
+        return False
+    worker_handlers.WorkerHandlerManager.close_all = close_all
+    return True
+
+
+def uninstall() -> None:
+    """Beam's own close again (for tests that compare the two)."""
+    worker_handlers.WorkerHandlerManager.close_all = _original_close_all
