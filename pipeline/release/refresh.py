@@ -62,6 +62,7 @@ def check_new_release(target: str, previous: str | None) -> None:
         if new.startswith(old) or old.startswith(new):
             raise ReleaseError(f"the new release {target} must not be inside, above or equal to {previous}")
 
+
 # Inherited options added after releases were made with the code they change: a release whose manifest has no
 # value for one was made as this value does (its default would change the bytes of what a refresh adds).
 BEFORE_THE_OPTION = {"resize_reducing_gap": "0"}
