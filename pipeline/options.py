@@ -171,7 +171,7 @@ def _declarations() -> list[Declared]:
     add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")
     add("--draft_supersample", Role.SHAPES_BYTES, type=int, default=2,
         help="JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps at least this many times "
-             "the stored size on each side, before the Lanczos resize; 1 is 2.5-3x faster at about the loss of "
+             "the stored size on each side, before the resize; 1 is 2.5-3x faster at about the loss of "
              "JPEG re-encoding (README, Normalisation); 0 decodes every JPEG at full size.")
     add("--resize_reducing_gap", Role.SHAPES_BYTES, type=float, default=1.0,
         help="The resize first shrinks by an integer factor with a box filter while at least this factor is "

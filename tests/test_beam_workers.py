@@ -10,11 +10,10 @@ from pipeline import beam_workers
 from pipeline.beam_memo import CHECKED_BEAM
 
 
-class Handler:
-    """A worker handler whose close returns only once every handler's close has begun: closed one
-    after the other (Beam's way) the first one's barrier breaks and nothing is closed."""
+class InProcess:
+    """A worker handler that runs in this process (as Beam's embedded worker)."""
 
-    def __init__(self, barrier: threading.Barrier | None, fails: bool = False) -> None:
+    def __init__(self, barrier: threading.Barrier | None = None, fails: bool = False) -> None:
         self.barrier, self.fails, self.closed, self.thread = barrier, fails, False, ""
 
     def close(self) -> None:
@@ -26,6 +25,15 @@ class Handler:
         self.closed = True
 
 
+class Handler(InProcess, worker_handlers.SubprocessSdkWorkerHandler):
+    """A worker process's handler (Beam's class, its own start-up left out) whose close returns only once
+    every such handler's close has begun: closed one after the other (Beam's way) the first one's barrier
+    breaks and nothing is closed."""
+
+    def __init__(self, barrier: threading.Barrier | None, fails: bool = False) -> None:
+        InProcess.__init__(self, barrier, fails)
+
+
 class Server:
     closed = False
 
@@ -33,7 +41,7 @@ class Server:
         self.closed = True
 
 
-def manager(handlers: list[Handler]) -> worker_handlers.WorkerHandlerManager:
+def manager(handlers: list[InProcess]) -> worker_handlers.WorkerHandlerManager:
     made = worker_handlers.WorkerHandlerManager.__new__(worker_handlers.WorkerHandlerManager)
     made._cached_handlers = collections.defaultdict(list, {"python": handlers})
     made._workers_by_id = {str(i): handler for i, handler in enumerate(handlers)}
@@ -70,10 +78,17 @@ def test_a_worker_that_fails_to_close_is_logged_and_the_others_still_close(caplo
     assert made._grpc_server is None
 
 
-def test_the_in_process_worker_is_closed_in_the_calling_thread():
-    only = Handler(None)
-    manager([only]).close_all()
-    assert only.closed and only.thread == threading.current_thread().name
+def test_in_process_workers_are_closed_in_the_calling_thread_one_by_one():
+    """No process to wait for (the default runner, in_memory, multi_threading): as Beam closes them."""
+    workers = [InProcess(), InProcess()]
+    manager(workers).close_all()
+    assert all(worker.closed and worker.thread == threading.current_thread().name for worker in workers)
+    # beside worker processes (not a mix Beam makes, but each kind is closed its own way)
+    barrier = threading.Barrier(2)
+    mixed = [InProcess(), Handler(barrier), Handler(barrier)]
+    manager(mixed).close_all()
+    assert [worker.closed for worker in mixed] == [True, True, True]
+    assert [worker.thread for worker in mixed] == [threading.current_thread().name, "close_worker", "close_worker"]
 
 
 def test_beams_own_close_is_back_after_uninstall():

@@ -45,6 +45,18 @@ def test_stage_rejects_near_copies_of_evaluation_images(eval_set):
                               ("2", "decontaminate", "eval_overlap", "val_0002.png")]), label="rejected")
 
 
+def test_evaluation_images_are_hashed_by_the_runs_own_decode_and_resize_rule():
+    """Every evaluation image is kept (however small or plain), and stored as the run stores its own
+    images: the same draft and resize rule, so its pHash is the one a run would compute."""
+    from pipeline.stages.decontaminate import _HashEvalImage
+
+    run_cfg = ImageConfig(max_side=256, jpeg_quality=80, draft_supersample=1, resize_reducing_gap=0.0)
+    hashing = _HashEvalImage(run_cfg)._cfg
+    assert (hashing.min_side, hashing.min_stddev) == (1, 0.0)
+    assert (hashing.max_side, hashing.jpeg_quality, hashing.draft_supersample, hashing.resize_reducing_gap) == (
+        256, 80, 1, 0.0)
+
+
 def test_empty_evaluation_source_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="names no image"):
         Decontaminate([str(tmp_path)], 4, CFG)

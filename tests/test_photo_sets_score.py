@@ -82,6 +82,20 @@ def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tm
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", "--resize_reducing_gap=0",
                  f"--json={out}"]) == 1
     assert gaps == [0.0] and json.loads(out.read_text())["resize_reducing_gap"] == 0.0
+    # Decided again from those scores: the record keeps the rule they were made under, not this call's default
+    again = tmp_path / "again.json"
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}",
+                 f"--json={again}"]) == 1
+    assert gaps == [0.0] and json.loads(again.read_text())["resize_reducing_gap"] == 0.0
+    older = json.loads(out.read_text())
+    del older["resize_reducing_gap"]  # a file from before the option: Lanczos only
+    out.write_text(json.dumps(older))
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}",
+                 f"--json={again}"]) == 1
+    assert json.loads(again.read_text())["resize_reducing_gap"] == 0.0
+    out.write_text(json.dumps({**older, "resize_reducing_gap": "wide"}))
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
+    assert "resize_reducing_gap is 'wide', not a number" in capsys.readouterr().out
     capsys.readouterr()
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", "--resize_reducing_gap=0.5"]) == 2
     assert "--resize_reducing_gap must be 0 (off) or within 1..8" in capsys.readouterr().out

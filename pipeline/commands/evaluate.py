@@ -40,7 +40,6 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
     except score.PhotoSetError as error:
         print(f"evaluate: {error}")
         return 2
-    result["resize_reducing_gap"] = args.resize_reducing_gap  # how the scored images were stored
     for line in metrics.iter_summary(result):
         print(line)
     if args.json:

@@ -94,8 +94,19 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
     rows = load_rows(split)
     if scores_from:
         scores = earlier_scores(Path(scores_from), rows, specs)
+        reducing_gap = _recorded_gap(Path(scores_from))  # the earlier scores' images, not this call's flag
     else:
         scores = score_set(load_samples(photos, rows), specs, runtime, max_side, reducing_gap)
     result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
+    result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
     return result
+
+
+def _recorded_gap(path: Path) -> float:
+    """The resize rule an earlier `evaluate --json` scored its images under; a file from before the
+    option was made by the Lanczos-only resize (0)."""
+    value = json.loads(path.read_text()).get("resize_reducing_gap", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PhotoSetError(f"{path}: resize_reducing_gap is {value!r}, not a number")
+    return float(value)

@@ -70,7 +70,7 @@ class ImageConfig:
     jpeg_quality: int = 90
     # A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8: libjpeg scales while it decodes, 2-8x
     # less work) whose pixels still number at least this many times the stored size on each side, so the
-    # Lanczos resize keeps a supersample; 0 decodes every JPEG at full size. See the README (Normalisation).
+    # resize keeps a supersample; 0 decodes every JPEG at full size. See the README (Normalisation).
     draft_supersample: int = 2
     # The resize first reduces by an integer factor with a box filter (Pillow's `reduce`) while that leaves the
     # Lanczos step at least this factor to shrink; 1.0 makes a 2x reduction a plain 2x2 box average (3.4x
