@@ -28,6 +28,7 @@ from pipeline.flickr.credentials import CredentialsError
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
 from pipeline.release.refresh import ReleaseError
+from pipeline.stages.image import ImageConfig
 
 __all__ = ["main", "pipeline_options", "run"]
 
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               help="as for run: 'default' (models/fusion.json), 'none' or a fusion model JSON")
     evaluate_cmd.add_argument("--max_side", type=int, default=512,
                               help="images are stored at this size before scoring, as in a run (default: 512)")
-    evaluate_cmd.add_argument("--resize_reducing_gap", type=float, default=1.0,
+    evaluate_cmd.add_argument("--resize_reducing_gap", type=float, default=ImageConfig.resize_reducing_gap,
                               help="as for run: the resize rule of the stored images that are scored (0 = Lanczos "
                               "only, how images were stored before 2026-12-01; default: 1.0)")
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")

@@ -290,6 +290,14 @@ def shaping(opts: PassOptions) -> dict[str, Any]:
     return {name: getattr(opts, name) for name in SHAPES_BYTES}
 
 
+REDUCING_GAP_RANGE = "--resize_reducing_gap must be 0 (off) or within 1..8"
+
+
+def valid_reducing_gap(value: float) -> bool:
+    """0 (off) or 1..8: Pillow refuses a gap below 1; nan and inf fail both comparisons."""
+    return value == 0 or 1 <= value <= 8
+
+
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
     problems = []
@@ -331,8 +339,8 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--jpeg_quality must be within 1..100")
     if not 0 <= opts.draft_supersample <= 8:
         problems.append("--draft_supersample must be within 0..8")
-    if not (opts.resize_reducing_gap == 0 or 1 <= opts.resize_reducing_gap <= 8):  # Pillow refuses below 1
-        problems.append("--resize_reducing_gap must be 0 (off) or within 1..8")
+    if not valid_reducing_gap(opts.resize_reducing_gap):
+        problems.append(REDUCING_GAP_RANGE)
     if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
         problems.append("--progress_seconds must be a positive number of seconds")
     return problems

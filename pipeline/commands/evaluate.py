@@ -9,12 +9,13 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
+from pipeline.options import REDUCING_GAP_RANGE, valid_reducing_gap
 from pipeline.photo_sets import metrics, score
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    if not (args.resize_reducing_gap == 0 or 1 <= args.resize_reducing_gap <= 8):  # as `run` validates it
-        print("evaluate: --resize_reducing_gap must be 0 (off) or within 1..8")
+    if not valid_reducing_gap(args.resize_reducing_gap):  # as `run` validates it
+        print(f"evaluate: {REDUCING_GAP_RANGE}")
         return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
