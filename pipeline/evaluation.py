@@ -213,6 +213,7 @@ def evaluate(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int = 
     scores = score_set(samples + leaked, specs, runtime, max_side, reducing_gap)
     result = report(samples, scores[:len(samples)], specs, fusion)
     result["leaks"] = leak_report(leaked, scores[len(samples):], specs, fusion)
+    result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
     return result
 
 

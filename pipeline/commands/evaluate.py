@@ -25,7 +25,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.photos:
         return _evaluate_photos(args, specs, runtime, fusion)
     result = evaluate(specs, runtime, args.max_side, fusion, args.resize_reducing_gap)
-    result["resize_reducing_gap"] = args.resize_reducing_gap  # how the scored images were stored
     for line in iter_summary(result):
         print(line)
     if args.json:

@@ -74,10 +74,15 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
     return samples
 
 
-def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> list[dict[str, float]]:
+def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> tuple[list[dict[str, float]], float]:
     """Each row's scores from an earlier `evaluate --json` of the same split, refused when an image
-    or a selected detector's score is missing from it."""
-    named = json.loads(path.read_text())["scores"]
+    or a selected detector's score is missing from it; and the resize rule its images were stored by
+    (a file from before the option was made by the Lanczos-only resize: 0)."""
+    earlier = json.loads(path.read_text())
+    gap = earlier.get("resize_reducing_gap", 0.0)
+    if isinstance(gap, bool) or not isinstance(gap, int | float):
+        raise PhotoSetError(f"{path}: resize_reducing_gap is {gap!r}, not a number")
+    named = earlier["scores"]
     wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
     out = []
     for row in rows:
@@ -85,7 +90,7 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> li
         if scores is None or not wanted <= set(scores):
             raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
         out.append({name: float(value) for name, value in scores.items() if name in wanted})
-    return out
+    return out, float(gap)
 
 
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
@@ -93,8 +98,8 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
                     reducing_gap: float = ImageConfig.resize_reducing_gap) -> dict:
     rows = load_rows(split)
     if scores_from:
-        scores = earlier_scores(Path(scores_from), rows, specs)
-        reducing_gap = _recorded_gap(Path(scores_from))  # the earlier scores' images, not this call's flag
+        # the rule the earlier scores' images were stored by, not this call's flag
+        scores, reducing_gap = earlier_scores(Path(scores_from), rows, specs)
     else:
         scores = score_set(load_samples(photos, rows), specs, runtime, max_side, reducing_gap)
     result = evaluate_rows(rows, scores, specs, fusion)
@@ -102,11 +107,3 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
     result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
     return result
 
-
-def _recorded_gap(path: Path) -> float:
-    """The resize rule an earlier `evaluate --json` scored its images under; a file from before the
-    option was made by the Lanczos-only resize (0)."""
-    value = json.loads(path.read_text()).get("resize_reducing_gap", 0.0)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PhotoSetError(f"{path}: resize_reducing_gap is {value!r}, not a number")
-    return float(value)
