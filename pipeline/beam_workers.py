@@ -1,4 +1,4 @@
-"""Local worker processes stopped together, not one after the other.
+"""Local worker processes stopped together, not one after the other, and each quickly.
 
 With `--direct_running_mode=multi_processing` Beam's local runner ends a job by closing each SDK
 worker in turn (`WorkerHandlerManager.close_all`): it tells the worker it is done, then waits for
@@ -11,6 +11,13 @@ runner, `in_memory`, `multi_threading`) have no process to wait for and are clos
 calling thread, as Beam does. Each is closed exactly as before, and an error closing one is logged as
 Beam logs it, without stopping the others.
 
+Each worker process also ends without the interpreter's teardown: the command the local runner
+starts workers with (`python -m apache_beam.runners.worker.sdk_worker_main`, built in
+`FnApiRunner.run_pipeline`) is replaced by `python -m pipeline.worker_main`, which runs the same
+harness and, once it has returned normally, exits the way `multiprocessing`'s children do (see
+that module): the wait for each worker's exit falls from ~0.5 s to a few hundredths. Only that exact
+command is replaced; an environment the user chose (`--environment_type`) is left alone.
+
 Installed only on the Beam version this was checked against (`beam_memo.CHECKED_BEAM`): on any other
 the workers are stopped Beam's way, only more slowly.
 """
@@ -19,17 +26,34 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 from typing import Any
 
 import apache_beam
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.transforms import environments
 
 from pipeline.beam_memo import CHECKED_BEAM
 
 _LOGGER = logging.getLogger(worker_handlers.__name__)  # Beam's own logger for these errors
 _original_close_all = getattr(worker_handlers.WorkerHandlerManager.close_all, "beam_original",
                               worker_handlers.WorkerHandlerManager.close_all)
+
+
+# The worker command FnApiRunner builds for multi_processing, character for character, and ours.
+BEAMS_WORKER_COMMAND = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"
+OUR_WORKER_COMMAND = f"{sys.executable} -m pipeline.worker_main"
+_installed_from_command_string = environments.SubprocessSDKEnvironment.__dict__["from_command_string"]
+_original_from_command_string = getattr(_installed_from_command_string.__func__, "beam_original",
+                                        _installed_from_command_string)
+
+
+def _from_command_string(cls: type, command_string: str) -> environments.SubprocessSDKEnvironment:
+    """`SubprocessSDKEnvironment.from_command_string`, with the local runner's worker command swapped."""
+    if command_string == BEAMS_WORKER_COMMAND:
+        command_string = OUR_WORKER_COMMAND
+    return _original_from_command_string.__func__(cls, command_string)
 
 
 def _close(handler: Any) -> None:
@@ -59,6 +83,7 @@ def close_all(self: Any) -> None:
 
 
 close_all.beam_original = _original_close_all  # type: ignore[attr-defined]
+_from_command_string.beam_original = _original_from_command_string  # type: ignore[attr-defined]
 
 
 def install() -> bool:
@@ -67,9 +92,11 @@ def install() -> bool:
     if apache_beam.__version__ != CHECKED_BEAM:
         return False
     worker_handlers.WorkerHandlerManager.close_all = close_all
+    environments.SubprocessSDKEnvironment.from_command_string = classmethod(_from_command_string)
     return True
 
 
 def uninstall() -> None:
-    """Beam's own close again (for tests that compare the two)."""
+    """Beam's own close and worker command again (for tests that compare the two)."""
     worker_handlers.WorkerHandlerManager.close_all = _original_close_all
+    environments.SubprocessSDKEnvironment.from_command_string = _original_from_command_string

@@ -4,6 +4,7 @@ import threading
 
 import apache_beam
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.transforms import environments
 
 import pipeline.stage  # noqa: F401 (installs the concurrent close, as every job does)
 from pipeline import beam_workers
@@ -52,6 +53,7 @@ def manager(handlers: list[InProcess]) -> worker_handlers.WorkerHandlerManager:
 def test_installed_by_the_stages_on_the_checked_beam():
     assert apache_beam.__version__ == CHECKED_BEAM  # else: re-read close_all and move the pin
     assert worker_handlers.WorkerHandlerManager.close_all is beam_workers.close_all
+    assert environments.SubprocessSDKEnvironment.from_command_string.__func__ is beam_workers._from_command_string
 
 
 def test_workers_are_closed_at_the_same_time_and_everything_after_as_beam_does():
@@ -95,5 +97,7 @@ def test_beams_own_close_is_back_after_uninstall():
     beam_workers.uninstall()
     try:
         assert worker_handlers.WorkerHandlerManager.close_all is beam_workers.close_all.beam_original
+        command = environments.SubprocessSDKEnvironment.from_command_string(beam_workers.BEAMS_WORKER_COMMAND)
+        assert command.command_string == beam_workers.BEAMS_WORKER_COMMAND  # Beam's worker again
     finally:
         assert beam_workers.install()

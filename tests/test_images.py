@@ -113,6 +113,24 @@ def test_exif_orientation_applied_and_all_metadata_stripped():
     assert_no_metadata(result.jpeg)
 
 
+def test_a_photo_stored_at_its_own_size_keeps_no_comment_xmp_or_exif():
+    """No resize, no colour conversion: the decoded image itself, whose info holds all of it, is what is
+    stored; only its pixels may reach the file."""
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>http://ns.adobe.com/xap secret</x:xmpmeta>"
+    buffer = io.BytesIO()
+    real_image("chelsea.jpg").save(buffer, "JPEG", quality=90, comment=b"secret comment", xmp=xmp,
+                                   exif=exif.tobytes())
+    raw = buffer.getvalue()
+    decoded = Image.open(io.BytesIO(raw))
+    assert {"comment", "xmp", "exif"} <= set(decoded.info) and decoded.size == (451, 300)  # all really there
+    result = normalise(raw, CFG)
+    assert (result.width, result.height) == (451, 300)
+    assert_no_metadata(result.jpeg)
+    assert b"secret" not in result.jpeg and "comment" not in Image.open(io.BytesIO(result.jpeg)).info
+
+
 @pytest.mark.parametrize("make,fmt", [
     (bad_images.cmyk_jpeg, "JPEG"),
     (bad_images.png16, "PNG"),

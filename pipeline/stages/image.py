@@ -348,8 +348,11 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     stddev = float(np.asarray(thumbnail, dtype=np.float32).std(axis=(0, 1)).max())
     if stddev < cfg.min_stddev:
         raise ImageRejected("blank", f"pixel standard deviation {stddev:.2f} < {cfg.min_stddev}")
-    # A fresh image from bare pixels: no info dict, so no EXIF/XMP/ICC/comment can be written.
-    bare = Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    # A plain copy of the pixels with an empty info dict: Pillow's JPEG writer takes nothing else from the
+    # image (EXIF, XMP and ICC only from save()'s own arguments, a comment from info), so nothing of the
+    # source can be written. A third of the cost of the tobytes/frombytes round trip it replaces, same bytes.
+    bare = rgb.copy()
+    bare.info = {}
     out = io.BytesIO()
     bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
     # Both hashes begin with convert("L"); handing them the grey image once saves a conversion per
