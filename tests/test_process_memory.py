@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pipeline.io.process_memory import TreeMemory, descendants, peak_rss_mb
@@ -25,6 +26,25 @@ def test_a_child_holding_300_mib_is_counted_while_it_lives():
         child.wait()
     assert memory.available and memory.processes >= 2
     assert memory.peak_mib >= before + 290  # the bytearray's pages are written (zeroed): resident
+
+
+class Costly(TreeMemory):
+    """A sampler whose every sample costs ~20 ms of CPU (as PSS of large processes does)."""
+
+    def sample(self) -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.02:
+            pass
+        super().sample()
+
+
+def test_with_a_cpu_share_the_sampler_waits_so_that_its_cpu_stays_under_it():
+    with Costly(interval=0.01, cpu_share=0.04) as capped:  # >= 0.5 s between samples
+        time.sleep(1.5)
+    with Costly(interval=0.01) as uncapped:  # every 0.01 s after each ~0.02 s sample (~0.1 s on a busy machine)
+        time.sleep(1.5)
+    assert capped.samples <= 5 < 12 <= uncapped.samples  # (one more sample at the end of each block)
+    assert capped.peak_mib > 10 and uncapped.peak_mib > 10
 
 
 def test_a_block_shorter_than_one_interval_is_still_measured():

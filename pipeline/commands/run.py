@@ -205,7 +205,8 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
             staging = staging_dir(opts.output, run_id)
             try:
-                with TreeMemory() as memory:  # this process and any worker processes it starts
+                # This process and any worker processes it starts; the sampler's own CPU under 1% of a core.
+                with TreeMemory(cpu_share=0.01) as memory:
                     pipeline = beam.Pipeline(options=options)
                     build(pipeline, opts, staging)
                     try:
