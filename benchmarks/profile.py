@@ -13,7 +13,12 @@ Three parts, all in this process:
      job's stats) times the encoded size of a sample record, as it was up to 2026-11-30 (the stored
      JPEG inside, pickled by Beam's FastPrimitivesCoder as the PCollections were untyped) and as it
      is now (io/staged_images.py: hashes only, the JPEG written once to the staging folder and read
-     back by the writers; encoded with the coder Beam picks from the shuffle's input type).
+     back by the writers; encoded with the coder Beam picks from the shuffle's input type);
+  4. the job's fused stages in the order the local runner runs them, with 2 worker processes
+     (`--direct_running_mode=multi_processing`): the seconds from the start of `run` to the first
+     bundle of the download-and-normalise stage (building the job, starting the workers, reading),
+     that stage, the stages after it (duplicates, writers) and the end (workers stopped, stats,
+     publish), from the start times of Beam's bundles (its `run_bundle` debug log).
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import pstats
+import re
 import tempfile
 import time
 from collections import defaultdict
@@ -36,6 +43,7 @@ import imagehash
 import numpy as np
 from apache_beam import coders
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import fn_runner
 from PIL import Image
 
 from benchmarks.corpus import Served, distinct_photos, job_args, served
@@ -155,6 +163,54 @@ def profile_job(corpus: Served, output: Path, top: int) -> tuple[dict, float, st
     return stats, elapsed, text.getvalue()
 
 
+class _BundleStarts(logging.Handler):
+    """(seconds since `origin`, stage name) of every bundle the local runner starts."""
+
+    def __init__(self, origin: float) -> None:
+        super().__init__(logging.DEBUG)
+        self.origin, self.starts = origin, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Running bundle for stage "):
+            self.starts.append((time.perf_counter() - self.origin, message.split("\n")[0][25:]))
+
+
+def short_stage(name: str) -> str:
+    """A fused stage's first step, readably: 'NearDuplicates/Partitions/Read' and the like."""
+    step = re.search(r"ref_AppliedPTransform_([^)]+?)_\d+\)|([A-Za-z][\w-]*(?:/[\w-]+)+)", name)
+    return (step.group(1) or step.group(2)) if step else name[:60]
+
+
+def stage_timeline(corpus: Served, output: Path) -> tuple[list[tuple[float, str]], float]:
+    """(bundle start times and stage names, seconds in all) of one run with 2 worker processes."""
+    logger = logging.getLogger(fn_runner._BUNDLE_LOGGER.name)
+    start = time.perf_counter()
+    handler, level, propagate = _BundleStarts(start), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)  # on this logger only: pipeline/cli.py quietens its parents
+    logger.propagate = False
+    try:
+        run([*job_args(corpus, output), "--detectors=none", "--formats=webdataset", "--direct_num_workers=2",
+             "--direct_running_mode=multi_processing"])
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return handler.starts, time.perf_counter() - start
+
+
+def timeline_phases(starts: list[tuple[float, str]], total: float) -> list[tuple[str, float]]:
+    """Start (to the longest stage), the longest stage, the stages after it, the end (the last
+    bundle's start to the end of `run`)."""
+    ends = [t for t, _ in starts[1:]] + [total]
+    longest = max(range(len(starts)), key=lambda i: ends[i] - starts[i][0])
+    return [("start: build, workers, read (to the longest stage)", starts[longest][0]),
+            (f"longest stage: {short_stage(starts[longest][1])}", ends[longest] - starts[longest][0]),
+            (f"the {len(starts) - longest - 2} stages after it", starts[-1][0] - ends[longest]),
+            ("last stage and the end: workers stopped, stats, publish", total - starts[-1][0])]
+
+
 def photo_shuffles(corpus: Served) -> dict[str, coders.Coder]:
     """The job's GroupByKeys whose records are Photos (checked against PHOTO_SHUFFLES), each with the
     coder Beam gives its input (from the PCollection's type: PhotoCoder where the keyed step is typed,
@@ -211,6 +267,7 @@ def main() -> None:
         per_rule, sample = micro_profile(corpus, ImageConfig())
         stats, elapsed, profile_text = profile_job(corpus, Path(scratch) / "out", args.top)
         rows = shuffle_bytes(stats, sample, photo_shuffles(corpus))
+        starts, timeline_seconds = stage_timeline(corpus, Path(scratch) / "two-workers")
     count = len(photos)
     print(f"images: {count}, mean size {sum(map(len, photos)) // count // 1024} KiB, "
           f"stored JPEG sample {len(sample.image) // 1024} KiB")
@@ -240,7 +297,16 @@ def main() -> None:
           f"({before_total / max(count, 1) / 1024:.1f} -> {now_total / max(count, 1) / 1024:.1f} KiB per input "
           f"image); instead each stored JPEG is written once to the staging folder "
           f"(~{staged * len(sample.image) / 2**20:.2f} MiB) and read back by the shard writer")
-    print(json.dumps({"per_image_ms": per_rule, "job_seconds": elapsed}, indent=None))
+    print(f"\n4. the job with 2 worker processes (WebDataset): {timeline_seconds:.2f} s, {len(starts)} fused stages")
+    phases = timeline_phases(starts, timeline_seconds)
+    for label, seconds in phases:
+        print(f"   {label:64s} {seconds:6.2f} s")
+    ends = [t for t, _ in starts[1:]] + [timeline_seconds]
+    slowest = sorted(range(len(starts)), key=lambda i: starts[i][0] - ends[i])[1:args.top // 3 + 1]
+    print("   slowest of the other stages: " + ", ".join(
+        f"{short_stage(starts[i][1])} {ends[i] - starts[i][0]:.2f} s" for i in sorted(slowest)))
+    print(json.dumps({"per_image_ms": per_rule, "job_seconds": elapsed,
+                      "two_workers": dict(phases, seconds=timeline_seconds)}, indent=None))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""benchmarks/profile.py, section 4: a run cut into phases from the local runner's bundle start times."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.profile import short_stage, timeline_phases
+
+# Shapes of the stage names Beam 2.77's FnApiRunner logs (fused steps, outermost first).
+NAMES = {
+    "(((ref_AppliedPTransform_Read-Match-Create-Impulse_5)+(ref_AppliedPTransform_Read-Match-Create-FlatMap_6))":
+        "Read-Match-Create-Impulse",
+    "(((((NearDuplicates/Partitions/Read)+(ref_AppliedPTransform_NearDuplicates-Pairs_92))":
+        "NearDuplicates/Partitions/Read",
+    "((WriteDataset/WriteSharded/GroupShards/Read)+(ref_AppliedPTransform_WriteDataset-WriteSharded-Write_180))":
+        "WriteDataset/WriteSharded/GroupShards/Read",
+}
+
+
+@pytest.mark.parametrize("name,short", NAMES.items())
+def test_a_stage_is_named_by_its_first_step(name, short):
+    assert short_stage(name) == short
+
+
+def test_phases_are_the_start_the_longest_stage_what_follows_and_the_end():
+    starts = [(0.4, "(ref_AppliedPTransform_Read_1)"), (1.8, "(ref_AppliedPTransform_Small_2)"),
+              (2.0, "((UniqueIds/Group/Read)+(x))"), (17.0, "((After/One/Read)+(x))"),
+              (17.5, "((After/Two/Read)+(x))"), (19.0, "(ref_AppliedPTransform_Report_9)")]
+    phases = timeline_phases(starts, 19.25)
+    assert [label.split(":")[0] for label, _ in phases] == [
+        "start", "longest stage", "the 2 stages after it", "last stage and the end"]
+    assert phases[1][0].endswith("UniqueIds/Group/Read")
+    assert [round(seconds, 2) for _, seconds in phases] == [2.0, 15.0, 2.0, 0.25]
+    assert sum(seconds for _, seconds in phases) == pytest.approx(19.25)
