@@ -203,11 +203,15 @@ def stage_timeline(corpus: Served, output: Path) -> tuple[list[tuple[float, str]
 def timeline_phases(starts: list[tuple[float, str]], total: float) -> list[tuple[str, float]]:
     """Start (to the longest stage), the longest stage, the stages after it, the end (the last
     bundle's start to the end of `run`)."""
+    if not starts:
+        return [("no bundle start was logged (not Beam's FnApiRunner?)", total)]
     ends = [t for t, _ in starts[1:]] + [total]
     longest = max(range(len(starts)), key=lambda i: ends[i] - starts[i][0])
-    return [("start: build, workers, read (to the longest stage)", starts[longest][0]),
-            (f"longest stage: {short_stage(starts[longest][1])}", ends[longest] - starts[longest][0]),
-            (f"the {len(starts) - longest - 2} stages after it", starts[-1][0] - ends[longest]),
+    phases = [("start: build, workers, read (to the longest stage)", starts[longest][0]),
+              (f"longest stage: {short_stage(starts[longest][1])}", ends[longest] - starts[longest][0])]
+    if longest == len(starts) - 1:  # the last stage: it runs to the end
+        return phases
+    return [*phases, (f"the {len(starts) - longest - 2} stages after it", starts[-1][0] - ends[longest]),
             ("last stage and the end: workers stopped, stats, publish", total - starts[-1][0])]
 
 

@@ -13,7 +13,8 @@ Beam logs it, without stopping the others.
 
 Each worker process also ends without the interpreter's teardown: the command the local runner
 starts workers with (`python -m apache_beam.runners.worker.sdk_worker_main`, built in
-`FnApiRunner.run_pipeline`) is replaced by `python -m pipeline.worker_main`, which runs the same
+`FnApiRunner.run_pipeline`) is replaced by one that runs `pipeline.worker_main` (Beam's worker where a
+fresh interpreter cannot import it: OUR_WORKER_COMMAND), which runs the same
 harness and, once it has returned normally, exits the way `multiprocessing`'s children do (see
 that module): the wait for each worker's exit falls from ~0.5 s to a few hundredths. Only that exact
 command is replaced; an environment the user chose (`--environment_type`) is left alone.
@@ -41,9 +42,17 @@ _original_close_all = getattr(worker_handlers.WorkerHandlerManager.close_all, "b
                               worker_handlers.WorkerHandlerManager.close_all)
 
 
-# The worker command FnApiRunner builds for multi_processing, character for character, and ours.
-BEAMS_WORKER_COMMAND = f"{sys.executable} -m apache_beam.runners.worker.sdk_worker_main"
-OUR_WORKER_COMMAND = f"{sys.executable} -m pipeline.worker_main"
+# The worker command FnApiRunner builds for multi_processing, character for character, and ours. Ours
+# runs pipeline.worker_main where a fresh interpreter in the job's folder finds it, else Beam's own
+# worker: a worker process that cannot start is never noticed by the local runner, which then waits
+# for it for ever (a `pipeline` folder without worker_main in the working directory, or the package
+# reached only through a sys.path edit of the launching process).
+BEAMS_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+BEAMS_WORKER_COMMAND = f"{sys.executable} -m {BEAMS_WORKER_MODULE}"
+WORKER_MODULE_CHOICE = (f"'pipeline.worker_main' if u.find_spec('pipeline') and u.find_spec('pipeline.worker_main') "
+                        f"else '{BEAMS_WORKER_MODULE}'")
+OUR_WORKER_COMMAND = (f'{sys.executable} -c "import importlib.util as u, runpy; '
+                      f"runpy.run_module({WORKER_MODULE_CHOICE}, run_name='__main__', alter_sys=True)\"")
 _installed_from_command_string = environments.SubprocessSDKEnvironment.__dict__["from_command_string"]
 _original_from_command_string = getattr(_installed_from_command_string.__func__, "beam_original",
                                         _installed_from_command_string)

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.io.process_memory import TreeMemory, descendants, peak_rss_mb
+import pytest
+
+from pipeline.io.process_memory import MAX_WAIT, TreeMemory, descendants, peak_rss_mb
 
 HOLD = ("import sys, time; block = bytearray(300 * 2**20); sys.stdout.write('ready\\n'); sys.stdout.flush(); "
         "time.sleep(1)")
@@ -45,6 +47,15 @@ def test_with_a_cpu_share_the_sampler_waits_so_that_its_cpu_stays_under_it():
         time.sleep(1.5)
     assert capped.samples <= 5 < 12 <= uncapped.samples  # (one more sample at the end of each block)
     assert capped.peak_mib > 10 and uncapped.peak_mib > 10
+
+
+def test_the_wait_is_capped_and_the_share_must_be_a_fraction():
+    assert Costly(interval=0.5, cpu_share=0.01)._wait_after(0.02) == 2.0
+    assert Costly(interval=0.5, cpu_share=0.01)._wait_after(1.0) == MAX_WAIT  # a 100 s wait otherwise
+    assert Costly(interval=0.5, cpu_share=0.01)._wait_after(0.001) == 0.5
+    for share in (0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="cpu_share"):
+            TreeMemory(cpu_share=share)
 
 
 def test_a_block_shorter_than_one_interval_is_still_measured():

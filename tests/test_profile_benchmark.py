@@ -32,3 +32,10 @@ def test_phases_are_the_start_the_longest_stage_what_follows_and_the_end():
     assert phases[1][0].endswith("UniqueIds/Group/Read")
     assert [round(seconds, 2) for _, seconds in phases] == [2.0, 15.0, 2.0, 0.25]
     assert sum(seconds for _, seconds in phases) == pytest.approx(19.25)
+
+
+def test_a_run_whose_longest_stage_is_the_last_or_without_bundles_is_still_cut():
+    starts = [(0.5, "(ref_AppliedPTransform_Read_1)"), (2.0, "((Long/Read)+(x))")]
+    assert [(label.split(":")[0], round(seconds, 2)) for label, seconds in timeline_phases(starts, 20.0)] == [
+        ("start", 2.0), ("longest stage", 18.0)]
+    assert timeline_phases([], 3.0)[0][1] == 3.0

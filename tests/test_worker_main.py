@@ -69,6 +69,23 @@ def test_only_the_local_runners_own_worker_command_is_replaced():
     assert env.from_command_string("python -m my.worker").command_string == "python -m my.worker"
 
 
+def chosen_module(cwd: Path, *flags: str) -> str:
+    code = f"import importlib.util as u; print({beam_workers.WORKER_MODULE_CHOICE})"
+    return subprocess.run([sys.executable, *flags, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=True).stdout.strip()
+
+
+def test_the_worker_command_falls_back_to_beams_worker_where_ours_cannot_be_imported(tmp_path):
+    """The local runner never notices a worker process that dies at start: it would wait for ever."""
+    assert chosen_module(tmp_path) == "pipeline.worker_main"  # the installed package, from any folder
+    # -S: no site-packages, so no installed `pipeline` (as for a package reached by a sys.path edit)
+    assert chosen_module(tmp_path, "-S") == beam_workers.BEAMS_WORKER_MODULE
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "__init__.py").write_text("")  # someone else's `pipeline` package
+    assert chosen_module(tmp_path, "-S") == beam_workers.BEAMS_WORKER_MODULE
+    assert chosen_module(Path(__file__).parent.parent, "-S") == "pipeline.worker_main"  # this checkout's
+
+
 def main_module(_: int) -> str:
     main = sys.modules["__main__"]
     return getattr(main.__spec__, "name", "") if getattr(main, "__spec__", None) else main.__file__

@@ -11,8 +11,9 @@ A sample is not free: reading a process's PSS walks its page tables (~6 ms for a
 ~12 ms for a 600 MiB process here), and a 2,000-image job with two worker processes spent 1.3 s of
 CPU (3% of the job's) sampling every 0.5 s. With `cpu_share` the sampler waits long enough after
 each sample that its own CPU time stays under that share of one core (the job uses 1%: ~2.7 s
-between samples of that tree, 0.5 s for a small one); a memory peak shorter than the wait can then
-be missed, a lasting one (what the in-process runner holds between stages) cannot.
+between samples of that tree, 0.5 s for a small one, never more than MAX_WAIT); a memory peak
+shorter than the wait can then be missed, a lasting one (what the in-process runner holds between
+stages) cannot.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 MIB = 1024 * 1024
+MAX_WAIT = 5.0  # seconds between samples at most, whatever a sample costs (~1.2 s per GiB of tree at 1%)
 
 
 def _children() -> dict[int, list[int]]:
@@ -74,6 +76,8 @@ class TreeMemory:
     def __init__(self, pid: int | None = None, interval: float = 0.5, cpu_share: float | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
         self.interval = interval
+        if cpu_share is not None and not 0 < cpu_share <= 1:
+            raise ValueError(f"cpu_share must be within (0, 1], not {cpu_share}")
         self.cpu_share = cpu_share  # None: every `interval`, whatever a sample costs
         self.samples = 0
         self.peak_bytes, self.processes = 0, 0
@@ -95,7 +99,7 @@ class TreeMemory:
         """Seconds to wait after a sample that cost `spent` seconds of this thread's CPU."""
         if self.cpu_share is None:
             return self.interval
-        return max(self.interval, spent / self.cpu_share)
+        return max(self.interval, min(spent / self.cpu_share, MAX_WAIT))
 
     def _run(self) -> None:
         while True:
