@@ -163,6 +163,9 @@ def profile_job(corpus: Served, output: Path, top: int) -> tuple[dict, float, st
     return stats, elapsed, text.getvalue()
 
 
+_BUNDLE_START = "Running bundle for stage "  # FnApiRunner's run_bundle debug message, up to the stage name
+
+
 class _BundleStarts(logging.Handler):
     """(seconds since `origin`, stage name) of every bundle the local runner starts."""
 
@@ -172,8 +175,8 @@ class _BundleStarts(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("Running bundle for stage "):
-            self.starts.append((time.perf_counter() - self.origin, message.split("\n")[0][25:]))
+        if message.startswith(_BUNDLE_START):
+            self.starts.append((time.perf_counter() - self.origin, message.split("\n")[0][len(_BUNDLE_START):]))
 
 
 def short_stage(name: str) -> str:
@@ -200,19 +203,26 @@ def stage_timeline(corpus: Served, output: Path) -> tuple[list[tuple[float, str]
     return handler.starts, time.perf_counter() - start
 
 
+def stage_seconds(starts: list[tuple[float, str]], total: float) -> list[float]:
+    """Each stage's seconds: to the next bundle's start, the last one's to the end of `run`."""
+    ends = [t for t, _ in starts[1:]] + [total]
+    return [end - start for (start, _), end in zip(starts, ends, strict=True)]
+
+
 def timeline_phases(starts: list[tuple[float, str]], total: float) -> list[tuple[str, float]]:
     """Start (to the longest stage), the longest stage, the stages after it, the end (the last
     bundle's start to the end of `run`)."""
     if not starts:
         return [("no bundle start was logged (not Beam's FnApiRunner?)", total)]
-    ends = [t for t, _ in starts[1:]] + [total]
-    longest = max(range(len(starts)), key=lambda i: ends[i] - starts[i][0])
+    seconds = stage_seconds(starts, total)
+    longest = max(range(len(starts)), key=seconds.__getitem__)
     phases = [("start: build, workers, read (to the longest stage)", starts[longest][0]),
-              (f"longest stage: {short_stage(starts[longest][1])}", ends[longest] - starts[longest][0])]
+              (f"longest stage: {short_stage(starts[longest][1])}", seconds[longest])]
     if longest == len(starts) - 1:  # the last stage: it runs to the end
         return phases
-    return [*phases, (f"the {len(starts) - longest - 2} stages after it", starts[-1][0] - ends[longest]),
-            ("last stage and the end: workers stopped, stats, publish", total - starts[-1][0])]
+    return [*phases, (f"the {len(starts) - longest - 2} stages after it",
+                      starts[-1][0] - starts[longest][0] - seconds[longest]),
+            ("last stage and the end: workers stopped, stats, publish", seconds[-1])]
 
 
 def photo_shuffles(corpus: Served) -> dict[str, coders.Coder]:
@@ -305,10 +315,10 @@ def main() -> None:
     phases = timeline_phases(starts, timeline_seconds)
     for label, seconds in phases:
         print(f"   {label:64s} {seconds:6.2f} s")
-    ends = [t for t, _ in starts[1:]] + [timeline_seconds]
-    slowest = sorted(range(len(starts)), key=lambda i: starts[i][0] - ends[i])[1:args.top // 3 + 1]
+    seconds = stage_seconds(starts, timeline_seconds)
+    slowest = sorted(range(len(starts)), key=lambda i: -seconds[i])[1:args.top // 3 + 1]
     print("   slowest of the other stages: " + ", ".join(
-        f"{short_stage(starts[i][1])} {ends[i] - starts[i][0]:.2f} s" for i in sorted(slowest)))
+        f"{short_stage(starts[i][1])} {seconds[i]:.2f} s" for i in sorted(slowest)))
     print(json.dumps({"per_image_ms": per_rule, "job_seconds": elapsed,
                       "two_workers": dict(phases, seconds=timeline_seconds)}, indent=None))
 

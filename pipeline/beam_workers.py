@@ -13,11 +13,11 @@ Beam logs it, without stopping the others.
 
 Each worker process also ends without the interpreter's teardown: the command the local runner
 starts workers with (`python -m apache_beam.runners.worker.sdk_worker_main`, built in
-`FnApiRunner.run_pipeline`) is replaced by one that runs `pipeline.worker_main` (Beam's worker where a
-fresh interpreter cannot import it: OUR_WORKER_COMMAND), which runs the same
-harness and, once it has returned normally, exits the way `multiprocessing`'s children do (see
-that module): the wait for each worker's exit falls from ~0.5 s to a few hundredths. Only that exact
-command is replaced; an environment the user chose (`--environment_type`) is left alone.
+`FnApiRunner.run_pipeline`) is replaced by OUR_WORKER_COMMAND, which runs `pipeline.worker_main`
+(or Beam's worker where a fresh interpreter cannot import it): the same harness, and once it has
+returned normally, an exit the way `multiprocessing`'s children exit (see that module): the wait
+for each worker's exit falls from ~0.5 s to a few hundredths. Only that exact command is replaced;
+an environment the user chose (`--environment_type`) is left alone.
 
 Installed only on the Beam version this was checked against (`beam_memo.CHECKED_BEAM`): on any other
 the workers are stopped Beam's way, only more slowly.

@@ -29,7 +29,7 @@ from pipeline import gc_tuning
 def end_quickly(exit_now: Callable[[int], None] = os._exit) -> None:
     """What the interpreter's exit does that a worker needs, then `exit_now(0)`; the rest (each
     module's objects freed one by one) is left to the operating system. On a Python without
-    `threading._shutdown` (checked on 3.11-3.13) it returns, and the interpreter exits its own way."""
+    `threading._shutdown` (there since 3.x; checked on 3.11) it returns, and the interpreter exits its own way."""
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is None:
         return

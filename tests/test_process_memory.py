@@ -41,12 +41,11 @@ class Costly(TreeMemory):
 
 
 def test_with_a_cpu_share_the_sampler_waits_so_that_its_cpu_stays_under_it():
-    with Costly(interval=0.01, cpu_share=0.04) as capped:  # >= 0.5 s between samples
+    # >= 0.5 s between ~0.02 s samples; every 0.01 s (~40 samples here) without the share
+    with Costly(interval=0.01, cpu_share=0.04) as capped:
         time.sleep(1.5)
-    with Costly(interval=0.01) as uncapped:  # every 0.01 s after each ~0.02 s sample (~0.1 s on a busy machine)
-        time.sleep(1.5)
-    assert capped.samples <= 5 < 12 <= uncapped.samples  # (one more sample at the end of each block)
-    assert capped.peak_mib > 10 and uncapped.peak_mib > 10
+    assert 2 <= capped.samples <= 5  # (one more sample at the end of the block)
+    assert capped.peak_mib > 10
 
 
 def test_the_wait_is_capped_and_the_share_must_be_a_fraction():

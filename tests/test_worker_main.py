@@ -91,7 +91,7 @@ def main_module(_: int) -> str:
     return getattr(main.__spec__, "name", "") if getattr(main, "__spec__", None) else main.__file__
 
 
-def test_worker_processes_run_this_entry_point(tmp_path):
+def test_worker_processes_run_this_entry_point():
     options = PipelineOptions(["--runner=FnApiRunner", "--direct_num_workers=2",
                                "--direct_running_mode=multi_processing"])
     with beam.Pipeline(options=options) as p:

@@ -106,4 +106,3 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
     result["split"] = split
     result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
     return result
-
