@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
-import imagehash
 import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
+from pipeline.near_dup.perceptual_hashes import phash_dhash, single_threaded_blas
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -355,9 +355,9 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     bare.info = {}
     out = io.BytesIO()
     bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
-    # Both hashes begin with convert("L"); handing them the grey image once saves a conversion per
-    # image (converting an "L" image to "L" is a copy), and gives the same hashes.
-    grey = bare.convert("L")
+    # imagehash's pHash and dHash of the stored pixels, bit for bit, from one greyscale conversion and one
+    # product for both hashes' horizontal resize passes (near_dup/perceptual_hashes.py): 1.9 -> 0.9 ms.
+    phash, dhash = phash_dhash(bare.convert("L"))
     return Normalised(
         jpeg=out.getvalue(),
         width=bare.width,
@@ -365,14 +365,17 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         original_format=fmt,
         original_width=width,
         original_height=height,
-        phash=str(imagehash.phash(grey)),
-        dhash=str(imagehash.dhash(grey)),
+        phash=phash,
+        dhash=dhash,
     )
 
 
 class _Normalise(beam.DoFn):
     def __init__(self, cfg: ImageConfig) -> None:
         self._cfg = cfg
+
+    def setup(self) -> None:
+        single_threaded_blas()
 
     def process(self, photo: Photo) -> Iterator:
         try:

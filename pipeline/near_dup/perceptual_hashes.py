@@ -1,0 +1,176 @@
+"""imagehash's pHash and dHash of a greyscale image, bit for bit, at less than half the CPU.
+
+The stored hashes must stay those of `imagehash.phash` / `imagehash.dhash` (4.3.2): earlier releases,
+blocklists and takedown lists hold them. Each of those starts with its own Pillow Lanczos resize of the
+whole image (to 32 x 32 and to 9 x 8), and the two resizes were ~80% of their cost (about 1.8 ms for a
+512 px image). Pillow resizes an 8-bit image in two passes of fixed-point sums (`Resample.c`): a
+horizontal pass into an 8-bit intermediate, then a vertical pass, each output
+`clip(floor((sum(pixel * coefficient) + 2**21) / 2**22), 0, 255)` with integer coefficients (the Lanczos
+weights, normalised to sum 1, times 2**22, rounded half away from zero). This module computes the same
+coefficients (the same double-precision expressions, with the same libm `sin`) and does both hashes'
+horizontal passes as one float64 matrix product, then each vertical pass as another: float64 holds every
+product (below 2**30) and every sum (below 2**40) exactly, so the order of the additions cannot matter
+and the intermediate and final pixels are Pillow's exactly. `tests/test_perceptual_hashes.py` checks the
+resized pixels and the hashes against Pillow and imagehash on random sizes and contents.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import scipy.fftpack
+import threadpoolctl
+from PIL import Image
+
+_PRECISION_BITS = 22  # Pillow's PRECISION_BITS for 8-bit images: 32 - 8 - 2
+_ONE = float(1 << _PRECISION_BITS)
+_HALF = float(1 << (_PRECISION_BITS - 1))
+_LANCZOS_SUPPORT = 3.0
+PHASH_SIDE = 32  # imagehash.phash: hash_size 8 * highfreq_factor 4
+DHASH_SIZE = (9, 8)  # imagehash.dhash: (hash_size + 1) x hash_size
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _lanczos(x: float) -> float:
+    if -3.0 <= x < 3.0:
+        return _sinc(x) * _sinc(x / 3)
+    return 0.0
+
+
+def _support(in_size: int, out_size: int) -> tuple[float, float, float]:
+    """Pillow's (scale, support, 1 / filterscale) for a Lanczos resize of in_size pixels to out_size."""
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    return scale, _LANCZOS_SUPPORT * filterscale, 1.0 / filterscale
+
+
+def _bounds(center: float, support: float, in_size: int) -> tuple[int, int]:
+    first = max(int(center - support + 0.5), 0)  # int() truncates toward zero, as C's cast does
+    return first, min(int(center + support + 0.5), in_size) - first
+
+
+def _fixed_point(weight: float) -> int:
+    """normalize_coeffs_8bpc: a weight times 2**22, rounded half away from zero."""
+    return int(weight * _ONE - 0.5) if weight < 0 else int(weight * _ONE + 0.5)
+
+
+def _column_exactly(in_size: int, out_size: int, out: int) -> tuple[int, list[int]]:
+    """One output pixel's coefficients as Pillow computes them, scalar by scalar: libm's sin through
+    math.sin, the weights summed in order. (first input pixel, integer coefficients)."""
+    scale, support, inverse = _support(in_size, out_size)
+    center = (out + 0.5) * scale
+    first, count = _bounds(center, support, in_size)
+    weights = [_lanczos((x + first - center + 0.5) * inverse) for x in range(count)]
+    total = 0.0
+    for weight in weights:
+        total += weight
+    return first, [_fixed_point(weight / total if total != 0.0 else weight) for weight in weights]
+
+
+# A vectorised weight may differ from libm's by an ulp or two (numpy's own sin on some CPUs), which moves a
+# coefficient times 2**22 by less than 1e-8; only one within this of a rounding tie could round differently.
+_TIE_MARGIN = 1e-6
+
+
+@functools.lru_cache(maxsize=2048)
+def _coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """(in_size, out_size) float64 matrix of Pillow's integer Lanczos coefficients (`precompute_coeffs`,
+    then `normalize_coeffs_8bpc`): column j weighs the input pixels output pixel j sums. Computed with numpy
+    (~0.2 ms instead of ~5 ms for a 512 px side: stored images have hundreds of distinct side lengths);
+    every column that has a coefficient near a rounding tie is computed again exactly, scalar by scalar."""
+    scale, support, inverse = _support(in_size, out_size)
+    centers = (np.arange(out_size) + 0.5) * scale
+    firsts = np.maximum(np.trunc(centers - support + 0.5), 0).astype(np.int64)
+    counts = np.minimum(np.trunc(centers + support + 0.5), in_size).astype(np.int64) - firsts
+    taps = np.arange(int(counts.max(initial=0)))
+    inside = taps[None, :] < counts[:, None]
+    # The same IEEE operations in the same order as Pillow's C, element by element.
+    x = ((taps[None, :] + firsts[:, None]) - centers[:, None] + 0.5) * inverse
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lobe, outer = x * np.pi, (x / 3) * np.pi
+        weights = (np.where(x == 0.0, 1.0, np.sin(lobe) / lobe) *
+                   np.where(x == 0.0, 1.0, np.sin(outer) / outer))
+    weights = np.where(inside & (x >= -3.0) & (x < 3.0), weights, 0.0)
+    totals = np.cumsum(weights, axis=1)[:, -1:] if taps.size else np.zeros((out_size, 1))
+    scaled = np.where(totals != 0.0, weights / np.where(totals != 0.0, totals, 1.0), weights) * _ONE
+    fixed = np.trunc(scaled + np.where(scaled < 0, -0.5, 0.5))
+    near_tie = (np.abs(np.abs(scaled) % 1.0 - 0.5) < _TIE_MARGIN) & inside
+    matrix = np.zeros((in_size, out_size))
+    outs = np.broadcast_to(np.arange(out_size)[:, None], inside.shape)
+    matrix[(taps[None, :] + firsts[:, None])[inside], outs[inside]] = fixed[inside]
+    for out in np.flatnonzero(near_tie.any(axis=1)):
+        first, exact = _column_exactly(in_size, out_size, int(out))
+        matrix[:, out] = 0.0
+        matrix[first:first + len(exact), out] = exact
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _to_pixels(sums: np.ndarray) -> np.ndarray:
+    """Pillow's clip8: the fixed-point sums (still without the rounding half) as 0..255 pixels, float64."""
+    return np.clip(np.floor((sums + _HALF) / _ONE), 0.0, 255.0)
+
+
+def lanczos_resized(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`Image.fromarray(grey).resize(size, LANCZOS)`'s pixels (float64), for a uint8 (height, width) array."""
+    return _both_resized(grey, size, size)[0]
+
+
+def _both_resized(grey: np.ndarray, first: tuple[int, int], second: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's LANCZOS resizes of one greyscale image to two (width, height) sizes; both horizontal passes
+    in one product. A pass whose size does not change is skipped, as Pillow skips it."""
+    height, width = grey.shape
+    pixels = grey.astype(np.float64)
+    widths = (first[0], second[0])
+    wanted = [w for w in widths if w != width]
+    if wanted:
+        passes = pixels @ np.concatenate([_coefficients(width, w) for w in wanted], axis=1)
+    columns = iter(np.cumsum([0, *wanted]))
+    out = []
+    for (target_width, target_height) in (first, second):
+        if target_width == width:
+            horizontal = pixels
+        else:
+            start = next(columns)
+            horizontal = _to_pixels(passes[:, start:start + target_width])
+        if target_height != height:
+            horizontal = _to_pixels(_coefficients(height, target_height).T @ horizontal)
+        out.append(horizontal)
+    return out[0], out[1]
+
+
+def _hex(bits: np.ndarray) -> str:
+    """imagehash's `str(ImageHash)`: the bits, row by row, as zero-padded hexadecimal."""
+    value = 0
+    for bit in bits.ravel():
+        value = (value << 1) | int(bit)
+    return f"{value:0{-(-bits.size // 4)}x}"
+
+
+def phash_dhash(grey: Image.Image) -> tuple[str, str]:
+    """(str(imagehash.phash(grey)), str(imagehash.dhash(grey))) of an "L" image, exactly."""
+    if grey.mode != "L":
+        raise ValueError(f"a greyscale ('L') image is needed, not {grey.mode!r}")
+    small, diffs = _both_resized(np.asarray(grey), (PHASH_SIDE, PHASH_SIDE), DHASH_SIZE)
+    # imagehash hands scipy the uint8 pixels: the same DCT of the same values.
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(small.astype(np.uint8), axis=0), axis=1)
+    low = dct[:8, :8]
+    return _hex(low > np.median(low)), _hex(diffs[:, 1:] > diffs[:, :-1])
+
+
+def single_threaded_blas() -> None:
+    """Keeps this process's BLAS (numpy's OpenBLAS) to one thread. The hashes' products (~8 M multiply-adds
+    per image) are above OpenBLAS's threshold for threading, so it would wake a thread per core for each
+    image: on a worker that shares its cores with other worker processes that is time taken from them and
+    ~0.2 ms of hand-over per image, where one thread does the product in ~0.5 ms. Exact either way (the
+    sums are exact in any order). Process-wide and lasting: called from the image stage's `setup()`."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")

@@ -1,0 +1,114 @@
+"""The fast pHash/dHash against their definition: Pillow's Lanczos resize and imagehash itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline.near_dup import perceptual_hashes
+from pipeline.near_dup.perceptual_hashes import DHASH_SIZE, PHASH_SIDE, lanczos_resized, phash_dhash
+
+PHOTOS = Path(__file__).parent / "photos"
+
+
+def _pattern(kind: str, width: int, height: int, seed: int) -> np.ndarray:
+    """Contents that stress different parts of the arithmetic: noise and hard edges reach the clipping at
+    0 and 255 through the Lanczos lobes, gradients the rounding, constants the skipped-pass shortcuts."""
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        return rng.integers(0, 256, (height, width), dtype=np.uint8)
+    if kind == "binary":  # only 0 and 255: every overshoot is clipped
+        return (rng.random((height, width)) < 0.5).astype(np.uint8) * 255
+    if kind == "gradient":
+        slope = rng.random(2) * 4
+        return (np.add.outer(np.arange(height) * slope[0], np.arange(width) * slope[1]) % 256).astype(np.uint8)
+    return np.full((height, width), seed % 256, dtype=np.uint8)
+
+
+sides = st.integers(min_value=1, max_value=700)
+kinds = st.sampled_from(["noise", "binary", "gradient", "constant"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(width=sides, height=sides, kind=kinds, seed=st.integers(0, 2**32 - 1))
+def test_resized_pixels_are_pillows(width: int, height: int, kind: str, seed: int) -> None:
+    grey = _pattern(kind, width, height, seed)
+    for size in ((PHASH_SIDE, PHASH_SIDE), DHASH_SIZE):
+        expected = np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.LANCZOS))
+        assert np.array_equal(lanczos_resized(grey, size), expected), (width, height, kind, size)
+
+
+@settings(max_examples=150, deadline=None)
+@given(width=sides, height=sides, kind=kinds, seed=st.integers(0, 2**32 - 1))
+def test_hashes_are_imagehashs(width: int, height: int, kind: str, seed: int) -> None:
+    grey = Image.fromarray(_pattern(kind, width, height, seed), "L")
+    assert phash_dhash(grey) == (str(imagehash.phash(grey)), str(imagehash.dhash(grey)))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (9, 8), (32, 8), (9, 32), (32, 500), (500, 8), (9, 9)])
+def test_a_side_already_at_the_hash_size_is_not_resampled(size: tuple[int, int]) -> None:
+    # Pillow skips the pass of a side that keeps its size; a Lanczos pass at scale 1 would be the identity
+    # anyway, but the shortcut is part of what must match.
+    grey = Image.fromarray(_pattern("noise", *size, seed=7), "L")
+    assert phash_dhash(grey) == (str(imagehash.phash(grey)), str(imagehash.dhash(grey)))
+
+
+def test_photographs_stored_by_the_pipeline() -> None:
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    assert len(photos) >= 10
+    for path in photos:
+        with Image.open(path) as img:
+            grey = img.convert("L")
+        assert phash_dhash(grey) == (str(imagehash.phash(grey)), str(imagehash.dhash(grey))), path.name
+
+
+def test_only_greyscale_images() -> None:
+    with pytest.raises(ValueError, match="greyscale"):
+        phash_dhash(Image.new("RGB", (64, 64)))
+
+
+def test_single_threaded_blas_keeps_blas_to_one_thread() -> None:
+    # In a child process: the limit is process-wide and lasting, by design (a worker's setup()).
+    script = ("import threadpoolctl; from pipeline.near_dup.perceptual_hashes import single_threaded_blas; "
+              "single_threaded_blas(); "
+              "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'}))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[1]"
+
+
+def _exact_matrix(in_size: int, out_size: int) -> np.ndarray:
+    matrix = np.zeros((in_size, out_size))
+    for out in range(out_size):
+        first, column = perceptual_hashes._column_exactly(in_size, out_size, out)
+        matrix[first:first + len(column), out] = column
+    return matrix
+
+
+@settings(max_examples=200, deadline=None)
+@given(in_size=st.integers(1, 2000), out_size=st.sampled_from([32, 9, 8, 1, 2, 64, 700]))
+def test_vectorised_coefficients_are_the_scalar_ones(in_size: int, out_size: int) -> None:
+    assert np.array_equal(perceptual_hashes._coefficients(in_size, out_size), _exact_matrix(in_size, out_size))
+
+
+def test_columns_near_a_rounding_tie_are_computed_scalar_by_scalar(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a margin that flags every column, the whole matrix comes from the scalar path, and is the same.
+    expected = _exact_matrix(437, 9)
+    perceptual_hashes._coefficients.cache_clear()
+    monkeypatch.setattr(perceptual_hashes, "_TIE_MARGIN", 1.0)
+    calls = []
+    exactly = perceptual_hashes._column_exactly
+    monkeypatch.setattr(perceptual_hashes, "_column_exactly",
+                        lambda *args: calls.append(args) or exactly(*args))
+    try:
+        assert np.array_equal(perceptual_hashes._coefficients(437, 9), expected)
+        assert len(calls) == 9
+    finally:
+        perceptual_hashes._coefficients.cache_clear()
