@@ -338,24 +338,35 @@ def _psnr(one: bytes, two: bytes) -> float:
     return 10 * math.log10(255 ** 2 / float(((a - b) ** 2).mean()))
 
 
-@pytest.mark.parametrize("size,decoded", [
-    pytest.param((4096, 4096), (1024, 1024), id="4096-square-at-1/4-not-1/8"),
-    pytest.param((2048, 1000), (1024, 500), id="2048x1000-at-1/2"),
-    pytest.param((1024, 768), (1024, 768), id="1024-at-full-size"),
+@pytest.mark.parametrize("supersample,size,decoded", [
+    pytest.param(1, (4096, 4096), (512, 512), id="default-4096-square-at-1/8"),
+    pytest.param(1, (2048, 1000), (512, 250), id="default-2048x1000-at-1/4"),
+    pytest.param(1, (1024, 768), (512, 384), id="default-1024-at-1/2"),
+    pytest.param(1, (1000, 750), (1000, 750), id="default-under-twice-the-stored-size-at-full-size"),
+    pytest.param(2, (4096, 4096), (1024, 1024), id="2x-4096-square-at-1/4-not-1/8"),
+    pytest.param(2, (2048, 1000), (1024, 500), id="2x-2048x1000-at-1/2"),
+    pytest.param(2, (1024, 768), (1024, 768), id="2x-1024-at-full-size"),
 ])
-def test_large_jpegs_are_decoded_at_reduced_scale_keeping_twice_the_stored_size(monkeypatch, size, decoded):
-    """One decode, at the smallest DCT scale that still leaves the Lanczos resize a 2x supersample."""
+def test_large_jpegs_are_decoded_at_the_smallest_dct_scale_the_rule_allows(monkeypatch, supersample, size,
+                                                                           decoded):
+    """One decode, at the smallest DCT scale that leaves `draft_supersample` times the stored size (the
+    default 1: the stored size itself; 2: a 2x supersample for the resize)."""
     raw = encode(real_image("coffee.jpg").resize(size), "JPEG")
+    cfg = replace(CFG, draft_supersample=supersample)
     sizes = _decoded_sizes(monkeypatch)
-    drafted = normalise(raw, CFG)
+    drafted = normalise(raw, cfg)
     assert sizes == [decoded]
     full = normalise(raw, replace(CFG, draft_supersample=0))
     assert sizes[1:] == [size]  # draft_supersample=0: the full decode, as the reference
     assert (drafted.width, drafted.height) == (full.width, full.height)
-    assert drafted == normalise(raw, CFG)  # deterministic
+    assert drafted == normalise(raw, cfg)  # deterministic
     if drafted.jpeg != full.jpeg:
         assert _psnr(drafted.jpeg, full.jpeg) > 38
         assert imagehash.hex_to_hash(drafted.phash) - imagehash.hex_to_hash(full.phash) <= 2
+
+
+def test_the_default_is_the_stored_size_rule():
+    assert ImageConfig().draft_supersample == 1
 
 
 def _stored_like(pixels: Image.Image, cfg: ImageConfig) -> bytes:
@@ -368,13 +379,14 @@ def test_a_2x_reduction_is_a_2x2_box_average_and_0_keeps_the_plain_lanczos():
     """The oracle: numpy's mean of each 2x2 block (rounded) for the default gap of 1.0; Pillow's one-step
     Lanczos for --resize_reducing_gap=0. The two stay close (the box is no blur or shift)."""
     raw = encode(real_image("coffee.jpg").resize((1024, 768)), "JPEG")
+    full_decode = replace(CFG, draft_supersample=0)  # a 1024 px JPEG is otherwise decoded at 512
     decoded = Image.open(io.BytesIO(raw)).convert("RGB")
     blocks = np.asarray(decoded, dtype=np.float64).reshape(384, 2, 512, 2, 3).mean(axis=(1, 3))
     box = Image.fromarray(np.floor(blocks + 0.5).astype(np.uint8))
-    stored = normalise(raw, CFG)
+    stored = normalise(raw, full_decode)
     assert (stored.width, stored.height) == (512, 384)
     assert stored.jpeg == _stored_like(box, CFG)
-    plain = normalise(raw, replace(CFG, resize_reducing_gap=0))
+    plain = normalise(raw, replace(full_decode, resize_reducing_gap=0))
     assert plain.jpeg == _stored_like(decoded.resize((512, 384), Image.Resampling.LANCZOS), CFG)
     assert stored.jpeg != plain.jpeg and _psnr(stored.jpeg, plain.jpeg) > 38
     assert imagehash.hex_to_hash(stored.phash) - imagehash.hex_to_hash(plain.phash) <= 2
@@ -398,7 +410,7 @@ def test_the_blank_check_filters_the_stored_pixels_not_the_decoded_ones(monkeypa
         return resize(self, size, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "resize", observed)
-    normalise(raw, CFG)
+    normalise(raw, replace(CFG, draft_supersample=0))  # decoded at 1024 x 768, stored at 512 x 384
     assert filtered == [(512, 384)]
 
 
