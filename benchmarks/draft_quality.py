@@ -6,10 +6,8 @@ image and its pHash, and what it saves, against decoding every JPEG at full size
 Rules compared, each to the full decode (`draft_supersample=0`, the best the resize can do):
   - "box (before)": the rule up to 2026-11-30, `draft("RGB", (max_side, max_side))`, which reduces
     only when *both* sides are at least twice `max_side`;
-  - "2x": the smallest scale still >= 2x the stored size on both sides (the default until 2026-12-01);
-  - "1x": the smallest scale still >= the stored size (the default since; libjpeg's scaled decode is
-    the filter, the resize finishes what the DCT scales cannot: 1024x1365 decoded at 512x683, stored at
-    384x512).
+  - "2x": the smallest scale still >= 2x the stored size on both sides (the default);
+  - "1x": the smallest scale still >= the stored size (no supersample left for the Lanczos resize).
 Images: the benchmark corpus (1024 px wide crops, stored at 512 px) and the bundled demo
 photographs (300-1000 px) stored at 256 and 128 px, where the drafts take effect. Prints, per rule
 and image set, the pixel differences of the stored JPEGs once decoded (max and mean absolute,

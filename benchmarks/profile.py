@@ -6,7 +6,7 @@ Three parts, all in this process:
   1. micro-profile: `stages/image.normalise` cut into its building blocks (and the fetcher),
      timed one image at a time: ms per image for fetch, decode, resize, blank check, encode, hashing,
      and the images per second a core manages (by CPU time): for the defaults and, on the same
-     downloads, for the two decode-and-resize rules before the defaults (RULES);
+     downloads, for two other settings of the resize rule (RULES);
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
      top functions by cumulative time (download threads are not profiled: cProfile sees one thread);
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
@@ -118,12 +118,11 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     return jpeg
 
 
-# The image stage's rule (the defaults: a JPEG at least twice the stored size decoded at reduced DCT scale)
-# and, measured on the same downloads in the same run, the rules before it (README, Normalisation): decoding
-# at twice the stored size at least (the default until 2026-12-01), and that with the plain Lanczos of all
-# decoded pixels (the rule until the box reduction came, earlier on 2026-12-01).
-RULES = (("defaults", {}), ("--draft_supersample=2", {"draft_supersample": 2}),
-         ("--draft_supersample=2 --resize_reducing_gap=0", {"draft_supersample": 2, "resize_reducing_gap": 0.0}))
+# The image stage's rule (the defaults) and, measured on the same downloads in the same run, the two
+# settings a team might weigh against it (README, Normalisation): the plain Lanczos of all decoded pixels
+# (the rule until 2026-12-01) and decoding at the stored size (faster, at a loss of quality).
+RULES = (("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
+         ("--draft_supersample=1", {"draft_supersample": 1}))
 
 
 def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str, float]], Photo]:

@@ -169,12 +169,10 @@ def _declarations() -> list[Declared]:
     add("--min_stddev", Role.SHAPES_BYTES, type=float, default=3.0,
         help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
     add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")
-    add("--draft_supersample", Role.SHAPES_BYTES, type=int, default=1,
+    add("--draft_supersample", Role.SHAPES_BYTES, type=int, default=2,
         help="JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps at least this many times "
-             "the stored size on each side, before the resize: at 1 (the default since 2026-12-01) a source "
-             "at least twice the stored size decodes 2-4x faster, the stored image closer to a full decode "
-             "than the JPEG re-encoding itself on average (README, Normalisation); 2 keeps a 2x supersample "
-             "(the rule before); 0 decodes every JPEG at full size.")
+             "the stored size on each side, before the resize; 1 is 2.5-3x faster at about the loss of "
+             "JPEG re-encoding (README, Normalisation); 0 decodes every JPEG at full size.")
     add("--resize_reducing_gap", Role.SHAPES_BYTES, type=float, default=1.0,
         help="The resize first shrinks by an integer factor with a box filter while at least this factor is "
              "left for the Lanczos step (Pillow's reducing_gap): at 1.0 a 2x reduction is a 2x2 average, 3.4x "

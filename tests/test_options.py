@@ -36,7 +36,7 @@ def test_every_option_that_shapes_the_stored_bytes_changes_the_cache_key():
     base = shaping_options(opts())
     changed = {"flickr_originals": "--flickr_originals", "max_bytes": "--max_bytes=1000", "max_side": "--max_side=300",
                "min_side": "--min_side=10", "max_pixels": "--max_pixels=1000", "min_stddev": "--min_stddev=9",
-               "jpeg_quality": "--jpeg_quality=70", "draft_supersample": "--draft_supersample=2",
+               "jpeg_quality": "--jpeg_quality=70", "draft_supersample": "--draft_supersample=1",
                "resize_reducing_gap": "--resize_reducing_gap=0"}
     assert set(changed) == set(options.SHAPES_BYTES)
     for name, flag in changed.items():

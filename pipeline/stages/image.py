@@ -69,10 +69,9 @@ class ImageConfig:
     min_stddev: float = 3.0
     jpeg_quality: int = 90
     # A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8: libjpeg scales while it decodes, 2-8x
-    # less work) whose pixels still number at least this many times the stored size on each side; 1 (the
-    # default since 2026-12-01) decodes a 1024 px source at 512 for a 512 px image, 2 keeps a 2x supersample
-    # for the resize, 0 decodes every JPEG at full size. Quality of each: README (Normalisation).
-    draft_supersample: int = 1
+    # less work) whose pixels still number at least this many times the stored size on each side, so the
+    # resize keeps a supersample; 0 decodes every JPEG at full size. See the README (Normalisation).
+    draft_supersample: int = 2
     # The resize first reduces by an integer factor with a box filter (Pillow's `reduce`) while that leaves the
     # Lanczos step at least this factor to shrink; 1.0 makes a 2x reduction a plain 2x2 box average (3.4x
     # faster, and closer to a full Lanczos than the JPEG encoding itself: README, Normalisation); 0 = Lanczos
