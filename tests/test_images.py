@@ -375,7 +375,7 @@ def test_a_2x_reduction_is_a_2x2_box_average_and_0_keeps_the_plain_lanczos():
     """The oracle: numpy's mean of each 2x2 block (rounded) for the default gap of 1.0; Pillow's one-step
     Lanczos for --resize_reducing_gap=0. The two stay close (the box is no blur or shift)."""
     raw = encode(real_image("coffee.jpg").resize((1024, 768)), "JPEG")
-    full_decode = replace(CFG, draft_supersample=0)  # a 1024 px JPEG is otherwise decoded at 512
+    full_decode = replace(CFG, draft_supersample=0)  # whatever the draft rule: a decode at 1024 px
     decoded = Image.open(io.BytesIO(raw)).convert("RGB")
     blocks = np.asarray(decoded, dtype=np.float64).reshape(384, 2, 512, 2, 3).mean(axis=(1, 3))
     box = Image.fromarray(np.floor(blocks + 0.5).astype(np.uint8))
@@ -406,7 +406,7 @@ def test_the_blank_check_filters_the_stored_pixels_not_the_decoded_ones(monkeypa
         return resize(self, size, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "resize", observed)
-    normalise(raw, replace(CFG, draft_supersample=0))  # decoded at 1024 x 768, stored at 512 x 384
+    normalise(raw, replace(CFG, draft_supersample=0))  # decoded at 1024 x 768 under any rule
     assert filtered == [(512, 384)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def _pattern(kind: str, width: int, height: int, seed: int) -> np.ndarray:
 
 sides = st.integers(min_value=1, max_value=700)
 kinds = st.sampled_from(["noise", "binary", "gradient", "constant"])
+# Strips more than 100 times taller than wide, which Pillow 12.3 resizes vertically first, and their edge.
+tall_shapes = st.integers(1, 10).flatmap(lambda width: st.tuples(st.just(width), st.integers(width * 95, 1024)))
 
 
 @settings(max_examples=150, deadline=None)
@@ -50,6 +53,25 @@ def test_resized_pixels_are_pillows(width: int, height: int, kind: str, seed: in
 @given(width=sides, height=sides, kind=kinds, seed=st.integers(0, 2**32 - 1))
 def test_hashes_are_imagehashs(width: int, height: int, kind: str, seed: int) -> None:
     grey = Image.fromarray(_pattern(kind, width, height, seed), "L")
+    assert phash_dhash(grey) == (str(imagehash.phash(grey)), str(imagehash.dhash(grey)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=tall_shapes, kind=kinds, seed=st.integers(0, 2**32 - 1))
+def test_strips_far_taller_than_wide_are_resized_as_pillow_does(shape: tuple[int, int], kind: str,
+                                                                seed: int) -> None:
+    grey = _pattern(kind, *shape, seed)
+    for size in ((PHASH_SIDE, PHASH_SIDE), DHASH_SIZE):
+        expected = np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.LANCZOS))
+        assert np.array_equal(lanczos_resized(grey, size), expected), (shape, kind, size)
+    image = Image.fromarray(grey, "L")
+    assert phash_dhash(image) == (str(imagehash.phash(image)), str(imagehash.dhash(image)))
+
+
+@pytest.mark.parametrize("shape", [(2, 300), (3, 400), (4, 400), (4, 401), (5, 600), (7, 800), (10, 1001),
+                                   (300, 2), (1, 1024), (1024, 1)])
+def test_extreme_aspect_ratios(shape: tuple[int, int]) -> None:
+    grey = Image.fromarray(_pattern("noise", *shape, seed=3), "L")
     assert phash_dhash(grey) == (str(imagehash.phash(grey)), str(imagehash.dhash(grey)))
 
 
@@ -80,27 +102,29 @@ def test_single_threaded_blas_keeps_blas_to_one_thread() -> None:
     script = ("import threadpoolctl; from pipeline.near_dup.perceptual_hashes import single_threaded_blas; "
               "single_threaded_blas(); "
               "print(sorted({p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'}))")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    # Four threads to begin with, so that a function doing nothing cannot pass on a one-core machine.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "4"})
     assert result.stdout.strip() == "[1]"
 
 
-def _exact_matrix(in_size: int, out_size: int) -> np.ndarray:
-    matrix = np.zeros((in_size, out_size))
-    for out in range(out_size):
-        first, column = perceptual_hashes._column_exactly(in_size, out_size, out)
-        matrix[first:first + len(column), out] = column
-    return matrix
+def _pillows_coefficients(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's own integer coefficients: a horizontal LANCZOS resize of an identity image scaled by 2**22
+    in 32-bit mode ("I": double weights, rounded half away from zero, as the 8-bit path's integers are).
+    Row i of the result holds input pixel i's coefficient for each output pixel."""
+    impulses = Image.fromarray(np.eye(in_size, dtype=np.int32) << 22, "I")
+    return np.asarray(impulses.resize((out_size, in_size), Image.Resampling.LANCZOS), dtype=np.float64)
 
 
 @settings(max_examples=200, deadline=None)
-@given(in_size=st.integers(1, 2000), out_size=st.sampled_from([32, 9, 8, 1, 2, 64, 700]))
-def test_vectorised_coefficients_are_the_scalar_ones(in_size: int, out_size: int) -> None:
-    assert np.array_equal(perceptual_hashes._coefficients(in_size, out_size), _exact_matrix(in_size, out_size))
+@given(in_size=st.integers(1, 1024), out_size=st.sampled_from([32, 9, 8, 1, 2, 64, 700]))
+def test_coefficients_are_pillows_own(in_size: int, out_size: int) -> None:
+    assert np.array_equal(perceptual_hashes._coefficients(in_size, out_size),
+                          _pillows_coefficients(in_size, out_size))
 
 
 def test_columns_near_a_rounding_tie_are_computed_scalar_by_scalar(monkeypatch: pytest.MonkeyPatch) -> None:
-    # With a margin that flags every column, the whole matrix comes from the scalar path, and is the same.
-    expected = _exact_matrix(437, 9)
+    # With a margin that flags every column, the whole matrix comes from the scalar path: Pillow's too.
     perceptual_hashes._coefficients.cache_clear()
     monkeypatch.setattr(perceptual_hashes, "_TIE_MARGIN", 1.0)
     calls = []
@@ -108,7 +132,30 @@ def test_columns_near_a_rounding_tie_are_computed_scalar_by_scalar(monkeypatch: 
     monkeypatch.setattr(perceptual_hashes, "_column_exactly",
                         lambda *args: calls.append(args) or exactly(*args))
     try:
-        assert np.array_equal(perceptual_hashes._coefficients(437, 9), expected)
+        assert np.array_equal(perceptual_hashes._coefficients(437, 9), _pillows_coefficients(437, 9))
         assert len(calls) == 9
     finally:
         perceptual_hashes._coefficients.cache_clear()
+
+
+def test_a_pillow_that_resizes_otherwise_sends_every_hash_to_imagehash(monkeypatch, caplog) -> None:
+    # Without the tall-strip branch this module no longer resizes a 3 x 400 probe as Pillow 12.3 does.
+    perceptual_hashes._agrees_with_pillow.cache_clear()
+    monkeypatch.setattr(perceptual_hashes, "_TALL", 10**9)
+    used: list[str] = []
+    phash = imagehash.phash
+    monkeypatch.setattr(imagehash, "phash", lambda image: used.append("imagehash") or phash(image))
+    try:
+        grey = Image.fromarray(_pattern("noise", 200, 150, seed=1), "L")
+        assert phash_dhash(grey) == (str(phash(grey)), str(imagehash.dhash(grey)))
+        assert used == ["imagehash"] and "hashing with imagehash itself" in caplog.text
+    finally:
+        perceptual_hashes._agrees_with_pillow.cache_clear()
+    monkeypatch.undo()
+    assert perceptual_hashes._agrees_with_pillow()  # the real rule agrees with this Pillow
+
+
+def test_images_larger_than_stored_ones_are_hashed_by_imagehash(monkeypatch) -> None:
+    big = Image.fromarray(_pattern("gradient", perceptual_hashes.MAX_SIDE + 1, 300, seed=2), "L")
+    monkeypatch.setattr(perceptual_hashes, "_resized", lambda *args: pytest.fail("dense path used"))
+    assert phash_dhash(big) == (str(imagehash.phash(big)), str(imagehash.dhash(big)))

@@ -1,26 +1,31 @@
-"""imagehash's pHash and dHash of a greyscale image, bit for bit, at less than half the CPU.
+"""imagehash's pHash and dHash of a greyscale image, bit for bit, at about half the CPU.
 
 The stored hashes must stay those of `imagehash.phash` / `imagehash.dhash` (4.3.2): earlier releases,
 blocklists and takedown lists hold them. Each of those starts with its own Pillow Lanczos resize of the
 whole image (to 32 x 32 and to 9 x 8), and the two resizes were ~80% of their cost (about 1.8 ms for a
 512 px image). Pillow resizes an 8-bit image in two passes of fixed-point sums (`Resample.c`): a
-horizontal pass into an 8-bit intermediate, then a vertical pass, each output
+horizontal pass into an 8-bit intermediate, then a vertical pass (Pillow 12.3's `Image.resize` swaps the
+order for an image more than 100 times taller than wide), each output
 `clip(floor((sum(pixel * coefficient) + 2**21) / 2**22), 0, 255)` with integer coefficients (the Lanczos
 weights, normalised to sum 1, times 2**22, rounded half away from zero). This module computes the same
 coefficients (the same double-precision expressions, with the same libm `sin`) and does both hashes'
 horizontal passes as one float64 matrix product, then each vertical pass as another: float64 holds every
-product (below 2**30) and every sum (below 2**40) exactly, so the order of the additions cannot matter
+product (below 2**31) and every sum (below 2**40) exactly, so the order of the additions cannot matter
 and the intermediate and final pixels are Pillow's exactly. `tests/test_perceptual_hashes.py` checks the
-resized pixels and the hashes against Pillow and imagehash on random sizes and contents.
+coefficients against Pillow's own (an impulse image in 32-bit mode), the resized pixels against Pillow
+and the hashes against imagehash. At first use each process checks a few shapes against the installed
+Pillow and computes every hash with imagehash itself if one differs (another Pillow version), and sides
+above MAX_SIDE go to imagehash too (the coefficient matrices are dense: memory grows with the side).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
+import imagehash
 import numpy as np
-import scipy.fftpack
 import threadpoolctl
 from PIL import Image
 
@@ -30,6 +35,13 @@ _HALF = float(1 << (_PRECISION_BITS - 1))
 _LANCZOS_SUPPORT = 3.0
 PHASH_SIDE = 32  # imagehash.phash: hash_size 8 * highfreq_factor 4
 DHASH_SIZE = (9, 8)  # imagehash.dhash: (hash_size + 1) x hash_size
+# Stored images are at most --max_side (512 by default). A cached matrix is side x 32 float64 at most
+# (131 KB at 512 px); 256 of them stay within ~35 MB there, ~70 MB at 1024 px, beyond which imagehash hashes.
+MAX_SIDE = 1024
+_CACHED_MATRICES = 256
+# Pillow 12.3's Image.resize resizes an image this many times taller than wide vertically first.
+_TALL = 100
+_log = logging.getLogger(__name__)
 
 
 def _sinc(x: float) -> float:
@@ -80,7 +92,7 @@ def _column_exactly(in_size: int, out_size: int, out: int) -> tuple[int, list[in
 _TIE_MARGIN = 1e-6
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=_CACHED_MATRICES)
 def _coefficients(in_size: int, out_size: int) -> np.ndarray:
     """(in_size, out_size) float64 matrix of Pillow's integer Lanczos coefficients (`precompute_coeffs`,
     then `normalize_coeffs_8bpc`): column j weighs the input pixels output pixel j sums. Computed with numpy
@@ -121,31 +133,57 @@ def _to_pixels(sums: np.ndarray) -> np.ndarray:
 
 def lanczos_resized(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`Image.fromarray(grey).resize(size, LANCZOS)`'s pixels (float64), for a uint8 (height, width) array."""
-    return _both_resized(grey, size, size)[0]
+    return _resized(grey, [size])[0]
 
 
-def _both_resized(grey: np.ndarray, first: tuple[int, int], second: tuple[int, int]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Pillow's LANCZOS resizes of one greyscale image to two (width, height) sizes; both horizontal passes
-    in one product. A pass whose size does not change is skipped, as Pillow skips it."""
+def _resized(grey: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Pillow's LANCZOS resizes of one greyscale image to each (width, height) of `sizes`, as Image.resize
+    makes them; the horizontal passes of all sizes in one product. A pass whose side keeps its length is
+    skipped, as Pillow skips it."""
     height, width = grey.shape
     pixels = grey.astype(np.float64)
-    widths = (first[0], second[0])
-    wanted = [w for w in widths if w != width]
-    if wanted:
-        passes = pixels @ np.concatenate([_coefficients(width, w) for w in wanted], axis=1)
-    columns = iter(np.cumsum([0, *wanted]))
+    vertical_first = [height > width * _TALL and target_height < height for _, target_height in sizes]
+    shared = [target_width for (target_width, _), first in zip(sizes, vertical_first, strict=True)
+              if target_width != width and not first]
+    product = pixels @ np.concatenate([_coefficients(width, w) for w in shared], axis=1) if shared else pixels
+    start = 0
     out = []
-    for (target_width, target_height) in (first, second):
-        if target_width == width:
-            horizontal = pixels
+    for (target_width, target_height), first in zip(sizes, vertical_first, strict=True):
+        if first:
+            resized = _to_pixels(_coefficients(height, target_height).T @ pixels)
+            if target_width != width:
+                resized = _to_pixels(resized @ _coefficients(width, target_width))
         else:
-            start = next(columns)
-            horizontal = _to_pixels(passes[:, start:start + target_width])
-        if target_height != height:
-            horizontal = _to_pixels(_coefficients(height, target_height).T @ horizontal)
-        out.append(horizontal)
-    return out[0], out[1]
+            resized = pixels
+            if target_width != width:
+                resized = _to_pixels(product[:, start:start + target_width])
+                start += target_width
+            if target_height != height:
+                resized = _to_pixels(_coefficients(height, target_height).T @ resized)
+        out.append(resized)
+    return out
+
+
+# Shapes a stored image can have (landscape, portrait, a panorama, a tall strip) and the tall-image branch.
+_PROBES = ((512, 384), (384, 512), (512, 64), (64, 512), (9, 8), (32, 32), (3, 400), (5, 700))
+
+
+@functools.cache
+def _agrees_with_pillow() -> bool:
+    """Whether this module resizes as the installed Pillow does, on random contents of _PROBES (~10 ms, once
+    per process): a Pillow version that resizes otherwise makes phash_dhash use imagehash itself."""
+    rng = np.random.default_rng(0)
+    for width, height in _PROBES:
+        grey = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        sizes = [(PHASH_SIDE, PHASH_SIDE), DHASH_SIZE]
+        ours = _resized(grey, sizes)
+        for size, resized in zip(sizes, ours, strict=True):
+            theirs = np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.LANCZOS))
+            if not np.array_equal(resized, theirs):
+                _log.warning("perceptual hashes: this Pillow resizes a %dx%d image to %s otherwise; "
+                             "hashing with imagehash itself (slower, the same hashes)", width, height, size)
+                return False
+    return True
 
 
 def _hex(bits: np.ndarray) -> str:
@@ -160,17 +198,25 @@ def phash_dhash(grey: Image.Image) -> tuple[str, str]:
     """(str(imagehash.phash(grey)), str(imagehash.dhash(grey))) of an "L" image, exactly."""
     if grey.mode != "L":
         raise ValueError(f"a greyscale ('L') image is needed, not {grey.mode!r}")
-    small, diffs = _both_resized(np.asarray(grey), (PHASH_SIDE, PHASH_SIDE), DHASH_SIZE)
+    if max(grey.size) > MAX_SIDE or not _agrees_with_pillow():
+        return str(imagehash.phash(grey)), str(imagehash.dhash(grey))
+    import scipy.fftpack  # as imagehash does: on first use (~0.2-0.5 s), not by every command's imports
+
+    small, diffs = _resized(np.asarray(grey), [(PHASH_SIDE, PHASH_SIDE), DHASH_SIZE])
     # imagehash hands scipy the uint8 pixels: the same DCT of the same values.
     dct = scipy.fftpack.dct(scipy.fftpack.dct(small.astype(np.uint8), axis=0), axis=1)
     low = dct[:8, :8]
     return _hex(low > np.median(low)), _hex(diffs[:, 1:] > diffs[:, :-1])
 
 
+@functools.cache
 def single_threaded_blas() -> None:
     """Keeps this process's BLAS (numpy's OpenBLAS) to one thread. The hashes' products (~8 M multiply-adds
     per image) are above OpenBLAS's threshold for threading, so it would wake a thread per core for each
     image: on a worker that shares its cores with other worker processes that is time taken from them and
     ~0.2 ms of hand-over per image, where one thread does the product in ~0.5 ms. Exact either way (the
-    sums are exact in any order). Process-wide and lasting: called from the image stage's `setup()`."""
+    sums are exact in any order). Process-wide and lasting, once per process: called from the image
+    stage's `setup()`, so under the in-process runner it also holds for the launcher (or a test process)
+    for the rest of its life. A BLAS threadpoolctl cannot control (e.g. macOS's Accelerate) is left as
+    it is."""
     threadpoolctl.threadpool_limits(1, user_api="blas")
