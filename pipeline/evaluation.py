@@ -24,7 +24,7 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.records import Photo
-from pipeline.stages.image import ImageConfig, normalise
+from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class Sample:
     name: str
     has_person: bool
     image: Image.Image
+    # The file as shipped, where there is one the image stage reads (a labelled package photograph):
+    # scored as a run stores those very bytes, not as it would store `image` (see `stored_as_a_run`).
+    original: bytes | None = None
 
 
 def _package_dir(module: str) -> Path:
@@ -144,11 +147,28 @@ def stored_jpeg(img: Image.Image, max_side: int, reducing_gap: float = ImageConf
                                                       resize_reducing_gap=reducing_gap)).jpeg
 
 
+def stored_as_a_run(sample: Sample, max_side: int,
+                    reducing_gap: float = ImageConfig.resize_reducing_gap) -> bytes:
+    """The stored JPEG a run would make of this sample: from its file's own bytes where it has one the
+    image stage accepts, so that everything `normalise` does to a download happens here too (alpha
+    composited on white, embedded ICC profiles converted to sRGB, EXIF orientation, large JPEGs decoded
+    at reduced DCT scale); decoding first and handing the pixels over losslessly would drop the alpha
+    channel, ignore the profile and always decode in full. Samples without such a file (composites,
+    arrays, formats a run rejects) are stored from their pixels (`stored_jpeg`)."""
+    if sample.original is not None:
+        cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap)
+        try:
+            return normalise(sample.original, cfg).jpeg
+        except ImageRejected:  # e.g. a BMP, which a run would reject: every labelled sample is scored
+            pass
+    return stored_jpeg(sample.image, max_side, reducing_gap)
+
+
 def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: RuntimeConfig,
               max_side: int = 512, reducing_gap: float = ImageConfig.resize_reducing_gap) -> list[dict[str, float]]:
     """Per sample, {"<detector>.<class>": best score} over every detector, on the image as a run with
     this --max_side and --resize_reducing_gap stores it."""
-    photos = [Photo(str(i), image=stored_jpeg(sample.image, max_side, reducing_gap))
+    photos = [Photo(str(i), image=stored_as_a_run(sample, max_side, reducing_gap))
               for i, sample in enumerate(samples)]
     scores: list[dict[str, float]] = [{} for _ in samples]
     for spec in specs:

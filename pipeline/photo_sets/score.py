@@ -70,7 +70,9 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
         data = (photos / row.file_name).read_bytes()
         if sha256_hex(data) != row.sha256:
             raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
-        samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human, open_photo(data, row)))
+        arrays = Path(row.file_name).suffix in (".dat", ".npz")  # pixels in a numpy file, not an image file
+        samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human, open_photo(data, row),
+                              None if arrays else data))
     return samples
 
 
