@@ -159,3 +159,10 @@ def test_images_larger_than_stored_ones_are_hashed_by_imagehash(monkeypatch) -> 
     big = Image.fromarray(_pattern("gradient", perceptual_hashes.MAX_SIDE + 1, 300, seed=2), "L")
     monkeypatch.setattr(perceptual_hashes, "_resized", lambda *args: pytest.fail("dense path used"))
     assert phash_dhash(big) == (str(imagehash.phash(big)), str(imagehash.dhash(big)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(bits=st.lists(st.booleans(), min_size=1, max_size=100))
+def test_hex_is_imagehashs(bits: list[bool]) -> None:
+    array = np.array(bits)
+    assert perceptual_hashes._hex(array) == imagehash._binary_array_to_hex(array)

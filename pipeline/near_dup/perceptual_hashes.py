@@ -15,7 +15,7 @@ and the intermediate and final pixels are Pillow's exactly. `tests/test_perceptu
 coefficients against Pillow's own (an impulse image in 32-bit mode), the resized pixels against Pillow
 and the hashes against imagehash. At first use each process checks a few shapes against the installed
 Pillow and computes every hash with imagehash itself if one differs (another Pillow version), and sides
-above MAX_SIDE go to imagehash too (the coefficient matrices are dense: memory grows with the side).
+above MAX_SIDE go to imagehash too (the cached coefficients grow with the square of the side).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ _HALF = float(1 << (_PRECISION_BITS - 1))
 _LANCZOS_SUPPORT = 3.0
 PHASH_SIDE = 32  # imagehash.phash: hash_size 8 * highfreq_factor 4
 DHASH_SIZE = (9, 8)  # imagehash.dhash: (hash_size + 1) x hash_size
-# Stored images are at most --max_side (512 by default). A cached matrix is side x 32 float64 at most
-# (131 KB at 512 px); 256 of them stay within ~35 MB there, ~70 MB at 1024 px, beyond which imagehash hashes.
+# Stored images are at most --max_side (512 by default). The coefficients of every side length up to 512
+# (3 hash sizes, float32) take 26 MB together, up to 1024 px 103 MB; larger images go to imagehash. The
+# 2,000-image benchmark corpus has ~450 distinct side lengths.
 MAX_SIDE = 1024
-_CACHED_MATRICES = 256
 # Pillow 12.3's Image.resize resizes an image this many times taller than wide vertically first.
 _TALL = 100
 _log = logging.getLogger(__name__)
@@ -92,12 +92,13 @@ def _column_exactly(in_size: int, out_size: int, out: int) -> tuple[int, list[in
 _TIE_MARGIN = 1e-6
 
 
-@functools.lru_cache(maxsize=_CACHED_MATRICES)
+@functools.cache  # bounded: see MAX_SIDE
 def _coefficients(in_size: int, out_size: int) -> np.ndarray:
-    """(in_size, out_size) float64 matrix of Pillow's integer Lanczos coefficients (`precompute_coeffs`,
-    then `normalize_coeffs_8bpc`): column j weighs the input pixels output pixel j sums. Computed with numpy
-    (~0.2 ms instead of ~5 ms for a 512 px side: stored images have hundreds of distinct side lengths);
-    every column that has a coefficient near a rounding tie is computed again exactly, scalar by scalar."""
+    """(in_size, out_size) matrix of Pillow's integer Lanczos coefficients (`precompute_coeffs`, then
+    `normalize_coeffs_8bpc`): column j weighs the input pixels output pixel j sums. float32 holds them
+    exactly (|c| <= 2**23); numpy widens them to float64 in each product. Computed once per process and
+    side length with numpy (~0.3 ms instead of ~5 ms scalar by scalar); every output that has a
+    coefficient near a rounding tie is computed again exactly, scalar by scalar."""
     scale, support, inverse = _support(in_size, out_size)
     centers = (np.arange(out_size) + 0.5) * scale
     firsts = np.maximum(np.trunc(centers - support + 0.5), 0).astype(np.int64)
@@ -115,7 +116,7 @@ def _coefficients(in_size: int, out_size: int) -> np.ndarray:
     scaled = np.where(totals != 0.0, weights / np.where(totals != 0.0, totals, 1.0), weights) * _ONE
     fixed = np.trunc(scaled + np.where(scaled < 0, -0.5, 0.5))
     near_tie = (np.abs(np.abs(scaled) % 1.0 - 0.5) < _TIE_MARGIN) & inside
-    matrix = np.zeros((in_size, out_size))
+    matrix = np.zeros((in_size, out_size), dtype=np.float32)
     outs = np.broadcast_to(np.arange(out_size)[:, None], inside.shape)
     matrix[(taps[None, :] + firsts[:, None])[inside], outs[inside]] = fixed[inside]
     for out in np.flatnonzero(near_tie.any(axis=1)):
@@ -145,7 +146,8 @@ def _resized(grey: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]
     vertical_first = [height > width * _TALL and target_height < height for _, target_height in sizes]
     shared = [target_width for (target_width, _), first in zip(sizes, vertical_first, strict=True)
               if target_width != width and not first]
-    product = pixels @ np.concatenate([_coefficients(width, w) for w in shared], axis=1) if shared else pixels
+    product = (pixels @ np.concatenate([_coefficients(width, w) for w in shared], axis=1, dtype=np.float64)
+               if shared else pixels)
     start = 0
     out = []
     for (target_width, target_height), first in zip(sizes, vertical_first, strict=True):
@@ -188,10 +190,9 @@ def _agrees_with_pillow() -> bool:
 
 def _hex(bits: np.ndarray) -> str:
     """imagehash's `str(ImageHash)`: the bits, row by row, as zero-padded hexadecimal."""
-    value = 0
-    for bit in bits.ravel():
-        value = (value << 1) | int(bit)
-    return f"{value:0{-(-bits.size // 4)}x}"
+    flat = bits.ravel()
+    value = int.from_bytes(np.packbits(flat).tobytes(), "big") >> (-flat.size % 8)  # packbits pads the end
+    return f"{value:0{-(-flat.size // 4)}x}"
 
 
 def phash_dhash(grey: Image.Image) -> tuple[str, str]:
