@@ -147,8 +147,8 @@ def stored_jpeg(img: Image.Image, max_side: int, reducing_gap: float = ImageConf
                                                       resize_reducing_gap=reducing_gap)).jpeg
 
 
-def stored_as_a_run(sample: Sample, max_side: int,
-                    reducing_gap: float = ImageConfig.resize_reducing_gap) -> bytes:
+def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageConfig.resize_reducing_gap,
+                    draft_supersample: int = ImageConfig.draft_supersample) -> bytes:
     """The stored JPEG a run would make of this sample: from its file's own bytes where it has one the
     image stage accepts, so that everything `normalise` does to a download happens here too (alpha
     composited on white, embedded ICC profiles converted to sRGB, EXIF orientation, large JPEGs decoded
@@ -156,7 +156,8 @@ def stored_as_a_run(sample: Sample, max_side: int,
     channel, ignore the profile and always decode in full. Samples without such a file (composites,
     arrays, formats a run rejects) are stored from their pixels (`stored_jpeg`)."""
     if sample.original is not None:
-        cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap)
+        cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap,
+                          draft_supersample=draft_supersample)
         try:
             return normalise(sample.original, cfg).jpeg
         except ImageRejected:  # e.g. a BMP, which a run would reject: every labelled sample is scored
@@ -168,9 +169,13 @@ def score_set(samples: list[Sample], specs: list[DetectorSpec], runtime: Runtime
               max_side: int = 512, reducing_gap: float = ImageConfig.resize_reducing_gap) -> list[dict[str, float]]:
     """Per sample, {"<detector>.<class>": best score} over every detector, on the image as a run with
     this --max_side and --resize_reducing_gap stores it."""
-    photos = [Photo(str(i), image=stored_as_a_run(sample, max_side, reducing_gap))
-              for i, sample in enumerate(samples)]
-    scores: list[dict[str, float]] = [{} for _ in samples]
+    return score_stored([stored_as_a_run(sample, max_side, reducing_gap) for sample in samples], specs, runtime)
+
+
+def score_stored(jpegs: list[bytes], specs: list[DetectorSpec], runtime: RuntimeConfig) -> list[dict[str, float]]:
+    """Per stored JPEG, {"<detector>.<class>": best score} over every detector and view."""
+    photos = [Photo(str(i), image=jpeg) for i, jpeg in enumerate(jpegs)]
+    scores: list[dict[str, float]] = [{} for _ in jpegs]
     for spec in specs:
         session = shared_session(spec, runtime)
         for index, photo in enumerate(photos):
