@@ -41,7 +41,8 @@ def threshold_keeping(clean: list[float], keep: float) -> float:
 
 
 def score_variant(samples: list, detector: str, max_side: int, grid: int) -> tuple[list[float], float, int]:
-    """Each sample's best person score over its views, CPU seconds, and the views scored."""
+    """Each sample's best score of the detector's class (person, face) over its views, CPU seconds, and the
+    views scored."""
     spec = dataclasses.replace(load_registry()[detector], tiles=grid > 0)
     defaults = preprocess.tile_boxes.__defaults__
     preprocess.tile_boxes.__defaults__ = (max(grid, 1), preprocess.TILE_OVERLAP)  # this benchmark's variable
@@ -56,7 +57,7 @@ def score_variant(samples: list, detector: str, max_side: int, grid: int) -> tup
         copy_side = min(max_side, max(sample.image.size))  # the working copy's longest side (never upscaled)
         views += 1 + (grid * grid if preprocess.tiled((copy_side, copy_side), spec.tiles, RuntimeConfig().tile_min_side)
                       else 0)  # the handler's own rule for whether an image is tiled
-    return [score[f"{detector}.person"] for score in scores], seconds, views
+    return [score[spec.score_name(spec.classes[0])] for score in scores], seconds, views  # its one class
 
 
 def main() -> None:
