@@ -356,7 +356,8 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     out = io.BytesIO()
     bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
     # imagehash's pHash and dHash of the stored pixels, bit for bit, from one greyscale conversion and one
-    # product for both hashes' horizontal resize passes (near_dup/perceptual_hashes.py): 1.9 -> 0.9 ms.
+    # product for both hashes' horizontal resize passes (near_dup/perceptual_hashes.py): ~2.3 -> ~1.5 ms
+    # per 512 px image in the profile.
     phash, dhash = phash_dhash(bare.convert("L"))
     return Normalised(
         jpeg=out.getvalue(),
