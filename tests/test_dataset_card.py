@@ -8,7 +8,6 @@ import os
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before `datasets` is imported: never reach the Hub
-from datasets.utils.metadata import MetadataConfigs
 
 from pipeline.io.dataset_card import card_text, write_card
 
@@ -19,6 +18,8 @@ def front_matter(text: str) -> dict:
 
 
 def test_default_config_is_the_parquet_dataset_and_the_others_are_named():
+    from datasets.utils.metadata import MetadataConfigs  # ~1.3 s: only where it is used, not at collection
+
     configs = MetadataConfigs.from_dataset_card_data(front_matter(card_text(["webdataset", "parquet"], True)))
     assert configs == {
         "default": {"data_files": [{"split": "train", "path": "parquet/pass-*.parquet"}], "default": True},

@@ -8,22 +8,25 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before `datasets` is imported: never reach the Hub
 
-import datasets
-import duckdb
-import pandas as pd
 import pyarrow.parquet as pq
-import webdataset as wds
 from PIL import Image
 
 from pipeline.io import formats
 from pipeline.io.dataset_card import card_text
 from pipeline.records import Rejection
 from tests.conftest import photo, real_jpeg
+
+if TYPE_CHECKING:
+    import datasets
+
+# The loaders themselves (`datasets` alone takes ~1.3 s with pandas) are imported inside the tests that use
+# them: every test process imports every test module when it collects, and most never run these.
 
 SCORED = [
     photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300, title="Chat — été",
@@ -60,10 +63,14 @@ def kept_ids(release: Path) -> list[str]:
 
 
 def _hf(*args, tmp_path, **kwargs) -> datasets.Dataset:
+    import datasets
+
     return datasets.load_dataset(*args, split="train", cache_dir=str(tmp_path / "hf-cache"), **kwargs)
 
 
 def test_hf_datasets_loads_parquet_files_with_images_and_scores(scored_release, tmp_path):
+    import datasets
+
     ds = _hf("parquet", data_files=str(scored_release / "parquet" / "*.parquet"), tmp_path=tmp_path)
     assert isinstance(ds.features["image"], datasets.Image)
     rows = sorted(ds, key=lambda row: row["photo_id"])
@@ -103,6 +110,8 @@ def test_the_job_release_with_its_card_still_verifies(job_release):
 
 
 def test_pandas_reads_the_dataset(job_release, scored_release):
+    import pandas as pd
+
     frame = pd.read_parquet(job_release / "parquet")
     assert sorted(frame["photo_id"]) == kept_ids(job_release)
     assert all(image["bytes"][:2] == b"\xff\xd8" for image in frame["image"])
@@ -111,6 +120,8 @@ def test_pandas_reads_the_dataset(job_release, scored_release):
 
 
 def test_duckdb_selects_over_the_shards(job_release, scored_release):
+    import duckdb
+
     glob = str(job_release / "parquet" / "*.parquet")
     ids = duckdb.sql(f"SELECT photo_id FROM read_parquet('{glob}') ORDER BY photo_id").fetchall()
     assert sorted(row[0] for row in ids) == kept_ids(job_release)
@@ -124,6 +135,8 @@ def test_duckdb_selects_over_the_shards(job_release, scored_release):
 
 
 def test_webdataset_library_iterates_the_shards(job_release, scored_release):
+    import webdataset as wds
+
     shards = sorted(str(path) for path in (job_release / "webdataset").glob("*.tar"))
     samples = list(wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode("pil"))
     assert sorted(sample["__key__"] for sample in samples) == kept_ids(job_release)
