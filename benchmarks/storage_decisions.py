@@ -10,10 +10,10 @@ A measurement of a storage rule's side effects, not a held-out figure: it uses e
 
     python -m pipeline.photo_sets.fetch DIR --split all
     .venv/bin/python -m benchmarks.storage_decisions --photos DIR --b draft_supersample=1
-        [--a draft_supersample=2] [--splits tuning,heldout,heldout2,heldout3,heldout4]
+        [--a draft_supersample=2] [--splits tuning,heldout,heldout2,heldout3]
 
 The README's comparison of the draft rules (Normalisation, "Decoding at the stored size") is this
-command's output of 2026-12-01.
+command's output of 2026-12-01, run then with heldout4 named as well (no decision changed there).
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from pipeline.detectors.fusion import choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import score_stored, stored_as_a_run
+from pipeline.options import REDUCING_GAP_RANGE, valid_reducing_gap
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 from pipeline.stages.image import ImageConfig
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
-SPLITS = "tuning,heldout,heldout2,heldout3,heldout4"
+KNOWN_SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4")
+# heldout4 is the one split the shipped fusion model has not seen: it is compared only when named, since
+# choosing a storage rule on it would spend it too.
+SPLITS = "tuning,heldout,heldout2,heldout3"
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,17 @@ def parse_rule(text: str) -> Rule:
         name, _, value = item.partition("=")
         if name not in RULE_OPTIONS or not value:
             raise ValueError(f"{item!r}: expected NAME=VALUE with NAME one of {sorted(RULE_OPTIONS)}")
-        values[name] = RULE_OPTIONS[name](value)
-    return Rule(**values)  # type: ignore[arg-type]
+        try:
+            values[name] = RULE_OPTIONS[name](value)
+        except ValueError:
+            raise ValueError(f"{item!r}: {value!r} is not a number") from None
+    rule = Rule(**values)  # type: ignore[arg-type]
+    # The limits `run` applies to the same options (pipeline/options.py).
+    if not 0 <= rule.draft_supersample <= 8:
+        raise ValueError("draft_supersample must be within 0..8")
+    if not valid_reducing_gap(rule.resize_reducing_gap):
+        raise ValueError(REDUCING_GAP_RANGE.replace("--", ""))
+    return rule
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,7 @@ def compare_split(photos: Path, split: str, a: Rule, b: Rule, detectors: str, fu
     return len(rows), len(differ), largest, changes
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", required=True, help="photographs fetched by pipeline.photo_sets.fetch")
     parser.add_argument("--a", default="", help="rule A, e.g. draft_supersample=2 (default: the defaults)")
@@ -94,12 +107,19 @@ def main() -> None:
     parser.add_argument("--splits", default=SPLITS)
     parser.add_argument("--detectors", default="default")
     parser.add_argument("--fusion", default="default")
-    args = parser.parse_args()
-    a, b = parse_rule(args.a), parse_rule(args.b)
+    args = parser.parse_args(argv)
+    try:
+        a, b = parse_rule(args.a), parse_rule(args.b)
+    except ValueError as err:
+        parser.error(str(err))
+    splits = args.splits.split(",")
+    unknown = [split for split in splits if split not in KNOWN_SPLITS]
+    if unknown:
+        parser.error(f"unknown split(s) {', '.join(unknown)}: choose from {', '.join(KNOWN_SPLITS)}")
     print(f"A: {a}\nB: {b}")
     total = stored_differently = 0
     every_change: list[Change] = []
-    for split in args.splits.split(","):
+    for split in splits:
         count, differ, largest, changes = compare_split(Path(args.photos), split, a, b, args.detectors,
                                                         args.fusion)
         total, stored_differently = total + count, stored_differently + differ
@@ -108,7 +128,7 @@ def main() -> None:
               f"{largest:.3f}, {len(changes)} decision(s) changed")
         for change in changes:
             print(f"   {change.label:12s} {change.before:>8s} -> {change.after:8s} {change.name}")
-    print(f"all: {stored_differently} of {total} stored differently, {len(every_change)} decision(s) changed")
+    print(f"total: {stored_differently} of {total} stored differently, {len(every_change)} decision(s) changed")
 
 
 if __name__ == "__main__":

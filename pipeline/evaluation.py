@@ -154,14 +154,17 @@ def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageCo
     composited on white, embedded ICC profiles converted to sRGB, EXIF orientation, large JPEGs decoded
     at reduced DCT scale); decoding first and handing the pixels over losslessly would drop the alpha
     channel, ignore the profile and always decode in full. Samples without such a file (composites,
-    arrays, formats a run rejects) are stored from their pixels (`stored_jpeg`)."""
+    arrays) or in a format a run rejects as unsupported are stored from their pixels (`stored_jpeg`)."""
     if sample.original is not None:
         cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap,
                           draft_supersample=draft_supersample)
         try:
             return normalise(sample.original, cfg).jpeg
-        except ImageRejected:  # e.g. a BMP, which a run would reject: every labelled sample is scored
-            pass
+        except ImageRejected as rejected:
+            # A format a run does not take (the tuning part's BMP and PPM) is still scored, from its pixels,
+            # so that every labelled photograph counts; anything else wrong with a labelled file is an error.
+            if rejected.reason != "unsupported_format":
+                raise
     return stored_jpeg(sample.image, max_side, reducing_gap)
 
 

@@ -5,16 +5,30 @@ are kept; the images it wrongly keeps out are pinned, so a change in them is see
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline import evaluation
 from pipeline.cli import main
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
-from pipeline.evaluation import iter_summary, labelled_set, leak_report, leak_set, report, score_set
+from pipeline.evaluation import (
+    Sample,
+    iter_summary,
+    labelled_set,
+    leak_report,
+    leak_set,
+    report,
+    score_set,
+    stored_as_a_run,
+    stored_jpeg,
+)
+from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 from tests.conftest import runtime
 
 
@@ -138,3 +152,47 @@ def test_printed_rates_are_rounded_once_from_the_counts():
     text = "\n".join(iter_summary(result))
     assert "combined         recall 82.4%  keep-rate 82.4%  missed 3  falsely rejected 3" in text
     assert "combined         recall 82.4%  missed 3" in text and "82.3%" not in text
+
+
+def _cutout() -> tuple[bytes, Image.Image]:
+    """A red disc on a transparent background whose hidden colour is black: the PNG, and its pixels as
+    decoding and converting to RGB gives them (what evaluation stored until 2026-12-01)."""
+    pixels = np.zeros((64, 64, 4), dtype=np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    pixels[(yy - 32) ** 2 + (xx - 32) ** 2 < 20 ** 2] = (220, 20, 20, 255)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(out, "PNG")
+    return out.getvalue(), Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def _corner(jpeg: bytes) -> float:
+    return float(np.asarray(Image.open(io.BytesIO(jpeg)))[:8, :8].mean())
+
+
+def test_a_labelled_file_is_stored_from_its_own_bytes_as_a_run_stores_it():
+    """A run composites transparency on white (the image stage); decoding first showed black there."""
+    data, pixels = _cutout()
+    stored = stored_as_a_run(Sample("pkg:cutout.png", True, pixels, data), 512)
+    assert stored == normalise(data, ImageConfig(min_side=1, min_stddev=0.0)).jpeg
+    assert _corner(stored) > 245
+    assert _corner(stored_jpeg(pixels, 512)) < 10  # the old way
+    assert _corner(stored_as_a_run(Sample("composite", True, pixels), 512)) < 10  # no file: its pixels
+
+
+def test_score_set_scores_what_a_run_stores(monkeypatch):
+    data, pixels = _cutout()
+    handed: list[bytes] = []
+    monkeypatch.setattr(evaluation, "score_stored", lambda jpegs, specs, runtime: handed.extend(jpegs) or [{}])
+    score_set([Sample("pkg:cutout.png", True, pixels, data)], [], runtime())
+    assert handed == [normalise(data, ImageConfig(min_side=1, min_stddev=0.0)).jpeg]
+
+
+def test_a_format_a_run_rejects_is_stored_from_its_pixels_and_a_broken_file_is_an_error():
+    bmp = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(bmp, "BMP")
+    pixels = Image.open(io.BytesIO(bmp.getvalue())).convert("RGB")
+    assert stored_as_a_run(Sample("pkg:green.bmp", False, pixels, bmp.getvalue()), 512) == stored_jpeg(pixels, 512)
+    broken = io.BytesIO()
+    pixels.save(broken, "JPEG")
+    with pytest.raises(ImageRejected):  # a labelled file that no longer decodes is not quietly replaced
+        stored_as_a_run(Sample("pkg:cut.jpg", False, pixels, broken.getvalue()[:200]), 512)

@@ -67,6 +67,7 @@ def test_evaluate_photos_command(photo_dir, tmp_path, capsys):
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 1
     assert "missed: pkg:pkg/red.jpg" in capsys.readouterr().out
     assert result["resize_reducing_gap"] == 1.0  # the record says how the scored images were stored
+    assert result["stored_from"] == score.STORED_FROM  # ... and from what
 
 
 def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tmp_path, capsys, monkeypatch):
@@ -88,11 +89,14 @@ def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tm
                  f"--json={again}"]) == 1
     assert gaps == [0.0] and json.loads(again.read_text())["resize_reducing_gap"] == 0.0
     older = json.loads(out.read_text())
+    assert json.loads(again.read_text())["stored_from"] == score.STORED_FROM
     del older["resize_reducing_gap"]  # a file from before the option: Lanczos only
+    del older["stored_from"]  # ... and from before evaluation stored each file's own bytes
     out.write_text(json.dumps(older))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}",
                  f"--json={again}"]) == 1
     assert json.loads(again.read_text())["resize_reducing_gap"] == 0.0
+    assert json.loads(again.read_text())["stored_from"] == score.DECODED_FIRST
     out.write_text(json.dumps({**older, "resize_reducing_gap": "wide"}))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
     assert "resize_reducing_gap is 'wide', not a number" in capsys.readouterr().out
@@ -111,47 +115,14 @@ def test_missing_or_tampered_photographs_are_named(photo_dir, capsys):
     assert "missing" in capsys.readouterr().out
 
 
-def _transparent_png() -> bytes:
-    """A red disc on a fully transparent background whose hidden colour is black."""
-    pixels = np.zeros((64, 64, 4), dtype=np.uint8)
-    yy, xx = np.mgrid[:64, :64]
-    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 20 ** 2
-    pixels[disc] = (220, 20, 20, 255)
-    out = io.BytesIO()
-    Image.fromarray(pixels, "RGBA").save(out, "PNG")
-    return out.getvalue()
-
-
-def test_photographs_are_stored_from_their_own_bytes_as_a_run_stores_them(tmp_path, monkeypatch):
-    """A run composites transparency on white (the image stage); decoding first and converting to RGB
-    would show the detectors black there instead."""
-    from pipeline.evaluation import stored_as_a_run, stored_jpeg
-    from pipeline.stages.image import ImageConfig, normalise
-
-    data = _transparent_png()
-    row = row_for(data, "pkg/cutout.png", "person")
+def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path):
+    """The bytes are what evaluation stores, as a run stores a download (tests/test_evaluation.py)."""
+    data = jpeg((10, 200, 10))
+    row = row_for(data, "pkg/green.jpg", "no_person")
     (tmp_path / row.file_name).write_bytes(data)
-    [sample] = score.load_samples(tmp_path, [row])
-    assert sample.original == data
-    stored = stored_as_a_run(sample, 512)
-    assert stored == normalise(data, ImageConfig(min_side=1, min_stddev=0.0)).jpeg
-    corner = np.asarray(Image.open(io.BytesIO(stored)))[:8, :8].mean()
-    assert corner > 245  # white, as in a run
-    assert np.asarray(Image.open(io.BytesIO(stored_jpeg(sample.image, 512))))[:8, :8].mean() < 10  # was black
-
-
-def test_files_a_run_would_reject_and_arrays_are_still_scored_from_their_pixels(tmp_path):
-    from pipeline.evaluation import stored_as_a_run, stored_jpeg
-
-    bmp = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 200, 10)).save(bmp, "BMP")
-    row = row_for(bmp.getvalue(), "pkg/green.bmp", "no_person")
-    (tmp_path / row.file_name).write_bytes(bmp.getvalue())
     array = io.BytesIO()
     np.savez(array, np.full((32, 32, 3), 90, dtype=np.uint8))
     array_row = row_for(array.getvalue(), "pkg/grey.npz", "no_person")
     (tmp_path / array_row.file_name).write_bytes(array.getvalue())
-    bmp_sample, array_sample = score.load_samples(tmp_path, [row, array_row])
-    assert array_sample.original is None  # the pixels live in a numpy file, not an image file
-    for sample in (bmp_sample, array_sample):
-        assert stored_as_a_run(sample, 512) == stored_jpeg(sample.image, 512)
+    photo, pixels = score.load_samples(tmp_path, [row, array_row])
+    assert photo.original == data and pixels.original is None

@@ -50,7 +50,7 @@ def test_only_photographs_stored_differently_are_scored_and_compared(photos):
     a, b = storage_decisions.Rule(draft_supersample=2), storage_decisions.Rule(draft_supersample=1)
     count, differ, largest, _ = storage_decisions.compare_split(photos, "heldout", a, b, "open_nsfw", "none")
     assert (count, differ) == (3, 2)
-    assert 0 <= largest < 1
+    assert 0 <= largest < 1  # scores are probabilities; the pairing itself is checked below
     assert storage_decisions.compare_split(photos, "heldout", a, a, "open_nsfw", "none")[1] == 0
 
 
@@ -64,3 +64,24 @@ def test_a_decision_that_changes_is_named_with_its_label(photos, monkeypatch):
     _, differ, largest, changes = storage_decisions.compare_split(photos, "heldout", a, b, "open_nsfw", "none")
     assert differ == 2 and largest == pytest.approx(0.99)
     assert changes == [storage_decisions.Change("pkg:pkg/big.jpg", "person", "kept", "rejected")]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--b", "draft_supersample=9"], "draft_supersample must be within 0..8"),
+    (["--b", "resize_reducing_gap=0.5"], "resize_reducing_gap must be 0 (off) or within 1..8"),
+    (["--b", "resize_reducing_gap=nan"], "resize_reducing_gap must be 0 (off) or within 1..8"),
+    (["--b", "draft_supersample=two"], "is not a number"),
+    (["--b", "draft_supersample=1", "--splits", "tuning,heldout5"], "unknown split(s) heldout5"),
+])
+def test_bad_rules_and_splits_are_refused_before_any_photograph_is_read(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        storage_decisions.main(["--photos", str(tmp_path), *argv])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_command_prints_each_split_and_the_total(photos, capsys):
+    storage_decisions.main(["--photos", str(photos), "--b", "draft_supersample=1", "--splits", "heldout",
+                            "--detectors", "open_nsfw", "--fusion", "none"])
+    out = capsys.readouterr().out
+    assert "heldout: 3 photographs, 2 stored differently" in out
+    assert "total: 2 of 3 stored differently" in out

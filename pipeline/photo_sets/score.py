@@ -76,14 +76,23 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
     return samples
 
 
-def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> tuple[list[dict[str, float]], float]:
+STORED_FROM = "each file's own bytes, as a run stores a download"
+DECODED_FIRST = "pixels decoded first (evaluate before 2026-12-01)"
+
+
+def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
+                   ) -> tuple[list[dict[str, float]], float, str]:
     """Each row's scores from an earlier `evaluate --json` of the same split, refused when an image
-    or a selected detector's score is missing from it; and the resize rule its images were stored by
-    (a file from before the option was made by the Lanczos-only resize: 0)."""
+    or a selected detector's score is missing from it; the resize rule its images were stored by
+    (a file from before the option was made by the Lanczos-only resize: 0); and what they were stored
+    from (a file from before `stored_from` was recorded: pixels decoded first)."""
     earlier = json.loads(path.read_text())
     gap = earlier.get("resize_reducing_gap", 0.0)
     if isinstance(gap, bool) or not isinstance(gap, int | float):
         raise PhotoSetError(f"{path}: resize_reducing_gap is {gap!r}, not a number")
+    stored_from = earlier.get("stored_from", DECODED_FIRST)
+    if not isinstance(stored_from, str):
+        raise PhotoSetError(f"{path}: stored_from is {stored_from!r}, not a text")
     named = earlier["scores"]
     wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
     out = []
@@ -92,7 +101,7 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]) -> tu
         if scores is None or not wanted <= set(scores):
             raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
         out.append({name: float(value) for name, value in scores.items() if name in wanted})
-    return out, float(gap)
+    return out, float(gap), stored_from
 
 
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
@@ -100,11 +109,13 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
                     reducing_gap: float = ImageConfig.resize_reducing_gap) -> dict:
     rows = load_rows(split)
     if scores_from:
-        # the rule the earlier scores' images were stored by, not this call's flag
-        scores, reducing_gap = earlier_scores(Path(scores_from), rows, specs)
+        # the rule the earlier scores' images were stored by, and from what, not this call's
+        scores, reducing_gap, stored_from = earlier_scores(Path(scores_from), rows, specs)
     else:
         scores = score_set(load_samples(photos, rows), specs, runtime, max_side, reducing_gap)
+        stored_from = STORED_FROM
     result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
     result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
+    result["stored_from"] = stored_from
     return result
