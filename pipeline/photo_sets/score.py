@@ -50,9 +50,13 @@ def _array_image(data: bytes, suffix: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8))
 
 
+# Members that hold pixels as numpy data (scipy's .dat, pywt's .npz), not an image file a run could download.
+ARRAY_SUFFIXES = (".dat", ".npz")
+
+
 def open_photo(data: bytes, row: Row) -> Image.Image:
     suffix = Path(row.file_name).suffix
-    if suffix in (".dat", ".npz"):
+    if suffix in ARRAY_SUFFIXES:
         return _array_image(data, suffix).convert("RGB")
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
@@ -70,7 +74,7 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
         data = (photos / row.file_name).read_bytes()
         if sha256_hex(data) != row.sha256:
             raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
-        arrays = Path(row.file_name).suffix in (".dat", ".npz")  # pixels in a numpy file, not an image file
+        arrays = Path(row.file_name).suffix in ARRAY_SUFFIXES
         samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human, open_photo(data, row),
                               None if arrays else data))
     return samples
