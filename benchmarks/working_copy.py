@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import time
+from contextlib import nullcontext
 from pathlib import Path
+
+from PIL import Image
 
 from pipeline.detectors import preprocess
 from pipeline.detectors.handler import RuntimeConfig
@@ -54,7 +58,9 @@ def score_variant(samples: list, detector: str, max_side: int, grid: int) -> tup
         preprocess.tile_boxes.__defaults__ = defaults
     views = 0
     for sample in samples:
-        copy_side = min(max_side, max(sample.image.size))  # the working copy's longest side (never upscaled)
+        with Image.open(io.BytesIO(sample.original)) if sample.original else nullcontext(sample.image) as img:
+            size = img.size  # the header's, without decoding the file
+        copy_side = min(max_side, max(size))  # the working copy's longest side (never upscaled)
         views += 1 + (grid * grid if preprocess.tiled((copy_side, copy_side), spec.tiles, RuntimeConfig().tile_min_side)
                       else 0)  # the handler's own rule for whether an image is tiled
     return [score[spec.score_name(spec.classes[0])] for score in scores], seconds, views  # its one class

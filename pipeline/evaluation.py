@@ -31,10 +31,17 @@ from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 class Sample:
     name: str
     has_person: bool
-    image: Image.Image
+    # The pixels, or how to decode them when asked: a labelled package photograph is scored from its file
+    # (`original`), so its pixels are decoded only where something needs them (a format a run rejects, a
+    # benchmark reading the size); decoding all 500 tuning photographs up front held ~1.1 GB.
+    pixels: Image.Image | Callable[[], Image.Image]
     # The file as shipped, where there is one the image stage reads (a labelled package photograph):
     # scored as a run stores those very bytes, not as it would store `image` (see `stored_as_a_run`).
     original: bytes | None = None
+
+    @property
+    def image(self) -> Image.Image:
+        return self.pixels() if callable(self.pixels) else self.pixels
 
 
 def _package_dir(module: str) -> Path:

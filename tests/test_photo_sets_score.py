@@ -115,7 +115,7 @@ def test_missing_or_tampered_photographs_are_named(photo_dir, capsys):
     assert "missing" in capsys.readouterr().out
 
 
-def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path):
+def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path, monkeypatch):
     """The bytes are what evaluation stores, as a run stores a download (tests/test_evaluation.py)."""
     data = jpeg((10, 200, 10))
     row = row_for(data, "pkg/green.jpg", "no_person")
@@ -124,5 +124,10 @@ def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path
     np.savez(array, np.full((32, 32, 3), 90, dtype=np.uint8))
     array_row = row_for(array.getvalue(), "pkg/grey.npz", "no_person")
     (tmp_path / array_row.file_name).write_bytes(array.getvalue())
+    decoded: list[str] = []
+    real_open = score.open_photo
+    monkeypatch.setattr(score, "open_photo", lambda data, row: decoded.append(row.member_path) or real_open(data, row))
     photo, pixels = score.load_samples(tmp_path, [row, array_row])
     assert photo.original == data and pixels.original is None
+    assert decoded == []  # nothing decoded until the pixels are asked for
+    assert pixels.image.size == (32, 32) and decoded == ["pkg/grey.npz"]

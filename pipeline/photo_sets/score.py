@@ -10,6 +10,7 @@ of lists of ints, read by an unpickler that refuses every global.
 from __future__ import annotations
 
 import bz2
+import functools
 import io
 import json
 import pickle
@@ -63,8 +64,8 @@ def open_photo(data: bytes, row: Row) -> Image.Image:
 
 
 def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
-    """The split's photographs as samples; each file's sha256 is checked again (the folder is
-    ordinary disk, anyone may have written to it)."""
+    """The split's photographs as samples, decoded only when their pixels are asked for; each file's
+    sha256 is checked again (the folder is ordinary disk, anyone may have written to it)."""
     missing = [row.file_name for row in rows if not (photos / row.file_name).is_file()]
     if missing:
         raise PhotoSetError(f"{len(missing)} labelled photograph(s) missing under {photos} (first: {missing[0]}); "
@@ -75,8 +76,8 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
         if sha256_hex(data) != row.sha256:
             raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
         arrays = Path(row.file_name).suffix in ARRAY_SUFFIXES
-        samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human, open_photo(data, row),
-                              None if arrays else data))
+        samples.append(Sample(f"{row.package}:{row.member_path}", row.has_human,
+                              functools.partial(open_photo, data, row), None if arrays else data))
     return samples
 
 
