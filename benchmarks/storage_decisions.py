@@ -27,7 +27,7 @@ from pipeline.detectors.fusion import choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import score_stored, stored_as_a_run
-from pipeline.options import REDUCING_GAP_RANGE, valid_reducing_gap
+from pipeline.options import DRAFT_SUPERSAMPLE_RANGE, REDUCING_GAP_RANGE, valid_draft_supersample, valid_reducing_gap
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 from pipeline.stages.image import ImageConfig
@@ -61,8 +61,8 @@ def parse_rule(text: str) -> Rule:
             raise ValueError(f"{item!r}: {value!r} is not a number") from None
     rule = Rule(**values)  # type: ignore[arg-type]
     # The limits `run` applies to the same options (pipeline/options.py).
-    if not 0 <= rule.draft_supersample <= 8:
-        raise ValueError("draft_supersample must be within 0..8")
+    if not valid_draft_supersample(rule.draft_supersample):
+        raise ValueError(DRAFT_SUPERSAMPLE_RANGE.replace("--", ""))
     if not valid_reducing_gap(rule.resize_reducing_gap):
         raise ValueError(REDUCING_GAP_RANGE.replace("--", ""))
     return rule

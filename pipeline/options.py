@@ -291,6 +291,11 @@ def shaping(opts: PassOptions) -> dict[str, Any]:
 
 
 REDUCING_GAP_RANGE = "--resize_reducing_gap must be 0 (off) or within 1..8"
+DRAFT_SUPERSAMPLE_RANGE = "--draft_supersample must be within 0..8"
+
+
+def valid_draft_supersample(value: int) -> bool:
+    return 0 <= value <= 8
 
 
 def valid_reducing_gap(value: float) -> bool:
@@ -337,8 +342,8 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--max_failure_rate must be within 0..1")
     if not 1 <= opts.jpeg_quality <= 100:
         problems.append("--jpeg_quality must be within 1..100")
-    if not 0 <= opts.draft_supersample <= 8:
-        problems.append("--draft_supersample must be within 0..8")
+    if not valid_draft_supersample(opts.draft_supersample):
+        problems.append(DRAFT_SUPERSAMPLE_RANGE)
     if not valid_reducing_gap(opts.resize_reducing_gap):
         problems.append(REDUCING_GAP_RANGE)
     if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
