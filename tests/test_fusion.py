@@ -111,10 +111,12 @@ def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     fusion = builtin_fusion()
     assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
     figures = heldout_figures(fusion)
-    # Scored twice: the images stored by the Lanczos-only resize, then by today's box-then-Lanczos rule
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout4", 133)] * 2
+    # heldout4 scored twice: the images stored by the Lanczos-only resize, then by today's box-then-Lanczos
+    # rule; then heldout5, collected and frozen later.
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
+        ("heldout4", 133), ("heldout4", 133), ("heldout5", 130)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84)]
+            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84), (41, 47, 67, 83)]
     assert "Lanczos resize of all decoded pixels" in figures[0]["stored_by"]
     assert figures[1]["stored_by"].startswith("--resize_reducing_gap=1.0")
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
@@ -131,11 +133,11 @@ def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
     assert before.fitted_on.startswith("tuning split of")
     figures = heldout_figures(before)
     assert [(f["split"], f["images"]) for f in figures] == [
-        ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133)]
+        ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133), ("heldout5", 130)]
     assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72),
-                                                                                (35, 40)]
+                                                                                (35, 40), (41, 47)]
     assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(58, 77), (115, 152),
-                                                                                      (30, 38), (60, 84)]
+                                                                                      (30, 38), (60, 84), (65, 83)]
 
 
 def test_the_shipped_model_reads_the_defaults_and_nanodet_weighs_most():
@@ -170,7 +172,8 @@ def test_the_first_fusion_model_keeps_its_own_heldout_record():
     figures = heldout_figures(first)
     assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
             for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
-                                  ("heldout3", 65, 72, 24, 38), ("heldout4", 34, 40, 59, 84)]
+                                  ("heldout3", 65, 72, 24, 38), ("heldout4", 34, 40, 59, 84),
+                                  ("heldout5", 41, 47, 65, 83)]
 
 
 def test_the_manifest_names_the_fusion_file_a_run_used():
