@@ -1,7 +1,7 @@
 """Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs, and on
 held-out splits only when they are named (`--splits`): a split the fit sees is spent, and the model
-is then measured on a later one (today's default: tuning + heldout + heldout2 + heldout3, measured
-on heldout4).
+is then measured on a later one (today's default: tuning + heldout + heldout2 + heldout3 + heldout4,
+measured on heldout5).
 
     pass-pipeline evaluate --photos DIR --split tuning --fusion=none --json tuning.json
     python -m pipeline.photo_sets.fit_fusion tuning.json models/fusion.json
@@ -49,7 +49,7 @@ import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, sigmoid
 from pipeline.options import split_list
-from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 
 DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "open_nsfw.nsfw", "nanodet_person.person")
 
@@ -168,6 +168,26 @@ def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequenc
                        "keep_rate": round(float((clean < review_from).mean()), 4)}}
 
 
+def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], list[dict[str, float]]]:
+    """The rows of one `evaluate --json` result's split that a fit uses (images with a human and
+    no_person images, in the CSV's order) and their scores; refused when a photo or a feature is missing."""
+    named, split = result["scores"], result["split"]
+    rows = [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
+    # Every labelled photo of the split, with every feature: a photo left out or a detector not
+    # run would otherwise be fitted as absent (a score of 0), silently.
+    missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]
+    if missing:
+        raise SystemExit(f"fit_fusion: the {split} scores lack {len(missing)} labelled photo(s) of that split, "
+                         f"e.g. {', '.join(missing[:3])}: score the whole split (evaluate --photos DIR "
+                         f"--split {split} --json FILE)")
+    split_scores = [named[f"{row.package}:{row.member_path}"] for row in rows]
+    absent = sorted({feature for one in split_scores for feature in features if feature not in one})
+    if absent:
+        raise SystemExit(f"fit_fusion: the {split} scores have no {', '.join(absent)} for some photos: score "
+                         f"them with the detectors --features names (evaluate --detectors)")
+    return rows, split_scores
+
+
 def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
         max_clean_rejected: float, splits: Sequence[str] = ("tuning",)) -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
@@ -183,20 +203,7 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
                          f"file per split named with --splits; got {seen} for --splits={','.join(splits)}")
     used, scores = [], []
     for result in results:
-        named, split = result["scores"], result["split"]
-        rows = [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
-        # Every labelled photo of the split, with every feature: a photo left out or a detector not
-        # run would otherwise be fitted as absent (a score of 0), silently.
-        missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]
-        if missing:
-            raise SystemExit(f"fit_fusion: the {split} scores lack {len(missing)} labelled photo(s) of that split, "
-                             f"e.g. {', '.join(missing[:3])}: score the whole split (evaluate --photos DIR "
-                             f"--split {split} --json FILE)")
-        split_scores = [named[f"{row.package}:{row.member_path}"] for row in rows]
-        absent = sorted({feature for one in split_scores for feature in features if feature not in one})
-        if absent:
-            raise SystemExit(f"fit_fusion: the {split} scores have no {', '.join(absent)} for some photos: score "
-                             f"them with the detectors --features names (evaluate --detectors)")
+        rows, split_scores = labelled_scores(result, features)
         used += rows
         scores += split_scores
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])

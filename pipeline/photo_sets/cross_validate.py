@@ -1,0 +1,131 @@
+"""Compares fusion settings on spent splits by leaving one split out at a time: for each setting (a
+feature set and `fit_fusion`'s options) and each split S, the model is fitted exactly as `fit_fusion`
+fits it on the other splits and decides S's photographs by its `review_from` (held or rejected both
+take a photo out); the counts are pooled over the splits. It answers "would this setting have done
+better on photographs it was not fitted on?" without spending a fresh held-out split, which stays for
+measuring the one model finally chosen.
+
+    pass-pipeline evaluate --photos DIR --split S --fusion=none --json S.json \\
+        --detectors=centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_palm,mediapipe_pose
+    python -m pipeline.photo_sets.cross_validate tuning.json heldout.json ... \\
+        --splits=tuning,heldout,... --max_lost=0.15,0.2,0.25 \\
+        --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person" \\
+        --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person,mediapipe_palm.hand"
+
+Prints one line per setting: pooled recall (images with a human held or rejected) and keep-rate
+(no_person images kept), then each left-out split's counts. Like `fit_fusion`, every split must be
+named in `--splits` (each one named is spent) and at least two are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.detectors.fusion import Fusion
+from pipeline.options import split_list
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
+from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, design, fit_model, labelled_scores
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One left-out split's decisions: images with a human caught of all of them, clean images kept of all."""
+
+    caught: int
+    humans: int
+    kept: int
+    clean: int
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.caught + other.caught, self.humans + other.humans, self.kept + other.kept,
+                      self.clean + other.clean)
+
+
+@dataclass(frozen=True)
+class Setting:
+    features: tuple[str, ...]
+    l2: float = 0.1
+    margin: float = 0.5
+    max_lost: float = 0.2
+    max_clean_rejected: float = 0.05
+
+
+def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> Fusion:
+    y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
+    model = fit_model(design(scores, setting.features), y, [row.label for row in rows], setting.features,
+                      setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected, scores)
+    return Fusion(features=setting.features, weights=tuple(model["weights"]), bias=model["bias"],
+                  reject_at=model["reject_at"], review_from=model["review_from"])
+
+
+def leave_one_split_out(splits: dict[str, tuple[list[Row], list[dict[str, float]]]],
+                        setting: Setting) -> dict[str, Counts]:
+    """Per split: the counts of a model fitted on every other split, deciding this one's photographs."""
+    if len(splits) < 2:
+        raise ValueError("leaving one split out needs at least two splits")
+    counts = {}
+    for left_out, (test_rows, test_scores) in splits.items():
+        rows = [row for split, (some, _) in splits.items() if split != left_out for row in some]
+        scores = [one for split, (_, some) in splits.items() if split != left_out for one in some]
+        model = _fit(rows, scores, setting)
+        caught = kept = humans = clean = 0
+        for row, one in zip(test_rows, test_scores, strict=True):
+            out = model.score(one) >= model.review_from
+            if row.label in HUMAN_LABELS:
+                humans += 1
+                caught += out
+            else:
+                clean += 1
+                kept += not out
+        counts[left_out] = Counts(caught, humans, kept, clean)
+    return counts
+
+
+def _line(name: str, counts: dict[str, Counts]) -> str:
+    total = sum(counts.values(), Counts(0, 0, 0, 0))
+    pooled = (f"recall {total.caught}/{total.humans} = {total.caught / max(total.humans, 1):.3f}, "
+              f"keep-rate {total.kept}/{total.clean} = {total.kept / max(total.clean, 1):.3f}")
+    each = ", ".join(f"{split} {c.caught}/{c.humans} {c.kept}/{c.clean}" for split, c in counts.items())
+    return f"{name}: {pooled}  ({each})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.cross_validate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scores", nargs="+", help="evaluate --json output, one file per split")
+    parser.add_argument("--splits", required=True, help="the splits of those files, comma-separated (all spent)")
+    parser.add_argument("--features", action="append", default=[],
+                        help="DETECTOR.CLASS,... (repeat for each feature set; default: the default model's)")
+    parser.add_argument("--max_lost", default="0.2", help="comma-separated values to compare")
+    parser.add_argument("--margin", default="0.5", help="comma-separated values to compare")
+    parser.add_argument("--l2", type=float, default=0.1)
+    parser.add_argument("--max_clean_rejected", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    named = split_list(args.splits)
+    results = [json.loads(Path(path).read_bytes()) for path in args.scores]
+    seen = [result.get("split") for result in results]
+    if len(results) < 2 or sorted(seen) != sorted(named) or len(set(seen)) != len(seen):
+        parser.error(f"one scores file per split named in --splits (at least two); got {seen} for {named}")
+    feature_sets = [tuple(split_list(text)) for text in args.features] or [DEFAULT_FEATURES]
+    every = sorted({feature for features in feature_sets for feature in features})
+    splits = {result["split"]: labelled_scores(result, every) for result in results}
+    for path in args.scores:
+        print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
+    for features in feature_sets:
+        for max_lost in (float(v) for v in split_list(args.max_lost)):
+            for margin in (float(v) for v in split_list(args.margin)):
+                setting = Setting(tuple(features), args.l2, margin, max_lost, args.max_clean_rejected)
+                name = f"{'+'.join(f.split('.', 1)[0] for f in features)} max_lost={max_lost} margin={margin}"
+                print(_line(name, leave_one_split_out(splits, setting)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.detectors.fusion import parse_fusion
+from pipeline.photo_sets.cross_validate import Counts, Setting, leave_one_split_out, main
+from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+from pipeline.photo_sets.fit_fusion import fit, labelled_scores
+
+FEATURES = ("centerface.face", "ssdlite_person.person")
+SPLITS = ("tuning", "heldout", "heldout2")
+
+
+def synthetic(split: str, seed: int) -> dict:
+    """Scores for every labelled photo of a split that overlap between people and clean photos, so that
+    each left-out split has misses and losses to count."""
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for row in load_rows(split):
+        human = row.label in HUMAN_LABELS
+        scores[f"{row.package}:{row.member_path}"] = {
+            "centerface.face": float(rng.uniform(0.2, 1.0) if human else rng.uniform(0, 0.6)),
+            "ssdlite_person.person": float(rng.uniform(0.1, 0.9) if human else rng.uniform(0, 0.5))}
+    return {"split": split, "scores": scores}
+
+
+@pytest.fixture(scope="module")
+def results() -> list[dict]:
+    return [synthetic(split, seed) for seed, split in enumerate(SPLITS)]
+
+
+def test_each_left_out_split_is_decided_by_the_model_fit_fusion_writes_for_the_others(results):
+    setting = Setting(FEATURES, max_lost=0.15)
+    counts = leave_one_split_out({r["split"]: labelled_scores(r, FEATURES) for r in results}, setting)
+    assert list(counts) == list(SPLITS)
+    for left_out in SPLITS:
+        # The oracle: fit_fusion's own command path on the other splits, read back as the pipeline reads it.
+        others = [r for r in results if r["split"] != left_out]
+        model = fit(others, FEATURES, setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
+                    [r["split"] for r in others])
+        fusion = parse_fusion(json.dumps(model).encode(), "m")
+        rows, scores = labelled_scores(next(r for r in results if r["split"] == left_out), FEATURES)
+        out = [fusion.score(s) >= fusion.review_from for s in scores]
+        humans = [o for row, o in zip(rows, out, strict=True) if row.label in HUMAN_LABELS]
+        clean = [o for row, o in zip(rows, out, strict=True) if row.label not in HUMAN_LABELS]
+        assert counts[left_out] == Counts(sum(humans), len(humans), clean.count(False), len(clean))
+        assert 0 < counts[left_out].caught < counts[left_out].humans  # the data was made to overlap
+
+
+def test_more_room_for_losses_catches_at_least_as_many(results):
+    splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
+    tight = sum(leave_one_split_out(splits, Setting(FEATURES, max_lost=0.05)).values(), Counts(0, 0, 0, 0))
+    loose = sum(leave_one_split_out(splits, Setting(FEATURES, max_lost=0.3)).values(), Counts(0, 0, 0, 0))
+    assert loose.caught >= tight.caught and loose.kept <= tight.kept and loose.humans == tight.humans
+
+
+def test_the_command_prints_a_line_per_setting_and_refuses_unnamed_splits(results, tmp_path, capsys):
+    paths = []
+    for result in results:
+        path = tmp_path / f"{result['split']}.json"
+        path.write_text(json.dumps(result))
+        paths.append(str(path))
+    features = "--features=" + ",".join(FEATURES)
+    assert main([*paths, "--splits=" + ",".join(SPLITS), features, "--max_lost=0.1,0.2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert len(lines) == 2 and all("recall" in line and "heldout2" in line for line in lines)
+    for argv in ([*paths, "--splits=tuning,heldout", features], [paths[0], "--splits=tuning", features]):
+        with pytest.raises(SystemExit):
+            main(argv)
