@@ -155,13 +155,20 @@ def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
     from pipeline.release.datasheet import _heldout
 
     text = _heldout({"name": "fusion", "heldout": heldout_figures(builtin_fusion())})
-    # Today's model was fitted on the three earlier splits: heldout4 is its only held-out measurement.
+    # Today's model was fitted on the four earlier splits: heldout5 is its only held-out measurement.
+    assert (r"130 held-out labelled photographs (heldout5, 2026-12-01, images stored by "
+            r"--resize\_reducing\_gap=1.0") in text
+    assert "41/47" in text and "69/83" in text
+    assert "(heldout4, " not in text and "(heldout, " not in text
+    from pipeline.detectors.fusion import read_fusion
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v3.json"))  # the default until heldout5
+    text = _heldout({"name": "fusion", "heldout": heldout_figures(before)})
     assert "133 held-out labelled photographs (heldout4, 2026-11-30, images stored by a Lanczos resize" in text
     assert "35/40" in text and "63/84" in text and "62/84" in text
     assert r"(heldout4, 2026-12-01, images stored by --resize\_reducing\_gap=1.0" in text  # Markdown-escaped
-    assert "(heldout, " not in text
-    from pipeline.detectors.fusion import read_fusion
-    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    assert "41/47" in text and "67/83" in text  # and heldout5
 
     earlier = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v2.json"))
     text = _heldout({"name": "fusion", "heldout": heldout_figures(earlier)})

@@ -107,25 +107,37 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
-    # Fitted on the tuning split and the three earlier held-out splits: heldout4 is the one it has not seen.
+    # Fitted on the tuning split and the four earlier held-out splits: heldout5 is the one it has not seen.
     fusion = builtin_fusion()
-    assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
+    assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 + heldout4 splits")
     figures = heldout_figures(fusion)
-    # heldout4 scored twice: the images stored by the Lanczos-only resize, then by today's box-then-Lanczos
-    # rule; then heldout5, collected and frozen later.
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
-        ("heldout4", 133), ("heldout4", 133), ("heldout5", 130)]
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout5", 130)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84), (41, 47, 67, 83)]
-    assert "Lanczos resize of all decoded pixels" in figures[0]["stored_by"]
-    assert figures[1]["stored_by"].startswith("--resize_reducing_gap=1.0")
+            for f in figures] == [(41, 47, 69, 83)]
+    assert figures[0]["stored_by"].startswith("--resize_reducing_gap=1.0")
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
 
+def test_the_default_until_heldout5_keeps_its_record():
+    """models/fusion_v3.json, the default until heldout5 decided between it and today's (fitted on the
+    tuning split and the three splits before heldout4): heldout4 twice (two resize rules), then heldout5."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v3.json"))
+    assert before.detectors == builtin_fusion().detectors and before.sha256 != builtin_fusion().sha256
+    assert before.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
+    figures = heldout_figures(before)
+    assert [(f["split"], f["images"]) for f in figures] == [("heldout4", 133), ("heldout4", 133), ("heldout5", 130)]
+    assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84), (41, 47, 67, 83)]
+    assert "Lanczos resize of all decoded pixels" in figures[0]["stored_by"]
+    assert figures[1]["stored_by"].startswith("--resize_reducing_gap=1.0")
+
+
 def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
-    """models/fusion_v2.json, the default until heldout4 decided between it and today's (fitted on the
-    tuning split only): every held-out split, oldest first, in its own record."""
+    """models/fusion_v2.json, the default until heldout4 decided between it and fusion_v3.json (fitted on
+    the tuning split only): every held-out split, oldest first, in its own record."""
     from pipeline.detectors.registry import BUILTIN_REGISTRY
 
     before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v2.json"))
