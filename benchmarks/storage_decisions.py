@@ -10,7 +10,7 @@ A measurement of a storage rule's side effects, not a held-out figure: it uses e
 
     python -m pipeline.photo_sets.fetch DIR --split all
     .venv/bin/python -m benchmarks.storage_decisions --photos DIR --b draft_supersample=1
-        [--a draft_supersample=2] [--splits tuning,heldout,heldout2,heldout3]
+        [--a draft_supersample=2] [--splits tuning,heldout,heldout2,heldout3,heldout4]
 
 The README's comparison of the draft rules (Normalisation, "Decoding at the stored size") is this
 command's output of 2026-12-01, run then with heldout4 named as well (no decision changed there).
@@ -28,15 +28,15 @@ from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import score_stored, stored_as_a_run
 from pipeline.options import DRAFT_SUPERSAMPLE_RANGE, REDUCING_GAP_RANGE, valid_draft_supersample, valid_reducing_gap
+from pipeline.photo_sets.fetch import SPLITS as KNOWN_SPLITS
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 from pipeline.stages.image import ImageConfig
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
-KNOWN_SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4")
-# heldout4 is the one split the shipped fusion model has not seen: it is compared only when named, since
-# choosing a storage rule on it would spend it too.
-SPLITS = "tuning,heldout,heldout2,heldout3"
+# The newest split (heldout5 today) is the one the shipped fusion model is measured on: it is compared only
+# when named, since choosing a storage rule on it would spend it too.
+SPLITS = ",".join(KNOWN_SPLITS[:-1])
 
 
 @dataclass(frozen=True)

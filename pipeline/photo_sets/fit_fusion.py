@@ -177,13 +177,13 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
     # run would otherwise be fitted as absent (a score of 0), silently.
     missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]
     if missing:
-        raise SystemExit(f"fit_fusion: the {split} scores lack {len(missing)} labelled photo(s) of that split, "
+        raise SystemExit(f"the {split} scores lack {len(missing)} labelled photo(s) of that split, "
                          f"e.g. {', '.join(missing[:3])}: score the whole split (evaluate --photos DIR "
                          f"--split {split} --json FILE)")
     split_scores = [named[f"{row.package}:{row.member_path}"] for row in rows]
     absent = sorted({feature for one in split_scores for feature in features if feature not in one})
     if absent:
-        raise SystemExit(f"fit_fusion: the {split} scores have no {', '.join(absent)} for some photos: score "
+        raise SystemExit(f"the {split} scores have no {', '.join(absent)} for some photos: score "
                          f"them with the detectors --features names (evaluate --detectors)")
     return rows, split_scores
 
