@@ -220,3 +220,26 @@ def test_a_selection_the_default_model_does_not_cover_is_said_once(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "the default fusion model reads nanodet_person, not selected: per-detector thresholds decide; "
         "--fusion=FILE names a model for this selection (models/README.md)"]
+
+
+def test_the_pose_review_candidate_holds_what_pose_sees_and_changes_nothing_else():
+    """models/candidate_pose_review.json (the candidate for heldout6, models/README.md): MediaPipe's pose
+    detector beside the default fusion model, which does not read it, so its own band decides: pose >= 0.9
+    holds a photo for review whatever the fused score; below, the decision is the default's."""
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    registry = load_registry(str(BUILTIN_REGISTRY.parent / "candidate_pose_review.json"))
+    specs = select(registry, "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose")
+    rule = rule_for(specs, choose_fusion("default", specs))
+    assert rule.fusion == builtin_fusion()
+    # heldout5's man in a yellow jacket by a plane wreck: the fused score keeps him, pose holds him
+    wreck = {"centerface.face": 0.114, "ssdlite_person.person": 0.142, "open_nsfw.nsfw": 0.001,
+             "nanodet_person.person": 0.237}
+    assert rule_for(select(registry, "default"), builtin_fusion()).decide(wreck).decision == "kept"
+    held = rule.decide(wreck | {"mediapipe_pose.person": 0.962})
+    assert held.decision == "held" and "mediapipe_pose.person 0.962 >= 0.9" in held.detail
+    assert rule.decide(wreck | {"mediapipe_pose.person": 0.887}).decision == "kept"
+    assert rule.decide(wreck | {"mediapipe_pose.person": 1.0}).decision == "rejected"
+    strong = wreck | {"nanodet_person.person": 0.9, "mediapipe_pose.person": 0.1}
+    assert rule.decide(strong).decision == "rejected"  # the fused score still rejects on its own
