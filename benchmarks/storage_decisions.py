@@ -34,8 +34,8 @@ from pipeline.photo_sets.score import load_samples
 from pipeline.stages.image import ImageConfig
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
-# The newest split (heldout6 today, not yet scored) is kept for the next decision: it is compared only when
-# named, since choosing a storage rule on it would spend it.
+# The newest split (heldout6 today) is left out unless named: it is the freshest measurement of the shipped
+# decision, and a storage rule chosen on it would make it the rule's tuning data too.
 SPLITS = ",".join(KNOWN_SPLITS[:-1])
 
 

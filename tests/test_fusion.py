@@ -107,14 +107,14 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
-    # Fitted on the tuning split and the four earlier held-out splits: heldout5 is the one it has not seen.
+    # Fitted on the tuning split and the four earlier held-out splits: heldout5 and heldout6 it has not seen.
     fusion = builtin_fusion()
     assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 + heldout4 splits")
     figures = heldout_figures(fusion)
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout5", 130)]
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout5", 130), ("heldout6", 89)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(41, 47, 69, 83)]
-    assert figures[0]["stored_by"].startswith("--resize_reducing_gap=1.0")
+            for f in figures] == [(41, 47, 69, 83), (22, 24, 57, 64)]
+    assert all(f["stored_by"].startswith("--resize_reducing_gap=1.0") for f in figures)
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
@@ -128,9 +128,10 @@ def test_the_default_until_heldout5_keeps_its_record():
     assert before.detectors == builtin_fusion().detectors and before.sha256 != builtin_fusion().sha256
     assert before.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
     figures = heldout_figures(before)
-    assert [(f["split"], f["images"]) for f in figures] == [("heldout4", 133), ("heldout4", 133), ("heldout5", 130)]
+    assert [(f["split"], f["images"]) for f in figures] == [("heldout4", 133), ("heldout4", 133), ("heldout5", 130),
+                                                           ("heldout6", 89)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84), (41, 47, 67, 83)]
+            for f in figures] == [(35, 40, 63, 84), (35, 40, 62, 84), (41, 47, 67, 83), (22, 24, 55, 64)]
     assert "Lanczos resize of all decoded pixels" in figures[0]["stored_by"]
     assert figures[1]["stored_by"].startswith("--resize_reducing_gap=1.0")
 
@@ -145,11 +146,11 @@ def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
     assert before.fitted_on.startswith("tuning split of")
     figures = heldout_figures(before)
     assert [(f["split"], f["images"]) for f in figures] == [
-        ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133), ("heldout5", 130)]
+        ("heldout", 112), ("heldout2", 246), ("heldout3", 113), ("heldout4", 133), ("heldout5", 130), ("heldout6", 89)]
     assert [(f["recall"]["successes"], f["recall"]["n"]) for f in figures] == [(32, 32), (82, 89), (70, 72),
-                                                                                (35, 40), (41, 47)]
-    assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [(58, 77), (115, 152),
-                                                                                      (30, 38), (60, 84), (65, 83)]
+                                                                                (35, 40), (41, 47), (22, 24)]
+    assert [(f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
+        (58, 77), (115, 152), (30, 38), (60, 84), (65, 83), (52, 64)]
 
 
 def test_the_shipped_model_reads_the_defaults_and_nanodet_weighs_most():
@@ -185,7 +186,7 @@ def test_the_first_fusion_model_keeps_its_own_heldout_record():
     assert [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
             for f in figures] == [("heldout", 29, 32, 59, 77), ("heldout2", 76, 89, 107, 152),
                                   ("heldout3", 65, 72, 24, 38), ("heldout4", 34, 40, 59, 84),
-                                  ("heldout5", 41, 47, 65, 83)]
+                                  ("heldout5", 41, 47, 65, 83), ("heldout6", 23, 24, 50, 64)]
 
 
 def test_the_manifest_names_the_fusion_file_a_run_used():
