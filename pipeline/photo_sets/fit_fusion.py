@@ -235,8 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="DETECTOR.CLASS,...")
     parser.add_argument("--l2", type=float, default=0.1, help="ridge penalty on the weights")
     parser.add_argument("--margin", type=float, default=0.5, help="logit units below the weakest tuning human")
-    parser.add_argument("--max_lost", type=float, default=0.1, help="most clean images review may take")
-    parser.add_argument("--max_clean_rejected", type=float, default=0.02, help="most clean images rejected outright")
+    parser.add_argument("--max_lost", type=float, default=0.2,
+                        help="most clean images review may take (every shipped model: 0.2)")
+    parser.add_argument("--max_clean_rejected", type=float, default=0.05,
+                        help="most clean images rejected outright (every shipped model: 0.05)")
     parser.add_argument("--splits", default="tuning",
                         help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
                         "named here is used up: measure the model on a later one)")
