@@ -227,10 +227,17 @@ def test_the_pose_review_candidate_holds_what_pose_sees_and_changes_nothing_else
     """models/candidate_pose_review.json (the candidate for heldout6, models/README.md): MediaPipe's pose
     detector beside the default fusion model, which does not read it, so its own band decides: pose >= 0.9
     holds a photo for review whatever the fused score; below, the decision is the default's."""
-    from pipeline.detectors.decision import rule_for
-    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    import dataclasses
 
-    registry = load_registry(str(BUILTIN_REGISTRY.parent / "candidate_pose_review.json"))
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, read_registry
+
+    candidate = str(BUILTIN_REGISTRY.parent / "candidate_pose_review.json")
+    # The built-in pose entry itself (same file, sha256, input, decoder, tiles, opt-in), only its decision moved.
+    builtin_pose = read_registry(str(BUILTIN_REGISTRY))["mediapipe_pose"]
+    assert read_registry(candidate) == {"mediapipe_pose": dataclasses.replace(
+        builtin_pose, thresholds={"person": 1.0}, review_band={"person": 0.9})}
+    registry = load_registry(candidate)
     specs = select(registry, "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose")
     rule = rule_for(specs, choose_fusion("default", specs))
     assert rule.fusion == builtin_fusion()
@@ -244,3 +251,26 @@ def test_the_pose_review_candidate_holds_what_pose_sees_and_changes_nothing_else
     assert rule.decide(wreck | {"mediapipe_pose.person": 1.0}).decision == "rejected"
     strong = wreck | {"nanodet_person.person": 0.9, "mediapipe_pose.person": 0.1}
     assert rule.decide(strong).decision == "rejected"  # the fused score still rejects on its own
+
+
+def test_every_held_out_record_is_internally_consistent():
+    """Each entry of every models/fusion*_heldout.json: the rates and 95% intervals are those of its
+    counts (Wilson), the labels add up to the images, and recall counts the labels with a human."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+    from pipeline.photo_sets.fetch import HUMAN_LABELS
+    from pipeline.photo_sets.metrics import wilson
+
+    entries = [entry for path in sorted(BUILTIN_REGISTRY.parent.glob("fusion*_heldout.json"))
+               for entry in json.loads(path.read_text())["evaluations"]]
+    assert len(entries) >= 18
+    for entry in entries:
+        for key in ("recall", "keep_rate"):
+            figure = entry[key]
+            assert figure["rate"] == pytest.approx(figure["successes"] / figure["n"], abs=5e-5), entry["split"]
+            assert figure["ci95"] == pytest.approx(list(wilson(figure["successes"], figure["n"])), abs=5e-5)
+        if "labels" in entry:
+            labels = entry["labels"]
+            assert sum(labels.values()) == entry["images"], entry["split"]
+            assert entry["recall"]["n"] == sum(labels.get(label, 0) for label in HUMAN_LABELS)
+            assert entry["keep_rate"]["n"] == labels.get("no_person", 0)
+            assert len(entry["missed"]) == entry["recall"]["n"] - entry["recall"]["successes"]
