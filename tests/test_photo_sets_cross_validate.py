@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -89,7 +90,7 @@ def test_the_command_prints_the_pooled_counts_per_setting_and_refuses_unnamed_sp
 
 def test_depictions_count_neither_as_people_nor_as_clean_photographs(results):
     rows, scores = labelled_scores(results[0], FEATURES)
-    depiction = rows[0].__class__(**{**rows[0].__dict__, "label": "depiction"})
+    depiction = dataclasses.replace(rows[0], label="depiction")
     plain = {"a": (rows, scores), "b": labelled_scores(results[1], FEATURES)}
     with_depiction = {"a": ([*rows, depiction], [*scores, scores[0]]), "b": plain["b"]}
     setting = Setting(FEATURES)
