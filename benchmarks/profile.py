@@ -6,7 +6,8 @@ Three parts, all in this process:
   1. micro-profile: `stages/image.normalise` cut into its building blocks (and the fetcher),
      timed one image at a time: ms per image for fetch, decode, resize, blank check, encode, hashing,
      and the images per second a core manages (by CPU time): for the defaults and, on the same
-     downloads, for two other settings of the resize rule (RULES);
+     downloads, for two other settings of the resize rule (RULES); and for the defaults on 640 px
+     copies of the same photos, the size a run fetches from Flickr for --max_side 512;
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
      top functions by cumulative time (download threads are not profiled: cProfile sees one thread);
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
@@ -95,8 +96,8 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
 
     rgb = _timed(totals, "decode (checks, draft, load, sRGB)", decode)
     size = image_stage._target_size(rgb.width, rgb.height, cfg.max_side)
-    small = _timed(totals, "resize (box reduce, then Lanczos)", lambda: rgb.resize(
-        size, Image.Resampling.LANCZOS, reducing_gap=cfg.resize_reducing_gap or None))
+    small = _timed(totals, "resize (box reduce, then Lanczos)", image_stage._resize, rgb, size,
+                   cfg.resize_reducing_gap)
     _timed(totals, "blank check (64x64 stddev)", lambda: float(np.asarray(
         small.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32).std(axis=(0, 1)).max()))
 
@@ -123,9 +124,24 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
 
 # The image stage's rule (the defaults) and, measured on the same downloads in the same run, the two
 # settings a team might weigh against it (README, Normalisation): the plain Lanczos of all decoded pixels
-# (the rule until 2026-12-01) and decoding at the stored size (faster, at a loss of quality).
+# (the rule until 2026-12-01) and decoding at the stored size (faster, at a loss of quality). Last, the
+# defaults on what a run fetches from Flickr for --max_side 512: the same photos as 640 px copies (the
+# smallest size covering 512), which no rule reduces by an integer factor: a Lanczos resize of every pixel.
+FLICKR_COPY_SIDE = 640
 RULES = (("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
-         ("--draft_supersample=1", {"draft_supersample": 1}))
+         ("--draft_supersample=1", {"draft_supersample": 1}),
+         (f"defaults, {FLICKR_COPY_SIDE} px copies of the same photos (Flickr's size for 512)", {}))
+
+
+def flickr_copy(raw: bytes, side: int = FLICKR_COPY_SIDE) -> bytes:
+    """The photo at `side` px on its longer side, encoded as the corpus is (JPEG q88): what a Flickr
+    size such as `url_z` serves, made from the corpus's own 1024 px photo."""
+    img = Image.open(io.BytesIO(raw))
+    scale = side / max(img.size)
+    copy = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    copy.save(out, "JPEG", quality=88)
+    return out.getvalue()
 
 
 def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str, float]], Photo]:
@@ -140,13 +156,15 @@ def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str,
     phash_dhash(Image.new("L", (32, 32)))  # imports scipy once, outside every rule's figures
     per_rule: dict[str, dict[str, float]] = {}
     jpeg = b""  # the last stored JPEG of the defaults: the sample record's image
+    copies = [flickr_copy(raw) for raw in raws]
     for label, changes in RULES:
         rule = dataclasses.replace(cfg, **changes)
+        sources = copies if label == RULES[-1][0] else raws
         totals: dict[str, float] = defaultdict(float, fetched if label == "defaults" else {})
-        stored = [_normalise_in_steps(raw, rule, totals) for raw in raws]
+        stored = [_normalise_in_steps(raw, rule, totals) for raw in sources]
         if label == "defaults":
             jpeg = stored[-1]
-        for raw in raws:
+        for raw in sources:
             _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, rule)
         per_rule[label] = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}
     line = corpus.metadata.read_bytes().split(b"\n")[-2]  # the last photo's row

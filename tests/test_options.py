@@ -7,6 +7,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import options
 from pipeline.commands import flex_metadata
+from pipeline.io import work_cache
 from pipeline.io.work_cache import shaping_options
 from pipeline.options import OPTIONS, PassOptions, Role
 from pipeline.stages.image import ImageConfig
@@ -43,6 +44,14 @@ def test_every_option_that_shapes_the_stored_bytes_changes_the_cache_key():
         assert shaping_options(opts(flag)) != base, name
     assert shaping_options(opts("--fetch_threads=3", "--detectors=none")) == base  # not shaping bytes
     assert set(ImageConfig.__dataclass_fields__) <= set(options.SHAPES_BYTES)  # the image stage's whole config
+
+
+def test_a_new_version_of_the_storage_rule_changes_the_cache_key(monkeypatch):
+    """The same options under a storage rule that stores some source differently: nothing cached before it
+    may be taken, or a build resumed across the change would hold images stored under both rules."""
+    base = shaping_options(opts())
+    monkeypatch.setattr(work_cache, "STORAGE_RULE_VERSION", work_cache.STORAGE_RULE_VERSION + 1)
+    assert shaping_options(opts()) != base
 
 
 def test_the_flex_template_lists_exactly_the_public_options():

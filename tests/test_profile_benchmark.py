@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
-from benchmarks.profile import short_stage, timeline_phases
+import pytest
+from PIL import Image
+
+from benchmarks.corpus import distinct_photos
+from benchmarks.profile import flickr_copy, short_stage, timeline_phases
 
 # Shapes of the stage names Beam 2.77's FnApiRunner logs (fused steps, outermost first).
 NAMES = {
@@ -39,3 +43,11 @@ def test_a_run_whose_longest_stage_is_the_last_or_without_bundles_is_still_cut()
     assert [(label.split(":")[0], round(seconds, 2)) for label, seconds in timeline_phases(starts, 20.0)] == [
         ("start", 2.0), ("longest stage", 18.0)]
     assert timeline_phases([], 3.0)[0][1] == 3.0
+
+
+def test_the_flickr_copy_is_the_photo_at_640_px_on_its_longer_side():
+    """The micro-profile's last column stores what a run fetches for --max_side 512, not the 1024 px corpus."""
+    for raw in distinct_photos(6):
+        source, copy = Image.open(io.BytesIO(raw)), Image.open(io.BytesIO(flickr_copy(raw)))
+        assert copy.format == "JPEG" and max(copy.size) == 640
+        assert abs(copy.width / copy.height - source.width / source.height) < 0.01

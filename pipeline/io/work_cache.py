@@ -3,12 +3,12 @@ and decode again what it already had (`--cache=DIR`, local or gs://). `split_by_
 `WriteEntries` serve the detection stage's score cache the same way.
 
 Each normalised image is stored under a key made of the photo id, its download URL and every
-option that shapes the stored bytes; a later run with the same key takes the cached result and
-skips both the download and the decode. Normalisation is deterministic, so a resumed run writes
-the same release as an uninterrupted one. Entries are Parquet files written once per bundle
-under a fresh name (temporary file, then rename), so a worker killed mid-write leaves nothing
-half-written, and concurrent writers never collide. Only successes are cached: a failed download
-is tried again on the next run, which is what a transient error deserves.
+option that shapes the stored bytes (and the version of the storage code's rule); a later run with
+the same key takes the cached result and skips both the download and the decode. Normalisation is
+deterministic, so a resumed run writes the same release as an uninterrupted one. Entries are
+Parquet files written once per bundle under a fresh name (temporary file, then rename), so a worker
+killed mid-write leaves nothing half-written, and concurrent writers never collide. Only successes
+are cached: a failed download is tried again on the next run, which is what a transient error deserves.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.options import PassOptions, shaping
 from pipeline.records import Photo
 from pipeline.stage import StageOutput
+from pipeline.stages.image import STORAGE_RULE_VERSION
 
 CACHED_FIELDS = ("fetched_url", "download_sha256", "image", "sha256", "width", "height", "original_format",
                  "original_width", "original_height", "phash", "dhash")
@@ -40,8 +41,9 @@ MISS = "miss"
 
 
 def shaping_options(opts: PassOptions) -> str:
-    """Every option that changes which bytes are fetched or how they are stored (their role says so)."""
-    return json.dumps(shaping(opts), sort_keys=True, default=str)
+    """Every option that changes which bytes are fetched or how they are stored (their role says so), and
+    the version of the code's own storage rule."""
+    return json.dumps({**shaping(opts), "storage_rule_version": STORAGE_RULE_VERSION}, sort_keys=True, default=str)
 
 
 def cache_key(photo: Photo, shaping: str) -> str:
