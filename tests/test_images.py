@@ -421,6 +421,19 @@ def test_an_exact_2x_reduction_is_a_box_average_whatever_the_parity_of_the_short
     assert stored == normalise(raw, CFG)  # a 1024 px JPEG is decoded at full size by the default rule
 
 
+def test_a_drafted_jpeg_that_decodes_to_an_exact_multiple_is_box_averaged_and_cut_to_its_stored_size():
+    """4096 x 2731 decodes at 1/4 to 1024 x 683 (libjpeg rounds up), 2x the stored 512 x 341 (rounded from the
+    full size, 341.4): every stored pixel the mean of a 2x2 block of the drafted pixels, the half row cut."""
+    raw = encode(real_image("coffee.jpg").resize((4096, 2731)), "JPEG")
+    drafted = Image.open(io.BytesIO(raw))
+    drafted.draft("RGB", (4096 // 4, 2731 // 4))  # what normalise asks for
+    pixels = np.asarray(drafted.convert("RGB"))
+    assert pixels.shape == (683, 1024, 3)
+    stored = normalise(raw, CFG)
+    assert (stored.width, stored.height) == (512, 341)
+    assert stored.jpeg == _stored_like(Image.fromarray(_box_average(pixels, 2, (512, 341))), CFG)
+
+
 @settings(max_examples=60, deadline=None)
 @given(factor=st.integers(2, 4), stored_longer=st.integers(4, 24), shorter_share=st.floats(0.05, 1.0),
        portrait=st.booleans(), seed=st.integers(0, 2**32 - 1))

@@ -16,6 +16,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.photo_sets import score
 from pipeline.photo_sets.fetch import Row
+from pipeline.stages.image import STORAGE_RULE_VERSION
 
 
 def row_for(data: bytes, member_path: str, label: str) -> Row:
@@ -68,6 +69,7 @@ def test_evaluate_photos_command(photo_dir, tmp_path, capsys):
     assert "missed: pkg:pkg/red.jpg" in capsys.readouterr().out
     assert result["resize_reducing_gap"] == 1.0  # the record says how the scored images were stored
     assert result["stored_from"] == score.STORED_FROM  # ... and from what
+    assert result["storage_rule_version"] == STORAGE_RULE_VERSION  # ... and by which version of the rule
 
 
 def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tmp_path, capsys, monkeypatch):
@@ -92,11 +94,16 @@ def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tm
     assert json.loads(again.read_text())["stored_from"] == score.STORED_FROM
     del older["resize_reducing_gap"]  # a file from before the option: Lanczos only
     del older["stored_from"]  # ... and from before evaluation stored each file's own bytes
+    del older["storage_rule_version"]  # ... and from before the version of the storage rule was recorded
     out.write_text(json.dumps(older))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}",
                  f"--json={again}"]) == 1
     assert json.loads(again.read_text())["resize_reducing_gap"] == 0.0
     assert json.loads(again.read_text())["stored_from"] == score.DECODED_FIRST
+    assert json.loads(again.read_text())["storage_rule_version"] == 1  # a file from before it was recorded
+    out.write_text(json.dumps({**older, "storage_rule_version": "2"}))
+    assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
+    assert "storage_rule_version is '2', not a whole number" in capsys.readouterr().out
     out.write_text(json.dumps({**older, "resize_reducing_gap": "wide"}))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
     assert "resize_reducing_gap is 'wide', not a number" in capsys.readouterr().out

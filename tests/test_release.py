@@ -20,6 +20,7 @@ from pipeline.cli import main
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+from pipeline.stages.image import STORAGE_RULE_VERSION
 from tests.bad_images import crop_variant
 from tests.conftest import LOCAL, encode, real_image
 
@@ -91,6 +92,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
     manifest = json.loads((first / "manifest.json").read_text())
     assert manifest["release"] == "2020-09" and manifest["previous_release"] is None
     assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
+    assert manifest["storage_rule_version"] == STORAGE_RULE_VERSION  # which rule stored the images it adds
     assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
         "centerface", "ssdlite_person", "open_nsfw", "nanodet_person", "fusion"}
     fusion = next(m for m in manifest["models"] if m["name"] == "fusion")

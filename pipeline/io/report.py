@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import __version__
 from pipeline.io.files import read_bytes, write_json
 from pipeline.records import STAGES
+from pipeline.stages.image import STORAGE_RULE_VERSION
 
 STAGE_ORDER = STAGES  # the funnel's order
 
@@ -88,6 +89,9 @@ def write_report(tally: dict[str, Any], output: str, options: dict[str, Any], in
     manifest = {
         "name": "pass-pipeline dataset",
         "code_version": __version__,
+        # which version of the storage code's rule made the stored images added by this run (carried-over
+        # images keep the bytes their own release stored)
+        "storage_rule_version": STORAGE_RULE_VERSION,
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "inputs": {name: options.get(name) for name in inputs},
         "options": options,

@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import pickle
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.evaluation import Sample, score_set
 from pipeline.photo_sets.fetch import Row, load_rows, sha256_hex
 from pipeline.photo_sets.metrics import evaluate_rows
-from pipeline.stages.image import ImageConfig
+from pipeline.stages.image import STORAGE_RULE_VERSION, ImageConfig
 
 MAX_ARRAY_BYTES = 64_000_000
 
@@ -85,12 +86,23 @@ STORED_FROM = "each file's own bytes, as a run stores a download"
 DECODED_FIRST = "pixels decoded first (evaluate before 2026-12-01)"
 
 
+@dataclass(frozen=True)
+class Storage:
+    """How the scored images were stored: what a record keeps so that scores are never mistaken for
+    those of another storage rule."""
+
+    resize_reducing_gap: float
+    stored_from: str
+    storage_rule_version: int
+
+
 def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
-                   ) -> tuple[list[dict[str, float]], float, str]:
+                   ) -> tuple[list[dict[str, float]], Storage]:
     """Each row's scores from an earlier `evaluate --json` of the same split, refused when an image
-    or a selected detector's score is missing from it; the resize rule its images were stored by
-    (a file from before the option was made by the Lanczos-only resize: 0); and what they were stored
-    from (a file from before `stored_from` was recorded: pixels decoded first)."""
+    or a selected detector's score is missing from it; and how its images were stored: the resize rule
+    (a file from before the option was made by the Lanczos-only resize: 0), from what (a file from
+    before `stored_from` was recorded: pixels decoded first) and by which version of the storage code's
+    rule (a file from before the version was recorded: 1)."""
     earlier = json.loads(path.read_text())
     gap = earlier.get("resize_reducing_gap", 0.0)
     if isinstance(gap, bool) or not isinstance(gap, int | float):
@@ -98,6 +110,9 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     stored_from = earlier.get("stored_from", DECODED_FIRST)
     if not isinstance(stored_from, str):
         raise PhotoSetError(f"{path}: stored_from is {stored_from!r}, not a text")
+    version = earlier.get("storage_rule_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise PhotoSetError(f"{path}: storage_rule_version is {version!r}, not a whole number")
     named = earlier["scores"]
     wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
     out = []
@@ -106,7 +121,7 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
         if scores is None or not wanted <= set(scores):
             raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
         out.append({name: float(value) for name, value in scores.items() if name in wanted})
-    return out, float(gap), stored_from
+    return out, Storage(float(gap), stored_from, version)
 
 
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,
@@ -115,12 +130,11 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
     rows = load_rows(split)
     if scores_from:
         # the rule the earlier scores' images were stored by, and from what, not this call's
-        scores, reducing_gap, stored_from = earlier_scores(Path(scores_from), rows, specs)
+        scores, storage = earlier_scores(Path(scores_from), rows, specs)
     else:
         scores = score_set(load_samples(photos, rows), specs, runtime, max_side, reducing_gap)
-        stored_from = STORED_FROM
+        storage = Storage(reducing_gap, STORED_FROM, STORAGE_RULE_VERSION)
     result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
-    result["resize_reducing_gap"] = reducing_gap  # how the scored images were stored
-    result["stored_from"] = stored_from
+    result.update(asdict(storage))  # how the scored images were stored
     return result
