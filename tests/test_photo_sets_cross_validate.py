@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.detectors.fusion import parse_fusion
+from pipeline.photo_sets import cross_validate
 from pipeline.photo_sets.cross_validate import Counts, Setting, leave_one_split_out, main
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 from pipeline.photo_sets.fit_fusion import fit, labelled_scores
@@ -95,3 +96,62 @@ def test_depictions_count_neither_as_people_nor_as_clean_photographs(results):
     with_depiction = {"a": ([*rows, depiction], [*scores, scores[0]]), "b": plain["b"]}
     setting = Setting(FEATURES)
     assert leave_one_split_out(with_depiction, setting)["a"] == leave_one_split_out(plain, setting)["a"]
+
+
+def either_detector(split: str, seed: int) -> dict:
+    """Scores where a person is what either detector sees clearly and the other misses, and a clean photo
+    is what both see weakly: an OR that no weighted sum of the two separates (two weak scores add up to
+    about one clear score and one missed), and that monotone trees learn. Few distinct values, each its
+    own bin of the trees' histograms (with hundreds of distinct values a bin may straddle the gap between
+    clean and human and blur the edge)."""
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for row in load_rows(split):
+        if row.label in HUMAN_LABELS:
+            clear, missed = rng.choice([0.85, 0.9, 0.95, 0.99]), rng.choice([0.001, 0.01, 0.02, 0.05])
+            pair = (clear, missed) if rng.random() < 0.5 else (missed, clear)
+        else:
+            pair = tuple(rng.choice([0.3, 0.4, 0.5, 0.6, 0.7], size=2))
+        scores[f"{row.package}:{row.member_path}"] = dict(zip(FEATURES, map(float, pair), strict=True))
+    return {"split": split, "scores": scores}
+
+
+def test_monotone_trees_learn_what_a_weighted_sum_cannot():
+    """The oracle is the rule that made the data: every left-out person caught and every clean photo kept
+    by the trees; the logistic, at the same options, loses clean photos or people."""
+    splits = {split: labelled_scores(either_detector(split, seed), FEATURES) for seed, split in enumerate(SPLITS)}
+    trees = sum(leave_one_split_out(splits, Setting(FEATURES, model="monotone_trees")).values(), Counts(0, 0, 0, 0))
+    line = sum(leave_one_split_out(splits, Setting(FEATURES)).values(), Counts(0, 0, 0, 0))
+    assert (trees.caught, trees.kept) == (trees.humans, trees.clean)
+    assert line.caught < line.humans or line.kept < line.clean
+
+
+def test_the_trees_never_take_a_photo_in_because_a_detector_scores_it_higher(results):
+    """Monotone like the logistic's non-negative weights: raising any one score never keeps a photo that
+    was taken out."""
+    rows, scores = labelled_scores(results[0], FEATURES)
+    takes_out = cross_validate._fit(rows, scores, Setting(FEATURES, model="monotone_trees", max_lost=0.3))
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        one = dict(zip(FEATURES, map(float, rng.uniform(0, 1, size=len(FEATURES))), strict=True))
+        higher = {**one, FEATURES[int(rng.integers(len(FEATURES)))]: float(rng.uniform(0, 1))}
+        if all(higher[f] >= one[f] for f in FEATURES) and takes_out(one):
+            assert takes_out(higher)
+
+
+def test_the_command_compares_models_and_refuses_an_unknown_one(results, tmp_path, capsys):
+    paths = []
+    for result in results:
+        path = tmp_path / f"{result['split']}.json"
+        path.write_text(json.dumps(result))
+        paths.append(str(path))
+    args = [*paths, "--splits=" + ",".join(SPLITS), "--features=" + ",".join(FEATURES), "--l2=0.1,1.0"]
+    assert main([*args, "--model=logistic,monotone_trees"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    # two logistic lines (one per l2), one for the trees (no l2 to vary)
+    assert [line.split(":")[0].rsplit(" ", 1)[-1] for line in lines] == ["l2=0.1", "l2=1.0", "monotone_trees"]
+    splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
+    total = sum(leave_one_split_out(splits, Setting(FEATURES, model="monotone_trees")).values(), Counts(0, 0, 0, 0))
+    assert f"recall {total.caught}/{total.humans} " in lines[2] and f"keep-rate {total.kept}/{total.clean} " in lines[2]
+    with pytest.raises(SystemExit):
+        main([*args, "--model=forest"])

@@ -12,6 +12,10 @@ measuring the one model finally chosen.
         --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person" \\
         --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person,mediapipe_palm.hand"
 
+`--model=logistic,monotone_trees` also compares gradient-boosted trees constrained to be monotone in
+every score (scikit-learn, the `eval` extra) with the logistic a run uses: a measurement of what a
+non-linear fusion would gain; no run can decide with trees yet.
+
 Prints one line per setting: pooled recall (images with a human held or rejected) and keep-rate
 (no_person images kept), then each left-out split's counts. Like `fit_fusion`, every split must be
 named in `--splits` (each one named is spent) and at least two are needed.
@@ -21,8 +25,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +36,14 @@ import numpy as np
 from pipeline.detectors.fusion import Fusion
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
-from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, design, fit_model, labelled_scores
+from pipeline.photo_sets.fit_fusion import (
+    DEFAULT_FEATURES,
+    choose_thresholds,
+    design,
+    fit_model,
+    label_weights,
+    labelled_scores,
+)
 
 
 @dataclass(frozen=True)
@@ -48,25 +60,58 @@ class Counts:
                       self.clean + other.clean)
 
 
+MODELS = ("logistic", "monotone_trees")
+
+
 @dataclass(frozen=True)
 class Setting:
     """What a fit is given besides the photographs: the features and `fit_fusion`'s options (the same
-    defaults as the shipped model's fit)."""
+    defaults as the shipped model's fit), and the kind of model: `logistic`, the one a run can use
+    (`fit_fusion`'s), or `monotone_trees`, a measurement only (no run can decide with it yet)."""
 
     features: tuple[str, ...]
     l2: float = 0.1
     margin: float = 0.5
     max_lost: float = 0.2
     max_clean_rejected: float = 0.05
+    model: str = "logistic"
 
 
-def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> Fusion:
+# Takes a photo out (held or rejected) from its scores.
+Decider = Callable[[dict[str, float]], bool]
+
+
+def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> Decider:
     # fit_model is fit's core without the per-detector ablation refits, which a comparison never reads.
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
-    model = fit_model(design(scores, setting.features), y, [row.label for row in rows], setting.features,
+    labels = [row.label for row in rows]
+    if setting.model == "monotone_trees":
+        return _fit_trees(design(scores, setting.features), y, labels, setting)
+    model = fit_model(design(scores, setting.features), y, labels, setting.features,
                       setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected, scores)
-    return Fusion(features=setting.features, weights=tuple(model["weights"]), bias=model["bias"],
-                  reject_at=model["reject_at"], review_from=model["review_from"])
+    fusion = Fusion(features=setting.features, weights=tuple(model["weights"]), bias=model["bias"],
+                    reject_at=model["reject_at"], review_from=model["review_from"])
+    return lambda one: fusion.score(one) >= fusion.review_from
+
+
+def _fit_trees(x: np.ndarray, y: np.ndarray, labels: list[str], setting: Setting) -> Decider:
+    """Gradient-boosted trees over the same features (logits of the scores), constrained to be monotone:
+    a higher score from any detector never makes a photo look less human, as with the logistic's
+    non-negative weights; but a tree can weigh one detector by another (a weak NanoDet box counts more
+    beside a pose), which a weighted sum cannot. Weighted by label as the logistic is, and its review
+    threshold chosen by the same rule on its own scores of the photographs it was fitted on (trees fit
+    those more closely than a line: at the same `--max_lost` they lose more clean photographs elsewhere,
+    so compare the two at equal keep-rates). scikit-learn (the `eval` extra) is imported only here."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    trees = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.05, early_stopping=False,
+                                           monotonic_cst=[1] * x.shape[1], random_state=0)
+    trees.fit(x, y, sample_weight=label_weights(labels))
+    fitted = trees.predict_proba(x)[:, 1]
+    review_from, _ = choose_thresholds(fitted[y == 1], fitted[y == 0], setting.margin, setting.max_lost,
+                                       setting.max_clean_rejected)
+    features = setting.features
+    return lambda one: float(trees.predict_proba(design([one], features))[0, 1]) >= review_from
 
 
 def leave_one_split_out(splits: dict[str, tuple[list[Row], list[dict[str, float]]]],
@@ -78,10 +123,10 @@ def leave_one_split_out(splits: dict[str, tuple[list[Row], list[dict[str, float]
     for left_out, (test_rows, test_scores) in splits.items():
         rows = [row for split, (some, _) in splits.items() if split != left_out for row in some]
         scores = [one for split, (_, some) in splits.items() if split != left_out for one in some]
-        model = _fit(rows, scores, setting)
+        takes_out = _fit(rows, scores, setting)
         caught = kept = humans = clean = 0
         for row, one in zip(test_rows, test_scores, strict=True):
-            out = model.score(one) >= model.review_from
+            out = takes_out(one)
             if row.label in HUMAN_LABELS:
                 humans += 1
                 caught += out
@@ -111,7 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--margin", default="0.5", help="comma-separated values to compare")
     parser.add_argument("--l2", default="0.1", help="comma-separated values to compare")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05)
+    parser.add_argument("--model", default="logistic",
+                        help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees: a "
+                             "measurement only, needs scikit-learn)")
     args = parser.parse_args(argv)
+    models = split_list(args.model)
+    if not models or any(model not in MODELS for model in models):
+        parser.error(f"--model: {args.model!r}, choose from {', '.join(MODELS)}")
     named = split_list(args.splits)
     results = [json.loads(Path(path).read_bytes()) for path in args.scores]
     seen = [result.get("split") for result in results]
@@ -122,12 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     splits = {result["split"]: labelled_scores(result, every) for result in results}
     for path in args.scores:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
-    for features in feature_sets:
+    for model, features in itertools.product(models, feature_sets):
         for max_lost in (float(v) for v in split_list(args.max_lost)):
             for margin in (float(v) for v in split_list(args.margin)):
-                for l2 in (float(v) for v in split_list(args.l2)):
-                    setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected)
-                    name = f"{'+'.join(features)} max_lost={max_lost} margin={margin} l2={l2}"
+                # l2 is the logistic's penalty: the trees have none to vary
+                for l2 in (float(v) for v in split_list(args.l2)) if model == "logistic" else (0.1,):
+                    setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model)
+                    name = f"{'+'.join(features)} max_lost={max_lost} margin={margin}" + (
+                        f" l2={l2}" if model == "logistic" else f" {model}")
                     print(_line(name, leave_one_split_out(splits, setting)))
     return 0
 
