@@ -101,7 +101,8 @@ def _fit_trees(x: np.ndarray, y: np.ndarray, labels: list[str], setting: Setting
     beside a pose), which a weighted sum cannot. Weighted by label as the logistic is, and its review
     threshold chosen by the same rule on its own scores of the photographs it was fitted on (trees fit
     those more closely than a line: at the same `--max_lost` they lose more clean photographs elsewhere,
-    so compare the two at equal keep-rates). scikit-learn (the `eval` extra) is imported only here."""
+    so compare the two along their curves, at equal recall or keep-rate). scikit-learn (the `eval`
+    extra) is imported only here."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     trees = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.05, early_stopping=False,
