@@ -16,7 +16,14 @@ import apache_beam as beam
 from apache_beam.pvalue import AsList
 
 from pipeline import __version__
-from pipeline.detectors.fusion import Fusion, builtin_fusion, check_overrides, choose_fusion, heldout_figures
+from pipeline.detectors.fusion import (
+    Fusion,
+    builtin_fusion,
+    check_overrides,
+    choose_fusion,
+    heldout_figures,
+    model_summary,
+)
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
@@ -156,7 +163,7 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
                         "license": "fitted by this project (pipeline/photo_sets/fit_fusion.py)",
                         "thresholds": {"reject_at": fusion.reject_at},
                         "review_band": {"review_from": fusion.review_from},
-                        "features": list(fusion.features), "weights": list(fusion.weights), "bias": fusion.bias,
+                        "features": list(fusion.features), **model_summary(fusion),
                         "heldout": heldout_figures(fusion)})
     return entries
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.detectors.decision import HELD, KEPT, REJECTED, rule_for
-from pipeline.detectors.fusion import Fusion
+from pipeline.detectors.fusion import Fusion, TreeNode
 from pipeline.detectors.registry import RegistryError, load_registry, select
 
 SPECS = select(load_registry(), "centerface,ssdlite_person,open_nsfw")
@@ -76,3 +76,26 @@ def test_certainly_human_is_found_both_ways_and_never_with_a_negative_weight():
     # ...but a person score still to come could pull it under: not certain.
     assert not rule_for(SPECS, negative).certainly_human(seen)
     assert rule_for(SPECS, negative).decide({**seen, "ssdlite_person.person": 0.9999}).decision == KEPT
+
+
+# Monotone trees over the same two scores (the shape of tests/test_fusion.py's hand-made model).
+TREES = Fusion(HUMAN, (), 0.0, 0.8, 0.3, trees=(
+    (TreeNode(0, 0.0, 1, 2, 0.0), TreeNode(-1, 0.0, 0, 0, -1.0), TreeNode(1, 1.0, 3, 4, 0.0),
+     TreeNode(-1, 0.0, 0, 0, 1.0), TreeNode(-1, 0.0, 0, 0, 4.0)),
+    (TreeNode(1, -2.0, 1, 2, 0.0), TreeNode(-1, 0.0, 0, 0, -2.0), TreeNode(-1, 0.0, 0, 0, 0.5))),
+    baseline=-1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seen=st.dictionaries(st.sampled_from(HUMAN), st.floats(0.0, 1.0)), nsfw=st.floats(0.0, 0.49))
+def test_certainly_human_under_monotone_trees_exactly_when_every_completion_is_rejected(seen, nsfw):
+    """The same oracle for a trees model: monotone, so a partial set of scores already at `reject_at` is
+    rejected whatever the rest adds, and one below it is not certain."""
+    assert TREES.monotone
+    rule = rule_for(SPECS, TREES)
+    partial = {**seen, "open_nsfw.nsfw": nsfw}
+    completions = [{**partial, **{name: max(partial.get(name, 0.0), value) for name, value in zip(HUMAN, values,
+                                                                                                 strict=True)}}
+                   for values in itertools.product(GRID, repeat=len(HUMAN))]
+    every = all(rule.decide(full)[:2] == (REJECTED, "human") for full in completions)
+    assert rule.certainly_human(partial) == every

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from pipeline.detectors.fusion import (
     read_fusion,
     sigmoid,
 )
-from pipeline.detectors.registry import RegistryError, load_registry, select
+from pipeline.detectors.registry import BUILTIN_REGISTRY, RegistryError, load_registry, select
 
 MODEL = {"features": ["a.face", "b.person"], "weights": [1.0, 2.0], "bias": -1.0, "reject_at": 0.8,
          "review_from": 0.4}
@@ -274,3 +275,125 @@ def test_every_held_out_record_is_internally_consistent():
             assert entry["recall"]["n"] == sum(labels.get(label, 0) for label in HUMAN_LABELS)
             assert entry["keep_rate"]["n"] == labels.get("no_person", 0)
             assert len(entry["missed"]) == entry["recall"]["n"] - entry["recall"]["successes"]
+
+
+# A trees model by hand: one tree splitting a.face at logit 0 (score 0.5), then b.person at logit 1, and a
+# stump; every split keeps its left leaves at or below its right ones.
+TREES = {"features": ["a.face", "b.person"], "baseline": -2.0, "reject_at": 0.8, "review_from": 0.4, "trees": [
+    [[0, 0.0, 1, 2, 0.0],
+     [-1, 0.0, 0, 0, -1.0],
+     [1, 1.0, 3, 4, 0.0],
+     [-1, 0.0, 0, 0, 1.0],
+     [-1, 0.0, 0, 0, 4.0]],
+    [[-1, 0.0, 0, 0, 0.5]]]}
+
+
+def test_a_trees_model_walks_each_tree_on_the_logits_and_adds_the_leaves():
+    fusion = parse_fusion(json.dumps(TREES).encode(), "t.json")
+    assert fusion.kind == "monotone_trees" and fusion.monotone and fusion.weights == ()
+    assert fusion.score({}) == pytest.approx(sigmoid(-2.0 - 1.0 + 0.5))  # missing scores count as 0
+    assert fusion.score({"a.face": 0.6, "b.person": 0.5}) == pytest.approx(sigmoid(-2.0 + 1.0 + 0.5))
+    assert fusion.score({"a.face": 0.6, "b.person": 0.9}) == pytest.approx(sigmoid(-2.0 + 4.0 + 0.5))
+    assert fusion.score({"a.face": 0.5, "b.person": 0.99}) == pytest.approx(sigmoid(-2.0 - 1.0 + 0.5))  # <= goes left
+    assert "fused" in fusion.explain({"a.face": 0.6, "b.person": 0.9})
+
+
+FIELDS = ("feature", "threshold", "left", "right", "value")
+
+
+def _node(tree: int, index: int, **change) -> dict:
+    trees = json.loads(json.dumps(TREES["trees"]))
+    for name, value in change.items():
+        trees[tree][index][FIELDS.index(name)] = value
+    return {"trees": trees}
+
+
+@pytest.mark.parametrize("change, message", [
+    (_node(0, 3, value=5.0), "not monotone"),  # a leaf on the left of b.person's split above the right one
+    (_node(0, 1, value=2.0), "not monotone"),  # a.face's left leaf above the leaves on its right
+    (_node(0, 0, left=0), "children must come after it"),  # a loop
+    (_node(0, 2, right=9), "children must come after it"),
+    (_node(0, 2, feature=2), "splits on feature 2 of 2"),
+    (_node(0, 4, value=float("inf")), "finite"),
+    ({"trees": [[]]}, "no nodes"),
+    (_node(0, 2, left=3.0), "not a whole number"),
+    ({"trees": [[[0, 0.0, 1, 2]]]}, "not a fusion model"),  # a node of four fields
+    ({"baseline": float("nan")}, "finite"),
+    ({"baseline": None}, "not a fusion model"),
+])
+def test_bad_trees_are_refused_with_the_reason(change, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_fusion(json.dumps(TREES | change).encode(), "t.json")
+
+
+def test_a_deep_tree_is_checked_and_walked_without_recursion():
+    """A file of 50,000 nested splits (hostile or not) is checked and scored in loops, never a RecursionError:
+    split k (a.face's logit above k goes right) has a leaf worth k on its left, the next split on its right."""
+    depth = 50_000
+    nodes = []
+    for k in range(depth):
+        nodes += [[0, float(k), 2 * k + 1, 2 * k + 2, 0.0],
+                  [-1, 0.0, 0, 0, float(k)]]
+    nodes.append([-1, 0.0, 0, 0, float(depth)])
+    fusion = parse_fusion(json.dumps(TREES | {"trees": [nodes]}).encode(), "t.json")
+    # logit(0.9999) = 9.21: right at splits 0..9, left at split 10
+    assert fusion.score({"a.face": 0.9999}) == pytest.approx(sigmoid(-2.0 + 10.0))
+    nodes[3][4] = float(depth + 1)  # the leaf left of split 1 now above everything on its right
+    with pytest.raises(RegistryError, match="not monotone"):
+        parse_fusion(json.dumps(TREES | {"trees": [nodes]}).encode(), "t.json")
+
+
+CANDIDATE_TREES = BUILTIN_REGISTRY.parent / "candidate_trees.json"
+# Filled by the pipeline's last step (the local runner runs it in this process; a module-level dict, unlike
+# a closure, is the same object there).
+TREES_OUTCOMES: dict[str, str] = {}
+
+
+def _record_trees(pairs: list[tuple[str, str]]) -> None:
+    TREES_OUTCOMES.update(pairs)
+
+
+def test_the_trees_candidate_decides_in_the_detect_stage_as_its_rule_does_on_the_same_scores():
+    """models/candidate_trees.json (models/README.md): read as a run reads --fusion, monotone, over the
+    default detectors; in the Detect stage every photograph gets the decision the rule gives on its
+    scores, and a rejection names the fused score."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+
+    from pipeline.detectors.decision import KEPT, rule_for
+    from pipeline.evaluation import score_stored
+    from pipeline.stages.detect import Detect
+    from tests.conftest import local_pipeline, photo, runtime
+
+    trees = read_fusion(str(CANDIDATE_TREES))
+    assert trees.kind == "monotone_trees" and trees.monotone and len(trees.trees) == 150
+    specs = select(load_registry(), "default")
+    assert trees.detectors == {spec.name for spec in specs}
+    photos = sorted((Path(__file__).parent / "photos").glob("*.jpg"))[:6]
+    inputs = [photo(path.stem, image=path.read_bytes()) for path in photos]
+    TREES_OUTCOMES.clear()
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect(specs, runtime(max_batch=4), fusion=trees)
+        kept = out.kept | "kept" >> beam.Map(lambda ph: (ph.photo_id, "kept"))
+        taken_out = out.rejected | "out" >> beam.Map(lambda r: (r.photo_id, f"{r.reason}|{r.detail}"))
+        decided = (kept, taken_out) | beam.Flatten()
+        assert_that(decided, _record_trees)
+    rule = rule_for(specs, trees)
+    expected = {}
+    for path, scores in zip(photos, score_stored([path.read_bytes() for path in photos], specs, runtime()),
+                            strict=True):
+        verdict = rule.decide(scores)
+        expected[path.stem] = "kept" if verdict.decision == KEPT else verdict.reason
+    assert {name: outcome.split("|")[0] for name, outcome in TREES_OUTCOMES.items()} == expected
+    assert all("fused" in outcome for outcome in TREES_OUTCOMES.values() if outcome.startswith("human"))
+    assert set(expected.values()) - {"kept"}, "the sample should hold a photograph the trees take out"
+
+
+def test_the_manifest_records_a_trees_model_by_kind_and_number_not_weights():
+    from pipeline.build import models_of
+    from pipeline.options import PassOptions
+
+    entry = next(m for m in models_of(PassOptions([f"--fusion={CANDIDATE_TREES}"])) if m["name"] == "fusion")
+    assert (entry["file"], entry["sha256"]) == ("candidate_trees.json", read_fusion(str(CANDIDATE_TREES)).sha256)
+    assert entry["kind"] == "monotone_trees" and entry["trees"] == 150 and "weights" not in entry
+    assert entry["heldout"] is None  # measured on no split it was not fitted on

@@ -160,3 +160,65 @@ def test_a_scores_file_missing_a_photo_or_a_feature_is_refused_not_fitted_as_zer
         assert not (tmp_path / "x.json").exists()
     source.write_text(json.dumps({"split": "tuning", "scores": scores}))
     assert main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person"]) == 0
+
+
+def test_the_trees_the_pipeline_reads_give_scikit_learns_own_probabilities():
+    """The oracle is scikit-learn's predict_proba, for the same fit: the file keeps every tree, leaf and
+    threshold, and the pipeline walks them as scikit-learn does (a value equal to a threshold goes left)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from pipeline.photo_sets.fit_fusion import TREE_SETTINGS, label_weights, trees_of
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 3, size=(400, 3))
+    y = (np.maximum(x[:, 0], x[:, 1]) + 0.5 * x[:, 2] + rng.normal(size=400) > 2).astype(float)
+    labels = ["person" if one else "no_person" for one in y]
+    baseline, trees = trees_of(x, y, labels)
+    fusion = parse_fusion(json.dumps({"features": ["a.x", "b.x", "c.x"], "baseline": baseline, "trees": trees,
+                                      "reject_at": 1.0, "review_from": 1.0}).encode(), "trees")
+    reference = HistGradientBoostingClassifier(monotonic_cst=[1, 1, 1], **TREE_SETTINGS)
+    reference.fit(x, y, sample_weight=label_weights(labels))
+    probe = np.vstack([rng.normal(0, 3, size=(300, 3)),
+                       [[trees[0][0][1]] * 3]])  # exactly on a threshold
+    probe = np.clip(probe, logit(0.0), logit(1.0))  # logits of clipped scores: the range the pipeline feeds
+    scores = [{f: sigmoid(v) for f, v in zip(("a.x", "b.x", "c.x"), row, strict=True)} for row in probe]
+    ours = np.array([fusion.score(one) for one in scores])
+    inputs = np.array([[logit(one[f]) for f in ("a.x", "b.x", "c.x")] for one in scores])
+    assert np.abs(ours - reference.predict_proba(inputs)[:, 1]).max() < 1e-9
+    # monotone: raising any one score never lowers the fused score
+    for one in scores[:100]:
+        for feature in one:
+            assert fusion.score({**one, feature: min(1.0, one[feature] + 0.2)}) >= fusion.score(one) - 1e-12
+
+
+def test_the_command_fits_trees_and_records_them_as_a_model_the_pipeline_reads(tmp_path):
+    rows = load_rows("tuning")
+    rng = np.random.default_rng(2)
+    scores = {}
+    for row in rows:
+        human = row.label in HUMAN_LABELS
+        scores[f"{row.package}:{row.member_path}"] = {
+            "centerface.face": float(rng.uniform(0.4, 1.0) if human else rng.uniform(0, 0.6)),
+            "ssdlite_person.person": float(rng.uniform(0.3, 1.0) if human else rng.uniform(0, 0.5))}
+    source = tmp_path / "tuning.json"
+    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    out = tmp_path / "trees.json"
+    assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person",
+                 "--model=monotone_trees", "--max_lost=0.3"]) == 0
+    model = json.loads(out.read_text())
+    fusion = parse_fusion(out.read_bytes(), str(out))
+    assert fusion.kind == "monotone_trees" and len(fusion.trees) == 150 and model["kind"].startswith("monotone")
+    assert model["options"]["trees"]["max_depth"] == 3 and "l2" not in model["options"]
+    assert {name: other.kind for name, other in fusion.ablation} == {"centerface": "monotone_trees",
+                                                                     "ssdlite_person": "monotone_trees"}
+    # The figures the fit records are those the pipeline's own reading of the file gives.
+    humans = [scores[f"{r.package}:{r.member_path}"] for r in rows if r.label in HUMAN_LABELS]
+    clean = [scores[f"{r.package}:{r.member_path}"] for r in rows if r.label == "no_person"]
+    assert model["tuning"]["recall"] == round(sum(fusion.score(s) >= fusion.review_from for s in humans)
+                                              / len(humans), 4)
+    assert model["tuning"]["keep_rate"] == round(sum(fusion.score(s) < fusion.review_from for s in clean)
+                                                 / len(clean), 4)
+    again = tmp_path / "again.json"
+    assert main([str(source), str(again), "--features=centerface.face,ssdlite_person.person",
+                 "--model=monotone_trees", "--max_lost=0.3"]) == 0
+    assert again.read_bytes() == out.read_bytes()  # deterministic

@@ -60,13 +60,12 @@ class DecisionRule:
     def certainly_human(self, scores: Mapping[str, float]) -> bool:
         """Whether these (possibly partial) scores already reject the photo as human whatever the
         views and detectors not seen yet would add: a per-detector human threshold reached, or the
-        fused score at `reject_at` with every weight non-negative (a file given with --fusion may
-        have a negative weight, and then only a complete set of scores decides)."""
+        fused score at `reject_at` from a monotone model (non-negative weights, or trees: a file given
+        with --fusion may have a negative weight, and then only a complete set of scores decides)."""
         if self._hits(scores, "human_classes", band=False):
             return True
         fusion = self.fusion
-        return (fusion is not None and all(weight >= 0 for weight in fusion.weights)
-                and fusion.score(scores) >= fusion.reject_at)
+        return fusion is not None and fusion.monotone and fusion.score(scores) >= fusion.reject_at
 
     def decide(self, scores: Mapping[str, float]) -> Verdict:
         nsfw = self._hits(scores, "nsfw_classes", band=False)

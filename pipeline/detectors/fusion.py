@@ -16,6 +16,17 @@ fitted by `python -m pipeline.photo_sets.fit_fusion` on labelled photographs (th
 and held-out splits only once they are spent: a model is measured on a split it was not fitted on).
 Its two thresholds play the roles the per-detector thresholds played: `reject_at`
 rejects as `human`, [`review_from`, `reject_at`) holds for review.
+
+A model file may instead hold gradient-boosted trees over the same logits ("trees": each a list of
+nodes [feature, threshold, left, right, value], feature -1 for a leaf; "baseline": the log-odds they
+start from; `fit_fusion --model=monotone_trees`):
+
+    fused = sigmoid(baseline + sum_t leaf_t(logit(clip(score))))
+
+where a tree can weigh one detector by another. Every split must keep the leaves on its left at or
+below those on its right, checked when the file is read: then a higher score from any detector never
+lowers the fused score, as with the logistic's non-negative weights (the Detect stage relies on it to
+decide from partial scores).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +59,28 @@ def sigmoid(x: float) -> float:
 
 
 @dataclass(frozen=True)
+class TreeNode:
+    """One node of a fusion tree: a split (`feature` >= 0: go `left` when the feature's logit is at most
+    `threshold`, else `right`) or a leaf (`feature` = -1) adding `value` to the log-odds."""
+
+    feature: int
+    threshold: float
+    left: int
+    right: int
+    value: float
+
+
+Tree = tuple[TreeNode, ...]  # node 0 is the root
+
+
+def tree_value(tree: Tree, x: Sequence[float]) -> float:
+    node = tree[0]
+    while node.feature >= 0:
+        node = tree[node.left] if x[node.feature] <= node.threshold else tree[node.right]
+    return node.value
+
+
+@dataclass(frozen=True)
 class Fusion:
     features: tuple[str, ...]  # "<detector>.<class>" score names, in the order of `weights`
     weights: tuple[float, ...]
@@ -59,22 +92,40 @@ class Fusion:
     file: str = ""  # the file's name (not its folder), as the manifest records it
     # Per detector, the model refitted on the same tuning images without it: the ablation table.
     ablation: tuple[tuple[str, Fusion], ...] = ()
+    # A trees model (then `weights` is empty and `bias` unused): its trees and the log-odds they start from.
+    trees: tuple[Tree, ...] = ()
+    baseline: float = 0.0
 
     def without(self, detector: str) -> Fusion | None:
         return dict(self.ablation).get(detector)
 
     @property
+    def kind(self) -> str:
+        return "monotone_trees" if self.trees else "logistic"
+
+    @property
     def detectors(self) -> frozenset[str]:
         return frozenset(feature.split(".", 1)[0] for feature in self.features)
 
+    @property
+    def monotone(self) -> bool:
+        """Whether a higher score from any detector can only raise the fused score: non-negative weights,
+        or trees (checked when read)."""
+        return bool(self.trees) or all(weight >= 0 for weight in self.weights)
+
     def score(self, scores: Mapping[str, float]) -> float:
         """The fused probability of a person. A missing score counts as 0 (the detector saw nothing)."""
+        if self.trees:
+            x = [logit(scores.get(f, 0.0)) for f in self.features]
+            return sigmoid(self.baseline + sum(tree_value(tree, x) for tree in self.trees))
         return sigmoid(self.bias + sum(w * logit(scores.get(f, 0.0)) for f, w in zip(self.features, self.weights,
                                                                                     strict=True)))
 
     def explain(self, scores: Mapping[str, float]) -> str:
-        """The fused score and the detectors' scores behind it, strongest pull first: the rejection detail."""
-        pulls = sorted(((w * logit(scores.get(f, 0.0)), f) for f, w in zip(self.features, self.weights, strict=True)),
+        """The fused score and the detectors' scores behind it, strongest pull first (for trees, which have
+        no one weight per detector: highest score first): the rejection detail."""
+        weights = self.weights or (1.0,) * len(self.features)
+        pulls = sorted(((w * logit(scores.get(f, 0.0)), f) for f, w in zip(self.features, weights, strict=True)),
                        reverse=True)
         # A missing score counts as 0 but is named as such: the Detect stage skips a detector for a
         # photo already rejected as human (decision.py), and the detail must not read as "saw nothing".
@@ -82,18 +133,87 @@ class Fusion:
         return f"fused {self.score(scores):.3f} ({parts})"
 
 
+def model_summary(fusion: Fusion) -> dict[str, Any]:
+    """What a manifest or an evaluation record says of the model beside its sha256: a logistic's weights
+    and bias (as always), or, for trees, their kind and number (the file itself, named by its sha256,
+    holds them)."""
+    if fusion.trees:
+        return {"kind": fusion.kind, "trees": len(fusion.trees), "baseline": fusion.baseline}
+    return {"weights": list(fusion.weights), "bias": fusion.bias}
+
+
+def _tree(raw: Any) -> Tree:
+    """A tree as the file holds it: a list of nodes, each [feature, threshold, left, right, value]."""
+    nodes = []
+    for node in raw:
+        feature, threshold, left, right, value = node
+        nodes.append(TreeNode(feature=_whole(feature), threshold=float(threshold), left=_whole(left),
+                              right=_whole(right), value=float(value)))
+    return tuple(nodes)
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a whole number")
+    return value
+
+
+def _leaf_ranges(tree: Tree) -> list[tuple[float, float]]:
+    """Per node, (lowest, highest) leaf value under it; children come after their parent (checked first),
+    so one pass from the last node up fills them without recursion, however deep the tree."""
+    ranges: list[tuple[float, float]] = [(0.0, 0.0)] * len(tree)
+    for index in range(len(tree) - 1, -1, -1):
+        node = tree[index]
+        if node.feature < 0:
+            ranges[index] = (node.value, node.value)
+        else:
+            (low_left, high_left), (low_right, high_right) = ranges[node.left], ranges[node.right]
+            ranges[index] = (min(low_left, low_right), max(high_left, high_right))
+    return ranges
+
+
+def _tree_problems(trees: tuple[Tree, ...], features: int) -> list[str]:
+    """What makes these trees unusable: a node pointing outside its tree or back up it (children come
+    after their parent, so every walk ends), a split on no feature, a number that is not finite, or a split
+    whose left leaves are not all at or below its right ones (the fused score would not be monotone)."""
+    for number, tree in enumerate(trees):
+        if not tree:
+            return [f"tree {number} has no nodes"]
+        for index, node in enumerate(tree):
+            if not all(math.isfinite(v) for v in (node.threshold, node.value)):
+                return [f"tree {number} node {index}: threshold and value must be finite numbers"]
+            if node.feature < 0:
+                continue
+            if node.feature >= features:
+                return [f"tree {number} node {index} splits on feature {node.feature} of {features}"]
+            if not index < node.left < len(tree) or not index < node.right < len(tree):
+                return [f"tree {number} node {index}: children must come after it, inside the tree"]
+        ranges = _leaf_ranges(tree)
+        for index, node in enumerate(tree):
+            if node.feature >= 0 and ranges[node.left][1] > ranges[node.right][0]:
+                return [f"tree {number} node {index}: a leaf on the left above one on the right (not monotone)"]
+    return []
+
+
 def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
     try:
+        trees = tuple(_tree(tree) for tree in raw.get("trees") or ())
         fusion = Fusion(features=tuple(str(f) for f in raw["features"]),
-                        weights=tuple(float(w) for w in raw["weights"]), bias=float(raw["bias"]),
+                        weights=() if trees else tuple(float(w) for w in raw["weights"]),
+                        bias=0.0 if trees else float(raw["bias"]),
                         reject_at=float(raw["reject_at"]), review_from=float(raw["review_from"]),
                         sha256=digest, fitted_on=str(raw.get("fitted_on", "")),
                         ablation=tuple((str(name), _model(dict(other), digest, f"{where}: ablation {name}"))
-                                       for name, other in sorted(dict(raw.get("ablation") or {}).items())))
+                                       for name, other in sorted(dict(raw.get("ablation") or {}).items())),
+                        trees=trees, baseline=float(raw["baseline"]) if trees else 0.0)
     except (KeyError, TypeError, ValueError) as err:
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}") from None
     problems = []
-    if len(fusion.features) != len(fusion.weights) or not fusion.features:
+    if fusion.trees:
+        problems += _tree_problems(fusion.trees, len(fusion.features))
+        if not math.isfinite(fusion.baseline):
+            problems.append("baseline must be a finite number")
+    elif len(fusion.features) != len(fusion.weights) or not fusion.features:
         problems.append("features and weights must be non-empty lists of the same length")
     if any("." not in feature for feature in fusion.features):
         problems.append("each feature is DETECTOR.CLASS")

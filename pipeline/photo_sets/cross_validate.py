@@ -13,8 +13,8 @@ measuring the one model finally chosen.
         --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person,mediapipe_palm.hand"
 
 `--model=logistic,monotone_trees` also compares gradient-boosted trees constrained to be monotone in
-every score (scikit-learn, the `eval` extra) with the logistic a run uses: a measurement of what a
-non-linear fusion would gain; no run can decide with trees yet.
+every score (scikit-learn, the `eval` extra; `fit_fusion --model=monotone_trees` writes them) with the
+logistic every shipped model is.
 
 Prints one line per setting: pooled recall (images with a human held or rejected) and keep-rate
 (no_person images kept), then each left-out split's counts. Like `fit_fusion`, every split must be
@@ -33,15 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.detectors.fusion import Fusion
+from pipeline.detectors.fusion import Fusion, parse_fusion
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 from pipeline.photo_sets.fit_fusion import (
     DEFAULT_FEATURES,
-    choose_thresholds,
     design,
     fit_model,
-    label_weights,
+    fit_trees_model,
     labelled_scores,
 )
 
@@ -66,8 +65,8 @@ MODELS = ("logistic", "monotone_trees")
 @dataclass(frozen=True)
 class Setting:
     """What a fit is given besides the photographs: the features and `fit_fusion`'s options (the same
-    defaults as the shipped model's fit), and the kind of model: `logistic`, the one a run can use
-    (`fit_fusion`'s), or `monotone_trees`, a measurement only (no run can decide with it yet)."""
+    defaults as the shipped model's fit), and the kind of model `fit_fusion --model` fits: `logistic`
+    (every shipped model) or `monotone_trees`."""
 
     features: tuple[str, ...]
     l2: float = 0.1
@@ -86,7 +85,7 @@ def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> D
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
     labels = [row.label for row in rows]
     if setting.model == "monotone_trees":
-        return _fit_trees(design(scores, setting.features), y, labels, setting)
+        return _fit_trees(design(scores, setting.features), y, labels, setting, scores)
     model = fit_model(design(scores, setting.features), y, labels, setting.features,
                       setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected, scores)
     fusion = Fusion(features=setting.features, weights=tuple(model["weights"]), bias=model["bias"],
@@ -94,25 +93,16 @@ def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> D
     return lambda one: fusion.score(one) >= fusion.review_from
 
 
-def _fit_trees(x: np.ndarray, y: np.ndarray, labels: list[str], setting: Setting) -> Decider:
-    """Gradient-boosted trees over the same features (logits of the scores), constrained to be monotone:
-    a higher score from any detector never makes a photo look less human, as with the logistic's
-    non-negative weights; but a tree can weigh one detector by another (a weak NanoDet box counts more
-    beside a pose), which a weighted sum cannot. Weighted by label as the logistic is, and its review
-    threshold chosen by the same rule on its own scores of the photographs it was fitted on (trees fit
-    those more closely than a line: at the same `--max_lost` they lose more clean photographs elsewhere,
-    so compare the two along their curves, at equal recall or keep-rate). scikit-learn (the `eval`
-    extra) is imported only here."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    trees = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.05, early_stopping=False,
-                                           monotonic_cst=[1] * x.shape[1], random_state=0)
-    trees.fit(x, y, sample_weight=label_weights(labels))
-    fitted = trees.predict_proba(x)[:, 1]
-    review_from, _ = choose_thresholds(fitted[y == 1], fitted[y == 0], setting.margin, setting.max_lost,
-                                       setting.max_clean_rejected)
-    features = setting.features
-    return lambda one: float(trees.predict_proba(design([one], features))[0, 1]) >= review_from
+def _fit_trees(x: np.ndarray, y: np.ndarray, labels: list[str], setting: Setting,
+               scores: list[dict[str, float]]) -> Decider:
+    """Exactly the trees `fit_fusion --model=monotone_trees` writes (fit_trees_model), read back as the
+    pipeline reads a model file. Trees fit the photographs they are fitted on more closely than a line:
+    at the same `--max_lost` they lose more clean photographs elsewhere, so compare the two along their
+    curves, at equal recall or keep-rate."""
+    model = fit_trees_model(x, y, labels, setting.features, setting.margin, setting.max_lost,
+                            setting.max_clean_rejected, scores)
+    fusion = parse_fusion(json.dumps(model).encode(), "the fitted trees")
+    return lambda one: fusion.score(one) >= fusion.review_from
 
 
 def leave_one_split_out(splits: dict[str, tuple[list[Row], list[dict[str, float]]]],
@@ -158,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--l2", default="0.1", help="comma-separated values to compare")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05)
     parser.add_argument("--model", default="logistic",
-                        help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees: a "
-                             "measurement only, needs scikit-learn)")
+                        help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees "
+                             "needs scikit-learn)")
     args = parser.parse_args(argv)
     models = split_list(args.model)
     if not models or any(model not in MODELS for model in models):

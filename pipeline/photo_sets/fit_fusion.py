@@ -34,6 +34,11 @@ weights moved scores by up to 6e-6) flipped it (held -> rejected, three photos o
 
 Everything needed to reproduce the fit (the score file's sha256, the options, tuning figures) is
 written into the model file.
+
+`--model=monotone_trees` fits gradient-boosted trees over the same logits instead (scikit-learn, the
+`eval` extra; depth 3, 150 rounds, every feature constrained to raise the score, the same label
+weights), with the same thresholds chosen on the scores the pipeline's own reading of the trees gives;
+the file holds each tree's nodes (`pipeline/detectors/fusion.py`). No shipped default is trees.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.detectors.fusion import Fusion, logit, sigmoid
+from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 
@@ -168,6 +173,45 @@ def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequenc
                        "keep_rate": round(float((clean < review_from).mean()), 4)}}
 
 
+# The trees' settings: shallow, slow, many, no early stopping (deterministic for a given input), every
+# feature constrained to raise the score (monotone, as the file is checked to be when read).
+TREE_SETTINGS = {"max_depth": 3, "max_iter": 150, "learning_rate": 0.05, "early_stopping": False, "random_state": 0}
+KINDS = {"logistic": "logistic over logit(clip(score, 1e-4, 1 - 1e-4))",
+         "monotone_trees": "monotone gradient-boosted trees over logit(clip(score, 1e-4, 1 - 1e-4))"}
+
+
+def trees_of(x: np.ndarray, y: np.ndarray, labels: list[str]) -> tuple[float, list[list[list]]]:
+    """Gradient-boosted trees (scikit-learn, the `eval` extra: imported only here) fitted on `x` with the
+    logistic's label weights: (baseline log-odds, trees as lists of nodes), in the file's form."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(monotonic_cst=[1] * x.shape[1], **TREE_SETTINGS)
+    model.fit(x, y, sample_weight=label_weights(labels))
+    trees = []
+    for (predictor,) in model._predictors:  # one tree per round for two classes
+        # [feature, threshold, left, right, value] (fusion.py), feature -1 for a leaf
+        trees.append([[-1 if node["is_leaf"] else int(node["feature_idx"]), float(node["num_threshold"]),
+                       int(node["left"]), int(node["right"]), float(node["value"])] for node in predictor.nodes])
+    return float(np.asarray(model._baseline_prediction).ravel()[0]), trees
+
+
+def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], margin: float,
+                    max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]]) -> dict:
+    """`fit_model` for trees: the same thresholds, chosen on the scores the pipeline's own reading of
+    the written trees gives."""
+    baseline, trees = trees_of(x, y, labels)
+    model = parse_fusion(json.dumps({"features": list(features), "baseline": baseline, "trees": trees,
+                                     "reject_at": 1.0, "review_from": 1.0}).encode(), "the fitted trees")
+    fused = np.array([model.score(s) for s in scores], dtype=np.float64)
+    humans, clean = fused[y == 1], fused[y == 0]
+    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
+    return {"features": list(features), "baseline": baseline, "trees": trees,
+            "review_from": review_from, "reject_at": reject_at,
+            "tuning": {"recall": round(float((humans >= review_from).mean()), 4),
+                       "recall_rejected": round(float((humans >= reject_at).mean()), 4),
+                       "keep_rate": round(float((clean < review_from).mean()), 4)}}
+
+
 def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], list[dict[str, float]]]:
     """The rows of one `evaluate --json` result's split that a fit uses (images with a human and
     no_person images, in the CSV's order) and their scores; refused when a photo or a feature is missing."""
@@ -189,7 +233,7 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
 
 
 def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
-        max_clean_rejected: float, splits: Sequence[str] = ("tuning",)) -> dict:
+        max_clean_rejected: float, splits: Sequence[str] = ("tuning",), kind: str = "logistic") -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
     detector refitted the same way without that detector's scores (a detector earns its place when
     the decision without it, chosen on the same tuning images, does worse on the held-out ones).
@@ -208,21 +252,27 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
         scores += split_scores
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
-    settings = (l2, margin, max_lost, max_clean_rejected)
-    model = fit_model(design(scores, features), y, labels, features, *settings, scores)
+    def one(names: Sequence[str]) -> dict:
+        if kind == "monotone_trees":
+            return fit_trees_model(design(scores, names), y, labels, names, margin, max_lost, max_clean_rejected,
+                                   scores)
+        return fit_model(design(scores, names), y, labels, names, l2, margin, max_lost, max_clean_rejected, scores)
+
+    model = one(features)
     ablation = {}
     for detector in sorted({feature.split(".", 1)[0] for feature in features}):
         rest = [feature for feature in features if feature.split(".", 1)[0] != detector]
         if rest:
-            ablation[detector] = fit_model(design(scores, rest), y, labels, rest, *settings, scores)
+            ablation[detector] = one(rest)
+    options = {"l2": l2} if kind == "logistic" else {"trees": TREE_SETTINGS}
     return {
-        "kind": "logistic over logit(clip(score, 1e-4, 1 - 1e-4))",
+        "kind": KINDS[kind],
         **model,
         "fitted_on": (f"{' + '.join(seen)} split{'s' if len(seen) > 1 else ''} of pipeline/photo_sets/labels.csv: "
                       f"{int(y.sum())} images with a human, {int((1 - y).sum())} no_person; scores sha256 "
                       + ", ".join(f"{result.get('_sha256', '')}" + (f" ({result['split']})" if len(seen) > 1 else "")
                                   for result in results)),
-        "options": {"l2": l2, "margin": margin, "max_lost": max_lost, "max_clean_rejected": max_clean_rejected},
+        "options": {**options, "margin": margin, "max_lost": max_lost, "max_clean_rejected": max_clean_rejected},
         "ablation": ablation,
     }
 
@@ -239,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="most clean images review may take (every shipped model: 0.2)")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05,
                         help="most clean images rejected outright (every shipped model: 0.05)")
+    parser.add_argument("--model", default="logistic", choices=sorted(KINDS),
+                        help="logistic (every shipped model) or monotone_trees (needs scikit-learn)")
     parser.add_argument("--splits", default="tuning",
                         help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
                         "named here is used up: measure the model on a later one)")
@@ -250,9 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
     model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,
-                split_list(args.splits))
-    Path(args.out).write_text(json.dumps(model, indent=1) + "\n")
-    print(json.dumps({k: model[k] for k in ("features", "weights", "bias", "review_from", "reject_at", "tuning")}))
+                split_list(args.splits), args.model)
+    # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
+    text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
+    Path(args.out).write_text(text + "\n")
+    shown = ("features", "weights", "bias") if args.model == "logistic" else ("features", "baseline")
+    print(json.dumps({k: model[k] for k in (*shown, "review_from", "reject_at", "tuning")}))
     return 0
 
 

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 from pipeline.detectors.decision import HELD, KEPT, REJECTED, rule_for
-from pipeline.detectors.fusion import Fusion
+from pipeline.detectors.fusion import Fusion, model_summary
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 
@@ -111,8 +111,8 @@ def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs
         "thresholds": {spec.name: spec.thresholds for spec in specs},
         "review_band": {spec.name: spec.review_band for spec in specs},
         "fusion": None if fusion is None else {
-            "sha256": fusion.sha256, "features": list(fusion.features), "weights": list(fusion.weights),
-            "bias": fusion.bias, "reject_at": fusion.reject_at, "review_from": fusion.review_from},
+            "sha256": fusion.sha256, "features": list(fusion.features), **model_summary(fusion),
+            "reject_at": fusion.reject_at, "review_from": fusion.review_from},
         "combined": rates(rows, decisions),
         "per_detector": {spec.name: rates(rows, [decide([spec], s) for s in scores]) for spec in specs},
         "ablation": {f"without {spec.name}": rates(rows, [decide([o for o in specs if o is not spec], s,
