@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import math
@@ -317,6 +318,14 @@ def _node(tree: int, index: int, **change) -> dict:
     (_node(0, 4, value=float("inf")), "finite"),
     ({"trees": [[]]}, "no nodes"),
     (_node(0, 2, left=3.0), "not a whole number"),
+    (_node(0, 2, threshold="1.5"), "not a number"),
+    (_node(0, 4, value=True), "not a number"),
+    (_node(0, 2, feature=-7), "-1 marks a leaf"),
+    ({"trees": []}, "non-empty list of trees"),
+    ({"weights": [1.0, 1.0]}, "no weights or bias"),
+    ({"features": []}, "non-empty list of distinct features"),
+    ({"features": ["a.face", "a.face"]}, "distinct features"),
+    ({"baseline": 10 ** 400}, "OverflowError"),
     ({"trees": [[[0, 0.0, 1, 2]]]}, "not a fusion model"),  # a node of four fields
     ({"baseline": float("nan")}, "finite"),
     ({"baseline": None}, "not a fusion model"),
@@ -397,3 +406,17 @@ def test_the_manifest_records_a_trees_model_by_kind_and_number_not_weights():
     assert (entry["file"], entry["sha256"]) == ("candidate_trees.json", read_fusion(str(CANDIDATE_TREES)).sha256)
     assert entry["kind"] == "monotone_trees" and entry["trees"] == 150 and "weights" not in entry
     assert entry["heldout"] is None  # measured on no split it was not fitted on
+
+
+def test_a_json_file_nested_beyond_the_parser_is_refused_as_a_model_not_a_crash():
+    with pytest.raises(RegistryError, match="not a fusion model"):
+        parse_fusion(b"[" * 100_000 + b"]" * 100_000, "deep.json")
+
+
+def test_trees_built_in_code_are_monotone_only_when_they_are():
+    """`monotone` checks the trees themselves: the Detect stage decides from partial scores only then."""
+    good = parse_fusion(json.dumps(TREES).encode(), "t.json")
+    assert good.monotone
+    flipped = dataclasses.replace(good, trees=(tuple(dataclasses.replace(node, value=-node.value)
+                                                     for node in good.trees[0]), good.trees[1]))
+    assert not flipped.monotone

@@ -36,6 +36,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from pipeline.detectors.registry import BUILTIN_REGISTRY, DetectorSpec, RegistryError, resolve_file
@@ -107,11 +108,14 @@ class Fusion:
     def detectors(self) -> frozenset[str]:
         return frozenset(feature.split(".", 1)[0] for feature in self.features)
 
-    @property
+    @cached_property
     def monotone(self) -> bool:
         """Whether a higher score from any detector can only raise the fused score: non-negative weights,
-        or trees (checked when read)."""
-        return bool(self.trees) or all(weight >= 0 for weight in self.weights)
+        or trees whose every split keeps its left leaves at or below its right ones (checked here too, not
+        only when a file is read: a model may be built in code)."""
+        if self.trees:
+            return not _tree_problems(self.trees, len(self.features))
+        return all(weight >= 0 for weight in self.weights)
 
     def score(self, scores: Mapping[str, float]) -> float:
         """The fused probability of a person. A missing score counts as 0 (the detector saw nothing)."""
@@ -147,8 +151,10 @@ def _tree(raw: Any) -> Tree:
     nodes = []
     for node in raw:
         feature, threshold, left, right, value = node
-        nodes.append(TreeNode(feature=_whole(feature), threshold=float(threshold), left=_whole(left),
-                              right=_whole(right), value=float(value)))
+        if _whole(feature) < -1:
+            raise ValueError(f"feature {feature}: -1 marks a leaf, 0 and up a feature")
+        nodes.append(TreeNode(feature=feature, threshold=_real(threshold), left=_whole(left), right=_whole(right),
+                              value=_real(value)))
     return tuple(nodes)
 
 
@@ -156,6 +162,13 @@ def _whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
     return value
+
+
+def _real(value: Any) -> float:
+    """A JSON number as a float; text and booleans are refused (float("1.5") and float(True) would pass)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
 
 
 def _leaf_ranges(tree: Tree) -> list[tuple[float, float]]:
@@ -196,8 +209,11 @@ def _tree_problems(trees: tuple[Tree, ...], features: int) -> list[str]:
 
 
 def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
+    is_trees = "trees" in raw
+    if is_trees and (not isinstance(raw["trees"], list) or not raw["trees"] or "weights" in raw or "bias" in raw):
+        raise RegistryError(f"{where}: a trees model holds a non-empty list of trees and no weights or bias")
     try:
-        trees = tuple(_tree(tree) for tree in raw.get("trees") or ())
+        trees = tuple(_tree(tree) for tree in raw["trees"]) if is_trees else ()
         fusion = Fusion(features=tuple(str(f) for f in raw["features"]),
                         weights=() if trees else tuple(float(w) for w in raw["weights"]),
                         bias=0.0 if trees else float(raw["bias"]),
@@ -205,14 +221,16 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
                         sha256=digest, fitted_on=str(raw.get("fitted_on", "")),
                         ablation=tuple((str(name), _model(dict(other), digest, f"{where}: ablation {name}"))
                                        for name, other in sorted(dict(raw.get("ablation") or {}).items())),
-                        trees=trees, baseline=float(raw["baseline"]) if trees else 0.0)
-    except (KeyError, TypeError, ValueError) as err:
+                        trees=trees, baseline=_real(raw["baseline"]) if trees else 0.0)
+    except (KeyError, TypeError, ValueError, OverflowError) as err:  # a 400-digit number overflows a float
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}") from None
     problems = []
     if fusion.trees:
         problems += _tree_problems(fusion.trees, len(fusion.features))
         if not math.isfinite(fusion.baseline):
             problems.append("baseline must be a finite number")
+        if not fusion.features or len(set(fusion.features)) != len(fusion.features):
+            problems.append("a trees model reads a non-empty list of distinct features")
     elif len(fusion.features) != len(fusion.weights) or not fusion.features:
         problems.append("features and weights must be non-empty lists of the same length")
     if any("." not in feature for feature in fusion.features):
@@ -229,8 +247,8 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
 def parse_fusion(data: bytes, where: str) -> Fusion:
     try:
         raw = json.loads(data)
-    except ValueError as err:
-        raise RegistryError(f"{where}: not a fusion model: {err}") from None
+    except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands of levels deep
+        raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}"[:300]) from None
     if not isinstance(raw, dict):
         raise RegistryError(f"{where}: not a fusion model: a JSON object is expected")
     return _model(raw, hashlib.sha256(data).hexdigest(), where)
