@@ -50,6 +50,15 @@ HUMAN = ("centerface.face", "ssdlite_person.person")
 GRID = (0.0, 0.1, 0.3, 0.6, 0.9, 1.0)
 
 
+def every_completion_rejected(rule, partial: dict[str, float]) -> bool:
+    """The oracle: every way the human scores not seen yet could come out (each can only rise, to any value
+    of a grid, or stay), decided in full, is rejected as human."""
+    completions = [{**partial, **{name: max(partial.get(name, 0.0), value) for name, value in zip(HUMAN, values,
+                                                                                                 strict=True)}}
+                   for values in itertools.product(GRID, repeat=len(HUMAN))]
+    return all(rule.decide(full)[:2] == (REJECTED, "human") for full in completions)
+
+
 @settings(max_examples=300, deadline=None)
 @given(seen=st.dictionaries(st.sampled_from(HUMAN), st.floats(0.0, 1.0)), nsfw=st.floats(0.0, 0.49))
 def test_certainly_human_exactly_when_every_completion_is_rejected_as_human(seen, nsfw):
@@ -58,11 +67,7 @@ def test_certainly_human_exactly_when_every_completion_is_rejected_as_human(seen
     skips an nsfw detector), so they are fixed here, below the nsfw threshold."""
     rule = rule_for(SPECS, FUSION)
     partial = {**seen, "open_nsfw.nsfw": nsfw}
-    completions = [{**partial, **{name: max(partial.get(name, 0.0), value) for name, value in zip(HUMAN, values,
-                                                                                                 strict=True)}}
-                   for values in itertools.product(GRID, repeat=len(HUMAN))]
-    every = all(rule.decide(full)[:2] == (REJECTED, "human") for full in completions)
-    assert rule.certainly_human(partial) == every
+    assert rule.certainly_human(partial) == every_completion_rejected(rule, partial)
 
 
 def test_certainly_human_is_found_both_ways_and_never_with_a_negative_weight():
@@ -94,8 +99,4 @@ def test_certainly_human_under_monotone_trees_exactly_when_every_completion_is_r
     assert TREES.monotone
     rule = rule_for(SPECS, TREES)
     partial = {**seen, "open_nsfw.nsfw": nsfw}
-    completions = [{**partial, **{name: max(partial.get(name, 0.0), value) for name, value in zip(HUMAN, values,
-                                                                                                 strict=True)}}
-                   for values in itertools.product(GRID, repeat=len(HUMAN))]
-    every = all(rule.decide(full)[:2] == (REJECTED, "human") for full in completions)
-    assert rule.certainly_human(partial) == every
+    assert rule.certainly_human(partial) == every_completion_rejected(rule, partial)

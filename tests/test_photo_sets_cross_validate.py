@@ -68,12 +68,18 @@ def test_more_room_for_losses_catches_at_least_as_many(results):
     assert loose.caught >= tight.caught and loose.kept <= tight.kept and loose.humans == tight.humans
 
 
-def test_the_command_prints_the_pooled_counts_per_setting_and_refuses_unnamed_splits(results, tmp_path, capsys):
+def written(results: list[dict], folder) -> list[str]:
+    """Each split's scores as the file `evaluate --json` writes, by path."""
     paths = []
     for result in results:
-        path = tmp_path / f"{result['split']}.json"
+        path = folder / f"{result['split']}.json"
         path.write_text(json.dumps(result))
         paths.append(str(path))
+    return paths
+
+
+def test_the_command_prints_the_pooled_counts_per_setting_and_refuses_unnamed_splits(results, tmp_path, capsys):
+    paths = written(results, tmp_path)
     features = "--features=" + ",".join(FEATURES)
     assert main([*paths, "--splits=" + ",".join(SPLITS), features, "--max_lost=0.1,0.2"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
@@ -140,11 +146,7 @@ def test_the_trees_never_take_a_photo_in_because_a_detector_scores_it_higher(res
 
 
 def test_the_command_compares_models_and_refuses_an_unknown_one(results, tmp_path, capsys):
-    paths = []
-    for result in results:
-        path = tmp_path / f"{result['split']}.json"
-        path.write_text(json.dumps(result))
-        paths.append(str(path))
+    paths = written(results, tmp_path)
     args = [*paths, "--splits=" + ",".join(SPLITS), "--features=" + ",".join(FEATURES), "--l2=0.1,1.0"]
     assert main([*args, "--model=logistic,monotone_trees"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]

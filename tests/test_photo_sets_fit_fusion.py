@@ -77,17 +77,26 @@ def assert_mid_gap(threshold: float, everyone: np.ndarray) -> None:
         assert threshold - lower == pytest.approx(upper - threshold, rel=1e-9, abs=1e-15)
 
 
+Range = tuple[float, float]
+
+
+def tuning_scores(folder, seed: int, face: tuple[Range, Range], person: tuple[Range, Range]):
+    """Scores for every tuning photograph, uniform in the (human, clean) ranges given per detector, and the
+    file `evaluate --json` would hold them in."""
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for row in load_rows("tuning"):
+        which = 0 if row.label in HUMAN_LABELS else 1
+        scores[f"{row.package}:{row.member_path}"] = {"centerface.face": float(rng.uniform(*face[which])),
+                                                      "ssdlite_person.person": float(rng.uniform(*person[which]))}
+    source = folder / "tuning.json"
+    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    return scores, source
+
+
 def test_the_command_fits_on_tuning_scores_and_writes_a_model_the_pipeline_reads(tmp_path):
     rows = load_rows("tuning")
-    rng = np.random.default_rng(1)
-    scores = {}
-    for row in rows:
-        human = row.label in HUMAN_LABELS
-        scores[f"{row.package}:{row.member_path}"] = {
-            "centerface.face": float(rng.uniform(0.5, 1.0) if human else rng.uniform(0, 0.4)),
-            "ssdlite_person.person": float(rng.uniform(0.4, 1.0) if human else rng.uniform(0, 0.3))}
-    source = tmp_path / "tuning.json"
-    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    scores, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
     out = tmp_path / "fusion.json"
     assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"]) == 0
     model = json.loads(out.read_text())
@@ -193,15 +202,7 @@ def test_the_trees_the_pipeline_reads_give_scikit_learns_own_probabilities():
 
 def test_the_command_fits_trees_and_records_them_as_a_model_the_pipeline_reads(tmp_path):
     rows = load_rows("tuning")
-    rng = np.random.default_rng(2)
-    scores = {}
-    for row in rows:
-        human = row.label in HUMAN_LABELS
-        scores[f"{row.package}:{row.member_path}"] = {
-            "centerface.face": float(rng.uniform(0.4, 1.0) if human else rng.uniform(0, 0.6)),
-            "ssdlite_person.person": float(rng.uniform(0.3, 1.0) if human else rng.uniform(0, 0.5))}
-    source = tmp_path / "tuning.json"
-    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    scores, source = tuning_scores(tmp_path, seed=2, face=((0.4, 1.0), (0, 0.6)), person=((0.3, 1.0), (0, 0.5)))
     out = tmp_path / "trees.json"
     assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person",
                  "--model=monotone_trees", "--max_lost=0.3"]) == 0
