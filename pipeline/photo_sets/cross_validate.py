@@ -33,16 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.detectors.fusion import Fusion, parse_fusion
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
-from pipeline.photo_sets.fit_fusion import (
-    DEFAULT_FEATURES,
-    design,
-    fit_model,
-    fit_trees_model,
-    labelled_scores,
-)
+from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, KINDS, as_fusion, fit_kind, labelled_scores
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ class Counts:
                       self.clean + other.clean)
 
 
-MODELS = ("logistic", "monotone_trees")
+MODELS = tuple(KINDS)
 
 
 @dataclass(frozen=True)
@@ -81,27 +74,13 @@ Decider = Callable[[dict[str, float]], bool]
 
 
 def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> Decider:
-    # fit_model is fit's core without the per-detector ablation refits, which a comparison never reads.
+    """The model `fit_fusion` writes for this setting (without the per-detector ablation refits, which a
+    comparison never reads), read as the pipeline reads the file. Trees fit the photographs they are fitted
+    on more closely than a line: at the same `--max_lost` they lose more clean photographs elsewhere, so
+    compare the kinds along their curves, at equal recall or keep-rate."""
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
-    labels = [row.label for row in rows]
-    if setting.model == "monotone_trees":
-        return _fit_trees(design(scores, setting.features), y, labels, setting, scores)
-    model = fit_model(design(scores, setting.features), y, labels, setting.features,
-                      setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected, scores)
-    fusion = Fusion(features=setting.features, weights=tuple(model["weights"]), bias=model["bias"],
-                    reject_at=model["reject_at"], review_from=model["review_from"])
-    return lambda one: fusion.score(one) >= fusion.review_from
-
-
-def _fit_trees(x: np.ndarray, y: np.ndarray, labels: list[str], setting: Setting,
-               scores: list[dict[str, float]]) -> Decider:
-    """Exactly the trees `fit_fusion --model=monotone_trees` writes (fit_trees_model), read back as the
-    pipeline reads a model file. Trees fit the photographs they are fitted on more closely than a line:
-    at the same `--max_lost` they lose more clean photographs elsewhere, so compare the two along their
-    curves, at equal recall or keep-rate."""
-    model = fit_trees_model(x, y, labels, setting.features, setting.margin, setting.max_lost,
-                            setting.max_clean_rejected, scores)
-    fusion = parse_fusion(json.dumps(model).encode(), "the fitted trees")
+    fusion = as_fusion(fit_kind(setting.model, scores, y, [row.label for row in rows], setting.features,
+                                setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected))
     return lambda one: fusion.score(one) >= fusion.review_from
 
 

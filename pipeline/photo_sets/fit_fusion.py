@@ -167,7 +167,12 @@ def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequenc
     humans, clean = fused[y == 1], fused[y == 0]
     review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
     return {"features": list(features), "weights": [float(w) for w in weights], "bias": bias,
-            "review_from": review_from, "reject_at": reject_at,
+            **_thresholds_and_figures(humans, clean, review_from, reject_at)}
+
+
+def _thresholds_and_figures(humans: np.ndarray, clean: np.ndarray, review_from: float, reject_at: float) -> dict:
+    """A model file's thresholds and its figures on the photographs it was fitted on."""
+    return {"review_from": review_from, "reject_at": reject_at,
             "tuning": {"recall": round(float((humans >= review_from).mean()), 4),
                        "recall_rejected": round(float((humans >= reject_at).mean()), 4),
                        "keep_rate": round(float((clean < review_from).mean()), 4)}}
@@ -200,16 +205,27 @@ def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: S
     """`fit_model` for trees: the same thresholds, chosen on the scores the pipeline's own reading of
     the written trees gives."""
     baseline, trees = trees_of(x, y, labels)
-    model = parse_fusion(json.dumps({"features": list(features), "baseline": baseline, "trees": trees,
-                                     "reject_at": 1.0, "review_from": 1.0}).encode(), "the fitted trees")
+    model = as_fusion({"features": list(features), "baseline": baseline, "trees": trees,
+                       "reject_at": 1.0, "review_from": 1.0})
     fused = np.array([model.score(s) for s in scores], dtype=np.float64)
     humans, clean = fused[y == 1], fused[y == 0]
     review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
     return {"features": list(features), "baseline": baseline, "trees": trees,
-            "review_from": review_from, "reject_at": reject_at,
-            "tuning": {"recall": round(float((humans >= review_from).mean()), 4),
-                       "recall_rejected": round(float((humans >= reject_at).mean()), 4),
-                       "keep_rate": round(float((clean < review_from).mean()), 4)}}
+            **_thresholds_and_figures(humans, clean, review_from, reject_at)}
+
+
+def fit_kind(kind: str, scores: Sequence[dict[str, float]], y: np.ndarray, labels: list[str],
+             features: Sequence[str], l2: float, margin: float, max_lost: float, max_clean_rejected: float) -> dict:
+    """One model of `kind` (a key of KINDS) over `features`, as the file holds it (without the ablation)."""
+    x = design(scores, features)
+    if kind == "monotone_trees":
+        return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores)
+    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores)
+
+
+def as_fusion(model: dict) -> Fusion:
+    """A fitted model (`fit_kind`'s) as the pipeline reads it from a file, with every check that implies."""
+    return parse_fusion(json.dumps(model).encode(), "the fitted model")
 
 
 def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], list[dict[str, float]]]:
@@ -253,10 +269,7 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     def one(names: Sequence[str]) -> dict:
-        if kind == "monotone_trees":
-            return fit_trees_model(design(scores, names), y, labels, names, margin, max_lost, max_clean_rejected,
-                                   scores)
-        return fit_model(design(scores, names), y, labels, names, l2, margin, max_lost, max_clean_rejected, scores)
+        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected)
 
     model = one(features)
     ablation = {}
