@@ -1,7 +1,7 @@
 """Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs, and on
 held-out splits only when they are named (`--splits`): a split the fit sees is spent, and the model
 is then measured on a later one (today's default: tuning + heldout + heldout2 + heldout3 + heldout4,
-measured on heldout5 and heldout6).
+measured on heldout5, heldout6 and heldout7).
 
     pass-pipeline evaluate --photos DIR --split tuning --fusion=none --json tuning.json
     python -m pipeline.photo_sets.fit_fusion tuning.json models/fusion.json
