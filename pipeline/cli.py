@@ -67,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--scores", default="",
                               help="with --photos: take every image's detector scores from an earlier --json of "
                               "the same split instead of running the detectors (to compare decision rules)")
+    evaluate_cmd.add_argument("--record", default="",
+                              help="with --photos and a held-out split: append this measurement of the fusion model "
+                              "to its held-out record (e.g. models/fusion_heldout.json; created when missing); "
+                              "refused for a split the model was fitted on, another model's record or a split "
+                              "already recorded")
     review_cmd = commands.add_parser("review", help="the human-review loop")
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
     apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "

@@ -10,7 +10,7 @@ from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
 from pipeline.options import REDUCING_GAP_RANGE, valid_reducing_gap
-from pipeline.photo_sets import metrics, score
+from pipeline.photo_sets import heldout_record, metrics, score
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -24,6 +24,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:
         return _evaluate_photos(args, specs, runtime, fusion)
+    if args.record:
+        print("evaluate: --record records a split of the package photographs: give --photos and --split")
+        return 2
     result = evaluate(specs, runtime, args.max_side, fusion, args.resize_reducing_gap)
     for line in iter_summary(result):
         print(line)
@@ -35,13 +38,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
     try:
+        if args.record:
+            heldout_record.check(Path(args.record), args.split, fusion)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
     except score.PhotoSetError as error:
         print(f"evaluate: {error}")
         return 2
+    except heldout_record.RecordError as error:
+        print(f"evaluate: not recorded: {error}")
+        return 2
     for line in metrics.iter_summary(result):
         print(line)
     if args.json:
         write(result, args.json)
+    if args.record:
+        try:
+            added = heldout_record.append(Path(args.record), result, fusion)
+        except heldout_record.RecordError as error:
+            print(f"evaluate: not recorded: {error}")
+            return 2
+        print(f"recorded in {args.record}: {added['split']}, {added['date']}, stored by {added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1
