@@ -12,7 +12,7 @@ A measurement of a storage rule's side effects, not a held-out figure: it uses e
     .venv/bin/python -m benchmarks.storage_decisions --photos DIR --b draft_supersample=1
         [--a draft_supersample=2] [--splits tuning,heldout,heldout2,heldout3,heldout4]
 
-The README's comparison of the draft rules (Normalisation, "Decoding at the stored size") is this
+The comparison of the draft rules in docs/normalisation.md ("Decoding at the stored size") is this
 command's output of 2026-12-01, run then with heldout4 named as well (no decision changed there).
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.scaling import compare
 
-# The 2026-11-30 runs (README "Scaling"): rows, wall seconds, tree peak MiB, step seconds.
+# The 2026-11-30 runs (docs/benchmark-history.md, "Scaling"): rows, wall seconds, tree peak MiB, step seconds.
 MEASURED = [
     {"rows": 500, "seconds": 32.4, "tree_mib": 281, "steps": {"fetched": 19.9, "kept": 0.05}},
     {"rows": 2000, "seconds": 96.4, "tree_mib": 332, "steps": {"fetched": 78.0, "kept": 0.2}},
