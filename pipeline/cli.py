@@ -69,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "the same split instead of running the detectors (to compare decision rules)")
     evaluate_cmd.add_argument("--record", default="",
                               help="with --photos and a held-out split: append this measurement of the fusion model "
-                              "to its held-out record (e.g. models/fusion_heldout.json; created when missing); "
-                              "refused for a split the model was fitted on, another model's record or a split "
-                              "already recorded")
+                              "to its held-out record (e.g. models/fusion_heldout.json; created when missing). "
+                              "Refused before scoring for the tuning split or one the model was fitted on, "
+                              "detectors or settings other than the model's own, another model's record, or a "
+                              "split already recorded with images stored the same way")
     review_cmd = commands.add_parser("review", help="the human-review loop")
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
     apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "

@@ -33,7 +33,7 @@ def test_people_rejected_objects_and_landscapes_kept():
         out = p | beam.Create(photos()) | Detect(SPECS, runtime(max_batch=4))
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["4", "5", "6"]), label="kept")
         # The cat's close-up face is a person to NanoDet (0.57 over its 0.35): a known false alarm of the
-        # defaults (README, Held-out evaluation), pinned so that a change in it is seen.
+        # defaults (README, "Evaluation"; models/README.md, NanoDet), pinned so that a change in it is seen.
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                     equal_to([("1", "detect", "human"), ("2", "detect", "human"), ("3", "detect", "human")]),
                     label="rejected")

@@ -72,7 +72,7 @@ def test_the_default_decision_keeps_out_every_image_with_people(evaluated):
         "composite/flower_grayscale", "data/chelsea.png", "data/horse.png", "data/hubble_deep_field.jpg",
         "data/ihc.png", "data/moon.png", "data/motorcycle_right.png", "data/retina.jpg", "images/flower.jpg"]
     # Neither the face detector nor SSDLite alone is enough here. (NanoDet alone is, on these tuning
-    # images; on the held-out splits it is not, which is why it runs beside them: README, Held-out evaluation.)
+    # images; on the held-out splits it is not, which is why it runs beside them: docs/held-out-evaluation.md.)
     assert all(result["per_detector"][name]["recall"] < 1.0 for name in ("centerface", "ssdlite_person"))
 
 

@@ -6,20 +6,24 @@ import datetime
 import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 
 import pytest
 from PIL import Image
 
 from pipeline.cli import main
+from pipeline.commands import evaluate as evaluate_command
 from pipeline.detectors.fusion import builtin_fusion, parse_fusion, read_fusion
-from pipeline.detectors.registry import BUILTIN_REGISTRY
+from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
 from pipeline.photo_sets import heldout_record, score
 from pipeline.photo_sets.fetch import Row
 from pipeline.photo_sets.metrics import wilson
 from pipeline.stages.image import STORAGE_RULE_VERSION
 
 FITTED_ON = "tuning + heldout + heldout2 splits of pipeline/photo_sets/labels.csv: 3 images with a human, 2 no_person"
+TODAY = datetime.date(2026, 12, 1)
 
 
 def jpeg(color: tuple[int, int, int]) -> bytes:
@@ -41,33 +45,41 @@ def photo_dir(tmp_path, monkeypatch):
         (tmp_path / row.file_name).write_bytes(data)
         rows.append(row)
     monkeypatch.setattr(score, "load_rows", lambda split: rows)
+    monkeypatch.setattr(evaluate_command, "_today", lambda: TODAY)
     return tmp_path
 
 
-def fusion_file(tmp_path, bias: float, name: str = "model.json") -> str:
+def fusion_file(tmp_path, bias: float, name: str = "model.json", fitted_on: str = FITTED_ON) -> str:
     """A one-feature logistic model over the NSFW score: a large bias rejects every photograph."""
     path = tmp_path / name
     path.write_text(json.dumps({"features": ["open_nsfw.nsfw"], "weights": [1.0], "bias": bias,
-                                "reject_at": 0.9, "review_from": 0.5, "fitted_on": FITTED_ON}))
+                                "reject_at": 0.9, "review_from": 0.5, "fitted_on": fitted_on}))
     return str(path)
 
 
 def evaluate(photo_dir, model: str, record, split: str = "heldout3", *extra: str) -> int:
-    return main(["evaluate", "--detectors=open_nsfw", f"--fusion={model}", f"--photos={photo_dir}",
+    detectors = next((e for e in extra if e.startswith("--detectors=")), "--detectors=open_nsfw")
+    extra = tuple(e for e in extra if not e.startswith("--detectors="))
+    return main(["evaluate", detectors, f"--fusion={model}", f"--photos={photo_dir}",
                  f"--split={split}", f"--record={record}", *extra])
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    """Fails the test if a detector runs: refusals come before scoring."""
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
 
 
 def test_a_measurement_is_appended_with_the_figures_evaluate_printed(photo_dir, tmp_path, capsys):
     record = tmp_path / "records" / "model_heldout.json"
     out = tmp_path / "result.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, 20.0), record, "heldout3", f"--json={out}") == 0
-    assert f"recorded in {record}: heldout3" in capsys.readouterr().out
+    assert f"recorded in {record}: heldout3, 2026-12-01" in capsys.readouterr().out
     result, written = json.loads(out.read_text()), json.loads(record.read_text())
     assert written["fusion_sha256"] == result["fusion"]["sha256"]
     assert "fitted on tuning + heldout" in written["_comment"]
     (entry,) = written["evaluations"]
-    assert entry["split"] == "heldout3" and entry["images"] == 5
-    assert datetime.date.fromisoformat(entry["date"]) == datetime.datetime.now(datetime.UTC).date()
+    assert entry["split"] == "heldout3" and entry["images"] == 5 and entry["date"] == "2026-12-01"
     assert entry["labels"] == {"depiction": 1, "no_person": 2, "person": 1, "tiny_person": 1}
     assert entry["recall"] == result["combined"]["recall"] and entry["recall"]["successes"] == 2
     assert entry["keep_rate"] == result["combined"]["keep_rate"] and entry["keep_rate"]["successes"] == 0
@@ -75,13 +87,12 @@ def test_a_measurement_is_appended_with_the_figures_evaluate_printed(photo_dir, 
     assert entry["missed"] == [] and entry["detectors"] == ["open_nsfw"]
     assert entry["storage"] == {"resize_reducing_gap": 1.0, "stored_from": score.STORED_FROM,
                                 "storage_rule_version": STORAGE_RULE_VERSION}
-    rule = f"--resize_reducing_gap=1, storage rule {STORAGE_RULE_VERSION}"
+    rule = f"--resize_reducing_gap=1.0, storage rule {STORAGE_RULE_VERSION}"
     assert entry["stored_by"] == f"{rule}, from {score.STORED_FROM}"
-    # The datasheet's reader takes the same fields from it.
-    assert set(entry) >= {"split", "date", "images", "recall", "keep_rate", "stored_by"}
+    assert list(entry)[:8] == ["split", "date", "images", "labels", "recall", "keep_rate", "missed", "stored_by"]
 
 
-def test_a_model_that_misses_people_names_them_in_its_entry(photo_dir, tmp_path, capsys):
+def test_a_model_that_misses_people_names_them_in_its_entry(photo_dir, tmp_path):
     record = tmp_path / "keeps_all.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, -20.0), record) == 1  # recall below 100%: exit 1, recorded
     (entry,) = json.loads(record.read_text())["evaluations"]
@@ -89,16 +100,21 @@ def test_a_model_that_misses_people_names_them_in_its_entry(photo_dir, tmp_path,
     assert entry["missed"] == ["pkg:pkg/pink.jpg", "pkg:pkg/red.jpg"]
 
 
-def test_a_split_the_model_was_fitted_on_is_refused_before_any_detector_runs(photo_dir, tmp_path, capsys,
-                                                                            monkeypatch):
-    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+def test_training_splits_and_models_that_do_not_name_theirs_are_refused_before_scoring(photo_dir, tmp_path,
+                                                                                      capsys, no_scoring):
     record = tmp_path / "r.json"
     for split in ("heldout2", "tuning", "all"):
         assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record, split) == 2
     printed = capsys.readouterr().out
     assert "fitted on heldout2: a figure there is a training score" in printed
     assert "needs one held-out split, not 'tuning'" in printed and "not 'all'" in printed
-    assert not record.exists()
+    # fit_fusion given `evaluate --split all` scores writes "all split of ...": every split is a training one
+    everything = fusion_file(tmp_path, 0.0, "all.json", "all split of pipeline/photo_sets/labels.csv: 9 images")
+    assert evaluate(photo_dir, everything, record, "heldout3") == 2
+    assert "fitted on heldout3" in capsys.readouterr().out
+    for words in ("", "our own photographs", "heldout9 splits"):  # not fit_fusion's words: nothing is held out
+        assert evaluate(photo_dir, fusion_file(tmp_path, 0.0, "hand.json", words), record, "heldout3") == 2
+        assert "does not name the splits it was fitted on" in capsys.readouterr().out
     assert main(["evaluate", "--detectors=open_nsfw", "--fusion=none", f"--photos={photo_dir}", "--split=heldout3",
                  f"--record={record}"]) == 2
     assert "needs a fusion model" in capsys.readouterr().out
@@ -106,50 +122,109 @@ def test_a_split_the_model_was_fitted_on_is_refused_before_any_detector_runs(pho
     assert "give --photos and --split" in capsys.readouterr().out and not record.exists()
 
 
-def test_a_split_is_recorded_once_per_storage_rule(photo_dir, tmp_path, capsys):
+@pytest.mark.parametrize(("options", "reason"), [
+    (["--detectors=open_nsfw,centerface"], "the detectors selected (centerface, open_nsfw) are not the ones"),
+    (["--detect_thresholds=open_nsfw.nsfw=0"], "--detect_thresholds overrides a threshold"),
+    (["--max_side=256"], "--max_side is 256, not 512"),
+    (["--detect_tile_min_side=300"], "--detect_tile_min_side is 300, not 400"),
+    (["--resize_reducing_gap=2"], "--resize_reducing_gap is 2.0, neither the default nor 0"),
+])
+def test_only_the_models_own_decision_is_recorded(photo_dir, tmp_path, capsys, no_scoring, options, reason):
+    """A setting the entry does not record must not vary: an extra detector or an overridden threshold
+    would file another decision's figure under this model's sha256."""
+    record = tmp_path / "r.json"
+    assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record, "heldout3", *options) == 2
+    assert reason in capsys.readouterr().out and not record.exists()
+
+
+def test_a_split_is_recorded_once_per_storage_rule(photo_dir, tmp_path, capsys, monkeypatch):
     model, record, scores = fusion_file(tmp_path, 0.0), tmp_path / "r.json", tmp_path / "scores.json"
     assert evaluate(photo_dir, model, record, "heldout3", f"--json={scores}") == 1
     before = record.read_bytes()
-    assert evaluate(photo_dir, model, record) == 2
-    assert "already records heldout3 with images stored the same way" in capsys.readouterr().out
+    with monkeypatch.context() as patch:
+        patch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although already recorded"))
+        assert evaluate(photo_dir, model, record) == 2
+    assert "already records heldout3 with images stored the same way (2026-12-01)" in capsys.readouterr().out
     assert record.read_bytes() == before  # untouched
     assert evaluate(photo_dir, model, record, "heldout4") == 1  # another split: added
-    # The same split's scores from images stored by another rule (as heldout4 was re-scored in 2026-12):
-    # a second, deliberate entry.
-    older = json.loads(scores.read_text()) | {"resize_reducing_gap": 0.0, "storage_rule_version": 1}
+    # The same split's scores from images stored by the rule before (as heldout4 was re-scored in 2026-12):
+    # a second, deliberate entry, with the storage read from the scores' file.
+    older = json.loads(scores.read_text())
+    for key in ("resize_reducing_gap", "stored_from", "storage_rule_version"):
+        del older[key]  # a file from before they were recorded: Lanczos only, decoded first, rule 1
     scores.write_text(json.dumps(older))
     assert evaluate(photo_dir, model, record, "heldout3", f"--scores={scores}") == 1
     entries = json.loads(record.read_text())["evaluations"]
     assert [e["split"] for e in entries] == ["heldout3", "heldout4", "heldout3"]
-    assert entries[2]["stored_by"] == f"a Lanczos resize only, storage rule 1, from {score.STORED_FROM}"
+    assert entries[2]["stored_by"] == "a Lanczos resize only from pixels decoded first (storage rule 1)"
+    assert entries[2]["storage"] == {"resize_reducing_gap": 0.0, "stored_from": score.DECODED_FIRST,
+                                     "storage_rule_version": 1}
+    assert evaluate(photo_dir, model, record, "heldout3", f"--scores={scores}") == 2  # and only once
     # An entry written by hand before `storage` was recorded blocks its split.
     hand = json.loads(record.read_text())
     hand["evaluations"] = [{k: v for k, v in e.items() if k != "storage"} for e in hand["evaluations"][:1]]
     record.write_text(json.dumps(hand))
+    capsys.readouterr()
     assert evaluate(photo_dir, model, record, "heldout3", f"--scores={scores}") == 2
     assert "already records heldout3" in capsys.readouterr().out
 
 
-def test_another_models_record_or_a_broken_file_is_refused(photo_dir, tmp_path, capsys):
+def test_another_models_record_or_a_malformed_one_is_refused(photo_dir, tmp_path, capsys):
     record = tmp_path / "r.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record) == 1
+    written = json.loads(record.read_text())
     other = fusion_file(tmp_path, 1.0, "other.json")
     assert evaluate(photo_dir, other, record, "heldout4") == 2
     assert f"records the fusion model '{read_fusion(str(tmp_path / 'model.json')).sha256}'" in capsys.readouterr().out
-    for broken in (b"{not json", b"[]", json.dumps({"fusion_sha256": "x"}).encode(), b"\xff\xfe"):
+    model = fusion_file(tmp_path, 0.0)
+    malformed = [b"{not json", b"[]", json.dumps({"fusion_sha256": "x"}).encode(), b"\xff\xfe",
+                 json.dumps(written | {"evaluations": [7]}).encode(),
+                 json.dumps(written | {"evaluations": [{"date": "2026-12-01"}]}).encode(),
+                 json.dumps(written | {"evaluations": [written["evaluations"][0] | {"storage": None}]}).encode()]
+    for broken in malformed:
         record.write_bytes(broken)
-        assert evaluate(photo_dir, other, record, "heldout4") == 2
+        assert evaluate(photo_dir, model, record, "heldout4") == 2
         assert "is not a held-out record" in capsys.readouterr().out
         assert record.read_bytes() == broken
+
+
+def test_the_record_is_replaced_whole_or_not_at_all(photo_dir, tmp_path, monkeypatch, capsys):
+    model, record = fusion_file(tmp_path, 0.0), tmp_path / "r.json"
+    assert evaluate(photo_dir, model, record) == 1
+    os.chmod(record, 0o644)
+    before = record.read_bytes()
+
+    def killed(src, dst):
+        raise OSError("killed while renaming")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(heldout_record.os, "replace", killed)
+        assert evaluate(photo_dir, model, record, "heldout4") != 0
+    assert "killed while renaming" in capsys.readouterr().err
+    assert record.read_bytes() == before and sorted(p.name for p in tmp_path.glob(".r.json.*")) == []
+    assert evaluate(photo_dir, model, record, "heldout4") == 1
+    assert stat.S_IMODE(record.stat().st_mode) == 0o644  # the old file's mode, not mkstemp's 0600
+    assert record.read_text(encoding="utf-8").endswith("]\n}\n")
+
+
+def test_a_split_without_clean_or_human_photos_is_not_recorded(tmp_path):
+    model = read_fusion(fusion_file(tmp_path, 0.0))
+    storage = score.storage_of(None, 1.0)
+    m = heldout_record.Measurement("heldout3", model, storage, ("open_nsfw",))
+    result = {"split": "heldout3", "images": 1, "labels": {"person": 1}, "detectors": ["open_nsfw"], "missed": [],
+              "combined": {"recall": {"successes": 1, "n": 1}, "keep_rate": {"successes": 0, "n": 0}}}
+    with pytest.raises(heldout_record.RecordError, match="nothing to record"):
+        heldout_record.append(tmp_path / "r.json", m, result, TODAY)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     """The guard reads `fitted_on` as fit_fusion writes it; each shipped model's held-out record holds
     only splits outside it, and the default has heldout8 left to be measured on."""
     models = BUILTIN_REGISTRY.parent
-    fitted = {path.name: heldout_record.fitted_splits(read_fusion(str(path)))
-              for path in sorted(models.glob("fusion*.json")) if not path.name.endswith("_heldout.json")}
-    fitted["candidate_trees.json"] = heldout_record.fitted_splits(read_fusion(str(models / "candidate_trees.json")))
+    names = [p.name for p in sorted(models.glob("fusion*.json")) if not p.name.endswith("_heldout.json")]
+    fitted = {name: heldout_record.fitted_splits(read_fusion(str(models / name)))
+              for name in [*names, "candidate_trees.json"]}
     assert fitted["fusion.json"] == {"tuning", "heldout", "heldout2", "heldout3", "heldout4"}
     assert fitted["fusion_v1.json"] == fitted["fusion_v2.json"] == {"tuning"}
     assert fitted["candidate_trees.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6))}
@@ -160,21 +235,17 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
             if record["fusion_sha256"] == model.sha256:
                 assert not splits & {e["split"] for e in record["evaluations"]}, (name, path.name)
     hand = {"features": ["a.face"], "weights": [1], "bias": 0, "reject_at": 1, "review_from": 1}
-    assert heldout_record.fitted_splits(parse_fusion(json.dumps(hand).encode(), "hand.json")) == frozenset()
-    worded = hand | {"fitted_on": "the photographs of our own shoot"}  # not fit_fusion's words: names none
-    assert heldout_record.fitted_splits(parse_fusion(json.dumps(worded).encode(), "hand.json")) == frozenset()
+    assert heldout_record.fitted_splits(parse_fusion(json.dumps(hand).encode(), "hand.json")) is None
 
 
 def test_the_defaults_record_takes_heldout8_and_refuses_heldout7_again(tmp_path):
     copy = tmp_path / "fusion_heldout.json"
     shutil.copy(BUILTIN_REGISTRY.parent / "fusion_heldout.json", copy)
     fusion = builtin_fusion()
-    assert heldout_record.check(copy, "heldout8", fusion)["fusion_sha256"] == fusion.sha256
-    result = {"split": "heldout7", "images": 1, "labels": {"person": 1}, "detectors": ["centerface"],
-              "combined": {"recall": {"successes": 1, "n": 1}, "keep_rate": {"successes": 0, "n": 0}},
-              "missed": [], "resize_reducing_gap": 1.0, "stored_from": score.STORED_FROM,
-              "storage_rule_version": STORAGE_RULE_VERSION}
-    with pytest.raises(heldout_record.RecordError, match="already records heldout7"):
-        heldout_record.append(copy, result, fusion)
-    with pytest.raises(heldout_record.RecordError, match="fitted on heldout4"):
-        heldout_record.check(copy, "heldout4", fusion)
+    detectors = tuple(spec.name for spec in select(load_registry(None), "default"))
+    storage = score.storage_of(None, 1.0)
+    fresh = heldout_record.Measurement("heldout8", fusion, storage, detectors)
+    assert heldout_record.check(copy, fresh)[1]["fusion_sha256"] == fusion.sha256
+    for split, reason in (("heldout7", "already records heldout7"), ("heldout4", "fitted on heldout4")):
+        with pytest.raises(heldout_record.RecordError, match=reason):
+            heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors))

@@ -1,5 +1,6 @@
 """benchmarks/scaling.py's verdict: linear when no time per image rises with the size and memory
-does not rise faster than the rows; the table README reports passes, a slower step does not."""
+does not rise faster than the rows; the first scaling run's table (docs/benchmark-history.md) passes,
+a slower step does not."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 from pathlib import Path
 
 from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
@@ -38,8 +39,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
     try:
+        measurement = heldout_record.Measurement(
+            args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
+            tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side, args.detect_tile_min_side)
         if args.record:
-            heldout_record.check(Path(args.record), args.split, fusion)
+            heldout_record.check(Path(args.record), measurement)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
     except score.PhotoSetError as error:
@@ -54,9 +58,13 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         write(result, args.json)
     if args.record:
         try:
-            added = heldout_record.append(Path(args.record), result, fusion)
+            added = heldout_record.append(Path(args.record), measurement, result, _today())
         except heldout_record.RecordError as error:
             print(f"evaluate: not recorded: {error}")
             return 2
         print(f"recorded in {args.record}: {added['split']}, {added['date']}, stored by {added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1
+
+
+def _today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()

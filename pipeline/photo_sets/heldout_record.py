@@ -1,15 +1,21 @@
 """`evaluate --photos --split=SPLIT --record=FILE`: one held-out measurement of a fusion model, appended
 to the model's record file (models/fusion*_heldout.json for the shipped ones), the file that manifests
-and datasheets quote.
+and datasheets quote as the model's figures.
 
-The record is a claim that can fail only if it is honest about what the model saw, so an entry is
-refused when:
-- the split is one the model was fitted on (its `fitted_on` names them): that is a training figure;
-- the file records another model (`fusion_sha256`): figures of two models would mix;
-- the split is already recorded with images stored the same way (`storage`): a held-out split is
-  scored once per model and storage rule (a later storage rule may add a second entry, as heldout4's did).
+The record is a claim that can fail only if it is honest about what the model saw and what was run, so
+an entry is refused — before any detector runs — when:
+- the model does not say, in fit_fusion's words, which splits it was fitted on, or the split is one of
+  them (a training figure), or the split is the tuning split;
+- the run is not the model's own decision: other detectors selected than the ones it reads, a threshold
+  overridden, images stored at another size or tiled from another size, a resize rule that is neither
+  the default nor Lanczos only (those settings are not in the entry, so they must not vary);
+- the file records another model (`fusion_sha256`) or holds something that is not a list of entries;
+- the split is already recorded with images stored the same way (`storage`): a held-out split is scored
+  once per model and storage rule (a later storage rule may add a second entry, as heldout4's did).
 
-The file is replaced atomically (written beside it, then renamed), so a killed run leaves the old one.
+The file is replaced atomically (written beside it, flushed to disk, then renamed, keeping its mode), so
+a killed run leaves the old one. Two runs recording into one file at once are not guarded against: the
+later rename wins.
 """
 
 from __future__ import annotations
@@ -18,16 +24,23 @@ import datetime
 import json
 import os
 import re
+import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.detectors.fusion import Fusion
-from pipeline.photo_sets.score import DECODED_FIRST
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.photo_sets.score import DECODED_FIRST, Storage
+from pipeline.stages.image import ImageConfig
+
+# The settings a recorded figure is measured with (`evaluate`'s defaults, which are a run's).
+RECORDED_MAX_SIDE = ImageConfig.max_side
+RECORDED_TILE_MIN_SIDE = RuntimeConfig.tile_min_side
+RECORDED_GAPS = (ImageConfig.resize_reducing_gap, 0.0)  # today's resize rule, or the one before it
 
 # fit_fusion writes "tuning + heldout + heldout2 splits of pipeline/photo_sets/labels.csv: ..."
-# how the scored images were stored, as `evaluate` records it (score.Storage)
-STORAGE_KEYS = ("resize_reducing_gap", "stored_from", "storage_rule_version")
 _FITTED = re.compile(r"^(?P<splits>[\w-]+(?: \+ [\w-]+)*) splits? of ")
 
 
@@ -35,26 +48,30 @@ class RecordError(RuntimeError):
     """The measurement cannot be recorded in that file (the message says why)."""
 
 
-def fitted_splits(fusion: Fusion) -> frozenset[str]:
-    """The labelled splits the model was fitted on, read from its `fitted_on`; empty when it names none
-    in fit_fusion's words (a hand-written model: then every split counts as unseen, and the caller's
-    split names are the only guard)."""
+def fitted_splits(fusion: Fusion) -> frozenset[str] | None:
+    """The labelled splits the model was fitted on, read from its `fitted_on`; None when it does not
+    name them in fit_fusion's words (a hand-written model: nothing can be said to be held out from it)."""
     match = _FITTED.match(fusion.fitted_on)
-    return frozenset(match["splits"].split(" + ")) if match else frozenset()
+    return frozenset(match["splits"].split(" + ")) if match else None
 
 
-def stored_by(result: dict) -> str:
-    """How the scored images were stored, in words, from what `evaluate` recorded about them."""
-    gap, source, version = (result["resize_reducing_gap"], result["stored_from"], result["storage_rule_version"])
-    resize = "a Lanczos resize only" if gap == 0 else f"--resize_reducing_gap={gap:g}"
-    if source == DECODED_FIRST:
-        return f"{resize} from pixels decoded first (storage rule {version})"
-    return f"{resize}, storage rule {version}, from {source}"
+def stored_by(storage: Storage) -> str:
+    """How the scored images were stored, in words."""
+    gap = storage.resize_reducing_gap
+    resize = "a Lanczos resize only" if gap == 0 else f"--resize_reducing_gap={gap}"
+    if storage.stored_from == DECODED_FIRST:
+        return f"{resize} from pixels decoded first (storage rule {storage.storage_rule_version})"
+    return f"{resize}, storage rule {storage.storage_rule_version}, from {storage.stored_from}"
 
 
-def entry(result: dict, today: datetime.date) -> dict[str, Any]:
+def _storage_key(storage: Storage) -> dict[str, Any]:
+    return {"resize_reducing_gap": storage.resize_reducing_gap, "stored_from": storage.stored_from,
+            "storage_rule_version": storage.storage_rule_version}
+
+
+def entry(result: dict, storage: Storage, today: datetime.date) -> dict[str, Any]:
     """The record's entry for one `evaluate --photos` result: the fields every earlier entry has, in
-    the same order, plus the detectors that were scored."""
+    the same order, plus how the images were stored as data (`storage`) and the detectors scored."""
     combined = result["combined"]
     return {
         "split": result["split"],
@@ -64,64 +81,119 @@ def entry(result: dict, today: datetime.date) -> dict[str, Any]:
         "recall": dict(sorted(combined["recall"].items())),
         "keep_rate": dict(sorted(combined["keep_rate"].items())),
         "missed": sorted(result["missed"]),
-        "stored_by": stored_by(result),
-        "storage": {key: result[key] for key in STORAGE_KEYS},
+        "stored_by": stored_by(storage),
+        "storage": _storage_key(storage),
         "detectors": list(result["detectors"]),
     }
 
 
 def _new_record(fusion: Fusion) -> dict[str, Any]:
-    fitted = fusion.fitted_on or "splits it does not name"
     return {"_comment": "pass-pipeline evaluate --photos=DIR --split=SPLIT --record=FILE with the fusion model of "
-                        f"this sha256 ({fusion.file or 'a model file'}, fitted on {fitted}); "
+                        f"this sha256 ({fusion.file or 'a model file'}, fitted on {fusion.fitted_on}); "
                         "one entry per held-out split it was measured on",
             "fusion_sha256": fusion.sha256,
             "evaluations": []}
+
+
+def _well_formed(evaluation: Any) -> bool:
+    return (isinstance(evaluation, dict) and isinstance(evaluation.get("split"), str)
+            and isinstance(evaluation.get("storage", {}), dict))
 
 
 def _read(path: Path, fusion: Fusion) -> dict[str, Any]:
     if not path.exists():
         return _new_record(fusion)
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RecordError(f"{path} is not a held-out record: {err}") from None
     if not isinstance(record, dict) or not isinstance(record.get("evaluations"), list):
         raise RecordError(f"{path} is not a held-out record: no list of evaluations")
+    if not all(_well_formed(evaluation) for evaluation in record["evaluations"]):
+        raise RecordError(f"{path} is not a held-out record: an evaluation without a split, or with a storage "
+                          "that is not an object")
     if record.get("fusion_sha256") != fusion.sha256:
         raise RecordError(f"{path} records the fusion model {record.get('fusion_sha256')!r}, "
                           f"not this one ({fusion.sha256})")
     return record
 
 
-def check(path: Path, split: str, fusion: Fusion | None) -> dict[str, Any]:
-    """The record at `path` (a new one when missing), if this model's figure on `split` may go into it;
-    RecordError otherwise. Run before scoring too, so a refusal does not come after an hour of detectors."""
+@dataclass(frozen=True)
+class Measurement:
+    """What `evaluate` is asked to measure, known before any detector runs."""
+
+    split: str
+    fusion: Fusion | None
+    storage: Storage  # how the scored images are (or were, for --scores) stored
+    detectors: tuple[str, ...]
+    overrides: str = ""  # --detect_thresholds
+    max_side: int = RECORDED_MAX_SIDE
+    tile_min_side: int = RECORDED_TILE_MIN_SIDE
+
+
+def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
+    problems = []
+    if set(m.detectors) != fusion.detectors:
+        problems.append(f"the detectors selected ({', '.join(sorted(m.detectors)) or 'none'}) are not the ones "
+                        f"the model reads ({', '.join(sorted(fusion.detectors))})")
+    if m.overrides.strip():
+        problems.append("--detect_thresholds overrides a threshold")
+    if m.max_side != RECORDED_MAX_SIDE:
+        problems.append(f"--max_side is {m.max_side}, not {RECORDED_MAX_SIDE}")
+    if m.tile_min_side != RECORDED_TILE_MIN_SIDE:
+        problems.append(f"--detect_tile_min_side is {m.tile_min_side}, not {RECORDED_TILE_MIN_SIDE}")
+    if m.storage.resize_reducing_gap not in RECORDED_GAPS:
+        problems.append(f"--resize_reducing_gap is {m.storage.resize_reducing_gap}, neither the default nor 0")
+    return problems
+
+
+def _already_recorded(record: dict[str, Any], split: str, storage: Storage) -> dict[str, Any] | None:
+    for earlier in record["evaluations"]:
+        # An entry written by hand before `storage` was recorded cannot say how its images were stored:
+        # it blocks its split as if stored the same way (edit the file to add a deliberate second entry).
+        if earlier["split"] == split and earlier.get("storage", _storage_key(storage)) == _storage_key(storage):
+            return earlier
+    return None
+
+
+def check(path: Path, m: Measurement) -> tuple[Fusion, dict[str, Any]]:
+    """The model and the record at `path` (a new one when missing), if this measurement may go into it;
+    RecordError otherwise. Run before scoring, so that a refusal does not come after an hour of
+    detectors, and again before writing."""
+    fusion = m.fusion
     if fusion is None:
         raise RecordError("--record needs a fusion model: a record holds the figures of one model")
-    if split in ("", "all", "tuning"):
-        raise RecordError(f"--record needs one held-out split, not {split or 'none'!r}")
-    if split in fitted_splits(fusion):
-        raise RecordError(f"the fusion model was fitted on {split}: a figure there is a training score, not a "
+    if m.split in ("", "all", "tuning"):
+        raise RecordError(f"--record needs one held-out split, not {m.split or 'none'!r}")
+    fitted = fitted_splits(fusion)
+    if fitted is None:
+        raise RecordError("the fusion model does not name the splits it was fitted on (its fitted_on is not "
+                          "fit_fusion's): no split can be said to be held out from it")
+    if m.split in fitted or "all" in fitted:
+        raise RecordError(f"the fusion model was fitted on {m.split}: a figure there is a training score, not a "
                           "held-out one")
-    return _read(path, fusion)
+    problems = _setup_problems(fusion, m)
+    if problems:
+        raise RecordError("a record holds the model's own decision, measured as a run stores images: "
+                          + "; ".join(problems))
+    record = _read(path, fusion)
+    earlier = _already_recorded(record, m.split, m.storage)
+    if earlier is not None:
+        raise RecordError(f"{path} already records {m.split} with images stored the same way "
+                          f"({earlier.get('date')}): a held-out split is scored once")
+    return fusion, record
 
 
-def append(path: Path, result: dict, fusion: Fusion | None, today: datetime.date | None = None) -> dict[str, Any]:
-    """Adds this result to the record at `path` (created when missing) and returns the new entry;
-    RecordError when it must not be recorded there."""
-    split = result.get("split", "")
-    record = check(path, split, fusion)
-    assert fusion is not None  # check() refuses a missing model
-    new = entry(result, today or datetime.datetime.now(datetime.UTC).date())
-    for earlier in record["evaluations"]:
-        if not isinstance(earlier, dict) or earlier.get("split") != split:
-            continue
-        # An entry written by hand before `storage` was recorded cannot say how its images were stored:
-        # it blocks the split as if stored the same way (edit the file to add a deliberate second entry).
-        if earlier.get("storage", new["storage"]) == new["storage"]:
-            raise RecordError(f"{path} already records {split} with images stored the same way "
-                              f"({earlier.get('date')}): a held-out split is scored once")
+def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> dict[str, Any]:
+    """Adds the result of measurement `m` to the record at `path` and returns the new entry; checked
+    again first (the file may have changed while the detectors ran)."""
+    _, record = check(path, m)
+    if result["split"] != m.split or tuple(result["detectors"]) != m.detectors:
+        raise RecordError("the result is not the one measured")  # a caller's mistake, not the user's
+    combined = result["combined"]
+    if not combined["recall"]["n"] or not combined["keep_rate"]["n"]:
+        raise RecordError(f"{m.split} has no photographs with a human or no clean ones: nothing to record")
+    new = entry(result, m.storage, today)
     record["evaluations"].append(new)
     _write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return new
@@ -129,10 +201,20 @@ def append(path: Path, result: dict, fusion: Fusion | None, today: datetime.date
 
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file 0600; a record is shared, so it keeps the old file's mode (or the umask's).
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as out:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

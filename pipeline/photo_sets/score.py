@@ -104,6 +104,19 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     before `stored_from` was recorded: pixels decoded first) and by which version of the storage code's
     rule (a file from before the version was recorded: 1)."""
     earlier = json.loads(path.read_text())
+    storage = _storage(earlier, path)
+    named = earlier["scores"]
+    wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
+    out = []
+    for row in rows:
+        scores = named.get(f"{row.package}:{row.member_path}")
+        if scores is None or not wanted <= set(scores):
+            raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
+        out.append({name: float(value) for name, value in scores.items() if name in wanted})
+    return out, storage
+
+
+def _storage(earlier: dict, path: Path) -> Storage:
     gap = earlier.get("resize_reducing_gap", 0.0)
     if isinstance(gap, bool) or not isinstance(gap, int | float):
         raise PhotoSetError(f"{path}: resize_reducing_gap is {gap!r}, not a number")
@@ -113,15 +126,22 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     version = earlier.get("storage_rule_version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
         raise PhotoSetError(f"{path}: storage_rule_version is {version!r}, not a whole number")
-    named = earlier["scores"]
-    wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
-    out = []
-    for row in rows:
-        scores = named.get(f"{row.package}:{row.member_path}")
-        if scores is None or not wanted <= set(scores):
-            raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
-        out.append({name: float(value) for name, value in scores.items() if name in wanted})
-    return out, Storage(float(gap), stored_from, version)
+    return Storage(float(gap), stored_from, version)
+
+
+def storage_of(scores_from: str | None, reducing_gap: float) -> Storage:
+    """How the images behind `evaluate_photos`'s scores were stored, known before scoring: read from the
+    earlier file when the scores come from one, else this call's rule."""
+    if scores_from:
+        path = Path(scores_from)
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise PhotoSetError(f"{path}: {err}") from None
+        if not isinstance(earlier, dict):
+            raise PhotoSetError(f"{path}: not an evaluate --json result")
+        return _storage(earlier, path)
+    return Storage(reducing_gap, STORED_FROM, STORAGE_RULE_VERSION)
 
 
 def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime: RuntimeConfig,

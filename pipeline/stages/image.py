@@ -74,11 +74,11 @@ class ImageConfig:
     jpeg_quality: int = 90
     # A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8: libjpeg scales while it decodes, 2-8x
     # less work) whose pixels still number at least this many times the stored size on each side, so the
-    # resize keeps a supersample; 0 decodes every JPEG at full size. See the README (Normalisation).
+    # resize keeps a supersample; 0 decodes every JPEG at full size. README (Normalisation), docs/normalisation.md.
     draft_supersample: int = 2
     # The resize first reduces by an integer factor with a box filter (Pillow's `reduce`) while that leaves the
     # Lanczos step at least this factor to shrink; 1.0 makes a 2x reduction a plain 2x2 box average (3.4x
-    # faster, and closer to a full Lanczos than the JPEG encoding itself: README, Normalisation); 0 = Lanczos
+    # faster, and closer to a full Lanczos than the JPEG encoding itself: docs/normalisation.md); 0 = Lanczos
     # on all the decoded pixels.
     resize_reducing_gap: float = 1.0
 
