@@ -125,6 +125,7 @@ def test_training_splits_and_models_that_do_not_name_theirs_are_refused_before_s
 @pytest.mark.parametrize(("options", "reason"), [
     (["--detectors=open_nsfw,centerface"], "the detectors selected (centerface, open_nsfw) are not the ones"),
     (["--detect_thresholds=open_nsfw.nsfw=0"], "--detect_thresholds overrides a threshold"),
+    (["--model_registry=models/candidate_pose_review.json"], "--model_registry may redefine the detectors"),
     (["--max_side=256"], "--max_side is 256, not 512"),
     (["--detect_tile_min_side=300"], "--detect_tile_min_side is 300, not 400"),
     (["--resize_reducing_gap=2"], "--resize_reducing_gap is 2.0, neither the default nor 0"),

@@ -41,7 +41,8 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
     try:
         measurement = heldout_record.Measurement(
             args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
-            tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side, args.detect_tile_min_side)
+            tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side, args.detect_tile_min_side,
+            args.model_registry)
         if args.record:
             heldout_record.check(Path(args.record), measurement)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,

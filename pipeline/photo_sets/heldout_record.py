@@ -6,9 +6,10 @@ The record is a claim that can fail only if it is honest about what the model sa
 an entry is refused — before any detector runs — when:
 - the model does not say, in fit_fusion's words, which splits it was fitted on, or the split is one of
   them (a training figure), or the split is the tuning split;
-- the run is not the model's own decision: other detectors selected than the ones it reads, a threshold
-  overridden, images stored at another size or tiled from another size, a resize rule that is neither
-  the default nor Lanczos only (those settings are not in the entry, so they must not vary);
+- the run is not the model's own decision: other detectors selected than the ones it reads, a registry
+  of one's own (it may redefine a detector under its built-in name), a threshold overridden, images
+  stored at another size or tiled from another size, a resize rule that is neither the default nor
+  Lanczos only (those settings are not in the entry, so they must not vary);
 - the file records another model (`fusion_sha256`) or holds something that is not a list of entries;
 - the split is already recorded with images stored the same way (`storage`): a held-out split is scored
   once per model and storage rule (a later storage rule may add a second entry, as heldout4's did).
@@ -129,6 +130,7 @@ class Measurement:
     overrides: str = ""  # --detect_thresholds
     max_side: int = RECORDED_MAX_SIDE
     tile_min_side: int = RECORDED_TILE_MIN_SIDE
+    model_registry: str = ""  # --model_registry: may redefine a detector under its built-in name
 
 
 def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
@@ -136,6 +138,8 @@ def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
     if set(m.detectors) != fusion.detectors:
         problems.append(f"the detectors selected ({', '.join(sorted(m.detectors)) or 'none'}) are not the ones "
                         f"the model reads ({', '.join(sorted(fusion.detectors))})")
+    if m.model_registry:
+        problems.append("--model_registry may redefine the detectors the model reads under their names")
     if m.overrides.strip():
         problems.append("--detect_thresholds overrides a threshold")
     if m.max_side != RECORDED_MAX_SIDE:
