@@ -135,7 +135,8 @@ def _declarations() -> list[Declared]:
         help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
     add("--formats", Role.INHERITED, default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
     add("--shards", Role.RECORDED, type=int, default=0,
-        help="Number of dataset shards; 0 picks ceil(kept / images_per_shard).")
+        help="Number of dataset shards; 0 picks ceil(kept / images_per_shard), at least 8 (fewer only when fewer "
+             "images are kept).")
     add("--images_per_shard", Role.RECORDED, type=int, default=5000, help="Target shard size when --shards=0.")
     section("fetch")
     add("--allowed_hosts", Role.RECORDED, default=DEFAULT_ALLOWED_HOSTS,

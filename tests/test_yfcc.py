@@ -240,4 +240,4 @@ def test_the_readme_documents_every_column_and_its_sample_row_parses():
     assert tuple(names) == COLUMNS_25
     parsed = parse_line("\t".join(cells).encode(), "readme:1")
     assert isinstance(parsed, Photo) and (parsed.photo_id, parsed.title, parsed.owner_name) == (
-        "1003", "Chelsea the cat", "demo owner")
+        "1003", "Chelsea the cat", "Stefan van der Walt")

@@ -1,0 +1,66 @@
+"""pipeline/stages/ledger.py: a refresh skips the ids an earlier release decided for good."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.records import Rejection
+from pipeline.stages.ledger import KEPT, REJECTED, SkipDecided, entry_of_kept, entry_of_rejection, merged, permanent
+from tests.conftest import local_pipeline, photo
+
+
+def rejection(photo_id: str, stage: str, reason: str) -> Rejection:
+    return Rejection.of(photo(photo_id), stage, reason)
+
+
+def test_undecided_ids_go_on_and_decided_ones_are_rejected_with_how_and_when():
+    ledger = [{"photo_id": "7", "decision": KEPT, "stage": "", "reason": "", "release": "2026-10"},
+              {"photo_id": "8", "decision": REJECTED, "stage": "detect", "reason": "human", "release": "2026-09"}]
+    photos = [photo("6"), photo("007"), photo("8"), photo("8")]  # "007" is photo 7; a repeated 8 stays two rows
+    with local_pipeline() as p:
+        out = p | "Photos" >> beam.Create(photos) | SkipDecided(p | "Ledger" >> beam.Create(ledger))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["6"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.detail)), equal_to([
+            ("007", "ledger", "already_decided", "kept in release 2026-10: carried over, not fetched again"),
+            ("8", "ledger", "already_decided", "rejected in release 2026-09: detect/human"),
+            ("8", "ledger", "already_decided", "rejected in release 2026-09: detect/human")]), label="rejected")
+
+
+def test_an_empty_ledger_lets_everything_through():
+    with local_pipeline() as p:
+        out = p | "Photos" >> beam.Create([photo("1"), photo("2")]) | SkipDecided(p | "Ledger" >> beam.Create([]))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1", "2"]), label="kept")
+        assert_that(out.rejected, equal_to([]), label="rejected")
+
+
+def test_only_verdicts_that_cannot_change_are_recorded():
+    assert permanent(rejection("1", "detect", "human")) and permanent(rejection("1", "fetch", "deleted"))
+    assert permanent(rejection("1", "exact_dedup", "duplicate"))
+    for stage, reason in (("fetch", "timeout"), ("fetch", "rate_limited"), ("detect", "needs_review"),
+                          ("owner_cap", "owner_cap"), ("verify_license", "api_error"), ("image", "internal_error"),
+                          ("read", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id")):
+        assert not permanent(rejection("1", stage, reason)), (stage, reason)
+    assert entry_of_rejection(rejection("1", "fetch", "timeout"), "r") is None
+    assert entry_of_rejection(rejection("012", "detect", "human"), "r") == (
+        "12", {"photo_id": "12", "decision": REJECTED, "stage": "detect", "reason": "human", "release": "r"})
+    assert entry_of_kept(photo("012"), "r") == (
+        "12", {"photo_id": "12", "decision": KEPT, "stage": "", "reason": "", "release": "r"})
+    assert entry_of_kept(photo("../x"), "r") is None  # an id that is not one is never recorded
+
+
+ENTRY = st.builds(lambda decision, release: {"photo_id": "1", "decision": decision, "stage": "s", "reason": "r",
+                                             "release": release},
+                  st.sampled_from([KEPT, REJECTED]), st.sampled_from(["2026-09", "2026-10", "2026-11"]))
+
+
+@given(new=st.lists(ENTRY, max_size=4), old=st.lists(ENTRY, max_size=1), has_old=st.booleans())
+def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new, old, has_old):
+    groups = {"new": new, "old": old} if has_old else {"new": new}
+    out = list(merged(("1", groups)))
+    # The oracle, spelled out: any rejection of this run wins, else this run's kept, else the old entry.
+    rejections = [e for e in new if e["decision"] == REJECTED]
+    expected = rejections[:1] or [e for e in new if e["decision"] == KEPT][:1] or (old[:1] if has_old else [])
+    assert out == expected
