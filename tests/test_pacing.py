@@ -41,21 +41,23 @@ def test_each_start_is_the_later_of_now_and_the_previous_start_plus_the_interval
             previous = start
 
 
-def test_threads_sharing_a_pacer_never_start_closer_than_the_interval():
-    pacer, starts, lock = Pacer(200.0), [], threading.Lock()
+def test_threads_sharing_a_pacer_each_get_their_own_start(monkeypatch):
+    """Forty reservations from four threads at one frozen instant: the delays are exactly 0, 1, ..., 39
+    intervals, each once (no two threads handed the same start)."""
+    clock = Clock()
+    monkeypatch.setattr(pacing.time, "monotonic", clock.monotonic)
+    pacer, delays, lock = Pacer(200.0, sleep=lambda _: None), [], threading.Lock()
 
     def worker() -> None:
         for _ in range(10):
-            pacer.wait()
+            delay = pacer.reserve()
             with lock:
-                starts.append(pacing.time.monotonic())
+                delays.append(delay)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    starts.sort()
-    assert len(starts) == 40
-    # 40 starts 5 ms apart span at least 39 intervals (a thread may wake late, never early)
-    assert starts[-1] - starts[0] >= 39 * 0.005 * 0.95
+    assert sorted(round(delay / 0.005) for delay in delays) == list(range(40))
+    assert all(delay == pytest.approx(round(delay / 0.005) * 0.005) for delay in delays)
