@@ -157,3 +157,20 @@ def test_the_command_compares_models_and_refuses_an_unknown_one(results, tmp_pat
     assert f"recall {total.caught}/{total.humans} " in lines[2] and f"keep-rate {total.kept}/{total.clean} " in lines[2]
     with pytest.raises(SystemExit):
         main([*args, "--model=forest"])
+
+
+def test_the_command_compares_fits_by_recall(results, tmp_path, capsys):
+    """--min_recall replaces --max_lost: each fold's model catches at least that fraction of the photos it
+    is fitted on, and a higher fraction catches at least as many of the left-out ones."""
+    paths = written(results, tmp_path)
+    features = "--features=" + ",".join(FEATURES)
+    assert main([*paths, "--splits=" + ",".join(SPLITS), features, "--min_recall=0.8,0.95"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert [line.split(":", 1)[0] for line in lines] == [
+        "centerface.face+ssdlite_person.person min_recall=0.8 logistic",
+        "centerface.face+ssdlite_person.person min_recall=0.95 logistic"]
+    splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
+    low, high = (sum(leave_one_split_out(splits, Setting(FEATURES, min_recall=r)).values(), Counts(0, 0, 0, 0))
+                 for r in (0.8, 0.95))
+    assert f"recall {low.caught}/{low.humans} " in lines[0] and f"recall {high.caught}/{high.humans} " in lines[1]
+    assert high.caught >= low.caught and high.kept <= low.kept

@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -66,6 +67,27 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
             assert_mid_gap(reject, everyone)
     else:
         assert reject == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@example(humans=[0.5, 0.5, 0.2], clean=[0.5], min_recall=0.5, max_rejected=0.0)  # ties with the human ranked
+@example(humans=[0.0, 0.3], clean=[0.0], min_recall=1.0, max_rejected=0.0)  # a human fused at exactly 0
+@given(humans=scores, clean=scores, min_recall=st.floats(0.01, 1.0), max_rejected=st.floats(0.0, 0.2))
+def test_thresholds_by_recall_against_a_brute_force_oracle(humans, clean, min_recall, max_rejected):
+    """--min_recall: review_from divides the photos exactly as the highest candidate threshold that
+    still catches the fraction asked for does (margin and max_lost play no part), and sits mid-gap."""
+    h, c = np.array(humans), np.array(clean)
+    everyone = np.concatenate([h, c])
+    review, reject = choose_thresholds(h, c, margin=0.5, max_lost=0.0, max_clean_rejected=max_rejected,
+                                       min_recall=min_recall)
+    assert 0.0 <= review <= reject <= 1.0
+    needed = max(1, math.ceil(min_recall * len(h) - 1e-9))  # as the fit counts (0.9 * 10 is 9.000000000000002)
+    candidates = sorted({*h.tolist(), *c.tolist()})
+    best = max(t for t in candidates if (h >= t).sum() >= needed)  # brute force over every score
+    assert (h >= review).sum() >= needed
+    assert ((everyone >= review) == (everyone >= best)).all()
+    if (everyone < best).any():
+        assert_mid_gap(review, everyone)
 
 
 def assert_mid_gap(threshold: float, everyone: np.ndarray) -> None:
@@ -169,6 +191,23 @@ def test_a_scores_file_missing_a_photo_or_a_feature_is_refused_not_fitted_as_zer
         assert not (tmp_path / "x.json").exists()
     source.write_text(json.dumps({"split": "tuning", "scores": scores}))
     assert main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person"]) == 0
+
+
+def test_a_fit_by_recall_records_that_rule_and_reaches_it_on_its_photos(tmp_path):
+    _, source = tuning_scores(tmp_path, seed=3, face=((0.3, 1.0), (0, 0.6)), person=((0.2, 1.0), (0, 0.5)))
+    out = tmp_path / "fusion.json"
+    assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person", "--min_recall=0.9"]) == 0
+    model = json.loads(out.read_text())
+    assert model["options"] == {"l2": 0.1, "min_recall": 0.9, "max_clean_rejected": 0.05}
+    assert 0.9 <= model["tuning"]["recall"] < 1.0  # the synthetic scores overlap: 100% would cost more
+    for ablated in model["ablation"].values():  # the ablation refits follow the same rule
+        assert ablated["tuning"]["recall"] >= 0.9
+    usual = tmp_path / "usual.json"
+    assert main([str(source), str(usual), "--features=centerface.face,ssdlite_person.person"]) == 0
+    assert json.loads(usual.read_text())["options"] == {"l2": 0.1, "margin": 0.5, "max_lost": 0.2,
+                                                        "max_clean_rejected": 0.05}
+    with pytest.raises(SystemExit):
+        main([str(source), str(tmp_path / "x.json"), "--min_recall=1.5"])
 
 
 def test_the_trees_the_pipeline_reads_give_scikit_learns_own_probabilities():

@@ -67,6 +67,7 @@ class Setting:
     max_lost: float = 0.2
     max_clean_rejected: float = 0.05
     model: str = "logistic"
+    min_recall: float = 0.0  # > 0: review_from by recall on the fitted photos instead of margin and max_lost
 
 
 # Takes a photo out (held or rejected) from its scores.
@@ -80,7 +81,8 @@ def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> D
     compare the kinds along their curves, at equal recall or keep-rate."""
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
     fusion = as_fusion(fit_kind(setting.model, scores, y, [row.label for row in rows], setting.features,
-                                setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected))
+                                setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
+                                setting.min_recall))
     return lambda one: fusion.score(one) >= fusion.review_from
 
 
@@ -126,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--margin", default="0.5", help="comma-separated values to compare")
     parser.add_argument("--l2", default="0.1", help="comma-separated values to compare")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05)
+    parser.add_argument("--min_recall", default="",
+                        help="comma-separated values to compare, each instead of --max_lost and --margin: "
+                        "review_from catches at least this fraction of the fitted images with a human")
     parser.add_argument("--model", default="logistic",
                         help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees "
                              "needs scikit-learn)")
@@ -144,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.scores:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
-        for max_lost in (float(v) for v in split_list(args.max_lost)):
+        for min_recall in (float(v) for v in split_list(args.min_recall)):
+            setting = Setting(tuple(features), max_clean_rejected=args.max_clean_rejected, model=model,
+                              min_recall=min_recall)
+            print(_line(f"{'+'.join(features)} min_recall={min_recall} {model}", leave_one_split_out(splits, setting)))
+        for max_lost in (float(v) for v in split_list(args.max_lost)) if not args.min_recall else ():
             for margin in (float(v) for v in split_list(args.margin)):
                 # l2 is the logistic's penalty: the trees have none to vary
                 for l2 in (float(v) for v in split_list(args.l2)) if model == "logistic" else (0.1,):

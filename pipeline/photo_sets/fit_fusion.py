@@ -23,6 +23,10 @@ Thresholds are then chosen on the same tuning scores, recall first:
   least to halfway between the weakest of them and the next lower score; when that would lose more
   than `--max_lost` of the clean images, one that loses exactly that many instead (the fit reports
   the tuning recall it then reaches);
+  With `--min_recall=R` instead: the highest threshold that still catches at least a fraction R of the
+  tuning images with a human (the margin and `--max_lost` are then not used), so that a candidate can
+  be fitted at the operating point of the model it would replace (its cross-validated recall) and the
+  rule "at least as many caught and as many kept" compares like with like;
 - `reject_at`: a threshold above which at most `--max_clean_rejected` of the clean tuning images
   lie, dividing the tuning images as the lowest such threshold does (rejecting outright what a
   reviewer would nearly always reject, holding the rest).
@@ -132,20 +136,37 @@ def _below(score: float, others: np.ndarray) -> float:
 
 
 def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin: float, max_lost: float,
-                      max_clean_rejected: float) -> tuple[float, float]:
-    """(review_from, reject_at) on the tuning scores (see the module's docstring). Not rounded: a
-    rounded threshold could land above the weakest human it was chosen to catch."""
+                      max_clean_rejected: float, min_recall: float = 0.0) -> tuple[float, float]:
+    """(review_from, reject_at) on the tuning scores (see the module's docstring); `min_recall` > 0
+    chooses review_from by recall instead of by `margin` and `max_lost`. Not rounded: a rounded
+    threshold could land above the weakest human it was chosen to catch."""
     everyone = np.concatenate([fused_humans, fused_clean])
-    weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
-    review_from = min(_below(weakest, everyone), sigmoid(logit(weakest) - margin))
     ranked = np.sort(fused_clean)[::-1]
-    lost_allowed = math.floor(max_lost * len(ranked))
-    if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
-        # above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
-        review_from = _between(float(ranked[lost_allowed]), everyone)
+    if min_recall > 0:
+        review_from = _reaching(min_recall, fused_humans, everyone)
+    else:
+        weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
+        review_from = min(_below(weakest, everyone), sigmoid(logit(weakest) - margin))
+        lost_allowed = math.floor(max_lost * len(ranked))
+        if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
+            # above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
+            review_from = _between(float(ranked[lost_allowed]), everyone)
     rejected_allowed = math.floor(max_clean_rejected * len(ranked))
     reject_at = _between(float(ranked[rejected_allowed]), everyone) if rejected_allowed < len(ranked) else 0.0
     return review_from, max(reject_at, review_from)
+
+
+def _reaching(min_recall: float, fused_humans: np.ndarray, everyone: np.ndarray) -> float:
+    """The highest threshold at or above which at least `min_recall` of the humans lie: just below the
+    human ranked ceil(min_recall * n) from the top (halfway to the next lower score of anyone, so that
+    no image sits within rounding of it; photos tied with that human are caught too)."""
+    if not len(fused_humans):
+        return 1.0
+    needed = max(1, math.ceil(min_recall * len(fused_humans) - 1e-9))  # 0.9 * 10 is 9.000000000000002
+    score = float(np.sort(fused_humans)[::-1][needed - 1])
+    threshold, lower = _below(score, everyone), everyone[everyone < score]
+    # Two scores a denormal apart have no middle: then the human's own score divides them.
+    return threshold if not len(lower) or threshold > lower.max() else score
 
 
 def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], weights: np.ndarray,
@@ -158,14 +179,15 @@ def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], we
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], l2: float, margin: float,
-              max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]]) -> dict:
+              max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]],
+              min_recall: float = 0.0) -> dict:
     """One fusion model: weights (rounded first, so the thresholds are chosen on the very scores the
     written model gives), thresholds, and its figures on the tuning images. `x` is `design(scores)`."""
     weights, bias = fit_nonnegative(x, y, l2, label_weights(labels))
     weights, bias = np.round(weights, 6), round(bias, 6)
     fused = fused_scores(scores, features, weights, bias)
     humans, clean = fused[y == 1], fused[y == 0]
-    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
+    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected, min_recall)
     return {"features": list(features), "weights": [float(w) for w in weights], "bias": bias,
             **_thresholds_and_figures(humans, clean, review_from, reject_at)}
 
@@ -201,7 +223,8 @@ def trees_of(x: np.ndarray, y: np.ndarray, labels: list[str]) -> tuple[float, li
 
 
 def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], margin: float,
-                    max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]]) -> dict:
+                    max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]],
+                    min_recall: float = 0.0) -> dict:
     """`fit_model` for trees: the same thresholds, chosen on the scores the pipeline's own reading of
     the written trees gives."""
     baseline, trees = trees_of(x, y, labels)
@@ -209,18 +232,19 @@ def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: S
                        "reject_at": 1.0, "review_from": 1.0})
     fused = np.array([model.score(s) for s in scores], dtype=np.float64)
     humans, clean = fused[y == 1], fused[y == 0]
-    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected)
+    review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected, min_recall)
     return {"features": list(features), "baseline": baseline, "trees": trees,
             **_thresholds_and_figures(humans, clean, review_from, reject_at)}
 
 
 def fit_kind(kind: str, scores: Sequence[dict[str, float]], y: np.ndarray, labels: list[str],
-             features: Sequence[str], l2: float, margin: float, max_lost: float, max_clean_rejected: float) -> dict:
+             features: Sequence[str], l2: float, margin: float, max_lost: float, max_clean_rejected: float,
+             min_recall: float = 0.0) -> dict:
     """One model of `kind` (a key of KINDS) over `features`, as the file holds it (without the ablation)."""
     x = design(scores, features)
     if kind == "monotone_trees":
-        return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores)
-    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores)
+        return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores, min_recall)
+    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores, min_recall)
 
 
 def as_fusion(model: dict) -> Fusion:
@@ -249,7 +273,8 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
 
 
 def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
-        max_clean_rejected: float, splits: Sequence[str] = ("tuning",), kind: str = "logistic") -> dict:
+        max_clean_rejected: float, splits: Sequence[str] = ("tuning",), kind: str = "logistic",
+        min_recall: float = 0.0) -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
     detector refitted the same way without that detector's scores (a detector earns its place when
     the decision without it, chosen on the same tuning images, does worse on the held-out ones).
@@ -269,7 +294,7 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     def one(names: Sequence[str]) -> dict:
-        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected)
+        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall)
 
     model = one(features)
     ablation = {}
@@ -285,7 +310,11 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
                       f"{int(y.sum())} images with a human, {int((1 - y).sum())} no_person; scores sha256 "
                       + ", ".join(f"{result.get('_sha256', '')}" + (f" ({result['split']})" if len(seen) > 1 else "")
                                   for result in results)),
-        "options": {**options, "margin": margin, "max_lost": max_lost, "max_clean_rejected": max_clean_rejected},
+        # A model fitted by recall records that rule instead of the two it replaces; one fitted the usual
+        # way keeps the options every shipped file holds (so they still refit byte for byte).
+        "options": {**options, **({"min_recall": min_recall} if min_recall > 0 else
+                                  {"margin": margin, "max_lost": max_lost}),
+                    "max_clean_rejected": max_clean_rejected},
         "ablation": ablation,
     }
 
@@ -302,12 +331,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="most clean images review may take (every shipped model: 0.2)")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05,
                         help="most clean images rejected outright (every shipped model: 0.05)")
+    parser.add_argument("--min_recall", type=float, default=0.0,
+                        help="choose review_from as the highest threshold catching at least this fraction of the "
+                        "images with a human it is fitted on, instead of by --margin and --max_lost (0: off)")
     parser.add_argument("--model", default="logistic", choices=sorted(KINDS),
                         help="logistic (every shipped model) or monotone_trees (needs scikit-learn)")
     parser.add_argument("--splits", default="tuning",
                         help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
                         "named here is used up: measure the model on a later one)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.min_recall <= 1.0:
+        parser.error("--min_recall must be within 0..1 (0: off)")
     results = []
     for path in args.scores:
         data = Path(path).read_bytes()
@@ -315,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
     model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,
-                split_list(args.splits), args.model)
+                split_list(args.splits), args.model, args.min_recall)
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
     Path(args.out).write_text(text + "\n")
