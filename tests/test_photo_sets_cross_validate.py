@@ -35,7 +35,8 @@ def results() -> list[dict]:
 # max_lost=0.15 binds (the review threshold is the one that loses that many clean photos); with 0.9 every
 # fitted-on person is caught and the margin places the threshold.
 @pytest.mark.parametrize("setting", [Setting(FEATURES, max_lost=0.15),
-                                     Setting(FEATURES, margin=0.0, l2=1.0, max_lost=0.9)])
+                                     Setting(FEATURES, margin=0.0, l2=1.0, max_lost=0.9),
+                                     Setting(FEATURES, l2=1.0, min_recall=0.9)])
 def test_each_left_out_split_is_decided_by_the_model_fit_fusion_writes_for_the_others(results, setting):
     counts = leave_one_split_out({r["split"]: labelled_scores(r, FEATURES) for r in results}, setting)
     assert list(counts) == list(SPLITS)
@@ -43,7 +44,9 @@ def test_each_left_out_split_is_decided_by_the_model_fit_fusion_writes_for_the_o
         # The oracle: fit_fusion's own command path on the other splits, read back as the pipeline reads it.
         others = [r for r in results if r["split"] != left_out]
         model = fit(others, FEATURES, setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
-                    [r["split"] for r in others])
+                    [r["split"] for r in others], min_recall=setting.min_recall)
+        if setting.min_recall:  # each fold's model catches the fraction asked of the photos it is fitted on
+            assert model["tuning"]["recall"] >= setting.min_recall and model["options"]["min_recall"] == 0.9
         fusion = parse_fusion(json.dumps(model).encode(), "m")
         rows, scores = labelled_scores(next(r for r in results if r["split"] == left_out), FEATURES)
         out = [fusion.score(s) >= fusion.review_from for s in scores]
@@ -167,10 +170,28 @@ def test_the_command_compares_fits_by_recall(results, tmp_path, capsys):
     assert main([*paths, "--splits=" + ",".join(SPLITS), features, "--min_recall=0.8,0.95"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert [line.split(":", 1)[0] for line in lines] == [
-        "centerface.face+ssdlite_person.person min_recall=0.8 logistic",
-        "centerface.face+ssdlite_person.person min_recall=0.95 logistic"]
+        "centerface.face+ssdlite_person.person min_recall=0.8 l2=0.1",
+        "centerface.face+ssdlite_person.person min_recall=0.95 l2=0.1"]
     splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
     low, high = (sum(leave_one_split_out(splits, Setting(FEATURES, min_recall=r)).values(), Counts(0, 0, 0, 0))
                  for r in (0.8, 0.95))
     assert f"recall {low.caught}/{low.humans} " in lines[0] and f"recall {high.caught}/{high.humans} " in lines[1]
     assert high.caught >= low.caught and high.kept <= low.kept
+
+
+def test_fits_by_recall_vary_l2_compare_with_max_lost_only_when_asked_and_refuse_bad_values(results, tmp_path, capsys):
+    paths = written(results, tmp_path)
+    common = [*paths, "--splits=" + ",".join(SPLITS), "--features=" + ",".join(FEATURES)]
+    assert main([*common, "--min_recall=0.9", "--l2=0.1,100"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert [line.split(":", 1)[0].rsplit(" ", 1)[1] for line in lines] == ["l2=0.1", "l2=100.0"]
+    splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
+    strong = sum(leave_one_split_out(splits, Setting(FEATURES, l2=100.0, min_recall=0.9)).values(), Counts(0, 0, 0, 0))
+    assert f"recall {strong.caught}/{strong.humans} " in lines[1]
+    assert f"keep-rate {strong.kept}/{strong.clean} " in lines[1]
+    assert main([*common, "--min_recall=0.9", "--max_lost=0.2"]) == 0  # both kinds when both are given
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert len(lines) == 2 and "min_recall=0.9" in lines[0] and "max_lost=0.2" in lines[1]
+    for bad in ("1.5", "0", "-0.1", "x"):
+        with pytest.raises(SystemExit):
+            main([*common, f"--min_recall={bad}"])

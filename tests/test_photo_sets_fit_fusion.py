@@ -1,5 +1,4 @@
 import json
-import math
 
 import numpy as np
 import pytest
@@ -72,6 +71,9 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
 @settings(max_examples=300, deadline=None)
 @example(humans=[0.5, 0.5, 0.2], clean=[0.5], min_recall=0.5, max_rejected=0.0)  # ties with the human ranked
 @example(humans=[0.0, 0.3], clean=[0.0], min_recall=1.0, max_rejected=0.0)  # a human fused at exactly 0
+@example(humans=[0.25000000000000006], clean=[0.25], min_recall=1.0, max_rejected=0.0)  # one float step: no middle
+@example(humans=[1e-323], clean=[5e-324], min_recall=1.0, max_rejected=0.0)  # denormals
+@example(humans=[i / 50 for i in range(1, 51)], clean=[0.0], min_recall=0.14, max_rejected=0.0)  # 0.14 * 50 > 7
 @given(humans=scores, clean=scores, min_recall=st.floats(0.01, 1.0), max_rejected=st.floats(0.0, 0.2))
 def test_thresholds_by_recall_against_a_brute_force_oracle(humans, clean, min_recall, max_rejected):
     """--min_recall: review_from divides the photos exactly as the highest candidate threshold that
@@ -81,10 +83,9 @@ def test_thresholds_by_recall_against_a_brute_force_oracle(humans, clean, min_re
     review, reject = choose_thresholds(h, c, margin=0.5, max_lost=0.0, max_clean_rejected=max_rejected,
                                        min_recall=min_recall)
     assert 0.0 <= review <= reject <= 1.0
-    needed = max(1, math.ceil(min_recall * len(h) - 1e-9))  # as the fit counts (0.9 * 10 is 9.000000000000002)
     candidates = sorted({*h.tolist(), *c.tolist()})
-    best = max(t for t in candidates if (h >= t).sum() >= needed)  # brute force over every score
-    assert (h >= review).sum() >= needed
+    best = max(t for t in candidates if (h >= t).mean() >= min_recall)  # brute force over every score
+    assert (h >= review).mean() >= min_recall
     assert ((everyone >= review) == (everyone >= best)).all()
     if (everyone < best).any():
         assert_mid_gap(review, everyone)
@@ -208,6 +209,12 @@ def test_a_fit_by_recall_records_that_rule_and_reaches_it_on_its_photos(tmp_path
                                                         "max_clean_rejected": 0.05}
     with pytest.raises(SystemExit):
         main([str(source), str(tmp_path / "x.json"), "--min_recall=1.5"])
+    trees = tmp_path / "trees.json"
+    assert main([str(source), str(trees), "--features=centerface.face,ssdlite_person.person", "--min_recall=0.9",
+                 "--model=monotone_trees"]) == 0
+    model = json.loads(trees.read_text())
+    assert model["options"]["min_recall"] == 0.9 and "max_lost" not in model["options"]
+    assert all(m["tuning"]["recall"] >= 0.9 for m in (model, *model["ablation"].values()))
 
 
 def test_the_trees_the_pipeline_reads_give_scikit_learns_own_probabilities():

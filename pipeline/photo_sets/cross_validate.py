@@ -124,17 +124,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--splits", required=True, help="the splits of those files, comma-separated (all spent)")
     parser.add_argument("--features", action="append", default=[],
                         help="DETECTOR.CLASS,... (repeat for each feature set; default: the default model's)")
-    parser.add_argument("--max_lost", default="0.2", help="comma-separated values to compare")
-    parser.add_argument("--margin", default="0.5", help="comma-separated values to compare")
+    parser.add_argument("--max_lost", default=None,
+                        help="comma-separated values to compare (default: 0.2, or none when --min_recall is given)")
+    parser.add_argument("--margin", default="0.5", help="comma-separated values to compare (with --max_lost)")
     parser.add_argument("--l2", default="0.1", help="comma-separated values to compare")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05)
     parser.add_argument("--min_recall", default="",
-                        help="comma-separated values to compare, each instead of --max_lost and --margin: "
-                        "review_from catches at least this fraction of the fitted images with a human")
+                        help="comma-separated values in (0, 1] to compare, each a review threshold chosen to catch "
+                        "at least this fraction of the fitted images with a human instead of by --max_lost and "
+                        "--margin (give --max_lost too to compare both kinds)")
     parser.add_argument("--model", default="logistic",
                         help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees "
                              "needs scikit-learn)")
     args = parser.parse_args(argv)
+    try:
+        recalls = [float(v) for v in split_list(args.min_recall)]
+    except ValueError:
+        parser.error(f"--min_recall: {args.min_recall!r} is not a list of numbers")
+    if any(not 0.0 < r <= 1.0 for r in recalls):
+        parser.error("--min_recall values must be within (0, 1]")
+    losses = split_list(args.max_lost if args.max_lost is not None else ("" if recalls else "0.2"))
     models = split_list(args.model)
     if not models or any(model not in MODELS for model in models):
         parser.error(f"--model: {args.model!r}, choose from {', '.join(MODELS)}")
@@ -149,14 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.scores:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
-        for min_recall in (float(v) for v in split_list(args.min_recall)):
-            setting = Setting(tuple(features), max_clean_rejected=args.max_clean_rejected, model=model,
+        # l2 is the logistic's penalty: the trees have none to vary
+        penalties = [float(v) for v in split_list(args.l2)] if model == "logistic" else [0.1]
+        for min_recall, l2 in itertools.product(recalls, penalties):
+            setting = Setting(tuple(features), l2=l2, max_clean_rejected=args.max_clean_rejected, model=model,
                               min_recall=min_recall)
-            print(_line(f"{'+'.join(features)} min_recall={min_recall} {model}", leave_one_split_out(splits, setting)))
-        for max_lost in (float(v) for v in split_list(args.max_lost)) if not args.min_recall else ():
+            name = f"{'+'.join(features)} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
+                                                                       f" {model}")
+            print(_line(name, leave_one_split_out(splits, setting)))
+        for max_lost in (float(v) for v in losses):
             for margin in (float(v) for v in split_list(args.margin)):
-                # l2 is the logistic's penalty: the trees have none to vary
-                for l2 in (float(v) for v in split_list(args.l2)) if model == "logistic" else (0.1,):
+                for l2 in penalties:
                     setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model)
                     name = f"{'+'.join(features)} max_lost={max_lost} margin={margin}" + (
                         f" l2={l2}" if model == "logistic" else f" {model}")

@@ -22,11 +22,10 @@ Thresholds are then chosen on the same tuning scores, recall first:
   margin (`--margin`, in logit units) for photos a little weaker than any seen in tuning, and at
   least to halfway between the weakest of them and the next lower score; when that would lose more
   than `--max_lost` of the clean images, one that loses exactly that many instead (the fit reports
-  the tuning recall it then reaches);
-  With `--min_recall=R` instead: the highest threshold that still catches at least a fraction R of the
-  tuning images with a human (the margin and `--max_lost` are then not used), so that a candidate can
-  be fitted at the operating point of the model it would replace (its cross-validated recall) and the
-  rule "at least as many caught and as many kept" compares like with like;
+  the tuning recall it then reaches); with `--min_recall=R` instead, the highest threshold that
+  still catches at least a fraction R of the tuning images with a human (the margin and `--max_lost`
+  are then not used), so that a candidate can be placed near the operating point of the model it
+  would replace (choose R by cross-validation: a fitted recall is not a held-out one);
 - `reject_at`: a threshold above which at most `--max_clean_rejected` of the clean tuning images
   lie, dividing the tuning images as the lowest such threshold does (rejecting outright what a
   reviewer would nearly always reject, holding the rest).
@@ -162,10 +161,13 @@ def _reaching(min_recall: float, fused_humans: np.ndarray, everyone: np.ndarray)
     no image sits within rounding of it; photos tied with that human are caught too)."""
     if not len(fused_humans):
         return 1.0
-    needed = max(1, math.ceil(min_recall * len(fused_humans) - 1e-9))  # 0.9 * 10 is 9.000000000000002
+    n = len(fused_humans)
+    # The fewest humans whose share reaches R, counted as the recall is reported (k / n), with no product
+    # to round: 0.14 * 50 is 7.000000000000001, and ceil() of it would ask for 8.
+    needed = next((k for k in range(1, n + 1) if k / n >= min_recall), n)
     score = float(np.sort(fused_humans)[::-1][needed - 1])
     threshold, lower = _below(score, everyone), everyone[everyone < score]
-    # Two scores a denormal apart have no middle: then the human's own score divides them.
+    # Two scores one float step apart have no middle: then the human's own score divides them.
     return threshold if not len(lower) or threshold > lower.max() else score
 
 
