@@ -39,9 +39,13 @@ def test_an_empty_ledger_lets_everything_through():
 def test_only_verdicts_that_cannot_change_are_recorded():
     assert permanent(rejection("1", "detect", "human")) and permanent(rejection("1", "fetch", "deleted"))
     assert permanent(rejection("1", "exact_dedup", "duplicate"))
-    for stage, reason in (("fetch", "timeout"), ("fetch", "rate_limited"), ("detect", "needs_review"),
-                          ("owner_cap", "owner_cap"), ("verify_license", "api_error"), ("image", "internal_error"),
-                          ("read", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id")):
+    transient = [("fetch", "connection_error"), ("fetch", "timeout"), ("fetch", "deadline_exceeded"),
+                 ("fetch", "rate_limited"), ("fetch", "server_error"), ("fetch", "truncated_body"),
+                 ("read", "api_error"), ("read", "bad_api_response"), ("verify_license", "api_error"),
+                 ("detect", "needs_review"), ("owner_cap", "owner_cap"), ("image", "internal_error")]
+    about_the_row = [("read", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"),
+                     ("ledger", "already_decided")]
+    for stage, reason in transient + about_the_row:
         assert not permanent(rejection("1", stage, reason)), (stage, reason)
     assert entry_of_rejection(rejection("1", "fetch", "timeout"), "r") is None
     assert entry_of_rejection(rejection("012", "detect", "human"), "r") == (
@@ -49,6 +53,7 @@ def test_only_verdicts_that_cannot_change_are_recorded():
     assert entry_of_kept(photo("012"), "r") == (
         "12", {"photo_id": "12", "decision": KEPT, "stage": "", "reason": "", "release": "r"})
     assert entry_of_kept(photo("../x"), "r") is None  # an id that is not one is never recorded
+    assert entry_of_rejection(rejection("../x", "detect", "human"), "r") is None
 
 
 ENTRY = st.builds(lambda decision, release: {"photo_id": "1", "decision": decision, "stage": "s", "reason": "r",

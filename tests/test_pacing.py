@@ -8,15 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.io import pacing
 from pipeline.io.pacing import Pacer
+
+T0 = 1000.0
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+    """A clock that moves only when told; optionally checks it is read under the pacer's lock."""
 
-    def monotonic(self) -> float:
+    def __init__(self) -> None:
+        self.now = T0
+        self.pacer: Pacer | None = None
+
+    def __call__(self) -> float:
+        if self.pacer is not None:
+            # `now` must be read inside the critical section, or two threads could take the same start
+            assert self.pacer._lock.locked()
         return self.now
 
 
@@ -24,29 +31,30 @@ class Clock:
        gaps=st.lists(st.floats(min_value=0.0, max_value=3.0, allow_nan=False), max_size=30))
 def test_each_start_is_the_later_of_now_and_the_previous_start_plus_the_interval(rate, gaps):
     clock, slept = Clock(), []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pacing.time, "monotonic", clock.monotonic)
-        pacer = Pacer(rate, sleep=slept.append)
-        interval = 1.0 / rate if rate > 0 else 0.0
-        previous = None  # the brute-force recurrence the pacer must follow
-        for gap in gaps:
-            clock.now += gap
-            start = clock.now if previous is None else max(clock.now, previous + interval)
-            pacer.wait()
-            assert pacer.free_at == pytest.approx(start + interval)
-            delay = start - clock.now
-            assert (slept[-1] if delay > 0 else 0.0) == pytest.approx(delay)
-            if delay > 0:
-                clock.now += slept[-1]  # the caller slept until its start
-            previous = start
+    pacer = Pacer(rate, sleep=slept.append, clock=clock)
+    interval = 1.0 / rate if rate > 0 else 0.0
+    previous, waits = None, 0  # the brute-force recurrence the pacer must follow
+    for gap in gaps:
+        clock.now += gap
+        start = clock.now if previous is None else max(clock.now, previous + interval)
+        pacer.wait()
+        assert pacer.free_at - T0 == pytest.approx(start + interval - T0, abs=1e-9)
+        delay = start - clock.now
+        if delay > 0:  # computed as the pacer computes it, so the same float decides
+            waits += 1
+            assert slept[-1] == pytest.approx(delay, abs=1e-9)
+            clock.now += slept[-1]  # the caller slept until its start
+        assert len(slept) == waits  # no sleep when the start is now
+        previous = start
 
 
-def test_threads_sharing_a_pacer_each_get_their_own_start(monkeypatch):
+def test_threads_sharing_a_pacer_each_get_their_own_start():
     """Forty reservations from four threads at one frozen instant: the delays are exactly 0, 1, ..., 39
-    intervals, each once (no two threads handed the same start)."""
+    intervals, each once, and the clock is read under the lock each time."""
     clock = Clock()
-    monkeypatch.setattr(pacing.time, "monotonic", clock.monotonic)
-    pacer, delays, lock = Pacer(200.0, sleep=lambda _: None), [], threading.Lock()
+    pacer = Pacer(200.0, sleep=lambda _: None, clock=clock)
+    clock.pacer = pacer
+    delays, lock = [], threading.Lock()
 
     def worker() -> None:
         for _ in range(10):
@@ -60,4 +68,4 @@ def test_threads_sharing_a_pacer_each_get_their_own_start(monkeypatch):
     for thread in threads:
         thread.join()
     assert sorted(round(delay / 0.005) for delay in delays) == list(range(40))
-    assert all(delay == pytest.approx(round(delay / 0.005) * 0.005) for delay in delays)
+    assert all(delay == pytest.approx(round(delay / 0.005) * 0.005, abs=1e-9) for delay in delays)

@@ -11,9 +11,11 @@ from collections.abc import Callable
 class Pacer:
     """Start times `1 / per_second` apart; 0 means unpaced."""
 
-    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
         self._sleep = sleep
+        self._clock = clock
         self._lock = threading.Lock()
         self._next_start = 0.0
 
@@ -25,7 +27,7 @@ class Pacer:
     def reserve(self) -> float:
         """Claims the next start time; returns the seconds to wait until it (0 when it is now)."""
         with self._lock:  # unpaced callers still record their start: a pool then picks the least recently used
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next_start)
             self._next_start = start + self._interval
         return start - now
