@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import tracemalloc
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,15 +153,31 @@ def test_fetch_one_real_package(tmp_path):
         assert hashlib.sha256((tmp_path / labelled.file_name).read_bytes()).hexdigest() == labelled.sha256
 
 
+def peak_bytes(call) -> int:
+    """The most memory Python held while `call()` ran (what it raised is ignored: only the peak matters)."""
+    tracemalloc.start()
+    try:
+        call()
+    except FetchError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
 def test_a_member_that_inflates_past_the_limit_is_refused_before_it_is_held(tmp_path, monkeypatch):
     """A photograph is megabytes; 10 MB of zeros compress to a few kB. Every reader stops at the limit
-    (here lowered to 1 MB) instead of inflating the member whole before its sha256 is checked."""
-    monkeypatch.setattr(fetch_module, "MAX_MEMBER_BYTES", 1_000_000)
+    (here lowered to 1 MB) instead of inflating the member whole before its sha256 is checked: refused,
+    and never more than a few limits' worth held."""
+    limit = 1_000_000
+    monkeypatch.setattr(fetch_module, "MAX_MEMBER_BYTES", limit)
     bomb = bytes(10_000_000)
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("bomb.jpg", bomb)
         archive.writestr("fine.jpg", PLAIN)
+        archive.writestr("edge.jpg", bytes(limit))
     assert len(inner.getvalue()) < 100_000
     wheel = tmp_path / "x.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -168,19 +185,33 @@ def test_a_member_that_inflates_past_the_limit_is_refused_before_it_is_held(tmp_
         archive.writestr("pkg/gallery.zip", inner.getvalue())
     with zipfile.ZipFile(wheel) as archive:
         read = zip_reader(archive)
-        with pytest.raises(FetchError, match="larger than 1000000 bytes"):
-            member_bytes(read, "pkg/bomb.jpg")
-        with pytest.raises(FetchError, match="larger than 1000000 bytes"):
-            member_bytes(read, "pkg/gallery.zip:bomb.jpg")
+        for path in ("pkg/bomb.jpg", "pkg/gallery.zip:bomb.jpg"):
+            with pytest.raises(FetchError, match="larger than 1000000 bytes"):
+                member_bytes(read, path)
+            assert peak_bytes(lambda path=path: member_bytes(read, path)) < 4 * limit
         assert member_bytes(read, "pkg/gallery.zip:fine.jpg") == PLAIN
+        assert member_bytes(read, "pkg/gallery.zip:edge.jpg") == bytes(limit)  # exactly the limit: read whole
     tgz = tmp_path / "x.tgz"
     with tarfile.open(tgz, "w:gz") as archive:
-        info = tarfile.TarInfo("package/bomb.jpg")
-        info.size = len(bomb)
-        archive.addfile(info, io.BytesIO(bomb))
-    with tarfile.open(tgz) as tarball, pytest.raises(FetchError, match="larger than"):
-        tar_reader(tarball)("package/bomb.jpg")
+        for name, data in (("package/bomb.jpg", bomb), ("package/edge.jpg", bytes(limit))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    with tarfile.open(tgz) as tarball:
+        with pytest.raises(FetchError, match="larger than"):
+            tar_reader(tarball)("package/bomb.jpg")
+        assert peak_bytes(lambda: tar_reader(tarball)("package/bomb.jpg")) < 4 * limit
+        assert tar_reader(tarball)("package/edge.jpg") == bytes(limit)
     (tmp_path / "big.jpg").write_bytes(bomb)
+    (tmp_path / "edge.jpg").write_bytes(bytes(limit))
     with pytest.raises(FetchError, match="larger than"):
         folder_reader(tmp_path)("big.jpg")
-    assert folder_reader(tmp_path)("x.whl") == wheel.read_bytes()  # under the limit: read whole
+    assert peak_bytes(lambda: folder_reader(tmp_path)("big.jpg")) < 4 * limit
+    assert folder_reader(tmp_path)("edge.jpg") == bytes(limit)
+
+
+def test_a_symlink_loop_in_a_package_is_one_refused_member(tmp_path):
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    with pytest.raises(FetchError):
+        folder_reader(tmp_path)("a.jpg")

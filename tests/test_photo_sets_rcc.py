@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 
 import pytest
 
-from pipeline.photo_sets.rcc import RccError, members
+from pipeline.photo_sets.rcc import RccError, member, members
 
 NODE = 22  # format 2+: name offset, flags, then dir (count, first) or file (country, language, data), mtime
 
@@ -59,3 +60,19 @@ def test_member_runs_past_the_end():
     blob[data_offset:data_offset + 4] = struct.pack(">I", 10_000)
     with pytest.raises(RccError, match="past the end"):
         members(bytes(blob))
+
+
+def test_member_decompresses_only_the_one_asked_for():
+    """Fetching one photograph out of a resource must not inflate the others (a small file may hold a
+    large compressed member, or many nodes sharing one)."""
+    blob = build_rcc({"bomb.bin": (bytes(50_000_000), True), "x.jpg": (b"photo", True)})
+    assert len(blob) < 200_000
+    tracemalloc.start()
+    try:
+        assert member(blob, "/a/x.jpg") == b"photo"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    with pytest.raises(KeyError):
+        member(blob, "/a/missing.jpg")

