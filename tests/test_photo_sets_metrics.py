@@ -91,6 +91,9 @@ def test_report_counts_held_as_removed_for_recall_and_lost_for_keep_rate():
     assert result["missed"] == ["pkg:package/person3.jpg"]
     assert result["depictions"] == {"n": 2, "removed": 1, "policy": result["depictions"]["policy"]}
     assert result["per_label"]["no_person"] == {KEPT: 2, HELD: 1, REJECTED: 1}
+    assert {label: (f["successes"], f["n"]) for label, f in result["recall_per_label"].items()} == {
+        "body_part": (1, 1), "person": (1, 2), "tiny_person": (1, 1)}
+    assert result["recall_per_label"]["person"]["ci95"] == [round(v, 4) for v in wilson(1, 2)]
     assert result["hard_negatives"] == {"statue": {REJECTED: 1}}
     # Without the face detector the tiny person and body part are still caught, the faces are not.
     without_face = result["ablation"]["without centerface"]
@@ -98,6 +101,9 @@ def test_report_counts_held_as_removed_for_recall_and_lost_for_keep_rate():
     assert result["per_detector"]["open_nsfw"]["recall"]["successes"] == 0
     text = "\n".join(iter_summary(result))
     assert "recall 75.0%" in text and "without ssdlite_person" in text and "depictions" in text
+    low, high = wilson(1, 2)
+    assert "recall per human label:\n  body_part          100.0%" in text
+    assert f"  person             50.0% [{low:.1%}, {high:.1%}] (1/2)" in text
 
 
 def test_printed_rates_are_rounded_once_from_the_counts():

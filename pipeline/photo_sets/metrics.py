@@ -119,6 +119,10 @@ def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs
                                                                  without(fusion, spec.name)) for s in scores])
                      for spec in specs},
         "per_label": {label: dict(counts) for label, counts in sorted(per_label.items())},
+        # Recall of each human label apart: the pooled figure can hide that tiny people, a few of a split,
+        # are the ones missed.
+        "recall_per_label": {label: rate(counts[REJECTED] + counts[HELD], sum(counts.values()))
+                             for label, counts in sorted(per_label.items()) if label in HUMAN_LABELS},
         "hard_negatives": {kind: dict(counts) for kind, counts in sorted(hard_negatives.items())},
         "depictions": {"n": len(depictions), "removed": sum(d != KEPT for d in depictions),
                        "policy": "reported apart: removing them is allowed, not required"},
@@ -151,6 +155,12 @@ def iter_summary(result: dict) -> Iterator[str]:
     yield "ablation (combined decision without one detector):"
     for name, r in result["ablation"].items():
         yield _line(name, r)
+    if result.get("recall_per_label"):
+        yield "recall per human label:"
+    for label, figure in result.get("recall_per_label", {}).items():
+        low, high = wilson(figure["successes"], figure["n"])
+        yield (f"  {label:18s} {figure['successes'] / figure['n']:.1%} [{low:.1%}, {high:.1%}] "
+               f"({figure['successes']}/{figure['n']})")
     yield "per label (rejected / held / kept):"
     for label, counts in result["per_label"].items():
         yield f"  {label:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
