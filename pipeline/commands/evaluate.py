@@ -38,12 +38,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
+    measurement = None
     try:
-        measurement = heldout_record.Measurement(
-            args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
-            tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side, args.detect_tile_min_side,
-            args.model_registry)
-        if args.record:
+        if args.record:  # only then: it reads a --scores file once more, before the detectors would run
+            measurement = heldout_record.Measurement(
+                args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
+                tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side,
+                args.detect_tile_min_side, args.model_registry)
             heldout_record.check(Path(args.record), measurement)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
@@ -57,7 +58,7 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         print(line)
     if args.json:
         write(result, args.json)
-    if args.record:
+    if measurement is not None:
         try:
             added = heldout_record.append(Path(args.record), measurement, result, _today())
         except heldout_record.RecordError as error:

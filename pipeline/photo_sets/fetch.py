@@ -167,10 +167,9 @@ def tar_reader(archive: tarfile.TarFile) -> Reader:
         handle = archive.extractfile(member) if member.isfile() else None
         if handle is None:  # links and devices are not photographs
             raise FetchError(f"{name} is not a regular file in the package")
-        if member.size > MAX_MEMBER_BYTES:  # the header says so: refused before reading
-            handle.close()
-            raise _too_large(name)
         with handle:
+            if member.size > MAX_MEMBER_BYTES:  # the header says so: refused before reading
+                raise _too_large(name)
             return _bounded(handle, name)
     return read
 

@@ -157,8 +157,8 @@ def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin:
 
 def _reaching(min_recall: float, fused_humans: np.ndarray, everyone: np.ndarray) -> float:
     """The highest threshold at or above which at least `min_recall` of the humans lie: just below the
-    human ranked ceil(min_recall * n) from the top (halfway to the next lower score of anyone, so that
-    no image sits within rounding of it; photos tied with that human are caught too)."""
+    human ranked k from the top, the fewest k with k / n >= min_recall (halfway to the next lower score
+    of anyone, so that no image sits within rounding of it; photos tied with that human are caught too)."""
     if not len(fused_humans):
         return 1.0
     n = len(fused_humans)

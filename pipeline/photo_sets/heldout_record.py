@@ -27,7 +27,7 @@ import os
 import re
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,6 @@ def stored_by(storage: Storage) -> str:
     return f"{resize}, storage rule {storage.storage_rule_version}, from {storage.stored_from}"
 
 
-def _storage_key(storage: Storage) -> dict[str, Any]:
-    return {"resize_reducing_gap": storage.resize_reducing_gap, "stored_from": storage.stored_from,
-            "storage_rule_version": storage.storage_rule_version}
-
-
 def entry(result: dict, storage: Storage, today: datetime.date) -> dict[str, Any]:
     """The record's entry for one `evaluate --photos` result: the fields every earlier entry has, in
     the same order, plus how the images were stored as data (`storage`) and the detectors scored."""
@@ -83,7 +78,7 @@ def entry(result: dict, storage: Storage, today: datetime.date) -> dict[str, Any
         "keep_rate": dict(sorted(combined["keep_rate"].items())),
         "missed": sorted(result["missed"]),
         "stored_by": stored_by(storage),
-        "storage": _storage_key(storage),
+        "storage": asdict(storage),  # the keys `evaluate --json` records them under
         "detectors": list(result["detectors"]),
     }
 
@@ -155,7 +150,7 @@ def _already_recorded(record: dict[str, Any], split: str, storage: Storage) -> d
     for earlier in record["evaluations"]:
         # An entry written by hand before `storage` was recorded cannot say how its images were stored:
         # it blocks its split as if stored the same way (edit the file to add a deliberate second entry).
-        if earlier["split"] == split and earlier.get("storage", _storage_key(storage)) == _storage_key(storage):
+        if earlier["split"] == split and earlier.get("storage", asdict(storage)) == asdict(storage):
             return earlier
     return None
 
@@ -204,6 +199,8 @@ def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> di
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    # Not io.files.write_atomically: on Beam's filesystems it deletes the old file before renaming the new
+    # one, so a kill in between would leave no record; a local os.replace never does.
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600; a record is shared, so it keeps the old file's mode (or the umask's).
     if path.exists():
