@@ -196,3 +196,19 @@ def test_one_run_at_a_time_per_gcs_output(gcs, monkeypatch):
             assert gcs.blob(f"locked/{LOCK}").exists()
     finally:
         proxy.shutdown()
+
+
+def test_write_atomically_replaces_a_gcs_object_in_one_rename(gcs, monkeypatch):
+    """On gs:// the rename is a copy over the old object, then a delete of the temporary: the name is
+    never left without an object (no delete of the old one first), and no temporary is left behind."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.io.files import read_bytes, write_atomically
+
+    path = f"gs://{BUCKET}/atomic/manifest.json"
+    write_atomically(path, lambda handle: handle.write(b"old"))
+    deleted, delete = [], FileSystems.delete
+    monkeypatch.setattr(FileSystems, "delete", staticmethod(lambda paths: (deleted.extend(paths), delete(paths))))
+    entry = write_atomically(path, lambda handle: handle.write(b"new"))
+    assert read_bytes(path) == b"new" and entry["sha256"] == hashlib.sha256(b"new").hexdigest()
+    assert deleted == [] and [b.name for b in gcs.list_blobs(prefix="atomic/")] == ["atomic/manifest.json"]

@@ -4,6 +4,7 @@ import io
 from collections import Counter
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.io.files import write_atomically
@@ -57,6 +58,58 @@ def test_write_atomically_replaces_and_leaves_no_temporary(tmp_path):
     entry = write_atomically(str(target), lambda handle: handle.write(b"new"))
     assert target.read_bytes() == b"new" and entry == {"bytes": 3, "sha256": hashlib.sha256(b"new").hexdigest()}
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_write_atomically_never_leaves_the_name_without_a_file(tmp_path, monkeypatch):
+    """A kill at any point leaves the old or the new file under the name: the temporary is renamed over
+    the old file, never after deleting it (a kill between a delete and a rename left no file)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    target = tmp_path / "manifest.json"
+    target.write_bytes(b"old")
+    seen, rename = [], FileSystems.rename
+
+    def watched_rename(sources, destinations):
+        seen.append(target.read_bytes())  # the old file is still there when the new one goes in
+        return rename(sources, destinations)
+
+    def refused_delete(paths):
+        raise AssertionError(f"deleted {paths} before renaming")
+
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(watched_rename))
+    monkeypatch.setattr(FileSystems, "delete", staticmethod(refused_delete))
+    write_atomically(str(target), lambda handle: handle.write(b"new"))
+    assert seen == [b"old"] and target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_write_atomically_deletes_first_only_where_a_rename_cannot_replace(tmp_path, monkeypatch):
+    """A filesystem whose rename refuses an existing destination (os.rename on Windows) still gets the
+    file replaced; a rename that fails with no file in the way is raised."""
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    rename = FileSystems.rename
+
+    def windows_rename(sources, destinations):
+        if any(FileSystems.exists(d) for d in destinations):
+            raise BeamIOError("Rename operation failed", {(sources[0], destinations[0]): FileExistsError()})
+        return rename(sources, destinations)
+
+    target = tmp_path / "stats.json"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(windows_rename))
+    write_atomically(str(target), lambda handle: handle.write(b"new"))
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+    def failing_rename(sources, destinations):
+        raise BeamIOError("Rename operation failed", {(sources[0], destinations[0]): PermissionError()})
+
+    fresh = tmp_path / "fresh.json"
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(failing_rename))
+    with pytest.raises(BeamIOError):  # nothing there to delete first: the failure is the caller's to see
+        write_atomically(str(fresh), lambda handle: handle.write(b"x"))
+    assert not fresh.exists() and target.read_bytes() == b"new"
 
 
 def test_attribution_csv_sorted_by_numeric_id():

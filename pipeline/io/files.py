@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 
@@ -41,15 +41,24 @@ class _HashingWriter(io.RawIOBase):
 
 def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, Any]:
     """Write through a temporary file and rename it into place; a retried or killed worker never
-    leaves a half-written file under the final name. Returns the file's size and sha256."""
+    leaves a half-written file under the final name, and an existing file stays readable under it
+    until the new one replaces it. Returns the file's size and sha256."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     with FileSystems.create(temporary, mime_type="application/octet-stream",
                             compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         hashing = _HashingWriter(handle)
         write(hashing)
-    if FileSystems.exists(path):
+    try:
+        # Over the old file, not after deleting it: a kill between a delete and the rename would leave
+        # no file at all. Local disk renames over a file in one step (POSIX rename); GCS's rename is a
+        # copy, which overwrites, then a delete of the temporary.
+        FileSystems.rename([temporary], [path])
+    except BeamIOError:
+        if not FileSystems.exists(path) or not FileSystems.exists(temporary):
+            raise
+        # A filesystem that will not rename over a file (os.rename on Windows): the old way, window and all.
         FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
+        FileSystems.rename([temporary], [path])
     return {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
 
 

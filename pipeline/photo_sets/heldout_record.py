@@ -199,8 +199,8 @@ def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> di
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    # Not io.files.write_atomically: on Beam's filesystems it deletes the old file before renaming the new
-    # one, so a kill in between would leave no record; a local os.replace never does.
+    # Not io.files.write_atomically: a record is a file in the repository, shared by hand, so it keeps
+    # its mode and is fsynced before the rename (Beam's local filesystem does neither).
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600; a record is shared, so it keeps the old file's mode (or the umask's).
     if path.exists():
