@@ -30,6 +30,7 @@ scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
 @settings(max_examples=300, deadline=None)
 @example(humans=[0.5], clean=[1.0], margin=0.5, max_lost=0.0, max_rejected=0.0)  # a clean photo fused at 1.0
 @example(humans=[0.3, 0.9], clean=[0.1], margin=0.0, max_lost=0.1, max_rejected=0.0)  # no margin: still mid-gap
+@example(humans=[0.25000000000000006], clean=[0.25, 0.0], margin=0.0, max_lost=0.5, max_rejected=0.0)  # no middle
 @given(humans=scores, clean=scores, margin=st.sampled_from([0.0, 0.5]), max_lost=st.floats(0.0, 0.5),
        max_rejected=st.floats(0.0, 0.2))
 def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost, max_rejected):
@@ -43,11 +44,15 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
     weakest = h.min()
     lower = everyone[everyone < weakest]
     halfway = lower.max() + (weakest - lower.max()) / 2 if len(lower) else weakest / 2
+    if len(lower) and halfway <= lower.max():  # one float step apart: no middle, the human's own score
+        halfway = weakest
     catch_all = min(halfway, sigmoid(logit(weakest) - margin))
     # Oracle over every candidate threshold (each score, and just above it, capped at 1.0)
     candidates = sorted({*h.tolist(), *c.tolist(), *(min(1.0, np.nextafter(x, 2.0)) for x in (*h, *c))})
     if (c >= catch_all).sum() <= lost_allowed:
         assert review == catch_all and (h >= review).all()
+        if margin == 0.0:  # nothing below the weakest human is caught with it
+            assert ((everyone >= review) == (everyone >= weakest)).all()
     else:
         # ... unless that loses more than lost_allowed clean images: then the lowest threshold that
         # loses at most that many divides the images as review_from does, and review_from sits mid-gap.

@@ -129,9 +129,14 @@ def _between(score: float, others: np.ndarray) -> float:
 
 def _below(score: float, others: np.ndarray) -> float:
     """Halfway between `score` and the next lower score of `others` (or 0.0 if there is none): a
-    threshold that divides `others` as `score` itself does, with no photo within float rounding of it."""
+    threshold that divides `others` as `score` itself does, with no photo within float rounding of it.
+    Two scores one float step apart have no middle (the halfway sum rounds to the lower one, which would
+    then be caught too): there `score` itself divides them."""
     lower = others[others < score]
-    return float(lower.max()) + (score - float(lower.max())) / 2 if len(lower) else score / 2
+    if not len(lower):
+        return score / 2
+    middle = float(lower.max()) + (score - float(lower.max())) / 2
+    return middle if middle > lower.max() else score
 
 
 def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin: float, max_lost: float,
@@ -165,10 +170,7 @@ def _reaching(min_recall: float, fused_humans: np.ndarray, everyone: np.ndarray)
     # The fewest humans whose share reaches R, counted as the recall is reported (k / n), with no product
     # to round: 0.14 * 50 is 7.000000000000001, and ceil() of it would ask for 8.
     needed = next((k for k in range(1, n + 1) if k / n >= min_recall), n)
-    score = float(np.sort(fused_humans)[::-1][needed - 1])
-    threshold, lower = _below(score, everyone), everyone[everyone < score]
-    # Two scores one float step apart have no middle: then the human's own score divides them.
-    return threshold if not len(lower) or threshold > lower.max() else score
+    return _below(float(np.sort(fused_humans)[::-1][needed - 1]), everyone)
 
 
 def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], weights: np.ndarray,
