@@ -1,6 +1,7 @@
 import hashlib
 import io
 import math
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -114,6 +115,39 @@ def test_exif_orientation_applied_and_all_metadata_stripped():
     assert (result.original_width, result.original_height) == displayed
     assert result.height > result.width  # portrait after rotation
     assert_no_metadata(result.jpeg)
+
+
+def _oriented_landscape(entry_type: int, value: bytes) -> bytes:
+    """A 2,400 x 1,200 JPEG, left half dark, whose EXIF Orientation (6: turn 90 degrees clockwise) is written
+    with the given TIFF type: 3 is the SHORT the standard says, 5 a RATIONAL, 12 a DOUBLE."""
+    pixels = np.full((1200, 2400, 3), 230, np.uint8)
+    pixels[:, :1200] = 20
+    count_and_value = struct.pack(">I", 1) + (value.ljust(4, b"\0") if len(value) <= 4 else struct.pack(">I", 26))
+    ifd = struct.pack(">H", 1) + struct.pack(">HH", 0x0112, entry_type) + count_and_value + struct.pack(">I", 0)
+    exif = b"Exif\0\0MM\0\x2a" + struct.pack(">I", 8) + ifd + (value if len(value) > 4 else b"")
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", exif=exif, quality=90)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("entry_type,value,turned", [
+    (3, struct.pack(">H", 6), True), (5, struct.pack(">II", 6, 1), False), (12, struct.pack(">d", 6.0), False)],
+    ids=["short", "rational", "double"])
+def test_an_orientation_that_is_not_an_integer_is_ignored_for_size_and_pixels_alike(entry_type, value, turned):
+    """A RATIONAL 6/1 or DOUBLE 6.0 equals 6: it once swapped the size without turning the pixels, and a
+    drafted JPEG's landscape was squashed into a portrait box. Only a SHORT is applied, to both."""
+    raw = _oriented_landscape(entry_type, value)
+    assert Image.open(io.BytesIO(raw)).getexif().get(0x0112) == 6  # the tag really is there, whatever its type
+    result = normalise(raw, CFG)
+    grey = np.asarray(Image.open(io.BytesIO(result.jpeg)).convert("L"), dtype=np.float64)
+    if turned:  # the dark left half is now the top half
+        assert (result.width, result.height) == (256, 512) and (result.original_width, result.original_height) == (
+            1200, 2400)
+        assert grey[:256].mean() < 60 and grey[256:].mean() > 190
+    else:
+        assert (result.width, result.height) == (512, 256) and (result.original_width, result.original_height) == (
+            2400, 1200)
+        assert grey[:, :256].mean() < 60 and grey[:, 256:].mean() > 190
 
 
 def test_a_photo_stored_at_its_own_size_keeps_no_comment_xmp_or_exif():

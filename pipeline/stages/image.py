@@ -58,9 +58,10 @@ _UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 # Bumped whenever a code change alters the stored bytes of some source under the same options (2: an exact
-# integer reduction is a box average on both sides, 2026-12-01). The work cache keys on it with the shaping
-# options, so a build resumed across such a change does not mix images stored under both rules.
-STORAGE_RULE_VERSION = 2
+# integer reduction is a box average on both sides, 2026-12-01; 3: an EXIF orientation that is not an
+# integer is ignored, where a drafted JPEG with one was stored squashed, 2026-12-01). The work cache keys on
+# it with the shaping options, so a build resumed across such a change does not mix images stored under both rules.
+STORAGE_RULE_VERSION = 3
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -353,9 +354,13 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         img.load()
     except (OSError, SyntaxError, ValueError) as err:
         raise _unreadable(err) from None
+    # Orientation is an EXIF SHORT; a malformed tag may hold any type. Anything but a plain int is ignored,
+    # for the size and the pixels alike: a RATIONAL 6/1 or DOUBLE 6.0 equals 6, and once swapped the
+    # size without the pixel turn, so a drafted landscape was squashed into a portrait box.
+    orientation = orientation if type(orientation) is int else 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the stored image is taller than wide
         width, height = height, width
-    if isinstance(orientation, int) and orientation in _UPRIGHT:  # a malformed tag may hold any type
+    if orientation in _UPRIGHT:
         img = img.transpose(_UPRIGHT[orientation])
     rgb = _to_srgb(img)
     # A drafted JPEG's stored size follows from its full size, not the drafted one (libjpeg rounds a scaled
