@@ -409,3 +409,29 @@ def test_compression_bomb_stays_bounded_in_memory(server, layers):
     finally:
         tracemalloc.stop()
     assert result.reason == "too_large" and peak < 8 << 20
+
+
+# --- header numbers: ASCII digits only -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("head", "reason", "attempts"), [
+    (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n", "server_error", 2),
+    (b"HTTP/1.1 404 Not Found\r\nRetry-After: \xb9\r\nContent-Length: 0\r\n\r\n", "not_found", 1),
+], ids=["503", "404"])
+def test_a_retry_after_of_a_unicode_digit_is_ignored_not_an_exception(head, reason, attempts):
+    """Headers decode as latin-1, where b'\\xb2' is '²': str.isdigit() passed it and float() raised, so a 503
+    was not retried and a 404 not reported as such (the job filed an internal_error)."""
+    with RawServer(send_then(head)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+    assert (result.reason, result.attempts) == (reason, attempts)
+
+
+@pytest.mark.parametrize(("declared", "reason"), [(b"\xb2", ""), (b"9" * 5000, "too_large")],
+                         ids=["unicode-digit", "5000-digits"])
+def test_a_content_length_that_is_no_number_or_a_huge_one_is_read_or_refused(declared, reason):
+    """'²' is no length: the body is read, bounded as ever (the image stage judges it); 5,000 digits are
+    more than any limit (int() refuses over 4,300 digits). Both raised ValueError out of fetch()."""
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: " + declared +
+            b"\r\nConnection: close\r\n\r\n")
+    with RawServer(send_then(head, b"<html>")) as server:
+        result = fetcher(server, max_retries=0).fetch(server.url("/x.jpg"))
+    assert result.reason == reason, result

@@ -16,6 +16,14 @@ def test_first_occurrence_by_file_then_numeric_line_wins():
                     equal_to([("a.tsv:10", "repeated_id", "7"), ("b.tsv:1", "repeated_id", "7")]), label="rejected")
 
 
+def test_source_order_takes_any_file_name():
+    """Only ASCII digits are numbers: a '²' between them (a file named so) was int()-ed and raised,
+    and with it the whole repeated-id step; text and number parts stay in step, so keys always compare."""
+    refs = ["part1²2.tsv:10", "part1²2.tsv:7", "x:9", "٣:2"]
+    keys = {ref: source_order(photo("1", source_ref=ref)) for ref in refs}
+    assert sorted(refs, key=keys.get) == ["part1²2.tsv:7", "part1²2.tsv:10", "x:9", "٣:2"]
+
+
 def test_source_order_compares_numbers_numerically():
     assert source_order(photo("1", source_ref="x:9")) < source_order(photo("1", source_ref="x:10"))
 

@@ -123,7 +123,7 @@ def _http_status(err: Exception) -> int | None:
     marker = "Status code "
     if marker in text:
         digits = text.split(marker, 1)[1][:3]
-        return int(digits) if digits.isdigit() else None
+        return int(digits) if digits.isascii() and digits.isdigit() else None
     return None
 
 

@@ -175,12 +175,17 @@ def forbids_ai(x_robots_tag: str) -> bool:
     return bool(_NOAI.search(x_robots_tag or ""))
 
 
+# A header's whole number: ASCII digits only. A header decodes as latin-1, where '\xb2' is '²', which
+# str.isdigit() passes and int() refuses.
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """Retry-After as delta-seconds or an HTTP date, in seconds from now; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _WHOLE_NUMBER.fullmatch(value):  # not str.isdigit(): it passes '²', which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -349,7 +354,9 @@ class Fetcher:
         if forbids_ai(robots):
             raise _Stop("robots_noai", f"X-Robots-Tag: {robots[:200]}")
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cfg.max_bytes:
+        # A lie is caught while reading. More than 18 digits is more than any limit (and int() refuses
+        # over 4,300 of them).
+        if _WHOLE_NUMBER.fullmatch(declared) and (len(declared) > 18 or int(declared) > cfg.max_bytes):
             raise _Stop("too_large", f"Content-Length {declared} > {cfg.max_bytes}")
         chunks, size = [], 0
         try:

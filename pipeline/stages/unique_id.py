@@ -19,7 +19,9 @@ STAGE = "unique_id"
 
 def source_order(photo: Photo) -> tuple:
     """Sort key of 'file:line' refs in which line numbers compare as numbers ('a:9' < 'a:10')."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", photo.source_ref))
+    # [0-9], not \d or str.isdigit(): those also pass digits int() reads differently or refuses ('²')
+    return tuple(int(part) if part.isascii() and part.isdigit() else part
+                 for part in re.split(r"([0-9]+)", photo.source_ref))
 
 
 def id_key(photo: Photo) -> str:
