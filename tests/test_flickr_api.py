@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 
 import flickrapi
 import pytest
@@ -12,8 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
-from pipeline.flickr.client import FlickrClient, KeyPool, split_windows
+from pipeline.fixtures.static_server import Response
+from pipeline.flickr.client import BadApiResponse, FlickrClient, KeyPool, NoAnswer, split_windows
 from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
+from pipeline.io.http_deadline import DeadlineAdapter
+from tests.test_http_client import RawServer, trickle
 
 KEY = Credentials("fixture-key-123", "fixture-secret-456")
 
@@ -172,3 +176,83 @@ def test_calls_spread_evenly_whatever_the_numbers(keys, calls):
     for _ in range(calls):
         used[pool.acquire()[0]] += 1
     assert sum(used) == calls and max(used) - min(used) <= 1
+
+
+# --- answers of another shape, no answer, endless answers -----------------------------------------------
+
+MALFORMED = {
+    "html": Response(200, b"<html>proxy error</html>", "text/html"),
+    "json_list": Response(200, b"[1, 2]", "application/json"),
+    "not_utf8": Response(200, b"\xff\xfe{", "application/json"),
+    "fail_without_code": Response(200, json.dumps({"stat": "fail"}).encode(), "application/json"),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_an_answer_that_is_no_flickr_json_is_bad_api_response(server, name):
+    """flickrapi's parser raises JSONDecodeError, UnicodeDecodeError, AttributeError or KeyError on these:
+    each left the client as itself, which no caller handled (a whole date range became one internal_error)."""
+    server.faults.append((None, MALFORMED[name]))
+    with pytest.raises(BadApiResponse, match="no Flickr JSON"):
+        client(server).call("flickr.photos.licenses.getInfo")
+
+
+def test_an_error_code_of_another_type_is_bad_api_response(server):
+    """flickrapi int()s an error's code: {'code': {...}} raised TypeError, which no caller handled."""
+    server.faults.append((None, Response(200, json.dumps({"stat": "fail", "code": {"x": 1}, "message": "m"}).encode(),
+                                         "application/json")))
+    with pytest.raises(BadApiResponse, match="TypeError"):
+        client(server).call("flickr.photos.licenses.getInfo")
+
+
+def test_a_call_without_an_answer_in_time_is_retried_then_no_answer(server):
+    sleeps = []
+    api = FlickrClient(KEY, server.rest_url, backoff_base=0.01, timeout=0.5, max_retries=2, sleep=sleeps.append)
+    server.inject_delay(2.0, method="flickr.photos.licenses.getInfo")  # one slow answer, then the real one
+    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok" and sleeps == [0.01]
+    server.inject_delay(2.0, count=3, method="flickr.photos.licenses.getInfo")
+    with pytest.raises(NoAnswer, match="after 3 attempts: ReadTimeout") as err:
+        api.call("flickr.photos.licenses.getInfo")
+    assert isinstance(err.value, flickrapi.FlickrError) and err.value.code is None  # callers' api_error
+
+
+def test_a_trickled_answer_ends_at_the_call_deadline():
+    """requests' timeout bounds each read: one byte every 0.2 s held a 1 s call for as long as the server
+    liked. Every read now ends at the call's deadline."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    with RawServer(trickle(head + b" " * 1000, 0.2, give_up_after=8.0)) as raw:
+        api = FlickrClient(KEY, raw.url("/services/rest/"), max_retries=0, timeout=1.0, sleep=lambda s: None)
+        started = time.monotonic()
+        with pytest.raises(NoAnswer):
+            api.call("flickr.photos.search", per_page=1)
+        elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 3.0, elapsed
+
+
+def test_an_answer_over_the_size_limit_is_refused_while_read(server):
+    server.faults.append((None, Response(200, b"{" + b" " * 200_000 + b"}", "application/json")))
+    api = FlickrClient(KEY, server.rest_url, backoff_base=0.01, sleep=lambda s: None, max_answer_bytes=100_000)
+    with pytest.raises(BadApiResponse, match="over 100000 bytes"):
+        api.call("flickr.photos.licenses.getInfo")
+    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"  # the next call is fine
+
+
+def test_each_client_has_its_own_bounded_session_not_flickrapis_shared_one(server):
+    """flickrapi keeps one requests.Session for the whole process (a class attribute): ours are per client,
+    take nothing from the environment (proxies, .netrc) and follow no redirect."""
+    shared = flickrapi.auth.OAuthFlickrInterface.session
+    api = client(server)
+    session = api._apis[0].flickr_oauth.session
+    assert session is not shared and not shared.hooks["response"]
+    assert session.trust_env is False and session.max_redirects == 0
+    assert isinstance(session.get_adapter("https://api.flickr.com/"), DeadlineAdapter)
+
+
+def test_a_redirect_is_not_followed(server):
+    """The API answers at its URL; a 302 elsewhere (a captive portal, a hostile proxy) is no answer."""
+    with FlickrServer(World(), api_keys={KEY.key}) as elsewhere:
+        server.faults.append((None, Response(302, b"", "text/plain", {"Location": elsewhere.rest_url})))
+        with pytest.raises(NoAnswer, match="TooManyRedirects"):
+            FlickrClient(KEY, server.rest_url, max_retries=0, sleep=lambda s: None).call(
+                "flickr.photos.licenses.getInfo")
+        assert not elsewhere.calls

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+from pipeline.fixtures.static_server import Response
 from pipeline.flickr.licenses import LICENSES
-from pipeline.sources.flickr import parse_date, photo_from_search
+from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage, _SplitWindows, parse_date, photo_from_search
 from tests.conftest import FAST
 
 DAY = 1_600_000_000 - 1_600_000_000 % 86400  # a UTC midnight
@@ -421,3 +422,66 @@ def test_both_sources_record_one_canonical_license_and_keep_their_own_words(lice
     assert api.license_url.startswith("https://creativecommons.org/licenses/")
     assert (dump.license_source_text, dump.license_source_url) == yfcc_words
     assert (api.license_source_text, api.license_source_url) == LICENSES[license_id]  # Flickr's words for the id
+
+
+# --- the real client's own failures: each costs its range or page, never the rest -------------------------
+
+HOSTILE_ANSWERS = {
+    "html": Response(200, b"<html>proxy error</html>", "text/html"),
+    "json_list": Response(200, b"[1, 2]", "application/json"),
+    "fail_without_code": Response(200, json.dumps({"stat": "fail"}).encode(), "application/json"),
+    "code_is_object": Response(200, json.dumps({"stat": "fail", "code": {"x": 1}, "message": "m"}).encode(),
+                               "application/json"),
+}
+
+
+def _source_config(server: FlickrServer, credentials: Path) -> FlickrSourceConfig:
+    return FlickrSourceConfig(server.rest_url, str(credentials), "4,11", DAY, DAY + 86399, 512)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ANSWERS))
+def test_a_hostile_count_answer_is_a_rejection_for_its_range(flickr, name):
+    """Through flickrapi itself (the test above replaces the search): its parser's JSONDecodeError,
+    AttributeError, KeyError or TypeError left the DoFn, and the whole span became one internal_error."""
+    server, credentials = flickr
+    split = _SplitWindows(_source_config(server, credentials))
+    split.setup()
+    server.faults.append(("flickr.photos.search", HOSTILE_ANSWERS[name]))
+    [rejection] = [item.value for item in split.process((DAY, DAY + 86399))]
+    assert (rejection.photo_id, rejection.reason) == (f"flickr:{DAY}-{DAY + 86399}", "bad_api_response")
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ANSWERS))
+def test_a_hostile_page_answer_is_a_rejection_for_the_page(flickr, name):
+    server, credentials = flickr
+    reader = _ReadPage(_source_config(server, credentials))
+    reader.setup()
+    server.faults.append(("flickr.photos.search", HOSTILE_ANSWERS[name]))
+    [rejection] = [item.value for item in reader.process(((DAY, DAY + 86399, 16), 1))]
+    assert (rejection.photo_id, rejection.reason) == (f"flickr:{DAY}-{DAY + 86399}:p1", "bad_api_response")
+
+
+def test_a_count_without_an_answer_is_retried_then_an_api_error_for_its_range(flickr):
+    server, credentials = flickr
+    split = _SplitWindows(_source_config(server, credentials))
+    split.setup()
+    split._client._timeout, split._client._sleep = 0.5, lambda seconds: None
+    server.inject_delay(2.0, method="flickr.photos.search")  # one slow answer: retried, then read
+    windows = list(split.process((DAY, DAY + 86399)))
+    assert len(windows) == 1 and windows[0][:2] == (DAY, DAY + 86399)
+    server.inject_delay(2.0, count=5, method="flickr.photos.search")  # the first try and four retries
+    [rejection] = [item.value for item in split.process((DAY, DAY + 86399))]
+    assert rejection.reason == "api_error" and "no answer from the Flickr API after 5 attempts" in rejection.detail
+
+
+def test_a_hostile_get_info_answer_is_that_photos_rejection(flickr):
+    """The licence re-check's per-photo call: a non-JSON answer is bad_api_response for that photo."""
+    from pipeline.stages.verify_license import VerifyConfig, _VerifyOwner
+
+    server, credentials = flickr
+    verify = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0.0))
+    verify.setup()
+    server.faults.append(("flickr.photos.getInfo", HOSTILE_ANSWERS["html"]))
+    [rejection] = [item.value for item in verify._check_one(photo_from_search(
+        {"id": "5000", "owner": "o0@N01", "license": "4", "dateupload": str(DAY)}, "ref", 512))]
+    assert (rejection.photo_id, rejection.reason) == ("5000", "bad_api_response")

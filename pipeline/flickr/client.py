@@ -19,6 +19,7 @@ import requests
 from apache_beam.metrics import Metrics
 
 from pipeline.flickr.credentials import Credentials, CredentialsError, fingerprint
+from pipeline.io.http_deadline import DeadlineAdapter, deadline_scope
 from pipeline.io.pacing import Pacer
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
@@ -31,10 +32,58 @@ SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages re
 PER_PAGE = 500  # the most results photos.search returns per page
 RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
 INVALID_KEY = 100
+# A search page of 500 photos with every extra (descriptions, tags) is a few MB; more is no Flickr answer.
+MAX_ANSWER_BYTES = 64 << 20
 
 
 class FlickrUnreachable(Exception):
     """The API endpoint cannot be reached at all (DNS, refused connection, timeout)."""
+
+
+class BadApiResponse(ValueError):
+    """An answer that is not shaped as Flickr documents it: no JSON, JSON of another shape (a count that is
+    no number, no photo list), an error without a code, or more than MAX_ANSWER_BYTES."""
+
+
+class NoAnswer(flickrapi.FlickrError):
+    """No answer after the retries (connection refused or reset, a timeout, the call's deadline): an API
+    error without a code, as callers report any refused call."""
+
+    def __init__(self, message: str, cause: Exception) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def _bounded_answer(max_bytes: int) -> Callable[..., requests.Response]:
+    """A response hook reading the body itself, at most `max_bytes` of it: flickrapi reads `content`
+    whole, which requests would otherwise fill with whatever the server sends."""
+
+    def hook(response: requests.Response, *args: object, **kwargs: object) -> requests.Response:
+        chunks, size = [], 0
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                response.close()
+                raise BadApiResponse(f"the answer is over {max_bytes} bytes")
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what `content` returns from now on
+        return response
+
+    return hook
+
+
+def _api_session(max_bytes: int) -> requests.Session:
+    """flickrapi's calls go through one requests.Session shared by every flickrapi object in the process (a
+    class attribute); each of ours gets its own: every read bounded by the call's deadline, the body by
+    `max_bytes`, no redirect (the API answers at its URL), no proxy or .netrc from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = DeadlineAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.hooks["response"].append(_bounded_answer(max_bytes))
+    return session
 
 
 class KeyPool:
@@ -63,7 +112,9 @@ class FlickrClient:
 
     def __init__(self, credentials: Credentials | Sequence[Credentials], rest_url: str | None = None,
                  max_retries: int = 4, backoff_base: float = 1.0, timeout: float = 30.0,
-                 calls_per_second: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 calls_per_second: float = 0.0, sleep: Callable[[float], None] = time.sleep,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
+        """`timeout`: seconds for one call, connection to last byte (each attempt)."""
         keys = (credentials,) if isinstance(credentials, Credentials) else tuple(credentials)
         if not keys:
             raise CredentialsError("no Flickr API key given")
@@ -72,6 +123,7 @@ class FlickrClient:
         for api in self._apis:
             if rest_url:
                 api.REST_URL = rest_url  # the fixture server, or a proxy
+            api.flickr_oauth.session = _api_session(max_answer_bytes)  # shadows the shared class attribute
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
         pool_id = (tuple(fingerprint(k) for k in keys), calls_per_second)
@@ -80,11 +132,14 @@ class FlickrClient:
         self.calls: Counter[str] = Counter()
 
     def call(self, method: str, **params: object) -> dict:
-        """One API call; retried on error codes 0/105/201, HTTP 429 and 5xx; other errors raise
-        flickrapi.FlickrError with Flickr's code and message (never the key)."""
+        """One API call; retried on error codes 0/105/201, HTTP 429 and 5xx, and when nothing answers in
+        time. Raises flickrapi.FlickrError with Flickr's code and message (never the key) for an error,
+        NoAnswer (a FlickrError without a code) when the retries found no answer, BadApiResponse for an
+        answer that is not Flickr's JSON."""
         return self._call(None, method, params)
 
-    def _call(self, key_index: int | None, method: str, params: dict[str, object]) -> dict:
+    def _call(self, key_index: int | None, method: str, params: dict[str, object],
+              retry_unanswered: bool = True) -> dict:
         attempt = 0
         while True:
             index, wait = self._pool.acquire(key_index)  # Flickr allows 3,600 calls per hour per key
@@ -93,12 +148,24 @@ class FlickrClient:
             self.calls[method] += 1
             Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
             try:
-                return self._apis[index].do_flickr_call(method, timeout=self._timeout, **params)
+                with deadline_scope(self._timeout):  # requests' timeout bounds each read, not the answer
+                    return self._apis[index].do_flickr_call(method, timeout=self._timeout, **params)
+            except BadApiResponse:
+                raise
+            except requests.exceptions.RequestException as err:
+                if not retry_unanswered or attempt >= self._max_retries:
+                    raise NoAnswer(f"no answer from the Flickr API after {attempt + 1} attempts: "
+                                   f"{type(err).__name__}", err) from None
             except flickrapi.FlickrError as err:
                 code = getattr(err, "code", None)
-                transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
+                transient = (isinstance(code, int) and code in RETRYABLE_CODES) or (
+                    code is None and _http_status(err) in (429, 500, 502, 503, 504))
                 if not transient or attempt >= self._max_retries:
                     raise
+            except (ValueError, KeyError, AttributeError, TypeError) as err:
+                # flickrapi's parse_json on an answer of another shape: not JSON (JSONDecodeError, a
+                # UnicodeDecodeError), a list (no .get), a failure without a code (KeyError).
+                raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
 
@@ -107,10 +174,11 @@ class FlickrClient:
         its position only."""
         for position in range(1, len(self._apis) + 1):
             try:
-                self._call(position - 1, "flickr.photos.licenses.getInfo", {})
-            except requests.exceptions.RequestException as err:  # nothing answered: say where, not who
+                # Not retried when nothing answers: a wrong URL or a closed port is said at once.
+                self._call(position - 1, "flickr.photos.licenses.getInfo", {}, retry_unanswered=False)
+            except NoAnswer as err:  # nothing answered: say where, not who
                 raise FlickrUnreachable(f"cannot reach the Flickr API at {self._apis[0].REST_URL}: "
-                                        f"{type(err).__name__}") from None
+                                        f"{type(err.cause).__name__}") from None
             except flickrapi.FlickrError as err:
                 if getattr(err, "code", None) == INVALID_KEY:
                     raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
+from pipeline.flickr.client import (
+    PER_PAGE,
+    SEARCH_DEPTH,
+    BadApiResponse,
+    FlickrClient,
+    page_numbers,
+    split_windows,
+)
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
@@ -45,10 +52,6 @@ _TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
 # An owner NSID ("12345678@N01") goes into the page URL: no '/', '?', space or markup.
 _OWNER = re.compile(r"[A-Za-z0-9_@.-]{0,100}")
 _LICENSE_ID = re.compile(r"[0-9]{1,3}")
-
-
-class BadApiResponse(ValueError):
-    """An answer that is not shaped as Flickr documents it (a count that is no number, no photo list)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, FlickrClient, page_numbers, split_windows
+from pipeline.flickr.client import (
+    PER_PAGE,
+    SEARCH_DEPTH,
+    BadApiResponse,
+    FlickrClient,
+    page_numbers,
+    split_windows,
+)
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.records import Photo, Rejection
@@ -64,10 +71,6 @@ def with_license(photo: Photo, license_id: int) -> Photo:
                          license_source_url=source_url)
 
 
-class _Unreadable(ValueError):
-    """A search answer not shaped as Flickr documents it."""
-
-
 def _number(value: object) -> int | None:
     """A count or id Flickr sends as an int or a string of digits; None for anything else."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -78,7 +81,7 @@ def _number(value: object) -> int | None:
 def _total(results: dict) -> int:
     total = _number(results.get("total"))
     if total is None:
-        raise _Unreadable(f"total {repr(results.get('total'))[:40]} is not a count")
+        raise BadApiResponse(f"total {repr(results.get('total'))[:40]} is not a count")
     return total
 
 
@@ -117,7 +120,7 @@ class _VerifyOwner(beam.DoFn):
                                    min_upload_date=low, max_upload_date=high, extras="license", **params)
         results = answer.get("photos") if isinstance(answer, dict) else None
         if not isinstance(results, dict) or not isinstance(results.get("photo"), list):
-            raise _Unreadable("the answer has no photo list")
+            raise BadApiResponse("the answer has no photo list")
         return results
 
     def _collect(self, results: dict, wanted: set[str], found: dict[str, int]) -> None:
@@ -147,7 +150,7 @@ class _VerifyOwner(beam.DoFn):
                     self._collect(self._search(owner, low, high, per_page=PER_PAGE, page=rest.pop(0)), wanted, found)
             elif windowed_cost(total, depth) < len(wanted) - len(found):
                 self._read_windows(owner, (low, high, total), wanted, found)
-        except (flickrapi.FlickrError, _Unreadable):
+        except (flickrapi.FlickrError, BadApiResponse):
             # e.g. error 2 "unknown user" for a closed account: each photo's own getInfo then says
             # deleted or relicensed, which is the reason the rejections table needs.
             pass
@@ -184,6 +187,9 @@ class _VerifyOwner(beam.DoFn):
             code = getattr(err, "code", None)
             reason = "deleted" if code == 1 else "api_error"
             yield reject(Rejection.of(photo, STAGE, reason, f"flickr.photos.getInfo error {code}"))
+            return
+        except BadApiResponse as err:
+            yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"getInfo: {err}"[:300]))
             return
         except (KeyError, TypeError) as err:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"getInfo answer without a photo: {err}"[:300]))
