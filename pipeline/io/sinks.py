@@ -217,6 +217,11 @@ def csv_cell(value: str) -> str:
     return value
 
 
+def csv_text(cell: str) -> str:
+    """The text csv_cell was given: the leading quote it adds to a formula-looking cell taken off."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
     """A CSV file (UTF-8, "\\n" line ends) whose every cell went through csv_cell."""
     lines = (",".join(csv_cell(str(value)) for value in row) + "\n" for row in (header, *rows))

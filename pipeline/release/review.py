@@ -30,9 +30,9 @@ from PIL import Image
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
-from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
+from pipeline.io.sinks import FORMULA_STARTS, csv_bytes, csv_text
 from pipeline.records import Photo
-from pipeline.stages.detect import DECISIONS, read_decisions
+from pipeline.stages.detect import DECISIONS, decided_photo_id, read_decisions
 
 THUMBNAIL = 256
 DECISION_COLUMNS = ("photo_id", "decision", "note")
@@ -262,31 +262,24 @@ class WriteReview(beam.PTransform):
                                               fusion=self._fusion))
 
 
-def _unquoted_formula(cell: str) -> str:
-    """The template writes a photo id a spreadsheet would evaluate as '=...; the reviewer's copy
-    gives it back that way, and it still means the photo =...."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
-
-
 def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     """Merges a reviewer's decisions into the cumulative store (created if missing); a later
     decision for the same photo replaces the earlier one. Rows with an empty decision (photos not
-    yet looked at) are skipped. Returns (rows applied, photos in the store)."""
+    yet looked at) are skipped. Every id is a photo number, in its one spelling ('007' is photo 7; a
+    '7.0' is refused with its row: stored, it would never match). The store is written formula-safe,
+    as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store)."""
     with open(decisions_csv, encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if (row.get("decision") or "").strip()]
+        rows = list(csv.DictReader(handle))
     new = {}
     for line, row in enumerate(rows, start=2):
-        decision = row["decision"].strip()
-        photo_id = _unquoted_formula((row.get("photo_id") or "").strip())
-        if decision not in DECISIONS or not photo_id:
+        decision = (row.get("decision") or "").strip()
+        if not decision:
+            continue
+        if decision not in DECISIONS:
             raise ValueError(f"{decisions_csv}: row {line}: need a photo_id and a decision in {', '.join(DECISIONS)}")
-        new[photo_id] = (decision, (row.get("note") or "").strip())
+        photo_id = decided_photo_id(row.get("photo_id") or "", f"{decisions_csv}: row {line}")
+        new[photo_id] = (decision, csv_text((row.get("note") or "").strip()))
     merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(DECISION_COLUMNS)
-    for photo_id in sorted(merged, key=lambda i: (int(i) if i.isdigit() else -1, i)):
-        writer.writerow((photo_id, *merged[photo_id]))
-    payload = text.getvalue().encode("utf-8")
+    payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
     write_atomically(store, lambda handle: handle.write(payload))
     return len(new), len(merged)

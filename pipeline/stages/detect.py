@@ -37,8 +37,9 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import PARTIAL, OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
+from pipeline.io.sinks import csv_text
 from pipeline.io.work_cache import WriteEntries, split_by_cache
-from pipeline.records import Photo, Rejection
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
 
 
@@ -64,8 +65,18 @@ class DetectOutput(NamedTuple):
     review: beam.PCollection
 
 
+def decided_photo_id(cell: str, where: str) -> str:
+    """A decision's photo id in its one spelling ('007' is photo 7), else ValueError naming `where`: an id
+    spelled otherwise ('7.0' from a spreadsheet) would be stored and never match the photo it means."""
+    try:
+        return canonical_photo_id(csv_text(cell.strip()))
+    except BadPhotoId as err:
+        raise ValueError(f"{where}: photo_id {cell.strip()[:40]!r} is not a Flickr photo number ({err})") from None
+
+
 def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
-    """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note)."""
+    """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note): ids canonical, a note
+    as the reviewer wrote it (the store writes one that looks like a formula as '=...)."""
     if not path:
         return {}
     text = read_bytes(path).decode("utf-8")
@@ -74,7 +85,8 @@ def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
         decision = (row.get("decision") or "").strip()
         if decision not in DECISIONS:
             raise ValueError(f"{path}:{line}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-        decisions[(row.get("photo_id") or "").strip()] = (decision, (row.get("note") or "").strip())
+        photo_id = decided_photo_id(row.get("photo_id") or "", f"{path}:{line}")
+        decisions[photo_id] = (decision, csv_text((row.get("note") or "").strip()))
     return decisions
 
 
