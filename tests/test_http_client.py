@@ -107,6 +107,30 @@ def test_redirect_off_allow_list_is_refused_not_followed(server):
     assert result.reason == "redirect_not_allowed" and "evil.example.com" in result.detail
 
 
+@pytest.mark.parametrize(("source", "location", "followed"), [
+    ("https://cdn.example.org/a.jpg", "http://cdn.example.org/b.jpg", False),  # a downgrade, same host
+    ("https://cdn.example.org/a.jpg", "//cdn.example.org/b.jpg", True),  # scheme-relative: stays https
+    ("https://cdn.example.org/a.jpg", "https://cdn.example.org/b.jpg", True),
+    ("http://cdn.example.org/a.jpg", "https://cdn.example.org/b.jpg", True),  # an upgrade is fine
+])
+def test_an_https_download_is_never_redirected_to_http(source, location, followed):
+    """A redirect is checked before any request is made to its target (no TLS server needed here): the
+    allow-list and the scheme. The host is allowed in every case; only a downgrade is refused."""
+    import requests
+
+    from pipeline.io.http_client import _Stop
+
+    answer = requests.Response()
+    answer.status_code, answer.headers["Location"] = 302, location
+    cdn = Fetcher(FetchConfig(allowed_hosts=("cdn.example.org",), user_agent="t"))
+    if followed:
+        assert cdn._redirect_target(source, answer).startswith("https://cdn.example.org/b.jpg")
+    else:
+        with pytest.raises(_Stop) as stop:
+            cdn._redirect_target(source, answer)
+        assert stop.value.reason == "redirect_not_allowed" and "from https" in stop.value.detail
+
+
 def test_redirect_to_placeholder_means_deleted(server):
     for path, location in [("/a.jpg", PLACEHOLDER_URL),
                            ("/b.jpg", "https://l.yimg.com/g/images/photo_unavailable.gif"),

@@ -344,6 +344,9 @@ class Fetcher:
             raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
         if not host_allowed(target, self.config.allowed_hosts):
             raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
+        if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+            # An https download stays https: a downgrade hands the bytes to whoever sits on the path.
+            raise _Stop("redirect_not_allowed", f"redirect from https to {_describe(target)}")
         return target
 
     def _read_body(self, response: requests.Response, cutoff: Deadline) -> bytes:
