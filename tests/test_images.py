@@ -150,6 +150,19 @@ def test_an_orientation_that_is_not_an_integer_is_ignored_for_size_and_pixels_al
         assert grey[:, :256].mean() < 60 and grey[:, 256:].mean() > 190
 
 
+@pytest.mark.parametrize("mode,key", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_a_png_colour_key_is_transparency_composited_on_white(mode, key):
+    """A grey or RGB PNG with a tRNS chunk names one colour transparent: it was stored as that colour (black
+    here) where a palette image's or an alpha channel's transparency is white."""
+    pixels = np.asarray(real_image("chelsea.jpg").convert(mode)).copy()
+    pixels[:100] = 0  # the top rows in the key colour
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode).save(out, "PNG", transparency=key)
+    assert Image.open(io.BytesIO(out.getvalue())).info.get("transparency") == key  # the chunk is really there
+    stored = np.asarray(Image.open(io.BytesIO(normalise(out.getvalue(), CFG).jpeg)).convert("L"), dtype=np.float64)
+    assert stored[:95].mean() > 250 and stored[110:].mean() < 200  # white where transparent, the cat below
+
+
 def test_a_photo_stored_at_its_own_size_keeps_no_comment_xmp_or_exif():
     """No resize, no colour conversion: the decoded image itself, whose info holds all of it, is what is
     stored; only its pixels may reach the file."""

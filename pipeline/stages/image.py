@@ -59,7 +59,8 @@ _UPRIGHT = {
 }
 # Bumped whenever a code change alters the stored bytes of some source under the same options (2: an exact
 # integer reduction is a box average on both sides, 2026-12-01; 3: an EXIF orientation that is not an
-# integer is ignored, where a drafted JPEG with one was stored squashed, 2026-12-01). The work cache keys on
+# integer is ignored, where a drafted JPEG with one was stored squashed, and a PNG's tRNS colour key is
+# composited on white like any transparency, 2026-12-01). The work cache keys on
 # it with the shaping options, so a build resumed across such a change does not mix images stored under both rules.
 STORAGE_RULE_VERSION = 3
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
@@ -261,7 +262,9 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         img = Image.fromarray(np.minimum(values, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
-    if img.mode in ("P", "PA"):
+    if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        # A palette's transparent entries, or a PNG's tRNS colour key on a grey or RGB image: to alpha,
+        # composited below like any alpha (the key colour itself is no colour of the photo).
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = img.convert("RGBA")
