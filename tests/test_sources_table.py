@@ -246,6 +246,23 @@ def test_a_file_without_a_mapped_required_column_rejects_each_of_its_rows(tmp_pa
     (tmp_path / "c.csv").write_text("photo_id,photo_url,photo_url,licence\n1,http://h/1.jpg,x,CC BY 4.0\n")
     assert [(item.source_ref, item.reason) for item in read_all(tmp_path / "c.csv", "csv")] == [
         ("c.csv:2", "bad_header")]
+    # An optional field twice too: which 'author' is the creator to credit? (the last one silently won)
+    (tmp_path / "d.csv").write_text("photo_id,photo_url,author,licence,author\n1,http://h/1.jpg,Ann,CC BY 4.0,Bob\n")
+    [rejection] = read_all(tmp_path / "d.csv", "csv")
+    assert (rejection.source_ref, rejection.reason) == ("d.csv:2", "bad_header") and "'author'" in rejection.detail
+    (tmp_path / "e.csv").write_text("photo_id,photo_url,licence,unused,unused\n1,http://h/1.jpg,CC BY 4.0,a,b\n")
+    assert [item.photo_id for item in read_all(tmp_path / "e.csv", "csv")] == ["1"]  # columns we do not read
+    # JSON lines: an object giving a field we read twice is that row's rejection; keys we do not read may repeat
+    row = '"photo_url": "http://h/{0}.jpg", "licence": "CC BY 4.0"'
+    lines = ['{"photo_id": "1", ' + row.format(1) + ', "author": "Ann", "author": "Bob"}',
+             '{"photo_id": "2", ' + row.format(2) + ', "x": {"y": 1, "y": 2}, "z": 1, "z": 2}',
+             '{"photo_id": "3", "photo_id": "4", ' + row.format(4) + '}',
+             '{' + ', '.join(['"q": 1'] * 5_000) + ', "photo_id": "5", ' + row.format(5) + '}']
+    (tmp_path / "f.jsonl").write_text("\n".join(lines) + "\n")
+    items = read_all(tmp_path / "f.jsonl", "jsonl")
+    assert [(getattr(item, "reason", None), item.source_ref) for item in items] == [
+        ("malformed_row", "f.jsonl:1"), (None, "f.jsonl:2"), ("malformed_row", "f.jsonl:3"), (None, "f.jsonl:4")]
+    assert "'author'" in items[0].detail and "'photo_id'" in items[2].detail
 
 
 def test_an_unreadable_parquet_file_is_a_rejection_and_the_other_files_are_read(tmp_path):

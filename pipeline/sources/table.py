@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import posixpath
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -150,11 +151,14 @@ def _parsed(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo |
 
 
 def header_problem(names: Sequence[str], layout: TableLayout) -> tuple[str, str] | None:
-    """(reason, detail) when a file's columns cannot give our required fields, else None."""
+    """(reason, detail) when a file's columns cannot give our required fields, or give any field twice
+    (two 'owner' columns: which one is the creator to credit?), else None."""
     for name in REQUIRED:
         theirs = layout.column(name)
         if theirs not in names:
             return "missing_column", f"no column {_shown(theirs)} (--columns {name}={theirs})"
+    for name in FIELDS:
+        theirs = layout.column(name)
         if list(names).count(theirs) > 1:
             return "bad_header", f"column {_shown(theirs)} appears {list(names).count(theirs)} times in the header"
     return None
@@ -238,7 +242,7 @@ def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
             continue
         ref, raw = item
         try:
-            value = json.loads(raw.decode("utf-8"))
+            value = json.loads(raw.decode("utf-8"), object_pairs_hook=_json_object)
         except UnicodeDecodeError as err:
             yield _rejection(ref, "bad_encoding", f"invalid UTF-8 at byte {err.start}")
             continue
@@ -248,7 +252,25 @@ def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
         if not isinstance(value, dict):
             yield _rejection(ref, "malformed_row", f"a JSON {type(value).__name__}, not an object")
             continue
+        ours = {layout.column(name) for name in FIELDS}
+        twice = next((key for key in getattr(value, "repeated", ()) if key in ours), None)
+        if twice is not None:  # json.loads keeps the last silently: which 'owner' is the creator to credit?
+            yield _rejection(ref, "malformed_row", f"key {_shown(twice)} appears more than once in the object")
+            continue
         yield _parsed(value, ref, layout)
+
+
+class _Object(dict):
+    """A JSON object, with the keys it gave more than once (`repeated`)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    value = _Object(pairs)
+    if len(value) != len(pairs):  # counted only then; a Counter, as a hostile line may repeat a key 10,000 times
+        value.repeated = tuple(sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1))
+    return value
 
 
 def _open_parquet(handle: Any) -> pq.ParquetFile | None:
