@@ -95,21 +95,26 @@ def test_without_choices_the_csv_is_the_template(tmp_path, page):
 
 def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     """The script ran (the page's CSP allowed it by its hash), took the decisions and notes, and wrote
-    them with csv_cell's rules: formula-like ids and notes quoted and marked as text."""
+    them with csv_cell's rules: formula-like ids and notes quoted and marked as text. review apply takes the
+    photo numbers and the notes as the reviewer wrote them, and refuses, with its row, an id that is no
+    photo number (no run holds one: the sources refuse it)."""
     note = 'reflection, in "window"'
-    query = [("accept", "2"), ("reject_human", "1"), ("note:1", note), ("reject_other", HOSTILE),
-             (f"note:{HOSTILE}", "=cmd|' /C calc'!A0")]  # a spreadsheet formula
+    formula_note = "=cmd|' /C calc'!A0"  # a spreadsheet formula
+    query = [("accept", "2"), ("reject_human", "1"), ("note:1", formula_note), ("reject_other", HOSTILE),
+             (f"note:{HOSTILE}", note)]
     texts = rendered(tmp_path, page, query)
     assert texts["progress"] == "3 of 3 decided"
-    formula_note = "=cmd|' /C calc'!A0"
     expected = csv_bytes(("photo_id", "decision", "note"),
-                         [("2", "accept", ""), ("1", "reject_human", note), (HOSTILE, "reject_other", formula_note)])
+                         [("2", "accept", ""), ("1", "reject_human", formula_note), (HOSTILE, "reject_other", note)])
     assert texts["csv"].encode("utf-8") == expected
     downloaded = tmp_path / "decisions.csv"
     downloaded.write_bytes(texts["csv"].encode("utf-8"))
-    assert apply_decisions(str(downloaded), str(tmp_path / "store.csv")) == (3, 3)
-    assert read_decisions(str(tmp_path / "store.csv")) == {
-        "1": ("reject_human", note), "2": ("accept", ""), HOSTILE: ("reject_other", "'=cmd|' /C calc'!A0")}
+    with pytest.raises(ValueError, match="row 4: photo_id"):
+        apply_decisions(str(downloaded), str(tmp_path / "store.csv"))
+    lines = texts["csv"].splitlines(keepends=True)
+    downloaded.write_text("".join(lines[:3]), encoding="utf-8")  # the reviewer drops the row it named
+    assert apply_decisions(str(downloaded), str(tmp_path / "store.csv")) == (2, 2)
+    assert read_decisions(str(tmp_path / "store.csv")) == {"1": ("reject_human", formula_note), "2": ("accept", "")}
 
 
 class _DevTools:
