@@ -115,6 +115,77 @@ def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(worl
     assert main(["verify", str(output)]) == 0
 
 
+def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_release, tmp_path, monkeypatch,
+                                                                     capsys):
+    """--overwrite over a dataset, stopped (Ctrl-C) after publishing deleted the old files and moved two new
+    ones in: the folder claims no dataset (verify says so), and the next run finishes the stopped run's
+    publish before its own (here refused: the folder holds a dataset again and --overwrite is not given)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.io import layout
+
+    server, metadata = world
+    output = tmp_path / "out"
+    shutil.copytree(demo_release, output)
+    real_rename, real_carry_out, moved = FileSystems.rename, layout._carry_out, []
+
+    def stopped_after_two(sources, destinations):
+        if len(moved) == 2:
+            raise KeyboardInterrupt
+        moved.extend(destinations)
+        return real_rename(sources, destinations)
+
+    def carry_out(staging, output, names):  # only publishing's renames are counted
+        with pytest.MonkeyPatch.context() as publishing:
+            publishing.setattr(layout.FileSystems, "rename", staticmethod(stopped_after_two))
+            real_carry_out(staging, output, names)
+
+    monkeypatch.setattr(layout, "_carry_out", carry_out)
+    with pytest.raises(KeyboardInterrupt):
+        run(argv(server, metadata, output, "--shards=3"), overwrite=True)
+    monkeypatch.setattr(layout, "_carry_out", real_carry_out)
+    assert not (output / "manifest.json").exists() and not (output / LOCK).exists()
+    assert main(["verify", str(output)]) == 1 and "no manifest.json" in capsys.readouterr().out
+    assert main(["run", *argv(server, metadata, output, "--shards=3")]) == 2
+    err = capsys.readouterr().err
+    assert "finished publishing run" in err and "already holds a dataset" in err
+    assert not (output / STAGING).exists() and dataset_files(output) == manifest_files(output)
+    assert len(list((output / "parquet").glob("*.parquet"))) == 3 and main(["verify", str(output)]) == 0
+
+
+def test_leftovers_of_a_killed_run_do_not_fail_verify_and_the_next_run_clears_them(world, demo_release, tmp_path):
+    """A lock, its temporary and a staging folder beside an intact dataset are no part of it (verify
+    reported each as 'not listed in the manifest', and refresh then refused the release)."""
+    server, metadata = world
+    output = tmp_path / "out"
+    shutil.copytree(demo_release, output)
+    (output / LOCK).write_text("")  # what a run of the previous lock code could leave
+    (output / f"{LOCK}.tmp-0123").write_text("{}")
+    (output / STAGING / "20260101T000000-deadbeef" / "parquet").mkdir(parents=True)
+    (output / STAGING / "20260101T000000-deadbeef" / "parquet" / "pass-00000-of-00002.parquet").write_text("x")
+    assert main(["verify", str(output)]) == 0
+    (output / LOCK).unlink()
+    assert run(argv(server, metadata, output), overwrite=True)["accounted"]
+    assert dataset_files(output) == manifest_files(output)  # the lock's temporary went with the old run
+
+
+def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
+    """Created empty and then written, a kill in between left an empty lock nobody could take over."""
+    from pipeline.io import lock as lock_module
+
+    seen, real_link = [], os.link
+
+    def watched_link(source, destination):
+        seen.append(json.loads(Path(source).read_text())["run_id"])  # complete before it gets the name
+        return real_link(source, destination)
+
+    monkeypatch.setattr(lock_module.os, "link", watched_link)
+    with lock_module.OutputLock(str(tmp_path), "run-a"):
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "run-a"
+        assert [p.name for p in tmp_path.iterdir()] == [LOCK]
+    assert seen == ["run-a"] and not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("kind", ["a file", "below a file"])
 def test_an_unwritable_output_fails_at_launch_in_one_line(world, tmp_path, capsys, kind):
     server, metadata = world

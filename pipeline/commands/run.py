@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -22,7 +23,16 @@ from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.files import matching
-from pipeline.io.layout import FORMAT_FOLDERS, MANIFEST, holds_run, is_published, publish, remove_staging, staging_dir
+from pipeline.io.layout import (
+    FORMAT_FOLDERS,
+    MANIFEST,
+    finish_interrupted_publish,
+    holds_run,
+    is_published,
+    publish,
+    remove_staging,
+    staging_dir,
+)
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
@@ -201,8 +211,12 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
     try:
         preflight(opts, options.view_as(StandardOptions).runner)
         with OutputLock(opts.output, run_id):
-            check_output(opts.output, overwrite)
+            finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
+            if finished:
+                print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
+                      "while publishing)", file=sys.stderr)
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
+            check_output(opts.output, overwrite)
             staging = staging_dir(opts.output, run_id)
             try:
                 # This process and any worker processes it starts; the sampler's own CPU under 1% of a core.
@@ -224,7 +238,7 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                     raise RunRefused(refused)
                 publish(staging, opts.output)
             finally:
-                remove_staging(opts.output)
+                remove_staging(opts.output, keep_planned=True)
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None

@@ -3,20 +3,27 @@ published release, and how a finished run is published into its folder.
 
 A run never writes into `--output` directly: it writes into `OUTPUT/_staging/RUN_ID/` and, once
 the job has succeeded and its manifest is written, `publish` replaces whatever the folder held
-with the staged files (the manifest last). So a dataset folder only ever holds one complete run,
-a killed run leaves nothing but its staging folder (removed by the next run), and `--overwrite`
-replaces an old dataset only once the new one exists. Every module that names these paths asks
-here."""
+with the staged files. So a dataset folder only ever holds one complete run, a run killed before
+publishing leaves nothing but its staging folder (removed by the next run), and `--overwrite`
+replaces an old dataset only once the new one exists.
+
+Publishing is a sequence of renames, so it can be killed half-way. It first writes its plan into the
+staging folder (PUBLISHING: the files it will move in), then removes the old manifest (from then on the
+folder claims no dataset), the old run's other files, and moves the new files in, the manifest last.
+The next run into the folder finishes an interrupted publish from its plan before anything else
+(`finish_interrupted_publish`): the killed run had succeeded, so its dataset is the one to publish,
+and no state in between is ever taken for a dataset. Every module that names these paths asks here."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import matching, read_bytes
+from pipeline.io.files import matching, read_bytes, write_atomically
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
@@ -29,6 +36,9 @@ RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD)
 STAGING = "_staging"
 # Inside a staging folder: the run's stored images, by sha256 (io/staged_images.py); never published.
 STAGED_IMAGES = "_images"
+# Inside a staging folder: the publish plan, written when publishing starts (see the module docstring).
+PUBLISHING = "PUBLISHING.json"
+_PLANNED = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
 def release_dir(root: str, name: str) -> str:
@@ -91,30 +101,87 @@ def remove_folder(folder: str) -> None:
         FileSystems.delete([folder.rstrip("/") + "/"])
 
 
-def remove_staging(output: str) -> None:
-    """Staging areas of runs that were killed (the caller holds the output's lock, so none is live)."""
-    remove_folder(FileSystems.join(output, STAGING))
+def remove_staging(output: str, keep_planned: bool = False) -> None:
+    """Staging areas of runs that were killed (the caller holds the output's lock, so none is live).
+    `keep_planned` keeps a folder whose publish began (it holds a plan): a run stopped while publishing
+    (Ctrl-C runs its cleanup; a kill does not) has deleted old files already, and only its staged files,
+    finished by the next run, make the folder a dataset again."""
+    if not keep_planned:
+        remove_folder(FileSystems.join(output, STAGING))
+        return
+    folders = _staging_folders(output)
+    planned = [folder for folder in folders if FileSystems.exists(FileSystems.join(folder, PUBLISHING))]
+    if not planned:
+        remove_folder(FileSystems.join(output, STAGING))
+        return
+    for folder in folders:
+        if folder not in planned:
+            remove_folder(folder)
+
+
+def _staging_folders(output: str) -> list[str]:
+    """The run folders under OUTPUT/_staging (an object store has only the objects below them)."""
+    root = FileSystems.join(output, STAGING)
+    if "://" not in root:
+        return sorted(entry.path for entry in os.scandir(root) if entry.is_dir()) if os.path.isdir(root) else []
+    prefix = FileSystems.join(root, "")
+    below = [path[len(prefix):] for path in matching(FileSystems.join(root, "**")) if path.startswith(prefix)]
+    return sorted({FileSystems.join(root, relative.split("/", 1)[0]) for relative in below if "/" in relative})
 
 
 def publish(staging: str, output: str) -> list[str]:
-    """Replaces the run files in `output` with those staged, manifest last, and removes the
-    staging folder (with the images staged for the writers, which are not published). Returns the
-    published paths relative to `output`."""
+    """Replaces the run files in `output` with those staged and removes the staging folder (with the
+    images staged for the writers, which are not published): the plan first, so that a publish killed
+    half-way is finished by the next run. Returns the published paths relative to `output`."""
     staged = [path for path in files_under(staging)
               if not path.startswith(FileSystems.join(staging, STAGED_IMAGES) + "/")]
-    names = [path[len(staging.rstrip("/")) + 1:] for path in staged]
-    old = run_files(output)
+    names = sorted((path[len(staging.rstrip("/")) + 1:] for path in staged), key=lambda name: (name == MANIFEST, name))
+    plan = json.dumps({"files": names}).encode("utf-8")
+    write_atomically(FileSystems.join(staging, PUBLISHING), lambda handle: handle.write(plan))
+    _carry_out(staging, output, names)
+    return names
+
+
+def _carry_out(staging: str, output: str, names: list[str]) -> None:
+    """The plan's steps, each safe to repeat after a kill: the old manifest goes first (the folder then
+    claims no dataset), then every old run file the new run does not replace, then the staged files
+    still in staging move in, the manifest last (a rename replaces a file of the same name)."""
+    if FileSystems.exists(FileSystems.join(staging, MANIFEST)):  # the new manifest not moved in yet
+        old_manifest = FileSystems.join(output, MANIFEST)
+        if FileSystems.exists(old_manifest):
+            FileSystems.delete([old_manifest])
+    new = set(names)
+    prefix = FileSystems.join(output, "")
+    old = [path for path in run_files(output) if path[len(prefix):] not in new]
     if old:
         FileSystems.delete(old)
-    order = sorted(range(len(names)), key=lambda i: names[i] == MANIFEST)  # the manifest marks completion
-    for i in order:
-        destination = FileSystems.join(output, *names[i].split("/"))
+    for name in names:  # the manifest is last in the plan
+        source = FileSystems.join(staging, *name.split("/"))
+        if not FileSystems.exists(source):
+            continue  # moved in before a kill
+        destination = FileSystems.join(output, *name.split("/"))
         parent = destination.rsplit("/", 1)[0]
         if not _exists_dir(parent):
             FileSystems.mkdirs(parent)
-        FileSystems.rename([staged[i]], [destination])
+        FileSystems.rename([source], [destination])
     remove_folder(staging)
-    return names
+
+
+def finish_interrupted_publish(output: str) -> str | None:
+    """Finishes the publish of a run killed while publishing into `output` (the caller holds the
+    output's lock, so no live run owns a staging folder); returns that run's id, or None. A staging folder
+    without a plan is a run killed before it published: nothing of it is used."""
+    for plan_path in matching(FileSystems.join(output, STAGING, "*", PUBLISHING)):
+        staging = plan_path[: -len(PUBLISHING) - 1]
+        try:
+            names = json.loads(read_bytes(plan_path))["files"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a plan this module wrote (it writes plans atomically): leave it to remove_staging
+        if not isinstance(names, list) or not all(isinstance(name, str) and _PLANNED.fullmatch(name) for name in names):
+            continue  # only names a run writes: relative, no '..', nothing that could point out of the folder
+        _carry_out(staging, output, names)
+        return staging.rstrip("/").rsplit("/", 1)[-1]
+    return None
 
 
 def _exists_dir(folder: str) -> bool:

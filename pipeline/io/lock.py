@@ -13,10 +13,13 @@ Writing the lock is also the launch-time check that `--output` is writable at al
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +83,27 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
             handle.write(payload)
         return True
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    # The lock appears with its content or not at all: written beside it, then hard-linked to its name (a link
+    # fails if the name exists). Created empty and then written, a kill in between left an empty lock that
+    # no later run could read, and so none could take over as stale.
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(temporary, "wb") as handle:
+        handle.write(payload)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV):
+            raise
+        return _create_exclusively(path, payload)  # a filesystem without hard links
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+    return True
+
+
+def _create_exclusively(path: str, payload: bytes) -> bool:
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

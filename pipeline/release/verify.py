@@ -26,6 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_bytes
 from pipeline.io.formats import WRITERS, tfrecord_frame
+from pipeline.io.layout import STAGING
+from pipeline.io.lock import LOCK
 from pipeline.io.sinks import shard_name
 
 MANIFEST = "manifest.json"
@@ -164,12 +166,20 @@ def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
 
 
 def _unlisted(release: str, listed: set[str]) -> Iterator[Problem]:
-    """Every file in the release's folder (at any depth) that the manifest does not list."""
+    """Every file in the release's folder (at any depth) that the manifest does not list, except what a
+    run in progress or a killed one leaves beside a dataset and the next run removes: the lock (and its
+    temporary), staging folders. They are no part of the dataset, which is intact beside them."""
     prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
     for found in matching(FileSystems.join(release, "**")):
         relative = found[len(prefix):] if found.startswith(prefix) else found
-        if relative and not relative.endswith("/") and relative not in known:
-            yield Problem(_shown(relative), "not listed in the manifest")
+        if not relative or relative.endswith("/") or relative in known or _run_leftover(relative):
+            continue
+        yield Problem(_shown(relative), "not listed in the manifest")
+
+
+def _run_leftover(relative: str) -> bool:
+    return relative.startswith(f"{STAGING}/") or relative == LOCK or (
+        relative.startswith(f"{LOCK}.tmp-") and "/" not in relative)
 
 
 def _missing_shards(entries: list[dict[str, Any]]) -> Iterator[Problem]:

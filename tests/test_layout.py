@@ -1,0 +1,133 @@
+"""Publishing a staged run into its output folder, killed at every step (io/layout.py).
+
+A kill is simulated by raising from the N-th filesystem operation of `publish` (a delete, a rename, a
+file created, a folder removed): whatever it leaves must never be taken for a dataset it is not, and the
+next run (`finish_interrupted_publish`, then `remove_staging`) must leave exactly one complete run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io import layout
+from pipeline.io.layout import MANIFEST, PUBLISHING, finish_interrupted_publish, publish, remove_staging
+
+OLD = ["manifest.json", "stats.json", "README.md", "parquet/pass-00000-of-00003.parquet",
+       "parquet/pass-00001-of-00003.parquet", "parquet/pass-00002-of-00003.parquet",
+       "webdataset/pass-00000-of-00001.tar"]
+NEW = ["manifest.json", "stats.json", "README.md", "ATTRIBUTION.csv", "parquet/pass-00000-of-00002.parquet",
+       "parquet/pass-00001-of-00002.parquet"]
+
+
+class Killed(BaseException):
+    """Not an Exception: nothing in the code under test may catch it, as nothing catches a SIGKILL."""
+
+
+def _write(folder: Path, names: list[str], run: str) -> None:
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(f"{run}:{name}")
+
+
+def _folder(tmp_path: Path) -> tuple[Path, Path]:
+    output = tmp_path / "out"
+    _write(output, OLD, "old")
+    (output / "notes.txt").write_text("the user's own file")  # not a run file: never touched
+    staging = output / "_staging" / "run-2"
+    _write(staging, NEW, "new")
+    _write(staging, ["_images/ab/cd.jpg"], "new")  # staged for the writers, never published
+    return output, staging
+
+
+def _dataset(output: Path) -> dict[str, str]:
+    return {str(path.relative_to(output)): path.read_text() for path in sorted(output.rglob("*"))
+            if path.is_file() and not str(path.relative_to(output)).startswith("_staging")}
+
+
+def _operations(monkeypatch, kill_at: int | None) -> list[str]:
+    """Counts (and at `kill_at` stops) every filesystem operation publish makes."""
+    done: list[str] = []
+
+    def counted(name, real):
+        def operation(*args, **kwargs):
+            if kill_at is not None and len(done) == kill_at:
+                raise Killed(name)
+            done.append(name)
+            return real(*args, **kwargs)
+        return operation
+
+    for name in ("delete", "rename", "create"):
+        monkeypatch.setattr(FileSystems, name, staticmethod(counted(name, getattr(FileSystems, name))))
+    monkeypatch.setattr(layout.shutil, "rmtree", counted("rmtree", shutil.rmtree))
+    return done
+
+
+def _expected(run: str, names: list[str]) -> dict[str, str]:
+    return dict(sorted({**{name: f"{run}:{name}" for name in names}, "notes.txt": "the user's own file"}.items()))
+
+
+def test_an_uninterrupted_publish_replaces_the_old_run_with_the_new(tmp_path, monkeypatch):
+    output, staging = _folder(tmp_path)
+    operations = _operations(monkeypatch, None)
+    assert publish(str(staging), str(output)) == sorted(NEW, key=lambda name: (name == MANIFEST, name))
+    assert _dataset(output) == _expected("new", NEW) and not staging.exists()
+    assert len(operations) > 10  # the kill points the next test walks through
+
+
+def test_a_publish_killed_at_any_step_is_never_a_wrong_dataset_and_the_next_run_finishes_it(tmp_path, monkeypatch):
+    with pytest.MonkeyPatch.context() as counting:  # the steps of a publish, counted on a folder of its own
+        output, staging = _folder(tmp_path / "count")
+        done = _operations(counting, None)
+        publish(str(staging), str(output))
+        steps = len(done)
+    outcomes = set()
+    for kill_at in range(steps):
+        case = tmp_path / f"kill-{kill_at}"
+        output, staging = _folder(case)
+        with pytest.MonkeyPatch.context() as killing:
+            _operations(killing, kill_at)
+            with pytest.raises(Killed):
+                publish(str(staging), str(output))
+        left = _dataset(output)
+        if "manifest.json" in left:  # a manifest is only ever over the complete run it belongs to
+            run = left["manifest.json"].split(":")[0]
+            assert left == _expected(run, OLD if run == "old" else NEW), (kill_at, left)
+        planned = (staging / PUBLISHING).exists()
+        finished = finish_interrupted_publish(str(output))
+        remove_staging(str(output))
+        assert finished == ("run-2" if planned else None), kill_at
+        after = _dataset(output)
+        # Killed before the plan was written: the old run is untouched; after it: the new run is published.
+        assert after == (_expected("new", NEW) if planned else _expected("old", OLD)), (kill_at, after)
+        assert not (output / "_staging").exists()
+        outcomes.add("new" if planned else "old")
+    assert outcomes == {"old", "new"}
+
+
+def test_a_plan_naming_a_path_outside_the_folder_is_not_followed(tmp_path):
+    """The plan is the staging folder's own file; still, a name with '..' (or anything a run never writes)
+    makes it no plan: the folder is left to remove_staging, the old run untouched."""
+    output, staging = _folder(tmp_path)
+    (output / "_staging" / "escape.txt").write_text("moved out?")  # what staging/../escape.txt names
+    (staging / PUBLISHING).write_text(json.dumps({"files": ["../escape.txt", "manifest.json"]}))
+    assert finish_interrupted_publish(str(output)) is None
+    assert not (tmp_path / "escape.txt").exists() and _dataset(output) == _expected("old", OLD)
+
+
+def test_a_run_stopped_while_publishing_keeps_its_planned_staging_for_the_next(tmp_path, monkeypatch):
+    """Ctrl-C runs the run's cleanup (a kill does not): it must not remove the staged files of a publish
+    that began, or the old run's deleted files and the new run's would both be gone."""
+    output, staging = _folder(tmp_path)
+    killed_earlier = output / "_staging" / "run-1"
+    _write(killed_earlier, ["parquet/pass-00000-of-00009.parquet"], "killed")
+    with pytest.MonkeyPatch.context() as stopping:
+        _operations(stopping, 6)
+        with pytest.raises(Killed):
+            publish(str(staging), str(output))
+    remove_staging(str(output), keep_planned=True)  # the run's own cleanup, on its way out
+    assert (staging / PUBLISHING).exists() and not killed_earlier.exists()
+    assert finish_interrupted_publish(str(output)) == "run-2" and _dataset(output) == _expected("new", NEW)
