@@ -34,7 +34,7 @@ from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, i
 from pipeline.io.work_cache import ThroughCache, shaping_options
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
-from pipeline.release.carry import ReadRelease
+from pipeline.release.carry import CheckRows, ReadRelease
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.table import ReadTable, table_layout
@@ -196,24 +196,32 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
              specs: list[DetectorSpec]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
-    """The previous release's images (--carry_over) through the checks whose answer can change:
-    license re-verification, the takedown blocklist, and — with --redetect (a refresh sets it when
-    the detectors or their thresholds changed) — detection. Returns (still publishable, all carried
-    in, rejections, borderline photos for review)."""
+    """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
+    the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
+    whose answer can change: license re-verification, the takedown blocklist, decontamination, and — with
+    --redetect (a refresh sets it when the detectors or their thresholds changed) — detection. Returns
+    (still publishable, every row carried in, rejections, borderline photos for review)."""
     if not opts.carry_over:
         return empty(pipeline), empty(pipeline), [], []
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
-    verified = _maybe(carried_in, pipeline, "CarriedVerifyLicense", opts.verify_license,
+    rows = carried_in | "CarriedRows" >> CheckRows(name)
+    licensed = rows.kept | "CarriedLicense" >> FilterLicense()
+    unique = licensed.kept | "CarriedUniqueIds" >> DropRepeatedIds()
+    verified = _maybe(unique.kept, pipeline, "CarriedVerifyLicense", opts.verify_license,
                       lambda: _verify_license(opts))
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
                  lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
                      lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
-    rejected = [verified.rejected, ids.rejected, content.rejected]
+    eval_sets = split_list(opts.decontaminate)
+    clean = _maybe(content.kept, pipeline, "CarriedDecontaminate", eval_sets,
+                   lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
+    rejected = [rows.rejected, licensed.rejected, unique.rejected, verified.rejected, ids.rejected, content.rejected,
+                clean.rejected]
     if not (opts.redetect and specs):
-        return content.kept, carried_in, rejected, []
-    redone = content.kept | "CarriedDetect" >> _detect(specs, opts)
+        return clean.kept, carried_in, rejected, []
+    redone = clean.kept | "CarriedDetect" >> _detect(specs, opts)
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 

@@ -71,7 +71,7 @@ def _refs_of(element: Any) -> list[tuple[str, str]]:
     if photos:
         return [(photo.ref, photo.source_ref) for photo in photos]
     if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], str) \
-            and isinstance(element[1], bytes):
+            and isinstance(element[1], bytes | dict):  # a (file:line, raw line) or a release's (shard:row, row)
         return [(element[0], element[0])]
     if isinstance(element, (str, bytes)):
         return [(str(element)[:200], "")]

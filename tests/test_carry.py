@@ -3,31 +3,80 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.io.formats import PARQUET_SCHEMA, write_parquet
-from pipeline.release.carry import ReadRelease
+from pipeline.records import Photo
+from pipeline.release.carry import CheckRows, ReadRelease
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 STORED = [name for name in PARQUET_SCHEMA.names]
 
 
-def test_release_rows_come_back_as_the_photos_written(tmp_path):
-    photos = [photo(str(i), image=real_jpeg("coffee.jpg"), width=512, height=341, sha256="ab" * 32,
-                    phash="0123456789abcdef", scores=(("c.face", 0.123456), ("s.person", 0.5)),
-                    secret="s3cr3t", server_id="65535", extension="jpg", title="Tasse — café",
-                    first_release="2026-10" if i else "") for i in range(3)]
-    (tmp_path / "parquet").mkdir()
-    with (tmp_path / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
+COFFEE = real_jpeg("coffee.jpg")  # 600 x 400
+
+
+def released(i: int | str, **changes) -> Photo:
+    """A photo as a run stores it: its sha256 and size those of its stored JPEG."""
+    fields = dict(image=COFFEE, width=600, height=400, sha256=hashlib.sha256(COFFEE).hexdigest(),
+                  phash="0123456789abcdef", dhash="fedcba9876543210", scores=(("c.face", 0.123456), ("s.person", 0.5)),
+                  secret="s3cr3t", server_id="65535", extension="jpg", title="Tasse — café",
+                  first_release="2026-10" if i else "")
+    return photo(str(changes.pop("photo_id", i)), **{**fields, **changes})
+
+
+def carry(folder, photos: list[Photo]):
+    """The release's rows through ReadRelease and CheckRows: (kept, rejected) PCollections' contents."""
+    (folder / "parquet").mkdir(exist_ok=True)
+    with (folder / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
         write_parquet(handle, photos)
+    return folder
+
+
+def test_release_rows_come_back_as_the_photos_written(tmp_path):
+    photos = [released(i) for i in range(1, 4)]
+    carry(tmp_path, photos)
     want = [tuple(getattr(p.replace(first_release=p.first_release or "2026-09"), name) for name in STORED)
             for p in photos]
     with local_pipeline() as p:
-        carried = p | ReadRelease(str(tmp_path), "2026-09")
-        assert_that(carried | beam.Map(lambda ph: tuple(getattr(ph, name) for name in STORED)), equal_to(want))
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: tuple(getattr(ph, name) for name in STORED)), equal_to(want))
+        assert_that(carried.rejected, equal_to([]), label="none rejected")
+
+
+def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
+    """A release folder is outside input (whoever can change a shard can reseal its manifest): a row is
+    checked as a source's row is, and one that is not what a run writes is rejected, the rest carried."""
+    import io
+
+    from PIL import Image
+
+    other = io.BytesIO()
+    Image.open(io.BytesIO(COFFEE)).resize((300, 200)).save(other, "JPEG")
+    cases = {
+        "bad_id": released(1, photo_id="../../evil<b>x</b>"),
+        "bad_id ": released(2, photo_id="002"),
+        "bad_field": released(3, phash="not-a-hash"),
+        "image_mismatch": released(4, sha256="ab" * 32),
+        "image_mismatch ": released(5, image=other.getvalue(), sha256=hashlib.sha256(other.getvalue()).hexdigest()),
+        "not_an_image": released(6, image=b"GIF89a", sha256=hashlib.sha256(b"GIF89a").hexdigest()),
+        "no_image": released(7, image=b"", sha256=hashlib.sha256(b"").hexdigest()),
+    }
+    carry(tmp_path, [*cases.values(), released(8)])
+    with local_pipeline() as p:
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8"]), label="kept")
+        assert_that(carried.rejected | beam.Map(lambda r: (r.stage, r.reason, r.source_ref)), equal_to(
+            [("carry", reason.strip(), f"2026-09/parquet/pass-00000-of-00001.parquet:{i}")
+             for i, reason in enumerate(cases, start=1)]), label="rejected")
+        # A hostile id never becomes the rejection's photo id (it reaches tables and file names): its row does.
+        assert_that(carried.rejected | beam.Filter(lambda r: r.source_ref.endswith(":1"))
+                    | beam.Map(lambda r: r.photo_id), equal_to(["2026-09/parquet/pass-00000-of-00001.parquet:1"]),
+                    label="hostile id")
 
 
 def test_a_release_without_shards_is_refused(tmp_path):

@@ -215,3 +215,61 @@ def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(fi
     assert by_id["1015"] == {"photo_id": "1015", "decision": "rejected", "stage": "fetch", "reason": "not_found",
                              "release": "r1"}
     assert "1013" not in by_id and "1018" not in by_id  # decided from the row itself every time
+
+
+def _reseal(release) -> None:
+    """What whoever controls a release folder can do: its manifest's sizes, checksums and records made to
+    match the changed files again, so that verify, which a refresh runs first, passes."""
+    import hashlib
+    import io
+
+    manifest = json.loads((release / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        data = (release / entry["path"]).read_bytes()
+        entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+        if entry.get("format") == "parquet":
+            entry["records"] = pq.read_metadata(io.BytesIO(data)).num_rows
+    (release / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_path):
+    """A release read back is outside input. Rows changed in the previous release (manifest resealed, so
+    verify passes) are rejections of their own: an id that is no photo number, a licence that is not CC
+    BY, an id twice across shards, bytes that are not the row's image. --decontaminate applies to carried
+    images too. Before, each was released again (the not-an-image one failed the refresh after the job)."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipeline.release.verify import verify
+
+    server, _, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    shards = sorted((previous / "parquet").glob("*.parquet"))
+    rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
+    by_id = {row["photo_id"]: row for row in rows}
+    changes = {"1001": {"photo_id": "../../1001<b>x</b>"},
+               "1002": {"license_url": "https://creativecommons.org/licenses/by-nc/2.0/",
+                        "license_name": "CC BY-NC 2.0"},
+               "1003": {"photo_id": "1006"},  # 1006 twice
+               "1007": {"image": {"bytes": b"not a jpeg", "path": None}}}
+    assert set(changes) | {"1004", "1006"} <= set(by_id)
+    for shard in shards:
+        table = pq.read_table(shard)
+        changed = [{**row, **changes.get(row["photo_id"], {})} for row in table.to_pylist()]
+        pq.write_table(pa.Table.from_pylist(changed, schema=table.schema), shard)
+    _reseal(previous)
+    assert list(verify(str(previous))) == []
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "val_0001.jpg").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), quality=70))
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--decontaminate={evaluation}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == set(by_id) - {"1001", "1002", "1003", "1004", "1007"}  # one 1006 is kept
+    assert len(pq.read_table(second / "parquet").column("photo_id")) == len(released(second))
+    rejections = {(r["stage"], r["reason"]) for r in pq.read_table(second / "rejections").to_pylist()}
+    assert {("carry", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"), ("carry", "image_mismatch"),
+            ("decontaminate", "eval_overlap")} <= rejections, rejections
+    assert list(verify(str(second))) == []

@@ -2,23 +2,40 @@
 hold every field and the stored JPEG, so each row becomes the `Photo` it was when released.
 
 Carried photos then go through the checks that can change over time — license re-verification,
-the takedown blocklist, and detection again when the detectors or their thresholds changed
-(`--redetect`) — and skip those whose answer cannot change (fetch, normalisation, near duplicates
+the takedown blocklist, decontamination, and detection again when the detectors or their thresholds
+changed (`--redetect`) — and skip those whose answer cannot change (fetch, normalisation, near duplicates
 among themselves).
+
+A release is read back as outside input: a folder on shared storage that its manifest's checksums
+protect only against accidents (whoever can change a shard can reseal the manifest). So each row is
+checked as a source's row is, before it becomes a photo (`CheckRows`, stage "carry"): an id in its one
+spelling, hashes of the right shape, a stored JPEG whose sha256 and size are the row's and that decodes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import re
+import warnings
 from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, read_parquet
 from pipeline.io.formats import image_bytes, scores_from_entries
-from pipeline.records import Photo
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.stage import StageOutput, apply_stage, reject
+
+STAGE = "carry"
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# A stored image is at most --max_side on its longer side (512 by default); nothing a run stores is larger.
+MAX_STORED_PIXELS = 16_000_000
 
 _FIELDS = {f.name for f in dataclasses.fields(Photo)}
 
@@ -47,14 +64,72 @@ def _canonical_license_fields(row: dict) -> dict[str, str]:
             "license_source_text": name, "license_source_url": url}
 
 
-def _read_shard(path: str, release_name: str) -> Iterator[Photo]:
-    table = read_parquet(path)
-    for row in table.to_pylist():
-        yield photo_from_row(row, release_name)
+def _read_shard(path: str) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    for index, row in enumerate(read_parquet(path).to_pylist(), start=1):
+        yield f"{name}:{index}", row
+
+
+def row_problem(row: dict) -> tuple[str, str] | None:
+    """(reason, detail) when a release row is not one a run writes, else None."""
+    try:
+        if canonical_photo_id(row.get("photo_id")) != row.get("photo_id"):
+            return "bad_id", f"photo id {str(row.get('photo_id'))[:40]!r} is not in its one spelling"
+    except BadPhotoId as err:
+        return "bad_id", str(err)
+    for name, shape, digits in (("phash", _HEX16, 16), ("dhash", _HEX16, 16), ("sha256", _HEX64, 64)):
+        value = row.get(name)
+        if value and not (isinstance(value, str) and shape.fullmatch(value)):
+            return "bad_field", f"{name} {str(value)[:70]!r} is not {digits} lowercase hexadecimal digits"
+    if not row.get("sha256") or not row.get("phash"):
+        return "bad_field", "no sha256 or pHash"
+    jpeg = image_bytes(row.get("image")) if isinstance(row.get("image"), dict | bytes | None) else b""
+    if not jpeg:
+        return "no_image", "the row holds no image"
+    if hashlib.sha256(jpeg).hexdigest() != row["sha256"]:
+        return "image_mismatch", "the stored image's sha256 is not the row's"
+    return _image_problem(jpeg, row)
+
+
+def _image_problem(jpeg: bytes, row: dict) -> tuple[str, str] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as img:
+                if img.width * img.height > MAX_STORED_PIXELS:
+                    return "image_mismatch", f"{img.width}x{img.height} is no stored image"
+                if (img.width, img.height) != (row.get("width"), row.get("height")):
+                    return "image_mismatch", f"the image is {img.width}x{img.height}, the row says " \
+                                             f"{str(row.get('width'))[:12]}x{str(row.get('height'))[:12]}"
+                img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return "not_an_image", f"{type(err).__name__}: {str(err)[:200]}"
+    return None
+
+
+class _CheckRow(beam.DoFn):
+    def __init__(self, release_name: str) -> None:
+        self._release = release_name
+
+    def process(self, item: tuple[str, dict]) -> Iterator:
+        where, row = item
+        ref = f"{self._release}/parquet/{where}"
+        problem = row_problem(row)
+        if problem is None:
+            try:
+                yield photo_from_row(row, self._release)
+                return
+            except (TypeError, ValueError, KeyError) as err:  # a field of another type than a run writes
+                problem = ("bad_field", f"{type(err).__name__}: {str(err)[:200]}")
+        shown = row.get("photo_id")
+        photo_id = shown if isinstance(shown, str) and shown.isascii() and shown.isdigit() else ref
+        yield reject(Rejection(photo_id, STAGE, problem[0], problem[1][:300], "", ref))
 
 
 class ReadRelease(beam.PTransform):
-    """PBegin -> PCollection[Photo]: every image of a finished release, as it was released."""
+    """PBegin -> PCollection[tuple[str, dict]]: every row of a finished release, as (where, row); the rows
+    a job counts as its carried input. `CheckRows` makes them photos."""
 
     def __init__(self, release: str, release_name: str) -> None:
         super().__init__()
@@ -67,4 +142,16 @@ class ReadRelease(beam.PTransform):
         return (pbegin
                 | "Shards" >> beam.Create(self._shards)
                 | "SpreadShards" >> beam.Reshuffle()
-                | "Rows" >> beam.FlatMap(_read_shard, release_name=self._name))
+                | "Rows" >> beam.FlatMap(_read_shard))
+
+
+class CheckRows(beam.PTransform):
+    """PCollection[tuple[str, dict]] (ReadRelease) -> (PCollection[Photo] as released, PCollection[Rejection]):
+    rows a run could have written become photos; any other is a rejection of stage "carry" (`row_problem`)."""
+
+    def __init__(self, release_name: str) -> None:
+        super().__init__()
+        self._name = release_name
+
+    def expand(self, rows: beam.PCollection) -> StageOutput:
+        return apply_stage(rows, STAGE, _CheckRow(self._name))
