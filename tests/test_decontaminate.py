@@ -69,3 +69,22 @@ def test_job_with_decontamination(tmp_path, eval_set):
                      f"--decontaminate={eval_set}", *FAST])
     assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 2}
     assert stats["kept"] == 8  # the demo world's 10 distinct photos less 2 evaluation images (detection off)
+
+
+def test_a_list_is_read_as_a_blocklist_is_and_a_path_not_there_fails_at_launch(tmp_path, eval_set):
+    """A byte order mark (Notepad's UTF-8), comments after a path: the list names its images. A path that
+    is not there (a case typo) fails with its line: a list naming nothing readable decontaminated nothing,
+    and the run exited 0 with the evaluation images in the dataset."""
+    from pipeline.stages.decontaminate import expand_eval_source
+
+    names = sorted(path.name for path in eval_set.iterdir())[:2]
+    listing = eval_set.parent / "eval.txt"
+    listing.write_text("\ufeff# the two evaluation images\n" + f"{eval_set.name}/{names[0]}   # the coffee cup\n"
+                       + f"\n{eval_set.name}/{names[1]}\n", encoding="utf-8")
+    assert [path.rsplit("/", 1)[1] for path in expand_eval_source(str(listing))] == names
+    listing.write_text(f"{eval_set.name}/{names[0]}\n{eval_set.name}/{names[1].upper()}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"eval\.txt:2: '{eval_set.name}/{names[1].upper()}': no such file"):
+        expand_eval_source(str(listing))
+    listing.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        expand_eval_source(str(listing))

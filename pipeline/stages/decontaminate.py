@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import posixpath
+import re
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
@@ -29,14 +30,34 @@ LIST_SUFFIXES = (".txt", ".lst")
 _LOG = logging.getLogger(__name__)
 
 
+# Listed paths checked at launch, one by one: all of a local list; on an object store the first ones only
+# (a request each), the rest counted at hashing time (`eval_images_unreadable`) like an undecodable one.
+CHECKED_REMOTE_PATHS = 100
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
+
+
 def expand_eval_source(source: str) -> list[str]:
-    """A folder, a glob, or a list file -> image paths."""
+    """A folder, a glob, or a list file -> image paths. A list is read as blocklists are (a byte order mark
+    dropped, '#' comments, on their own line or after a path), and a path it names that is not there fails
+    at launch with its line: a list that names nothing readable would decontaminate nothing, silently."""
     if source.endswith(LIST_SUFFIXES):
         with FileSystems.open(source) as handle:
-            lines = handle.read().decode("utf-8").splitlines()
+            try:
+                lines = handle.read().decode("utf-8-sig").splitlines()
+            except UnicodeDecodeError as err:
+                raise ValueError(f"--decontaminate {source}: not UTF-8 ({err.reason} at byte {err.start})") from None
         base = posixpath.dirname(source)
-        return [line.strip() if "://" in line or line.startswith("/") else FileSystems.join(base, line.strip())
-                for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        paths = []
+        for number, line in enumerate(lines, start=1):
+            entry = _COMMENT.sub("", line).strip()
+            if not entry:
+                continue
+            path = entry if "://" in entry or entry.startswith("/") else FileSystems.join(base, entry)
+            remote = "://" in path
+            if (not remote or len(paths) < CHECKED_REMOTE_PATHS) and not FileSystems.exists(path):
+                raise ValueError(f"--decontaminate {source}:{number}: {entry[:200]!r}: no such file")
+            paths.append(path)
+        return paths
     pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "*")
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
