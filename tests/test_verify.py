@@ -170,3 +170,35 @@ def test_malformed_manifest_is_a_problem_not_a_crash(tmp_path, capsys, content, 
     assert all("\n" not in p.path + p.message for p in problems)
     assert main(["verify", str(tmp_path)]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_listed_file_that_is_no_regular_file_or_not_its_size_is_not_read(release, tmp_path, monkeypatch):
+    """A named pipe listed in the manifest blocked verify (and so refresh, which runs it first) for ever;
+    a listed file of another size than its entry was read whole before it was compared."""
+    import os
+
+    from pipeline.release import verify as verify_module
+
+    copy = _copy(release, tmp_path)
+    os.mkfifo(copy / "notes.txt")
+    (copy / "huge.bin").write_bytes(b"\0" * 1000)
+    _edit_manifest(copy, lambda m: m["files"].extend([{"path": "notes.txt", "bytes": 0, "sha256": "0" * 64},
+                                                       _listed(copy, "huge.bin", b"\0" * 10)]))
+    read = []
+    real_read = verify_module.read_bytes
+    monkeypatch.setattr(verify_module, "read_bytes", lambda path: (read.append(path), real_read(path))[1])
+    problems = _problems(copy)
+    assert ("notes.txt", "a named pipe, not a regular file; not read") in problems
+    assert ("huge.bin", "1000 bytes, manifest says 10; not read") in problems
+    assert not [path for path in read if path.endswith(("notes.txt", "huge.bin"))]
+
+
+def test_a_link_to_a_folder_inside_the_release_is_reported(release, tmp_path):
+    """A glob does not enter a linked folder: the link and all it holds went unseen."""
+    import os
+
+    copy = _copy(release, tmp_path / "r")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "extra.parquet").write_bytes(b"x")
+    os.symlink(tmp_path / "elsewhere", copy / "more")
+    assert _problems(copy) == {("more", "not listed in the manifest")}

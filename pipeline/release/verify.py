@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,6 +134,20 @@ def _leaves_release(release: str, path: str) -> bool:
     return os.path.commonpath([root, os.path.realpath(path)]) != root
 
 
+def _size_and_kind(path: str) -> tuple[int | None, str]:
+    """(size in bytes, '' or what the path is instead of a regular file), before anything is read: the
+    manifest's size is checked first, so a file is only read whole when it is the size it should be."""
+    if FileSystems.get_scheme(path) is not None:
+        found = FileSystems.match([path])[0].metadata_list
+        return (found[0].size_in_bytes if found else None), ""
+    info = os.stat(path)
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size, ""
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
+
+
 def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records."""
     relative = entry["path"]
@@ -145,6 +160,13 @@ def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
         return
     if _leaves_release(release, path):
         yield Problem(relative, "a link that leads outside the release; not read")
+        return
+    size, kind = _size_and_kind(path)
+    if kind:
+        yield Problem(relative, f"{kind}, not a regular file; not read")  # a FIFO would block the read for ever
+        return
+    if size is not None and size != entry["bytes"]:
+        yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}; not read")
         return
     try:
         data = read_bytes(path)
@@ -170,11 +192,23 @@ def _unlisted(release: str, listed: set[str]) -> Iterator[Problem]:
     run in progress or a killed one leaves beside a dataset and the next run removes: the lock (and its
     temporary), staging folders. They are no part of the dataset, which is intact beside them."""
     prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
-    for found in matching(FileSystems.join(release, "**")):
+    for found in _everything_under(release):
         relative = found[len(prefix):] if found.startswith(prefix) else found
         if not relative or relative.endswith("/") or relative in known or _run_leftover(relative):
             continue
         yield Problem(_shown(relative), "not listed in the manifest")
+
+
+def _everything_under(release: str) -> list[str]:
+    """Every file below the release; locally also every link to a folder (a glob does not enter one, and
+    what it holds would go unseen) and anything that is no regular file."""
+    if FileSystems.get_scheme(release) is not None:
+        return matching(FileSystems.join(release, "**"))
+    found = []
+    for folder, folders, files in os.walk(release):
+        found += [os.path.join(folder, name) for name in files]
+        found += [os.path.join(folder, name) for name in folders if os.path.islink(os.path.join(folder, name))]
+    return sorted(path.replace(os.sep, "/") for path in found)
 
 
 def _run_leftover(relative: str) -> bool:
