@@ -273,3 +273,21 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     assert {("carry", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"), ("carry", "image_mismatch"),
             ("decontaminate", "eval_overlap")} <= rejections, rejections
     assert list(verify(str(second))) == []
+
+
+@pytest.mark.parametrize(("manifest", "named"), [
+    ({"release": "r1", "options": "not an object", "files": []}, '"options" must be an object'),
+    ({"release": "r1", "options": {"detectors": ["a", "b"]}, "files": []}, '"options" must be an object'),
+    ({"release": "r1", "options": {}, "models": [{"name": "x"}], "files": []}, '"models" must be a list'),
+    ({"release": "r1", "options": {"source": "flickr"}, "files": []}, "max_upload_date '' is no date"),
+    ({"release": "r1", "options": {"source": "flickr", "max_upload_date": "last week"}, "files": []}, "is no date"),
+], ids=["options-text", "options-nested", "models-incomplete", "flickr-no-end", "flickr-bad-end"])
+def test_a_previous_manifest_of_another_shape_is_one_line_naming_it(tmp_path, capsys, manifest, named):
+    """verify checks a release's files, not what its manifest says about options: those ended as 'the job
+    failed: AttributeError/KeyError' (exit 1) instead of one line naming the manifest (exit 2)."""
+    previous = tmp_path / "old" / "r1"
+    previous.mkdir(parents=True)
+    (previous / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2", *LOCAL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "r1/manifest.json" in err and named in err, err

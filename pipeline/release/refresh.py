@@ -81,7 +81,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     if not previous:
         return argv
     manifest = read_manifest(previous)
-    options = manifest.get("options", {})
+    options = _recorded_options(manifest, previous)
     for key in INHERITED:
         if key in given:
             continue
@@ -96,13 +96,34 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     if "redetect" not in given and models_changed(manifest, models(argv)):
         argv.append("--redetect")
     if options.get("source") == "flickr" and "min_upload_date" not in given:
-        last = options["max_upload_date"]
-        end = parse_date(last) + (0 if str(last).strip().isdigit() else 86399)
+        last = str(options.get("max_upload_date", ""))
+        try:
+            end = parse_date(last) + (0 if last.strip().isascii() and last.strip().isdigit() else 86399)
+        except ValueError:
+            raise ReleaseError(f"{previous}/manifest.json: the Flickr release's max_upload_date {last[:40]!r} is "
+                               "no date (YYYY-MM-DD) or epoch seconds; give --min_upload_date") from None
         yesterday = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=1)
         argv += [f"--min_upload_date={end + 1}"]
         if "max_upload_date" not in given:
             argv.append(f"--max_upload_date={yesterday.isoformat()}")
     return argv
+
+
+def _recorded_options(manifest: Any, previous: str) -> dict[str, Any]:
+    """The options a previous release recorded, checked for the shape a run writes (a release folder is
+    outside input; verify checks its files, not what its manifest says): one line naming the manifest."""
+    where = f"{previous}/manifest.json"
+    if not isinstance(manifest, dict):
+        raise ReleaseError(f"{where} is not a JSON object")
+    options = manifest.get("options", {})
+    if not isinstance(options, dict) or not all(
+            isinstance(value, str | bool | int | float) or value is None for value in options.values()):
+        raise ReleaseError(f'{where}: "options" must be an object of plain values')
+    models = manifest.get("models", [])
+    if not isinstance(models, list) or not all(
+            isinstance(m, dict) and {"name", "sha256", "thresholds", "review_band"} <= set(m) for m in models):
+        raise ReleaseError(f'{where}: "models" must be a list of entries with name, sha256, thresholds and review_band')
+    return options
 
 
 def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str, Any]]) -> bool:
