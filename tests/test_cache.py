@@ -55,3 +55,21 @@ def test_second_run_takes_everything_from_the_cache(tmp_path):
                                                                            shaping_options(options(server, cache)))
         run_once(photos[:1], smaller, [expected("chelsea.jpg", "1", 256)])
         assert server.hits["/1/1_a.jpg"] == 1  # another shape of the stored image: fetched again
+
+
+def test_temporaries_a_killed_run_left_in_the_cache_are_removed_once_stale(tmp_path):
+    """write_atomically's temporaries of a killed run were never removed (nothing reads them: the cache
+    lists images-*.parquet). A young one may be another live run's (a cache can be shared): kept."""
+    import os
+    import time
+
+    from pipeline.io.work_cache import STALE_TEMPORARY_SECONDS, remove_stale_temporaries
+
+    now = time.time()
+    for name, age in (("images-a.parquet.tmp-1", STALE_TEMPORARY_SECONDS + 60), ("scores-x-b.parquet.tmp-2", 86400 * 9),
+                      ("images-c.parquet.tmp-3", 60), ("images-d.parquet", 86400 * 9)):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (now - age, now - age))
+    assert remove_stale_temporaries(str(tmp_path), now) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images-c.parquet.tmp-3", "images-d.parquet"]
+    assert remove_stale_temporaries("", now) == 0  # no cache given

@@ -35,6 +35,7 @@ from pipeline.io.layout import (
 )
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
+from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
@@ -217,6 +218,7 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                       "while publishing)", file=sys.stderr)
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
             check_output(opts.output, overwrite)
+            remove_stale_temporaries(opts.cache)
             staging = staging_dir(opts.output, run_id)
             try:
                 # This process and any worker processes it starts; the sampler's own CPU under 1% of a core.

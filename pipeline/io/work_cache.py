@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -53,6 +54,24 @@ def cache_key(photo: Photo, shaping: str) -> str:
 
 def cache_files(cache: str, prefix: str = "images") -> list[str]:
     return matching(FileSystems.join(cache, f"{prefix}-*.parquet"))
+
+
+# A cache file is written in seconds; a temporary this old was left by a killed run. Younger ones may be
+# another live run's (a cache can be shared by runs into other outputs, which this run's lock does not stop).
+STALE_TEMPORARY_SECONDS = 6 * 3600
+
+
+def remove_stale_temporaries(cache: str, now: float | None = None) -> int:
+    """Deletes the cache's temporaries (`*.tmp-*`, from write_atomically) that killed runs left behind:
+    nothing ever reads them, and each is a bundle's worth of images. Returns how many."""
+    if not cache:
+        return 0
+    now = time.time() if now is None else now
+    found = FileSystems.match([FileSystems.join(cache, "*.tmp-*")])[0].metadata_list
+    stale = [m.path for m in found if now - (m.last_updated_in_seconds or now) > STALE_TEMPORARY_SECONDS]
+    if stale:
+        FileSystems.delete(stale)
+    return len(stale)
 
 
 def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
