@@ -291,3 +291,26 @@ def test_a_previous_manifest_of_another_shape_is_one_line_naming_it(tmp_path, ca
     assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2", *LOCAL]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "r1/manifest.json" in err and named in err, err
+
+
+def test_a_refresh_finishes_its_release_under_the_runs_lock(first_yfcc_release, tmp_path, monkeypatch):
+    """The changelog, datasheet and release name are written while the release folder is still locked: a
+    second refresh of the same release could otherwise publish between this one's files and its changelog.
+    A killed refresh's changelog and datasheet are run files too: its rerun replaces them."""
+    from pipeline.commands import refresh as refresh_command
+    from pipeline.io.lock import LOCK
+
+    server, _, first = first_yfcc_release
+    target = tmp_path / "root" / "releases" / "r2"
+    target.mkdir(parents=True)
+    (target / "datasheet").mkdir()
+    (target / "datasheet" / "plot-from-a-killed-refresh.png").write_bytes(b"stale")
+    (target / "CHANGELOG.md").write_text("stale")
+    locked, real_finish = [], refresh_command.release.finish
+    monkeypatch.setattr(refresh_command.release, "finish",
+                        lambda *args: (locked.append((target / LOCK).exists()), real_finish(*args))[1])
+    assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    assert locked == [True] and not (target / LOCK).exists()
+    assert not (target / "datasheet" / "plot-from-a-killed-refresh.png").exists()
+    assert (target / "CHANGELOG.md").read_text() != "stale" and main(["verify", str(target)]) == 0

@@ -33,8 +33,11 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)
-    stats = run(argv, overwrite=True)  # only an unpublished (resumed) release can be here: checked above
-    log = release.finish(target, previous, name)
+    finished: list[dict | None] = []
+    # Only an unpublished (resumed) release can be here: checked above. finish under the run's lock, so that
+    # a second refresh of the same release cannot publish between this one's files and its changelog.
+    stats = run(argv, overwrite=True, after_publish=lambda: finished.append(release.finish(target, previous, name)))
+    log = finished[0]
     print(summary(target, stats))
     if log:
         removed = sum(len(ids) for ids in log["removed"].values())

@@ -198,12 +198,13 @@ def preflight(opts: PassOptions, runner: str) -> None:
         raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
 
 
-def run(argv: Sequence[str], overwrite: bool = False) -> dict:
+def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[], object] | None = None) -> dict:
     """Runs the job to completion, publishes it into --output and returns its stats (stats.json).
 
     The output's lock is held throughout (a second run into the same folder is refused at launch);
     the job writes into a staging folder that replaces the output's run files only once the job
-    has succeeded (see `io.layout`)."""
+    has succeeded (see `io.layout`). `after_publish` runs once published, still under the lock (a
+    refresh's changelog, datasheet and release name, which no other run may interleave with)."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
     if opts.source == "yfcc" and opts.input:
@@ -241,6 +242,8 @@ def run(argv: Sequence[str], overwrite: bool = False) -> dict:
                 publish(staging, opts.output)
             finally:
                 remove_staging(opts.output, keep_planned=True)
+            if after_publish is not None:
+                after_publish()
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None

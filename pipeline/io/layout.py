@@ -29,10 +29,12 @@ MANIFEST = "manifest.json"
 STATS = "stats.json"
 ATTRIBUTION = "ATTRIBUTION.csv"
 FORMAT_FOLDERS = ("webdataset", "parquet", "tfrecord")
-# Everything a run writes into its --output (folders hold shards); a rerun replaces all of it.
-RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review", "ledger")
+# Everything a run writes into its --output (folders hold shards), and what a refresh adds to a release
+# once it is published (changelog, datasheet): a rerun replaces all of it.
+RUN_FOLDERS = (*FORMAT_FOLDERS, "rejections", "near_dup_index", "review", "ledger", "datasheet")
 DATASET_CARD = "README.md"  # the Hugging Face dataset card (io/dataset_card.py)
-RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD)
+RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD, "CHANGELOG.md", "changelog.json", "DATASHEET.md",
+             "datasheet.html")
 STAGING = "_staging"
 # Inside a staging folder: the run's stored images, by sha256 (io/staged_images.py); never published.
 STAGED_IMAGES = "_images"
