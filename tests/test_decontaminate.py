@@ -28,6 +28,11 @@ def test_sources_folder_glob_and_list(tmp_path, eval_set):
     assert [p.rsplit("/", 1)[1] for p in expand_eval_source(str(eval_set))] == [
         "val_0001.JPEG", "val_0002.png", "val_0003.JPEG"]
     assert len(expand_eval_source(str(eval_set / "*.png"))) == 1
+    # A folder with class subfolders (ImageNet validation in its training layout): every image below it.
+    (eval_set / "n01440764").mkdir()
+    (eval_set / "n01440764" / "val_0004.JPEG").write_bytes((eval_set / "val_0001.JPEG").read_bytes())
+    below = [p[len(str(eval_set)) + 1:] for p in expand_eval_source(str(eval_set))]
+    assert below == ["n01440764/val_0004.JPEG", "val_0001.JPEG", "val_0002.png", "val_0003.JPEG"], below
     assert [p.rsplit("/", 1)[1] for p in expand_eval_source(str(tmp_path / "eval.txt"))] == [
         "val_0001.JPEG", "val_0002.png"]
 

@@ -58,7 +58,9 @@ def expand_eval_source(source: str) -> list[str]:
                 raise ValueError(f"--decontaminate {source}:{number}: {entry[:200]!r}: no such file")
             paths.append(path)
         return paths
-    pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "*")
+    # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
+    # validation set in its training layout), whose images a one-level glob skipped without a word.
+    pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
