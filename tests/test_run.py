@@ -161,12 +161,36 @@ def test_leftovers_of_a_killed_run_do_not_fail_verify_and_the_next_run_clears_th
     shutil.copytree(demo_release, output)
     (output / LOCK).write_text("")  # what a run of the previous lock code could leave
     (output / f"{LOCK}.tmp-0123").write_text("{}")
+    os.utime(output / f"{LOCK}.tmp-0123", (time.time() - 120, time.time() - 120))  # left a while ago
     (output / STAGING / "20260101T000000-deadbeef" / "parquet").mkdir(parents=True)
     (output / STAGING / "20260101T000000-deadbeef" / "parquet" / "pass-00000-of-00002.parquet").write_text("x")
     assert main(["verify", str(output)]) == 0
     (output / LOCK).unlink()
     assert run(argv(server, metadata, output), overwrite=True)["accounted"]
-    assert dataset_files(output) == manifest_files(output)  # the lock's temporary went with the old run
+    assert dataset_files(output) == manifest_files(output)  # the next lock removed its stale temporary
+
+
+def test_a_publish_plan_put_into_a_published_release_is_never_carried_out(world, demo_release, tmp_path, capsys):
+    """A release is immutable: a staging folder with a plan in it was put there by hand (no run writes into
+    a release). verify reports it, and a run into the release is refused before it takes the lock or
+    touches anything."""
+    server, metadata = world
+    release = tmp_path / "release"
+    shutil.copytree(demo_release, release)
+    manifest = json.loads((release / "manifest.json").read_text())
+    (release / "manifest.json").write_text(json.dumps({**manifest, "release": "2026-10"}))
+    planted = release / STAGING / "x"
+    (planted / "parquet").mkdir(parents=True)
+    (planted / "parquet" / "pass-00000-of-00001.parquet").write_bytes(b"planted")
+    (planted / "manifest.json").write_text("{}")
+    (planted / "PUBLISHING.json").write_text(json.dumps({"files": ["parquet/pass-00000-of-00001.parquet",
+                                                                   "manifest.json"]}))
+    before = {path: (release / path).read_bytes() for path in dataset_files(release)}
+    assert main(["verify", str(release)]) == 1 and "_staging/x/PUBLISHING.json" in capsys.readouterr().out
+    assert main(["run", "--overwrite", *argv(server, metadata, release)]) == 2
+    assert "is a published release" in capsys.readouterr().err
+    assert {path: (release / path).read_bytes() for path in dataset_files(release)} == before
+    assert not (release / LOCK).exists()
 
 
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):

@@ -212,6 +212,8 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     try:
         preflight(opts, options.view_as(StandardOptions).runner)
+        if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
+            check_output(opts.output, overwrite)
         with OutputLock(opts.output, run_id):
             finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
             if finished:

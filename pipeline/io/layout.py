@@ -24,6 +24,7 @@ import shutil
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_bytes, write_atomically
+from pipeline.io.lock import LOCK
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
@@ -52,8 +53,12 @@ def work_cache(root: str, name: str) -> str:
 
 
 def _manifest_of(folder: str) -> dict | None:
+    """The folder's manifest; None when there is none or it is no JSON (a dataset verify would refuse)."""
     path = FileSystems.join(folder, MANIFEST)
-    return json.loads(read_bytes(path)) if FileSystems.exists(path) else None
+    try:
+        return json.loads(read_bytes(path)) if FileSystems.exists(path) else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def is_published(folder: str) -> bool:
@@ -75,10 +80,12 @@ def published_releases(root: str) -> list[str]:
 
 
 def run_files(folder: str) -> list[str]:
-    """Every file a finished or partial run left in `folder` (not its staging area or lock)."""
+    """Every file a finished or partial run left in `folder` (not its staging area or lock, nor the lock's
+    temporary: another run's, which it removes itself a moment later)."""
     patterns = [FileSystems.join(folder, sub, "*") for sub in RUN_FOLDERS]
     patterns += [FileSystems.join(folder, name) for name in RUN_FILES] + [FileSystems.join(folder, "*.tmp-*")]
-    return [path for pattern in patterns for path in matching(pattern)]
+    lock_temporary = FileSystems.join(folder, f"{LOCK}.tmp-")
+    return [path for pattern in patterns for path in matching(pattern) if not path.startswith(lock_temporary)]
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -172,7 +179,10 @@ def _carry_out(staging: str, output: str, names: list[str]) -> None:
 def finish_interrupted_publish(output: str) -> str | None:
     """Finishes the publish of a run killed while publishing into `output` (the caller holds the
     output's lock, so no live run owns a staging folder); returns that run's id, or None. A staging folder
-    without a plan is a run killed before it published: nothing of it is used."""
+    without a plan is a run killed before it published: nothing of it is used. Nothing is done in a
+    published release (immutable; a run publishes into one never, so a plan there was put there by hand)."""
+    if is_published(output):
+        return None
     for plan_path in matching(FileSystems.join(output, STAGING, "*", PUBLISHING)):
         staging = plan_path[: -len(PUBLISHING) - 1]
         try:

@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,19 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
     return True
 
 
+def _remove_stale_temporaries(path: str) -> None:
+    """The lock's temporaries that killed runs left (a kill between writing one and linking it): a live
+    run's exists for a moment only, so one a minute old is a leftover. Local disks only (none elsewhere)."""
+    if "://" in path:
+        return
+    folder, name = os.path.split(path)
+    for entry in os.scandir(folder or "."):
+        if entry.name.startswith(f"{name}.tmp-"):
+            with contextlib.suppress(OSError):
+                if time.time() - entry.stat().st_mtime > 60:
+                    os.unlink(entry.path)
+
+
 def _create_exclusively(path: str, payload: bytes) -> bool:
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -134,6 +148,7 @@ class OutputLock:
         for _ in range(2):  # a second try after removing a stale lock
             try:
                 if _create_if_absent(self.path, payload):
+                    _remove_stale_temporaries(self.path)
                     return
             except OSError as err:
                 raise OutputNotWritable(f"cannot write to --output {self.output}: "

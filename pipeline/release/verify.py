@@ -187,14 +187,16 @@ def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
         yield Problem(relative, f"{count} records, manifest says {entry['records']}")
 
 
-def _unlisted(release: str, listed: set[str]) -> Iterator[Problem]:
+def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Problem]:
     """Every file in the release's folder (at any depth) that the manifest does not list, except what a
     run in progress or a killed one leaves beside a dataset and the next run removes: the lock (and its
-    temporary), staging folders. They are no part of the dataset, which is intact beside them."""
+    temporary), staging folders. They are no part of the dataset, which is intact beside them. Not in a
+    published release: no run writes there (one is refused before it takes the lock), so such files were
+    put there otherwise, and a staging folder holding a publish plan would be carried out by a run."""
     prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
     for found in _everything_under(release):
         relative = found[len(prefix):] if found.startswith(prefix) else found
-        if not relative or relative.endswith("/") or relative in known or _run_leftover(relative):
+        if not relative or relative.endswith("/") or relative in known or (not published and _run_leftover(relative)):
             continue
         yield Problem(_shown(relative), "not listed in the manifest")
 
@@ -279,7 +281,7 @@ def verify(release: str) -> Iterator[Problem]:
         if not wrong:
             entries.append(entry)
             yield from _check_file(release, entry)
-    yield from _unlisted(release, listed)
+    yield from _unlisted(release, listed, published=bool(manifest.get("release")))
     yield from _missing_shards([e for e in entries if _RELEASE_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
     if totals_problem:
