@@ -205,7 +205,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
         return empty(pipeline), empty(pipeline), [], []
     name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
-    rows = carried_in | "CarriedRows" >> CheckRows(name)
+    rows = carried_in | "CarriedRows" >> CheckRows(name, opts.max_pixels)
     licensed = rows.kept | "CarriedLicense" >> FilterLicense()
     unique = licensed.kept | "CarriedUniqueIds" >> DropRepeatedIds()
     verified = _maybe(unique.kept, pipeline, "CarriedVerifyLicense", opts.verify_license,

@@ -117,3 +117,27 @@ def test_a_release_written_before_canonical_license_names_carries_over_with_them
     assert (carried.license_name, carried.license_url) == ("CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/")
     assert (carried.license_source_text, carried.license_source_url) == (
         "Attribution License", "http://creativecommons.org/licenses/by/2.0/")
+
+
+def test_a_carried_photo_is_judged_by_its_place_in_the_release_and_large_stored_images_pass(tmp_path):
+    """Its source_ref is its shard and row: two copies of one id are ordered by it (unique_id keeps the
+    first), where every carried photo once tied (no source_ref) and the runner's order chose. The pixel
+    bound is the run's --max_pixels, not a fixed one: a release built with a large --max_side carries over."""
+    import io
+
+    from PIL import Image
+
+    big = io.BytesIO()
+    Image.new("RGB", (4200, 4000), (90, 120, 150)).save(big, "JPEG", quality=50)
+    jpeg = big.getvalue()
+    large = released(3, image=jpeg, width=4200, height=4000, sha256=hashlib.sha256(jpeg).hexdigest())
+    carry(tmp_path, [released(1), released(2), large])
+    where = "2026-09/parquet/pass-00000-of-00001.parquet"
+    with local_pipeline() as p:
+        rows = p | ReadRelease(str(tmp_path), "2026-09")
+        carried = rows | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: (ph.photo_id, ph.source_ref)),
+                    equal_to([("1", f"{where}:1"), ("2", f"{where}:2"), ("3", f"{where}:3")]), label="kept")
+        strict = rows | "Strict" >> CheckRows("2026-09", max_pixels=4200 * 4000 - 1)
+        assert_that(strict.rejected | beam.Map(lambda r: (r.photo_id, r.reason)), equal_to([("3", "image_mismatch")]),
+                    label="over --max_pixels")

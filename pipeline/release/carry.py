@@ -30,12 +30,11 @@ from pipeline.io.files import matching, read_parquet
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stages.image import ImageConfig
 
 STAGE = "carry"
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# A stored image is at most --max_side on its longer side (512 by default); nothing a run stores is larger.
-MAX_STORED_PIXELS = 16_000_000
 
 _FIELDS = {f.name for f in dataclasses.fields(Photo)}
 
@@ -71,8 +70,9 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict]]:
         yield f"{name}:{index}", row
 
 
-def row_problem(row: dict) -> tuple[str, str] | None:
-    """(reason, detail) when a release row is not one a run writes, else None."""
+def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[str, str] | None:
+    """(reason, detail) when a release row is not one a run writes, else None. `max_pixels`: the run's
+    --max_pixels, the most any image it decodes may hold (a stored one is never larger than its source)."""
     try:
         if canonical_photo_id(row.get("photo_id")) != row.get("photo_id"):
             return "bad_id", f"photo id {str(row.get('photo_id'))[:40]!r} is not in its one spelling"
@@ -89,16 +89,16 @@ def row_problem(row: dict) -> tuple[str, str] | None:
         return "no_image", "the row holds no image"
     if hashlib.sha256(jpeg).hexdigest() != row["sha256"]:
         return "image_mismatch", "the stored image's sha256 is not the row's"
-    return _image_problem(jpeg, row)
+    return _image_problem(jpeg, row, max_pixels)
 
 
-def _image_problem(jpeg: bytes, row: dict) -> tuple[str, str] | None:
+def _image_problem(jpeg: bytes, row: dict, max_pixels: int) -> tuple[str, str] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as img:
-                if img.width * img.height > MAX_STORED_PIXELS:
-                    return "image_mismatch", f"{img.width}x{img.height} is no stored image"
+                if img.width * img.height > max_pixels:
+                    return "image_mismatch", f"{img.width}x{img.height} is over --max_pixels {max_pixels}"
                 if (img.width, img.height) != (row.get("width"), row.get("height")):
                     return "image_mismatch", f"the image is {img.width}x{img.height}, the row says " \
                                              f"{str(row.get('width'))[:12]}x{str(row.get('height'))[:12]}"
@@ -109,16 +109,18 @@ def _image_problem(jpeg: bytes, row: dict) -> tuple[str, str] | None:
 
 
 class _CheckRow(beam.DoFn):
-    def __init__(self, release_name: str) -> None:
-        self._release = release_name
+    def __init__(self, release_name: str, max_pixels: int) -> None:
+        self._release, self._max_pixels = release_name, max_pixels
 
     def process(self, item: tuple[str, dict]) -> Iterator:
         where, row = item
         ref = f"{self._release}/parquet/{where}"
-        problem = row_problem(row)
+        problem = row_problem(row, self._max_pixels)
         if problem is None:
             try:
-                yield photo_from_row(row, self._release)
+                # The row's place is its source_ref: the order in which copies of one id are judged
+                # (unique_id keeps the first), and where a rejection of it points.
+                yield photo_from_row(row, self._release).replace(source_ref=ref)
                 return
             except (TypeError, ValueError, KeyError) as err:  # a field of another type than a run writes
                 problem = ("bad_field", f"{type(err).__name__}: {str(err)[:200]}")
@@ -149,9 +151,9 @@ class CheckRows(beam.PTransform):
     """PCollection[tuple[str, dict]] (ReadRelease) -> (PCollection[Photo] as released, PCollection[Rejection]):
     rows a run could have written become photos; any other is a rejection of stage "carry" (`row_problem`)."""
 
-    def __init__(self, release_name: str) -> None:
+    def __init__(self, release_name: str, max_pixels: int = ImageConfig.max_pixels) -> None:
         super().__init__()
-        self._name = release_name
+        self._name, self._max_pixels = release_name, max_pixels
 
     def expand(self, rows: beam.PCollection) -> StageOutput:
-        return apply_stage(rows, STAGE, _CheckRow(self._name))
+        return apply_stage(rows, STAGE, _CheckRow(self._name, self._max_pixels))
