@@ -53,13 +53,20 @@ def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, 
         # no file at all. Local disk renames over a file in one step (POSIX rename); GCS's rename is a
         # copy, which overwrites, then a delete of the temporary.
         FileSystems.rename([temporary], [path])
-    except BeamIOError:
-        if not FileSystems.exists(path) or not FileSystems.exists(temporary):
-            raise
-        # A filesystem that will not rename over a file (os.rename on Windows): the old way, window and all.
+    except BeamIOError as err:
+        if not _refused_as_existing(err) or "://" in path:
+            raise  # any other failure leaves the old file as it is
+        # A local filesystem that will not rename over a file (os.rename on Windows): the old way, window and all.
         FileSystems.delete([path])
         FileSystems.rename([temporary], [path])
     return {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
+
+
+def _refused_as_existing(err: BeamIOError) -> bool:
+    """Whether a rename failed only because its destination exists (Beam wraps the OSError in IOError)."""
+    causes = list((err.exception_details or {}).values())
+    return bool(causes) and all(isinstance(cause, FileExistsError) or isinstance(
+        (getattr(cause, "args", ()) or (None,))[0], FileExistsError) for cause in causes)
 
 
 def read_bytes(path: str) -> bytes:
