@@ -190,10 +190,10 @@ MALFORMED = {
 
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_an_answer_that_is_no_flickr_json_is_bad_api_response(server, name):
-    """flickrapi's parser raises JSONDecodeError, UnicodeDecodeError, AttributeError or KeyError on these:
+    """flickrapi's parser raised JSONDecodeError, UnicodeDecodeError, AttributeError or KeyError on these:
     each left the client as itself, which no caller handled (a whole date range became one internal_error)."""
     server.faults.append((None, MALFORMED[name]))
-    with pytest.raises(BadApiResponse, match="no Flickr JSON"):
+    with pytest.raises(BadApiResponse, match=r"no Flickr JSON|is no number"):
         client(server).call("flickr.photos.licenses.getInfo")
 
 
@@ -201,15 +201,30 @@ def test_an_error_code_of_another_type_is_bad_api_response(server):
     """flickrapi int()s an error's code: {'code': {...}} raised TypeError, which no caller handled."""
     server.faults.append((None, Response(200, json.dumps({"stat": "fail", "code": {"x": 1}, "message": "m"}).encode(),
                                          "application/json")))
-    with pytest.raises(BadApiResponse, match="TypeError"):
+    with pytest.raises(BadApiResponse, match=r"code \{'x': 1\} is no number"):
+        client(server).call("flickr.photos.licenses.getInfo")
+
+
+def test_the_answer_is_parsed_by_the_client_so_its_own_bugs_are_not_bad_answers(server, monkeypatch):
+    """Only the answer's faults are BadApiResponse: an error raised by the code around flickrapi's call (a
+    hook, the deadline, OAuth signing) is raised as itself, not filed as the API's fault for a whole range."""
+    from pipeline.flickr import client as client_module
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in our own code")
+
+    monkeypatch.setattr(client_module, "deadline_scope", broken)
+    with pytest.raises(TypeError, match="a bug in our own code"):
         client(server).call("flickr.photos.licenses.getInfo")
 
 
 def test_a_call_without_an_answer_in_time_is_retried_then_no_answer(server):
     sleeps = []
+    api = FlickrClient(KEY, server.rest_url, backoff_base=0.01, timeout=2.0, max_retries=2, sleep=sleeps.append)
+    server.inject_delay(6.0, method="flickr.photos.licenses.getInfo")  # one slow answer, then the real one
+    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok" and sleeps[0] == 0.01
+    server.faults.clear()
     api = FlickrClient(KEY, server.rest_url, backoff_base=0.01, timeout=0.5, max_retries=2, sleep=sleeps.append)
-    server.inject_delay(2.0, method="flickr.photos.licenses.getInfo")  # one slow answer, then the real one
-    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok" and sleeps == [0.01]
     server.inject_delay(2.0, count=3, method="flickr.photos.licenses.getInfo")
     with pytest.raises(NoAnswer, match="after 3 attempts: ReadTimeout") as err:
         api.call("flickr.photos.licenses.getInfo")

@@ -7,6 +7,7 @@ Beam source (`--source=flickr`) is built on these pieces.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -47,11 +48,31 @@ class BadApiResponse(ValueError):
 
 class NoAnswer(flickrapi.FlickrError):
     """No answer after the retries (connection refused or reset, a timeout, the call's deadline): an API
-    error without a code, as callers report any refused call."""
+    error without a code, as callers report any refused call. `cause`: the last error's type name."""
 
-    def __init__(self, message: str, cause: Exception) -> None:
+    def __init__(self, message: str, cause: str = "") -> None:
         super().__init__(message)
         self.cause = cause
+
+
+def parsed_answer(data: object) -> dict:
+    """An answer's JSON as Flickr documents it, else BadApiResponse; a failure Flickr answered (stat "fail")
+    raises FlickrError with its code, as flickrapi's own parser does. Parsed here, not by flickrapi, so that
+    only the answer's own faults become BadApiResponse (a catch around flickrapi's parser caught bugs in
+    everything it calls too)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        parsed = json.loads(text) if isinstance(text, str) else None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
+    if not isinstance(parsed, dict):
+        raise BadApiResponse(f"the answer is no Flickr JSON: a {type(parsed).__name__}, not an object")
+    if parsed.get("stat") == "fail":
+        code = parsed.get("code")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise BadApiResponse(f"a failure whose code {repr(code)[:40]} is no number")
+        raise flickrapi.FlickrError(f"Error: {code}: {str(parsed.get('message', ''))[:200]}", code=code)
+    return parsed
 
 
 def _bounded_answer(max_bytes: int) -> Callable[..., requests.Response]:
@@ -118,7 +139,8 @@ class FlickrClient:
         keys = (credentials,) if isinstance(credentials, Credentials) else tuple(credentials)
         if not keys:
             raise CredentialsError("no Flickr API key given")
-        self._apis = [flickrapi.FlickrAPI(k.key, k.secret, format="parsed-json", store_token=False, cache=False)
+        # format="json": flickrapi hands back the answer's bytes, which parsed_answer reads.
+        self._apis = [flickrapi.FlickrAPI(k.key, k.secret, format="json", store_token=False, cache=False)
                       for k in keys]
         for api in self._apis:
             if rest_url:
@@ -149,23 +171,16 @@ class FlickrClient:
             Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
             try:
                 with deadline_scope(self._timeout):  # requests' timeout bounds each read, not the answer
-                    return self._apis[index].do_flickr_call(method, timeout=self._timeout, **params)
-            except BadApiResponse:
-                raise
+                    return parsed_answer(self._apis[index].do_flickr_call(method, timeout=self._timeout, **params))
             except requests.exceptions.RequestException as err:
                 if not retry_unanswered or attempt >= self._max_retries:
                     raise NoAnswer(f"no answer from the Flickr API after {attempt + 1} attempts: "
-                                   f"{type(err).__name__}", err) from None
-            except flickrapi.FlickrError as err:
+                                   f"{type(err).__name__}", type(err).__name__) from None
+            except flickrapi.FlickrError as err:  # an HTTP status (flickrapi), or a failure Flickr answered
                 code = getattr(err, "code", None)
-                transient = (isinstance(code, int) and code in RETRYABLE_CODES) or (
-                    code is None and _http_status(err) in (429, 500, 502, 503, 504))
+                transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
                 if not transient or attempt >= self._max_retries:
                     raise
-            except (ValueError, KeyError, AttributeError, TypeError) as err:
-                # flickrapi's parse_json on an answer of another shape: not JSON (JSONDecodeError, a
-                # UnicodeDecodeError), a list (no .get), a failure without a code (KeyError).
-                raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
 
@@ -178,7 +193,7 @@ class FlickrClient:
                 self._call(position - 1, "flickr.photos.licenses.getInfo", {}, retry_unanswered=False)
             except NoAnswer as err:  # nothing answered: say where, not who
                 raise FlickrUnreachable(f"cannot reach the Flickr API at {self._apis[0].REST_URL}: "
-                                        f"{type(err.cause).__name__}") from None
+                                        f"{err.cause}") from None
             except flickrapi.FlickrError as err:
                 if getattr(err, "code", None) == INVALID_KEY:
                     raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "
