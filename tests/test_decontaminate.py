@@ -90,6 +90,14 @@ def test_a_list_is_read_as_a_blocklist_is_and_a_path_not_there_fails_at_launch(t
     listing.write_text(f"{eval_set.name}/{names[0]}\n{eval_set.name}/{names[1].upper()}\n", encoding="utf-8")
     with pytest.raises(ValueError, match=rf"eval\.txt:2: '{eval_set.name}/{names[1].upper()}': no such file"):
         expand_eval_source(str(listing))
+    # A folder whose name holds " #" is a path, not a comment; a line naming a folder (or cut to one) is no image.
+    (eval_set / "class #3").mkdir()
+    (eval_set / "class #3" / "img.jpg").write_bytes((eval_set / names[0]).read_bytes())
+    listing.write_text(f"{eval_set.name}/class #3/img.jpg\n", encoding="utf-8")
+    assert [path.rsplit("/", 2)[-2:] for path in expand_eval_source(str(listing))] == [["class #3", "img.jpg"]]
+    listing.write_text(f"{eval_set.name}/class #3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"eval\.txt:1: .*no such file"):
+        expand_eval_source(str(listing))
     listing.write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(ValueError, match="not UTF-8"):
         expand_eval_source(str(listing))

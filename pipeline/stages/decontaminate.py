@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,15 @@ CHECKED_REMOTE_PATHS = 100
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
+def _located(base: str, entry: str) -> str:
+    return entry if "://" in entry or entry.startswith("/") else FileSystems.join(base, entry)
+
+
+def _is_file(path: str) -> bool:
+    """A file (an object on a store): a folder a cut line would name is none."""
+    return os.path.isfile(path) if "://" not in path else FileSystems.exists(path)
+
+
 def expand_eval_source(source: str) -> list[str]:
     """A folder, a glob, or a list file -> image paths. A list is read as blocklists are (a byte order mark
     dropped, '#' comments, on their own line or after a path), and a path it names that is not there fails
@@ -49,14 +59,16 @@ def expand_eval_source(source: str) -> list[str]:
         base = posixpath.dirname(source)
         paths = []
         for number, line in enumerate(lines, start=1):
-            entry = _COMMENT.sub("", line).strip()
-            if not entry:
+            # The whole line first: a path may hold " #" ("class #3/img.jpg"); else without its comment.
+            candidates = [entry for entry in (line.strip(), _COMMENT.sub("", line).strip()) if entry]
+            if not candidates or candidates[0].startswith("#"):
                 continue
-            path = entry if "://" in entry or entry.startswith("/") else FileSystems.join(base, entry)
-            remote = "://" in path
-            if (not remote or len(paths) < CHECKED_REMOTE_PATHS) and not FileSystems.exists(path):
-                raise ValueError(f"--decontaminate {source}:{number}: {entry[:200]!r}: no such file")
-            paths.append(path)
+            located = [(entry, _located(base, entry)) for entry in dict.fromkeys(candidates)]
+            checked = len(paths) < CHECKED_REMOTE_PATHS or "://" not in located[0][1]
+            found = next(((entry, path) for entry, path in located if _is_file(path)), None) if checked else located[-1]
+            if found is None:
+                raise ValueError(f"--decontaminate {source}:{number}: {candidates[-1][:200]!r}: no such file")
+            paths.append(found[1])
         return paths
     # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
     # validation set in its training layout), whose images a one-level glob skipped without a word.
