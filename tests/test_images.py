@@ -150,11 +150,14 @@ def test_an_orientation_that_is_not_an_integer_is_ignored_for_size_and_pixels_al
         assert grey[:, :256].mean() < 60 and grey[:, 256:].mean() > 190
 
 
-@pytest.mark.parametrize("mode,key", [("RGB", (0, 0, 0)), ("L", 0)])
+@pytest.mark.parametrize("mode,key", [("RGB", (0, 0, 0)), ("L", 0), ("I;16", 0)])
 def test_a_png_colour_key_is_transparency_composited_on_white(mode, key):
-    """A grey or RGB PNG with a tRNS chunk names one colour transparent: it was stored as that colour (black
-    here) where a palette image's or an alpha channel's transparency is white."""
-    pixels = np.asarray(real_image("chelsea.jpg").convert(mode)).copy()
+    """A grey (8 or 16 bits) or RGB PNG with a tRNS chunk names one colour transparent: it was stored as that
+    colour (black here) where a palette image's or an alpha channel's transparency is white."""
+    if mode == "I;16":
+        pixels = (np.asarray(real_image("chelsea.jpg").convert("L"), dtype=np.uint16) * 257).copy()
+    else:
+        pixels = np.asarray(real_image("chelsea.jpg").convert(mode)).copy()
     pixels[:100] = 0  # the top rows in the key colour
     out = io.BytesIO()
     Image.fromarray(pixels, mode).save(out, "PNG", transparency=key)

@@ -100,12 +100,14 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     photo number (no run holds one: the sources refuse it)."""
     note = 'reflection, in "window"'
     formula_note = "=cmd|' /C calc'!A0"  # a spreadsheet formula
-    query = [("accept", "2"), ("reject_human", "1"), ("note:1", formula_note), ("reject_other", HOSTILE),
-             (f"note:{HOSTILE}", note)]
+    quoted = "'+1 (a quote the reviewer typed)"  # given back with its quote
+    query = [("accept", "2"), ("note:2", quoted), ("reject_human", "1"), ("note:1", formula_note),
+             ("reject_other", HOSTILE), (f"note:{HOSTILE}", note)]
     texts = rendered(tmp_path, page, query)
     assert texts["progress"] == "3 of 3 decided"
     expected = csv_bytes(("photo_id", "decision", "note"),
-                         [("2", "accept", ""), ("1", "reject_human", formula_note), (HOSTILE, "reject_other", note)])
+                         [("2", "accept", quoted), ("1", "reject_human", formula_note),
+                          (HOSTILE, "reject_other", note)])
     assert texts["csv"].encode("utf-8") == expected
     downloaded = tmp_path / "decisions.csv"
     downloaded.write_bytes(texts["csv"].encode("utf-8"))
@@ -114,7 +116,8 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     lines = texts["csv"].splitlines(keepends=True)
     downloaded.write_text("".join(lines[:3]), encoding="utf-8")  # the reviewer drops the row it named
     assert apply_decisions(str(downloaded), str(tmp_path / "store.csv")) == (2, 2)
-    assert read_decisions(str(tmp_path / "store.csv")) == {"1": ("reject_human", formula_note), "2": ("accept", "")}
+    assert read_decisions(str(tmp_path / "store.csv")) == {"1": ("reject_human", formula_note),
+                                                           "2": ("accept", quoted)}
 
 
 class _DevTools:

@@ -6,6 +6,8 @@ from collections import Counter
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import WriteDataset, attribution_csv, attribution_row, shard_count, shard_of
@@ -85,7 +87,7 @@ def test_write_atomically_never_leaves_the_name_without_a_file(tmp_path, monkeyp
 
 def test_write_atomically_deletes_first_only_where_a_rename_cannot_replace(tmp_path, monkeypatch):
     """A filesystem whose rename refuses an existing destination (os.rename on Windows) still gets the
-    file replaced; a rename that fails with no file in the way is raised."""
+    file replaced; a rename that fails for any other reason is raised."""
     from apache_beam.io.filesystem import BeamIOError
     from apache_beam.io.filesystems import FileSystems
 
@@ -110,6 +112,11 @@ def test_write_atomically_deletes_first_only_where_a_rename_cannot_replace(tmp_p
     with pytest.raises(BeamIOError):  # nothing there to delete first: the failure is the caller's to see
         write_atomically(str(fresh), lambda handle: handle.write(b"x"))
     assert not fresh.exists() and target.read_bytes() == b"new"
+    # A rename that fails for another reason over an existing file (permissions, a transient error) is raised
+    # with the old file untouched: deleting it first, the fallback would leave no file if the retry failed too.
+    with pytest.raises(BeamIOError):
+        write_atomically(str(target), lambda handle: handle.write(b"newer"))
+    assert target.read_bytes() == b"new"
 
 
 def test_attribution_csv_sorted_by_numeric_id():
@@ -150,3 +157,16 @@ def test_attribution_csv_quotes_a_carriage_return_inside_a_field():
     assert list(csv.reader(io.StringIO(text, newline=""))) == [
         ["photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"],
         ["1", "Owner", "", forged, "p", "n", "u"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(["'", "=", "+", "-", "@", "\t", "\r", "\n", ",", '"', "a", " ", "é"]),
+                    max_size=8))
+def test_csv_text_gives_back_exactly_what_csv_cell_was_given(text):
+    """The review store is read back and written again at every merge: a note must survive any number of
+    round trips ("'=x" lost its quote on the first one)."""
+    from pipeline.io.sinks import csv_bytes, csv_text
+
+    row = next(csv.reader(io.StringIO(csv_bytes(["note"], [[text]]).decode("utf-8").split("\n", 1)[1])), [""])
+    cell = row[0] if row else ""
+    assert csv_text(cell) == text and not cell.startswith(("=", "+", "-", "@", "\t", "\r"))

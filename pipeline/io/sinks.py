@@ -209,8 +209,10 @@ def csv_cell(value: str) -> str:
     """One CSV field, safe to open in a spreadsheet: a cell that would be evaluated gets a leading
     single quote (spreadsheets show the text, the quote marks it as text) and is always quoted, as
     OWASP recommends; the text itself is kept. Otherwise quoted as csv.writer does, except that a
-    lone CR is quoted too: csv.writer leaves it bare, and readers then start a new row there."""
-    if value.startswith(FORMULA_STARTS):
+    lone CR is quoted too: csv.writer leaves it bare, and readers then start a new row there. Quotes
+    already before a formula character get one more too, so that `csv_text` gives every text back
+    exactly ("'=x" is written "''=x", read back "'=x")."""
+    if value.lstrip("'").startswith(FORMULA_STARTS):
         return '"' + ("'" + value).replace('"', '""') + '"'
     if any(char in value for char in ',"\r\n'):
         return '"' + value.replace('"', '""') + '"'
@@ -218,8 +220,8 @@ def csv_cell(value: str) -> str:
 
 
 def csv_text(cell: str) -> str:
-    """The text csv_cell was given: the leading quote it adds to a formula-looking cell taken off."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+    """The text csv_cell was given: the leading quote it adds before quotes and a formula character taken off."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
 
 
 def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:

@@ -130,7 +130,8 @@ const DECISIONS = %(decisions)s;
 const FORMULA_STARTS = %(formula_starts)s;
 const HEADER = %(header)s;
 function csvCell(value) {
-  if (FORMULA_STARTS.some((start) => value.startsWith(start))) {
+  const bare = value.replace(/^'+/, "");  // quotes before a formula character get one more, as in csv_cell
+  if (FORMULA_STARTS.some((start) => bare.startsWith(start))) {
     return '"' + ("'" + value).replace(/"/g, '""') + '"';
   }
   if (/[,"\r\n]/.test(value)) return '"' + value.replace(/"/g, '""') + '"';

@@ -258,8 +258,11 @@ def _to_srgb(img: Image.Image) -> Image.Image:
             pass  # a broken profile: fall back to the plain conversion below
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit greyscale (PNG): map 0-65535 onto 0-255; Pillow's convert("L") would clip instead.
-        values = np.asarray(img, dtype=np.uint32) // 257
-        img = Image.fromarray(np.minimum(values, 255).astype(np.uint8), "L")
+        key = img.info.get("transparency")
+        raw = np.asarray(img, dtype=np.uint32)
+        img = Image.fromarray(np.minimum(raw // 257, 255).astype(np.uint8), "L")
+        if isinstance(key, int) and not isinstance(key, bool):  # a tRNS colour key, on the 16-bit values
+            img = Image.merge("LA", (img, Image.fromarray(np.where(raw == key, 0, 255).astype(np.uint8), "L")))
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
     if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
