@@ -110,6 +110,16 @@ class Rejection:
 _PHOTO_ID = re.compile(r"[0-9]{1,20}")
 
 
+def is_utf8_text(value: str) -> bool:
+    """Whether `value` encodes as UTF-8: a lone surrogate (JSON's "\ud800", valid JSON) does not, and one in
+    any field fails the record coder at the first shuffle, and so the whole job, and every writer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class BadValue(ValueError):
     """A value from outside that no source may pass on; `reason` is the rejection reason, the
     message its detail."""

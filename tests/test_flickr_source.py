@@ -485,3 +485,15 @@ def test_a_hostile_get_info_answer_is_that_photos_rejection(flickr):
     [rejection] = [item.value for item in verify._check_one(photo_from_search(
         {"id": "5000", "owner": "o0@N01", "license": "4", "dateupload": str(DAY)}, "ref", 512))]
     assert (rejection.photo_id, rejection.reason) == ("5000", "bad_api_response")
+
+
+def test_a_lone_surrogate_in_an_api_entry_is_that_entrys_rejection():
+    """The API's JSON can hold '\ud800' too: one bad_api_entry, not a job failed at the first shuffle."""
+    from pipeline.sources.fields import BadField
+
+    entry = {"id": "7", "owner": "x@N01", "license": "4", "dateupload": str(DAY), "title": "a \ud800 b"}
+    with pytest.raises(BadField, match="lone surrogate"):
+        photo_from_search(entry, "ref", 512)
+    with pytest.raises(BadField, match="lone surrogate"):
+        photo_from_search({**entry, "title": "ok", "description": {"_content": "\udfff"}}, "ref", 512)
+    assert photo_from_search({**entry, "title": "ok"}, "ref", 512).title == "ok"

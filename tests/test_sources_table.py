@@ -435,3 +435,14 @@ def test_a_dataset_built_from_a_generic_csv(tmp_path, capsys):
     stats = json.loads((output / "stats.json").read_text())
     assert stats["input_rows"] == len(rows) and stats["accounted"]
     assert "'=HYPERLINK" in (output / "ATTRIBUTION.csv").read_text()
+
+
+def test_a_lone_surrogate_is_a_rejection_not_a_failed_job(tmp_path):
+    """'\\ud800' is valid JSON but no UTF-8 text: the record coder raised on it at the first shuffle and the
+    whole job failed (exit 1, nothing written); every writer would have raised too."""
+    row = '"photo_url": "http://h/{0}.jpg", "licence": "CC BY 4.0"'
+    (tmp_path / "s.jsonl").write_text('{"photo_id": "1", ' + row.format(1) + ', "caption": "bad \\ud800 title"}\n'
+                                      '{"photo_id": "2", ' + row.format(2) + ', "caption": "fine \\u00e9"}\n')
+    items = read_all(tmp_path / "s.jsonl", "jsonl")
+    assert [(getattr(item, "reason", None), item.photo_id) for item in items] == [("bad_field", "1"), (None, "2")]
+    assert "lone surrogate" in items[0].detail and items[1].title == "fine é"

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
@@ -106,6 +106,8 @@ def _text(value: object, column: str, limit: int = MAX_VALUE_CHARS) -> str:
         raise ValueError(f"column {_shown(column)} holds {len(value):,} characters, over the limit of {limit:,}")
     if "\x00" in value:  # never text; C libraries downstream would cut the value short at it
         raise ValueError(f"column {_shown(column)} holds a NUL character")
+    if not value.isascii() and not is_utf8_text(value):  # a JSON "\ud800": no writer (nor the shuffle) can encode it
+        raise ValueError(f"column {_shown(column)} holds a lone surrogate, which is no UTF-8 text")
     return value.strip()
 
 
