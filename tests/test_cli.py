@@ -48,7 +48,7 @@ def test_detector_problems_fail_at_launch(tmp_path, capsys):
     assert "unknown detector(s) yolo_people" in capsys.readouterr().err
     registry = tmp_path / "mine.json"
     registry.write_text(json.dumps({"detectors": [{"name": "x", "file": "x.onnx", "sha256": "0" * 64,
-                                                   "input": {"size": 8}, "decoder": {"type": "classifier",
+                                                   "input": {"size": 32}, "decoder": {"type": "classifier",
                                                    "output": "o", "class_names": ["a", "b"]},
                                                    "nsfw_classes": ["b"], "thresholds": {"b": 0.5}}]}))
     assert main([*base, f"--model_registry={registry}", "--detectors=x"]) == 2

@@ -334,10 +334,50 @@ def test_staged_scores_equal_photo_scores_whatever_a_view_scores(whole, tiles):
     """With nothing settled, staged_scores must give exactly photo_scores' result (the claim the
     Detect stage's "same decisions" rests on). photo_scores folds every view, the whole image too,
     into max(0.0, ...): a NaN or negative whole-image score becomes 0 and the tiles still count.
-    Taken as is, a NaN whole image hid a tile's 0.9 face (a person kept) and -1 was stored for 0."""
+    Taken as is, a NaN whole image hid a tile's 0.9 face (a person kept) and -1 was stored for 0. A NaN now
+    fails the batch in both (no evidence either way, never read as a low score)."""
+    from pipeline.detectors.handler import NonFiniteScore
+
     spec = dataclasses.replace(SPECS["centerface"], decoder={"type": "classifier", "output": "logits",
                                                                          "class_names": ["face"]})
     batch = [photo("1", image=real_jpeg("astronaut.jpg"))]  # 512 px: whole image + 4 tiles
+    if whole != whole:  # NaN
+        with pytest.raises(NonFiniteScore):
+            photo_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400)
+        with pytest.raises(NonFiniteScore):
+            staged_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400, lambda one, own: False)
+        return
     full = photo_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400)
     staged = staged_scores(spec, _ScriptedSession([whole, *tiles]), batch, 400, lambda one, own: False)
     assert staged == (full, [False])
+
+
+def test_an_input_or_score_that_is_no_number_fails_the_batch_closed_never_reads_as_no_person(sessions):
+    """A normalisation that erases the pixels (std 0: the registry now refuses it, a spec built otherwise
+    may not) feeds the model NaN: CenterFace then answered 0 (no face) and a NaN score was folded into 0,
+    both read as "no person", and the astronaut was kept. Now the batch fails, and the Detect stage files
+    each of its photos as a rejection; a NaN score (open_nsfw's answer to such input) fails it too."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.detectors.preprocess import NonFiniteInput
+    from pipeline.stages.detect import Detect
+    from tests.conftest import local_pipeline
+
+    spec = SPECS["centerface"]  # std 0: its heatmaps answer 0 for the astronaut's face, as for no face
+    broken = dataclasses.replace(spec, input=dataclasses.replace(spec.input, std=(0.0, 0.0, 0.0)))
+    astronaut = photo("1", image=stored_jpeg(real_image("astronaut.jpg"), 512))
+    assert photo_scores(spec, sessions["centerface"], [astronaut], 400)[0]["face"] > 0.5
+    with pytest.raises(NonFiniteInput):
+        photo_scores(broken, sessions["centerface"], [astronaut], 400)
+    from pipeline.detectors.handler import NonFiniteScore, _run_views
+
+    nsfw = SPECS["open_nsfw"]
+    nan_input = np.full((1, *sessions["open_nsfw"].get_inputs()[0].shape[1:]), np.nan, np.float32)
+    with pytest.raises(NonFiniteScore, match="open_nsfw"):
+        _run_views(nsfw, sessions["open_nsfw"], list(nan_input))
+    with local_pipeline() as p:
+        out = p | beam.Create([astronaut]) | Detect([broken], runtime())
+        assert_that(out.kept, equal_to([]), label="nothing kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
+                    equal_to([("1", "detect", "internal_error")]), label="rejected")

@@ -83,6 +83,22 @@ def test_a_changed_model_file_is_refused(tmp_path):
     ({"input": {"size": 224, "colour": "RGB"}}, "TypeError"),
     ({"input": {"size": 224, "resize": "letterbox", "align": "middle"}}, "input.align"),
     ({"decoder": {"type": "ssd_logits"}}, "decoder.outputs"),
+    # A normalisation that erases the pixels made every score NaN, read as "no person": people published.
+    ({"input": {"size": 224, "std": [0, 0, 0]}}, "must not be 0"),
+    ({"input": {"size": 224, "std": [1, 1]}}, "three finite numbers"),
+    ({"input": {"size": 224, "mean": [0, "nan", 0]}}, "three finite numbers"),
+    ({"input": {"size": 224, "scale": float("nan")}}, "input.scale"),
+    ({"input": {"size": 224, "scale": 0}}, "input.scale"),
+    ({"input": {"size": 100_000}}, "input.size"),  # 120 GB a view in float32
+    ({"input": {"size": 0}}, "input.size"),
+    ({"input": {"size": "512"}}, "input.size"),
+    ({"input": {"size": 224, "resize": "resize_center_crop", "resize_to": 10**6}}, "input.resize_to"),
+    ({"thresholds": {"nsfw": 5}}, "0 .. 1"),
+    ({"thresholds": {"nsfw": 0.5}, "review_band": {"nsfw": -2}}, "0 .. 1"),
+    ({"tiles": "false"}, "tiles must be true or false"),
+    ({"decoder": {"type": "classifier"}}, "must name its outputs"),
+    ({"decoder": {"type": "ssd", "scores": "s", "classes": "c"}}, "must name its outputs"),
+    ({"decoder": {"type": "score_maps"}}, "must name its outputs"),
 ])
 def test_bad_entries_fail_when_the_job_is_built(tmp_path, changes, message):
     with pytest.raises(RegistryError, match=message):
@@ -148,3 +164,19 @@ def test_nanodet_entry_records_license_provenance_and_preprocessing():
                             "column": 0}
     assert spec.tiles is False
     read_model(spec)  # committed, byte-identical to the registry's sha256
+
+
+def test_a_model_file_must_be_onnx_with_the_outputs_its_decoder_reads(tmp_path):
+    """Checked at launch: a file that is no ONNX (its sha256 right) failed on a worker after the crawl, and a
+    decoder naming an output the model lacks made every photo an internal_error, after the crawl too."""
+    from pipeline.detectors.registry import check_model_outputs
+
+    spec = load_registry()["open_nsfw"]
+    check_model_outputs(spec, read_model(spec))
+    with pytest.raises(RegistryError, match="is not an ONNX model"):
+        check_model_outputs(spec, b"\x08\x07 no model here" * 50)
+    renamed = {**spec.decoder, "output": "no_such_output"}
+    import dataclasses
+
+    with pytest.raises(RegistryError, match="has no output 'no_such_output'"):
+        check_model_outputs(dataclasses.replace(spec, decoder=renamed), read_model(spec))

@@ -183,7 +183,7 @@ def preflight(opts: PassOptions, runner: str) -> None:
     On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check."""
     from pipeline.build import detectors_of, runtime_of
     from pipeline.detectors.handler import create_session
-    from pipeline.detectors.registry import read_model
+    from pipeline.detectors.registry import check_model_outputs, read_model
 
     check_inputs_exist(opts)
 
@@ -193,7 +193,7 @@ def preflight(opts: PassOptions, runner: str) -> None:
         if opts.require_gpu and local:
             create_session(spec, runtime_of(opts))  # reads and checks the model, then the provider
         else:
-            read_model(spec)
+            check_model_outputs(spec, read_model(spec))
     if opts.require_gpu and not specs:
         raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
 

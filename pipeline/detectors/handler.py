@@ -22,6 +22,7 @@ pick it.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -162,6 +163,10 @@ def forget_shared_sessions() -> None:
         _sessions.clear()
 
 
+class NonFiniteScore(ValueError):
+    """A detector's score is NaN or infinite: no evidence either way, so never taken as a low score."""
+
+
 def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[np.ndarray]
                ) -> list[dict[str, float]]:
     """Decoded scores per view: on the CPU in calls of at most MAX_VIEWS_PER_RUN views, on CUDA all in
@@ -177,7 +182,12 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
     for start in range(0, len(tensors), chunk):
         rows = tensors[start:start + chunk]
         values = session.run(names, {model_input.name: np.stack(rows)})
-        per_view += decode(spec.decoder, dict(zip(names, values, strict=True)), len(rows))
+        decoded = decode(spec.decoder, dict(zip(names, values, strict=True)), len(rows))
+        if not all(math.isfinite(score) for scores in decoded for score in scores.values()):
+            # Fails closed: the batch's photos become internal_error rejections. Folded into 0 (as it was),
+            # a model that answers NaN for everything (a degenerate normalisation) read as "no person".
+            raise NonFiniteScore(f"detector {spec.name} gave a score that is no finite number")
+        per_view += decoded
     return per_view
 
 
@@ -213,8 +223,8 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
     tensors: list[np.ndarray] = []
     for index, scores in zip(todo, wholes, strict=True):
         # Folded into 0 as photo_scores folds every view (max(0.0, score)): a decoder may pass on a
-        # negative or NaN score, which taken as is would differ from scoring every view, and a NaN
-        # would swallow the tiles' scores (max(nan, tile) is nan).
+        # negative score, which taken as is would differ from scoring every view (a NaN never gets here:
+        # _run_views refuses it).
         best[index] = {cls: max(0.0, score) for cls, score in scores.items()}
         tiles = views(images[index], spec.tiles, tile_min_side)[1:]
         # Rounded as the stored scores are (run_inference), so the test sees what the decision will.

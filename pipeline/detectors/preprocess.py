@@ -15,6 +15,10 @@ TILE_GRID = 2  # 2 x 2 tiles ...
 TILE_OVERLAP = 0.25  # ... each overlapping its neighbour by a quarter, so nobody is cut in half unseen
 
 
+
+class NonFiniteInput(ValueError):
+    """A model input that holds NaN or infinity: no image a model can judge."""
+
 def decode(image_bytes: bytes) -> Image.Image:
     """The stored image (already validated, bounded and re-encoded by the images stage) as RGB."""
     with Image.open(io.BytesIO(image_bytes)) as img:
@@ -71,6 +75,10 @@ def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     else:
         array = pixels.astype(np.float32) * np.float32(spec.scale)
         array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+        if not np.isfinite(array).all():
+            # A normalisation that is no normalisation (a std of 0, a huge scale): some models answer 0 for
+            # such input, which would read as "no person". The batch fails instead (its photos rejected).
+            raise NonFiniteInput("the input's normalisation (scale, mean, std) gives values that are no finite number")
     if spec.layout == "NCHW":
         array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(array)

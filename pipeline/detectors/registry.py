@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.detectors.decoders import output_names
 from pipeline.io.files import read_bytes
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
@@ -108,13 +110,15 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise RegistryError(f"{where}: {type(err).__name__}: {err}") from None
-    problems = []
+    problems = _input_problems(spec.input) + _decision_problems(spec, entry)
     if spec.decoder.get("type") not in DECODERS:
         problems.append(f"decoder.type must be one of {', '.join(DECODERS)}")
     elif spec.decoder["type"] == "ssd_logits" and not (
             isinstance(spec.decoder.get("outputs"), dict) and spec.decoder["outputs"]
             and all(isinstance(names, list) and names for names in spec.decoder["outputs"].values())):
         problems.append('decoder.outputs must map each class to its logit outputs: {"person": ["Identity_1"]}')
+    elif not _names_outputs(spec.decoder):
+        problems.append(f"decoder of type {spec.decoder['type']} must name its outputs (models/README.md)")
     if spec.input.resize not in RESIZES:
         problems.append(f"input.resize must be one of {', '.join(RESIZES)}")
     if spec.input.align not in ALIGNS:
@@ -135,6 +139,56 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
     if problems:
         raise RegistryError(f"{where}: " + "; ".join(problems))
     return spec
+
+
+# A model's square input side: anything a detector is trained at (96 .. 1024 here) with room, never one whose
+# tensor alone would exhaust a worker (100,000 px is 120 GB a view in float32).
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 16, 4096
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _input_problems(spec: InputSpec) -> list[str]:
+    """An input a model can be fed: a bounded side, and a normalisation that keeps the pixels (a std of 0
+    or a NaN makes every input the same non-number, which the detector then reads as 'no person')."""
+    problems = []
+    if not _whole(spec.size) or not MIN_INPUT_SIDE <= spec.size <= MAX_INPUT_SIDE:
+        problems.append(f"input.size must be a whole number in {MIN_INPUT_SIDE} .. {MAX_INPUT_SIDE}")
+    elif not _whole(spec.resize_to) or not (spec.resize_to == 0 or spec.size <= spec.resize_to <= 2 * MAX_INPUT_SIDE):
+        problems.append(f"input.resize_to must be 0 or a whole number in input.size .. {2 * MAX_INPUT_SIDE}")
+    if isinstance(spec.scale, bool) or not isinstance(spec.scale, int | float) or not (
+            math.isfinite(spec.scale) and spec.scale > 0):
+        problems.append("input.scale must be a finite number above 0")
+    for name, values in (("mean", spec.mean), ("std", spec.std)):
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            problems.append(f"input.{name} must be three finite numbers, one per channel")
+    if len(spec.std) == 3 and any(abs(v) < 1e-9 for v in spec.std):
+        problems.append("input.std must not be 0 (every pixel would divide by it)")
+    if not isinstance(spec.dynamic_hw, bool):
+        problems.append("input.dynamic_hw must be true or false")
+    return problems
+
+
+def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in ("tiles", "default"):
+        if key in entry and not isinstance(entry[key], bool):  # bool("false") is True
+            problems.append(f"{key} must be true or false, not {entry[key]!r}")
+    for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values.values()):
+            problems.append(f"{what} must be numbers in 0 .. 1 (scores are)")
+    return problems
+
+
+def _names_outputs(decoder: dict[str, Any]) -> bool:
+    """Whether the decoder names the model outputs it reads, each a non-empty text."""
+    try:
+        names = output_names(decoder)
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return bool(names) and all(isinstance(name, str) and name for name in names)
 
 
 def read_registry(path: str) -> dict[str, DetectorSpec]:
@@ -205,6 +259,22 @@ def with_overrides(specs: list[DetectorSpec], thresholds: str = "", bands: str =
                                     f"its threshold {changed.thresholds[cls]}")
         out.append(changed)
     return out
+
+
+def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
+    """At launch: the file parses as an ONNX model and has every output its decoder reads (else each photo's
+    detection would fail on a worker, after the whole crawl)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        graph = onnx.load_model_from_string(data).graph
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise RegistryError(f"detector {spec.name}: {spec.file} is not an ONNX model ({type(err).__name__})") from None
+    missing = sorted(set(output_names(spec.decoder)) - {output.name for output in graph.output})
+    if missing:
+        raise RegistryError(f"detector {spec.name}: {spec.file} has no output {', '.join(map(repr, missing))} "
+                            f"(it has {', '.join(repr(o.name) for o in graph.output)[:300]})")
 
 
 def read_model(spec: DetectorSpec) -> bytes:
