@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -350,4 +351,38 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append(REDUCING_GAP_RANGE)
     if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
         problems.append("--progress_seconds must be a positive number of seconds")
+    return problems + _bounds_problems(opts)
+
+
+# Upper bounds no sensible run reaches, each far above its default: a typo (--shards=100000000: that many
+# files per format) fails at launch instead of exhausting a worker or a filesystem.
+UPPER_BOUNDS = {"shards": 100_000, "near_dup_bucket_cap": 100_000, "fetch_threads": 1024, "detect_threads": 256,
+                "detect_batch_size": 4096, "max_side": 16_384, "images_per_shard": 10_000_000,
+                "per_host_concurrency": 1024}
+# Pigeonhole keys per image (C(distance + blocks, blocks)): 15 by default; past this the index construction
+# alone takes minutes (--near_dup_key_blocks=48 with distance 16 asked for 4.9e14 keys).
+MAX_NEAR_DUP_KEYS = 1000
+
+
+def _bounds_problems(opts: PassOptions) -> list[str]:
+    """Numbers that must be finite, positive, or below a bound: NaN or a negative timeout failed every fetch
+    (a run refused after the crawl, exit 4, instead of at launch), --min_stddev=nan switched the blank check
+    off silently."""
+    problems = [f"--{name} must be a finite number of seconds above 0" for name in
+                ("connect_timeout", "read_timeout", "fetch_deadline") if not 0 < getattr(opts, name) < math.inf]
+    problems += [f"--{name} must be a finite number, 0 or more" for name in
+                 ("backoff_base", "max_backoff", "per_host_rps", "flickr_calls_per_second")
+                 if not 0 <= getattr(opts, name) < math.inf]
+    if not 0 <= opts.min_stddev <= 255:
+        problems.append("--min_stddev must be within 0..255 (a pixel's standard deviation)")
+    if opts.flickr_search_depth < 1:
+        problems.append("--flickr_search_depth must be at least 1")
+    problems += [f"--{name} must be at most {bound:,}" for name, bound in UPPER_BOUNDS.items()
+                 if getattr(opts, name) > bound]
+    if 0 <= opts.near_dup_distance <= 16 and opts.near_dup_key_blocks >= 1:
+        blocks = max(1, min(opts.near_dup_key_blocks, 64 - opts.near_dup_distance))
+        keys = math.comb(opts.near_dup_distance + blocks, blocks)
+        if keys > MAX_NEAR_DUP_KEYS:
+            problems.append(f"--near_dup_key_blocks={opts.near_dup_key_blocks} with --near_dup_distance="
+                            f"{opts.near_dup_distance} makes {keys:,} keys per image (at most {MAX_NEAR_DUP_KEYS:,})")
     return problems

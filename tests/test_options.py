@@ -85,3 +85,30 @@ def test_resize_reducing_gap_is_off_or_one_to_eight(value):
         "--resize_reducing_gap must be 0 (off) or within 1..8"]
     for fine in ("0", "1", "2.5"):
         assert not options.validate(opts(f"--resize_reducing_gap={fine}"))
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--connect_timeout=nan", "--connect_timeout must be a finite number of seconds above 0"),
+    ("--read_timeout=-1", "--read_timeout must be a finite number of seconds above 0"),
+    ("--fetch_deadline=0", "--fetch_deadline must be a finite number of seconds above 0"),
+    ("--fetch_deadline=inf", "--fetch_deadline must be a finite number of seconds above 0"),
+    ("--backoff_base=-1", "--backoff_base must be a finite number, 0 or more"),
+    ("--max_backoff=nan", "--max_backoff must be a finite number, 0 or more"),
+    ("--per_host_rps=nan", "--per_host_rps must be a finite number, 0 or more"),
+    ("--flickr_calls_per_second=-2", "--flickr_calls_per_second must be a finite number, 0 or more"),
+    ("--min_stddev=nan", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
+    ("--min_stddev=inf", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
+    ("--flickr_search_depth=0", "--flickr_search_depth must be at least 1"),
+    ("--shards=100000000", "--shards must be at most 100,000"),
+    ("--fetch_threads=100000", "--fetch_threads must be at most 1,024"),
+    ("--detect_batch_size=1000000", "--detect_batch_size must be at most 4,096"),
+    ("--max_side=1000000000", "--max_side must be at most 16,384"),
+    ("--near_dup_key_blocks=48", "--near_dup_key_blocks=48 with --near_dup_distance=4 makes 270,725 keys"),
+])
+def test_numbers_that_are_no_finite_value_or_beyond_any_sensible_bound_fail_at_launch(flag, message):
+    """Each ran before: NaN or negative timeouts made every fetch an internal_error (refused after the crawl,
+    exit 4), --min_stddev=nan switched the blank check off, --near_dup_key_blocks=48 (with distance 16) hung
+    building 4.9e14 keys. Now one line at launch; the defaults and 0 where 0 means 'no limit' pass."""
+    problems = options.validate(opts(flag))
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+    assert not options.validate(opts("--per_host_rps=0", "--backoff_base=0", "--min_stddev=0", "--shards=100000"))
