@@ -73,8 +73,9 @@ def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     if spec.dtype == "uint8":
         array = np.ascontiguousarray(pixels)
     else:
-        array = pixels.astype(np.float32) * np.float32(spec.scale)
-        array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked just below
+            array = pixels.astype(np.float32) * np.float32(spec.scale)
+            array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
         if not np.isfinite(array).all():
             # A normalisation that is no normalisation (a std of 0, a huge scale): some models answer 0 for
             # such input, which would read as "no person". The batch fails instead (its photos rejected).
