@@ -101,6 +101,14 @@ class Rejection:
     duplicate_of: str = ""
     source_ref: str = ""
 
+    def __post_init__(self) -> None:
+        # A detail often quotes what came from outside (an API's error message, a file name): a lone
+        # surrogate in it failed the rejections writer, and so the whole job. Escaped, it is still readable.
+        for name in ("photo_id", "detail", "duplicate_of", "source_ref"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.isascii() and not is_utf8_text(value):
+                object.__setattr__(self, name, value.encode("utf-8", "backslashreplace").decode("utf-8"))
+
     @classmethod
     def of(cls, photo: Photo, stage: str, reason: str, detail: str = "", duplicate_of: str = "") -> Rejection:
         return cls(photo.ref, stage, reason, detail, duplicate_of, photo.source_ref)

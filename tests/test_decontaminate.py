@@ -101,3 +101,13 @@ def test_a_list_is_read_as_a_blocklist_is_and_a_path_not_there_fails_at_launch(t
     listing.write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(ValueError, match="not UTF-8"):
         expand_eval_source(str(listing))
+
+
+def test_an_evaluation_image_whose_name_is_no_utf8_text_fails_at_launch(tmp_path):
+    import os
+
+    from pipeline.stages.decontaminate import expand_eval_source
+
+    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg"), os.O_CREAT | os.O_WRONLY))
+    with pytest.raises(ValueError, match="the file name is no UTF-8 text"):
+        expand_eval_source(str(tmp_path))

@@ -497,3 +497,18 @@ def test_a_lone_surrogate_in_an_api_entry_is_that_entrys_rejection():
     with pytest.raises(BadField, match="lone surrogate"):
         photo_from_search({**entry, "title": "ok", "description": {"_content": "\udfff"}}, "ref", 512)
     assert photo_from_search({**entry, "title": "ok"}, "ref", 512).title == "ok"
+
+
+def test_an_api_error_message_that_is_no_utf8_text_is_escaped_in_its_rejection(flickr):
+    """Flickr's error message goes into the rejection's detail: a lone surrogate in it failed the rejections
+    writer, and with it the whole job. Every Rejection escapes such text (records.Rejection)."""
+    from pipeline.records import Rejection
+
+    server, credentials = flickr
+    split = _SplitWindows(_source_config(server, credentials))
+    split.setup()
+    server.inject_api_error(3, "General \ud800 failure", method="flickr.photos.search")
+    [rejection] = [item.value for item in split.process((DAY, DAY + 86399))]
+    assert rejection.reason == "api_error" and "General \\ud800 failure" in rejection.detail
+    rejection.detail.encode("utf-8")  # what every writer does
+    assert Rejection("1", "s", "r", "caf\udce9", "", "f\udce9:1").source_ref == "f\\udce9:1"

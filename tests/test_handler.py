@@ -372,10 +372,29 @@ def test_an_input_or_score_that_is_no_number_fails_the_batch_closed_never_reads_
         photo_scores(broken, sessions["centerface"], [astronaut], 400)
     from pipeline.detectors.handler import NonFiniteScore, _run_views
 
-    nsfw = SPECS["open_nsfw"]
-    nan_input = np.full((1, *sessions["open_nsfw"].get_inputs()[0].shape[1:]), np.nan, np.float32)
-    with pytest.raises(NonFiniteScore, match="open_nsfw"):
-        _run_views(nsfw, sessions["open_nsfw"], list(nan_input))
+    # Every default detector's decoder (classifier, score maps, SSD boxes, YOLO-style heads): a model answering
+    # NaN fails the batch. The score-map and SSD decoders take maxima, where max(0.0, nan) is 0.0.
+    for name in ("open_nsfw", "centerface", "nanodet_person", "ssdlite_person"):
+        detector, session = SPECS[name], sessions[name]
+        shape = [side if isinstance(side, int) else detector.input.size for side in session.get_inputs()[0].shape[1:]]
+        dtype = np.uint8 if detector.input.dtype == "uint8" else np.float32
+        if dtype == np.uint8:  # a uint8 input cannot hold NaN: a session answering NaN stands in for it
+            continue
+        with pytest.raises(NonFiniteScore, match=name):
+            _run_views(detector, session, [np.full(shape, np.nan, dtype)])
+
+    class OneNanCell:  # a 0.9 face in a score map whose other cell is NaN: the NaN hid the face (0.0)
+        def get_inputs(self):
+            return [type("Input", (), {"name": "input.1", "shape": ["batch", 3, "h", "w"]})()]
+
+        def get_providers(self):
+            return [CPU]
+
+        def run(self, names, feeds):
+            return [np.array([[[[0.9, np.nan]]]], np.float32)] * len(names)
+
+    with pytest.raises(NonFiniteScore, match="centerface"):
+        _run_views(SPECS["centerface"], OneNanCell(), [np.zeros((3, 32, 32), np.float32)])
     with local_pipeline() as p:
         out = p | beam.Create([astronaut]) | Detect([broken], runtime())
         assert_that(out.kept, equal_to([]), label="nothing kept")

@@ -84,7 +84,12 @@ def test_a_changed_model_file_is_refused(tmp_path):
     ({"input": {"size": 224, "resize": "letterbox", "align": "middle"}}, "input.align"),
     ({"decoder": {"type": "ssd_logits"}}, "decoder.outputs"),
     # A normalisation that erases the pixels made every score NaN, read as "no person": people published.
-    ({"input": {"size": 224, "std": [0, 0, 0]}}, "must not be 0"),
+    ({"input": {"size": 224, "std": [0, 0, 0]}}, "input.std must be within"),
+    # Finite but blank: the pixels vanish into a near-constant input (the astronaut scored 0.007 as a face).
+    ({"input": {"size": 224, "scale": 1e-30}}, "input.scale"),
+    ({"input": {"size": 224, "std": [1e30, 1e30, 1e30]}}, "input.std must be within"),
+    ({"input": {"size": 224, "std": [-1, 1, 1]}}, "input.std must be within"),
+    ({"input": {"size": 224, "mean": [1e30, 0, 0]}}, "input.mean must be within"),
     ({"input": {"size": 224, "std": [1, 1]}}, "three finite numbers"),
     ({"input": {"size": 224, "mean": [0, "nan", 0]}}, "three finite numbers"),
     ({"input": {"size": 224, "scale": float("nan")}}, "input.scale"),

@@ -377,3 +377,14 @@ def test_review_apply_of_a_missing_file_and_credentials_with_a_wrong_field_are_o
                  "--max_upload_date=2020-01-02", f"--output={tmp_path / 'out'}", *FAST]) == 2
     message = capsys.readouterr().err.strip()
     assert 'needs a "key" and a "secret" field' in message and "never-shown" not in message
+
+
+def test_an_input_file_whose_name_is_no_utf8_text_fails_at_launch(tmp_path, capsys):
+    """A name the filesystem decodes with surrogates (Latin-1 bytes on a UTF-8 system) went into every row's
+    source_ref, and the job's coder failed on the first one (exit 1, after launch on Dataflow)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.close(os.open(os.path.join(os.fsencode(folder), b"photos_caf\xe9.tsv"), os.O_CREAT | os.O_WRONLY))
+    assert main(["run", f"--input={folder}/*.tsv", f"--output={tmp_path / 'out'}", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the file name is no UTF-8 text" in err and "photos_caf\\udce9.tsv" in err

@@ -37,6 +37,7 @@ from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
+from pipeline.records import is_utf8_text
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
@@ -133,6 +134,9 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
     paths = matching(pattern)
     if not paths:
         raise UsageError(f"--input {pattern!r} matches no file")
+    unnamed = next((path for path in paths if not path.isascii() and not is_utf8_text(path)), None)
+    if unnamed is not None:  # a name decoded with surrogates: every row's source_ref would fail the job's coder
+        raise UsageError(f"--input {unnamed!a}: the file name is no UTF-8 text; rename the file")
     for path in paths[:SNIFFED_FILES]:  # a few lines of each of the first files: cheap, even for bz2 dumps
         problem = sniff_file(path)
         if problem and problem != "is empty":  # an empty file adds no row and no doubt
@@ -192,8 +196,7 @@ def preflight(opts: PassOptions, runner: str) -> None:
     for spec in specs:
         if opts.require_gpu and local:
             create_session(spec, runtime_of(opts))  # reads and checks the model, then the provider
-        else:
-            check_model_outputs(spec, read_model(spec))
+        check_model_outputs(spec, read_model(spec))
     if opts.require_gpu and not specs:
         raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
 

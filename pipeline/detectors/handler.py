@@ -182,10 +182,15 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
     for start in range(0, len(tensors), chunk):
         rows = tensors[start:start + chunk]
         values = session.run(names, {model_input.name: np.stack(rows)})
+        # Fails closed: the batch's photos become internal_error rejections. The decoders take maxima, and
+        # Python's max(0.0, nan) is 0.0: a NaN anywhere in a score map (one cell hid a 0.9 face) or in every
+        # box read as "no person". So the raw outputs that hold scores are checked before decoding (an SSD's
+        # boxes are not scores), and the decoded scores after.
+        boxes = spec.decoder.get("boxes") if spec.decoder.get("type") == "ssd" else None
+        if not all(np.isfinite(value).all() for name, value in zip(names, values, strict=True) if name != boxes):
+            raise NonFiniteScore(f"detector {spec.name} gave an output that is no finite number")
         decoded = decode(spec.decoder, dict(zip(names, values, strict=True)), len(rows))
         if not all(math.isfinite(score) for scores in decoded for score in scores.values()):
-            # Fails closed: the batch's photos become internal_error rejections. Folded into 0 (as it was),
-            # a model that answers NaN for everything (a degenerate normalisation) read as "no person".
             raise NonFiniteScore(f"detector {spec.name} gave a score that is no finite number")
         per_view += decoded
     return per_view

@@ -158,14 +158,19 @@ def _input_problems(spec: InputSpec) -> list[str]:
         problems.append(f"input.size must be a whole number in {MIN_INPUT_SIDE} .. {MAX_INPUT_SIDE}")
     elif not _whole(spec.resize_to) or not (spec.resize_to == 0 or spec.size <= spec.resize_to <= 2 * MAX_INPUT_SIDE):
         problems.append(f"input.resize_to must be 0 or a whole number in input.size .. {2 * MAX_INPUT_SIDE}")
+    # Normalisations models use: scale 1 or 1/255, mean 0..255, std 1..255 or about 0.2. Past these bounds
+    # the pixels vanish into a near-constant input (scale 1e-30, std 1e30, mean 1e30), finite but blank,
+    # and a detector scores a person as nothing.
     if isinstance(spec.scale, bool) or not isinstance(spec.scale, int | float) or not (
-            math.isfinite(spec.scale) and spec.scale > 0):
-        problems.append("input.scale must be a finite number above 0")
+            math.isfinite(spec.scale) and 1e-4 <= spec.scale <= 1e4):
+        problems.append("input.scale must be a number in 0.0001 .. 10000")
     for name, values in (("mean", spec.mean), ("std", spec.std)):
         if len(values) != 3 or not all(math.isfinite(v) for v in values):
             problems.append(f"input.{name} must be three finite numbers, one per channel")
-    if len(spec.std) == 3 and any(abs(v) < 1e-9 for v in spec.std):
-        problems.append("input.std must not be 0 (every pixel would divide by it)")
+    if len(spec.mean) == 3 and not all(abs(v) <= 1000 for v in spec.mean):
+        problems.append("input.mean must be within -1000 .. 1000")
+    if len(spec.std) == 3 and not all(1e-3 <= v <= 1000 for v in spec.std):
+        problems.append("input.std must be within 0.001 .. 1000 (not 0: every pixel divides by it)")
     if not isinstance(spec.dynamic_hw, bool):
         problems.append("input.dynamic_hw must be true or false")
     return problems

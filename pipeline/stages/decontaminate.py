@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline.near_dup.hash_index import HashIndex
-from pipeline.records import Photo, Rejection
+from pipeline.records import Photo, Rejection, is_utf8_text
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
@@ -73,7 +73,11 @@ def expand_eval_source(source: str) -> list[str]:
     # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
     # validation set in its training layout), whose images a one-level glob skipped without a word.
     pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    unnamed = next((path for path in paths if not path.isascii() and not is_utf8_text(path)), None)
+    if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
+        raise ValueError(f"--decontaminate {unnamed!a}: the file name is no UTF-8 text; rename the file")
+    return paths
 
 
 class _HashEvalImage(beam.DoFn):
