@@ -48,3 +48,24 @@ def test_cap_zero_disables():
     with local_pipeline() as p:
         out = p | beam.Create([photo(str(i)) for i in range(5)]) | CapPerOwner(0)
         assert_that(out.kept | beam.combiners.Count.Globally(), equal_to([5]))
+
+
+def test_an_evicted_photo_is_rejected_at_once_not_held_until_the_account_ends():
+    """Memory is O(cap) photos however large the account: each eviction's rejection comes out while the
+    owner's photos are still being read (they were collected in a list until the end: x4 memory per x4
+    photos, measured)."""
+    import itertools
+
+    read = []
+
+    def account():
+        for i in range(1, 1001):
+            read.append(i)
+            yield photo(str(i), owner_nsid="big@N01")
+
+    outputs = _KeepFirstN(2).process(("owner:big@N01", account()))
+    first = next(outputs)
+    assert first.tag == "rejected" and first.value.reason == "owner_cap" and len(read) == 3
+    rest = list(itertools.chain([first], outputs))
+    assert len(read) == 1000 and len(rest) == 1000
+    assert sum(1 for item in rest if getattr(item, "tag", None) == "rejected") == 998

@@ -33,7 +33,8 @@ def owner_key(photo: Photo) -> str:
 
 class _KeepFirstN(beam.DoFn):
     """Streams an owner's photos keeping a heap of the N best ranks, so memory is O(N) photos
-    even for an account with a hundred thousand of them."""
+    even for an account with a hundred thousand of them: each photo evicted is rejected at once
+    (collected until the end, they made memory grow with the account after all)."""
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
@@ -41,19 +42,16 @@ class _KeepFirstN(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         owner, photos = keyed
         heap: list[tuple[_Reversed, Photo]] = []  # max-heap by rank, via negated order below
-        over: list[Photo] = []
+        detail = f"{owner.removeprefix('owner:')} has more than {self._cap} images"
         for photo in photos:
             entry = (_Reversed(cap_rank(photo)), photo)
             if len(heap) < self._cap:
                 heapq.heappush(heap, entry)
             else:
                 evicted = heapq.heappushpop(heap, entry)[1]
-                over.append(evicted.replace(image=b""))
+                yield reject(Rejection.of(evicted, STAGE, "owner_cap", detail))
         for _, photo in heap:
             yield photo
-        for photo in over:
-            yield reject(Rejection.of(photo, STAGE, "owner_cap",
-                                      f"{owner.removeprefix('owner:')} has more than {self._cap} images"))
 
 
 class _Reversed:
