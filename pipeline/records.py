@@ -106,7 +106,7 @@ class Rejection:
         # surrogate in it failed the rejections writer, and so the whole job. Escaped, it is still readable.
         for name in ("photo_id", "detail", "duplicate_of", "source_ref"):
             value = getattr(self, name)
-            if isinstance(value, str) and not value.isascii() and not is_utf8_text(value):
+            if isinstance(value, str) and not is_utf8_text(value):
                 object.__setattr__(self, name, value.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     @classmethod
@@ -121,6 +121,8 @@ _PHOTO_ID = re.compile(r"[0-9]{1,20}")
 def is_utf8_text(value: str) -> bool:
     """Whether `value` encodes as UTF-8: a lone surrogate (JSON's "\ud800", valid JSON) does not, and one in
     any field fails the record coder at the first shuffle, and so the whole job, and every writer."""
+    if value.isascii():  # nearly every value: no encoding needed to know
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

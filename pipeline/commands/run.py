@@ -134,7 +134,7 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
     paths = matching(pattern)
     if not paths:
         raise UsageError(f"--input {pattern!r} matches no file")
-    unnamed = next((path for path in paths if not path.isascii() and not is_utf8_text(path)), None)
+    unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # a name decoded with surrogates: every row's source_ref would fail the job's coder
         raise UsageError(f"--input {unnamed!a}: the file name is no UTF-8 text; rename the file")
     for path in paths[:SNIFFED_FILES]:  # a few lines of each of the first files: cheap, even for bz2 dumps

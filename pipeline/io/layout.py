@@ -24,7 +24,7 @@ import shutil
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_bytes, write_atomically
-from pipeline.io.lock import LOCK
+from pipeline.io.lock import LOCK_TEMPORARY
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
@@ -41,7 +41,9 @@ STAGING = "_staging"
 STAGED_IMAGES = "_images"
 # Inside a staging folder: the publish plan, written when publishing starts (see the module docstring).
 PUBLISHING = "PUBLISHING.json"
-_PLANNED = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+# What every path a run writes looks like: relative, "/"-separated, no empty, "." or ".." part, no
+# backslash, colon or drive letter. Anything else could name a file outside the folder.
+RUN_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
 def release_dir(root: str, name: str) -> str:
@@ -84,7 +86,7 @@ def run_files(folder: str) -> list[str]:
     temporary: another run's, which it removes itself a moment later)."""
     patterns = [FileSystems.join(folder, sub, "*") for sub in RUN_FOLDERS]
     patterns += [FileSystems.join(folder, name) for name in RUN_FILES] + [FileSystems.join(folder, "*.tmp-*")]
-    lock_temporary = FileSystems.join(folder, f"{LOCK}.tmp-")
+    lock_temporary = FileSystems.join(folder, LOCK_TEMPORARY)
     return [path for pattern in patterns for path in matching(pattern) if not path.startswith(lock_temporary)]
 
 
@@ -115,13 +117,10 @@ def remove_staging(output: str, keep_planned: bool = False) -> None:
     `keep_planned` keeps a folder whose publish began (it holds a plan): a run stopped while publishing
     (Ctrl-C runs its cleanup; a kill does not) has deleted old files already, and only its staged files,
     finished by the next run, make the folder a dataset again."""
-    if not keep_planned:
-        remove_folder(FileSystems.join(output, STAGING))
-        return
-    folders = _staging_folders(output)
+    folders = _staging_folders(output) if keep_planned else []
     planned = [folder for folder in folders if FileSystems.exists(FileSystems.join(folder, PUBLISHING))]
     if not planned:
-        remove_folder(FileSystems.join(output, STAGING))
+        remove_folder(FileSystems.join(output, STAGING))  # the folders and the root that holds them
         return
     for folder in folders:
         if folder not in planned:
@@ -189,7 +188,7 @@ def finish_interrupted_publish(output: str) -> str | None:
             names = json.loads(read_bytes(plan_path))["files"]
         except (ValueError, KeyError, TypeError):
             continue  # not a plan this module wrote (it writes plans atomically): leave it to remove_staging
-        if not isinstance(names, list) or not all(isinstance(name, str) and _PLANNED.fullmatch(name) for name in names):
+        if not isinstance(names, list) or not all(isinstance(name, str) and RUN_PATH.fullmatch(name) for name in names):
             continue  # only names a run writes: relative, no '..', nothing that could point out of the folder
         _carry_out(staging, output, names)
         return staging.rstrip("/").rsplit("/", 1)[-1]

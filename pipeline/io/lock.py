@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import read_bytes
 
 LOCK = "_lock.json"
+LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked
 
 
 class OutputLocked(Exception):
@@ -87,7 +88,7 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
     # The lock appears with its content or not at all: written beside it, then hard-linked to its name (a link
     # fails if the name exists). Created empty and then written, a kill in between left an empty lock that
     # no later run could read, and so none could take over as stale.
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    temporary = os.path.join(os.path.dirname(path), f"{LOCK_TEMPORARY}{uuid.uuid4().hex}")
     with open(temporary, "wb") as handle:
         handle.write(payload)
     try:
@@ -109,9 +110,8 @@ def _remove_stale_temporaries(path: str) -> None:
     run's exists for a moment only, so one a minute old is a leftover. Local disks only (none elsewhere)."""
     if "://" in path:
         return
-    folder, name = os.path.split(path)
-    for entry in os.scandir(folder or "."):
-        if entry.name.startswith(f"{name}.tmp-"):
+    for entry in os.scandir(os.path.dirname(path) or "."):
+        if entry.name.startswith(LOCK_TEMPORARY):
             with contextlib.suppress(OSError):
                 if time.time() - entry.stat().st_mtime > 60:
                     os.unlink(entry.path)

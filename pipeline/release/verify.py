@@ -27,16 +27,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_bytes
 from pipeline.io.formats import WRITERS, tfrecord_frame
-from pipeline.io.layout import STAGING
-from pipeline.io.lock import LOCK
+from pipeline.io.layout import RUN_PATH, STAGING
+from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.sinks import shard_name
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
 UNLISTED_ALLOWED = frozenset({MANIFEST})
-# What every path the job writes looks like: relative, "/"-separated, no empty, "." or ".." part, no
-# backslash, colon or drive letter. Anything else could name a file outside the release.
-_RELEASE_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 _SHARD_NAME = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<total>[0-9]{5})\.(?P<extension>[A-Za-z0-9]+)")
 # Which total of the manifest each format's records add up to (near_dup_index and review have none).
 _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept", "rejections": "rejected"}
@@ -151,7 +148,7 @@ def _size_and_kind(path: str) -> tuple[int | None, str]:
 def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records."""
     relative = entry["path"]
-    if not _RELEASE_PATH.fullmatch(relative):
+    if not RUN_PATH.fullmatch(relative):
         yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
         return
     path = FileSystems.join(release, relative)
@@ -215,7 +212,7 @@ def _everything_under(release: str) -> list[str]:
 
 def _run_leftover(relative: str) -> bool:
     return relative.startswith(f"{STAGING}/") or relative == LOCK or (
-        relative.startswith(f"{LOCK}.tmp-") and "/" not in relative)
+        relative.startswith(LOCK_TEMPORARY) and "/" not in relative)
 
 
 def _missing_shards(entries: list[dict[str, Any]]) -> Iterator[Problem]:
@@ -282,7 +279,7 @@ def verify(release: str) -> Iterator[Problem]:
             entries.append(entry)
             yield from _check_file(release, entry)
     yield from _unlisted(release, listed, published=bool(manifest.get("release")))
-    yield from _missing_shards([e for e in entries if _RELEASE_PATH.fullmatch(e["path"])])
+    yield from _missing_shards([e for e in entries if RUN_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
     if totals_problem:
         yield Problem(MANIFEST, totals_problem)

@@ -25,14 +25,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import (
-    PER_PAGE,
-    SEARCH_DEPTH,
-    BadApiResponse,
-    FlickrClient,
-    page_numbers,
-    split_windows,
-)
+from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, BadApiResponse, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
@@ -89,7 +82,7 @@ def _texts(entry: dict) -> dict[str, str]:
     for name, value in texts.items():
         if not isinstance(value, str):
             raise BadField("bad_api_entry", f"{name} is a {type(value).__name__}, not text")
-        if not value.isascii() and not is_utf8_text(value):
+        if not is_utf8_text(value):
             raise BadField("bad_api_entry", f"{name} holds a lone surrogate, which is no UTF-8 text")
     if not _OWNER.fullmatch(texts["owner"]):
         raise BadField("bad_api_entry", f"owner {texts['owner'][:40]!r} is not a Flickr account id")
@@ -101,7 +94,7 @@ def _description(entry: dict) -> str:
     text = description.get("_content", "") if isinstance(description, dict) else description
     if not isinstance(text, str):
         raise BadField("bad_api_entry", f"description is a {type(text).__name__}, not text")
-    if not text.isascii() and not is_utf8_text(text):
+    if not is_utf8_text(text):
         raise BadField("bad_api_entry", "description holds a lone surrogate, which is no UTF-8 text")
     return text
 

@@ -106,7 +106,7 @@ def _text(value: object, column: str, limit: int = MAX_VALUE_CHARS) -> str:
         raise ValueError(f"column {_shown(column)} holds {len(value):,} characters, over the limit of {limit:,}")
     if "\x00" in value:  # never text; C libraries downstream would cut the value short at it
         raise ValueError(f"column {_shown(column)} holds a NUL character")
-    if not value.isascii() and not is_utf8_text(value):  # a JSON "\ud800": no writer (nor the shuffle) can encode it
+    if not is_utf8_text(value):  # a JSON "\ud800": no writer (nor the shuffle) can encode it
         raise ValueError(f"column {_shown(column)} holds a lone surrogate, which is no UTF-8 text")
     return value.strip()
 

@@ -59,22 +59,24 @@ def expand_eval_source(source: str) -> list[str]:
         base = posixpath.dirname(source)
         paths = []
         for number, line in enumerate(lines, start=1):
-            # The whole line first: a path may hold " #" ("class #3/img.jpg"); else without its comment.
-            candidates = [entry for entry in (line.strip(), _COMMENT.sub("", line).strip()) if entry]
-            if not candidates or candidates[0].startswith("#"):
+            cut = _COMMENT.sub("", line).strip()
+            if not cut:  # blank, or a comment only
                 continue
-            located = [(entry, _located(base, entry)) for entry in dict.fromkeys(candidates)]
-            checked = len(paths) < CHECKED_REMOTE_PATHS or "://" not in located[0][1]
-            found = next(((entry, path) for entry, path in located if _is_file(path)), None) if checked else located[-1]
-            if found is None:
-                raise ValueError(f"--decontaminate {source}:{number}: {candidates[-1][:200]!r}: no such file")
-            paths.append(found[1])
+            # The whole line first: a path may hold " #" ("class #3/img.jpg"); else without its comment.
+            choices = [_located(base, entry) for entry in dict.fromkeys((line.strip(), cut))]
+            if "://" in choices[-1] and len(paths) >= CHECKED_REMOTE_PATHS:
+                paths.append(choices[-1])  # not checked (a request each): counted at hashing time if missing
+                continue
+            path = next((choice for choice in choices if _is_file(choice)), None)
+            if path is None:
+                raise ValueError(f"--decontaminate {source}:{number}: {cut[:200]!r}: no such file")
+            paths.append(path)
         return paths
     # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
     # validation set in its training layout), whose images a one-level glob skipped without a word.
     pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
     paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    unnamed = next((path for path in paths if not path.isascii() and not is_utf8_text(path)), None)
+    unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
         raise ValueError(f"--decontaminate {unnamed!a}: the file name is no UTF-8 text; rename the file")
     return paths

@@ -30,14 +30,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import (
-    PER_PAGE,
-    SEARCH_DEPTH,
-    BadApiResponse,
-    FlickrClient,
-    page_numbers,
-    split_windows,
-)
+from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, BadApiResponse, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.records import Photo, Rejection
