@@ -6,6 +6,11 @@ comparisons per image for the Beam transform on the local runner, against numpy 
 
 The hashes: uniform random, 1% planted near duplicates (1-3 flipped bits), and a skewed 2% that
 share their top 40 bits (the dark / blank / low-detail images that collide in real data).
+`--dense 500 2000 8000` also runs clusters of that many hashes, each 1 to r bits from one centre
+(a burst of near-identical frames, a webcam's uploads): a large share of the n^2 / 2 pairs are
+within r, and the stage must not list them; the time per image is printed against the smallest
+cluster's, measured in the same run.
+
 imagededup: its package imports torch, but its search structures (BKTree and the Cython brute
 force) import without it, so `pip install --no-deps imagededup==0.3.3.post2` into the venv is
 enough for this comparison; it is skipped when the package is absent. Its searches answer one
@@ -87,11 +92,29 @@ def imagededup_seconds(hashes: list[int], distance: int, queries: int = 2000) ->
     return timings
 
 
-def beam_run(size: int, distance: int) -> tuple[float, int]:
+def dense_cluster(size: int, distance: int, seed: int = 0) -> list[Photo]:
+    """`size` distinct hashes, each 1 to `distance` bits from one centre (at most C(64, 1..r) of them)."""
+    rng = random.Random(seed)
+    centre = rng.getrandbits(64)
+    values: dict[int, None] = {}
+    while len(values) < size:
+        value = centre
+        for bit in rng.sample(range(64), rng.randint(1, max(1, distance))):
+            value ^= 1 << bit
+        values[value] = None
+    return [Photo(photo_id=str(i), phash=f"{v:016x}", original_width=100, original_height=100)
+            for i, v in enumerate(values)]
+
+
+def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int]:
     start = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-    out = (pipeline | beam.Create(list(range(max(1, size // CHUNK))), reshuffle=False)
-           | beam.FlatMap(photos_of_chunk) | NearDuplicates(distance))
+    if dense:
+        photos = pipeline | beam.Create(dense_cluster(size, distance), reshuffle=False)
+    else:
+        photos = (pipeline | beam.Create(list(range(max(1, size // CHUNK))), reshuffle=False)
+                  | beam.FlatMap(photos_of_chunk))
+    out = photos | NearDuplicates(distance)
     _ = out.rejected | beam.combiners.Count.Globally() | beam.Map(lambda n: None)
     result = pipeline.run()
     result.wait_until_finish()
@@ -105,7 +128,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--distance", type=int, default=4)
+    parser.add_argument("--dense", type=int, nargs="*", default=[], help="cluster sizes, all within the distance")
     args = parser.parse_args()
+    baseline = None
+    for size in args.dense:
+        elapsed, comparisons = beam_run(size, args.distance, dense=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        per_image = elapsed / size
+        baseline = baseline or per_image
+        print(f"dense cluster n={size:>7,}  beam {elapsed:6.1f} s   peak RSS {peak:6.0f} MiB   "
+              f"comparisons/image {comparisons / size:8.1f}   time/image vs n={args.dense[0]:,}: "
+              f"{per_image / baseline:5.2f}x")
     subset = synthetic_hashes(50_000, seed=1)
     brute = brute_force_seconds(subset, args.distance)
     print(f"brute force (numpy popcount), 50k hashes: {brute:.2f} s")

@@ -16,25 +16,13 @@ from hypothesis import strategies as st
 from pipeline.cli import run
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
-from pipeline.near_dup.pigeonhole import (
-    Node,
-    block_masks,
-    bucket_pairs,
-    candidate_keys,
-    greedy_survivors,
-    key_masks,
-    previous_node,
-)
+from pipeline.near_dup.candidate_pairs import involved_in_partition, node_id, rows_of, split_partitions
+from pipeline.near_dup.greedy import greedy_survivors
+from pipeline.near_dup.pigeonhole import Node, block_masks, key_masks, previous_node
 from pipeline.records import survivor_rank
 from pipeline.stages.near_dedup import NearDuplicates, collapse_key
 from tests.bad_images import crop_variant
 from tests.conftest import FAST, encode, local_pipeline, photo, real_image
-from tests.oracles import confirmed
-
-
-def first_shared_key(a: int, b: int, masks: list[int]) -> int:
-    """The first key on which two hashes agree: the key a pair is reported from."""
-    return next(index for index, mask in enumerate(masks) if (a ^ b) & mask == 0)
 
 
 def near(a, b, r, dhash_distance=-1):
@@ -58,32 +46,21 @@ def oracle(photos, r, dhash_distance=-1):
     return {p.photo_id for p in kept}, dropped
 
 
-def in_memory(photos, r, key_blocks, cap, dhash_distance=-1):
-    """The transform's steps without Beam: collapse equal hashes, bucket, pair, greedy, resolve."""
+def in_memory(photos, r, key_blocks, cap, dhash_distance=-1, partition_bits=3):
+    """The transform's steps without Beam: collapse equal hashes, key rows by partition, find the
+    partnered representatives, run the greedy survivor rule on them, resolve."""
     masks = key_masks(r, key_blocks)
     by_hash = defaultdict(list)
     for p in photos:
         by_hash[collapse_key(p, dhash_distance)].append(p)
     reps = {h: min(ps, key=survivor_rank) for h, ps in by_hash.items()}
-    buckets = defaultdict(list)
-    for group, rep in reps.items():
-        node = Node(int(rep.phash, 16), survivor_rank(rep), rep.photo_id, False,
-                    int(rep.dhash, 16) if rep.dhash else None, group)
-        for key in candidate_keys(node.value, masks):
-            buckets[key].append(node)
-    edges = []
-    first_key: dict[int, int] = {}  # by a ^ b: a pair meets in up to C(r + k, k) buckets, its first key is one
-    for key, nodes in buckets.items():
-        index = int(key.split(":")[0])
-        for edge in bucket_pairs(nodes, r, masks[index], cap).values():
-            difference = edge.a.value ^ edge.b.value
-            if difference not in first_key:
-                first_key[difference] = first_shared_key(edge.a.value, edge.b.value, masks)
-            if first_key[difference] == index and confirmed(edge, dhash_distance):
-                edges.append(edge)
-    pairs = [tuple(sorted((e.a.photo_id, e.b.photo_id))) for e in edges]
-    assert len(pairs) == len(set(pairs)), "a pair was reported twice"
-    decisions = {n.group: d[:2] for n, d in greedy_survivors(edges).items()}
+    nodes = [Node(int(rep.phash, 16), survivor_rank(rep), rep.photo_id, False,
+                  int(rep.dhash, 16) if rep.dhash else None, group) for group, rep in reps.items()]
+    ids = set()
+    for _, part in split_partitions(rows_of(nodes, masks), partition_bits):
+        ids |= {int(i) for i in involved_in_partition(part, masks, r, dhash_distance, cap)}
+    involved = [n for n in nodes if node_id(n) in ids]
+    decisions = {n.group: d[:2] for n, d in greedy_survivors(involved, masks, r, dhash_distance).items()}
     kept, dropped = set(), {}
     for h, ps in by_hash.items():
         ordered = sorted(ps, key=survivor_rank)

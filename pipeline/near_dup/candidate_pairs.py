@@ -1,13 +1,14 @@
-"""Batched candidate-pair search for the near-duplicate stage: the pigeonhole keys of
-`near_dedup.py`, computed and compared as numpy arrays instead of one Beam element per key.
+"""Batched candidate search for the near-duplicate stage: the pigeonhole keys of `near_dedup.py`,
+computed and compared as numpy arrays instead of one Beam element per key.
 
 Per bundle, every representative's C(r + k, k) keys become rows (key index, key value, hash,
 dHash, previous-release flag, node id), routed to one of 2^bits partitions by a hash of
 (key index, key value). A partition's rows are sorted by (key index, key value); each run of equal
-keys is a bucket. Small buckets are paired by shifting the sorted arrays against themselves (one
+keys is a bucket. Small buckets are compared by shifting the sorted arrays against themselves (one
 vectorised pass per offset, at most `bucket_cap` passes); larger ones go through
-`near_dedup.bucket_pairs` (split on varying bits, then vectorised popcount). A pair is kept only
-from the first key it shares, so it is reported exactly once across all partitions.
+`pigeonhole.close_flags` (split on varying bits, then vectorised popcount). What comes out is the
+ids of the representatives that have a partner, not the pairs: the survivor rule
+(`greedy.greedy_survivors`) finds the partners again from an index of the kept ones.
 
 Shuffled elements: one per (bundle, partition) instead of C(r + k, k) per image, which removes
 Beam's per-element cost (about 10 µs of Python each) from the hot path.
@@ -21,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.near_dup.pigeonhole import COMPARISONS, Node, bucket_pairs, cross_pairs
+from pipeline.near_dup.pigeonhole import COMPARISONS, Hashes, Node, close_flags, dhash_agrees
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
@@ -88,22 +89,17 @@ def split_partitions(rows: Rows, bits: int) -> list[tuple[int, Rows]]:
     return out
 
 
-def _first_shared(x: np.ndarray, masks: Sequence[int]) -> np.ndarray:
-    """Index of the first key on which two hashes with XOR x agree (x & mask == 0)."""
-    mask_array = np.array(masks, dtype=np.uint64)
-    agree = (x[:, None] & mask_array[None, :]) == 0
-    return np.argmax(agree, axis=1)
-
-
-def pairs_in_partition(rows: Rows, masks: Sequence[int], distance: int, dhash_distance: int,
-                       bucket_cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(id_a, id_b, distance) of every pair within `distance` that shares a key in these rows, reported
-    only from the first key it shares; never two previous-release nodes; dHash-confirmed if asked."""
+def involved_in_partition(rows: Rows, masks: Sequence[int], distance: int, dhash_distance: int,
+                          bucket_cap: int) -> np.ndarray:
+    """Node ids (unique, sorted) that have a partner within `distance` sharing a key in these rows:
+    never two previous-release nodes, dHash-confirmed if asked. The pairs themselves are never
+    listed, so a dense cluster yields one id per node, not one edge per pair; a node found from
+    several keys or partitions is merged by id downstream."""
     order = np.lexsort((rows.key, rows.mask))
     rows = rows.take(order)
     n = len(rows.key)
     if n < 2:
-        return _empty()
+        return np.empty(0, dtype=np.uint64)
     new_run = np.ones(n, dtype=bool)
     new_run[1:] = (rows.key[1:] != rows.key[:-1]) | (rows.mask[1:] != rows.mask[:-1])
     run_id = np.cumsum(new_run) - 1
@@ -111,54 +107,19 @@ def pairs_in_partition(rows: Rows, masks: Sequence[int], distance: int, dhash_di
     lengths = np.diff(np.append(starts, n))
     big_runs = np.flatnonzero(lengths > bucket_cap)
     small = ~np.isin(run_id, big_runs)
-    left, right = [], []
-    longest = int(lengths[lengths <= bucket_cap].max(initial=1))
-    for offset in range(1, longest):
-        i = np.arange(n - offset)
-        same = (run_id[i] == run_id[i + offset]) & small[i]
-        left.append(i[same])
-        right.append(i[same] + offset)
-    i = np.concatenate(left) if left else np.empty(0, dtype=np.int64)
-    j = np.concatenate(right) if right else np.empty(0, dtype=np.int64)
-    COMPARISONS.inc(len(i))
-    small_pairs = _filtered(rows, i, j, masks, distance, dhash_distance)
-    big = [_big_run(rows.take(np.arange(starts[r], starts[r] + lengths[r])), masks, distance, dhash_distance,
-                    bucket_cap) for r in big_runs]
-    parts = [small_pairs, *big]
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
-
-
-def _filtered(rows: Rows, i: np.ndarray, j: np.ndarray, masks: Sequence[int], distance: int,
-              dhash_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = rows.value[i] ^ rows.value[j]
-    d = np.bitwise_count(x)
-    keep = (d <= distance) & ~(rows.previous[i] & rows.previous[j])
-    i, j, x, d = i[keep], j[keep], x[keep], d[keep]
-    keep = _first_shared(x, masks) == rows.mask[i]
-    if dhash_distance >= 0:
-        known = rows.has_dhash[i] & rows.has_dhash[j]
-        close = np.bitwise_count(rows.dhash[i] ^ rows.dhash[j]) <= dhash_distance
-        keep &= ~known | close
-    return rows.ids[i][keep], rows.ids[j][keep], d[keep].astype(np.int64)
-
-
-def _big_run(rows: Rows, masks: Sequence[int], distance: int, dhash_distance: int,
-             bucket_cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A skewed bucket: the recursive splitter of near_dedup, then the same filters."""
-    position = {int(node_id_): k for k, node_id_ in enumerate(rows.ids)}
-    nodes = [Node(int(v), (), str(int(node)), bool(p)) for v, node, p in zip(rows.value, rows.ids, rows.previous,
-                                                                            strict=True)]
-    new = [node for node in nodes if not node.previous]
-    old = [node for node in nodes if node.previous]
-    fixed = int(masks[int(rows.mask[0])])
-    found = bucket_pairs(new, distance, fixed, bucket_cap)
-    found.update(cross_pairs(new, old, distance))
-    if not found:
-        return _empty()
-    i = np.array([position[int(edge.a.photo_id)] for edge in found.values()], dtype=np.int64)
-    j = np.array([position[int(edge.b.photo_id)] for edge in found.values()], dtype=np.int64)
-    return _filtered(rows, i, j, masks, distance, dhash_distance)
-
-
-def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+    flags = np.zeros(n, dtype=bool)
+    # Small buckets: the sorted rows against themselves shifted by 1..longest - 1, one vectorised pass each.
+    for offset in range(1, int(lengths[lengths <= bucket_cap].max(initial=1))):
+        i = np.flatnonzero((run_id[:n - offset] == run_id[offset:]) & small[:n - offset])
+        j = i + offset
+        COMPARISONS.inc(len(i))
+        close = np.bitwise_count(rows.value[i] ^ rows.value[j]) <= distance
+        close &= ~(rows.previous[i] & rows.previous[j])
+        close &= dhash_agrees(rows.dhash[i], rows.has_dhash[i], rows.dhash[j], rows.has_dhash[j], dhash_distance)
+        flags[i[close]] = True
+        flags[j[close]] = True
+    for run in big_runs:
+        span = np.arange(starts[run], starts[run] + lengths[run])
+        hashes = Hashes(rows.value[span], rows.dhash[span], rows.has_dhash[span], rows.previous[span])
+        flags[span] |= close_flags(hashes, distance, dhash_distance, int(masks[int(rows.mask[span[0]])]), bucket_cap)
+    return np.unique(rows.ids[flags])

@@ -12,9 +12,29 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from pipeline.near_dup.pigeonhole import candidate_keys, key_masks
+from pipeline.near_dup.pigeonhole import key_masks
 
 Payload = TypeVar("Payload")
+
+
+class PigeonholeBuckets:
+    """Positions of 64-bit hashes under each of their pigeonhole keys (one dict per key mask, keyed
+    by the masked bits). A probe gets, once each, every stored position whose hash shares a key with
+    it: a superset of those within the radius the masks were made for."""
+
+    def __init__(self, masks: Sequence[int]) -> None:
+        self._masks = list(masks)
+        self._buckets: list[dict[int, list[int]]] = [defaultdict(list) for _ in self._masks]
+
+    def add(self, value: int, position: int) -> None:
+        for bucket, mask in zip(self._buckets, self._masks, strict=True):
+            bucket[value & mask].append(position)
+
+    def candidates(self, value: int) -> set[int]:
+        found: set[int] = set()
+        for bucket, mask in zip(self._buckets, self._masks, strict=True):
+            found.update(bucket.get(value & mask, ()))
+        return found
 
 
 class HashIndex(Generic[Payload]):
@@ -22,11 +42,9 @@ class HashIndex(Generic[Payload]):
         """`entries`: (64-bit hash, distance it blocks within, payload)."""
         self._entries = list(entries)
         radius = max((distance for _, distance, _ in self._entries), default=0)
-        self._masks = key_masks(radius, key_blocks)
-        self._buckets: dict[str, list[int]] = defaultdict(list)
+        self._buckets = PigeonholeBuckets(key_masks(radius, key_blocks))
         for position, (value, _, _) in enumerate(self._entries):
-            for key in candidate_keys(value, self._masks):
-                self._buckets[key].append(position)
+            self._buckets.add(value, position)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -34,12 +52,11 @@ class HashIndex(Generic[Payload]):
     def nearest(self, value: int) -> tuple[Payload, int] | None:
         """The closest entry within its own distance of `value` (first listed on ties), or None."""
         best: tuple[int, int] | None = None
-        for key in candidate_keys(value, self._masks):
-            for position in self._buckets.get(key, ()):
-                entry_value, distance, _ = self._entries[position]
-                d = (entry_value ^ value).bit_count()
-                if d <= distance and (best is None or (d, position) < best):
-                    best = (d, position)
+        for position in self._buckets.candidates(value):
+            entry_value, distance, _ = self._entries[position]
+            d = (entry_value ^ value).bit_count()
+            if d <= distance and (best is None or (d, position) < best):
+                best = (d, position)
         if best is None:
             return None
         return self._entries[best[1]][2], best[0]

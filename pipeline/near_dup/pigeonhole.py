@@ -1,19 +1,18 @@
-"""The pigeonhole search for pairs of 64-bit hashes within Hamming distance r (no Beam transforms).
+"""The pigeonhole search for 64-bit hashes within Hamming distance r of another (no Beam transforms).
 
 The 64 bits are cut into r + k blocks; two hashes within distance r differ in at most r blocks,
 so they agree exactly on at least k blocks. Keying every hash by each choice of k blocks
 (C(r+k, k) keys of about 64k/(r+k) bits) and comparing only hashes that share a key finds every
 pair. A bucket larger than a cap is split again on the bits in which its hashes vary, to a
-bounded depth; what is left is compared with vectorised XOR/popcount in numpy, in chunks. The
-survivor rule is a global greedy pass over the edges (`greedy_survivors`). The Beam stage that
-uses this is `pipeline/stages/near_dedup.py`; `candidate_pairs.py` batches the keys as numpy rows.
+bounded depth; what is left is compared with vectorised XOR/popcount in numpy, in chunks. What a
+bucket yields is which hashes have a partner (`close_flags`), never the pairs: the survivor rule
+(`greedy.py`) finds partners again in an index of the kept hashes. The Beam stage
+that uses this is `pipeline/stages/near_dedup.py`; `candidate_pairs.py` batches the keys as numpy rows.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -35,10 +34,6 @@ def key_masks(distance: int, key_blocks: int) -> list[int]:
     return [sum(combo) for combo in itertools.combinations(blocks, key_blocks)]
 
 
-def candidate_keys(value: int, masks: Sequence[int]) -> list[str]:
-    return [f"{index}:{value & mask:016x}" for index, mask in enumerate(masks)]
-
-
 class Node(NamedTuple):
     """A representative in the pairwise step: hash, survivor rank, photo id. Light by design.
     `previous` marks an image of an earlier release (from its persisted index): it always wins.
@@ -57,123 +52,126 @@ def previous_node(phash: str, photo_id: str, dhash: str = "") -> Node:
     return Node(int(phash, 16), (float("-inf"), photo_id), photo_id, True, int(dhash, 16) if dhash else None)
 
 
-class Edge(NamedTuple):
-    a: Node
-    b: Node
-    distance: int
-
-
 MAX_SPLIT_DEPTH = 3
-_BRUTE_CHUNK = 2048
+_BRUTE_CELLS = 1 << 22  # hashes compared per vectorised step: 32 MiB of XORs, whatever the bucket's size
+LEADERS = 256  # most hashes a large bucket is first compared against (`_cover`)
 
 
 COMPARISONS = Metrics.counter("near_dedup", "hash_comparisons")
 
 
-def _pairs_brute(nodes: Sequence[Node], distance: int, avoid: Sequence[int] = ()) -> dict[tuple, Edge]:
-    """Every pair within `distance` that differs somewhere on each mask of `avoid`, vectorised:
-    XOR and popcount in numpy, in row chunks so that memory stays at chunk x n. (`avoid` holds the
-    sub-blocks a split visited before this group: a pair agreeing on one of them was found there.)"""
-    found: dict[tuple, Edge] = {}
-    if len(nodes) < 2:
-        return found
-    COMPARISONS.inc(len(nodes) * (len(nodes) - 1) // 2)
-    values = np.array([node.value for node in nodes], dtype=np.uint64)
-    idents = [_ident(node) for node in nodes]
-    for start in range(0, len(nodes), _BRUTE_CHUNK):
-        rows = values[start:start + _BRUTE_CHUNK]
-        xor = rows[:, None] ^ values[None, :]
-        distances = np.bitwise_count(xor)
-        # Upper triangle only: each unordered pair once.
-        wanted = (distances <= distance) & (np.arange(start, start + len(rows))[:, None] < np.arange(len(nodes)))
-        for mask in avoid:
-            wanted &= (xor & np.uint64(mask)) != 0
-        for i, j in zip(*np.nonzero(wanted), strict=True):
-            a, b = start + int(i), int(j)
-            key = (idents[a], idents[b]) if idents[a] < idents[b] else (idents[b], idents[a])
-            found[key] = Edge(nodes[a], nodes[b], int(distances[i, j]))
-    return found
+class Hashes(NamedTuple):
+    """One bucket's hashes as parallel arrays (no Python object per hash)."""
+
+    value: np.ndarray  # uint64: the pHash
+    dhash: np.ndarray  # uint64
+    has_dhash: np.ndarray  # bool: a missing dHash (an older index) cannot veto a pair
+    previous: np.ndarray  # bool: an image of the previous release; two of them are never a pair
+
+    def take(self, index: np.ndarray) -> Hashes:
+        return Hashes(*(array[index] for array in self))
 
 
-def cross_pairs(new: Sequence[Node], old: Sequence[Node], distance: int) -> dict[tuple, Edge]:
-    """Pairs within `distance` between new images and a previous release's (never old with old)."""
-    found: dict[tuple, Edge] = {}
-    if not new or not old:
-        return found
-    COMPARISONS.inc(len(new) * len(old))
-    old_values = np.array([node.value for node in old], dtype=np.uint64)
-    for start in range(0, len(new), _BRUTE_CHUNK):
-        rows = np.array([node.value for node in new[start:start + _BRUTE_CHUNK]], dtype=np.uint64)
-        distances = np.bitwise_count(rows[:, None] ^ old_values[None, :])
-        for i, j in zip(*np.nonzero(distances <= distance), strict=True):
-            edge = Edge(old[int(j)], new[start + int(i)], int(distances[i, j]))
-            found[_ordered(edge)] = edge
-    return found
+def dhash_agrees(dhash_a: np.ndarray, known_a: np.ndarray, dhash_b: np.ndarray, known_b: np.ndarray,
+                 dhash_distance: int) -> np.ndarray:
+    """The dHash second opinion (when asked for): a pHash pair counts only if both dHashes, where
+    known, are within `dhash_distance` too."""
+    if dhash_distance < 0:
+        return np.ones(np.broadcast(dhash_a, dhash_b).shape, dtype=bool)
+    return ~(known_a & known_b) | (np.bitwise_count(dhash_a ^ dhash_b) <= dhash_distance)
 
 
-def bucket_pairs(nodes: Sequence[Node], distance: int, fixed_mask: int, bucket_cap: int,
-                 depth: int = 0, avoid: tuple[int, ...] = ()) -> dict[tuple, Edge]:
-    """All pairs within `distance` among `nodes`, which agree on the bits of `fixed_mask`.
+def _pairs(hashes: Hashes, rows: np.ndarray, columns: np.ndarray, distance: int, dhash_distance: int) -> np.ndarray:
+    """rows x columns: which are partners (within `distance`, dHash-confirmed, not one hash twice,
+    not two previous-release hashes)."""
+    COMPARISONS.inc(len(rows) * len(columns))
+    close = np.bitwise_count(hashes.value[rows, None] ^ hashes.value[None, columns]) <= distance
+    close &= dhash_agrees(hashes.dhash[rows, None], hashes.has_dhash[rows, None], hashes.dhash[None, columns],
+                          hashes.has_dhash[None, columns], dhash_distance)
+    close &= rows[:, None] != columns[None, :]
+    close &= ~(hashes.previous[rows, None] & hashes.previous[None, columns])
+    return close
 
-    Small buckets are compared pairwise (vectorised). A large one is split: bits on which all of
-    its hashes agree are fixed; the varying bits are cut into distance + 1 sub-blocks, any close
-    pair agrees on one of them, so grouping by each sub-block and recursing finds every pair, and
-    each group is strictly smaller than the bucket. A pair is reported only from the first
-    sub-block it agrees on (`avoid` carries the earlier ones down), so an adversarial bucket, where
-    most pairs agree on many sub-blocks, does not rebuild the same edge at every leaf. The depth is
-    bounded, so such buckets cost at most (distance + 1)^depth times their size in vectorised
-    comparisons. Returns {(smaller id, larger id): edge}.
+
+def _flags_brute(hashes: Hashes, distance: int, dhash_distance: int, wanted: np.ndarray) -> np.ndarray:
+    """Flags for the `wanted` hashes (and any partner they meet): each wanted new hash against all,
+    each wanted previous-release one against the new ones only, vectorised in steps of at most
+    _BRUTE_CELLS comparisons, so a bucket of any size costs bounded memory."""
+    count = len(hashes.value)
+    flags = np.zeros(count, dtype=bool)
+    new = np.flatnonzero(~hashes.previous)
+    for rows_of, columns in ((wanted & ~hashes.previous, np.arange(count)), (wanted & hashes.previous, new)):
+        queries = np.flatnonzero(rows_of)
+        step = max(1, _BRUTE_CELLS // max(1, len(columns)))
+        for start in range(0, len(queries), step):
+            rows = queries[start:start + step]
+            close = _pairs(hashes, rows, columns, distance, dhash_distance)
+            flags[rows] |= close.any(axis=1)
+            flags[columns] |= close.any(axis=0)
+    return flags
+
+
+def _cover(hashes: Hashes, distance: int, dhash_distance: int) -> np.ndarray:
+    """Flags found cheaply in a large bucket: every hash against up to LEADERS leaders, hashes taken
+    in order that met no earlier leader. In a dense cluster (thousands within a few bits of one
+    another) nearly every hash meets a leader and is answered here for LEADERS comparisons instead of
+    n; in a sparse bucket the leaders fill up unmet and little is lost. Hashes left unflagged are
+    searched in full by the caller."""
+    count = len(hashes.value)
+    flags = np.zeros(count, dtype=bool)
+    leaders = np.empty(0, dtype=np.int64)
+    for start in range(0, count, LEADERS):
+        rows = np.arange(start, min(count, start + LEADERS))
+        met = np.zeros(len(rows), dtype=bool)
+        if len(leaders):
+            close = _pairs(hashes, rows, leaders, distance, dhash_distance)
+            met = close.any(axis=1)
+            flags[rows] |= met
+            flags[leaders] |= close.any(axis=0)
+        leaders = np.concatenate([leaders, rows[~met][:LEADERS - len(leaders)]])
+    return flags
+
+
+def close_flags(hashes: Hashes, distance: int, dhash_distance: int, fixed_mask: int, bucket_cap: int,
+                depth: int = 0, wanted: np.ndarray | None = None) -> np.ndarray:
+    """Which of a bucket's hashes (they agree on the bits of `fixed_mask`) have a partner within
+    `distance`: one bool each, never the pairs, so a dense cluster of n hashes costs n flags, not
+    n^2 edges. Exact for the `wanted` hashes (all by default); others may be flagged as partners.
+
+    A bucket larger than the cap is first compared with a few leaders (`_cover`), which answers most
+    of a dense cluster; for what is left it is split: bits on which all of its hashes agree are
+    fixed; the varying bits are cut into distance + 1 sub-blocks, any close pair agrees on one of
+    them, so grouping by each sub-block and recursing finds every partner of a wanted hash, and each
+    group is strictly smaller than the bucket. The depth is bounded, so such buckets cost at most
+    (distance + 1)^depth times their size in vectorised comparisons.
     """
-    if len(nodes) > bucket_cap and depth < MAX_SPLIT_DEPTH:
-        first = nodes[0].value
-        varying = 0
-        for node in nodes:
-            varying |= node.value ^ first
-        varying &= ~fixed_mask
+    count = len(hashes.value)
+    wanted = np.ones(count, dtype=bool) if wanted is None else wanted
+    flags = np.zeros(count, dtype=bool)
+    if count < 2 or hashes.previous.all():  # two previous-release hashes are never a pair
+        return flags
+    if count > bucket_cap:
+        flags |= _cover(hashes, distance, dhash_distance)
+        wanted = wanted & ~flags
+        if not wanted.any():
+            return flags
+    if count > bucket_cap and depth < MAX_SPLIT_DEPTH:
+        varying = int(np.bitwise_or.reduce(hashes.value ^ hashes.value[0])) & ~fixed_mask
         free = [bit for bit in range(HASH_BITS) if varying >> bit & 1]
         if len(free) > distance + 1:
-            found: dict[tuple, Edge] = {}
             parts = distance + 1
-            # Each part holds at least one bit (len(free) > parts): an empty mask would avoid everything.
-            sub_masks = [sum(1 << bit for bit in free[len(free) * i // parts: len(free) * (i + 1) // parts])
-                         for i in range(parts)]
-            for i, sub_mask in enumerate(sub_masks):
-                groups: dict[int, list[Node]] = defaultdict(list)
-                for node in nodes:
-                    groups[node.value & sub_mask].append(node)
-                for group in groups.values():
-                    found.update(bucket_pairs(group, distance, fixed_mask | sub_mask, bucket_cap, depth + 1,
-                                              (*avoid, *sub_masks[:i])))
-            return found
-    return _pairs_brute(nodes, distance, avoid)
+            for i in range(parts):
+                sub_mask = sum(1 << bit for bit in free[len(free) * i // parts: len(free) * (i + 1) // parts])
+                for group in _runs(hashes.value & np.uint64(sub_mask)):
+                    if wanted[group].any():
+                        flags[group] |= close_flags(hashes.take(group), distance, dhash_distance,
+                                                    fixed_mask | sub_mask, bucket_cap, depth + 1, wanted[group])
+            return flags
+    return flags | _flags_brute(hashes, distance, dhash_distance, wanted)
 
 
-def _ident(node: Node) -> str:
-    # A photo of the previous release may come back as a new record: the two are distinct nodes.
-    return f"{'p' if node.previous else 'n'}:{node.photo_id}"
-
-
-def _ordered(edge: Edge) -> tuple[str, str]:
-    return tuple(sorted((_ident(edge.a), _ident(edge.b))))
-
-
-def greedy_survivors(edges: Iterable[Edge]) -> dict[Node, tuple[str, int, bool]]:
-    """{dropped representative: (survivor photo id, distance, survivor is from a previous release)}
-    by the global greedy rule (module doc)."""
-    neighbours: dict[str, list[tuple[Node, int]]] = defaultdict(list)
-    nodes: dict[str, Node] = {}
-    for edge in edges:
-        neighbours[_ident(edge.a)].append((edge.b, edge.distance))
-        neighbours[_ident(edge.b)].append((edge.a, edge.distance))
-        nodes[_ident(edge.a)], nodes[_ident(edge.b)] = edge.a, edge.b
-    kept: set[str] = set()
-    dropped: dict[Node, tuple[str, int, bool]] = {}
-    for node in sorted(nodes.values(), key=lambda n: n.rank):
-        close_kept = [(other.rank, other.photo_id, d, other.previous) for other, d in neighbours[_ident(node)]
-                      if _ident(other) in kept]
-        if close_kept:
-            _, survivor, d, previous = min(close_kept)
-            dropped[node] = (survivor, d, previous)
-        else:
-            kept.add(_ident(node))
-    return dropped
+def _runs(keys: np.ndarray) -> list[np.ndarray]:
+    """Indices of each group of equal keys holding two or more (a lone hash has no partner there)."""
+    order = np.argsort(keys, kind="stable")
+    bounds = np.flatnonzero(np.diff(keys[order])) + 1
+    return [group for group in np.split(order, bounds) if len(group) > 1]

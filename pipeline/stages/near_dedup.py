@@ -9,8 +9,8 @@ Nothing here is quadratic in the dataset size:
    two hashes within distance r differ in at most r blocks, so they agree exactly on at least k
    blocks. Every representative is keyed by each choice of k blocks (C(r+k, k) keys of about
    64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount. A pair is
-   reported only from the first key it shares, so no pair is emitted twice. The keys travel as
-   numpy rows, one element per bundle and partition (`near_dup/candidate_pairs.py`), not one per key.
+   The keys travel as numpy rows, one element per bundle and partition (`near_dup/candidate_pairs.py`),
+   not one per key; a partition reports which representatives have a partner, never the pairs.
 3. A bucket larger than `bucket_cap` is split again on the bits in which its hashes vary (the
    same pigeonhole argument over the remaining bits), to a bounded depth; what is left is
    compared with vectorised XOR/popcount in numpy, in chunks, so memory stays bounded and a
@@ -21,9 +21,11 @@ Nothing here is quadratic in the dataset size:
    first; buckets holding only them are skipped, and two of them are never paired.
 6. The survivor rule is greedy and global: representatives are visited best first; one with no
    kept neighbour within r is kept, otherwise it is dropped as a duplicate of its best kept
-   neighbour. Only representatives that have at least one neighbour take part, and only as ids,
-   ranks and edges, on one worker; the kept set therefore has no pair within r, and every
-   dropped image names a kept survivor and the distance.
+   neighbour. Only representatives that have at least one neighbour take part, as small nodes on
+   one worker, which finds each one's kept neighbours in a pigeonhole index of the kept nodes
+   (`near_dup/greedy.py`): no edge list, so a dense cluster of n images costs n probes, not n^2
+   edges. The kept set has no pair within r, and every dropped image names a kept survivor and
+   the distance.
 
 With k = 1 this is the classic r + 1 bands; k = 2 (the default) makes keys twice as wide, which
 keeps buckets small at 10^7-10^8 images.
@@ -34,11 +36,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
-import numpy as np
 
 from pipeline.near_dup import candidate_pairs
 from pipeline.near_dup.candidate_pairs import node_id
-from pipeline.near_dup.pigeonhole import HASH_BITS, Edge, Node, greedy_survivors, key_masks, previous_node
+from pipeline.near_dup.greedy import greedy_survivors
+from pipeline.near_dup.pigeonhole import HASH_BITS, Node, key_masks, previous_node
 from pipeline.records import Photo, Rejection, survivor_rank
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -73,7 +75,9 @@ class _KeyRows(beam.DoFn):
             yield partition, tuple(rows)
 
 
-class _PartitionPairs(beam.DoFn):
+class _PartitionInvolved(beam.DoFn):
+    """A partition's key rows -> the ids of its representatives that have a partner within r."""
+
     def __init__(self, distance: int, masks: list[int], bucket_cap: int, dhash_distance: int) -> None:
         self._distance, self._masks, self._cap = distance, masks, bucket_cap
         self._dhash_distance = dhash_distance
@@ -81,22 +85,14 @@ class _PartitionPairs(beam.DoFn):
     def process(self, keyed: tuple[int, Iterable[tuple]]) -> Iterator[tuple]:
         _, chunks = keyed
         rows = candidate_pairs.Rows.concat([candidate_pairs.Rows(*chunk) for chunk in chunks])
-        a, b, d = candidate_pairs.pairs_in_partition(rows, self._masks, self._distance, self._dhash_distance,
-                                                     self._cap)
-        if len(a):
-            yield a, b, d
+        ids = candidate_pairs.involved_in_partition(rows, self._masks, self._distance, self._dhash_distance,
+                                                    self._cap)
+        yield from ((f"{int(i):016x}", True) for i in ids)
 
 
-def _ids_of(edges: tuple) -> list[tuple[str, int]]:
-    a, b, _ = edges
-    return [(f"{int(i):016x}", 1) for i in np.unique(np.concatenate([a, b]))]
-
-
-def _greedy_from_arrays(all_edges: list[tuple], nodes: list[Node]) -> list[tuple[str, tuple]]:
-    by_id = {node_id(node): node for node in nodes}
-    edges = [Edge(by_id[int(x)], by_id[int(y)], int(d)) for a, b, ds in all_edges
-             for x, y, d in zip(a, b, ds, strict=True)]
-    return [(node.group, decision) for node, decision in greedy_survivors(edges).items()]
+def _greedy(nodes: Iterable[Node], masks: list[int], distance: int, dhash_distance: int) -> list[tuple[str, tuple]]:
+    decisions = greedy_survivors(nodes, masks, distance, dhash_distance)
+    return [(node.group, decision) for node, decision in decisions.items()]
 
 
 class _Resolve(beam.DoFn):
@@ -148,7 +144,8 @@ class NearDuplicates(beam.PTransform):
         if self._previous is not None:
             old = self._previous | "PreviousNodes" >> beam.MapTuple(previous_node)
             representatives = (representatives, old) | "WithPrevious" >> beam.Flatten()
-        edges = (
+        distance = self._distance
+        partnered_ids = (
             representatives
             # One batch per bundle (up to 16,384 representatives): each batch becomes up to 2^PARTITION_BITS
             # elements, each seven small arrays the shuffle pickles one by one. Grown from 1, as Beam's
@@ -157,23 +154,22 @@ class NearDuplicates(beam.PTransform):
                                              max_batch_size=REPRESENTATIVES_PER_BATCH)
             | "KeyRows" >> beam.ParDo(_KeyRows(masks))
             | "Partitions" >> beam.GroupByKey()
-            | "Pairs" >> beam.ParDo(_PartitionPairs(self._distance, masks, self._cap, dhash_distance))
+            | "Partnered" >> beam.ParDo(_PartitionInvolved(distance, masks, self._cap, dhash_distance))
         )
         # Only representatives that have a neighbour take part in the greedy step: join them by id.
         involved = (
             {"node": representatives | "ById" >> beam.Map(lambda node: (f"{node_id(node):016x}", node)),
-             "edge": edges | "EdgeIds" >> beam.FlatMap(_ids_of)}
+             "partnered": partnered_ids}
             | "JoinIds" >> beam.CoGroupByKey()
-            | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["edge"]) else [])
+            | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["partnered"]) else [])
         )
-        # Every edge in one place for the global greedy step. A one-key GroupByKey, not ToList: no
-        # edges then means no group and nothing dropped, and it is three transforms, not eleven.
+        # Every involved node in one place for the global greedy step. A one-key GroupByKey, not
+        # ToList: none involved then means no group and nothing dropped.
         dropped_by_group = (
-            edges
-            | "OneKey" >> beam.Map(lambda arrays: (0, arrays))
-            | "AllEdges" >> beam.GroupByKey()
-            | "Greedy" >> beam.FlatMap(lambda keyed, nodes: _greedy_from_arrays(list(keyed[1]), nodes),
-                                       nodes=beam.pvalue.AsList(involved))
+            involved
+            | "OneKey" >> beam.Map(lambda node: (0, node))
+            | "AllInvolved" >> beam.GroupByKey()
+            | "Greedy" >> beam.FlatMap(lambda keyed: _greedy(keyed[1], masks, distance, dhash_distance))
         )
         grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
         return apply_stage(grouped, STAGE, _Resolve())

@@ -1,0 +1,48 @@
+"""close_flags, the bucket search, against brute force: exactly the hashes that have a partner,
+whether the bucket is split on its varying bits or compared in many small vectorised steps."""
+
+from __future__ import annotations
+
+import random
+from unittest import mock
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.near_dup import pigeonhole
+from pipeline.near_dup.pigeonhole import Hashes, Node, close_flags
+from tests.oracles import partnered
+
+
+def bucket(seed: int, size: int, varying_bits: int) -> list[Node]:
+    """Hashes sharing their top bits (one bucket), varying in the low ones; dHashes near or far;
+    some from the previous release."""
+    rng = random.Random(seed)
+    prefix = rng.getrandbits(64) & ~((1 << varying_bits) - 1)
+    dbase = rng.getrandbits(64)
+    nodes = []
+    for k, value in enumerate(dict.fromkeys(prefix | rng.getrandbits(varying_bits) for _ in range(size))):
+        dhash = rng.choice([dbase, dbase ^ 0b111, dbase ^ 0xFFF, None])
+        nodes.append(Node(value, (k,), f"{k}", rng.random() < 0.25, dhash, f"g{k}"))
+    return nodes
+
+
+def as_hashes(nodes: list[Node]) -> Hashes:
+    return Hashes(np.array([n.value for n in nodes], dtype=np.uint64),
+                  np.array([n.dhash or 0 for n in nodes], dtype=np.uint64),
+                  np.array([n.dhash is not None for n in nodes], dtype=bool),
+                  np.array([n.previous for n in nodes], dtype=bool))
+
+
+@given(seed=st.integers(0, 10**6), r=st.integers(0, 8), size=st.integers(0, 150), varying=st.integers(1, 24),
+       cap=st.sampled_from([1, 4, 64, 1000]), cells=st.sampled_from([1, 7, 1 << 22]),
+       leaders=st.sampled_from([1, 3, 256]), dhash_distance=st.sampled_from([-1, 5]))
+@settings(max_examples=150, deadline=None)
+def test_close_flags_equal_brute_force(seed, r, size, varying, cap, cells, leaders, dhash_distance):
+    nodes = bucket(seed, size, varying)
+    fixed = (2**64 - 1) ^ ((1 << varying) - 1)
+    # 1 and 7 cells: many small steps; 1 and 3 leaders: covers that leave much to the full search
+    with mock.patch.object(pigeonhole, "_BRUTE_CELLS", cells), mock.patch.object(pigeonhole, "LEADERS", leaders):
+        flags = close_flags(as_hashes(nodes), r, dhash_distance, fixed, cap)
+    assert {n for n, flag in zip(nodes, flags, strict=True) if flag} == partnered(nodes, r, dhash_distance)
