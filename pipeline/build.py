@@ -338,11 +338,12 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     def count(name: str) -> beam.PCollection:  # one of the tally's counts, as a one-element PCollection
         return tally | f"Count.{name}" >> beam.Map(lambda counts: counts[name])
 
+    kept_count = count(report.KEPT_ROW)
     outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
-                                                    opts.images_per_shard, staged_images, count(report.KEPT_ROW)),
+                                                    opts.images_per_shard, staged_images, kept_count),
         rejections | "WriteRejections" >> sinks.WriteRejections(output, count(report.REJECTED)),
-        kept | "WriteAttribution" >> sinks.WriteAttribution(output),
+        kept | "WriteAttribution" >> sinks.WriteAttribution(output, kept_count),
         pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
                                                           opts.near_dup_distance >= 0),
         ledger_entries | "WriteLedger" >> sinks.WriteLedger(output, count(report.LEDGER_ENTRY)),

@@ -39,7 +39,7 @@ def _folder(tmp_path: Path) -> tuple[Path, Path]:
     (output / "notes.txt").write_text("the user's own file")  # not a run file: never touched
     staging = output / "_staging" / "run-2"
     _write(staging, NEW, "new")
-    _write(staging, ["_images/ab/cd.jpg"], "new")  # staged for the writers, never published
+    _write(staging, ["_images/ab/cd.jpg", "_parts/a.jsonl"], "new")  # writers' scratch, never published
     return output, staging
 
 

@@ -39,6 +39,8 @@ RUN_FILES = (MANIFEST, STATS, ATTRIBUTION, DATASET_CARD, "CHANGELOG.md", "change
 STAGING = "_staging"
 # Inside a staging folder: the run's stored images, by sha256 (io/staged_images.py); never published.
 STAGED_IMAGES = "_images"
+# Inside a staging folder: parts a writer merges into one file (ATTRIBUTION.csv's); never published.
+STAGED_PARTS = "_parts"
 # Inside a staging folder: the publish plan, written when publishing starts (see the module docstring).
 PUBLISHING = "PUBLISHING.json"
 # What every path a run writes looks like: relative, "/"-separated, no empty, "." or ".." part, no
@@ -141,8 +143,8 @@ def publish(staging: str, output: str) -> list[str]:
     """Replaces the run files in `output` with those staged and removes the staging folder (with the
     images staged for the writers, which are not published): the plan first, so that a publish killed
     half-way is finished by the next run. Returns the published paths relative to `output`."""
-    staged = [path for path in files_under(staging)
-              if not path.startswith(FileSystems.join(staging, STAGED_IMAGES) + "/")]
+    scratch = tuple(FileSystems.join(staging, folder) + "/" for folder in (STAGED_IMAGES, STAGED_PARTS))
+    staged = [path for path in files_under(staging) if not path.startswith(scratch)]
     names = sorted((path[len(staging.rstrip("/")) + 1:] for path in staged), key=lambda name: (name == MANIFEST, name))
     plan = json.dumps({"files": names}).encode("utf-8")
     write_atomically(FileSystems.join(staging, PUBLISHING), lambda handle: handle.write(plan))
