@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -77,6 +78,28 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
         assert_that(carried.rejected | beam.Filter(lambda r: r.source_ref.endswith(":1"))
                     | beam.Map(lambda r: r.photo_id), equal_to(["2026-09/parquet/pass-00000-of-00001.parquet:1"]),
                     label="hostile id")
+
+
+def test_a_shard_that_cannot_be_read_is_one_rejection_and_the_others_carry_over(tmp_path):
+    """A text cell that is no UTF-8 (written past pyarrow's checks) and a truncated file: each shard
+    is one `unreadable_file` rejection naming it; the refresh goes on with the readable shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    carry(tmp_path, [released(1), released(2)])
+    table = pq.read_table(tmp_path / "parquet" / "pass-00000-of-00001.parquet")
+    data, offsets = pa.py_buffer(b"ok\xff\xfe"), pa.py_buffer(np.array([0, 2, 4], dtype=np.int32).tobytes())
+    bad_title = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
+    pq.write_table(table.set_column(table.schema.get_field_index("title"), "title", bad_title),
+                   tmp_path / "parquet" / "pass-00001-of-00003.parquet")
+    whole = (tmp_path / "parquet" / "pass-00000-of-00001.parquet").read_bytes()
+    (tmp_path / "parquet" / "pass-00002-of-00003.parquet").write_bytes(whole[: len(whole) // 2])
+    with local_pipeline() as p:
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1", "2"]), label="kept")
+        assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)), equal_to(
+            [(f"2026-09/parquet/pass-0000{i}-of-00003.parquet", "carry", "unreadable_file") for i in (1, 2)]),
+            label="rejected")
 
 
 def test_a_release_without_shards_is_refused(tmp_path):

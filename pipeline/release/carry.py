@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
@@ -63,10 +64,24 @@ def _canonical_license_fields(row: dict) -> dict[str, str]:
             "license_source_text": name, "license_source_url": url}
 
 
-def _read_shard(path: str) -> Iterator[tuple[str, dict]]:
-    """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot."""
+@dataclasses.dataclass(frozen=True)
+class UnreadableShard:
+    """What _read_shard gives, in place of rows, for a shard it cannot read."""
+
+    why: str
+
+
+def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableShard]]:
+    """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot. A shard
+    that is no Parquet a run writes (a text cell that is no UTF-8, a truncated file) is one
+    UnreadableShard, which CheckRows rejects: not a failure of the whole refresh."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    for index, row in enumerate(read_parquet(path).to_pylist(), start=1):
+    try:
+        rows = read_parquet(path).to_pylist()
+    except (OSError, ValueError, pa.ArrowException) as err:  # UnicodeDecodeError and ArrowInvalid are ValueErrors
+        yield name, UnreadableShard(f"{type(err).__name__}: {str(err)[:300]}")
+        return
+    for index, row in enumerate(rows, start=1):
         yield f"{name}:{index}", row
 
 
@@ -112,9 +127,12 @@ class _CheckRow(beam.DoFn):
     def __init__(self, release_name: str, max_pixels: int) -> None:
         self._release, self._max_pixels = release_name, max_pixels
 
-    def process(self, item: tuple[str, dict]) -> Iterator:
+    def process(self, item: tuple[str, dict | UnreadableShard]) -> Iterator:
         where, row = item
         ref = f"{self._release}/parquet/{where}"
+        if isinstance(row, UnreadableShard):
+            yield reject(Rejection(ref, STAGE, "unreadable_file", row.why, "", ref))
+            return
         problem = row_problem(row, self._max_pixels)
         if problem is None:
             try:
