@@ -183,9 +183,11 @@ def check_inputs_exist(opts: PassOptions) -> None:
 
 def preflight(opts: PassOptions, runner: str) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
-    model file (sha256), and — when the job runs here — a GPU that was required but is not used.
+    model file (sha256), a detector or decision blind to the canary photos (`canary.py`), and — when
+    the job runs here — a GPU that was required but is not used.
     On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check."""
-    from pipeline.build import detectors_of, runtime_of
+    from pipeline.build import detectors_of, fusion_of, runtime_of
+    from pipeline.canary import check_canaries
     from pipeline.detectors.handler import create_session
     from pipeline.detectors.registry import check_model_outputs, read_model
 
@@ -199,6 +201,8 @@ def preflight(opts: PassOptions, runner: str) -> None:
         check_model_outputs(spec, read_model(spec))
     if opts.require_gpu and not specs:
         raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
+    if specs and not opts.skip_canary:
+        check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side)
 
 
 def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[], object] | None = None) -> dict:

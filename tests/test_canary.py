@@ -1,0 +1,67 @@
+"""The launch canary: real models on the package's real photographs of people. A detector made blind
+by a registry entry inside every bound, or a decision that would keep a person, stops the job at
+launch with a line naming it; the default selection passes; --skip_canary runs anyway."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pipeline.canary import CANARIES, BlindDetector, canary_jpegs, check_canaries
+from pipeline.cli import main
+from pipeline.detectors.fusion import builtin_fusion
+from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select, with_overrides
+from tests.conftest import DETECT_THREADS, LOCAL
+
+RUNTIME = RuntimeConfig(device="cpu", intra_op_threads=DETECT_THREADS)
+
+
+def test_the_default_selection_and_decision_see_the_canaries():
+    specs = select(load_registry(), "default")
+    check_canaries(specs, builtin_fusion(), RUNTIME, 512)  # raises if not
+
+
+def test_a_detector_blinded_by_its_normalisation_is_named():
+    """scale 0.0001 is inside the registry's bounds; it darkens CenterFace's input to nothing."""
+    specs = select(load_registry(), "default")
+    blind = [dataclasses.replace(s, input=dataclasses.replace(s.input, scale=0.0001)) if s.name == "centerface"
+             else s for s in specs]
+    with pytest.raises(BlindDetector, match=r"detector centerface does not see the people .* centerface\.face"):
+        check_canaries(blind, builtin_fusion(), RUNTIME, 512)
+
+
+def test_a_decision_that_would_keep_a_whole_person_is_refused():
+    """NanoDet alone at 0.8 still reaches its band on the cameraman (0.88), but keeps the astronaut (0.72)."""
+    specs = with_overrides(select(load_registry(), "nanodet_person"), "nanodet_person.person=0.8",
+                           "nanodet_person.person=0.8")
+    with pytest.raises(BlindDetector, match="would keep the canary photo of the astronaut"):
+        check_canaries(specs, None, RUNTIME, 512)
+
+
+def test_a_selection_without_human_classes_has_nothing_to_check():
+    check_canaries(select(load_registry(), "open_nsfw"), None, RUNTIME, 512)
+
+
+def test_the_canaries_are_people_stored_as_a_run_stores_them():
+    jpegs = canary_jpegs(512)
+    assert [name for name, *_ in CANARIES] == ["astronaut", "cameraman", "cameraman's hands"]
+    assert all(jpeg[:2] == b"\xff\xd8" for jpeg in jpegs) and len(set(jpegs)) == 3
+
+
+def test_a_blind_registry_entry_stops_the_run_at_launch_and_skip_canary_runs_anyway(tmp_path, capsys):
+    """The whole path: a user registry overriding CenterFace with channels scaled to nothing."""
+    registry = json.loads(BUILTIN_REGISTRY.read_text())
+    entry = next(e for e in registry["detectors"] if e["name"] == "centerface")
+    entry["input"]["scale"] = 0.0001
+    entry["file"] = load_registry()["centerface"].file  # absolute: the user's file is elsewhere
+    (tmp_path / "mine.json").write_text(json.dumps({"detectors": [entry]}))
+    (tmp_path / "in.tsv").write_text("")
+    base = ["run", f"--input={tmp_path / 'in.tsv'}", f"--model_registry={tmp_path / 'mine.json'}", *LOCAL,
+            "--allow_empty"]
+    assert main([*base, f"--output={tmp_path / 'out'}"]) == 2
+    assert "detector centerface does not see the people" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main([*base, f"--output={tmp_path / 'out2'}", "--skip_canary"]) == 0
