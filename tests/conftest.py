@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +81,30 @@ def photo(photo_id: str = "1", **fields) -> Photo:
                     license_name="Attribution License", license_url="http://creativecommons.org/licenses/by/2.0/")
     defaults.update(fields)
     return Photo(photo_id=photo_id, **defaults)
+
+
+class Regrouped:
+    """A group's values as a GroupByKey hands them over on Dataflow: iterable again and again, each
+    value made as it is read (paged in from the shuffle), none held by the group itself."""
+
+    def __init__(self, make: Callable[[int], object], count: int) -> None:
+        self._make, self._count = make, count
+
+    def __iter__(self) -> Iterator:
+        return (self._make(index) for index in range(self._count))
+
+
+def peak_bytes_consuming(outputs: Iterable) -> int:
+    """Peak Python allocation (tracemalloc) while reading `outputs` one by one and dropping each."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for _ in outputs:
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def real_jpeg(name: str = "chelsea.jpg") -> bytes:

@@ -22,7 +22,7 @@ from pipeline.near_dup.pigeonhole import Node, block_masks, key_masks, previous_
 from pipeline.records import survivor_rank
 from pipeline.stages.near_dedup import NearDuplicates, collapse_key
 from tests.bad_images import crop_variant
-from tests.conftest import FAST, encode, local_pipeline, photo, real_image
+from tests.conftest import FAST, Regrouped, encode, local_pipeline, peak_bytes_consuming, photo, real_image
 
 
 def near(a, b, r, dhash_distance=-1):
@@ -238,3 +238,23 @@ def test_second_run_compares_against_first_release_index(demo_release, tmp_path)
     first_index = pq.read_table(demo_release / "near_dup_index").column("photo_id").to_pylist()
     second_index = pq.read_table(tmp_path / "r2" / "near_dup_index").column("photo_id").to_pylist()
     assert len(first_index) == 10 and sorted(second_index) == sorted([*first_index, "5002"])
+
+
+def test_a_group_of_twenty_thousand_identical_hashes_is_never_held_in_memory():
+    """One collapse group (a blank image's pHash) of 20,000 photos: read in passes, never listed."""
+    from pipeline.stages.near_dedup import _Resolve
+
+    def tagged(i):
+        return "photo", photo(str(i + 1), phash="00ff", original_width=100 + (i == 777), original_height=100)
+
+    group = Regrouped(tagged, 20_000)
+    assert peak_bytes_consuming(_Resolve().process(("00ff", group))) < 2_000_000
+    outputs = list(_Resolve().process(("00ff", group)))
+    assert outputs[0].photo_id == "778" and len(outputs) == 20_000
+    assert {(o.value.duplicate_of, o.value.detail) for o in outputs[1:]} == {
+        ("778", "pHash distance 0 (identical pHash)")}
+    # Dropped as a whole group: every photo names the survivor the greedy step chose.
+    dropped = Regrouped(lambda i: tagged(i) if i else ("dropped", ("42", 3, True)), 1_001)
+    rejected = list(_Resolve().process(("00ff", dropped)))
+    assert len(rejected) == 1_000 and {(r.value.duplicate_of, r.value.detail) for r in rejected} == {
+        ("42", "pHash distance 3 to an image of the previous release")}

@@ -2,7 +2,7 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.stages.unique_id import DropRepeatedIds, source_order
-from tests.conftest import local_pipeline, photo
+from tests.conftest import Regrouped, local_pipeline, peak_bytes_consuming, photo
 
 
 def test_first_occurrence_by_file_then_numeric_line_wins():
@@ -36,3 +36,15 @@ def test_leading_zeros_do_not_make_a_second_photo():
         assert_that(out.kept | beam.Map(lambda ph: ph.source_ref), equal_to(["a.tsv:1", "a.tsv:3"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
                     equal_to([("a.tsv:2", "repeated_id")]), label="rejected")
+
+
+def test_a_photo_listed_twenty_thousand_times_is_never_held_in_memory():
+    """The group is read twice, never listed (37 MB of tracemalloc peak when it was sorted; well under 2 MB now)."""
+    from pipeline.stages.unique_id import _KeepFirst
+
+    group = Regrouped(lambda i: photo("5", source_ref=f"f.tsv:{20_000 - i}"), 20_000)
+    assert peak_bytes_consuming(_KeepFirst().process(("5", group))) < 2_000_000
+    outputs = list(_KeepFirst().process(("5", group)))
+    assert outputs[0].source_ref == "f.tsv:1" and len(outputs) == 20_000
+    assert sorted(int(o.value.source_ref.split(":")[1]) for o in outputs[1:]) == list(range(2, 20_001))
+    assert {o.value.reason for o in outputs[1:]} == {"repeated_id"}

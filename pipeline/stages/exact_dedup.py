@@ -23,22 +23,22 @@ STAGE = "exact_dedup"
 
 class _KeepSurvivor(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
+        # Two passes over the group (a GroupByKey's values can be iterated again; on Dataflow they are
+        # paged in from the shuffle): the first finds the survivor, the second rejects every other copy
+        # as it goes. Never a list of the group: a blank image shared by 10^5 uploads is 10^5 photos.
         _, photos = keyed
-        best: Photo | None = None
-        losers: list[Photo] = []
-        for photo in photos:  # one pass: only the current best keeps its bytes alive
-            if best is None or survivor_rank(photo) < survivor_rank(best):
-                if best is not None:
-                    losers.append(best.replace(image=b""))
-                best = photo
-            else:
-                losers.append(photo.replace(image=b""))
-        assert best is not None
+        best = min(photos, key=survivor_rank)
+        best_rank = survivor_rank(best)
         yield best
-        for loser in sorted(losers, key=survivor_rank):
-            same_bytes = loser.download_sha256 == best.download_sha256
+        passed = False
+        for photo in photos:
+            if not passed and survivor_rank(photo) == best_rank:  # the survivor itself, met again
+                passed = True
+                continue
+            same_bytes = photo.download_sha256 == best.download_sha256
             detail = "identical downloaded bytes" if same_bytes else "identical pixels after normalisation"
-            yield reject(Rejection.of(loser, STAGE, "duplicate", detail, duplicate_of=best.photo_id))
+            yield reject(Rejection.of(photo.replace(image=b""), STAGE, "duplicate", detail,
+                                      duplicate_of=best.photo_id))
 
 
 class ExactDuplicates(beam.PTransform):

@@ -96,21 +96,30 @@ def _greedy(nodes: Iterable[Node], masks: list[int], distance: int, dhash_distan
 
 
 class _Resolve(beam.DoFn):
-    """Per collapse key (pHash): its photos, and the decision of its representative (if dropped)."""
+    """Per collapse key (pHash): its photos, tagged ("photo", Photo), and the decision of its
+    representative, tagged ("dropped", decision), if it was dropped. Passes over the group (a
+    GroupByKey's values can be iterated again; on Dataflow they are paged in from the shuffle), never
+    a list of it: a blank image shared by 10^5 uploads is one group of 10^5 photos."""
 
-    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
-        _, grouped = keyed
-        photos = sorted(grouped["photos"], key=survivor_rank)
-        decision = next(iter(grouped["dropped"]), None)
+    def process(self, keyed: tuple[str, Iterable[tuple[str, object]]]) -> Iterator:
+        _, tagged = keyed
+        decision = next((value for tag, value in tagged if tag == "dropped"), None)
+        best = None
         if decision is None:
-            best, rest, survivor, distance = photos[0], photos[1:], photos[0].photo_id, 0
+            best = min((value for tag, value in tagged if tag == "photo"), key=survivor_rank)
+            survivor, distance, previous = best.photo_id, 0, False
             yield best
-            previous = False
         else:
-            rest, (survivor, distance, previous) = photos, decision
-        for photo in rest:
-            detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
-            detail += " to an image of the previous release" if previous else ""
+            survivor, distance, previous = decision
+        detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
+        detail += " to an image of the previous release" if previous else ""
+        passed = best is None
+        for tag, photo in tagged:
+            if tag != "photo":
+                continue
+            if not passed and survivor_rank(photo) == survivor_rank(best):  # the survivor itself, met again
+                passed = True
+                continue
             yield reject(Rejection.of(photo, STAGE, "near_duplicate", detail, duplicate_of=survivor))
 
 
@@ -134,7 +143,7 @@ class NearDuplicates(beam.PTransform):
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         masks, dhash_distance = self._masks, self._dhash_distance  # locals: the lambdas must not capture self
-        by_group = photos | "ByGroup" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), photo))
+        by_group = photos | "ByGroup" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), ("photo", photo)))
         representatives = (
             photos
             | "Node" >> beam.Map(lambda photo: (collapse_key(photo, dhash_distance), _node(photo, dhash_distance)))
@@ -171,5 +180,10 @@ class NearDuplicates(beam.PTransform):
             | "AllInvolved" >> beam.GroupByKey()
             | "Greedy" >> beam.FlatMap(lambda keyed: _greedy(keyed[1], masks, distance, dhash_distance))
         )
-        grouped = {"photos": by_group, "dropped": dropped_by_group} | "JoinPhotos" >> beam.CoGroupByKey()
+        # A GroupByKey over both, tagged, not CoGroupByKey: Beam's CoGroupByKey builds a list per tag.
+        grouped = (
+            (by_group, dropped_by_group | "TagDropped" >> beam.MapTuple(lambda group, d: (group, ("dropped", d))))
+            | "PhotosAndDecisions" >> beam.Flatten()
+            | "JoinPhotos" >> beam.GroupByKey()
+        )
         return apply_stage(grouped, STAGE, _Resolve())

@@ -34,11 +34,17 @@ def id_key(photo: Photo) -> str:
 
 class _KeepFirst(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
+        # Two passes over the group (re-iterable), never a list of it: the first finds the first
+        # occurrence, the second rejects every other as it goes.
         _, photos = keyed
-        ordered = sorted(photos, key=source_order)
-        first = ordered[0]
+        first = min(photos, key=source_order)
+        first_order = source_order(first)
         yield first
-        for repeat in ordered[1:]:
+        passed = False
+        for repeat in photos:
+            if not passed and source_order(repeat) == first_order:  # the first occurrence itself, met again
+                passed = True
+                continue
             yield reject(Rejection.of(repeat, STAGE, "repeated_id", f"same photo id as {first.source_ref}",
                                       duplicate_of=first.photo_id))
 
