@@ -15,7 +15,7 @@ launch:
 A selection without human classes (`--detectors=open_nsfw`, `none`) has nothing to check.
 `--skip_canary` runs anyway, for a registry whose detectors are not meant to see these people; the
 manifest records that it was given. Costs a few seconds at launch (CPU; the models are loaded once
-more, by the launcher).
+more, by the launcher, and dropped).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from PIL import Image
 
 from pipeline.detectors.decision import KEPT, rule_for
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.handler import RuntimeConfig, create_session, photo_scores
 from pipeline.detectors.registry import DetectorSpec, RegistryError
-from pipeline.evaluation import score_stored, stored_jpeg
+from pipeline.evaluation import stored_jpeg
+from pipeline.records import Photo
 
 DEMO = Path(__file__).parent / "fixtures" / "demo"
 # (name, file, crop box or None, a whole person the decision must not keep)
@@ -63,7 +64,16 @@ def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: i
                                   runtime.device)
     key = (repr(specs), runtime.device, runtime.tile_min_side, runtime.intra_op_threads, max_side)
     if key not in _SCORED:
-        _SCORED[key] = score_stored(canary_jpegs(max_side), specs, runtime)
+        photos = [Photo(name, image=jpeg) for (name, *_), jpeg in zip(CANARIES, canary_jpegs(max_side), strict=True)]
+        scores: list[dict[str, float]] = [{} for _ in photos]
+        for spec in specs:
+            # A session of its own, dropped when scored: the job's workers (other processes, or
+            # Dataflow's machines) load their own, and the launcher should not hold a copy meanwhile.
+            session = create_session(spec, runtime)
+            for index, classes in enumerate(photo_scores(spec, session, photos, runtime.tile_min_side)):
+                scores[index].update({spec.score_name(cls): value for cls, value in classes.items()})
+            del session
+        _SCORED[key] = scores
     return _SCORED[key]
 
 
