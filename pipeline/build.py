@@ -27,6 +27,7 @@ from pipeline.detectors.fusion import (
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
 from pipeline.io import report, sinks
+from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
 from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.progress import Progress
@@ -343,7 +344,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
                                                     opts.images_per_shard, staged_images, kept_count),
         rejections | "WriteRejections" >> sinks.WriteRejections(output, count(report.REJECTED)),
-        kept | "WriteAttribution" >> sinks.WriteAttribution(output, kept_count),
+        kept | "WriteAttribution" >> WriteAttribution(output),
         pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),
                                                           opts.near_dup_distance >= 0),
         ledger_entries | "WriteLedger" >> sinks.WriteLedger(output, count(report.LEDGER_ENTRY)),

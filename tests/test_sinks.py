@@ -9,9 +9,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.io import sinks
 from pipeline.io.files import write_atomically
-from pipeline.io.sinks import WriteAttribution, WriteDataset, attribution_csv, attribution_row, shard_count, shard_of
+from pipeline.io.sinks import WriteDataset, shard_count, shard_of
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 
@@ -118,63 +117,6 @@ def test_write_atomically_deletes_first_only_where_a_rename_cannot_replace(tmp_p
     with pytest.raises(BeamIOError):
         write_atomically(str(target), lambda handle: handle.write(b"newer"))
     assert target.read_bytes() == b"new"
-
-
-def test_attribution_csv_sorted_by_numeric_id():
-    text = attribution_csv([("10", "b", "", "t", "p", "n", "u"), ("9", "a", "", "t", "p", "n", "u")]).decode()
-    assert text.splitlines()[1].startswith("9,") and text.splitlines()[2].startswith("10,")
-
-
-def test_attribution_is_merged_from_sorted_parts_into_the_one_file(tmp_path, monkeypatch):
-    """Parts of 7 rows (so 200 photos make 29 parts, merged as streams): the file equals the in-memory
-    sort of every row, hostile titles included, and no part is left behind."""
-    monkeypatch.setattr(sinks, "ATTRIBUTION_ROWS_PER_PART", 7)
-    titles = ["a\nb", "x,\"y\"", "=1+1", "\r999,forged", "é\u202e", "'", ""]
-    photos = [photo(str(n), title=titles[n % len(titles)], owner_name=f"owner {n}")
-              for n in [*range(1, 190), 10**12, 7 * 10**11, 55, 56, 123456, 99999, 100000, 3, 4, 5, 6]]
-    photos = list({p.photo_id: p for p in photos}.values())
-    with local_pipeline() as p:
-        entries = p | beam.Create(photos) | WriteAttribution(str(tmp_path))
-        assert_that(entries | beam.Map(lambda e: (e["path"], e["records"])),
-                    equal_to([("ATTRIBUTION.csv", len(photos))]))
-    written = (tmp_path / "ATTRIBUTION.csv").read_bytes()
-    assert written == attribution_csv([attribution_row(photo) for photo in photos])
-    assert [path for path in (tmp_path / "_parts").rglob("*") if path.is_file()] == []
-
-
-FORMULA_CELLS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1+1", "=a,b\"c"]
-
-
-def test_attribution_csv_neutralises_spreadsheet_formulas():
-    """OWASP CSV injection: a cell a spreadsheet would evaluate gets a leading ' and is quoted; the
-    text itself is kept, so attribution still names the creator and title exactly."""
-    rows = [attribution_row(photo(str(i), title=cell, owner_name=cell)) for i, cell in enumerate(FORMULA_CELLS)]
-    text = attribution_csv(rows).decode()
-    parsed = list(csv.reader(io.StringIO(text)))[1:]
-    assert [(row[1], row[3]) for row in parsed] == [("'" + cell, "'" + cell) for cell in FORMULA_CELLS]
-    for line in text.split("\n")[1:-1]:
-        fields = line.split(",", 2)
-        assert fields[1].startswith("\"'"), line  # quoted, and the quote comes before anything a sheet evaluates
-
-
-def test_attribution_csv_leaves_ordinary_text_as_before():
-    rows = [("1", "Ann, \"B\"", "https://www.flickr.com/people/x/", "a\nb", "p", "n", "u"),
-            ("2", "O'Brien", "", "'quoted' title", "p", "n", "u"), ("3", "x-y", "", "1+1=2", "p", "n", "u")]
-    expected = io.StringIO()
-    writer = csv.writer(expected, lineterminator="\n")
-    writer.writerows([("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"),
-                      *rows])
-    assert attribution_csv(rows).decode() == expected.getvalue()
-
-
-def test_attribution_csv_quotes_a_carriage_return_inside_a_field():
-    """csv.writer leaves a lone CR unquoted; a reader then starts a new row there, so a title could
-    forge an attribution line. The CR stays inside its quoted field instead."""
-    forged = "nice\r999,Someone Else,,t,p,n,u"
-    text = attribution_csv([("1", "Owner", "", forged, "p", "n", "u")]).decode()
-    assert list(csv.reader(io.StringIO(text, newline=""))) == [
-        ["photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"],
-        ["1", "Owner", "", forged, "p", "n", "u"]]
 
 
 @settings(max_examples=300, deadline=None)

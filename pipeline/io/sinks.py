@@ -1,4 +1,4 @@
-"""Write the dataset, the rejections, the near-duplicate index and the attribution file.
+"""Write the dataset, the rejections, the near-duplicate index and the ledger (ATTRIBUTION.csv: attribution.py).
 
 Sharding follows TensorFlow Datasets' Beam writer rather than Beam's file sinks: each record
 goes to shard `hash(photo id) mod N`, shards are sorted by photo id and written to a temporary
@@ -10,20 +10,17 @@ N is fixed by --shards or derived from the kept count, so it is deterministic to
 from __future__ import annotations
 
 import hashlib
-import heapq
-import json
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import apache_beam as beam
 from apache_beam import typehints
-from apache_beam.io.filesystems import CompressionTypes, FileSystems
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import formats
 from pipeline.io.files import write_atomically
-from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
 from pipeline.io.staged_images import read_staged
 from pipeline.records import Photo, Rejection
 
@@ -195,15 +192,6 @@ class WriteLedger(beam.PTransform):
         return entries | self._write
 
 
-ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
-
-
-def attribution_row(photo: Photo) -> tuple[str, ...]:
-    creator_url = f"https://www.flickr.com/people/{photo.owner_nsid}/" if photo.owner_nsid else ""
-    return (photo.photo_id, photo.owner_name or photo.owner_nsid, creator_url, photo.title, photo.page_url,
-            photo.license_name, photo.license_url)
-
-
 # A spreadsheet evaluates a cell that starts with one of these as a formula (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -231,73 +219,3 @@ def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
     """A CSV file (UTF-8, "\\n" line ends) whose every cell went through csv_cell."""
     lines = (",".join(csv_cell(str(value)) for value in row) + "\n" for row in (header, *rows))
     return "".join(lines).encode("utf-8")
-
-
-def attribution_order(row: tuple[str, ...]) -> tuple[int, str]:
-    return (int(row[0]) if row[0].isdigit() else -1, row[0])
-
-
-def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
-    return csv_bytes(ATTRIBUTION_COLUMNS, sorted(rows, key=attribution_order))
-
-
-ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
-
-
-def _write_row_lines(handle: BinaryIO, rows: list[tuple[str, ...]]) -> None:
-    """A part: one JSON array per line (ASCII, so a title's newline or quote never splits a row)."""
-    handle.write(b"".join(json.dumps(row).encode("ascii") + b"\n" for row in rows))
-
-
-def _part_rows(path: str) -> Iterator[tuple[str, ...]]:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        for line in handle:
-            yield tuple(json.loads(line))
-
-
-def _merged_attribution(output: str, parts_folder: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """ATTRIBUTION.csv from the sorted parts, merged as streams: a row per part in memory, not the file."""
-    paths = [FileSystems.join(parts_folder, entry["path"]) for entry in sorted(entries, key=lambda e: e["shard"])]
-
-    def write(handle: BinaryIO) -> None:
-        handle.write(csv_bytes(ATTRIBUTION_COLUMNS, []))
-        lines = []
-        for row in heapq.merge(*(_part_rows(path) for path in paths), key=attribution_order):
-            lines.append(",".join(csv_cell(value) for value in row) + "\n")
-            if len(lines) == 1024:
-                handle.write("".join(lines).encode("utf-8"))
-                lines.clear()
-        handle.write("".join(lines).encode("utf-8"))
-
-    entry = write_atomically(FileSystems.join(output, ATTRIBUTION), write)
-    FileSystems.delete(paths)  # a staging folder's scratch; publish leaves behind any a kill left
-    return {"path": ATTRIBUTION, "format": "attribution", "records": sum(e["records"] for e in entries), **entry}
-
-
-class WriteAttribution(beam.PTransform):
-    """PCollection[Photo] -> PCollection[dict]: the single entry of ATTRIBUTION.csv, which lists
-    creator, title, page and license of every kept image, as CC BY asks of redistributors.
-
-    The rows are sorted in parts (by photo id hash, like the dataset's shards) under the staging
-    folder's `_parts/`, then merged into the one file as streams: no worker holds every row (a global
-    list was ~12 GB at 10^7 images)."""
-
-    def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
-        super().__init__()
-        self._output = output
-        self._parts = FileSystems.join(output, STAGED_PARTS)
-        self._write_parts = WriteSharded(
-            self._parts, "attribution", [("attribution", "jsonl", _write_row_lines)],
-            key=lambda row: row[0], sort_key=attribution_order, fixed_shards=0,
-            per_shard=ATTRIBUTION_ROWS_PER_PART, count=count,
-        )
-
-    def expand(self, photos: beam.PCollection) -> beam.PCollection:
-        output, parts = self._output, self._parts
-        return (
-            photos
-            | "Row" >> beam.Map(attribution_row)
-            | "Parts" >> self._write_parts
-            | "PartEntries" >> beam.combiners.ToList()  # one small entry per part
-            | "Merge" >> beam.Map(lambda entries: _merged_attribution(output, parts, entries))
-        )

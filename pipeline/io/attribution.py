@@ -1,0 +1,124 @@
+"""ATTRIBUTION.csv: creator, title, page and license of every kept image, as CC BY asks of
+redistributors, in photo id order, written without any worker holding every row.
+
+The rows are cut into parts that are *ranges* of the file's order, so the file is the parts one
+after another: no merge, and one part open at a time. The ranges come from the data, deterministically:
+ids are counted per block of `ID_BLOCK` consecutive ids (ids that are not numbers form one block,
+first, as they sort first), and consecutive blocks are packed into parts of at most
+`ATTRIBUTION_ROWS_PER_PART` rows (a block is never split, so a part exceeds that only when a
+million consecutive Flickr ids hold that many kept photos). Each part is sorted by one worker and
+written as CSV lines under the staging folder's `_parts/` (never published); the last step copies
+them, in order, after the header, and deletes them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+import apache_beam as beam
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+from pipeline.io.files import write_atomically
+from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
+from pipeline.io.sinks import csv_bytes, csv_cell
+from pipeline.records import Photo
+
+ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
+ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
+ID_BLOCK = 1_000_000  # ids counted together; Flickr's ~5 * 10^10 ids make ~50,000 blocks
+_COPY_CHUNK = 1 << 20
+
+
+def attribution_row(photo: Photo) -> tuple[str, ...]:
+    creator_url = f"https://www.flickr.com/people/{photo.owner_nsid}/" if photo.owner_nsid else ""
+    return (photo.photo_id, photo.owner_name or photo.owner_nsid, creator_url, photo.title, photo.page_url,
+            photo.license_name, photo.license_url)
+
+
+def attribution_order(row: tuple[str, ...]) -> tuple[int, str]:
+    return (int(row[0]) if row[0].isdigit() else -1, row[0])
+
+
+def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
+    """The whole file at once, from rows in any order (what the parts add up to)."""
+    return csv_bytes(ATTRIBUTION_COLUMNS, sorted(rows, key=attribution_order))
+
+
+def id_block(row: tuple[str, ...]) -> int:
+    """The row's block: monotone in `attribution_order`, so blocks in order are rows in order."""
+    return attribution_order(row)[0] // ID_BLOCK if row[0].isdigit() else -1
+
+
+def plan_parts(block_counts: Iterable[tuple[int, int]], rows_per_part: int) -> dict[int, int]:
+    """{block: part}: consecutive blocks packed into parts of at most `rows_per_part` rows (a block
+    larger than that is a part of its own)."""
+    plan: dict[int, int] = {}
+    part, filled = 0, 0
+    for block, count in sorted(block_counts):
+        if filled and filled + count > rows_per_part:
+            part, filled = part + 1, 0
+        plan[block] = part
+        filled += count
+    return plan
+
+
+def part_name(part: int) -> str:
+    return posixpath.join("attribution", f"attribution-{part:06d}.csv")
+
+
+class _WritePart(beam.DoFn):
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+
+    def process(self, keyed: tuple[int, Iterable[tuple[str, ...]]]) -> Iterable[dict[str, Any]]:
+        part, rows = keyed
+        ordered = sorted(rows, key=attribution_order)
+        payload = "".join(",".join(csv_cell(value) for value in row) + "\n" for row in ordered).encode("utf-8")
+        write_atomically(FileSystems.join(self._folder, part_name(part)), lambda handle: handle.write(payload))
+        yield {"part": part, "records": len(ordered)}
+
+
+def _concatenate(output: str, folder: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header, then each part's bytes in order, copied a chunk at a time; the parts deleted after."""
+    paths = [FileSystems.join(folder, part_name(entry["part"])) for entry in sorted(parts, key=lambda e: e["part"])]
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(csv_bytes(ATTRIBUTION_COLUMNS, []))
+        for path in paths:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as part:
+                while chunk := part.read(_COPY_CHUNK):
+                    handle.write(chunk)
+
+    entry = write_atomically(FileSystems.join(output, ATTRIBUTION), write)
+    if paths:
+        FileSystems.delete(paths)  # a staging folder's scratch: publish leaves behind any a kill left
+    return {"path": ATTRIBUTION, "format": "attribution", "records": sum(e["records"] for e in parts), **entry}
+
+
+class WriteAttribution(beam.PTransform):
+    """PCollection[Photo] -> PCollection[dict]: the single manifest entry of ATTRIBUTION.csv (module doc)."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self._output = output
+
+    def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        output, folder, per_part = self._output, FileSystems.join(self._output, STAGED_PARTS), ATTRIBUTION_ROWS_PER_PART
+        rows = photos | "Row" >> beam.Map(attribution_row)
+        plan = (
+            rows
+            | "Block" >> beam.Map(lambda row: (id_block(row), 1))
+            | "PerBlock" >> beam.CombinePerKey(sum)
+            | "Blocks" >> beam.combiners.ToList()  # one (block, count) per block: ~50,000 at most for Flickr ids
+            | "Plan" >> beam.Map(plan_parts, per_part)
+        )
+        return (
+            rows
+            | "ToPart" >> beam.Map(lambda row, parts: (parts[id_block(row)], row), parts=beam.pvalue.AsSingleton(plan))
+            | "GroupParts" >> beam.GroupByKey()
+            | "WritePart" >> beam.ParDo(_WritePart(folder))
+            | "Parts" >> beam.combiners.ToList()  # one small entry per part
+            | "Concatenate" >> beam.Map(lambda parts: _concatenate(output, folder, parts))
+        )

@@ -1,0 +1,96 @@
+"""ATTRIBUTION.csv: written in range parts and concatenated, byte for byte the in-memory sort of every
+row; formula-safe and unforgeable cells."""
+
+import csv
+import io
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.io import attribution
+from pipeline.io.attribution import WriteAttribution, attribution_csv, attribution_row, plan_parts
+from tests.conftest import local_pipeline, photo
+
+
+def test_attribution_csv_sorted_by_numeric_id():
+    text = attribution_csv([("10", "b", "", "t", "p", "n", "u"), ("9", "a", "", "t", "p", "n", "u")]).decode()
+    assert text.splitlines()[1].startswith("9,") and text.splitlines()[2].startswith("10,")
+
+
+def test_attribution_is_written_in_range_parts_and_concatenated_into_the_one_file(tmp_path, monkeypatch):
+    """Blocks of 10 ids and parts of at most 7 rows (so every block of 1..189 is a part of its own, and the
+    large ids one each): the file equals the in-memory sort of every row, hostile titles included, and no
+    part is left behind."""
+    monkeypatch.setattr(attribution, "ATTRIBUTION_ROWS_PER_PART", 7)
+    monkeypatch.setattr(attribution, "ID_BLOCK", 10)
+    titles = ["a\nb", "x,\"y\"", "=1+1", "\r999,forged", "é\u202e", "'", "", "🙂"]
+    ids = [*range(1, 190), 10**12, 7 * 10**11, 55, 56, 123456, 99999, 100000, 3, 4, 5, 6]
+    photos = list({str(n): photo(str(n), title=titles[n % len(titles)], owner_name=f"owner {n}") for n in ids}.values())
+    with local_pipeline() as p:
+        entries = p | beam.Create(photos) | WriteAttribution(str(tmp_path))
+        assert_that(entries | beam.Map(lambda e: (e["path"], e["records"])),
+                    equal_to([("ATTRIBUTION.csv", len(photos))]))
+    written = (tmp_path / "ATTRIBUTION.csv").read_bytes()
+    assert written == attribution_csv([attribution_row(photo) for photo in photos])
+    assert [path for path in (tmp_path / "_parts").rglob("*") if path.is_file()] == []
+
+
+def test_no_kept_photo_is_a_header_only_file(tmp_path):
+    with local_pipeline() as p:
+        entries = p | beam.Create([]) | WriteAttribution(str(tmp_path))
+        assert_that(entries | beam.Map(lambda e: e["records"]), equal_to([0]))
+    assert (tmp_path / "ATTRIBUTION.csv").read_bytes() == attribution_csv([])
+
+
+@given(counts=st.dictionaries(st.integers(-1, 60), st.integers(1, 30), max_size=40), per_part=st.integers(1, 50))
+def test_parts_are_consecutive_blocks_within_the_limit(counts, per_part):
+    """Against the rule itself: blocks in order go to non-decreasing parts numbered 0, 1, 2...; a part
+    holds more than the limit only as a single block; and a part could not have taken the next block."""
+    plan = plan_parts(counts.items(), per_part)
+    blocks = sorted(counts)
+    assert list(plan) == blocks and [plan[b] for b in blocks] == sorted(plan.values())
+    assert sorted(set(plan.values())) == list(range(len(set(plan.values()))))
+    for part in set(plan.values()):
+        members = [b for b in blocks if plan[b] == part]
+        size = sum(counts[b] for b in members)
+        assert size <= per_part or len(members) == 1
+        following = [b for b in blocks if plan[b] == part + 1]
+        if following:
+            assert size + counts[following[0]] > per_part
+
+
+FORMULA_CELLS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1+1", "=a,b\"c"]
+
+
+def test_attribution_csv_neutralises_spreadsheet_formulas():
+    """OWASP CSV injection: a cell a spreadsheet would evaluate gets a leading ' and is quoted; the
+    text itself is kept, so attribution still names the creator and title exactly."""
+    rows = [attribution_row(photo(str(i), title=cell, owner_name=cell)) for i, cell in enumerate(FORMULA_CELLS)]
+    text = attribution_csv(rows).decode()
+    parsed = list(csv.reader(io.StringIO(text)))[1:]
+    assert [(row[1], row[3]) for row in parsed] == [("'" + cell, "'" + cell) for cell in FORMULA_CELLS]
+    for line in text.split("\n")[1:-1]:
+        fields = line.split(",", 2)
+        assert fields[1].startswith("\"'"), line  # quoted, and the quote comes before anything a sheet evaluates
+
+
+def test_attribution_csv_leaves_ordinary_text_as_before():
+    rows = [("1", "Ann, \"B\"", "https://www.flickr.com/people/x/", "a\nb", "p", "n", "u"),
+            ("2", "O'Brien", "", "'quoted' title", "p", "n", "u"), ("3", "x-y", "", "1+1=2", "p", "n", "u")]
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerows([("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"),
+                      *rows])
+    assert attribution_csv(rows).decode() == expected.getvalue()
+
+
+def test_attribution_csv_quotes_a_carriage_return_inside_a_field():
+    """csv.writer leaves a lone CR unquoted; a reader then starts a new row there, so a title could
+    forge an attribution line. The CR stays inside its quoted field instead."""
+    forged = "nice\r999,Someone Else,,t,p,n,u"
+    text = attribution_csv([("1", "Owner", "", forged, "p", "n", "u")]).decode()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"],
+        ["1", "Owner", "", forged, "p", "n", "u"]]
