@@ -20,11 +20,10 @@ def test_attribution_csv_sorted_by_numeric_id():
 
 
 def test_attribution_is_written_in_range_parts_and_concatenated_into_the_one_file(tmp_path, monkeypatch):
-    """Blocks of 10 ids and parts of at most 7 rows (so every block of 1..189 is a part of its own, and the
-    large ids one each): the file equals the in-memory sort of every row, hostile titles included, and no
-    part is left behind."""
+    """Blocks named by 2 leading digits and parts of at most 7 rows (113 blocks, 25 parts): the file
+    equals the in-memory sort of every row, hostile titles included, and no part is left behind."""
     monkeypatch.setattr(attribution, "ATTRIBUTION_ROWS_PER_PART", 7)
-    monkeypatch.setattr(attribution, "ID_BLOCK", 10)
+    monkeypatch.setattr(attribution, "BLOCK_DIGITS", 2)
     titles = ["a\nb", "x,\"y\"", "=1+1", "\r999,forged", "é\u202e", "'", "", "🙂"]
     ids = [*range(1, 190), 10**12, 7 * 10**11, 55, 56, 123456, 99999, 100000, 3, 4, 5, 6]
     photos = list({str(n): photo(str(n), title=titles[n % len(titles)], owner_name=f"owner {n}") for n in ids}.values())
@@ -37,6 +36,12 @@ def test_attribution_is_written_in_range_parts_and_concatenated_into_the_one_fil
     assert [path for path in (tmp_path / "_parts").rglob("*") if path.is_file()] == []
 
 
+@given(a=st.integers(0, 10**20), b=st.integers(0, 10**20))
+def test_blocks_follow_the_file_order(a, b):
+    rows = sorted([(str(a),), (str(b),), ("x",)], key=attribution.attribution_order)
+    assert [attribution.id_block(row) for row in rows] == sorted(attribution.id_block(row) for row in rows)
+
+
 def test_no_kept_photo_is_a_header_only_file(tmp_path):
     with local_pipeline() as p:
         entries = p | beam.Create([]) | WriteAttribution(str(tmp_path))
@@ -44,7 +49,8 @@ def test_no_kept_photo_is_a_header_only_file(tmp_path):
     assert (tmp_path / "ATTRIBUTION.csv").read_bytes() == attribution_csv([])
 
 
-@given(counts=st.dictionaries(st.integers(-1, 60), st.integers(1, 30), max_size=40), per_part=st.integers(1, 50))
+@given(counts=st.dictionaries(st.tuples(st.integers(-1, 12), st.text("0123456789", max_size=4)), st.integers(1, 30),
+                              max_size=40), per_part=st.integers(1, 50))
 def test_parts_are_consecutive_blocks_within_the_limit(counts, per_part):
     """Against the rule itself: blocks in order go to non-decreasing parts numbered 0, 1, 2...; a part
     holds more than the limit only as a single block; and a part could not have taken the next block."""

@@ -3,10 +3,11 @@ redistributors, in photo id order, written without any worker holding every row.
 
 The rows are cut into parts that are *ranges* of the file's order, so the file is the parts one
 after another: no merge, and one part open at a time. The ranges come from the data, deterministically:
-ids are counted per block of `ID_BLOCK` consecutive ids (ids that are not numbers form one block,
-first, as they sort first), and consecutive blocks are packed into parts of at most
-`ATTRIBUTION_ROWS_PER_PART` rows (a block is never split, so a part exceeds that only when a
-million consecutive Flickr ids hold that many kept photos). Each part is sorted by one worker and
+ids are counted per block (their number of digits and first `BLOCK_DIGITS` digits: ranges of 10^7
+consecutive ids for Flickr's 11-digit ids, and never more than ~180,000 blocks whatever ids a table
+holds; ids that are not numbers form one block, first, as they sort first), and consecutive blocks
+are packed into parts of at most `ATTRIBUTION_ROWS_PER_PART` rows (a block is never split, so a
+part exceeds that only when one block holds that many kept photos). Each part is sorted by one worker and
 written as CSV lines under the staging folder's `_parts/` (never published); the last step copies
 them, in order, after the header, and deletes them.
 """
@@ -27,7 +28,7 @@ from pipeline.records import Photo
 
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
 ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
-ID_BLOCK = 1_000_000  # ids counted together; Flickr's ~5 * 10^10 ids make ~50,000 blocks
+BLOCK_DIGITS = 4  # leading digits that name a block (with the digit count)
 _COPY_CHUNK = 1 << 20
 
 
@@ -46,15 +47,19 @@ def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
     return csv_bytes(ATTRIBUTION_COLUMNS, sorted(rows, key=attribution_order))
 
 
-def id_block(row: tuple[str, ...]) -> int:
-    """The row's block: monotone in `attribution_order`, so blocks in order are rows in order."""
-    return attribution_order(row)[0] // ID_BLOCK if row[0].isdigit() else -1
+def id_block(row: tuple[str, ...]) -> tuple[int, str]:
+    """The row's block, monotone in `attribution_order` (numbers without leading zeros compare as
+    their digit count, then their digits), so blocks in order are rows in order."""
+    if not row[0].isdigit():
+        return (-1, "")
+    digits = str(int(row[0]))
+    return (len(digits), digits[:BLOCK_DIGITS])
 
 
-def plan_parts(block_counts: Iterable[tuple[int, int]], rows_per_part: int) -> dict[int, int]:
+def plan_parts(block_counts: Iterable[tuple[tuple[int, str], int]], rows_per_part: int) -> dict[tuple[int, str], int]:
     """{block: part}: consecutive blocks packed into parts of at most `rows_per_part` rows (a block
     larger than that is a part of its own)."""
-    plan: dict[int, int] = {}
+    plan: dict[tuple[int, str], int] = {}
     part, filled = 0, 0
     for block, count in sorted(block_counts):
         if filled and filled + count > rows_per_part:
@@ -111,7 +116,7 @@ class WriteAttribution(beam.PTransform):
             rows
             | "Block" >> beam.Map(lambda row: (id_block(row), 1))
             | "PerBlock" >> beam.CombinePerKey(sum)
-            | "Blocks" >> beam.combiners.ToList()  # one (block, count) per block: ~50,000 at most for Flickr ids
+            | "Blocks" >> beam.combiners.ToList()  # one (block, count) per block: 180,000 at most
             | "Plan" >> beam.Map(plan_parts, per_part)
         )
         return (
