@@ -29,7 +29,11 @@ class KeptIndex:
     def __init__(self, masks: Sequence[int]) -> None:
         self._buckets = PigeonholeBuckets(masks)
         self._nodes: list[Node] = []
-        self.probes = 0  # hashes compared, all probes together
+
+    @property
+    def probes(self) -> int:
+        """Stored hashes compared, all probes together (an entry met under several keys counts each time)."""
+        return self._buckets.compared
 
     def add(self, node: Node) -> None:
         self._buckets.add(node.value, len(self._nodes))
@@ -37,16 +41,11 @@ class KeptIndex:
 
     def near(self, node: Node, distance: int, dhash_distance: int) -> list[tuple[Node, int]]:
         """Every kept representative within `distance` of `node` (and dHash-confirmed), with its distance."""
-        candidates = self._buckets.candidates(node.value)
-        self.probes += len(candidates)
-        COMPARISONS.inc(len(candidates))
-        found = []
-        for position in candidates:
-            other = self._nodes[position]
-            gap = (other.value ^ node.value).bit_count()
-            if gap <= distance and confirmed(node, other, dhash_distance):
-                found.append((other, gap))
-        return found
+        before = self._buckets.compared
+        close = self._buckets.within(node.value, distance)
+        COMPARISONS.inc(self._buckets.compared - before)
+        return [(self._nodes[position], gap) for position, gap in close.items()
+                if confirmed(node, self._nodes[position], dhash_distance)]
 
 
 def greedy_survivors(nodes: Iterable[Node], masks: Sequence[int], distance: int, dhash_distance: int,
