@@ -115,11 +115,13 @@ def _cover(hashes: Hashes, distance: int, dhash_distance: int) -> np.ndarray:
     """Flags found cheaply in a large bucket: every hash against up to LEADERS leaders, hashes taken
     in order that met no earlier leader. In a dense cluster (thousands within a few bits of one
     another) nearly every hash meets a leader and is answered here for LEADERS comparisons instead of
-    n; in a sparse bucket the leaders fill up unmet and little is lost. Hashes left unflagged are
-    searched in full by the caller."""
+    n. A sparse bucket shows itself at once (under a quarter of the hashes met so far meet a leader):
+    the cover stops there, having cost little more than LEADERS^2 comparisons. Hashes left unflagged are searched
+    in full by the caller."""
     count = len(hashes.value)
     flags = np.zeros(count, dtype=bool)
     leaders = np.empty(0, dtype=np.int64)
+    met_so_far = 0
     for start in range(0, count, LEADERS):
         rows = np.arange(start, min(count, start + LEADERS))
         met = np.zeros(len(rows), dtype=bool)
@@ -128,6 +130,9 @@ def _cover(hashes: Hashes, distance: int, dhash_distance: int) -> np.ndarray:
             met = close.any(axis=1)
             flags[rows] |= met
             flags[leaders] |= close.any(axis=0)
+            met_so_far += int(met.sum())
+            if 4 * met_so_far < start + len(rows) - LEADERS:  # under a quarter met: sparse, stop here
+                break
         leaders = np.concatenate([leaders, rows[~met][:LEADERS - len(leaders)]])
     return flags
 
@@ -150,7 +155,7 @@ def close_flags(hashes: Hashes, distance: int, dhash_distance: int, fixed_mask: 
     flags = np.zeros(count, dtype=bool)
     if count < 2 or hashes.previous.all():  # two previous-release hashes are never a pair
         return flags
-    if count > bucket_cap:
+    if count > max(bucket_cap, LEADERS):  # smaller buckets cost little more to search in full
         flags |= _cover(hashes, distance, dhash_distance)
         wanted = wanted & ~flags
         if not wanted.any():
