@@ -29,7 +29,8 @@ def test_a_detector_blinded_by_its_normalisation_is_named():
     specs = select(load_registry(), "default")
     blind = [dataclasses.replace(s, input=dataclasses.replace(s.input, scale=0.0001)) if s.name == "centerface"
              else s for s in specs]
-    with pytest.raises(BlindDetector, match=r"detector centerface does not see the people .* centerface\.face"):
+    with pytest.raises(BlindDetector, match=r"detector centerface does not tell people from clean photos: its best "
+                                            r"centerface\.face is 0\.007 on .* and 0\.007 on"):
         check_canaries(blind, builtin_fusion(), RUNTIME, 512)
 
 
@@ -47,8 +48,28 @@ def test_a_selection_without_human_classes_has_nothing_to_check():
 
 def test_the_canaries_are_people_stored_as_a_run_stores_them():
     jpegs = canary_jpegs(512)
-    assert [name for name, *_ in CANARIES] == ["astronaut", "cameraman", "cameraman's hands"]
-    assert all(jpeg[:2] == b"\xff\xd8" for jpeg in jpegs) and len(set(jpegs)) == 3
+    assert [name for name, *_ in CANARIES] == ["astronaut", "cameraman", "cameraman's hands", "coffee cup",
+                                               "brick wall"]
+    assert all(jpeg[:2] == b"\xff\xd8" for jpeg in jpegs) and len(set(jpegs)) == 5
+
+
+def test_every_registered_detector_and_the_pose_candidate_pass():
+    """Every built-in detector tells the people from the clean photos, the hand detector too, and the
+    documented pose candidate (its band starts at 0.9, above its best on the canaries) is not refused."""
+    registry = load_registry()
+    for extra in ("mediapipe_pose", "mediapipe_palm"):
+        specs = select(registry, f"centerface,ssdlite_person,open_nsfw,nanodet_person,{extra}")
+        check_canaries(specs, builtin_fusion(), RUNTIME, 512)
+    candidate = load_registry(str(BUILTIN_REGISTRY.parent / "candidate_pose_review.json"))
+    specs = select(candidate, "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose")
+    check_canaries(specs, builtin_fusion(), RUNTIME, 512)
+
+
+def test_the_pose_detector_alone_would_keep_the_cameraman_and_is_refused():
+    """It sees people (0.81 on the astronaut, 0.30 at most on the clean photos), but at its threshold
+    and band alone it keeps the cameraman (0.62): a selection that would publish him."""
+    with pytest.raises(BlindDetector, match="would keep the canary photo of the cameraman"):
+        check_canaries(select(load_registry(), "mediapipe_pose"), None, RUNTIME, 512)
 
 
 def test_a_blind_registry_entry_stops_the_run_at_launch_and_skip_canary_runs_anyway(tmp_path, capsys):
@@ -62,6 +83,6 @@ def test_a_blind_registry_entry_stops_the_run_at_launch_and_skip_canary_runs_any
     base = ["run", f"--input={tmp_path / 'in.tsv'}", f"--model_registry={tmp_path / 'mine.json'}", *LOCAL,
             "--allow_empty"]
     assert main([*base, f"--output={tmp_path / 'out'}"]) == 2
-    assert "detector centerface does not see the people" in capsys.readouterr().err
+    assert "detector centerface does not tell people from clean photos" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main([*base, f"--output={tmp_path / 'out2'}", "--skip_canary"]) == 0
