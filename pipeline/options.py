@@ -223,7 +223,7 @@ def _declarations() -> list[Declared]:
              "up to the threshold go to review/. Equal to the threshold: no band.")
     add("--detect_device", Role.OPERATIONAL, default="auto", choices=("auto", "cpu", "cuda"),
         help="auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU; cuda: CUDA or fail.")
-    add("--skip_canary", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
+    add("--skip_canary", Role.INHERITED, nargs="?", const=True, default=False, type=flag,
         help="Run even if a selected detector, or the decision, does not see the people in the canary "
              "photos the package ships (checked at launch: a blind detector would publish people).")
     add("--require_gpu", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,

@@ -80,26 +80,51 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
                     label="hostile id")
 
 
-def test_a_shard_that_cannot_be_read_is_one_rejection_and_the_others_carry_over(tmp_path):
-    """A text cell that is no UTF-8 (written past pyarrow's checks) and a truncated file: each shard
-    is one `unreadable_file` rejection naming it; the refresh goes on with the readable shard."""
+def test_rows_a_shard_cannot_decode_are_rejected_by_photo_id_and_the_others_carry_over(tmp_path):
+    """A text cell that is no UTF-8 (written past pyarrow's checks): every row of that shard is one
+    `unreadable_row` rejection under its own photo id (so the ledger and changelog name it); the
+    readable shard carries over."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     carry(tmp_path, [released(1), released(2)])
-    table = pq.read_table(tmp_path / "parquet" / "pass-00000-of-00001.parquet")
+    (tmp_path / "other").mkdir()
+    carry(tmp_path / "other", [released(3), released(4)])
+    table = pq.read_table(tmp_path / "other" / "parquet" / "pass-00000-of-00001.parquet")
     data, offsets = pa.py_buffer(b"ok\xff\xfe"), pa.py_buffer(np.array([0, 2, 4], dtype=np.int32).tobytes())
     bad_title = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
     pq.write_table(table.set_column(table.schema.get_field_index("title"), "title", bad_title),
-                   tmp_path / "parquet" / "pass-00001-of-00003.parquet")
-    whole = (tmp_path / "parquet" / "pass-00000-of-00001.parquet").read_bytes()
-    (tmp_path / "parquet" / "pass-00002-of-00003.parquet").write_bytes(whole[: len(whole) // 2])
+                   tmp_path / "parquet" / "pass-00001-of-00002.parquet")
     with local_pipeline() as p:
         carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
         assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1", "2"]), label="kept")
-        assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)), equal_to(
-            [(f"2026-09/parquet/pass-0000{i}-of-00003.parquet", "carry", "unreadable_file") for i in (1, 2)]),
-            label="rejected")
+        assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.source_ref)), equal_to(
+            [(str(i), "carry", "unreadable_row", f"2026-09/parquet/pass-00001-of-00002.parquet:{i - 2}")
+             for i in (3, 4)]), label="rejected")
+
+
+def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejection(tmp_path, monkeypatch):
+    """A shard with not even its ids readable (it passed verify, so it was resealed after damage) fails
+    the job; a read that fails (a connection reset) fails the bundle, for the runner to retry, instead
+    of becoming a rejection that would drop the shard's photos from the release for good."""
+    import requests
+
+    from pipeline.release import carry as carry_module
+
+    carry(tmp_path, [released(1)])
+    whole = (tmp_path / "parquet" / "pass-00000-of-00001.parquet").read_bytes()
+    (tmp_path / "parquet" / "pass-00001-of-00002.parquet").write_bytes(whole[: len(whole) // 2])
+    cut_short = r"pass-00001-of-00002\.parquet of the previous release cannot be read"
+    with pytest.raises(Exception, match=cut_short), local_pipeline() as p:
+        _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+    (tmp_path / "parquet" / "pass-00001-of-00002.parquet").unlink()
+
+    def reset(path):
+        raise requests.exceptions.ConnectionError("Connection aborted.")
+
+    monkeypatch.setattr(carry_module, "read_bytes", reset)
+    with pytest.raises(Exception, match="Connection aborted"), local_pipeline() as p:
+        _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
 
 
 def test_a_release_without_shards_is_refused(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -314,3 +315,35 @@ def test_a_refresh_finishes_its_release_under_the_runs_lock(first_yfcc_release, 
     assert locked == [True] and not (target / LOCK).exists()
     assert not (target / "datasheet" / "plot-from-a-killed-refresh.png").exists()
     assert (target / "CHANGELOG.md").read_text() != "stale" and main(["verify", str(target)]) == 0
+
+
+def test_rows_of_a_shard_that_cannot_be_decoded_are_rejected_by_id_in_a_real_refresh(first_yfcc_release, tmp_path):
+    """A title that is no UTF-8 in a shard of the previous release (resealed, so verify passes): each of
+    that shard's photos is counted as an input and rejected under its id (carry / unreadable_row), the
+    changelog names them under that reason, and the ledger does not call them kept — so a later source
+    listing them again has them fetched and judged, not skipped as decided."""
+    import numpy as np
+    import pyarrow as pa
+
+    server, _metadata, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    shard = max(sorted((previous / "parquet").glob("*.parquet")), key=lambda s: pq.read_metadata(s).num_rows)
+    table = pq.read_table(shard)
+    titles = [(t or "").encode() for t in table.column("title").to_pylist()]
+    titles[0] = b"ok\xff\xfe"
+    offsets = np.cumsum([0, *map(len, titles)]).astype(np.int32)
+    bad = pa.Array.from_buffers(pa.string(), len(titles), [None, pa.py_buffer(offsets.tobytes()),
+                                                           pa.py_buffer(b"".join(titles))])
+    pq.write_table(table.set_column(table.schema.get_field_index("title"), "title", bad), shard)
+    lost = sorted(pq.read_table(shard, columns=["photo_id"]).column(0).to_pylist())
+    _reseal(previous)
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--allowed_hosts={server.host}", "--allow_empty", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    stats = json.loads((second / "stats.json").read_text())
+    assert stats["accounted"] and stats["input_rows"] == len(released(first))
+    assert stats["rejections_by_stage"]["carry"] == {"unreadable_row": len(lost)}
+    assert json.loads((second / "changelog.json").read_text())["removed"] == {"carry/unreadable_row": lost}
+    ledger = {row["photo_id"]: row["decision"] for row in pq.read_table(second / "ledger").to_pylist()}
+    assert all(ledger.get(photo_id) != "kept" for photo_id in lost)

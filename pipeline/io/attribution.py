@@ -8,8 +8,8 @@ consecutive ids for Flickr's 11-digit ids, and never more than ~180,000 blocks w
 holds; ids that are not numbers form one block, first, as they sort first), and consecutive blocks
 are packed into parts of at most `ATTRIBUTION_ROWS_PER_PART` rows (a block is never split, so a
 part exceeds that only when one block holds that many kept photos). Each part is sorted by one worker and
-written as CSV lines under the staging folder's `_parts/` (never published); the last step copies
-them, in order, after the header, and deletes them.
+written as CSV lines under the staging folder's `_parts/` (never published, removed with the
+staging folder); the last step copies them, in order, after the header.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class _WritePart(beam.DoFn):
 
 
 def _concatenate(output: str, folder: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The header, then each part's bytes in order, copied a chunk at a time; the parts deleted after."""
+    """The header, then each part's bytes in order, copied a chunk at a time."""
     paths = [FileSystems.join(folder, part_name(entry["part"])) for entry in sorted(parts, key=lambda e: e["part"])]
 
     def write(handle: BinaryIO) -> None:
@@ -96,9 +96,8 @@ def _concatenate(output: str, folder: str, parts: list[dict[str, Any]]) -> dict[
                 while chunk := part.read(_COPY_CHUNK):
                     handle.write(chunk)
 
+    # The parts stay: a retried step reads them again, and publish leaves _parts/ with the staging folder.
     entry = write_atomically(FileSystems.join(output, ATTRIBUTION), write)
-    if paths:
-        FileSystems.delete(paths)  # a staging folder's scratch: publish leaves behind any a kill left
     return {"path": ATTRIBUTION, "format": "attribution", "records": sum(e["records"] for e in parts), **entry}
 
 

@@ -23,11 +23,12 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.files import matching, read_parquet
+from pipeline.io.files import matching, read_bytes
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -65,21 +66,39 @@ def _canonical_license_fields(row: dict) -> dict[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class UnreadableShard:
-    """What _read_shard gives, in place of rows, for a shard it cannot read."""
+class UnreadableRow:
+    """In place of a row its shard holds but cannot give (a text cell that is no UTF-8 in it): the
+    row's photo id as the shard gives it, and why."""
 
+    photo_id: object
     why: str
 
 
-def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableShard]]:
-    """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot. A shard
-    that is no Parquet a run writes (a text cell that is no UTF-8, a truncated file) is one
-    UnreadableShard, which CheckRows rejects: not a failure of the whole refresh."""
+class UnreadableShard(ValueError):
+    """A shard of the previous release that is no Parquet at all (cut short): not even its ids can be read."""
+
+
+def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
+    """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot.
+
+    The bytes are read first, outside any handler: a read that fails (a connection reset) fails the
+    bundle, which the runner retries, never a rejection. A shard whose rows cannot be decoded but whose
+    ids can gives one UnreadableRow per row, which CheckRows rejects by photo id (so the ledger and the
+    changelog name each); a shard without even readable ids fails the refresh (it passed `verify`
+    against its manifest, so it was resealed after damage: refresh from an intact copy)."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
+    data = read_bytes(path)
     try:
-        rows = read_parquet(path).to_pylist()
-    except (OSError, ValueError, pa.ArrowException) as err:  # UnicodeDecodeError and ArrowInvalid are ValueErrors
-        yield name, UnreadableShard(f"{type(err).__name__}: {str(err)[:300]}")
+        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+    except (OSError, ValueError, pa.ArrowException) as err:  # decoding only: the bytes are in memory
+        why = f"{type(err).__name__}: {str(err)[:300]}"
+        try:
+            ids = pq.read_table(io.BytesIO(data), columns=["photo_id"]).column("photo_id").to_pylist()
+        except (OSError, ValueError, KeyError, pa.ArrowException):
+            raise UnreadableShard(f"{name} of the previous release cannot be read ({why}); refresh from an "
+                                  "intact copy of the release") from None
+        for index, photo_id in enumerate(ids, start=1):
+            yield f"{name}:{index}", UnreadableRow(photo_id, why)
         return
     for index, row in enumerate(rows, start=1):
         yield f"{name}:{index}", row
@@ -130,8 +149,8 @@ class _CheckRow(beam.DoFn):
     def process(self, item: tuple[str, dict | UnreadableShard]) -> Iterator:
         where, row = item
         ref = f"{self._release}/parquet/{where}"
-        if isinstance(row, UnreadableShard):
-            yield reject(Rejection(ref, STAGE, "unreadable_file", row.why, "", ref))
+        if isinstance(row, UnreadableRow):
+            yield reject(Rejection(_id_or(row.photo_id, ref), STAGE, "unreadable_row", row.why, "", ref))
             return
         problem = row_problem(row, self._max_pixels)
         if problem is None:
@@ -142,9 +161,13 @@ class _CheckRow(beam.DoFn):
                 return
             except (TypeError, ValueError, KeyError) as err:  # a field of another type than a run writes
                 problem = ("bad_field", f"{type(err).__name__}: {str(err)[:200]}")
-        shown = row.get("photo_id")
-        photo_id = shown if isinstance(shown, str) and shown.isascii() and shown.isdigit() else ref
-        yield reject(Rejection(photo_id, STAGE, problem[0], problem[1][:300], "", ref))
+        yield reject(Rejection(_id_or(row.get("photo_id"), ref), STAGE, problem[0], problem[1][:300], "", ref))
+
+
+def _id_or(shown: object, ref: str) -> str:
+    """The row's photo id where it is a plain number; else the row's place (a hostile id never becomes
+    a rejection's photo id: it reaches tables and file names)."""
+    return shown if isinstance(shown, str) and shown.isascii() and shown.isdigit() else ref
 
 
 class ReadRelease(beam.PTransform):
