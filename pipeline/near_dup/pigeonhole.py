@@ -81,15 +81,21 @@ def dhash_agrees(dhash_a: np.ndarray, known_a: np.ndarray, dhash_b: np.ndarray, 
     return ~(known_a & known_b) | (np.bitwise_count(dhash_a ^ dhash_b) <= dhash_distance)
 
 
-def _pairs(hashes: Hashes, rows: np.ndarray, columns: np.ndarray, distance: int, dhash_distance: int) -> np.ndarray:
+def _pairs(hashes: Hashes, rows: np.ndarray, columns: np.ndarray, distance: int, dhash_distance: int,
+           columns_are_all: bool = False) -> np.ndarray:
     """rows x columns: which are partners (within `distance`, dHash-confirmed, not one hash twice,
-    not two previous-release hashes)."""
+    not two previous-release hashes). `columns_are_all`: columns is every hash in order, so a row
+    meets itself at (k, rows[k]); otherwise rows and columns never share a hash. Each filter runs only
+    where it can change something: these are full rows x columns passes, the bulk of the search."""
     COMPARISONS.inc(len(rows) * len(columns))
     close = np.bitwise_count(hashes.value[rows, None] ^ hashes.value[None, columns]) <= distance
-    close &= dhash_agrees(hashes.dhash[rows, None], hashes.has_dhash[rows, None], hashes.dhash[None, columns],
-                          hashes.has_dhash[None, columns], dhash_distance)
-    close &= rows[:, None] != columns[None, :]
-    close &= ~(hashes.previous[rows, None] & hashes.previous[None, columns])
+    if dhash_distance >= 0:
+        close &= dhash_agrees(hashes.dhash[rows, None], hashes.has_dhash[rows, None], hashes.dhash[None, columns],
+                              hashes.has_dhash[None, columns], dhash_distance)
+    if columns_are_all:
+        close[np.arange(len(rows)), rows] = False
+    if hashes.previous[rows].any() and hashes.previous[columns].any():
+        close &= ~(hashes.previous[rows, None] & hashes.previous[None, columns])
     return close
 
 
@@ -98,14 +104,25 @@ def _flags_brute(hashes: Hashes, distance: int, dhash_distance: int, wanted: np.
     each wanted previous-release one against the new ones only, vectorised in steps of at most
     _BRUTE_CELLS comparisons, so a bucket of any size costs bounded memory."""
     count = len(hashes.value)
+    if count * count <= _BRUTE_CELLS and not hashes.previous.any() and wanted.all():
+        # The common leaf (a small group of new hashes, all asked): one symmetric pass. Leaves are many
+        # (hundreds of thousands in a large sparse bucket), so their per-call overhead is the cost.
+        COMPARISONS.inc(count * count)
+        close = np.bitwise_count(hashes.value[:, None] ^ hashes.value[None, :]) <= distance
+        if dhash_distance >= 0:
+            close &= dhash_agrees(hashes.dhash[:, None], hashes.has_dhash[:, None], hashes.dhash[None, :],
+                                  hashes.has_dhash[None, :], dhash_distance)
+        np.fill_diagonal(close, False)
+        return close.any(axis=1)
     flags = np.zeros(count, dtype=bool)
     new = np.flatnonzero(~hashes.previous)
-    for rows_of, columns in ((wanted & ~hashes.previous, np.arange(count)), (wanted & hashes.previous, new)):
+    for rows_of, columns, every in ((wanted & ~hashes.previous, np.arange(count), True),
+                                    (wanted & hashes.previous, new, False)):
         queries = np.flatnonzero(rows_of)
         step = max(1, _BRUTE_CELLS // max(1, len(columns)))
         for start in range(0, len(queries), step):
             rows = queries[start:start + step]
-            close = _pairs(hashes, rows, columns, distance, dhash_distance)
+            close = _pairs(hashes, rows, columns, distance, dhash_distance, columns_are_all=every)
             flags[rows] |= close.any(axis=1)
             flags[columns] |= close.any(axis=0)
     return flags
