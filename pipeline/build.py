@@ -339,10 +339,9 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     def count(name: str) -> beam.PCollection:  # one of the tally's counts, as a one-element PCollection
         return tally | f"Count.{name}" >> beam.Map(lambda counts: counts[name])
 
-    kept_count = count(report.KEPT_ROW)
     outputs = [
         kept | "WriteDataset" >> sinks.WriteDataset(output, split_list(opts.formats), opts.shards,
-                                                    opts.images_per_shard, staged_images, kept_count),
+                                                    opts.images_per_shard, staged_images, count(report.KEPT_ROW)),
         rejections | "WriteRejections" >> sinks.WriteRejections(output, count(report.REJECTED)),
         kept | "WriteAttribution" >> WriteAttribution(output),
         pipeline | "WriteDatasetCard" >> WriteDatasetCard(output, split_list(opts.formats),

@@ -66,9 +66,9 @@ _SCORED: dict[tuple, list[dict[str, float]]] = {}  # one launch's scores, for th
 
 
 def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int) -> list[dict[str, float]]:
-    """Per canary, every selected detector's best score per class. On the launcher's CPU unless the
-    job runs here on a GPU it asked for (a Dataflow launcher has none); the same specs (normalisation
-    included), tiling and size are scored once per process."""
+    """Per canary, every selected detector's best score per class, on the job's --detect_device except
+    that `cuda` becomes the CPU and no GPU is required (a Dataflow launcher has none); the same specs
+    (normalisation included), tiling and size are scored once per process."""
     runtime = dataclasses.replace(runtime, require_gpu=False, device="cpu" if runtime.device == "cuda" else
                                   runtime.device)
     key = (repr(specs), runtime.device, runtime.tile_min_side, runtime.intra_op_threads, max_side)
@@ -76,12 +76,11 @@ def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: i
         photos = [Photo(name, image=jpeg) for (name, *_), jpeg in zip(CANARIES, canary_jpegs(max_side), strict=True)]
         scores: list[dict[str, float]] = [{} for _ in photos]
         for spec in specs:
-            # A session of its own, dropped when scored: the job's workers (other processes, or
-            # Dataflow's machines) load their own, and the launcher should not hold a copy meanwhile.
+            # A session of its own (not the process's shared one), gone once scored: the job's workers
+            # (other processes, or Dataflow's machines) load their own, the launcher holds no copy meanwhile.
             session = create_session(spec, runtime)
             for index, classes in enumerate(photo_scores(spec, session, photos, runtime.tile_min_side)):
                 scores[index].update({spec.score_name(cls): value for cls, value in classes.items()})
-            del session
         _SCORED[key] = scores
     return _SCORED[key]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -38,11 +38,31 @@ logging.getLogger().addFilter(_QuietTagWarning())
 KEPT = "kept"
 REJECTED = "rejected"
 FAILED = "failed"
+T = TypeVar("T")
 
 
 class StageOutput(NamedTuple):
     kept: beam.PCollection
     rejected: beam.PCollection
+
+
+def best_and_rest(group: Iterable[T], key: Callable[[T], Any]) -> tuple[T, Iterator[T]]:
+    """A group's value with the smallest key (the first of equals) and an iterator over all the
+    others, in two passes over the group, never a list of it: a GroupByKey's values can be iterated
+    again (on Dataflow they are paged in from the shuffle), and a blank image shared by 10^5 uploads
+    is one group of 10^5 photos. `group` must be re-iterable in the same order."""
+    best = min(group, key=key)
+    best_key = key(best)
+
+    def rest() -> Iterator[T]:
+        passed = False
+        for value in group:
+            if not passed and key(value) == best_key:  # the best itself, met again
+                passed = True
+                continue
+            yield value
+
+    return best, rest()
 
 
 def reject(rejection: Rejection) -> pvalue.TaggedOutput:

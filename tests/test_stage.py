@@ -1,5 +1,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.records import Photo, PhotoCoder, Rejection, RejectionCoder
 from pipeline.stage import apply_stage, empty, flatten, reject
@@ -92,3 +94,12 @@ def test_the_shared_empty_collection_does_not_keep_its_pipeline_alive():
     del pipeline
     gc.collect()
     assert gone() is None  # a test session builds hundreds of pipelines: none may stay in memory
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers()), min_size=1, max_size=30))
+def test_best_and_rest_is_the_first_smallest_and_every_other_value(values):
+    from pipeline.stage import best_and_rest
+
+    best, rest = best_and_rest(values, key=lambda value: value[0])
+    first = min(range(len(values)), key=lambda i: values[i][0])
+    assert best is values[first] and list(rest) == values[:first] + values[first + 1:]

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from pipeline.io.files import write_atomically
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
-from pipeline.io.sinks import csv_bytes, csv_cell
+from pipeline.io.sinks import csv_bytes, csv_lines
 from pipeline.records import Photo
 
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
@@ -80,7 +80,7 @@ class _WritePart(beam.DoFn):
     def process(self, keyed: tuple[int, Iterable[tuple[str, ...]]]) -> Iterable[dict[str, Any]]:
         part, rows = keyed
         ordered = sorted(rows, key=attribution_order)
-        payload = "".join(",".join(csv_cell(value) for value in row) + "\n" for row in ordered).encode("utf-8")
+        payload = csv_lines(ordered)
         write_atomically(FileSystems.join(self._folder, part_name(part)), lambda handle: handle.write(payload))
         yield {"part": part, "records": len(ordered)}
 
@@ -90,7 +90,7 @@ def _concatenate(output: str, folder: str, parts: list[dict[str, Any]]) -> dict[
     paths = [FileSystems.join(folder, part_name(entry["part"])) for entry in sorted(parts, key=lambda e: e["part"])]
 
     def write(handle: BinaryIO) -> None:
-        handle.write(csv_bytes(ATTRIBUTION_COLUMNS, []))
+        handle.write(csv_lines([ATTRIBUTION_COLUMNS]))
         for path in paths:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as part:
                 while chunk := part.read(_COPY_CHUNK):

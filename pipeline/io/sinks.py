@@ -215,7 +215,11 @@ def csv_text(cell: str) -> str:
     return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
 
 
+def csv_lines(rows: Iterable[Iterable[str]]) -> bytes:
+    """CSV lines (UTF-8, "\\n" line ends) whose every cell went through csv_cell."""
+    return "".join(",".join(csv_cell(str(value)) for value in row) + "\n" for row in rows).encode("utf-8")
+
+
 def csv_bytes(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
-    """A CSV file (UTF-8, "\\n" line ends) whose every cell went through csv_cell."""
-    lines = (",".join(csv_cell(str(value)) for value in row) + "\n" for row in (header, *rows))
-    return "".join(lines).encode("utf-8")
+    """A CSV file: its header line, then its rows (`csv_lines`)."""
+    return csv_lines((header, *rows))

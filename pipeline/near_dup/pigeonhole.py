@@ -107,13 +107,8 @@ def _flags_brute(hashes: Hashes, distance: int, dhash_distance: int, wanted: np.
     if count * count <= _BRUTE_CELLS and not hashes.previous.any() and wanted.all():
         # The common leaf (a small group of new hashes, all asked): one symmetric pass. Leaves are many
         # (hundreds of thousands in a large sparse bucket), so their per-call overhead is the cost.
-        COMPARISONS.inc(count * count)
-        close = np.bitwise_count(hashes.value[:, None] ^ hashes.value[None, :]) <= distance
-        if dhash_distance >= 0:
-            close &= dhash_agrees(hashes.dhash[:, None], hashes.has_dhash[:, None], hashes.dhash[None, :],
-                                  hashes.has_dhash[None, :], dhash_distance)
-        np.fill_diagonal(close, False)
-        return close.any(axis=1)
+        every = np.arange(count)
+        return _pairs(hashes, every, every, distance, dhash_distance, columns_are_all=True).any(axis=1)
     flags = np.zeros(count, dtype=bool)
     new = np.flatnonzero(~hashes.previous)
     for rows_of, columns, every in ((wanted & ~hashes.previous, np.arange(count), True),

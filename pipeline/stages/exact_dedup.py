@@ -16,25 +16,17 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 
 from pipeline.records import Photo, Rejection, survivor_rank
-from pipeline.stage import StageOutput, apply_keyed_stage, reject
+from pipeline.stage import StageOutput, apply_keyed_stage, best_and_rest, reject
 
 STAGE = "exact_dedup"
 
 
 class _KeepSurvivor(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
-        # Two passes over the group (a GroupByKey's values can be iterated again; on Dataflow they are
-        # paged in from the shuffle): the first finds the survivor, the second rejects every other copy
-        # as it goes. Never a list of the group: a blank image shared by 10^5 uploads is 10^5 photos.
         _, photos = keyed
-        best = min(photos, key=survivor_rank)
-        best_rank = survivor_rank(best)
+        best, copies = best_and_rest(photos, survivor_rank)
         yield best
-        passed = False
-        for photo in photos:
-            if not passed and survivor_rank(photo) == best_rank:  # the survivor itself, met again
-                passed = True
-                continue
+        for photo in copies:
             same_bytes = photo.download_sha256 == best.download_sha256
             detail = "identical downloaded bytes" if same_bytes else "identical pixels after normalisation"
             yield reject(Rejection.of(photo.replace(image=b""), STAGE, "duplicate", detail,

@@ -42,7 +42,7 @@ from pipeline.near_dup.candidate_pairs import node_id
 from pipeline.near_dup.greedy import greedy_survivors
 from pipeline.near_dup.pigeonhole import HASH_BITS, Node, key_masks, previous_node
 from pipeline.records import Photo, Rejection, survivor_rank
-from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stage import StageOutput, apply_stage, best_and_rest, reject
 
 STAGE = "near_dedup"
 
@@ -95,31 +95,34 @@ def _greedy(nodes: Iterable[Node], masks: list[int], distance: int, dhash_distan
     return [(node.group, decision) for node, decision in decisions.items()]
 
 
+class _Tagged:
+    """One tag's values in a tagged group, iterable again as the group is."""
+
+    def __init__(self, tagged: Iterable[tuple[str, object]], tag: str) -> None:
+        self._tagged, self._tag = tagged, tag
+
+    def __iter__(self) -> Iterator:
+        return (value for tag, value in self._tagged if tag == self._tag)
+
+
 class _Resolve(beam.DoFn):
     """Per collapse key (pHash): its photos, tagged ("photo", Photo), and the decision of its
-    representative, tagged ("dropped", decision), if it was dropped. Passes over the group (a
-    GroupByKey's values can be iterated again; on Dataflow they are paged in from the shuffle), never
-    a list of it: a blank image shared by 10^5 uploads is one group of 10^5 photos."""
+    representative, tagged ("dropped", decision), if it was dropped; read in passes, never listed
+    (`stage.best_and_rest`)."""
 
     def process(self, keyed: tuple[str, Iterable[tuple[str, object]]]) -> Iterator:
         _, tagged = keyed
-        decision = next((value for tag, value in tagged if tag == "dropped"), None)
-        best = None
+        photos = _Tagged(tagged, "photo")
+        decision = next(iter(_Tagged(tagged, "dropped")), None)
         if decision is None:
-            best = min((value for tag, value in tagged if tag == "photo"), key=survivor_rank)
+            best, dropped = best_and_rest(photos, survivor_rank)
             survivor, distance, previous = best.photo_id, 0, False
             yield best
         else:
-            survivor, distance, previous = decision
+            dropped, (survivor, distance, previous) = iter(photos), decision
         detail = f"pHash distance {distance}" + (" (identical pHash)" if distance == 0 else "")
         detail += " to an image of the previous release" if previous else ""
-        passed = best is None
-        for tag, photo in tagged:
-            if tag != "photo":
-                continue
-            if not passed and survivor_rank(photo) == survivor_rank(best):  # the survivor itself, met again
-                passed = True
-                continue
+        for photo in dropped:
             yield reject(Rejection.of(photo, STAGE, "near_duplicate", detail, duplicate_of=survivor))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
-from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stage import StageOutput, apply_stage, best_and_rest, reject
 
 STAGE = "unique_id"
 
@@ -34,17 +34,10 @@ def id_key(photo: Photo) -> str:
 
 class _KeepFirst(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
-        # Two passes over the group (re-iterable), never a list of it: the first finds the first
-        # occurrence, the second rejects every other as it goes.
         _, photos = keyed
-        first = min(photos, key=source_order)
-        first_order = source_order(first)
+        first, repeats = best_and_rest(photos, source_order)
         yield first
-        passed = False
-        for repeat in photos:
-            if not passed and source_order(repeat) == first_order:  # the first occurrence itself, met again
-                passed = True
-                continue
+        for repeat in repeats:
             yield reject(Rejection.of(repeat, STAGE, "repeated_id", f"same photo id as {first.source_ref}",
                                       duplicate_of=first.photo_id))
 
