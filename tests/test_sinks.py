@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import WriteDataset, shard_count, shard_of
-from tests.conftest import local_pipeline, photo, real_jpeg
+from tests.conftest import local_pipeline, peak_bytes_consuming, photo, real_jpeg
 
 
 def test_shard_of_is_stable_and_roughly_uniform():
@@ -130,3 +130,65 @@ def test_csv_text_gives_back_exactly_what_csv_cell_was_given(text):
     row = next(csv.reader(io.StringIO(csv_bytes(["note"], [[text]]).decode("utf-8").split("\n", 1)[1])), [""])
     cell = row[0] if row else ""
     assert csv_text(cell) == text and not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def _staged_shard(folder, count: int, size: int):
+    """`count` photos whose distinct `size`-byte images are staged under `folder`, the photos without them."""
+    from pipeline.io.staged_images import stage_image
+
+    photos = []
+    for index in range(count):
+        image = index.to_bytes(4, "big") * (size // 4)
+        full = photo(str(index + 1), image=image, sha256=hashlib.sha256(image).hexdigest(), width=512, height=384)
+        photos.append(stage_image(str(folder), full))
+    return photos
+
+
+def test_a_shard_is_written_from_one_read_of_each_image_and_never_held_whole(tmp_path, monkeypatch):
+    """Every format of a dataset shard comes from one read of each staged image, a few images in memory at a
+    time (the writers used to list the shard's images: 5,000 x ~60 KiB per shard), with the bytes the
+    format writers give for the listed photos."""
+    from pipeline.io import formats, sinks, staged_images
+
+    size, count = 192 * 1024, 200  # 37.5 MiB of images
+    staged = _staged_shard(tmp_path / "images", count, size)
+    reads = Counter()
+    read_staged = staged_images.read_staged
+
+    def counted_read(folder, staged_photo):
+        reads[staged_photo.photo_id] += 1
+        return read_staged(folder, staged_photo)
+
+    monkeypatch.setattr(sinks, "read_staged", counted_read)
+    wanted = ["webdataset", "tfrecord"]  # Parquet holds a row group (512 photos) by design
+    outputs = [(name, formats.WRITERS[name][0], formats.WRITERS[name][1]) for name in wanted]
+    shard = sinks._WriteShard(str(tmp_path / "out"), "pass", outputs, sinks.photo_order,
+                              sinks._with_staged_image(str(tmp_path / "images")))
+    shuffled = list(reversed(staged))
+    entries = []
+    peak = peak_bytes_consuming(entries.append(entry) or entry for entry in shard.process((0, shuffled), 1))
+    # A writer's queue, the reads in flight and what each writer holds while writing one photo.
+    assert peak < (sinks.WRITER_QUEUE + sinks.READ_AHEAD + 8) * size, f"{peak / size:.1f} images held at once"
+    assert reads == {str(index + 1): 1 for index in range(count)}
+    listed = [read_staged(str(tmp_path / "images"), p) for p in sorted(staged, key=sinks.photo_order)]
+    for name, entry in zip(wanted, entries, strict=True):
+        handle = io.BytesIO()
+        formats.WRITERS[name][1](handle, listed)
+        written = (tmp_path / "out" / entry["path"]).read_bytes()
+        assert written == handle.getvalue() and entry["records"] == count
+        assert entry["sha256"] == hashlib.sha256(written).hexdigest()
+
+
+def test_a_staged_image_gone_fails_the_shard_and_publishes_none_of_its_files(tmp_path):
+    from pipeline.io import formats, sinks
+    from pipeline.io.staged_images import StagedImageLost, staged_path
+
+    staged = _staged_shard(tmp_path / "images", 40, 4096)
+    (tmp_path / "images" / staged_path("", staged[30].sha256)).unlink()
+    outputs = [(name, *formats.WRITERS[name]) for name in ("webdataset", "parquet", "tfrecord")]
+    shard = sinks._WriteShard(str(tmp_path / "out"), "pass", outputs, sinks.photo_order,
+                              sinks._with_staged_image(str(tmp_path / "images")))
+    with pytest.raises(StagedImageLost):
+        list(shard.process((0, staged), 1))
+    # Temporary files may stay (a retry writes new ones); no file under a shard's name.
+    assert not [path for path in (tmp_path / "out").rglob("pass-*") if ".tmp-" not in path.name]

@@ -13,6 +13,7 @@ import hashlib
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
@@ -22,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io import formats
 from pipeline.io.files import write_atomically
 from pipeline.io.staged_images import read_staged
+from pipeline.io.streams import consume_together, read_ahead
 from pipeline.records import Photo, Rejection
 
 DATASET_PREFIX = "pass"
@@ -51,6 +53,13 @@ def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
     return f"{prefix}-{index:05d}-of-{total:05d}.{extension}"
 
 
+# Staged-image reads in flight while a shard is written to an object store (which answers each in tens of ms), and
+# records queued for each format's writer: what a shard holds in memory beyond its sorted records
+# (and a Parquet row group's 512 images), whatever its size.
+READ_AHEAD = 8
+WRITER_QUEUE = 16
+
+
 class _WriteShard(beam.DoFn):
     def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
                  sort_key: Callable[[Any], Any], complete: Callable[[Any], Any] | None = None) -> None:
@@ -62,14 +71,24 @@ class _WriteShard(beam.DoFn):
 
     def process(self, keyed: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict[str, Any]]:
         index, values = keyed
+        # The records as shuffled (a dataset photo without its image: ~1 KiB) are sorted in memory; the
+        # images are read back one by one as the writers take them, every format from the same read.
         records = sorted((value for value in values if value is not None), key=self._sort_key)
+        stream: Iterable[Any] = records
         if self._complete is not None:
-            records = [self._complete(record) for record in records]
-        for folder, extension, write in self._outputs:
-            relative = posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
-            path = FileSystems.join(self._output, relative)
-            entry = write_atomically(path, lambda handle, write=write: write(handle, records))
+            # Reads of a local file take microseconds: threads would cost more than they save there.
+            stream = read_ahead(self._complete, records, READ_AHEAD if "://" in self._output else 1)
+        relatives = [posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
+                     for folder, extension, _ in self._outputs]
+        writers = [partial(_write_file, FileSystems.join(self._output, relative), write)
+                   for relative, (_, _, write) in zip(relatives, self._outputs, strict=True)]
+        entries = consume_together(stream, writers, depth=WRITER_QUEUE)
+        for relative, (folder, _, _), entry in zip(relatives, self._outputs, entries, strict=True):
             yield {"path": relative, "format": folder, "shard": index, "records": len(records), **entry}
+
+
+def _write_file(path: str, write: Callable[[Any, Iterable[Any]], None], records: Iterable[Any]) -> dict[str, Any]:
+    return write_atomically(path, lambda handle: write(handle, records))
 
 
 class WriteSharded(beam.PTransform):
