@@ -192,3 +192,37 @@ def test_a_staged_image_gone_fails_the_shard_and_publishes_none_of_its_files(tmp
         list(shard.process((0, staged), 1))
     # Temporary files may stay (a retry writes new ones); no file under a shard's name.
     assert not [path for path in (tmp_path / "out").rglob("pass-*") if ".tmp-" not in path.name]
+
+
+SHARD_MEMORY_BUDGET = 256 * 1024 * 1024  # what one shard's sort may hold, at its full size
+
+
+@pytest.mark.parametrize("table", ["ledger", "index", "rejections"])
+def test_a_full_ledger_index_or_rejections_shard_sorts_within_its_memory_budget(tmp_path, table):
+    """Each shard's rows are sorted by one worker in memory: the bytes per row measured here, times the rows a
+    shard may hold, stay within a worker's share (the ledger and index held 5,000,000 rows: ~1.3 GB)."""
+    from pipeline.io import formats, sinks
+    from pipeline.records import Rejection
+    from pipeline.stages.ledger import entry_of_rejection
+    from tests.conftest import Regrouped
+
+    release, rows = "2026-12-01", 20_000
+
+    def make(index: int):
+        photo_id = str(53_000_000_000 + index * 7919 % rows)
+        rejection = Rejection(photo_id=photo_id, stage="detect", reason="human",
+                              detail=f"fused 0.91 (centerface.face 0.88, nanodet_person.person 0.{index % 97:02d})",
+                              source_ref=f"yfcc100m_dataset-7.bz2:{index}")
+        if table == "ledger":
+            return entry_of_rejection(rejection, release)[1]
+        if table == "index":
+            return (f"{index * 2654435761 % 2**64:016x}", photo_id, f"{index * 40503 % 2**64:016x}")
+        return rejection
+
+    writers = {"ledger": (formats.write_ledger, lambda entry: int(entry["photo_id"]), sinks.INDEX_ROWS_PER_SHARD),
+               "index": (formats.write_index, lambda entry: (entry[1], entry[0]), sinks.INDEX_ROWS_PER_SHARD),
+               "rejections": (formats.write_rejections, sinks.rejection_order, sinks.REJECTIONS_PER_SHARD)}
+    write, order, per_shard = writers[table]
+    shard = sinks._WriteShard(str(tmp_path), table, [(table, "parquet", write)], order)
+    peak = peak_bytes_consuming(shard.process((0, Regrouped(make, rows)), 1))
+    assert peak / rows * per_shard < SHARD_MEMORY_BUDGET, f"{peak / rows:.0f} bytes per row"

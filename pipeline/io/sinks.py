@@ -27,8 +27,12 @@ from pipeline.io.streams import consume_together, read_ahead
 from pipeline.records import Photo, Rejection
 
 DATASET_PREFIX = "pass"
+# One worker sorts a shard's rows in memory, ~300-340 bytes a row as Python objects with the sort and the
+# writer's row group (tests/test_sinks.py): 500,000 rows are ~170 MB. The ledger and the near-duplicate index
+# had 5,000,000 rows a shard, ~1.6 GB: YFCC100M's ~17 million decided ids were four such shards, two of them
+# on a 3.75 GB worker at once.
 REJECTIONS_PER_SHARD = 500_000
-INDEX_ROWS_PER_SHARD = 5_000_000
+INDEX_ROWS_PER_SHARD = 500_000
 
 
 def shard_of(key: str, num_shards: int) -> int:
