@@ -25,6 +25,7 @@ more, by the launcher, and dropped).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image
@@ -65,10 +66,12 @@ def canary_jpegs(max_side: int) -> list[bytes]:
 _SCORED: dict[tuple, list[dict[str, float]]] = {}  # one launch's scores, for the next launch in this process
 
 
-def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int) -> list[dict[str, float]]:
+def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: int,
+                  models: Mapping[str, bytes] | None = None) -> list[dict[str, float]]:
     """Per canary, every selected detector's best score per class, on the job's --detect_device except
     that `cuda` becomes the CPU and no GPU is required (a Dataflow launcher has none); the same specs
-    (normalisation included), tiling and size are scored once per process."""
+    (normalisation included), tiling and size are scored once per process. `models`: model bytes by
+    detector name that the launch has read and checked already (others are read here)."""
     runtime = dataclasses.replace(runtime, require_gpu=False, device="cpu" if runtime.device == "cuda" else
                                   runtime.device)
     key = (repr(specs), runtime.device, runtime.tile_min_side, runtime.intra_op_threads, max_side)
@@ -78,7 +81,7 @@ def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: i
         for spec in specs:
             # A session of its own (not the process's shared one), gone once scored: the job's workers
             # (other processes, or Dataflow's machines) load their own, the launcher holds no copy meanwhile.
-            session = create_session(spec, runtime)
+            session = create_session(spec, runtime, model_bytes=(models or {}).get(spec.name))
             for index, classes in enumerate(photo_scores(spec, session, photos, runtime.tile_min_side)):
                 scores[index].update({spec.score_name(cls): value for cls, value in classes.items()})
         _SCORED[key] = scores
@@ -86,11 +89,12 @@ def canary_scores(specs: list[DetectorSpec], runtime: RuntimeConfig, max_side: i
 
 
 def check_canaries(specs: list[DetectorSpec], fusion: Fusion | None, runtime: RuntimeConfig,
-                   max_side: int) -> None:
-    """Raises BlindDetector naming what does not see the canaries (module docstring)."""
+                   max_side: int, models: Mapping[str, bytes] | None = None) -> None:
+    """Raises BlindDetector naming what does not see the canaries (module docstring). `models`: as for
+    canary_scores."""
     if not any(spec.human_classes for spec in specs):
         return
-    scores = canary_scores(specs, runtime, max_side)
+    scores = canary_scores(specs, runtime, max_side, models)
     for spec in specs:
         if not spec.human_classes:
             continue

@@ -86,3 +86,28 @@ def test_a_blind_registry_entry_stops_the_run_at_launch_and_skip_canary_runs_any
     assert "detector centerface does not tell people from clean photos" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main([*base, f"--output={tmp_path / 'out2'}", "--skip_canary"]) == 0
+
+
+def test_a_launch_reads_each_model_file_once(tmp_path, monkeypatch):
+    """Its sha256 check, output check and canary share one read (on gs:// each read is a download of the model)."""
+    from collections import Counter
+
+    from pipeline import canary
+    from pipeline.commands.run import pipeline_options, preflight
+    from pipeline.detectors import registry
+    from pipeline.options import PassOptions
+
+    reads, read_bytes = Counter(), registry.read_bytes
+
+    def counted(path):
+        reads[path] += 1
+        return read_bytes(path)
+
+    monkeypatch.setattr(registry, "read_bytes", counted)
+    monkeypatch.setattr(canary, "_SCORED", {})  # scored by an earlier test in this process: not cached here
+    (tmp_path / "in.tsv").write_text("")
+    opts = pipeline_options([f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", *LOCAL,
+                             "--detectors=default"]).view_as(PassOptions)
+    preflight(opts, "DirectRunner")
+    files = {spec.file for spec in select(load_registry(), "default")}
+    assert {path: count for path, count in reads.items() if path in files} == {file: 1 for file in files}

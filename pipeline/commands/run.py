@@ -195,14 +195,16 @@ def preflight(opts: PassOptions, runner: str) -> None:
 
     specs = detectors_of(opts)
     local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    # Each model read (and its sha256 checked) once for every check here: on gs:// each read is a download.
+    models = {spec.name: read_model(spec) for spec in specs}
     for spec in specs:
         if opts.require_gpu and local:
-            create_session(spec, runtime_of(opts))  # reads and checks the model, then the provider
-        check_model_outputs(spec, read_model(spec))
+            create_session(spec, runtime_of(opts), model_bytes=models[spec.name])  # the provider check
+        check_model_outputs(spec, models[spec.name])
     if opts.require_gpu and not specs:
         raise UsageError("--require_gpu with --detectors=none: nothing would run on the GPU")
     if specs and not opts.skip_canary:
-        check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side)
+        check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side, models)
 
 
 def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[], object] | None = None) -> dict:

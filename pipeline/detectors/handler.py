@@ -107,9 +107,11 @@ def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = Fa
     return model.SerializeToString()
 
 
-def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs: bool = False) -> ort.InferenceSession:
-    """A new session for the detector's model, read from its file and checked against its sha256."""
-    return _new_session(spec, read_model(spec), runtime, weights_as_inputs)
+def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs: bool = False,
+                   model_bytes: bytes | None = None) -> ort.InferenceSession:
+    """A new session for the detector's model, read from its file and checked against its sha256, or from
+    `model_bytes` that `read_model` gave already (a launch reads each model once: on gs:// a download)."""
+    return _new_session(spec, read_model(spec) if model_bytes is None else model_bytes, runtime, weights_as_inputs)
 
 
 def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
