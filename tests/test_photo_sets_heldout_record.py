@@ -221,7 +221,7 @@ def test_a_split_without_clean_or_human_photos_is_not_recorded(tmp_path):
 
 def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     """The guard reads `fitted_on` as fit_fusion writes it; each shipped model's held-out record holds
-    only splits outside it, and the default has heldout8 left to be measured on."""
+    only splits outside it."""
     models = BUILTIN_REGISTRY.parent
     names = [p.name for p in sorted(models.glob("fusion*.json")) if not p.name.endswith("_heldout.json")]
     fitted = {name: heldout_record.fitted_splits(read_fusion(str(models / name)))
@@ -239,14 +239,32 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     assert heldout_record.fitted_splits(parse_fusion(json.dumps(hand).encode(), "hand.json")) is None
 
 
-def test_the_defaults_record_takes_heldout8_and_refuses_heldout7_again(tmp_path):
+def test_the_defaults_record_refuses_heldout8_and_heldout7_again(tmp_path):
     copy = tmp_path / "fusion_heldout.json"
     shutil.copy(BUILTIN_REGISTRY.parent / "fusion_heldout.json", copy)
     fusion = builtin_fusion()
     detectors = tuple(spec.name for spec in select(load_registry(None), "default"))
     storage = score.storage_of(None, 1.0)
-    fresh = heldout_record.Measurement("heldout8", fusion, storage, detectors)
-    assert heldout_record.check(copy, fresh)[1]["fusion_sha256"] == fusion.sha256
-    for split, reason in (("heldout7", "already records heldout7"), ("heldout4", "fitted on heldout4")):
+    for split, reason in (("heldout8", "already records heldout8"), ("heldout7", "already records heldout7"),
+                          ("heldout4", "fitted on heldout4")):
         with pytest.raises(heldout_record.RecordError, match=reason):
             heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors))
+
+
+def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_selected(tmp_path):
+    """A run selects open_nsfw for its own nsfw threshold whether or not the fused score reads it; no other
+    detector may be added, and none the model reads left out."""
+    hand = {"features": ["centerface.face", "nanodet_person.person"], "weights": [1, 1], "bias": 0,
+            "reject_at": 0.9, "review_from": 0.5, "fitted_on": "tuning + heldout splits of labels.csv"}
+    (tmp_path / "m.json").write_text(json.dumps(hand))
+    model = read_fusion(str(tmp_path / "m.json"))
+    storage = score.storage_of(None, 1.0)
+    nsfw = ("open_nsfw",)
+    allowed = heldout_record.Measurement("heldout8", model, storage, ("centerface", "nanodet_person", "open_nsfw"),
+                                         nsfw_only=nsfw)
+    assert heldout_record.check(tmp_path / "r.json", allowed)[0] is model
+    for detectors in (("centerface", "nanodet_person", "open_nsfw", "ssdlite_person"), ("centerface", "open_nsfw"),
+                      ("centerface", "nanodet_person", "ssdlite_person")):
+        with pytest.raises(heldout_record.RecordError, match="only detectors without human classes"):
+            heldout_record.check(tmp_path / "r.json",
+                                 heldout_record.Measurement("heldout8", model, storage, detectors, nsfw_only=nsfw))

@@ -6,7 +6,8 @@ The record is a claim that can fail only if it is honest about what the model sa
 an entry is refused — before any detector runs — when:
 - the model does not say, in fit_fusion's words, which splits it was fitted on, or the split is one of
   them (a training figure), or the split is the tuning split;
-- the run is not the model's own decision: other detectors selected than the ones it reads, a registry
+- the run is not the model's own decision: other detectors selected than the ones it reads (besides
+  detectors without human classes, which a run selects for their own nsfw thresholds), a registry
   of one's own (it may redefine a detector under its built-in name), a threshold overridden, images
   stored at another size or tiled from another size, a resize rule that is neither the default nor
   Lanczos only (those settings are not in the entry, so they must not vary);
@@ -126,13 +127,17 @@ class Measurement:
     max_side: int = RECORDED_MAX_SIDE
     tile_min_side: int = RECORDED_TILE_MIN_SIDE
     model_registry: str = ""  # --model_registry: may redefine a detector under its built-in name
+    # Selected detectors without human classes (open_nsfw): a run with the model runs them for their own nsfw
+    # thresholds whether or not the model reads them.
+    nsfw_only: tuple[str, ...] = ()
 
 
 def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
     problems = []
-    if set(m.detectors) != fusion.detectors:
+    if not fusion.detectors <= set(m.detectors) or set(m.detectors) - fusion.detectors - set(m.nsfw_only):
         problems.append(f"the detectors selected ({', '.join(sorted(m.detectors)) or 'none'}) are not the ones "
-                        f"the model reads ({', '.join(sorted(fusion.detectors))})")
+                        f"the model reads ({', '.join(sorted(fusion.detectors))}) and, beside them, only "
+                        "detectors without human classes")
     if m.model_registry:
         problems.append("--model_registry may redefine the detectors the model reads under their names")
     if m.overrides.strip():
