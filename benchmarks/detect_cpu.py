@@ -4,7 +4,8 @@ CenterFace's, also the session as it was made before the handler repaired that, 
 the whole Detect stage on the local
 runner with the detector sets compared (the first defaults, decided by per-detector thresholds; the
 defaults before NanoDet joined them (MediaPipe's palm detector instead, decided by the first fusion
-model `models/fusion_v1.json`); today's defaults scoring every view of every photo
+model `models/fusion_v1.json`); the defaults until OIDv4 replaced SSDLite (`models/fusion_v4.json`);
+today's defaults scoring every view of every photo
 (`--detect_every_view`) and, as a run does by default, skipping the rest for a photo the cheaper
 detectors already reject as human; today's plus the opt-in pose detector)
 against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
@@ -58,12 +59,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # The detector sets the whole-stage measurement compares.
 WITH_PALM = "centerface,ssdlite_person,open_nsfw,mediapipe_palm"
 # (label, detectors, skip settled photos, fusion: "default" or a model file)
+UNTIL_HELDOUT8 = "centerface,ssdlite_person,open_nsfw,nanodet_person"
 DETECTOR_SETS = (("first defaults", "centerface,ssdlite_person,open_nsfw", True, "default"),
                  ("defaults until NanoDet (palm, fusion_v1)", WITH_PALM, True,
                   str(BUILTIN_REGISTRY.parent / "fusion_v1.json")),
+                 ("defaults until OIDv4 (SSDLite, fusion_v4)", UNTIL_HELDOUT8, True,
+                  str(BUILTIN_REGISTRY.parent / "fusion_v4.json")),
                  ("defaults, every view", "default", False, "default"),
                  ("defaults", "default", True, "default"),
-                 ("defaults + pose", "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose", True,
+                 ("defaults + pose", "centerface,open_nsfw,nanodet_person,oidv4_person,mediapipe_pose", True,
                   "default"))
 
 

@@ -207,7 +207,8 @@ def _declarations() -> list[Declared]:
     section("detect")
     add("--detectors", Role.SHAPES_DETECTION, default="default",
         help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "
-             "(CenterFace faces, SSDLite and NanoDet COCO persons, open-NSFW); 'none' turns detection off.")
+             "(CenterFace faces, NanoDet COCO and MediaPipe Open Images persons, open-NSFW); 'none' turns "
+             "detection off.")
     add("--model_registry", Role.SHAPES_DETECTION, is_input=True, default="",
         help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
     add("--fusion", Role.SHAPES_DETECTION, default="default",

@@ -57,11 +57,13 @@ def test_every_registered_detector_and_the_pose_candidate_pass():
     """Every built-in detector tells the people from the clean photos, the hand detector too, and the
     documented pose candidate (its band starts at 0.9, above its best on the canaries) is not refused."""
     registry = load_registry()
-    for extra in ("mediapipe_pose", "mediapipe_palm"):
-        specs = select(registry, f"centerface,ssdlite_person,open_nsfw,nanodet_person,{extra}")
+    assert set(registry) == {"centerface", "ssdlite_person", "open_nsfw", "nanodet_person", "oidv4_person",
+                             "mediapipe_pose", "mediapipe_palm"}
+    for extra in ("mediapipe_pose", "mediapipe_palm", "ssdlite_person"):
+        specs = select(registry, f"centerface,open_nsfw,nanodet_person,oidv4_person,{extra}")
         check_canaries(specs, builtin_fusion(), RUNTIME, 512)
     candidate = load_registry(str(BUILTIN_REGISTRY.parent / "candidate_pose_review.json"))
-    specs = select(candidate, "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose")
+    specs = select(candidate, "centerface,open_nsfw,nanodet_person,oidv4_person,mediapipe_pose")
     check_canaries(specs, builtin_fusion(), RUNTIME, 512)
 
 

@@ -155,16 +155,24 @@ def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
     from pipeline.release.datasheet import _heldout
 
     text = _heldout({"name": "fusion", "heldout": heldout_figures(builtin_fusion())})
-    # Today's model was fitted on the four earlier splits: heldout5 to heldout7 are its held-out measurements.
+    # Today's model was fitted on the seven earlier splits: heldout8 is its held-out measurement.
+    assert (r"216 held-out labelled photographs (heldout8, 2026-12-02, images stored by "
+            r"--resize\_reducing\_gap=1.0") in text
+    assert "65/70" in text and "107/138" in text and "storage rule 3" in text
+    assert "(heldout7, " not in text and "(heldout, " not in text
+    from pipeline.detectors.fusion import read_fusion
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    until_heldout8 = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v4.json"))  # fitted on the four earlier splits
+    text = _heldout({"name": "fusion", "heldout": heldout_figures(until_heldout8)})
     assert (r"130 held-out labelled photographs (heldout5, 2026-12-01, images stored by "
             r"--resize\_reducing\_gap=1.0") in text
     assert "41/47" in text and "69/83" in text
     assert "89 held-out labelled photographs (heldout6, 2026-12-01" in text and "22/24" in text and "57/64" in text
     assert "555 held-out labelled photographs (heldout7, 2026-12-01" in text and "207/233" in text and "244/306" in text
+    assert "216 held-out labelled photographs (heldout8, 2026-12-02" in text and "63/70" in text and "103/138" in text
     assert "storage rule 2" in text
     assert "(heldout4, " not in text and "(heldout, " not in text
-    from pipeline.detectors.fusion import read_fusion
-    from pipeline.detectors.registry import BUILTIN_REGISTRY
 
     before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v3.json"))  # the default until heldout5
     text = _heldout({"name": "fusion", "heldout": heldout_figures(before)})

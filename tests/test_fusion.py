@@ -109,17 +109,35 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
-    # Fitted on the tuning split and the four earlier held-out splits: heldout5, heldout6 and heldout7 it has not seen.
+    # Fitted on the tuning split and the seven earlier held-out splits: heldout8 it has not seen.
     fusion = builtin_fusion()
-    assert fusion.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 + heldout4 splits")
+    assert fusion.fitted_on.startswith(
+        "tuning + heldout + heldout2 + heldout3 + heldout4 + heldout5 + heldout6 + heldout7 splits")
     figures = heldout_figures(fusion)
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout5", 130), ("heldout6", 89),
-                                                                                   ("heldout7", 555)]
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout8", 216)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(41, 47, 69, 83), (22, 24, 57, 64), (207, 233, 244, 306)]
+            for f in figures] == [(65, 70, 107, 138)]
     assert all(f["stored_by"].startswith("--resize_reducing_gap=1.0") for f in figures)
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
+
+
+OLD_DEFAULTS = frozenset({"centerface", "ssdlite_person", "open_nsfw", "nanodet_person"})  # until heldout8
+
+
+def test_the_default_until_heldout8_keeps_its_record():
+    """models/fusion_v4.json, the default until heldout8 decided between it and today's (fitted on the tuning
+    split and heldout to heldout4): heldout5 to heldout8."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v4.json"))
+    assert before.detectors == OLD_DEFAULTS and before.sha256 != builtin_fusion().sha256
+    assert before.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 + heldout4 splits")
+    figures = heldout_figures(before)
+    assert [(f["split"], f["images"]) for f in figures] == [("heldout5", 130), ("heldout6", 89), ("heldout7", 555),
+                                                           ("heldout8", 216)]
+    assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures] == [(41, 47, 69, 83), (22, 24, 57, 64), (207, 233, 244, 306), (63, 70, 103, 138)]
 
 
 def test_the_default_until_heldout5_keeps_its_record():
@@ -128,7 +146,7 @@ def test_the_default_until_heldout5_keeps_its_record():
     from pipeline.detectors.registry import BUILTIN_REGISTRY
 
     before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v3.json"))
-    assert before.detectors == builtin_fusion().detectors and before.sha256 != builtin_fusion().sha256
+    assert before.detectors == OLD_DEFAULTS and before.sha256 != builtin_fusion().sha256
     assert before.fitted_on.startswith("tuning + heldout + heldout2 + heldout3 splits")
     figures = heldout_figures(before)
     assert [(f["split"], f["images"]) for f in figures] == [("heldout4", 133), ("heldout4", 133), ("heldout5", 130),
@@ -146,7 +164,7 @@ def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
     from pipeline.detectors.registry import BUILTIN_REGISTRY
 
     before = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v2.json"))
-    assert before.detectors == builtin_fusion().detectors and before.sha256 != builtin_fusion().sha256
+    assert before.detectors == OLD_DEFAULTS and before.sha256 != builtin_fusion().sha256
     assert before.fitted_on.startswith("tuning split of")
     figures = heldout_figures(before)
     assert [(f["split"], f["images"]) for f in figures] == [
@@ -158,25 +176,30 @@ def test_the_default_before_it_keeps_every_held_out_figure_it_was_measured_on():
         (58, 77), (115, 152), (30, 38), (60, 84), (65, 83), (52, 64), (236, 306)]
 
 
-def test_the_shipped_model_reads_the_defaults_and_nanodet_weighs_most():
+def test_the_shipped_model_reads_the_default_human_detectors_and_the_person_detectors_weigh_most():
     from pipeline.detectors.decision import rule_for
 
     fusion = builtin_fusion()
     registry = load_registry()
     specs = select(registry, "default")
-    assert fusion.detectors == {spec.name for spec in specs} == {
-        "centerface", "ssdlite_person", "open_nsfw", "nanodet_person"}
+    # open_nsfw is selected for its own nsfw threshold; the fused score does not read it (its weight was 0).
+    assert fusion.detectors == {spec.name for spec in specs if spec.human_classes} == {
+        "centerface", "nanodet_person", "oidv4_person"}
+    assert {spec.name for spec in specs} - fusion.detectors == {"open_nsfw"}
     assert choose_fusion("default", specs) == fusion
     assert all(weight >= 0 for weight in fusion.weights)
     weights = dict(zip(fusion.features, fusion.weights, strict=True))
-    assert max(weights, key=weights.__getitem__) == "nanodet_person.person"
+    assert min(weights, key=weights.__getitem__) == "centerface.face"
     rule = rule_for(specs, fusion)
-    quiet = {"centerface.face": 0.05, "ssdlite_person.person": 0.05, "open_nsfw.nsfw": 0.01,
-             "nanodet_person.person": 0.05}
+    quiet = {"centerface.face": 0.05, "open_nsfw.nsfw": 0.01, "nanodet_person.person": 0.05,
+             "oidv4_person.person": 0.05}
     assert rule.decide(quiet).decision == "kept"
-    assert rule.decide(quiet | {"nanodet_person.person": 0.6}).decision == "rejected"  # a tiny person
-    # Without NanoDet selected (an older selection), the default model does not decide: thresholds do.
-    assert choose_fusion("default", select(registry, "centerface,ssdlite_person,open_nsfw")) is None
+    # A small person both person detectors see weakly is rejected; one of them alone at 0.6 is not enough.
+    assert rule.decide(quiet | {"nanodet_person.person": 0.5, "oidv4_person.person": 0.5}).decision == "rejected"
+    assert rule.decide(quiet | {"nanodet_person.person": 0.6}).decision == "kept"
+    assert rule.decide(quiet | {"nanodet_person.person": 0.9}).decision == "held"
+    # Without OIDv4 selected (the defaults until heldout8), the default model does not decide: thresholds do.
+    assert choose_fusion("default", select(registry, "centerface,ssdlite_person,open_nsfw,nanodet_person")) is None
 
 
 def test_the_first_fusion_model_keeps_its_own_heldout_record():
@@ -212,8 +235,8 @@ def test_the_manifest_names_the_fusion_file_a_run_used():
 
 
 def test_a_selection_the_default_model_does_not_cover_is_said_once(caplog):
-    """The old defaults written out by name (no NanoDet) are decided by thresholds, not by the default
-    model: the launch says so, once, naming what is missing; the default selection says nothing."""
+    """An old default selection written out by name (no NanoDet, no OIDv4) is decided by thresholds, not by the
+    default model: the launch says so, once, naming what is missing; the default selection says nothing."""
     from pipeline import build
     from pipeline.options import PassOptions
 
@@ -225,7 +248,7 @@ def test_a_selection_the_default_model_does_not_cover_is_said_once(caplog):
         for _ in range(3):
             assert all(m["name"] != "fusion" for m in build.models_of(old))
     assert [r.getMessage() for r in caplog.records] == [
-        "the default fusion model reads nanodet_person, not selected: per-detector thresholds decide; "
+        "the default fusion model reads nanodet_person, oidv4_person, not selected: per-detector thresholds decide; "
         "--fusion=FILE names a model for this selection (models/README.md)"]
 
 
@@ -244,13 +267,16 @@ def test_the_pose_review_candidate_holds_what_pose_sees_and_changes_nothing_else
     assert read_registry(candidate) == {"mediapipe_pose": dataclasses.replace(
         builtin_pose, thresholds={"person": 1.0}, review_band={"person": 0.9})}
     registry = load_registry(candidate)
+    # Beside the default of its time (fusion_v4.json), which it was the candidate against.
+    then = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v4.json"))
     specs = select(registry, "centerface,ssdlite_person,open_nsfw,nanodet_person,mediapipe_pose")
-    rule = rule_for(specs, choose_fusion("default", specs))
-    assert rule.fusion == builtin_fusion()
+    rule = rule_for(specs, then)
+    assert choose_fusion(str(BUILTIN_REGISTRY.parent / "fusion_v4.json"), specs) == then
     # heldout5's man in a yellow jacket by a plane wreck: the fused score keeps him, pose holds him
     wreck = {"centerface.face": 0.114, "ssdlite_person.person": 0.142, "open_nsfw.nsfw": 0.001,
              "nanodet_person.person": 0.237}
-    assert rule_for(select(registry, "default"), builtin_fusion()).decide(wreck).decision == "kept"
+    assert rule_for(select(registry, "centerface,ssdlite_person,open_nsfw,nanodet_person"),
+                    then).decide(wreck).decision == "kept"
     held = rule.decide(wreck | {"mediapipe_pose.person": 0.962})
     assert held.decision == "held" and "mediapipe_pose.person 0.962 >= 0.9" in held.detail
     assert rule.decide(wreck | {"mediapipe_pose.person": 0.887}).decision == "kept"
@@ -380,7 +406,7 @@ def test_the_trees_candidate_decides_in_the_detect_stage_as_its_rule_does_on_the
 
     trees = read_fusion(str(CANDIDATE_TREES))
     assert trees.kind == "monotone_trees" and trees.monotone and len(trees.trees) == 150
-    specs = select(load_registry(), "default")
+    specs = select(load_registry(), ",".join(sorted(OLD_DEFAULTS)))  # the defaults of its time
     assert trees.detectors == {spec.name for spec in specs}
     photos = sorted((Path(__file__).parent / "photos").glob("*.jpg"))[:6]
     inputs = [photo(path.stem, image=path.read_bytes()) for path in photos]

@@ -226,7 +226,8 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     names = [p.name for p in sorted(models.glob("fusion*.json")) if not p.name.endswith("_heldout.json")]
     fitted = {name: heldout_record.fitted_splits(read_fusion(str(models / name)))
               for name in [*names, "candidate_trees.json"]}
-    assert fitted["fusion.json"] == {"tuning", "heldout", "heldout2", "heldout3", "heldout4"}
+    assert fitted["fusion.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6, 7))}
+    assert fitted["fusion_v4.json"] == {"tuning", "heldout", "heldout2", "heldout3", "heldout4"}
     assert fitted["fusion_v1.json"] == fitted["fusion_v2.json"] == {"tuning"}
     assert fitted["candidate_trees.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6))}
     for name, splits in fitted.items():
@@ -239,16 +240,19 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     assert heldout_record.fitted_splits(parse_fusion(json.dumps(hand).encode(), "hand.json")) is None
 
 
-def test_the_defaults_record_refuses_heldout8_and_heldout7_again(tmp_path):
+def test_the_defaults_record_refuses_heldout8_again_and_the_splits_it_was_fitted_on(tmp_path):
     copy = tmp_path / "fusion_heldout.json"
     shutil.copy(BUILTIN_REGISTRY.parent / "fusion_heldout.json", copy)
     fusion = builtin_fusion()
-    detectors = tuple(spec.name for spec in select(load_registry(None), "default"))
+    specs = select(load_registry(None), "default")
+    detectors = tuple(spec.name for spec in specs)
+    nsfw_only = tuple(spec.name for spec in specs if not spec.human_classes)
     storage = score.storage_of(None, 1.0)
-    for split, reason in (("heldout8", "already records heldout8"), ("heldout7", "already records heldout7"),
-                          ("heldout4", "fitted on heldout4")):
+    for split, reason in (("heldout8", "already records heldout8"), ("heldout7", "fitted on heldout7"),
+                          ("tuning", "one held-out split")):
         with pytest.raises(heldout_record.RecordError, match=reason):
-            heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors))
+            heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors,
+                                                                  nsfw_only=nsfw_only))
 
 
 def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_selected(tmp_path):

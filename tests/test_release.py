@@ -94,7 +94,7 @@ def test_three_consecutive_releases(flickr, tmp_path):
     assert manifest["inputs"]["source"] == "flickr" and manifest["inputs"]["max_upload_date"] == "2020-09-10"
     assert manifest["storage_rule_version"] == STORAGE_RULE_VERSION  # which rule stored the images it adds
     assert manifest["code_version"] and {m["name"] for m in manifest["models"]} == {
-        "centerface", "ssdlite_person", "open_nsfw", "nanodet_person", "fusion"}
+        "centerface", "open_nsfw", "nanodet_person", "oidv4_person", "fusion"}
     fusion = next(m for m in manifest["models"] if m["name"] == "fusion")
     assert fusion["sha256"] == builtin_fusion().sha256 and fusion["features"] == list(builtin_fusion().features)
     assert "held-out labelled photographs" in (first / "DATASHEET.md").read_text()

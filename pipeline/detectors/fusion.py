@@ -1,8 +1,9 @@
 """One calibrated "is there a person" score from several detectors' scores.
 
-Each detector sees something different (CenterFace faces, SSDLite and NanoDet COCO person boxes,
-open_nsfw skin), and each alone is weak where the others are strong: a church tower is a weak
-person box and nothing else, a hand holding a bottle is several weak signals together.
+Each detector sees something different (CenterFace faces, NanoDet's COCO and OIDv4's Open Images person
+boxes; SSDLite's boxes and open_nsfw's skin in earlier models), and each alone is weak where the others
+are strong: a church tower is a weak person box and nothing else, a hand holding a bottle is several
+weak signals together.
 Independent thresholds cannot tell those apart; a logistic model over the detectors' scores can:
 
     fused = sigmoid(bias + sum_i weight_i * logit(clip(score_i)))
