@@ -172,6 +172,41 @@ def test_nanodet_entry_records_license_provenance_and_preprocessing():
     read_model(spec)  # committed, byte-identical to the registry's sha256
 
 
+def test_oidv4_entry_records_license_provenance_and_the_files_interface():
+    """The registry entry says what models/convert_oidv4.py took (package, tarball and model sha256) and reads
+    the file as it is: its one input (300 x 300 NHWC float) and the Person column of its class logits."""
+    import importlib.util
+    import sys
+
+    import onnx
+
+    spec = load_registry()["oidv4_person"]
+    module = importlib.util.spec_from_file_location("convert_oidv4", BUILTIN_REGISTRY.parent / "convert_oidv4.py")
+    convert = importlib.util.module_from_spec(module)
+    sys.path.insert(0, str(BUILTIN_REGISTRY.parent))  # it imports convert_mediapipe's helpers
+    try:
+        module.loader.exec_module(convert)
+    finally:
+        sys.path.remove(str(BUILTIN_REGISTRY.parent))
+    assert spec.default and spec.kind == "person" and spec.human_classes == ("person",)
+    assert spec.license.startswith("Apache-2.0") and "convert_oidv4.py" in spec.provenance
+    assert convert.PACKAGE in spec.provenance and convert.TARBALL_SHA256 in spec.provenance
+    assert convert.TFLITE[2] in spec.provenance
+    assert spec.decoder == {"type": "score_maps", "outputs": {"person": ["raw_outputs/class_predictions"]},
+                            "column": convert.PERSON, "sigmoid": True}
+    assert (spec.input.size, spec.input.resize, spec.input.layout, spec.input.channels, spec.input.dtype) == (
+        300, "stretch", "NHWC", "RGB", "float32")
+    # x / 127.5 - 1, as (x * scale - mean) / std
+    assert spec.input.scale * 255 == pytest.approx(1.0)
+    assert spec.input.mean == (0.5,) * 3 and spec.input.std == (0.5,) * 3
+    model = onnx.load_from_string(read_model(spec))
+    [given] = model.graph.input
+    assert [d.dim_value for d in given.type.tensor_type.shape.dim] == [1, 300, 300, 3]
+    logits = next(o for o in model.graph.output if o.name == "raw_outputs/class_predictions")
+    assert [d.dim_value for d in logits.type.tensor_type.shape.dim] == [1, 1917, 24]
+    assert {p.key: p.value for p in model.metadata_props}["source_sha256"] == convert.TFLITE[2]
+
+
 def test_a_model_file_must_be_onnx_with_the_outputs_its_decoder_reads(tmp_path):
     """Checked at launch: a file that is no ONNX (its sha256 right) failed on a worker after the crawl, and a
     decoder naming an output the model lacks made every photo an internal_error, after the crawl too."""
