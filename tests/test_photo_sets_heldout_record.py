@@ -256,8 +256,9 @@ def test_the_defaults_record_refuses_heldout8_again_and_the_splits_it_was_fitted
 
 
 def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_selected(tmp_path):
-    """A run selects open_nsfw for its own nsfw threshold whether or not the fused score reads it; no other
-    detector may be added, and none the model reads left out."""
+    """A run selects open_nsfw for its own nsfw threshold whether or not the fused score reads it: it must be
+    selected (its threshold rejects or holds photos), no other detector may be added, none the model reads
+    left out."""
     hand = {"features": ["centerface.face", "nanodet_person.person"], "weights": [1, 1], "bias": 0,
             "reject_at": 0.9, "review_from": 0.5, "fitted_on": "tuning + heldout splits of labels.csv"}
     (tmp_path / "m.json").write_text(json.dumps(hand))
@@ -268,7 +269,7 @@ def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_select
                                          nsfw_only=nsfw)
     assert heldout_record.check(tmp_path / "r.json", allowed)[0] is model
     for detectors in (("centerface", "nanodet_person", "open_nsfw", "ssdlite_person"), ("centerface", "open_nsfw"),
-                      ("centerface", "nanodet_person", "ssdlite_person")):
-        with pytest.raises(heldout_record.RecordError, match="only detectors without human classes"):
+                      ("centerface", "nanodet_person", "ssdlite_person"), ("centerface", "nanodet_person")):
+        with pytest.raises(heldout_record.RecordError, match=r"without human classes \(open_nsfw\), and nothing else"):
             heldout_record.check(tmp_path / "r.json",
                                  heldout_record.Measurement("heldout8", model, storage, detectors, nsfw_only=nsfw))

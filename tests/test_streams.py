@@ -164,3 +164,39 @@ def test_memory_is_a_few_queues_of_items_whatever_their_number():
 
     peak = peak_bytes_consuming(run())
     assert peak < (3 * (depth + 2) + 4) * size, peak / size
+
+
+def test_a_failed_consumer_closes_the_unfinished_reading_and_its_reads_in_flight():
+    closed = []
+
+    def items():
+        try:
+            yield from range(10_000)
+        finally:
+            closed.append("closed")
+
+    def broken(records):
+        for record in records:
+            if record == 3:
+                raise ValueError("cannot write record 3")
+
+    reads = read_ahead(lambda item: item, items(), depth=4)
+    with pytest.raises(ValueError, match="record 3"):
+        consume_together(reads, [_collect, broken], depth=1)
+    assert closed == ["closed"]  # read_ahead closed its own source in turn: no reads left running
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
+
+
+def test_a_consumer_thread_that_cannot_start_ends_the_ones_started(monkeypatch):
+    start = threading.Thread.start
+
+    def second_fails(thread):
+        if thread.name == "consumer-1":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", second_fails)
+    with pytest.raises(RuntimeError, match="can't start"):
+        consume_together(iter(range(100)), [_collect, _collect, _collect], depth=2)
+    monkeypatch.undo()
+    assert not [t for t in threading.enumerate() if t.name.startswith("consumer-")]

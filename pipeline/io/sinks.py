@@ -58,10 +58,16 @@ def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
 
 
 # Staged-image reads in flight while a shard is written to an object store (which answers each in tens of ms), and
-# records queued for each format's writer: what a shard holds in memory beyond its sorted records
-# (and a Parquet row group's 512 images), whatever its size.
+# the depth of each format writer's queue (chunks of 8: up to 4 chunks, 32 images, between the reads and a
+# writer, all writers sharing the same objects): what a shard holds in memory beyond its sorted records (and a
+# Parquet row group's 512 images), whatever its size.
 READ_AHEAD = 8
 WRITER_QUEUE = 16
+
+
+def read_ahead_depth(output: str) -> int:
+    """Reads of a local file take microseconds: threads would cost more than they save there."""
+    return READ_AHEAD if "://" in output else 1
 
 
 class _WriteShard(beam.DoFn):
@@ -80,8 +86,7 @@ class _WriteShard(beam.DoFn):
         records = sorted((value for value in values if value is not None), key=self._sort_key)
         stream: Iterable[Any] = records
         if self._complete is not None:
-            # Reads of a local file take microseconds: threads would cost more than they save there.
-            stream = read_ahead(self._complete, records, READ_AHEAD if "://" in self._output else 1)
+            stream = read_ahead(self._complete, records, read_ahead_depth(self._output))
         relatives = [posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
                      for folder, extension, _ in self._outputs]
         writers = [partial(_write_file, FileSystems.join(self._output, relative), write)

@@ -86,10 +86,12 @@ def consume_together(items: Iterable[T], consumers: list[Callable[[Iterable[T]],
 
     With one consumer it simply runs on `items`. With more, each runs on a thread of its own, fed
     through a queue of chunks: at most about `depth` items are waiting for a consumer or being read
-    from its current chunk (never fewer than one chunk of one). A consumer may stop early (its queue is then drained).
-    When reading `items` fails, or a consumer fails, the reading stops and every other consumer's
-    iteration raises ProducerFailed instead of ending (a writer must not close a file that looks
-    complete); once every thread has ended, the first error is raised: the reading error, or the
+    from its current chunk (never fewer than one chunk of one). A consumer may stop early (its queue is
+    then drained). When reading `items` fails, or a consumer fails while items are still being read, the
+    reading stops (an unfinished generator is closed) and every other consumer's iteration raises
+    ProducerFailed instead of ending (a writer must not close a file that looks complete). A consumer that
+    fails after the last item was handed over (a writer's rename, say) cannot stop the others, which may
+    have finished. Once every thread has ended, the first error is raised: the reading error, or the
     consumer's own."""
     if len(consumers) == 1:
         return [consumers[0](items)]
@@ -111,10 +113,12 @@ def consume_together(items: Iterable[T], consumers: list[Callable[[Iterable[T]],
 
     threads = [threading.Thread(target=run, args=(index,), name=f"consumer-{index}", daemon=True)
                for index in range(len(consumers))]
-    for thread in threads:
-        thread.start()
+    started: list[threading.Thread] = []
     last = _ABORT
     try:
+        for thread in threads:  # inside the try: a thread that cannot start still ends those started
+            thread.start()
+            started.append(thread)
         chunk: list[Any] = []
         for item in items:
             if failed.is_set():  # the call fails whatever the others do: they need not finish
@@ -130,9 +134,13 @@ def consume_together(items: Iterable[T], consumers: list[Callable[[Iterable[T]],
                     feed.put(chunk)
             last = _END
     finally:
-        for feed in feeds:
-            feed.put(last)
-        for thread in threads:
+        close = getattr(items, "close", None)
+        if last is _ABORT and callable(close):  # a generator left unfinished (read_ahead: its reads in flight)
+            close()
+        for feed, thread in zip(feeds, threads, strict=True):
+            if thread in started:
+                feed.put(last)
+        for thread in started:
             thread.join()
     # The error that stopped the others, not the ProducerFailed it caused in them.
     raised = [error for error in errors if error is not None]

@@ -1,7 +1,7 @@
 """Fits the fusion model (`pipeline/detectors/fusion.py`) on the *tuning* photographs, and on
 held-out splits only when they are named (`--splits`): a split the fit sees is spent, and the model
-is then measured on a later one (today's default: tuning + heldout + heldout2 + heldout3 + heldout4,
-measured on heldout5, heldout6 and heldout7).
+is then measured on a later one (today's default: tuning + heldout to heldout7, measured on heldout8;
+the one before it, fusion_v4.json: tuning + heldout to heldout4, measured on heldout5 to heldout8).
 
     pass-pipeline evaluate --photos DIR --split tuning --fusion=none --json tuning.json
     python -m pipeline.photo_sets.fit_fusion tuning.json models/fusion.json
@@ -59,7 +59,7 @@ from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 
-DEFAULT_FEATURES = ("centerface.face", "ssdlite_person.person", "open_nsfw.nsfw", "nanodet_person.person")
+DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
 
 def design(scores: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndarray:
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=0.1, help="ridge penalty on the weights")
     parser.add_argument("--margin", type=float, default=0.5, help="logit units below the weakest tuning human")
     parser.add_argument("--max_lost", type=float, default=0.2,
-                        help="most clean images review may take (every shipped model: 0.2)")
+                        help="most clean images review may take (fusion_v2 to fusion_v4: 0.2; fusion.json: 0.175)")
     parser.add_argument("--max_clean_rejected", type=float, default=0.05,
                         help="most clean images rejected outright (every shipped model: 0.05)")
     parser.add_argument("--min_recall", type=float, default=0.0,

@@ -6,8 +6,8 @@ The record is a claim that can fail only if it is honest about what the model sa
 an entry is refused — before any detector runs — when:
 - the model does not say, in fit_fusion's words, which splits it was fitted on, or the split is one of
   them (a training figure), or the split is the tuning split;
-- the run is not the model's own decision: other detectors selected than the ones it reads (besides
-  detectors without human classes, which a run selects for their own nsfw thresholds), a registry
+- the run is not the model's own decision: other detectors selected than the ones it reads and the
+  default detectors without human classes (open_nsfw, which a run selects for its own nsfw threshold), a registry
   of one's own (it may redefine a detector under its built-in name), a threshold overridden, images
   stored at another size or tiled from another size, a resize rule that is neither the default nor
   Lanczos only (those settings are not in the entry, so they must not vary);
@@ -34,6 +34,7 @@ from typing import Any
 
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
+from pipeline.detectors.registry import load_registry, select
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
 from pipeline.stages.image import ImageConfig
 
@@ -134,10 +135,14 @@ class Measurement:
 
 def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
     problems = []
-    if not fusion.detectors <= set(m.detectors) or set(m.detectors) - fusion.detectors - set(m.nsfw_only):
+    # A run selects the registry's default detectors without human classes (open_nsfw) for their own thresholds,
+    # whether or not the model reads them: a figure without them is of a decision no default run makes.
+    nsfw_defaults = {spec.name for spec in select(load_registry(), "default") if not spec.human_classes}
+    if not fusion.detectors <= set(m.detectors) or set(m.detectors) - fusion.detectors - set(m.nsfw_only) or \
+            not nsfw_defaults <= set(m.detectors):
         problems.append(f"the detectors selected ({', '.join(sorted(m.detectors)) or 'none'}) are not the ones "
-                        f"the model reads ({', '.join(sorted(fusion.detectors))}) and, beside them, only "
-                        "detectors without human classes")
+                        f"the model reads ({', '.join(sorted(fusion.detectors))}) with the default detectors "
+                        f"without human classes ({', '.join(sorted(nsfw_defaults))}), and nothing else")
     if m.model_registry:
         problems.append("--model_registry may redefine the detectors the model reads under their names")
     if m.overrides.strip():
