@@ -200,3 +200,27 @@ def test_a_consumer_thread_that_cannot_start_ends_the_ones_started(monkeypatch):
         consume_together(iter(range(100)), [_collect, _collect, _collect], depth=2)
     monkeypatch.undo()
     assert not [t for t in threading.enumerate() if t.name.startswith("consumer-")]
+
+
+def test_a_source_whose_close_fails_still_ends_every_consumer():
+    class Source:
+        def __init__(self):
+            self._items = iter(range(1000))
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self._items)
+
+        def close(self):
+            raise OSError("close failed")
+
+    def broken(records):
+        for record in records:
+            if record == 2:
+                raise ValueError("cannot write record 2")
+
+    with pytest.raises(OSError, match="close failed"):
+        consume_together(Source(), [_collect, broken], depth=1)
+    assert not [t for t in threading.enumerate() if t.name.startswith("consumer-")]

@@ -134,14 +134,16 @@ def consume_together(items: Iterable[T], consumers: list[Callable[[Iterable[T]],
                     feed.put(chunk)
             last = _END
     finally:
-        close = getattr(items, "close", None)
-        if last is _ABORT and callable(close):  # a generator left unfinished (read_ahead: its reads in flight)
-            close()
-        for feed, thread in zip(feeds, threads, strict=True):
-            if thread in started:
-                feed.put(last)
-        for thread in started:
-            thread.join()
+        try:
+            close = getattr(items, "close", None)
+            if last is _ABORT and callable(close):  # a generator left unfinished (read_ahead: its reads in flight)
+                close()
+        finally:  # whatever closing raised, every started consumer is ended and waited for
+            for feed, thread in zip(feeds, threads, strict=True):
+                if thread in started:
+                    feed.put(last)
+            for thread in started:
+                thread.join()
     # The error that stopped the others, not the ProducerFailed it caused in them.
     raised = [error for error in errors if error is not None]
     if raised:
