@@ -170,15 +170,14 @@ def test_a_shard_is_written_from_one_read_of_each_image_and_never_held_whole(tmp
     shuffled = list(reversed(staged))
     entries = []
     peak = peak_bytes_consuming(entries.append(entry) or entry for entry in shard.process((0, shuffled), 1))
-    # Up to 4 chunks of 8 between the reads and the writers (one being filled, one handed over, one queued, one
-    # being written; the writers share them), the reads in flight, and what a writer holds for one photo.
+    # The reads in flight, the photo being written and what the writers hold for it (a TFRecord frame, its copies).
     ahead = sinks.READ_AHEAD if reads_ahead else 1
-    assert peak < (4 * 8 + ahead + 4) * size, f"{peak / size:.1f} images held at once"
+    assert peak < (ahead + 6) * size, f"{peak / size:.1f} images held at once"
     assert reads == {str(index + 1): 1 for index in range(count)}
     listed = [read_staged(str(tmp_path / "images"), p) for p in sorted(staged, key=sinks.photo_order)]
     for name, entry in zip(wanted, entries, strict=True):
         handle = io.BytesIO()
-        formats.WRITERS[name][1](handle, listed)
+        formats.write_all(formats.WRITERS[name][1](handle), listed)
         written = (tmp_path / "out" / entry["path"]).read_bytes()
         assert written == handle.getvalue() and entry["records"] == count
         assert entry["sha256"] == hashlib.sha256(written).hexdigest()
@@ -224,9 +223,9 @@ def test_a_full_ledger_index_or_rejections_shard_sorts_within_its_memory_budget(
             return (f"{index * 2654435761 % 2**64:016x}", photo_id, f"{index * 40503 % 2**64:016x}")
         return rejection
 
-    writers = {"ledger": (formats.write_ledger, lambda entry: int(entry["photo_id"]), sinks.INDEX_ROWS_PER_SHARD),
-               "index": (formats.write_index, lambda entry: (entry[1], entry[0]), sinks.INDEX_ROWS_PER_SHARD),
-               "rejections": (formats.write_rejections, sinks.rejection_order, sinks.REJECTIONS_PER_SHARD)}
+    writers = {"ledger": (formats.LedgerWriter, lambda entry: int(entry["photo_id"]), sinks.INDEX_ROWS_PER_SHARD),
+               "index": (formats.IndexWriter, lambda entry: (entry[1], entry[0]), sinks.INDEX_ROWS_PER_SHARD),
+               "rejections": (formats.RejectionWriter, sinks.rejection_order, sinks.REJECTIONS_PER_SHARD)}
     write, order, per_shard = writers[table]
     shard = sinks._WriteShard(str(tmp_path), table, [(table, "parquet", write)], order)
     peak = peak_bytes_consuming(shard.process((0, Regrouped(make, rows)), 1))

@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -39,15 +41,38 @@ class _HashingWriter(io.RawIOBase):
         return self.size
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, Any]:
-    """Write through a temporary file and rename it into place; a retried or killed worker never
-    leaves a half-written file under the final name, and an existing file stays readable under it
-    until the new one replaces it. Returns the file's size and sha256."""
+@dataclass
+class AtomicFile:
+    """What `atomic_file` hands out: the handle to write to, and once it is in place, its size and sha256."""
+
+    handle: BinaryIO
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def atomic_file(path: str) -> Iterator[AtomicFile]:
+    """A file written through a temporary name and renamed into place when the block ends without an error;
+    a retried or killed worker never leaves a half-written file under the final name, and an existing file
+    stays readable under it until the new one replaces it. An error leaves the temporary (a retry writes
+    another). Several can be open at once: a shard's formats are written side by side."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     with FileSystems.create(temporary, mime_type="application/octet-stream",
                             compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         hashing = _HashingWriter(handle)
-        write(hashing)
+        written = AtomicFile(hashing)  # type: ignore[arg-type]  # a binary writer, as the writers need
+        yield written
+    _rename_into_place(temporary, path)
+    written.entry = {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, Any]:
+    """`write` into the handle of an `atomic_file`; returns the file's size and sha256."""
+    with atomic_file(path) as written:
+        write(written.handle)
+    return written.entry
+
+
+def _rename_into_place(temporary: str, path: str) -> None:
     try:
         # Over the old file, not after deleting it: a kill between a delete and the rename would leave
         # no file at all. Local disk renames over a file in one step (POSIX rename); GCS's rename is a
@@ -59,7 +84,6 @@ def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, 
         # A local filesystem that will not rename over a file (os.rename on Windows): the old way, window and all.
         FileSystems.delete([path])
         FileSystems.rename([temporary], [path])
-    return {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
 
 
 def _refused_as_existing(err: BeamIOError) -> bool:

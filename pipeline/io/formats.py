@@ -16,8 +16,8 @@ import io
 import json
 import struct
 import tarfile
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO, Protocol
 
 import google_crc32c
 import pyarrow as pa
@@ -82,13 +82,39 @@ def metadata_json(photo: Photo) -> bytes:
     return json.dumps(metadata, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
+class RecordWriter(Protocol):
+    """A file's records written one at a time (`add`), then ended (`close`): a shard's formats are written
+    side by side from one read of each record (io/sinks.py). Each `write_*` function below is one of these
+    run over an iterable."""
+
+    def add(self, record: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def write_all(writer: RecordWriter, records: Iterable[Any]) -> None:
+    for record in records:
+        writer.add(record)
+    writer.close()
+
+
+class WebDatasetWriter:
+    def __init__(self, handle: BinaryIO) -> None:
+        # Closed by close(): the writer outlives any one block (its records arrive one at a time).
+        self._tar = tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+
+    def add(self, photo: Photo) -> None:
+        # Keys must not contain dots (WebDataset splits the extension at the first one).
+        key = photo.photo_id
+        _tar_member(self._tar, f"{key}.jpg", photo.image)
+        _tar_member(self._tar, f"{key}.json", metadata_json(photo))
+
+    def close(self) -> None:
+        self._tar.close()
+
+
 def write_webdataset(handle: BinaryIO, photos: Iterable[Photo]) -> None:
-    with tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
-        for photo in photos:
-            # Keys must not contain dots (WebDataset splits the extension at the first one).
-            key = photo.photo_id
-            _tar_member(tar, f"{key}.jpg", photo.image)
-            _tar_member(tar, f"{key}.json", metadata_json(photo))
+    write_all(WebDatasetWriter(handle), photos)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +181,36 @@ def image_bytes(value: dict | bytes | None) -> bytes:
     return value or b""
 
 
+class ParquetRows:
+    """Rows into a zstd Parquet file, a row group every `_ROW_GROUP` rows; `to_row` makes a record a row."""
+
+    def __init__(self, handle: BinaryIO, schema: pa.Schema, to_row: Callable[[Any], dict] = lambda row: row) -> None:
+        self._writer = pq.ParquetWriter(handle, schema, compression="zstd")
+        self._schema, self._to_row = schema, to_row
+        self._batch: list[dict] = []
+
+    def add(self, record: Any) -> None:
+        self._batch.append(self._to_row(record))
+        if len(self._batch) == _ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
+        self._batch = []
+
+    def close(self) -> None:
+        if self._batch:
+            self._flush()
+        self._writer.close()
+
+
+class ParquetWriter(ParquetRows):
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(handle, PARQUET_SCHEMA, _parquet_row)
+
+
 def write_parquet(handle: BinaryIO, photos: Iterable[Photo]) -> None:
-    _write_parquet_rows(handle, PARQUET_SCHEMA, (_parquet_row(photo) for photo in photos))
+    write_all(ParquetWriter(handle), photos)
 
 
 REJECTION_SCHEMA = pa.schema([
@@ -169,38 +223,42 @@ REJECTION_SCHEMA = pa.schema([
 ])
 
 
+class RejectionWriter(ParquetRows):
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(handle, REJECTION_SCHEMA,
+                         lambda r: {name: getattr(r, name) for name in REJECTION_SCHEMA.names})
+
+
 def write_rejections(handle: BinaryIO, rejections: Iterable[Rejection]) -> None:
-    rows = ({name: getattr(r, name) for name in REJECTION_SCHEMA.names} for r in rejections)
-    _write_parquet_rows(handle, REJECTION_SCHEMA, rows)
+    write_all(RejectionWriter(handle), rejections)
 
 
 LEDGER_SCHEMA = pa.schema([("photo_id", pa.string()), ("decision", pa.string()), ("stage", pa.string()),
                            ("reason", pa.string()), ("release", pa.string())])
 
 
+class LedgerWriter(ParquetRows):
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(handle, LEDGER_SCHEMA)
+
+
 def write_ledger(handle: BinaryIO, entries: Iterable[dict]) -> None:
-    _write_parquet_rows(handle, LEDGER_SCHEMA, entries)
+    write_all(LedgerWriter(handle), entries)
 
 
 INDEX_SCHEMA = pa.schema([("phash", pa.string()), ("photo_id", pa.string()), ("dhash", pa.string())])
 
 
-def write_index(handle: BinaryIO, entries: Iterable[tuple[str, str, str]]) -> None:
+class IndexWriter(ParquetRows):
     """The near-duplicate index of a release: (pHash, photo id, dHash) of every image in it."""
-    rows = ({"phash": phash, "photo_id": photo_id, "dhash": dhash} for phash, photo_id, dhash in entries)
-    _write_parquet_rows(handle, INDEX_SCHEMA, rows)
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(handle, INDEX_SCHEMA,
+                         lambda entry: {"phash": entry[0], "photo_id": entry[1], "dhash": entry[2]})
 
 
-def _write_parquet_rows(handle: BinaryIO, schema: pa.Schema, rows: Iterable[dict]) -> None:
-    with pq.ParquetWriter(handle, schema, compression="zstd") as writer:
-        batch: list[dict] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == _ROW_GROUP:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                batch = []
-        if batch:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+def write_index(handle: BinaryIO, entries: Iterable[tuple[str, str, str]]) -> None:
+    write_all(IndexWriter(handle), entries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,13 +329,24 @@ def tfrecord_frame(record: bytes) -> bytes:
     return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
 
 
+class TFRecordWriter:
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def add(self, photo: Photo) -> None:
+        self._handle.write(tfrecord_frame(photo_example(photo)))
+
+    def close(self) -> None:
+        pass
+
+
 def write_tfrecord(handle: BinaryIO, photos: Iterable[Photo]) -> None:
-    for photo in photos:
-        handle.write(tfrecord_frame(photo_example(photo)))
+    write_all(TFRecordWriter(handle), photos)
 
 
-WRITERS = {
-    "webdataset": ("tar", write_webdataset),
-    "parquet": ("parquet", write_parquet),
-    "tfrecord": ("tfrecord", write_tfrecord),
+# Each dataset format: its file extension and its writer (a RecordWriter made from a file handle).
+WRITERS: dict[str, tuple[str, Callable[[BinaryIO], RecordWriter]]] = {
+    "webdataset": ("tar", WebDatasetWriter),
+    "parquet": ("parquet", ParquetWriter),
+    "tfrecord": ("tfrecord", TFRecordWriter),
 }

@@ -13,7 +13,7 @@ import hashlib
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
+from contextlib import ExitStack, suppress
 from typing import Any
 
 import apache_beam as beam
@@ -21,9 +21,10 @@ from apache_beam import typehints
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import formats
-from pipeline.io.files import write_atomically
+from pipeline.io.files import atomic_file
+from pipeline.io.formats import RecordWriter
+from pipeline.io.read_ahead import read_ahead
 from pipeline.io.staged_images import read_staged
-from pipeline.io.streams import consume_together, read_ahead
 from pipeline.records import Photo, Rejection
 
 DATASET_PREFIX = "pass"
@@ -57,12 +58,10 @@ def shard_name(prefix: str, index: int, total: int, extension: str) -> str:
     return f"{prefix}-{index:05d}-of-{total:05d}.{extension}"
 
 
-# Staged-image reads in flight while a shard is written to an object store (which answers each in tens of ms), and
-# the depth of each format writer's queue (chunks of 8: up to 4 chunks, 32 images, between the reads and a
-# writer, all writers sharing the same objects): what a shard holds in memory beyond its sorted records (and a
-# Parquet row group's 512 images), whatever its size.
+# Staged-image reads in flight while a shard is written to an object store (which answers each in tens of ms):
+# with the record being written, what a shard holds in memory beyond its sorted records (and a Parquet row
+# group's 512 images), whatever its size.
 READ_AHEAD = 8
-WRITER_QUEUE = 16
 
 
 def read_ahead_depth(output: str) -> int:
@@ -71,33 +70,43 @@ def read_ahead_depth(output: str) -> int:
 
 
 class _WriteShard(beam.DoFn):
-    def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable]],
+    def __init__(self, output: str, prefix: str, outputs: list[tuple[str, str, Callable[[Any], RecordWriter]]],
                  sort_key: Callable[[Any], Any], complete: Callable[[Any], Any] | None = None) -> None:
         self._output = output
         self._prefix = prefix
-        self._outputs = outputs  # (folder, extension, write function) per format
+        self._outputs = outputs  # (folder, extension, writer made from a file handle) per format
         self._sort_key = sort_key
         self._complete = complete  # what each record needs after the shuffle (its image read back)
 
     def process(self, keyed: tuple[int, Iterable[Any]], num_shards: int) -> Iterator[dict[str, Any]]:
         index, values = keyed
         # The records as shuffled (a dataset photo without its image: ~1 KiB) are sorted in memory; the
-        # images are read back one by one as the writers take them, every format from the same read.
+        # images are read back one at a time, each record going to every format's file before the next.
         records = sorted((value for value in values if value is not None), key=self._sort_key)
         stream: Iterable[Any] = records
         if self._complete is not None:
             stream = read_ahead(self._complete, records, read_ahead_depth(self._output))
         relatives = [posixpath.join(folder, shard_name(self._prefix, index, num_shards, extension))
                      for folder, extension, _ in self._outputs]
-        writers = [partial(_write_file, FileSystems.join(self._output, relative), write)
-                   for relative, (_, _, write) in zip(relatives, self._outputs, strict=True)]
-        entries = consume_together(stream, writers, depth=WRITER_QUEUE)
-        for relative, (folder, _, _), entry in zip(relatives, self._outputs, entries, strict=True):
-            yield {"path": relative, "format": folder, "shard": index, "records": len(records), **entry}
-
-
-def _write_file(path: str, write: Callable[[Any, Iterable[Any]], None], records: Iterable[Any]) -> dict[str, Any]:
-    return write_atomically(path, lambda handle: write(handle, records))
+        with ExitStack() as files:  # an error leaves every file of the shard unrenamed
+            opened = [files.enter_context(atomic_file(FileSystems.join(self._output, relative)))
+                      for relative in relatives]
+            writers = [make(file.handle) for file, (_, _, make) in zip(opened, self._outputs, strict=True)]
+            try:
+                for record in stream:
+                    for writer in writers:
+                        writer.add(record)
+            except BaseException:
+                # Ended into their temporary files, which stay unrenamed: left open, the tar and Parquet
+                # writers would try to end themselves later, into closed files.
+                for writer in writers:
+                    with suppress(Exception):
+                        writer.close()
+                raise
+            for writer in writers:
+                writer.close()
+        for relative, (folder, _, _), file in zip(relatives, self._outputs, opened, strict=True):
+            yield {"path": relative, "format": folder, "shard": index, "records": len(records), **file.entry}
 
 
 class WriteSharded(beam.PTransform):
@@ -179,7 +188,7 @@ class WriteRejections(beam.PTransform):
     def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
-            output, "rejections", [("rejections", "parquet", formats.write_rejections)],
+            output, "rejections", [("rejections", "parquet", formats.RejectionWriter)],
             key=lambda rejection: rejection.photo_id, sort_key=rejection_order, fixed_shards=0,
             per_shard=REJECTIONS_PER_SHARD, count=count,
         )
@@ -195,7 +204,7 @@ class WriteNearDupIndex(beam.PTransform):
     def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
-            output, "index", [("near_dup_index", "parquet", formats.write_index)],
+            output, "index", [("near_dup_index", "parquet", formats.IndexWriter)],
             key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0]), fixed_shards=0,
             per_shard=INDEX_ROWS_PER_SHARD, count=count,
         )
@@ -211,7 +220,7 @@ class WriteLedger(beam.PTransform):
     def __init__(self, output: str, count: beam.PCollection | None = None) -> None:
         super().__init__()
         self._write = WriteSharded(
-            output, "ledger", [("ledger", "parquet", formats.write_ledger)],
+            output, "ledger", [("ledger", "parquet", formats.LedgerWriter)],
             key=lambda entry: entry["photo_id"], sort_key=lambda entry: int(entry["photo_id"]), fixed_shards=0,
             per_shard=INDEX_ROWS_PER_SHARD, count=count,
         )

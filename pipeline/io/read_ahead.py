@@ -1,0 +1,37 @@
+"""Calls done ahead of the one needed, in order: the shard writers' reads of staged images.
+
+Writing a dataset shard reads each of its images back from the staging folder (io/sinks.py). On an object
+store each read waits tens of milliseconds for an answer; `read_ahead` keeps a few in flight on threads while
+the writers take the results in their order, so the wait overlaps the writing, and at most `depth` results are
+held at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+def read_ahead(function: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[R]:
+    """`function(item)` for each item, in the items' order, with up to `depth` calls running ahead on
+    threads. An error of a call is raised where its result would have been; calls not started yet are
+    cancelled."""
+    if depth <= 1:
+        yield from (function(item) for item in items)
+        return
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="read-ahead") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # an error or a consumer that stopped early: nothing more is needed
+                future.cancel()

@@ -1,0 +1,73 @@
+"""Calls done ahead of the one needed, in order (io/read_ahead.py)."""
+
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.io.read_ahead import read_ahead
+from tests.conftest import peak_bytes_consuming
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(), max_size=40), st.integers(min_value=0, max_value=6),
+       st.lists(st.floats(min_value=0, max_value=0.002), min_size=1, max_size=5))
+def test_read_ahead_gives_every_result_in_order(items, depth, delays):
+    def slow_square(item: int) -> int:
+        time.sleep(delays[item % len(delays)])  # later items finish first, now and then
+        return item * item
+
+    assert list(read_ahead(slow_square, items, depth)) == [item * item for item in items]
+
+
+def test_read_ahead_raises_where_the_failed_call_would_have_been_and_starts_no_more():
+    started = []
+
+    def read(item: int) -> int:
+        started.append(item)
+        if item == 5:
+            raise OSError("gone")
+        return item
+
+    results = []
+    with pytest.raises(OSError, match="gone"):
+        for result in read_ahead(read, range(1000), depth=4):
+            results.append(result)
+    assert results == [0, 1, 2, 3, 4]
+    assert max(started) < 5 + 4 + 1  # at most `depth` calls beyond the failed one were ever submitted
+
+
+def test_read_ahead_keeps_at_most_depth_calls_running():
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def read(item: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.002)
+        with lock:
+            running -= 1
+        return item
+
+    assert list(read_ahead(read, range(60), depth=3)) == list(range(60))
+    assert 1 < most <= 3
+
+
+def test_a_consumer_that_stops_early_leaves_no_read_running_and_at_most_depth_results_held():
+    closed = []
+
+    def items():
+        try:
+            yield from range(10_000)
+        finally:
+            closed.append("closed")
+
+    reads = read_ahead(lambda item: bytes(64 * 1024), items(), depth=4)
+    peak = peak_bytes_consuming(next(reads) for _ in range(100))
+    reads.close()
+    assert closed == ["closed"] and peak < 8 * 64 * 1024
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
