@@ -230,3 +230,24 @@ def test_a_full_ledger_index_or_rejections_shard_sorts_within_its_memory_budget(
     shard = sinks._WriteShard(str(tmp_path), table, [(table, "parquet", write)], order)
     peak = peak_bytes_consuming(shard.process((0, Regrouped(make, rows)), 1))
     assert peak / rows * per_shard < SHARD_MEMORY_BUDGET, f"{peak / rows:.0f} bytes per row"
+
+
+def test_files_written_side_by_side_are_renamed_only_when_the_block_ends_without_an_error(tmp_path):
+    from contextlib import ExitStack
+
+    from pipeline.io.files import atomic_file
+
+    old = tmp_path / "a.tar"
+    old.write_bytes(b"old")
+    with pytest.raises(OSError, match="read failed"), ExitStack() as files:
+        a, b = (files.enter_context(atomic_file(str(tmp_path / name))) for name in ("a.tar", "b.parquet"))
+        a.handle.write(b"new a")
+        b.handle.write(b"new b")
+        raise OSError("read failed")
+    assert old.read_bytes() == b"old" and not (tmp_path / "b.parquet").exists()
+    with ExitStack() as files:
+        a, b = (files.enter_context(atomic_file(str(tmp_path / name))) for name in ("a.tar", "b.parquet"))
+        a.handle.write(b"new a")
+        b.handle.write(b"new b")
+    assert old.read_bytes() == b"new a" and (tmp_path / "b.parquet").read_bytes() == b"new b"
+    assert a.entry == {"bytes": 5, "sha256": hashlib.sha256(b"new a").hexdigest()}
