@@ -8,6 +8,7 @@ import tarfile
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
@@ -151,3 +152,17 @@ def test_webdataset_json_scores_have_the_parquet_shape():
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         meta = json.loads(tar.extractfile("7.json").read())
     assert meta["scores"] == [{"detector": "ssd", "class": "person", "score": 0.5}]
+
+
+def test_writers_are_ended_when_a_record_cannot_be_read():
+    """A failed read ends every writer before the error goes on (their files stay unpublished): a Parquet or tar
+    writer left open ends itself later, into a file already closed."""
+    def two_then_fail():
+        yield from PHOTOS[:2]
+        raise OSError("staged image gone")
+
+    for write, ending in ((formats.write_parquet, b"PAR1"), (formats.write_webdataset, b"\0" * 1024)):
+        handle = io.BytesIO()
+        with pytest.raises(OSError, match="staged image gone"):
+            write(handle, two_then_fail())
+        assert handle.getvalue().endswith(ending), write.__name__

@@ -16,7 +16,8 @@ import io
 import json
 import struct
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from typing import Any, BinaryIO, Protocol
 
 import google_crc32c
@@ -92,10 +93,26 @@ class RecordWriter(Protocol):
     def close(self) -> None: ...
 
 
+def write_side_by_side(writers: Sequence[RecordWriter], records: Iterable[Any]) -> None:
+    """Every record to every writer, in order, then each writer ended. When a record cannot be read or
+    written, the writers are still ended (quietly) before the error goes on: left open, the tar and Parquet
+    writers would end themselves later, into a file already closed. Their files are then incomplete: the
+    caller must not publish them (io/files.atomic_file renames nothing when its block fails)."""
+    try:
+        for record in records:
+            for writer in writers:
+                writer.add(record)
+    except BaseException:
+        for writer in writers:
+            with suppress(Exception):
+                writer.close()
+        raise
+    for writer in writers:
+        writer.close()
+
+
 def write_all(writer: RecordWriter, records: Iterable[Any]) -> None:
-    for record in records:
-        writer.add(record)
-    writer.close()
+    write_side_by_side([writer], records)
 
 
 class WebDatasetWriter:

@@ -16,6 +16,7 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 def read_ahead(function: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[R]:
     """`function(item)` for each item, in the items' order, with up to `depth` calls running ahead on
     threads. An error of a call is raised where its result would have been; calls not started yet are

@@ -13,7 +13,7 @@ import hashlib
 import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from typing import Any
 
 import apache_beam as beam
@@ -91,20 +91,8 @@ class _WriteShard(beam.DoFn):
         with ExitStack() as files:  # an error leaves every file of the shard unrenamed
             opened = [files.enter_context(atomic_file(FileSystems.join(self._output, relative)))
                       for relative in relatives]
-            writers = [make(file.handle) for file, (_, _, make) in zip(opened, self._outputs, strict=True)]
-            try:
-                for record in stream:
-                    for writer in writers:
-                        writer.add(record)
-            except BaseException:
-                # Ended into their temporary files, which stay unrenamed: left open, the tar and Parquet
-                # writers would try to end themselves later, into closed files.
-                for writer in writers:
-                    with suppress(Exception):
-                        writer.close()
-                raise
-            for writer in writers:
-                writer.close()
+            formats.write_side_by_side(
+                [make(file.handle) for file, (_, _, make) in zip(opened, self._outputs, strict=True)], stream)
         for relative, (folder, _, _), file in zip(relatives, self._outputs, opened, strict=True):
             yield {"path": relative, "format": folder, "shard": index, "records": len(records), **file.entry}
 
