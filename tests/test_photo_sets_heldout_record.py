@@ -246,13 +246,11 @@ def test_the_defaults_record_refuses_heldout8_again_and_the_splits_it_was_fitted
     fusion = builtin_fusion()
     specs = select(load_registry(None), "default")
     detectors = tuple(spec.name for spec in specs)
-    nsfw_only = tuple(spec.name for spec in specs if not spec.human_classes)
     storage = score.storage_of(None, 1.0)
     for split, reason in (("heldout8", "already records heldout8"), ("heldout7", "fitted on heldout7"),
                           ("tuning", "one held-out split")):
         with pytest.raises(heldout_record.RecordError, match=reason):
-            heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors,
-                                                                  nsfw_only=nsfw_only))
+            heldout_record.check(copy, heldout_record.Measurement(split, fusion, storage, detectors))
 
 
 def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_selected(tmp_path):
@@ -264,12 +262,10 @@ def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_select
     (tmp_path / "m.json").write_text(json.dumps(hand))
     model = read_fusion(str(tmp_path / "m.json"))
     storage = score.storage_of(None, 1.0)
-    nsfw = ("open_nsfw",)
-    allowed = heldout_record.Measurement("heldout8", model, storage, ("centerface", "nanodet_person", "open_nsfw"),
-                                         nsfw_only=nsfw)
+    allowed = heldout_record.Measurement("heldout8", model, storage, ("centerface", "nanodet_person", "open_nsfw"))
     assert heldout_record.check(tmp_path / "r.json", allowed)[0] is model
     for detectors in (("centerface", "nanodet_person", "open_nsfw", "ssdlite_person"), ("centerface", "open_nsfw"),
                       ("centerface", "nanodet_person", "ssdlite_person"), ("centerface", "nanodet_person")):
         with pytest.raises(heldout_record.RecordError, match=r"without human classes \(open_nsfw\), and nothing else"):
             heldout_record.check(tmp_path / "r.json",
-                                 heldout_record.Measurement("heldout8", model, storage, detectors, nsfw_only=nsfw))
+                                 heldout_record.Measurement("heldout8", model, storage, detectors))

@@ -44,8 +44,7 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
             measurement = heldout_record.Measurement(
                 args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
                 tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side,
-                args.detect_tile_min_side, args.model_registry,
-                tuple(spec.name for spec in specs if not spec.human_classes))
+                args.detect_tile_min_side, args.model_registry)
             heldout_record.check(Path(args.record), measurement)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)

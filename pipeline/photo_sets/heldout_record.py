@@ -128,9 +128,6 @@ class Measurement:
     max_side: int = RECORDED_MAX_SIDE
     tile_min_side: int = RECORDED_TILE_MIN_SIDE
     model_registry: str = ""  # --model_registry: may redefine a detector under its built-in name
-    # Selected detectors without human classes (open_nsfw): a run with the model runs them for their own nsfw
-    # thresholds whether or not the model reads them.
-    nsfw_only: tuple[str, ...] = ()
 
 
 def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
@@ -138,8 +135,7 @@ def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
     # A run selects the registry's default detectors without human classes (open_nsfw) for their own thresholds,
     # whether or not the model reads them: a figure without them is of a decision no default run makes.
     nsfw_defaults = {spec.name for spec in select(load_registry(), "default") if not spec.human_classes}
-    if not fusion.detectors <= set(m.detectors) or set(m.detectors) - fusion.detectors - set(m.nsfw_only) or \
-            not nsfw_defaults <= set(m.detectors):
+    if set(m.detectors) != fusion.detectors | nsfw_defaults:
         problems.append(f"the detectors selected ({', '.join(sorted(m.detectors)) or 'none'}) are not the ones "
                         f"the model reads ({', '.join(sorted(fusion.detectors))}) with the default detectors "
                         f"without human classes ({', '.join(sorted(nsfw_defaults))}), and nothing else")
