@@ -5,7 +5,8 @@
 Three parts, all in this process:
   1. micro-profile: `stages/image.normalise` cut into its building blocks (and the fetcher),
      timed one image at a time: ms per image for fetch, decode, resize, blank check, encode, hashing,
-     and the images per second a core manages (by CPU time): for the defaults and, on the same
+     and the images per second a core manages (by CPU time: the bar is `normalise` itself, called once per
+     image, best of ONE_CALL_PASSES passes; the steps' sum is one cold pass): for the defaults and, on the same
      downloads, for two other settings of the resize rule (RULES); and for the defaults on 640 px
      copies of the same photos, the size a run fetches from Flickr for --max_side 512;
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
@@ -41,7 +42,6 @@ from pathlib import Path
 
 import apache_beam as beam
 import imagehash
-import numpy as np
 from apache_beam import coders
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
@@ -71,6 +71,12 @@ PHOTO_SHUFFLES = (
 
 
 COMPARISON = "(imagehash's own pHash + dHash: not summed)"
+# The per-image work as the image stage runs it: `normalise` called once per image, over all the images, in
+# passes; the least CPU of the passes is the figure (the usual way to read a benchmark on a shared machine,
+# whose neighbours only ever add time; and what a worker does past its first images, with Pillow's and the
+# hashes' per-size caches warm). The steps above are one cold pass, for where the time goes.
+ONE_CALL = "normalise() as one call, best of 3 passes"
+ONE_CALL_PASSES = 3
 
 
 def _timed(totals: dict[str, float], step: str, call: Callable, *args: object) -> object:
@@ -98,11 +104,12 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
     size = image_stage._target_size(rgb.width, rgb.height, cfg.max_side)
     small = _timed(totals, "resize (box reduce, then Lanczos)", image_stage._resize, rgb, size,
                    cfg.resize_reducing_gap)
-    _timed(totals, "blank check (64x64 stddev)", lambda: float(np.asarray(
-        small.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32).std(axis=(0, 1)).max()))
+    _timed(totals, "blank check (64x64 stddev)", lambda: image_stage.channel_stddev(
+        small.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0)))
 
     def encode() -> tuple[Image.Image, bytes]:
-        bare = Image.frombytes("RGB", small.size, small.tobytes())
+        bare = small.copy() if small is rgb else small  # as normalise: only the decoded image itself is copied
+        bare.info = {}
         out = io.BytesIO()
         bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")
         return bare, out.getvalue()
@@ -164,8 +171,13 @@ def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str,
         stored = [_normalise_in_steps(raw, rule, totals) for raw in sources]
         if label == "defaults":
             jpeg = stored[-1]
-        for raw in sources:
-            _timed(totals, "normalise() as one call (check)", image_stage.normalise, raw, rule)
+        passes = []
+        for _ in range(ONE_CALL_PASSES):
+            one_call: dict[str, float] = defaultdict(float)
+            for raw in sources:
+                _timed(one_call, ONE_CALL, image_stage.normalise, raw, rule)
+            passes.append(one_call)
+        totals |= min(passes, key=lambda one_call: one_call["cpu " + ONE_CALL])
         per_rule[label] = {step: 1000 * seconds / len(corpus.urls) for step, seconds in totals.items()}
     line = corpus.metadata.read_bytes().split(b"\n")[-2]  # the last photo's row
     described = parse_line(line, f"{corpus.metadata.name}:{len(corpus.urls)}")
@@ -319,8 +331,12 @@ def main() -> None:
             print(f"     {step:44s} {per_image[step]:7.2f} {per_image['cpu ' + step]:7.2f}")
         work = [step for step in steps if not step.startswith(("fetch", "normalise")) and step != COMPARISON]
         wall, cpu = sum(per_image[step] for step in work), sum(per_image["cpu " + step] for step in work)
-        print(f"     {'sum of normalise steps':44s} {wall:7.2f} {cpu:7.2f}   -> {1000 / cpu:.0f} images/s per "
-              f"core (CPU; {1000 / wall:.0f} by the wall clock, which other jobs on the machine stretch)")
+        print(f"     {'sum of normalise steps (one pass)':44s} {wall:7.2f} {cpu:7.2f}   -> {1000 / cpu:.0f} images/s "
+              f"per core (CPU; {1000 / wall:.0f} by the wall clock, which other jobs on the machine stretch)")
+        one_call = per_image["cpu " + ONE_CALL]
+        print(f"     {'per-image work (the bar: >= 120 per core)':44s} {'':7s} {one_call:7.2f}   -> "
+              f"{1000 / one_call:.0f} images/s per core (CPU of normalise() as one call, best of "
+              f"{ONE_CALL_PASSES} passes)")
     print(f"\n2. whole job in one process (FnApiRunner, detectors off, WebDataset): {elapsed:.1f} s, "
           f"{count / elapsed:.1f} images/s, {1000 * elapsed / count:.1f} ms per image, kept {stats['kept']}")
     print(profile_text.split("\n   ncalls", 1)[-1].join(["   ncalls", ""]) if "ncalls" in profile_text

@@ -166,22 +166,70 @@ def test_a_png_colour_key_is_transparency_composited_on_white(mode, key):
     assert stored[:95].mean() > 250 and stored[110:].mean() < 200  # white where transparent, the cat below
 
 
-def test_a_photo_stored_at_its_own_size_keeps_no_comment_xmp_or_exif():
-    """No resize, no colour conversion: the decoded image itself, whose info holds all of it, is what is
-    stored; only its pixels may reach the file."""
+@pytest.mark.parametrize("size,orientation,stored", [
+    ((451, 300), 1, (451, 300)),  # the decoded image itself is stored: it is copied first
+    ((1024, 681), 1, (512, 340)),  # an exact 2x box reduction: a new image carrying the source's info
+    ((903, 600), 1, (512, 340)),  # a Lanczos resize: the same
+    ((451, 300), 6, (300, 451)),  # a transposed image at its own size: the same
+])
+def test_a_stored_photo_keeps_no_comment_xmp_or_exif(size, orientation, stored):
+    """Whatever made the stored pixels (nothing, a reduction, a resize, a turn), the image they are encoded
+    from carries the source's info (comment, XMP, EXIF, ICC) until normalise empties it: only pixels may
+    reach the file, and the decoded source object is never changed in place."""
     exif = Image.Exif()
     exif[0x010F] = "CameraMaker"
+    exif[0x0112] = orientation
     xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>http://ns.adobe.com/xap secret</x:xmpmeta>"
     buffer = io.BytesIO()
-    real_image("chelsea.jpg").save(buffer, "JPEG", quality=90, comment=b"secret comment", xmp=xmp,
-                                   exif=exif.tobytes())
+    real_image("chelsea.jpg").resize(size).save(buffer, "JPEG", quality=90, comment=b"secret comment", xmp=xmp,
+                                                exif=exif.tobytes())
     raw = buffer.getvalue()
     decoded = Image.open(io.BytesIO(raw))
-    assert {"comment", "xmp", "exif"} <= set(decoded.info) and decoded.size == (451, 300)  # all really there
+    assert {"comment", "xmp", "exif"} <= set(decoded.info) and decoded.size == size  # all really there
     result = normalise(raw, CFG)
-    assert (result.width, result.height) == (451, 300)
+    assert (result.width, result.height) == stored
     assert_no_metadata(result.jpeg)
     assert b"secret" not in result.jpeg and "comment" not in Image.open(io.BytesIO(result.jpeg)).info
+
+
+def test_the_source_image_is_copied_before_its_info_is_emptied(monkeypatch):
+    """Stored at its own size, the opened file object is what would be encoded: normalise copies it
+    instead of emptying the info of an image it was handed by Image.open."""
+    raw = encode(real_image("chelsea.jpg"), "JPEG", quality=90, comment=b"note")
+    opened: list[Image.Image] = []
+    real_open = image_stage._open
+
+    def observed(data: bytes) -> Image.Image:
+        opened.append(real_open(data))
+        return opened[-1]
+
+    monkeypatch.setattr(image_stage, "_open", observed)
+    normalise(raw, CFG)
+    assert opened[0].info.get("comment") == b"note"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 64), st.sampled_from(["L", "RGB"]), st.integers(0, 2**32 - 1),
+       st.integers(0, 255))
+def test_channel_stddev_is_the_exact_population_stddev(width, height, mode, seed, spread):
+    """Against the brute force: Python's statistics.pstdev of each band's values (exact rational arithmetic
+    on integers), the largest; flat, near-flat and noisy images."""
+    import statistics
+
+    bands = len(mode)
+    values = np.random.default_rng(seed).integers(0, spread + 1, (height, width, bands), dtype=np.uint8)
+    img = Image.fromarray(values[:, :, 0] if bands == 1 else values, mode)
+    expected = max(statistics.pstdev(values[:, :, band].ravel().tolist()) for band in range(bands))
+    assert math.isclose(image_stage.channel_stddev(img), expected, rel_tol=1e-12, abs_tol=1e-12)
+    # numpy's float32 std, which it replaced, agrees to its own precision
+    assert math.isclose(image_stage.channel_stddev(img),
+                        float(np.asarray(img, dtype=np.float32).reshape(height, width, bands).std(axis=(0, 1)).max()),
+                        rel_tol=1e-5, abs_tol=1e-4)
+
+
+def test_channel_stddev_refuses_an_image_too_large_for_exact_sums():
+    with pytest.raises(ValueError, match="too many pixels"):
+        image_stage.channel_stddev(Image.new("L", (4000, 3000)))
 
 
 @pytest.mark.parametrize("make,fmt", [

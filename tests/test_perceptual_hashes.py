@@ -123,6 +123,34 @@ def test_coefficients_are_pillows_own(in_size: int, out_size: int) -> None:
                           _pillows_coefficients(in_size, out_size))
 
 
+@settings(max_examples=200, deadline=None)
+@given(in_size=st.integers(1, 1024), out_size=st.sampled_from([32, 9, 8, 1, 2, 64, 700]))
+def test_bands_hold_every_coefficient_once(in_size: int, out_size: int) -> None:
+    """The banded horizontal pass against the dense matrix it cuts: the bands cover the outputs in order,
+    one after the other, and laid back into a zero matrix they give the dense one (no tap dropped)."""
+    dense = perceptual_hashes._coefficients(in_size, out_size)
+    rebuilt = np.zeros_like(dense)
+    next_output = 0
+    for lo, hi, start, end, block in perceptual_hashes._bands(in_size, out_size):
+        assert start == next_output and end > start and 0 <= lo < hi <= in_size
+        assert end - start <= perceptual_hashes._BAND_OUTPUTS
+        rebuilt[lo:hi, start:end] = block
+        next_output = end
+    assert next_output == out_size and np.array_equal(rebuilt, dense)
+
+
+def test_the_hashes_bands_are_narrower_than_the_row() -> None:
+    """What makes it cheaper: pHash's outputs of a 512 px row go 8 to a band spanning well under half of it;
+    dHash's (each spanning two thirds of the row inside it) mostly one by one: a band is never wider than
+    half the row or its first output's own inputs."""
+    phash_bands = perceptual_hashes._bands(512, PHASH_SIDE)
+    assert len(phash_bands) == 4 and all(hi - lo <= 256 for lo, hi, *_ in phash_bands)
+    dense = perceptual_hashes._coefficients(512, DHASH_SIZE[0]) != 0
+    dhash_bands = perceptual_hashes._bands(512, DHASH_SIZE[0])
+    assert len(dhash_bands) >= 5
+    assert all(hi - lo <= max(256, dense[:, start].sum()) for lo, hi, start, _, _ in dhash_bands)
+
+
 def test_columns_near_a_rounding_tie_are_computed_scalar_by_scalar(monkeypatch: pytest.MonkeyPatch) -> None:
     # With a margin that flags every column, the whole matrix comes from the scalar path: Pillow's too.
     perceptual_hashes._coefficients.cache_clear()

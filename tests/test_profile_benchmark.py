@@ -51,3 +51,18 @@ def test_the_flickr_copy_is_the_photo_at_640_px_on_its_longer_side():
         source, copy = Image.open(io.BytesIO(raw)), Image.open(io.BytesIO(flickr_copy(raw)))
         assert copy.format == "JPEG" and max(copy.size) == 640
         assert abs(copy.width / copy.height - source.width / source.height) < 0.01
+
+
+def test_the_micro_profile_steps_store_what_normalise_stores():
+    """The steps are timed one by one, so they are a copy of normalise's calls: they must make the same JPEG
+    (a step measuring some other code, as the encode step's tobytes/frombytes round trip did after normalise
+    dropped it, misstates the per-image work)."""
+    from collections import defaultdict
+
+    from benchmarks.profile import _normalise_in_steps
+    from pipeline.stages.image import ImageConfig, normalise
+
+    for raw in [*distinct_photos(4), flickr_copy(distinct_photos(1)[0])]:
+        totals: dict[str, float] = defaultdict(float)
+        assert _normalise_in_steps(raw, ImageConfig(), totals) == normalise(raw, ImageConfig()).jpeg
+        assert all(seconds >= 0 for seconds in totals.values()) and len(totals) >= 12
