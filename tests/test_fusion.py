@@ -453,3 +453,15 @@ def test_trees_built_in_code_are_monotone_only_when_they_are():
     flipped = dataclasses.replace(good, trees=(tuple(dataclasses.replace(node, value=-node.value)
                                                      for node in good.trees[0]), good.trees[1]))
     assert not flipped.monotone
+
+
+def test_the_candidate_without_centerface_is_the_defaults_own_ablation_entry():
+    """models/candidate_no_centerface.json (heldout9's candidate, models/README.md): the default refitted without
+    CenterFace on the same photographs, i.e. fusion.json's ablation entry for it, as a model a run can use."""
+    default = read_fusion(str(BUILTIN_REGISTRY.parent / "fusion.json"))
+    candidate = read_fusion(str(BUILTIN_REGISTRY.parent / "candidate_no_centerface.json"))
+    entry = default.without("centerface")
+    assert entry is not None and candidate.detectors == {"nanodet_person", "oidv4_person"}
+    assert (candidate.features, candidate.weights, candidate.bias, candidate.review_from, candidate.reject_at) == (
+        entry.features, entry.weights, entry.bias, entry.review_from, entry.reject_at)
+    assert candidate.fitted_on == default.fitted_on

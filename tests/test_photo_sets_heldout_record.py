@@ -225,11 +225,12 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     models = BUILTIN_REGISTRY.parent
     names = [p.name for p in sorted(models.glob("fusion*.json")) if not p.name.endswith("_heldout.json")]
     fitted = {name: heldout_record.fitted_splits(read_fusion(str(models / name)))
-              for name in [*names, "candidate_trees.json"]}
+              for name in [*names, "candidate_trees.json", "candidate_no_centerface.json"]}
     assert fitted["fusion.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6, 7))}
     assert fitted["fusion_v4.json"] == {"tuning", "heldout", "heldout2", "heldout3", "heldout4"}
     assert fitted["fusion_v1.json"] == fitted["fusion_v2.json"] == {"tuning"}
     assert fitted["candidate_trees.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6))}
+    assert fitted["candidate_no_centerface.json"] == fitted["fusion.json"]
     for name, splits in fitted.items():
         model = read_fusion(str(models / name))
         for path in models.glob("fusion*_heldout.json"):
