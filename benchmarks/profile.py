@@ -91,16 +91,16 @@ def _timed(totals: dict[str, float], step: str, call: Callable, *args: object) -
 
 def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) -> bytes:
     """`image.normalise` for an upright sRGB JPEG, one building block at a time (same calls, same order)."""
-    def decode() -> Image.Image:
+    def decode() -> tuple[Image.Image, Image.Image]:
         img = image_stage._open(raw)
         scale = image_stage._draft_scale(*img.size, cfg)
         if scale > 1:
             img.draft("RGB", (img.width // scale, img.height // scale))
         img.getexif()
         img.load()
-        return image_stage._to_srgb(img)
+        return img, image_stage._to_srgb(img)
 
-    rgb = _timed(totals, "decode (checks, draft, load, sRGB)", decode)
+    opened, rgb = _timed(totals, "decode (checks, draft, load, sRGB)", decode)
     size = image_stage._target_size(rgb.width, rgb.height, cfg.max_side)
     small = _timed(totals, "resize (box reduce, then Lanczos)", image_stage._resize, rgb, size,
                    cfg.resize_reducing_gap)
@@ -108,7 +108,7 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
         small.resize((64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0)))
 
     def encode() -> tuple[Image.Image, bytes]:
-        bare = small.copy() if small is rgb else small  # as normalise: only the decoded image itself is copied
+        bare = small.copy() if small is opened else small  # as normalise: only the opened file itself is copied
         bare.info = {}
         out = io.BytesIO()
         bare.save(out, "JPEG", quality=cfg.jpeg_quality, optimize=False, progressive=False, subsampling="4:2:0")

@@ -53,16 +53,53 @@ def test_the_flickr_copy_is_the_photo_at_640_px_on_its_longer_side():
         assert abs(copy.width / copy.height - source.width / source.height) < 0.01
 
 
-def test_the_micro_profile_steps_store_what_normalise_stores():
-    """The steps are timed one by one, so they are a copy of normalise's calls: they must make the same JPEG
-    (a step measuring some other code, as the encode step's tobytes/frombytes round trip did after normalise
-    dropped it, misstates the per-image work)."""
-    from collections import defaultdict
+def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
+    """The steps are timed one by one, so they are a copy of normalise's calls: they must make the same JPEG with
+    the same pixel copies, reductions, resizes and encodes (a step measuring other code, as the encode step's
+    tobytes/frombytes round trip did after normalise dropped it, misstates the per-image work). Sources stored
+    reduced, resized, at their own size, and converted from greyscale at their own size."""
+    from collections import Counter, defaultdict
+
+    import imagehash
 
     from benchmarks.profile import _normalise_in_steps
     from pipeline.stages.image import ImageConfig, normalise
 
-    for raw in [*distinct_photos(4), flickr_copy(distinct_photos(1)[0])]:
+    calls: Counter[str] = Counter()
+    counting = [True]  # off inside imagehash, which the steps also run as a comparison (not summed)
+
+    def count(name: str) -> None:
+        if counting[0]:
+            calls.update([name])
+
+    for name in ("copy", "tobytes", "reduce", "resize", "crop", "save"):
+        original = getattr(Image.Image, name)
+        monkeypatch.setattr(Image.Image, name, lambda self, *a, _o=original, _n=name, **k: (
+            count(_n), _o(self, *a, **k))[1])
+    frombytes = Image.frombytes
+    monkeypatch.setattr(Image, "frombytes", lambda *a, **k: (count("frombytes"), frombytes(*a, **k))[1])
+    for name in ("phash", "dhash"):
+        original = getattr(imagehash, name)
+
+        def uncounted(image, _o=original):
+            counting[0] = False
+            try:
+                return _o(image)
+            finally:
+                counting[0] = True
+
+        monkeypatch.setattr(imagehash, name, uncounted)
+    normalise(distinct_photos(1)[0], ImageConfig())  # the hashes' one check against Pillow, once per process
+    grey = io.BytesIO()
+    Image.open(io.BytesIO(distinct_photos(1)[0])).convert("L").resize((400, 300)).save(grey, "JPEG")
+    own_size = io.BytesIO()
+    Image.open(io.BytesIO(distinct_photos(1)[0])).resize((480, 320)).save(own_size, "JPEG")
+    for raw in [*distinct_photos(3), flickr_copy(distinct_photos(1)[0]), grey.getvalue(), own_size.getvalue()]:
         totals: dict[str, float] = defaultdict(float)
-        assert _normalise_in_steps(raw, ImageConfig(), totals) == normalise(raw, ImageConfig()).jpeg
+        calls.clear()
+        stored = normalise(raw, ImageConfig()).jpeg
+        by_normalise = dict(calls)
+        calls.clear()
+        assert _normalise_in_steps(raw, ImageConfig(), totals) == stored
+        assert dict(calls) == by_normalise
         assert all(seconds >= 0 for seconds in totals.values()) and len(totals) >= 12

@@ -36,9 +36,9 @@ _HALF = float(1 << (_PRECISION_BITS - 1))
 _LANCZOS_SUPPORT = 3.0
 PHASH_SIDE = 32  # imagehash.phash: hash_size 8 * highfreq_factor 4
 DHASH_SIZE = (9, 8)  # imagehash.dhash: (hash_size + 1) x hash_size
-# Stored images are at most --max_side (512 by default). The coefficients of every side length up to 512
-# (3 hash sizes, float32) take 26 MB together, up to 1024 px 103 MB; larger images go to imagehash. The
-# 2,000-image benchmark corpus has ~450 distinct side lengths.
+# Stored images are at most --max_side (512 by default). The coefficients of every side length up to 512 (the
+# vertical passes' dense matrices and the horizontal passes' bands, float32) take ~29 MB together, up to 1024 px
+# ~115 MB; larger images go to imagehash. The 2,000-image benchmark corpus has ~450 distinct side lengths.
 MAX_SIDE = 1024
 # Pillow 12.3's Image.resize resizes an image this many times taller than wide vertically first.
 _TALL = 100
@@ -133,15 +133,16 @@ _BAND_SHARE = 0.5
 _BAND_OUTPUTS = 8
 
 
-@functools.cache  # bounded: see MAX_SIDE (a band holds only its own taps: ~6,000 numbers for 512 px)
+@functools.cache  # bounded: see MAX_SIDE
 def _bands(in_size: int, out_size: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The horizontal pass cut into bands of neighbouring outputs: (first input, end input, first output, end
     output, float64 coefficients of that block). An output sums ~6 x (in / out) inputs, a sixth of the row
     for a 32-wide pHash, so the dense product multiplied mostly zeros: pHash's outputs go 8 to a product
     (their inputs a fraction of the row), dHash's 9 one by one (each spans two thirds of it), ~0.55 -> ~0.3
     ms for a 512 x 384 image. Exact all the same: every sum is exact in float64, whichever products and
-    order make it."""
-    matrix = _coefficients(in_size, out_size)
+    order make it. The blocks are float32 (exact, as in `_coefficients`), widened in each product; the dense
+    matrix they are cut from is not kept (the vertical passes' are)."""
+    matrix = _coefficients.__wrapped__(in_size, out_size)
     used = matrix != 0
     firsts = used.argmax(axis=0)
     ends = in_size - used[::-1].argmax(axis=0)
@@ -153,7 +154,7 @@ def _bands(in_size: int, out_size: int) -> tuple[tuple[int, int, int, int, np.nd
                and ends[end] - firsts[start] <= max(_BAND_SHARE * in_size, ends[start] - firsts[start])):
             end += 1
         lo, hi = int(firsts[start:end].min()), int(ends[start:end].max())
-        block = np.ascontiguousarray(matrix[lo:hi, start:end], dtype=np.float64)
+        block = np.ascontiguousarray(matrix[lo:hi, start:end])
         block.setflags(write=False)
         bands.append((lo, hi, start, end, block))
         start = end

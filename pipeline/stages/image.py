@@ -344,12 +344,15 @@ def channel_stddev(img: Image.Image) -> float:
     """The largest standard deviation of any channel's 8-bit values, computed exactly: integer sums of the
     values and their squares (n * sum(x^2) - sum(x)^2 is the variance times n^2, exact in int64 up to ~10^7
     pixels; the thumbnail has 4,096), then one correctly rounded square root. The same figure on every CPU
-    and numpy version, where the float32 `std` it replaces depended on numpy's summation order (it differs
-    from this in the 7th digit: only an image that close to --min_stddev can be judged otherwise), and a
-    fraction of its cost."""
+    and numpy version, where the float32 `std` it replaces rounded its sums (off by up to ~1e-4 near 3: only
+    an image that close to --min_stddev can be judged otherwise), and a fraction of its cost. 8-bit modes
+    only: wider values would overflow the bound."""
     if img.width * img.height > _EXACT_STDDEV_PIXELS:
         raise ValueError(f"{img.width}x{img.height}: too many pixels for exact int64 sums")
-    values = np.asarray(img).reshape(-1, len(img.getbands())).astype(np.int64)
+    pixels = np.asarray(img)
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"mode {img.mode}: 8-bit channels only")
+    values = pixels.reshape(-1, len(img.getbands())).astype(np.int64)
     count = values.shape[0]
     spread = count * np.einsum("ij,ij->j", values, values) - values.sum(axis=0) ** 2
     return math.sqrt(int(spread.max())) / count
