@@ -136,7 +136,7 @@ _BAND_OUTPUTS = 8
 @functools.cache  # bounded: see MAX_SIDE
 def _bands(in_size: int, out_size: int) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
     """The horizontal pass cut into bands of neighbouring outputs: (first input, end input, first output, end
-    output, float64 coefficients of that block). An output sums ~6 x (in / out) inputs, a sixth of the row
+    output, float32 coefficients of that block). An output sums ~6 x (in / out) inputs, a sixth of the row
     for a 32-wide pHash, so the dense product multiplied mostly zeros: pHash's outputs go 8 to a product
     (their inputs a fraction of the row), dHash's 9 one by one (each spans two thirds of it), ~0.55 -> ~0.3
     ms for a 512 x 384 image. Exact all the same: every sum is exact in float64, whichever products and
