@@ -74,7 +74,7 @@ COMPARISON = "(imagehash's own pHash + dHash: not summed)"
 # The per-image work as the image stage runs it: `normalise` called once per image, over all the images, in
 # passes; the least CPU of the passes is the figure (the usual way to read a benchmark on a shared machine,
 # whose neighbours only ever add time; and what a worker does past its first images, with Pillow's and the
-# hashes' per-size caches warm). The steps above are one cold pass, for where the time goes.
+# hashes' per-size caches warm). `_normalise_in_steps` is one cold pass, for where the time goes.
 ONE_CALL = "normalise() as one call, best of 3 passes"
 ONE_CALL_PASSES = 3
 

@@ -89,12 +89,13 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
                 counting[0] = True
 
         monkeypatch.setattr(imagehash, name, uncounted)
-    normalise(distinct_photos(1)[0], ImageConfig())  # the hashes' one check against Pillow, once per process
+    photos = distinct_photos(3)
+    normalise(photos[0], ImageConfig())  # the hashes' one check against Pillow, once per process
     grey = io.BytesIO()
-    Image.open(io.BytesIO(distinct_photos(1)[0])).convert("L").resize((400, 300)).save(grey, "JPEG")
+    Image.open(io.BytesIO(photos[0])).convert("L").resize((400, 300)).save(grey, "JPEG")
     own_size = io.BytesIO()
-    Image.open(io.BytesIO(distinct_photos(1)[0])).resize((480, 320)).save(own_size, "JPEG")
-    for raw in [*distinct_photos(3), flickr_copy(distinct_photos(1)[0]), grey.getvalue(), own_size.getvalue()]:
+    Image.open(io.BytesIO(photos[0])).resize((480, 320)).save(own_size, "JPEG")
+    for raw in [*photos, flickr_copy(photos[0]), grey.getvalue(), own_size.getvalue()]:
         totals: dict[str, float] = defaultdict(float)
         calls.clear()
         stored = normalise(raw, ImageConfig()).jpeg
