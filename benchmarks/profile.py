@@ -97,8 +97,8 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
         if scale > 1:
             img.draft("RGB", (img.width // scale, img.height // scale))
         img.getexif()
-        img.load()
-        return img, image_stage._to_srgb(img)
+        pixels = image_stage.decoded(img, raw, scale)
+        return img, image_stage._to_srgb(pixels)
 
     opened, rgb = _timed(totals, "decode (checks, draft, load, sRGB)", decode)
     size = image_stage._target_size(rgb.width, rgb.height, cfg.max_side)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, JpegImagePlugin
 
+from pipeline.io import jpeg_pixels
 from pipeline.stages import image as image_stage
 from pipeline.stages.image import MAX_JPEG_SCANS, ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
@@ -424,16 +425,26 @@ def test_min_side_applies_to_the_stored_size_too(make, kept):
 
 
 def _decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
-    """The pixel size of every JPEG decode from now on (after any draft), as `load()` sees it."""
+    """The pixel size of every JPEG decode from now on (after any draft), as `load()` sees it or as the
+    full-size decode to mapped pixels (io/jpeg_pixels.py) gives it."""
     sizes: list[tuple[int, int]] = []
     load = JpegImagePlugin.JpegImageFile.load
+    jpeg_pixels.agrees_with_pillow()  # its probes (Pillow decodes), once per process: before observing
+    mapped = jpeg_pixels.rgb
 
     def observed(self):
         if self.tile:  # still to be decoded: later calls of load() are no-ops
             sizes.append(self.size)
         return load(self)
 
+    def observed_mapped(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
+        image = mapped(raw, size)
+        if image is not None:
+            sizes.append(image.size)
+        return image
+
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", observed)
+    monkeypatch.setattr(jpeg_pixels, "rgb", observed_mapped)
     return sizes
 
 

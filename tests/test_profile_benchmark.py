@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from benchmarks.corpus import distinct_photos
 from benchmarks.profile import flickr_copy, short_stage, timeline_phases
+from pipeline.io import jpeg_pixels
 
 # Shapes of the stage names Beam 2.77's FnApiRunner logs (fused steps, outermost first).
 NAMES = {
@@ -76,6 +77,13 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
         original = getattr(Image.Image, name)
         monkeypatch.setattr(Image.Image, name, lambda self, *a, _o=original, _n=name, **k: (
             count(_n), _o(self, *a, **k))[1])
+    # Which decoder ran: Pillow's, or the decode straight into its layout.
+    load = JpegImagePlugin.JpegImageFile.load
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", lambda self: (
+        count("load" if self.tile else "load again"), load(self))[1])
+    mapped = jpeg_pixels.rgb
+    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *a: (lambda image: (
+        count("mapped" if image is not None else "not mapped"), image)[1])(mapped(*a)))
     frombytes = Image.frombytes
     monkeypatch.setattr(Image, "frombytes", lambda *a, **k: (count("frombytes"), frombytes(*a, **k))[1])
     for name in ("phash", "dhash"):
@@ -90,7 +98,7 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
 
         monkeypatch.setattr(imagehash, name, uncounted)
     photos = distinct_photos(3)
-    normalise(photos[0], ImageConfig())  # the hashes' one check against Pillow, once per process
+    normalise(photos[0], ImageConfig())  # the hashes' and the decoder's checks against Pillow, once per process
     grey = io.BytesIO()
     Image.open(io.BytesIO(photos[0])).convert("L").resize((400, 300)).save(grey, "JPEG")
     own_size = io.BytesIO()
@@ -103,4 +111,5 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
         calls.clear()
         assert _normalise_in_steps(raw, ImageConfig(), totals) == stored
         assert dict(calls) == by_normalise
+        assert calls["load"] + calls["mapped"] == 1  # one decode
         assert all(seconds >= 0 for seconds in totals.values()) and len(totals) >= 12

@@ -1,0 +1,97 @@
+"""A JPEG's full-size pixels through libjpeg-turbo's own API: Pillow's pixels, at ~70% of its CPU.
+
+Pillow's `load()` has libjpeg-turbo decode a JPEG into rows of 3-byte RGB that Pillow's unpacker then copies
+into its own pixels (4 bytes each, the fourth 255), in 64 KB feeds of the file. simplejpeg (a small MIT
+wrapper around the same library) has libjpeg-turbo write 4-byte RGBX pixels, the fourth 255, straight into
+one numpy buffer: Pillow's own layout for an "RGB" image, which Pillow then maps without a copy, as
+`Image.frombuffer` maps the modes it lists (it maps this buffer only as "RGBX", whose fourth band every
+later step would filter too: ~20% more work in the resize). 1024 px benchmark photos: ~2.7 instead of ~3.6
+ms. Same library (libjpeg-turbo 3.x in both wheels), same settings (the accurate integer DCT and the smooth
+"fancy" upsampling, both libraries' defaults), so the same pixels; that is checked, not assumed: at first use
+in each process on probe JPEGs of every chroma subsampling, baseline and progressive, odd sizes and restart
+markers (if one pixel differs, every image goes through Pillow: another build of either library), and in
+`tests/test_jpeg_pixels.py` against Pillow on real photographs and hypothesis-made JPEGs.
+
+Hostile bytes: `image.normalise` has walked the file's segments and bounded its scans and pixel count before
+this is called, and this decodes only what Pillow would decode at full size as 3-channel RGB. Anything
+simplejpeg refuses or warns about (`strict`: a truncated or corrupt file), or whose header it reads otherwise
+than Pillow did, returns None and is decoded by Pillow as before, so every rejection keeps Pillow's reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+_log = logging.getLogger(__name__)
+# Colour spaces libjpeg-turbo converts to RGB the way Pillow's "RGB" rawmode does (3 components).
+_RGB_SOURCES = frozenset({"YCbCr", "RGB"})
+# (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides
+# (partial MCUs, where upsampling's edge rules act), restart markers, and low and high quality.
+_PROBES = (
+    ((67, 45), {"subsampling": "4:2:0", "quality": 90}),
+    ((67, 45), {"subsampling": "4:2:2", "quality": 75}),
+    ((45, 67), {"subsampling": "4:4:4", "quality": 95}),
+    ((33, 50), {"subsampling": "4:2:0", "quality": 50, "progressive": True}),
+    ((50, 33), {"subsampling": "4:4:4", "quality": 85, "progressive": True}),
+    ((81, 19), {"subsampling": "4:2:0", "quality": 90, "restart_marker_blocks": 2}),
+)
+
+
+def rgb(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
+    """The pixels of the JPEG `raw` as Pillow's full-size `load()` gives them, as a read-only "RGB" image, for
+    a file Pillow opened as a 3-channel "RGB" JPEG of `size`; None where Pillow must decode it (simplejpeg
+    refuses or warns, reads another size or colour space, or this process's libraries disagree on the
+    probes)."""
+    if not agrees_with_pillow():
+        return None
+    return _decoded(raw, size)
+
+
+def _decoded(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
+    try:
+        height, width, colorspace, _subsampling = simplejpeg.decode_jpeg_header(raw)
+        if (width, height) != size or colorspace not in _RGB_SOURCES:
+            return None
+        pixels = simplejpeg.decode_jpeg(raw, colorspace="RGBX", fastdct=False, fastupsample=False, strict=True)
+    except ValueError:  # what simplejpeg raises for libjpeg's errors, and for its warnings when strict
+        return None
+    if pixels.shape != (height, width, 4) or not pixels.flags.c_contiguous:
+        return None
+    # What Image.frombuffer does for the modes it maps, with "RGB": rows of width * 4 bytes, the image keeping
+    # the buffer (and so the array) alive. The probes check the result pixel for pixel.
+    image = Image.new("RGB", (0, 0))._new(Image.core.map_buffer(pixels, size, "raw", 0, ("RGB", 0, 1)))
+    image.readonly = 1
+    return image
+
+
+def _probe(size: tuple[int, int], options: dict) -> bytes:
+    rng = np.random.default_rng(size[0] * 1000 + size[1])
+    # Smooth gradients plus noise: every coefficient band and both sides of the upsampler's interpolation.
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) * 127 // sum(size)], axis=-1)
+    pixels = np.clip(base + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+@functools.cache
+def agrees_with_pillow() -> bool:
+    """Whether `rgb` gives Pillow's pixels on the probes (a few ms, once per process)."""
+    for size, options in _PROBES:
+        raw = _probe(size, options)
+        with Image.open(io.BytesIO(raw)) as opened:
+            theirs, opened_bytes = np.asarray(opened), opened.tobytes()
+        mapped = _decoded(raw, size)
+        if mapped is None or mapped.mode != "RGB" or not np.array_equal(np.asarray(mapped), theirs) \
+                or mapped.tobytes() != opened_bytes:
+            _log.warning("JPEG decoding: simplejpeg's pixels differ from Pillow's on a %dx%d probe (%s); "
+                         "decoding every JPEG with Pillow (slower, the same pixels)", *size, options)
+            return False
+    return True

@@ -1,0 +1,173 @@
+"""The full-size JPEG decode straight into Pillow's layout (pipeline/io/jpeg_pixels.py): Pillow's pixels exactly,
+or None so that Pillow decodes."""
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageCms
+
+from pipeline.io import jpeg_pixels
+from pipeline.stages.image import ImageConfig, ImageRejected, normalise
+from tests.conftest import encode, real_image, real_jpeg
+
+PHOTOS = Path(__file__).parent / "photos"
+
+
+def _pillow(raw: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(raw)) as opened:
+        opened.load()
+        return opened.copy()
+
+
+def _same_pixels(raw: bytes) -> Image.Image:
+    """rgb()'s image, after checking it is Pillow's own decode pixel for pixel (also the padding byte)."""
+    theirs = _pillow(raw)
+    ours = jpeg_pixels.rgb(raw, theirs.size)
+    assert ours is not None
+    assert (ours.mode, ours.size, ours.readonly) == ("RGB", theirs.size, 1)
+    assert ours.tobytes() == theirs.tobytes()
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+    return ours
+
+
+@pytest.mark.parametrize("name", ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "hubble_deep_field.jpg"])
+def test_real_photographs_decode_to_pillows_pixels(name):
+    _same_pixels(real_jpeg(name))
+
+
+@pytest.mark.parametrize("path", sorted(PHOTOS.glob("*.jpg")), ids=lambda path: path.name)
+def test_the_labelled_test_photographs_decode_to_pillows_pixels(path):
+    raw = path.read_bytes()
+    if _pillow(raw).mode != "RGB":
+        pytest.fail(f"{path.name} is not an RGB JPEG: choose another photograph for this test")
+    _same_pixels(raw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 90), height=st.integers(1, 90), seed=st.integers(0, 2**32 - 1),
+       subsampling=st.sampled_from(["4:4:4", "4:2:2", "4:2:0"]), quality=st.integers(1, 100),
+       progressive=st.booleans(), restart=st.sampled_from([0, 1, 3]))
+def test_any_rgb_jpeg_pillow_writes_decodes_to_pillows_pixels(width, height, seed, subsampling, quality,
+                                                               progressive, restart):
+    rng = np.random.default_rng(seed)
+    # Half the examples smooth (gradients: the upsampler's interpolation), half noise (every coefficient).
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=-1)
+    pixels = smooth if seed % 2 else rng.integers(0, 256, (height, width, 3))
+    options = {"subsampling": subsampling, "quality": quality, "progressive": progressive}
+    if restart:
+        options["restart_marker_blocks"] = restart
+    _same_pixels(encode(Image.fromarray(pixels.astype(np.uint8), "RGB"), "JPEG", **options))
+
+
+def test_the_mapped_pixels_outlive_the_decoders_buffer_and_resize_as_pillows_do():
+    raw = real_jpeg("coffee.jpg")
+    ours, theirs = _same_pixels(raw), _pillow(raw)
+    import gc
+
+    gc.collect()  # nothing but the image holds the numpy buffer now
+    assert ours.tobytes() == theirs.tobytes()
+    assert ours.reduce(2).tobytes() == theirs.reduce(2).tobytes()
+    size = (theirs.width * 3 // 5, theirs.height * 3 // 5)
+    assert ours.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0).tobytes() == \
+        theirs.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0).tobytes()
+    assert ours.transpose(Image.Transpose.ROTATE_90).tobytes() == theirs.transpose(Image.Transpose.ROTATE_90).tobytes()
+    ours.putpixel((0, 0), (1, 2, 3))  # read-only: Pillow copies before it writes, never into the buffer
+    assert ours.readonly == 0 and ours.getpixel((0, 0)) == (1, 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_other_colour_spaces_are_left_to_pillow(mode):
+    raw = encode(real_image().convert(mode), "JPEG")
+    assert jpeg_pixels.rgb(raw, _pillow(raw).size) is None
+
+
+def test_a_truncated_or_corrupt_file_is_left_to_pillow_which_gives_its_reason():
+    raw = real_jpeg("chelsea.jpg")
+    size = _pillow(raw).size
+    truncated = raw[:len(raw) // 2]
+    assert jpeg_pixels.rgb(truncated, size) is None
+    with pytest.raises(ImageRejected) as rejected:
+        normalise(truncated, ImageConfig(max_side=4096))
+    assert rejected.value.reason == "truncated"
+    scan = raw.index(b"\xff\xda")
+    junk = raw[:scan + 40] + b"\xff\xd3\x00\x00" * 8 + raw[scan + 72:]  # a restart marker where none belongs
+    assert jpeg_pixels.rgb(junk, size) is None  # libjpeg warns: strict refuses, Pillow decides
+    assert jpeg_pixels.rgb(b"GIF89a" + raw, size) is None
+
+
+def test_a_size_other_than_the_one_pillow_read_is_left_to_pillow():
+    raw = real_jpeg("chelsea.jpg")
+    width, height = _pillow(raw).size
+    assert jpeg_pixels.rgb(raw, (width + 1, height)) is None
+    assert jpeg_pixels.rgb(raw, (height, width)) is None
+
+
+def test_when_the_probes_disagree_every_image_goes_to_pillow(monkeypatch, caplog):
+    decode = jpeg_pixels.simplejpeg.decode_jpeg
+
+    def off_by_one(*args, **kwargs):
+        pixels = decode(*args, **kwargs)
+        pixels[0, 0, 0] ^= 1
+        return pixels
+
+    monkeypatch.setattr(jpeg_pixels.simplejpeg, "decode_jpeg", off_by_one)
+    with caplog.at_level(logging.WARNING, logger="pipeline.io.jpeg_pixels"):
+        assert jpeg_pixels.agrees_with_pillow.__wrapped__() is False
+    assert "differ from Pillow's" in caplog.text
+    monkeypatch.setattr(jpeg_pixels, "agrees_with_pillow", lambda: False)
+    assert jpeg_pixels.rgb(real_jpeg("chelsea.jpg"), _pillow(real_jpeg("chelsea.jpg")).size) is None
+
+
+def test_this_process_libraries_agree():
+    """Where this fails, the fast path is off everywhere (slower, the same bytes): a Pillow or simplejpeg
+    wheel with another libjpeg-turbo than the pinned ones."""
+    assert jpeg_pixels.agrees_with_pillow.__wrapped__() is True
+
+
+def _swapped_primaries_profile() -> bytes:
+    """sRGB's ICC profile with its red and blue primaries swapped (the rXYZ and bXYZ tags' table entries): a
+    valid RGB profile whose conversion to sRGB moves every colour a long way."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = int.from_bytes(profile[128:132], "big")
+    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red + 4:red + 12], profile[blue + 4:blue + 12] = profile[blue + 4:blue + 12], profile[red + 4:red + 12]
+    return bytes(profile)
+
+
+def _with_icc_and_orientation(profile: bytes | None) -> bytes:
+    """A real photograph with an EXIF orientation and, if given, an ICC profile: the two things `normalise`
+    takes from the file's header rather than its pixels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    extra = {"icc_profile": profile} if profile else {}
+    return encode(real_image("astronaut.jpg"), "JPEG", exif=exif.tobytes(), quality=92, **extra)
+
+
+def test_an_icc_profile_is_applied_to_the_mapped_pixels():
+    cfg = ImageConfig(draft_supersample=0)
+    plain = normalise(_with_icc_and_orientation(None), cfg)
+    converted = normalise(_with_icc_and_orientation(_swapped_primaries_profile()), cfg)
+    assert (converted.width, converted.height) == (plain.width, plain.height)
+    one, two = (np.asarray(_pillow(n.jpeg), dtype=np.float64) for n in (plain, converted))
+    assert np.abs(one - two).mean() > 10  # the profile acted: without it the two are the same photo
+
+
+@pytest.mark.parametrize("max_side", [512, 4096])  # resized, and stored at its own size
+@pytest.mark.parametrize("name", ["coffee.jpg", "icc+orientation"])
+def test_normalise_stores_the_same_bytes_whichever_decoder_ran(monkeypatch, name, max_side):
+    raw = _with_icc_and_orientation(_swapped_primaries_profile()) if name == "icc+orientation" else real_jpeg(name)
+    cfg = ImageConfig(max_side=max_side, draft_supersample=0)
+    calls = []
+    rgb = jpeg_pixels.rgb
+    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *args: calls.append(args) or rgb(*args))
+    mapped = normalise(raw, cfg)
+    assert len(calls) == 1
+    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *args: None)
+    assert normalise(raw, cfg) == mapped
