@@ -234,6 +234,17 @@ def test_channel_stddev_refuses_an_image_too_large_for_exact_sums_or_wider_than_
     wide = Image.fromarray(np.array([[0, 2**30], [2**30, 0]], dtype=np.int32), "I")
     with pytest.raises(ValueError, match="8-bit"):
         image_stage.channel_stddev(wide)
+    for mode in ("I;16", "I;16B", "F", "1"):  # Pillow's histogram of these is not 256 bins of 8-bit values
+        with pytest.raises(ValueError, match="8-bit"):
+            image_stage.channel_stddev(Image.new(mode, (4, 4)))
+
+
+@pytest.mark.parametrize("raw", [b"\xff", b"\xff\xd8", b"\xff\xd8\xff", b"\x89P", b"GIF", b"RIFF"])
+def test_a_file_of_a_few_bytes_is_rejected_not_a_crash(raw):
+    """Some of Pillow's signature checks read 4 bytes or more; Image.open catches what they raise on a shorter
+    prefix, and so must the format check before it (b"\xff\xd8" raised struct.error)."""
+    with pytest.raises(ImageRejected):
+        normalise(raw, CFG)
 
 
 @pytest.mark.parametrize("make,fmt", [

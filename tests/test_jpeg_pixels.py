@@ -30,7 +30,7 @@ def _same_pixels(raw: bytes) -> Image.Image:
     ours = jpeg_pixels.rgb(raw, theirs.size)
     assert ours is not None
     assert (ours.mode, ours.size, ours.readonly) == ("RGB", theirs.size, 1)
-    assert ours.tobytes() == theirs.tobytes()
+    assert ours.tobytes("raw", "RGBX") == theirs.tobytes("raw", "RGBX")  # all four bytes of every pixel
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
     return ours
 
@@ -164,10 +164,86 @@ def test_an_icc_profile_is_applied_to_the_mapped_pixels():
 def test_normalise_stores_the_same_bytes_whichever_decoder_ran(monkeypatch, name, max_side):
     raw = _with_icc_and_orientation(_swapped_primaries_profile()) if name == "icc+orientation" else real_jpeg(name)
     cfg = ImageConfig(max_side=max_side, draft_supersample=0)
-    calls = []
+    results = []
     rgb = jpeg_pixels.rgb
-    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *args: calls.append(args) or rgb(*args))
+    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *args: results.append(rgb(*args)) or results[-1])
     mapped = normalise(raw, cfg)
-    assert len(calls) == 1
+    assert len(results) == 1 and results[0] is not None  # the decode into Pillow's layout ran
     monkeypatch.setattr(jpeg_pixels, "rgb", lambda *args: None)
     assert normalise(raw, cfg) == mapped
+
+
+def _sof_patched(byte_offset: int, value: int, subsampling: str = "4:4:4") -> tuple[bytes, bytes]:
+    """A real photograph as a baseline JPEG, and the same bytes with one byte of its frame header (counted
+    from the SOF0 marker) replaced."""
+    raw = encode(real_image("coffee.jpg"), "JPEG", subsampling=subsampling)
+    patched = bytearray(raw)
+    patched[raw.index(b"\xff\xc0") + byte_offset] = value
+    return raw, bytes(patched)
+
+
+def _as_before(monkeypatch, raw: bytes, cfg: ImageConfig) -> object:
+    """normalise's result, or its rejection, with every JPEG decoded by Pillow (the code before)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(jpeg_pixels, "rgb", lambda *args: None)
+        try:
+            return normalise(raw, cfg)
+        except ImageRejected as rejected:
+            return rejected.reason, rejected.detail
+
+
+def _now(raw: bytes, cfg: ImageConfig) -> object:
+    try:
+        return normalise(raw, cfg)
+    except ImageRejected as rejected:
+        return rejected.reason, rejected.detail
+
+
+def test_frame_types_are_read_from_the_first_frame_header():
+    raw = real_jpeg("coffee.jpg")
+    assert jpeg_pixels.frame_type(raw) == 0xC0
+    assert jpeg_pixels.frame_type(encode(real_image(), "JPEG", progressive=True)) == 0xC2
+    app = raw.index(b"\xff", 2)
+    padded = raw[:app] + b"\xff" * 5 + raw[app:]  # fill bytes before a marker
+    assert jpeg_pixels.frame_type(padded) == 0xC0
+    scan_first = raw[:2] + raw[raw.index(b"\xff\xda"):]
+    assert jpeg_pixels.frame_type(scan_first) is None
+    assert jpeg_pixels.frame_type(raw[:2] + b"junk" + raw[2:]) is None
+    assert jpeg_pixels.frame_type(raw[:20]) is None
+
+
+def test_a_real_arithmetic_coded_file_keeps_pillows_rejection(monkeypatch):
+    """A real SOF9 file larger than Pillow's 64 KB feeds (tests/jpegs/SOURCES.md): Pillow cannot decode it,
+    simplejpeg can, and the file must still be rejected as before, not stored."""
+    raw = (Path(__file__).parent / "jpegs" / "coffee_arithmetic.jpg").read_bytes()
+    assert jpeg_pixels.frame_type(raw) == 0xC9 and jpeg_pixels.simplejpeg.decode_jpeg(raw).shape == (400, 600, 3)
+    assert jpeg_pixels.rgb(raw, (600, 400)) is None
+    for cfg in (ImageConfig(), ImageConfig(max_side=4096)):
+        before = _as_before(monkeypatch, raw, cfg)
+        assert before[0] == "corrupt" and "broken data stream" in before[1]
+        assert _now(raw, cfg) == before
+
+
+@pytest.mark.parametrize("marker", [0xC3, 0xC9, 0xCA, 0xCB])  # lossless, arithmetic sequential/progressive/lossless
+def test_frames_other_than_huffman_sequential_or_progressive_are_left_to_pillow(monkeypatch, marker):
+    """Pillow feeds libjpeg 64 KB at a time and libjpeg's arithmetic decoder cannot wait for more data, so
+    Pillow rejects a larger arithmetic-coded file that one whole-buffer decode would store: such files, and
+    every frame type but SOF0-2, keep Pillow's outcome."""
+    _, patched = _sof_patched(1, marker)
+    assert jpeg_pixels.frame_type(patched) == marker
+    assert jpeg_pixels.rgb(patched, _pillow_size(patched)) is None
+    cfg = ImageConfig(max_side=4096)
+    assert _now(patched, cfg) == _as_before(monkeypatch, patched, cfg)
+
+
+def _pillow_size(raw: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(raw)) as opened:
+        return opened.size
+
+
+def test_a_header_simplejpeg_cannot_name_is_left_to_pillow_not_a_crash(monkeypatch):
+    """Luma sampled 1x4, chroma 1x1 (libjpeg-turbo 3's 4:4:1): simplejpeg 1.9.0's header call raises KeyError."""
+    _, patched = _sof_patched(11, 0x14)
+    assert jpeg_pixels.rgb(patched, _pillow_size(patched)) is None
+    for cfg in (ImageConfig(), ImageConfig(max_side=4096)):
+        assert _now(patched, cfg) == _as_before(monkeypatch, patched, cfg)

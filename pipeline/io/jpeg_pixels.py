@@ -1,21 +1,29 @@
-"""A JPEG's full-size pixels through libjpeg-turbo's own API: Pillow's pixels, at ~70% of its CPU.
+"""A JPEG's full-size pixels through libjpeg-turbo's own API: Pillow's pixels, at ~75-85% of its CPU.
 
 Pillow's `load()` has libjpeg-turbo decode a JPEG into rows of 3-byte RGB that Pillow's unpacker then copies
 into its own pixels (4 bytes each, the fourth 255), in 64 KB feeds of the file. simplejpeg (a small MIT
-wrapper around the same library) has libjpeg-turbo write 4-byte RGBX pixels, the fourth 255, straight into
-one numpy buffer: Pillow's own layout for an "RGB" image, which Pillow then maps without a copy, as
-`Image.frombuffer` maps the modes it lists (it maps this buffer only as "RGBX", whose fourth band every
-later step would filter too: ~20% more work in the resize). 1024 px benchmark photos: ~2.7 instead of ~3.6
-ms. Same library (libjpeg-turbo 3.x in both wheels), same settings (the accurate integer DCT and the smooth
-"fancy" upsampling, both libraries' defaults), so the same pixels; that is checked, not assumed: at first use
-in each process on probe JPEGs of every chroma subsampling, baseline and progressive, odd sizes and restart
-markers (if one pixel differs, every image goes through Pillow: another build of either library), and in
-`tests/test_jpeg_pixels.py` against Pillow on real photographs and hypothesis-made JPEGs.
+wrapper around libjpeg-turbo) has the library write 4-byte RGBX pixels, the fourth 255, straight into one
+numpy buffer: Pillow's own layout for an "RGB" image, which Pillow then maps without a copy, as
+`Image.frombuffer` maps the modes it lists (it maps this buffer only as "RGBX", whose fourth band every later
+step would filter too: ~20% more work in the resize). 1024 px benchmark photos: ~2.7 instead of ~3.6 ms
+alone, 2.6 instead of 3.1 ms inside `normalise`. The same library in both wheels (libjpeg-turbo 3.1: 3.1.2 in
+simplejpeg 1.9.0, 3.1.4.1 in Pillow 12.3) with the same settings (the accurate integer DCT and the smooth
+"fancy" upsampling, both libraries' defaults) gives the same pixels; that is checked, not assumed: at first use
+in each process on probe JPEGs of the three chroma subsamplings Pillow writes, baseline and progressive, odd
+sizes and restart markers (if one pixel differs, every image goes through Pillow: another build of either
+library, whichever Pillow version is installed), and in `tests/test_jpeg_pixels.py` against Pillow on real
+photographs and hypothesis-made JPEGs. An independent differential run (old and new `normalise` on truncations,
+~3,600 mutations, 26 cjpeg settings including 4:1:1 and 4:4:0, Adobe transforms, RGB component ids, two frame
+headers, MPO, all orientations) found the same results everywhere but the two cases handled below.
 
 Hostile bytes: `image.normalise` has walked the file's segments and bounded its scans and pixel count before
-this is called, and this decodes only what Pillow would decode at full size as 3-channel RGB. Anything
-simplejpeg refuses or warns about (`strict`: a truncated or corrupt file), or whose header it reads otherwise
-than Pillow did, returns None and is decoded by Pillow as before, so every rejection keeps Pillow's reason.
+this is called, and this decodes only Huffman-coded frames (baseline, extended, progressive) that Pillow
+opened as 3-channel RGB at full size. Pillow feeds libjpeg 64 KB at a time and libjpeg's arithmetic decoder
+cannot wait for more, so Pillow rejects a larger arithmetic-coded file that one whole-buffer decode would
+store: arithmetic, lossless and every other frame type stay Pillow's. Anything simplejpeg refuses, warns about
+(`strict`: a truncated or corrupt file) or fails on in any way (its 1.9.0 raises KeyError on a 4:4:1 header),
+or whose header it reads otherwise than Pillow did, returns None and is decoded by Pillow as before, so every
+rejection keeps Pillow's reason; such a file costs both decodes (a truncated 24 MP file ~1 s of CPU).
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ from PIL import Image
 _log = logging.getLogger(__name__)
 # Colour spaces libjpeg-turbo converts to RGB the way Pillow's "RGB" rawmode does (3 components).
 _RGB_SOURCES = frozenset({"YCbCr", "RGB"})
+# SOF0-2: Huffman-coded baseline, extended sequential and progressive frames, what this module decodes.
+_HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
+_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG and DAC
+_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
+_SOS, _EOI = 0xDA, 0xD9
 # (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides
 # (partial MCUs, where upsampling's edge rules act), restart markers, and low and high quality.
 _PROBES = (
@@ -53,14 +66,37 @@ def rgb(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
     return _decoded(raw, size)
 
 
+def frame_type(raw: bytes) -> int | None:
+    """The marker code of the first frame header (SOFn) in the JPEG `raw`, walking its segments from the start
+    as libjpeg reads them; None when a scan, the end or anything malformed comes first."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(raw):
+        if raw[pos] != 0xFF:
+            return None
+        code = raw[pos + 1]
+        if code == 0xFF:  # a fill byte before the marker
+            pos += 1
+        elif code in _FRAMES:
+            return code
+        elif code in _NO_LENGTH:
+            pos += 2
+        elif code in (_SOS, _EOI):
+            return None
+        else:
+            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return None
+
+
 def _decoded(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
+    if frame_type(raw) not in _HUFFMAN_FRAMES:
+        return None
     try:
         height, width, colorspace, _subsampling = simplejpeg.decode_jpeg_header(raw)
         if (width, height) != size or colorspace not in _RGB_SOURCES:
             return None
         pixels = simplejpeg.decode_jpeg(raw, colorspace="RGBX", fastdct=False, fastupsample=False, strict=True)
-    except ValueError:  # what simplejpeg raises for libjpeg's errors, and for its warnings when strict
-        return None
+    except Exception:  # ValueError for libjpeg's errors and (strict) warnings, KeyError for a header its tables
+        return None  # do not name, ...: whatever it is, Pillow decodes and decides
     if pixels.shape != (height, width, 4) or not pixels.flags.c_contiguous:
         return None
     # What Image.frombuffer does for the modes it maps, with "RGB": rows of width * 4 bytes, the image keeping
