@@ -8,7 +8,8 @@ Three parts, all in this process:
      and the images per second a core manages (by CPU time: the bar is `normalise` itself, called once per
      image, best of ONE_CALL_PASSES passes; the steps' sum is one cold pass): for the defaults and, on the same
      downloads, for two other settings of the resize rule (RULES); and for the defaults on 640 px
-     copies of the same photos, the size a run fetches from Flickr for --max_side 512;
+     copies of the same photos, the size a run fetches from Flickr for --max_side 512, and on the same
+     photos carrying an ICC profile (converted to sRGB at full size);
   2. cProfile of the whole job (detectors off, WebDataset only) on the FnApiRunner in one process,
      top functions by cumulative time (download threads are not profiled: cProfile sees one thread);
   3. bytes crossing each shuffle that carries photos: records entering the GroupByKey (from the
@@ -45,7 +46,7 @@ import imagehash
 from apache_beam import coders
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
-from PIL import Image
+from PIL import Image, ImageCms
 
 from benchmarks.corpus import Served, distinct_photos, job_args, served
 from pipeline.build import build, fetch_settings
@@ -134,10 +135,24 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
 # (the rule until 2026-12-01) and decoding at the stored size (faster, at a loss of quality). Last, the
 # defaults on what a run fetches from Flickr for --max_side 512: the same photos as 640 px copies (the
 # smallest size covering 512), which no rule reduces by an integer factor: a Lanczos resize of every pixel.
+# And the defaults on the same 1024 px photos carrying an ICC profile (the same pixels, a profile segment added),
+# as a quarter of real JPEGs do: normalise converts them to sRGB at full size (LittleCMS, ~25-30 ms per photo).
 FLICKR_COPY_SIDE = 640
+FLICKR_COPIES = f"defaults, {FLICKR_COPY_SIDE} px copies of the same photos (Flickr's size for 512)"
+WITH_PROFILE = "defaults, the same photos with an sRGB ICC profile embedded"
 RULES = (("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
-         ("--draft_supersample=1", {"draft_supersample": 1}),
-         (f"defaults, {FLICKR_COPY_SIDE} px copies of the same photos (Flickr's size for 512)", {}))
+         ("--draft_supersample=1", {"draft_supersample": 1}), (FLICKR_COPIES, {}), (WITH_PROFILE, {}))
+
+
+def with_icc_profile(raw: bytes, profile: bytes | None = None) -> bytes:
+    """The JPEG `raw` with an ICC profile (LittleCMS's own sRGB unless given) in an APP2 segment right after
+    its SOI, as cameras and editors write it; not re-encoded, so the same pixels."""
+    if profile is None:
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    payload = b"ICC_PROFILE\x00\x01\x01" + profile  # chunk 1 of 1
+    if len(payload) + 2 > 0xFFFF:
+        raise ValueError("a profile this large needs several APP2 chunks")
+    return raw[:2] + b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload + raw[2:]
 
 
 def flickr_copy(raw: bytes, side: int = FLICKR_COPY_SIDE) -> bytes:
@@ -163,10 +178,11 @@ def micro_profile(corpus: Served, cfg: ImageConfig) -> tuple[dict[str, dict[str,
     phash_dhash(Image.new("L", (32, 32)))  # imports scipy once, outside every rule's figures
     per_rule: dict[str, dict[str, float]] = {}
     jpeg = b""  # the last stored JPEG of the defaults: the sample record's image
-    copies = [flickr_copy(raw) for raw in raws]
+    sources_of = {FLICKR_COPIES: [flickr_copy(raw) for raw in raws],
+                  WITH_PROFILE: [with_icc_profile(raw) for raw in raws]}
     for label, changes in RULES:
         rule = dataclasses.replace(cfg, **changes)
-        sources = copies if label == RULES[-1][0] else raws
+        sources = sources_of.get(label, raws)
         totals: dict[str, float] = defaultdict(float, fetched if label == "defaults" else {})
         stored = [_normalise_in_steps(raw, rule, totals) for raw in sources]
         if label == "defaults":

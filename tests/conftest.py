@@ -126,6 +126,19 @@ def real_image(name: str = "chelsea.jpg") -> Image.Image:
     return Image.open(io.BytesIO(real_jpeg(name))).convert("RGB")
 
 
+def swapped_primaries_profile() -> bytes:
+    """sRGB's ICC profile with its red and blue primaries swapped (the rXYZ and bXYZ tags' table entries): a
+    valid RGB profile whose conversion to sRGB moves every colour a long way."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    count = int.from_bytes(profile[128:132], "big")
+    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
+    profile[red + 4:red + 12], profile[blue + 4:blue + 12] = profile[blue + 4:blue + 12], profile[red + 4:red + 12]
+    return bytes(profile)
+
+
 @pytest.fixture(scope="session")
 def demo_release(tmp_path_factory) -> Iterator[Path]:
     """The demo world's release, written once for the whole session: detectors off, 2 shards, all

@@ -20,7 +20,7 @@ from pipeline.io import jpeg_pixels
 from pipeline.stages import image as image_stage
 from pipeline.stages.image import MAX_JPEG_SCANS, ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
-from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg
+from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg, swapped_primaries_profile
 
 CFG = ImageConfig(max_side=512, min_side=64, max_pixels=64_000_000)
 
@@ -614,3 +614,33 @@ def test_drafted_jpeg_is_stored_at_the_size_of_its_full_decode():
     full = normalise(raw, replace(CFG, draft_supersample=0))
     drafted = normalise(raw, CFG)
     assert (drafted.width, drafted.height) == (full.width, full.height) == (154, 512)
+
+
+def _profiles() -> dict[str, bytes]:
+    from PIL import ImageCms
+
+    return {"sRGB": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+            "swapped primaries": swapped_primaries_profile()}
+
+
+@pytest.mark.parametrize("profile", ["sRGB", "swapped primaries"])
+def test_an_embedded_profile_converts_as_profile_to_profile_does(profile):
+    """Through io/srgb.py: the pixels ImageCms.profileToProfile makes (tests/test_srgb.py tests the caches)."""
+    from PIL import ImageCms
+
+    icc = _profiles()[profile]
+    img = real_image("coffee.jpg")
+    img.info["icc_profile"] = icc
+    converted = image_stage._to_srgb(img)
+    expected = ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    assert converted.mode == "RGB" and converted.tobytes() == expected.tobytes()
+    if profile == "swapped primaries":  # the transform acted
+        assert converted.tobytes() != img.tobytes()
+
+
+@pytest.mark.parametrize("case", ["not a profile", "RGB profile on CMYK pixels"])
+def test_a_profile_that_cannot_convert_the_pixels_falls_back_to_the_plain_conversion(case):
+    img = real_image("coffee.jpg").convert("CMYK" if case.endswith("CMYK pixels") else "RGB")
+    img.info["icc_profile"] = b"acsp" * 40 if case == "not a profile" else _profiles()["sRGB"]
+    assert image_stage._to_srgb(img).tobytes() == img.convert("RGB").tobytes()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms
+from PIL import Image
 
 from pipeline.io import jpeg_pixels
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
-from tests.conftest import encode, real_image, real_jpeg
+from tests.conftest import encode, real_image, real_jpeg, swapped_primaries_profile
 
 PHOTOS = Path(__file__).parent / "photos"
 
@@ -130,17 +130,6 @@ def test_this_process_libraries_agree():
     assert jpeg_pixels.agrees_with_pillow.__wrapped__() is True
 
 
-def _swapped_primaries_profile() -> bytes:
-    """sRGB's ICC profile with its red and blue primaries swapped (the rXYZ and bXYZ tags' table entries): a
-    valid RGB profile whose conversion to sRGB moves every colour a long way."""
-    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
-    count = int.from_bytes(profile[128:132], "big")
-    entries = {bytes(profile[132 + 12 * i:136 + 12 * i]): 132 + 12 * i for i in range(count)}
-    red, blue = entries[b"rXYZ"], entries[b"bXYZ"]
-    profile[red + 4:red + 12], profile[blue + 4:blue + 12] = profile[blue + 4:blue + 12], profile[red + 4:red + 12]
-    return bytes(profile)
-
-
 def _with_icc_and_orientation(profile: bytes | None) -> bytes:
     """A real photograph with an EXIF orientation and, if given, an ICC profile: the two things `normalise`
     takes from the file's header rather than its pixels."""
@@ -153,7 +142,7 @@ def _with_icc_and_orientation(profile: bytes | None) -> bytes:
 def test_an_icc_profile_is_applied_to_the_mapped_pixels():
     cfg = ImageConfig(draft_supersample=0)
     plain = normalise(_with_icc_and_orientation(None), cfg)
-    converted = normalise(_with_icc_and_orientation(_swapped_primaries_profile()), cfg)
+    converted = normalise(_with_icc_and_orientation(swapped_primaries_profile()), cfg)
     assert (converted.width, converted.height) == (plain.width, plain.height)
     one, two = (np.asarray(_pillow(n.jpeg), dtype=np.float64) for n in (plain, converted))
     assert np.abs(one - two).mean() > 10  # the profile acted: without it the two are the same photo
@@ -162,7 +151,7 @@ def test_an_icc_profile_is_applied_to_the_mapped_pixels():
 @pytest.mark.parametrize("max_side", [512, 4096])  # resized, and stored at its own size
 @pytest.mark.parametrize("name", ["coffee.jpg", "icc+orientation"])
 def test_normalise_stores_the_same_bytes_whichever_decoder_ran(monkeypatch, name, max_side):
-    raw = _with_icc_and_orientation(_swapped_primaries_profile()) if name == "icc+orientation" else real_jpeg(name)
+    raw = _with_icc_and_orientation(swapped_primaries_profile()) if name == "icc+orientation" else real_jpeg(name)
     cfg = ImageConfig(max_side=max_side, draft_supersample=0)
     results = []
     rgb = jpeg_pixels.rgb

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from benchmarks.corpus import distinct_photos
-from benchmarks.profile import flickr_copy, short_stage, timeline_phases
+from benchmarks.profile import flickr_copy, short_stage, timeline_phases, with_icc_profile
 from pipeline.io import jpeg_pixels
 
 # Shapes of the stage names Beam 2.77's FnApiRunner logs (fused steps, outermost first).
@@ -103,7 +103,7 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
     Image.open(io.BytesIO(photos[0])).convert("L").resize((400, 300)).save(grey, "JPEG")
     own_size = io.BytesIO()
     Image.open(io.BytesIO(photos[0])).resize((480, 320)).save(own_size, "JPEG")
-    for raw in [*photos, flickr_copy(photos[0]), grey.getvalue(), own_size.getvalue()]:
+    for raw in [*photos, flickr_copy(photos[0]), with_icc_profile(photos[1]), grey.getvalue(), own_size.getvalue()]:
         totals: dict[str, float] = defaultdict(float)
         calls.clear()
         stored = normalise(raw, ImageConfig()).jpeg
@@ -113,3 +113,18 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
         assert dict(calls) == by_normalise
         assert calls["load"] + calls["mapped"] == 1  # one decode
         assert all(seconds >= 0 for seconds in totals.values()) and len(totals) >= 12
+
+
+def test_the_profile_segment_adds_a_profile_and_nothing_else():
+    """The profile column's photos: the same pixels, the profile read back, and a profile normalise applies
+    (swapped primaries change every colour)."""
+    from pipeline.stages.image import ImageConfig, normalise
+    from tests.conftest import swapped_primaries_profile
+
+    raw = distinct_photos(1)[0]
+    with_profile = with_icc_profile(raw)
+    opened, plain = Image.open(io.BytesIO(with_profile)), Image.open(io.BytesIO(raw))
+    assert opened.info["icc_profile"] and "icc_profile" not in plain.info
+    assert opened.tobytes() == plain.tobytes()
+    swapped = with_icc_profile(raw, swapped_primaries_profile())
+    assert normalise(swapped, ImageConfig()).jpeg != normalise(raw, ImageConfig()).jpeg

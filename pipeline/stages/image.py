@@ -27,7 +27,7 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
-from pipeline.io import jpeg_pixels
+from pipeline.io import jpeg_pixels, srgb
 from pipeline.near_dup.perceptual_hashes import phash_dhash, single_threaded_blas
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -257,10 +257,9 @@ def _to_srgb(img: Image.Image) -> Image.Image:
     """RGB pixels in sRGB, whatever the source mode; alpha composited on white."""
     icc = img.info.get("icc_profile")
     if icc and img.mode in ("RGB", "CMYK"):
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError, ValueError):
+        try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
+            return srgb.to_srgb(img, icc)
+        except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
             pass  # a broken profile: fall back to the plain conversion below
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit greyscale (PNG): map 0-65535 onto 0-255; Pillow's convert("L") would clip instead.
