@@ -1,21 +1,21 @@
 """Pixels with an embedded ICC profile converted to sRGB: LittleCMS's own result, at a fraction of its CPU for the
 profiles photos carry most.
 
-`ImageCms.profileToProfile` builds a LittleCMS transform for every photo (~6 ms: parsing the profile, linking it
-to sRGB, precalculating) and applies it to every decoded pixel (~25-30 ms for a 1024 px photo, before the
-resize). A quarter of the labelled package JPEGs carry a profile, and most of those one of a few sRGB profiles
-(312 of 583 "sRGB IEC61966-2.1"), which map almost every colour onto itself: LittleCMS's built-in sRGB and the
-GIMP, Nikon and Canon sRGB profiles every one of the 2^24 8-bit colours, "sRGB IEC61966-2.1" all but 0.4% of
-them (by one level). So each profile's transform is built once per process (`transform`), and once a
-profile has been seen `_EXHAUSTIVE_AFTER` times its transform is applied once to all 2^24 colours (~1-1.7 s,
-once per profile and process): if it changes at most `_MAX_CHANGED` of them, the colours it changes and what
-it makes of them are kept, and a photo's pixels are corrected from that table (~5 ms for a 1024 px photo)
-instead of going through LittleCMS, with exactly LittleCMS's result, pixel for pixel, since a transform maps
-each colour on its own. A profile seen fewer times, or that changes more colours (Adobe RGB, Display P3: nearly
-all), goes through LittleCMS as before. Profiles come from outside: tables are kept for a bounded number of
-them, transforms for a bounded number more, keyed by the profile's sha256 (no profile bytes are kept); a
-stream of distinct hostile profiles costs what LittleCMS costs, and one repeated to reach the exhaustive pass
-costs ~1.5 s once for every `_EXHAUSTIVE_AFTER` photos carrying it.
+`ImageCms.profileToProfile` builds a LittleCMS transform for every photo (~6 ms: parsing the profile, linking it to
+sRGB, precalculating) and applies it to every decoded pixel (~25-30 ms for a 1024 px photo, before the resize). A
+quarter of the labelled package JPEGs carry a profile, and most of those one of a few sRGB profiles (312 of 583
+"sRGB IEC61966-2.1"), which map almost every colour onto itself: LittleCMS's built-in sRGB and the GIMP, Nikon and
+Canon sRGB profiles map every one of the 2^24 8-bit colours onto itself, "sRGB IEC61966-2.1" all but 0.4% of them
+(those it moves by one level). So each profile's transform is built once per process (`transform`), and once a
+profile has been seen `_EXHAUSTIVE_AFTER` times its transform is applied once to all 2^24 colours (~1-1.7 s, once
+per profile and process): if it changes at most `_MAX_CHANGED` of them, the colours it changes and what it makes of
+them are kept, and a photo's pixels are corrected from that table (~3-5 ms for a 1024 px photo) instead of going
+through LittleCMS, with exactly LittleCMS's result, pixel for pixel, since a transform maps each colour on its own.
+A profile seen fewer times, or that changes more colours (Adobe RGB, Display P3: nearly all), goes through LittleCMS
+as before. Profiles come from outside: tables are kept for a bounded number of them, transforms for a bounded number
+more, keyed by the profile's sha256 (no profile bytes are kept); a stream of distinct hostile profiles costs what
+LittleCMS costs, and one repeated to reach the exhaustive pass costs ~1.5 s once for every `_EXHAUSTIVE_AFTER`
+photos carrying it.
 """
 
 from __future__ import annotations
