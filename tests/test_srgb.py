@@ -104,8 +104,9 @@ def test_the_caches_are_bounded_and_keep_no_profile_bytes(fresh, monkeypatch):
     for icc in (builtin_srgb(), near_srgb()):  # each gets a table; the older one's is dropped
         for _ in range(2):
             assert fresh.to_srgb(img, icc).tobytes() == littlecms(img, icc)
-    tables = [profile.table for profile in fresh._profiles.values()]
-    assert tables[0] is False and isinstance(tables[1], srgb._Changes)
+    older, newer = fresh._profiles.values()
+    assert (older.table, older.uses) == (None, 0)  # dropped: counts again, rebuilt if it stays in use
+    assert isinstance(newer.table, srgb._Changes)
     base = bytearray(builtin_srgb())
     for i in range(5):  # distinct profiles (their last byte differs): only the 3 latest transforms stay
         variant = bytearray(base)
@@ -154,3 +155,36 @@ def test_the_table_against_a_dense_table_of_scattered_changes(seed, count):
     img = Image.frombuffer("RGBX", (96, 64), (pixels | np.uint32(0xFF000000)).astype("<u4").tobytes(),
                            "raw", "RGBX", 0, 1).convert("RGB")
     assert srgb._corrected(img, table).tobytes() == oracle.apply(img).tobytes()
+    with pytest.MonkeyPatch.context() as patch:  # in bands of 5, 1 and all 64 rows
+        for band in (5 * 96, 1, 96 * 64):
+            patch.setattr(srgb, "_BAND_PIXELS", band)
+            assert srgb._corrected(img, table).tobytes() == oracle.apply(img).tobytes()
+
+
+def test_a_table_built_and_dropped_at_once_still_converts_that_photo(fresh, monkeypatch):
+    """Another thread's table may push this profile's out between building it and using it: the photo uses the
+    table it built (the drop read back from the profile once raised AttributeError)."""
+    monkeypatch.setattr(srgb, "_TABLES_KEPT", 0)
+    icc, img = near_srgb(), real_image("chelsea.jpg")
+    for _ in range(2):
+        assert fresh.to_srgb(img, icc).tobytes() == littlecms(img, icc)
+    assert next(iter(fresh._profiles.values())).table is None
+
+
+def test_a_correction_of_a_large_image_holds_its_arrays_a_band_at_a_time():
+    """The lookup's numpy arrays (traced by tracemalloc) for a 12 MP image: a band's worth, not the image's
+    (~5 arrays of 4 bytes a pixel: ~240 MB at once)."""
+    import tracemalloc
+
+    icc = near_srgb()
+    table = srgb._changes(srgb.transform(icc, "RGB"))
+    assert isinstance(table, srgb._Changes)
+    img = real_image("coffee.jpg").resize((4000, 3000))
+    tracemalloc.start()
+    try:
+        corrected = srgb._corrected(img, table)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, peak
+    assert corrected.tobytes() == srgb.transform(icc, "RGB").apply(img).tobytes()

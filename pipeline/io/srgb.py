@@ -12,10 +12,11 @@ per profile and process): if it changes at most `_MAX_CHANGED` of them, the colo
 them are kept, and a photo's pixels are corrected from that table (~3-5 ms for a 1024 px photo) instead of going
 through LittleCMS, with exactly LittleCMS's result, pixel for pixel, since a transform maps each colour on its own.
 A profile seen fewer times, or that changes more colours (Adobe RGB, Display P3: nearly all), goes through LittleCMS
-as before. Profiles come from outside: tables are kept for a bounded number of them, transforms for a bounded number
-more, keyed by the profile's sha256 (no profile bytes are kept); a stream of distinct hostile profiles costs what
-LittleCMS costs, and one repeated to reach the exhaustive pass costs ~1.5 s once for every `_EXHAUSTIVE_AFTER`
-photos carrying it.
+as before. Profiles come from outside: tables are kept for a bounded number of them (a dropped one is rebuilt if its
+profile stays in use), transforms for a bounded number more, keyed by the profile's sha256 (no profile bytes are
+kept); a stream of distinct hostile profiles costs what LittleCMS costs, and the worst a crafted stream can do, a
+new table-sized profile every `_EXHAUSTIVE_AFTER` photos, about doubles it (the pass: ~1.5 s of CPU and ~40 MB at
+its peak, per thread running it).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import numpy as np
 from PIL import Image, ImageCms
 
 _TRANSFORMS_KEPT = 32
-_TABLES_KEPT = 8  # ~2.5 MB each at most
+_TABLES_KEPT = 8  # ~3 MB each at most: a 2 MB bitmap, up to 1 MB of colours and results
 _EXHAUSTIVE_AFTER = 64  # photos with the same profile before its exhaustive pass
-_MAX_CHANGED = 1 << 17  # 0.8% of the colours: ~0.5 MB of table; "sRGB IEC61966-2.1" changes 66,560
+_MAX_CHANGED = 1 << 17  # 0.8% of the colours; "sRGB IEC61966-2.1" changes 66,560
 _COLOURS = 1 << 24
 _BLOCK = 1 << 20  # colours per LittleCMS call in the exhaustive pass (a 1024 x 1024 image)
+_BAND_PIXELS = 1 << 20  # pixels per band of rows in a correction
 _RGB_MASK = np.uint32(0xFFFFFF)
 
 
@@ -74,10 +76,10 @@ def to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
             profile.uses += 1
             due = profile.uses == _EXHAUSTIVE_AFTER
         if due:
-            profile.table = _changes(profile.transform)
-            _bound_tables()
-            if isinstance(profile.table, _Changes):
-                return _corrected(img, profile.table)
+            table = profile.table = _changes(profile.transform)
+            _bound_tables()  # may drop this very table for others: `table` stays valid for this photo
+            if isinstance(table, _Changes):
+                return _corrected(img, table)
     return profile.transform.apply(img)
 
 
@@ -104,11 +106,13 @@ def _profile(icc: bytes, mode: str) -> _Profile:
 
 
 def _bound_tables() -> None:
-    """Drops the tables of the least recently used profiles beyond _TABLES_KEPT (they go back to LittleCMS)."""
+    """Drops the tables of the least recently used profiles beyond _TABLES_KEPT: they go back to LittleCMS and
+    start counting again, so a profile still in use gets its table back after _EXHAUSTIVE_AFTER more photos."""
     with _profiles_lock:
         with_tables = [profile for profile in reversed(_profiles.values()) if isinstance(profile.table, _Changes)]
         for profile in with_tables[_TABLES_KEPT:]:
-            profile.table = False
+            with profile.lock:
+                profile.table, profile.uses = None, 0
 
 
 def _words(img: Image.Image) -> np.ndarray:
@@ -140,15 +144,22 @@ def _changes(transform: ImageCms.ImageCmsTransform) -> _Changes | bool:
 
 def _corrected(img: Image.Image, table: _Changes) -> Image.Image:
     """`img` with every pixel of a changed colour replaced by the transform's result for it; `img` itself if
-    none is."""
+    none is. In bands of rows (~1 M pixels), so that the lookup's arrays stay ~20 MB whatever the image's size
+    (the whole 64 MP image at once took ~1.1 GB more than LittleCMS's own output)."""
     if not table.colours.size:  # the transform is the identity on every colour
         return img
-    words = _words(img)
-    colours = words & _RGB_MASK
-    flagged = (table.changed[colours >> 3] >> (colours & 7).astype(np.uint8)) & 1
-    where = flagged.astype(bool)
-    if not where.any():
-        return img
-    fixed = words.copy()
-    fixed[where] = table.results[np.searchsorted(table.colours, colours[where])] | np.uint32(0xFF000000)
-    return Image.frombytes("RGB", img.size, fixed.tobytes(), "raw", "RGBX")
+    out = None
+    rows = max(1, _BAND_PIXELS // img.width)
+    for top in range(0, img.height, rows):
+        box = (0, top, img.width, min(top + rows, img.height))
+        words = _words(img.crop(box))
+        colours = words & _RGB_MASK
+        where = ((table.changed[colours >> 3] >> (colours & 7).astype(np.uint8)) & 1).astype(bool)
+        if not where.any():
+            continue
+        words = words.copy()
+        words[where] = table.results[np.searchsorted(table.colours, colours[where])] | np.uint32(0xFF000000)
+        if out is None:
+            out = img.copy()
+        out.paste(Image.frombytes("RGB", (box[2], box[3] - top), words.tobytes(), "raw", "RGBX"), box)
+    return img if out is None else out
