@@ -64,7 +64,7 @@ def _all_colours(start: int, count: int) -> Image.Image:
                                                ("swapped primaries", None)])
 def test_the_exhaustive_pass_finds_the_colours_a_transform_changes(name, changed):
     icc = PROFILES[name]()
-    table = srgb._changes(srgb.transform(icc, "RGB"))
+    table = srgb._changes(srgb._profile(icc, "RGB").transform)
     if changed is None:
         assert table is False  # nearly every colour: LittleCMS does the work
     else:
@@ -75,7 +75,7 @@ def test_the_exhaustive_pass_finds_the_colours_a_transform_changes(name, changed
 def test_the_table_reproduces_littlecms_on_every_one_of_the_2_24_colours():
     """The brute-force oracle: every 8-bit colour through LittleCMS and through the table."""
     icc = near_srgb()
-    transform = srgb.transform(icc, "RGB")
+    transform = srgb._profile(icc, "RGB").transform
     table = srgb._changes(transform)
     assert isinstance(table, srgb._Changes)
     for start in range(0, 1 << 24, 1 << 20):
@@ -111,7 +111,7 @@ def test_the_caches_are_bounded_and_keep_no_profile_bytes(fresh, monkeypatch):
     for i in range(5):  # distinct profiles (their last byte differs): only the 3 latest transforms stay
         variant = bytearray(base)
         variant[-1] = i
-        fresh.transform(bytes(variant), "RGB")
+        fresh._profile(bytes(variant), "RGB")
     assert len(fresh._profiles) == 3
     assert all(len(digest) == 32 and mode == "RGB" for digest, mode in fresh._profiles)  # no profile bytes
 
@@ -177,7 +177,7 @@ def test_a_correction_of_a_large_image_holds_its_arrays_a_band_at_a_time():
     import tracemalloc
 
     icc = near_srgb()
-    table = srgb._changes(srgb.transform(icc, "RGB"))
+    table = srgb._changes(srgb._profile(icc, "RGB").transform)
     assert isinstance(table, srgb._Changes)
     img = real_image("coffee.jpg").resize((4000, 3000))
     tracemalloc.start()
@@ -187,4 +187,4 @@ def test_a_correction_of_a_large_image_holds_its_arrays_a_band_at_a_time():
     finally:
         tracemalloc.stop()
     assert peak < 40 * 2**20, peak
-    assert corrected.tobytes() == srgb.transform(icc, "RGB").apply(img).tobytes()
+    assert corrected.tobytes() == srgb._profile(icc, "RGB").transform.apply(img).tobytes()

@@ -42,8 +42,9 @@ _RGB_SOURCES = frozenset({"YCbCr", "RGB"})
 # SOF0-2: Huffman-coded baseline, extended sequential and progressive frames, what this module decodes.
 _HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
 _FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG and DAC
-_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
-_SOS, _EOI = 0xDA, 0xD9
+# Marker codes (after the 0xFF) both segment walks use, this module's and `image._check_jpeg_segments`.
+NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
+SOS, EOI = 0xDA, 0xD9
 # (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides
 # (partial MCUs, where upsampling's edge rules act), restart markers, and low and high quality.
 _PROBES = (
@@ -78,9 +79,9 @@ def frame_type(raw: bytes) -> int | None:
             pos += 1
         elif code in _FRAMES:
             return code
-        elif code in _NO_LENGTH:
+        elif code in NO_LENGTH:
             pos += 2
-        elif code in (_SOS, _EOI):
+        elif code in (SOS, EOI):
             return None
         else:
             pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")

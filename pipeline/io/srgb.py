@@ -6,7 +6,7 @@ sRGB, precalculating) and applies it to every decoded pixel (~25-30 ms for a 102
 quarter of the labelled package JPEGs carry a profile, and most of those one of a few sRGB profiles (312 of 583
 "sRGB IEC61966-2.1"), which map almost every colour onto itself: LittleCMS's built-in sRGB and the GIMP, Nikon and
 Canon sRGB profiles map every one of the 2^24 8-bit colours onto itself, "sRGB IEC61966-2.1" all but 0.4% of them
-(those it moves by one level). So each profile's transform is built once per process (`transform`), and once a
+(those it moves by one level). So each profile's transform is built once per process, and once a
 profile has been seen `_EXHAUSTIVE_AFTER` times its transform is applied once to all 2^24 colours (~1-1.7 s, once
 per profile and process): if it changes at most `_MAX_CHANGED` of them, the colours it changes and what it makes of
 them are kept, and a photo's pixels are corrected from that table (~3-5 ms for a 1024 px photo) instead of going
@@ -83,13 +83,9 @@ def to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
     return profile.transform.apply(img)
 
 
-def transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
-    """The transform `ImageCms.profileToProfile` builds for an image of `mode` (the same intent and flags), built
-    once per profile and mode."""
-    return _profile(icc, mode).transform
-
-
 def _profile(icc: bytes, mode: str) -> _Profile:
+    """The cached entry for a profile and mode; its transform is the one `ImageCms.profileToProfile` builds for an
+    image of `mode` (the same intent and flags)."""
     key = (hashlib.sha256(icc).digest(), mode)
     with _profiles_lock:
         found = _profiles.get(key)

@@ -128,8 +128,6 @@ def _signature_format(raw: bytes) -> str | None:
 # scan, so the scan ends at the first FF followed by anything else. One byte after an FF: no backtracking.
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
-_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
 
 
 def _check_jpeg_segments(raw: bytes) -> None:
@@ -147,12 +145,12 @@ def _check_jpeg_segments(raw: bytes) -> None:
         if padding > MAX_JPEG_PADDING_BYTES:
             raise ImageRejected("corrupt", f"more than {MAX_JPEG_PADDING_BYTES} bytes of padding between segments")
         code, pos = raw[marker.end() - 1], marker.end()
-        if code == _JPEG_EOI or pos + 2 > len(raw):
+        if code == jpeg_pixels.EOI or pos + 2 > len(raw):
             return
-        if code in _JPEG_NO_LENGTH:
+        if code in jpeg_pixels.NO_LENGTH:
             continue
         pos += int.from_bytes(raw[pos:pos + 2], "big")  # the length counts itself, not the marker
-        if code == _JPEG_SOS:
+        if code == jpeg_pixels.SOS:
             scans += 1
             if scans > MAX_JPEG_SCANS:
                 raise ImageRejected("too_many_scans", f"more than {MAX_JPEG_SCANS} scans in one JPEG")
