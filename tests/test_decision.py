@@ -1,4 +1,5 @@
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -44,6 +45,19 @@ def test_nsfw_keeps_its_own_threshold_under_fusion():
 def test_a_fusion_model_reading_an_unselected_detector_is_refused():
     with pytest.raises(RegistryError, match="ssdlite_person"):
         rule_for(select(load_registry(), "centerface"), FUSION)
+
+
+def test_a_fusion_model_reading_a_class_no_selected_entry_scores_is_refused():
+    """nanodet_person.boat is scored only by an entry that declares that context column (the candidate's
+    registry): under the built-in entry it would read 0 in every photo, silently."""
+    reads_boat = Fusion(features=("nanodet_person.person", "nanodet_person.boat"), weights=(1.0, -0.2), bias=0.0,
+                        reject_at=0.9, review_from=0.5)
+    with pytest.raises(RegistryError, match=r"nanodet_person\.boat"):
+        rule_for(select(load_registry(), "nanodet_person"), reads_boat)
+    with_columns = load_registry(str(Path(__file__).parents[1] / "models" / "candidate_columns_registry.json"))
+    rule = rule_for(select(with_columns, "nanodet_person"), reads_boat)
+    assert not reads_boat.monotone  # a negative weight: no decision from partial scores (Detect runs them all)
+    assert not rule.certainly_human({"nanodet_person.person": 1.0})
 
 
 HUMAN = ("centerface.face", "ssdlite_person.person")

@@ -63,3 +63,27 @@ def test_ssd_logits_equal_the_brute_force_max_sigmoid_per_row():
         assert got[row] == {"person": pytest.approx(brute, rel=1e-6, abs=1e-30)}
     assert got[1]["person"] == pytest.approx(1.0) and got[2]["person"] < 1e-40
     assert output_names(decoder) == ["Identity_1"]  # the box output is never fetched
+
+
+def test_context_columns_are_the_other_classes_of_the_same_outputs():
+    """A COCO detector's other classes from the pass that gives its person score: each context column's best
+    over anchors and over every output the decoder reads, through the sigmoid where the decoder applies one,
+    equal to a brute-force max over the same cells."""
+    rng = np.random.default_rng(3)
+    outputs = {"s8": rng.normal(size=(2, 40, 6)).astype(np.float32),
+               "s16": rng.normal(size=(2, 10, 6)).astype(np.float32)}
+    for sigmoid in (False, True):
+        decoder = {"type": "score_maps", "outputs": {"person": ["s8", "s16"]}, "column": 0, "sigmoid": sigmoid,
+                   "context_columns": {"bird": 2, "dog": 5}}
+        decoded = decode(decoder, outputs, 2)
+        for row in range(2):
+            assert set(decoded[row]) == {"person", "bird", "dog"}
+            for cls, column in (("person", 0), ("bird", 2), ("dog", 5)):
+                best = max(float(outputs[name][row, :, column].max()) for name in outputs)
+                expected = 1 / (1 + np.exp(-best)) if sigmoid else best
+                assert decoded[row][cls] == pytest.approx(expected, rel=1e-6)
+    # Without context columns the decoder gives its deciding class only, as before.
+    plain = {"type": "score_maps", "outputs": {"person": ["s8"]}, "column": 0}
+    assert set(decode(plain, outputs, 2)[0]) == {"person"}
+    with pytest.raises(ValueError, match="beyond output"):  # a model narrower than the entry says
+        decode({**plain, "context_columns": {"x": 6}}, outputs, 2)

@@ -274,3 +274,30 @@ def test_the_command_fits_trees_and_records_them_as_a_model_the_pipeline_reads(t
     assert main([str(source), str(again), "--features=centerface.face,ssdlite_person.person",
                  "--model=monotone_trees", "--max_lost=0.3"]) == 0
     assert again.read_bytes() == out.read_bytes()  # deterministic
+
+
+def test_signed_features_keep_a_negative_weight_and_only_they(tmp_path):
+    """--signed: a context class that is evidence *against* a person (here: clean photos score high on it)
+    keeps its negative weight; without --signed it is dropped (weight 0), as every weight is kept >= 0. The
+    option is recorded in the file, and a signed name not among the features is refused."""
+    rng = np.random.default_rng(5)
+    scores = {}
+    for row in load_rows("tuning"):
+        human = row.label in HUMAN_LABELS
+        scores[f"{row.package}:{row.member_path}"] = {
+            "nanodet_person.person": float(rng.uniform(0.3, 1.0) if human else rng.uniform(0.0, 0.6)),
+            "nanodet_person.bird": float(rng.uniform(0.0, 0.3) if human else rng.uniform(0.0, 1.0))}
+    source = tmp_path / "tuning.json"
+    source.write_text(json.dumps({"split": "tuning", "scores": scores}))
+    features = "--features=nanodet_person.person,nanodet_person.bird"
+    unsigned, signed = tmp_path / "unsigned.json", tmp_path / "signed.json"
+    assert main([str(source), str(unsigned), features]) == 0
+    assert main([str(source), str(signed), features, "--signed=nanodet_person.bird"]) == 0
+    plain, with_sign = json.loads(unsigned.read_text()), json.loads(signed.read_text())
+    assert plain["weights"][1] == 0.0 and "signed" not in plain["options"]
+    assert with_sign["weights"][1] < 0 < with_sign["weights"][0]
+    assert with_sign["options"]["signed"] == ["nanodet_person.bird"]
+    fusion = parse_fusion(signed.read_bytes(), str(signed))
+    assert not fusion.monotone
+    with pytest.raises(SystemExit, match="not among"):
+        main([str(source), str(tmp_path / "x.json"), features, "--signed=oidv4_person.dog"])

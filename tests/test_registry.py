@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from pipeline.detectors.registry import (
     BUILTIN_REGISTRY,
     ChecksumError,
     RegistryError,
+    check_model_outputs,
     load_registry,
     read_model,
     read_registry,
@@ -221,3 +223,61 @@ def test_a_model_file_must_be_onnx_with_the_outputs_its_decoder_reads(tmp_path):
 
     with pytest.raises(RegistryError, match="has no output 'no_such_output'"):
         check_model_outputs(dataclasses.replace(spec, decoder=renamed), read_model(spec))
+
+
+def _builtin_entry(name: str, **decoder_changes) -> dict:
+    entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == name)
+    entry = json.loads(json.dumps(entry))
+    entry["file"] = str(BUILTIN_REGISTRY.parent / entry["file"])
+    entry["decoder"].update(decoder_changes)
+    return entry
+
+
+def _nanodet_entry(**decoder_changes) -> dict:
+    return _builtin_entry("nanodet_person", **decoder_changes)
+
+
+@pytest.mark.parametrize("context, problem", [
+    ({"person": 3}, "also a deciding class"),
+    ({"bird": -1}, "whole number"),
+    ({"bird": 1.5}, "whole number"),
+    ({"not a name": 14}, "plain name"),
+    ([14], "maps each context class"),
+])
+def test_context_columns_are_checked_at_load(tmp_path, context, problem):
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [_nanodet_entry(context_columns=context)]}))
+    with pytest.raises(RegistryError, match=problem):
+        read_registry(str(path))
+
+
+def test_context_columns_need_a_column_reading_score_maps_decoder(tmp_path):
+    entry = _nanodet_entry(context_columns={"bird": 14})
+    del entry["decoder"]["column"]
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [entry]}))
+    with pytest.raises(RegistryError, match="needs a score_maps decoder"):
+        read_registry(str(path))
+
+
+def test_context_classes_are_scored_but_decide_nothing(tmp_path):
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [_nanodet_entry(context_columns={"bird": 14, "dog": 16})]}))
+    spec = read_registry(str(path))["nanodet_person"]
+    assert spec.context_classes == ("bird", "dog") and spec.classes == ("person",)
+    assert spec.scored_classes == ("person", "bird", "dog") and set(spec.thresholds) == {"person"}
+
+
+def test_a_context_column_beyond_the_models_outputs_is_refused_at_launch(tmp_path):
+    """OIDv4's class output is declared 24 wide (Open Images' 24 label-map lines): column 24 would fail every
+    batch on a worker, so the launch check refuses it; NanoDet's graph leaves the width symbolic, and its
+    decoder refuses such a column on the first photo (the canary's, at launch)."""
+    for column, refused in ((23, False), (24, True)):
+        path = tmp_path / f"reg{column}.json"
+        path.write_text(json.dumps({"detectors": [_builtin_entry("oidv4_person", context_columns={"x": column})]}))
+        spec = read_registry(str(path))["oidv4_person"]
+        if refused:
+            with pytest.raises(RegistryError, match="has 24 columns"):
+                check_model_outputs(spec, Path(spec.file).read_bytes())
+        else:
+            check_model_outputs(spec, Path(spec.file).read_bytes())

