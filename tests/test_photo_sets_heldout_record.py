@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -92,6 +93,26 @@ def test_a_measurement_is_appended_with_the_figures_evaluate_printed(photo_dir, 
     assert list(entry)[:8] == ["split", "date", "images", "labels", "recall", "keep_rate", "missed", "stored_by"]
 
 
+def test_a_registry_that_only_declares_context_classes_is_recorded_by_name_and_sha256(photo_dir, tmp_path, capsys):
+    """heldout10's candidate scores five context classes through a registry of built-in entries with
+    `context_columns` added: its decision is measured with those very detectors, so it may be recorded, and the
+    entry says which registry file (name and sha256) it was measured with."""
+    registry = Path(__file__).parents[1] / "models" / "candidate_columns_registry.json"
+    record = tmp_path / "r.json"
+    assert evaluate(photo_dir, fusion_file(tmp_path, 20.0), record, "heldout3", f"--model_registry={registry}") == 0
+    assert "recorded in" in capsys.readouterr().out
+    (entry,) = json.loads(record.read_text())["evaluations"]
+    assert entry["model_registry"] == {"file": "candidate_columns_registry.json",
+                                       "sha256": hashlib.sha256(registry.read_bytes()).hexdigest()}
+    changed = json.loads(registry.read_text())
+    changed["detectors"][0]["thresholds"]["person"] = 0.4  # anything beyond context classes: refused
+    other = tmp_path / "changed_registry.json"
+    other.write_text(json.dumps(changed).replace('"files/', f'"{registry.parent}/files/'))
+    assert evaluate(photo_dir, fusion_file(tmp_path, 20.0), tmp_path / "r2.json", "heldout3",
+                    f"--model_registry={other}") == 2
+    assert "changes nanodet_person beyond declaring context classes" in capsys.readouterr().out
+
+
 def test_a_model_that_misses_people_names_them_in_its_entry(photo_dir, tmp_path):
     record = tmp_path / "keeps_all.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, -20.0), record) == 1  # recall below 100%: exit 1, recorded
@@ -125,7 +146,7 @@ def test_training_splits_and_models_that_do_not_name_theirs_are_refused_before_s
 @pytest.mark.parametrize(("options", "reason"), [
     (["--detectors=open_nsfw,centerface"], "the detectors selected (centerface, open_nsfw) are not the ones"),
     (["--detect_thresholds=open_nsfw.nsfw=0"], "--detect_thresholds overrides a threshold"),
-    (["--model_registry=models/candidate_pose_review.json"], "--model_registry may redefine the detectors"),
+    (["--model_registry=models/candidate_pose_review.json"], "--model_registry changes mediapipe_pose beyond"),
     (["--max_side=256"], "--max_side is 256, not 512"),
     (["--detect_tile_min_side=300"], "--detect_tile_min_side is 300, not 400"),
     (["--resize_reducing_gap=2"], "--resize_reducing_gap is 2.0, neither the default nor 0"),

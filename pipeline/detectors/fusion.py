@@ -272,11 +272,13 @@ def heldout_figures(fusion: Fusion) -> list[dict[str, Any]] | None:
     """Every held-out measurement of exactly this model (models/fusion*_heldout.json: one file per
     shipped model, the default's `fusion_heldout.json`, written from `evaluate --photos --split=...`),
     oldest first, each with its split, date, size, recall and keep-rate (and how the scored images were
-    stored, where a record says: a later rule moves some scores); None when this model was not measured."""
+    stored, where a record says: a later rule moves some scores; and the registry file a candidate was measured
+    with, where it was one of the user's); None when this model was not measured."""
     for path in sorted(BUILTIN_REGISTRY.parent.glob("fusion*_heldout.json")):
         figures = json.loads(path.read_text())
         if figures.get("fusion_sha256") == fusion.sha256:
-            return [{key: entry[key] for key in ("split", "date", "images", "recall", "keep_rate", "stored_by")
+            return [{key: entry[key] for key in ("split", "date", "images", "recall", "keep_rate", "stored_by",
+                                                          "model_registry")
                      if key in entry}
                     for entry in figures.get("evaluations", [])] or None
     return None

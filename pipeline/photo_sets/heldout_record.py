@@ -8,7 +8,9 @@ an entry is refused — before any detector runs — when:
   them (a training figure), or the split is the tuning split;
 - the run is not the model's own decision: other detectors selected than the ones it reads and the
   default detectors without human classes (open_nsfw, which a run selects for its own nsfw threshold), a registry
-  of one's own (it may redefine a detector under its built-in name), a threshold overridden, images
+  of one's own that changes a detector beyond declaring context classes (it may redefine a detector under its
+  built-in name; one that only adds `context_columns` to built-in entries is recorded with its name and sha256),
+  a threshold overridden, images
   stored at another size or tiled from another size, a resize rule that is neither the default nor
   Lanczos only (those settings are not in the entry, so they must not vary);
 - the file records another model (`fusion_sha256`) or holds something that is not a list of entries;
@@ -22,7 +24,9 @@ later rename wins.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -34,7 +38,8 @@ from typing import Any
 
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
-from pipeline.detectors.registry import load_registry, select
+from pipeline.detectors.registry import load_registry, read_registry, select
+from pipeline.io.files import read_bytes
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
 from pipeline.stages.image import ImageConfig
 
@@ -140,7 +145,10 @@ def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
                         f"the model reads ({', '.join(sorted(fusion.detectors))}) with the default detectors "
                         f"without human classes ({', '.join(sorted(nsfw_defaults))}), and nothing else")
     if m.model_registry:
-        problems.append("--model_registry may redefine the detectors the model reads under their names")
+        changed = _changed_beyond_context(m.model_registry)
+        if changed:
+            problems.append(f"--model_registry changes {', '.join(changed)} beyond declaring context classes: it may "
+                            "redefine the detectors the model reads under their names")
     if m.overrides.strip():
         problems.append("--detect_thresholds overrides a threshold")
     if m.max_side != RECORDED_MAX_SIDE:
@@ -150,6 +158,23 @@ def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
     if m.storage.resize_reducing_gap not in RECORDED_GAPS:
         problems.append(f"--resize_reducing_gap is {m.storage.resize_reducing_gap}, neither the default nor 0")
     return problems
+
+
+def _changed_beyond_context(path: str) -> list[str]:
+    """The entries of a --model_registry file that are not a built-in detector with, at most, context classes
+    added (`decoder.context_columns`): anything else would file another decision under the model's figures."""
+    builtins = load_registry()
+    changed = []
+    for name, spec in read_registry(path).items():
+        plain = dataclasses.replace(spec, decoder={k: v for k, v in spec.decoder.items() if k != "context_columns"})
+        if builtins.get(name) != plain:
+            changed.append(name)
+    return sorted(changed)
+
+
+def registry_note(path: str) -> dict[str, str]:
+    """How an entry names the --model_registry file it was measured with: its file name and sha256."""
+    return {"file": Path(path).name, "sha256": hashlib.sha256(read_bytes(path)).hexdigest()}
 
 
 def _already_recorded(record: dict[str, Any], split: str, storage: Storage) -> dict[str, Any] | None:
@@ -199,6 +224,8 @@ def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> di
     if not combined["recall"]["n"] or not combined["keep_rate"]["n"]:
         raise RecordError(f"{m.split} has no photographs with a human or no clean ones: nothing to record")
     new = entry(result, m.storage, today)
+    if m.model_registry:
+        new["model_registry"] = registry_note(m.model_registry)
     record["evaluations"].append(new)
     _write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return new
