@@ -21,7 +21,7 @@ from pipeline.detectors.fusion import (
     builtin_fusion,
     check_overrides,
     choose_fusion,
-    heldout_figures,
+    figures_that_apply,
     model_summary,
 )
 from pipeline.detectors.handler import RuntimeConfig
@@ -157,7 +157,9 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
     """What decided detection, as the manifest records it (and a refresh compares): each detector
     with its thresholds, and the fusion model with its two thresholds."""
     entries = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256,
-                "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band}
+                "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band,
+                # what a fusion model reading them sees (a refresh compares it too); only where declared
+                **({"context_columns": spec.decoder["context_columns"]} if spec.context_classes else {})}
                for spec in specs]
     if fusion is not None:
         entries.append({"name": "fusion", "file": fusion.file, "sha256": fusion.sha256,
@@ -165,7 +167,7 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
                         "thresholds": {"reject_at": fusion.reject_at},
                         "review_band": {"review_from": fusion.review_from},
                         "features": list(fusion.features), **model_summary(fusion),
-                        "heldout": heldout_figures(fusion)})
+                        "heldout": figures_that_apply(fusion, specs)})
     return entries
 
 

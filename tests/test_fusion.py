@@ -491,3 +491,23 @@ def test_the_candidate_with_context_columns_keeps_its_heldout10_figure():
                                      f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
         ("heldout10", 76, 82, 69, 82)]
     assert figures[0]["model_registry"]["file"] == "candidate_columns_registry.json"
+
+
+def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_columns(tmp_path):
+    """The candidate's heldout10 figure was measured with candidate_columns_registry.json: a run reading its
+    boat from NanoDet's column 8 states it; one whose registry points boat at the person column makes another
+    decision with the same model file, and states no figure. The default's figures need no registry."""
+    from pipeline.detectors.fusion import figures_that_apply
+    from pipeline.detectors.registry import load_registry, read_registry, select
+
+    models = BUILTIN_REGISTRY.parent
+    candidate = read_fusion(str(models / "candidate_columns.json"))
+    ours = select(load_registry(str(models / "candidate_columns_registry.json")), "default")
+    assert [f["split"] for f in figures_that_apply(candidate, ours)] == ["heldout10"]
+    remapped = json.loads((models / "candidate_columns_registry.json").read_text())
+    remapped["detectors"][0]["decoder"]["context_columns"]["boat"] = 0
+    path = tmp_path / "remapped.json"
+    path.write_text(json.dumps(remapped).replace('"files/', f'"{models}/files/'))
+    assert figures_that_apply(candidate, list(read_registry(str(path)).values())) is None
+    default = builtin_fusion()
+    assert figures_that_apply(default, select(load_registry(), "default")) == heldout_figures(default)

@@ -195,3 +195,16 @@ def test_fits_by_recall_vary_l2_compare_with_max_lost_only_when_asked_and_refuse
     for bad in ("1.5", "0", "-0.1", "x"):
         with pytest.raises(SystemExit):
             main([*common, f"--min_recall={bad}"])
+
+
+def test_signed_features_are_named_in_the_row_and_a_name_in_no_set_is_refused(results, tmp_path, capsys):
+    """--signed: the row says which features kept a weight of either sign (rows with and without it differ
+    only there), and a name in no --features set is a typo, refused rather than compared unsigned."""
+    paths = written(results, tmp_path)
+    features = "--features=" + ",".join(FEATURES)
+    assert main([*paths, "--splits=" + ",".join(SPLITS), features, "--max_lost=0.2", f"--signed={FEATURES[1]}"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert line.startswith(f"{'+'.join(FEATURES)} signed={FEATURES[1]} max_lost=0.2 ")
+    with pytest.raises(SystemExit):
+        main([*paths, "--splits=" + ",".join(SPLITS), features, "--signed=nanodet_person.brid"])
+    assert "in no --features set" in capsys.readouterr().err

@@ -138,3 +138,24 @@ def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path
     assert photo.original == data and pixels.original is None
     assert decoded == []  # nothing decoded until the pixels are asked for
     assert pixels.image.size == (32, 32) and decoded == ["pkg/grey.npz"]
+
+
+def test_earlier_scores_keep_the_context_classes_a_registry_declares(tmp_path):
+    """`evaluate --scores` with a candidate's registry: its context classes come back from the file (left out,
+    a fusion model reading them would see 0 in every photo), and a file without them is refused."""
+    from pathlib import Path
+
+    from pipeline.detectors.registry import load_registry
+
+    registry = Path(__file__).parents[1] / "models" / "candidate_columns_registry.json"
+    spec = load_registry(str(registry))["nanodet_person"]
+    row = Row("pkg", "1", "pypi", "pkg/a.jpg", "0" * 64, 10, 10, "person", "", "heldout3", "")
+    full = {"nanodet_person.person": 0.2, "nanodet_person.boat": 0.9, "nanodet_person.bus": 0.1,
+            "nanodet_person.truck": 0.3, "other.x": 1.0}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"scores": {"pkg:pkg/a.jpg": full}}))
+    (scores,), _ = score.earlier_scores(path, [row], [spec])
+    assert scores == {k: v for k, v in full.items() if k.startswith("nanodet_person.")}
+    path.write_text(json.dumps({"scores": {"pkg:pkg/a.jpg": {"nanodet_person.person": 0.2}}}))
+    with pytest.raises(score.PhotoSetError, match=r"nanodet_person\.boat"):
+        score.earlier_scores(path, [row], [spec])

@@ -347,3 +347,16 @@ def test_rows_of_a_shard_that_cannot_be_decoded_are_rejected_by_id_in_a_real_ref
     assert json.loads((second / "changelog.json").read_text())["removed"] == {"carry/unreadable_row": lost}
     ledger = {row["photo_id"]: row["decision"] for row in pq.read_table(second / "ledger").to_pylist()}
     assert all(ledger.get(photo_id) != "kept" for photo_id in lost)
+
+
+def test_a_changed_context_column_checks_the_images_again():
+    """A fusion model reading a context class decides otherwise when the class points at another column: the
+    manifest records the columns and a refresh counts the change like a changed threshold."""
+    from pipeline.release.refresh import models_changed
+
+    entry = {"name": "nanodet_person", "sha256": "a" * 64, "thresholds": {"person": 0.35},
+             "review_band": {"person": 0.3}, "context_columns": {"boat": 8}}
+    assert not models_changed({"models": [entry]}, [dict(entry)])
+    assert models_changed({"models": [entry]}, [{**entry, "context_columns": {"boat": 0}}])
+    plain = {k: v for k, v in entry.items() if k != "context_columns"}
+    assert not models_changed({"models": [plain]}, [dict(plain)])  # manifests from before the key compare as before

@@ -281,3 +281,18 @@ def test_a_context_column_beyond_the_models_outputs_is_refused_at_launch(tmp_pat
                 check_model_outputs(spec, Path(spec.file).read_bytes())
         else:
             check_model_outputs(spec, Path(spec.file).read_bytes())
+
+
+@pytest.mark.parametrize("decoder, problem", [
+    ({"column": -1}, "decoder.column must be a whole number"),
+    ({"column": "1"}, "decoder.column must be a whole number"),
+    ({"column": True}, "decoder.column must be a whole number"),
+    ({"context_columns": {f"c{i}": 1 for i in range(1001)}}, "at most 1000"),
+    ({"outputs": {"person": ["Identity:0"], "boat": ["Identity_1:0"]}, "context_columns": {"boat": 8}},
+     "a class of decoder.outputs"),
+])
+def test_a_decoders_columns_are_checked_at_load(tmp_path, decoder, problem):
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [_nanodet_entry(**decoder)]}))
+    with pytest.raises(RegistryError, match=problem):
+        read_registry(str(path))

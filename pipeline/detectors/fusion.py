@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from pipeline.detectors.registry import BUILTIN_REGISTRY, DetectorSpec, RegistryError, resolve_file
+from pipeline.detectors.registry import BUILTIN_REGISTRY, DetectorSpec, RegistryError, read_registry, resolve_file
 from pipeline.io.files import read_bytes
 
 # Scores are clipped before the logit: a detector's 0.0 ("nothing at all") and 1.0 would otherwise be
@@ -282,6 +282,33 @@ def heldout_figures(fusion: Fusion) -> list[dict[str, Any]] | None:
                      if key in entry}
                     for entry in figures.get("evaluations", [])] or None
     return None
+
+
+def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[dict[str, Any]] | None:
+    """`heldout_figures` that describe the decision these detectors make with this model: a figure measured
+    with a registry of one's own (a candidate's context classes) applies only where every context class the
+    model reads is the same column of the same detector here as in that registry (models/, its sha256 as
+    recorded); pointed at other columns, the same model file makes another decision."""
+    figures = heldout_figures(fusion)
+    if not figures:
+        return figures
+    ours = {spec.name: spec.decoder.get("context_columns") or {} for spec in specs}
+
+    def applies(figure: dict[str, Any]) -> bool:
+        note = figure.get("model_registry")
+        if note is None:
+            return True  # the built-in entries, which declare no context classes: the model reads none
+        path = BUILTIN_REGISTRY.parent / str(note.get("file", ""))
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != note.get("sha256"):
+            return False
+        theirs = {name: spec.decoder.get("context_columns") or {} for name, spec in read_registry(str(path)).items()}
+        for feature in fusion.features:
+            detector, cls = feature.split(".", 1)
+            if cls in theirs.get(detector, {}) and ours.get(detector, {}).get(cls) != theirs[detector][cls]:
+                return False
+        return True
+
+    return [figure for figure in figures if applies(figure)] or None
 
 
 def builtin_fusion() -> Fusion | None:

@@ -139,7 +139,7 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         problems.append("input.dtype is float32 or uint8")
     if len(spec.sha256) != 64:
         problems.append("sha256 must be 64 hex digits")
-    problems += _context_problems(spec)
+    problems += _column_problems(spec.decoder) + _context_problems(spec)
     if not spec.classes:
         problems.append("no human_classes or nsfw_classes: the detector would decide nothing")
     for cls in spec.classes:
@@ -198,6 +198,19 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     return problems
 
 
+# COCO has 80 classes, Open Images 601: room for any detector's other classes, not for a registry that would make
+# every view allocate an array per class.
+MAX_CONTEXT_CLASSES = 1000
+
+
+def _column_problems(decoder: dict[str, Any]) -> list[str]:
+    """decoder.column, where given: the index of the class column a score_maps decoder reads (-1 or "1" would
+    read another column, or fail on a worker)."""
+    if "column" in decoder and (not _whole(decoder["column"]) or not 0 <= decoder["column"] < 10_000):
+        return ["decoder.column must be a whole number in 0 .. 9999"]
+    return []
+
+
 def _context_problems(spec: DetectorSpec) -> list[str]:
     """`context_columns`: a score_maps decoder reading one column of [N, A, C] outputs (the other classes of
     a COCO or Open Images detector), each context class a new name mapped to a column index."""
@@ -208,12 +221,14 @@ def _context_problems(spec: DetectorSpec) -> list[str]:
         return ["decoder.context_columns needs a score_maps decoder that reads a column of its outputs"]
     if not isinstance(columns, dict) or not columns:
         return ['decoder.context_columns maps each context class to its column: {"bird": 14}']
+    if len(columns) > MAX_CONTEXT_CLASSES:  # each is an array over every anchor of every view, and a score per photo
+        return [f"decoder.context_columns names {len(columns)} classes; at most {MAX_CONTEXT_CLASSES}"]
     problems = []
     for cls, column in columns.items():
         if not (isinstance(cls, str) and cls.isidentifier()):
             problems.append(f"context class {cls!r} must be a plain name")
-        elif cls in spec.classes:
-            problems.append(f"context class {cls!r} is also a deciding class")
+        elif cls in spec.classes or cls in spec.decoder.get("outputs", {}):
+            problems.append(f"context class {cls!r} is also a deciding class or a class of decoder.outputs")
         if not _whole(column) or not 0 <= column < 10_000:
             problems.append(f"context class {cls!r}: column must be a whole number in 0 .. 9999")
     return problems

@@ -155,25 +155,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(results) < 2 or sorted(seen) != sorted(named) or len(set(seen)) != len(seen):
         parser.error(f"one scores file per split named in --splits (at least two); got {seen} for {named}")
     feature_sets = [tuple(split_list(text)) for text in args.features] or [DEFAULT_FEATURES]
+    signed = tuple(split_list(args.signed))
+    unknown = sorted(set(signed) - {feature for features in feature_sets for feature in features})
+    if unknown:  # a typo would otherwise compare an unsigned fit under the signed one's name
+        parser.error(f"--signed names {', '.join(unknown)}, in no --features set")
     every = sorted({feature for features in feature_sets for feature in features})
     splits = {result["split"]: labelled_scores(result, every) for result in results}
     for path in args.scores:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
+        in_set = [name for name in signed if name in features]
+        marked = "+".join(features) + (f" signed={','.join(in_set)}" if in_set else "")
         # l2 is the logistic's penalty: the trees have none to vary
         penalties = [float(v) for v in split_list(args.l2)] if model == "logistic" else [0.1]
         for min_recall, l2 in itertools.product(recalls, penalties):
             setting = Setting(tuple(features), l2=l2, max_clean_rejected=args.max_clean_rejected, model=model,
-                              min_recall=min_recall, signed=tuple(split_list(args.signed)))
-            name = f"{'+'.join(features)} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
+                              min_recall=min_recall, signed=signed)
+            name = f"{marked} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
                                                                        f" {model}")
             print(_line(name, leave_one_split_out(splits, setting)))
         for max_lost in (float(v) for v in losses):
             for margin in (float(v) for v in split_list(args.margin)):
                 for l2 in penalties:
                     setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model,
-                                      signed=tuple(split_list(args.signed)))
-                    name = f"{'+'.join(features)} max_lost={max_lost} margin={margin}" + (
+                                      signed=signed)
+                    name = f"{marked} max_lost={max_lost} margin={margin}" + (
                         f" l2={l2}" if model == "logistic" else f" {model}")
                     print(_line(name, leave_one_split_out(splits, setting)))
     return 0

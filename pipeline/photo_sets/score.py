@@ -106,7 +106,9 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     earlier = json.loads(path.read_text())
     storage = _storage(earlier, path)
     named = earlier["scores"]
-    wanted = {spec.score_name(cls) for spec in specs for cls in spec.classes}
+    # Context classes too: a fusion model may read them, and one left out would read as 0 (rule_for checks the
+    # registry declares them; this, that the file has them).
+    wanted = {spec.score_name(cls) for spec in specs for cls in spec.scored_classes}
     out = []
     for row in rows:
         scores = named.get(f"{row.package}:{row.member_path}")
