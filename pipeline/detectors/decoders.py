@@ -49,12 +49,13 @@ def _context_columns(decoder: dict[str, Any], outputs: dict[str, np.ndarray], ro
     columns = decoder.get("context_columns") or {}
     if not columns:
         return
+    indices = list(columns.values())  # whole numbers: the registry checks them at load
     for name in output_names(decoder):
         width = outputs[name].shape[-1]
-        if max(int(column) for column in columns.values()) >= width:  # numpy would say IndexError, less clearly
+        if max(indices) >= width:  # numpy would say IndexError, less clearly
             raise ValueError(f"decoder.context_columns reads a column beyond output {name}'s {width}")
         values = outputs[name].astype(np.float32).reshape(rows, -1, width)
-        wanted = values[..., [int(column) for column in columns.values()]].max(axis=1)  # [rows, classes]
+        wanted = values[..., indices].max(axis=1)  # [rows, classes]
         if decoder.get("sigmoid"):
             wanted = _sigmoid(wanted)  # monotonic: the max of the sigmoids is the sigmoid of the max
         for row in range(rows):

@@ -292,7 +292,7 @@ def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[di
     figures = heldout_figures(fusion)
     if not figures:
         return figures
-    ours = {spec.name: spec.decoder.get("context_columns") or {} for spec in specs}
+    ours = {spec.name: spec.context_columns for spec in specs}
 
     def applies(figure: dict[str, Any]) -> bool:
         note = figure.get("model_registry")
@@ -301,7 +301,7 @@ def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[di
         path = BUILTIN_REGISTRY.parent / str(note.get("file", ""))
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != note.get("sha256"):
             return False
-        theirs = {name: spec.decoder.get("context_columns") or {} for name, spec in read_registry(str(path)).items()}
+        theirs = {name: spec.context_columns for name, spec in read_registry(str(path)).items()}
         for feature in fusion.features:
             detector, cls = feature.split(".", 1)
             if cls in theirs.get(detector, {}) and ours.get(detector, {}).get(cls) != theirs[detector][cls]:

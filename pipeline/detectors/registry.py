@@ -82,10 +82,14 @@ class DetectorSpec:
         return self.human_classes + self.nsfw_classes
 
     @property
+    def context_columns(self) -> dict[str, int]:
+        """{context class: its column}: classes the decoder scores besides the deciding ones (a fusion model
+        may read them; no threshold, band or per-detector rule uses them). Empty for most detectors."""
+        return self.decoder.get("context_columns") or {}
+
+    @property
     def context_classes(self) -> tuple[str, ...]:
-        """Classes the decoder scores besides the deciding ones (`context_columns`): a fusion model may
-        read them; no threshold, band or per-detector rule uses them."""
-        return tuple(self.decoder.get("context_columns") or ())
+        return tuple(self.context_columns)
 
     @property
     def scored_classes(self) -> tuple[str, ...]:
@@ -331,7 +335,7 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
         return
     # Where the file declares its outputs' width (OIDv4: 24); a graph that leaves it symbolic (NanoDet's) is
     # checked by the canary's run at launch, where the decoder refuses a column beyond the output.
-    columns = [int(spec.decoder["column"]), *spec.decoder["context_columns"].values()]
+    columns = [int(spec.decoder["column"]), *spec.context_columns.values()]
     for output in graph.output:
         dims = output.type.tensor_type.shape.dim
         if output.name in output_names(spec.decoder) and dims and dims[-1].HasField("dim_value") \

@@ -306,8 +306,7 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     def one(names: Sequence[str]) -> dict:
-        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall,
-                        [name for name in signed if name in names])
+        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall, signed)
 
     model = one(features)
     ablation = {}
