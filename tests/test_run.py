@@ -210,6 +210,46 @@ def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
     assert seen == ["run-a"] and not list(tmp_path.iterdir())
 
 
+def test_a_fresh_lock_temporary_of_a_killed_run_is_removed_at_once_and_no_other(tmp_path):
+    """A run killed after linking its lock but before unlinking the temporary (the slow run of the test above
+    is killed the moment its lock appears, which sometimes fell there) left `_lock.json.tmp-*` beside the next
+    run's dataset for a minute: now a temporary whose writer was a process on this machine that is gone is
+    removed by the next run that takes the lock, however young. One of a live process, of another machine, with
+    a pid that is no process id, unreadable, or no regular file is left (and none of them stops the run)."""
+    import socket
+
+    from pipeline.io import lock as lock_module
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+
+    def holder(pid: int, host: str = socket.gethostname()) -> str:
+        return json.dumps({"run_id": "r", "host": host, "pid": pid, "started": "2026-12-02T00:00:00Z"})
+
+    temporaries = {"killed": holder(gone.pid), "live": holder(os.getpid()), "elsewhere": holder(gone.pid, "other-host"),
+                   "huge-pid": holder(2**80), "minus-one": holder(-1), "half-written": '{"run_id": "r", "ho'}
+    for name, text in temporaries.items():
+        (tmp_path / f"{lock_module.LOCK_TEMPORARY}{name}").write_text(text)
+    os.mkfifo(tmp_path / f"{lock_module.LOCK_TEMPORARY}fifo")
+    with lock_module.OutputLock(str(tmp_path), "run-b"):
+        left = sorted(p.name.removeprefix(lock_module.LOCK_TEMPORARY) for p in tmp_path.iterdir() if p.name != LOCK)
+    assert left == ["elsewhere", "fifo", "half-written", "huge-pid", "live", "minus-one"]
+
+
+def test_a_lock_naming_no_process_id_is_a_refusal_not_a_crash(tmp_path):
+    """os.kill(2**80, 0) raises OverflowError and os.kill(-1, 0) asks about every process: a lock that names
+    such a pid on this machine is held by an unknown run (refused, naming it), never taken over or a traceback."""
+    import socket
+
+    from pipeline.io import lock as lock_module
+
+    for pid in (2**80, -1, 0):
+        (tmp_path / LOCK).write_text(json.dumps({"run_id": "odd", "host": socket.gethostname(), "pid": pid,
+                                                 "started": "2026-12-02T00:00:00Z"}))
+        with pytest.raises(lock_module.OutputLocked, match="in use by run odd"):
+            lock_module.OutputLock(str(tmp_path), "run-c").acquire()
+
+
 @pytest.mark.parametrize("kind", ["a file", "below a file"])
 def test_an_unwritable_output_fails_at_launch_in_one_line(world, tmp_path, capsys, kind):
     server, metadata = world

@@ -57,6 +57,8 @@ def _this_run(run_id: str) -> Holder:
 
 
 def _pid_alive(pid: int) -> bool:
+    if not 0 < pid < 2**31:  # not a process id (0 and -1 would ask about whole groups): taken as alive, never stale
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -105,15 +107,31 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
     return True
 
 
-def _remove_stale_temporaries(path: str) -> None:
-    """The lock's temporaries that killed runs left (a kill between writing one and linking it): a live
-    run's exists for a moment only, so one a minute old is a leftover. Local disks only (none elsewhere)."""
+STALE_TEMPORARY_SECONDS = 60
+MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read no further
+
+
+def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
+    """Whether a lock temporary is a killed run's leftover (a kill between writing it and unlinking it, which
+    can come after the lock is linked): one a minute old, or one whose writer was a process on this machine
+    that no longer exists. A live run's exists for a moment only, and says so by its live process."""
+    if not entry.is_file(follow_symlinks=False):  # only what `_create_if_absent` writes (a FIFO would block)
+        return False
+    if time.time() - entry.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+        return True
+    with open(entry.path, "rb") as handle:
+        holder = _parsed(handle.read(MAX_LOCK_BYTES))
+    return holder is not None and holder.host == host and not _pid_alive(holder.pid)
+
+
+def _remove_stale_temporaries(path: str, host: str) -> None:
+    """The lock's temporaries that killed runs left. Local disks only (none elsewhere)."""
     if "://" in path:
         return
     for entry in os.scandir(os.path.dirname(path) or "."):
         if entry.name.startswith(LOCK_TEMPORARY):
             with contextlib.suppress(OSError):
-                if time.time() - entry.stat().st_mtime > 60:
+                if _temporary_is_stale(entry, host):
                     os.unlink(entry.path)
 
 
@@ -127,11 +145,18 @@ def _create_exclusively(path: str, payload: bytes) -> bool:
     return True
 
 
-def _holder(path: str) -> Holder | None:
+def _parsed(payload: bytes) -> Holder | None:
     try:
-        data: Any = json.loads(read_bytes(path))
+        data: Any = json.loads(payload)
         return Holder(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]))
     except Exception:  # unreadable or half-written: treated as held by an unknown run
+        return None
+
+
+def _holder(path: str) -> Holder | None:
+    try:
+        return _parsed(read_bytes(path))
+    except Exception:  # unreadable: treated as held by an unknown run
         return None
 
 
@@ -148,7 +173,7 @@ class OutputLock:
         for _ in range(2):  # a second try after removing a stale lock
             try:
                 if _create_if_absent(self.path, payload):
-                    _remove_stale_temporaries(self.path)
+                    _remove_stale_temporaries(self.path, self.me.host)
                     return
             except OSError as err:
                 raise OutputNotWritable(f"cannot write to --output {self.output}: "
