@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.photo_sets.cross_validate import Counts, Setting, _fit
+from pipeline.photo_sets.cross_validate import Counts, Setting, _fit, decided
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, labelled_scores
 
@@ -116,13 +116,7 @@ def leave_one_out(data: dict[str, tuple[list[Row], list[dict[str, float]]]], pro
                        with_probe(some_scores, probe.scores({left_out, split}, some_rows)))
         if probe is not None:
             test_scores = with_probe(test_scores, probe.scores({left_out}, test_rows))
-        takes_out = _fit(rows, scores, setting)
-        for row, one in zip(test_rows, test_scores, strict=True):
-            out = takes_out(one)
-            if row.label in HUMAN_LABELS:
-                total = total + Counts(int(out), 1, 0, 0)
-            elif row.label == "no_person":
-                total = total + Counts(0, 0, int(not out), 1)
+        total = total + decided(test_rows, test_scores, _fit(rows, scores, setting))
     return total
 
 

@@ -96,18 +96,22 @@ def leave_one_split_out(splits: dict[str, tuple[list[Row], list[dict[str, float]
     for left_out, (test_rows, test_scores) in splits.items():
         rows = [row for split, (some, _) in splits.items() if split != left_out for row in some]
         scores = [one for split, (_, some) in splits.items() if split != left_out for one in some]
-        takes_out = _fit(rows, scores, setting)
-        caught = kept = humans = clean = 0
-        for row, one in zip(test_rows, test_scores, strict=True):
-            out = takes_out(one)
-            if row.label in HUMAN_LABELS:
-                humans += 1
-                caught += out
-            elif row.label == "no_person":  # depictions count neither way (the policy allows both)
-                clean += 1
-                kept += not out
-        counts[left_out] = Counts(caught, humans, kept, clean)
+        counts[left_out] = decided(test_rows, test_scores, _fit(rows, scores, setting))
     return counts
+
+
+def decided(rows: Sequence[Row], scores: Sequence[dict[str, float]], takes_out: Decider) -> Counts:
+    """The counts of one split's photographs decided by `takes_out`."""
+    caught = kept = humans = clean = 0
+    for row, one in zip(rows, scores, strict=True):
+        out = takes_out(one)
+        if row.label in HUMAN_LABELS:
+            humans += 1
+            caught += out
+        elif row.label == "no_person":  # depictions count neither way (the policy allows both)
+            clean += 1
+            kept += not out
+    return Counts(caught, humans, kept, clean)
 
 
 def _line(name: str, counts: dict[str, Counts]) -> str:
