@@ -7,7 +7,8 @@ defaults before NanoDet joined them (MediaPipe's palm detector instead, decided 
 model `models/fusion_v1.json`); the defaults until OIDv4 replaced SSDLite (`models/fusion_v4.json`);
 today's defaults scoring every view of every photo
 (`--detect_every_view`) and, as a run does by default, skipping the rest for a photo the cheaper
-detectors already reject as human; today's plus the opt-in pose detector)
+detectors already reject as human; today's plus the opt-in pose detector; the next split's candidate,
+whose registry adds context classes: five class columns and a probe on open_nsfw's features)
 against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
 measures on your own photographs (JPEG/PNG files) instead of the benchmark corpus (crops of the
 demo photographs, two of twelve with people): the skip pays in proportion to the photos with people.
@@ -58,17 +59,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 # The detector sets the whole-stage measurement compares.
 WITH_PALM = "centerface,ssdlite_person,open_nsfw,mediapipe_palm"
-# (label, detectors, skip settled photos, fusion: "default" or a model file)
+# (label, detectors, skip settled photos, fusion: "default" or a model file, a --model_registry file or None)
 UNTIL_HELDOUT8 = "centerface,ssdlite_person,open_nsfw,nanodet_person"
-DETECTOR_SETS = (("first defaults", "centerface,ssdlite_person,open_nsfw", True, "default"),
-                 ("defaults until NanoDet (palm, fusion_v1)", WITH_PALM, True,
-                  str(BUILTIN_REGISTRY.parent / "fusion_v1.json")),
-                 ("defaults until OIDv4 (SSDLite, fusion_v4)", UNTIL_HELDOUT8, True,
-                  str(BUILTIN_REGISTRY.parent / "fusion_v4.json")),
-                 ("defaults, every view", "default", False, "default"),
-                 ("defaults", "default", True, "default"),
+MODELS = BUILTIN_REGISTRY.parent
+DETECTOR_SETS = (("first defaults", "centerface,ssdlite_person,open_nsfw", True, "default", None),
+                 ("defaults until NanoDet (palm, fusion_v1)", WITH_PALM, True, str(MODELS / "fusion_v1.json"), None),
+                 ("defaults until OIDv4 (SSDLite, fusion_v4)", UNTIL_HELDOUT8, True, str(MODELS / "fusion_v4.json"),
+                  None),
+                 ("defaults, every view", "default", False, "default", None),
+                 ("defaults", "default", True, "default", None),
                  ("defaults + pose", "centerface,open_nsfw,nanodet_person,oidv4_person,mediapipe_pose", True,
-                  "default"))
+                  "default", None),
+                 # The next split's candidate: context columns and open_nsfw's scene probe (models/README.md).
+                 ("probe candidate", "default", True, str(MODELS / "candidate_probe.json"),
+                  str(MODELS / "candidate_probe_registry.json")))
 
 
 def per_detector(images: list[Photo]) -> None:
@@ -96,13 +100,13 @@ def per_detector(images: list[Photo]) -> None:
 
 
 def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | None = None,
-                  fusion: str = "default") -> float:
+                  fusion: str = "default", model_registry: str | None = None) -> float:
     """Seconds of a local pipeline over `images`: the Detect stage with `detectors` ("": decode only)."""
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         created = p | beam.Create(images)
         if detectors:
-            specs = select(load_registry(), detectors)
+            specs = select(load_registry(model_registry), detectors)
             # Decided as a run decides: by the fusion model wherever the selection covers it.
             _ = created | Detect(specs, runtime or RuntimeConfig(), fusion=choose_fusion(fusion, specs))
         else:
@@ -112,10 +116,10 @@ def stage_seconds(images: list[Photo], detectors: str, runtime: RuntimeConfig | 
 
 def whole_stage(images: list[Photo]) -> None:
     baseline = stage_seconds(images, "")
-    for label, detectors, skip_settled, fusion in DETECTOR_SETS:
+    for label, detectors, skip_settled, fusion, model_registry in DETECTOR_SETS:
         forget_shared_sessions()  # each set builds its sessions, as a job in a fresh worker process does
-        seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled), fusion)
-        names = [spec.name for spec in select(load_registry(), detectors)]
+        seconds = stage_seconds(images, detectors, RuntimeConfig(skip_settled=skip_settled), fusion, model_registry)
+        names = [spec.name for spec in select(load_registry(model_registry), detectors)]
         batch = RuntimeConfig().max_batch
         print(f"Detect stage, {label} ({', '.join(names)}; RunInference, batches <= {batch} photos): "
               f"{len(images) / seconds:.1f} img/s; {seconds / baseline:.1f}x the time of a decode-only pipeline "

@@ -159,7 +159,8 @@ def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict
     entries = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256,
                 "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band,
                 # what a fusion model reading them sees (a refresh compares it too); only where declared
-                **({"context_columns": spec.context_columns} if spec.context_columns else {})}
+                **({"context_columns": spec.context_columns} if spec.context_columns else {}),
+                **({"context_probes": {probe.cls: probe.sha256 for probe in spec.probes}} if spec.probes else {})}
                for spec in specs]
     if fusion is not None:
         entries.append({"name": "fusion", "file": fusion.file, "sha256": fusion.sha256,

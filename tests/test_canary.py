@@ -67,6 +67,16 @@ def test_every_registered_detector_and_the_pose_candidate_pass():
     check_canaries(specs, builtin_fusion(), RUNTIME, 512)
 
 
+def test_the_probe_candidate_passes_the_launch_check_with_its_probe_scored():
+    """models/candidate_probe_registry.json with its fusion model: the canary runs open_nsfw with the scene probe
+    (a probe of the wrong width would fail here, at launch), and the decision keeps neither person."""
+    from pipeline.detectors.fusion import read_fusion
+
+    candidate = select(load_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")), "default")
+    assert [spec.name for spec in candidate if spec.probes] == ["open_nsfw"]
+    check_canaries(candidate, read_fusion(str(BUILTIN_REGISTRY.parent / "candidate_probe.json")), RUNTIME, 512)
+
+
 def test_the_pose_detector_alone_would_keep_the_cameraman_and_is_refused():
     """It sees people (0.81 on the astronaut, 0.30 at most on the clean photos), but at its threshold
     and band alone it keeps the cameraman (0.62): a selection that would publish him."""

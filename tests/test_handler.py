@@ -404,3 +404,58 @@ def test_an_input_or_score_that_is_no_number_fails_the_batch_closed_never_reads_
         assert_that(out.kept, equal_to([]), label="nothing kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                     equal_to([("1", "detect", "internal_error")]), label="rejected")
+
+
+PROBE_CANDIDATE = load_registry(str(Path(__file__).parents[1] / "models" / "candidate_probe_registry.json"))
+
+
+def test_a_context_probe_scores_the_detectors_own_pass_as_its_formula_says():
+    """open_nsfw with the shipped scene probe (models/candidate_probe_registry.json): its pooled last features, an
+    intermediate tensor the session is asked for, give the probe's score; the detector's own scores do not move.
+    The oracle asks onnxruntime for that tensor itself and computes sigmoid(b + w . log1p(x)) one number at a time."""
+    import math
+
+    import onnx
+
+    plain, probed = SPECS["open_nsfw"], PROBE_CANDIDATE["open_nsfw"]
+    (probe,) = probed.probes
+    model = onnx.load(plain.file)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(probe.input, onnx.TensorProto.FLOAT, None))
+    oracle = ort.InferenceSession(model.SerializeToString(), providers=[CPU])
+    photos = [photo(name, image=real_jpeg(name)) for name in PEOPLE + NO_PEOPLE]
+    got = photo_scores(probed, create_session(probed, runtime()), photos, 400)
+    before = photo_scores(plain, create_session(plain, runtime()), photos, 400)
+    from pipeline.detectors.preprocess import decode, to_tensor
+
+    for one, scores, old in zip(photos, got, before, strict=True):
+        assert {cls: scores[cls] for cls in old} == old  # nsfw and sfw as without the probe
+        tensor = to_tensor(decode(one.image), plain.input)[None]
+        (features,) = oracle.run([probe.input], {oracle.get_inputs()[0].name: tensor})
+        values = features.reshape(-1).tolist()
+        z = probe.bias + sum(w * math.log1p(max(x, 0.0)) for w, x in zip(probe.weights, values, strict=True))
+        assert scores["scene_person"] == pytest.approx(1 / (1 + math.exp(-z)), abs=1e-5)
+    # The astronaut and the cameraman (tuning photographs the probe was fitted on: this pins its wiring, not its
+    # worth) against the cat, the coffee, the rocket, the coins and the brick wall.
+    people, clean = [s["scene_person"] for s in got[:len(PEOPLE)]], [s["scene_person"] for s in got[len(PEOPLE):]]
+    assert min(people) > 0.9 and max(clean) < 0.2, (people, clean)
+
+
+def test_a_probe_shapes_its_own_session_and_the_handler_names_its_class():
+    plain, probed = SPECS["open_nsfw"], PROBE_CANDIDATE["open_nsfw"]
+    session = shared_session(probed, runtime())
+    assert session is not shared_session(plain, runtime())  # the plain one has no such output
+    assert "Reshape:0" in {o.name for o in session.get_outputs()}
+    assert "Reshape:0" not in {o.name for o in shared_session(plain, runtime()).get_outputs()}
+    handler = OnnxDetectorHandler(probed, runtime())
+    (result,) = handler.run_inference([photo("1", image=real_jpeg("chelsea.jpg"))], handler.load_model())
+    assert set(result.inference) == {"open_nsfw.nsfw", "open_nsfw.sfw", "open_nsfw.scene_person"}
+
+
+def test_a_probe_whose_weights_do_not_fit_its_tensor_fails_the_batch_closed():
+    """A probe of another width (fitted on another model's tensor) is an error on the batch, which the Detect
+    stage turns into internal_error rejections: never a score read from the wrong numbers."""
+    probed = PROBE_CANDIDATE["open_nsfw"]
+    (probe,) = probed.probes
+    narrow = dataclasses.replace(probed, probes=(dataclasses.replace(probe, weights=probe.weights[:512]),))
+    with pytest.raises(ValueError, match="1024 numbers a row, the probe 512 weights"):
+        photo_scores(narrow, create_session(narrow, runtime()), [photo("1", image=real_jpeg("chelsea.jpg"))], 400)

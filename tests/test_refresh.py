@@ -360,3 +360,20 @@ def test_a_changed_context_column_checks_the_images_again():
     assert models_changed({"models": [entry]}, [{**entry, "context_columns": {"boat": 0}}])
     plain = {k: v for k, v in entry.items() if k != "context_columns"}
     assert not models_changed({"models": [plain]}, [dict(plain)])  # manifests from before the key compare as before
+
+
+def test_a_changed_context_probe_checks_the_images_again():
+    """A probe file of another sha256 gives a fusion model reading it other numbers: the manifest records each
+    probe's sha256 (pipeline/build.py model_entries) and a refresh counts the change."""
+    from pipeline.build import model_entries
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, read_registry
+    from pipeline.release.refresh import models_changed
+
+    specs = list(read_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")).values())
+    entries = model_entries(specs, None)
+    probed = next(entry for entry in entries if entry["name"] == "open_nsfw")
+    assert probed["context_probes"] == {"scene_person": specs[-1].probes[0].sha256}
+    assert not models_changed({"models": entries}, [dict(entry) for entry in entries])
+    other = [{**entry, "context_probes": {"scene_person": "b" * 64}} if entry is probed else entry for entry in entries]
+    assert models_changed({"models": entries}, other)
+    assert models_changed({"models": [{k: v for k, v in e.items() if k != "context_probes"} for e in entries]}, entries)

@@ -296,3 +296,69 @@ def test_a_decoders_columns_are_checked_at_load(tmp_path, decoder, problem):
     path.write_text(json.dumps({"detectors": [_nanodet_entry(**decoder)]}))
     with pytest.raises(RegistryError, match=problem):
         read_registry(str(path))
+
+
+SHIPPED_PROBE = BUILTIN_REGISTRY.parent / "scene_probe_v1.json"
+
+
+def _probe_registry(tmp_path, probes: dict, name: str = "reg.json") -> str:
+    """open_nsfw's built-in entry with `decoder.context_probes`, the shipped probe file copied beside it."""
+    shutil.copy(SHIPPED_PROBE, tmp_path / SHIPPED_PROBE.name)
+    path = tmp_path / name
+    path.write_text(json.dumps({"detectors": [_builtin_entry("open_nsfw", context_probes=probes)]}))
+    return str(path)
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_context_probes_are_read_beside_the_registry_and_decide_nothing(tmp_path):
+    entry = {"file": SHIPPED_PROBE.name, "sha256": _sha(SHIPPED_PROBE)}
+    spec = read_registry(_probe_registry(tmp_path, {"scene_person": entry}))["open_nsfw"]
+    builtin = load_registry()["open_nsfw"]
+    assert spec.context_classes == ("scene_person",) and spec.classes == builtin.classes == ("nsfw",)
+    assert spec.scored_classes == ("nsfw", "scene_person") and spec.thresholds == builtin.thresholds
+    assert spec.probe_outputs == ("Reshape:0",) and len(spec.probes[0].weights) == 1024
+    assert spec.probes[0].file == str(tmp_path / SHIPPED_PROBE.name)
+    assert spec.context_sources == {"scene_person": _sha(SHIPPED_PROBE)}
+    assert builtin.probes == () and builtin.probe_outputs == () and builtin.context_sources == {}
+
+
+@pytest.mark.parametrize("probes, problem", [
+    ({"scene_person": {"file": "scene_probe_v1.json", "sha256": "0" * 64}}, "sha256"),
+    ({"scene_person": {"file": "nowhere.json", "sha256": "0" * 64}}, "cannot read"),
+    ({"nsfw": "SHIPPED"}, "also a class the detector decides on"),
+    ({"sfw": "SHIPPED"}, "also a class the detector decides on or decodes"),
+    ({"scene_person": {"file": "scene_probe_v1.json"}}, "needs"),
+])
+def test_a_broken_context_probe_fails_when_the_registry_is_read(tmp_path, probes, problem):
+    probes = {cls: ({"file": SHIPPED_PROBE.name, "sha256": _sha(SHIPPED_PROBE)} if entry == "SHIPPED" else entry)
+              for cls, entry in probes.items()}
+    with pytest.raises(RegistryError, match=problem):
+        read_registry(_probe_registry(tmp_path, probes))
+
+
+def test_a_probe_reading_a_tensor_the_model_does_not_compute_is_refused_at_launch(tmp_path):
+    import dataclasses
+
+    entry = {"file": SHIPPED_PROBE.name, "sha256": _sha(SHIPPED_PROBE)}
+    spec = read_registry(_probe_registry(tmp_path, {"scene_person": entry}))["open_nsfw"]
+    check_model_outputs(spec, read_model(spec))  # Reshape:0 is an intermediate tensor of open_nsfw's graph
+    elsewhere = dataclasses.replace(spec, probes=(dataclasses.replace(spec.probes[0], input="no_such_tensor"),))
+    with pytest.raises(RegistryError, match="computes no tensor 'no_such_tensor'"):
+        check_model_outputs(elsewhere, read_model(spec))
+
+
+def test_the_probe_candidate_only_adds_context_classes_to_builtin_entries():
+    """models/candidate_probe_registry.json: open_nsfw, NanoDet and OIDv4 as built in (files, inputs, thresholds)
+    plus context classes, so a held-out figure measured with it is filed under the candidate's fusion model."""
+    from pipeline.photo_sets.heldout_record import _changed_beyond_context
+
+    path = str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")
+    assert _changed_beyond_context(path) == []
+    specs = read_registry(path)
+    assert specs["open_nsfw"].context_sources == {"scene_person": _sha(SHIPPED_PROBE)}
+    assert set(specs["nanodet_person"].context_classes) == {"bus", "truck", "boat"}

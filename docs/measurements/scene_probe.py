@@ -2,8 +2,9 @@
 whether a linear classifier on the last features of open_nsfw (a ResNet-50 every default run already runs on
 each photo, for nsfw), trained on the labelled photographs to tell "a human is in it" from clean, adds to the
 default's fused score when it is one more feature of it. It would cost no inference: the features are an
-intermediate tensor of the pass open_nsfw makes anyway. Spent splits only; not part of the pipeline and not
-tested. Needs scikit-learn (the `eval` extra).
+intermediate tensor of the pass open_nsfw makes anyway. Spent splits only; the measurement is not part of the
+pipeline and not tested (the probe it led to is: `pipeline/detectors/probes.py`, `pipeline/photo_sets/fit_probe.py`).
+Needs scikit-learn (the `eval` extra).
 
     python docs/measurements/scene_probe.py embed PHOTOS features/ --splits tuning,heldout,...,heldout10
     pass-pipeline evaluate --photos PHOTOS --split S --fusion=none --json scores/S.json \\

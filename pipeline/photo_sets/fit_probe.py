@@ -1,0 +1,174 @@
+"""Fits a context probe (`pipeline/detectors/probes.py`): a logistic on an intermediate tensor of a registered
+detector, trained on the labelled photographs to tell "a human is in it" from clean.
+
+    python -m pipeline.photo_sets.fit_probe PHOTOS models/scene_probe_v1.json --splits=tuning,heldout,... \\
+        --detector=open_nsfw --tensor=Reshape:0 --c=0.003 --scores=scores/ --scores_out=scores_probe/
+
+Each labelled photograph is stored as a run stores it (`--max_side`, 512 px) and put through the detector's
+model as its registry entry says, with `--tensor` made an output; the features are cached as
+`--features/SPLIT.npz` (keys, vectors) when a folder is given. The probe is scikit-learn's L2 logistic
+(`--c`, the inverse penalty) on log(1 + feature), standardised; the file stores the weights folded with that
+standardisation, so a worker computes one dot product. Images with a human are the positives, `no_person`
+the negatives; depictions take no part, as in `fit_fusion`.
+
+A fusion model that reads the probe's score must not be fitted on scores the probe made of photographs it
+was trained on (it would trust the probe as much as the probe trusts itself). `--scores` (folders of
+`evaluate --json` files named SPLIT.json) and `--scores_out` write those files again with
+`DETECTOR.CLASS` added, each split's score from a probe trained on the other splits (out of fold): what
+`fit_fusion` then reads. Every figure of such a probe measured on the labelled set is a figure on spent
+splits; its worth is measured on the next held-out split (docs/held-out-evaluation.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.options import split_list
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
+
+DEFAULT_C = 0.003
+# Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
+# that never fires) would divide by 0.
+MIN_SPREAD = 1e-6
+
+
+def embed(photos: Path, rows: Sequence[Row], detector: str, tensor: str, max_side: int = 512,
+          model_registry: str | None = None) -> np.ndarray:
+    """[len(rows), n]: `tensor` of `detector`'s model for each row's photograph as a run stores it, fed as the
+    detector's registry entry says (its input and preprocessing, its checked file)."""
+    import onnxruntime as ort
+
+    from pipeline.detectors.handler import _prepared
+    from pipeline.detectors.preprocess import decode, to_tensor
+    from pipeline.detectors.registry import load_registry, read_model
+    from pipeline.evaluation import stored_as_a_run
+    from pipeline.photo_sets.score import load_samples
+
+    spec = load_registry(model_registry)[detector]
+    model = _prepared(read_model(spec), spec.input.dynamic_hw, extra_outputs=(tensor,))
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    vectors = []
+    for sample in load_samples(photos, list(rows)):
+        image = to_tensor(decode(stored_as_a_run(sample, max_side)), spec.input)[None]
+        (values,) = session.run([tensor], {feed: image})
+        vectors.append(np.asarray(values, dtype=np.float32).reshape(-1))
+    return np.array(vectors)
+
+
+def transformed(x: np.ndarray) -> np.ndarray:
+    """The probe's "log1p" transform (probes.py): ReLU features span decades."""
+    return np.log1p(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
+
+
+def fit(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> tuple[np.ndarray, float]:
+    """(weights, bias) on the untransformed features x, such that sigmoid(bias + transformed(x) @ weights) is
+    the standardised L2 logistic's probability: the standardisation folded into the weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    z = transformed(x)
+    mean, spread = z.mean(axis=0), z.std(axis=0) + MIN_SPREAD
+    model = LogisticRegression(C=c, max_iter=5000).fit((z - mean) / spread, y)
+    weights = model.coef_[0] / spread
+    return weights, float(model.intercept_[0] - weights @ mean)
+
+
+def probability(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(transformed(x) @ weights + bias, -500.0, 500.0)))
+
+
+def used_rows(split: str) -> list[Row]:
+    """The split's rows a fit learns from: with a human or no_person (not depictions), in the CSV's order."""
+    return [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, splits: np.ndarray, c: float = DEFAULT_C) -> np.ndarray:
+    """Each photograph's probe score from a probe trained on the other splits only."""
+    scores = np.zeros(len(y))
+    for split in sorted(set(splits)):
+        here = splits == split
+        weights, bias = fit(x[~here], y[~here], c)
+        scores[here] = probability(x[here], weights, bias)
+    return scores
+
+
+def probe_file(weights: np.ndarray, bias: float, tensor: str, fitted_on: str, c: float) -> bytes:
+    body = {
+        "_comment": "A context probe (pipeline/detectors/probes.py): python -m pipeline.photo_sets.fit_probe",
+        "input": tensor,
+        "transform": "log1p",
+        "weights": [round(float(w), 9) for w in weights],
+        "bias": round(bias, 9),
+        "fitted_on": fitted_on,
+        "options": {"c": c, "model": "scikit-learn LogisticRegression (L2) on standardised log1p features"},
+    }
+    return (json.dumps(body, indent=1) + "\n").encode()
+
+
+def _features(args: argparse.Namespace, split: str, rows: list[Row]) -> np.ndarray:
+    cached = args.features / f"{split}.npz" if args.features else None
+    keys = [f"{row.package}:{row.member_path}" for row in rows]
+    if cached is not None and cached.is_file():
+        stored = np.load(cached)
+        index = {str(key): i for i, key in enumerate(stored["keys"])}
+        if all(key in index for key in keys):
+            return stored["vectors"][[index[key] for key in keys]]
+    vectors = embed(args.photos, rows, args.detector, args.tensor, args.max_side, args.model_registry)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, keys=np.array(keys), vectors=vectors)
+    return vectors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", type=Path, help="the labelled photographs (python -m pipeline.photo_sets.fetch)")
+    parser.add_argument("out", type=Path, help="where to write the probe file")
+    parser.add_argument("--splits", default="tuning", help="the splits to train on (each is then spent)")
+    parser.add_argument("--detector", default="open_nsfw")
+    parser.add_argument("--tensor", default="Reshape:0", help="the graph tensor the probe reads")
+    parser.add_argument("--class_name", default="scene_person", help="the context class the scores are named by")
+    parser.add_argument("--c", type=float, default=DEFAULT_C, help="the logistic's inverse L2 penalty")
+    parser.add_argument("--max_side", type=int, default=512, help="the stored images' side, as the run's")
+    parser.add_argument("--model_registry", default=None)
+    parser.add_argument("--features", type=Path, default=None, help="a folder caching each split's features")
+    parser.add_argument("--scores", type=Path, default=None, help="a folder of evaluate --json files, SPLIT.json")
+    parser.add_argument("--scores_out", type=Path, default=None,
+                        help="where to write them again with the out-of-fold probe score added")
+    args = parser.parse_args(argv)
+    splits = split_list(args.splits)
+    if (args.scores is None) != (args.scores_out is None):
+        parser.error("--scores and --scores_out go together")
+    if args.scores is not None and len(splits) < 2:
+        parser.error("out-of-fold scores need at least two splits (each scored by a probe trained on the others)")
+    rows = {split: used_rows(split) for split in splits}
+    x = np.vstack([_features(args, split, rows[split]) for split in splits])
+    y = np.array([row.label in HUMAN_LABELS for split in splits for row in rows[split]], dtype=int)
+    split_of = np.array([split for split in splits for _ in rows[split]])
+    weights, bias = fit(x, y, args.c)
+    fitted_on = (f"{' + '.join(splits)} of pipeline/photo_sets/labels.csv: {int(y.sum())} images with a human, "
+                 f"{int((1 - y).sum())} no_person; {args.detector} {args.tensor} at {args.max_side} px")
+    data = probe_file(weights, bias, args.tensor, fitted_on, args.c)
+    args.out.write_bytes(data)
+    print(f"wrote {args.out}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
+    if args.scores is not None:
+        name = f"{args.detector}.{args.class_name}"
+        folded = out_of_fold(x, y, split_of, args.c)
+        args.scores_out.mkdir(parents=True, exist_ok=True)
+        for split in splits:
+            result = json.loads((args.scores / f"{split}.json").read_text())
+            for row, score in zip(rows[split], folded[split_of == split], strict=True):
+                result["scores"][f"{row.package}:{row.member_path}"][name] = round(float(score), 6)
+            (args.scores_out / f"{split}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""fit_probe: the features a run's own pass computes, a fit whose folded weights give the standardised logistic's
+probability through the pipeline's own probe reader, and out-of-fold scores for the fusion fit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.detectors.probes import parse_probe
+from pipeline.photo_sets import fit_probe
+from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+
+
+def features(n: int, seed: int, width: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU-like features (>= 0, many zeros), the first few larger where y = 1."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = np.maximum(rng.normal(0.0, 1.0, (n, width)), 0.0) * rng.uniform(0.5, 20.0, width)
+    x[:, :3] += y[:, None] * rng.uniform(0.5, 2.0, (n, 3))
+    return x.astype(np.float32), y
+
+
+def test_the_folded_weights_give_the_standardised_logistics_probability():
+    x, y = features(300, 1)
+    weights, bias = fit_probe.fit(x, y, c=0.05)
+    z = np.log1p(x.astype(np.float64))
+    mean, spread = z.mean(axis=0), z.std(axis=0) + fit_probe.MIN_SPREAD
+    oracle = LogisticRegression(C=0.05, max_iter=5000).fit((z - mean) / spread, y)
+    assert np.allclose(fit_probe.probability(x, weights, bias), oracle.predict_proba((z - mean) / spread)[:, 1],
+                       atol=1e-9)
+
+
+def test_a_written_probe_file_scores_through_the_pipelines_reader_as_the_fit_does():
+    x, y = features(200, 2)
+    x[:, 5] = 0.0  # a feature that never fires: its spread is 0, and nothing divides by it
+    weights, bias = fit_probe.fit(x, y)
+    assert np.isfinite(weights).all() and np.isfinite(bias)
+    data = fit_probe.probe_file(weights, bias, "Reshape:0", "a test", 0.003)
+    probe = parse_probe("scene_person", "p.json", hashlib.sha256(data).hexdigest(), data)
+    assert probe.input == "Reshape:0" and probe.transform == "log1p"
+    assert np.allclose(probe.scores(x, len(x)), fit_probe.probability(x, weights, bias), atol=1e-6)
+
+
+def test_out_of_fold_scores_come_from_probes_that_never_saw_their_split():
+    x, y = features(240, 3)
+    splits = np.array(["a", "b", "c"] * 80)
+    got = fit_probe.out_of_fold(x, y, splits, c=0.01)
+    for split in "abc":
+        here = splits == split
+        weights, bias = fit_probe.fit(x[~here], y[~here], c=0.01)
+        assert np.array_equal(got[here], fit_probe.probability(x[here], weights, bias))
+    everything = fit_probe.probability(x, *fit_probe.fit(x, y, c=0.01))
+    assert not np.allclose(got, everything)  # in-sample scores would differ: these are not those
+
+
+def _cached(tmp_path: Path, split: str, seed: int) -> tuple[list, np.ndarray]:
+    """Features for a real split's used rows, as the cache stores them (no photographs needed)."""
+    rows = fit_probe.used_rows(split)
+    y = np.array([row.label in HUMAN_LABELS for row in rows], dtype=int)
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.normal(0.0, 1.0, (len(rows), 8)), 0.0)
+    x[:, 0] += 2.0 * y
+    (tmp_path / "features").mkdir(exist_ok=True)
+    np.savez(tmp_path / "features" / f"{split}.npz", keys=np.array([f"{r.package}:{r.member_path}" for r in rows]),
+             vectors=x)
+    scores = {f"{row.package}:{row.member_path}": {"centerface.face": 0.1} for row in load_rows(split)}
+    (tmp_path / "scores").mkdir(exist_ok=True)
+    (tmp_path / "scores" / f"{split}.json").write_text(json.dumps({"split": split, "scores": scores}))
+    return rows, x
+
+
+def test_the_command_writes_the_probe_and_out_of_fold_scores_for_every_used_photo(tmp_path, capsys):
+    (rows5, x5), (rows6, x6) = _cached(tmp_path, "heldout5", 5), _cached(tmp_path, "heldout6", 6)
+    out = tmp_path / "probe.json"
+    assert fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6", "--c=0.1",
+                           f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
+                           f"--scores_out={tmp_path / 'with'}"]) == 0
+    data = out.read_bytes()
+    assert hashlib.sha256(data).hexdigest() in capsys.readouterr().out
+    body = json.loads(data)
+    assert len(body["weights"]) == 8 and "heldout5 + heldout6" in body["fitted_on"] and body["options"]["c"] == 0.1
+    y = np.array([row.label in HUMAN_LABELS for row in rows5 + rows6], dtype=int)
+    expected = fit_probe.out_of_fold(np.vstack([x5, x6]), y, np.array(["5"] * len(rows5) + ["6"] * len(rows6)), 0.1)
+    written = []
+    for split, rows in (("heldout5", rows5), ("heldout6", rows6)):
+        result = json.loads((tmp_path / "with" / f"{split}.json").read_text())
+        for row in load_rows(split):  # depictions keep their scores and get no probe score
+            scores = result["scores"][f"{row.package}:{row.member_path}"]
+            assert scores["centerface.face"] == 0.1
+            assert ("open_nsfw.scene_person" in scores) == (row in rows)
+        written += [result["scores"][f"{row.package}:{row.member_path}"]["open_nsfw.scene_person"] for row in rows]
+    assert np.allclose(written, expected, atol=1e-6)
+
+
+def test_in_sample_scores_are_refused_for_a_fusion_fit(tmp_path):
+    _cached(tmp_path, "heldout5", 5)
+    with pytest.raises(SystemExit):
+        fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5",
+                        f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
+                        f"--scores_out={tmp_path / 'with'}"])
+    with pytest.raises(SystemExit):
+        fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5", f"--scores={tmp_path}"])
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_features_are_the_tensor_of_the_registered_model_on_the_photo_as_a_run_stores_it(tmp_path):
+    """The real open_nsfw on real photographs: the tuning split's scikit-image members, from the wheel installed
+    here (each checked against its labelled sha256), stored at 512 px as a run stores them."""
+    import onnx
+    import onnxruntime as ort
+    import skimage
+
+    from pipeline.detectors.preprocess import decode, to_tensor
+    from pipeline.detectors.registry import load_registry
+    from pipeline.evaluation import stored_as_a_run
+    from pipeline.photo_sets.score import load_samples
+
+    site = Path(skimage.__file__).parents[1]
+    rows = [row for row in fit_probe.used_rows("tuning") if row.package == "scikit-image"
+            and row.member_path in ("skimage/data/astronaut.png", "skimage/data/coffee.png", "skimage/data/rocket.jpg")]
+    assert len(rows) == 3
+    for row in rows:
+        shutil.copy(site / row.member_path, tmp_path / row.file_name)
+    got = fit_probe.embed(tmp_path, rows, "open_nsfw", "Reshape:0")
+    spec = load_registry()["open_nsfw"]
+    model = onnx.load(spec.file)
+    model.graph.output.append(onnx.helper.make_tensor_value_info("Reshape:0", onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for vector, sample in zip(got, load_samples(tmp_path, rows), strict=True):
+        tensor = to_tensor(decode(stored_as_a_run(sample, 512)), spec.input)[None]
+        (expected,) = session.run(["Reshape:0"], {session.get_inputs()[0].name: tensor})
+        assert vector.shape == (1024,) and np.allclose(vector, expected.reshape(-1), atol=1e-5)
+    assert (got >= 0).all() and not np.allclose(got[0], got[1])
