@@ -198,6 +198,59 @@ def test_apt_saying_a_version_was_not_found_is_a_version_gone(tmp_path):
         fetch_module._run(["apt-get", "download", "coreutils=0.0.0-no-such-version"], tmp_path)
 
 
+def _packages_served(tmp_path: Path, contents: dict[str, dict[str, bytes]], meet: int, monkeypatch) -> list[str]:
+    """Fakes `download`: package NAME serves `contents[NAME]` from a folder; the first `meet` downloads wait for
+    each other (a barrier: with fewer packages in flight at once, it breaks after 20 s and fails their fetch)."""
+    import threading
+
+    barrier, lock, started = threading.Barrier(meet), threading.Lock(), []
+    for name, files in contents.items():
+        for member, data in files.items():
+            (tmp_path / "served" / name / member).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "served" / name / member).write_bytes(data)
+
+    @contextmanager
+    def fake_download(source, name, version, workdir):
+        with lock:
+            started.append(name)
+            waits = len(started) <= meet
+        if waits:
+            barrier.wait(timeout=20)
+        yield folder_reader(tmp_path / "served" / name)
+
+    monkeypatch.setattr(fetch_module, "download", fake_download)
+    return started
+
+
+def test_packages_are_fetched_at_once_and_the_outcome_does_not_depend_on_it(tmp_path, monkeypatch):
+    contents = {f"pkg{i}": {"a.jpg": b"\xff\xd8 photo %d" % i, "b.png": b"\x89PNG photo %d" % i} for i in range(5)}
+    rows = [row(member, data, package=name) for name, files in contents.items() for member, data in files.items()]
+    contents["pkg3"]["b.png"] = b"tampered"  # one refusal, to see the problems' order
+    contents["pkg1"]["a.jpg"] = b"tampered too"
+    outcomes = []
+    for jobs, meet in ((3, 3), (1, 1)):
+        started = _packages_served(tmp_path / str(jobs), contents, meet, monkeypatch)
+        dest = tmp_path / f"dest{jobs}"
+        problems = fetch_module.fetch(dest, rows, log=lambda _: None, jobs=jobs)
+        assert sorted(started) == sorted(contents)  # each package downloaded once
+        outcomes.append((problems, {p.name: p.read_bytes() for p in dest.iterdir()}))
+    assert outcomes[0] == outcomes[1]  # the same files stored, the same problems in the same (package) order
+    problems, stored = outcomes[0]
+    assert len(problems) == 2 and problems[0].startswith("pkg1: a.jpg") and problems[1].startswith("pkg3: b.png")
+    assert len(stored) == 8 and not any(name.endswith(".part") for name in stored)
+
+
+def test_two_packages_shipping_one_photograph_at_once_store_it_whole(tmp_path, monkeypatch):
+    """The same bytes in two packages are one file name under DEST: written by two packages' fetches at once,
+    each through a temporary of its own, so neither truncates what the other renames into place."""
+    shared = b"\xff\xd8" + bytes(range(256)) * 4096  # 1 MiB: a write that takes a moment
+    rows = [row("x.jpg", shared, package="first"), row("y.jpg", shared, package="second")]
+    _packages_served(tmp_path, {"first": {"x.jpg": shared}, "second": {"y.jpg": shared}}, 2, monkeypatch)
+    assert fetch_module.fetch(tmp_path / "dest", rows, log=lambda _: None, jobs=2) == []
+    assert [p.name for p in (tmp_path / "dest").iterdir()] == [rows[0].file_name]
+    assert (tmp_path / "dest" / rows[0].file_name).read_bytes() == shared
+
+
 def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):
     labelled = row("a.jpg", PLAIN)
     monkeypatch.setattr(fetch_module, "load_rows", lambda split: [labelled])
