@@ -71,7 +71,7 @@ def test_a_decision_that_changes_is_named_with_its_label(photos, monkeypatch):
     (["--b", "resize_reducing_gap=0.5"], "resize_reducing_gap must be 0 (off) or within 1..8"),
     (["--b", "resize_reducing_gap=nan"], "resize_reducing_gap must be 0 (off) or within 1..8"),
     (["--b", "draft_supersample=two"], "is not a number"),
-    (["--b", "draft_supersample=1", "--splits", "tuning,heldout11"], "unknown split(s) heldout11"),
+    (["--b", "draft_supersample=1", "--splits", "tuning,heldout99"], "unknown split(s) heldout99"),
 ])
 def test_bad_rules_and_splits_are_refused_before_any_photograph_is_read(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
