@@ -9,7 +9,7 @@ passes the test says so: a macaque (NanoDet reads it as a person: rejected). The
 forearm on a braille board, the other such bar under the first fusion model (fused 0.42), is kept out
 since NanoDet joined the defaults.
 
-The candidate for heldout10 and the one for the next split (models/README.md) are held to the same bars, so that a
+The candidates for heldout10 and heldout11 (models/README.md; neither adopted) are held to the same bars, so that a
 win on held-out photographs cannot come with a loss here unnoticed (the signed variants measured beside the first
 held the tower)."""
 
@@ -72,8 +72,8 @@ def decided_by_the_candidate() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def decided_by_the_probe_candidate() -> dict[str, str]:
-    """The same photographs under the next split's candidate: heldout10's context columns plus a probe on
-    open_nsfw's own last features (`decoder.context_probes`, scene_probe_v1.json)."""
+    """The same photographs under heldout11's candidate: heldout10's context columns plus a probe on open_nsfw's own
+    last features (`decoder.context_probes`, scene_probe_v1.json)."""
     models = Path(__file__).parents[1] / "models"
     specs = select(load_registry(str(models / "candidate_probe_registry.json")), "default")
     return _decide(specs, read_fusion(str(models / "candidate_probe.json")))
@@ -115,5 +115,5 @@ def test_the_probe_candidate_keeps_the_macaque(decided_by_the_probe_candidate):
     """The bar the default misses: NanoDet reads a person (0.63) and CenterFace a face (0.42), which the default
     fuses to 0.76 (rejected); the candidate fuses them with the probe's 0.10 (0.96 on the astronaut) and a smaller
     face weight to 0.38, under its review threshold (0.48). The macaque is a tuning photograph its probe and fusion
-    model were fitted on, so this pins a fitted decision; the next split measures it."""
+    model were fitted on, so this pins a fitted decision (heldout11 measured the candidate: not adopted)."""
     assert decided_by_the_probe_candidate["macaque"] == "kept"

@@ -109,16 +109,15 @@ def test_the_shipped_model_carries_a_refitted_model_without_each_of_its_detector
 
 
 def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
-    # Fitted on the tuning split and the seven earlier held-out splits: heldout8 to heldout10 it has not seen.
+    # Fitted on the tuning split and the seven earlier held-out splits: heldout8 to heldout11 it has not seen.
     fusion = builtin_fusion()
     assert fusion.fitted_on.startswith(
         "tuning + heldout + heldout2 + heldout3 + heldout4 + heldout5 + heldout6 + heldout7 splits")
     figures = heldout_figures(fusion)
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [("heldout8", 216),
-                                                                                      ("heldout9", 251),
-                                                                                      ("heldout10", 167)]
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
+        ("heldout8", 216), ("heldout9", 251), ("heldout10", 167), ("heldout11", 288)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(65, 70, 107, 138), (78, 88, 119, 150), (77, 82, 70, 82)]
+            for f in figures] == [(65, 70, 107, 138), (78, 88, 119, 150), (77, 82, 70, 82), (102, 109, 143, 176)]
     assert all(f["stored_by"].startswith("--resize_reducing_gap=1.0") for f in figures)
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
@@ -491,6 +490,34 @@ def test_the_candidate_with_context_columns_keeps_its_heldout10_figure():
                                      f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
         ("heldout10", 76, 82, 69, 82)]
     assert figures[0]["model_registry"]["file"] == "candidate_columns_registry.json"
+
+
+def test_the_candidate_with_a_scene_probe_keeps_its_heldout11_figure(tmp_path):
+    """Scored once on heldout11, the split it was committed for (models/README.md): 101/109 and 148/176 against the
+    default's 102/109 and 143/176, so by its rule it was not adopted. Its figure is stated by a run with its registry
+    (the probe file of the same sha256) and by none whose open_nsfw entry reads another probe file."""
+    from pipeline.detectors.fusion import figures_that_apply
+    from pipeline.detectors.registry import load_registry, read_registry, select
+
+    models = BUILTIN_REGISTRY.parent
+    candidate = read_fusion(str(models / "candidate_probe.json"))
+    assert candidate.monotone and candidate.detectors == {"centerface", "nanodet_person", "oidv4_person", "open_nsfw"}
+    figures = heldout_figures(candidate)
+    assert figures is not None and [(f["split"], f["recall"]["successes"], f["recall"]["n"],
+                                     f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
+        ("heldout11", 101, 109, 148, 176)]
+    assert figures[0]["model_registry"]["file"] == "candidate_probe_registry.json"
+    ours = select(load_registry(str(models / "candidate_probe_registry.json")), "default")
+    assert [f["split"] for f in figures_that_apply(candidate, ours)] == ["heldout11"]
+    # Another probe file (the same numbers, other bytes) beside a registry that reads it: another decision, for all
+    # the figures know.
+    (tmp_path / "scene_probe_v1.json").write_text(json.dumps(json.loads((models / "scene_probe_v1.json").read_text())))
+    registry = json.loads((models / "candidate_probe_registry.json").read_text())
+    entry = registry["detectors"][-1]["decoder"]["context_probes"]["scene_person"]
+    entry["sha256"] = hashlib.sha256((tmp_path / "scene_probe_v1.json").read_bytes()).hexdigest()
+    path = tmp_path / "reprobed.json"
+    path.write_text(json.dumps(registry).replace('"files/', f'"{models}/files/'))
+    assert figures_that_apply(candidate, list(read_registry(str(path)).values())) is None
 
 
 def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_columns(tmp_path):
