@@ -7,8 +7,8 @@ defaults before NanoDet joined them (MediaPipe's palm detector instead, decided 
 model `models/fusion_v1.json`); the defaults until OIDv4 replaced SSDLite (`models/fusion_v4.json`);
 today's defaults scoring every view of every photo
 (`--detect_every_view`) and, as a run does by default, skipping the rest for a photo the cheaper
-detectors already reject as human; today's plus the opt-in pose detector; the next split's candidate,
-whose registry adds context classes: five class columns and a probe on open_nsfw's features)
+detectors already reject as human; today's plus the opt-in pose detector; heldout11's candidate, whose
+registry adds context classes: five class columns and a probe on open_nsfw's features)
 against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
 measures on your own photographs (JPEG/PNG files) instead of the benchmark corpus (crops of the
 demo photographs, two of twelve with people): the skip pays in proportion to the photos with people.
@@ -70,7 +70,7 @@ DETECTOR_SETS = (("first defaults", "centerface,ssdlite_person,open_nsfw", True,
                  ("defaults", "default", True, "default", None),
                  ("defaults + pose", "centerface,open_nsfw,nanodet_person,oidv4_person,mediapipe_pose", True,
                   "default", None),
-                 # The next split's candidate: context columns and open_nsfw's scene probe (models/README.md).
+                 # heldout11's candidate (not adopted): context columns and open_nsfw's scene probe (models/README.md).
                  ("probe candidate", "default", True, str(MODELS / "candidate_probe.json"),
                   str(MODELS / "candidate_probe_registry.json")))
 

@@ -520,6 +520,22 @@ def test_the_candidate_with_a_scene_probe_keeps_its_heldout11_figure(tmp_path):
     assert figures_that_apply(candidate, list(read_registry(str(path)).values())) is None
 
 
+def test_the_heldout12_candidate_reads_the_class_columns_and_has_no_figure_yet():
+    """models/candidate_columns_v2.json (models/README.md): heldout10's eight features refitted on all twelve spent
+    splits, committed before any heldout12 exists; its weights keep the Detect stage's partial-score decisions."""
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import load_registry, select
+
+    models = BUILTIN_REGISTRY.parent
+    candidate = read_fusion(str(models / "candidate_columns_v2.json"))
+    assert candidate.monotone and candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"}
+    assert candidate.fitted_on.startswith("tuning + heldout + heldout2") and "heldout11 splits" in candidate.fitted_on
+    assert heldout_figures(candidate) is None
+    rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
+    with pytest.raises(RegistryError, match="no selected detector's registry entry scores"):
+        rule_for(select(load_registry(), "default"), candidate)  # the built-in entries declare no columns
+
+
 def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_columns(tmp_path):
     """The candidate's heldout10 figure was measured with candidate_columns_registry.json: a run reading its
     boat from NanoDet's column 8 states it; one whose registry points boat at the person column makes another

@@ -262,8 +262,9 @@ def _context_problems(spec: DetectorSpec) -> list[str]:
 def _probe_problems(spec: DetectorSpec) -> list[str]:
     """A probe's class is a new name: not a deciding class, a class of the decoder's outputs nor a context column
     (two sources for one score name would make a fusion model read whichever came last)."""
-    named = spec.decoder.get("class_names") or ()
-    decoded = [*(named.values() if isinstance(named, dict) else named), *spec.decoder.get("outputs", {})]
+    named, outputs = spec.decoder.get("class_names"), spec.decoder.get("outputs")
+    decoded = [*(named.values() if isinstance(named, dict) else named if isinstance(named, list) else ()),
+               *(outputs if isinstance(outputs, dict) else ())]
     taken = {*spec.classes, *map(str, decoded), *spec.context_columns}
     return [f"context probe {probe.cls!r} is also a class the detector decides on or decodes, or a context column"
             for probe in spec.probes if probe.cls in taken]
