@@ -242,13 +242,35 @@ def test_packages_are_fetched_at_once_and_the_outcome_does_not_depend_on_it(tmp_
 
 def test_two_packages_shipping_one_photograph_at_once_store_it_whole(tmp_path, monkeypatch):
     """The same bytes in two packages are one file name under DEST: written by two packages' fetches at once,
-    each through a temporary of its own, so neither truncates what the other renames into place."""
-    shared = b"\xff\xd8" + bytes(range(256)) * 4096  # 1 MiB: a write that takes a moment
+    each through a temporary of its own, so neither truncates what the other renames into place. Both writes are
+    held until both temporaries are written (a shared temporary name would then be renamed away under the second
+    writer, whose rename fails), and the photograph is readable as a plain write under the umask makes it."""
+    import threading
+
+    shared = b"\xff\xd8" + bytes(range(256)) * 4096
     rows = [row("x.jpg", shared, package="first"), row("y.jpg", shared, package="second")]
     _packages_served(tmp_path, {"first": {"x.jpg": shared}, "second": {"y.jpg": shared}}, 2, monkeypatch)
+    both_written, real_replace = threading.Barrier(2), Path.replace
+
+    def replace_when_both_wrote(self, target):
+        if self.name.endswith(".part"):
+            both_written.wait(timeout=20)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_when_both_wrote)
     assert fetch_module.fetch(tmp_path / "dest", rows, log=lambda _: None, jobs=2) == []
     assert [p.name for p in (tmp_path / "dest").iterdir()] == [rows[0].file_name]
-    assert (tmp_path / "dest" / rows[0].file_name).read_bytes() == shared
+    stored = tmp_path / "dest" / rows[0].file_name
+    assert stored.read_bytes() == shared
+    assert stored.stat().st_mode & 0o777 == 0o666 & ~fetch_module.UMASK
+
+
+def test_a_write_that_fails_leaves_no_temporary(tmp_path, monkeypatch):
+    labelled = row("a.jpg", PLAIN)
+    monkeypatch.setattr(fetch_module, "UMASK", "not a number")  # the chmod after the write raises TypeError
+    with pytest.raises(TypeError):
+        store(tmp_path, labelled, PLAIN)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):

@@ -68,7 +68,7 @@ def _cached(tmp_path: Path, split: str, seed: int) -> tuple[list, np.ndarray]:
     x[:, 0] += 2.0 * y
     (tmp_path / "features").mkdir(exist_ok=True)
     np.savez(tmp_path / "features" / f"{split}.npz", keys=np.array([f"{r.package}:{r.member_path}" for r in rows]),
-             vectors=x)
+             vectors=x, source=np.array(fit_probe.feature_source("open_nsfw", "Reshape:0", 512)))
     scores = {f"{row.package}:{row.member_path}": {"centerface.face": 0.1} for row in load_rows(split)}
     (tmp_path / "scores").mkdir(exist_ok=True)
     (tmp_path / "scores" / f"{split}.json").write_text(json.dumps({"split": split, "scores": scores}))
@@ -88,6 +88,8 @@ def test_the_command_writes_the_probe_and_out_of_fold_scores_for_every_used_phot
     y = np.array([row.label in HUMAN_LABELS for row in rows5 + rows6], dtype=int)
     expected = fit_probe.out_of_fold(np.vstack([x5, x6]), y, np.array(["5"] * len(rows5) + ["6"] * len(rows6)), 0.1)
     written = []
+    assert json.loads((tmp_path / "with" / "heldout5.json").read_text())["context_probes"] == {
+        "open_nsfw.scene_person": "out of fold (fit_probe)"}
     for split, rows in (("heldout5", rows5), ("heldout6", rows6)):
         result = json.loads((tmp_path / "with" / f"{split}.json").read_text())
         for row in load_rows(split):  # depictions keep their scores and get no probe score
@@ -137,3 +139,40 @@ def test_features_are_the_tensor_of_the_registered_model_on_the_photo_as_a_run_s
         (expected,) = session.run(["Reshape:0"], {session.get_inputs()[0].name: tensor})
         assert vector.shape == (1024,) and np.allclose(vector, expected.reshape(-1), atol=1e-5)
     assert (got >= 0).all() and not np.allclose(got[0], got[1])
+
+
+def test_a_cache_made_from_another_model_or_tensor_is_not_read(tmp_path, monkeypatch):
+    """Same keys and width, other numbers: a cache whose source differs is made again (here: embed is called)."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    calls = []
+
+    def fake_embed(photos, rows, detector, tensor, max_side=512, model_registry=None):
+        calls.append((detector, tensor, max_side))
+        return np.zeros((len(rows), 8))
+
+    monkeypatch.setattr(fit_probe, "embed", fake_embed)
+    args = [str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5,heldout6",
+            f"--features={tmp_path / 'features'}"]
+    fit_probe.main(args)
+    assert calls == []  # the caches' source matches: read, not made
+    fit_probe.main([*args, "--max_side=384"])
+    assert calls == [("open_nsfw", "Reshape:0", 384)] * 2
+    assert np.load(tmp_path / "features" / "heldout5.npz")["vectors"].sum() == 0  # made again, for 384 px
+
+
+def test_out_of_fold_scores_cannot_stand_in_for_a_probe_files_scores(tmp_path):
+    """evaluate --scores with the probe registry refuses fit_probe's files: their probe scores came from other fits
+    than the registry's probe file."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
+    from pipeline.photo_sets.score import PhotoSetError, earlier_scores
+
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5,heldout6",
+                    f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
+                    f"--scores_out={tmp_path / 'with'}"])
+    specs = [spec for spec in select(load_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")),
+                                     "default") if spec.name == "open_nsfw"]
+    with pytest.raises(PhotoSetError, match=r"open_nsfw\.scene_person were not made by the probe files"):
+        earlier_scores(tmp_path / "with" / "heldout5.json", fit_probe.used_rows("heldout5"), specs)

@@ -109,3 +109,35 @@ def test_a_tensor_of_another_width_is_an_error_not_a_score():
     probe = parsed(probe_bytes())
     with pytest.raises(ValueError, match="4 numbers a row, the probe 3 weights"):
         probe.scores(np.ones((2, 4), dtype=np.float32), 2)
+
+
+@pytest.mark.parametrize("data, problem", [
+    (probe_bytes(weights=[10 ** 400]), "finite"),  # math.isfinite would raise OverflowError on it
+    (probe_bytes(bias=-(10 ** 400)), "bias"),
+    (b'{"weights": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON"),  # json.loads: RecursionError
+])
+def test_numbers_too_large_for_a_float_and_deep_nesting_are_refused_not_raised(data, problem):
+    with pytest.raises(ProbeError, match=problem):
+        parsed(data)
+
+
+def test_at_most_a_few_probes_an_entry(tmp_path):
+    from pipeline.detectors.probes import MAX_PROBES
+
+    data = probe_bytes()
+    (tmp_path / "p.json").write_bytes(data)
+    entry = {"file": "p.json", "sha256": hashlib.sha256(data).hexdigest()}
+    many = {f"c{i}": entry for i in range(MAX_PROBES + 1)}
+    with pytest.raises(ProbeError, match=f"at most {MAX_PROBES}"):
+        read_probes(many, lambda name: str(tmp_path / name))
+
+
+def test_a_tensor_whose_first_axis_is_not_the_batch_is_an_error():
+    """[C, N] (a transpose) with as many weights as C would reshape into rows of mixed photographs: each score would
+    then depend on the batch it came in. Refused unless the first axis is the batch."""
+    probe = Probe("c", "f", "0" * 64, "t", "identity", (1.0, -1.0), 0.0)
+    with pytest.raises(ValueError, match=r"not \[3, \.\.\.\]"):
+        probe.scores(np.ones((2, 3)), 3)
+    with pytest.raises(ValueError, match="the batch first"):
+        probe.scores(np.ones(2), 1)
+    assert probe.scores(np.ones((3, 2)), 3).shape == (3,)

@@ -362,3 +362,66 @@ def test_the_probe_candidate_only_adds_context_classes_to_builtin_entries():
     specs = read_registry(path)
     assert specs["open_nsfw"].context_sources == {"scene_person": _sha(SHIPPED_PROBE)}
     assert set(specs["nanodet_person"].context_classes) == {"bus", "truck", "boat"}
+
+
+def test_an_entry_without_probes_is_judged_as_before_whatever_its_shapes(tmp_path):
+    """A context_columns list of lists (no probes anywhere) is a RegistryError naming it, as before probes existed;
+    the probes' name check must not raise TypeError on it."""
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [_nanodet_entry(context_columns=[[1]])]}))
+    with pytest.raises(RegistryError, match="maps each context class"):
+        read_registry(str(path))
+
+
+def test_a_tiling_detector_takes_no_probe(tmp_path):
+    shutil.copy(SHIPPED_PROBE, tmp_path / SHIPPED_PROBE.name)
+    entry = _builtin_entry("open_nsfw", context_probes={"scene_person": {"file": SHIPPED_PROBE.name,
+                                                                         "sha256": _sha(SHIPPED_PROBE)}})
+    entry["tiles"] = True
+    path = tmp_path / "reg.json"
+    path.write_text(json.dumps({"detectors": [entry]}))
+    with pytest.raises(RegistryError, match="with tiles takes no probe"):
+        read_registry(str(path))
+
+
+def _toy_model() -> bytes:
+    """x [N, 4] float -> out (identity), ints (Cast to int64), flipped (Transpose: [4, N])."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["out"]), helper.make_node("Cast", ["x"], ["ints"], to=TensorProto.INT64),
+         helper.make_node("Transpose", ["x"], ["flipped"], perm=[1, 0])],
+        "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+@pytest.mark.parametrize("tensor, weights, problem", [
+    ("ints", 4, "element type 7, not float32"),
+    ("flipped", 4, "the batch must be its first axis"),
+    ("out", 3, "4 numbers a row; the probe has 3 weights"),
+    ("out", 4, None),
+])
+def test_a_probes_tensor_is_checked_at_launch_where_shape_inference_knows_it(tensor, weights, problem):
+    import dataclasses
+
+    from pipeline.detectors.probes import Probe
+
+    spec = dataclasses.replace(load_registry()["open_nsfw"], decoder={"type": "classifier", "output": "out",
+                                                                      "class_names": ["a", "b", "c", "d"]},
+                               probes=(Probe("p", "f", "0" * 64, tensor, "identity", (0.5,) * weights, 0.0),))
+    if problem is None:
+        check_model_outputs(spec, _toy_model())
+    else:
+        with pytest.raises(RegistryError, match=problem):
+            check_model_outputs(spec, _toy_model())
+
+
+def test_the_shipped_probe_reading_the_last_block_instead_is_refused_at_launch(tmp_path):
+    """open_nsfw's Relu_48:0 is [N, 1024, 7, 7]: 50,176 numbers a row for the probe's 1,024 weights."""
+    import dataclasses
+
+    spec = load_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json"))["open_nsfw"]
+    wrong = dataclasses.replace(spec, probes=(dataclasses.replace(spec.probes[0], input="Relu_48:0"),))
+    with pytest.raises(RegistryError, match="50176 numbers a row; the probe has 1024 weights"):
+        check_model_outputs(wrong, read_model(spec))

@@ -42,6 +42,8 @@ MAX_WEIGHTS = 65_536
 MAX_PROBE_BYTES = 4 * 1024 * 1024
 # Weights a standardised logistic gives are a few units; bounded so that a score is never inf - inf.
 MAX_WEIGHT = 1e6
+# Probes per registry entry: each is a vector multiplied on every view and carried to every worker.
+MAX_PROBES = 16
 
 
 class ProbeError(ValueError):
@@ -67,7 +69,13 @@ class Probe:
     def scores(self, values: np.ndarray, rows: int) -> np.ndarray:
         """The probe's score for each of `rows` batch rows of its tensor's values (any shape [rows, ...] that
         holds len(weights) numbers a row, e.g. [rows, 1024] or [rows, 1024, 1, 1])."""
-        flat = np.asarray(values, dtype=np.float64).reshape(rows, -1)
+        values = np.asarray(values, dtype=np.float64)
+        # The batch must be the tensor's first axis: a tensor laid out otherwise ([C, N] after a transpose) would
+        # reshape into rows of mixed photographs, each score then depending on the batch it came in.
+        if values.ndim < 2 or values.shape[0] != rows:
+            raise ValueError(f"probe {self.cls}: tensor {self.input} has shape {values.shape}, not [{rows}, ...] "
+                             "(the batch first)")
+        flat = values.reshape(rows, -1)
         if flat.shape[1] != len(self.weights):
             raise ValueError(f"probe {self.cls}: tensor {self.input} has {flat.shape[1]} numbers a row, "
                              f"the probe {len(self.weights)} weights")
@@ -78,7 +86,12 @@ class Probe:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number within +-MAX_WEIGHT (an int of 400 digits would make math.isfinite raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_WEIGHT
+    return math.isfinite(value) and abs(value) <= MAX_WEIGHT
 
 
 def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
@@ -92,7 +105,7 @@ def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
         raise ProbeError(f"{where}: sha256 {digest}, the registry says {sha256}")
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: arrays nested 100,000 deep
         raise ProbeError(f"{where}: not JSON ({type(err).__name__})") from None
     if not isinstance(raw, dict):
         raise ProbeError(f"{where}: not a JSON object")
@@ -104,9 +117,9 @@ def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
     weights = raw.get("weights")
     if not (isinstance(weights, list) and 1 <= len(weights) <= MAX_WEIGHTS):
         problems.append(f"weights must be a list of 1 .. {MAX_WEIGHTS} numbers")
-    elif not all(_number(w) and abs(w) <= MAX_WEIGHT for w in weights):
+    elif not all(_number(w) for w in weights):
         problems.append(f"weights must be finite numbers within +-{MAX_WEIGHT:g}")
-    if not (_number(raw.get("bias")) and abs(raw["bias"]) <= MAX_WEIGHT):
+    if not _number(raw.get("bias")):
         problems.append(f"bias must be a finite number within +-{MAX_WEIGHT:g}")
     if problems:
         raise ProbeError(f"{where}: " + "; ".join(problems))
@@ -125,6 +138,8 @@ def read_probes(entries: object, resolve: Any) -> tuple[Probe, ...]:
     relative name -> the path beside the registry) and checked."""
     if not isinstance(entries, Mapping) or not entries:
         raise ProbeError('decoder.context_probes maps each context class to {"file": ..., "sha256": ...}')
+    if len(entries) > MAX_PROBES:
+        raise ProbeError(f"decoder.context_probes names {len(entries)} probes; at most {MAX_PROBES}")
     probes = []
     for cls, entry in entries.items():
         if not (isinstance(cls, str) and cls.isidentifier()):

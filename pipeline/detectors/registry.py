@@ -261,11 +261,16 @@ def _context_problems(spec: DetectorSpec) -> list[str]:
 
 def _probe_problems(spec: DetectorSpec) -> list[str]:
     """A probe's class is a new name: not a deciding class, a class of the decoder's outputs nor a context column
-    (two sources for one score name would make a fusion model read whichever came last)."""
-    named, outputs = spec.decoder.get("class_names"), spec.decoder.get("outputs")
+    (two sources for one score name would make a fusion model read whichever came last). A tiling detector takes no
+    probe: a run would keep the best score over its views, and `fit_probe` fits on whole images."""
+    if not spec.probes:
+        return []  # (and an entry without probes is judged by the other checks alone, whatever its shapes)
+    if spec.tiles:
+        return ["decoder.context_probes: a detector with tiles takes no probe (fit on whole images only)"]
+    named, outputs, columns = (spec.decoder.get(key) for key in ("class_names", "outputs", "context_columns"))
     decoded = [*(named.values() if isinstance(named, dict) else named if isinstance(named, list) else ()),
-               *(outputs if isinstance(outputs, dict) else ())]
-    taken = {*spec.classes, *map(str, decoded), *spec.context_columns}
+               *(outputs if isinstance(outputs, dict) else ()), *(columns if isinstance(columns, dict) else ())]
+    taken = {str(name) for name in (*spec.classes, *decoded)}
     return [f"context probe {probe.cls!r} is also a class the detector decides on or decodes, or a context column"
             for probe in spec.probes if probe.cls in taken]
 
@@ -363,11 +368,7 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
     if missing:
         raise RegistryError(f"detector {spec.name}: {spec.file} has no output {', '.join(map(repr, missing))} "
                             f"(it has {', '.join(repr(o.name) for o in graph.output)[:300]})")
-    produced = {name for node in graph.node for name in node.output} | {o.name for o in graph.output}
-    unknown = [tensor for tensor in spec.probe_outputs if tensor not in produced]
-    if unknown:
-        raise RegistryError(f"detector {spec.name}: {spec.file} computes no tensor {', '.join(map(repr, unknown))} "
-                            "that a context probe reads")
+    _check_probe_tensors(spec, onnx.load_model_from_string(data))
     if not spec.context_columns:
         return
     # Where the file declares its outputs' width (OIDv4: 24); a graph that leaves it symbolic (NanoDet's) is
@@ -379,6 +380,43 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
                 and max(columns) >= dims[-1].dim_value:
             raise RegistryError(f"detector {spec.name}: output {output.name!r} has {dims[-1].dim_value} columns; "
                                 f"the decoder reads column {max(columns)}")
+
+
+def _check_probe_tensors(spec: DetectorSpec, model: Any) -> None:
+    """Each tensor a probe reads: computed by the graph, and, where shape inference says, float32 with the batch
+    first and as many numbers a row as the probe has weights (else every batch would fail on a worker, or, with the
+    batch elsewhere, a score would be read from several photographs' numbers)."""
+    import onnx
+
+    graph = model.graph
+    produced = {name for node in graph.node for name in node.output} | {o.name for o in graph.output}
+    unknown = [tensor for tensor in spec.probe_outputs if tensor not in produced]
+    if unknown:
+        raise RegistryError(f"detector {spec.name}: {spec.file} computes no tensor {', '.join(map(repr, unknown))} "
+                            "that a context probe reads")
+    if not spec.probes:
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except (onnx.shape_inference.InferenceError, ValueError, RuntimeError):
+        return  # no static information: the run-time checks (probes.py) still refuse a wrong tensor
+    known = {value.name: value.type.tensor_type for value in (*inferred.value_info, *inferred.output)}
+    for probe in spec.probes:
+        tensor = known.get(probe.input)
+        if tensor is None:
+            continue
+        where = f"detector {spec.name}: context probe {probe.cls!r} reads {probe.input!r}"
+        if tensor.elem_type not in (0, onnx.TensorProto.FLOAT):
+            raise RegistryError(f"{where}, a tensor of element type {tensor.elem_type}, not float32")
+        dims = list(tensor.shape.dim) if tensor.HasField("shape") else None
+        if dims is None:
+            continue
+        if len(dims) < 2 or (dims[0].HasField("dim_value") and dims[0].dim_value != 1):
+            raise RegistryError(f"{where}, of shape {[d.dim_value or d.dim_param for d in dims]}: the batch must be "
+                                "its first axis, the features after it")
+        rest = [d.dim_value for d in dims[1:]]
+        if all(rest) and math.prod(rest) != len(probe.weights):
+            raise RegistryError(f"{where}, {math.prod(rest)} numbers a row; the probe has {len(probe.weights)} weights")
 
 
 def read_model(spec: DetectorSpec) -> bytes:

@@ -34,6 +34,7 @@ import argparse
 import csv
 import hashlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -285,8 +286,26 @@ def store(dest: Path, row: Row, data: bytes) -> None:
     # packages fetched at once may ship the same photograph (the same file name), and a shared name would let
     # one truncate the file the other is about to rename into place.
     with tempfile.NamedTemporaryFile(dir=dest, prefix=row.file_name + ".", suffix=".part", delete=False) as handle:
-        handle.write(data)
-    Path(handle.name).replace(dest / row.file_name)
+        partial = Path(handle.name)
+        try:
+            handle.write(data)
+            # mkstemp makes the file 0600; the photographs stay readable as a plain write under the umask left them.
+            os.chmod(handle.fileno(), 0o666 & ~UMASK)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    partial.replace(dest / row.file_name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, when the module is imported (one thread): os.umask can only be read by setting it, and set for a moment
+# while packages are fetched in threads it would apply to their files and subprocesses.
+UMASK = _umask()
 
 
 def store_from(read: Reader, dest: Path, rows: Iterable[Row]) -> list[str]:

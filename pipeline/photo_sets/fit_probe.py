@@ -6,7 +6,8 @@ detector, trained on the labelled photographs to tell "a human is in it" from cl
 
 Each labelled photograph is stored as a run stores it (`--max_side`, 512 px) and put through the detector's
 model as its registry entry says, with `--tensor` made an output; the features are cached as
-`--features/SPLIT.npz` (keys, vectors) when a folder is given. The probe is scikit-learn's L2 logistic
+`--features/SPLIT.npz` (keys, vectors, and what they were made from: a cache of another model, tensor or size is
+made again) when a folder is given. The probe is scikit-learn's L2 logistic
 (`--c`, the inverse penalty) on log(1 + feature), standardised; the file stores the weights folded with that
 standardisation, so a worker computes one dot product. Images with a human are the positives, `no_person`
 the negatives; depictions take no part, as in `fit_fusion`.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.detectors.probes import parse_probe
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 
@@ -111,18 +113,31 @@ def probe_file(weights: np.ndarray, bias: float, tensor: str, fitted_on: str, c:
     return (json.dumps(body, indent=1) + "\n").encode()
 
 
+def feature_source(detector: str, tensor: str, max_side: int, model_registry: str | None = None) -> str:
+    """What a cached feature file was made from: the model file (its sha256), how it was fed and which tensor at
+    which stored size. A cache made otherwise is not read (same keys and width, other numbers)."""
+    from dataclasses import asdict
+
+    from pipeline.detectors.registry import load_registry
+
+    spec = load_registry(model_registry)[detector]
+    return json.dumps({"detector": detector, "sha256": spec.sha256, "input": asdict(spec.input), "tensor": tensor,
+                       "max_side": max_side}, sort_keys=True)
+
+
 def _features(args: argparse.Namespace, split: str, rows: list[Row]) -> np.ndarray:
     cached = args.features / f"{split}.npz" if args.features else None
     keys = [f"{row.package}:{row.member_path}" for row in rows]
+    source = feature_source(args.detector, args.tensor, args.max_side, args.model_registry)
     if cached is not None and cached.is_file():
         stored = np.load(cached)
         index = {str(key): i for i, key in enumerate(stored["keys"])}
-        if all(key in index for key in keys):
+        if "source" in stored and str(stored["source"]) == source and all(key in index for key in keys):
             return stored["vectors"][[index[key] for key in keys]]
     vectors = embed(args.photos, rows, args.detector, args.tensor, args.max_side, args.model_registry)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, keys=np.array(keys), vectors=vectors)
+        np.savez(cached, keys=np.array(keys), vectors=vectors, source=np.array(source))
     return vectors
 
 
@@ -155,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fitted_on = (f"{' + '.join(splits)} of pipeline/photo_sets/labels.csv: {int(y.sum())} images with a human, "
                  f"{int((1 - y).sum())} no_person; {args.detector} {args.tensor} at {args.max_side} px")
     data = probe_file(weights, bias, args.tensor, fitted_on, args.c)
+    parse_probe(args.class_name, str(args.out), hashlib.sha256(data).hexdigest(), data)  # what a registry will accept
     args.out.write_bytes(data)
     print(f"wrote {args.out}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
     if args.scores is not None:
@@ -165,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = json.loads((args.scores / f"{split}.json").read_text())
             for row, score in zip(rows[split], folded[split_of == split], strict=True):
                 result["scores"][f"{row.package}:{row.member_path}"][name] = round(float(score), 6)
+            # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
+            result["context_probes"] = {**(result.get("context_probes") or {}), name: "out of fold (fit_probe)"}
             (args.scores_out / f"{split}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
     return 0

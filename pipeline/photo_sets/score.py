@@ -106,6 +106,13 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     earlier = json.loads(path.read_text())
     storage = _storage(earlier, path)
     named = earlier["scores"]
+    # A probe score is only this decision's when the same probe file made it: fit_probe's out-of-fold files name
+    # no file (each split's scores came from another fit), and a file from another probe version names its own.
+    made_by = earlier.get("context_probes") or {}
+    other = sorted(name for name, sha256 in probe_sources(specs).items() if made_by.get(name) != sha256)
+    if other:
+        raise PhotoSetError(f"{path}: the scores {', '.join(other)} were not made by the probe files the registry "
+                            "names (score the split again with this registry)")
     # Context classes too: a fusion model may read them, and one left out would read as 0 (rule_for checks the
     # registry declares them; this, that the file has them).
     wanted = {spec.score_name(cls) for spec in specs for cls in spec.scored_classes}
@@ -159,4 +166,10 @@ def evaluate_photos(photos: Path, split: str, specs: list[DetectorSpec], runtime
     result = evaluate_rows(rows, scores, specs, fusion)
     result["split"] = split
     result.update(asdict(storage))  # how the scored images were stored
+    result["context_probes"] = probe_sources(specs)  # which probe file made each probe score
     return result
+
+
+def probe_sources(specs: list[DetectorSpec]) -> dict[str, str]:
+    """{score name: the sha256 of the probe file that computes it} for the selected detectors' probes."""
+    return {spec.score_name(probe.cls): probe.sha256 for spec in specs for probe in spec.probes}
