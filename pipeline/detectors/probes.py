@@ -80,9 +80,14 @@ class Probe:
             raise ValueError(f"probe {self.cls}: tensor {self.input} has {flat.shape[1]} numbers a row, "
                              f"the probe {len(self.weights)} weights")
         if self.transform == "log1p":
-            flat = np.log1p(np.maximum(flat, 0.0))
+            flat = log1p_features(flat)
         z = flat @ self._vector + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -500.0, 500.0)))
+
+
+def log1p_features(x: np.ndarray) -> np.ndarray:
+    """The "log1p" transform: log(1 + max(x, 0)), in float64 (ReLU features span decades). `fit_probe` fits on it."""
+    return np.log1p(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
 
 
 def _number(value: object) -> bool:

@@ -361,14 +361,15 @@ def check_model_outputs(spec: DetectorSpec, data: bytes) -> None:
     from google.protobuf.message import DecodeError
 
     try:
-        graph = onnx.load_model_from_string(data).graph
+        model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as err:
         raise RegistryError(f"detector {spec.name}: {spec.file} is not an ONNX model ({type(err).__name__})") from None
+    graph = model.graph
     missing = sorted(set(output_names(spec.decoder)) - {output.name for output in graph.output})
     if missing:
         raise RegistryError(f"detector {spec.name}: {spec.file} has no output {', '.join(map(repr, missing))} "
                             f"(it has {', '.join(repr(o.name) for o in graph.output)[:300]})")
-    _check_probe_tensors(spec, onnx.load_model_from_string(data))
+    _check_probe_tensors(spec, model)
     if not spec.context_columns:
         return
     # Where the file declares its outputs' width (OIDv4: 24); a graph that leaves it symbolic (NanoDet's) is

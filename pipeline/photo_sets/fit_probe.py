@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.detectors.probes import parse_probe
+from pipeline.detectors.probes import Probe, log1p_features, parse_probe
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 
@@ -64,17 +64,12 @@ def embed(photos: Path, rows: Sequence[Row], detector: str, tensor: str, max_sid
     return np.array(vectors)
 
 
-def transformed(x: np.ndarray) -> np.ndarray:
-    """The probe's "log1p" transform (probes.py): ReLU features span decades."""
-    return np.log1p(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
-
-
 def fit(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> tuple[np.ndarray, float]:
-    """(weights, bias) on the untransformed features x, such that sigmoid(bias + transformed(x) @ weights) is
+    """(weights, bias) on the untransformed features x, such that sigmoid(bias + log1p_features(x) @ weights) is
     the standardised L2 logistic's probability: the standardisation folded into the weights."""
     from sklearn.linear_model import LogisticRegression
 
-    z = transformed(x)
+    z = log1p_features(x)
     mean, spread = z.mean(axis=0), z.std(axis=0) + MIN_SPREAD
     model = LogisticRegression(C=c, max_iter=5000).fit((z - mean) / spread, y)
     weights = model.coef_[0] / spread
@@ -82,7 +77,8 @@ def fit(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> tuple[np.ndarray,
 
 
 def probability(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(transformed(x) @ weights + bias, -500.0, 500.0)))
+    """The scores a worker's probe (probes.py) gives features x [n, d] with these weights."""
+    return Probe("", "", "", "", "log1p", tuple(float(w) for w in weights), float(bias)).scores(x, len(x))
 
 
 def used_rows(split: str) -> list[Row]:
