@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
+import time
 import tracemalloc
 import zipfile
 from contextlib import contextmanager
@@ -15,6 +17,8 @@ import pytest
 
 from pipeline.photo_sets import fetch as fetch_module
 from pipeline.photo_sets.fetch import (
+    HUMAN_LABELS,
+    SPLITS,
     FetchError,
     Row,
     folder_reader,
@@ -352,3 +356,55 @@ def test_a_symlink_loop_in_a_package_is_one_refused_member(tmp_path):
     (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
     with pytest.raises(FetchError):
         folder_reader(tmp_path)("a.jpg")
+
+
+def test_a_rename_that_fails_leaves_no_temporary(tmp_path, monkeypatch):
+    def refuse(self, target):
+        raise PermissionError("read-only destination")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(PermissionError):
+        store(tmp_path, row("a.jpg", PLAIN), PLAIN)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_fetchs_temporaries_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    """store()'s own temporary names are what the cleanup recognises; only those ten minutes old go, so a write in
+    progress in another fetch, and files of other names, stay."""
+    labelled = row("a.jpg", PLAIN)
+    names, real_replace = [], Path.replace
+
+    def remember(self, target):
+        names.append(self.name)
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", remember)
+    store(tmp_path / "", labelled, PLAIN)
+    assert len(names) == 1 and fetch_module.PARTIAL_NAME.fullmatch(names[0])
+    stale, fresh = tmp_path / names[0], tmp_path / (labelled.file_name + ".k3_x9q.part")
+    others = [tmp_path / "notes.part", tmp_path / ("0" * 64 + ".jpg.part"), tmp_path / labelled.file_name]
+    for path in (stale, fresh, *others[:2]):
+        path.write_bytes(b"half a photo")
+    hour_ago = time.time() - 3600
+    for path in (stale, *others):
+        os.utime(path, (hour_ago, hour_ago))
+    assert fetch_module.remove_stale_partials(tmp_path) == [stale.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (fresh, *others))
+    assert others[2].read_bytes() == PLAIN  # the stored photograph itself is never touched
+
+
+def test_fetch_removes_stale_temporaries_before_it_starts(tmp_path):
+    stale = tmp_path / ("a" * 64 + ".png.abc123.part")
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    lines: list[str] = []
+    assert fetch_module.fetch(tmp_path, [], log=lines.append) == []
+    assert not stale.exists() and "removed 1 temporary file(s)" in lines[0]
+
+
+def test_a_fit_learns_from_photos_with_a_human_and_clean_ones_in_the_csvs_order():
+    for split in SPLITS:
+        every = load_rows(split)
+        fitted = fetch_module.fitted_rows(split)
+        assert fitted == [r for r in every if r.label != "depiction"]
+        assert {r.label for r in fitted} <= HUMAN_LABELS | {"no_person"}

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.detectors.probes import parse_probe
 from pipeline.photo_sets import fit_probe
-from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, fitted_rows, load_rows
 
 
 def features(n: int, seed: int, width: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def test_out_of_fold_scores_come_from_probes_that_never_saw_their_split():
 
 def _cached(tmp_path: Path, split: str, seed: int) -> tuple[list, np.ndarray]:
     """Features for a real split's used rows, as the cache stores them (no photographs needed)."""
-    rows = fit_probe.used_rows(split)
+    rows = fitted_rows(split)
     y = np.array([row.label in HUMAN_LABELS for row in rows], dtype=int)
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.normal(0.0, 1.0, (len(rows), 8)), 0.0)
@@ -124,7 +124,7 @@ def test_features_are_the_tensor_of_the_registered_model_on_the_photo_as_a_run_s
     from pipeline.photo_sets.score import load_samples
 
     site = Path(skimage.__file__).parents[1]
-    rows = [row for row in fit_probe.used_rows("tuning") if row.package == "scikit-image"
+    rows = [row for row in fitted_rows("tuning") if row.package == "scikit-image"
             and row.member_path in ("skimage/data/astronaut.png", "skimage/data/coffee.png", "skimage/data/rocket.jpg")]
     assert len(rows) == 3
     for row in rows:
@@ -175,4 +175,4 @@ def test_out_of_fold_scores_cannot_stand_in_for_a_probe_files_scores(tmp_path):
     specs = [spec for spec in select(load_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")),
                                      "default") if spec.name == "open_nsfw"]
     with pytest.raises(PhotoSetError, match=r"open_nsfw\.scene_person were not made by the probe files"):
-        earlier_scores(tmp_path / "with" / "heldout5.json", fit_probe.used_rows("heldout5"), specs)
+        earlier_scores(tmp_path / "with" / "heldout5.json", fitted_rows("heldout5"), specs)

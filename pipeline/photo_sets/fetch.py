@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +103,12 @@ def load_rows(split: str = "all", text: str | None = None) -> list[Row]:
     rows = [Row(**{**record, "width": int(record["width"]), "height": int(record["height"])})
             for record in csv.DictReader(io.StringIO(text))]
     return [row for row in rows if split == "all" or row.split == split]
+
+
+def fitted_rows(split: str) -> list[Row]:
+    """The split's rows a fit learns from and a decision is judged on: with a human or no_person (depictions are
+    neither a miss nor a loss), in the CSV's order."""
+    return [row for row in load_rows(split) if row.has_human or row.label == "no_person"]
 
 
 def sha256_hex(data: bytes) -> str:
@@ -292,9 +299,14 @@ def store(dest: Path, row: Row, data: bytes) -> None:
             # mkstemp makes the file 0600; the photographs stay readable as a plain write under the umask left them.
             os.chmod(handle.fileno(), 0o666 & ~UMASK)
         except BaseException:
+            handle.close()
             partial.unlink(missing_ok=True)
             raise
-    partial.replace(dest / row.file_name)
+    try:
+        partial.replace(dest / row.file_name)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _umask() -> int:
@@ -320,12 +332,36 @@ def store_from(read: Reader, dest: Path, rows: Iterable[Row]) -> list[str]:
 
 
 DEFAULT_JOBS = 4
+# A temporary this module writes: `<sha256><ext>.<tempfile's random part>.part` (store()).
+PARTIAL_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,10}\.[a-z0-9_]{1,32}\.part")
+STALE_PARTIAL_S = 600.0
+
+
+def remove_stale_partials(dest: Path, now: float | None = None) -> list[str]:
+    """Removes the temporaries a killed fetch left under `dest`; returns their names. Only names store() makes, and
+    only those untouched for ten minutes: a write in progress (another fetch into the same folder) lasts
+    milliseconds, and a file of any other name is somebody else's."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(dest.iterdir()):
+        if not PARTIAL_NAME.fullmatch(path.name) or not path.is_file() or path.is_symlink():
+            continue
+        try:
+            if now - path.stat().st_mtime >= STALE_PARTIAL_S:
+                path.unlink()
+                removed.append(path.name)
+        except FileNotFoundError:  # another fetch renamed or removed it meanwhile
+            continue
+    return removed
 
 
 def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print, jobs: int = DEFAULT_JOBS) -> list[str]:
     """Fetches every missing row's photograph into `dest`, `jobs` packages at a time (each in its own temporary
     folder); returns the problems (empty: all good), in package order whatever `jobs` is."""
     dest.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_partials(dest)
+    if stale:
+        log(f"fetch: removed {len(stale)} temporary file(s) a killed fetch left")
     by_package: dict[tuple[str, str, str], list[Row]] = {}
     for row in rows:
         if not present(dest, row):

@@ -57,7 +57,7 @@ import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.options import split_list
-from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
@@ -265,7 +265,7 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
     """The rows of one `evaluate --json` result's split that a fit uses (images with a human and
     no_person images, in the CSV's order) and their scores; refused when a photo or a feature is missing."""
     named, split = result["scores"], result["split"]
-    rows = [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
+    rows = fitted_rows(split)
     # Every labelled photo of the split, with every feature: a photo left out or a detector not
     # run would otherwise be fitted as absent (a score of 0), silently.
     missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]

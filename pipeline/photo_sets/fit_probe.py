@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
 from pipeline.options import split_list
-from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
@@ -79,11 +79,6 @@ def fit(x: np.ndarray, y: np.ndarray, c: float = DEFAULT_C) -> tuple[np.ndarray,
 def probability(x: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
     """The scores a worker's probe (probes.py) gives features x [n, d] with these weights."""
     return Probe("", "", "", "", "log1p", tuple(float(w) for w in weights), float(bias)).scores(x, len(x))
-
-
-def used_rows(split: str) -> list[Row]:
-    """The split's rows a fit learns from: with a human or no_person (not depictions), in the CSV's order."""
-    return [row for row in load_rows(split) if row.label in HUMAN_LABELS or row.label == "no_person"]
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, splits: np.ndarray, c: float = DEFAULT_C) -> np.ndarray:
@@ -158,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--scores and --scores_out go together")
     if args.scores is not None and len(splits) < 2:
         parser.error("out-of-fold scores need at least two splits (each scored by a probe trained on the others)")
-    rows = {split: used_rows(split) for split in splits}
+    rows = {split: fitted_rows(split) for split in splits}
     x = np.vstack([_features(args, split, rows[split]) for split in splits])
     y = np.array([row.label in HUMAN_LABELS for split in splits for row in rows[split]], dtype=int)
     split_of = np.array([split for split in splits for _ in rows[split]])
