@@ -34,7 +34,7 @@ from pipeline.photo_sets.score import load_samples
 from pipeline.stages.image import ImageConfig
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
-# The newest split (heldout10 today, frozen unscored) is left out unless named: it is kept for measuring the next
+# The newest split (frozen unscored until it is scored once) is left out unless named: it is kept for measuring the next
 # decision, and a storage rule chosen on it would make it the rule's tuning data too.
 SPLITS = ",".join(KNOWN_SPLITS[:-1])
 
