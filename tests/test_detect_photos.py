@@ -9,7 +9,7 @@ passes the test says so: a macaque (NanoDet reads it as a person: rejected). The
 forearm on a braille board, the other such bar under the first fusion model (fused 0.42), is kept out
 since NanoDet joined the defaults.
 
-The candidates for heldout10 and heldout11 (models/README.md; neither adopted) and the one for a heldout12 are held
+The candidates for heldout10, heldout11 and heldout12 (models/README.md; none adopted) are held
 to the same bars, so that a win on held-out photographs cannot come with a loss here unnoticed (the signed variants
 measured beside the first held the tower)."""
 
@@ -81,7 +81,7 @@ def decided_by_the_probe_candidate() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def decided_by_the_heldout12_candidate() -> dict[str, str]:
-    """The same photographs under the candidate for a heldout12: heldout10's class columns refitted on all twelve
+    """The same photographs under heldout12's candidate (not adopted): heldout10's class columns refitted on all twelve
     spent splits (models/candidate_columns_v2.json, read through candidate_columns_registry.json)."""
     models = Path(__file__).parents[1] / "models"
     specs = select(load_registry(str(models / "candidate_columns_registry.json")), "default")
