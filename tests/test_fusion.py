@@ -543,6 +543,20 @@ def test_the_heldout12_candidate_reads_the_class_columns_and_keeps_its_heldout12
         rule_for(select(load_registry(), "default"), candidate)  # the built-in entries declare no columns
 
 
+def test_the_heldout13_candidate_reads_the_class_columns_and_has_no_figure_yet():
+    """models/candidate_columns_v3.json (models/README.md): the same eight features refitted on all thirteen spent
+    splits at a higher recall (`--max_lost=0.165`), committed before any heldout13 exists."""
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import load_registry, select
+
+    models = BUILTIN_REGISTRY.parent
+    candidate = read_fusion(str(models / "candidate_columns_v3.json"))
+    assert candidate.monotone and candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"}
+    assert candidate.fitted_on.startswith("tuning + heldout + heldout2") and "heldout12 splits" in candidate.fitted_on
+    assert heldout_figures(candidate) is None
+    rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
+
+
 def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_columns(tmp_path):
     """The candidate's heldout10 figure was measured with candidate_columns_registry.json: a run reading its
     boat from NanoDet's column 8 states it; one whose registry points boat at the person column makes another
