@@ -5,6 +5,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.detectors.fusion import (
     Fusion,
@@ -13,6 +15,7 @@ from pipeline.detectors.fusion import (
     choose_fusion,
     heldout_figures,
     logit,
+    model_summary,
     parse_fusion,
     read_fusion,
     sigmoid,
@@ -581,3 +584,60 @@ def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_
     assert figures_that_apply(candidate, list(read_registry(str(path)).values())) is None
     default = builtin_fusion()
     assert figures_that_apply(default, select(load_registry(), "default")) == heldout_figures(default)
+
+
+FLOORED = MODEL | {"floors": {"a.face": 0.8}}
+
+
+def test_a_floor_rejects_on_its_own_what_the_other_scores_would_keep():
+    """A clear face whose other scores pull the fused score under the review threshold (what a columns model
+    did to a portrait on heldout12 and a banner on heldout13) is rejected once its feature has a floor;
+    under the floor the model is the plain logistic, and the explanation names the floor that decided."""
+    plain, floored = (parse_fusion(json.dumps(m).encode(), "m") for m in (MODEL, FLOORED))
+    portrait = {"a.face": 0.86, "b.person": 0.01}
+    assert plain.score(portrait) < plain.review_from
+    assert floored.score(portrait) == floored.reject_at and floored.floors == (("a.face", 0.8),)
+    assert "a.face 0.860 >= floor 0.8" in floored.explain(portrait)
+    for below in ({"a.face": 0.79, "b.person": 0.01}, {"a.face": 0.3, "b.person": 0.9}, {}):
+        assert floored.score(below) == plain.score(below) and "floor" not in floored.explain(below)
+    strong = {"a.face": 0.99, "b.person": 0.99}  # above reject_at already: a floor never lowers a score
+    assert floored.score(strong) == plain.score(strong) > floored.reject_at
+    assert floored.monotone and floored.sha256 != plain.sha256
+    assert model_summary(floored)["floors"] == {"a.face": 0.8} and "floors" not in model_summary(plain)
+
+
+@settings(max_examples=200, deadline=None)
+@given(face=st.floats(0, 1), person=st.floats(0, 1), raise_face=st.floats(0, 1), raise_person=st.floats(0, 1))
+def test_a_floored_model_never_lowers_its_score_when_a_detector_scores_higher(face, person, raise_face,
+                                                                              raise_person):
+    """The Detect stage decides from partial scores because the fused score cannot fall as scores rise
+    (decision.py): a floor must keep that, at and around its own edge."""
+    floored = parse_fusion(json.dumps(FLOORED).encode(), "m")
+    low = {"a.face": face, "b.person": person}
+    high = {"a.face": face + (1 - face) * raise_face, "b.person": person + (1 - person) * raise_person}
+    assert floored.score(high) >= floored.score(low)
+
+
+@pytest.mark.parametrize("floors, message", [
+    ({"c.hand": 0.8}, "floors on c.hand, which the model does not read"),
+    ({"a.face": 0.0}, r"each floor is a score in \(0, 1\]"),
+    ({"a.face": 1.5}, r"each floor is a score in \(0, 1\]"),
+    ({"a.face": "0.8"}, "not a fusion model"),
+    (["a.face", 0.8], "not a fusion model"),
+])
+def test_bad_floors_are_refused_with_the_reason(floors, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_fusion(json.dumps(MODEL | {"floors": floors}).encode(), "m.json")
+    with pytest.raises(RegistryError, match=r"\(0, 1\]"):
+        parse_fusion(json.dumps(MODEL).encode()[:-1] + b', "floors": {"a.face": NaN}}', "m.json")
+
+
+def test_a_floor_lets_the_detect_stage_stop_early_on_a_clear_face():
+    from pipeline.detectors.decision import REJECTED, DecisionRule
+
+    floored = parse_fusion(json.dumps(FLOORED).encode(), "m")
+    rule = DecisionRule((), floored)
+    assert rule.certainly_human({"a.face": 0.9})  # b not seen yet: the floor already decides
+    verdict = rule.decide({"a.face": 0.9, "b.person": 0.0})
+    assert verdict.decision == REJECTED and verdict.reason == "human" and "floor" in verdict.detail
+    assert not DecisionRule((), parse_fusion(json.dumps(MODEL).encode(), "m")).certainly_human({"a.face": 0.9})

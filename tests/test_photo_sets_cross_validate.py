@@ -36,7 +36,8 @@ def results() -> list[dict]:
 # fitted-on person is caught and the margin places the threshold.
 @pytest.mark.parametrize("setting", [Setting(FEATURES, max_lost=0.15),
                                      Setting(FEATURES, margin=0.0, l2=1.0, max_lost=0.9),
-                                     Setting(FEATURES, l2=1.0, min_recall=0.9)])
+                                     Setting(FEATURES, l2=1.0, min_recall=0.9),
+                                     Setting(FEATURES, max_lost=0.15, floors=(("centerface.face", 0.9),))])
 def test_each_left_out_split_is_decided_by_the_model_fit_fusion_writes_for_the_others(results, setting):
     counts = leave_one_split_out({r["split"]: labelled_scores(r, FEATURES) for r in results}, setting)
     assert list(counts) == list(SPLITS)
@@ -44,7 +45,8 @@ def test_each_left_out_split_is_decided_by_the_model_fit_fusion_writes_for_the_o
         # The oracle: fit_fusion's own command path on the other splits, read back as the pipeline reads it.
         others = [r for r in results if r["split"] != left_out]
         model = fit(others, FEATURES, setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
-                    [r["split"] for r in others], min_recall=setting.min_recall)
+                    [r["split"] for r in others], min_recall=setting.min_recall, floors=setting.floors)
+        assert model.get("floors", {}) == dict(setting.floors)
         if setting.min_recall:  # each fold's model catches the fraction asked of the photos it is fitted on
             assert model["tuning"]["recall"] >= setting.min_recall and model["options"]["min_recall"] == 0.9
         fusion = parse_fusion(json.dumps(model).encode(), "m")
@@ -208,3 +210,21 @@ def test_signed_features_are_named_in_the_row_and_a_name_in_no_set_is_refused(re
     with pytest.raises(SystemExit):
         main([*paths, "--splits=" + ",".join(SPLITS), features, "--signed=nanodet_person.brid"])
     assert "in no --features set" in capsys.readouterr().err
+
+
+def test_a_floor_is_named_in_the_row_and_a_bad_one_refused(results, tmp_path, capsys):
+    paths = []
+    for result in results:
+        path = tmp_path / f"{result['split']}.json"
+        path.write_text(json.dumps(result))
+        paths.append(str(path))
+    args = [*paths, f"--splits={','.join(SPLITS)}", f"--features={','.join(FEATURES)}", "--max_lost=0.15"]
+    assert main([*args, "--floor=centerface.face=0.5"]) == 0  # clean faces reach 0.6: it costs some
+    floored = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert len(floored) == 1 and " floor centerface.face=0.5 max_lost=0.15" in floored[0]
+    assert main(args) == 0
+    plain = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert "floor" not in plain[0] and plain[0].split(":", 1)[1] != floored[0].split(":", 1)[1]
+    for bad in ("--floor=centerface.face", "--floor=centerface.face=1.5", "--floor=face=0.8"):
+        with pytest.raises(SystemExit):
+            main([*args, bad])

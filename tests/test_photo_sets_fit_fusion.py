@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ scores = st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=40)
 @example(humans=[0.5], clean=[1.0], margin=0.5, max_lost=0.0, max_rejected=0.0)  # a clean photo fused at 1.0
 @example(humans=[0.3, 0.9], clean=[0.1], margin=0.0, max_lost=0.1, max_rejected=0.0)  # no margin: still mid-gap
 @example(humans=[0.25000000000000006], clean=[0.25, 0.0], margin=0.0, max_lost=0.5, max_rejected=0.0)  # no middle
+@example(humans=[1.0], clean=[0.0, 0.9999999999999999], margin=0.0, max_lost=0.5, max_rejected=0.0)  # logit clips
 @given(humans=scores, clean=scores, margin=st.sampled_from([0.0, 0.5]), max_lost=st.floats(0.0, 0.5),
        max_rejected=st.floats(0.0, 0.2))
 def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost, max_rejected):
@@ -46,7 +48,7 @@ def test_thresholds_against_a_brute_force_oracle(humans, clean, margin, max_lost
     halfway = lower.max() + (weakest - lower.max()) / 2 if len(lower) else weakest / 2
     if len(lower) and halfway <= lower.max():  # one float step apart: no middle, the human's own score
         halfway = weakest
-    catch_all = min(halfway, sigmoid(logit(weakest) - margin))
+    catch_all = min(halfway, sigmoid(logit(weakest) - margin) if margin else weakest)
     # Oracle over every candidate threshold (each score, and just above it, capped at 1.0)
     candidates = sorted({*h.tolist(), *c.tolist(), *(min(1.0, np.nextafter(x, 2.0)) for x in (*h, *c))})
     if (c >= catch_all).sum() <= lost_allowed:
@@ -301,3 +303,38 @@ def test_signed_features_keep_a_negative_weight_and_only_they(tmp_path):
     assert not fusion.monotone
     with pytest.raises(SystemExit, match="not among"):
         main([str(source), str(tmp_path / "x.json"), features, "--signed=oidv4_person.dog"])
+
+
+def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_the_ablation_that_reads_it(tmp_path):
+    """--floor: the file carries the floor (and the options record it); a floored photo sits at the top of the
+    fused scale when the thresholds are chosen, so the figures the fit records are the pipeline's own decisions
+    on the same scores; the refit without the floored detector has no floor, the one without the other keeps it;
+    a floor on a feature the fit does not read is refused."""
+    rows = load_rows("tuning")
+    scores, source = tuning_scores(tmp_path, seed=3, face=((0.2, 1.0), (0, 0.85)), person=((0.3, 1.0), (0, 0.6)))
+    out = tmp_path / "floored.json"
+    features = "--features=centerface.face,ssdlite_person.person"
+    assert main([str(source), str(out), features, "--floor=centerface.face=0.8", "--max_lost=0.1"]) == 0
+    model = json.loads(out.read_text())
+    fusion = parse_fusion(out.read_bytes(), str(out))
+    assert model["floors"] == {"centerface.face": 0.8} == model["options"]["floors"]
+    assert fusion.floors == (("centerface.face", 0.8),)
+    assert "floors" in model["ablation"]["ssdlite_person"] and "floors" not in model["ablation"]["centerface"]
+    humans = [scores[f"{r.package}:{r.member_path}"] for r in rows if r.label in HUMAN_LABELS]
+    clean = [scores[f"{r.package}:{r.member_path}"] for r in rows if r.label == "no_person"]
+    assert any(s["centerface.face"] >= 0.8 for s in clean)  # the floor costs clean photos here
+    for s in clean + humans:
+        if s["centerface.face"] >= 0.8:
+            assert fusion.score(s) >= fusion.reject_at
+    kept, caught = (sum(fusion.score(s) < fusion.review_from for s in clean),
+                    sum(fusion.score(s) >= fusion.review_from for s in humans))
+    assert model["tuning"]["keep_rate"] == round(kept / len(clean), 4)
+    assert model["tuning"]["recall"] == round(caught / len(humans), 4)
+    assert sum(fusion.score(s) >= fusion.review_from for s in clean) <= math.floor(0.1 * len(clean))
+    plain = tmp_path / "plain.json"
+    assert main([str(source), str(plain), features, "--max_lost=0.1"]) == 0
+    assert "floors" not in json.loads(plain.read_text()) and "floors" not in json.loads(plain.read_text())["options"]
+    with pytest.raises(SystemExit, match="not among"):
+        main([str(source), str(tmp_path / "x.json"), features, "--floor=oidv4_person.person=0.8"])
+    with pytest.raises(SystemExit):
+        main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0"])

@@ -28,6 +28,13 @@ where a tree can weigh one detector by another. Every split must keep the leaves
 below those on its right, checked when the file is read: then a higher score from any detector never
 lowers the fused score, as with the logistic's non-negative weights (the Detect stage relies on it to
 decide from partial scores).
+
+Either kind may carry floors ("floors": {"centerface.face": 0.8}): a feature whose score is at or above
+its floor rejects the photo on its own (the fused score is raised to at least `reject_at`), whatever the
+others say. A logistic cannot express that: its other features can outvote a clear face, and a model
+whose context columns pull every photo without a boat or a truck down let through a plain portrait
+(CenterFace 0.83, heldout12) and a smiling woman in a banner (0.86, heldout13). A floor only raises
+the fused score, so the model stays monotone.
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ class Fusion:
     # A trees model (then `weights` is empty and `bias` unused): its trees and the log-odds they start from.
     trees: tuple[Tree, ...] = ()
     baseline: float = 0.0
+    # (feature, score) pairs: a score at or above its floor rejects on its own (the module docstring).
+    floors: tuple[tuple[str, float], ...] = ()
 
     def without(self, detector: str) -> Fusion | None:
         return dict(self.ablation).get(detector)
@@ -119,12 +128,20 @@ class Fusion:
         return all(weight >= 0 for weight in self.weights)
 
     def score(self, scores: Mapping[str, float]) -> float:
-        """The fused probability of a person. A missing score counts as 0 (the detector saw nothing)."""
+        """The fused probability of a person, raised to `reject_at` where a floor is reached. A missing score
+        counts as 0 (the detector saw nothing)."""
         if self.trees:
             x = [logit(scores.get(f, 0.0)) for f in self.features]
-            return sigmoid(self.baseline + sum(tree_value(tree, x) for tree in self.trees))
-        return sigmoid(self.bias + sum(w * logit(scores.get(f, 0.0)) for f, w in zip(self.features, self.weights,
-                                                                                    strict=True)))
+            fused = sigmoid(self.baseline + sum(tree_value(tree, x) for tree in self.trees))
+        else:
+            fused = sigmoid(self.bias + sum(w * logit(scores.get(f, 0.0))
+                                            for f, w in zip(self.features, self.weights, strict=True)))
+        return max(fused, self.reject_at) if self.floored(scores) else fused
+
+    def floored(self, scores: Mapping[str, float]) -> list[str]:
+        """The floors these scores reach, as "<feature> <score> >= <floor>" (empty: none)."""
+        return [f"{feature} {scores[feature]:.3f} >= floor {floor}" for feature, floor in self.floors
+                if scores.get(feature, 0.0) >= floor]
 
     def explain(self, scores: Mapping[str, float]) -> str:
         """The fused score and the detectors' scores behind it, strongest pull first (for trees, which have
@@ -135,16 +152,18 @@ class Fusion:
         # A missing score counts as 0 but is named as such: the Detect stage skips a detector for a
         # photo already rejected as human (decision.py), and the detail must not read as "saw nothing".
         parts = ", ".join(f"{f} {scores[f]:.3f}" if f in scores else f"{f} not run" for _, f in pulls)
-        return f"fused {self.score(scores):.3f} ({parts})"
+        floored = self.floored(scores)
+        return f"fused {self.score(scores):.3f} ({parts}{'; ' if floored else ''}{'; '.join(floored)})"
 
 
 def model_summary(fusion: Fusion) -> dict[str, Any]:
     """What a manifest or an evaluation record says of the model beside its sha256: a logistic's weights
     and bias (as always), or, for trees, their kind and number (the file itself, named by its sha256,
     holds them)."""
+    floors = {"floors": dict(fusion.floors)} if fusion.floors else {}
     if fusion.trees:
-        return {"kind": fusion.kind, "trees": len(fusion.trees), "baseline": fusion.baseline}
-    return {"weights": list(fusion.weights), "bias": fusion.bias}
+        return {"kind": fusion.kind, "trees": len(fusion.trees), "baseline": fusion.baseline, **floors}
+    return {"weights": list(fusion.weights), "bias": fusion.bias, **floors}
 
 
 def _tree(raw: Any) -> Tree:
@@ -157,6 +176,13 @@ def _tree(raw: Any) -> Tree:
         nodes.append(TreeNode(feature=feature, threshold=_real(threshold), left=_whole(left), right=_whole(right),
                               value=_real(value)))
     return tuple(nodes)
+
+
+def _floors(raw: Any) -> tuple[tuple[str, float], ...]:
+    """A file's floors ({"<feature>": score}) as sorted pairs."""
+    if not isinstance(raw, dict):
+        raise ValueError("floors must be an object of feature: score")
+    return tuple(sorted((str(feature), _real(floor)) for feature, floor in raw.items()))
 
 
 def _whole(value: Any) -> int:
@@ -222,7 +248,8 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
                         sha256=digest, fitted_on=str(raw.get("fitted_on", "")),
                         ablation=tuple((str(name), _model(dict(other), digest, f"{where}: ablation {name}"))
                                        for name, other in sorted(dict(raw.get("ablation") or {}).items())),
-                        trees=trees, baseline=_real(raw["baseline"]) if trees else 0.0)
+                        trees=trees, baseline=_real(raw["baseline"]) if trees else 0.0,
+                        floors=_floors(raw.get("floors", {})))
     except (KeyError, TypeError, ValueError, OverflowError) as err:  # a 400-digit number overflows a float
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}") from None
     problems = []
@@ -240,6 +267,12 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
         problems.append("weights and bias must be finite numbers")
     if not 0.0 <= fusion.review_from <= fusion.reject_at <= 1.0:
         problems.append("0 <= review_from <= reject_at <= 1 must hold")
+    # A floor on a feature the model does not read would need a detector the rule does not require (rule_for).
+    stray = sorted(feature for feature, _ in fusion.floors if feature not in fusion.features)
+    if stray:
+        problems.append(f"floors on {', '.join(stray)}, which the model does not read")
+    if not all(0.0 < floor <= 1.0 for _, floor in fusion.floors):
+        problems.append("each floor is a score in (0, 1]")
     if problems:
         raise RegistryError(f"{where}: " + "; ".join(problems))
     return fusion

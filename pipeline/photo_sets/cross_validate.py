@@ -12,6 +12,8 @@ measuring the one model finally chosen.
         --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person" \\
         --features="centerface.face,ssdlite_person.person,open_nsfw.nsfw,nanodet_person.person,mediapipe_palm.hand"
 
+`--floor=centerface.face=0.8` fits every setting with that floor (fit_fusion --floor).
+
 `--model=logistic,monotone_trees` also compares gradient-boosted trees constrained to be monotone in
 every score (scikit-learn, the `eval` extra; `fit_fusion --model=monotone_trees` writes them) with the
 logistic every shipped model is.
@@ -35,7 +37,15 @@ import numpy as np
 
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
-from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, KINDS, as_fusion, fit_kind, labelled_scores
+from pipeline.photo_sets.fit_fusion import (
+    DEFAULT_FEATURES,
+    KINDS,
+    as_fusion,
+    fit_kind,
+    floors_within,
+    labelled_scores,
+    parse_floor,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Setting:
     model: str = "logistic"
     min_recall: float = 0.0  # > 0: review_from by recall on the fitted photos instead of margin and max_lost
     signed: tuple[str, ...] = ()  # features whose weight may be negative (fit_fusion --signed)
+    floors: tuple[tuple[str, float], ...] = ()  # fit_fusion --floor
 
 
 # Takes a photo out (held or rejected) from its scores.
@@ -83,7 +94,8 @@ def _fit(rows: list[Row], scores: list[dict[str, float]], setting: Setting) -> D
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in rows])
     fusion = as_fusion(fit_kind(setting.model, scores, y, [row.label for row in rows], setting.features,
                                 setting.l2, setting.margin, setting.max_lost, setting.max_clean_rejected,
-                                setting.min_recall, [name for name in setting.signed if name in setting.features]))
+                                setting.min_recall, [name for name in setting.signed if name in setting.features],
+                                setting.floors))
     return lambda one: fusion.score(one) >= fusion.review_from
 
 
@@ -139,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "at least this fraction of the fitted images with a human instead of by --max_lost and "
                         "--margin (give --max_lost too to compare both kinds)")
     parser.add_argument("--signed", default="", help="features whose weight may be negative (fit_fusion --signed)")
+    parser.add_argument("--floor", action="append", default=[], type=parse_floor, metavar="FEATURE=SCORE",
+                        help="fit_fusion --floor for every setting (repeatable; a feature set without the feature "
+                        "is fitted without that floor)")
     parser.add_argument("--model", default="logistic",
                         help=f"comma-separated values to compare, of {', '.join(MODELS)} (monotone_trees "
                              "needs scikit-learn)")
@@ -169,12 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
         in_set = [name for name in signed if name in features]
-        marked = "+".join(features) + (f" signed={','.join(in_set)}" if in_set else "")
+        floors = floors_within(args.floor, features)
+        marked = "+".join(features) + (f" signed={','.join(in_set)}" if in_set else "") + "".join(
+            f" floor {feature}={floor}" for feature, floor in floors)
         # l2 is the logistic's penalty: the trees have none to vary
         penalties = [float(v) for v in split_list(args.l2)] if model == "logistic" else [0.1]
         for min_recall, l2 in itertools.product(recalls, penalties):
             setting = Setting(tuple(features), l2=l2, max_clean_rejected=args.max_clean_rejected, model=model,
-                              min_recall=min_recall, signed=signed)
+                              min_recall=min_recall, signed=signed, floors=floors)
             name = f"{marked} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
                                                                        f" {model}")
             print(_line(name, leave_one_split_out(splits, setting)))
@@ -182,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for margin in (float(v) for v in split_list(args.margin)):
                 for l2 in penalties:
                     setting = Setting(tuple(features), l2, margin, max_lost, args.max_clean_rejected, model,
-                                      signed=signed)
+                                      signed=signed, floors=floors)
                     name = f"{marked} max_lost={max_lost} margin={margin}" + (
                         f" l2={l2}" if model == "logistic" else f" {model}")
                     print(_line(name, leave_one_split_out(splits, setting)))

@@ -38,6 +38,11 @@ weights moved scores by up to 6e-6) flipped it (held -> rejected, three photos o
 Everything needed to reproduce the fit (the score file's sha256, the options, tuning figures) is
 written into the model file.
 
+`--floor=FEATURE=SCORE` (repeatable) adds a floor (`pipeline/detectors/fusion.py`): a photo whose FEATURE
+score is at or above SCORE is rejected whatever the fused score says. The floored photographs count in the
+thresholds' choice at the top of the fused scale (a floored clean photo uses up `--max_lost` and
+`--max_clean_rejected` like any other), and the ablation refits keep the floors on the features they still read.
+
 `--model=monotone_trees` fits gradient-boosted trees over the same logits instead (scikit-learn, the
 `eval` extra; depth 3, 150 rounds, every feature constrained to raise the score, the same label
 weights), with the same thresholds chosen on the scores the pipeline's own reading of the trees gives;
@@ -152,7 +157,10 @@ def choose_thresholds(fused_humans: np.ndarray, fused_clean: np.ndarray, margin:
         review_from = _reaching(min_recall, fused_humans, everyone)
     else:
         weakest = float(fused_humans.min()) if len(fused_humans) else 1.0
-        review_from = min(_below(weakest, everyone), sigmoid(logit(weakest) - margin))
+        # No margin means none: sigmoid(logit(x)) is not x above 1 - 1e-4, where logit clips (a floored
+        # photo is fused at 1.0), and the threshold would then catch clean photos just below the weakest human.
+        lowered = sigmoid(logit(weakest) - margin) if margin > 0 else weakest
+        review_from = min(_below(weakest, everyone), lowered)
         lost_allowed = math.floor(max_lost * len(ranked))
         if lost_allowed < len(ranked) and (ranked >= review_from).sum() > lost_allowed:
             # above the clean score ranked lost_allowed + 1: at most lost_allowed clean images reach it
@@ -176,27 +184,38 @@ def _reaching(min_recall: float, fused_humans: np.ndarray, everyone: np.ndarray)
 
 
 def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], weights: np.ndarray,
-                 bias: float) -> np.ndarray:
+                 bias: float, floors: Sequence[tuple[str, float]] = ()) -> np.ndarray:
     """Each image's fused score computed by the pipeline's own `Fusion.score`, bit for bit: thresholds
-    chosen on numpy's sums (another summation order) could fall on the other side of a photo."""
+    chosen on numpy's sums (another summation order) could fall on the other side of a photo. A floored
+    photo scores 1.0 here (the top of the scale: rejected by any `reject_at` the thresholds choose)."""
     model = Fusion(features=tuple(features), weights=tuple(float(w) for w in weights), bias=float(bias),
-                   reject_at=1.0, review_from=1.0)
+                   reject_at=1.0, review_from=1.0, floors=tuple(floors))
     return np.array([model.score(s) for s in scores], dtype=np.float64)
+
+
+def floors_within(floors: Sequence[tuple[str, float]], features: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """The floors on features a model reads (an ablation refit without a detector drops its floors)."""
+    return tuple(sorted((feature, floor) for feature, floor in floors if feature in features))
+
+
+def _floors_entry(floors: Sequence[tuple[str, float]]) -> dict:
+    return {"floors": dict(floors)} if floors else {}  # absent when none: the shipped files refit byte for byte
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], l2: float, margin: float,
               max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]],
-              min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
+              min_recall: float = 0.0, signed: Sequence[str] = (), floors: Sequence[tuple[str, float]] = ()) -> dict:
     """One fusion model: weights (rounded first, so the thresholds are chosen on the very scores the
     written model gives), thresholds, and its figures on the tuning images. `x` is `design(scores)`."""
     weights, bias = fit_nonnegative(x, y, l2, label_weights(labels),
                                     [index for index, name in enumerate(features) if name in signed])
     weights, bias = np.round(weights, 6), round(bias, 6)
-    fused = fused_scores(scores, features, weights, bias)
+    floors = floors_within(floors, features)
+    fused = fused_scores(scores, features, weights, bias, floors)
     humans, clean = fused[y == 1], fused[y == 0]
     review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected, min_recall)
     return {"features": list(features), "weights": [float(w) for w in weights], "bias": bias,
-            **_thresholds_and_figures(humans, clean, review_from, reject_at)}
+            **_floors_entry(floors), **_thresholds_and_figures(humans, clean, review_from, reject_at)}
 
 
 def _thresholds_and_figures(humans: np.ndarray, clean: np.ndarray, review_from: float, reject_at: float) -> dict:
@@ -231,29 +250,32 @@ def trees_of(x: np.ndarray, y: np.ndarray, labels: list[str]) -> tuple[float, li
 
 def fit_trees_model(x: np.ndarray, y: np.ndarray, labels: list[str], features: Sequence[str], margin: float,
                     max_lost: float, max_clean_rejected: float, scores: Sequence[dict[str, float]],
-                    min_recall: float = 0.0) -> dict:
+                    min_recall: float = 0.0, floors: Sequence[tuple[str, float]] = ()) -> dict:
     """`fit_model` for trees: the same thresholds, chosen on the scores the pipeline's own reading of
     the written trees gives."""
     baseline, trees = trees_of(x, y, labels)
+    floors = floors_within(floors, features)
     model = as_fusion({"features": list(features), "baseline": baseline, "trees": trees,
-                       "reject_at": 1.0, "review_from": 1.0})
+                       **_floors_entry(floors), "reject_at": 1.0, "review_from": 1.0})
     fused = np.array([model.score(s) for s in scores], dtype=np.float64)
     humans, clean = fused[y == 1], fused[y == 0]
     review_from, reject_at = choose_thresholds(humans, clean, margin, max_lost, max_clean_rejected, min_recall)
-    return {"features": list(features), "baseline": baseline, "trees": trees,
+    return {"features": list(features), "baseline": baseline, "trees": trees, **_floors_entry(floors),
             **_thresholds_and_figures(humans, clean, review_from, reject_at)}
 
 
 def fit_kind(kind: str, scores: Sequence[dict[str, float]], y: np.ndarray, labels: list[str],
              features: Sequence[str], l2: float, margin: float, max_lost: float, max_clean_rejected: float,
-             min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
+             min_recall: float = 0.0, signed: Sequence[str] = (), floors: Sequence[tuple[str, float]] = ()) -> dict:
     """One model of `kind` (a key of KINDS) over `features`, as the file holds it (without the ablation)."""
     x = design(scores, features)
     if kind == "monotone_trees":
         if signed:
             raise SystemExit("fit_fusion: --signed is for the logistic model (trees are monotone in every feature)")
-        return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores, min_recall)
-    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores, min_recall, signed)
+        return fit_trees_model(x, y, labels, features, margin, max_lost, max_clean_rejected, scores, min_recall,
+                               floors)
+    return fit_model(x, y, labels, features, l2, margin, max_lost, max_clean_rejected, scores, min_recall, signed,
+                     floors)
 
 
 def as_fusion(model: dict) -> Fusion:
@@ -283,7 +305,7 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
 
 def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: float, max_lost: float,
         max_clean_rejected: float, splits: Sequence[str] = ("tuning",), kind: str = "logistic",
-        min_recall: float = 0.0, signed: Sequence[str] = ()) -> dict:
+        min_recall: float = 0.0, signed: Sequence[str] = (), floors: Sequence[tuple[str, float]] = ()) -> dict:
     """The model over `features`, and, for the ablation table `evaluate` prints, one model per
     detector refitted the same way without that detector's scores (a detector earns its place when
     the decision without it, chosen on the same tuning images, does worse on the held-out ones).
@@ -292,6 +314,9 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     only `tuning`: a held-out split the fit sees is no longer held out, so fitting on one is an
     explicit choice, for a model that will be measured on a later split)."""
     seen = [result.get("split") for result in results]
+    stray = sorted({feature for feature, _ in floors} - set(features))
+    if stray:
+        raise SystemExit(f"fit_fusion: --floor names {', '.join(stray)}, not among --features")
     if set(signed) - set(features):
         raise SystemExit(f"fit_fusion: --signed names {', '.join(sorted(set(signed) - set(features)))}, not among "
                          "--features")
@@ -306,7 +331,8 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
     def one(names: Sequence[str]) -> dict:
-        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall, signed)
+        return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall, signed,
+                        floors)
 
     model = one(features)
     ablation = {}
@@ -317,6 +343,8 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     options = {"l2": l2} if kind == "logistic" else {"trees": TREE_SETTINGS}
     if signed:  # only then: the shipped files, fitted without it, still refit byte for byte
         options["signed"] = sorted(signed)
+    if floors:  # likewise
+        options["floors"] = dict(sorted(floors))
     return {
         "kind": KINDS[kind],
         **model,
@@ -331,6 +359,18 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
                     "max_clean_rejected": max_clean_rejected},
         "ablation": ablation,
     }
+
+
+def parse_floor(text: str) -> tuple[str, float]:
+    """--floor's FEATURE=SCORE, the score within (0, 1]."""
+    feature, sep, value = text.partition("=")
+    try:
+        floor = float(value)
+    except ValueError:
+        floor = math.nan
+    if not sep or "." not in feature or not 0.0 < floor <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected DETECTOR.CLASS=SCORE with SCORE in (0, 1]")
+    return feature.strip(), floor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "purpose, e.g. nanodet_person.bird (default: none; every other weight is kept >= 0)")
     parser.add_argument("--model", default="logistic", choices=sorted(KINDS),
                         help="logistic (every shipped model) or monotone_trees (needs scikit-learn)")
+    parser.add_argument("--floor", action="append", default=[], type=parse_floor, metavar="FEATURE=SCORE",
+                        help="a feature score at or above which a photo is rejected on its own, e.g. "
+                        "centerface.face=0.8 (repeatable; default: none)")
     parser.add_argument("--splits", default="tuning",
                         help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
                         "named here is used up: measure the model on a later one)")
@@ -366,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
     model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,
-                split_list(args.splits), args.model, args.min_recall, split_list(args.signed))
+                split_list(args.splits), args.model, args.min_recall, split_list(args.signed), args.floor)
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
     Path(args.out).write_text(text + "\n")
