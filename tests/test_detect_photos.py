@@ -9,8 +9,8 @@ passes the test says so: a macaque (NanoDet reads it as a person: rejected). The
 forearm on a braille board, the other such bar under the first fusion model (fused 0.42), is kept out
 since NanoDet joined the defaults.
 
-The candidates for heldout10, heldout11 and heldout12 (models/README.md; none adopted) and the one for a heldout13
-are held to the same bars, so that a win on held-out photographs cannot come with a loss here unnoticed (the signed
+The candidates for heldout10 to heldout13 (models/README.md; none adopted) and the one for a heldout14 are held to
+the same bars, so that a win on held-out photographs cannot come with a loss here unnoticed (the signed
 variants measured beside the first held the tower)."""
 
 from __future__ import annotations
@@ -97,9 +97,19 @@ def decided_by_the_heldout13_candidate() -> dict[str, str]:
     return _decide(specs, read_fusion(str(models / "candidate_columns_v3.json")))
 
 
+@pytest.fixture(scope="module")
+def decided_by_the_heldout14_candidate() -> dict[str, str]:
+    """The same photographs under the candidate for a heldout14: the class columns refitted on all fourteen spent
+    splits with a face floor (models/candidate_columns_v4.json, read through candidate_columns_registry.json)."""
+    models = Path(__file__).parents[1] / "models"
+    specs = select(load_registry(str(models / "candidate_columns_registry.json")), "default")
+    return _decide(specs, read_fusion(str(models / "candidate_columns_v4.json")))
+
+
 # The shipped decision and the candidates are held to the bars (module docstring).
 MODELS = ("decided", "decided_by_the_candidate", "decided_by_the_probe_candidate",
-          "decided_by_the_heldout12_candidate", "decided_by_the_heldout13_candidate")
+          "decided_by_the_heldout12_candidate", "decided_by_the_heldout13_candidate",
+          "decided_by_the_heldout14_candidate")
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -142,3 +152,9 @@ def test_the_heldout13_candidate_decides_the_macaque_as_the_heldout12_one_did(de
                                                                               decided_by_the_heldout12_candidate):
     """Held for review by both (not kept: the bar the default misses too), where the default rejects it."""
     assert decided_by_the_heldout13_candidate["macaque"] == decided_by_the_heldout12_candidate["macaque"]
+
+
+def test_the_heldout14_candidate_decides_the_macaque_as_the_heldout13_one_did(decided_by_the_heldout14_candidate,
+                                                                              decided_by_the_heldout13_candidate):
+    """Held for review by both (its face score, 0.42, is under the floor), where the default rejects it."""
+    assert decided_by_the_heldout14_candidate["macaque"] == decided_by_the_heldout13_candidate["macaque"]

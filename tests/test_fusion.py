@@ -566,6 +566,27 @@ def test_the_heldout13_candidate_reads_the_class_columns_and_keeps_its_heldout13
     rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
 
 
+def test_the_heldout14_candidate_carries_a_face_floor_and_has_no_figure_yet():
+    """models/candidate_columns_v4.json (models/README.md): the eight features refitted on all fourteen spent splits
+    at heldout13's setting plus a CenterFace floor of 0.7 (the two column candidates before it each let through a
+    clear face: 0.83 on heldout12, 0.86 on heldout13), committed before any heldout14 exists; a floor keeps it
+    monotone, so the Detect stage's partial-score decisions still hold."""
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.registry import load_registry, select
+
+    models = BUILTIN_REGISTRY.parent
+    candidate = read_fusion(str(models / "candidate_columns_v4.json"))
+    assert candidate.monotone and candidate.floors == (("centerface.face", 0.7),)
+    assert candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"} and len(candidate.features) == 8
+    assert "heldout13 splits" in candidate.fitted_on and "1245 images with a human" in candidate.fitted_on
+    assert heldout_figures(candidate) is None
+    banner = {"centerface.face": 0.859, "nanodet_person.person": 0.2, "oidv4_person.person": 0.357}  # heldout13's
+    assert candidate.score(banner) >= candidate.reject_at > read_fusion(
+        str(models / "candidate_columns_v3.json")).review_from > read_fusion(
+        str(models / "candidate_columns_v3.json")).score(banner)
+    rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
+
+
 def test_a_candidates_figures_apply_only_where_its_context_classes_are_the_same_columns(tmp_path):
     """The candidate's heldout10 figure was measured with candidate_columns_registry.json: a run reading its
     boat from NanoDet's column 8 states it; one whose registry points boat at the person column makes another
