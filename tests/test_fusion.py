@@ -662,3 +662,20 @@ def test_a_floor_lets_the_detect_stage_stop_early_on_a_clear_face():
     verdict = rule.decide({"a.face": 0.9, "b.person": 0.0})
     assert verdict.decision == REJECTED and verdict.reason == "human" and "floor" in verdict.detail
     assert not DecisionRule((), parse_fusion(json.dumps(MODEL).encode(), "m")).certainly_human({"a.face": 0.9})
+    # A floor decides on its own even where a negative weight keeps partial scores from deciding.
+    signed = parse_fusion(json.dumps(FLOORED | {"weights": [1.0, -2.0]}).encode(), "m")
+    assert not signed.monotone and DecisionRule((), signed).certainly_human({"a.face": 0.9})
+    assert not DecisionRule((), signed).certainly_human({"a.face": 0.79})
+
+
+def test_a_floor_on_a_class_no_detector_calls_human_is_refused_when_the_rule_is_made():
+    """A floor rejects as `human`: on a context column (a boat) it would reject clean photos for the wrong reason."""
+    from pipeline.detectors.decision import rule_for
+
+    models = BUILTIN_REGISTRY.parent
+    specs = select(load_registry(str(models / "candidate_columns_registry.json")), "default")
+    raw = json.loads((models / "candidate_columns_v4.json").read_text())
+    rule_for(specs, parse_fusion(json.dumps(raw).encode(), "v4"))
+    raw["floors"] = {"nanodet_person.boat": 0.9}
+    with pytest.raises(RegistryError, match=r"floors on nanodet_person\.boat"):
+        rule_for(specs, parse_fusion(json.dumps(raw).encode(), "boat floor"))

@@ -225,6 +225,7 @@ def test_a_floor_is_named_in_the_row_and_a_bad_one_refused(results, tmp_path, ca
     assert main(args) == 0
     plain = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert "floor" not in plain[0] and plain[0].split(":", 1)[1] != floored[0].split(":", 1)[1]
-    for bad in ("--floor=centerface.face", "--floor=centerface.face=1.5", "--floor=face=0.8"):
+    for bad in ("--floor=centerface.face", "--floor=centerface.face=1.5", "--floor=face=0.8",
+                "--floor=centerface.fcae=0.8"):
         with pytest.raises(SystemExit):
             main([*args, bad])

@@ -338,3 +338,9 @@ def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_
         main([str(source), str(tmp_path / "x.json"), features, "--floor=oidv4_person.person=0.8"])
     with pytest.raises(SystemExit):
         main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0"])
+    with pytest.raises(SystemExit, match="more than once"):  # which floor would the file hold?
+        main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0.7",
+              "--floor=centerface.face=0.85"])
+    # A floor under most clean faces would push review_from to 1.0: the weights would decide nothing.
+    with pytest.raises(SystemExit, match="the floors alone take"):
+        main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0.3", "--max_lost=0.1"])

@@ -14,7 +14,9 @@ Scores only ever rise as more views and detectors are seen (a photo's score is t
 views; a missing score counts as 0), and the fused score cannot fall when one of them rises while
 every weight is non-negative. So once the scores seen so far reject a photo as human, more cannot
 change that: `certainly_human` tells the Detect stage when it may skip a photo's remaining human
-detectors and tiles (`handler.staged_scores`). nsfw detectors are never skipped, so rule 1, which
+detectors and tiles (`handler.staged_scores`). A fusion floor reached (`fusion.py`) decides on its own, so
+it does too, whatever the weights; a floor must be on a class a selected detector declares human, since it
+rejects as `human`. nsfw detectors are never skipped, so rule 1, which
 comes first, always sees every nsfw score.
 """
 
@@ -65,7 +67,9 @@ class DecisionRule:
         if self._hits(scores, "human_classes", band=False):
             return True
         fusion = self.fusion
-        return fusion is not None and fusion.monotone and fusion.score(scores) >= fusion.reject_at
+        # A floor reached decides whatever comes later, monotone weights or not.
+        return fusion is not None and (bool(fusion.floored(scores))
+                                       or (fusion.monotone and fusion.score(scores) >= fusion.reject_at))
 
     def decide(self, scores: Mapping[str, float]) -> Verdict:
         nsfw = self._hits(scores, "nsfw_classes", band=False)
@@ -102,4 +106,10 @@ def rule_for(specs: Sequence[DetectorSpec], fusion: Fusion | None) -> DecisionRu
         if unscored:
             raise RegistryError(f"the fusion model reads {', '.join(unscored)}, which no selected detector's registry "
                                 "entry scores; pass the registry the model was fitted with (--model_registry)")
+        # A floor rejects as `human`: on a context class (a boat) or an nsfw class it would reject for the wrong reason.
+        human = {spec.score_name(cls) for spec in specs for cls in spec.human_classes}
+        not_human = sorted(feature for feature, _ in fusion.floors if feature not in human)
+        if not_human:
+            raise RegistryError(f"the fusion model has floors on {', '.join(not_human)}, which no selected detector "
+                                "declares a human class: a floor rejects a photo as human")
     return DecisionRule(tuple(specs), fusion)

@@ -42,6 +42,7 @@ from pipeline.photo_sets.fit_fusion import (
     KINDS,
     as_fusion,
     fit_kind,
+    floor_problem,
     floors_within,
     labelled_scores,
     parse_floor,
@@ -179,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # a typo would otherwise compare an unsigned fit under the signed one's name
         parser.error(f"--signed names {', '.join(unknown)}, in no --features set")
     every = sorted({feature for features in feature_sets for feature in features})
+    problem = floor_problem(args.floor, every)
+    if problem:
+        parser.error(problem.replace("not among --features", "in no --features set"))
     splits = {result["split"]: labelled_scores(result, every) for result in results}
     for path in args.scores:
         print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")

@@ -41,7 +41,9 @@ written into the model file.
 `--floor=FEATURE=SCORE` (repeatable) adds a floor (`pipeline/detectors/fusion.py`): a photo whose FEATURE
 score is at or above SCORE is rejected whatever the fused score says. The floored photographs count in the
 thresholds' choice at the top of the fused scale (a floored clean photo uses up `--max_lost` and
-`--max_clean_rejected` like any other), and the ablation refits keep the floors on the features they still read.
+`--max_clean_rejected` like any other; a fit whose floors alone take more clean photos than `--max_lost` allows is
+refused, since the weights would then decide nothing), and the ablation refits keep the floors on the features they
+still read. A feature floored twice, or one not among `--features`, is refused.
 
 `--model=monotone_trees` fits gradient-boosted trees over the same logits instead (scikit-learn, the
 `eval` extra; depth 3, 150 rounds, every feature constrained to raise the score, the same label
@@ -193,6 +195,17 @@ def fused_scores(scores: Sequence[dict[str, float]], features: Sequence[str], we
     return np.array([model.score(s) for s in scores], dtype=np.float64)
 
 
+def floor_problem(floors: Sequence[tuple[str, float]], features: Sequence[str]) -> str:
+    """What is wrong with --floor values for a fit over `features` ("" when nothing): a feature floored twice
+    (which floor would the file hold?) or one the fit does not read (a typo would fit without it, silently)."""
+    named = [feature for feature, _ in floors]
+    twice = sorted({feature for feature in named if named.count(feature) > 1})
+    if twice:
+        return f"--floor names {', '.join(twice)} more than once"
+    stray = sorted(set(named) - set(features))
+    return f"--floor names {', '.join(stray)}, not among --features" if stray else ""
+
+
 def floors_within(floors: Sequence[tuple[str, float]], features: Sequence[str]) -> tuple[tuple[str, float], ...]:
     """The floors on features a model reads (an ablation refit without a detector drops its floors)."""
     return tuple(sorted((feature, floor) for feature, floor in floors if feature in features))
@@ -314,9 +327,9 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     only `tuning`: a held-out split the fit sees is no longer held out, so fitting on one is an
     explicit choice, for a model that will be measured on a later split)."""
     seen = [result.get("split") for result in results]
-    stray = sorted({feature for feature, _ in floors} - set(features))
-    if stray:
-        raise SystemExit(f"fit_fusion: --floor names {', '.join(stray)}, not among --features")
+    problem = floor_problem(floors, features)
+    if problem:
+        raise SystemExit(f"fit_fusion: {problem}")
     if set(signed) - set(features):
         raise SystemExit(f"fit_fusion: --signed names {', '.join(sorted(set(signed) - set(features)))}, not among "
                          "--features")
@@ -330,6 +343,13 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
         scores += split_scores
     y = np.array([1.0 if row.label in HUMAN_LABELS else 0.0 for row in used])
     labels = [row.label for row in used]
+    floored_clean = sum(1 for one, label in zip(scores, y, strict=True)
+                        if not label and any(one.get(feature, 0.0) >= floor for feature, floor in floors))
+    if min_recall <= 0 and floored_clean > math.floor(max_lost * int((1 - y).sum())):
+        # review_from would be pushed to 1.0: the floors alone would decide, the weights nothing
+        raise SystemExit(f"fit_fusion: the floors alone take {floored_clean} of {int((1 - y).sum())} clean photos, "
+                         f"more than --max_lost={max_lost} allows: raise the floor")
+
     def one(names: Sequence[str]) -> dict:
         return fit_kind(kind, scores, y, labels, names, l2, margin, max_lost, max_clean_rejected, min_recall, signed,
                         floors)
