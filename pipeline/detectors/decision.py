@@ -68,7 +68,7 @@ class DecisionRule:
             return True
         fusion = self.fusion
         # A floor reached decides whatever comes later, monotone weights or not.
-        return fusion is not None and (bool(fusion.floored(scores))
+        return fusion is not None and (fusion.reaches_floor(scores)
                                        or (fusion.monotone and fusion.score(scores) >= fusion.reject_at))
 
     def decide(self, scores: Mapping[str, float]) -> Verdict:

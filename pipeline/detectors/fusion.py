@@ -136,10 +136,14 @@ class Fusion:
         else:
             fused = sigmoid(self.bias + sum(w * logit(scores.get(f, 0.0))
                                             for f, w in zip(self.features, self.weights, strict=True)))
-        return max(fused, self.reject_at) if self.floored(scores) else fused
+        return max(fused, self.reject_at) if self.reaches_floor(scores) else fused
+
+    def reaches_floor(self, scores: Mapping[str, float]) -> bool:
+        """Whether any floor is reached (asked per photo and per partial score: no text is built)."""
+        return any(scores.get(feature, 0.0) >= floor for feature, floor in self.floors)
 
     def floored(self, scores: Mapping[str, float]) -> list[str]:
-        """The floors these scores reach, as "<feature> <score> >= <floor>" (empty: none)."""
+        """The floors these scores reach, as "<feature> <score> >= <floor>" (empty: none), for a rejection's detail."""
         return [f"{feature} {scores[feature]:.3f} >= floor {floor}" for feature, floor in self.floors
                 if scores.get(feature, 0.0) >= floor]
 
