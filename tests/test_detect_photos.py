@@ -9,9 +9,9 @@ passes the test says so: a macaque (NanoDet reads it as a person: rejected). The
 forearm on a braille board, the other such bar under the first fusion model (fused 0.42), is kept out
 since NanoDet joined the defaults.
 
-The candidates for heldout10 to heldout13 (models/README.md; none adopted) and the one for a heldout14 are held to
-the same bars, so that a win on held-out photographs cannot come with a loss here unnoticed (the signed
-variants measured beside the first held the tower)."""
+The candidates for heldout10 to heldout14 (models/README.md; none adopted) are held to the same bars, so that a
+win on held-out photographs cannot come with a loss here unnoticed (the signed variants measured beside the first
+held the tower)."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ def decided_by_the_heldout13_candidate() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def decided_by_the_heldout14_candidate() -> dict[str, str]:
-    """The same photographs under the candidate for a heldout14: the class columns refitted on all fourteen spent
-    splits with a face floor (models/candidate_columns_v4.json, read through candidate_columns_registry.json)."""
+    """The same photographs under heldout14's candidate (not adopted): the class columns refitted on all fourteen
+    spent splits with a face floor (models/candidate_columns_v4.json, read through candidate_columns_registry.json)."""
     return _decided_by("candidate_columns_registry.json", "candidate_columns_v4.json")
 
 
