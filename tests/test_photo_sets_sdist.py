@@ -313,3 +313,20 @@ def test_paths_are_ours(pypi_index, tmp_path):
     assert sdist.download("Pkg.Name", "1.0", tmp_path) == tmp_path / "sdist.tar.gz"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sdist.tar.gz"]
     assert not Path(tmp_path.parent / "evil.tar.gz").exists()
+
+
+def _headers_a_byte_at_a_time(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Never gets past its status line in time: each byte well inside the socket timeout."""
+    for byte in b"HTTP/1.1 200 OK\r\n":
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.3)
+
+
+def test_a_server_that_sends_its_headers_slowly_is_cut_off_at_the_deadline(pypi_index, tmp_path, monkeypatch):
+    pypi_index.pages["/simple/pkg-name/"] = _headers_a_byte_at_a_time
+    monkeypatch.setattr(sdist, "INDEX_DEADLINE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert time.monotonic() - started < 2.5  # the status line alone would take 5 s

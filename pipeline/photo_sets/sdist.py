@@ -14,12 +14,15 @@ an hour. A problem is an SdistError naming why; the caller makes it one refusal 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
 import json
 import re
+import socket
 import tarfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -74,27 +77,96 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+class _Watchdog:
+    """Shuts the sockets of one download at its deadline, so that a read blocked on a server that sends its status
+    line or headers a byte a minute fails then (the socket timeout bounds each read, not their sum)."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(deadline_s, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(http_class: type[http.client.HTTPConnection], watchdog: _Watchdog) -> type[http.client.HTTPConnection]:
+    class Watched(http_class):  # type: ignore[valid-type, misc]
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+    return Watched
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self._watchdog = watchdog
+
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().do_open(_watched(http_class, self._watchdog), req, **kwargs)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog: _Watchdog) -> None:
+        super().__init__()
+        self._watchdog = watchdog
+
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().do_open(_watched(http_class, self._watchdog), req, **kwargs)
+
+
 def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[bytes]:
-    """The body of `url` in pieces, refused past `limit` bytes or `deadline_s` seconds in all."""
+    """The body of `url` in pieces, refused past `limit` bytes or `deadline_s` seconds in all (a connect may add
+    one SOCKET_TIMEOUT_S: the watchdog shuts a socket once it is connected)."""
     check_place(url)
-    opener = urllib.request.build_opener(_CheckedRedirects)
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    started = time.monotonic()
-    try:
-        with opener.open(request, timeout=SOCKET_TIMEOUT_S) as answer:
-            got = 0
-            # read1: at most one read from the socket, so a slow trickle still comes back here to meet the deadline
-            while chunk := answer.read1(_CHUNK):
-                got += len(chunk)
-                if got > limit:
-                    raise SdistError(f"{url} is larger than {limit} bytes: refused")
-                if time.monotonic() - started > deadline_s:
-                    raise SdistError(f"{url} took longer than {deadline_s:.0f} s: refused")
-                yield chunk
-    except SdistError:
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as error:  # HTTP errors, timeouts, broken answers
-        raise SdistError(f"{url}: {error!r}") from None
+    late = SdistError(f"{url} took longer than {deadline_s:g} s: refused")
+    with _Watchdog(deadline_s) as watchdog:
+        opener = urllib.request.build_opener(_CheckedRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
+        started = time.monotonic()
+        try:
+            with opener.open(request, timeout=SOCKET_TIMEOUT_S) as answer:
+                got = 0
+                # read1: at most one read from the socket, so a slow trickle comes back here to meet the deadline
+                while chunk := answer.read1(_CHUNK):
+                    got += len(chunk)
+                    if got > limit:
+                        raise SdistError(f"{url} is larger than {limit} bytes: refused")
+                    if time.monotonic() - started > deadline_s:
+                        raise late
+                    yield chunk
+                if watchdog.expired:  # a shut socket reads as the end of the body: not a whole answer
+                    raise late
+        except SdistError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as error:  # HTTP errors, timeouts, broken answers
+            if watchdog.expired:
+                raise late from None
+            raise SdistError(f"{url}: {error!r}") from None
 
 
 def sdist_file(index_page: bytes, package: str, version: str) -> tuple[str, str, str]:
