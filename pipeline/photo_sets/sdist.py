@@ -7,30 +7,25 @@ an archive.
 
 Everything from outside is treated as hostile: the index answer, its URLs and redirects, the archive. Downloads go
 only to ALLOWED_PLACES (every redirect hop too); the index page and the sdist are bounded in bytes and in total time
-(a watchdog shuts the sockets at the deadline, so a server that trickles a byte at a time is cut off); a .tar.gz is
-inflated once to a file under a cap and listed once under caps on its members and on a header's size, each member
-after the one before, so a small gzip bomb or a looping tar is refused rather than held in memory or inflated for
-hours. A problem is an SdistError naming why; the caller makes it one refusal of one package.
+(a watchdog shuts the sockets at the deadline, so a server that trickles a byte at a time is cut off). A .tar.gz
+sdist is then read with `pipeline.photo_sets.tar_gz`, under its caps. A problem is an SdistError naming why; the
+caller makes it one refusal of one package.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import http.client
 import json
 import re
 import socket
-import tarfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
 # Where an index page or an sdist may be downloaded from, as scheme://host[:port]; tests put a local index here.
@@ -38,9 +33,7 @@ ALLOWED_PLACES = frozenset({"https://pypi.org", "https://files.pythonhosted.org"
 PYPI_JSON = "application/vnd.pypi.simple.v1+json"
 MAX_INDEX_BYTES = 16 << 20  # a project page lists every file of every release (numpy's: a few MB)
 MAX_SDIST_BYTES = 128 << 20
-MAX_INFLATED_BYTES = 512 << 20  # a .tar.gz is inflated once to a file of at most this much
-MAX_HEADER_BYTES = 1 << 20  # a GNU long name or a pax header: real ones are a few hundred bytes
-MAX_TAR_MEMBERS = 100_000
+MAX_ZIP_MEMBERS = 100_000  # a zip sdist's directory is read whole on opening
 SOCKET_TIMEOUT_S = 60  # for each connect and each read
 INDEX_DEADLINE_S = 120.0
 SDIST_DEADLINE_S = 900.0
@@ -228,62 +221,3 @@ def download(package: str, version: str, workdir: Path) -> Path:
         raise SdistError(f"{package} {version}'s sdist: sha256 {hasher.hexdigest()} is not the {digest} PyPI's "
                          "index states")
     return path
-
-
-def _inflate(path: Path) -> Path:
-    """The .tar.gz at `path` inflated once, beside it, refused past MAX_INFLATED_BYTES: members are then read from
-    a plain file, where a seek costs nothing (a gzip stream answers a backward seek by inflating again from its
-    start, which a hostile archive can ask for a hundred thousand times)."""
-    out = path.with_name("inflated.tar")
-    written = 0
-    with gzip.open(path, "rb") as stream, out.open("wb") as plain:
-        while chunk := stream.read(_CHUNK):
-            written += len(chunk)
-            if written > MAX_INFLATED_BYTES:
-                raise SdistError(f"the sdist inflates to more than {MAX_INFLATED_BYTES} bytes: refused")
-            plain.write(chunk)
-    return out
-
-
-class _HeaderReads:
-    """The inflated tar as tarfile lists it: a read of more than MAX_HEADER_BYTES at once is refused while
-    `listing` (tarfile reads a GNU long name's or a pax header's data whole, so one header could claim gigabytes;
-    a member's own data it skips by seeking)."""
-
-    name = None  # tarfile asks
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw, self.listing = raw, True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.listing and (size is None or size < 0 or size > MAX_HEADER_BYTES):
-            raise SdistError(f"a tar header of more than {MAX_HEADER_BYTES} bytes in the sdist: refused")
-        return self._raw.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-
-@contextmanager
-def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """The .tar.gz at `path`, inflated once under MAX_INFLATED_BYTES and listed once under MAX_TAR_MEMBERS, each
-    member after the one before (a negative size, which Python 3.11's tarfile takes, would send the listing back
-    to an earlier header for ever); members are then looked up in that list and read one by one, nothing
-    extracted."""
-    plain = _inflate(path)
-    with plain.open("rb") as raw:
-        reads = _HeaderReads(raw)
-        with tarfile.open(fileobj=reads, mode="r:") as archive:  # type: ignore[call-overload]
-            count, last = 0, -1
-            while (member := archive.next()) is not None:  # the list that tarfile's getmember() then reads
-                count += 1
-                if count > MAX_TAR_MEMBERS:
-                    raise SdistError(f"the sdist holds more than {MAX_TAR_MEMBERS} members: refused")
-                if member.size < 0 or member.offset <= last:
-                    raise SdistError(f"the sdist's tar member {member.name[:200]!r} is out of order: refused")
-                last = member.offset
-            reads.listing = False
-            yield archive

@@ -1,0 +1,86 @@
+"""Reading a .tar.gz a package registry serves (an npm tarball, a PyPI sdist) without trusting it.
+
+`tarfile.open` on a gzip stream answers every backward seek by inflating again from the start, reads a GNU long name's
+or a pax header's data whole, and (Python 3.11) takes a negative member size, which sends the listing back to an
+earlier header for ever: a small hostile tarball could hold a CPU for hours or claim gigabytes. Here the tarball is
+inflated once, to a file beside it, under MAX_INFLATED_BYTES, and listed once: at most MAX_TAR_MEMBERS members, each
+after the one before, no header over MAX_HEADER_BYTES. Members are then looked up in that list and read one by one
+(the caller bounds each read); nothing is extracted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+MAX_INFLATED_BYTES = 512 << 20
+MAX_HEADER_BYTES = 1 << 20  # a GNU long name or a pax header: real ones are a few hundred bytes
+MAX_TAR_MEMBERS = 100_000
+_CHUNK = 1 << 20
+
+
+class ArchiveError(RuntimeError):
+    """A tarball refused: it inflates too far, holds too many members, or its headers are hostile."""
+
+
+def _inflate(path: Path) -> Path:
+    """The .tar.gz at `path` inflated once, beside it, refused past MAX_INFLATED_BYTES: members are then read from
+    a plain file, where a seek costs nothing (a gzip stream answers a backward seek by inflating again from its
+    start, which a hostile archive can ask for a hundred thousand times)."""
+    out = path.with_name("inflated.tar")
+    written = 0
+    with gzip.open(path, "rb") as stream, out.open("wb") as plain:
+        while chunk := stream.read(_CHUNK):
+            written += len(chunk)
+            if written > MAX_INFLATED_BYTES:
+                raise ArchiveError(f"the tarball inflates to more than {MAX_INFLATED_BYTES} bytes: refused")
+            plain.write(chunk)
+    return out
+
+
+class _HeaderReads:
+    """The inflated tar as tarfile lists it: a read of more than MAX_HEADER_BYTES at once is refused while
+    `listing` (tarfile reads a GNU long name's or a pax header's data whole, so one header could claim gigabytes;
+    a member's own data it skips by seeking)."""
+
+    name = None  # tarfile asks
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw, self.listing = raw, True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.listing and (size is None or size < 0 or size > MAX_HEADER_BYTES):
+            raise ArchiveError(f"a tar header of more than {MAX_HEADER_BYTES} bytes in the tarball: refused")
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+@contextmanager
+def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """The .tar.gz at `path`, inflated once under MAX_INFLATED_BYTES and listed once under MAX_TAR_MEMBERS, each
+    member after the one before (a negative size, which Python 3.11's tarfile takes, would send the listing back
+    to an earlier header for ever); members are then looked up in that list and read one by one, nothing
+    extracted."""
+    plain = _inflate(path)
+    with plain.open("rb") as raw:
+        reads = _HeaderReads(raw)
+        with tarfile.open(fileobj=reads, mode="r:") as archive:  # type: ignore[call-overload]
+            count, last = 0, -1
+            while (member := archive.next()) is not None:  # the list that tarfile's getmember() then reads
+                count += 1
+                if count > MAX_TAR_MEMBERS:
+                    raise ArchiveError(f"the tarball holds more than {MAX_TAR_MEMBERS} members: refused")
+                if member.size < 0 or member.offset <= last:
+                    raise ArchiveError(f"the tarball's tar member {member.name[:200]!r} is out of order: refused")
+                last = member.offset
+            reads.listing = False
+            yield archive
