@@ -119,22 +119,23 @@ def _watched(http_class: type[http.client.HTTPConnection], watchdog: _Watchdog) 
     return Watched
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
+class _WatchedOpen:
+    """A handler's connections, each watched by the download's watchdog once it is connected."""
+
     def __init__(self, watchdog: _Watchdog) -> None:
         super().__init__()
         self._watchdog = watchdog
 
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def, override]
-        return super().do_open(_watched(http_class, self._watchdog), req, **kwargs)
+    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def]
+        return super().do_open(_watched(http_class, self._watchdog), req, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, watchdog: _Watchdog) -> None:
-        super().__init__()
-        self._watchdog = watchdog
+class _WatchedHTTP(_WatchedOpen, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[no-untyped-def, override]
-        return super().do_open(_watched(http_class, self._watchdog), req, **kwargs)
+
+class _WatchedHTTPS(_WatchedOpen, urllib.request.HTTPSHandler):
+    pass
 
 
 def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[bytes]:
