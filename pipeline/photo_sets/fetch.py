@@ -128,8 +128,9 @@ Reader = Callable[[str], bytes]
 # larger than this is refused before it is held in memory whole (a package, or a zip inside one, could
 # otherwise inflate a member without bound before its sha256 is checked). Generous, as a container may be
 # large; it bounds each read, and a member of a zip inside the package is held beside that zip.
-# Not bounded here: what the registries' own tools do first (`dpkg -x` unpacks a Debian package to disk;
-# tarfile inflates an npm tarball's gzip stream to list it).
+# Not bounded here: what the registries' own tools do first (`dpkg -x` unpacks a Debian package to disk; pip and
+# npm download a wheel or a tarball whole). An npm tarball or an sdist .tar.gz is inflated and listed under
+# pipeline/photo_sets/tar_gz.py's caps.
 MAX_MEMBER_BYTES = 1 << 30
 _CHUNK = 1 << 20  # read in pieces: one read(n) of a buffered file allocates n bytes before it reads any
 
