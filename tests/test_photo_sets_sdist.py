@@ -294,3 +294,13 @@ def test_a_server_that_sends_its_headers_slowly_is_cut_off_at_the_deadline(pypi_
     with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
         sdist.download("Pkg.Name", "1.0", tmp_path)
     assert time.monotonic() - started < 2.5  # the status line alone would take 5 s
+
+
+@pytest.mark.photos
+def test_a_real_sdist_from_pypi(tmp_path):
+    """Opt-in (network: PyPI): a small real sdist through the real index, its file checked by sha256."""
+    from pipeline.photo_sets.fetch import member_bytes, tar_reader
+
+    with open_tar(sdist.download("imutils", "0.5.4", tmp_path)) as archive:
+        data = member_bytes(tar_reader(archive), "imutils-0.5.4/setup.py")
+    assert sha(data) == "7eb558e6a2b81ed509cdafdafb9c568cb6ebd08ed75b71b86912aaf9186e0193"
