@@ -166,3 +166,11 @@ def test_the_fixture_server_command_prints_a_run_that_works(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_command_answers_help_instead_of_serving(capsys):
+    from pipeline.fixtures import flickr_server
+
+    with pytest.raises(SystemExit) as done:
+        flickr_server.main(["--help"])
+    assert done.value.code == 0 and "Flickr-compatible API" in capsys.readouterr().out
