@@ -525,6 +525,16 @@ def test_the_candidate_with_a_scene_probe_keeps_its_heldout11_figure(tmp_path):
     assert figures_that_apply(candidate, list(read_registry(str(path)).values())) is None
 
 
+def column_candidate_figures(candidate) -> list[tuple[str, int, int, int, int]]:
+    """A class-column candidate's held-out figures as (split, caught, with a human, kept, clean), each measured
+    through candidate_columns_registry.json (the columns it reads)."""
+    figures = heldout_figures(candidate)
+    assert figures is not None
+    assert all(f["model_registry"]["file"] == "candidate_columns_registry.json" for f in figures)
+    return [(f["split"], f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
+            for f in figures]
+
+
 def test_the_heldout12_candidate_reads_the_class_columns_and_keeps_its_heldout12_figure():
     """models/candidate_columns_v2.json (models/README.md): heldout10's eight features refitted on all twelve spent
     splits, committed before any heldout12 existed; its weights keep the Detect stage's partial-score decisions.
@@ -537,11 +547,7 @@ def test_the_heldout12_candidate_reads_the_class_columns_and_keeps_its_heldout12
     candidate = read_fusion(str(models / "candidate_columns_v2.json"))
     assert candidate.monotone and candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"}
     assert candidate.fitted_on.startswith("tuning + heldout + heldout2") and "heldout11 splits" in candidate.fitted_on
-    figures = heldout_figures(candidate)
-    assert figures is not None and [(f["split"], f["recall"]["successes"], f["recall"]["n"],
-                                     f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
-        ("heldout12", 153, 161, 121, 143)]
-    assert figures[0]["model_registry"]["file"] == "candidate_columns_registry.json"
+    assert column_candidate_figures(candidate) == [("heldout12", 153, 161, 121, 143)]
     rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
     with pytest.raises(RegistryError, match="no selected detector's registry entry scores"):
         rule_for(select(load_registry(), "default"), candidate)  # the built-in entries declare no columns
@@ -558,11 +564,7 @@ def test_the_heldout13_candidate_reads_the_class_columns_and_keeps_its_heldout13
     candidate = read_fusion(str(models / "candidate_columns_v3.json"))
     assert candidate.monotone and candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"}
     assert candidate.fitted_on.startswith("tuning + heldout + heldout2") and "heldout12 splits" in candidate.fitted_on
-    figures = heldout_figures(candidate)
-    assert figures is not None and [(f["split"], f["recall"]["successes"], f["recall"]["n"],
-                                     f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
-        ("heldout13", 84, 93, 98, 117)]
-    assert figures[0]["model_registry"]["file"] == "candidate_columns_registry.json"
+    assert column_candidate_figures(candidate) == [("heldout13", 84, 93, 98, 117)]
     rule_for(select(load_registry(str(models / "candidate_columns_registry.json")), "default"), candidate)
 
 
@@ -580,11 +582,7 @@ def test_the_heldout14_candidate_carries_a_face_floor_and_keeps_its_heldout14_fi
     assert candidate.monotone and candidate.floors == (("centerface.face", 0.7),)
     assert candidate.detectors == {"centerface", "nanodet_person", "oidv4_person"} and len(candidate.features) == 8
     assert "heldout13 splits" in candidate.fitted_on and "1245 images with a human" in candidate.fitted_on
-    figures = heldout_figures(candidate)
-    assert figures is not None and [(f["split"], f["recall"]["successes"], f["recall"]["n"],
-                                     f["keep_rate"]["successes"], f["keep_rate"]["n"]) for f in figures] == [
-        ("heldout14", 54, 54, 66, 78)]
-    assert figures[0]["model_registry"]["file"] == "candidate_columns_registry.json"
+    assert column_candidate_figures(candidate) == [("heldout14", 54, 54, 66, 78)]
     banner = {"centerface.face": 0.859, "nanodet_person.person": 0.2, "oidv4_person.person": 0.357}  # heldout13's
     assert candidate.score(banner) >= candidate.reject_at > read_fusion(
         str(models / "candidate_columns_v3.json")).review_from > read_fusion(
