@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import json
+import socket
 import tarfile
 import threading
 import time
@@ -98,8 +99,8 @@ def test_an_sdist_is_found_by_its_pep503_name_downloaded_and_checked(pypi_index,
         ("Pkg_Name-0.9.tar.gz", "/files/old.tar.gz", "0" * 64),
         ("Pkg_Name-1.0.tar.gz", "../../files/Pkg_Name-1.0.tar.gz", sha(tar))))  # relative to the page
     server.pages["/files/Pkg_Name-1.0.tar.gz"] = (200, tar)
-    path = sdist.download("Pkg.Name", "1.0", tmp_path)
-    assert path == tmp_path / "sdist.tar.gz" and path.read_bytes() == tar
+    path = sdist.download("Pkg.Name", "1.0", tmp_path / "not yet made")
+    assert path == tmp_path / "not yet made" / "sdist.tar.gz" and path.read_bytes() == tar
     assert server.requests == [("/simple/pkg-name/", "application/vnd.pypi.simple.v1+json"),
                                ("/files/Pkg_Name-1.0.tar.gz", "")]
     with open_tar(path) as archive:
@@ -294,6 +295,62 @@ def test_a_server_that_sends_its_headers_slowly_is_cut_off_at_the_deadline(pypi_
     with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
         sdist.download("Pkg.Name", "1.0", tmp_path)
     assert time.monotonic() - started < 2.5  # the status line alone would take 5 s
+
+
+@pytest.fixture
+def silent_place(monkeypatch):
+    """A listener on 127.0.0.1 that never answers: its backlog is full, so a connect waits for a SYN answer that
+    never comes. Yields a function that makes its (scheme) place the index and the only allowed place."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = socket.create_connection(("127.0.0.1", port))  # fills the backlog: the kernel drops later SYNs
+
+    def use(scheme: str) -> None:
+        monkeypatch.setattr(sdist, "PYPI_SIMPLE_URL", f"{scheme}://127.0.0.1:{port}/simple/")
+        monkeypatch.setattr(sdist, "ALLOWED_PLACES", frozenset({f"{scheme}://127.0.0.1:{port}"}))
+    yield listener, use
+    held.close()
+    listener.close()
+
+
+def test_a_connect_that_is_never_answered_is_cut_off_at_the_deadline(silent_place, tmp_path, monkeypatch):
+    _, use = silent_place
+    use("http")
+    monkeypatch.setattr(sdist, "INDEX_DEADLINE_S", 0.5)  # each connect alone may wait SOCKET_TIMEOUT_S (60 s)
+    started = time.monotonic()
+    with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_tls_handshake_that_is_never_answered_is_cut_off_at_the_deadline(silent_place, tmp_path, monkeypatch):
+    """The TCP connect succeeds (the server accepts) and the server then says nothing: the handshake's reads are
+    shut at the deadline, though wrapping the socket for TLS made a new socket object."""
+    listener, use = silent_place
+    use("https")
+    listener.accept()[0].close()  # room in the backlog again; the next connection is accepted by the kernel
+    monkeypatch.setattr(sdist, "INDEX_DEADLINE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert time.monotonic() - started < 2.5
+
+
+def test_an_address_lookup_that_does_not_answer_is_cut_off_at_the_deadline(pypi_index, tmp_path, monkeypatch):
+    real = socket.getaddrinfo
+
+    def slow_resolver(*args, **kwargs):  # a resolver retrying a server that does not answer
+        time.sleep(5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    monkeypatch.setattr(sdist, "INDEX_DEADLINE_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(SdistError, match=r"took longer than 0\.5 s"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.photos

@@ -7,7 +7,8 @@ an archive.
 
 Everything from outside is treated as hostile: the index answer, its URLs and redirects, the archive. Downloads go
 only to ALLOWED_PLACES (every redirect hop too); the index page and the sdist are bounded in bytes and in total time
-(a watchdog shuts the sockets at the deadline, so a server that trickles a byte at a time is cut off). A .tar.gz
+(the address lookup and each connect wait at most what is left of that time, and a watchdog shuts the sockets at
+the deadline, so a server that trickles a byte at a time, TLS handshake included, is cut off). A .tar.gz
 sdist is then read with `pipeline.photo_sets.tar_gz`, under its caps. A problem is an SdistError naming why; the
 caller makes it one refusal of one package.
 """
@@ -80,17 +81,24 @@ class _Watchdog:
     line or headers a byte a minute fails then (the socket timeout bounds each read, not their sum)."""
 
     def __init__(self, deadline_s: float) -> None:
+        self.at = time.monotonic() + deadline_s
         self.expired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(deadline_s, self._expire)
         self._timer.daemon = True
 
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
     def watch(self, sock: socket.socket) -> None:
+        # a duplicate of the descriptor: shutting it shuts the connection, and it stays valid after TLS wrapping
+        # detaches the socket object it was taken from (so the handshake is watched too)
+        copy = sock.dup()
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.append(copy)
             if self.expired:
-                _shut(sock)
+                _shut(copy)
 
     def _expire(self) -> None:
         with self._lock:
@@ -104,6 +112,10 @@ class _Watchdog:
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -111,16 +123,62 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+def _resolve(host: str, port: int, watchdog: _Watchdog) -> list[tuple]:
+    """getaddrinfo under the deadline: the lookup has no timeout of its own (a resolver that does not answer holds
+    the caller for the resolver's retries), so it runs in a thread the caller stops waiting for at the deadline."""
+    answer: list = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as error:
+            answer.append(error)
+
+    thread = threading.Thread(target=lookup, daemon=True)  # left to finish on its own if it is late
+    thread.start()
+    thread.join(max(watchdog.left(), 0.0))
+    if not answer:
+        raise TimeoutError(f"looking up {host} took past the deadline")
+    if isinstance(answer[0], OSError):
+        raise answer[0]
+    return answer[0]
+
+
+def _connection(address: tuple[str, int], timeout: float, watchdog: _Watchdog) -> socket.socket:
+    """socket.create_connection with the lookup and each connect inside the deadline (a connect waits at most
+    what is left of it), each socket watched from before its connect."""
+    host, port = address
+    timeout = timeout if isinstance(timeout, (int, float)) else SOCKET_TIMEOUT_S  # not the "no timeout" sentinel
+    error: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, sockaddr in _resolve(host, port, watchdog):
+        left = watchdog.left()
+        if left <= 0:
+            raise TimeoutError(f"connecting to {host} took past the deadline")
+        sock = socket.socket(family, kind, proto)
+        watchdog.watch(sock)
+        try:
+            sock.settimeout(min(timeout, left))
+            sock.connect(sockaddr)
+            sock.settimeout(timeout)
+            return sock
+        except OSError as failed:
+            error = failed
+            sock.close()
+    raise error
+
+
 def _watched(http_class: type[http.client.HTTPConnection], watchdog: _Watchdog) -> type[http.client.HTTPConnection]:
     class Watched(http_class):  # type: ignore[valid-type, misc]
-        def connect(self) -> None:
-            super().connect()
-            watchdog.watch(self.sock)
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            # http.client connects through this attribute (socket.create_connection): ours keeps the lookup and
+            # the connect inside the deadline and watches the socket from the start, TLS handshake included
+            self._create_connection = lambda address, timeout, *_: _connection(address, timeout, watchdog)
     return Watched
 
 
 class _WatchedOpen:
-    """A handler's connections, each watched by the download's watchdog once it is connected."""
+    """A handler's connections, each made and watched under the download's watchdog."""
 
     def __init__(self, watchdog: _Watchdog) -> None:
         super().__init__()
@@ -139,8 +197,8 @@ class _WatchedHTTPS(_WatchedOpen, urllib.request.HTTPSHandler):
 
 
 def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[bytes]:
-    """The body of `url` in pieces, refused past `limit` bytes or `deadline_s` seconds in all (a connect may add
-    one SOCKET_TIMEOUT_S: the watchdog shuts a socket once it is connected)."""
+    """The body of `url` in pieces, refused past `limit` bytes or `deadline_s` seconds in all, the address lookup,
+    connects and TLS handshakes included."""
     check_place(url)
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     late = SdistError(f"{url} took longer than {deadline_s:g} s: refused")
@@ -163,7 +221,7 @@ def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[
         except SdistError:
             raise
         except (OSError, http.client.HTTPException, ValueError) as error:  # HTTP errors, timeouts, broken answers
-            if watchdog.expired:
+            if watchdog.expired or watchdog.left() <= 0:
                 raise late from None
             raise SdistError(f"{url}: {error!r}") from None
 
@@ -212,6 +270,7 @@ def download(package: str, version: str, workdir: Path) -> Path:
         url = urllib.parse.urljoin(page_url, url)
     except ValueError:
         raise SdistError(f"PyPI's index names {url!r} for {package} {version}: not a URL") from None
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"sdist{suffix}"  # a name of ours: the index's file name is not trusted as a path
     hasher = hashlib.sha256()
     with path.open("wb") as out:
