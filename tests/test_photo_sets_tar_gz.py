@@ -1,5 +1,6 @@
 """pipeline/photo_sets/tar_gz.py: a hostile .tar.gz (a gzip bomb, too many members, a listing that loops back,
-a header claiming megabytes, another compression under a .gz name) is refused, quickly; an ordinary one reads."""
+a header claiming megabytes, another compression under a .gz name) is refused, quickly; an ordinary one reads; an
+old sdist's .tar.bz2 reads under the same caps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from pipeline.photo_sets import tar_gz
 from pipeline.photo_sets.tar_gz import ArchiveError, open_tar
 from tests.test_photo_sets_sdist import MEMBER, PHOTO
+from tests.test_photo_sets_sdist import tar_bz2 as make_tar_bz2
 from tests.test_photo_sets_sdist import tar_gz as make_tar_gz
 
 
@@ -99,3 +101,32 @@ def test_a_tar_header_claiming_megabytes_is_refused_before_it_is_read(tmp_path):
     path.write_bytes(buffer.getvalue())
     with open_tar(path) as archive:
         assert archive.extractfile(archive.getmember(long_but_fine)).read() == PHOTO
+
+
+def test_a_tar_bz2_reads_and_a_bzip2_bomb_is_refused_at_the_same_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(tar_gz, "MAX_INFLATED_BYTES", 1 << 20)
+    path = tmp_path / "sdist.tar.bz2"
+    path.write_bytes(make_tar_bz2({"p-1.0/zeros": bytes(100_000), MEMBER: PHOTO}))
+    with open_tar(path) as archive:
+        assert archive.extractfile(archive.getmember(MEMBER)).read() == PHOTO
+    bomb = tmp_path / "bomb" / "sdist.tar.bz2"
+    bomb.parent.mkdir()
+    bomb.write_bytes(make_tar_bz2({"p-1.0/zeros": bytes(8 << 20), MEMBER: PHOTO}))
+    assert bomb.stat().st_size < 2_000  # 8 MB of zeros in a few hundred bytes
+    with pytest.raises(ArchiveError, match="inflates to more than"), open_tar(bomb):
+        pass
+    assert (bomb.parent / "inflated.tar").stat().st_size <= (1 << 20) + tar_gz._CHUNK
+
+
+def test_the_compression_is_the_one_the_name_says(tmp_path):
+    """A gzip stream named .tar.bz2 is an error, not a guess; a name of no known kind is refused before reading."""
+    path = tmp_path / "sdist.tar.bz2"
+    path.write_bytes(make_tar_gz({MEMBER: PHOTO}))
+    with pytest.raises(OSError, match="Invalid data stream"), open_tar(path):
+        pass
+    other = tmp_path / "zst" / "sdist.tar.zst"
+    other.parent.mkdir()
+    other.write_bytes(make_tar_gz({MEMBER: PHOTO}))
+    with pytest.raises(ArchiveError, match="is not named as one of"), open_tar(other):
+        pass
+    assert not (other.parent / "inflated.tar").exists()

