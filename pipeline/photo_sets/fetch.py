@@ -25,7 +25,7 @@ cores it gains less than the downloads' waiting suggests, the registries' client
 heldout10's 38 packages in 64 s against 77 s one at a time, the whole set in 20 min (25 one at a time, on
 another day) (2026-12-02).
 
-    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout14|tuning|all]
+    python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout15|tuning|all]
                                              [--packages NAME ...] [--jobs N]
 
 The whole set is about 3.5 GB of packages (heldout7's Debian packages alone ~1.8 GB, most of it TeX Live
@@ -63,7 +63,7 @@ LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
 LABELS_ALLOWED = HUMAN_LABELS | {"depiction", "no_person"}
 SPLITS = ("tuning", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8",
-          "heldout9", "heldout10", "heldout11", "heldout12", "heldout13", "heldout14")
+          "heldout9", "heldout10", "heldout11", "heldout12", "heldout13", "heldout14", "heldout15")
 SOURCES = ("pypi", "debian", "npm", "pypi_sdist")
 CONTAINERS = (".zip:", ".otp:", ".rcc:")
 ZIP_CONTAINERS = (".zip:", ".otp:")  # an OpenDocument file is a zip
