@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -161,7 +161,9 @@ def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageCo
     composited on white, embedded ICC profiles converted to sRGB, EXIF orientation, large JPEGs decoded
     at reduced DCT scale); decoding first and handing the pixels over losslessly would drop the alpha
     channel, ignore the profile and always decode in full. Samples without such a file (composites,
-    arrays) or in a format a run rejects as unsupported are stored from their pixels (`stored_jpeg`)."""
+    arrays) or in a format a run rejects as unsupported are stored from their pixels (`stored_jpeg`). A file
+    over the default --max_pixels, which a default run refuses before detection, is stored as a run with the cap
+    raised to admit it would store it: the detectors are measured on it, and `metrics` reports it apart."""
     if sample.original is not None:
         cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap,
                           draft_supersample=draft_supersample)
@@ -169,7 +171,10 @@ def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageCo
             return normalise(sample.original, cfg).jpeg
         except ImageRejected as rejected:
             # A format a run does not take (the tuning part's BMP and PPM) is still scored, from its pixels,
-            # so that every labelled photograph counts; anything else wrong with a labelled file is an error.
+            # and a photograph over the pixel cap with the cap raised, so that every labelled photograph counts;
+            # anything else wrong with a labelled file is an error.
+            if rejected.reason == "too_many_pixels":
+                return normalise(sample.original, replace(cfg, max_pixels=Image.MAX_IMAGE_PIXELS)).jpeg
             if rejected.reason != "unsupported_format":
                 raise
     return stored_jpeg(sample.image, max_side, reducing_gap)

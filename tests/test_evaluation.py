@@ -202,3 +202,19 @@ def test_a_format_a_run_rejects_is_stored_from_its_pixels_and_a_broken_file_is_a
     pixels.save(broken, "JPEG")
     with pytest.raises(ImageRejected):  # a labelled file that no longer decodes is not quietly replaced
         stored_as_a_run(Sample("pkg:cut.jpg", False, pixels, broken.getvalue()[:200]), 512)
+
+
+def test_a_photograph_over_the_pixel_cap_is_stored_as_a_run_with_the_cap_raised_would_store_it(monkeypatch):
+    """heldout15 holds a 108-megapixel photograph: a default run refuses it before detection, evaluate scores it as
+    a run with --max_pixels raised to admit it stores it (the refusal is reported apart: metrics)."""
+    big = io.BytesIO()
+    Image.new("RGB", (400, 300), (120, 40, 200)).save(big, "JPEG")
+    pixels = Image.open(io.BytesIO(big.getvalue())).convert("RGB")
+    capped = ImageConfig(max_pixels=100_000)
+    with pytest.raises(ImageRejected, match="too_many_pixels"):
+        normalise(big.getvalue(), capped)
+    sample = Sample("pkg:big.jpg", True, pixels, big.getvalue())
+    # the cap a default run has, scaled down to this small photograph
+    monkeypatch.setattr(evaluation, "ImageConfig", lambda **kw: ImageConfig(**{**kw, "max_pixels": 100_000}))
+    stored = stored_as_a_run(sample, 512)
+    assert stored == normalise(big.getvalue(), ImageConfig(min_side=1, min_stddev=0.0)).jpeg

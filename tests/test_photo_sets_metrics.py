@@ -106,6 +106,17 @@ def test_report_counts_held_as_removed_for_recall_and_lost_for_keep_rate():
     assert f"  person             50.0% [{low:.1%}, {high:.1%}] (1/2)" in text
 
 
+def test_a_photograph_over_the_pixel_cap_is_named_apart():
+    """A default run refuses it before detection: its figures come from the cap raised, and the report says so."""
+    big = Row("pkg", "1", "npm", "package/huge.jpg", "f" * 64, 11993, 8988, "person", "", "heldout", "")
+    at_cap = Row("pkg", "1", "npm", "package/at_cap.jpg", "e" * 64, 8000, 8000, "no_person", "", "heldout", "")
+    result = evaluate_rows([big, at_cap, labelled("person", 0)], [FACE, {}, {}], SPECS)
+    assert result["over_pixel_cap"] == ["pkg:package/huge.jpg"]  # 64,000,000 pixels is not over the cap
+    assert result["combined"]["recall"]["successes"] == 1  # scored like any other photograph
+    assert "over the default --max_pixels" in "\n".join(iter_summary(result))
+    assert "over the default" not in "\n".join(iter_summary(evaluate_rows([at_cap], [{}], SPECS)))
+
+
 def test_printed_rates_are_rounded_once_from_the_counts():
     """14/17 is 82.35%: printed from the stored rate (0.8235, rounded to four places) it read 82.3%."""
     low, high = wilson(14, 17)

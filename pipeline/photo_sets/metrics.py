@@ -37,6 +37,7 @@ from pipeline.detectors.decision import HELD, KEPT, REJECTED, rule_for
 from pipeline.detectors.fusion import Fusion, model_summary
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
+from pipeline.stages.image import ImageConfig
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
 __all__ = ["HELD", "KEPT", "REJECTED", "decide", "evaluate_rows", "rate", "wilson"]
@@ -126,6 +127,9 @@ def evaluate_rows(rows: Sequence[Row], scores: Sequence[dict[str, float]], specs
         "hard_negatives": {kind: dict(counts) for kind, counts in sorted(hard_negatives.items())},
         "depictions": {"n": len(depictions), "removed": sum(d != KEPT for d in depictions),
                        "policy": "reported apart: removing them is allowed, not required"},
+        # A default run refuses these at the image stage, before detection (they never enter the dataset); they
+        # are scored as a run with --max_pixels raised would store them, and named here so that no figure hides it.
+        "over_pixel_cap": names(lambda row, d: row.width * row.height > ImageConfig.max_pixels),
         "missed": names(lambda row, d: row.has_human and d == KEPT),
         "lost_clean": names(lambda row, d: row.label == "no_person" and d != KEPT),
         "decisions": {_name(row): d for row, d in zip(rows, decisions, strict=True)},
@@ -169,5 +173,8 @@ def iter_summary(result: dict) -> Iterator[str]:
         yield f"  {name:18s} {counts.get(REJECTED, 0):4d} / {counts.get(HELD, 0):4d} / {counts.get(KEPT, 0):4d}"
     d = result["depictions"]
     yield f"depictions (apart, not scored): {d['removed']}/{d['n']} removed"
+    if result.get("over_pixel_cap"):
+        yield ("over the default --max_pixels (a default run refuses them before detection; scored with the cap "
+               "raised): " + ", ".join(result["over_pixel_cap"]))
     if result["missed"]:
         yield "missed: " + ", ".join(result["missed"])
