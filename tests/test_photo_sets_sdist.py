@@ -366,6 +366,54 @@ def test_an_address_lookup_that_does_not_answer_is_cut_off_at_the_deadline(pypi_
     assert time.monotonic() - started < 2.5
 
 
+def _redirect_claiming_a_terabyte(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(302)
+    handler.send_header("Location", "/simple/elsewhere/")
+    handler.send_header("Content-Length", str(10**12))  # urllib would read (and allocate) it whole
+    handler.end_headers()
+    handler.wfile.write(b"x" * 1000)
+
+
+def test_a_redirects_own_body_is_never_read(pypi_index, tmp_path):
+    """Before: MemoryError (a Content-Length of a terabyte allocated up front), the end of a whole fetch."""
+    pypi_index.pages["/simple/pkg-name/"] = _redirect_claiming_a_terabyte
+    pypi_index.pages["/simple/elsewhere/"] = (404, b"no")
+    with pytest.raises(SdistError, match="404"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert [path for path, _ in pypi_index.requests] == ["/simple/pkg-name/", "/simple/elsewhere/"]
+
+
+def test_a_failed_connects_descriptors_are_let_go_at_once(pypi_index, tmp_path, monkeypatch):
+    """A lookup answering many refusing addresses before the good one: each failed attempt's watched duplicate is
+    closed then, not held to the end of the download (before: one descriptor held per address)."""
+    port = int(sdist.PYPI_SIMPLE_URL.split(":")[2].split("/")[0])
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refusing = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: a connect is refused at once
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *_a, **_k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", refusing))] * 50 + real(host, port, type=1))
+    held = []
+    monkeypatch.setattr(sdist._Watchdog, "__exit__", lambda self, *exc: (held.append(len(self._sockets)),
+                                                                           self._timer.cancel()))
+    tar = tar_gz({MEMBER: PHOTO})
+    pypi_index.pages["/simple/pkg-name/"] = (200, page(("Pkg_Name-1.0.tar.gz", "/f", sha(tar))))
+    pypi_index.pages["/f"] = (200, tar)
+    assert sdist.download("Pkg.Name", "1.0", tmp_path).read_bytes() == tar
+    assert held == [1, 1]  # the index page's connection, then the file's: the 50 refused attempts' were closed
+
+
+def test_a_lookup_that_fails_without_an_oserror_is_one_refusal_at_once(pypi_index, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise UnicodeError("label empty or too long")  # what IDNA encoding raises for a hostile host name
+    monkeypatch.setattr(socket, "getaddrinfo", broken)
+    started = time.monotonic()
+    with pytest.raises(SdistError, match="label empty or too long"):
+        sdist.download("Pkg.Name", "1.0", tmp_path)
+    assert time.monotonic() - started < 5  # before: the whole INDEX_DEADLINE_S (120 s), then "took longer"
+
+
 @pytest.mark.photos
 def test_a_real_sdist_from_pypi(tmp_path):
     """Opt-in (network: PyPI): a small real sdist through the real index, its file checked by sha256."""

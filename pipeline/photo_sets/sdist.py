@@ -73,7 +73,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         check_place(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        # urllib then reads the redirect's own body whole, with no byte cap (a Content-Length of a terabyte is
+        # allocated up front): closed here, that read returns nothing
+        fp.close()
+        return new
 
 
 class _Watchdog:
@@ -91,14 +95,23 @@ class _Watchdog:
     def left(self) -> float:
         return self.at - time.monotonic()
 
-    def watch(self, sock: socket.socket) -> None:
-        # a duplicate of the descriptor: shutting it shuts the connection, and it stays valid after TLS wrapping
-        # detaches the socket object it was taken from (so the handshake is watched too)
+    def watch(self, sock: socket.socket) -> socket.socket:
+        """Watches `sock` through a duplicate of its descriptor (returned): shutting it shuts the connection, and
+        it stays valid after TLS wrapping detaches the socket object it was taken from (so the handshake is
+        watched too)."""
         copy = sock.dup()
         with self._lock:
             self._sockets.append(copy)
             if self.expired:
                 _shut(copy)
+        return copy
+
+    def unwatch(self, copy: socket.socket) -> None:
+        """Closes a duplicate `watch` made, for a socket given up (a failed connect): not held to the end."""
+        with self._lock:
+            if copy in self._sockets:
+                self._sockets.remove(copy)
+        copy.close()
 
     def _expire(self) -> None:
         with self._lock:
@@ -131,8 +144,8 @@ def _resolve(host: str, port: int, watchdog: _Watchdog) -> list[tuple]:
     def lookup() -> None:
         try:
             answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as error:
-            answer.append(error)
+        except Exception as error:  # any failure (an IDNA UnicodeError too): the caller must not wait for nothing
+            answer.append(error if isinstance(error, OSError) else OSError(f"looking up {host}: {error!r}"))
 
     thread = threading.Thread(target=lookup, daemon=True)  # left to finish on its own if it is late
     thread.start()
@@ -155,7 +168,11 @@ def _connection(address: tuple[str, int], timeout: float, watchdog: _Watchdog) -
         if left <= 0:
             raise TimeoutError(f"connecting to {host} took past the deadline")
         sock = socket.socket(family, kind, proto)
-        watchdog.watch(sock)
+        try:
+            copy = watchdog.watch(sock)
+        except OSError:  # no descriptor left for the duplicate
+            sock.close()
+            raise
         try:
             sock.settimeout(min(timeout, left))
             sock.connect(sockaddr)
@@ -163,6 +180,7 @@ def _connection(address: tuple[str, int], timeout: float, watchdog: _Watchdog) -
             return sock
         except OSError as failed:
             error = failed
+            watchdog.unwatch(copy)
             sock.close()
     raise error
 
