@@ -113,6 +113,16 @@ def test_a_registry_that_only_declares_context_classes_is_recorded_by_name_and_s
     assert "changes nanodet_person beyond declaring context classes" in capsys.readouterr().out
 
 
+def test_an_entry_names_photographs_over_the_pixel_cap_and_only_when_there_are_some():
+    storage = score.Storage(1.0, score.STORED_FROM, STORAGE_RULE_VERSION)
+    result = {"split": "heldout9", "images": 2, "labels": {"person": 1, "no_person": 1}, "missed": [],
+              "combined": {"recall": {"successes": 1, "n": 1}, "keep_rate": {"successes": 1, "n": 1}},
+              "detectors": ["centerface"], "over_pixel_cap": ["pkg:b.jpg", "pkg:a.jpg"]}
+    today = datetime.date(2026, 12, 3)
+    assert heldout_record.entry(result, storage, today)["over_pixel_cap"] == ["pkg:a.jpg", "pkg:b.jpg"]
+    assert "over_pixel_cap" not in heldout_record.entry({**result, "over_pixel_cap": []}, storage, today)
+
+
 def test_a_model_that_misses_people_names_them_in_its_entry(photo_dir, tmp_path):
     record = tmp_path / "keeps_all.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, -20.0), record) == 1  # recall below 100%: exit 1, recorded
