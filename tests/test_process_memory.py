@@ -27,7 +27,9 @@ def test_a_child_holding_300_mib_is_counted_while_it_lives():
         assert child.pid in descendants(memory.pid)
         child.wait()
     assert memory.available and memory.processes >= 2
-    assert memory.peak_mib >= before + 290  # the bytearray's pages are written (zeroed): resident
+    # the bytearray's pages are written (zeroed): resident. Not to the MiB: this process may give memory back while
+    # the child lives (under load in a full run it measured 289); without the child counted the rise is ~0
+    assert memory.peak_mib >= before + 250
 
 
 class Costly(TreeMemory):
