@@ -130,3 +130,17 @@ def test_the_compression_is_the_one_the_name_says(tmp_path):
     with pytest.raises(ArchiveError, match="is not named as one of"), open_tar(other):
         pass
     assert not (other.parent / "inflated.tar").exists()
+
+
+def test_inflating_is_bounded_in_time_as_well_as_bytes(tmp_path, monkeypatch):
+    """bzip2 inflates slowly (~30 s of CPU at the byte cap): a deadline refuses a tarball still inflating past it."""
+    path = tmp_path / "sdist.tar.bz2"
+    path.write_bytes(make_tar_bz2({"p-1.0/noise": bytes(range(256)) * 16_000, MEMBER: PHOTO}))  # ~4 chunks
+    clock = iter(range(0, 1000, 10))  # each look at the clock 10 s after the one before
+    monkeypatch.setattr(tar_gz.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(tar_gz, "INFLATE_DEADLINE_S", 15.0)
+    with pytest.raises(ArchiveError, match="took more than 15 s to inflate"), open_tar(path):
+        pass
+    monkeypatch.setattr(tar_gz, "INFLATE_DEADLINE_S", 1000.0)
+    with open_tar(path) as archive:
+        assert archive.extractfile(archive.getmember(MEMBER)).read() == PHOTO

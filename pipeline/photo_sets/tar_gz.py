@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,9 @@ from typing import IO
 MAX_INFLATED_BYTES = 512 << 20
 MAX_HEADER_BYTES = 1 << 20  # a GNU long name or a pax header: real ones are a few hundred bytes
 MAX_TAR_MEMBERS = 100_000
+# bzip2 inflates at ~20 MB/s of output here (gzip ~10 times faster), so the byte cap alone allows ~30 s of CPU a
+# package; this bounds the time too, checked after each chunk (one chunk's read is bounded by the file's size)
+INFLATE_DEADLINE_S = 300.0
 _CHUNK = 1 << 20
 # the compression a file's name says, and nothing else: another kind of stream under that name is an error, not a guess
 DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
@@ -40,12 +44,14 @@ def _inflate(path: Path) -> Path:
     if opener is None:
         raise ArchiveError(f"{path.name!r} is not named as one of {sorted(DECOMPRESSORS)}: refused")
     out = path.with_name("inflated.tar")
-    written = 0
+    written, started = 0, time.monotonic()
     with opener(path) as stream, out.open("wb") as plain:
         while chunk := stream.read(_CHUNK):
             written += len(chunk)
             if written > MAX_INFLATED_BYTES:
                 raise ArchiveError(f"the tarball inflates to more than {MAX_INFLATED_BYTES} bytes: refused")
+            if time.monotonic() - started > INFLATE_DEADLINE_S:
+                raise ArchiveError(f"the tarball took more than {INFLATE_DEADLINE_S:g} s to inflate: refused")
             plain.write(chunk)
     return out
 
