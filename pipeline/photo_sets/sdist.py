@@ -95,6 +95,10 @@ class _Watchdog:
     def left(self) -> float:
         return self.at - time.monotonic()
 
+    def late(self) -> bool:
+        """The deadline has passed (the timer may not have fired yet)."""
+        return self.expired or self.left() <= 0
+
     def watch(self, sock: socket.socket) -> socket.socket:
         """Watches `sock` through a duplicate of its descriptor (returned): shutting it shuts the connection, and
         it stays valid after TLS wrapping detaches the socket object it was taken from (so the handshake is
@@ -222,7 +226,6 @@ def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[
     late = SdistError(f"{url} took longer than {deadline_s:g} s: refused")
     with _Watchdog(deadline_s) as watchdog:
         opener = urllib.request.build_opener(_CheckedRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
-        started = time.monotonic()
         try:
             with opener.open(request, timeout=SOCKET_TIMEOUT_S) as answer:
                 got = 0
@@ -231,7 +234,7 @@ def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[
                     got += len(chunk)
                     if got > limit:
                         raise SdistError(f"{url} is larger than {limit} bytes: refused")
-                    if time.monotonic() - started > deadline_s:
+                    if watchdog.late():
                         raise late
                     yield chunk
                 if watchdog.expired:  # a shut socket reads as the end of the body: not a whole answer
@@ -239,7 +242,7 @@ def _get(url: str, limit: int, deadline_s: float, accept: str = "") -> Iterator[
         except SdistError:
             raise
         except (OSError, http.client.HTTPException, ValueError) as error:  # HTTP errors, timeouts, broken answers
-            if watchdog.expired or watchdog.left() <= 0:
+            if watchdog.late():
                 raise late from None
             raise SdistError(f"{url}: {error!r}") from None
 
