@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,6 +144,25 @@ def leak_set() -> list[Sample]:
     return leaks({sample.name.rsplit("/", 1)[1]: sample.image for sample in package_photos()})
 
 
+# The most pixels a labelled photograph may have to be scored at all (the largest committed one has 108 million):
+# above the pipeline's own --max_pixels default and above Pillow's bomb guard, which the image stage sets to 200
+# million for a run, so that such a photograph is scored, not the end of the evaluation; still a bound, as a
+# labelled file is a download too (~3 GB of RGB at this size).
+LABELLED_MAX_PIXELS = 1_000_000_000
+
+
+@contextmanager
+def _pillow_pixel_guard(pixels: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit raised to `pixels` for the block, then put back: `evaluate` is one
+    thread, and a run never comes here."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(before or 0, pixels)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
 def stored_jpeg(img: Image.Image, max_side: int, reducing_gap: float = ImageConfig.resize_reducing_gap) -> bytes:
     """The image exactly as a run stores it (the image stage's own `normalise`), so evaluation and
     the benchmarks score what the detectors see in a run. Handed over losslessly (PNG, at the
@@ -163,7 +183,8 @@ def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageCo
     channel, ignore the profile and always decode in full. Samples without such a file (composites,
     arrays) or in a format a run rejects as unsupported are stored from their pixels (`stored_jpeg`). A file
     over the default --max_pixels, which a default run refuses before detection, is stored as a run with the cap
-    raised to admit it would store it: the detectors are measured on it, and `metrics` reports it apart."""
+    raised to admit it would store it (up to LABELLED_MAX_PIXELS, above Pillow's guard too): the detectors are
+    measured on it, and `metrics` reports it apart."""
     if sample.original is not None:
         cfg = ImageConfig(max_side=max_side, min_side=1, min_stddev=0.0, resize_reducing_gap=reducing_gap,
                           draft_supersample=draft_supersample)
@@ -174,7 +195,8 @@ def stored_as_a_run(sample: Sample, max_side: int, reducing_gap: float = ImageCo
             # and a photograph over the pixel cap with the cap raised, so that every labelled photograph counts;
             # anything else wrong with a labelled file is an error.
             if rejected.reason == "too_many_pixels":
-                return normalise(sample.original, replace(cfg, max_pixels=Image.MAX_IMAGE_PIXELS)).jpeg
+                with _pillow_pixel_guard(LABELLED_MAX_PIXELS):
+                    return normalise(sample.original, replace(cfg, max_pixels=LABELLED_MAX_PIXELS)).jpeg
             if rejected.reason != "unsupported_format":
                 raise
     return stored_jpeg(sample.image, max_side, reducing_gap)

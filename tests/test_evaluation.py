@@ -218,3 +218,26 @@ def test_a_photograph_over_the_pixel_cap_is_stored_as_a_run_with_the_cap_raised_
     monkeypatch.setattr(evaluation, "ImageConfig", lambda **kw: ImageConfig(**{**kw, "max_pixels": 100_000}))
     stored = stored_as_a_run(sample, 512)
     assert stored == normalise(big.getvalue(), ImageConfig(min_side=1, min_stddev=0.0)).jpeg
+
+
+def test_a_photograph_over_pillows_own_bomb_guard_is_scored_too_up_to_a_bound(monkeypatch):
+    """A labelled photograph larger than Pillow's bomb guard (200 million pixels in a run) used to end the whole
+    evaluation: the fallback raised the cap only to that guard. It is scored up to LABELLED_MAX_PIXELS, the guard put
+    back afterwards, and a file over that bound is still an error."""
+    big = io.BytesIO()
+    Image.new("RGB", (400, 300), (120, 40, 200)).save(big, "JPEG")
+    sample = Sample("pkg:huge.jpg", True, Image.open(io.BytesIO(big.getvalue())).convert("RGB"), big.getvalue())
+    # Scaled down: a default run's cap 100,000 pixels, Pillow's guard 50,000 (so 120,000 pixels is past twice it).
+    monkeypatch.setattr(evaluation, "ImageConfig", lambda **kw: ImageConfig(**{**kw, "max_pixels": 100_000}))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    with pytest.raises(ImageRejected, match="too_many_pixels"):  # what a run does with it
+        normalise(big.getvalue(), ImageConfig(min_side=1, min_stddev=0.0))
+    stored = stored_as_a_run(sample, 512)
+    assert Image.MAX_IMAGE_PIXELS == 50_000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert stored == normalise(big.getvalue(), ImageConfig(min_side=1, min_stddev=0.0)).jpeg
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    monkeypatch.setattr(evaluation, "LABELLED_MAX_PIXELS", 110_000)
+    with pytest.raises(ImageRejected, match="too_many_pixels"):
+        stored_as_a_run(sample, 512)
+    assert Image.MAX_IMAGE_PIXELS == 50_000
