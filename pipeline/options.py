@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
 FORMATS = ("webdataset", "parquet", "tfrecord")
@@ -326,6 +329,12 @@ def validate(opts: PassOptions) -> list[str]:
     unknown = set(split_list(opts.formats)) - set(FORMATS)
     if unknown or not split_list(opts.formats):
         problems.append(f"--formats must be a non-empty subset of {','.join(FORMATS)} (got {opts.formats!r})")
+    asked = split_list(opts.flickr_licenses)
+    if not asked or not all(re.fullmatch(r"[0-9]{1,3}", x) and int(x) in CC_BY_LICENSE_IDS for x in asked):
+        # The license re-check admits what this option names: an id beyond CC BY would let a photo relicensed
+        # to it through, after the license stage had passed it as CC BY
+        problems.append("--flickr_licenses must name CC BY license ids only: 4 (CC BY 2.0), 11 (CC BY 4.0) "
+                        f"(got {opts.flickr_licenses!r})")
     if not split_list(opts.allowed_hosts):
         problems.append("--allowed_hosts must name at least one host")
     for name in ("max_side", "min_side", "max_pixels", "max_bytes", "per_host_concurrency", "fetch_threads",

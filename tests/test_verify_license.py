@@ -177,3 +177,19 @@ def test_a_verified_license_is_recorded_canonically_with_flickrs_words():
     assert (verified.license_name, verified.license_url) == ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
     assert verified.license_source_text == "CC BY 4.0"  # Flickr's own name for license id 11
     assert with_license(Photo(photo_id="1"), 4).license_source_text == "Attribution License"
+
+
+def test_ids_beyond_cc_by_never_widen_what_the_recheck_admits(tmp_path):
+    """--flickr_licenses=4,11,5 used to be taken as the set the re-check admits: a photo CC BY in the dump and
+    CC BY-SA (5) today was kept, after the license stage had passed it. Launch refuses such ids, and the stage
+    admits CC BY only whatever it is given."""
+    world, records = carried_world([1, 1], changed=0)
+    for photo in world.photos:
+        photo.license = 5  # relicensed CC BY-SA 2.0 since the dump
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(world, api_keys={"k"}) as server:
+        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11,5,1", 0))
+        dofn.setup()
+        kept, rejected, _ = verify_per_owner(dofn, server, records)
+    assert not kept and rejected == {r.photo_id: "relicensed" for r in records}

@@ -38,7 +38,7 @@ SPECIAL = {
     "columns": r"^[a-z_]+=[^,=]+(,[a-z_]+=[^,=]+)*$",
     "min_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
     "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
-    "flickr_licenses": r"^[0-9]+(,[0-9]+)*$",
+    "flickr_licenses": r"^(4|11)(,(4|11))*$",  # CC BY only (options.validate)
     "flickr_rest_url": r"^https?://.+$",
     "flickr_credentials": r"^(sm://projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$",
     "verify_license": r"^(true|false)$",

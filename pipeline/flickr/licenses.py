@@ -43,6 +43,8 @@ LICENSES = {license_id: (flickr_name, _FLICKR_URL.get(license_id, url))
             for license_id, (flickr_name, _, url) in _TABLE.items()}
 # The one name and https URL the dataset records per license id.
 CANONICAL = {license_id: (name, url) for license_id, (_, name, url) in _TABLE.items()}
+# The only licenses PASS admits: CC BY 2.0 and 4.0. --flickr_licenses may name a subset, never more.
+CC_BY_LICENSE_IDS = frozenset({4, 11})
 _SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
 
 

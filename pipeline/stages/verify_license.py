@@ -32,7 +32,7 @@ import flickrapi
 
 from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, BadApiResponse, FlickrClient, page_numbers, split_windows
 from pipeline.flickr.credentials import load_credentials
-from pipeline.flickr.licenses import CANONICAL, LICENSES
+from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
@@ -102,7 +102,8 @@ class _VerifyOwner(beam.DoFn):
 
     def __init__(self, cfg: VerifyConfig) -> None:
         self._cfg = cfg
-        self._allowed = {int(x) for x in cfg.licenses.split(",") if x.strip().isdigit()}
+        # CC BY only, whatever the ids asked: validate() refuses others at launch, and this stays true without it
+        self._allowed = {int(x) for x in cfg.licenses.split(",") if x.strip().isdigit()} & CC_BY_LICENSE_IDS
 
     def setup(self) -> None:
         self._client = FlickrClient(load_credentials(self._cfg.credentials_path), self._cfg.rest_url,
