@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,6 +114,20 @@ def peak_bytes_consuming(outputs: Iterable) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def corrupt_deflate(packed: bytes) -> bytes:
+    """A gzip file whose deflate stream is corrupt past its middle, where reading it raises zlib.error (not the
+    CRC's OSError at the end, nor a truncation's EOFError): the first such eight-byte overwrite, deterministic."""
+    for offset in range(len(packed) // 2, len(packed) - 16, 97):
+        bad = packed[:offset] + b"\xff" * 8 + packed[offset + 8:]
+        try:
+            gzip.decompress(bad)
+        except zlib.error:
+            return bad
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("no overwrite that deflate refuses")
 
 
 def real_jpeg(name: str = "chelsea.jpg") -> bytes:

@@ -25,7 +25,7 @@ from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
 from pipeline.sources.yfcc import MAX_LINE_BYTES
 from pipeline.stages.fetch import sized_url
 from pipeline.stages.license import FilterLicense
-from tests.conftest import FAST, local_pipeline
+from tests.conftest import FAST, corrupt_deflate, local_pipeline
 
 THEIRS = "url=photo_url,id=photo_id,owner=author,title=caption,page_url=page,license=licence"
 HEADER = ("photo_id", "photo_url", "author", "caption", "page", "licence", "unused")
@@ -446,3 +446,38 @@ def test_a_lone_surrogate_is_a_rejection_not_a_failed_job(tmp_path):
     items = read_all(tmp_path / "s.jsonl", "jsonl")
     assert [(getattr(item, "reason", None), item.photo_id) for item in items] == [("bad_field", "1"), (None, "2")]
     assert "lone surrogate" in items[0].detail and items[1].title == "fine é"
+
+
+def test_a_parquet_cell_python_cannot_hold_is_its_rows_rejection_and_the_file_goes_on(tmp_path):
+    """A date32 of 2**31 - 1 days or a timestamp past year 9999 in a mapped column made pyarrow's batch conversion
+    raise OverflowError, which no reader caught: the whole job failed. Now that row alone is a rejection."""
+    rows = 2_000  # the bad cell in the second batch of 1,024
+    days = [0] * rows
+    days[1500] = 2**31 - 1
+    seconds = [0] * rows
+    seconds[1500] = 10**12
+    for name, column in (("dates", pa.array(days, pa.int32()).view(pa.date32())),
+                         ("stamps", pa.array(seconds, pa.int64()).view(pa.timestamp("s")))):
+        pq.write_table(pa.table({"photo_id": pa.array(range(1, rows + 1), pa.int64()),
+                                 "photo_url": [f"https://h/{i}.jpg" for i in range(1, rows + 1)],
+                                 "licence": ["CC BY 4.0"] * rows, "caption": column}), tmp_path / f"{name}.parquet")
+        items = read_all(tmp_path / f"{name}.parquet", "parquet")
+        assert [item.source_ref for item in items] == [f"{name}.parquet:{i}" for i in range(1, rows + 1)]
+        assert {item.reason for item in items} == {"bad_field"}  # a date is no caption, even one Python can hold
+        assert "cannot be read" in items[1500].detail and "'caption'" in items[1500].detail
+        assert "cannot be read" not in items[1499].detail + items[1501].detail
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "*.parquet"), table_layout("parquet", THEIRS))
+        assert_that(read.rejected | beam.combiners.Count.Globally(), equal_to([2 * rows]))
+
+
+def test_a_gzip_table_corrupt_midway_ends_with_one_rejection_after_the_rows_before(tmp_path):
+    """A deflate stream corrupt midway raises zlib.error (no OSError): it escaped the reader and failed the job."""
+    text = csv_text([{**GOOD[0], "photo_id": str(i)} for i in range(1, 20_001)]).encode()
+    (tmp_path / "meta.csv.gz").write_bytes(corrupt_deflate(gzip.compress(text)))
+    items = read_all(tmp_path / "meta.csv.gz", "csv")
+    assert items[-1].reason == "unreadable_file" and "error" in items[-1].detail
+    assert all(isinstance(item, Photo) for item in items[:-1]) and 0 < len(items) - 1 < 20_000
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "meta.csv.gz"), table_layout("csv", THEIRS))
+        assert_that(read.rejected | beam.Map(lambda r: r.reason), equal_to(["unreadable_file"]))

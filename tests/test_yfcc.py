@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.records import Photo, Rejection
-from pipeline.sources.yfcc import COLUMNS_25, MAX_LINE_BYTES, ReadYfcc, _ReadLines, parse_line
-from tests.conftest import local_pipeline
+from pipeline.sources.yfcc import COLUMNS_25, MAX_LINE_BYTES, ReadYfcc, _ReadLines, parse_line, sniff
+from tests.conftest import corrupt_deflate, local_pipeline
 
 
 def test_parses_25_column_line_and_url_decodes_text():
@@ -92,6 +92,19 @@ def test_corrupt_gzip_midway_is_a_rejection_not_a_crash(tmp_path):
     with local_pipeline() as p:
         read = p | ReadYfcc(str(tmp_path / "bad.tsv.gz"))
         assert_that(read.rejected | beam.Map(lambda r: (r.stage, r.reason)), equal_to([("read", "unreadable_file")]))
+
+
+def test_a_deflate_stream_corrupt_midway_is_a_rejection_after_the_lines_before(tmp_path):
+    """zlib.error is no OSError, EOFError or ValueError: it escaped the reader and failed the whole job."""
+    good = "\n".join(yfcc_line(i, str(1000 + i), "http://h/x.jpg") for i in range(1, 3001)).encode()
+    (tmp_path / "bad.tsv.gz").write_bytes(corrupt_deflate(gzip.compress(good)))
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "bad.tsv.gz"))
+        assert_that(read.rejected | beam.Map(lambda r: (r.stage, r.reason)), equal_to([("read", "unreadable_file")]),
+                    label="one rejection")
+        assert_that(read.kept | beam.combiners.Count.Globally() | beam.Map(lambda n: 0 < n < 3000),
+                    equal_to([True]), label="the lines before")
+    assert sniff(str(tmp_path / "bad.tsv.gz")) is None  # its first lines read: the launch check cannot see it
 
 
 def test_column_names_match_the_documented_layout():

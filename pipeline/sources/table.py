@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
-from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines, spread_files
+from pipeline.sources.yfcc import BROKEN_FILE_ERRORS, MAX_LINE_BYTES, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
 STAGE = "read"
@@ -48,7 +48,7 @@ _DELIMITERS = {"csv": ",", "tsv": "\t"}
 MAX_URL_CHARS = 4096
 MAX_VALUE_CHARS = MAX_LINE_BYTES
 _PARQUET_BATCH_ROWS = 1024
-_FILE_ERRORS = (OSError, EOFError, ValueError, pa.ArrowException)  # zlib, bz2, pyarrow: all of a broken file
+_FILE_ERRORS = (*BROKEN_FILE_ERRORS, pa.ArrowException)  # gzip, bz2, pyarrow: all of a broken file
 
 
 @dataclass(frozen=True)
@@ -284,6 +284,28 @@ def _open_parquet(handle: Any) -> pq.ParquetFile | None:
     return pq.ParquetFile(handle)
 
 
+def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any] | str]:
+    """A batch's rows as dicts; a row with a cell Python cannot hold (a date32 of 2**31 - 1 days, a timestamp past
+    year 9999: OverflowError, ValueError) is, alone, a string saying which column and why, and its neighbours are
+    still read (the whole batch's conversion fails on that one cell)."""
+    try:
+        yield from batch.to_pylist()
+        return
+    except (OverflowError, ValueError, pa.ArrowException):
+        pass
+    for index in range(batch.num_rows):
+        row = batch.slice(index, 1)
+        values: dict[str, Any] = {}
+        for column, field in zip(row.columns, batch.schema, strict=True):
+            try:
+                values[field.name] = column.to_pylist()[0]
+            except (OverflowError, ValueError, pa.ArrowException) as err:
+                values = f"column {_shown(field.name)} ({field.type}) holds a value that cannot be read: " \
+                         f"{type(err).__name__}: {err}"[:500]
+                break
+        yield values
+
+
 def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
     """Rows of a Parquet file, read a batch at a time and only in the mapped columns."""
     name = posixpath.basename(path.rstrip("/"))
@@ -298,10 +320,15 @@ def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]
             # Only our columns are decoded; with none present, the first column still counts the rows.
             wanted = list(dict.fromkeys(c for _, c in layout.columns if c in names)) or names[:1]
             for batch in table.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=wanted):
-                for values in batch.to_pylist():
+                for values in _batch_rows(batch):
                     number += 1
                     ref = f"{name}:{number}"
-                    yield _rejection(ref, *problem) if problem else _parsed(values, ref, layout)
+                    if problem:
+                        yield _rejection(ref, *problem)
+                    elif isinstance(values, str):
+                        yield _rejection(ref, "bad_field", values)
+                    else:
+                        yield _parsed(values, ref, layout)
         except _FILE_ERRORS as err:
             ref = f"{name}:{number + 1}"
             yield _rejection(ref, "unreadable_file", f"{type(err).__name__}: {err}"[:500])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import posixpath
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import unquote_plus
@@ -98,6 +99,11 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
     )
 
 
+# What reading a broken file raises: a truncated gzip or bzip2 stream (EOFError), a bad CRC or a bz2 stream that
+# is no bzip2 (OSError), and a deflate stream corrupt midway, which raises zlib.error, none of those.
+BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error)
+
+
 def _open_decompressed(path: str) -> BinaryIO:
     """Python's own gzip and bz2 readers, not Beam's: they raise EOFError on a truncated file,
     where Beam's decompressor silently returns the partial data."""
@@ -154,7 +160,7 @@ def sniff(path: str, lines: int = 5) -> str | None:
             problems.append(f"{found.photo_id}: {found.reason} ({found.detail})")
             if len(problems) >= lines:
                 break
-    except (OSError, EOFError, ValueError) as err:
+    except BROKEN_FILE_ERRORS as err:
         return f"cannot be read: {type(err).__name__}"
     if not problems:
         return "is empty"
@@ -184,7 +190,7 @@ class _ReadLines(beam.DoFn):
                 else:
                     last_ref = item[0]
                     yield item
-        except (OSError, EOFError, ValueError) as err:  # zlib.error and bz2 errors are OSError/ValueError
+        except BROKEN_FILE_ERRORS as err:
             name, _, number = last_ref.rpartition(":")
             ref = f"{name}:{int(number) + 1}"
             yield reject(Rejection(ref, STAGE, "unreadable_file", f"{type(err).__name__}: {err}"[:500], "", ref))
