@@ -440,10 +440,15 @@ def test_compression_bomb_stays_bounded_in_memory(server, layers):
 @pytest.mark.parametrize(("head", "reason", "attempts"), [
     (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n", "server_error", 2),
     (b"HTTP/1.1 404 Not Found\r\nRetry-After: \xb9\r\nContent-Length: 0\r\n\r\n", "not_found", 1),
-], ids=["503", "404"])
+    (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: Mon, 01 Jan 99999999999999 00:00:00 GMT\r\n"
+     b"Content-Length: 0\r\n\r\n", "server_error", 2),
+    (b"HTTP/1.1 404 Not Found\r\nRetry-After: Mon, 01 Jan 99999999999999 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n",
+     "not_found", 1),
+], ids=["503", "404", "503-year-of-14-digits", "404-year-of-14-digits"])
 def test_a_retry_after_of_a_unicode_digit_is_ignored_not_an_exception(head, reason, attempts):
     """Headers decode as latin-1, where b'\\xb2' is '²': str.isdigit() passed it and float() raised, so a 503
-    was not retried and a 404 not reported as such (the job filed an internal_error)."""
+    was not retried and a 404 not reported as such (the job filed an internal_error). A date whose year datetime
+    cannot hold raised OverflowError the same way."""
     with RawServer(send_then(head)) as server:
         result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
     assert (result.reason, result.attempts) == (reason, attempts)

@@ -396,6 +396,16 @@ def test_png_text_chunk_bombs_are_metadata_bombs_and_cheap(make):
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("chunk", [(b"tRNS", b""), (b"tRNS", b"\x01"), (b"gAMA", b"\x01\x02\x03"),
+                                   (b"cHRM", b"\x01\x02\x03"), (b"iCCP", b"")], ids=lambda c: f"{c[0]!r}{len(c[1])}")
+def test_a_png_chunk_cut_short_after_the_image_data_is_corrupt_not_an_internal_error(chunk):
+    """Pillow runs these chunks' handlers only when it loads the pixels, where they raised struct.error or IndexError:
+    the photo was an internal_error (never decided, so every refresh fetched it again), not `corrupt`."""
+    raw = bad_images.png_with_chunks(after_idat=[chunk])
+    assert rejection_of(raw).reason == "corrupt"
+    assert rejection_of(bad_images.png_with_chunks(before_idat=[chunk])).reason in ("corrupt", "not_an_image")
+
+
 def test_ordinary_png_metadata_is_accepted_and_stripped():
     xmp = b"<x:xmpmeta>" + b"<rdf:li>keyword</rdf:li>" * 4000 + b"</x:xmpmeta>"  # ~100 KB
     raw = bad_images.png_with_chunks([(b"tEXt", b"Author\x00CameraMaker"), bad_images.ztxt(b"Comment", 50_000),

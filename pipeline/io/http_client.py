@@ -189,7 +189,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year of 14 digits, which datetime cannot hold
         return None
     return max(0.0, when.timestamp() - now)
 

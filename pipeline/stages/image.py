@@ -399,7 +399,9 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         orientation = img.getexif().get(0x0112, 1)  # decodes a PNG that has no eXIf chunk
         img.seek(0)  # first frame of an animation
         img = decoded(img, raw, scale)
-    except (OSError, SyntaxError, ValueError) as err:
+    # struct.error and IndexError: Pillow runs the handlers of chunks after a PNG's IDAT while loading, and a tRNS,
+    # gAMA, cHRM or iCCP chunk cut short there raises them (before IDAT, Image.open turns the same into an error)
+    except (OSError, SyntaxError, ValueError, struct.error, IndexError) as err:
         raise _unreadable(err) from None
     # Orientation is an EXIF SHORT; a malformed tag may hold any type. Anything but a plain int is ignored,
     # for the size and the pixels alike: a RATIONAL 6/1 or DOUBLE 6.0 equals 6, and once swapped the
