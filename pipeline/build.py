@@ -250,13 +250,18 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     output = output or opts.output
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
-    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
+    lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
+    specs = detectors_of(opts)
+    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
+    # A new row for an id the previous release still holds is a repeat of that photo (it was written twice when
+    # the ledger, which skips such rows, was not given), and so is a new copy of a carried photo's bytes.
+    carried_photos = carried if opts.carry_over else None
+    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(carried_photos)
     ledger = None
     if opts.ledger:
         ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
     verified = _maybe(undecided.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
-    lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
@@ -269,9 +274,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
-    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates()
-    specs = detectors_of(opts)
-    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
+    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates(carried_photos)
     previous = None
     if opts.carry_over:
         # A refresh compares new images with the carried images that stay in the new release, not

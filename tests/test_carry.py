@@ -189,3 +189,36 @@ def test_a_carried_photo_is_judged_by_its_place_in_the_release_and_large_stored_
         strict = rows | "Strict" >> CheckRows("2026-09", max_pixels=4200 * 4000 - 1)
         assert_that(strict.rejected | beam.Map(lambda r: (r.photo_id, r.reason)), equal_to([("3", "image_mismatch")]),
                     label="over --max_pixels")
+
+
+def test_a_run_carrying_a_release_over_writes_each_id_and_each_image_once(demo_release, tmp_path):
+    """Without --ledger (a refresh gives it only when the previous release has one), a new row for an id the release
+    holds was fetched and written beside the carried copy; with near duplicates off, so was a new id with a carried
+    photo's very bytes. Both are now rejections, and every id and stored image is in the dataset once."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from pipeline.cli import run
+    from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
+    from pipeline.fixtures.static_server import StaticServer, image
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from tests.conftest import FAST, encode, real_image
+
+    released_rows = pq.read_table(demo_release / "parquet", columns=["photo_id"]).to_pylist()
+    (taken_id, *_), (copied_id, copied_name, *_) = DEMO_PHOTOS[0], DEMO_PHOTOS[1]
+    with StaticServer() as server:
+        other = encode(real_image("hubble_deep_field.jpg").resize((480, 320)), "JPEG")
+        lines = [yfcc_line(1, taken_id, server.add(f"/2/{taken_id}_ab.jpg", image(other))),
+                 yfcc_line(2, "5001", server.add("/2/5001_ab.jpg", image(demo_image(copied_name))))]
+        (tmp_path / "new.tsv").write_text("\n".join(lines) + "\n")
+        stats = run([f"--input={tmp_path / 'new.tsv'}", f"--output={tmp_path / 'out'}",
+                     f"--allowed_hosts={server.host}", f"--carry_over={demo_release}", "--near_dup_distance=-1", *FAST])
+    kept = pq.read_table(tmp_path / "out" / "parquet", columns=["photo_id", "sha256"]).to_pylist()
+    assert stats["accounted"] and len(kept) == len(released_rows) == 10
+    assert max(Counter(row["photo_id"] for row in kept).values()) == 1
+    assert max(Counter(row["sha256"] for row in kept).values()) == 1
+    reasons = {row["photo_id"]: (row["stage"], row["reason"], row["duplicate_of"])
+               for row in pq.read_table(tmp_path / "out" / "rejections").to_pylist()}
+    assert reasons == {taken_id: ("unique_id", "repeated_id", taken_id),
+                       "5001": ("exact_dedup", "duplicate", copied_id)}

@@ -62,3 +62,15 @@ def test_a_group_of_twenty_thousand_copies_is_never_held_in_memory():
     assert outputs[0].photo_id == "778" and len(outputs) == 20_000
     assert {(o.value.reason, o.value.duplicate_of) for o in outputs[1:]} == {("duplicate", "778")}
     assert sorted(o.value.photo_id for o in outputs[1:]) == sorted(str(i) for i in range(1, 20_001) if i != 778)
+
+
+def test_a_new_copy_of_a_carried_photos_bytes_is_its_duplicate():
+    """Only the near-duplicate stage compared new photos with carried ones: with it off (--near_dup_distance=-1) an
+    exact copy of a released photo was kept beside it. The carried photo wins, whatever the survivor rule says."""
+    carried = [hashed("1003", "x"), hashed("1004", "z")]
+    new = [hashed("5001", "x", size=(900, 900)), hashed("5002", "y"), hashed("5003", "y", size=(300, 300))]
+    with local_pipeline() as p:
+        out = p | "New" >> beam.Create(new) | ExactDuplicates(p | "Carried" >> beam.Create(carried))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["5003"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.duplicate_of)),
+                    equal_to([("5001", "duplicate", "1003"), ("5002", "duplicate", "5003")]), label="rejected")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 
 from pipeline.records import Photo, Rejection, survivor_rank
-from pipeline.stage import StageOutput, apply_keyed_stage, best_and_rest, reject
+from pipeline.stage import StageOutput, apply_keyed_stage, apply_stage, best_and_rest, reject
 
 STAGE = "exact_dedup"
 
@@ -33,8 +33,36 @@ class _KeepSurvivor(beam.DoFn):
                                       duplicate_of=best.photo_id))
 
 
+class _KeepUncarried(beam.DoFn):
+    """(sha256, {"new": photos, "carried": carried photo ids}): stored bytes a carried photo already has are that
+    photo's (it is in a published release); each new copy is its duplicate."""
+
+    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
+        key, groups = keyed
+        carried = min(groups["carried"], default=None, key=lambda photo_id: (len(photo_id), photo_id))
+        if carried is None:
+            yield from _KeepSurvivor().process((key, groups["new"]))
+            return
+        for photo in groups["new"]:
+            yield reject(Rejection.of(photo.replace(image=b""), STAGE, "duplicate",
+                                      "identical pixels after normalisation to a carried-over photo",
+                                      duplicate_of=carried))
+
+
 class ExactDuplicates(beam.PTransform):
-    """PCollection[Photo] (hashed) -> (PCollection[Photo] with unique stored bytes, PCollection[Rejection])."""
+    """PCollection[Photo] (hashed) -> (PCollection[Photo] with unique stored bytes, PCollection[Rejection]).
+
+    With `carried` (PCollection[Photo], a refresh's carried-over rows), new photos are compared with them too and
+    lose to them: the near-duplicate stage does so as well, but it can be switched off (--near_dup_distance=-1)."""
+
+    def __init__(self, carried: beam.PCollection | None = None) -> None:
+        super().__init__()
+        self._carried = carried
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
-        return apply_keyed_stage(photos, STAGE, lambda photo: photo.sha256, _KeepSurvivor())
+        if self._carried is None:
+            return apply_keyed_stage(photos, STAGE, lambda photo: photo.sha256, _KeepSurvivor())
+        new = photos | "BySha256" >> beam.Map(lambda photo: (photo.sha256, photo)).with_output_types(tuple[str, Photo])
+        carried = self._carried | "CarriedBySha256" >> beam.Map(lambda photo: (photo.sha256, photo.photo_id))
+        joined = {"new": new, "carried": carried} | "GroupWithCarried" >> beam.CoGroupByKey()
+        return apply_stage(joined, STAGE, _KeepUncarried())

@@ -42,13 +42,36 @@ class _KeepFirst(beam.DoFn):
                                       duplicate_of=first.photo_id))
 
 
+class _KeepUncarried(beam.DoFn):
+    """(id, {"new": photos, "carried": source refs}): an id a carried release row already holds is that row's, and
+    every new row for it a repeat (the release's copy is published; fetching it again would only make a second)."""
+
+    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
+        key, groups = keyed
+        carried = min(groups["carried"], default=None)
+        if carried is None:
+            yield from _KeepFirst().process((key, groups["new"]))
+            return
+        for repeat in groups["new"]:
+            yield reject(Rejection.of(repeat, STAGE, "repeated_id", f"same photo id as {carried} (carried over)",
+                                      duplicate_of=repeat.photo_id))
+
+
 class DropRepeatedIds(beam.PTransform):
-    """PCollection[Photo] -> (PCollection[Photo], PCollection[Rejection]): one Photo per photo_id."""
+    """PCollection[Photo] -> (PCollection[Photo], PCollection[Rejection]): one Photo per photo_id.
+
+    With `carried` (PCollection[Photo], the rows a refresh carries over from the previous release), an id any carried
+    photo holds is rejected among the new photos: a run merges both before the writers, and nothing else keeps one
+    id from being written twice."""
+
+    def __init__(self, carried: beam.PCollection | None = None) -> None:
+        super().__init__()
+        self._carried = carried
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
-        grouped = (
-            photos
-            | "ById" >> beam.Map(lambda photo: (id_key(photo), photo)).with_output_types(tuple[str, Photo])
-            | "Group" >> beam.GroupByKey()
-        )
-        return apply_stage(grouped, STAGE, _KeepFirst())
+        by_id = photos | "ById" >> beam.Map(lambda photo: (id_key(photo), photo)).with_output_types(tuple[str, Photo])
+        if self._carried is None:
+            return apply_stage(by_id | "Group" >> beam.GroupByKey(), STAGE, _KeepFirst())
+        carried = self._carried | "CarriedById" >> beam.Map(lambda photo: (id_key(photo), photo.source_ref))
+        joined = {"new": by_id, "carried": carried} | "GroupWithCarried" >> beam.CoGroupByKey()
+        return apply_stage(joined, STAGE, _KeepUncarried())
