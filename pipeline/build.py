@@ -253,15 +253,17 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     specs = detectors_of(opts)
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
-    # A new row for an id the previous release still holds is a repeat of that photo (it was written twice when
-    # the ledger, which skips such rows, was not given), and so is a new copy of a carried photo's bytes.
-    carried_photos = carried if opts.carry_over else None
-    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(carried_photos)
+    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
     ledger = None
     if opts.ledger:
         ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
-    verified = _maybe(undecided.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
+    # A new row for an id the previous release still holds is a repeat of that photo: without the ledger, which
+    # skips it as decided, it was fetched and written twice. A new copy of a carried photo's bytes likewise (below).
+    carried_photos = carried if opts.carry_over else None
+    not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", carried_photos is not None,
+                         lambda: DropRepeatedIds(carried_photos))
+    verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
@@ -312,8 +314,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     every = opts.progress_seconds
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step, every) for i, (step, pcoll) in enumerate(timed)]
     rejections = flatten((
-        read.rejected, licensed.rejected, unique.rejected, undecided.rejected, verified.rejected, listed_ids.rejected,
-        images.rejected, listed_content.rejected, clean.rejected,
+        read.rejected, licensed.rejected, unique.rejected, undecided.rejected, not_carried.rejected, verified.rejected,
+        listed_ids.rejected, images.rejected, listed_content.rejected, clean.rejected,
         distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
     ), "AllRejections")
     _ = kept | "Progress.kept" >> Progress("kept", every)
