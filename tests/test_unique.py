@@ -64,3 +64,14 @@ def test_an_id_a_carried_photo_holds_is_a_repeat_among_the_new_ones():
             ("a.tsv:1", "repeated_id", "1003", "same photo id as rel1/pass-00000-of-00002.parquet:4 (carried over)"),
             ("a.tsv:2", "repeated_id", "01003", "same photo id as rel1/pass-00000-of-00002.parquet:4 (carried over)"),
             ("a.tsv:4", "repeated_id", "7", "same photo id as a.tsv:3")]), label="rejected")
+
+
+def test_rows_from_two_files_of_one_name_give_the_same_first_row_in_any_order():
+    """d1/x.tsv and d2/x.tsv both give refs 'x.tsv:1': the photo kept used to be whichever the runner delivered
+    first (two outcomes in four multi-process runs). The content breaks the tie: the same photo whatever the order."""
+    rows = [photo("7", source_ref="x.tsv:1", download_url="https://h/brick.jpg", owner_nsid="1@N01"),
+            photo("7", source_ref="x.tsv:1", download_url="https://h/grass.jpg", owner_nsid="2@N01")]
+    for order in (rows, rows[::-1]):
+        with local_pipeline() as p:
+            out = p | beam.Create(order, reshuffle=False) | DropRepeatedIds()
+            assert_that(out.kept | beam.Map(lambda ph: ph.download_url), equal_to(["https://h/brick.jpg"]))

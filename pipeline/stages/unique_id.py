@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 
 import apache_beam as beam
 
@@ -15,6 +16,7 @@ from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, best_and_rest, reject
 
 STAGE = "unique_id"
+_FIELDS = tuple(field.name for field in fields(Photo))
 
 
 def source_order(photo: Photo) -> tuple:
@@ -22,6 +24,13 @@ def source_order(photo: Photo) -> tuple:
     # [0-9], not \d or str.isdigit(): those also pass digits int() reads differently or refuses ('²')
     return tuple(int(part) if part.isascii() and part.isdigit() else part
                  for part in re.split(r"([0-9]+)", photo.source_ref))
+
+
+def first_row_order(photo: Photo) -> tuple:
+    """Which row of one id comes first: by `source_order`, then by the row's content. Refs name a file by its base
+    name, so two inputs called x.tsv in two folders both give 'x.tsv:1': without the content, which of them won
+    depended on the order the runner delivered them in, and the same inputs could keep a different photo."""
+    return source_order(photo), tuple(getattr(photo, name) for name in _FIELDS)
 
 
 def id_key(photo: Photo) -> str:
@@ -35,7 +44,7 @@ def id_key(photo: Photo) -> str:
 class _KeepFirst(beam.DoFn):
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         _, photos = keyed
-        first, repeats = best_and_rest(photos, source_order)
+        first, repeats = best_and_rest(photos, first_row_order)
         yield first
         for repeat in repeats:
             yield reject(Rejection.of(repeat, STAGE, "repeated_id", f"same photo id as {first.source_ref}",
