@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import fcntl
 import json
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +137,18 @@ def _remove_stale_temporaries(path: str, host: str) -> None:
                     os.unlink(entry.path)
 
 
+@contextlib.contextmanager
+def _takeover_guard(path: str) -> Iterator[None]:
+    """An exclusive flock on the lock's folder for the block: stale-lock takeovers on this machine (the only ones
+    there are) take turns. Released when the descriptor closes, a killed process's too."""
+    descriptor = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def _create_exclusively(path: str, payload: bytes) -> bool:
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -182,12 +196,20 @@ class OutputLock:
                 raise OutputNotWritable(f"cannot write to --output {self.output}: {type(err).__name__}: "
                                         f"{str(err)[:200]}") from None
             holder = _holder(self.path)
-            if holder and holder.host == self.me.host and "://" not in self.path and not _pid_alive(holder.pid):
-                FileSystems.delete([self.path])  # left by a killed run on this machine
+            if self._stale(holder):
+                # Left by a killed run on this machine. Judged again and removed under a lock of the folder: two
+                # runs that both found it stale took turns to delete "it", and the second deleted the lock the
+                # first had just made, so both ran.
+                with _takeover_guard(self.path):
+                    if self._stale(_holder(self.path)):
+                        os.unlink(self.path)
                 continue
             who = holder.describe() if holder else "another run"
             raise OutputLocked(f"{self.output} is in use by {who}; if that run is gone, remove {self.path}")
         raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
+
+    def _stale(self, holder: Holder | None) -> bool:
+        return bool(holder and holder.host == self.me.host and "://" not in self.path and not _pid_alive(holder.pid))
 
     def release(self) -> None:
         if FileSystems.exists(self.path) and _holder(self.path) == self.me:

@@ -1,0 +1,65 @@
+"""The output lock (io/lock.py): one run at a time per output folder, a killed run's lock taken over once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pipeline.io import lock
+from pipeline.io.lock import LOCK, OutputLock, OutputLocked
+
+
+def test_two_runs_meeting_one_stale_lock_do_not_both_take_it(tmp_path, monkeypatch):
+    """B reads the killed run's lock and judges it stale; before B acts, A takes the lock over. B used to delete
+    whatever lay at the lock's name, A's fresh lock included, and then take it too: both ran into one folder."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
+                                             "started": "2026-01-01T00:00:00Z"}))
+    b_judged, a_done = threading.Event(), threading.Event()
+    real_holder = lock._holder
+
+    def holder(path):
+        seen = real_holder(path)
+        if threading.current_thread().name == "B" and not b_judged.is_set():
+            b_judged.set()
+            assert a_done.wait(30)  # A runs its whole takeover while B holds its stale reading
+        return seen
+
+    monkeypatch.setattr(lock, "_holder", holder)
+    outcome: dict[str, str] = {}
+
+    def take(name: str) -> None:
+        try:
+            OutputLock(str(tmp_path), name).acquire()
+            outcome[name] = "held"
+        except OutputLocked:
+            outcome[name] = "refused"
+
+    b = threading.Thread(target=take, args=("B",), name="B")
+    b.start()
+    assert b_judged.wait(30)
+    a = threading.Thread(target=take, args=("A",), name="A")
+    a.start()
+    a.join(30)
+    a_done.set()
+    b.join(30)
+    assert outcome == {"A": "held", "B": "refused"}
+    assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "A"
+
+
+def test_a_stale_lock_alone_is_taken_over_and_a_live_one_refused(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
+                                             "started": "2026-01-01T00:00:00Z"}))
+    with OutputLock(str(tmp_path), "mine"):
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "mine"
+        with pytest.raises(OutputLocked, match="run mine"):
+            OutputLock(str(tmp_path), "other").acquire()
+    assert not (tmp_path / LOCK).exists()
