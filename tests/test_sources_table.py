@@ -35,11 +35,13 @@ GOOD = [
     {"photo_id": "012", "photo_url": "https://img.example.org/a/12.jpg", "author": "", "caption": "",
      "page": "", "licence": "https://creativecommons.org/licenses/by/2.0/", "unused": ""},
 ]
-# What the YFCC source would emit for the same rows: (id, url, owner, title, page, license name, license url, ref)
+# What the YFCC source would emit for the same rows: (id, url, owner, title, page, license name, license url, ref),
+# the license in its one canonical name and https URL whichever of them the row gave
 EXPECTED = [
     ("11", "https://img.example.org/a/11.jpg", "demo owner", "Chelsea the cat", "https://example.org/p/11",
-     "CC BY 4.0", "", 2),
-    ("12", "https://img.example.org/a/12.jpg", "", "", "", "", "https://creativecommons.org/licenses/by/2.0/", 3),
+     "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/", 2),
+    ("12", "https://img.example.org/a/12.jpg", "", "", "", "CC BY 2.0",
+     "https://creativecommons.org/licenses/by/2.0/", 3),
 ]
 
 
@@ -87,7 +89,8 @@ def test_our_own_column_names_are_the_default_mapping(tmp_path):
     path = tmp_path / "meta.csv"
     path.write_text("id,url,owner,title,page_url,license\n5,http://h/5.jpg,someone,t,http://p/5,CC BY 2.0\n")
     (photo,) = read_all(path, "csv", "")
-    assert shape(photo) == ("5", "http://h/5.jpg", "someone", "t", "http://p/5", "CC BY 2.0", "", "meta.csv:2", "csv")
+    assert shape(photo) == ("5", "http://h/5.jpg", "someone", "t", "http://p/5", "CC BY 2.0",
+                            "https://creativecommons.org/licenses/by/2.0/", "meta.csv:2", "csv")
 
 
 def test_compressed_text_tables_and_a_byte_order_mark_are_read(tmp_path):
@@ -104,33 +107,39 @@ def test_blank_lines_are_not_records(tmp_path):
     assert [item.photo_id for item in read_all(path, "jsonl")] == ["11"]
 
 
-LICENCES = [  # (the row's licence, kept?) in one column that holds a URL or a name
-    ("CC BY 4.0", True),
-    ("cc  by 2.0", True),
-    ("CC-BY-4.0", True),  # the SPDX spelling
-    ("Attribution License", True),  # Flickr's name for CC BY 2.0
-    ("https://creativecommons.org/licenses/by/4.0/", True),
-    ("http://creativecommons.org/licenses/by/2.0", True),
-    ("CC BY 3.0", False),  # only the versions Flickr offers (ids 4 and 11): see README
-    ("https://creativecommons.org/licenses/by/3.0/", False),
-    ("CC BY-SA 4.0", False),
-    ("CC-BY-NC-4.0", False),
-    ("https://creativecommons.org/licenses/by-nc/2.0/", False),
-    ("All rights reserved", False),
-    ("", False),
+BY_2, BY_4 = "https://creativecommons.org/licenses/by/2.0/", "https://creativecommons.org/licenses/by/4.0/"
+LICENCES = [  # (the row's licence in one column that holds a URL or a name, kept as (name, URL) or rejected with)
+    ("CC BY 4.0", ("CC BY 4.0", BY_4)),
+    ("cc  by 2.0", ("CC BY 2.0", BY_2)),
+    ("CC-BY-4.0", ("CC BY 4.0", BY_4)),  # the SPDX spelling
+    ("Attribution License", ("CC BY 2.0", BY_2)),  # Flickr's name for CC BY 2.0
+    ("https://creativecommons.org/licenses/by/4.0/", ("CC BY 4.0", BY_4)),
+    ("HTTP://WWW.CreativeCommons.org/licenses/by/2.0", ("CC BY 2.0", BY_2)),
+    ("CC BY 3.0", "CC BY 3.0"),  # only the versions Flickr offers (ids 4 and 11): see README
+    ("https://creativecommons.org/licenses/by/3.0/", "https://creativecommons.org/licenses/by/3.0/"),
+    ("CC BY-SA 4.0", "CC BY-SA 4.0 | https://creativecommons.org/licenses/by-sa/4.0/"),
+    ("CC-BY-NC-4.0", "CC BY-NC 4.0 | https://creativecommons.org/licenses/by-nc/4.0/"),
+    ("https://creativecommons.org/licenses/by-nc/2.0/", "CC BY-NC 2.0 | https://creativecommons.org/licenses/by-nc/2.0/"),
+    ("All rights reserved", "All Rights Reserved"),
+    ("", "no license given"),
 ]
 
 
 def test_the_license_stage_decides_each_rows_licence(tmp_path):
+    """Each row's license is recorded in its canonical name and https URL, the table's own words beside them (rows
+    gave 'cc-by-4.0' with no URL, or an http URL with no name, into ATTRIBUTION.csv), and the license stage decides."""
     rows = [{**GOOD[0], "photo_id": str(number), "licence": licence}
             for number, (licence, _) in enumerate(LICENCES, 1)]
     path = write_table(tmp_path / "meta.csv", "csv", rows)
-    kept = [str(number) for number, (_, keep) in enumerate(LICENCES, 1) if keep]
-    rejected = [(str(number), "license", "not_cc_by", licence or "no license given")
-                for number, (licence, keep) in enumerate(LICENCES, 1) if not keep]
+    kept = [(str(number), *outcome, licence) for number, (licence, outcome) in enumerate(LICENCES, 1)
+            if isinstance(outcome, tuple)]
+    rejected = [(str(number), "license", "not_cc_by", outcome)
+                for number, (_, outcome) in enumerate(LICENCES, 1) if isinstance(outcome, str)]
     with local_pipeline() as p:
         licensed = (p | ReadTable(str(path), table_layout("csv", THEIRS))).kept | FilterLicense()
-        assert_that(licensed.kept | beam.Map(lambda photo: photo.photo_id), equal_to(kept), label="kept")
+        assert_that(licensed.kept | beam.Map(lambda photo: (photo.photo_id, photo.license_name, photo.license_url,
+                                                            photo.license_source_text + photo.license_source_url)),
+                    equal_to(kept), label="kept")
         assert_that(licensed.rejected | beam.Map(lambda r: (*why(r), r.detail)), equal_to(rejected),
                     label="rejected")
 
@@ -300,7 +309,7 @@ def test_the_readme_example_is_read_as_documented(tmp_path):
     path.write_text(example + "\n")
     (photo,) = read_all(path, "csv", columns)
     assert shape(photo)[:7] == ("1003", "http://127.0.0.1:8000/1/1003_abcdef0123.jpg", "demo owner",
-                                "Chelsea the cat", "", "CC BY 4.0", "")
+                                "Chelsea the cat", "", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
 
 
 CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=30)

@@ -55,7 +55,8 @@ def _bare_url(url: str) -> str:
 
 
 def _bare_name(name: str) -> str:
-    return " ".join(name.split()).lower()
+    """'CC-BY-4.0' (SPDX) -> 'cc by 4.0': '-' read as a space, as the license stage reads names."""
+    return " ".join(name.replace("-", " ").split()).lower()
 
 
 _BY_URL = {_bare_url(url): license_id for table in (LICENSES, CANONICAL)

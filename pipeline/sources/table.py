@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources.yfcc import BROKEN_FILE_ERRORS, MAX_LINE_BYTES, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
@@ -130,6 +131,9 @@ def parse_row(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo
         return _rejection(ref, "missing_url", f"column {_shown(column('url'))} is empty", photo_id)
     license_value = text["license"]
     is_url = "/" in license_value
+    source_name, source_url = ("", license_value) if is_url else (license_value, "")
+    # One canonical name and https URL per license, as every source records it; the table's words kept beside them
+    license_name, license_url = canonical_license(source_name, source_url)
     return Photo(
         photo_id=photo_id,
         source=layout.format,
@@ -138,8 +142,10 @@ def parse_row(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo
         title=text["title"],
         page_url=text["page_url"],
         download_url=url,
-        license_name="" if is_url else license_value,
-        license_url=license_value if is_url else "",
+        license_name=license_name,
+        license_url=license_url,
+        license_source_text=source_name,
+        license_source_url=source_url,
     )
 
 
