@@ -66,11 +66,14 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
         "image_mismatch ": released(5, image=other.getvalue(), sha256=hashlib.sha256(other.getvalue()).hexdigest()),
         "not_an_image": released(6, image=b"GIF89a", sha256=hashlib.sha256(b"GIF89a").hexdigest()),
         "no_image": released(7, image=b"", sha256=hashlib.sha256(b"").hexdigest()),
+        # pasted into ATTRIBUTION.csv's links: checked as a source's are
+        "bad_field  ": released(8, owner_nsid="../../x?u=https://evil.example/#"),
+        "bad_field   ": released(9, page_url="javascript:alert(1)"),
     }
-    carry(tmp_path, [*cases.values(), released(8)])
+    carry(tmp_path, [*cases.values(), released(10, owner_nsid="1@N01", page_url="https://www.flickr.com/p/1/")])
     with local_pipeline() as p:
         carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
-        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8"]), label="kept")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["10"]), label="kept")
         assert_that(carried.rejected | beam.Map(lambda r: (r.stage, r.reason, r.source_ref)), equal_to(
             [("carry", reason.strip(), f"2026-09/parquet/pass-00000-of-00001.parquet:{i}")
              for i, reason in enumerate(cases, start=1)]), label="rejected")

@@ -15,6 +15,7 @@ from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.static_server import Response
 from pipeline.flickr.licenses import LICENSES
+from pipeline.sources.fields import BadField
 from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage, _SplitWindows, parse_date, photo_from_search
 from tests.conftest import FAST
 
@@ -512,3 +513,14 @@ def test_an_api_error_message_that_is_no_utf8_text_is_escaped_in_its_rejection(f
     assert rejection.reason == "api_error" and "General \\ud800 failure" in rejection.detail
     rejection.detail.encode("utf-8")  # what every writer does
     assert Rejection("1", "s", "r", "caf\udce9", "", "f\udce9:1").source_ref == "f\\udce9:1"
+
+
+@pytest.mark.parametrize("extra", [{"title": "x\u0000y"}, {"ownername": "\u0000"},
+                                   {"description": {"_content": "a\u0000"}}])
+def test_an_entry_whose_text_holds_a_nul_is_a_malformed_entry(extra):
+    """The table and YFCC sources refuse a NUL; an API entry's title, owner name or description reached
+    ATTRIBUTION.csv with one."""
+    entry = {"id": "124", "license": 4, "owner": "a@N01", **extra}
+    with pytest.raises(BadField) as refused:
+        photo_from_search(entry, "ref", 512)
+    assert refused.value.reason == "bad_api_entry" and "NUL" in str(refused.value)

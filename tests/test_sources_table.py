@@ -364,7 +364,7 @@ def test_sniff_accepts_good_files_and_names_what_is_wrong_with_the_others(tmp_pa
     assert "no column 'author' (--columns owner=author)" in sniff(str(tmp_path / "typo.csv"), layout)
     (tmp_path / "jpeg.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG given as --input")
     assert "does not look like CSV" in sniff(str(tmp_path / "jpeg.csv"), layout)
-    rows = "".join(f"{i},,a,b,c,CC BY 4.0,\n" for i in range(1, 11))  # no row has a URL
+    rows = "".join(f"{i},,a,b,https://p/{i},CC BY 4.0,\n" for i in range(1, 11))  # no row has a URL
     (tmp_path / "no_urls.csv").write_text(",".join(HEADER) + "\n" + rows)
     assert "missing_url" in sniff(str(tmp_path / "no_urls.csv"), layout)
 
@@ -490,3 +490,11 @@ def test_a_gzip_table_corrupt_midway_ends_with_one_rejection_after_the_rows_befo
     with local_pipeline() as p:
         read = p | ReadTable(str(tmp_path / "meta.csv.gz"), table_layout("csv", THEIRS))
         assert_that(read.rejected | beam.Map(lambda r: r.reason), equal_to(["unreadable_file"]))
+
+
+@pytest.mark.parametrize("page", ["javascript:alert(1)", "file:///etc/passwd", "https://p/a b", "https://p/\x1b[2J"])
+def test_a_page_url_attribution_could_not_link_to_is_a_bad_field(tmp_path, page):
+    """ATTRIBUTION.csv links each photo to its page: only http(s), with no space or control character."""
+    items = read_all(write_table(tmp_path / "meta.jsonl", "jsonl", [{**GOOD[0], "page": page}, GOOD[1]]), "jsonl")
+    assert [(item.photo_id, getattr(item, "reason", "kept")) for item in items] == [("11", "bad_field"), ("12", "kept")]
+    assert "'page'" in items[0].detail and "http(s)" in items[0].detail

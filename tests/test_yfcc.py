@@ -176,6 +176,20 @@ def test_url_parts_that_could_steer_a_built_url_are_rejected(cells):
     assert isinstance(parsed, Rejection) and parsed.reason == "bad_field" and next(iter(cells)) in parsed.detail
 
 
+@pytest.mark.parametrize(("cells", "field"), [
+    ({"title": "x%00y"}, "title"),  # URL-encoded in the dump, a NUL once decoded
+    ({"capture_device": "Canon\x00"}, "capture_device"),
+    ({"owner_nsid": "../../x?u=https://evil.example/#"}, "owner_nsid"),  # pasted into the creator URL
+    ({"owner_nsid": "1@N01", "page_url": "javascript:alert(1)"}, "page_url"),
+    ({"owner_nsid": "1@N01", "page_url": "http://www.flickr.com/photos/1@N01/1/ x"}, "page_url"),
+])
+def test_text_the_attribution_would_carry_is_checked_as_the_other_sources_check_it(cells, field):
+    """A NUL (raw, or %00 decoded) and an owner id or page URL that could steer a link were kept from YFCC rows,
+    while the table and API sources refused the same values."""
+    parsed = parse_line(_line(**cells), "d.tsv:1")
+    assert isinstance(parsed, Rejection) and parsed.reason == "bad_field" and field in parsed.detail
+
+
 def _read(path) -> list:
     """(ref, bytes) for each line read, ("rejected", ref, reason) for each line refused."""
     out = []

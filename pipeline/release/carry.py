@@ -31,6 +31,8 @@ from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, read_bytes
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources import fields
+from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.image import ImageConfig
 
@@ -118,12 +120,21 @@ def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[st
             return "bad_field", f"{name} {str(value)[:70]!r} is not {digits} lowercase hexadecimal digits"
     if not row.get("sha256") or not row.get("phash"):
         return "bad_field", "no sha256 or pHash"
+    try:  # pasted into ATTRIBUTION.csv's links, as a source's rows are checked
+        fields.owner_id(_text_or_empty(row.get("owner_nsid")), "owner_nsid")
+        fields.page_url(_text_or_empty(row.get("page_url")), "page_url")
+    except BadField as err:
+        return err.reason, str(err)
     jpeg = image_bytes(row.get("image")) if isinstance(row.get("image"), dict | bytes | None) else b""
     if not jpeg:
         return "no_image", "the row holds no image"
     if hashlib.sha256(jpeg).hexdigest() != row["sha256"]:
         return "image_mismatch", "the stored image's sha256 is not the row's"
     return _image_problem(jpeg, row, max_pixels)
+
+
+def _text_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else "" if value is None else repr(value)[:40]
 
 
 def _image_problem(jpeg: bytes, row: dict, max_pixels: int) -> tuple[str, str] | None:

@@ -28,6 +28,12 @@ _ZERO_DATE = re.compile(r"0000-00-00(?: 00:00:00(?:\.0)?)?")
 _URL_TOKEN = re.compile(r"[0-9A-Za-z]{0,40}")
 
 
+# An owner NSID ("12345678@N01") goes into the creator and page URLs: no '/', '?', space or markup.
+_OWNER = re.compile(r"[A-Za-z0-9_@.-]{0,100}")
+# A page URL the attribution links to: http(s), no space or control character, bounded (a browser stops near 8 KB).
+_PAGE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]{1,4000}", re.IGNORECASE)
+
+
 class BadField(BadValue):
     """A field (date, marker, URL part, API entry) no source may pass on."""
 
@@ -90,3 +96,24 @@ def url_token(value: object, name: str) -> str:
     if isinstance(value, str) and _URL_TOKEN.fullmatch(value):
         return value
     raise BadField("bad_field", f"{name} {_shown(value)} is not letters and digits")
+
+
+def owner_id(value: str, name: str, reason: str = "bad_field") -> str:
+    """An account id ('' when unknown): letters, digits and `_@.-` only, as it is pasted into URLs."""
+    if not _OWNER.fullmatch(value):
+        raise BadField(reason, f"{name} {_shown(value)} is not a Flickr account id")
+    return value
+
+
+def page_url(value: str, name: str) -> str:
+    """'' or an http(s) URL without spaces or control characters: the page ATTRIBUTION.csv links to."""
+    if value and not _PAGE_URL.fullmatch(value):
+        raise BadField("bad_field", f"{name} {_shown(value)} is not an http(s) URL")
+    return value
+
+
+def no_nul(value: str, name: str, reason: str = "bad_field") -> str:
+    """Text without a NUL character: never text, and C libraries downstream cut a value short at it."""
+    if "\x00" in value:
+        raise BadField(reason, f"{name} holds a NUL character")
+    return value

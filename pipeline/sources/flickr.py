@@ -42,8 +42,6 @@ EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_
                    *_SIZE_EXTRAS, "url_o"))
 # Entry fields read as text; each must be a string where present (a null, number or object is malformed).
 _TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
-# An owner NSID ("12345678@N01") goes into the page URL: no '/', '?', space or markup.
-_OWNER = re.compile(r"[A-Za-z0-9_@.-]{0,100}")
 _LICENSE_ID = re.compile(r"[0-9]{1,3}")
 
 
@@ -84,8 +82,8 @@ def _texts(entry: dict) -> dict[str, str]:
             raise BadField("bad_api_entry", f"{name} is a {type(value).__name__}, not text")
         if not is_utf8_text(value):
             raise BadField("bad_api_entry", f"{name} holds a lone surrogate, which is no UTF-8 text")
-    if not _OWNER.fullmatch(texts["owner"]):
-        raise BadField("bad_api_entry", f"owner {texts['owner'][:40]!r} is not a Flickr account id")
+        fields.no_nul(value, name, "bad_api_entry")
+    fields.owner_id(texts["owner"], "owner", "bad_api_entry")
     return texts
 
 
@@ -96,7 +94,7 @@ def _description(entry: dict) -> str:
         raise BadField("bad_api_entry", f"description is a {type(text).__name__}, not text")
     if not is_utf8_text(text):
         raise BadField("bad_api_entry", "description holds a lone surrogate, which is no UTF-8 text")
-    return text
+    return fields.no_nul(text, "description", "bad_api_entry")
 
 
 def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:

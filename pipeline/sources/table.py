@@ -31,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
+from pipeline.sources import fields
 from pipeline.sources.yfcc import BROKEN_FILE_ERRORS, MAX_LINE_BYTES, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
@@ -125,7 +126,8 @@ def parse_row(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo
         url = _text(values.get(column("url")), column("url"), MAX_URL_CHARS)
         text = {name: _text(values.get(column(name)), column(name)) for name in ("owner", "title", "page_url",
                                                                                  "license")}
-    except ValueError as err:
+        fields.page_url(text["page_url"], f"column {_shown(column('page_url'))}")
+    except ValueError as err:  # BadField is one too
         return _rejection(ref, "bad_field", str(err), photo_id)
     if not url:
         return _rejection(ref, "missing_url", f"column {_shown(column('url'))} is empty", photo_id)

@@ -56,6 +56,10 @@ def _check(row: dict[str, str]) -> int:
     (`BadField` otherwise). YFCC stores the upload date as epoch seconds; the dataset carries ISO 8601 UTC."""
     for name in _URL_TOKENS:
         fields.url_token(row[name], name)
+    for name in _SAME_NAMED:
+        fields.no_nul(row[name], name)
+    fields.owner_id(row["owner_nsid"], "owner_nsid")
+    fields.page_url(row["page_url"], "page_url")
     row["date_taken"] = fields.taken_date(row["date_taken"], "date_taken")
     row["date_uploaded"] = fields.upload_date(row["date_uploaded"], "date_uploaded")
     return fields.marker(row["marker"])
@@ -81,10 +85,10 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         return Rejection(ref, STAGE, err.reason, str(err), "", ref)
     try:
         marker = _check(row)
+        for name in _ENCODED:
+            row[name] = fields.no_nul(unquote_plus(row[name]), name)  # '%00' decodes to one
     except BadField as err:
         return Rejection(photo_id, STAGE, err.reason, str(err), "", ref)
-    for name in _ENCODED:
-        row[name] = unquote_plus(row[name])
     license_name, license_url = canonical_license(row["license_name"], row["license_url"])
     return Photo(
         photo_id=photo_id,
