@@ -47,7 +47,7 @@ from pipeline.stages.detect import Detect, DetectOutput, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
-from pipeline.stages.ledger import SkipDecided, entry_of_kept, entry_of_rejection, merged
+from pipeline.stages.ledger import SkipDecided, checked_row, entry_of_kept, entry_of_rejection, merged
 from pipeline.stages.license import FilterLicense
 from pipeline.stages.near_dedup import NearDuplicates
 from pipeline.stages.owner_cap import CapPerOwner
@@ -240,7 +240,8 @@ def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previo
     )
     joined = {"new": new}
     if previous is not None:
-        joined["old"] = previous | "LedgerOld" >> beam.Map(lambda row: (row["photo_id"], row))
+        # checked again here, uncounted (SkipDecided counts them): a refused row is not carried into the new ledger
+        joined["old"] = previous | "LedgerOld" >> beam.FlatMap(lambda row: filter(None, [checked_row(row)]))
     return joined | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
 
 

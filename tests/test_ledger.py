@@ -69,3 +69,25 @@ def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new
     rejections = [e for e in new if e["decision"] == REJECTED]
     expected = rejections[:1] or [e for e in new if e["decision"] == KEPT][:1] or (old[:1] if has_old else [])
     assert out == expected
+
+
+GOOD_ROW = {"photo_id": "7", "decision": KEPT, "stage": "", "reason": "", "release": "2026-10"}
+
+
+def test_a_ledger_row_is_taken_only_as_a_run_writes_it():
+    from pipeline.stages.ledger import checked_row
+
+    assert checked_row(GOOD_ROW) == ("7", GOOD_ROW)
+    for changed in ({"photo_id": "007"}, {"photo_id": "../../x"}, {"photo_id": 7}, {"photo_id": None},
+                    {"decision": "maybe"}, {"stage": "detect/../x"}, {"reason": None}, {"reason": "a b"},
+                    {"release": "r1\nforged line"}, {"release": "x" * 201}):
+        assert checked_row({**GOOD_ROW, **changed}) is None, changed
+    assert checked_row(["7", KEPT]) is None
+
+
+def test_rows_no_run_writes_skip_nothing():
+    ledger = [GOOD_ROW, {**GOOD_ROW, "photo_id": "08"}, {**GOOD_ROW, "photo_id": "9", "decision": "maybe"}]
+    with local_pipeline() as p:
+        out = p | "Photos" >> beam.Create([photo("7"), photo("8"), photo("9")]) | SkipDecided(
+            p | "Ledger" >> beam.Create(ledger))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8", "9"]), label="kept")

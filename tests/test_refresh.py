@@ -276,6 +276,43 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     assert list(verify(str(second))) == []
 
 
+def test_a_previous_ledger_with_rows_no_run_writes_decides_nothing_by_them(first_yfcc_release, tmp_path):
+    """The previous ledger is outside input too. A row whose id is no number failed the whole refresh at its very end
+    (the ledger writer sorted by int); one in another spelling ('01015') never matched its photo and sat beside it
+    in the new ledger; a decision or stage that is no word passed as a verdict. Such rows are ignored and counted:
+    their photos are decided again, and the new ledger holds only rows a run writes."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipeline.fixtures.demo_world import photo_path
+    from pipeline.release.verify import verify
+
+    server, metadata, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    [shard] = sorted((previous / "ledger").glob("*.parquet"))
+    table = pq.read_table(shard)
+    rows = [row for row in table.to_pylist() if row["photo_id"] not in ("1015", "1016")]
+    rows += [{"photo_id": "../../x", "decision": "rejected", "stage": "fetch", "reason": "gone", "release": "r1"},
+             {"photo_id": "01015", "decision": "rejected", "stage": "fetch", "reason": "not_found", "release": "r1"},
+             {"photo_id": "1016", "decision": "maybe", "stage": "image", "reason": "not_an_image", "release": "r1"}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    _reseal(previous)
+    assert list(verify(str(previous))) == []
+    server.hits.clear()
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    stats = json.loads((second / "stats.json").read_text())
+    assert stats["accounted"] and stats["ledger_rows_ignored"] == 3
+    assert {path for path, count in server.hits.items() if count} == {photo_path(i) for i in ("1005", "1015", "1016")}
+    ledger = {row["photo_id"]: row for row in pq.read_table(second / "ledger").to_pylist()}
+    assert not {"../../x", "01015"} & ledger.keys()
+    assert (ledger["1015"]["reason"], ledger["1015"]["release"]) == ("not_found", "r2")  # decided again
+    assert list(verify(str(second))) == []
+
+
 @pytest.mark.parametrize(("manifest", "named"), [
     ({"release": "r1", "options": "not an object", "files": []}, '"options" must be an object'),
     ({"release": "r1", "options": {"detectors": ["a", "b"]}, "files": []}, '"options" must be an object'),

@@ -41,6 +41,7 @@ from pipeline.records import is_utf8_text
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
+from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -244,8 +245,9 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
                         if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
                             raise
                         raise JobFailed(f"{type(err).__name__}: {err}") from err
-                stats = report.add_to_stats(staging, api_calls=api_calls(result), steps=progress.timings(result),
-                                            peak_rss_mb=peak_rss_mb(),
+                ignored = ledger_rows_ignored(result) if opts.ledger else {}
+                stats = report.add_to_stats(staging, **ignored, api_calls=api_calls(result),
+                                            steps=progress.timings(result), peak_rss_mb=peak_rss_mb(),
                                             peak_memory_mb=round(memory.peak_mib, 1) if memory.available else None)
                 refused = refusal(stats, opts)
                 if refused:
@@ -269,6 +271,12 @@ def api_calls(result: PipelineResult) -> dict[str, int]:
     return dict(sorted(calls.items()))
 
 
+def ledger_rows_ignored(result: PipelineResult) -> dict[str, int]:
+    """{"ledger_rows_ignored": n}: the previous ledger's rows no run writes (stages/ledger.py); they decided nothing."""
+    counters = result.metrics().query(MetricsFilter().with_namespace(LEDGER_METRICS).with_name(IGNORED_ROWS))
+    return {"ledger_rows_ignored": sum(int(counter.committed or 0) for counter in counters["counters"])}
+
+
 def summary(output: str, stats: dict) -> str:
     """What a finished run kept and where its files are: only the formats it wrote."""
     reasons = ", ".join(f"{stage}/{reason}: {n}" for stage, by_reason in stats["rejections_by_stage"].items()
@@ -280,6 +288,8 @@ def summary(output: str, stats: dict) -> str:
         f"kept {stats['kept']} of {stats['input_rows']} input rows "
         f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
         f"  rejected: {reasons or 'none'}\n"
+        + (f"  previous ledger: {stats['ledger_rows_ignored']} rows no run writes were ignored (their photos decided "
+           "again)\n" if stats.get("ledger_rows_ignored") else "") +
         f"  dataset:     {', '.join(formats) or 'no images'}\n"
         f"  rejections:  {FileSystems.join(output, 'rejections')}\n"
         f"  stats:       {FileSystems.join(output, 'stats.json')}   "

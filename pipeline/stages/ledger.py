@@ -16,9 +16,11 @@ worker holding it in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -44,6 +46,47 @@ def permanent(rejection: Rejection) -> bool:
     reasons = TRANSIENT.get(rejection.stage, set())
     return (rejection.stage not in NOT_RECORDED and rejection.reason != "internal_error" and "*" not in reasons
             and rejection.reason not in reasons)
+
+
+LEDGER_METRICS = "ledger"
+IGNORED_ROWS = "previous_rows_ignored"
+# What a run writes in a ledger row's text fields: stage and reason names, a release name.
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{0,100}")
+_RELEASE = re.compile(r"[^\x00-\x1f\x7f]{0,200}")
+
+
+def checked_row(row: object) -> tuple[str, dict] | None:
+    """(photo id, row) for a previous ledger's row as a run writes it, else None. The previous release is outside
+    input (whoever can change a file can reseal its manifest): an id in another spelling ('01003') never matched
+    its photo and sat beside it in the new ledger, and one that is no number ('../../x') failed the whole job at
+    its very end, in the ledger writer. A refused row decides nothing: its photo, if listed, is decided again."""
+    if not isinstance(row, dict):
+        return None
+    photo_id, decision = row.get("photo_id"), row.get("decision")
+    texts = [row.get(name) for name in ("stage", "reason", "release")]
+    if not isinstance(photo_id, str) or _id(photo_id) != photo_id or decision not in (KEPT, REJECTED):
+        return None
+    if not all(isinstance(text, str) for text in texts):
+        return None
+    stage, reason, release = texts
+    if not (_NAME.fullmatch(stage) and _NAME.fullmatch(reason) and _RELEASE.fullmatch(release)):
+        return None
+    return photo_id, {"photo_id": photo_id, "decision": decision, "stage": stage, "reason": reason, "release": release}
+
+
+class CheckedRows(beam.DoFn):
+    """Previous ledger rows (dict) -> (photo id, row) for each row a run could have written; the others counted in
+    the `ledger` namespace (`previous_rows_ignored`, reported in stats.json)."""
+
+    def __init__(self) -> None:
+        self._ignored = Metrics.counter(LEDGER_METRICS, IGNORED_ROWS)
+
+    def process(self, row: object) -> Iterator[tuple[str, dict]]:
+        checked = checked_row(row)
+        if checked is None:
+            self._ignored.inc()
+            return
+        yield checked
 
 
 def _id(value: str) -> str | None:
@@ -104,6 +147,6 @@ class SkipDecided(beam.PTransform):
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         keyed = photos | "ById" >> beam.Map(lambda photo: (_id(photo.photo_id) or photo.photo_id, photo))
-        decided = self._ledger | "LedgerById" >> beam.Map(lambda row: (row["photo_id"], row))
+        decided = self._ledger | "LedgerById" >> beam.ParDo(CheckedRows())
         joined = {"photos": keyed, "decided": decided} | "Join" >> beam.CoGroupByKey()
         return apply_stage(joined, STAGE, _SkipDecided())
