@@ -249,16 +249,17 @@ def test_refused_counts_lose_no_photo_silently(times, refuse, depth):
 
     split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 10_000, 512, search_depth=depth))
     split._search = search
-    windows, refused = [], []
+    windows, refused, over = [], [], []
     for item in split.process((0, 10_000)):
         if isinstance(item, tuple):
-            windows.append(item[:2])
+            windows.append(item)
         else:
             low, high = item.value.photo_id.removeprefix("flickr:").split("-")
-            refused.append((int(low), int(high)))
+            (over if item.value.reason == "over_search_depth" else refused).append((int(low), int(high)))
     for t in times:
-        holders = [r for r in windows + refused if r[0] <= t <= r[1]]
+        holders = [r[:2] for r in windows + refused if r[0] <= t <= r[1]]
         assert len(holders) == 1, (t, holders)
+    assert over == [window[:2] for window in windows if window[2] > depth]  # said, one by one
 
 
 GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "dateupload": "1600000000",
@@ -524,3 +525,25 @@ def test_an_entry_whose_text_holds_a_nul_is_a_malformed_entry(extra):
     with pytest.raises(BadField) as refused:
         photo_from_search(entry, "ref", 512)
     assert refused.value.reason == "bad_api_entry" and "NUL" in str(refused.value)
+
+
+def test_totals_that_never_shrink_cost_a_bounded_number_of_calls_and_are_said():
+    """Every window "holds" 4,001 photos, however small: the split asked ~2 x 86,400 counts for one day (and 691,200
+    page calls). The split now stops at its budget; each window it leaves over the depth is read to the depth and
+    named in a rejection."""
+    from itertools import pairwise
+
+    from pipeline.flickr.client import count_budget
+    from pipeline.sources.flickr import FlickrSourceConfig, _SplitWindows
+
+    calls = []
+    split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 86_399, 512))
+    split._search = lambda low, high, **params: calls.append((low, high)) or {"total": 4001}
+    out = list(split.process((0, 86_399)))
+    windows = [item for item in out if isinstance(item, tuple)]
+    over = [item.value for item in out if not isinstance(item, tuple)]
+    assert len(calls) <= count_budget(4001, 86_400) + 20 < 300
+    assert [(w[0], w[1]) for w in windows] == sorted((w[0], w[1]) for w in windows)  # in time order,
+    assert windows[0][0] == 0 and windows[-1][1] == 86_399  # covering the day
+    assert all(a[1] + 1 == b[0] for a, b in pairwise(windows))  # once
+    assert {r.reason for r in over} == {"over_search_depth"} and len(over) == len(windows)

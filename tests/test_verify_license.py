@@ -193,3 +193,25 @@ def test_ids_beyond_cc_by_never_widen_what_the_recheck_admits(tmp_path):
         dofn.setup()
         kept, rejected, _ = verify_per_owner(dofn, server, records)
     assert not kept and rejected == {r.photo_id: "relicensed" for r in records}
+
+
+def test_an_owner_search_whose_totals_never_shrink_costs_no_more_than_checking_each_photo():
+    """The plan trusts the first total (4,001: past the depth, worth windows for 100 photos); sub-window totals that
+    never shrink made the split ask ~2 x 2**31 counts for photos with no upload date. The windows now stop at the
+    calls the per-photo checks would cost, and the photos not listed are checked one by one."""
+    class Hostile:
+        calls = 0
+
+        def call(self, method, **params):
+            Hostile.calls += 1
+            assert Hostile.calls < 1000, "runaway"
+            if method == "flickr.photos.search":
+                return {"photos": {"total": 4001, "photo": []}}
+            return {"photo": {"id": params["photo_id"], "license": 4}}
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn._client = Hostile()
+    photos = [Photo(str(1000 + i), owner_nsid="o@N01") for i in range(100)]
+    kept = list(dofn.process(("o@N01", photos)))
+    assert [photo.photo_id for photo in kept] == [photo.photo_id for photo in photos]
+    assert Hostile.calls <= 2 * len(photos) + 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -210,22 +211,40 @@ def _http_status(err: Exception) -> int | None:
     return None
 
 
+def count_budget(total: int, span: int, depth: int = SEARCH_DEPTH) -> int:
+    """Counts `split_windows` may ask for a range of `span` seconds holding `total` results. Counts that add up
+    (the halves of a window hold what it holds) never need more: each level of the split has fewer than
+    total/depth windows over the depth, so the whole split asks under 2 x levels x total/depth; twice that leaves
+    room for Flickr's approximate totals."""
+    levels = max(1, math.ceil(math.log2(max(span, 2))))
+    return 4 * (-(-total // depth) + 1) * levels
+
+
 def split_windows(total_in: Callable[[int, int], int], low: int, high: int,
-                  depth: int = SEARCH_DEPTH) -> Iterator[tuple[int, int, int]]:
+                  depth: int = SEARCH_DEPTH, max_counts: int | None = None) -> Iterator[tuple[int, int, int]]:
     """(low, high, total) windows of upload time, inclusive at both ends, that together cover
     [low, high] exactly once and each hold at most `depth` results, so that paging through each
     window never reaches the depth past which Flickr repeats results. A one-second window that is
     still over the cap is yielded as it is (it cannot be split further) with its true total.
 
+    At most `max_counts` counts go to splitting (default: `count_budget` of the whole range's total). An API whose
+    sub-window totals do not shrink (each half "holds" what the whole does) was asked ~2 x (high - low) times, the
+    seconds of all time for a photo with no upload date. Past the budget each window left (at most one per level)
+    is counted once and yielded as it is, however large: read to the depth, like a one-second window.
+
     `total_in(lo, hi)` asks the API for the number of matching photos (one call with per_page=1).
     """
     stack = [(low, high)]
+    counts = 0
     while stack:
         lo, hi = stack.pop()
         total = total_in(lo, hi)
+        counts += 1
+        if max_counts is None:
+            max_counts = count_budget(total, high - low + 1, depth)
         if total == 0:
             continue
-        if total <= depth or lo == hi:
+        if total <= depth or lo == hi or counts >= max_counts:
             yield lo, hi, total
             continue
         middle = (lo + hi) // 2

@@ -190,7 +190,13 @@ class _SplitWindows(_ClientDoFn):
                 refused.append((low, high, "bad_api_response", f"window count unreadable: {err}"))
             return 0  # skipped by split_windows; reported below
 
-        yield from split_windows(total_in, *span, depth=self._cfg.search_depth)
+        depth = self._cfg.search_depth
+        for window in split_windows(total_in, *span, depth=depth):
+            yield window
+            if window[2] > depth:  # one second past the depth, or the split's budget spent on totals that never shrink
+                where = f"flickr:{window[0]}-{window[1]}"
+                detail = f"the API counts {window[2]:,} results in this window; a search lists the first {depth:,}"
+                yield reject(Rejection(where, STAGE, "over_search_depth", detail, "", where))
         for low, high, reason, detail in refused:
             where = f"flickr:{low}-{high}"
             yield reject(Rejection(where, STAGE, reason, detail[:300], "", where))

@@ -151,16 +151,27 @@ class _VerifyOwner(beam.DoFn):
         return found
 
     def _read_windows(self, owner: str, span: tuple[int, int, int], wanted: set[str], found: dict[str, int]) -> None:
-        """Past the search depth: windows under it (the span's own total is known: not asked again)."""
+        """Past the search depth: windows under it (the span's own total is known: not asked again), in at most as
+        many calls as the per-photo checks it saves. The plan (`windowed_cost`) trusts the first total; an API whose
+        sub-window totals do not shrink made the split ask ~2 x span seconds counts. Photos not found by then are
+        checked one by one."""
         low, high, total = span
+        budget = len(wanted) - len(found)
+        calls = 0
 
         def count(lo: int, hi: int) -> int:
-            return total if (lo, hi) == (low, high) else _total(self._search(owner, lo, hi, per_page=1))
+            nonlocal calls
+            if (lo, hi) == (low, high):
+                return total
+            calls += 1
+            return _total(self._search(owner, lo, hi, per_page=1))
 
-        for lo, hi, window_total in split_windows(count, low, high, depth=self._cfg.search_depth):
-            for page in page_numbers(window_total, depth=self._cfg.search_depth):
-                if len(found) == len(wanted):
+        depth = self._cfg.search_depth
+        for lo, hi, window_total in split_windows(count, low, high, depth=depth, max_counts=budget):
+            for page in page_numbers(window_total, depth=depth):
+                if len(found) == len(wanted) or calls >= budget:
                     return
+                calls += 1
                 self._collect(self._search(owner, lo, hi, per_page=PER_PAGE, page=page), wanted, found)
 
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
