@@ -56,19 +56,26 @@ def test_only_verdicts_that_cannot_change_are_recorded():
     assert entry_of_rejection(rejection("../x", "detect", "human"), "r") is None
 
 
-ENTRY = st.builds(lambda decision, release: {"photo_id": "1", "decision": decision, "stage": "s", "reason": "r",
-                                             "release": release},
-                  st.sampled_from([KEPT, REJECTED]), st.sampled_from(["2026-09", "2026-10", "2026-11"]))
+ENTRY = st.builds(lambda decision, release, stage, reason: {"photo_id": "1", "decision": decision, "stage": stage,
+                                                            "reason": reason, "release": release},
+                  st.sampled_from([KEPT, REJECTED]), st.sampled_from(["2026-09", "2026-10", "2026-11"]),
+                  st.sampled_from(["detect", "fetch"]), st.sampled_from(["human", "gone"]))
 
 
 @given(new=st.lists(ENTRY, max_size=4), old=st.lists(ENTRY, max_size=1), has_old=st.booleans())
 def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new, old, has_old):
     groups = {"new": new, "old": old} if has_old else {"new": new}
     out = list(merged(("1", groups)))
-    # The oracle, spelled out: any rejection of this run wins, else this run's kept, else the old entry.
-    rejections = [e for e in new if e["decision"] == REJECTED]
-    expected = rejections[:1] or [e for e in new if e["decision"] == KEPT][:1] or (old[:1] if has_old else [])
+    # The oracle, spelled out: any rejection of this run wins (the first by stage, reason and release), else this
+    # run's kept, else the old entry.
+    def first(decision: str) -> list[dict]:
+        return sorted((e for e in new if e["decision"] == decision), key=lambda e: (e["stage"], e["reason"],
+                                                                                    e["release"]))[:1]
+
+    expected = first(REJECTED) or first(KEPT) or (old[:1] if has_old else [])
     assert out == expected
+    # whatever order the runner delivers them in (two rejections of one id used to be recorded as the first to come)
+    assert list(merged(("1", {**groups, "new": new[::-1]}))) == out
 
 
 GOOD_ROW = {"photo_id": "7", "decision": KEPT, "stage": "", "reason": "", "release": "2026-10"}

@@ -251,3 +251,13 @@ def test_files_written_side_by_side_are_renamed_only_when_the_block_ends_without
         b.handle.write(b"new b")
     assert old.read_bytes() == b"new a" and (tmp_path / "b.parquet").read_bytes() == b"new b"
     assert a.entry == {"bytes": 5, "sha256": hashlib.sha256(b"new a").hexdigest()}
+
+
+def test_rejections_equal_but_for_the_photo_they_duplicate_sort_one_way():
+    """The shard's sort key left out duplicate_of: two such rejections kept the order the runner gave them."""
+    from pipeline.io.sinks import rejection_order
+    from pipeline.records import Rejection
+
+    a = Rejection("5", "near_dedup", "near_duplicate", "distance 2", duplicate_of="3", source_ref="x:1")
+    b = Rejection("5", "near_dedup", "near_duplicate", "distance 2", duplicate_of="4", source_ref="x:1")
+    assert sorted([a, b], key=rejection_order) == sorted([b, a], key=rejection_order) == [a, b]

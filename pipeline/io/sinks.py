@@ -167,7 +167,10 @@ class WriteDataset(beam.PTransform):
 
 
 def rejection_order(rejection: Rejection) -> tuple:
-    return (rejection.photo_id, rejection.stage, rejection.reason, rejection.source_ref, rejection.detail)
+    """Every field: two rejections equal in all but one still come out in one order, so a shard's bytes do not
+    depend on the order the runner delivered them in."""
+    return (rejection.photo_id, rejection.stage, rejection.reason, rejection.source_ref, rejection.detail,
+            rejection.duplicate_of)
 
 
 class WriteRejections(beam.PTransform):

@@ -115,7 +115,10 @@ def merged(keyed: tuple[str, dict[str, Iterable[dict]]]) -> Iterator[dict]:
     keeps its old entry. A kept photo that this run also rejected (its carried copy was taken
     down, say) is recorded as rejected."""
     _, groups = keyed
-    new = sorted(groups["new"], key=lambda entry: entry["decision"] == KEPT)  # a rejection wins
+    # A rejection wins; among several (a photo rejected twice, by a carried copy and a new row), the first by stage
+    # and reason, whatever order they arrived in
+    new = sorted(groups["new"], key=lambda entry: (entry["decision"] == KEPT, entry["stage"], entry["reason"],
+                                                   entry["release"]))
     chosen = new[0] if new else next(iter(groups.get("old", ())), None)  # no "old": no previous ledger
     if chosen is not None:
         yield chosen
