@@ -145,6 +145,24 @@ def test_a_missing_sized_copy_falls_back_to_the_rows_own_url():
         assert server.hits["/1/1_ab_b.jpg"] == server.hits["/1/1_ab.jpg"] == 1
 
 
+def test_the_rows_own_url_gets_what_is_left_of_the_photos_deadline_not_a_fresh_one():
+    """The fallback used to start its own --fetch_deadline: a photo could hold a thread (and a host slot) for two.
+    Here the missing copy answers its 404 after 0.8 s of a 1 s deadline; the row's own URL, 0.6 s later, is past
+    the photo's deadline (it was fetched whole, in a deadline of its own)."""
+    from dataclasses import replace
+
+    from pipeline.fixtures.static_server import Response
+
+    row = "https://farm3.staticflickr.com/1/1_ab.jpg"
+    with StaticServer() as server:
+        server.add("/1/1_ab_b.jpg", Response(404, b"", delay=0.8))
+        server.add("/1/1_ab.jpg", replace(image(real_jpeg()), delay=0.6))
+        batch = _batch_against(server, 1024)
+        batch._fetcher.config = replace(batch._fetcher.config, deadline=1.0)
+        late = batch._download(photo("1", download_url=row))
+    assert (late.stage, late.reason) == ("fetch", "deadline_exceeded"), late
+
+
 def test_rows_on_a_users_own_server_are_fetched_as_given():
     jpeg = real_jpeg()
     with StaticServer() as server:

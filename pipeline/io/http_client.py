@@ -263,14 +263,20 @@ class Fetcher:
     def close(self) -> None:
         self._session.close()
 
-    def fetch(self, url: str) -> FetchResult:
+    def deadline(self) -> float:
+        """When a download started now must end, on this fetcher's clock: one to share between tries of one photo."""
+        return self._clock() + self.config.deadline
+
+    def fetch(self, url: str, deadline: float | None = None) -> FetchResult:
+        """`url`, within `deadline` (a `deadline()` already taken: a second URL for the same photo gets what is left
+        of the first's, not a fresh one) or --fetch_deadline from now."""
         cfg = self.config
         problem = url_problem(url)
         if problem:
             return FetchResult(url, reason="bad_url", detail=f"{problem}: {_shown(url)}")
         if not host_allowed(url, cfg.allowed_hosts):
             return FetchResult(url, reason="host_not_allowed", detail=_describe(url))
-        deadline = self._clock() + cfg.deadline
+        deadline = self.deadline() if deadline is None else deadline
         attempt = 0
         while True:
             try:

@@ -128,12 +128,13 @@ class _FetchBatch(beam.DoFn):
         url = sized_url(photo, self._max_side, self._originals)
         if not url:
             return Rejection.of(photo, STAGE, "no_url", "no download URL and no server/secret to build one")
-        result = self._fetcher.fetch(url)
+        deadline = self._fetcher.deadline()  # one --fetch_deadline for the photo, both URLs together
+        result = self._fetcher.fetch(url, deadline)
         own = row_url(photo)
         if result.reason in _MISSING and own and own != url:
             # The chosen copy is not there (Flickr's sizes vary with upload date and original size):
             # the row's own URL once, before the photo is given up.
-            first, result = result, self._fetcher.fetch(own)
+            first, result = result, self._fetcher.fetch(own, deadline)
             if not result.ok:
                 detail = f"{url}: {first.detail}; then {own}: {result.detail}"
                 return Rejection.of(photo, STAGE, result.reason, detail[:500])
