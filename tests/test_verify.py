@@ -9,6 +9,7 @@ import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import tfrecord_frame
 from pipeline.release.verify import tfrecord_count, verify
+from tests.conftest import reseal
 
 
 @pytest.fixture()
@@ -94,10 +95,13 @@ def test_a_shard_deleted_with_its_entry(release, tmp_path):
     (copy / gone).unlink()
     _edit_manifest(copy, lambda m: m.update(files=[e for e in m["files"] if e["path"] != gone]))
     kept = json.loads((copy / "manifest.json").read_text())["totals"]["kept"]
-    assert _problems(copy) == {
-        (gone, "shard 1 of 2 is not listed in the manifest"),
-        ("parquet", f"{kept - entry['records']} records in its files, manifest totals say kept {kept}"),
-    }
+    problems = _problems(copy)
+    assert {(gone, "shard 1 of 2 is not listed in the manifest"),
+            ("parquet", f"{kept - entry['records']} records in its files, manifest totals say kept {kept}")} < problems
+    [(_, missing)] = problems - {(gone, "shard 1 of 2 is not listed in the manifest"),
+                                 ("parquet", f"{kept - entry['records']} records in its files, manifest totals say "
+                                             f"kept {kept}")}
+    assert missing.startswith(f"{entry['records']} photo ids not in parquet (against webdataset)")
     assert main(["verify", str(copy)]) == 1
 
 
@@ -202,3 +206,27 @@ def test_a_link_to_a_folder_inside_the_release_is_reported(release, tmp_path):
     (tmp_path / "elsewhere" / "extra.parquet").write_bytes(b"x")
     os.symlink(tmp_path / "elsewhere", copy / "more")
     assert _problems(copy) == {("more", "not listed in the manifest")}
+
+
+def test_a_photo_twice_or_in_one_format_only_is_reported(release, tmp_path):
+    """Counts and hashes alone passed a resealed release that held one photo twice (a carried and a new copy under
+    one id were written so) or an ATTRIBUTION.csv naming other photos than the shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = _copy(release, tmp_path)
+    shards = sorted((copy / "parquet").glob("*.parquet"))
+    table = pq.read_table(shards[0])
+    rows = table.to_pylist()
+    twice = rows[0]["photo_id"]
+    rows[1] = {**rows[1], "photo_id": twice}
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shards[0])
+    attribution = (copy / "ATTRIBUTION.csv").read_text().splitlines()
+    gone = attribution[-1].split(",")[0]
+    (copy / "ATTRIBUTION.csv").write_text("\n".join([*attribution[:-1], "999" + attribution[-1]]) + "\n")
+    reseal(copy)
+    problems = _problems(copy)
+    assert ("parquet", f"1 photo ids in more than one record, e.g. {twice}") in problems, problems
+    assert any(path == "parquet" and "not in parquet (against webdataset)" in message for path, message in problems)
+    assert ("attribution", f"1 photo ids not in attribution (against webdataset), e.g. {gone}") in problems
+    assert ("attribution", f"1 photo ids only in attribution (against webdataset), e.g. 999{gone}") in problems

@@ -1,6 +1,7 @@
 """`pass-pipeline verify RELEASE`: re-check every file of a release against its manifest.json —
 existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
-members, Parquet rows, TFRecord records with their CRCs). Works on local paths and gs://.
+members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
+records hold each photo id once and the same ids. Works on local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
@@ -10,18 +11,22 @@ entry whose path would leave the release is never read."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import posixpath
 import re
 import stat
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -68,6 +73,42 @@ def record_count(fmt: str, data: bytes) -> int | None:
     if fmt == "tfrecord":
         return tfrecord_count(data)
     return None
+
+
+# Formats whose records are the dataset's photos, one each: the same ids in each, none twice.
+_PHOTO_FORMATS = ("webdataset", "parquet", "attribution")
+
+
+def record_ids(fmt: str, data: bytes) -> list[str] | None:
+    """The photo id of each record of a dataset file (None for formats not read so: TFRecord, whose count and CRCs
+    are checked, and files that are not the dataset's)."""
+    if fmt == "webdataset":
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return [name[:-len(".jpg")] for name in tar.getnames() if name.endswith(".jpg")]
+    if fmt == "parquet":
+        return [str(value) for value in pq.read_table(io.BytesIO(data), columns=["photo_id"]).column(0).to_pylist()]
+    if fmt == "attribution":
+        rows = csv.reader(io.StringIO(data.decode("utf-8")))
+        return [row[0] if row else "" for row in itertools.islice(rows, 1, None)]
+    return None
+
+
+def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
+    """Each photo once per format, and the same photos in each: counts and hashes alone let a release holding one
+    photo twice (and another not at all) pass."""
+    for fmt, counted in sorted(ids.items()):
+        twice = sorted(photo_id for photo_id, count in counted.items() if count > 1)
+        if twice:
+            yield Problem(fmt, f"{len(twice)} photo ids in more than one record, e.g. {', '.join(twice[:3])}")
+    if len(ids) < 2:
+        return
+    reference, *others = sorted(ids, key=_PHOTO_FORMATS.index)
+    for fmt in others:
+        missing, extra = ids[reference].keys() - ids[fmt].keys(), ids[fmt].keys() - ids[reference].keys()
+        for what, found in (("not in", missing), ("only in", extra)):
+            if found:
+                shown = ", ".join(sorted(found)[:3])
+                yield Problem(fmt, f"{len(found)} photo ids {what} {fmt} (against {reference}), e.g. {shown}")
 
 
 def _shown(path: str) -> str:
@@ -145,8 +186,9 @@ def _size_and_kind(path: str) -> tuple[int | None, str]:
     return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
 
 
-def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
-    """One listed file against its entry: there, inside the release, its size, hash and records."""
+def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]]) -> Iterator[Problem]:
+    """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
+    dataset file are added to `ids` (by format)."""
     relative = entry["path"]
     if not RUN_PATH.fullmatch(relative):
         yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
@@ -175,11 +217,15 @@ def _check_file(release: str, entry: dict[str, Any]) -> Iterator[Problem]:
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         yield Problem(relative, "sha256 differs from the manifest")
         return
+    fmt = entry.get("format", "")
     try:
-        count = record_count(entry.get("format", ""), data)
-    except (ValueError, OSError, EOFError, tarfile.TarError) as err:
+        count = record_count(fmt, data)
+        photo_ids = record_ids(fmt, data) if fmt in _PHOTO_FORMATS else None
+    except (ValueError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return
+    if photo_ids is not None:
+        ids.setdefault(fmt, Counter()).update(photo_ids)
     if count is not None and "records" in entry and count != entry["records"]:
         yield Problem(relative, f"{count} records, manifest says {entry['records']}")
 
@@ -267,6 +313,7 @@ def verify(release: str) -> Iterator[Problem]:
         yield Problem(MANIFEST, why)
         return
     entries, listed = [], set()
+    ids: dict[str, Counter[str]] = {}
     for index, entry in enumerate(manifest["files"]):
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             if entry["path"] in listed:
@@ -277,7 +324,8 @@ def verify(release: str) -> Iterator[Problem]:
         yield from (Problem(MANIFEST, message) for message in wrong)
         if not wrong:
             entries.append(entry)
-            yield from _check_file(release, entry)
+            yield from _check_file(release, entry, ids)
+    yield from _id_problems(ids)
     yield from _unlisted(release, listed, published=bool(manifest.get("release")))
     yield from _missing_shards([e for e in entries if RUN_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
