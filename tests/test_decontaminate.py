@@ -74,6 +74,8 @@ def test_job_with_decontamination(tmp_path, eval_set):
                      f"--decontaminate={eval_set}", *FAST])
     assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 2}
     assert stats["kept"] == 8  # the demo world's 10 distinct photos less 2 evaluation images (detection off)
+    # the broken evaluation image was only logged: the run looked fully decontaminated
+    assert stats["eval_images_unreadable"] == 1
 
 
 def test_a_list_is_read_as_a_blocklist_is_and_a_path_not_there_fails_at_launch(tmp_path, eval_set):

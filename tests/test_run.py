@@ -428,3 +428,16 @@ def test_an_input_file_whose_name_is_no_utf8_text_fails_at_launch(tmp_path, caps
     assert main(["run", f"--input={folder}/*.tsv", f"--output={tmp_path / 'out'}", *FAST]) == 2
     err = capsys.readouterr().err
     assert "the file name is no UTF-8 text" in err and "photos_caf\\udce9.tsv" in err
+
+
+def test_the_summary_says_what_a_run_could_not_use(demo_release):
+    """A previous ledger's rows no run writes and evaluation images no hash could be taken of were only counted (or
+    logged): the summary names them, and says nothing of them when there are none."""
+    from pipeline.commands.run import summary
+
+    stats = json.loads((demo_release / "stats.json").read_text())
+    quiet = summary(str(demo_release), stats)
+    assert "previous ledger" not in quiet and "decontaminate" not in quiet
+    said = summary(str(demo_release), {**stats, "ledger_rows_ignored": 3, "eval_images_unreadable": 1})
+    assert "previous ledger: 3 rows no run writes were ignored" in said
+    assert "decontaminate: 1 evaluation images could not be read" in said

@@ -41,6 +41,8 @@ from pipeline.records import is_utf8_text
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
+from pipeline.stages.decontaminate import STAGE as DECONTAMINATE
+from pipeline.stages.decontaminate import UNREADABLE_EVAL_IMAGES
 from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
@@ -245,8 +247,9 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
                         if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
                             raise
                         raise JobFailed(f"{type(err).__name__}: {err}") from err
-                ignored = ledger_rows_ignored(result) if opts.ledger else {}
-                stats = report.add_to_stats(staging, **ignored, api_calls=api_calls(result),
+                counted = {**(ledger_rows_ignored(result) if opts.ledger else {}),
+                           **(eval_images_unreadable(result) if opts.decontaminate else {})}
+                stats = report.add_to_stats(staging, **counted, api_calls=api_calls(result),
                                             steps=progress.timings(result), peak_rss_mb=peak_rss_mb(),
                                             peak_memory_mb=round(memory.peak_mib, 1) if memory.available else None)
                 refused = refusal(stats, opts)
@@ -271,10 +274,20 @@ def api_calls(result: PipelineResult) -> dict[str, int]:
     return dict(sorted(calls.items()))
 
 
+def _counted(result: PipelineResult, namespace: str, name: str) -> int:
+    counters = result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))["counters"]
+    return sum(int(counter.committed or 0) for counter in counters)
+
+
 def ledger_rows_ignored(result: PipelineResult) -> dict[str, int]:
     """{"ledger_rows_ignored": n}: the previous ledger's rows no run writes (stages/ledger.py); they decided nothing."""
-    counters = result.metrics().query(MetricsFilter().with_namespace(LEDGER_METRICS).with_name(IGNORED_ROWS))
-    return {"ledger_rows_ignored": sum(int(counter.committed or 0) for counter in counters["counters"])}
+    return {"ledger_rows_ignored": _counted(result, LEDGER_METRICS, IGNORED_ROWS)}
+
+
+def eval_images_unreadable(result: PipelineResult) -> dict[str, int]:
+    """{"eval_images_unreadable": n}: --decontaminate's evaluation images no hash could be taken of, so no dataset
+    image was compared with them (stages/decontaminate.py): a run that says nothing looks fully decontaminated."""
+    return {"eval_images_unreadable": _counted(result, DECONTAMINATE, UNREADABLE_EVAL_IMAGES)}
 
 
 def summary(output: str, stats: dict) -> str:
@@ -289,7 +302,9 @@ def summary(output: str, stats: dict) -> str:
         f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
         f"  rejected: {reasons or 'none'}\n"
         + (f"  previous ledger: {stats['ledger_rows_ignored']} rows no run writes were ignored (their photos decided "
-           "again)\n" if stats.get("ledger_rows_ignored") else "") +
+           "again)\n" if stats.get("ledger_rows_ignored") else "")
+        + (f"  decontaminate: {stats['eval_images_unreadable']} evaluation images could not be read, so nothing was "
+           "compared with them (see the log)\n" if stats.get("eval_images_unreadable") else "") +
         f"  dataset:     {', '.join(formats) or 'no images'}\n"
         f"  rejections:  {FileSystems.join(output, 'rejections')}\n"
         f"  stats:       {FileSystems.join(output, 'stats.json')}   "

@@ -196,7 +196,8 @@ class WriteNearDupIndex(beam.PTransform):
         super().__init__()
         self._write = WriteSharded(
             output, "index", [("near_dup_index", "parquet", formats.IndexWriter)],
-            key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0]), fixed_shards=0,
+            # every field, so that two entries of one id (a hostile previous index's) come out in one order
+            key=lambda entry: entry[1], sort_key=lambda entry: (entry[1], entry[0], entry[2]), fixed_shards=0,
             per_shard=INDEX_ROWS_PER_SHARD, count=count,
         )
 

@@ -5,7 +5,8 @@ list) of evaluation images, e.g. ImageNet validation or a downstream benchmark. 
 normalised exactly like a dataset image (so the pHashes are comparable) and hashed, in the
 pipeline itself, in parallel; every worker then holds those hashes in a `HashIndex`, and any
 dataset image within the near-duplicate distance of one is rejected, naming the test image.
-Evaluation images that cannot be decoded are counted (metric `eval_images_unreadable`), not fatal.
+Evaluation images that cannot be decoded are counted (metric `eval_images_unreadable`, in stats.json and the run's
+summary), not fatal.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _LOG = logging.getLogger(__name__)
 # Listed paths checked at launch, one by one: all of a local list; on an object store the first ones only
 # (a request each), the rest counted at hashing time (`eval_images_unreadable`) like an undecodable one.
 CHECKED_REMOTE_PATHS = 100
+UNREADABLE_EVAL_IMAGES = "eval_images_unreadable"  # a counter, reported in stats.json and the run's summary
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
@@ -87,7 +89,7 @@ class _HashEvalImage(beam.DoFn):
         # Keep every evaluation image, however small or plain: only its hash matters here.
         # The run's own decode and resize rule (draft, reducing gap), so the hash is the one a run would compute.
         self._cfg = dataclasses.replace(cfg, min_side=1, min_stddev=0.0)
-        self._unreadable = Metrics.counter(STAGE, "eval_images_unreadable")
+        self._unreadable = Metrics.counter(STAGE, UNREADABLE_EVAL_IMAGES)
 
     def process(self, path: str) -> Iterator[tuple[int, str]]:
         try:
