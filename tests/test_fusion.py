@@ -57,6 +57,9 @@ def test_two_weak_signals_add_up_where_one_does_not():
     ({"reject_at": 0.3}, "review_from <= reject_at"),
     ({"bias": float("nan")}, "finite"),
     ({"bias": "x"}, "not a fusion model"),
+    # finite, but +inf - inf = NaN on a photo one detector flags and another does not: a NaN fused score was kept
+    ({"weights": [1e308, 1e308]}, "within"),
+    ({"bias": -1e7}, "within"),
 ])
 def test_bad_models_are_refused_with_the_reason(change, message):
     with pytest.raises(RegistryError, match=message):

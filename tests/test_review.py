@@ -88,6 +88,21 @@ def test_apply_merges_later_decisions_over_earlier(tmp_path):
         apply_decisions(str(bad), store)
 
 
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read_and_a_file_without_the_columns_refused(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte order mark: the header read '\ufeffphoto_id' and every row was refused
+    with an empty id. A file without a decision column was applied as no decision at all, silently."""
+    store = str(tmp_path / "reviews.csv")
+    marked = tmp_path / "excel.csv"
+    marked.write_bytes("photo_id,decision,note\r\n5,accept,\r\n7,reject_human,café\r\n".encode("utf-8-sig"))
+    assert apply_decisions(str(marked), store) == (2, 2)
+    assert read_decisions(str(marked)) == {"5": ("accept", ""), "7": ("reject_human", "café")}
+    headless = tmp_path / "no_decision.csv"
+    headless.write_text("photo_id,verdict,note\n5,accept,\n")
+    for read in (lambda path: apply_decisions(path, store), read_decisions):
+        with pytest.raises(ValueError, match="no decision column"):
+            read(str(headless))
+
+
 def test_the_loop_through_two_runs(tmp_path):
     """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
     in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it."""

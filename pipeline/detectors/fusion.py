@@ -53,6 +53,8 @@ from pipeline.io.files import read_bytes
 # Scores are clipped before the logit: a detector's 0.0 ("nothing at all") and 1.0 would otherwise be
 # infinite, and one of them would outvote every other detector however large the others' weights.
 EPSILON = 1e-4
+# A logistic's weights and bias: within this, no sum of weighted logits (each at most |weight| x 9.2) overflows.
+MAX_WEIGHT = 1e6
 
 
 def logit(score: float) -> float:
@@ -267,8 +269,10 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
         problems.append("features and weights must be non-empty lists of the same length")
     if any("." not in feature for feature in fusion.features):
         problems.append("each feature is DETECTOR.CLASS")
-    if not all(math.isfinite(x) for x in (*fusion.weights, fusion.bias)):
-        problems.append("weights and bias must be finite numbers")
+    # Bounded as a probe's weights are: finite weights of 1e308 made one photo's sum +inf - inf = NaN, and a NaN
+    # fused score is below every threshold, so the photo was kept
+    if not all(math.isfinite(x) and abs(x) <= MAX_WEIGHT for x in (*fusion.weights, fusion.bias)):
+        problems.append(f"weights and bias must be finite numbers within +-{MAX_WEIGHT:g}")
     if not 0.0 <= fusion.review_from <= fusion.reject_at <= 1.0:
         problems.append("0 <= review_from <= reject_at <= 1 must hold")
     # A floor on a feature the model does not read would need a detector the rule does not require (rule_for).

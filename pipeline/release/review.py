@@ -32,7 +32,7 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import FORMULA_STARTS, csv_bytes, csv_text
 from pipeline.records import Photo
-from pipeline.stages.detect import DECISIONS, decided_photo_id, read_decisions
+from pipeline.stages.detect import DECISIONS, check_decision_columns, decided_photo_id, read_decisions
 
 THUMBNAIL = 256
 DECISION_COLUMNS = ("photo_id", "decision", "note")
@@ -269,8 +269,12 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     yet looked at) are skipped. Every id is a photo number, in its one spelling ('007' is photo 7; a
     '7.0' is refused with its row: stored, it would never match). The store is written formula-safe,
     as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store)."""
-    with open(decisions_csv, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column
+    # '\ufeffphoto_id' and every row's id empty
+    with open(decisions_csv, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        check_decision_columns(reader.fieldnames, decisions_csv)
+        rows = list(reader)
     new = {}
     for line, row in enumerate(rows, start=2):
         decision = (row.get("decision") or "").strip()

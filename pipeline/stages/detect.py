@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -74,14 +74,24 @@ def decided_photo_id(cell: str, where: str) -> str:
         raise ValueError(f"{where}: photo_id {cell.strip()[:40]!r} is not a Flickr photo number ({err})") from None
 
 
+def check_decision_columns(columns: Sequence[str] | None, where: str) -> None:
+    """A decisions file names its photo_id and decision columns: without them every row read as undecided, and the
+    file was applied as no decision at all, saying nothing."""
+    missing = [name for name in ("photo_id", "decision") if name not in (columns or ())]
+    if missing:
+        raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {', '.join(columns or ())[:200]})")
+
+
 def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
     """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note): ids canonical, a note
     as the reviewer wrote it (the store writes one that looks like a formula as '=...)."""
     if not path:
         return {}
-    text = read_bytes(path).decode("utf-8")
+    text = read_bytes(path).decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" begins with a byte order mark
+    reader = csv.DictReader(io.StringIO(text))
+    check_decision_columns(reader.fieldnames, path)
     decisions = {}
-    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+    for line, row in enumerate(reader, start=2):
         decision = (row.get("decision") or "").strip()
         if decision not in DECISIONS:
             raise ValueError(f"{path}:{line}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
