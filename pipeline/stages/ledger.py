@@ -115,19 +115,23 @@ def merged(keyed: tuple[str, dict[str, Iterable[dict]]]) -> Iterator[dict]:
     keeps its old entry. A kept photo that this run also rejected (its carried copy was taken
     down, say) is recorded as rejected."""
     _, groups = keyed
-    # A rejection wins; among several (a photo rejected twice, by a carried copy and a new row), the first by stage
-    # and reason, whatever order they arrived in
-    new = sorted(groups["new"], key=lambda entry: (entry["decision"] == KEPT, entry["stage"], entry["reason"],
-                                                   entry["release"]))
-    chosen = new[0] if new else next(iter(groups.get("old", ())), None)  # no "old": no previous ledger
+    chosen = first_entry(groups["new"]) or first_entry(groups.get("old", ()))  # no "old": no previous ledger
     if chosen is not None:
         yield chosen
+
+
+def first_entry(entries: Iterable[dict]) -> dict | None:
+    """The entry that stands for an id among several: a rejection before a kept, then the first by stage, reason and
+    release, whatever order they arrived in (a photo rejected twice, by a carried copy and a new row; a previous
+    ledger, outside input, holding one id twice)."""
+    return min(entries, key=lambda entry: (entry["decision"] == KEPT, entry["stage"], entry["reason"],
+                                           entry["release"]), default=None)
 
 
 class _SkipDecided(beam.DoFn):
     def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = keyed
-        decided = next(iter(groups["decided"]), None)
+        decided = first_entry(groups["decided"])
         for photo in groups["photos"]:
             if decided is None:
                 yield photo
