@@ -88,8 +88,10 @@ def record_ids(fmt: str, data: bytes) -> list[str] | None:
     if fmt == "parquet":
         return [str(value) for value in pq.read_table(io.BytesIO(data), columns=["photo_id"]).column(0).to_pylist()]
     if fmt == "attribution":
-        rows = csv.reader(io.StringIO(data.decode("utf-8")))
-        return [row[0] if row else "" for row in itertools.islice(rows, 1, None)]
+        # Decoded as it is read: decoding the whole file first held it again as text, at up to 4 bytes a character
+        # (5-8 times the file: ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv)
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
+        return [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)]
     return None
 
 
