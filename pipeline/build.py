@@ -35,7 +35,7 @@ from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, i
 from pipeline.io.work_cache import ThroughCache, shaping_options
 from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
-from pipeline.release.carry import CheckRows, ReadRelease
+from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
 from pipeline.sources.table import ReadTable, table_layout
@@ -197,6 +197,10 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     return DetectOutput(kept, rejected, detected.review)
 
 
+def _release_name(release: str) -> str:
+    return release.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
              specs: list[DetectorSpec]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
@@ -207,7 +211,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     (still publishable, every row carried in, rejections, borderline photos for review)."""
     if not opts.carry_over:
         return empty(pipeline), empty(pipeline), [], []
-    name = opts.carry_over.rstrip("/").rsplit("/", 1)[-1]
+    name = _release_name(opts.carry_over)
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     rows = carried_in | "CarriedRows" >> CheckRows(name, opts.max_pixels)
     licensed = rows.kept | "CarriedLicense" >> FilterLicense()
@@ -259,11 +263,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     if opts.ledger:
         ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
-    # A new row for an id the previous release still holds is a repeat of that photo: without the ledger, which
-    # skips it as decided, it was fetched and written twice. A new copy of a carried photo's bytes likewise (below).
-    carried_photos = carried if opts.carry_over else None
-    not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", carried_photos is not None,
-                         lambda: DropRepeatedIds(carried_photos))
+    # A new row for an id the previous release holds is a repeat of that photo: without the ledger, which skips it
+    # as decided, it was fetched and written twice. Its ids are read apart (CarriedIds), so that the downloads do not
+    # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
+    not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over, lambda: DropRepeatedIds(
+        pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, _release_name(opts.carry_over))))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))
@@ -277,7 +281,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
-    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates(carried_photos)
+    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates(carried if opts.carry_over else None)
     previous = None
     if opts.carry_over:
         # A refresh compares new images with the carried images that stay in the new release, not

@@ -74,3 +74,21 @@ def test_a_new_copy_of_a_carried_photos_bytes_is_its_duplicate():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["5003"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.duplicate_of)),
                     equal_to([("5001", "duplicate", "1003"), ("5002", "duplicate", "5003")]), label="rejected")
+
+
+def test_a_group_of_twenty_thousand_copies_beside_carried_photos_is_never_held_in_memory():
+    """With carried photos the group came from a CoGroupByKey, which lists each side's values whole; it is now one
+    GroupByKey read in passes, with or without a carried photo in it."""
+    from pipeline.stages.exact_dedup import CARRIED, NEW, _KeepUncarried
+
+    def tagged(carried: bool):
+        return Regrouped(lambda i: (CARRIED, "7") if carried and i == 500 else
+                         (NEW, photo(str(i + 10), sha256="ab" * 32, original_width=100 + (i == 777),
+                                     original_height=100)), 20_000)
+
+    for carried in (True, False):
+        assert peak_bytes_consuming(_KeepUncarried().process(("ab" * 32, tagged(carried)))) < 2_000_000
+        outputs = list(_KeepUncarried().process(("ab" * 32, tagged(carried))))
+        kept = [o for o in outputs if not hasattr(o, "tag")]
+        assert (len(outputs), len(kept)) == ((19_999, 0) if carried else (20_000, 1))
+        assert carried or kept[0].photo_id == "787"  # the larger original wins among new copies

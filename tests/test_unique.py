@@ -54,15 +54,16 @@ def test_an_id_a_carried_photo_holds_is_a_repeat_among_the_new_ones():
     """A run carrying a release over (--carry_over) without its ledger fetched a new row for an id the release held
     and wrote both under one id (two parquet rows, two tar members of one key). The carried row wins: it is
     published."""
-    carried = [photo("1003", source_ref="rel1/pass-00000-of-00002.parquet:4"), photo("1004", source_ref="rel1:5")]
+    shard = "rel1/parquet/pass-00000-of-00002.parquet"
+    carried = [("1003", shard), ("1004", "rel1/parquet/pass-00001-of-00002.parquet")]
     new = [photo("1003", source_ref="a.tsv:1"), photo("01003", source_ref="a.tsv:2"), photo("7", source_ref="a.tsv:3"),
            photo("7", source_ref="a.tsv:4")]
     with local_pipeline() as p:
         out = p | "New" >> beam.Create(new) | DropRepeatedIds(p | "Carried" >> beam.Create(carried))
         assert_that(out.kept | beam.Map(lambda ph: ph.source_ref), equal_to(["a.tsv:3"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason, r.duplicate_of, r.detail)), equal_to([
-            ("a.tsv:1", "repeated_id", "1003", "same photo id as rel1/pass-00000-of-00002.parquet:4 (carried over)"),
-            ("a.tsv:2", "repeated_id", "01003", "same photo id as rel1/pass-00000-of-00002.parquet:4 (carried over)"),
+            ("a.tsv:1", "repeated_id", "1003", f"same photo id as {shard} (carried over)"),
+            ("a.tsv:2", "repeated_id", "01003", f"same photo id as {shard} (carried over)"),
             ("a.tsv:4", "repeated_id", "7", "same photo id as a.tsv:3")]), label="rejected")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import posixpath
 import re
 import warnings
 from collections.abc import Iterator
@@ -197,6 +198,31 @@ class ReadRelease(beam.PTransform):
                 | "Shards" >> beam.Create(self._shards)
                 | "SpreadShards" >> beam.Reshuffle()
                 | "Rows" >> beam.FlatMap(_read_shard))
+
+
+def _id_and_shard(named_row: tuple[str, dict], release_name: str) -> Iterator[tuple[str, str]]:
+    path, row = named_row
+    try:
+        yield canonical_photo_id(row.get("photo_id")), f"{release_name}/parquet/{posixpath.basename(path)}"
+    except BadPhotoId:  # CheckRows rejects the row itself
+        return
+
+
+class CarriedIds(beam.PTransform):
+    """PBegin -> PCollection[tuple[str, str]]: (photo id, shard) of every row of a finished release, reading its
+    ids alone. The ids a run's new rows must not repeat, known long before the carried rows are re-checked (the
+    license re-check alone can take hours), so that the new rows' downloads need not wait for it."""
+
+    def __init__(self, release: str, release_name: str) -> None:
+        super().__init__()
+        self._shards = release_shards(release)
+        self._name = release_name
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (pbegin
+                | "Shards" >> beam.Create(self._shards)
+                | "Ids" >> beam.io.ReadAllFromParquet(with_filename=True, columns=["photo_id"])
+                | "Canonical" >> beam.FlatMap(_id_and_shard, self._name))
 
 
 class CheckRows(beam.PTransform):

@@ -12,6 +12,7 @@ naming the survivor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 
@@ -19,6 +20,7 @@ from pipeline.records import Photo, Rejection, survivor_rank
 from pipeline.stage import StageOutput, apply_keyed_stage, apply_stage, best_and_rest, reject
 
 STAGE = "exact_dedup"
+NEW, CARRIED = "new", "carried"
 
 
 class _KeepSurvivor(beam.DoFn):
@@ -33,17 +35,29 @@ class _KeepSurvivor(beam.DoFn):
                                       duplicate_of=best.photo_id))
 
 
+class _Tagged:
+    """The values of one tag in a group of (tag, value) pairs, iterable again and again in the same order (a
+    GroupByKey's values are; a CoGroupByKey's are lists of each tag's values, a whole group held at once)."""
+
+    def __init__(self, group: Iterable[tuple[str, Any]], tag: str) -> None:
+        self._group, self._tag = group, tag
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for tag, value in self._group if tag == self._tag)
+
+
 class _KeepUncarried(beam.DoFn):
-    """(sha256, {"new": photos, "carried": carried photo ids}): stored bytes a carried photo already has are that
+    """(sha256, [("new", photo) | ("carried", photo id)]): stored bytes a carried photo already has are that
     photo's (it is in a published release); each new copy is its duplicate."""
 
-    def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
-        key, groups = keyed
-        carried = min(groups["carried"], default=None, key=lambda photo_id: (len(photo_id), photo_id))
+    def process(self, keyed: tuple[str, Iterable[tuple[str, Any]]]) -> Iterator:
+        key, group = keyed
+        carried = min(_Tagged(group, CARRIED), default=None, key=lambda photo_id: (len(photo_id), photo_id))
+        new = _Tagged(group, NEW)
         if carried is None:
-            yield from _KeepSurvivor().process((key, groups["new"]))
+            yield from _KeepSurvivor().process((key, new))
             return
-        for photo in groups["new"]:
+        for photo in new:
             yield reject(Rejection.of(photo.replace(image=b""), STAGE, "duplicate",
                                       "identical pixels after normalisation to a carried-over photo",
                                       duplicate_of=carried))
@@ -62,7 +76,7 @@ class ExactDuplicates(beam.PTransform):
     def expand(self, photos: beam.PCollection) -> StageOutput:
         if self._carried is None:
             return apply_keyed_stage(photos, STAGE, lambda photo: photo.sha256, _KeepSurvivor())
-        new = photos | "BySha256" >> beam.Map(lambda photo: (photo.sha256, photo)).with_output_types(tuple[str, Photo])
-        carried = self._carried | "CarriedBySha256" >> beam.Map(lambda photo: (photo.sha256, photo.photo_id))
-        joined = {"new": new, "carried": carried} | "GroupWithCarried" >> beam.CoGroupByKey()
-        return apply_stage(joined, STAGE, _KeepUncarried())
+        new = photos | "BySha256" >> beam.Map(lambda photo: (photo.sha256, (NEW, photo)))
+        carried = self._carried | "CarriedBySha256" >> beam.Map(lambda photo: (photo.sha256, (CARRIED, photo.photo_id)))
+        grouped = (new, carried) | "WithCarried" >> beam.Flatten() | "GroupWithCarried" >> beam.GroupByKey()
+        return apply_stage(grouped, STAGE, _KeepUncarried())

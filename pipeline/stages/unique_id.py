@@ -52,8 +52,9 @@ class _KeepFirst(beam.DoFn):
 
 
 class _KeepUncarried(beam.DoFn):
-    """(id, {"new": photos, "carried": source refs}): an id a carried release row already holds is that row's, and
-    every new row for it a repeat (the release's copy is published; fetching it again would only make a second)."""
+    """(id, {"new": photos, "carried": where the release holds it}): an id a carried release row already holds is
+    that row's, and every new row for it a repeat (the release's copy is carried over; fetching it again would only
+    make a second)."""
 
     def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
         key, groups = keyed
@@ -69,9 +70,9 @@ class _KeepUncarried(beam.DoFn):
 class DropRepeatedIds(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo], PCollection[Rejection]): one Photo per photo_id.
 
-    With `carried` (PCollection[Photo], the rows a refresh carries over from the previous release), an id any carried
-    photo holds is rejected among the new photos: a run merges both before the writers, and nothing else keeps one
-    id from being written twice."""
+    With `carried` (PCollection[tuple[str, str]]: (photo id, where) of each row of the release a run carries over,
+    `carry.CarriedIds`), an id the release holds is rejected among the new photos: a run merges both before the
+    writers, and nothing else keeps one id from being written twice."""
 
     def __init__(self, carried: beam.PCollection | None = None) -> None:
         super().__init__()
@@ -81,6 +82,5 @@ class DropRepeatedIds(beam.PTransform):
         by_id = photos | "ById" >> beam.Map(lambda photo: (id_key(photo), photo)).with_output_types(tuple[str, Photo])
         if self._carried is None:
             return apply_stage(by_id | "Group" >> beam.GroupByKey(), STAGE, _KeepFirst())
-        carried = self._carried | "CarriedById" >> beam.Map(lambda photo: (id_key(photo), photo.source_ref))
-        joined = {"new": by_id, "carried": carried} | "GroupWithCarried" >> beam.CoGroupByKey()
+        joined = {"new": by_id, "carried": self._carried} | "GroupWithCarried" >> beam.CoGroupByKey()
         return apply_stage(joined, STAGE, _KeepUncarried())
