@@ -107,10 +107,25 @@ def test_a_changed_model_file_is_refused(tmp_path):
     ({"decoder": {"type": "classifier"}}, "must name its outputs"),
     ({"decoder": {"type": "ssd", "scores": "s", "classes": "c"}}, "must name its outputs"),
     ({"decoder": {"type": "score_maps"}}, "must name its outputs"),
+    # a class its decoder never gives reads 0 on every photo: this "NSFW" passed every check and rejected nothing
+    ({"nsfw_classes": ["NSFW"], "thresholds": {"NSFW": 0.5}}, "'NSFW' not among the classes its decoder gives"),
+    ({"human_classes": ["person"], "thresholds": {"nsfw": 0.5, "person": 0.5}}, "'person' not among"),
 ])
 def test_bad_entries_fail_when_the_job_is_built(tmp_path, changes, message):
     with pytest.raises(RegistryError, match=message):
         read_registry(write_registry(tmp_path, user_entry(**changes)))
+
+
+@pytest.mark.parametrize("registry", [{"detectors": ["x"]}, [{"name": "x"}], {"detectors": {"x": {}}},
+                                      {"detectors": [user_entry(thresholds=[0.5])]}])
+def test_a_registry_of_another_shape_is_a_registry_error_not_a_traceback(tmp_path, registry):
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(registry))
+    with pytest.raises(RegistryError):
+        read_registry(str(path))
+    path.write_text("{not json")
+    with pytest.raises(RegistryError, match="not JSON"):
+        read_registry(str(path))
 
 
 def test_repeated_names_are_refused(tmp_path):

@@ -75,6 +75,25 @@ def output_names(decoder: dict[str, Any]) -> list[str]:
     return [decoder["output"]]
 
 
+def decoded_classes(decoder: dict[str, Any]) -> set[str]:
+    """The class names `decode` gives scores for, from the decoder's configuration alone (empty when it cannot
+    say: a malformed decoder, which the registry refuses for its own reason)."""
+    try:
+        kind = decoder.get("type")
+        if kind in ("score_maps", "ssd_logits") and isinstance(decoder["outputs"], dict):
+            return {str(name) for name in decoder["outputs"]}
+        if kind == "ssd":
+            return {str(name) for name in decoder["class_names"].values()}
+        if kind == "yolo":
+            names = {str(name) for name in decoder["class_names"]}
+            return names & {str(name) for name in decoder["keep_classes"]} if "keep_classes" in decoder else names
+        if kind == "classifier":
+            return {str(name) for name in decoder["class_names"]}
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return set()
+
+
 def decode(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -> list[dict[str, float]]:
     """{class name: score in [0, 1]} for each of `rows` batch rows."""
     kind = decoder["type"]

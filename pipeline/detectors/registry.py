@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.detectors.decoders import output_names
+from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
 from pipeline.io.files import read_bytes
 
@@ -137,7 +137,7 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
             tiles=bool(entry.get("tiles", False)), default=bool(entry.get("default", False)),
             license=str(entry.get("license", "")), provenance=str(entry.get("provenance", "")),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # AttributeError: thresholds given as a list
         raise RegistryError(f"{where}: {type(err).__name__}: {err}") from None
     if "context_probes" in spec.decoder:
         try:
@@ -167,6 +167,13 @@ def _spec(entry: dict[str, Any], registry_path: str) -> DetectorSpec:
     problems += _column_problems(spec.decoder) + _context_problems(spec) + _probe_problems(spec)
     if not spec.classes:
         problems.append("no human_classes or nsfw_classes: the detector would decide nothing")
+    # A class its decoder never gives reads as 0 on every photo: an "NSFW" for a decoder's "nsfw" passed every other
+    # check (the canary asks human classes only) and rejected nothing
+    given = decoded_classes(spec.decoder)
+    unknown = [cls for cls in spec.classes if given and cls not in given]
+    if unknown:
+        problems.append(f"{', '.join(map(repr, unknown))} not among the classes its decoder gives "
+                        f"({', '.join(map(repr, sorted(given)))})")
     for cls in spec.classes:
         if cls not in spec.thresholds:
             problems.append(f"no threshold for class {cls!r}")
@@ -285,8 +292,14 @@ def _names_outputs(decoder: dict[str, Any]) -> bool:
 
 
 def read_registry(path: str) -> dict[str, DetectorSpec]:
-    data = json.loads(read_bytes(path))
-    specs = [_spec(entry, path) for entry in data.get("detectors", [])]
+    try:
+        data = json.loads(read_bytes(path))
+    except (ValueError, RecursionError) as err:
+        raise RegistryError(f"{path}: not JSON: {type(err).__name__}: {err}"[:300]) from None
+    entries = data.get("detectors", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise RegistryError(f'{path}: a registry is an object whose "detectors" is a list of objects')
+    specs = [_spec(entry, path) for entry in entries]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise RegistryError(f"{path}: detector names repeat")
