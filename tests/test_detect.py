@@ -72,6 +72,25 @@ def test_a_broken_image_is_a_rejection_and_the_rest_goes_on():
                     equal_to([("9", "detect", "internal_error")]), label="rejected")
 
 
+def test_a_broken_image_in_a_batch_rejects_itself_alone_whatever_the_batching():
+    """RunInference's dead letter takes a failed batch whole: an undecodable image batched with six good photos
+    rejected them too (as internal_error, blaming its own decode), and which ones depended on the batching. A
+    failed batch is now scored photo by photo: the good photos are kept, each with the scores of the same image."""
+    good = [photo(str(i), image=real_jpeg("coffee.jpg")) for i in range(1, 7)]
+    inputs = [*good[:3], photo("9", image=b"not a jpeg"), *good[3:]]
+    for batch in (1, 7):
+        with local_pipeline() as p:
+            out = p | beam.Create(inputs, reshuffle=False) | Detect(SPECS[2:], runtime(min_batch=batch,
+                                                                                        max_batch=batch))
+            assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to([ph.photo_id for ph in good]),
+                        label="kept")
+            assert_that(out.kept | beam.Map(lambda ph: ph.scores) | beam.Distinct() | beam.combiners.Count.Globally(),
+                        equal_to([1]), label="one image, one set of scores")
+            assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, "decode" in r.detail.lower()
+                                                           or "identif" in r.detail.lower())),
+                        equal_to([("9", "detect", "internal_error", True)]), label="rejected")
+
+
 def test_decisions_file(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("photo_id,decision,note\n1,accept,\n2,reject_human,child in the corner\n")

@@ -261,8 +261,16 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
     return best, partial
 
 
+@dataclass(frozen=True)
+class FailedInference:
+    """A result's inference for a photo this detector could not score (its image does not decode, a model output
+    that is no number), found by scoring it alone once its batch failed: the photos batched with it are scored."""
+
+    detail: str
+
+
 class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
-    """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score})."""
+    """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score}, or FailedInference)."""
 
     def __init__(self, spec: DetectorSpec, runtime: RuntimeConfig, settled: Settled | None = None) -> None:
         super().__init__()
@@ -275,6 +283,26 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
 
     def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        """Scores per photo. A batch that fails is scored photo by photo: RunInference's dead letter takes a failed
+        batch whole, so one undecodable image rejected every photo batched with it, and which photos those were
+        depended on the batching. A photo that fails alone comes back as a FailedInference; a batch of one that
+        fails goes to the dead letter as before."""
+        try:
+            return self._scored(batch, model)
+        except Exception:
+            if len(batch) == 1:
+                raise
+        results = []
+        for photo in batch:
+            try:
+                results += self._scored([photo], model)
+            except Exception as err:
+                results.append(PredictionResult(photo, FailedInference(f"{type(err).__name__}: {err}"[:500]),
+                                                self._spec.name))
+        return results
+
+    def _scored(self, batch: Sequence[Photo], model: ort.InferenceSession) -> list[PredictionResult]:
+        results = []
         if self._settled is None:
             scores = photo_scores(self._spec, model, batch, self._runtime.tile_min_side)
             partial = [False] * len(batch)
@@ -282,7 +310,8 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
             scores, partial = staged_scores(self._spec, model, batch, self._runtime.tile_min_side, self._settled)
         for photo, classes, skipped in zip(batch, scores, partial, strict=True):
             named = {self._spec.score_name(cls): round(score, 6) for cls, score in sorted(classes.items())}
-            yield PredictionResult(photo, named, self._spec.name + (PARTIAL if skipped else ""))
+            results.append(PredictionResult(photo, named, self._spec.name + (PARTIAL if skipped else "")))
+        return results
 
     def get_num_bytes(self, batch: Sequence[Photo]) -> int:
         return sum(len(photo.image) for photo in batch)

@@ -34,12 +34,14 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import PARTIAL, OnnxDetectorHandler, RuntimeConfig
+from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
 from pipeline.io.work_cache import WriteEntries, split_by_cache
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.stage import KEPT as KEPT_TAG
+from pipeline.stage import REJECTED as REJECTED_TAG
 from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
 
 
@@ -104,8 +106,14 @@ def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
     return photo.replace(scores=tuple(sorted((dict(photo.scores) | scores).items())))
 
 
-def _with_scores(result: PredictionResult) -> Photo:
-    return _merge(result.example, dict(result.inference))
+def _with_scores(result: PredictionResult) -> Iterator:
+    """The photo with this detector's scores; a photo it could not score (alone: handler.FailedInference) is its
+    own rejection."""
+    if isinstance(result.inference, FailedInference):
+        yield reject(Rejection.of(result.example.replace(image=b""), STAGE, "internal_error",
+                                  f"{result.model_id}: {result.inference.detail}"))
+        return
+    yield _merge(result.example, dict(result.inference))
 
 
 SCORE_SCHEMA = pa.schema([("key", pa.string()), ("scores", pa.string())])
@@ -134,8 +142,8 @@ def _without_scores(photo: Photo, prefixes: tuple[str, ...]) -> Photo:
 
 def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[PredictionResult], dict | None]:
     def entry(result: PredictionResult) -> dict | None:
-        if result.model_id.endswith(PARTIAL):  # views were skipped: not the scores another run would compute
-            return None
+        if result.model_id.endswith(PARTIAL) or isinstance(result.inference, FailedInference):
+            return None  # views were skipped, or none scored: not the scores another run would compute
         return {"key": score_key(result.example, spec, runtime), "scores": json.dumps(result.inference, sort_keys=True)}
 
     return entry
@@ -218,7 +226,10 @@ class Detect(beam.PTransform):
             if hits is not None:
                 results = results | f"WriteScores.{spec.name}" >> beam.ParDo(WriteEntries(
                     self._cache, f"scores-{spec.name}", SCORE_SCHEMA, _score_entry(spec, runtime)))
-            scored = results | f"Scores.{spec.name}" >> beam.Map(_with_scores)
+            scored = results | f"Scores.{spec.name}" >> beam.FlatMap(_with_scores).with_outputs(REJECTED_TAG,
+                                                                                                 main=KEPT_TAG)
+            failures.append(scored[REJECTED_TAG])
+            scored = scored[KEPT_TAG]
             if hits is not None:
                 scored = (hits, scored) | f"WithCached.{spec.name}" >> beam.Flatten()
             # A failed batch (an undecodable image, a model error) becomes one rejection per photo in it.
