@@ -73,3 +73,36 @@ def test_temporaries_a_killed_run_left_in_the_cache_are_removed_once_stale(tmp_p
     assert remove_stale_temporaries(str(tmp_path), now) == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["images-c.parquet.tmp-3", "images-d.parquet"]
     assert remove_stale_temporaries("", now) == 0  # no cache given
+
+
+def _rewrite_entries(cache: str, change) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in cache_files(cache):
+        table = pq.read_table(path)
+        pq.write_table(pa.Table.from_pylist([change(row) for row in table.to_pylist()], schema=table.schema), path)
+
+
+def test_an_entry_whose_image_is_not_the_one_it_records_is_fetched_again(tmp_path):
+    """A cache is outside the job: an entry whose image bytes had been swapped went into the dataset under the
+    sha256 and size it recorded, and verify passed it. Such an entry, or one whose hashes are no hashes, is a miss."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io.work_cache import entry_problem
+
+    with StaticServer() as server:
+        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
+                  photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg"))))]
+        want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
+        cache = str(tmp_path / "cache")
+        run_once(photos, options(server, cache), want)
+        other = normalise(real_jpeg("rocket.jpg"), ImageConfig()).jpeg
+        _rewrite_entries(cache, lambda row: {**row, "image": other} if row["sha256"] == want[0][1] else
+                         {**row, "phash": "not a hash"})
+        rows = [row for path in cache_files(cache) for row in pq.read_table(path).to_pylist()]
+        assert sorted(entry_problem(row) for row in rows) == [
+            "its image is not the one whose sha256 it records", "its perceptual hashes are not 16 hexadecimal digits"]
+        server.hits.clear()
+        run_once(photos, options(server, cache), want)  # the true images, fetched again
+        assert server.hits["/1/1_a.jpg"] == server.hits["/1/2_a.jpg"] == 1

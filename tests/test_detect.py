@@ -219,3 +219,27 @@ def test_scores_a_carried_photo_brings_from_its_release_do_not_settle_it():
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, dict(ph.scores)["oidv4_person.person"] < 0.5)),
                         equal_to([("4", True)]), label="kept")
             assert_that(out.rejected, equal_to([]), label="rejected")
+
+
+def test_a_score_cache_entry_no_run_writes_is_scored_again(tmp_path):
+    """A changed score entry could set any score of the photo (another detector's too, letting a person through):
+    an entry with a score name the detector does not give, or a score that is no finite number, is a miss."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nsfw = [s for s in SPECS if s.name == "open_nsfw"]
+    inputs = [photo("3", image=real_jpeg("chelsea.jpg"), sha256="3" * 64)]
+    cache = tmp_path / "cache"
+    truth = round(photo_scores(nsfw[0], shared_session(nsfw[0], runtime()), inputs, 400)[0]["nsfw"], 6)
+    with local_pipeline() as p:
+        _ = p | beam.Create(inputs) | Detect(nsfw, runtime(), cache=str(cache))
+    [path] = cache.glob("scores-open_nsfw-*.parquet")
+    table = pq.read_table(path)
+    for forged in ({"open_nsfw.nsfw": 0.0, "open_nsfw.sfw": 1.0, "centerface.face": 0.0},
+                   {"open_nsfw.nsfw": "0.0"}, {"open_nsfw.nsfw": float("nan")}):
+        rows = [{**row, "scores": json.dumps(forged)} for row in table.to_pylist()]
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+        with local_pipeline() as p:
+            out = p | beam.Create(inputs) | Detect(nsfw, runtime(), cache=str(cache))
+            assert_that(out.kept | beam.Map(lambda ph: dict(ph.scores)), equal_to([
+                {"open_nsfw.nsfw": truth, "open_nsfw.sfw": round(1 - truth, 6)}]))

@@ -14,7 +14,9 @@ are cached: a failed download is tried again on the next run, which is what a tr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.options import PassOptions, shaping
@@ -79,21 +82,51 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield row.pop("key"), row
 
 
-def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo:
-    return photo.replace(**row)
+_HASH16 = re.compile(r"[0-9a-f]{16}")
+
+
+def entry_problem(row: dict[str, Any]) -> str | None:
+    """Why an image cache entry is not one a run writes, else None: its image is not the JPEG whose sha256 and size
+    it records, or its hashes are not hashes. A cache is a folder outside the job (a disk corrupts, anyone with
+    access can change it): an entry whose image disagreed with its own sha256 went into the dataset as it was, and
+    verify, which checks files against the manifest the run wrote, passed it."""
+    image, sha256 = row.get("image"), row.get("sha256")
+    if not isinstance(image, bytes) or not isinstance(sha256, str) or hashlib.sha256(image).hexdigest() != sha256:
+        return "its image is not the one whose sha256 it records"
+    if not all(isinstance(row.get(name), str) and _HASH16.fullmatch(row[name]) for name in ("phash", "dhash")):
+        return "its perceptual hashes are not 16 hexadecimal digits"
+    try:
+        with Image.open(io.BytesIO(image), formats=["JPEG"]) as img:
+            size = img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return "its image is no JPEG"
+    if size != (row.get("width"), row.get("height")):
+        return "its image is not the size it records"
+    return None
+
+
+def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo | None:
+    return None if entry_problem(row) else photo.replace(**row)
+
+
+def _entry_order(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=lambda value: hashlib.sha256(value).hexdigest())
 
 
 class _Join(beam.DoFn):
-    """(key, {photos, cached}) -> photos completed from their cache entry (main) or as they are (MISS)."""
+    """(key, {photos, cached}) -> photos completed from their cache entry (main) or as they are (MISS). `complete`
+    returns None for an entry it cannot use: the photo is then a miss, done again. Of several entries under one key
+    (runs that shared a cache), one chosen by content, so that which one does not depend on the order they came in."""
 
-    def __init__(self, complete: Callable[[Photo, dict[str, Any]], Photo]) -> None:
+    def __init__(self, complete: Callable[[Photo, dict[str, Any]], Photo | None]) -> None:
         self._complete = complete
 
     def process(self, joined: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = joined
-        cached = next(iter(groups["cached"]), None)
+        cached = min(groups["cached"], key=_entry_order, default=None)
         for photo in groups["photos"]:
-            yield self._complete(photo, cached) if cached is not None else pvalue.TaggedOutput(MISS, photo)
+            completed = self._complete(photo, cached) if cached is not None else None
+            yield completed if completed is not None else pvalue.TaggedOutput(MISS, photo)
 
 
 class WriteEntries(beam.DoFn):
@@ -124,7 +157,7 @@ class WriteEntries(beam.DoFn):
 
 
 def split_by_cache(photos: beam.PCollection, cache: str, prefix: str, key: Callable[[Photo], str],
-                   complete: Callable[[Photo, dict[str, Any]], Photo], label: str
+                   complete: Callable[[Photo, dict[str, Any]], Photo | None], label: str
                    ) -> tuple[beam.PCollection, beam.PCollection]:
     """(photos completed from the cache, photos the cache does not know). The cache's files are
     listed when the job is built: entries written by this run are for the next one."""

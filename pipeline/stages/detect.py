@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ from apache_beam import pvalue
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
+from pipeline.detectors.decoders import decoded_classes
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
@@ -127,8 +129,24 @@ def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _cached_scores(photo: Photo, row: dict) -> Photo:
-    return _merge(photo, json.loads(row["scores"]))
+def _cached_scores(spec: DetectorSpec) -> Callable[[Photo, dict], Photo | None]:
+    """A photo completed from its score cache entry; None (scored again) for an entry that is not one this detector
+    writes: a score of another detector's (a changed entry could set any score of the photo), a class it does not
+    score, or no finite number (the handler refuses those as scores)."""
+    names = {spec.score_name(cls) for cls in (*decoded_classes(spec.decoder), *spec.scored_classes)}
+
+    def complete(photo: Photo, row: dict) -> Photo | None:
+        try:
+            scores = json.loads(row["scores"])
+        except (KeyError, TypeError, ValueError, RecursionError):
+            return None
+        if not isinstance(scores, dict) or not set(scores) <= names or not all(
+                isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
+                for value in scores.values()):
+            return None
+        return _merge(photo, scores)
+
+    return complete
 
 
 def _without_scores(photo: Photo, prefixes: tuple[str, ...]) -> Photo:
@@ -220,7 +238,7 @@ class Detect(beam.PTransform):
             if self._cache:  # scores a killed run already computed are not computed again
                 hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}",
                                               lambda photo, spec=spec: score_key(photo, spec, runtime),
-                                              _cached_scores, f"Cached.{spec.name}")
+                                              _cached_scores(spec), f"Cached.{spec.name}")
             handler = OnnxDetectorHandler(spec, runtime, None if spec.nsfw_classes else settled)
             results, dead = scored | f"Infer.{spec.name}" >> RunInference(handler).with_exception_handling()
             if hits is not None:
