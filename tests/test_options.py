@@ -114,7 +114,7 @@ def test_numbers_that_are_no_finite_value_or_beyond_any_sensible_bound_fail_at_l
     assert not options.validate(opts("--per_host_rps=0", "--backoff_base=0", "--min_stddev=0", "--shards=100000"))
 
 
-@pytest.mark.parametrize("value", ["4,11,5", "1", "4,40", "", "4,²", "04x"])
+@pytest.mark.parametrize("value", ["4,11,5", "1", "4,40", "", "4,²", "04x", "04", "4.0"])
 def test_flickr_licenses_names_cc_by_ids_only(value):
     assert options.validate(opts(f"--flickr_licenses={value}")) == [
         f"--flickr_licenses must name CC BY license ids only: 4 (CC BY 2.0), 11 (CC BY 4.0) (got {value!r})"]
