@@ -150,7 +150,8 @@ def _declarations() -> list[Declared]:
     add("--read_timeout", Role.OPERATIONAL, type=float, default=30.0,
         help="Seconds without a byte before a read gives up.")
     add("--fetch_deadline", Role.OPERATIONAL, type=float, default=120.0,
-        help="Seconds one photo's download may take in all, retries and the fallback to the row's own URL included.")
+        help="Seconds one photo's download may take in all: waiting for its turn at the host, retries and the "
+             "fallback to the row's own URL included.")
     add("--max_bytes", Role.SHAPES_BYTES, type=int, default=20 * 1024 * 1024, help="Largest response body accepted.")
     add("--max_retries", Role.OPERATIONAL, type=int, default=3, help="Retries after 429, 5xx and connection errors.")
     add("--backoff_base", Role.OPERATIONAL, type=float, default=1.0, help="First retry delay; doubles on each retry.")

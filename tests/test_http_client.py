@@ -194,6 +194,33 @@ def test_host_gate_spaces_requests_by_rate():
     assert time.monotonic() - start >= 0.19  # 5 starts at 20/s span at least 4 intervals of 50 ms
 
 
+def test_a_photo_does_not_wait_past_its_deadline_for_a_busy_or_slow_host(server):
+    url = server.add("/x.jpg", image(JPEG))
+    # Concurrency: the host's one slot is held for 3 s by another photo.
+    busy = fetcher(server, deadline=0.5, per_host_concurrency=1, per_host_rps=0.0)
+    holder = threading.Event()
+    gate = host_gate("127.0.0.1", 1, 0.0)  # the gate of the URL's host name
+
+    def hold() -> None:
+        with gate.slot():
+            holder.set()
+            time.sleep(3)
+    holding = threading.Thread(target=hold, daemon=True)
+    holding.start()
+    holder.wait(2)
+    started = time.monotonic()
+    result = busy.fetch(url)
+    assert result.reason == "deadline_exceeded" and time.monotonic() - started < 1.5
+    holding.join()  # gates are process-wide: leave this one free for other tests
+    # Rate: one start each 10 s; the next photo's start time lies past its 0.5 s deadline, so it fails at once
+    # instead of sleeping 10 s first.
+    slow = fetcher(server, deadline=0.5, per_host_rps=0.1)
+    assert slow.fetch(url).ok
+    started = time.monotonic()
+    result = slow.fetch(url)
+    assert result.reason == "deadline_exceeded" and time.monotonic() - started < 0.4
+
+
 # --- 1. the URL checked is the URL fetched -------------------------------------------------------------------
 
 @pytest.fixture

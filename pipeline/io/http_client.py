@@ -202,10 +202,25 @@ class _HostGate:
         self._pacer = Pacer(rps)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._slots:
-            self._pacer.wait()
-            yield
+    def slot(self, patience: float | None = None) -> Iterator[bool]:
+        """Yields True once this thread holds a slot and its start time has come; False, without sleeping, when
+        either would take more than `patience` seconds (what is left of the caller's deadline): a photo past its
+        deadline fails then, not after queueing behind a slow host. A start time given up stays spent, so the
+        host sees fewer requests for it, never more."""
+        begun = time.monotonic()
+        if not self._slots.acquire(timeout=None if patience is None else max(0.0, patience)):
+            yield False
+            return
+        try:
+            delay = self._pacer.reserve()
+            if patience is not None and delay > patience - (time.monotonic() - begun):
+                yield False
+            else:
+                if delay > 0:
+                    time.sleep(delay)
+                yield True
+        finally:
+            self._slots.release()
 
 
 _GATES: dict[tuple[str, int, float], _HostGate] = {}
@@ -300,9 +315,10 @@ class Fetcher:
         cfg = self.config
         for _hop in range(MAX_REDIRECTS + 1):
             host = (urlsplit(url).hostname or "").lower()
-            with host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps).slot():
+            gate = host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps)
+            with gate.slot(patience=deadline - self._clock()) as started:
                 left = deadline - self._clock()  # waiting for the slot counts too
-                if left <= 0:
+                if not started or left <= 0:
                     raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
                 with deadline_scope(left) as cutoff:
                     outcome = self._hop(url, left, cutoff, attempt)
