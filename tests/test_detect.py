@@ -182,6 +182,28 @@ def test_scores_of_a_photo_that_skipped_views_are_not_cached(tmp_path):
     assert nsfw.nsfw_classes
 
 
+def test_scores_cached_under_another_onnxruntime_or_provider_are_scored_again(tmp_path, monkeypatch):
+    """CUDA's kernels and another onnxruntime release round differently: a run resumed on another machine scores
+    again rather than mix two runtimes' scores in one decision."""
+    import pyarrow.parquet as pq
+
+    from pipeline.stages import detect
+
+    inputs = [photo("4", image=real_jpeg("coffee.jpg"), sha256="4" * 64)]
+
+    def keys() -> set[str]:
+        with local_pipeline() as p:
+            out = p | beam.Create(inputs) | Detect(SPECS, runtime(), cache=str(tmp_path), fusion=builtin_fusion())
+            assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["4"]))
+        return {key for path in tmp_path.glob("scores-open_nsfw-*.parquet") for key in pq.read_table(path)["key"]
+                .to_pylist()}
+
+    first = keys()
+    assert keys() == first and len(first) == 1  # the same runtime reads its own entry, writes none
+    monkeypatch.setattr(detect, "_scoring_runtime", lambda device: ("9.99.0", "CUDAExecutionProvider"))
+    assert len(keys() - first) == 1  # another runtime: scored again, under its own key
+
+
 def test_a_rejection_decided_on_cached_scores_has_the_same_reason(tmp_path):
     """A work cache filled by a run that scored every view (or one with other fusion or thresholds,
     under which the photo was not settled) holds complete scores of a photo that this run's cheaper

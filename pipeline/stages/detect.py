@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+import onnxruntime as ort
 import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -36,7 +38,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.decoders import decoded_classes
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig
+from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig, providers_for
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
@@ -121,11 +123,20 @@ def _with_scores(result: PredictionResult) -> Iterator:
 SCORE_SCHEMA = pa.schema([("key", pa.string()), ("scores", pa.string())])
 
 
+@functools.cache
+def _scoring_runtime(device: str) -> tuple[str, str]:
+    """What else moves a score's last bits: the onnxruntime release and the execution provider this worker uses
+    (CUDA's kernels round differently from the CPU's). A run resumed on another machine or release scores again
+    rather than mix the two, which could move a photo across a threshold."""
+    return ort.__version__, providers_for(device)[0]
+
+
 def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
-    """The same stored image through the same model file, preprocessing and tiling gives the same
-    scores: a resumed run takes them from the work cache instead of running the model again."""
+    """The same stored image through the same model file, preprocessing and tiling, on the same onnxruntime and
+    provider, gives the same scores: a resumed run takes them from the work cache instead of running the model
+    again."""
     parts = [photo.sha256, spec.sha256, dataclasses.asdict(spec.input), spec.decoder, spec.tiles,
-             runtime.tile_min_side]
+             runtime.tile_min_side, *_scoring_runtime(runtime.device)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
