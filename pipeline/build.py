@@ -96,7 +96,7 @@ def fetch_settings(opts: PassOptions) -> FetchSettings:
 
 def image_config(opts: PassOptions) -> ImageConfig:
     return ImageConfig(opts.max_side, opts.min_side, opts.max_pixels, opts.min_stddev, opts.jpeg_quality,
-                       opts.draft_supersample, opts.resize_reducing_gap)
+                       opts.draft_supersample, opts.resize_reducing_gap, opts.decode_pixel_budget)
 
 
 def fetch_images(opts: PassOptions) -> ThroughCache:

@@ -171,6 +171,10 @@ def _declarations() -> list[Declared]:
         help="Images whose shorter side is below this are rejected.")
     add("--max_pixels", Role.SHAPES_BYTES, type=int, default=64_000_000,
         help="Images with more pixels are rejected before decoding.")
+    add("--decode_pixel_budget", Role.OPERATIONAL, type=int, default=128_000_000,
+        help="Pixels one worker process decodes at once, all its threads together (a JPEG decoded at reduced "
+             "scale counts its reduced pixels); an image over it decodes alone. The default, two images at "
+             "--max_pixels, is ~2.4 GiB at worst (alpha PNGs).")
     add("--min_stddev", Role.SHAPES_BYTES, type=float, default=3.0,
         help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
     add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")
@@ -337,8 +341,8 @@ def validate(opts: PassOptions) -> list[str]:
                         f"(got {opts.flickr_licenses!r})")
     if not split_list(opts.allowed_hosts):
         problems.append("--allowed_hosts must name at least one host")
-    for name in ("max_side", "min_side", "max_pixels", "max_bytes", "per_host_concurrency", "fetch_threads",
-                 "images_per_shard"):
+    for name in ("max_side", "min_side", "max_pixels", "decode_pixel_budget", "max_bytes", "per_host_concurrency",
+                 "fetch_threads", "images_per_shard"):
         if getattr(opts, name) <= 0:
             problems.append(f"--{name} must be positive")
     if not 0 < opts.detect_min_batch_size <= opts.detect_batch_size:

@@ -374,6 +374,50 @@ def test_icon_wrapping_a_huge_png_is_refused_without_decoding_it():
     assert growth < 40, f"peak memory grew by {growth:.0f} MiB"
 
 
+def _alpha_png(side: int) -> bytes:
+    """A `side` x `side` PNG with alpha of a few kB: ~18 bytes a pixel to decode, composite and convert."""
+    img = Image.new("RGBA", (side, side), (40, 90, 160, 200))
+    img.paste(Image.new("RGBA", (side // 2, side // 2), (250, 20, 20, 60)), (0, 0))
+    return encode(img, "PNG")
+
+
+def test_threads_decoding_huge_images_share_the_process_pixel_budget():
+    """--max_pixels bounds one image, the budget a process: six threads each given a 16 MP PNG with alpha (a
+    hostile source's cheapest way to spend memory) decode them one at a time under a 16 MP budget, so the peak
+    is about one image's, not six's."""
+    import threading
+
+    raw = _alpha_png(4000)
+    cfg = replace(CFG, decode_pixel_budget=16_000_000)
+    one = peak_memory_growth_mib(lambda: normalise(raw, cfg))
+    results: list[object] = []
+
+    def six_at_once() -> None:
+        threads = [threading.Thread(target=lambda: results.append(normalise(raw, cfg))) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    growth = peak_memory_growth_mib(six_at_once)
+    assert len(results) == 6 and len({result.jpeg for result in results}) == 1
+    assert one > 150, f"one image grew the peak by only {one:.0f} MiB: the test no longer measures decoding"
+    # Not 1x: glibc gives each thread its own malloc arena and keeps what a finished thread freed there. Without
+    # the budget, ~4x here (six threads on two cores).
+    assert growth < 2.5 * one, f"six threads grew the peak by {growth:.0f} MiB, one image by {one:.0f} MiB"
+
+
+def test_the_budget_counts_the_pixels_decoded_not_the_header_s(monkeypatch):
+    # A JPEG decoded at reduced scale (draft) takes only its drafted pixels from the budget.
+    held: list[int] = []
+    budget = image_stage.process_budget(CFG.decode_pixel_budget)
+    real_hold = budget.hold
+    monkeypatch.setattr(budget, "hold", lambda pixels: (held.append(pixels), real_hold(pixels))[1])
+    big = real_image().resize((4096, 3072))
+    normalise(encode(big, "JPEG"), CFG)
+    normalise(encode(big, "PNG"), CFG)
+    assert held == [1024 * 768, 4096 * 3072]  # drafted at 1/4 (twice the stored 512 x 384), the PNG in full
+
+
 @pytest.mark.parametrize("make", [
     pytest.param(lambda: bad_images.png_with_chunks([bad_images.ztxt(b"Comment", 100_000_000)]), id="zTXt-100MB"),
     pytest.param(lambda: bad_images.png_with_chunks([bad_images.itxt_compressed(b"XML:com.adobe.xmp", 100_000_000)]),

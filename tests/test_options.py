@@ -43,7 +43,9 @@ def test_every_option_that_shapes_the_stored_bytes_changes_the_cache_key():
     for name, flag in changed.items():
         assert shaping_options(opts(flag)) != base, name
     assert shaping_options(opts("--fetch_threads=3", "--detectors=none")) == base  # not shaping bytes
-    assert set(ImageConfig.__dataclass_fields__) <= set(options.SHAPES_BYTES)  # the image stage's whole config
+    # The image stage's whole config, but for how many pixels a process decodes at once (never the bytes)
+    assert set(ImageConfig.__dataclass_fields__) - {"decode_pixel_budget"} <= set(options.SHAPES_BYTES)
+    assert next(o.role for o in options.DECLARED if o.name == "decode_pixel_budget") is options.Role.OPERATIONAL
 
 
 def test_a_new_version_of_the_storage_rule_changes_the_cache_key(monkeypatch):

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from pipeline.io import jpeg_pixels, srgb
+from pipeline.io.pixel_budget import process_budget
 from pipeline.near_dup.perceptual_hashes import phash_dhash, single_threaded_blas
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -86,6 +87,9 @@ class ImageConfig:
     # faster, and closer to a full Lanczos than the JPEG encoding itself: docs/normalisation.md); 0 = Lanczos
     # on all the decoded pixels.
     resize_reducing_gap: float = 1.0
+    # Pixels a process decodes at once, all threads together (io/pixel_budget.py): two images at --max_pixels,
+    # ~2.4 GiB at worst (RGBA); larger images decode alone.
+    decode_pixel_budget: int = 128_000_000
 
 
 class ImageRejected(Exception):
@@ -382,7 +386,7 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
 
     Raises ImageRejected with a reason for anything that should not enter the dataset.
     """
-    img = opened = _open(raw)
+    img = _open(raw)
     fmt = "JPEG" if img.format in _JPEG_CONTAINERS else img.format or "unknown"
     if fmt not in ACCEPTED_FORMATS:
         raise ImageRejected("unsupported_format", fmt)
@@ -395,6 +399,17 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
         img.draft("RGB", (width // scale, height // scale))
     # Before getexif(): on a PNG without an eXIf chunk it decodes the whole image.
     _check_min_side((width, height), (width, height) if scale > 1 else img.size, cfg)
+    # The pixels to decode (drafted: img.size is the reduced size), counted against the process's budget until
+    # the stored JPEG is made (io/pixel_budget.py).
+    with process_budget(cfg.decode_pixel_budget).hold(img.size[0] * img.size[1]):
+        return _stored(img, raw, fmt, (width, height), scale, cfg)
+
+
+def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
+            cfg: ImageConfig) -> Normalised:
+    """The opened image (header checked) decoded, turned upright, in sRGB, resized, checked and stored."""
+    img = opened
+    width, height = source
     try:
         orientation = img.getexif().get(0x0112, 1)  # decodes a PNG that has no eXIf chunk
         img.seek(0)  # first frame of an animation
