@@ -193,6 +193,25 @@ def test_a_publish_plan_put_into_a_published_release_is_never_carried_out(world,
     assert not (release / LOCK).exists()
 
 
+def test_an_input_kept_where_the_run_writes_its_own_files_is_refused_not_deleted(world, tmp_path, capsys):
+    """Publishing replaces OUTPUT/parquet/*, OUTPUT/stats.json...: a table kept in OUTPUT/parquet/ was read and
+    then deleted by the run that read it."""
+    server, metadata = world
+    output = tmp_path / "mydata"
+    (output / "parquet").mkdir(parents=True)
+    kept_input = output / "parquet" / "photos.tsv"
+    shutil.copy(metadata, kept_input)
+    spelled = f"{output}/./parquet/photos.tsv"  # any spelling of the same file
+    assert main(["run", *argv(server, Path(spelled), output)]) == 2
+    assert "--input" in capsys.readouterr().err and kept_input.read_bytes() == metadata.read_bytes()
+    blocklist = output / "stats.json"  # a run file at the top too
+    blocklist.write_text("phash 0000000000000000\n")
+    assert main(["run", f"--blocklist={blocklist}", *argv(server, metadata, output)]) == 2
+    assert "--blocklist" in capsys.readouterr().err and blocklist.exists()
+    blocklist.unlink()
+    assert main(["run", *argv(server, metadata, output)]) == 0  # an input outside the run's files: runs as ever
+
+
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
     """Created empty and then written, a kill in between left an empty lock nobody could take over."""
     from pipeline.io import lock as lock_module

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from pipeline.io.layout import (
     is_published,
     publish,
     remove_staging,
+    run_files,
     staging_dir,
 )
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
@@ -184,6 +186,35 @@ def check_inputs_exist(opts: PassOptions) -> None:
                 raise UsageError(f"{flag} {pattern}: matches nothing")
 
 
+# Options naming files the job reads: lists (comma-separated) and single paths or patterns.
+_INPUT_LISTS = ("blocklist", "review_decisions", "previous_index", "ledger", "decontaminate")
+_INPUT_PATHS = ("input", "model_registry", "fusion", "flickr_credentials")
+
+
+def _comparable(path: str) -> str:
+    return path if "://" in path else os.path.realpath(path)
+
+
+def check_inputs_outside_output(opts: PassOptions) -> None:
+    """Publishing replaces every run file under --output (`io.layout.run_files`: its format folders, stats,
+    manifest...): an input file among them would be deleted by the run that read it (a table kept in
+    OUTPUT/parquet/, say). Refused at launch, before anything is read or written."""
+    replaced = {_comparable(path) for path in run_files(opts.output)}
+    if not replaced:
+        return
+    named = [(name, value) for name in _INPUT_LISTS for value in split_list(getattr(opts, name) or "")]
+    named += [(name, value) for name in _INPUT_PATHS if (value := getattr(opts, name) or "")]
+    for name, pattern in named:
+        try:
+            paths = matching(pattern) or [pattern]
+        except (ValueError, OSError):  # a scheme no filesystem reads (sm://, a secret): no file of the output
+            continue
+        for path in paths:
+            if _comparable(path) in replaced:
+                raise UsageError(f"--{name} {path} lies where a run into --output {opts.output} writes its own "
+                                 "files, and publishing would replace it: move it out of the output first")
+
+
 def preflight(opts: PassOptions, runner: str) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
     model file (sha256), a detector or decision blind to the canary photos (`canary.py`), and — when
@@ -195,6 +226,7 @@ def preflight(opts: PassOptions, runner: str) -> None:
     from pipeline.detectors.registry import check_model_outputs, read_model
 
     check_inputs_exist(opts)
+    check_inputs_outside_output(opts)
 
     specs = detectors_of(opts)
     local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
