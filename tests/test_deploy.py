@@ -99,3 +99,4 @@ def test_the_launcher_runs_a_refresh_when_a_previous_release_is_named():
 
     assert command(["--output=gs://b", "--previous=latest"]) == ["refresh", "--output=gs://b", "--previous=latest"]
     assert command(["--input=gs://b/x", "--output=gs://b/o"])[0] == "run"
+    assert command(["--output=gs://b", "--release=2026-12", "--input=gs://b/x"])[0] == "refresh"  # a first release

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 
 import pyarrow.parquet as pq
@@ -50,6 +51,34 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
     # r1 predates --resize_reducing_gap: its images were resized by Lanczos alone, and so are the refresh's
     assert "--resize_reducing_gap=0" in argv
+
+
+def test_no_spelling_of_a_path_or_name_puts_a_release_inside_or_above_another(tmp_path, capsys):
+    """`--previous=ROOT/releases/./2026-09 --release=2026-09/sub` passed the raw prefix check and wrote into the
+    published release; `--release=.` published a release at ROOT/releases itself, above every other."""
+    from pipeline.commands.flex_metadata import REFRESH
+    from pipeline.release.refresh import RELEASE_NAME, _norm, check_release_name
+
+    r1 = tmp_path / "releases" / "2026-09"
+    r1.mkdir(parents=True)
+    (r1 / "manifest.json").write_text(json.dumps({"release": "2026-09"}))
+    for previous in (f"{tmp_path}/releases/./2026-09", f"{tmp_path}/releases//2026-09/", f"{r1}/x/.."):
+        with pytest.raises(ReleaseError, match="inside, above or equal"):
+            check_new_release(str(r1 / "sub"), previous)
+        with pytest.raises(ReleaseError, match="inside, above or equal"):
+            check_new_release(str(tmp_path / "releases"), previous)
+    assert _norm("gs://b/root/releases/./2026-09") == _norm("gs://b/root//releases/2026-09/x/../") == \
+        "gs://b/root/releases/2026-09/"  # object stores: the same folding, without the network
+    check_new_release(str(tmp_path / "releases" / "2026-10"), f"{tmp_path}/releases/./2026-09")  # a sibling
+    template = next(p["regexes"][0] for p in REFRESH if p["name"] == "release")
+    for name in (".", "..", ".hidden", "2026-09/sub", "a b", "", "x" * 101):
+        with pytest.raises(ReleaseError, match="a release name"):
+            check_release_name(name)
+        assert not re.fullmatch(template, name), name
+    for name in ("2026-10", "v1.2", "_x", "-"):
+        assert check_release_name(name) == name and RELEASE_NAME.fullmatch(name) and re.fullmatch(template, name)
+    assert main(["refresh", f"--output={tmp_path}", "--previous=latest", "--release=.", "--input=x"]) == 2
+    assert "a release name" in capsys.readouterr().err
 
 
 def test_an_option_newer_than_the_release_is_inherited_as_recorded_once_recorded(tmp_path):

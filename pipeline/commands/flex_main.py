@@ -1,5 +1,6 @@
 """Entry point of the Flex Template launcher: `pass-pipeline refresh` when the launch names a
-previous release (the monthly schedule), otherwise the same `run` as `pass-pipeline run`."""
+previous release (the monthly schedule) or a release name (a first release), otherwise the same `run` as
+`pass-pipeline run`."""
 
 import sys
 
@@ -7,7 +8,8 @@ from pipeline.cli import main
 
 
 def command(args: list[str]) -> list[str]:
-    refresh = any(arg.startswith("--previous=") or arg == "--previous" for arg in args)
+    # A release name alone is a first release, also a refresh's (`run` knows no --release)
+    refresh = any(arg.split("=", 1)[0] in ("--previous", "--release") for arg in args)
     return ["refresh" if refresh else "run", *args]
 
 

@@ -53,8 +53,9 @@ REFRESH = (
                  "OUTPUT/releases/RELEASE.",
      "isOptional": True, "regexes": [r"^(latest|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$"]},
     {"name": "release", "label": "Release name",
-     "helpText": "Name of the new release in a refresh. Default: the launch month, YYYY-MM.",
-     "isOptional": True, "regexes": [r"^[A-Za-z0-9._-]+$"]},
+     "helpText": "Name of the new release (a refresh, the first one too without `previous`): letters, digits, "
+                 "'.', '_', '-', not starting with '.'. Default: the launch month, YYYY-MM.",
+     "isOptional": True, "regexes": [r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"]},
 )
 
 

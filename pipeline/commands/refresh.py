@@ -19,7 +19,7 @@ def models_for(argv: Sequence[str]) -> list[dict]:
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    name = args.release or release.default_name()
+    name = release.check_release_name(args.release or release.default_name())
     target = release.release_dir(args.output, name)
     previous = args.previous.rstrip("/") or None
     if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)

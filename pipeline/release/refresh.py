@@ -22,6 +22,9 @@ this job deletes by pattern).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import posixpath
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,8 +42,25 @@ class ReleaseError(Exception):
     pass
 
 
+# A folder name: no separator, and no leading dot, so never ".", ".." (the releases' folder itself, or the
+# root above it) nor a hidden folder. The Flex Template's regex is the same (commands/flex_metadata.py).
+RELEASE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_release_name(name: str) -> str:
+    if not RELEASE_NAME.fullmatch(name):
+        raise ReleaseError(f"--release {name[:60]!r}: a release name is letters, digits, '.', '_' and '-', not "
+                           "starting with '.' (one folder under OUTPUT/releases)")
+    return name
+
+
 def _norm(path: str) -> str:
-    return path.rstrip("/") + "/"
+    """One spelling of a folder, so that `releases/./2026-10` and `releases/2026-10/` compare equal: local
+    paths resolved (links too), object-store paths with '.' and '..' segments and repeated slashes folded."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}/"
+    return os.path.realpath(path).rstrip("/") + "/"
 
 
 def default_name(now: dt.datetime | None = None) -> str:
