@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from pipeline.cli import expand_month, main, pipeline_options
+from pipeline.commands.demo import is_demo_output
 from pipeline.options import PassOptions
 from tests.conftest import DETECT_THREADS
 
@@ -76,6 +77,27 @@ def test_python_dash_m_runs_the_demo(tmp_path):
     assert "warning" not in done.stderr.lower(), [line for line in done.stderr.splitlines() if "arning" in line]
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())
     assert stats["accounted"] and stats["kept"] == 6
+    assert is_demo_output(str(tmp_path / "demo"))  # so the quick start's command may run again into it
+
+
+def test_the_demo_never_replaces_a_dataset_that_is_not_a_demo_s(demo_release, tmp_path, capsys):
+    """`demo --output=DIR` replaced whatever dataset DIR held (it runs with --overwrite, to run again into
+    its own folder)."""
+    import shutil
+
+    output = tmp_path / "mine"
+    shutil.copytree(demo_release, output)
+    before = {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    assert main(["demo", "--output", str(output), "--detectors=none"]) == 2
+    assert "not a demo's" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
+    assert not is_demo_output(str(output))
+    manifest = json.loads((output / "manifest.json").read_text())
+    manifest["inputs"]["input"] = "/tmp/pass-demo-x1y2/yfcc-demo.tsv"  # what a demo records
+    (output / "manifest.json").write_text(json.dumps(manifest))
+    assert is_demo_output(str(output))
+    (output / "manifest.json").write_text("[1]")  # any shape: not a demo's, no exception
+    assert not is_demo_output(str(output))
 
 
 def test_month_token_in_output_is_the_launch_month():

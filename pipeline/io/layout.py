@@ -56,7 +56,7 @@ def work_cache(root: str, name: str) -> str:
     return FileSystems.join(root, "work", name, "cache")
 
 
-def _manifest_of(folder: str) -> dict | None:
+def manifest_of(folder: str) -> dict | None:
     """The folder's manifest; None when there is none or it is no JSON (a dataset verify would refuse)."""
     path = FileSystems.join(folder, MANIFEST)
     try:
@@ -68,7 +68,7 @@ def _manifest_of(folder: str) -> dict | None:
 def is_published(folder: str) -> bool:
     """A run writes manifest.json last; a refresh then adds the release's name: only then is the
     folder a published (immutable) release."""
-    manifest = _manifest_of(folder)
+    manifest = manifest_of(folder)
     return bool(isinstance(manifest, dict) and manifest.get("release"))
 
 
