@@ -37,7 +37,7 @@ from pipeline.options import INPUTS, PassOptions, recorded, split_list
 from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease
 from pipeline.release.review import WriteReview
-from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, parse_date
+from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, upload_window
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
@@ -57,10 +57,10 @@ from pipeline.stages.verify_license import VerifyConfig, VerifyLicense
 
 def _source(opts: PassOptions) -> beam.PTransform:
     if opts.source == "flickr":
-        end_of_day = 0 if opts.max_upload_date.strip().isdigit() else 86399  # a day given as a date is inclusive
+        low, high = upload_window(opts.min_upload_date, opts.max_upload_date)
         return ReadFlickr(FlickrSourceConfig(
             rest_url=opts.flickr_rest_url, credentials_path=opts.flickr_credentials, licenses=opts.flickr_licenses,
-            min_upload=parse_date(opts.min_upload_date), max_upload=parse_date(opts.max_upload_date) + end_of_day,
+            min_upload=low, max_upload=high,
             max_side=opts.max_side, calls_per_second=opts.flickr_calls_per_second, originals=opts.flickr_originals,
             search_depth=opts.flickr_search_depth))
     if not opts.input:  # a refresh of a YFCC release: only the carried images, re-checked

@@ -324,6 +324,13 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--input is required")
     if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
+    elif opts.source == "flickr":
+        from pipeline.sources.flickr import upload_window  # the Flickr client is no import of the options'
+
+        try:
+            upload_window(opts.min_upload_date, opts.max_upload_date)
+        except ValueError as err:
+            problems.append(str(err))
     if opts.input_format != "yfcc" and opts.source != "yfcc":
         problems.append(f"--input_format={opts.input_format} reads --input files, not --source={opts.source}")
     if opts.columns and opts.input_format == "yfcc":

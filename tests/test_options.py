@@ -62,6 +62,27 @@ def test_the_flex_template_lists_exactly_the_public_options():
     assert json.loads(flex_metadata.render())["parameters"]
 
 
+@pytest.mark.parametrize(("low", "high", "problem"), [
+    ("2020-09-14", "2020-09-13", "--min_upload_date 2020-09-14 is after --max_upload_date 2020-09-13"),
+    ("1600041601", "2020-09-13", "is after --max_upload_date"),  # one second past the last day given
+    ("garbage", "2020-09-13", "--min_upload_date 'garbage' is no date"),
+    ("2020-09-13", "\u00b2", "--max_upload_date '\u00b2' is no date"),  # a digit to isdigit(), not to int()
+    ("2020-02-30", "2020-03-01", "--min_upload_date '2020-02-30' is no date"),
+])
+def test_an_upload_window_that_is_no_window_is_refused_naming_the_flag(low, high, problem):
+    given = PipelineOptions(["--source=flickr", f"--min_upload_date={low}", f"--max_upload_date={high}",
+                             "--output=y"]).view_as(PassOptions)
+    assert [p for p in options.validate(given) if problem in p], options.validate(given)
+
+
+def test_a_day_is_inclusive_and_seconds_exact():
+    from pipeline.sources.flickr import upload_window
+
+    assert upload_window("2020-09-13", "2020-09-13") == (1599955200, 1599955200 + 86399)
+    assert upload_window("1599955200", "1600041599") == (1599955200, 1600041599)
+    assert upload_window("1600041599", "2020-09-13") == (1600041599, 1600041599)  # one second: not empty
+
+
 def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping():
     assert not options.validate(opts("--input_format=parquet", "--columns=url=photo_url"))
     assert options.validate(PipelineOptions(["--source=flickr", "--min_upload_date=2024-01-01",
