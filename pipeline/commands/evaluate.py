@@ -10,13 +10,24 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
-from pipeline.options import REDUCING_GAP_RANGE, valid_reducing_gap
+from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
 
 
+def _problems(args: argparse.Namespace) -> list[str]:
+    """The checks `run` makes of the options evaluate shares with it (--max_side=0 gave numbers, not an error)."""
+    problems = [] if valid_reducing_gap(args.resize_reducing_gap) else [REDUCING_GAP_RANGE]
+    if not 0 < args.max_side <= UPPER_BOUNDS["max_side"]:
+        problems.append(f"--max_side must be positive and at most {UPPER_BOUNDS['max_side']}")
+    if args.detect_tile_min_side < 0:
+        problems.append("--detect_tile_min_side must not be negative")
+    return problems
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
-    if not valid_reducing_gap(args.resize_reducing_gap):  # as `run` validates it
-        print(f"evaluate: {REDUCING_GAP_RANGE}")
+    problems = _problems(args)
+    if problems:
+        print(f"evaluate: {'; '.join(problems)}")
         return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
