@@ -158,16 +158,25 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def log_level(args: Sequence[str]) -> tuple[int, list[str]]:
-    """`--log_level=debug|info|warning|error` anywhere after the command (default warning); the
-    other arguments are returned untouched."""
+    """`--log_level=LEVEL` or `--log_level LEVEL` (debug, info, warning, error) anywhere after the command
+    (default warning); the other arguments are returned untouched."""
     level, kept = "warning", []
-    for arg in args:
-        if arg.startswith("--log_level="):
-            level = arg.split("=", 1)[1].lower()
-            if level not in LOG_LEVELS:
-                raise UsageError(f"--log_level must be one of {', '.join(LOG_LEVELS)}")
+    args = list(args)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--log_level":  # the form --help shows
+            if index + 1 == len(args):
+                raise UsageError(f"--log_level needs a value: one of {', '.join(LOG_LEVELS)}")
+            level, index = args[index + 1].lower(), index + 2
+        elif arg.startswith("--log_level="):
+            level, index = arg.split("=", 1)[1].lower(), index + 1
         else:
             kept.append(arg)
+            index += 1
+            continue
+        if level not in LOG_LEVELS:
+            raise UsageError(f"--log_level must be one of {', '.join(LOG_LEVELS)}")
     return getattr(logging, level.upper()), kept
 
 

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import logging
 import subprocess
 import sys
 
@@ -28,10 +29,25 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),
     (["run", "--input=x", "--output=y", "--log_level=loud"], "--log_level must be one of debug, info"),
+    (["run", "--input=x", "--output=y", "--log_level", "loud"], "--log_level must be one of debug, info"),
+    (["run", "--input=x", "--output=y", "--log_level"], "--log_level needs a value"),
+    # A value no flag can take: one line, not Beam's usage of every option (~180 lines)
+    (["run", "--input=x", "--output=y", "--max_side=abc"], "argument --max_side: invalid int value: 'abc'"),
+    (["run", "--input=x", "--output=y", "--verify_license=maybe"], "argument --verify_license"),
+    (["refresh", "--output=y", "--shards=1e3"], "argument --shards: invalid int value"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err[:500]
+
+
+def test_the_log_level_is_taken_in_both_forms():
+    from pipeline.cli import log_level
+
+    assert log_level(["--log_level", "DEBUG", "--input=x"]) == (logging.DEBUG, ["--input=x"])
+    assert log_level(["--input=x", "--log_level=info"]) == (logging.INFO, ["--input=x"])
+    assert log_level(["--input=x"]) == (logging.WARNING, ["--input=x"])
 
 
 def test_refuses_to_mix_with_an_existing_dataset(tmp_path, capsys):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
-from pipeline.commands.run import UsageError, run, summary
+from pipeline.commands.run import UsageError, run, summary, unknown_flags
 from pipeline.options import PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
@@ -19,6 +19,7 @@ def models_for(argv: Sequence[str]) -> list[dict]:
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    unknown_flags(rest)  # a value no flag can take is one line now, not Beam's usage when models_for parses it
     name = release.check_release_name(args.release or release.default_name())
     target = release.release_dir(args.output, name)
     previous = args.previous.rstrip("/") or None

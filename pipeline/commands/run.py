@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -84,10 +85,18 @@ def _all_option_classes(cls: type = PipelineOptions) -> list[type]:
     return [cls, *(sub for direct in cls.__subclasses__() for sub in _all_option_classes(direct))]
 
 
+class _OneLineParser(_BeamArgumentParser):
+    """Beam's parser, but a value it cannot read (--max_side=abc) is one line naming the flag, not argparse's
+    usage of every Beam option (~180 lines) and an exit from inside the parser."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see `pass-pipeline run --help`")
+
+
 def unknown_flags(argv: Sequence[str]) -> list[str]:
     """Flags neither the job nor Beam defines: a typo (--max_sid=300) must not silently become a
     run with the default. Parsed the way Beam parses, with every options class it knows."""
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    parser = _OneLineParser(allow_abbrev=False)
     for cls in dict.fromkeys(_all_option_classes()):
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(argv))
