@@ -308,6 +308,14 @@ REDUCING_GAP_RANGE = "--resize_reducing_gap must be 0 (off) or within 1..8"
 DRAFT_SUPERSAMPLE_RANGE = "--draft_supersample must be within 0..8"
 
 
+# Integer options by the sign validate() allows: the Flex Template's regexes follow them (commands/flex_metadata.py).
+POSITIVE_INTS = ("max_side", "min_side", "max_pixels", "decode_pixel_budget", "max_bytes", "per_host_concurrency",
+                 "fetch_threads", "images_per_shard")
+AT_LEAST_ONE = (*POSITIVE_INTS, "detect_batch_size", "detect_min_batch_size", "flickr_search_depth",
+                "near_dup_key_blocks", "near_dup_bucket_cap", "jpeg_quality")
+MINUS_ONE_OR_MORE = ("near_dup_distance", "near_dup_dhash_distance")  # -1: off
+
+
 def valid_draft_supersample(value: int) -> bool:
     return 0 <= value <= 8
 
@@ -348,8 +356,7 @@ def validate(opts: PassOptions) -> list[str]:
                         f"(got {opts.flickr_licenses!r})")
     if not split_list(opts.allowed_hosts):
         problems.append("--allowed_hosts must name at least one host")
-    for name in ("max_side", "min_side", "max_pixels", "decode_pixel_budget", "max_bytes", "per_host_concurrency",
-                 "fetch_threads", "images_per_shard"):
+    for name in POSITIVE_INTS:
         if getattr(opts, name) <= 0:
             problems.append(f"--{name} must be positive")
     if not 0 < opts.detect_min_batch_size <= opts.detect_batch_size:

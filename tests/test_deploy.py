@@ -94,6 +94,53 @@ def test_flex_regexes_accept_and_refuse():
     assert ok("blocklist", "gs://pass-lists/takedowns.txt,gs://pass-lists/ncmec.txt")
 
 
+INTS = ("0", "1", "7", "007", "+5", "-1", "-01", "-5", "1e3", "5.0", "abc", "")
+FLOATS = ("0", "1", "0.5", ".5", "5.", "1e1", "2.5E-1", "+2", "-1", "-0.5", "nan", "inf", "abc", "")
+FLAGS = ("true", "True", "FALSE", "1", "0", "yes", "No", "maybe", "2", "")
+
+
+def _job_takes(name: str, value: str, parse_only: bool = False) -> bool:
+    """The job's own answer at launch: parsed (one line if not) and, unless `parse_only` (a choice may need other
+    flags: --source=flickr its dates), no validate() problem naming the flag."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.commands.run import UsageError, unknown_flags
+    from pipeline.options import PassOptions, validate
+
+    argv = ["--input=gs://b/x", "--output=gs://b/o", f"--{name}={value}"]
+    try:
+        unknown_flags(argv)
+    except UsageError:
+        return False
+    return parse_only or not [p for p in validate(PipelineOptions(argv).view_as(PassOptions)) if f"--{name}" in p]
+
+
+def test_the_template_takes_every_value_the_job_takes_and_no_sign_it_refuses():
+    """The regexes disagreed with the job: --verify_license=True and --connect_timeout=1e1 refused by the template
+    and taken by the job; --max_side=-5 and --jpeg_quality=0 the other way; flags other than --verify_license and
+    --detect_device had no regex. Ranges beyond the sign (a timeout of 0, --jpeg_quality=101) stay the job's to
+    refuse at launch, in one line."""
+    from pipeline.options import flag
+
+    checked = 0
+    for action in flex_metadata.option_actions():
+        regexes = next(p.get("regexes", []) for p in flex_metadata.metadata()["parameters"]
+                       if p["name"] == action.dest)
+        exact = bool(action.choices) or action.type is flag  # no range: the regex is the whole rule
+        corpus = ([*map(str, action.choices), "tpu", "CPU"] if action.choices else FLAGS if action.type is flag
+                  else INTS if action.type is int else FLOATS if action.type is float else ())
+        for value in corpus:
+            template = bool(regexes) and all(re.match(regex, value) for regex in regexes)
+            job = _job_takes(action.dest, value)
+            assert template or not job, f"--{action.dest}={value!r}: the job takes it, the template refuses it"
+            if exact:
+                job = _job_takes(action.dest, value, parse_only=True)
+            if exact or value in ("", "nan", "inf") or value.startswith("-") or (value == "0" and action.type is int):
+                assert job or not template, f"--{action.dest}={value!r}: the template takes it, the job refuses it"
+            checked += 1
+    assert checked > 300
+
+
 def test_the_launcher_runs_a_refresh_when_a_previous_release_is_named():
     from pipeline.commands.flex_main import command
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
-from pipeline.options import add_arguments
+from pipeline.options import AT_LEAST_ONE, MINUS_ONE_OR_MORE, add_arguments, flag
 
 GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
 GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*$"
-REGEXES = {
-    int: r"^-?[0-9]+$",
-    float: r"^[0-9]+(\.[0-9]+)?$",
-}
+# What the job's own parsing takes (int(), float(), options.flag), with the sign validate() allows; ranges
+# (--jpeg_quality 1..100, a timeout above 0) are checked by the job at launch, in one line. Every float option is
+# 0 or more.
+NON_NEGATIVE_INT = r"^\+?[0-9]+$"
+POSITIVE_INT = r"^\+?0*[1-9][0-9]*$"
+MINUS_ONE_OR_MORE_INT = r"^(-0*1|\+?[0-9]+)$"
+NON_NEGATIVE_FLOAT = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+FLAG = r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)$"  # options.flag, any case
 SPECIAL = {
     "input": GCS_PATH,
     "output": GCS_BUCKET_OR_PATH,
@@ -41,7 +46,6 @@ SPECIAL = {
     "flickr_licenses": r"^(4|11)(,(4|11))*$",  # CC BY only (options.validate)
     "flickr_rest_url": r"^https?://.+$",
     "flickr_credentials": r"^(sm://projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$",
-    "verify_license": r"^(true|false)$",
 }
 REQUIRED = ("output",)  # --input only for --source=yfcc; the job says so at start
 # The monthly refresh's own parameters (`pass-pipeline refresh`); with `previous` set, the launcher
@@ -65,6 +69,19 @@ def option_actions() -> list[argparse.Action]:
     return [action for action in parser._actions if action.dest != "help" and action.help != argparse.SUPPRESS]
 
 
+def _regex(action: argparse.Action) -> str | None:
+    if action.choices:
+        return f"^({'|'.join(re.escape(str(choice)) for choice in action.choices)})$"
+    if action.type is flag:
+        return FLAG
+    if action.type is float:
+        return NON_NEGATIVE_FLOAT
+    if action.type is int:
+        return POSITIVE_INT if action.dest in AT_LEAST_ONE else \
+            MINUS_ONE_OR_MORE_INT if action.dest in MINUS_ONE_OR_MORE else NON_NEGATIVE_INT
+    return None
+
+
 def metadata() -> dict:
     parameters = []
     for action in option_actions():
@@ -75,7 +92,7 @@ def metadata() -> dict:
             "helpText": f"{action.help}{default}",
             "isOptional": action.dest not in REQUIRED,
         }
-        regex = SPECIAL.get(action.dest) or REGEXES.get(action.type)
+        regex = SPECIAL.get(action.dest) or _regex(action)
         if regex:
             parameter["regexes"] = [regex]
         parameters.append(parameter)
