@@ -110,7 +110,8 @@ def _declarations() -> list[Declared]:
         help="Re-check every photo's existence and license with the Flickr API before fetching.")
     add("--flickr_calls_per_second", Role.OPERATIONAL, type=float, default=1.0,
         help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
-             "a job spends this x keys x worker processes, so divide by the workers).")
+             "a job spends this x keys x worker processes, so divide by the workers); 0 = unpaced, for a local "
+             "server only.")
     add("--flickr_credentials", Role.OPERATIONAL, default=None,
         help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
              "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "

@@ -430,6 +430,9 @@ def test_a_missing_input_file_fails_at_launch_in_one_line(world, tmp_path, capsy
 def test_review_apply_of_a_missing_file_and_credentials_with_a_wrong_field_are_one_line(tmp_path, capsys):
     assert main(["review", "apply", str(tmp_path / "missing.csv"), "--store", str(tmp_path / "store.csv")]) == 2
     assert "no decisions file" in capsys.readouterr().err
+    (tmp_path / "decisions.csv").write_text("photo_id,decision,note\n1,keep,\n")
+    assert main(["review", "apply", str(tmp_path / "decisions.csv"), "--store", str(tmp_path)]) == 2  # was exit 1
+    assert "is a folder, not a CSV file" in capsys.readouterr().err
     credentials = tmp_path / "keys.json"
     credentials.write_text(json.dumps({"kee": "key-never-shown-123", "secret": "secret-never-shown-456"}))
     assert main(["run", "--source=flickr", f"--flickr_credentials={credentials}", "--min_upload_date=2020-01-01",
