@@ -265,3 +265,14 @@ def test_a_score_cache_entry_no_run_writes_is_scored_again(tmp_path):
             out = p | beam.Create(inputs) | Detect(nsfw, runtime(), cache=str(cache))
             assert_that(out.kept | beam.Map(lambda ph: dict(ph.scores)), equal_to([
                 {"open_nsfw.nsfw": truth, "open_nsfw.sfw": round(1 - truth, 6)}]))
+
+
+def test_an_acceptance_holds_for_the_image_the_reviewer_saw_and_a_rejection_always():
+    from pipeline.stages.detect import Decision, applies
+
+    seen, other = "a" * 64, "b" * 64
+    assert applies(Decision("accept", "", seen), photo("7", sha256=seen))
+    assert not applies(Decision("accept", "", seen), photo("7", sha256=other))  # the owner replaced the image
+    assert applies(Decision("accept", ""), photo("7", sha256=other))  # a decision from before the column: by id
+    assert applies(Decision("reject_human", "", seen), photo("7", sha256=other))
+    assert applies(Decision("reject_other", "", seen), photo("7", sha256=other))

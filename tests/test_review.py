@@ -62,7 +62,9 @@ def test_review_files_sorted_by_score(tmp_path):
     page = (tmp_path / "review" / "index.html").read_text()
     assert page.index(">2</a>") < page.index(">1</a>") and "data:image/jpeg;base64," in page
     rows = list(csv.reader((tmp_path / "review" / "decisions_template.csv").open()))
-    assert rows == [["photo_id", "decision", "note"], ["2", "", ""], ["1", "", ""]]
+    # Each row names the image the reviewer sees: an acceptance holds for that image only
+    assert rows == [["photo_id", "decision", "note", "sha256"], ["2", "", "", photos[1].sha256],
+                    ["1", "", "", photos[0].sha256]]
 
 
 def test_contact_sheet_escapes_metadata():
@@ -81,7 +83,7 @@ def test_apply_merges_later_decisions_over_earlier(tmp_path):
     second.write_text("photo_id,decision,note\n5,reject_other,watermark\n")
     assert main(["review", "apply", str(second), "--store", store]) == 0
     assert (tmp_path / "reviews.csv").read_text() == (
-        "photo_id,decision,note\n5,reject_other,watermark\n7,reject_human,reflection in window\n")
+        "photo_id,decision,note,sha256\n5,reject_other,watermark,\n7,reject_human,reflection in window,\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("photo_id,decision,note\n5,perhaps,\n")
     with pytest.raises(ValueError, match="row 2"):
@@ -95,7 +97,7 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read_and_a_file_without_th
     marked = tmp_path / "excel.csv"
     marked.write_bytes("photo_id,decision,note\r\n5,accept,\r\n7,reject_human,café\r\n".encode("utf-8-sig"))
     assert apply_decisions(str(marked), store) == (2, 2)
-    assert read_decisions(str(marked)) == {"5": ("accept", ""), "7": ("reject_human", "café")}
+    assert read_decisions(str(marked)) == {"5": ("accept", "", ""), "7": ("reject_human", "café", "")}
     headless = tmp_path / "no_decision.csv"
     headless.write_text("photo_id,verdict,note\n5,accept,\n")
     for read in (lambda path: apply_decisions(path, store), read_decisions):
@@ -105,11 +107,14 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read_and_a_file_without_th
 
 def test_the_loop_through_two_runs(tmp_path):
     """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
-    in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it."""
+    in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it; run 3, after
+    the owner replaced the image under the same id, reviews it again."""
+    from PIL import Image
+
     from pipeline.cli import run
     from pipeline.detectors.registry import BUILTIN_REGISTRY
-    from pipeline.fixtures.demo_world import build_demo_world
-    from pipeline.fixtures.static_server import StaticServer
+    from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
+    from pipeline.fixtures.static_server import StaticServer, image
     from tests.conftest import LOCAL
 
     entry = next(e for e in json.loads(BUILTIN_REGISTRY.read_text())["detectors"] if e["name"] == "ssdlite_person")
@@ -130,8 +135,18 @@ def test_the_loop_through_two_runs(tmp_path):
         decisions.write_text(template.replace("1001,,", "1001,accept,spacesuit checked by a reviewer"))
         assert main(["review", "apply", str(decisions), "--store", str(tmp_path / "reviews.csv")]) == 0
         second = run([*args, f"--output={tmp_path / 'r2'}", f"--review_decisions={tmp_path / 'reviews.csv'}"])
-    kept = {r["photo_id"] for r in pq.read_table(tmp_path / "r2" / "parquet").to_pylist()}
-    assert second["accounted"] and "1001" in kept and second["kept"] == first["kept"] + 1
+        kept = {r["photo_id"] for r in pq.read_table(tmp_path / "r2" / "parquet").to_pylist()}
+        assert second["accounted"] and "1001" in kept and second["kept"] == first["kept"] + 1
+        # The owner replaces the photo's image under the same id (here: the astronaut mirrored, other bytes):
+        # the acceptance was of the image the reviewer saw, so the new one is reviewed again, not kept.
+        mirrored = io.BytesIO()
+        Image.open(io.BytesIO(demo_image("astronaut.jpg"))).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+            mirrored, "JPEG", quality=90)
+        server.add(photo_path("1001"), image(mirrored.getvalue()))
+        third = run([*args, f"--output={tmp_path / 'r3'}", f"--review_decisions={tmp_path / 'reviews.csv'}"])
+    assert third["accounted"] and third["kept"] == first["kept"]
+    assert "1001" not in {r["photo_id"] for r in pq.read_table(tmp_path / "r3" / "parquet").to_pylist()}
+    assert "1001" in {r["photo_id"] for r in pq.read_table(tmp_path / "r3" / "review" / "review.parquet").to_pylist()}
     manifest = json.loads((tmp_path / "r1" / "manifest.json").read_text())
     assert {"review/review.parquet", "review/index.html"} <= {f["path"] for f in manifest["files"]}
     assert manifest["models"][0]["name"] == "strict_person" and manifest["models"][0]["sha256"] == entry["sha256"]
@@ -157,7 +172,7 @@ def test_decisions_template_neutralises_formula_ids_and_apply_refuses_them(tmp_p
     hostile = '=HYPERLINK("http://evil","x")'
     write_review([photo(hostile, image=real_jpeg("coffee.jpg"), scores=(("x.person", 0.4),))], str(tmp_path), [X])
     template = (tmp_path / "review" / "decisions_template.csv").read_text()
-    assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,'
+    assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,,'
     decisions = tmp_path / "decisions.csv"
     decisions.write_text(template.replace(",,", ",accept,looked"))
     with pytest.raises(ValueError, match=r"row 2: photo_id .* is not a Flickr photo number"):
@@ -184,7 +199,7 @@ def test_leading_zeros_name_the_photo(tmp_path):
     decisions = tmp_path / "d.csv"
     decisions.write_text("photo_id,decision,note\n007,reject_human,hand at the edge\n", encoding="utf-8")
     assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
-    assert read_decisions(str(tmp_path / "store.csv")) == {"7": ("reject_human", "hand at the edge")}
+    assert read_decisions(str(tmp_path / "store.csv")) == {"7": ("reject_human", "hand at the edge", "")}
 
 
 def test_the_store_is_formula_safe_and_gives_the_notes_back_as_written(tmp_path):
@@ -200,12 +215,27 @@ def test_the_store_is_formula_safe_and_gives_the_notes_back_as_written(tmp_path)
     first = store.read_text(encoding="utf-8")
     for row in csv.reader(io.StringIO(first)):
         assert not any(cell.startswith(FORMULA_STARTS) for cell in row), first
-    assert read_decisions(str(store)) == {"7": ("reject_other", note), "9": ("accept", "-looks fine")}
+    assert read_decisions(str(store)) == {"7": ("reject_other", note, ""), "9": ("accept", "-looks fine", "")}
     again = tmp_path / "d2.csv"
     again.write_text("photo_id,decision,note\n11,accept,\n", encoding="utf-8")
     apply_decisions(str(again), str(store))
-    assert read_decisions(str(store)) == {"7": ("reject_other", note), "9": ("accept", "-looks fine"),
-                                          "11": ("accept", "")}
+    assert read_decisions(str(store)) == {"7": ("reject_other", note, ""), "9": ("accept", "-looks fine", ""),
+                                          "11": ("accept", "", "")}
+
+
+def test_a_decision_names_the_image_seen_and_a_malformed_sha256_is_refused_with_its_row(tmp_path):
+    seen = "ab" * 32
+    decisions = tmp_path / "d.csv"
+    decisions.write_text(f"photo_id,decision,note,sha256\n5,accept,,{seen.upper()}\n7,reject_human,,\n")
+    store = tmp_path / "store.csv"
+    assert apply_decisions(str(decisions), str(store)) == (2, 2)
+    assert read_decisions(str(store)) == {"5": ("accept", "", seen), "7": ("reject_human", "", "")}
+    for bad in ("abc", "g" * 64, "=" + "a" * 63):
+        decisions.write_text(f"photo_id,decision,note,sha256\n5,accept,,{bad}\n")
+        with pytest.raises(ValueError, match=r"row 2: sha256 .* is not the sha256 of an image"):
+            apply_decisions(str(decisions), str(store))
+        with pytest.raises(ValueError, match=":2: sha256"):
+            read_decisions(str(decisions))
 
 
 def test_contact_sheet_links_only_http_urls():

@@ -6,6 +6,7 @@ installs it with apt-get where it can)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -28,9 +29,17 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed 
 PERSON = dataclasses.replace(load_registry()["ssdlite_person"], thresholds={"person": 0.9},
                              review_band={"person": 0.6})
 HOSTILE = '=HYPERLINK("http://evil","x")'
-PHOTOS = [photo("2", image=real_jpeg("chelsea.jpg"), scores=(("ssdlite_person.person", 0.85),)),
-          photo("1", image=real_jpeg("coffee.jpg"), scores=(("ssdlite_person.person", 0.7),)),
-          photo(HOSTILE, image=real_jpeg("rocket.jpg"), scores=(("ssdlite_person.person", 0.65),))]
+
+
+def _shown(photo_id: str, name: str, score: float):
+    image = real_jpeg(name)
+    return photo(photo_id, image=image, sha256=hashlib.sha256(image).hexdigest(),
+                 scores=(("ssdlite_person.person", score),))
+
+
+PHOTOS = [_shown("2", "chelsea.jpg", 0.85), _shown("1", "coffee.jpg", 0.7), _shown(HOSTILE, "rocket.jpg", 0.65)]
+SEEN = {p.photo_id: p.sha256 for p in PHOTOS}  # each decision names the image the reviewer saw
+COLUMNS = ("photo_id", "decision", "note", "sha256")
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -105,9 +114,8 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
              ("reject_other", HOSTILE), (f"note:{HOSTILE}", note)]
     texts = rendered(tmp_path, page, query)
     assert texts["progress"] == "3 of 3 decided"
-    expected = csv_bytes(("photo_id", "decision", "note"),
-                         [("2", "accept", quoted), ("1", "reject_human", formula_note),
-                          (HOSTILE, "reject_other", note)])
+    expected = csv_bytes(COLUMNS, [("2", "accept", quoted, SEEN["2"]), ("1", "reject_human", formula_note, SEEN["1"]),
+                                   (HOSTILE, "reject_other", note, SEEN[HOSTILE])])
     assert texts["csv"].encode("utf-8") == expected
     downloaded = tmp_path / "decisions.csv"
     downloaded.write_bytes(texts["csv"].encode("utf-8"))
@@ -116,8 +124,8 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     lines = texts["csv"].splitlines(keepends=True)
     downloaded.write_text("".join(lines[:3]), encoding="utf-8")  # the reviewer drops the row it named
     assert apply_decisions(str(downloaded), str(tmp_path / "store.csv")) == (2, 2)
-    assert read_decisions(str(tmp_path / "store.csv")) == {"1": ("reject_human", formula_note),
-                                                           "2": ("accept", quoted)}
+    assert read_decisions(str(tmp_path / "store.csv")) == {"1": ("reject_human", formula_note, SEEN["1"]),
+                                                           "2": ("accept", quoted, SEEN["2"])}
 
 
 class _DevTools:
@@ -210,6 +218,7 @@ def test_clicking_decisions_and_download_saves_the_csv(tmp_path, page, browser):
     assert evaluate("document.getElementById('progress').textContent") == "2 of 3 decided"
     click("#download")
     saved = _wait_for(lambda: [p for p in downloads.iterdir() if p.name == "decisions.csv"])[0]
-    assert saved.read_bytes() == csv_bytes(("photo_id", "decision", "note"), [
-        ("2", "accept", ""), ("1", "reject_human", "reflection, in a window"), (HOSTILE, "", "")])
+    assert saved.read_bytes() == csv_bytes(COLUMNS, [
+        ("2", "accept", "", SEEN["2"]), ("1", "reject_human", "reflection, in a window", SEEN["1"]),
+        (HOSTILE, "", "", SEEN[HOSTILE])])
     assert apply_decisions(str(saved), str(tmp_path / "store.csv")) == (2, 2)

@@ -2,7 +2,8 @@
 `review/` (Parquet with the images, a static HTML page, a decisions template), a reviewer decides
 each photo on the page (or in the template) and downloads the decisions CSV, `pass-pipeline review
 apply DECISIONS.csv --store FILE` folds them into a cumulative decisions file, and the next run reads
-it with `--review_decisions FILE`: accepted photos are kept, rejected ones leave with the reviewer's note.
+it with `--review_decisions FILE`: accepted photos are kept (as long as their image is the one the reviewer saw,
+by its sha256), rejected ones leave with the reviewer's note.
 
 Most suspicious first: photos are ordered by the score that came closest to rejecting them, relative
 to its threshold, among the classes that can reject (human and nsfw classes). Scores of other classes
@@ -32,10 +33,18 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.sinks import FORMULA_STARTS, csv_bytes, csv_text
 from pipeline.records import Photo
-from pipeline.stages.detect import DECISIONS, check_decision_columns, decided_photo_id, read_decisions
+from pipeline.stages.detect import (
+    DECISIONS,
+    Decision,
+    check_decision_columns,
+    decided_photo_id,
+    decided_sha256,
+    read_decisions,
+)
 
 THUMBNAIL = 256
-DECISION_COLUMNS = ("photo_id", "decision", "note")
+# sha256: of the stored image the reviewer saw; an acceptance holds for that image only (stages/detect.applies).
+DECISION_COLUMNS = ("photo_id", "decision", "note", "sha256")
 
 
 class Trigger(NamedTuple):
@@ -116,7 +125,8 @@ def _item(index: int, photo: Photo, specs: Sequence[DetectorSpec], fusion: Fusio
         f'<label><input type=radio name="d{index}" value="{value}"> {label}</label> '
         for value, label in _DECISION_LABELS.items())
     return (
-        f'<figure data-id="{photo_id}"><img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{photo_id}">'
+        f'<figure data-id="{photo_id}" data-sha256="{html.escape(photo.sha256)}">'
+        f'<img src="data:image/jpeg;base64,{_thumbnail(photo.image)}" alt="{photo_id}">'
         f"<figcaption>{link(photo.page_url, photo.photo_id)}<br>"
         f'<span class=trigger>{html.escape(_trigger_text(found))}</span><br>'
         f'{buttons}<br><input class=note placeholder="note" aria-label="note for {photo_id}"></figcaption></figure>')
@@ -144,7 +154,8 @@ function decisionOf(item) {
 }
 function noteOf(item) { return item.querySelector("input.note").value; }
 function decisionsCsv() {
-  const rows = [HEADER].concat(items().map((item) => [item.dataset.id, decisionOf(item), noteOf(item)]));
+  const rows = [HEADER].concat(items().map((item) => [item.dataset.id, decisionOf(item), noteOf(item),
+                                                      item.dataset.sha256]));
   return rows.map((row) => row.map(csvCell).join(",") + "\n").join("");
 }
 function update() {
@@ -237,7 +248,7 @@ def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorS
         pq.write_table(_table(ordered, specs, fusion), handle)
 
     def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
-        handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "") for photo in ordered)))
+        handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "", photo.sha256) for photo in ordered)))
 
     sheet = contact_sheet(ordered, specs, fusion)
     entries = []
@@ -283,7 +294,8 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
         if decision not in DECISIONS:
             raise ValueError(f"{decisions_csv}: row {line}: need a photo_id and a decision in {', '.join(DECISIONS)}")
         photo_id = decided_photo_id(row.get("photo_id") or "", f"{decisions_csv}: row {line}")
-        new[photo_id] = (decision, csv_text((row.get("note") or "").strip()))
+        new[photo_id] = Decision(decision, csv_text((row.get("note") or "").strip()),
+                                 decided_sha256(row.get("sha256") or "", f"{decisions_csv}: row {line}"))
     merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
     payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
     write_atomically(store, lambda handle: handle.write(payload))

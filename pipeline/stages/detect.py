@@ -2,7 +2,8 @@
 with Beam's `RunInference` (batched, one model per worker process, failures as data), then one
 decision per photo:
 
-- a reviewer's decision for this photo id (`--review_decisions`), when there is one, wins;
+- a reviewer's decision for this photo id (`--review_decisions`), when there is one, wins (an acceptance only
+  for the image the reviewer saw: `applies`);
 - otherwise the detectors' scores decide, by the one rule evaluation also uses
   (`pipeline/detectors/decision.py`: the fused human score of `models/fusion.json`, nsfw
   thresholds): rejected `human` or `nsfw`; held for review -> out of the dataset until a reviewer
@@ -26,6 +27,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -88,8 +90,27 @@ def check_decision_columns(columns: Sequence[str] | None, where: str) -> None:
         raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {', '.join(columns or ())[:200]})")
 
 
-def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
-    """{photo id: (decision, note)} from a decisions CSV (photo_id, decision, note): ids canonical, a note
+class Decision(NamedTuple):
+    """A reviewer's decision on one photo. `sha256`: of the stored image the reviewer saw (written by the review
+    page and template); an acceptance holds for that image only, since a Flickr owner may replace a photo's image
+    under the same id. Empty in decisions made before the column existed: those hold for the id."""
+    verdict: str
+    note: str
+    sha256: str = ""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def decided_sha256(cell: str, where: str) -> str:
+    value = csv_text(cell.strip()).lower()
+    if value and not _SHA256.fullmatch(value):
+        raise ValueError(f"{where}: sha256 {cell.strip()[:70]!r} is not the sha256 of an image (64 hex digits)")
+    return value
+
+
+def read_decisions(path: str | None) -> dict[str, Decision]:
+    """{photo id: Decision} from a decisions CSV (photo_id, decision, note[, sha256]): ids canonical, a note
     as the reviewer wrote it (the store writes one that looks like a formula as '=...)."""
     if not path:
         return {}
@@ -102,7 +123,8 @@ def read_decisions(path: str | None) -> dict[str, tuple[str, str]]:
         if decision not in DECISIONS:
             raise ValueError(f"{path}:{line}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
         photo_id = decided_photo_id(row.get("photo_id") or "", f"{path}:{line}")
-        decisions[photo_id] = (decision, csv_text((row.get("note") or "").strip()))
+        decisions[photo_id] = Decision(decision, csv_text((row.get("note") or "").strip()),
+                                       decided_sha256(row.get("sha256") or "", f"{path}:{line}"))
     return decisions
 
 
@@ -196,22 +218,28 @@ class _Settled:
         return photo.photo_id not in self._reviewed and self._rule.certainly_human(dict(photo.scores) | own)
 
 
+def applies(decision: Decision, photo: Photo) -> bool:
+    """An acceptance holds only for the image the reviewer saw (when the decision names it): a photo whose image
+    changed since, under the same id, is decided by the detectors again and, if borderline, reviewed again. A
+    rejection always holds (rejecting is never unsafe)."""
+    return decision.verdict != "accept" or not decision.sha256 or decision.sha256 == photo.sha256
+
+
 class _Decide(beam.DoFn):
-    def __init__(self, rule: DecisionRule, decisions: dict[str, tuple[str, str]], skipping: bool) -> None:
+    def __init__(self, rule: DecisionRule, decisions: dict[str, Decision], skipping: bool) -> None:
         self._rule = rule
         self._decisions = decisions
         self._skipping = skipping  # only then can a detector's scores be missing because it was skipped
 
     def process(self, photo: Photo) -> Iterator:
         decision = self._decisions.get(photo.photo_id)
-        if decision is not None:
-            verdict, note = decision
-            if verdict == "accept":
+        if decision is not None and applies(decision, photo):
+            if decision.verdict == "accept":
                 yield photo
-            elif verdict == "reject_human":
-                yield reject(Rejection.of(photo, STAGE, "human", f"reviewer: {note}".rstrip(": ")))
+            elif decision.verdict == "reject_human":
+                yield reject(Rejection.of(photo, STAGE, "human", f"reviewer: {decision.note}".rstrip(": ")))
             else:
-                yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", note))
+                yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", decision.note))
             return
         scores = dict(photo.scores)
         verdict = self._rule.decide(scores)
@@ -232,7 +260,7 @@ class Detect(beam.PTransform):
     PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included)."""
 
     def __init__(self, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                 decisions: dict[str, tuple[str, str]] | None = None, cache: str = "",
+                 decisions: dict[str, Decision] | None = None, cache: str = "",
                  fusion: Fusion | None = None) -> None:
         super().__init__()
         self._specs, self._runtime, self._decisions = specs, runtime, decisions or {}
