@@ -254,8 +254,9 @@ def _declarations() -> list[Declared]:
     add("--detect_threads", Role.OPERATIONAL, type=int, default=0,
         help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
     add("--review_decisions", Role.RECORDED, is_input=True, default="",
-        help="Reviewer decisions CSV (photo_id, decision, note; see `pass-pipeline review apply`): "
-             "accept keeps a borderline photo, reject_human / reject_other reject it with the note.")
+        help="Reviewer decisions CSV (photo_id, decision, note, sha256; see `pass-pipeline review apply`): "
+             "accept keeps a borderline photo while its image is the one reviewed (sha256), reject_human / "
+             "reject_other reject it with the note.")
     section("selection")
     add("--allow_empty", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
         help="Publish a run that keeps no image (otherwise it is refused: exit status 4, nothing published).")
