@@ -106,3 +106,24 @@ def test_an_entry_whose_image_is_not_the_one_it_records_is_fetched_again(tmp_pat
         server.hits.clear()
         run_once(photos, options(server, cache), want)  # the true images, fetched again
         assert server.hits["/1/1_a.jpg"] == server.hits["/1/2_a.jpg"] == 1
+
+
+def test_a_bad_entry_beside_a_good_one_under_the_same_key_does_not_hide_it(tmp_path):
+    """Of several entries under one key (runs that shared a cache), one was chosen by content and only then
+    checked: a bad one that sorted first made the photo a miss in every resumed run, beside a good entry."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with StaticServer() as server:
+        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg"))))]
+        want = [expected("chelsea.jpg", "1", 512)]
+        cache = str(tmp_path / "cache")
+        run_once(photos, options(server, cache), want)
+        [path] = cache_files(cache)
+        good = pq.read_table(path).to_pylist()
+        # A second file of the same key's entry with hashes that are no hashes; "0" sorts before any real pHash.
+        bad = [{**row, "phash": "0"} for row in good]
+        pq.write_table(pa.Table.from_pylist(bad, schema=pq.read_table(path).schema), f"{path}.bad.parquet")
+        server.hits.clear()
+        run_once(photos, options(server, cache), want)
+        assert not server.hits  # the good entry was taken: nothing fetched again

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import load_registry, select
-from pipeline.stages.detect import Detect, read_decisions
+from pipeline.stages.detect import Decision, Detect, read_decisions
 from tests.conftest import local_pipeline, photo, real_jpeg, runtime
 
 SPECS = select(load_registry(), "default")
@@ -54,7 +54,7 @@ def test_borderline_band_goes_to_review_and_reviewers_decide():
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)), equal_to([("1", "needs_review")]),
                     label="rejected")
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["3"]), label="kept")
-    decisions = {"1": ("accept", "astronaut suit only? checked"), "3": ("reject_other", "blurry")}
+    decisions = {"1": Decision("accept", "astronaut suit only? checked"), "3": Decision("reject_other", "blurry")}
     with local_pipeline() as p:
         out = p | beam.Create(inputs) | Detect([strict], runtime(), decisions)
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
@@ -72,13 +72,17 @@ def test_a_broken_image_is_a_rejection_and_the_rest_goes_on():
                     equal_to([("9", "detect", "internal_error")]), label="rejected")
 
 
-def test_a_broken_image_in_a_batch_rejects_itself_alone_whatever_the_batching():
+def test_a_broken_image_in_a_batch_rejects_itself_alone_whatever_the_batching(tmp_path):
     """RunInference's dead letter takes a failed batch whole: an undecodable image batched with six good photos
     rejected them too (as internal_error, blaming its own decode), and which ones depended on the batching. A
-    failed batch is now scored photo by photo: the good photos are kept, each with the scores of the same image."""
+    failed batch is now scored photo by photo: the good photos are kept, each with the scores of the same image.
+    The broken photo's rejection is the same whatever its batch (alone, it went to the dead letter with another
+    detail) and in every run (Pillow's message held an object's address)."""
     good = [photo(str(i), image=real_jpeg("coffee.jpg")) for i in range(1, 7)]
     inputs = [*good[:3], photo("9", image=b"not a jpeg"), *good[3:]]
+    details = {}
     for batch in (1, 7):
+        seen = tmp_path / f"details-{batch}.json"  # the matcher runs on a pickled copy: it reports through a file
         with local_pipeline() as p:
             out = p | beam.Create(inputs, reshuffle=False) | Detect(SPECS[2:], runtime(min_batch=batch,
                                                                                         max_batch=batch))
@@ -89,12 +93,16 @@ def test_a_broken_image_in_a_batch_rejects_itself_alone_whatever_the_batching():
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, "decode" in r.detail.lower()
                                                            or "identif" in r.detail.lower())),
                         equal_to([("9", "detect", "internal_error", True)]), label="rejected")
+            assert_that(out.rejected | beam.Map(lambda r: r.detail),
+                        lambda found, seen=seen: seen.write_text(json.dumps(found)), label="detail")
+        details[batch] = json.loads(seen.read_text())
+    assert details[1] == details[7] and "0x" not in details[1][0], details
 
 
 def test_decisions_file(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("photo_id,decision,note\n1,accept,\n2,reject_human,child in the corner\n")
-    assert read_decisions(str(path)) == {"1": ("accept", ""), "2": ("reject_human", "child in the corner")}
+    assert read_decisions(str(path)) == {"1": ("accept", "", ""), "2": ("reject_human", "child in the corner", "")}
     path.write_text("photo_id,decision,note\n1,maybe,\n")
     try:
         read_decisions(str(path))
@@ -258,7 +266,8 @@ def test_a_score_cache_entry_no_run_writes_is_scored_again(tmp_path):
     [path] = cache.glob("scores-open_nsfw-*.parquet")
     table = pq.read_table(path)
     for forged in ({"open_nsfw.nsfw": 0.0, "open_nsfw.sfw": 1.0, "centerface.face": 0.0},
-                   {"open_nsfw.nsfw": "0.0"}, {"open_nsfw.nsfw": float("nan")}):
+                   {"open_nsfw.nsfw": "0.0"}, {"open_nsfw.nsfw": float("nan")}, {"open_nsfw.nsfw": 10 ** 400}):
+        # 10**400: an int no float holds (math.isfinite raised OverflowError and failed the job)
         rows = [{**row, "scores": json.dumps(forged)} for row in table.to_pylist()]
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
         with local_pipeline() as p:
@@ -268,7 +277,7 @@ def test_a_score_cache_entry_no_run_writes_is_scored_again(tmp_path):
 
 
 def test_an_acceptance_holds_for_the_image_the_reviewer_saw_and_a_rejection_always():
-    from pipeline.stages.detect import Decision, applies
+    from pipeline.stages.detect import applies
 
     seen, other = "a" * 64, "b" * 64
     assert applies(Decision("accept", "", seen), photo("7", sha256=seen))

@@ -23,6 +23,7 @@ pick it.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -269,6 +270,15 @@ class FailedInference:
     detail: str
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _failed(err: Exception) -> FailedInference:
+    """The failure as the rejection's detail, the same in every run: without the object addresses messages carry
+    (Pillow's 'cannot identify image file <_io.BytesIO object at 0x7f...>')."""
+    return FailedInference(_ADDRESS.sub("", f"{type(err).__name__}: {err}")[:500])
+
+
 class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
     """Photo -> PredictionResult(example=Photo, inference={"<detector>.<class>": score}, or FailedInference)."""
 
@@ -285,20 +295,19 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         """Scores per photo. A batch that fails is scored photo by photo: RunInference's dead letter takes a failed
         batch whole, so one undecodable image rejected every photo batched with it, and which photos those were
-        depended on the batching. A photo that fails alone comes back as a FailedInference; a batch of one that
-        fails goes to the dead letter as before."""
+        depended on the batching. A photo that fails alone comes back as a FailedInference, whatever batch it came in
+        (a batch of one went to the dead letter, with another detail)."""
         try:
             return self._scored(batch, model)
-        except Exception:
+        except Exception as err:
             if len(batch) == 1:
-                raise
+                return [PredictionResult(batch[0], _failed(err), self._spec.name)]
         results = []
         for photo in batch:
             try:
                 results += self._scored([photo], model)
             except Exception as err:
-                results.append(PredictionResult(photo, FailedInference(f"{type(err).__name__}: {err}"[:500]),
-                                                self._spec.name))
+                results.append(PredictionResult(photo, _failed(err), self._spec.name))
         return results
 
     def _scored(self, batch: Sequence[Photo], model: ort.InferenceSession) -> list[PredictionResult]:
@@ -309,7 +318,8 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
         else:
             scores, partial = staged_scores(self._spec, model, batch, self._runtime.tile_min_side, self._settled)
         for photo, classes, skipped in zip(batch, scores, partial, strict=True):
-            named = {self._spec.score_name(cls): round(score, 6) for cls, score in sorted(classes.items())}
+            # float(): a score is always a float, the only type the score cache takes back (detect._cached_scores)
+            named = {self._spec.score_name(cls): round(float(score), 6) for cls, score in sorted(classes.items())}
             results.append(PredictionResult(photo, named, self._spec.name + (PARTIAL if skipped else "")))
         return results
 

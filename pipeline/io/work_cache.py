@@ -116,16 +116,18 @@ def _entry_order(row: dict[str, Any]) -> str:
 class _Join(beam.DoFn):
     """(key, {photos, cached}) -> photos completed from their cache entry (main) or as they are (MISS). `complete`
     returns None for an entry it cannot use: the photo is then a miss, done again. Of several entries under one key
-    (runs that shared a cache), one chosen by content, so that which one does not depend on the order they came in."""
+    (runs that shared a cache), the first by content that `complete` accepts, so that which one does not depend on
+    the order they came in, and a bad entry never hides a good one (it sorted first, and every resumed run fetched
+    the photo again)."""
 
     def __init__(self, complete: Callable[[Photo, dict[str, Any]], Photo | None]) -> None:
         self._complete = complete
 
     def process(self, joined: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = joined
-        cached = min(groups["cached"], key=_entry_order, default=None)
+        entries = sorted(groups["cached"], key=_entry_order)  # a key's entries: one a run, in practice
         for photo in groups["photos"]:
-            completed = self._complete(photo, cached) if cached is not None else None
+            completed = next((done for entry in entries if (done := self._complete(photo, entry)) is not None), None)
             yield completed if completed is not None else pvalue.TaggedOutput(MISS, photo)
 
 

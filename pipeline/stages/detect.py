@@ -174,7 +174,7 @@ def _cached_scores(spec: DetectorSpec) -> Callable[[Photo, dict], Photo | None]:
         except (KeyError, TypeError, ValueError, RecursionError):
             return None
         if not isinstance(scores, dict) or not set(scores) <= names or not all(
-                isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
+                type(value) is float and math.isfinite(value)
                 for value in scores.values()):
             return None
         return _merge(photo, scores)
