@@ -6,6 +6,7 @@ rejection too (reason `internal_error`) instead of failing the whole job.
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -95,13 +96,22 @@ def _refs_of(element: Any) -> list[tuple[str, str]]:
         return [(element[0], element[0])]
     if isinstance(element, (str, bytes)):
         return [(str(element)[:200], "")]
-    return [(repr(element)[:200], "")]
+    return [(without_addresses(repr(element))[:200], "")]
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def without_addresses(text: str) -> str:
+    """An error message the same in every run: without the object addresses messages and reprs carry (Pillow's
+    'cannot identify image file <_io.BytesIO object at 0x7f...>'), which made rejection details differ run to run."""
+    return _ADDRESS.sub("", text)
 
 
 def failure_to_rejections(stage: str) -> Callable[[Any], list[Rejection]]:
     def convert(failure: Any) -> list[Rejection]:
         element, (_exc_type, exc_message, _traceback) = failure
-        detail = str(exc_message)[:1000]  # Beam passes repr(exception): "ValueError('boom')"
+        detail = without_addresses(str(exc_message))[:1000]  # Beam passes repr(exception): "ValueError('boom')"
         return [Rejection(photo_id, stage, "internal_error", detail, "", ref) for photo_id, ref in _refs_of(element)]
 
     return convert

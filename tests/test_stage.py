@@ -12,6 +12,8 @@ class Explodes(beam.DoFn):
     def process(self, ph):
         if ph.photo_id == "2":
             raise ValueError("boom")
+        if ph.photo_id == "4":  # a message holding an object's address, as Pillow's do
+            raise OSError(f"cannot identify image file {object()!r}")
         if ph.photo_id == "3":
             yield reject(Rejection.of(ph, "t", "expected"))
             return
@@ -20,10 +22,12 @@ class Explodes(beam.DoFn):
 
 def test_unexpected_exception_becomes_internal_error_rejection():
     with local_pipeline() as p:
-        out = apply_stage(p | beam.Create([photo("1"), photo("2"), photo("3")]), "t", Explodes())
+        out = apply_stage(p | beam.Create([photo("1"), photo("2"), photo("3"), photo("4")]), "t", Explodes())
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
+        # The detail is the same in every run: the address is left out
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.detail)),
-                    equal_to([("2", "t", "internal_error", "ValueError('boom')"), ("3", "t", "expected", "")]),
+                    equal_to([("2", "t", "internal_error", "ValueError('boom')"), ("3", "t", "expected", ""),
+                              ("4", "t", "internal_error", "OSError('cannot identify image file <object object>')")]),
                     label="rejected")
 
 

@@ -23,7 +23,6 @@ pick it.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import to_tensor, views
 from pipeline.detectors.registry import DetectorSpec, read_model
 from pipeline.records import Photo
+from pipeline.stage import without_addresses
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -270,13 +270,9 @@ class FailedInference:
     detail: str
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
 def _failed(err: Exception) -> FailedInference:
-    """The failure as the rejection's detail, the same in every run: without the object addresses messages carry
-    (Pillow's 'cannot identify image file <_io.BytesIO object at 0x7f...>')."""
-    return FailedInference(_ADDRESS.sub("", f"{type(err).__name__}: {err}")[:500])
+    """The failure as the rejection's detail, the same in every run (`stage.without_addresses`)."""
+    return FailedInference(without_addresses(f"{type(err).__name__}: {err}")[:500])
 
 
 class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSession]):
