@@ -175,7 +175,7 @@ def _declarations() -> list[Declared]:
     add("--decode_pixel_budget", Role.OPERATIONAL, type=int, default=128_000_000,
         help="Pixels one worker process decodes at once, all its threads together (a JPEG decoded at reduced "
              "scale counts its reduced pixels); an image over it decodes alone. The default, two images at "
-             "--max_pixels, is ~2.4 GiB at worst (alpha PNGs).")
+             "--max_pixels, is ~1.8 GiB at worst (alpha PNGs).")
     add("--min_stddev", Role.SHAPES_BYTES, type=float, default=3.0,
         help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
     add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")

@@ -1,9 +1,9 @@
 """A process-wide bound on the pixels being decoded at once.
 
 `--max_pixels` bounds one image; it does not bound a worker. A Dataflow SDK process runs many bundles
-at once (12 harness threads a process by default), and a hostile source can make every one of them a
-64 MP PNG with alpha of a few hundred kB: ~1.2 GiB each to decode, composite and convert
-(`stages/image.py`), ~14 GiB a process. Images take their decoded pixels from this budget before any pixel
+at once (one per harness thread), and a hostile source can make every one of them a 64 MP PNG with alpha
+of a few hundred kB: ~0.9 GiB each to decode, composite and convert (`stages/image.py`), ~11 GiB for twelve
+threads. Images take their decoded pixels from this budget before any pixel
 is decoded and give them back when the stored JPEG is made; an image larger than the whole budget
 decodes alone. Waiters are admitted in arrival order, so a large image is not starved by a stream of
 small ones.

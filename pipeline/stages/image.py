@@ -88,7 +88,7 @@ class ImageConfig:
     # on all the decoded pixels.
     resize_reducing_gap: float = 1.0
     # Pixels a process decodes at once, all threads together (io/pixel_budget.py): two images at --max_pixels,
-    # ~2.4 GiB at worst (RGBA); larger images decode alone.
+    # ~1.8 GiB at worst (RGBA); larger images decode alone.
     decode_pixel_budget: int = 128_000_000
 
 
@@ -277,7 +277,8 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         # composited below like any alpha (the key colour itself is no colour of the photo).
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
-        rgba = img.convert("RGBA")
+        # An RGBA image as it is: convert() would copy it (256 MB at 64 MP); alpha_composite changes neither input.
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     # An RGB image as it is: convert() would copy every decoded pixel (~1 ms for 1024 px in a job). Nothing
