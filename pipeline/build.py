@@ -33,11 +33,11 @@ from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.progress import Progress
 from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, images_folder
 from pipeline.io.work_cache import ThroughCache, shaping_options
-from pipeline.options import INPUTS, PassOptions, recorded, split_list
+from pipeline.options import INPUTS, PassOptions, recorded, split_list, upload_window
 from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease
 from pipeline.release.review import WriteReview
-from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr, upload_window
+from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten

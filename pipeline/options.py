@@ -8,6 +8,7 @@ is configured the same way on the local runner and on Dataflow.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import enum
 import math
 from dataclasses import dataclass, field
@@ -327,6 +328,34 @@ def valid_reducing_gap(value: float) -> bool:
     return value == 0 or 1 <= value <= 8
 
 
+def _is_epoch(value: str) -> bool:
+    return value.strip().isascii() and value.strip().isdigit()  # str.isdigit() alone passes '²', which int() refuses
+
+
+def parse_date(value: str) -> int:
+    """'2024-01-31' (UTC midnight) or epoch seconds -> epoch seconds; ValueError for anything else."""
+    if _is_epoch(value):
+        return int(value)
+    day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    return int(day.timestamp())
+
+
+def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
+    """--min_upload_date and --max_upload_date -> first and last epoch second searched (a day given as a date is
+    inclusive); ValueError naming the flag for a value that is no date, or a window that is empty."""
+    bounds = []
+    for flag, value in (("--min_upload_date", min_date), ("--max_upload_date", max_date)):
+        try:
+            bounds.append(parse_date(value))
+        except (ValueError, OverflowError):
+            raise ValueError(f"{flag} {value[:40]!r} is no date (YYYY-MM-DD) or epoch seconds") from None
+    low, high = bounds[0], bounds[1] + (0 if _is_epoch(max_date) else 86399)
+    if low > high:
+        raise ValueError(f"--min_upload_date {min_date.strip()} is after --max_upload_date {max_date.strip()}: "
+                         "the upload window is empty")
+    return low, high
+
+
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
     problems = []
@@ -335,8 +364,6 @@ def validate(opts: PassOptions) -> list[str]:
     if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
     elif opts.source == "flickr":
-        from pipeline.sources.flickr import upload_window  # the Flickr client is no import of the options'
-
         try:
             upload_window(opts.min_upload_date, opts.max_upload_date)
         except ValueError as err:

@@ -15,8 +15,9 @@ from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.static_server import Response
 from pipeline.flickr.licenses import LICENSES
+from pipeline.options import parse_date
 from pipeline.sources.fields import BadField
-from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage, _SplitWindows, parse_date, photo_from_search
+from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage, _SplitWindows, photo_from_search
 from tests.conftest import FAST
 
 DAY = 1_600_000_000 - 1_600_000_000 % 86400  # a UTC midnight

@@ -76,7 +76,7 @@ def test_an_upload_window_that_is_no_window_is_refused_naming_the_flag(low, high
 
 
 def test_a_day_is_inclusive_and_seconds_exact():
-    from pipeline.sources.flickr import upload_window
+    from pipeline.options import upload_window
 
     assert upload_window("2020-09-13", "2020-09-13") == (1599955200, 1599955200 + 86399)
     assert upload_window("1599955200", "1600041599") == (1599955200, 1600041599)

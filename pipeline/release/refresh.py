@@ -33,8 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
-from pipeline.options import INHERITED
-from pipeline.sources.flickr import parse_date
+from pipeline.options import INHERITED, parse_date
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
 

@@ -17,7 +17,6 @@ on. Ids, dates and URL parts go through the same checks as the YFCC source
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,34 +55,6 @@ class FlickrSourceConfig:
     calls_per_second: float = 0.0
     originals: bool = False
     search_depth: int = SEARCH_DEPTH
-
-
-def _is_epoch(value: str) -> bool:
-    return value.strip().isascii() and value.strip().isdigit()  # str.isdigit() alone passes '²', which int() refuses
-
-
-def parse_date(value: str) -> int:
-    """'2024-01-31' (UTC midnight) or epoch seconds -> epoch seconds; ValueError for anything else."""
-    if _is_epoch(value):
-        return int(value)
-    day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    return int(day.timestamp())
-
-
-def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
-    """--min_upload_date and --max_upload_date -> first and last epoch second searched (a day given as a date is
-    inclusive); ValueError naming the flag for a value that is no date, or a window that is empty."""
-    bounds = []
-    for flag, value in (("--min_upload_date", min_date), ("--max_upload_date", max_date)):
-        try:
-            bounds.append(parse_date(value))
-        except (ValueError, OverflowError):
-            raise ValueError(f"{flag} {value[:40]!r} is no date (YYYY-MM-DD) or epoch seconds") from None
-    low, high = bounds[0], bounds[1] + (0 if _is_epoch(max_date) else 86399)
-    if low > high:
-        raise ValueError(f"--min_upload_date {min_date.strip()} is after --max_upload_date {max_date.strip()}: "
-                         "the upload window is empty")
-    return low, high
 
 
 def _license_id(entry: dict) -> int:
@@ -281,4 +252,4 @@ class ReadFlickr(beam.PTransform):
         return StageOutput(read.kept, rejected)
 
 
-__all__ = ["CredentialsError", "FlickrSourceConfig", "ReadFlickr", "parse_date", "photo_from_search", "upload_window"]
+__all__ = ["CredentialsError", "FlickrSourceConfig", "ReadFlickr", "photo_from_search"]
