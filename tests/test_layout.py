@@ -131,3 +131,30 @@ def test_a_run_stopped_while_publishing_keeps_its_planned_staging_for_the_next(t
     remove_staging(str(output), keep_planned=True)  # the run's own cleanup, on its way out
     assert (staging / PUBLISHING).exists() and not killed_earlier.exists()
     assert finish_interrupted_publish(str(output)) == "run-2" and _dataset(output) == _expected("new", NEW)
+
+
+def test_the_temporary_a_failed_and_retried_write_left_is_not_published(tmp_path):
+    """atomic_file keeps its temporary when the write fails; the retried write succeeds under the final name.
+    Published, the temporary was a file no manifest lists, and verify refused the release."""
+    output, staging = _folder(tmp_path)
+    _write(staging, ["parquet/pass-00000-of-00002.parquet.tmp-" + "0123456789abcdef" * 2], "failed")
+    assert publish(str(staging), str(output)) == sorted(NEW, key=lambda name: (name == MANIFEST, name))
+    assert _dataset(output) == _expected("new", NEW) and not staging.exists()
+
+
+def test_links_among_the_run_folders_and_a_release_above_are_found(tmp_path):
+    from pipeline.io.layout import linked_run_paths, published_folder_above
+
+    output = tmp_path / "out"
+    output.mkdir()
+    (tmp_path / "thesis").mkdir()
+    (output / "review").symlink_to(tmp_path / "thesis")
+    (output / "notes").symlink_to(tmp_path / "thesis")  # not a run folder: the run never touches it
+    assert linked_run_paths(str(output)) == [str(output / "review")]
+    assert linked_run_paths("gs://b/out") == []
+    release = tmp_path / "releases" / "r1"
+    (release / "parquet").mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps({"release": "r1"}))
+    assert published_folder_above(str(release / "parquet" / "more")) == str(release.resolve())
+    assert published_folder_above(str(release)) == str(release.resolve())
+    assert published_folder_above(str(tmp_path / "releases" / "r2")) is None

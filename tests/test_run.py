@@ -212,6 +212,27 @@ def test_an_input_kept_where_the_run_writes_its_own_files_is_refused_not_deleted
     assert main(["run", *argv(server, metadata, output)]) == 0  # an input outside the run's files: runs as ever
 
 
+def test_a_run_never_writes_through_a_link_nor_inside_a_published_release(world, demo_release, tmp_path, capsys):
+    """`OUTPUT/review -> ~/thesis`: the run deleted the thesis through the link and published its review there.
+    `--output=RELEASE/parquet/more`: the run wrote inside a published release, which verify then refused."""
+    server, metadata = world
+    output, victim = tmp_path / "out", tmp_path / "thesis"
+    output.mkdir()
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("three years of work")
+    (output / "review").symlink_to(victim)
+    assert main(["run", *argv(server, metadata, output)]) == 2
+    assert "is a link" in capsys.readouterr().err and (victim / "thesis.tex").read_text() == "three years of work"
+    release = tmp_path / "release"
+    shutil.copytree(demo_release, release)
+    manifest = json.loads((release / "manifest.json").read_text())
+    (release / "manifest.json").write_text(json.dumps({**manifest, "release": "2026-10"}))
+    before = dataset_files(release)
+    assert main(["run", *argv(server, metadata, release / "parquet" / "more")]) == 2
+    assert "lies inside the published release" in capsys.readouterr().err
+    assert dataset_files(release) == before and not server.hits
+
+
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
     """Created empty and then written, a kill in between left an empty lock nobody could take over."""
     from pipeline.io import lock as lock_module

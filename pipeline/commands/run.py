@@ -31,7 +31,9 @@ from pipeline.io.layout import (
     finish_interrupted_publish,
     holds_run,
     is_published,
+    linked_run_paths,
     publish,
+    published_folder_above,
     remove_staging,
     run_files,
     staging_dir,
@@ -128,6 +130,18 @@ def check_output(output: str, overwrite: bool) -> None:
         raise UsageError(f"{output} is a published release; releases are never modified, not even with --overwrite")
     if MANIFEST in holds_run(output) and not overwrite:
         raise UsageError(f"{output} already holds a dataset (manifest.json); pass --overwrite to replace it")
+
+
+def check_output_place(output: str) -> None:
+    """Before the lock: an output inside a published release (immutable, however deep), or one whose run folders
+    or files are links (a run deletes and writes through them, outside its output)."""
+    release = published_folder_above(output)
+    if release:
+        raise UsageError(f"{output} lies inside the published release {release}; releases are never modified")
+    linked = linked_run_paths(output)
+    if linked:
+        raise UsageError(f"{linked[0]} is a link: a run replaces its run files through it, wherever it leads; "
+                         "make it a plain folder or file, or choose another --output")
 
 
 SNIFFED_FILES = 20
@@ -267,6 +281,7 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
         preflight(opts, options.view_as(StandardOptions).runner)
         if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
             check_output(opts.output, overwrite)
+        check_output_place(opts.output)
         with OutputLock(opts.output, run_id):
             finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
             if finished:

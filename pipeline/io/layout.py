@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -144,7 +145,9 @@ def publish(staging: str, output: str) -> list[str]:
     images staged for the writers, which are not published): the plan first, so that a publish killed
     half-way is finished by the next run. Returns the published paths relative to `output`."""
     scratch = tuple(FileSystems.join(staging, folder) + "/" for folder in (STAGED_IMAGES, STAGED_PARTS))
-    staged = [path for path in files_under(staging) if not path.startswith(scratch)]
+    # Not the temporaries a failed, retried write left (io/files.atomic_file keeps them on an error): published,
+    # each was a file no manifest lists, and verify then refused the release.
+    staged = [path for path in files_under(staging) if not path.startswith(scratch) and not _is_temporary(path)]
     names = sorted((path[len(staging.rstrip("/")) + 1:] for path in staged), key=lambda name: (name == MANIFEST, name))
     plan = json.dumps({"files": names}).encode("utf-8")
     write_atomically(FileSystems.join(staging, PUBLISHING), lambda handle: handle.write(plan))
@@ -195,6 +198,36 @@ def finish_interrupted_publish(output: str) -> str | None:
         _carry_out(staging, output, names)
         return staging.rstrip("/").rsplit("/", 1)[-1]
     return None
+
+
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}$")  # io/files.atomic_file's temporary names
+
+
+def _is_temporary(path: str) -> bool:
+    return bool(_TEMPORARY.search(path))
+
+
+def linked_run_paths(output: str) -> list[str]:
+    """The run folders and files of a local `output` that are symbolic links: a run deletes the old run files
+    through them and renames its own into them, wherever they lead (a link `review -> ~/thesis` emptied the
+    thesis). An object store has no links."""
+    if "://" in output:
+        return []
+    names = (*RUN_FOLDERS, *RUN_FILES, STAGING)
+    return [os.path.join(output, name) for name in names if os.path.islink(os.path.join(output, name))]
+
+
+def published_folder_above(output: str) -> str | None:
+    """A published release at or above `output` (a run into `RELEASE/parquet/more` wrote inside the release);
+    None when there is none."""
+    if "://" in output:
+        scheme, rest = output.split("://", 1)
+        parts = [part for part in rest.split("/") if part]
+        folders = [f"{scheme}://{'/'.join(parts[:end])}" for end in range(len(parts), 0, -1)]
+    else:
+        here = os.path.realpath(output)
+        folders = [here, *map(str, Path(here).parents)]
+    return next((folder for folder in folders if is_published(folder)), None)
 
 
 def _exists_dir(folder: str) -> bool:
