@@ -47,7 +47,7 @@ from pipeline.stages.detect import Detect, DetectOutput, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
-from pipeline.stages.ledger import SkipDecided, checked_row, entry_of_kept, entry_of_rejection, merged
+from pipeline.stages.ledger import SkipDecided, checked_row, entry_of_kept, entry_of_rejection, merged, reopened_id
 from pipeline.stages.license import FilterLicense
 from pipeline.stages.near_dedup import NearDuplicates
 from pipeline.stages.owner_cap import CapPerOwner
@@ -246,6 +246,9 @@ def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previo
     if previous is not None:
         # checked again here, uncounted (SkipDecided counts them): a refused row is not carried into the new ledger
         joined["old"] = previous | "LedgerOld" >> beam.FlatMap(lambda row: filter(None, [checked_row(row)]))
+        joined["reopened"] = (rejections | "LedgerReopened" >> beam.Map(reopened_id)
+                              | "LedgerReopenedIds" >> beam.Filter(lambda photo_id: photo_id is not None)
+                              | "LedgerReopenedKeys" >> beam.Map(lambda photo_id: (photo_id, True)))
     return joined | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
 
 

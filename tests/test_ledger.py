@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.records import Rejection
-from pipeline.stages.ledger import KEPT, REJECTED, SkipDecided, entry_of_kept, entry_of_rejection, merged, permanent
+from pipeline.stages.ledger import (
+    KEPT,
+    REJECTED,
+    SkipDecided,
+    entry_of_kept,
+    entry_of_rejection,
+    merged,
+    permanent,
+    reopened_id,
+)
 from tests.conftest import local_pipeline, photo
 
 
@@ -54,6 +63,13 @@ def test_only_verdicts_that_cannot_change_are_recorded():
         "12", {"photo_id": "12", "decision": KEPT, "stage": "", "reason": "", "release": "r"})
     assert entry_of_kept(photo("../x"), "r") is None  # an id that is not one is never recorded
     assert entry_of_rejection(rejection("../x", "detect", "human"), "r") is None
+    # a rejection that may change reopens the id (any earlier decision is dropped); one about the row does not
+    about_a_photo = [(stage, reason) for stage, reason in transient if stage != "read"]  # read: about the row
+    assert [reopened_id(rejection("012", stage, reason)) for stage, reason in about_a_photo] == ["12"] * len(
+        about_a_photo)
+    assert {reopened_id(rejection("1", "read", "api_error")), reopened_id(rejection("1", "read", "bad_id"))} == {None}
+    assert {reopened_id(rejection("1", stage, reason)) for stage, reason in about_the_row} == {None}
+    assert reopened_id(rejection("1", "detect", "human")) is None
 
 
 ENTRY = st.builds(lambda decision, release, stage, reason: {"photo_id": "1", "decision": decision, "stage": stage,
@@ -62,9 +78,10 @@ ENTRY = st.builds(lambda decision, release, stage, reason: {"photo_id": "1", "de
                   st.sampled_from(["detect", "fetch"]), st.sampled_from(["human", "gone"]))
 
 
-@given(new=st.lists(ENTRY, max_size=4), old=st.lists(ENTRY, max_size=3), has_old=st.booleans())
-def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new, old, has_old):
-    groups = {"new": new, "old": old} if has_old else {"new": new}
+@given(new=st.lists(ENTRY, max_size=4), old=st.lists(ENTRY, max_size=3), has_old=st.booleans(),
+       reopened=st.integers(0, 2))
+def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new, old, has_old, reopened):
+    groups = {"new": new, "old": old, "reopened": [True] * reopened} if has_old else {"new": new}
     out = list(merged(("1", groups)))
     # The oracle, spelled out: any rejection of this run wins (the first by stage, reason and release), else this
     # run's kept, else the old entry.
@@ -75,10 +92,12 @@ def test_merged_prefers_this_runs_rejection_then_its_kept_then_the_old_entry(new
     def first_old() -> list[dict]:  # a previous ledger holding one id twice is outside input too
         return sorted(old, key=lambda e: (e["decision"] == KEPT, e["stage"], e["reason"], e["release"]))[:1]
 
-    expected = first(REJECTED) or first(KEPT) or (first_old() if has_old else [])
+    # ...unless this run rejected the id only for a reason that may change: then it is undecided again
+    expected = first(REJECTED) or first(KEPT) or (first_old() if has_old and not reopened else [])
     assert out == expected
     # whatever order the runner delivers them in (two rejections of one id used to be recorded as the first to come)
-    reversed_groups = {"new": new[::-1], "old": old[::-1]} if has_old else {"new": new[::-1]}
+    reversed_groups = {"new": new[::-1], "old": old[::-1], "reopened": [True] * reopened} if has_old else {
+        "new": new[::-1]}
     assert list(merged(("1", reversed_groups))) == out
 
 

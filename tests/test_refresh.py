@@ -247,6 +247,27 @@ def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(fi
     assert "1013" not in by_id and "1018" not in by_id  # decided from the row itself every time
 
 
+def test_a_carried_photo_removed_for_a_reason_that_may_change_comes_back_later(first_yfcc_release, tmp_path):
+    """r2 caps each owner at one photo: carried photos over it leave the release. Their old "kept" ledger entries
+    stayed, so r3 (cap lifted) skipped their rows as decided, had no copy to carry, and lost them for good."""
+    from pipeline.fixtures.demo_world import photo_path
+
+    server, metadata, first = first_yfcc_release
+    root = tmp_path / "root"
+    assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--input={metadata}",
+                 f"--allowed_hosts={server.host}", "--per_owner_cap=1", *LOCAL]) == 0
+    second = root / "releases" / "r2"
+    capped = set(json.loads((second / "changelog.json").read_text())["removed"]["owner_cap/owner_cap"])
+    assert capped and not capped & released(second)
+    assert not capped & {row["photo_id"] for row in pq.read_table(second / "ledger").to_pylist()}  # undecided again
+    server.hits.clear()
+    assert main(["refresh", f"--previous={second}", f"--output={root}", "--release=r3", f"--input={metadata}",
+                 f"--allowed_hosts={server.host}", "--per_owner_cap=80", *LOCAL]) == 0
+    third = root / "releases" / "r3"
+    assert capped <= released(third)  # fetched again and kept
+    assert {photo_path(photo_id) for photo_id in capped} <= {path for path, count in server.hits.items() if count}
+
+
 def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_path, monkeypatch):
     """A release read back is outside input. Rows changed in the previous release (manifest resealed, so
     verify passes) are rejections of their own: an id that is no photo number, a licence that is not CC

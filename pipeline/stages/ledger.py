@@ -110,12 +110,24 @@ def entry_of_rejection(rejection: Rejection, release: str) -> tuple[str, dict] |
                       "reason": rejection.reason, "release": release}
 
 
-def merged(keyed: tuple[str, dict[str, Iterable[dict]]]) -> Iterator[dict]:
+def reopened_id(rejection: Rejection) -> str | None:
+    """The id of a photo this run rejected for a reason that may change (TRANSIENT, internal errors): undecided
+    again, whatever an earlier release decided."""
+    photo_id = _id(rejection.photo_id)
+    return photo_id if photo_id and rejection.stage not in NOT_RECORDED and not permanent(rejection) else None
+
+
+def merged(keyed: tuple[str, dict[str, Iterable]]) -> Iterator[dict]:
     """This run's decision of an id replaces the previous ledger's; an id this run did not see
     keeps its old entry. A kept photo that this run also rejected (its carried copy was taken
-    down, say) is recorded as rejected."""
+    down, say) is recorded as rejected. An id this run rejected only for a reason that may change ("reopened":
+    a carried photo over its owner's cap, held for review by stricter detectors, its licence check failing
+    on an API error) loses its old entry: its old "kept" had the next refresh skip the photo's row as decided
+    while no release held it any more, and the photo was lost for good."""
     _, groups = keyed
-    chosen = first_entry(groups["new"]) or first_entry(groups.get("old", ()))  # no "old": no previous ledger
+    chosen = first_entry(groups["new"])
+    if chosen is None and not any(True for _ in groups.get("reopened", ())):
+        chosen = first_entry(groups.get("old", ()))  # no "old": no previous ledger
     if chosen is not None:
         yield chosen
 
