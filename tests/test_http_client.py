@@ -221,6 +221,21 @@ def test_a_photo_does_not_wait_past_its_deadline_for_a_busy_or_slow_host(server)
     assert result.reason == "deadline_exceeded" and time.monotonic() - started < 0.4
 
 
+def test_photos_that_give_up_on_a_rate_limited_host_leave_its_start_times_to_later_ones():
+    """Each photo past its deadline claimed a start time it never used: after a burst of 100 at 1/s the next start
+    lay 99 s ahead, and every photo for that host failed for minutes while it received nothing."""
+    gate = host_gate("burst.test", 4, 1.0)
+    with gate.slot(patience=0.5) as started:
+        assert started
+    for _ in range(100):
+        with gate.slot(patience=0.5) as started:
+            assert not started  # the next start is ~1 s away, past the 0.5 s deadline
+    assert gate._pacer.free_at - time.monotonic() < 1.0  # the 100 claimed nothing
+    time.sleep(1.0)
+    with gate.slot(patience=0.5) as started:
+        assert started
+
+
 # --- 1. the URL checked is the URL fetched -------------------------------------------------------------------
 
 @pytest.fixture

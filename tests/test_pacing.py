@@ -69,3 +69,23 @@ def test_threads_sharing_a_pacer_each_get_their_own_start():
         thread.join()
     assert sorted(round(delay / 0.005) for delay in delays) == list(range(40))
     assert all(delay == pytest.approx(round(delay / 0.005) * 0.005, abs=1e-9) for delay in delays)
+
+
+@given(rate=st.sampled_from([0.5, 1.0, 3.0]),
+       calls=st.lists(st.tuples(st.floats(min_value=0.0, max_value=3.0, allow_nan=False),
+                                st.one_of(st.none(), st.floats(min_value=0.0, max_value=5.0, allow_nan=False))),
+                      max_size=30))
+def test_a_start_is_claimed_only_by_a_caller_that_can_wait_for_it(rate, calls):
+    """reserve_within(max_delay) claims the start as reserve() does when its wait fits, else nothing: a caller
+    that gives up never moves the next start (given up and claimed, a burst left a host refused for minutes)."""
+    clock = Clock()
+    pacer = Pacer(rate, sleep=lambda _: None, clock=clock)
+    interval, next_start = 1.0 / rate, None  # the brute-force recurrence, counting only claimed starts
+    for gap, max_delay in calls:
+        clock.now += gap
+        start = clock.now if next_start is None else max(clock.now, next_start)
+        fits = max_delay is None or start - clock.now <= max_delay
+        assert (pacer.reserve_within(max_delay) is not None) == fits
+        if fits:
+            next_start = start + interval
+        assert pacer.free_at == (0.0 if next_start is None else pytest.approx(next_start, abs=1e-9))

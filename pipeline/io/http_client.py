@@ -205,15 +205,15 @@ class _HostGate:
     def slot(self, patience: float | None = None) -> Iterator[bool]:
         """Yields True once this thread holds a slot and its start time has come; False, without sleeping, when
         either would take more than `patience` seconds (what is left of the caller's deadline): a photo past its
-        deadline fails then, not after queueing behind a slow host. A start time given up stays spent, so the
-        host sees fewer requests for it, never more."""
+        deadline fails then, not after queueing behind a slow host. A start time is claimed only when it will be
+        used (Pacer.reserve_within)."""
         begun = time.monotonic()
         if not self._slots.acquire(timeout=None if patience is None else max(0.0, patience)):
             yield False
             return
         try:
-            delay = self._pacer.reserve()
-            if patience is not None and delay > patience - (time.monotonic() - begun):
+            delay = self._pacer.reserve_within(None if patience is None else patience - (time.monotonic() - begun))
+            if delay is None:
                 yield False
             else:
                 if delay > 0:

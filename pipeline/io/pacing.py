@@ -26,9 +26,20 @@ class Pacer:
 
     def reserve(self) -> float:
         """Claims the next start time; returns the seconds to wait until it (0 when it is now)."""
+        delay = self.reserve_within(None)
+        assert delay is not None  # no limit: always claimed
+        return delay
+
+    def reserve_within(self, max_delay: float | None) -> float | None:
+        """As `reserve`, but None, claiming nothing, when the wait would exceed `max_delay`: a caller that gives
+        up leaves the start time to one that can use it (claimed and unused, each pushed the next start one
+        interval on, and a burst of photos past their deadlines left a host refused for minutes while it
+        received nothing)."""
         with self._lock:  # unpaced callers still record their start: a pool then picks the least recently used
             now = self._clock()
             start = max(now, self._next_start)
+            if max_delay is not None and start - now > max_delay:
+                return None
             self._next_start = start + self._interval
         return start - now
 
