@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -266,6 +267,31 @@ def test_a_carried_photo_removed_for_a_reason_that_may_change_comes_back_later(f
     third = root / "releases" / "r3"
     assert capped <= released(third)  # fetched again and kept
     assert {photo_path(photo_id) for photo_id in capped} <= {path for path, count in server.hits.items() if count}
+
+
+def test_the_changelog_gives_the_reason_the_carried_copy_left_for():
+    """Photo 9's carried copy left over the owner cap; the new dump also lists 9, now BY-NC. The changelog said
+    "license/not_cc_by" (the first rejection by stage name), which is not why the photo left."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+
+    with tempfile.TemporaryDirectory() as folder:
+        previous, release = f"{folder}/releases/r1", f"{folder}/releases/r2"
+        for where, ids in ((previous, ["7", "8", "9"]), (release, ["7"])):
+            (Path(where) / "parquet").mkdir(parents=True)
+            pq.write_table(pa.table({"photo_id": ids}), f"{where}/parquet/pass-00000-of-00001.parquet")
+        (Path(release) / "rejections").mkdir()
+        rows = [("9", "license", "not_cc_by", "new.tsv:9"),
+                ("9", "owner_cap", "owner_cap", f"{previous}/parquet/pass-00000-of-00001.parquet:2"),
+                ("8", "blocklist", "takedown", f"{previous}/parquet/pass-00000-of-00001.parquet:1")]
+        names = ["photo_id", "stage", "reason", "source_ref"]
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+        pq.write_table(pa.table(columns), f"{release}/rejections/rejections-00000-of-00001.parquet")
+        log = changelog(previous, release)
+    assert log["removed"] == {"blocklist/takedown": ["8"], "owner_cap/owner_cap": ["9"]}
 
 
 def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_path, monkeypatch):

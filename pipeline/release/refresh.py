@@ -168,17 +168,23 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count."""
     before, after = _ids(previous), _ids(release)
     removed_ids = before - after
-    reasons: dict[str, list[str]] = {}
-    seen: set[str] = set()
+    carried = f"{previous.rstrip('/')}/parquet/"  # where a carried copy's rejection points (release/carry.py)
+    why: dict[str, tuple[bool, str, str]] = {}
     skipped = 0
     for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
-        table = read_parquet(path, ["photo_id", "stage", "reason"])
+        table = read_parquet(path, ["photo_id", "stage", "reason", "source_ref"])
         for row in table.to_pylist():
             if row["stage"] == "ledger":  # a row of the dump the ledger skipped: not why a photo left
                 skipped += 1
-            elif row["photo_id"] in removed_ids and row["photo_id"] not in seen:
-                seen.add(row["photo_id"])
-                reasons.setdefault(f"{row['stage']}/{row['reason']}", []).append(row["photo_id"])
+            elif row["photo_id"] in removed_ids:
+                # The rejection of the carried copy is why the photo left; one of a new row for the same id (a
+                # licence changed to BY-NC, say) is not: the copy may have left over the owner cap.
+                reason = (not (row["source_ref"] or "").startswith(carried), row["stage"], row["reason"])
+                why[row["photo_id"]] = min(why.get(row["photo_id"], reason), reason)
+    reasons: dict[str, list[str]] = {}
+    for photo_id, (_, stage, reason) in sorted(why.items()):
+        reasons.setdefault(f"{stage}/{reason}", []).append(photo_id)
+    seen = set(why)
     if removed_ids - seen:  # cannot happen while every carried image is accounted for; say so if it does
         reasons["unaccounted"] = sorted(removed_ids - seen)
 
