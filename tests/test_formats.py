@@ -105,6 +105,21 @@ def test_tfrecord_parses_with_official_example_proto(tmp_path):
 @given(st.dictionaries(st.text(min_size=1, max_size=20),
                        st.one_of(st.binary(max_size=300), st.text(max_size=50), st.integers(-2**63, 2**63 - 1)),
                        max_size=8))
+def test_decode_example_reads_back_what_encode_example_writes(features):
+    decoded = formats.decode_example(formats.encode_example(features))
+    assert decoded == {key: value.encode("utf-8") if isinstance(value, str) else value
+                       for key, value in features.items()}
+
+
+@pytest.mark.parametrize("hostile", [b"\x08\x01", b"\x0a\xff", b"\x0a\x05ab", b"\x0a" + b"\xff" * 11])
+def test_decode_example_refuses_what_encode_example_never_writes(hostile):
+    with pytest.raises(ValueError):
+        formats.decode_example(hostile)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20),
+                       st.one_of(st.binary(max_size=300), st.text(max_size=50), st.integers(-2**63, 2**63 - 1)),
+                       max_size=8))
 def test_example_encoder_matches_protobuf(features):
     example = example_pb2.Example()
     example.ParseFromString(formats.encode_example(features))

@@ -1,7 +1,9 @@
 import hashlib
+import io
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -244,9 +246,64 @@ def test_attribution_ids_are_read_without_holding_the_file_again_as_text():
     data = (header + "".join(row.format(i) for i in range(1, 50_001))).encode()
     tracemalloc.start()
     try:
-        ids = record_ids("attribution", data)
+        ids, odd = record_ids("attribution", data)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert ids[:2] == ["1", "2"] and len(ids) == 50_000
+    assert ids[:2] == ["1", "2"] and len(ids) == 50_000 and odd == []
     assert peak < len(data), (peak, len(data))  # the ids themselves: ~60 bytes each; decoded whole, ~5 times the file
+
+
+def _tfrecords(path: Path) -> list[bytes]:
+    data, offset, records = path.read_bytes(), 0, []
+    while offset < len(data):
+        length = int.from_bytes(data[offset:offset + 8], "little")
+        records.append(data[offset + 12:offset + 12 + length])
+        offset += 16 + length
+    return records
+
+
+def test_records_inside_each_format_are_checked_not_only_counted(demo_release, tmp_path):
+    """Resealed releases verify passed: a TFRecord holding one photo twice (its ids were never read), a tar with an
+    extra `9999999.json` (only `.jpg` members were counted), a Parquet row whose image is another row's."""
+    import tarfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def copy(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(demo_release, folder)
+        assert list(verify(str(folder))) == []
+        return folder
+
+    twice = copy("tfrecord")
+    shard = sorted((twice / "tfrecord").glob("*.tfrecord"))[0]
+    records = _tfrecords(shard)
+    shard.write_bytes(b"".join(tfrecord_frame(record) for record in [records[0], records[0], *records[2:]]))
+    reseal(twice)
+    assert any("more than one record" in p.message and p.path == "tfrecord" for p in verify(str(twice)))
+
+    stray = copy("webdataset")
+    shard = sorted((stray / "webdataset").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+    rebuilt = io.BytesIO()
+    with tarfile.open(fileobj=rebuilt, mode="w") as tar:
+        for member, payload in members:
+            if member.name == members[1][0].name:  # the first sample's metadata, moved to an id no photo has
+                member.name = "9999999.json"
+            tar.addfile(member, io.BytesIO(payload))
+    shard.write_bytes(rebuilt.getvalue())
+    reseal(stray)
+    assert any("not as a run writes them" in p.message and "9999999" in p.message for p in verify(str(stray)))
+
+    swapped = copy("parquet")
+    shard = sorted((swapped / "parquet").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"], rows[1]["image"] = rows[1]["image"], rows[0]["image"]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    reseal(swapped)
+    problems = [p for p in verify(str(swapped)) if "not as a run writes them" in p.message]
+    assert problems and problems[0].message.startswith("2 records") and rows[0]["photo_id"] in problems[0].message

@@ -16,7 +16,7 @@ import io
 import json
 import struct
 import tarfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any, BinaryIO, Protocol
 
@@ -314,6 +314,54 @@ def encode_example(features: dict[str, bytes | str | int]) -> bytes:
         for key, value in sorted(features.items())
     )
     return _field(1, entries)
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if offset >= len(data) or shift > 63:
+            raise ValueError("a varint runs past its message")
+        byte = data[offset]
+        value |= (byte & 0x7F) << shift
+        offset, shift = offset + 1, shift + 7
+        if not byte & 0x80:
+            return value, offset
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(field number, payload) of each length-delimited field of a message; any other wire type is refused: none
+    is in what encode_example writes."""
+    offset = 0
+    while offset < len(data):
+        tag, offset = _read_varint(data, offset)
+        if tag & 7 != 2:
+            raise ValueError(f"wire type {tag & 7} where encode_example writes only length-delimited fields")
+        length, offset = _read_varint(data, offset)
+        if offset + length > len(data):
+            raise ValueError("a field runs past its message")
+        yield tag >> 3, data[offset:offset + length]
+        offset += length
+
+
+def decode_example(data: bytes) -> dict[str, bytes | int]:
+    """encode_example's inverse, for the Examples it writes (one value a feature): what `verify` reads back. Bytes
+    features as bytes, int64 features as ints. ValueError for anything else."""
+    features: dict[str, bytes | int] = {}
+    for number, payload in _fields(data):
+        if number != 1:
+            continue
+        for entry_number, entry in _fields(payload):
+            if entry_number != 1:
+                continue
+            parts = dict(_fields(entry))
+            key, feature = parts.get(1, b"").decode("utf-8"), dict(_fields(parts.get(2, b"")))
+            if 1 in feature:  # BytesList { repeated bytes value = 1 }
+                features[key] = dict(_fields(feature[1])).get(1, b"")
+            elif 3 in feature:  # Int64List { repeated int64 value = 1 [packed] }
+                values = dict(_fields(feature[3])).get(1, b"")
+                number_value = _read_varint(values, 0)[0] if values else 0
+                features[key] = number_value - (1 << 64) if number_value >= 1 << 63 else number_value
+    return features
 
 
 def photo_example(photo: Photo) -> bytes:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import matching, read_bytes
-from pipeline.io.formats import WRITERS, tfrecord_frame
+from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
 from pipeline.io.layout import RUN_PATH, STAGING
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.sinks import shard_name
@@ -76,22 +76,79 @@ def record_count(fmt: str, data: bytes) -> int | None:
 
 
 # Formats whose records are the dataset's photos, one each: the same ids in each, none twice.
-_PHOTO_FORMATS = ("webdataset", "parquet", "attribution")
+_PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 
 
-def record_ids(fmt: str, data: bytes) -> list[str] | None:
-    """The photo id of each record of a dataset file (None for formats not read so: TFRecord, whose count and CRCs
-    are checked, and files that are not the dataset's)."""
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _webdataset_records(data: bytes) -> tuple[list[str], list[str]]:
+    """(ids, ids of samples that are not what a run writes): each member `<id>.jpg` or `<id>.json`, a sample both,
+    its metadata naming the photo and the image's sha256. Counting `.jpg` members alone passed a tar holding an
+    extra `9999999.json` or a JPEG other than the one its metadata describes."""
+    members: dict[str, dict[str, bytes]] = {}
+    odd: list[str] = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar:
+            key, dot, extension = member.name.partition(".")
+            handle = tar.extractfile(member) if member.isfile() else None
+            if not dot or extension not in ("jpg", "json") or handle is None or extension in members.get(key, {}):
+                odd.append(member.name)
+                continue
+            members.setdefault(key, {})[extension] = handle.read()
+    for key, sample in members.items():
+        try:
+            metadata = json.loads(sample.get("json", b"null"))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
+            metadata = None
+        if not (isinstance(metadata, dict) and "jpg" in sample and str(metadata.get("photo_id")) == key
+                and metadata.get("sha256") == _sha256(sample["jpg"])):
+            odd.append(key)
+    return [key for key, sample in members.items() if "jpg" in sample], odd
+
+
+def _parquet_records(data: bytes) -> tuple[list[str], list[str]]:
+    """(ids, ids whose image bytes do not hash to their sha256 column)."""
+    table = pq.read_table(io.BytesIO(data), columns=["photo_id", "image", "sha256"])
+    ids = [str(value) for value in table.column("photo_id").to_pylist()]
+    odd = [photo_id for photo_id, image, sha256 in zip(ids, table.column("image").to_pylist(),
+                                                        table.column("sha256").to_pylist(), strict=True)
+           if _sha256(image_bytes(image)) != sha256]
+    return ids, odd
+
+
+def _tfrecord_records(data: bytes) -> tuple[list[str], list[str]]:
+    """(ids, ids whose encoded image does not hash to their image/sha256), from records whose framing and CRCs
+    tfrecord_count has checked."""
+    ids, odd, offset = [], [], 0
+    while offset < len(data):
+        length = int.from_bytes(data[offset:offset + 8], "little")
+        example = decode_example(data[offset + 12: offset + 12 + length])
+        offset += 16 + length
+        photo_id = example.get("image/id", b"")
+        photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
+        ids.append(photo_id)
+        image, sha256 = example.get("image/encoded"), example.get("image/sha256")
+        if not isinstance(image, bytes) or not isinstance(sha256, bytes) or _sha256(image) != sha256.decode():
+            odd.append(photo_id)
+    return ids, odd
+
+
+def record_ids(fmt: str, data: bytes) -> tuple[list[str], list[str]] | None:
+    """(the photo id of each record of a dataset file, the ids of records that are not what a run writes: an image
+    that does not hash to the sha256 beside it, a stray tar member); None for files that are not the dataset's."""
     if fmt == "webdataset":
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            return [name[:-len(".jpg")] for name in tar.getnames() if name.endswith(".jpg")]
+        return _webdataset_records(data)
     if fmt == "parquet":
-        return [str(value) for value in pq.read_table(io.BytesIO(data), columns=["photo_id"]).column(0).to_pylist()]
+        return _parquet_records(data)
+    if fmt == "tfrecord":
+        return _tfrecord_records(data)
     if fmt == "attribution":
         # Decoded as it is read: decoding the whole file first held it again as text, at up to 4 bytes a character
         # (5-8 times the file: ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv)
         text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
-        return [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)]
+        return [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)], []
     return None
 
 
@@ -227,7 +284,12 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return
     if photo_ids is not None:
-        ids.setdefault(fmt, Counter()).update(photo_ids)
+        found, odd = photo_ids
+        ids.setdefault(fmt, Counter()).update(found)
+        if odd:
+            yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
+                                    f"the sha256 beside it, a stray or unpaired member), e.g. "
+                                    f"{', '.join(_shown(name) for name in sorted(odd)[:3])}")
     if count is not None and "records" in entry and count != entry["records"]:
         yield Problem(relative, f"{count} records, manifest says {entry['records']}")
 
