@@ -341,6 +341,9 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     rejections = {(r["stage"], r["reason"]) for r in pq.read_table(second / "rejections").to_pylist()}
     assert {("carry", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"), ("carry", "image_mismatch"),
             ("decontaminate", "eval_overlap")} <= rejections, rejections
+    # The release's copy of 1007 was bad, not the photo: undecided again, fetched from its source next time
+    ledger = {row["photo_id"]: row for row in pq.read_table(second / "ledger").to_pylist()}
+    assert "1007" not in ledger and ledger["1004"]["reason"] == "eval_overlap"
     monkeypatch.undo()
     assert list(verify(str(second))) == []  # the new release, its ids checked too
 
