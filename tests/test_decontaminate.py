@@ -113,3 +113,17 @@ def test_an_evaluation_image_whose_name_is_no_utf8_text_fails_at_launch(tmp_path
     os.close(os.open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg"), os.O_CREAT | os.O_WRONLY))
     with pytest.raises(ValueError, match="the file name is no UTF-8 text"):
         expand_eval_source(str(tmp_path))
+
+
+def test_of_equally_close_evaluation_images_the_same_one_is_named_whatever_order_they_were_hashed_in():
+    """Evaluation sets hold copies under two names; the side input lists them in the order the workers hashed them,
+    and the first listed was named: the rejections differed from run to run (two workers)."""
+    from pipeline.stages.decontaminate import _DropContaminated
+
+    phash = normalise(real_jpeg("coffee.jpg"), CFG).phash
+    hashes = [(int(phash, 16), f"eval/{name}.jpg") for name in "abcdefgh"]
+    details = set()
+    for order in (hashes, hashes[::-1], hashes[3:] + hashes[:3]):
+        [rejected] = _DropContaminated(4).process(photo("1", phash=phash), order)
+        details.add(rejected.value.detail)
+    assert details == {"pHash distance 0 to evaluation image eval/a.jpg"}

@@ -107,6 +107,13 @@ def test_blank_lines_are_not_records(tmp_path):
     assert [item.photo_id for item in read_all(path, "jsonl")] == ["11"]
 
 
+def test_a_byte_order_mark_opening_a_json_lines_file_is_no_part_of_its_first_row(tmp_path):
+    """CSV and TSV headers dropped it; a JSON lines file's first row was a malformed_row."""
+    path = tmp_path / "meta.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(row) + "\n" for row in GOOD[:2]).encode())
+    assert [item.photo_id for item in read_all(path, "jsonl")] == ["11", "12"]
+
+
 BY_2, BY_4 = "https://creativecommons.org/licenses/by/2.0/", "https://creativecommons.org/licenses/by/4.0/"
 LICENCES = [  # (the row's licence in one column that holds a URL or a name, kept as (name, URL) or rejected with)
     ("CC BY 4.0", ("CC BY 4.0", BY_4)),

@@ -179,6 +179,8 @@ def test_url_parts_that_could_steer_a_built_url_are_rejected(cells):
 @pytest.mark.parametrize(("cells", "field"), [
     ({"title": "x%00y"}, "title"),  # URL-encoded in the dump, a NUL once decoded
     ({"capture_device": "Canon\x00"}, "capture_device"),
+    ({"license_name": "Attribution\x00License"}, "license_name"),  # kept as license_source_text: published
+    ({"license_url": "http://creativecommons.org/licenses/by/2.0/\x00x"}, "license_url"),
     ({"owner_nsid": "../../x?u=https://evil.example/#"}, "owner_nsid"),  # pasted into the creator URL
     ({"owner_nsid": "1@N01", "page_url": "javascript:alert(1)"}, "page_url"),
     ({"owner_nsid": "1@N01", "page_url": "http://www.flickr.com/photos/1@N01/1/ x"}, "page_url"),
@@ -268,3 +270,14 @@ def test_the_readme_documents_every_column_and_its_sample_row_parses():
     parsed = parse_line("\t".join(cells).encode(), "readme:1")
     assert isinstance(parsed, Photo) and (parsed.photo_id, parsed.title, parsed.owner_name) == (
         "1003", "Chelsea the cat", "Stefan van der Walt")
+
+
+@pytest.mark.parametrize("columns", [25, 23])
+def test_a_byte_order_mark_opening_a_dump_is_no_part_of_its_first_row(tmp_path, columns):
+    """A 23-column dump saved by an editor with a BOM read its first id as '\ufeff5': one good row rejected."""
+    cells = yfcc_line(1, "5", "http://h/5_ab.jpg").split("\t")
+    line = "\t".join(cells if columns == 25 else [cells[1], *cells[3:]])
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
+    [(ref, raw)] = _read(path)
+    assert isinstance(parse_line(raw, ref), Photo) and parse_line(raw, ref).photo_id == "5"

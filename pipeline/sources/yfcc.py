@@ -56,7 +56,7 @@ def _check(row: dict[str, str]) -> int:
     (`BadField` otherwise). YFCC stores the upload date as epoch seconds; the dataset carries ISO 8601 UTC."""
     for name in _URL_TOKENS:
         fields.url_token(row[name], name)
-    for name in _SAME_NAMED:
+    for name in (*_SAME_NAMED, "license_name", "license_url"):  # the licence columns too: the Photo keeps them
         fields.no_nul(row[name], name)
     fields.owner_id(row["owner_nsid"], "owner_nsid")
     fields.page_url(row["page_url"], "page_url")
@@ -129,11 +129,15 @@ def _skip_rest_of_line(handle: BinaryIO) -> int:
             return dropped
 
 
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
+
+
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1.
 
     A line longer than `max_line` bytes (without its newline) is a `Rejection` for that file:line
-    instead: readline() is always given a limit, so no line is ever held whole, however long."""
+    instead: readline() is always given a limit, so no line is ever held whole, however long. A byte order mark
+    opening the file is dropped (it rejected a JSON line's or a 23-column dump's first row)."""
     name = posixpath.basename(path.rstrip("/"))
     with _open_decompressed(path) as handle:
         number = 0
@@ -148,6 +152,8 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES) -> Iterator[t
                 detail = f"a line of {length:,} bytes, over the limit of {max_line:,}"
                 yield Rejection(ref, STAGE, "line_too_long", detail, "", ref)
                 continue
+            if number == 1 and line.startswith(_BOM):  # an editor's or a spreadsheet's export: no part of the row
+                line = line[len(_BOM):]
             yield ref, line.rstrip(b"\n").rstrip(b"\r")
 
 

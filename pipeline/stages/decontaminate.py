@@ -108,7 +108,9 @@ class _DropContaminated(beam.DoFn):
 
     def process(self, photo: Photo, eval_hashes: Sequence[tuple[int, str]]) -> Iterator:
         if self._index is None:  # the side input is the same for the whole (global-window) job
-            self._index = HashIndex([(value, self._distance, path) for value, path in eval_hashes])
+            # Sorted: the side input comes in the order the workers hashed the images, and of equally close
+            # evaluation images (copies under two names) the first listed is named in the rejection.
+            self._index = HashIndex([(value, self._distance, path) for value, path in sorted(eval_hashes)])
         found = self._index.nearest(int(photo.phash, 16)) if photo.phash else None
         if found is None:
             yield photo
