@@ -316,7 +316,7 @@ def encode_example(features: dict[str, bytes | str | int]) -> bytes:
     return _field(1, entries)
 
 
-def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+def _read_varint(data: memoryview, offset: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if offset >= len(data) or shift > 63:
@@ -328,9 +328,9 @@ def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
             return value, offset
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(field number, payload) of each length-delimited field of a message; any other wire type is refused: none
-    is in what encode_example writes."""
+def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """(field number, payload) of each length-delimited field of a message, as views (an image is not copied at
+    each of its five levels); any other wire type is refused: none is in what encode_example writes."""
     offset = 0
     while offset < len(data):
         tag, offset = _read_varint(data, offset)
@@ -347,19 +347,20 @@ def decode_example(data: bytes) -> dict[str, bytes | int]:
     """encode_example's inverse, for the Examples it writes (one value a feature): what `verify` reads back. Bytes
     features as bytes, int64 features as ints. ValueError for anything else."""
     features: dict[str, bytes | int] = {}
-    for number, payload in _fields(data):
+    empty = memoryview(b"")
+    for number, payload in _fields(memoryview(data)):
         if number != 1:
             continue
         for entry_number, entry in _fields(payload):
             if entry_number != 1:
                 continue
             parts = dict(_fields(entry))
-            key, feature = parts.get(1, b"").decode("utf-8"), dict(_fields(parts.get(2, b"")))
+            key, feature = bytes(parts.get(1, empty)).decode("utf-8"), dict(_fields(parts.get(2, empty)))
             if 1 in feature:  # BytesList { repeated bytes value = 1 }
-                features[key] = dict(_fields(feature[1])).get(1, b"")
+                features[key] = bytes(dict(_fields(feature[1])).get(1, empty))
             elif 3 in feature:  # Int64List { repeated int64 value = 1 [packed] }
-                values = dict(_fields(feature[3])).get(1, b"")
-                number_value = _read_varint(values, 0)[0] if values else 0
+                values = dict(_fields(feature[3])).get(1, empty)
+                number_value = _read_varint(values, 0)[0] if len(values) else 0
                 features[key] = number_value - (1 << 64) if number_value >= 1 << 63 else number_value
     return features
 
