@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -225,13 +226,21 @@ class WriteLedger(beam.PTransform):
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# A spreadsheet that splits on ';' (the list separator of many locales) or a tab (a row pasted as text) starts a
+# cell inside ours after either: a formula character there gets the same quote as at the start of a cell.
+_INNER_FORMULA = re.compile(r"([;\t])(?='*[=+\-@\t\r])")
+_INNER_QUOTED = re.compile(r"([;\t])'(?='*[=+\-@\t\r])")
+
+
 def csv_cell(value: str) -> str:
     """One CSV field, safe to open in a spreadsheet: a cell that would be evaluated gets a leading
     single quote (spreadsheets show the text, the quote marks it as text) and is always quoted, as
-    OWASP recommends; the text itself is kept. Otherwise quoted as csv.writer does, except that a
-    lone CR is quoted too: csv.writer leaves it bare, and readers then start a new row there. Quotes
-    already before a formula character get one more too, so that `csv_text` gives every text back
-    exactly ("'=x" is written "''=x", read back "'=x")."""
+    OWASP recommends; the text itself is kept. So does a formula character after a ';' or a tab inside
+    it (`_INNER_FORMULA`: `Bob;=1+1` split on ';' gave a cell '=1+1'). Otherwise quoted as csv.writer
+    does, except that a lone CR is quoted too: csv.writer leaves it bare, and readers then start a new
+    row there. Quotes already before a formula character get one more too, so that `csv_text` gives every
+    text back exactly ("'=x" is written "''=x", read back "'=x")."""
+    value = _INNER_FORMULA.sub(r"\1'", value)
     if value.lstrip("'").startswith(FORMULA_STARTS):
         return '"' + ("'" + value).replace('"', '""') + '"'
     if any(char in value for char in ',"\r\n'):
@@ -241,7 +250,8 @@ def csv_cell(value: str) -> str:
 
 def csv_text(cell: str) -> str:
     """The text csv_cell was given: the leading quote it adds before quotes and a formula character taken off."""
-    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+    text = cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+    return _INNER_QUOTED.sub(r"\1", text)
 
 
 def csv_lines(rows: Iterable[Iterable[str]]) -> bytes:
