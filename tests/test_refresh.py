@@ -294,6 +294,20 @@ def test_the_changelog_gives_the_reason_the_carried_copy_left_for():
     assert log["removed"] == {"blocklist/takedown": ["8"], "owner_cap/owner_cap": ["9"]}
 
 
+def test_the_changelog_renders_ids_and_names_as_text_never_as_markup():
+    """The previous release's ids are outside input: a resealed shard's id '![x](https://evil.example/b.png)'
+    was pasted into CHANGELOG.md as it was, a beacon wherever the file is rendered."""
+    from pipeline.release.refresh import changelog_markdown
+
+    hostile = "![x](https://evil.example/b.png)<img src=https://evil.example/c.png>"
+    log = {"release": "r2", "previous": "[r1](javascript:alert(1))", "added": ["12", hostile],
+           "removed": {"unaccounted": [hostile]}, "unchanged": 0, "totals": {"previous": 1, "release": 1}}
+    text = changelog_markdown(log)
+    # every character that could open markup is backslash-escaped: shown as the characters they are
+    assert not re.search(r"(?<!\\)(<|!\[|\]\()", text), text
+    assert "\\!\\[x\\]" in text and "12" in text
+
+
 def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_path, monkeypatch):
     """A release read back is outside input. Rows changed in the previous release (manifest resealed, so
     verify passes) are rejections of their own: an id that is no photo number, a licence that is not CC

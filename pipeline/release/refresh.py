@@ -34,6 +34,7 @@ from pipeline.io.files import matching, read_parquet, write_atomically, write_js
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, parse_date
+from pipeline.release.markdown_html import escape_markdown
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
 
@@ -203,18 +204,20 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
 
 
 def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
-    lines = [f"# Changes in {log['release']} (since {log['previous']})", "",
+    lines = [f"# Changes in {escape_markdown(log['release'])} (since {escape_markdown(log['previous'])})", "",
              f"- {log['totals']['release']:,} images ({log['totals']['previous']:,} before)",
              f"- added: {len(log['added']):,}",
              f"- removed: {sum(len(ids) for ids in log['removed'].values()):,}",
              f"- unchanged: {log['unchanged']:,}",
              f"- input rows skipped as already decided (not fetched again): {log.get('skipped_as_decided', 0):,}", ""]
+    # Ids and reasons escaped: the previous release's ids are outside input (a resealed shard's id
+    # '![x](https://evil.example/b.png)' was a beacon wherever CHANGELOG.md is rendered)
     for reason, ids in log["removed"].items():
-        shown = ", ".join(ids[:limit]) + (f", … ({len(ids) - limit} more in changelog.json)" if len(ids) > limit
-                                          else "")
-        lines += [f"## Removed: {reason} ({len(ids):,})", "", shown, ""]
+        shown = ", ".join(map(escape_markdown, ids[:limit])) + (
+            f", … ({len(ids) - limit} more in changelog.json)" if len(ids) > limit else "")
+        lines += [f"## Removed: {escape_markdown(reason)} ({len(ids):,})", "", shown, ""]
     if log["added"]:
-        shown = ", ".join(log["added"][:limit]) + (" …" if len(log["added"]) > limit else "")
+        shown = ", ".join(map(escape_markdown, log["added"][:limit])) + (" …" if len(log["added"]) > limit else "")
         lines += [f"## Added ({len(log['added']):,})", "", shown, ""]
     return "\n".join(lines)
 
