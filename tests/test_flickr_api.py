@@ -96,6 +96,17 @@ def test_other_errors_are_raised_with_their_code(server):
     assert err.value.code == 1
 
 
+def test_an_error_answer_s_body_never_floods_or_forges_the_log(server, caplog):
+    """flickrapi logs a non-200 answer's body at ERROR, a line per '&' with each part URL-decoded: 5,000 '&' were
+    5,000 lines on each retry, and '%0A' forged a line of one of our own loggers."""
+    body = b"&" * 5000 + b"x%0AERROR:pipeline.stages.fetch:FORGED"
+    for _ in range(2):
+        server.faults.append((None, Response(503, body, "text/plain")))
+    with caplog.at_level(logging.WARNING):  # the command line's default
+        assert client(server).call("flickr.photos.licenses.getInfo")["stat"] == "ok"  # retried, then answered
+    assert len(caplog.records) < 10 and "FORGED" not in caplog.text
+
+
 def test_invalid_key_fails_at_start_without_leaking_it(server, caplog):
     bad = Credentials("wrong-key-789", "wrong-secret-000")
     with caplog.at_level(logging.DEBUG), pytest.raises(CredentialsError) as err:

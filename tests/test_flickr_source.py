@@ -548,3 +548,19 @@ def test_totals_that_never_shrink_cost_a_bounded_number_of_calls_and_are_said():
     assert windows[0][0] == 0 and windows[-1][1] == 86_399  # covering the day
     assert all(a[1] + 1 == b[0] for a, b in pairwise(windows))  # once
     assert {r.reason for r in over} == {"over_search_depth"} and len(over) == len(windows)
+
+
+@pytest.mark.parametrize("total", ["999999999999", 10 ** 15])
+def test_an_absurd_total_does_not_buy_the_split_more_counts(total):
+    """The budget came from the API's own first total: "999999999999" bought 1.7e10 counts, and a day's split
+    asked 172,799 of them (and 691,200 page calls to come). A total is taken up to MAX_MATCHES_PER_SECOND over
+    the span."""
+    from pipeline.flickr.client import MAX_MATCHES_PER_SECOND, count_budget
+    from pipeline.sources.flickr import FlickrSourceConfig, _SplitWindows
+
+    calls = []
+    split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 86_399, 512))
+    split._search = lambda low, high, **params: calls.append((low, high)) or {"total": total}
+    windows = [item for item in split.process((0, 86_399)) if isinstance(item, tuple)]
+    assert len(calls) <= count_budget(MAX_MATCHES_PER_SECOND * 86_400, 86_400) + 20 < 10_000
+    assert windows[0][0] == 0 and windows[-1][1] == 86_399

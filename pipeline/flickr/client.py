@@ -25,8 +25,11 @@ from pipeline.io.http_deadline import DeadlineAdapter, deadline_scope
 from pipeline.io.pacing import Pacer
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
-# keep them quiet whatever the root logger's level, so credentials never reach a log.
-for _name in ("flickrapi", "oauthlib", "requests_oauthlib"):
+# keep them quiet whatever the root logger's level, so credentials never reach a log. flickrapi also logs a
+# non-200 answer's whole body at ERROR, a line per '&' with each part URL-decoded (a 200 kB body of '&' was a
+# million lines, and '%0A' forged lines of our own loggers): our error says what happened, in one line.
+logging.getLogger("flickrapi").setLevel(logging.CRITICAL)
+for _name in ("oauthlib", "requests_oauthlib"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 API_METRICS = "flickr_api"
@@ -211,13 +214,21 @@ def _http_status(err: Exception) -> int | None:
     return None
 
 
+# CC BY uploads a second, far above any Flickr has seen (~100M CC BY photos in 18 years: ~0.2 a second on average):
+# only this much of a range's total sets the split's budget. A range that truly held more would have windows left
+# over the depth, each named in an over_search_depth rejection, never dropped.
+MAX_MATCHES_PER_SECOND = 5
+
+
 def count_budget(total: int, span: int, depth: int = SEARCH_DEPTH) -> int:
     """Counts `split_windows` may ask for a range of `span` seconds holding `total` results. Counts that add up
     (the halves of a window hold what it holds) never need more: each level of the split has fewer than
     total/depth windows over the depth, so the whole split asks under 2 x levels x total/depth; twice that leaves
-    room for Flickr's approximate totals."""
+    room for Flickr's approximate totals. The total is the API's answer: taken up to MAX_MATCHES_PER_SECOND over
+    the span (a total of "999999999999" gave a budget of 1.7e10, and a day's split asked 172,799 counts)."""
     levels = max(1, math.ceil(math.log2(max(span, 2))))
-    return 4 * (-(-total // depth) + 1) * levels
+    plausible = min(total, MAX_MATCHES_PER_SECOND * max(span, 1))
+    return 4 * (-(-plausible // depth) + 1) * levels
 
 
 def split_windows(total_in: Callable[[int, int], int], low: int, high: int,
