@@ -215,3 +215,20 @@ def test_an_owner_search_whose_totals_never_shrink_costs_no_more_than_checking_e
     kept = list(dofn.process(("o@N01", photos)))
     assert [photo.photo_id for photo in kept] == [photo.photo_id for photo in photos]
     assert Hostile.calls <= 2 * len(photos) + 2
+
+
+@pytest.mark.parametrize("answer", [{"photo": {"id": "7"}}, {"photo": {"id": "7", "license": -1}},
+                                    {"photo": {"id": "7", "license": "x"}}, {"photo": {"id": "7", "license": None}}])
+def test_a_getinfo_answer_without_a_licence_id_is_a_broken_answer_not_a_relicensing(answer):
+    """A missing licence (or -1) was read as licence -1 and the photo rejected as `relicensed` ('CC BY 2.0 -> -1'),
+    misleading whoever reviews licence changes."""
+    class Answering:
+        def call(self, method, **params):
+            return answer
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn._client = Answering()
+    photo = Photo(photo_id="7", license_name="CC BY 2.0", license_url="https://creativecommons.org/licenses/by/2.0/",
+                  owner_nsid="1@N01")
+    [out] = list(dofn.process(("", [photo])))
+    assert (out.value.reason, out.value.stage) == ("bad_api_response", "verify_license"), out.value

@@ -199,8 +199,9 @@ class _VerifyOwner(beam.DoFn):
         except (KeyError, TypeError) as err:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"getInfo answer without a photo: {err}"[:300]))
             return
-        value = info.get("license", -1) if isinstance(info, dict) else None
-        license_id = -1 if value == -1 else _number(value)
+        # No licence, or one that is no id, is a broken answer (it was read as licence -1: `relicensed`)
+        value = info.get("license") if isinstance(info, dict) else None
+        license_id = _number(value)
         if license_id is None:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"license {repr(value)[:40]} is no license id"))
             return
