@@ -35,7 +35,7 @@ from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, i
 from pipeline.io.work_cache import ThroughCache, shaping_options
 from pipeline.options import INPUTS, PassOptions, recorded, split_list, upload_window
 from pipeline.records import BLOCKLIST_CONTENT
-from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease
+from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease, release_name
 from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
@@ -197,10 +197,6 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     return DetectOutput(kept, rejected, detected.review)
 
 
-def _release_name(release: str) -> str:
-    return release.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
              specs: list[DetectorSpec]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
@@ -211,7 +207,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     (still publishable, every row carried in, rejections, borderline photos for review)."""
     if not opts.carry_over:
         return empty(pipeline), empty(pipeline), [], []
-    name = _release_name(opts.carry_over)
+    name = release_name(opts.carry_over)
     carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
     rows = carried_in | "CarriedRows" >> CheckRows(name, opts.max_pixels)
     licensed = rows.kept | "CarriedLicense" >> FilterLicense()
@@ -270,7 +266,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # as decided, it was fetched and written twice. Its ids are read apart (CarriedIds), so that the downloads do not
     # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
     not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over, lambda: DropRepeatedIds(
-        pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, _release_name(opts.carry_over))))
+        pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over))))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
                         lambda: Blocklist(lists, list_distance, METADATA_KINDS))

@@ -284,14 +284,32 @@ def test_the_changelog_gives_the_reason_the_carried_copy_left_for():
             (Path(where) / "parquet").mkdir(parents=True)
             pq.write_table(pa.table({"photo_id": ids}), f"{where}/parquet/pass-00000-of-00001.parquet")
         (Path(release) / "rejections").mkdir()
-        rows = [("9", "license", "not_cc_by", "new.tsv:9"),
-                ("9", "owner_cap", "owner_cap", f"{previous}/parquet/pass-00000-of-00001.parquet:2"),
-                ("8", "blocklist", "takedown", f"{previous}/parquet/pass-00000-of-00001.parquet:1")]
+        rows = [("9", "license", "not_cc_by", "new.tsv:9"),  # source_refs as release/carry.py writes them
+                ("9", "owner_cap", "owner_cap", "r1/parquet/pass-00000-of-00001.parquet:2"),
+                ("8", "blocklist", "takedown", "r1/parquet/pass-00000-of-00001.parquet:1")]
         names = ["photo_id", "stage", "reason", "source_ref"]
         columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
         pq.write_table(pa.table(columns), f"{release}/rejections/rejections-00000-of-00001.parquet")
         log = changelog(previous, release)
     assert log["removed"] == {"blocklist/takedown": ["8"], "owner_cap/owner_cap": ["9"]}
+
+
+def test_a_real_refresh_names_the_reason_the_carried_copies_left_for(first_yfcc_release, tmp_path):
+    """Every released id listed again as BY-NC, and a cap of one photo an owner: the carried copies over the cap
+    leave for that, and the changelog says so (it named the new rows' licence)."""
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+
+    server, _, first = first_yfcc_release
+    non_commercial = ("Attribution-NonCommercial License", "http://creativecommons.org/licenses/by-nc/2.0/")
+    (tmp_path / "new.tsv").write_text("".join(yfcc_line(i, photo_id, "http://x/y.jpg", license=non_commercial) + "\n"
+                                              for i, photo_id in enumerate(sorted(released(first)), 1)))
+    root = tmp_path / "root"
+    assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2",
+                 f"--input={tmp_path / 'new.tsv'}", f"--allowed_hosts={server.host}", "--per_owner_cap=1", *LOCAL]) == 0
+    second = root / "releases" / "r2"
+    capped = {r["photo_id"] for r in pq.read_table(second / "rejections").to_pylist() if r["stage"] == "owner_cap"}
+    removed = json.loads((second / "changelog.json").read_text())["removed"]
+    assert capped and set(removed["owner_cap/owner_cap"]) == capped and "license/not_cc_by" not in removed
 
 
 def test_the_changelog_renders_ids_and_names_as_text_never_as_markup():

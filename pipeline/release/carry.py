@@ -49,6 +49,11 @@ def release_shards(release: str) -> list[str]:
     return matching(FileSystems.join(release, "parquet", "*.parquet"))
 
 
+def release_name(release: str) -> str:
+    """A release's name, its folder's: what carried rows' source_ref begin with (`NAME/parquet/SHARD:ROW`)."""
+    return release.rstrip("/").rsplit("/", 1)[-1]
+
+
 def photo_from_row(row: dict, release_name: str) -> Photo:
     values = {name: value for name, value in row.items() if name in _FIELDS and value is not None}
     values["scores"] = scores_from_entries(row.get("scores"))

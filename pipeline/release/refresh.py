@@ -34,6 +34,7 @@ from pipeline.io.files import matching, read_parquet, write_atomically, write_js
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, parse_date
+from pipeline.release.carry import release_name
 from pipeline.release.markdown_html import escape_markdown
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
@@ -169,7 +170,7 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count."""
     before, after = _ids(previous), _ids(release)
     removed_ids = before - after
-    carried = f"{previous.rstrip('/')}/parquet/"  # where a carried copy's rejection points (release/carry.py)
+    carried = f"{release_name(previous)}/parquet/"  # where a carried copy's rejection points (release/carry.py)
     why: dict[str, tuple[bool, str, str]] = {}
     skipped = 0
     for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
