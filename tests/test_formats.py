@@ -111,7 +111,18 @@ def test_decode_example_reads_back_what_encode_example_writes(features):
                        for key, value in features.items()}
 
 
-@pytest.mark.parametrize("hostile", [b"\x08\x01", b"\x0a\xff", b"\x0a\x05ab", b"\x0a" + b"\xff" * 11])
+def _entry(key: str, *values: bytes) -> bytes:
+    field = formats._field
+    return field(1, field(1, key.encode()) + field(2, field(1, b"".join(field(1, value) for value in values))))
+
+
+@pytest.mark.parametrize("hostile", [
+    b"\x08\x01", b"\x0a\xff", b"\x0a\x05ab", b"\x0a" + b"\xff" * 11,
+    # a BytesList of two images, the second the one image/sha256 names: TensorFlow reads both, verify read one
+    formats._field(1, _entry("image/encoded", b"other", b"good")),
+    formats._field(1, _entry("image/id", b"1") + _entry("image/id", b"2")),  # a key twice
+    formats._field(1, _entry("image/id", b"1")) * 2,  # Features twice
+])
 def test_decode_example_refuses_what_encode_example_never_writes(hostile):
     with pytest.raises(ValueError):
         formats.decode_example(hostile)

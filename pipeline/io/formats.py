@@ -343,26 +343,45 @@ def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         offset += length
 
 
+def _only(fields: Iterator[tuple[int, memoryview]], number: int) -> memoryview:
+    """The one field `number` of a message holding nothing else: more, fewer or others are not what encode_example
+    writes (a BytesList of two images, the second hashing to image/sha256, passed verify; TensorFlow reads both)."""
+    found = list(fields)
+    if len(found) != 1 or found[0][0] != number:
+        raise ValueError(f"expected exactly one field {number}, found {[n for n, _ in found][:5]}")
+    return found[0][1]
+
+
 def decode_example(data: bytes) -> dict[str, bytes | int]:
-    """encode_example's inverse, for the Examples it writes (one value a feature): what `verify` reads back. Bytes
-    features as bytes, int64 features as ints. ValueError for anything else."""
+    """encode_example's inverse, exactly: what `verify` reads back. Bytes features as bytes, int64 features as ints.
+    ValueError for anything encode_example never writes (a list of several values, a key twice, other fields)."""
     features: dict[str, bytes | int] = {}
-    empty = memoryview(b"")
-    for number, payload in _fields(memoryview(data)):
-        if number != 1:
-            continue
-        for entry_number, entry in _fields(payload):
-            if entry_number != 1:
-                continue
-            parts = dict(_fields(entry))
-            key, feature = bytes(parts.get(1, empty)).decode("utf-8"), dict(_fields(parts.get(2, empty)))
-            if 1 in feature:  # BytesList { repeated bytes value = 1 }
-                features[key] = bytes(dict(_fields(feature[1])).get(1, empty))
-            elif 3 in feature:  # Int64List { repeated int64 value = 1 [packed] }
-                values = dict(_fields(feature[3])).get(1, empty)
-                number_value = _read_varint(values, 0)[0] if len(values) else 0
-                features[key] = number_value - (1 << 64) if number_value >= 1 << 63 else number_value
+    for entry_number, entry in _fields(_only(_fields(memoryview(data)), 1)):
+        if entry_number != 1:
+            raise ValueError(f"field {entry_number} in Features")
+        parts = list(_fields(entry))
+        if [number for number, _ in parts] != [1, 2]:
+            raise ValueError("a feature entry that is not one key and one value")
+        key = bytes(parts[0][1]).decode("utf-8")
+        if key in features:
+            raise ValueError(f"feature {key!r} twice")
+        kind, values = next(iter(_only_kind(parts[1][1])))
+        if kind == 1:  # BytesList { repeated bytes value = 1 }
+            features[key] = bytes(_only(_fields(values), 1))
+        else:  # Int64List { repeated int64 value = 1 [packed] }
+            packed = _only(_fields(values), 1)
+            number_value, end = _read_varint(packed, 0)
+            if end != len(packed):
+                raise ValueError(f"feature {key!r} holds more than one number")
+            features[key] = number_value - (1 << 64) if number_value >= 1 << 63 else number_value
     return features
+
+
+def _only_kind(feature: memoryview) -> list[tuple[int, memoryview]]:
+    found = list(_fields(feature))
+    if len(found) != 1 or found[0][0] not in (1, 3):
+        raise ValueError("a feature that is not one bytes or int64 list")
+    return found
 
 
 def photo_example(photo: Photo) -> bytes:
