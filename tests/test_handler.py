@@ -459,3 +459,35 @@ def test_a_probe_whose_weights_do_not_fit_its_tensor_fails_the_batch_closed():
     narrow = dataclasses.replace(probed, probes=(dataclasses.replace(probe, weights=probe.weights[:512]),))
     with pytest.raises(ValueError, match="1024 numbers a row, the probe 512 weights"):
         photo_scores(narrow, create_session(narrow, runtime()), [photo("1", image=real_jpeg("chelsea.jpg"))], 400)
+
+
+def test_an_output_without_the_views_as_its_first_axis_fails_instead_of_mixing_photos_scores(tmp_path):
+    """A model whose score output is declared [256, N] passed the registry and the output checks; reshaped to
+    (views, -1), a batch's photos swapped scores (a blank photo 1.0, the face beside it 0)."""
+    import hashlib
+    import json
+
+    from onnx import TensorProto, helper
+
+    from pipeline.detectors.registry import read_registry
+
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=0),
+             helper.make_node("Reshape", ["m", "shape"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["score"], perm=[1, 0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, [256, "N"])],
+                              [helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 256])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    data = model.SerializeToString()
+    (tmp_path / "t.onnx").write_bytes(data)
+    entry = {"name": "toy", "kind": "face", "file": "t.onnx", "sha256": hashlib.sha256(data).hexdigest(),
+             "input": {"size": 16, "scale": 1 / 255}, "decoder": {"type": "score_maps", "outputs": {"face": ["score"]}},
+             "human_classes": ["face"], "thresholds": {"face": 0.5}}
+    (tmp_path / "toy.json").write_text(json.dumps({"detectors": [entry]}))
+    spec = read_registry(str(tmp_path / "toy.json"))["toy"]
+    session = create_session(spec, runtime())
+    for photos in ([photo("A", image=real_jpeg("coffee.jpg"))],
+                   [photo("A", image=real_jpeg("coffee.jpg")), photo("B", image=real_jpeg("rocket.jpg"))]):
+        with pytest.raises(ValueError, match="views of the batch first"):
+            photo_scores(spec, session, photos, 0)

@@ -440,3 +440,36 @@ def test_the_shipped_probe_reading_the_last_block_instead_is_refused_at_launch(t
     wrong = dataclasses.replace(spec, probes=(dataclasses.replace(spec.probes[0], input="Relu_48:0"),))
     with pytest.raises(RegistryError, match="50176 numbers a row; the probe has 1024 weights"):
         check_model_outputs(wrong, read_model(spec))
+
+
+def test_settings_that_would_silently_lower_the_bar_are_refused(tmp_path):
+    """Each passed the registry and the launch: a decoder switch "false" read as true (open_nsfw's softmax off
+    capped a certain nsfw at 0.73, below its 0.8 threshold); a band keyed "NSFW" beside the class "nsfw" removed
+    the band; a detector listed twice, or a threshold given twice (the last silently won)."""
+    from pipeline.detectors.registry import with_overrides
+
+    softmax = _builtin_entry("open_nsfw", softmax="false")
+    with pytest.raises(RegistryError, match=r"decoder\.softmax must be true or false"):
+        read_registry(write_registry(tmp_path, softmax))
+    with pytest.raises(RegistryError, match="review_band for 'NSFW', which is no human or nsfw class"):
+        read_registry(write_registry(tmp_path, user_entry(review_band={"NSFW": 0.2})))
+    with pytest.raises(RegistryError, match="names a detector twice"):
+        select(load_registry(), "centerface,open_nsfw,centerface")
+    with pytest.raises(RegistryError, match="given twice"):
+        with_overrides(select(load_registry(), "centerface"), "centerface.face=0.9,centerface.face=0.5")
+
+
+def test_an_entry_overriding_a_builtin_keeps_its_place_in_the_default_selection(tmp_path):
+    """A registry copying the built-in entries without "default" emptied --detectors=default: the demo run
+    published the astronaut with no detector run and no warning."""
+    defaults = [spec.name for spec in select(load_registry(), "default")]
+    copies = []
+    for name in defaults:
+        entry = _builtin_entry(name)
+        entry.pop("default", None)
+        copies.append(entry)
+    registry = write_registry(tmp_path, *copies)
+    assert [spec.name for spec in select(load_registry(registry), "default")] == defaults
+    marked_off = write_registry(tmp_path, *({**entry, "default": False} for entry in copies))
+    with pytest.raises(RegistryError, match="selects no detector"):
+        select(load_registry(marked_off), "default")  # said so: then a default run would run none, refused

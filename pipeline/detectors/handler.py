@@ -201,6 +201,13 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
         boxes = spec.decoder.get("boxes") if spec.decoder.get("type") == "ssd" else None
         if not all(np.isfinite(value).all() for name, value in zip(names, values, strict=True) if name != boxes):
             raise NonFiniteScore(f"detector {spec.name} gave an output that is no finite number")
+        # Every output read has the views as its first axis: one declared [256, N] was reshaped to (views, -1) and
+        # a batch's views swapped scores (a blank photo scored 1.0, the face beside it 0), which no check saw.
+        wrong = [(name, np.shape(value)) for name, value in zip(names, values, strict=True)
+                 if np.ndim(value) == 0 or np.shape(value)[0] != len(rows)]
+        if wrong:
+            raise ValueError(f"detector {spec.name}: output {wrong[0][0]} has shape {wrong[0][1]}, not the "
+                             f"{len(rows)} views of the batch first")
         outputs = dict(zip(names, values, strict=True))
         decoded = decode(spec.decoder, outputs, len(rows))
         for probe in spec.probes:  # context classes from an intermediate tensor (probes.py)

@@ -224,6 +224,13 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for key in ("tiles", "default"):
         if key in entry and not isinstance(entry[key], bool):  # bool("false") is True
             problems.append(f"{key} must be true or false, not {entry[key]!r}")
+    for key in ("sigmoid", "softmax"):  # the decoder's switches: "false" read as true capped scores below thresholds
+        if key in spec.decoder and not isinstance(spec.decoder[key], bool):
+            problems.append(f"decoder.{key} must be true or false, not {spec.decoder[key]!r}")
+    for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
+        strays = [key for key in values if key not in spec.classes]
+        if strays:  # a band for "NSFW" beside the class "nsfw" removed the band, silently
+            problems.append(f"{what} for {', '.join(map(repr, strays))}, which is no human or nsfw class of it")
     for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
         if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values.values()):
             problems.append(f"{what} must be numbers in 0 .. 1 (scores are)")
@@ -292,6 +299,11 @@ def _names_outputs(decoder: dict[str, Any]) -> bool:
 
 
 def read_registry(path: str) -> dict[str, DetectorSpec]:
+    return _read_registry(path)[0]
+
+
+def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
+    """The registry's detectors by name, and the names of those whose entry says "default" itself."""
     try:
         data = json.loads(read_bytes(path))
     except (ValueError, RecursionError) as err:
@@ -303,14 +315,21 @@ def read_registry(path: str) -> dict[str, DetectorSpec]:
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise RegistryError(f"{path}: detector names repeat")
-    return {spec.name: spec for spec in specs}
+    return {spec.name: spec for spec in specs}, frozenset(str(entry.get("name")) for entry in entries
+                                                          if "default" in entry)
 
 
 def load_registry(extra: str | None = None) -> dict[str, DetectorSpec]:
     """The built-in detectors, plus (and overridden by) those of `extra`."""
     registry = read_registry(str(BUILTIN_REGISTRY))
     if extra:
-        registry.update(read_registry(extra))
+        specs, saying_default = _read_registry(extra)
+        for name, spec in specs.items():
+            # An entry overriding a built-in keeps its place in the default selection unless it says "default"
+            # itself: one that left it out dropped the detector from every default run, silently.
+            if name in registry and name not in saying_default:
+                spec = dataclasses.replace(spec, default=registry[name].default)
+            registry[name] = spec
     return registry
 
 
@@ -320,10 +339,16 @@ def select(registry: dict[str, DetectorSpec], names: str) -> list[DetectorSpec]:
     if wanted == ["none"]:
         return []
     if wanted in ([], ["default"]):
-        return [spec for spec in registry.values() if spec.default]
+        chosen = [spec for spec in registry.values() if spec.default]
+        if not chosen:  # a registry overriding every default without "default": true ran no detector at all
+            raise RegistryError("--detectors=default selects no detector: the registry marks none default "
+                                "(--detectors=none runs none on purpose)")
+        return chosen
     unknown = [name for name in wanted if name not in registry]
     if unknown:
         raise RegistryError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(sorted(registry))}")
+    if len(set(wanted)) != len(wanted):
+        raise RegistryError(f"--detectors names a detector twice: {','.join(wanted)}")
     return [registry[name] for name in wanted]
 
 
@@ -339,6 +364,8 @@ def _pairs(text: str, flag: str) -> dict[tuple[str, str], float]:
             raise RegistryError(f"{flag}: {item!r} is not DETECTOR.CLASS=NUMBER") from None
         if not (detector and cls) or not 0.0 <= number <= 1.0:
             raise RegistryError(f"{flag}: {item!r} is not DETECTOR.CLASS=NUMBER with 0 <= NUMBER <= 1")
+        if (detector, cls) in out:  # the last one silently won
+            raise RegistryError(f"{flag}: {detector}.{cls} is given twice")
         out[(detector, cls)] = number
     return out
 
