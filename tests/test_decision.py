@@ -47,6 +47,17 @@ def test_a_fusion_model_reading_an_unselected_detector_is_refused():
         rule_for(select(load_registry(), "centerface"), FUSION)
 
 
+def test_a_fusion_model_giving_a_selected_human_class_no_weight_is_refused():
+    """centerface.face at weight 0: the model covers the class (its own threshold unused), and a 0.999 face moved
+    nothing while centerface ran. A weight-0 nsfw class keeps its own threshold (the default's open_nsfw)."""
+    idle = Fusion(("centerface.face", "ssdlite_person.person"), (0.0, 1.0), 4.0, 0.8, 0.3, sha256="e" * 64)
+    with pytest.raises(RegistryError, match=r"centerface\.face weight 0"):
+        rule_for(SPECS, idle)
+    nsfw_idle = Fusion(("centerface.face", "ssdlite_person.person", "open_nsfw.nsfw"), (1.0, 1.0, 0.0), 4.0, 0.8,
+                       0.3, sha256="d" * 64)
+    assert rule_for(SPECS, nsfw_idle).decide({"open_nsfw.nsfw": 0.95}).reason == "nsfw"
+
+
 def test_a_fusion_model_reading_a_class_no_selected_entry_scores_is_refused():
     """nanodet_person.boat is scored only by an entry that declares that context column (the candidate's
     registry): under the built-in entry it would read 0 in every photo, silently."""

@@ -112,4 +112,13 @@ def rule_for(specs: Sequence[DetectorSpec], fusion: Fusion | None) -> DecisionRu
         if not_human:
             raise RegistryError(f"the fusion model has floors on {', '.join(not_human)}, which no selected detector "
                                 "declares a human class: a floor rejects a photo as human")
+        # A human class the model reads with weight 0 (and no floor) is decided by nothing: the model covers it,
+        # so its own threshold is not used, and its score cannot move the fused one (centerface ran, ~70% of the
+        # CPU, and a 0.999 face changed nothing).
+        floored = {feature for feature, _ in fusion.floors}
+        idle = sorted(feature for feature, weight in zip(fusion.features, fusion.weights, strict=False)
+                      if weight == 0 and feature in human and feature not in floored)
+        if idle:
+            raise RegistryError(f"the fusion model gives {', '.join(idle)} weight 0 and no floor: that human class "
+                                "would decide nothing; drop its detector or use a model that reads it")
     return DecisionRule(tuple(specs), fusion)
