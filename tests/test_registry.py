@@ -473,3 +473,20 @@ def test_an_entry_overriding_a_builtin_keeps_its_place_in_the_default_selection(
     marked_off = write_registry(tmp_path, *({**entry, "default": False} for entry in copies))
     with pytest.raises(RegistryError, match="selects no detector"):
         select(load_registry(marked_off), "default")  # said so: then a default run would run none, refused
+
+
+def test_a_decoder_that_caps_scores_below_a_threshold_or_merges_class_ids_is_refused(tmp_path):
+    """clip 0.8 capped the palm detector at sigmoid(0.8) = 0.69, under its 0.7 threshold: it could never reject.
+    SSD class ids "1" and "01" both meant class 1: one name was lost and its class read 0 on every photo."""
+    palm = _builtin_entry("mediapipe_palm", clip=0.8)
+    palm["thresholds"] = {"hand": 0.7}
+    with pytest.raises(RegistryError, match=r"decoder\.clip 0\.8 caps scores below a threshold"):
+        read_registry(write_registry(tmp_path, palm))
+    for clip in (float("nan"), -1, "8", True):
+        with pytest.raises(RegistryError, match="caps scores"):
+            read_registry(write_registry(tmp_path, _builtin_entry("mediapipe_palm", clip=clip)))
+    assert read_registry(write_registry(tmp_path, _builtin_entry("mediapipe_palm", clip=8.0)))  # 0.9997: reachable
+    ssd = _builtin_entry("ssdlite_person", class_names={"1": "person", "01": "face"})
+    ssd["human_classes"], ssd["thresholds"] = ["person", "face"], {"person": 0.5, "face": 0.5}
+    with pytest.raises(RegistryError, match="class_names keys must be class numbers written plainly"):
+        read_registry(write_registry(tmp_path, ssd))

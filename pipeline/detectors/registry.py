@@ -227,6 +227,21 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for key in ("sigmoid", "softmax"):  # the decoder's switches: "false" read as true capped scores below thresholds
         if key in spec.decoder and not isinstance(spec.decoder[key], bool):
             problems.append(f"decoder.{key} must be true or false, not {spec.decoder[key]!r}")
+    if spec.decoder.get("type") == "ssd_logits" and "clip" in spec.decoder:
+        clip = spec.decoder["clip"]
+        # Scores are sigmoid(clip(logit)): at most sigmoid(clip). A clip of 0.8 capped the palm at 0.69, under its
+        # 0.7 threshold: that detector could never reject a photo.
+        ceiling = 1 / (1 + math.exp(-clip)) if isinstance(clip, int | float) and not isinstance(clip, bool) and \
+            math.isfinite(clip) and clip > 0 else None
+        reachable = ceiling is not None and all(value <= ceiling for value in spec.thresholds.values())
+        if not reachable:
+            problems.append(f"decoder.clip {clip!r} caps scores below a threshold: sigmoid(clip) must reach every "
+                            "threshold of the entry")
+    if spec.decoder.get("type") == "ssd" and isinstance(spec.decoder.get("class_names"), dict):
+        keys = list(spec.decoder["class_names"])
+        # Class ids as the model gives them: "1" and "01" both meant class 1, and one of the names was lost
+        if not all(isinstance(key, str) and key.isascii() and key.isdigit() and str(int(key)) == key for key in keys):
+            problems.append(f"decoder.class_names keys must be class numbers written plainly, not {keys[:5]}")
     for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
         strays = [key for key in values if key not in spec.classes]
         if strays:  # a band for "NSFW" beside the class "nsfw" removed the band, silently
