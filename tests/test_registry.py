@@ -490,3 +490,21 @@ def test_a_decoder_that_caps_scores_below_a_threshold_or_merges_class_ids_is_ref
     ssd["human_classes"], ssd["thresholds"] = ["person", "face"], {"person": 0.5, "face": 0.5}
     with pytest.raises(RegistryError, match="class_names keys must be class numbers written plainly"):
         read_registry(write_registry(tmp_path, ssd))
+
+
+def test_a_model_file_that_is_no_regular_file_or_is_huge_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A registry pointing at /dev/zero read without end; at a 3 GB file, read whole before its sha256 was checked
+    (MemoryError naming neither the detector nor the file)."""
+    import dataclasses
+
+    from pipeline.detectors import registry as registry_module
+
+    spec = select(load_registry(), "open_nsfw")[0]
+    with pytest.raises(RegistryError, match="is not a regular file"):
+        read_model(dataclasses.replace(spec, file="/dev/zero"))
+    big = tmp_path / "big.onnx"
+    with big.open("wb") as handle:  # sparse: no disk spent
+        handle.truncate(2048)
+    monkeypatch.setattr(registry_module, "MAX_MODEL_BYTES", 1024)
+    with pytest.raises(RegistryError, match=r"open_nsfw: .*big\.onnx holds 2,048 bytes, over 1,024"):
+        read_model(dataclasses.replace(spec, file=str(big)))

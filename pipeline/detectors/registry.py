@@ -13,9 +13,12 @@ import json
 import math
 import os
 import posixpath
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
@@ -475,13 +478,34 @@ def _check_probe_tensors(spec: DetectorSpec, model: Any) -> None:
             raise RegistryError(f"{where}, {math.prod(rest)} numbers a row; the probe has {len(probe.weights)} weights")
 
 
+# A detector's ONNX file: the built-in ones are 2-24 MB; a model far past this is no detector a worker should hold
+# (a path to a 3 GB file or /dev/zero was read whole before its sha256 was checked: MemoryError, or no end).
+MAX_MODEL_BYTES = 1 << 30
+
+
+def _model_size_problem(path: str) -> str | None:
+    if "://" in path:
+        found = FileSystems.match([path])[0].metadata_list
+        size = found[0].size_in_bytes if found else None
+    else:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        size = info.st_size
+    return f"holds {size:,} bytes, over {MAX_MODEL_BYTES:,}" if size is not None and size > MAX_MODEL_BYTES else None
+
+
 def read_model(spec: DetectorSpec) -> bytes:
-    """The model file's bytes (local or any Beam filesystem), refused unless its sha256 matches."""
+    """The model file's bytes (local or any Beam filesystem), refused unless its sha256 matches; a file that is no
+    regular file or is over MAX_MODEL_BYTES is refused before it is read."""
     try:
-        data = read_bytes(spec.file)
+        problem = _model_size_problem(spec.file)
+        data = b"" if problem else read_bytes(spec.file)
     except (OSError, ValueError) as err:  # Beam raises BeamIOError (an OSError) for missing files
         raise RegistryError(f"detector {spec.name}: cannot read {spec.file}: {err}. For the default models run "
                             "`python models/fetch_models.py` (scripts/setup does)") from None
+    if problem:
+        raise RegistryError(f"detector {spec.name}: {spec.file} {problem}")
     digest = hashlib.sha256(data).hexdigest()
     if digest != spec.sha256:
         raise ChecksumError(f"detector {spec.name}: {spec.file} has sha256 {digest}, registry says {spec.sha256}")
