@@ -127,3 +127,21 @@ def test_a_bad_entry_beside_a_good_one_under_the_same_key_does_not_hide_it(tmp_p
         server.hits.clear()
         run_once(photos, options(server, cache), want)
         assert not server.hits  # the good entry was taken: nothing fetched again
+
+
+def test_a_cache_shared_with_a_run_allowing_more_hosts_gives_this_run_none_of_their_images(tmp_path):
+    """The cache key names the options that shape the bytes, not --allowed_hosts: a run allowing only another host
+    kept a photo a wider run had cached, fetched from a host it forbids (alone, host_not_allowed)."""
+    with StaticServer() as server:
+        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg"))))]
+        cache = str(tmp_path / "cache")
+        run_once(photos, options(server, cache), [expected("chelsea.jpg", "1", 512)])
+        narrow = PipelineOptions(["--allowed_hosts=only.example.org", f"--cache={cache}", "--output=x",
+                                  "--max_retries=0"]).view_as(PassOptions)
+        server.hits.clear()
+        with local_pipeline() as p:
+            out = p | beam.Create(photos) | fetch_images(narrow)
+            assert_that(out.kept, equal_to([]), label="kept")
+            assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
+                        equal_to([("1", "fetch", "host_not_allowed")]), label="rejected")
+        assert not server.hits

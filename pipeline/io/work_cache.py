@@ -13,13 +13,14 @@ are cached: a failed download is tried again on the next run, which is what a tr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -30,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.io.files import matching, read_parquet, write_atomically
+from pipeline.io.http_client import host_allowed
 from pipeline.options import PassOptions, shaping
 from pipeline.records import Photo
 from pipeline.stage import StageOutput
@@ -105,8 +107,13 @@ def entry_problem(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _from_cache(photo: Photo, row: dict[str, Any]) -> Photo | None:
-    return None if entry_problem(row) else photo.replace(**row)
+def _from_cache(photo: Photo, row: dict[str, Any], allowed_hosts: Sequence[str] = ()) -> Photo | None:
+    """The photo completed from its entry; None (fetched again) for an entry with a problem, or one fetched from a
+    host this run's --allowed_hosts does not allow: a cache shared with a run allowing more hosts gave this one
+    their images, which its own fetch would have refused (host_not_allowed)."""
+    if entry_problem(row) or (allowed_hosts and not host_allowed(str(row.get("fetched_url") or ""), allowed_hosts)):
+        return None
+    return photo.replace(**row)
 
 
 def _entry_order(row: dict[str, Any]) -> str:
@@ -186,16 +193,18 @@ class ThroughCache(beam.PTransform):
     does not already hold under the same shaping options; what it keeps is added to the cache, so a
     run started again after being killed downloads and decodes nothing twice."""
 
-    def __init__(self, inner: Callable[[beam.PCollection], StageOutput], cache: str, shaping: str) -> None:
+    def __init__(self, inner: Callable[[beam.PCollection], StageOutput], cache: str, shaping: str,
+                 allowed_hosts: Sequence[str] = ()) -> None:
         super().__init__()
         self._inner, self._cache, self._shaping = inner, cache, shaping
+        self._allowed_hosts = tuple(allowed_hosts)
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         if not self._cache:
             return self._inner(photos)
         shaping = self._shaping
         hits, misses = split_by_cache(photos, self._cache, "images", lambda photo: cache_key(photo, shaping),
-                                      _from_cache, "Cache")
+                                      functools.partial(_from_cache, allowed_hosts=self._allowed_hosts), "Cache")
         fresh = self._inner(misses)
         written = fresh.kept | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
                                                                        _image_entry(shaping)))
