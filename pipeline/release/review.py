@@ -13,7 +13,6 @@ to its threshold, among the classes that can reject (human and nsfw classes). Sc
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import html
 import io
@@ -31,16 +30,9 @@ from PIL import Image
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
-from pipeline.io.sinks import FORMULA_STARTS, csv_bytes, csv_text
+from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
 from pipeline.records import Photo
-from pipeline.stages.detect import (
-    DECISIONS,
-    Decision,
-    check_decision_columns,
-    decided_photo_id,
-    decided_sha256,
-    read_decisions,
-)
+from pipeline.stages.detect import DECISIONS, parse_decisions, read_decisions
 
 THUMBNAIL = 256
 # sha256: of the stored image the reviewer saw; an acceptance holds for that image only (stages/detect.applies).
@@ -283,19 +275,8 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column
     # '\ufeffphoto_id' and every row's id empty
     with open(decisions_csv, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        check_decision_columns(reader.fieldnames, decisions_csv)
-        rows = list(reader)
-    new = {}
-    for line, row in enumerate(rows, start=2):
-        decision = (row.get("decision") or "").strip()
-        if not decision:
-            continue
-        if decision not in DECISIONS:
-            raise ValueError(f"{decisions_csv}: row {line}: need a photo_id and a decision in {', '.join(DECISIONS)}")
-        photo_id = decided_photo_id(row.get("photo_id") or "", f"{decisions_csv}: row {line}")
-        new[photo_id] = Decision(decision, csv_text((row.get("note") or "").strip()),
-                                 decided_sha256(row.get("sha256") or "", f"{decisions_csv}: row {line}"))
+        text = handle.read()
+    new = parse_decisions(text, lambda line: f"{decisions_csv}: row {line}", skip_undecided=True)
     merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
     payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
     write_atomically(store, lambda handle: handle.write(payload))

@@ -109,23 +109,31 @@ def decided_sha256(cell: str, where: str) -> str:
     return value
 
 
-def read_decisions(path: str | None) -> dict[str, Decision]:
-    """{photo id: Decision} from a decisions CSV (photo_id, decision, note[, sha256]): ids canonical, a note
-    as the reviewer wrote it (the store writes one that looks like a formula as '=...)."""
-    if not path:
-        return {}
-    text = read_bytes(path).decode("utf-8-sig")  # a spreadsheet's "CSV UTF-8" begins with a byte order mark
+def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool = False) -> dict[str, Decision]:
+    """{photo id: Decision} from a decisions CSV's text (photo_id, decision, note[, sha256]): ids canonical, a note
+    as the reviewer wrote it (the store writes one that looks like a formula as '=...). A row with an empty
+    decision (a photo not looked at yet) is skipped when `skip_undecided`, else refused; `where(line)` names a row in
+    errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
     reader = csv.DictReader(io.StringIO(text))
-    check_decision_columns(reader.fieldnames, path)
+    check_decision_columns(reader.fieldnames, where(1))
     decisions = {}
     for line, row in enumerate(reader, start=2):
         decision = (row.get("decision") or "").strip()
+        if not decision and skip_undecided:
+            continue
         if decision not in DECISIONS:
-            raise ValueError(f"{path}:{line}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-        photo_id = decided_photo_id(row.get("photo_id") or "", f"{path}:{line}")
-        decisions[photo_id] = Decision(decision, csv_text((row.get("note") or "").strip()),
-                                       decided_sha256(row.get("sha256") or "", f"{path}:{line}"))
+            raise ValueError(f"{where(line)}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        decisions[decided_photo_id(row.get("photo_id") or "", where(line))] = Decision(
+            decision, csv_text((row.get("note") or "").strip()), decided_sha256(row.get("sha256") or "", where(line)))
     return decisions
+
+
+def read_decisions(path: str | None) -> dict[str, Decision]:
+    """The decisions store a run reads (--review_decisions): every row decided (`parse_decisions`)."""
+    if not path:
+        return {}
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark
+    return parse_decisions(read_bytes(path).decode("utf-8-sig"), lambda line: f"{path}:{line}")
 
 
 def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
