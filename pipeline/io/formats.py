@@ -365,7 +365,7 @@ def decode_example(data: bytes) -> dict[str, bytes | int]:
         key = bytes(parts[0][1]).decode("utf-8")
         if key in features:
             raise ValueError(f"feature {key!r} twice")
-        kind, values = next(iter(_only_kind(parts[1][1])))
+        kind, values = _only_kind(parts[1][1])
         if kind == 1:  # BytesList { repeated bytes value = 1 }
             features[key] = bytes(_only(_fields(values), 1))
         else:  # Int64List { repeated int64 value = 1 [packed] }
@@ -377,11 +377,12 @@ def decode_example(data: bytes) -> dict[str, bytes | int]:
     return features
 
 
-def _only_kind(feature: memoryview) -> list[tuple[int, memoryview]]:
+def _only_kind(feature: memoryview) -> tuple[int, memoryview]:
+    """(1, BytesList) or (3, Int64List): a Feature holding one list of a kind encode_example writes."""
     found = list(_fields(feature))
     if len(found) != 1 or found[0][0] not in (1, 3):
         raise ValueError("a feature that is not one bytes or int64 list")
-    return found
+    return found[0]
 
 
 def photo_example(photo: Photo) -> bytes:

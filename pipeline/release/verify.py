@@ -50,8 +50,8 @@ class Problem:
     message: str
 
 
-def tfrecord_count(data: bytes) -> int:
-    """Records in a TFRecord file, checking both CRCs of each (re-framing must reproduce the bytes)."""
+def tfrecords(data: bytes) -> Iterator[bytes]:
+    """The records of a TFRecord file, checking both CRCs of each (re-framing must reproduce the bytes)."""
     count, offset = 0, 0
     while offset < len(data):
         length = int.from_bytes(data[offset:offset + 8], "little")
@@ -59,9 +59,13 @@ def tfrecord_count(data: bytes) -> int:
         frame = tfrecord_frame(record)
         if data[offset: offset + len(frame)] != frame:
             raise ValueError(f"record {count} has a bad length or CRC")
+        yield record
         offset += len(frame)
         count += 1
-    return count
+
+
+def tfrecord_count(data: bytes) -> int:
+    return sum(1 for _ in tfrecords(data))
 
 
 def record_count(fmt: str, data: bytes) -> int | None:
@@ -119,13 +123,10 @@ def _parquet_records(data: bytes) -> tuple[list[str], list[str]]:
 
 
 def _tfrecord_records(data: bytes) -> tuple[list[str], list[str]]:
-    """(ids, ids whose encoded image does not hash to their image/sha256), from records whose framing and CRCs
-    tfrecord_count has checked."""
-    ids, odd, offset = [], [], 0
-    while offset < len(data):
-        length = int.from_bytes(data[offset:offset + 8], "little")
-        example = decode_example(data[offset + 12: offset + 12 + length])
-        offset += 16 + length
+    """(ids, ids whose encoded image does not hash to their image/sha256)."""
+    ids, odd = [], []
+    for record in tfrecords(data):
+        example = decode_example(record)
         photo_id = example.get("image/id", b"")
         photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
         ids.append(photo_id)
