@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
-from pipeline.io.files import matching
+from pipeline.io.files import canonical_path, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
@@ -214,15 +213,11 @@ _INPUT_LISTS = ("blocklist", "review_decisions", "previous_index", "ledger", "de
 _INPUT_PATHS = ("input", "model_registry", "fusion", "flickr_credentials")
 
 
-def _comparable(path: str) -> str:
-    return path if "://" in path else os.path.realpath(path)
-
-
 def check_inputs_outside_output(opts: PassOptions) -> None:
     """Publishing replaces every run file under --output (`io.layout.run_files`: its format folders, stats,
     manifest...): an input file among them would be deleted by the run that read it (a table kept in
     OUTPUT/parquet/, say). Refused at launch, before anything is read or written."""
-    replaced = {_comparable(path) for path in run_files(opts.output)}
+    replaced = {canonical_path(path) for path in run_files(opts.output)}
     if not replaced:
         return
     named = [(name, value) for name in _INPUT_LISTS for value in split_list(getattr(opts, name) or "")]
@@ -233,7 +228,7 @@ def check_inputs_outside_output(opts: PassOptions) -> None:
         except (ValueError, OSError):  # a scheme no filesystem reads (sm://, a secret): no file of the output
             continue
         for path in paths:
-            if _comparable(path) in replaced:
+            if canonical_path(path) in replaced:
                 raise UsageError(f"--{name} {path} lies where a run into --output {opts.output} writes its own "
                                  "files, and publishing would replace it: move it out of the output first")
 

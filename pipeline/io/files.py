@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import posixpath
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,6 +99,15 @@ def read_bytes(path: str) -> bytes:
     """A whole file, local or on any Beam filesystem."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         return handle.read()
+
+
+def canonical_path(path: str) -> str:
+    """One spelling of a path, so that two spellings of one file or folder compare equal: a local path resolved
+    (links too), an object-store path with '.' and '..' segments and repeated slashes folded; no trailing '/'."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+    return os.path.realpath(path)
 
 
 def matching(pattern: str) -> list[str]:

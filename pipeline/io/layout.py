@@ -24,7 +24,7 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import matching, read_bytes, write_atomically
+from pipeline.io.files import canonical_path, matching, read_bytes, write_atomically
 from pipeline.io.lock import LOCK_TEMPORARY
 
 MANIFEST = "manifest.json"
@@ -220,12 +220,12 @@ def linked_run_paths(output: str) -> list[str]:
 def published_folder_above(output: str) -> str | None:
     """A published release at or above `output` (a run into `RELEASE/parquet/more` wrote inside the release);
     None when there is none."""
-    if "://" in output:
-        scheme, rest = output.split("://", 1)
-        parts = [part for part in rest.split("/") if part]
+    here = canonical_path(output)
+    if "://" in here:
+        scheme, rest = here.split("://", 1)
+        parts = rest.split("/")
         folders = [f"{scheme}://{'/'.join(parts[:end])}" for end in range(len(parts), 0, -1)]
     else:
-        here = os.path.realpath(output)
         folders = [here, *map(str, Path(here).parents)]
     return next((folder for folder in folders if is_published(folder)), None)
 

@@ -22,15 +22,13 @@ this job deletes by pattern).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import posixpath
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import matching, read_parquet, write_atomically, write_json
+from pipeline.io.files import canonical_path, matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, parse_date
@@ -56,12 +54,8 @@ def check_release_name(name: str) -> str:
 
 
 def _norm(path: str) -> str:
-    """One spelling of a folder, so that `releases/./2026-10` and `releases/2026-10/` compare equal: local
-    paths resolved (links too), object-store paths with '.' and '..' segments and repeated slashes folded."""
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}/"
-    return os.path.realpath(path).rstrip("/") + "/"
+    """A folder in one spelling (`releases/./2026-10` and `releases/2026-10/` equal), ending in '/' for prefixes."""
+    return canonical_path(path).rstrip("/") + "/"
 
 
 def default_name(now: dt.datetime | None = None) -> str:
