@@ -13,16 +13,13 @@ import json
 import math
 import os
 import posixpath
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
-
 from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
-from pipeline.io.files import read_bytes
+from pipeline.io.files import read_bytes, size_and_kind
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
 # installed elsewhere (the worker image sets it to the folder it fetched the models into).
@@ -484,14 +481,9 @@ MAX_MODEL_BYTES = 1 << 30
 
 
 def _model_size_problem(path: str) -> str | None:
-    if "://" in path:
-        found = FileSystems.match([path])[0].metadata_list
-        size = found[0].size_in_bytes if found else None
-    else:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return "is not a regular file"
-        size = info.st_size
+    size, kind = size_and_kind(path)
+    if kind:  # a device (/dev/zero) or a pipe would be read without end
+        return "is not a regular file"
     return f"holds {size:,} bytes, over {MAX_MODEL_BYTES:,}" if size is not None and size > MAX_MODEL_BYTES else None
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import posixpath
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -108,6 +109,21 @@ def canonical_path(path: str) -> str:
         scheme, rest = path.split("://", 1)
         return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
     return os.path.realpath(path)
+
+
+def size_and_kind(path: str) -> tuple[int | None, str]:
+    """(size in bytes, '' or what the path is instead of a regular file), before anything is read: verify checks a
+    file's size against its manifest, and a model's against its cap, so that nothing is read whole that should not
+    be (a named pipe or a device would be read for ever)."""
+    if FileSystems.get_scheme(path) is not None:
+        found = FileSystems.match([path])[0].metadata_list
+        return (found[0].size_in_bytes if found else None), ""
+    info = os.stat(path)
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size, ""
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
 
 
 def matching(pattern: str) -> list[str]:

@@ -19,7 +19,6 @@ import json
 import os
 import posixpath
 import re
-import stat
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import matching, read_bytes
+from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
 from pipeline.io.layout import RUN_PATH, STAGING
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
@@ -232,20 +231,6 @@ def _leaves_release(release: str, path: str) -> bool:
     return os.path.commonpath([root, os.path.realpath(path)]) != root
 
 
-def _size_and_kind(path: str) -> tuple[int | None, str]:
-    """(size in bytes, '' or what the path is instead of a regular file), before anything is read: the
-    manifest's size is checked first, so a file is only read whole when it is the size it should be."""
-    if FileSystems.get_scheme(path) is not None:
-        found = FileSystems.match([path])[0].metadata_list
-        return (found[0].size_in_bytes if found else None), ""
-    info = os.stat(path)
-    if stat.S_ISREG(info.st_mode):
-        return info.st_size, ""
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
-             stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
-    return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
-
-
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]]) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format)."""
@@ -260,7 +245,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
     if _leaves_release(release, path):
         yield Problem(relative, "a link that leads outside the release; not read")
         return
-    size, kind = _size_and_kind(path)
+    size, kind = size_and_kind(path)
     if kind:
         yield Problem(relative, f"{kind}, not a regular file; not read")  # a FIFO would block the read for ever
         return

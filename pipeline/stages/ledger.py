@@ -129,7 +129,7 @@ def merged(keyed: tuple[str, dict[str, Iterable]]) -> Iterator[dict]:
     while no release held it any more, and the photo was lost for good."""
     _, groups = keyed
     chosen = first_entry(groups["new"])
-    if chosen is None and not any(True for _ in groups.get("reopened", ())):
+    if chosen is None and not any(groups.get("reopened", ())):
         chosen = first_entry(groups.get("old", ()))  # no "old": no previous ledger
     if chosen is not None:
         yield chosen
