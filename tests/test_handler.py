@@ -45,6 +45,29 @@ def test_providers_are_always_explicit_and_never_azure():
         assert auto == [CPU]
 
 
+def test_the_active_provider_is_the_one_a_session_gets_not_the_one_asked_for(monkeypatch):
+    """A CUDA build on a machine whose GPU cannot start lists CUDA as available and runs sessions on the CPU
+    without an error; the score cache's key names what scored (stages/detect.py), so it must see the CPU."""
+    from pipeline.detectors import handler
+    from pipeline.stages import detect
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build is installed here")
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    handler.active_provider.cache_clear()
+    detect._scoring_runtime.cache_clear()
+    try:
+        assert providers_for("auto")[0] == "CUDAExecutionProvider"  # asked for
+        with pytest.warns(UserWarning, match="CUDAExecutionProvider"):  # onnxruntime's only sign of the fallback
+            assert handler.active_provider("auto") == CPU  # got
+        assert handler.active_provider("cpu") == CPU
+        assert detect._scoring_runtime("auto") == (ort.__version__, CPU)
+    finally:
+        handler.active_provider.cache_clear()
+        detect._scoring_runtime.cache_clear()
+
+
 def test_required_gpu_fails_loudly_when_cuda_is_not_in_use():
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a CUDA build is installed here")

@@ -22,6 +22,7 @@ pick it.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -78,6 +79,23 @@ def providers_for(device: str) -> list[str]:
     if device == "cpu" or CUDA not in available:
         return [CPU]
     return [CUDA, CPU]
+
+
+@functools.cache
+def active_provider(device: str) -> str:
+    """The execution provider a session for `device` runs on in this process, found by starting one for a
+    one-node model: asking for CUDA gets the CPU, without an error, where the driver or CUDA's libraries fail."""
+    import onnx
+
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "probe",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8  # onnxruntime releases read IR versions up to their own; 8 is old enough for all in use
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the fallback's warning is what this finds out, not news
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=providers_for(device))
+    return session.get_providers()[0]
 
 
 def _prepared(model_bytes: bytes, dynamic_hw: bool, weights_as_inputs: bool = False,

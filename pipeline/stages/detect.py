@@ -40,7 +40,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.decoders import decoded_classes
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig, providers_for
+from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig, active_provider
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
@@ -157,8 +157,9 @@ SCORE_SCHEMA = pa.schema([("key", pa.string()), ("scores", pa.string())])
 def _scoring_runtime(device: str) -> tuple[str, str]:
     """What else moves a score's last bits: the onnxruntime release and the execution provider this worker uses
     (CUDA's kernels round differently from the CPU's). A run resumed on another machine or release scores again
-    rather than mix the two, which could move a photo across a threshold."""
-    return ort.__version__, providers_for(device)[0]
+    rather than mix the two, which could move a photo across a threshold. The provider is the one a session gets,
+    not the one asked for: onnxruntime falls back to the CPU silently where a CUDA build finds no usable GPU."""
+    return ort.__version__, active_provider(device)
 
 
 def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
