@@ -486,6 +486,12 @@ def test_a_decoder_that_caps_scores_below_a_threshold_or_merges_class_ids_is_ref
         with pytest.raises(RegistryError, match="caps scores"):
             read_registry(write_registry(tmp_path, _builtin_entry("mediapipe_palm", clip=clip)))
     assert read_registry(write_registry(tmp_path, _builtin_entry("mediapipe_palm", clip=8.0)))  # 0.9997: reachable
+    from pipeline.detectors.registry import with_overrides
+
+    clipped = list(read_registry(write_registry(tmp_path, _builtin_entry("mediapipe_palm", clip=2.0))).values())
+    assert with_overrides(clipped, "mediapipe_palm.hand=0.88")
+    with pytest.raises(RegistryError, match=r"--detect_thresholds: mediapipe_palm: decoder\.clip 2\.0 caps"):
+        with_overrides(clipped, "mediapipe_palm.hand=0.9")  # raised from the command line past the ceiling
     ssd = _builtin_entry("ssdlite_person", class_names={"1": "person", "01": "face"})
     ssd["human_classes"], ssd["thresholds"] = ["person", "face"], {"person": 0.5, "face": 0.5}
     with pytest.raises(RegistryError, match="class_names keys must be class numbers written plainly"):

@@ -219,6 +219,20 @@ def _input_problems(spec: InputSpec) -> list[str]:
     return problems
 
 
+def _clip_problem(spec: DetectorSpec) -> str:
+    """Why an `ssd_logits` clip keeps a score from ever reaching a threshold of `spec`, or ''. Scores are
+    sigmoid(clip(logit)): at most sigmoid(clip). A clip of 0.8 capped the palm at 0.69, under its 0.7
+    threshold: that detector could never reject a photo."""
+    if spec.decoder.get("type") != "ssd_logits" or "clip" not in spec.decoder:
+        return ""
+    clip = spec.decoder["clip"]
+    ceiling = 1 / (1 + math.exp(-clip)) if isinstance(clip, int | float) and not isinstance(clip, bool) and \
+        math.isfinite(clip) and clip > 0 else None
+    if ceiling is not None and all(value <= ceiling for value in spec.thresholds.values()):
+        return ""
+    return f"decoder.clip {clip!r} caps scores below a threshold: sigmoid(clip) must reach every threshold of the entry"
+
+
 def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     problems = []
     for key in ("tiles", "default"):
@@ -227,16 +241,8 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for key in ("sigmoid", "softmax"):  # the decoder's switches: "false" read as true capped scores below thresholds
         if key in spec.decoder and not isinstance(spec.decoder[key], bool):
             problems.append(f"decoder.{key} must be true or false, not {spec.decoder[key]!r}")
-    if spec.decoder.get("type") == "ssd_logits" and "clip" in spec.decoder:
-        clip = spec.decoder["clip"]
-        # Scores are sigmoid(clip(logit)): at most sigmoid(clip). A clip of 0.8 capped the palm at 0.69, under its
-        # 0.7 threshold: that detector could never reject a photo.
-        ceiling = 1 / (1 + math.exp(-clip)) if isinstance(clip, int | float) and not isinstance(clip, bool) and \
-            math.isfinite(clip) and clip > 0 else None
-        reachable = ceiling is not None and all(value <= ceiling for value in spec.thresholds.values())
-        if not reachable:
-            problems.append(f"decoder.clip {clip!r} caps scores below a threshold: sigmoid(clip) must reach every "
-                            "threshold of the entry")
+    if unreachable := _clip_problem(spec):
+        problems.append(unreachable)
     if spec.decoder.get("type") == "ssd" and isinstance(spec.decoder.get("class_names"), dict):
         keys = list(spec.decoder["class_names"])
         # Class ids as the model gives them: "1" and "01" both meant class 1, and one of the names was lost
@@ -401,6 +407,8 @@ def with_overrides(specs: list[DetectorSpec], thresholds: str = "", bands: str =
         bands = {cls: new_bands.get((spec.name, cls), min(spec.review_band.get(cls, thresholds[cls]), thresholds[cls]))
                  for cls in spec.classes}
         changed = dataclasses.replace(spec, thresholds=thresholds, review_band=bands)
+        if unreachable := _clip_problem(changed):  # a threshold raised past the entry's ceiling could never fire
+            raise RegistryError(f"--detect_thresholds: {spec.name}: {unreachable}")
         for cls in changed.classes:
             if changed.review_band[cls] > changed.thresholds[cls]:
                 raise RegistryError(f"{spec.name}.{cls}: review band starts at {changed.review_band[cls]}, above "
