@@ -48,6 +48,18 @@ def test_tfrecord_count_checks_crcs():
         tfrecord_count(bytes(broken))
 
 
+def test_each_tfrecord_file_is_walked_once(release, monkeypatch):
+    """Its ids and its count come from one pass over its records (each pass checks every CRC)."""
+    from pipeline.release import verify as verify_module
+
+    walks = []
+    real = verify_module.tfrecords
+    monkeypatch.setattr(verify_module, "tfrecords", lambda data: walks.append(len(data)) or real(data))
+    assert list(verify(str(release))) == []
+    files = [path for path in (release / "tfrecord").iterdir() if path.is_file()]
+    assert files and len(walks) == len(files)
+
+
 def test_no_manifest(tmp_path):
     assert [p.message for p in verify(str(tmp_path))] == ["no manifest.json"]
 
