@@ -319,3 +319,20 @@ def test_records_inside_each_format_are_checked_not_only_counted(demo_release, t
     reseal(swapped)
     problems = [p for p in verify(str(swapped)) if "not as a run writes them" in p.message]
     assert problems and problems[0].message.startswith("2 records") and rows[0]["photo_id"] in problems[0].message
+
+
+def test_a_crafted_photo_id_cannot_forge_or_hide_report_lines(demo_release, tmp_path, capsys):
+    """Photo ids come from the release's own shards and ATTRIBUTION.csv: one holding a newline and a terminal
+    escape printed a line "RELEASE: OK" and hid what followed."""
+    from tests.conftest import reseal
+
+    copy = _copy(demo_release, tmp_path)
+    with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
+        handle.write(f'"9\n{copy}: OK\x1b[8m",x,,t,https://www.flickr.com/photos/x/9/,CC BY 2.0,u\n')
+    reseal(copy)
+    problems = list(verify(str(copy)))
+    assert problems and all(p.message.isprintable() and p.path.isprintable() for p in problems), problems
+    assert any("9\\n" in p.message and "\\x1b[8m" in p.message for p in problems)
+    capsys.readouterr()
+    assert main(["verify", str(copy)]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == len(problems) + 1

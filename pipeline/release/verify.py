@@ -45,8 +45,16 @@ _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept",
 
 @dataclass(frozen=True)
 class Problem:
+    """One line of the report. Both parts can quote the release's own bytes (file names, photo ids from its
+    shards, parse errors): any unprintable character is quoted, so a resealed release cannot forge or hide
+    lines of the report (a newline and "RELEASE: OK", or a terminal escape hiding the rest)."""
+
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _printable(self.path))
+        object.__setattr__(self, "message", _printable(self.message))
 
 
 def tfrecords(data: bytes) -> Iterator[bytes]:
@@ -168,6 +176,14 @@ def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
             if found:
                 shown = ", ".join(sorted(found)[:3])
                 yield Problem(fmt, f"{len(found)} photo ids {what} {fmt} (against {reference}), e.g. {shown}")
+
+
+def _printable(text: str) -> str:
+    """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
+    Python writes it in a string literal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _shown(path: str) -> str:
