@@ -155,6 +155,18 @@ class _DevTools:
         self._socket.close()
 
 
+def test_the_page_writes_a_note_by_every_rule_of_csv_cell(tmp_path, page):
+    """A formula after a ';' (a spreadsheet splitting on ';' evaluated 'ok;=HYPERLINK(...)', and a typed
+    "a;'=1" came back "a;=1") and a terminal escape in a note: the page writes what csv_cell writes."""
+    inner = 'ok;=HYPERLINK("http://evil","x");\'=1'
+    escape = "calm\x1b]52;c;cm0gLXJmIH4K\x07"
+    texts = rendered(tmp_path, page, [("accept", "2"), ("note:2", inner), ("reject_human", "1"), ("note:1", escape)])
+    expected = csv_bytes(COLUMNS, [("2", "accept", inner, SEEN["2"]), ("1", "reject_human", escape, SEEN["1"]),
+                                   (HOSTILE, "", "", SEEN[HOSTILE])])
+    assert texts["csv"].encode("utf-8") == expected
+    assert b";'=HYPERLINK" in expected and b"\x1b" not in expected and "\ufffd".encode() in expected
+
+
 def _wait_for(predicate, seconds: float = 20.0):
     import time
 

@@ -137,6 +137,19 @@ def test_csv_text_gives_back_exactly_what_csv_cell_was_given(text):
     assert not any(part.startswith(formula) for part in re.split("[;\t]", cell)[1:]), cell
 
 
+def test_a_control_character_is_never_written_into_a_csv():
+    """ATTRIBUTION.csv and the review CSVs are read in terminals: an ESC in a title set the reader's clipboard
+    (OSC 52) or reset the terminal. Tab and line ends stay (quoted); every other C0, DEL and C1 character is
+    U+FFFD."""
+    from pipeline.io.sinks import csv_bytes
+
+    title = "Sunset\x1b]52;c;cm0gLXJmIH4K\x07\x9b2J\x7f\x00 end\tx\r\ny"
+    written = csv_bytes(["title"], [[title]]).decode("utf-8")
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", written)
+    cell = next(csv.reader(io.StringIO(written.split("\n", 1)[1])))[0]
+    assert cell == "Sunset\ufffd]52;c;cm0gLXJmIH4K\ufffd\ufffd2J\ufffd\ufffd end\tx\r\ny"
+
+
 def _staged_shard(folder, count: int, size: int):
     """`count` photos whose distinct `size`-byte images are staged under `folder`, the photos without them."""
     from pipeline.io.staged_images import stage_image

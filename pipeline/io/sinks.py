@@ -226,9 +226,15 @@ class WriteLedger(beam.PTransform):
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Control characters but tab and line ends (C0, DEL, C1): no text shows them, and a terminal printing the file
+# obeys them (ESC starts a sequence that can set the clipboard, hide lines or reset it; U+009B is one alone). A
+# title or a note holding one is written with U+FFFD in its place.
+CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 # A spreadsheet that splits on ';' (the list separator of many locales) or a tab (a row pasted as text) starts a
 # cell inside ours after either: a formula character there gets the same quote as at the start of a cell.
-_INNER_FORMULA = re.compile(r"([;\t])(?='*[=+\-@\t\r])")
+INNER_FORMULA = re.compile(r"([;\t])(?='*[=+\-@\t\r])")
 _INNER_QUOTED = re.compile(r"([;\t])'(?='*[=+\-@\t\r])")
 
 
@@ -236,11 +242,12 @@ def csv_cell(value: str) -> str:
     """One CSV field, safe to open in a spreadsheet: a cell that would be evaluated gets a leading
     single quote (spreadsheets show the text, the quote marks it as text) and is always quoted, as
     OWASP recommends; the text itself is kept. So does a formula character after a ';' or a tab inside
-    it (`_INNER_FORMULA`: `Bob;=1+1` split on ';' gave a cell '=1+1'). Otherwise quoted as csv.writer
+    it (`INNER_FORMULA`: `Bob;=1+1` split on ';' gave a cell '=1+1'). Otherwise quoted as csv.writer
     does, except that a lone CR is quoted too: csv.writer leaves it bare, and readers then start a new
     row there. Quotes already before a formula character get one more too, so that `csv_text` gives every
-    text back exactly ("'=x" is written "''=x", read back "'=x")."""
-    value = _INNER_FORMULA.sub(r"\1'", value)
+    text back exactly ("'=x" is written "''=x", read back "'=x"), but for control characters (`CONTROLS`):
+    each is written as U+FFFD."""
+    value = INNER_FORMULA.sub(r"\1'", CONTROLS.sub("\ufffd", value))
     if value.lstrip("'").startswith(FORMULA_STARTS):
         return '"' + ("'" + value).replace('"', '""') + '"'
     if any(char in value for char in ',"\r\n'):

@@ -30,7 +30,7 @@ from PIL import Image
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
-from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
+from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes
 from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, parse_decisions, read_decisions
 
@@ -125,13 +125,17 @@ def _item(index: int, photo: Photo, specs: Sequence[DetectorSpec], fusion: Fusio
 
 
 # The page's only script: decisions from the buttons to a CSV that `review apply` reads, written by
-# the rules of sinks.csv_cell (a cell a spreadsheet would evaluate gets a leading quote and quotes).
+# the rules of sinks.csv_cell (a cell a spreadsheet would evaluate gets a leading quote and quotes, as does a
+# formula character after a ';' or a tab; a control character becomes U+FFFD), with the patterns sinks uses.
 # `?accept=ID&reject_human=ID&note:ID=TEXT` pre-selects decisions (a link to a half-done review; tests).
 _SCRIPT = r"""
 const DECISIONS = %(decisions)s;
 const FORMULA_STARTS = %(formula_starts)s;
 const HEADER = %(header)s;
+const CONTROLS = new RegExp(%(controls)s, "g");
+const INNER_FORMULA = new RegExp(%(inner_formula)s, "g");
 function csvCell(value) {
+  value = value.replace(CONTROLS, "\ufffd").replace(INNER_FORMULA, "$1'");
   const bare = value.replace(/^'+/, "");  // quotes before a formula character get one more, as in csv_cell
   if (FORMULA_STARTS.some((start) => bare.startsWith(start))) {
     return '"' + ("'" + value).replace(/"/g, '""') + '"';
@@ -185,7 +189,8 @@ update();
 
 def review_script() -> str:
     return _SCRIPT % {"decisions": json.dumps(DECISIONS), "formula_starts": json.dumps(FORMULA_STARTS),
-                      "header": json.dumps(DECISION_COLUMNS)}
+                      "header": json.dumps(DECISION_COLUMNS), "controls": json.dumps(CONTROLS.pattern),
+                      "inner_formula": json.dumps(INNER_FORMULA.pattern)}
 
 
 def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None) -> bytes:
