@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.release.markdown_html import escape_markdown, render
+from pipeline.release.markdown_html import escape_markdown, plain_text, render
 
 
 class _Page(HTMLParser):
@@ -55,14 +55,15 @@ def test_links_and_images_go_only_where_they_may():
 
 @given(st.text(max_size=200))
 def test_escaped_data_is_only_ever_text(text):
-    """Whatever a title says, once escaped it renders as exactly its own words (whitespace collapsed)
-    and makes no element, however it tries."""
+    """Whatever a title says, once escaped it renders as exactly its own words (whitespace collapsed, controls and
+    bidi formatting as plain_text leaves them) and makes no element, however it tries."""
     page = parsed(f"- {escape_markdown(text)}")
+    words = " ".join(plain_text(text).split())
     assert page.tags == ["ul", "li"]
-    assert page.text == " ".join(text.split())
+    assert page.text == words
     table = parsed(f"| {escape_markdown(text)} | n |\n|---|---|\n|{escape_markdown(text)}|1|")
     assert table.tags == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td"]
-    assert table.text == " ".join(text.split()) + "n" + " ".join(text.split()) + "1"
+    assert table.text == words + "n" + words + "1"
 
 
 def test_hostile_title_is_escaped():
@@ -70,3 +71,34 @@ def test_hostile_title_is_escaped():
     out = render(f"| {escape_markdown(title)} | 1 |\n|---|---|\n")
     assert "<script" not in out and "&lt;script&gt;" in out and "href" not in out
     assert "<th>&lt;script&gt;alert(1)&lt;/script&gt; [x](javascript:alert(1)) **b** `c` | d # e</th>" in out
+
+
+def _open_directions(text: str) -> list[str]:
+    """The bidi embeddings, overrides and isolates `text` leaves open (what would run on over what follows)."""
+    stack: list[str] = []
+    for char in text:
+        if char in "\u202a\u202b\u202d\u202e\u2066\u2067\u2068":
+            stack.append(char)
+        elif char == "\u202c" and stack and stack[-1] in "\u202a\u202b\u202d\u202e":
+            stack.pop()
+        elif char == "\u2069" and any(opened in "\u2066\u2067\u2068" for opened in stack):
+            while stack.pop() not in "\u2066\u2067\u2068":
+                pass
+    return stack
+
+
+def test_a_title_can_neither_reorder_the_rest_of_its_line_nor_drive_a_terminal():
+    """A right-to-left override left open in a title showed the creator and licence after it reversed, in
+    DATASHEET.md, datasheet.html and CHANGELOG.md; an ESC set the clipboard of whoever printed the file.
+    Right-to-left letters stay as they are."""
+    from pipeline.release.datasheet import attribution_line
+
+    for trick in ("\u202e", "\u2067", "\u202b", "\u2069\u202e"):
+        line = attribution_line({"photo_id": "7", "title": f"Sunset{trick} سلام", "owner_name": f"Alice{trick}",
+                                 "page_url": "https://www.flickr.com/photos/a@N01/7/", "license_name": "CC BY 2.0",
+                                 "license_url": "https://creativecommons.org/licenses/by/2.0/"})
+        assert _open_directions(line) == [] and "سلام" in line
+        assert _open_directions(render(line)) == []
+    escaped = escape_markdown("Sunset\x1b]52;c;cm0gLXJmIH4K\x07\x9b2J\x1bc end")
+    assert escaped == "Sunset\ufffd\\]52;c;cm0gLXJmIH4K\ufffd\ufffd2J\ufffdc end"  # "]" escaped as markup
+    assert escape_markdown("a\u202eb\u2066c") == "abc"

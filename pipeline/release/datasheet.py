@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.options import split_list
-from pipeline.release.markdown_html import escape_markdown, markdown_link, render
+from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
@@ -189,8 +189,9 @@ def _text(value: object) -> str:
 
 
 def _code(value: object) -> str:
-    """A value as an inline code span: backticks (which would end it) and line breaks removed."""
-    return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
+    """A value as an inline code span: backticks (which would end it) and line breaks removed, controls and
+    bidi formatting as `plain_text` leaves them."""
+    return "`" + " ".join(plain_text(str(value)).replace("`", "'").split()) + "`"
 
 
 # The columns the sample's attribution lines need (read for the sampled rows only).

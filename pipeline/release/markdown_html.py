@@ -39,8 +39,22 @@ _ROW_TOKEN = re.compile(r"\\.|\||[^\\|]+|\\")  # an escape, a cell separator, or
 def escape_markdown(text: str) -> str:
     """Text from the data, made safe to paste into a Markdown line: whitespace (newlines included)
     collapsed to single spaces, so it can start no block, and every character that could start
-    markup backslash-escaped, so it renders as exactly these words here and on any Markdown viewer."""
-    return _SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    markup backslash-escaped, so it renders as exactly these words here and on any Markdown viewer.
+    Also `plain_text`'s changes: no control or bidi formatting character reaches the line."""
+    return _SPECIAL.sub(r"\\\1", " ".join(plain_text(text).split()))
+
+
+# Explicit bidi formatting (embeddings, overrides, isolates): one left open in a title ran on over the rest of its
+# line, showing the creator and licence after it reversed. Right-to-left text needs none of them to read right.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Control characters but whitespace: a terminal showing the file obeys them (ESC starts a sequence).
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+
+
+def plain_text(text: str) -> str:
+    """`text` without bidi formatting characters, and with U+FFFD for each control character that is not
+    whitespace, for a published text file (Markdown, HTML)."""
+    return _CONTROLS.sub("\ufffd", _BIDI_CONTROLS.sub("", text))
 
 
 def markdown_link(text: str, url: str) -> str:
