@@ -174,3 +174,13 @@ def test_rows_on_a_users_own_server_are_fetched_as_given():
             assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.fetched_url)), equal_to([("5", url)]),
                         label="kept")
             assert_that(out.rejected, equal_to([]), label="rejected")
+
+
+def test_a_row_url_with_a_bracket_left_open_is_a_bad_url():
+    """urlsplit raises on it: the photo was an internal_error, not named for what it is."""
+    batch = _FetchBatch(FetchConfig(allowed_hosts=("127.0.0.1",), user_agent="t"), 512, 2, False)
+    batch.setup()
+    try:
+        assert batch._one(photo("1", download_url="http://[x/1_ab.jpg")).reason == "bad_url"
+    finally:
+        batch.teardown()

@@ -44,7 +44,10 @@ def row_url(photo: Photo) -> str:
 
 def _flickr_static(url: str) -> re.Match[str] | None:
     match = _STATIC_URL.match(url)
-    host = urlsplit(url).netloc.lower() if match else ""
+    try:
+        host = urlsplit(url).netloc.lower() if match else ""
+    except ValueError:  # a bracket left open ("http://[x/..."): no static host; fetch names the URL bad
+        return None
     return match if match and _FLICKR_STATIC_HOST.fullmatch(host) else None
 
 
