@@ -786,3 +786,27 @@ def test_a_png_turned_by_an_exif_chunk_after_its_pixels_is_stored_upright():
     plain = real_image("chelsea.jpg")
     stored = Image.open(io.BytesIO(normalise(raw, ImageConfig()).jpeg))
     assert (stored.width < stored.height) == (plain.width > plain.height)
+
+
+def _gif_with_extensions(extensions: bytes) -> bytes:
+    """A real photo as GIF with extension blocks before its first image."""
+    plain = encode(real_image("chelsea.jpg").convert("L").resize((128, 96)), "GIF")
+    first_image = 13 + (3 << ((plain[10] & 7) + 1) if plain[10] & 0x80 else 0)
+    assert plain[first_image] == 0x2C
+    return plain[:first_image] + extensions + plain[first_image:]
+
+
+@pytest.mark.parametrize("extensions", [b"!\xfe\x01c\x00" * 400_000,  # many comments (Pillow: ~5 s)
+                                        b"!\xfe" + (b"\xff" + b"c" * 255) * 20_000 + b"\x00"])  # one of 5 MB
+def test_a_gif_whose_comments_pillow_would_join_for_seconds_is_refused_cheaply(extensions):
+    raw = _gif_with_extensions(extensions)
+    started = time.process_time()
+    with pytest.raises(ImageRejected) as rejected:
+        normalise(raw, ImageConfig())
+    assert rejected.value.reason == "metadata_bomb" and time.process_time() - started < 1.0
+
+
+def test_a_gif_with_a_few_comments_and_application_blocks_is_stored():
+    netscape = b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    stored = normalise(_gif_with_extensions(netscape + b"!\xfe\x05hello\x00" * 10), ImageConfig())
+    assert Image.open(io.BytesIO(stored.jpeg)).size == (128, 96)

@@ -51,6 +51,8 @@ MAX_PNG_CHUNKS = 50_000
 _PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 MAX_PNG_METADATA_CHUNKS = 256
 MAX_PNG_METADATA_BYTES = 4 * 1024 * 1024  # all metadata chunks together, once inflated
+MAX_GIF_EXTENSIONS = 1024  # before the first image: 1,000 one-byte comments cost Pillow ~1 ms
+MAX_GIF_METADATA_BYTES = 1024 * 1024  # their data: one 1 MB comment ~0.1 s, 4 MB ~1 s
 # EXIF orientation -> the transpose that shows the image upright, as in ImageOps.exif_transpose (which also
 # writes back the EXIF it keeps: that raises on a malformed tag, and we keep no EXIF at all).
 _UPRIGHT = {
@@ -218,7 +220,30 @@ def _check_png_chunks(raw: bytes) -> None:
             raise ImageRejected("metadata_bomb", f"text/ICC/EXIF chunks hold more than {MAX_PNG_METADATA_BYTES} bytes")
 
 
-_STRUCTURE_CHECKS = {"JPEG": _check_jpeg_segments, "PNG": _check_png_chunks}
+def _check_gif_extensions(raw: bytes) -> None:
+    """Bound the extension blocks (comments, application data, XMP) before a GIF's first image, the only ones
+    Pillow reads for it, before Pillow parses them: it joins comments by copying what it has so far, so 400,000
+    one-byte comments (2 MB) took 5 s and one 16 MB comment 42 s. Real GIFs hold a few small ones."""
+    if len(raw) < 13:
+        return  # Pillow refuses it
+    table = 3 << ((raw[10] & 7) + 1) if raw[10] & 0x80 else 0  # the global colour table follows the header
+    extensions, data, pos = 0, 0, 13 + table
+    while pos < len(raw) and raw[pos] == 0x21:  # an extension; the first image (0x2C) or anything else ends it
+        extensions += 1
+        if extensions > MAX_GIF_EXTENSIONS:
+            raise ImageRejected("metadata_bomb", f"more than {MAX_GIF_EXTENSIONS} GIF extension blocks before the "
+                                                 "first image")
+        pos += 2  # introducer and label, then sub-blocks of one length byte each, up to an empty one
+        while pos < len(raw) and raw[pos]:
+            data += raw[pos]
+            pos += 1 + raw[pos]
+        pos += 1
+        if data > MAX_GIF_METADATA_BYTES:
+            raise ImageRejected("metadata_bomb", f"GIF extension blocks hold more than {MAX_GIF_METADATA_BYTES} "
+                                                 "bytes before the first image")
+
+
+_STRUCTURE_CHECKS = {"JPEG": _check_jpeg_segments, "PNG": _check_png_chunks, "GIF": _check_gif_extensions}
 
 
 def _not_an_image(raw: bytes) -> ImageRejected:
