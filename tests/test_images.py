@@ -5,6 +5,7 @@ import math
 import struct
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -810,3 +811,21 @@ def test_a_gif_with_a_few_comments_and_application_blocks_is_stored():
     netscape = b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
     stored = normalise(_gif_with_extensions(netscape + b"!\xfe\x05hello\x00" * 10), ImageConfig())
     assert Image.open(io.BytesIO(stored.jpeg)).size == (128, 96)
+
+
+def test_a_one_bit_png_colour_key_is_composited_on_white():
+    """A 1-bit grey PNG's tRNS key was ignored: its transparent black was stored black. Composited on white, a
+    1-bit image whose black is transparent is blank; one whose white is, is what it shows."""
+
+    def one_bit_png(key: bytes) -> bytes:
+        rows = [np.packbits((np.arange(128) >= 64) ^ ((np.arange(128) % 3 == 0) & bool(y % 2))).tobytes()
+                for y in range(128)]
+        ihdr = struct.pack(">IIBBBBB", 128, 128, 1, 0, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + bad_images._png_chunk(b"IHDR", ihdr) + bad_images._png_chunk(b"tRNS", key)
+                + bad_images._png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + row for row in rows)))
+                + bad_images._png_chunk(b"IEND", b""))
+
+    with pytest.raises(ImageRejected, match="blank"):
+        normalise(one_bit_png(b"\x00\x00"), ImageConfig())  # black transparent: white on white
+    stored = Image.open(io.BytesIO(normalise(one_bit_png(b"\x00\x01"), ImageConfig()).jpeg)).convert("L")
+    assert stored.getpixel((1, 0)) < 40 and stored.getpixel((100, 0)) > 240

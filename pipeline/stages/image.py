@@ -298,8 +298,8 @@ def _to_srgb(img: Image.Image) -> Image.Image:
             img = Image.merge("LA", (img, Image.fromarray(np.where(raw == key, 0, 255).astype(np.uint8), "L")))
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
-    if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
-        # A palette's transparent entries, or a PNG's tRNS colour key on a grey or RGB image: to alpha,
+    if img.mode in ("P", "PA") or (img.mode in ("1", "L", "RGB") and "transparency" in img.info):
+        # A palette's transparent entries, or a PNG's tRNS colour key on a 1-bit, grey or RGB image: to alpha,
         # composited below like any alpha (the key colour itself is no colour of the photo).
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
