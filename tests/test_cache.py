@@ -145,3 +145,26 @@ def test_a_cache_shared_with_a_run_allowing_more_hosts_gives_this_run_none_of_th
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)),
                         equal_to([("1", "fetch", "host_not_allowed")]), label="rejected")
         assert not server.hits
+
+
+def test_a_cache_file_that_is_no_parquet_file_or_has_no_keys_makes_misses_not_a_failed_job(tmp_path, caplog):
+    """A torn copy or a disk error in one cache file failed every later run that used the cache (ArrowInvalid,
+    naming no file). Its entries are misses, and the file is named in the log."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with StaticServer() as server:
+        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
+                  photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg"))))]
+        want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
+        cache = str(tmp_path / "cache")
+        run_once(photos, options(server, cache), want)
+        [entries] = cache_files(cache)
+        with open(entries, "r+b") as handle:
+            handle.truncate(100)
+        pq.write_table(pa.table({"other": ["x"]}), str(tmp_path / "cache" / "images-nokey.parquet"))
+        server.hits.clear()
+        run_once(photos, options(server, cache), want)  # fetched again
+        assert server.hits["/1/1_a.jpg"] == server.hits["/1/2_a.jpg"] == 1
+    unreadable = [record.getMessage() for record in caplog.records if "unreadable" in record.getMessage()]
+    assert len(unreadable) == 2 and any(entries in message for message in unreadable)

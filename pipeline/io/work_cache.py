@@ -17,6 +17,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import re
 import time
 import uuid
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from PIL import Image
 
 from pipeline.io.files import matching, read_parquet, write_atomically
@@ -79,8 +81,26 @@ def remove_stale_temporaries(cache: str, now: float | None = None) -> int:
     return len(stale)
 
 
+UNREADABLE_FILES = Metrics.counter("work_cache", "unreadable_files")
+
+
 def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for row in read_parquet(path).to_pylist():
+    """A cache file's entries by key; none from a file that is no Parquet file with a text `key` column (a torn
+    copy, a disk error): every photo it held is a miss, fetched or scored again, and the file is named in the log.
+    It failed every later run that used the cache."""
+    try:
+        rows = read_parquet(path).to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        rows = None
+        problem = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+    else:
+        problem = "" if all(isinstance(row.get("key"), str) for row in rows) else "no text key column"
+    if problem:
+        UNREADABLE_FILES.inc()
+        logging.getLogger(__name__).warning("work cache file %s is unreadable, its entries are misses: %s",
+                                            path, problem)
+        return
+    for row in rows or ():
         yield row.pop("key"), row
 
 
