@@ -49,7 +49,7 @@ from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
 from pipeline.stages.ledger import SkipDecided, checked_row, entry_of_kept, entry_of_rejection, merged, reopened_id
 from pipeline.stages.license import FilterLicense
-from pipeline.stages.near_dedup import NearDuplicates
+from pipeline.stages.near_dedup import NearDuplicates, previous_entry
 from pipeline.stages.owner_cap import CapPerOwner
 from pipeline.stages.unique_id import DropRepeatedIds
 from pipeline.stages.verify_license import VerifyConfig, VerifyLicense
@@ -290,9 +290,9 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     elif opts.previous_index:
         previous = (
             pipeline
-            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index,
-                                                              columns=["phash", "photo_id", "dhash"])
-            | "PreviousEntries" >> beam.Map(lambda row: (row["phash"], row["photo_id"], row["dhash"]))
+            # Every column: an index written before the dHash has none, and naming it would fail the read.
+            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index)
+            | "PreviousEntries" >> beam.FlatMap(previous_entry)
         )
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,

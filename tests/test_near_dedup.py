@@ -258,3 +258,46 @@ def test_a_group_of_twenty_thousand_identical_hashes_is_never_held_in_memory():
     rejected = list(_Resolve().process(("00ff", dropped)))
     assert len(rejected) == 1_000 and {(r.value.duplicate_of, r.value.detail) for r in rejected} == {
         ("42", "pHash distance 3 to an image of the previous release")}
+
+
+def test_previous_index_rows_no_run_writes_are_ignored_and_counted_and_an_index_without_dhashes_is_read(
+        demo_release, tmp_path):
+    """A --previous_index row with a pHash that is no hash failed the whole job, and so did an index written
+    before the dHash column existed. Such rows are ignored (counted in stats.json); an index without dHashes is
+    compared on pHashes alone."""
+    import pyarrow as pa
+
+    from pipeline.stages.near_dedup import previous_entry
+
+    index = tmp_path / "index"
+    index.mkdir()
+    released = pq.read_table(demo_release / "near_dup_index")
+    pq.write_table(released.drop_columns(["dhash"]), index / "old-00000.parquet")  # before dHashes
+    pq.write_table(pa.table({"phash": ["not-a-hash", "00000000000000ff", "00000000000000ff"],
+                             "photo_id": ["7", "../x", "8"], "dhash": ["", "", "xyz"]}), index / "bad.parquet")
+    assert [list(previous_entry(row)) for row in pq.read_table(index / "bad.parquet").to_pylist()] == [[], [], []]
+    assert list(previous_entry({"phash": "00000000000000ff", "photo_id": "007"})) == [("00000000000000ff", "7", "")]
+    with StaticServer() as server:
+        copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
+        lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
+                 yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
+        second = tmp_path / "two.tsv"
+        second.write_text("\n".join(lines) + "\n")
+        stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
+                     f"--previous_index={index / '*.parquet'}", *FAST])
+    assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
+    assert stats["previous_index_rows_ignored"] == 3
+    rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
+    assert (rejection["photo_id"], rejection["duplicate_of"]) == ("5001", "1004")
+
+
+def test_an_id_listed_twice_in_the_previous_index_decides_the_same_whatever_the_order():
+    """An image replaced under its id between releases is in an index twice, with two pHashes: both are compared
+    (which one took part depended on the order the rows arrived in)."""
+    close, far = ("00000000000000fe", "99", ""), ("ffffffffffff0000", "99", "")
+    for previous in ([far, close], [close, far]):
+        with local_pipeline() as p:
+            old = p | "Old" >> beam.Create(previous)
+            out = p | beam.Create([photo("5", phash="00000000000000ff")]) | NearDuplicates(4, previous=old)
+            assert_that(out.kept, equal_to([]), label="kept")
+            assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of)), equal_to([("5", "99")]))

@@ -48,6 +48,7 @@ from pipeline.sources.yfcc import sniff
 from pipeline.stages.decontaminate import STAGE as DECONTAMINATE
 from pipeline.stages.decontaminate import UNREADABLE_EVAL_IMAGES
 from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
+from pipeline.stages.near_dedup import IGNORED_PREVIOUS_ROWS, PREVIOUS_INDEX_METRICS
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
@@ -299,6 +300,7 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
                             raise
                         raise JobFailed(f"{type(err).__name__}: {err}") from err
                 counted = {**(ledger_rows_ignored(result) if opts.ledger else {}),
+                           **(previous_index_rows_ignored(result) if opts.previous_index else {}),
                            **(eval_images_unreadable(result) if opts.decontaminate else {})}
                 stats = report.add_to_stats(staging, **counted, api_calls=api_calls(result),
                                             steps=progress.timings(result), peak_rss_mb=peak_rss_mb(),
@@ -335,6 +337,12 @@ def ledger_rows_ignored(result: PipelineResult) -> dict[str, int]:
     return {"ledger_rows_ignored": _counted(result, LEDGER_METRICS, IGNORED_ROWS)}
 
 
+def previous_index_rows_ignored(result: PipelineResult) -> dict[str, int]:
+    """{"previous_index_rows_ignored": n}: --previous_index rows no run writes (stages/near_dedup.py); no new image
+    was compared with them."""
+    return {"previous_index_rows_ignored": _counted(result, PREVIOUS_INDEX_METRICS, IGNORED_PREVIOUS_ROWS)}
+
+
 def eval_images_unreadable(result: PipelineResult) -> dict[str, int]:
     """{"eval_images_unreadable": n}: --decontaminate's evaluation images no hash could be taken of, so no dataset
     image was compared with them (stages/decontaminate.py): a run that says nothing looks fully decontaminated."""
@@ -354,6 +362,8 @@ def summary(output: str, stats: dict) -> str:
         f"  rejected: {reasons or 'none'}\n"
         + (f"  previous ledger: {stats['ledger_rows_ignored']} rows no run writes were ignored (their photos decided "
            "again)\n" if stats.get("ledger_rows_ignored") else "")
+        + (f"  previous index: {stats['previous_index_rows_ignored']} rows no run writes were ignored (no new image "
+           "was compared with them)\n" if stats.get("previous_index_rows_ignored") else "")
         + (f"  decontaminate: {stats['eval_images_unreadable']} evaluation images could not be read, so nothing was "
            "compared with them (see the log)\n" if stats.get("eval_images_unreadable") else "") +
         f"  dataset:     {', '.join(formats) or 'no images'}\n"

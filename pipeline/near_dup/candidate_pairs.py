@@ -29,8 +29,10 @@ _MIX = np.uint64(0xBF58476D1CE4E5B9)
 
 
 def node_id(node: Node) -> int:
-    """A 64-bit id per representative: its collapse group, or photo id for previous-release nodes."""
-    name = f"p:{node.photo_id}" if node.previous else f"n:{node.group or node.photo_id}"
+    """A 64-bit id per representative: its collapse group, or for a previous-release node its photo id and hashes
+    (an index may list one id twice, its image replaced between releases: with the id alone, which of the two
+    took part depended on the order the rows arrived in)."""
+    name = f"p:{node.photo_id}:{node.value:016x}:{node.dhash}" if node.previous else f"n:{node.group or node.photo_id}"
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
