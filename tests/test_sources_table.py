@@ -487,6 +487,17 @@ def test_a_parquet_cell_python_cannot_hold_is_its_rows_rejection_and_the_file_go
         assert_that(read.rejected | beam.combiners.Count.Globally(), equal_to([2 * rows]))
 
 
+def test_a_parquet_timestamp_in_a_time_zone_no_database_knows_is_its_rows_rejection(tmp_path):
+    """pyarrow raises a KeyError (an unknown time zone) converting such a cell: it failed the whole job."""
+    pq.write_table(pa.table({"photo_id": pa.array([1, 2], pa.int64()), "photo_url": ["https://h/1.jpg", "https://h/2.jpg"],
+                             "licence": ["CC BY 4.0"] * 2,
+                             "caption": pa.array([0, 0], type=pa.timestamp("s", tz="Mars/Olympus"))}),
+                   tmp_path / "mars.parquet")
+    items = read_all(tmp_path / "mars.parquet", "parquet")
+    assert [item.reason for item in items] == ["bad_field", "bad_field"]
+    assert "cannot be read" in items[0].detail and "'caption'" in items[0].detail
+
+
 def test_a_gzip_table_corrupt_midway_ends_with_one_rejection_after_the_rows_before(tmp_path):
     """A deflate stream corrupt midway raises zlib.error (no OSError): it escaped the reader and failed the job."""
     text = csv_text([{**GOOD[0], "photo_id": str(i)} for i in range(1, 20_001)]).encode()

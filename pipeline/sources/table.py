@@ -292,14 +292,19 @@ def _open_parquet(handle: Any) -> pq.ParquetFile | None:
     return pq.ParquetFile(handle)
 
 
+# What converting a cell Python cannot hold raises: a date32 of 2**31 - 1 days, a timestamp past year 9999
+# (OverflowError, ValueError), a timestamp in a time zone no database knows ("Mars/Olympus": a KeyError).
+_UNREADABLE_CELL = (OverflowError, ValueError, KeyError, pa.ArrowException)
+
+
 def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any] | str]:
-    """A batch's rows as dicts; a row with a cell Python cannot hold (a date32 of 2**31 - 1 days, a timestamp past
-    year 9999: OverflowError, ValueError) is, alone, a string saying which column and why, and its neighbours are
-    still read (the whole batch's conversion fails on that one cell)."""
+    """A batch's rows as dicts; a row with a cell Python cannot hold (`_UNREADABLE_CELL`) is, alone, a string
+    saying which column and why, and its neighbours are still read (the whole batch's conversion fails on that
+    one cell)."""
     try:
         yield from batch.to_pylist()
         return
-    except (OverflowError, ValueError, pa.ArrowException):
+    except _UNREADABLE_CELL:
         pass
     for index in range(batch.num_rows):
         row = batch.slice(index, 1)
@@ -307,7 +312,7 @@ def _batch_rows(batch: pa.RecordBatch) -> Iterator[dict[str, Any] | str]:
         for column, field in zip(row.columns, batch.schema, strict=True):
             try:
                 values[field.name] = column.to_pylist()[0]
-            except (OverflowError, ValueError, pa.ArrowException) as err:
+            except _UNREADABLE_CELL as err:
                 values = f"column {_shown(field.name)} ({field.type}) holds a value that cannot be read: " \
                          f"{type(err).__name__}: {err}"[:500]
                 break
