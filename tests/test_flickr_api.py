@@ -107,6 +107,21 @@ def test_an_error_answer_s_body_never_floods_or_forges_the_log(server, caplog):
     assert len(caplog.records) < 10 and "FORGED" not in caplog.text
 
 
+def test_an_error_message_echoing_our_key_or_secret_is_raised_without_them(server):
+    """The message is published (`api_error` details) and printed: an endpoint or a proxy echoing the request would
+    have put the key and the secret there. A 503 body echoing them (flickrapi's message quotes the body) too."""
+    server.inject_api_error(3, f"failure: api_key={KEY.key} secret {KEY.secret}")
+    with pytest.raises(flickrapi.FlickrError) as caught:
+        client(server).call("flickr.photos.search", per_page=1)
+    assert caught.value.code == 3 and "[redacted]" in str(caught.value)
+    for _ in range(5):
+        server.faults.append((None, Response(503, f"echo {KEY.key}&{KEY.secret}".encode(), "text/plain")))
+    with pytest.raises(flickrapi.FlickrError) as caught:
+        client(server).call("flickr.photos.search", per_page=1)
+    assert KEY.key not in str(caught.value) and KEY.secret not in str(caught.value)
+    server.faults.clear()
+
+
 def test_invalid_key_fails_at_start_without_leaking_it(server, caplog):
     bad = Credentials("wrong-key-789", "wrong-secret-000")
     with caplog.at_level(logging.DEBUG), pytest.raises(CredentialsError) as err:

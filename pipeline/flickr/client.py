@@ -152,6 +152,8 @@ class FlickrClient:
             api.flickr_oauth.session = _api_session(max_answer_bytes)  # shadows the shared class attribute
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
+        # Longest first: a secret holding another's text is taken out whole.
+        self._secrets = sorted({text for k in keys for text in (k.key, k.secret) if text}, key=len, reverse=True)
         pool_id = (tuple(fingerprint(k) for k in keys), calls_per_second)
         with FlickrClient._pools_lock:
             self._pool = FlickrClient._pools.setdefault(pool_id, KeyPool(keys, calls_per_second))
@@ -184,9 +186,17 @@ class FlickrClient:
                 code = getattr(err, "code", None)
                 transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
                 if not transient or attempt >= self._max_retries:
-                    raise
+                    raise self._redacted(err) from None
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
+
+    def _redacted(self, err: flickrapi.FlickrError) -> flickrapi.FlickrError:
+        """The error with our keys and secrets taken out of its message: it is published (`api_error` details) and
+        printed, and an endpoint or a proxy echoing the request would otherwise put them there."""
+        message = str(err)
+        for secret in self._secrets:
+            message = message.replace(secret, "[redacted]")
+        return err if message == str(err) else flickrapi.FlickrError(message, code=getattr(err, "code", None))
 
     def check_key(self) -> None:
         """Fails at start with a clear message when any key is refused (error 100), naming it by
