@@ -116,15 +116,24 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
     reader = csv.DictReader(io.StringIO(text))
     check_decision_columns(reader.fieldnames, where(1))
-    decisions = {}
+    decisions: dict[str, Decision] = {}
+    first_line: dict[str, int] = {}
     for line, row in enumerate(reader, start=2):
         decision = (row.get("decision") or "").strip()
         if not decision and skip_undecided:
             continue
         if decision not in DECISIONS:
             raise ValueError(f"{where(line)}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-        decisions[decided_photo_id(row.get("photo_id") or "", where(line))] = Decision(
-            decision, csv_text((row.get("note") or "").strip()), decided_sha256(row.get("sha256") or "", where(line)))
+        photo_id = decided_photo_id(row.get("photo_id") or "", where(line))
+        decided = Decision(decision, csv_text((row.get("note") or "").strip()),
+                           decided_sha256(row.get("sha256") or "", where(line)))
+        # Two files joined, or a row copied in a spreadsheet: `05,reject_human` then `5,accept` kept the person, the
+        # later row winning without a word. The same decision twice is harmless; two others are the reviewer's call.
+        if photo_id in decisions and decisions[photo_id] != decided:
+            raise ValueError(f"{where(line)}: photo {photo_id} is decided otherwise at {where(first_line[photo_id])}; "
+                             "keep one row per photo")
+        decisions[photo_id] = decided
+        first_line.setdefault(photo_id, line)
     return decisions
 
 
