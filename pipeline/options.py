@@ -145,7 +145,8 @@ def _declarations() -> list[Declared]:
     add("--images_per_shard", Role.RECORDED, type=int, default=5000, help="Target shard size when --shards=0.")
     section("fetch")
     add("--allowed_hosts", Role.RECORDED, default=DEFAULT_ALLOWED_HOSTS,
-        help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port.")
+        help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port "
+             "(without one, only the scheme's own port: 80 or 443).")
     add("--contact", Role.OPERATIONAL, default=PROJECT_URL,
         help="Contact URL sent in the User-Agent so site owners can reach us.")
     add("--connect_timeout", Role.OPERATIONAL, type=float, default=10.0, help="Seconds to open a connection.")

@@ -174,6 +174,13 @@ def test_allow_list_patterns():
     assert not host_allowed("http://live.staticflickr.com.evil.com/x.jpg", patterns)
     assert not host_allowed("ftp://live.staticflickr.com/x.jpg", patterns)
     assert not host_allowed("file:///etc/passwd", patterns)
+    # A pattern without a port allows the scheme's own port only; one with a port, that port (the default too).
+    assert host_allowed("https://live.staticflickr.com:443/1/2_ab.jpg", patterns)
+    assert host_allowed("http://farm3.staticflickr.com:80/1/2_ab.jpg", patterns)
+    assert not host_allowed("https://live.staticflickr.com:6379/x.jpg", patterns)
+    assert not host_allowed("http://live.staticflickr.com:443/x.jpg", patterns)
+    assert host_allowed("https://images.example.org/x.jpg", ("images.example.org:443",))
+    assert not host_allowed("http://images.example.org/x.jpg", ("images.example.org:443",))
 
 
 def test_placeholder_and_robots_parsing():

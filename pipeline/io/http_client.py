@@ -154,15 +154,21 @@ def url_problem(url: str) -> str:
     return ""
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """True when the URL is an unambiguous http(s) URL (see `parse_fetch_url`) and its host
-    (or host:port) matches one allow-list pattern."""
+    """True when the URL is an unambiguous http(s) URL (see `parse_fetch_url`) and its host (or host:port) matches
+    one allow-list pattern. A pattern without a port allows the scheme's own port only: `live.staticflickr.com`
+    let a row point at `live.staticflickr.com:6379`, any service listening on that host."""
     try:
-        _scheme, host, port = parse_fetch_url(url)
+        scheme, host, port = parse_fetch_url(url)
     except BadURL:
         return False
-    host_port = f"{host}:{port}" if port else host
-    return any(fnmatch.fnmatchcase(host_port if ":" in pattern else host, pattern.lower()) for pattern in patterns)
+    default = _DEFAULT_PORTS[scheme]
+    host_port = f"{host}:{port or default}"
+    return any(fnmatch.fnmatchcase(host_port, pattern.lower()) if ":" in pattern
+               else port in (None, default) and fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
 
 
 def is_placeholder(url: str) -> bool:
