@@ -186,3 +186,15 @@ def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
     assert "112 held-out labelled photographs (heldout, 2026-11-30)" in text and "32/32" in text
     assert "246 held-out labelled photographs (heldout2, 2026-11-30)" in text and "82/89" in text and "115/152" in text
     assert _heldout({"name": "fusion"}) == "; not measured on held-out photographs"
+
+
+def test_only_a_page_on_flickr_is_called_a_flickr_page():
+    """A table source's page URL may be any http(s) address: it was linked as "Flickr page" all the same."""
+    from pipeline.release.datasheet import attribution_line
+
+    row = {"photo_id": "7", "title": "t", "owner_name": "o", "license_name": "CC BY 2.0",
+           "license_url": "https://creativecommons.org/licenses/by/2.0/"}
+    assert attribution_line({**row, "page_url": "https://www.flickr.com/photos/o/7/"}).endswith(
+        "[Flickr page](https://www.flickr.com/photos/o/7/)")
+    for url in ("https://images.example.org/7", "https://www.flickr.com.evil.example/7"):
+        assert attribution_line({**row, "page_url": url}).endswith(f"[page]({url})")

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import posixpath
+import re
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -211,8 +212,13 @@ def attribution_line(row: dict) -> str:
     title = f"“{_text(row['title'])}”" if (row.get("title") or "").strip() else "untitled"
     creator = _text(row.get("owner_name") or row.get("owner_nsid") or "unknown creator")
     license_link = markdown_link(_text(row.get("license_name") or "license unknown"), row.get("license_url") or "")
-    page = markdown_link("Flickr page", row.get("page_url") or "")
+    url = row.get("page_url") or ""
+    page = markdown_link("Flickr page" if _FLICKR_PAGE.match(url) else "page", url)
     return f"- {_code(row['photo_id'])} {title} by {creator}, {license_link}, {page}"
+
+
+# A table source's page URL may be any http(s) address: only one on Flickr's own site is called a Flickr page.
+_FLICKR_PAGE = re.compile(r"https?://(www\.)?flickr\.com/", re.IGNORECASE)
 
 
 def _heldout(model: dict) -> str:
