@@ -28,6 +28,16 @@ def expected(name: str, photo_id: str, max_side: int) -> tuple[str, str, int]:
     return photo_id, hashlib.sha256(result.jpeg).hexdigest(), max(result.width, result.height)
 
 
+def two_photos_cached(server: StaticServer, tmp_path) -> tuple[list, list, str]:
+    """(photos, what a run keeps of them, the cache) after one run filled the cache with chelsea and coffee."""
+    photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
+              photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg"))))]
+    want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
+    cache = str(tmp_path / "cache")
+    run_once(photos, options(server, cache), want)
+    return photos, want, cache
+
+
 def run_once(photos, opts, want):
     with local_pipeline() as p:
         out = p | beam.Create(photos) | fetch_images(opts)
@@ -92,11 +102,7 @@ def test_an_entry_whose_image_is_not_the_one_it_records_is_fetched_again(tmp_pat
     from pipeline.io.work_cache import entry_problem
 
     with StaticServer() as server:
-        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
-                  photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg"))))]
-        want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
-        cache = str(tmp_path / "cache")
-        run_once(photos, options(server, cache), want)
+        photos, want, cache = two_photos_cached(server, tmp_path)
         other = normalise(real_jpeg("rocket.jpg"), ImageConfig()).jpeg
         _rewrite_entries(cache, lambda row: {**row, "image": other} if row["sha256"] == want[0][1] else
                          {**row, "phash": "not a hash"})
@@ -154,11 +160,7 @@ def test_a_cache_file_that_is_no_parquet_file_or_has_no_keys_makes_misses_not_a_
     import pyarrow.parquet as pq
 
     with StaticServer() as server:
-        photos = [photo("1", download_url=server.add("/1/1_a.jpg", image(real_jpeg("chelsea.jpg")))),
-                  photo("2", download_url=server.add("/1/2_a.jpg", image(real_jpeg("coffee.jpg"))))]
-        want = [expected("chelsea.jpg", "1", 512), expected("coffee.jpg", "2", 512)]
-        cache = str(tmp_path / "cache")
-        run_once(photos, options(server, cache), want)
+        photos, want, cache = two_photos_cached(server, tmp_path)
         [entries] = cache_files(cache)
         with open(entries, "r+b") as handle:
             handle.truncate(100)

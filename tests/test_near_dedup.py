@@ -219,18 +219,23 @@ def test_previous_node_always_ranks_first():
                                                                              original_height=10**6))
 
 
-def test_second_run_compares_against_first_release_index(demo_release, tmp_path):
-    """Run 1 on the demo world (the session's demo release) wrote near_dup_index/; run 2 reads it: a
-    re-encoded copy of a released photo is rejected as its near duplicate, a new photo is kept, and
-    run 2's index holds both runs."""
+def run_against_index(tmp_path, index) -> dict:
+    """A second run into tmp_path/r2 against `index`: a re-encoded copy of the demo's photo 1004 and a new photo."""
     with StaticServer() as server:
         copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
         lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
                  yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
         second = tmp_path / "two.tsv"
         second.write_text("\n".join(lines) + "\n")
-        stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
-                     f"--previous_index={demo_release / 'near_dup_index' / '*.parquet'}", *FAST])
+        return run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
+                    f"--previous_index={index}", *FAST])
+
+
+def test_second_run_compares_against_first_release_index(demo_release, tmp_path):
+    """Run 1 on the demo world (the session's demo release) wrote near_dup_index/; run 2 reads it: a
+    re-encoded copy of a released photo is rejected as its near duplicate, a new photo is kept, and
+    run 2's index holds both runs."""
+    stats = run_against_index(tmp_path, demo_release / "near_dup_index" / "*.parquet")
     assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
     rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
     assert (rejection["photo_id"], rejection["duplicate_of"]) == ("5001", "1004")
@@ -277,14 +282,7 @@ def test_previous_index_rows_no_run_writes_are_ignored_and_counted_and_an_index_
                              "photo_id": ["7", "../x", "8"], "dhash": ["", "", "xyz"]}), index / "bad.parquet")
     assert [list(previous_entry(row)) for row in pq.read_table(index / "bad.parquet").to_pylist()] == [[], [], []]
     assert list(previous_entry({"phash": "00000000000000ff", "photo_id": "007"})) == [("00000000000000ff", "7", "")]
-    with StaticServer() as server:
-        copy = encode(real_image("coffee.jpg").resize((450, 300)), "JPEG", quality=75)
-        lines = [yfcc_line(1, "5001", server.add("/2/5001_ab.jpg", image(copy))),
-                 yfcc_line(2, "5002", server.add("/2/5002_ab.jpg", image(crop_variant("hubble_deep_field.jpg", 2))))]
-        second = tmp_path / "two.tsv"
-        second.write_text("\n".join(lines) + "\n")
-        stats = run([f"--input={second}", f"--output={tmp_path / 'r2'}", f"--allowed_hosts={server.host}",
-                     f"--previous_index={index / '*.parquet'}", *FAST])
+    stats = run_against_index(tmp_path, index / "*.parquet")
     assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
     assert stats["previous_index_rows_ignored"] == 3
     rejection = pq.read_table(tmp_path / "r2" / "rejections").to_pylist()[0]
