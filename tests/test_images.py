@@ -712,13 +712,16 @@ def _exif_block(order: str, entries: list[tuple[int, int, int, bytes]], prefix: 
 
 
 @settings(max_examples=200, deadline=None)
-@given(order=st.sampled_from("<>"), kind=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 99]),
-       count=st.sampled_from([0, 1, 2, 3]),
+@given(order=st.sampled_from("<>"), kind=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18, 99]),
+       count=st.sampled_from([0, 1, 2, 3]), swapped_magic=st.booleans(),
        value=st.integers(0, 9), twice=st.booleans(), others=st.integers(0, 3), prefix=st.sampled_from(
            [b"", b"Exif\x00\x00", b"Exif\x00\x00Exif\x00\x00"]), xmp=st.sampled_from([None, 3, 6]))
-def test_exif_orientation_reads_what_pillows_getexif_reads(order, kind, count, value, twice, others, prefix, xmp):
-    """Oracle: Image.getexif() on the same info (the orientation as a plain int, else none)."""
-    size = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 99: 4}[kind]
+def test_exif_orientation_reads_what_pillows_getexif_reads(order, kind, count, swapped_magic, value, twice, others,
+                                                           prefix, xmp):
+    """Oracle: Image.getexif() on the same info (the orientation as a plain int, else none), for every TIFF prefix
+    Pillow reads in an EXIF block and every value type, known to it or not."""
+    size = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8,
+            99: 4}[kind]
     inline = (struct.pack(order + {1: "B", 2: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f"}.get(kind, "I"),
                           value) * count if size * count <= 4 else struct.pack(order + "I", 200)).ljust(4, b"\x00")
     entries = [(0x0100 + k, 3, 1, struct.pack(order + "H", 7).ljust(4, b"\x00")) for k in range(others)]
@@ -726,6 +729,9 @@ def test_exif_orientation_reads_what_pillows_getexif_reads(order, kind, count, v
     if twice:
         entries.append((0x0112, 3, 1, struct.pack(order + "H", 8).ljust(4, b"\x00")))
     block = _exif_block(order, entries, prefix).ljust(len(prefix) + 200, b"\x00") + struct.pack(order + "I", value) * 4
+    if swapped_magic:  # "MM\x2a\x00" and "II\x00\x2a": Pillow reads the byte order from the first two bytes alone
+        start = len(prefix) + 2
+        block = block[:start] + block[start:start + 2][::-1] + block[start + 2:]
     info = {"exif": block}
     if xmp is not None:
         info["xmp"] = b'<x:xmpmeta><rdf:Description tiff:Orientation="%d"/></x:xmpmeta>' % xmp
@@ -746,6 +752,8 @@ def test_exif_orientation_without_an_exif_block():
     text = f"\nexif\n   {len(raw)}\n{raw.hex()}"
     assert image_stage.exif_orientation({"Raw profile type exif": text}) == 3
     assert image_stage.exif_orientation({"exif": b"Exif\x00\x00II*\x00"}) is None  # cut short
+    big = (b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, 1) + struct.pack("<HHQ", 0x0112, 3, 1) + b"\x06" + b"\x00" * 15)
+    assert image_stage.exif_orientation({"exif": big}) is None  # BigTIFF, which Pillow raises on: ignored
 
 
 def _shared_value_exif(entries: int, blob: int) -> bytes:

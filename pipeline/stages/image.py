@@ -424,7 +424,7 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     if scale > 1:
         # Pillow picks the largest power of two <= min(width // w, height // h): exactly `scale` here.
         img.draft("RGB", (width // scale, height // scale))
-    # Before getexif(): on a PNG without an eXIf chunk it decodes the whole image.
+    # Before decoding: a photo too small to store is refused without decoding its pixels.
     _check_min_side((width, height), (width, height) if scale > 1 else img.size, cfg)
     # The pixels to decode (drafted: img.size is the reduced size), counted against the process's budget until
     # the stored JPEG is made (io/pixel_budget.py).
@@ -433,9 +433,10 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
 
 
 _XMP_ORIENTATION = (re.compile(r'tiff:Orientation(="|>)([0-9])'), re.compile(rb'tiff:Orientation(="|>)([0-9])'))
-# EXIF value types Pillow reads as ints (SHORT, LONG, SBYTE, SSHORT, SLONG, IFD; a BYTE is bytes); each type's width.
-_INT_TYPES = {3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I"}
-_TYPE_WIDTHS = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+# EXIF value types Pillow reads as ints (SHORT, LONG, SBYTE, SSHORT, SLONG, IFD, LONG8; a BYTE is bytes); each type's
+# width. Types it does not know (SLONG8, IFD8) it skips.
+_INT_TYPES = {3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q"}
+_TYPE_WIDTHS = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8}
 
 
 def exif_orientation(info: dict[str, Any]) -> int | None:
@@ -470,8 +471,10 @@ _CUT_SHORT = object()
 def _ifd0_orientation(tiff: bytes) -> object:
     """Tag 0x0112 of a TIFF header's first IFD: its int, None for another type or count, `_ABSENT` if not there
     (or the header is unreadable). 64k entries at most: ~1 ms."""
-    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
-    if order is None or len(tiff) < 8:
+    # Pillow's TIFF prefixes: the byte order from the first two bytes, 42 in either order (BigTIFF's 43 it
+    # cannot read in an EXIF block: it raised, and the photo was rejected as corrupt; here the block is ignored).
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or tiff[2:4] not in (b"*\x00", b"\x00*") or len(tiff) < 8:
         return _ABSENT
     (offset,) = struct.unpack(order + "I", tiff[4:8])
     if offset + 2 > len(tiff):
