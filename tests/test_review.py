@@ -204,14 +204,15 @@ def test_leading_zeros_name_the_photo(tmp_path):
 
 def test_one_file_deciding_a_photo_twice_otherwise_is_refused_naming_both_rows(tmp_path):
     """Two reviewers' files joined, or a row copied in a spreadsheet: `05,reject_human` then `5,accept` kept the
-    person without a word. The same decision twice is harmless."""
+    person without a word. The same decision twice is harmless, whatever its notes."""
     decisions = tmp_path / "d.csv"
     decisions.write_text("photo_id,decision,note\n05,reject_human,face in the window\n6,accept,\n5,accept,\n")
     with pytest.raises(ValueError, match=r"row 4: photo 5 is decided otherwise at .*row 2; keep one row per photo"):
         apply_decisions(str(decisions), str(tmp_path / "store.csv"))
     assert not (tmp_path / "store.csv").exists()
-    decisions.write_text("photo_id,decision,note\n05,reject_human,face\n6,accept,\n5,reject_human,face\n")
+    decisions.write_text("photo_id,decision,note\n05,reject_human,face\n6,accept,\n5,reject_human,a face\n")
     assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (2, 2)
+    assert read_decisions(str(tmp_path / "store.csv"))["5"] == ("reject_human", "a face", "")  # the later note
     store = tmp_path / "store.csv"
     store.write_text(store.read_text() + "5,accept,,\n")  # a store edited by hand: a run refuses it too
     with pytest.raises(ValueError, match="decided otherwise"):

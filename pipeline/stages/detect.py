@@ -128,8 +128,10 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
         decided = Decision(decision, csv_text((row.get("note") or "").strip()),
                            decided_sha256(row.get("sha256") or "", where(line)))
         # Two files joined, or a row copied in a spreadsheet: `05,reject_human` then `5,accept` kept the person, the
-        # later row winning without a word. The same decision twice is harmless; two others are the reviewer's call.
-        if photo_id in decisions and decisions[photo_id] != decided:
+        # later row winning without a word. The same decision of the same image twice is harmless (the later note
+        # stands); two others are the reviewer's call.
+        earlier = decisions.get(photo_id)
+        if earlier is not None and (earlier.verdict, earlier.sha256) != (decided.verdict, decided.sha256):
             raise ValueError(f"{where(line)}: photo {photo_id} is decided otherwise at {where(first_line[photo_id])}; "
                              "keep one row per photo")
         decisions[photo_id] = decided
