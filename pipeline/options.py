@@ -337,7 +337,10 @@ def parse_date(value: str) -> int:
     """'2024-01-31' (UTC midnight) or epoch seconds -> epoch seconds; ValueError for anything else, epoch seconds
     past the year 9999 too (no date can show them: the datasheet, written after the whole job, failed on one)."""
     if _is_epoch(value):
-        dt.datetime.fromtimestamp(int(value), tz=dt.UTC)  # raises past 9999-12-31
+        try:
+            dt.datetime.fromtimestamp(int(value), tz=dt.UTC)  # past 9999-12-31: ValueError, OverflowError or OSError
+        except (OverflowError, OSError):
+            raise ValueError(f"{value.strip()[:40]} seconds is past the year 9999") from None
         return int(value)
     day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
     return int(day.timestamp())
@@ -350,7 +353,7 @@ def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
     for flag, value in (("--min_upload_date", min_date), ("--max_upload_date", max_date)):
         try:
             bounds.append(parse_date(value))
-        except (ValueError, OverflowError, OSError):
+        except ValueError:
             raise ValueError(f"{flag} {value[:40]!r} is no date (YYYY-MM-DD) or epoch seconds") from None
     low, high = bounds[0], bounds[1] + (0 if _is_epoch(max_date) else 86399)
     if low > high:

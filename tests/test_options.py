@@ -69,6 +69,7 @@ def test_the_flex_template_lists_exactly_the_public_options():
     ("2020-09-13", "\u00b2", "--max_upload_date '\u00b2' is no date"),  # a digit to isdigit(), not to int()
     ("2020-02-30", "2020-03-01", "--min_upload_date '2020-02-30' is no date"),
     ("1600000000", "99999999999999", "--max_upload_date '99999999999999' is no date"),  # past 9999: no date shows it
+    ("1600000000", "9999999999999999999", "--max_upload_date '9999999999999999999' is no date"),
 ])
 def test_an_upload_window_that_is_no_window_is_refused_naming_the_flag(low, high, problem):
     given = PipelineOptions(["--source=flickr", f"--min_upload_date={low}", f"--max_upload_date={high}",

@@ -423,7 +423,8 @@ def test_a_previous_ledger_with_rows_no_run_writes_decides_nothing_by_them(first
     ({"release": "r1", "options": {}, "models": [{"name": "x"}], "files": []}, '"models" must be a list'),
     ({"release": "r1", "options": {"source": "flickr"}, "files": []}, "max_upload_date '' is no date"),
     ({"release": "r1", "options": {"source": "flickr", "max_upload_date": "last week"}, "files": []}, "is no date"),
-], ids=["options-text", "options-nested", "models-incomplete", "flickr-no-end", "flickr-bad-end"])
+    ({"release": "r1", "options": {"source": "flickr", "max_upload_date": "9" * 19}, "files": []}, "is no date"),
+], ids=["options-text", "options-nested", "models-incomplete", "flickr-no-end", "flickr-bad-end", "flickr-end-9999"])
 def test_a_previous_manifest_of_another_shape_is_one_line_naming_it(tmp_path, capsys, manifest, named):
     """verify checks a release's files, not what its manifest says about options: those ended as 'the job
     failed: AttributeError/KeyError' (exit 1) instead of one line naming the manifest (exit 2)."""
