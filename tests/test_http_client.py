@@ -181,6 +181,11 @@ def test_allow_list_patterns():
     assert not host_allowed("http://live.staticflickr.com:443/x.jpg", patterns)
     assert host_allowed("https://images.example.org/x.jpg", ("images.example.org:443",))
     assert not host_allowed("http://images.example.org/x.jpg", ("images.example.org:443",))
+    # IPv6: alone (more than one colon) or in brackets, with or without a port.
+    assert host_allowed("http://[::1]/a.jpg", ("::1",)) and host_allowed("http://[2001:db8::1]/a.jpg", ("2001:db8::1",))
+    assert not host_allowed("http://[::1]:8080/a.jpg", ("::1",))
+    assert host_allowed("http://[::1]:8080/a.jpg", ("[::1]:8080",)) and host_allowed("http://[::1]/a.jpg", ("[::1]",))
+    assert not host_allowed("http://[::1]:8081/a.jpg", ("[::1]:8080",))
 
 
 def test_placeholder_and_robots_parsing():

@@ -166,9 +166,27 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     except BadURL:
         return False
     default = _DEFAULT_PORTS[scheme]
-    host_port = f"{host}:{port or default}"
-    return any(fnmatch.fnmatchcase(host_port, pattern.lower()) if ":" in pattern
-               else port in (None, default) and fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+    for pattern in patterns:
+        host_pattern, port_pattern = _host_and_port(pattern.lower())
+        if not fnmatch.fnmatchcase(host, host_pattern):
+            continue
+        if port_pattern is None and port in (None, default):
+            return True
+        if port_pattern is not None and fnmatch.fnmatchcase(str(port or default), port_pattern):
+            return True
+    return False
+
+
+def _host_and_port(pattern: str) -> tuple[str, str | None]:
+    """An allow-list pattern's host and port (None when it names none): `host`, `host:port`, an IPv6 address alone
+    (`::1`, more than one colon) or in brackets (`[::1]`, `[::1]:8080`)."""
+    if pattern.startswith("["):
+        host, _, rest = pattern[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    if pattern.count(":") == 1:
+        host, port = pattern.split(":")
+        return host, port
+    return pattern, None
 
 
 def is_placeholder(url: str) -> bool:
