@@ -107,7 +107,7 @@ def _declarations() -> list[Declared]:
         help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
     add("--flickr_rest_url", Role.OPERATIONAL, default=None,
         help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
-    add("--verify_license", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
+    add("--verify_license", Role.INHERITED, nargs="?", const=True, default=False, type=flag,
         help="Re-check every photo's existence and license with the Flickr API before fetching.")
     add("--flickr_calls_per_second", Role.OPERATIONAL, type=float, default=1.0,
         help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
@@ -209,9 +209,9 @@ def _declarations() -> list[Declared]:
     add("--ledger", Role.RECORDED, is_input=True, default="",
         help="Glob of a previous release's ledger/*.parquet: rows whose photo id it decided for good are "
              "rejected as already_decided instead of being fetched again (a refresh sets it).")
-    add("--blocklist", Role.RECORDED, is_input=True, default="",
+    add("--blocklist", Role.INHERITED, is_input=True, default="",
         help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
-    add("--decontaminate", Role.RECORDED, is_input=True, default="",
+    add("--decontaminate", Role.INHERITED, is_input=True, default="",
         help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
              "--near_dup_distance of one are rejected.")
     section("detect")
@@ -255,7 +255,7 @@ def _declarations() -> list[Declared]:
              "human by the cheaper detectors skips the rest (same decisions, fewer scores in its rejection).")
     add("--detect_threads", Role.OPERATIONAL, type=int, default=0,
         help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
-    add("--review_decisions", Role.RECORDED, is_input=True, default="",
+    add("--review_decisions", Role.INHERITED, is_input=True, default="",
         help="Reviewer decisions CSV (photo_id, decision, note, sha256; see `pass-pipeline review apply`): "
              "accept keeps a borderline photo while its image is the one reviewed (sha256), reject_human / "
              "reject_other reject it with the note.")

@@ -11,8 +11,10 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from pipeline.cli import main
 from pipeline.commands.refresh import models_for
@@ -52,6 +54,35 @@ def test_guards_and_inherited_options(tmp_path):
     assert f"--output={tmp_path / 'releases' / 'r2'}" in argv
     # r1 predates --resize_reducing_gap: its images were resized by Lanczos alone, and so are the refresh's
     assert "--resize_reducing_gap=0" in argv
+    # What keeps people, takedowns and relicensed photos out is inherited too (the schedule gives none of it)
+    assert "--verify_license=true" in argv
+
+
+def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(tmp_path):
+    """The monthly schedule launches a refresh with its input, output and `--previous=latest` alone: the blocklist
+    (and the licence re-check, the review decisions, the evaluation sets) were recorded and not inherited, so
+    every scheduled release carried over photos taken down since, and named no takedown list. The list the
+    previous release named is read again as it is now."""
+    from pipeline.commands.flex_main import command
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    root, takedowns = tmp_path / "root", tmp_path / "takedowns.txt"
+    takedowns.write_text("photo_id 1005\n")
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        assert main(["refresh", f"--output={root}", "--release=2026-10", f"--input={metadata}",
+                     f"--blocklist={takedowns}", f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 0
+        first = root / "releases" / "2026-10"
+        assert "1005" not in released(first) and "1006" in released(first)
+        takedowns.write_text("photo_id 1005\nphoto_id 1006\n")  # a takedown request arrives in November
+        # What terraform/scheduler.tf launches (flex_main), but for the test's host and speed flags
+        assert main(command([f"--input={metadata}", f"--output={root}", "--previous=latest", "--release=2026-11",
+                             f"--allowed_hosts={server.host}", *LOCAL])) == 0
+    second = root / "releases" / "2026-11"
+    assert "1006" not in released(second) and "1005" not in released(second)
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert manifest["options"]["blocklist"] == str(takedowns) and manifest["options"]["detectors"] == "none"
 
 
 def test_no_spelling_of_a_path_or_name_puts_a_release_inside_or_above_another(tmp_path, capsys):
@@ -163,8 +194,17 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
         # A refresh of a release built from a generic table reads the next table the same way; here the
         # YFCC format, stated explicitly (--columns is refused with it, so it stays empty).
         "input_format": "yfcc", "columns": "",
+        # What keeps takedowns and reviewed people out (the licence re-check needs the Flickr API: its
+        # inheritance is checked in test_guards_and_inherited_options).
+        "blocklist": str(tmp_path / "takedowns.txt"), "review_decisions": str(tmp_path / "decisions.csv"),
+        "decontaminate": str(tmp_path / "eval"),
     }
-    assert set(shaping) == set(options.INHERITED)  # a new inherited option must be added here
+    (tmp_path / "takedowns.txt").write_text("photo_id 999999\n")
+    (tmp_path / "decisions.csv").write_text("photo_id,decision,note,sha256\n999999,reject_human,,\n")
+    (tmp_path / "eval").mkdir()
+    noise = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    (tmp_path / "eval" / "noise.png").write_bytes(encode(Image.fromarray(noise), "PNG"))
+    assert set(shaping) | {"verify_license"} == set(options.INHERITED)  # a new inherited option must be added here
     root = tmp_path / "root"
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path)
@@ -178,7 +218,7 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
         assert second[name] == first[name], name
         # The input's kind stays YFCC here (the demo world is YFCC rows); a table's format and column
         # mapping are inherited in test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own.
-        if name not in ("source", "input_format", "columns"):
+        if name not in ("source", "input_format", "columns", "verify_license"):
             assert first[name] != OPTIONS_DEFAULTS[name], name  # really changed from the default
     assert json.loads((root / "releases" / "r2" / "manifest.json").read_text())["models"][0]["name"] == "nsfw_custom"
 
