@@ -37,6 +37,20 @@ def test_latest_published_release(tmp_path):
     assert latest_release(str(tmp_path)) == str(tmp_path / "releases" / "2026-10")  # 2026-11 is unfinished
 
 
+def test_latest_is_the_release_made_last_not_the_last_name(tmp_path):
+    """A first release named `v1` sorted after every YYYY-MM name, and `2026-9` after `2026-10`: each scheduled
+    refresh then built on the old release, bringing back what the newer ones had removed."""
+    from pipeline.release.refresh import latest_release
+
+    for name, created in (("v1", "2026-10-01T03:00:00Z"), ("2026-9", "2026-10-02T03:00:00Z"),
+                          ("2026-11", "2026-11-01T03:00:00Z"), ("2026-12", "2026-12-01T03:00:00Z"),
+                          ("z-unfinished", "2026-12-02T03:00:00Z")):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+        manifest = {"release": name if name != "z-unfinished" else None, "created": created}
+        (tmp_path / "releases" / name / "manifest.json").write_text(json.dumps(manifest))
+    assert latest_release(str(tmp_path)) == str(tmp_path / "releases" / "2026-12")
+
+
 def test_guards_and_inherited_options(tmp_path):
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {

@@ -78,10 +78,24 @@ def holds_run(folder: str) -> list[str]:
     return [name for name in (MANIFEST, STATS) if FileSystems.exists(FileSystems.join(folder, name))]
 
 
+# The time a manifest says its run made it (io/report.py), as written: these strings sort in time order.
+_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 def published_releases(root: str) -> list[str]:
-    """Folders of the published releases under ROOT/releases, oldest first (names sort by time)."""
-    folders = [path.rsplit("/", 1)[0] for path in matching(FileSystems.join(root, "releases", "*", MANIFEST))]
-    return sorted((f for f in folders if is_published(f)), key=lambda path: path.rsplit("/", 1)[-1])
+    """Folders of the published releases under ROOT/releases, oldest first: by the time each was made (its
+    manifest's `created`), then by name. Names alone misordered them (`v1` or `initial` after `2026-12`, `2026-9`
+    after `2026-10`), and `--previous=latest` then built every later release on an older one, bringing back what
+    the newer ones had removed."""
+    found = []
+    for path in matching(FileSystems.join(root, "releases", "*", MANIFEST)):
+        folder = path.rsplit("/", 1)[0]
+        manifest = manifest_of(folder)
+        if isinstance(manifest, dict) and manifest.get("release"):
+            created = manifest.get("created")
+            made = created if isinstance(created, str) and _CREATED.fullmatch(created) else ""
+            found.append((made, folder.rsplit("/", 1)[-1], folder))
+    return [folder for _, _, folder in sorted(found)]
 
 
 def run_files(folder: str) -> list[str]:

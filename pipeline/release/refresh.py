@@ -63,7 +63,7 @@ def default_name(now: dt.datetime | None = None) -> str:
 
 
 def latest_release(root: str) -> str | None:
-    """The newest published release under ROOT/releases (names sort by time: YYYY-MM), or None."""
+    """The newest published release under ROOT/releases (the one made last, `published_releases`), or None."""
     published = published_releases(root)
     return published[-1] if published else None
 
