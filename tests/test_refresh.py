@@ -127,6 +127,31 @@ def test_no_spelling_of_a_path_or_name_puts_a_release_inside_or_above_another(tm
     assert "a release name" in capsys.readouterr().err
 
 
+def test_a_refresh_never_replaces_a_dataset_a_plain_run_wrote_where_its_release_goes(tmp_path, capsys):
+    """A `run` into ROOT/releases/2026-10 is no release: a refresh of 2026-10 took it for one of its own killed
+    runs and replaced the finished dataset without a word. What a killed refresh left is still resumed."""
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    root = tmp_path / "root"
+    target = root / "releases" / "2026-10"
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        assert main(["run", f"--input={metadata}", f"--output={target}", f"--allowed_hosts={server.host}",
+                     "--detectors=none", *LOCAL]) == 0
+        before = (target / "manifest.json").read_bytes()
+        capsys.readouterr()
+        assert main(["refresh", f"--input={metadata}", f"--output={root}", "--release=2026-10",
+                     f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 2
+    assert "no refresh of release 2026-10 wrote" in capsys.readouterr().err
+    assert (target / "manifest.json").read_bytes() == before
+    # A killed refresh's published run (its manifest names the release, which finish() had not yet added)
+    manifest = json.loads(before)
+    manifest["options"]["release_name"] = "2026-10"
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    check_new_release(str(target), None)
+
+
 def test_an_option_newer_than_the_release_is_inherited_as_recorded_once_recorded(tmp_path):
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {

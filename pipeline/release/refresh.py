@@ -29,7 +29,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import canonical_path, matching, read_parquet, write_atomically, write_json
-from pipeline.io.layout import is_published, published_releases, release_dir, work_cache
+from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, parse_date
 from pipeline.release.carry import release_name
@@ -69,9 +69,16 @@ def latest_release(root: str) -> str | None:
 
 
 def check_new_release(target: str, previous: str | None) -> None:
-    """A refresh may resume an unfinished release, never touch a finished one or its predecessor."""
+    """A refresh may resume an unfinished release, never touch a finished one or its predecessor, nor a dataset
+    that a plain `run` wrote where the release goes (it replaced such a dataset without a word)."""
     if is_published(target):
         raise ReleaseError(f"{target} is a finished release; releases are never modified")
+    manifest = manifest_of(target)
+    name = target.rstrip("/").rsplit("/", 1)[-1]
+    options = manifest.get("options") if isinstance(manifest, dict) else None
+    if isinstance(manifest, dict) and not (isinstance(options, dict) and options.get("release_name") == name):
+        raise ReleaseError(f"{target} holds a dataset that no refresh of release {name} wrote (a `run` into it?); a "
+                           "refresh never replaces one: move it away, or make the first release with `refresh`")
     if previous:
         new, old = _norm(target), _norm(previous)
         if new.startswith(old) or old.startswith(new):
