@@ -362,6 +362,9 @@ def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
     return low, high
 
 
+GLOB_CHARACTERS = ("*", "?", "[", "]")
+
+
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
     problems = []
@@ -380,6 +383,12 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--columns applies to --input_format=csv, tsv, parquet or jsonl")
     if not opts.output:
         problems.append("--output is required")
+    for name in ("output", "cache"):
+        # Beam matches and deletes these folders' files by pattern: a '[' made `run[1]` a character class, so a
+        # whole job published nothing, deleted its staged dataset and left its lock behind.
+        if set(getattr(opts, name) or "") & set(GLOB_CHARACTERS):
+            problems.append(f"--{name} {getattr(opts, name)[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which "
+                            "file patterns read as wildcards; name the folder without them")
     unknown = set(split_list(opts.formats)) - set(FORMATS)
     if unknown or not split_list(opts.formats):
         problems.append(f"--formats must be a non-empty subset of {','.join(FORMATS)} (got {opts.formats!r})")

@@ -145,3 +145,17 @@ def test_flickr_licenses_names_cc_by_ids_only(value):
         f"--flickr_licenses must name CC BY license ids only: 4 (CC BY 2.0), 11 (CC BY 4.0) (got {value!r})"]
     for fine in ("4", "11", "4,11", "11, 4"):
         assert not options.validate(opts(f"--flickr_licenses={fine}"))
+
+
+def test_an_output_or_cache_folder_named_with_a_wildcard_is_refused(tmp_path, capsys):
+    """Beam matches and deletes an output's files by pattern: `--output=run[1]` ran the whole job, published
+    nothing, deleted its staged dataset and left its lock (on gs:// for good)."""
+    from pipeline.cli import main
+
+    for flag in ("--output=out/run[1]", "--cache=work/c*", "--output=gs://b/what?"):
+        given = PipelineOptions([f"--input={tmp_path}/x.tsv", "--output=y", flag]).view_as(PassOptions)
+        assert [p for p in options.validate(given) if "file patterns read as wildcards" in p], flag
+    assert not options.validate(opts("--output=gs://b/releases/{YYYY-MM}"))  # the month token stays allowed
+    (tmp_path / "x.tsv").write_text("")
+    assert main(["run", f"--input={tmp_path / 'x.tsv'}", f"--output={tmp_path / 'run[1]'}"]) == 2
+    assert "wildcards" in capsys.readouterr().err and not (tmp_path / "run[1]").exists()
