@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -363,6 +364,7 @@ def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
 
 
 GLOB_CHARACTERS = ("*", "?", "[", "]")
+_CONTACT = re.compile(r"https?://[!-~]{1,300}")
 
 
 def validate(opts: PassOptions) -> list[str]:
@@ -400,6 +402,11 @@ def validate(opts: PassOptions) -> list[str]:
                         f"(got {opts.flickr_licenses!r})")
     if not split_list(opts.allowed_hosts):
         problems.append("--allowed_hosts must name at least one host")
+    if not _CONTACT.fullmatch(opts.contact or ""):
+        # It goes into every request's User-Agent: a trailing newline made each download a connection_error, and
+        # the run was refused after the whole crawl as if the network had failed.
+        problems.append(f"--contact {(opts.contact or '')[:80]!r} must be an http(s) URL without spaces or control "
+                        "characters")
     for name in POSITIVE_INTS:
         if getattr(opts, name) <= 0:
             problems.append(f"--{name} must be positive")

@@ -159,3 +159,11 @@ def test_an_output_or_cache_folder_named_with_a_wildcard_is_refused(tmp_path, ca
     (tmp_path / "x.tsv").write_text("")
     assert main(["run", f"--input={tmp_path / 'x.tsv'}", f"--output={tmp_path / 'run[1]'}"]) == 2
     assert "wildcards" in capsys.readouterr().err and not (tmp_path / "run[1]").exists()
+
+
+def test_a_contact_that_is_no_plain_http_url_is_refused_at_launch():
+    """It goes into every request's User-Agent: a trailing newline made every download a connection_error, and
+    the run was refused after the whole crawl as if the network had failed."""
+    for contact in ("https://example.org/contact\n", "https://example.org/a b", "mailto:x@example.org", ""):
+        assert [p for p in options.validate(opts(f"--contact={contact}")) if "--contact" in p], repr(contact)
+    assert not options.validate(opts("--contact=https://example.org/pass?about=crawler"))

@@ -37,7 +37,7 @@ SPECIAL = {
     "decontaminate": GCS_PATHS,
     "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
     "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
-    "contact": r"^https?://.+$",
+    "contact": r"^https?://[!-~]{1,300}$",
     "source": r"^(yfcc|flickr)$",
     "input_format": r"^(yfcc|csv|tsv|parquet|jsonl)$",
     "columns": r"^[a-z_]+=[^,=]+(,[a-z_]+=[^,=]+)*$",
