@@ -16,9 +16,11 @@ locals {
         flickr_credentials = "sm://${google_secret_manager_secret.flickr["flickr-credentials"].id}"
       }
       environment = {
-        serviceAccountEmail   = google_service_account.worker.email
-        tempLocation          = "gs://${google_storage_bucket.temp.name}/dataflow"
-        stagingLocation       = "gs://${google_storage_bucket.staging.name}/dataflow"
+        serviceAccountEmail = google_service_account.worker.email
+        tempLocation        = "gs://${google_storage_bucket.temp.name}/dataflow"
+        # The launcher VM (running as the worker account) writes the job's staged files here: the temp
+        # bucket, where that account may write; the staging bucket holds the template, read-only to it.
+        stagingLocation       = "gs://${google_storage_bucket.temp.name}/staging"
         maxWorkers            = var.max_workers
         machineType           = var.machine_type
         sdkContainerImage     = local.image

@@ -1,5 +1,6 @@
-# Three buckets: released data (versioned, never public), Dataflow temp files (expire), and
-# staging (templates, packages). All with uniform bucket-level access and public access prevention.
+# Three buckets: released data (versioned, never public), Dataflow temp and staged job files (expire), and
+# staging (the Flex Template, read-only to the job). All with uniform bucket-level access and public access
+# prevention.
 
 resource "google_storage_bucket" "logs" {
   name                        = "${var.name_prefix}-${var.project_id}-logs"

@@ -73,6 +73,14 @@ def test_scheduler_launches_the_flex_template_with_an_oauth_token():
     assert "worker_accelerator=type:${var.gpu_type};count:1;install-nvidia-driver" in scheduler
     # A refresh from the newest published release; it writes releases/YYYY-MM (the launch month).
     assert '"latest"' in scheduler and "previous" in scheduler
+    # The launcher VM runs as the worker account and writes the staged job files (Dataflow's "Run a Flex
+    # Template": read and write access to the staging location): a bucket that account may write to, and not
+    # the one holding the template, which it must not be able to change.
+    assert "stagingLocation" in scheduler and "google_storage_bucket.temp.name}/staging" in scheduler
+    writable = {b["bucket"] for b in res["google_storage_bucket_iam_member"].values()
+                if b["member"] == "serviceAccount:${google_service_account.worker.email}"
+                and b["role"] == "roles/storage.objectUser"}
+    assert "${google_storage_bucket.temp.name}" in writable and "${google_storage_bucket.staging.name}" not in writable
 
 
 def test_secrets_hold_no_values():
