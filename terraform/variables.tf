@@ -16,9 +16,13 @@ variable "name_prefix" {
 }
 
 variable "image_tag" {
-  description = "Tag of the worker / launcher image in Artifact Registry."
+  description = "Tag of the worker / launcher image in Artifact Registry, pushed for this deployment: every monthly run uses it, never whichever image was pushed last."
   type        = string
-  default     = "latest"
+
+  validation {
+    condition     = var.image_tag != "latest" && length(var.image_tag) > 0
+    error_message = "Give the tag of the image you built and pushed (not \"latest\"): the schedule runs exactly that image."
+  }
 }
 
 variable "schedule" {

@@ -108,3 +108,13 @@ def test_checkov_has_no_failed_checks():
     assert summary["failed"] == 0 and summary["passed"] > 20, report.get("results", {}).get("failed_checks")
     for skipped in report["results"]["skipped_checks"]:  # every skip says why
         assert len(skipped["check_result"].get("suppress_comment", "")) > 20, skipped["check_id"]
+
+
+def test_the_schedule_runs_an_image_tag_given_for_it_never_latest():
+    """A default of `latest` ran whichever image was pushed last, every month."""
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    with (TERRAFORM / "variables.tf").open() as handle:
+        variables = {name: body for block in hcl2.load(handle, serialization_options=options)["variable"]
+                     for name, body in block.items()}
+    assert "default" not in variables["image_tag"]
+    assert 'var.image_tag != "latest"' in variables["image_tag"]["validation"][0]["condition"]
