@@ -9,7 +9,7 @@ output "temp_bucket" {
 }
 
 output "staging_bucket" {
-  description = "Staging bucket (Flex Template spec, packages)."
+  description = "Staging bucket (the Flex Template spec; the job stages its files in the temp bucket)."
   value       = google_storage_bucket.staging.name
 }
 

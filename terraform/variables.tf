@@ -61,7 +61,7 @@ variable "max_workers" {
 }
 
 variable "temp_retention_days" {
-  description = "Days after which objects in the temp bucket are deleted."
+  description = "Days after which objects in the temp bucket (Dataflow's temp and staged job files) are deleted: longer than the longest job, whose workers read them while it runs (a refresh re-checking licences can take days)."
   type        = number
-  default     = 7
+  default     = 30
 }
