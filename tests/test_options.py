@@ -159,6 +159,10 @@ def test_an_output_or_cache_folder_named_with_a_wildcard_is_refused(tmp_path, ca
     (tmp_path / "x.tsv").write_text("")
     assert main(["run", f"--input={tmp_path / 'x.tsv'}", f"--output={tmp_path / 'run[1]'}"]) == 2
     assert "wildcards" in capsys.readouterr().err and not (tmp_path / "run[1]").exists()
+    # A refresh names the root it was given, not the release and cache folders under it
+    assert main(["refresh", f"--input={tmp_path / 'x.tsv'}", f"--output={tmp_path / 'root[1]'}", "--release=r1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--output '{tmp_path / 'root[1]'}' holds" in err and "releases" not in err
 
 
 def test_a_contact_that_is_no_plain_http_url_is_refused_at_launch():

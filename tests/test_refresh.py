@@ -72,7 +72,25 @@ def test_guards_and_inherited_options(tmp_path):
     assert "--verify_license=true" in argv
 
 
-def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(tmp_path):
+def test_an_inherited_relative_path_is_refused_not_read_from_wherever_the_refresh_runs(tmp_path):
+    """Recorded as typed, `--blocklist=takedowns.txt` was read from the next refresh's working folder: another
+    list, or an old copy of it, applied without a word."""
+    def argv_of(options: dict, *given: str) -> list[str]:
+        (tmp_path / "r1").mkdir(exist_ok=True)
+        (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": options}))
+        return refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", list(given), models_for)
+
+    for key, value in (("blocklist", f"{tmp_path}/a.txt,takedowns.txt"), ("review_decisions", "reviews.csv"),
+                       ("decontaminate", "eval/*.jpg"), ("fusion", "my_fusion.json"),
+                       ("model_registry", "./registry.json")):
+        with pytest.raises(ReleaseError, match=rf"--{key}=.* is a relative path.*give --{key}=ABSOLUTE_PATH"):
+            argv_of({key: value})
+        assert f"--{key}=" in argv_of({key: value}, f"--{key}=")  # given again (here: dropped): not inherited
+    kept = argv_of({"blocklist": f"{tmp_path}/a.txt,gs://b/takedowns.txt", "fusion": "none"})
+    assert f"--blocklist={tmp_path}/a.txt,gs://b/takedowns.txt" in kept and "--fusion=none" in kept
+
+
+def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(tmp_path, capsys):
     """The monthly schedule launches a refresh with its input, output and `--previous=latest` alone: the blocklist
     (and the licence re-check, the review decisions, the evaluation sets) were recorded and not inherited, so
     every scheduled release carried over photos taken down since, and named no takedown list. The list the
@@ -95,6 +113,7 @@ def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(
                              f"--allowed_hosts={server.host}", *LOCAL])) == 0
     second = root / "releases" / "2026-11"
     assert "1006" not in released(second) and "1005" not in released(second)
+    assert f"refresh: from {first}: " in capsys.readouterr().out  # what the launch took without being told
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["options"]["blocklist"] == str(takedowns) and manifest["options"]["detectors"] == "none"
 

@@ -12,11 +12,14 @@ import argparse
 import json
 import re
 
-from pipeline.options import AT_LEAST_ONE, MINUS_ONE_OR_MORE, add_arguments, flag
+from pipeline.options import AT_LEAST_ONE, INHERITED, MINUS_ONE_OR_MORE, add_arguments, flag
 
 GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
 GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*$"
+# A refresh inherits these lists: empty drops the previous release's (a takedown list moved or retired).
+GCS_PATH_OR_NONE = r"^(|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$"
+GCS_PATHS_OR_NONE = r"^(|(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*)$"
 # What the job's own parsing takes (int(), float(), options.flag), with the sign validate() allows; ranges
 # (--jpeg_quality 1..100, a timeout above 0) are checked by the job at launch, in one line. Every float option is
 # 0 or more.
@@ -29,12 +32,12 @@ SPECIAL = {
     "input": GCS_PATH,
     "output": GCS_BUCKET_OR_PATH,
     "model_registry": GCS_PATH,
-    "review_decisions": GCS_PATH,
+    "review_decisions": GCS_PATH_OR_NONE,
     "cache": GCS_PATH,
     "carry_over": GCS_PATH,
     "previous_index": GCS_PATH,
-    "blocklist": GCS_PATHS,
-    "decontaminate": GCS_PATHS,
+    "blocklist": GCS_PATHS_OR_NONE,
+    "decontaminate": GCS_PATHS_OR_NONE,
     "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
     "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
     "contact": r"^https?://[!-~]{1,300}$",
@@ -86,6 +89,8 @@ def metadata() -> dict:
     parameters = []
     for action in option_actions():
         default = f" Default: {action.default}." if action.default not in (None, "") else ""
+        if action.dest in INHERITED:
+            default += " A refresh (--previous) takes the previous release's value unless given."
         parameter = {
             "name": action.dest,
             "label": action.dest.replace("_", " ").capitalize(),

@@ -9,7 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
 from pipeline.commands.run import UsageError, run, summary, unknown_flags
-from pipeline.options import PassOptions
+from pipeline.options import GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
 
@@ -21,6 +21,9 @@ def models_for(argv: Sequence[str]) -> list[dict]:
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     unknown_flags(rest)  # a value no flag can take is one line now, not Beam's usage when models_for parses it
     name = release.check_release_name(args.release or release.default_name())
+    if set(args.output) & set(GLOB_CHARACTERS):  # said of the root given, not of the release folder under it
+        raise UsageError(f"--output {args.output[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which file "
+                         "patterns read as wildcards; name the folder without them")
     target = release.release_dir(args.output, name)
     previous = args.previous.rstrip("/") or None
     if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)
@@ -34,6 +37,10 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)
+    inherited = [arg for arg in argv[len(rest):] if arg.split("=", 1)[0].removeprefix("--") in INHERITED]
+    if inherited:
+        # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
+        print(f"refresh: from {previous}: {' '.join(inherited)} (give a flag again to change it)", flush=True)
     finished: list[dict | None] = []
     # Only an unpublished (resumed) release can be here: checked above. finish under the run's lock, so that
     # a second refresh of the same release cannot publish between this one's files and its changelog.

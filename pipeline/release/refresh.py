@@ -22,6 +22,8 @@ this job deletes by pattern).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import posixpath
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import canonical_path, matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
-from pipeline.options import INHERITED, parse_date
+from pipeline.options import INHERITED, parse_date, split_list
 from pipeline.release.carry import release_name
 from pipeline.release.markdown_html import escape_markdown
 
@@ -91,6 +93,22 @@ def check_new_release(target: str, previous: str | None) -> None:
 BEFORE_THE_OPTION = {"resize_reducing_gap": "0"}
 
 
+# Inherited options that name files (lists of them, for the first two), and the words that are no file.
+_INHERITED_PATHS = {"blocklist": True, "decontaminate": True, "model_registry": False, "review_decisions": False,
+                    "fusion": False}
+_NOT_PATHS = {"fusion": ("default", "none")}
+
+
+def _relative_paths(key: str, value: str) -> list[str]:
+    """The relative local paths an inherited option names: recorded as typed, they would be read from wherever the
+    next refresh runs (another takedown list, or an old copy of it, without a word)."""
+    if key not in _INHERITED_PATHS:
+        return []
+    items = split_list(value) if _INHERITED_PATHS[key] else [value]
+    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item
+            and not posixpath.isabs(item) and not os.path.isabs(item)]
+
+
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
                  models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None
                  ) -> list[str]:
@@ -111,6 +129,10 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             argv.append(f"--{key}={BEFORE_THE_OPTION[key]}")
         elif options.get(key) not in (None, ""):
             value = options[key]
+            if relative := _relative_paths(key, str(value)):
+                raise ReleaseError(f"{previous}/manifest.json names --{key}={str(value)[:200]!r}: {relative[0][:80]!r} "
+                                   "is a relative path, which this refresh would read from wherever it is launched; "
+                                   f"give --{key}=ABSOLUTE_PATH (or --{key}= to drop it)")
             argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     argv += [f"--carry_over={previous}"]
     if "ledger" not in given and matching(FileSystems.join(previous, "ledger", "*.parquet")):
