@@ -92,6 +92,12 @@ def test_flex_regexes_accept_and_refuse():
     assert ok("max_side", "512") and not ok("max_side", "big")
     assert ok("formats", "webdataset,parquet") and not ok("formats", "webdataset,jpeg")
     assert ok("blocklist", "gs://pass-lists/takedowns.txt,gs://pass-lists/ncmec.txt")
+    # A refresh inherits these files: the template can name them on gs:// or give them empty, which the job takes
+    # as "none" (a takedown list retired, the built-in registry again), and never a local path.
+    for name, value in (("blocklist", "gs://lists/t.txt"), ("decontaminate", "gs://lists/eval/*.jpg,gs://lists/e.txt"),
+                        ("review_decisions", "gs://lists/reviews.csv"), ("model_registry", "gs://lists/registry.json")):
+        assert ok(name, value) and ok(name, "") and _job_takes(name, ""), name
+        assert not ok(name, "/local/x") and not ok(name, "takedowns.txt"), name
 
 
 INTS = ("0", "1", "7", "007", "+5", "-1", "-01", "-5", "1e3", "5.0", "abc", "")

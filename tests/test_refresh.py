@@ -90,6 +90,16 @@ def test_an_inherited_relative_path_is_refused_not_read_from_wherever_the_refres
     assert f"--blocklist={tmp_path}/a.txt,gs://b/takedowns.txt" in kept and "--fusion=none" in kept
 
 
+@pytest.mark.parametrize("given", [["--fusion=models/fusion.json"], ["--blocklist", "lists/takedowns.txt"],
+                                   ["--decontaminate=/abs/eval,eval2"]])
+def test_a_release_never_records_a_relative_path_its_next_refresh_would_refuse(tmp_path, capsys, given):
+    """Taken by the first release, such a path was refused by every later (scheduled) refresh."""
+    assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={tmp_path}/x.tsv",
+                 *given]) == 2
+    assert "is a relative path; a release records it for the next refresh" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
+
+
 def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(tmp_path, capsys):
     """The monthly schedule launches a refresh with its input, output and `--previous=latest` alone: the blocklist
     (and the licence re-check, the review decisions, the evaluation sets) were recorded and not inherited, so
@@ -113,7 +123,8 @@ def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(
                              f"--allowed_hosts={server.host}", *LOCAL])) == 0
     second = root / "releases" / "2026-11"
     assert "1006" not in released(second) and "1005" not in released(second)
-    assert f"refresh: from {first}: " in capsys.readouterr().out  # what the launch took without being told
+    said = capsys.readouterr().out  # what the launch took without being told, defaults left out
+    assert f"refresh: from {first}: " in said and f"--blocklist={takedowns}" in said and "--per_owner_cap" not in said
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["options"]["blocklist"] == str(takedowns) and manifest["options"]["detectors"] == "none"
 

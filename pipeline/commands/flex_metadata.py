@@ -31,7 +31,7 @@ FLAG = r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo]|1|0)$"  #
 SPECIAL = {
     "input": GCS_PATH,
     "output": GCS_BUCKET_OR_PATH,
-    "model_registry": GCS_PATH,
+    "model_registry": GCS_PATH_OR_NONE,
     "review_decisions": GCS_PATH_OR_NONE,
     "cache": GCS_PATH,
     "carry_over": GCS_PATH,

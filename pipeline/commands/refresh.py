@@ -9,13 +9,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
 from pipeline.commands.run import UsageError, run, summary, unknown_flags
-from pipeline.options import GLOB_CHARACTERS, INHERITED, PassOptions
+from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
 
 
 def models_for(argv: Sequence[str]) -> list[dict]:
     return models_of(PipelineOptions(list(argv)).view_as(PassOptions))
+
+
+_DEFAULTS = {option.name: option.default for option in DECLARED}
+
+
+def _not_default(arg: str) -> bool:
+    """Whether `--key=value` is an inherited option set otherwise than by default (what the refresh names)."""
+    key, _, value = arg.removeprefix("--").partition("=")
+    default = _DEFAULTS.get(key)
+    return key in INHERITED and value != (str(default).lower() if isinstance(default, bool) else str(default))
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -36,8 +46,17 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
+    # A release records these for the next refresh, which runs elsewhere (the schedule): a relative path would be
+    # refused there, month after month, after being taken here.
+    for index, arg in enumerate(rest):
+        key, equals, value = arg.removeprefix("--").partition("=")
+        if not equals and arg.startswith("--") and index + 1 < len(rest):  # `--flag value`
+            value = rest[index + 1]
+        if arg.startswith("--") and (relative := release.relative_paths(key, value)):
+            raise UsageError(f"--{key}: {relative[0][:80]!r} is a relative path; a release records it for the next "
+                             "refresh, which runs elsewhere: give it absolute")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)
-    inherited = [arg for arg in argv[len(rest):] if arg.split("=", 1)[0].removeprefix("--") in INHERITED]
+    inherited = [arg for arg in argv[len(rest):] if _not_default(arg)]
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
         print(f"refresh: from {previous}: {' '.join(inherited)} (give a flag again to change it)", flush=True)

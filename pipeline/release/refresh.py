@@ -99,7 +99,7 @@ _INHERITED_PATHS = {"blocklist": True, "decontaminate": True, "model_registry": 
 _NOT_PATHS = {"fusion": ("default", "none")}
 
 
-def _relative_paths(key: str, value: str) -> list[str]:
+def relative_paths(key: str, value: str) -> list[str]:
     """The relative local paths an inherited option names: recorded as typed, they would be read from wherever the
     next refresh runs (another takedown list, or an old copy of it, without a word)."""
     if key not in _INHERITED_PATHS:
@@ -129,7 +129,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             argv.append(f"--{key}={BEFORE_THE_OPTION[key]}")
         elif options.get(key) not in (None, ""):
             value = options[key]
-            if relative := _relative_paths(key, str(value)):
+            if relative := relative_paths(key, str(value)):
                 raise ReleaseError(f"{previous}/manifest.json names --{key}={str(value)[:200]!r}: {relative[0][:80]!r} "
                                    "is a relative path, which this refresh would read from wherever it is launched; "
                                    f"give --{key}=ABSOLUTE_PATH (or --{key}= to drop it)")
