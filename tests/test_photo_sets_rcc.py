@@ -76,3 +76,33 @@ def test_member_decompresses_only_the_one_asked_for():
     assert peak < 5_000_000
     with pytest.raises(KeyError):
         member(blob, "/a/missing.jpg")
+
+
+def _deep_long_names(files: int, depth: int = 60) -> bytes:
+    """Directories 60 deep all sharing one 65,535-character name, then `files` short-named files."""
+    from pipeline.photo_sets import rcc
+
+    long_name = "\u4e00" * 65535
+    names = struct.pack(">HI", len(long_name), 0) + long_name.encode("utf-16-be")
+    offsets = []
+    for i in range(files):
+        offsets.append(len(names))
+        names += struct.pack(">HI", len(f"{i}.jpg"), 0) + f"{i}.jpg".encode("utf-16-be")
+    nodes = [struct.pack(">IHII", 0, 2, 1, d + 1) + bytes(8) for d in range(depth)]
+    nodes.append(struct.pack(">IHII", 0, 2, files, depth + 1) + bytes(8))
+    nodes += [struct.pack(">IHHHI", offset, 0, 0, 0, 0) + bytes(8) for offset in offsets]
+    tree, data = b"".join(nodes), struct.pack(">I", 0)
+    return rcc.MAGIC + struct.pack(">IIII", 2, 20, 20 + len(tree), 20 + len(tree) + len(data)) + tree + data + names
+
+
+def test_paths_longer_than_any_real_resource_holds_are_refused_before_they_take_memory():
+    """Each file's path was built whole: 4 million characters each here, and a 145 kB file took 2.4 GB."""
+    blob = _deep_long_names(100)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RccError, match="longer than"):
+            member(blob, "/photo.jpg")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20

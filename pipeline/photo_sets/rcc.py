@@ -20,6 +20,9 @@ FLAG_DIRECTORY = 2
 FLAG_COMPRESSED_ZSTD = 4
 MAX_MEMBER_BYTES = 200_000_000  # a decompression bomb stops here
 MAX_DEPTH = 64
+# A path inside a resource ('/images/animals/cat.jpg'): directories sharing one 65,535-character name 64 deep gave
+# each file a 4-million-character path, and a 145 kB file 2.4 GB of paths.
+MAX_PATH_CHARS = 1024
 
 
 class RccError(ValueError):
@@ -77,6 +80,8 @@ def _index(blob: bytes) -> dict[str, tuple[int, int, int]]:
         node = tree + index * node_size
         name_offset, flags = _read(blob, node, ">IH")
         name = _name(blob, names, name_offset) if index else ""
+        if len(prefix) + len(name) > MAX_PATH_CHARS:
+            raise RccError(f"a path inside the resource is longer than {MAX_PATH_CHARS} characters")
         if flags & FLAG_DIRECTORY:
             count, first = _read(blob, node + 6, ">II")
             for child in range(first, first + count):
