@@ -159,3 +159,32 @@ def test_earlier_scores_keep_the_context_classes_a_registry_declares(tmp_path):
     path.write_text(json.dumps({"scores": {"pkg:pkg/a.jpg": {"nanodet_person.person": 0.2}}}))
     with pytest.raises(score.PhotoSetError, match=r"nanodet_person\.boat"):
         score.earlier_scores(path, [row], [spec])
+
+
+def test_an_earlier_scores_file_that_is_no_result_or_holds_no_number_is_refused(tmp_path):
+    """`evaluate --scores`: a score of NaN read as a kept photograph (a run rejects such a photo), and a file of
+    another shape ended in a bare AttributeError or JSONDecodeError."""
+    from pipeline.detectors.registry import load_registry
+
+    spec = load_registry()["open_nsfw"]
+    row = Row("pkg", "1", "pypi", "pkg/a.jpg", "0" * 64, 10, 10, "clean", "", "heldout3", "")
+    path = tmp_path / "s.json"
+    for text, problem in (("{not json", "JSONDecodeError"), ("[1, 2]", "not an evaluate --json result"),
+                          ('{"scores": {"pkg:pkg/a.jpg": {"open_nsfw.nsfw": NaN}}}', "no finite number"),
+                          ('{"scores": {"pkg:pkg/a.jpg": {"open_nsfw.nsfw": "0.1"}}}', "no finite number"),
+                          ('{"scores": {"pkg:pkg/a.jpg": [0.1]}}', "has no scores")):
+        path.write_text(text)
+        with pytest.raises(score.PhotoSetError, match=problem):
+            score.earlier_scores(path, [row], [spec])
+    path.write_text('{"scores": {"pkg:pkg/a.jpg": {"open_nsfw.nsfw": 0.1}}}')
+    assert score.earlier_scores(path, [row], [spec])[0] == [{"open_nsfw.nsfw": 0.1}]
+
+
+def test_a_file_over_any_photographs_size_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    data = jpeg((10, 20, 30))
+    (tmp_path / "pkg").mkdir()
+    row = row_for(data, "a.jpg", "clean")
+    (tmp_path / row.file_name).write_bytes(data)
+    monkeypatch.setattr(score, "MAX_PHOTO_BYTES", len(data) - 1)
+    with pytest.raises(score.PhotoSetError, match="over"):
+        score.load_samples(tmp_path, [row])

@@ -13,6 +13,7 @@ import bz2
 import functools
 import io
 import json
+import math
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,6 +65,9 @@ def open_photo(data: bytes, row: Row) -> Image.Image:
         return img.convert("RGB")
 
 
+MAX_PHOTO_BYTES = 1 << 30  # the largest labelled photograph is ~40 MB
+
+
 def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
     """The split's photographs as samples, decoded only when their pixels are asked for; each file's
     sha256 is checked again (the folder is ordinary disk, anyone may have written to it)."""
@@ -73,6 +77,8 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
                             f"fetch them: python -m pipeline.photo_sets.fetch {photos} --split=...")
     samples = []
     for row in rows:
+        if (photos / row.file_name).stat().st_size > MAX_PHOTO_BYTES:  # never held whole to learn it is not ours
+            raise PhotoSetError(f"{photos / row.file_name} is over {MAX_PHOTO_BYTES} bytes: not the labelled file")
         data = (photos / row.file_name).read_bytes()
         if sha256_hex(data) != row.sha256:
             raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
@@ -103,7 +109,12 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     (a file from before the option was made by the Lanczos-only resize: 0), from what (a file from
     before `stored_from` was recorded: pixels decoded first) and by which version of the storage code's
     rule (a file from before the version was recorded: 1)."""
-    earlier = json.loads(path.read_text())
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise PhotoSetError(f"{path}: {type(err).__name__}: {err}"[:300]) from None
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("scores"), dict):
+        raise PhotoSetError(f"{path}: not an evaluate --json result (no object of scores)")
     storage = _storage(earlier, path)
     named = earlier["scores"]
     # A probe score is only this decision's when the same probe file made it: fit_probe's out-of-fold files name
@@ -119,8 +130,11 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     out = []
     for row in rows:
         scores = named.get(f"{row.package}:{row.member_path}")
-        if scores is None or not wanted <= set(scores):
+        if not isinstance(scores, dict) or not wanted <= set(scores):
             raise PhotoSetError(f"{path} has no scores of {sorted(wanted)} for {row.package}:{row.member_path}")
+        # A score no run could give (NaN, infinite, text) read as a kept photograph: a run rejects such a photo.
+        if not all(type(scores[name]) in (int, float) and math.isfinite(scores[name]) for name in wanted):
+            raise PhotoSetError(f"{path}: a score of {row.package}:{row.member_path} is no finite number")
         out.append({name: float(value) for name, value in scores.items() if name in wanted})
     return out, storage
 
