@@ -114,6 +114,10 @@ class Rejection:
         return cls(photo.ref, stage, reason, detail, duplicate_of, photo.source_ref)
 
 
+# The hex spellings every record uses: a perceptual hash (pHash, dHash: 64 bits) and a sha256, lower case.
+HASH16 = re.compile(r"[0-9a-f]{16}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
 # ASCII digits only: str.isdigit() would also pass '²' or Arabic-Indic digits. 20 digits hold any 64-bit id.
 _PHOTO_ID = re.compile(r"[0-9]{1,20}")
 

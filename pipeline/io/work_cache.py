@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,7 +34,7 @@ from PIL import Image
 from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.http_client import host_allowed
 from pipeline.options import PassOptions, shaping
-from pipeline.records import Photo
+from pipeline.records import HASH16, Photo
 from pipeline.stage import StageOutput
 from pipeline.stages.image import STORAGE_RULE_VERSION
 
@@ -104,7 +103,6 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield row.pop("key"), row
 
 
-_HASH16 = re.compile(r"[0-9a-f]{16}")
 
 
 def entry_problem(row: dict[str, Any]) -> str | None:
@@ -115,7 +113,7 @@ def entry_problem(row: dict[str, Any]) -> str | None:
     image, sha256 = row.get("image"), row.get("sha256")
     if not isinstance(image, bytes) or not isinstance(sha256, str) or hashlib.sha256(image).hexdigest() != sha256:
         return "its image is not the one whose sha256 it records"
-    if not all(isinstance(row.get(name), str) and _HASH16.fullmatch(row[name]) for name in ("phash", "dhash")):
+    if not all(isinstance(row.get(name), str) and HASH16.fullmatch(row[name]) for name in ("phash", "dhash")):
         return "its perceptual hashes are not 16 hexadecimal digits"
     try:
         with Image.open(io.BytesIO(image), formats=["JPEG"]) as img:

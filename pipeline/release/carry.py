@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import io
 import posixpath
-import re
 import warnings
 from collections.abc import Iterator
 
@@ -31,15 +30,13 @@ from PIL import Image
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, read_bytes
 from pipeline.io.formats import image_bytes, scores_from_entries
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.image import ImageConfig
 
 STAGE = "carry"
-_HEX16 = re.compile(r"[0-9a-f]{16}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _FIELDS = {f.name for f in dataclasses.fields(Photo)}
 
@@ -120,7 +117,7 @@ def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[st
             return "bad_id", f"photo id {str(row.get('photo_id'))[:40]!r} is not in its one spelling"
     except BadPhotoId as err:
         return "bad_id", str(err)
-    for name, shape, digits in (("phash", _HEX16, 16), ("dhash", _HEX16, 16), ("sha256", _HEX64, 64)):
+    for name, shape, digits in (("phash", HASH16, 16), ("dhash", HASH16, 16), ("sha256", SHA256_HEX, 64)):
         value = row.get(name)
         if value and not (isinstance(value, str) and shape.fullmatch(value)):
             return "bad_field", f"{name} {str(value)[:70]!r} is not {digits} lowercase hexadecimal digits"

@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -45,7 +44,7 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
 from pipeline.io.work_cache import WriteEntries, split_by_cache
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import KEPT as KEPT_TAG
 from pipeline.stage import REJECTED as REJECTED_TAG
 from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
@@ -99,12 +98,11 @@ class Decision(NamedTuple):
     sha256: str = ""
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def decided_sha256(cell: str, where: str) -> str:
     value = csv_text(cell.strip()).lower()
-    if value and not _SHA256.fullmatch(value):
+    if value and not SHA256_HEX.fullmatch(value):
         raise ValueError(f"{where}: sha256 {cell.strip()[:70]!r} is not the sha256 of an image (64 hex digits)")
     return value
 

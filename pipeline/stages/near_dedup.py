@@ -33,7 +33,6 @@ keeps buckets small at 10^7-10^8 images.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
@@ -43,13 +42,12 @@ from pipeline.near_dup import candidate_pairs
 from pipeline.near_dup.candidate_pairs import node_id
 from pipeline.near_dup.greedy import greedy_survivors
 from pipeline.near_dup.pigeonhole import HASH_BITS, Node, key_masks, previous_node
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, survivor_rank
+from pipeline.records import HASH16, BadPhotoId, Photo, Rejection, canonical_photo_id, survivor_rank
 from pipeline.stage import StageOutput, apply_stage, best_and_rest, reject
 
 STAGE = "near_dedup"
 PREVIOUS_INDEX_METRICS = "near_dedup"
 IGNORED_PREVIOUS_ROWS = "previous_index_rows_ignored"
-_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 def previous_entry(row: dict) -> Iterator[tuple[str, str, str]]:
@@ -62,8 +60,8 @@ def previous_entry(row: dict) -> Iterator[tuple[str, str, str]]:
         photo_id = canonical_photo_id(row.get("photo_id"))
     except BadPhotoId:
         photo_id = ""
-    if photo_id and isinstance(phash, str) and _HASH.fullmatch(phash) and isinstance(dhash, str) \
-            and (not dhash or _HASH.fullmatch(dhash)):
+    if photo_id and isinstance(phash, str) and HASH16.fullmatch(phash) and isinstance(dhash, str) \
+            and (not dhash or HASH16.fullmatch(dhash)):
         yield phash, photo_id, dhash
     else:
         Metrics.counter(PREVIOUS_INDEX_METRICS, IGNORED_PREVIOUS_ROWS).inc()
