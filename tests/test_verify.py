@@ -10,7 +10,7 @@ import pytest
 import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import tfrecord_frame
-from pipeline.release.verify import tfrecord_count, verify
+from pipeline.release.verify import tfrecords, verify
 from tests.conftest import reseal
 
 
@@ -39,13 +39,13 @@ def test_tampered_and_missing_files_are_reported(release, tmp_path):
     assert main(["verify", str(copy)]) == 1
 
 
-def test_tfrecord_count_checks_crcs():
+def test_tfrecord_records_are_read_with_their_crcs_checked():
     data = tfrecord_frame(b"one") + tfrecord_frame(b"two")
-    assert tfrecord_count(data) == 2
+    assert list(tfrecords(data)) == [b"one", b"two"]
     broken = bytearray(data)
     broken[13] ^= 1  # a payload byte of the first record: its data CRC no longer matches
     with pytest.raises(ValueError, match="record 0"):
-        tfrecord_count(bytes(broken))
+        list(tfrecords(bytes(broken)))
 
 
 def test_each_tfrecord_file_is_walked_once(release, monkeypatch):

@@ -71,18 +71,14 @@ def tfrecords(data: bytes) -> Iterator[bytes]:
         count += 1
 
 
-def tfrecord_count(data: bytes) -> int:
-    return sum(1 for _ in tfrecords(data))
-
-
-def record_count(fmt: str, data: bytes) -> int | None:
-    if fmt == "webdataset":
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            return sum(1 for name in tar.getnames() if name.endswith(".jpg"))
+def record_count(fmt: str, data: bytes, ids: list[str]) -> int | None:
+    """Records in a listed file: a tar's or TFRecord's from the ids `record_ids` read from it (the file was read
+    whole once, its CRCs checked then: a second `.jpg` of one sample counts once, and is one of the odd members),
+    a Parquet file's from its metadata; None for files that hold no records."""
+    if fmt in ("webdataset", "tfrecord"):
+        return len(ids)
     if fmt in ("parquet", "rejections", "near_dup_index", "review"):
         return pq.read_metadata(io.BytesIO(data)).num_rows
-    if fmt == "tfrecord":
-        return tfrecord_count(data)
     return None
 
 
@@ -281,10 +277,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
     fmt = entry.get("format", "")
     try:
         photo_ids = record_ids(fmt, data) if fmt in _PHOTO_FORMATS else None
-        # A tar or TFRecord file was just read whole for its ids: counted from them, not walked (and its CRCs
-        # checked) a second time. A second `.jpg` of one sample is counted once, and is one of the odd members.
-        count = len(photo_ids[0]) if photo_ids is not None and fmt in ("webdataset", "tfrecord") \
-            else record_count(fmt, data)
+        count = record_count(fmt, data, photo_ids[0] if photo_ids is not None else [])
     except (ValueError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return
