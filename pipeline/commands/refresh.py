@@ -48,11 +48,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
     # A release records these for the next refresh, which runs elsewhere (the schedule): a relative path would be
     # refused there, month after month, after being taken here.
-    for index, arg in enumerate(rest):
-        key, equals, value = arg.removeprefix("--").partition("=")
-        if not equals and arg.startswith("--") and index + 1 < len(rest):  # `--flag value`
-            value = rest[index + 1]
-        if arg.startswith("--") and (relative := release.relative_paths(key, value)):
+    given = PipelineOptions(list(rest)).view_as(PassOptions)
+    for key in INHERITED:
+        if relative := release.relative_paths(key, str(getattr(given, key) or "")):
             raise UsageError(f"--{key}: {relative[0][:80]!r} is a relative path; a release records it for the next "
                              "refresh, which runs elsewhere: give it absolute")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)

@@ -104,7 +104,7 @@ def relative_paths(key: str, value: str) -> list[str]:
     next refresh runs (another takedown list, or an old copy of it, without a word)."""
     if key not in _INHERITED_PATHS:
         return []
-    items = split_list(value) if _INHERITED_PATHS[key] else [value]
+    items = split_list(value) if _INHERITED_PATHS[key] else [value] if value else []  # empty: no file
     return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item
             and not posixpath.isabs(item) and not os.path.isabs(item)]
 
