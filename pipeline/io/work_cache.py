@@ -89,17 +89,15 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     It failed every later run that used the cache."""
     try:
         rows = read_parquet(path).to_pylist()
-    except (pa.ArrowException, OSError, ValueError) as err:
-        rows = None
-        problem = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-    else:
         problem = "" if all(isinstance(row.get("key"), str) for row in rows) else "no text key column"
+    except (pa.ArrowException, OSError, ValueError) as err:
+        rows, problem = [], f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
     if problem:
         UNREADABLE_FILES.inc()
         logging.getLogger(__name__).warning("work cache file %s is unreadable, its entries are misses: %s",
                                             path, problem)
         return
-    for row in rows or ():
+    for row in rows:
         yield row.pop("key"), row
 
 
