@@ -3,9 +3,12 @@ links only to http(s), images only the release's own files (or http(s))."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
-from hypothesis import given
+import cmarkgfm
+from cmarkgfm.cmark import Options
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.release.markdown_html import escape_markdown, plain_text, render
@@ -64,6 +67,55 @@ def test_escaped_data_is_only_ever_text(text):
     table = parsed(f"| {escape_markdown(text)} | n |\n|---|---|\n|{escape_markdown(text)}|1|")
     assert table.tags == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td"]
     assert table.text == words + "n" + words + "1"
+
+
+def github_parsed(markdown: str) -> _Page:
+    """The page GitHub shows for a Markdown file (cmark-gfm with its extensions; raw HTML let through, so that
+    markup the escaping missed shows as an element)."""
+    page = _Page()
+    page.feed(cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE))
+    page.close()
+    return page
+
+
+# Titles built from what starts markup on GitHub: list and heading markers, autolinks, entities, tables, code.
+_MARKUP_PIECES = st.lists(st.sampled_from([
+    "-", "+", "=", "1.", "2)", "#", ">", "*", "_", "~", "|", "`", "\\", "&amp;", "<b>", "[", "]", "(", ")", "!",
+    "www.", "WWW.", "http://", "https://", "ftp://", "x", ".", ":", "/", "@", " ", "\n"]), max_size=20).map("".join)
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.text(max_size=80), _MARKUP_PIECES))
+def test_escaped_data_is_only_ever_text_on_github_too(text):
+    """The datasheet is read on GitHub too: there an escaped title is its own words as well, in a list item, a
+    table cell and a heading, and becomes no link ("www.x" and "https://x" are links there unless escaped) but
+    the one GitHub makes of an e-mail address whatever the escaping (a mailto: link showing the same words)."""
+    escaped = escape_markdown(text)
+    words = " ".join(plain_text(text).split())
+    item = github_parsed(f"- {escaped}")
+    assert [tag for tag in item.tags if tag != "a"] == ["ul", "li"]
+    assert item.text.strip() == words
+    page = github_parsed(f"| {escaped} | n |\n|---|---|\n| {escaped} | 1 |\n\n# {escaped}\n")
+    assert [tag for tag in page.tags if tag != "a"] == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td",
+                                                        "td", "h1"]
+    assert page.text.replace("\n", "") == f"{words}n{words}1{words}"
+    assert all(_email_link(value) for _, value in item.attrs + page.attrs)
+
+
+def _email_link(href: str) -> bool:
+    """A link GitHub makes of an e-mail address: "mailto:" or "xmpp:", or (a cmark-gfm quirk: "mailto:@a.b@c" links
+    "a.b@c") the address alone, a relative link into the repository, never to another site."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", href)
+    return "@" in href and "//" not in href and not href.startswith("/") and (
+        scheme is None or scheme[0].lower() in ("mailto:", "xmpp:"))
+
+
+def test_no_web_link_or_nested_list_from_a_title_on_github():
+    for title in ("see www.evil.example", "https://evil.example/x", "x_www.evil.example", "(ftp://evil.example)"):
+        page = github_parsed(f"- “{escape_markdown(title)}” by someone")
+        assert "a" not in page.tags and page.text.strip() == f"“{title}” by someone"
+    for title in ("-", "- x", "+ x", "1. x", "==="):
+        assert github_parsed(f"- {escape_markdown(title)}").tags == ["ul", "li"]
 
 
 def test_hostile_title_is_escaped():

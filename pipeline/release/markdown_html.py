@@ -24,6 +24,13 @@ _OWN_FILE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_./-]*")
 _PUNCTUATION = r"!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~"
 # What escape_markdown escapes: what starts markup here, in CommonMark (raw HTML, entities) or GFM (~, |).
 _SPECIAL = re.compile(r"([\\`*_\[\]()|<>&!#~])")
+# What would start a block at the front of a line (a list item, a rule, a setext underline), escaped where the text
+# begins: a title "-" written after a list item's "- " made a list inside it on GitHub.
+_LEADING_BLOCK = re.compile(r"^[-+=](?=\s|[-+=\s]*$)|^\d{1,9}(?=\.(?:\s|$))")
+# Where GitHub's Markdown (GFM's autolink extension) makes a link of plain text: "www." and "scheme://". A title
+# "see www.x.example" became a link to it on GitHub; an escaped "." or ":" keeps it text there and here.
+# (An e-mail address still becomes a mailto: link on GitHub, escaped or not: no escape stops it.)
+_AUTOLINK = re.compile(r"(?i)(?<=www)\.|(?<=[a-z]):(?=//)")
 _INLINE = re.compile(
     rf"\\(?P<escaped>[{_PUNCTUATION}])"
     r"|`(?P<code>[^`]*)`"
@@ -41,7 +48,10 @@ def escape_markdown(text: str) -> str:
     collapsed to single spaces, so it can start no block, and every character that could start
     markup backslash-escaped, so it renders as exactly these words here and on any Markdown viewer.
     Also `plain_text`'s changes: no control or bidi formatting character reaches the line."""
-    return _SPECIAL.sub(r"\\\1", " ".join(plain_text(text).split()))
+    escaped = _SPECIAL.sub(r"\\\1", " ".join(plain_text(text).split()))
+    escaped = _LEADING_BLOCK.sub(lambda match: match[0] + "\\" if match[0][0].isdigit() else "\\" + match[0],
+                                 escaped)
+    return _AUTOLINK.sub(lambda match: "\\" + match[0], escaped)
 
 
 # Explicit bidi formatting (embeddings, overrides, isolates): one left open in a title ran on over the rest of its
