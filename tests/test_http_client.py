@@ -186,6 +186,10 @@ def test_allow_list_patterns():
     assert not host_allowed("http://[::1]:8080/a.jpg", ("::1",))
     assert host_allowed("http://[::1]:8080/a.jpg", ("[::1]:8080",)) and host_allowed("http://[::1]/a.jpg", ("[::1]",))
     assert not host_allowed("http://[::1]:8081/a.jpg", ("[::1]:8080",))
+    # An address matches however either side spells it (the long and the short form are one host).
+    assert host_allowed("http://[2001:db8:0:0:0:0:0:1]/a.jpg", ("2001:db8::1",))
+    assert host_allowed("http://[2001:DB8::1]:8080/a.jpg", ("[2001:0db8:0::0001]:8080",))
+    assert not host_allowed("http://[2001:db8:0:0:0:0:0:2]/a.jpg", ("2001:db8::1",))
 
 
 def test_placeholder_and_robots_parsing():

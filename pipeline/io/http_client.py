@@ -19,6 +19,7 @@ import email.utils
 import fnmatch
 import http.client
 import http.cookiejar
+import ipaddress
 import re
 import threading
 import time
@@ -166,15 +167,25 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     except BadURL:
         return False
     default = _DEFAULT_PORTS[scheme]
+    host = _ipv6_compressed(host)
     for pattern in patterns:
         host_pattern, port_pattern = _host_and_port(pattern.lower())
-        if not fnmatch.fnmatchcase(host, host_pattern):
+        if not fnmatch.fnmatchcase(host, _ipv6_compressed(host_pattern)):
             continue
         if port_pattern is None and port in (None, default):
             return True
         if port_pattern is not None and fnmatch.fnmatchcase(str(port or default), port_pattern):
             return True
     return False
+
+
+def _ipv6_compressed(host: str) -> str:
+    """An IPv6 address in its one short spelling (`2001:db8:0:0:0:0:0:1` -> `2001:db8::1`), so that an allow-list
+    entry matches however a URL writes the address; anything else (a name, IPv4, a pattern) as it is."""
+    try:
+        return ipaddress.IPv6Address(host).compressed
+    except ValueError:
+        return host
 
 
 def _host_and_port(pattern: str) -> tuple[str, str | None]:
