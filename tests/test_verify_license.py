@@ -207,7 +207,7 @@ def test_an_owner_search_whose_totals_never_shrink_costs_no_more_than_checking_e
             assert Hostile.calls < 1000, "runaway"
             if method == "flickr.photos.search":
                 return {"photos": {"total": 4001, "photo": []}}
-            return {"photo": {"id": params["photo_id"], "license": 4}}
+            return {"photo": {"id": params["photo_id"], "license": 4, "owner": {"nsid": "o@N01"}}}
 
     dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
     dofn._client = Hostile()
@@ -217,8 +217,8 @@ def test_an_owner_search_whose_totals_never_shrink_costs_no_more_than_checking_e
     assert Hostile.calls <= 2 * len(photos) + 2
 
 
-@pytest.mark.parametrize("answer", [{"photo": {"id": "7"}}, {"photo": {"id": "7", "license": -1}},
-                                    {"photo": {"id": "7", "license": "x"}}, {"photo": {"id": "7", "license": None}}])
+@pytest.mark.parametrize("answer", [{"photo": {"id": "7", "owner": {"nsid": "1@N01"}, **licence}}
+                                    for licence in ({}, {"license": -1}, {"license": "x"}, {"license": None})])
 def test_a_getinfo_answer_without_a_licence_id_is_a_broken_answer_not_a_relicensing(answer):
     """A missing licence (or -1) was read as licence -1 and the photo rejected as `relicensed` ('CC BY 2.0 -> -1'),
     misleading whoever reviews licence changes."""
@@ -231,4 +231,43 @@ def test_a_getinfo_answer_without_a_licence_id_is_a_broken_answer_not_a_relicens
     photo = Photo(photo_id="7", license_name="CC BY 2.0", license_url="https://creativecommons.org/licenses/by/2.0/",
                   owner_nsid="1@N01")
     [out] = list(dofn.process(("", [photo])))
+    assert (out.value.reason, out.value.stage) == ("bad_api_response", "verify_license"), out.value
+
+
+class _MixedUpServer(FlickrServer):
+    """A cache or proxy mixing answers up: getInfo for photo 2 answers with photo 1's."""
+
+    def _get_info(self, params):
+        return super()._get_info({**params, "photo_id": "1"} if params.get("photo_id") == "2" else params)
+
+
+def test_a_getinfo_answer_about_another_photo_or_owner_verifies_nothing(tmp_path):
+    """Photo 2 is CC BY-NC today; an answer about photo 1 (CC BY) kept it as CC BY. A row crediting photo 1 to
+    someone Flickr does not name as its owner was verified and published with the forged credit."""
+    world = World([FixturePhoto("1", "a@N01", 4, 1_300_000_000), FixturePhoto("2", "b@N01", 2, 1_300_000_000)])
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    rows = [Photo(photo_id="2", owner_nsid="b@N01"), Photo(photo_id="1", owner_nsid="forged@N01"),
+            Photo(photo_id="1", owner_nsid="a@N01")]
+    with _MixedUpServer(world, api_keys={"k"}) as server:
+        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        dofn.setup()
+        out = [item for row in rows for item in dofn.process((row.owner_nsid, [row]))]
+    assert [getattr(item, "photo_id", None) for item in out] == [None, None, "1"]
+    assert [(item.value.reason, item.value.detail) for item in out[:2]] == [
+        ("bad_api_response", "getInfo answered for photo '1'"),
+        ("owner_mismatch", "the row credits 'forged@N01', Flickr says 'a@N01'")]
+
+
+@pytest.mark.parametrize("info", [[], {"id": True, "license": 4}, {"id": "7", "license": 4},
+                                  {"id": "7", "license": 4, "owner": {"nsid": ""}},
+                                  {"id": "7", "license": 4, "owner": "1@N01"}])
+def test_a_getinfo_answer_naming_no_photo_or_owner_is_a_broken_answer(info):
+    class Answering:
+        def call(self, method, **params):
+            return {"photo": info}
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn._client = Answering()
+    [out] = list(dofn.process(("", [Photo(photo_id="7", owner_nsid="1@N01")])))
     assert (out.value.reason, out.value.stage) == ("bad_api_response", "verify_license"), out.value

@@ -199,8 +199,12 @@ class _VerifyOwner(beam.DoFn):
         except (KeyError, TypeError) as err:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"getInfo answer without a photo: {err}"[:300]))
             return
+        problem = _other_photo(info, photo)
+        if problem:
+            yield reject(Rejection.of(photo, STAGE, problem[0], problem[1]))
+            return
         # No licence, or one that is no id, is a broken answer (it was read as licence -1: `relicensed`)
-        value = info.get("license") if isinstance(info, dict) else None
+        value = info.get("license")
         license_id = _number(value)
         if license_id is None:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"license {repr(value)[:40]} is no license id"))
@@ -210,6 +214,26 @@ class _VerifyOwner(beam.DoFn):
             yield reject(Rejection.of(photo, STAGE, "relicensed", f"{photo.license_name or '?'} -> {new}"))
             return
         yield with_license(photo, license_id)
+
+
+def _other_photo(info: object, photo: Photo) -> tuple[str, str] | None:
+    """(reason, detail) when a getInfo answer is not about this photo as the row credits it, else None.
+
+    An answer about another photo (a cache or proxy mixing answers up) would lend this photo that photo's licence:
+    `bad_api_response`. An owner other than the row's means the row credits someone else with the photo (Flickr
+    photos never change owners): `owner_mismatch`, since publishing it would attribute it wrongly."""
+    if not isinstance(info, dict):
+        return "bad_api_response", "getInfo answer without a photo"
+    answered = info.get("id")
+    if not isinstance(answered, (str, int)) or isinstance(answered, bool) or str(answered) != photo.photo_id:
+        return "bad_api_response", f"getInfo answered for photo {repr(answered)[:40]}"
+    owner = info.get("owner")
+    nsid = owner.get("nsid") if isinstance(owner, dict) else None
+    if not isinstance(nsid, str) or not nsid:
+        return "bad_api_response", "getInfo answer without an owner"
+    if photo.owner_nsid and nsid != photo.owner_nsid:
+        return "owner_mismatch", f"the row credits {photo.owner_nsid[:40]!r}, Flickr says {nsid[:40]!r}"
+    return None
 
 
 class VerifyLicense(beam.PTransform):
