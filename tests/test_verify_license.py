@@ -271,3 +271,20 @@ def test_a_getinfo_answer_naming_no_photo_or_owner_is_a_broken_answer(info):
     dofn._client = Answering()
     [out] = list(dofn.process(("", [Photo(photo_id="7", owner_nsid="1@N01")])))
     assert (out.value.reason, out.value.stage) == ("bad_api_response", "verify_license"), out.value
+
+
+def test_an_owner_search_listing_photos_as_another_owners_lends_them_no_licence():
+    """A search for o@N01's CC BY photos answered with entries owned by x@N01 (an answer about another search):
+    those photos are checked one by one, and getInfo says they are CC BY-NC."""
+    class Answering:
+        def call(self, method, **params):
+            if method == "flickr.photos.search":
+                return {"photos": {"total": 3, "photo": [{"id": str(i), "owner": "x@N01", "license": "4"}
+                                                         for i in (1, 2, 3)]}}
+            return {"photo": {"id": params["photo_id"], "license": "2", "owner": {"nsid": "o@N01"}}}
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn.min_photos_for_search = 2
+    dofn._client = Answering()
+    out = list(dofn.process(("o@N01", [Photo(str(i), owner_nsid="o@N01") for i in (1, 2, 3)])))
+    assert [item.value.reason for item in out] == ["relicensed"] * 3

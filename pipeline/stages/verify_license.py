@@ -117,11 +117,11 @@ class _VerifyOwner(beam.DoFn):
             raise BadApiResponse("the answer has no photo list")
         return results
 
-    def _collect(self, results: dict, wanted: set[str], found: dict[str, int]) -> None:
-        """Carried photos a page lists with an allowed license; anything malformed is left out (its
-        photo is then checked on its own)."""
+    def _collect(self, owner: str, results: dict, wanted: set[str], found: dict[str, int]) -> None:
+        """Carried photos a page of `owner`'s search lists with an allowed license; anything malformed, or listed
+        as another owner's (an answer not about this search), is left out: its photo is then checked on its own."""
         for entry in results["photo"]:
-            if not isinstance(entry, dict) or str(entry.get("id")) not in wanted:
+            if not isinstance(entry, dict) or str(entry.get("id")) not in wanted or entry.get("owner") != owner:
                 continue
             license_id = _number(entry.get("license"))
             if license_id in self._allowed:
@@ -137,11 +137,12 @@ class _VerifyOwner(beam.DoFn):
         try:
             first = self._search(owner, low, high, per_page=PER_PAGE, page=1)
             total = _total(first)
-            self._collect(first, wanted, found)
+            self._collect(owner, first, wanted, found)
             if total <= depth:
                 rest = list(page_numbers(total, depth=depth))[1:]
                 while rest and len(found) < len(wanted) and len(rest) < len(wanted) - len(found):
-                    self._collect(self._search(owner, low, high, per_page=PER_PAGE, page=rest.pop(0)), wanted, found)
+                    self._collect(owner, self._search(owner, low, high, per_page=PER_PAGE, page=rest.pop(0)), wanted,
+                                  found)
             elif windowed_cost(total, depth) < len(wanted) - len(found):
                 self._read_windows(owner, (low, high, total), wanted, found)
         except (flickrapi.FlickrError, BadApiResponse):
@@ -172,7 +173,7 @@ class _VerifyOwner(beam.DoFn):
                 if len(found) == len(wanted) or calls >= budget:
                     return
                 calls += 1
-                self._collect(self._search(owner, lo, hi, per_page=PER_PAGE, page=page), wanted, found)
+                self._collect(owner, self._search(owner, lo, hi, per_page=PER_PAGE, page=page), wanted, found)
 
     def process(self, keyed: tuple[str, Iterable[Photo]]) -> Iterator:
         owner, photos = keyed
