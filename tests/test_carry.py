@@ -69,6 +69,7 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
         # pasted into ATTRIBUTION.csv's links: checked as a source's are
         "bad_field  ": released(8, owner_nsid="../../x?u=https://evil.example/#"),
         "bad_field   ": released(9, page_url="javascript:alert(1)"),
+        "bad_field    ": released(11, page_url="https://www.flickr.com/photos/a@N01/12/"),  # another photo's page
     }
     carry(tmp_path, [*cases.values(), released(10, owner_nsid="1@N01", page_url="https://www.flickr.com/p/1/")])
     with local_pipeline() as p:

@@ -269,6 +269,12 @@ GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "da
               "url_z": "http://h/65535/7_abc123_z.jpg", "url_l": "http://h/65535/7_abc123_b.jpg"}
 
 
+def _entry(photo_id: object) -> dict:
+    """GOOD_ENTRY for another id, its URLs naming that photo (a URL of another photo's file is `bad_api_entry`)."""
+    return {**GOOD_ENTRY, "id": photo_id, "url_z": f"http://h/65535/{photo_id}_abc123_z.jpg",
+            "url_l": f"http://h/65535/{photo_id}_abc123_b.jpg"}
+
+
 def _without(name: str) -> dict:
     return {key: value for key, value in GOOD_ENTRY.items() if key != name}
 
@@ -304,6 +310,9 @@ BAD_ENTRIES = [
     ({**GOOD_ENTRY, "server": "../x"}, "bad_field"),
     ({**GOOD_ENTRY, "secret": ["x"]}, "bad_field"),
     ({**GOOD_ENTRY, "originalformat": "jpg?x=1"}, "bad_field"),
+    # another photo's file: its pixels would be published as this photo, under this one's licence and credit
+    ({**GOOD_ENTRY, "url_z": "http://h/65535/8_abc123_z.jpg", "url_l": "http://h/65535/8_abc123_b.jpg"},
+     "bad_api_entry"),
     ("not an entry", "bad_api_entry"),
     (None, "bad_api_entry"),
     ([1, 2], "bad_api_entry"),
@@ -312,7 +321,7 @@ BAD_ENTRIES = [
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_ENTRIES)
 def test_one_malformed_entry_is_one_rejection_and_the_page_goes_on(bad, reason):
-    page = [{**GOOD_ENTRY, "id": "5"}, bad, {**GOOD_ENTRY, "id": "6"}]
+    page = [_entry("5"), bad, _entry("6")]
     kept, rejected = _read_page(page)
     assert [photo.photo_id for photo in kept] == ["5", "6"]
     [rejection] = rejected
@@ -329,7 +338,7 @@ def test_ids_that_are_not_photo_numbers_are_rejected_not_kept(photo_id):
 
 
 def test_ids_are_canonical_whatever_their_spelling():
-    kept, rejected = _read_page([{**GOOD_ENTRY, "id": "007"}, {**GOOD_ENTRY, "id": 8}])
+    kept, rejected = _read_page([_entry("007"), _entry(8)])
     assert not rejected and [photo.photo_id for photo in kept] == ["7", "8"]
     assert kept[0].page_url == "https://www.flickr.com/photos/x@N01/7/"
 
@@ -404,7 +413,7 @@ def test_an_unforeseen_failure_costs_one_entry_not_the_page(monkeypatch):
         return real(entry, ref, *args)
 
     monkeypatch.setattr(flickr, "photo_from_search", flaky)
-    kept, [rejection] = _read_page([{**GOOD_ENTRY, "id": str(i)} for i in (5, 6, 7)])
+    kept, [rejection] = _read_page([_entry(str(i)) for i in (5, 6, 7)])
     assert [photo.photo_id for photo in kept] == ["5", "7"]
     assert (rejection.photo_id, rejection.reason) == ("6", "internal_error")
     assert rejection.source_ref == "flickr:100-200:p3:1"

@@ -336,13 +336,22 @@ def test_reading_any_csv_never_raises_and_accounts_for_every_line(cells):
     assert all(isinstance(item, (Photo, Rejection)) for item in items)
 
 
+def test_a_row_whose_urls_name_another_flickr_photo_is_a_bad_field(tmp_path):
+    """Photo 11's row pointing at photo 12's Flickr file (its pixels would be published as 11's) or page."""
+    rows = [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/12_abcdef0123.jpg"},
+            {**GOOD[0], "page": "https://www.flickr.com/photos/someone/12/"}]
+    rejected = read_all(write_table(tmp_path / "meta.csv", "csv", rows), "csv")
+    assert [(item.reason, item.detail) for item in rejected] == [
+        ("bad_field", "download URL names photo 12, not 11"), ("bad_field", "page URL names photo 12, not 11")]
+
+
 def test_a_generic_row_on_another_host_is_fetched_as_given_not_as_a_flickr_size(tmp_path):
-    url = "http://127.0.0.1:8000/1/1001_abcdef0123.jpg"  # shaped like a Flickr static URL
+    url = "http://127.0.0.1:8000/1/11_abcdef0123.jpg"  # shaped like a Flickr static URL
     path = write_table(tmp_path / "meta.csv", "csv", [{**GOOD[0], "photo_url": url}])
     (photo,) = read_all(path, "csv")
     assert sized_url(photo, 1024) == url
     flickr = write_table(tmp_path / "flickr.csv", "csv",
-                         [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/1001_abcdef0123.jpg"}])
+                         [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/11_abcdef0123.jpg"}])
     (photo,) = read_all(flickr, "csv")
     assert sized_url(photo, 1024) != photo.download_url  # Flickr's own hosts still get a sized copy
 

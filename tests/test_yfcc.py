@@ -70,11 +70,13 @@ def test_parse_never_raises(cells):
 
 
 def test_reads_plain_gzip_bzip2_and_empty_files(tmp_path):
-    lines = [yfcc_line(i, str(100 + i), f"http://h/{100 + i}_ab.jpg") for i in range(1, 4)]
-    text = ("\n".join(lines) + "\nbroken line\n").encode()
-    (tmp_path / "a.tsv").write_bytes(text)
-    (tmp_path / "b.tsv.gz").write_bytes(gzip.compress(text.replace(b"\t10", b"\t20")))
-    (tmp_path / "c.tsv.bz2").write_bytes(bz2.compress(text.replace(b"\t10", b"\t30")))
+    def text(prefix: int) -> bytes:
+        lines = [yfcc_line(i, f"{prefix}{i}", f"http://h/{prefix}{i}_ab.jpg") for i in range(1, 4)]
+        return ("\n".join(lines) + "\nbroken line\n").encode()
+
+    (tmp_path / "a.tsv").write_bytes(text(10))
+    (tmp_path / "b.tsv.gz").write_bytes(gzip.compress(text(20)))
+    (tmp_path / "c.tsv.bz2").write_bytes(bz2.compress(text(30)))
     (tmp_path / "d.tsv").write_bytes(b"")
     with local_pipeline() as p:
         read = p | ReadYfcc(str(tmp_path / "*"))
@@ -114,6 +116,9 @@ def test_column_names_match_the_documented_layout():
 def _line(**cells: str) -> bytes:
     """A valid line with some cells replaced by raw (already encoded) values."""
     values = dict(zip(COLUMNS_25, yfcc_line(1, "9", "http://h/9_ab.jpg").split("\t"), strict=True))
+    if "photo_id" in cells:  # its URLs name that photo (a row whose URLs name another is `bad_field`)
+        values["page_url"] = f"http://www.flickr.com/photos/12345678@N00/{cells['photo_id'].strip()}/"
+        values["download_url"] = "http://h/x.jpg"
     values.update(cells)
     return "\t".join(values[name] for name in COLUMNS_25).encode()
 
@@ -281,3 +286,38 @@ def test_a_byte_order_mark_opening_a_dump_is_no_part_of_its_first_row(tmp_path, 
     path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n")
     [(ref, raw)] = _read(path)
     assert isinstance(parse_line(raw, ref), Photo) and parse_line(raw, ref).photo_id == "5"
+
+
+def test_a_row_whose_urls_name_another_photo_is_rejected_not_published_as_this_one(tmp_path):
+    """A CC BY row (7000) whose download URL is a CC BY-NC photo's file (7001): 7001's pixels were fetched and
+    published under 7000's id, licence and credit, --verify_license and all. Its page URL likewise."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline.cli import run
+    from pipeline.fixtures.demo_world import demo_image
+    from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
+    from tests.conftest import FAST
+
+    cc_by = FixturePhoto("7000", "a@N01", 4, 1_300_000_000, jpeg=demo_image("chelsea.jpg"))
+    not_cc_by = FixturePhoto("7001", "b@N01", 2, 1_300_000_100, jpeg=demo_image("rocket.jpg"))
+    fine = FixturePhoto("7002", "c@N01", 4, 1_300_000_200, jpeg=demo_image("coffee.jpg"))
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(World([cc_by, not_cc_by, fine]), api_keys={"k"}) as server:
+        other_file = yfcc_line(1, "7000", server.static_url(not_cc_by), owner_nsid="a@N01")
+        other_page = yfcc_line(2, "7000", server.static_url(cc_by), owner_nsid="a@N01",
+                               page_url="https://phish.example/login")
+        good = yfcc_line(3, "7002", server.static_url(fine), owner_nsid="c@N01")
+        (tmp_path / "in.tsv").write_text(f"{other_file}\n{other_page}\n{good}\n")
+        run([f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+             "--verify_license", f"--flickr_rest_url={server.rest_url}", f"--flickr_credentials={credentials}",
+             "--flickr_calls_per_second=0", "--detectors=none", *FAST])
+        fetched = [path.rsplit("/", 1)[-1] for path in server.hits if "_" in path.rsplit("/", 1)[-1]]
+    assert fetched == [server.static_url(fine).rsplit("/", 1)[-1]]
+    assert pq.read_table(tmp_path / "out" / "parquet").column("photo_id").to_pylist() == ["7002"]
+    rejections = pq.read_table(tmp_path / "out" / "rejections").to_pylist()
+    assert sorted((r["source_ref"].rsplit(":", 1)[1], r["stage"], r["reason"], r["detail"]) for r in rejections) == [
+        ("1", "read", "bad_field", "download URL names photo 7001, not 7000"),
+        ("2", "read", "bad_field", "page URL 'https://phish.example/login' is not a Flickr photo page")]

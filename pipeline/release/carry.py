@@ -126,6 +126,8 @@ def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[st
     try:  # pasted into ATTRIBUTION.csv's links, as a source's rows are checked
         fields.owner_id(_text_or_empty(row.get("owner_nsid")), "owner_nsid")
         fields.page_url(_text_or_empty(row.get("page_url")), "page_url")
+        fields.names_this_photo(row["photo_id"], _text_or_empty(row.get("page_url")),
+                                _text_or_empty(row.get("fetched_url")))
     except BadField as err:
         return err.reason, str(err)
     jpeg = image_bytes(row.get("image")) if isinstance(row.get("image"), dict | bytes | None) else b""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import urlsplit
 
 from pipeline.records import BadValue
 
@@ -36,6 +37,46 @@ _PAGE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]{1,4000}", re.IGNORECASE)
 
 class BadField(BadValue):
     """A field (date, marker, URL part, API entry) no source may pass on."""
+
+
+# A Flickr static file's name: {photo id}_{secret}[_{size}].{extension}, the last part of every image URL Flickr
+# serves (live.staticflickr.com/{server}/..., the farm hosts', and the fixtures' alike).
+_STATIC_FILE = re.compile(r"/0*([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]+)?\.[0-9a-z]+", re.IGNORECASE)
+# A Flickr photo page: flickr.com/photos/{owner or alias}/{photo id}[/...].
+_FLICKR_HOSTS = frozenset({"flickr.com", "www.flickr.com", "m.flickr.com", "secure.flickr.com"})
+_PHOTO_PAGE_PATH = re.compile(r"/photos/[^/]+/0*([0-9]{1,20})(?:/.*)?")
+
+
+def _path(url: str) -> tuple[str, str]:
+    """(host, path) of a URL; ('', '') when it cannot be read (fetch names such a URL `bad_url`)."""
+    try:
+        parts = urlsplit(url)
+        return (parts.hostname or "").rstrip("."), parts.path
+    except ValueError:
+        return "", ""
+
+
+def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad_field",
+                     flickr_page: bool = False) -> None:
+    """BadField when a row's URLs name a photo other than its id: a download URL whose file is another photo's
+    Flickr static file, or a Flickr photo page of another photo. A CC BY row pointing at a CC BY-NC photo's file had
+    that photo's pixels fetched and published under this one's id, licence and credit; another photo's page sends
+    the attribution elsewhere. URLs in no Flickr form (a user's own mirror) name nothing and pass.
+
+    `flickr_page`: the source is Flickr's own (YFCC rows), so a page URL must be this photo's Flickr page (a row
+    linking its attribution to `https://phish.example/login` was published as it was)."""
+    host, path = _path(download)
+    match = _STATIC_FILE.fullmatch(path[path.rfind("/"):]) if path else None
+    if match and match[1] != photo_id:
+        raise BadField(reason, f"download URL names photo {match[1][:20]}, not {photo_id}")
+    if not page:
+        return
+    host, path = _path(page)
+    match = _PHOTO_PAGE_PATH.fullmatch(path) if host.lower() in _FLICKR_HOSTS else None
+    if match and match[1] != photo_id:
+        raise BadField(reason, f"page URL names photo {match[1][:20]}, not {photo_id}")
+    if flickr_page and not match:
+        raise BadField(reason, f"page URL {_shown(page)} is not a Flickr photo page")
 
 
 def _shown(value: object) -> str:

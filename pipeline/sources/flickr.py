@@ -103,6 +103,7 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     download_url = texts[chosen.extra] if chosen else ""  # none listed: fetch builds the 500 px URL
     if originals and texts["url_o"]:  # url_o is present only where the owner allows original downloads
         download_url = texts["url_o"]
+    fields.names_this_photo(photo_id, "", download_url, "bad_api_entry")
     return Photo(
         photo_id=photo_id,
         source="flickr",

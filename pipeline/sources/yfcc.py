@@ -87,6 +87,7 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         marker = _check(row)
         for name in _ENCODED:
             row[name] = fields.no_nul(unquote_plus(row[name]), name)  # '%00' decodes to one
+        fields.names_this_photo(photo_id, row["page_url"], row["download_url"], flickr_page=True)
     except BadField as err:
         return Rejection(photo_id, STAGE, err.reason, str(err), "", ref)
     license_name, license_url = canonical_license(row["license_name"], row["license_url"])
