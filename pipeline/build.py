@@ -257,7 +257,9 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     specs = detectors_of(opts)
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
-    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds()
+    # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a
+    # later row calling the photo CC BY.
+    unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
     ledger = None
     if opts.ledger:
         ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)

@@ -66,6 +66,17 @@ def best_and_rest(group: Iterable[T], key: Callable[[T], Any]) -> tuple[T, Itera
     return best, rest()
 
 
+class Tagged:
+    """The values of one tag in a group of (tag, value) pairs, iterable again and again in the same order (a
+    GroupByKey's values are; a CoGroupByKey's are lists of each tag's values, a whole group held at once)."""
+
+    def __init__(self, group: Iterable[tuple[str, Any]], tag: str) -> None:
+        self._group, self._tag = group, tag
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for tag, value in self._group if tag == self._tag)
+
+
 def reject(rejection: Rejection) -> pvalue.TaggedOutput:
     """What a stage's DoFn yields for a record it drops."""
     return pvalue.TaggedOutput(REJECTED, rejection)

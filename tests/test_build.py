@@ -77,6 +77,12 @@ def world(server: StaticServer, directory: Path) -> tuple[Path, dict[str, tuple[
         photo_id = str(3001 + i)
         row(photo_id, "capped", image(bad_images.crop_variant("rocket.jpg", i)), owner_nsid="10000001@N01")
     row("1003", None, image(chelsea))  # the same id listed twice: the second row is a repeated_id
+    # Listed first as CC BY-NC, then as CC BY: the first row wins (the second was published as CC BY).
+    row("2024", ("license", "not_cc_by"), image(chelsea), license=CC_BY_NC_2)
+    row("2024", None, image(chelsea))
+    row("2025", ("license", "license_conflict"), image(chelsea),
+        license=("All Rights Reserved", "http://creativecommons.org/licenses/by/2.0/"))
+    row("2026", ("read", "bad_field"), url=server.add("/7/9999_abcdef0123.jpg", image(chelsea)))  # another's file
     lines.append("2022\tshort\trow")
     expected["metadata.tsv:" + str(len(lines))] = ("read", "wrong_column_count")
     lines.append(yfcc_line(len(lines) + 1, "2023", "u").replace("demo+owner", "d\udcffmo"))
@@ -115,7 +121,7 @@ def test_every_row_ends_exactly_once(first_run):
     _, output, stats, expected = first_run
     rejected = [r["photo_id"] for r in rejections(output)]
     kept = kept_ids(output)
-    assert len(rejected) + len(kept) == stats["input_rows"] == len(expected) + 1  # 1003 is listed twice
+    assert len(rejected) + len(kept) == stats["input_rows"] == len(expected) + 2  # 1003 and 2024 listed twice
     assert len(set(kept)) == len(kept) and not set(kept) & {r["photo_id"] for r in rejections(output)
                                                             if r["reason"] != "repeated_id"}
     assert stats["accounted"] and stats["kept"] == len(kept)
@@ -130,7 +136,7 @@ def test_each_row_has_its_expected_fate(first_run):
     _, output, _, expected = first_run
     fate = {r["photo_id"]: (r["stage"], r["reason"]) for r in rejections(output) if r["reason"] != "repeated_id"}
     repeated = [r for r in rejections(output) if r["reason"] == "repeated_id"]
-    assert [(r["photo_id"], r["duplicate_of"]) for r in repeated] == [("1003", "1003")]
+    assert sorted((r["photo_id"], r["duplicate_of"]) for r in repeated) == [("1003", "1003"), ("2024", "2024")]
     kept = set(kept_ids(output))
     capped = [photo_id for photo_id, want in expected.items() if want == "capped"]
     for photo_id, want in expected.items():

@@ -57,3 +57,32 @@ def test_stage_splits_kept_and_rejected():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)),
                     equal_to([("2", "not_cc_by"), ("3", "video")]), label="rejected")
+
+
+@pytest.mark.parametrize("name", ["All Rights Reserved", "Attribution-NonCommercial License",
+                                  "Attribution-NoDerivs License", "CC BY 4.0", "Attribution", "no idea"])
+def test_a_row_whose_licence_name_contradicts_its_cc_by_url_is_a_conflict_not_cc_by(name):
+    """The URL decided alone: 'All Rights Reserved' beside the CC BY 2.0 URL was kept as CC BY 2.0 and its words
+    published in license_source_text. Either half contradicting the other is no evidence of CC BY (a name no table
+    knows included; 4.0's name beside 2.0's URL: which version would the attribution state?)."""
+    from pipeline.flickr.licenses import canonical_license
+
+    url = "http://creativecommons.org/licenses/by/2.0/"
+    canonical = canonical_license(name, url)
+    row = photo("1", license_name=canonical[0], license_url=canonical[1], license_source_text=name,
+                license_source_url=url)
+    rejection = license_rejection(row)
+    assert rejection is not None and (rejection.reason, rejection.detail) == ("license_conflict", f"{name} | {url}")
+
+
+@pytest.mark.parametrize(("name", "url"), [("Attribution License", "http://creativecommons.org/licenses/by/2.0/"),
+                                           ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+                                           ("cc-by-2.0", "HTTPS://www.creativecommons.org/licenses/by/2.0"),
+                                           ("", "http://creativecommons.org/licenses/by/2.0/"), ("CC BY 4.0", "")])
+def test_a_row_whose_licence_words_agree_or_stand_alone_is_no_conflict(name, url):
+    from pipeline.flickr.licenses import canonical_license
+
+    canonical = canonical_license(name, url)
+    row = photo("1", license_name=canonical[0], license_url=canonical[1], license_source_text=name,
+                license_source_url=url)
+    assert license_rejection(row) is None

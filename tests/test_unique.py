@@ -76,3 +76,35 @@ def test_rows_from_two_files_of_one_name_give_the_same_first_row_in_any_order():
         with local_pipeline() as p:
             out = p | beam.Create(order, reshuffle=False) | DropRepeatedIds()
             assert_that(out.kept | beam.Map(lambda ph: ph.download_url), equal_to(["https://h/brick.jpg"]))
+
+
+def test_a_photo_whose_first_row_was_refused_is_not_kept_from_a_later_row():
+    """Photo 7 listed first as CC BY-NC (refused by the license stage), then as CC BY: the later row was published
+    as CC BY while the rejections said the photo was not. Now the first row wins whichever stage refused it; a
+    photo whose refused row comes later keeps its first row (as before), and a tie leaves the refusal standing."""
+    from pipeline.records import Rejection
+
+    new = [photo("7", source_ref="a.tsv:2"), photo("8", source_ref="a.tsv:3"), photo("08", source_ref="a.tsv:5"),
+           photo("9", source_ref="b.tsv:1")]
+    refused = [Rejection("7", "license", "not_cc_by", "CC BY-NC 2.0", "", "a.tsv:1"),
+               Rejection("8", "license", "not_cc_by", "CC BY-NC 2.0", "", "a.tsv:4"),
+               Rejection("9", "license", "video", "marker=1", "", "b.tsv:1"),
+               Rejection("10", "license", "not_cc_by", "CC BY-NC 2.0", "", "a.tsv:6")]
+    with local_pipeline() as p:
+        out = p | "New" >> beam.Create(new) | DropRepeatedIds(refused=p | "Refused" >> beam.Create(refused))
+        assert_that(out.kept | beam.Map(lambda ph: ph.source_ref), equal_to(["a.tsv:3"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason, r.detail)), equal_to([
+            ("a.tsv:2", "repeated_id", "same photo id as a.tsv:1 (refused)"),
+            ("a.tsv:5", "repeated_id", "same photo id as a.tsv:3"),
+            ("b.tsv:1", "repeated_id", "same photo id as b.tsv:1 (refused)")]), label="rejected")
+
+
+def test_a_refused_photo_listed_twenty_thousand_times_is_never_held_in_memory():
+    from pipeline.stages.unique_id import NEW, REFUSED, _KeepFirstUnrefused
+
+    group = Regrouped(lambda i: (REFUSED, photo("5", source_ref="f.tsv:1")) if i == 0 else (
+        NEW, photo("5", source_ref=f"f.tsv:{i + 1}")),
+                      20_000)
+    assert peak_bytes_consuming(_KeepFirstUnrefused().process(("5", group))) < 2_000_000
+    outputs = list(_KeepFirstUnrefused().process(("5", group)))
+    assert len(outputs) == 19_999 and {o.value.reason for o in outputs} == {"repeated_id"}

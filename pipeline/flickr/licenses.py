@@ -78,3 +78,14 @@ def canonical_license(name: str, url: str) -> tuple[str, str]:
     table does not know is left as the source wrote it (the license stage then rejects it)."""
     license_id = license_id_of(name, url)
     return CANONICAL[license_id] if license_id is not None else (name, url)
+
+
+def words_disagree(name: str, url: str) -> bool:
+    """True when a source gives both a licence name and a URL and they do not denote the same licence: "All Rights
+    Reserved" or "Attribution-NonCommercial License" beside the CC BY 2.0 URL. `license_id_of` lets the URL decide,
+    so such a row was kept as CC BY with the contradicting words published beside it; a name no table knows beside
+    a URL is no agreement either."""
+    if not (name.strip() and url.strip()):
+        return False
+    by_url = _BY_URL.get(_bare_url(url))
+    return by_url is None or _BY_NAME.get(_bare_name(name)) != by_url

@@ -17,7 +17,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipeline.records import Photo, Rejection, survivor_rank
-from pipeline.stage import StageOutput, apply_keyed_stage, apply_stage, best_and_rest, reject
+from pipeline.stage import StageOutput, Tagged, apply_keyed_stage, apply_stage, best_and_rest, reject
 
 STAGE = "exact_dedup"
 NEW, CARRIED = "new", "carried"
@@ -35,25 +35,14 @@ class _KeepSurvivor(beam.DoFn):
                                       duplicate_of=best.photo_id))
 
 
-class _Tagged:
-    """The values of one tag in a group of (tag, value) pairs, iterable again and again in the same order (a
-    GroupByKey's values are; a CoGroupByKey's are lists of each tag's values, a whole group held at once)."""
-
-    def __init__(self, group: Iterable[tuple[str, Any]], tag: str) -> None:
-        self._group, self._tag = group, tag
-
-    def __iter__(self) -> Iterator[Any]:
-        return (value for tag, value in self._group if tag == self._tag)
-
-
 class _KeepUncarried(beam.DoFn):
     """(sha256, [("new", photo) | ("carried", photo id)]): stored bytes a carried photo already has are that
     photo's (it is in a published release); each new copy is its duplicate."""
 
     def process(self, keyed: tuple[str, Iterable[tuple[str, Any]]]) -> Iterator:
         key, group = keyed
-        carried = min(_Tagged(group, CARRIED), default=None, key=lambda photo_id: (len(photo_id), photo_id))
-        new = _Tagged(group, NEW)
+        carried = min(Tagged(group, CARRIED), default=None, key=lambda photo_id: (len(photo_id), photo_id))
+        new = Tagged(group, NEW)
         if carried is None:
             yield from _KeepSurvivor().process((key, new))
             return

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
+from pipeline.flickr.licenses import words_disagree
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -40,6 +41,11 @@ def is_cc_by(license_name: str, license_url: str) -> bool:
 def license_rejection(photo: Photo) -> Rejection | None:
     if photo.marker == 1:
         return Rejection.of(photo, STAGE, "video", "marker=1")
+    if words_disagree(photo.license_source_text, photo.license_source_url):
+        # The source's own words, before canonical_license let the URL decide: a row contradicting itself is no
+        # evidence of CC BY, whichever half says so.
+        detail = f"{photo.license_source_text[:100]} | {photo.license_source_url[:200]}"
+        return Rejection.of(photo, STAGE, "license_conflict", detail)
     if not is_cc_by(photo.license_name, photo.license_url):
         detail = " | ".join(part for part in (photo.license_name, photo.license_url) if part) or "no license given"
         return Rejection.of(photo, STAGE, "not_cc_by", detail)
