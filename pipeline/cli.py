@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     review_actions = review_cmd.add_subparsers(dest="action", required=True)
     apply_cmd = review_actions.add_parser("apply", help="fold a reviewer's decisions CSV into the decisions store "
                                           "that the next run reads with --review_decisions")
-    apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note")
+    apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note, "
+                           "sha256 (of the image reviewed; optional)")
     apply_cmd.add_argument("--store", required=True, help="the cumulative decisions CSV (local or gs://)")
     refresh_cmd = commands.add_parser(
         "refresh", add_help=False, epilog="Every flag of `pass-pipeline run` applies too; the options that shaped "

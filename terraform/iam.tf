@@ -1,5 +1,5 @@
 # Least privilege. The worker account runs Dataflow workers: worker role, object access on its own
-# buckets only, and read access to the two Flickr secrets only. The launcher account is what Cloud
+# buckets only, and read access to the Flickr credentials secret only. The launcher account is what Cloud
 # Scheduler uses to call flexTemplates:launch and may act as the worker account, nothing more.
 
 resource "google_service_account" "worker" {
