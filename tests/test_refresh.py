@@ -456,7 +456,9 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     changes = {"1001": {"photo_id": "../../1001<b>x</b>"},
                "1002": {"license_url": "https://creativecommons.org/licenses/by-nc/2.0/",
                         "license_name": "CC BY-NC 2.0"},
-               "1003": {"photo_id": "1006"},  # 1006 twice
+               # 1006 twice (its URLs too: a row whose URLs name another photo is a bad_field of its own)
+               "1003": {"photo_id": "1006", "page_url": by_id["1006"]["page_url"],
+                        "fetched_url": by_id["1006"]["fetched_url"]},
                "1007": {"image": {"bytes": b"not a jpeg", "path": None}}}
     assert set(changes) | {"1004", "1006"} <= set(by_id)
     for shard in shards:
