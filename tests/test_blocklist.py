@@ -1,8 +1,11 @@
 import json
+import string
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pipeline.cli import run
 from pipeline.fixtures.demo_world import build_demo_world
@@ -160,3 +163,121 @@ def test_a_byte_order_mark_and_crlf_are_not_errors(tmp_path):
     entries = load_blocklists([str(path)], 4)
     assert [(e.kind, e.source) for e in entries] == [("photo_id", "windows.txt:1"), ("url", "windows.txt:2")]
     assert Matcher(entries, METADATA_KINDS).match(photo("43")).source == "windows.txt:2"
+
+
+# --- RFC 3986 6.2.2: every spelling requests sends as one request is one takedown ---------------------------------
+
+@pytest.mark.parametrize(("listed", "row_url"), [
+    ("https://example.com/My%20Cat.jpg", "https://example.com/My Cat.jpg"),  # a space, as requests sends it
+    ("https://example.com/%41lice.jpg", "https://example.com/Alice.jpg"),  # an escaped unreserved character
+    ("https://example.com/a%2fb.jpg", "https://example.com/a%2Fb.jpg"),  # hex digits in either case
+    ("https://example.com/caf%C3%A9.jpg", "https://example.com/café.jpg"),  # non-ASCII as UTF-8
+    ("https://example.com/caf%c3%a9.jpg", "https://example.com/café.jpg"),
+    ("https://example.com/%7euser/a%2D%5F%2E%30.jpg", "https://example.com/~user/a-_.0.jpg"),
+    ("https://example.com/v?name=My%20Cat&x=%41", "https://example.com/v?name=My Cat&x=A"),  # the query too
+    ("https://example.com/a/b/c.jpg", "https://example.com/a/./x/../b/c.jpg"),  # dot segments, as urllib3 sends
+    ("https://xn--bcher-kva.de/x.jpg", "https://BÜcher.de/x.jpg"),  # an international host in its IDNA form
+    ("https://bücher.de/x.jpg", "https://xn--bcher-kva.de/x.jpg"),
+    ("https://example.com/a|b%7b%7D.jpg", "https://example.com/a%7Cb{}.jpg"),  # outside the URL alphabet
+    ("https://www.flickr.com/photos/x/%34%33/", "https://www.flickr.com/photos/x/43/"),  # still Flickr photo 43
+])
+def test_a_takedown_matches_every_spelling_requests_sends_as_the_same_url(listed, row_url):
+    """A listed URL and a row's URL that requests sends as the same request (or that RFC 3986 6.2.2 calls
+    equivalent) were compared as written: the photo was fetched though its URL was taken down."""
+    import requests
+
+    assert requests.Request("GET", listed).prepare().url == requests.Request("GET", row_url).prepare().url
+    _assert_blocked(listed, row_url)
+
+
+def test_escaped_dot_segments_are_dot_segments():
+    """RFC 3986 6.2.2: escapes are normalised before dot segments are removed, so "%2E%2E" is ".." (requests sends
+    it escaped; a server that decodes it reads the same path)."""
+    _assert_blocked("https://example.com/a/c.jpg", "https://example.com/a/b/%2E%2E/c.jpg")
+    _assert_blocked("https://example.com/a/c.jpg", "https://example.com/a/%2e/c.jpg")
+
+
+def _assert_blocked(listed: str, row_url: str) -> None:
+    matcher = Matcher(parse_blocklist(f"url {listed}\n", "t.txt", 4), METADATA_KINDS)
+    for field in ("download_url", "page_url", "fetched_url"):
+        assert matcher.match(photo("5", **{field: row_url})) is not None, (listed, row_url, field)
+
+
+@pytest.mark.parametrize(("listed", "row_url"), [
+    ("https://example.com/a%2Fb.jpg", "https://example.com/a/b.jpg"),  # an escaped "/" is data, not a delimiter
+    ("https://example.com/v?q=a%26b=c", "https://example.com/v?q=a&b=c"),  # nor an escaped "&"
+    ("https://example.com/a%3Fb", "https://example.com/a?b"),
+    ("https://example.com/My%2520Cat.jpg", "https://example.com/My%20Cat.jpg"),  # an escaped "%" is a "%"
+    ("https://example.com/a/%2E%2E%2Fb.jpg", "https://example.com/b.jpg"),
+])
+def test_an_escaped_reserved_character_is_never_decoded(listed, row_url):
+    matcher = Matcher(parse_blocklist(f"url {listed}\n", "t.txt", 4), METADATA_KINDS)
+    assert matcher.match(photo("5", download_url=row_url)) is None, (listed, row_url)
+
+
+_RESERVED = ":@!$&'()*+,;="  # reserved characters a path segment may hold as they are ("/", "?", "#" delimit it)
+_OUTSIDE = ' "<>\\^`{|}é猫\u00a0'  # characters no URL holds as they are: requests escapes them as UTF-8
+_SEGMENT_CHARS = string.ascii_letters + string.digits + "-._~" + _RESERVED + _OUTSIDE + "%"
+
+
+def _oracle(char: str) -> str:
+    """A character's one spelling in a normal URL, by RFC 3986 2.2-2.4 read character by character."""
+    if char in string.ascii_letters + string.digits + "-._~" + _RESERVED:
+        return char
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+
+
+def _spelling(char: str, how: int) -> str:
+    """One way of writing `char` that means the same: as it is (where that is not a "%", which would start an
+    escape), or escaped in upper- or lower-case hex. A reserved character is always written as it is: escaping it
+    names another resource."""
+    escaped = "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+    if char in _RESERVED or (how == 0 and char != "%"):
+        return char
+    return escaped if how == 1 else escaped.lower()
+
+
+_segments = st.lists(st.lists(st.sampled_from(_SEGMENT_CHARS), max_size=6), min_size=1, max_size=4)
+_ways = st.lists(st.integers(0, 2), min_size=24, max_size=24)  # how each character is written, in order
+
+
+def _path(segments: list[list[str]], write) -> str:
+    return "/".join("".join(write(index, char) for index, char in segment) for segment in _numbered(segments))
+
+
+def _numbered(segments: list[list[str]]) -> list[list[tuple[int, str]]]:
+    """Each character with its position in the whole path, so that a list of ways can say how each is written."""
+    numbered, index = [], 0
+    for segment in segments:
+        numbered.append([(index + offset, char) for offset, char in enumerate(segment)])
+        index += len(segment)
+    return numbered
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments=_segments, one=_ways, two=_ways)
+def test_every_spelling_of_one_path_normalises_to_the_oracles_one(segments, one, two):
+    """Brute force: a path is a list of characters; writing each of them any way that means the same (escaped
+    or not, in either case of hex digit) gives one key, the one the oracle spells character by character."""
+    from pipeline.stages.blocklist import canonical_url
+
+    assume(all("".join(segment) not in (".", "..") for segment in segments))  # dot segments: tested above
+    expected = ("/" + _path(segments, lambda index, char: _oracle(char))).rstrip("/")  # no trailing slash
+    first = _path(segments, lambda index, char: _spelling(char, one[index]))
+    second = _path(segments, lambda index, char: _spelling(char, two[index]))
+    assert canonical_url(f"https://example.com/{first}") == ("url", f"example.com{expected}"), first
+    assert canonical_url(f"https://Example.COM/{second}") == canonical_url(f"https://example.com/{first}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.text(st.sampled_from(string.ascii_letters + "-._~"), max_size=5),
+       after=st.text(st.sampled_from(string.ascii_letters + "-._~"), max_size=5),
+       reserved=st.sampled_from(_RESERVED + "/?"), lower=st.booleans())
+def test_a_reserved_character_and_its_escape_never_normalise_equal(before, after, reserved, lower):
+    from pipeline.stages.blocklist import canonical_url
+
+    assume(reserved != "/" or not {before, after} & {".", ".."})  # "a/.." is no longer a path with a "/" in it
+    escape = f"%{ord(reserved):02X}"
+    escaped = f"https://example.com/x{before}{escape.lower() if lower else escape}{after}y"
+    plain = f"https://example.com/x{before}{reserved}{after}y"
+    assert canonical_url(escaped) != canonical_url(plain)

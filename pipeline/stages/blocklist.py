@@ -19,7 +19,12 @@ form: photo ids without leading zeros (`records.canonical_photo_id`); a Flickr p
 `farmN.static.flickr.com/…`) or short URL (`flic.kr/p/<base58>`) stands for the photo id it names,
 whoever's alias or whichever size it shows; any other URL is compared without its scheme
 (http = https), `www.`, host case, default port, trailing slash and fragment (its query is kept:
-on another site it may be what names the image).
+on another site it may be what names the image). Both sides, the list's URLs and the photos', are
+first normalised as RFC 3986 6.2.2 says (and as requests sends them): an escaped unreserved
+character decoded (`%41lice` is `Alice`), escapes' hex digits upper-cased (`%2f` is `%2F`), a
+character outside the URL alphabet escaped as UTF-8 (a space is `%20`, `café` is `caf%C3%A9`), `.`
+and `..` segments removed, an international host in its IDNA form. An escaped reserved character
+is never decoded: `a%2Fb` and `a/b` are different paths to a server.
 
 Decision: a list entry that cannot be understood fails the run at launch, with `file:line` and
 what is wrong (an unknown kind, a missing or extra field, an id that is not a photo number, a URL
@@ -32,13 +37,16 @@ to take down, which is worse than a run that does not start.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import posixpath
 import re
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import apache_beam as beam
+import idna
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.near_dup.hash_index import HashIndex
@@ -97,24 +105,85 @@ def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
     return None
 
 
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+# An escape, or one character that may not stand in a URL as it is: not unreserved, not reserved (RFC 3986 2.2), not
+# the "%" of an escape. "[" and "]" stay as written, as requests sends them.
+_ESCAPE_OR_OUTSIDE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    hex_digits = match[1]
+    if hex_digits is None:  # a space, a non-ASCII character, a "%" that starts no escape: its UTF-8 bytes escaped
+        try:
+            return "".join(f"%{byte:02X}" for byte in match[0].encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("the URL holds a lone surrogate, which is no UTF-8 text") from None
+    char = chr(int(hex_digits, 16))
+    # Only an unreserved character means the same escaped or not; an escaped reserved one ("%2F", "%3F") is data,
+    # not a delimiter, and decoding it would make "a%2Fb" the path "a/b", another resource.
+    return char if char in _UNRESERVED else f"%{hex_digits.upper()}"
+
+
+def normal_escapes(text: str) -> str:
+    """`text` (a URL's path, query or host) with RFC 3986 6.2.2.2 percent-encoding normalisation: escaped unreserved
+    characters decoded, other escapes in upper case, characters outside the URL alphabet escaped as UTF-8 (as
+    requests does before sending). ValueError for a lone surrogate."""
+    return _ESCAPE_OR_OUTSIDE.sub(_escaped, text)
+
+
+def without_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 remove_dot_segments, on a path whose escapes are already normal ("%2E" is "." by then):
+    "/a/./b/../c" is "/a/c", as requests (urllib3) sends it and as 6.2.2.3 compares it."""
+    output: list[str] = []
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "..":
+            if len(output) > 1:
+                output.pop()
+            if last:
+                output.append("")  # "/a/b/.." is "/a/": the directory
+        elif segment == ".":
+            if last:
+                output.append("")
+        else:
+            output.append(segment)
+    return "/".join(output)
+
+
+def _normal_host(hostname: str) -> str:
+    """The host lower-cased, its escapes normal, an international name in the IDNA form requests sends (BÜcher.de is
+    xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway)."""
+    host = hostname.rstrip(".")
+    if not host.isascii():
+        with contextlib.suppress(idna.IDNAError):
+            host = idna.encode(host, uts46=True).decode("ascii")
+    return normal_escapes(host).lower()
+
+
 def canonical_url(url: str) -> tuple[str, str]:
     """The key a URL is compared by: ("photo_id", id) for a Flickr photo URL of any form, else
-    ("url", host[:port]/path[?query]) without scheme, "www.", trailing slash or fragment.
-    ValueError (or BadPhotoId, a ValueError) for what is not an http(s) URL or a Flickr URL naming no photo."""
+    ("url", host[:port]/path[?query]) without scheme, "www.", trailing slash or fragment, after RFC 3986 6.2.2
+    normalisation (`normal_escapes`, `without_dot_segments`, an IDNA host), so that every spelling requests sends
+    as one request gives one key. ValueError (or BadPhotoId, a ValueError) for what is not an http(s) URL or a
+    Flickr URL naming no photo."""
     text = url if "://" in url else f"https://{url}"  # "www.flickr.com/photos/x/1/" as pasted from a browser
     parts = urlsplit(text)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"not an http(s) URL: scheme {parts.scheme[:20]!r}")
-    host = (parts.hostname or "").rstrip(".")  # urlsplit lower-cases the host
+    host = _normal_host(parts.hostname or "")  # urlsplit lower-cases the host
     if "." not in host:
         raise ValueError("not a URL: no host name")
     host = host.removeprefix("www.")
-    photo_id = _flickr_photo_id(host, parts.path, parts.query)
+    # Normalised before Flickr's forms are recognised too: "/photos/x/%34%33/" names photo 43.
+    path = without_dot_segments(normal_escapes(parts.path))
+    query = normal_escapes(parts.query)
+    photo_id = _flickr_photo_id(host, path, query)
     if photo_id is not None:
         return "photo_id", photo_id
     port = parts.port  # raises ValueError for a port that is not a number
     where = host if port in (None, 80, 443) else f"{host}:{port}"
-    return "url", where + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return "url", where + path.rstrip("/") + (f"?{query}" if query else "")
 
 
 def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
