@@ -297,3 +297,56 @@ def test_a_redirect_is_not_followed(server):
             FlickrClient(KEY, server.rest_url, max_retries=0, sleep=lambda s: None).call(
                 "flickr.photos.licenses.getInfo")
         assert not elsewhere.calls
+
+
+# --- paging as the answers state it --------------------------------------------------------------------------------
+
+def test_paging_is_read_from_the_answer_the_server_gave():
+    """Through the real client: a server serving 100 a page (a proxy's cap) says so in `perpage`, and the pages
+    planned from that answer are the ones that list every photo; planning at the 500 asked listed a fifth of them."""
+    from pipeline.flickr.client import later_pages, search_paging
+
+    photos = [FixturePhoto(str(7000 + i), "o@N01", 4, 1_600_000_000 + i) for i in range(1000)]
+    with FlickrServer(World(photos), api_keys={KEY.key}) as capped:
+        capped.max_per_page = 100
+        api = client(capped)
+        first = api.call("flickr.photos.search", license="4", per_page=500, page=1)["photos"]
+        paging = search_paging(first)
+        assert (paging.total, paging.pages, paging.perpage) == (1000, 10, 100)
+        pages = later_pages(paging)
+        assert pages == range(2, 11)
+        ids = {p["id"] for p in first["photo"]} | {
+            p["id"] for page in pages
+            for p in api.call("flickr.photos.search", license="4", per_page=500, page=page)["photos"]["photo"]}
+    assert len(ids) == 1000
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("perpage", "abc"), ("perpage", None), ("perpage", 0), ("perpage", 501), ("perpage", -1), ("perpage", 1.5),
+    ("perpage", True), ("perpage", [100]), ("pages", "lots"), ("pages", -3), ("pages", None), ("pages", 2.0),
+    ("total", {"n": 1}), ("total", "1e9"), ("total", "-5"), ("total", ""), ("total", False),
+])
+def test_paging_that_is_not_counts_is_bad_api_response(field, value):
+    from pipeline.flickr.client import search_paging
+
+    answer = {"page": 1, "pages": 2, "perpage": 500, "total": "600", field: value}
+    with pytest.raises(BadApiResponse, match=field):
+        search_paging(answer)
+    for missing in ({"pages": 2, "perpage": 500}, {"total": 5, "perpage": 500}, {"total": 5, "pages": 1}, None, []):
+        with pytest.raises(BadApiResponse):
+            search_paging(missing)
+
+
+@settings(max_examples=200, deadline=None)
+@given(total=st.integers(0, 10**13), pages=st.integers(0, 10**13), perpage=st.integers(1, 500),
+       depth=st.integers(1, 5000))
+def test_later_pages_cover_what_the_answer_counts_and_never_pass_the_depth(total, pages, perpage, depth):
+    """Oracle: pages 1..n hold n x perpage results; n covers the total (or the stated pages, whichever is more)
+    up to the depth, and is never more than the depth needs, whatever the answer claims."""
+    from pipeline.flickr.client import SearchPaging, later_pages
+
+    planned = later_pages(SearchPaging(total, pages, perpage), depth)
+    last = planned[-1] if planned else 1
+    assert planned == range(2, last + 1)
+    assert last * perpage >= min(total, depth) and last >= min(pages, -(-depth // perpage))
+    assert (last - 1) * perpage < depth or last == 1

@@ -174,3 +174,16 @@ def test_the_command_answers_help_instead_of_serving(capsys):
     with pytest.raises(SystemExit) as done:
         flickr_server.main(["--help"])
     assert done.value.code == 0 and "Flickr-compatible API" in capsys.readouterr().out
+
+
+def test_a_capped_page_size_is_served_and_said_and_paging_can_be_rewritten(server):
+    """What the source's paging tests serve: fewer per page than asked, said in `perpage` as a proxy capping it
+    would; and paging fields rewritten (or left out) where a test serves hostile ones."""
+    api = client(server)
+    server.max_per_page = 3
+    capped = api.photos.search(license="4,11", per_page=500, page=2)["photos"]
+    assert (capped["perpage"], capped["pages"], capped["total"], len(capped["photo"])) == (3, 7, 20, 3)
+    server.search_paging = lambda params, photos: {"perpage": "abc", "total": OMIT} if params["page"] == "2" else {}
+    hostile = api.photos.search(license="4,11", per_page=500, page=2)["photos"]
+    assert hostile["perpage"] == "abc" and "total" not in hostile and len(hostile["photo"]) == 3
+    assert api.photos.search(license="4,11", per_page=500, page=1)["photos"]["perpage"] == 3

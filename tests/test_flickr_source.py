@@ -279,15 +279,23 @@ def _without(name: str) -> dict:
     return {key: value for key, value in GOOD_ENTRY.items() if key != name}
 
 
+def _outputs(out: list, tag: str) -> list:
+    """The values a DoFn yielded to `tag` ("kept": its main output)."""
+    from apache_beam.pvalue import TaggedOutput
+
+    return [x.value if isinstance(x, TaggedOutput) else x for x in out
+            if (x.tag if isinstance(x, TaggedOutput) else "kept") == tag]
+
+
 def _read_page(entries: object, search=None) -> tuple[list, list]:
     """Runs the page reader on one page whose `photo` list is `entries`: (Photos, Rejections)."""
-    from pipeline.records import Photo
     from pipeline.sources.flickr import FlickrSourceConfig, _ReadPage
 
     reader = _ReadPage(FlickrSourceConfig(None, None, "4,11", 0, 10, 512))
-    reader._search = search or (lambda low, high, **params: {"page": 3, "photo": entries})
+    answer = {"page": 3, "pages": 3, "perpage": 500, "total": "1500", "photo": entries}
+    reader._search = search or (lambda low, high, **params: answer)
     out = list(reader.process(((100, 200, 1500), 3)))
-    return [x for x in out if isinstance(x, Photo)], [x.value for x in out if not isinstance(x, Photo)]
+    return _outputs(out, "kept"), _outputs(out, "rejected")
 
 
 BAD_ENTRIES = [
@@ -398,7 +406,7 @@ def test_an_answer_without_a_photos_object_is_one_rejection_for_the_page():
 
     reader = _ReadPage(FlickrSourceConfig(None, None, "4,11", 0, 10, 512))
     reader._client = SimpleNamespace(call=lambda method, **params: {"stat": "ok", "photos": ["x"]})
-    [rejected] = [item.value for item in reader.process(((100, 200, 10), 1))]
+    [rejected] = _outputs(list(reader.process(((100, 200, 10), 1))), "rejected")
     assert (rejected.photo_id, rejected.reason) == ("flickr:100-200:p1", "bad_api_response")
 
 
@@ -469,7 +477,7 @@ def test_a_hostile_page_answer_is_a_rejection_for_the_page(flickr, name):
     reader = _ReadPage(_source_config(server, credentials))
     reader.setup()
     server.faults.append(("flickr.photos.search", HOSTILE_ANSWERS[name]))
-    [rejection] = [item.value for item in reader.process(((DAY, DAY + 86399, 16), 1))]
+    [rejection] = _outputs(list(reader.process(((DAY, DAY + 86399, 16), 1))), "rejected")
     assert (rejection.photo_id, rejection.reason) == (f"flickr:{DAY}-{DAY + 86399}:p1", "bad_api_response")
 
 
@@ -573,3 +581,137 @@ def test_an_absurd_total_does_not_buy_the_split_more_counts(total):
     windows = [item for item in split.process((0, 86_399)) if isinstance(item, tuple)]
     assert len(calls) <= count_budget(MAX_MATCHES_PER_SECOND * 86_400, 86_400) + 20 < 10_000
     assert windows[0][0] == 0 and windows[-1][1] == 86_399
+
+
+# --- paging as the answers say: no photo lost silently to short, repeated or endless pages ---------------------------
+
+def _window_photos(count: int) -> list[FixturePhoto]:
+    return [FixturePhoto(str(6000 + i), f"o{i % 7}@N01", 4, DAY + i) for i in range(count)]
+
+
+def _read_day(server: FlickrServer, tmp_path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """ReadFlickr over the day through the real client: (kept photo ids, sorted; (photo_id, reason, detail) of
+    each rejection, sorted)."""
+    import apache_beam as beam
+
+    from pipeline.sources.flickr import ReadFlickr
+    from tests.conftest import local_pipeline
+
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    out = tmp_path / "read"
+    out.mkdir(exist_ok=True)
+    server.api_keys = {"k"}
+    with local_pipeline() as p:
+        read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512))
+        for name, pcoll, row in (("kept", read.kept, lambda photo: photo.photo_id),
+                                 ("rejected", read.rejected, lambda r: (r.photo_id, r.reason, r.detail))):
+            _ = (pcoll | f"{name}.row" >> beam.Map(row) | f"{name}.all" >> beam.combiners.ToList()
+                 | f"{name}.write" >> beam.Map(lambda rows, path=out / name: path.write_text(json.dumps(rows))))
+    kept = sorted(json.loads((out / "kept").read_text()))
+    return kept, sorted(tuple(r) for r in json.loads((out / "rejected").read_text()))
+
+
+def _page_reads(hook):
+    """A `search_paging` hook for page reads only (a window's count asks per_page=1 and no extras)."""
+    return lambda params, photos: hook(int(params["page"]), photos) if "extras" in params else {}
+
+
+def test_an_api_serving_short_pages_is_read_as_its_answers_say(tmp_path):
+    """A proxy (or an API not honouring per_page) serving 100 a page: the source planned 2 pages of 500 for a
+    window of 1,000, read 200 photos, and said nothing of the other 800. Pages now follow the answer's perpage."""
+    photos = _window_photos(1000)
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page = 100
+        kept, rejected = _read_day(server, tmp_path)
+        calls = server.calls["flickr.photos.search"]
+    assert kept == sorted(p.photo_id for p in photos) and rejected == []
+    assert calls == 1 + 10  # the window's count, then its ten pages of 100
+
+
+def _lying_pages(page: int, photos: dict) -> dict:
+    return {"perpage": 500, "pages": 2}  # serves 100 a page, says 500 and 2 pages
+
+
+def _endless(page: int, photos: dict) -> dict:
+    return {"pages": 10**9, "total": str(10**12 - 1)}  # a search that never ends
+
+
+@pytest.mark.parametrize(("count", "per_page", "server_depth", "hook", "kept_count", "never_listed"), [
+    (1000, 100, 4000, _lying_pages, 200, 800),  # paging that disagrees with itself: as much as it says, and said
+    (1000, 100, 300, None, 300, 700),  # Flickr's depth lower than --flickr_search_depth: its pages past it repeat
+    (250, 100, 4000, _endless, 250, 4000 - 250),  # read to the depth (40 pages of 100), never further
+])
+def test_a_window_whose_pages_list_fewer_photos_than_it_counts_is_said(tmp_path, count, per_page, server_depth,
+                                                                      hook, kept_count, never_listed):
+    photos = _window_photos(count)
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page, server.search_depth = per_page, server_depth
+        server.search_paging = _page_reads(hook) if hook else None
+        kept, rejected = _read_day(server, tmp_path)
+        calls = server.calls["flickr.photos.search"]
+    assert len(set(kept)) == kept_count and set(kept) <= {p.photo_id for p in photos}
+    [(where, reason, detail)] = rejected
+    assert (where, reason) == (f"flickr:{DAY}-{DAY + 86399}", "incomplete_window")
+    assert detail.endswith(f": {never_listed:,} never listed"), detail
+    assert calls <= 1 + 4000 // per_page  # bounded by the depth whatever the answers claim
+
+
+def test_photos_a_shrinking_total_shifts_past_are_said(tmp_path):
+    """300 photos deleted once the first page is served: the later pages shift by 300, and 100 photos still there
+    are on no page read. The window's largest total (1,000) against the 700 different photos listed says so."""
+    photos = _window_photos(1000)
+
+    def delete_the_newest(page: int, answer: dict) -> dict:
+        if page == 1:
+            for photo in sorted(photos, key=lambda p: -p.date_upload)[:300]:
+                photo.deleted = True
+        return {}
+
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page = 100
+        server.search_paging = _page_reads(delete_the_newest)
+        kept, rejected = _read_day(server, tmp_path)
+    assert len(set(kept)) == 700
+    assert rejected == [(f"flickr:{DAY}-{DAY + 86399}", "incomplete_window",
+                         "the API counts 1,000 results in this window; its 10 of 10 pages of 100 listed 700 different:"
+                         " 300 never listed")]
+
+
+@pytest.mark.parametrize("paging", [{"perpage": "abc"}, {"perpage": 0}, {"perpage": None}, {"perpage": 501},
+                                    {"perpage": True}, {"pages": "many"}, {"pages": -1}, {"total": 1.5},
+                                    {"total": [1000]}])
+def test_a_first_page_with_hostile_paging_is_one_rejection_for_the_window(tmp_path, paging):
+    """Page 1's answer plans the window's pages: paging that is no count (or a page size of 0, which would plan
+    endless pages) is that page's bad_api_response, saying the window's later pages were not read."""
+    with FlickrServer(World(_window_photos(1000))) as server:
+        server.max_per_page = 100
+        server.search_paging = _page_reads(lambda page, photos: paging)
+        kept, rejected = _read_day(server, tmp_path)
+        calls = server.calls["flickr.photos.search"]
+    assert kept == [] and calls == 2
+    [(where, reason, detail)] = rejected
+    assert (where, reason) == (f"flickr:{DAY}-{DAY + 86399}:p1", "bad_api_response")
+    assert detail.endswith("later pages, planned from this answer, were not read"), detail
+
+
+def test_an_unreadable_later_page_is_its_own_rejection_and_not_said_twice(tmp_path):
+    photos = _window_photos(1000)
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page = 100
+        server.search_paging = _page_reads(lambda page, answer: {"total": None} if page == 5 else {})
+        kept, rejected = _read_day(server, tmp_path)
+    assert len(kept) == 900 and rejected == [(f"flickr:{DAY}-{DAY + 86399}:p5", "bad_api_response",
+                                              "total None is not a count")]
+
+
+def test_a_later_page_the_api_refuses_is_its_own_rejection_and_not_said_twice(tmp_path):
+    with FlickrServer(World(_window_photos(1000))) as server:
+        server.max_per_page = 100
+        server.inject_delay(0.0, count=2, method="flickr.photos.search")  # the count and page 1 answer
+        server.inject_api_error(3, "General request failure", method="flickr.photos.search")  # not retried
+        kept, rejected = _read_day(server, tmp_path)
+    [(where, reason, detail)] = rejected
+    assert reason == "api_error" and "code 3" in detail
+    assert where.startswith(f"flickr:{DAY}-{DAY + 86399}:p") and not where.endswith(":p1")
+    assert len(set(kept)) == len(kept) == 900

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import flickrapi
@@ -275,5 +277,47 @@ def split_windows(total_in: Callable[[int, int], int], low: int, high: int,
 
 def page_numbers(total: int, per_page: int = PER_PAGE, depth: int = SEARCH_DEPTH) -> range:
     """The pages (1-based) to read for a search of `total` results: pages past the depth cap only
-    repeat results, so a window still over the cap (one second) is read to the cap."""
+    repeat results, so a window still over the cap (one second) is read to the cap. Assumes every page holds
+    `per_page` results; `search_paging` and `later_pages` plan from what an answer says it served instead."""
     return range(1, -(-min(total, depth) // per_page) + 1)
+
+
+def answer_count(results: object, name: str) -> int:
+    """A search answer's count field (`total`, `pages`, `perpage`): an int or a string of digits (Flickr
+    sends either); BadApiResponse naming the field otherwise (a bool, a float, "lots", -4). However large, a count
+    only ever plans what the depth allows (`count_budget`, `later_pages`)."""
+    value = results.get(name) if isinstance(results, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
+        return int(value)
+    raise BadApiResponse(f"{name} {repr(value)[:40]} is not a count")
+
+
+@dataclass(frozen=True)
+class SearchPaging:
+    """What one photos.search answer says of its paging (Flickr documents page, pages, perpage and total on
+    every answer); `total` may change from page to page while a search is paged."""
+
+    total: int
+    pages: int
+    perpage: int
+
+
+def search_paging(results: object, per_page: int = PER_PAGE) -> SearchPaging:
+    """The paging a search answer states, read as hostile: each field a count, and a page size of 1 to the
+    `per_page` asked (an API may serve fewer than asked, as a proxy's cap or Flickr's default 100 does; 0 would
+    plan endless pages, and more than asked is not an answer to the question). BadApiResponse otherwise."""
+    total, pages, perpage = (answer_count(results, name) for name in ("total", "pages", "perpage"))
+    if not 1 <= perpage <= per_page:
+        raise BadApiResponse(f"perpage {perpage} is not a page size of 1 to the {per_page} asked")
+    return SearchPaging(total, pages, perpage)
+
+
+def later_pages(first: SearchPaging, depth: int = SEARCH_DEPTH) -> range:
+    """The pages after the first to read, planned from the first page's answer: as many as its `pages` or its
+    `total` over its `perpage` call for, whichever is more (an answer whose fields disagree costs a few more calls,
+    never a page unread), and never past the depth, where pages only repeat: at most depth / perpage pages,
+    whatever an answer claims."""
+    wanted = max(first.pages, -(-first.total // first.perpage))
+    return range(2, min(wanted, -(-depth // first.perpage)) + 1)

@@ -7,6 +7,14 @@ across workers, and each page's results become Photos. Credentials are loaded in
 `setup()` from the environment or a file (local or gs://), so they are never part of the
 pickled pipeline. A page the API refuses becomes one rejection naming the window and page.
 
+Pages follow what the answers say, not what was asked: a window's first page is read first, and its
+answer's `perpage`, `pages` and `total` (each checked: a count, a page size of 1 to the 500 asked)
+plan the window's other pages, never past the depth (`flickr.client.later_pages`), which then fan out.
+An API serving 100 a page (a proxy's cap, or per_page not honoured) is read 100 at a time. Every
+page tallies the photos it listed; a window whose pages together listed fewer different photos than
+its answers counted (short, repeated or lying pages, a total that changed while paging) is one
+`incomplete_window` rejection naming the window and how many were never listed.
+
 Every byte of an answer is treated as hostile: a page whose photo list is not a list is one
 rejection for the page (`bad_api_response`), and each entry is checked on its own, so one
 malformed entry (no id, license "abc", a title that is an object, an absurd date) is one rejection
@@ -18,20 +26,31 @@ on. Ids, dates and URL parts go through the same checks as the YFCC source
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, BadApiResponse, FlickrClient, page_numbers, split_windows
+from pipeline.flickr.client import (
+    PER_PAGE,
+    SEARCH_DEPTH,
+    BadApiResponse,
+    FlickrClient,
+    SearchPaging,
+    answer_count,
+    later_pages,
+    search_paging,
+    split_windows,
+)
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
-from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, reject
 
 STAGE = "read"
 # Every whole-photo copy by its documented extra name (flickr.sizes): an entry lists only the copies the
@@ -42,6 +61,9 @@ EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_
 # Entry fields read as text; each must be a string where present (a null, number or object is malformed).
 _TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
 _LICENSE_ID = re.compile(r"[0-9]{1,3}")
+# _ReadPage's outputs beside photos and rejections: the pages a first page's answer plans, and each page's tally.
+LATER_PAGES = "later_pages"
+TALLY = "tally"
 
 
 @dataclass(frozen=True)
@@ -156,12 +178,7 @@ class _ClientDoFn(beam.DoFn):
 
 def _count(results: object) -> int:
     """A search answer's `total`, an int or a string of digits (Flickr sends either)."""
-    total = results.get("total") if isinstance(results, dict) else None
-    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-        return total
-    if isinstance(total, str) and re.fullmatch(r"[0-9]{1,12}", total):
-        return int(total)
-    raise BadApiResponse(f"total {repr(total)[:40]} is not a count")
+    return answer_count(results, "total")
 
 
 class _SplitWindows(_ClientDoFn):
@@ -194,26 +211,58 @@ class _SplitWindows(_ClientDoFn):
             yield reject(Rejection(where, STAGE, reason, detail[:300], "", where))
 
 
+class PageTally(NamedTuple):
+    """What one page of a window gave, for the window's check (`_CheckWindow`)."""
+
+    page: int
+    listed: frozenset[str]  # each entry's photo id, or its window:page:position where it has no valid id
+    paging: SearchPaging | None  # what the answer said of its paging; None: refused or unreadable (its own rejection)
+    planned: int  # page 1: the window's pages its answer planned (itself included); 0 for the others
+
+
 class _ReadPage(_ClientDoFn):
+    """(window, page) -> the page's Photos, a rejection per malformed entry (or one for a page refused or
+    unreadable), the page's tally (TALLY), and for page 1 the window's other pages (LATER_PAGES)."""
+
     def process(self, window_page: tuple[tuple[int, int, int], int]) -> Iterator:
-        (low, high, _total), page = window_page
+        window, page = window_page
+        low, high, _total = window
         where = f"flickr:{low}-{high}:p{page}"
+        # The later pages are planned from page 1's answer alone: without it they are not read (said here).
+        unread = "; the window's later pages, planned from this answer, were not read" if page == 1 else ""
         try:
             results = self._search(low, high, per_page=PER_PAGE, page=page, extras=EXTRAS)
+            paging = search_paging(results, PER_PAGE)
+            entries = results.get("photo")
+            if not isinstance(entries, list):
+                raise BadApiResponse(f"the page's photo list is a {type(entries).__name__}")
         except flickrapi.FlickrError as err:
             code = getattr(err, "code", None)
-            yield reject(Rejection(where, STAGE, "api_error", f"code {code}: {err}"[:300], "", where))
+            detail = f"code {code}: {err}"[:300 - len(unread)] + unread
+            yield reject(Rejection(where, STAGE, "api_error", detail, "", where))
+            yield self._tally(window, PageTally(page, frozenset(), None, 0))
             return
         except BadApiResponse as err:
-            yield reject(Rejection(where, STAGE, "bad_api_response", str(err)[:300], "", where))
-            return
-        entries = results.get("photo") if isinstance(results, dict) else None
-        if not isinstance(entries, list):
-            detail = f"the page's photo list is a {type(entries).__name__}"
+            detail = str(err)[:300 - len(unread)] + unread
             yield reject(Rejection(where, STAGE, "bad_api_response", detail, "", where))
+            yield self._tally(window, PageTally(page, frozenset(), None, 0))
             return
+        planned = 0
+        if page == 1:
+            pages = later_pages(paging, self._cfg.search_depth)
+            planned = 1 + len(pages)
+            for later in pages:
+                yield beam.pvalue.TaggedOutput(LATER_PAGES, (window, later))
+        listed = set()
         for index, entry in enumerate(entries):
-            yield self._photo_or_rejection(entry, f"{where}:{index}")
+            out = self._photo_or_rejection(entry, f"{where}:{index}")
+            listed.add(out.photo_id if isinstance(out, Photo) else out.value.photo_id)
+            yield out
+        yield self._tally(window, PageTally(page, frozenset(listed), paging, planned))
+
+    @staticmethod
+    def _tally(window: tuple[int, int, int], tally: PageTally) -> beam.pvalue.TaggedOutput:
+        return beam.pvalue.TaggedOutput(TALLY, (window, tally))
 
     def _photo_or_rejection(self, entry: object, ref: str) -> Photo | beam.pvalue.TaggedOutput:
         """One entry's own outcome: a bad entry costs that entry, never the page it came in."""
@@ -226,8 +275,52 @@ class _ReadPage(_ClientDoFn):
             return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref))
 
 
-def _pages(window: tuple[int, int, int], depth: int) -> list[tuple[tuple[int, int, int], int]]:
-    return [(window, page) for page in page_numbers(window[2], depth=depth)]
+def window_shortfall(tallies: Iterable[PageTally], window_total: int, depth: int) -> tuple[int, str] | None:
+    """(photos never listed, what happened) for a window whose pages together listed fewer different photos than
+    it is said to hold, else None.
+
+    What it holds is the largest total stated for it, by the count that sized it (`window_total`) or by any of its
+    pages (a total can change while a search is paged; the larger is the one photos may have been missed from), up
+    to the depth, past which no search lists. Different photos: a page repeating another's (an API past its own
+    depth, one ignoring `page`) adds none. A page refused or unreadable has its own rejection: up to a page of
+    photos each is laid to it, not said twice. A window whose first page was not read has no plan to check: that
+    page's rejection says the window was not read."""
+    tallies = list(tallies)
+    first = next((tally for tally in tallies if tally.page == 1), None)
+    if first is None or first.paging is None:
+        return None
+    read = [tally.paging for tally in tallies if tally.paging is not None]
+    counted = max(window_total, *(paging.total for paging in read))
+    listed = len(frozenset().union(*(tally.listed for tally in tallies)))
+    unread = sum(1 for tally in tallies if tally.paging is None)
+    missing = min(counted, depth) - listed - unread * first.paging.perpage
+    if missing <= 0:
+        return None
+    detail = (f"the API counts {counted:,} results in this window"
+              + (f" (a search lists {depth:,})" if counted > depth else "")
+              + f"; its {len(read)} of {first.planned} pages of {first.paging.perpage} listed {listed:,} different"
+              + (f", {unread} unreadable (rejected on their own)" if unread else "")
+              + f": {missing:,} never listed")
+    return missing, detail
+
+
+class _CheckWindow(beam.DoFn):
+    """((low, high, total), [PageTally]) -> an `incomplete_window` rejection where the window's pages listed fewer
+    photos than it holds (`window_shortfall`).
+
+    A rejection naming the window, as `over_search_depth` and a refused count are, not a counter: photos never
+    listed have no id to name, and a read rejection is what the run counts as an input row, so the window shows in
+    the rejections table, the summary's funnel and `accounted`, where the source's other API problems are."""
+
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
+
+    def process(self, window_tallies: tuple[tuple[int, int, int], Iterable[PageTally]]) -> Iterator:
+        (low, high, total), tallies = window_tallies
+        shortfall = window_shortfall(tallies, total, self._depth)
+        if shortfall is not None:
+            where = f"flickr:{low}-{high}"
+            yield reject(Rejection(where, STAGE, "incomplete_window", shortfall[1][:300], "", where))
 
 
 class ReadFlickr(beam.PTransform):
@@ -242,15 +335,26 @@ class ReadFlickr(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
         span = pbegin | "Range" >> beam.Create([(self._cfg.min_upload, self._cfg.max_upload)])
         windows = apply_stage(span, STAGE, _SplitWindows(self._cfg), label=f"{STAGE}.windows")
-        pages = (
+        first_pages = (
             windows.kept
             | "SpreadWindows" >> beam.Reshuffle()
-            | "Pages" >> beam.FlatMap(_pages, self._cfg.search_depth)
-            | "SpreadPages" >> beam.Reshuffle()
+            | "FirstPages" >> beam.Map(lambda window: (window, 1))
         )
-        read = apply_stage(pages, STAGE, _ReadPage(self._cfg))
-        rejected = (windows.rejected, read.rejected) | "Rejections" >> beam.Flatten()
-        return StageOutput(read.kept, rejected)
+        tags = (LATER_PAGES, TALLY)
+        first, first_out = apply_stage_with_outputs(first_pages, STAGE, _ReadPage(self._cfg), tags,
+                                                    label=f"{STAGE}.first_pages")
+        later_pages = first_out[LATER_PAGES] | "SpreadPages" >> beam.Reshuffle()
+        later, later_out = apply_stage_with_outputs(later_pages, STAGE, _ReadPage(self._cfg), tags,
+                                                    label=f"{STAGE}.pages")
+        tallies = (
+            (first_out[TALLY], later_out[TALLY])
+            | "Tallies" >> beam.Flatten()
+            | "ByWindow" >> beam.GroupByKey()
+        )
+        checked = apply_stage(tallies, STAGE, _CheckWindow(self._cfg.search_depth), label=f"{STAGE}.check_windows")
+        kept = (first.kept, later.kept) | "Photos" >> beam.Flatten()
+        rejected = (windows.rejected, first.rejected, later.rejected, checked.rejected) | "Rejections" >> beam.Flatten()
+        return StageOutput(kept, rejected)
 
 
 __all__ = ["CredentialsError", "FlickrSourceConfig", "ReadFlickr", "photo_from_search"]
