@@ -140,6 +140,21 @@ def test_a_prolific_owner_is_searched_only_around_the_carried_photos(tmp_path):
         assert kept.keys() == {p.photo_id for p in spread} and calls <= len(spread)
 
 
+def test_an_owner_search_served_100_a_page_is_paged_as_its_answers_say(tmp_path):
+    """An API serving 100 results a page (a proxy's cap, or per_page not honoured): pages planned at 500 skipped
+    two in three of these 300 photos, each then costing its own getInfo (201 calls, not 3)."""
+    photos = [FixturePhoto(str(10**6 + i), "many@N01", 4, 1_300_000_000 + i * 60) for i in range(300)]
+    records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
+               for p in photos]
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    with FlickrServer(World(photos), api_keys={"k"}) as server:
+        server.max_per_page = 100
+        kept, rejected, calls = verify(server, credentials, records)
+        assert len(kept) == 300 and not rejected
+        assert calls == 3 and server.calls["flickr.photos.getInfo"] == 0
+
+
 def test_an_owner_over_the_search_depth_is_read_in_windows_when_that_pays(tmp_path):
     """600 carried photos of an owner whose 700 CC BY photos exceed a search depth of 150: windows
     (their counts and pages) cost far fewer calls than 600 getInfo; none is missed or repeated."""

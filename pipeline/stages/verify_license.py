@@ -30,7 +30,16 @@ from dataclasses import dataclass
 import apache_beam as beam
 import flickrapi
 
-from pipeline.flickr.client import PER_PAGE, SEARCH_DEPTH, BadApiResponse, FlickrClient, page_numbers, split_windows
+from pipeline.flickr.client import (
+    PER_PAGE,
+    SEARCH_DEPTH,
+    BadApiResponse,
+    FlickrClient,
+    later_pages,
+    page_numbers,
+    search_paging,
+    split_windows,
+)
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
 from pipeline.records import Photo, Rejection
@@ -139,7 +148,9 @@ class _VerifyOwner(beam.DoFn):
             total = _total(first)
             self._collect(owner, first, wanted, found)
             if total <= depth:
-                rest = list(page_numbers(total, depth=depth))[1:]
+                # The pages the first answer says it has (an API serving 100 a page has five times as many): planned
+                # at 500 a page, every photo after the first page's was checked by its own getInfo instead.
+                rest = list(later_pages(search_paging(first), depth))
                 while rest and len(found) < len(wanted) and len(rest) < len(wanted) - len(found):
                     self._collect(owner, self._search(owner, low, high, per_page=PER_PAGE, page=rest.pop(0)), wanted,
                                   found)
