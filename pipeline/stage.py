@@ -82,9 +82,18 @@ def reject(rejection: Rejection) -> pvalue.TaggedOutput:
     return pvalue.TaggedOutput(REJECTED, rejection)
 
 
+# The tag of a pair (REFERENCE, photo) in a stage's element: a record an earlier stage decided, taking part only as a
+# reference (unique_id's rows refused for their licence). A failed element's accounting leaves it out: its row is
+# accounted already, and naming it again would put it in the rejections twice.
+REFERENCE = "reference"
+
+
 def _photos_in(element: Any) -> Iterator[Photo]:
     """Every Photo inside an element: itself, a batch, a (key, Photo) pair, a (key, grouped Photos)
-    pair, or a CoGroupByKey result (key, {tag: records}) whose other tags hold non-Photo values."""
+    pair, or a CoGroupByKey result (key, {tag: records}) whose other tags hold non-Photo values; never one in a
+    (REFERENCE, photo) pair."""
+    if isinstance(element, tuple) and len(element) == 2 and element[0] == REFERENCE:
+        return
     if isinstance(element, Photo):
         yield element
     elif isinstance(element, Mapping):

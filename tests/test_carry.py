@@ -71,10 +71,12 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
         "bad_field   ": released(9, page_url="javascript:alert(1)"),
         "bad_field    ": released(11, page_url="https://www.flickr.com/photos/a@N01/12/"),  # another photo's page
     }
-    carry(tmp_path, [*cases.values(), released(10, owner_nsid="1@N01", page_url="https://www.flickr.com/p/1/")])
+    # a generic table's row: its ids and URLs are its own (sources/fields.py)
+    own = released(12, source="csv", page_url="https://www.flickr.com/photos/a@N01/13/")
+    carry(tmp_path, [*cases.values(), released(10, owner_nsid="1@N01", page_url="https://www.flickr.com/p/1/"), own])
     with local_pipeline() as p:
         carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
-        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["10"]), label="kept")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["10", "12"]), label="kept")
         assert_that(carried.rejected | beam.Map(lambda r: (r.stage, r.reason, r.source_ref)), equal_to(
             [("carry", reason.strip(), f"2026-09/parquet/pass-00000-of-00001.parquet:{i}")
              for i, reason in enumerate(cases, start=1)]), label="rejected")

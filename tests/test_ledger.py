@@ -51,7 +51,7 @@ def test_only_verdicts_that_cannot_change_are_recorded():
     transient = [("fetch", "connection_error"), ("fetch", "timeout"), ("fetch", "deadline_exceeded"),
                  ("fetch", "rate_limited"), ("fetch", "server_error"), ("fetch", "truncated_body"),
                  ("read", "api_error"), ("read", "bad_api_response"), ("verify_license", "api_error"),
-                 ("verify_license", "bad_api_response"),
+                 ("verify_license", "bad_api_response"), ("verify_license", "owner_mismatch"),
                  ("detect", "needs_review"), ("owner_cap", "owner_cap"), ("image", "internal_error"),
                  ("carry", "image_mismatch"), ("carry", "unreadable_row")]
     about_the_row = [("read", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"),

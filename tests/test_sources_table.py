@@ -336,22 +336,25 @@ def test_reading_any_csv_never_raises_and_accounts_for_every_line(cells):
     assert all(isinstance(item, (Photo, Rejection)) for item in items)
 
 
-def test_a_row_whose_urls_name_another_flickr_photo_is_a_bad_field(tmp_path):
-    """Photo 11's row pointing at photo 12's Flickr file (its pixels would be published as 11's) or page."""
-    rows = [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/12_abcdef0123.jpg"},
-            {**GOOD[0], "page": "https://www.flickr.com/photos/someone/12/"}]
-    rejected = read_all(write_table(tmp_path / "meta.csv", "csv", rows), "csv")
-    assert [(item.reason, item.detail) for item in rejected] == [
-        ("bad_field", "download URL names photo 12, not 11"), ("bad_field", "page URL names photo 12, not 11")]
+def test_a_generic_row_s_urls_are_its_own_whatever_their_file_names_say(tmp_path):
+    """A table's ids may be its own numbering and its files named anything: a phone's `20210612_143015.jpg` on its
+    own host, or its row 11 pointing at Flickr's file of photo 12, are kept (the YFCC and API sources, whose rows
+    are Flickr's own, refuse a URL naming another photo: test_fields.py)."""
+    rows = [{**GOOD[0], "photo_url": "https://images.example.org/2021/20210612_143015.jpg"},
+            {**GOOD[0], "photo_id": "13", "photo_url": "https://live.staticflickr.com/1/12_abcdef0123.jpg",
+             "page": "https://www.flickr.com/photos/someone/12/"}]
+    kept = read_all(write_table(tmp_path / "meta.csv", "csv", rows), "csv")
+    assert [(item.photo_id, item.download_url) for item in kept] == [("11", rows[0]["photo_url"]),
+                                                                      ("13", rows[1]["photo_url"])]
 
 
 def test_a_generic_row_on_another_host_is_fetched_as_given_not_as_a_flickr_size(tmp_path):
-    url = "http://127.0.0.1:8000/1/11_abcdef0123.jpg"  # shaped like a Flickr static URL
+    url = "http://127.0.0.1:8000/1/1001_abcdef0123.jpg"  # shaped like a Flickr static URL
     path = write_table(tmp_path / "meta.csv", "csv", [{**GOOD[0], "photo_url": url}])
     (photo,) = read_all(path, "csv")
     assert sized_url(photo, 1024) == url
     flickr = write_table(tmp_path / "flickr.csv", "csv",
-                         [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/11_abcdef0123.jpg"}])
+                         [{**GOOD[0], "photo_url": "https://live.staticflickr.com/1/1001_abcdef0123.jpg"}])
     (photo,) = read_all(flickr, "csv")
     assert sized_url(photo, 1024) != photo.download_url  # Flickr's own hosts still get a sized copy
 

@@ -31,6 +31,23 @@ def test_unexpected_exception_becomes_internal_error_rejection():
                     label="rejected")
 
 
+class ExplodesOnGroups(beam.DoFn):
+    def process(self, keyed):
+        raise ValueError("boom")
+
+
+def test_a_failed_group_accounts_for_its_records_not_for_references_to_rows_decided_before():
+    """unique_id groups a photo's new rows with references to its rows the license stage refused: a group that
+    failed named those again (`internal_error`), putting a refused row in the rejections twice."""
+    from pipeline.stage import REFERENCE
+
+    group = ("7", [("new", photo("7", source_ref="a.tsv:2")), (REFERENCE, photo("7", source_ref="a.tsv:1"))])
+    with local_pipeline() as p:
+        out = apply_stage(p | beam.Create([group]), "t", ExplodesOnGroups())
+        assert_that(out.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
+                    equal_to([("a.tsv:2", "internal_error")]))
+
+
 def test_coders_round_trip_and_are_deterministic():
     ph = photo("7", image=b"\x00\xff", scores=(("face", 0.5),), original_width=3, title="Zoë")
     assert PhotoCoder().decode(PhotoCoder().encode(ph)) == ph

@@ -109,6 +109,10 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
         yield f"{name}:{index}", row
 
 
+# The sources whose rows are Flickr's own: their URLs must name the row's photo (`fields.names_this_photo`).
+FLICKR_SOURCES = frozenset({"yfcc", "flickr"})
+
+
 def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[str, str] | None:
     """(reason, detail) when a release row is not one a run writes, else None. `max_pixels`: the run's
     --max_pixels, the most any image it decodes may hold (a stored one is never larger than its source)."""
@@ -126,8 +130,9 @@ def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[st
     try:  # pasted into ATTRIBUTION.csv's links, as a source's rows are checked
         fields.owner_id(_text_or_empty(row.get("owner_nsid")), "owner_nsid")
         fields.page_url(_text_or_empty(row.get("page_url")), "page_url")
-        fields.names_this_photo(row["photo_id"], _text_or_empty(row.get("page_url")),
-                                _text_or_empty(row.get("fetched_url")))
+        if row.get("source") in FLICKR_SOURCES:  # a generic table's ids and URLs are its own (fields.py)
+            fields.names_this_photo(row["photo_id"], _text_or_empty(row.get("page_url")),
+                                    _text_or_empty(row.get("fetched_url")))
     except BadField as err:
         return err.reason, str(err)
     jpeg = image_bytes(row.get("image")) if isinstance(row.get("image"), dict | bytes | None) else b""

@@ -58,14 +58,17 @@ def _path(url: str) -> tuple[str, str]:
 
 def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad_field",
                      flickr_page: bool = False) -> None:
-    """BadField when a row's URLs name a photo other than its id: a download URL whose file is another photo's
-    Flickr static file, or a Flickr photo page of another photo. A CC BY row pointing at a CC BY-NC photo's file had
-    that photo's pixels fetched and published under this one's id, licence and credit; another photo's page sends
-    the attribution elsewhere. URLs in no Flickr form (a user's own mirror) name nothing and pass.
+    """BadField when a row of Flickr's own (a YFCC row, an API entry) names another photo in its URLs: a download
+    URL whose file is another photo's (`{id}_{secret}...`), or a Flickr page of another photo. A CC BY row pointing
+    at a CC BY-NC photo's file had that photo's pixels fetched and published under this one's id, licence and
+    credit; another photo's page sends the attribution elsewhere. A file name in no Flickr form names nothing.
 
-    `flickr_page`: the source is Flickr's own (YFCC rows), so a page URL must be this photo's Flickr page (a row
-    linking its attribution to `https://phish.example/login` was published as it was)."""
-    host, path = _path(download)
+    Not for generic tables: their ids may be their own numbering, and a file on their own host may be named
+    anything (`20210612_143015.jpg`, as phones name photos); they state their licence themselves.
+
+    `flickr_page`: the page URL must be this photo's Flickr page (a YFCC row linking its attribution to
+    `https://phish.example/login` was published as it was)."""
+    _, path = _path(download)
     match = _STATIC_FILE.fullmatch(path[path.rfind("/"):]) if path else None
     if match and match[1] != photo_id:
         raise BadField(reason, f"download URL names photo {match[1][:20]}, not {photo_id}")

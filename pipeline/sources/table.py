@@ -127,7 +127,6 @@ def parse_row(values: Mapping[str, Any], ref: str, layout: TableLayout) -> Photo
         text = {name: _text(values.get(column(name)), column(name)) for name in ("owner", "title", "page_url",
                                                                                  "license")}
         fields.page_url(text["page_url"], f"column {_shown(column('page_url'))}")
-        fields.names_this_photo(photo_id, text["page_url"], url)
     except ValueError as err:  # BadField is one too
         return _rejection(ref, "bad_field", str(err), photo_id)
     if not url:

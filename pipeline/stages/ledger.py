@@ -31,7 +31,9 @@ KEPT, REJECTED = "kept", "rejected"
 TRANSIENT = {
     "fetch": {"connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error", "truncated_body"},
     "read": {"api_error", "bad_api_response"},
-    "verify_license": {"api_error", "bad_api_response"},  # a broken answer says nothing of the photo
+    # A broken answer says nothing of the photo; an owner other than the row's says something of the row only (its
+    # credit): a later row crediting the right owner must not find the photo decided for ever.
+    "verify_license": {"api_error", "bad_api_response", "owner_mismatch"},
     "detect": {"needs_review"},
     "owner_cap": {"*"},  # a photo over its owner's cap may fit in a later release
     # A carried row the refresh's checks refuse (release/carry.py: unreadable, an image that is not its own) says

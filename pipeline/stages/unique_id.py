@@ -13,10 +13,10 @@ from dataclasses import fields
 import apache_beam as beam
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
-from pipeline.stage import StageOutput, Tagged, apply_stage, best_and_rest, reject
+from pipeline.stage import REFERENCE, StageOutput, Tagged, apply_stage, best_and_rest, reject
 
 STAGE = "unique_id"
-NEW, REFUSED = "new", "refused"
+NEW, REFUSED = "new", REFERENCE  # a refused row is a reference: a failed group does not account for it again
 _FIELDS = tuple(field.name for field in fields(Photo))
 
 
@@ -74,7 +74,7 @@ class _KeepUncarried(beam.DoFn):
 
 
 class _KeepFirstUnrefused(beam.DoFn):
-    """(id, [("new" | "refused", photo)]), a refused photo holding only the id and ref of a row an earlier stage
+    """(id, [(NEW | REFUSED, photo)]), a refused photo holding only the id and ref of a row an earlier stage
     refused: when the id's first row was refused (a CC BY-NC row before a CC BY row of one photo), every later row of
     it is a repeat. Without this the later row was published as CC BY while the rejections said the photo was not:
     the first row did not win. The group is read in passes, never listed (one id can have 10^4 rows)."""
