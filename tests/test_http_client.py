@@ -190,6 +190,11 @@ def test_allow_list_patterns():
     assert host_allowed("http://[2001:db8:0:0:0:0:0:1]/a.jpg", ("2001:db8::1",))
     assert host_allowed("http://[2001:DB8::1]:8080/a.jpg", ("[2001:0db8:0::0001]:8080",))
     assert not host_allowed("http://[2001:db8:0:0:0:0:0:2]/a.jpg", ("2001:db8::1",))
+    # A wildcard pattern matches either spelling of the address
+    for url in ("http://[2001:db8::1]/a.jpg", "http://[2001:db8:0:0:0:0:0:1]/a.jpg"):
+        assert host_allowed(url, ("2001:db8::*",)) and host_allowed(url, ("2001:0db8:0000:*",)), url
+    assert host_allowed("http://[2001:db8:0:0:0:0:0:1]/a.jpg", ("2001:db8:0:0:*",))  # as the URL writes it
+    assert not host_allowed("http://[2001:db9::1]/a.jpg", ("2001:0db8:0000:*",))
 
 
 def test_placeholder_and_robots_parsing():

@@ -167,10 +167,11 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     except BadURL:
         return False
     default = _DEFAULT_PORTS[scheme]
-    host = _ipv6_compressed(host)
+    spellings = _ipv6_spellings(host)
     for pattern in patterns:
         host_pattern, port_pattern = _host_and_port(pattern.lower())
-        if not fnmatch.fnmatchcase(host, _ipv6_compressed(host_pattern)):
+        host_pattern = _ipv6_spellings(host_pattern)[0]
+        if not any(fnmatch.fnmatchcase(spelling, host_pattern) for spelling in spellings):
             continue
         if port_pattern is None and port in (None, default):
             return True
@@ -179,13 +180,15 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     return False
 
 
-def _ipv6_compressed(host: str) -> str:
-    """An IPv6 address in its one short spelling (`2001:db8:0:0:0:0:0:1` -> `2001:db8::1`), so that an allow-list
-    entry matches however a URL writes the address; anything else (a name, IPv4, a pattern) as it is."""
+def _ipv6_spellings(host: str) -> tuple[str, ...]:
+    """An IPv6 address's short spelling, its full one and the one given (`2001:db8::1`, `2001:0db8:0000:...:0001`,
+    `2001:db8:0:0:0:0:0:1`), the short first, so that an allow-list entry matches however a URL or the entry writes
+    the address (a wildcard pattern is matched against each); anything else (a name, IPv4, a pattern) alone."""
     try:
-        return ipaddress.IPv6Address(host).compressed
+        address = ipaddress.IPv6Address(host)
     except ValueError:
-        return host
+        return (host,)
+    return address.compressed, address.exploded, host
 
 
 def _host_and_port(pattern: str) -> tuple[str, str | None]:
