@@ -249,6 +249,43 @@ def test_too_long_lines_reach_the_rejections_through_the_transform(tmp_path):
                     equal_to([("a.tsv:2", "read", "line_too_long", "a.tsv:2")]), label="rejections")
 
 
+def _rows(start: int, count: int) -> bytes:
+    return "".join(yfcc_line(i + 1, str(start + i), "http://h/x_ab.jpg") + "\n" for i in range(count)).encode()
+
+
+def _outcome(path) -> tuple[int, list[tuple[str, str, str]]]:
+    """How many lines a file gave, and its rejections as (ref, reason, detail)."""
+    lines, rejections = 0, []
+    for item in _ReadLines().process(str(path)):
+        if isinstance(item, tuple):
+            lines += 1
+        else:
+            rejections.append((item.value.source_ref, item.value.reason, item.value.detail))
+    return lines, rejections
+
+
+def test_every_stream_of_a_multi_stream_bzip2_file_is_read(tmp_path):
+    """pbzip2 and lbzip2 write one bzip2 stream per block: all of them are the file's data."""
+    path = tmp_path / "dump.tsv.bz2"
+    path.write_bytes(b"".join(bz2.compress(_rows(1000 * n, 300)) for n in range(1, 4)))
+    assert _outcome(path) == (900, [])
+
+
+@pytest.mark.parametrize("tail", [
+    pytest.param(lambda stream: stream[:3] + b"X" + stream[4:], id="second-stream-header-damaged"),
+    pytest.param(lambda stream: b"garbage!", id="garbage-after-the-last-stream"),
+    pytest.param(lambda stream: b"\0" * 16, id="zeros-after-the-last-stream"),
+])
+def test_bytes_after_a_bzip2_stream_that_are_no_stream_make_the_file_unreadable(tmp_path, tail):
+    """BZ2File took what follows a stream and does not decompress as the end of the data: a damaged header on the
+    second stream of a pbzip2 file dropped its 1,000 rows with no rejection."""
+    second = bz2.compress(_rows(5000, 1000))
+    path = tmp_path / "dump.tsv.bz2"
+    path.write_bytes(bz2.compress(_rows(1000, 1000)) + tail(second))
+    _, rejections = _outcome(path)
+    assert [(reason, "bzip2 stream 2" in detail) for _, reason, detail in rejections] == [("unreadable_file", True)]
+
+
 @given(st.one_of(st.text(max_size=25), st.from_regex(r"[0-9]{0,22}", fullmatch=True)))
 def test_a_kept_id_is_always_a_plain_positive_number(photo_id):
     """Whatever the id cell holds, a kept row's id is safe as a file or tar member name."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import posixpath
 import zlib
 from collections.abc import Iterator
@@ -109,14 +110,61 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
 BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error)
 
 
+_RAW_CHUNK = 64 * 1024  # how much compressed input a decompressor is given at a time
+
+
+class _Bzip2Streams(io.RawIOBase):
+    """The data of a .bz2 file of one stream or many (pbzip2 and lbzip2 write one per block), read strictly: what
+    follows the end of a stream must be another whole stream. Python's BZ2File takes anything after a stream that
+    does not decompress as the end of the data: a damaged header on a later stream dropped that stream and every
+    one after it without a word (1,000 of 2,000 rows gone, no rejection)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._decompressor = bz2.BZ2Decompressor()
+        self._stream = 1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        with memoryview(buffer) as view, view.cast("B") as target:
+            data = self._next(len(target))
+            target[:len(data)] = data
+        return len(data)
+
+    def _next(self, size: int) -> bytes:
+        """At most `size` bytes of data, never more held: b'' only after the last stream's end-of-stream marker."""
+        while True:
+            if self._decompressor.eof:
+                block = self._decompressor.unused_data or self._raw.read(_RAW_CHUNK)
+                if not block:
+                    return b""
+                self._decompressor = bz2.BZ2Decompressor()  # bytes after a stream: they must start another
+                self._stream += 1
+            elif self._decompressor.needs_input:
+                block = self._raw.read(_RAW_CHUNK)
+                if not block:  # an empty file too, as BZ2File has it: no bzip2 stream at all
+                    raise EOFError(f"bzip2 stream {self._stream} ended before its end-of-stream marker")
+            else:
+                block = b""
+            try:
+                data = self._decompressor.decompress(block, size)
+            except OSError as err:  # 'Invalid data stream': not bzip2, or a damaged block or header
+                raise OSError(f"bzip2 stream {self._stream}: {err}") from err
+            if data:
+                return data
+
+
 def _open_decompressed(path: str) -> BinaryIO:
-    """Python's own gzip and bz2 readers, not Beam's: they raise EOFError on a truncated file,
-    where Beam's decompressor silently returns the partial data."""
+    """Python's own gzip reader and a strict bzip2 one, not Beam's: they raise on a truncated file, where
+    Beam's decompressor silently returns the partial data."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if path.endswith(".bz2"):
-        return bz2.BZ2File(raw, mode="rb")
+        return io.BufferedReader(_Bzip2Streams(raw), buffer_size=_RAW_CHUNK)
     return raw
 
 
