@@ -510,13 +510,15 @@ def test_a_parquet_timestamp_in_a_time_zone_no_database_knows_is_its_rows_reject
     assert "cannot be read" in items[0].detail and "'caption'" in items[0].detail
 
 
-def test_a_gzip_table_corrupt_midway_ends_with_one_rejection_after_the_rows_before(tmp_path):
-    """A deflate stream corrupt midway raises zlib.error (no OSError): it escaped the reader and failed the job."""
+def test_a_gzip_table_corrupt_midway_is_one_rejection_and_no_row(tmp_path):
+    """A deflate stream corrupt midway raises zlib.error (no OSError): it escaped the reader and failed the job.
+    The file is checked whole before its first row, so the rows before the damage are not read either."""
     text = csv_text([{**GOOD[0], "photo_id": str(i)} for i in range(1, 20_001)]).encode()
     (tmp_path / "meta.csv.gz").write_bytes(corrupt_deflate(gzip.compress(text)))
     items = read_all(tmp_path / "meta.csv.gz", "csv")
-    assert items[-1].reason == "unreadable_file" and "error" in items[-1].detail
-    assert all(isinstance(item, Photo) for item in items[:-1]) and 0 < len(items) - 1 < 20_000
+    assert [(item.source_ref, item.reason) for item in items] == [("meta.csv.gz:1", "unreadable_file")]
+    assert "error" in items[0].detail
+    assert sniff(str(tmp_path / "meta.csv.gz"), table_layout("csv", THEIRS)) is None  # a few rows: no check
     with local_pipeline() as p:
         read = p | ReadTable(str(tmp_path / "meta.csv.gz"), table_layout("csv", THEIRS))
         assert_that(read.rejected | beam.Map(lambda r: r.reason), equal_to(["unreadable_file"]))

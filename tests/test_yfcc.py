@@ -1,6 +1,7 @@
 import bz2
 import gzip
 import tracemalloc
+import zlib
 
 import apache_beam as beam
 import pytest
@@ -96,16 +97,16 @@ def test_corrupt_gzip_midway_is_a_rejection_not_a_crash(tmp_path):
         assert_that(read.rejected | beam.Map(lambda r: (r.stage, r.reason)), equal_to([("read", "unreadable_file")]))
 
 
-def test_a_deflate_stream_corrupt_midway_is_a_rejection_after_the_lines_before(tmp_path):
-    """zlib.error is no OSError, EOFError or ValueError: it escaped the reader and failed the whole job."""
+def test_a_deflate_stream_corrupt_midway_is_one_rejection_and_no_line(tmp_path):
+    """zlib.error is no OSError, EOFError or ValueError: it escaped the reader and failed the whole job. The file
+    is checked whole before its first line, so the lines before the damage are not read either."""
     good = "\n".join(yfcc_line(i, str(1000 + i), "http://h/x.jpg") for i in range(1, 3001)).encode()
     (tmp_path / "bad.tsv.gz").write_bytes(corrupt_deflate(gzip.compress(good)))
     with local_pipeline() as p:
         read = p | ReadYfcc(str(tmp_path / "bad.tsv.gz"))
-        assert_that(read.rejected | beam.Map(lambda r: (r.stage, r.reason)), equal_to([("read", "unreadable_file")]),
-                    label="one rejection")
-        assert_that(read.kept | beam.combiners.Count.Globally() | beam.Map(lambda n: 0 < n < 3000),
-                    equal_to([True]), label="the lines before")
+        assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.stage, r.reason)),
+                    equal_to([("bad.tsv.gz:1", "read", "unreadable_file")]), label="one rejection")
+        assert_that(read.kept, equal_to([]), label="no line")
     assert sniff(str(tmp_path / "bad.tsv.gz")) is None  # its first lines read: the launch check cannot see it
 
 
@@ -284,6 +285,43 @@ def test_bytes_after_a_bzip2_stream_that_are_no_stream_make_the_file_unreadable(
     path.write_bytes(bz2.compress(_rows(1000, 1000)) + tail(second))
     _, rejections = _outcome(path)
     assert [(reason, "bzip2 stream 2" in detail) for _, reason, detail in rejections] == [("unreadable_file", True)]
+
+
+def _one_bit_flipped(packed: bytes) -> bytes:
+    """A gzip file with the first bit flip past its middle after which it still inflates to the end (no
+    zlib.error midway) and only its CRC check fails: deterministic."""
+    for offset in range(len(packed) // 2, len(packed) - 16):
+        damaged = packed[:offset] + bytes([packed[offset] ^ 0x10]) + packed[offset + 1:]
+        try:
+            gzip.decompress(damaged)
+        except OSError as err:
+            if "CRC" in str(err):
+                return damaged
+        except (EOFError, zlib.error):
+            continue
+    raise AssertionError("no flip that only the CRC finds")
+
+
+def test_a_gzip_file_whose_crc_fails_gives_no_line(tmp_path):
+    """Gzip checks its CRC only at the end: read once, one flipped bit gave every line decoded from damaged data
+    (made-up rows) and only then the rejection. Checked whole first, the file is that one rejection and no line."""
+    path = tmp_path / "dump.tsv.gz"
+    path.write_bytes(_one_bit_flipped(gzip.compress(_rows(1000, 2000))))
+    lines, rejections = _outcome(path)
+    assert lines == 0
+    assert [(ref, reason, "CRC" in detail) for ref, reason, detail in rejections] == [
+        ("dump.tsv.gz:1", "unreadable_file", True)]
+
+
+def test_a_bzip2_file_with_a_damaged_later_stream_gives_no_line(tmp_path):
+    """The first stream's lines were read before the second's damage was found: checked whole first, none are."""
+    path = tmp_path / "dump.tsv.bz2"
+    second = bytearray(bz2.compress(_rows(5000, 1000)))
+    second[len(second) // 2] ^= 0x10
+    path.write_bytes(bz2.compress(_rows(1000, 1000)) + bytes(second))
+    lines, rejections = _outcome(path)
+    assert lines == 0 and [(ref, reason) for ref, reason, _ in rejections] == [("dump.tsv.bz2:1", "unreadable_file")]
+    assert sniff(str(path)) is None  # the launch check reads a few lines and checks nothing: cheap, even for bz2
 
 
 @given(st.one_of(st.text(max_size=25), st.from_regex(r"[0-9]{0,22}", fullmatch=True)))

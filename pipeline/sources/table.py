@@ -32,7 +32,13 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources import fields
-from pipeline.sources.yfcc import BROKEN_FILE_ERRORS, MAX_LINE_BYTES, read_numbered_lines, spread_files
+from pipeline.sources.yfcc import (
+    BROKEN_FILE_ERRORS,
+    MAX_LINE_BYTES,
+    check_compressed,
+    read_numbered_lines,
+    spread_files,
+)
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
 STAGE = "read"
@@ -222,7 +228,7 @@ def _content_lines(items: Iterator[tuple[str, bytes] | Rejection]) -> Iterator[t
 def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter = _DELIMITERS[layout.format]
-    lines = read_numbered_lines(path)
+    lines = read_numbered_lines(path, checked=False)  # read_rows checked it
     first = next(lines, None)
     if first is None:
         return
@@ -246,7 +252,7 @@ def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejecti
 
 
 def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
-    for item in _content_lines(read_numbered_lines(path)):
+    for item in _content_lines(read_numbered_lines(path, checked=False)):  # read_rows checked it
         if isinstance(item, Rejection):
             yield item
             continue
@@ -350,12 +356,16 @@ def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]
 _READERS = {"csv": _text_table_rows, "tsv": _text_table_rows, "jsonl": _json_rows, "parquet": _parquet_rows}
 
 
-def read_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
-    """Every row of one file as a `Photo` or a `Rejection`. A text file that breaks midway (corrupt
-    gzip, truncated bzip2) ends with one rejection naming the first line that could not be read."""
+def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[Photo | Rejection]:
+    """Every row of one file as a `Photo` or a `Rejection`. A file that cannot be read ends with one rejection
+    naming the first line that could not be read; a compressed text file is checked whole first
+    (`yfcc.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
+    gives no row. `checked=False` skips that check, for a launch check reading a few rows."""
     name = posixpath.basename(path.rstrip("/"))
     last = 0
     try:
+        if checked and layout.format != "parquet":  # Parquet is never read through gzip or bzip2
+            check_compressed(path)
         for item in _READERS[layout.format](path, layout):
             last = int(item.source_ref.rpartition(":")[2])
             yield item
@@ -372,7 +382,7 @@ def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
             return table.schema_arrow.names if table is not None else []
     if layout.format == "jsonl":
         return None
-    first = next(read_numbered_lines(path), None)
+    first = next(read_numbered_lines(path, checked=False), None)
     if first is None:
         return []
     header = _header(first, _DELIMITERS[layout.format])
@@ -399,7 +409,7 @@ def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:
             if typo:
                 return f"has {typo}"
         problems = []
-        for item in read_rows(path, layout):
+        for item in read_rows(path, layout, checked=False):  # a few rows: cheap, even of a large file
             if isinstance(item, Photo):
                 return None
             problems.append(f"{item.source_ref}: {item.reason} ({item.detail})")

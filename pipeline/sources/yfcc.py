@@ -179,15 +179,39 @@ def _skip_rest_of_line(handle: BinaryIO) -> int:
 
 
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
+_COMPRESSED = (".gz", ".bz2")
+_CHECK_CHUNK = 64 * 1024  # what the check of a compressed file holds at a time
 
 
-def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[str, bytes] | Rejection]:
+def check_compressed(path: str) -> None:
+    """Decompresses a .gz or .bz2 file to its end and drops what it gives: raises what reading the file would
+    (`BROKEN_FILE_ERRORS`) before any of its lines is used; a plain file has nothing to check.
+
+    Gzip checks a member's CRC and length only at its end, bzip2 a block's CRC only after giving the block's data:
+    read once, a file damaged midway gave lines decoded from damaged data (one flipped bit: 2,015 "rows" of a
+    2,000-row file, 1,202 of them CC BY photos that do not exist) before the error said the file was corrupt. The
+    price is a second decompression of every compressed file, and its bytes read twice from storage: on a 37 MiB
+    dump, reading took 17% longer as .gz and 80% longer as .bz2, whose decompression is most of the read. Memory
+    stays one chunk; a decompressed copy kept for the real pass would take a disk as large as the data."""
+    if not path.endswith(_COMPRESSED):
+        return
+    with _open_decompressed(path) as handle:
+        while handle.read(_CHECK_CHUNK):
+            pass
+
+
+def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
+                        checked: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1.
 
     A line longer than `max_line` bytes (without its newline) is a `Rejection` for that file:line
     instead: readline() is always given a limit, so no line is ever held whole, however long. A byte order mark
-    opening the file is dropped (it rejected a JSON line's or a 23-column dump's first row)."""
+    opening the file is dropped (it rejected a JSON line's or a 23-column dump's first row). A compressed file is
+    `check_compressed` whole before its first line, so a damaged one gives no line at all; `checked=False` skips
+    that for a launch check, which reads a few lines of a file the job reads again."""
     name = posixpath.basename(path.rstrip("/"))
+    if checked:
+        check_compressed(path)
     with _open_decompressed(path) as handle:
         number = 0
         while True:
@@ -212,7 +236,7 @@ def sniff(path: str, lines: int = 5) -> str | None:
     becoming a run that rejects every row."""
     problems = []
     try:
-        for item in read_numbered_lines(path):
+        for item in read_numbered_lines(path, checked=False):  # a few lines: cheap, even of a large dump
             found = item if isinstance(item, Rejection) else parse_line(item[1], item[0])
             if isinstance(found, Photo):
                 return None
@@ -236,8 +260,9 @@ def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
 
 
 class _ReadLines(beam.DoFn):
-    """Streams a file's lines; a file that breaks midway (corrupt gzip, truncated bzip2) becomes
-    one rejection naming the first line that could not be read, after the lines that could."""
+    """Streams a file's lines; a file that cannot be read becomes one rejection naming the first line that could
+    not be read, after the lines that could: a damaged .gz or .bz2 (corrupt, truncated) is found by its check before
+    its first line, so it gives no line and the rejection names line 1."""
 
     def process(self, path: str) -> Iterator:
         last_ref = f"{posixpath.basename(path.rstrip('/'))}:0"
