@@ -1,0 +1,231 @@
+"""What reading a Parquet column chunk would cost in memory, judged from the file before pyarrow decompresses it.
+
+pyarrow decompresses a page whole, into a buffer of the size its header states (a page that decompresses to any
+other size fails), and builds a batch's column from whole values: a 33 KiB file whose one `title` cell is 1 GiB of
+one letter took 4.3 GiB before any length check could refuse the cell. So the sizes are checked where they are
+stated, before anything is decompressed: the column chunk's total in the footer, then each page's header (read
+here with a small Thrift compact-protocol reader, as pyarrow shows no page header), against what values of at most
+`max_value_bytes` each could take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import BinaryIO, NamedTuple
+
+import pyarrow.parquet as pq
+
+# Writers cut pages near 1 MiB (pyarrow, parquet-mr, polars, ClickHouse; their dictionary pages too); a page is
+# decompressed whole, so this caps what one costs, with room for writers that cut larger ones (fastparquet writes a
+# row group's column as one page: one of over 32 MiB of our columns is refused).
+MAX_PAGE_BYTES = 32 * 1024 * 1024
+# What a value takes besides its bytes: a BYTE_ARRAY's 4-byte length, its levels; and a page besides its values.
+_PER_VALUE = 16
+_PER_PAGE = 4096
+# A page header is a few dozen fields, its statistics two values at most (skipped with a seek): junk, such as a
+# list of a billion bools, is refused after this many reads, not hours later. pyarrow's own size limit is 16 MiB.
+_MAX_HEADER_READS = 4096
+_MAX_HEADER_BYTES = 16 * 1024 * 1024
+_MAX_DEPTH = 8  # PageHeader > DataPageHeader > Statistics is 3 deep
+
+# Thrift compact protocol: the type of a field or a list's element.
+_TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
+# PageHeader: 1 type, 2 uncompressed_page_size, 3 compressed_page_size, and num_values (field 1) of the header
+# for its type: 5 a data page, 7 a dictionary page, 8 a data page v2.
+_TYPE, _UNCOMPRESSED, _COMPRESSED = 1, 2, 3
+_VALUE_HEADERS = (5, 7, 8)
+_DICTIONARY_PAGE = 2  # PageType
+
+
+class BadPageHeader(ValueError):
+    """A page header that cannot be read (it is no Thrift, or runs past its limit)."""
+
+
+class TooLarge(ValueError):
+    """A column chunk whose pages could take more memory than its values may, read: refused unread."""
+
+
+class _Input:
+    """A Thrift compact-protocol reader over a file, from a given offset, counting what it consumes."""
+
+    def __init__(self, handle: BinaryIO, offset: int) -> None:
+        handle.seek(offset)
+        self._handle = handle
+        self.consumed = 0
+        self._reads = 0
+
+    def _count(self, size: int) -> None:
+        self.consumed += size
+        self._reads += 1
+        if self.consumed > _MAX_HEADER_BYTES or self._reads > _MAX_HEADER_READS:
+            raise BadPageHeader(f"a page header of over {_MAX_HEADER_BYTES:,} bytes or {_MAX_HEADER_READS:,} items")
+
+    def skip(self, count: int) -> None:
+        """Seeks past `count` bytes (a binary value: statistics), never reading them."""
+        if count < 0:
+            raise BadPageHeader("a negative length in a page header")
+        self._count(count)
+        self._handle.seek(count, 1)
+
+    def byte(self) -> int:
+        self._count(1)
+        data = self._handle.read(1)
+        if not data:
+            raise BadPageHeader("the file ends inside a page header")
+        return data[0]
+
+    def varint(self) -> int:
+        value = shift = 0
+        while shift < 70:
+            part = self.byte()
+            value |= (part & 0x7F) << shift
+            if not part & 0x80:
+                return value
+            shift += 7
+        raise BadPageHeader("a varint of over 10 bytes in a page header")
+
+    def integer(self) -> int:
+        """A zigzag varint: Thrift's i16, i32 and i64."""
+        value = self.varint()
+        return (value >> 1) ^ -(value & 1)
+
+
+def _element(kind: int) -> int:
+    """The type of a list's or a map's element as written: a bool takes a byte there, not its type's bits."""
+    return _BYTE if kind in (_TRUE, _FALSE) else kind
+
+
+def _skip(source: _Input, kind: int, depth: int) -> None:
+    """Reads past one value of Thrift type `kind`. Every element of a list or map takes a read at least, so a
+    claimed size of billions runs into _MAX_HEADER_READS, not into the hours."""
+    if depth > _MAX_DEPTH:
+        raise BadPageHeader(f"a page header nested over {_MAX_DEPTH} deep")
+    if kind in (_TRUE, _FALSE):
+        return
+    if kind == _BYTE:
+        source.skip(1)
+    elif kind in (_I16, _I32, _I64):
+        source.varint()
+    elif kind == _DOUBLE:
+        source.skip(8)
+    elif kind == _BINARY:
+        source.skip(source.varint())
+    elif kind in (_LIST, _SET):
+        head = source.byte()
+        size = head >> 4 if head >> 4 != 15 else source.varint()
+        for _ in range(size):
+            _skip(source, _element(head & 0x0F), depth + 1)
+    elif kind == _MAP:
+        size = source.varint()
+        types = source.byte() if size else 0
+        for _ in range(size):
+            _skip(source, _element(types >> 4), depth + 1)
+            _skip(source, _element(types & 0x0F), depth + 1)
+    elif kind == _STRUCT:
+        _struct(source, depth + 1)
+    else:
+        raise BadPageHeader(f"Thrift type {kind} in a page header")
+
+
+def _struct(source: _Input, depth: int) -> dict[int, int | dict]:
+    """A struct's integer fields and nested structs by field id; everything else is read past."""
+    if depth > _MAX_DEPTH:
+        raise BadPageHeader(f"a page header nested over {_MAX_DEPTH} deep")
+    fields: dict[int, int | dict] = {}
+    field = 0
+    while True:
+        head = source.byte()
+        if head == 0:
+            return fields
+        kind = head & 0x0F
+        field = field + (head >> 4) if head >> 4 else source.integer()
+        if kind in (_I16, _I32, _I64):
+            fields[field] = source.integer()
+        elif kind == _STRUCT:
+            fields[field] = _struct(source, depth + 1)
+        else:
+            _skip(source, kind, depth)
+
+
+def _value_count(header: dict[int, int | dict]) -> int:
+    """How many values a page header says its page holds (0 for an index page, or when it does not say)."""
+    for field in _VALUE_HEADERS:
+        part = header.get(field)
+        if isinstance(part, dict):
+            count = part.get(1)
+            return count if isinstance(count, int) and count > 0 else 0
+    return 0
+
+
+def _values(count: int) -> str:
+    return "1 value" if count == 1 else f"{count:,} values"
+
+
+def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | None:
+    uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
+    if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
+        return "a page header without its sizes"
+    count = _value_count(header)
+    allowed = min(MAX_PAGE_BYTES, count * (max_value_bytes + _PER_VALUE) + _PER_PAGE)
+    if uncompressed > allowed:
+        return f"a page of {uncompressed:,} bytes once decompressed for {_values(count)}, over the {allowed:,} allowed"
+    return None
+
+
+def _chunk_range(chunk: pq.ColumnChunkMetaData) -> tuple[int, int]:
+    """Where a column chunk's pages lie, as pyarrow reads them: from its dictionary page when it has one."""
+    start = chunk.data_page_offset
+    if chunk.has_dictionary_page and 0 < (chunk.dictionary_page_offset or 0) < start:
+        start = chunk.dictionary_page_offset
+    return start, start + chunk.total_compressed_size
+
+
+class Pages(NamedTuple):
+    """What a column chunk's page headers say it holds once decompressed."""
+
+    total: int  # all its pages
+    dictionary: int  # its dictionary page (0: it has none)
+
+
+def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, max_value_bytes: int) -> Pages | str:
+    """The sizes of a column chunk's pages, or why decompressing one of them could take more than the values it
+    holds may. Each page is judged by its own header, whatever the footer says: pyarrow sizes a page by its header
+    alone (and fails a page that decompresses to any other size), never checking pages against the footer."""
+    position, end = _chunk_range(chunk)
+    total = dictionary = 0
+    while position < end:
+        source = _Input(handle, position)
+        header = _struct(source, 1)
+        problem = _page_problem(header, max_value_bytes)
+        if problem:
+            return f"{problem} (the page at byte {position:,})"
+        size = header[_UNCOMPRESSED]  # an int, as the compressed size: _page_problem checked them
+        total += size
+        dictionary += size if header.get(_TYPE) == _DICTIONARY_PAGE else 0
+        position += source.consumed + header[_COMPRESSED]
+    return Pages(total, dictionary)
+
+
+def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
+                    max_value_bytes: int) -> list[Pages]:
+    """The `Pages` of the column chunks `leaves` (leaf column numbers) of `row_group`; `TooLarge` when reading one
+    could take more memory than values of at most `max_value_bytes` each need, one page at a time: judged first
+    from the footer's totals, then from every page header (`BadPageHeader` for one that cannot be read). Costs a
+    read of each page header, a seek and a few dozen bytes per page of ~1 MiB; where a file system reads ahead in
+    large blocks (GCS), about one more read of our columns' bytes."""
+    group = metadata.row_group(row_group)
+    if group.num_rows == 0:  # pyarrow reads no page of it (an empty chunk's page offset may be 0: no page at all)
+        return [Pages(0, 0) for _ in leaves]
+    found = []
+    for leaf in leaves:
+        chunk = group.column(leaf)
+        where = f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}"
+        allowed = chunk.num_values * (max_value_bytes + _PER_VALUE) + _PER_PAGE
+        if chunk.total_uncompressed_size > allowed:
+            raise TooLarge(f"{where}: {chunk.total_uncompressed_size:,} bytes once decompressed for "
+                           f"{_values(chunk.num_values)}, over the {allowed:,} allowed")
+        pages = _pages(handle, chunk, max_value_bytes)
+        if isinstance(pages, str):
+            raise TooLarge(f"{where}: {pages}")
+        found.append(pages)
+    return found
