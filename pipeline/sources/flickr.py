@@ -176,11 +176,6 @@ class _ClientDoFn(beam.DoFn):
         return photos
 
 
-def _count(results: object) -> int:
-    """A search answer's `total`, an int or a string of digits (Flickr sends either)."""
-    return answer_count(results, "total")
-
-
 class _SplitWindows(_ClientDoFn):
     """(low, high) -> windows under the depth cap. A count the API refuses (after retries) or
     answers with something that is no count becomes one rejection naming the sub-range it could not
@@ -191,7 +186,7 @@ class _SplitWindows(_ClientDoFn):
 
         def total_in(low: int, high: int) -> int:
             try:
-                return _count(self._search(low, high, per_page=1))
+                return answer_count(self._search(low, high, per_page=1), "total")
             except flickrapi.FlickrError as err:
                 code = getattr(err, "code", None)
                 refused.append((low, high, "api_error", f"window count refused, code {code}: {err}"))

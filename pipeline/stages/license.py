@@ -7,35 +7,22 @@ with their license as the detail, so the funnel shows what was left out and why.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import apache_beam as beam
 
-from pipeline.flickr.licenses import words_disagree
+from pipeline.flickr.licenses import CC_BY_LICENSE_IDS, license_id_of, words_disagree
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "license"
 
-CC_BY_URLS = frozenset({"creativecommons.org/licenses/by/2.0/", "creativecommons.org/licenses/by/4.0/"})
-CC_BY_NAMES = frozenset({"attribution license", "cc by 2.0", "cc by 4.0"})
-_SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
-
-
-def normalise_license_url(url: str) -> str:
-    """'HTTPS://www.CreativeCommons.org/licenses/by/2.0' -> 'creativecommons.org/licenses/by/2.0/'."""
-    bare = _SCHEME.sub("", url.strip()).lower()
-    return bare if not bare or bare.endswith("/") else bare + "/"
-
 
 def is_cc_by(license_name: str, license_url: str) -> bool:
-    """The URL decides when there is one (it is unambiguous); the name only when it is absent.
-    Names are compared with '-' read as a space, so SPDX's 'CC-BY-4.0' is 'CC BY 4.0' (and
-    'CC-BY-NC-4.0' stays 'cc by nc 4.0', rejected)."""
-    if license_url.strip():
-        return normalise_license_url(license_url) in CC_BY_URLS
-    return " ".join(license_name.replace("-", " ").split()).lower() in CC_BY_NAMES
+    """The URL decides when there is one (it is unambiguous); the name only when it is absent
+    (`flickr.licenses.license_id_of`, the one table of licence names and URLs). Names are compared with '-' read
+    as a space, so SPDX's 'CC-BY-4.0' is 'CC BY 4.0' (and 'CC-BY-NC-4.0' stays 'cc by nc 4.0', rejected)."""
+    return license_id_of(license_name, license_url) in CC_BY_LICENSE_IDS
 
 
 def license_rejection(photo: Photo) -> Rejection | None:

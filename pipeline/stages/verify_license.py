@@ -35,6 +35,7 @@ from pipeline.flickr.client import (
     SEARCH_DEPTH,
     BadApiResponse,
     FlickrClient,
+    answer_count,
     later_pages,
     page_numbers,
     search_paging,
@@ -78,13 +79,6 @@ def _number(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value if value >= 0 else None
     return int(value) if isinstance(value, str) and _DIGITS.fullmatch(value) else None
-
-
-def _total(results: dict) -> int:
-    total = _number(results.get("total"))
-    if total is None:
-        raise BadApiResponse(f"total {repr(results.get('total'))[:40]} is not a count")
-    return total
 
 
 def upload_span(photos: list[Photo]) -> tuple[int, int]:
@@ -145,7 +139,7 @@ class _VerifyOwner(beam.DoFn):
         depth = self._cfg.search_depth
         try:
             first = self._search(owner, low, high, per_page=PER_PAGE, page=1)
-            total = _total(first)
+            total = answer_count(first, "total")
             self._collect(owner, first, wanted, found)
             if total <= depth:
                 # The pages the first answer says it has (an API serving 100 a page has five times as many): planned
@@ -176,7 +170,7 @@ class _VerifyOwner(beam.DoFn):
             if (lo, hi) == (low, high):
                 return total
             calls += 1
-            return _total(self._search(owner, lo, hi, per_page=1))
+            return answer_count(self._search(owner, lo, hi, per_page=1), "total")
 
         depth = self._cfg.search_depth
         for lo, hi, window_total in split_windows(count, low, high, depth=depth, max_counts=budget):
