@@ -96,6 +96,15 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
     assert not any(".tmp-" in name for name in names)
 
 
+def test_a_star_matches_an_object_name_holding_a_backslash(gcs):
+    from pipeline.io.files import matching
+
+    for name in ("globbed/a.tsv", "globbed/b\\c.tsv", "globbed/deeper/d.tsv"):
+        gcs.blob(name).upload_from_string("x")
+    assert matching(f"gs://{BUCKET}/globbed/*") == [f"gs://{BUCKET}/globbed/a.tsv", f"gs://{BUCKET}/globbed/b\\c.tsv"]
+    assert len(matching(f"gs://{BUCKET}/globbed/**")) == 3
+
+
 def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
     gcs.blob("taken/manifest.json").upload_from_string("{}")
     (tmp_path / "in.tsv").write_text("")

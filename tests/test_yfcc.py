@@ -88,6 +88,16 @@ def test_reads_plain_gzip_bzip2_and_empty_files(tmp_path):
                     label="rejections")
 
 
+def test_a_dump_whose_name_holds_a_backslash_is_read(tmp_path):
+    # Beam's MatchFiles reads '*' as "anything but / or \\": this file and its rows were skipped without a word.
+    (tmp_path / "part\\1.tsv").write_text(yfcc_line(1, "11", "http://h/11_ab.jpg") + "\n")
+    (tmp_path / "part2.tsv").write_text(yfcc_line(2, "12", "http://h/12_ab.jpg") + "\n")
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "*.tsv"))
+        assert_that(read.kept | beam.Map(lambda photo: (photo.photo_id, photo.source_ref)),
+                    equal_to([("11", "part\\1.tsv:1"), ("12", "part2.tsv:1")]))
+
+
 def test_corrupt_gzip_midway_is_a_rejection_not_a_crash(tmp_path):
     good = "\n".join(yfcc_line(i, str(i), "http://h/x.jpg") for i in range(1, 200)).encode()
     packed = gzip.compress(good)

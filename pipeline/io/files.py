@@ -8,6 +8,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -126,9 +127,67 @@ def size_and_kind(path: str) -> tuple[int | None, str]:
     return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
 
 
+def _glob_parts(pattern: str) -> Iterator[tuple[str, str]]:
+    """The tokens of a glob as Beam's FileSystem.translate_pattern reads them: ('*', run of stars), ('?', '?'),
+    ('[', class text with its brackets) or ('', one literal character). An unclosed '[' is a literal."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            j = i
+            while j < n and pattern[j] == "*":
+                j += 1
+            yield "*", pattern[i:j]
+            i = j
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j < n:
+                yield "[", pattern[i:j + 1]
+                i = j + 1
+                continue
+        yield ("?", c) if c == "?" else ("", c)
+        i += 1
+
+
+def _posix_glob(pattern: str) -> tuple[str, re.Pattern[str]]:
+    """(a broader pattern for Beam's listing, the regex of the glob as POSIX reads it). Beam's '*' is
+    `[^/\\]*`: it never matches a backslash, a Windows separator to Beam but an ordinary character of a
+    name on Linux and in GCS, so `dumps/*` skipped a file named `a\\b.bz2` and every row in it, silently.
+    Here '*' is any run of characters but '/', '**' any run at all, '?' one character but '/'. Beam lists
+    everything under the pattern's literal prefix either way, so the broader pattern costs nothing more."""
+    if pattern.endswith("/"):
+        pattern += "*"  # a folder: its files, as Beam reads it
+    broad, regex = [], []
+    for kind, text in _glob_parts(pattern):
+        if kind == "*":
+            broad.append("**")
+            regex.append("[^/]*" if len(text) == 1 else ".*")
+        elif kind == "?":
+            broad.append("?")
+            regex.append("[^/]")
+        elif kind == "[":
+            broad.append(text)
+            inner = "".join("\\" + c if c in "\\[&~|" else c for c in text[1:-1])  # literal to re, no warnings
+            inner = "^" + inner[1:] if inner.startswith("!") else "\\" + inner if inner.startswith("^") else inner
+            regex.append(f"[{inner}]")
+        else:
+            broad.append(text)
+            regex.append(re.escape(text))
+    return "".join(broad), re.compile("(?s)" + "".join(regex) + r"\Z")
+
+
 def matching(pattern: str) -> list[str]:
-    """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match."""
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match. The glob is read as
+    Beam reads it (no way to quote a wildcard), except that '*' and '?' match any character but '/'."""
+    broad, regex = _posix_glob(pattern)
+    return sorted(m.path for m in FileSystems.match([broad])[0].metadata_list if regex.match(m.path))
 
 
 def write_json(output: str, name: str, value: Any) -> dict[str, Any]:

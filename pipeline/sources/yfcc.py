@@ -20,11 +20,11 @@ from typing import BinaryIO
 from urllib.parse import unquote_plus
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
+from pipeline.io.files import matching
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -254,8 +254,8 @@ def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
     """PBegin -> PCollection[str]: the paths of the files matching `pattern` (any Beam filesystem),
     reshuffled so that each file is read on its own worker. Shared by the file-reading sources."""
     return (pbegin
-            | "Match" >> fileio.MatchFiles(pattern)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "Pattern" >> beam.Create([pattern])
+            | "Match" >> beam.FlatMap(matching)  # not fileio.MatchFiles: its '*' skips names with a backslash
             | "SpreadFiles" >> beam.Reshuffle())
 
 

@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline.io.files import matching
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.records import Photo, Rejection, is_utf8_text
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -77,7 +78,7 @@ def expand_eval_source(source: str) -> list[str]:
     # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
     # validation set in its training layout), whose images a one-level glob skipped without a word.
     pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
-    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    paths = matching(pattern)
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
         raise ValueError(f"--decontaminate {unnamed!a}: the file name is no UTF-8 text; rename the file")
