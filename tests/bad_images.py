@@ -178,6 +178,16 @@ def mpo_pair() -> tuple[bytes, Image.Image]:
     return out.getvalue(), first
 
 
+def mpo_index_bomb(tags: int = 5_000, claimed: int = 50_000) -> bytes:
+    """A JPEG (chelsea) whose APP2 MPO index is a TIFF directory of `tags` tags, each an UNDEFINED value of
+    `claimed` bytes at the same offset: Pillow reads and keeps each tag's value on open."""
+    tags = min(tags, (65_533 - 4 - 8 - 2 - 4) // 12)  # as many as one segment holds
+    directory = struct.pack("<H", tags) + b"".join(struct.pack("<HHLL", 0xC000 + i, 7, claimed, 8)
+                                                   for i in range(tags)) + struct.pack("<L", 0)
+    raw = encode(real_image("chelsea.jpg"), "JPEG")
+    return raw[:2] + _jpeg_segment(0xE2, b"MPF\0" + b"II*\0" + struct.pack("<L", 8) + directory) + raw[2:]
+
+
 def thin_strip(width: int = 64, height: int = 1_000_000) -> bytes:
     """A greyscale PNG of width x height with a horizontal gradient: not blank, ~500 KB for 64 MP."""
     return png_of_rows(width, height, bytes(i * 255 // max(1, width - 1) for i in range(width)))

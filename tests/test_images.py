@@ -4,6 +4,7 @@ import io
 import math
 import struct
 import time
+import tracemalloc
 import warnings
 import zlib
 from collections.abc import Callable
@@ -468,6 +469,27 @@ def test_mpo_is_a_jpeg_and_keeps_its_first_image():
     result = normalise(raw, CFG)
     assert result.original_format == "JPEG"
     assert result.jpeg == normalise(encode(first, "JPEG"), CFG).jpeg  # the first image, pixel for pixel
+
+
+@pytest.mark.parametrize("tags,claimed", [(5_000, 50_000), (33, 8), (20, 1_000)],
+                         ids=["5000-tags-of-50KB", "33-tags", "20-overlapping-tags"])
+def test_an_mpo_index_bomb_is_refused_before_pillow_reads_it(tags, claimed):
+    # 5,000 tags each pointing at one 50 KB run: Pillow took 260 MiB to open these 64 KB (2026-12-03).
+    raw = bad_images.mpo_index_bomb(tags, claimed)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as rejected:
+            normalise(raw, CFG)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rejected.value.reason == "metadata_bomb" and peak < 8 * 2**20
+
+
+def test_a_camera_mpo_index_passes_the_check():
+    raw, _ = bad_images.mpo_pair()
+    image_stage._check_jpeg_segments(raw)  # Pillow's own MPO writer: 3 tags, values inside the segment
+    assert normalise(bad_images.mpo_index_bomb(5, 4), CFG).original_format == "JPEG"  # small, in bounds
 
 
 def _resized_coffee(size: tuple[int, int], fmt: str) -> Callable[[], bytes]:
