@@ -640,6 +640,29 @@ def test_a_gzip_table_corrupt_midway_is_one_rejection_and_no_row(tmp_path):
         assert_that(read.rejected | beam.Map(lambda r: r.reason), equal_to(["unreadable_file"]))
 
 
+def test_a_gzip_table_replaced_after_its_check_gives_only_rows_the_check_saw(tmp_path, monkeypatch):
+    """The table readers read a compressed file as checked (`yfcc._AsChecked`), as the YFCC reader does."""
+    from pipeline.sources import yfcc
+
+    rows = [{**GOOD[0], "photo_id": str(i)} for i in range(1, 2_001)]
+    path = tmp_path / "meta.csv.gz"
+    path.write_bytes(gzip.compress(csv_text(rows).encode()))
+    checked = yfcc.check_compressed
+
+    def check_then_replace(name: str):
+        crcs = checked(name)
+        path.write_bytes(gzip.compress(csv_text(rows[:1_000] + [{**GOOD[0], "photo_id": "999999"}] * 1_000).encode()))
+        return crcs
+
+    monkeypatch.setattr(yfcc, "check_compressed", check_then_replace)
+    monkeypatch.setattr(yfcc, "_CHECKED_PIECE", 16 * 1024)
+    items = read_all(path, "csv")
+    kept = [item.photo_id for item in items if isinstance(item, Photo)]
+    assert 0 < len(kept) <= 1_000 and kept == [str(i) for i in range(1, len(kept) + 1)]
+    assert [(item.source_ref, item.reason) for item in items[len(kept):]] == [
+        (f"meta.csv.gz:{len(kept) + 2}", "unreadable_file")]  # line 1 is the header
+
+
 @pytest.mark.parametrize("page", ["javascript:alert(1)", "file:///etc/passwd", "https://p/a b", "https://p/\x1b[2J"])
 def test_a_page_url_attribution_could_not_link_to_is_a_bad_field(tmp_path, page):
     """ATTRIBUTION.csv links each photo to its page: only http(s), with no space or control character."""

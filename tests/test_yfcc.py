@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.records import Photo, Rejection
-from pipeline.sources.yfcc import COLUMNS_25, MAX_LINE_BYTES, ReadYfcc, _ReadLines, parse_line, sniff
+from pipeline.sources import yfcc
+from pipeline.sources.yfcc import (
+    COLUMNS_25,
+    MAX_LINE_BYTES,
+    ReadYfcc,
+    _ReadLines,
+    parse_line,
+    sniff,
+)
 from tests.conftest import corrupt_deflate, local_pipeline
 
 
@@ -332,6 +340,56 @@ def test_a_bzip2_file_with_a_damaged_later_stream_gives_no_line(tmp_path):
     lines, rejections = _outcome(path)
     assert lines == 0 and [(ref, reason) for ref, reason, _ in rejections] == [("dump.tsv.bz2:1", "unreadable_file")]
     assert sniff(str(path)) is None  # the launch check reads a few lines and checks nothing: cheap, even for bz2
+
+
+def _replaced_after_its_check(monkeypatch, path, replacement: bytes) -> None:
+    """The file is overwritten the moment its check returns (an object rewritten in a bucket between the passes)."""
+    checked = yfcc.check_compressed
+
+    def check_then_replace(name: str):
+        crcs = checked(name)
+        if name == str(path):
+            path.write_bytes(replacement)
+        return crcs
+
+    monkeypatch.setattr(yfcc, "check_compressed", check_then_replace)
+    monkeypatch.setattr(yfcc, "_CHECKED_PIECE", 4096)
+
+
+def _damaged_bzip2(packed: bytes) -> bytes:
+    damaged = bytearray(packed)
+    damaged[len(damaged) // 2] ^= 0x10
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress], ids=["gz", "bz2"])
+@pytest.mark.parametrize("change", ["damaged", "other_rows", "cut_short", "longer"])
+def test_a_file_replaced_between_its_check_and_its_reading_gives_only_lines_the_check_saw(
+        tmp_path, monkeypatch, compress, change):
+    """Read from a file other than the one checked, a damaged copy gave made-up rows before its own CRC failed,
+    and another dump gave rows nobody checked: now no line comes from data that differs from what the check saw."""
+    checked = _rows(1000, 400)
+    path = tmp_path / f"dump.tsv.{'gz' if compress is gzip.compress else 'bz2'}"
+    path.write_bytes(compress(checked))
+    damaged = _one_bit_flipped if compress is gzip.compress else _damaged_bzip2
+    replacement = {
+        "damaged": damaged(compress(checked)),
+        "other_rows": compress(checked[:len(checked) // 2] + _rows(9000, 200)),
+        "cut_short": compress(checked[:len(checked) // 2]),
+        "longer": compress(checked + _rows(9000, 5)),
+    }[change]
+    _replaced_after_its_check(monkeypatch, path, replacement)
+    given, rejections = [], []
+    for item in _ReadLines().process(str(path)):
+        if isinstance(item, tuple):
+            given.append(item[1])
+        else:
+            rejections.append((item.value.source_ref, item.value.reason, item.value.detail))
+    assert given == checked.split(b"\n")[:len(given)]  # every line given is the checked file's, in its place
+    assert len(given) < 400 and [(ref, reason) for ref, reason, _ in rejections] == [
+        (f"{path.name}:{len(given) + 1}", "unreadable_file")]
+    if change != "damaged":  # the replacement's own damage may come first; these say what the file did
+        assert len(given) > 0 and "checked" in rejections[0][2]
 
 
 @given(st.one_of(st.text(max_size=25), st.from_regex(r"[0-9]{0,22}", fullmatch=True)))

@@ -37,7 +37,6 @@ from pipeline.sources.parquet_pages import TooLarge, check_row_group
 from pipeline.sources.yfcc import (
     BROKEN_FILE_ERRORS,
     MAX_LINE_BYTES,
-    check_compressed,
     read_numbered_lines,
     spread_files,
 )
@@ -235,10 +234,10 @@ def _content_lines(items: Iterator[tuple[str, bytes] | Rejection]) -> Iterator[t
             yield item
 
 
-def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter = _DELIMITERS[layout.format]
-    lines = read_numbered_lines(path, checked=False)  # read_rows checked it
+    lines = read_numbered_lines(path, checked=checked)
     first = next(lines, None)
     if first is None:
         return
@@ -261,8 +260,8 @@ def _text_table_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejecti
             yield _parsed(dict(zip(header, cells, strict=True)), ref, layout)
 
 
-def _json_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
-    for item in _content_lines(read_numbered_lines(path, checked=False)):  # read_rows checked it
+def _json_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
+    for item in _content_lines(read_numbered_lines(path, checked=checked)):
         if isinstance(item, Rejection):
             yield item
             continue
@@ -453,7 +452,7 @@ def _parquet_batches(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) 
         yield from table.iter_batches(batch_size=rows, row_groups=[group], columns=list(wanted))
 
 
-def _parquet_rows(path: str, layout: TableLayout) -> Iterator[Photo | Rejection]:
+def _parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a Parquet file, read a batch at a time and only in the mapped columns. A file whose columns cannot
     give our fields rejects each of its rows, counted from its footer and never read."""
     name = posixpath.basename(path.rstrip("/"))
@@ -490,13 +489,12 @@ def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[
     """Every row of one file as a `Photo` or a `Rejection`. A file that cannot be read ends with one rejection
     naming the first line that could not be read; a compressed text file is checked whole first
     (`yfcc.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
-    gives no row. `checked=False` skips that check, for a launch check reading a few rows."""
+    gives no row, and then read as checked (one changed since is refused where it differs). `checked=False` skips
+    both, for a launch check reading a few rows; Parquet is never read through gzip or bzip2."""
     name = posixpath.basename(path.rstrip("/"))
     last = 0
     try:
-        if checked and layout.format != "parquet":  # Parquet is never read through gzip or bzip2
-            check_compressed(path)
-        for item in _READERS[layout.format](path, layout):
+        for item in _READERS[layout.format](path, layout, checked):
             last = int(item.source_ref.rpartition(":")[2])
             yield item
     except _FILE_ERRORS as err:
