@@ -44,6 +44,15 @@ def png_of_rows(width: int, height: int, row: bytes, extra_before: bytes = b"", 
             + extra_after + _png_chunk(b"IEND", b""))
 
 
+def rgb16_png(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:
+    """A 16-bit RGB PNG of `pixels` (height x width x 3, 0-65535) with a tRNS colour key: Pillow writes none."""
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + _png_chunk(b"tRNS", struct.pack(">HHH", *key)) + _png_chunk(b"IDAT", zlib.compress(rows))
+            + _png_chunk(b"IEND", b""))
+
+
 def png_bomb(side: int = 12_000) -> bytes:
     """A real decompression bomb: a valid greyscale PNG of side x side zero pixels, ~100 KB on disk."""
     return png_of_rows(side, side, b"\x00" * side)

@@ -171,6 +171,23 @@ def test_a_png_colour_key_is_transparency_composited_on_white(mode, key):
     assert stored[:95].mean() > 250 and stored[110:].mean() < 200  # white where transparent, the cat below
 
 
+@pytest.mark.parametrize("key,near", [((0, 0, 0), 40), ((300, 300, 300), 44), ((65535, 0, 65535), None)],
+                         ids=["black-key-beside-near-black", "key-above-255", "magenta-key"])
+def test_a_16_bit_rgb_png_colour_key_makes_exactly_its_pixels_white(key, near):
+    """Pillow keeps a 16-bit sample's high byte and compared those with the key's low bytes: a black key made every
+    pixel below 1/256 of full scale white too, a key of 300 made nothing transparent. Only the key's pixels are."""
+    pixels = np.asarray(real_image("chelsea.jpg").convert("RGB")).astype(np.uint32) * 257
+    pixels[:100] = key
+    if near is not None:
+        pixels[100:200] = near  # one 16-bit step from the key's high byte, or below: dark, not transparent
+    stored = np.asarray(Image.open(io.BytesIO(normalise(bad_images.rgb16_png(pixels, key), CFG).jpeg)).convert("L"),
+                        dtype=np.float64)
+    assert stored[:95].mean() > 250  # the key's pixels: white
+    if near is not None:
+        assert stored[105:195].mean() < 5  # near-black stays near black
+    assert abs(stored[205:].mean() - np.asarray(real_image("chelsea.jpg").convert("L"))[205:].mean()) < 3
+
+
 @pytest.mark.parametrize("size,orientation,stored", [
     ((451, 300), 1, (451, 300)),  # the decoded image itself is stored: it is copied first
     ((1024, 681), 1, (512, 340)),  # an exact 2x box reduction: a new image carrying the source's info

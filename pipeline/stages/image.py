@@ -539,6 +539,39 @@ def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> o
     return struct.unpack_from(order + code, tiff, at)[0] if code else None
 
 
+def _rgb16_colour_key(opened: Image.Image) -> tuple[int, int, int] | None:
+    """The tRNS colour key of a 16-bit RGB PNG, opened and not yet decoded; None for any other image."""
+    key = opened.info.get("transparency")
+    rawmodes = {tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0] for tile in opened.tile or ()}
+    if opened.format != "PNG" or opened.mode != "RGB" or rawmodes != {"RGB;16B"}:
+        return None
+    if isinstance(key, tuple) and len(key) == 3 and all(type(v) is int and 0 <= v <= 0xFFFF for v in key):
+        return key
+    return None
+
+
+def _keyed_out_exactly(img: Image.Image, raw: bytes, key: tuple[int, int, int]) -> Image.Image:
+    """The decoded 16-bit RGB PNG `img` (Pillow keeps each sample's high byte) with the pixels whose 16-bit
+    samples equal `key` made white, as compositing a transparent pixel on white makes it, and no others.
+    Pillow compares its 8-bit pixels with the key's low bytes instead: a black key (0, 0, 0) turned every pixel
+    below 1/256 of full scale white (shadows speckled white) and a key of (100, 100, 100) made nothing
+    transparent. The low bytes come from a second decode of the same data (Pillow's unpacker for the other byte
+    order takes the other byte of each sample): ~3 more bytes a pixel, for these rare files only."""
+    low = Image.open(io.BytesIO(raw), formats=["PNG"])
+    low.tile = [tile._replace(args="RGB;16L") for tile in low.tile]
+    low.load()
+    high_bytes, low_bytes = np.asarray(img), np.asarray(low)
+    transparent = np.ones(high_bytes.shape[:2], dtype=bool)
+    for channel, value in enumerate(key):
+        transparent &= (high_bytes[..., channel] == value >> 8) & (low_bytes[..., channel] == value & 0xFF)
+    del low, low_bytes
+    pixels = high_bytes.copy()
+    pixels[transparent] = 255
+    keyed = Image.fromarray(pixels, "RGB")
+    keyed.info = {name: value for name, value in img.info.items() if name != "transparency"}  # its ICC profile
+    return keyed
+
+
 def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
             cfg: ImageConfig) -> Normalised:
     """The opened image (header checked) decoded, turned upright, in sRGB, resized, checked and stored."""
@@ -546,7 +579,10 @@ def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], 
     width, height = source
     try:
         img.seek(0)  # first frame of an animation
+        rgb16_key = _rgb16_colour_key(img)
         img = decoded(img, raw, scale)
+        if rgb16_key is not None:
+            img = _keyed_out_exactly(img, raw, rgb16_key)
         orientation = exif_orientation(opened.info)  # after decoding: a PNG's eXIf may follow its pixels
     # struct.error and IndexError: Pillow runs the handlers of chunks after a PNG's IDAT while loading, and a tRNS,
     # gAMA, cHRM or iCCP chunk cut short there raises them (before IDAT, Image.open turns the same into an error)
