@@ -35,7 +35,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from pipeline.detectors.decoders import decode, output_names
 from pipeline.detectors.preprocess import decode as decode_image
-from pipeline.detectors.preprocess import to_tensor, views
+from pipeline.detectors.preprocess import tiled, to_tensor, views
 from pipeline.detectors.registry import DetectorSpec, read_model
 from pipeline.records import Photo
 from pipeline.stage import without_addresses
@@ -263,8 +263,20 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
     best: list[dict[str, float]] = [{} for _ in photos]
     partial = [settled(photo, {}) for photo in photos]
     todo = [index for index, skipped in enumerate(partial) if not skipped]
-    images = {index: decode_image(photos[index].image) for index in todo}
-    wholes = _run_views(spec, session, [to_tensor(images[index], spec.input) for index in todo])
+    # One decoded image at a time, as photo_scores holds them: the whole views' tensors (bounded by the
+    # model's input size) are kept, the images are not, and a photo whose tiles are needed is decoded again
+    # (a few ms, against tens for its four tile views). Holding every image of the batch for its tiles took
+    # its pixels times the batch: 8 carried 6000 x 6000 photos (--max_pixels allows 64 MP) peaked 1.2 GiB over
+    # photo_scores' 0.2 GiB, 16 of 64 MP would be 3 GiB.
+    sizes: dict[int, tuple[int, int]] = {}
+    wholes_in: list[np.ndarray] = []
+    for index in todo:
+        image = decode_image(photos[index].image)
+        sizes[index] = image.size
+        wholes_in.append(to_tensor(image, spec.input))
+        del image
+    wholes = _run_views(spec, session, wholes_in)
+    del wholes_in
     owners: list[int] = []
     tensors: list[np.ndarray] = []
     for index, scores in zip(todo, wholes, strict=True):
@@ -272,13 +284,13 @@ def staged_scores(spec: DetectorSpec, session: ort.InferenceSession, photos: Seq
         # negative score, which taken as is would differ from scoring every view (a NaN never gets here:
         # _run_views refuses it).
         best[index] = {cls: max(0.0, score) for cls, score in scores.items()}
-        tiles = views(images[index], spec.tiles, tile_min_side)[1:]
+        if not tiled(sizes[index], spec.tiles, tile_min_side):
+            continue
         # Rounded as the stored scores are (run_inference), so the test sees what the decision will.
-        if tiles and settled(photos[index], {spec.score_name(cls): round(score, 6)
-                                             for cls, score in best[index].items()}):
+        if settled(photos[index], {spec.score_name(cls): round(score, 6) for cls, score in best[index].items()}):
             partial[index] = True
             continue
-        for tile in tiles:
+        for tile in views(decode_image(photos[index].image), spec.tiles, tile_min_side)[1:]:
             tensors.append(to_tensor(tile, spec.input))
             owners.append(index)
     for owner, scores in zip(owners, _run_views(spec, session, tensors), strict=True):
