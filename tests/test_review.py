@@ -67,6 +67,28 @@ def test_review_files_sorted_by_score(tmp_path):
                     ["1", "", "", photos[0].sha256]]
 
 
+def test_a_band_larger_than_a_page_shows_its_most_suspicious_photos_and_says_how_many_were_held(tmp_path):
+    """WriteReview gathered the whole band, images included, into one worker's list: up to 17.5% of clean photos
+    are held, so its memory grew with the run. It now holds at most `most` photos (MAX_REVIEW_PHOTOS), the most
+    suspicious, and the page and the manifest entries say how many were held; the others stay needs_review."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.release.review import WriteReview
+    from tests.conftest import local_pipeline
+
+    scores = {"1": 0.31, "2": 0.45, "3": 0.35, "4": 0.49, "5": 0.40}
+    photos = [photo(pid, image=real_jpeg("coffee.jpg"), scores=(("x.person", score),)) for pid, score in scores.items()]
+    with local_pipeline() as p:
+        entries = p | beam.Create(photos) | WriteReview(str(tmp_path), [X], most=2)
+        assert_that(entries | beam.Map(lambda entry: (entry["path"], entry["records"], entry["held"])),
+                    equal_to([(name, 2, 5) for name in ("review/review.parquet", "review/index.html",
+                                                        "review/decisions_template.csv")]))
+    table = pq.read_table(tmp_path / "review" / "review.parquet").to_pylist()
+    assert [row["photo_id"] for row in table] == ["4", "2"]
+    assert "Borderline photos: 2 (the most suspicious 2 of 5 held" in (tmp_path / "review" / "index.html").read_text()
+
+
 def test_contact_sheet_escapes_metadata():
     sheet = contact_sheet([photo("<b>", image=real_jpeg("coffee.jpg"), page_url='"><script>')]).decode()
     # The only script is the page's own, at its end; the metadata's markup is text.

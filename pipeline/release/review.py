@@ -35,6 +35,12 @@ from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, parse_decisions, read_decisions
 
 THUMBNAIL = 256
+# The most photos review/ shows at once, the most suspicious first (`review_order`). They reach one worker with
+# their images (~60 KiB each, twice over in the Parquet table, plus a thumbnail): gathered whole, the band grew with
+# the run (up to 17.5% of clean photos are held), and a run holding 100,000 would need some 12 GiB in one worker
+# after the whole crawl. A page is looked at by a person: a photo past the cap stays a `needs_review` rejection, and
+# comes up in a later run's page once those before it are decided (a decided photo is held no more).
+MAX_REVIEW_PHOTOS = 5_000
 # sha256: of the stored image the reviewer saw; an acceptance holds for that image only (stages/detect.applies).
 DECISION_COLUMNS = ("photo_id", "decision", "note", "sha256")
 
@@ -193,12 +199,16 @@ def review_script() -> str:
                       "inner_formula": json.dumps(INNER_FORMULA.pattern)}
 
 
-def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None) -> bytes:
+def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None,
+                  held: int | None = None) -> bytes:
     """One self-contained HTML page (thumbnails inline) in the order given, each photo with the class
     that triggered its review and the decision buttons; the decisions download as the CSV that
     `review apply` reads. A Content-Security-Policy lets only this page's own script run (by its
-    hash) and load nothing from anywhere, so even markup slipped into the metadata could not."""
+    hash) and load nothing from anywhere, so even markup slipped into the metadata could not. `held`: how many
+    photos the run held, when more than it shows (`MAX_REVIEW_PHOTOS`)."""
     script = review_script()
+    more = "" if held is None or held <= len(photos) else (
+        f" (the most suspicious {len(photos)} of {held} held: the others come up once these are decided)")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     cells = "".join(_item(index, photo, specs, fusion) for index, photo in enumerate(photos))
@@ -208,7 +218,7 @@ def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusio
         "<style>body{font-family:sans-serif}figure{display:inline-block;width:280px;margin:6px;vertical-align:top}"
         "img{max-width:256px;max-height:256px}figcaption{font-size:12px}.trigger{font-weight:bold}"
         "input.note{width:250px}pre{font-size:11px}</style>"
-        f"<h1>Borderline photos: {len(photos)}</h1><p>Most suspicious first: ordered by the score closest to "
+        f"<h1>Borderline photos: {len(photos)}{more}</h1><p>Most suspicious first: ordered by the score closest to "
         "its rejection threshold among the human and nsfw classes; each photo says which class that is. Choose "
         "a decision per photo, then <button id=download type=button>Download decisions.csv</button> "
         "(<span id=progress></span>) and run <code>pass-pipeline review apply decisions.csv --store "
@@ -234,12 +244,13 @@ def _table(photos: list[Photo], specs: Sequence[DetectorSpec], fusion: Fusion | 
     })
 
 
-def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None
-                 ) -> list[dict[str, Any]]:
+def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None,
+                 held: int | None = None) -> list[dict[str, Any]]:
     """review/review.parquet, review/index.html, review/decisions_template.csv -> manifest entries.
-    `specs` are the detectors that decided (their classes and thresholds order the photos).
-    The borderline band is meant to be small (what a person can look at), so one worker writes it."""
+    `specs` are the detectors that decided (their classes and thresholds order the photos). One worker writes
+    them: `WriteReview` hands it at most MAX_REVIEW_PHOTOS photos, and `held` says how many the run held."""
     ordered = sorted(photos, key=lambda photo: review_order(photo, specs, fusion))
+    held = len(ordered) if held is None else held
 
     def parquet(handle: Any) -> None:
         pq.write_table(_table(ordered, specs, fusion), handle)
@@ -247,28 +258,34 @@ def write_review(photos: Iterable[Photo], output: str, specs: Sequence[DetectorS
     def template(handle: Any) -> None:  # reviewers open it in a spreadsheet: no cell may be a formula
         handle.write(csv_bytes(DECISION_COLUMNS, ((photo.photo_id, "", "", photo.sha256) for photo in ordered)))
 
-    sheet = contact_sheet(ordered, specs, fusion)
+    sheet = contact_sheet(ordered, specs, fusion, held)
     entries = []
     for name, kind, write in (("review/review.parquet", "review", parquet),
                               ("review/index.html", "review_sheet", lambda h: h.write(sheet)),
                               ("review/decisions_template.csv", "review_template", template)):
         entry = write_atomically(FileSystems.join(output, name), write)
-        entries.append({"path": name, "format": kind, "records": len(ordered), **entry})
+        entries.append({"path": name, "format": kind, "records": len(ordered), "held": held, **entry})
     return entries
 
 
 class WriteReview(beam.PTransform):
-    """PCollection[Photo] (the borderline band) -> PCollection[dict] manifest entries of review/."""
+    """PCollection[Photo] (the borderline band) -> PCollection[dict] manifest entries of review/: the `most`
+    most suspicious photos (`MAX_REVIEW_PHOTOS`), no more held in memory at once wherever the band is larger."""
 
-    def __init__(self, output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None) -> None:
+    def __init__(self, output: str, specs: Sequence[DetectorSpec], fusion: Fusion | None = None,
+                 most: int = MAX_REVIEW_PHOTOS) -> None:
         super().__init__()
-        self._output, self._specs, self._fusion = output, list(specs), fusion
+        self._output, self._specs, self._fusion, self._most = output, list(specs), fusion, most
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
+        specs, fusion = self._specs, self._fusion
+        held = photos | "Held" >> beam.combiners.Count.Globally()
+        # The smallest review_order first (reverse=True): the most suspicious; photo ids break every tie.
         return (photos
-                | "All" >> beam.combiners.ToList()
-                | "Write" >> beam.FlatMap(write_review, output=self._output, specs=self._specs,
-                                              fusion=self._fusion))
+                | "MostSuspicious" >> beam.combiners.Top.Of(
+                    self._most, key=lambda photo: review_order(photo, specs, fusion), reverse=True)
+                | "Write" >> beam.FlatMap(write_review, output=self._output, specs=specs, fusion=fusion,
+                                          held=beam.pvalue.AsSingleton(held)))
 
 
 def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
