@@ -183,15 +183,18 @@ def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
 def _cached_scores(spec: DetectorSpec) -> Callable[[Photo, dict], Photo | None]:
     """A photo completed from its score cache entry; None (scored again) for an entry that is not one this detector
     writes: a score of another detector's (a changed entry could set any score of the photo), a class it does not
-    score, or no finite number (the handler refuses those as scores)."""
+    score, one without a score of a class it decides on or a fusion model may read (`{}` was taken: the photo was
+    kept as if the detector saw nothing, without the scores a kept photo carries), or no finite number (the handler
+    refuses those as scores)."""
     names = {spec.score_name(cls) for cls in (*decoded_classes(spec.decoder), *spec.scored_classes)}
+    required = {spec.score_name(cls) for cls in spec.scored_classes}
 
     def complete(photo: Photo, row: dict) -> Photo | None:
         try:
             scores = json.loads(row["scores"])
         except (KeyError, TypeError, ValueError, RecursionError):
             return None
-        if not isinstance(scores, dict) or not set(scores) <= names or not all(
+        if not isinstance(scores, dict) or not required <= set(scores) <= names or not all(
                 type(value) is float and math.isfinite(value)
                 for value in scores.values()):
             return None
