@@ -234,3 +234,17 @@ def exif_with_mistyped_tag() -> bytes:
     ascii_entry = b"\x00\x03\x00\x02\x00\x00\x00\x02E\x00"  # big-endian: tag 3, type ASCII, count 2, "E\0"
     assert raw.count(ascii_entry) == 1
     return raw.replace(ascii_entry, b"\x00\x03\x00\x03" + ascii_entry[4:])
+
+
+def jpeg_exif_shared_value(tags: int = 2_700, claimed: int = 30_000, segments: int = 1) -> bytes:
+    """A JPEG (chelsea) whose EXIF's first directory holds `tags` tags, each an UNDEFINED value of `claimed` bytes at
+    the same offset, the block cut into `segments` APP1 segments (Pillow joins them): Pillow reads each tag's value
+    on open."""
+    offset = 8 + 2 + 12 * tags + 4
+    ifd = struct.pack("<H", tags) + b"".join(struct.pack("<HHLL", 0x8000 + i, 7, claimed, offset) for i in range(tags))
+    block = b"II*\x00" + struct.pack("<L", 8) + ifd + b"\x00" * (4 + claimed)
+    size = -(-len(block) // segments)
+    assert size <= 65_533 - 6, "too large for that many segments"
+    raw = encode(real_image("chelsea.jpg"), "JPEG")
+    return raw[:2] + b"".join(_jpeg_segment(0xE1, b"Exif\x00\x00" + block[i:i + size])
+                              for i in range(0, len(block), size)) + raw[2:]

@@ -509,6 +509,30 @@ def test_a_camera_mpo_index_passes_the_check():
     assert normalise(bad_images.mpo_index_bomb(5, 4), CFG).original_format == "JPEG"  # small, in bounds
 
 
+@pytest.mark.parametrize("tags,claimed,segments", [(2_700, 30_000, 1), (2_000, 100_000, 3)],
+                         ids=["2700-tags-on-30KB", "2000-tags-on-100KB-over-3-segments"])
+def test_a_jpeg_exif_whose_first_directory_shares_one_value_is_refused_before_pillow_reads_it(tags, claimed, segments):
+    # Pillow reads the first directory's values on open: 2,700 tags pointing at one 30 KB run took 85 MiB for 86 KB,
+    # 20,000 on one 700 KB run over 16 segments 13 GiB and 33 s (2026-12-03).
+    raw = bad_images.jpeg_exif_shared_value(tags, claimed, segments)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as rejected:
+            normalise(raw, CFG)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rejected.value.reason == "metadata_bomb" and peak < 8 * 2**20
+
+
+def test_a_jpeg_exif_whose_values_fit_in_it_passes_the_check():
+    assert normalise(bad_images.jpeg_exif_shared_value(1, 30_000, 1), CFG).original_format == "JPEG"
+    # A value past the block's end stops Pillow's walk, as it stops ours: the tags after it are never read.
+    broken = bad_images.jpeg_exif_shared_value(2, 30_000, 1).replace(struct.pack("<HHLL", 0x8000, 7, 30_000, 38),
+                                                                      struct.pack("<HHLL", 0x8000, 7, 10**6, 38))
+    assert normalise(broken, CFG).original_format == "JPEG"
+
+
 def _resized_coffee(size: tuple[int, int], fmt: str) -> Callable[[], bytes]:
     return lambda: encode(real_image("coffee.jpg").resize(size), fmt)
 

@@ -50,6 +50,11 @@ MAX_JPEG_PADDING_BYTES = 64 * 1024
 # wherever the tag points and decoded: 5,000 tags pointing at one 60 KB run took 260 MiB from a 64 KB segment.
 # Real ones hold 3-5 tags (version, image count, entries, optional ids and frame count) whose values fit in it.
 MAX_MPF_TAGS = 32
+# Pillow joins a JPEG's APP1 "Exif" segments and, on open, reads every value of the EXIF's first directory (to look
+# for a resolution where the JFIF header sets none), each copied from wherever its tag points: 2,700 tags pointing
+# at one 32 KB run took 85 MiB to open an 86 KB file, 20,000 tags on one 700 KB run over 16 segments 13 GiB and 33 s
+# of CPU. A camera's values each have their own bytes: together they fit in the block.
+_APP1 = 0xE1
 _APP2 = 0xE2
 _TIFF_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
                     16: 8, 17: 8, 18: 8}  # TIFF field types and their sizes
@@ -152,6 +157,7 @@ def _check_jpeg_segments(raw: bytes) -> None:
     after the first EOI and are never decoded. Refuses, without walking further, a file with more
     scans, segments or padding than any real encoder writes."""
     scans, segments, padding, pos = 0, 0, 0, 2  # after SOI
+    exif: list[bytes] = []  # the APP1 "Exif" payloads before the first scan, the ones Pillow reads
     while marker := _JPEG_MARKER.search(raw, pos):
         padding += marker.start() - pos  # fill bytes and junk, which Pillow steps through one by one
         segments += 1
@@ -167,8 +173,12 @@ def _check_jpeg_segments(raw: bytes) -> None:
         length = int.from_bytes(raw[pos:pos + 2], "big")  # the length counts itself, not the marker
         if code == _APP2 and raw.startswith(b"MPF\0", pos + 2):
             _check_mp_index(raw[pos + 6:pos + length])
+        if code == _APP1 and not scans and raw.startswith(b"Exif\0\0", pos + 2):
+            exif.append(raw[pos + 2 + 6 * bool(exif):pos + length])  # Pillow keeps the first one's header
         pos += length
         if code == jpeg_pixels.SOS:
+            if not scans:
+                _check_exif_ifd0(b"".join(exif))
             scans += 1
             if scans > MAX_JPEG_SCANS:
                 raise ImageRejected("too_many_scans", f"more than {MAX_JPEG_SCANS} scans in one JPEG")
@@ -199,6 +209,31 @@ def _check_mp_index(tiff: bytes) -> None:
     if declared > len(tiff):
         raise ImageRejected("metadata_bomb", f"an MPO index whose values claim {declared} bytes of a {len(tiff)}-byte "
                                              "segment")
+
+
+def _check_exif_ifd0(block: bytes) -> None:
+    """Refuses an EXIF block (as Pillow joins it) whose first directory's values, read as Pillow reads them (up to
+    the first one past the block's end, where it stops), add up to more bytes than the block holds: they overlap, and
+    each is copied again. A header Pillow cannot read it reads nothing from."""
+    while block.startswith(b"Exif\0\0"):
+        block = block[6:]
+    order = {b"II": "little", b"MM": "big"}.get(block[:2])
+    if order is None or len(block) < 8:
+        return
+    start = int.from_bytes(block[4:8], order)
+    tags = int.from_bytes(block[start:start + 2], order)
+    read = 0
+    for entry in range(start + 2, min(start + 2 + 12 * tags, len(block) - 11), 12):
+        size = _TIFF_TYPE_BYTES.get(int.from_bytes(block[entry + 2:entry + 4], order), 0) * \
+            int.from_bytes(block[entry + 4:entry + 8], order)
+        if size <= 4:  # in the entry itself (or a type Pillow skips)
+            continue
+        if int.from_bytes(block[entry + 8:entry + 12], order) + size > len(block):
+            break
+        read += size
+    if read > len(block):
+        raise ImageRejected("metadata_bomb", f"an EXIF whose first directory's values claim {read} bytes of a "
+                                             f"{len(block)}-byte block")
 
 
 def _inflated_size(compressed: bytes, limit: int) -> int:
