@@ -248,3 +248,10 @@ def jpeg_exif_shared_value(tags: int = 2_700, claimed: int = 30_000, segments: i
     raw = encode(real_image("chelsea.jpg"), "JPEG")
     return raw[:2] + b"".join(_jpeg_segment(0xE1, b"Exif\x00\x00" + block[i:i + size])
                               for i in range(0, len(block), size)) + raw[2:]
+
+
+def palette_png_with_trns(alphas: bytes) -> bytes:
+    """A real photo as a 16-colour palette PNG whose tRNS chunk holds `alphas` (one per palette entry, at most 256)."""
+    plain = encode(real_image("chelsea.jpg").convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
+    idat = plain.index(b"IDAT") - 4
+    return plain[:idat] + _png_chunk(b"tRNS", alphas) + plain[idat:]

@@ -471,6 +471,21 @@ def test_a_png_chunk_cut_short_after_the_image_data_is_corrupt_not_an_internal_e
     assert rejection_of(bad_images.png_with_chunks(before_idat=[chunk])).reason in ("corrupt", "not_an_image")
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_palette_png_whose_trns_is_longer_than_any_palette_is_corrupt_not_a_crash(where):
+    """Pillow keeps a tRNS of 257 alphas and raised ValueError turning the image into RGBA (2026-12-03): an exception
+    out of the DoFn, not a rejection."""
+    raw = bad_images.palette_png_with_trns(b"\x80" * 257)
+    if where == "after":  # Pillow reads a tRNS after the image data while it loads the pixels
+        trns = raw.index(b"tRNS") - 4
+        chunk = raw[trns:trns + 12 + 257]
+        raw = raw[:trns] + raw[trns + len(chunk):]
+        raw = raw[:-12] + chunk + raw[-12:]
+    assert rejection_of(raw).reason == "corrupt"
+    assert normalise(bad_images.palette_png_with_trns(b"\x80" * 16), CFG).original_format == "PNG"  # one per colour
+    assert normalise(bad_images.palette_png_with_trns(b"\x80" * 256), CFG).original_format == "PNG"  # at the limit
+
+
 def test_ordinary_png_metadata_is_accepted_and_stripped():
     xmp = b"<x:xmpmeta>" + b"<rdf:li>keyword</rdf:li>" * 4000 + b"</x:xmpmeta>"  # ~100 KB
     raw = bad_images.png_with_chunks([(b"tEXt", b"Author\x00CameraMaker"), bad_images.ztxt(b"Comment", 50_000),

@@ -63,6 +63,9 @@ MAX_PNG_CHUNKS = 50_000
 _PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
 MAX_PNG_METADATA_CHUNKS = 256
 MAX_PNG_METADATA_BYTES = 4 * 1024 * 1024  # all metadata chunks together, once inflated
+# A tRNS holds an alpha per palette entry (at most 256) or one colour key (2 or 6 bytes). Pillow keeps a longer one
+# and, turning a palette image into RGBA, raised ValueError ("palette index out of range"): no rejection, a crash.
+MAX_PNG_TRNS_BYTES = 256
 MAX_GIF_EXTENSIONS = 1024  # before the first image: 1,000 one-byte comments cost Pillow ~1 ms
 MAX_GIF_METADATA_BYTES = 1024 * 1024  # their data: one 1 MB comment ~0.1 s, 4 MB ~1 s
 # EXIF orientation -> the transpose that shows the image upright, as in ImageOps.exif_transpose (which also
@@ -263,13 +266,16 @@ def _compressed_part(kind: bytes, data: bytes) -> bytes:
 def _check_png_chunks(raw: bytes) -> None:
     """Bound the number of chunks of a PNG, and its text, ICC and EXIF chunks before and after its
     image data, before Pillow parses them: a few KB of zTXt can inflate to gigabytes, and Pillow's
-    own limits (1 MB a chunk, 64 MB in all) end in a ValueError rather than a clear reason."""
+    own limits (1 MB a chunk, 64 MB in all) end in a ValueError rather than a clear reason. A tRNS
+    longer than any palette is refused too."""
     chunks, metadata_chunks, total, pos = 0, 0, 0, 8  # after the signature
     while pos + 8 <= len(raw):
         length, kind = int.from_bytes(raw[pos:pos + 4], "big"), raw[pos + 4:pos + 8]
         data_start, pos = pos + 8, pos + 12 + length  # length + type + data + CRC
         if kind == b"IEND":
             break
+        if kind == b"tRNS" and length > MAX_PNG_TRNS_BYTES:
+            raise ImageRejected("corrupt", f"a tRNS chunk of {length} bytes (more than {MAX_PNG_TRNS_BYTES})")
         chunks += 1
         if chunks > MAX_PNG_CHUNKS:
             raise ImageRejected("too_many_segments", f"more than {MAX_PNG_CHUNKS} PNG chunks")
