@@ -255,3 +255,38 @@ def palette_png_with_trns(alphas: bytes) -> bytes:
     plain = encode(real_image("chelsea.jpg").convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
     idat = plain.index(b"IDAT") - 4
     return plain[:idat] + _png_chunk(b"tRNS", alphas) + plain[idat:]
+
+
+def _icc_profile(tags: list[tuple[bytes, bytes]]) -> bytes:
+    """A v4 RGB display profile (PCS XYZ, D50 white) holding the (signature, data) `tags`."""
+    d50 = struct.pack(">3i", 63190, 65536, 54061)
+    body, table, at = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, data in tags:
+        table += sig + struct.pack(">LL", at + len(body), len(data))
+        body += data + b"\x00" * (-len(data) % 4)
+    header = struct.pack(">L4sL4s4s4s12s4s", at + len(body), b"lcms", 0x04300000, b"mntr", b"RGB ", b"XYZ ", b"",
+                         b"acsp") + bytes(28) + d50 + bytes(48)
+    return header + struct.pack(">L", len(tags)) + table + body
+
+
+def float_pipeline_profile(matrices: int = 2, segments: int = 0) -> bytes:
+    """An RGB profile whose D2B0 (the float pipeline LittleCMS prefers to any other) is `matrices` 3x3 matrices with
+    offsets (a shear and its inverse in turn, which LittleCMS does not merge), then, with `segments`, a set of three
+    identity curves of that many segments each, every input in the first (LittleCMS looks from the last). LittleCMS
+    evaluates every step for each of the ~36,000 colours it samples to build the transform."""
+    shear = (struct.pack(">9f", 1, 0.5, 0, 0, 1, 0, 0, 0, 1) + struct.pack(">3f", 0.001, 0, 0),
+             struct.pack(">9f", 1, -0.5, 0, 0, 1, 0, 0, 0, 1) + struct.pack(">3f", -0.001, 0, 0))
+    elements = [b"matf\x00\x00\x00\x00" + struct.pack(">HH", 3, 3) + shear[i % 2] for i in range(matrices)]
+    if segments:
+        curve = (b"curf\x00\x00\x00\x00" + struct.pack(">HH", segments, 0)
+                 + b"".join(struct.pack(">f", 2.0 + i) for i in range(segments - 1))  # break points, all past 1
+                 + (b"parf\x00\x00\x00\x00" + struct.pack(">HH4f", 0, 0, 1, 1, 0, 0)) * segments)  # y = x
+        elements.append(b"cvst\x00\x00\x00\x00" + struct.pack(">HH", 3, 3) + struct.pack(">LL", 36, len(curve)) * 3
+                        + curve)
+    head = b"mpet\x00\x00\x00\x00" + struct.pack(">HHL", 3, 3, len(elements))
+    at, table = len(head) + 8 * len(elements), b""
+    for element in elements:
+        table += struct.pack(">LL", at, len(element))
+        at += len(element)
+    white = b"XYZ \x00\x00\x00\x00" + struct.pack(">3i", 63190, 65536, 54061)
+    return _icc_profile([(b"D2B0", head + table + b"".join(elements)), (b"wtpt", white)])

@@ -774,6 +774,22 @@ def test_an_embedded_profile_converts_as_profile_to_profile_does(profile):
         assert converted.tobytes() != img.tobytes()
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("matrices,segments", [(900, 0), (0, 5_000)], ids=["900-matrices", "3-curves-of-5000-segments"])
+def test_an_icc_profile_whose_float_pipeline_littlecms_would_evaluate_for_seconds_is_refused(matrices, segments, fmt):
+    """LittleCMS evaluates every step of a profile's D2B0 pipeline for each colour it samples: 900 matrices (a 61 KB
+    profile) took 1.5 s to build the transform, 5,000 (13 KB compressed in a PNG) 7.5 s (2026-12-03)."""
+    profile = bad_images.float_pipeline_profile(matrices, segments)
+    raw = encode(real_image("chelsea.jpg"), fmt, icc_profile=profile + struct.pack(">L", len(fmt)))  # not cached
+    started = time.process_time()
+    assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
+
+
+def test_a_small_float_pipeline_profile_passes_the_check():
+    profile = bad_images.float_pipeline_profile(2, 3)  # two matrices, three curves of three segments: 13 steps
+    assert normalise(encode(real_image("chelsea.jpg"), "JPEG", icc_profile=profile), CFG).original_format == "JPEG"
+
+
 @pytest.mark.parametrize("case", ["not a profile", "RGB profile on CMYK pixels"])
 def test_a_profile_that_cannot_convert_the_pixels_falls_back_to_the_plain_conversion(case):
     img = real_image("coffee.jpg").convert("CMYK" if case.endswith("CMYK pixels") else "RGB")
