@@ -91,8 +91,9 @@ _UPRIGHT = {
 # integer reduction is a box average on both sides, 2026-12-01; 3: an EXIF orientation that is not an
 # integer is ignored, where a drafted JPEG with one was stored squashed, and a PNG's tRNS colour key is
 # composited on white like any transparency, 2026-12-01; 4: a 16-bit RGB PNG's colour key is matched on its 16-bit
-# samples, and an MPO index of more tags or bytes than a camera writes is refused, 2026-12-03). The work cache keys on
-# it with the shaping options, so a build resumed across such a change does not mix images stored under both rules.
+# samples, and an MPO index, an EXIF or an ICC float pipeline no camera writes is refused, 2026-12-03). The work
+# cache keys on it with the shaping options, so a build resumed across such a change does not mix images stored
+# under both rules.
 STORAGE_RULE_VERSION = 4
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
