@@ -498,6 +498,36 @@ def test_compression_bomb_stays_bounded_in_memory(server, layers):
     assert result.reason == "too_large" and peak < 8 << 20
 
 
+def _endless(head: bytes, unit: bytes) -> Script:
+    """`head`, then `unit` over and over as fast as the client takes it, until it hangs up."""
+    def script(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head)
+        while not stop.is_set():
+            conn.sendall(unit)
+    return script
+
+
+@pytest.mark.parametrize("script", [
+    # a zlib header, then empty stored blocks: urllib3 keeps a deflate body's bytes until they first decode
+    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nConnection: close\r\n\r\n\x78\x9c",
+             b"\x00\x00\x00\xff\xff" * 8192),
+    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n", gzip.compress(b"") * 4096),
+], ids=["empty-deflate-blocks", "empty-gzip-members"])
+def test_a_body_that_decodes_to_nothing_is_bounded_on_the_wire(script):
+    """--max_bytes counted decoded bytes only, and urllib3 reads on without returning while nothing decodes: the
+    deflate body was held whole until the deadline (48 MiB in 15 s, 1 MiB allowed), the gzip one read without end."""
+    with RawServer(script) as server:
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            result = fetcher(server, max_bytes=1 << 20, deadline=5.0, max_retries=0).fetch(server.url("/x.jpg"))
+            elapsed, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert result.reason == "too_large" and "on the wire" in result.detail, result
+    assert elapsed < 4 and peak < 16 << 20
+
+
 # --- header numbers: ASCII digits only -------------------------------------------------------------------
 
 @pytest.mark.parametrize(("head", "reason", "attempts"), [

@@ -8,7 +8,8 @@ Safety rules, in the order they apply to every hop of a request:
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
   4. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
-     and a body-size limit checked while streaming (decompressed bytes included);
+     and a body-size limit checked while streaming (decompressed bytes included, and the bytes taken off
+     the socket: see `_WIRE_ROOM`);
   5. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
      honouring Retry-After.
 """
@@ -38,6 +39,12 @@ from pipeline.io.pacing import Pacer
 MAX_REDIRECTS = 5
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# What one answer may take off the socket beyond --max_bytes: its status line, headers and chunk framing (a real
+# answer's are a few kB). The body limit counts decoded bytes only when urllib3 hands some over, and urllib3 reads
+# on without returning while a body decodes to nothing; it even keeps a deflate body's bytes until they first decode
+# (to retry them as raw deflate). Empty deflate blocks were held that way until the deadline: 48 MiB in 15 s under a
+# 1 MiB --max_bytes (test_a_body_that_decodes_to_nothing_is_bounded_on_the_wire).
+_WIRE_ROOM = 1 << 20
 # An error this close to the deadline is the deadline's doing (timeouts are clamped to it).
 _DEADLINE_SLACK = 0.05
 # Flickr's URLs are plain ASCII: anything else (spaces, tabs, newlines, non-ASCII) is either
@@ -382,7 +389,7 @@ class Fetcher:
                 left = deadline - self._clock()  # waiting for the slot counts too
                 if not started or left <= 0:
                     raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
-                with deadline_scope(left) as cutoff:
+                with deadline_scope(left, max_bytes=cfg.max_bytes + _WIRE_ROOM) as cutoff:
                     outcome = self._hop(url, left, cutoff, attempt)
             if isinstance(outcome, FetchResult):
                 return outcome
@@ -468,6 +475,9 @@ class Fetcher:
     def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
                  reading_body: bool) -> _Retry | _Stop:
         """The specific reason of a failed request or body read, and whether it is worth retrying."""
+        if cutoff.over:
+            return _Stop("too_large", f"answer over {self.config.max_bytes} bytes (+{_WIRE_ROOM} for headers) "
+                                      "on the wire")
         if cutoff.hit or cutoff.left() <= _DEADLINE_SLACK:
             return _Stop("deadline_exceeded", f"no complete answer within {self.config.deadline:g}s")
         if isinstance(err, requests.exceptions.ContentDecodingError):

@@ -7,6 +7,10 @@ deadline, and refuses to read at all once the deadline has passed.
 
 The deadline is per thread (`deadline_scope`), so the pooled connections of one session can be
 shared by the fetch stage's thread pool: a read always runs in the thread that asked for it.
+
+A scope may also cap the bytes its responses take off the socket (`max_bytes`): a limit on decoded
+body bytes is checked only when urllib3 hands some over, and it reads on without returning while a
+body decodes to nothing.
 """
 
 from __future__ import annotations
@@ -27,24 +31,37 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 
 class Deadline:
-    """A point in time.monotonic(); `hit` records that a read was cut short (or refused) by it."""
+    """A point in time.monotonic(); `hit` records that a read was cut short (or refused) by it. With `max_bytes`,
+    also a cap on the bytes read off the socket in its scope; `over` records that a read passed it."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, max_bytes: int | None = None) -> None:
         self.at = time.monotonic() + seconds
         self.hit = False
+        self.max_bytes = max_bytes
+        self.received = 0
+        self.over = False
 
     def left(self) -> float:
         return self.at - time.monotonic()
+
+    def count(self, received: int) -> None:
+        """Adds `received` bytes; raises OSError (urllib3 reports it as a broken connection) past `max_bytes`."""
+        self.received += received
+        if self.max_bytes is not None and self.received > self.max_bytes:
+            self.over = True
+        if self.over:
+            raise OSError(f"answer over {self.max_bytes} bytes")
 
 
 _CURRENT = threading.local()
 
 
 @contextmanager
-def deadline_scope(seconds: float) -> Iterator[Deadline]:
-    """Every response read by this thread inside the block ends `seconds` from now at the latest."""
+def deadline_scope(seconds: float, max_bytes: int | None = None) -> Iterator[Deadline]:
+    """Every response read by this thread inside the block ends `seconds` from now at the latest, and (with
+    `max_bytes`) once the block's responses have taken more than `max_bytes` bytes off the socket."""
     previous = getattr(_CURRENT, "deadline", None)
-    deadline = _CURRENT.deadline = Deadline(seconds)
+    deadline = _CURRENT.deadline = Deadline(seconds, max_bytes)
     try:
         yield deadline
     finally:
@@ -72,6 +89,13 @@ class _DeadlineReader(io.RawIOBase):
         deadline: Deadline | None = getattr(_CURRENT, "deadline", None)
         if deadline is None:
             return self._raw.readinto(buffer)
+        deadline.count(0)  # refuses to read on once over
+        received = self._timed_readinto(deadline, buffer)
+        if received:
+            deadline.count(received)
+        return received
+
+    def _timed_readinto(self, deadline: Deadline, buffer: Any) -> int | None:
         left = deadline.left()
         if left <= 0:
             deadline.hit = True
