@@ -455,6 +455,16 @@ def test_body_cut_short_is_truncated_body_and_retried(answer):
     assert result.reason == "truncated_body" and "10 bytes read" in result.detail and result.attempts == 2
 
 
+def test_a_negative_chunk_size_is_a_broken_body_not_an_exception():
+    """urllib3 reads the chunk size `-5` (int(line, 16)) and asks http.client for -5 bytes: the ValueError left
+    fetch() (the stage filed an internal_error), where an unreadable size (`zz`) is a truncated body."""
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n0123456789\r\n0\r\n\r\n"
+    with RawServer(send_then(answer)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        assert server.connections == 2
+    assert result.reason == "truncated_body" and "chunk" in result.detail and result.attempts == 2
+
+
 def test_redirect_without_location_is_bad_redirect(server):
     url = server.add("/r.jpg", Response(302, b"", "text/html"))
     result = fetcher(server).fetch(url)

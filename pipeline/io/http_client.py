@@ -470,6 +470,10 @@ class Fetcher:
                 chunks.append(chunk)
         except requests.exceptions.RequestException as err:
             raise self._failure(err, cutoff, reading_body=True) from None
+        except ValueError as err:
+            # urllib3 reads a chunk size of "-5" (int(line, 16)) and asks http.client for -5 bytes, which raises
+            # ValueError; a chunk size it cannot read ("zz") is an IncompleteRead, a truncated body, and so is this.
+            raise _Retry("truncated_body", f"unreadable chunk size ({_short(err)})") from None
         return b"".join(chunks)
 
     def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
