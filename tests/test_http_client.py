@@ -465,6 +465,26 @@ def test_a_negative_chunk_size_is_a_broken_body_not_an_exception():
     assert result.reason == "truncated_body" and "chunk" in result.detail and result.attempts == 2
 
 
+@pytest.mark.parametrize("informational", [
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n",
+], ids=["103", "102", "103-100-103"])
+def test_interim_answers_before_the_image_are_skipped_not_taken_for_it(informational):
+    """RFC 9110 15.2: a client must read 1xx answers before the final one. http.client skips 100 Continue only,
+    so a server or CDN sending Early Hints lost every photo as http_error "HTTP 103"."""
+    head = informational + b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(JPEG)
+    with RawServer(send_then(head, JPEG)) as server:
+        result = fetcher(server, max_retries=0).fetch(server.url("/x.jpg"))
+    assert result.ok and result.body == JPEG, result
+
+
+def test_an_endless_run_of_interim_answers_is_too_large_not_read_for_ever():
+    with RawServer(_endless(b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" * 100)) as server:
+        result = fetcher(server, max_bytes=1 << 20, deadline=5.0, max_retries=0).fetch(server.url("/x.jpg"))
+    assert result.reason == "too_large" and "on the wire" in result.detail, result
+
+
 def test_redirect_without_location_is_bad_redirect(server):
     url = server.add("/r.jpg", Response(302, b"", "text/html"))
     result = fetcher(server).fetch(url)

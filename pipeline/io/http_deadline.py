@@ -128,9 +128,23 @@ class _ReadsWithDeadline:
         return io.BufferedReader(_DeadlineReader(self._sock))
 
 
+# Interim (1xx) answers a client must read past to the final one (RFC 9110 15.2). http.client skips 100 Continue
+# only: a server or CDN sending 103 Early Hints lost every photo as "HTTP 103". 101 switches protocols, which is
+# never asked for: it stays the answer. Their headers are skipped as http.client skips a 100's, and their reads count
+# towards the deadline and the byte cap (a flood of 103s is too_large).
+_INTERIM = frozenset(range(102, 200))
+
+
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(_ReadsWithDeadline(sock), *args, **kwargs)  # type: ignore[arg-type]
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status not in _INTERIM:
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
 
 
 class _DeadlineHTTPConnection(HTTPConnection):
