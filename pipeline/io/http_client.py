@@ -11,7 +11,7 @@ Safety rules, in the order they apply to every hop of a request:
      and a body-size limit checked while streaming (decompressed bytes included, and the bytes taken off
      the socket: see `_WIRE_ROOM`);
   5. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
-     honouring Retry-After.
+     honouring Retry-After for the whole host (`_HostGate.rest`).
 """
 
 from __future__ import annotations
@@ -241,11 +241,25 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 
 
 class _HostGate:
-    """Per-host concurrency (a semaphore) and request rate (a Pacer)."""
+    """Per-host concurrency (a semaphore) and request rate (a Pacer), and the rest a host asked for (Retry-After)."""
 
     def __init__(self, concurrency: int, rps: float) -> None:
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pacer = Pacer(rps)
+        self._lock = threading.Lock()
+        self._rest_until = 0.0
+
+    def rest(self, until: float) -> None:
+        """No request to this host starts before `until` (time.monotonic()): it answered 429 or 503 with a
+        Retry-After. Honoured by the photo that got the answer only, the other photos went on at the full rate (40
+        photos all answered "429, Retry-After: 30" were asked for in 3.9 s): the host asked for a rest, not that
+        one photo."""
+        with self._lock:
+            self._rest_until = max(self._rest_until, until)
+
+    def rest_left(self, now: float) -> float:
+        """Seconds of the host's rest still to come (0 when none)."""
+        return max(0.0, self._rest_until - now)
 
     @contextmanager
     def slot(self, patience: float | None = None) -> Iterator[bool]:
@@ -273,8 +287,23 @@ _GATES: dict[tuple[str, int, float], _HostGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
+def _origin(url: str) -> str:
+    """'host:port' of a checked URL (the port its scheme implies when none is written): a gate's key. A host's
+    limits and its rest hold for the server at that address and port, as a browser's per-origin limits do."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # refused before any request (url_problem); never a key of its own
+        port = None
+    return f"{(parts.hostname or '').lower()}:{port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def host_gate(host: str, concurrency: int, rps: float) -> _HostGate:
-    """The process-wide gate of a host: every DoFn instance and thread of a worker shares it."""
+    """The process-wide gate of a host ('host:port', `_origin`): every DoFn instance and thread of a worker shares
+    it."""
     key = (host, concurrency, rps)
     with _GATES_LOCK:
         gate = _GATES.get(key)
@@ -376,21 +405,32 @@ class Fetcher:
                     return FetchResult(url, reason=retry.reason,
                                        detail=f"{retry.detail}; next retry would pass the {cfg.deadline:g}s deadline",
                                        attempts=attempt + 1)
-                self._sleep(wait)
+                if retry.wait is None:  # a Retry-After's wait is the host's rest, which the next attempt waits out
+                    self._sleep(wait)
                 attempt += 1
 
     def _attempt(self, url: str, deadline: float, attempt: int) -> FetchResult:
         """One attempt: follows allowed redirects, returns the body, raises _Retry or _Stop."""
         cfg = self.config
         for _hop in range(MAX_REDIRECTS + 1):
-            host = (urlsplit(url).hostname or "").lower()
-            gate = host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps)
+            gate = host_gate(_origin(url), cfg.per_host_concurrency, cfg.per_host_rps)
+            rest = gate.rest_left(self._clock())
+            if rest > 0:
+                if self._clock() + rest > deadline:
+                    raise _Stop("rate_limited", f"the host asked for a rest (Retry-After) ending {rest:.1f}s from "
+                                                f"now, past the {cfg.deadline:g}s deadline")
+                self._sleep(rest)
             with gate.slot(patience=deadline - self._clock()) as started:
                 left = deadline - self._clock()  # waiting for the slot counts too
                 if not started or left <= 0:
                     raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
                 with deadline_scope(left, max_bytes=cfg.max_bytes + _WIRE_ROOM) as cutoff:
-                    outcome = self._hop(url, left, cutoff, attempt)
+                    try:
+                        outcome = self._hop(url, left, cutoff, attempt)
+                    except _Retry as retry:
+                        if retry.wait is not None:  # the whole host rests, as long as this photo will
+                            gate.rest(self._clock() + min(cfg.max_backoff, retry.wait))
+                        raise
             if isinstance(outcome, FetchResult):
                 return outcome
             url = outcome
