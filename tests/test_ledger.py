@@ -134,3 +134,32 @@ def test_a_previous_ledger_holding_one_id_twice_skips_it_the_same_way_in_any_ord
                 p | "Ledger" >> beam.Create(order, reshuffle=False))
             assert_that(out.rejected | beam.Map(lambda r: r.detail),
                         equal_to(["rejected in release 2026-10: detect/human"]))
+
+
+STAGES = st.sampled_from(["", "fetch", "read", "license", "unique_id", "ledger", "verify_license", "detect",
+                          "owner_cap", "carry", "image", "blocklist", "near_dedup"])
+REASONS = st.sampled_from(["", "timeout", "rate_limited", "owner_mismatch", "api_error", "needs_review", "owner_cap",
+                           "unreadable_row", "internal_error", "human", "blank", "not_found", "deleted",
+                           "blocklisted", "repeated_id", "already_decided"])
+
+
+@given(stage=STAGES, reason=REASONS)
+def test_a_previous_rejection_is_taken_only_where_a_run_would_record_it(stage, reason):
+    """A ledger written before owner_mismatch or the carry checks were transient holds such rejections (and an
+    edited one any): taken, they skipped the photo as decided for ever, and the old entry was carried on. A rejected
+    row is taken exactly when this run would write it (`entry_of_rejection`), else it decides nothing."""
+    from pipeline.stages.ledger import checked_row
+
+    row = {"photo_id": "7", "decision": REJECTED, "stage": stage, "reason": reason, "release": "2026-09"}
+    written = entry_of_rejection(rejection("7", stage, reason), "2026-09") if stage and reason else None
+    assert checked_row(row) == written
+
+
+def test_rows_whose_verdict_may_change_skip_nothing():
+    ledger = [{**GOOD_ROW, "photo_id": photo_id, "decision": REJECTED, "stage": stage, "reason": reason}
+              for photo_id, stage, reason in (("8", "verify_license", "owner_mismatch"),
+                                              ("9", "carry", "unreadable_row"), ("10", "image", "internal_error"))]
+    with local_pipeline() as p:
+        out = p | "Photos" >> beam.Create([photo("8"), photo("9"), photo("10")]) | SkipDecided(
+            p | "Ledger" >> beam.Create(ledger))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8", "9", "10"]), label="kept")

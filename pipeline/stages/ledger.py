@@ -48,9 +48,13 @@ NOT_RECORDED = frozenset({"read", "license", "unique_id", STAGE})
 
 
 def permanent(rejection: Rejection) -> bool:
-    reasons = TRANSIENT.get(rejection.stage, set())
-    return (rejection.stage not in NOT_RECORDED and rejection.reason != "internal_error" and "*" not in reasons
-            and rejection.reason not in reasons)
+    return permanent_verdict(rejection.stage, rejection.reason)
+
+
+def permanent_verdict(stage: str, reason: str) -> bool:
+    """Whether a rejection by `stage` for `reason` is recorded: a verdict that will not change."""
+    reasons = TRANSIENT.get(stage, set())
+    return stage not in NOT_RECORDED and reason != "internal_error" and "*" not in reasons and reason not in reasons
 
 
 LEDGER_METRICS = "ledger"
@@ -64,7 +68,9 @@ def checked_row(row: object) -> tuple[str, dict] | None:
     """(photo id, row) for a previous ledger's row as a run writes it, else None. The previous release is outside
     input (whoever can change a file can reseal its manifest): an id in another spelling ('01003') never matched
     its photo and sat beside it in the new ledger, and one that is no number ('../../x') failed the whole job at
-    its very end, in the ledger writer. A refused row decides nothing: its photo, if listed, is decided again."""
+    its very end, in the ledger writer. A rejection whose verdict may change (TRANSIENT, internal errors, stages
+    NOT_RECORDED; no stage or reason) is no row a run writes either. A refused row decides nothing: its photo, if
+    listed, is decided again."""
     if not isinstance(row, dict):
         return None
     photo_id, decision = row.get("photo_id"), row.get("decision")
@@ -75,6 +81,10 @@ def checked_row(row: object) -> tuple[str, dict] | None:
         return None
     stage, reason, release = texts
     if not (_NAME.fullmatch(stage) and _NAME.fullmatch(reason) and _RELEASE.fullmatch(release)):
+        return None
+    # A rejection this version would not record (a reason that may change: a ledger written before owner_mismatch
+    # or the carry checks were transient holds them) skipped its photo for ever, the old entry carried on unchanged.
+    if decision == REJECTED and not (stage and reason and permanent_verdict(stage, reason)):
         return None
     return photo_id, {"photo_id": photo_id, "decision": decision, "stage": stage, "reason": reason, "release": release}
 
