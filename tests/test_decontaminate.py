@@ -127,3 +127,22 @@ def test_of_equally_close_evaluation_images_the_same_one_is_named_whatever_order
         [rejected] = _DropContaminated(4).process(photo("1", phash=phash), order)
         details.add(rejected.value.detail)
     assert details == {"pHash distance 0 to evaluation image eval/a.jpg"}
+
+
+def test_a_huge_file_among_the_evaluation_images_is_counted_never_read_whole(tmp_path, monkeypatch):
+    """A folder counts every file below it: an archive or a video left there (ImageNet's tar beside its images) was
+    read whole into a worker's memory, and one of a few GB ended the job. Past MAX_EVAL_IMAGE_BYTES a file is
+    counted as unreadable after reading at most that much (here the limit is made 1 MiB, the file 64 MiB)."""
+    from pipeline.stages import decontaminate
+    from tests.conftest import peak_bytes_consuming
+
+    monkeypatch.setattr(decontaminate, "MAX_EVAL_IMAGE_BYTES", 1 << 20, raising=False)
+    huge = tmp_path / "train.tar"
+    with huge.open("wb") as handle:
+        handle.truncate(64 << 20)  # sparse: no disk written
+    small = tmp_path / "val.jpg"
+    small.write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), "JPEG"))
+    hashing = decontaminate._HashEvalImage(CFG)
+    assert peak_bytes_consuming(hashing.process(str(huge))) < 8 << 20
+    assert list(hashing.process(str(huge))) == []
+    assert [path for _, path in hashing.process(str(small))] == [str(small)]

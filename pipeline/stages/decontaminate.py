@@ -5,8 +5,8 @@ list) of evaluation images, e.g. ImageNet validation or a downstream benchmark. 
 normalised exactly like a dataset image (so the pHashes are comparable) and hashed, in the
 pipeline itself, in parallel; every worker then holds those hashes in a `HashIndex`, and any
 dataset image within the near-duplicate distance of one is rejected, naming the test image.
-Evaluation images that cannot be decoded are counted (metric `eval_images_unreadable`, in stats.json and the run's
-summary), not fatal.
+Evaluation images that cannot be decoded, and files larger than MAX_EVAL_IMAGE_BYTES (never read whole), are
+counted (metric `eval_images_unreadable`, in stats.json and the run's summary), not fatal.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ _LOG = logging.getLogger(__name__)
 # (a request each), the rest counted at hashing time (`eval_images_unreadable`) like an undecodable one.
 CHECKED_REMOTE_PATHS = 100
 UNREADABLE_EVAL_IMAGES = "eval_images_unreadable"  # a counter, reported in stats.json and the run's summary
+# The most bytes of one evaluation file read: a larger one (an archive or a video left in the folder, a ".gz" Beam
+# decompresses as it reads) was read whole into a worker's memory, and one of a few GB ended the job. 256 MiB holds
+# any image of --max_pixels' default (64 Mpx) as 8-bit RGBA uncompressed; a larger file is counted as unreadable.
+MAX_EVAL_IMAGE_BYTES = 256 * 1024 * 1024
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
@@ -95,7 +99,9 @@ class _HashEvalImage(beam.DoFn):
     def process(self, path: str) -> Iterator[tuple[int, str]]:
         try:
             with FileSystems.open(path) as handle:
-                raw = handle.read()
+                raw = handle.read(MAX_EVAL_IMAGE_BYTES + 1)
+            if len(raw) > MAX_EVAL_IMAGE_BYTES:
+                raise ImageRejected("too_large", f"more than {MAX_EVAL_IMAGE_BYTES} bytes")
             yield int(normalise(raw, self._cfg).phash, 16), path
         except (ImageRejected, OSError) as err:
             self._unreadable.inc()
