@@ -165,6 +165,30 @@ def test_a_byte_order_mark_and_crlf_are_not_errors(tmp_path):
     assert Matcher(entries, METADATA_KINDS).match(photo("43")).source == "windows.txt:2"
 
 
+
+@given(lines=st.lists(st.tuples(st.sampled_from(["entry", "comment", "entry # note", "blank"]),
+                                st.sampled_from(["\n", "\r\n", "\r"])), min_size=1, max_size=12))
+def test_every_entry_counts_whatever_the_line_ends_and_comments(lines):
+    """A list saved with old Mac line ends ("\r" alone) was one line: behind a first "# takedowns" comment every
+    entry was silently a comment, and behind an entry's trailing comment every later one. Each entry is read, on
+    the line an editor shows it on (the oracle: the list as it was written, line by line)."""
+    text, expected = "", []
+    for number, (kind, end) in enumerate(lines, start=1):
+        line = {"entry": f"photo_id {number}", "comment": "# takedowns", "entry # note": f"photo_id {number} # note",
+                "blank": " "}[kind]  # not "": a "\r" then "\n" is one CRLF
+        text += line + end
+        if kind.startswith("entry"):
+            expected.append((str(number), f"t.txt:{number}"))
+    assert [(e.value, e.source) for e in parse_blocklist(text, "t.txt", 4)] == expected
+
+
+@pytest.mark.parametrize("brk", ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1e"])
+def test_a_line_break_hidden_in_a_comment_fails_at_start(brk):
+    """Some editors show these as line ends; inside a comment the entry after one was silently a comment too."""
+    with pytest.raises(ValueError, match=r"t\.txt:2: a line break"):
+        parse_blocklist(f"photo_id 1\n# takedowns{brk}photo_id 2\n", "t.txt", 4)
+    assert [e.value for e in parse_blocklist(f"photo_id 1{brk}\nphoto_id 2\n", "t.txt", 4)] == ["1", "2"]
+
 # --- RFC 3986 6.2.2: every spelling requests sends as one request is one takedown ---------------------------------
 
 @pytest.mark.parametrize(("listed", "row_url"), [

@@ -1,6 +1,6 @@
 """Blocklists: takedown requests and hash lists from safety organisations, applied to every run.
 
-A list is a text file, one entry per line (`#` starts a comment):
+A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` starts a comment):
 
     photo_id 123456789
     url https://www.flickr.com/photos/someone/123456789/
@@ -212,14 +212,25 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
     return Entry(kind, value, default_distance, where)
 
 
+# Line breaks other than "\n", "\r\n" and a lone "\r" (which end a line): inside a comment one fails the list at
+# launch. A list saved with old Mac line ends ("\r" alone) was one line, and behind a first "# takedowns" comment
+# every entry was silently a comment; U+2028, NEL or a form feed, which some editors show as line ends, did the same.
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
 def parse_blocklist(text: str, name: str, default_distance: int) -> list[Entry]:
     """Every entry of one list; ValueError naming `name:line` for the first one that cannot be understood."""
     entries = []
-    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only: line numbers as an editor counts
-        fields = line.split("#", 1)[0].split()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # line numbers as an editor counts
+    for number, line in enumerate(lines, start=1):
+        body, _, comment = line.partition("#")
+        fields = body.split()
+        where = f"{name}:{number}"
+        if hidden := _OTHER_BREAKS.search(comment):
+            raise ValueError(f"{where}: a line break {hidden[0]!a} in a comment would make what follows it a comment "
+                             "too; end lines with \\n")
         if not fields:
             continue
-        where = f"{name}:{number}"
         if fields[0].lower() not in METADATA_KINDS + CONTENT_KINDS or len(fields) < 2:
             raise ValueError(f"{where}: expected '<photo_id|url|sha256|phash> VALUE', got {line.strip()[:80]!r}")
         try:
