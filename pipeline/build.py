@@ -41,7 +41,7 @@ from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
-from pipeline.stages.blocklist import CONTENT_KINDS, METADATA_KINDS, Blocklist
+from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Detect, DetectOutput, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
@@ -217,7 +217,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
                  lambda: Blocklist(lists, list_distance, METADATA_KINDS))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
-                     lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
+                     lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(content.kept, pipeline, "CarriedDecontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
@@ -278,7 +278,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     staged_images = images_folder(output)
     staged = images.kept | "StageImages" >> StageImages(staged_images)
     listed_content = _maybe(staged, pipeline, "BlocklistContent", lists,
-                            lambda: Blocklist(lists, list_distance, CONTENT_KINDS, BLOCKLIST_CONTENT))
+                            lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))

@@ -80,6 +80,24 @@ def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]["blocklist"].endswith(".txt")
 
 
+def test_a_takedown_naming_the_url_an_image_was_served_from_keeps_it_out_of_the_first_release(tmp_path):
+    """The URL after redirects (`fetched_url`) is known only after fetching, and URL entries were looked up only
+    before: a takedown naming it let the photo into the release, and only the next refresh (checking the carried
+    row, which has it) took it out."""
+    from pipeline.fixtures.static_server import image, redirect
+
+    with StaticServer() as server:
+        server.add("/cdn/b.jpg", image(real_jpeg("chelsea.jpg")))
+        moved = server.add("/a.jpg", redirect(server.url("/cdn/b.jpg")))
+        plain = server.add("/c.jpg", image(real_jpeg("coffee.jpg")))
+        (tmp_path / "rows.csv").write_text(f"photo_id,photo_url,licence\n1,{moved},CC BY 4.0\n2,{plain},CC BY 4.0\n")
+        (tmp_path / "takedowns.txt").write_text(f"# served from\nurl {server.url('/cdn/b.jpg')}\n")
+        stats = run([f"--input={tmp_path / 'rows.csv'}", "--input_format=csv",
+                     "--columns=id=photo_id,url=photo_url,license=licence", f"--output={tmp_path / 'out'}",
+                     f"--allowed_hosts={server.host}", f"--blocklist={tmp_path / 'takedowns.txt'}", *FAST])
+    assert stats["accounted"] and stats["kept"] == 1
+    assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 1}
+
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
 
 

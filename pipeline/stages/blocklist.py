@@ -9,7 +9,8 @@ A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` s
 
 The same transform runs twice: before fetching with the metadata kinds (photo_id, url), so a
 taken-down photo is never downloaded again, and after normalisation with the content kinds
-(sha256 of downloaded or stored bytes, pHash within a distance). Each match is rejected with the
+(sha256 of downloaded or stored bytes, pHash within a distance) and URLs again (the URL the image was served from,
+after redirects, is known only then). Each match is rejected with the
 list, line and entry that matched.
 
 A takedown names a photo however it was written down, so ids and URLs are compared in canonical
@@ -56,6 +57,10 @@ from pipeline.stage import StageOutput, apply_stage, reject
 STAGE = "blocklist"
 METADATA_KINDS = ("photo_id", "url")
 CONTENT_KINDS = ("sha256", "phash")
+# What the pass after fetching looks up: the content, and URLs again, since the URL the image was served from
+# (`fetched_url`, after redirects) is known only then. Without it a takedown naming that URL was matched only by the
+# next refresh's check of the carried row: the photo was published in the release before.
+AFTER_FETCH_KINDS = (*CONTENT_KINDS, "url")
 MAX_DISTANCE = 16  # the same bound as --near_dup_distance; beyond it a pHash "match" is noise
 _HEX = re.compile(r"[0-9a-f]+")
 _DISTANCE = re.compile(r"[0-9]{1,2}")
