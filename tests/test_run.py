@@ -448,6 +448,20 @@ def test_a_missing_input_file_fails_at_launch_in_one_line(world, tmp_path, capsy
     assert message.count("\n") == 0 and flag in message and not server.hits
 
 
+@pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
+@pytest.mark.parametrize("content", [b"", b"PAR1 not parquet", b"photo_id,decision\n7,kept\n"],
+                         ids=["empty", "foreign", "csv"])
+def test_a_ledger_or_index_that_is_no_parquet_fails_at_launch_in_one_line(world, tmp_path, capsys, flag, content):
+    """Read by the job's ReadFromParquet, such a file failed the whole job with ArrowInvalid once it had started."""
+    server, metadata = world
+    (tmp_path / "ledger-00000-of-00001.parquet").write_bytes(content)
+    argv_ = [*argv(server, metadata, tmp_path / "out"), f"{flag}={tmp_path / '*.parquet'}"]
+    assert main(["run", *argv_]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and flag in message and "not a readable Parquet file" in message
+    assert not server.hits
+
+
 def test_review_apply_of_a_missing_file_and_credentials_with_a_wrong_field_are_one_line(tmp_path, capsys):
     assert main(["review", "apply", str(tmp_path / "missing.csv"), "--store", str(tmp_path / "store.csv")]) == 2
     assert "no decisions file" in capsys.readouterr().err

@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -207,6 +210,22 @@ def check_inputs_exist(opts: PassOptions) -> None:
         for pattern in patterns:
             if not FileSystems.exists(pattern) and not matching(pattern):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
+    for flag, patterns in {"--previous_index": globs["--previous_index"], "--ledger": globs["--ledger"]}.items():
+        for path in (path for pattern in patterns for path in (matching(pattern) or [pattern])):
+            problem = parquet_problem(path)
+            if problem:
+                raise UsageError(f"{flag} {path}: {problem}")
+
+
+def parquet_problem(path: str) -> str | None:
+    """Why `path` is no Parquet file Beam's reader can open (None when its footer reads): read by the job's
+    ReadFromParquet, a truncated or foreign file failed the whole job with ArrowInvalid once it started."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            pq.ParquetFile(handle).schema_arrow  # noqa: B018  # reads and parses the footer
+    except (OSError, ValueError, pa.ArrowException) as err:
+        return f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})"
+    return None
 
 
 # Options naming files the job reads: lists (comma-separated) and single paths or patterns.
