@@ -59,9 +59,11 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
         print(f"refresh: from {previous}: {' '.join(inherited)} (give a flag again to change it)", flush=True)
     finished: list[dict | None] = []
-    # Only an unpublished (resumed) release can be here: checked above. finish under the run's lock, so that
-    # a second refresh of the same release cannot publish between this one's files and its changelog.
-    stats = run(argv, overwrite=True, after_publish=lambda: finished.append(release.finish(target, previous, name)))
+    # Only an unpublished (resumed) release can be here: checked above. finish writes into the run's staging folder,
+    # under its lock, so that the changelog, datasheet and release name are published with the run's files, the
+    # manifest last: a refresh killed after publishing its files and before its changelog left a folder verify refused.
+    stats = run(argv, overwrite=True,
+                before_publish=lambda staging: finished.append(release.finish(staging, previous, name)))
     log = finished[0]
     print(summary(target, stats))
     if log:

@@ -280,13 +280,15 @@ def preflight(opts: PassOptions, runner: str) -> None:
         check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side, models)
 
 
-def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[], object] | None = None) -> dict:
+def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[str], object] | None = None) -> dict:
     """Runs the job to completion, publishes it into --output and returns its stats (stats.json).
 
     The output's lock is held throughout (a second run into the same folder is refused at launch);
     the job writes into a staging folder that replaces the output's run files only once the job
-    has succeeded (see `io.layout`). `after_publish` runs once published, still under the lock (a
-    refresh's changelog, datasheet and release name, which no other run may interleave with)."""
+    has succeeded (see `io.layout`). `before_publish(staging)` runs once the job is accepted, under the lock, and adds
+    to the staged files (a refresh's changelog, datasheet and release name): they are published with the run's, the
+    manifest last. Written into the published folder afterwards, a refresh killed in between left a manifest beside
+    files it did not list, which verify refused."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
     if opts.source == "yfcc" and opts.input:
@@ -327,11 +329,11 @@ def run(argv: Sequence[str], overwrite: bool = False, after_publish: Callable[[]
                 refused = refusal(stats, opts)
                 if refused:
                     raise RunRefused(refused)
+                if before_publish is not None:
+                    before_publish(staging)
                 publish(staging, opts.output)
             finally:
                 remove_staging(opts.output, keep_planned=True)
-            if after_publish is not None:
-                after_publish()
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None

@@ -189,8 +189,9 @@ def _ids(release: str) -> set[str]:
     return ids
 
 
-def changelog(previous: str, release: str) -> dict[str, Any]:
-    """Added ids, removed ids by reason (from this release's rejections), and the unchanged count."""
+def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
+    """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
+    release's (default: its folder's, which a staging folder is not)."""
     before, after = _ids(previous), _ids(release)
     removed_ids = before - after
     carried = f"{release_name(previous)}/parquet/"  # where a carried copy's rejection points (release/carry.py)
@@ -217,7 +218,7 @@ def changelog(previous: str, release: str) -> dict[str, Any]:
         return sorted(ids, key=lambda i: (int(i) if i.isdigit() else -1, i))
 
     return {
-        "release": release.rstrip("/").rsplit("/", 1)[-1],
+        "release": name or release.rstrip("/").rsplit("/", 1)[-1],
         "previous": previous.rstrip("/").rsplit("/", 1)[-1],
         "added": order(after - before),
         "removed": {reason: order(ids) for reason, ids in sorted(reasons.items())},
@@ -247,13 +248,14 @@ def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
 
 
 def finish(release: str, previous: str | None, name: str) -> dict[str, Any] | None:
-    """After the job: changelog and datasheet, all recorded in the manifest with the release's name."""
+    """After the job, before publishing: changelog and datasheet, all recorded in the manifest with the release's
+    name. `release` is the run's staging folder (commands/refresh.py), so that they are published with its files."""
     from pipeline.release.datasheet import write_datasheet
 
     entries = []
     log = None
     if previous:
-        log = changelog(previous, release)
+        log = changelog(previous, release, name)
         entries.append({**write_json(release, "changelog.json", log), "format": "changelog"})
         text = changelog_markdown(log).encode("utf-8")
         entries.append({"path": "CHANGELOG.md", "format": "changelog",
