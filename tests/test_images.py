@@ -503,7 +503,7 @@ def test_mpo_is_a_jpeg_and_keeps_its_first_image():
     assert result.jpeg == normalise(encode(first, "JPEG"), CFG).jpeg  # the first image, pixel for pixel
 
 
-@pytest.mark.parametrize("tags,claimed", [(5_000, 50_000), (33, 8), (20, 1_000)],
+@pytest.mark.parametrize("tags,claimed", [(5_000, 50_000), (33, 8), (20, 200)],
                          ids=["5000-tags-of-50KB", "33-tags", "20-overlapping-tags"])
 def test_an_mpo_index_bomb_is_refused_before_pillow_reads_it(tags, claimed):
     # 5,000 tags each pointing at one 50 KB run: Pillow took 260 MiB to open these 64 KB (2026-12-03).
@@ -538,6 +538,33 @@ def test_a_jpeg_exif_whose_first_directory_shares_one_value_is_refused_before_pi
     finally:
         tracemalloc.stop()
     assert rejected.value.reason == "metadata_bomb" and peak < 8 * 2**20
+
+
+@pytest.mark.parametrize("make", [lambda: bad_images.jpeg_exif_shared_value(2_700, 20_000, 1),
+                                  lambda: bad_images.mpo_index_bomb(5_000, 50_000)], ids=["exif", "mpo-index"])
+def test_an_end_of_image_marker_before_the_first_scan_hides_no_bomb(make):
+    # Pillow reads segments on to the first scan whatever comes before it: an FF D9 after the SOI stopped our walk
+    # there, and the bomb behind it took 959 MiB (EXIF) or 242 MiB (MPO index) before the file was refused as corrupt.
+    raw = make()
+    raw = raw[:2] + b"\xff\xd9" + raw[2:]
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageRejected) as rejected:
+            normalise(raw, CFG)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rejected.value.reason == "metadata_bomb" and peak < 8 * 2**20
+
+
+def test_an_mpo_index_pillow_cannot_read_is_left_to_it():
+    # Pillow opens a JPEG whose MPO index has no TIFF header as a plain JPEG (with a warning): no reason to refuse it.
+    raw = bad_images.mpo_index_bomb(40, 4)
+    header = raw.index(b"MPF\0") + 4
+    garbage = raw[:header] + b"XX*\0" + raw[header + 4:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert normalise(garbage, CFG).original_format == "JPEG"
 
 
 def test_a_jpeg_exif_whose_values_fit_in_it_passes_the_check():

@@ -178,12 +178,14 @@ def _check_jpeg_segments(raw: bytes) -> None:
         if padding > MAX_JPEG_PADDING_BYTES:
             raise ImageRejected("corrupt", f"more than {MAX_JPEG_PADDING_BYTES} bytes of padding between segments")
         code, pos = raw[marker.end() - 1], marker.end()
-        if code == jpeg_pixels.EOI or pos + 2 > len(raw):
+        # An EOI before the first scan ends nothing for Pillow, which reads segments on to the first scan (and the
+        # EXIF and MPO index among them): two bytes FF D9 after the SOI hid the checks below from a bomb.
+        if (code == jpeg_pixels.EOI and scans) or pos + 2 > len(raw):
             return
-        if code in jpeg_pixels.NO_LENGTH:
+        if code in jpeg_pixels.NO_LENGTH or code == jpeg_pixels.EOI:
             continue
         length = int.from_bytes(raw[pos:pos + 2], "big")  # the length counts itself, not the marker
-        if code == _APP2 and raw.startswith(b"MPF\0", pos + 2):
+        if code == _APP2 and not scans and raw.startswith(b"MPF\0", pos + 2):
             _check_mp_index(raw[pos + 6:pos + length])
         if code == _APP1 and not scans and raw.startswith(b"Exif\0\0", pos + 2):
             exif.append(raw[pos + 2 + 6 * bool(exif):pos + length])  # Pillow keeps the first one's header
@@ -200,51 +202,59 @@ def _check_jpeg_segments(raw: bytes) -> None:
             pos = scan_end.start()
 
 
+# The headers Pillow's TIFF directory reader accepts with 4-byte offsets, and BigTIFF's (8-byte ones).
+_TIFF_PREFIXES = frozenset({b"II*\0", b"MM\0*", b"II\0*", b"MM*\0"})
+_BIGTIFF_PREFIXES = frozenset({b"II+\0", b"MM\0+"})
+
+
+def _first_directory(tiff: bytes) -> tuple[int, int] | None:
+    """(tags, bytes of values) of the first directory of the TIFF header `tiff`, as Pillow reads it
+    (ImageFileDirectory_v2.load): each value of more than 4 bytes is copied from where its tag points, up to the
+    first one that runs past the end, where its short read ends the load. None when Pillow reads no directory (no
+    TIFF header it accepts)."""
+    if len(tiff) < 8 or tiff[:4] not in _TIFF_PREFIXES:
+        return None
+    order = "big" if tiff.startswith(b"MM") else "little"
+    start = int.from_bytes(tiff[4:8], order)
+    tags = int.from_bytes(tiff[start:start + 2], order)
+    read = 0
+    for entry in range(start + 2, min(start + 2 + 12 * tags, len(tiff) - 11), 12):
+        size = _TIFF_TYPE_BYTES.get(int.from_bytes(tiff[entry + 2:entry + 4], order), 0) * \
+            int.from_bytes(tiff[entry + 4:entry + 8], order)
+        if size <= 4:  # in the entry itself (or a type Pillow skips)
+            continue
+        if int.from_bytes(tiff[entry + 8:entry + 12], order) + size > len(tiff):
+            break
+        read += size
+    return tags, read
+
+
 def _check_mp_index(tiff: bytes) -> None:
     """Refuses an MPO index (a TIFF header and directory, as Pillow reads it) with more tags than any camera
-    writes, or whose tags' values add up to more bytes than the segment holds (they overlap: each is read and
-    decoded again). A directory too short to read is left to Pillow, which then refuses the file."""
-    endian = "big" if tiff.startswith(b"MM") else "little"
-    if len(tiff) < 8:
-        return
-    if tiff[2:4] in (b"\0+", b"+\0"):  # BigTIFF: 8-byte counts; no camera writes one in an MPO
+    writes, or whose values, read as Pillow reads them, add up to more bytes than the segment holds (they overlap:
+    each is read and decoded again). One Pillow cannot read it opens as a plain JPEG (with a warning): left to it."""
+    if tiff[:4] in _BIGTIFF_PREFIXES:  # 8-byte counts, which Pillow reads here; no camera writes one in an MPO
         raise ImageRejected("metadata_bomb", "a BigTIFF MPO index")
-    start = int.from_bytes(tiff[4:8], endian)
-    tags = int.from_bytes(tiff[start:start + 2], endian)
+    found = _first_directory(tiff)
+    if found is None:
+        return
+    tags, read = found
     if tags > MAX_MPF_TAGS:
         raise ImageRejected("metadata_bomb", f"an MPO index of {tags} tags (more than {MAX_MPF_TAGS})")
-    declared = 0
-    for entry in range(start + 2, min(start + 2 + 12 * tags, len(tiff) - 11), 12):
-        size = _TIFF_TYPE_BYTES.get(int.from_bytes(tiff[entry + 2:entry + 4], endian), 0) * \
-            int.from_bytes(tiff[entry + 4:entry + 8], endian)
-        declared += size if size > 4 else 0  # up to 4 bytes sit in the entry itself
-    if declared > len(tiff):
-        raise ImageRejected("metadata_bomb", f"an MPO index whose values claim {declared} bytes of a {len(tiff)}-byte "
+    if read > len(tiff):
+        raise ImageRejected("metadata_bomb", f"an MPO index whose values claim {read} bytes of a {len(tiff)}-byte "
                                              "segment")
 
 
 def _check_exif_ifd0(block: bytes) -> None:
-    """Refuses an EXIF block (as Pillow joins it) whose first directory's values, read as Pillow reads them (up to
-    the first one past the block's end, where it stops), add up to more bytes than the block holds: they overlap, and
-    each is copied again. A header Pillow cannot read it reads nothing from."""
+    """Refuses an EXIF block (as Pillow joins it) whose first directory's values, read as Pillow reads them, add up to
+    more bytes than the block holds: they overlap, and each is copied again. A header Pillow cannot read it reads
+    nothing from."""
     while block.startswith(b"Exif\0\0"):
         block = block[6:]
-    order = {b"II": "little", b"MM": "big"}.get(block[:2])
-    if order is None or len(block) < 8:
-        return
-    start = int.from_bytes(block[4:8], order)
-    tags = int.from_bytes(block[start:start + 2], order)
-    read = 0
-    for entry in range(start + 2, min(start + 2 + 12 * tags, len(block) - 11), 12):
-        size = _TIFF_TYPE_BYTES.get(int.from_bytes(block[entry + 2:entry + 4], order), 0) * \
-            int.from_bytes(block[entry + 4:entry + 8], order)
-        if size <= 4:  # in the entry itself (or a type Pillow skips)
-            continue
-        if int.from_bytes(block[entry + 8:entry + 12], order) + size > len(block):
-            break
-        read += size
-    if read > len(block):
-        raise ImageRejected("metadata_bomb", f"an EXIF whose first directory's values claim {read} bytes of a "
+    found = _first_directory(block)
+    if found is not None and found[1] > len(block):
+        raise ImageRejected("metadata_bomb", f"an EXIF whose first directory's values claim {found[1]} bytes of a "
                                              f"{len(block)}-byte block")
 
 
