@@ -179,6 +179,17 @@ def swapped_primaries_profile() -> bytes:
     return bytes(profile)
 
 
+@pytest.fixture(autouse=True)
+def _no_host_gates_from_earlier_tests() -> Iterator[None]:
+    """Every test starts with no host gate: gates are process-wide and keyed by host name, so a Retry-After one
+    test's server sent (up to --max_backoff of rest for 127.0.0.1) would delay or fail the next test's photos."""
+    from pipeline.io import http_client
+
+    with http_client._GATES_LOCK:
+        http_client._GATES.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def demo_release(tmp_path_factory) -> Iterator[Path]:
     """The demo world's release, written once for the whole session: detectors off, 2 shards, all

@@ -91,6 +91,9 @@ def test_a_retry_after_rests_the_whole_host_not_only_the_photo_that_got_it(serve
     fetcher(server, max_retries=0, max_backoff=30.0).fetch(resting)
     result = fetcher(server, deadline=5.0).fetch(other)
     assert result.reason == "rate_limited" and "rest" in result.detail and server.hits["/b.jpg"] == 1
+    with StaticServer() as other_port:  # the host is its name: a photo sent from http to https on it rests too
+        url = other_port.add("/d.jpg", image(JPEG))
+        assert fetcher(other_port, deadline=5.0).fetch(url).reason == "rate_limited" and not other_port.hits
 
 
 def test_retry_after_is_capped_by_max_backoff_and_deadline(server):
@@ -236,7 +239,7 @@ def test_a_photo_does_not_wait_past_its_deadline_for_a_busy_or_slow_host(server)
     # Concurrency: the host's one slot is held for 3 s by another photo.
     busy = fetcher(server, deadline=0.5, per_host_concurrency=1, per_host_rps=0.0)
     holder = threading.Event()
-    gate = host_gate(server.host, 1, 0.0)  # the gate of the URL's host and port
+    gate = host_gate("127.0.0.1", 1, 0.0)  # the gate of the URL's host name
 
     def hold() -> None:
         with gate.slot():

@@ -287,23 +287,9 @@ _GATES: dict[tuple[str, int, float], _HostGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
-def _origin(url: str) -> str:
-    """'host:port' of a checked URL (the port its scheme implies when none is written): a gate's key. A host's
-    limits and its rest hold for the server at that address and port, as a browser's per-origin limits do."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # refused before any request (url_problem); never a key of its own
-        port = None
-    return f"{(parts.hostname or '').lower()}:{port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)}"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def host_gate(host: str, concurrency: int, rps: float) -> _HostGate:
-    """The process-wide gate of a host ('host:port', `_origin`): every DoFn instance and thread of a worker shares
-    it."""
+    """The process-wide gate of a host (its name: a photo redirected from http to https on it stays behind one
+    gate): every DoFn instance and thread of a worker shares it."""
     key = (host, concurrency, rps)
     with _GATES_LOCK:
         gate = _GATES.get(key)
@@ -413,17 +399,19 @@ class Fetcher:
         """One attempt: follows allowed redirects, returns the body, raises _Retry or _Stop."""
         cfg = self.config
         for _hop in range(MAX_REDIRECTS + 1):
-            gate = host_gate(_origin(url), cfg.per_host_concurrency, cfg.per_host_rps)
-            rest = gate.rest_left(self._clock())
-            if rest > 0:
-                if self._clock() + rest > deadline:
-                    raise _Stop("rate_limited", f"the host asked for a rest (Retry-After) ending {rest:.1f}s from "
-                                                f"now, past the {cfg.deadline:g}s deadline")
-                self._sleep(rest)
+            host = (urlsplit(url).hostname or "").lower()
+            gate = host_gate(host, cfg.per_host_concurrency, cfg.per_host_rps)
             with gate.slot(patience=deadline - self._clock()) as started:
-                left = deadline - self._clock()  # waiting for the slot counts too
-                if not started or left <= 0:
+                if not started or deadline - self._clock() <= 0:
                     raise _Stop("deadline_exceeded", f"no answer within {cfg.deadline:g}s")
+                # Looked at with the slot held, so that no rest another photo's answer began meanwhile is missed.
+                rest = gate.rest_left(self._clock())
+                if rest > 0:
+                    if self._clock() + rest > deadline:
+                        raise _Stop("rate_limited", f"the host asked for a rest (Retry-After) ending {rest:.1f}s "
+                                                    f"from now, past the {cfg.deadline:g}s deadline")
+                    self._sleep(rest)
+                left = deadline - self._clock()  # waiting for the slot and the rest counts too
                 with deadline_scope(left, max_bytes=cfg.max_bytes + _WIRE_ROOM) as cutoff:
                     try:
                         outcome = self._hop(url, left, cutoff, attempt)
