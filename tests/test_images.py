@@ -18,7 +18,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageCms, JpegImagePlugin
 
 from pipeline.io import jpeg_pixels
 from pipeline.stages import image as image_stage
@@ -169,6 +169,18 @@ def test_a_png_colour_key_is_transparency_composited_on_white(mode, key):
     assert Image.open(io.BytesIO(out.getvalue())).info.get("transparency") == key  # the chunk is really there
     stored = np.asarray(Image.open(io.BytesIO(normalise(out.getvalue(), CFG).jpeg)).convert("L"), dtype=np.float64)
     assert stored[:95].mean() > 250 and stored[110:].mean() < 200  # white where transparent, the cat below
+
+
+def test_an_rgb_png_colour_key_is_white_beside_an_icc_profile_too():
+    """The ICC profile path returned before the colour key was looked at: the key colour was stored as it is."""
+    pixels = np.asarray(real_image("chelsea.jpg").convert("RGB")).copy()
+    pixels[:100] = 0
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG", transparency=(0, 0, 0),
+                                        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert Image.open(io.BytesIO(out.getvalue())).info.get("icc_profile")  # both chunks are really there
+    stored = np.asarray(Image.open(io.BytesIO(normalise(out.getvalue(), CFG).jpeg)).convert("L"), dtype=np.float64)
+    assert stored[:95].mean() > 250 and stored[110:].mean() < 200
 
 
 @pytest.mark.parametrize("key,near", [((0, 0, 0), 40), ((300, 300, 300), 44), ((65535, 0, 65535), None)],

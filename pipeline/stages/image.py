@@ -90,10 +90,10 @@ _UPRIGHT = {
 # Bumped whenever a code change alters the stored bytes of some source under the same options (2: an exact
 # integer reduction is a box average on both sides, 2026-12-01; 3: an EXIF orientation that is not an
 # integer is ignored, where a drafted JPEG with one was stored squashed, and a PNG's tRNS colour key is
-# composited on white like any transparency, 2026-12-01; 4: a 16-bit RGB PNG's colour key is matched on its 16-bit
-# samples, and an MPO index, an EXIF or an ICC float pipeline no camera writes is refused, 2026-12-03). The work
-# cache keys on it with the shaping options, so a build resumed across such a change does not mix images stored
-# under both rules.
+# composited on white like any transparency, 2026-12-01; 4: a 16-bit RGB PNG's colour key is matched on its
+# 16-bit samples, an RGB one's is applied beside an ICC profile too, and an MPO index, an EXIF or an ICC float
+# pipeline no camera writes is refused, 2026-12-03). The work cache keys on it with the shaping options, so a
+# build resumed across such a change does not mix images stored under both rules.
 STORAGE_RULE_VERSION = 4
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
@@ -406,9 +406,26 @@ def _pipeline_steps(icc: bytes, tag: int) -> int:
     return steps
 
 
+def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
+    """The 8-bit RGB image `img` with the pixels equal to its tRNS colour `key` made white (a key sample beyond 255
+    names no pixel), without the key in its info: what compositing on white makes of them, before its ICC profile
+    converts the rest (the profile path returned first, and the key was ignored)."""
+    pixels = np.array(img)
+    transparent = np.ones(pixels.shape[:2], dtype=bool)
+    for channel, value in enumerate(key):
+        transparent &= pixels[..., channel] == value if type(value) is int and 0 <= value <= 255 else False
+    pixels[transparent] = 255
+    keyed = Image.fromarray(pixels, "RGB")
+    keyed.info = {name: value for name, value in img.info.items() if name != "transparency"}
+    return keyed
+
+
 def _to_srgb(img: Image.Image) -> Image.Image:
     """RGB pixels in sRGB, whatever the source mode; alpha composited on white."""
     icc = img.info.get("icc_profile")
+    key = img.info.get("transparency")
+    if icc and img.mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
+        img = _key_whitened(img, key)
     if icc and img.mode in ("RGB", "CMYK"):
         _check_icc_pipelines(icc)
         try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
