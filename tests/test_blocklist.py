@@ -168,10 +168,11 @@ def test_every_entry_that_cannot_be_understood_fails_at_start_naming_file_and_li
         Blocklist([str(path)], 4, METADATA_KINDS)
 
 
-def test_a_list_that_is_not_utf8_fails_at_start_naming_the_line(tmp_path):
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_a_list_that_is_not_utf8_fails_at_start_naming_the_line(tmp_path, end):
     path = tmp_path / "bad.txt"
-    path.write_bytes(b"photo_id 1\nphoto_id 2\nurl https://example.com/\xff\xfe\n")
-    with pytest.raises(ValueError, match=r"bad\.txt:3.*UTF-8"):
+    path.write_bytes(b"photo_id 1" + end + b"photo_id 2" + end + b"url https://example.com/\xff\xfe" + end)
+    with pytest.raises(ValueError, match=r"bad\.txt:3.*UTF-8"):  # line 3 however lines end (a lone CR said 1)
         Blocklist([str(path)], 4, METADATA_KINDS)
 
 

@@ -251,7 +251,8 @@ def _decoded(raw: bytes, name: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
+        before = raw[:err.start]
+        line = before.replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1  # as parse_blocklist counts
         raise ValueError(f"{name}:{line}: not UTF-8 text (byte {err.start})") from None
 
 

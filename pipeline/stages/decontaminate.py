@@ -89,6 +89,22 @@ def expand_eval_source(source: str) -> list[str]:
     return paths
 
 
+_READ_PIECE = 1024 * 1024
+
+
+def _read_at_most(path: str, limit: int) -> bytes:
+    """The file's bytes, read a piece at a time; ImageRejected past `limit` (read(limit + 1) set aside the whole
+    limit, 256 MiB, for every file however small)."""
+    pieces, size = [], 0
+    with FileSystems.open(path) as handle:
+        while piece := handle.read(_READ_PIECE):
+            size += len(piece)
+            if size > limit:
+                raise ImageRejected("too_large", f"more than {limit} bytes")
+            pieces.append(piece)
+    return b"".join(pieces)
+
+
 class _HashEvalImage(beam.DoFn):
     def __init__(self, cfg: ImageConfig) -> None:
         # Keep every evaluation image, however small or plain: only its hash matters here.
@@ -98,10 +114,7 @@ class _HashEvalImage(beam.DoFn):
 
     def process(self, path: str) -> Iterator[tuple[int, str]]:
         try:
-            with FileSystems.open(path) as handle:
-                raw = handle.read(MAX_EVAL_IMAGE_BYTES + 1)
-            if len(raw) > MAX_EVAL_IMAGE_BYTES:
-                raise ImageRejected("too_large", f"more than {MAX_EVAL_IMAGE_BYTES} bytes")
+            raw = _read_at_most(path, MAX_EVAL_IMAGE_BYTES)
             yield int(normalise(raw, self._cfg).phash, 16), path
         except (ImageRejected, OSError) as err:
             self._unreadable.inc()

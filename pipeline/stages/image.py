@@ -666,7 +666,8 @@ def _keyed_out_exactly(img: Image.Image, raw: bytes, key: tuple[int, int, int]) 
     Pillow compares its 8-bit pixels with the key's low bytes instead: a black key (0, 0, 0) turned every pixel
     below 1/256 of full scale white (shadows speckled white) and a key of (100, 100, 100) made nothing
     transparent. The low bytes come from a second decode of the same data (Pillow's unpacker for the other byte
-    order takes the other byte of each sample): ~3 more bytes a pixel, for these rare files only."""
+    order takes the other byte of each sample), for these rare files only: with the arrays compared, a 36 MP file
+    took 874 MiB against 443 without a key (~12 bytes a pixel more; Pillow's own RGBA path took 976)."""
     low = Image.open(io.BytesIO(raw), formats=["PNG"])
     low.tile = [tile._replace(args="RGB;16L") for tile in low.tile]
     low.load()
