@@ -44,6 +44,18 @@ def png_of_rows(width: int, height: int, row: bytes, extra_before: bytes = b"", 
             + extra_after + _png_chunk(b"IEND", b""))
 
 
+def mpo_index_of_every_image() -> bytes:
+    """A JPEG (chelsea) whose MPO index says it holds 2^32 - 1 images and lists one: Pillow's reading of the entries
+    runs off their end (struct.error), and Image.open calls the file unidentified."""
+    raw = encode(real_image("chelsea.jpg"), "JPEG")
+    values = 8 + 2 + 12 * 3 + 4  # where the one entry sits, after the header and the directory of 3 tags
+    directory = (struct.pack("<H", 3) + struct.pack("<HHL4s", 0xB000, 7, 4, b"0100")
+                 + struct.pack("<HHLL", 0xB001, 4, 1, 0xFFFFFFFF) + struct.pack("<HHLL", 0xB002, 7, 16, values)
+                 + struct.pack("<L", 0))
+    index = b"MPF\0" + b"II*\0" + struct.pack("<L", 8) + directory + struct.pack("<LLLHH", 0x030000, len(raw), 0, 0, 0)
+    return raw[:2] + _jpeg_segment(0xE2, index) + raw[2:]
+
+
 def rgb16_png(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:
     """A 16-bit RGB PNG of `pixels` (height x width x 3, 0-65535) with a tRNS colour key: Pillow writes none."""
     height, width, _ = pixels.shape

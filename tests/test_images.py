@@ -559,6 +559,14 @@ def test_an_end_of_image_marker_before_the_first_scan_hides_no_bomb(make):
     assert_a_cheap_metadata_bomb(raw[:2] + b"\xff\xd9" + raw[2:])
 
 
+def test_a_file_whose_signature_pillow_then_cannot_identify_is_corrupt_not_no_image():
+    # Its signature names the format: it was "not_an_image: unrecognised bytes", which sends a reader looking for
+    # an HTML error page.
+    with pytest.raises(ImageRejected) as rejected:
+        normalise(bad_images.mpo_index_of_every_image(), CFG)
+    assert rejected.value.reason == "corrupt" and "JPEG" in rejected.value.detail
+
+
 def test_an_mpo_index_pillow_cannot_read_is_left_to_it():
     # Pillow opens a JPEG whose MPO index has no TIFF header as a plain JPEG (with a warning): no reason to refuse it.
     raw = bad_images.mpo_index_bomb(40, 4)

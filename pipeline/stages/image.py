@@ -370,7 +370,9 @@ def _open(raw: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageRejected("too_many_pixels", str(err)[:200]) from None
     except UnidentifiedImageError:  # an OSError too: first
-        raise _not_an_image(raw) from None
+        # The signature named the format: Pillow refusing its header is a broken file of that format, not bytes of
+        # no image (an MPO index claiming 2^32 images, a JPEG header cut short were "unrecognised bytes").
+        raise ImageRejected("corrupt", f"a {fmt} header Pillow cannot read ({len(raw)} bytes)") from None
     except (OSError, ValueError) as err:  # a header cut short, a WebP libwebp refuses, a malformed MPO index
         raise _unreadable(err) from None
 
