@@ -258,7 +258,7 @@ def test_attribution_ids_are_read_without_holding_the_file_again_as_text():
     data = (header + "".join(row.format(i) for i in range(1, 50_001))).encode()
     tracemalloc.start()
     try:
-        ids, odd = record_ids("attribution", data)
+        ids, odd, _ = record_ids("attribution", data)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -336,3 +336,29 @@ def test_a_crafted_photo_id_cannot_forge_or_hide_report_lines(demo_release, tmp_
     capsys.readouterr()
     assert main(["verify", str(copy)]) == 1
     assert len(capsys.readouterr().out.splitlines()) == len(problems) + 1
+
+
+def test_a_photo_whose_image_differs_between_formats_is_reported(demo_release, tmp_path):
+    """A tar resealed with another photo's image under a photo's id (its metadata's sha256 changed to match) kept every
+    id and every hash inside its own format, and passed verify: the WebDataset published another image than the
+    Parquet and TFRecord shards under that id and credit."""
+    import tarfile
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+    (first, _), (metadata_member, metadata), (_, other) = members[0], members[1], members[2]
+    rebuilt = io.BytesIO()
+    with tarfile.open(fileobj=rebuilt, mode="w") as tar:
+        for member, payload in members:
+            if member is first:
+                payload = other
+            elif member is metadata_member:
+                payload = json.dumps({**json.loads(metadata), "sha256": hashlib.sha256(other).hexdigest()}).encode()
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    shard.write_bytes(rebuilt.getvalue())
+    reseal(copy)
+    photo_id = first.name.partition(".")[0]
+    assert _problems(copy) == {("webdataset", f"1 photos whose image differs from parquet's, e.g. {photo_id}")}

@@ -1,7 +1,8 @@
 """`pass-pipeline verify RELEASE`: re-check every file of a release against its manifest.json —
 existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
 members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
-records hold each photo id once and the same ids. Works on local paths and gs://.
+records hold each photo id once and the same ids (and the formats holding images, the same image under each id).
+Works on local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
@@ -86,14 +87,16 @@ def record_count(fmt: str, data: bytes, ids: list[str]) -> int | None:
 _PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+# What verify holds of a record to compare it with the same photo's record in another format: its image's sha256
+# (None where the format holds no image), as 32 bytes.
+Facts = bytes | None
+Records = tuple[list[str], list[str], list[Facts]]
 
 
-def _webdataset_records(data: bytes) -> tuple[list[str], list[str]]:
-    """(ids, ids of samples that are not what a run writes): each member `<id>.jpg` or `<id>.json`, a sample both,
-    its metadata naming the photo and the image's sha256. Counting `.jpg` members alone passed a tar holding an
-    extra `9999999.json` or a JPEG other than the one its metadata describes."""
+def _webdataset_records(data: bytes) -> Records:
+    """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
+    `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
+    passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes."""
     members: dict[str, dict[str, bytes]] = {}
     odd: list[str] = []
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -104,44 +107,49 @@ def _webdataset_records(data: bytes) -> tuple[list[str], list[str]]:
                 odd.append(member.name)
                 continue
             members.setdefault(key, {})[extension] = handle.read()
+    digests = {key: hashlib.sha256(sample["jpg"]).digest() for key, sample in members.items() if "jpg" in sample}
     for key, sample in members.items():
         try:
             metadata = json.loads(sample.get("json", b"null"))
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
             metadata = None
         if not (isinstance(metadata, dict) and "jpg" in sample and str(metadata.get("photo_id")) == key
-                and metadata.get("sha256") == _sha256(sample["jpg"])):
+                and metadata.get("sha256") == digests[key].hex()):
             odd.append(key)
-    return [key for key, sample in members.items() if "jpg" in sample], odd
+    photos = [key for key, sample in members.items() if "jpg" in sample]
+    return photos, odd, [digests[key] for key in photos]
 
 
-def _parquet_records(data: bytes) -> tuple[list[str], list[str]]:
-    """(ids, ids whose image bytes do not hash to their sha256 column)."""
+def _parquet_records(data: bytes) -> Records:
+    """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id)."""
     table = pq.read_table(io.BytesIO(data), columns=["photo_id", "image", "sha256"])
     ids = [str(value) for value in table.column("photo_id").to_pylist()]
-    odd = [photo_id for photo_id, image, sha256 in zip(ids, table.column("image").to_pylist(),
-                                                        table.column("sha256").to_pylist(), strict=True)
-           if _sha256(image_bytes(image)) != sha256]
-    return ids, odd
+    images = [hashlib.sha256(image_bytes(image)).digest() for image in table.column("image").to_pylist()]
+    odd = [photo_id for photo_id, image, sha256 in zip(ids, images, table.column("sha256").to_pylist(), strict=True)
+           if image.hex() != sha256]
+    return ids, odd, images
 
 
-def _tfrecord_records(data: bytes) -> tuple[list[str], list[str]]:
-    """(ids, ids whose encoded image does not hash to their image/sha256)."""
-    ids, odd = [], []
+def _tfrecord_records(data: bytes) -> Records:
+    """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id)."""
+    ids, odd, facts = [], [], []
     for record in tfrecords(data):
         example = decode_example(record)
         photo_id = example.get("image/id", b"")
         photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
         ids.append(photo_id)
         image, sha256 = example.get("image/encoded"), example.get("image/sha256")
-        if not isinstance(image, bytes) or not isinstance(sha256, bytes) or _sha256(image) != sha256.decode():
+        digest = hashlib.sha256(image).digest() if isinstance(image, bytes) else None
+        facts.append(digest)
+        if digest is None or not isinstance(sha256, bytes) or digest.hex() != sha256.decode():
             odd.append(photo_id)
-    return ids, odd
+    return ids, odd, facts
 
 
-def record_ids(fmt: str, data: bytes) -> tuple[list[str], list[str]] | None:
+def record_ids(fmt: str, data: bytes) -> Records | None:
     """(the photo id of each record of a dataset file, the ids of records that are not what a run writes: an image
-    that does not hash to the sha256 beside it, a stray tar member); None for files that are not the dataset's."""
+    that does not hash to the sha256 beside it, a stray tar member, the facts of each id to compare across formats);
+    None for files that are not the dataset's."""
     if fmt == "webdataset":
         return _webdataset_records(data)
     if fmt == "parquet":
@@ -152,8 +160,32 @@ def record_ids(fmt: str, data: bytes) -> tuple[list[str], list[str]] | None:
         # Decoded as it is read: decoding the whole file first held it again as text, at up to 4 bytes a character
         # (5-8 times the file: ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv)
         text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
-        return [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)], []
+        ids = [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)]
+        return ids, [], [None] * len(ids)
     return None
+
+
+@dataclass
+class _Seen:
+    """Each photo's facts as the first format read gave them, and where another format's differ: a shard resealed
+    with another image under a photo's id (its sha256 beside it changed to match) kept every id and every hash of
+    its own format, and passed though its photo was not the one the other formats publish."""
+
+    images: dict[str, tuple[str, bytes]]
+    differ: dict[tuple[str, str, str], list[str]]
+
+    def add(self, fmt: str, photo_ids: list[str], facts: list[Facts]) -> None:
+        for photo_id, image in zip(photo_ids, facts, strict=True):
+            if image is None:
+                continue
+            first = self.images.setdefault(photo_id, (fmt, image))
+            if first[0] != fmt and first[1] != image:  # one format's photo twice is reported as such
+                self.differ.setdefault((fmt, "image", first[0]), []).append(photo_id)
+
+    def problems(self) -> Iterator[Problem]:
+        for (fmt, what, reference), found in sorted(self.differ.items()):
+            shown = ", ".join(sorted(found)[:3])
+            yield Problem(fmt, f"{len(found)} photos whose {what} differs from {reference}'s, e.g. {shown}")
 
 
 def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
@@ -243,9 +275,9 @@ def _leaves_release(release: str, path: str) -> bool:
     return os.path.commonpath([root, os.path.realpath(path)]) != root
 
 
-def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]]) -> Iterator[Problem]:
+def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
-    dataset file are added to `ids` (by format)."""
+    dataset file are added to `ids` (by format), their facts to `seen`."""
     relative = entry["path"]
     if not RUN_PATH.fullmatch(relative):
         yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
@@ -282,8 +314,9 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return
     if photo_ids is not None:
-        found, odd = photo_ids
+        found, odd, facts = photo_ids
         ids.setdefault(fmt, Counter()).update(found)
+        seen.add(fmt, found, facts)
         if odd:
             yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
                                     f"the sha256 beside it, a stray or unpaired member), e.g. "
@@ -376,6 +409,7 @@ def verify(release: str) -> Iterator[Problem]:
         return
     entries, listed = [], set()
     ids: dict[str, Counter[str]] = {}
+    seen = _Seen({}, {})
     for index, entry in enumerate(manifest["files"]):
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             if entry["path"] in listed:
@@ -386,8 +420,9 @@ def verify(release: str) -> Iterator[Problem]:
         yield from (Problem(MANIFEST, message) for message in wrong)
         if not wrong:
             entries.append(entry)
-            yield from _check_file(release, entry, ids)
+            yield from _check_file(release, entry, ids, seen)
     yield from _id_problems(ids)
+    yield from seen.problems()
     yield from _unlisted(release, listed, published=bool(manifest.get("release")))
     yield from _missing_shards([e for e in entries if RUN_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
