@@ -362,3 +362,39 @@ def test_a_photo_whose_image_differs_between_formats_is_reported(demo_release, t
     reseal(copy)
     photo_id = first.name.partition(".")[0]
     assert _problems(copy) == {("webdataset", f"1 photos whose image differs from parquet's, e.g. {photo_id}")}
+
+
+def test_an_attribution_crediting_a_kept_photo_otherwise_is_reported(demo_release, tmp_path):
+    """An ATTRIBUTION.csv resealed with a kept photo's licence URL (or creator, title, page) changed, its ids left as
+    they were, passed verify: the file CC BY asks redistributors to follow credited the photo otherwise than its
+    shards. So did one whose header named the columns otherwise."""
+    copy = _copy(demo_release, tmp_path)
+    lines = (copy / "ATTRIBUTION.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    photo_id = lines[1].split(",")[0]
+    lines[1] = lines[1].replace("https://creativecommons.org/licenses/by/", "https://creativecommons.org/licenses/by-nc/")
+    lines[0] = lines[0].replace("creator,creator_url,title", "title,creator_url,creator")
+    (copy / "ATTRIBUTION.csv").write_text("".join(lines), encoding="utf-8")
+    reseal(copy)
+    assert _problems(copy) == {
+        *((fmt, f"1 photos whose credit differs from attribution's, e.g. {photo_id}")
+          for fmt in ("parquet", "tfrecord", "webdataset")),
+        ("ATTRIBUTION.csv", "1 records not as a run writes them (an image that does not hash to the sha256 beside it, "
+                            "a stray or unpaired member), e.g. (header)")}
+
+
+@pytest.mark.parametrize("title", ["=HYPERLINK(\"x\")", "a;'=b\tc", "line\r\nnext\rlast", "\x1b[8m\u202e\u200b",
+                                   "'@x", "\ufffd", "comma, \"quote\""])
+def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title):
+    """What csv_cell does to a cell (a quote before a formula, U+FFFD for a control character, quoting) is undone
+    or done alike on both sides: an intact release's hostile titles and names are never reported."""
+    from pipeline.io.attribution import attribution_csv, attribution_row
+    from pipeline.records import Photo
+    from pipeline.release.verify import _record_credit, record_ids
+
+    photo = Photo(photo_id="7", owner_name=f"-{title}", owner_nsid="1@N00", title=title,
+                  page_url="https://www.flickr.com/photos/1@N00/7/", license_name="CC BY 2.0",
+                  license_url="https://creativecommons.org/licenses/by/2.0/")
+    ids, odd, (_, credits) = record_ids("attribution", attribution_csv([attribution_row(photo)]))
+    assert ids == ["7"] and odd == []
+    assert credits == _record_credit({name: getattr(photo, name) for name in (
+        "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")})

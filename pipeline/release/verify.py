@@ -1,8 +1,8 @@
 """`pass-pipeline verify RELEASE`: re-check every file of a release against its manifest.json —
 existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
 members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
-records hold each photo id once and the same ids (and the formats holding images, the same image under each id).
-Works on local paths and gs://.
+records hold each photo id once and the same ids, with the same credit (creator, title, page, licence) and, in the
+formats holding images, the same image under each id. Works on local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import itertools
 import json
 import os
 import posixpath
@@ -23,18 +22,19 @@ import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
 from pipeline.io.layout import RUN_PATH, STAGING
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
-from pipeline.io.sinks import shard_name
+from pipeline.io.sinks import CONTROLS, csv_text, shard_name
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
@@ -87,10 +87,30 @@ def record_count(fmt: str, data: bytes, ids: list[str]) -> int | None:
 _PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 
 
-# What verify holds of a record to compare it with the same photo's record in another format: its image's sha256
-# (None where the format holds no image), as 32 bytes.
-Facts = bytes | None
-Records = tuple[list[str], list[str], list[Facts]]
+# What verify holds of a file's records to compare each with the same photo's record in another format, `_DIGEST`
+# bytes a record, one after another in the order of its ids: their images' sha256 (None where the format holds no
+# image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them.
+Facts = tuple[bytes | None, bytes]
+Records = tuple[list[str], list[str], Facts]
+_DIGEST = 16
+
+
+_CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")
+
+
+def _credit_digest(fields: list[Any]) -> bytes:
+    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them."""
+    text = [CONTROLS.sub("\ufffd", value if isinstance(value, str) else "" if value is None else str(value))
+            for value in fields]
+    return hashlib.blake2b(json.dumps(text).encode(), digest_size=_DIGEST).digest()
+
+
+def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
+    """The credit digest of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order)."""
+    values = [record.get(name) for name in names]
+    values = [value.decode("utf-8", "replace") if isinstance(value, bytes) else value for value in values]
+    return _credit_digest(list(credit(*(value if isinstance(value, str) else "" if value is None else str(value)
+                                        for value in values))))
 
 
 def _webdataset_records(data: bytes) -> Records:
@@ -99,6 +119,14 @@ def _webdataset_records(data: bytes) -> Records:
     passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes."""
     members: dict[str, dict[str, bytes]] = {}
     odd: list[str] = []
+
+    def _metadata(sample: dict[str, bytes]) -> dict[str, Any]:
+        try:
+            metadata = json.loads(sample.get("json", b"null"))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
+            return {}
+        return metadata if isinstance(metadata, dict) else {}
+
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for member in tar:
             key, dot, extension = member.name.partition(".")
@@ -107,43 +135,64 @@ def _webdataset_records(data: bytes) -> Records:
                 odd.append(member.name)
                 continue
             members.setdefault(key, {})[extension] = handle.read()
-    digests = {key: hashlib.sha256(sample["jpg"]).digest() for key, sample in members.items() if "jpg" in sample}
+    digests = {key: hashlib.sha256(sample["jpg"]).hexdigest() for key, sample in members.items() if "jpg" in sample}
     for key, sample in members.items():
-        try:
-            metadata = json.loads(sample.get("json", b"null"))
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
-            metadata = None
-        if not (isinstance(metadata, dict) and "jpg" in sample and str(metadata.get("photo_id")) == key
-                and metadata.get("sha256") == digests[key].hex()):
+        metadata = _metadata(sample)
+        if not ("json" in sample and "jpg" in sample and str(metadata.get("photo_id")) == key
+                and metadata.get("sha256") == digests[key]):
             odd.append(key)
     photos = [key for key, sample in members.items() if "jpg" in sample]
-    return photos, odd, [digests[key] for key in photos]
+    return photos, odd, (b"".join(bytes.fromhex(digests[key])[:_DIGEST] for key in photos),
+                         b"".join(_record_credit(_metadata(members[key])) for key in photos))
 
 
 def _parquet_records(data: bytes) -> Records:
     """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id)."""
-    table = pq.read_table(io.BytesIO(data), columns=["photo_id", "image", "sha256"])
+    table = pq.read_table(io.BytesIO(data), columns=["photo_id", "image", "sha256", *_CREDIT_FIELDS])
     ids = [str(value) for value in table.column("photo_id").to_pylist()]
     images = [hashlib.sha256(image_bytes(image)).digest() for image in table.column("image").to_pylist()]
     odd = [photo_id for photo_id, image, sha256 in zip(ids, images, table.column("sha256").to_pylist(), strict=True)
            if image.hex() != sha256]
-    return ids, odd, images
+    text = table.select(list(_CREDIT_FIELDS))  # as bytes: text that is no UTF-8 is a credit that differs, no crash
+    text = text.cast(pa.schema([pa.field(f.name, pa.binary() if pa.types.is_string(f.type) else f.type)
+                                for f in text.schema]))
+    credits = b"".join(_record_credit(row) for row in text.to_pylist())
+    return ids, odd, (b"".join(image[:_DIGEST] for image in images), credits)
 
 
 def _tfrecord_records(data: bytes) -> Records:
     """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id)."""
-    ids, odd, facts = [], [], []
+    ids, odd, images, credits = [], [], bytearray(), bytearray()
     for record in tfrecords(data):
         example = decode_example(record)
         photo_id = example.get("image/id", b"")
         photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
         ids.append(photo_id)
         image, sha256 = example.get("image/encoded"), example.get("image/sha256")
-        digest = hashlib.sha256(image).digest() if isinstance(image, bytes) else None
-        facts.append(digest)
-        if digest is None or not isinstance(sha256, bytes) or digest.hex() != sha256.decode():
+        digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
+        images += digest[:_DIGEST]
+        credits += _record_credit(example, _TFRECORD_CREDIT)
+        if not isinstance(image, bytes) or not isinstance(sha256, bytes) or digest.hex() != sha256.decode():
             odd.append(photo_id)
-    return ids, odd, facts
+    return ids, odd, (bytes(images), bytes(credits))
+
+
+_TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
+
+
+def _attribution_records(data: bytes) -> Records:
+    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read:
+    decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file: ~10 GB for
+    a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd record."""
+    ids, odd, credits = [], [], bytearray()
+    rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
+    if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
+        odd.append("(header)")
+    for row in rows:
+        ids.append(row[0] if row else "")
+        whole = len(row) == len(ATTRIBUTION_COLUMNS)
+        credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
+    return ids, odd, (None, bytes(credits))
 
 
 def record_ids(fmt: str, data: bytes) -> Records | None:
@@ -157,30 +206,34 @@ def record_ids(fmt: str, data: bytes) -> Records | None:
     if fmt == "tfrecord":
         return _tfrecord_records(data)
     if fmt == "attribution":
-        # Decoded as it is read: decoding the whole file first held it again as text, at up to 4 bytes a character
-        # (5-8 times the file: ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv)
-        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
-        ids = [row[0] if row else "" for row in itertools.islice(csv.reader(text), 1, None)]
-        return ids, [], [None] * len(ids)
+        return _attribution_records(data)
     return None
 
 
 @dataclass
 class _Seen:
-    """Each photo's facts as the first format read gave them, and where another format's differ: a shard resealed
-    with another image under a photo's id (its sha256 beside it changed to match) kept every id and every hash of
-    its own format, and passed though its photo was not the one the other formats publish."""
+    """Each photo's facts as the first format read that holds them gave them (its reference), and which photos of
+    another format differ: a shard resealed with another image under a photo's id (its sha256 beside it changed to
+    match) kept every id and every hash of its own format, and passed though its photo was not the one the other
+    formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
+    reference's digests are held, `_DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
 
-    images: dict[str, tuple[str, bytes]]
-    differ: dict[tuple[str, str, str], list[str]]
+    reference: dict[str, str] = field(default_factory=dict)  # "image" or "credit": the format first read
+    digests: dict[str, dict[str, bytes]] = field(default_factory=dict)  # kind: {photo id: digest}
+    differ: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
-    def add(self, fmt: str, photo_ids: list[str], facts: list[Facts]) -> None:
-        for photo_id, image in zip(photo_ids, facts, strict=True):
-            if image is None:
+    def add(self, fmt: str, photo_ids: list[str], facts: Facts) -> None:
+        for what, blob in zip(("image", "credit"), facts, strict=True):
+            if blob is None:
                 continue
-            first = self.images.setdefault(photo_id, (fmt, image))
-            if first[0] != fmt and first[1] != image:  # one format's photo twice is reported as such
-                self.differ.setdefault((fmt, "image", first[0]), []).append(photo_id)
+            reference = self.reference.setdefault(what, fmt)
+            digests = self.digests.setdefault(what, {})
+            for index, photo_id in enumerate(photo_ids):
+                digest = blob[index * _DIGEST:(index + 1) * _DIGEST]
+                if fmt == reference:
+                    digests.setdefault(photo_id, digest)  # a photo twice in one format is reported as such
+                elif digests.get(photo_id, digest) != digest:
+                    self.differ.setdefault((fmt, what, reference), []).append(photo_id)
 
     def problems(self) -> Iterator[Problem]:
         for (fmt, what, reference), found in sorted(self.differ.items()):
@@ -409,7 +462,7 @@ def verify(release: str) -> Iterator[Problem]:
         return
     entries, listed = [], set()
     ids: dict[str, Counter[str]] = {}
-    seen = _Seen({}, {})
+    seen = _Seen()
     for index, entry in enumerate(manifest["files"]):
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             if entry["path"] in listed:
