@@ -124,7 +124,8 @@ def test_rejections_total_is_checked(release, tmp_path):
     rejected = json.loads((copy / "manifest.json").read_text())["totals"]["rejected"]
     _edit_manifest(copy, lambda m: m["totals"].update(rejected=rejected + 1))
     assert _problems(copy) == {
-        ("rejections", f"{rejected} records in its files, manifest totals say rejected {rejected + 1}")}
+        ("rejections", f"{rejected} records in its files, manifest totals say rejected {rejected + 1}"),
+        ("stats.json", f"rejected {rejected}, manifest totals say {rejected + 1}")}
 
 
 def _listed(folder, name, data):
@@ -398,3 +399,25 @@ def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title)
     assert ids == ["7"] and odd == []
     assert credits == _record_credit({name: getattr(photo, name) for name in (
         "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")})
+
+
+def test_stats_that_disagree_with_the_release_are_reported(demo_release, tmp_path):
+    """A stats.json resealed with other counts (12 kept, 6 rejected; or a funnel stage's rejections dropped) passed
+    verify, and the datasheet states its figures: its counts are checked against the manifest's totals and its
+    funnel against its rejections by stage."""
+    copy = _copy(demo_release, tmp_path)
+    stats = json.loads((copy / "stats.json").read_text())
+    claimed = {**stats, "kept": stats["kept"] + 2, "rejected": stats["rejected"] - 2}
+    (copy / "stats.json").write_text(json.dumps(claimed))
+    reseal(copy)
+    assert _problems(copy) == {
+        ("stats.json", f"kept {stats['kept'] + 2}, manifest totals say {stats['kept']}"),
+        ("stats.json", f"rejected {stats['rejected'] - 2}, manifest totals say {stats['rejected']}"),
+        ("stats.json", "accounted, rejected disagree with its rejections by stage")}
+    funnel = [{**stage, "rejected": 0, "out": stage["in"]} if stage["rejected"] else stage for stage in stats["funnel"]]
+    (copy / "stats.json").write_text(json.dumps({**stats, "funnel": funnel}))
+    reseal(copy)
+    assert _problems(copy) == {("stats.json", "funnel disagree with its rejections by stage")}
+    (copy / "stats.json").write_text("[]")
+    reseal(copy)
+    assert _problems(copy) == {("stats.json", "not the counts a run writes (input_rows, kept, rejections_by_stage)")}

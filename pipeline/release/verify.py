@@ -2,7 +2,8 @@
 existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
 members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
 records hold each photo id once and the same ids, with the same credit (creator, title, page, licence) and, in the
-formats holding images, the same image under each id. Works on local paths and gs://.
+formats holding images, the same image under each id; and that stats.json's counts are the manifest's totals and
+add up as a run writes them. Works on local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
@@ -34,6 +35,7 @@ from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
 from pipeline.io.layout import RUN_PATH, STAGING
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
+from pipeline.io.report import build_stats
 from pipeline.io.sinks import CONTROLS, csv_text, shard_name
 
 MANIFEST = "manifest.json"
@@ -218,6 +220,7 @@ class _Seen:
     formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
     reference's digests are held, `_DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
 
+    stats: list[tuple[str, bytes]] = field(default_factory=list)  # (path, bytes) of each listed stats file
     reference: dict[str, str] = field(default_factory=dict)  # "image" or "credit": the format first read
     digests: dict[str, dict[str, bytes]] = field(default_factory=dict)  # kind: {photo id: digest}
     differ: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
@@ -360,6 +363,8 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
         yield Problem(relative, "sha256 differs from the manifest")
         return
     fmt = entry.get("format", "")
+    if fmt == "stats":
+        seen.stats.append((relative, data))
     try:
         photo_ids = record_ids(fmt, data) if fmt in _PHOTO_FORMATS else None
         count = record_count(fmt, data, photo_ids[0] if photo_ids is not None else [])
@@ -451,6 +456,31 @@ def _wrong_totals(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> It
             yield Problem(fmt, f"{records[fmt]} records in its files, manifest totals say {total} {totals[total]}")
 
 
+def _stats_problems(path: str, data: bytes, totals: dict[str, Any]) -> Iterator[Problem]:
+    """stats.json against the manifest's totals, and its funnel and rejections by stage against each other as
+    `build_stats` writes them: a resealed stats.json claiming 12 kept and 6 rejected (or a funnel losing a stage's
+    rejections) passed, and the datasheet states its figures."""
+    try:
+        stats = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as err:
+        yield Problem(path, f"not valid JSON: {_one_line(err)[:200]}")
+        return
+    by_stage = stats.get("rejections_by_stage") if isinstance(stats, dict) else None
+    if not (isinstance(by_stage, dict) and all(isinstance(reasons, dict) and all(_whole(n) for n in reasons.values())
+                                               for reasons in by_stage.values())
+            and _whole(stats.get("input_rows")) and _whole(stats.get("kept"))):
+        yield Problem(path, "not the counts a run writes (input_rows, kept, rejections_by_stage)")
+        return
+    for key in ("input_rows", "kept", "rejected"):
+        if key in totals and stats.get(key) != totals[key]:
+            yield Problem(path, f"{key} {stats.get(key)}, manifest totals say {totals[key]}")
+    reasons = [((stage, reason), n) for stage, counts in by_stage.items() for reason, n in counts.items()]
+    expected = build_stats(stats["input_rows"], stats["kept"], reasons)
+    wrong = sorted(key for key, value in expected.items() if stats.get(key) != value)
+    if wrong:
+        yield Problem(path, f"{', '.join(wrong)} disagree with its rejections by stage")
+
+
 def verify(release: str) -> Iterator[Problem]:
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
@@ -483,3 +513,5 @@ def verify(release: str) -> Iterator[Problem]:
         yield Problem(MANIFEST, totals_problem)
     else:
         yield from _wrong_totals(manifest, entries)
+        for path, data in seen.stats:
+            yield from _stats_problems(path, data, manifest.get("totals", {}))
