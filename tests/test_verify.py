@@ -421,3 +421,18 @@ def test_stats_that_disagree_with_the_release_are_reported(demo_release, tmp_pat
     (copy / "stats.json").write_text("[]")
     reseal(copy)
     assert _problems(copy) == {("stats.json", "not the counts a run writes (input_rows, kept, rejections_by_stage)")}
+
+
+@pytest.mark.parametrize("change", [("license: other", "license: cc0-1.0"),
+                                    ("path: parquet/pass-*.parquet", "path: rejections/rejections-*.parquet"),
+                                    ("path: parquet/pass-*.parquet", "path: hf://datasets/someone/else/*.parquet")])
+def test_a_dataset_card_loading_other_files_or_naming_another_licence_is_reported(demo_release, tmp_path, change):
+    """A README.md resealed with its default configuration on other files (the rejections, another dataset on the
+    Hub) or another licence passed verify: `load_dataset(RELEASE)` would load them, the Hub would show that licence."""
+    copy = _copy(demo_release, tmp_path)
+    card = (copy / "README.md").read_text(encoding="utf-8")
+    assert change[0] in card
+    (copy / "README.md").write_text(card.replace(*change), encoding="utf-8")
+    reseal(copy)
+    assert _problems(copy) == {
+        ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")}

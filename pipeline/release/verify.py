@@ -3,7 +3,8 @@ existence, byte size, sha256 — and, for dataset shards, that the record count 
 members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
 records hold each photo id once and the same ids, with the same credit (creator, title, page, licence) and, in the
 formats holding images, the same image under each id; and that stats.json's counts are the manifest's totals and
-add up as a run writes them. Works on local paths and gs://.
+add up as a run writes them, and the dataset card's front matter is what a run writes for the files listed. Works on
+local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
+from pipeline.io.dataset_card import card_text
 from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
 from pipeline.io.layout import RUN_PATH, STAGING
@@ -220,7 +222,8 @@ class _Seen:
     formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
     reference's digests are held, `_DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
 
-    stats: list[tuple[str, bytes]] = field(default_factory=list)  # (path, bytes) of each listed stats file
+    # (path, bytes) of each listed file of a format checked against the others once all are read (`_CHECKED_LAST`)
+    files: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)  # "image" or "credit": the format first read
     digests: dict[str, dict[str, bytes]] = field(default_factory=dict)  # kind: {photo id: digest}
     differ: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
@@ -363,8 +366,8 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
         yield Problem(relative, "sha256 differs from the manifest")
         return
     fmt = entry.get("format", "")
-    if fmt == "stats":
-        seen.stats.append((relative, data))
+    if fmt in _CHECKED_LAST:
+        seen.files.setdefault(fmt, []).append((relative, data))
     try:
         photo_ids = record_ids(fmt, data) if fmt in _PHOTO_FORMATS else None
         count = record_count(fmt, data, photo_ids[0] if photo_ids is not None else [])
@@ -481,6 +484,21 @@ def _stats_problems(path: str, data: bytes, totals: dict[str, Any]) -> Iterator[
         yield Problem(path, f"{', '.join(wrong)} disagree with its rejections by stage")
 
 
+def _card_problems(path: str, data: bytes, entries: list[dict[str, Any]]) -> Iterator[Problem]:
+    """The dataset card's front matter, what `datasets.load_dataset` and the Hub read (its configurations' files, its
+    licence), against what a run writes for the formats listed: a resealed README.md whose default configuration
+    loaded the rejections (or any path, or another licence) passed. Its text below is not compared: it has changed
+    between versions, and a release written by an earlier one must still verify."""
+    written = {entry.get("format") for entry in entries}
+    expected = card_text(written, "near_dup_index" in written)
+    front = expected[:expected.index("\n---\n") + 5]
+    if not data.startswith(front.encode("utf-8")):
+        yield Problem(path, "its front matter (configurations, licence) is not what a run writes for these files")
+
+
+_CHECKED_LAST = frozenset({"stats", "dataset_card"})
+
+
 def verify(release: str) -> Iterator[Problem]:
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
@@ -513,5 +531,7 @@ def verify(release: str) -> Iterator[Problem]:
         yield Problem(MANIFEST, totals_problem)
     else:
         yield from _wrong_totals(manifest, entries)
-        for path, data in seen.stats:
+        for path, data in seen.files.get("stats", []):
             yield from _stats_problems(path, data, manifest.get("totals", {}))
+    for path, data in seen.files.get("dataset_card", []):
+        yield from _card_problems(path, data, entries)
