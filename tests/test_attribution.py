@@ -102,3 +102,14 @@ def test_attribution_csv_quotes_a_carriage_return_inside_a_field():
     assert list(csv.reader(io.StringIO(text, newline=""))) == [
         ["photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url"],
         ["1", "Owner", "", forged, "p", "n", "u"]]
+
+
+def test_a_bidi_override_in_a_title_or_name_cannot_reorder_the_rest_of_the_line():
+    """A title ending in U+202E (right-to-left override), or an isolate left open, showed the page and licence after
+    it reversed in any text view of ATTRIBUTION.csv (an editor, a terminal, a code view); the Markdown and HTML
+    already dropped them. Bidi formatting characters are dropped from every cell; right-to-left text stays."""
+    bidi = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    row = attribution_row(photo("1", title=f"Sunset\u202e{bidi}", owner_name="\u2067שלום\u2069 Ann"))
+    text = attribution_csv([row]).decode()
+    assert not any(char in text for char in bidi), text
+    assert list(csv.reader(io.StringIO(text)))[1][1:4:2] == ["שלום Ann", "Sunset"]

@@ -15,6 +15,7 @@ staging folder); the last step copies them, in order, after the header.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -30,13 +31,19 @@ ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url"
 ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
 BLOCK_DIGITS = 4  # leading digits that name a block (with the digit count)
 _COPY_CHUNK = 1 << 20
+# Explicit bidi formatting (embeddings, overrides, isolates), as the Markdown and HTML drop it (markdown_html.py): one
+# left open in a title ran on over the rest of its line in any text view of the file, showing the page and licence
+# after it reversed (or reordered with isolates). Right-to-left text needs none of them to read right.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_name: str,
            license_url: str) -> tuple[str, ...]:
-    """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record)."""
+    """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), without
+    bidi formatting (`BIDI_CONTROLS`)."""
     creator_url = f"https://www.flickr.com/people/{owner_nsid}/" if owner_nsid else ""
-    return (owner_name or owner_nsid, creator_url, title, page_url, license_name, license_url)
+    return tuple(BIDI_CONTROLS.sub("", text) for text in (owner_name or owner_nsid, creator_url, title, page_url,
+                                                           license_name, license_url))
 
 
 def attribution_row(photo: Photo) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.dataset_card import card_text
 from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
@@ -103,9 +103,10 @@ _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name
 
 
 def _credit_digest(fields: list[Any]) -> bytes:
-    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them."""
-    text = [CONTROLS.sub("\ufffd", value if isinstance(value, str) else "" if value is None else str(value))
-            for value in fields]
+    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
+    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it)."""
+    text = [BIDI_CONTROLS.sub("", CONTROLS.sub("\ufffd", value if isinstance(value, str) else
+                                                "" if value is None else str(value))) for value in fields]
     return hashlib.blake2b(json.dumps(text).encode(), digest_size=_DIGEST).digest()
 
 
