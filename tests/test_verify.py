@@ -436,3 +436,28 @@ def test_a_dataset_card_loading_other_files_or_naming_another_licence_is_reporte
     reseal(copy)
     assert _problems(copy) == {
         ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")}
+
+
+def test_a_shard_listed_under_another_format_is_reported_not_left_unread(demo_release, tmp_path):
+    """Parquet shards listed as format "notes" (and the options and card made to name the other formats only) were
+    never read: their rows could credit photos to a BY-NC licence or hold other images, and verify passed. A file a
+    run writes has the format the run gives it."""
+    from pipeline.io.dataset_card import card_text
+
+    copy = _copy(demo_release, tmp_path)
+
+    def relabel(manifest):
+        for entry in manifest["files"]:
+            if entry["format"] == "parquet":
+                entry["format"] = "notes"
+                del entry["records"]
+        manifest["options"]["formats"] = "webdataset,tfrecord"
+
+    _edit_manifest(copy, relabel)
+    (copy / "README.md").write_text(card_text(["webdataset", "tfrecord"], True), encoding="utf-8")
+    reseal(copy)
+    shards = sorted(path.relative_to(copy).as_posix() for path in (copy / "parquet").glob("*.parquet"))
+    entries = json.loads((copy / "manifest.json").read_text())["files"]
+    assert _problems(copy) == {
+        ("manifest.json", f'files[{index}]: "format" must be "parquet" for {entry["path"]}, as a run writes it')
+        for index, entry in enumerate(entries) if entry["path"] in shards}

@@ -35,7 +35,7 @@ from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.dataset_card import card_text
 from pipeline.io.files import matching, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
-from pipeline.io.layout import RUN_PATH, STAGING
+from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import CONTROLS, csv_text, shard_name
@@ -301,6 +301,17 @@ def _load_manifest(path: str) -> tuple[dict[str, Any] | None, str]:
     return manifest, ""
 
 
+# The format a run gives the files verify reads the records or counts of, by path: the folder of a sharded set (named
+# so by the sinks), the file otherwise. Listed under another format (a Parquet shard as "notes"), a file went unread.
+_FORMAT_OF_FOLDER = {folder: folder for folder in (*FORMAT_FOLDERS, "rejections", "near_dup_index")}
+_FORMAT_OF_FILE = {ATTRIBUTION: "attribution", STATS: "stats", DATASET_CARD: "dataset_card"}
+
+
+def _run_format(path: str) -> str | None:
+    folder, slash, _ = path.partition("/")
+    return _FORMAT_OF_FOLDER.get(folder) if slash else _FORMAT_OF_FILE.get(path)
+
+
 def _entry_problems(index: int, entry: Any) -> list[str]:
     """What is wrong with the shape of files[index]; [] when it can be checked."""
     if not isinstance(entry, dict):
@@ -316,6 +327,8 @@ def _entry_problems(index: int, entry: Any) -> list[str]:
               if key in entry and not _whole(entry[key])]
     if "format" in entry and not isinstance(entry["format"], str):
         wrong.append('"format" must be a string')
+    elif isinstance(entry.get("path"), str) and _run_format(entry["path"]) not in (None, entry.get("format")):
+        wrong.append(f'"format" must be "{_run_format(entry["path"])}" for {_shown(entry["path"])}, as a run writes it')
     return [f"files[{index}]: {message}" for message in wrong]
 
 
