@@ -408,18 +408,24 @@ def _pipeline_steps(icc: bytes, tag: int) -> int:
     return steps
 
 
-def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
-    """The 8-bit RGB image `img` with the pixels equal to its tRNS colour `key` made white (a key sample beyond 255
-    names no pixel), without the key in its info: what compositing on white makes of them, before its ICC profile
-    converts the rest (the profile path returned first, and the key was ignored)."""
-    pixels = np.array(img)
-    transparent = np.ones(pixels.shape[:2], dtype=bool)
-    for channel, value in enumerate(key):
-        transparent &= pixels[..., channel] == value if type(value) is int and 0 <= value <= 255 else False
+def _whitened(img: Image.Image, pixels: np.ndarray, transparent: np.ndarray) -> Image.Image:
+    """`pixels` (RGB, `img`'s, a copy this may change) with the `transparent` ones white, as compositing on white
+    makes them, given `img`'s info without its colour key (its ICC profile then converts the rest)."""
     pixels[transparent] = 255
     keyed = Image.fromarray(pixels, "RGB")
     keyed.info = {name: value for name, value in img.info.items() if name != "transparency"}
     return keyed
+
+
+def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
+    """The 8-bit RGB image `img` with the pixels equal to its tRNS colour `key` made white (a key sample beyond 255
+    names no pixel), before its ICC profile converts the rest (the profile path returned first, and the key was
+    ignored)."""
+    pixels = np.array(img)
+    transparent = np.ones(pixels.shape[:2], dtype=bool)
+    for channel, value in enumerate(key):
+        transparent &= pixels[..., channel] == value if type(value) is int and 0 <= value <= 255 else False
+    return _whitened(img, pixels, transparent)
 
 
 def _to_srgb(img: Image.Image) -> Image.Image:
@@ -678,11 +684,7 @@ def _keyed_out_exactly(img: Image.Image, raw: bytes, key: tuple[int, int, int]) 
     for channel, value in enumerate(key):
         transparent &= (high_bytes[..., channel] == value >> 8) & (low_bytes[..., channel] == value & 0xFF)
     del low, low_bytes
-    pixels = high_bytes.copy()
-    pixels[transparent] = 255
-    keyed = Image.fromarray(pixels, "RGB")
-    keyed.info = {name: value for name, value in img.info.items() if name != "transparency"}  # its ICC profile
-    return keyed
+    return _whitened(img, high_bytes.copy(), transparent)
 
 
 def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
