@@ -112,10 +112,9 @@ def _credit_digest(fields: list[Any]) -> bytes:
 
 def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
     """The credit digest of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order)."""
-    values = [record.get(name) for name in names]
-    values = [value.decode("utf-8", "replace") if isinstance(value, bytes) else value for value in values]
-    return _credit_digest(list(credit(*(value if isinstance(value, str) else "" if value is None else str(value)
-                                        for value in values))))
+    texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
+             for value in (record.get(name) for name in names)]
+    return _credit_digest(list(credit(*texts)))
 
 
 def _webdataset_records(data: bytes) -> Records:
