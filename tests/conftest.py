@@ -142,7 +142,8 @@ def reseal(release: Path) -> None:
     for entry in manifest["files"]:
         data = (release / entry["path"]).read_bytes()
         entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-        if entry.get("format") == "parquet":
+        if entry.get("format") == "parquet" or (entry.get("format") in ("rejections", "ledger", "near_dup_index")
+                                                 and "records" in entry):
             entry["records"] = pq.read_metadata(io.BytesIO(data)).num_rows
     (release / "manifest.json").write_text(json.dumps(manifest, indent=2))
 

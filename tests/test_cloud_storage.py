@@ -75,7 +75,7 @@ def gcs(tmp_path_factory):
                 os.environ[name] = value
 
 
-def test_job_reads_and_writes_gcs(gcs, tmp_path):
+def test_job_reads_and_writes_gcs(gcs, tmp_path, monkeypatch):
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path)
         gcs.blob("input/yfcc-demo.tsv").upload_from_filename(str(metadata))
@@ -94,6 +94,40 @@ def test_job_reads_and_writes_gcs(gcs, tmp_path):
             for row in pq.read_table(io.BytesIO(gcs.blob(name).download_as_bytes())).to_pylist()]
     assert len(rows) == 9 and all(row["image"]["bytes"][:2] == b"\xff\xd8" for row in rows)
     assert not any(".tmp-" in name for name in names)
+    _verify_streams_from_gcs(gcs, manifest, monkeypatch)
+
+
+def _verify_streams_from_gcs(gcs, manifest, monkeypatch):
+    """verify reads a release on gs:// as one on disk: each file as a stream (a tar member, a TFRecord record, a CSV
+    line at a time: no read of such a file is the whole of it), its hash computed as it is read."""
+    import pipeline.release.verify as verify_module
+
+    largest: dict[str, int] = {}
+    real_open = verify_module.open_reader
+
+    def recorded(path):
+        handle = real_open(path)
+        read = handle.read
+
+        def read_recorded(size=-1):
+            data = read(size)
+            largest[path] = max(largest.get(path, 0), len(data))
+            return data
+
+        handle.read = read_recorded
+        return handle
+
+    monkeypatch.setattr(verify_module, "open_reader", recorded)
+    release = f"gs://{BUCKET}/release"
+    assert list(verify_module.verify(release)) == []
+    streamed = {entry["path"]: entry["bytes"] for entry in manifest["files"]
+                if entry["path"].endswith((".tar", ".tfrecord", ".csv")) and entry["bytes"] > 64 << 10}
+    assert streamed and all(largest[f"{release}/{path}"] < size for path, size in streamed.items()), (streamed, largest)
+    shard = next(path for path in streamed if path.endswith(".tar"))
+    data = bytearray(gcs.blob(f"release/{shard}").download_as_bytes())
+    data[600] ^= 0xFF
+    gcs.blob(f"release/{shard}").upload_from_string(bytes(data))
+    assert (shard, "sha256 differs from the manifest") in {(p.path, p.message) for p in verify_module.verify(release)}
 
 
 def test_a_star_matches_an_object_name_holding_a_backslash(gcs):

@@ -55,3 +55,43 @@ def test_matching_in_one_folder_is_fnmatch_on_the_names(folder, names, tokens):
     assume(pattern not in (".", ".."))  # the folder itself, or its parent: no name in it
     expected = sorted(str(here / name) for name in names if fnmatch.fnmatchcase(name, pattern))
     assert matching(f"{here}/{pattern}") == expected
+
+
+def test_a_hashing_reader_hashes_the_whole_file_once_whatever_its_reader_seeks():
+    """verify hashes each file as it reads it (io/files.HashingReader): a Parquet reader reads the footer first and
+    skips columns, a tar or CSV reader goes forward, one stopped by a bad record leaves the rest unread; the size and
+    sha256 are the file's in every case, and a forward reader costs one pass."""
+    import hashlib
+    import io
+    import random
+
+    from pipeline.io.files import HashingReader
+
+    data = random.Random(7).randbytes(300_000)
+    expected = (len(data), hashlib.sha256(data).hexdigest())
+
+    class Counted(io.BytesIO):
+        read_bytes = 0
+
+        def read(self, size=-1):
+            chunk = super().read(size)
+            Counted.read_bytes += len(chunk)
+            return chunk
+
+    patterns = {
+        "forward": [(0, 1000), (1000, 50_000), (51_000, 10)],
+        "footer first, then columns skipped": [(299_000, 1000), (4, 97), (2000, 400), (10_000, 30_000), (299_990, 10)],
+        "far jumps, back and forth": [(250_000, 10), (5, 5), (200_000, 1), (0, 300_000)],
+        "nothing read": [],
+    }
+    for name, reads in patterns.items():
+        Counted.read_bytes = 0
+        reader = HashingReader(Counted(data), gap=64 << 10, chunk=4096)
+        for start, size in reads:
+            reader.seek(start)
+            assert reader.read(size) == data[start:start + size], name
+        assert reader.finish() == expected, name
+        if name == "forward":
+            assert Counted.read_bytes == len(data)  # every byte read once
+    reader = HashingReader(Counted(data))
+    assert reader.seek(-10, io.SEEK_END) == len(data) - 10 and reader.read() == data[-10:]

@@ -9,7 +9,7 @@ import pytest
 
 import pipeline.release.verify
 from pipeline.cli import main
-from pipeline.io.formats import tfrecord_frame
+from pipeline.io.formats import decode_example, tfrecord_frame
 from pipeline.release.verify import tfrecords, verify
 from tests.conftest import reseal
 
@@ -54,7 +54,7 @@ def test_each_tfrecord_file_is_walked_once(release, monkeypatch):
 
     walks = []
     real = verify_module.tfrecords
-    monkeypatch.setattr(verify_module, "tfrecords", lambda data: walks.append(len(data)) or real(data))
+    monkeypatch.setattr(verify_module, "tfrecords", lambda source, *size: walks.append(source) or real(source, *size))
     assert list(verify(str(release))) == []
     files = [path for path in (release / "tfrecord").iterdir() if path.is_file()]
     assert files and len(walks) == len(files)
@@ -121,11 +121,14 @@ def test_a_shard_deleted_with_its_entry(release, tmp_path):
 
 def test_rejections_total_is_checked(release, tmp_path):
     copy = _copy(release, tmp_path)
-    rejected = json.loads((copy / "manifest.json").read_text())["totals"]["rejected"]
+    totals = json.loads((copy / "manifest.json").read_text())["totals"]
+    rejected = totals["rejected"]
     _edit_manifest(copy, lambda m: m["totals"].update(rejected=rejected + 1))
     assert _problems(copy) == {
         ("rejections", f"{rejected} records in its files, manifest totals say rejected {rejected + 1}"),
-        ("stats.json", f"rejected {rejected}, manifest totals say {rejected + 1}")}
+        ("stats.json", f"rejected {rejected}, manifest totals say {rejected + 1}"),
+        ("manifest.json", f'"totals": input_rows {totals["input_rows"]} are not kept {totals["kept"]} + rejected '
+                          f"{rejected + 1}, as every published run's are")}
 
 
 def _listed(folder, name, data):
@@ -145,8 +148,9 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
                *(_listed(folder, path, b"secret") for path in bad_paths)]
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
-    real_read_bytes = pipeline.release.verify.read_bytes
+    real_read_bytes, real_open = pipeline.release.verify.read_bytes, pipeline.release.verify.open_reader
     monkeypatch.setattr(pipeline.release.verify, "read_bytes", lambda path: read.append(path) or real_read_bytes(path))
+    monkeypatch.setattr(pipeline.release.verify, "open_reader", lambda path: read.append(path) or real_open(path))
     problems = list(verify(str(folder)))
     assert sorted(read) == sorted([str(folder / "manifest.json"), str(folder / "a.txt")])
     assert {p.message for p in problems} == {"not a plain relative path inside the release; not read",
@@ -204,8 +208,9 @@ def test_a_listed_file_that_is_no_regular_file_or_not_its_size_is_not_read(relea
     _edit_manifest(copy, lambda m: m["files"].extend([{"path": "notes.txt", "bytes": 0, "sha256": "0" * 64},
                                                        _listed(copy, "huge.bin", b"\0" * 10)]))
     read = []
-    real_read = verify_module.read_bytes
+    real_read, real_open = verify_module.read_bytes, verify_module.open_reader
     monkeypatch.setattr(verify_module, "read_bytes", lambda path: (read.append(path), real_read(path))[1])
+    monkeypatch.setattr(verify_module, "open_reader", lambda path: (read.append(path), real_open(path))[1])
     problems = _problems(copy)
     assert ("notes.txt", "a named pipe, not a regular file; not read") in problems
     assert ("huge.bin", "1000 bytes, manifest says 10; not read") in problems
@@ -461,3 +466,244 @@ def test_a_shard_listed_under_another_format_is_reported_not_left_unread(demo_re
     assert _problems(copy) == {
         ("manifest.json", f'files[{index}]: "format" must be "parquet" for {entry["path"]}, as a run writes it')
         for index, entry in enumerate(entries) if entry["path"] in shards}
+
+
+def _release_of(folder: Path, photos: list, formats: list[str]) -> Path:
+    """A release of `photos` in `formats` (and ATTRIBUTION.csv) as the writers write them, listed in its manifest."""
+    from pipeline.io.attribution import attribution_csv, attribution_row
+    from pipeline.io.formats import WRITERS, write_all
+
+    entries = []
+    for fmt in formats:
+        extension, writer = WRITERS[fmt]
+        path = folder / fmt / f"pass-00000-of-00001.{extension}"
+        path.parent.mkdir(parents=True)
+        with open(path, "wb") as handle:
+            write_all(writer(handle), photos)
+        entries.append({"path": f"{fmt}/{path.name}", "format": fmt, "records": len(photos)})
+    (folder / "ATTRIBUTION.csv").write_bytes(attribution_csv([attribution_row(photo) for photo in photos]))
+    entries.append({"path": "ATTRIBUTION.csv", "format": "attribution"})
+    for entry in entries:
+        data = (folder / entry["path"]).read_bytes()
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps({"files": entries}))
+    return folder
+
+
+def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict[str, int], int]:
+    """verify's problems, the largest single read of each file it opened (every read of every handle
+    FileSystems.open gave it, whatever reads it), and its peak of Python memory (tracemalloc)."""
+    import tracemalloc
+
+    from apache_beam.io.filesystems import FileSystems
+
+    largest: dict[str, int] = {}
+    real_open = FileSystems.open
+
+    class Recorded:
+        def __init__(self, path: str, handle) -> None:
+            self._path, self._handle = path, handle
+
+        def read(self, size=-1):
+            data = self._handle.read(size)
+            largest[self._path] = max(largest.get(self._path, 0), len(data))
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *error):
+            self._handle.close()
+
+    monkeypatch.setattr(FileSystems, "open",
+                        staticmethod(lambda path, *args, **kwargs: Recorded(path, real_open(path, *args, **kwargs))))
+    tracemalloc.start()
+    try:
+        problems = list(verify(str(folder)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return problems, {Path(path).relative_to(folder).as_posix(): n for path, n in largest.items()}, peak
+
+
+def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
+    """verify read each listed file whole, and kept every member of a tar: its memory was a shard or two (5,000
+    images, 0.5-1 GB) and grew with --images_per_shard. Each file is now a stream, hashed as it is read: a tar member
+    by member, a TFRecord record by record, ATTRIBUTION.csv line by line, Parquet by batches of rows (its least read
+    is a page, and a run writes a row group's 512 images into one: a row group is its bound, never a shard)."""
+    from tests.conftest import photo
+
+    images = [os.urandom(2 << 20) for _ in range(6)]
+    big = [photo(str(100 + i), image=image, sha256=hashlib.sha256(image).hexdigest(), title=f"photo {i}")
+           for i, image in enumerate(images)]
+    folder = _release_of(tmp_path / "big", big, ["webdataset", "tfrecord"])
+    problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
+    shard = min((folder / fmt / name).stat().st_size for fmt, name in (
+        ("webdataset", "pass-00000-of-00001.tar"), ("tfrecord", "pass-00000-of-00001.tfrecord")))
+    assert problems == [] and set(largest) == {"manifest.json", "ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
+                                               "tfrecord/pass-00000-of-00001.tfrecord"}
+    member = len(images[0])
+    assert shard > 5 * member
+    # one record at most (a TFRecord's Example, its image and metadata, read in one), never a file
+    assert max(n for path, n in largest.items() if path != "manifest.json") <= member + 4096, largest
+    assert peak < 3 * member, (peak, shard)  # an image and a copy of it; read whole, a shard (12 MB) and more
+
+    rows = [photo(str(1000 + i), image=os.urandom(8 << 10)) for i in range(1100)]  # three row groups of 512
+    rows = [row.replace(sha256=hashlib.sha256(row.image).hexdigest()) for row in rows]
+    folder = _release_of(tmp_path / "rows", rows, ["parquet"])
+    problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
+    size = (folder / "parquet" / "pass-00000-of-00001.parquet").stat().st_size
+    assert problems == [] and size > len(rows) * (8 << 10)
+    assert largest["parquet/pass-00000-of-00001.parquet"] < 0.6 * size  # one row group's image page
+    assert peak < 0.6 * size, (peak, size)
+
+
+def test_a_file_read_as_a_stream_is_still_checked_against_its_hash_before_its_records(demo_release, tmp_path):
+    """Records are read before the file's hash is known: what a file gave counts only once its size and sha256 are
+    the manifest's, so a changed shard is that one line, as when it was read whole first."""
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "tfrecord").glob("*.tfrecord"))[0]
+    records = [decode_example(record)["image/id"].decode() for record in _tfrecords(shard)]
+    unread = ("tfrecord", f"{len(records)} photo ids not in tfrecord (against webdataset), e.g. "
+                          f"{', '.join(sorted(records)[:3])}")
+    shard.write_bytes(shard.read_bytes()[:-3] + b"abc")  # the last record's CRC no longer matches
+    assert _problems(copy) == {(shard.relative_to(copy).as_posix(), "sha256 differs from the manifest"), unread}
+    reseal(copy)
+    assert _problems(copy) == {
+        (shard.relative_to(copy).as_posix(), f"unreadable: record {len(records) - 1} has a bad length or CRC"), unread}
+
+
+def _rewrite(shard: Path, change) -> None:
+    """A Parquet file's rows, changed by `change` (rows -> rows), written back with its schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(shard)
+    pq.write_table(pa.Table.from_pylist(change(table.to_pylist()), schema=table.schema), shard)
+
+
+def _kept(release: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(release / "parquet", columns=["photo_id"]).column(0).to_pylist())
+
+
+def _fresh(release: Path, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(release, copy)
+    return copy
+
+
+def test_a_kept_photo_rejected_by_a_stage_that_sees_each_photo_once_is_reported(demo_release, tmp_path):
+    """Every input row ends kept or rejected, once: after the repeated-id stage and the ledger one row an id goes on,
+    and each later stage passes it or rejects it. A resealed release whose rejections named a kept photo (an image
+    stage's rejection moved onto it, every count unchanged) passed. A repeated row of a kept photo, or one refused for
+    its licence, is a rejection a run writes (a refresh's carried copies too): not reported."""
+    import pyarrow.parquet as pq
+
+    kept = _kept(demo_release)
+    moved = _fresh(demo_release, tmp_path, "moved")
+    [shard] = (moved / "rejections").glob("*.parquet")
+    image = next(row for row in pq.read_table(shard).to_pylist() if row["stage"] == "image")
+    _rewrite(shard, lambda rows: [{**row, "photo_id": kept[0]} if row == image else row for row in rows])
+    reseal(moved)
+    assert _problems(moved) == {("rejections", f"1 kept photos also rejected by image, which see each photo once "
+                                               f"(against webdataset), e.g. {kept[0]}")}
+
+    repeated = _fresh(demo_release, tmp_path, "repeated")
+    [shard] = (repeated / "rejections").glob("*.parquet")
+    _rewrite(shard, lambda rows: [{**row, "photo_id": kept[1]} if row["stage"] in ("license", "read") else row
+                                  for row in rows])
+    reseal(repeated)
+    assert _problems(repeated) == set()
+
+
+def test_rejections_by_stage_and_reason_are_stats_json_s(demo_release, tmp_path):
+    """stats.json's rejections by stage and reason (the datasheet's figures) and the rejections table come from one
+    tally of one collection: a resealed table whose rejections moved from one reason to another (a takedown made a
+    fetch error, every total unchanged) passed."""
+    import pyarrow.parquet as pq
+
+    copy = _fresh(demo_release, tmp_path, "copy")
+    [shard] = (copy / "rejections").glob("*.parquet")
+    first = pq.read_table(shard).to_pylist()[0]
+    _rewrite(shard, lambda rows: [{**row, "reason": "moved"} if row == first else row for row in rows])
+    reseal(copy)
+    stated = json.loads((copy / "stats.json").read_text())["rejections_by_stage"][first["stage"]][first["reason"]]
+    stage, reason = first["stage"], first["reason"]
+    assert _problems(copy) == {("rejections", f"2 stage/reason counts differ from stats.json's, e.g. {stage}/{reason}: "
+                                              f"{stated - 1} in its files, {stated} in stats.json, {stage}/moved: 1 in "
+                                              "its files, 0 in stats.json")}
+
+
+def test_every_input_row_is_kept_or_rejected(demo_release, tmp_path):
+    """A run publishes only when input rows = kept + rejected (commands/run.py's refusal). A release resealed without
+    one of its rejections, its stats.json and totals rewritten to match (a row lost, every count consistent), passed."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io.report import build_stats
+
+    copy = _fresh(demo_release, tmp_path, "copy")
+    [shard] = (copy / "rejections").glob("*.parquet")
+    _rewrite(shard, lambda rows: rows[1:])
+    stats = json.loads((copy / "stats.json").read_text())
+    reasons = [((row["stage"], row["reason"]), 1) for row in pq.read_table(shard).to_pylist()]
+    stats.update(build_stats(stats["input_rows"], stats["kept"], reasons))
+    (copy / "stats.json").write_text(json.dumps(stats))
+    _edit_manifest(copy, lambda m: m["totals"].update(rejected=stats["rejected"]))
+    reseal(copy)
+    assert _problems(copy) == {("manifest.json", f'"totals": input_rows {stats["input_rows"]} are not kept '
+                                                 f'{stats["kept"]} + rejected {stats["rejected"]}, as every published '
+                                                 "run's are")}
+
+
+def test_a_ledger_that_does_not_record_the_kept_photos_as_kept_is_reported(demo_release, tmp_path):
+    """The ledger a refresh reads to skip what was decided: a run records each photo it keeps once, as kept (its
+    decision replaces the previous ledger's). A resealed ledger calling a kept photo rejected (the next refresh would
+    skip its row for ever), or lacking one and holding another twice, passed."""
+    kept = _kept(demo_release)
+    copy = _fresh(demo_release, tmp_path, "copy")
+    [shard] = (copy / "ledger").glob("*.parquet")
+    listed = shard.relative_to(copy).as_posix()
+
+    def change(rows):
+        by_id = {row["photo_id"]: row for row in rows}
+        return [{**row, "decision": "rejected", "stage": "detect", "reason": "human"} if row["photo_id"] == kept[0]
+                else by_id[kept[2]] if row["photo_id"] == kept[1] else row for row in rows]
+
+    _rewrite(shard, change)
+    reseal(copy)
+    assert _problems(copy) == {
+        ("ledger", f"1 kept photos decided otherwise than kept (against webdataset), e.g. {kept[0]}"),
+        ("ledger", f"1 kept photos in more than one row (against webdataset), e.g. {kept[2]}"),
+        ("ledger", f"1 kept photos not in the ledger (against webdataset), e.g. {kept[1]}")}
+    _edit_manifest(copy, lambda m: [entry.update(format="notes") for entry in m["files"] if entry["path"] == listed])
+    index = [entry["path"] for entry in json.loads((copy / "manifest.json").read_text())["files"]].index(listed)
+    assert ("manifest.json", f'files[{index}]: "format" must be "ledger" for {listed}, as a run writes it') in \
+        _problems(copy)
+
+
+def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_release, tmp_path):
+    """The index the next run compares its images with: a run writes a row for each photo it keeps, and nothing else
+    unless it added a previous index's rows (--previous_index). A resealed index lacking kept photos (their near copies
+    would pass the next run) or naming others passed."""
+    kept = _kept(demo_release)
+    copy = _fresh(demo_release, tmp_path, "copy")
+    [shard] = (copy / "near_dup_index").glob("*.parquet")
+    _rewrite(shard, lambda rows: [{**row, "photo_id": {kept[0]: "99999999", kept[1]: kept[2]}.get(row["photo_id"],
+                                                                                                    row["photo_id"])}
+                                  for row in rows])
+    reseal(copy)
+    assert _problems(copy) == {
+        ("near_dup_index", f"2 kept photos not in the near-duplicate index (against webdataset), e.g. {kept[0]}, "
+                           f"{kept[1]}"),
+        ("near_dup_index", f"1 kept photos in more than one row (against webdataset), e.g. {kept[2]}"),
+        ("near_dup_index", "1 rows of photos the release does not hold (against webdataset), e.g. 99999999")}
+    # A run given --previous_index adds that index's rows, of other photos and of kept ones: only a missing one is wrong
+    _edit_manifest(copy, lambda m: m["options"].update(previous_index="gs://bucket/old/near_dup_index/*.parquet"))
+    assert _problems(copy) == {
+        ("near_dup_index", f"2 kept photos not in the near-duplicate index (against webdataset), e.g. {kept[0]}, "
+                           f"{kept[1]}")}

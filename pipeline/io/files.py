@@ -1,5 +1,5 @@
-"""Files on any Beam filesystem (local disk, gs://): whole-file reads, globbing, Parquet tables,
-and atomic writes (temporary name, then rename) that report each file's size and sha256."""
+"""Files on any Beam filesystem (local disk, gs://): whole-file reads, reads that hash as they go, globbing,
+Parquet tables, and atomic writes (temporary name, then rename) that report each file's size and sha256."""
 
 from __future__ import annotations
 
@@ -97,10 +97,100 @@ def _refused_as_existing(err: BeamIOError) -> bool:
         (getattr(cause, "args", ()) or (None,))[0], FileExistsError) for cause in causes)
 
 
+def open_reader(path: str) -> BinaryIO:
+    """A file opened for reading as stored (no decompression), local or on any Beam filesystem; seekable on both."""
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 def read_bytes(path: str) -> bytes:
     """A whole file, local or on any Beam filesystem."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with open_reader(path) as handle:
         return handle.read()
+
+
+class HashingReader(io.RawIOBase):
+    """A file handle read through while its size and sha256 are computed, as `_HashingWriter` computed them when
+    the file was written (the manifest's `bytes` and `sha256`): each byte hashed once, in file order, whatever the
+    reader's seeks, and nothing kept. A read starting past the bytes hashed so far first hashes the gap when it is
+    at most `gap` bytes (read `chunk` bytes at a time: a Parquet reader skipping the columns it does not need); a
+    longer jump (Parquet's footer, read first) is served unhashed, and `finish` hashes whatever is left, reading the
+    file to its end. So a reader that reads forward costs one pass over the file, one that jumps about at most two.
+    Closing it leaves `handle` open (its opener closes it)."""
+
+    def __init__(self, handle: BinaryIO, gap: int = 8 << 20, chunk: int = 1 << 20) -> None:
+        super().__init__()
+        self._handle, self._gap, self._chunk = handle, gap, chunk
+        self._position = 0  # where the next read starts
+        self._at = 0  # where the handle is
+        self._hashed = 0  # bytes [0, _hashed) are hashed
+        self._digest = hashlib.sha256()
+        self.largest_read = 0  # the most bytes one read of the handle gave: what a file costs in memory at once
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._handle.seekable())
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self._handle.seek(offset, io.SEEK_END)
+            self._at = target = self._handle.tell()
+        else:
+            target = offset + (self._position if whence == io.SEEK_CUR else 0)
+        if target < 0:
+            raise ValueError(f"negative seek position {target}")
+        self._position = target
+        return target
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        parts = []
+        while data := self.read(self._chunk):
+            parts.append(data)
+        return b"".join(parts)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        start = self._position
+        if self._hashed < start <= self._hashed + self._gap:
+            self._hash_up_to(start)
+        data = self._read_at(start, size)
+        self._position = start + len(data)
+        if start <= self._hashed < self._position:
+            self._digest.update(memoryview(data)[self._hashed - start:])
+            self._hashed = self._position
+        return data
+
+    def _read_at(self, start: int, size: int) -> bytes:
+        if self._at != start:
+            self._handle.seek(start)
+        data = self._handle.read(size)
+        self._at = start + len(data)
+        self.largest_read = max(self.largest_read, len(data))
+        return data
+
+    def _hash_up_to(self, end: int | None) -> None:
+        """Hashes the bytes from the end of those hashed to `end` (None: to the file's end)."""
+        while end is None or self._hashed < end:
+            data = self._read_at(self._hashed, self._chunk if end is None else min(self._chunk, end - self._hashed))
+            if not data:
+                return
+            self._digest.update(data)
+            self._hashed += len(data)
+
+    def finish(self) -> tuple[int, str]:
+        """(size, sha256 hex) of the whole file: what no read reached is read now."""
+        self._hash_up_to(None)
+        return self._hashed, self._digest.hexdigest()
 
 
 def canonical_path(path: str) -> str:

@@ -1,21 +1,39 @@
 """`pass-pipeline verify RELEASE`: re-check every file of a release against its manifest.json —
-existence, byte size, sha256 — and, for dataset shards, that the record count inside matches (tar
-members, Parquet rows, TFRecord records with their CRCs), and that the WebDataset, Parquet and ATTRIBUTION.csv
-records hold each photo id once and the same ids, with the same credit (creator, title, page, licence) and, in the
-formats holding images, the same image under each id; and that stats.json's counts are the manifest's totals and
-add up as a run writes them, and the dataset card's front matter is what a run writes for the files listed. Works on
-local paths and gs://.
+existence, byte size, sha256 — and, for sharded files, that the record count inside matches (tar members, Parquet
+rows, TFRecord records with their CRCs, the rows of the rejections, ledger and index), and that the WebDataset,
+Parquet and ATTRIBUTION.csv records hold each photo id once and the same ids, with the same credit (creator, title,
+page, licence) and, in the formats holding images, the same image under each id; and that stats.json's counts are
+the manifest's totals and add up as a run writes them, and the dataset card's front matter is what a run writes for
+the files listed. Works on local paths and gs://.
 
 The release must also hold nothing else: every file in its folder is listed (manifest.json, which
 cannot list its own hash, excepted), every shard of a sharded set is listed, and the records of each
 format add up to the manifest's totals, so a shard deleted together with its entry is found too.
 The manifest itself is hostile input: a malformed one is a problem, never a traceback, and an
-entry whose path would leave the release is never read."""
+entry whose path would leave the release is never read.
+
+The run's other tables are checked against the kept photos (`_Accounts`), as far as the writer guarantees it:
+every input row ends kept or rejected (the totals' input_rows are kept + rejected: a run publishes nothing
+otherwise); no kept photo is also a rejection of a stage that each photo id reaches once (after `unique_id` and
+the ledger: a repeated row of a kept photo is rightly rejected as `read`, `license`, `unique_id`, `ledger` or
+`carry`, a refresh's carried copies included); the rejections by stage and reason are stats.json's; the ledger
+(if listed) holds each kept photo once, decided `kept`; and the near-duplicate index (if listed) holds every kept
+photo, and nothing else when the run added no --previous_index to it.
+
+Every file is read once, as a stream, its size and sha256 computed as it is read (`HashingReader`) and its
+records checked one at a time: a tar member by member, a TFRecord record by record, a CSV line by line, a Parquet
+file by batches of rows (the least Parquet can read is a page, and a run writes a row group's images, up to 512,
+into one). What verify holds is one record (one image and its metadata; a Parquet row group's image page), the
+few bytes it keeps of each photo id (`_Seen`), and stats.json and the dataset card's first bytes, whatever the
+size of a shard. What a file gave is used only once its size and sha256 are the manifest's: a file that is not
+the one the manifest lists is reported as such, and nothing else of it."""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
+import heapq
 import io
 import json
 import os
@@ -23,9 +41,9 @@ import posixpath
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,12 +51,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.dataset_card import card_text
-from pipeline.io.files import matching, read_bytes, size_and_kind
-from pipeline.io.formats import WRITERS, decode_example, image_bytes, tfrecord_frame
+from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind
+from pipeline.io.formats import WRITERS, decode_example, image_bytes, masked_crc
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import CONTROLS, csv_text, shard_name
+from pipeline.records import BadPhotoId, canonical_photo_id
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
@@ -46,6 +65,15 @@ UNLISTED_ALLOWED = frozenset({MANIFEST})
 _SHARD_NAME = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<total>[0-9]{5})\.(?P<extension>[A-Za-z0-9]+)")
 # Which total of the manifest each format's records add up to (near_dup_index and review have none).
 _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept", "rejections": "rejected"}
+# How much of a file is read at once where verify chooses (a tar's `.jpg` member, a Parquet column's buffer), and
+# how many rows a batch of a Parquet dataset shard (images) or of a table of ids (rejections, ledger, index) holds.
+_CHUNK = 1 << 20
+_IMAGE_ROWS = 8
+_TABLE_ROWS = 16_384
+# Of stats.json, held until every file is read, at most this (a run's is a few kB); of the dataset card, whose front
+# matter alone is compared, its first bytes.
+_MAX_STATS = 16 << 20
+_CARD_HEAD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,29 +90,44 @@ class Problem:
         object.__setattr__(self, "message", _printable(self.message))
 
 
-def tfrecords(data: bytes) -> Iterator[bytes]:
-    """The records of a TFRecord file, checking both CRCs of each (re-framing must reproduce the bytes)."""
-    count, offset = 0, 0
-    while offset < len(data):
-        length = int.from_bytes(data[offset:offset + 8], "little")
-        record = data[offset + 12: offset + 12 + length]
-        frame = tfrecord_frame(record)
-        if data[offset: offset + len(frame)] != frame:
+Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
+
+
+def _stream(source: Source) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+
+
+def _read_up_to(stream: BinaryIO, size: int, left: int | None = None) -> bytes:
+    """`size` bytes of a stream, or fewer at its end. In one read when the stream is known to hold them (`left`: the
+    bytes it has left), else `_CHUNK` bytes at a time: a file's reader allocates what it is asked for, and a hostile
+    length field may ask for any number."""
+    if left is not None and size <= left:
+        return stream.read(size)
+    parts = []
+    while size > 0 and (data := stream.read(min(size, _CHUNK))):
+        parts.append(data)
+        size -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def tfrecords(source: Source, size: int | None = None) -> Iterator[bytes]:
+    """The records of a TFRecord file (its bytes, or a stream of its `size` bytes, read one record at a time),
+    checking both CRCs of each: its length's before the record is read, then its data's (the bytes re-framing the
+    record must reproduce)."""
+    stream, count, offset = _stream(source), 0, 0
+    left = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
+    while header := _read_up_to(stream, 12):
+        length = int.from_bytes(header[:8], "little")
+        framed = len(header) == 12 and header[8:] == masked_crc(header[:8]).to_bytes(4, "little")
+        offset += len(header)
+        record = _read_up_to(stream, length, None if left is None else left - offset) if framed else b""
+        crc = _read_up_to(stream, 4) if len(record) == length else b""
+        if not framed or len(crc) != 4 or crc != masked_crc(record).to_bytes(4, "little"):
             raise ValueError(f"record {count} has a bad length or CRC")
+        offset += length + 4
         yield record
-        offset += len(frame)
+        del record  # not held while the next one is read
         count += 1
-
-
-def record_count(fmt: str, data: bytes, ids: list[str]) -> int | None:
-    """Records in a listed file: a tar's or TFRecord's from the ids `record_ids` read from it (the file was read
-    whole once, its CRCs checked then: a second `.jpg` of one sample counts once, and is one of the odd members),
-    a Parquet file's from its metadata; None for files that hold no records."""
-    if fmt in ("webdataset", "tfrecord"):
-        return len(ids)
-    if fmt in ("parquet", "rejections", "near_dup_index", "review"):
-        return pq.read_metadata(io.BytesIO(data)).num_rows
-    return None
 
 
 # Formats whose records are the dataset's photos, one each: the same ids in each, none twice.
@@ -117,100 +160,156 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
     return _credit_digest(list(credit(*texts)))
 
 
-def _webdataset_records(data: bytes) -> Records:
+def _metadata(payload: bytes) -> dict[str, Any]:
+    try:
+        metadata = json.loads(payload)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+@dataclass
+class _Sample:
+    """What verify keeps of a tar sample once its members are read: its image's sha256, and of its metadata
+    whether it names the sample's photo, the sha256 it gives and the credit digest (never the members' bytes)."""
+
+    image: bytes | None = None
+    metadata: tuple[bool, str | None, bytes] | None = None
+
+
+def _webdataset_records(source: Source) -> Records:
     """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
     `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
-    passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes."""
-    members: dict[str, dict[str, bytes]] = {}
+    passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes. Read as a
+    stream, member by member: an image is hashed a chunk at a time, a metadata member parsed and let go (a shard
+    held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images)."""
+    samples: dict[str, _Sample] = {}
     odd: list[str] = []
-
-    def _metadata(sample: dict[str, bytes]) -> dict[str, Any]:
-        try:
-            metadata = json.loads(sample.get("json", b"null"))
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
-            return {}
-        return metadata if isinstance(metadata, dict) else {}
-
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=_stream(source), mode="r|*") as tar:
         for member in tar:
             key, dot, extension = member.name.partition(".")
-            handle = tar.extractfile(member) if member.isfile() else None
-            if not dot or extension not in ("jpg", "json") or handle is None or extension in members.get(key, {}):
+            sample = samples.get(key)
+            if not dot or extension not in ("jpg", "json") or not member.isfile() or (
+                    sample is not None and getattr(sample, "image" if extension == "jpg" else "metadata") is not None):
                 odd.append(member.name)
                 continue
-            members.setdefault(key, {})[extension] = handle.read()
-    digests = {key: hashlib.sha256(sample["jpg"]).hexdigest() for key, sample in members.items() if "jpg" in sample}
-    for key, sample in members.items():
-        metadata = _metadata(sample)
-        if not ("json" in sample and "jpg" in sample and str(metadata.get("photo_id")) == key
-                and metadata.get("sha256") == digests[key]):
+            handle = tar.extractfile(member)
+            if handle is None:  # not for a regular file; as for any other member that is none
+                odd.append(member.name)
+                continue
+            sample = samples.setdefault(key, _Sample())
+            if extension == "jpg":
+                digest = hashlib.sha256()
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                sample.image = digest.digest()
+            else:
+                metadata = _metadata(handle.read())
+                sha256 = metadata.get("sha256")
+                sample.metadata = (str(metadata.get("photo_id")) == key, sha256 if isinstance(sha256, str) else None,
+                                   _record_credit(metadata))
+    unnamed = _record_credit({})  # the credit of a sample without metadata, or metadata that is no JSON object
+    for key, sample in samples.items():
+        if not (sample.metadata is not None and sample.image is not None and sample.metadata[0]
+                and sample.metadata[1] == sample.image.hex()):
             odd.append(key)
-    photos = [key for key, sample in members.items() if "jpg" in sample]
-    return photos, odd, (b"".join(bytes.fromhex(digests[key])[:_DIGEST] for key in photos),
-                         b"".join(_record_credit(_metadata(members[key])) for key in photos))
+    photos = [key for key, sample in samples.items() if sample.image is not None]
+    return photos, odd, (b"".join(samples[key].image[:_DIGEST] for key in photos),  # type: ignore[index]
+                         b"".join(samples[key].metadata[2] if samples[key].metadata else unnamed  # type: ignore[index]
+                                  for key in photos))
 
 
-def _parquet_records(data: bytes) -> Records:
-    """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id)."""
-    table = pq.read_table(io.BytesIO(data), columns=["photo_id", "image", "sha256", *_CREDIT_FIELDS])
-    ids = [str(value) for value in table.column("photo_id").to_pylist()]
-    images = [hashlib.sha256(image_bytes(image)).digest() for image in table.column("image").to_pylist()]
-    odd = [photo_id for photo_id, image, sha256 in zip(ids, images, table.column("sha256").to_pylist(), strict=True)
-           if image.hex() != sha256]
-    text = table.select(list(_CREDIT_FIELDS))  # as bytes: text that is no UTF-8 is a credit that differs, no crash
-    text = text.cast(pa.schema([pa.field(f.name, pa.binary() if pa.types.is_string(f.type) else f.type)
-                                for f in text.schema]))
-    credits = b"".join(_record_credit(row) for row in text.to_pylist())
-    return ids, odd, (b"".join(image[:_DIGEST] for image in images), credits)
+def _parquet_file(source: Source) -> pq.ParquetFile:
+    """A Parquet file read a page at a time where it asks for its columns (not a row group's chunks at once, as
+    pre-buffering reads them), its footer first."""
+    return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
 
 
-def _tfrecord_records(data: bytes) -> Records:
-    """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id)."""
+def _as_binary(column: pa.Array) -> pa.Array:
+    """Text as bytes: text that is no UTF-8 is then a credit that differs, not a crash."""
+    return column.cast(pa.binary()) if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+        else column
+
+
+def _parquet_records(source: Source) -> Records:
+    """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id), a few rows at a time
+    (`_IMAGE_ROWS`): a run writes a row group's images into one page, which Parquet reads whole, so at most one row
+    group's images are held at once, never a shard's."""
     ids, odd, images, credits = [], [], bytearray(), bytearray()
-    for record in tfrecords(data):
-        example = decode_example(record)
-        photo_id = example.get("image/id", b"")
-        photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
+    columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
+    for batch in _parquet_file(source).iter_batches(batch_size=_IMAGE_ROWS, columns=columns, use_threads=False):
+        found = [str(value) for value in batch.column("photo_id").to_pylist()]
+        digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
+        ids += found
+        odd += [photo_id for photo_id, digest, sha256 in zip(found, digests, batch.column("sha256").to_pylist(),
+                                                             strict=True) if digest.hex() != sha256]
+        images += b"".join(digest[:_DIGEST] for digest in digests)
+        text = {name: _as_binary(batch.column(name)).to_pylist() for name in _CREDIT_FIELDS}
+        credits += b"".join(_record_credit({name: text[name][row] for name in _CREDIT_FIELDS})
+                            for row in range(batch.num_rows))
+    return ids, odd, (bytes(images), bytes(credits))
+
+
+def _tfrecord_records(source: Source, size: int | None = None) -> Records:
+    """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id), a record at a
+    time: none is held once its facts are taken (`_tfrecord_facts`)."""
+    ids, odd, images, credits = [], [], bytearray(), bytearray()
+    for photo_id, digest, credit_digest, matches in map(_tfrecord_facts, tfrecords(source, size)):
         ids.append(photo_id)
-        image, sha256 = example.get("image/encoded"), example.get("image/sha256")
-        digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
         images += digest[:_DIGEST]
-        credits += _record_credit(example, _TFRECORD_CREDIT)
-        if not isinstance(image, bytes) or not isinstance(sha256, bytes) or digest.hex() != sha256.decode():
+        credits += credit_digest
+        if not matches:
             odd.append(photo_id)
     return ids, odd, (bytes(images), bytes(credits))
+
+
+def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
+    """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256) of an Example."""
+    example = decode_example(record)
+    photo_id = example.get("image/id", b"")
+    photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
+    image, sha256 = example.get("image/encoded"), example.get("image/sha256")
+    digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
+    matches = isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
+    return photo_id, digest, _record_credit(example, _TFRECORD_CREDIT), matches
 
 
 _TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
 
 
-def _attribution_records(data: bytes) -> Records:
-    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read:
-    decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file: ~10 GB for
-    a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd record."""
+def _attribution_records(source: Source) -> Records:
+    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
+    at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
+    ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd
+    record."""
     ids, odd, credits = [], [], bytearray()
-    rows = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""))
-    if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
-        odd.append("(header)")
-    for row in rows:
-        ids.append(row[0] if row else "")
-        whole = len(row) == len(ATTRIBUTION_COLUMNS)
-        credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
+    text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
+    try:
+        rows = csv.reader(text)
+        if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
+            odd.append("(header)")
+        for row in rows:
+            ids.append(row[0] if row else "")
+            whole = len(row) == len(ATTRIBUTION_COLUMNS)
+            credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
+    finally:
+        text.detach()  # the stream stays open: the caller hashes the rest of it
     return ids, odd, (None, bytes(credits))
 
 
-def record_ids(fmt: str, data: bytes) -> Records | None:
+def record_ids(fmt: str, source: Source, size: int | None = None) -> Records | None:
     """(the photo id of each record of a dataset file, the ids of records that are not what a run writes: an image
     that does not hash to the sha256 beside it, a stray tar member, the facts of each id to compare across formats);
-    None for files that are not the dataset's."""
+    None for files that are not the dataset's. `source`: the file's bytes, or a stream of them (read once, a record
+    at a time; `size`: the bytes it holds, where known)."""
     if fmt == "webdataset":
-        return _webdataset_records(data)
+        return _webdataset_records(source)
     if fmt == "parquet":
-        return _parquet_records(data)
+        return _parquet_records(source)
     if fmt == "tfrecord":
-        return _tfrecord_records(data)
+        return _tfrecord_records(source, size)
     if fmt == "attribution":
-        return _attribution_records(data)
+        return _attribution_records(source)
     return None
 
 
@@ -222,7 +321,8 @@ class _Seen:
     formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
     reference's digests are held, `_DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
 
-    # (path, bytes) of each listed file of a format checked against the others once all are read (`_CHECKED_LAST`)
+    # (path, bytes) of each listed file of a format checked against the others once all are read (`_CHECKED_LAST`):
+    # stats.json, the dataset card's first `_CARD_HEAD` bytes
     files: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)  # "image" or "credit": the format first read
     digests: dict[str, dict[str, bytes]] = field(default_factory=dict)  # kind: {photo id: digest}
@@ -265,6 +365,189 @@ def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
                 yield Problem(fmt, f"{len(found)} photo ids {what} {fmt} (against {reference}), e.g. {shown}")
 
 
+def _reference(ids: Mapping[str, Counter[str]]) -> str:
+    """The format the others' ids are compared with (`_id_problems`): the first of `_PHOTO_FORMATS` read."""
+    return min(ids, key=_PHOTO_FORMATS.index, default="")
+
+
+# The stages that see every row of a photo id: a kept photo may be rejected by them too (a repeated row of it, or one
+# refused for its licence or skipped as decided before the row that was kept; one of a refresh's carried copies when
+# the previous release held it twice). `unique_id` and the ledger leave one row an id (a refresh's new rows for an id
+# it carries are repeats), and every later stage passes that row or rejects it: a kept photo rejected there was
+# published and refused at once, which no run does.
+_ROW_STAGES = frozenset({"read", "license", "unique_id", "ledger", "carry"})
+# More (stage, reason) pairs than any run writes (stages and reasons are the code's words): not tallied further.
+_MAX_REASONS = 10_000
+_KEPT = "kept"  # a ledger row's decision for a kept photo (stages/ledger.py)
+
+
+class _Some:
+    """How many, and the least few for the report: bounded whatever the count."""
+
+    def __init__(self) -> None:
+        self.count, self.least = 0, []
+
+    def add(self, value: str, times: int = 1) -> None:
+        self.count += times
+        if value not in self.least and (len(self.least) < 3 or value < self.least[-1]):
+            bisect.insort(self.least, value)
+            del self.least[3:]
+
+    def merge(self, other: _Some) -> None:
+        for value in other.least:
+            self.add(value, 0)
+        self.count += other.count
+
+
+@dataclass
+class _Accounts:
+    """What the rejections, the ledger and the near-duplicate index say of the kept photos, `kept` (the reference
+    format's ids, `_reference`), added up over their files: each file's own accounts are merged only once its size and
+    sha256 are the manifest's. Held: the kept ids each table names (at most each kept photo once), counts, examples.
+
+    What a run's writer guarantees (build.py; stages/ledger.py; io/sinks.py), and so what is checked:
+    - the rejections: no kept photo is rejected by a stage after `_ROW_STAGES`; their stage/reason counts are
+      stats.json's rejections by stage (one tally of one collection makes both);
+    - the ledger: one row a kept photo (every kept id is in its one spelling: sources and carried rows refuse any
+      other), decided `kept` (this run's decision of an id replaces the previous ledger's, and no run rejects a photo
+      it keeps);
+    - the near-duplicate index: a row for every kept photo; nothing else unless the run added a previous index
+      (--previous_index without --carry_over: that index's photos, a kept one perhaps under an older pHash).
+    Not checked: a ledger's other rows (a run keeps the previous ledger's rows for ids it did not see, kept ones
+    included), a rejection of an id nothing keeps, the index's hashes."""
+
+    kept: Mapping[str, int] = field(default_factory=dict)
+    reference: str = ""
+    rejected: set[str] = field(default_factory=set)  # kept ids rejected after the row stages
+    stages: set[str] = field(default_factory=set)  # by which stages
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # rejections by (stage, reason)
+    too_many_reasons: bool = False
+    decided: set[str] = field(default_factory=set)  # kept ids with a ledger row
+    decided_twice: set[str] = field(default_factory=set)
+    decided_otherwise: set[str] = field(default_factory=set)  # kept ids whose ledger row is not `kept`
+    indexed: set[str] = field(default_factory=set)  # kept ids with an index row
+    indexed_twice: set[str] = field(default_factory=set)
+    strangers: _Some = field(default_factory=_Some)  # index rows of ids the release does not keep
+    read: set[str] = field(default_factory=set)  # formats of which a file was read
+    unread: set[str] = field(default_factory=set)  # formats of which a listed file was not (missing, not its hash)
+
+    def for_a_file(self) -> _Accounts:
+        return _Accounts(self.kept, self.reference)
+
+    def rejections(self, batch: pa.RecordBatch) -> None:
+        stage, reason = _text(batch, "stage"), _text(batch, "reason")
+        counts = pa.table({"stage": stage, "reason": reason}).group_by(["stage", "reason"]).aggregate(
+            [([], "count_all")])
+        for key, n in zip(zip(counts.column("stage").to_pylist(), counts.column("reason").to_pylist(), strict=True),
+                          counts.column("count_all").to_pylist(), strict=True):
+            self.reasons[key] += n
+        if len(self.reasons) > _MAX_REASONS:
+            self.too_many_reasons = True
+            self.reasons.clear()
+        stages = None
+        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
+            if photo_id in self.kept:
+                stages = stages or stage.to_pylist()
+                if stages[row] not in _ROW_STAGES:
+                    self.rejected.add(photo_id)
+                    self.stages.add(str(stages[row]))
+
+    def ledger(self, batch: pa.RecordBatch) -> None:
+        decisions = None
+        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
+            if photo_id in self.kept:
+                (self.decided_twice if photo_id in self.decided else self.decided).add(photo_id)
+                decisions = decisions or _text(batch, "decision").to_pylist()
+                if decisions[row] != _KEPT:
+                    self.decided_otherwise.add(photo_id)
+
+    def index(self, batch: pa.RecordBatch) -> None:
+        for photo_id in _text(batch, "photo_id").to_pylist():
+            if photo_id in self.kept:
+                (self.indexed_twice if photo_id in self.indexed else self.indexed).add(photo_id)
+            else:
+                self.strangers.add(str(photo_id))
+
+    def merge(self, other: _Accounts) -> None:
+        self.rejected |= other.rejected
+        self.stages |= other.stages
+        self.too_many_reasons |= other.too_many_reasons
+        if not self.too_many_reasons:
+            self.reasons.update(other.reasons)
+        self.decided_twice |= other.decided_twice | (self.decided & other.decided)
+        self.decided |= other.decided
+        self.decided_otherwise |= other.decided_otherwise
+        self.indexed_twice |= other.indexed_twice | (self.indexed & other.indexed)
+        self.indexed |= other.indexed
+        self.strangers.merge(other.strangers)
+
+    def rejections_by_reason(self) -> Counter[tuple[str, str]] | None:
+        """The rejections' (stage, reason) counts, when every listed file of theirs was read; else None."""
+        whole = "rejections" in self.read and "rejections" not in self.unread
+        return self.reasons if whole and not self.too_many_reasons else None
+
+    def problems(self, manifest: dict[str, Any]) -> Iterator[Problem]:
+        if self.too_many_reasons:
+            yield Problem("rejections", f"over {_MAX_REASONS} stage/reason pairs, more than any run writes; not "
+                                        "compared with stats.json")
+        if not self.reference:
+            return
+        against = f"(against {self.reference})"
+        # Whether every kept photo and every row is known: else a missing shard's photos would be reported again.
+        whole = self.reference not in self.unread
+        if self.rejected:
+            yield Problem("rejections", f"{len(self.rejected)} kept photos also rejected by "
+                                        f"{', '.join(sorted(self.stages))}, which see each photo once {against}, "
+                                        f"e.g. {_least(self.rejected)}")
+        if "ledger" in self.read:
+            if self.decided_otherwise:
+                yield Problem("ledger", f"{len(self.decided_otherwise)} kept photos decided otherwise than kept "
+                                        f"{against}, e.g. {_least(self.decided_otherwise)}")
+            if self.decided_twice:
+                yield Problem("ledger", f"{len(self.decided_twice)} kept photos in more than one row {against}, "
+                                        f"e.g. {_least(self.decided_twice)}")
+            missing = _canonical(self.kept.keys() - self.decided) if whole and "ledger" not in self.unread else set()
+            if missing:
+                yield Problem("ledger", f"{len(missing)} kept photos not in the ledger {against}, e.g. "
+                                        f"{_least(missing)}")
+        if "near_dup_index" in self.read:
+            options = manifest.get("options")
+            # A run adds a previous index's rows to its own only with --previous_index and no --carry_over (build.py)
+            exact = isinstance(options, dict) and not (options.get("previous_index") and not options.get("carry_over"))
+            missing = self.kept.keys() - self.indexed if whole and "near_dup_index" not in self.unread else set()
+            if missing:
+                yield Problem("near_dup_index", f"{len(missing)} kept photos not in the near-duplicate index "
+                                                f"{against}, e.g. {_least(missing)}")
+            if exact and self.indexed_twice:
+                yield Problem("near_dup_index", f"{len(self.indexed_twice)} kept photos in more than one row "
+                                                f"{against}, e.g. {_least(self.indexed_twice)}")
+            if exact and whole and self.strangers.count:
+                yield Problem("near_dup_index", f"{self.strangers.count} rows of photos the release does not hold "
+                                                f"{against}, e.g. {', '.join(self.strangers.least)}")
+
+
+def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A column as text, as a run writes it (a column of another type that text cannot hold is refused: ArrowException,
+    the file unreadable)."""
+    column = batch.column(name)
+    return column if pa.types.is_string(column.type) else column.cast(pa.string())
+
+
+def _least(ids: set[str]) -> str:
+    return ", ".join(heapq.nsmallest(3, ids))
+
+
+def _canonical(ids: set[str]) -> set[str]:
+    """The ids in their one spelling: the only ones a ledger records (stages/ledger.py)."""
+    def canonical(photo_id: str) -> bool:
+        try:
+            return canonical_photo_id(photo_id) == photo_id
+        except BadPhotoId:
+            return False
+
+    return {photo_id for photo_id in ids if canonical(photo_id)}
+
+
 def _printable(text: str) -> str:
     """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
     Python writes it in a string literal."""
@@ -302,7 +585,7 @@ def _load_manifest(path: str) -> tuple[dict[str, Any] | None, str]:
 
 # The format a run gives the files verify reads the records or counts of, by path: the folder of a sharded set (named
 # so by the sinks), the file otherwise. Listed under another format (a Parquet shard as "notes"), a file went unread.
-_FORMAT_OF_FOLDER = {folder: folder for folder in (*FORMAT_FOLDERS, "rejections", "near_dup_index")}
+_FORMAT_OF_FOLDER = {folder: folder for folder in (*FORMAT_FOLDERS, "rejections", "near_dup_index", "ledger")}
 _FORMAT_OF_FILE = {ATTRIBUTION: "attribution", STATS: "stats", DATASET_CARD: "dataset_card"}
 
 
@@ -347,56 +630,116 @@ def _leaves_release(release: str, path: str) -> bool:
     return os.path.commonpath([root, os.path.realpath(path)]) != root
 
 
-def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen) -> Iterator[Problem]:
+@dataclass
+class _Found:
+    """What reading one file gave, used only once its size and sha256 are the manifest's."""
+
+    records: Records | None = None  # a dataset file's
+    count: int | None = None  # its records, for the files that hold records
+    accounts: _Accounts | None = None  # a rejections, ledger or index file's
+    head: bytes | None = None  # stats.json, the dataset card's first bytes (`_CHECKED_LAST`)
+    larger: bool = False  # stats.json larger than `_MAX_STATS`
+    error: str = ""  # why its content could not be read
+
+
+# Parquet files whose rows are counted (from their footer), and the columns read of those whose rows are checked.
+_TABLE_COLUMNS = {"rejections": ("photo_id", "stage", "reason"), "ledger": ("photo_id", "decision"),
+                  "near_dup_index": ("photo_id",), "review": ()}
+
+
+def _read(fmt: str, reader: HashingReader, size: int, accounts: _Accounts) -> _Found:
+    """A listed file's content, read through `reader` as a stream (its size and sha256 are `reader.finish()`'s)."""
+    found = _Found()
+    try:
+        if fmt in _PHOTO_FORMATS:
+            found.records = record_ids(fmt, reader, size)
+            found.count = len(found.records[0]) if fmt != "attribution" else None  # type: ignore[index]
+        elif fmt in _TABLE_COLUMNS:
+            parquet = _parquet_file(reader)
+            found.count = parquet.metadata.num_rows
+            columns = _TABLE_COLUMNS[fmt]
+            if columns:
+                found.accounts = accounts.for_a_file()
+                add = getattr(found.accounts, "index" if fmt == "near_dup_index" else fmt)
+                for batch in parquet.iter_batches(batch_size=_TABLE_ROWS, columns=list(columns), use_threads=False):
+                    add(batch)
+        elif fmt in _CHECKED_LAST:
+            limit = _MAX_STATS if fmt == "stats" else _CARD_HEAD
+            found.head = _read_up_to(reader, limit + (fmt == "stats"))
+            found.larger = len(found.head) > limit and fmt == "stats"
+    except (ValueError, TypeError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
+        found.error = _one_line(err)  # TypeError: a column of a type no run writes (a list where an image goes)
+    return found
+
+
+def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
+                accounts: _Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
-    dataset file are added to `ids` (by format), their facts to `seen`."""
-    relative = entry["path"]
+    dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
+    of the kept photos to `accounts`. Read once, as a stream: what it gave counts only once its size and hash are the
+    manifest's; a listed file not read so puts its format in `accounts.unread`."""
+    fmt = entry.get("format", "")
+    if (yield from _file_problems(release, entry, ids, seen, accounts)):
+        accounts.read.add(fmt)
+    else:
+        accounts.unread.add(fmt)
+
+
+def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
+                   accounts: _Accounts) -> Iterator[Problem]:
+    """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
+    relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
         yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
-        return
+        return False
     path = FileSystems.join(release, relative)
     if not FileSystems.exists(path):
         yield Problem(relative, "missing")
-        return
+        return False
     if _leaves_release(release, path):
         yield Problem(relative, "a link that leads outside the release; not read")
-        return
+        return False
     size, kind = size_and_kind(path)
     if kind:
         yield Problem(relative, f"{kind}, not a regular file; not read")  # a FIFO would block the read for ever
-        return
+        return False
     if size is not None and size != entry["bytes"]:
         yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}; not read")
-        return
+        return False
     try:
-        data = read_bytes(path)
+        with open_reader(path) as handle:
+            reader = HashingReader(handle)
+            found = _read(fmt, reader, entry["bytes"], accounts)
+            size, sha256 = reader.finish()
     except OSError as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
-        return
-    if len(data) != entry["bytes"]:
-        yield Problem(relative, f"{len(data)} bytes, manifest says {entry['bytes']}")
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return False
+    if size != entry["bytes"]:
+        yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
+    if sha256 != entry["sha256"]:
         yield Problem(relative, "sha256 differs from the manifest")
-        return
-    fmt = entry.get("format", "")
-    if fmt in _CHECKED_LAST:
-        seen.files.setdefault(fmt, []).append((relative, data))
-    try:
-        photo_ids = record_ids(fmt, data) if fmt in _PHOTO_FORMATS else None
-        count = record_count(fmt, data, photo_ids[0] if photo_ids is not None else [])
-    except (ValueError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
-        yield Problem(relative, f"unreadable: {_one_line(err)}")
-        return
-    if photo_ids is not None:
-        found, odd, facts = photo_ids
-        ids.setdefault(fmt, Counter()).update(found)
-        seen.add(fmt, found, facts)
+        return False
+    if found.larger:
+        yield Problem(relative, f"over {_MAX_STATS} bytes, more than any run writes; not read")
+        return False
+    if found.head is not None:
+        seen.files.setdefault(fmt, []).append((relative, found.head))
+    if found.error:
+        yield Problem(relative, f"unreadable: {found.error}")
+        return False
+    if found.accounts is not None:
+        accounts.merge(found.accounts)
+    if found.records is not None:
+        photo_ids, odd, facts = found.records
+        ids.setdefault(fmt, Counter()).update(photo_ids)
+        seen.add(fmt, photo_ids, facts)
         if odd:
             yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
                                     f"the sha256 beside it, a stray or unpaired member), e.g. "
                                     f"{', '.join(_shown(name) for name in sorted(odd)[:3])}")
-    if count is not None and "records" in entry and count != entry["records"]:
-        yield Problem(relative, f"{count} records, manifest says {entry['records']}")
+    if found.count is not None and "records" in entry and found.count != entry["records"]:
+        yield Problem(relative, f"{found.count} records, manifest says {entry['records']}")
+    return True
 
 
 def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Problem]:
@@ -472,10 +815,13 @@ def _wrong_totals(manifest: dict[str, Any], entries: list[dict[str, Any]]) -> It
             yield Problem(fmt, f"{records[fmt]} records in its files, manifest totals say {total} {totals[total]}")
 
 
-def _stats_problems(path: str, data: bytes, totals: dict[str, Any]) -> Iterator[Problem]:
+def _stats_problems(path: str, data: bytes, totals: dict[str, Any],
+                    rejections: Counter[tuple[str, str]] | None = None) -> Iterator[Problem]:
     """stats.json against the manifest's totals, and its funnel and rejections by stage against each other as
     `build_stats` writes them: a resealed stats.json claiming 12 kept and 6 rejected (or a funnel losing a stage's
-    rejections) passed, and the datasheet states its figures."""
+    rejections) passed, and the datasheet states its figures. Its rejections by stage and reason against the
+    rejections' own (`rejections`, their files' counts, when all were read): one tally of one collection makes both,
+    and the totals alone let rejections move from one reason to another (a takedown made a fetch error)."""
     try:
         stats = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as err:
@@ -495,6 +841,14 @@ def _stats_problems(path: str, data: bytes, totals: dict[str, Any]) -> Iterator[
     wrong = sorted(key for key, value in expected.items() if stats.get(key) != value)
     if wrong:
         yield Problem(path, f"{', '.join(wrong)} disagree with its rejections by stage")
+    if rejections is None:
+        return
+    stated = Counter({key: n for key, n in reasons if n})
+    differ = sorted((key for key in stated.keys() | rejections.keys() if stated[key] != rejections[key]), key=str)
+    if differ:
+        shown = ", ".join(f"{stage}/{reason}: {rejections[stage, reason]} in its files, {stated[stage, reason]} in "
+                          f"stats.json" for stage, reason in differ[:3])
+        yield Problem("rejections", f"{len(differ)} stage/reason counts differ from stats.json's, e.g. {shown}")
 
 
 def _card_problems(path: str, data: bytes, entries: list[dict[str, Any]]) -> Iterator[Problem]:
@@ -512,7 +866,20 @@ def _card_problems(path: str, data: bytes, entries: list[dict[str, Any]]) -> Ite
 _CHECKED_LAST = frozenset({"stats", "dataset_card"})
 
 
+def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
+    """Every input row ends kept or rejected: a run whose counts do not add up publishes nothing (commands/run.py's
+    `refusal`), so totals that do not are not a run's."""
+    totals = manifest.get("totals") or {}
+    if all(key in totals for key in ("input_rows", "kept", "rejected")) and \
+            totals["input_rows"] != totals["kept"] + totals["rejected"]:
+        yield Problem(MANIFEST, f'"totals": input_rows {totals["input_rows"]} are not kept {totals["kept"]} + '
+                                f'rejected {totals["rejected"]}, as every published run\'s are')
+
+
 def verify(release: str) -> Iterator[Problem]:
+    """Every problem of the release in RELEASE (a local folder or gs://), one at a time; none for an intact one.
+    The dataset's files are read first, then the others: the rejections, the ledger and the near-duplicate index are
+    checked against the kept photos as each is read (`_Accounts`)."""
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
         yield Problem(manifest_path, "no manifest.json")
@@ -522,8 +889,6 @@ def verify(release: str) -> Iterator[Problem]:
         yield Problem(MANIFEST, why)
         return
     entries, listed = [], set()
-    ids: dict[str, Counter[str]] = {}
-    seen = _Seen()
     for index, entry in enumerate(manifest["files"]):
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             if entry["path"] in listed:
@@ -534,17 +899,28 @@ def verify(release: str) -> Iterator[Problem]:
         yield from (Problem(MANIFEST, message) for message in wrong)
         if not wrong:
             entries.append(entry)
-            yield from _check_file(release, entry, ids, seen)
+    ids: dict[str, Counter[str]] = {}
+    seen, accounts = _Seen(), _Accounts()
+    dataset = [entry for entry in entries if entry.get("format") in _PHOTO_FORMATS]
+    for entry in dataset:
+        yield from _check_file(release, entry, ids, seen, accounts)
+    reference = _reference(ids)
+    accounts.kept, accounts.reference = ids.get(reference, {}), reference
+    for entry in entries:
+        if entry.get("format") not in _PHOTO_FORMATS:
+            yield from _check_file(release, entry, ids, seen, accounts)
     yield from _id_problems(ids)
     yield from seen.problems()
+    yield from accounts.problems(manifest)
     yield from _unlisted(release, listed, published=bool(manifest.get("release")))
     yield from _missing_shards([e for e in entries if RUN_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
     if totals_problem:
         yield Problem(MANIFEST, totals_problem)
     else:
+        yield from _unaccounted(manifest)
         yield from _wrong_totals(manifest, entries)
         for path, data in seen.files.get("stats", []):
-            yield from _stats_problems(path, data, manifest.get("totals", {}))
+            yield from _stats_problems(path, data, manifest.get("totals", {}), accounts.rejections_by_reason())
     for path, data in seen.files.get("dataset_card", []):
         yield from _card_problems(path, data, entries)
