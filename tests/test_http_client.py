@@ -657,3 +657,20 @@ def test_an_unreadable_redirect_location_is_a_bad_redirect(location):
     head = b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
     with RawServer(send_then(head)) as server:
         assert fetcher(server, max_retries=0).fetch(server.url("/x.jpg")).reason == "bad_redirect"
+
+
+def test_an_allowed_name_that_resolves_to_a_private_address_is_refused_once_without_a_request(server, monkeypatch):
+    """The allow-list judges names; where a name leads is judged when connecting: an allowed host whose DNS points
+    at the worker's own network (loopback here) is `address_not_public`, not retried, and nothing is sent."""
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: real(
+        "127.0.0.1" if host == "images.example.test" else host, port, *a, **k))
+    server.add("/x.jpg", image(JPEG))
+    port = server.host.split(":")[1]
+    client = fetcher(server, allowed_hosts=(f"images.example.test:{port}",))
+    result = client.fetch(f"http://images.example.test:{port}/x.jpg")
+    assert (result.reason, result.attempts) == ("address_not_public", 1)
+    assert "images.example.test resolves to 127.0.0.1" in result.detail
+    assert server.hits.get("/x.jpg", 0) == 0
+    assert fetcher(server).fetch(server.url("/x.jpg")).ok  # the address itself, allow-listed as such, is fetched
+

@@ -72,8 +72,10 @@ class RunRefused(Exception):
     """The job ran but its outcome must not be published (fail closed): see `refusal`."""
 
 
-# Download failures that say more about the network or the server than about the photo.
-ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error")
+# Download failures that say more about the network or the server than about the photo (a name that resolves to a
+# private address: a resolver or network set up wrong, for every photo of that host).
+ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error",
+                 "address_not_public")
 
 
 MONTH_TOKEN = "{YYYY-MM}"

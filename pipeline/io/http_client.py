@@ -7,10 +7,12 @@ Safety rules, in the order they apply to every hop of a request:
      the allow-list (redirects too: a redirect off the list is refused, never followed);
   2. a redirect to Flickr's "photo unavailable" placeholder means the photo was deleted;
   3. per-host concurrency and request-rate limits, shared by all threads of the process;
-  4. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
+  4. a host name must resolve to public addresses only (an address written in the URL is the allow-list's
+     business), and the lookup and the connect are bounded (see `http_deadline`);
+  5. connect/read timeouts, a total deadline enforced on every socket read (see `http_deadline`),
      and a body-size limit checked while streaming (decompressed bytes included, and the bytes taken off
      the socket: see `_WIRE_ROOM`);
-  5. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
+  6. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
      honouring Retry-After for the whole host (`_HostGate.rest`).
 """
 
@@ -353,8 +355,9 @@ class Fetcher:
         session.headers["Accept"] = "image/avif,image/webp,image/jpeg,image/png,image/*;q=0.8"
         session.trust_env = False  # no proxy or .netrc credentials picked up from the environment
         pool = config.per_host_concurrency + 4
-        # Its responses end at the thread's fetch deadline, whatever pace the server sends at.
-        adapter = DeadlineAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        # Its responses end at the thread's fetch deadline, whatever pace the server sends at, and it connects to
+        # public addresses only: an allow-listed name must not lead a worker into its own network.
+        adapter = DeadlineAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0, public_only=True)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -510,6 +513,9 @@ class Fetcher:
         if cutoff.over:
             return _Stop("too_large", f"answer over {self.config.max_bytes} bytes (+{_WIRE_ROOM} for headers) "
                                       "on the wire")
+        if cutoff.refused_address:
+            # Names resolve the same way again within a run: not retried.
+            return _Stop("address_not_public", cutoff.refused_address)
         if cutoff.hit or cutoff.left() <= _DEADLINE_SLACK:
             return _Stop("deadline_exceeded", f"no complete answer within {self.config.deadline:g}s")
         if isinstance(err, requests.exceptions.ContentDecodingError):

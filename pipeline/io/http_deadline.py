@@ -11,6 +11,13 @@ shared by the fetch stage's thread pool: a read always runs in the thread that a
 A scope may also cap the bytes its responses take off the socket (`max_bytes`): a limit on decoded
 body bytes is checked only when urllib3 hands some over, and it reads on without returning while a
 body decodes to nothing.
+
+Opening a connection is bounded too (`_GuardedConnect`): the name lookup, which has no timeout of its own, and each
+connect wait at most the connect timeout and what is left of the deadline, and at most `MAX_ADDRESSES` of a name's
+addresses are tried. An adapter made with `public_only` also refuses a host *name* that resolves to an address that
+is not public (loopback, private, link-local, shared, reserved): an allow-listed name then cannot lead a download
+into the worker's own network. An address written in the URL as such is not looked up and not judged: it reached
+the connection only because the allow-list names it.
 """
 
 from __future__ import annotations
@@ -18,16 +25,26 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import ipaddress
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
+
+# Addresses of one name tried in turn: each connect may wait the whole connect timeout, so a name answering with
+# hundreds of unreachable addresses held a download that long times over, past its deadline.
+MAX_ADDRESSES = 4
+# A connect timeout of urllib3's "default" sentinel (no number) waits this long.
+_FALLBACK_CONNECT_TIMEOUT = 10.0
 
 
 class Deadline:
@@ -40,6 +57,7 @@ class Deadline:
         self.max_bytes = max_bytes
         self.received = 0
         self.over = False
+        self.refused_address = ""  # why a connection in this scope was not opened (a host not public), if one was
 
     def left(self) -> float:
         return self.at - time.monotonic()
@@ -147,12 +165,138 @@ class _DeadlineResponse(http.client.HTTPResponse):
             http.client._read_headers(self.fp)  # type: ignore[attr-defined]
 
 
-class _DeadlineHTTPConnection(HTTPConnection):
+class AddressNotPublic(OSError):
+    """A host name resolved to an address a public-only connection may not reach."""
+
+
+def is_public(address: str) -> bool:
+    """True for an address on the public internet; an IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is judged as
+    the IPv4 address it is."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _wait_limit(timeout: object) -> float:
+    """How long one step of opening a connection may wait: the connect timeout, and no longer than what is left of
+    the thread's deadline (a step started past it fails at once)."""
+    limit = float(timeout) if isinstance(timeout, (int, float)) else _FALLBACK_CONNECT_TIMEOUT
+    deadline: Deadline | None = getattr(_CURRENT, "deadline", None)
+    if deadline is not None:
+        left = deadline.left()
+        if left <= 0:
+            deadline.hit = True
+        limit = min(limit, left)
+    if limit <= 0:
+        raise TimeoutError("fetch deadline passed before the connection was open")
+    return limit
+
+
+def resolve(host: str, port: int, family: int, limit: float) -> list[tuple]:
+    """getaddrinfo for a stream socket, given up after `limit` seconds: the lookup has no timeout of its own (a
+    resolver that does not answer holds the caller through all of its retries), so it runs in a thread the caller
+    stops waiting for. A late lookup finishes on its own and its answer is dropped."""
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM))
+        except Exception as error:  # an IDNA UnicodeError too: the caller must never wait for nothing
+            answer.append(error if isinstance(error, OSError) else socket.gaierror(f"looking up {host}: {error!r}"))
+
+    thread = threading.Thread(target=lookup, name=f"resolve {host[:50]}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if not answer:
+        raise TimeoutError(f"looking up {host} took over {limit:.1f}s")
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
+
+
+def _connect_one(family: int, kind: int, proto: int, address: Any, limit: float,
+                 options: list[tuple[int, int, int]], source_address: tuple[str, int] | None) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
+    try:
+        for option in options:
+            sock.setsockopt(*option)
+        sock.settimeout(limit)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect(address)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+class _GuardedConnect:
+    """urllib3's `_new_conn` with the lookup and every connect bounded by the connect timeout and the deadline, at
+    most `MAX_ADDRESSES` addresses tried and, with `public_only`, a name's non-public addresses refused
+    (`AddressNotPublic`, recorded on the deadline so that the caller can name the reason)."""
+
+    public_only = False
+
+    def _new_conn(self) -> socket.socket:
+        conn: Any = self
+        host = conn._dns_host.strip("[]")
+        try:
+            sock = self._open(conn, host)
+        except AddressNotPublic as refused:
+            deadline: Deadline | None = getattr(_CURRENT, "deadline", None)
+            if deadline is not None:
+                deadline.refused_address = str(refused)
+            raise NewConnectionError(conn, f"Refused to connect: {refused}") from refused
+        except socket.gaierror as error:
+            raise NameResolutionError(conn.host, conn, error) from error
+        except TimeoutError as error:
+            raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out ({error})") from error
+        except OSError as error:
+            raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
+
+    def _open(self, conn: Any, host: str) -> socket.socket:
+        literal = _is_address(host)
+        answers = resolve(host, conn.port, allowed_gai_family(), _wait_limit(conn.timeout))
+        if self.public_only and not literal:
+            # All of them, not only the one connected to: which one that is depends on the resolver's order.
+            hidden = sorted({str(answer[4][0]) for answer in answers if not is_public(str(answer[4][0]))})
+            if hidden:
+                raise AddressNotPublic(f"{host} resolves to {', '.join(hidden[:3])}, not a public address")
+        error: OSError = socket.gaierror(f"{host} has no address")
+        for family, kind, proto, _, address in answers[:MAX_ADDRESSES]:
+            try:
+                return _connect_one(family, kind, proto, address, _wait_limit(conn.timeout),
+                                    list(conn.socket_options or ()), conn.source_address)
+            except OSError as failed:
+                error = failed
+        raise error
+
+
+class _DeadlineHTTPConnection(_GuardedConnect, HTTPConnection):
     response_class = _DeadlineResponse
 
 
-class _DeadlineHTTPSConnection(HTTPSConnection):
+class _DeadlineHTTPSConnection(_GuardedConnect, HTTPSConnection):
     response_class = _DeadlineResponse
+
+
+class _PublicHTTPConnection(_DeadlineHTTPConnection):
+    public_only = True
+
+
+class _PublicHTTPSConnection(_DeadlineHTTPSConnection):
+    public_only = True
 
 
 class _DeadlineHTTPPool(HTTPConnectionPool):
@@ -163,13 +307,30 @@ class _DeadlineHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
 
 
-class DeadlineAdapter(HTTPAdapter):
-    """An HTTPAdapter whose responses honour the calling thread's `deadline_scope`.
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
 
-    Outside a scope it behaves exactly like HTTPAdapter. The TLS handshake is not covered: it is
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose responses honour the calling thread's `deadline_scope`, and whose connections are opened
+    within the connect timeout and the deadline (`_GuardedConnect`); with `public_only`, only to public addresses
+    where the URL names a host rather than an address.
+
+    Outside a scope it behaves like HTTPAdapter but for those bounds. The TLS handshake is not covered: it is
     bounded per read by the connect timeout only.
     """
 
+    __attrs__: ClassVar[list[str]] = [*HTTPAdapter.__attrs__, "public_only"]  # what a pickled adapter keeps
+
+    def __init__(self, *args: Any, public_only: bool = False, **kwargs: Any) -> None:
+        self.public_only = public_only  # before HTTPAdapter's __init__, which makes the pool manager
+        super().__init__(*args, **kwargs)
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+        pools = (_PublicHTTPPool, _PublicHTTPSPool) if self.public_only else (_DeadlineHTTPPool, _DeadlineHTTPSPool)
+        self.poolmanager.pool_classes_by_scheme = dict(zip(("http", "https"), pools, strict=True))
