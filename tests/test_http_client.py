@@ -674,3 +674,10 @@ def test_an_allowed_name_that_resolves_to_a_private_address_is_refused_once_with
     assert server.hits.get("/x.jpg", 0) == 0
     assert fetcher(server).fetch(server.url("/x.jpg")).ok  # the address itself, allow-listed as such, is fetched
 
+
+def test_contradictory_content_lengths_are_a_bad_response_not_retried():
+    """They come the same way again: three attempts each asked for the whole photo for nothing."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Length: 5\r\n\r\n" % len(JPEG)
+    with RawServer(send_then(head, JPEG)) as server:
+        result = fetcher(server, max_retries=2).fetch(server.url("/x.jpg"))
+        assert (result.reason, result.attempts, server.connections) == ("bad_response", 1, 1)

@@ -523,6 +523,9 @@ class Fetcher:
             if "too many content encodings" in str(err).lower():
                 return _Stop("too_many_encodings", _short(err))
             return _Stop("bad_content_encoding", _short(err))
+        if isinstance(err, requests.exceptions.InvalidHeader):
+            # Headers that contradict each other (two different Content-Lengths) come the same way again: not retried.
+            return _Stop("bad_response", _short(err))
         if _incomplete_read(err):
             return _Retry("truncated_body", _short(err))
         if isinstance(err, requests.exceptions.Timeout):

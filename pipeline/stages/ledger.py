@@ -30,7 +30,8 @@ KEPT, REJECTED = "kept", "rejected"
 # (stage, reason) pairs, or whole stages ("*"), whose verdict may change on another try: never recorded.
 TRANSIENT = {
     "fetch": {"connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error", "truncated_body",
-              "address_not_public"},  # where a name leads says something of the network, not of the photo
+              # where a name leads, and a server's contradictory headers, say something of the network, not of the photo
+              "address_not_public", "bad_response"},
     "read": {"api_error", "bad_api_response"},
     # A broken answer says nothing of the photo; an owner other than the row's says something of the row only (its
     # credit): a later row crediting the right owner must not find the photo decided for ever.
