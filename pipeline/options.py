@@ -147,7 +147,8 @@ def _declarations() -> list[Declared]:
     section("fetch")
     add("--allowed_hosts", Role.RECORDED, default=DEFAULT_ALLOWED_HOSTS,
         help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port "
-             "(without one, only the scheme's own port: 80 or 443).")
+             "(without one, only the scheme's own port: 80 or 443). A host name must resolve to public addresses "
+             "only (address_not_public); to download from a private address, list the address itself.")
     add("--contact", Role.OPERATIONAL, default=PROJECT_URL,
         help="Contact URL sent in the User-Agent so site owners can reach us.")
     add("--connect_timeout", Role.OPERATIONAL, type=float, default=10.0, help="Seconds to open a connection.")
