@@ -5,6 +5,7 @@ import csv
 import io
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
@@ -113,3 +114,22 @@ def test_a_bidi_override_in_a_title_or_name_cannot_reorder_the_rest_of_the_line(
     text = attribution_csv([row]).decode()
     assert not any(char in text for char in bidi), text
     assert list(csv.reader(io.StringIO(text)))[1][1:4:2] == ["שלום Ann", "Sunset"]
+
+
+BLANK_NAMES = ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u3164", "\u2800\u00a0", "\u0301\u0301",
+               "\u202e\u2066", "\t\n"]
+
+
+@pytest.mark.parametrize("blank", BLANK_NAMES)
+def test_a_name_that_shows_nothing_credits_the_owners_flickr_id(blank):
+    """An owner name of zero-width spaces (or blank letters) was the credit's creator: the row read as no one's."""
+    row = attribution_row(photo("1", owner_name=blank, owner_nsid="12345@N01"))
+    assert row[1] == "12345@N01" and row[2] == "https://www.flickr.com/people/12345@N01/"
+
+
+@pytest.mark.parametrize("name", ["Ann", "\u200bAnn", "\u0417\u043e\u044f", "\u5f20\u4f1f", "e\u0301", "\U0001f600",
+                                  "\u2067\u05e9\u05dc\u05d5\u05dd\u2069 Ann"])
+def test_a_name_that_shows_something_is_the_credit(name):
+    row = attribution_row(photo("1", owner_name=name, owner_nsid="12345@N01"))
+    assert row[1] == attribution.BIDI_CONTROLS.sub("", name)
+

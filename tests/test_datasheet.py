@@ -198,3 +198,12 @@ def test_only_a_page_on_flickr_is_called_a_flickr_page():
         "[Flickr page](https://www.flickr.com/photos/o/7/)")
     for url in ("https://images.example.org/7", "https://www.flickr.com.evil.example/7"):
         assert attribution_line({**row, "page_url": url}).endswith(f"[page]({url})")
+
+
+def test_an_owner_name_that_shows_nothing_is_credited_by_the_owners_id():
+    from pipeline.release.datasheet import attribution_line
+
+    row = {"photo_id": "7", "title": "t", "owner_name": "\u200b\u200b", "owner_nsid": "12345@N01",
+           "license_name": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/",
+           "page_url": "https://www.flickr.com/photos/o/7/"}
+    assert " by 12345@N01, " in attribution_line(row)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -37,13 +38,31 @@ _COPY_CHUNK = 1 << 20
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+# Characters that show nothing: separators, controls, format characters (zero-width spaces and joiners, bidi marks),
+# combining marks with nothing to combine with, and the letters and symbols fonts draw blank (Hangul fillers, the
+# blank Braille pattern).
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def shows_something(text: str) -> bool:
+    """True when `text` holds a character that is drawn: a name made only of zero-width spaces looks empty."""
+    return any(unicodedata.category(c) not in _BLANK_CATEGORIES and c not in _BLANK_CHARACTERS for c in text)
+
+
+def creator_name(owner_name: str, owner_nsid: str) -> str:
+    """Whom a credit names: the owner's name, or their Flickr id where the name shows nothing (empty, spaces,
+    zero-width characters only: the credit read as no one's)."""
+    return owner_name if shows_something(owner_name) else owner_nsid
+
+
 def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_name: str,
            license_url: str) -> tuple[str, ...]:
     """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), without
     bidi formatting (`BIDI_CONTROLS`)."""
     creator_url = f"https://www.flickr.com/people/{owner_nsid}/" if owner_nsid else ""
-    return tuple(BIDI_CONTROLS.sub("", text) for text in (owner_name or owner_nsid, creator_url, title, page_url,
-                                                           license_name, license_url))
+    return tuple(BIDI_CONTROLS.sub("", text) for text in (creator_name(owner_name, owner_nsid), creator_url, title,
+                                                           page_url, license_name, license_url))
 
 
 def attribution_row(photo: Photo) -> tuple[str, ...]:

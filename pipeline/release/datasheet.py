@@ -24,6 +24,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.io.attribution import creator_name
 from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.options import split_list
@@ -210,7 +211,7 @@ def attribution_line(row: dict) -> str:
     """'- `ID` “title” by creator, [CC BY 2.0](https://…), [Flickr page](https://…)': every value
     escaped; a URL that is not plain http(s) is shown as text, never linked."""
     title = f"“{_text(row['title'])}”" if (row.get("title") or "").strip() else "untitled"
-    creator = _text(row.get("owner_name") or row.get("owner_nsid") or "unknown creator")
+    creator = _text(creator_name(row.get("owner_name") or "", row.get("owner_nsid") or "") or "unknown creator")
     license_link = markdown_link(_text(row.get("license_name") or "license unknown"), row.get("license_url") or "")
     url = row.get("page_url") or ""
     page = markdown_link("Flickr page" if _FLICKR_PAGE.match(url) else "page", url)
