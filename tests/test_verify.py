@@ -707,3 +707,29 @@ def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_rel
     assert _problems(copy) == {
         ("near_dup_index", f"2 kept photos not in the near-duplicate index (against webdataset), e.g. {kept[0]}, "
                            f"{kept[1]}")}
+
+
+def _attribution_credit(cells: list[str]) -> bytes:
+    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
+    from pipeline.io.sinks import csv_bytes
+    from pipeline.release.verify import record_ids
+
+    return record_ids("attribution", csv_bytes(ATTRIBUTION_COLUMNS, [cells]))[2][1]
+
+
+def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_blank_name():
+    """A name of zero-width spaces is credited by the owner's id now; a file written before held the blank name. Both
+    match the shard's record, and a real name swapped for the id in the file still does not."""
+    from pipeline.release.verify import _record_credit
+
+    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page = "https://www.flickr.com/people/1@N00/"
+
+    def record(name: str) -> bytes:
+        return _record_credit({"owner_name": name, "owner_nsid": "1@N00", "title": "t", "page_url": tail[0],
+                               "license_name": tail[1], "license_url": tail[2]})
+
+    for written in ("\u200b\u200b", "1@N00"):  # as an earlier version wrote it, as this one does
+        assert _attribution_credit(["7", written, page, "t", *tail]) == record("\u200b\u200b")
+    assert _attribution_credit(["7", "1@N00", page, "t", *tail]) != record("Ann")
+    assert _attribution_credit(["7", "Ann", page, "t", *tail]) == record("Ann")

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
 from pipeline.io.dataset_card import card_text
 from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind
 from pipeline.io.formats import WRITERS, decode_example, image_bytes, masked_crc
@@ -147,10 +147,23 @@ _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name
 
 def _credit_digest(fields: list[Any]) -> bytes:
     """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
-    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it)."""
+    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it), and a credit by the
+    owner's Flickr id compared as one whatever creator it shows (`_by_owner_id`)."""
     text = [BIDI_CONTROLS.sub("", CONTROLS.sub("\ufffd", value if isinstance(value, str) else
                                                 "" if value is None else str(value))) for value in fields]
-    return hashlib.blake2b(json.dumps(text).encode(), digest_size=_DIGEST).digest()
+    return hashlib.blake2b(json.dumps(_by_owner_id(text)).encode(), digest_size=_DIGEST).digest()
+
+
+def _by_owner_id(text: list[str]) -> list[str]:
+    """A whole credit (creator, creator URL, ...) whose creator is the owner's id, or a name that shows nothing, with
+    the creator left empty: `credit` names the owner's id where the name shows nothing, and a file an earlier
+    version wrote holds the blank name. A real name swapped for the id still differs."""
+    if len(text) != len(_CREDIT_FIELDS):
+        return text
+    creator, creator_url = text[0], text[1]
+    if not shows_something(creator) or creator_url == f"https://www.flickr.com/people/{creator}/":
+        return ["", *text[1:]]
+    return text
 
 
 def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
