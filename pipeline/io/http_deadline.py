@@ -267,7 +267,11 @@ class _GuardedConnect:
 
     def _open(self, conn: Any, host: str) -> socket.socket:
         literal = _is_address(host)
-        answers = resolve(host, conn.port, allowed_gai_family(), _wait_limit(conn.timeout))
+        if literal:  # nothing to look up: no thread, no resolver
+            answers = socket.getaddrinfo(host, conn.port, allowed_gai_family(), socket.SOCK_STREAM, 0,
+                                         socket.AI_NUMERICHOST)
+        else:
+            answers = resolve(host, conn.port, allowed_gai_family(), _wait_limit(conn.timeout))
         if self.public_only and not literal:
             # All of them, not only the one connected to: which one that is depends on the resolver's order.
             hidden = sorted({str(answer[4][0]) for answer in answers if not is_public(str(answer[4][0]))})
