@@ -464,3 +464,39 @@ def test_a_row_whose_urls_name_another_photo_is_rejected_not_published_as_this_o
     assert sorted((r["source_ref"].rsplit(":", 1)[1], r["stage"], r["reason"], r["detail"]) for r in rejections) == [
         ("1", "read", "bad_field", "download URL names photo 7001, not 7000"),
         ("2", "read", "bad_field", "page URL 'https://phish.example/login' is not a Flickr photo page")]
+
+
+@pytest.mark.parametrize("suffix,compress", [(".gz", gzip.compress), (".bz2", bz2.compress)])
+def test_a_file_that_inflates_past_its_bound_is_one_rejection_before_any_row(tmp_path, monkeypatch, suffix, compress):
+    """One line repeated inflates a thousand- to a million-fold: its check alone decompressed all of it (a 10 MB
+    .bz2: terabytes) before the first row. Past MAX_INFLATION times its size (and the floor, lowered here to 1 MiB)
+    the file is refused as unreadable, with no row read; the same rows in a file within the bound are all read."""
+    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1 << 20)
+    row = yfcc_line(1, "5", "https://live.staticflickr.com/1/5_ab.jpg").encode() + b"\n"
+    bomb = tmp_path / f"bomb.tsv{suffix}"
+    bomb.write_bytes(compress(row * ((2 << 20) // len(row))))
+    assert len(row * ((2 << 20) // len(row))) > yfcc.MAX_INFLATION * bomb.stat().st_size  # it is one
+    read = list(_ReadLines().process(str(bomb)))
+    assert len(read) == 1 and read[0].value.reason == "unreadable_file" and read[0].value.source_ref == f"{bomb.name}:1"
+    assert "compression bomb" in read[0].value.detail
+    within = tmp_path / f"within.tsv{suffix}"
+    within.write_bytes(compress(row * 100))  # under the floor
+    assert [item[0] for item in _read(within)] == [f"{within.name}:{n}" for n in range(1, 101)]
+
+
+def test_the_inflation_bound_is_exact(tmp_path, monkeypatch):
+    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1000)
+    monkeypatch.setattr(yfcc, "MAX_INFLATION", 1)
+    for size, refused in ((1000, False), (1001, True)):
+        path = tmp_path / f"{size}.tsv.gz"
+        path.write_bytes(gzip.compress(b"x" * (size - 1) + b"\n", compresslevel=1))
+        with pytest.raises(OSError, match="compression bomb") if refused else _Nothing():
+            yfcc.check_compressed(str(path))
+
+
+class _Nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -25,7 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.files import matching
+from pipeline.io.files import matching, size_and_kind
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -158,15 +158,57 @@ class _Bzip2Streams(io.RawIOBase):
                 return data
 
 
+# What a compressed input may inflate to: `MAX_INFLATION` times its size, and `INFLATION_FLOOR` bytes whatever its
+# size. Metadata compresses 3 to 10 times (a YFCC100M dump about 5); a file of one line repeated inflates a thousand-
+# to a million-fold, and its check alone decompressed all of it (10 MB of .bz2, terabytes: days, and a CRC array of
+# gigabytes) before its first row was read.
+MAX_INFLATION = 64
+INFLATION_FLOOR = 256 * 1024 * 1024
+_INFLATION_BUFFER = 8 * 1024  # the readers above it read in pieces of their own: a small buffer, little held
+
+
+class _Inflation(io.RawIOBase):
+    """A decompressed stream that fails (OSError) once it has given more than `limit` bytes."""
+
+    def __init__(self, handle: BinaryIO, limit: int, size: int) -> None:
+        super().__init__()
+        self._handle, self._limit, self._size, self._given = handle, limit, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        with memoryview(buffer) as view, view.cast("B") as target:
+            # Into the caller's buffer: no copy held beside it. One byte past the limit is enough to know.
+            given = self._handle.readinto(target[:min(len(target), self._limit + 1 - self._given)]) or 0
+        self._given += given
+        if self._given > self._limit:
+            raise OSError(f"it inflates to over {self._limit:,} bytes from {self._size:,} (at most "
+                          f"{MAX_INFLATION} times its size, or {INFLATION_FLOOR:,} bytes): a compression bomb")
+        return given
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def inflation_limit(size: int) -> int:
+    return max(INFLATION_FLOOR, MAX_INFLATION * size)
+
+
 def _open_decompressed(path: str) -> BinaryIO:
     """Python's own gzip reader and a strict bzip2 one, not Beam's: they raise on a truncated file, where
-    Beam's decompressor silently returns the partial data."""
+    Beam's decompressor silently returns the partial data. A compressed file's data is bounded by `inflation_limit`
+    of its size."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if path.endswith(".bz2"):
-        return io.BufferedReader(_Bzip2Streams(raw), buffer_size=_RAW_CHUNK)
-    return raw
+        inflated: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif path.endswith(".bz2"):
+        inflated = io.BufferedReader(_Bzip2Streams(raw), buffer_size=_RAW_CHUNK)
+    else:
+        return raw
+    size = size_and_kind(path)[0] or 0
+    return io.BufferedReader(_Inflation(inflated, inflation_limit(size), size), buffer_size=_INFLATION_BUFFER)
 
 
 def _skip_rest_of_line(handle: BinaryIO) -> int:
