@@ -34,6 +34,7 @@ from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources import fields
 from pipeline.sources.parquet_pages import TooLarge, check_row_group
+from pipeline.sources.row_bound import bounded_rows
 from pipeline.sources.yfcc import (
     BROKEN_FILE_ERRORS,
     MAX_LINE_BYTES,
@@ -559,7 +560,7 @@ class _ReadRows(beam.DoFn):
         self._layout = layout
 
     def process(self, path: str) -> Iterator:
-        for item in read_rows(path, self._layout):
+        for item in bounded_rows(path, read_rows(path, self._layout), STAGE):
             yield reject(item) if isinstance(item, Rejection) else item
 
 

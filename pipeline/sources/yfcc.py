@@ -29,6 +29,7 @@ from pipeline.io.files import matching, size_and_kind
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
+from pipeline.sources.row_bound import bounded_rows
 from pipeline.stage import KEPT, REJECTED, StageOutput, apply_stage, reject
 
 STAGE = "read"
@@ -369,7 +370,7 @@ class _ReadLines(beam.DoFn):
     def process(self, path: str) -> Iterator:
         last_ref = f"{posixpath.basename(path.rstrip('/'))}:0"
         try:
-            for item in read_numbered_lines(path):
+            for item in bounded_rows(path, read_numbered_lines(path), STAGE):
                 if isinstance(item, Rejection):
                     last_ref = item.source_ref
                     yield reject(item)
