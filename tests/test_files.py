@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.io.files import matching
+from pipeline.io.files import files_to_read, matching
 
 # Characters a file name on Linux or in GCS may hold, the glob's own among them.
 _NAME_CHARS = "ab.\\*?[]!-"
@@ -95,3 +95,14 @@ def test_a_hashing_reader_hashes_the_whole_file_once_whatever_its_reader_seeks()
             assert Counted.read_bytes == len(data)  # every byte read once
     reader = HashingReader(Counted(data))
     assert reader.seek(-10, io.SEEK_END) == len(data) - 10 and reader.read() == data[-10:]
+
+
+def test_only_a_file_named_without_a_wildcard_is_read_when_no_longer_there(tmp_path):
+    """Gone, a named file is still listed, so that its reader reports it; a glob matching nothing lists nothing (a
+    folder emptied on purpose looks the same)."""
+    (tmp_path / "here.tsv").write_text("")
+    assert files_to_read(str(tmp_path / "gone.tsv")) == [str(tmp_path / "gone.tsv")]
+    assert files_to_read(str(tmp_path / "gone[.tsv")) == [str(tmp_path / "gone[.tsv")]  # unclosed: a literal
+    for glob in ("*.gz", "gone?.tsv", "gone[0-9].tsv", "empty/"):
+        assert files_to_read(f"{tmp_path}/{glob}") == []
+    assert files_to_read(str(tmp_path / "here.tsv")) == [str(tmp_path / "here.tsv")]

@@ -498,3 +498,43 @@ def test_the_summary_says_what_a_run_could_not_use(demo_release):
     said = summary(str(demo_release), {**stats, "ledger_rows_ignored": 3, "eval_images_unreadable": 1})
     assert "previous ledger: 3 rows no run writes were ignored" in said
     assert "decontaminate: 1 evaluation images could not be read" in said
+
+
+def _removed_after_the_launch_check(monkeypatch, path: Path) -> None:
+    """`path` is deleted once the launch check has seen it, before the job reads it (as another process might)."""
+    checked = run_command.preflight
+
+    def check_then_remove(*args, **kwargs):
+        checked(*args, **kwargs)
+        path.unlink()
+
+    monkeypatch.setattr(run_command, "preflight", check_then_remove)
+
+
+def test_an_input_file_gone_after_the_launch_check_is_a_rejection_naming_it(world, demo_release, tmp_path, capsys,
+                                                                            monkeypatch):
+    """A file named without a wildcard that vanished between the launch check and the reading gave no row and no
+    word: beside a carried release the run was published without its rows (every input row ends in the dataset or
+    the rejections). It is now one `read/unreadable_file` rejection naming the file."""
+    server, metadata = world
+    given = tmp_path / "later.tsv"
+    shutil.copy(metadata, given)
+    _removed_after_the_launch_check(monkeypatch, given)
+    output = tmp_path / "out"
+    assert main(["run", *argv(server, given, output), f"--carry_over={demo_release}"]) == 0
+    assert "read/unreadable_file: 1" in capsys.readouterr().out  # the summary says it
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["accounted"] and stats["rejections_by_stage"]["read"] == {"unreadable_file": 1}
+    import pyarrow.parquet as pq
+
+    rows = [row for row in pq.read_table(output / "rejections").to_pylist() if row["stage"] == "read"]
+    assert [(row["reason"], row["source_ref"]) for row in rows] == [("unreadable_file", "later.tsv:1")]
+    assert "FileNotFoundError" in rows[0]["detail"] and str(given) in rows[0]["detail"]
+
+
+def test_a_lone_input_file_gone_after_the_launch_check_is_named_in_the_refusal(world, tmp_path, capsys, monkeypatch):
+    server, metadata = world
+    _removed_after_the_launch_check(monkeypatch, metadata)
+    assert main(["run", *argv(server, metadata, tmp_path / "out")]) == 4
+    message = capsys.readouterr().err
+    assert "kept 0 of 1 rows (read/unreadable_file: 1)" in message and not (tmp_path / "out" / "manifest.json").exists()

@@ -301,6 +301,16 @@ def test_an_unreadable_parquet_file_is_a_rejection_and_the_other_files_are_read(
                     label="rejected")
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_file_named_without_a_wildcard_and_gone_when_read_is_a_rejection(tmp_path, fmt):
+    """The launch check saw it; gone when the job lists it, it gave no row and no rejection."""
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / f"gone.{fmt}"), table_layout(fmt, THEIRS))
+        assert_that(read.kept, equal_to([]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([(f"gone.{fmt}:1", "read", "unreadable_file")]),
+                    label="rejected")
+
+
 def test_a_row_that_breaks_the_parser_unforeseen_is_one_internal_error_and_the_file_goes_on(tmp_path, monkeypatch):
     from pipeline.sources import table
 

@@ -280,6 +280,22 @@ def matching(pattern: str) -> list[str]:
     return sorted(m.path for m in FileSystems.match([broad])[0].metadata_list if regex.match(m.path))
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether `matching` reads `pattern` as a glob (a '*', a '?', a closed '[...]', or a folder's files: a '/' at its
+    end) rather than as one file's name (an unclosed '[' is a literal, as to Beam)."""
+    return pattern.endswith("/") or any(kind for kind, _ in _glob_parts(pattern))
+
+
+def files_to_read(pattern: str) -> list[str]:
+    """The files a job reads for `pattern`, listed when it runs (`matching`). A file named without a wildcard is
+    listed even when it is no longer there: the launch check saw it, so its reader's failure to open it is reported
+    (a source's `unreadable_file` rejection), where listing it away lost its rows without a word (beside other
+    input, a carried release, the run was published). A glob that matches nothing when the job runs cannot be told
+    from a folder emptied on purpose, and gives no file."""
+    found = matching(pattern)
+    return found if found or is_glob(pattern) else [pattern]
+
+
 def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
     payload = (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     entry = write_atomically(FileSystems.join(output, name), lambda handle: handle.write(payload))

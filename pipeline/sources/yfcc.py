@@ -25,7 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.files import matching, size_and_kind
+from pipeline.io.files import files_to_read, size_and_kind
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -354,11 +354,11 @@ def sniff(path: str, lines: int = 5) -> str | None:
 
 
 def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
-    """PBegin -> PCollection[str]: the paths of the files matching `pattern` (any Beam filesystem),
+    """PBegin -> PCollection[str]: the paths of the files `pattern` names (`files_to_read`, any Beam filesystem),
     reshuffled so that each file is read on its own worker. Shared by the file-reading sources."""
     return (pbegin
             | "Pattern" >> beam.Create([pattern])
-            | "Match" >> beam.FlatMap(matching)  # not fileio.MatchFiles: its '*' skips names with a backslash
+            | "Match" >> beam.FlatMap(files_to_read)  # not fileio.MatchFiles: its '*' skips names with a backslash
             | "SpreadFiles" >> beam.Reshuffle())
 
 
