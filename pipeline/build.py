@@ -29,6 +29,7 @@ from pipeline.detectors.registry import DetectorSpec, load_registry, select, wit
 from pipeline.io import report, sinks
 from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
+from pipeline.io.files import ReadParquetFiles
 from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.progress import Progress
 from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, images_folder
@@ -262,7 +263,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
     ledger = None
     if opts.ledger:
-        ledger = pipeline | "ReadLedger" >> beam.io.ReadFromParquet(opts.ledger)
+        ledger = pipeline | "ReadLedger" >> ReadParquetFiles(split_list(opts.ledger))
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
     # A new row for an id the previous release holds is a repeat of that photo: without the ledger, which skips it
     # as decided, it was fetched and written twice. Its ids are read apart (CarriedIds), so that the downloads do not
@@ -293,7 +294,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         previous = (
             pipeline
             # Every column: an index written before the dHash has none, and naming it would fail the read.
-            | "ReadPreviousIndex" >> beam.io.ReadFromParquet(opts.previous_index)
+            | "ReadPreviousIndex" >> ReadParquetFiles(split_list(opts.previous_index))
             | "PreviousEntries" >> beam.FlatMap(previous_entry)
         )
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,

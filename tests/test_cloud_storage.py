@@ -139,6 +139,25 @@ def test_a_star_matches_an_object_name_holding_a_backslash(gcs):
     assert len(matching(f"gs://{BUCKET}/globbed/**")) == 3
 
 
+
+def test_ledger_and_index_files_are_read_as_matching_lists_them(gcs):
+    """--ledger and --previous_index are read through `ReadParquetFiles`: an object whose name holds a backslash
+    is read, one in a deeper folder is not."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.io.files import ReadParquetFiles
+    from tests.conftest import local_pipeline
+
+    for name, photo_id in (("ledgers/a.parquet", "1"), ("ledgers/b\\c.parquet", "2"), ("ledgers/d/e.parquet", "3")):
+        table = io.BytesIO()
+        pq.write_table(pa.table({"photo_id": [photo_id]}), table)
+        gcs.blob(name).upload_from_string(table.getvalue())
+    with local_pipeline() as p:
+        rows = p | ReadParquetFiles([f"gs://{BUCKET}/ledgers/*.parquet"])
+        assert_that(rows | beam.Map(lambda row: row["photo_id"]), equal_to(["1", "2"]))
+
 def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
     gcs.blob("taken/manifest.json").upload_from_string("{}")
     (tmp_path / "in.tsv").write_text("")

@@ -163,3 +163,24 @@ def test_rows_whose_verdict_may_change_skip_nothing():
         out = p | "Photos" >> beam.Create([photo("8"), photo("9"), photo("10")]) | SkipDecided(
             p | "Ledger" >> beam.Create(ledger))
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8", "9", "10"]), label="kept")
+
+
+def test_a_ledger_file_whose_name_holds_a_backslash_is_read(demo_release, tmp_path):
+    """--ledger was read by Beam's ReadFromParquet, whose '*' never matches a backslash: the launch check (`matching`)
+    found the file and the job did not, so every photo it had decided was fetched and decided again."""
+    import shutil
+
+    from pipeline.cli import run
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+    from tests.conftest import FAST
+
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    [shard] = sorted((demo_release / "ledger").glob("*.parquet"))
+    shutil.copy(shard, ledger / "ledger\\part-0.parquet")
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "in")
+        stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+                     f"--ledger={ledger}/*.parquet", "--allow_empty", *FAST])
+    assert stats["accounted"] and stats["rejections_by_stage"]["ledger"]["already_decided"] >= 10

@@ -245,6 +245,19 @@ def test_second_run_compares_against_first_release_index(demo_release, tmp_path)
     assert len(first_index) == 10 and sorted(second_index) == sorted([*first_index, "5002"])
 
 
+
+def test_an_index_file_whose_name_holds_a_backslash_is_read(demo_release, tmp_path):
+    """Beam's ReadFromParquet read --previous_index with its own glob, whose '*' never matches a backslash: the launch
+    check found the file, the job compared nothing with it."""
+    import shutil
+
+    index = tmp_path / "index"
+    index.mkdir()
+    for number, shard in enumerate(sorted((demo_release / "near_dup_index").glob("*.parquet"))):
+        shutil.copy(shard, index / f"index\\{number}.parquet")
+    stats = run_against_index(tmp_path, index / "*.parquet")
+    assert stats["kept"] == 1 and stats["rejections_by_stage"]["near_dedup"] == {"near_duplicate": 1}
+
 def test_a_group_of_twenty_thousand_identical_hashes_is_never_held_in_memory():
     """One collapse group (a blank image's pHash) of 20,000 photos: read in passes, never listed."""
     from pipeline.stages.near_dedup import _Resolve

@@ -221,7 +221,7 @@ def check_inputs_exist(opts: PassOptions) -> None:
 
 def parquet_problem(path: str) -> str | None:
     """Why `path` is no Parquet file Beam's reader can open (None when its footer reads): read by the job's
-    ReadFromParquet, a truncated or foreign file failed the whole job with ArrowInvalid once it started."""
+    reader, a truncated or foreign file failed the whole job with ArrowInvalid once it started."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             pq.ParquetFile(handle).schema_arrow  # noqa: B018  # reads and parses the footer
