@@ -39,6 +39,45 @@ def flag(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+# The spellings of a number a flag takes, the Flex Template's too (commands/flex_metadata.py): ASCII digits, a sign,
+# and for a decimal a point and an exponent. Python's int() and float() also take '1_000', ' 5' and other scripts'
+# digits, and float() 'inf' and 'nan': a value the template refuses was taken here, so a launch that worked from a
+# terminal failed as a template parameter. Ranges are validate()'s.
+INTEGER_SPELLING = r"[+-]?[0-9]+"
+DECIMAL_SPELLING = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
+
+def _spelled(text: str, spelling: str, what: str) -> str:
+    if not re.fullmatch(spelling, text):  # fullmatch: '5\n' is no number either
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is no {what} with an optional sign, no '_' and no spaces")
+    return text
+
+
+def _signed_as_meant(text: str, value: float) -> None:
+    """A minus sign makes a number below 0: '-0' (or '-1e-999', which float() makes -0.0) is refused, as the template's
+    patterns take a minus sign only for -1."""
+    if text.startswith("-") and not value < 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: a minus sign before a number that is not below 0")
+
+
+def integer(text: str) -> int:
+    """A whole-number flag's value, spelled as the Flex Template takes it (`INTEGER_SPELLING`)."""
+    try:
+        value = int(_spelled(text, INTEGER_SPELLING, "whole number: ASCII digits"))
+    except ValueError:  # over Python's 4,300 digits
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}…: too many digits") from None
+    _signed_as_meant(text, value)
+    return value
+
+
+def decimal(text: str) -> float:
+    """A number flag's value, spelled as the Flex Template takes it (`DECIMAL_SPELLING`); too large a one is inf,
+    which validate() refuses by name."""
+    value = float(_spelled(text, DECIMAL_SPELLING, "number: ASCII digits, a point, an exponent (2.5e3)"))
+    _signed_as_meant(text, value)
+    return value
+
+
 class Role(enum.Enum):
     """What an option is to a release. Each option has exactly one; every list of options that the
     job, the manifest, the refresh, the work cache or the Flex Template needs is derived from them."""
@@ -110,7 +149,7 @@ def _declarations() -> list[Declared]:
         help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
     add("--verify_license", Role.INHERITED, nargs="?", const=True, default=False, type=flag,
         help="Re-check every photo's existence and license with the Flickr API before fetching.")
-    add("--flickr_calls_per_second", Role.OPERATIONAL, type=float, default=1.0,
+    add("--flickr_calls_per_second", Role.OPERATIONAL, type=decimal, default=1.0,
         help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
              "a job spends this x keys x worker processes, so divide by the workers); 0 = unpaced, for a local "
              "server only.")
@@ -118,7 +157,7 @@ def _declarations() -> list[Declared]:
         help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
              "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "
              "FLICKR_API_SECRET (several keys comma-separated). Calls spread over the keys.")
-    add("--flickr_search_depth", Role.OPERATIONAL, type=int, default=4000,
+    add("--flickr_search_depth", Role.OPERATIONAL, type=integer, default=4000,
         help="Results one Flickr search returns at most (deeper pages repeat); upload windows are split "
              "until each holds at most this many. Lower it if Flickr lowers its cap.")
     add("--flickr_originals", Role.SHAPES_BYTES, nargs="?", const=True, default=False, type=flag,
@@ -129,7 +168,7 @@ def _declarations() -> list[Declared]:
     add("--cache", Role.OPERATIONAL, default="",
         help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
              "after being killed takes what it already had from here instead of downloading it again.")
-    add("--progress_seconds", Role.OPERATIONAL, type=float, default=5.0,
+    add("--progress_seconds", Role.OPERATIONAL, type=decimal, default=5.0,
         help="Seconds between progress lines (per worker process; also while a long step lets nothing through).")
     add("--carry_over", Role.INTERNAL, is_input=True, default="",
         help="A finished release whose images are carried into this run without refetching (after license "
@@ -140,10 +179,10 @@ def _declarations() -> list[Declared]:
     add("--release_name", Role.INTERNAL, default="",
         help="Name of the release this run writes (e.g. 2026-11); recorded as each new image's first release.")
     add("--formats", Role.INHERITED, default=",".join(FORMATS), help=f"Comma-separated subset of {', '.join(FORMATS)}.")
-    add("--shards", Role.RECORDED, type=int, default=0,
+    add("--shards", Role.RECORDED, type=integer, default=0,
         help="Number of dataset shards; 0 picks ceil(kept / images_per_shard), at least 8 (fewer only when fewer "
              "images are kept).")
-    add("--images_per_shard", Role.RECORDED, type=int, default=5000, help="Target shard size when --shards=0.")
+    add("--images_per_shard", Role.RECORDED, type=integer, default=5000, help="Target shard size when --shards=0.")
     section("fetch")
     add("--allowed_hosts", Role.RECORDED, default=DEFAULT_ALLOWED_HOSTS,
         help="Hosts images may be downloaded from (and redirected to); '*' wildcards, optional :port "
@@ -151,59 +190,63 @@ def _declarations() -> list[Declared]:
              "only (address_not_public); to download from a private address, list the address itself.")
     add("--contact", Role.OPERATIONAL, default=PROJECT_URL,
         help="Contact URL sent in the User-Agent so site owners can reach us.")
-    add("--connect_timeout", Role.OPERATIONAL, type=float, default=10.0, help="Seconds to open a connection.")
-    add("--read_timeout", Role.OPERATIONAL, type=float, default=30.0,
+    add("--connect_timeout", Role.OPERATIONAL, type=decimal, default=10.0, help="Seconds to open a connection.")
+    add("--read_timeout", Role.OPERATIONAL, type=decimal, default=30.0,
         help="Seconds without a byte before a read gives up.")
-    add("--fetch_deadline", Role.OPERATIONAL, type=float, default=120.0,
+    add("--fetch_deadline", Role.OPERATIONAL, type=decimal, default=120.0,
         help="Seconds one photo's download may take in all: waiting for its turn at the host, retries and the "
              "fallback to the row's own URL included.")
-    add("--max_bytes", Role.SHAPES_BYTES, type=int, default=20 * 1024 * 1024, help="Largest response body accepted.")
-    add("--max_retries", Role.OPERATIONAL, type=int, default=3, help="Retries after 429, 5xx and connection errors.")
-    add("--backoff_base", Role.OPERATIONAL, type=float, default=1.0, help="First retry delay; doubles on each retry.")
-    add("--max_backoff", Role.OPERATIONAL, type=float, default=60.0, help="Longest single wait, Retry-After included.")
-    add("--per_host_concurrency", Role.OPERATIONAL, type=int, default=16,
+    add("--max_bytes", Role.SHAPES_BYTES, type=integer, default=20 * 1024 * 1024,
+        help="Largest response body accepted.")
+    add("--max_retries", Role.OPERATIONAL, type=integer, default=3,
+        help="Retries after 429, 5xx and connection errors.")
+    add("--backoff_base", Role.OPERATIONAL, type=decimal, default=1.0, help="First retry delay; doubles on each retry.")
+    add("--max_backoff", Role.OPERATIONAL, type=decimal, default=60.0,
+        help="Longest single wait, Retry-After included.")
+    add("--per_host_concurrency", Role.OPERATIONAL, type=integer, default=16,
         help="Concurrent requests per host per worker process.")
-    add("--per_host_rps", Role.OPERATIONAL, type=float, default=50.0,
+    add("--per_host_rps", Role.OPERATIONAL, type=decimal, default=50.0,
         help="Requests per second per host per worker process; 0 = no limit.")
-    add("--max_failure_rate", Role.OPERATIONAL, type=float, default=0.5,
+    add("--max_failure_rate", Role.OPERATIONAL, type=decimal, default=0.5,
         help="A run whose downloads fail for environmental reasons (connection errors, timeouts, 429/5xx) more "
              "often than this is refused: nothing is published, the exit status is 4 (no network, a blocked "
              "crawler); 1 = never refuse.")
-    add("--fetch_threads", Role.OPERATIONAL, type=int, default=32, help="Download threads per worker process.")
+    add("--fetch_threads", Role.OPERATIONAL, type=integer, default=32, help="Download threads per worker process.")
     section("image")
-    add("--max_side", Role.SHAPES_BYTES, type=int, default=512, help="Longer side of stored images (PASS shipped 512).")
-    add("--min_side", Role.SHAPES_BYTES, type=int, default=64,
+    add("--max_side", Role.SHAPES_BYTES, type=integer, default=512,
+        help="Longer side of stored images (PASS shipped 512).")
+    add("--min_side", Role.SHAPES_BYTES, type=integer, default=64,
         help="Images whose shorter side is below this are rejected.")
-    add("--max_pixels", Role.SHAPES_BYTES, type=int, default=64_000_000,
+    add("--max_pixels", Role.SHAPES_BYTES, type=integer, default=64_000_000,
         help="Images with more pixels are rejected before decoding.")
-    add("--decode_pixel_budget", Role.OPERATIONAL, type=int, default=128_000_000,
+    add("--decode_pixel_budget", Role.OPERATIONAL, type=integer, default=128_000_000,
         help="Pixels one worker process decodes at once, all its threads together (a JPEG decoded at reduced "
              "scale counts its reduced pixels); an image over it decodes alone. The default, two images at "
              "--max_pixels, is ~1.8 GiB at worst (alpha PNGs).")
-    add("--min_stddev", Role.SHAPES_BYTES, type=float, default=3.0,
+    add("--min_stddev", Role.SHAPES_BYTES, type=decimal, default=3.0,
         help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
-    add("--jpeg_quality", Role.SHAPES_BYTES, type=int, default=90, help="Quality of the re-encoded JPEGs.")
-    add("--draft_supersample", Role.SHAPES_BYTES, type=int, default=2,
+    add("--jpeg_quality", Role.SHAPES_BYTES, type=integer, default=90, help="Quality of the re-encoded JPEGs.")
+    add("--draft_supersample", Role.SHAPES_BYTES, type=integer, default=2,
         help="JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps at least this many times "
              "the stored size on each side, before the resize; 1 saves ~1.2 ms of CPU per 1024 px image at about "
              "the loss of JPEG re-encoding but let borderline people through (docs/normalisation.md); 0 decodes "
              "every JPEG at full size.")
-    add("--resize_reducing_gap", Role.SHAPES_BYTES, type=float, default=1.0,
+    add("--resize_reducing_gap", Role.SHAPES_BYTES, type=decimal, default=1.0,
         help="The resize first shrinks by an integer factor with a box filter while at least this factor is "
              "left for the Lanczos step (Pillow's reducing_gap): at 1.0 a 2x reduction is a 2x2 average, 3.4x "
              "faster and closer to a full Lanczos than JPEG q90 itself (docs/normalisation.md); 0 = Lanczos only.")
     section("dedup")
-    add("--near_dup_distance", Role.INHERITED, type=int, default=4,
+    add("--near_dup_distance", Role.INHERITED, type=integer, default=4,
         help="pHash Hamming distance at or below which two images are near duplicates (0-16); -1 = off. "
              "4 catches re-encodes, resizes and brightness changes of the bundled photos "
              "(benchmarks/near_dup_radius.py).")
-    add("--near_dup_key_blocks", Role.INHERITED, type=int, default=2,
+    add("--near_dup_key_blocks", Role.INHERITED, type=integer, default=2,
         help="Blocks per candidate key: the hash is cut into distance + this many blocks (see near_dedup.py).")
-    add("--near_dup_dhash_distance", Role.INHERITED, type=int, default=-1,
+    add("--near_dup_dhash_distance", Role.INHERITED, type=integer, default=-1,
         help="Also require dHash distance at most this for a near duplicate (-1 = off). Measured "
              "(benchmarks/near_dup_radius.py): at 10 it removes about a third of pHash false positives "
              "on low-detail images and no true copy of the bundled photos.")
-    add("--near_dup_bucket_cap", Role.OPERATIONAL, type=int, default=64,
+    add("--near_dup_bucket_cap", Role.OPERATIONAL, type=integer, default=64,
         help="Buckets larger than this are split further instead of compared pairwise.")
     add("--previous_index", Role.RECORDED, is_input=True, default="",
         help="Glob of an earlier release's near_dup_index/*.parquet: new images are compared against it "
@@ -242,11 +285,11 @@ def _declarations() -> list[Declared]:
     add("--require_gpu", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
         help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
              "falls back to the CPU silently).")
-    add("--detect_batch_size", Role.OPERATIONAL, type=int, default=16,
+    add("--detect_batch_size", Role.OPERATIONAL, type=integer, default=16,
         help="Most photos per inference batch (on a GPU a batch is one session call: raise it there).")
-    add("--detect_min_batch_size", Role.OPERATIONAL, type=int, default=1,
+    add("--detect_min_batch_size", Role.OPERATIONAL, type=integer, default=1,
         help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
-    add("--detect_tile_min_side", Role.SHAPES_DETECTION, type=int, default=400,
+    add("--detect_tile_min_side", Role.SHAPES_DETECTION, type=integer, default=400,
         help="Images whose longer side is at least this are also checked as 2x2 overlapping tiles by "
              "detectors that allow tiling, so small people in the background are found; 0 = no tiles.")
     add("--detect_share_model_across_processes", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
@@ -255,7 +298,7 @@ def _declarations() -> list[Declared]:
     add("--detect_every_view", Role.RECORDED, nargs="?", const=True, default=False, type=flag,
         help="Score every photo with every detector on every view. By default a photo already rejected as "
              "human by the cheaper detectors skips the rest (same decisions, fewer scores in its rejection).")
-    add("--detect_threads", Role.OPERATIONAL, type=int, default=0,
+    add("--detect_threads", Role.OPERATIONAL, type=integer, default=0,
         help="onnxruntime intra-op threads per session; 0 = onnxruntime's default (all cores).")
     add("--review_decisions", Role.INHERITED, is_input=True, default="",
         help="Reviewer decisions CSV (photo_id, decision, note, sha256; see `pass-pipeline review apply`): "
@@ -264,7 +307,7 @@ def _declarations() -> list[Declared]:
     section("selection")
     add("--allow_empty", Role.OPERATIONAL, nargs="?", const=True, default=False, type=flag,
         help="Publish a run that keeps no image (otherwise it is refused: exit status 4, nothing published).")
-    add("--per_owner_cap", Role.INHERITED, type=int, default=80,
+    add("--per_owner_cap", Role.INHERITED, type=integer, default=80,
         help="Most images kept per Flickr account (PASS used 80); 0 = no cap.")
     return declared
 

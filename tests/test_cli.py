@@ -32,9 +32,9 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--log_level", "loud"], "--log_level must be one of debug, info"),
     (["run", "--input=x", "--output=y", "--log_level"], "--log_level needs a value"),
     # A value no flag can take: one line, not Beam's usage of every option (~180 lines)
-    (["run", "--input=x", "--output=y", "--max_side=abc"], "argument --max_side: invalid int value: 'abc'"),
+    (["run", "--input=x", "--output=y", "--max_side=abc"], "argument --max_side: 'abc' is no whole number"),
     (["run", "--input=x", "--output=y", "--verify_license=maybe"], "argument --verify_license"),
-    (["refresh", "--output=y", "--shards=1e3"], "argument --shards: invalid int value"),
+    (["refresh", "--output=y", "--shards=1e3"], "argument --shards: '1e3' is no whole number"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2

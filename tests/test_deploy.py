@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pipeline.commands import flex_metadata
 
@@ -100,8 +106,9 @@ def test_flex_regexes_accept_and_refuse():
         assert not ok(name, "/local/x") and not ok(name, "takedowns.txt"), name
 
 
-INTS = ("0", "1", "7", "007", "+5", "-1", "-01", "-5", "1e3", "5.0", "abc", "")
-FLOATS = ("0", "1", "0.5", ".5", "5.", "1e1", "2.5E-1", "+2", "-1", "-0.5", "nan", "inf", "abc", "")
+INTS = ("0", "1", "7", "007", "+5", "-1", "-01", "-5", "1e3", "5.0", "abc", "", "1_000", "-0", " 5", "5 ", "٣")
+FLOATS = ("0", "1", "0.5", ".5", "5.", "1e1", "2.5E-1", "+2", "-1", "-0.5", "nan", "inf", "abc", "", "1_0.5", "-0",
+          "-0.0", " 5", "Infinity", "٣")
 FLAGS = ("true", "True", "FALSE", "1", "0", "yes", "No", "maybe", "2", "")
 
 
@@ -126,7 +133,7 @@ def test_the_template_takes_every_value_the_job_takes_and_no_sign_it_refuses():
     and taken by the job; --max_side=-5 and --jpeg_quality=0 the other way; flags other than --verify_license and
     --detect_device had no regex. Ranges beyond the sign (a timeout of 0, --jpeg_quality=101) stay the job's to
     refuse at launch, in one line."""
-    from pipeline.options import flag
+    from pipeline.options import decimal, flag, integer
 
     checked = 0
     for action in flex_metadata.option_actions():
@@ -134,14 +141,15 @@ def test_the_template_takes_every_value_the_job_takes_and_no_sign_it_refuses():
                        if p["name"] == action.dest)
         exact = bool(action.choices) or action.type is flag  # no range: the regex is the whole rule
         corpus = ([*map(str, action.choices), "tpu", "CPU"] if action.choices else FLAGS if action.type is flag
-                  else INTS if action.type is int else FLOATS if action.type is float else ())
+                  else INTS if action.type is integer else FLOATS if action.type is decimal else ())
         for value in corpus:
             template = bool(regexes) and all(re.match(regex, value) for regex in regexes)
             job = _job_takes(action.dest, value)
             assert template or not job, f"--{action.dest}={value!r}: the job takes it, the template refuses it"
             if exact:
                 job = _job_takes(action.dest, value, parse_only=True)
-            if exact or value in ("", "nan", "inf") or value.startswith("-") or (value == "0" and action.type is int):
+            if exact or value in ("", "nan", "inf") or value.startswith("-") or (
+                    value == "0" and action.type is integer):
                 assert job or not template, f"--{action.dest}={value!r}: the template takes it, the job refuses it"
             checked += 1
     assert checked > 300
@@ -153,3 +161,57 @@ def test_the_launcher_runs_a_refresh_when_a_previous_release_is_named():
     assert command(["--output=gs://b", "--previous=latest"]) == ["refresh", "--output=gs://b", "--previous=latest"]
     assert command(["--input=gs://b/x", "--output=gs://b/o"])[0] == "run"
     assert command(["--output=gs://b", "--release=2026-12", "--input=gs://b/x"])[0] == "refresh"  # a first release
+
+
+# A representative option of each numeric kind of regex, and the values its range beyond the sign refuses (the job's
+# to refuse, at launch, in one line), which the template's regex does not try to.
+NUMERIC_KINDS = {
+    flex_metadata.NON_NEGATIVE_INT: ("max_retries", lambda value: False),
+    flex_metadata.POSITIVE_INT: ("max_bytes", lambda value: False),
+    flex_metadata.MINUS_ONE_OR_MORE_INT: ("near_dup_dhash_distance", lambda value: value > 64),
+    flex_metadata.NON_NEGATIVE_FLOAT: ("backoff_base", math.isinf),
+}
+# Characters int() and float() read beyond ASCII digits and a sign: '_' between digits, spaces around, other
+# scripts' digits ('٣', '５'), and the letters of 'inf', 'nan' and 'infinity'.
+_NUMBERISH = st.text(alphabet="0123456789+-._eE \t٣５infatyINFATY", max_size=10)
+_SPELLINGS = st.one_of(_NUMBERISH, st.from_regex(r"\A[+-]?[0-9]{1,6}\Z"),
+                       st.from_regex(r"\A[+-]?([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})([eE][+-]?[0-9]{1,3})?\Z"),
+                       st.integers(-3, 10**6).map(str), st.floats(allow_nan=True).map(str))
+
+
+def test_every_numeric_option_is_parsed_as_its_template_regex_reads_numbers():
+    from pipeline.options import decimal, integer
+
+    numeric = [action for action in flex_metadata.option_actions() if action.type in (int, float, integer, decimal)]
+    assert numeric and all(action.type in (integer, decimal) for action in numeric), "int() or float() left"
+    used = {p["regexes"][0] for p in flex_metadata.metadata()["parameters"]
+            if p["name"] in {action.dest for action in numeric}}
+    assert used == set(NUMERIC_KINDS)
+    by_name = {p["name"]: p.get("regexes") for p in flex_metadata.metadata()["parameters"]}
+    assert all(by_name[name] == [regex] for regex, (name, _) in NUMERIC_KINDS.items())
+
+
+@pytest.mark.parametrize("regex", list(NUMERIC_KINDS), ids=[name for name, _ in NUMERIC_KINDS.values()])
+@settings(max_examples=150)
+@given(value=_SPELLINGS)
+def test_the_template_takes_a_number_exactly_when_the_job_does(regex, value):
+    """The template refused '1_000', '-0' and ' 5', which int() and float() took: a launch that worked from a terminal
+    failed as a template parameter, and the other way round. Now the job's parsing is the regex's spelling."""
+    name, beyond_range = NUMERIC_KINDS[regex]
+    template = re.fullmatch(regex, value) is not None  # the whole value, as the launcher matches a parameter
+    action = next(action for action in flex_metadata.option_actions() if action.dest == name)
+    try:
+        parsed = action.type(value)
+    except argparse.ArgumentTypeError:
+        parsed = None
+    assume(parsed is None or not beyond_range(parsed))
+    assert template == _job_takes(name, value), f"--{name}={value!r}: template {template}"
+
+
+@pytest.mark.parametrize("value", ["1_000", " 5", "-0", "inf", "٣"])
+def test_a_number_the_template_refuses_is_one_line_at_launch(tmp_path, capsys, value):
+    from pipeline.cli import main
+
+    assert main(["run", f"--input={tmp_path / 'x.tsv'}", f"--output={tmp_path / 'out'}", f"--max_side={value}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "--max_side" in message and repr(value) in message

@@ -97,14 +97,14 @@ def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping(
         options.RECORDED)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("value", ["0", "-1", "1e999"])
 def test_progress_seconds_must_be_a_positive_number(value):
     assert options.validate(opts(f"--progress_seconds={value}")) == [
         "--progress_seconds must be a positive number of seconds"]
     assert not options.validate(opts("--progress_seconds=0.5"))
 
 
-@pytest.mark.parametrize("value", ["0.5", "-1", "9", "nan"])
+@pytest.mark.parametrize("value", ["0.5", "-1", "9", "1e999"])
 def test_resize_reducing_gap_is_off_or_one_to_eight(value):
     assert options.validate(opts(f"--resize_reducing_gap={value}")) == [
         "--resize_reducing_gap must be 0 (off) or within 1..8"]
@@ -113,16 +113,16 @@ def test_resize_reducing_gap_is_off_or_one_to_eight(value):
 
 
 @pytest.mark.parametrize(("flag", "message"), [
-    ("--connect_timeout=nan", "--connect_timeout must be a finite number of seconds above 0"),
+    ("--connect_timeout=1e999", "--connect_timeout must be a finite number of seconds above 0"),
     ("--read_timeout=-1", "--read_timeout must be a finite number of seconds above 0"),
     ("--fetch_deadline=0", "--fetch_deadline must be a finite number of seconds above 0"),
-    ("--fetch_deadline=inf", "--fetch_deadline must be a finite number of seconds above 0"),
+    ("--fetch_deadline=1e999", "--fetch_deadline must be a finite number of seconds above 0"),
     ("--backoff_base=-1", "--backoff_base must be a finite number, 0 or more"),
-    ("--max_backoff=nan", "--max_backoff must be a finite number, 0 or more"),
-    ("--per_host_rps=nan", "--per_host_rps must be a finite number, 0 or more"),
+    ("--max_backoff=1E+400", "--max_backoff must be a finite number, 0 or more"),
+    ("--per_host_rps=-0.5", "--per_host_rps must be a finite number, 0 or more"),
     ("--flickr_calls_per_second=-2", "--flickr_calls_per_second must be a finite number, 0 or more"),
-    ("--min_stddev=nan", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
-    ("--min_stddev=inf", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
+    ("--min_stddev=255.5", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
+    ("--min_stddev=1e999", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
     ("--flickr_search_depth=0", "--flickr_search_depth must be at least 1"),
     ("--shards=100000000", "--shards must be at most 100,000"),
     ("--fetch_threads=100000", "--fetch_threads must be at most 1,024"),

@@ -12,7 +12,7 @@ import argparse
 import json
 import re
 
-from pipeline.options import AT_LEAST_ONE, INHERITED, MINUS_ONE_OR_MORE, add_arguments, flag
+from pipeline.options import AT_LEAST_ONE, INHERITED, MINUS_ONE_OR_MORE, add_arguments, decimal, flag, integer
 
 GCS_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$"
 GCS_BUCKET_OR_PATH = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
@@ -20,7 +20,8 @@ GCS_PATHS = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-
 # A refresh inherits these lists: empty drops the previous release's (a takedown list moved or retired).
 GCS_PATH_OR_NONE = r"^(|gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+)$"
 GCS_PATHS_OR_NONE = r"^(|(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)(,gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^,]+)*)$"
-# What the job's own parsing takes (int(), float(), options.flag), with the sign validate() allows; ranges
+# What the job's own parsing takes (options.integer and options.decimal: their spellings, no negative zero;
+# options.flag), with the sign validate() allows; ranges
 # (--jpeg_quality 1..100, a timeout above 0) are checked by the job at launch, in one line. Every float option is
 # 0 or more.
 NON_NEGATIVE_INT = r"^\+?[0-9]+$"
@@ -77,9 +78,9 @@ def _regex(action: argparse.Action) -> str | None:
         return f"^({'|'.join(re.escape(str(choice)) for choice in action.choices)})$"
     if action.type is flag:
         return FLAG
-    if action.type is float:
+    if action.type is decimal:
         return NON_NEGATIVE_FLOAT
-    if action.type is int:
+    if action.type is integer:
         return POSITIVE_INT if action.dest in AT_LEAST_ONE else \
             MINUS_ONE_OR_MORE_INT if action.dest in MINUS_ONE_OR_MORE else NON_NEGATIVE_INT
     return None
