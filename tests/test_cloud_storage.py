@@ -139,7 +139,6 @@ def test_a_star_matches_an_object_name_holding_a_backslash(gcs):
     assert len(matching(f"gs://{BUCKET}/globbed/**")) == 3
 
 
-
 def test_ledger_and_index_files_are_read_as_matching_lists_them(gcs):
     """--ledger and --previous_index are read through `ReadParquetFiles`: an object whose name holds a backslash
     is read, one in a deeper folder is not."""
@@ -157,6 +156,18 @@ def test_ledger_and_index_files_are_read_as_matching_lists_them(gcs):
     with local_pipeline() as p:
         rows = p | ReadParquetFiles([f"gs://{BUCKET}/ledgers/*.parquet"])
         assert_that(rows | beam.Map(lambda row: row["photo_id"]), equal_to(["1", "2"]))
+
+
+def test_an_input_object_named_without_a_wildcard_and_gone_is_one_rejection(gcs):
+    """As on local disk (test_run.py): an object the launch check saw and the job does not find is read/unreadable_file,
+    not an error out of the job."""
+    from pipeline.sources.table import _ReadRows, table_layout
+    from pipeline.sources.yfcc import _ReadLines
+
+    for read in (_ReadLines().process, _ReadRows(table_layout("csv")).process):
+        out = [item.value for item in read(f"gs://{BUCKET}/gone/x.tsv")]
+        assert [(item.reason, item.source_ref) for item in out] == [("unreadable_file", "x.tsv:1")]
+
 
 def test_existing_gcs_release_is_not_overwritten_by_accident(gcs, tmp_path):
     gcs.blob("taken/manifest.json").upload_from_string("{}")

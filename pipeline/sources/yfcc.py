@@ -23,6 +23,7 @@ from urllib.parse import unquote_plus
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from google.api_core import exceptions as google_exceptions
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import files_to_read, size_and_kind
@@ -108,8 +109,10 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
 
 
 # What reading a broken file raises: a truncated gzip or bzip2 stream (EOFError), a bad CRC or a bz2 stream that
-# is no bzip2 (OSError), and a deflate stream corrupt midway, which raises zlib.error, none of those.
-BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error)
+# is no bzip2 (OSError), and a deflate stream corrupt midway, which raises zlib.error, none of those. On GCS, an object
+# gone or refused raises the client library's own 4xx errors, no OSError: they ended the job (an --input object
+# deleted after the launch check). A 5xx or a dropped connection is left to fail the bundle, which the runner retries.
+BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error, google_exceptions.ClientError)
 
 
 _RAW_CHUNK = 64 * 1024  # how much compressed input a decompressor is given at a time
