@@ -249,11 +249,11 @@ def _declarations() -> list[Declared]:
     add("--near_dup_bucket_cap", Role.OPERATIONAL, type=integer, default=64,
         help="Buckets larger than this are split further instead of compared pairwise.")
     add("--previous_index", Role.RECORDED, is_input=True, default="",
-        help="Glob of an earlier release's near_dup_index/*.parquet: new images are compared against it "
-             "(and among themselves) and never displace its images; the new index includes it.")
+        help="Comma-separated globs of an earlier release's near_dup_index/*.parquet: new images are compared "
+             "against it (and among themselves) and never displace its images; the new index includes it.")
     add("--ledger", Role.RECORDED, is_input=True, default="",
-        help="Glob of a previous release's ledger/*.parquet: rows whose photo id it decided for good are "
-             "rejected as already_decided instead of being fetched again (a refresh sets it).")
+        help="Comma-separated globs of a previous release's ledger/*.parquet: rows whose photo id it decided for "
+             "good are rejected as already_decided instead of being fetched again (a refresh sets it).")
     add("--blocklist", Role.INHERITED, is_input=True, default="",
         help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
     add("--decontaminate", Role.INHERITED, is_input=True, default="",

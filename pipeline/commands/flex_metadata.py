@@ -37,6 +37,7 @@ SPECIAL = {
     "cache": GCS_PATH,
     "carry_over": GCS_PATH,
     "previous_index": GCS_PATH,
+    "ledger": GCS_PATH,
     "blocklist": GCS_PATHS_OR_NONE,
     "decontaminate": GCS_PATHS_OR_NONE,
     "formats": r"^(webdataset|parquet|tfrecord)(,(webdataset|parquet|tfrecord))*$",
