@@ -96,6 +96,16 @@ def test_a_retry_after_rests_the_whole_host_not_only_the_photo_that_got_it(serve
         assert fetcher(other_port, deadline=5.0).fetch(url).reason == "rate_limited" and not other_port.hits
 
 
+
+def test_a_photo_failing_within_a_rest_a_503_began_is_a_server_error():
+    """It was rate_limited whatever began the rest: a busy server read as our asking too fast."""
+    with StaticServer() as server:
+        busy = server.add("/a.jpg", status(503, Retry_After="30"))
+        assert fetcher(server, max_retries=0, max_backoff=30.0).fetch(busy).reason == "server_error"
+        result = fetcher(server, deadline=5.0).fetch(server.add("/b.jpg", image(JPEG)))
+        assert result.reason == "server_error" and "rest" in result.detail and not server.hits.get("/b.jpg")
+
+
 def test_retry_after_is_capped_by_max_backoff_and_deadline(server):
     url = server.add("/x.jpg", status(503, Retry_After="3600"))
     result = fetcher(server, [], max_backoff=60.0, deadline=10.0).fetch(url)

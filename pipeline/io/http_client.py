@@ -250,14 +250,16 @@ class _HostGate:
         self._pacer = Pacer(rps)
         self._lock = threading.Lock()
         self._rest_until = 0.0
+        self.rest_reason = "rate_limited"  # what the answer that began the latest rest was (429 or 503)
 
-    def rest(self, until: float) -> None:
+    def rest(self, until: float, reason: str = "rate_limited") -> None:
         """No request to this host starts before `until` (time.monotonic()): it answered 429 or 503 with a
         Retry-After. Honoured by the photo that got the answer only, the other photos went on at the full rate (40
         photos all answered "429, Retry-After: 30" were asked for in 3.9 s): the host asked for a rest, not that
         one photo."""
         with self._lock:
-            self._rest_until = max(self._rest_until, until)
+            if until >= self._rest_until:
+                self._rest_until, self.rest_reason = until, reason
 
     def rest_left(self, now: float) -> float:
         """Seconds of the host's rest still to come (0 when none)."""
@@ -411,8 +413,9 @@ class Fetcher:
                 rest = gate.rest_left(self._clock())
                 if rest > 0:
                     if self._clock() + rest > deadline:
-                        raise _Stop("rate_limited", f"the host asked for a rest (Retry-After) ending {rest:.1f}s "
-                                                    f"from now, past the {cfg.deadline:g}s deadline")
+                        # Named as the answer that began the rest: a busy server's 503 is a server_error.
+                        raise _Stop(gate.rest_reason, f"the host asked for a rest (Retry-After) ending {rest:.1f}s "
+                                                      f"from now, past the {cfg.deadline:g}s deadline")
                     self._sleep(rest)
                 left = deadline - self._clock()  # waiting for the slot and the rest counts too
                 with deadline_scope(left, max_bytes=cfg.max_bytes + _WIRE_ROOM) as cutoff:
@@ -420,7 +423,7 @@ class Fetcher:
                         outcome = self._hop(url, left, cutoff, attempt)
                     except _Retry as retry:
                         if retry.wait is not None:  # the whole host rests, as long as this photo will
-                            gate.rest(self._clock() + min(cfg.max_backoff, retry.wait))
+                            gate.rest(self._clock() + min(cfg.max_backoff, retry.wait), retry.reason)
                         raise
             if isinstance(outcome, FetchResult):
                 return outcome
