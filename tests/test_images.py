@@ -515,6 +515,30 @@ def test_mpo_is_a_jpeg_and_keeps_its_first_image():
     assert result.jpeg == normalise(encode(first, "JPEG"), CFG).jpeg  # the first image, pixel for pixel
 
 
+JPEGS = Path(__file__).parent / "jpegs"
+
+
+@pytest.mark.parametrize("progressive,marker", [(False, 0xC9), (True, 0xCA), (False, 0xCD)],
+                         ids=["baseline-as-SOF9", "progressive-as-SOF10", "baseline-as-SOF13"])
+def test_a_huffman_coded_jpeg_whose_frame_header_says_arithmetic_is_refused_as_corrupt(progressive, marker):
+    """libjpeg's arithmetic decoder reads Huffman-coded data as noise and only warns; Pillow ignores the warning,
+    and the noise was stored as the photo."""
+    raw = encode(real_image("coffee.jpg"), "JPEG", progressive=progressive)
+    relabelled = bytearray(raw)
+    relabelled[raw.index(b"\xff\xc2" if progressive else b"\xff\xc0") + 1] = marker
+    assert jpeg_pixels.frame_type(bytes(relabelled)) == marker
+    rejected = rejection_of(bytes(relabelled))
+    assert rejected.reason == "corrupt" and rejected.detail.startswith("arithmetic-coded data libjpeg does not decode")
+
+
+@pytest.mark.parametrize("name", ["coffee_small_arithmetic.jpg", "coffee_small_arithmetic_progressive.jpg"])
+def test_a_genuine_arithmetic_coded_jpeg_is_stored_as_its_huffman_coded_original(name):
+    """jpegtran re-coded the same coefficients (tests/jpegs/SOURCES.md): the same pixels, so the same stored JPEG."""
+    raw = (JPEGS / name).read_bytes()
+    assert jpeg_pixels.frame_type(raw) in jpeg_pixels.ARITHMETIC_FRAMES
+    assert normalise(raw, CFG).jpeg == normalise((JPEGS / "coffee_small.jpg").read_bytes(), CFG).jpeg
+
+
 def assert_a_cheap_metadata_bomb(raw: bytes) -> None:
     """`raw` is refused as a metadata bomb with under 8 MiB traced: before Pillow parses what it would copy."""
     tracemalloc.start()

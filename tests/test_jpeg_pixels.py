@@ -213,6 +213,19 @@ def test_a_real_arithmetic_coded_file_keeps_pillows_rejection(monkeypatch):
         assert _now(raw, cfg) == before
 
 
+def test_arithmetic_data_faults_are_what_libjpeg_reports_decoding_all_the_data():
+    jpegs = Path(__file__).parent / "jpegs"
+    huffman = (jpegs / "coffee_small.jpg").read_bytes()
+    for genuine in ("coffee_small_arithmetic.jpg", "coffee_small_arithmetic_progressive.jpg", "coffee_arithmetic.jpg"):
+        assert jpeg_pixels.arithmetic_data_fault((jpegs / genuine).read_bytes()) is None
+    assert jpeg_pixels.arithmetic_data_fault(huffman) is None  # not arithmetic-coded: not looked at
+    relabelled = bytearray(huffman)
+    relabelled[huffman.index(b"\xff\xc0") + 1] = 0xC9
+    fault = jpeg_pixels.arithmetic_data_fault(bytes(relabelled))
+    assert fault is not None and "Corrupt JPEG data" in fault
+    assert jpeg_pixels.arithmetic_data_fault(bytes(relabelled[:len(huffman) // 2])) is not None  # cut short
+
+
 @pytest.mark.parametrize("marker", [0xC3, 0xC9, 0xCA, 0xCB])  # lossless, arithmetic sequential/progressive/lossless
 def test_frames_other_than_huffman_sequential_or_progressive_are_left_to_pillow(monkeypatch, marker):
     """Pillow feeds libjpeg 64 KB at a time and libjpeg's arithmetic decoder cannot wait for more data, so
