@@ -221,8 +221,9 @@ def _declarations() -> list[Declared]:
         help="Images with more pixels are rejected before decoding.")
     add("--decode_pixel_budget", Role.OPERATIONAL, type=integer, default=128_000_000,
         help="Pixels one worker process decodes at once, all its threads together (a JPEG decoded at reduced "
-             "scale counts its reduced pixels); an image over it decodes alone. The default, two images at "
-             "--max_pixels, is ~1.8 GiB at worst (alpha PNGs).")
+             "scale counts its reduced pixels; a pixel counts as the 16 bytes a PNG with alpha takes, a WebP "
+             "with alpha's as 1.5 pixels); an image over it decodes alone. The default, two PNGs with alpha at "
+             "--max_pixels, is ~1.9 GiB.")
     add("--min_stddev", Role.SHAPES_BYTES, type=decimal, default=3.0,
         help="Images whose pixel standard deviation (0-255) is below this are rejected as blank.")
     add("--jpeg_quality", Role.SHAPES_BYTES, type=integer, default=90, help="Quality of the re-encoded JPEGs.")

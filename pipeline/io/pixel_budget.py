@@ -2,9 +2,11 @@
 
 `--max_pixels` bounds one image; it does not bound a worker. A Dataflow SDK process runs many bundles
 at once (one per harness thread), and a hostile source can make every one of them a 64 MP PNG with alpha
-of a few hundred kB: ~0.9 GiB each to decode, composite and convert (`stages/image.py`), ~11 GiB for twelve
+of a few hundred kB: ~1 GiB each to decode, composite and convert (`stages/image.py`), ~12 GiB for twelve
 threads. Images take their decoded pixels from this budget before any pixel is decoded and give them back
-when the stored JPEG is made; an image larger than the whole budget decodes alone. Waiters are admitted in
+when the stored JPEG is made, each pixel counted as the 16 bytes a PNG with alpha takes and a source whose
+pixels take more (a WebP with alpha: 24) as more (`image.budget_pixels`); an image larger than the whole
+budget decodes alone. Waiters are admitted in
 arrival order, so a large image is not starved by a stream of small ones.
 """
 

@@ -116,8 +116,9 @@ class ImageConfig:
     # faster, and closer to a full Lanczos than the JPEG encoding itself: docs/normalisation.md); 0 = Lanczos
     # on all the decoded pixels.
     resize_reducing_gap: float = 1.0
-    # Pixels a process decodes at once, all threads together (io/pixel_budget.py): two images at --max_pixels,
-    # ~1.8 GiB at worst (RGBA); larger images decode alone.
+    # Pixels a process decodes at once, all threads together (io/pixel_budget.py), each counted as 16 bytes, a
+    # source whose pixels take more (a WebP with alpha) for more: two PNGs with alpha at --max_pixels, ~1.9 GiB;
+    # larger images decode alone.
     decode_pixel_budget: int = 128_000_000
 
 
@@ -579,9 +580,41 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     # Before decoding: a photo too small to store is refused without decoding its pixels.
     _check_min_side((width, height), (width, height) if scale > 1 else img.size, cfg)
     # The pixels to decode (drafted: img.size is the reduced size), counted against the process's budget until
-    # the stored JPEG is made (io/pixel_budget.py).
-    with process_budget(cfg.decode_pixel_budget).hold(img.size[0] * img.size[1]):
+    # the stored JPEG is made (io/pixel_budget.py), weighted by what they take at the peak.
+    with process_budget(cfg.decode_pixel_budget).hold(budget_pixels(img)):
         return _stored(img, raw, fmt, (width, height), scale, cfg)
+
+
+# The budget counts a pixel as the 16 bytes a PNG with alpha takes at the peak of `normalise` (decoded 4, white
+# background 4, composite 4, RGB 4: 549 MiB for 36 MP), as do an animated PNG and a WebP without alpha; an RGB or
+# grey PNG 4-5, a 16-bit grey one 14. Sources whose pixels take more count for more, by the peak measured (VmHWM
+# over `normalise` in a fresh process, 36 MP):
+_BUDGET_PIXEL_BYTES = 16
+_PEAK_PIXEL_BYTES = {
+    # libwebp's animation decoder, which Pillow uses for every WebP, keeps two RGBA canvases (the frame and the
+    # one before it, for disposal) beside Pillow's copy of the frame and its image, all alive through the
+    # composite on white: 823 MiB, animated or not, one frame or ten (64 MP: ~1.4 GiB).
+    ("WEBP", "RGBA"): 24,
+    ("PNG", "LA"): 20,  # made RGBA to be composited: 686 MiB
+    # Every palette image is made RGBA to be composited (transparent entries or not): 1 byte more, 583 MiB.
+    ("PNG", "P"): 17,
+    ("GIF", "P"): 17,
+}
+_KEYED_PIXEL_BYTES = {
+    "I;16": 26,  # a 16-bit grey PNG's colour key: the 32-bit values, a mask, LA, then RGBA: 892 MiB
+    "RGB": 17,  # a 16-bit RGB PNG's colour key, matched on a second decode (_keyed_out_exactly): 584 MiB
+}
+
+
+def budget_pixels(img: Image.Image) -> int:
+    """What the opened (maybe drafted) `img` takes from the pixel budget: its pixels, times the bytes one takes at
+    the peak over the budget's 16."""
+    pixels = img.size[0] * img.size[1]
+    peak = _PEAK_PIXEL_BYTES.get((img.format, img.mode), _BUDGET_PIXEL_BYTES)
+    keyed = img.mode == "I;16" or _rgb16_colour_key(img) is not None
+    if img.format == "PNG" and "transparency" in img.info and keyed:
+        peak = _KEYED_PIXEL_BYTES[img.mode]
+    return -(-pixels * peak // _BUDGET_PIXEL_BYTES)
 
 
 _XMP_ORIENTATION = (re.compile(r'tiff:Orientation(="|>)([0-9])'), re.compile(rb'tiff:Orientation(="|>)([0-9])'))
