@@ -293,7 +293,8 @@ def test_every_stream_of_a_multi_stream_bzip2_file_is_read(tmp_path):
 @pytest.mark.parametrize("tail", [
     pytest.param(lambda stream: stream[:3] + b"X" + stream[4:], id="second-stream-header-damaged"),
     pytest.param(lambda stream: b"garbage!", id="garbage-after-the-last-stream"),
-    pytest.param(lambda stream: b"\0" * 16, id="zeros-after-the-last-stream"),
+    pytest.param(lambda stream: b"\0" * 16 + b"garbage!", id="garbage-after-zero-padding"),
+    pytest.param(lambda stream: b"\0" * 70_000 + stream, id="a-stream-after-zero-padding"),
 ])
 def test_bytes_after_a_bzip2_stream_that_are_no_stream_make_the_file_unreadable(tmp_path, tail):
     """BZ2File took what follows a stream and does not decompress as the end of the data: a damaged header on the
@@ -303,6 +304,19 @@ def test_bytes_after_a_bzip2_stream_that_are_no_stream_make_the_file_unreadable(
     path.write_bytes(bz2.compress(_rows(1000, 1000)) + tail(second))
     _, rejections = _outcome(path)
     assert [(reason, "bzip2 stream 2" in detail) for _, reason, detail in rejections] == [("unreadable_file", True)]
+
+
+@pytest.mark.parametrize("padding", [4096, 200_000], ids=["4KiB", "past-a-read-chunk"])
+@pytest.mark.parametrize("piece", [None, 4096], ids=["checked-in-32KiB-pieces", "checked-in-4KiB-pieces"])
+def test_zero_padding_after_the_last_bzip2_stream_is_ignored(tmp_path, monkeypatch, padding, piece):
+    """Zeros are what a copy through tape or block storage pads a file with; bzip2 -d skips them (with a warning).
+    Taken for a stream, they made the whole dump one unreadable_file and none of its rows."""
+    if piece is not None:
+        monkeypatch.setattr(yfcc, "_CHECKED_PIECE", piece)
+    path = tmp_path / "dump.tsv.bz2"
+    path.write_bytes(bz2.compress(_rows(1000, 700)) + bz2.compress(_rows(5000, 300)) + b"\0" * padding)
+    assert _outcome(path) == (1000, [])
+    assert [ref for ref, _ in yfcc.read_numbered_lines(str(path))][-1] == "dump.tsv.bz2:1000"
 
 
 def _one_bit_flipped(packed: bytes) -> bytes:

@@ -120,15 +120,19 @@ _RAW_CHUNK = 64 * 1024  # how much compressed input a decompressor is given at a
 
 class _Bzip2Streams(io.RawIOBase):
     """The data of a .bz2 file of one stream or many (pbzip2 and lbzip2 write one per block), read strictly: what
-    follows the end of a stream must be another whole stream. Python's BZ2File takes anything after a stream that
-    does not decompress as the end of the data: a damaged header on a later stream dropped that stream and every
-    one after it without a word (1,000 of 2,000 rows gone, no rejection)."""
+    follows the end of a stream must be another whole stream, or zero bytes to the end of the file. Python's
+    BZ2File takes anything after a stream that does not decompress as the end of the data: a damaged header on a
+    later stream dropped that stream and every one after it without a word (1,000 of 2,000 rows gone, no
+    rejection). Zeros are what a copy through tape or block storage pads a file with, and what `bzip2 -d` (with a
+    warning) and Python's gzip reader skip; refused, they made the whole file one `unreadable_file`. A byte other
+    than zero after them is refused as before (bzip2 -d ignores whatever follows, a whole stream too)."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
         self._raw = raw
         self._decompressor = bz2.BZ2Decompressor()
         self._stream = 1
+        self._ended = False  # the last stream's end and any zero padding after it are read
 
     def readable(self) -> bool:
         return True
@@ -141,10 +145,12 @@ class _Bzip2Streams(io.RawIOBase):
 
     def _next(self, size: int) -> bytes:
         """At most `size` bytes of data, never more held: b'' only after the last stream's end-of-stream marker."""
-        while True:
+        while not self._ended:
             if self._decompressor.eof:
                 block = self._decompressor.unused_data or self._raw.read(_RAW_CHUNK)
-                if not block:
+                if not block or block[0] == 0:  # no stream starts with a zero byte: padding, or nothing
+                    self._read_zero_padding(block)
+                    self._ended = True
                     return b""
                 self._decompressor = bz2.BZ2Decompressor()  # bytes after a stream: they must start another
                 self._stream += 1
@@ -160,6 +166,19 @@ class _Bzip2Streams(io.RawIOBase):
                 raise OSError(f"bzip2 stream {self._stream}: {err}") from err
             if data:
                 return data
+        return b""
+
+    def _read_zero_padding(self, block: bytes) -> None:
+        """Reads the rest of the file after the last stream, from its first bytes `block`, a piece at a time:
+        OSError unless every byte is zero."""
+        padding = 0
+        while block:
+            if block.count(0) != len(block):
+                at = padding + len(block) - len(block.lstrip(b"\0"))
+                raise OSError(f"bzip2 stream {self._stream + 1}: a byte other than zero at byte {at:,} of the padding "
+                              f"after stream {self._stream}")
+            padding += len(block)
+            block = self._raw.read(_RAW_CHUNK)
 
 
 # What a compressed input may inflate to: `MAX_INFLATION` times its size, and `INFLATION_FLOOR` bytes whatever its
