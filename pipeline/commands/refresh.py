@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
-from pipeline.commands.run import UsageError, run, summary, unknown_flags
+from pipeline.commands.run import PublishFinished, UsageError, run, summary, unknown_flags
+from pipeline.io import report
+from pipeline.io.files import read_bytes
+from pipeline.io.layout import STATS
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
@@ -62,8 +67,11 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # Only an unpublished (resumed) release can be here: checked above. finish writes into the run's staging folder,
     # under its lock, so that the changelog, datasheet and release name are published with the run's files, the
     # manifest last: a refresh killed after publishing its files and before its changelog left a folder verify refused.
-    stats = run(argv, overwrite=True,
-                before_publish=lambda staging: finished.append(release.finish(staging, previous, name)))
+    try:
+        stats = run(argv, overwrite=True,
+                    before_publish=lambda staging: finished.append(release.finish(staging, previous, name)))
+    except PublishFinished:
+        return _finished_earlier(target, previous, name)
     log = finished[0]
     print(summary(target, stats))
     if log:
@@ -73,3 +81,16 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0 if stats["accounted"] else 3
 
 
+
+
+def _finished_earlier(target: str, previous: str | None, name: str) -> int:
+    """The rerun of this very refresh, killed while publishing, found its release and finished publishing it: the
+    release is done (it used to end in exit 2, "a published release", though complete). Only a release of this name
+    built on this previous one is this refresh's; any other is refused as before."""
+    manifest = report.read_manifest(target)
+    if manifest.get("release") != name or manifest.get("previous_release") != (previous or None):
+        raise UsageError(f"{target} is a published release; releases are never modified, not even with --overwrite")
+    stats = json.loads(read_bytes(FileSystems.join(target, STATS)))
+    print(f"refresh: release {name} was stopped while publishing; this run finished publishing it", flush=True)
+    print(summary(target, stats))
+    return 0 if stats.get("accounted") else 3

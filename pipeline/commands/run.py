@@ -63,6 +63,17 @@ class UsageError(Exception):
     pass
 
 
+class PublishFinished(UsageError):
+    """This run found a run killed while publishing into its output and finished that publish, which made the output
+    a published release: nothing more may be written there. A refresh rerun to finish its own release is done
+    (`commands/refresh.py` tells it from another's); anything else is refused as any run into a release is."""
+
+    def __init__(self, output: str, run_id: str) -> None:
+        super().__init__(f"{output} is a published release; releases are never modified, not even with --overwrite "
+                         f"(this run finished publishing run {run_id} there, which had been stopped while publishing)")
+        self.output, self.run_id = output, run_id
+
+
 class JobFailed(RuntimeError):
     """The job failed while running, on a ValueError raised inside a step: not a usage error (the
     command line maps a ValueError at launch to exit status 2), the job's own failure (exit 1)."""
@@ -306,6 +317,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
             if finished:
                 print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
                       "while publishing)", file=sys.stderr)
+                if is_published(opts.output):
+                    raise PublishFinished(opts.output, finished)
             remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
             check_output(opts.output, overwrite)
             remove_stale_temporaries(opts.cache)
