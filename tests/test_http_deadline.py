@@ -149,6 +149,24 @@ def test_an_ipv4_address_written_as_ipv6_is_judged_as_itself(address):
     assert is_public(f"::ffff:{address}") is is_public(str(address))
 
 
+@pytest.mark.parametrize("written", [
+    "64:ff9b::{}",  # NAT64's well-known prefix: a translator on the worker's network connects to the IPv4 address
+    "2002:{:02x}{:02x}:{:02x}{:02x}::1",  # 6to4: a relay delivers to the IPv4 address
+    "::{}",  # IPv4-compatible (deprecated)
+])
+@pytest.mark.parametrize("ipv4", ["10.0.0.1", "127.0.0.1", "169.254.169.254", "8.8.8.8"])
+def test_an_ipv4_address_inside_a_translated_ipv6_one_is_judged_as_itself(written, ipv4):
+    """A resolver answering AAAA 64:ff9b::a9fe:a9fe led a worker with NAT64 to its metadata server: ipaddress
+    calls every such address global."""
+    octets = [int(part) for part in ipv4.split(".")]
+    address = written.format(ipv4) if "{}" in written else written.format(*octets)
+    assert is_public(address) is is_public(ipv4)
+
+
+def test_the_local_use_nat64_prefix_is_not_public():
+    assert not is_public("64:ff9b:1::a00:1") and not is_public("64:ff9b:1::808:808")
+
+
 def test_a_pickled_public_only_adapter_stays_public_only():
     """requests pickles an adapter's `__attrs__` only: without its own name there, a copy connected anywhere."""
     import pickle

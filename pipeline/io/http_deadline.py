@@ -169,12 +169,26 @@ class AddressNotPublic(OSError):
     """A host name resolved to an address a public-only connection may not reach."""
 
 
+# IPv6 addresses that carry an IPv4 address a network may deliver them to: NAT64's well-known prefix (RFC 6052) and
+# the deprecated IPv4-compatible form; 6to4 (2002::/16) is read by ipaddress itself. The local-use NAT64 prefix
+# (RFC 8215) carries one at positions of the operator's choosing, and is no public address itself.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def is_public(address: str) -> bool:
-    """True for an address on the public internet; an IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is judged as
+    """True for an address on the public internet; an IPv4 address written as IPv6 (`::ffff:10.0.0.1`, and the
+    forms a translator or tunnel delivers to it: `64:ff9b::10.0.0.1`, `2002:a00:1::`, `::10.0.0.1`) is judged as
     the IPv4 address it is."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
+        if ip.ipv4_mapped is not None or ip.sixtofour is not None:
+            return (ip.ipv4_mapped or ip.sixtofour).is_global  # type: ignore[union-attr]
+        if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF).is_global
     return ip.is_global
 
 
