@@ -285,3 +285,28 @@ def test_write_atomically_replaces_a_gcs_object_in_one_rename(gcs, monkeypatch):
     entry = write_atomically(path, lambda handle: handle.write(b"new"))
     assert read_bytes(path) == b"new" and entry["sha256"] == hashlib.sha256(b"new").hexdigest()
     assert deleted == [] and [b.name for b in gcs.list_blobs(prefix="atomic/")] == ["atomic/manifest.json"]
+
+
+@pytest.mark.parametrize("name", ["sized1/d1.tsv.gz", "sized2/d[1].tsv.gz", "sized3/d*.tsv.gz"])
+def test_an_objects_bounds_are_its_own_size_whatever_its_name(gcs, monkeypatch, name):
+    """The bounds on what a file may inflate to and the rows it may give grow with its size: an object whose name
+    holds '[' (not itself as a glob) had no size, so the floors alone (256 MiB of data, 100,000 rows) bounded a real
+    dump; one named with a '*' took another object's."""
+    import gzip
+
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from pipeline.io.files import size_and_kind
+    from pipeline.records import Rejection
+    from pipeline.sources import row_bound, yfcc
+    from pipeline.sources.yfcc import _ReadLines
+
+    data = "".join(yfcc_line(n, str(1000 + n), "http://h/x_ab.jpg") + "\n" for n in range(1, 201)).encode()
+    packed = gzip.compress(data)
+    gcs.blob(name.replace("[1]", "1").replace("*", "!")).upload_from_string(b"\0" * 10)  # what '[1]' or '*' matches
+    gcs.blob(name).upload_from_string(packed)
+    assert size_and_kind(f"gs://{BUCKET}/{name}") == (len(packed), "")
+    monkeypatch.setattr(row_bound, "ROW_FLOOR", 10)
+    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1000)
+    out = [getattr(item, "value", item) for item in _ReadLines().process(f"gs://{BUCKET}/{name}")]
+    assert len(out) == 200 and not any(isinstance(item, Rejection) for item in out)
+    assert size_and_kind(f"gs://{BUCKET}/sized1/gone.tsv.gz") == (None, "")

@@ -208,8 +208,15 @@ def size_and_kind(path: str) -> tuple[int | None, str]:
     file's size against its manifest, and a model's against its cap, so that nothing is read whole that should not
     be (a named pipe or a device would be read for ever)."""
     if FileSystems.get_scheme(path) is not None:
-        found = FileSystems.match([path])[0].metadata_list
-        return (found[0].size_in_bytes if found else None), ""
+        # The object itself: matched as a glob, a name holding '[1]' was not found and one holding '*' could give
+        # another object's size (the bounds on what an input may give follow its size: sources/row_bound.py).
+        filesystem = FileSystems.get_filesystem(path)
+        try:
+            return filesystem.metadata(path).size_in_bytes, ""
+        except BeamIOError:
+            if filesystem.exists(path):
+                raise
+            return None, ""
     info = os.stat(path)
     if stat.S_ISREG(info.st_mode):
         return info.st_size, ""
