@@ -733,3 +733,17 @@ def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_bl
         assert _attribution_credit(["7", written, page, "t", *tail]) == record("\u200b\u200b")
     assert _attribution_credit(["7", "1@N00", page, "t", *tail]) != record("Ann")
     assert _attribution_credit(["7", "Ann", page, "t", *tail]) == record("Ann")
+
+
+def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_matches():
+    """Such a name (BEL: a YFCC row may hold one) shows nothing, so its credit is the owner's id now; an earlier
+    version wrote it as U+FFFD, and the release it published was refused by verify, and with it every refresh."""
+    from pipeline.release.verify import _record_credit
+
+    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page = "https://www.flickr.com/people/1@N00/"
+    record = _record_credit({"owner_name": "\x07\x07", "owner_nsid": "1@N00", "title": "t", "page_url": tail[0],
+                             "license_name": tail[1], "license_url": tail[2]})
+    for written in ("\x07\x07", "1@N00"):  # as an earlier version wrote it (U+FFFD twice), as this one does
+        assert _attribution_credit(["7", written, page, "t", *tail]) == record
+    assert _attribution_credit(["7", "Ann", page, "t", *tail]) != record

@@ -157,11 +157,12 @@ def _credit_digest(fields: list[Any]) -> bytes:
 def _by_owner_id(text: list[str]) -> list[str]:
     """A whole credit (creator, creator URL, ...) whose creator is the owner's id, or a name that shows nothing, with
     the creator left empty: `credit` names the owner's id where the name shows nothing, and a file an earlier
-    version wrote holds the blank name. A real name swapped for the id still differs."""
+    version wrote holds the blank name, a name of control characters as U+FFFD (`csv_cell`). A real name swapped for
+    the id still differs."""
     if len(text) != len(_CREDIT_FIELDS):
         return text
     creator, creator_url = text[0], text[1]
-    if not shows_something(creator) or creator_url == f"https://www.flickr.com/people/{creator}/":
+    if not shows_something(creator.replace("\ufffd", "")) or creator_url == f"https://www.flickr.com/people/{creator}/":
         return ["", *text[1:]]
     return text
 
