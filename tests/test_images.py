@@ -509,6 +509,8 @@ print(peak_kib() - before, held[-1])
     pytest.param(lambda side: encode(Image.fromarray(_grey16(side)), "PNG", transparency=5), id="png-grey16-key"),
     pytest.param(lambda side: bad_images.rgb16_png(np.stack([_grey16(side)] * 3, axis=-1), (1, 2, 3)),
                  id="png-rgb16-key"),
+    pytest.param(lambda side: encode(_frames(side, "RGB")[0], "PNG", transparency=(1, 2, 3)), id="png-rgb-key"),
+    pytest.param(lambda side: encode(_frames(side, "L")[0], "PNG", transparency=5), id="png-grey-key"),
 ])
 def test_what_an_image_takes_from_the_budget_covers_its_peak_memory(tmp_path, make):
     """The budget counts a pixel as 16 bytes; a source whose pixels take more at the peak must take more from it

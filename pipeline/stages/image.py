@@ -604,6 +604,11 @@ _KEYED_PIXEL_BYTES = {
     "I;16": 26,  # a 16-bit grey PNG's colour key: the 32-bit values, a mask, LA, then RGBA: 892 MiB
     "RGB": 17,  # a 16-bit RGB PNG's colour key, matched on a second decode (_keyed_out_exactly): 584 MiB
 }
+# An 8-bit PNG's colour key (tRNS): the image is made RGBA to be composited, beside its decoded pixels.
+_EIGHT_BIT_KEYED_PIXEL_BYTES = {
+    "RGB": 20,  # 686 MiB
+    "L": 17,  # 583 MiB
+}
 
 
 def budget_pixels(img: Image.Image) -> int:
@@ -612,8 +617,8 @@ def budget_pixels(img: Image.Image) -> int:
     pixels = img.size[0] * img.size[1]
     peak = _PEAK_PIXEL_BYTES.get((img.format, img.mode), _BUDGET_PIXEL_BYTES)
     keyed = img.mode == "I;16" or _rgb16_colour_key(img) is not None
-    if img.format == "PNG" and "transparency" in img.info and keyed:
-        peak = _KEYED_PIXEL_BYTES[img.mode]
+    if img.format == "PNG" and "transparency" in img.info:
+        peak = _KEYED_PIXEL_BYTES[img.mode] if keyed else _EIGHT_BIT_KEYED_PIXEL_BYTES.get(img.mode, peak)
     return -(-pixels * peak // _BUDGET_PIXEL_BYTES)
 
 
