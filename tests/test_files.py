@@ -106,3 +106,20 @@ def test_only_a_file_named_without_a_wildcard_is_read_when_no_longer_there(tmp_p
     for glob in ("*.gz", "gone?.tsv", "gone[0-9].tsv", "empty/"):
         assert files_to_read(f"{tmp_path}/{glob}") == []
     assert files_to_read(str(tmp_path / "here.tsv")) == [str(tmp_path / "here.tsv")]
+
+
+def test_parquet_files_named_by_overlapping_patterns_are_read_once(tmp_path):
+    """`--ledger=ledger/*,ledger/a.parquet` read a.parquet's rows twice."""
+    import apache_beam as beam
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.io.files import ReadParquetFiles
+    from tests.conftest import local_pipeline
+
+    for name, photo_id in (("a.parquet", "1"), ("b\\c.parquet", "2")):
+        pq.write_table(pa.table({"photo_id": [photo_id]}), tmp_path / name)
+    with local_pipeline() as p:
+        rows = p | ReadParquetFiles([f"{tmp_path}/*.parquet", f"{tmp_path}/a.parquet"])
+        assert_that(rows | beam.Map(lambda row: row["photo_id"]), equal_to(["1", "2"]))

@@ -329,6 +329,11 @@ class _ParquetRows(beam.DoFn):
                 yield from batch.to_pylist()
 
 
+def _files_of_all(patterns: Sequence[str]) -> list[str]:
+    """Each file the patterns name, once: patterns that overlap (`ledger/*`, `ledger/a.parquet`) read it twice."""
+    return sorted({path for pattern in patterns for path in files_to_read(pattern)})
+
+
 class ReadParquetFiles(beam.PTransform):
     """PBegin -> PCollection[dict]: every row of the Parquet files `patterns` name, listed by `files_to_read` when
     the job runs, as the launch check lists them. Not Beam's ReadFromParquet: its glob's '*' skips a name holding a
@@ -340,7 +345,7 @@ class ReadParquetFiles(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
-                | "Patterns" >> beam.Create(self._patterns)
-                | "Files" >> beam.FlatMap(files_to_read)
+                | "Patterns" >> beam.Create([self._patterns])
+                | "Files" >> beam.FlatMap(_files_of_all)
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "Rows" >> beam.ParDo(_ParquetRows()))
