@@ -691,3 +691,12 @@ def test_contradictory_content_lengths_are_a_bad_response_not_retried():
     with RawServer(send_then(head, JPEG)) as server:
         result = fetcher(server, max_retries=2).fetch(server.url("/x.jpg"))
         assert (result.reason, result.attempts, server.connections) == ("bad_response", 1, 1)
+
+
+@pytest.mark.parametrize("host", ["farm" + "x" * 64 + ".staticflickr.com", "farm1." + "a." * 125 + "staticflickr.com"])
+def test_a_host_name_longer_than_dns_allows_is_a_bad_url(host):
+    """A wildcard allow-list entry (`farm*.staticflickr.com`) matches it; no name that long resolves, and it was a
+    connection_error, tried again and counted as the network's failure."""
+    result = Fetcher(FetchConfig(allowed_hosts=("farm*.staticflickr.com",), user_agent="test")).fetch(
+        f"https://{host}/1/2_ab.jpg")
+    assert (result.reason, result.attempts) == ("bad_url", 1) and "DNS" in result.detail

@@ -514,3 +514,15 @@ class _Nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_only_a_gcs_object_gone_or_refused_is_a_broken_file():
+    """An object gone (404) or refused (403) is that file's failure; a 429, 401 or 5xx is the service's or our
+    credentials': it fails the bundle (retried by the runner) rather than rejecting every row as unreadable."""
+    from google.api_core import exceptions as google
+
+    broken = yfcc.BROKEN_FILE_ERRORS
+    assert isinstance(google.NotFound("gone"), broken) and isinstance(google.Forbidden("refused"), broken)
+    for error in (google.TooManyRequests("slow down"), google.Unauthorized("who"), google.ServiceUnavailable("busy"),
+                  google.GatewayTimeout("late")):
+        assert not isinstance(error, broken)

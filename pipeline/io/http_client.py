@@ -129,6 +129,9 @@ def parse_fetch_url(url: str) -> tuple[str, str, int | None]:
     host = parts.hostname or ""
     if not _HOST.fullmatch(host):
         raise BadURL("missing or malformed host")
+    if ":" not in host and (len(host.rstrip(".")) > 253 or any(len(label) > 63 for label in host.split("."))):
+        # No name resolves (RFC 1035): each try failed as a connection_error, retried and counted as the network's.
+        raise BadURL("host name longer than DNS allows (a label over 63 characters, or over 253 in all)")
     ours = (parts.scheme, host, port)
     theirs = _client_reading(url)
     if theirs != ours:

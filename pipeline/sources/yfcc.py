@@ -110,9 +110,11 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
 
 # What reading a broken file raises: a truncated gzip or bzip2 stream (EOFError), a bad CRC or a bz2 stream that
 # is no bzip2 (OSError), and a deflate stream corrupt midway, which raises zlib.error, none of those. On GCS, an object
-# gone or refused raises the client library's own 4xx errors, no OSError: they ended the job (an --input object
-# deleted after the launch check). A 5xx or a dropped connection is left to fail the bundle, which the runner retries.
-BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error, google_exceptions.ClientError)
+# gone or refused raises the client library's own NotFound or Forbidden, no OSError: they ended the job (an --input
+# object deleted after the launch check). Other client errors (429, 401: the service or our credentials, not
+# the file) and 5xx are left to fail the bundle, which the runner retries, and the job if they persist.
+BROKEN_FILE_ERRORS = (OSError, EOFError, ValueError, zlib.error, google_exceptions.NotFound,
+                      google_exceptions.Forbidden)
 
 
 _RAW_CHUNK = 64 * 1024  # how much compressed input a decompressor is given at a time
