@@ -28,6 +28,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.io.http_deadline import resolve
+
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
 # Where an index page or an sdist may be downloaded from, as scheme://host[:port]; tests put a local index here.
 ALLOWED_PLACES = frozenset({"https://pypi.org", "https://files.pythonhosted.org"})
@@ -141,24 +143,8 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _resolve(host: str, port: int, watchdog: _Watchdog) -> list[tuple]:
-    """getaddrinfo under the deadline: the lookup has no timeout of its own (a resolver that does not answer holds
-    the caller for the resolver's retries), so it runs in a thread the caller stops waiting for at the deadline."""
-    answer: list = []
-
-    def lookup() -> None:
-        try:
-            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as error:  # any failure (an IDNA UnicodeError too): the caller must not wait for nothing
-            answer.append(error if isinstance(error, OSError) else OSError(f"looking up {host}: {error!r}"))
-
-    thread = threading.Thread(target=lookup, daemon=True)  # left to finish on its own if it is late
-    thread.start()
-    thread.join(max(watchdog.left(), 0.0))
-    if not answer:
-        raise TimeoutError(f"looking up {host} took past the deadline")
-    if isinstance(answer[0], OSError):
-        raise answer[0]
-    return answer[0]
+    """getaddrinfo within what is left of the download's deadline (the lookup has no timeout of its own)."""
+    return resolve(host, port, socket.AF_UNSPEC, max(watchdog.left(), 0.0))
 
 
 def _connection(address: tuple[str, int], timeout: float, watchdog: _Watchdog) -> socket.socket:
