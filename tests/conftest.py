@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -213,3 +214,29 @@ def demo_release(tmp_path_factory) -> Iterator[Path]:
 def _digests(folder: Path) -> dict[str, str]:
     return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@contextlib.contextmanager
+def publishing_stopped_after(renames: int) -> Iterator[None]:
+    """Inside the block, a run's publish (`layout._carry_out`) stops as Ctrl-C stops it (KeyboardInterrupt) once it
+    has made `renames` renames; renames outside publishing are not counted."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.io import layout
+
+    real_rename, real_carry_out, moved = FileSystems.rename, layout._carry_out, []
+
+    def stopped(sources, destinations):  # type: ignore[no-untyped-def]
+        if len(moved) == renames:
+            raise KeyboardInterrupt
+        moved.extend(destinations)
+        return real_rename(sources, destinations)
+
+    def carry_out(staging, output, names):  # type: ignore[no-untyped-def]
+        with pytest.MonkeyPatch.context() as publishing:
+            publishing.setattr(layout.FileSystems, "rename", staticmethod(stopped))
+            real_carry_out(staging, output, names)
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(layout, "_carry_out", carry_out)
+        yield

@@ -668,13 +668,11 @@ def test_a_refresh_killed_while_writing_its_changelog_and_datasheet_leaves_no_da
 
 
 def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succeeds(
-        first_yfcc_release, tmp_path, monkeypatch, capsys):
+        first_yfcc_release, tmp_path, capsys):
     """The rerun finished publishing the release and then exited 2 ("a published release"), though the release was
     complete: the monthly schedule saw a failure. Now the rerun of the same refresh says it finished it and exits 0;
     a plain run into that folder still finishes the publish and is refused."""
-    from apache_beam.io.filesystems import FileSystems
-
-    from pipeline.io import layout
+    from tests.conftest import publishing_stopped_after
 
     server, metadata, first = first_yfcc_release
     root = tmp_path / "root"
@@ -682,26 +680,10 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
     argv = ["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--allowed_hosts={server.host}",
             *LOCAL]
     plain_run = ["run", f"--input={metadata}", f"--output={target}", f"--allowed_hosts={server.host}", *LOCAL]
-    real_rename, real_carry_out, moved = FileSystems.rename, layout._carry_out, []
-
-    def stopped_after_two(sources, destinations):
-        if len(moved) == 2:
-            raise KeyboardInterrupt
-        moved.extend(destinations)
-        return real_rename(sources, destinations)
-
-    def carry_out(staging, output, names):  # only publishing's renames are counted
-        with pytest.MonkeyPatch.context() as publishing:
-            publishing.setattr(layout.FileSystems, "rename", staticmethod(stopped_after_two))
-            real_carry_out(staging, output, names)
-
     for rerun, status in ((argv, 0), (plain_run, 2)):
         shutil.rmtree(root, ignore_errors=True)
-        moved.clear()
-        monkeypatch.setattr(layout, "_carry_out", carry_out)
-        with pytest.raises(KeyboardInterrupt):
+        with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
             main(argv)
-        monkeypatch.setattr(layout, "_carry_out", real_carry_out)
         assert not (target / "manifest.json").exists()
         capsys.readouterr()
         assert main(rerun) == status

@@ -115,35 +115,17 @@ def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(worl
     assert main(["verify", str(output)]) == 0
 
 
-def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_release, tmp_path, monkeypatch,
-                                                                     capsys):
+def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_release, tmp_path, capsys):
     """--overwrite over a dataset, stopped (Ctrl-C) after publishing deleted the old files and moved two new
     ones in: the folder claims no dataset (verify says so), and the next run finishes the stopped run's
     publish before its own (here refused: the folder holds a dataset again and --overwrite is not given)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    from pipeline.io import layout
+    from tests.conftest import publishing_stopped_after
 
     server, metadata = world
     output = tmp_path / "out"
     shutil.copytree(demo_release, output)
-    real_rename, real_carry_out, moved = FileSystems.rename, layout._carry_out, []
-
-    def stopped_after_two(sources, destinations):
-        if len(moved) == 2:
-            raise KeyboardInterrupt
-        moved.extend(destinations)
-        return real_rename(sources, destinations)
-
-    def carry_out(staging, output, names):  # only publishing's renames are counted
-        with pytest.MonkeyPatch.context() as publishing:
-            publishing.setattr(layout.FileSystems, "rename", staticmethod(stopped_after_two))
-            real_carry_out(staging, output, names)
-
-    monkeypatch.setattr(layout, "_carry_out", carry_out)
-    with pytest.raises(KeyboardInterrupt):
+    with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
         run(argv(server, metadata, output, "--shards=3"), overwrite=True)
-    monkeypatch.setattr(layout, "_carry_out", real_carry_out)
     assert not (output / "manifest.json").exists() and not (output / LOCK).exists()
     assert main(["verify", str(output)]) == 1 and "no manifest.json" in capsys.readouterr().out
     assert main(["run", *argv(server, metadata, output, "--shards=3")]) == 2
