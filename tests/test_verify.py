@@ -747,3 +747,27 @@ def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_ma
     for written in ("\x07\x07", "1@N00"):  # as an earlier version wrote it (U+FFFD twice), as this one does
         assert _attribution_credit(["7", written, page, "t", *tail]) == record
     assert _attribution_credit(["7", "Ann", page, "t", *tail]) != record
+
+
+def test_a_changed_shard_is_never_decompressed(demo_release, tmp_path, monkeypatch):
+    """A run writes a plain tar. A shard replaced, at its size, by a bzip2 tar (not resealed) was decompressed while
+    it was hashed, before its hash was known to differ: a 164 kB file gave a metadata member of 512 MiB, read whole
+    (1.8 GB of memory; a few kB more, any number of GB). Read as the plain tar a run writes, it is the one line."""
+    import bz2
+    import tarfile
+
+    from pipeline.release import verify as verify_module
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    size = shard.stat().st_size
+    member = tarfile.TarInfo("1001.json")
+    member.size = 16 << 20
+    packed = bz2.compress(member.tobuf(format=tarfile.GNU_FORMAT) + b" " * member.size + b"\0" * 1024)
+    assert len(packed) < size
+    shard.write_bytes(packed + b"\0" * (size - len(packed)))
+    read = []
+    real = verify_module._metadata
+    monkeypatch.setattr(verify_module, "_metadata", lambda payload: read.append(len(payload)) or real(payload))
+    assert (shard.relative_to(copy).as_posix(), "sha256 differs from the manifest") in _problems(copy)
+    assert max(read, default=0) <= size, read

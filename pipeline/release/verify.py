@@ -199,7 +199,9 @@ def _webdataset_records(source: Source) -> Records:
     held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images)."""
     samples: dict[str, _Sample] = {}
     odd: list[str] = []
-    with tarfile.open(fileobj=_stream(source), mode="r|*") as tar:
+    # "r|": the plain tar a run writes. Read before its hash is known, a compressed one (a bzip2 stream of a few kB
+    # holds a member of any number of GB) would be decompressed whatever the file.
+    with tarfile.open(fileobj=_stream(source), mode="r|") as tar:
         for member in tar:
             key, dot, extension = member.name.partition(".")
             sample = samples.get(key)
