@@ -771,3 +771,30 @@ def test_a_changed_shard_is_never_decompressed(demo_release, tmp_path, monkeypat
     monkeypatch.setattr(verify_module, "_metadata", lambda payload: read.append(len(payload)) or real(payload))
     assert (shard.relative_to(copy).as_posix(), "sha256 differs from the manifest") in _problems(copy)
     assert max(read, default=0) <= size, read
+
+
+def test_a_tar_member_claiming_more_bytes_than_the_file_holds_is_not_skipped_to_its_end(demo_release, tmp_path,
+                                                                                        monkeypatch):
+    """A tar read as a stream skips an unread member by reading up to its end: a shard replaced at its size by one
+    header of a stray member claiming 2^80 bytes (not resealed) had verify read empty blocks for ever (one read per
+    10 kB claimed), where reading it whole first had reported the one line 'sha256 differs'. A member that would end
+    past the file's end is the file unreadable, found at its header."""
+    import tarfile
+
+    from pipeline.io.files import HashingReader
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    stray = tarfile.TarInfo("stray.txt")
+    stray.size = 1 << 32  # 4 GiB: 420,000 reads before; 1 << 80 never ended
+    header = stray.tobuf(format=tarfile.GNU_FORMAT)
+    data = shard.read_bytes()
+    shard.write_bytes(header + b"\0" * (len(data) - len(header)))
+    reads = []
+    real = HashingReader.read
+    monkeypatch.setattr(HashingReader, "read", lambda self, *size: reads.append(1) or real(self, *size))
+    assert (shard.relative_to(copy).as_posix(), "sha256 differs from the manifest") in _problems(copy)
+    assert len(reads) < 10_000, len(reads)
+    reseal(copy)
+    assert (shard.relative_to(copy).as_posix(), "unreadable: a member runs past the end of the file") in \
+        _problems(copy)

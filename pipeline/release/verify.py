@@ -191,18 +191,23 @@ class _Sample:
     metadata: tuple[bool, str | None, bytes] | None = None
 
 
-def _webdataset_records(source: Source) -> Records:
+def _webdataset_records(source: Source, size: int | None = None) -> Records:
     """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
     `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
     passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes. Read as a
     stream, member by member: an image is hashed a chunk at a time, a metadata member parsed and let go (a shard
-    held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images)."""
+    held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images). `size`: the bytes the
+    stream holds; a member that would end past them is the file unreadable (a stream skips a member by reading to its
+    end: one claiming 2^80 bytes was read for ever)."""
+    end = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
     samples: dict[str, _Sample] = {}
     odd: list[str] = []
     # "r|": the plain tar a run writes. Read before its hash is known, a compressed one (a bzip2 stream of a few kB
     # holds a member of any number of GB) would be decompressed whatever the file.
     with tarfile.open(fileobj=_stream(source), mode="r|") as tar:
         for member in tar:
+            if end is not None and member.offset_data + member.size > end:
+                raise tarfile.ReadError("a member runs past the end of the file")
             key, dot, extension = member.name.partition(".")
             sample = samples.get(key)
             if not dot or extension not in ("jpg", "json") or not member.isfile() or (
@@ -319,7 +324,7 @@ def record_ids(fmt: str, source: Source, size: int | None = None) -> Records | N
     None for files that are not the dataset's. `source`: the file's bytes, or a stream of them (read once, a record
     at a time; `size`: the bytes it holds, where known)."""
     if fmt == "webdataset":
-        return _webdataset_records(source)
+        return _webdataset_records(source, size)
     if fmt == "parquet":
         return _parquet_records(source)
     if fmt == "tfrecord":
