@@ -1,6 +1,6 @@
-"""`pass-pipeline verify RELEASE`: every file against the manifest, each read once as a stream (hashed as it is
-read, one record held at a time), the formats against each other and the rejections, ledger and near-duplicate index
-against the kept photos (release/verify.py); one line per problem."""
+"""`pass-pipeline verify RELEASE`: every file against the manifest, each hashed as a stream and then, if it
+matched, read as a stream (one record held at a time), the formats against each other and the rejections, ledger and
+near-duplicate index against the kept photos (release/verify.py); one line per problem."""
 
 from __future__ import annotations
 

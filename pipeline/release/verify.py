@@ -20,13 +20,14 @@ the ledger: a repeated row of a kept photo is rightly rejected as `read`, `licen
 (if listed) holds each kept photo once, decided `kept`; and the near-duplicate index (if listed) holds every kept
 photo, and nothing else when the run added no --previous_index to it.
 
-Every file is read once, as a stream, its size and sha256 computed as it is read (`HashingReader`) and its
-records checked one at a time: a tar member by member, a TFRecord record by record, a CSV line by line, a Parquet
-file by batches of rows (the least Parquet can read is a page, and a run writes a row group's images, up to 512,
-into one). What verify holds is one record (one image and its metadata; a Parquet row group's image page), the
-few bytes it keeps of each photo id (`_Seen`), and stats.json and the dataset card's first bytes, whatever the
-size of a shard. What a file gave is used only once its size and sha256 are the manifest's: a file that is not
-the one the manifest lists is reported as such, and nothing else of it."""
+Every file is read as a stream twice: hashed (its size and sha256, `HashingReader`), then, only if they are the
+manifest's, hashed again while its records are checked one at a time: a tar member by member, a TFRecord record by
+record, a CSV line by line, a Parquet file by batches of rows (the least Parquet can read is a page, and a run writes
+a row group's images, up to 512, into one). What verify holds is one record (one image and its metadata; a Parquet
+row group's image page), the few bytes it keeps of each photo id (`_Seen`), and stats.json and the dataset card's
+first bytes, whatever the size of a shard. A file that is not the one the manifest lists is reported as such and
+never parsed: parsed first, a crafted tar header or a Parquet page inflating to gigabytes cost a changed file hours
+or gigabytes."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept",
 # How much of a file is read at once where verify chooses (a tar's `.jpg` member, a Parquet column's buffer), and
 # how many rows a batch of a Parquet dataset shard (images) or of a table of ids (rejections, ledger, index) holds.
 _CHUNK = 1 << 20
+_HASH_CHUNK = 1 << 16  # the hashing pass's reads: nothing of the file is kept
 _IMAGE_ROWS = 8
 _TABLE_ROWS = 16_384
 # Of stats.json, held until every file is read, at most this (a run's is a few kB); of the dataset card, whose front
@@ -693,12 +695,22 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: _Accounts) -> _F
     return found
 
 
+def _size_and_sha256(path: str) -> tuple[int, str]:
+    """A file's size and sha256, read as a stream (`_HASH_CHUNK` at a time)."""
+    with open_reader(path) as handle:
+        reader = HashingReader(handle)
+        while reader.read(_HASH_CHUNK):
+            pass
+        return reader.finish()
+
+
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
                 accounts: _Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
-    of the kept photos to `accounts`. Read once, as a stream: what it gave counts only once its size and hash are the
-    manifest's; a listed file not read so puts its format in `accounts.unread`."""
+    of the kept photos to `accounts`. Read as a stream twice: hashed, then parsed only if its size and hash are the
+    manifest's (and hashed again, so that what was parsed is what matched); a listed file not read so puts its format
+    in `accounts.unread`."""
     fmt = entry.get("format", "")
     if (yield from _file_problems(release, entry, ids, seen, accounts)):
         accounts.read.add(fmt)
@@ -728,17 +740,24 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
         yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}; not read")
         return False
     try:
+        size, sha256 = _size_and_sha256(path)
+        if size != entry["bytes"] or sha256 != entry["sha256"]:
+            if size != entry["bytes"]:
+                yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
+            if sha256 != entry["sha256"]:
+                yield Problem(relative, "sha256 differs from the manifest")
+            return False
+        # Parsed only once its bytes are the manifest's: a file changed and not resealed (a crafted tar header, a
+        # Parquet page inflating to gigabytes) is the one line above, never a parser's work. Hashed again while
+        # parsed, so that what is parsed is what was hashed.
         with open_reader(path) as handle:
             reader = HashingReader(handle)
             found = _read(fmt, reader, entry["bytes"], accounts)
-            size, sha256 = reader.finish()
+            if reader.finish() != (size, sha256):
+                yield Problem(relative, "changed while it was being read")
+                return False
     except OSError as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
-        return False
-    if size != entry["bytes"]:
-        yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
-    if sha256 != entry["sha256"]:
-        yield Problem(relative, "sha256 differs from the manifest")
         return False
     if found.larger:
         yield Problem(relative, f"over {_MAX_STATS} bytes, more than any run writes; not read")
