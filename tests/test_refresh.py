@@ -444,7 +444,7 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
 
     import pyarrow as pa
 
-    import pipeline.release.verify
+    import pipeline.release.record_readers
     from pipeline.release.verify import verify
 
     server, _, first = first_yfcc_release
@@ -470,9 +470,9 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     # ATTRIBUTION.csv to match would pass it, and the refresh must still check every row
     monkeypatch.setattr("pipeline.release.verify._id_problems", lambda ids: iter(()))
     # ...and its image check finds 1007 (test_verify.py); the refresh's own check of each carried row is tested here
-    parquet_records = pipeline.release.verify._parquet_records
-    monkeypatch.setattr("pipeline.release.verify._parquet_records", lambda data: (*parquet_records(data)[:1], [],
-                                                                                 *parquet_records(data)[2:]))
+    parquet_records = pipeline.release.record_readers._parquet_records
+    monkeypatch.setattr("pipeline.release.record_readers._parquet_records",
+                        lambda data: (*parquet_records(data)[:1], [], *parquet_records(data)[2:]))
     # ...and its images against the other formats' (test_verify.py)
     monkeypatch.setattr("pipeline.release.verify._Seen.problems", lambda self: iter(()))
     assert list(verify(str(previous))) == []

@@ -10,7 +10,8 @@ import pytest
 import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
-from pipeline.release.verify import tfrecords, verify
+from pipeline.release.record_readers import tfrecords
+from pipeline.release.verify import verify
 from tests.conftest import reseal
 
 
@@ -50,11 +51,11 @@ def test_tfrecord_records_are_read_with_their_crcs_checked():
 
 def test_each_tfrecord_file_is_walked_once(release, monkeypatch):
     """Its ids and its count come from one pass over its records (each pass checks every CRC)."""
-    from pipeline.release import verify as verify_module
+    from pipeline.release import record_readers
 
     walks = []
-    real = verify_module.tfrecords
-    monkeypatch.setattr(verify_module, "tfrecords", lambda source, *size: walks.append(source) or real(source, *size))
+    real = record_readers.tfrecords
+    monkeypatch.setattr(record_readers, "tfrecords", lambda source, *size: walks.append(source) or real(source, *size))
     assert list(verify(str(release))) == []
     files = [path for path in (release / "tfrecord").iterdir() if path.is_file()]
     assert files and len(walks) == len(files)
@@ -257,7 +258,7 @@ def test_attribution_ids_are_read_without_holding_the_file_again_as_text():
     1.4M-photo release, in every refresh's first step. Read as a stream, the ids are what it holds."""
     import tracemalloc
 
-    from pipeline.release.verify import record_ids
+    from pipeline.release.record_readers import record_ids
 
     header = "photo_id,creator,creator_url,title,page_url,license_name,license_url\n"
     row = "{0},Owner,https://www.flickr.com/people/1@N00/,A title 😀,https://www.flickr.com/photos/x/{0}/,CC BY 2.0,x\n"
@@ -395,7 +396,7 @@ def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title)
     or done alike on both sides: an intact release's hostile titles and names are never reported."""
     from pipeline.io.attribution import attribution_csv, attribution_row
     from pipeline.records import Photo
-    from pipeline.release.verify import _record_credit, record_ids
+    from pipeline.release.record_readers import _record_credit, record_ids
 
     photo = Photo(photo_id="7", owner_name=f"-{title}", owner_nsid="1@N00", title=title,
                   page_url="https://www.flickr.com/photos/1@N00/7/", license_name="CC BY 2.0",
@@ -712,7 +713,7 @@ def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_rel
 def _attribution_credit(cells: list[str]) -> bytes:
     from pipeline.io.attribution import ATTRIBUTION_COLUMNS
     from pipeline.io.sinks import csv_bytes
-    from pipeline.release.verify import record_ids
+    from pipeline.release.record_readers import record_ids
 
     return record_ids("attribution", csv_bytes(ATTRIBUTION_COLUMNS, [cells]))[2][1]
 
@@ -720,7 +721,7 @@ def _attribution_credit(cells: list[str]) -> bytes:
 def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_blank_name():
     """A name of zero-width spaces is credited by the owner's id now; a file written before held the blank name. Both
     match the shard's record, and a real name swapped for the id in the file still does not."""
-    from pipeline.release.verify import _record_credit
+    from pipeline.release.record_readers import _record_credit
 
     tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
     page = "https://www.flickr.com/people/1@N00/"
@@ -738,7 +739,7 @@ def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_bl
 def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_matches():
     """Such a name (BEL: a YFCC row may hold one) shows nothing, so its credit is the owner's id now; an earlier
     version wrote it as U+FFFD, and the release it published was refused by verify, and with it every refresh."""
-    from pipeline.release.verify import _record_credit
+    from pipeline.release.record_readers import _record_credit
 
     tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
     page = "https://www.flickr.com/people/1@N00/"
@@ -756,7 +757,7 @@ def test_a_changed_shard_is_never_decompressed(demo_release, tmp_path, monkeypat
     import bz2
     import tarfile
 
-    from pipeline.release import verify as verify_module
+    from pipeline.release import record_readers
 
     copy = _copy(demo_release, tmp_path)
     shard = sorted((copy / "webdataset").glob("*.tar"))[0]
@@ -767,8 +768,8 @@ def test_a_changed_shard_is_never_decompressed(demo_release, tmp_path, monkeypat
     assert len(packed) < size
     shard.write_bytes(packed + b"\0" * (size - len(packed)))
     read = []
-    real = verify_module._metadata
-    monkeypatch.setattr(verify_module, "_metadata", lambda payload: read.append(len(payload)) or real(payload))
+    real = record_readers._metadata
+    monkeypatch.setattr(record_readers, "_metadata", lambda payload: read.append(len(payload)) or real(payload))
     assert (shard.relative_to(copy).as_posix(), "sha256 differs from the manifest") in _problems(copy)
     assert max(read, default=0) <= size, read
 

@@ -12,7 +12,7 @@ format add up to the manifest's totals, so a shard deleted together with its ent
 The manifest itself is hostile input: a malformed one is a problem, never a traceback, and an
 entry whose path would leave the release is never read.
 
-The run's other tables are checked against the kept photos (`_Accounts`), as far as the writer guarantees it:
+The run's other tables are checked against the kept photos (`Accounts`), as far as the writer guarantees it:
 every input row ends kept or rejected (the totals' input_rows are kept + rejected: a run publishes nothing
 otherwise); no kept photo is also a rejection of a stage that each photo id reaches once (after `unique_id` and
 the ledger: a repeated row of a kept photo is rightly rejected as `read`, `license`, `unique_id`, `ledger` or
@@ -31,11 +31,7 @@ or gigabytes."""
 
 from __future__ import annotations
 
-import bisect
 import csv
-import hashlib
-import heapq
-import io
 import json
 import os
 import posixpath
@@ -44,21 +40,29 @@ import tarfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
 from pipeline.io.dataset_card import card_text
 from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind
-from pipeline.io.formats import WRITERS, decode_example, image_bytes, masked_crc
+from pipeline.io.formats import WRITERS
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
-from pipeline.io.sinks import CONTROLS, csv_text, shard_name
-from pipeline.records import BadPhotoId, canonical_photo_id
+from pipeline.io.sinks import shard_name
+from pipeline.release.accounts import Accounts
+from pipeline.release.problem import Problem
+from pipeline.release.record_readers import (
+    DIGEST,
+    PHOTO_FORMATS,
+    Facts,
+    Records,
+    parquet_file,
+    read_up_to,
+    record_ids,
+)
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
@@ -66,274 +70,14 @@ UNLISTED_ALLOWED = frozenset({MANIFEST})
 _SHARD_NAME = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<total>[0-9]{5})\.(?P<extension>[A-Za-z0-9]+)")
 # Which total of the manifest each format's records add up to (near_dup_index and review have none).
 _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept", "rejections": "rejected"}
-# How much of a file is read at once where verify chooses (a tar's `.jpg` member, a Parquet column's buffer), and
-# how many rows a batch of a Parquet dataset shard (images) or of a table of ids (rejections, ledger, index) holds.
-_CHUNK = 1 << 20
-_HASH_CHUNK = 1 << 16  # the hashing pass's reads: nothing of the file is kept
-_IMAGE_ROWS = 8
+# The hashing pass's reads (nothing of the file is kept), and how many rows a batch of a table of ids (rejections,
+# ledger, index) holds.
+_HASH_CHUNK = 1 << 16
 _TABLE_ROWS = 16_384
 # Of stats.json, held until every file is read, at most this (a run's is a few kB); of the dataset card, whose front
 # matter alone is compared, its first bytes.
 _MAX_STATS = 16 << 20
 _CARD_HEAD = 1 << 20
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One line of the report. Both parts can quote the release's own bytes (file names, photo ids from its
-    shards, parse errors): any unprintable character is quoted, so a resealed release cannot forge or hide
-    lines of the report (a newline and "RELEASE: OK", or a terminal escape hiding the rest)."""
-
-    path: str
-    message: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", _printable(self.path))
-        object.__setattr__(self, "message", _printable(self.message))
-
-
-Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
-
-
-def _stream(source: Source) -> BinaryIO:
-    return io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
-
-
-def _read_up_to(stream: BinaryIO, size: int, left: int | None = None) -> bytes:
-    """`size` bytes of a stream, or fewer at its end. In one read when the stream is known to hold them (`left`: the
-    bytes it has left), else `_CHUNK` bytes at a time: a file's reader allocates what it is asked for, and a hostile
-    length field may ask for any number."""
-    if left is not None and size <= left:
-        return stream.read(size)
-    parts = []
-    while size > 0 and (data := stream.read(min(size, _CHUNK))):
-        parts.append(data)
-        size -= len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def tfrecords(source: Source, size: int | None = None) -> Iterator[bytes]:
-    """The records of a TFRecord file (its bytes, or a stream of its `size` bytes, read one record at a time),
-    checking both CRCs of each: its length's before the record is read, then its data's (the bytes re-framing the
-    record must reproduce)."""
-    stream, count, offset = _stream(source), 0, 0
-    left = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
-    while header := _read_up_to(stream, 12):
-        length = int.from_bytes(header[:8], "little")
-        framed = len(header) == 12 and header[8:] == masked_crc(header[:8]).to_bytes(4, "little")
-        offset += len(header)
-        record = _read_up_to(stream, length, None if left is None else left - offset) if framed else b""
-        crc = _read_up_to(stream, 4) if len(record) == length else b""
-        if not framed or len(crc) != 4 or crc != masked_crc(record).to_bytes(4, "little"):
-            raise ValueError(f"record {count} has a bad length or CRC")
-        offset += length + 4
-        yield record
-        del record  # not held while the next one is read
-        count += 1
-
-
-# Formats whose records are the dataset's photos, one each: the same ids in each, none twice.
-_PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
-
-
-# What verify holds of a file's records to compare each with the same photo's record in another format, `_DIGEST`
-# bytes a record, one after another in the order of its ids: their images' sha256 (None where the format holds no
-# image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them.
-Facts = tuple[bytes | None, bytes]
-Records = tuple[list[str], list[str], Facts]
-_DIGEST = 16
-
-
-_CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")
-
-
-def _credit_digest(fields: list[Any]) -> bytes:
-    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
-    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it), and a credit by the
-    owner's Flickr id compared as one whatever creator it shows (`_by_owner_id`)."""
-    text = [BIDI_CONTROLS.sub("", CONTROLS.sub("\ufffd", value if isinstance(value, str) else
-                                                "" if value is None else str(value))) for value in fields]
-    return hashlib.blake2b(json.dumps(_by_owner_id(text)).encode(), digest_size=_DIGEST).digest()
-
-
-def _by_owner_id(text: list[str]) -> list[str]:
-    """A whole credit (creator, creator URL, ...) whose creator is the owner's id, or a name that shows nothing, with
-    the creator left empty: `credit` names the owner's id where the name shows nothing, and a file an earlier
-    version wrote holds the blank name, a name of control characters as U+FFFD (`csv_cell`). A real name swapped for
-    the id still differs."""
-    if len(text) != len(_CREDIT_FIELDS):
-        return text
-    creator, creator_url = text[0], text[1]
-    if not shows_something(creator.replace("\ufffd", "")) or creator_url == f"https://www.flickr.com/people/{creator}/":
-        return ["", *text[1:]]
-    return text
-
-
-def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
-    """The credit digest of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order)."""
-    texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
-             for value in (record.get(name) for name in names)]
-    return _credit_digest(list(credit(*texts)))
-
-
-def _metadata(payload: bytes) -> dict[str, Any]:
-    try:
-        metadata = json.loads(payload)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
-        return {}
-    return metadata if isinstance(metadata, dict) else {}
-
-
-@dataclass
-class _Sample:
-    """What verify keeps of a tar sample once its members are read: its image's sha256, and of its metadata
-    whether it names the sample's photo, the sha256 it gives and the credit digest (never the members' bytes)."""
-
-    image: bytes | None = None
-    metadata: tuple[bool, str | None, bytes] | None = None
-
-
-def _webdataset_records(source: Source, size: int | None = None) -> Records:
-    """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
-    `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
-    passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes. Read as a
-    stream, member by member: an image is hashed a chunk at a time, a metadata member parsed and let go (a shard
-    held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images). `size`: the bytes the
-    stream holds; a member that would end past them is the file unreadable (a stream skips a member by reading to its
-    end: one claiming 2^80 bytes was read for ever)."""
-    end = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
-    samples: dict[str, _Sample] = {}
-    odd: list[str] = []
-    # "r|": the plain tar a run writes. Read before its hash is known, a compressed one (a bzip2 stream of a few kB
-    # holds a member of any number of GB) would be decompressed whatever the file.
-    with tarfile.open(fileobj=_stream(source), mode="r|") as tar:
-        for member in tar:
-            if end is not None and member.offset_data + member.size > end:
-                raise tarfile.ReadError("a member runs past the end of the file")
-            key, dot, extension = member.name.partition(".")
-            sample = samples.get(key)
-            if not dot or extension not in ("jpg", "json") or not member.isfile() or (
-                    sample is not None and getattr(sample, "image" if extension == "jpg" else "metadata") is not None):
-                odd.append(member.name)
-                continue
-            handle = tar.extractfile(member)
-            if handle is None:  # not for a regular file; as for any other member that is none
-                odd.append(member.name)
-                continue
-            sample = samples.setdefault(key, _Sample())
-            if extension == "jpg":
-                digest = hashlib.sha256()
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-                sample.image = digest.digest()
-            else:
-                metadata = _metadata(handle.read())
-                sha256 = metadata.get("sha256")
-                sample.metadata = (str(metadata.get("photo_id")) == key, sha256 if isinstance(sha256, str) else None,
-                                   _record_credit(metadata))
-    unnamed = _record_credit({})  # the credit of a sample without metadata, or metadata that is no JSON object
-    for key, sample in samples.items():
-        if not (sample.metadata is not None and sample.image is not None and sample.metadata[0]
-                and sample.metadata[1] == sample.image.hex()):
-            odd.append(key)
-    photos = [key for key, sample in samples.items() if sample.image is not None]
-    return photos, odd, (b"".join(samples[key].image[:_DIGEST] for key in photos),  # type: ignore[index]
-                         b"".join(samples[key].metadata[2] if samples[key].metadata else unnamed  # type: ignore[index]
-                                  for key in photos))
-
-
-def _parquet_file(source: Source) -> pq.ParquetFile:
-    """A Parquet file read a page at a time where it asks for its columns (not a row group's chunks at once, as
-    pre-buffering reads them), its footer first."""
-    return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
-
-
-def _as_binary(column: pa.Array) -> pa.Array:
-    """Text as bytes: text that is no UTF-8 is then a credit that differs, not a crash."""
-    return column.cast(pa.binary()) if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
-        else column
-
-
-def _parquet_records(source: Source) -> Records:
-    """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id), a few rows at a time
-    (`_IMAGE_ROWS`): a run writes a row group's images into one page, which Parquet reads whole, so at most one row
-    group's images are held at once, never a shard's."""
-    ids, odd, images, credits = [], [], bytearray(), bytearray()
-    columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
-    for batch in _parquet_file(source).iter_batches(batch_size=_IMAGE_ROWS, columns=columns, use_threads=False):
-        found = [str(value) for value in batch.column("photo_id").to_pylist()]
-        digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
-        ids += found
-        odd += [photo_id for photo_id, digest, sha256 in zip(found, digests, batch.column("sha256").to_pylist(),
-                                                             strict=True) if digest.hex() != sha256]
-        images += b"".join(digest[:_DIGEST] for digest in digests)
-        text = {name: _as_binary(batch.column(name)).to_pylist() for name in _CREDIT_FIELDS}
-        credits += b"".join(_record_credit({name: text[name][row] for name in _CREDIT_FIELDS})
-                            for row in range(batch.num_rows))
-    return ids, odd, (bytes(images), bytes(credits))
-
-
-def _tfrecord_records(source: Source, size: int | None = None) -> Records:
-    """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id), a record at a
-    time: none is held once its facts are taken (`_tfrecord_facts`)."""
-    ids, odd, images, credits = [], [], bytearray(), bytearray()
-    for photo_id, digest, credit_digest, matches in map(_tfrecord_facts, tfrecords(source, size)):
-        ids.append(photo_id)
-        images += digest[:_DIGEST]
-        credits += credit_digest
-        if not matches:
-            odd.append(photo_id)
-    return ids, odd, (bytes(images), bytes(credits))
-
-
-def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
-    """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256) of an Example."""
-    example = decode_example(record)
-    photo_id = example.get("image/id", b"")
-    photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
-    image, sha256 = example.get("image/encoded"), example.get("image/sha256")
-    digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
-    matches = isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
-    return photo_id, digest, _record_credit(example, _TFRECORD_CREDIT), matches
-
-
-_TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
-
-
-def _attribution_records(source: Source) -> Records:
-    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
-    at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
-    ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd
-    record."""
-    ids, odd, credits = [], [], bytearray()
-    text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
-    try:
-        rows = csv.reader(text)
-        if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
-            odd.append("(header)")
-        for row in rows:
-            ids.append(row[0] if row else "")
-            whole = len(row) == len(ATTRIBUTION_COLUMNS)
-            credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
-    finally:
-        text.detach()  # the stream stays open: the caller hashes the rest of it
-    return ids, odd, (None, bytes(credits))
-
-
-def record_ids(fmt: str, source: Source, size: int | None = None) -> Records | None:
-    """(the photo id of each record of a dataset file, the ids of records that are not what a run writes: an image
-    that does not hash to the sha256 beside it, a stray tar member, the facts of each id to compare across formats);
-    None for files that are not the dataset's. `source`: the file's bytes, or a stream of them (read once, a record
-    at a time; `size`: the bytes it holds, where known)."""
-    if fmt == "webdataset":
-        return _webdataset_records(source, size)
-    if fmt == "parquet":
-        return _parquet_records(source)
-    if fmt == "tfrecord":
-        return _tfrecord_records(source, size)
-    if fmt == "attribution":
-        return _attribution_records(source)
-    return None
 
 
 @dataclass
@@ -342,7 +86,7 @@ class _Seen:
     another format differ: a shard resealed with another image under a photo's id (its sha256 beside it changed to
     match) kept every id and every hash of its own format, and passed though its photo was not the one the other
     formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
-    reference's digests are held, `_DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
+    reference's digests are held, `DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
 
     # (path, bytes) of each listed file of a format checked against the others once all are read (`_CHECKED_LAST`):
     # stats.json, the dataset card's first `_CARD_HEAD` bytes
@@ -358,7 +102,7 @@ class _Seen:
             reference = self.reference.setdefault(what, fmt)
             digests = self.digests.setdefault(what, {})
             for index, photo_id in enumerate(photo_ids):
-                digest = blob[index * _DIGEST:(index + 1) * _DIGEST]
+                digest = blob[index * DIGEST:(index + 1) * DIGEST]
                 if fmt == reference:
                     digests.setdefault(photo_id, digest)  # a photo twice in one format is reported as such
                 elif digests.get(photo_id, digest) != digest:
@@ -379,7 +123,7 @@ def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
             yield Problem(fmt, f"{len(twice)} photo ids in more than one record, e.g. {', '.join(twice[:3])}")
     if len(ids) < 2:
         return
-    reference, *others = sorted(ids, key=_PHOTO_FORMATS.index)
+    reference, *others = sorted(ids, key=PHOTO_FORMATS.index)
     for fmt in others:
         missing, extra = ids[reference].keys() - ids[fmt].keys(), ids[fmt].keys() - ids[reference].keys()
         for what, found in (("not in", missing), ("only in", extra)):
@@ -389,194 +133,8 @@ def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
 
 
 def _reference(ids: Mapping[str, Counter[str]]) -> str:
-    """The format the others' ids are compared with (`_id_problems`): the first of `_PHOTO_FORMATS` read."""
-    return min(ids, key=_PHOTO_FORMATS.index, default="")
-
-
-# The stages that see every row of a photo id: a kept photo may be rejected by them too (a repeated row of it, or one
-# refused for its licence or skipped as decided before the row that was kept; one of a refresh's carried copies when
-# the previous release held it twice). `unique_id` and the ledger leave one row an id (a refresh's new rows for an id
-# it carries are repeats), and every later stage passes that row or rejects it: a kept photo rejected there was
-# published and refused at once, which no run does.
-_ROW_STAGES = frozenset({"read", "license", "unique_id", "ledger", "carry"})
-# More (stage, reason) pairs than any run writes (stages and reasons are the code's words): not tallied further.
-_MAX_REASONS = 10_000
-_KEPT = "kept"  # a ledger row's decision for a kept photo (stages/ledger.py)
-
-
-class _Some:
-    """How many, and the least few for the report: bounded whatever the count."""
-
-    def __init__(self) -> None:
-        self.count, self.least = 0, []
-
-    def add(self, value: str, times: int = 1) -> None:
-        self.count += times
-        if value not in self.least and (len(self.least) < 3 or value < self.least[-1]):
-            bisect.insort(self.least, value)
-            del self.least[3:]
-
-    def merge(self, other: _Some) -> None:
-        for value in other.least:
-            self.add(value, 0)
-        self.count += other.count
-
-
-@dataclass
-class _Accounts:
-    """What the rejections, the ledger and the near-duplicate index say of the kept photos, `kept` (the reference
-    format's ids, `_reference`), added up over their files: each file's own accounts are merged only once its size and
-    sha256 are the manifest's. Held: the kept ids each table names (at most each kept photo once), counts, examples.
-
-    What a run's writer guarantees (build.py; stages/ledger.py; io/sinks.py), and so what is checked:
-    - the rejections: no kept photo is rejected by a stage after `_ROW_STAGES`; their stage/reason counts are
-      stats.json's rejections by stage (one tally of one collection makes both);
-    - the ledger: one row a kept photo (every kept id is in its one spelling: sources and carried rows refuse any
-      other), decided `kept` (this run's decision of an id replaces the previous ledger's, and no run rejects a photo
-      it keeps);
-    - the near-duplicate index: a row for every kept photo; nothing else unless the run added a previous index
-      (--previous_index without --carry_over: that index's photos, a kept one perhaps under an older pHash).
-    Not checked: a ledger's other rows (a run keeps the previous ledger's rows for ids it did not see, kept ones
-    included), a rejection of an id nothing keeps, the index's hashes."""
-
-    kept: Mapping[str, int] = field(default_factory=dict)
-    reference: str = ""
-    rejected: set[str] = field(default_factory=set)  # kept ids rejected after the row stages
-    stages: set[str] = field(default_factory=set)  # by which stages
-    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # rejections by (stage, reason)
-    too_many_reasons: bool = False
-    decided: set[str] = field(default_factory=set)  # kept ids with a ledger row
-    decided_twice: set[str] = field(default_factory=set)
-    decided_otherwise: set[str] = field(default_factory=set)  # kept ids whose ledger row is not `kept`
-    indexed: set[str] = field(default_factory=set)  # kept ids with an index row
-    indexed_twice: set[str] = field(default_factory=set)
-    strangers: _Some = field(default_factory=_Some)  # index rows of ids the release does not keep
-    read: set[str] = field(default_factory=set)  # formats of which a file was read
-    unread: set[str] = field(default_factory=set)  # formats of which a listed file was not (missing, not its hash)
-
-    def for_a_file(self) -> _Accounts:
-        return _Accounts(self.kept, self.reference)
-
-    def rejections(self, batch: pa.RecordBatch) -> None:
-        stage, reason = _text(batch, "stage"), _text(batch, "reason")
-        counts = pa.table({"stage": stage, "reason": reason}).group_by(["stage", "reason"]).aggregate(
-            [([], "count_all")])
-        for key, n in zip(zip(counts.column("stage").to_pylist(), counts.column("reason").to_pylist(), strict=True),
-                          counts.column("count_all").to_pylist(), strict=True):
-            self.reasons[key] += n
-        if len(self.reasons) > _MAX_REASONS:
-            self.too_many_reasons = True
-            self.reasons.clear()
-        stages = None
-        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
-            if photo_id in self.kept:
-                stages = stages or stage.to_pylist()
-                if stages[row] not in _ROW_STAGES:
-                    self.rejected.add(photo_id)
-                    self.stages.add(str(stages[row]))
-
-    def ledger(self, batch: pa.RecordBatch) -> None:
-        decisions = None
-        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
-            if photo_id in self.kept:
-                (self.decided_twice if photo_id in self.decided else self.decided).add(photo_id)
-                decisions = decisions or _text(batch, "decision").to_pylist()
-                if decisions[row] != _KEPT:
-                    self.decided_otherwise.add(photo_id)
-
-    def index(self, batch: pa.RecordBatch) -> None:
-        for photo_id in _text(batch, "photo_id").to_pylist():
-            if photo_id in self.kept:
-                (self.indexed_twice if photo_id in self.indexed else self.indexed).add(photo_id)
-            else:
-                self.strangers.add(str(photo_id))
-
-    def merge(self, other: _Accounts) -> None:
-        self.rejected |= other.rejected
-        self.stages |= other.stages
-        self.too_many_reasons |= other.too_many_reasons
-        if not self.too_many_reasons:
-            self.reasons.update(other.reasons)
-        self.decided_twice |= other.decided_twice | (self.decided & other.decided)
-        self.decided |= other.decided
-        self.decided_otherwise |= other.decided_otherwise
-        self.indexed_twice |= other.indexed_twice | (self.indexed & other.indexed)
-        self.indexed |= other.indexed
-        self.strangers.merge(other.strangers)
-
-    def rejections_by_reason(self) -> Counter[tuple[str, str]] | None:
-        """The rejections' (stage, reason) counts, when every listed file of theirs was read; else None."""
-        whole = "rejections" in self.read and "rejections" not in self.unread
-        return self.reasons if whole and not self.too_many_reasons else None
-
-    def problems(self, manifest: dict[str, Any]) -> Iterator[Problem]:
-        if self.too_many_reasons:
-            yield Problem("rejections", f"over {_MAX_REASONS} stage/reason pairs, more than any run writes; not "
-                                        "compared with stats.json")
-        if not self.reference:
-            return
-        against = f"(against {self.reference})"
-        # Whether every kept photo and every row is known: else a missing shard's photos would be reported again.
-        whole = self.reference not in self.unread
-        if self.rejected:
-            yield Problem("rejections", f"{len(self.rejected)} kept photos also rejected by "
-                                        f"{', '.join(sorted(self.stages))}, which see each photo once {against}, "
-                                        f"e.g. {_least(self.rejected)}")
-        if "ledger" in self.read:
-            if self.decided_otherwise:
-                yield Problem("ledger", f"{len(self.decided_otherwise)} kept photos decided otherwise than kept "
-                                        f"{against}, e.g. {_least(self.decided_otherwise)}")
-            if self.decided_twice:
-                yield Problem("ledger", f"{len(self.decided_twice)} kept photos in more than one row {against}, "
-                                        f"e.g. {_least(self.decided_twice)}")
-            missing = _canonical(self.kept.keys() - self.decided) if whole and "ledger" not in self.unread else set()
-            if missing:
-                yield Problem("ledger", f"{len(missing)} kept photos not in the ledger {against}, e.g. "
-                                        f"{_least(missing)}")
-        if "near_dup_index" in self.read:
-            options = manifest.get("options")
-            # A run adds a previous index's rows to its own only with --previous_index and no --carry_over (build.py)
-            exact = isinstance(options, dict) and not (options.get("previous_index") and not options.get("carry_over"))
-            missing = self.kept.keys() - self.indexed if whole and "near_dup_index" not in self.unread else set()
-            if missing:
-                yield Problem("near_dup_index", f"{len(missing)} kept photos not in the near-duplicate index "
-                                                f"{against}, e.g. {_least(missing)}")
-            if exact and self.indexed_twice:
-                yield Problem("near_dup_index", f"{len(self.indexed_twice)} kept photos in more than one row "
-                                                f"{against}, e.g. {_least(self.indexed_twice)}")
-            if exact and whole and self.strangers.count:
-                yield Problem("near_dup_index", f"{self.strangers.count} rows of photos the release does not hold "
-                                                f"{against}, e.g. {', '.join(self.strangers.least)}")
-
-
-def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
-    """A column as text, as a run writes it (a column of another type that text cannot hold is refused: ArrowException,
-    the file unreadable)."""
-    column = batch.column(name)
-    return column if pa.types.is_string(column.type) else column.cast(pa.string())
-
-
-def _least(ids: set[str]) -> str:
-    return ", ".join(heapq.nsmallest(3, ids))
-
-
-def _canonical(ids: set[str]) -> set[str]:
-    """The ids in their one spelling: the only ones a ledger records (stages/ledger.py)."""
-    def canonical(photo_id: str) -> bool:
-        try:
-            return canonical_photo_id(photo_id) == photo_id
-        except BadPhotoId:
-            return False
-
-    return {photo_id for photo_id in ids if canonical(photo_id)}
-
-
-def _printable(text: str) -> str:
-    """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
-    Python writes it in a string literal."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    """The format the others' ids are compared with (`_id_problems`): the first of `PHOTO_FORMATS` read."""
+    return min(ids, key=PHOTO_FORMATS.index, default="")
 
 
 def _shown(path: str) -> str:
@@ -659,7 +217,7 @@ class _Found:
 
     records: Records | None = None  # a dataset file's
     count: int | None = None  # its records, for the files that hold records
-    accounts: _Accounts | None = None  # a rejections, ledger or index file's
+    accounts: Accounts | None = None  # a rejections, ledger or index file's
     head: bytes | None = None  # stats.json, the dataset card's first bytes (`_CHECKED_LAST`)
     larger: bool = False  # stats.json larger than `_MAX_STATS`
     error: str = ""  # why its content could not be read
@@ -670,15 +228,15 @@ _TABLE_COLUMNS = {"rejections": ("photo_id", "stage", "reason"), "ledger": ("pho
                   "near_dup_index": ("photo_id",), "review": ()}
 
 
-def _read(fmt: str, reader: HashingReader, size: int, accounts: _Accounts) -> _Found:
+def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Found:
     """A listed file's content, read through `reader` as a stream (its size and sha256 are `reader.finish()`'s)."""
     found = _Found()
     try:
-        if fmt in _PHOTO_FORMATS:
+        if fmt in PHOTO_FORMATS:
             found.records = record_ids(fmt, reader, size)
             found.count = len(found.records[0]) if fmt != "attribution" else None  # type: ignore[index]
         elif fmt in _TABLE_COLUMNS:
-            parquet = _parquet_file(reader)
+            parquet = parquet_file(reader)
             found.count = parquet.metadata.num_rows
             columns = _TABLE_COLUMNS[fmt]
             if columns:
@@ -688,7 +246,7 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: _Accounts) -> _F
                     add(batch)
         elif fmt in _CHECKED_LAST:
             limit = _MAX_STATS if fmt == "stats" else _CARD_HEAD
-            found.head = _read_up_to(reader, limit + (fmt == "stats"))
+            found.head = read_up_to(reader, limit + (fmt == "stats"))
             found.larger = len(found.head) > limit and fmt == "stats"
     except (ValueError, TypeError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
         found.error = _one_line(err)  # TypeError: a column of a type no run writes (a list where an image goes)
@@ -705,7 +263,7 @@ def _size_and_sha256(path: str) -> tuple[int, str]:
 
 
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
-                accounts: _Accounts) -> Iterator[Problem]:
+                accounts: Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
     of the kept photos to `accounts`. Read as a stream twice: hashed, then parsed only if its size and hash are the
@@ -719,7 +277,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
 
 
 def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
-                   accounts: _Accounts) -> Iterator[Problem]:
+                   accounts: Accounts) -> Iterator[Problem]:
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
@@ -919,7 +477,7 @@ def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
 def verify(release: str) -> Iterator[Problem]:
     """Every problem of the release in RELEASE (a local folder or gs://), one at a time; none for an intact one.
     The dataset's files are read first, then the others: the rejections, the ledger and the near-duplicate index are
-    checked against the kept photos as each is read (`_Accounts`)."""
+    checked against the kept photos as each is read (`Accounts`)."""
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
         yield Problem(manifest_path, "no manifest.json")
@@ -940,14 +498,14 @@ def verify(release: str) -> Iterator[Problem]:
         if not wrong:
             entries.append(entry)
     ids: dict[str, Counter[str]] = {}
-    seen, accounts = _Seen(), _Accounts()
-    dataset = [entry for entry in entries if entry.get("format") in _PHOTO_FORMATS]
+    seen, accounts = _Seen(), Accounts()
+    dataset = [entry for entry in entries if entry.get("format") in PHOTO_FORMATS]
     for entry in dataset:
         yield from _check_file(release, entry, ids, seen, accounts)
     reference = _reference(ids)
     accounts.kept, accounts.reference = ids.get(reference, {}), reference
     for entry in entries:
-        if entry.get("format") not in _PHOTO_FORMATS:
+        if entry.get("format") not in PHOTO_FORMATS:
             yield from _check_file(release, entry, ids, seen, accounts)
     yield from _id_problems(ids)
     yield from seen.problems()

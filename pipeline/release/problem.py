@@ -1,0 +1,27 @@
+"""One line of `verify`'s report, made safe to print whatever bytes of the release it quotes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of the report. Both parts can quote the release's own bytes (file names, photo ids from its
+    shards, parse errors): any unprintable character is quoted, so a resealed release cannot forge or hide
+    lines of the report (a newline and "RELEASE: OK", or a terminal escape hiding the rest)."""
+
+    path: str
+    message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "message", printable(self.message))
+
+
+def printable(text: str) -> str:
+    """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
+    Python writes it in a string literal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

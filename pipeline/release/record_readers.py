@@ -1,0 +1,271 @@
+"""What each published file format holds, read as a stream (`verify`'s readers): a WebDataset tar member by member,
+a TFRecord file record by record (both CRCs checked), ATTRIBUTION.csv line by line, a Parquet shard a few rows at a
+time. Each gives its photo ids, the records not as a run writes them, and per photo the digest of its image and of its
+credit, so that `verify` compares the formats with each other without holding any of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
+from pipeline.io.formats import decode_example, image_bytes, masked_crc
+from pipeline.io.sinks import CONTROLS, csv_text
+
+# How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
+# how many rows a batch of a Parquet dataset shard (images) holds.
+_CHUNK = 1 << 20
+_IMAGE_ROWS = 8
+
+Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
+
+
+def _stream(source: Source) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+
+
+def read_up_to(stream: BinaryIO, size: int, left: int | None = None) -> bytes:
+    """`size` bytes of a stream, or fewer at its end. In one read when the stream is known to hold them (`left`: the
+    bytes it has left), else `_CHUNK` bytes at a time: a file's reader allocates what it is asked for, and a hostile
+    length field may ask for any number."""
+    if left is not None and size <= left:
+        return stream.read(size)
+    parts = []
+    while size > 0 and (data := stream.read(min(size, _CHUNK))):
+        parts.append(data)
+        size -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def tfrecords(source: Source, size: int | None = None) -> Iterator[bytes]:
+    """The records of a TFRecord file (its bytes, or a stream of its `size` bytes, read one record at a time),
+    checking both CRCs of each: its length's before the record is read, then its data's (the bytes re-framing the
+    record must reproduce)."""
+    stream, count, offset = _stream(source), 0, 0
+    left = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
+    while header := read_up_to(stream, 12):
+        length = int.from_bytes(header[:8], "little")
+        framed = len(header) == 12 and header[8:] == masked_crc(header[:8]).to_bytes(4, "little")
+        offset += len(header)
+        record = read_up_to(stream, length, None if left is None else left - offset) if framed else b""
+        crc = read_up_to(stream, 4) if len(record) == length else b""
+        if not framed or len(crc) != 4 or crc != masked_crc(record).to_bytes(4, "little"):
+            raise ValueError(f"record {count} has a bad length or CRC")
+        offset += length + 4
+        yield record
+        del record  # not held while the next one is read
+        count += 1
+
+
+# Formats whose records are the dataset's photos, one each: the same ids in each, none twice.
+PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
+
+
+# What verify holds of a file's records to compare each with the same photo's record in another format, `DIGEST`
+# bytes a record, one after another in the order of its ids: their images' sha256 (None where the format holds no
+# image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them.
+Facts = tuple[bytes | None, bytes]
+Records = tuple[list[str], list[str], Facts]
+DIGEST = 16
+
+
+_CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")
+
+
+def _credit_digest(fields: list[Any]) -> bytes:
+    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
+    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it), and a credit by the
+    owner's Flickr id compared as one whatever creator it shows (`_by_owner_id`)."""
+    text = [BIDI_CONTROLS.sub("", CONTROLS.sub("\ufffd", value if isinstance(value, str) else
+                                                "" if value is None else str(value))) for value in fields]
+    return hashlib.blake2b(json.dumps(_by_owner_id(text)).encode(), digest_size=DIGEST).digest()
+
+
+def _by_owner_id(text: list[str]) -> list[str]:
+    """A whole credit (creator, creator URL, ...) whose creator is the owner's id, or a name that shows nothing, with
+    the creator left empty: `credit` names the owner's id where the name shows nothing, and a file an earlier
+    version wrote holds the blank name, a name of control characters as U+FFFD (`csv_cell`). A real name swapped for
+    the id still differs."""
+    if len(text) != len(_CREDIT_FIELDS):
+        return text
+    creator, creator_url = text[0], text[1]
+    if not shows_something(creator.replace("\ufffd", "")) or creator_url == f"https://www.flickr.com/people/{creator}/":
+        return ["", *text[1:]]
+    return text
+
+
+def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
+    """The credit digest of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order)."""
+    texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
+             for value in (record.get(name) for name in names)]
+    return _credit_digest(list(credit(*texts)))
+
+
+def _metadata(payload: bytes) -> dict[str, Any]:
+    try:
+        metadata = json.loads(payload)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+@dataclass
+class _Sample:
+    """What verify keeps of a tar sample once its members are read: its image's sha256, and of its metadata
+    whether it names the sample's photo, the sha256 it gives and the credit digest (never the members' bytes)."""
+
+    image: bytes | None = None
+    metadata: tuple[bool, str | None, bytes] | None = None
+
+
+def _webdataset_records(source: Source, size: int | None = None) -> Records:
+    """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
+    `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
+    passed a tar holding an extra `9999999.json` or a JPEG other than the one its metadata describes. Read as a
+    stream, member by member: an image is hashed a chunk at a time, a metadata member parsed and let go (a shard
+    held whole, or all its members at once, cost a shard of memory: ~1 GB at 5,000 images). `size`: the bytes the
+    stream holds; a member that would end past them is the file unreadable (a stream skips a member by reading to its
+    end: one claiming 2^80 bytes was read for ever)."""
+    end = len(source) if isinstance(source, bytes | bytearray | memoryview) else size
+    samples: dict[str, _Sample] = {}
+    odd: list[str] = []
+    # "r|": the plain tar a run writes. Read before its hash is known, a compressed one (a bzip2 stream of a few kB
+    # holds a member of any number of GB) would be decompressed whatever the file.
+    with tarfile.open(fileobj=_stream(source), mode="r|") as tar:
+        for member in tar:
+            if end is not None and member.offset_data + member.size > end:
+                raise tarfile.ReadError("a member runs past the end of the file")
+            key, dot, extension = member.name.partition(".")
+            sample = samples.get(key)
+            if not dot or extension not in ("jpg", "json") or not member.isfile() or (
+                    sample is not None and getattr(sample, "image" if extension == "jpg" else "metadata") is not None):
+                odd.append(member.name)
+                continue
+            handle = tar.extractfile(member)
+            if handle is None:  # not for a regular file; as for any other member that is none
+                odd.append(member.name)
+                continue
+            sample = samples.setdefault(key, _Sample())
+            if extension == "jpg":
+                digest = hashlib.sha256()
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                sample.image = digest.digest()
+            else:
+                metadata = _metadata(handle.read())
+                sha256 = metadata.get("sha256")
+                sample.metadata = (str(metadata.get("photo_id")) == key, sha256 if isinstance(sha256, str) else None,
+                                   _record_credit(metadata))
+    unnamed = _record_credit({})  # the credit of a sample without metadata, or metadata that is no JSON object
+    for key, sample in samples.items():
+        if not (sample.metadata is not None and sample.image is not None and sample.metadata[0]
+                and sample.metadata[1] == sample.image.hex()):
+            odd.append(key)
+    photos = [key for key, sample in samples.items() if sample.image is not None]
+    return photos, odd, (b"".join(samples[key].image[:DIGEST] for key in photos),  # type: ignore[index]
+                         b"".join(samples[key].metadata[2] if samples[key].metadata else unnamed  # type: ignore[index]
+                                  for key in photos))
+
+
+def parquet_file(source: Source) -> pq.ParquetFile:
+    """A Parquet file read a page at a time where it asks for its columns (not a row group's chunks at once, as
+    pre-buffering reads them), its footer first."""
+    return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
+
+
+def _as_binary(column: pa.Array) -> pa.Array:
+    """Text as bytes: text that is no UTF-8 is then a credit that differs, not a crash."""
+    return column.cast(pa.binary()) if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+        else column
+
+
+def _parquet_records(source: Source) -> Records:
+    """(ids, ids whose image bytes do not hash to their sha256 column, the facts of each id), a few rows at a time
+    (`_IMAGE_ROWS`): a run writes a row group's images into one page, which Parquet reads whole, so at most one row
+    group's images are held at once, never a shard's."""
+    ids, odd, images, credits = [], [], bytearray(), bytearray()
+    columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
+    for batch in parquet_file(source).iter_batches(batch_size=_IMAGE_ROWS, columns=columns, use_threads=False):
+        found = [str(value) for value in batch.column("photo_id").to_pylist()]
+        digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
+        ids += found
+        odd += [photo_id for photo_id, digest, sha256 in zip(found, digests, batch.column("sha256").to_pylist(),
+                                                             strict=True) if digest.hex() != sha256]
+        images += b"".join(digest[:DIGEST] for digest in digests)
+        text = {name: _as_binary(batch.column(name)).to_pylist() for name in _CREDIT_FIELDS}
+        credits += b"".join(_record_credit({name: text[name][row] for name in _CREDIT_FIELDS})
+                            for row in range(batch.num_rows))
+    return ids, odd, (bytes(images), bytes(credits))
+
+
+def _tfrecord_records(source: Source, size: int | None = None) -> Records:
+    """(ids, ids whose encoded image does not hash to their image/sha256, the facts of each id), a record at a
+    time: none is held once its facts are taken (`_tfrecord_facts`)."""
+    ids, odd, images, credits = [], [], bytearray(), bytearray()
+    for photo_id, digest, credit_digest, matches in map(_tfrecord_facts, tfrecords(source, size)):
+        ids.append(photo_id)
+        images += digest[:DIGEST]
+        credits += credit_digest
+        if not matches:
+            odd.append(photo_id)
+    return ids, odd, (bytes(images), bytes(credits))
+
+
+def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
+    """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256) of an Example."""
+    example = decode_example(record)
+    photo_id = example.get("image/id", b"")
+    photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
+    image, sha256 = example.get("image/encoded"), example.get("image/sha256")
+    digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
+    matches = isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
+    return photo_id, digest, _record_credit(example, _TFRECORD_CREDIT), matches
+
+
+_TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
+
+
+def _attribution_records(source: Source) -> Records:
+    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
+    at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
+    ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd
+    record."""
+    ids, odd, credits = [], [], bytearray()
+    text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
+    try:
+        rows = csv.reader(text)
+        if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
+            odd.append("(header)")
+        for row in rows:
+            ids.append(row[0] if row else "")
+            whole = len(row) == len(ATTRIBUTION_COLUMNS)
+            credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
+    finally:
+        text.detach()  # the stream stays open: the caller hashes the rest of it
+    return ids, odd, (None, bytes(credits))
+
+
+def record_ids(fmt: str, source: Source, size: int | None = None) -> Records | None:
+    """(the photo id of each record of a dataset file, the ids of records that are not what a run writes: an image
+    that does not hash to the sha256 beside it, a stray tar member, the facts of each id to compare across formats);
+    None for files that are not the dataset's. `source`: the file's bytes, or a stream of them (read once, a record
+    at a time; `size`: the bytes it holds, where known)."""
+    if fmt == "webdataset":
+        return _webdataset_records(source, size)
+    if fmt == "parquet":
+        return _parquet_records(source)
+    if fmt == "tfrecord":
+        return _tfrecord_records(source, size)
+    if fmt == "attribution":
+        return _attribution_records(source)
+    return None
