@@ -10,7 +10,6 @@ import pytest
 import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
-from pipeline.release.record_readers import tfrecords
 from pipeline.release.verify import verify
 from tests.conftest import reseal
 
@@ -38,15 +37,6 @@ def test_tampered_and_missing_files_are_reported(release, tmp_path):
     assert problems["webdataset"] == "sha256 differs from the manifest"
     assert problems["tfrecord"] == "missing"
     assert main(["verify", str(copy)]) == 1
-
-
-def test_tfrecord_records_are_read_with_their_crcs_checked():
-    data = tfrecord_frame(b"one") + tfrecord_frame(b"two")
-    assert list(tfrecords(data)) == [b"one", b"two"]
-    broken = bytearray(data)
-    broken[13] ^= 1  # a payload byte of the first record: its data CRC no longer matches
-    with pytest.raises(ValueError, match="record 0"):
-        list(tfrecords(bytes(broken)))
 
 
 def test_each_tfrecord_file_is_walked_once(release, monkeypatch):
@@ -253,26 +243,6 @@ def test_a_photo_twice_or_in_one_format_only_is_reported(release, tmp_path):
     assert ("attribution", f"1 photo ids only in attribution (against webdataset), e.g. 999{gone}") in problems
 
 
-def test_attribution_ids_are_read_without_holding_the_file_again_as_text():
-    """Decoded whole, ATTRIBUTION.csv was held again at up to 4 bytes a character: 5-8 times the file, ~10 GB for a
-    1.4M-photo release, in every refresh's first step. Read as a stream, the ids are what it holds."""
-    import tracemalloc
-
-    from pipeline.release.record_readers import record_ids
-
-    header = "photo_id,creator,creator_url,title,page_url,license_name,license_url\n"
-    row = "{0},Owner,https://www.flickr.com/people/1@N00/,A title 😀,https://www.flickr.com/photos/x/{0}/,CC BY 2.0,x\n"
-    data = (header + "".join(row.format(i) for i in range(1, 50_001))).encode()
-    tracemalloc.start()
-    try:
-        ids, odd, _ = record_ids("attribution", data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert ids[:2] == ["1", "2"] and len(ids) == 50_000 and odd == []
-    assert peak < len(data), (peak, len(data))  # the ids themselves: ~60 bytes each; decoded whole, ~5 times the file
-
-
 def _tfrecords(path: Path) -> list[bytes]:
     data, offset, records = path.read_bytes(), 0, []
     while offset < len(data):
@@ -387,24 +357,6 @@ def test_an_attribution_crediting_a_kept_photo_otherwise_is_reported(demo_releas
           for fmt in ("parquet", "tfrecord", "webdataset")),
         ("ATTRIBUTION.csv", "1 records not as a run writes them (an image that does not hash to the sha256 beside it, "
                             "a stray or unpaired member), e.g. (header)")}
-
-
-@pytest.mark.parametrize("title", ["=HYPERLINK(\"x\")", "a;'=b\tc", "line\r\nnext\rlast", "\x1b[8m\u202e\u200b",
-                                   "'@x", "\ufffd", "comma, \"quote\""])
-def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title):
-    """What csv_cell does to a cell (a quote before a formula, U+FFFD for a control character, quoting) is undone
-    or done alike on both sides: an intact release's hostile titles and names are never reported."""
-    from pipeline.io.attribution import attribution_csv, attribution_row
-    from pipeline.records import Photo
-    from pipeline.release.record_readers import _record_credit, record_ids
-
-    photo = Photo(photo_id="7", owner_name=f"-{title}", owner_nsid="1@N00", title=title,
-                  page_url="https://www.flickr.com/photos/1@N00/7/", license_name="CC BY 2.0",
-                  license_url="https://creativecommons.org/licenses/by/2.0/")
-    ids, odd, (_, credits) = record_ids("attribution", attribution_csv([attribution_row(photo)]))
-    assert ids == ["7"] and odd == []
-    assert credits == _record_credit({name: getattr(photo, name) for name in (
-        "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")})
 
 
 def test_stats_that_disagree_with_the_release_are_reported(demo_release, tmp_path):
@@ -708,46 +660,6 @@ def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_rel
     assert _problems(copy) == {
         ("near_dup_index", f"2 kept photos not in the near-duplicate index (against webdataset), e.g. {kept[0]}, "
                            f"{kept[1]}")}
-
-
-def _attribution_credit(cells: list[str]) -> bytes:
-    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
-    from pipeline.io.sinks import csv_bytes
-    from pipeline.release.record_readers import record_ids
-
-    return record_ids("attribution", csv_bytes(ATTRIBUTION_COLUMNS, [cells]))[2][1]
-
-
-def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_blank_name():
-    """A name of zero-width spaces is credited by the owner's id now; a file written before held the blank name. Both
-    match the shard's record, and a real name swapped for the id in the file still does not."""
-    from pipeline.release.record_readers import _record_credit
-
-    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
-    page = "https://www.flickr.com/people/1@N00/"
-
-    def record(name: str) -> bytes:
-        return _record_credit({"owner_name": name, "owner_nsid": "1@N00", "title": "t", "page_url": tail[0],
-                               "license_name": tail[1], "license_url": tail[2]})
-
-    for written in ("\u200b\u200b", "1@N00"):  # as an earlier version wrote it, as this one does
-        assert _attribution_credit(["7", written, page, "t", *tail]) == record("\u200b\u200b")
-    assert _attribution_credit(["7", "1@N00", page, "t", *tail]) != record("Ann")
-    assert _attribution_credit(["7", "Ann", page, "t", *tail]) == record("Ann")
-
-
-def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_matches():
-    """Such a name (BEL: a YFCC row may hold one) shows nothing, so its credit is the owner's id now; an earlier
-    version wrote it as U+FFFD, and the release it published was refused by verify, and with it every refresh."""
-    from pipeline.release.record_readers import _record_credit
-
-    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
-    page = "https://www.flickr.com/people/1@N00/"
-    record = _record_credit({"owner_name": "\x07\x07", "owner_nsid": "1@N00", "title": "t", "page_url": tail[0],
-                             "license_name": tail[1], "license_url": tail[2]})
-    for written in ("\x07\x07", "1@N00"):  # as an earlier version wrote it (U+FFFD twice), as this one does
-        assert _attribution_credit(["7", written, page, "t", *tail]) == record
-    assert _attribution_credit(["7", "Ann", page, "t", *tail]) != record
 
 
 def test_a_changed_shard_is_never_decompressed(demo_release, tmp_path, monkeypatch):
