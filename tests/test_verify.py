@@ -639,6 +639,23 @@ def test_a_ledger_that_does_not_record_the_kept_photos_as_kept_is_reported(demo_
         _problems(copy)
 
 
+def test_a_table_whose_ids_are_not_text_is_unreadable(demo_release, tmp_path):
+    """A resealed ledger whose photo_id column is int64 passed (cast to text here); the next refresh takes only text
+    ids, so it ignored every row and skipped nothing it had decided."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = _fresh(demo_release, tmp_path, "copy")
+    [shard] = (copy / "ledger").glob("*.parquet")
+    table = pq.read_table(shard)
+    ids = pa.array([int(value) for value in table.column("photo_id").to_pylist()], pa.int64())
+    pq.write_table(table.set_column(table.schema.get_field_index("photo_id"), "photo_id", ids), shard)
+    reseal(copy)
+    listed = shard.relative_to(copy).as_posix()
+    assert (listed, "unreadable: column photo_id is int64, not text as a run writes it") in \
+        _problems(copy)
+
+
 def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_release, tmp_path):
     """The index the next run compares its images with: a run writes a row for each photo it keeps, and nothing else
     unless it added a previous index's rows (--previous_index). A resealed index lacking kept photos (their near copies

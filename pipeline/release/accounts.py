@@ -173,10 +173,13 @@ class Accounts:
 
 
 def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
-    """A column as text, as a run writes it (a column of another type that text cannot hold is refused: ArrowException,
-    the file unreadable)."""
+    """A column of text, as a run writes it; one of another type is refused (ArrowTypeError: the file unreadable).
+    Cast to text, a ledger's int64 ids passed here, and the next refresh, which takes only text ids, ignored every
+    row: nothing decided was skipped."""
     column = batch.column(name)
-    return column if pa.types.is_string(column.type) else column.cast(pa.string())
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise pa.ArrowTypeError(f"column {name} is {column.type}, not text as a run writes it")
+    return column
 
 
 def _least(ids: set[str]) -> str:
