@@ -217,13 +217,13 @@ def test_arithmetic_data_faults_are_what_libjpeg_reports_decoding_all_the_data()
     jpegs = Path(__file__).parent / "jpegs"
     huffman = (jpegs / "coffee_small.jpg").read_bytes()
     for genuine in ("coffee_small_arithmetic.jpg", "coffee_small_arithmetic_progressive.jpg", "coffee_arithmetic.jpg"):
-        assert jpeg_pixels.arithmetic_data_fault((jpegs / genuine).read_bytes()) is None
-    assert jpeg_pixels.arithmetic_data_fault(huffman) is None  # not arithmetic-coded: not looked at
+        assert jpeg_pixels.coding_fault((jpegs / genuine).read_bytes()) is None
+    assert jpeg_pixels.coding_fault(huffman) is None  # not arithmetic-coded: not looked at
     relabelled = bytearray(huffman)
     relabelled[huffman.index(b"\xff\xc0") + 1] = 0xC9
-    fault = jpeg_pixels.arithmetic_data_fault(bytes(relabelled))
+    fault = jpeg_pixels.coding_fault(bytes(relabelled))
     assert fault is not None and "Corrupt JPEG data" in fault
-    assert jpeg_pixels.arithmetic_data_fault(bytes(relabelled[:len(huffman) // 2])) is not None  # cut short
+    assert jpeg_pixels.coding_fault(bytes(relabelled[:len(huffman) // 2])) is not None  # cut short
 
 
 @pytest.mark.parametrize("marker", [0xC3, 0xC9, 0xCA, 0xCB])  # lossless, arithmetic sequential/progressive/lossless

@@ -25,11 +25,15 @@ store: arithmetic, lossless and every other frame type stay Pillow's. Anything s
 or whose header it reads otherwise than Pillow did, returns None and is decoded by Pillow as before, so every
 rejection keeps Pillow's reason; such a file costs both decodes (a truncated 24 MP file ~1 s of CPU).
 
-Arithmetic-coded frames are checked here before Pillow decodes them (`arithmetic_data_fault`): libjpeg only
-warns when their data is not what the frame header says (a baseline file whose SOF0 is changed to SOF9 has
-Huffman-coded data, which the arithmetic decoder reads as noise, "Corrupt JPEG data: 18095 extraneous bytes
-before marker 0xd9"), and Pillow ignores libjpeg's warnings, so it returned that noise as the photo. A genuine
-arithmetic-coded file decodes without a warning.
+Arithmetic-coded frames, and Huffman-coded frames that define no Huffman table before their first scan, are
+checked here before Pillow decodes them (`coding_fault`): libjpeg only warns when their data is not what the frame
+header says (a baseline file whose SOF0 is changed to SOF9 has Huffman-coded data, which the arithmetic decoder
+reads as noise, "Corrupt JPEG data: 18095 extraneous bytes before marker 0xd9"; an arithmetic-coded file relabelled
+SOF0 carries no Huffman table, and libjpeg decodes its data with the standard tables, as noise too), and Pillow
+ignores libjpeg's warnings, so it returned that noise as the photo. A genuine arithmetic-coded file, and a
+Huffman-coded one relying on the standard tables (Motion-JPEG frames), decode without a warning. Other Huffman-coded
+files are not looked at: a warning there is mostly harmless (bytes before the end marker), and refusing it would
+lose real photos.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 # Marker codes (after the 0xFF) both segment walks use, this module's and `image._check_jpeg_segments`.
 NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
-SOS, EOI = 0xDA, 0xD9
+SOS, EOI, DHT = 0xDA, 0xD9, 0xC4
 # (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides
 # (partial MCUs, where upsampling's edge rules act), restart markers, and low and high quality.
 _PROBES = (
@@ -97,15 +101,34 @@ def frame_type(raw: bytes) -> int | None:
     return None
 
 
-def arithmetic_data_fault(raw: bytes) -> str | None:
-    """What libjpeg reports, a warning included, on decoding all the data of the arithmetic-coded JPEG `raw`;
-    None when it decodes cleanly or `raw` is not arithmetic-coded. One whole-buffer decode, at 1/8 scale where
+def defines_huffman_tables(raw: bytes) -> bool:
+    """Whether the JPEG `raw` has a DHT segment before its first scan (walking its segments as `frame_type` does)."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(raw) and raw[pos] == 0xFF:
+        code = raw[pos + 1]
+        if code == DHT:
+            return True
+        if code == 0xFF:  # a fill byte before the marker
+            pos += 1
+        elif code in NO_LENGTH:
+            pos += 2
+        elif code in (SOS, EOI):
+            return False
+        else:
+            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return False
+
+
+def coding_fault(raw: bytes) -> str | None:
+    """What libjpeg reports, a warning included, on decoding all the data of the JPEG `raw` when its data may not be
+    what its frame header says: an arithmetic-coded frame, or a Huffman-coded one without a table of its own before
+    its first scan; None when it decodes cleanly or is not such a file. One whole-buffer decode, at 1/8 scale where
     the frame allows: every coefficient is still read, the IDCT and colour conversion mostly not (a 24 MP file
     0.17 s of CPU against 0.56 s at full size). Anything the decode cannot get through (an error, a header
     simplejpeg cannot name) is reported too: the pixels Pillow would give for such a file cannot be vouched
     for."""
     frame = frame_type(raw)
-    if frame not in ARITHMETIC_FRAMES:
+    if frame not in ARITHMETIC_FRAMES and not (frame in _HUFFMAN_FRAMES and not defines_huffman_tables(raw)):
         return None
     smallest = {} if frame in _LOSSLESS_FRAMES else {"min_width": 1, "min_height": 1}
     try:

@@ -92,9 +92,10 @@ _UPRIGHT = {
 # integer is ignored, where a drafted JPEG with one was stored squashed, and a PNG's tRNS colour key is
 # composited on white like any transparency, 2026-12-01; 4: a 16-bit RGB PNG's colour key is matched on its
 # 16-bit samples, an RGB one's is applied beside an ICC profile too, and an MPO index, an EXIF or an ICC float
-# pipeline no camera writes is refused, 2026-12-03; 5: an arithmetic-coded JPEG whose data libjpeg does not
-# decode cleanly, whose noise was stored, is refused, 2026-12-04). The work cache keys on it with the shaping
-# options, so a build resumed across such a change does not mix images stored under both rules.
+# pipeline no camera writes is refused, 2026-12-03; 5: an arithmetic-coded JPEG, or a Huffman-coded one with no
+# table of its own, whose data libjpeg does not decode cleanly, whose noise was stored, is refused, 2026-12-04).
+# The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
+# stored under both rules.
 STORAGE_RULE_VERSION = 5
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
@@ -726,13 +727,15 @@ def _keyed_out_exactly(img: Image.Image, raw: bytes, key: tuple[int, int, int]) 
     return _whitened(img, high_bytes.copy(), transparent)
 
 
-def _check_arithmetic_data(raw: bytes) -> None:
-    """Refuses an arithmetic-coded JPEG whose data libjpeg does not decode cleanly: it only warns, Pillow ignores
-    the warning and returned noise (a baseline file relabelled SOF9 was stored as a 300x200 field of noise). A
-    genuine arithmetic-coded file passes (io/jpeg_pixels.py)."""
-    fault = jpeg_pixels.arithmetic_data_fault(raw)
+def _check_entropy_coding(raw: bytes) -> None:
+    """Refuses a JPEG whose data may not be coded as its frame header says (arithmetic-coded, or Huffman-coded with
+    no table of its own) when libjpeg does not decode it cleanly: it only warns, Pillow ignores the warning and
+    returned noise (a baseline file relabelled SOF9, or an arithmetic one relabelled SOF0, was stored as a field of
+    noise). A genuine arithmetic-coded file, or one relying on the standard Huffman tables, passes
+    (io/jpeg_pixels.py)."""
+    fault = jpeg_pixels.coding_fault(raw)
     if fault is not None:
-        raise ImageRejected("corrupt", f"arithmetic-coded data libjpeg does not decode cleanly: {fault}"[:200])
+        raise ImageRejected("corrupt", f"data libjpeg does not decode cleanly as its frame header says: {fault}"[:200])
 
 
 def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
@@ -741,7 +744,7 @@ def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], 
     img = opened
     width, height = source
     if fmt == "JPEG":
-        _check_arithmetic_data(raw)
+        _check_entropy_coding(raw)
     try:
         img.seek(0)  # first frame of an animation
         rgb16_key = _rgb16_colour_key(img)
