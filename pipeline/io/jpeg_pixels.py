@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import simplejpeg
@@ -80,43 +81,30 @@ def rgb(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
     return _decoded(raw, size)
 
 
-def frame_type(raw: bytes) -> int | None:
-    """The marker code of the first frame header (SOFn) in the JPEG `raw`, walking its segments from the start
-    as libjpeg reads them; None when a scan, the end or anything malformed comes first."""
-    pos = 2  # after SOI
-    while pos + 4 <= len(raw):
-        if raw[pos] != 0xFF:
-            return None
-        code = raw[pos + 1]
-        if code == 0xFF:  # a fill byte before the marker
-            pos += 1
-        elif code in _FRAMES:
-            return code
-        elif code in NO_LENGTH:
-            pos += 2
-        elif code in (SOS, EOI):
-            return None
-        else:
-            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
-    return None
-
-
-def defines_huffman_tables(raw: bytes) -> bool:
-    """Whether the JPEG `raw` has a DHT segment before its first scan (walking its segments as `frame_type` does)."""
+def _markers_before_scan(raw: bytes) -> Iterator[int]:
+    """The marker codes of the JPEG `raw`'s segments, walked from the start as libjpeg reads them, up to its first
+    scan, its end or anything malformed (none of those given)."""
     pos = 2  # after SOI
     while pos + 4 <= len(raw) and raw[pos] == 0xFF:
         code = raw[pos + 1]
-        if code == DHT:
-            return True
         if code == 0xFF:  # a fill byte before the marker
             pos += 1
-        elif code in NO_LENGTH:
-            pos += 2
-        elif code in (SOS, EOI):
-            return False
-        else:
-            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
-    return False
+            continue
+        if code in (SOS, EOI):
+            return
+        yield code
+        pos += 2 if code in NO_LENGTH else 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+
+
+def frame_type(raw: bytes) -> int | None:
+    """The marker code of the first frame header (SOFn) in the JPEG `raw`; None when a scan, the end or anything
+    malformed comes first."""
+    return next((code for code in _markers_before_scan(raw) if code in _FRAMES), None)
+
+
+def defines_huffman_tables(raw: bytes) -> bool:
+    """Whether the JPEG `raw` has a DHT segment before its first scan."""
+    return DHT in _markers_before_scan(raw)
 
 
 def coding_fault(raw: bytes) -> str | None:
