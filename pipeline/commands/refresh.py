@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
 from pipeline.commands.run import PublishFinished, UsageError, run, summary, unknown_flags
 from pipeline.io import report
-from pipeline.io.files import read_bytes
-from pipeline.io.layout import STATS
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import verify
@@ -70,8 +66,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     try:
         stats = run(argv, overwrite=True,
                     before_publish=lambda staging: finished.append(release.finish(staging, previous, name)))
-    except PublishFinished:
-        return _finished_earlier(target, previous, name)
+    except PublishFinished as published:
+        return _finished_earlier(target, previous, name, published)
     log = finished[0]
     print(summary(target, stats))
     if log:
@@ -81,16 +77,14 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0 if stats["accounted"] else 3
 
 
-
-
-def _finished_earlier(target: str, previous: str | None, name: str) -> int:
+def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished) -> int:
     """The rerun of this very refresh, killed while publishing, found its release and finished publishing it: the
     release is done (it used to end in exit 2, "a published release", though complete). Only a release of this name
-    built on this previous one is this refresh's; any other is refused as before."""
+    built on this previous one is this refresh's; any other is refused as any run into a release is (`published`)."""
     manifest = report.read_manifest(target)
     if manifest.get("release") != name or manifest.get("previous_release") != (previous or None):
-        raise UsageError(f"{target} is a published release; releases are never modified, not even with --overwrite")
-    stats = json.loads(read_bytes(FileSystems.join(target, STATS)))
+        raise published
+    stats = report.read_stats(target)
     print(f"refresh: release {name} was stopped while publishing; this run finished publishing it", flush=True)
     print(summary(target, stats))
     return 0 if stats.get("accounted") else 3

@@ -107,6 +107,10 @@ def read_manifest(folder: str) -> dict[str, Any]:
     return json.loads(read_bytes(FileSystems.join(folder, MANIFEST)))
 
 
+def read_stats(folder: str) -> dict[str, Any]:
+    return json.loads(read_bytes(FileSystems.join(folder, "stats.json")))
+
+
 def update_manifest(folder: str, entries: Sequence[dict[str, Any]] = (), **fields: Any) -> dict[str, Any]:
     """Adds or replaces file entries (by path) and top-level fields of a finished run's manifest."""
     manifest = read_manifest(folder)
@@ -122,7 +126,7 @@ def add_to_stats(output: str, **facts: Any) -> dict[str, Any]:
     """Adds what is known only once the job is done (Flickr API calls, per-step timing, peak
     memory: Beam's counters are final only then) to stats.json and updates stats.json's entry in
     the manifest. Returns the stats."""
-    stats = json.loads(read_bytes(FileSystems.join(output, "stats.json")))
+    stats = read_stats(output)
     stats.update(facts)
     entry = write_json(output, "stats.json", stats)
     update_manifest(output, [{**_entry_of(output, "stats.json"), **entry}])

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import html
 import io
-import json
 import posixpath
 import re
 import string
@@ -24,8 +23,9 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.io import report
 from pipeline.io.attribution import creator_name
-from pipeline.io.files import matching, read_bytes, read_parquet, write_atomically
+from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.options import split_list
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
@@ -295,8 +295,7 @@ def _html(title: str, markdown: str) -> bytes:
 
 def write_datasheet(release: str, changelog: dict | None = None, name: str = "") -> list[dict[str, Any]]:
     """Writes DATASHEET.md, datasheet.html and datasheet/*.png|jpg; returns their manifest entries."""
-    manifest = json.loads(read_bytes(FileSystems.join(release, "manifest.json")))
-    stats = json.loads(read_bytes(FileSystems.join(release, "stats.json")))
+    manifest, stats = report.read_manifest(release), report.read_stats(release)
     rows = load_rows(release, COLUMNS)
     rejections: Counter = Counter()
     for path in _files(release, "rejections/*.parquet"):
