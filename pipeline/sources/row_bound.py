@@ -52,17 +52,18 @@ def bounded_rows(path: str, items: Iterator[Item], stage: str, limit: int | None
     """`items` (a reader's rows and rejections for the file at `path`), until `limit` of them (by default
     `file_row_limit(path)`) have come; then one `too_many_rows` rejection, and the reader is closed unread."""
     limit = file_row_limit(path) if limit is None else limit
-    last = 0
+    previous: object = None
     for given, item in enumerate(items):
         if given >= limit:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-            name = posixpath.basename(path.rstrip("/"))
-            ref = f"{name}:{(_line_of(item) or last + 1)}"
+            # The row number is looked up here only, not for every row read (a dump holds a hundred million).
+            number = _line_of(item) or (_line_of(previous) or given) + 1
+            ref = f"{posixpath.basename(path.rstrip('/'))}:{number}"
             detail = (f"more than {limit:,} rows (a file may give {ROWS_PER_BYTE} a byte of its size, and "
                       f"{ROW_FLOOR:,} whatever its size): the rest of the file is not read")
             yield Rejection(ref, stage, REASON, detail, "", ref)
             return
-        last = _line_of(item) or last + 1
+        previous = item
         yield item

@@ -617,8 +617,8 @@ def budget_pixels(img: Image.Image) -> int:
     the peak over the budget's 16."""
     pixels = img.size[0] * img.size[1]
     peak = _PEAK_PIXEL_BYTES.get((img.format, img.mode), _BUDGET_PIXEL_BYTES)
-    keyed = img.mode == "I;16" or _rgb16_colour_key(img) is not None
     if img.format == "PNG" and "transparency" in img.info:
+        keyed = img.mode == "I;16" or _rgb16_colour_key(img) is not None
         peak = _KEYED_PIXEL_BYTES[img.mode] if keyed else _EIGHT_BIT_KEYED_PIXEL_BYTES.get(img.mode, peak)
     return -(-pixels * peak // _BUDGET_PIXEL_BYTES)
 
