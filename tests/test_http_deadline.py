@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.io import http_deadline
-from pipeline.io.http_deadline import MAX_ADDRESSES, DeadlineAdapter, deadline_scope, is_public, resolve
+from pipeline.io.http_deadline import (
+    MAX_ADDRESSES,
+    DeadlineAdapter,
+    deadline_scope,
+    interleave_families,
+    is_public,
+    resolve,
+)
 from tests.conftest import real_jpeg
 
 NAME = "images.example.test"
@@ -128,6 +135,38 @@ def test_a_name_with_many_addresses_tries_a_few_each_within_the_deadline(names, 
     assert all(limit <= 0.5 for _, limit in tried)  # no connect may wait past the deadline
 
 
+def test_a_name_listing_many_ipv6_addresses_first_still_has_its_ipv4_ones_tried(names, monkeypatch):
+    """Only a few addresses are tried: on a worker without IPv6 a name whose answer began with four IPv6 addresses
+    was given up without trying its IPv4 ones."""
+    tried: list[str] = []
+
+    def ipv4_only(family, kind, proto, address, limit, options, source):  # type: ignore[no-untyped-def]
+        tried.append(address[0])
+        if family == socket.AF_INET6:
+            raise OSError(101, "Network is unreachable")
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(http_deadline, "_connect_one", ipv4_only)
+    names[NAME] = [f"2606:4700::{i}" for i in range(1, 7)] + ["8.8.8.8", "8.8.4.4"]
+    with deadline_scope(5), pytest.raises(requests.exceptions.ConnectionError):
+        session(public_only=True).get(f"http://{NAME}/x.jpg", timeout=(10, 10))
+    assert tried == ["2606:4700::1", "8.8.8.8", "2606:4700::2", "8.8.4.4"]
+
+
+@given(st.lists(st.sampled_from([socket.AF_INET, socket.AF_INET6]), max_size=12))
+def test_interleaving_keeps_every_answer_and_each_familys_order(families):
+    answers = [(family, socket.SOCK_STREAM, 6, "", (str(index), 80)) for index, family in enumerate(families)]
+    turns = interleave_families(answers)
+    assert sorted(turns, key=lambda answer: answer[4]) == sorted(answers, key=lambda answer: answer[4])
+    for family in set(families):
+        assert [a for a in turns if a[0] == family] == [a for a in answers if a[0] == family]
+    # brute force: no family gets two turns running while another still has answers after them
+    for position in range(1, len(turns)):
+        if turns[position][0] == turns[position - 1][0]:
+            assert all(a[0] == turns[position][0] for a in turns[position:])
+    assert turns[:1] == answers[:1]
+
+
 def test_resolve_passes_on_the_resolvers_error_and_its_answer(names):
     names[NAME] = ["8.8.8.8"]
     assert resolve(NAME, 80, socket.AF_UNSPEC, 1.0)[0][4] == ("8.8.8.8", 80)
@@ -153,6 +192,7 @@ def test_an_ipv4_address_written_as_ipv6_is_judged_as_itself(address):
     "64:ff9b::{}",  # NAT64's well-known prefix: a translator on the worker's network connects to the IPv4 address
     "2002:{:02x}{:02x}:{:02x}{:02x}::1",  # 6to4: a relay delivers to the IPv4 address
     "::{}",  # IPv4-compatible (deprecated)
+    "::ffff:0:{}",  # SIIT's IPv4-translated form: a stateless translator delivers to the IPv4 address
 ])
 @pytest.mark.parametrize("ipv4", ["10.0.0.1", "127.0.0.1", "169.254.169.254", "8.8.8.8"])
 def test_an_ipv4_address_inside_a_translated_ipv6_one_is_judged_as_itself(written, ipv4):

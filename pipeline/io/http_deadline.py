@@ -14,10 +14,10 @@ body decodes to nothing.
 
 Opening a connection is bounded too (`_GuardedConnect`): the name lookup, which has no timeout of its own, and each
 connect wait at most the connect timeout and what is left of the deadline, and at most `MAX_ADDRESSES` of a name's
-addresses are tried. An adapter made with `public_only` also refuses a host *name* that resolves to an address that
-is not public (loopback, private, link-local, shared, reserved): an allow-listed name then cannot lead a download
-into the worker's own network. An address written in the URL as such is not looked up and not judged: it reached
-the connection only because the allow-list names it.
+addresses are tried, IPv4 and IPv6 taking turns. An adapter made with `public_only` also refuses a host *name* that
+resolves to an address that is not public (loopback, private, link-local, shared, reserved): an allow-listed name
+then cannot lead a download into the worker's own network. An address written in the URL as such is not looked up
+and not judged: it reached the connection only because the allow-list names it.
 """
 
 from __future__ import annotations
@@ -169,17 +169,20 @@ class AddressNotPublic(OSError):
     """A host name resolved to an address a public-only connection may not reach."""
 
 
-# IPv6 addresses that carry an IPv4 address a network may deliver them to: NAT64's well-known prefix (RFC 6052) and
-# the deprecated IPv4-compatible form; 6to4 (2002::/16) is read by ipaddress itself. The local-use NAT64 prefix
+# IPv6 addresses that carry an IPv4 address a network may deliver them to: NAT64's well-known prefix (RFC 6052), SIIT's
+# IPv4-translated form `::ffff:0:a.b.c.d` (RFC 2765) and the deprecated IPv4-compatible form; 6to4 (2002::/16) and the
+# mapped form are read by ipaddress itself. The local-use NAT64 prefix
 # (RFC 8215) carries one at positions of the operator's choosing, and is no public address itself.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def is_public(address: str) -> bool:
     """True for an address on the public internet; an IPv4 address written as IPv6 (`::ffff:10.0.0.1`, and the
-    forms a translator or tunnel delivers to it: `64:ff9b::10.0.0.1`, `2002:a00:1::`, `::10.0.0.1`) is judged as
+    forms a translator or tunnel delivers to it: `64:ff9b::10.0.0.1`, `2002:a00:1::`, `::ffff:0:10.0.0.1`,
+    `::10.0.0.1`) is judged as
     the IPv4 address it is."""
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address):
@@ -187,7 +190,7 @@ def is_public(address: str) -> bool:
             return False
         if ip.ipv4_mapped is not None or ip.sixtofour is not None:
             return (ip.ipv4_mapped or ip.sixtofour).is_global  # type: ignore[union-attr]
-        if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        if ip in _NAT64 or ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
             return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF).is_global
     return ip.is_global
 
@@ -235,6 +238,20 @@ def resolve(host: str, port: int, family: int, limit: float) -> list[tuple]:
     if isinstance(answer[0], BaseException):
         raise answer[0]
     return answer[0]
+
+
+def interleave_families(answers: list[tuple]) -> list[tuple]:
+    """The resolver's answers with the address families taking turns, the first answer's family first (RFC 8305,
+    4): only the first `MAX_ADDRESSES` are tried, and a name listing many IPv6 addresses before its IPv4 ones must
+    not be given up on an IPv4-only worker."""
+    by_family: dict[int, list[tuple]] = {}
+    for answer in answers:
+        by_family.setdefault(answer[0], []).append(answer)
+    queues = list(by_family.values())
+    turns: list[tuple] = []
+    for index in range(max(map(len, queues), default=0)):
+        turns.extend(queue[index] for queue in queues if index < len(queue))
+    return turns
 
 
 def _connect_one(family: int, kind: int, proto: int, address: Any, limit: float,
@@ -292,7 +309,7 @@ class _GuardedConnect:
             if hidden:
                 raise AddressNotPublic(f"{host} resolves to {', '.join(hidden[:3])}, not a public address")
         error: OSError = socket.gaierror(f"{host} has no address")
-        for family, kind, proto, _, address in answers[:MAX_ADDRESSES]:
+        for family, kind, proto, _, address in interleave_families(answers)[:MAX_ADDRESSES]:
             try:
                 return _connect_one(family, kind, proto, address, _wait_limit(conn.timeout),
                                     list(conn.socket_options or ()), conn.source_address)
