@@ -92,3 +92,24 @@ def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_ma
     for written in ("\x07\x07", "1@N00"):  # as an earlier version wrote it (U+FFFD twice), as this one does
         assert _attribution_credit(["7", written, page, "t", *tail]) == record
     assert _attribution_credit(["7", "Ann", page, "t", *tail]) != record
+
+
+def test_rows_naming_a_large_dictionary_entry_are_read_a_few_at_a_time(tmp_path, monkeypatch):
+    """pyarrow copies a dictionary entry into every row naming it: 16,384 rows (a table's batch) naming one entry of
+    a few MiB would take gigabytes, from a file of kilobytes. The rows of a batch are bounded by the largest
+    dictionary page instead."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.release import record_readers
+
+    monkeypatch.setattr(record_readers, "_DICTIONARY_ROWS_BYTES", 16 << 20)
+    path = tmp_path / "ledger.parquet"
+    pq.write_table(pa.table({"photo_id": ["x" * (2 << 20)] * 300, "decision": ["kept"] * 300}), path,
+                   compression="zstd")
+    assert path.stat().st_size < 64 << 10
+    with path.open("rb") as handle:
+        sizes = [batch.num_rows for batch in record_readers.bounded_batches(handle, ["photo_id", "decision"], 16_384)]
+    assert sum(sizes) == 300 and max(sizes) == (16 << 20) // ((2 << 20) + 4)
+    with path.open("rb") as handle:  # the decision column alone: its dictionary is a few bytes
+        assert [batch.num_rows for batch in record_readers.bounded_batches(handle, ["decision"], 16_384)] == [300]

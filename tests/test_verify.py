@@ -750,3 +750,22 @@ def test_a_file_whose_bytes_are_not_the_manifests_is_never_parsed(demo_release, 
         assert (f"{path.parent.name}/{path.name}", "sha256 differs from the manifest") in problems
     for folder in ("parquet", "webdataset", "tfrecord", "rejections"):  # every file of its format but the changed one
         assert parsed.count(folder) == len(list((copy / folder).iterdir())) - 1, (folder, parsed)
+
+
+def test_a_resealed_parquet_page_that_would_inflate_past_its_bound_is_never_decompressed(demo_release, tmp_path):
+    """A forged shard resealed with one image of 80 MiB of zeros (zstd stores it in kilobytes) was decompressed whole
+    (a 1 GiB one took 4.3 GB): a page may grow to 8 times its stored size or 64 MiB, as images and ids do."""
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "parquet").glob("*.parquet"))[0]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"]["bytes"] = bytes(80 << 20)
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard, compression="zstd")
+    assert shard.stat().st_size < 1 << 20
+    reseal(copy)
+    unreadable = [reason for path, reason in _problems(copy) if path == shard.relative_to(copy).as_posix()]
+    assert len(unreadable) == 1 and unreadable[0].startswith("unreadable: row group 1, column 'image.bytes': a page")
+    assert "over the 67,108,864 allowed" in unreadable[0]

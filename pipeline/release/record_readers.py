@@ -21,11 +21,17 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.sinks import CONTROLS, csv_text
+from pipeline.sources.parquet_pages import check_inflation
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
 # how many rows a batch of a Parquet dataset shard (images) holds.
 _CHUNK = 1 << 20
 _IMAGE_ROWS = 8
+# What a Parquet page may decompress to (`bounded_batches`): images and ids barely compress, a page of ids or reasons
+# at most ~1 MiB as pyarrow writes it; and what rows copying a dictionary's entries may take.
+_PAGE_RATIO = 8
+_PAGE_FLOOR = 64 << 20
+_DICTIONARY_ROWS_BYTES = 256 << 20
 
 Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
 
@@ -183,6 +189,27 @@ def parquet_file(source: Source) -> pq.ParquetFile:
     return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
 
 
+def bounded_batches(source: Source, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+    """The batches of `columns` of a Parquet file, at most `rows` rows each, in memory bounded by the file's own
+    size: each row group's pages are checked before it is read (`parquet_pages.check_inflation`: no page may
+    decompress to more than `_PAGE_RATIO` times its stored size and `_PAGE_FLOOR`), and a row group with a
+    dictionary page is read in batches few enough that even rows all naming its largest possible entry stay within
+    `_DICTIONARY_ROWS_BYTES` (pyarrow copies a dictionary's value into each row naming it). Runs write JPEG, WebP
+    and ids, which barely compress: a resealed shard holding a page of 1 GiB of zstd-compressed zeros took 4.3 GB."""
+    stream = _stream(source)
+    parquet = parquet_file(stream)
+    metadata = parquet.metadata
+    paths = [metadata.schema.column(leaf).path for leaf in range(metadata.num_columns)]
+    # A column's leaves: itself, or the fields of a struct (a dataset shard's `image` is struct<bytes, path>).
+    leaves = [leaf for leaf, path in enumerate(paths) if path in columns or path.split(".", 1)[0] in columns]
+    for group in range(metadata.num_row_groups):
+        pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO)
+        largest_dictionary = max((chunk.dictionary for chunk in pages), default=0)
+        batch_rows = max(1, min(rows, _DICTIONARY_ROWS_BYTES // max(largest_dictionary, 1)))
+        yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,
+                                        use_threads=False)
+
+
 def _as_binary(column: pa.Array) -> pa.Array:
     """Text as bytes: text that is no UTF-8 is then a credit that differs, not a crash."""
     return column.cast(pa.binary()) if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
@@ -195,7 +222,7 @@ def _parquet_records(source: Source) -> Records:
     group's images are held at once, never a shard's."""
     ids, odd, images, credits = [], [], bytearray(), bytearray()
     columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
-    for batch in parquet_file(source).iter_batches(batch_size=_IMAGE_ROWS, columns=columns, use_threads=False):
+    for batch in bounded_batches(source, columns, _IMAGE_ROWS):
         found = [str(value) for value in batch.column("photo_id").to_pylist()]
         digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
         ids += found

@@ -59,6 +59,7 @@ from pipeline.release.record_readers import (
     PHOTO_FORMATS,
     Facts,
     Records,
+    bounded_batches,
     parquet_file,
     read_up_to,
     record_ids,
@@ -236,13 +237,12 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
             found.records = record_ids(fmt, reader, size)
             found.count = len(found.records[0]) if fmt != "attribution" else None  # type: ignore[index]
         elif fmt in _TABLE_COLUMNS:
-            parquet = parquet_file(reader)
-            found.count = parquet.metadata.num_rows
+            found.count = parquet_file(reader).metadata.num_rows
             columns = _TABLE_COLUMNS[fmt]
             if columns:
                 found.accounts = accounts.for_a_file()
                 add = getattr(found.accounts, "index" if fmt == "near_dup_index" else fmt)
-                for batch in parquet.iter_batches(batch_size=_TABLE_ROWS, columns=list(columns), use_threads=False):
+                for batch in bounded_batches(reader, list(columns), _TABLE_ROWS):
                     add(batch)
         elif fmt in _CHECKED_LAST:
             limit = _MAX_STATS if fmt == "stats" else _CARD_HEAD

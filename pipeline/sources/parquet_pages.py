@@ -10,7 +10,7 @@ here with a small Thrift compact-protocol reader, as pyarrow shows no page heade
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import BinaryIO, NamedTuple
 
 import pyarrow.parquet as pq
@@ -172,6 +172,16 @@ def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | 
     return None
 
 
+def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int) -> str | None:
+    uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
+    if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
+        return "a page header without its sizes"
+    allowed = max(floor, ratio * compressed)
+    if uncompressed > allowed:
+        return f"a page of {compressed:,} bytes stated to decompress to {uncompressed:,}, over the {allowed:,} allowed"
+    return None
+
+
 def _chunk_range(chunk: pq.ColumnChunkMetaData) -> tuple[int, int]:
     """Where a column chunk's pages lie, as pyarrow reads them: from its dictionary page when it has one."""
     start = chunk.data_page_offset
@@ -187,16 +197,18 @@ class Pages(NamedTuple):
     dictionary: int  # its dictionary page (0: it has none)
 
 
-def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, max_value_bytes: int) -> Pages | str:
-    """The sizes of a column chunk's pages, or why decompressing one of them could take more than the values it
-    holds may. Each page is judged by its own header, whatever the footer says: pyarrow sizes a page by its header
-    alone (and fails a page that decompresses to any other size), never checking pages against the footer."""
+def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dict[int, int | dict]], str | None],
+           ) -> Pages | str:
+    """The sizes of a column chunk's pages, or why decompressing one of them could take more memory than `judge`
+    allows (`_page_problem`, `_inflation_problem`). Each page is judged by its own header, whatever the footer says:
+    pyarrow sizes a page by its header alone (and fails a page that decompresses to any other size), never checking
+    pages against the footer."""
     position, end = _chunk_range(chunk)
     total = dictionary = 0
     while position < end:
         source = _Input(handle, position)
         header = _struct(source, 1)
-        problem = _page_problem(header, max_value_bytes)
+        problem = judge(header)
         if problem:
             return f"{problem} (the page at byte {position:,})"
         size = header[_UNCOMPRESSED]  # an int, as the compressed size: _page_problem checked them
@@ -224,8 +236,28 @@ def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
         if chunk.total_uncompressed_size > allowed:
             raise TooLarge(f"{where}: {chunk.total_uncompressed_size:,} bytes once decompressed for "
                            f"{_values(chunk.num_values)}, over the {allowed:,} allowed")
-        pages = _pages(handle, chunk, max_value_bytes)
+        pages = _pages(handle, chunk, lambda header: _page_problem(header, max_value_bytes))
         if isinstance(pages, str):
             raise TooLarge(f"{where}: {pages}")
+        found.append(pages)
+    return found
+
+
+def check_inflation(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int], floor: int,
+                    ratio: int) -> list[Pages]:
+    """The `Pages` of the column chunks `leaves` of `row_group`; `TooLarge` when a page would decompress to more
+    than `ratio` times its stored size and more than `floor` bytes. For files whose values carry no bound of their
+    own (the images of a published shard, whatever `--max_side` made them), where a page's stored size bounds it
+    instead: a compression bomb is by its nature a page that grows; a JPEG barely does (`BadPageHeader` for a page
+    header that cannot be read)."""
+    group = metadata.row_group(row_group)
+    if group.num_rows == 0:
+        return [Pages(0, 0) for _ in leaves]
+    found = []
+    for leaf in leaves:
+        chunk = group.column(leaf)
+        pages = _pages(handle, chunk, lambda header: _inflation_problem(header, floor, ratio))
+        if isinstance(pages, str):
+            raise TooLarge(f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}: {pages}")
         found.append(pages)
     return found
