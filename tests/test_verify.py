@@ -315,6 +315,20 @@ def test_a_crafted_photo_id_cannot_forge_or_hide_report_lines(demo_release, tmp_
     assert len(capsys.readouterr().out.splitlines()) == len(problems) + 1
 
 
+def test_a_long_photo_id_is_quoted_in_part(demo_release, tmp_path, capsys):
+    """A resealed ATTRIBUTION.csv whose id is 100,000 digits was quoted whole in the report's line (an index's or a
+    shard's id, of megabytes)."""
+    copy = _copy(demo_release, tmp_path)
+    with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
+        handle.write(f"{'7' * 100_000},x,,t,https://www.flickr.com/photos/x/9/,CC BY 2.0,u\n")
+    reseal(copy)
+    capsys.readouterr()
+    assert main(["verify", str(copy)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any("7777777… (cut: " in line for line in lines)
+    assert max(map(len, lines)) < 2 * 1000 + len(str(copy)) + 100
+
+
 def test_a_photo_whose_image_differs_between_formats_is_reported(demo_release, tmp_path):
     """A tar resealed with another photo's image under a photo's id (its metadata's sha256 changed to match) kept every
     id and every hash inside its own format, and passed verify: the WebDataset published another image than the

@@ -9,14 +9,25 @@ from dataclasses import dataclass
 class Problem:
     """One line of the report. Both parts can quote the release's own bytes (file names, photo ids from its
     shards, parse errors): any unprintable character is quoted, so a resealed release cannot forge or hide
-    lines of the report (a newline and "RELEASE: OK", or a terminal escape hiding the rest)."""
+    lines of the report (a newline and "RELEASE: OK", or a terminal escape hiding the rest), and a part longer than
+    `MAX_SHOWN` characters is cut there (a resealed index's photo id of megabytes was quoted whole)."""
 
     path: str
     message: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", printable(self.path))
-        object.__setattr__(self, "message", printable(self.message))
+        object.__setattr__(self, "path", _bounded(printable(self.path)))
+        object.__setattr__(self, "message", _bounded(printable(self.message)))
+
+
+# What a part of a report line shows: a line is for a person to read, and a run's own ids and paths are short.
+MAX_SHOWN = 1000
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}… (cut: {len(text):,} characters)"
 
 
 def printable(text: str) -> str:
