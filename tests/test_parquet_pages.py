@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.sources.parquet_pages import MAX_PAGE_BYTES, BadPageHeader, TooLarge, check_row_group
+from pipeline.sources.parquet_pages import MAX_PAGE_BYTES, BadPageHeader, TooLarge, check_inflation, check_row_group
 
 CELL = 4 * 65536  # what the table source allows a cell, in bytes
 
@@ -158,3 +158,33 @@ def test_a_page_header_that_cannot_be_read_is_refused_in_bounded_time(tmp_path, 
     with pytest.raises(BadPageHeader):
         check_row_group(io.BytesIO(data), pq.ParquetFile(path).metadata, 0, [0], CELL)
     assert time.monotonic() - started < 5
+
+
+def test_a_page_may_grow_to_its_ratio_of_what_it_stores_and_no_more_whatever_its_header_claims_it_stores(tmp_path):
+    """`check_inflation` (verify's bound, for files whose values have no bound of their own): a page may decompress
+    to `ratio` times its stored size or `floor`. A header claiming more stored bytes than the file holds does not
+    buy a larger allowance."""
+    path = tmp_path / "grows.parquet"
+    noise = "".join(f"{index * 7919 % 9973:x}" for index in range(40))
+    pq.write_table(pa.table({"title": [noise + "a" * 10_000]}), path, compression="zstd", use_dictionary=False)
+    metadata = pq.ParquetFile(path).metadata
+    chunk = metadata.row_group(0).column(0)
+    data = path.read_bytes()
+
+    def check(data: bytes, ratio: int) -> None:
+        check_inflation(io.BytesIO(data), metadata, 0, [0], 1024, ratio, len(data))
+
+    check(data, 100)  # ~10 kB from ~120 bytes stored
+    with pytest.raises(TooLarge, match=r"row group 1, column 'title': a page of [\d,]+ bytes stated to decompress "
+                                       r"to 10,\d{3}, over the [\d,]+ allowed"):
+        check(data, 8)
+    at = chunk.data_page_offset
+    _, size_at = _read_varint(data, at + 1)
+    _, stored_at = _read_varint(data, size_at + 1)
+    assert data[stored_at] == 0x15  # field 3: the compressed size, a varint of two bytes here
+    _, end = _read_varint(data, stored_at + 1)
+    assert end - stored_at - 1 == 2 and 8 * len(data) < 10_000 < 8 * 8191 // 2
+    claims_more = data[:stored_at + 1] + _varint(_zigzag(8191 // 2), 2) + data[end:]
+    with pytest.raises(TooLarge, match=f"a page of 4,095 bytes stated to decompress to 10,\\d{{3}}, over the "
+                                       f"{8 * len(data):,} allowed"):
+        check(claims_more, 8)

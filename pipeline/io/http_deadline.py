@@ -171,8 +171,8 @@ class AddressNotPublic(OSError):
 
 # IPv6 addresses that carry an IPv4 address a network may deliver them to: NAT64's well-known prefix (RFC 6052), SIIT's
 # IPv4-translated form `::ffff:0:a.b.c.d` (RFC 2765) and the deprecated IPv4-compatible form; 6to4 (2002::/16) and the
-# mapped form are read by ipaddress itself. The local-use NAT64 prefix
-# (RFC 8215) carries one at positions of the operator's choosing, and is no public address itself.
+# mapped form are read by ipaddress itself. The local-use NAT64 prefix (RFC 8215) carries one at positions of the
+# operator's choosing, and is no public address itself.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
@@ -182,8 +182,7 @@ _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 def is_public(address: str) -> bool:
     """True for an address on the public internet; an IPv4 address written as IPv6 (`::ffff:10.0.0.1`, and the
     forms a translator or tunnel delivers to it: `64:ff9b::10.0.0.1`, `2002:a00:1::`, `::ffff:0:10.0.0.1`,
-    `::10.0.0.1`) is judged as
-    the IPv4 address it is."""
+    `::10.0.0.1`) is judged as the IPv4 address it is."""
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address):
         if ip in _LOCAL_NAT64:

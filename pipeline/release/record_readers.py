@@ -199,11 +199,12 @@ def bounded_batches(source: Source, columns: list[str], rows: int) -> Iterator[p
     stream = _stream(source)
     parquet = parquet_file(stream)
     metadata = parquet.metadata
+    file_size = stream.seek(0, io.SEEK_END)
     paths = [metadata.schema.column(leaf).path for leaf in range(metadata.num_columns)]
     # A column's leaves: itself, or the fields of a struct (a dataset shard's `image` is struct<bytes, path>).
     leaves = [leaf for leaf, path in enumerate(paths) if path in columns or path.split(".", 1)[0] in columns]
     for group in range(metadata.num_row_groups):
-        pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO)
+        pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
         largest_dictionary = max((chunk.dictionary for chunk in pages), default=0)
         batch_rows = max(1, min(rows, _DICTIONARY_ROWS_BYTES // max(largest_dictionary, 1)))
         yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,

@@ -172,11 +172,12 @@ def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | 
     return None
 
 
-def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int) -> str | None:
+def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int, file_size: int) -> str | None:
     uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
     if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
         return "a page header without its sizes"
-    allowed = max(floor, ratio * compressed)
+    # A page's stored bytes lie in the file: a header claiming more cannot buy a larger allowance.
+    allowed = max(floor, ratio * min(compressed, file_size))
     if uncompressed > allowed:
         return f"a page of {compressed:,} bytes stated to decompress to {uncompressed:,}, over the {allowed:,} allowed"
     return None
@@ -244,19 +245,19 @@ def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
 
 
 def check_inflation(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int], floor: int,
-                    ratio: int) -> list[Pages]:
+                    ratio: int, file_size: int) -> list[Pages]:
     """The `Pages` of the column chunks `leaves` of `row_group`; `TooLarge` when a page would decompress to more
-    than `ratio` times its stored size and more than `floor` bytes. For files whose values carry no bound of their
-    own (the images of a published shard, whatever `--max_side` made them), where a page's stored size bounds it
-    instead: a compression bomb is by its nature a page that grows; a JPEG barely does (`BadPageHeader` for a page
-    header that cannot be read)."""
+    than `ratio` times its stored size (at most the file's `file_size`) and more than `floor` bytes. For files whose
+    values carry no bound of their own (the images of a published shard, whatever `--max_side` made them), where a
+    page's stored size bounds it instead: a compression bomb is by its nature a page that grows; a JPEG barely does
+    (`BadPageHeader` for a page header that cannot be read)."""
     group = metadata.row_group(row_group)
     if group.num_rows == 0:
         return [Pages(0, 0) for _ in leaves]
     found = []
     for leaf in leaves:
         chunk = group.column(leaf)
-        pages = _pages(handle, chunk, lambda header: _inflation_problem(header, floor, ratio))
+        pages = _pages(handle, chunk, lambda header: _inflation_problem(header, floor, ratio, file_size))
         if isinstance(pages, str):
             raise TooLarge(f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}: {pages}")
         found.append(pages)
