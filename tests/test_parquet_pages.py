@@ -12,7 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.sources.parquet_pages import MAX_PAGE_BYTES, BadPageHeader, TooLarge, check_inflation, check_row_group
+from pipeline.sources.parquet_pages import (
+    MAX_PAGE_BYTES,
+    BadFooter,
+    BadPageHeader,
+    TooLarge,
+    check_inflation,
+    check_row_group,
+)
 
 CELL = 4 * 65536  # what the table source allows a cell, in bytes
 
@@ -188,3 +195,38 @@ def test_a_page_may_grow_to_its_ratio_of_what_it_stores_and_no_more_whatever_its
     with pytest.raises(TooLarge, match=f"a page of 4,095 bytes stated to decompress to 10,\\d{{3}}, over the "
                                        f"{8 * len(data):,} allowed"):
         check(claims_more, 8)
+    # Within the floor it is still refused: pyarrow allocates the stored bytes a header claims before it finds the
+    # file too short (a 747-byte file claiming 2,000,000,000 took 2 GB).
+    with pytest.raises(TooLarge, match=r"a page of 4,095 bytes running past its column chunk \(the page at byte 4\)"):
+        check_inflation(io.BytesIO(claims_more), metadata, 0, [0], 1 << 20, 8, len(claims_more))
+
+
+def test_a_footer_listing_fewer_column_chunks_than_its_schema_is_a_broken_file(tmp_path):
+    """A forged footer whose row group lists one column chunk under a schema of two made pyarrow's
+    `RowGroupMetaData.column` raise IndexError, which no reader takes for a broken file: an input table stopped its
+    bundle (and the job), `verify` stopped. Both checks say `BadFooter`, a ValueError."""
+    path = tmp_path / "two.parquet"
+    pq.write_table(pa.table({"photo_id": ["a", "b"], "decision": ["kept", "kept"]}), path)
+    real = pq.ParquetFile(path).metadata
+
+    class OneChunk:  # what pyarrow reads from such a footer: the schema's two columns, one chunk in the row group
+        num_rows = 2
+        num_columns = 1
+
+        def column(self, leaf: int) -> pq.ColumnChunkMetaData:
+            if leaf >= 1:
+                raise IndexError(f"{leaf} out of bounds")
+            return real.row_group(0).column(leaf)
+
+    class Forged:
+        num_columns = 2
+
+        def row_group(self, index: int) -> OneChunk:
+            return OneChunk()
+
+    with path.open("rb") as handle:
+        for check in (lambda: check_row_group(handle, Forged(), 0, [0, 1], CELL),  # type: ignore[arg-type]
+                      lambda: check_inflation(handle, Forged(), 0, [0, 1], 1 << 20, 8, 10_000)):  # type: ignore
+            with pytest.raises(BadFooter, match="row group 1 lists 1 column chunks, not column 2"):
+                check()
+    assert issubclass(BadFooter, ValueError)

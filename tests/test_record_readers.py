@@ -113,3 +113,25 @@ def test_rows_naming_a_large_dictionary_entry_are_read_a_few_at_a_time(tmp_path,
     assert sum(sizes) == 300 and max(sizes) == (16 << 20) // ((2 << 20) + 4)
     with path.open("rb") as handle:  # the decision column alone: its dictionary is a few bytes
         assert [batch.num_rows for batch in record_readers.bounded_batches(handle, ["decision"], 16_384)] == [300]
+
+
+def test_rows_each_naming_its_own_page_are_bounded_in_all(tmp_path, monkeypatch):
+    """Each page within `_PAGE_FLOOR` bounds no batch: rows of a page each (of zeros, kilobytes once compressed) made a
+    batch of a page's size times its rows. A row group's columns read are bounded in all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from pipeline.release import record_readers
+    from pipeline.sources.parquet_pages import TooLarge
+
+    monkeypatch.setattr(record_readers, "_PAGE_FLOOR", 4 << 20)
+    monkeypatch.setattr(record_readers, "_GROUP_FLOOR", 16 << 20)
+    path = tmp_path / "ledger.parquet"
+    pq.write_table(pa.table({"photo_id": ["x" * (3 << 20)] * 12, "decision": ["kept"] * 12}), path, compression="zstd",
+                   use_dictionary=False, data_page_size=1, write_batch_size=1)
+    assert path.stat().st_size < 64 << 10
+    with path.open("rb") as handle, pytest.raises(TooLarge, match="over the 16,777,216 allowed"):
+        list(record_readers.bounded_batches(handle, ["photo_id", "decision"], 16_384))
+    with path.open("rb") as handle:  # the decision column alone is a few bytes
+        assert sum(batch.num_rows for batch in record_readers.bounded_batches(handle, ["decision"], 16_384)) == 12

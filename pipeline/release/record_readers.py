@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.sinks import CONTROLS, csv_text
-from pipeline.sources.parquet_pages import check_inflation
+from pipeline.sources.parquet_pages import TooLarge, check_inflation
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
 # how many rows a batch of a Parquet dataset shard (images) holds.
@@ -32,6 +32,9 @@ _IMAGE_ROWS = 8
 _PAGE_RATIO = 8
 _PAGE_FLOOR = 64 << 20
 _DICTIONARY_ROWS_BYTES = 256 << 20
+# What a row group's columns read may decompress to in all: a page each within `_PAGE_FLOOR` is no bound on a batch
+# of rows, each naming its own page.
+_GROUP_FLOOR = 256 << 20  # or `_PAGE_RATIO` times the file's size
 
 Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
 
@@ -205,8 +208,12 @@ def bounded_batches(source: Source, columns: list[str], rows: int) -> Iterator[p
     leaves = [leaf for leaf, path in enumerate(paths) if path in columns or path.split(".", 1)[0] in columns]
     for group in range(metadata.num_row_groups):
         pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
-        largest_dictionary = max((chunk.dictionary for chunk in pages), default=0)
-        batch_rows = max(1, min(rows, _DICTIONARY_ROWS_BYTES // max(largest_dictionary, 1)))
+        grown, allowed = sum(chunk.total for chunk in pages), max(_GROUP_FLOOR, _PAGE_RATIO * file_size)
+        if grown > allowed:
+            raise TooLarge(f"row group {group + 1}: its columns read would decompress to {grown:,} bytes, over the "
+                           f"{allowed:,} allowed for a file of {file_size:,}")
+        dictionaries = sum(chunk.dictionary for chunk in pages)  # a row names an entry of each
+        batch_rows = max(1, min(rows, _DICTIONARY_ROWS_BYTES // max(dictionaries, 1)))
         yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,
                                         use_threads=False)
 

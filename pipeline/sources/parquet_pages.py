@@ -41,6 +41,11 @@ class BadPageHeader(ValueError):
     """A page header that cannot be read (it is no Thrift, or runs past its limit)."""
 
 
+class BadFooter(ValueError):
+    """A footer whose row group lists fewer column chunks than its schema has columns (pyarrow's IndexError is no
+    ValueError, which a reader takes for a broken file)."""
+
+
 class TooLarge(ValueError):
     """A column chunk whose pages could take more memory than its values may, read: refused unread."""
 
@@ -183,6 +188,12 @@ def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int, fi
     return None
 
 
+def _column(group: pq.RowGroupMetaData, leaf: int, row_group: int) -> pq.ColumnChunkMetaData:
+    if not 0 <= leaf < group.num_columns:
+        raise BadFooter(f"row group {row_group + 1} lists {group.num_columns} column chunks, not column {leaf + 1}")
+    return group.column(leaf)
+
+
 def _chunk_range(chunk: pq.ColumnChunkMetaData) -> tuple[int, int]:
     """Where a column chunk's pages lie, as pyarrow reads them: from its dictionary page when it has one."""
     start = chunk.data_page_offset
@@ -199,11 +210,13 @@ class Pages(NamedTuple):
 
 
 def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dict[int, int | dict]], str | None],
-           ) -> Pages | str:
+           within: int | None = None) -> Pages | str:
     """The sizes of a column chunk's pages, or why decompressing one of them could take more memory than `judge`
     allows (`_page_problem`, `_inflation_problem`). Each page is judged by its own header, whatever the footer says:
     pyarrow sizes a page by its header alone (and fails a page that decompresses to any other size), never checking
-    pages against the footer."""
+    pages against the footer. With `within` (the file's size), a page running past its chunk or the file is a
+    problem too: pyarrow allocates a page's stated compressed size before finding the file too short (a 747-byte
+    file took 2 GB)."""
     position, end = _chunk_range(chunk)
     total = dictionary = 0
     while position < end:
@@ -212,6 +225,9 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
         problem = judge(header)
         if problem:
             return f"{problem} (the page at byte {position:,})"
+        stored = header[_COMPRESSED]  # an int, as the uncompressed size: `judge` checked them
+        if within is not None and position + source.consumed + stored > min(end, within):  # type: ignore[operator]
+            return f"a page of {stored:,} bytes running past its column chunk (the page at byte {position:,})"
         size = header[_UNCOMPRESSED]  # an int, as the compressed size: _page_problem checked them
         total += size
         dictionary += size if header.get(_TYPE) == _DICTIONARY_PAGE else 0
@@ -231,7 +247,7 @@ def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
         return [Pages(0, 0) for _ in leaves]
     found = []
     for leaf in leaves:
-        chunk = group.column(leaf)
+        chunk = _column(group, leaf, row_group)
         where = f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}"
         allowed = chunk.num_values * (max_value_bytes + _PER_VALUE) + _PER_PAGE
         if chunk.total_uncompressed_size > allowed:
@@ -250,14 +266,16 @@ def check_inflation(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
     than `ratio` times its stored size (at most the file's `file_size`) and more than `floor` bytes. For files whose
     values carry no bound of their own (the images of a published shard, whatever `--max_side` made them), where a
     page's stored size bounds it instead: a compression bomb is by its nature a page that grows; a JPEG barely does
-    (`BadPageHeader` for a page header that cannot be read)."""
+    (`BadPageHeader` for a page header that cannot be read, `BadFooter` for a column chunk the row group lacks). A
+    page running past its column chunk or the file is `TooLarge` too."""
     group = metadata.row_group(row_group)
     if group.num_rows == 0:
         return [Pages(0, 0) for _ in leaves]
     found = []
     for leaf in leaves:
-        chunk = group.column(leaf)
-        pages = _pages(handle, chunk, lambda header: _inflation_problem(header, floor, ratio, file_size))
+        chunk = _column(group, leaf, row_group)
+        pages = _pages(handle, chunk, lambda header: _inflation_problem(header, floor, ratio, file_size),
+                       within=file_size)
         if isinstance(pages, str):
             raise TooLarge(f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}: {pages}")
         found.append(pages)
