@@ -3,6 +3,7 @@ Parquet tables, and atomic writes (temporary name, then rename) that report each
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
@@ -254,6 +255,15 @@ def _glob_parts(pattern: str) -> Iterator[tuple[str, str]]:
         i += 1
 
 
+def _fnmatch_class(text: str) -> str:
+    """The regex of one closed `[...]` class as fnmatch translates it (its `(?s:...)\\Z` wrapper taken off)."""
+    translated = fnmatch.translate(text)
+    found = re.fullmatch(r"\(\?s:(.*)\)\\[Zz]", translated, re.S)
+    if found is None:  # another Python's wrapper: the class must still be read, never dropped
+        raise ValueError(f"fnmatch.translate gave {translated!r}")
+    return found.group(1)
+
+
 def _posix_glob(pattern: str) -> tuple[str, re.Pattern[str]]:
     """(a broader pattern for Beam's listing, the regex of the glob as POSIX reads it). Beam's '*' is
     `[^/\\]*`: it never matches a backslash, a Windows separator to Beam but an ordinary character of a
@@ -271,10 +281,11 @@ def _posix_glob(pattern: str) -> tuple[str, re.Pattern[str]]:
             broad.append("?")
             regex.append("[^/]")
         elif kind == "[":
-            broad.append(text)
-            inner = "".join("\\" + c if c in "\\[&~|" else c for c in text[1:-1])  # literal to re, no warnings
-            inner = "^" + inner[1:] if inner.startswith("!") else "\\" + inner if inner.startswith("^") else inner
-            regex.append(f"[{inner}]")
+            # Beam hands a class to `re` as it is: `[a-[]` (a range running backwards) failed the listing with a
+            # BeamIOError. The listing takes any run instead, and the class is read as fnmatch reads it (a backward
+            # range matches nothing, `!` negates, `^` and `[` are literal).
+            broad.append("**")
+            regex.append(_fnmatch_class(text))
         else:
             broad.append(text)
             regex.append(re.escape(text))
