@@ -526,3 +526,47 @@ def test_only_a_gcs_object_gone_or_refused_is_a_broken_file():
     for error in (google.TooManyRequests("slow down"), google.Unauthorized("who"), google.ServiceUnavailable("busy"),
                   google.GatewayTimeout("late")):
         assert not isinstance(error, broken)
+
+
+def _read_in_a_thread(read, path) -> list:
+    """What `read(path)` gives, or a failure after 10 s when it blocks: a named pipe's open() waits for a writer,
+    which is then opened (and closed at once) to release the reader."""
+    import os
+    import threading
+
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(read(path)), daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail(f"reading {path} blocked: it waited for a writer")
+    return got
+
+
+@pytest.mark.parametrize("name", ["pipe.tsv", "pipe.tsv.gz"])
+def test_a_named_pipe_among_the_inputs_is_one_rejection_not_a_job_waiting_for_ever(tmp_path, name):
+    """A named pipe matched by --input's glob was opened and read as a file: the open waits for a writer, and the
+    whole job with it (the launch check too). It is now one `unreadable_file` rejection naming it, and the launch
+    check's reason."""
+    import os
+
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    rejected = _read_in_a_thread(lambda path: [item.value for item in _ReadLines().process(path)], str(pipe))
+    assert [(r.photo_id, r.reason) for r in rejected] == [(f"{name}:1", "unreadable_file")]
+    assert "a named pipe" in rejected[0].detail and str(pipe) in rejected[0].detail
+    assert "cannot be read" in _read_in_a_thread(lambda path: [yfcc.sniff(path)], str(pipe))[0]
+
+
+def test_a_named_pipe_given_as_a_parquet_table_is_one_rejection_not_a_wait(tmp_path):
+    import os
+
+    from pipeline.sources.table import read_rows, table_layout
+
+    pipe = tmp_path / "rows.parquet"
+    os.mkfifo(pipe)
+    rejected = _read_in_a_thread(lambda path: list(read_rows(path, table_layout("parquet"))), str(pipe))
+    assert [(r.photo_id, r.reason) for r in rejected] == [("rows.parquet:1", "unreadable_file")]
+    assert "a named pipe" in rejected[0].detail

@@ -39,6 +39,7 @@ from pipeline.sources.yfcc import (
     BROKEN_FILE_ERRORS,
     MAX_LINE_BYTES,
     read_numbered_lines,
+    refuse_other_than_a_file,
     spread_files,
 )
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
@@ -458,6 +459,7 @@ def _parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Pho
     give our fields rejects each of its rows, counted from its footer and never read."""
     name = posixpath.basename(path.rstrip("/"))
     number = 0
+    refuse_other_than_a_file(path)
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         try:
             table = _open_parquet(handle)
@@ -506,6 +508,7 @@ def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[
 def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
     """The file's column names (None for JSON lines, which have none); ValueError when unreadable."""
     if layout.format == "parquet":
+        refuse_other_than_a_file(path)
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             table = _open_parquet(handle)
             return table.schema_arrow.names if table is not None else []

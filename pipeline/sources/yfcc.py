@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import os
 import posixpath
 import zlib
 from array import array
@@ -326,6 +327,15 @@ class _AsChecked(io.RawIOBase):
         super().close()
 
 
+def refuse_other_than_a_file(path: str) -> None:
+    """OSError (a broken file's error) when a local `path` is a named pipe, a socket, a device or a folder: opened as a
+    file, a named pipe waits for a writer, and the job (its launch check first) with it."""
+    if FileSystems.get_scheme(path) is None and os.path.exists(path):
+        kind = size_and_kind(path)[1]
+        if kind:
+            raise OSError(f"{path} is {kind}, not a file")
+
+
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
                         checked: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1.
@@ -337,6 +347,7 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
     from data that matches the check piece for piece (`_AsChecked`); `checked=False` skips both for a launch check,
     which reads a few lines of a file the job reads again."""
     name = posixpath.basename(path.rstrip("/"))
+    refuse_other_than_a_file(path)
     crcs = check_compressed(path) if checked else None
     with _open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
