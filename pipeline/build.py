@@ -44,7 +44,7 @@ from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist
 from pipeline.stages.decontaminate import Decontaminate
-from pipeline.stages.detect import Detect, DetectOutput, read_decisions
+from pipeline.stages.detect import Detect, DetectOutput, ReviewerRejections, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
@@ -189,8 +189,10 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     """Detection on the photos' pixels, read back from the staged images (`images`) just for it; the
     photos it keeps leave without their bytes again, those held for review keep them (the review
     writer shows them)."""
-    if not specs:
-        return DetectOutput(photos, empty(pipeline), empty(pipeline))
+    if not specs:  # no detection, which applies the reviewers' decisions: their rejections still hold
+        reviewed = _maybe(photos, pipeline, "ReviewerRejections", opts.review_decisions,
+                          lambda: ReviewerRejections(read_decisions(opts.review_decisions)))
+        return DetectOutput(reviewed.kept, reviewed.rejected, empty(pipeline))
     read_back = photos | "ReadBackImages" >> ReadBackImages(images)
     detected = read_back.kept | "Detect" >> _detect(specs, opts)
     kept = detected.kept | "DropImages" >> beam.Map(drop_image)
@@ -225,7 +227,11 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     rejected = [rows.rejected, licensed.rejected, unique.rejected, verified.rejected, ids.rejected, content.rejected,
                 clean.rejected]
     if not (opts.redetect and specs):
-        return clean.kept, carried_in, rejected, []
+        # Detection applies the reviewers' decisions; without it a photo a reviewer rejected on a second look (a later
+        # decision replaces an earlier one) was carried into every later release all the same.
+        reviewed = _maybe(clean.kept, pipeline, "CarriedReviewerRejections", opts.review_decisions,
+                          lambda: ReviewerRejections(read_decisions(opts.review_decisions)))
+        return reviewed.kept, carried_in, [*rejected, reviewed.rejected], []
     redone = clean.kept | "CarriedDetect" >> _detect(specs, opts)
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 

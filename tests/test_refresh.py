@@ -691,3 +691,39 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
         assert "finished publishing" in said.out + said.err
         assert json.loads((target / "manifest.json").read_text())["release"] == "r2"
         assert main(["verify", str(target)]) == 0
+
+
+def test_a_photo_a_reviewer_rejects_leaves_the_next_release_though_the_detectors_did_not_change(
+        first_yfcc_release, tmp_path):
+    """A reviewer looks again at a released photo and rejects it (`review apply`: a later decision replaces an earlier
+    one). A refresh given the decisions carried the photo into its release all the same: carried photos meet the
+    decisions only in detection, which runs on them only when the detectors changed (--redetect). A rejection always
+    holds, whichever image it names; an acceptance keeps what is kept anyway."""
+    from pipeline.release.verify import verify
+
+    server, metadata, first = first_yfcc_release
+    kept = sorted(released(first), key=int)
+    human, other, accepted = kept[:3]
+    (tmp_path / "decisions.csv").write_text(
+        "photo_id,decision,note,sha256\n"
+        f"{human},reject_human,a face in the window,\n"
+        f"{other},reject_other,a screenshot,{'ab' * 32}\n"
+        f"{accepted},accept,,\n"
+        "1005,reject_human,,\n")  # new in r2 (a 503 in r1), with detection off: the decision holds too
+    store = tmp_path / "reviews.csv"
+    assert main(["review", "apply", str(tmp_path / "decisions.csv"), "--store", str(store)]) == 0
+    root = tmp_path / "root"
+    assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--input={metadata}",
+                 f"--review_decisions={store}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = root / "releases" / "r2"
+    assert released(second) == released(first) - {human, other}
+    rejections = {(row["photo_id"], row["stage"], row["reason"], row["detail"])
+                  for row in pq.read_table(second / "rejections").to_pylist()}
+    assert {(human, "detect", "human", "reviewer: a face in the window"),
+            (other, "detect", "reviewer_rejected", "a screenshot"),
+            ("1005", "detect", "human", "reviewer")} <= rejections
+    removed = json.loads((second / "changelog.json").read_text())["removed"]
+    assert removed == {"detect/human": [human], "detect/reviewer_rejected": [other]}
+    ledger = {row["photo_id"]: row for row in pq.read_table(second / "ledger").to_pylist()}
+    assert (ledger[human]["decision"], ledger[human]["reason"]) == ("rejected", "human")
+    assert list(verify(str(second))) == []

@@ -47,7 +47,7 @@ from pipeline.io.work_cache import WriteEntries, split_by_cache
 from pipeline.records import SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import KEPT as KEPT_TAG
 from pipeline.stage import REJECTED as REJECTED_TAG
-from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
+from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, failure_to_rejections, reject
 
 
 class _QuietMemoryWarning(logging.Filter):
@@ -246,6 +246,39 @@ def applies(decision: Decision, photo: Photo) -> bool:
     return decision.verdict != "accept" or not decision.sha256 or decision.sha256 == photo.sha256
 
 
+def reviewer_rejection(decision: Decision, photo: Photo) -> Rejection | None:
+    """The rejection a reviewer's decision makes of the photo (stage detect: `human`, or `reviewer_rejected` with
+    the note), or None for an acceptance."""
+    if decision.verdict == "reject_human":
+        return Rejection.of(photo, STAGE, "human", f"reviewer: {decision.note}".rstrip(": "))
+    if decision.verdict == "reject_other":
+        return Rejection.of(photo, STAGE, "reviewer_rejected", decision.note)
+    return None
+
+
+class _ReviewerRejections(beam.DoFn):
+    def __init__(self, decisions: dict[str, Decision]) -> None:
+        self._decisions = decisions
+
+    def process(self, photo: Photo) -> Iterator:
+        decision = self._decisions.get(photo.photo_id)
+        rejection = reviewer_rejection(decision, photo) if decision is not None else None
+        yield photo if rejection is None else reject(rejection)
+
+
+class ReviewerRejections(beam.PTransform):
+    """PCollection[Photo] -> StageOutput: the photos a reviewer rejected leave (stage detect, as `Detect` rejects
+    them), the others pass untouched. For photos no detection runs on: a refresh's carried photos when the detectors
+    did not change (a reviewer who rejects a released photo on a second look: it stayed in every later release)."""
+
+    def __init__(self, decisions: dict[str, Decision]) -> None:
+        super().__init__()
+        self._decisions = {photo_id: d for photo_id, d in decisions.items() if d.verdict != "accept"}
+
+    def expand(self, photos: beam.PCollection) -> StageOutput:
+        return apply_stage(photos, STAGE, _ReviewerRejections(self._decisions), label="ReviewerRejections")
+
+
 class _Decide(beam.DoFn):
     def __init__(self, rule: DecisionRule, decisions: dict[str, Decision], skipping: bool) -> None:
         self._rule = rule
@@ -255,12 +288,8 @@ class _Decide(beam.DoFn):
     def process(self, photo: Photo) -> Iterator:
         decision = self._decisions.get(photo.photo_id)
         if decision is not None and applies(decision, photo):
-            if decision.verdict == "accept":
-                yield photo
-            elif decision.verdict == "reject_human":
-                yield reject(Rejection.of(photo, STAGE, "human", f"reviewer: {decision.note}".rstrip(": ")))
-            else:
-                yield reject(Rejection.of(photo, STAGE, "reviewer_rejected", decision.note))
+            rejection = reviewer_rejection(decision, photo)
+            yield photo if rejection is None else reject(rejection)
             return
         scores = dict(photo.scores)
         verdict = self._rule.decide(scores)
