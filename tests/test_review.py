@@ -241,6 +241,27 @@ def test_one_file_deciding_a_photo_twice_otherwise_is_refused_naming_both_rows(t
         read_decisions(str(store))
 
 
+@pytest.mark.parametrize("text, problem", [
+    # a note opened with a quote and never closed: the rows below it became its text, their decisions lost unsaid
+    ('5,accept,"looks fine\n6,reject_human,face in the window,\n7,reject_other,,\n', r"row 2: .*unexpected end"),
+    ('5,accept,"fine" mostly,\n6,reject_human,,\n', r"row 2: .*expected after"),  # was read as 'fine mostly'
+    ("5,accept,,\n6,reject_human,,\n", r"row 1: the column decision is named twice"),  # which one decides?
+])
+def test_a_decisions_file_whose_quoting_or_header_is_broken_is_refused_not_read_otherwise(tmp_path, text, problem):
+    """Python's csv reader, not strict, reads an unterminated quote to the end of the file: a hand-edited decisions
+    file whose note opened a quote applied its first decision and hid every later one, reject_human included, in
+    that note ("1 decision(s) applied"). Text after a closing quote was glued on; a column named twice was the last
+    one of that name. Each is refused with its row, by `review apply` and, in a store edited by hand, at launch."""
+    header = "photo_id,decision,decision,sha256\n" if "twice" in problem else "photo_id,decision,note,sha256\n"
+    decisions = tmp_path / "d.csv"
+    decisions.write_text(header + text, encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
+        apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+    assert not (tmp_path / "store.csv").exists()
+    with pytest.raises(ValueError, match=r"d\.csv:" + problem.removeprefix("row ")):
+        read_decisions(str(decisions))
+
+
 def test_the_store_is_formula_safe_and_gives_the_notes_back_as_written(tmp_path):
     """The cumulative store was written with csv.writer: a note '=HYPERLINK(...)' reached a file reviewers
     open in a spreadsheet as a live formula. Now it is '=... (quoted) on disk, the reviewer's text when read,

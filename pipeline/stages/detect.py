@@ -28,7 +28,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import onnxruntime as ort
@@ -87,6 +87,11 @@ def check_decision_columns(columns: Sequence[str] | None, where: str) -> None:
     missing = [name for name in ("photo_id", "decision") if name not in (columns or ())]
     if missing:
         raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {', '.join(columns or ())[:200]})")
+    # Two columns of one name: the reader keeps the last, and `accept` beside `reject_human` was read as either.
+    twice = sorted({name for name in columns or () if name in ("photo_id", "decision", "note", "sha256")
+                    and list(columns or ()).count(name) > 1})
+    if twice:
+        raise ValueError(f"{where}: the column {' and '.join(twice)} is named twice")
 
 
 class Decision(NamedTuple):
@@ -112,11 +117,13 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     as the reviewer wrote it (the store writes one that looks like a formula as '=...). A row with an empty
     decision (a photo not looked at yet) is skipped when `skip_undecided`, else refused; `where(line)` names a row in
     errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
-    reader = csv.DictReader(io.StringIO(text))
-    check_decision_columns(reader.fieldnames, where(1))
+    # strict: not strict, the reader took an unterminated quote to the end of the file (a hand-edited note opening a
+    # quote hid every later row in it, reject_human included, unsaid) and glued text after a closing quote on
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, 0), where(1))
     decisions: dict[str, Decision] = {}
     first_line: dict[str, int] = {}
-    for line, row in enumerate(reader, start=2):
+    for line, row in _numbered_rows(reader, where):
         decision = (row.get("decision") or "").strip()
         if not decision and skip_undecided:
             continue
@@ -135,6 +142,24 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
         decisions[photo_id] = decided
         first_line.setdefault(photo_id, line)
     return decisions
+
+
+def _csv_rows(reader: csv.DictReader, read: Callable[[], Any], where: Callable[[int], str], line: int) -> Any:
+    """`read()` from the reader, its csv.Error a ValueError naming the row that starts after `line`."""
+    try:
+        return read()
+    except csv.Error as err:
+        raise ValueError(f"{where(line + 1)}: not CSV as a spreadsheet writes it ({err})") from None
+
+
+def _numbered_rows(reader: csv.DictReader, where: Callable[[int], str]) -> Iterator[tuple[int, dict]]:
+    """(the line its row starts on, row) for each row (a quoted note may hold line breaks)."""
+    while True:
+        line = reader.line_num
+        row = _csv_rows(reader, lambda: next(reader, None), where, line)
+        if row is None:
+            return
+        yield line + 1, row
 
 
 def read_decisions(path: str | None) -> dict[str, Decision]:
