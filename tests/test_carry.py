@@ -109,6 +109,44 @@ def test_rows_a_shard_cannot_decode_are_rejected_by_photo_id_and_the_others_carr
              for i in (3, 4)]), label="rejected")
 
 
+def test_a_column_of_another_type_than_a_run_writes_is_a_bad_field_of_each_row(tmp_path):
+    """verify checks a resealed release's files, ids, images and credits, not each column's type: a shard whose
+    date_uploaded (or any text column the credit does not show) was rewritten as numbers passed it, its rows were
+    carried as photos, and the refresh failed at its very end in the Parquet writer ("Expected bytes, got a 'int'
+    object"); a `source` of lists was an internal_error. Columns no run stores (a `raw` download, a video `marker`)
+    are not taken from a row either."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"date_uploaded": pa.array([1, 2], pa.int64()), "source": pa.array([["yfcc"], ["yfcc"]]),
+               "original_width": pa.array([600.0, 600.0]), "width": pa.array([600.0, 600.0]),
+               "tags": pa.array([b"a", b"b"]), "first_release": pa.array([True, False])}
+    for name, values in columns.items():
+        (tmp_path / name).mkdir()
+        carry(tmp_path / name, [released(1), released(2)])
+        path = tmp_path / name / "parquet" / "pass-00000-of-00001.parquet"
+        table = pq.read_table(path)
+        pq.write_table(table.set_column(table.schema.get_field_index(name), name, values), path)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    carry(extra, [released(1)])
+    path = extra / "parquet" / "pass-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.append_column("raw", pa.array([b"x" * 1000])).append_column("marker", pa.array([1])), path)
+    with local_pipeline() as p:
+        for name in columns:
+            carried = p | f"Read{name}" >> ReadRelease(str(tmp_path / name), "2026-09") | f"Check{name}" >> CheckRows(
+                "2026-09")
+            assert_that(carried.kept, equal_to([]), label=f"{name} kept")
+            assert_that(carried.rejected | f"Why{name}" >> beam.Map(
+                            lambda r: (r.photo_id, r.stage, r.reason, r.detail.split(" ")[0])),
+                        equal_to([(str(i), "carry", "bad_field", name) for i in (1, 2)]), label=f"{name} rejected")
+        carried = p | "ReadExtra" >> ReadRelease(str(extra), "2026-09") | "CheckExtra" >> CheckRows("2026-09")
+        assert_that(carried.kept | "Fields" >> beam.Map(lambda ph: (ph.photo_id, ph.raw, ph.marker)),
+                    equal_to([("1", b"", 0)]),
+                    label="extra kept")
+
+
 def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejection(tmp_path, monkeypatch):
     """A shard with not even its ids readable (it passed verify, so it was resealed after damage) fails
     the job; a read that fails (a connection reset) fails the bundle, for the runner to retry, instead

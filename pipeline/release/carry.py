@@ -38,7 +38,11 @@ from pipeline.stages.image import ImageConfig
 
 STAGE = "carry"
 
-_FIELDS = {f.name for f in dataclasses.fields(Photo)}
+# What a row gives a photo: every field a run stores, not the raw download, the row's origin or the video marker.
+_FIELDS = {f.name for f in dataclasses.fields(Photo)} - {"raw", "source_ref", "marker"}
+# The fields a run writes as text and as whole numbers (a release's Parquet schema, formats.PARQUET_SCHEMA).
+_TEXT = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "str") & _FIELDS
+_WHOLE = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "int") & _FIELDS
 
 
 def release_shards(release: str) -> list[str]:
@@ -121,6 +125,13 @@ def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[st
             return "bad_id", f"photo id {str(row.get('photo_id'))[:40]!r} is not in its one spelling"
     except BadPhotoId as err:
         return "bad_id", str(err)
+    # verify checks a release's files, ids, images and credits, not each column's type: a text column of numbers
+    # passed it and failed the refresh at its very end, in the Parquet writer
+    for name in sorted(row.keys() & (_TEXT | _WHOLE)):
+        value = row[name]
+        if value is not None and type(value) is not (str if name in _TEXT else int):
+            written = "text" if name in _TEXT else "whole number"
+            return "bad_field", f"{name} is a {type(value).__name__}, not the {written} a run writes"
     for name, shape, digits in (("phash", HASH16, 16), ("dhash", HASH16, 16), ("sha256", SHA256_HEX, 64)):
         value = row.get(name)
         if value and not (isinstance(value, str) and shape.fullmatch(value)):
