@@ -147,6 +147,27 @@ def test_a_column_of_another_type_than_a_run_writes_is_a_bad_field_of_each_row(t
                     label="extra kept")
 
 
+def test_a_stored_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded():
+    """A carried image is decoded to check it (verify only hashes it): a resealed release's 216 KB progressive JPEG
+    of 5,000 scans took 22 s of CPU in the carry check, one of 20,000 minutes, and was carried on. The image stage's
+    structure checks refuse such a file from its header; a carried one is refused the same way."""
+    import time
+
+    from pipeline.release.carry import row_problem
+    from pipeline.stages.image import MAX_JPEG_SCANS
+    from tests import bad_images
+
+    for side, scans in ((64, MAX_JPEG_SCANS + 1), (2000, 2000)):
+        bomb = bad_images.jpeg_scan_bomb(side, scans)
+        row = dataclasses.asdict(released(5, image=bomb, sha256=hashlib.sha256(bomb).hexdigest(), width=side,
+                                          height=side))
+        row["image"] = {"bytes": bomb, "path": "5.jpg"}
+        started = time.monotonic()
+        assert (row_problem(row)[0], time.monotonic() - started < 1.0) == ("too_many_scans", True)
+    assert row_problem({**row, "image": {"bytes": COFFEE}, "sha256": hashlib.sha256(COFFEE).hexdigest(),
+                        "width": 600, "height": 400}) is None
+
+
 def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejection(tmp_path, monkeypatch):
     """A shard with not even its ids readable (it passed verify, so it was resealed after damage) fails
     the job; a read that fails (a connection reset) fails the bundle, for the runner to retry, instead

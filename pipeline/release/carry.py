@@ -34,7 +34,7 @@ from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, c
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
-from pipeline.stages.image import ImageConfig
+from pipeline.stages.image import ImageConfig, ImageRejected, check_jpeg_structure
 
 STAGE = "carry"
 
@@ -159,6 +159,10 @@ def _text_or_empty(value: object) -> str:
 
 
 def _image_problem(jpeg: bytes, row: dict, max_pixels: int) -> tuple[str, str] | None:
+    try:  # before Pillow: a resealed 216 KB JPEG of 5,000 scans took 22 s to decode here, 20,000 minutes
+        check_jpeg_structure(jpeg)
+    except ImageRejected as rejected:
+        return rejected.reason, rejected.detail
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -205,6 +205,13 @@ def _check_jpeg_segments(raw: bytes) -> None:
             pos = scan_end.start()
 
 
+def check_jpeg_structure(raw: bytes) -> None:
+    """ImageRejected for a JPEG whose structure costs CPU or memory before any pixel is decoded (more scans or
+    segments than any encoder writes, an EXIF or MPO index bomb): for JPEGs read elsewhere (a release's carried
+    images, release/carry.py)."""
+    _check_jpeg_segments(raw)
+
+
 # The headers Pillow's TIFF directory reader accepts with 4-byte offsets, and BigTIFF's (8-byte ones).
 _TIFF_PREFIXES = frozenset({b"II*\0", b"MM\0*", b"II\0*", b"MM*\0"})
 _BIGTIFF_PREFIXES = frozenset({b"II+\0", b"MM\0+"})
