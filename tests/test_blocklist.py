@@ -65,6 +65,22 @@ def test_stage_rejects_with_list_and_entry(tmp_path):
                     equal_to([("42", "blocklist", "blocklisted", "list.txt:2 photo_id 42")]), label="rejected")
 
 
+@pytest.mark.parametrize("edited", ["photo_id 7\n", "photo_id 42\nphoto_id 4 2\n"])
+def test_the_list_checked_at_launch_is_the_one_applied_whatever_happens_to_the_file_later(tmp_path, edited):
+    """The workers read each list again in their setup: a list edited while the job ran (here: replaced, and
+    saved with an entry half-typed) was applied as it then was: photo 42, listed at launch, was kept, and an entry
+    that cannot be understood failed the whole job in a worker, where launch would have refused it."""
+    path = tmp_path / "takedowns.txt"
+    path.write_text("photo_id 42\n")
+    with local_pipeline() as p:
+        stage = Blocklist([str(path)], 4, METADATA_KINDS)
+        path.write_text(edited)
+        out = p | beam.Create([photo("42"), photo("7")]) | stage
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["7"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: r.detail), equal_to(["takedowns.txt:1 photo_id 42"]),
+                    label="rejected")
+
+
 def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path):
     chelsea = normalise(real_jpeg("chelsea.jpg"), ImageConfig()).phash
     (tmp_path / "takedowns.txt").write_text(f"photo_id 1005\nphash {chelsea} 0\n")

@@ -7,11 +7,11 @@ A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` s
     sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise
 
-The same transform runs twice: before fetching with the metadata kinds (photo_id, url), so a
-taken-down photo is never downloaded again, and after normalisation with the content kinds
-(sha256 of downloaded or stored bytes, pHash within a distance) and URLs again (the URL the image was served from,
-after redirects, is known only then). Each match is rejected with the
-list, line and entry that matched.
+The same transform runs twice (each list read at launch, its text sent to the workers): before fetching with the
+metadata kinds (photo_id, url), so a taken-down photo is never downloaded again, and after normalisation with the
+content kinds (sha256 of downloaded or stored bytes, pHash within a distance) and URLs again (the URL the image
+was served from, after redirects, is known only then). Each match is rejected with the list, line and entry that
+matched.
 
 A takedown names a photo however it was written down, so ids and URLs are compared in canonical
 form: photo ids without leading zeros (`records.canonical_photo_id`); a Flickr photo page
@@ -256,14 +256,21 @@ def _decoded(raw: bytes, name: str) -> str:
         raise ValueError(f"{name}:{line}: not UTF-8 text (byte {err.start})") from None
 
 
-def load_blocklists(paths: Sequence[str], default_distance: int) -> list[Entry]:
-    entries = []
+def read_blocklists(paths: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each list, as read now."""
+    texts = []
     for path in paths:
         with FileSystems.open(path) as handle:
-            raw = handle.read()
-        name = posixpath.basename(path)
-        entries += parse_blocklist(_decoded(raw, name), name, default_distance)
-    return entries
+            texts.append((posixpath.basename(path), handle.read()))
+    return texts
+
+
+def parse_blocklists(texts: Sequence[tuple[str, bytes]], default_distance: int) -> list[Entry]:
+    return [entry for name, raw in texts for entry in parse_blocklist(_decoded(raw, name), name, default_distance)]
+
+
+def load_blocklists(paths: Sequence[str], default_distance: int) -> list[Entry]:
+    return parse_blocklists(read_blocklists(paths), default_distance)
 
 
 def _entry_key(entry: Entry) -> tuple[str, str]:
@@ -310,11 +317,11 @@ class Matcher:
 
 
 class _DropListed(beam.DoFn):
-    def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str) -> None:
-        self._paths, self._distance, self._kinds, self._stage = list(paths), distance, tuple(kinds), stage
+    def __init__(self, texts: Sequence[tuple[str, bytes]], distance: int, kinds: Sequence[str], stage: str) -> None:
+        self._texts, self._distance, self._kinds, self._stage = list(texts), distance, tuple(kinds), stage
 
     def setup(self) -> None:
-        self._matcher = Matcher(load_blocklists(self._paths, self._distance), self._kinds)
+        self._matcher = Matcher(parse_blocklists(self._texts, self._distance), self._kinds)
 
     def process(self, photo: Photo) -> Iterator:
         entry = self._matcher.match(photo)
@@ -329,14 +336,17 @@ class Blocklist(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo] not on any list, PCollection[Rejection]).
 
     `kinds` chooses which entries apply: METADATA_KINDS before fetching, CONTENT_KINDS after
-    hashing. Lists are parsed once at construction (a malformed list fails the job at start) and
-    loaded again in each worker's setup()."""
+    hashing. Lists are read and parsed once at construction (a malformed list fails the job at start), and their
+    text travels with the job to each worker's setup(): read again there, a list edited while the job ran (takedown
+    requests come at any time) was applied in one version to some photos and in another to others, an entry checked
+    at launch could be gone, and a list saved half-written failed the whole job in a worker."""
 
     def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE) -> None:
         super().__init__()
-        load_blocklists(paths, distance)  # fail fast, before any worker starts
+        texts = read_blocklists(paths)
+        parse_blocklists(texts, distance)  # fail fast, before any worker starts
         self._stage = stage
-        self._fn = _DropListed(paths, distance, kinds, stage)
+        self._fn = _DropListed(texts, distance, kinds, stage)
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         return apply_stage(photos, self._stage, self._fn)
