@@ -262,6 +262,37 @@ def test_a_decisions_file_whose_quoting_or_header_is_broken_is_refused_not_read_
         read_decisions(str(decisions))
 
 
+def test_two_reviewers_applying_at_once_never_lose_a_decision(tmp_path, monkeypatch):
+    """`review apply` read the store, merged and wrote it back: a second apply finishing in between (two annotators
+    at once) had its decisions, a reject_human here, replaced without a word, each told its decisions were applied.
+    The store is held while it is read and written: the second apply is refused, and applies once the first is done;
+    a lock a killed apply left is named, to be removed by hand."""
+    import pipeline.release.review as review
+
+    store = tmp_path / "reviews.csv"
+    (tmp_path / "a.csv").write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    (tmp_path / "b.csv").write_text("photo_id,decision,note,sha256\n6,accept,,\n")
+    write = review.write_atomically
+    refused = []
+
+    def meanwhile(path, writer):  # A applies between B's read and B's write
+        monkeypatch.setattr(review, "write_atomically", write)
+        with pytest.raises(ValueError, match=r"another `review apply` is writing .*reviews\.csv") as err:
+            apply_decisions(str(tmp_path / "a.csv"), str(store))
+        refused.append(err.value)
+        return write(path, writer)
+
+    monkeypatch.setattr(review, "write_atomically", meanwhile)
+    assert apply_decisions(str(tmp_path / "b.csv"), str(store)) == (1, 1)
+    monkeypatch.undo()
+    assert refused and set(read_decisions(str(store))) == {"6"}
+    assert apply_decisions(str(tmp_path / "a.csv"), str(store)) == (1, 2)
+    assert read_decisions(str(store))["5"].verdict == "reject_human"
+    (tmp_path / "reviews.csv.lock").write_text("")
+    with pytest.raises(ValueError, match=r"reviews\.csv\.lock"):
+        apply_decisions(str(tmp_path / "b.csv"), str(store))
+
+
 def test_the_store_is_formula_safe_and_gives_the_notes_back_as_written(tmp_path):
     """The cumulative store was written with csv.writer: a note '=HYPERLINK(...)' reached a file reviewers
     open in a spreadsheet as a live formula. Now it is '=... (quoted) on disk, the reviewer's text when read,

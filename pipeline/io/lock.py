@@ -109,6 +109,12 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
     return True
 
 
+def create_if_absent(path: str, payload: bytes) -> bool:
+    """True if this call created the file `path` (with `payload`), False if it existed: atomic on local disks and
+    gs://, best effort on other filesystems."""
+    return _create_if_absent(path, payload)
+
+
 STALE_TEMPORARY_SECONDS = 60
 MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read no further
 

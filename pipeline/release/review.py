@@ -17,6 +17,7 @@ import hashlib
 import html
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ from PIL import Image
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
+from pipeline.io.lock import create_if_absent
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes
 from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, parse_decisions, read_decisions
@@ -299,7 +301,16 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     with open(decisions_csv, encoding="utf-8-sig", newline="") as handle:
         text = handle.read()
     new = parse_decisions(text, lambda line: f"{decisions_csv}: row {line}", skip_undecided=True)
-    merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
-    payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
-    write_atomically(store, lambda handle: handle.write(payload))
+    # Held from the read to the write: two applies at once each read the store, and the later write dropped the
+    # other's decisions (a reject_human among them), both saying they were applied.
+    lock = f"{store}.lock"
+    if not create_if_absent(lock, f"review apply, pid {os.getpid()}\n".encode()):
+        raise ValueError(f"another `review apply` is writing {store} (its lock {lock} is there): run this one again "
+                         "once it is done, or remove the lock if no apply is running (one was stopped)")
+    try:
+        merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
+        payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
+        write_atomically(store, lambda handle: handle.write(payload))
+    finally:
+        FileSystems.delete([lock])
     return len(new), len(merged)
