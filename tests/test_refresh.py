@@ -727,3 +727,24 @@ def test_a_photo_a_reviewer_rejects_leaves_the_next_release_though_the_detectors
     ledger = {row["photo_id"]: row for row in pq.read_table(second / "ledger").to_pylist()}
     assert (ledger[human]["decision"], ledger[human]["reason"]) == ("rejected", "human")
     assert list(verify(str(second))) == []
+
+
+def test_a_refresh_without_previous_under_a_root_holding_releases_is_refused(first_yfcc_release, tmp_path, capsys):
+    """--previous forgotten (its default makes a first release): the refresh wrote a new "first release" beside the
+    others, without the takedown list, ledger or carried images of the last one, published a photo that list keeps
+    out, and became `latest`, so the monthly refresh built on it and never applied the list again."""
+    server, metadata, first = first_yfcc_release
+    root = tmp_path / "root"
+    shutil.copytree(first, root / "releases" / "r1")
+    (tmp_path / "takedowns.txt").write_text("photo_id 1004\n")
+    args = [f"--output={root}", f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]
+    assert main(["refresh", "--release=r2", *args]) == 2
+    assert re.search(r"holds published releases \(the newest: .*r1\).*--previous=latest", capsys.readouterr().err)
+    assert not (root / "releases" / "r2").exists()
+    # with it, the release is built on r1 (here with a takedown list): 1004 leaves
+    assert main(["refresh", "--release=r2", "--previous=latest", f"--blocklist={tmp_path / 'takedowns.txt'}",
+                 *args]) == 0
+    assert "1004" not in released(root / "releases" / "r2")
+    # a root without releases makes a first release without --previous, as before
+    assert main(["refresh", f"--output={tmp_path / 'new'}", "--release=r1", f"--input={metadata}",
+                 f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 0

@@ -41,6 +41,13 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         previous = release.latest_release(args.output)
         if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
             raise UsageError(f"release {name} is already published: {previous}")
+    elif previous is None and (newest := release.latest_release(args.output)) and \
+            newest.rstrip("/").rsplit("/", 1)[-1] != name:  # this very release: refused below as finished
+        # --previous forgotten: a "first release" beside the others had none of the last one's takedown list, ledger or
+        # carried images, published what that list keeps out, and as `latest` was what the schedule then built on.
+        raise UsageError(f"{args.output[:200]} holds published releases (the newest: {newest[:200]}): give "
+                         "--previous=latest (or a release's folder) to build on them; a first release is made under a "
+                         "root that holds none")
     release.check_new_release(target, previous)
     if previous:
         problems = list(verify(previous))
