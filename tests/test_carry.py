@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 
 import apache_beam as beam
 import numpy as np
@@ -184,10 +186,14 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
     (tmp_path / "parquet" / "pass-00001-of-00002.parquet").unlink()
 
-    def reset(path):
-        raise requests.exceptions.ConnectionError("Connection aborted.")
+    class Reset(io.RawIOBase):  # the connection drops partway through the shard
+        def readable(self) -> bool:
+            return True
 
-    monkeypatch.setattr(carry_module, "read_bytes", reset)
+        def readinto(self, buffer):
+            raise requests.exceptions.ConnectionError("Connection aborted.")
+
+    monkeypatch.setattr(carry_module, "open_reader", lambda path: contextlib.nullcontext(Reset()))
     with pytest.raises(Exception, match="Connection aborted"), local_pipeline() as p:
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
 
@@ -287,3 +293,47 @@ def test_a_run_carrying_a_release_over_writes_each_id_and_each_image_once(demo_r
                for row in pq.read_table(tmp_path / "out" / "rejections").to_pylist()}
     assert reasons == {taken_id: ("unique_id", "repeated_id", taken_id),
                        "5001": ("exact_dedup", "duplicate", copied_id)}
+
+
+def test_a_shard_is_read_a_row_group_at_a_time(tmp_path, monkeypatch):
+    """A shard was read whole, then decoded whole into a table and into rows: a shard of 5,000 images (0.5-1 GB)
+    took its bytes three times over in each worker thread. Only one row group's rows are held now."""
+    import tracemalloc
+
+    from pipeline.io import formats
+    from pipeline.release.carry import _read_shard
+
+    monkeypatch.setattr(formats, "_ROW_GROUP", 4)
+    images = [np.random.default_rng(i).bytes(1 << 20) for i in range(12)]  # 3 row groups of 4 MiB
+    carry(tmp_path, [released(i + 1, image=image) for i, image in enumerate(images)])
+    shard = str(tmp_path / "parquet" / "pass-00000-of-00001.parquet")
+    tracemalloc.start()
+    try:
+        seen = [(where, row["photo_id"], len(row["image"]["bytes"])) for where, row in _read_shard(shard)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == [(f"pass-00000-of-00001.parquet:{i}", str(i), 1 << 20) for i in range(1, 13)]
+    assert peak < 6 << 20, peak  # one row group's images (4 MiB) and a copy's chunk; whole, the shard twice (24 MiB)
+
+
+def test_rows_of_a_row_group_that_cannot_be_decoded_are_rejected_from_there_on(tmp_path):
+    """A shard's readable row groups carry over; from the first that cannot be decoded (a title that is no UTF-8),
+    each row is an `unreadable_row` rejection under its photo id and its own row number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    carry(tmp_path, [released(i) for i in range(1, 7)])
+    path = tmp_path / "parquet" / "pass-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    titles = b"".join([b"ok", b"ok", b"ok", b"\xff\xfe", b"ok", b"ok"])
+    offsets = pa.py_buffer(np.array([0, 2, 4, 6, 8, 10, 12], dtype=np.int32).tobytes())
+    bad_title = pa.Array.from_buffers(pa.string(), 6, [None, offsets, pa.py_buffer(titles)])
+    pq.write_table(table.set_column(table.schema.get_field_index("title"), "title", bad_title), path,
+                   row_group_size=2)
+    with local_pipeline() as p:
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1", "2"]), label="kept")
+        assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.source_ref)), equal_to(
+            [(str(i), "unreadable_row", f"2026-09/parquet/pass-00000-of-00001.parquet:{i}") for i in (3, 4, 5, 6)]),
+            label="rejected")
