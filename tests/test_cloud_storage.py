@@ -310,3 +310,15 @@ def test_an_objects_bounds_are_its_own_size_whatever_its_name(gcs, monkeypatch, 
     out = [getattr(item, "value", item) for item in _ReadLines().process(f"gs://{BUCKET}/{name}")]
     assert len(out) == 200 and not any(isinstance(item, Rejection) for item in out)
     assert size_and_kind(f"gs://{BUCKET}/sized1/gone.tsv.gz") == (None, "")
+
+
+def test_review_apply_reads_decisions_and_writes_the_store_on_gcs(gcs):
+    """`review apply` checked a gs:// decisions file's existence through Beam, then opened it with Python's `open`:
+    the apply failed with "No such file" for a file that was there."""
+    from pipeline.cli import main
+
+    gcs.blob("review/d1.csv").upload_from_string("photo_id,decision,note\n5,accept,\n7,reject_human,a hand\n")
+    store = f"gs://{BUCKET}/review/reviews.csv"
+    assert main(["review", "apply", f"gs://{BUCKET}/review/d1.csv", "--store", store]) == 0
+    assert gcs.blob("review/reviews.csv").download_as_bytes() == (
+        b"photo_id,decision,note,sha256\n5,accept,,\n7,reject_human,a hand,\n")

@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from html.parser import HTMLParser
 
 import pyarrow.parquet as pq
@@ -365,3 +366,13 @@ def test_most_suspicious_first_is_relative_to_the_threshold_of_a_class_that_can_
     page = (tmp_path / "review" / "index.html").read_text()
     assert page.index("ssdlite_person.person 0.850 (threshold 0.900") < page.index(
         "open_nsfw.nsfw 0.310 (threshold 0.500")
+
+
+def test_a_decisions_file_that_is_no_utf8_is_refused_naming_the_file_and_line(tmp_path):
+    """A file saved as Latin-1 (a spreadsheet's plain "CSV") failed with the codec's error alone, naming no file."""
+    store = str(tmp_path / "reviews.csv")
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("photo_id,decision,note\n5,accept,\n7,reject_human,caf\u00e9\n".encode("latin-1"))
+    for read in (lambda path: apply_decisions(path, store), read_decisions):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(latin))}:3: not UTF-8 text \(byte 51\)"):
+            read(str(latin))

@@ -34,7 +34,7 @@ from pipeline.io.files import write_atomically
 from pipeline.io.lock import create_if_absent
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes
 from pipeline.records import Photo
-from pipeline.stages.detect import DECISIONS, parse_decisions, read_decisions
+from pipeline.stages.detect import DECISIONS, decisions_text, parse_decisions, read_decisions
 
 THUMBNAIL = 256
 # The most photos review/ shows at once, the most suspicious first (`review_order`). They reach one worker with
@@ -296,11 +296,9 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     yet looked at) are skipped. Every id is a photo number, in its one spelling ('007' is photo 7; a
     '7.0' is refused with its row: stored, it would never match). The store is written formula-safe,
     as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store)."""
-    # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column
-    # '\ufeffphoto_id' and every row's id empty
-    with open(decisions_csv, encoding="utf-8-sig", newline="") as handle:
-        text = handle.read()
-    new = parse_decisions(text, lambda line: f"{decisions_csv}: row {line}", skip_undecided=True)
+    # read as the store is (any Beam filesystem: a gs:// path passed the existence check, then Python's open failed)
+    new = parse_decisions(decisions_text(decisions_csv), lambda line: f"{decisions_csv}: row {line}",
+                          skip_undecided=True)
     # Held from the read to the write: two applies at once each read the store, and the later write dropped the
     # other's decisions (a reject_human among them), both saying they were applied.
     lock = f"{store}.lock"

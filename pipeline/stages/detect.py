@@ -162,12 +162,23 @@ def _numbered_rows(reader: csv.DictReader, where: Callable[[int], str]) -> Itera
         yield line + 1, row
 
 
+def decisions_text(path: str) -> str:
+    """A decisions file's text, local or on any Beam filesystem; ValueError naming the file and line where it is no
+    UTF-8. utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column
+    '\ufeffphoto_id' and every row's id empty."""
+    raw = read_bytes(path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {err.start}); save it as CSV UTF-8") from None
+
+
 def read_decisions(path: str | None) -> dict[str, Decision]:
     """The decisions store a run reads (--review_decisions): every row decided (`parse_decisions`)."""
     if not path:
         return {}
-    # utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark
-    return parse_decisions(read_bytes(path).decode("utf-8-sig"), lambda line: f"{path}:{line}")
+    return parse_decisions(decisions_text(path), lambda line: f"{path}:{line}")
 
 
 def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
