@@ -42,7 +42,7 @@ from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
-from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist
+from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, read_blocklists
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Detect, DetectOutput, ReviewerRejections, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
@@ -200,8 +200,8 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     return DetectOutput(kept, rejected, detected.review)
 
 
-def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_distance: int,
-             specs: list[DetectorSpec]
+def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_texts: list[tuple[str, bytes]],
+             list_distance: int, specs: list[DetectorSpec]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
     the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
@@ -218,9 +218,9 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     verified = _maybe(unique.kept, pipeline, "CarriedVerifyLicense", opts.verify_license,
                       lambda: _verify_license(opts))
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
-                 lambda: Blocklist(lists, list_distance, METADATA_KINDS))
+                 lambda: Blocklist(lists, list_distance, METADATA_KINDS, texts=list_texts))
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
-                     lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))
+                     lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT, texts=list_texts))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(content.kept, pipeline, "CarriedDecontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
@@ -262,8 +262,10 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
+    list_texts = read_blocklists(lists) if lists else []  # once, for every Blocklist stage of the job
     specs = detectors_of(opts)
-    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_distance, specs)
+    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_texts, list_distance,
+                                                                     specs)
     # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a
     # later row calling the photo CC BY.
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
@@ -278,14 +280,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over))))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
-                        lambda: Blocklist(lists, list_distance, METADATA_KINDS))
+                        lambda: Blocklist(lists, list_distance, METADATA_KINDS, texts=list_texts))
     images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
     # Each stored image is written once to the staging folder here; the shuffles up to the writers
     # carry photos without their bytes (io/staged_images.py). After the work cache, which keeps them.
     staged_images = images_folder(output)
     staged = images.kept | "StageImages" >> StageImages(staged_images)
     listed_content = _maybe(staged, pipeline, "BlocklistContent", lists,
-                            lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))
+                            lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT,
+                                              texts=list_texts))
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))

@@ -81,9 +81,17 @@ def test_the_list_checked_at_launch_is_the_one_applied_whatever_happens_to_the_f
                     label="rejected")
 
 
-def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path):
+def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path, monkeypatch):
+    """... and reads the list once for all its Blocklist stages (each read it: a list saved between the reads was
+    applied in two versions)."""
+    from pipeline.stages import blocklist
+
     chelsea = normalise(real_jpeg("chelsea.jpg"), ImageConfig()).phash
     (tmp_path / "takedowns.txt").write_text(f"photo_id 1005\nphash {chelsea} 0\n")
+    opened: list[str] = []
+    real_open = blocklist.FileSystems.open
+    monkeypatch.setattr(blocklist.FileSystems, "open",
+                        lambda path, *args, **kwargs: opened.append(path) or real_open(path, *args, **kwargs))
     with StaticServer() as server:
         metadata = build_demo_world(server, tmp_path)
         stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
@@ -94,6 +102,7 @@ def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path)
     # chelsea (1003) and its byte-identical re-upload (1011) both match the listed pHash
     assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 2}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]["blocklist"].endswith(".txt")
+    assert opened.count(str(tmp_path / "takedowns.txt")) == 1, opened
 
 
 def test_a_takedown_naming_the_url_an_image_was_served_from_keeps_it_out_of_the_first_release(tmp_path):

@@ -341,9 +341,12 @@ class Blocklist(beam.PTransform):
     requests come at any time) was applied in one version to some photos and in another to others, an entry checked
     at launch could be gone, and a list saved half-written failed the whole job in a worker."""
 
-    def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE) -> None:
+    def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE,
+                 texts: Sequence[tuple[str, bytes]] | None = None) -> None:
         super().__init__()
-        texts = read_blocklists(paths)
+        # `texts`: the lists as `read_blocklists` read them once for all of a job's Blocklist stages (a refresh has
+        # four: read by each, a list saved meanwhile was applied in two versions)
+        texts = read_blocklists(paths) if texts is None else texts
         parse_blocklists(texts, distance)  # fail fast, before any worker starts
         self._stage = stage
         self._fn = _DropListed(texts, distance, kinds, stage)
