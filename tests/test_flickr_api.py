@@ -141,6 +141,19 @@ def test_an_error_message_echoing_our_key_or_secret_is_raised_without_them(serve
     server.faults.clear()
 
 
+@pytest.mark.parametrize(("before", "echoed"), [(188, [KEY.key, KEY.secret]), (192, [KEY.key, KEY.secret]),
+                                               (184, [KEY.secret, KEY.key])])
+def test_an_echoed_key_cut_by_the_message_limit_leaves_no_part_of_it(server, before, echoed):
+    """The message was cut to 200 characters before the keys were taken out: a key straddling the mark was no longer
+    whole, so its first part was published in the `api_error` detail."""
+    server.inject_api_error(3, "x" * before + "&".join(echoed))
+    with pytest.raises(flickrapi.FlickrError) as caught:
+        client(server).call("flickr.photos.search", per_page=1)
+    message = str(caught.value)
+    assert caught.value.code == 3 and message.startswith("Error: 3: xxx") and len(message) <= 220
+    assert KEY.key[:6] not in message and KEY.secret[:6] not in message, message
+
+
 def test_invalid_key_fails_at_start_without_leaking_it(server, caplog):
     bad = Credentials("wrong-key-789", "wrong-secret-000")
     with caplog.at_level(logging.DEBUG), pytest.raises(CredentialsError) as err:

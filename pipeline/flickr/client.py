@@ -41,6 +41,8 @@ RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", 
 INVALID_KEY = 100
 # A search page of 500 photos with every extra (descriptions, tags) is a few MB; more is no Flickr answer.
 MAX_ANSWER_BYTES = 64 << 20
+# An error's message as the client raises it: "Error: CODE: " and up to 200 characters of what Flickr said.
+MAX_ERROR_CHARS = 220
 
 
 class FlickrUnreachable(Exception):
@@ -77,7 +79,8 @@ def parsed_answer(data: object) -> dict:
         code = parsed.get("code")
         if isinstance(code, bool) or not isinstance(code, int):
             raise BadApiResponse(f"a failure whose code {repr(code)[:40]} is no number")
-        raise flickrapi.FlickrError(f"Error: {code}: {str(parsed.get('message', ''))[:200]}", code=code)
+        # Whole: FlickrClient takes its keys out, then cuts it to MAX_ERROR_CHARS (a key cut in two kept its half).
+        raise flickrapi.FlickrError(f"Error: {code}: {parsed.get('message', '')}", code=code)
     return parsed
 
 
@@ -206,6 +209,7 @@ class FlickrClient:
         message = str(err)
         for secret in self._secrets:
             message = message.replace(secret, "[redacted]")
+        message = message[:MAX_ERROR_CHARS]  # cut after the keys are out: a key cut at the mark kept its first half
         return err if message == str(err) else flickrapi.FlickrError(message, code=getattr(err, "code", None))
 
     def check_key(self) -> None:
