@@ -337,6 +337,22 @@ def test_one_malformed_entry_is_one_rejection_and_the_page_goes_on(bad, reason):
     assert rejection.photo_id in ("7", "flickr:100-200:p3:1") and rejection.detail
 
 
+@pytest.mark.parametrize("perpage", [500, 100])
+def test_a_page_listing_more_photos_than_its_perpage_is_one_rejection_for_the_page(perpage):
+    """A page is at most `perpage` photos (never more than the 500 asked): one answer of 64 MiB listing 4 million
+    entries became 4 million rows (photos or rejections) from one call, and a window's eight pages eight times that."""
+    answer = {"page": 1, "pages": 1, "perpage": perpage, "total": perpage, "photo": [_entry(str(10**6 + i))
+                                                                                    for i in range(perpage + 1)]}
+    kept, rejected = _read_page(None, search=lambda low, high, **params: answer)
+    assert not kept
+    [rejection] = rejected
+    assert (rejection.photo_id, rejection.reason) == ("flickr:100-200:p3", "bad_api_response")
+    assert f"lists {perpage + 1:,} photos, more than its perpage of {perpage}" in rejection.detail
+    answer["photo"].pop()
+    kept, rejected = _read_page(None, search=lambda low, high, **params: answer)
+    assert len(kept) == perpage and not rejected
+
+
 @pytest.mark.parametrize("photo_id", ["../../x", "a/b", "1.2", "", "<b>9</b>", " 9", "9\n", "\u00b2", "0", "00",
                                       "1" * 21, 7.0, True, None, -7, 10**30, {"id": 7}])
 def test_ids_that_are_not_photo_numbers_are_rejected_not_kept(photo_id):

@@ -16,7 +16,8 @@ its answers counted (short, repeated or lying pages, a total that changed while 
 `incomplete_window` rejection naming the window and how many were never listed.
 
 Every byte of an answer is treated as hostile: a page whose photo list is not a list is one
-rejection for the page (`bad_api_response`), and each entry is checked on its own, so one
+rejection for the page (`bad_api_response`), as is a page listing more photos than its `perpage` (one answer
+of 64 MiB listed 4 million entries, each a row), and each entry is checked on its own, so one
 malformed entry (no id, license "abc", a title that is an object, an absurd date) is one rejection
 naming window, page and position (`flickr:LOW-HIGH:pPAGE:INDEX`) while the rest of the page goes
 on. Ids, dates and URL parts go through the same checks as the YFCC source
@@ -231,6 +232,9 @@ class _ReadPage(_ClientDoFn):
             entries = results.get("photo")
             if not isinstance(entries, list):
                 raise BadApiResponse(f"the page's photo list is a {type(entries).__name__}")
+            if len(entries) > paging.perpage:  # 64 MiB of entries was 4 million rows from one call, not 500
+                raise BadApiResponse(f"the page lists {len(entries):,} photos, "
+                                     f"more than its perpage of {paging.perpage}")
         except flickrapi.FlickrError as err:
             code = getattr(err, "code", None)
             detail = f"code {code}: {err}"[:300 - len(unread)] + unread
