@@ -303,3 +303,25 @@ def test_an_owner_search_listing_photos_as_another_owners_lends_them_no_licence(
     dofn._client = Answering()
     out = list(dofn.process(("o@N01", [Photo(str(i), owner_nsid="o@N01") for i in (1, 2, 3)])))
     assert [item.value.reason for item in out] == ["relicensed"] * 3
+
+
+@pytest.mark.parametrize("listings", [[("1", "4"), ("2", "4"), ("1", "2")], [("1", "2"), ("2", "4"), ("1", "4")],
+                                      [("1", "4"), ("2", "4"), ("1", "11")], [("1", "abc"), ("2", "4"), ("1", "4")]])
+def test_an_owner_search_listing_a_photo_with_two_licences_verifies_neither(listings):
+    """An owner search listing photo 1 as CC BY 2.0 and again as CC BY-NC 2.0 (a repeated page, a filter not honoured,
+    a relicensing while it was paged) kept photo 1 as CC BY without asking about it; getInfo says CC BY-NC."""
+    calls = []
+
+    class Answering:
+        def call(self, method, **params):
+            calls.append(method)
+            if method == "flickr.photos.search":
+                return {"photos": {"total": 3, "page": 1, "pages": 1, "perpage": 500,
+                                   "photo": [{"id": i, "owner": "o@N01", "license": lic} for i, lic in listings]}}
+            return {"photo": {"id": params["photo_id"], "license": "2", "owner": {"nsid": "o@N01"}}}
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn._client = Answering()
+    out = list(dofn.process(("o@N01", [Photo("1", owner_nsid="o@N01"), Photo("2", owner_nsid="o@N01")])))
+    assert [getattr(item, "photo_id", None) or item.value.reason for item in out] == ["relicensed", "2"]
+    assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]  # photo 2, listed once as CC BY, costs nothing

@@ -120,21 +120,28 @@ class _VerifyOwner(beam.DoFn):
             raise BadApiResponse("the answer has no photo list")
         return results
 
-    def _collect(self, owner: str, results: dict, wanted: set[str], found: dict[str, int]) -> None:
+    def _collect(self, owner: str, results: dict, wanted: set[str], found: dict[str, int | None]) -> None:
         """Carried photos a page of `owner`'s search lists with an allowed license; anything malformed, or listed
-        as another owner's (an answer not about this search), is left out: its photo is then checked on its own."""
+        as another owner's (an answer not about this search), is left out: its photo is then checked on its own.
+
+        A photo listed with a license that is not allowed or no id, or listed twice with two licenses (on one page or
+        two), is settled as doubted (None): the search says nothing of it, its own getInfo decides. It was kept as
+        CC BY when one listing said CC BY 2.0 and another CC BY-NC 2.0."""
         for entry in results["photo"]:
             if not isinstance(entry, dict) or str(entry.get("id")) not in wanted or entry.get("owner") != owner:
                 continue
+            photo_id = str(entry["id"])
             license_id = _number(entry.get("license"))
-            if license_id in self._allowed:
-                found[str(entry["id"])] = license_id
+            if license_id not in self._allowed or found.get(photo_id, license_id) != license_id:
+                license_id = None
+            found[photo_id] = license_id
 
-    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int]:
-        """{photo id: license id} of the carried photos the owner's CC BY search lists, read only as
-        far as it pays (module docstring); whatever it could not list is checked per photo."""
+    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int | None]:
+        """{photo id: license id, or None where its listings doubt it} of the carried photos the owner's CC BY search
+        lists, read only as far as it pays (module docstring); whatever it could not list, or doubts, is checked per
+        photo."""
         wanted = {photo.photo_id for photo in photos}
-        found: dict[str, int] = {}
+        found: dict[str, int | None] = {}
         low, high = upload_span(photos)
         depth = self._cfg.search_depth
         try:
@@ -156,7 +163,8 @@ class _VerifyOwner(beam.DoFn):
             pass
         return found
 
-    def _read_windows(self, owner: str, span: tuple[int, int, int], wanted: set[str], found: dict[str, int]) -> None:
+    def _read_windows(self, owner: str, span: tuple[int, int, int], wanted: set[str],
+                      found: dict[str, int | None]) -> None:
         """Past the search depth: windows under it (the span's own total is known: not asked again), in at most as
         many calls as the per-photo checks it saves. The plan (`windowed_cost`) trusts the first total; an API whose
         sub-window totals do not shrink made the split ask ~2 x span seconds counts. Photos not found by then are
@@ -185,8 +193,9 @@ class _VerifyOwner(beam.DoFn):
         photos = list(photos)
         current = self._listed(owner, photos) if owner and len(photos) >= self.min_photos_for_search else {}
         for photo in photos:
-            if photo.photo_id in current:
-                yield with_license(photo, current[photo.photo_id])
+            license_id = current.get(photo.photo_id)
+            if license_id is not None:
+                yield with_license(photo, license_id)
                 continue
             yield from self._check_one(photo)
 
