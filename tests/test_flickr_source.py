@@ -309,6 +309,9 @@ BAD_ENTRIES = [
     ({**GOOD_ENTRY, "description": ["d"]}, "bad_api_entry"),
     ({**GOOD_ENTRY, "description": {"_content": 5}}, "bad_api_entry"),
     ({**GOOD_ENTRY, "owner": None}, "bad_api_entry"),
+    # no owner: kept crediting no one, its page https://www.flickr.com/photos//ID/
+    (_without("owner"), "bad_api_entry"),
+    ({**GOOD_ENTRY, "owner": ""}, "bad_api_entry"),
     ({**GOOD_ENTRY, "owner": "x/../../y"}, "bad_api_entry"),
     ({**GOOD_ENTRY, "url_z": 5}, "bad_api_entry"),
     ({**GOOD_ENTRY, "dateupload": "99999999999999"}, "bad_date"),
