@@ -54,3 +54,24 @@ def test_a_flickr_source_s_page_must_be_the_photo_s_flickr_page():
     with pytest.raises(BadField) as err:
         names_this_photo("7000", "", OTHER_FILES[0], "bad_api_entry")
     assert err.value.reason == "bad_api_entry"
+
+
+@pytest.mark.parametrize("url", [
+    "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg/x/..",  # sent as .../7001_abcdef0123_z.jpg/
+    "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg/",
+    "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg;7000_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg;7001_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg/./",
+])
+def test_another_photos_file_anywhere_in_the_path_is_refused(url):
+    """Only the raw last segment was read: a URL whose last segment is `..`, empty or holds a `;` named nothing and
+    passed, though the client sends `/65535/7001_…jpg/` (dot segments removed) and a server may read `;…` as a
+    parameter: another photo's file, fetched under this one's licence and credit."""
+    with pytest.raises(BadField, match="download URL names photo 7001, not 7000"):
+        names_this_photo("7000", "", url)
+
+
+def test_a_flickr_page_is_read_as_a_browser_reaches_it():
+    with pytest.raises(BadField, match="page URL names photo 7001, not 7000"):
+        names_this_photo("7000", "https://www.flickr.com/photos/someone/7000/../../someone/7001/", "")
+    names_this_photo("7000", "https://www.flickr.com/photos/someone/7001/../7000/", "", flickr_page=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from pipeline.records import BadValue
@@ -56,6 +57,29 @@ def _path(url: str) -> tuple[str, str]:
         return "", ""
 
 
+def _without_dot_segments(path: str) -> str:
+    """A URL path as a client sends it (RFC 3986, 5.2.4): `/a/7001_x.jpg/b/..` is `/a/7001_x.jpg/`."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(kept) > 1:  # the empty first segment (the path's leading '/') stays
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    return "/".join(kept) + ("/" if path.endswith(("/.", "/..")) else "")
+
+
+def _files_named(path: str) -> Iterator[str]:
+    """The photo ids of the Flickr file names anywhere in a path, a segment's parameters (`;…`) included: only the
+    last names the file on Flickr's servers, but a server reading `7001_x.jpg/` or `5_x.jpg;7001_x.jpg` otherwise
+    would serve another photo under this one's licence and credit."""
+    for segment in path.split("/"):
+        for part in segment.split(";"):
+            match = _STATIC_FILE.fullmatch("/" + part)
+            if match:
+                yield match[1]
+
+
 def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad_field",
                      flickr_page: bool = False) -> None:
     """BadField when a row of Flickr's own (a YFCC row, an API entry) names another photo in its URLs: a download
@@ -69,13 +93,13 @@ def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad
     `flickr_page`: the page URL must be this photo's Flickr page (a YFCC row linking its attribution to
     `https://phish.example/login` was published as it was)."""
     _, path = _path(download)
-    match = _STATIC_FILE.fullmatch(path[path.rfind("/"):]) if path else None
-    if match and match[1] != photo_id:
-        raise BadField(reason, f"download URL names photo {match[1][:20]}, not {photo_id}")
+    for named in _files_named(_without_dot_segments(path)):
+        if named != photo_id:
+            raise BadField(reason, f"download URL names photo {named[:20]}, not {photo_id}")
     if not page:
         return
     host, path = _path(page)
-    match = _PHOTO_PAGE_PATH.fullmatch(path) if host.lower() in _FLICKR_HOSTS else None
+    match = _PHOTO_PAGE_PATH.fullmatch(_without_dot_segments(path)) if host.lower() in _FLICKR_HOSTS else None
     if match and match[1] != photo_id:
         raise BadField(reason, f"page URL names photo {match[1][:20]}, not {photo_id}")
     if flickr_page and not match:
