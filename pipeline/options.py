@@ -414,6 +414,11 @@ _CONTACT = re.compile(r"https?://[!-~]{1,300}")
 
 def validate(opts: PassOptions) -> list[str]:
     """Problems with the options a user gave, as messages; empty when the options are usable."""
+    # argparse takes a value of '--' for the end of the flags and leaves the option an empty list, never typed:
+    # --near_dup_dhash_distance=-- failed the job with a TypeError where every other wrong number is one line
+    nothing = [option.name for option in DECLARED if isinstance(getattr(opts, option.name, None), list)]
+    if nothing:
+        return [f"--{name} was given '--', which reads as the end of the flags, not as a value" for name in nothing]
     problems = []
     if opts.source == "yfcc" and not opts.input and not opts.carry_over:
         problems.append("--input is required")

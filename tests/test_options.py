@@ -171,3 +171,15 @@ def test_a_contact_that_is_no_plain_http_url_is_refused_at_launch():
     for contact in ("https://example.org/contact\n", "https://example.org/a b", "mailto:x@example.org", ""):
         assert [p for p in options.validate(opts(f"--contact={contact}")) if "--contact" in p], repr(contact)
     assert not options.validate(opts("--contact=https://example.org/pass?about=crawler"))
+
+
+@pytest.mark.parametrize("flag", ["--near_dup_dhash_distance", "--max_side", "--input", "--formats"])
+def test_a_flag_given_the_end_of_flags_marker_as_its_value_is_one_line(tmp_path, capsys, flag):
+    """`--near_dup_dhash_distance=--`: argparse reads '--' as the end of the flags and left the option an empty list,
+    untyped: the launch failed with "the job failed: TypeError" instead of naming the flag."""
+    from pipeline.cli import main
+
+    given = {"--input": str(tmp_path / "x.tsv"), "--output": str(tmp_path / "out"), flag: "--"}
+    assert main(["run", *(f"{name}={value}" for name, value in given.items())]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and f"{flag} was given '--'" in message, message
