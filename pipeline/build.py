@@ -44,7 +44,7 @@ from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, read_blocklists
 from pipeline.stages.decontaminate import Decontaminate
-from pipeline.stages.detect import Detect, DetectOutput, ReviewerRejections, read_decisions
+from pipeline.stages.detect import Decision, Detect, DetectOutput, ReviewerRejections, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
@@ -179,29 +179,29 @@ def models_of(opts: PassOptions) -> list[dict]:
     return model_entries(specs, fusion_of(opts, specs))
 
 
-def _detect(specs: list[DetectorSpec], opts: PassOptions) -> Detect:
-    return Detect(specs, runtime_of(opts), read_decisions(opts.review_decisions or None), opts.cache or "",
+def _detect(specs: list[DetectorSpec], opts: PassOptions, decisions: dict[str, Decision]) -> Detect:
+    return Detect(specs, runtime_of(opts), decisions, opts.cache or "",
                   fusion_of(opts, specs))
 
 
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
-                  opts: PassOptions, images: str) -> DetectOutput:
+                  opts: PassOptions, images: str, decisions: dict[str, Decision]) -> DetectOutput:
     """Detection on the photos' pixels, read back from the staged images (`images`) just for it; the
     photos it keeps leave without their bytes again, those held for review keep them (the review
     writer shows them)."""
     if not specs:  # no detection, which applies the reviewers' decisions: their rejections still hold
         reviewed = _maybe(photos, pipeline, "ReviewerRejections", opts.review_decisions,
-                          lambda: ReviewerRejections(read_decisions(opts.review_decisions)))
+                          lambda: ReviewerRejections(decisions))
         return DetectOutput(reviewed.kept, reviewed.rejected, empty(pipeline))
     read_back = photos | "ReadBackImages" >> ReadBackImages(images)
-    detected = read_back.kept | "Detect" >> _detect(specs, opts)
+    detected = read_back.kept | "Detect" >> _detect(specs, opts, decisions)
     kept = detected.kept | "DropImages" >> beam.Map(drop_image)
     rejected = (read_back.rejected, detected.rejected) | "DetectRejections" >> beam.Flatten()
     return DetectOutput(kept, rejected, detected.review)
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_texts: list[tuple[str, bytes]],
-             list_distance: int, specs: list[DetectorSpec]
+             list_distance: int, specs: list[DetectorSpec], decisions: dict[str, Decision]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
     the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
@@ -230,9 +230,9 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
         # Detection applies the reviewers' decisions; without it a photo a reviewer rejected on a second look (a later
         # decision replaces an earlier one) was carried into every later release all the same.
         reviewed = _maybe(clean.kept, pipeline, "CarriedReviewerRejections", opts.review_decisions,
-                          lambda: ReviewerRejections(read_decisions(opts.review_decisions)))
+                          lambda: ReviewerRejections(decisions))
         return reviewed.kept, carried_in, [*rejected, reviewed.rejected], []
-    redone = clean.kept | "CarriedDetect" >> _detect(specs, opts)
+    redone = clean.kept | "CarriedDetect" >> _detect(specs, opts, decisions)
     return redone.kept, carried_in, [*rejected, redone.rejected], [redone.review]
 
 
@@ -264,8 +264,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
     list_texts = read_blocklists(lists) if lists else []  # once, for every Blocklist stage of the job
     specs = detectors_of(opts)
+    # once, for the new photos and the carried ones: read by each, a `review apply` in between was applied to them in
+    # two versions
+    decisions = read_decisions(opts.review_decisions or None)
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_texts, list_distance,
-                                                                     specs)
+                                                                     specs, decisions)
     # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a
     # later row calling the photo CC BY.
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
@@ -309,7 +312,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
-    detected = _maybe_detect(near.kept, pipeline, specs, opts, staged_images)
+    detected = _maybe_detect(near.kept, pipeline, specs, opts, staged_images, decisions)
     candidates = detected.kept
     if opts.carry_over:
         carried_staged = carried | "StageCarriedImages" >> StageImages(staged_images)

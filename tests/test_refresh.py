@@ -748,3 +748,32 @@ def test_a_refresh_without_previous_under_a_root_holding_releases_is_refused(fir
     # a root without releases makes a first release without --previous, as before
     assert main(["refresh", f"--output={tmp_path / 'new'}", "--release=r1", f"--input={metadata}",
                  f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 0
+
+
+def test_a_review_apply_during_a_refresh_launch_is_applied_to_all_its_photos_or_none(first_yfcc_release, tmp_path,
+                                                                                    monkeypatch):
+    """The launch read the decisions store once for the carried photos and again for the new ones: a `review apply`
+    in between (annotators work at any hour) was applied to the new photos and not to the carried ones, the release
+    made from two versions of the store. It is read once."""
+    import pipeline.build as build
+    from pipeline.release.review import apply_decisions
+
+    server, metadata, first = first_yfcc_release
+    carried = sorted(released(first), key=int)[0]
+    store = tmp_path / "reviews.csv"
+    (tmp_path / "d1.csv").write_text("photo_id,decision,note,sha256\n999,accept,,\n")
+    (tmp_path / "d2.csv").write_text(f"photo_id,decision,note,sha256\n{carried},reject_human,,\n1005,reject_human,,\n")
+    apply_decisions(str(tmp_path / "d1.csv"), str(store))
+    read = build.read_decisions
+
+    def then_an_apply(path):  # a reviewer's apply lands right after the launch's first read
+        decisions = read(path)
+        apply_decisions(str(tmp_path / "d2.csv"), str(store))
+        return decisions
+
+    monkeypatch.setattr(build, "read_decisions", then_an_apply)
+    root = tmp_path / "root"
+    assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--input={metadata}",
+                 f"--review_decisions={store}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = released(root / "releases" / "r2")
+    assert (carried in second, "1005" in second) == (True, True)  # the store as the launch first read it
