@@ -376,3 +376,34 @@ def test_a_decisions_file_that_is_no_utf8_is_refused_naming_the_file_and_line(tm
     for read in (lambda path: apply_decisions(path, store), read_decisions):
         with pytest.raises(ValueError, match=rf"^{re.escape(str(latin))}:3: not UTF-8 text \(byte 51\)"):
             read(str(latin))
+
+
+def test_a_lock_an_apply_stopped_by_a_signal_left_is_taken_over(tmp_path):
+    """An apply stopped where Python runs no `finally` (SIGHUP from a closed terminal or SSH session, the OOM killer)
+    left STORE.lock, and every later apply was refused until someone found and removed it; the project's other locks
+    take over one whose process is gone from this machine. A live apply's lock is still respected."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    child = ("import time, pipeline.release.review as review\n"
+             "review.write_atomically = lambda path, writer: time.sleep(60)\n"
+             f"review.apply_decisions({str(decisions)!r}, {str(store)!r})\n")
+    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "reviews.csv.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "reviews.csv.lock").exists()
+        with pytest.raises(ValueError, match=r"another `review apply` is writing"):  # alive: held
+            apply_decisions(str(decisions), str(store))
+    finally:
+        stopped.send_signal(signal.SIGHUP)
+        stopped.wait(30)
+    assert (tmp_path / "reviews.csv.lock").exists()  # left behind
+    assert apply_decisions(str(decisions), str(store)) == (1, 1)
+    assert read_decisions(str(store))["5"].verdict == "reject_human" and not (tmp_path / "reviews.csv.lock").exists()

@@ -109,12 +109,6 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
     return True
 
 
-def create_if_absent(path: str, payload: bytes) -> bool:
-    """True if this call created the file `path` (with `payload`), False if it existed: atomic on local disks and
-    gs://, best effort on other filesystems."""
-    return _create_if_absent(path, payload)
-
-
 STALE_TEMPORARY_SECONDS = 60
 MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read no further
 
@@ -183,8 +177,9 @@ def _holder(path: str) -> Holder | None:
 class OutputLock:
     """`with OutputLock(output, run_id):` — held for the whole run, released however it ends."""
 
-    def __init__(self, output: str, run_id: str) -> None:
-        self.path = FileSystems.join(output, LOCK)
+    def __init__(self, output: str, run_id: str, path: str = "") -> None:
+        # `path`: a lock of one file (`review apply`'s STORE.lock) rather than of a folder's run
+        self.path = path or FileSystems.join(output, LOCK)
         self.output = output
         self.me = _this_run(run_id)
 

@@ -17,7 +17,6 @@ import hashlib
 import html
 import io
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -31,7 +30,7 @@ from PIL import Image
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
-from pipeline.io.lock import create_if_absent
+from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes
 from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, decisions_text, parse_decisions, read_decisions
@@ -301,14 +300,18 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
                           skip_undecided=True)
     # Held from the read to the write: two applies at once each read the store, and the later write dropped the
     # other's decisions (a reject_human among them), both saying they were applied.
-    lock = f"{store}.lock"
-    if not create_if_absent(lock, f"review apply, pid {os.getpid()}\n".encode()):
-        raise ValueError(f"another `review apply` is writing {store} (its lock {lock} is there): run this one again "
-                         "once it is done, or remove the lock if no apply is running (one was stopped)")
+    # Taken as a run's lock is (io/lock.py): one a stopped apply left on this machine (a closed terminal's SIGHUP, the
+    # OOM killer: no `finally` runs) is stale and taken over; written as plain text, it refused every later apply.
+    lock = OutputLock(store, "review apply", path=f"{store}.lock")
+    try:
+        lock.acquire()
+    except (OutputLocked, OutputNotWritable) as err:
+        raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
+                         if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
     try:
         merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
         payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
         write_atomically(store, lambda handle: handle.write(payload))
     finally:
-        FileSystems.delete([lock])
+        lock.release()
     return len(new), len(merged)
