@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
 from pipeline import __version__
@@ -31,6 +33,7 @@ from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
 from pipeline.io.files import ReadParquetFiles
 from pipeline.io.http_client import FetchConfig, user_agent
+from pipeline.io.layout import STAGED_LISTS
 from pipeline.io.progress import Progress
 from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, images_folder
 from pipeline.io.work_cache import ThroughCache, shaping_options
@@ -42,7 +45,7 @@ from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
-from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, read_blocklists
+from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Decision, Detect, DetectOutput, ReviewerRejections, read_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
@@ -200,7 +203,18 @@ def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list
     return DetectOutput(kept, rejected, detected.review)
 
 
-def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_texts: list[tuple[str, bytes]],
+def _blocklists(lists: list[str], distance: int, output: str) -> Callable[..., Blocklist] | None:
+    """Makes the job's Blocklist stages (None without lists): each list read once at launch for all of them (read by
+    each, a list saved meanwhile was applied in two versions) and copied into the staging folder, where the workers
+    read it (its text pickled into each stage went into the job graph, four times in a refresh)."""
+    if not lists:
+        return None
+    texts = read_blocklists(lists)
+    copies = copy_blocklists(texts, FileSystems.join(output, STAGED_LISTS))
+    return functools.partial(Blocklist, lists, distance, texts=texts, copies=copies)
+
+
+def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., Blocklist] | None,
              list_distance: int, specs: list[DetectorSpec], decisions: dict[str, Decision]
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
@@ -217,10 +231,10 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, lists: list[str], list_
     unique = licensed.kept | "CarriedUniqueIds" >> DropRepeatedIds()
     verified = _maybe(unique.kept, pipeline, "CarriedVerifyLicense", opts.verify_license,
                       lambda: _verify_license(opts))
-    ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", lists,
-                 lambda: Blocklist(lists, list_distance, METADATA_KINDS, texts=list_texts))
-    content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", lists,
-                     lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT, texts=list_texts))
+    ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", listed,
+                 lambda: listed(METADATA_KINDS))  # type: ignore[misc]
+    content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", listed,
+                     lambda: listed(AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))  # type: ignore[misc]
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(content.kept, pipeline, "CarriedDecontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
@@ -262,13 +276,13 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
-    list_texts = read_blocklists(lists) if lists else []  # once, for every Blocklist stage of the job
+    listed = _blocklists(lists, list_distance, output)
     specs = detectors_of(opts)
     # once, for the new photos and the carried ones: read by each, a `review apply` in between was applied to them in
     # two versions
     decisions = read_decisions(opts.review_decisions or None)
-    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, lists, list_texts, list_distance,
-                                                                     specs, decisions)
+    carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, listed, list_distance, specs,
+                                                                     decisions)
     # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a
     # later row calling the photo CC BY.
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
@@ -282,16 +296,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over, lambda: DropRepeatedIds(
         pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over))))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
-    listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", lists,
-                        lambda: Blocklist(lists, list_distance, METADATA_KINDS, texts=list_texts))
+    listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", listed,
+                        lambda: listed(METADATA_KINDS))  # type: ignore[misc]
     images = listed_ids.kept | "FetchImages" >> fetch_images(opts)
     # Each stored image is written once to the staging folder here; the shuffles up to the writers
     # carry photos without their bytes (io/staged_images.py). After the work cache, which keeps them.
     staged_images = images_folder(output)
     staged = images.kept | "StageImages" >> StageImages(staged_images)
-    listed_content = _maybe(staged, pipeline, "BlocklistContent", lists,
-                            lambda: Blocklist(lists, list_distance, AFTER_FETCH_KINDS, BLOCKLIST_CONTENT,
-                                              texts=list_texts))
+    listed_content = _maybe(staged, pipeline, "BlocklistContent", listed,
+                            lambda: listed(AFTER_FETCH_KINDS, BLOCKLIST_CONTENT))  # type: ignore[misc]
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))

@@ -103,6 +103,7 @@ def test_job_never_fetches_a_taken_down_photo_and_drops_listed_content(tmp_path,
     assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 2}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]["blocklist"].endswith(".txt")
     assert opened.count(str(tmp_path / "takedowns.txt")) == 1, opened
+    assert not (tmp_path / "out" / "_lists").exists()  # the copy the workers read is never published
 
 
 def test_a_takedown_naming_the_url_an_image_was_served_from_keeps_it_out_of_the_first_release(tmp_path):
@@ -349,3 +350,33 @@ def test_a_reserved_character_and_its_escape_never_normalise_equal(before, after
     escaped = f"https://example.com/x{before}{escape.lower() if lower else escape}{after}y"
     plain = f"https://example.com/x{before}{reserved}{after}y"
     assert canonical_url(escaped) != canonical_url(plain)
+
+
+def test_a_long_list_reaches_the_workers_as_a_copy_not_in_the_job_graph(tmp_path):
+    """Each Blocklist stage pickled the lists' text into the job graph: 200,000 sha256 entries (14 MB of text) were
+    9 MB a stage, four stages in a refresh. With the copy the job makes at launch, a stage is its path and hash; a
+    copy changed after launch is refused by the worker, never applied."""
+    import pickle
+
+    from pipeline.stages.blocklist import copy_blocklists, read_blocklists
+
+    path = tmp_path / "hashes.txt"
+    path.write_text("".join(f"sha256 {index:064x}\n" for index in range(20_000)))
+    texts = read_blocklists([str(path)])
+    copies = copy_blocklists(texts, str(tmp_path / "staging" / "_lists"))
+    inline = Blocklist([str(path)], 4, CONTENT_KINDS, texts=texts)
+    copied = Blocklist([str(path)], 4, CONTENT_KINDS, texts=texts, copies=copies)
+    assert len(pickle.dumps(inline._fn)) > path.stat().st_size / 2
+    assert len(pickle.dumps(copied._fn)) < 1024
+    path.write_text("")  # what the job applies is what it read at launch
+    with local_pipeline() as p:
+        listed = photo("1", sha256=f"{19_999:064x}")
+        out = p | beam.Create([listed, photo("2", sha256=f"{20_000:064x}")]) | copied
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["2"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: r.detail),
+                    equal_to([f"hashes.txt:20000 sha256 {19_999:064x}"]), label="rejected")
+    worker = pickle.loads(pickle.dumps(copied._fn))
+    with open(copies[0].path, "a") as handle:
+        handle.write("sha256 " + "f" * 64 + "\n")
+    with pytest.raises(RuntimeError, match=r"the copy of hashes\.txt the job made at launch .* has changed"):
+        worker.setup()

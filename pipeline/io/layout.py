@@ -42,6 +42,8 @@ STAGING = "_staging"
 STAGED_IMAGES = "_images"
 # Inside a staging folder: parts a writer merges into one file (ATTRIBUTION.csv's); never published.
 STAGED_PARTS = "_parts"
+# Inside a staging folder: the takedown lists as the job read them at launch (stages/blocklist.py); never published.
+STAGED_LISTS = "_lists"
 # Inside a staging folder: the publish plan, written when publishing starts (see the module docstring).
 PUBLISHING = "PUBLISHING.json"
 # What every path a run writes looks like: relative, "/"-separated, no empty, "." or ".." part, no
@@ -158,7 +160,7 @@ def publish(staging: str, output: str) -> list[str]:
     """Replaces the run files in `output` with those staged and removes the staging folder (with the
     images staged for the writers, which are not published): the plan first, so that a publish killed
     half-way is finished by the next run. Returns the published paths relative to `output`."""
-    scratch = tuple(FileSystems.join(staging, folder) + "/" for folder in (STAGED_IMAGES, STAGED_PARTS))
+    scratch = tuple(FileSystems.join(staging, folder) + "/" for folder in (STAGED_IMAGES, STAGED_PARTS, STAGED_LISTS))
     # Not the temporaries a failed, retried write left (io/files.atomic_file keeps them on an error): published,
     # each was a file no manifest lists, and verify then refused the release.
     staged = [path for path in files_under(staging) if not path.startswith(scratch) and not _is_temporary(path)]

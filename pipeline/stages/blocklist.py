@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import posixpath
 import re
 import string
@@ -50,6 +51,7 @@ import apache_beam as beam
 import idna
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io.files import read_bytes, write_atomically
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -316,12 +318,48 @@ class Matcher:
         return None
 
 
+@dataclass(frozen=True)
+class ListCopy:
+    """A list as the job read it at launch, copied where its workers read it (`copy_blocklists`): a list of hashes
+    from a safety organisation can be megabytes, which pickled into each of a refresh's four Blocklist stages went
+    into the job graph four times (200,000 sha256 entries: 9 MB a stage)."""
+
+    name: str  # the list's file name, as its rejections cite it
+    path: str
+    sha256: str
+
+
+def copy_blocklists(texts: Sequence[tuple[str, bytes]], folder: str) -> list[ListCopy]:
+    """Each list's bytes written under `folder` (a run's staging folder's `_lists`, never published), named by
+    their sha256."""
+    copies = []
+    for name, raw in texts:
+        digest = hashlib.sha256(raw).hexdigest()
+        path = FileSystems.join(folder, f"{digest}.txt")
+        write_atomically(path, lambda handle, raw=raw: handle.write(raw))
+        copies.append(ListCopy(name, path, digest))
+    return copies
+
+
+def _read_copies(copies: Sequence[ListCopy]) -> list[tuple[str, bytes]]:
+    texts = []
+    for copy in copies:
+        raw = read_bytes(copy.path)
+        if hashlib.sha256(raw).hexdigest() != copy.sha256:  # someone wrote into the run's staging folder
+            raise RuntimeError(f"the copy of {copy.name} the job made at launch ({copy.path}) has changed")
+        texts.append((copy.name, raw))
+    return texts
+
+
 class _DropListed(beam.DoFn):
-    def __init__(self, texts: Sequence[tuple[str, bytes]], distance: int, kinds: Sequence[str], stage: str) -> None:
-        self._texts, self._distance, self._kinds, self._stage = list(texts), distance, tuple(kinds), stage
+    def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[ListCopy], distance: int, kinds: Sequence[str],
+                 stage: str) -> None:
+        self._lists, self._distance, self._kinds, self._stage = list(lists), distance, tuple(kinds), stage
 
     def setup(self) -> None:
-        self._matcher = Matcher(parse_blocklists(self._texts, self._distance), self._kinds)
+        copies = [item for item in self._lists if isinstance(item, ListCopy)]
+        texts = _read_copies(copies) if copies else self._lists
+        self._matcher = Matcher(parse_blocklists(texts, self._distance), self._kinds)  # type: ignore[arg-type]
 
     def process(self, photo: Photo) -> Iterator:
         entry = self._matcher.match(photo)
@@ -336,20 +374,22 @@ class Blocklist(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo] not on any list, PCollection[Rejection]).
 
     `kinds` chooses which entries apply: METADATA_KINDS before fetching, CONTENT_KINDS after
-    hashing. Lists are read and parsed once at construction (a malformed list fails the job at start), and their
-    text travels with the job to each worker's setup(): read again there, a list edited while the job ran (takedown
-    requests come at any time) was applied in one version to some photos and in another to others, an entry checked
-    at launch could be gone, and a list saved half-written failed the whole job in a worker."""
+    hashing. Lists are read and parsed once at construction (a malformed list fails the job at start), and what
+    was read reaches each worker's setup() (its copy in the run's staging folder, or its text): read again there, a
+    list edited while the job ran (takedown requests come at any time) was applied in one version to some photos and
+    in another to others, an entry checked at launch could be gone, and a list saved half-written failed the whole
+    job in a worker."""
 
     def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE,
-                 texts: Sequence[tuple[str, bytes]] | None = None) -> None:
+                 texts: Sequence[tuple[str, bytes]] | None = None, copies: Sequence[ListCopy] = ()) -> None:
         super().__init__()
         # `texts`: the lists as `read_blocklists` read them once for all of a job's Blocklist stages (a refresh has
-        # four: read by each, a list saved meanwhile was applied in two versions)
+        # four: read by each, a list saved meanwhile was applied in two versions); `copies`: where the job copied
+        # them (`copy_blocklists`), which the workers then read instead of carrying the text in the job graph
         texts = read_blocklists(paths) if texts is None else texts
         parse_blocklists(texts, distance)  # fail fast, before any worker starts
         self._stage = stage
-        self._fn = _DropListed(texts, distance, kinds, stage)
+        self._fn = _DropListed(list(copies) or texts, distance, kinds, stage)
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         return apply_stage(photos, self._stage, self._fn)
