@@ -186,9 +186,21 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
     (tmp_path / "parquet" / "pass-00001-of-00002.parquet").unlink()
 
-    class Reset(io.RawIOBase):  # the connection drops partway through the shard
+    class Reset(io.RawIOBase):  # the connection drops at the first read of the shard
         def readable(self) -> bool:
             return True
+
+        def seekable(self) -> bool:
+            return True
+
+        at = 0
+
+        def seek(self, offset, whence=io.SEEK_SET):
+            self.at = 4096 + offset if whence == io.SEEK_END else offset  # a file of 4 kB, as far as seeking tells
+            return self.at
+
+        def tell(self):
+            return self.at
 
         def readinto(self, buffer):
             raise requests.exceptions.ConnectionError("Connection aborted.")
@@ -300,21 +312,29 @@ def test_a_shard_is_read_a_row_group_at_a_time(tmp_path, monkeypatch):
     took its bytes three times over in each worker thread. Only one row group's rows are held now."""
     import tracemalloc
 
+    import pyarrow as pa
+
     from pipeline.io import formats
     from pipeline.release.carry import _read_shard
 
     monkeypatch.setattr(formats, "_ROW_GROUP", 4)
-    images = [np.random.default_rng(i).bytes(1 << 20) for i in range(12)]  # 3 row groups of 4 MiB
+    images = [np.random.default_rng(i).bytes(1 << 20) for i in range(24)]  # 6 row groups of 4 MiB
     carry(tmp_path, [released(i + 1, image=image) for i, image in enumerate(images)])
     shard = str(tmp_path / "parquet" / "pass-00000-of-00001.parquet")
+    arrow = []  # Arrow's own memory, which tracemalloc does not see
     tracemalloc.start()
     try:
-        seen = [(where, row["photo_id"], len(row["image"]["bytes"])) for where, row in _read_shard(shard)]
+        seen = []
+        for where, row in _read_shard(shard):
+            arrow.append(pa.total_allocated_bytes())
+            seen.append((where, row["photo_id"], len(row["image"]["bytes"])))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert seen == [(f"pass-00000-of-00001.parquet:{i}", str(i), 1 << 20) for i in range(1, 13)]
-    assert peak < 6 << 20, peak  # one row group's images (4 MiB) and a copy's chunk; whole, the shard twice (24 MiB)
+    assert seen == [(f"pass-00000-of-00001.parquet:{i}", str(i), 1 << 20) for i in range(1, 25)]
+    # a row group's images as read (4 MiB) and as rows (4 MiB); read whole, the shard twice over (48 MiB and more)
+    assert peak < 12 << 20, peak
+    assert max(arrow) < 16 << 20, arrow  # a few row groups at most in Arrow: the whole shard is 24 MiB
 
 
 def test_rows_of_a_row_group_that_cannot_be_decoded_are_rejected_from_there_on(tmp_path):

@@ -18,10 +18,9 @@ import dataclasses
 import hashlib
 import io
 import posixpath
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -92,21 +91,19 @@ class UnreadableShard(ValueError):
 def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
     """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot.
 
-    The bytes are copied to a local file first, outside any handler: a read that fails (a connection reset) fails
-    the bundle, which the runner retries, never a rejection. The rows are then decoded a row group at a time (a
-    shard of 5,000 images read whole was its bytes three times over, per worker thread: the file, the table and
-    its rows). A row group whose rows cannot be decoded but whose ids can gives one UnreadableRow per row from it
-    to the shard's end, which CheckRows rejects by photo id (so the ledger and the changelog name each); a shard
-    without even readable ids fails the refresh (it passed `verify` against its manifest, so it was resealed after
-    damage: refresh from an intact copy)."""
+    Read a row group at a time (a shard of 5,000 images read whole was its bytes three times over, per worker
+    thread: the file, the table and its rows). A read that fails (a connection reset) fails the bundle, which the
+    runner retries, never a rejection (`_Watched` tells it from a decoding failure). A row group whose rows cannot
+    be decoded but whose ids can gives one UnreadableRow per row from it to the shard's end, which CheckRows rejects
+    by photo id (so the ledger and the changelog name each); a shard without even readable ids fails the refresh (it
+    passed `verify` against its manifest, so it was resealed after damage: refresh from an intact copy)."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    with tempfile.NamedTemporaryFile(prefix="carried-", suffix=".parquet") as local:
-        with open_reader(path) as remote:
-            shutil.copyfileobj(remote, local, _COPY_CHUNK)
-        local.flush()
+    with open_reader(path) as remote:
+        watched = _Watched(remote)
         try:
-            shard = pq.ParquetFile(local.name)  # by name: Arrow's own reads, not Python's
-        except (OSError, ValueError, pa.ArrowException) as err:  # decoding only: the bytes are local
+            shard = pq.ParquetFile(watched, pre_buffer=False, buffer_size=_READ_CHUNK)
+        except (OSError, ValueError, pa.ArrowException) as err:
+            watched.raise_a_failed_read()
             raise UnreadableShard(f"{name} of the previous release cannot be read ({_why(err)}); refresh from an "
                                   "intact copy of the release") from None
         done = 0
@@ -114,7 +111,8 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
             try:
                 rows = shard.read_row_group(group).to_pylist()
             except (OSError, ValueError, pa.ArrowException) as err:
-                yield from _unreadable_rows(shard, group, done, name, _why(err))
+                watched.raise_a_failed_read()
+                yield from _unreadable_rows(shard, watched, group, done, name, _why(err))
                 return
             for row in rows:
                 done += 1
@@ -122,20 +120,56 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
             del rows  # before the next group is decoded, not after
 
 
-_COPY_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20
+
+
+class _Watched(io.RawIOBase):
+    """A file handle whose failed reads are remembered: pyarrow reports a read that failed as it reports a page it
+    cannot decode (an OSError either way), and only the second may become a rejection."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__()
+        self._handle = handle
+        self.failure: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._handle.seekable())
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._handle.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._handle.read(len(buffer))
+        except BaseException as err:
+            self.failure = err
+            raise
+        buffer[:len(data)] = data
+        return len(data)
+
+    def raise_a_failed_read(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
 
 def _why(err: BaseException) -> str:
     return f"{type(err).__name__}: {str(err)[:300]}"
 
 
-def _unreadable_rows(shard: pq.ParquetFile, group: int, done: int, name: str,
+def _unreadable_rows(shard: pq.ParquetFile, watched: _Watched, group: int, done: int, name: str,
                      why: str) -> Iterator[tuple[str, UnreadableRow]]:
     """An UnreadableRow for each row of row groups `group` onwards, read by its id alone."""
     try:
         ids = shard.read_row_groups(range(group, shard.num_row_groups), columns=["photo_id"]).column(
             "photo_id").to_pylist()
     except (OSError, ValueError, KeyError, pa.ArrowException):
+        watched.raise_a_failed_read()
         raise UnreadableShard(f"{name} of the previous release cannot be read ({why}); refresh from an intact copy "
                               "of the release") from None
     for index, photo_id in enumerate(ids, start=done + 1):
