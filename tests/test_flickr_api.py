@@ -126,6 +126,25 @@ def test_an_error_answer_s_body_is_never_read_into_flickrapi(server):
     assert len([record for record in parts if record.levelno == logging.ERROR]) <= 2, len(parts)
 
 
+def test_an_answer_that_would_parse_into_millions_of_values_is_refused_before_it_is_parsed(server):
+    """A few MB of `{},{},...` within MAX_ANSWER_BYTES became millions of dicts (64 MiB of them: ~1.5 GB per call
+    and thread). An answer is refused when it could make over MAX_ANSWER_VALUES values, counted before parsing; a
+    real page of 500 photos holds tens of thousands."""
+    import tracemalloc
+
+    flood = b'{"stat": "ok", "photos": {"photo": [' + b"{}," * 1_200_000 + b"{}]}}"
+    server.faults.append((None, Response(200, flood, "application/json")))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadApiResponse, match="over 1,000,000 values"):
+            client(server).call("flickr.photos.search", per_page=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * len(flood), (peak, len(flood))  # the answer and its text; parsed, 1.2M dicts took 80 MB
+    assert client(server).call("flickr.photos.search", per_page=500)["stat"] == "ok"
+
+
 def test_an_error_message_echoing_our_key_or_secret_is_raised_without_them(server):
     """The message is published (`api_error` details) and printed: an endpoint or a proxy echoing the request would
     have put the key and the secret there. A 503 body echoing them (flickrapi's message quotes the body) too."""

@@ -41,6 +41,9 @@ RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", 
 INVALID_KEY = 100
 # A search page of 500 photos with every extra (descriptions, tags) is a few MB; more is no Flickr answer.
 MAX_ANSWER_BYTES = 64 << 20
+# What parsing an answer may build: JSON makes a value at most for each ',' '{' and '[' (a page of 500 photos with
+# every extra holds tens of thousands); parsed, 64 MiB of `[{},{},...]` took ~1.5 GB, per call and thread.
+MAX_ANSWER_VALUES = 1_000_000
 # An error's message as the client raises it: "Error: CODE: " and up to 200 characters of what Flickr said.
 MAX_ERROR_CHARS = 220
 
@@ -70,8 +73,13 @@ def parsed_answer(data: object) -> dict:
     everything it calls too)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
+        if isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES:
+            raise BadApiResponse(f"the answer would make over {MAX_ANSWER_VALUES:,} values, more than any Flickr "
+                                 "answer holds")  # counted in C before anything is built
         parsed = json.loads(text) if isinstance(text, str) else None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        if isinstance(err, BadApiResponse):
+            raise
         raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
     if not isinstance(parsed, dict):
         raise BadApiResponse(f"the answer is no Flickr JSON: a {type(parsed).__name__}, not an object")
