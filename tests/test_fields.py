@@ -62,6 +62,8 @@ def test_a_flickr_source_s_page_must_be_the_photo_s_flickr_page():
     "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg;7000_abcdef0123_z.jpg",
     "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg;7001_abcdef0123_z.jpg",
     "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg/./",
+    "https://live.staticflickr.com/65535/7001%5Fabcdef0123_z.jpg",  # an escaped unreserved character is itself
+    "https://live.staticflickr.com/65535/7001_abcdef0123_z.jpg/%2e",
 ])
 def test_another_photos_file_anywhere_in_the_path_is_refused(url):
     """Only the raw last segment was read: a URL whose last segment is `..`, empty or holds a `;` named nothing and

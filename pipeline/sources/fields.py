@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.records import BadValue
 
 # No photo was uploaded to Flickr before 1970 or will be after 2100: outside is a corrupt row
@@ -57,16 +58,14 @@ def _path(url: str) -> tuple[str, str]:
         return "", ""
 
 
-def _without_dot_segments(path: str) -> str:
-    """A URL path as a client sends it (RFC 3986, 5.2.4): `/a/7001_x.jpg/b/..` is `/a/7001_x.jpg/`."""
-    kept: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if len(kept) > 1:  # the empty first segment (the path's leading '/') stays
-                kept.pop()
-        elif segment != ".":
-            kept.append(segment)
-    return "/".join(kept) + ("/" if path.endswith(("/.", "/..")) else "")
+def _as_sent(path: str) -> str:
+    """A URL path as a client sends it and a server reads it (RFC 3986 6.2.2): `/a/7001_x.jpg/b/..` and
+    `/a/7001%5Fx.jpg` are `/a/7001_x.jpg/` and `/a/7001_x.jpg`. A path that is no UTF-8 text names nothing (fetch
+    refuses its URL)."""
+    try:
+        return without_dot_segments(normal_escapes(path))
+    except ValueError:
+        return ""
 
 
 def _files_named(path: str) -> Iterator[str]:
@@ -93,13 +92,13 @@ def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad
     `flickr_page`: the page URL must be this photo's Flickr page (a YFCC row linking its attribution to
     `https://phish.example/login` was published as it was)."""
     _, path = _path(download)
-    for named in _files_named(_without_dot_segments(path)):
+    for named in _files_named(_as_sent(path)):
         if named != photo_id:
             raise BadField(reason, f"download URL names photo {named[:20]}, not {photo_id}")
     if not page:
         return
     host, path = _path(page)
-    match = _PHOTO_PAGE_PATH.fullmatch(_without_dot_segments(path)) if host.lower() in _FLICKR_HOSTS else None
+    match = _PHOTO_PAGE_PATH.fullmatch(_as_sent(path)) if host.lower() in _FLICKR_HOSTS else None
     if match and match[1] != photo_id:
         raise BadField(reason, f"page URL names photo {match[1][:20]}, not {photo_id}")
     if flickr_page and not match:

@@ -42,7 +42,6 @@ import contextlib
 import hashlib
 import posixpath
 import re
-import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +51,7 @@ import idna
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.files import read_bytes, write_atomically
+from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -112,50 +112,6 @@ def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
     return None
 
 
-_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
-# An escape, or one character that may not stand in a URL as it is: not unreserved, not reserved (RFC 3986 2.2), not
-# the "%" of an escape. "[" and "]" stay as written, as requests sends them.
-_ESCAPE_OR_OUTSIDE = re.compile(r"%([0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    hex_digits = match[1]
-    if hex_digits is None:  # a space, a non-ASCII character, a "%" that starts no escape: its UTF-8 bytes escaped
-        try:
-            return "".join(f"%{byte:02X}" for byte in match[0].encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError("the URL holds a lone surrogate, which is no UTF-8 text") from None
-    char = chr(int(hex_digits, 16))
-    # Only an unreserved character means the same escaped or not; an escaped reserved one ("%2F", "%3F") is data,
-    # not a delimiter, and decoding it would make "a%2Fb" the path "a/b", another resource.
-    return char if char in _UNRESERVED else f"%{hex_digits.upper()}"
-
-
-def normal_escapes(text: str) -> str:
-    """`text` (a URL's path, query or host) with RFC 3986 6.2.2.2 percent-encoding normalisation: escaped unreserved
-    characters decoded, other escapes in upper case, characters outside the URL alphabet escaped as UTF-8 (as
-    requests does before sending). ValueError for a lone surrogate."""
-    return _ESCAPE_OR_OUTSIDE.sub(_escaped, text)
-
-
-def without_dot_segments(path: str) -> str:
-    """RFC 3986 5.2.4 remove_dot_segments, on a path whose escapes are already normal ("%2E" is "." by then):
-    "/a/./b/../c" is "/a/c", as requests (urllib3) sends it and as 6.2.2.3 compares it."""
-    output: list[str] = []
-    segments = path.split("/")
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == "..":
-            if len(output) > 1:
-                output.pop()
-            if last:
-                output.append("")  # "/a/b/.." is "/a/": the directory
-        elif segment == ".":
-            if last:
-                output.append("")
-        else:
-            output.append(segment)
-    return "/".join(output)
 
 
 def _normal_host(hostname: str) -> str:
