@@ -165,12 +165,13 @@ _JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
-def _check_jpeg_segments(raw: bytes) -> None:
+def check_jpeg_structure(raw: bytes) -> None:
     """Walk the marker segments of the first image in `raw` as libjpeg reads them, before anything
     parses them: segment payloads (where an EXIF thumbnail carries SOS markers of its own) are
     skipped by their length, a scan's entropy-coded data up to its end. An MPO's later images come
     after the first EOI and are never decoded. Refuses, without walking further, a file with more
-    scans, segments or padding than any real encoder writes."""
+    scans, segments or padding than any real encoder writes (ImageRejected). Public for JPEGs read elsewhere: a
+    release's carried images (release/carry.py)."""
     scans, segments, padding, pos = 0, 0, 0, 2  # after SOI
     exif: list[bytes] = []  # the APP1 "Exif" payloads before the first scan, the ones Pillow reads
     while marker := _JPEG_MARKER.search(raw, pos):
@@ -203,13 +204,6 @@ def _check_jpeg_segments(raw: bytes) -> None:
             if scan_end is None:
                 return
             pos = scan_end.start()
-
-
-def check_jpeg_structure(raw: bytes) -> None:
-    """ImageRejected for a JPEG whose structure costs CPU or memory before any pixel is decoded (more scans or
-    segments than any encoder writes, an EXIF or MPO index bomb): for JPEGs read elsewhere (a release's carried
-    images, release/carry.py)."""
-    _check_jpeg_segments(raw)
 
 
 # The headers Pillow's TIFF directory reader accepts with 4-byte offsets, and BigTIFF's (8-byte ones).
@@ -347,7 +341,7 @@ def _check_gif_extensions(raw: bytes) -> None:
                                                  "bytes before the first image")
 
 
-_STRUCTURE_CHECKS = {"JPEG": _check_jpeg_segments, "PNG": _check_png_chunks, "GIF": _check_gif_extensions}
+_STRUCTURE_CHECKS = {"JPEG": check_jpeg_structure, "PNG": _check_png_chunks, "GIF": _check_gif_extensions}
 
 
 def _not_an_image(raw: bytes) -> ImageRejected:
