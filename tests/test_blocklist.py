@@ -15,8 +15,9 @@ from pipeline.stages.blocklist import (
     METADATA_KINDS,
     Blocklist,
     Matcher,
-    load_blocklists,
     parse_blocklist,
+    parse_blocklists,
+    read_blocklists,
 )
 from pipeline.stages.image import ImageConfig, normalise
 from tests.conftest import FAST, local_pipeline, photo, real_jpeg
@@ -205,7 +206,7 @@ def test_a_list_that_is_not_utf8_fails_at_start_naming_the_line(tmp_path, end):
 def test_a_byte_order_mark_and_crlf_are_not_errors(tmp_path):
     path = tmp_path / "windows.txt"
     path.write_bytes("\ufeffphoto_id 42\r\nurl https://www.flickr.com/photos/x/43/\r\n".encode())
-    entries = load_blocklists([str(path)], 4)
+    entries = parse_blocklists(read_blocklists([str(path)]), 4)
     assert [(e.kind, e.source) for e in entries] == [("photo_id", "windows.txt:1"), ("url", "windows.txt:2")]
     assert Matcher(entries, METADATA_KINDS).match(photo("43")).source == "windows.txt:2"
 
@@ -358,7 +359,7 @@ def test_a_long_list_reaches_the_workers_as_a_copy_not_in_the_job_graph(tmp_path
     copy changed after launch is refused by the worker, never applied."""
     import pickle
 
-    from pipeline.stages.blocklist import copy_blocklists, read_blocklists
+    from pipeline.stages.blocklist import copy_blocklists
 
     path = tmp_path / "hashes.txt"
     path.write_text("".join(f"sha256 {index:064x}\n" for index in range(20_000)))

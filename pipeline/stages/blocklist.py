@@ -227,10 +227,6 @@ def parse_blocklists(texts: Sequence[tuple[str, bytes]], default_distance: int) 
     return [entry for name, raw in texts for entry in parse_blocklist(_decoded(raw, name), name, default_distance)]
 
 
-def load_blocklists(paths: Sequence[str], default_distance: int) -> list[Entry]:
-    return parse_blocklists(read_blocklists(paths), default_distance)
-
-
 def _entry_key(entry: Entry) -> tuple[str, str]:
     return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
 
