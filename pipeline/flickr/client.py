@@ -73,14 +73,14 @@ def parsed_answer(data: object) -> dict:
     everything it calls too)."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        if isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES:
-            raise BadApiResponse(f"the answer would make over {MAX_ANSWER_VALUES:,} values, more than any Flickr "
-                                 "answer holds")  # counted in C before anything is built
-        parsed = json.loads(text) if isinstance(text, str) else None
+        # counted in C before anything is built
+        flood = isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES
+        parsed = json.loads(text) if isinstance(text, str) and not flood else None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        if isinstance(err, BadApiResponse):
-            raise
         raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
+    if flood:
+        raise BadApiResponse(f"the answer would make over {MAX_ANSWER_VALUES:,} values, more than any Flickr answer "
+                             "holds")
     if not isinstance(parsed, dict):
         raise BadApiResponse(f"the answer is no Flickr JSON: a {type(parsed).__name__}, not an object")
     if parsed.get("stat") == "fail":
