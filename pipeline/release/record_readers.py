@@ -192,15 +192,18 @@ def parquet_file(source: Source) -> pq.ParquetFile:
     return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
 
 
-def bounded_batches(source: Source, columns: list[str], rows: int) -> Iterator[pa.RecordBatch]:
-    """The batches of `columns` of a Parquet file, at most `rows` rows each, in memory bounded by the file's own
-    size: each row group's pages are checked before it is read (`parquet_pages.check_inflation`: no page may
-    decompress to more than `_PAGE_RATIO` times its stored size and `_PAGE_FLOOR`), and a row group with a
-    dictionary page is read in batches few enough that even rows all naming its largest possible entry stay within
-    `_DICTIONARY_ROWS_BYTES` (pyarrow copies a dictionary's value into each row naming it). Runs write JPEG, WebP
-    and ids, which barely compress: a resealed shard holding a page of 1 GiB of zstd-compressed zeros took 4.3 GB."""
+def bounded_batches(source: Source, columns: list[str], rows: int,
+                    parquet: pq.ParquetFile | None = None) -> Iterator[pa.RecordBatch]:
+    """The batches of `columns` of a Parquet file (`parquet`, when the caller opened it on `source` already), at
+    most `rows` rows each, in memory bounded by the file's own size: each row group's pages are checked before it is
+    read (`parquet_pages.check_inflation`: no page may decompress to more than `_PAGE_RATIO` times its stored size
+    and `_PAGE_FLOOR`, nor the group's columns in all to more than `_PAGE_RATIO` times the file and `_GROUP_FLOOR`),
+    and a row group with dictionary pages is read in batches few enough that rows each naming the largest entry of
+    every dictionary stay within `_DICTIONARY_ROWS_BYTES` (pyarrow copies a dictionary's value into each row naming
+    it). Runs write JPEG, WebP and ids, which barely compress: a resealed shard holding a page of 1 GiB of
+    zstd-compressed zeros took 4.3 GB."""
     stream = _stream(source)
-    parquet = parquet_file(stream)
+    parquet = parquet or parquet_file(stream)
     metadata = parquet.metadata
     file_size = stream.seek(0, io.SEEK_END)
     paths = [metadata.schema.column(leaf).path for leaf in range(metadata.num_columns)]

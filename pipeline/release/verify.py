@@ -237,12 +237,13 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
             found.records = record_ids(fmt, reader, size)
             found.count = len(found.records[0]) if fmt != "attribution" else None  # type: ignore[index]
         elif fmt in _TABLE_COLUMNS:
-            found.count = parquet_file(reader).metadata.num_rows
+            parquet = parquet_file(reader)
+            found.count = parquet.metadata.num_rows
             columns = _TABLE_COLUMNS[fmt]
             if columns:
                 found.accounts = accounts.for_a_file()
                 add = getattr(found.accounts, "index" if fmt == "near_dup_index" else fmt)
-                for batch in bounded_batches(reader, list(columns), _TABLE_ROWS):
+                for batch in bounded_batches(reader, list(columns), _TABLE_ROWS, parquet):
                     add(batch)
         elif fmt in _CHECKED_LAST:
             limit = _MAX_STATS if fmt == "stats" else _CARD_HEAD
