@@ -226,6 +226,15 @@ def size_and_kind(path: str) -> tuple[int | None, str]:
     return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
 
 
+def refuse_other_than_a_file(path: str) -> None:
+    """OSError (a broken file's error) when a local `path` is a named pipe, a socket, a device or a folder: opened as a
+    file, a named pipe waits for a writer, and the job (its launch check first) with it."""
+    if FileSystems.get_scheme(path) is None and os.path.exists(path):
+        kind = size_and_kind(path)[1]
+        if kind:
+            raise OSError(f"{path} is {kind}, not a file")
+
+
 def _glob_parts(pattern: str) -> Iterator[tuple[str, str]]:
     """The tokens of a glob as Beam's FileSystem.translate_pattern reads them: ('*', run of stars), ('?', '?'),
     ('[', class text with its brackets) or ('', one literal character). An unclosed '[' is a literal."""

@@ -31,6 +31,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
+from pipeline.io.files import refuse_other_than_a_file
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources import fields
 from pipeline.sources.parquet_pages import TooLarge, check_row_group
@@ -39,7 +40,6 @@ from pipeline.sources.yfcc import (
     BROKEN_FILE_ERRORS,
     MAX_LINE_BYTES,
     read_numbered_lines,
-    refuse_other_than_a_file,
     spread_files,
 )
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
-import os
 import posixpath
 import zlib
 from array import array
@@ -27,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.api_core import exceptions as google_exceptions
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.files import files_to_read, size_and_kind
+from pipeline.io.files import files_to_read, refuse_other_than_a_file, size_and_kind
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -325,15 +324,6 @@ class _AsChecked(io.RawIOBase):
     def close(self) -> None:
         self._handle.close()
         super().close()
-
-
-def refuse_other_than_a_file(path: str) -> None:
-    """OSError (a broken file's error) when a local `path` is a named pipe, a socket, a device or a folder: opened as a
-    file, a named pipe waits for a writer, and the job (its launch check first) with it."""
-    if FileSystems.get_scheme(path) is None and os.path.exists(path):
-        kind = size_and_kind(path)[1]
-        if kind:
-            raise OSError(f"{path} is {kind}, not a file")
 
 
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
