@@ -109,7 +109,7 @@ def test_apply_merges_later_decisions_over_earlier(tmp_path):
         "photo_id,decision,note,sha256\n5,reject_other,watermark,\n7,reject_human,reflection in window,\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("photo_id,decision,note\n5,perhaps,\n")
-    with pytest.raises(ValueError, match="row 2"):
+    with pytest.raises(ValueError, match="line 2"):
         apply_decisions(str(bad), store)
 
 
@@ -198,7 +198,7 @@ def test_decisions_template_neutralises_formula_ids_and_apply_refuses_them(tmp_p
     assert template.splitlines()[1] == '"\'=HYPERLINK(""http://evil"",""x"")",,,'
     decisions = tmp_path / "decisions.csv"
     decisions.write_text(template.replace(",,", ",accept,looked"))
-    with pytest.raises(ValueError, match=r"row 2: photo_id .* is not a Flickr photo number"):
+    with pytest.raises(ValueError, match=r"line 2: photo_id .* is not a Flickr photo number"):
         apply_decisions(str(decisions), str(tmp_path / "store.csv"))
     assert not (tmp_path / "store.csv").exists()
 
@@ -206,16 +206,25 @@ def test_decisions_template_neutralises_formula_ids_and_apply_refuses_them(tmp_p
 @pytest.mark.parametrize("spelled", ["7.0", "+7", "٧", "7e0", " ", "0", "../7"])
 def test_a_decision_for_an_id_spelled_otherwise_is_refused_with_its_row(tmp_path, spelled):
     """'7.0' (a spreadsheet's number) was stored as it is and never matched photo 7: a reviewer's
-    reject_human silently left the photo in the dataset. The row number counts the skipped rows too."""
+    reject_human silently left the photo in the dataset. The line number counts the skipped rows too."""
     decisions = tmp_path / "d.csv"
     decisions.write_text(f"photo_id,decision,note\n5,,\n{spelled},reject_human,face in the window\n",
                          encoding="utf-8")
-    with pytest.raises(ValueError, match="row 3: photo_id"):
+    with pytest.raises(ValueError, match="line 3: photo_id"):
         apply_decisions(str(decisions), str(tmp_path / "store.csv"))
     store = tmp_path / "hand-written.csv"
     store.write_text(f"photo_id,decision,note\n{spelled},reject_human,\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"hand-written\.csv:2: photo_id"):  # --review_decisions, at launch
         read_decisions(str(store))
+
+
+def test_an_error_names_the_line_a_row_starts_on_after_a_note_of_two_lines(tmp_path):
+    """The message said "row 4" for the third row when a note above it held a line break: it counts lines, so it
+    says so, and the number is the line a spreadsheet or an editor shows."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text('photo_id,decision,note\n5,accept,"two\nlines"\n6,perhaps,\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"d\.csv: line 4: decision must be one of"):
+        apply_decisions(str(decisions), str(tmp_path / "store.csv"))
 
 
 def test_leading_zeros_name_the_photo(tmp_path):
@@ -230,7 +239,7 @@ def test_one_file_deciding_a_photo_twice_otherwise_is_refused_naming_both_rows(t
     person without a word. The same decision twice is harmless, whatever its notes."""
     decisions = tmp_path / "d.csv"
     decisions.write_text("photo_id,decision,note\n05,reject_human,face in the window\n6,accept,\n5,accept,\n")
-    with pytest.raises(ValueError, match=r"row 4: photo 5 is decided otherwise at .*row 2; keep one row per photo"):
+    with pytest.raises(ValueError, match=r"line 4: photo 5 is decided otherwise at .*line 2; keep one row per photo"):
         apply_decisions(str(decisions), str(tmp_path / "store.csv"))
     assert not (tmp_path / "store.csv").exists()
     decisions.write_text("photo_id,decision,note\n05,reject_human,face\n6,accept,\n5,reject_human,a face\n")
@@ -244,9 +253,9 @@ def test_one_file_deciding_a_photo_twice_otherwise_is_refused_naming_both_rows(t
 
 @pytest.mark.parametrize("text, problem", [
     # a note opened with a quote and never closed: the rows below it became its text, their decisions lost unsaid
-    ('5,accept,"looks fine\n6,reject_human,face in the window,\n7,reject_other,,\n', r"row 2: .*unexpected end"),
-    ('5,accept,"fine" mostly,\n6,reject_human,,\n', r"row 2: .*expected after"),  # was read as 'fine mostly'
-    ("5,accept,,\n6,reject_human,,\n", r"row 1: the column decision is named twice"),  # which one decides?
+    ('5,accept,"looks fine\n6,reject_human,face in the window,\n7,reject_other,,\n', r"line 2: .*unexpected end"),
+    ('5,accept,"fine" mostly,\n6,reject_human,,\n', r"line 2: .*expected after"),  # was read as 'fine mostly'
+    ("5,accept,,\n6,reject_human,,\n", r"line 1: the column decision is named twice"),  # which one decides?
 ])
 def test_a_decisions_file_whose_quoting_or_header_is_broken_is_refused_not_read_otherwise(tmp_path, text, problem):
     """Python's csv reader, not strict, reads an unterminated quote to the end of the file: a hand-edited decisions
@@ -259,7 +268,7 @@ def test_a_decisions_file_whose_quoting_or_header_is_broken_is_refused_not_read_
     with pytest.raises(ValueError, match=problem):
         apply_decisions(str(decisions), str(tmp_path / "store.csv"))
     assert not (tmp_path / "store.csv").exists()
-    with pytest.raises(ValueError, match=r"d\.csv:" + problem.removeprefix("row ")):
+    with pytest.raises(ValueError, match=r"d\.csv:" + problem.removeprefix("line ")):
         read_decisions(str(decisions))
 
 
@@ -324,7 +333,7 @@ def test_a_decision_names_the_image_seen_and_a_malformed_sha256_is_refused_with_
     assert read_decisions(str(store)) == {"5": ("accept", "", seen), "7": ("reject_human", "", "")}
     for bad in ("abc", "g" * 64, "=" + "a" * 63):
         decisions.write_text(f"photo_id,decision,note,sha256\n5,accept,,{bad}\n")
-        with pytest.raises(ValueError, match=r"row 2: sha256 .* is not the sha256 of an image"):
+        with pytest.raises(ValueError, match=r"line 2: sha256 .* is not the sha256 of an image"):
             apply_decisions(str(decisions), str(store))
         with pytest.raises(ValueError, match=":2: sha256"):
             read_decisions(str(decisions))

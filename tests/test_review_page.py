@@ -119,7 +119,7 @@ def test_choices_become_a_csv_that_review_apply_reads(tmp_path, page):
     assert texts["csv"].encode("utf-8") == expected
     downloaded = tmp_path / "decisions.csv"
     downloaded.write_bytes(texts["csv"].encode("utf-8"))
-    with pytest.raises(ValueError, match="row 4: photo_id"):
+    with pytest.raises(ValueError, match="line 4: photo_id"):
         apply_decisions(str(downloaded), str(tmp_path / "store.csv"))
     lines = texts["csv"].splitlines(keepends=True)
     downloaded.write_text("".join(lines[:3]), encoding="utf-8")  # the reviewer drops the row it named

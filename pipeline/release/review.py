@@ -293,10 +293,11 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     """Merges a reviewer's decisions into the cumulative store (created if missing); a later
     decision for the same photo replaces the earlier one. Rows with an empty decision (photos not
     yet looked at) are skipped. Every id is a photo number, in its one spelling ('007' is photo 7; a
-    '7.0' is refused with its row: stored, it would never match). The store is written formula-safe,
+    '7.0' is refused with its line: stored, it would never match). The store is written formula-safe,
     as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store)."""
     # read as the store is (any Beam filesystem: a gs:// path passed the existence check, then Python's open failed)
-    new = parse_decisions(decisions_text(decisions_csv), lambda line: f"{decisions_csv}: row {line}",
+    # "line", as the file's line numbers count (a quoted note holding a line break spans two; its row count would not)
+    new = parse_decisions(decisions_text(decisions_csv), lambda line: f"{decisions_csv}: line {line}",
                           skip_undecided=True)
     # Held from the read to the write: two applies at once each read the store, and the later write dropped the
     # other's decisions (a reject_human among them), both saying they were applied.
