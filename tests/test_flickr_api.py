@@ -199,6 +199,13 @@ def test_credentials_from_file_or_environment(tmp_path):
     path.write_text(json.dumps({"keys": []}))
     with pytest.raises(CredentialsError):
         load_credentials(str(path))
+    path.write_text(json.dumps({"key": " k\n", "secret": "s\r\n"}))  # pasted with its line break
+    assert load_credentials(str(path)) == (Credentials("k", "s"),)
+    for odd in (None, 12345, ["k"], {"k": 1}, True):  # str() made null the key "None", a number lost leading zeros
+        for field in ("key", "secret"):
+            path.write_text(json.dumps({"key": "k", "secret": "s"} | {field: odd}))
+            with pytest.raises(CredentialsError, match='"key" and "secret" must be strings'):
+                load_credentials(str(path))
     with pytest.raises(CredentialsError) as err:
         load_credentials(str(tmp_path / "missing.json"))
     assert "FileNotFoundError" in str(err.value)

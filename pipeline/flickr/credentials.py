@@ -37,7 +37,11 @@ def parse_keys(data: object) -> tuple[Credentials, ...]:
     for entry in entries:
         if not isinstance(entry, dict) or not {"key", "secret"} <= set(entry):  # names no field: one may be a key
             raise ValueError('each key needs a "key" and a "secret" field')
-    keys = tuple(Credentials(str(entry["key"]), str(entry["secret"])) for entry in entries)
+    # Strings only: str() made {"key": null} the key "None" and a number lost its leading zeros; stripped as the
+    # environment's are (a key pasted with its line break was refused by Flickr as an invalid key, unexplained).
+    if any(not isinstance(entry[field], str) for entry in entries for field in ("key", "secret")):
+        raise ValueError('"key" and "secret" must be strings')
+    keys = tuple(Credentials(entry["key"].strip(), entry["secret"].strip()) for entry in entries)
     if any(not (k.key and k.secret) for k in keys) or len({k.key for k in keys}) != len(keys):
         raise ValueError("empty or repeated key")
     return keys
