@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -50,7 +49,7 @@ import apache_beam as beam
 import idna
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import read_bytes, write_atomically
+from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
@@ -270,47 +269,20 @@ class Matcher:
         return None
 
 
-@dataclass(frozen=True)
-class ListCopy:
-    """A list as the job read it at launch, copied where its workers read it (`copy_blocklists`): a list of hashes
-    from a safety organisation can be megabytes, which pickled into each of a refresh's four Blocklist stages went
-    into the job graph four times (200,000 sha256 entries: 9 MB a stage)."""
-
-    name: str  # the list's file name, as its rejections cite it
-    path: str
-    sha256: str
-
-
-def copy_blocklists(texts: Sequence[tuple[str, bytes]], folder: str) -> list[ListCopy]:
-    """Each list's bytes written under `folder` (a run's staging folder's `_lists`, never published), named by
-    their sha256."""
-    copies = []
-    for name, raw in texts:
-        digest = hashlib.sha256(raw).hexdigest()
-        path = FileSystems.join(folder, f"{digest}.txt")
-        write_atomically(path, lambda handle, raw=raw: handle.write(raw))
-        copies.append(ListCopy(name, path, digest))
-    return copies
-
-
-def _read_copies(copies: Sequence[ListCopy]) -> list[tuple[str, bytes]]:
-    texts = []
-    for copy in copies:
-        raw = read_bytes(copy.path)
-        if hashlib.sha256(raw).hexdigest() != copy.sha256:  # someone wrote into the run's staging folder
-            raise RuntimeError(f"the copy of {copy.name} the job made at launch ({copy.path}) has changed")
-        texts.append((copy.name, raw))
-    return texts
+def copy_blocklists(texts: Sequence[tuple[str, bytes]], folder: str) -> list[StagedCopy]:
+    """Each list's bytes copied under `folder` (`io/staged_copy.py`), for the workers to read instead of carrying
+    the text in the job graph."""
+    return [stage_copy(name, raw, folder) for name, raw in texts]
 
 
 class _DropListed(beam.DoFn):
-    def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[ListCopy], distance: int, kinds: Sequence[str],
+    def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[StagedCopy], distance: int, kinds: Sequence[str],
                  stage: str) -> None:
         self._lists, self._distance, self._kinds, self._stage = list(lists), distance, tuple(kinds), stage
 
     def setup(self) -> None:
-        copies = [item for item in self._lists if isinstance(item, ListCopy)]
-        texts = _read_copies(copies) if copies else self._lists
+        copies = [item for item in self._lists if isinstance(item, StagedCopy)]
+        texts = [(copy.name, copy.read()) for copy in copies] if copies else self._lists
         self._matcher = Matcher(parse_blocklists(texts, self._distance), self._kinds)  # type: ignore[arg-type]
 
     def process(self, photo: Photo) -> Iterator:
@@ -333,7 +305,7 @@ class Blocklist(beam.PTransform):
     job in a worker."""
 
     def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE,
-                 texts: Sequence[tuple[str, bytes]] | None = None, copies: Sequence[ListCopy] = ()) -> None:
+                 texts: Sequence[tuple[str, bytes]] | None = None, copies: Sequence[StagedCopy] = ()) -> None:
         super().__init__()
         # `texts`: the lists as `read_blocklists` read them once for all of a job's Blocklist stages (a refresh has
         # four: read by each, a list saved meanwhile was applied in two versions); `copies`: where the job copied

@@ -1,0 +1,42 @@
+"""A file the job read once at launch, copied into the run's staging folder for its workers to read.
+
+Takedown lists and the reviewers' decisions store are read at launch (a file edited while the job ran was applied in
+one version to some photos and in another to others). Pickled into the stages that apply them, their text went into
+the job graph once per stage: 200,000 sha256 entries were 9 MB a Blocklist stage, 100,000 review decisions 416 kB
+for each detector and decision step, and Dataflow refuses a job graph over its request limit. A copy travels as its
+path and sha256; a worker reading a copy someone changed after launch fails its bundle, never applies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.files import read_bytes, write_atomically
+
+
+@dataclass(frozen=True)
+class StagedCopy:
+    """Where the job copied a file it read at launch (`stage_copy`), and the sha256 of what it read."""
+
+    name: str  # the file as the user gave it, as errors and rejections cite it
+    path: str
+    sha256: str
+
+    def read(self) -> bytes:
+        """The bytes the job read at launch; RuntimeError if the copy no longer holds them."""
+        raw = read_bytes(self.path)
+        if hashlib.sha256(raw).hexdigest() != self.sha256:  # someone wrote into the run's staging folder
+            raise RuntimeError(f"the copy of {self.name} the job made at launch ({self.path}) has changed")
+        return raw
+
+
+def stage_copy(name: str, raw: bytes, folder: str, suffix: str = ".txt") -> StagedCopy:
+    """`raw` written under `folder` (a run's staging folder's `_lists`, never published), named by its sha256: two
+    files with the same bytes share one copy."""
+    digest = hashlib.sha256(raw).hexdigest()
+    path = FileSystems.join(folder, f"{digest}{suffix}")
+    write_atomically(path, lambda handle: handle.write(raw))
+    return StagedCopy(name, path, digest)
