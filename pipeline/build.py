@@ -47,7 +47,7 @@ from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.decontaminate import Decontaminate
-from pipeline.stages.detect import Decision, Detect, DetectOutput, ReviewerRejections, read_decisions
+from pipeline.stages.detect import Decisions, Detect, DetectOutput, ReviewerRejections, stage_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages
@@ -182,13 +182,13 @@ def models_of(opts: PassOptions) -> list[dict]:
     return model_entries(specs, fusion_of(opts, specs))
 
 
-def _detect(specs: list[DetectorSpec], opts: PassOptions, decisions: dict[str, Decision]) -> Detect:
+def _detect(specs: list[DetectorSpec], opts: PassOptions, decisions: Decisions) -> Detect:
     return Detect(specs, runtime_of(opts), decisions, opts.cache or "",
                   fusion_of(opts, specs))
 
 
 def _maybe_detect(photos: beam.PCollection, pipeline: beam.Pipeline, specs: list[DetectorSpec],
-                  opts: PassOptions, images: str, decisions: dict[str, Decision]) -> DetectOutput:
+                  opts: PassOptions, images: str, decisions: Decisions) -> DetectOutput:
     """Detection on the photos' pixels, read back from the staged images (`images`) just for it; the
     photos it keeps leave without their bytes again, those held for review keep them (the review
     writer shows them)."""
@@ -215,7 +215,7 @@ def _blocklists(lists: list[str], distance: int, output: str) -> Callable[..., B
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., Blocklist] | None,
-             list_distance: int, specs: list[DetectorSpec], decisions: dict[str, Decision]
+             list_distance: int, specs: list[DetectorSpec], decisions: Decisions
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
     the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
@@ -279,8 +279,8 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     listed = _blocklists(lists, list_distance, output)
     specs = detectors_of(opts)
     # once, for the new photos and the carried ones: read by each, a `review apply` in between was applied to them in
-    # two versions
-    decisions = read_decisions(opts.review_decisions or None)
+    # two versions; copied for the workers, as the lists are
+    decisions = stage_decisions(opts.review_decisions or None, FileSystems.join(output, STAGED_LISTS))
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, listed, list_distance, specs,
                                                                      decisions)
     # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a

@@ -294,3 +294,27 @@ def test_every_sharded_file_set_is_sized_by_its_own_record_count(server, tmp_pat
     # (files, records): 10 kept in 8 shards at least, 8 rejections by 2, 15 ledger rows (one per decided
     # photo id) and 10 index rows by 3.
     assert sized == {"parquet": (8, 10), "rejections": (4, 8), "ledger": (5, 15), "near_dup_index": (4, 10)}
+
+
+@pytest.mark.parametrize("detectors", ["none", "default"])
+def test_the_review_decisions_reach_the_workers_as_a_copy_not_in_the_job_graph(server, tmp_path, detectors):
+    """With 100,000 decisions in the store, each step applying them (each detector's handler, the decision step,
+    the reviewer rejections of photos no detector sees) carried their ~400 kB pickled in the job graph, which
+    Dataflow refuses past its request limit. The job reads the store once at launch and its steps name its copy."""
+    from pipeline.fixtures.demo_world import build_demo_world
+
+    metadata = build_demo_world(server, tmp_path)
+    store = tmp_path / "reviews.csv"
+    store.write_text("photo_id,decision,note,sha256\n" + "".join(f"{pid},reject_human,,\n"
+                                                                  for pid in range(1, 100_001)))
+
+    def graph_bytes(*flags: str) -> int:
+        options = pipeline_options([f"--input={metadata}", f"--output={tmp_path / 'out'}", *flags,
+                                    f"--allowed_hosts={server.host}", f"--detectors={detectors}", *LOCAL])
+        p = beam.Pipeline(options=options)
+        build(p, options.view_as(PassOptions))
+        return len(p.to_runner_api().SerializeToString())
+
+    without, with_store = graph_bytes(), graph_bytes(f"--review_decisions={store}")
+    assert with_store - without < 20_000, (without, with_store)
+    assert [path.suffix for path in (tmp_path / "out" / "_lists").iterdir()] == [".csv"]

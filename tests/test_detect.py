@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.detectors.fusion import builtin_fusion
@@ -290,3 +291,47 @@ def test_an_acceptance_holds_for_the_image_the_reviewer_saw_and_a_rejection_alwa
     assert applies(Decision("accept", ""), photo("7", sha256=other))  # a decision from before the column: by id
     assert applies(Decision("reject_human", "", seen), photo("7", sha256=other))
     assert applies(Decision("reject_other", "", seen), photo("7", sha256=other))
+
+
+def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_path):
+    """The decisions store was pickled into each detector's handler and the decision step: 100,000 decisions were
+    416 kB a step, several a Detect stage, two stages in a refresh (Dataflow refuses a job graph over its request
+    limit). Staged (`stage_decisions`), a stage carries the copy's path and hash, and decides as before; a copy
+    changed after launch fails the worker, never applies."""
+    import pickle
+
+    from pipeline.detectors.decision import rule_for
+    from pipeline.detectors.handler import OnnxDetectorHandler
+    from pipeline.stages import detect
+    from pipeline.stages.detect import stage_decisions
+
+    person = load_registry()["ssdlite_person"]
+    strict = dataclasses.replace(person, thresholds={"person": 0.995}, review_band={"person": 0.9})
+    store = tmp_path / "reviews.csv"
+    store.write_text("photo_id,decision,note,sha256\n1,accept,astronaut suit only? checked,\n3,reject_other,blurry,\n"
+                     + "".join(f"{pid},reject_human,,\n" for pid in range(1_000, 101_000)))
+    staged = stage_decisions(str(store), str(tmp_path / "staging" / "_lists"))
+    in_memory = read_decisions(str(store))
+    sizes = {name: len(pickle.dumps(Detect([strict], runtime(), decisions)))
+             for name, decisions in (("none", {}), ("staged", staged), ("in memory", in_memory))}
+    assert sizes["staged"] - sizes["none"] < 1024 < 1_000_000 < sizes["in memory"] - sizes["none"], sizes
+    store.write_text("photo_id,decision,note,sha256\n")  # what the job applies is what it read at launch
+    inputs = [photo("1", image=real_jpeg("astronaut.jpg")), photo("3", image=real_jpeg("chelsea.jpg")),
+              photo("1500", image=real_jpeg("coffee.jpg"))]
+    with local_pipeline() as p:
+        out = p | beam.Create(inputs) | Detect([strict], runtime(), staged)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["1"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
+                    equal_to([("3", "reviewer_rejected", "blurry"), ("1500", "human", "reviewer")]),
+                    label="rejected")
+    with open(staged.path, "a") as handle:
+        handle.write("5,accept,,\n")
+    # A worker process starting afresh: the detectors' handlers read the copy as they load their model, where the
+    # error fails the bundle for a retry (inside the inference it was every photo's internal_error rejection); the
+    # decision step as it is set up.
+    detect._staged_decisions.cache_clear()
+    handler = OnnxDetectorHandler(strict, runtime(), detect._Settled(rule_for([strict], None), staged))
+    with pytest.raises(RuntimeError, match=r"reviews\.csv the job made at launch .* has changed"):
+        pickle.loads(pickle.dumps(handler)).load_model()
+    with pytest.raises(RuntimeError, match="has changed"):
+        pickle.loads(pickle.dumps(detect._Decide(rule_for([strict], None), staged, True))).setup()

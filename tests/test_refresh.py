@@ -764,14 +764,14 @@ def test_a_review_apply_during_a_refresh_launch_is_applied_to_all_its_photos_or_
     (tmp_path / "d1.csv").write_text("photo_id,decision,note,sha256\n999,accept,,\n")
     (tmp_path / "d2.csv").write_text(f"photo_id,decision,note,sha256\n{carried},reject_human,,\n1005,reject_human,,\n")
     apply_decisions(str(tmp_path / "d1.csv"), str(store))
-    read = build.read_decisions
+    read = build.stage_decisions
 
-    def then_an_apply(path):  # a reviewer's apply lands right after the launch's first read
-        decisions = read(path)
+    def then_an_apply(path, folder):  # a reviewer's apply lands right after the launch's first read
+        decisions = read(path, folder)
         apply_decisions(str(tmp_path / "d2.csv"), str(store))
         return decisions
 
-    monkeypatch.setattr(build, "read_decisions", then_an_apply)
+    monkeypatch.setattr(build, "stage_decisions", then_an_apply)
     root = tmp_path / "root"
     assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--input={metadata}",
                  f"--review_decisions={store}", f"--allowed_hosts={server.host}", *LOCAL]) == 0

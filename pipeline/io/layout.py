@@ -42,7 +42,8 @@ STAGING = "_staging"
 STAGED_IMAGES = "_images"
 # Inside a staging folder: parts a writer merges into one file (ATTRIBUTION.csv's); never published.
 STAGED_PARTS = "_parts"
-# Inside a staging folder: the takedown lists as the job read them at launch (stages/blocklist.py); never published.
+# Inside a staging folder: the takedown lists and the review decisions as the job read them at launch
+# (io/staged_copy.py); never published.
 STAGED_LISTS = "_lists"
 # Inside a staging folder: the publish plan, written when publishing starts (see the module docstring).
 PUBLISHING = "PUBLISHING.json"

@@ -43,6 +43,7 @@ from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHan
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
+from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.work_cache import WriteEntries, split_by_cache
 from pipeline.records import SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import KEPT as KEPT_TAG
@@ -163,10 +164,14 @@ def _numbered_rows(reader: csv.DictReader, where: Callable[[int], str]) -> Itera
 
 
 def decisions_text(path: str) -> str:
-    """A decisions file's text, local or on any Beam filesystem; ValueError naming the file and line where it is no
-    UTF-8. utf-8-sig: a spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column
-    '\ufeffphoto_id' and every row's id empty."""
-    raw = read_bytes(path)
+    """A decisions file's text, local or on any Beam filesystem (`text_of_decisions`)."""
+    return text_of_decisions(read_bytes(path), path)
+
+
+def text_of_decisions(raw: bytes, path: str) -> str:
+    """A decisions file's bytes as text; ValueError naming the file and line where it is no UTF-8. utf-8-sig: a
+    spreadsheet's "CSV UTF-8" begins with a byte order mark, which would make the first column '\ufeffphoto_id' and
+    every row's id empty."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -179,6 +184,33 @@ def read_decisions(path: str | None) -> dict[str, Decision]:
     if not path:
         return {}
     return parse_decisions(decisions_text(path), lambda line: f"{path}:{line}")
+
+
+# The decisions a job applies: in memory, or the store as the job read it at launch, copied for its workers.
+Decisions = dict[str, Decision] | StagedCopy
+
+
+def stage_decisions(path: str | None, folder: str) -> Decisions:
+    """The decisions store (--review_decisions) read and checked once at launch (a malformed store fails the job
+    before any worker starts) and copied under `folder` for the workers (`io/staged_copy.py`): pickled into each
+    detector's handler and the decision step, 100,000 decisions were 416 kB a step, several steps a Detect stage
+    and two Detect stages in a refresh."""
+    if not path:
+        return {}
+    raw = read_bytes(path)
+    parse_decisions(text_of_decisions(raw, path), lambda line: f"{path}:{line}")
+    return stage_copy(path, raw, folder, suffix=".csv")
+
+
+@functools.lru_cache(maxsize=4)
+def _staged_decisions(copy: StagedCopy) -> dict[str, Decision]:
+    # once per worker process, not per DoFn instance and thread (each detector's handler and the decision step ask)
+    return parse_decisions(text_of_decisions(copy.read(), copy.name), lambda line: f"{copy.name}:{line}")
+
+
+def decisions_of(source: Decisions) -> dict[str, Decision]:
+    """The decisions themselves (on a worker, a staged copy is read the first time it is asked for)."""
+    return _staged_decisions(source) if isinstance(source, StagedCopy) else source
 
 
 def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
@@ -268,11 +300,15 @@ class _Settled:
     already reject it as human. Never for a photo a reviewer decided: its decision wins, and an
     accepted photo must carry every score."""
 
-    def __init__(self, rule: DecisionRule, reviewed: frozenset[str]) -> None:
-        self._rule, self._reviewed = rule, reviewed
+    def __init__(self, rule: DecisionRule, decisions: Decisions) -> None:
+        self._rule, self._decisions = rule, decisions
+
+    def prepare(self) -> None:
+        decisions_of(self._decisions)  # a staged copy read when the handler loads its model (detectors/handler.py)
 
     def __call__(self, photo: Photo, own: dict[str, float]) -> bool:
-        return photo.photo_id not in self._reviewed and self._rule.certainly_human(dict(photo.scores) | own)
+        return photo.photo_id not in decisions_of(self._decisions) and self._rule.certainly_human(
+            dict(photo.scores) | own)
 
 
 def applies(decision: Decision, photo: Photo) -> bool:
@@ -293,8 +329,11 @@ def reviewer_rejection(decision: Decision, photo: Photo) -> Rejection | None:
 
 
 class _ReviewerRejections(beam.DoFn):
-    def __init__(self, decisions: dict[str, Decision]) -> None:
-        self._decisions = decisions
+    def __init__(self, decisions: Decisions) -> None:
+        self._source = decisions
+
+    def setup(self) -> None:
+        self._decisions = decisions_of(self._source)
 
     def process(self, photo: Photo) -> Iterator:
         decision = self._decisions.get(photo.photo_id)
@@ -307,19 +346,23 @@ class ReviewerRejections(beam.PTransform):
     them), the others pass untouched. For photos no detection runs on: a refresh's carried photos when the detectors
     did not change (a reviewer who rejects a released photo on a second look: it stayed in every later release)."""
 
-    def __init__(self, decisions: dict[str, Decision]) -> None:
+    def __init__(self, decisions: Decisions) -> None:
         super().__init__()
-        self._decisions = {photo_id: d for photo_id, d in decisions.items() if d.verdict != "accept"}
+        self._decisions = decisions if isinstance(decisions, StagedCopy) else {
+            photo_id: d for photo_id, d in decisions.items() if d.verdict != "accept"}  # acceptances change nothing
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         return apply_stage(photos, STAGE, _ReviewerRejections(self._decisions), label="ReviewerRejections")
 
 
 class _Decide(beam.DoFn):
-    def __init__(self, rule: DecisionRule, decisions: dict[str, Decision], skipping: bool) -> None:
+    def __init__(self, rule: DecisionRule, decisions: Decisions, skipping: bool) -> None:
         self._rule = rule
-        self._decisions = decisions
+        self._source = decisions
         self._skipping = skipping  # only then can a detector's scores be missing because it was skipped
+
+    def setup(self) -> None:
+        self._decisions = decisions_of(self._source)
 
     def process(self, photo: Photo) -> Iterator:
         decision = self._decisions.get(photo.photo_id)
@@ -343,10 +386,11 @@ class _Decide(beam.DoFn):
 
 class Detect(beam.PTransform):
     """PCollection[Photo] -> DetectOutput(kept: PCollection[Photo] with `scores`, rejected:
-    PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included)."""
+    PCollection[Rejection], review: PCollection[Photo] in a borderline band, image included). `decisions`: the
+    reviewers' (`Decisions`: a job passes the store's staged copy, `stage_decisions`)."""
 
     def __init__(self, specs: list[DetectorSpec], runtime: RuntimeConfig,
-                 decisions: dict[str, Decision] | None = None, cache: str = "",
+                 decisions: Decisions | None = None, cache: str = "",
                  fusion: Fusion | None = None) -> None:
         super().__init__()
         self._specs, self._runtime, self._decisions = specs, runtime, decisions or {}
@@ -357,7 +401,7 @@ class Detect(beam.PTransform):
         failures: list[beam.PCollection] = []
         runtime = self._runtime
         scored = photos | "Unscored" >> beam.Map(_without_scores, tuple(f"{spec.name}." for spec in self._specs))
-        settled = _Settled(self._rule, frozenset(self._decisions)) if runtime.skip_settled else None
+        settled = _Settled(self._rule, self._decisions) if runtime.skip_settled else None
         for spec in sorted(self._specs, key=run_order):
             hits = None
             if self._cache:  # scores a killed run already computed are not computed again
