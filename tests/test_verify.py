@@ -783,3 +783,26 @@ def test_a_resealed_parquet_page_that_would_inflate_past_its_bound_is_never_deco
     unreadable = [reason for path, reason in _problems(copy) if path == shard.relative_to(copy).as_posix()]
     assert len(unreadable) == 1 and unreadable[0].startswith("unreadable: row group 1, column 'image.bytes': a page")
     assert "over the 67,108,864 allowed" in unreadable[0]
+
+
+def test_an_attribution_line_of_millions_of_commas_is_refused_in_bounded_memory(demo_release, tmp_path):
+    """The csv reader split a resealed ATTRIBUTION.csv line of commas into a list of 8 bytes a comma (and verify then
+    printed it into a string of 4 bytes a comma): 12 MB of commas peaked at 244 MB, a 1 GB line at ~20 GB. A line
+    longer than any a run writes makes the file unreadable, read no further."""
+    import tracemalloc
+
+    from tests.conftest import reseal
+
+    copy = _copy(demo_release, tmp_path)
+    with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
+        handle.write("9" + "," * 12_000_000 + "\n")
+    reseal(copy)
+    tracemalloc.start()
+    try:
+        problems = list(verify(str(copy)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert any(p.path.endswith("ATTRIBUTION.csv") and "longer than any a run writes" in p.message
+               for p in problems), problems
+    assert peak < 60_000_000, peak

@@ -273,6 +273,21 @@ def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
 _TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
 
 
+# Longer than any line a run writes (its longest fields, each at most 64 KiB from a source, quotes doubled, make a
+# few hundred kB); bounds a forged line, which the csv reader otherwise splits at each of its commas into a list of
+# 8 bytes a comma (a 1 GB line of commas: 8 GB).
+MAX_ATTRIBUTION_LINE = 4 << 20
+
+
+def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The text's lines, as the csv reader would read them; ValueError at one longer than `MAX_ATTRIBUTION_LINE`
+    characters (a quoted field's line breaks are lines of their own here: the reader joins them)."""
+    while line := text.readline(MAX_ATTRIBUTION_LINE + 1):
+        if len(line) > MAX_ATTRIBUTION_LINE:
+            raise ValueError(f"a line over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run writes")
+        yield line
+
+
 def _attribution_records(source: Source) -> Records:
     """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
     at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
@@ -281,7 +296,7 @@ def _attribution_records(source: Source) -> Records:
     ids, odd, credits = [], [], bytearray()
     text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
     try:
-        rows = csv.reader(text)
+        rows = csv.reader(_bounded_lines(text))
         if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
             odd.append("(header)")
         for row in rows:
