@@ -416,3 +416,23 @@ def test_a_lock_an_apply_stopped_by_a_signal_left_is_taken_over(tmp_path):
     assert (tmp_path / "reviews.csv.lock").exists()  # left behind
     assert apply_decisions(str(decisions), str(store)) == (1, 1)
     assert read_decisions(str(store))["5"].verdict == "reject_human" and not (tmp_path / "reviews.csv.lock").exists()
+
+
+def test_a_decisions_line_of_millions_of_commas_is_refused_naming_its_line(tmp_path):
+    """The reader split a line of commas into a list of 8 bytes a comma (its extra cells): annotators' files come
+    from outside the team, and the store is read by every run at launch."""
+    import tracemalloc
+
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n6,accept," + "," * 8_000_000 + "\n", encoding="utf-8")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"d\.csv: line 3: a line over 1,048,576 characters"):
+            apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+        with pytest.raises(ValueError, match=r"d\.csv:3: a line over"):
+            read_decisions(str(decisions))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 60_000_000, peak
+    assert not (tmp_path / "store.csv").exists()

@@ -120,7 +120,7 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
     # strict: not strict, the reader took an unterminated quote to the end of the file (a hand-edited note opening a
     # quote hid every later row in it, reject_human included, unsaid) and glued text after a closing quote on
-    reader = csv.DictReader(io.StringIO(text), strict=True)
+    reader = csv.DictReader(_bounded_lines(text, where), strict=True)
     check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, 0), where(1))
     decisions: dict[str, Decision] = {}
     first_line: dict[str, int] = {}
@@ -143,6 +143,21 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
         decisions[photo_id] = decided
         first_line.setdefault(photo_id, line)
     return decisions
+
+
+# Far longer than a decision's line (an id, a verdict, a note, a hash); bounds a line of commas, which the reader
+# splits into a list of 8 bytes a comma (annotators' files come from outside the team; the store is read at launch).
+MAX_DECISION_LINE = 1 << 20
+
+
+def _bounded_lines(text: str, where: Callable[[int], str]) -> Iterator[str]:
+    lines = io.StringIO(text, newline="")
+    number = 0
+    while line := lines.readline(MAX_DECISION_LINE + 1):
+        number += 1
+        if len(line) > MAX_DECISION_LINE:
+            raise ValueError(f"{where(number)}: a line over {MAX_DECISION_LINE:,} characters")
+        yield line
 
 
 def _csv_rows(reader: csv.DictReader, read: Callable[[], Any], where: Callable[[int], str], line: int) -> Any:
