@@ -26,6 +26,9 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--detect_batch_size=0"], "--detect_batch_size"),
     (["run", "--input=x", "--output=y", "--detect_min_batch_size=100"], "--detect_min_batch_size"),
     (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
+    # was "unknown flags: --, --max_side (did you mean --max_side?)"
+    (["run", "--input=x", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
+    (["refresh", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),
     (["run", "--input=x", "--output=y", "--log_level=loud"], "--log_level must be one of debug, info"),

@@ -122,6 +122,9 @@ def unknown_flags(argv: Sequence[str]) -> list[str]:
 
 
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    if "--" in argv:  # argparse ends the flags there: those after it were called unknown, "did you mean" themselves
+        raise UsageError("`--` ends the flags, so none after it would be read: give the flags without it; "
+                         "see `pass-pipeline run --help`")
     unknown = unknown_flags(expand_month(argv))
     if unknown:
         hints = [f"{flag} (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(
