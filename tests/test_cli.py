@@ -29,6 +29,10 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     # was "unknown flags: --, --max_side (did you mean --max_side?)"
     (["run", "--input=x", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
     (["refresh", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
+    # a glob the shell expanded: Beam warned "Unparseable argument" and the run read the first file alone
+    (["run", "--input", "a.tsv", "b.tsv", "c.tsv", "--output=y"], "'b.tsv', 'c.tsv': not the value of any flag"),
+    (["run", "--input=x", "--output=y", "stray"], "'stray': not the value of any flag (a glob the shell expanded?"),
+    (["refresh", "--output=y", "--input", "a.tsv", "b.tsv"], "'b.tsv': not the value of any flag"),
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),
     (["run", "--input=x", "--output=y", "--log_level=loud"], "--log_level must be one of debug, info"),

@@ -113,12 +113,22 @@ class _OneLineParser(_BeamArgumentParser):
 
 def unknown_flags(argv: Sequence[str]) -> list[str]:
     """Flags neither the job nor Beam defines: a typo (--max_sid=300) must not silently become a
-    run with the default. Parsed the way Beam parses, with every options class it knows."""
+    run with the default. Parsed the way Beam parses, with every options class it knows. A word that is no flag's
+    value is a UsageError."""
     parser = _OneLineParser(allow_abbrev=False)
     for cls in dict.fromkeys(_all_option_classes()):
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(argv))
-    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    flags = [arg.split("=", 1)[0] for arg in unknown if arg.startswith("-")]
+    # A word that is no flag's value: Beam only warned ("Unparseable argument") and dropped it, so a glob the shell
+    # expanded (`--input data/*.tsv` unquoted) ran on its first file alone, the others left out unsaid. After an
+    # unknown flag, a word may be its value: the flag is named instead.
+    words = [arg for arg in unknown if not arg.startswith("-")]
+    if words and not flags:
+        shown = ", ".join(repr(word) for word in words[:3]) + (f" and {len(words) - 3} more" if len(words) > 3 else "")
+        raise UsageError(f"{shown}: not the value of any flag (a glob the shell expanded? quote it: "
+                         "--input='data/*.tsv'); see `pass-pipeline run --help`")
+    return flags
 
 
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
