@@ -570,3 +570,20 @@ def test_a_named_pipe_given_as_a_parquet_table_is_one_rejection_not_a_wait(tmp_p
     rejected = _read_in_a_thread(lambda path: list(read_rows(path, table_layout("parquet"))), str(pipe))
     assert [(r.photo_id, r.reason) for r in rejected] == [("rows.parquet:1", "unreadable_file")]
     assert "a named pipe" in rejected[0].detail
+
+
+def test_a_folder_given_as_input_is_refused_saying_how_to_name_its_files(tmp_path, capsys):
+    """`--input=dumps` (the folder of the dumps) was refused as "cannot be read: OSError", which says nothing of what
+    to give instead; a named pipe's words were hidden the same way."""
+    import os
+
+    from pipeline.cli import main
+
+    (tmp_path / "dumps").mkdir()
+    (tmp_path / "dumps" / "a.tsv").write_text("")
+    assert yfcc.sniff(str(tmp_path / "dumps")) == (
+        f"cannot be read: {tmp_path / 'dumps'} is a folder, not a file (name its files: '{tmp_path / 'dumps'}/*')")
+    os.mkfifo(tmp_path / "pipe.tsv")
+    assert main(["run", f"--input={tmp_path / 'pipe.tsv'}", f"--output={tmp_path / 'out'}"]) == 2
+    pipe = tmp_path / "pipe.tsv"
+    assert capsys.readouterr().err.strip().endswith(f"cannot be read: {pipe} is a named pipe, not a file")

@@ -226,13 +226,20 @@ def size_and_kind(path: str) -> tuple[int | None, str]:
     return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
 
 
+class NotAFile(OSError):
+    """A local path that is a folder, a named pipe, a socket or a device where a file is read (an OSError: a broken
+    file's error, one rejection where the job meets it)."""
+
+
 def refuse_other_than_a_file(path: str) -> None:
-    """OSError (a broken file's error) when a local `path` is a named pipe, a socket, a device or a folder: opened as a
-    file, a named pipe waits for a writer, and the job (its launch check first) with it."""
+    """`NotAFile` when a local `path` is a named pipe, a socket, a device or a folder: opened as a file, a named pipe
+    waits for a writer, and the job (its launch check first) with it."""
     if FileSystems.get_scheme(path) is None and os.path.exists(path):
         kind = size_and_kind(path)[1]
+        if kind == "a folder":  # the likeliest: --input naming the folder of the dumps
+            raise NotAFile(f"{path} is a folder, not a file (name its files: '{path.rstrip('/')}/*')")
         if kind:
-            raise OSError(f"{path} is {kind}, not a file")
+            raise NotAFile(f"{path} is {kind}, not a file")
 
 
 def _glob_parts(pattern: str) -> Iterator[tuple[str, str]]:

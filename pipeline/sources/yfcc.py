@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.api_core import exceptions as google_exceptions
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.files import files_to_read, refuse_other_than_a_file, size_and_kind
+from pipeline.io.files import NotAFile, files_to_read, refuse_other_than_a_file, size_and_kind
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -371,6 +371,8 @@ def sniff(path: str, lines: int = 5) -> str | None:
             problems.append(f"{found.photo_id}: {found.reason} ({found.detail})")
             if len(problems) >= lines:
                 break
+    except NotAFile as err:  # our own words, which say what to give instead
+        return f"cannot be read: {err}"[:300]
     except BROKEN_FILE_ERRORS as err:
         return f"cannot be read: {type(err).__name__}"
     if not problems:
