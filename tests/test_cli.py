@@ -28,6 +28,9 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
     # was "unknown flags: --, --max_side (did you mean --max_side?)"
     (["run", "--input=x", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
+    # was "did you mean --flickr_licenses?"; the value is never echoed
+    (["run", "--source=flickr", "--output=y", "--flickr_api_key=c0ffee"], "--flickr_api_key (keys are read from "
+                                                                          "FLICKR_API_KEY and FLICKR_API_SECRET"),
     (["refresh", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
     # a glob the shell expanded: Beam warned "Unparseable argument" and the run read the first file alone
     (["run", "--input", "a.tsv", "b.tsv", "c.tsv", "--output=y"], "'b.tsv', 'c.tsv': not the value of any flag"),
@@ -47,6 +50,7 @@ def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err[:500]
+    assert "c0ffee" not in err
 
 
 def test_the_log_level_is_taken_in_both_forms():

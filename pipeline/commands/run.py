@@ -131,14 +131,23 @@ def unknown_flags(argv: Sequence[str]) -> list[str]:
     return flags
 
 
+def _hint(flag: str) -> str:
+    """An unknown flag with what was probably meant. A key or secret is never a flag's value (it would show in
+    process lists, shell histories and the job's options): "did you mean --flickr_licenses?" said nothing of that."""
+    if any(word in flag.lower() for word in ("key", "secret", "token", "password")):
+        return (f"{flag} (keys are read from FLICKR_API_KEY and FLICKR_API_SECRET, or a file or secret named by "
+                "--flickr_credentials, never from a flag)")
+    close = difflib.get_close_matches(flag.lstrip("-"), OPTIONS, n=1)
+    return f"{flag} (did you mean --{close[0]}?)" if close else flag
+
+
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     if "--" in argv:  # argparse ends the flags there: those after it were called unknown, "did you mean" themselves
         raise UsageError("`--` ends the flags, so none after it would be read: give the flags without it; "
                          "see `pass-pipeline run --help`")
     unknown = unknown_flags(expand_month(argv))
     if unknown:
-        hints = [f"{flag} (did you mean --{close[0]}?)" if (close := difflib.get_close_matches(
-            flag.lstrip("-"), OPTIONS, n=1)) else flag for flag in unknown]
+        hints = [_hint(flag) for flag in unknown]
         raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}; "
                          "see `pass-pipeline run --help`")
     options = PipelineOptions(expand_month(argv))
