@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import enum
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -483,7 +484,17 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append(REDUCING_GAP_RANGE)
     if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
         problems.append("--progress_seconds must be a positive number of seconds")
-    return problems + _bounds_problems(opts)
+    return problems + _bounds_problems(opts) + _home_problems(opts)
+
+
+def _home_problems(opts: PassOptions) -> list[str]:
+    """Paths starting with '~': the shell expands it only at the start of an unquoted word (`--output=~/x` and
+    `--input='~/x/*.bz2'` keep it), and the job took it as a name: --output='~/x' wrote a folder named '~' in the
+    working directory, --input said only that it matched no file."""
+    return [f"--{option.name} {value[:80]!r} starts with '~', which only the shell expands, at the start of an "
+            f"unquoted word: give the whole path ({os.path.expanduser('~')}/…)" for option in DECLARED
+            if isinstance(value := getattr(opts, option.name, None), str)
+            and any(part.strip().startswith("~") for part in value.split(","))]
 
 
 # Upper bounds no sensible run reaches, each far above its default: a typo (--shards=100000000: that many

@@ -28,6 +28,10 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--max_sid=300"], "unknown flag: --max_sid (did you mean --max_side?)"),
     # was "unknown flags: --, --max_side (did you mean --max_side?)"
     (["run", "--input=x", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
+    # the shell leaves '~' after '=' and in quotes: a folder named '~' was made in the working directory
+    (["run", "--input=x", "--output=~/pass-out"], "--output '~/pass-out' starts with '~', which only the shell"),
+    (["run", "--input=~/yfcc/*.bz2", "--output=y"], "--input '~/yfcc/*.bz2' starts with '~'"),
+    (["run", "--input=x", "--output=y", "--blocklist=a.txt,~/b.txt"], "--blocklist 'a.txt,~/b.txt' starts with '~'"),
     # was "did you mean --flickr_licenses?"; the value is never echoed
     (["run", "--source=flickr", "--output=y", "--flickr_api_key=c0ffee"], "--flickr_api_key (keys are read from "
                                                                           "FLICKR_API_KEY and FLICKR_API_SECRET"),
