@@ -401,6 +401,9 @@ def test_sniff_accepts_good_files_and_names_what_is_wrong_with_the_others(tmp_pa
     assert "no column 'photo_url' (--columns url=photo_url)" in sniff(str(tmp_path / "no_url.csv"), layout)
     (tmp_path / "typo.csv").write_text("photo_id,photo_url,licence\n1,http://h/1.jpg,CC BY 4.0\n")
     assert "no column 'author' (--columns owner=author)" in sniff(str(tmp_path / "typo.csv"), layout)
+    (tmp_path / "twice.csv").write_text("photo_id,photo_url,licence,photo_url\n1,http://h/1.jpg,CC BY 4.0,x\n")
+    assert sniff(str(tmp_path / "twice.csv"), layout).startswith(  # was "has column 'photo_url' appears 2 times"
+        "has column 'photo_url' 2 times in its header; its columns:")
     (tmp_path / "jpeg.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG given as --input")
     assert "does not look like CSV" in sniff(str(tmp_path / "jpeg.csv"), layout)
     rows = "".join(f"{i},,a,b,https://p/{i},CC BY 4.0,\n" for i in range(1, 11))  # no row has a URL

@@ -187,7 +187,7 @@ def header_problem(names: Sequence[str], layout: TableLayout) -> tuple[str, str]
     for name in FIELDS:
         theirs = layout.column(name)
         if list(names).count(theirs) > 1:
-            return "bad_header", f"column {_shown(theirs)} appears {list(names).count(theirs)} times in the header"
+            return "bad_header", f"column {_shown(theirs)} {list(names).count(theirs)} times in its header"
     return None
 
 
