@@ -155,8 +155,8 @@ def test_a_stored_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded():
     structure checks refuse such a file from its header; a carried one is refused the same way."""
     import time
 
+    from pipeline.io.image_headers import MAX_JPEG_SCANS
     from pipeline.release.carry import row_problem
-    from pipeline.stages.image import MAX_JPEG_SCANS
     from tests import bad_images
 
     for side, scans in ((64, MAX_JPEG_SCANS + 1), (2000, 2000)):

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from pipeline.io import jpeg_pixels
+from pipeline.io.image_headers import MAX_JPEG_SCANS, check_jpeg_structure
 from pipeline.stages import image as image_stage
-from pipeline.stages.image import MAX_JPEG_SCANS, ImageConfig, ImageRejected, NormaliseImages, normalise
+from pipeline.stages.image import ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
 from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg, swapped_primaries_profile
 
@@ -666,7 +667,7 @@ def test_an_mpo_index_bomb_is_refused_before_pillow_reads_it(tags, claimed):
 
 def test_a_camera_mpo_index_passes_the_check():
     raw, _ = bad_images.mpo_pair()
-    image_stage.check_jpeg_structure(raw)  # Pillow's own MPO writer: 3 tags, values inside the segment
+    check_jpeg_structure(raw)  # Pillow's own MPO writer: 3 tags, values inside the segment
     assert normalise(bad_images.mpo_index_bomb(5, 4), CFG).original_format == "JPEG"  # small, in bounds
 
 

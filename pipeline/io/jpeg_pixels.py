@@ -56,7 +56,7 @@ _FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT,
 # SOF9-11 and SOF13-15: arithmetic-coded frames; SOF11 and SOF15 are lossless (libjpeg cannot scale those).
 ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
-# Marker codes (after the 0xFF) both segment walks use, this module's and `image.check_jpeg_structure`.
+# Marker codes (after the 0xFF) both segment walks use, this module's and `image_headers.check_jpeg_structure`.
 NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
 SOS, EOI, DHT = 0xDA, 0xD9, 0xC4
 # (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides

@@ -31,11 +31,12 @@ from PIL import Image
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, open_reader
 from pipeline.io.formats import image_bytes, scores_from_entries
+from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
-from pipeline.stages.image import ImageConfig, ImageRejected, check_jpeg_structure
+from pipeline.stages.image import ImageConfig
 
 STAGE = "carry"
 

@@ -1,0 +1,88 @@
+"""The header checks on their own (io/image_headers.py); through the image stage, on crafted bombs, in
+tests/test_images.py."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageCms
+
+from pipeline.io.image_headers import (
+    MAX_JPEG_SCANS,
+    MAX_JPEG_SEGMENTS,
+    STRUCTURE_CHECKS,
+    ImageRejected,
+    check_icc_pipelines,
+    check_jpeg_structure,
+)
+from tests import bad_images
+
+
+def _jpeg(**options) -> bytes:
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((96, 64)).convert("RGB").save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def _comments(count: int) -> bytes:
+    return b"".join(b"\xff\xfe\x00\x04hi" for _ in range(count))
+
+
+def _segments_before_the_scan(jpeg: bytes) -> int:
+    """The oracle: marker segments from after SOI up to and including the first SOS, by their lengths."""
+    pos, count = 2, 0
+    while True:
+        code, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+        count += 1
+        if code == 0xDA:
+            return count
+        pos += 2 + length
+
+
+_BASE = _segments_before_the_scan(_jpeg()) + 1  # Pillow's own file: its segments, the scan, the EOI
+
+
+@settings(max_examples=30, deadline=None)
+@given(extra=st.integers(0, MAX_JPEG_SEGMENTS + 5))
+@example(extra=MAX_JPEG_SEGMENTS - _BASE)  # the last that passes
+@example(extra=MAX_JPEG_SEGMENTS - _BASE + 1)
+def test_a_baseline_jpeg_passes_exactly_while_its_segments_stay_within_the_bound(extra):
+    """The segment count is what a plain walk by lengths counts (Pillow's writer: one scan, then EOI)."""
+    plain = _jpeg()
+    jpeg = plain[:2] + _comments(extra) + plain[2:]
+    segments = _segments_before_the_scan(jpeg) + 1  # and the EOI after the scan
+    if segments <= MAX_JPEG_SEGMENTS:
+        check_jpeg_structure(jpeg)
+    else:
+        with pytest.raises(ImageRejected) as refused:
+            check_jpeg_structure(jpeg)
+        assert refused.value.reason == "too_many_segments"
+
+
+def test_scans_are_counted_up_to_the_bound_and_a_thumbnails_markers_are_skipped():
+    check_jpeg_structure(_jpeg(progressive=True))
+    check_jpeg_structure(bad_images.jpeg_scan_bomb(64, MAX_JPEG_SCANS))
+    with pytest.raises(ImageRejected, match="too_many_scans"):
+        check_jpeg_structure(bad_images.jpeg_scan_bomb(64, MAX_JPEG_SCANS + 1))
+    # An EXIF holding a thumbnail, a JPEG with SOS markers of its own, in a segment skipped by its length
+    thumbnail = bad_images.jpeg_scan_bomb(16, MAX_JPEG_SCANS + 10)
+    exif = b"Exif\0\0" + thumbnail
+    plain = _jpeg()
+    check_jpeg_structure(plain[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + plain[2:])
+
+
+def test_each_format_pillow_parses_in_python_gets_its_check():
+    assert set(STRUCTURE_CHECKS) == {"JPEG", "PNG", "GIF"}
+    for fmt in ("PNG", "GIF"):
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(out, fmt)
+        STRUCTURE_CHECKS[fmt](out.getvalue())  # an encoder's own file passes
+
+
+def test_an_ordinary_icc_profile_passes_the_pipeline_check():
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    check_icc_pipelines(srgb)
+    check_icc_pipelines(b"")  # nothing to read: left to LittleCMS
