@@ -52,7 +52,11 @@ def test_each_tfrecord_file_is_walked_once(release, monkeypatch):
 
 
 def test_no_manifest(tmp_path):
-    assert [p.message for p in verify(str(tmp_path))] == ["no manifest.json"]
+    assert [p.message for p in verify(str(tmp_path))] == ["no manifest.json: no published release or dataset here"]
+    # a path mistyped, or a file: said as such, not as a folder without a manifest
+    assert [(p.path, p.message) for p in verify(str(tmp_path / "typo"))] == [(str(tmp_path / "typo"), "no such folder")]
+    (tmp_path / "f.txt").write_text("x")
+    assert [p.message for p in verify(str(tmp_path / "f.txt"))] == ["not a folder"]
 
 
 def _copy(release, tmp_path):

@@ -481,7 +481,10 @@ def verify(release: str) -> Iterator[Problem]:
     checked against the kept photos as each is read (`Accounts`)."""
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
-        yield Problem(manifest_path, "no manifest.json")
+        if FileSystems.get_scheme(release) is None and not os.path.isdir(release):  # a typo'd path: say so
+            yield Problem(release, "no such folder" if not os.path.exists(release) else "not a folder")
+        else:  # a run's working folder, or one stopped before publishing: its manifest is published last
+            yield Problem(manifest_path, "no manifest.json: no published release or dataset here")
         return
     manifest, why = _load_manifest(manifest_path)
     if manifest is None:
