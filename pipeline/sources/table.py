@@ -236,6 +236,59 @@ def _content_lines(items: Iterator[tuple[str, bytes] | Rejection]) -> Iterator[t
             yield item
 
 
+# A record whose quoted value holds line breaks spans this many lines at most (and MAX_LINE_BYTES in all).
+MAX_RECORD_LINES = 1024
+
+
+def _quote_left_open(raw: bytes, delimiter: str) -> bool:
+    """Whether the line ends inside a quoted value (the rest of the value is on the next lines)."""
+    if b'"' not in raw:  # most lines: no second parse
+        return False
+    try:
+        next(csv.reader([raw.decode("utf-8", "replace")], delimiter=delimiter, strict=True), None)
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int
+             ) -> Iterator[tuple[str, bytes] | Rejection]:
+    """The records of a text table, each (the ref of its first line, its text), blank lines left out. A quoted value
+    may hold line breaks, as spreadsheets and pandas write a description of several lines: each line was a row of
+    its own, the record's first a `malformed_row` and the others `wrong_column_count`, the photo lost. A line whose
+    quote is left open takes the lines after it while the record stays within MAX_LINE_BYTES and MAX_RECORD_LINES,
+    until its quote closes; when it then does not read as `width` cells (or never closes: a stray quote in one
+    title), the line is a record alone (its row's rejection) and the lines it took are read as records of their
+    own."""
+    pending: list[tuple[str, bytes] | Rejection] = []  # lines taken back, next first (last in the list)
+    source = iter(items)
+    while (item := pending.pop() if pending else next(source, None)) is not None:
+        if isinstance(item, Rejection) or not _quote_left_open(item[1], delimiter):
+            if isinstance(item, Rejection) or not _is_blank(item[1]):
+                yield item
+            continue
+        ref, joined = item
+        taken: list[tuple[str, bytes] | Rejection] = []
+        while len(taken) < MAX_RECORD_LINES:
+            more = pending.pop() if pending else next(source, None)
+            if more is None:
+                break
+            taken.append(more)
+            if isinstance(more, Rejection) or len(joined) + 1 + len(more[1]) > MAX_LINE_BYTES:
+                break
+            joined += b"\n" + more[1]
+            # The line starts inside the quoted value: it closes it exactly when the line read from an opening quote
+            # does, so each line is parsed once here, never the whole record again (a record of 1,024 lines was
+            # parsed 1,024 times: 32 MB of parsing for 64 KiB of input)
+            if b'"' in more[1] and not _quote_left_open(b'"' + more[1], delimiter):
+                cells = _split(joined, ref, delimiter)
+                if not isinstance(cells, Rejection) and len(cells) == width:
+                    item, taken = (ref, joined), []
+                break
+        pending.extend(reversed(taken))
+        yield item
+
+
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter = _DELIMITERS[layout.format]
@@ -245,7 +298,8 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
         return
     header = _header(first, delimiter)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
-    for item in _content_lines(lines):
+    records = _content_lines(lines) if problem else _records(lines, delimiter, len(header))
+    for item in records:
         if isinstance(item, Rejection):
             yield item
             continue
