@@ -295,6 +295,27 @@ def float_pipeline_profile(matrices: int = 2, segments: int = 0) -> bytes:
                  + (b"parf\x00\x00\x00\x00" + struct.pack(">HH4f", 0, 0, 1, 1, 0, 0)) * segments)  # y = x
         elements.append(b"cvst\x00\x00\x00\x00" + struct.pack(">HH", 3, 3) + struct.pack(">LL", 36, len(curve)) * 3
                         + curve)
+    return _mpet_profile(elements)
+
+
+def wide_pipeline_profile(channels: int, matrices: int = 0, clut: bool = True) -> bytes:
+    """An RGB profile whose D2B0 widens the 3 channels to `channels` (a 3 x `channels` matrix), then holds `matrices`
+    `channels` x `channels` matrices (near identities), then narrows them back to 3: with `clut`, a CLUT of `channels`
+    inputs and 2 grid points each (LittleCMS interpolates 2^(channels - 3) cubes for every colour), else a matrix."""
+    rng = np.random.default_rng(channels)
+
+    def matrix(inputs: int, outputs: int) -> bytes:
+        values = np.eye(outputs, inputs) / 2 + rng.uniform(0, 0.01, (outputs, inputs))
+        return (b"matf\x00\x00\x00\x00" + struct.pack(">HH", inputs, outputs) + values.astype(">f4").tobytes()
+                + np.zeros(outputs, ">f4").tobytes())
+
+    last = (b"clut\x00\x00\x00\x00" + struct.pack(">HH", channels, 3) + bytes([2] * channels).ljust(16, b"\x00")
+            + rng.uniform(0.2, 0.8, 3 << channels).astype(">f4").tobytes()) if clut else matrix(channels, 3)
+    return _mpet_profile([matrix(3, channels), *(matrix(channels, channels) for _ in range(matrices)), last])
+
+
+def _mpet_profile(elements: list[bytes]) -> bytes:
+    """An RGB profile whose D2B0 is the float pipeline of `elements`."""
     head = b"mpet\x00\x00\x00\x00" + struct.pack(">HHL", 3, 3, len(elements))
     at, table = len(head) + 8 * len(elements), b""
     for element in elements:

@@ -952,9 +952,29 @@ def test_an_icc_profile_whose_float_pipeline_littlecms_would_evaluate_for_second
     assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
 
 
-def test_a_small_float_pipeline_profile_passes_the_check():
-    profile = bad_images.float_pipeline_profile(2, 3)  # two matrices, three curves of three segments: 13 steps
-    assert normalise(encode(real_image("chelsea.jpg"), "JPEG", icc_profile=profile), CFG).original_format == "JPEG"
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("channels,matrices,clut", [(14, 0, True), (12, 0, True), (15, 60, False)],
+                         ids=["clut-of-14-inputs", "clut-of-12-inputs", "60-matrices-of-15x15"])
+def test_a_float_pipeline_of_few_elements_widened_to_many_channels_is_refused(channels, matrices, clut, fmt):
+    """An element costs LittleCMS more with every channel: a matrix widening RGB to 14 channels then a CLUT of 14
+    inputs (two elements, 197 KB) took 6.8 s to build the transform, 12 inputs 1.6 s, 62 matrices of 15 x 15 1.4 s;
+    counted as elements they passed the check (2026-12-04)."""
+    profile = bad_images.wide_pipeline_profile(channels, matrices, clut)
+    raw = encode(real_image("chelsea.jpg"), fmt, icc_profile=profile + struct.pack(">L", len(fmt)))  # not cached
+    started = time.process_time()
+    assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
+
+
+@pytest.mark.parametrize("profile", [
+    pytest.param(lambda: bad_images.float_pipeline_profile(2, 3), id="2-matrices-3-curves-of-3-segments"),  # 13 steps
+    pytest.param(lambda: bad_images.wide_pipeline_profile(4), id="clut-of-4-inputs"),  # as a CMYK profile's
+    pytest.param(lambda: bad_images.wide_pipeline_profile(4, 2, clut=False), id="4x4-matrices"),
+])
+def test_a_small_float_pipeline_profile_passes_the_check(profile):
+    raw = encode(real_image("chelsea.jpg"), "JPEG", icc_profile=profile())
+    plain = encode(real_image("chelsea.jpg"), "JPEG")
+    stored = normalise(raw, CFG)
+    assert stored.original_format == "JPEG" and stored.jpeg != normalise(plain, CFG).jpeg  # the profile converted it
 
 
 @pytest.mark.parametrize("case", ["not a profile", "RGB profile on CMYK pixels"])

@@ -51,9 +51,12 @@ MAX_GIF_METADATA_BYTES = 1024 * 1024  # their data: one 1 MB comment ~0.1 s, 4 M
 # what LittleCMS prefers for the conversion, and it evaluates every element, and each curve segment by segment, for
 # each of the ~36,000 colours it samples to build the transform: 900 matrices (a 61 KB profile in an 82 KB JPEG)
 # took 1.5 s, 5,000 (a 340 KB profile, 13 KB once compressed in a PNG's iCCP) 7.5 s, three curves of 5,000 segments
-# 1.3 s; a new profile in every photo defeats the transform cache (io/srgb.py). Real ones (rare: ICC v4.3 float
-# profiles) hold a few elements of a few segments each.
-MAX_ICC_PIPELINE_STEPS = 64  # elements, curves and curve segments of one D2Bx pipeline
+# 1.3 s; a new profile in every photo defeats the transform cache (io/srgb.py). An element's cost grows with its
+# channels (a pipeline may widen them to 15 and back): a matrix's with its inputs times its outputs (62 of 15 x 15:
+# 1.4 s), a CLUT's doubling with each input, whatever its grid (one of 14 inputs after a matrix widening RGB to them,
+# a 197 KB profile in a 217 KB JPEG, took 6.8 s; 12 inputs 1.6 s). Real ones (rare: ICC v4.3 float profiles) hold a
+# few elements of 3 or 4 channels and a few segments each.
+MAX_ICC_PIPELINE_STEPS = 64  # curves, curve segments and elements of one D2Bx pipeline, each as many 3 x 3 matrices
 _ICC_FLOAT_PIPELINES = frozenset({b"D2B0", b"D2B1", b"D2B2", b"D2B3"})
 
 
@@ -253,26 +256,42 @@ STRUCTURE_CHECKS: dict[str, Callable[[bytes], None]] = {
 
 def check_icc_pipelines(icc: bytes) -> None:
     """Refuses an ICC profile with a float pipeline (a D2Bx tag of type "mpet") of more processing elements, curves
-    and curve segments than MAX_ICC_PIPELINE_STEPS, before LittleCMS parses it; anything unreadable is left to it (it
-    then refuses the profile, and the plain conversion is used)."""
+    and curve segments (wide matrices and CLUTs counting as more) than MAX_ICC_PIPELINE_STEPS, before LittleCMS parses
+    it; anything unreadable is left to it (it then refuses the profile, and the plain conversion is used)."""
     for entry in range(132, min(132 + 12 * _be(icc, 128), len(icc) - 11), 12):  # the tag table after the header
         tag = _be(icc, entry + 4)
         if icc[entry:entry + 4] in _ICC_FLOAT_PIPELINES and icc[tag:tag + 4] == b"mpet" and \
                 _pipeline_steps(icc, tag) > MAX_ICC_PIPELINE_STEPS:
-            raise ImageRejected("metadata_bomb", f"an ICC profile whose {icc[entry:entry + 4].decode()} pipeline has "
-                                                 f"more than {MAX_ICC_PIPELINE_STEPS} elements and curve segments")
+            raise ImageRejected("metadata_bomb", f"an ICC profile whose {icc[entry:entry + 4].decode()} pipeline costs "
+                                                 f"more than {MAX_ICC_PIPELINE_STEPS} steps (elements, curve segments, "
+                                                 "3x3 matrices) to evaluate")
 
 
 def _be(data: bytes, at: int, size: int = 4) -> int:
     return int.from_bytes(data[at:at + size], "big")
 
 
+def _element_cost(icc: bytes, element: int) -> int:
+    """What evaluating the "matf" or "clut" element at `element` costs LittleCMS, in 3 x 3 matrices (measured: a
+    tetrahedral interpolation of 3 outputs ~2), beyond the 1 every element is counted; 0 for any other element."""
+    kind, inputs, outputs = icc[element:element + 4], _be(icc, element + 8, 2), _be(icc, element + 10, 2)
+    if kind == b"matf":  # inputs x outputs products, and an offset per output
+        return max(0, -(-inputs * outputs // 9) - 1)
+    if kind == b"clut":  # LittleCMS interpolates 2^(inputs - 3) cubes, each for every output
+        return max(0, 2 * (1 << max(0, min(inputs, 16) - 3)) * -(-outputs // 3) - 1)
+    return 0
+
+
 def _pipeline_steps(icc: bytes, tag: int) -> int:
-    """The elements, curves and curve segments of the "mpet" tag at `tag`, counted up to one past the limit. Offsets as
-    LittleCMS reads them: an element's from the tag's start, a curve's from its element's."""
+    """The elements, curves and curve segments of the "mpet" tag at `tag`, a matrix or CLUT element as the 3 x 3
+    matrices its channels make it cost, counted up to one past the limit. Offsets as LittleCMS reads them: an
+    element's from the tag's start, a curve's from its element's."""
     steps = _be(icc, tag + 12)  # the elements
     for position in range(tag + 16, tag + 16 + 8 * min(steps, MAX_ICC_PIPELINE_STEPS + 1), 8):
         element = tag + _be(icc, position)
+        steps += _element_cost(icc, element)
+        if steps > MAX_ICC_PIPELINE_STEPS:
+            return steps
         if icc[element:element + 4] != b"cvst":  # a curve set: one curve per channel
             continue
         for curve in range(element + 12, element + 12 + 8 * _be(icc, element + 8, 2), 8):
