@@ -479,6 +479,12 @@ def _animated(side: int, mode: str, fmt: str, **params) -> bytes:
     return encode(frames[0], fmt, save_all=True, append_images=frames[1:], **params)
 
 
+def _turned(orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
 _PEAK_AND_HOLD = """
 import sys
 from pathlib import Path
@@ -512,6 +518,12 @@ print(peak_kib() - before, held[-1])
                  id="png-rgb16-key"),
     pytest.param(lambda side: encode(_frames(side, "RGB")[0], "PNG", transparency=(1, 2, 3)), id="png-rgb-key"),
     pytest.param(lambda side: encode(_frames(side, "L")[0], "PNG", transparency=5), id="png-grey-key"),
+    # Turned upright by their EXIF: the turned copy was held beside the decoded pixels through the compositing (a
+    # PNG with alpha 20 bytes a pixel at the peak, counted 16; grey with alpha 24, a WebP with alpha 28).
+    pytest.param(lambda side: encode(_frames(side, "RGBA")[0], "PNG", exif=_turned()), id="png-alpha-turned"),
+    pytest.param(lambda side: encode(_frames(side, "LA")[0], "PNG", exif=_turned()), id="png-grey-alpha-turned"),
+    pytest.param(lambda side: encode(_frames(side, "RGBA")[0], "WEBP", quality=50, method=0, exif=_turned()),
+                 id="webp-alpha-turned"),
 ])
 def test_what_an_image_takes_from_the_budget_covers_its_peak_memory(tmp_path, make):
     """The budget counts a pixel as 16 bytes; a source whose pixels take more at the peak must take more from it

@@ -507,9 +507,12 @@ def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], 
     orientation = orientation if type(orientation) is int else 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the stored image is taller than wide
         width, height = height, width
-    if orientation in _UPRIGHT:
-        img = img.transpose(_UPRIGHT[orientation])
     rgb = _to_srgb(img)
+    if orientation in _UPRIGHT:
+        # Turned after the conversion, which maps each pixel on its own (the same pixels either way): turned before,
+        # the turned copy was held beside the decoded pixels through the conversion's own copies, 4 bytes a pixel over
+        # what the budget counts (a 36 MP PNG with alpha: 688 MiB at the peak, 20 bytes a pixel, counted as 16).
+        rgb = rgb.transpose(_UPRIGHT[orientation])
     # A drafted JPEG's stored size follows from its full size, not the drafted one (libjpeg rounds a scaled
     # side up: 1229 px at 1/2 is 615, not 614.5), so decoding at reduced scale never changes the stored size.
     size = _target_size(width, height, cfg.max_side) if scale > 1 else _target_size(rgb.width, rgb.height,
