@@ -3,9 +3,11 @@ import hashlib
 import io
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -530,10 +532,14 @@ def test_what_an_image_takes_from_the_budget_covers_its_peak_memory(tmp_path, ma
     (a 6000 x 6000 WebP with alpha took 823 MiB, counted as 549). Measured in a process of its own, where no
     earlier test's freed memory hides the growth; 3000 x 3000: every buffer is mmapped afresh (over glibc's 32 MiB
     threshold), so the peak grows with the pixels; a few MiB for the rest."""
+    _assert_the_budget_covers_the_peak(tmp_path, make(3000), make(256))
+
+
+def _assert_the_budget_covers_the_peak(tmp_path: Path, large: bytes, small: bytes) -> None:
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("measuring peak memory needs Linux's /proc/self/clear_refs")
-    (tmp_path / "large").write_bytes(make(3000))
-    (tmp_path / "small").write_bytes(make(256))
+    (tmp_path / "large").write_bytes(large)
+    (tmp_path / "small").write_bytes(small)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     done = subprocess.run([sys.executable, "-c", _PEAK_AND_HOLD, str(tmp_path / "large"), str(tmp_path / "small")],
                           env=env, capture_output=True, text=True, timeout=300, check=True)
@@ -541,6 +547,42 @@ def test_what_an_image_takes_from_the_budget_covers_its_peak_memory(tmp_path, ma
     growth = growth_kib / 1024
     assert growth > 100, f"the peak grew by only {growth:.0f} MiB: the test no longer measures decoding"
     assert growth <= held * 16 / 2**20 + 8, f"{growth:.0f} MiB at the peak, {held:,} pixels taken"
+
+
+def _gradient_jpeg(side: int, **params) -> bytes:
+    return encode(_frames(side, "RGB", count=1)[0], "JPEG", quality=90, **params)
+
+
+def _non_interleaved(jpeg: bytes) -> bytes:
+    """`jpeg` re-coded by jpegtran (the same coefficients) with each component in a scan of its own."""
+    if shutil.which("jpegtran") is None:
+        pytest.skip("needs jpegtran (libjpeg-turbo-progs)")
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "scans").write_text("0;\n1;\n2;\n")
+        return subprocess.run(["jpegtran", "-scans", str(Path(folder) / "scans")], input=jpeg, capture_output=True,
+                              check=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda side: _gradient_jpeg(side, progressive=True, subsampling="4:4:4"), id="progressive-4:4:4"),
+    pytest.param(lambda side: _non_interleaved(_gradient_jpeg(side, subsampling="4:2:0")),
+                 id="a-scan-per-component-4:2:0"),
+])
+def test_a_jpeg_whose_coefficients_libjpeg_holds_whole_takes_them_from_the_budget(tmp_path, make):
+    """libjpeg keeps every DCT coefficient of a progressive JPEG, or of one whose components come in scans of their
+    own, whatever the scale it decodes at: a 36 MP 4:4:4 file drafted to 1500 x 1500 took 215 MiB at the peak, and
+    the budget counted its 2.25 M decoded pixels (34 MiB); 64 MP, 385 MiB counted as 16 (2026-12-04)."""
+    _assert_the_budget_covers_the_peak(tmp_path, make(6000), make(256))
+
+
+def test_coefficient_bytes_are_counted_only_where_libjpeg_holds_them_whole():
+    baseline = _gradient_jpeg(1000, subsampling="4:2:0")
+    assert jpeg_pixels.coefficient_bytes(baseline) == 0  # decoded a row of blocks at a time
+    assert jpeg_pixels.coefficient_bytes(_gradient_jpeg(1000, progressive=True, subsampling="4:2:0")) == \
+        128 * (126 * 126 + 2 * 63 * 63)  # luma 125 x 125 blocks rounded up to whole MCUs of 2 x 2; chroma 63 x 63
+    assert jpeg_pixels.coefficient_bytes(_gradient_jpeg(1000, progressive=True, subsampling="4:4:4")) == \
+        128 * 3 * 125 * 125
+    assert jpeg_pixels.coefficient_bytes(baseline[:200]) == 0  # no scan
 
 
 @pytest.mark.parametrize("make", [

@@ -55,6 +55,7 @@ _HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
 _FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG and DAC
 # SOF9-11 and SOF13-15: arithmetic-coded frames; SOF11 and SOF15 are lossless (libjpeg cannot scale those).
 ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 # Marker codes (after the 0xFF) both segment walks use, this module's and `image_headers.check_jpeg_structure`.
 NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
@@ -81,19 +82,55 @@ def rgb(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
     return _decoded(raw, size)
 
 
-def _markers_before_scan(raw: bytes) -> Iterator[int]:
-    """The marker codes of the JPEG `raw`'s segments, walked from the start as libjpeg reads them, up to its first
-    scan, its end or anything malformed (none of those given)."""
+def _segments_to_scan(raw: bytes) -> Iterator[tuple[int, int]]:
+    """(marker code, position of its 0xFF) of the JPEG `raw`'s segments, walked from the start as libjpeg reads them,
+    up to its first scan's header (the last given), its end or anything malformed (neither given)."""
     pos = 2  # after SOI
     while pos + 4 <= len(raw) and raw[pos] == 0xFF:
         code = raw[pos + 1]
         if code == 0xFF:  # a fill byte before the marker
             pos += 1
             continue
-        if code in (SOS, EOI):
+        if code == EOI:
             return
-        yield code
+        yield code, pos
+        if code == SOS:
+            return
         pos += 2 if code in NO_LENGTH else 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+
+
+def _markers_before_scan(raw: bytes) -> Iterator[int]:
+    """The marker codes of the JPEG `raw`'s segments, walked from the start as libjpeg reads them, up to its first
+    scan, its end or anything malformed (none of those given)."""
+    return (code for code, _ in _segments_to_scan(raw) if code != SOS)
+
+
+def coefficient_bytes(raw: bytes) -> int:
+    """The bytes of DCT coefficients libjpeg holds at once to decode the JPEG `raw` where it keeps the whole image's
+    (a "full buffer", 128 bytes a block, at any output scale: a 1/8 scale decode of a 64 MP 4:4:4 file holds 384 MB):
+    a progressive frame, or a first scan coding fewer components than the frame (the others in scans of their own);
+    0 where it decodes a row of blocks at a time, or the header up to the first scan is not one libjpeg decodes."""
+    frame = scan = None
+    for code, pos in _segments_to_scan(raw):
+        if code in _FRAMES and frame is None:
+            frame = pos
+        elif code == SOS:
+            scan = pos
+    if frame is None or scan is None or scan + 4 >= len(raw) or frame + 9 >= len(raw):
+        return 0
+    count = raw[frame + 9]
+    if raw[frame + 1] not in _PROGRESSIVE_FRAMES and raw[scan + 4] >= count:  # one scan codes them all, row by row
+        return 0
+    height, width = int.from_bytes(raw[frame + 5:frame + 7], "big"), int.from_bytes(raw[frame + 7:frame + 9], "big")
+    sampling = [(raw[at] >> 4, raw[at] & 15) for at in range(frame + 11, min(frame + 11 + 3 * count, len(raw)), 3)]
+    if len(sampling) != count or not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in sampling):
+        return 0  # libjpeg refuses the frame
+    most_h, most_v = max(h for h, _ in sampling), max(v for _, v in sampling)
+    blocks = 0
+    for h, v in sampling:  # each component's blocks, rounded up to whole MCUs as libjpeg allocates them
+        across, down = -(-width * h // (8 * most_h)), -(-height * v // (8 * most_v))
+        blocks += -(-across // h) * h * -(-down // v) * v
+    return 128 * blocks
 
 
 def frame_type(raw: bytes) -> int | None:

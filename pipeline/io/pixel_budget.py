@@ -5,7 +5,8 @@ at once (one per harness thread), and a hostile source can make every one of the
 of a few hundred kB: ~1 GiB each to decode, composite and convert (`stages/image.py`), ~12 GiB for twelve
 threads. Images take their decoded pixels from this budget before any pixel is decoded and give them back
 when the stored JPEG is made, each pixel counted as the 16 bytes a PNG with alpha takes and a source whose
-pixels take more (a WebP with alpha: 24) as more (`image.budget_pixels`); an image larger than the whole
+pixels take more (a WebP with alpha: 24; a progressive JPEG, whose every DCT coefficient libjpeg holds at any
+scale) as more (`image.budget_pixels`); an image larger than the whole
 budget decodes alone. Waiters are admitted in
 arrival order, so a large image is not starved by a stream of small ones.
 """

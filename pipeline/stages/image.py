@@ -327,7 +327,7 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     _check_min_side((width, height), (width, height) if scale > 1 else img.size, cfg)
     # The pixels to decode (drafted: img.size is the reduced size), counted against the process's budget until
     # the stored JPEG is made (io/pixel_budget.py), weighted by what they take at the peak.
-    with process_budget(cfg.decode_pixel_budget).hold(budget_pixels(img)):
+    with process_budget(cfg.decode_pixel_budget).hold(budget_pixels(img, raw)):
         return _stored(img, raw, fmt, (width, height), scale, cfg)
 
 
@@ -357,15 +357,20 @@ _EIGHT_BIT_KEYED_PIXEL_BYTES = {
 }
 
 
-def budget_pixels(img: Image.Image) -> int:
-    """What the opened (maybe drafted) `img` takes from the pixel budget: its pixels, times the bytes one takes at
-    the peak over the budget's 16."""
+def budget_pixels(img: Image.Image, raw: bytes = b"") -> int:
+    """What the opened (maybe drafted) `img`, of the bytes `raw`, takes from the pixel budget: its pixels, times the
+    bytes one takes at the peak over the budget's 16; for a JPEG whose coefficients libjpeg holds whole (progressive,
+    or components in scans of their own: 6 bytes a source pixel for 4:4:4 at any scale), those beside the pixels it
+    decodes, where that is more (a 64 MP file drafted to 1000 x 1000 took 385 MiB, counted as 16)."""
     pixels = img.size[0] * img.size[1]
     peak = _PEAK_PIXEL_BYTES.get((img.format, img.mode), _BUDGET_PIXEL_BYTES)
     if img.format == "PNG" and "transparency" in img.info:
         keyed = img.mode == "I;16" or _rgb16_colour_key(img) is not None
         peak = _KEYED_PIXEL_BYTES[img.mode] if keyed else _EIGHT_BIT_KEYED_PIXEL_BYTES.get(img.mode, peak)
-    return -(-pixels * peak // _BUDGET_PIXEL_BYTES)
+    held = -(-pixels * peak // _BUDGET_PIXEL_BYTES)
+    if img.format in ("JPEG", *_JPEG_CONTAINERS) and raw:
+        held = max(held, -(-(jpeg_pixels.coefficient_bytes(raw) + 4 * pixels) // _BUDGET_PIXEL_BYTES))
+    return held
 
 
 _XMP_ORIENTATION = (re.compile(r'tiff:Orientation(="|>)([0-9])'), re.compile(rb'tiff:Orientation(="|>)([0-9])'))
