@@ -20,6 +20,11 @@ from pipeline.io import jpeg_pixels
 # Encoders write 1-4 scans for a baseline JPEG and ~10 for a progressive one; each scan makes the decoder
 # visit every block again, so thousands of them cost minutes of CPU from a file of a few MB.
 MAX_JPEG_SCANS = 100
+# A scan visits every block of the components it codes, so what they cost is those visits: libjpeg's and Pillow's
+# progressive scripts make ~5 passes over the image's blocks (a DC scan of all components, AC bands and refinements
+# of each), and 100 scans of a 64 MP 4:4:4 file (a 770 KB file: 33 passes over each component) took 3.8 s of CPU.
+MAX_JPEG_BLOCK_PASSES = 12  # the blocks all scans visit, over the blocks of the image
+MIN_JPEG_BLOCK_VISITS = 1_000_000  # allowed whatever the passes (~40 ms): a small image's scans, up to MAX_JPEG_SCANS
 # Pillow parses the header (JPEG segments up to the first scan, PNG chunks up to the image data) in Python,
 # byte by byte through padding: a 20 MB file of empty segments or padding costs it 10-50 s of CPU. Real
 # files have tens of segments and no padding; some PNG encoders cut the image data into many small chunks.
@@ -82,6 +87,8 @@ def check_jpeg_structure(raw: bytes) -> None:
     release's carried images (release/carry.py)."""
     scans, segments, padding, pos = 0, 0, 0, 2  # after SOI
     exif: list[bytes] = []  # the APP1 "Exif" payloads before the first scan, the ones Pillow reads
+    blocks: dict[int, int] | None = None  # of each component, from the first frame header before the first scan
+    visits = 0
     while marker := _JPEG_MARKER.search(raw, pos):
         padding += marker.start() - pos  # fill bytes and junk, which Pillow steps through one by one
         segments += 1
@@ -101,6 +108,14 @@ def check_jpeg_structure(raw: bytes) -> None:
             _check_mp_index(raw[pos + 6:pos + length])
         if code == _APP1 and not scans and raw.startswith(b"Exif\0\0", pos + 2):
             exif.append(raw[pos + 2 + 6 * bool(exif):pos + length])  # Pillow keeps the first one's header
+        if code in jpeg_pixels.FRAMES and blocks is None and not scans:
+            blocks = jpeg_pixels.component_blocks(raw, marker.start())
+        if code == jpeg_pixels.SOS and blocks:  # the components it codes: a count, then 2 bytes each
+            coded = range(pos + 3, min(pos + 3 + 2 * raw[pos + 2], len(raw)), 2) if pos + 2 < len(raw) else ()
+            visits += sum(blocks.get(raw[at], 0) for at in coded)
+            if visits > max(MAX_JPEG_BLOCK_PASSES * sum(blocks.values()), MIN_JPEG_BLOCK_VISITS):
+                raise ImageRejected("too_many_scans", f"scans that pass over the image's blocks more than "
+                                                      f"{MAX_JPEG_BLOCK_PASSES} times")
         pos += length
         if code == jpeg_pixels.SOS:
             if not scans:

@@ -52,7 +52,7 @@ _log = logging.getLogger(__name__)
 _RGB_SOURCES = frozenset({"YCbCr", "RGB"})
 # SOF0-2: Huffman-coded baseline, extended sequential and progressive frames, what this module decodes.
 _HUFFMAN_FRAMES = frozenset({0xC0, 0xC1, 0xC2})
-_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG and DAC
+FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, JPG and DAC
 # SOF9-11 and SOF13-15: arithmetic-coded frames; SOF11 and SOF15 are lossless (libjpeg cannot scale those).
 ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
@@ -112,31 +112,39 @@ def coefficient_bytes(raw: bytes) -> int:
     0 where it decodes a row of blocks at a time, or the header up to the first scan is not one libjpeg decodes."""
     frame = scan = None
     for code, pos in _segments_to_scan(raw):
-        if code in _FRAMES and frame is None:
+        if code in FRAMES and frame is None:
             frame = pos
         elif code == SOS:
             scan = pos
     if frame is None or scan is None or scan + 4 >= len(raw) or frame + 9 >= len(raw):
         return 0
-    count = raw[frame + 9]
-    if raw[frame + 1] not in _PROGRESSIVE_FRAMES and raw[scan + 4] >= count:  # one scan codes them all, row by row
+    if raw[frame + 1] not in _PROGRESSIVE_FRAMES and raw[scan + 4] >= raw[frame + 9]:  # one scan codes them all
         return 0
+    return 128 * sum(component_blocks(raw, frame).values())
+
+
+def component_blocks(raw: bytes, frame: int) -> dict[int, int]:
+    """The 8 x 8 blocks of each component (by its id) of the frame header (SOFn) at `frame` in the JPEG `raw`, rounded
+    up to whole MCUs as libjpeg allocates them; {} for a frame libjpeg refuses (sampling factors outside 1-4, cut
+    short)."""
+    count = raw[frame + 9] if frame + 9 < len(raw) else 0
     height, width = int.from_bytes(raw[frame + 5:frame + 7], "big"), int.from_bytes(raw[frame + 7:frame + 9], "big")
-    sampling = [(raw[at] >> 4, raw[at] & 15) for at in range(frame + 11, min(frame + 11 + 3 * count, len(raw)), 3)]
-    if len(sampling) != count or not all(1 <= h <= 4 and 1 <= v <= 4 for h, v in sampling):
-        return 0  # libjpeg refuses the frame
-    most_h, most_v = max(h for h, _ in sampling), max(v for _, v in sampling)
-    blocks = 0
-    for h, v in sampling:  # each component's blocks, rounded up to whole MCUs as libjpeg allocates them
+    fields = [raw[at:at + 2] for at in range(frame + 10, frame + 10 + 3 * count, 3)]
+    if not fields or len(fields[-1]) < 2 or not all(1 <= f[1] >> 4 <= 4 and 1 <= f[1] & 15 <= 4 for f in fields):
+        return {}
+    most_h, most_v = max(f[1] >> 4 for f in fields), max(f[1] & 15 for f in fields)
+    blocks: dict[int, int] = {}
+    for component, factors in fields:
+        h, v = factors >> 4, factors & 15
         across, down = -(-width * h // (8 * most_h)), -(-height * v // (8 * most_v))
-        blocks += -(-across // h) * h * -(-down // v) * v
-    return 128 * blocks
+        blocks[component] = blocks.get(component, 0) + -(-across // h) * h * -(-down // v) * v
+    return blocks
 
 
 def frame_type(raw: bytes) -> int | None:
     """The marker code of the first frame header (SOFn) in the JPEG `raw`; None when a scan, the end or anything
     malformed comes first."""
-    return next((code for code in _markers_before_scan(raw) if code in _FRAMES), None)
+    return next((code for code in _markers_before_scan(raw) if code in FRAMES), None)
 
 
 def defines_huffman_tables(raw: bytes) -> bool:
