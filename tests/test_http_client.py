@@ -574,17 +574,18 @@ def _endless(head: bytes, unit: bytes) -> Script:
 ], ids=["empty-deflate-blocks", "empty-gzip-members"])
 def test_a_body_that_decodes_to_nothing_is_bounded_on_the_wire(script):
     """--max_bytes counted decoded bytes only, and urllib3 reads on without returning while nothing decodes: the
-    deflate body was held whole until the deadline (48 MiB in 15 s, 1 MiB allowed), the gzip one read without end."""
+    deflate body was held whole until the deadline (48 MiB in 15 s, 1 MiB allowed), the gzip one read without end.
+    The deadline is far off (a busy machine took 5 s to inflate the 1 MiB of empty gzip members): the download must
+    end at the wire's bound, `too_large`, not at the deadline."""
     with RawServer(script) as server:
         tracemalloc.start()
         try:
-            started = time.monotonic()
-            result = fetcher(server, max_bytes=1 << 20, deadline=5.0, max_retries=0).fetch(server.url("/x.jpg"))
-            elapsed, peak = time.monotonic() - started, tracemalloc.get_traced_memory()[1]
+            result = fetcher(server, max_bytes=1 << 20, deadline=60.0, max_retries=0).fetch(server.url("/x.jpg"))
+            peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
     assert result.reason == "too_large" and "on the wire" in result.detail, result
-    assert elapsed < 4 and peak < 16 << 20
+    assert peak < 16 << 20
 
 
 # --- header numbers: ASCII digits only -------------------------------------------------------------------
