@@ -131,6 +131,42 @@ def test_the_demo_never_replaces_a_dataset_that_is_not_a_demo_s(demo_release, tm
     assert not is_demo_output(str(output))
 
 
+def test_a_demo_stopped_while_publishing_runs_again_into_its_own_folder(tmp_path, capsys):
+    """A demo stopped (Ctrl-C, or killed) while publishing over its earlier demo leaves the folder without a
+    manifest but with run files and the stopped run's plan: the demo then refused its own folder for good ('holds
+    a dataset that is not a demo's'), though the next run finishes that publish."""
+    from tests.conftest import FAST, publishing_stopped_after
+
+    output = tmp_path / "demo"
+    command = ["demo", "--output", str(output), *FAST]
+    assert main(command) == 0
+    with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
+        main(command)
+    assert not (output / "manifest.json").exists() and (output / "stats.json").exists()
+    capsys.readouterr()
+    assert main(command) == 0
+    assert "finished publishing run" in capsys.readouterr().err
+    assert is_demo_output(str(output)) and not (output / "_staging").exists()
+    assert main(["verify", str(output)]) == 0
+
+
+def test_the_demo_still_refuses_a_folder_whose_stopped_publish_is_not_a_demo_s(demo_release, tmp_path, capsys):
+    """Only a stopped demo's plan makes a folder without a manifest the demo's: run files without one, or a plan
+    of another run, are not."""
+    import shutil
+
+    output = tmp_path / "mine"
+    shutil.copytree(demo_release, output)
+    staged = output / "_staging" / "20260101T000000-0123abcd"
+    staged.mkdir(parents=True)
+    (output / "manifest.json").rename(staged / "manifest.json")
+    (staged / "PUBLISHING.json").write_text(json.dumps({"files": ["manifest.json"]}))
+    before = {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    assert main(["demo", "--output", str(output), "--detectors=none"]) == 2
+    assert "not a demo's" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
+
+
 def test_month_token_in_output_is_the_launch_month():
     now = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
     assert expand_month(["--output=gs://b/releases/{YYYY-MM}", "--x=1"], now) == ["--output=gs://b/releases/2026-12",

@@ -6,10 +6,13 @@ import posixpath
 import tempfile
 from collections.abc import Sequence
 
+from apache_beam.io.filesystems import FileSystems
+
 from pipeline.commands.run import UsageError, run, summary
 from pipeline.fixtures.demo_world import METADATA_NAME, build_demo_world
 from pipeline.fixtures.static_server import StaticServer
-from pipeline.io.layout import holds_run, manifest_of
+from pipeline.io.files import matching
+from pipeline.io.layout import MANIFEST, PUBLISHING, STAGING, holds_run, manifest_of
 
 SCRATCH_PREFIX = "pass-demo-"
 
@@ -25,10 +28,22 @@ def is_demo_output(output: str) -> bool:
     return name == METADATA_NAME and posixpath.basename(folder).startswith(SCRATCH_PREFIX)
 
 
+def is_demo_folder(output: str) -> bool:
+    """The folder holds nothing of a run, or a demo's: its dataset, or what a demo stopped while publishing left (no
+    manifest yet, old and new run files, and the stopped run's plan beside its staged manifest, which the next run
+    publishes first). A stopped demo's folder was otherwise refused by the demo for good."""
+    if not holds_run(output) or is_demo_output(output):
+        return True
+    if FileSystems.exists(FileSystems.join(output, MANIFEST)):
+        return False
+    plans = matching(FileSystems.join(output, STAGING, "*", PUBLISHING))
+    return any(is_demo_output(plan[: -len(PUBLISHING) - 1]) for plan in plans)
+
+
 def demo(output: str, extra: Sequence[str]) -> int:
     # Run again and again into its own folder (the quick start), never over another dataset: only a folder
-    # holding nothing of a run, or an earlier demo's dataset, is replaced.
-    if holds_run(output) and not is_demo_output(output):
+    # holding nothing of a run, or an earlier demo's dataset (published, or stopped while publishing), is replaced.
+    if not is_demo_folder(output):
         raise UsageError(f"{output} holds a dataset that is not a demo's; the demo replaces only its own: "
                          "give another --output")
     with StaticServer() as server, tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch:
