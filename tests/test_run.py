@@ -215,6 +215,30 @@ def test_a_run_never_writes_through_a_link_nor_inside_a_published_release(world,
     assert dataset_files(release) == before and not server.hits
 
 
+@pytest.mark.parametrize("name,make", [
+    ("parquet", lambda path: path.write_text("my notes\n")),  # a file where a run puts a folder
+    ("stats.json", lambda path: path.mkdir()),  # a folder where a run puts a file
+])
+def test_a_run_path_of_the_wrong_kind_is_refused_before_the_old_dataset_is_touched(world, demo_release, tmp_path,
+                                                                                    capsys, name, make):
+    """A file `OUTPUT/parquet` beside a dataset: publishing deleted the old manifest and the old run files, then
+    failed to make the folder ('the job failed: OSError: File exists'), and every rerun failed the same way, after
+    running the whole job again: the old dataset was gone and the new one never published."""
+    server, metadata = world
+    output = tmp_path / "out"
+    shutil.copytree(demo_release, output)
+    if (output / name).is_dir():
+        shutil.rmtree(output / name)
+    else:
+        (output / name).unlink()
+    make(output / name)
+    before = {str(path.relative_to(output)): path.read_bytes() for path in output.rglob("*") if path.is_file()}
+    assert main(["run", *argv(server, metadata, output, "--shards=2"), "--overwrite"]) == 2
+    assert f"{output / name} is a " in capsys.readouterr().err and not server.hits
+    assert {str(path.relative_to(output)): path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
+    assert not (output / STAGING).exists() and not (output / LOCK).exists()
+
+
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
     """Created empty and then written, a kill in between left an empty lock nobody could take over."""
     from pipeline.io import lock as lock_module

@@ -34,6 +34,7 @@ from pipeline.io.layout import (
     holds_run,
     is_published,
     linked_run_paths,
+    misplaced_run_paths,
     publish,
     published_folder_above,
     remove_staging,
@@ -172,7 +173,8 @@ def check_output(output: str, overwrite: bool) -> None:
 
 def check_output_place(output: str) -> None:
     """Before the lock: an output inside a published release (immutable, however deep), or one whose run folders
-    or files are links (a run deletes and writes through them, outside its output)."""
+    or files are links (a run deletes and writes through them, outside its output), or of the wrong kind (a file
+    where a run writes a folder: publishing failed there after removing the old run files)."""
     release = published_folder_above(output)
     if release:
         raise UsageError(f"{output} lies inside the published release {release}; releases are never modified")
@@ -180,6 +182,10 @@ def check_output_place(output: str) -> None:
     if linked:
         raise UsageError(f"{linked[0]} is a link: a run replaces its run files through it, wherever it leads; "
                          "make it a plain folder or file, or choose another --output")
+    misplaced = misplaced_run_paths(output)
+    if misplaced:
+        raise UsageError(f"{misplaced[0]}: publishing would fail there after removing the old run files; move it "
+                         "out of the output, or choose another --output")
 
 
 SNIFFED_FILES = 20

@@ -234,6 +234,26 @@ def linked_run_paths(output: str) -> list[str]:
     return [os.path.join(output, name) for name in names if os.path.islink(os.path.join(output, name))]
 
 
+def misplaced_run_paths(output: str) -> list[str]:
+    """The run folders of a local `output` that are something else than a folder (a file `parquet`), and its run
+    files that are something else than a file (a folder `stats.json`), with what a run would need each to be.
+    Publishing deleted the old manifest and run files and then failed on one ('File exists'), and so did every
+    rerun: the old dataset was gone and no new one could be published. An object store has only files."""
+    if "://" in output:
+        return []
+    misplaced = []
+    for name in (*RUN_FOLDERS, STAGING):
+        path = os.path.join(output, name)
+        if os.path.lexists(path) and not os.path.isdir(path):
+            misplaced.append((path, "folder"))
+    for name in RUN_FILES:
+        path = os.path.join(output, name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            misplaced.append((path, "file"))
+    return [f"{path} is a {'file' if wanted == 'folder' else 'folder'}, where a run writes a {wanted}"
+            for path, wanted in misplaced]
+
+
 def published_folder_above(output: str) -> str | None:
     """A published release at or above `output` (a run into `RELEASE/parquet/more` wrote inside the release);
     None when there is none."""
