@@ -239,6 +239,22 @@ def test_a_run_path_of_the_wrong_kind_is_refused_before_the_old_dataset_is_touch
     assert not (output / STAGING).exists() and not (output / LOCK).exists()
 
 
+def test_a_run_inside_a_dataset_s_folder_is_refused(world, demo_release, tmp_path, capsys):
+    """`--output=DATASET/parquet/more` beside a dataset a plain run wrote (no release: not immutable): the run put a
+    second dataset inside the first, which verify then refused (every file 'not listed in the manifest'),
+    `pd.read_parquet(DATASET/parquet)` read with its shards, and the next `--overwrite` run into DATASET deleted."""
+    server, metadata = world
+    dataset = tmp_path / "dataset"
+    shutil.copytree(demo_release, dataset)
+    before = dataset_files(dataset)
+    for inner in (dataset / "parquet" / "more", dataset / "v2"):
+        assert main(["run", *argv(server, metadata, inner)]) == 2
+        assert f"lies inside the dataset {dataset}" in capsys.readouterr().err
+    assert dataset_files(dataset) == before and not server.hits
+    assert main(["verify", str(dataset)]) == 0
+    assert main(["run", *argv(server, metadata, tmp_path / "beside")]) == 0  # beside it: runs as ever
+
+
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):
     """Created empty and then written, a kill in between left an empty lock nobody could take over."""
     from pipeline.io import lock as lock_module

@@ -30,6 +30,7 @@ from pipeline.io.files import canonical_path, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
+    dataset_folder_above,
     finish_interrupted_publish,
     holds_run,
     is_published,
@@ -172,12 +173,17 @@ def check_output(output: str, overwrite: bool) -> None:
 
 
 def check_output_place(output: str) -> None:
-    """Before the lock: an output inside a published release (immutable, however deep), or one whose run folders
-    or files are links (a run deletes and writes through them, outside its output), or of the wrong kind (a file
-    where a run writes a folder: publishing failed there after removing the old run files)."""
+    """Before the lock: an output inside a published release (immutable, however deep) or inside any other dataset's
+    folder, or one whose run folders or files are links (a run deletes and writes through them, outside its output),
+    or of the wrong kind (a file where a run writes a folder: publishing failed there after removing the old run
+    files)."""
     release = published_folder_above(output)
     if release:
         raise UsageError(f"{output} lies inside the published release {release}; releases are never modified")
+    dataset = dataset_folder_above(output)
+    if dataset:
+        raise UsageError(f"{output} lies inside the dataset {dataset}: a run there adds files its manifest does not "
+                         "list, and the next run into it deletes them; choose an --output outside it")
     linked = linked_run_paths(output)
     if linked:
         raise UsageError(f"{linked[0]} is a link: a run replaces its run files through it, wherever it leads; "

@@ -254,17 +254,28 @@ def misplaced_run_paths(output: str) -> list[str]:
             for path, wanted in misplaced]
 
 
-def published_folder_above(output: str) -> str | None:
-    """A published release at or above `output` (a run into `RELEASE/parquet/more` wrote inside the release);
-    None when there is none."""
+def _at_and_above(output: str) -> list[str]:
+    """`output` (canonical) and every folder above it, nearest first."""
     here = canonical_path(output)
     if "://" in here:
         scheme, rest = here.split("://", 1)
         parts = rest.split("/")
-        folders = [f"{scheme}://{'/'.join(parts[:end])}" for end in range(len(parts), 0, -1)]
-    else:
-        folders = [here, *map(str, Path(here).parents)]
-    return next((folder for folder in folders if is_published(folder)), None)
+        return [f"{scheme}://{'/'.join(parts[:end])}" for end in range(len(parts), 0, -1)]
+    return [here, *map(str, Path(here).parents)]
+
+
+def published_folder_above(output: str) -> str | None:
+    """A published release at or above `output` (a run into `RELEASE/parquet/more` wrote inside the release);
+    None when there is none."""
+    return next((folder for folder in _at_and_above(output) if is_published(folder)), None)
+
+
+def dataset_folder_above(output: str) -> str | None:
+    """A folder strictly above `output` that holds a run's dataset (its manifest or stats), published or not; None
+    when there is none. A run into `DATASET/parquet/more` put files there that DATASET's manifest does not list
+    (verify refused DATASET), Parquet shards of another schema into the folder `pd.read_parquet(DATASET/parquet)`
+    reads, and the next run into DATASET deleted the whole of it with the old run files."""
+    return next((folder for folder in _at_and_above(output)[1:] if holds_run(folder)), None)
 
 
 def _exists_dir(folder: str) -> bool:
