@@ -67,6 +67,44 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world
         first.wait()
 
 
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path):
+    """SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed the run at once: its
+    lock stayed, and where no later run takes one over as stale (gs://, another machine or container) every run into
+    the output was refused until someone removed it by hand. It now ends the run as Ctrl-C does."""
+    import signal
+
+    server, metadata = world
+    output = tmp_path / "out"
+    stopped = start_slow_run(server, metadata, output)
+    deadline = time.monotonic() + 60
+    while not (output / STAGING).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not (output / LOCK).exists() and not (output / STAGING).exists()
+
+
+def test_a_sigterm_a_transform_met_is_still_a_stop_not_a_failed_job():
+    """Raised inside a transform, Beam reports the SystemExit as the job's failure: the run said 'the job failed:
+    SystemExit: 143' and exited 1. It is still the stop that SIGTERM asked for; the handler is put back after."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def transform() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        except SystemExit as err:  # what Beam does with an exception in a DoFn
+            raise RuntimeError(f"SystemExit: {err.code} [while running 'Detect']") from err
+
+    with pytest.raises(SystemExit) as stop, run_command.stopped_by_sigterm():
+        transform()
+    assert stop.value.code == 128 + signal.SIGTERM and signal.getsignal(signal.SIGTERM) == before
+    with pytest.raises(RuntimeError), run_command.stopped_by_sigterm():  # any other failure stays a failure
+        raise RuntimeError("a worker failed")
+
+
 def test_a_killed_run_leaves_nothing_a_rerun_does_not_replace(world, tmp_path):
     """Killed mid-run (its lock and staging folder left behind), then rerun with another --shards:
     the folder holds exactly the second run's files and verify agrees."""
