@@ -78,6 +78,20 @@ def test_an_uninterrupted_publish_replaces_the_old_run_with_the_new(tmp_path, mo
     assert len(operations) > 10  # the kill points the next test walks through
 
 
+def test_a_format_folder_the_new_run_does_not_write_goes_with_its_files(tmp_path, monkeypatch):
+    """An old run's webdataset/ (a run with --formats=parquet over one with every format) stayed behind, empty: a
+    reader globbing OUTPUT/webdataset/*.tar found a format the dataset seemed to have and no shard of it."""
+    output, staging = _folder(tmp_path)
+    finished = _operations(monkeypatch, 3)
+    with pytest.raises(Killed):
+        publish(str(staging), str(output))
+    assert finished and (output / "webdataset").is_dir()  # killed before the folder went: the next run finishes it
+    monkeypatch.undo()
+    assert finish_interrupted_publish(str(output)) == "run-2"
+    assert not (output / "webdataset").exists() and (output / "parquet").is_dir()
+    assert _dataset(output) == _expected("new", NEW)
+
+
 def test_a_publish_killed_at_any_step_is_never_a_wrong_dataset_and_the_next_run_finishes_it(tmp_path, monkeypatch):
     with pytest.MonkeyPatch.context() as counting:  # the steps of a publish, counted on a folder of its own
         output, staging = _folder(tmp_path / "count")

@@ -194,7 +194,21 @@ def _carry_out(staging: str, output: str, names: list[str]) -> None:
         if not _exists_dir(parent):
             FileSystems.mkdirs(parent)
         FileSystems.rename([source], [destination])
+    _remove_emptied_folders(output, names)
     remove_folder(staging)
+
+
+def _remove_emptied_folders(output: str, names: list[str]) -> None:
+    """The run folders of a local `output` that the new run does not write and that its old files left empty (an
+    old run's webdataset/ under a run with --formats=parquet): left there, each looked like a format of the dataset
+    holding no shard. An object store has no folders."""
+    if "://" in output:
+        return
+    written = {name.split("/", 1)[0] for name in names if "/" in name}
+    for folder in RUN_FOLDERS:
+        path = os.path.join(output, folder)
+        if folder not in written and os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+            os.rmdir(path)
 
 
 def finish_interrupted_publish(output: str) -> str | None:
