@@ -291,6 +291,11 @@ def test_a_run_inside_a_dataset_s_folder_is_refused(world, demo_release, tmp_pat
     assert dataset_files(dataset) == before and not server.hits
     assert main(["verify", str(dataset)]) == 0
     assert main(["run", *argv(server, metadata, tmp_path / "beside")]) == 0  # beside it: runs as ever
+    project = tmp_path / "extension"  # files of those names that are no dataset's: a run below runs as ever
+    project.mkdir()
+    (project / "manifest.json").write_text(json.dumps({"manifest_version": 3, "name": "x"}))
+    (project / "stats.json").write_text("{}")
+    assert main(["run", *argv(server, metadata, project / "data")]) == 0
 
 
 def test_the_lock_appears_with_its_content(tmp_path, monkeypatch):

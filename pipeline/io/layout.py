@@ -284,12 +284,21 @@ def published_folder_above(output: str) -> str | None:
     return next((folder for folder in _at_and_above(output) if is_published(folder)), None)
 
 
+def holds_dataset(folder: str) -> bool:
+    """A run's dataset is in `folder`: a manifest listing files, or a publish stopped half-way (its plan). Not any
+    manifest.json or stats.json: a web extension's project, or a home folder, holds files of those names."""
+    manifest = manifest_of(folder)
+    if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
+        return True
+    return bool(matching(FileSystems.join(folder, STAGING, "*", PUBLISHING)))
+
+
 def dataset_folder_above(output: str) -> str | None:
-    """A folder strictly above `output` that holds a run's dataset (its manifest or stats), published or not; None
+    """A folder strictly above `output` that holds a run's dataset (`holds_dataset`), published or not; None
     when there is none. A run into `DATASET/parquet/more` put files there that DATASET's manifest does not list
     (verify refused DATASET), Parquet shards of another schema into the folder `pd.read_parquet(DATASET/parquet)`
     reads, and the next run into DATASET deleted the whole of it with the old run files."""
-    return next((folder for folder in _at_and_above(output)[1:] if holds_run(folder)), None)
+    return next((folder for folder in _at_and_above(output)[1:] if holds_dataset(folder)), None)
 
 
 def _exists_dir(folder: str) -> bool:
