@@ -37,7 +37,7 @@ from pipeline.io.layout import STAGED_LISTS
 from pipeline.io.progress import Progress
 from pipeline.io.staged_images import ReadBackImages, StageImages, drop_image, images_folder
 from pipeline.io.work_cache import ThroughCache, shaping_options
-from pipeline.options import INPUTS, PassOptions, recorded, split_list, upload_window
+from pipeline.options import DEFAULT_NEAR_DUP_DISTANCE, INPUTS, PassOptions, recorded, split_list, upload_window
 from pipeline.records import BLOCKLIST_CONTENT
 from pipeline.release.carry import CarriedIds, CheckRows, ReadRelease, release_name
 from pipeline.release.review import WriteReview
@@ -275,7 +275,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     output = output or opts.output
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
-    lists, list_distance = split_list(opts.blocklist), max(opts.near_dup_distance, 0)
+    lists = split_list(opts.blocklist)
+    # The radius of --decontaminate and of pHash takedowns without their own distance. With the near-duplicate stage
+    # off (-1) it was 0: both matched identical pHashes alone, and a re-encoded copy of a test or taken-down image
+    # was kept without a word. Turning that stage off turns off that stage only.
+    list_distance = opts.near_dup_distance if opts.near_dup_distance >= 0 else DEFAULT_NEAR_DUP_DISTANCE
     listed = _blocklists(lists, list_distance, output)
     specs = detectors_of(opts)
     # once, for the new photos and the carried ones: read by each, a `review apply` in between was applied to them in

@@ -24,6 +24,9 @@ DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.stat
 FORMATS = ("webdataset", "parquet", "tfrecord")
 INPUT_FORMATS = ("yfcc", "csv", "tsv", "parquet", "jsonl")  # the readers: sources/yfcc.py, sources/table.py
 PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
+# --near_dup_distance's default; also the radius of --decontaminate and of pHash takedowns without a distance when
+# the near-duplicate stage is off (-1): turning that stage off must not make them match identical pHashes alone.
+DEFAULT_NEAR_DUP_DISTANCE = 4
 
 
 def split_list(value: str | None) -> list[str]:
@@ -238,7 +241,7 @@ def _declarations() -> list[Declared]:
              "left for the Lanczos step (Pillow's reducing_gap): at 1.0 a 2x reduction is a 2x2 average, 3.4x "
              "faster and closer to a full Lanczos than JPEG q90 itself (docs/normalisation.md); 0 = Lanczos only.")
     section("dedup")
-    add("--near_dup_distance", Role.INHERITED, type=integer, default=4,
+    add("--near_dup_distance", Role.INHERITED, type=integer, default=DEFAULT_NEAR_DUP_DISTANCE,
         help="pHash Hamming distance at or below which two images are near duplicates (0-16); -1 = off. "
              "4 catches re-encodes, resizes and brightness changes of the bundled photos "
              "(benchmarks/near_dup_radius.py).")
@@ -260,7 +263,7 @@ def _declarations() -> list[Declared]:
         help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
     add("--decontaminate", Role.INHERITED, is_input=True, default="",
         help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
-             "--near_dup_distance of one are rejected.")
+             "--near_dup_distance of one (4 when that is -1) are rejected.")
     section("detect")
     add("--detectors", Role.SHAPES_DETECTION, default="default",
         help="Comma-separated detector names from the model registry; 'default' = the registry's defaults "

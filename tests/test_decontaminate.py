@@ -146,3 +146,26 @@ def test_a_huge_file_among_the_evaluation_images_is_counted_never_read_whole(tmp
     assert peak_bytes_consuming(hashing.process(str(huge))) < 8 << 20
     assert list(hashing.process(str(huge))) == []
     assert [path for _, path in hashing.process(str(small))] == [str(small)]
+
+
+def test_near_duplicates_off_leaves_decontamination_and_takedowns_at_the_default_distance(tmp_path):
+    """--near_dup_distance=-1 turns off the near-duplicate stage only: it made --decontaminate and every pHash
+    takedown without a distance match identical pHashes alone, so a near copy of an evaluation image (or of a
+    taken-down one) was kept, silently."""
+    from pipeline.options import DEFAULT_NEAR_DUP_DISTANCE
+
+    coffee = real_image("coffee.jpg")
+    cropped = encode(coffee.crop((coffee.width // 100, coffee.height // 100, *coffee.size)), "JPEG", quality=90)
+    gap = (int(normalise(cropped, CFG).phash, 16) ^ int(normalise(real_jpeg("coffee.jpg"), CFG).phash, 16)).bit_count()
+    assert 0 < gap <= DEFAULT_NEAR_DUP_DISTANCE  # a near copy (a 1% crop), not an identical pHash
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "val_0001.JPEG").write_bytes(cropped)
+    chelsea = int(normalise(real_jpeg("chelsea.jpg"), CFG).phash, 16)
+    (tmp_path / "takedowns.txt").write_text(f"phash {chelsea ^ 0b1011:016x}\n")  # 3 bits from chelsea's pHash
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        stats = run([f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+                     f"--decontaminate={tmp_path / 'eval'}", f"--blocklist={tmp_path / 'takedowns.txt'}",
+                     "--near_dup_distance=-1", *FAST])
+    assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 1}  # coffee
+    assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 2}  # chelsea and its re-upload

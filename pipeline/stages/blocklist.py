@@ -5,7 +5,7 @@ A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` s
     photo_id 123456789
     url https://www.flickr.com/photos/someone/123456789/
     sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
-    phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise
+    phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise (4 when that is -1)
 
 The same transform runs twice (each list read at launch, its text sent to the workers): before fetching with the
 metadata kinds (photo_id, url), so a taken-down photo is never downloaded again, and after normalisation with the
