@@ -8,8 +8,8 @@ Nothing here is quadratic in the dataset size:
 2. Candidate pairs come from the pigeonhole principle. The 64 bits are cut into r + k blocks;
    two hashes within distance r differ in at most r blocks, so they agree exactly on at least k
    blocks. Every representative is keyed by each choice of k blocks (C(r+k, k) keys of about
-   64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount. A pair is
-   The keys travel as numpy rows, one element per bundle and partition (`near_dup/candidate_pairs.py`),
+   64k/(r+k) bits each), and only hashes sharing a key are compared, by popcount (a pair under every key it
+   shares). The keys travel as numpy rows, one element per bundle and partition (`near_dup/candidate_pairs.py`),
    not one per key; a partition reports which representatives have a partner, never the pairs.
 3. A bucket larger than `bucket_cap` is split again on the bits in which its hashes vary (the
    same pigeonhole argument over the remaining bits), to a bounded depth; what is left is
