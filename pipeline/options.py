@@ -252,7 +252,8 @@ def _declarations() -> list[Declared]:
              "(benchmarks/near_dup_radius.py): at 10 it removes about a third of pHash false positives "
              "on low-detail images and no true copy of the bundled photos.")
     add("--near_dup_bucket_cap", Role.OPERATIONAL, type=integer, default=64,
-        help="Buckets larger than this are split further instead of compared pairwise.")
+        help="Buckets larger than this (and than 2,048 hashes, one vectorised pass) are split further "
+             "instead of compared pairwise.")
     add("--previous_index", Role.RECORDED, is_input=True, default="",
         help="Comma-separated globs of an earlier release's near_dup_index/*.parquet: new images are compared "
              "against it (and among themselves) and never displace its images; the new index includes it.")

@@ -46,3 +46,22 @@ def test_close_flags_equal_brute_force(seed, r, size, varying, cap, cells, leade
     with mock.patch.object(pigeonhole, "_BRUTE_CELLS", cells), mock.patch.object(pigeonhole, "LEADERS", leaders):
         flags = close_flags(as_hashes(nodes), r, dhash_distance, fixed, cap)
     assert {n for n, flag in zip(nodes, flags, strict=True) if flag} == partnered(nodes, r, dhash_distance)
+
+
+def test_a_small_bucket_at_the_largest_distance_is_compared_in_one_pass_not_split_into_thousands():
+    """At --near_dup_distance=16 a bucket just over the cap was split into 17 sub-blocks, each group again, to depth
+    3: up to 17^3 searches for a few hundred hashes that one vectorised pass compares (200 hashes within 17 bits of
+    one another, a burst of near-identical frames, took ~20 s in the batched search; 300 took 55 s)."""
+    from pipeline.near_dup.candidate_pairs import involved_in_partition, node_id, rows_of
+    from pipeline.near_dup.pigeonhole import key_masks
+
+    rng = random.Random(0)
+    base = rng.getrandbits(64)
+    values = dict.fromkeys(base ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, 17)))
+                           for _ in range(200))
+    nodes = [Node(value, (k,), f"{k}", False, None, f"g{k}") for k, value in enumerate(values)]
+    masks = key_masks(16, 2)
+    with mock.patch.object(pigeonhole, "close_flags", wraps=pigeonhole.close_flags) as searched:
+        ids = involved_in_partition(rows_of(nodes, masks), masks, 16, -1, 64)
+    assert set(ids.tolist()) == {node_id(n) for n in partnered(nodes, 16, -1)}
+    assert searched.call_count <= len(masks)  # one search per bucket over the cap, none split

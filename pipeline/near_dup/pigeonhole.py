@@ -156,11 +156,12 @@ def close_flags(hashes: Hashes, distance: int, dhash_distance: int, fixed_mask: 
     n^2 edges. Exact for the `wanted` hashes (all by default); others may be flagged as partners.
 
     A bucket larger than the cap is first compared with a few leaders (`_cover`), which answers most
-    of a dense cluster; for what is left it is split: bits on which all of its hashes agree are
-    fixed; the varying bits are cut into distance + 1 sub-blocks, any close pair agrees on one of
-    them, so grouping by each sub-block and recursing finds every partner of a wanted hash, and each
-    group is strictly smaller than the bucket. The depth is bounded, so such buckets cost at most
-    (distance + 1)^depth times their size in vectorised comparisons.
+    of a dense cluster; for what is left it is split, unless one vectorised pass (_BRUTE_CELLS)
+    compares it whole: bits on which all of its hashes agree are fixed; the varying bits are cut into
+    distance + 1 sub-blocks, any close pair agrees on one of them, so grouping by each sub-block and
+    recursing finds every partner of a wanted hash, and each group is strictly smaller than the
+    bucket. The depth is bounded, so such buckets cost at most (distance + 1)^depth times their size
+    in vectorised comparisons.
     """
     count = len(hashes.value)
     wanted = np.ones(count, dtype=bool) if wanted is None else wanted
@@ -172,7 +173,10 @@ def close_flags(hashes: Hashes, distance: int, dhash_distance: int, fixed_mask: 
         wanted = wanted & ~flags
         if not wanted.any():
             return flags
-    if count > bucket_cap and depth < MAX_SPLIT_DEPTH:
+    # Split only a bucket that one vectorised pass cannot compare (over _BRUTE_CELLS pairs): at distance 16 a split
+    # makes 17 groups, each split again to MAX_SPLIT_DEPTH, and a bucket of a few hundred just over the cap cost up to
+    # 17^3 searches (55 s for 300 hashes within 17 bits) where one pass costs milliseconds.
+    if count > bucket_cap and count * count > _BRUTE_CELLS and depth < MAX_SPLIT_DEPTH:
         varying = int(np.bitwise_or.reduce(hashes.value ^ hashes.value[0])) & ~fixed_mask
         free = [bit for bit in range(HASH_BITS) if varying >> bit & 1]
         if len(free) > distance + 1:
