@@ -408,3 +408,21 @@ def test_later_pages_cover_what_the_answer_counts_and_never_pass_the_depth(total
     assert planned == range(2, last + 1)
     assert last * perpage >= min(total, depth) and last >= min(pages, -(-depth // perpage))
     assert (last - 1) * perpage < depth or last == 1
+
+
+@pytest.mark.parametrize("given", ["0123456789abcdef0123456789abcdef", "0123456789abcdef:fedcba9876543210"])
+def test_a_key_given_to_flickr_credentials_is_never_echoed(given, tmp_path, capsys):
+    """A newcomer passes the key itself to --flickr_credentials (it sounds like it takes one): the launch said
+    'cannot read Flickr credentials from 0123…: FileNotFoundError', the key in stderr and so in CI and worker logs."""
+    from pipeline.cli import main
+
+    argv = ["run", "--source=flickr", "--min_upload_date=2024-01-01", "--max_upload_date=2024-01-02",
+            f"--flickr_credentials={given}", f"--output={tmp_path / 'out'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "0123456789abcdef" not in err and "fedcba" not in err
+    assert "never a key itself: give a key in FLICKR_API_KEY and FLICKR_API_SECRET" in err
+    with pytest.raises(CredentialsError) as err:  # a path is still named, to find the typo in it
+        load_credentials(str(tmp_path / "creds.jsn"))
+    assert str(tmp_path / "creds.jsn") in str(err.value)

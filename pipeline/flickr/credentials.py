@@ -62,8 +62,12 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
             return parse_keys(json.loads(read_bytes(path)))
         except ValueError as err:  # our own messages name fields, never values
             raise CredentialsError(f"cannot read Flickr credentials from {path}: {err}") from None
+        except FileNotFoundError:
+            raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: no such file "
+                                   f"(FileNotFoundError); {CREDENTIALS_HINT}") from None
         except (OSError, KeyError, TypeError) as err:
-            raise CredentialsError(f"cannot read Flickr credentials from {path}: {type(err).__name__}") from None
+            raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: "
+                                   f"{type(err).__name__}") from None
     env = os.environ if environ is None else environ
     keys = [k.strip() for k in env.get("FLICKR_API_KEY", "").split(",")]
     secrets = [s.strip() for s in env.get("FLICKR_API_SECRET", "").split(",")]
@@ -74,6 +78,17 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
         return parse_keys([{"key": k, "secret": s} for k, s in zip(keys, secrets, strict=True)])
     except ValueError:
         raise CredentialsError("FLICKR_API_KEY lists the same key twice") from None
+
+
+CREDENTIALS_HINT = ("--flickr_credentials takes the path of a JSON file (local or gs://) or sm://projects/P/secrets/S, "
+                    "never a key itself: give a key in FLICKR_API_KEY and FLICKR_API_SECRET")
+
+
+def _shown_path(path: str) -> str:
+    """`path` as an error message may show it: a value naming no file that does not look like a path may be a key
+    given to --flickr_credentials by mistake (stderr ends in CI and worker logs), so it is withheld."""
+    looks_like_path = any(mark in path for mark in ("/", "\\", ".json", ".txt")) or path.startswith("~")
+    return path[:200] if looks_like_path else "the value given (not shown: it names no file and may be a key)"
 
 
 def fingerprint(credentials: Credentials) -> str:
