@@ -165,7 +165,7 @@ def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_
     with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
         run(argv(server, metadata, output, "--shards=3"), overwrite=True)
     assert not (output / "manifest.json").exists() and not (output / LOCK).exists()
-    assert main(["verify", str(output)]) == 1 and "no manifest.json" in capsys.readouterr().out
+    assert main(["verify", str(output)]) == 2 and "holds no manifest.json" in capsys.readouterr().err
     assert main(["run", *argv(server, metadata, output, "--shards=3")]) == 2
     err = capsys.readouterr().err
     assert "finished publishing run" in err and "already holds a dataset" in err

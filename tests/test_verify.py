@@ -810,3 +810,16 @@ def test_an_attribution_line_of_millions_of_commas_is_refused_in_bounded_memory(
     assert any(p.path.endswith("ATTRIBUTION.csv") and "longer than any a run writes" in p.message
                for p in problems), problems
     assert peak < 60_000_000, peak
+
+
+def test_verify_on_no_dataset_says_what_to_give_in_one_line_exit_2(release, tmp_path, capsys):
+    """A newcomer's verify of the wrong path (a typo, the manifest file itself, an empty or releases' root folder)
+    printed '…/manifest.json: no manifest.json' and '…: 1 problem(s)', exit 1, as for a damaged dataset."""
+    (tmp_path / "empty").mkdir()
+    for given, said in ((tmp_path / "missing", "does not exist"), (Path(release) / "manifest.json", "is a file"),
+                        (tmp_path / "empty", "holds no manifest.json")):
+        assert main(["verify", str(given)]) == 2
+        out, err = capsys.readouterr()
+        assert not out and len(err.strip().splitlines()) == 1 and said in err, err
+        assert "give a dataset's folder: a run's --output" in err
+    assert main(["verify", str(release)]) == 0

@@ -4,14 +4,29 @@ near-duplicate index against the kept photos (release/verify.py); one line per p
 
 from __future__ import annotations
 
-from pipeline.release.verify import verify
+import os
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.commands.run import UsageError
+from pipeline.release.verify import MANIFEST, verify
+
+WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
 
 
 def verify_command(release: str) -> int:
+    """0 for an intact dataset, 1 with one line per problem; a folder that holds no manifest.json at all is no
+    dataset to check (a typo, a file, the releases' root): one usage line, exit 2, as for any command."""
+    if not FileSystems.exists(FileSystems.join(release, MANIFEST)):
+        shown = release[:200]
+        if "://" not in release and os.path.isfile(release):
+            raise UsageError(f"{shown} is a file, not a dataset's folder; {WHAT_TO_GIVE}")
+        if "://" not in release and not os.path.exists(release):
+            raise UsageError(f"{shown} does not exist; {WHAT_TO_GIVE}")
+        raise UsageError(f"{shown} holds no manifest.json, so no published dataset (a run stopped while publishing "
+                         f"is finished by the next run into the folder); {WHAT_TO_GIVE}")
     problems = list(verify(release))
     for problem in problems:
         print(f"{problem.path}: {problem.message}")
     print(f"{release}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
-
-
