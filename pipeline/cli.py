@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify_cmd = commands.add_parser("verify", help="re-check every file of a release against its manifest")
     verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
     evaluate_cmd = commands.add_parser("evaluate", help="recall and keep-rate of the detectors on a labelled set "
-                                       "of real photographs that packages ship, plus composites")
+                                       "of real photographs that packages ship, plus composites",
+                                       description=EVALUATE_DESCRIPTION)
     evaluate_cmd.add_argument("--detectors", default="default",
                               help="as for run: registry names, 'default' or 'none' (default: default)")
     evaluate_cmd.add_argument("--model_registry", default="", help="as for run: a registry of extra detectors")
@@ -138,6 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 1
 
+
+EVALUATE_DESCRIPTION = """What the detectors a run would use remove, on labelled images. With no flag: the builtin set
+(the real photographs that scikit-image, scikit-learn and matplotlib ship, labelled with or without people, and
+composites made from them), stored as a run stores images, then the leak images (hands, headless torsos, tiny
+people). It prints, per detector and combined, recall on the images with people and keep-rate on the others (an
+image counts as removed when a run would reject it or hold it for review). A few minutes on a CPU; no network.
+These photographs belong to the tuning set, so the figures are not held out: held-out figures come from
+--photos DIR --split=heldoutN. Exit status: 0 when recall is 100%, 1 when an image with people would be kept,
+2 for a usage error."""
 
 RUN_EPILOG = """Flags the job does not define are refused, except Beam's own pipeline options (--runner,
 --project, --region, --direct_num_workers, ...), which pass through to Beam. Without --runner the

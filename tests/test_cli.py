@@ -197,3 +197,16 @@ def test_run_help_has_sections_defaults_and_no_internal_flags(capsys):
 def test_beam_options_still_pass_through():
     options = pipeline_options(["--input=x", "--output=y", "--direct_num_workers=2", "--project=p"])
     assert options.get_all_options()["direct_num_workers"] == 2
+
+
+def test_evaluate_help_says_what_it_scores_prints_and_exits_with(capsys, monkeypatch):
+    """`evaluate --help` listed the flags alone: not what is scored without --photos, what is printed, how long it
+    takes or what exit status 1 means (a newcomer's first `evaluate` ran minutes and exited 1 or 0 unexplained)."""
+    monkeypatch.setenv("COLUMNS", "400")  # argparse wraps at the terminal's width, and may break "keep-rate" there
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for said in ("With no flag: the builtin set", "recall on the images with people and keep-rate on the others",
+                 "not held out", "Exit status: 0 when recall is 100%, 1 when an image with people would be kept"):
+        assert said in text, said
