@@ -777,3 +777,14 @@ def test_a_review_apply_during_a_refresh_launch_is_applied_to_all_its_photos_or_
                  f"--review_decisions={store}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
     second = released(root / "releases" / "r2")
     assert (carried in second, "1005" in second) == (True, True)  # the store as the launch first read it
+
+
+def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
+    """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
+    manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""
+    root = tmp_path / "root"
+    argv = ["refresh", f"--output={root}", f"--previous={root / 'releases' / '2026-1'}", "--input=/x/*.tsv"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "holds no manifest.json, so no published release" in err and "does not match" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
@@ -12,7 +13,7 @@ from pipeline.commands.run import PublishFinished, UsageError, run, summary, unk
 from pipeline.io import report
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
-from pipeline.release.verify import verify
+from pipeline.release.verify import MANIFEST, verify
 
 
 def models_for(argv: Sequence[str]) -> list[dict]:
@@ -50,6 +51,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                          "root that holds none")
     release.check_new_release(target, previous)
     if previous:
+        if not FileSystems.exists(FileSystems.join(previous, MANIFEST)):  # a typo: "does not match its manifest" misled
+            raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release: give a "
+                             "published release's folder (ROOT/releases/NAME) or --previous=latest")
         problems = list(verify(previous))
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
