@@ -364,7 +364,9 @@ def test_an_unwritable_output_fails_at_launch_in_one_line(world, tmp_path, capsy
     started = time.monotonic()
     assert main(["run", *argv(server, metadata, output)]) == 2
     message = capsys.readouterr().err.strip()
-    assert message.count("\n") == 0 and "cannot write to --output" in message
+    # said "cannot write to --output …: File exists" / "Not a directory", which told no newcomer what to give
+    said = f"--output {output} is a file" if kind == "a file" else f"lies under {blocker}, which is a file"
+    assert message.count("\n") == 0 and said in message and "not a folder: name the folder the dataset" in message
     assert time.monotonic() - started < 10 and not server.hits  # refused before any download
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
+import os
 import signal
 import sys
 import threading
@@ -180,6 +181,9 @@ def check_output_place(output: str) -> None:
     folder, or one whose run folders or files are links (a run deletes and writes through them, outside its output),
     or of the wrong kind (a file where a run writes a folder: publishing failed there after removing the old run
     files)."""
+    if "://" not in output and (file := _file_in_path(output)):  # was "cannot write to --output …: File exists"
+        raise UsageError(f"--output {output} {'is' if file == output else f'lies under {file}, which is'} a file, "
+                         "not a folder: name the folder the dataset goes to (it is created if missing)")
     release = published_folder_above(output)
     if release:
         raise UsageError(f"{output} lies inside the published release {release}; releases are never modified")
@@ -195,6 +199,14 @@ def check_output_place(output: str) -> None:
     if misplaced:
         raise UsageError(f"{misplaced[0]}: publishing would fail there after removing the old run files; move it "
                          "out of the output, or choose another --output")
+
+
+def _file_in_path(output: str) -> str | None:
+    """`output` itself or the nearest folder above it, where that exists and is no folder (a local path)."""
+    path = os.path.abspath(output)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else (output if path == os.path.abspath(output) else path)
 
 
 SNIFFED_FILES = 20
