@@ -108,8 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "refresh" and args.help:
             refresh_cmd.print_help()
             return 0
-        if args.command == "refresh" and not args.output:
-            raise UsageError("refresh needs --output (the releases' root)")
         if args.command == "demo":
             return demo(str(Path(args.output).resolve()), rest)
         if args.command == "verify":

@@ -788,3 +788,17 @@ def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsy
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     assert "holds no manifest.json, so no published release" in err and "does not match" not in err
+
+
+@pytest.mark.parametrize("typo, meant", [("--previos=latest", "--previous"), ("--ouput=ROOT", "--output"),
+                                         ("--relase=2026-11", "--release")])
+def test_a_typo_of_refresh_s_own_flags_names_the_flag_meant(typo, meant, tmp_path, capsys):
+    """--previos was answered "did you mean --previous_index?" (a run flag, another file), and --ouput "refresh needs
+    --output": the suggestions knew run's flags only, and the missing --output was said before the typo."""
+    argv = ["refresh", typo.replace("ROOT", str(tmp_path))]
+    if meant != "--output":
+        argv.append(f"--output={tmp_path / 'root'}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unknown flag: {typo.split('=')[0]} (did you mean {meant}?)" in err, err
+    assert "refresh --help" in err and len(err.strip().splitlines()) == 1

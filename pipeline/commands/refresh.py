@@ -9,7 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
-from pipeline.commands.run import PublishFinished, UsageError, run, summary, unknown_flags
+from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
 from pipeline.io import report
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
@@ -31,7 +31,11 @@ def _not_default(arg: str) -> bool:
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    unknown_flags(rest)  # a value no flag can take is one line now, not Beam's usage when models_for parses it
+    # A value no flag can take is one line now, not Beam's usage when models_for parses it; a typo of refresh's own
+    # flags is named as such (--previos was "did you mean --previous_index?", --ouput "refresh needs --output").
+    refuse_unknown_flags(rest, "refresh", ("previous", "output", "release"))
+    if not args.output:
+        raise UsageError("refresh needs --output (the releases' root)")
     name = release.check_release_name(args.release or release.default_name())
     if set(args.output) & set(GLOB_CHARACTERS):  # said of the root given, not of the release folder under it
         raise UsageError(f"--output {args.output[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which file "

@@ -137,25 +137,30 @@ def unknown_flags(argv: Sequence[str]) -> list[str]:
     return flags
 
 
-def _hint(flag: str) -> str:
+def refuse_unknown_flags(argv: Sequence[str], command: str = "run", own: Sequence[str] = ()) -> None:
+    """One line naming the flags neither the job, Beam nor the command (`own`: refresh's --previous…) defines."""
+    if "--" in argv:  # argparse ends the flags there: those after it were called unknown, "did you mean" themselves
+        raise UsageError("`--` ends the flags, so none after it would be read: give the flags without it; "
+                         f"see `pass-pipeline {command} --help`")
+    unknown = unknown_flags(argv)
+    if unknown:
+        hints = [_hint(flag, own) for flag in unknown]
+        raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}; "
+                         f"see `pass-pipeline {command} --help`")
+
+
+def _hint(flag: str, own: Sequence[str] = ()) -> str:
     """An unknown flag with what was probably meant. A key or secret is never a flag's value (it would show in
     process lists, shell histories and the job's options): "did you mean --flickr_licenses?" said nothing of that."""
     if any(word in flag.lower() for word in ("key", "secret", "token", "password")):
         return (f"{flag} (keys are read from FLICKR_API_KEY and FLICKR_API_SECRET, or a file or secret named by "
                 "--flickr_credentials, never from a flag)")
-    close = difflib.get_close_matches(flag.lstrip("-"), OPTIONS, n=1)
+    close = difflib.get_close_matches(flag.lstrip("-"), [*own, *OPTIONS], n=1)  # own: a command's flags beside run's
     return f"{flag} (did you mean --{close[0]}?)" if close else flag
 
 
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
-    if "--" in argv:  # argparse ends the flags there: those after it were called unknown, "did you mean" themselves
-        raise UsageError("`--` ends the flags, so none after it would be read: give the flags without it; "
-                         "see `pass-pipeline run --help`")
-    unknown = unknown_flags(expand_month(argv))
-    if unknown:
-        hints = [_hint(flag) for flag in unknown]
-        raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}; "
-                         "see `pass-pipeline run --help`")
+    refuse_unknown_flags(expand_month(argv))
     options = PipelineOptions(expand_month(argv))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
