@@ -587,3 +587,17 @@ def test_a_folder_given_as_input_is_refused_saying_how_to_name_its_files(tmp_pat
     assert main(["run", f"--input={tmp_path / 'pipe.tsv'}", f"--output={tmp_path / 'out'}"]) == 2
     pipe = tmp_path / "pipe.tsv"
     assert capsys.readouterr().err.strip().endswith(f"cannot be read: {pipe} is a named pipe, not a file")
+
+
+
+def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys):
+    """--input_format defaults to yfcc: a newcomer's CSV was refused as 'does not look like YFCC100M metadata …
+    wrong_column_count (3 columns, expected 23 or 25)', with no word of the flag that reads it."""
+    table = tmp_path / "photos.csv"
+    table.write_text("id,url,license\n1001,http://127.0.0.1:9/1001.jpg,CC BY 4.0\n")
+    from pipeline.cli import main
+
+    assert main(["run", f"--input={table}", f"--output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "does not look like YFCC100M metadata" in err and "takes --input_format=csv|tsv|parquet|jsonl" in err
+    assert len(err.strip().splitlines()) == 1

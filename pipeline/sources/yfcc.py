@@ -377,7 +377,9 @@ def sniff(path: str, lines: int = 5) -> str | None:
         return f"cannot be read: {type(err).__name__}"
     if not problems:
         return "is empty"
-    return f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {problems[0]}"
+    # --input_format defaults to yfcc: a table of one's own given without it was refused with no word of the flag
+    return (f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {problems[0][:200]}; a table "
+            "of your own takes --input_format=csv|tsv|parquet|jsonl")
 
 
 def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
