@@ -823,3 +823,12 @@ def test_verify_on_no_dataset_says_what_to_give_in_one_line_exit_2(release, tmp_
         assert not out and len(err.strip().splitlines()) == 1 and said in err, err
         assert "give a dataset's folder: a run's --output" in err
     assert main(["verify", str(release)]) == 0
+
+
+def test_verify_of_an_intact_dataset_says_what_it_checked(release, capsys):
+    """It printed 'RELEASE: OK' alone: nothing of how many files, photos and rows it vouched for."""
+    totals = json.loads((Path(release) / "manifest.json").read_text())["totals"]
+    assert main(["verify", str(release)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: " in out and " files as manifest.json lists them (size, sha256, records)" in out
+    assert f"{totals['kept']:,} photos kept and {totals['rejected']:,} rejected of {totals['input_rows']:,} rows" in out

@@ -9,6 +9,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
+from pipeline.io import report
 from pipeline.release.verify import MANIFEST, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
@@ -28,5 +29,15 @@ def verify_command(release: str) -> int:
     problems = list(verify(release))
     for problem in problems:
         print(f"{problem.path}: {problem.message}")
-    print(f"{release}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    print(f"{release}: {_checked(release) if not problems else f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
+
+
+def _checked(release: str) -> str:
+    """'OK' with what was checked (a bare 'OK' left a newcomer guessing what it vouched for)."""
+    manifest = report.read_manifest(release)  # the one verify just found whole and well formed
+    totals, files = manifest.get("totals") or {}, manifest.get("files") or []
+    said = f"OK: {len(files)} files as manifest.json lists them (size, sha256, records)"
+    if all(isinstance(totals.get(key), int) for key in ("input_rows", "kept", "rejected")):
+        said += f"; {totals['kept']:,} photos kept and {totals['rejected']:,} rejected of {totals['input_rows']:,} rows"
+    return said
