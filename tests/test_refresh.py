@@ -802,3 +802,15 @@ def test_a_typo_of_refresh_s_own_flags_names_the_flag_meant(typo, meant, tmp_pat
     err = capsys.readouterr().err
     assert f"unknown flag: {typo.split('=')[0]} (did you mean {meant}?)" in err, err
     assert "refresh --help" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_s_dataset_given_as_the_releases_root_is_refused(demo_release, tmp_path, capsys):
+    """`run --output=out` then `refresh --output=out`: the refresh built a first release from nothing under
+    out/releases/, inside the dataset it was meant to build on, and left it there when refused."""
+    dataset = tmp_path / "out"
+    shutil.copytree(demo_release, dataset)
+    assert main(["refresh", f"--output={dataset}", "--input=/nowhere/*.tsv"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "holds a dataset (manifest.json), not releases" in err and f"--previous={dataset} and another" in err
+    assert not (dataset / "releases").exists() and main(["verify", str(dataset)]) == 0

@@ -36,6 +36,12 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     refuse_unknown_flags(rest, "refresh", ("previous", "output", "release"))
     if not args.output:
         raise UsageError("refresh needs --output (the releases' root)")
+    if FileSystems.exists(FileSystems.join(args.output, MANIFEST)):
+        # A run's dataset given as the root: the refresh made a "first release" under OUTPUT/releases/, from nothing,
+        # inside the dataset it was meant to build on (which verify then refused for a folder it does not list).
+        raise UsageError(f"--output {args.output[:200]} holds a dataset (manifest.json), not releases: refresh writes "
+                         f"ROOT/releases/NAME; to build on that dataset give --previous={args.output[:200]} and "
+                         "another --output")
     name = release.check_release_name(args.release or release.default_name())
     if set(args.output) & set(GLOB_CHARACTERS):  # said of the root given, not of the release folder under it
         raise UsageError(f"--output {args.output[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which file "
