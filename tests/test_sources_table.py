@@ -741,3 +741,14 @@ def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp
     assert [item.reason for item in items[:2]] == ["malformed_row", "wrong_column_count"]  # never closes: line alone
     assert len(items) == 3 * 1001
     assert sum(parsed) < 3 * (tmp_path / "h.csv").stat().st_size, sum(parsed)
+
+
+def test_a_missing_column_no_flag_named_says_how_to_name_one(tmp_path):
+    """A newcomer's CSV without a `license` column, no --columns given, was told "no column 'license' (--columns
+    license=license)": a flag to give that would change nothing."""
+    given = tmp_path / "photos.csv"
+    given.write_text("id,url,licence\n1001,http://127.0.0.1:9/1001.jpg,CC BY 4.0\n")
+    said = sniff(str(given), table_layout("csv", ""))
+    assert "no column 'license', which the required field license is read from" in said, said
+    assert "unless --columns names yours (license=YOUR_COLUMN)" in said and "license=license" not in said
+    assert "no column 'nope' (--columns url=nope)" in sniff(str(given), table_layout("csv", "url=nope"))

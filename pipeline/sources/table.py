@@ -182,8 +182,11 @@ def header_problem(names: Sequence[str], layout: TableLayout) -> tuple[str, str]
     (two 'owner' columns: which one is the creator to credit?), else None."""
     for name in REQUIRED:
         theirs = layout.column(name)
-        if theirs not in names:
+        if theirs not in names and name in layout.named:
             return "missing_column", f"no column {_shown(theirs)} (--columns {name}={theirs})"
+        if theirs not in names:  # "(--columns license=license)" told a newcomer who gave no --columns nothing to do
+            return "missing_column", (f"no column {_shown(theirs)}, which the required field {name} is read from "
+                                      f"unless --columns names yours ({name}=YOUR_COLUMN)")
     for name in FIELDS:
         theirs = layout.column(name)
         if list(names).count(theirs) > 1:
