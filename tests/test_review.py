@@ -436,3 +436,18 @@ def test_a_decisions_line_of_millions_of_commas_is_refused_naming_its_line(tmp_p
         tracemalloc.stop()
     assert peak < 60_000_000, peak
     assert not (tmp_path / "store.csv").exists()
+
+
+def test_applying_the_blank_template_says_it_holds_no_decision(tmp_path, capsys):
+    """A run's decisions_template.csv applied as written said "review: 0 decision(s) applied; STORE now holds 0",
+    exit 0, and wrote an empty store: a newcomer who forgot to fill it in (or gave the wrong file) was not told."""
+    template = tmp_path / "decisions_template.csv"  # as the demo's review/ holds it: ids and sha256, no decision
+    sha = "19bf0d9a1078374235bc73138ea14159b2bc523d5f6bbaf11e8a3ef4ee8bddad"
+    template.write_text(f"photo_id,decision,note,sha256\n1003,,,{sha}\n1006,,,{sha}\n")
+    store = tmp_path / "reviews.csv"
+    assert main(["review", "apply", str(template), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no decision (every row's decision is empty" in err and len(err.strip().splitlines()) == 1, err
+    assert not store.exists()
+    template.write_text(f"photo_id,decision,note,sha256\n1003,accept,,{sha}\n1006,,,{sha}\n")
+    assert main(["review", "apply", str(template), f"--store={store}"]) == 0 and store.exists()

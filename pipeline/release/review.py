@@ -299,6 +299,10 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     # "line", as the file's line numbers count (a quoted note holding a line break spans two; its row count would not)
     new = parse_decisions(decisions_text(decisions_csv), lambda line: f"{decisions_csv}: line {line}",
                           skip_undecided=True)
+    if not new:  # the template applied as written said "0 decision(s) applied", exit 0, and wrote an empty store
+        raise ValueError(f"{decisions_csv} holds no decision (every row's decision is empty: the template as "
+                         "written?): fill in accept, reject_human or reject_other for the photos looked at, or "
+                         "download decisions.csv from review/index.html; the store is unchanged")
     # Held from the read to the write: two applies at once each read the store, and the later write dropped the
     # other's decisions (a reject_human among them), both saying they were applied.
     # Taken as a run's lock is (io/lock.py): one a stopped apply left on this machine (a closed terminal's SIGHUP, the
