@@ -605,3 +605,13 @@ def test_a_lone_input_file_gone_after_the_launch_check_is_named_in_the_refusal(w
     assert main(["run", *argv(server, metadata, tmp_path / "out")]) == 4
     message = capsys.readouterr().err
     assert "kept 0 of 1 rows (read/unreadable_file: 1)" in message and not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_run_whose_hosts_are_not_allowed_names_allowed_hosts(world, tmp_path, capsys):
+    """A newcomer's own metadata on another host than Flickr's, without --allowed_hosts: every download refused
+    (host_not_allowed), and the refusal named only --allow_empty, which would publish an empty dataset."""
+    server, metadata = world
+    assert main(["run", f"--input={metadata}", f"--output={tmp_path / 'out'}", *FAST]) == 4
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "fetch/host_not_allowed" in message and "the images' hosts are not in --allowed_hosts (now " in message
+    assert "name them with --allowed_hosts=HOST" in message and not server.hits

@@ -260,7 +260,12 @@ def refusal(stats: dict, opts: PassOptions) -> str | None:
         top = sorted(((n, f"{stage}/{reason}") for stage, reasons in stats["rejections_by_stage"].items()
                       for reason, n in reasons.items()), reverse=True)[:3]
         named = ", ".join(f"{name}: {n}" for n, name in top) or "no input rows"
-        return f"kept 0 of {stats['input_rows']} rows ({named}); nothing was published (--allow_empty publishes it)"
+        hint = ""
+        if top and top[0][1] == "fetch/host_not_allowed":  # said only --allow_empty, the wrong fix for this mistake
+            hint = (f"; the images' hosts are not in --allowed_hosts (now {opts.allowed_hosts[:120]}): name them "
+                    "with --allowed_hosts=HOST,…")
+        return (f"kept 0 of {stats['input_rows']} rows ({named}){hint}; nothing was published "
+                "(--allow_empty publishes it)")
     return None
 
 
