@@ -615,3 +615,18 @@ def test_a_run_whose_hosts_are_not_allowed_names_allowed_hosts(world, tmp_path, 
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "fetch/host_not_allowed" in message and "the images' hosts are not in --allowed_hosts (now " in message
     assert "name them with --allowed_hosts=HOST" in message and not server.hits
+
+
+def test_an_input_glob_over_the_output_is_named_before_its_files_are_sniffed(world, demo_release, tmp_path, capsys):
+    """--input='data/**' with --output=data/out holding an earlier dataset: the launch sniffed data/out/ATTRIBUTION.csv
+    first and said it "does not look like YFCC100M metadata", not that the pattern takes in the output's files."""
+    server, metadata = world
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(metadata, data / "photos.tsv")
+    shutil.copytree(demo_release, data / "out")
+    assert main(["run", *argv(server, data / "**", data / "out", "--overwrite")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "YFCC100M" not in err, err
+    assert f"--input '{data}/**' matches {data}/out/" in err and "narrow the pattern or give an --output outside" in err
+    assert main(["verify", str(data / "out")]) == 0 and not server.hits

@@ -30,7 +30,7 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
-from pipeline.io.files import canonical_path, matching
+from pipeline.io.files import canonical_path, is_glob, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
@@ -320,6 +320,10 @@ def check_inputs_outside_output(opts: PassOptions) -> None:
         except (ValueError, OSError):  # a scheme no filesystem reads (sm://, a secret): no file of the output
             continue
         for path in paths:
+            if canonical_path(path) in replaced and is_glob(pattern):  # a glob over the output, not a file put there
+                raise UsageError(f"--{name} {pattern[:200]!r} matches {path}, a file a run into --output "
+                                 f"{opts.output} writes, which publishing would replace: narrow the pattern or give "
+                                 "an --output outside what it matches")
             if canonical_path(path) in replaced:
                 raise UsageError(f"--{name} {path} lies where a run into --output {opts.output} writes its own "
                                  "files, and publishing would replace it: move it out of the output first")
@@ -336,7 +340,6 @@ def preflight(opts: PassOptions, runner: str) -> None:
     from pipeline.detectors.registry import check_model_outputs, read_model
 
     check_inputs_exist(opts)
-    check_inputs_outside_output(opts)
 
     specs = detectors_of(opts)
     local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
@@ -391,6 +394,9 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
     files it did not list, which verify refused."""
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
+    # First: --input='data/**' over an --output inside data/ read the old dataset's ATTRIBUTION.csv as the first
+    # input file, and was refused as "does not look like YFCC100M metadata", not for what it was.
+    check_inputs_outside_output(opts)
     if opts.source == "yfcc" and opts.input:
         check_input(opts.input, input_sniffer(opts))
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
