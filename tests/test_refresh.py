@@ -814,3 +814,12 @@ def test_a_run_s_dataset_given_as_the_releases_root_is_refused(demo_release, tmp
     assert len(err.strip().splitlines()) == 1, err
     assert "holds a dataset (manifest.json), not releases" in err and f"--previous={dataset} and another" in err
     assert not (dataset / "releases").exists() and main(["verify", str(dataset)]) == 0
+
+
+def test_previous_latest_under_a_root_without_releases_says_it_makes_the_first(tmp_path, capsys):
+    """--previous=latest under a root holding no release (a misspelled root, or refresh before any release) went on
+    as a first release without a word, building on nothing."""
+    root = tmp_path / "root"
+    assert main(["refresh", f"--output={root}", "--previous=latest", "--input=/nowhere/*.tsv"]) == 2
+    out = capsys.readouterr().out
+    assert f"refresh: {root} holds no published release (--previous=latest): this is the first release" in out

@@ -50,6 +50,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     previous = args.previous.rstrip("/") or None
     if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)
         previous = release.latest_release(args.output)
+        if not previous:  # the schedule's first month, or a root misspelled: said, not a silent first release
+            print(f"refresh: {args.output[:200]} holds no published release (--previous=latest): this is the first "
+                  "release", flush=True)
         if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
             raise UsageError(f"release {name} is already published: {previous}")
     elif previous is None and (newest := release.latest_release(args.output)) and \
