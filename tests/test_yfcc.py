@@ -206,6 +206,8 @@ def test_url_parts_that_could_steer_a_built_url_are_rejected(cells):
     ({"license_name": "Attribution\x00License"}, "license_name"),  # kept as license_source_text: published
     ({"license_url": "http://creativecommons.org/licenses/by/2.0/\x00x"}, "license_url"),
     ({"owner_nsid": "../../x?u=https://evil.example/#"}, "owner_nsid"),  # pasted into the creator URL
+    ({"owner_nsid": ".."}, "owner_nsid"),  # the creator link https://www.flickr.com/people/../: Flickr's home page
+    ({"owner_nsid": "-_."}, "owner_nsid"),  # no letter or digit: no account
     ({"owner_nsid": "1@N01", "page_url": "javascript:alert(1)"}, "page_url"),
     ({"owner_nsid": "1@N01", "page_url": "http://www.flickr.com/photos/1@N01/1/ x"}, "page_url"),
 ])

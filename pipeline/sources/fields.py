@@ -166,8 +166,9 @@ def url_token(value: object, name: str) -> str:
 
 
 def owner_id(value: str, name: str, reason: str = "bad_field") -> str:
-    """An account id ('' when unknown): letters, digits and `_@.-` only, as it is pasted into URLs."""
-    if not _OWNER.fullmatch(value):
+    """An account id ('' when unknown): letters, digits and `_@.-` only, as it is pasted into URLs, and at least one
+    letter or digit (`..` made the creator link https://www.flickr.com/people/../, Flickr's home page)."""
+    if not _OWNER.fullmatch(value) or (value and not any(c.isascii() and c.isalnum() for c in value)):
         raise BadField(reason, f"{name} {_shown(value)} is not a Flickr account id")
     return value
 
