@@ -33,6 +33,18 @@ from pipeline.stages.image import ImageConfig
 __all__ = ["main", "pipeline_options", "run"]
 
 
+def entry() -> int:
+    """The `pass-pipeline` command (and `python -m pipeline`): `main`, with Ctrl-C one line and exit 130 (128 +
+    SIGINT), not a traceback of whatever Beam or the fetcher was doing. The run has cleaned up by then (its staging
+    folder removed, or kept with its plan once publishing began; its lock released)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("pass-pipeline: stopped (Ctrl-C); nothing was published unless publishing had begun, which the next "
+              "run into the output finishes", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

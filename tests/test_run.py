@@ -630,3 +630,23 @@ def test_an_input_glob_over_the_output_is_named_before_its_files_are_sniffed(wor
     assert len(err.strip().splitlines()) == 1 and "YFCC100M" not in err, err
     assert f"--input '{data}/**' matches {data}/out/" in err and "narrow the pattern or give an --output outside" in err
     assert main(["verify", str(data / "out")]) == 0 and not server.hits
+
+
+def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(world, tmp_path):
+    """Ctrl-C printed the KeyboardInterrupt's traceback through Beam's runner and the fetcher's threads (dozens of
+    lines); the run's cleanup ran all the same. One line now, exit 130, the staging folder and lock gone."""
+    import signal
+
+    server, metadata = world
+    output = tmp_path / "out"
+    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=20.0))
+    command = [sys.executable, "-m", "pipeline", "run", *argv(server, metadata, output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pass-pipeline: stopped (Ctrl-C)")
+    assert not (output / LOCK).exists() and not (output / STAGING).exists()
