@@ -20,6 +20,7 @@ from pipeline.commands.evaluate import evaluate_command
 from pipeline.commands.refresh import refresh
 from pipeline.commands.review import review_apply
 from pipeline.commands.run import RunRefused, UsageError, expand_month, pipeline_options, run, summary
+from pipeline.commands.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, end_process
 from pipeline.commands.verify import verify_command
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
@@ -35,14 +36,17 @@ __all__ = ["main", "pipeline_options", "run"]
 
 def entry() -> int:
     """The `pass-pipeline` command (and `python -m pipeline`): `main`, with Ctrl-C one line and exit 130 (128 +
-    SIGINT), not a traceback of whatever Beam or the fetcher was doing. The run has cleaned up by then (its staging
-    folder removed, or kept with its plan once publishing began; its lock released)."""
+    SIGINT), not a traceback of whatever Beam or the fetcher was doing, and SIGTERM one line and exit 143
+    (commands/stopping.py). The run has cleaned up by then (its staging folder removed, or kept with its plan once
+    publishing began; its lock released); the process ends without waiting for threads the stopped job left."""
     try:
         return main()
     except KeyboardInterrupt:
-        print("pass-pipeline: stopped (Ctrl-C); nothing was published unless publishing had begun, which the next "
-              "run into the output finishes", file=sys.stderr)
-        return 130
+        end_process(INTERRUPTED_STATUS, "pass-pipeline: stopped (Ctrl-C); nothing was published unless publishing "
+                    "had begun, which the next run into the output finishes")
+    except StopRequested:
+        end_process(EXIT_STATUS, "pass-pipeline: stopped (SIGTERM); nothing was published unless publishing had "
+                    "begun, which the next run into the output finishes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,15 +6,12 @@ and passes through, so `--runner=DataflowRunner --project=...` work as with any 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import difflib
 import os
-import signal
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import apache_beam as beam
@@ -27,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
+from pipeline.commands.stopping import StopSignals
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
@@ -355,34 +353,6 @@ def preflight(opts: PassOptions, runner: str) -> None:
         check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side, models)
 
 
-@contextlib.contextmanager
-def stopped_by_sigterm() -> Iterator[None]:
-    """Inside the block SIGTERM ends the run as Ctrl-C does, by an exception (SystemExit, status 128 + 15): the
-    staging folder is removed (kept, with its plan, when publishing had begun) and the lock released. By default it
-    killed the process at once (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher): the lock
-    stayed, and where no later run takes it over as stale (gs://, another machine or container) every run into the
-    output was refused until someone removed it. Only the main thread can set a handler: elsewhere, as before."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    received: list[int] = []
-
-    def stop(signum: int, _frame: object) -> NoReturn:
-        received.append(signum)
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    except Exception as err:  # raised inside a transform, Beam reports it as the job's failure ('SystemExit: 143')
-        if received:
-            raise SystemExit(128 + received[0]) from err
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[str], object] | None = None) -> dict:
     """Runs the job to completion, publishes it into --output and returns its stats (stats.json).
 
@@ -405,7 +375,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
             check_output(opts.output, overwrite)
         check_output_place(opts.output)
-        with stopped_by_sigterm(), OutputLock(opts.output, run_id):
+        lock = OutputLock(opts.output, run_id)
+        with StopSignals(release=lock.release) as stop, lock:
             finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
             if finished:
                 print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
@@ -422,8 +393,9 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                     pipeline = beam.Pipeline(options=options)
                     build(pipeline, opts, staging)
                     try:
-                        result = pipeline.run()
-                        result.wait_until_finish()
+                        with stop.job():
+                            result = pipeline.run()
+                            result.wait_until_finish()
                     except ValueError as err:
                         if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
                             raise

@@ -118,7 +118,10 @@ class _FetchBatch(beam.DoFn):
         self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="fetch")
 
     def teardown(self) -> None:
-        self._pool.shutdown(wait=True)
+        # After a finished bundle nothing is queued. After a stopped one (Ctrl-C, SIGTERM, a failed bundle) the
+        # queued downloads are dropped and those under way not waited for: waiting held the stop for up to
+        # --fetch_deadline per download.
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._fetcher.close()
 
     def _one(self, photo: Photo) -> Photo | Rejection:

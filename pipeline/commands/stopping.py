@@ -1,0 +1,120 @@
+"""How a run stops when it is asked to from outside: SIGTERM as Ctrl-C, both within a bounded time.
+
+SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed a run at once by default,
+leaving its lock, which no run on gs://, another machine or container takes over: every later run into the output
+was refused until someone removed it by hand. Inside `StopSignals` the first SIGTERM raises `StopRequested` in the
+main thread, as Ctrl-C raises KeyboardInterrupt, so the run's own cleanup removes its staging folder and releases
+its lock. Either raised inside a transform reaches the run as the job's failure (Beam wraps it: "KeyboardInterrupt
+[while running 'Fetch']"), which the run reported as "the job failed", exit 1: it is the stop again here.
+
+Two things could keep a stopped process alive. Beam unwinds a stopped bundle by tearing its DoFns down, and a
+teardown that waited for its threads (the fetcher's downloads, each up to --fetch_deadline) held the stop for
+minutes; a process that had cleaned up still waited at exit for every non-daemon thread. So the job gets `GRACE_S`
+seconds to hand control back; past them the lock is released here and the process ends (its staging folder is
+removed by the next run, under its lock). `cli.entry` ends a stopped process with `os._exit` once it has cleaned up.
+A second signal ends the process at once, as the default did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import NoReturn
+
+EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+INTERRUPTED_STATUS = 128 + signal.SIGINT
+GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
+
+
+class StopRequested(SystemExit):
+    """SIGTERM asked the run to stop; exit status 143."""
+
+    def __init__(self) -> None:
+        super().__init__(EXIT_STATUS)
+
+
+class StopSignals:
+    """`with StopSignals(release) as stop:` — SIGTERM inside the block raises `StopRequested` in the main thread,
+    SIGINT KeyboardInterrupt as always; `with stop.job():` around the part that runs the Beam job, where a stop that
+    has not come back within `grace_s` calls `release` (the lock's) and ends the process. Only the main thread can
+    set a signal handler: elsewhere (a test runner's thread) the block runs as it would without it."""
+
+    def __init__(self, release: Callable[[], object] = lambda: None, grace_s: float | None = None) -> None:
+        self._release = release
+        self._grace_s = GRACE_S if grace_s is None else grace_s
+        self.requested: int | None = None  # the signal that asked
+        self._in_job = False
+        self._job_left = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        # Raised inside a transform, the stop reaches here as the job's failure; it is still the stop asked for.
+        if self.requested is not None and isinstance(err, Exception):
+            raise _stop(self.requested) from err
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """The part a stop may not come back from in time (Beam's runner, its DoFns' teardowns and threads)."""
+        self._in_job = True
+        try:
+            yield
+        finally:
+            self._in_job = False
+            self._job_left.set()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.requested is not None:  # asked twice: at once, as SIGTERM's default did
+            os._exit(128 + signum)
+        self.requested = signum
+        threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
+        raise _stop(signum)
+
+    def _watch(self) -> None:
+        if not self._in_job or self._job_left.wait(self._grace_s):
+            return
+        self._abandon()
+
+    def _abandon(self) -> NoReturn:
+        # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
+        try:
+            self._release()
+            note = "its lock released; its staging folder is removed by the next run"
+        except Exception as err:  # ending the process is what matters now
+            note = f"its lock could not be released ({type(err).__name__})"
+        signum = self.requested or signal.SIGTERM
+        print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
+              f"s: ended, {note}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+
+_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+
+
+def _stop(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
+
+
+def end_process(status: int, message: str) -> NoReturn:
+    """Ends a process whose run has stopped and cleaned up: `message` on stderr, then `os._exit(status)`. A normal
+    exit waited for every non-daemon thread a stopped job left running (a download, up to --fetch_deadline)."""
+    import logging
+
+    print(message, file=sys.stderr)
+    logging.shutdown()  # flushes the log handlers
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)

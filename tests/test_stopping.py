@@ -1,0 +1,140 @@
+"""SIGTERM's stop (commands/stopping.py), each case in a process of its own: a signal handler is the main thread's,
+and a case that fails ends its process, never the test runner's."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.commands.stopping import EXIT_STATUS, GRACE_S
+
+PRELUDE = """
+import os, signal, sys, time
+from pipeline.commands.stopping import StopRequested, StopSignals
+
+def ready():
+    print("ready", flush=True)
+"""
+
+
+def start(body: str, tmp_path: Path) -> subprocess.Popen:
+    """`body` run after PRELUDE in a new process, once it has printed "ready"."""
+    process = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(body)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    # Unbuffered: a line read here must not take what `communicate` reads next from the pipe.
+    assert process.stdout is not None and process.stdout.readline().strip() == b"ready", process.communicate()
+    return process
+
+
+def finish(process: subprocess.Popen, within: float) -> tuple[int, str, float]:
+    begun = time.monotonic()
+    out, err = process.communicate(timeout=within)
+    return process.returncode, (out + err).decode(), time.monotonic() - begun
+
+
+def test_a_job_that_does_not_come_back_from_the_stop_is_ended_with_its_lock_released(tmp_path):
+    """Beam unwinds a stopped bundle through its DoFns' teardowns: one that waited for its threads (the fetcher's
+    downloads, up to --fetch_deadline each) kept a run alive for minutes after SIGTERM, its lock held. Past the grace
+    the lock is released and the process ends, exit 143."""
+    process = start("""
+        with StopSignals(release=lambda: open("released", "w").close()) as stop, stop.job():
+            ready()
+            while True:
+                try:
+                    time.sleep(3600)
+                except StopRequested:  # what a runner that swallows the stop does
+                    pass
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=GRACE_S + 30)
+    assert status == EXIT_STATUS and (tmp_path / "released").exists(), output
+    assert took >= GRACE_S - 0.5 and "did not stop within" in output and "its lock released" in output
+
+
+def test_a_stop_the_job_comes_back_from_runs_the_caller_s_cleanup_not_the_grace_s_release(tmp_path):
+    """Once the job has handed the stop back, the run's own cleanup runs however long it takes (a gs:// staging folder
+    of many files); the grace only bounds the job."""
+    process = start(f"""
+        try:
+            with StopSignals(release=lambda: open("released", "w").close()) as stop:
+                with stop.job():
+                    ready()
+                    time.sleep(3600)
+        except StopRequested as stopped:
+            time.sleep({GRACE_S} + 1)  # the cleanup
+            open("cleaned", "w").close()
+            sys.exit(stopped.code)
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, _ = finish(process, within=GRACE_S + 30)
+    assert status == EXIT_STATUS and (tmp_path / "cleaned").exists() and not (tmp_path / "released").exists(), output
+
+
+def test_a_second_sigterm_ends_the_process_at_once(tmp_path):
+    """The operator insisting (or a cleanup that hangs outside the job): a second SIGTERM ends it, as the default."""
+    process = start("""
+        with StopSignals():
+            try:
+                ready()
+                time.sleep(3600)
+            finally:  # the run's cleanup, inside the block as the lock's release is
+                print("stopping", flush=True)
+                time.sleep(3600)  # one that never ends
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"stopping"
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=30)
+    assert status == EXIT_STATUS and took < GRACE_S, output
+
+
+@pytest.mark.parametrize(("signum", "stop"), [(signal.SIGTERM, "StopRequested"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_stop_a_transform_met_is_still_a_stop_not_a_failed_job(tmp_path, signum, stop):
+    """Raised inside a transform, Beam reports the stop as the job's failure: the run said 'the job failed:
+    KeyboardInterrupt [while running 'Fetch']' (or 'SystemExit: 143') and exited 1. It is still the stop that was
+    asked for; any other failure stays one; the handlers are put back after the block."""
+    process = start(f"""
+        before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        ready()
+        try:
+            with StopSignals():
+                try:
+                    os.kill(os.getpid(), {int(signum)})
+                    time.sleep(10)
+                except BaseException as err:  # what Beam does with an exception in a DoFn
+                    raise RuntimeError(f"{{type(err).__name__}} [while running 'Fetch']") from err
+        except {stop}:
+            print("stopped", (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before)
+        try:
+            with StopSignals():
+                raise RuntimeError("a worker failed")
+        except RuntimeError:
+            print("failure")
+    """, tmp_path)
+    status, output, _ = finish(process, within=60)
+    assert status == 0 and output.split() == ["stopped", "True", "failure"], output
+
+
+def test_off_the_main_thread_the_block_runs_as_without_it(tmp_path):
+    """Only the main thread can set a signal handler (a test runner's thread, a library's caller): the block runs,
+    and SIGTERM keeps the meaning it had."""
+    process = start("""
+        import threading
+        def body():
+            with StopSignals():
+                print("ran", file=sys.stderr)
+        thread = threading.Thread(target=body)
+        thread.start(); thread.join()
+        print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, file=sys.stderr)
+        ready()
+        time.sleep(3600)
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, _ = finish(process, within=30)
+    assert status == -signal.SIGTERM and output.split() == ["ran", "True"], output
