@@ -196,6 +196,8 @@ def test_credentials_from_file_or_environment(tmp_path):
         with pytest.raises(CredentialsError) as err:
             load_credentials(None, broken)
         assert "a," not in str(err.value)
+    with pytest.raises(CredentialsError, match="or give --flickr_credentials a JSON file"):  # it said "pass a file"
+        load_credentials(None, {})
     path.write_text(json.dumps({"keys": []}))
     with pytest.raises(CredentialsError):
         load_credentials(str(path))

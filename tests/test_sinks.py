@@ -137,6 +137,17 @@ def test_csv_text_gives_back_exactly_what_csv_cell_was_given(text):
     assert not any(part.startswith(formula) for part in re.split("[;\t]", cell)[1:]), cell
 
 
+def test_a_line_separator_in_a_cell_is_quoted_so_a_reader_of_lines_keeps_the_row_whole():
+    """U+2028 and U+2029 end a line for `str.splitlines()` (and editors): a bare one in a title split the
+    ATTRIBUTION.csv row in two for `csv.reader(text.splitlines(keepends=True))`; quoted, the row reads whole."""
+    from pipeline.io.sinks import csv_bytes
+
+    for separator in ("\u2028", "\u2029", "\r", "\n"):
+        text = csv_bytes(["id", "title"], [["1", f"first{separator}second"], ["2", "plain"]]).decode("utf-8")
+        assert list(csv.reader(text.splitlines(keepends=True))) == [
+            ["id", "title"], ["1", f"first{separator}second"], ["2", "plain"]], repr(separator)
+
+
 def test_a_control_character_is_never_written_into_a_csv():
     """ATTRIBUTION.csv and the review CSVs are read in terminals: an ESC in a title set the reader's clipboard
     (OSC 52) or reset the terminal. Tab and line ends stay (quoted); every other C0, DEL and C1 character is

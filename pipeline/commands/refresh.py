@@ -98,7 +98,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         removed = sum(len(ids) for ids in log["removed"].values())
         print(f"  changes: {len(log['added'])} added, {removed} removed, {log['unchanged']} unchanged "
               f"(CHANGELOG.md)")
-    return 0 if stats["accounted"] else 3
+    return 0  # as for run: a run whose rows are not all accounted for is refused before publishing (exit 4)
 
 
 def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished) -> int:
@@ -111,4 +111,4 @@ def _finished_earlier(target: str, previous: str | None, name: str, published: P
     stats = report.read_stats(target)
     print(f"refresh: release {name} was stopped while publishing; this run finished publishing it", flush=True)
     print(summary(target, stats))
-    return 0 if stats.get("accounted") else 3
+    return 0

@@ -73,7 +73,7 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
     secrets = [s.strip() for s in env.get("FLICKR_API_SECRET", "").split(",")]
     if not all(keys) or not all(secrets) or len(keys) != len(secrets):
         raise CredentialsError("no Flickr credentials: set FLICKR_API_KEY and FLICKR_API_SECRET (equally many, "
-                               "comma-separated) or pass a file")
+                               "comma-separated) or give --flickr_credentials a JSON file")
     try:
         return parse_keys([{"key": k, "secret": s} for k, s in zip(keys, secrets, strict=True)])
     except ValueError:

@@ -238,19 +238,25 @@ INNER_FORMULA = re.compile(r"([;\t])(?='*[=+\-@\t\r])")
 _INNER_QUOTED = re.compile(r"([;\t])'(?='*[=+\-@\t\r])")
 
 
+# Quoted when a cell holds one: a comma, a quote, and every character Python's `str.splitlines()` ends a line at that
+# CONTROLS leaves (U+2028 and U+2029 too: a bare one in a title split the row for `csv.reader(text.splitlines(True))`
+# and for editors that break lines there).
+LINE_ENDS = ',"\r\n\u2028\u2029'
+
+
 def csv_cell(value: str) -> str:
     """One CSV field, safe to open in a spreadsheet: a cell that would be evaluated gets a leading
     single quote (spreadsheets show the text, the quote marks it as text) and is always quoted, as
     OWASP recommends; the text itself is kept. So does a formula character after a ';' or a tab inside
     it (`INNER_FORMULA`: `Bob;=1+1` split on ';' gave a cell '=1+1'). Otherwise quoted as csv.writer
-    does, except that a lone CR is quoted too: csv.writer leaves it bare, and readers then start a new
-    row there. Quotes already before a formula character get one more too, so that `csv_text` gives every
+    does, except that a lone CR, U+2028 and U+2029 are quoted too: csv.writer leaves them bare, and readers then
+    start a new row there. Quotes already before a formula character get one more too, so that `csv_text` gives every
     text back exactly ("'=x" is written "''=x", read back "'=x"), but for control characters (`CONTROLS`):
     each is written as U+FFFD."""
     value = INNER_FORMULA.sub(r"\1'", CONTROLS.sub("\ufffd", value))
     if value.lstrip("'").startswith(FORMULA_STARTS):
         return '"' + ("'" + value).replace('"', '""') + '"'
-    if any(char in value for char in ',"\r\n'):
+    if any(char in value for char in LINE_ENDS):
         return '"' + value.replace('"', '""') + '"'
     return value
 
