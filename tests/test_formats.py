@@ -192,3 +192,16 @@ def test_writers_are_ended_when_a_record_cannot_be_read():
         with pytest.raises(OSError, match="staged image gone"):
             write(handle, two_then_fail())
         assert handle.getvalue().endswith(ending), write.__name__
+
+
+def test_the_tfrecord_creator_is_whom_attribution_credits():
+    """A name that shows nothing (empty, zero-width spaces) is credited to the owner's Flickr id in ATTRIBUTION.csv;
+    the TFRecord's `creator` held the raw name, a credit to no one."""
+    from pipeline.io.attribution import attribution_row
+
+    for name, credited in (("", "99@N01"), ("\u200b\u200b", "99@N01"), ("Zoë", "Zoë")):
+        kept = photo("9", image=b"x", owner_name=name, owner_nsid="99@N01")
+        example = example_pb2.Example()
+        example.ParseFromString(formats.photo_example(kept))
+        creator = example.features.feature["creator"].bytes_list.value[0].decode()
+        assert creator == credited == attribution_row(kept)[1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import unicodedata
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -25,6 +24,7 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from pipeline.io.files import write_atomically
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
+from pipeline.io.names import creator_name
 from pipeline.io.sinks import csv_bytes, csv_lines
 from pipeline.records import Photo
 
@@ -36,24 +36,6 @@ _COPY_CHUNK = 1 << 20
 # left open in a title ran on over the rest of its line in any text view of the file, showing the page and licence
 # after it reversed (or reordered with isolates). Right-to-left text needs none of them to read right.
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
-# Characters that show nothing: separators, controls, format characters (zero-width spaces and joiners, bidi marks),
-# combining marks with nothing to combine with, and the letters and symbols fonts draw blank (Hangul fillers, the
-# blank Braille pattern).
-_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
-_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def shows_something(text: str) -> bool:
-    """True when `text` holds a character that is drawn: a name made only of zero-width spaces looks empty."""
-    return any(unicodedata.category(c) not in _BLANK_CATEGORIES and c not in _BLANK_CHARACTERS for c in text)
-
-
-def creator_name(owner_name: str, owner_nsid: str) -> str:
-    """Whom a credit names: the owner's name, or their Flickr id where the name shows nothing (empty, spaces,
-    zero-width characters only: the credit read as no one's)."""
-    return owner_name if shows_something(owner_name) else owner_nsid
 
 
 def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_name: str,

@@ -24,6 +24,7 @@ import google_crc32c
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.names import creator_name
 from pipeline.records import Photo, Rejection
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +399,9 @@ def photo_example(photo: Photo) -> bytes:
         "license_url": photo.license_url,
         "license_source_text": photo.license_source_text,
         "license_source_url": photo.license_source_url,
-        "creator": photo.owner_name,
+        # Whom ATTRIBUTION.csv credits: the owner's Flickr id where the name shows nothing (the raw name was empty
+        # here, a credit to no one, for photos the CSV credits to their owner id).
+        "creator": creator_name(photo.owner_name, photo.owner_nsid),
         "creator_nsid": photo.owner_nsid,
         "title": photo.title,
         "page_url": photo.page_url,

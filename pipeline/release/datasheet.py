@@ -24,9 +24,9 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.io import report
-from pipeline.io.attribution import creator_name
 from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
+from pipeline.io.names import creator_name
 from pipeline.options import split_list
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 

@@ -18,8 +18,9 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit, shows_something
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
+from pipeline.io.names import shows_something
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
 
