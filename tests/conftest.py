@@ -10,7 +10,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 from hypothesis import settings
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pipeline.detectors.handler import RuntimeConfig
     from pipeline.records import Photo
 
+T = TypeVar("T")
 
 def _detect_threads() -> int:
     """onnxruntime threads per session in this test process. Under pytest-xdist each core runs a test
@@ -104,17 +105,26 @@ class Regrouped:
         return (self._make(index) for index in range(self._count))
 
 
-def peak_bytes_consuming(outputs: Iterable) -> int:
-    """Peak Python allocation (tracemalloc) while reading `outputs` one by one and dropping each."""
+def traced_peak(function: Callable[[], T]) -> tuple[T, int]:
+    """`function()`'s result and the peak of Python's allocations (tracemalloc) while it ran."""
     import tracemalloc
 
     tracemalloc.start()
     try:
-        for _ in outputs:
-            pass
-        return tracemalloc.get_traced_memory()[1]
+        result = function()
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def peak_bytes_consuming(outputs: Iterable) -> int:
+    """Peak Python allocation (tracemalloc) while reading `outputs` one by one and dropping each."""
+
+    def consume() -> None:
+        for _ in outputs:
+            pass
+
+    return traced_peak(consume)[1]
 
 
 def corrupt_deflate(packed: bytes) -> bytes:

@@ -11,7 +11,7 @@ import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
 from pipeline.release.verify import verify
-from tests.conftest import reseal
+from tests.conftest import reseal, traced_peak
 
 
 @pytest.fixture()
@@ -464,7 +464,6 @@ def _release_of(folder: Path, photos: list, formats: list[str]) -> Path:
 def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict[str, int], int]:
     """verify's problems, the largest single read of each file it opened (every read of every handle
     FileSystems.open gave it, whatever reads it), and its peak of Python memory (tracemalloc)."""
-    import tracemalloc
 
     from apache_beam.io.filesystems import FileSystems
 
@@ -491,12 +490,7 @@ def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict
 
     monkeypatch.setattr(FileSystems, "open",
                         staticmethod(lambda path, *args, **kwargs: Recorded(path, real_open(path, *args, **kwargs))))
-    tracemalloc.start()
-    try:
-        problems = list(verify(str(folder)))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    problems, peak = traced_peak(lambda: list(verify(str(folder))))
     return problems, {Path(path).relative_to(folder).as_posix(): n for path, n in largest.items()}, peak
 
 
@@ -793,20 +787,11 @@ def test_an_attribution_line_of_millions_of_commas_is_refused_in_bounded_memory(
     """The csv reader split a resealed ATTRIBUTION.csv line of commas into a list of 8 bytes a comma (and verify then
     printed it into a string of 4 bytes a comma): 12 MB of commas peaked at 244 MB, a 1 GB line at ~20 GB. A line
     longer than any a run writes makes the file unreadable, read no further."""
-    import tracemalloc
-
-    from tests.conftest import reseal
-
     copy = _copy(demo_release, tmp_path)
     with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
         handle.write("9" + "," * 12_000_000 + "\n")
     reseal(copy)
-    tracemalloc.start()
-    try:
-        problems = list(verify(str(copy)))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    problems, peak = traced_peak(lambda: list(verify(str(copy))))
     assert any(p.path.endswith("ATTRIBUTION.csv") and "longer than any a run writes" in p.message
                for p in problems), problems
     assert peak < 60_000_000, peak
