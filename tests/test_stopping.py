@@ -44,9 +44,12 @@ def test_a_job_that_does_not_come_back_from_the_stop_is_ended_with_its_lock_rele
     the lock is released and the process ends, exit 143."""
     process = start("""
         with StopSignals(release=lambda: open("released", "w").close()) as stop, stop.job():
-            ready()
+            told = False
             while True:
                 try:
+                    if not told:  # inside the try: a stop right after it is swallowed too
+                        told = True
+                        ready()
                     time.sleep(3600)
                 except StopRequested:  # what a runner that swallows the stop does
                     pass
@@ -138,3 +141,32 @@ def test_off_the_main_thread_the_block_runs_as_without_it(tmp_path):
     process.send_signal(signal.SIGTERM)
     status, output, _ = finish(process, within=30)
     assert status == -signal.SIGTERM and output.split() == ["ran", "True"], output
+
+
+def test_a_stopped_run_cancels_its_remote_job_and_a_finished_one_is_left_alone(tmp_path):
+    """On Dataflow the launcher waits for a job that runs elsewhere: stopped, the launcher ended and the job went on,
+    billed, its output never published (the launcher publishes). The stop cancels it; a job that finished or failed
+    on its own is not cancelled."""
+    process = start("""
+        class RemoteJob:  # a PipelineResult whose job runs elsewhere
+            def __init__(self, wait):
+                self._wait = wait
+            def wait_until_finish(self):
+                self._wait()
+            def cancel(self):
+                open("cancelled", "a").write("x")
+
+        def failed():
+            raise RuntimeError("the job failed")
+
+        with StopSignals() as stop, stop.job():
+            stop.wait(RemoteJob(lambda: None))  # finished
+            try:
+                stop.wait(RemoteJob(failed))
+            except RuntimeError:
+                pass
+            stop.wait(RemoteJob(lambda: (ready(), time.sleep(3600))))
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, _ = finish(process, within=30)
+    assert status == EXIT_STATUS and (tmp_path / "cancelled").read_text() == "x", output

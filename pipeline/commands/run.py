@@ -395,7 +395,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                     try:
                         with stop.job():
                             result = pipeline.run()
-                            result.wait_until_finish()
+                            stop.wait(result)
                     except ValueError as err:
                         if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
                             raise

@@ -24,7 +24,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from apache_beam.runners.runner import PipelineResult
 
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
 INTERRUPTED_STATUS = 128 + signal.SIGINT
@@ -74,6 +77,21 @@ class StopSignals:
         finally:
             self._in_job = False
             self._job_left.set()
+
+    def wait(self, result: PipelineResult) -> None:
+        """`result.wait_until_finish()`, cancelling the job when the run is stopped meanwhile: on a remote runner
+        (Dataflow) the job went on without its launcher, billed, its output never published (the launcher
+        publishes), and writing into a staging folder the stopped run had removed. A local job has ended by then."""
+        try:
+            result.wait_until_finish()
+        except BaseException:
+            if self.requested is not None:
+                try:
+                    result.cancel()
+                except Exception as err:  # a runner that cannot cancel, a job already ended: the stop goes on
+                    print(f"pass-pipeline: the job could not be cancelled ({type(err).__name__}); cancel it where it "
+                          "runs", file=sys.stderr, flush=True)
+            raise
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self.requested is not None:  # asked twice: at once, as SIGTERM's default did
