@@ -67,19 +67,23 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world
         first.wait()
 
 
-def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path):
+@pytest.mark.parametrize("launcher", [["-m", "pipeline", "run"], ["pipeline/commands/flex_main.py"]],
+                         ids=["pass-pipeline", "flex-template-launcher"])
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path, launcher):
     """SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed the run at once: its
     lock stayed, and where no later run takes one over as stale (gs://, another machine or container) every run into
     the output was refused until someone removed it by hand. It now ends the run as Ctrl-C does, promptly: a download
     under way (here one the server never answers) held the stop first in the fetcher's teardown, then at exit, for
-    up to --fetch_deadline each (a stopped run was alive an hour later)."""
+    up to --fetch_deadline each (a stopped run was alive an hour later). The Flex Template launcher too (it printed
+    the traceback and waited for the downloads)."""
     import signal
 
     server, metadata = world
     output = tmp_path / "out"
     server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
-    command = [sys.executable, "-m", "pipeline", "run", *argv(server, metadata, output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, *launcher, *argv(server, metadata, output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).parent.parent)
     try:
         deadline = time.monotonic() + 60
         while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:

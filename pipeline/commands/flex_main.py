@@ -4,7 +4,7 @@ previous release (the monthly schedule) or a release name (a first release), oth
 
 import sys
 
-from pipeline.cli import main
+from pipeline.cli import entry
 
 
 def command(args: list[str]) -> list[str]:
@@ -14,4 +14,4 @@ def command(args: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(command(sys.argv[1:])))
+    sys.exit(entry(command(sys.argv[1:])))
