@@ -170,3 +170,19 @@ def test_a_stopped_run_cancels_its_remote_job_and_a_finished_one_is_left_alone(t
     process.send_signal(signal.SIGTERM)
     status, output, _ = finish(process, within=30)
     assert status == EXIT_STATUS and (tmp_path / "cancelled").read_text() == "x", output
+
+
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path):
+    """A shell starts a script's background jobs (`pass-pipeline run ... &`) with SIGINT ignored, nohup too: a Ctrl-C
+    meant for the foreground stopped them once the run set its own handler."""
+    process = start("""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with StopSignals():
+            ready()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+            print("still running", flush=True)
+        print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    """, tmp_path)
+    status, output, _ = finish(process, within=30)
+    assert status == 0 and output.split() == ["still", "running", "True"], output

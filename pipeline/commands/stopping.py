@@ -58,7 +58,10 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                # An ignored signal stays ignored: a shell starts background jobs (`cmd &` in a script) and nohup
+                # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
