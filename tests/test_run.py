@@ -67,28 +67,34 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world
         first.wait()
 
 
-@pytest.mark.parametrize("launcher", [["-m", "pipeline", "run"], ["pipeline/commands/flex_main.py"]],
-                         ids=["pass-pipeline", "flex-template-launcher"])
-def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path, launcher):
+@pytest.mark.parametrize(("launcher", "extra"), [
+    (["-m", "pipeline", "run"], []),
+    (["pipeline/commands/flex_main.py"], []),
+    (["-m", "pipeline", "run"], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
+], ids=["pass-pipeline", "flex-template-launcher", "worker-processes"])
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path, launcher, extra):
     """SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed the run at once: its
     lock stayed, and where no later run takes one over as stale (gs://, another machine or container) every run into
     the output was refused until someone removed it by hand. It now ends the run as Ctrl-C does, promptly: a download
     under way (here one the server never answers) held the stop first in the fetcher's teardown, then at exit, for
     up to --fetch_deadline each (a stopped run was alive an hour later). The Flex Template launcher too (it printed
-    the traceback and waited for the downloads)."""
+    the traceback and waited for the downloads). With worker processes (multi_processing) the runner waited for
+    their bundles, and once the run had ended they went on, holding its stderr: `communicate` returns only when
+    no process holds it."""
     import signal
 
     server, metadata = world
     output = tmp_path / "out"
     server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
-    command = [sys.executable, *launcher, *argv(server, metadata, output)]
+    command = [sys.executable, *launcher, *argv(server, metadata, output, *extra)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                cwd=Path(__file__).parent.parent)
     try:
         deadline = time.monotonic() + 60
         while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)  # into the job: the downloads under way
+        while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # into the job: the download the server never answers under way
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     finally:
@@ -670,7 +676,8 @@ def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(world, tmp_path):
     deadline = time.monotonic() + 60
     while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # into the job: a download under way, which the server never answers
+    while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # into the job: the download the server never answers under way
     process.send_signal(signal.SIGINT)
     try:
         _, err = process.communicate(timeout=30)  # it waited for the download, up to --fetch_deadline

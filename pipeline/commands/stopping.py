@@ -101,6 +101,11 @@ class StopSignals:
             os._exit(128 + signum)
         self.requested = signum
         threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
+        # The stop's own aftermath in other threads (the local runner's worker threads see their processes end) is
+        # not an error to print; the process is ending.
+        threading.excepthook = _silent
+        if self._in_job:
+            _stop_worker_processes()
         raise _stop(signum)
 
     def _watch(self) -> None:
@@ -126,6 +131,27 @@ _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
 
 def _stop(signum: int) -> BaseException:
     return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
+
+
+def _silent(_args: object) -> None:
+    pass
+
+
+def _stop_worker_processes() -> None:
+    """SIGTERM to every process the run started: the local runner's worker processes
+    (--direct_running_mode=multi_processing). Each went on with its bundle (a download, up to --fetch_deadline) while
+    the runner waited for it, so the job never handed the stop back, and once the run had ended they were left
+    running, holding its standard streams. Only where /proc lists processes (Linux); elsewhere they end with the
+    job's connection."""
+    from pipeline.io.process_memory import descendants
+
+    try:
+        workers = descendants(os.getpid())[1:]
+    except OSError:  # no /proc
+        return
+    for pid in workers:
+        with contextlib.suppress(OSError):  # gone since the listing
+            os.kill(pid, signal.SIGTERM)
 
 
 def end_process(status: int, message: str) -> NoReturn:
