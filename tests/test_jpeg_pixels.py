@@ -197,7 +197,7 @@ def test_frame_types_are_read_from_the_first_frame_header():
     assert jpeg_pixels.frame_type(padded) == 0xC0
     scan_first = raw[:2] + raw[raw.index(b"\xff\xda"):]
     assert jpeg_pixels.frame_type(scan_first) is None
-    assert jpeg_pixels.frame_type(raw[:2] + b"junk" + raw[2:]) is None
+    assert jpeg_pixels.frame_type(raw[:2] + b"junk" + raw[2:]) == 0xC0  # skipped, as libjpeg skips it
     assert jpeg_pixels.frame_type(raw[:20]) is None
 
 
@@ -249,3 +249,49 @@ def test_a_header_simplejpeg_cannot_name_is_left_to_pillow_not_a_crash(monkeypat
     assert jpeg_pixels.rgb(patched, _pillow_size(patched)) is None
     for cfg in (ImageConfig(), ImageConfig(max_side=4096)):
         assert _now(patched, cfg) == _as_before(monkeypatch, patched, cfg)
+
+
+def _header_segments(raw: bytes) -> list[int]:
+    """Where each segment of the JPEG `raw` (no junk, no fill bytes) after its first starts, up to its first scan's
+    header (before the first Pillow's signature check wants the 0xFF of a marker)."""
+    starts, pos = [], 2
+    while raw[pos + 1] != jpeg_pixels.SOS:
+        starts.append(pos)
+        pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return [*starts[1:], pos]
+
+
+_PROGRESSIVE_444 = encode(real_image("chelsea.jpg"), "JPEG", progressive=True, subsampling="4:4:4")
+_NO_MARKER = st.one_of(st.binary(min_size=1, max_size=8).map(lambda junk: junk.replace(b"\xff", b"\x00")),
+                       st.sampled_from([b"\xff\x00", b"\x00\xff\x00", b"\xff\xff\x00"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(inserts=st.lists(st.tuples(st.integers(0, 100), st.one_of(_NO_MARKER, st.binary(min_size=0, max_size=4).map(
+    lambda fill: b"\xff" * len(fill)))), max_size=4))
+def test_the_header_is_walked_through_bytes_between_segments_as_libjpeg_skips_them(inserts):
+    """libjpeg skips anything between two segments up to the next marker (warning of extraneous data), and so does
+    Pillow: the frame, the tables and the first scan a walk reads are the same with junk, FF 00 pairs or fill bytes
+    there (one junk byte hid a progressive frame's coefficients from the budget and a relabelled frame from
+    coding_fault)."""
+    raw = _PROGRESSIVE_444
+    starts = _header_segments(raw)
+    junked = bytearray(raw)
+    for at, junk in sorted(((starts[index % len(starts)], junk) for index, junk in inserts), reverse=True):
+        junked[at:at] = junk
+    junked = bytes(junked)
+    assert jpeg_pixels.frame_type(junked) == 0xC2
+    assert jpeg_pixels.defines_huffman_tables(junked)
+    assert jpeg_pixels.coefficient_bytes(junked) == jpeg_pixels.coefficient_bytes(raw) == \
+        128 * 3 * (-(-_pillow(raw).width // 8)) * (-(-_pillow(raw).height // 8))
+    with Image.open(io.BytesIO(junked)) as opened:  # Pillow walks through it too
+        assert opened.size == _pillow(raw).size
+
+
+def test_an_arithmetic_data_fault_is_found_past_bytes_between_segments():
+    huffman = (Path(__file__).parent / "jpegs" / "coffee_small.jpg").read_bytes()
+    frame = huffman.index(b"\xff\xc0")
+    relabelled = bytearray(huffman[:frame] + b"\x00" + huffman[frame:])
+    relabelled[frame + 2] = 0xC9
+    fault = jpeg_pixels.coding_fault(bytes(relabelled))
+    assert fault is not None and "Corrupt JPEG data" in fault

@@ -74,7 +74,7 @@ class ImageRejected(Exception):
 # Outside a scan a marker is 0xFF (after any 0xFF fill bytes) then a non-zero code. Inside a scan's
 # entropy-coded data a 0xFF data byte is stuffed as FF 00 and restart markers (FF D0-D7) belong to the
 # scan, so the scan ends at the first FF followed by anything else. One byte after an FF: no backtracking.
-_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
+_JPEG_MARKER = jpeg_pixels.MARKER
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -60,6 +61,9 @@ _LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 # Marker codes (after the 0xFF) both segment walks use, this module's and `image_headers.check_jpeg_structure`.
 NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
 SOS, EOI, DHT = 0xDA, 0xD9, 0xC4
+# Outside a scan a marker is 0xFF (after any 0xFF fill bytes) then a non-zero code: libjpeg's next_marker skips
+# whatever else comes before it (FF 00 included), one byte after an FF, so no backtracking.
+MARKER = re.compile(rb"\xff[^\x00\xff]")
 # (size, save() arguments) of the probes: every subsampling Pillow writes, baseline and progressive, odd sides
 # (partial MCUs, where upsampling's edge rules act), restart markers, and low and high quality.
 _PROBES = (
@@ -84,19 +88,19 @@ def rgb(raw: bytes, size: tuple[int, int]) -> Image.Image | None:
 
 def _segments_to_scan(raw: bytes) -> Iterator[tuple[int, int]]:
     """(marker code, position of its 0xFF) of the JPEG `raw`'s segments, walked from the start as libjpeg reads them,
-    up to its first scan's header (the last given), its end or anything malformed (neither given)."""
+    up to its first scan's header (the last given), its end or anything malformed (neither given). Bytes between
+    segments are skipped up to the next marker, as libjpeg (with a warning) and Pillow skip them: a walk that stopped
+    at the first junk byte found no frame in a file both decode."""
     pos = 2  # after SOI
-    while pos + 4 <= len(raw) and raw[pos] == 0xFF:
-        code = raw[pos + 1]
-        if code == 0xFF:  # a fill byte before the marker
-            pos += 1
-            continue
+    while (marker := MARKER.search(raw, pos)) is not None and marker.end() + 2 <= len(raw):
+        code, pos = raw[marker.end() - 1], marker.end()
         if code == EOI:
             return
-        yield code, pos
+        yield code, marker.start()
         if code == SOS:
             return
-        pos += 2 if code in NO_LENGTH else 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+        if code not in NO_LENGTH:
+            pos += int.from_bytes(raw[pos:pos + 2], "big")
 
 
 def _markers_before_scan(raw: bytes) -> Iterator[int]:

@@ -61,10 +61,12 @@ _UPRIGHT = {
 # pipeline no camera writes is refused, 2026-12-03; 5: an arithmetic-coded JPEG, or a Huffman-coded one with no
 # table of its own, whose data libjpeg does not decode cleanly, whose noise was stored, is refused, 2026-12-04; 6: an
 # ICC float pipeline whose few elements widen the channels to a costly matrix or CLUT is refused, 2026-12-04; 7: a
-# JPEG whose scans pass over its blocks more than MAX_JPEG_BLOCK_PASSES times is refused, 2026-12-04).
+# JPEG whose scans pass over its blocks more than MAX_JPEG_BLOCK_PASSES times is refused, 2026-12-04; 8: a JPEG with
+# bytes that are no marker before its frame header, which libjpeg skips, is checked for arithmetic coding faults too,
+# where such a file's noise was stored, 2026-12-04).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
-STORAGE_RULE_VERSION = 7
+STORAGE_RULE_VERSION = 8
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
