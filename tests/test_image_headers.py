@@ -4,13 +4,16 @@ tests/test_images.py."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
+from pipeline.io import image_headers
 from pipeline.io.image_headers import (
+    MAX_JPEG_BLOCK_PASSES,
     MAX_JPEG_SCANS,
     MAX_JPEG_SEGMENTS,
     STRUCTURE_CHECKS,
@@ -72,6 +75,45 @@ def test_scans_are_counted_up_to_the_bound_and_a_thumbnails_markers_are_skipped(
     exif = b"Exif\0\0" + thumbnail
     plain = _jpeg()
     check_jpeg_structure(plain[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + plain[2:])
+
+
+def _without_huffman_tables(jpeg: bytes) -> bytes:
+    """`jpeg` (segments walked by their lengths up to its first scan) without its DHT segments."""
+    out, pos = bytearray(jpeg[:2]), 2
+    while jpeg[pos + 1] != 0xDA:
+        end = pos + 2 + int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+        out += b"" if jpeg[pos + 1] == 0xC4 else jpeg[pos:end]
+        pos = end
+    return bytes(out + jpeg[pos:])
+
+
+def test_scans_the_image_stage_decodes_twice_count_each_visit_twice():
+    """An arithmetic-coded JPEG, or a Huffman-coded one with no table of its own, is decoded whole to check its data
+    against its frame header (jpeg_pixels.coding_fault), then by Pillow: 12 passes of refinement scans over a 64 MP
+    4:4:4 arithmetic-coded file of 1 KB took 3.5 s of CPU. Half the passes: jpegtran's arithmetic-coded progressive
+    scripts make 6 over a grey or CMYK image, ~5 over YCbCr."""
+    passes = MAX_JPEG_BLOCK_PASSES // 2
+    for scans in (passes, passes + 1):  # a DC scan, then AC scans: each a pass over all 1 M blocks
+        huffman = bad_images.jpeg_scan_bomb(8000, scans)
+        check_jpeg_structure(huffman)
+        arithmetic = bytearray(huffman)
+        arithmetic[huffman.index(b"\xff\xc2") + 1] = 0xCA  # SOF10: the same scans, arithmetic-coded
+        for decoded_twice in (bytes(arithmetic), _without_huffman_tables(huffman)):
+            if scans <= passes:
+                check_jpeg_structure(decoded_twice)
+            else:
+                with pytest.raises(ImageRejected, match=r"too_many_scans.*decoded twice"):
+                    check_jpeg_structure(decoded_twice)
+
+
+def test_a_real_arithmetic_coded_progressive_jpeg_stays_within_the_passes(monkeypatch):
+    monkeypatch.setattr(image_headers, "MIN_JPEG_BLOCK_VISITS", 0)  # counted however small the image
+    jpegs = Path(__file__).parent / "jpegs"
+    for name in ("coffee_small_arithmetic_progressive.jpg", "coffee_small_arithmetic.jpg"):
+        check_jpeg_structure((jpegs / name).read_bytes())
+    monkeypatch.setattr(image_headers, "MAX_JPEG_BLOCK_PASSES", MAX_JPEG_BLOCK_PASSES // 2)
+    with pytest.raises(ImageRejected, match="too_many_scans"):  # what the count stands for: ~5 passes, twice
+        check_jpeg_structure((jpegs / "coffee_small_arithmetic_progressive.jpg").read_bytes())
 
 
 def test_each_format_pillow_parses_in_python_gets_its_check():

@@ -23,6 +23,10 @@ MAX_JPEG_SCANS = 100
 # A scan visits every block of the components it codes, so what they cost is those visits: libjpeg's and Pillow's
 # progressive scripts make ~5 passes over the image's blocks (a DC scan of all components, AC bands and refinements
 # of each), and 100 scans of a 64 MP 4:4:4 file (a 770 KB file: 33 passes over each component) took 3.8 s of CPU.
+# A file whose data the image stage decodes twice (an arithmetic-coded one, or one with no Huffman table of its own,
+# whose data is checked against its frame header first: jpeg_pixels.coding_fault) counts each visit twice: 12 passes
+# of refinement scans over a 64 MP 4:4:4 arithmetic-coded file of 1 KB took 3.5 s of CPU, the Huffman-coded one
+# 1.5 s; jpegtran's arithmetic-coded progressive files make ~5-6 passes.
 MAX_JPEG_BLOCK_PASSES = 12  # the blocks all scans visit, over the blocks of the image
 MIN_JPEG_BLOCK_VISITS = 1_000_000  # allowed whatever the passes (~40 ms): a small image's scans, up to MAX_JPEG_SCANS
 # Pillow parses the header (JPEG segments up to the first scan, PNG chunks up to the image data) in Python,
@@ -88,7 +92,8 @@ def check_jpeg_structure(raw: bytes) -> None:
     scans, segments, padding, pos = 0, 0, 0, 2  # after SOI
     exif: list[bytes] = []  # the APP1 "Exif" payloads before the first scan, the ones Pillow reads
     blocks: dict[int, int] | None = None  # of each component, from the first frame header before the first scan
-    visits = 0
+    frame, tables = None, False  # the first frame header's code; whether a DHT comes before the first scan
+    visits, decodes = 0, 1
     while marker := _JPEG_MARKER.search(raw, pos):
         padding += marker.start() - pos  # fill bytes and junk, which Pillow steps through one by one
         segments += 1
@@ -109,13 +114,17 @@ def check_jpeg_structure(raw: bytes) -> None:
         if code == _APP1 and not scans and raw.startswith(b"Exif\0\0", pos + 2):
             exif.append(raw[pos + 2 + 6 * bool(exif):pos + length])  # Pillow keeps the first one's header
         if code in jpeg_pixels.FRAMES and blocks is None and not scans:
-            blocks = jpeg_pixels.component_blocks(raw, marker.start())
+            blocks, frame = jpeg_pixels.component_blocks(raw, marker.start()), code
+        tables = tables or (code == jpeg_pixels.DHT and not scans)
+        if code == jpeg_pixels.SOS and not scans and jpeg_pixels.decoded_to_check_coding(frame, tables):
+            decodes = 2
         if code == jpeg_pixels.SOS and blocks:  # the components it codes: a count, then 2 bytes each
             coded = range(pos + 3, min(pos + 3 + 2 * raw[pos + 2], len(raw)), 2) if pos + 2 < len(raw) else ()
-            visits += sum(blocks.get(raw[at], 0) for at in coded)
+            visits += decodes * sum(blocks.get(raw[at], 0) for at in coded)
             if visits > max(MAX_JPEG_BLOCK_PASSES * sum(blocks.values()), MIN_JPEG_BLOCK_VISITS):
+                twice = " (each decoded twice: the data is checked first)" if decodes > 1 else ""
                 raise ImageRejected("too_many_scans", f"scans that pass over the image's blocks more than "
-                                                      f"{MAX_JPEG_BLOCK_PASSES} times")
+                                                      f"{MAX_JPEG_BLOCK_PASSES} times{twice}")
         pos += length
         if code == jpeg_pixels.SOS:
             if not scans:

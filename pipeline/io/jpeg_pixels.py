@@ -156,6 +156,12 @@ def defines_huffman_tables(raw: bytes) -> bool:
     return DHT in _markers_before_scan(raw)
 
 
+def decoded_to_check_coding(frame: int | None, huffman_tables: bool) -> bool:
+    """Whether `coding_fault` decodes all the data of a JPEG whose first frame header is `frame` (its marker code),
+    with (`huffman_tables`) or without a DHT segment before its first scan: before Pillow decodes it again."""
+    return frame in ARITHMETIC_FRAMES or (frame in _HUFFMAN_FRAMES and not huffman_tables)
+
+
 def coding_fault(raw: bytes) -> str | None:
     """What libjpeg reports, a warning included, on decoding all the data of the JPEG `raw` when its data may not be
     what its frame header says: an arithmetic-coded frame, or a Huffman-coded one without a table of its own before
@@ -165,7 +171,7 @@ def coding_fault(raw: bytes) -> str | None:
     simplejpeg cannot name) is reported too: the pixels Pillow would give for such a file cannot be vouched
     for."""
     frame = frame_type(raw)
-    if frame not in ARITHMETIC_FRAMES and not (frame in _HUFFMAN_FRAMES and not defines_huffman_tables(raw)):
+    if not decoded_to_check_coding(frame, defines_huffman_tables(raw)):
         return None
     smallest = {} if frame in _LOSSLESS_FRAMES else {"min_width": 1, "min_height": 1}
     try:
