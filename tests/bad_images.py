@@ -163,6 +163,17 @@ def jpeg_scan_bomb(side: int = 8000, scans: int = 20_000) -> bytes:
     return b"\xff\xd8" + quant + frame + dc_table + ac_table + dc_scan + ac_scan * (scans - 1) + b"\xff\xd9"
 
 
+def lossless_jpeg(side: int, passes: int) -> bytes:
+    """A valid lossless (SOF3) flat grey RGB JPEG of side x side whose three components each come in `passes` scans
+    of their own: first-order prediction, every difference 0, one 1-bit code a sample."""
+    adobe = _jpeg_segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x00")  # transform 0: RGB, no colour conversion
+    frame = _jpeg_segment(0xC3, struct.pack(">BHHB", 8, side, side, 3) + b"R\x11\x00G\x11\x00B\x11\x00")
+    table = _jpeg_segment(0xC4, b"\x00" + bytes([1] + [0] * 15) + b"\x00")  # one 1-bit code: "difference 0"
+    data = bytes(-(-side * side // 8))
+    scans = b"".join(_jpeg_segment(0xDA, bytes([1, component, 0, 1, 0, 0])) + data for component in b"RGB" * passes)
+    return b"\xff\xd8" + adobe + frame + table + scans + b"\xff\xd9"
+
+
 def ico_holding(image: bytes) -> bytes:
     """A Windows icon whose one entry (declared 256 x 256) is the PNG or BMP `image`."""
     header = struct.pack("<HHH", 0, 1, 1)

@@ -106,6 +106,21 @@ def test_scans_the_image_stage_decodes_twice_count_each_visit_twice():
                     check_jpeg_structure(decoded_twice)
 
 
+def test_a_lossless_frames_samples_count_as_costlier_visits():
+    """An 8000 x 8000 grey frame of 1 M 8 x 8 areas: a lossless scan over them counts LOSSLESS_VISIT_COST visits each,
+    twice that arithmetic-coded (decoded twice)."""
+    allowed = MAX_JPEG_BLOCK_PASSES // image_headers.LOSSLESS_VISIT_COST
+    for marker, passes in ((0xC3, allowed), (0xCB, allowed // 2)):  # SOF3 Huffman, SOF11 arithmetic-coded
+        for scans in (passes, passes + 1):
+            bomb = bytearray(bad_images.jpeg_scan_bomb(8000, scans))
+            bomb[bomb.index(b"\xff\xc2") + 1] = marker
+            if scans <= passes:
+                check_jpeg_structure(bytes(bomb))
+            else:
+                with pytest.raises(ImageRejected, match=r"too_many_scans.*lossless"):
+                    check_jpeg_structure(bytes(bomb))
+
+
 def test_a_real_arithmetic_coded_progressive_jpeg_stays_within_the_passes(monkeypatch):
     monkeypatch.setattr(image_headers, "MIN_JPEG_BLOCK_VISITS", 0)  # counted however small the image
     jpegs = Path(__file__).parent / "jpegs"

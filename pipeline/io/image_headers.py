@@ -28,6 +28,11 @@ MAX_JPEG_SCANS = 100
 # of refinement scans over a 64 MP 4:4:4 arithmetic-coded file of 1 KB took 3.5 s of CPU, the Huffman-coded one
 # 1.5 s; jpegtran's arithmetic-coded progressive files make ~5-6 passes.
 MAX_JPEG_BLOCK_PASSES = 12  # the blocks all scans visit, over the blocks of the image
+# A lossless frame's scans decode every sample, where a DCT one's visit 8 x 8 blocks of coefficients: a pass over a
+# 64 MP component of a flat lossless file (1 bit a sample) took 0.22 s of CPU, 6 times a refinement scan's pass over
+# the same pixels (34 ms), and an arithmetic-coded one needs next to no bytes for it. Each 8 x 8 samples of its scans
+# count as 6 visits: real lossless files code each component once (6 passes, 12 arithmetic-coded).
+LOSSLESS_VISIT_COST = 6
 MIN_JPEG_BLOCK_VISITS = 1_000_000  # allowed whatever the passes (~40 ms): a small image's scans, up to MAX_JPEG_SCANS
 # Pillow parses the header (JPEG segments up to the first scan, PNG chunks up to the image data) in Python,
 # byte by byte through padding: a 20 MB file of empty segments or padding costs it 10-50 s of CPU. Real
@@ -93,7 +98,7 @@ def check_jpeg_structure(raw: bytes) -> None:
     exif: list[bytes] = []  # the APP1 "Exif" payloads before the first scan, the ones Pillow reads
     blocks: dict[int, int] | None = None  # of each component, from the first frame header before the first scan
     frame, tables = None, False  # the first frame header's code; whether a DHT comes before the first scan
-    visits, decodes = 0, 1
+    visits, weight = 0, 1  # what one block visit counts as: 2 where the data is decoded twice, more if lossless
     while marker := _JPEG_MARKER.search(raw, pos):
         padding += marker.start() - pos  # fill bytes and junk, which Pillow steps through one by one
         segments += 1
@@ -116,15 +121,17 @@ def check_jpeg_structure(raw: bytes) -> None:
         if code in jpeg_pixels.FRAMES and blocks is None and not scans:
             blocks, frame = jpeg_pixels.component_blocks(raw, marker.start()), code
         tables = tables or (code == jpeg_pixels.DHT and not scans)
-        if code == jpeg_pixels.SOS and not scans and jpeg_pixels.decoded_to_check_coding(frame, tables):
-            decodes = 2
+        if code == jpeg_pixels.SOS and not scans:
+            weight = 2 if jpeg_pixels.decoded_to_check_coding(frame, tables) else 1
+            weight *= LOSSLESS_VISIT_COST if frame in jpeg_pixels.LOSSLESS_FRAMES else 1
         if code == jpeg_pixels.SOS and blocks:  # the components it codes: a count, then 2 bytes each
             coded = range(pos + 3, min(pos + 3 + 2 * raw[pos + 2], len(raw)), 2) if pos + 2 < len(raw) else ()
-            visits += decodes * sum(blocks.get(raw[at], 0) for at in coded)
+            visits += weight * sum(blocks.get(raw[at], 0) for at in coded)
             if visits > max(MAX_JPEG_BLOCK_PASSES * sum(blocks.values()), MIN_JPEG_BLOCK_VISITS):
-                twice = " (each decoded twice: the data is checked first)" if decodes > 1 else ""
+                costlier = "" if weight == 1 else " (lossless: each sample decoded)" if frame in \
+                    jpeg_pixels.LOSSLESS_FRAMES else " (each decoded twice: the data is checked first)"
                 raise ImageRejected("too_many_scans", f"scans that pass over the image's blocks more than "
-                                                      f"{MAX_JPEG_BLOCK_PASSES} times{twice}")
+                                                      f"{MAX_JPEG_BLOCK_PASSES} times{costlier}")
         pos += length
         if code == jpeg_pixels.SOS:
             if not scans:

@@ -57,7 +57,7 @@ FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0-15 less DHT, 
 # SOF9-11 and SOF13-15: arithmetic-coded frames; SOF11 and SOF15 are lossless (libjpeg cannot scale those).
 ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
-_LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
+LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 # Marker codes (after the 0xFF) both segment walks use, this module's and `image_headers.check_jpeg_structure`.
 NO_LENGTH = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: markers without a segment
 SOS, EOI, DHT = 0xDA, 0xD9, 0xC4
@@ -173,7 +173,7 @@ def coding_fault(raw: bytes) -> str | None:
     frame = frame_type(raw)
     if not decoded_to_check_coding(frame, defines_huffman_tables(raw)):
         return None
-    smallest = {} if frame in _LOSSLESS_FRAMES else {"min_width": 1, "min_height": 1}
+    smallest = {} if frame in LOSSLESS_FRAMES else {"min_width": 1, "min_height": 1}
     try:
         simplejpeg.decode_jpeg(raw, colorspace="RGB", strict=True, **smallest)  # RGB: from any colour space
     except Exception as err:  # ValueError for libjpeg's errors and warnings, KeyError for a header it cannot name

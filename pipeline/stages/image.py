@@ -64,7 +64,7 @@ _UPRIGHT = {
 # JPEG whose scans pass over its blocks more than MAX_JPEG_BLOCK_PASSES times is refused, 2026-12-04; 8: a JPEG with
 # bytes that are no marker before its frame header, which libjpeg skips, is checked for arithmetic coding faults too,
 # where such a file's noise was stored, and one that check decodes (arithmetic-coded, or with no Huffman table of its
-# own) may make half MAX_JPEG_BLOCK_PASSES, 2026-12-04).
+# own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, 2026-12-04).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
 STORAGE_RULE_VERSION = 8
