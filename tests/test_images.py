@@ -416,6 +416,29 @@ def test_a_lossless_jpeg_may_code_each_component_once_or_twice():
     assert (rejected.reason, "lossless" in rejected.detail) == ("too_many_scans", True)
 
 
+_NORMALISED = """
+import sys
+from pathlib import Path
+from pipeline.stages import image
+try:
+    result = image.normalise(Path(sys.argv[1]).read_bytes(), image.ImageConfig())
+    print("stored", result.width, result.height)
+except image.ImageRejected as rejected:
+    print(rejected.reason, rejected.detail)
+"""
+
+
+def test_a_large_lossless_jpeg_is_decoded_at_full_size_not_drafted(tmp_path):
+    """libjpeg cannot scale a lossless frame and decodes it at full size, whatever Pillow asks: drafted to 1/2, a
+    3000 x 3000 lossless JPEG's rows overran the ones Pillow made for 1500 x 1500, and the process died (SIGSEGV, or
+    glibc's "double free or corruption"). In a process of its own: before, it took the test run with it."""
+    (tmp_path / "lossless").write_bytes(bad_images.lossless_jpeg(3000, 1))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run([sys.executable, "-c", _NORMALISED, str(tmp_path / "lossless")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()[:1]) == (0, ["blank"]), done.stderr[-500:]  # decoded: a flat grey
+
+
 @pytest.mark.parametrize("make,expected", [
     # Pillow walks the header in Python: 20 MB of these cost it 10-50 s before the first pixel.
     pytest.param(lambda: bad_images.jpeg_with_header_padding(b"\xff\xe0\x00\x02" * 5000), "too_many_segments",

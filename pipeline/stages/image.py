@@ -64,7 +64,8 @@ _UPRIGHT = {
 # JPEG whose scans pass over its blocks more than MAX_JPEG_BLOCK_PASSES times is refused, 2026-12-04; 8: a JPEG with
 # bytes that are no marker before its frame header, which libjpeg skips, is checked for arithmetic coding faults too,
 # where such a file's noise was stored, and one that check decodes (arithmetic-coded, or with no Huffman table of its
-# own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, 2026-12-04).
+# own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, and a lossless JPEG is decoded at full size,
+# where drafting one crashed the process, 2026-12-04).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
 STORAGE_RULE_VERSION = 8
@@ -323,7 +324,10 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
     width, height = img.size
     if width * height > cfg.max_pixels:
         raise ImageRejected("too_many_pixels", f"{width}x{height} > {cfg.max_pixels} pixels")
-    scale = _draft_scale(width, height, cfg) if fmt == "JPEG" else 1
+    # libjpeg cannot scale a lossless frame: it decodes one at full size whatever Pillow asked for, into rows Pillow
+    # made for the drafted size (a 3000 x 3000 lossless JPEG drafted to 1/2 overran them: the process died, SIGSEGV).
+    lossless = fmt == "JPEG" and jpeg_pixels.frame_type(raw) in jpeg_pixels.LOSSLESS_FRAMES
+    scale = _draft_scale(width, height, cfg) if fmt == "JPEG" and not lossless else 1
     if scale > 1:
         # Pillow picks the largest power of two <= min(width // w, height // h): exactly `scale` here.
         img.draft("RGB", (width // scale, height // scale))
