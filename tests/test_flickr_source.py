@@ -724,6 +724,25 @@ def test_an_unreadable_later_page_is_its_own_rejection_and_not_said_twice(tmp_pa
                                               "total None is not a count")]
 
 
+def test_an_unreadable_short_last_page_hides_no_photos_missing_from_the_others(tmp_path):
+    """1,010 photos at 100 a page: page 11 holds 10 and is unreadable, page 5 lists 50 of its 100. The unreadable
+    page was laid a whole page of 100, so the 50 never listed were said nowhere; it answers for its 10 only."""
+    photos = _window_photos(1010)
+
+    def hostile(page: int, answer: dict) -> dict:
+        return {"total": None} if page == 11 else {"photo": answer["photo"][:50]} if page == 5 else {}
+
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page = 100
+        server.search_paging = _page_reads(hostile)
+        kept, rejected = _read_day(server, tmp_path)
+    assert len(set(kept)) == len(kept) == 1010 - 10 - 50
+    assert rejected == [(f"flickr:{DAY}-{DAY + 86399}", "incomplete_window",
+                         "the API counts 1,010 results in this window; its 10 of 11 pages of 100 listed 950 different, "
+                         "1 unreadable (rejected on their own): 50 never listed"),
+                        (f"flickr:{DAY}-{DAY + 86399}:p11", "bad_api_response", "total None is not a count")]
+
+
 def test_a_later_page_the_api_refuses_is_its_own_rejection_and_not_said_twice(tmp_path):
     with FlickrServer(World(_window_photos(1000))) as server:
         server.max_per_page = 100
