@@ -418,6 +418,32 @@ def test_malformed_entries_through_the_transform(tmp_path):
                                (5, "bad_date"))]), label="rejected")
 
 
+def test_an_entry_holding_megabytes_of_text_is_that_entrys_rejection(tmp_path):
+    """A title of 8 MiB in an answer under its 64 MiB cap was published whole (ATTRIBUTION.csv, tar, TFRecord): each
+    text of an entry is bounded as a YFCC line or a table's value is (64 KiB), a URL at 4,096 characters; a text at
+    the bound is still kept."""
+    from pipeline.fixtures.flickr_server import OMIT
+    from pipeline.sources.table import MAX_URL_CHARS
+    from pipeline.sources.yfcc import MAX_LINE_BYTES as MAX_TEXT_CHARS
+
+    photos = _window_photos(8)
+    url = f"http://h/65535/{photos[4].photo_id}_abc123_z.jpg"
+    overrides = [{"title": "T" * (8 << 20)}, {"description": {"_content": "d" * (MAX_TEXT_CHARS + 1)}},
+                 {"ownername": "n" * (MAX_TEXT_CHARS + 1)}, {"tags": "a " * MAX_TEXT_CHARS},
+                 {"url_z": url + "?" + "x" * (MAX_URL_CHARS - len(url)), "url_c": OMIT, "url_l": OMIT},
+                 {"title": "T" * MAX_TEXT_CHARS, "description": {"_content": "d" * MAX_TEXT_CHARS}}]
+    for photo, override in zip(photos, overrides, strict=False):
+        photo.search_overrides = override
+    with FlickrServer(World(photos)) as server:
+        kept, rejected = _read_day(server, tmp_path)
+    assert kept == sorted(p.photo_id for p in photos[5:])
+    assert [(photo_id, reason) for photo_id, reason, _ in rejected] == [(p.photo_id, "bad_api_entry")
+                                                                       for p in photos[:5]]
+    details = {detail for _, _, detail in rejected}
+    assert {"title is 8,388,608 characters, more than the 65,536 allowed",
+            f"url_z is {MAX_URL_CHARS + 1:,} characters, more than the {MAX_URL_CHARS:,} allowed"} <= details
+
+
 def test_an_answer_without_a_photos_object_is_one_rejection_for_the_page():
     from types import SimpleNamespace
 

@@ -18,7 +18,7 @@ its answers counted (short, repeated or lying pages, a total that changed while 
 Every byte of an answer is treated as hostile: a page whose photo list is not a list is one
 rejection for the page (`bad_api_response`), as is a page listing more photos than its `perpage` (one answer
 of 64 MiB listed 4 million entries, each a row), and each entry is checked on its own, so one
-malformed entry (no id, license "abc", a title that is an object, an absurd date) is one rejection
+malformed entry (no id, license "abc", a title that is an object or of megabytes, an absurd date) is one rejection
 naming window, page and position (`flickr:LOW-HIGH:pPAGE:INDEX`) while the rest of the page goes
 on. Ids, dates and URL parts go through the same checks as the YFCC source
 (`records.canonical_photo_id`, `sources.fields`).
@@ -51,6 +51,8 @@ from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
+from pipeline.sources.table import MAX_URL_CHARS
+from pipeline.sources.yfcc import MAX_LINE_BYTES
 from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, reject
 
 STAGE = "read"
@@ -62,6 +64,11 @@ EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_
 # Entry fields read as text; each must be a string where present (a null, number or object is malformed).
 _TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
 _LICENSE_ID = re.compile(r"[0-9]{1,3}")
+# An entry's texts are bounded as the other sources' are: a YFCC line (so any text in it) and a table's value at
+# 64 KiB, a URL at 4,096 characters. Unbounded, one title of 8 MiB in a 64 MiB answer was published whole in
+# ATTRIBUTION.csv, the tar and the TFRecord.
+MAX_TEXT_CHARS = MAX_LINE_BYTES
+_URL_FIELDS = frozenset((*_SIZE_EXTRAS, "url_o"))
 # _ReadPage's outputs beside photos and rejections: the pages a first page's answer plans, and each page's tally.
 LATER_PAGES = "later_pages"
 TALLY = "tally"
@@ -97,6 +104,7 @@ def _texts(entry: dict) -> dict[str, str]:
         if not is_utf8_text(value):
             raise BadField("bad_api_entry", f"{name} holds a lone surrogate, which is no UTF-8 text")
         fields.no_nul(value, name, "bad_api_entry")
+        _bounded(value, name, MAX_URL_CHARS if name in _URL_FIELDS else MAX_TEXT_CHARS)
     fields.owner_id(texts["owner"], "owner", "bad_api_entry")
     if not texts["owner"]:  # Flickr names every photo's owner: without one the photo was published crediting no one
         raise BadField("bad_api_entry", "no owner: the photo's credit would name no one")
@@ -110,7 +118,13 @@ def _description(entry: dict) -> str:
         raise BadField("bad_api_entry", f"description is a {type(text).__name__}, not text")
     if not is_utf8_text(text):
         raise BadField("bad_api_entry", "description holds a lone surrogate, which is no UTF-8 text")
-    return fields.no_nul(text, "description", "bad_api_entry")
+    return _bounded(fields.no_nul(text, "description", "bad_api_entry"), "description", MAX_TEXT_CHARS)
+
+
+def _bounded(text: str, name: str, limit: int) -> str:
+    if len(text) > limit:
+        raise BadField("bad_api_entry", f"{name} is {len(text):,} characters, more than the {limit:,} allowed")
+    return text
 
 
 def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
