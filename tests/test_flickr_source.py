@@ -634,7 +634,7 @@ def _window_photos(count: int) -> list[FixturePhoto]:
     return [FixturePhoto(str(6000 + i), f"o{i % 7}@N01", 4, DAY + i) for i in range(count)]
 
 
-def _read_day(server: FlickrServer, tmp_path: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
+def _read_day(server: FlickrServer, tmp_path: Path, depth: int = 4000) -> tuple[list[str], list[tuple[str, str, str]]]:
     """ReadFlickr over the day through the real client: (kept photo ids, sorted; (photo_id, reason, detail) of
     each rejection, sorted)."""
     import apache_beam as beam
@@ -648,7 +648,8 @@ def _read_day(server: FlickrServer, tmp_path: Path) -> tuple[list[str], list[tup
     out.mkdir(exist_ok=True)
     server.api_keys = {"k"}
     with local_pipeline() as p:
-        read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512))
+        read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512,
+                                                     search_depth=depth))
         for name, pcoll, row in (("kept", read.kept, lambda photo: photo.photo_id),
                                  ("rejected", read.rejected, lambda r: (r.photo_id, r.reason, r.detail))):
             _ = (pcoll | f"{name}.row" >> beam.Map(row) | f"{name}.all" >> beam.combiners.ToList()
@@ -685,7 +686,8 @@ def _endless(page: int, photos: dict) -> dict:
 @pytest.mark.parametrize(("count", "per_page", "server_depth", "hook", "kept_count", "never_listed"), [
     (1000, 100, 4000, _lying_pages, 200, 800),  # paging that disagrees with itself: as much as it says, and said
     (1000, 100, 300, None, 300, 700),  # Flickr's depth lower than --flickr_search_depth: its pages past it repeat
-    (250, 100, 4000, _endless, 250, 4000 - 250),  # read to the depth (40 pages of 100), never further
+    # read to the depth (40 pages of 100), never further; what its total puts past the depth is never listed either
+    (250, 100, 4000, _endless, 250, 10**12 - 1 - 250),
 ])
 def test_a_window_whose_pages_list_fewer_photos_than_it_counts_is_said(tmp_path, count, per_page, server_depth,
                                                                       hook, kept_count, never_listed):
@@ -738,6 +740,28 @@ def test_a_first_page_with_hostile_paging_is_one_rejection_for_the_window(tmp_pa
     [(where, reason, detail)] = rejected
     assert (where, reason) == (f"flickr:{DAY}-{DAY + 86399}:p1", "bad_api_response")
     assert detail.endswith("later pages, planned from this answer, were not read"), detail
+
+
+@pytest.mark.parametrize("when", ["counted", "first_page"])
+def test_uploads_that_push_a_counted_window_past_the_depth_are_said(tmp_path, when):
+    """A window counted at 39 under a depth of 40 (a range reaching the present): 2 uploads land in it once it is
+    counted, or once its first page is read (the pages after it shift by 2). Its pages then count 41, list the
+    newest 40 and never the oldest: said nowhere, as the window's count was under the depth, or said short."""
+    photos = [FixturePhoto(str(6000 + i), "o@N01", 4, DAY + i) for i in range(39)]
+
+    def upload(params: dict, answer: dict) -> dict:
+        if len(photos) == 39 and ("extras" in params) == (when == "first_page"):
+            photos.extend(FixturePhoto(str(7000 + i), "n@N01", 4, DAY + 80_000 + i) for i in range(2))
+        return {}
+
+    with FlickrServer(World(photos)) as server:
+        server.max_per_page, server.search_depth, server.search_paging = 10, 40, upload
+        kept, rejected = _read_day(server, tmp_path, depth=40)
+    never = {p.photo_id for p in photos} - set(kept)
+    assert len(never) == (1 if when == "counted" else 3)
+    assert rejected == [(f"flickr:{DAY}-{DAY + 86399}", "incomplete_window",
+                         f"the API counts 41 results in this window (a search lists 40); its 4 of 4 pages of 10 listed "
+                         f"{41 - len(never)} different: {len(never)} never listed")]
 
 
 def test_an_unreadable_later_page_is_its_own_rejection_and_not_said_twice(tmp_path):

@@ -296,12 +296,15 @@ def window_shortfall(tallies: Iterable[PageTally], window_total: int, depth: int
 
     What it holds is the largest total stated for it, by the count that sized it (`window_total`) or by any of its
     pages (a total can change while a search is paged; the larger is the one photos may have been missed from), up
-    to the depth, past which no search lists. Different photos: a page repeating another's (an API past its own
-    depth, one ignoring `page`) adds none. A page refused or unreadable has its own rejection: the photos its place
-    in the listing holds (a page of them, fewer for the last) are laid to it, not said twice. Laying a whole page
-    to a short last page hid as many photos missing from the others: 50 missing from page 5 of 1,010 at 100 a page
-    were never said when page 11 (10 photos) was unreadable. A window whose first page was not read has no plan to
-    check: that page's rejection says the window was not read."""
+    to the depth, past which no search lists. What a page's total puts past the depth is never listed either: only
+    what the window's count put there is said by its over_search_depth rejection, the rest here (a window counted
+    at 3,990 whose pages said 4,010 once 20 photos were uploaded in it lost its 10 oldest unsaid). Different photos:
+    a page repeating another's (an API past its own depth, one ignoring `page`) adds none. A page refused or
+    unreadable has its own rejection: the photos its place in the listing holds (a page of them, fewer for the
+    last) are laid to it, not said twice. Laying a whole page to a short last page hid as many photos missing from
+    the others: 50 missing from page 5 of 1,010 at 100 a page were never said when page 11 (10 photos) was
+    unreadable. A window whose first page was not read has no plan to check: that page's rejection says the window
+    was not read."""
     tallies = list(tallies)
     first = next((tally for tally in tallies if tally.page == 1), None)
     if first is None or first.paging is None:
@@ -312,7 +315,10 @@ def window_shortfall(tallies: Iterable[PageTally], window_total: int, depth: int
     held, perpage = min(counted, depth), first.paging.perpage
     unread_pages = [tally.page for tally in tallies if tally.paging is None]
     unread = len(unread_pages)
-    missing = held - listed - sum(max(0, min(perpage, held - (page - 1) * perpage)) for page in unread_pages)
+    # Past the depth no page lists: an over_search_depth rejection says what the window's count put there, the rest
+    # (uploads counted by its pages only) are never listed too.
+    beyond = max(0, counted - max(window_total, depth))
+    missing = held - listed - sum(max(0, min(perpage, held - (page - 1) * perpage)) for page in unread_pages) + beyond
     if missing <= 0:
         return None
     detail = (f"the API counts {counted:,} results in this window"
