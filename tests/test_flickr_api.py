@@ -89,6 +89,20 @@ def test_transient_errors_are_retried_with_backoff(server):
     assert api.calls["flickr.photos.licenses.getInfo"] == 4 and sleeps == pytest.approx([0.01, 0.02, 0.04])
 
 
+def test_a_search_the_search_databases_cannot_answer_yet_is_retried(server):
+    """photos.search's error 10 says its databases are temporarily unavailable: it was raised at once, and one blip
+    cost a window's page of 500 photos (or an owner search) as api_error. Other methods' code 10 is no such word."""
+    sleeps = []
+    api = client(server, sleeps)
+    server.inject_api_error(10, "Sorry, the Flickr search API is not currently available.", count=2)
+    assert api.call("flickr.photos.search", license="4")["stat"] == "ok"
+    assert api.calls["flickr.photos.search"] == 3 and sleeps == pytest.approx([0.01, 0.02])
+    server.inject_api_error(10, "Sorry, the Flickr search API is not currently available.")
+    with pytest.raises(flickrapi.FlickrError) as err:
+        api.call("flickr.photos.licenses.getInfo")
+    assert err.value.code == 10 and api.calls["flickr.photos.licenses.getInfo"] == 1
+
+
 def test_other_errors_are_raised_with_their_code(server):
     server.world.photos = [FixturePhoto("5", "o@N01", 4, 1_500_000_000, deleted=True)]
     with pytest.raises(flickrapi.FlickrError) as err:

@@ -38,6 +38,9 @@ API_METRICS = "flickr_api"
 SEARCH_DEPTH = 4000  # results Flickr returns per query at most; deeper pages repeat
 PER_PAGE = 500  # the most results photos.search returns per page
 RETRYABLE_CODES = frozenset({0, 105, 201})  # "unknown", "service unavailable", "unexpected error"
+# Codes a method documents as temporary: photos.search's 10, "the Flickr API search databases are temporarily
+# unavailable" (not retried, one such blip cost a window's page of 500 photos, or an owner search, as api_error).
+RETRYABLE_FOR = {"flickr.photos.search": frozenset({10})}
 INVALID_KEY = 100
 # A search page of 500 photos with every extra (descriptions, tags) is a few MB; more is no Flickr answer.
 MAX_ANSWER_BYTES = 64 << 20
@@ -181,7 +184,8 @@ class FlickrClient:
         self.calls: Counter[str] = Counter()
 
     def call(self, method: str, **params: object) -> dict:
-        """One API call; retried on error codes 0/105/201, HTTP 429 and 5xx, and when nothing answers in
+        """One API call; retried on error codes 0/105/201 (and those its method documents as temporary:
+        RETRYABLE_FOR), HTTP 429 and 5xx, and when nothing answers in
         time. Raises flickrapi.FlickrError with Flickr's code and message (never the key) for an error,
         NoAnswer (a FlickrError without a code) when the retries found no answer, BadApiResponse for an
         answer that is not Flickr's JSON."""
@@ -205,7 +209,8 @@ class FlickrClient:
                                    f"{type(err).__name__}", type(err).__name__) from None
             except flickrapi.FlickrError as err:  # an HTTP status (flickrapi), or a failure Flickr answered
                 code = getattr(err, "code", None)
-                transient = code in RETRYABLE_CODES or (code is None and _http_status(err) in (429, 500, 502, 503, 504))
+                transient = (code in RETRYABLE_CODES or code in RETRYABLE_FOR.get(method, ())
+                             or (code is None and _http_status(err) in (429, 500, 502, 503, 504)))
                 if not transient or attempt >= self._max_retries:
                     raise self._redacted(err) from None
             self._sleep(self._backoff * 2**attempt)
