@@ -240,6 +240,28 @@ def test_calls_spread_evenly_over_several_keys(server):
         server.api_keys = {KEY.key}
 
 
+def test_a_key_refused_mid_run_hands_its_calls_to_the_others(server):
+    """Both keys pass the start's check, then Flickr refuses the second (revoked, or disabled for its rate): every
+    call that took it was an error 100, half the job's pages rejected. Its calls now go to the first key; with no
+    key left the refusal is raised."""
+    second = Credentials("fixture-key-refused", "fixture-secret-refused")
+    server.api_keys = {KEY.key, second.key}
+    server.calls_by_key.clear()
+    try:
+        api = client(server, credentials=[KEY, second])
+        api.check_key()
+        server.api_keys = {KEY.key}
+        for _ in range(6):
+            assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"
+        assert server.calls_by_key == {KEY.key: 1 + 6, second.key: 1 + 1}  # the check, then one refused call
+        server.api_keys = set()
+        with pytest.raises(flickrapi.FlickrError) as err:
+            api.call("flickr.photos.licenses.getInfo")
+        assert err.value.code == 100
+    finally:
+        server.api_keys = {KEY.key}
+
+
 def test_each_key_keeps_its_own_pace():
     pool = KeyPool((KEY, Credentials("k2", "s2")), per_second=4.0)
     taken = [pool.acquire() for _ in range(4)]

@@ -138,18 +138,27 @@ def _api_session(max_bytes: int) -> requests.Session:
 class KeyPool:
     """Spreads calls over several API keys, each paced at `per_second` in this worker process:
     a job's call budget is per_second x keys x worker processes. Each call takes the key that is
-    free soonest, so keys stay evenly used whichever thread or DoFn instance calls."""
+    free soonest, so keys stay evenly used whichever thread or DoFn instance calls; a key Flickr refuses
+    once the job has started is taken by no later call (`refuse`)."""
 
     def __init__(self, keys: tuple[Credentials, ...], per_second: float) -> None:
         self._pacers = [Pacer(per_second) for _ in keys]
         self._lock = threading.Lock()
+        self._refused: set[int] = set()  # keys Flickr refused (error 100) since the start: no longer taken
 
     def acquire(self, index: int | None = None) -> tuple[int, float]:
         """(index of the key to use, seconds to wait before using it); `index` asks for one key."""
         with self._lock:
             if index is None:
-                index = min(range(len(self._pacers)), key=lambda i: self._pacers[i].free_at)
+                usable = [i for i in range(len(self._pacers)) if i not in self._refused] or range(len(self._pacers))
+                index = min(usable, key=lambda i: self._pacers[i].free_at)
             return index, self._pacers[index].reserve()
+
+    def refuse(self, index: int) -> bool:
+        """Takes a key Flickr refused out of use; True while another key is left to take its calls."""
+        with self._lock:
+            self._refused.add(index)
+            return len(self._refused) < len(self._pacers)
 
 
 class FlickrClient:
@@ -209,6 +218,10 @@ class FlickrClient:
                                    f"{type(err).__name__}", type(err).__name__) from None
             except flickrapi.FlickrError as err:  # an HTTP status (flickrapi), or a failure Flickr answered
                 code = getattr(err, "code", None)
+                # A key refused mid-run (revoked, disabled for its rate): its calls go to the others, at once. It
+                # answered each call that took it with error 100 (half a job's pages with two keys, as api_error).
+                if code == INVALID_KEY and key_index is None and self._pool.refuse(index):
+                    continue
                 transient = (code in RETRYABLE_CODES or code in RETRYABLE_FOR.get(method, ())
                              or (code is None and _http_status(err) in (429, 500, 502, 503, 504)))
                 if not transient or attempt >= self._max_retries:
