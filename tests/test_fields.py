@@ -73,6 +73,25 @@ def test_another_photos_file_anywhere_in_the_path_is_refused(url):
         names_this_photo("7000", "", url)
 
 
+@pytest.mark.parametrize("url", [
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg/..%2F7001_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg/..%2f7001_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg%2F..%2F7001_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg/..%5C7001_abcdef0123_z.jpg",
+    "https://live.staticflickr.com/65535/7000_abcdef0123_z.jpg/..%252F..%2F7001_abcdef0123_z.jpg",
+])
+def test_another_photos_file_reached_through_an_escaped_slash_is_refused(url):
+    """A server decoding `%2F` (or `%5C`) before it removes dot segments, as nginx does, serves
+    `/65535/7000_….jpg/..%2F7001_….jpg` as photo 7001's file: it passed, read as RFC 3986 reads it (one segment
+    naming nothing), and that photo would be published under this one's licence and credit."""
+    with pytest.raises(BadField, match="download URL names photo 7001, not 7000"):
+        names_this_photo("7000", "", url)
+
+
+def test_an_escaped_slash_reaching_this_photos_own_file_passes():
+    names_this_photo("7000", "", "https://live.staticflickr.com/65535/x%2F..%2F7000_abcdef0123_z.jpg")
+
+
 def test_a_flickr_page_is_read_as_a_browser_reaches_it():
     with pytest.raises(BadField, match="page URL names photo 7001, not 7000"):
         names_this_photo("7000", "https://www.flickr.com/photos/someone/7000/../../someone/7001/", "")

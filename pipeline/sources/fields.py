@@ -68,6 +68,17 @@ def _as_sent(path: str) -> str:
         return ""
 
 
+def _readings(path: str) -> Iterator[str]:
+    """The ways a server may read a path as sent: as RFC 3986 does (`_as_sent`), and, where it holds an escaped
+    slash or backslash (`%2F`, `%5C`), as a server decoding those before it removes dot segments does (nginx reads
+    `/65535/7000_x.jpg/..%2F7001_x.jpg` as `/65535/7001_x.jpg`). A Flickr URL holds neither."""
+    sent = _as_sent(path)
+    yield sent
+    slashed = re.sub("%2F|%5C", "/", sent)  # escapes are upper case once sent
+    if slashed != sent:
+        yield without_dot_segments(slashed)
+
+
 def _files_named(path: str) -> Iterator[str]:
     """The photo ids of the Flickr file names anywhere in a path, a segment's parameters (`;…`) included: only the
     last names the file on Flickr's servers, but a server reading `7001_x.jpg/` or `5_x.jpg;7001_x.jpg` otherwise
@@ -92,7 +103,7 @@ def names_this_photo(photo_id: str, page: str, download: str, reason: str = "bad
     `flickr_page`: the page URL must be this photo's Flickr page (a YFCC row linking its attribution to
     `https://phish.example/login` was published as it was)."""
     _, path = _path(download)
-    for named in _files_named(_as_sent(path)):
+    for named in (named for reading in _readings(path) for named in _files_named(reading)):
         if named != photo_id:
             raise BadField(reason, f"download URL names photo {named[:20]}, not {photo_id}")
     if not page:
