@@ -263,7 +263,8 @@ def test_refused_counts_lose_no_photo_silently(times, refuse, depth):
     assert over == [window[:2] for window in windows if window[2] > depth]  # said, one by one
 
 
-GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "dateupload": "1600000000",
+# Uploaded at second 150: inside the window 100-200 that `_read_page` reads it for.
+GOOD_ENTRY = {"id": "7", "owner": "x@N01", "ownername": "X", "license": "4", "dateupload": "150",
               "datetaken": "2020-01-01 12:00:00", "title": "t", "tags": "a b", "description": {"_content": "d"},
               "secret": "abc123", "server": "65535", "farm": 66, "originalsecret": "def456", "originalformat": "jpg",
               "url_z": "http://h/65535/7_abc123_z.jpg", "url_l": "http://h/65535/7_abc123_b.jpg"}
@@ -317,6 +318,10 @@ BAD_ENTRIES = [
     ({**GOOD_ENTRY, "dateupload": "99999999999999"}, "bad_date"),
     ({**GOOD_ENTRY, "dateupload": "-5"}, "bad_date"),
     ({**GOOD_ENTRY, "dateupload": 1.5}, "bad_date"),
+    # listed for the window 100-200, uploaded (it says) outside it: the search asked for no such photo
+    ({**GOOD_ENTRY, "dateupload": "99"}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "dateupload": 201}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "dateupload": "1600000000"}, "bad_api_entry"),
     ({**GOOD_ENTRY, "datetaken": "99999-01-01 00:00:00"}, "bad_date"),
     ({**GOOD_ENTRY, "server": "../x"}, "bad_field"),
     ({**GOOD_ENTRY, "secret": ["x"]}, "bad_field"),
@@ -762,6 +767,23 @@ def test_uploads_that_push_a_counted_window_past_the_depth_are_said(tmp_path, wh
     assert rejected == [(f"flickr:{DAY}-{DAY + 86399}", "incomplete_window",
                          f"the API counts 41 results in this window (a search lists 40); its 4 of 4 pages of 10 listed "
                          f"{41 - len(never)} different: {len(never)} never listed")]
+
+
+def test_an_entry_uploaded_outside_its_window_is_that_entrys_rejection(tmp_path):
+    """Two of a day's 20 photos listed as uploaded the day before and the day after (an answer mixing up searches):
+    they were kept, outside the range asked, each counted as one of the window's photos (one such entry standing
+    in for a photo of the window hid that photo's loss). Entries at the window's first and last second are its
+    own."""
+    photos = [FixturePhoto(str(6000 + i), "o@N01", 4, DAY + i) for i in range(18)]
+    photos += [FixturePhoto("6100", "o@N01", 4, DAY + 86399), FixturePhoto("6101", "o@N01", 4, DAY + 86398)]
+    photos[3].search_overrides = {"dateupload": str(DAY - 1)}
+    photos[4].search_overrides = {"dateupload": str(DAY + 86400)}
+    with FlickrServer(World(photos)) as server:
+        kept, rejected = _read_day(server, tmp_path)
+    assert kept == sorted(p.photo_id for p in photos if p not in photos[3:5])
+    assert [(photo_id, reason) for photo_id, reason, _ in rejected] == [("6003", "bad_api_entry"),
+                                                                       ("6004", "bad_api_entry")]
+    assert rejected[0][2] == f"dateupload {DAY - 1} is outside the window searched, {DAY}-{DAY + 86399}"
 
 
 def test_an_unreadable_later_page_is_its_own_rejection_and_not_said_twice(tmp_path):

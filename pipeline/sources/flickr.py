@@ -127,9 +127,13 @@ def _bounded(text: str, name: str, limit: int) -> str:
     return text
 
 
-def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False) -> Photo:
+def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = False,
+                      window: tuple[int, int] | None = None) -> Photo:
     """One search result -> a Photo; an entry that is not shaped as Flickr documents it raises
-    `BadPhotoId` or `BadField` (reason `bad_api_entry`, `bad_date` or `bad_field`)."""
+    `BadPhotoId` or `BadField` (reason `bad_api_entry`, `bad_date` or `bad_field`), as does one whose upload time
+    is outside the `window` (first and last second) it was listed for: the search asked for none such, so the
+    answer is not about it (it was kept from outside the run's range, and took a place in its window's count that
+    one of the window's own photos, never listed, had)."""
     if not isinstance(entry, dict):
         raise BadField("bad_api_entry", f"the entry is a {type(entry).__name__}, not an object")
     photo_id = canonical_photo_id(entry.get("id", ""))
@@ -137,6 +141,11 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     license_name, license_url = CANONICAL.get(license_id, ("", ""))
     source_text, source_url = LICENSES.get(license_id, ("", ""))  # the API gives an id: Flickr's words for it
     texts = _texts(entry)
+    uploaded = entry.get("dateupload", "")
+    date_uploaded = fields.upload_date(uploaded, "dateupload")
+    if window and date_uploaded and not window[0] <= int(uploaded) <= window[1]:
+        raise BadField("bad_api_entry", f"dateupload {uploaded} is outside the window searched, "
+                                        f"{window[0]}-{window[1]}")
     listed = tuple(BY_EXTRA[name] for name in _SIZE_EXTRAS if texts[name])  # smallest first
     chosen = smallest_covering(listed, max_side)
     download_url = texts[chosen.extra] if chosen else ""  # none listed: fetch builds the 500 px URL
@@ -153,7 +162,7 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
         description=_description(entry),
         tags=",".join(texts["tags"].split()),
         date_taken=fields.taken_date(entry.get("datetaken", ""), "datetaken"),
-        date_uploaded=fields.upload_date(entry.get("dateupload", ""), "dateupload"),
+        date_uploaded=date_uploaded,
         page_url=f"https://www.flickr.com/photos/{texts['owner']}/{photo_id}/",
         download_url=download_url,
         license_name=license_name,
@@ -270,7 +279,7 @@ class _ReadPage(_ClientDoFn):
                 yield beam.pvalue.TaggedOutput(LATER_PAGES, (window, later))
         listed = set()
         for index, entry in enumerate(entries):
-            out = self._photo_or_rejection(entry, f"{where}:{index}")
+            out = self._photo_or_rejection(entry, f"{where}:{index}", (low, high))
             listed.add(out.photo_id if isinstance(out, Photo) else out.value.photo_id)
             yield out
         yield self._tally(window, PageTally(page, frozenset(listed), paging, planned))
@@ -279,10 +288,12 @@ class _ReadPage(_ClientDoFn):
     def _tally(window: tuple[int, int, int], tally: PageTally) -> beam.pvalue.TaggedOutput:
         return beam.pvalue.TaggedOutput(TALLY, (window, tally))
 
-    def _photo_or_rejection(self, entry: object, ref: str) -> Photo | beam.pvalue.TaggedOutput:
+    def _photo_or_rejection(self, entry: object, ref: str,
+                            window: tuple[int, int]) -> Photo | beam.pvalue.TaggedOutput:
         """One entry's own outcome: a bad entry costs that entry, never the page it came in."""
         try:
-            return photo_from_search(entry, ref, self._cfg.max_side, self._cfg.originals)  # type: ignore[arg-type]
+            return photo_from_search(entry, ref, self._cfg.max_side, self._cfg.originals,  # type: ignore[arg-type]
+                                     window)
         except (BadPhotoId, BadField) as err:
             return reject(Rejection(_entry_id(entry) or ref, STAGE, err.reason, str(err)[:300], "", ref))
         except Exception as err:  # a case no check foresaw: still this entry's outcome, not the whole page's
