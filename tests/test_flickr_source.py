@@ -786,6 +786,34 @@ def test_an_entry_uploaded_outside_its_window_is_that_entrys_rejection(tmp_path)
     assert rejected[0][2] == f"dateupload {DAY - 1} is outside the window searched, {DAY}-{DAY + 86399}"
 
 
+def test_a_range_counted_empty_is_still_read_once(tmp_path):
+    """100 photos over a day, split at 60: the first half's count answers 0 once (a blip of the search databases).
+    The split dropped that half unread, and its 54 photos were lost, never said; its first page is now read all
+    the same. A half that is empty costs that one call."""
+    photos = [FixturePhoto(str(6000 + i), "o@N01", 4, DAY + i * 800) for i in range(100)]
+    counts = []
+
+    def blip(params: dict, answer: dict) -> dict:
+        if "extras" in params:
+            return {}
+        counts.append(params["min_upload_date"])
+        return {"total": 0, "pages": 0, "photo": []} if len(counts) == 2 else {}
+
+    with FlickrServer(World(photos)) as server:
+        server.search_paging = blip
+        kept, rejected = _read_day(server, tmp_path, depth=60)
+        calls = server.calls["flickr.photos.search"]
+    assert kept == sorted(p.photo_id for p in photos) and rejected == []
+    assert calls == 3 + 2  # the day's count and its halves', then each half's one page
+    for photo in photos[:54]:
+        photo.deleted = True  # the morning is empty: its half is counted 0 and read once, to no photo
+    with FlickrServer(World(photos)) as server:
+        kept, rejected = _read_day(server, tmp_path, depth=30)  # the afternoon's 46 are split in two
+        calls = server.calls["flickr.photos.search"]
+    assert kept == sorted(p.photo_id for p in photos[54:]) and rejected == []
+    assert calls == 5 + 3  # the day, its halves and the afternoon's halves counted; a page for each but the day's
+
+
 def test_an_unreadable_later_page_is_its_own_rejection_and_not_said_twice(tmp_path):
     photos = _window_photos(1000)
     with FlickrServer(World(photos)) as server:
