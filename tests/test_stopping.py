@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands.stopping import EXIT_STATUS, GRACE_S
+from pipeline.commands.stopping import EXIT_STATUS, GRACE_S, INTERRUPTED_STATUS
+from pipeline.io.lock import LOCK
+from tests.conftest import FAST
 
 PRELUDE = """
 import os, signal, sys, time
@@ -44,12 +46,9 @@ def test_a_job_that_does_not_come_back_from_the_stop_is_ended_with_its_lock_rele
     the lock is released and the process ends, exit 143."""
     process = start("""
         with StopSignals(release=lambda: open("released", "w").close()) as stop, stop.job():
-            told = False
             while True:
                 try:
-                    if not told:  # inside the try: a stop right after it is swallowed too
-                        told = True
-                        ready()
+                    ready()  # in the try: a stop landing just after "ready" is swallowed too
                     time.sleep(3600)
                 except StopRequested:  # what a runner that swallows the stop does
                     pass
@@ -57,26 +56,26 @@ def test_a_job_that_does_not_come_back_from_the_stop_is_ended_with_its_lock_rele
     process.send_signal(signal.SIGTERM)
     status, output, took = finish(process, within=GRACE_S + 30)
     assert status == EXIT_STATUS and (tmp_path / "released").exists(), output
-    assert took >= GRACE_S - 0.5 and "did not stop within" in output and "its lock released" in output
+    assert took >= GRACE_S - 0.5 and "did not stop within" in output and "its lock released" in output, output
 
 
 def test_a_stop_the_job_comes_back_from_runs_the_caller_s_cleanup_not_the_grace_s_release(tmp_path):
     """Once the job has handed the stop back, the run's own cleanup runs however long it takes (a gs:// staging folder
-    of many files); the grace only bounds the job."""
+    of many files); the grace only bounds the job. The release on the way out comes after the cleanup."""
     process = start(f"""
-        try:
-            with StopSignals(release=lambda: open("released", "w").close()) as stop:
+        with StopSignals(release=lambda: open("released", "w").write(str(os.path.exists("cleaned")))) as stop:
+            try:
                 with stop.job():
                     ready()
                     time.sleep(3600)
-        except StopRequested as stopped:
-            time.sleep({GRACE_S} + 1)  # the cleanup
-            open("cleaned", "w").close()
-            sys.exit(stopped.code)
+            finally:
+                time.sleep({GRACE_S} + 1)  # the cleanup
+                open("cleaned", "w").close()
     """, tmp_path)
     process.send_signal(signal.SIGTERM)
     status, output, _ = finish(process, within=GRACE_S + 30)
-    assert status == EXIT_STATUS and (tmp_path / "cleaned").exists() and not (tmp_path / "released").exists(), output
+    assert status == EXIT_STATUS and (tmp_path / "cleaned").exists() and "did not stop within" not in output, output
+    assert (tmp_path / "released").read_text() == "True"
 
 
 def test_a_second_sigterm_ends_the_process_at_once(tmp_path):
@@ -186,3 +185,78 @@ def test_a_signal_the_process_ignores_stays_ignored(tmp_path):
     """, tmp_path)
     status, output, _ = finish(process, within=30)
     assert status == 0 and output.split() == ["still", "running", "True"], output
+def test_a_second_signal_ends_the_process_at_once_its_lock_released(tmp_path):
+    """A double Ctrl-C (or SIGTERM twice) while the run cleaned up ended it with no word and its lock in place: a
+    lock that no run on gs:// or in another container takes over. The lock is released first, and the end said."""
+    process = start("""
+        with StopSignals(release=lambda: open("released", "w").close()):
+            try:
+                ready()
+                time.sleep(3600)
+            finally:  # a cleanup the operator does not wait for
+                print("stopping", flush=True)
+                time.sleep(3600)
+    """, tmp_path)
+    process.send_signal(signal.SIGINT)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"stopping"
+    process.send_signal(signal.SIGINT)
+    status, output, took = finish(process, within=30)
+    assert status == INTERRUPTED_STATUS and took < GRACE_S and (tmp_path / "released").exists(), output
+    assert "stopped (Ctrl-C again): ended at once, its lock released" in output
+
+
+# Runs the command with a stop (SIGTERM to itself) arriving as the named function of pipeline.io.lock begins.
+STOPPED_AT = """
+import os, signal, sys
+import pipeline.io.lock as lock
+owner, _, name = sys.argv.pop(1).rpartition(".")
+holder = getattr(lock, owner) if owner else lock
+original = getattr(holder, name)
+def stopped(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return original(*args, **kwargs)
+setattr(holder, name, stopped)
+from pipeline.cli import entry
+sys.exit(entry())
+"""
+
+
+@pytest.fixture()
+def world(tmp_path):
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    with StaticServer() as server:
+        yield server, build_demo_world(server, tmp_path / "input")
+
+
+def stopped_at(function: str, command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", STOPPED_AT, function, *command], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_stop_while_the_lock_is_being_taken_does_not_leave_it(world, tmp_path):
+    """SIGTERM after the lock was linked and before the run held it (the lock's own cleanup of its temporaries
+    runs in between): the run ended, exit 143, its lock left in the output."""
+    server, metadata = world
+    output = tmp_path / "out"
+    done = stopped_at("_remove_stale_temporaries", ["run", f"--input={metadata}", f"--output={output}",
+                                                    f"--allowed_hosts={server.host}", *FAST])
+    assert done.returncode == EXIT_STATUS and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not (output / LOCK).exists()
+
+
+def test_a_refresh_stopped_as_it_releases_its_lock_leaves_a_release_verify_passes(world, tmp_path):
+    """SIGTERM as a refresh, its release published, began releasing its lock: `_lock.json` stayed inside the
+    published release, which nothing may change: verify refused it ('_lock.json: not listed in the manifest'), and so
+    did every later refresh built on it (--previous=latest) until someone removed the file by hand."""
+    server, metadata = world
+    root = tmp_path / "root"
+    done = stopped_at("OutputLock.release", ["refresh", f"--output={root}", "--release=r1", f"--input={metadata}",
+                                             f"--allowed_hosts={server.host}", *FAST])
+    release = root / "releases" / "r1"
+    assert done.returncode == EXIT_STATUS and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert (release / "manifest.json").exists() and not (release / LOCK).exists()
+    checked = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(release)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

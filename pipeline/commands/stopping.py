@@ -12,7 +12,8 @@ teardown that waited for its threads (the fetcher's downloads, each up to --fetc
 minutes; a process that had cleaned up still waited at exit for every non-daemon thread. So the job gets `GRACE_S`
 seconds to hand control back; past them the lock is released here and the process ends (its staging folder is
 removed by the next run, under its lock). `cli.entry` ends a stopped process with `os._exit` once it has cleaned up.
-A second signal ends the process at once, as the default did.
+A second signal ends the process at once, as the default did, its lock released first (within
+`SECOND_RELEASE_S`); a stop that lands while the lock is being taken or released releases it on the way out.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
+SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
 
 
 class StopRequested(SystemExit):
@@ -65,6 +67,13 @@ class StopSignals:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
+        if self.requested is not None:
+            # A stop that landed while the lock was being taken (after it was linked, before the `with` held it) or
+            # released (before its delete) left it behind: inside a published release (a refresh stopped as it
+            # released its lock), a file no manifest lists, which verify refused, and with it every later refresh
+            # built on that release; on gs:// or another machine, a lock no run takes over. `release` removes only
+            # this run's lock, and nothing when it is gone.
+            self._release_quietly()
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         # Raised inside a transform, the stop reaches here as the job's failure; it is still the stop asked for.
@@ -97,7 +106,12 @@ class StopSignals:
             raise
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.requested is not None:  # asked twice: at once, as SIGTERM's default did
+        if self.requested is not None:  # asked twice: at once, as SIGTERM's default did, but not leaving the lock
+            # Ended with no word and the lock in place (a double Ctrl-C does it): a lock that a run on gs:// or in
+            # another container never takes over, and one left inside a release that verify refuses.
+            note = self._release_within(SECOND_RELEASE_S)
+            print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once, {note}",
+                  file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.requested = signum
         threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
@@ -113,13 +127,27 @@ class StopSignals:
             return
         self._abandon()
 
-    def _abandon(self) -> NoReturn:
-        # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
+    def _release_quietly(self) -> str:
+        """Releases the lock (this run's only, once); what became of it, for the operator's line."""
         try:
             self._release()
-            note = "its lock released; its staging folder is removed by the next run"
         except Exception as err:  # ending the process is what matters now
-            note = f"its lock could not be released ({type(err).__name__})"
+            return f"its lock could not be released ({type(err).__name__})"
+        return ("its lock released; the next run into the output removes its staging folder (or finishes its "
+                "publish, had it begun)")
+
+    def _release_within(self, seconds: float) -> str:
+        """`_release_quietly`, given up after `seconds` (an object store that does not answer)."""
+        outcome: list[str] = []
+        thread = threading.Thread(target=lambda: outcome.append(self._release_quietly()), name="stop-release",
+                                  daemon=True)
+        thread.start()
+        thread.join(seconds)
+        return outcome[0] if outcome else f"its lock not released within {seconds:g} s"
+
+    def _abandon(self) -> NoReturn:
+        # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
+        note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
               f"s: ended, {note}", file=sys.stderr, flush=True)
