@@ -3,6 +3,8 @@ and a case that fails ends its process, never the test runner's."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.commands.stopping import EXIT_STATUS, GRACE_S, INTERRUPTED_STATUS
+from pipeline.io.layout import STAGING
 from pipeline.io.lock import LOCK
 from tests.conftest import FAST
 
@@ -260,3 +263,51 @@ def test_a_refresh_stopped_as_it_releases_its_lock_leaves_a_release_verify_passe
     checked = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(release)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _in_session(session: int) -> list[int]:
+    """The live processes of a session (zombies aside), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != b"Z":
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(("signum", "whole_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_a_stopped_run_with_worker_processes_ends_them_and_itself_at_once(world, tmp_path, signum, whole_group):
+    """With --direct_running_mode=multi_processing, Beam unwinds a stopped job by waiting for each worker process to
+    exit, and one busy with a download did not: the run was ended by the grace, its staging folder left, and its
+    workers lived on (a minute later, still downloading; a caller reading the run's output waited for them). Ctrl-C
+    in a terminal reaches the workers too: each printed a KeyboardInterrupt's traceback, and Beam's thread another."""
+    from pipeline.fixtures.demo_world import demo_image, photo_path
+    from pipeline.fixtures.static_server import Response
+
+    server, metadata = world
+    output = tmp_path / "out"
+    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
+    command = [sys.executable, "-m", "pipeline", "run", f"--input={metadata}", f"--output={output}",
+               f"--allowed_hosts={server.host}", *FAST, "--direct_num_workers=2",
+               "--direct_running_mode=multi_processing"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until a worker is downloading the photo the server never answers
+        time.sleep(0.5)
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
+        begun = time.monotonic()
+        _, err = process.communicate(timeout=30)  # until every process holding the pipe has ended
+        took = time.monotonic() - begun
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum and "Traceback" not in err, err[-3000:]
+    assert took < GRACE_S and "did not stop within" not in err, err[-3000:]
+    assert _in_session(process.pid) == [] and not (output / STAGING).exists() and not (output / LOCK).exists()

@@ -12,6 +12,8 @@ teardown that waited for its threads (the fetcher's downloads, each up to --fetc
 minutes; a process that had cleaned up still waited at exit for every non-daemon thread. So the job gets `GRACE_S`
 seconds to hand control back; past them the lock is released here and the process ends (its staging folder is
 removed by the next run, under its lock). `cli.entry` ends a stopped process with `os._exit` once it has cleaned up.
+A stop inside the job also ends the job's worker processes (`end_workers`: --direct_running_mode=multi_processing),
+which Beam waits for and which otherwise outlived the run; what that does to the job's threads is not printed.
 A second signal ends the process at once, as the default did, its lock released first (within
 `SECOND_RELEASE_S`); a stop that lands while the lock is being taken or released releases it on the way out.
 """
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
+STOP_NOTICED_S = 0.5  # how long a failing thread waits for the stop that may have caused it to be noticed
 SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
 
 
@@ -56,6 +59,8 @@ class StopSignals:
         self._in_job = False
         self._job_left = threading.Event()
         self._previous: dict[int, object] = {}
+        self._stopped = threading.Event()  # set with `requested`, for threads
+        self._excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -64,6 +69,7 @@ class StopSignals:
                 # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
                 if signal.getsignal(signum) != signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._on_signal)
+            self._excepthook, threading.excepthook = threading.excepthook, self._thread_failed
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
@@ -76,6 +82,8 @@ class StopSignals:
             self._release_quietly()
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        if self._excepthook is not None and self.requested is None:  # stopped: the job's threads may fail still
+            threading.excepthook = self._excepthook
         # Raised inside a transform, the stop reaches here as the job's failure; it is still the stop asked for.
         if self.requested is not None and isinstance(err, Exception):
             raise _stop(self.requested) from err
@@ -109,23 +117,32 @@ class StopSignals:
         if self.requested is not None:  # asked twice: at once, as SIGTERM's default did, but not leaving the lock
             # Ended with no word and the lock in place (a double Ctrl-C does it): a lock that a run on gs:// or in
             # another container never takes over, and one left inside a release that verify refuses.
+            end_workers()
             note = self._release_within(SECOND_RELEASE_S)
             print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once, {note}",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.requested = signum
+        self._stopped.set()
         threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
-        # The stop's own aftermath in other threads (the local runner's worker threads see their processes end) is
-        # not an error to print; the process is ending.
-        threading.excepthook = _silent
-        if self._in_job:
-            _stop_worker_processes()
         raise _stop(signum)
 
     def _watch(self) -> None:
-        if not self._in_job or self._job_left.wait(self._grace_s):
+        if not self._in_job:
+            return
+        end_workers()
+        if self._job_left.wait(self._grace_s):
             return
         self._abandon()
+
+    def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        """A thread's exception, printed as always unless the run was stopped: then it is what the stop did to the job
+        (Beam's "Worker subprocess exited with return code -15" once its worker processes are ended, which a SIGTERM
+        sent to the whole process group, as systemd does, can do a moment before this process's handler runs)."""
+        if self._stopped.wait(STOP_NOTICED_S):
+            return
+        if self._excepthook is not None:
+            self._excepthook(args)
 
     def _release_quietly(self) -> str:
         """Releases the lock (this run's only, once); what became of it, for the operator's line."""
@@ -147,6 +164,7 @@ class StopSignals:
 
     def _abandon(self) -> NoReturn:
         # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
+        end_workers()
         note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
@@ -157,29 +175,26 @@ class StopSignals:
 _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
 
 
-def _stop(signum: int) -> BaseException:
-    return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
-
-
-def _silent(_args: object) -> None:
-    pass
-
-
-def _stop_worker_processes() -> None:
-    """SIGTERM to every process the run started: the local runner's worker processes
-    (--direct_running_mode=multi_processing). Each went on with its bundle (a download, up to --fetch_deadline) while
-    the runner waited for it, so the job never handed the stop back, and once the run had ended they were left
-    running, holding its standard streams. Only where /proc lists processes (Linux); elsewhere they end with the
-    job's connection."""
+def end_workers() -> None:
+    """Kills the processes this one started and their own (the job's SDK worker processes with
+    --direct_running_mode=multi_processing, each `sh -c python ...`). Beam's runner unwinds a stopped job by waiting
+    for each worker to exit, and a worker busy with a bundle (a download) did not: the run was ended by the grace,
+    and its workers lived on, downloading, holding the terminal or a caller's pipe. A stopped job needs nothing
+    more from them. Where /proc is missing, nothing is done."""
     from pipeline.io.process_memory import descendants
 
+    me = os.getpid()
     try:
-        workers = descendants(os.getpid())[1:]
-    except OSError:  # no /proc
+        below = [pid for pid in descendants(me) if pid != me]
+    except OSError:
         return
-    for pid in workers:
-        with contextlib.suppress(OSError):  # gone since the listing
-            os.kill(pid, signal.SIGTERM)
+    for pid in below:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _stop(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
 
 
 def end_process(status: int, message: str) -> NoReturn:
