@@ -71,3 +71,43 @@ def test_a_consumer_that_stops_early_leaves_no_read_running_and_at_most_depth_re
     reads.close()
     assert closed == ["closed"] and peak < 8 * 64 * 1024
     assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
+
+
+def test_a_stopped_run_does_not_wait_for_the_reads_under_way(tmp_path):
+    """SIGTERM while a shard writer waited on a read that does not answer (an object store): leaving, the read-ahead
+    waited for its reads under way, which held the run's stop until the stop's grace ended the process (its staging
+    folder left to the next run). The stop comes back at once."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.commands.stopping import EXIT_STATUS, GRACE_S
+
+    script = """
+import time
+from pipeline.commands.stopping import StopRequested, StopSignals, end_process
+from pipeline.io.read_ahead import read_ahead
+
+def read(item):
+    if item == 0:
+        print("reading", flush=True)
+        time.sleep(3600)  # a read that does not answer
+    return item
+
+try:
+    with StopSignals() as stop, stop.job():
+        for _ in read_ahead(read, range(100), depth=4):
+            pass
+except StopRequested as stopped:
+    end_process(stopped.code, "stopped")
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, bufsize=0)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"reading"
+    time.sleep(0.2)  # the consumer waiting for the read
+    process.send_signal(signal.SIGTERM)
+    begun = time.monotonic()
+    _, err = process.communicate(timeout=GRACE_S + 30)
+    took = time.monotonic() - begun
+    assert process.returncode == EXIT_STATUS and err.decode().strip() == "stopped", err.decode()
+    assert took < GRACE_S

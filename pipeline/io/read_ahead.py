@@ -25,14 +25,22 @@ def read_ahead(function: Callable[[T], R], items: Iterable[T], depth: int) -> It
         yield from (function(item) for item in items)
         return
     pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="read-ahead") as pool:
-        try:
-            for item in items:
-                pending.append(pool.submit(function, item))
-                if len(pending) >= depth:
-                    yield pending.popleft().result()
-            while pending:
+    pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="read-ahead")
+    wait = True
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= depth:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:  # an error or a consumer that stopped early: nothing more is needed
-                future.cancel()
+        while pending:
+            yield pending.popleft().result()
+    except GeneratorExit:  # a consumer that stopped early: the calls under way end before this returns
+        raise
+    except BaseException:
+        # An error, or a stop (Ctrl-C, SIGTERM) raised while the consumer waited here: the calls under way are not
+        # waited for. Waiting held the run's stop on a read that did not answer (an object store) until the stop's
+        # grace ended the process, its staging folder left behind.
+        wait = False
+        raise
+    finally:
+        pool.shutdown(wait=wait, cancel_futures=True)  # nothing more is needed: calls not started are cancelled
