@@ -418,6 +418,38 @@ def test_a_lock_an_apply_stopped_by_a_signal_left_is_taken_over(tmp_path):
     assert read_decisions(str(store))["5"].verdict == "reject_human" and not (tmp_path / "reviews.csv.lock").exists()
 
 
+def test_an_apply_stopped_by_sigterm_releases_its_lock(tmp_path):
+    """SIGTERM (a scheduler's, `timeout`, a closed session's service manager) killed an apply with STORE.lock in
+    place: taken over on this machine only, so on gs:// every later apply was refused until someone removed it. It
+    stops as Ctrl-C does now: exit 143, the store as it was, the lock gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    child = ("import sys, time, pipeline.release.review as review\n"
+             "review.write_atomically = lambda path, writer: time.sleep(60)\n"
+             "from pipeline.cli import entry\n"
+             f"sys.argv[1:] = ['review', 'apply', {str(decisions)!r}, '--store', {str(store)!r}]\n"
+             "sys.exit(entry())\n")
+    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "reviews.csv.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "reviews.csv.lock").exists()
+        stopped.send_signal(signal.SIGTERM)
+        _, err = stopped.communicate(timeout=30)
+    finally:
+        stopped.kill()
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert not (tmp_path / "reviews.csv.lock").exists() and not store.exists()
+
+
 def test_a_decisions_line_of_millions_of_commas_is_refused_naming_its_line(tmp_path):
     """The reader split a line of commas into a list of 8 bytes a comma (its extra cells): annotators' files come
     from outside the team, and the store is read by every run at launch."""

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from pipeline.commands.stopping import StopSignals
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
@@ -308,15 +309,19 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     # Taken as a run's lock is (io/lock.py): one a stopped apply left on this machine (a closed terminal's SIGHUP, the
     # OOM killer: no `finally` runs) is stale and taken over; written as plain text, it refused every later apply.
     lock = OutputLock(store, "review apply", path=f"{store}.lock")
-    try:
-        lock.acquire()
-    except (OutputLocked, OutputNotWritable) as err:
-        raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
-                         if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
-    try:
-        merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
-        payload = csv_bytes(DECISION_COLUMNS, ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
-        write_atomically(store, lambda handle: handle.write(payload))
-    finally:
-        lock.release()
+    # SIGTERM (a closed session's, a scheduler's) killed the apply with its lock in place, which on gs:// no later
+    # apply takes over: it now stops as Ctrl-C does, the store whole (written atomically) and the lock released.
+    with StopSignals(release=lock.release):
+        try:
+            lock.acquire()
+        except (OutputLocked, OutputNotWritable) as err:
+            raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
+                             if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
+        try:
+            merged = (read_decisions(store) if FileSystems.exists(store) else {}) | new
+            payload = csv_bytes(DECISION_COLUMNS,
+                                ((photo_id, *merged[photo_id]) for photo_id in sorted(merged, key=int)))
+            write_atomically(store, lambda handle: handle.write(payload))
+        finally:
+            lock.release()
     return len(new), len(merged)
