@@ -1,5 +1,5 @@
 import sys
 
-from pipeline.cli import entry
+from pipeline.launch import entry
 
 sys.exit(entry())
