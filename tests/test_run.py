@@ -70,17 +70,14 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world
 @pytest.mark.parametrize(("launcher", "extra"), [
     (["-m", "pipeline", "run"], []),
     (["pipeline/commands/flex_main.py"], []),
-    (["-m", "pipeline", "run"], ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]),
-], ids=["pass-pipeline", "flex-template-launcher", "worker-processes"])
+], ids=["pass-pipeline", "flex-template-launcher"])
 def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path, launcher, extra):
     """SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed the run at once: its
     lock stayed, and where no later run takes one over as stale (gs://, another machine or container) every run into
     the output was refused until someone removed it by hand. It now ends the run as Ctrl-C does, promptly: a download
     under way (here one the server never answers) held the stop first in the fetcher's teardown, then at exit, for
     up to --fetch_deadline each (a stopped run was alive an hour later). The Flex Template launcher too (it printed
-    the traceback and waited for the downloads). With worker processes (multi_processing) the runner waited for
-    their bundles, and once the run had ended they went on, holding its stderr: `communicate` returns only when
-    no process holds it."""
+    the traceback and waited for the downloads). Worker processes (multi_processing): test_stopping.py."""
     import signal
 
     server, metadata = world
