@@ -116,4 +116,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options; parsed so that --help answers instead of running the measurement
+    argparse.ArgumentParser(prog="python -m benchmarks.near_dup_radius",
+                            description=(__doc__ or "").split("\n\n")[0]).parse_args()
     main()
