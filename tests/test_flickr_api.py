@@ -89,6 +89,22 @@ def test_transient_errors_are_retried_with_backoff(server):
     assert api.calls["flickr.photos.licenses.getInfo"] == 4 and sleeps == pytest.approx([0.01, 0.02, 0.04])
 
 
+def test_a_rest_the_api_asks_for_is_waited_before_the_next_attempt(server):
+    """A 429 or 503 with Retry-After was retried after the fixed 1, 2, 4 and 8 s whatever it asked: each attempt
+    another refusal, the call given up after 15 s where the API had asked for 30. Its ask is honoured (capped at
+    MAX_RETRY_AFTER_S); an answer without one keeps the backoff."""
+    from pipeline.flickr.client import MAX_RETRY_AFTER_S
+
+    sleeps = []
+    api = client(server, sleeps)
+    server.inject_http(429, **{"Retry-After": "7"})
+    server.inject_http(503, **{"Retry-After": "86400"})  # a day: capped
+    server.inject_http(503)
+    server.inject_http(429, **{"Retry-After": "soon"})  # unreadable: the backoff
+    assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"
+    assert sleeps == pytest.approx([7.0, MAX_RETRY_AFTER_S, 0.04, 0.08])
+
+
 def test_a_search_the_search_databases_cannot_answer_yet_is_retried(server):
     """photos.search's error 10 says its databases are temporarily unavailable: it was raised at once, and one blip
     cost a window's page of 500 photos (or an owner search) as api_error. Other methods' code 10 is no such word."""

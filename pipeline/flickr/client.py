@@ -23,6 +23,7 @@ import requests
 from apache_beam.metrics import Metrics
 
 from pipeline.flickr.credentials import Credentials, CredentialsError, fingerprint
+from pipeline.io.http_client import retry_after_seconds
 from pipeline.io.http_deadline import DeadlineAdapter, deadline_scope
 from pipeline.io.pacing import Pacer
 
@@ -49,6 +50,14 @@ MAX_ANSWER_BYTES = 64 << 20
 MAX_ANSWER_VALUES = 1_000_000
 # An error's message as the client raises it: "Error: CODE: " and up to 200 characters of what Flickr said.
 MAX_ERROR_CHARS = 220
+# The longest wait a Retry-After of a 429 or 503 is honoured for before the next attempt: the API asking for a rest
+# was retried after 1, 2, 4 and 8 s whatever it asked, each attempt another refusal, and a call given up after 15 s
+# that an answer of "Retry-After: 30" would have let through. Longer asks are capped (a hostile day-long one would
+# hold a worker's thread).
+MAX_RETRY_AFTER_S = 60.0
+# What the latest non-200 answer on this thread asked for (Retry-After, seconds), read by the call that made it:
+# flickrapi raises on the status alone, with no headers.
+_ASKED = threading.local()
 
 
 class FlickrUnreachable(Exception):
@@ -104,7 +113,10 @@ def _bounded_answer(max_bytes: int) -> Callable[..., requests.Response]:
     16 s of CPU and 0.5 GB of memory per attempt, five attempts a call."""
 
     def hook(response: requests.Response, *args: object, **kwargs: object) -> requests.Response:
+        _ASKED.retry_after = None
         if response.status_code != 200:
+            if response.status_code in (429, 503):
+                _ASKED.retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
             response.close()
             response._content = b""
             return response
@@ -226,6 +238,11 @@ class FlickrClient:
                              or (code is None and _http_status(err) in (429, 500, 502, 503, 504)))
                 if not transient or attempt >= self._max_retries:
                     raise self._redacted(err) from None
+                asked = getattr(_ASKED, "retry_after", None) if code is None else None
+                if asked is not None:  # the API's own word on when to come back, within MAX_RETRY_AFTER_S
+                    self._sleep(min(MAX_RETRY_AFTER_S, max(asked, self._backoff * 2**attempt)))
+                    attempt += 1
+                    continue
             self._sleep(self._backoff * 2**attempt)
             attempt += 1
 
