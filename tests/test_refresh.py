@@ -779,6 +779,23 @@ def test_a_review_apply_during_a_refresh_launch_is_applied_to_all_its_photos_or_
     assert (carried in second, "1005" in second) == (True, True)  # the store as the launch first read it
 
 
+def test_a_rerun_of_a_published_refresh_says_the_release_is_there_and_how_to_check_it(first_yfcc_release, tmp_path,
+                                                                                       capsys):
+    """The rerun of a refresh stopped after it published (a scheduler retrying its exit 143) said only "release r1
+    is already published", which read as a failure of the retry: it says the release is finished and how to check
+    it, and touches nothing."""
+    server, metadata, first = first_yfcc_release
+    root = tmp_path / "root"
+    shutil.copytree(first, root / "releases" / "r1")
+    before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
+    assert main(["refresh", f"--output={root}", "--release=r1", "--previous=latest", f"--input={metadata}",
+                 f"--allowed_hosts={server.host}", *LOCAL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "release r1 is already published" in err, err
+    assert f"pass-pipeline verify {root / 'releases' / 'r1'}" in err and "name another --release" in err
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -54,7 +54,10 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             print(f"refresh: {args.output[:200]} holds no published release (--previous=latest): this is the first "
                   "release", flush=True)
         if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
-            raise UsageError(f"release {name} is already published: {previous}")
+            # The rerun of a refresh stopped after it published (exit 143 in its cleanup) ends here too: say how to
+            # tell that the release is whole rather than leave "already published" to read as a failure.
+            raise UsageError(f"release {name} is already published: {previous}; a refresh of that name has finished "
+                             f"(`pass-pipeline verify {previous}` checks it); name another --release to build on it")
     elif previous is None and (newest := release.latest_release(args.output)) and \
             newest.rstrip("/").rsplit("/", 1)[-1] != name:  # this very release: refused below as finished
         # --previous forgotten: a "first release" beside the others had none of the last one's takedown list, ledger or
