@@ -701,28 +701,33 @@ def test_a_quoted_value_holding_line_breaks_is_one_record_as_spreadsheets_and_pa
     assert items[0].title == "two\nlines" and [item.photo_id for item in items[::2]] == ["5", "7", "9"]
 
 
+@pytest.mark.parametrize("ending", ["\r\n", "\n", "\r"])
 @given(rows=st.lists(st.tuples(st.integers(1, 10**6), st.text(st.sampled_from('ab ,"\n\r'), max_size=12)),
                      min_size=1, max_size=8))
-def test_records_read_as_pythons_csv_module_reads_a_file_written_by_it(tmp_path_factory, rows):
+def test_records_read_as_pythons_csv_module_reads_a_file_written_by_it(tmp_path_factory, rows, ending):
     """The oracle: Python's own csv reader over the whole text, which a line-by-line reader must agree with on any
     file csv.writer (or pandas, or a spreadsheet) writes, titles holding quotes, commas and line breaks (each line
-    break read as "\n", carriage returns before it dropped, as a line's own end is)."""
+    break read as "\n", carriage returns before it dropped, as a line's own end is), its rows ended by CRLF, LF or a
+    lone CR (a classic Mac export: read as one line, its header holding every row, it gave no row and no rejection)."""
     import csv
     import io
     import re
 
     folder = tmp_path_factory.mktemp("csv")
     text = io.StringIO(newline="")
-    writer = csv.writer(text)
+    writer = csv.writer(text, lineterminator=ending)
     writer.writerow(["id", "url", "license", "title"])
     for number, title in rows:
         writer.writerow([number, f"http://h/{number}.jpg", "CC BY 4.0", title])
     (folder / "t.csv").write_text(text.getvalue(), encoding="utf-8", newline="")
     expected = [row for row in csv.reader(io.StringIO(text.getvalue(), newline=""))][1:]
     items = list(read_rows(str(folder / "t.csv"), table_layout("csv")))
-    assert all(isinstance(item, Photo) for item in items), items
-    assert [(item.photo_id, item.title) for item in items] == [(row[0], re.sub("\r*\n", "\n", row[3]).strip())
-                                                               for row in expected]
+    # Python 3.11's writer quotes a value holding a line break only where the line terminator holds it: an unquoted
+    # CR or LF ends the record there, for the oracle too, and what follows it is a record of its own, refused (a line
+    # of spaces is no record, no row)
+    assert [(item.photo_id, item.title) if isinstance(item, Photo) else item.reason for item in items] == [
+        (row[0], re.sub("\r*\n", "\n", row[3]).strip()) if len(row) == 4 else "wrong_column_count"
+        for row in expected if row != [] and row[0].strip() + str(len(row)) != "1"]
 
 
 def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp_path, monkeypatch):

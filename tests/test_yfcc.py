@@ -6,7 +6,7 @@ import zlib
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from pipeline.fixtures.yfcc_rows import yfcc_line
@@ -603,3 +603,42 @@ def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys
     err = capsys.readouterr().err
     assert "does not look like YFCC100M metadata" in err and "takes --input_format=csv|tsv|parquet|jsonl" in err
     assert len(err.strip().splitlines()) == 1
+
+
+_ENDS = ("\n", "\r\n", "\r", "\r\r\n")
+
+
+@given(lines=st.lists(st.tuples(st.one_of(st.text("ab", max_size=3), st.text("ab", min_size=10, max_size=20)),
+                                st.sampled_from(_ENDS)), max_size=12),
+       last=st.text("ab", max_size=3), chunk=st.integers(1, 8))
+def test_a_line_ends_at_a_newline_a_crlf_or_a_lone_cr(tmp_path_factory, lines, last, chunk):
+    """Python's universal newlines (and its csv module) end a line at \\n, \\r\\n or a lone \\r; readline() ends
+    one at \\n only, so a file of lone CRs (a classic Mac export) was one line: every row its line 1. The oracle
+    tokenises the bytes (the CRs before a \\n are that line's end, as Windows text mode writes "\\r\\r\\n"; a lone CR
+    is kept at the end of its line); a line over the bound is line_too_long, wherever its end falls in the pieces
+    it is skipped in."""
+    import re
+
+    data = "".join(text + end for text, end in lines).encode() + last.encode()
+    assume(not re.search(rb"\r{5,}\n", data))  # more CRs than the bound before a \n: lines of their own, bounded
+    path = tmp_path_factory.mktemp("ends") / "t.tsv"
+    path.write_bytes(data)
+    expected = []
+    for number, token in enumerate(re.findall(rb"[^\r\n]*(?:\r*\n|\r)|[^\r\n]+\Z", data), 1):
+        text = token.rstrip(b"\r\n")
+        expected.append((f"t.tsv:{number}", text + (b"\r" if token.endswith(b"\r") else b""))
+                        if len(text) <= 5 else ("rejected", f"t.tsv:{number}", "line_too_long"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(yfcc, "_SKIP_CHUNK", chunk)
+        got = [item if isinstance(item, tuple) else ("rejected", item.source_ref, item.reason)
+               for item in yfcc.read_numbered_lines(str(path), max_line=5)]
+    assert got == expected
+
+
+def test_a_dump_whose_lines_end_in_a_lone_cr_gives_each_row(tmp_path):
+    """Read as one line, such a dump was its line 1's wrong_column_count (or line_too_long): 300 photos, one
+    rejection."""
+    path = tmp_path / "mac.tsv.gz"
+    path.write_bytes(gzip.compress(_rows(1000, 300).replace(b"\n", b"\r")))
+    assert _outcome(path) == (300, [])
+    assert [parse_line(raw, ref).photo_id for ref, raw in _ReadLines().process(str(path))][-1] == "1299"

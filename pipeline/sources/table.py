@@ -279,7 +279,7 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
             taken.append(more)
             if isinstance(more, Rejection) or len(joined) + 1 + len(more[1]) > MAX_LINE_BYTES:
                 break
-            joined += b"\n" + more[1]
+            joined += (b"" if joined.endswith(b"\r") else b"\n") + more[1]  # a lone CR ended the line: kept
             # The line starts inside the quoted value: it closes it exactly when the line read from an opening quote
             # does, so each line is parsed once here, never the whole record again (a record of 1,024 lines was
             # parsed 1,024 times: 32 MB of parsing for 64 KiB of input)

@@ -14,6 +14,7 @@ import bz2
 import gzip
 import io
 import posixpath
+import re
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -236,14 +237,83 @@ def _open_decompressed(path: str) -> BinaryIO:
     return io.BufferedReader(_Inflation(inflated, inflation_limit(size), size), buffer_size=_INFLATION_BUFFER)
 
 
-def _skip_rest_of_line(handle: BinaryIO) -> int:
-    """Reads past the end of the current line in bounded chunks; returns how many bytes it dropped."""
-    dropped = 0
-    while True:
-        chunk = handle.readline(_SKIP_CHUNK)
-        dropped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            return dropped
+_NOT_CR = re.compile(rb"[^\r]")
+
+
+class _Lines:
+    """The lines of a binary stream, each ended by a \\n, a \\r\\n or a lone \\r, as Python's universal newlines and
+    its csv module read them: readline() ends a line at \\n only, so a file whose lines end in a lone CR (a classic
+    Mac or "CSV (Macintosh)" export) was one line: a table's header holding every row, read as no row and no
+    rejection, or a dump's line 1, its rows one rejection. A line ended by a lone CR keeps it, so that a quoted value
+    spanning lines keeps the line break it holds; the CRs before a \\n are its end (Windows' text mode writes
+    "\\r\\r\\n"). What was read past a lone CR is held for the next lines: never more than one line's bound."""
+
+    def __init__(self, handle: BinaryIO, max_line: int) -> None:
+        self._handle, self._max = handle, max_line
+        self._held, self._at = b"", 0  # self._held[self._at:]: read past a lone CR, the next lines' start
+
+    def _data(self, size: int) -> tuple[bytes, int]:
+        """(buffer, start): the data up to its next line break, the held bytes first; at most `size` bytes read."""
+        held, at = self._held, self._at
+        self._held, self._at = b"", 0
+        if at < len(held) and (held.find(b"\r", at) != -1 or held.find(b"\n", at) != -1 or len(held) - at >= size):
+            return held, at  # a lone-CR file's lines: found in the buffer, never copied with all after them
+        return held[at:] + self._handle.readline(size - (len(held) - at)), 0
+
+    def _crs_end_the_line(self) -> bool:
+        """After a CR that ends what was read, and the CRs held after it: whether CRs and then a \\n follow (its
+        line's end, all of them, then dropped) or another byte (they are lines of their own, held). Reads on one byte
+        at a time, up to the bound, while they are CRs."""
+        crs, after = len(self._held) - self._at, b""
+        while crs <= self._max and (after := self._handle.read(1)) == b"\r":
+            crs, after = crs + 1, b""
+        self._held, self._at = (b"" if after == b"\n" else b"\r" * crs + after), 0
+        return after == b"\n"
+
+    def next(self) -> bytes | int | None:
+        """The next line without its end (a lone CR kept), its length in bytes when it is over the bound (then
+        dropped unread, a piece at a time), or None at the end of the data."""
+        if self._held:
+            line, at = self._data(self._max + 1)
+        else:  # most lines: nothing held
+            line, at = self._handle.readline(self._max + 1), 0  # room for the newline of a line of exactly max_line
+        cr = line.find(b"\r", at)
+        if cr == -1:
+            if line.endswith(b"\n"):
+                return line[:-1] if at == 0 else self._bounded(line, at, len(line) - 1)
+            if len(line) - at > self._max:
+                return len(line) - at + self._skip_rest()
+            return line[at:] if at < len(line) else None
+        found = _NOT_CR.search(line, cr)
+        if found is not None and line[found.start()] == 0x0A:  # CRs, then the \\n that ends what was read
+            return self._bounded(line, at, cr)
+        self._held, self._at = line, cr + 1
+        if found is None and self._crs_end_the_line():  # CRs to the end of what was read, then a \\n
+            return self._bounded(line, at, cr)
+        return self._bounded(line, at, cr, b"\r")  # a lone CR: the line ends there, the CRs after it are lines
+
+    def _bounded(self, line: bytes, at: int, end: int, kept: bytes = b"") -> bytes | int:
+        """The line line[at:end] and the end it keeps, or its length when it is over the bound (the held bytes
+        that ended it are at most a skipped piece: a line in them may be over it)."""
+        return end - at if end - at > self._max else line[at:end] + kept
+
+    def _skip_rest(self) -> int:
+        """Reads past the end of the current line in bounded pieces; returns how many bytes it dropped."""
+        dropped = 0
+        while True:
+            chunk, at = self._data(_SKIP_CHUNK)
+            cr = chunk.find(b"\r", at)
+            if cr != -1:
+                found = _NOT_CR.search(chunk, cr)
+                self._held, self._at = chunk, cr + 1
+                if found is None:
+                    self._crs_end_the_line()
+                elif chunk[found.start()] == 0x0A:
+                    self._held, self._at = b"", 0
+                return dropped + cr - at
+            dropped += len(chunk) - at
+            if not chunk or chunk.endswith(b"\n"):
+                return dropped
 
 
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
@@ -328,7 +398,8 @@ class _AsChecked(io.RawIOBase):
 
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
                         checked: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
-    """(file:line, raw bytes) for every line of a possibly compressed file; lines count from 1.
+    """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
+    `_Lines`); lines count from 1.
 
     A line longer than `max_line` bytes (without its newline) is a `Rejection` for that file:line
     instead: readline() is always given a limit, so no line is ever held whole, however long. A byte order mark
@@ -341,21 +412,18 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
     crcs = check_compressed(path) if checked else None
     with _open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
+        lines = _Lines(handle, max_line)
         number = 0
-        while True:
-            line = handle.readline(max_line + 1)  # room for the newline of a line of exactly max_line
-            if not line:
-                return
+        while (line := lines.next()) is not None:
             number += 1
             ref = f"{name}:{number}"
-            if len(line) > max_line and not line.endswith(b"\n"):
-                length = len(line) + _skip_rest_of_line(handle)
-                detail = f"a line of {length:,} bytes, over the limit of {max_line:,}"
+            if isinstance(line, int):
+                detail = f"a line of {line:,} bytes, over the limit of {max_line:,}"
                 yield Rejection(ref, STAGE, "line_too_long", detail, "", ref)
                 continue
             if number == 1 and line.startswith(_BOM):  # an editor's or a spreadsheet's export: no part of the row
                 line = line[len(_BOM):]
-            yield ref, line.rstrip(b"\n").rstrip(b"\r")
+            yield ref, line
 
 
 def sniff(path: str, lines: int = 5) -> str | None:
