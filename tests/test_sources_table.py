@@ -411,6 +411,23 @@ def test_sniff_accepts_good_files_and_names_what_is_wrong_with_the_others(tmp_pa
     assert "missing_url" in sniff(str(tmp_path / "no_urls.csv"), layout)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_sniff_reads_on_past_rows_refused_for_their_values_to_a_photo(tmp_path, fmt):
+    """Five rows without a URL (photos deleted, listed first) refused the whole --input at launch as "does not look
+    like CSV"; a row refused for its values is read in the right format, and the check reads on, up to SNIFFED_ROWS,
+    for one that gives a photo. A file that gives none in those is still refused, saying so."""
+    from pipeline.sources.table import SNIFFED_ROWS
+
+    layout = table_layout(fmt, THEIRS)
+    gone = [{**GOOD[0], "photo_id": str(number), "photo_url": ""} for number in range(100, 120)]
+    path = write_table(tmp_path / f"meta.{fmt}", fmt, [*gone, *GOOD])
+    assert sniff(str(path), layout) is None
+    path = write_table(tmp_path / f"none.{fmt}", fmt, [{**gone[0], "photo_id": str(number)}
+                                                         for number in range(100, 100 + SNIFFED_ROWS + 5)])
+    assert sniff(str(path), layout).startswith(f"gives no photo in its first {SNIFFED_ROWS:,} rows: none.{fmt}:")
+    assert "missing_url" in sniff(str(path), layout)
+
+
 def test_an_empty_file_beside_parquet_parts_is_no_rows_and_no_error(tmp_path):
     (tmp_path / "_SUCCESS").write_bytes(b"")
     assert read_all(tmp_path / "_SUCCESS", "parquet") == []

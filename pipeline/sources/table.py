@@ -612,10 +612,18 @@ def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
     return header
 
 
+# Rejections of a row read in the table's format, for its values: a file whose first rows lack a URL (deleted photos
+# listed first) is no file in another format. Five of them refused the whole --input as "does not look like CSV";
+# the launch check now reads on past them, up to SNIFFED_ROWS, for a photo.
+VALUE_REASONS = frozenset({"missing_id", "bad_id", "missing_url", "bad_field", "bad_date"})
+SNIFFED_ROWS = 1000
+
+
 def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:
     """Why `path` cannot be read as `layout` says, judged on its header and first rows (None when
-    at least one row parses, or it has a header and no rows): a file in another format, or without
-    a column --columns names, fails at launch instead of becoming a run that rejects every row."""
+    at least one row parses, or it has a header and no rows): a file in another format (`rows` rows refused for their
+    form), or without a column --columns names, or whose first SNIFFED_ROWS rows give no photo, fails at launch
+    instead of becoming a run that rejects every row."""
     described = DESCRIBED[layout.format]
     try:
         names = _columns_of(path, layout)
@@ -629,20 +637,28 @@ def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:
             typo = _named_missing(names, layout)
             if typo:
                 return f"has {typo}"
-        problems = []
+        first, refused, unusable = "", 0, 0
         for item in read_rows(path, layout, checked=False):  # a few rows: cheap, even of a large file
             if isinstance(item, Photo):
                 return None
-            problems.append(f"{item.source_ref}: {item.reason} ({item.detail})")
-            if len(problems) >= rows:
-                break
+            first = first or f"{item.source_ref}: {item.reason} ({item.detail})"
+            if item.reason in VALUE_REASONS:  # a row read in the right format: reading on costs little
+                unusable += 1
+                if unusable >= SNIFFED_ROWS:
+                    break
+            else:
+                refused += 1
+                if refused >= rows:
+                    break
     except _FILE_ERRORS as err:
         if layout.format == "parquet":
             return f"cannot be read as Parquet: {type(err).__name__}: {err}"[:300]
         return f"does not look like {described}: {err}"[:300]
-    if not problems:
+    if not first:
         return None if names is not None else "is empty"
-    return f"does not look like {described}: {problems[0]}"[:500]
+    if not refused:
+        return f"gives no photo in its first {unusable:,} rows: {first}"[:500]
+    return f"does not look like {described}: {first}"[:500]
 
 
 class _ReadRows(beam.DoFn):
