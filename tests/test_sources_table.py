@@ -428,6 +428,16 @@ def test_sniff_reads_on_past_rows_refused_for_their_values_to_a_photo(tmp_path, 
     assert "missing_url" in sniff(str(path), layout)
 
 
+def test_a_header_without_a_required_column_rejects_each_record_once_not_each_line(tmp_path):
+    """Each line of a file whose header lacks the license column was a rejection: a title of two lines was two rows
+    refused, the rejections more than the rows. A header read gives each record's extent, as when it is complete."""
+    (tmp_path / "a.csv").write_text('id,url,title\n1,http://h/1.jpg,"two\nlines"\n2,http://h/2.jpg,"three\nlines\n'
+                                    'here"\n3,http://h/3.jpg,one\n', encoding="utf-8")
+    items = list(read_rows(str(tmp_path / "a.csv"), table_layout("csv")))
+    assert [(item.source_ref, item.reason) for item in items] == [
+        ("a.csv:2", "missing_column"), ("a.csv:4", "missing_column"), ("a.csv:7", "missing_column")]
+
+
 def test_an_empty_file_beside_parquet_parts_is_no_rows_and_no_error(tmp_path):
     (tmp_path / "_SUCCESS").write_bytes(b"")
     assert read_all(tmp_path / "_SUCCESS", "parquet") == []

@@ -333,7 +333,8 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
         return
     header = _header(first, delimiter)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
-    records = _content_lines(lines) if problem else _records(lines, delimiter, len(header))
+    # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
+    records = _content_lines(lines) if isinstance(header, tuple) else _records(lines, delimiter, len(header))
     for item in records:
         if isinstance(item, Rejection):
             yield item
