@@ -642,3 +642,17 @@ def test_a_dump_whose_lines_end_in_a_lone_cr_gives_each_row(tmp_path):
     path.write_bytes(gzip.compress(_rows(1000, 300).replace(b"\n", b"\r")))
     assert _outcome(path) == (300, [])
     assert [parse_line(raw, ref).photo_id for ref, raw in _ReadLines().process(str(path))][-1] == "1299"
+
+
+def test_sniff_reads_on_past_lines_refused_for_their_values_to_a_photo(tmp_path):
+    """Five lines of 25 columns with bad ids (or dates) first refused the whole --input at launch as "does not look
+    like YFCC100M metadata"; such a line is read in the dump's format, and the check reads on, up to SNIFFED_ROWS, for
+    one that gives a photo. A dump that gives none in those is still refused, saying so."""
+    bad = [_line(photo_id="x"), _line(date_uploaded="99999999999999")] * 3
+    (tmp_path / "d.tsv").write_bytes(b"\n".join([*bad, _line()]) + b"\n")
+    assert sniff(str(tmp_path / "d.tsv")) is None
+    (tmp_path / "none.tsv").write_bytes((_line(photo_id="x") + b"\n") * (yfcc.SNIFFED_ROWS + 5))
+    assert sniff(str(tmp_path / "none.tsv")).startswith(f"gives no photo in its first {yfcc.SNIFFED_ROWS:,} lines: "
+                                                        "none.tsv:1: bad_id")
+    (tmp_path / "csv.tsv").write_bytes(b"url,caption\n" * 3 + _line(photo_id="x") + b"\n" + b"url,caption\n" * 3)
+    assert sniff(str(tmp_path / "csv.tsv")).startswith("does not look like YFCC100M metadata")

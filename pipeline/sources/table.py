@@ -39,6 +39,8 @@ from pipeline.sources.row_bound import bounded_rows
 from pipeline.sources.yfcc import (
     BROKEN_FILE_ERRORS,
     MAX_LINE_BYTES,
+    SNIFFED_ROWS,
+    VALUE_REASONS,
     read_numbered_lines,
     spread_files,
 )
@@ -611,13 +613,6 @@ def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
     if isinstance(header, tuple):
         raise ValueError(header[1])
     return header
-
-
-# Rejections of a row read in the table's format, for its values: a file whose first rows lack a URL (deleted photos
-# listed first) is no file in another format. Five of them refused the whole --input as "does not look like CSV";
-# the launch check now reads on past them, up to SNIFFED_ROWS, for a photo.
-VALUE_REASONS = frozenset({"missing_id", "bad_id", "missing_url", "bad_field", "bad_date"})
-SNIFFED_ROWS = 1000
 
 
 def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:

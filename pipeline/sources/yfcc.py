@@ -426,27 +426,43 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
             yield ref, line
 
 
+# Rejections of a row read in its file's format, for its values: rows whose ids are bad or URLs missing, listed first,
+# are no sign of a file in another format. Five of them refused the whole --input at launch as "does not look like";
+# the launch checks read on past them, up to SNIFFED_ROWS, for a photo.
+VALUE_REASONS = frozenset({"missing_id", "bad_id", "missing_url", "bad_field", "bad_date"})
+SNIFFED_ROWS = 1000
+
+
 def sniff(path: str, lines: int = 5) -> str | None:
     """Why `path` does not look like a YFCC dump, judged on its first lines (None when at least one
-    parses): a JPEG or an img2dataset `url,caption` CSV given as --input fails at launch instead of
-    becoming a run that rejects every row."""
-    problems = []
+    parses): a JPEG or an img2dataset `url,caption` CSV given as --input (`lines` lines refused for their form), or
+    a dump whose first SNIFFED_ROWS lines give no photo, fails at launch instead of becoming a run that rejects every
+    row."""
+    first, refused, unusable = "", 0, 0
     try:
         for item in read_numbered_lines(path, checked=False):  # a few lines: cheap, even of a large dump
             found = item if isinstance(item, Rejection) else parse_line(item[1], item[0])
             if isinstance(found, Photo):
                 return None
-            problems.append(f"{found.photo_id}: {found.reason} ({found.detail})")
-            if len(problems) >= lines:
-                break
+            first = first or f"{found.photo_id}: {found.reason} ({found.detail})"
+            if found.reason in VALUE_REASONS:  # a line of 23 or 25 columns: reading on costs little
+                unusable += 1
+                if unusable >= SNIFFED_ROWS:
+                    break
+            else:
+                refused += 1
+                if refused >= lines:
+                    break
     except NotAFile as err:  # our own words, which say what to give instead
         return f"cannot be read: {err}"[:300]
     except BROKEN_FILE_ERRORS as err:
         return f"cannot be read: {type(err).__name__}"
-    if not problems:
+    if not first:
         return "is empty"
+    if not refused:
+        return f"gives no photo in its first {unusable:,} lines: {first[:200]}"
     # --input_format defaults to yfcc: a table of one's own given without it was refused with no word of the flag
-    return (f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {problems[0][:200]}; a table "
+    return (f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {first[:200]}; a table "
             "of your own takes --input_format=csv|tsv|parquet|jsonl")
 
 
