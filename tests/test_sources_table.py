@@ -438,6 +438,15 @@ def test_a_header_without_a_required_column_rejects_each_record_once_not_each_li
         ("a.csv:2", "missing_column"), ("a.csv:4", "missing_column"), ("a.csv:7", "missing_column")]
 
 
+def test_a_lone_cr_between_a_json_line_s_tokens_is_whitespace_not_a_line_end(tmp_path):
+    """JSON lines end at a \\n (a CRLF's CR dropped); a lone CR is whitespace a JSON value may hold between its tokens:
+    ended there as a CSV's line is, one object was two malformed rows."""
+    text = json.dumps(GOOD[0]).replace(", ", ",\r", 2) + "\r\n" + json.dumps(GOOD[1]) + "\n"
+    (tmp_path / "meta.jsonl").write_bytes(text.encode())
+    items = read_all(tmp_path / "meta.jsonl", "jsonl")
+    assert [shape(item) for item in items] == [(*row[:7], f"meta.jsonl:{row[7] - 1}", "jsonl") for row in EXPECTED]
+
+
 def test_an_empty_file_beside_parquet_parts_is_no_rows_and_no_error(tmp_path):
     (tmp_path / "_SUCCESS").write_bytes(b"")
     assert read_all(tmp_path / "_SUCCESS", "parquet") == []

@@ -355,7 +355,8 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
 
 
 def _json_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
-    for item in _content_lines(read_numbered_lines(path, checked=checked)):
+    # JSON lines end at a \n: a lone CR is whitespace inside a line's object (JSON strings hold none unescaped)
+    for item in _content_lines(read_numbered_lines(path, checked=checked, lone_cr=False)):
         if isinstance(item, Rejection):
             yield item
             continue

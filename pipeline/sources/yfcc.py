@@ -248,8 +248,8 @@ class _Lines:
     spanning lines keeps the line break it holds; the CRs before a \\n are its end (Windows' text mode writes
     "\\r\\r\\n"). What was read past a lone CR is held for the next lines: never more than one line's bound."""
 
-    def __init__(self, handle: BinaryIO, max_line: int) -> None:
-        self._handle, self._max = handle, max_line
+    def __init__(self, handle: BinaryIO, max_line: int, lone_cr: bool = True) -> None:
+        self._handle, self._max, self._lone_cr = handle, max_line, lone_cr
         self._held, self._at = b"", 0  # self._held[self._at:]: read past a lone CR, the next lines' start
 
     def _data(self, size: int) -> tuple[bytes, int]:
@@ -273,6 +273,8 @@ class _Lines:
     def next(self) -> bytes | int | None:
         """The next line without its end (a lone CR kept), its length in bytes when it is over the bound (then
         dropped unread, a piece at a time), or None at the end of the data."""
+        if not self._lone_cr:
+            return self._line_to_newline()
         if self._held:
             line, at = self._data(self._max + 1)
         else:  # most lines: nothing held
@@ -291,6 +293,19 @@ class _Lines:
         if found is None and self._crs_end_the_line():  # CRs to the end of what was read, then a \\n
             return self._bounded(line, at, cr)
         return self._bounded(line, at, cr, b"\r")  # a lone CR: the line ends there, the CRs after it are lines
+
+    def _line_to_newline(self) -> bytes | int | None:
+        """`next` where only a \\n ends a line (the CRs before it dropped), as JSON lines are defined: a lone CR
+        there is whitespace between a value's tokens."""
+        line = self._handle.readline(self._max + 1)
+        if not line:
+            return None
+        if len(line) > self._max and not line.endswith(b"\n"):
+            dropped = 0
+            while (chunk := self._handle.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
+                dropped += len(chunk)
+            return len(line) + dropped + len(chunk)
+        return line.removesuffix(b"\n").rstrip(b"\r")
 
     def _bounded(self, line: bytes, at: int, end: int, kept: bytes = b"") -> bytes | int:
         """The line line[at:end] and the end it keeps, or its length when it is over the bound (the held bytes
@@ -396,10 +411,10 @@ class _AsChecked(io.RawIOBase):
         super().close()
 
 
-def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
-                        checked: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
+def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True,
+                        lone_cr: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
-    `_Lines`); lines count from 1.
+    `_Lines`; `lone_cr=False`: at a \\n only, as JSON lines are defined); lines count from 1.
 
     A line longer than `max_line` bytes (without its newline) is a `Rejection` for that file:line
     instead: readline() is always given a limit, so no line is ever held whole, however long. A byte order mark
@@ -412,7 +427,7 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES,
     crcs = check_compressed(path) if checked else None
     with _open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
-        lines = _Lines(handle, max_line)
+        lines = _Lines(handle, max_line, lone_cr)
         number = 0
         while (line := lines.next()) is not None:
             number += 1
