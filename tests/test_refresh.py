@@ -840,3 +840,34 @@ def test_previous_latest_under_a_root_without_releases_says_it_makes_the_first(t
     assert main(["refresh", f"--output={root}", "--previous=latest", "--input=/nowhere/*.tsv"]) == 2
     out = capsys.readouterr().out
     assert f"refresh: {root} holds no published release (--previous=latest): this is the first release" in out
+
+
+def test_a_carried_photo_listed_by_phash_is_taken_down_whatever_phash_its_row_states(first_yfcc_release, tmp_path):
+    """A carried row's pHash is the previous release's word: 32 of its bits changed there (the manifest resealed, so
+    verify passes), the photo a takedown lists by pHash was carried into the next release. Its stored image's own
+    pHash is looked up too."""
+    import shutil
+
+    import pyarrow as pa
+
+    server, _, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    listed = None
+    for shard in sorted((previous / "parquet").glob("*.parquet")):
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        for row in rows:
+            if row["photo_id"] == "1004":
+                listed = row["phash"]
+                row["phash"] = f"{int(listed, 16) ^ 0xFFFFFFFF00000000:016x}"
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    assert listed is not None
+    reseal(previous)
+    (tmp_path / "takedowns.txt").write_text(f"phash {listed} 2\n")
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--blocklist={tmp_path / 'takedowns.txt'}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == released(first) - {"1004"}
+    log = json.loads((second / "changelog.json").read_text())
+    assert log["removed"] == {"blocklist_content/blocklisted": ["1004"]}, log["removed"]

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -48,10 +49,12 @@ from urllib.parse import parse_qs, urlsplit
 import apache_beam as beam
 import idna
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
+from pipeline.near_dup.perceptual_hashes import phash_dhash
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -258,14 +261,33 @@ class Matcher:
         self._hashes = HashIndex([(int(e.value, 16), e.distance, e) for e in entries
                                   if e.kind == "phash" and "phash" in kinds])
 
-    def match(self, photo: Photo) -> Entry | None:
+    def match(self, photo: Photo, rehash: bool = False) -> Entry | None:
+        """The first entry `photo` is listed by. `rehash`: its stored image's pHash is looked up too, not only the one
+        its row states (a carried row's, which the previous release states)."""
         for key in _photo_keys(photo):
             if key in self._exact:
                 return self._exact[key]
-        if photo.phash and len(self._hashes):
-            found = self._hashes.nearest(int(photo.phash, 16))
+        if not len(self._hashes):
+            return None
+        hashes = [photo.phash] if photo.phash else []
+        if rehash and photo.image and (own := stored_phash(photo.image)) not in hashes:
+            hashes += [own] if own else []
+        for value in hashes:
+            found = self._hashes.nearest(int(value, 16))
             if found:
                 return found[0]
+        return None
+
+
+def stored_phash(jpeg: bytes) -> str | None:
+    """The pHash of a stored JPEG's pixels (the image stage hashes them before encoding: a bit or two apart at most
+    in the demo images), or None where they cannot be decoded (a carried row's image is checked before: carry.py).
+    A carried row's pHash is the previous release's word: changed there (the manifest resealed), a photo listed by its
+    pHash was carried into the next release, 32 bits away from the entry."""
+    try:
+        with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as img:
+            return phash_dhash(img.convert("L"))[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 
@@ -277,8 +299,9 @@ def copy_blocklists(texts: Sequence[tuple[str, bytes]], folder: str) -> list[Sta
 
 class _DropListed(beam.DoFn):
     def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[StagedCopy], distance: int, kinds: Sequence[str],
-                 stage: str) -> None:
+                 stage: str, rehash: bool = False) -> None:
         self._lists, self._distance, self._kinds, self._stage = list(lists), distance, tuple(kinds), stage
+        self._rehash = rehash
 
     def setup(self) -> None:
         copies = [item for item in self._lists if isinstance(item, StagedCopy)]
@@ -286,7 +309,7 @@ class _DropListed(beam.DoFn):
         self._matcher = Matcher(parse_blocklists(texts, self._distance), self._kinds)  # type: ignore[arg-type]
 
     def process(self, photo: Photo) -> Iterator:
-        entry = self._matcher.match(photo)
+        entry = self._matcher.match(photo, self._rehash)
         if entry is None:
             yield photo
         else:
@@ -305,15 +328,17 @@ class Blocklist(beam.PTransform):
     job in a worker."""
 
     def __init__(self, paths: Sequence[str], distance: int, kinds: Sequence[str], stage: str = STAGE,
-                 texts: Sequence[tuple[str, bytes]] | None = None, copies: Sequence[StagedCopy] = ()) -> None:
+                 texts: Sequence[tuple[str, bytes]] | None = None, copies: Sequence[StagedCopy] = (),
+                 rehash: bool = False) -> None:
         super().__init__()
         # `texts`: the lists as `read_blocklists` read them once for all of a job's Blocklist stages (a refresh has
         # four: read by each, a list saved meanwhile was applied in two versions); `copies`: where the job copied
-        # them (`copy_blocklists`), which the workers then read instead of carrying the text in the job graph
+        # them (`copy_blocklists`), which the workers then read instead of carrying the text in the job graph;
+        # `rehash`: pHashes are looked up for the photos' stored images too (Matcher.match), for carried rows
         texts = read_blocklists(paths) if texts is None else texts
         parse_blocklists(texts, distance)  # fail fast, before any worker starts
         self._stage = stage
-        self._fn = _DropListed(list(copies) or texts, distance, kinds, stage)
+        self._fn = _DropListed(list(copies) or texts, distance, kinds, stage, rehash)
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         return apply_stage(photos, self._stage, self._fn)
