@@ -381,3 +381,33 @@ def test_a_long_list_reaches_the_workers_as_a_copy_not_in_the_job_graph(tmp_path
         handle.write("sha256 " + "f" * 64 + "\n")
     with pytest.raises(RuntimeError, match=r"the copy of hashes\.txt the job made at launch .* has changed"):
         worker.setup()
+
+
+def test_a_long_list_is_parsed_and_held_once_per_worker_process_however_many_stage_instances(tmp_path):
+    """A runner sets up a stage's DoFn once per thread, and a refresh has two stages of each kind: a list of 2 million
+    entries (630 MB parsed) was parsed and held once per instance, per worker process. Instances of one list's stage
+    share what one parsed."""
+    import pickle
+    import tracemalloc
+
+    from pipeline.stages.blocklist import copy_blocklists
+
+    path = tmp_path / "hashes.txt"
+    path.write_text(f"# {tmp_path}\n" + "".join(f"sha256 {index:064x}\n" for index in range(50_000)))
+    texts = read_blocklists([str(path)])
+    copies = copy_blocklists(texts, str(tmp_path / "staging" / "_lists"))
+    stage = Blocklist([str(path)], 4, CONTENT_KINDS, texts=texts, copies=copies)
+    instances = [pickle.loads(pickle.dumps(stage._fn)) for _ in range(4)]  # as four threads' bundle processors get
+    tracemalloc.start()
+    try:
+        instances[0].setup()
+        one = tracemalloc.get_traced_memory()[0]
+        for instance in instances[1:]:
+            instance.setup()
+        four = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert one > 5_000_000  # the parsed list is held (some 10 MB here)
+    assert four - one < one / 4, (one, four)
+    listed = photo("1", sha256=f"{49_999:064x}")
+    assert [type(out).__name__ for instance in instances for out in instance.process(listed)] == ["TaggedOutput"] * 4

@@ -39,9 +39,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import io
 import posixpath
 import re
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -79,7 +82,7 @@ _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr
 _SHORT_PATH = re.compile(rf"/p/([{_BASE58}]{{1,12}})/?")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     kind: str
     value: str
@@ -297,6 +300,25 @@ def copy_blocklists(texts: Sequence[tuple[str, bytes]], folder: str) -> list[Sta
     return [stage_copy(name, raw, folder) for name, raw in texts]
 
 
+# The matchers of a worker process, by what they were made from: a runner sets up a stage's DoFn once per thread
+# (a bundle processor each), and a refresh has two stages of each kind (its new photos' and its carried ones'), so a
+# list of 2 million entries (630 MB parsed) was parsed and held as many times over, per process.
+_MATCHERS: weakref.WeakValueDictionary[tuple, Matcher] = weakref.WeakValueDictionary()
+_MATCHERS_LOCK = threading.Lock()
+
+
+def _shared_matcher(texts: Sequence[tuple[str, bytes]], distance: int, kinds: tuple[str, ...]) -> Matcher:
+    """The process's Matcher of these lists' bytes and names, at this distance, for these kinds: made once and held
+    while any stage instance holds it."""
+    key = (tuple((name, hashlib.sha256(raw).digest()) for name, raw in texts), distance, kinds)
+    with _MATCHERS_LOCK:
+        matcher = _MATCHERS.get(key)
+        if matcher is None:
+            matcher = Matcher(parse_blocklists(texts, distance), kinds)
+            _MATCHERS[key] = matcher
+        return matcher
+
+
 class _DropListed(beam.DoFn):
     def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[StagedCopy], distance: int, kinds: Sequence[str],
                  stage: str, rehash: bool = False) -> None:
@@ -306,7 +328,7 @@ class _DropListed(beam.DoFn):
     def setup(self) -> None:
         copies = [item for item in self._lists if isinstance(item, StagedCopy)]
         texts = [(copy.name, copy.read()) for copy in copies] if copies else self._lists
-        self._matcher = Matcher(parse_blocklists(texts, self._distance), self._kinds)  # type: ignore[arg-type]
+        self._matcher = _shared_matcher(texts, self._distance, self._kinds)  # type: ignore[arg-type]
 
     def process(self, photo: Photo) -> Iterator:
         entry = self._matcher.match(photo, self._rehash)
