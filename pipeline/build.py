@@ -294,12 +294,15 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     ledger = None
     if opts.ledger:
         ledger = pipeline | "ReadLedger" >> ReadParquetFiles(split_list(opts.ledger))
-    undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None, lambda: SkipDecided(ledger))
     # A new row for an id the previous release holds is a repeat of that photo: without the ledger, which skips it
     # as decided, it was fetched and written twice. Its ids are read apart (CarriedIds), so that the downloads do not
     # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
-    not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over, lambda: DropRepeatedIds(
-        pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over))))
+    carried_ids = pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over)) \
+        if opts.carry_over else None
+    undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None,
+                       lambda: SkipDecided(ledger, carried_ids))
+    not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over,
+                         lambda: DropRepeatedIds(carried_ids))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))
     listed_ids = _maybe(verified.kept, pipeline, "BlocklistIds", listed,
                         lambda: listed(METADATA_KINDS))  # type: ignore[misc]

@@ -871,3 +871,35 @@ def test_a_carried_photo_listed_by_phash_is_taken_down_whatever_phash_its_row_st
     assert released(second) == released(first) - {"1004"}
     log = json.loads((second / "changelog.json").read_text())
     assert log["removed"] == {"blocklist_content/blocklisted": ["1004"]}, log["removed"]
+
+
+def test_a_previous_ledger_calling_kept_a_photo_its_release_does_not_hold_decides_nothing(first_yfcc_release, tmp_path):
+    """A ledger row calling 1005 kept (r1 does not hold it: a 503 left it out), the ledger resealed with its release:
+    each new row of 1005 was skipped as "kept in release r1: carried over, not fetched again", nothing carried it
+    over, and the new ledger called it kept again, so it was lost to every later release. Only a release that holds a
+    photo carries it over: 1005 is fetched and kept."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipeline.fixtures.demo_world import photo_path
+
+    server, metadata, first = first_yfcc_release
+    assert "1005" not in released(first)
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    [shard] = sorted((previous / "ledger").glob("*.parquet"))
+    table = pq.read_table(shard)
+    rows = [row for row in table.to_pylist() if row["photo_id"] != "1005"]
+    rows.append({"photo_id": "1005", "decision": "kept", "stage": "", "reason": "", "release": "r1"})
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    reseal(previous)
+    server.hits.clear()
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == released(first) | {"1005"}
+    assert {path for path, count in server.hits.items() if count} == {photo_path("1005")}
+    ledger = {row["photo_id"]: row for row in pq.read_table(second / "ledger").to_pylist()}
+    assert (ledger["1005"]["decision"], ledger["1005"]["release"]) == ("kept", "r2")
+    assert json.loads((second / "changelog.json").read_text())["added"] == ["1005"]

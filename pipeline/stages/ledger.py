@@ -161,6 +161,9 @@ class _SkipDecided(beam.DoFn):
     def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = keyed
         decided = first_entry(groups["decided"])
+        if decided is not None and decided["decision"] == KEPT and "carried" in groups and \
+                not any(groups["carried"]):
+            decided = None  # "kept", yet the release it builds on does not hold it: nothing carries it over
         for photo in groups["photos"]:
             if decided is None:
                 yield photo
@@ -175,14 +178,20 @@ class _SkipDecided(beam.DoFn):
 
 class SkipDecided(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo] never decided for good, PCollection[Rejection]
-    `already_decided`), given the previous ledger as PCollection[dict] rows."""
+    `already_decided`), given the previous ledger as PCollection[dict] rows. `carried`: (photo id, anything) for each
+    row of the release a refresh carries over; an id the ledger calls kept is decided only if that release holds it.
+    The ledger is outside input (resealed with its release): a row calling a photo kept that the release does not hold
+    skipped each new row of it as "carried over, not fetched again", and the photo was lost to every later release."""
 
-    def __init__(self, ledger: beam.PCollection) -> None:
+    def __init__(self, ledger: beam.PCollection, carried: beam.PCollection | None = None) -> None:
         super().__init__()
-        self._ledger = ledger
+        self._ledger, self._carried = ledger, carried
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         keyed = photos | "ById" >> beam.Map(lambda photo: (_id(photo.photo_id) or photo.photo_id, photo))
         decided = self._ledger | "LedgerById" >> beam.ParDo(CheckedRows())
-        joined = {"photos": keyed, "decided": decided} | "Join" >> beam.CoGroupByKey()
+        groups = {"photos": keyed, "decided": decided}
+        if self._carried is not None:
+            groups["carried"] = self._carried | "CarriedKeys" >> beam.Map(lambda item: (item[0], True))
+        joined = groups | "Join" >> beam.CoGroupByKey()
         return apply_stage(joined, STAGE, _SkipDecided())
