@@ -182,17 +182,26 @@ def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str,
     return key(models) != key(previous_manifest.get("models", []))
 
 
-def _ids(release: str) -> set[str]:
+def _ids(release: str, places: dict[str, str] | None = None) -> set[str]:
+    """The release's photo ids. `places`: filled with the place ("NAME/parquet/SHARD:ROW", as release/carry.py names
+    a carried row) of each id that is not a plain number, which is what a rejection of its carried row names instead
+    of the id."""
     ids: set[str] = set()
     for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
-        ids.update(read_parquet(path, ["photo_id"]).column(0).to_pylist())
+        column = read_parquet(path, ["photo_id"]).column(0).to_pylist()
+        ids.update(column)
+        if places is not None:
+            shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
+            places.update((f"{shard}:{row}", photo_id) for row, photo_id in enumerate(column, start=1)
+                          if not (isinstance(photo_id, str) and photo_id.isascii() and photo_id.isdigit()))
     return ids
 
 
 def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
     release's (default: its folder's, which a staging folder is not)."""
-    before, after = _ids(previous), _ids(release)
+    places: dict[str, str] = {}
+    before, after = _ids(previous, places), _ids(release)
     removed_ids = before - after
     carried = f"{release_name(previous)}/parquet/"  # where a carried copy's rejection points (release/carry.py)
     why: dict[str, tuple[bool, str, str]] = {}
@@ -200,13 +209,15 @@ def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
     for path in matching(FileSystems.join(release, "rejections", "*.parquet")):
         table = read_parquet(path, ["photo_id", "stage", "reason", "source_ref"])
         for row in table.to_pylist():
+            # A carried row whose id is no plain number is rejected under its place, not its id
+            photo_id = places.get(row["photo_id"], row["photo_id"])
             if row["stage"] == "ledger":  # a row of the dump the ledger skipped: not why a photo left
                 skipped += 1
-            elif row["photo_id"] in removed_ids:
+            elif photo_id in removed_ids:
                 # The rejection of the carried copy is why the photo left; one of a new row for the same id (a
                 # licence changed to BY-NC, say) is not: the copy may have left over the owner cap.
                 reason = (not (row["source_ref"] or "").startswith(carried), row["stage"], row["reason"])
-                why[row["photo_id"]] = min(why.get(row["photo_id"], reason), reason)
+                why[photo_id] = min(why.get(photo_id, reason), reason)
     reasons: dict[str, list[str]] = {}
     for photo_id, (_, stage, reason) in sorted(why.items()):
         reasons.setdefault(f"{stage}/{reason}", []).append(photo_id)
