@@ -931,3 +931,33 @@ def test_a_carried_row_rejected_for_its_id_is_removed_for_that_reason_in_the_cha
     log = json.loads((second / "changelog.json").read_text())
     assert log["removed"] == {"carry/bad_id": ["1001x"]}, log["removed"]
     assert "## Removed: carry/bad\\_id (1)" in (second / "CHANGELOG.md").read_text()
+
+
+def test_a_previous_release_whose_ids_are_numbers_not_text_is_refreshed_with_each_row_rejected(first_yfcc_release,
+                                                                                            tmp_path):
+    """A resealed release whose Parquet shards hold the photo ids as int64 passes verify; its rows are rejected as
+    carry/bad_id, and the changelog then failed the whole refresh after its job ('int' object has no attribute
+    'isdigit'), every month until someone found the shard."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipeline.release.verify import verify
+
+    server, _, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    for shard in sorted((previous / "parquet").glob("*.parquet")):
+        table = pq.read_table(shard)
+        column = table.schema.get_field_index("photo_id")
+        numbers = pa.array([int(photo_id) for photo_id in table.column(column).to_pylist()], pa.int64())
+        pq.write_table(table.set_column(column, pa.field("photo_id", pa.int64()), numbers), shard)
+    reseal(previous)
+    assert list(verify(str(previous))) == []
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--allowed_hosts={server.host}", "--allow_empty", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == set()
+    assert json.loads((second / "stats.json").read_text())["accounted"]
+    log = json.loads((second / "changelog.json").read_text())
+    assert log["removed"] == {"carry/bad_id": sorted(released(first), key=int)}, log["removed"]

@@ -188,12 +188,14 @@ def _ids(release: str, places: dict[str, str] | None = None) -> set[str]:
     of the id."""
     ids: set[str] = set()
     for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
-        column = read_parquet(path, ["photo_id"]).column(0).to_pylist()
-        ids.update(column)
-        if places is not None:
-            shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
-            places.update((f"{shard}:{row}", photo_id) for row, photo_id in enumerate(column, start=1)
-                          if not (isinstance(photo_id, str) and photo_id.isascii() and photo_id.isdigit()))
+        shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
+        for row, value in enumerate(read_parquet(path, ["photo_id"]).column(0).to_pylist(), start=1):
+            # An id of another type than text (a resealed shard's int64 column passes verify) failed the refresh here,
+            # after its job: named as text, a null by its place
+            photo_id = value if isinstance(value, str) else f"{shard}:{row}" if value is None else str(value)
+            ids.add(photo_id)
+            if places is not None and not (isinstance(value, str) and value.isascii() and value.isdigit()):
+                places[f"{shard}:{row}"] = photo_id
     return ids
 
 
