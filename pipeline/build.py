@@ -238,7 +238,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., B
                      lambda: listed(AFTER_FETCH_KINDS, BLOCKLIST_CONTENT, rehash=True))  # type: ignore[misc]
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(content.kept, pipeline, "CarriedDecontaminate", eval_sets,
-                   lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
+                   lambda: Decontaminate(eval_sets, list_distance, image_config(opts), rehash=True))
     rejected = [rows.rejected, licensed.rejected, unique.rejected, verified.rejected, ids.rejected, content.rejected,
                 clean.rejected]
     if not (opts.redetect and specs):

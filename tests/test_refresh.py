@@ -961,3 +961,30 @@ def test_a_previous_release_whose_ids_are_numbers_not_text_is_refreshed_with_eac
     assert json.loads((second / "stats.json").read_text())["accounted"]
     log = json.loads((second / "changelog.json").read_text())
     assert log["removed"] == {"carry/bad_id": sorted(released(first), key=int)}, log["removed"]
+
+
+def test_a_carried_photo_of_an_evaluation_image_is_removed_whatever_phash_its_row_states(first_yfcc_release,
+                                                                                         tmp_path):
+    """--decontaminate compared a carried row's pHash, the previous release's word: changed there (resealed), a near
+    copy of an evaluation image (1004, coffee) was carried into the next release. Its stored image is hashed too."""
+    import shutil
+
+    import pyarrow as pa
+
+    server, _, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    for shard in sorted((previous / "parquet").glob("*.parquet")):
+        table = pq.read_table(shard)
+        rows = [{**row, "phash": f"{int(row['phash'], 16) ^ 0xFFFFFFFF00000000:016x}"} if row["photo_id"] == "1004"
+                else row for row in table.to_pylist()]
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    reseal(previous)
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "val_0001.jpg").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), quality=70))
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--decontaminate={evaluation}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    second = tmp_path / "root" / "releases" / "r2"
+    assert released(second) == released(first) - {"1004"}
+    assert json.loads((second / "changelog.json").read_text())["removed"] == {"decontaminate/eval_overlap": ["1004"]}

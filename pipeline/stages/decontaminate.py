@@ -26,6 +26,7 @@ from pipeline.io.files import matching
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.records import Photo, Rejection, is_utf8_text
 from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stages.blocklist import stored_phash
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
 STAGE = "decontaminate"
@@ -122,8 +123,8 @@ class _HashEvalImage(beam.DoFn):
 
 
 class _DropContaminated(beam.DoFn):
-    def __init__(self, distance: int) -> None:
-        self._distance = distance
+    def __init__(self, distance: int, rehash: bool = False) -> None:
+        self._distance, self._rehash = distance, rehash
         self._index: HashIndex | None = None
 
     def process(self, photo: Photo, eval_hashes: Sequence[tuple[int, str]]) -> Iterator:
@@ -132,6 +133,8 @@ class _DropContaminated(beam.DoFn):
             # evaluation images (copies under two names) the first listed is named in the rejection.
             self._index = HashIndex([(value, self._distance, path) for value, path in sorted(eval_hashes)])
         found = self._index.nearest(int(photo.phash, 16)) if photo.phash else None
+        if found is None and self._rehash and photo.image and (own := stored_phash(photo.image)):
+            found = self._index.nearest(int(own, 16))  # a carried row's pHash is the previous release's word
         if found is None:
             yield photo
             return
@@ -144,12 +147,13 @@ class Decontaminate(beam.PTransform):
     """PCollection[Photo] (with `phash`) -> (PCollection[Photo] with no near copy of an evaluation
     image, PCollection[Rejection])."""
 
-    def __init__(self, sources: Sequence[str], distance: int, cfg: ImageConfig) -> None:
+    def __init__(self, sources: Sequence[str], distance: int, cfg: ImageConfig, rehash: bool = False) -> None:
+        """`rehash`: the photos' stored images are hashed too, not only their rows' pHash (carried rows')."""
         super().__init__()
         self._paths = [path for source in sources for path in expand_eval_source(source)]
         if not self._paths:
             raise ValueError(f"--decontaminate {','.join(sources)} names no image")
-        self._distance, self._cfg = distance, cfg
+        self._distance, self._cfg, self._rehash = distance, cfg, rehash
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         eval_hashes = (
@@ -158,5 +162,5 @@ class Decontaminate(beam.PTransform):
             | "SpreadEval" >> beam.Reshuffle()
             | "HashEval" >> beam.ParDo(_HashEvalImage(self._cfg))
         )
-        return apply_stage(photos, STAGE, _DropContaminated(self._distance),
+        return apply_stage(photos, STAGE, _DropContaminated(self._distance, self._rehash),
                            eval_hashes=beam.pvalue.AsList(eval_hashes))
