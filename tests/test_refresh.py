@@ -934,15 +934,13 @@ def test_a_carried_row_rejected_for_its_id_is_removed_for_that_reason_in_the_cha
 
 
 def test_a_previous_release_whose_ids_are_numbers_not_text_is_refreshed_with_each_row_rejected(first_yfcc_release,
-                                                                                            tmp_path):
-    """A resealed release whose Parquet shards hold the photo ids as int64 passes verify; its rows are rejected as
+                                                                                            tmp_path, monkeypatch):
+    """A resealed release whose Parquet shards hold the photo ids as int64 passed verify; its rows are rejected as
     carry/bad_id, and the changelog then failed the whole refresh after its job ('int' object has no attribute
     'isdigit'), every month until someone found the shard."""
     import shutil
 
     import pyarrow as pa
-
-    from pipeline.release.verify import verify
 
     server, _, first = first_yfcc_release
     previous = tmp_path / "previous" / "releases" / "r1"
@@ -953,7 +951,8 @@ def test_a_previous_release_whose_ids_are_numbers_not_text_is_refreshed_with_eac
         numbers = pa.array([int(photo_id) for photo_id in table.column(column).to_pylist()], pa.int64())
         pq.write_table(table.set_column(column, pa.field("photo_id", pa.int64()), numbers), shard)
     reseal(previous)
-    assert list(verify(str(previous))) == []
+    # verify reports such a shard (test_verify.py); a refresh's own reading of its ids is tested here
+    monkeypatch.setattr("pipeline.commands.refresh.verify", lambda release: iter(()))
     assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
                  f"--allowed_hosts={server.host}", "--allow_empty", *LOCAL]) == 0
     second = tmp_path / "root" / "releases" / "r2"

@@ -668,6 +668,22 @@ def test_a_table_whose_ids_are_not_text_is_unreadable(demo_release, tmp_path):
         _problems(copy)
 
 
+def test_a_dataset_shard_whose_ids_are_not_text_is_unreadable(demo_release, tmp_path):
+    """A resealed Parquet shard whose photo_id column is int64 passed (its ids read as text matched the other
+    formats'): a release no run writes, whose next refresh then failed after its job in the changelog."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = _fresh(demo_release, tmp_path, "copy")
+    shard = sorted((copy / "parquet").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    ids = pa.array([int(value) for value in table.column("photo_id").to_pylist()], pa.int64())
+    pq.write_table(table.set_column(table.schema.get_field_index("photo_id"), "photo_id", ids), shard)
+    reseal(copy)
+    listed = shard.relative_to(copy).as_posix()
+    assert (listed, "unreadable: column photo_id is int64, not text as a run writes it") in _problems(copy)
+
+
 def test_a_near_duplicate_index_that_is_not_the_kept_photos_is_reported(demo_release, tmp_path):
     """The index the next run compares its images with: a run writes a row for each photo it keeps, and nothing else
     unless it added a previous index's rows (--previous_index). A resealed index lacking kept photos (their near copies

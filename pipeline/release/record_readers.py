@@ -235,7 +235,11 @@ def _parquet_records(source: Source) -> Records:
     ids, odd, images, credits = [], [], bytearray(), bytearray()
     columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
     for batch in bounded_batches(source, columns, _IMAGE_ROWS):
-        found = [str(value) for value in batch.column("photo_id").to_pylist()]
+        column = batch.column("photo_id")
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            # read as text, int64 ids matched the other formats' and passed: a release no run writes
+            raise pa.ArrowTypeError(f"column photo_id is {column.type}, not text as a run writes it")
+        found = [str(value) for value in column.to_pylist()]
         digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
         ids += found
         odd += [photo_id for photo_id, digest, sha256 in zip(found, digests, batch.column("sha256").to_pylist(),
