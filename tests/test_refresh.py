@@ -332,9 +332,11 @@ def test_a_near_copy_of_a_photo_removed_in_this_refresh_is_a_new_image(first_yfc
     assert sorted(index) == sorted(released(second))  # the index is exactly what the release holds
 
 
-def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(first_yfcc_release, tmp_path):
+def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(first_yfcc_release, tmp_path, capsys):
     """The ledger: every photo decided for good is skipped before the fetch; one that failed for a
-    transient reason (a 503) is fetched again, and nothing else is."""
+    transient reason (a 503) is fetched again, and nothing else is. The release it builds on was made with no
+    takedown list and no licence re-check, which the refresh says (it said nothing: a manifest resealed without
+    them made refreshes that applied neither, unsaid)."""
     from pipeline.fixtures.demo_world import photo_path
 
     server, metadata, first = first_yfcc_release
@@ -342,6 +344,8 @@ def test_a_refresh_of_an_unchanged_dump_downloads_only_what_was_never_decided(fi
     server.hits.clear()
     assert main(["refresh", f"--previous={first}", f"--output={tmp_path / 'root'}", "--release=r2",
                  f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    said = capsys.readouterr().out
+    assert "refresh: no takedown list applies (--blocklist); the carried photos' licences" in said, said
     fetched = {path for path, count in server.hits.items() if count}
     second = tmp_path / "root" / "releases" / "r2"
     assert released(second) == released(first) | {"1005"}
@@ -745,6 +749,8 @@ def test_a_refresh_without_previous_under_a_root_holding_releases_is_refused(fir
     assert main(["refresh", "--release=r2", "--previous=latest", f"--blocklist={tmp_path / 'takedowns.txt'}",
                  *args]) == 0
     assert "1004" not in released(root / "releases" / "r2")
+    said = capsys.readouterr().out
+    assert "no takedown list applies" not in said and "are not re-checked (--verify_license)" in said, said
     # a root without releases makes a first release without --previous, as before
     assert main(["refresh", f"--output={tmp_path / 'new'}", "--release=r1", f"--input={metadata}",
                  f"--allowed_hosts={server.host}", "--detectors=none", *LOCAL]) == 0

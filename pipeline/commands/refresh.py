@@ -86,6 +86,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
         print(f"refresh: from {previous}: {' '.join(inherited)} (give a flag again to change it)", flush=True)
+    if previous:
+        _say_what_is_not_checked(PipelineOptions(argv).view_as(PassOptions))
     finished: list[dict | None] = []
     # Only an unpublished (resumed) release can be here: checked above. finish writes into the run's staging folder,
     # under its lock, so that the changelog, datasheet and release name are published with the run's files, the
@@ -102,6 +104,19 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         print(f"  changes: {len(log['added'])} added, {removed} removed, {log['unchanged']} unchanged "
               f"(CHANGELOG.md)")
     return 0  # as for run: a run whose rows are not all accounted for is refused before publishing (exit 4)
+
+
+def _say_what_is_not_checked(opts: PassOptions) -> None:
+    """A refresh takes the takedown list and the licence re-check from the previous release's manifest unless given
+    again: a manifest without them (a first release made without, or one resealed with them taken out) made a refresh
+    that applied no takedown and re-checked no carried licence, and said nothing of it."""
+    unchecked = []
+    if not opts.blocklist:
+        unchecked.append("no takedown list applies (--blocklist)")
+    if not opts.verify_license:
+        unchecked.append("the carried photos' licences and deletions on Flickr are not re-checked (--verify_license)")
+    if unchecked:
+        print(f"refresh: {'; '.join(unchecked)}: neither given nor recorded in the previous release", flush=True)
 
 
 def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished) -> int:
