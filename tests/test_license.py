@@ -15,6 +15,14 @@ from tests.conftest import local_pipeline, photo
     ("cc  by 4.0", ""),
     ("CC-BY-4.0", ""),  # SPDX identifiers, as generic tables (sources/table.py) often give them
     ("cc-by-2.0", ""),
+    # the deed and legal code pages Creative Commons links to, and its chooser's query: a table exported with them
+    # lost every row as not_cc_by
+    ("", "https://creativecommons.org/licenses/by/4.0/deed.en"),
+    ("", "https://creativecommons.org/licenses/by/4.0/deed.zh-hans"),
+    ("", "http://creativecommons.org/licenses/by/2.0/legalcode"),
+    ("", "https://creativecommons.org/licenses/by/4.0/legalcode.fr/"),
+    ("", "https://creativecommons.org/licenses/by/4.0/?ref=chooser-v1"),
+    ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/deed.en#ref-appropriate-credit"),
 ])
 def test_cc_by_accepted(name, url):
     assert is_cc_by(name, url)
@@ -33,6 +41,11 @@ def test_cc_by_accepted(name, url):
     ("CC-BY-SA-2.0", ""),
     ("", ""),
     ("Public Domain Mark", "https://creativecommons.org/publicdomain/mark/1.0/"),
+    ("", "https://creativecommons.org/licenses/by-nc/4.0/deed.en"),  # another licence's deed stays that licence
+    ("", "https://creativecommons.org/licenses/by-sa/2.0/legalcode"),
+    ("", "https://creativecommons.org/licenses/by/4.0/deed.en/extra/"),  # a page below the deed is no licence
+    ("", "https://example.org/licenses/by/4.0/deed.en"),  # only creativecommons.org's pages
+    ("", "https://creativecommons.org/licenses/by/4.0/deedless"),
 ])
 def test_everything_else_rejected(name, url):
     assert not is_cc_by(name, url)

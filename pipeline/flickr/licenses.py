@@ -48,9 +48,21 @@ CC_BY_LICENSE_IDS = frozenset({4, 11})
 _SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
 
 
+# The pages of one licence Creative Commons links to besides its folder: the deed in a language, the legal code
+# (`by/4.0/deed.en`, `by/4.0/legalcode.fr`), and the chooser's `?ref=chooser-v1`. A table exported with those URLs
+# lost every row as not_cc_by.
+_LICENCE_PAGE = re.compile(r"(?<=/)(deed|legalcode)(\.[a-z]{2,3}([_-][a-z0-9]{1,8})*)?/?$")
+
+
 def _bare_url(url: str) -> str:
-    """'HTTP://www.CreativeCommons.org/licenses/by/2.0' -> 'creativecommons.org/licenses/by/2.0/'."""
+    """'HTTP://www.CreativeCommons.org/licenses/by/2.0' -> 'creativecommons.org/licenses/by/2.0/'; on
+    creativecommons.org, a deed or legal code page ('.../by/4.0/deed.en', '.../legalcode') and a query or fragment
+    name the licence's folder."""
     bare = _SCHEME.sub("", url.strip()).lower()
+    if bare.startswith("creativecommons.org/"):
+        bare = bare.split("#", 1)[0].split("?", 1)[0]
+        if bare.rstrip("/").count("/") == 4:  # creativecommons.org/licenses/by/4.0/PAGE
+            bare = _LICENCE_PAGE.sub("", bare)
     return bare if not bare or bare.endswith("/") else bare + "/"
 
 
