@@ -147,6 +147,22 @@ class BadPhotoId(BadValue):
     """A photo id that is not a Flickr photo number."""
 
 
+def value_kind(value: object) -> str:
+    """What a value read from a table, JSON or an API answer is, in its source's words ("photo id is a float, not a
+    number" read as a contradiction, and a JSON object was named by our own class, "_Object")."""
+    if isinstance(value, bool):
+        return "true/false value"
+    if isinstance(value, float):
+        return "decimal number"
+    if isinstance(value, dict):
+        return "JSON object"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
 def canonical_photo_id(value: object) -> str:
     """The one spelling of a photo id, whichever source (or list) it came from, else `BadPhotoId`.
 
@@ -160,7 +176,7 @@ def canonical_photo_id(value: object) -> str:
             raise BadPhotoId("bad_id", "photo id is a number outside 1 .. 10^20")
         return str(value)
     if not isinstance(value, str):
-        raise BadPhotoId("bad_id", f"photo id is a {type(value).__name__}, not a number")
+        raise BadPhotoId("bad_id", f"photo id is a {value_kind(value)}, not a whole number")
     text = value
     if not text:
         raise BadPhotoId("missing_id", "empty photo id")

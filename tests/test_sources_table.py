@@ -231,6 +231,13 @@ def test_bad_json_lines_are_rejections_with_reasons(tmp_path):
         "meta.jsonl:11": ("meta.jsonl:11", "malformed_row"),
         "meta.jsonl:12": ("11", "bad_field"),
     }
+    # Said in JSON's words: "photo id is a float, not a number" read as a contradiction, and a nested object was
+    # named by the reader's own class ("holds a _Object").
+    details = {item.source_ref: item.detail for item in items if isinstance(item, Rejection)}
+    assert details["meta.jsonl:4"].endswith("photo id is a decimal number, not a whole number")
+    assert "holds a list, not text" in details["meta.jsonl:7"]
+    path.write_text(json.dumps({**GOOD[0], "caption": {"nested": 1}}) + "\n")
+    assert "holds a JSON object, not text" in read_all(path, "jsonl")[0].detail
 
 
 def test_wrong_types_in_parquet_columns_are_rejections_not_crashes(tmp_path):
@@ -243,7 +250,7 @@ def test_wrong_types_in_parquet_columns_are_rejections_not_crashes(tmp_path):
     items = read_all(tmp_path / "floats.parquet", "parquet")
     assert [(item.source_ref, item.reason) for item in items] == [
         ("floats.parquet:1", "bad_id"), ("floats.parquet:2", "bad_id"), ("floats.parquet:3", "missing_id")]
-    assert "float" in items[0].detail
+    assert "decimal number" in items[0].detail
     ints = pa.table({"photo_id": pa.array([31, 32], pa.int64()), "photo_url": pa.array([5, None], pa.int64()),
                      "licence": pa.array(["CC BY 4.0", "CC BY 4.0"])})
     pq.write_table(ints, tmp_path / "ints.parquet")

@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import refuse_other_than_a_file
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
 from pipeline.sources import fields
 from pipeline.sources.parquet_pages import TooLarge, check_row_group
 from pipeline.sources.row_bound import bounded_rows
@@ -122,7 +122,7 @@ def _text(value: object, column: str, limit: int = MAX_VALUE_CHARS) -> str:
         except UnicodeDecodeError:
             raise ValueError(f"column {_shown(column)} holds bytes that are not UTF-8") from None
     if not isinstance(value, str):
-        raise ValueError(f"column {_shown(column)} holds a {type(value).__name__}, not text")
+        raise ValueError(f"column {_shown(column)} holds a {value_kind(value)}, not text")
     if len(value) > limit:
         raise ValueError(f"column {_shown(column)} holds {len(value):,} characters, over the limit of {limit:,}")
     if "\x00" in value:  # never text; C libraries downstream would cut the value short at it
