@@ -261,7 +261,7 @@ def _declarations() -> list[Declared]:
         help="Comma-separated globs of a previous release's ledger/*.parquet: rows whose photo id it decided for "
              "good are rejected as already_decided instead of being fetched again (a refresh sets it).")
     add("--blocklist", Role.INHERITED, is_input=True, default="",
-        help="Comma-separated blocklist files (photo_id, url, sha256, phash entries; see blocklist.py).")
+        help="Comma-separated blocklist files (photo_id, owner, url, sha256, phash entries; see blocklist.py).")
     add("--decontaminate", Role.INHERITED, is_input=True, default="",
         help="Comma-separated folders, globs or list files of evaluation images: dataset images within "
              "--near_dup_distance of one (4 when that is -1) are rejected.")

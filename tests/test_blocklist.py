@@ -48,7 +48,22 @@ def test_parse_and_match_every_kind():
     assert metadata_only.match(photo("44", download_sha256=LISTED_SHA)) is None
 
 
-@pytest.mark.parametrize("bad", ["colour 12", "photo_id", "phash xyz"])
+def test_an_owner_takedown_keeps_out_every_photo_of_that_account():
+    """A photographer asking that none of their photos be used: the list named photos one by one (photo_id, url,
+    sha256, phash), and an owner line was refused at launch, so a new upload of theirs entered the next release.
+    `owner NSID` matches the account however the id is written (leading zeros, "@n"), never another account."""
+    entries = parse_blocklist("owner 12345678@N01   # asked 2026-12-04\nowner 0099@n02\n", "t.txt", 4)
+    matcher = Matcher(entries, METADATA_KINDS)
+    assert matcher.match(photo("1", owner_nsid="12345678@N01")).source == "t.txt:1"
+    assert matcher.match(photo("2", owner_nsid="99@N02")).source == "t.txt:2"
+    assert matcher.match(photo("3", owner_nsid="012345678@n01")).source == "t.txt:1"
+    for other in ("12345678@N02", "1234567@N01", "123456780@N01", "", "12345678"):
+        assert matcher.match(photo("4", owner_nsid=other)) is None, other
+    assert Matcher(entries, CONTENT_KINDS).match(photo("1", owner_nsid="12345678@N01")) is None
+
+
+@pytest.mark.parametrize("bad", ["colour 12", "photo_id", "phash xyz", "owner someone", "owner 12345678@N01 x",
+                                 "owner ../12@N01", "owner 12@N1", "owner @N01"])
 def test_malformed_list_fails_at_start(tmp_path, bad):
     path = tmp_path / "bad.txt"
     path.write_text(bad + "\n")
@@ -58,12 +73,14 @@ def test_malformed_list_fails_at_start(tmp_path, bad):
 
 def test_stage_rejects_with_list_and_entry(tmp_path):
     path = tmp_path / "list.txt"
-    path.write_text(LIST)
+    path.write_text(LIST + "owner 5@N01\n")
     with local_pipeline() as p:
-        out = p | beam.Create([photo("42"), photo("7")]) | Blocklist([str(path)], 4, METADATA_KINDS)
+        photos = [photo("42"), photo("7"), photo("8", owner_nsid="5@N01")]
+        out = p | beam.Create(photos) | Blocklist([str(path)], 4, METADATA_KINDS)
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["7"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason, r.detail)),
-                    equal_to([("42", "blocklist", "blocklisted", "list.txt:2 photo_id 42")]), label="rejected")
+                    equal_to([("42", "blocklist", "blocklisted", "list.txt:2 photo_id 42"),
+                              ("8", "blocklist", "blocklisted", "list.txt:7 owner 5@N01")]), label="rejected")
 
 
 @pytest.mark.parametrize("edited", ["photo_id 7\n", "photo_id 42\nphoto_id 4 2\n"])

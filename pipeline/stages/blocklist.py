@@ -3,12 +3,13 @@
 A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` starts a comment):
 
     photo_id 123456789
+    owner 12345678@N01          # every photo of one Flickr account (a photographer opting out)
     url https://www.flickr.com/photos/someone/123456789/
     sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise (4 when that is -1)
 
 The same transform runs twice (each list read at launch, its text sent to the workers): before fetching with the
-metadata kinds (photo_id, url), so a taken-down photo is never downloaded again, and after normalisation with the
+metadata kinds (photo_id, owner, url), so a taken-down photo is never downloaded again, and after normalisation with the
 content kinds (sha256 of downloaded or stored bytes, pHash within a distance) and URLs again (the URL the image
 was served from, after redirects, is known only then). Each match is rejected with the list, line and entry that
 matched.
@@ -62,7 +63,7 @@ from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "blocklist"
-METADATA_KINDS = ("photo_id", "url")
+METADATA_KINDS = ("photo_id", "owner", "url")
 CONTENT_KINDS = ("sha256", "phash")
 # What the pass after fetching looks up: the content, and URLs again, since the URL the image was served from
 # (`fetched_url`, after redirects) is known only then. Without it a takedown naming that URL was matched only by the
@@ -71,6 +72,9 @@ AFTER_FETCH_KINDS = (*CONTENT_KINDS, "url")
 MAX_DISTANCE = 16  # the same bound as --near_dup_distance; beyond it a pHash "match" is noise
 _HEX = re.compile(r"[0-9a-f]+")
 _DISTANCE = re.compile(r"[0-9]{1,2}")
+# A Flickr account id (NSID), as search answers and the YFCC dumps give the owner: digits, "@N", two digits. An
+# alias (flickr.com/photos/ALIAS) names the same account only through the API, so it is refused, not matched.
+_NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
 _PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
 _STATIC_HOST = re.compile(r"(?:[a-z0-9-]+\.)*(?:staticflickr\.com|static\.flickr\.com)")
 # /[farm/]server/<id>_<secret>[_size].ext
@@ -171,6 +175,12 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
         raise ValueError(f"expected '{kind} VALUE' and nothing more")
     if kind == "photo_id":
         return Entry(kind, canonical_photo_id(value), default_distance, where)
+    if kind == "owner":
+        nsid = _NSID.fullmatch(value)
+        if not nsid:
+            raise ValueError("an owner is a Flickr account id such as 12345678@N01 (an alias names it only through "
+                             "Flickr's API: look the id up on the account's page)")
+        return Entry(kind, _owner_key(value), default_distance, where)
     if kind == "url":
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
         return Entry(kind, value, default_distance, where)
@@ -200,7 +210,8 @@ def parse_blocklist(text: str, name: str, default_distance: int) -> list[Entry]:
         if not fields:
             continue
         if fields[0].lower() not in METADATA_KINDS + CONTENT_KINDS or len(fields) < 2:
-            raise ValueError(f"{where}: expected '<photo_id|url|sha256|phash> VALUE', got {line.strip()[:80]!r}")
+            raise ValueError(f"{where}: expected '<photo_id|owner|url|sha256|phash> VALUE', got "
+                             f"{line.strip()[:80]!r}")
         try:
             entries.append(_entry(fields, where, default_distance))
         except ValueError as err:  # BadPhotoId included
@@ -236,13 +247,21 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
     return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
 
 
+def _owner_key(nsid: str) -> str:
+    """An NSID as compared: leading zeros off its number, "@N" upper case ("007@n01" is "7@N01")."""
+    found = _NSID.fullmatch(nsid)
+    return f"{int(found[1])}@N{found[2]}" if found else nsid
+
+
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
-    """What a photo can be listed by: its id, the photo ids its Flickr URLs name, its other URLs
+    """What a photo can be listed by: its id, its owner, the photo ids its Flickr URLs name, its other URLs
     (canonical where they parse, as given where they do not), its hashes."""
     try:
         keys = [("photo_id", canonical_photo_id(photo.photo_id))]
     except BadPhotoId:
         keys = [("photo_id", photo.photo_id)]
+    if photo.owner_nsid:
+        keys.append(("owner", _owner_key(photo.owner_nsid)))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):
         if url:
             try:
