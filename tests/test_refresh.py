@@ -295,6 +295,16 @@ def test_a_refresh_reproduces_every_option_that_shaped_the_release(tmp_path):
 OPTIONS_DEFAULTS = {option.name: option.default for option in __import__("pipeline.options").options.DECLARED}
 
 
+def refresh_decontaminated(previous: Path, tmp_path: Path, server) -> Path:
+    """Release r2 of `previous`, with --decontaminate naming a near copy of the demo world's coffee photo (1004)."""
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "val_0001.jpg").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), quality=70))
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--decontaminate={evaluation}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
+    return tmp_path / "root" / "releases" / "r2"
+
+
 @pytest.fixture(scope="module")
 def first_yfcc_release(tmp_path_factory):
     """A first release of the demo world (detection off), read by the two refresh tests below; its
@@ -480,12 +490,7 @@ def test_carried_rows_are_checked_as_any_source_row_is(first_yfcc_release, tmp_p
     # ...and its images against the other formats' (test_verify.py)
     monkeypatch.setattr("pipeline.release.verify._Seen.problems", lambda self: iter(()))
     assert list(verify(str(previous))) == []
-    evaluation = tmp_path / "eval"
-    evaluation.mkdir()
-    (evaluation / "val_0001.jpg").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), quality=70))
-    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
-                 f"--decontaminate={evaluation}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
-    second = tmp_path / "root" / "releases" / "r2"
+    second = refresh_decontaminated(previous, tmp_path, server)
     assert released(second) == set(by_id) - {"1001", "1002", "1003", "1004", "1007"}  # one 1006 is kept
     assert len(pq.read_table(second / "parquet").column("photo_id")) == len(released(second))
     rejections = {(r["stage"], r["reason"]) for r in pq.read_table(second / "rejections").to_pylist()}
@@ -985,11 +990,6 @@ def test_a_carried_photo_of_an_evaluation_image_is_removed_whatever_phash_its_ro
                 else row for row in table.to_pylist()]
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     reseal(previous)
-    evaluation = tmp_path / "eval"
-    evaluation.mkdir()
-    (evaluation / "val_0001.jpg").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), quality=70))
-    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
-                 f"--decontaminate={evaluation}", f"--allowed_hosts={server.host}", *LOCAL]) == 0
-    second = tmp_path / "root" / "releases" / "r2"
+    second = refresh_decontaminated(previous, tmp_path, server)
     assert released(second) == released(first) - {"1004"}
     assert json.loads((second / "changelog.json").read_text())["removed"] == {"decontaminate/eval_overlap": ["1004"]}

@@ -67,6 +67,24 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(world
         first.wait()
 
 
+def stopped_in_a_download(server: StaticServer, command: list[str], signum: int) -> tuple[int, str]:
+    """`python COMMAND` (a run of the world's photos), sent `signum` while it downloads a photo the server never
+    answers: its exit status and stderr. It must end within 30 s (it waited for the download, up to
+    --fetch_deadline)."""
+    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, cwd=Path(__file__).parent.parent)
+    try:
+        deadline = time.monotonic() + 60
+        while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # into the job: the download the server never answers under way
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
 @pytest.mark.parametrize(("launcher", "extra"), [
     (["-m", "pipeline", "run"], []),
     (["pipeline/commands/flex_main.py"], []),
@@ -82,21 +100,8 @@ def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lo
 
     server, metadata = world
     output = tmp_path / "out"
-    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
-    command = [sys.executable, *launcher, *argv(server, metadata, output, *extra)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).parent.parent)
-    try:
-        deadline = time.monotonic() + 60
-        while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # into the job: the download the server never answers under way
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    status, err = stopped_in_a_download(server, [*launcher, *argv(server, metadata, output, *extra)], signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM)")
     assert not (output / LOCK).exists() and not (output / STAGING).exists()
 
@@ -667,19 +672,8 @@ def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(world, tmp_path):
 
     server, metadata = world
     output = tmp_path / "out"
-    server.add(photo_path("1003"), Response(200, demo_image("chelsea.jpg"), delay=600.0))
-    command = [sys.executable, "-m", "pipeline", "run", *argv(server, metadata, output)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (output / STAGING).exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # into the job: the download the server never answers under way
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=30)  # it waited for the download, up to --fetch_deadline
-    finally:
-        process.kill()
-    assert process.returncode == 130, err[-2000:]
+    status, err = stopped_in_a_download(server, ["-m", "pipeline", "run", *argv(server, metadata, output)],
+                                        signal.SIGINT)
+    assert status == 130, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pass-pipeline: stopped (Ctrl-C)")
     assert not (output / LOCK).exists() and not (output / STAGING).exists()
