@@ -20,12 +20,12 @@ from pipeline.commands.evaluate import evaluate_command
 from pipeline.commands.refresh import refresh
 from pipeline.commands.review import review_apply
 from pipeline.commands.run import RunRefused, UsageError, expand_month, pipeline_options, run, summary
-from pipeline.commands.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, end_process
 from pipeline.commands.verify import verify_command
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
+from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
 from pipeline.release.refresh import ReleaseError
@@ -37,7 +37,7 @@ __all__ = ["main", "pipeline_options", "run"]
 def entry(argv: Sequence[str] | None = None) -> int:
     """The `pass-pipeline` command (and `python -m pipeline`, both through `launch.entry`; the Flex Template launcher,
     commands/flex_main.py, with its arguments): `main`, with Ctrl-C one line and exit 130 (128 + SIGINT), not a
-    traceback of whatever Beam or the fetcher was doing, and SIGTERM one line and exit 143 (commands/stopping.py).
+    traceback of whatever Beam or the fetcher was doing, and SIGTERM one line and exit 143 (io/stopping.py).
     The run has cleaned up by then (its staging folder removed, or kept with its plan once publishing began; its lock
     released); the process ends without waiting for threads the stopped job left."""
     try:

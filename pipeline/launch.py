@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.commands.stopping import INTERRUPTED_STATUS
+from pipeline.io.stopping import INTERRUPTED_STATUS
 
 
 def entry() -> int:

@@ -57,6 +57,6 @@ def main(argv: list[str], harness: Callable[[list[str]], None] | None = None,
 if __name__ == "__main__":
     # Ctrl-C in a terminal reaches every process of its group, these workers too: each printed a KeyboardInterrupt's
     # traceback, and one that survived it lived on after the run. The run decides: a stopped run ends its workers
-    # (commands/stopping.py).
+    # (io/stopping.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     main(sys.argv)

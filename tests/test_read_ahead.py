@@ -81,11 +81,11 @@ def test_a_stopped_run_does_not_wait_for_the_reads_under_way(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.commands.stopping import EXIT_STATUS, GRACE_S
+    from pipeline.io.stopping import EXIT_STATUS, GRACE_S
 
     script = """
 import time
-from pipeline.commands.stopping import StopRequested, StopSignals, end_process
+from pipeline.io.stopping import StopRequested, StopSignals, end_process
 from pipeline.io.read_ahead import read_ahead
 
 def read(item):

@@ -1,4 +1,4 @@
-"""SIGTERM's stop (commands/stopping.py), each case in a process of its own: a signal handler is the main thread's,
+"""SIGTERM's stop (io/stopping.py), each case in a process of its own: a signal handler is the main thread's,
 and a case that fails ends its process, never the test runner's."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands.stopping import EXIT_STATUS, GRACE_S, INTERRUPTED_STATUS
 from pipeline.io.layout import STAGING
 from pipeline.io.lock import LOCK
+from pipeline.io.stopping import EXIT_STATUS, GRACE_S, INTERRUPTED_STATUS
 from tests.conftest import FAST
 
 PRELUDE = """
 import os, signal, sys, time
-from pipeline.commands.stopping import StopRequested, StopSignals
+from pipeline.io.stopping import StopRequested, StopSignals
 
 def ready():
     print("ready", flush=True)

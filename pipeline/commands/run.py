@@ -24,7 +24,6 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
-from pipeline.commands.stopping import StopSignals
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
@@ -46,6 +45,7 @@ from pipeline.io.layout import (
 )
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
+from pipeline.io.stopping import StopSignals
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.records import is_utf8_text

@@ -27,12 +27,12 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipeline.commands.stopping import StopSignals
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes
+from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
 from pipeline.stages.detect import DECISIONS, decisions_text, parse_decisions, read_decisions
 
