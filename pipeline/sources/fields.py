@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
-from pipeline.records import BadValue
+from pipeline.records import BadValue, value_kind
 
 # No photo was uploaded to Flickr before 1970 or will be after 2100: outside is a corrupt row
 # (and past year 9999 `datetime` itself would raise).
@@ -140,7 +140,7 @@ def taken_date(value: str, name: str) -> str:
     """'2012-07-11 17:11:05.0' -> '2012-07-11 17:11:05' (the '.0' is a database artefact); '' and
     MySQL's zero date -> '' (unknown); a day that does not exist or a year outside TAKEN_YEARS is refused."""
     if not isinstance(value, str):
-        raise BadField("bad_date", f"{name} is a {type(value).__name__}, not a date")
+        raise BadField("bad_date", f"{name} is a {value_kind(value)}, not a date")
     if value == "" or _ZERO_DATE.fullmatch(value):
         return ""
     match = _TAKEN.fullmatch(value)

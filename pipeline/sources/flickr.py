@@ -48,7 +48,7 @@ from pipeline.flickr.client import (
 from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.sources.table import MAX_URL_CHARS
@@ -100,7 +100,7 @@ def _texts(entry: dict) -> dict[str, str]:
     texts = {name: entry.get(name, "") for name in _TEXT_FIELDS}
     for name, value in texts.items():
         if not isinstance(value, str):
-            raise BadField("bad_api_entry", f"{name} is a {type(value).__name__}, not text")
+            raise BadField("bad_api_entry", f"{name} is a {value_kind(value)}, not text")
         if not is_utf8_text(value):
             raise BadField("bad_api_entry", f"{name} holds a lone surrogate, which is no UTF-8 text")
         fields.no_nul(value, name, "bad_api_entry")
@@ -115,7 +115,7 @@ def _description(entry: dict) -> str:
     description = entry.get("description", {})
     text = description.get("_content", "") if isinstance(description, dict) else description
     if not isinstance(text, str):
-        raise BadField("bad_api_entry", f"description is a {type(text).__name__}, not text")
+        raise BadField("bad_api_entry", f"description is a {value_kind(text)}, not text")
     if not is_utf8_text(text):
         raise BadField("bad_api_entry", "description holds a lone surrogate, which is no UTF-8 text")
     return _bounded(fields.no_nul(text, "description", "bad_api_entry"), "description", MAX_TEXT_CHARS)
@@ -135,7 +135,7 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     answer is not about it (it was kept from outside the run's range, and took a place in its window's count that
     one of the window's own photos, never listed, had)."""
     if not isinstance(entry, dict):
-        raise BadField("bad_api_entry", f"the entry is a {type(entry).__name__}, not an object")
+        raise BadField("bad_api_entry", f"the entry is a {value_kind(entry)}, not an object")
     photo_id = canonical_photo_id(entry.get("id", ""))
     license_id = _license_id(entry)
     license_name, license_url = CANONICAL.get(license_id, ("", ""))
@@ -198,7 +198,7 @@ class _ClientDoFn(beam.DoFn):
                                    safe_search=1, min_upload_date=low, max_upload_date=high, **params)
         photos = answer.get("photos") if isinstance(answer, dict) else None
         if not isinstance(photos, dict):
-            raise BadApiResponse(f"the answer has no 'photos' object but {type(photos).__name__}")
+            raise BadApiResponse(f"the answer has no 'photos' object but a {value_kind(photos)}")
         return photos
 
 
@@ -265,7 +265,7 @@ class _ReadPage(_ClientDoFn):
             paging = search_paging(results, PER_PAGE)
             entries = results.get("photo")
             if not isinstance(entries, list):
-                raise BadApiResponse(f"the page's photo list is a {type(entries).__name__}")
+                raise BadApiResponse(f"the page's photo list is a {value_kind(entries)}")
             if len(entries) > paging.perpage:  # 64 MiB of entries was 4 million rows from one call, not 500
                 raise BadApiResponse(f"the page lists {len(entries):,} photos, "
                                      f"more than its perpage of {paging.perpage}")
