@@ -4,6 +4,7 @@ turned into the tensor its registry entry describes."""
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -70,16 +71,39 @@ def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     pixels = np.asarray(img, dtype=np.uint8)
     if spec.channels == "BGR":
         pixels = pixels[:, :, ::-1]
-    if spec.dtype == "uint8":
-        array = np.ascontiguousarray(pixels)
-    else:
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked just below
-            array = pixels.astype(np.float32) * np.float32(spec.scale)
-            array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-        if not np.isfinite(array).all():
-            # A normalisation that is no normalisation (a std of 0, a huge scale): some models answer 0 for
-            # such input, which would read as "no person". The batch fails instead (its photos rejected).
-            raise NonFiniteInput("the input's normalisation (scale, mean, std) gives values that are no finite number")
     if spec.layout == "NCHW":
-        array = array.transpose(2, 0, 1)
-    return np.ascontiguousarray(array)
+        pixels = pixels.transpose(2, 0, 1)
+    if spec.dtype == "uint8":
+        return np.ascontiguousarray(pixels)
+    table = float_values(spec.scale, spec.mean, spec.std)
+    array = np.empty(pixels.shape, np.float32)
+    for channel in range(3):
+        plane = (slice(None),) * (0 if spec.layout == "NCHW" else 2) + (channel,)
+        np.take(table[channel], pixels[plane], out=array[plane])
+    return array
+
+
+def float_values(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256): what each pixel value of each channel becomes, (value x scale - mean) / std in float32,
+    the same operations in the same order as when they ran over a whole view, so a view looked up here
+    is bit for bit what computing it gave. Looking up is cheaper than three passes of float arithmetic
+    and a finiteness pass over every view (CenterFace's 512 x 512 views: 6.0 ms each prepared, 2.4 ms
+    looked up), and the finiteness check covers every value a view can hold, once."""
+    # Kept by the float32 bytes the arithmetic uses: keyed by the floats, -0.0 == 0.0 served a table of -0.0s
+    # for a mean of 0.0, a sign bit the computation never gave.
+    return _table(*(np.asarray(value, np.float32).tobytes() for value in (scale, mean, std)))
+
+
+@functools.lru_cache(maxsize=64)
+def _table(scale: bytes, mean: bytes, std: bytes) -> np.ndarray:
+    values = np.arange(256, dtype=np.uint8).astype(np.float32)[:, None]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked just below
+        table = values * np.frombuffer(scale, np.float32)
+        table = (table - np.frombuffer(mean, np.float32)) / np.frombuffer(std, np.float32)
+    if not np.isfinite(table).all():
+        # A normalisation that is no normalisation (a std of 0, a huge scale): some models answer 0 for
+        # such input, which would read as "no person". The batch fails instead (its photos rejected).
+        raise NonFiniteInput("the input's normalisation (scale, mean, std) gives values that are no finite number")
+    table = np.ascontiguousarray(np.broadcast_to(table, (256, 3)).T)
+    table.setflags(write=False)  # one table serves every view and thread
+    return table
