@@ -4,9 +4,10 @@ prints images per second per detector and batch, and the ratio to the CPU provid
 measured in the same process (at batch 1 for a file that fixes its batch at 1, like MediaPipe's).
 Then the whole Detect stage as a run uses it (the default detectors, tiles, deciding by the fusion
 model, RunInference on the local runner) over real photographs (benchmarks/corpus.py, stored at
-512 px as a run stores them), on CUDA and on the CPU provider, in the same process.
+512 px as a run stores them), on CUDA, on CUDA with onnxruntime's default timed cuDNN search (what
+sessions used before 2026-12-04) and on the CPU provider, in the same process.
 
-    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256]
+    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256] [--exhaustive_images 24]
 
 Needs onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU; it refuses to run (exit 2) when the
 CUDA provider is not really active, so a silent CPU fallback is never reported as GPU speed.
@@ -23,7 +24,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.detectors.handler import RuntimeConfig, create_session
+from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions
 from pipeline.detectors.registry import DetectorSpec, load_registry
 
 
@@ -51,18 +52,27 @@ def rate(session: ort.InferenceSession, data: np.ndarray, device: str, seconds: 
     return runs * data.shape[0] / (time.perf_counter() - start)
 
 
-def whole_stage(count: int, max_batch: int) -> None:
-    """The Detect stage with today's defaults and fusion decision, CUDA vs the CPU provider."""
+def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
+    """The Detect stage with today's defaults and fusion decision: on CUDA as a run uses it (cuDNN's heuristic
+    choice of convolution algorithm), on CUDA with onnxruntime's own default (a timed search for every new
+    input shape: slow, so over fewer photos), and on the CPU provider."""
     from benchmarks.detect_cpu import photos, stage_seconds
 
     images = photos(count)
-    seconds = {device: stage_seconds(images, "default", RuntimeConfig(device=device, require_gpu=device == "cuda",
-                                                                        max_batch=max_batch))
-               for device in ("cuda", "cpu")}
-    for device, value in seconds.items():
-        print(f"Detect stage, default detectors deciding by fusion, {device}: {len(images) / value:.1f} img/s "
-              f"over {len(images)} photos (RunInference, batches <= {max_batch} photos)")
-    print(f"Detect stage on CUDA: {seconds['cpu'] / seconds['cuda']:.1f}x the CPU provider's throughput")
+    runs = (("cuda", "HEURISTIC", images, "CUDA"),
+            ("cuda", "EXHAUSTIVE", images[:exhaustive_count], "CUDA, timed cuDNN search (onnxruntime's default)"),
+            ("cpu", "HEURISTIC", images, "CPU provider"))
+    rates = {}
+    for device, search, photos_run, label in runs:
+        if not photos_run:
+            continue
+        forget_shared_sessions()  # each run builds its sessions, as a fresh worker process does
+        runtime = RuntimeConfig(device=device, require_gpu=device == "cuda", max_batch=max_batch,
+                                cudnn_conv_algo_search=search)
+        rates[label] = len(photos_run) / stage_seconds(photos_run, "default", runtime)
+        print(f"Detect stage, default detectors deciding by fusion, {label}: {rates[label]:.1f} img/s "
+              f"over {len(photos_run)} photos (RunInference, batches <= {max_batch} photos)", flush=True)
+    print(f"Detect stage on CUDA: {rates['CUDA'] / rates['CPU provider']:.1f}x the CPU provider's throughput")
 
 
 def main() -> int:
@@ -70,6 +80,8 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8,32,64,128")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--stage_images", type=int, default=256, help="photos for the whole-stage part (0: skip)")
+    parser.add_argument("--exhaustive_images", type=int, default=24,
+                        help="photos for the whole stage with onnxruntime's timed cuDNN search (0: skip)")
     parser.add_argument("--stage_batch", type=int, default=64,
                         help="RunInference's largest batch on the GPU, in photos (a tiled photo is five views)")
     args = parser.parse_args()
@@ -92,7 +104,7 @@ def main() -> int:
             print(f"{spec.name:16s} batch {batch:4d}: {gpu_rate:9.1f} img/s on CUDA "
                   f"({gpu_rate / cpu_rate:.1f}x CPU at batch {cpu_batch})", flush=True)
     if args.stage_images:
-        whole_stage(args.stage_images, args.stage_batch)
+        whole_stage(args.stage_images, args.stage_batch, args.exhaustive_images)
     return 0
 
 

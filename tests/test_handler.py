@@ -46,6 +46,35 @@ def test_providers_are_always_explicit_and_never_azure():
         assert auto == [CPU]
 
 
+def test_cuda_sessions_ask_cudnn_for_its_heuristic_choice_not_a_timed_search(monkeypatch):
+    """onnxruntime's default cuDNN search times every convolution algorithm for every new input shape; a run's
+    shapes keep changing (batch sizes, CenterFace's height x width), so on an H200 the Detect stage spent its time
+    searching: 0.4 img/s against 2.8 with the heuristic choice (README, GPU). A timed choice can also differ
+    from run to run, and with it the float rounding of a score near a threshold."""
+    from pipeline.detectors import handler
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    assert RuntimeConfig().cudnn_conv_algo_search == "HEURISTIC"
+    assert providers_for("auto") == [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), CPU]
+    assert providers_for("cuda", "EXHAUSTIVE")[0] == ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"})
+    assert providers_for("cpu") == [CPU]
+    asked = []
+
+    class Recorder:
+        def __init__(self, model, options, providers):
+            asked.append(providers)
+
+        def get_providers(self):
+            return [CPU]
+
+    monkeypatch.setattr(ort, "InferenceSession", Recorder)
+    spec = SPECS["open_nsfw"]
+    handler.create_session(spec, RuntimeConfig(device="auto", cudnn_conv_algo_search="DEFAULT"))
+    handler.create_session(spec, RuntimeConfig(device="auto"))
+    assert [providers[0][1]["cudnn_conv_algo_search"] for providers in asked] == ["DEFAULT", "HEURISTIC"]
+
+
 def test_the_active_provider_is_the_one_a_session_gets_not_the_one_asked_for(monkeypatch):
     """A CUDA build on a machine whose GPU cannot start lists CUDA as available and runs sessions on the CPU
     without an error; the score cache's key names what scored (stages/detect.py), so it must see the CPU."""
@@ -59,7 +88,7 @@ def test_the_active_provider_is_the_one_a_session_gets_not_the_one_asked_for(mon
     handler.active_provider.cache_clear()
     detect._scoring_runtime.cache_clear()
     try:
-        assert providers_for("auto")[0] == "CUDAExecutionProvider"  # asked for
+        assert providers_for("auto")[0][0] == "CUDAExecutionProvider"  # asked for
         with pytest.warns(UserWarning, match="CUDAExecutionProvider"):  # onnxruntime's only sign of the fallback
             assert handler.active_provider("auto") == CPU  # got
         assert handler.active_provider("cpu") == CPU

@@ -73,13 +73,19 @@ class RuntimeConfig:
     skip_settled: bool = True
     intra_op_threads: int = 0  # 0 = onnxruntime's default (all cores)
     share_across_processes: bool = False  # one session per machine, for several SDK processes on one GPU
+    # How cuDNN picks a convolution algorithm for each new input shape on CUDA. onnxruntime's default,
+    # EXHAUSTIVE, times every algorithm for every new shape; a run's shapes keep changing (CenterFace
+    # sees each photo at its own height x width, and batches vary), so it searched nearly every call:
+    # the whole Detect stage ran at 1.0 img/s on an H200, a fifth of the CPU provider's speed
+    # (benchmarks/detect_gpu.py). HEURISTIC asks cuDNN's heuristics instead (no timing runs).
+    cudnn_conv_algo_search: str = "HEURISTIC"
 
 
-def providers_for(device: str) -> list[str]:
+def providers_for(device: str, cudnn_conv_algo_search: str = "HEURISTIC") -> list[str | tuple[str, dict[str, str]]]:
     available = ort.get_available_providers()
     if device == "cpu" or CUDA not in available:
         return [CPU]
-    return [CUDA, CPU]
+    return [(CUDA, {"cudnn_conv_algo_search": cudnn_conv_algo_search}), CPU]
 
 
 @functools.cache
@@ -151,7 +157,8 @@ def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
     options.enable_mem_pattern = False
     if runtime.intra_op_threads:
         options.intra_op_num_threads = runtime.intra_op_threads
-    session = ort.InferenceSession(model_bytes, options, providers=providers_for(runtime.device))
+    providers = providers_for(runtime.device, runtime.cudnn_conv_algo_search)
+    session = ort.InferenceSession(model_bytes, options, providers=providers)
     active = session.get_providers()
     # onnxruntime falls back to the CPU silently when CUDA cannot start (driver, libraries): check.
     if (runtime.require_gpu or runtime.device == "cuda") and CUDA not in active:
@@ -166,7 +173,7 @@ def _new_session(spec: DetectorSpec, model_bytes: bytes, runtime: RuntimeConfig,
 # running several, a test session running hundreds, `evaluate`) then builds each model's session once:
 # building one (onnxruntime's graph optimisation and weight packing) took 0.03-0.13 s a model, four per job.
 # onnxruntime sessions may be run from several threads at once.
-_sessions: dict[tuple[str, bool, str, bool, int, tuple[str, ...]], ort.InferenceSession] = {}
+_sessions: dict[tuple[str, bool, str, bool, int, tuple[str, ...], str], ort.InferenceSession] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -176,7 +183,7 @@ def shared_session(spec: DetectorSpec, runtime: RuntimeConfig) -> ort.InferenceS
     memory."""
     model_bytes = read_model(spec)
     key = (spec.sha256, spec.input.dynamic_hw, runtime.device, runtime.require_gpu, runtime.intra_op_threads,
-           spec.probe_outputs)
+           spec.probe_outputs, runtime.cudnn_conv_algo_search)
     with _sessions_lock:
         session = _sessions.get(key)
     if session is None:
