@@ -5,9 +5,11 @@ measured in the same process (at batch 1 for a file that fixes its batch at 1, l
 Then the whole Detect stage as a run uses it (the default detectors, tiles, deciding by the fusion
 model, RunInference on the local runner) over real photographs (benchmarks/corpus.py, stored at
 512 px as a run stores them), on CUDA, on CUDA with onnxruntime's default timed cuDNN search (what
-sessions used before 2026-12-04) and on the CPU provider, in the same process.
+sessions used before 2026-12-04) and on the CPU provider, in the same process; each cold (sessions
+built, batch shapes new, as in a fresh worker) and then warm (the same photos again, sessions kept).
 
-    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256] [--exhaustive_images 24]
+    python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256]
+                                    [--exhaustive_images 24]
 
 Needs onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU; it refuses to run (exit 2) when the
 CUDA provider is not really active, so a silent CPU fallback is never reported as GPU speed.
@@ -55,7 +57,7 @@ def rate(session: ort.InferenceSession, data: np.ndarray, device: str, seconds: 
 def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
     """The Detect stage with today's defaults and fusion decision: on CUDA as a run uses it (cuDNN's heuristic
     choice of convolution algorithm), on CUDA with onnxruntime's own default (a timed search for every new
-    input shape: slow, so over fewer photos), and on the CPU provider."""
+    input shape: slow, so over fewer photos), and on the CPU provider; each cold, then warm."""
     from benchmarks.detect_cpu import photos, stage_seconds
 
     images = photos(count)
@@ -66,13 +68,20 @@ def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
     for device, search, photos_run, label in runs:
         if not photos_run:
             continue
-        forget_shared_sessions()  # each run builds its sessions, as a fresh worker process does
         runtime = RuntimeConfig(device=device, require_gpu=device == "cuda", max_batch=max_batch,
                                 cudnn_conv_algo_search=search)
-        rates[label] = len(photos_run) / stage_seconds(photos_run, "default", runtime)
-        print(f"Detect stage, default detectors deciding by fusion, {label}: {rates[label]:.1f} img/s "
-              f"over {len(photos_run)} photos (RunInference, batches <= {max_batch} photos)", flush=True)
-    print(f"Detect stage on CUDA: {rates['CUDA'] / rates['CPU provider']:.1f}x the CPU provider's throughput")
+        # Cold: the sessions are built (CUDA's context, cuDNN, each model) and every batch shape is new, as in a
+        # fresh worker process. Warm: the same photos again with the sessions kept, as a worker runs after its
+        # first bundles (a run's batch shapes come from a bounded set, so a long run meets them again).
+        forget_shared_sessions()
+        for state in ("cold", "warm"):
+            rate = len(photos_run) / stage_seconds(photos_run, "default", runtime)
+            rates[label, state] = rate
+            print(f"Detect stage, default detectors deciding by fusion, {label}, {state}: {rate:.1f} img/s "
+                  f"over {len(photos_run)} photos (RunInference, batches <= {max_batch} photos)", flush=True)
+    for state in ("cold", "warm"):
+        print(f"Detect stage on CUDA, {state}: {rates['CUDA', state] / rates['CPU provider', state]:.1f}x "
+              f"the CPU provider's throughput")
 
 
 def main() -> int:
