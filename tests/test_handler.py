@@ -48,7 +48,7 @@ def test_providers_are_always_explicit_and_never_azure():
 
 def test_cuda_sessions_ask_cudnn_for_its_heuristic_choice_not_a_timed_search(monkeypatch):
     """onnxruntime's default cuDNN search times every convolution algorithm for every new input shape; a run's
-    shapes keep changing (batch sizes, CenterFace's height x width), so on an H200 the Detect stage spent its time
+    shapes keep changing (the number of views in a call), so on an H200 the Detect stage spent its time
     searching: 0.4 img/s against 2.8 with the heuristic choice (README, GPU). A timed choice can also differ
     from run to run, and with it the float rounding of a score near a threshold."""
     from pipeline.detectors import handler

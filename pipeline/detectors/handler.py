@@ -74,8 +74,8 @@ class RuntimeConfig:
     intra_op_threads: int = 0  # 0 = onnxruntime's default (all cores)
     share_across_processes: bool = False  # one session per machine, for several SDK processes on one GPU
     # How cuDNN picks a convolution algorithm for each new input shape on CUDA. onnxruntime's default,
-    # EXHAUSTIVE, times every algorithm for every new shape; a run's shapes keep changing (CenterFace
-    # sees each photo at its own height x width, and batches vary), so it searched nearly every call:
+    # EXHAUSTIVE, times every algorithm for every new shape; a run's shapes keep changing (the views in
+    # a call vary with the batch, the tiles and the photos already settled), so it searched most calls:
     # the whole Detect stage ran at 1.0 img/s on an H200, a fifth of the CPU provider's speed
     # (benchmarks/detect_gpu.py). HEURISTIC asks cuDNN's heuristics instead (no timing runs).
     cudnn_conv_algo_search: str = "HEURISTIC"

@@ -79,7 +79,8 @@ def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     array = np.empty(pixels.shape, np.float32)
     for channel in range(3):
         plane = (slice(None),) * (0 if spec.layout == "NCHW" else 2) + (channel,)
-        np.take(table[channel], pixels[plane], out=array[plane])
+        # mode="clip": a uint8 always indexes a 256-entry table, and "raise" writes through a buffer (4x slower)
+        np.take(table[channel], pixels[plane], out=array[plane], mode="clip")
     return array
 
 
@@ -87,8 +88,9 @@ def float_values(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) 
     """(3, 256): what each pixel value of each channel becomes, (value x scale - mean) / std in float32,
     the same operations in the same order as when they ran over a whole view, so a view looked up here
     is bit for bit what computing it gave. Looking up is cheaper than three passes of float arithmetic
-    and a finiteness pass over every view (CenterFace's 512 x 512 views: 6.0 ms each prepared, 2.4 ms
-    looked up), and the finiteness check covers every value a view can hold, once."""
+    and a finiteness pass over every view (CenterFace's 512 x 512 views were prepared 2.5 to 4.7 times
+    faster, measured against the computation in one process), and the finiteness check covers every value
+    a view can hold, once."""
     # Kept by the float32 bytes the arithmetic uses: keyed by the floats, -0.0 == 0.0 served a table of -0.0s
     # for a mean of 0.0, a sign bit the computation never gave.
     return _table(*(np.asarray(value, np.float32).tobytes() for value in (scale, mean, std)))
