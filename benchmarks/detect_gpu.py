@@ -9,7 +9,7 @@ sessions used before 2026-12-04) and on the CPU provider, in the same process; e
 built, batch shapes new, as in a fresh worker) and then warm (the same photos again, sessions kept).
 
     python -m benchmarks.detect_gpu [--batches 1,8,32,64,128] [--seconds 5] [--stage_images 256]
-                                    [--exhaustive_images 24]
+                                    [--exhaustive_images 24] [--detectors default] [--stage_only]
 
 Needs onnxruntime-gpu (the `gpu` extra) and an NVIDIA GPU; it refuses to run (exit 2) when the
 CUDA provider is not really active, so a silent CPU fallback is never reported as GPU speed.
@@ -20,6 +20,8 @@ batch size); the whole-stage part decodes and prepares real photos on the CPU, a
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 
@@ -27,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions
-from pipeline.detectors.registry import DetectorSpec, load_registry
+from pipeline.detectors.registry import DetectorSpec, load_registry, select
 
 
 def batch_input(spec: DetectorSpec, batch: int) -> np.ndarray:
@@ -52,6 +54,21 @@ def rate(session: ort.InferenceSession, data: np.ndarray, device: str, seconds: 
         runs += 1
     binding.synchronize_outputs()
     return runs * data.shape[0] / (time.perf_counter() - start)
+
+
+def gpu_memory_mib() -> str:
+    """The GPU memory this process holds, as nvidia-smi reports it: onnxruntime's arena keeps what its largest
+    call needed, so after a configuration this is about its peak (what decides a batch size on a smaller card)."""
+    try:
+        answer = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "not reported (no nvidia-smi answer)"
+    for line in answer.splitlines():
+        pid, _, used = line.partition(",")
+        if pid.strip() == str(os.getpid()):
+            return f"{used.strip()} MiB"
+    return "not reported for this process (a sandbox can hide it)"
 
 
 def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
@@ -79,6 +96,8 @@ def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
             rates[label, state] = rate
             print(f"Detect stage, default detectors deciding by fusion, {label}, {state}: {rate:.1f} img/s "
                   f"over {len(photos_run)} photos (RunInference, batches <= {max_batch} photos)", flush=True)
+        if device == "cuda":
+            print(f"  GPU memory held by this process after it: {gpu_memory_mib()}", flush=True)
     for state in ("cold", "warm"):
         print(f"Detect stage on CUDA, {state}: {rates['CUDA', state] / rates['CPU provider', state]:.1f}x "
               f"the CPU provider's throughput")
@@ -93,14 +112,21 @@ def main() -> int:
                         help="photos for the whole stage with onnxruntime's timed cuDNN search (0: skip)")
     parser.add_argument("--stage_batch", type=int, default=64,
                         help="RunInference's largest batch on the GPU, in photos (a tiled photo is five views)")
+    parser.add_argument("--detectors", default="",
+                        help="registered detectors for the per-model part, comma-separated or 'default' (default: all)")
+    parser.add_argument("--stage_only", action="store_true", help="only the whole-stage part")
     args = parser.parse_args()
     print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
-    for spec in load_registry().values():
+    registry = load_registry()
+    specs = select(registry, args.detectors) if args.detectors else list(registry.values())
+    for spec in specs:
         try:
             gpu = create_session(spec, RuntimeConfig(device="cuda", require_gpu=True))
         except Exception as err:  # the reason CUDA is not active, then stop: no CPU numbers labelled GPU
             print(f"{spec.name}: {err}")
             return 2
+        if args.stage_only:  # CUDA is active (checked with the first model): the stage part is next
+            break
         cpu = create_session(spec, RuntimeConfig(device="cpu"))
         # A file that fixes the batch (MediaPipe's, at 1; the handler runs it view by view) is measured
         # at that batch only, on both providers.

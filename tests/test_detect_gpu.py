@@ -3,6 +3,8 @@ machine without CUDA it refuses to report anything rather than label CPU numbers
 
 from __future__ import annotations
 
+import os
+
 import onnxruntime as ort
 import pytest
 
@@ -32,3 +34,22 @@ def test_the_whole_stage_measurement_decides_by_fusion_and_runs_on_the_cpu_provi
     from benchmarks.detect_cpu import photos, stage_seconds
 
     assert stage_seconds(photos(2), "default", runtime(device="cpu", max_batch=2)) > 0
+
+
+def test_the_stage_only_measurement_refuses_without_cuda_too(capsys, monkeypatch):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build is installed here")
+    monkeypatch.setattr("sys.argv", ["detect_gpu", "--stage_only", "--detectors=open_nsfw", "--stage_images=1"])
+    assert detect_gpu.main() == 2
+    assert "open_nsfw: " in capsys.readouterr().out
+
+
+def test_gpu_memory_is_said_to_be_unknown_rather_than_guessed(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    assert detect_gpu.gpu_memory_mib().startswith("not reported")
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho '1, 10'\necho '{os.getpid()}, 2345'\n")
+    smi.chmod(0o755)
+    assert detect_gpu.gpu_memory_mib() == "2345 MiB"
+    smi.write_text("#!/bin/sh\necho '1, 10'\n")
+    assert detect_gpu.gpu_memory_mib().startswith("not reported for this process")
