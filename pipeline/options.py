@@ -292,7 +292,7 @@ def _declarations() -> list[Declared]:
         help="Fail the job at start unless every detector really runs on CUDA (onnxruntime otherwise "
              "falls back to the CPU silently).")
     add("--detect_batch_size", Role.OPERATIONAL, type=integer, default=16,
-        help="Most photos per inference batch (on a GPU a batch is one session call: raise it there).")
+        help="Most photos per inference batch (on a GPU up to 64 views are one session call: raise it there).")
     add("--detect_min_batch_size", Role.OPERATIONAL, type=integer, default=1,
         help="Fewest photos per inference batch (Beam's BatchElements grows batches between the two).")
     add("--detect_tile_min_side", Role.SHAPES_DETECTION, type=integer, default=400,

@@ -324,6 +324,32 @@ def test_a_large_batch_is_run_in_calls_of_a_bounded_number_of_views(sessions):
                       for one in batch]
 
 
+class _CudaRecordingSession(_RecordingSession):
+    """The same, saying it runs on CUDA, where the handler batches a call up to MAX_VIEWS_PER_CUDA_RUN views."""
+
+    def get_providers(self):
+        return ["CUDAExecutionProvider", CPU]
+
+
+def test_a_cuda_call_holds_a_bounded_number_of_views_too(sessions):
+    """On CUDA a whole batch was one call: `--detect_batch_size 64` made calls of 320 CenterFace views (~22 GB of
+    activations by the CPU's measure, an L4 has 24). Now at most MAX_VIEWS_PER_CUDA_RUN views a call, scores
+    unchanged (the real session answers each call)."""
+    from pipeline.detectors import handler
+
+    spec = SPECS["open_nsfw"]  # one view a photo: a call's views are its photos
+    recording = _CudaRecordingSession(sessions["open_nsfw"])
+    batch = [photo(str(i), image=real_jpeg(name)) for i, name in enumerate(NO_PEOPLE * 20)]
+    assert len(batch) > handler.MAX_VIEWS_PER_CUDA_RUN
+    scores = photo_scores(spec, recording, batch, 400)
+    assert max(recording.calls) == handler.MAX_VIEWS_PER_CUDA_RUN and sum(recording.calls) == len(batch)
+    assert len(recording.calls) == -(-len(batch) // handler.MAX_VIEWS_PER_CUDA_RUN)  # batching still pays: full calls
+    distinct = {name: photo_scores(spec, sessions["open_nsfw"], [photo(image=real_jpeg(name))], 400)[0]
+                for name in NO_PEOPLE}
+    for one, name in zip(scores, NO_PEOPLE * 20, strict=True):
+        assert one == pytest.approx(distinct[name], abs=1e-5)
+
+
 def test_sessions_keep_no_memory_pattern_per_input_shape(sessions):
     assert all(not session.get_session_options().enable_mem_pattern for session in sessions.values())
 

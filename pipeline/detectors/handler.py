@@ -46,8 +46,13 @@ CPU = "CPUExecutionProvider"
 # batch, and onnxruntime keeps what its largest call needed: fed a whole batch at once (16 photos x
 # 5 views), CenterFace at 512 x 512 alone peaked at 5.5 GB, and Beam grows batches as rows flow, so
 # peak memory grew with the number of rows. Per-view cost on a CPU hardly changes above a few views;
-# on CUDA, where batching pays and the activations live in GPU memory, a batch stays one call.
+# on CUDA, where batching pays, a call holds up to MAX_VIEWS_PER_CUDA_RUN views (below).
 MAX_VIEWS_PER_RUN = 4
+# On CUDA a batch is one call up to this many views: batching pays there (on an H200, CenterFace's
+# views/s rose 3.3x from batch 1 to 8 and 8% from 32 to 128), and activations still grow with a call,
+# on a GPU's fixed memory (CenterFace held ~70 MB a 512 px view on the CPU): without a bound,
+# `--detect_batch_size 64` made calls of 320 views, ~22 GB, near an L4's 24.
+MAX_VIEWS_PER_CUDA_RUN = 64
 # Appended to a result's model_id when the photo skipped this detector or its tiles.
 PARTIAL = ":partial"
 # settled(photo, this detector's scores so far by score name) -> the photo is rejected as human already. A settled
@@ -206,8 +211,8 @@ class NonFiniteScore(ValueError):
 
 def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[np.ndarray]
                ) -> list[dict[str, float]]:
-    """Decoded scores per view: on the CPU in calls of at most MAX_VIEWS_PER_RUN views, on CUDA all in
-    one call, and one call per view for a model whose file fixes the batch at 1 (the MediaPipe
+    """Decoded scores per view: on the CPU in calls of at most MAX_VIEWS_PER_RUN views, on CUDA of at most
+    MAX_VIEWS_PER_CUDA_RUN, and one call per view for a model whose file fixes the batch at 1 (the MediaPipe
     conversions: their reshapes hard-code it)."""
     model_input = session.get_inputs()[0]
     decoded_names = output_names(spec.decoder)
@@ -215,7 +220,7 @@ def _run_views(spec: DetectorSpec, session: ort.InferenceSession, tensors: list[
     if model_input.shape and model_input.shape[0] == 1:
         chunk = 1
     else:
-        chunk = max(1, len(tensors)) if session.get_providers()[0] == CUDA else MAX_VIEWS_PER_RUN
+        chunk = MAX_VIEWS_PER_CUDA_RUN if session.get_providers()[0] == CUDA else MAX_VIEWS_PER_RUN
     per_view: list[dict[str, float]] = []
     for start in range(0, len(tensors), chunk):
         rows = tensors[start:start + chunk]
