@@ -80,9 +80,11 @@ class RuntimeConfig:
     share_across_processes: bool = False  # one session per machine, for several SDK processes on one GPU
     # How cuDNN picks a convolution algorithm for each new input shape on CUDA. onnxruntime's default,
     # EXHAUSTIVE, times every algorithm for every new shape; a run's shapes keep changing (the views in
-    # a call vary with the batch, the tiles and the photos already settled), so it searched most calls:
+    # a call vary with the batch, the tiles and the photos already settled), so it searched most calls
+    # of a fresh process (a long-running one meets its shapes again, and its searches amortise):
     # the whole Detect stage ran at 1.0 img/s on an H200, a fifth of the CPU provider's speed
-    # (benchmarks/detect_gpu.py). HEURISTIC asks cuDNN's heuristics instead (no timing runs).
+    # (benchmarks/detect_gpu.py, cold). HEURISTIC asks cuDNN's heuristics instead (no timing runs), and
+    # gives a shape the same algorithm in every run (a timed choice can differ, and a score's rounding).
     cudnn_conv_algo_search: str = "HEURISTIC"
 
 
