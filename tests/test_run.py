@@ -677,3 +677,23 @@ def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(world, tmp_path):
     assert status == 130, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pass-pipeline: stopped (Ctrl-C)")
     assert not (output / LOCK).exists() and not (output / STAGING).exists()
+
+
+def test_an_input_glob_over_a_first_output_is_refused_before_it_reads_the_runs_own_files(world, tmp_path, capsys):
+    """--input='data/**' with --output=data/out not there yet: the glob is listed when the job runs, and it read the
+    run's lock and its staged copy of the takedown list as input rows (20 rows of an 18-line file, two rejected)."""
+    server, metadata = world
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(metadata, data / "photos.tsv")
+    takedowns = tmp_path / "takedowns.txt"
+    takedowns.write_text("photo_id 999999\n")
+    assert main(["run", *argv(server, data / "**", data / "out", f"--blocklist={takedowns}")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"--input '{data}/**' takes in the files a run into --output {data}/out writes" in err
+    assert "narrow the pattern or give an --output outside" in err
+    assert not (data / "out").exists() and not server.hits
+    # a glob that cannot take them in runs
+    assert main(["run", *argv(server, data / "*.tsv", data / "out", f"--blocklist={takedowns}")]) == 0
+    assert json.loads((data / "out" / "stats.json").read_text())["input_rows"] == len(metadata.read_text().splitlines())

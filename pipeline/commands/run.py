@@ -27,10 +27,12 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
-from pipeline.io.files import canonical_path, is_glob, matching
+from pipeline.io.files import canonical_path, glob_matches, is_glob, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
+    STAGED_LISTS,
+    STAGING,
     dataset_folder_above,
     finish_interrupted_publish,
     holds_run,
@@ -43,7 +45,7 @@ from pipeline.io.layout import (
     run_files,
     staging_dir,
 )
-from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.stopping import StopSignals
 from pipeline.io.work_cache import remove_stale_temporaries
@@ -307,12 +309,10 @@ def check_inputs_outside_output(opts: PassOptions) -> None:
     """Publishing replaces every run file under --output (`io.layout.run_files`: its format folders, stats,
     manifest...): an input file among them would be deleted by the run that read it (a table kept in
     OUTPUT/parquet/, say). Refused at launch, before anything is read or written."""
-    replaced = {canonical_path(path) for path in run_files(opts.output)}
-    if not replaced:
-        return
     named = [(name, value) for name in _INPUT_LISTS for value in split_list(getattr(opts, name) or "")]
     named += [(name, value) for name in _INPUT_PATHS if (value := getattr(opts, name) or "")]
-    for name, pattern in named:
+    replaced = {canonical_path(path) for path in run_files(opts.output)}
+    for name, pattern in named if replaced else ():
         try:
             paths = matching(pattern) or [pattern]
         except (ValueError, OSError):  # a scheme no filesystem reads (sm://, a secret): no file of the output
@@ -325,6 +325,27 @@ def check_inputs_outside_output(opts: PassOptions) -> None:
             if canonical_path(path) in replaced:
                 raise UsageError(f"--{name} {path} lies where a run into --output {opts.output} writes its own "
                                  "files, and publishing would replace it: move it out of the output first")
+    _refuse_globs_over_the_run(opts.output, named)
+
+
+def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) -> None:
+    """A glob that takes in what a run writes into --output while its inputs are listed (its lock, the takedown
+    lists and decisions it copies into its staging folder): an input glob is listed when the job runs, so
+    --input='data/**' with a first --output=data/out read data/out/_lock.json and the staged copies as rows of input
+    (two wrong_column_count rejections, counted among the input rows), a folder holding no dataset yet."""
+    for name, pattern in named:
+        if not is_glob(pattern) or ("://" in pattern) != ("://" in output):
+            continue
+        local = "://" not in pattern
+        spelled = os.path.abspath(pattern) if local else pattern
+        folders = {os.path.abspath(output), canonical_path(output)} if local else {canonical_path(output)}
+        for folder in folders:
+            for path in (FileSystems.join(folder, LOCK),
+                         FileSystems.join(folder, STAGING, "RUN", STAGED_LISTS, "list.txt")):
+                if glob_matches(spelled, path):
+                    raise UsageError(f"--{name} {pattern[:200]!r} takes in the files a run into --output {output} "
+                                     f"writes while it reads its inputs ({path[len(folder) + 1:]}): narrow the "
+                                     "pattern or give an --output outside what it matches")
 
 
 def preflight(opts: PassOptions, runner: str) -> None:

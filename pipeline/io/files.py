@@ -315,6 +315,12 @@ def matching(pattern: str) -> list[str]:
     return sorted(m.path for m in FileSystems.match([broad])[0].metadata_list if regex.match(m.path))
 
 
+def glob_matches(pattern: str, path: str) -> bool:
+    """Whether `matching(pattern)` would list `path` were it there (the same spelling: both absolute, or both
+    relative to one folder)."""
+    return bool(_posix_glob(pattern)[1].match(path))
+
+
 def is_glob(pattern: str) -> bool:
     """Whether `matching` reads `pattern` as a glob (a '*', a '?', a closed '[...]', or a folder's files: a '/' at its
     end) rather than as one file's name (an unclosed '[' is a literal, as to Beam)."""
