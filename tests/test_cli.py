@@ -35,6 +35,9 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     # was "did you mean --flickr_licenses?"; the value is never echoed
     (["run", "--source=flickr", "--output=y", "--flickr_api_key=c0ffee"], "--flickr_api_key (keys are read from "
                                                                           "FLICKR_API_KEY and FLICKR_API_SECRET"),
+    # a typo of a flag of the job's own holding "key": it was told keys are read from FLICKR_API_KEY
+    (["run", "--input=x", "--output=y", "--near_dup_key_block=3"],
+     "unknown flag: --near_dup_key_block (did you mean --near_dup_key_blocks?)"),
     (["refresh", "--output=y", "--", "--max_side=300"], "`--` ends the flags"),
     # a glob the shell expanded: Beam warned "Unparseable argument" and the run read the first file alone
     (["run", "--input", "a.tsv", "b.tsv", "c.tsv", "--output=y"], "'b.tsv', 'c.tsv': not the value of any flag"),

@@ -152,10 +152,12 @@ def refuse_unknown_flags(argv: Sequence[str], command: str = "run", own: Sequenc
 def _hint(flag: str, own: Sequence[str] = ()) -> str:
     """An unknown flag with what was probably meant. A key or secret is never a flag's value (it would show in
     process lists, shell histories and the job's options): "did you mean --flickr_licenses?" said nothing of that."""
-    if any(word in flag.lower() for word in ("key", "secret", "token", "password")):
+    close = difflib.get_close_matches(flag.lstrip("-"), [*own, *OPTIONS], n=1)  # own: a command's flags beside run's
+    # A typo of a flag whose own name holds the word (--near_dup_key_block) is a typo, not a key
+    if any(word in flag.lower() and not (close and word in close[0]) for word in ("key", "secret", "token",
+                                                                                  "password")):
         return (f"{flag} (keys are read from FLICKR_API_KEY and FLICKR_API_SECRET, or a file or secret named by "
                 "--flickr_credentials, never from a flag)")
-    close = difflib.get_close_matches(flag.lstrip("-"), [*own, *OPTIONS], n=1)  # own: a command's flags beside run's
     return f"{flag} (did you mean --{close[0]}?)" if close else flag
 
 
