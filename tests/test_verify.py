@@ -833,3 +833,26 @@ def test_verify_of_an_intact_dataset_says_what_it_checked(release, capsys):
     out = capsys.readouterr().out
     assert "OK: " in out and " files as manifest.json lists them (size, sha256, records)" in out
     assert f"{totals['kept']:,} photos kept and {totals['rejected']:,} rejected of {totals['input_rows']:,} rows" in out
+
+
+def test_an_attribution_record_of_millions_of_commas_over_many_lines_is_refused_in_bounded_memory(demo_release,
+                                                                                                  tmp_path):
+    """The bound was a line's: a quoted value's line breaks let one record run on over lines of 1 million commas each
+    (`9,"` then `",,,…,"`), and the reader made one list of 8 bytes a comma of all of them (12 lines: ~100 MB)."""
+    import tracemalloc
+
+    from tests.conftest import reseal
+
+    copy = _copy(demo_release, tmp_path)
+    with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
+        handle.write('9,"\n' + ('"' + "," * 1_000_000 + '"\n') * 12 + '"\n')
+    reseal(copy)
+    tracemalloc.start()
+    try:
+        problems = list(verify(str(copy)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert any(p.path.endswith("ATTRIBUTION.csv") and "longer than any a run writes" in p.message
+               for p in problems), problems
+    assert peak < 60_000_000, peak

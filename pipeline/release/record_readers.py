@@ -278,19 +278,36 @@ def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
 _TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "license_url")
 
 
-# Longer than any line a run writes (its longest fields, each at most 64 KiB from a source, quotes doubled, make a
-# few hundred kB); bounds a forged line, which the csv reader otherwise splits at each of its commas into a list of
+# Longer than any record a run writes (its longest fields, each at most 64 KiB from a source, quotes doubled, make a
+# few hundred kB); bounds a forged one, which the csv reader otherwise splits at each of its commas into a list of
 # 8 bytes a comma (a 1 GB line of commas: 8 GB).
 MAX_ATTRIBUTION_LINE = 4 << 20
 
 
-def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
-    """The text's lines, as the csv reader would read them; ValueError at one longer than `MAX_ATTRIBUTION_LINE`
-    characters (a quoted field's line breaks are lines of their own here: the reader joins them)."""
-    while line := text.readline(MAX_ATTRIBUTION_LINE + 1):
-        if len(line) > MAX_ATTRIBUTION_LINE:
-            raise ValueError(f"a line over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run writes")
-        yield line
+class _BoundedRecords:
+    """The text's lines, as the csv reader reads them; ValueError once one record passes `MAX_ATTRIBUTION_LINE`
+    characters. Counted over the record's lines, not each line: a quoted value's line breaks let one record run on
+    over any number of lines, and `a,"` then lines of `",,,…,"` made a list of 8 bytes a comma all the same.
+    `next_record()` after each row the reader gives (it reads no line ahead of the row it returns)."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text, self._chars = text, 0
+
+    def __iter__(self) -> _BoundedRecords:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_ATTRIBUTION_LINE + 1 - self._chars)
+        if not line:
+            raise StopIteration
+        self._chars += len(line)
+        if self._chars > MAX_ATTRIBUTION_LINE:
+            raise ValueError(f"a line or record over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run "
+                             "writes")
+        return line
+
+    def next_record(self) -> None:
+        self._chars = 0
 
 
 def _attribution_records(source: Source) -> Records:
@@ -301,10 +318,13 @@ def _attribution_records(source: Source) -> Records:
     ids, odd, credits = [], [], bytearray()
     text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
     try:
-        rows = csv.reader(_bounded_lines(text))
+        lines = _BoundedRecords(text)
+        rows = csv.reader(lines)
         if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
             odd.append("(header)")
+        lines.next_record()
         for row in rows:
+            lines.next_record()
             ids.append(row[0] if row else "")
             whole = len(row) == len(ATTRIBUTION_COLUMNS)
             credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
