@@ -483,3 +483,27 @@ def test_applying_the_blank_template_says_it_holds_no_decision(tmp_path, capsys)
     assert not store.exists()
     template.write_text(f"photo_id,decision,note,sha256\n1003,accept,,{sha}\n1006,,,{sha}\n")
     assert main(["review", "apply", str(template), f"--store={store}"]) == 0 and store.exists()
+
+
+def test_a_decisions_row_of_millions_of_commas_over_many_lines_is_refused_naming_its_first_line(tmp_path):
+    """The bound was a line's: a quoted note's line breaks let one row run on over lines of 1 million commas each
+    (`6,accept,"` then `",,,…,"`), and the reader made one list of 8 bytes a comma of all of them."""
+    import tracemalloc
+
+    decisions = tmp_path / "d.csv"
+    decisions.write_text('photo_id,decision,note\n5,accept,\n6,accept,"\n' + ('"' + "," * 1_000_000 + '"\n') * 8
+                         + '"\n', encoding="utf-8")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"d\.csv: line 3: a row over 1,048,576 characters \(its lines 3-5"):
+            apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+        with pytest.raises(ValueError, match=r"d\.csv:3: a row over"):
+            read_decisions(str(decisions))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 60_000_000, peak
+    assert not (tmp_path / "store.csv").exists()
+    # a row whose note holds line breaks, within the bound, is one row as before
+    decisions.write_text('photo_id,decision,note\n6,reject_other,"two\nlines"\n7,accept,\n', encoding="utf-8")
+    assert read_decisions(str(decisions))["6"].note == "two\nlines"
