@@ -507,3 +507,15 @@ def test_a_decisions_row_of_millions_of_commas_over_many_lines_is_refused_naming
     # a row whose note holds line breaks, within the bound, is one row as before
     decisions.write_text('photo_id,decision,note\n6,reject_other,"two\nlines"\n7,accept,\n', encoding="utf-8")
     assert read_decisions(str(decisions))["6"].note == "two\nlines"
+
+
+def test_a_store_whose_lock_cannot_be_written_is_named_without_an_output_flag(tmp_path):
+    """review apply has no --output: its lock's error said 'cannot write to --output STORE'."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n", encoding="utf-8")
+    (tmp_path / "file").write_text("")
+    store = tmp_path / "file" / "store.csv"  # under a file: no lock can be made there
+    with pytest.raises(ValueError) as refused:
+        apply_decisions(str(decisions), str(store))
+    message = str(refused.value)
+    assert "--output" not in message and f"cannot write to {store}.lock" in message, message

@@ -181,6 +181,8 @@ class OutputLock:
         # `path`: a lock of one file (`review apply`'s STORE.lock) rather than of a folder's run
         self.path = path or FileSystems.join(output, LOCK)
         self.output = output
+        # what an error says could not be written: `review apply` has no --output ("cannot write to --output STORE")
+        self._written = path or f"--output {output}"
         self.me = _this_run(run_id)
 
     def acquire(self) -> None:
@@ -191,10 +193,10 @@ class OutputLock:
                     _remove_stale_temporaries(self.path, self.me.host)
                     return
             except OSError as err:
-                raise OutputNotWritable(f"cannot write to --output {self.output}: "
+                raise OutputNotWritable(f"cannot write to {self._written}: "
                                         f"{err.strerror or type(err).__name__}") from None
             except Exception as err:  # a filesystem client's own error (permissions, missing bucket)
-                raise OutputNotWritable(f"cannot write to --output {self.output}: {type(err).__name__}: "
+                raise OutputNotWritable(f"cannot write to {self._written}: {type(err).__name__}: "
                                         f"{str(err)[:200]}") from None
             holder = _holder(self.path)
             if self._stale(holder):
