@@ -72,6 +72,25 @@ def test_guards_and_inherited_options(tmp_path):
     assert "--verify_license=true" in argv
 
 
+def test_a_flickr_refresh_retried_the_next_day_is_the_same_refresh_another_window_is_not(tmp_path):
+    """A Flickr refresh given no --max_upload_date searches up to yesterday: its retry the next day (the release
+    published before a stop in its cleanup) is still that refresh, told done; one given another window is not."""
+    from pipeline.release.refresh import fingerprint
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "flickr", "max_upload_date": "2020-09-10", "max_side": 256}}))
+
+    def of(rest: list[str], today: dt.date) -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for, today=today)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    assert of([], dt.date(2020, 10, 2)) == of([], dt.date(2020, 10, 3))
+    assert of(["--max_upload_date=2020-10-01"], dt.date(2020, 10, 2)) != of(["--max_upload_date=2020-10-02"],
+                                                                             dt.date(2020, 10, 2))
+    assert of(["--max_side=512"], dt.date(2020, 10, 2)) != of([], dt.date(2020, 10, 2))
+
+
 def test_an_inherited_relative_path_is_refused_not_read_from_wherever_the_refresh_runs(tmp_path):
     """Recorded as typed, `--blocklist=takedowns.txt` was read from the next refresh's working folder: another
     list, or an old copy of it, applied without a word."""
@@ -805,6 +824,99 @@ def test_a_rerun_of_a_published_refresh_says_the_release_is_there_and_how_to_che
     assert len(err.splitlines()) == 1 and "release r1 is already published" in err, err
     assert f"pass-pipeline verify {root / 'releases' / 'r1'}" in err and "name another --release" in err
     assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before
+
+
+@pytest.fixture(scope="module")
+def scheduled_refresh(first_yfcc_release, tmp_path_factory):
+    """Release r2 of a root holding a copy of r1, made as the monthly schedule launches it (--previous=latest), with
+    one option given (--max_side=300): the root and the flags of that refresh."""
+    server, metadata, first = first_yfcc_release
+    root = tmp_path_factory.mktemp("scheduled") / "root"
+    shutil.copytree(first, root / "releases" / "r1")
+    argv = ["refresh", f"--output={root}", "--release=r2", "--previous=latest", f"--input={metadata}",
+            "--max_side=300", f"--allowed_hosts={server.host}", *LOCAL]
+    assert main(argv) == 0
+    return root, argv
+
+
+def files_of(root: Path) -> dict[Path, tuple[int, bytes]]:
+    return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_the_rerun_of_the_refresh_that_published_the_release_succeeds_and_touches_nothing(scheduled_refresh, capsys):
+    """A refresh stopped after its release was published (exit 143 in its cleanup) is retried by its scheduler: the
+    rerun of that same refresh (same previous release, inputs and options) exited 2, "release r2 is already
+    published", an alert for a release that was whole. It now says the release was published by this same refresh,
+    exits 0 and touches nothing; the previous release named by its folder is the same refresh too."""
+    root, argv = scheduled_refresh
+    before = files_of(root)
+    for rerun in (argv, [*argv[:3], f"--previous={root / 'releases' / 'r1'}", *reversed(argv[4:])]):
+        capsys.readouterr()
+        assert main(rerun) == 0
+        said = capsys.readouterr().out
+        assert "release r2 was already published by this same refresh" in said, said
+        assert f"pass-pipeline verify {root / 'releases' / 'r2'}" in said and "nothing was done" in said
+    assert files_of(root) == before
+
+
+def test_a_rerun_with_another_option_or_previous_release_is_refused_naming_what_differs(scheduled_refresh,
+                                                                                      first_yfcc_release, capsys):
+    """Only the refresh that made the release is told it is done: one with another option, another input or built on
+    another previous release is refused as before (exit 2), and says how it differs."""
+    root, argv = scheduled_refresh
+    _, _, first = first_yfcc_release
+    before = files_of(root)
+    other_input = [arg if not arg.startswith("--input=") else f"{arg}.tsv" for arg in argv]
+    other_option = [arg.replace("--max_side=300", "--max_side=256") for arg in argv]
+    for rerun, differs in ((other_option, "--max_side=300 there, 256 here"), (other_input, "--input="),
+                           ([*argv[:3], f"--previous={first}", *argv[4:]], "built on")):
+        capsys.readouterr()
+        assert main(rerun) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "release r2 is already published" in err, err
+        assert "made by another refresh" in err and differs in err and "name another --release" in err, err
+    assert files_of(root) == before
+
+
+def test_a_release_whose_record_of_its_refresh_is_missing_or_edited_is_never_taken_for_this_refresh_s(
+        scheduled_refresh, tmp_path, capsys):
+    """The release folder is outside input: a record of the refresh that made it removed, edited, or left as it was
+    in a release resealed after an edit (the manifest's checksums made to match changed files) does not make a rerun
+    "the same refresh": exit 2, as for any other refresh of that name."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    # The same refresh into a copy of its release (same previous release, named by its folder): done
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    assert main(rerun) == 0
+    manifest_path = copy / "releases" / "r2" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    record = manifest["refresh_fingerprint"]
+
+    def edited(options: dict) -> dict:
+        return {**record, "options": {**record["options"], **options}}
+
+    for change, why in (({"refresh_fingerprint": None}, "records no fingerprint"),
+                        ({"refresh_fingerprint": "same"}, "records no fingerprint"),
+                        ({"refresh_fingerprint": edited({"max_side": 256})}, "does not match its manifest"),
+                        ({"refresh_fingerprint": {**record, "sha256": "0" * 64}}, "does not match its manifest"),
+                        ({"release": "r3"}, "does not match its manifest")):
+        manifest_path.write_text(json.dumps({**manifest, **change}))
+        capsys.readouterr()
+        # the edited record names the options of this rerun
+        assert main([arg.replace("--max_side=300", "--max_side=256") for arg in rerun]
+                    if "max_side" in str(change) else rerun) == 2
+        err = capsys.readouterr().err
+        assert "release r2 is already published" in err and why in err, err
+    # resealed after an edit (a line added to its dataset card): verify passes it, the record no longer does
+    manifest_path.write_text(json.dumps(manifest))
+    card = copy / "releases" / "r2" / "README.md"
+    card.write_text(card.read_text() + "\nEdited by hand.\n")
+    reseal(copy / "releases" / "r2")
+    assert main(["verify", str(copy / "releases" / "r2")]) == 0
+    capsys.readouterr()
+    assert main(rerun) == 2
+    assert "does not match its manifest (edited by hand?)" in capsys.readouterr().err
 
 
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):

@@ -252,17 +252,26 @@ def test_a_stop_while_the_lock_is_being_taken_does_not_leave_it(world, tmp_path)
 def test_a_refresh_stopped_as_it_releases_its_lock_leaves_a_release_verify_passes(world, tmp_path):
     """SIGTERM as a refresh, its release published, began releasing its lock: `_lock.json` stayed inside the
     published release, which nothing may change: verify refused it ('_lock.json: not listed in the manifest'), and so
-    did every later refresh built on it (--previous=latest) until someone removed the file by hand."""
+    did every later refresh built on it (--previous=latest) until someone removed the file by hand. Its rerun (a
+    scheduler retrying exit 143) finds the release its own and exits 0."""
     server, metadata = world
     root = tmp_path / "root"
-    done = stopped_at("OutputLock.release", ["refresh", f"--output={root}", "--release=r1", f"--input={metadata}",
-                                             f"--allowed_hosts={server.host}", *FAST])
+    command = ["refresh", f"--output={root}", "--release=r1", f"--input={metadata}", f"--allowed_hosts={server.host}",
+               *FAST]
+    done = stopped_at("OutputLock.release", command)
     release = root / "releases" / "r1"
     assert done.returncode == EXIT_STATUS and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert (release / "manifest.json").exists() and not (release / LOCK).exists()
     checked = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(release)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # A scheduler retrying the exit 143 reruns the same command: the release is this refresh's, done (it was exit 2,
+    # "release r1 is already published", an alert for a whole release), and nothing in it is touched
+    manifest = (release / "manifest.json").read_bytes()
+    retried = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=120)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "release r1 was already published by this same refresh" in retried.stdout
+    assert (release / "manifest.json").read_bytes() == manifest and not (release / LOCK).exists()
 
 
 def _in_session(session: int) -> list[int]:

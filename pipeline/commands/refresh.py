@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.build import models_of
 from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
 from pipeline.io import report
+from pipeline.io.layout import is_published
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, verify
@@ -54,10 +55,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             print(f"refresh: {args.output[:200]} holds no published release (--previous=latest): this is the first "
                   "release", flush=True)
         if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
-            # The rerun of a refresh stopped after it published (exit 143 in its cleanup) ends here too: say how to
-            # tell that the release is whole rather than leave "already published" to read as a failure.
-            raise UsageError(f"release {name} is already published: {previous}; a refresh of that name has finished "
-                             f"(`pass-pipeline verify {previous}` checks it); name another --release to build on it")
+            # The rerun of a refresh stopped after it published (exit 143 in its cleanup, retried): this release is
+            # `latest` now; that refresh built on the one made before it (compared below, as the release is published)
+            previous = release.latest_release(args.output, besides=name)
     elif previous is None and (newest := release.latest_release(args.output)) and \
             newest.rstrip("/").rsplit("/", 1)[-1] != name:  # this very release: refused below as finished
         # --previous forgotten: a "first release" beside the others had none of the last one's takedown list, ledger or
@@ -65,11 +65,14 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         raise UsageError(f"{args.output[:200]} holds published releases (the newest: {newest[:200]}): give "
                          "--previous=latest (or a release's folder) to build on them; a first release is made under a "
                          "root that holds none")
-    release.check_new_release(target, previous)
-    if previous:
-        if not FileSystems.exists(FileSystems.join(previous, MANIFEST)):  # a typo: "does not match its manifest" misled
-            raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release: give a "
-                             "published release's folder (ROOT/releases/NAME) or --previous=latest")
+    done = is_published(target)  # compared with this refresh below: its rerun is done, any other refused
+    if not done:
+        release.check_new_release(target, previous)
+    # a typo: "does not match its manifest" misled
+    if previous and not FileSystems.exists(FileSystems.join(previous, MANIFEST)):
+        raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release: give a "
+                         "published release's folder (ROOT/releases/NAME) or --previous=latest")
+    if previous and not done:  # a published release is only compared with this refresh: no verify again
         problems = list(verify(previous))
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
@@ -82,6 +85,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             raise UsageError(f"--{key}: {relative[0][:80]!r} is a relative path; a release records it for the next "
                              "refresh, which runs elsewhere: give it absolute")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)
+    made_by = release.fingerprint(previous, name, argv, rest, models_for)
+    if done:
+        return _published_earlier(target, name, made_by)
     inherited = [arg for arg in argv[len(rest):] if _not_default(arg)]
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
@@ -94,7 +100,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # manifest last: a refresh killed after publishing its files and before its changelog left a folder verify refused.
     try:
         stats = run(argv, overwrite=True,
-                    before_publish=lambda staging: finished.append(release.finish(staging, previous, name)))
+                    before_publish=lambda staging: finished.append(release.finish(staging, previous, name, made_by)))
     except PublishFinished as published:
         return _finished_earlier(target, previous, name, published)
     log = finished[0]
@@ -117,6 +123,22 @@ def _say_what_is_not_checked(opts: PassOptions) -> None:
         unchecked.append("the carried photos' licences and deletions on Flickr are not re-checked (--verify_license)")
     if unchecked:
         print(f"refresh: {'; '.join(unchecked)}: neither given nor recorded in the previous release", flush=True)
+
+
+def _published_earlier(target: str, name: str, made_by: dict) -> int:
+    """The release is published. The rerun of the refresh that made it (a scheduler retrying the exit 143 of a refresh
+    stopped in its cleanup, after publishing) is done: exit 0, nothing redone or touched. Any other refresh of that
+    name (other options, inputs or previous release; or a release without the record, or edited by hand) is refused as
+    before, naming why."""
+    why = release.made_by_another(target, made_by)
+    if why:
+        # Said as a release that is whole, not as a failure: how to check it, and how this refresh differs.
+        raise UsageError(f"release {name} is already published: {target}; a refresh of that name has finished "
+                         f"(`pass-pipeline verify {target}` checks it), but {why}; name another --release to build "
+                         "on it")
+    print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
+          f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
+    return 0
 
 
 def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished) -> int:

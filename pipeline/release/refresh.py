@@ -22,6 +22,8 @@ this job deletes by pattern).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -29,11 +31,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.io.files import canonical_path, matching, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
-from pipeline.options import INHERITED, parse_date, split_list
+from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
 from pipeline.release.markdown_html import escape_markdown
 
@@ -64,9 +67,10 @@ def default_name(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m")
 
 
-def latest_release(root: str) -> str | None:
-    """The newest published release under ROOT/releases (the one made last, `published_releases`), or None."""
-    published = published_releases(root)
+def latest_release(root: str, besides: str = "") -> str | None:
+    """The newest published release under ROOT/releases (the one made last, `published_releases`), or None.
+    `besides`: a release name left out (what `latest` was when that release was made)."""
+    published = [folder for folder in published_releases(root) if folder.rstrip("/").rsplit("/", 1)[-1] != besides]
     return published[-1] if published else None
 
 
@@ -114,7 +118,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
                  ) -> list[str]:
     """The `run` flags of a refresh: the user's, plus what the previous release implies.
     `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record."""
-    given = {arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")}
+    given = _given(rest)
     target = release_dir(root, name)
     argv = [*rest, f"--output={target}", f"--release_name={name}",
             f"--cache={work_cache(root, name)}"]
@@ -151,6 +155,81 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
         if "max_upload_date" not in given:
             argv.append(f"--max_upload_date={yesterday.isoformat()}")
     return argv
+
+
+def _given(rest: Sequence[str]) -> set[str]:
+    """The options the user gave (`--key=value` or `--key value`), by name."""
+    return {arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")}
+
+
+# The manifest's record of the refresh that made the release (`fingerprint`, sealed by `finish`).
+FINGERPRINT = "refresh_fingerprint"
+
+
+def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequence[str],
+                models: Callable[[Sequence[str]], Sequence[dict[str, Any]]]) -> dict[str, Any]:
+    """What makes a refresh this refresh: its release, the previous release it builds on (one spelling of the folder),
+    the options its run records (the inputs among them) and the models it detects with. `argv`: `refresh_argv`'s.
+    Left out: what follows from the previous release (--carry_over, and --ledger unless given), from the day it runs
+    (--max_upload_date unless given: the retry of a refresh the next day is that refresh) and where the releases lie
+    (--output and --cache are not recorded: the release compared is the one found there)."""
+    given = _given(rest)
+    options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
+    derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
+    body = {"release": name, "previous": canonical_path(previous) if previous else None,
+            "options": {key: value for key, value in sorted(options.items()) if key not in derived},
+            "models": list(models(argv))}
+    return json.loads(json.dumps(body))  # as read back from the manifest: lists, not tuples
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _seal(body: dict[str, Any], files: Any) -> str:
+    """The fingerprint's digest, over the files the manifest lists too: a release resealed after an edit (its
+    manifest's checksums made to match changed files) no longer matches the record its refresh wrote."""
+    listed = sorted([str(entry.get("path")), str(entry.get("sha256"))] for entry in files if isinstance(entry, dict))
+    return hashlib.sha256(_canonical({"refresh": body, "files": listed})).hexdigest()
+
+
+def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
+    """None when the published release `target` records that the refresh fingerprinted `mine` made it; otherwise why
+    it cannot be taken for that refresh's, in a clause: no record (made before releases had one), a record that does
+    not match its manifest (edited by hand), or what differs."""
+    manifest = manifest_of(target)
+    record = manifest.get(FINGERPRINT) if isinstance(manifest, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return "its manifest records no fingerprint of the refresh that made it, so no rerun can be told to be that one"
+    made = {key: value for key, value in record.items() if key != "sha256"}
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (not isinstance(files, list) or record["sha256"] != _seal(made, files)
+            or made.get("release") != manifest.get("release")):
+        return "its record of the refresh that made it does not match its manifest (edited by hand?)"
+    if _canonical(made) == _canonical(mine):
+        return None
+    return f"it was made by another refresh: {_differences(made, mine)}"
+
+
+def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> str:
+    def value(option: Any, limit: int = 80) -> str:
+        """Said on one line: a record outside input may hold any text."""
+        text = "(none)" if option in (None, "") else str(option).lower() if isinstance(option, bool) else str(option)
+        return "".join(char if char.isprintable() else "?" for char in text[:limit])
+
+    found = []
+    if made.get("previous") != mine["previous"]:
+        found.append(f"built on {value(made.get('previous') or 'no previous release', 200)}, not on "
+                     f"{value(mine['previous'] or 'none', 200)}")
+    theirs = made.get("options") if isinstance(made.get("options"), dict) else {}
+    for key in sorted(set(theirs) | set(mine["options"])):
+        if theirs.get(key) != mine["options"].get(key):
+            found.append(f"--{key}={value(theirs.get(key))} there, {value(mine['options'].get(key))} here")
+    if _canonical(made.get("models")) != _canonical(mine["models"]):
+        found.append("other models (detectors, their files, thresholds or fusion)")
+    if not found:
+        found.append("its record differs")
+    return "; ".join(found[:shown]) + (f" and {len(found) - shown} more" if len(found) > shown else "")
 
 
 def _recorded_options(manifest: Any, previous: str) -> dict[str, Any]:
@@ -260,9 +339,12 @@ def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
     return "\n".join(lines)
 
 
-def finish(release: str, previous: str | None, name: str) -> dict[str, Any] | None:
+def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any] | None = None
+           ) -> dict[str, Any] | None:
     """After the job, before publishing: changelog and datasheet, all recorded in the manifest with the release's
-    name. `release` is the run's staging folder (commands/refresh.py), so that they are published with its files."""
+    name and `made_by`, the refresh's `fingerprint`, sealed over the files listed (its rerun, finding the release
+    published, tells by it that it is the same refresh). `release` is the run's staging folder
+    (commands/refresh.py), so that they are published with its files."""
     from pipeline.release.datasheet import write_datasheet
 
     entries = []
@@ -274,5 +356,7 @@ def finish(release: str, previous: str | None, name: str) -> dict[str, Any] | No
         entries.append({"path": "CHANGELOG.md", "format": "changelog",
                         **write_atomically(FileSystems.join(release, "CHANGELOG.md"), lambda h: h.write(text))})
     entries += write_datasheet(release, log, name)
-    update_manifest(release, entries, release=name, previous_release=previous or None)
+    manifest = update_manifest(release, entries, release=name, previous_release=previous or None)
+    if made_by is not None:
+        update_manifest(release, **{FINGERPRINT: {**made_by, "sha256": _seal(made_by, manifest["files"])}})
     return log
