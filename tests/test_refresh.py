@@ -699,7 +699,8 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
         first_yfcc_release, tmp_path, capsys):
     """The rerun finished publishing the release and then exited 2 ("a published release"), though the release was
     complete: the monthly schedule saw a failure. Now the rerun of the same refresh says it finished it and exits 0;
-    a plain run into that folder still finishes the publish and is refused."""
+    a plain run into that folder still finishes the publish and is refused, and so is a refresh with another option
+    (told done, exit 0, for a release made with other options than its own)."""
     from tests.conftest import publishing_stopped_after
 
     server, metadata, first = first_yfcc_release
@@ -708,7 +709,8 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
     argv = ["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--allowed_hosts={server.host}",
             *LOCAL]
     plain_run = ["run", f"--input={metadata}", f"--output={target}", f"--allowed_hosts={server.host}", *LOCAL]
-    for rerun, status in ((argv, 0), (plain_run, 2)):
+    other_option = [*argv, "--max_side=256"]
+    for rerun, status in ((argv, 0), (plain_run, 2), (other_option, 2)):
         shutil.rmtree(root, ignore_errors=True)
         with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
             main(argv)
@@ -717,6 +719,7 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
         assert main(rerun) == status
         said = capsys.readouterr()
         assert "finished publishing" in said.out + said.err
+        assert rerun is not other_option or "made by another refresh: --max_side=" in said.err, said.err
         assert json.loads((target / "manifest.json").read_text())["release"] == "r2"
         assert main(["verify", str(target)]) == 0
 

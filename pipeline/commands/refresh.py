@@ -102,7 +102,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         stats = run(argv, overwrite=True,
                     before_publish=lambda staging: finished.append(release.finish(staging, previous, name, made_by)))
     except PublishFinished as published:
-        return _finished_earlier(target, previous, name, published)
+        return _finished_earlier(target, previous, name, published, made_by)
     log = finished[0]
     print(summary(target, stats))
     if log:
@@ -141,13 +141,17 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     return 0
 
 
-def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished) -> int:
+def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished,
+                      made_by: dict) -> int:
     """The rerun of this very refresh, killed while publishing, found its release and finished publishing it: the
     release is done (it used to end in exit 2, "a published release", though complete). Only a release of this name
-    built on this previous one is this refresh's; any other is refused as any run into a release is (`published`)."""
+    built on this previous one, by this refresh where it records which (`release.made_by_another`), is this refresh's;
+    any other is refused as any run into a release is (`published`): a refresh with other options was told done."""
     manifest = report.read_manifest(target)
     if manifest.get("release") != name or manifest.get("previous_release") != (previous or None):
         raise published
+    if release.FINGERPRINT in manifest and (why := release.made_by_another(target, made_by)):
+        raise UsageError(f"{published}; {why}") from None
     stats = report.read_stats(target)
     print(f"refresh: release {name} was stopped while publishing; this run finished publishing it", flush=True)
     print(summary(target, stats))
