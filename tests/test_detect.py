@@ -301,7 +301,7 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     import pickle
 
     from pipeline.detectors.decision import rule_for
-    from pipeline.detectors.handler import OnnxDetectorHandler
+    from pipeline.detectors.handler import FailedInference, OnnxDetectorHandler
     from pipeline.stages import detect
     from pipeline.stages.detect import stage_decisions
 
@@ -335,3 +335,12 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
         pickle.loads(pickle.dumps(handler)).load_model()
     with pytest.raises(RuntimeError, match="has changed"):
         pickle.loads(pickle.dumps(detect._Decide(rule_for([strict], None), staged, True))).setup()
+    # A process that never loads the model (one process loads it for all with --detect_share_model_across_processes)
+    # meets the changed copy inside the inference: the photo is scored in full, not rejected (the decision step's
+    # setup above is where the job stops).
+    detect._staged_decisions.cache_clear()
+    unloaded = pickle.loads(pickle.dumps(handler))
+    [result] = unloaded.run_inference([inputs[2]], shared_session(strict, runtime()))
+    assert not isinstance(result.inference, FailedInference)
+    [alone] = photo_scores(strict, shared_session(strict, runtime()), [inputs[2]], 400)
+    assert result.inference == {f"{strict.name}.{cls}": pytest.approx(score, abs=1e-6) for cls, score in alone.items()}

@@ -341,13 +341,25 @@ class _Settled:
 
     def __init__(self, rule: DecisionRule, decisions: Decisions) -> None:
         self._rule, self._decisions = rule, decisions
+        self._unreadable = False
 
     def prepare(self) -> None:
         decisions_of(self._decisions)  # a staged copy read when the handler loads its model (detectors/handler.py)
 
     def __call__(self, photo: Photo, own: dict[str, float]) -> bool:
-        return photo.photo_id not in decisions_of(self._decisions) and self._rule.certainly_human(
-            dict(photo.scores) | own)
+        # A process that never loads the model (--detect_share_model_across_processes: one process loads it for
+        # all) reads the copy here, inside the inference, where an error made every photo of the batch an
+        # internal_error rejection. Settling is only a saving: a photo whose decision cannot be known is scored in
+        # full, and the decision step, which reads the copy in its setup, fails the bundle for a retry (a copy
+        # changed since launch stops the job there).
+        if self._unreadable:
+            return False
+        try:
+            decided = photo.photo_id in decisions_of(self._decisions)
+        except Exception:
+            self._unreadable = True
+            return False
+        return not decided and self._rule.certainly_human(dict(photo.scores) | own)
 
 
 def applies(decision: Decision, photo: Photo) -> bool:
