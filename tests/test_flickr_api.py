@@ -241,6 +241,9 @@ def test_credentials_from_file_or_environment(tmp_path):
     with pytest.raises(CredentialsError) as err:
         load_credentials(str(tmp_path / "missing.json"))
     assert "FileNotFoundError" in str(err.value)
+    with pytest.raises(CredentialsError) as err:  # a key pasted as the path, a NUL byte with it: the read's ValueError
+        load_credentials("0123456789abcdef0123456789abcdef\x00")
+    assert "0123456789abcdef" not in str(err.value) and "not shown" in str(err.value)
 
 
 def test_calls_spread_evenly_over_several_keys(server):

@@ -60,8 +60,9 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
     if path:
         try:
             return parse_keys(json.loads(read_bytes(path)))
-        except ValueError as err:  # our own messages name fields, never values
-            raise CredentialsError(f"cannot read Flickr credentials from {path}: {err}") from None
+        except ValueError as err:  # our own messages name fields, never values; the path is shown as elsewhere
+            # (a key pasted as the path with a stray NUL byte failed the read with "embedded null byte", and showed it)
+            raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: {err}") from None
         except FileNotFoundError:
             raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: no such file "
                                    f"(FileNotFoundError); {CREDENTIALS_HINT}") from None
