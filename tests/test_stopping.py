@@ -320,3 +320,124 @@ def test_a_stopped_run_with_worker_processes_ends_them_and_itself_at_once(world,
     assert process.returncode == 128 + signum and "Traceback" not in err, err[-3000:]
     assert took < GRACE_S and "did not stop within" not in err, err[-3000:]
     assert _in_session(process.pid) == [] and not (output / STAGING).exists() and not (output / LOCK).exists()
+
+
+# The run as STOPPED_AT runs it, with TMPDIR a folder of the test's own, where Beam makes its `beam-pipeline-temp*`
+# folder: any found there is the run's. (onnxruntime writes a `.ses` file there as it is imported, every process.)
+PATCHED_RUN = """
+import os, signal, sys, time
+import pipeline.commands.run as run
+{patch}
+from pipeline.cli import entry
+sys.exit(entry())
+"""
+
+
+def run_patched(patch: str, command: list[str], tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """The command, with `patch` (Python) applied first, started in a process whose TMPDIR is empty."""
+    temporary = tmp_path / "tmpdir"
+    temporary.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", PATCHED_RUN.format(patch=textwrap.dedent(patch)), *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                               env={**os.environ, "TMPDIR": str(temporary)})
+    return process, temporary
+
+
+def test_a_run_stopped_while_its_job_is_built_leaves_no_beam_temp_folder(world, tmp_path):
+    """SIGTERM (or Ctrl-C) after `beam.Pipeline(...)` made its `beam-pipeline-temp*` folder in TMPDIR and before
+    `Pipeline.run`, which alone removes it: the run stopped cleanly (exit 143, lock and staging gone) and left the
+    folder in TMPDIR, one per stopped run."""
+    server, metadata = world
+    output = tmp_path / "out"
+    process, temporary = run_patched("""
+        built = run.build
+        def build(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return built(*args, **kwargs)
+        run.build = build
+    """, ["run", f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", *FAST], tmp_path)
+    status, output_text, _ = finish(process, within=120)
+    assert status == EXIT_STATUS and "Traceback" not in output_text, output_text[-2000:]
+    assert not (output / LOCK).exists() and not (output / STAGING).exists()
+    assert list(temporary.glob("beam-pipeline-temp*")) == []
+
+
+def test_a_run_the_grace_ends_leaves_no_beam_temp_folder(world, tmp_path):
+    """A job that does not hand the stop back within the grace is ended by `os._exit`, which runs no `finally`:
+    `Pipeline.run`'s, which removes Beam's `beam-pipeline-temp*` folder, never ran and the folder stayed in TMPDIR."""
+    server, metadata = world
+    output = tmp_path / "out"
+    process, temporary = run_patched("""
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        def run_pipeline(self, pipeline, options):  # a job that swallows the stop, as a hung teardown did
+            while True:
+                try:
+                    print("ready", flush=True)
+                    time.sleep(3600)
+                except BaseException:
+                    pass
+        fn_runner.FnApiRunner.run_pipeline = run_pipeline
+    """, ["run", f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", *FAST], tmp_path)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"ready", process.communicate()
+    assert len(list(temporary.glob("beam-pipeline-temp*"))) == 1  # the job's, made before it runs
+    process.send_signal(signal.SIGTERM)
+    status, output_text, _ = finish(process, within=GRACE_S + 60)
+    assert status == EXIT_STATUS and "did not stop within" in output_text, output_text[-2000:]
+    assert list(temporary.glob("beam-pipeline-temp*")) == []
+
+
+def test_a_folder_made_for_the_process_is_removed_however_its_block_ends_and_no_other(tmp_path):
+    """`local_folder`: removed when its block ends; a stop landing while the folder is being made (Beam's pipeline
+    temp folder, inside `beam.Pipeline(...)`) is raised once the folder is recorded, else the stop left the folder
+    it interrupted. Another folder with the same prefix (another process's) is left alone."""
+    (tmp_path / "pass-x-other").mkdir()
+    process = start("""
+        import tempfile
+        from pipeline.io.stopping import local_folder
+        tempfile.tempdir = os.getcwd()
+        def listed():
+            print("listed", "|".join(sorted(os.listdir())), file=sys.stderr)
+        ready()
+        with local_folder(lambda: tempfile.mkdtemp(prefix="pass-x-")):
+            listed()
+        listed()
+        def interrupted():
+            made = tempfile.mkdtemp(prefix="pass-x-")
+            os.kill(os.getpid(), signal.SIGTERM)  # lands here, before the folder is recorded
+            time.sleep(0.2)
+            return made
+        with StopSignals():
+            try:
+                with local_folder(interrupted):
+                    print("not reached", file=sys.stderr)
+            except StopRequested:
+                listed()
+    """, tmp_path)
+    status, output, _ = finish(process, within=30)
+    lines = [line.split()[1].split("|") for line in output.splitlines() if line.startswith("listed")]
+    assert status == 0 and len(lines) == 3 and "not reached" not in output, output
+    assert len(lines[0]) == 2 and "pass-x-other" in lines[0] and lines[1:] == [["pass-x-other"]] * 2, output
+
+
+def test_a_second_signal_removes_the_process_s_folders_before_it_ends(tmp_path):
+    """A second signal ends the process at once with `os._exit`, which runs no `finally`: the folders made for it
+    (Beam's pipeline temp folder, the demo's world) are removed first."""
+    process = start("""
+        import tempfile
+        from pipeline.io.stopping import local_folder
+        tempfile.tempdir = os.getcwd()
+        with StopSignals(), local_folder(lambda: tempfile.mkdtemp(prefix="pass-x-")):
+            try:
+                ready()
+                time.sleep(3600)
+            finally:
+                print("stopping", flush=True)
+                time.sleep(3600)  # a cleanup the operator does not wait for
+    """, tmp_path)
+    assert [path.name[:7] for path in tmp_path.iterdir()] == ["pass-x-"]
+    process.send_signal(signal.SIGTERM)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"stopping"
+    process.send_signal(signal.SIGTERM)
+    status, output, _ = finish(process, within=30)
+    assert status == EXIT_STATUS and "ended at once" in output, output
+    assert list(tmp_path.iterdir()) == []

@@ -47,7 +47,7 @@ from pipeline.io.layout import (
 )
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
-from pipeline.io.stopping import StopSignals
+from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.records import is_utf8_text
@@ -412,8 +412,10 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
             staging = staging_dir(opts.output, run_id)
             try:
                 # This process and any worker processes it starts; the sampler's own CPU under 1% of a core.
-                with TreeMemory(cpu_share=0.01) as memory:
-                    pipeline = beam.Pipeline(options=options)
+                # Beam's `beam-pipeline-temp*` folder (in TMPDIR), which `Pipeline.run` removes only once it returns,
+                # is removed however the run ends: stopped while the job was built, or ended by the stop's grace.
+                with TreeMemory(cpu_share=0.01) as memory, local_folder(
+                        lambda: beam.Pipeline(options=options), lambda made: made.local_tempdir) as pipeline:
                     build(pipeline, opts, staging)
                     try:
                         with stop.job():

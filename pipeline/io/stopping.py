@@ -16,18 +16,21 @@ A stop inside the job also ends the job's worker processes (`end_workers`: --dir
 which Beam waits for and which otherwise outlived the run; what that does to the job's threads is not printed.
 A second signal ends the process at once, as the default did, its lock released first (within
 `SECOND_RELEASE_S`); a stop that lands while the lock is being taken or released releases it on the way out.
+The local folders a run makes for itself (Beam's `beam-pipeline-temp*`, the demo's world) are made through
+`local_folder`, which removes them however the block ends, and before either of those `os._exit`s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from apache_beam.runners.runner import PipelineResult
@@ -37,6 +40,22 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
 STOP_NOTICED_S = 0.5  # how long a failing thread waits for the stop that may have caused it to be noticed
 SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
+
+T = TypeVar("T")
+
+# Set by the first stop any `StopSignals` takes, for good: the process is ending (io/read_ahead.py leaves without
+# waiting for its reads then; a block entered around another's, the demo's around the run's, knows a stop came).
+_STOPPED = threading.Event()
+# The local folders this process made for itself, which a stop ending it with `os._exit` removes first (`local_folder`).
+_FOLDERS: set[str] = set()
+# While `local_folder` makes a folder, a first stop is recorded here and raised once the folder is recorded.
+_making = 0
+_held: list[int] = []
+
+
+def stop_requested() -> bool:
+    """A stop (SIGTERM, Ctrl-C) reached a `StopSignals` block of this process."""
+    return _STOPPED.is_set()
 
 
 class StopRequested(SystemExit):
@@ -82,7 +101,8 @@ class StopSignals:
             self._release_quietly()
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        if self._excepthook is not None and self.requested is None:  # stopped: the job's threads may fail still
+        # Stopped (here, or in a block inside this one: the run's, inside the demo's): the job's threads may fail still.
+        if self._excepthook is not None and not _STOPPED.is_set():
             threading.excepthook = self._excepthook
         # Raised inside a transform, the stop reaches here as the job's failure; it is still the stop asked for.
         if self.requested is not None and isinstance(err, Exception):
@@ -114,17 +134,24 @@ class StopSignals:
             raise
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.requested is not None:  # asked twice: at once, as SIGTERM's default did, but not leaving the lock
+        # Asked twice: at once, as SIGTERM's default did, but not leaving the lock. Also when the first stop was an
+        # inner block's (the run's inside the demo's), which has ended: this one's cleanup is what is being cut short.
+        if self.requested is not None or _STOPPED.is_set():
             # Ended with no word and the lock in place (a double Ctrl-C does it): a lock that a run on gs:// or in
             # another container never takes over, and one left inside a release that verify refuses.
             end_workers()
+            _remove_folders()
             note = self._release_within(SECOND_RELEASE_S)
             print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once, {note}",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.requested = signum
         self._stopped.set()
+        _STOPPED.set()
         threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
+        if _making:  # a folder being made, not yet recorded: `local_folder` raises the stop once it is
+            _held.append(signum)
+            return
         raise _stop(signum)
 
     def _watch(self) -> None:
@@ -165,6 +192,7 @@ class StopSignals:
     def _abandon(self) -> NoReturn:
         # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
         end_workers()
+        _remove_folders()  # Beam's pipeline temp folder: the job's own `finally`, which removes it, never runs now
         note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
@@ -193,6 +221,39 @@ def end_workers() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def local_folder(make: Callable[[], T], folder: Callable[[T], str] = str) -> Iterator[T]:
+    """`make()`, which creates a local folder (`folder` of what it returns) for this process: the folder is removed when
+    the block ends, however it ends, and by a stop that ends the process inside it with `os._exit` (the grace, a second
+    signal), which runs no `finally`. Beam's `beam-pipeline-temp*` folder, which its `Pipeline.run` removes only when
+    it returns, stayed in TMPDIR when a run was stopped before it (while the job was being built) or ended by the
+    grace; the demo's world folder, when SIGTERM (whose default ends the process) came before the run's own stop
+    handling. A first stop landing inside `make` is raised once the folder is recorded, so it is removed too."""
+    global _making
+    path: str | None = None
+    _making += 1
+    try:
+        try:
+            made = make()
+            path = folder(made)
+            _FOLDERS.add(path)
+        finally:
+            _making -= 1
+        if _held:
+            raise _stop(_held.pop())
+        yield made
+    finally:
+        _held.clear()
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            _FOLDERS.discard(path)  # after: a second signal during the removal still finds it
+
+
+def _remove_folders() -> None:
+    for path in list(_FOLDERS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _stop(signum: int) -> BaseException:
     return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
 
@@ -202,6 +263,7 @@ def end_process(status: int, message: str) -> NoReturn:
     exit waited for every non-daemon thread a stopped job left running (a download, up to --fetch_deadline)."""
     import logging
 
+    _remove_folders()  # one whose removal the stop cut short
     print(message, file=sys.stderr)
     logging.shutdown()  # flushes the log handlers
     for stream in (sys.stdout, sys.stderr):
