@@ -213,3 +213,35 @@ def test_evaluate_help_says_what_it_scores_prints_and_exits_with(capsys, monkeyp
     for said in ("With no flag: the builtin set", "recall on the images with people and keep-rate on the others",
                  "not held out", "Exit status: 0 when recall is 100%, 1 when an image with people would be kept"):
         assert said in text, said
+
+
+# `pass-pipeline demo ...` (the argv), with SIGTERM arriving as the run's launch checks begin: the demo world is
+# built and served by then, the output's lock not yet taken.
+DEMO_STOPPED_AT_LAUNCH = """
+import os, signal, sys
+import pipeline.commands.run as run
+checked = run.preflight
+def preflight(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return checked(*args, **kwargs)
+run.preflight = preflight
+from pipeline.launch import entry
+sys.exit(entry())
+"""
+
+
+def test_a_demo_stopped_before_its_run_takes_the_lock_leaves_no_world_folder(tmp_path):
+    """SIGTERM before the run takes its lock (the demo world built, the launch checks running: seconds) ended the
+    demo by SIGTERM's default, no `finally` run: its world folder (`pass-demo-*`, 12 kB of metadata) stayed in
+    TMPDIR, one per stopped demo. It is a stop as the run's is now: exit 143, one line, the folder removed."""
+    import os
+    import signal
+
+    temporary = tmp_path / "tmpdir"
+    temporary.mkdir()
+    done = subprocess.run([sys.executable, "-c", DEMO_STOPPED_AT_LAUNCH, "demo", "--output", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(temporary)})
+    assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM)"), done.stderr[-2000:]
+    assert "demo: serving" in done.stdout  # stopped after the world was made
+    assert list(temporary.glob("pass-demo-*")) == [] and list(temporary.glob("beam-pipeline-temp*")) == []

@@ -13,6 +13,7 @@ from pipeline.fixtures.demo_world import METADATA_NAME, build_demo_world
 from pipeline.fixtures.static_server import StaticServer
 from pipeline.io.files import matching
 from pipeline.io.layout import MANIFEST, PUBLISHING, STAGING, holds_run, manifest_of
+from pipeline.io.stopping import StopSignals, local_folder
 
 SCRATCH_PREFIX = "pass-demo-"
 
@@ -46,7 +47,10 @@ def demo(output: str, extra: Sequence[str]) -> int:
     if not is_demo_folder(output):
         raise UsageError(f"{output} holds a dataset that is not a demo's; the demo replaces only its own: "
                          "give another --output")
-    with StaticServer() as server, tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as scratch:
+    # SIGTERM is a stop from the start (StopSignals), not only once the run holds its lock: its default ended the
+    # process before then (the run's launch checks take seconds), leaving the world folder in TMPDIR.
+    with StopSignals(), StaticServer() as server, local_folder(lambda: tempfile.mkdtemp(prefix=SCRATCH_PREFIX)) \
+            as scratch:
         metadata = build_demo_world(server, scratch)
         print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {metadata}")
         argv = [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", "--shards=2",
