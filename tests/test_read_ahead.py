@@ -111,3 +111,42 @@ except StopRequested as stopped:
     took = time.monotonic() - begun
     assert process.returncode == EXIT_STATUS and err.decode().strip() == "stopped", err.decode()
     assert took < GRACE_S
+
+
+def test_a_stop_while_the_writer_holds_a_result_does_not_wait_for_the_reads_under_way(tmp_path):
+    """The same stop landing while the shard writer was busy with a result (the read-ahead paused, its next read under
+    way and not answering): closing the paused read-ahead waited for that read, as an early stop of the writer's own
+    does, so the run's stop was held until the stop's grace ended the process (its staging folder left)."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.io.stopping import EXIT_STATUS, GRACE_S
+
+    script = """
+import time
+from pipeline.io.stopping import StopRequested, StopSignals, end_process
+from pipeline.io.read_ahead import read_ahead
+
+def read(item):
+    if item == 1:
+        time.sleep(3600)  # a read that does not answer
+    return item
+
+try:
+    with StopSignals() as stop, stop.job():
+        for item in read_ahead(read, range(100), depth=4):
+            print("writing", item, flush=True)
+            time.sleep(3600)  # the writer busy with item 0: the read-ahead paused, reading item 1
+except StopRequested as stopped:
+    end_process(stopped.code, "stopped")
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, bufsize=0)
+    assert process.stdout is not None and process.stdout.readline().strip() == b"writing 0"
+    process.send_signal(signal.SIGTERM)
+    begun = time.monotonic()
+    _, err = process.communicate(timeout=GRACE_S + 30)
+    took = time.monotonic() - begun
+    assert process.returncode == EXIT_STATUS and err.decode().strip() == "stopped", err.decode()
+    assert took < GRACE_S

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from pipeline.io.stopping import stop_requested
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -35,6 +37,10 @@ def read_ahead(function: Callable[[T], R], items: Iterable[T], depth: int) -> It
         while pending:
             yield pending.popleft().result()
     except GeneratorExit:  # a consumer that stopped early: the calls under way end before this returns
+        # Unless a stop (Ctrl-C, SIGTERM) is why: raised while the writer was busy with a result (this generator
+        # paused), it closes the generator, and waiting held the stop on a read that did not answer until the
+        # stop's grace ended the process, as a stop raised while it waited here did.
+        wait = not stop_requested()
         raise
     except BaseException:
         # An error, or a stop (Ctrl-C, SIGTERM) raised while the consumer waited here: the calls under way are not
