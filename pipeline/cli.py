@@ -42,12 +42,16 @@ def entry(argv: Sequence[str] | None = None) -> int:
     released); the process ends without waiting for threads the stopped job left."""
     try:
         return main(argv)
-    except KeyboardInterrupt:
-        end_process(INTERRUPTED_STATUS, "pass-pipeline: stopped (Ctrl-C); nothing was published unless publishing "
-                    "had begun, which the next run into the output finishes")
-    except StopRequested:
-        end_process(EXIT_STATUS, "pass-pipeline: stopped (SIGTERM); nothing was published unless publishing had "
-                    "begun, which the next run into the output finishes")
+    except KeyboardInterrupt as stopped:
+        end_process(INTERRUPTED_STATUS, f"pass-pipeline: stopped (Ctrl-C); {aftermath(stopped)}")
+    except StopRequested as stopped:
+        end_process(EXIT_STATUS, f"pass-pipeline: stopped (SIGTERM); {aftermath(stopped)}")
+
+
+def aftermath(stopped: BaseException) -> str:
+    """What a stop left, for its line: a command that is no run says it (`review apply`: its store), on the stop."""
+    return getattr(stopped, "aftermath", "nothing was published unless publishing had begun, which the next run "
+                   "into the output finishes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

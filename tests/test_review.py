@@ -421,7 +421,7 @@ def test_a_lock_an_apply_stopped_by_a_signal_left_is_taken_over(tmp_path):
 def test_an_apply_stopped_by_sigterm_releases_its_lock(tmp_path):
     """SIGTERM (a scheduler's, `timeout`, a closed session's service manager) killed an apply with STORE.lock in
     place: taken over on this machine only, so on gs:// every later apply was refused until someone removed it. It
-    stops as Ctrl-C does now: exit 143, the store as it was, the lock gone."""
+    stops as Ctrl-C does now: exit 143, the store as it was, the lock gone, and a line that says so."""
     import os
     import signal
     import subprocess
@@ -448,6 +448,11 @@ def test_an_apply_stopped_by_sigterm_releases_its_lock(tmp_path):
         stopped.kill()
     assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert not (tmp_path / "reviews.csv.lock").exists() and not store.exists()
+    # Its line was a run's ("nothing was published unless publishing had begun, which the next run into the output
+    # finishes"): nothing an apply publishes, and nothing of the store, which is what the reviewer needs to know.
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("pass-pipeline: stopped (SIGTERM); ") and "published" not in line, err
+    assert f"{store} is as it was" in line and "its lock released" in line and "apply the decisions again" in line
 
 
 def test_a_decisions_line_of_millions_of_commas_is_refused_naming_its_line(tmp_path):
