@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 # `python -m pipeline run --help`, with Ctrl-C arriving as the command line's import reaches Beam (a few seconds
 # into a real start).
 INTERRUPTED_WHILE_IMPORTING = """
@@ -31,3 +33,40 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130():
     assert done.returncode == 128 + signal.SIGINT and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip() == "pass-pipeline: stopped (Ctrl-C) while starting; nothing was done"
     assert done.stdout == ""  # never reached the command
+
+
+# INTERRUPTED_WHILE_IMPORTING, with a second Ctrl-C (the operator pressing it twice) as the first one's line is
+# written, or as the interpreter shuts down (its exit handlers run).
+INTERRUPTED_TWICE = """
+import atexit, os, signal, sys, time
+
+class Stderr:
+    def __init__(self, stream):
+        self.stream = stream
+    def write(self, text):
+        if text.strip():
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.stream.write(text)
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+def again():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)  # Python runs its handler here
+
+if sys.argv.pop(1) == "at-exit":
+    atexit.register(again)
+else:
+    sys.stderr = Stderr(sys.stderr)
+""" + INTERRUPTED_WHILE_IMPORTING
+
+
+@pytest.mark.parametrize("when", ["as-the-line-is-written", "at-exit"])
+def test_ctrl_c_twice_while_the_command_starts_is_still_one_line_and_exit_130(when):
+    """A second Ctrl-C after the first was taken raised another KeyboardInterrupt: in the first one's line (a
+    traceback, the line lost), or as the interpreter shut down (a traceback, or the process ended by SIGINT, -2,
+    with no word). Once the first is taken, later ones are ignored: nothing is left to stop."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_TWICE, when], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 128 + signal.SIGINT, done.stderr[-2000:]
+    assert done.stderr.strip() == "pass-pipeline: stopped (Ctrl-C) while starting; nothing was done", done.stderr
