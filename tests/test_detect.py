@@ -4,6 +4,7 @@ reviewer decisions, and a failing image becoming a rejection while the rest goes
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import apache_beam as beam
@@ -167,6 +168,24 @@ def test_a_photo_rejected_as_human_by_the_cheap_detectors_skips_the_rest_with_th
                         equal_to([] if every_view else expected_kept), label="kept")
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, "not run" in r.detail)),
                         equal_to(rejected), label="rejected")
+
+
+def test_a_score_key_names_how_cudnn_chose_its_algorithms_on_cuda_only(monkeypatch):
+    """Scores cached by a run whose CUDA sessions timed their convolution algorithms (onnxruntime's default before
+    2026-12-04) are not taken by one that asks cuDNN's heuristics: other algorithms round differently, and a resumed
+    run scores again rather than mix the two. A CPU key is as it was, so caches made on the CPU stay valid."""
+    from pipeline.stages import detect
+
+    one = photo("1", image=real_jpeg("coffee.jpg"), sha256="1" * 64)
+    spec = SPECS[0]
+    heuristic, timed = runtime(), dataclasses.replace(runtime(), cudnn_conv_algo_search="EXHAUSTIVE")
+    assert detect.score_key(one, spec, heuristic) == detect.score_key(one, spec, timed)  # here: the CPU
+    parts = [one.sha256, spec.sha256, dataclasses.asdict(spec.input), spec.decoder, spec.tiles,
+             heuristic.tile_min_side, *detect._scoring_runtime(heuristic.device)]
+    assert detect.score_key(one, spec, heuristic) == hashlib.sha256(
+        json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()  # the key CPU caches were written with
+    monkeypatch.setattr(detect, "_scoring_runtime", lambda device: ("1.31.1", "CUDAExecutionProvider"))
+    assert detect.score_key(one, spec, heuristic) != detect.score_key(one, spec, timed)
 
 
 def test_scores_of_a_photo_that_skipped_views_are_not_cached(tmp_path):

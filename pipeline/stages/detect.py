@@ -39,7 +39,14 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.decoders import decoded_classes
 from pipeline.detectors.fusion import Fusion
-from pipeline.detectors.handler import PARTIAL, FailedInference, OnnxDetectorHandler, RuntimeConfig, active_provider
+from pipeline.detectors.handler import (
+    CUDA,
+    PARTIAL,
+    FailedInference,
+    OnnxDetectorHandler,
+    RuntimeConfig,
+    active_provider,
+)
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
@@ -284,6 +291,8 @@ def score_key(photo: Photo, spec: DetectorSpec, runtime: RuntimeConfig) -> str:
     again."""
     parts = [photo.sha256, spec.sha256, dataclasses.asdict(spec.input), spec.decoder, spec.tiles,
              runtime.tile_min_side, *_scoring_runtime(runtime.device)]
+    if parts[-1] == CUDA:  # and on CUDA how cuDNN chose its algorithms (they round differently); CPU keys as before
+        parts.append(runtime.cudnn_conv_algo_search)
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
