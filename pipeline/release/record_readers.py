@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
+from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.names import shows_something
 from pipeline.io.sinks import CONTROLS, csv_text
@@ -284,32 +285,6 @@ _TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "
 MAX_ATTRIBUTION_LINE = 4 << 20
 
 
-class _BoundedRecords:
-    """The text's lines, as the csv reader reads them; ValueError once one record passes `MAX_ATTRIBUTION_LINE`
-    characters. Counted over the record's lines, not each line: a quoted value's line breaks let one record run on
-    over any number of lines, and `a,"` then lines of `",,,…,"` made a list of 8 bytes a comma all the same.
-    `next_record()` after each row the reader gives (it reads no line ahead of the row it returns)."""
-
-    def __init__(self, text: io.TextIOWrapper) -> None:
-        self._text, self._chars = text, 0
-
-    def __iter__(self) -> _BoundedRecords:
-        return self
-
-    def __next__(self) -> str:
-        line = self._text.readline(MAX_ATTRIBUTION_LINE + 1 - self._chars)
-        if not line:
-            raise StopIteration
-        self._chars += len(line)
-        if self._chars > MAX_ATTRIBUTION_LINE:
-            raise ValueError(f"a line or record over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run "
-                             "writes")
-        return line
-
-    def next_record(self) -> None:
-        self._chars = 0
-
-
 def _attribution_records(source: Source) -> Records:
     """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
     at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
@@ -318,7 +293,8 @@ def _attribution_records(source: Source) -> Records:
     ids, odd, credits = [], [], bytearray()
     text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
     try:
-        lines = _BoundedRecords(text)
+        lines = BoundedRecordLines(text, MAX_ATTRIBUTION_LINE, lambda first, last: (
+            f"a line or record over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run writes"))
         rows = csv.reader(lines)
         if tuple(next(rows, ())) != ATTRIBUTION_COLUMNS:
             odd.append("(header)")

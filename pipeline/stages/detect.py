@@ -48,6 +48,7 @@ from pipeline.detectors.handler import (
     active_provider,
 )
 from pipeline.detectors.registry import DetectorSpec
+from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
 from pipeline.io.staged_copy import StagedCopy, stage_copy
@@ -127,7 +128,9 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
     # strict: not strict, the reader took an unterminated quote to the end of the file (a hand-edited note opening a
     # quote hid every later row in it, reject_human included, unsaid) and glued text after a closing quote on
-    lines = _BoundedLines(text, where)
+    lines = BoundedRecordLines(io.StringIO(text, newline=""), MAX_DECISION_LINE, lambda first, last: (
+        f"{where(last)}: a line over {MAX_DECISION_LINE:,} characters" if first == last else
+        f"{where(first)}: a row over {MAX_DECISION_LINE:,} characters (its lines {first}-{last} together)"))
     reader = csv.DictReader(lines, strict=True)
     check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, 0), where(1))
     lines.next_record()
@@ -158,37 +161,6 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
 # Far longer than a decision's line (an id, a verdict, a note, a hash); bounds a line of commas, which the reader
 # splits into a list of 8 bytes a comma (annotators' files come from outside the team; the store is read at launch).
 MAX_DECISION_LINE = 1 << 20
-
-
-class _BoundedLines:
-    """The text's lines for the csv reader; ValueError naming the line at one over MAX_DECISION_LINE characters, or
-    naming the row's first line at a row whose lines together are (a quoted note's line breaks let one row run on
-    over any number of lines: `5,accept,"` then lines of `",,,…,"` made one list of 8 bytes a comma all the same).
-    `next_record()` after each row the reader gives (it reads no line ahead of the row it returns)."""
-
-    def __init__(self, text: str, where: Callable[[int], str]) -> None:
-        self._lines, self._where = io.StringIO(text, newline=""), where
-        self._number = self._chars = 0
-        self._first = 1  # the line the row being read starts on
-
-    def __iter__(self) -> _BoundedLines:
-        return self
-
-    def __next__(self) -> str:
-        line = self._lines.readline(MAX_DECISION_LINE + 1 - self._chars)
-        if not line:
-            raise StopIteration
-        self._number += 1
-        self._chars += len(line)
-        if self._chars > MAX_DECISION_LINE:
-            if self._first == self._number:
-                raise ValueError(f"{self._where(self._number)}: a line over {MAX_DECISION_LINE:,} characters")
-            raise ValueError(f"{self._where(self._first)}: a row over {MAX_DECISION_LINE:,} characters (its lines "
-                             f"{self._first}-{self._number} together)")
-        return line
-
-    def next_record(self) -> None:
-        self._chars, self._first = 0, self._number + 1
 
 
 def _csv_rows(reader: csv.DictReader, read: Callable[[], Any], where: Callable[[int], str], line: int) -> Any:

@@ -1,0 +1,35 @@
+"""Lines for Python's csv reader, bounded per record: the reader splits a line at each of its commas into a list
+of 8 bytes a comma (a 1 GB line of commas: 8 GB), and a quoted value's line breaks let one record run on over any
+number of lines, so a bound on each line alone is no bound (`a,"` then lines of `",,,…,"`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TextIO
+
+
+class BoundedRecordLines:
+    """The lines of `text` for `csv.reader`; a ValueError saying `too_long(first, last)` (the record's first and last
+    line, from 1) once one record's lines together pass `limit` characters. Call `next_record()` after each row the
+    reader gives: it reads no line ahead of the row it returns, so the count starts again with the next row's."""
+
+    def __init__(self, text: TextIO, limit: int, too_long: Callable[[int, int], str]) -> None:
+        self._text, self._limit, self._too_long = text, limit, too_long
+        self._number = self._chars = 0
+        self._first = 1  # the line the record being read starts on
+
+    def __iter__(self) -> BoundedRecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(self._limit + 1 - self._chars)  # never more than one character past the bound
+        if not line:
+            raise StopIteration
+        self._number += 1
+        self._chars += len(line)
+        if self._chars > self._limit:
+            raise ValueError(self._too_long(self._first, self._number))
+        return line
+
+    def next_record(self) -> None:
+        self._chars, self._first = 0, self._number + 1

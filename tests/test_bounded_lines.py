@@ -1,0 +1,70 @@
+"""The csv reader's lines bounded per record, against an oracle that reads the whole text unbounded and adds up each
+record's lines (hypothesis), and the forged record the bound is for."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.io.bounded_lines import BoundedRecordLines
+
+
+def read(text: str, limit: int) -> list[list[str]]:
+    lines = BoundedRecordLines(io.StringIO(text, newline=""), limit, lambda first, last: f"{first}-{last}")
+    rows = []
+    for row in csv.reader(lines):
+        rows.append(row)
+        lines.next_record()
+    return rows
+
+
+def oracle(text: str, limit: int) -> list[list[str]] | str:
+    """The rows, or "first-last" of the first record whose lines passed `limit` characters together (last: the line
+    on which the sum passed it)."""
+    physical = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(physical))
+    rows, first = [], 1
+    for row in reader:
+        total = 0
+        for number in range(first, reader.line_num + 1):
+            total += len(physical[number - 1])
+            if total > limit:
+                return f"{first}-{number}"
+        rows.append(row)
+        first = reader.line_num + 1
+    return rows
+
+
+cells = st.text(alphabet=st.sampled_from('ab,"\n\r x'), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(records=st.lists(st.lists(cells, min_size=1, max_size=4), max_size=6), limit=st.integers(1, 60),
+       terminator=st.sampled_from(["\r\n", "\n"]))
+def test_rows_are_the_readers_unless_a_record_passes_the_bound(records, limit, terminator):
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator=terminator).writerows(records)
+    text = out.getvalue()
+    expected = oracle(text, limit)
+    if isinstance(expected, str):
+        with pytest.raises(ValueError) as err:
+            read(text, limit)
+        assert str(err.value) == expected
+    else:
+        assert read(text, limit) == expected
+
+
+def test_a_record_of_commas_over_many_lines_is_refused_after_reading_about_the_bound():
+    """`a,"` then lines of `",,,…,"`, each line within the bound: the record is refused once its lines together pass
+    it, naming its first line, having read one character past the bound at most."""
+    text = 'id,note\n1,ok\n2,"\n' + ('"' + "," * 1000 + '"\n') * 50 + '"\n'
+    source = io.StringIO(text, newline="")
+    lines = BoundedRecordLines(source, 10_000, lambda first, last: f"row at line {first}, lines {first}-{last}")
+    with pytest.raises(ValueError, match=r"row at line 3, lines 3-13$"):
+        for _ in csv.reader(lines):
+            lines.next_record()
+    assert source.tell() <= len('id,note\n1,ok\n') + 10_001
