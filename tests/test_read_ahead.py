@@ -77,11 +77,7 @@ def test_a_stopped_run_does_not_wait_for_the_reads_under_way(tmp_path):
     """SIGTERM while a shard writer waited on a read that does not answer (an object store): leaving, the read-ahead
     waited for its reads under way, which held the run's stop until the stop's grace ended the process (its staging
     folder left to the next run). The stop comes back at once."""
-    import signal
-    import subprocess
-    import sys
 
-    from pipeline.io.stopping import EXIT_STATUS, GRACE_S
 
     script = """
 import time
@@ -101,27 +97,14 @@ try:
 except StopRequested as stopped:
     end_process(stopped.code, "stopped")
 """
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, bufsize=0)
-    assert process.stdout is not None and process.stdout.readline().strip() == b"reading"
-    time.sleep(0.2)  # the consumer waiting for the read
-    process.send_signal(signal.SIGTERM)
-    begun = time.monotonic()
-    _, err = process.communicate(timeout=GRACE_S + 30)
-    took = time.monotonic() - begun
-    assert process.returncode == EXIT_STATUS and err.decode().strip() == "stopped", err.decode()
-    assert took < GRACE_S
+    _stopped_at_once(script, tmp_path, b"reading", settle=0.2)  # the consumer waiting for the read
 
 
 def test_a_stop_while_the_writer_holds_a_result_does_not_wait_for_the_reads_under_way(tmp_path):
     """The same stop landing while the shard writer was busy with a result (the read-ahead paused, its next read under
     way and not answering): closing the paused read-ahead waited for that read, as an early stop of the writer's own
     does, so the run's stop was held until the stop's grace ended the process (its staging folder left)."""
-    import signal
-    import subprocess
-    import sys
 
-    from pipeline.io.stopping import EXIT_STATUS, GRACE_S
 
     script = """
 import time
@@ -141,9 +124,22 @@ try:
 except StopRequested as stopped:
     end_process(stopped.code, "stopped")
 """
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.PIPE,
+    _stopped_at_once(script, tmp_path, b"writing 0")
+
+
+def _stopped_at_once(script: str, folder, ready: bytes, settle: float = 0.0) -> None:
+    """Runs `script` (which prints `ready`, then stops on SIGTERM printing "stopped"), sends SIGTERM once it is ready:
+    it must end with the stop's exit status within the stop's grace, not be ended by the grace."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.io.stopping import EXIT_STATUS, GRACE_S
+
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=folder, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, bufsize=0)
-    assert process.stdout is not None and process.stdout.readline().strip() == b"writing 0"
+    assert process.stdout is not None and process.stdout.readline().strip() == ready
+    time.sleep(settle)
     process.send_signal(signal.SIGTERM)
     begun = time.monotonic()
     _, err = process.communicate(timeout=GRACE_S + 30)

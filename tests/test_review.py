@@ -458,21 +458,11 @@ def test_an_apply_stopped_by_sigterm_releases_its_lock(tmp_path):
 def test_a_decisions_line_of_millions_of_commas_is_refused_naming_its_line(tmp_path):
     """The reader split a line of commas into a list of 8 bytes a comma (its extra cells): annotators' files come
     from outside the team, and the store is read by every run at launch."""
-    import tracemalloc
 
     decisions = tmp_path / "d.csv"
     decisions.write_text("photo_id,decision,note\n5,accept,\n6,accept," + "," * 8_000_000 + "\n", encoding="utf-8")
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match=r"d\.csv: line 3: a line over 1,048,576 characters"):
-            apply_decisions(str(decisions), str(tmp_path / "store.csv"))
-        with pytest.raises(ValueError, match=r"d\.csv:3: a line over"):
-            read_decisions(str(decisions))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 60_000_000, peak
-    assert not (tmp_path / "store.csv").exists()
+    _refused_in_bounded_memory(decisions, tmp_path / "store.csv", r"line 3: a line over 1,048,576 characters",
+                               r"3: a line over")
 
 
 def test_applying_the_blank_template_says_it_holds_no_decision(tmp_path, capsys):
@@ -493,22 +483,12 @@ def test_applying_the_blank_template_says_it_holds_no_decision(tmp_path, capsys)
 def test_a_decisions_row_of_millions_of_commas_over_many_lines_is_refused_naming_its_first_line(tmp_path):
     """The bound was a line's: a quoted note's line breaks let one row run on over lines of 1 million commas each
     (`6,accept,"` then `",,,…,"`), and the reader made one list of 8 bytes a comma of all of them."""
-    import tracemalloc
 
     decisions = tmp_path / "d.csv"
     decisions.write_text('photo_id,decision,note\n5,accept,\n6,accept,"\n' + ('"' + "," * 1_000_000 + '"\n') * 8
                          + '"\n', encoding="utf-8")
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError, match=r"d\.csv: line 3: a row over 1,048,576 characters \(its lines 3-5"):
-            apply_decisions(str(decisions), str(tmp_path / "store.csv"))
-        with pytest.raises(ValueError, match=r"d\.csv:3: a row over"):
-            read_decisions(str(decisions))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 60_000_000, peak
-    assert not (tmp_path / "store.csv").exists()
+    _refused_in_bounded_memory(decisions, tmp_path / "store.csv",
+                               r"line 3: a row over 1,048,576 characters \(its lines 3-5", r"3: a row over")
     # a row whose note holds line breaks, within the bound, is one row as before
     decisions.write_text('photo_id,decision,note\n6,reject_other,"two\nlines"\n7,accept,\n', encoding="utf-8")
     assert read_decisions(str(decisions))["6"].note == "two\nlines"
@@ -524,3 +504,19 @@ def test_a_store_whose_lock_cannot_be_written_is_named_without_an_output_flag(tm
         apply_decisions(str(decisions), str(store))
     message = str(refused.value)
     assert "--output" not in message and f"cannot write to {store}.lock" in message, message
+
+
+def _refused_in_bounded_memory(decisions, store, by_apply: str, by_run: str) -> None:
+    """`review apply` and a run's read of the store both refuse `decisions` with these messages (after its name),
+    within 60 MB of Python allocations, and no store is written."""
+    from tests.conftest import traced_peak
+
+    def refuse() -> None:
+        with pytest.raises(ValueError, match=rf"{decisions.name}: {by_apply}"):
+            apply_decisions(str(decisions), str(store))
+        with pytest.raises(ValueError, match=rf"{decisions.name}:{by_run}"):
+            read_decisions(str(decisions))
+
+    _, peak = traced_peak(refuse)
+    assert peak < 60_000_000, peak
+    assert not store.exists()
