@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline.io.staged_images import CORRUPT as STAGED_IMAGE_CORRUPT
+from pipeline.io.staged_images import MISSING as STAGED_IMAGE_MISSING
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -41,6 +43,10 @@ TRANSIENT = {
     # A carried row the refresh's checks refuse (release/carry.py: unreadable, an image that is not its own) says
     # nothing of the photo, only of the release's copy: fetched from its source next time, not skipped for ever.
     "carry": {"*"},
+    # The job's own staged copy of a stored image gone or changed before the writers read it back (a staging
+    # folder cleaned mid-run, an object store's read failing after its retries): nothing about the photo, which was
+    # recorded as decided and never fetched again.
+    "image": {STAGED_IMAGE_MISSING, STAGED_IMAGE_CORRUPT},
 }
 
 
