@@ -19,7 +19,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.commands.refresh import models_for
 from pipeline.release.refresh import ReleaseError, check_new_release, refresh_argv
-from tests.conftest import LOCAL, encode, real_image, reseal
+from tests.conftest import FAST, LOCAL, encode, real_image, reseal
 
 
 def released(release) -> set[str]:
@@ -219,6 +219,33 @@ def test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own(tmp_pat
     argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", ["--input=/data/list-2026-11.csv"], models_for)
     assert "--input_format=csv" in argv and "--columns=url=photo_url,id=photo_id,license=licence" in argv
     assert "--input=/data/list-2026-10.csv" not in argv  # the input itself is the new one, never inherited
+
+
+@pytest.mark.slow
+def test_a_photo_struck_off_the_takedown_list_comes_back_at_the_next_refresh(tmp_path):
+    """The ledger recorded a takedown as a verdict for good: once the entry was struck off the list (a takedown
+    withdrawn or mistaken, a hostile list replaced), the photo's row was still skipped as decided in every later
+    refresh. The list, read again by each refresh as it is then, decides: the photo is fetched and kept again."""
+    from pipeline.fixtures.demo_world import build_demo_world
+    from pipeline.fixtures.static_server import StaticServer
+
+    root = tmp_path / "root"
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path)
+        common = [f"--output={root}", f"--input={metadata}", f"--allowed_hosts={server.host}", *FAST]
+        assert main(["refresh", "--release=2026-10", *common]) == 0
+        first = released(root / "releases" / "2026-10")
+        takedowns = tmp_path / "takedowns.txt"
+        takedowns.write_text("photo_id 1004\n")
+        assert main(["refresh", "--previous=latest", "--release=2026-11", f"--blocklist={takedowns}", *common]) == 0
+        assert released(root / "releases" / "2026-11") == first - {"1004"}
+        takedowns.write_text("# 1004's takedown withdrawn\n")
+        server.hits.clear()
+        assert main(["refresh", "--previous=latest", "--release=2026-12", *common]) == 0  # the list inherited
+    assert released(root / "releases" / "2026-12") == first
+    assert [hit for hit in server.hits if "1004" in hit], server.hits  # fetched again: not in the previous release
+    log = json.loads((root / "releases" / "2026-12" / "changelog.json").read_text())
+    assert log["added"] == ["1004"], log
 
 
 @pytest.mark.slow

@@ -47,6 +47,12 @@ TRANSIENT = {
     # folder cleaned mid-run, an object store's read failing after its retries): nothing about the photo, which was
     # recorded as decided and never fetched again.
     "image": {STAGED_IMAGE_MISSING, STAGED_IMAGE_CORRUPT},
+    # A takedown list and the evaluation sets are read again by every run, each as it is then: they, not the ledger,
+    # decide. Recorded, a photo listed once stayed out for good, the entry struck from the list (a mistaken or
+    # withdrawn takedown, a hostile list replaced) or the evaluation set changed: its row skipped as decided.
+    "blocklist": {"*"},
+    "blocklist_content": {"*"},
+    "decontaminate": {"*"},
 }
 
 
