@@ -46,6 +46,8 @@ from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
+from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
+from pipeline.stages.decontaminate import STAGE as DECONTAMINATE_STAGE
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Decisions, Detect, DetectOutput, ReviewerRejections, stage_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
@@ -299,8 +301,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
     carried_ids = pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over)) \
         if opts.carry_over else None
+    # The lists this run reads as they are now decide again what they decided before (a takedown struck off its list).
+    rechecked = frozenset(({BLOCKLIST_STAGE, BLOCKLIST_CONTENT} if listed else set())
+                          | ({DECONTAMINATE_STAGE} if split_list(opts.decontaminate) else set()))
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None,
-                       lambda: SkipDecided(ledger, carried_ids))
+                       lambda: SkipDecided(ledger, carried_ids, rechecked))
     not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over,
                          lambda: DropRepeatedIds(carried_ids))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))

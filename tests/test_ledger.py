@@ -54,9 +54,7 @@ def test_only_verdicts_that_cannot_change_are_recorded():
                  ("verify_license", "bad_api_response"), ("verify_license", "owner_mismatch"),
                  ("detect", "needs_review"), ("owner_cap", "owner_cap"), ("image", "internal_error"),
                  ("carry", "image_mismatch"), ("carry", "unreadable_row"),
-                 ("image", "staged_image_missing"), ("image", "staged_image_corrupt"),  # the job's own copy, lost
-                 # decided by lists every run reads again as they are then (a takedown struck off the list)
-                 ("blocklist", "blocklisted"), ("blocklist_content", "blocklisted"), ("decontaminate", "eval_overlap")]
+                 ("image", "staged_image_missing"), ("image", "staged_image_corrupt")]  # the job's own copy, lost
     about_the_row = [("read", "bad_id"), ("license", "not_cc_by"), ("unique_id", "repeated_id"),
                      ("ledger", "already_decided")]
     for stage, reason in transient + about_the_row:
@@ -118,6 +116,22 @@ def test_a_ledger_row_is_taken_only_as_a_run_writes_it():
                     {"release": "r1\nforged line"}, {"release": "x" * 201}):
         assert checked_row({**GOOD_ROW, **changed}) is None, changed
     assert checked_row(["7", KEPT]) is None
+
+
+def test_a_takedown_is_decided_again_by_the_list_a_run_reads_and_stands_without_it():
+    """A takedown (or an evaluation-set overlap) recorded in the ledger skipped the photo's row as decided in every
+    later refresh, even once the entry was struck off the list: a run given the lists decides those again by them. A
+    run without them keeps the ledger's rejection (the taken-down photo stays out)."""
+    ledger = [{**GOOD_ROW, "photo_id": str(pid), "decision": REJECTED, "stage": stage, "reason": reason}
+              for pid, stage, reason in ((1, "blocklist", "blocklisted"), (2, "blocklist_content", "blocklisted"),
+                                         (3, "decontaminate", "eval_overlap"), (4, "detect", "human"))]
+    photos = [photo(str(pid)) for pid in range(1, 6)]
+    for rechecked, passing in ((frozenset(), ["5"]), (frozenset({"blocklist", "blocklist_content"}), ["1", "2", "5"]),
+                               (frozenset({"blocklist", "blocklist_content", "decontaminate"}), ["1", "2", "3", "5"])):
+        with local_pipeline() as p:
+            out = p | "Photos" >> beam.Create(photos) | SkipDecided(p | "Ledger" >> beam.Create(ledger),
+                                                                     rechecked=rechecked)
+            assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(passing), label="kept")
 
 
 def test_rows_no_run_writes_skip_nothing():

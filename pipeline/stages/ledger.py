@@ -47,12 +47,6 @@ TRANSIENT = {
     # folder cleaned mid-run, an object store's read failing after its retries): nothing about the photo, which was
     # recorded as decided and never fetched again.
     "image": {STAGED_IMAGE_MISSING, STAGED_IMAGE_CORRUPT},
-    # A takedown list and the evaluation sets are read again by every run, each as it is then: they, not the ledger,
-    # decide. Recorded, a photo listed once stayed out for good, the entry struck from the list (a mistaken or
-    # withdrawn takedown, a hostile list replaced) or the evaluation set changed: its row skipped as decided.
-    "blocklist": {"*"},
-    "blocklist_content": {"*"},
-    "decontaminate": {"*"},
 }
 
 
@@ -170,9 +164,13 @@ def first_entry(entries: Iterable[dict]) -> dict | None:
 
 
 class _SkipDecided(beam.DoFn):
+    def __init__(self, rechecked: frozenset[str]) -> None:
+        self._rechecked = rechecked
+
     def process(self, keyed: tuple[str, dict[str, Iterable]]) -> Iterator:
         _, groups = keyed
-        decided = first_entry(groups["decided"])
+        decided = first_entry(entry for entry in groups["decided"]
+                              if entry["decision"] == KEPT or entry["stage"] not in self._rechecked)
         if decided is not None and decided["decision"] == KEPT and "carried" in groups and \
                 not any(groups["carried"]):
             decided = None  # "kept", yet the release it builds on does not hold it: nothing carries it over
@@ -193,11 +191,16 @@ class SkipDecided(beam.PTransform):
     `already_decided`), given the previous ledger as PCollection[dict] rows. `carried`: (photo id, anything) for each
     row of the release a refresh carries over; an id the ledger calls kept is decided only if that release holds it.
     The ledger is outside input (resealed with its release): a row calling a photo kept that the release does not hold
-    skipped each new row of it as "carried over, not fetched again", and the photo was lost to every later release."""
+    skipped each new row of it as "carried over, not fetched again", and the photo was lost to every later release.
+    `rechecked`: stages this run applies again from lists it reads as they are now (a takedown list, evaluation sets):
+    their earlier rejections decide nothing, the lists do. Skipped as decided, a photo struck off the takedown list (a
+    withdrawn or mistaken takedown, a hostile list replaced) stayed out of every later refresh. Without the list, the
+    ledger's rejection stands (a run that was not given the list still keeps the taken-down photo out)."""
 
-    def __init__(self, ledger: beam.PCollection, carried: beam.PCollection | None = None) -> None:
+    def __init__(self, ledger: beam.PCollection, carried: beam.PCollection | None = None,
+                 rechecked: frozenset[str] = frozenset()) -> None:
         super().__init__()
-        self._ledger, self._carried = ledger, carried
+        self._ledger, self._carried, self._rechecked = ledger, carried, rechecked
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         keyed = photos | "ById" >> beam.Map(lambda photo: (_id(photo.photo_id) or photo.photo_id, photo))
@@ -206,4 +209,4 @@ class SkipDecided(beam.PTransform):
         if self._carried is not None:
             groups["carried"] = self._carried | "CarriedKeys" >> beam.Map(lambda item: (item[0], True))
         joined = groups | "Join" >> beam.CoGroupByKey()
-        return apply_stage(joined, STAGE, _SkipDecided())
+        return apply_stage(joined, STAGE, _SkipDecided(self._rechecked))
