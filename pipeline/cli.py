@@ -25,7 +25,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
-from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, end_process
+from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
 from pipeline.release.refresh import ReleaseError
@@ -124,27 +124,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
         logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
     try:
-        if args.command in ("verify", "evaluate", "review") and rest:
-            raise UsageError(f"unknown argument{'s' if len(rest) > 1 else ''} for {args.command}: {' '.join(rest)}")
-        if args.command == "refresh" and args.help:
-            refresh_cmd.print_help()
-            return 0
-        if args.command == "demo":
-            return demo(str(Path(args.output).resolve()), rest)
-        if args.command == "verify":
-            return verify_command(args.release)
-        if args.command == "refresh":
-            return refresh(args, rest)
-        if args.command == "evaluate":
-            return evaluate_command(args)
-        if args.command == "review":
-            return review_apply(args.decisions, args.store)
-        if args.help:
-            run_help().print_help()
-            return 0
-        stats = run(rest, overwrite=args.overwrite)
-        print(summary(PassOptions(expand_month(rest)).output, stats))
-        return 0  # a run whose rows are not all accounted for is refused before publishing (run.refusal)
+        # SIGTERM is a stop from here on, as Ctrl-C is: it ended a command by its default (exit -15, no word) wherever
+        # the command had not begun its own stop handling: verify and evaluate throughout, a run and a refresh before
+        # their lock (a refresh's check of the previous release, a run's model reads and canaries: minutes at most).
+        with StopSignals():
+            if args.command in ("verify", "evaluate", "review") and rest:
+                raise UsageError(f"unknown argument{'s' if len(rest) > 1 else ''} for {args.command}: {' '.join(rest)}")
+            if args.command == "refresh" and args.help:
+                refresh_cmd.print_help()
+                return 0
+            if args.command == "demo":
+                return demo(str(Path(args.output).resolve()), rest)
+            if args.command == "verify":
+                return verify_command(args.release)
+            if args.command == "refresh":
+                return refresh(args, rest)
+            if args.command == "evaluate":
+                return evaluate_command(args)
+            if args.command == "review":
+                return review_apply(args.decisions, args.store)
+            if args.help:
+                run_help().print_help()
+                return 0
+            stats = run(rest, overwrite=args.overwrite)
+            print(summary(PassOptions(expand_month(rest)).output, stats))
+            return 0  # a run whose rows are not all accounted for is refused before publishing (run.refusal)
     except (UsageError, CredentialsError, FlickrUnreachable, RegistryError, GpuNotActiveError, ReleaseError,
             ValueError) as err:
         print(f"pass-pipeline: error: {err}", file=sys.stderr)

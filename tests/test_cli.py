@@ -1,8 +1,10 @@
 import datetime as dt
 import json
 import logging
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +247,72 @@ def test_a_demo_stopped_before_its_run_takes_the_lock_leaves_no_world_folder(tmp
     assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM)"), done.stderr[-2000:]
     assert "demo: serving" in done.stdout  # stopped after the world was made
     assert list(temporary.glob("pass-demo-*")) == [] and list(temporary.glob("beam-pipeline-temp*")) == []
+
+
+# `pass-pipeline ARGV...` with a stop (the signal named first) sent to itself as the function named second begins:
+# `signal module.function argv...`.
+STOPPED_AS = """
+import importlib, os, signal, sys
+signum, target = int(sys.argv.pop(1)), sys.argv.pop(1)
+owner, _, name = target.rpartition(".")
+module = importlib.import_module(owner)
+original = getattr(module, name)
+def stopped(*args, **kwargs):
+    os.kill(os.getpid(), signum)
+    return original(*args, **kwargs)
+setattr(module, name, stopped)
+from pipeline.launch import entry
+sys.exit(entry())
+"""
+
+STOPS = [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")]
+
+
+def stopped_as(signum: int, target: str, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", STOPPED_AS, str(int(signum)), target, *argv], capture_output=True,
+                          text=True, timeout=300)
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_stopped_verify_is_one_line_saying_it_did_not_finish_and_changed_nothing(demo_release, signum, said):
+    """verify had no stop handling: SIGTERM ended it by the signal's default (exit -15, no word), and Ctrl-C printed
+    a run's line ('nothing was published unless publishing had begun, which the next run into the output
+    finishes'), of a command that publishes nothing and whose dataset was left half checked."""
+    release = demo_release
+    before = _listing(release)
+    done = stopped_as(signum, "pipeline.release.verify._check_file", ["verify", str(release)])
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (f"pass-pipeline: stopped ({said}); {release} was not (fully) "
+                                                    "checked; nothing was changed"), done.stderr[-2000:]
+    assert "OK" not in done.stdout and _listing(release) == before
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_stopped_evaluate_says_what_it_did_not_write_and_leaves_it_as_it_was(tmp_path, signum, said):
+    """evaluate had no stop handling either: SIGTERM ended it with no word (exit -15), Ctrl-C spoke of publishing.
+    Stopped while it scores, its --json file is as it was (no temporary beside it) and its line says so."""
+    earlier = tmp_path / "result.json"
+    earlier.write_text('{"an": "earlier result"}\n')
+    done = stopped_as(signum, "pipeline.evaluation.normalise",
+                      ["evaluate", "--detectors=none", "--fusion=none", f"--json={earlier}"])
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (f"pass-pipeline: stopped ({said}); the evaluation did not "
+                                                    f"finish; --json {earlier} not written (as it was)"), done.stderr
+    assert earlier.read_text() == '{"an": "earlier result"}\n' and list(tmp_path.iterdir()) == [earlier]
+
+
+def test_a_refresh_stopped_while_it_checks_the_previous_release_is_a_stop(demo_release, tmp_path):
+    """A refresh verifies its previous release before its run takes the lock (minutes for a large release), and a run
+    reads its models and runs its canaries: SIGTERM there ended the command by the signal's default (exit -15, no
+    word). Every command is a stop from the start now: exit 143, one line, nothing made under the root."""
+    root = tmp_path / "root"
+    done = stopped_as(signal.SIGTERM, "pipeline.commands.refresh.verify",
+                      ["refresh", f"--output={root}", "--release=r2", f"--previous={demo_release}",
+                       f"--input={demo_release.parent / 'in' / '*'}"])
+    assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM); "), done.stderr[-2000:]
+    assert not (root / "releases" / "r2").exists()

@@ -97,6 +97,9 @@ def test_a_second_sigterm_ends_the_process_at_once(tmp_path):
     process.send_signal(signal.SIGTERM)
     status, output, took = finish(process, within=30)
     assert status == EXIT_STATUS and took < GRACE_S, output
+    # A block that holds no lock (verify, evaluate) said "its lock released; the next run into the output removes its
+    # staging folder": its line says what happened, nothing of a lock or a run.
+    assert output.splitlines()[-1] == "pass-pipeline: stopped (SIGTERM again): ended at once", output
 
 
 @pytest.mark.parametrize(("signum", "stop"), [(signal.SIGTERM, "StopRequested"), (signal.SIGINT, "KeyboardInterrupt")])
@@ -441,3 +444,4 @@ def test_a_second_signal_removes_the_process_s_folders_before_it_ends(tmp_path):
     status, output, _ = finish(process, within=30)
     assert status == EXIT_STATUS and "ended at once" in output, output
     assert list(tmp_path.iterdir()) == []
+

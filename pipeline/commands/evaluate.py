@@ -10,6 +10,7 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
+from pipeline.io.stopping import stops_saying
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
 
@@ -25,6 +26,27 @@ def _problems(args: argparse.Namespace) -> list[str]:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    """Stopped (SIGTERM, Ctrl-C), it says which of its files were written (--json, --record: each whole or not at all)
+    and which not: its line was a run's ("nothing was published unless publishing had begun..."), and SIGTERM ended it
+    by the signal's default, with no word (io/stopping.py)."""
+    written: list[str] = []
+    with stops_saying(lambda: _stopped(args, written)):
+        return _evaluate(args, written)
+
+
+def _stopped(args: argparse.Namespace, written: list[str]) -> str:
+    """What a stopped evaluate left: the files it wrote whole, and those it did not write (as they were)."""
+    wanted = [f"--json {args.json}"] * bool(args.json) + [f"--record {args.record}"] * bool(args.photos and args.record)
+    left = [name for name in wanted if name not in written]
+    said = "the evaluation did not finish"
+    if written:
+        said += f"; {' and '.join(written)} written"
+    if left:
+        said += f"; {' and '.join(left)} not written (as {'they were' if len(left) > 1 else 'it was'})"
+    return said if wanted else f"{said}; nothing was written"
+
+
+def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
     problems = _problems(args)
     if problems:
         print(f"evaluate: {'; '.join(problems)}")
@@ -35,7 +57,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     check_overrides(fusion, specs, [item.split("=", 1)[0].strip() for item in args.detect_thresholds.split(",")])
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:
-        return _evaluate_photos(args, specs, runtime, fusion)
+        return _evaluate_photos(args, specs, runtime, fusion, written)
     if args.record:
         print("evaluate: --record records a split of the package photographs: give --photos and --split")
         return 2
@@ -44,10 +66,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         write(result, args.json)
+        written.append(f"--json {args.json}")
     return 0 if result["combined"]["recall"] == 1.0 else 1
 
 
-def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None) -> int:
+def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None,
+                     written: list[str]) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
     measurement = None
     try:
@@ -69,9 +93,11 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         print(line)
     if args.json:
         write(result, args.json)
+        written.append(f"--json {args.json}")
     if measurement is not None:
         try:
             added = heldout_record.append(Path(args.record), measurement, result, _today())
+            written.append(f"--record {args.record}")
         except heldout_record.RecordError as error:
             print(f"evaluate: not recorded: {error}")
             return 2

@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
 from pipeline.io import report
+from pipeline.io.stopping import stops_saying
 from pipeline.release.verify import MANIFEST, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
@@ -17,7 +18,14 @@ WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME
 
 def verify_command(release: str) -> int:
     """0 for an intact dataset, 1 with one line per problem; a folder that holds no manifest.json at all is no
-    dataset to check (a typo, a file, the releases' root): one usage line, exit 2, as for any command."""
+    dataset to check (a typo, a file, the releases' root): one usage line, exit 2, as for any command. Stopped
+    (SIGTERM, Ctrl-C), it says the dataset was not checked to the end and that nothing was changed: verify only
+    reads (io/stopping.py)."""
+    with stops_saying(lambda: f"{release[:200]} was not (fully) checked; nothing was changed"):
+        return _verify(release)
+
+
+def _verify(release: str) -> int:
     if not FileSystems.exists(FileSystems.join(release, MANIFEST)):
         shown = release[:200]
         if "://" not in release and os.path.isfile(release):

@@ -71,8 +71,8 @@ class StopSignals:
     has not come back within `grace_s` calls `release` (the lock's) and ends the process. Only the main thread can
     set a signal handler: elsewhere (a test runner's thread) the block runs as it would without it."""
 
-    def __init__(self, release: Callable[[], object] = lambda: None, grace_s: float | None = None) -> None:
-        self._release = release
+    def __init__(self, release: Callable[[], object] | None = None, grace_s: float | None = None) -> None:
+        self._release = release  # none: a block that holds no lock (verify, evaluate), whose lines name none
         self._grace_s = GRACE_S if grace_s is None else grace_s
         self.requested: int | None = None  # the signal that asked
         self._in_job = False
@@ -142,7 +142,7 @@ class StopSignals:
             end_workers()
             _remove_folders()
             note = self._release_within(SECOND_RELEASE_S)
-            print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once, {note}",
+            print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once{note}",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.requested = signum
@@ -172,12 +172,16 @@ class StopSignals:
             self._excepthook(args)
 
     def _release_quietly(self) -> str:
-        """Releases the lock (this run's only, once); what became of it, for the operator's line."""
+        """Releases the lock (this run's only, once); what became of it, for the operator's line (', ...'), which
+        a block that holds none leaves out: a second Ctrl-C in `verify` said its lock was released, the next run
+        into the output removing its staging folder."""
+        if self._release is None:
+            return ""
         try:
             self._release()
         except Exception as err:  # ending the process is what matters now
-            return f"its lock could not be released ({type(err).__name__})"
-        return ("its lock released; the next run into the output removes its staging folder (or finishes its "
+            return f", its lock could not be released ({type(err).__name__})"
+        return (", its lock released; the next run into the output removes its staging folder (or finishes its "
                 "publish, had it begun)")
 
     def _release_within(self, seconds: float) -> str:
@@ -187,7 +191,7 @@ class StopSignals:
                                   daemon=True)
         thread.start()
         thread.join(seconds)
-        return outcome[0] if outcome else f"its lock not released within {seconds:g} s"
+        return outcome[0] if outcome else f", its lock not released within {seconds:g} s"
 
     def _abandon(self) -> NoReturn:
         # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
@@ -196,7 +200,7 @@ class StopSignals:
         note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
-              f"s: ended, {note}", file=sys.stderr, flush=True)
+              f"s: ended{note}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
 
@@ -256,6 +260,20 @@ def _remove_folders() -> None:
 
 def _stop(signum: int) -> BaseException:
     return KeyboardInterrupt() if signum == signal.SIGINT else StopRequested()
+
+
+@contextlib.contextmanager
+def stops_saying(aftermath: Callable[[], str]) -> Iterator[None]:
+    """`StopSignals` around a command that is no run (verify, evaluate): SIGTERM stops it as Ctrl-C does, and the stop
+    carries `aftermath()`, what the command left, for `cli.entry`'s line (whose fallback is a run's: "nothing was
+    published unless publishing had begun..."). Without it, SIGTERM ended the command by its default (exit -15, no
+    word), and Ctrl-C's line spoke of publishing, which these commands never do."""
+    try:
+        with StopSignals():
+            yield
+    except (KeyboardInterrupt, StopRequested) as stopped:
+        stopped.aftermath = aftermath()  # type: ignore[union-attr]
+        raise
 
 
 def end_process(status: int, message: str) -> NoReturn:
