@@ -445,3 +445,39 @@ def test_a_second_signal_removes_the_process_s_folders_before_it_ends(tmp_path):
     assert status == EXIT_STATUS and "ended at once" in output, output
     assert list(tmp_path.iterdir()) == []
 
+
+# A stopped block's process ending through `end_process`, with a second signal (the one named) arriving as its line
+# is written: the block has put the default handlers back by then.
+SECOND_AS_IT_ENDS = PRELUDE + """
+from pipeline.io.stopping import end_process
+
+class Stderr:
+    def __init__(self, stream):
+        self.stream = stream
+    def write(self, text):
+        if text.startswith("pass-pipeline: stopped"):
+            os.kill(os.getpid(), int(sys.argv[1]))
+            time.sleep(0.2)  # Python runs a handler here
+        return self.stream.write(text)
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+try:
+    with StopSignals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+except StopRequested:
+    sys.stderr = Stderr(sys.stderr)
+    end_process(143, "pass-pipeline: stopped (SIGTERM); ended")
+"""
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_as_the_stopped_process_ends_changes_nothing(second):
+    """Once the stopped block has ended, the default handlers are back: a second Ctrl-C (an operator pressing it
+    twice) while `end_process` wrote its line raised a KeyboardInterrupt through it (a traceback, the process ended
+    by SIGINT), a second SIGTERM ended it with no line (-15). The process is ending anyway: both are ignored."""
+    done = subprocess.run([sys.executable, "-c", SECOND_AS_IT_ENDS, str(int(second))], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == EXIT_STATUS, done.stderr[-2000:]
+    assert done.stderr.strip() == "pass-pipeline: stopped (SIGTERM); ended", done.stderr[-2000:]

@@ -278,9 +278,18 @@ def stops_saying(aftermath: Callable[[], str]) -> Iterator[None]:
 
 def end_process(status: int, message: str) -> NoReturn:
     """Ends a process whose run has stopped and cleaned up: `message` on stderr, then `os._exit(status)`. A normal
-    exit waited for every non-daemon thread a stopped job left running (a download, up to --fetch_deadline)."""
+    exit waited for every non-daemon thread a stopped job left running (a download, up to --fetch_deadline).
+    SIGINT and SIGTERM are ignored first: the stopped block has put the default handlers back, and a second Ctrl-C
+    (an operator pressing it twice) as the line was written raised a KeyboardInterrupt through it, a traceback, the
+    process ended by SIGINT; a second SIGTERM ended it with no line. It is ending anyway."""
     import logging
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # off the main thread no handler can be set: nothing to ignore there
+            try:
+                signal.signal(signum, signal.SIG_IGN)
+            except KeyboardInterrupt:  # one pending as it was set, which Python's handler ran first
+                signal.signal(signum, signal.SIG_IGN)
     _remove_folders()  # one whose removal the stop cut short
     print(message, file=sys.stderr)
     logging.shutdown()  # flushes the log handlers
