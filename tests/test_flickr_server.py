@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 
 import flickrapi
 import pytest
@@ -190,3 +191,29 @@ def test_a_capped_page_size_is_served_and_said_and_paging_can_be_rewritten(serve
     hostile = api.photos.search(license="4,11", per_page=500, page=2)["photos"]
     assert hostile["perpage"] == "abc" and "total" not in hostile and len(hostile["photo"]) == 3
     assert api.photos.search(license="4,11", per_page=500, page=1)["photos"]["perpage"] == 3
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_the_fixture_server_command_stopped_says_so_and_leaves_no_folder(tmp_path, signum, said):
+    """Ctrl-C, the way the fixture server is stopped, ended it with exit 0 and no word, SIGTERM by the signal's
+    default (exit -15): either way its folder of credentials (pass-flickr-fixture-*) stayed in TMPDIR, one per start.
+    Now: one line, exit 130 or 143, the folder removed."""
+    import os
+    import subprocess
+    import sys
+
+    temporary = tmp_path / "tmpdir"
+    temporary.mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.fixtures.flickr_server"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(temporary)})
+    try:
+        assert server.stdout.readline().startswith("Flickr fixture API at ")
+        server.stdout.readline()  # the command: the folder is made and written by then
+        assert len(list(temporary.glob("pass-flickr-fixture-*"))) == 1
+        server.send_signal(signum)
+        _, err = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert server.returncode == 128 + signum and "Traceback" not in err, err
+    assert err.strip() == f"flickr fixture: stopped ({said}); the server is down and its credentials folder removed"
+    assert list(temporary.glob("pass-flickr-fixture-*")) == []
