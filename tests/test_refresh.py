@@ -949,6 +949,34 @@ def test_a_release_whose_record_of_its_refresh_is_missing_or_edited_is_never_tak
     assert "does not match its manifest (edited by hand?)" in capsys.readouterr().err
 
 
+
+def test_the_rerun_of_the_same_refresh_is_not_told_done_when_its_release_fails_verify(scheduled_refresh, tmp_path,
+                                                                                        capsys):
+    """A refresh killed after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the
+    OOM killer, a stop landing in the publish's last steps) left them in the published release, which verify refuses
+    and no run carries out. Its rerun, the same refresh, said it was done (exit 0); it is refused now (exit 2), naming
+    what verify finds, the release untouched."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    assert main(rerun) == 0  # the release as published: done
+    release = copy / "releases" / "r2"
+    for leftover in (release / "_lock.json", release / "_staging" / "20261204T000000-0000abcd" / "PUBLISHING.json"):
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_text("{}")
+        before = files_of(copy)
+        capsys.readouterr()
+        assert main(["verify", str(release)]) != 0
+        capsys.readouterr()
+        assert main(rerun) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "release r2 is already published" in err, err
+        assert leftover.name in err and f"pass-pipeline verify {release}" in err, err
+        assert files_of(copy) == before
+        leftover.unlink()
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -127,15 +127,22 @@ def _say_what_is_not_checked(opts: PassOptions) -> None:
 
 def _published_earlier(target: str, name: str, made_by: dict) -> int:
     """The release is published. The rerun of the refresh that made it (a scheduler retrying the exit 143 of a refresh
-    stopped in its cleanup, after publishing) is done: exit 0, nothing redone or touched. Any other refresh of that
-    name (other options, inputs or previous release; or a release without the record, or edited by hand) is refused as
-    before, naming why."""
+    stopped in its cleanup, after publishing) is done: exit 0, nothing redone or touched, once verify passes the
+    release. Any other refresh of that name (other options, inputs or previous release; or a release without the
+    record, or edited by hand) is refused as before, naming why."""
     why = release.made_by_another(target, made_by)
     if why:
         # Said as a release that is whole, not as a failure: how to check it, and how this refresh differs.
         raise UsageError(f"release {name} is already published: {target}; a refresh of that name has finished "
                          f"(`pass-pipeline verify {target}` checks it), but {why}; name another --release to build "
                          "on it")
+    # A kill after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the OOM
+    # killer) leaves them in the release, which verify refuses and no run carries out: told done (exit 0), it was not.
+    problems = list(verify(target))
+    if problems:
+        raise UsageError(f"release {name} is already published by this same refresh: {target}, but it does not match "
+                         f"its manifest ({problems[0].path}: {problems[0].message}); nothing was done: run "
+                         f"`pass-pipeline verify {target}`")
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
           f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
     return 0
