@@ -91,6 +91,49 @@ def test_a_flickr_refresh_retried_the_next_day_is_the_same_refresh_another_windo
     assert of(["--max_side=512"], dt.date(2020, 10, 2)) != of([], dt.date(2020, 10, 2))
 
 
+
+def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_the_same_refresh(tmp_path):
+    """The record held the inputs by path alone: a takedown added to the list (or a decision to the store, a dump to
+    the input's glob, a table replaced) at the same path, the rerun of that release's refresh was told it was the
+    same refresh, "the same previous release, inputs and options" (exit 0), the release without the takedown. The
+    takedown lists and decisions are held by their content, the other inputs by their files' sizes."""
+    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.tsv").write_text("1\tx\n")
+    takedowns, decisions = tmp_path / "takedowns.txt", tmp_path / "decisions.csv"
+    takedowns.write_text("photo_id:1\n")
+    decisions.write_text("photo_id,decision,note,sha256\n5,accept,,ab\n")
+    rest = [f"--input={data}/*.tsv", f"--blocklist={takedowns}", f"--review_decisions={decisions}"]
+
+    def of() -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    made = of()
+    release = tmp_path / "releases" / "r2"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+    assert made_by_another(str(release), of()) is None  # nothing changed: the same refresh
+    for change, named in ((lambda: takedowns.write_text("photo_id:1\nphoto_id:2\n"), "--blocklist"),
+                          (lambda: decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,,ab\n"),
+                           "--review_decisions"),
+                          (lambda: (data / "b.tsv").write_text("2\ty\n"), "--input"),
+                          (lambda: (data / "a.tsv").write_text("1\tx\n3\tz\n"), "--input")):
+        saved = {path: path.read_bytes() for path in (takedowns, decisions, data / "a.tsv")}
+        change()
+        why = made_by_another(str(release), of())
+        assert why is not None and named in why, (named, why)
+        for path, content in saved.items():
+            path.write_bytes(content)
+        (data / "b.tsv").unlink(missing_ok=True)
+        assert made_by_another(str(release), of()) is None
+
+
 def test_an_inherited_relative_path_is_refused_not_read_from_wherever_the_refresh_runs(tmp_path):
     """Recorded as typed, `--blocklist=takedowns.txt` was read from the next refresh's working folder: another
     list, or an old copy of it, applied without a word."""

@@ -33,7 +33,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.io.files import canonical_path, matching, read_parquet, write_atomically, write_json
+from pipeline.io.files import canonical_path, matching, open_reader, read_parquet, write_atomically, write_json
 from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
@@ -172,14 +172,55 @@ def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequ
     the options its run records (the inputs among them) and the models it detects with. `argv`: `refresh_argv`'s.
     Left out: what follows from the previous release (--carry_over, and --ledger unless given), from the day it runs
     (--max_upload_date unless given: the retry of a refresh the next day is that refresh) and where the releases lie
-    (--output and --cache are not recorded: the release compared is the one found there)."""
+    (--output and --cache are not recorded: the release compared is the one found there). The input files are held as
+    `_input_files` says: by path alone, a takedown added to the list at its path made the same refresh."""
     given = _given(rest)
     options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
     derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
-    body = {"release": name, "previous": canonical_path(previous) if previous else None,
-            "options": {key: value for key, value in sorted(options.items()) if key not in derived},
-            "models": list(models(argv))}
+    kept = {key: value for key, value in sorted(options.items()) if key not in derived}
+    body = {"release": name, "previous": canonical_path(previous) if previous else None, "options": kept,
+            "input_files": _input_files(kept), "models": list(models(argv))}
     return json.loads(json.dumps(body))  # as read back from the manifest: lists, not tuples
+
+
+# Inputs held by their files' content: the takedown lists and the reviewers' decisions (small, read whole at launch
+# anyway). The others by their files' sizes: a dump added to the input's glob, a table replaced at its path.
+_BY_CONTENT = ("blocklist", "review_decisions")
+_BY_SIZE = ("input", "decontaminate", "previous_index", "ledger")
+
+
+def _input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
+    """{option: [[file, its sha256 or size], ...]} for the input options set; a file that cannot be read is held as
+    such (the run then refuses it, and a rerun finding it readable is another refresh)."""
+    held: dict[str, list[list[str]]] = {}
+    for key in (*_BY_CONTENT, *_BY_SIZE):
+        value = options.get(key)
+        if not value:
+            continue
+        files = []
+        for pattern in [str(value)] if key == "input" else split_list(str(value)):
+            try:
+                paths = matching(pattern) or [pattern]
+                if paths == [pattern] and "://" not in pattern and os.path.isdir(pattern):  # a folder: its files
+                    paths = matching(pattern.rstrip("/") + "/") or [pattern]
+            except Exception:  # a pattern no filesystem lists: held as such
+                paths = [pattern]
+            files += [[path, _file_digest(path, key in _BY_CONTENT)] for path in paths]
+        held[key] = files
+    return held
+
+
+def _file_digest(path: str, content: bool) -> str:
+    try:
+        if not content:
+            return f"{FileSystems.match([path])[0].metadata_list[0].size_in_bytes} bytes"
+        digest = hashlib.sha256()
+        with open_reader(path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return f"sha256:{digest.hexdigest()}"
+    except Exception as err:  # missing, a folder, no access: what the run says in its own line
+        return f"unreadable ({type(err).__name__})"
 
 
 def _canonical(value: Any) -> bytes:
@@ -225,6 +266,12 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
     for key in sorted(set(theirs) | set(mine["options"])):
         if theirs.get(key) != mine["options"].get(key):
             found.append(f"--{key}={value(theirs.get(key))} there, {value(mine['options'].get(key))} here")
+    theirs_files = made.get("input_files") if isinstance(made.get("input_files"), dict) else {}
+    for key in sorted(set(theirs_files) | set(mine["input_files"])):
+        if key not in theirs or theirs.get(key) != mine["options"].get(key):
+            continue  # named as an option above
+        if _canonical(theirs_files.get(key)) != _canonical(mine["input_files"].get(key)):
+            found.append(f"--{key}'s files changed since (their list, content or size)")
     if _canonical(made.get("models")) != _canonical(mine["models"]):
         found.append("other models (detectors, their files, thresholds or fusion)")
     if not found:
