@@ -277,6 +277,43 @@ def test_a_refresh_stopped_as_it_releases_its_lock_leaves_a_release_verify_passe
     assert (release / "manifest.json").read_bytes() == manifest and not (release / LOCK).exists()
 
 
+
+# A refresh with SIGTERM arriving as its publish, the release's manifest moved in, begins removing its staging folder
+# (the staged images, not published: seconds for a large run).
+STOPPED_AS_STAGING_IS_REMOVED = """
+import os, signal, sys
+import pipeline.io.layout as layout
+removed = layout.remove_folder
+def remove_folder(folder):
+    if os.path.exists(os.path.join(folder, layout.PUBLISHING)):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return removed(folder)
+layout.remove_folder = remove_folder
+from pipeline.cli import entry
+sys.exit(entry())
+"""
+
+
+def test_a_refresh_stopped_as_it_removes_its_staging_folder_after_publishing_leaves_a_release_verify_passes(
+        world, tmp_path):
+    """SIGTERM after the release's manifest was moved in, as the publish removed its staging folder: the cleanup kept
+    the folder for its publish plan ('the next run finishes it'), but no run touches a published release, and verify
+    refused it for good (`_staging/RUN/PUBLISHING.json: not listed in the manifest`), with it every refresh built on it.
+    A plan whose manifest was moved in is carried out: the folder is removed, exit 143, verify passes."""
+    server, metadata = world
+    root = tmp_path / "root"
+    command = ["refresh", f"--output={root}", "--release=r1", f"--input={metadata}", f"--allowed_hosts={server.host}",
+               *FAST]
+    done = subprocess.run([sys.executable, "-c", STOPPED_AS_STAGING_IS_REMOVED, *command], capture_output=True,
+                          text=True, timeout=120)
+    release = root / "releases" / "r1"
+    assert done.returncode == EXIT_STATUS and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert (release / "manifest.json").exists() and not (release / STAGING).exists() and not (release / LOCK).exists()
+    checked = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(release)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def _in_session(session: int) -> list[int]:
     """The live processes of a session (zombies aside), from /proc."""
     found = []

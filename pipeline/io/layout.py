@@ -138,13 +138,31 @@ def remove_staging(output: str, keep_planned: bool = False) -> None:
     (Ctrl-C runs its cleanup; a kill does not) has deleted old files already, and only its staged files,
     finished by the next run, make the folder a dataset again."""
     folders = _staging_folders(output) if keep_planned else []
-    planned = [folder for folder in folders if FileSystems.exists(FileSystems.join(folder, PUBLISHING))]
+    planned = [folder for folder in folders if FileSystems.exists(FileSystems.join(folder, PUBLISHING))
+               and not _published_but_removed(folder, output)]
     if not planned:
         remove_folder(FileSystems.join(output, STAGING))  # the folders and the root that holds them
         return
     for folder in folders:
         if folder not in planned:
             remove_folder(folder)
+
+
+def _published_but_removed(staging: str, output: str) -> bool:
+    """Whether the publish planned in `staging` moved its manifest in (its last move) and only the removal of its
+    folder was left, which a stop cut short: finished here (its emptied run folders removed; the caller removes the
+    folder). Kept, a release held it for good (no run touches a published release), and verify refused it."""
+    try:
+        names = json.loads(read_bytes(FileSystems.join(staging, PUBLISHING)))["files"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return False
+    if not isinstance(names, list) or MANIFEST not in names or not all(isinstance(name, str) for name in names):
+        return False
+    if FileSystems.exists(FileSystems.join(staging, MANIFEST)) or not FileSystems.exists(FileSystems.join(output,
+                                                                                                          MANIFEST)):
+        return False
+    _remove_emptied_folders(output, names)
+    return True
 
 
 def _staging_folders(output: str) -> list[str]:
