@@ -314,6 +314,31 @@ def test_a_refresh_stopped_as_it_removes_its_staging_folder_after_publishing_lea
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+
+def test_a_process_that_goes_on_after_a_stopped_block_stops_its_next_block_as_a_first_stop(tmp_path):
+    """The first stop was kept for the whole process: a Python session going on after a stopped run (a notebook
+    catching its KeyboardInterrupt) had its next run's first Ctrl-C taken as a second one (the interpreter ended at
+    once, exit 130, "Ctrl-C again"), and every later thread's exception went unprinted. A block entered with none
+    around it starts afresh."""
+    process = start("""
+        import threading
+        ready()
+        for attempt in (1, 2):
+            try:
+                with StopSignals():
+                    if attempt == 2:
+                        threading.Thread(target=lambda: 1 / 0).start()
+                        time.sleep(0.5)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                print("stopped", attempt, flush=True)
+    """, tmp_path)
+    status, output, _ = finish(process, within=30)
+    assert status == 0 and "stopped 1" in output and "stopped 2" in output, output
+    assert "ZeroDivisionError" in output and "again" not in output, output
+
+
 def _in_session(session: int) -> list[int]:
     """The live processes of a session (zombies aside), from /proc."""
     found = []

@@ -51,6 +51,9 @@ _FOLDERS: set[str] = set()
 # While `local_folder` makes a folder, a first stop is recorded here and raised once the folder is recorded.
 _making = 0
 _held: list[int] = []
+# `StopSignals` blocks entered and not yet left: one entered with none around it starts afresh (a process going on
+# after a stopped block, a notebook's, had its next first stop taken as a second and thread errors unprinted).
+_open_blocks = 0
 
 
 def stop_requested() -> bool:
@@ -82,16 +85,26 @@ class StopSignals:
         self._excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
 
     def __enter__(self) -> StopSignals:
+        global _open_blocks
+        outermost = _open_blocks == 0
+        if outermost:
+            _STOPPED.clear()
+        _open_blocks += 1
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 # An ignored signal stays ignored: a shell starts background jobs (`cmd &` in a script) and nohup
                 # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
                 if signal.getsignal(signum) != signal.SIG_IGN:
                     self._previous[signum] = signal.signal(signum, self._on_signal)
-            self._excepthook, threading.excepthook = threading.excepthook, self._thread_failed
+            hook = threading.excepthook
+            while outermost and isinstance(stale := getattr(hook, "__self__", None), StopSignals):
+                hook = stale._excepthook or threading.__excepthook__  # left by a stopped block, which ended
+            self._excepthook, threading.excepthook = hook, self._thread_failed
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
+        global _open_blocks
+        _open_blocks -= 1
         if self.requested is not None:
             # A stop that landed while the lock was being taken (after it was linked, before the `with` held it) or
             # released (before its delete) left it behind: inside a published release (a refresh stopped as it
