@@ -119,6 +119,8 @@ def main() -> int:
     print(f"onnxruntime {ort.__version__}, providers available: {ort.get_available_providers()}")
     registry = load_registry()
     specs = select(registry, args.detectors) if args.detectors else list(registry.values())
+    if not specs:  # the first model's session is what checks that CUDA is really active
+        parser.error(f"--detectors={args.detectors} selects no detector")
     for spec in specs:
         try:
             gpu = create_session(spec, RuntimeConfig(device="cuda", require_gpu=True))

@@ -33,6 +33,10 @@ def test_refuses_without_cuda(capsys, monkeypatch):
     assert detect_gpu.main() == 2
     out = capsys.readouterr().out
     assert "open_nsfw: " in out and "Detect stage" not in out
+    monkeypatch.setattr("sys.argv", ["detect_gpu", "--stage_only", "--detectors=none"])  # nothing to check CUDA with
+    with pytest.raises(SystemExit) as stopped:
+        detect_gpu.main()
+    assert stopped.value.code == 2 and "selects no detector" in capsys.readouterr().err
 
 
 def test_the_whole_stage_measurement_decides_by_fusion_and_runs_on_the_cpu_provider():
