@@ -134,6 +134,19 @@ def test_a_takedown_is_decided_again_by_the_list_a_run_reads_and_stands_without_
             assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(passing), label="kept")
 
 
+def test_a_takedown_stands_through_a_run_that_re_decided_it_and_reached_no_verdict():
+    """A run given the lists decides a takedown's id again; an API error before the id pass, or a timeout before the
+    content pass, reopened the id and the ledger's rejection was dropped: the next run without the lists (an
+    inherited list dropped with `--blocklist=`, a run given none) fetched and published the taken-down photo."""
+    for stage, reason in (("blocklist", "blocklisted"), ("blocklist_content", "blocklisted"),
+                          ("decontaminate", "eval_overlap")):
+        old = {**GOOD_ROW, "photo_id": "1", "decision": REJECTED, "stage": stage, "reason": reason}
+        assert list(merged(("1", {"new": [], "old": [old], "reopened": [True]}))) == [old], stage
+    # what reopening is for is unchanged: an old "kept" (or another verdict) reopened leaves no entry
+    for old in (GOOD_ROW, {**GOOD_ROW, "decision": REJECTED, "stage": "detect", "reason": "human"}):
+        assert list(merged(("7", {"new": [], "old": [old], "reopened": [True]}))) == []
+
+
 def test_rows_no_run_writes_skip_nothing():
     ledger = [GOOD_ROW, {**GOOD_ROW, "photo_id": "08"}, {**GOOD_ROW, "photo_id": "9", "decision": "maybe"}]
     with local_pipeline() as p:

@@ -24,8 +24,10 @@ from apache_beam.metrics import Metrics
 
 from pipeline.io.staged_images import CORRUPT as STAGED_IMAGE_CORRUPT
 from pipeline.io.staged_images import MISSING as STAGED_IMAGE_MISSING
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import BLOCKLIST_CONTENT, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
+from pipeline.stages.decontaminate import STAGE as DECONTAMINATE_STAGE
 
 STAGE = "ledger"
 KEPT, REJECTED = "kept", "rejected"
@@ -48,6 +50,9 @@ TRANSIENT = {
     # recorded as decided and never fetched again.
     "image": {STAGED_IMAGE_MISSING, STAGED_IMAGE_CORRUPT},
 }
+# Stages deciding by lists each run reads as they are then (a takedown list, the evaluation sets): a run given them
+# decides their ids again (SkipDecided's `rechecked`); one given none keeps the ledger's rejection.
+LIST_STAGES = frozenset({BLOCKLIST_STAGE, BLOCKLIST_CONTENT, DECONTAMINATE_STAGE})
 
 
 # Stages whose rejections say nothing about the photo for the ledger: "read" and "license" decide from
@@ -146,11 +151,18 @@ def merged(keyed: tuple[str, dict[str, Iterable]]) -> Iterator[dict]:
     down, say) is recorded as rejected. An id this run rejected only for a reason that may change ("reopened":
     a carried photo over its owner's cap, held for review by stricter detectors, its licence check failing
     on an API error) loses its old entry: its old "kept" had the next refresh skip the photo's row as decided
-    while no release held it any more, and the photo was lost for good."""
+    while no release held it any more, and the photo was lost for good. A rejection by a list (LIST_STAGES) keeps
+    it: that run re-decided the id by the lists and reached no verdict."""
     _, groups = keyed
     chosen = first_entry(groups["new"])
-    if chosen is None and not any(groups.get("reopened", ())):
-        chosen = first_entry(groups.get("old", ()))  # no "old": no previous ledger
+    if chosen is None:
+        old = first_entry(groups.get("old", ()))  # no "old": no previous ledger
+        # A takedown or an evaluation-set overlap stands through a run that re-decided it by the lists and got only
+        # a reason that may change (an API error before the id pass, a timeout before the content pass): dropped,
+        # the next run without the lists (`--blocklist=` emptied, a run given none) fetched and published the photo.
+        if old is not None and (not any(groups.get("reopened", ())) or
+                                (old["decision"] == REJECTED and old["stage"] in LIST_STAGES)):
+            chosen = old
     if chosen is not None:
         yield chosen
 
