@@ -134,6 +134,36 @@ def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_th
         assert made_by_another(str(release), of()) is None
 
 
+def test_an_input_file_whose_name_holds_a_bracket_is_held_by_its_size(tmp_path):
+    """Each file the input's glob lists was looked up again by its name for its size, where a '[' is read as a glob:
+    `part[1].tsv` was found nowhere and held as unreadable whatever its size, so a dump replaced at that name made the
+    rerun the same refresh (exit 0, the release without its rows)."""
+    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
+    data = tmp_path / "data"
+    data.mkdir()
+    dump = data / "part[1].tsv"
+    dump.write_text("1\tx\n")
+    rest = [f"--input={data}/*.tsv"]
+
+    def of() -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    made = of()
+    assert made["input_files"]["input"] == [[str(dump), f"{dump.stat().st_size} bytes"]]
+    release = tmp_path / "releases" / "r2"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+    assert made_by_another(str(release), of()) is None
+    dump.write_text("1\tx\n2\ty\n")
+    why = made_by_another(str(release), of())
+    assert why is not None and "--input" in why, why
+
+
 def test_an_inherited_relative_path_is_refused_not_read_from_wherever_the_refresh_runs(tmp_path):
     """Recorded as typed, `--blocklist=takedowns.txt` was read from the next refresh's working folder: another
     list, or an old copy of it, applied without a word."""

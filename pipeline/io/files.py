@@ -311,8 +311,15 @@ def _posix_glob(pattern: str) -> tuple[str, re.Pattern[str]]:
 def matching(pattern: str) -> list[str]:
     """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match. The glob is read as
     Beam reads it (no way to quote a wildcard), except that '*' and '?' match any character but '/'."""
+    return [path for path, _ in matching_sizes(pattern)]
+
+
+def matching_sizes(pattern: str) -> list[tuple[str, int]]:
+    """`matching`'s paths with their sizes in bytes, from the one listing (a path looked up again is read as a glob:
+    a file named `part[1].csv` is not found by its own name)."""
     broad, regex = _posix_glob(pattern)
-    return sorted(m.path for m in FileSystems.match([broad])[0].metadata_list if regex.match(m.path))
+    return sorted((m.path, m.size_in_bytes) for m in FileSystems.match([broad])[0].metadata_list
+                  if regex.match(m.path))
 
 
 def glob_matches(pattern: str, path: str) -> bool:

@@ -33,7 +33,15 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.io.files import canonical_path, matching, open_reader, read_parquet, write_atomically, write_json
+from pipeline.io.files import (
+    canonical_path,
+    matching,
+    matching_sizes,
+    open_reader,
+    read_parquet,
+    write_atomically,
+    write_json,
+)
 from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
@@ -199,21 +207,28 @@ def _input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
             continue
         files = []
         for pattern in [str(value)] if key == "input" else split_list(str(value)):
+            # The sizes come with the listing: each file looked up again by its name was one more listing (an
+            # evaluation set of 50,000 images on gs://, 50,000 requests), and a name holding '[' was read as a glob
+            # there, found nowhere and held as unreadable whatever its size.
             try:
-                paths = matching(pattern) or [pattern]
-                if paths == [pattern] and "://" not in pattern and os.path.isdir(pattern):  # a folder: its files
-                    paths = matching(pattern.rstrip("/") + "/") or [pattern]
+                found = matching_sizes(pattern)
+                if not found and "://" not in pattern and os.path.isdir(pattern):  # a folder: its files
+                    found = matching_sizes(pattern.rstrip("/") + "/")
             except Exception:  # a pattern no filesystem lists: held as such
-                paths = [pattern]
-            files += [[path, _file_digest(path, key in _BY_CONTENT)] for path in paths]
+                found = []
+            if not found:
+                files.append([pattern, _file_digest(pattern, key in _BY_CONTENT, None)])
+            files += [[path, _file_digest(path, key in _BY_CONTENT, size)] for path, size in found]
         held[key] = files
     return held
 
 
-def _file_digest(path: str, content: bool) -> str:
+def _file_digest(path: str, content: bool, size: int | None) -> str:
     try:
         if not content:
-            return f"{FileSystems.match([path])[0].metadata_list[0].size_in_bytes} bytes"
+            if size is None:
+                raise FileNotFoundError(path)
+            return f"{size} bytes"
         digest = hashlib.sha256()
         with open_reader(path) as handle:
             while chunk := handle.read(1 << 20):
