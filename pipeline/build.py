@@ -47,7 +47,6 @@ from pipeline.sources.yfcc import ReadYfcc
 from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
-from pipeline.stages.decontaminate import STAGE as DECONTAMINATE_STAGE
 from pipeline.stages.decontaminate import Decontaminate
 from pipeline.stages.detect import Decisions, Detect, DetectOutput, ReviewerRejections, stage_decisions
 from pipeline.stages.exact_dedup import ExactDuplicates
@@ -301,9 +300,11 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
     carried_ids = pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over)) \
         if opts.carry_over else None
-    # The lists this run reads as they are now decide again what they decided before (a takedown struck off its list).
-    rechecked = frozenset(({BLOCKLIST_STAGE, BLOCKLIST_CONTENT} if listed else set())
-                          | ({DECONTAMINATE_STAGE} if split_list(opts.decontaminate) else set()))
+    # A takedown list given to this run, read as it is now, decides again the ids it took down by id, owner or URL (a
+    # takedown struck off the list). Not those taken down by content (sha256, pHash) or an evaluation set's overlap:
+    # re-deciding them means fetching the image again every refresh, flagged material included, and a re-encoding (a
+    # Pillow upgrade, another --jpeg_quality or --max_side) could make it slip past its sha256 entry and be published.
+    rechecked = frozenset({BLOCKLIST_STAGE} if listed else ())
     undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None,
                        lambda: SkipDecided(ledger, carried_ids, rechecked))
     not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over,

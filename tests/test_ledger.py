@@ -119,9 +119,10 @@ def test_a_ledger_row_is_taken_only_as_a_run_writes_it():
 
 
 def test_a_takedown_is_decided_again_by_the_list_a_run_reads_and_stands_without_it():
-    """A takedown (or an evaluation-set overlap) recorded in the ledger skipped the photo's row as decided in every
-    later refresh, even once the entry was struck off the list: a run given the lists decides those again by them. A
-    run without them keeps the ledger's rejection (the taken-down photo stays out)."""
+    """A takedown recorded in the ledger skipped the photo's row as decided in every later refresh, even once the
+    entry was struck off the list: the stages a run re-decides from the lists it reads (`rechecked`: the build gives
+    the id pass's where a takedown list is given, `test_refresh.py` shows it) decide nothing from the ledger. A run
+    without them keeps the ledger's rejection (the taken-down photo stays out)."""
     ledger = [{**GOOD_ROW, "photo_id": str(pid), "decision": REJECTED, "stage": stage, "reason": reason}
               for pid, stage, reason in ((1, "blocklist", "blocklisted"), (2, "blocklist_content", "blocklisted"),
                                          (3, "decontaminate", "eval_overlap"), (4, "detect", "human"))]

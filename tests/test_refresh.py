@@ -298,7 +298,9 @@ def test_a_refresh_reads_the_next_table_the_way_the_release_read_its_own(tmp_pat
 def test_a_photo_struck_off_the_takedown_list_comes_back_at_the_next_refresh(tmp_path):
     """The ledger recorded a takedown as a verdict for good: once the entry was struck off the list (a takedown
     withdrawn or mistaken, a hostile list replaced), the photo's row was still skipped as decided in every later
-    refresh. The list, read again by each refresh as it is then, decides: the photo is fetched and kept again."""
+    refresh. The list, read again by each refresh as it is then, decides a takedown by id: the photo is fetched and
+    kept again. A takedown by content (sha256 here) stays for good, and its image is never fetched again: re-deciding
+    it meant downloading flagged material every refresh, and a re-encoding could slip past its sha256 entry."""
     from pipeline.fixtures.demo_world import build_demo_world
     from pipeline.fixtures.static_server import StaticServer
 
@@ -308,15 +310,18 @@ def test_a_photo_struck_off_the_takedown_list_comes_back_at_the_next_refresh(tmp
         common = [f"--output={root}", f"--input={metadata}", f"--allowed_hosts={server.host}", *FAST]
         assert main(["refresh", "--release=2026-10", *common]) == 0
         first = released(root / "releases" / "2026-10")
+        [stored] = [row["sha256"] for row in pq.read_table(root / "releases" / "2026-10" / "parquet").to_pylist()
+                    if row["photo_id"] == "1005"]
         takedowns = tmp_path / "takedowns.txt"
-        takedowns.write_text("photo_id 1004\n")
+        takedowns.write_text(f"photo_id 1004\nsha256 {stored}\n")
         assert main(["refresh", "--previous=latest", "--release=2026-11", f"--blocklist={takedowns}", *common]) == 0
-        assert released(root / "releases" / "2026-11") == first - {"1004"}
-        takedowns.write_text("# 1004's takedown withdrawn\n")
+        assert released(root / "releases" / "2026-11") == first - {"1004", "1005"}
+        takedowns.write_text("# both takedowns withdrawn\n")
         server.hits.clear()
         assert main(["refresh", "--previous=latest", "--release=2026-12", *common]) == 0  # the list inherited
-    assert released(root / "releases" / "2026-12") == first
+    assert released(root / "releases" / "2026-12") == first - {"1005"}
     assert [hit for hit in server.hits if "1004" in hit], server.hits  # fetched again: not in the previous release
+    assert not [hit for hit in server.hits if "1005" in hit], server.hits  # taken down by content: never fetched
     log = json.loads((root / "releases" / "2026-12" / "changelog.json").read_text())
     assert log["added"] == ["1004"], log
 
