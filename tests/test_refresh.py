@@ -1055,6 +1055,47 @@ def test_the_rerun_of_the_same_refresh_is_not_told_done_when_its_release_fails_v
         leftover.unlink()
 
 
+def test_the_rerun_of_the_same_refresh_finishes_a_publish_a_kill_cut_short_after_the_manifest_moved_in(
+        scheduled_refresh, tmp_path, capsys):
+    """SIGKILL (the OOM killer) after the manifest was moved in and before the publish removed its staging folder and
+    lock left both in the release: verify refused it, its rerun was refused (exit 2), and `--previous=latest` refused
+    every later refresh until someone removed them by hand. The rerun of the same refresh finishes that last step:
+    the lock of a process gone is taken over on its machine, the staging folder of a publish whose manifest moved in
+    is removed; nothing else changes, and the release verifies."""
+    import socket
+    import subprocess
+    import sys
+
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    before = files_of(copy)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (release / "_lock.json").write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(),
+                                                    "pid": int(gone.stdout), "started": "2026-12-04T00:00:00Z"}))
+    staging = release / "_staging" / "20261204T000000-0000abcd"
+    staging.mkdir(parents=True)
+    published = sorted(str(path.relative_to(release)) for path in release.rglob("*") if path.is_file()
+                       and not path.name.startswith("_"))
+    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))  # every file moved in, manifest last
+    assert main(["verify", str(release)]) != 0
+    capsys.readouterr()
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    assert main(rerun) == 0
+    out = capsys.readouterr().out
+    assert "a kill had left its publish's last step undone" in out and "finished now" in out, out
+    assert files_of(copy) == before
+    assert main(["verify", str(release)]) == 0
+    # Where no rerun came (the scheduler does not retry), the next month's refresh finds them in its previous release
+    staging.mkdir(parents=True)
+    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))
+    capsys.readouterr()
+    assert main([argv[0], f"--output={copy}", "--release=r3", "--previous=latest", *argv[4:]]) == 0
+    assert "the previous release" in capsys.readouterr().out and not staging.parent.exists()
+    assert main(["verify", str(release)]) == 0 and main(["verify", str(copy / "releases" / "r3")]) == 0
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -11,7 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.build import models_of
 from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
 from pipeline.io import report
-from pipeline.io.layout import is_published
+from pipeline.io.layout import STAGING, is_published, remove_staging
+from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, verify
@@ -74,6 +75,11 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                          "published release's folder (ROOT/releases/NAME) or --previous=latest")
     if previous and not done:  # a published release is only compared with this refresh: no verify again
         problems = list(verify(previous))
+        if problems and _finish_cut_publish(previous):  # the schedule's next month, where no rerun finished it
+            problems = list(verify(previous))
+            if not problems:
+                print(f"refresh: the previous release {previous}: a kill had left its publish's last step undone (its "
+                      "staging folder, its lock): finished now", flush=True)
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
@@ -139,6 +145,12 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     # A kill after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the OOM
     # killer) leaves them in the release, which verify refuses and no run carries out: told done (exit 0), it was not.
     problems = list(verify(target))
+    if problems and _finish_cut_publish(target):
+        problems = list(verify(target))
+        if not problems:
+            print(f"refresh: release {name} was published by this same refresh: {target}; a kill had left its "
+                  "publish's last step undone (its staging folder, its lock): finished now", flush=True)
+            return 0
     if problems:
         raise UsageError(f"release {name} is already published by this same refresh: {target}, but it does not match "
                          f"its manifest ({problems[0].path}: {problems[0].message}); nothing was done: run "
@@ -146,6 +158,22 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
           f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
     return 0
+
+
+def _finish_cut_publish(target: str) -> bool:
+    """Finishes what a kill after the manifest's move left of a publish in the release `target`: the lock of a
+    process gone (taken over only on its own machine: `OutputLock`) and the staging folder of a publish whose
+    manifest was moved in (`remove_staging` finishes it; any other plan is kept). Whether it could look: False
+    where another run holds the lock. Left, they made verify refuse the release for good, and `--previous=latest`
+    every later refresh, until someone removed them by hand."""
+    if not any(FileSystems.exists(FileSystems.join(target, leftover)) for leftover in (LOCK, STAGING)):
+        return False
+    try:
+        with OutputLock(target, "refresh (finishing a publish)"):
+            remove_staging(target, keep_planned=True)
+    except (OutputLocked, OutputNotWritable):
+        return False
+    return True
 
 
 def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished,
