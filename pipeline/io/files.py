@@ -195,6 +195,15 @@ class HashingReader(io.RawIOBase):
         return self._hashed, self._digest.hexdigest()
 
 
+def size_and_sha256(path: str, chunk: int = 1 << 20) -> tuple[int, str]:
+    """A file's size and sha256 (local or on any Beam filesystem), read as a stream, `chunk` bytes at a time."""
+    with open_reader(path) as handle:
+        reader = HashingReader(handle)
+        while reader.read(chunk):
+            pass
+        return reader.finish()
+
+
 def canonical_path(path: str) -> str:
     """One spelling of a path, so that two spellings of one file or folder compare equal: a local path resolved
     (links too), an object-store path with '.' and '..' segments and repeated slashes folded; no trailing '/'."""

@@ -37,8 +37,8 @@ from pipeline.io.files import (
     canonical_path,
     matching,
     matching_sizes,
-    open_reader,
     read_parquet,
+    size_and_sha256,
     write_atomically,
     write_json,
 )
@@ -229,11 +229,7 @@ def _file_digest(path: str, content: bool, size: int | None) -> str:
             if size is None:
                 raise FileNotFoundError(path)
             return f"{size} bytes"
-        digest = hashlib.sha256()
-        with open_reader(path) as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return f"sha256:{digest.hexdigest()}"
+        return f"sha256:{size_and_sha256(path)[1]}"
     except Exception as err:  # missing, a folder, no access: what the run says in its own line
         return f"unreadable ({type(err).__name__})"
 

@@ -46,7 +46,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.dataset_card import card_text
-from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind
+from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind, size_and_sha256
 from pipeline.io.formats import WRITERS
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
@@ -254,15 +254,6 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
     return found
 
 
-def _size_and_sha256(path: str) -> tuple[int, str]:
-    """A file's size and sha256, read as a stream (`_HASH_CHUNK` at a time)."""
-    with open_reader(path) as handle:
-        reader = HashingReader(handle)
-        while reader.read(_HASH_CHUNK):
-            pass
-        return reader.finish()
-
-
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
                 accounts: Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
@@ -299,7 +290,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
         yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}; not read")
         return False
     try:
-        size, sha256 = _size_and_sha256(path)
+        size, sha256 = size_and_sha256(path, _HASH_CHUNK)
         if size != entry["bytes"] or sha256 != entry["sha256"]:
             if size != entry["bytes"]:
                 yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
