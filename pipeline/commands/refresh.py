@@ -74,12 +74,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release: give a "
                          "published release's folder (ROOT/releases/NAME) or --previous=latest")
     if previous and not done:  # a published release is only compared with this refresh: no verify again
-        problems = list(verify(previous))
-        if problems and _finish_cut_publish(previous):  # the schedule's next month, where no rerun finished it
-            problems = list(verify(previous))
-            if not problems:
-                print(f"refresh: the previous release {previous}: a kill had left its publish's last step undone (its "
-                      "staging folder, its lock): finished now", flush=True)
+        # the schedule's next month, where no rerun finished a publish a kill cut short
+        problems, _ = _problems_once_finished(previous, f"the previous release {previous}:")
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
@@ -144,13 +140,10 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
                          "on it")
     # A kill after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the OOM
     # killer) leaves them in the release, which verify refuses and no run carries out: told done (exit 0), it was not.
-    problems = list(verify(target))
-    if problems and _finish_cut_publish(target):
-        problems = list(verify(target))
-        if not problems:
-            print(f"refresh: release {name} was published by this same refresh: {target}; a kill had left its "
-                  "publish's last step undone (its staging folder, its lock): finished now", flush=True)
-            return 0
+    said = f"release {name} was published by this same refresh: {target};"
+    problems, finished = _problems_once_finished(target, said)
+    if finished and not problems:
+        return 0
     if problems:
         raise UsageError(f"release {name} is already published by this same refresh: {target}, but it does not match "
                          f"its manifest ({problems[0].path}: {problems[0].message}); nothing was done: run "
@@ -158,6 +151,19 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
           f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
     return 0
+
+
+def _problems_once_finished(release: str, said: str) -> tuple[list, bool]:
+    """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
+    (`_finish_cut_publish`), which one line then says, `said` first)."""
+    problems = list(verify(release))
+    if not problems or not _finish_cut_publish(release):
+        return problems, False
+    problems = list(verify(release))
+    if not problems:
+        print(f"refresh: {said} a kill had left its publish's last step undone (its staging folder, its lock): "
+              "finished now", flush=True)
+    return problems, True
 
 
 def _finish_cut_publish(target: str) -> bool:

@@ -50,8 +50,9 @@ TRANSIENT = {
     # recorded as decided and never fetched again.
     "image": {STAGED_IMAGE_MISSING, STAGED_IMAGE_CORRUPT},
 }
-# Stages deciding by lists each run reads as they are then (a takedown list, the evaluation sets): a run given them
-# decides their ids again (SkipDecided's `rechecked`); one given none keeps the ledger's rejection.
+# Stages deciding by lists each run reads as they are then (a takedown list, the evaluation sets). A run given a
+# takedown list decides again the ids its id pass took down (SkipDecided's `rechecked`, set by build.py); a rejection
+# by any of them stands through a run that reached no verdict for its id (`merged`).
 LIST_STAGES = frozenset({BLOCKLIST_STAGE, BLOCKLIST_CONTENT, DECONTAMINATE_STAGE})
 
 
