@@ -7,7 +7,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
-from pipeline.io.stopping import StopRequested
+from pipeline.io.stopping import stops_saying
 from pipeline.release.review import apply_decisions
 
 
@@ -17,14 +17,11 @@ def review_apply(decisions: str, store: str) -> int:
     for name, path in (("decisions", decisions), ("--store", store)):
         if "://" not in path and os.path.isdir(path):  # object stores have no folders to mistake
             raise UsageError(f"{name} {path} is a folder, not a CSV file")
-    try:
+    # What `cli.entry` says of a stop: its line was a run's ("nothing was published unless publishing had begun..."),
+    # which told the reviewer nothing of the store. The store is written whole (one rename), and applying the same
+    # decisions again gives the same store.
+    with stops_saying(lambda: f"{store} is as it was, unless the stop came as it was replaced (then it holds every "
+                              f"decision of {decisions}); its lock released: apply the decisions again"):
         applied, total = apply_decisions(decisions, store)
-    except (KeyboardInterrupt, StopRequested) as stopped:
-        # What `cli.entry` says of the stop: its line was a run's ("nothing was published unless publishing had
-        # begun..."), which told the reviewer nothing of the store. The store is written whole (one rename), and
-        # applying the same decisions again gives the same store.
-        stopped.aftermath = (f"{store} is as it was, unless the stop came as it was replaced (then it holds every "
-                             f"decision of {decisions}); its lock released: apply the decisions again")
-        raise
     print(f"review: {applied} decision(s) applied; {store} now holds {total}")
     return 0

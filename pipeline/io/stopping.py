@@ -277,10 +277,10 @@ def _stop(signum: int) -> BaseException:
 
 @contextlib.contextmanager
 def stops_saying(aftermath: Callable[[], str]) -> Iterator[None]:
-    """`StopSignals` around a command that is no run (verify, evaluate): SIGTERM stops it as Ctrl-C does, and the stop
-    carries `aftermath()`, what the command left, for `cli.entry`'s line (whose fallback is a run's: "nothing was
-    published unless publishing had begun..."). Without it, SIGTERM ended the command by its default (exit -15, no
-    word), and Ctrl-C's line spoke of publishing, which these commands never do."""
+    """`StopSignals` around a command that is no run (verify, evaluate, review apply): SIGTERM stops it as Ctrl-C does,
+    and the stop carries `aftermath()`, what the command left, for `cli.entry`'s line (whose fallback is a run's:
+    "nothing was published unless publishing had begun..."). Without it, SIGTERM ended the command by its default
+    (exit -15, no word), and Ctrl-C's line spoke of publishing, which these commands never do."""
     try:
         with StopSignals():
             yield
