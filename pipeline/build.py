@@ -234,7 +234,7 @@ def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., B
                       lambda: _verify_license(opts))
     ids = _maybe(verified.kept, pipeline, "CarriedBlocklistIds", listed,
                  lambda: listed(METADATA_KINDS))  # type: ignore[misc]
-    # the stored image's pHash too: the row's is the previous release's word (stages/blocklist.py, stored_phash)
+    # the stored image's pHash too: the row's is the previous release's word (perceptual_hashes.stored_phash)
     content = _maybe(ids.kept, pipeline, "CarriedBlocklistContent", listed,
                      lambda: listed(AFTER_FETCH_KINDS, BLOCKLIST_CONTENT, rehash=True))  # type: ignore[misc]
     eval_sets = split_list(opts.decontaminate)

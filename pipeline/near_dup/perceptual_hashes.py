@@ -22,6 +22,7 @@ coefficients grow with the square of the side).
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import math
 
@@ -247,6 +248,18 @@ def phash_dhash(grey: Image.Image) -> tuple[str, str]:
 
 
 @functools.cache
+def stored_phash(jpeg: bytes) -> str | None:
+    """The pHash of a stored JPEG's pixels (the image stage hashes them before encoding: a bit or two apart at most
+    in the demo images), or None where they cannot be decoded (a carried row's image is checked before: carry.py).
+    A carried row's pHash is the previous release's word: changed there (the manifest resealed), a photo listed by its
+    pHash was carried into the next release, 32 bits away from the entry."""
+    try:
+        with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as img:
+            return phash_dhash(img.convert("L"))[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
 def single_threaded_blas() -> None:
     """Keeps this process's BLAS (numpy's OpenBLAS) to one thread. The hashes' products (~8 M multiply-adds
     per image) are above OpenBLAS's threshold for threading, so it would wake a thread per core for each

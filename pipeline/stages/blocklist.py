@@ -41,7 +41,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import hashlib
-import io
 import posixpath
 import re
 import threading
@@ -53,12 +52,11 @@ from urllib.parse import parse_qs, urlsplit
 import apache_beam as beam
 import idna
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
 
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
-from pipeline.near_dup.perceptual_hashes import phash_dhash
+from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
@@ -298,18 +296,6 @@ class Matcher:
             found = self._hashes.nearest(int(value, 16))
             if found:
                 return found[0]
-        return None
-
-
-def stored_phash(jpeg: bytes) -> str | None:
-    """The pHash of a stored JPEG's pixels (the image stage hashes them before encoding: a bit or two apart at most
-    in the demo images), or None where they cannot be decoded (a carried row's image is checked before: carry.py).
-    A carried row's pHash is the previous release's word: changed there (the manifest resealed), a photo listed by its
-    pHash was carried into the next release, 32 bits away from the entry."""
-    try:
-        with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as img:
-            return phash_dhash(img.convert("L"))[0]
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 

@@ -24,9 +24,9 @@ from apache_beam.metrics import Metrics
 
 from pipeline.io.files import matching
 from pipeline.near_dup.hash_index import HashIndex
+from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import Photo, Rejection, is_utf8_text
 from pipeline.stage import StageOutput, apply_stage, reject
-from pipeline.stages.blocklist import stored_phash
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
 STAGE = "decontaminate"
