@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -194,3 +195,50 @@ def test_images_larger_than_stored_ones_are_hashed_by_imagehash(monkeypatch) -> 
 def test_hex_is_imagehashs(bits: list[bool]) -> None:
     array = np.array(bits)
     assert perceptual_hashes._hex(array) == imagehash._binary_array_to_hex(array)
+
+
+def _jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_stored_phash_is_the_pixels_phash_and_hashes_a_repeated_image_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refresh with a pHash takedown list and --decontaminate looks at each carried image twice, one stage after the
+    # other: the second look must not decode and hash it again.
+    calls = []
+    real = perceptual_hashes.phash_dhash
+    monkeypatch.setattr(perceptual_hashes, "phash_dhash", lambda grey: calls.append(grey.size) or real(grey))
+    perceptual_hashes.stored_phash.cache_clear()
+    jpeg = _jpeg(0)
+    with Image.open(io.BytesIO(jpeg)) as img:
+        expected = str(imagehash.phash(img.convert("L")))
+    assert perceptual_hashes.stored_phash(jpeg) == expected
+    assert perceptual_hashes.stored_phash(jpeg) == expected
+    assert calls == [(32, 24)]
+    assert perceptual_hashes.stored_phash(b"not a jpeg") is None
+
+
+def test_stored_phash_does_not_keep_every_image_it_hashed() -> None:
+    # A refresh carries a whole release through one worker: holding each image's bytes would hold the release.
+    perceptual_hashes.stored_phash.cache_clear()
+    first = _jpeg(1)
+    held_before = sys.getrefcount(first)
+    perceptual_hashes.stored_phash(first)
+    for seed in range(2, 60):
+        perceptual_hashes.stored_phash(_jpeg(seed))
+    assert sys.getrefcount(first) == held_before
+
+
+def test_single_threaded_blas_asks_threadpoolctl_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every DoFn's setup() calls it; threadpoolctl looks up the process's libraries on each call.
+    calls = []
+    monkeypatch.setattr(perceptual_hashes.threadpoolctl, "threadpool_limits", lambda *a, **k: calls.append(a))
+    perceptual_hashes.single_threaded_blas.cache_clear()
+    try:
+        perceptual_hashes.single_threaded_blas()
+        perceptual_hashes.single_threaded_blas()
+    finally:
+        perceptual_hashes.single_threaded_blas.cache_clear()  # the next real call limits this process's BLAS
+    assert calls == [(1,)]

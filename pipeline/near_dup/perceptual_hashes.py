@@ -247,7 +247,13 @@ def phash_dhash(grey: Image.Image) -> tuple[str, str]:
     return _hex(low > np.median(low)), _hex(diffs[:, 1:] > diffs[:, :-1])
 
 
-@functools.cache
+# A refresh given a pHash takedown list and --decontaminate hashes each carried image in both stages, one after the
+# other in the same fused worker: the last few images are all a second look needs. (A cache of every image hashed
+# would hold every carried image's bytes for the life of the worker.)
+_RECENT_IMAGES = 16
+
+
+@functools.lru_cache(maxsize=_RECENT_IMAGES)
 def stored_phash(jpeg: bytes) -> str | None:
     """The pHash of a stored JPEG's pixels (the image stage hashes them before encoding: a bit or two apart at most
     in the demo images), or None where they cannot be decoded (a carried row's image is checked before: carry.py).
@@ -260,6 +266,7 @@ def stored_phash(jpeg: bytes) -> str | None:
         return None
 
 
+@functools.cache  # once per process: threadpoolctl looks up the loaded libraries each time
 def single_threaded_blas() -> None:
     """Keeps this process's BLAS (numpy's OpenBLAS) to one thread. The hashes' products (~8 M multiply-adds
     per image) are above OpenBLAS's threshold for threading, so it would wake a thread per core for each
