@@ -1282,3 +1282,84 @@ def test_a_carried_photo_of_an_evaluation_image_is_removed_whatever_phash_its_ro
     second = refresh_decontaminated(previous, tmp_path, server)
     assert released(second) == released(first) - {"1004"}
     assert json.loads((second / "changelog.json").read_text())["removed"] == {"decontaminate/eval_overlap": ["1004"]}
+
+
+def test_an_input_of_many_files_is_held_as_one_digest_that_any_change_changes(tmp_path):
+    """Each file an input option lists was one entry of the release's manifest: an evaluation set of 50,000 images as
+    --decontaminate made a manifest of megabytes. Beyond LISTED_FILES files they are held as one digest, which still
+    tells a rerun whose files changed from the same refresh."""
+    from pipeline.release.refresh import FINGERPRINT, LISTED_FILES, _seal, fingerprint, made_by_another
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    for index in range(LISTED_FILES + 1):
+        (evaluation / f"val_{index:05d}.jpg").write_bytes(b"x" * (index % 7))
+    rest = [f"--decontaminate={evaluation}"]
+
+    def of() -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    made = of()
+    [[count, digest]] = made["input_files"]["decontaminate"]
+    assert count == f"{LISTED_FILES + 1} files" and digest.startswith("sha256:") and len(digest) == 71
+    release = tmp_path / "releases" / "r2"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+    assert made_by_another(str(release), of()) is None
+    last = evaluation / f"val_{LISTED_FILES:05d}.jpg"
+    for change, undo in ((lambda: last.write_bytes(b"longer than before"), lambda: last.write_bytes(b"x" * 6)),
+                         (lambda: last.rename(evaluation / "renamed.jpg"),
+                          lambda: (evaluation / "renamed.jpg").rename(last)),
+                         (lambda: (evaluation / "added.jpg").write_bytes(b""),
+                          lambda: (evaluation / "added.jpg").unlink())):
+        change()
+        why = made_by_another(str(release), of())
+        assert why is not None and "--decontaminate's files changed" in why, why
+        undo()
+        assert made_by_another(str(release), of()) is None
+    # At the bound, still file by file (what a release made before the bound records for a small input)
+    last.unlink()
+    assert len(of()["input_files"]["decontaminate"]) == LISTED_FILES
+
+
+def test_a_rerun_whose_evaluation_folder_or_list_changed_is_not_the_same_refresh(tmp_path):
+    """A --decontaminate folder was held by the folder's own size (4096 bytes), so an evaluation image added to it,
+    or changed in a class subfolder, made the rerun "the same refresh" (exit 0, the release not decontaminated
+    against it). A folder is held as the stage reads it (its files, every level below), a list file by its
+    content."""
+    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
+    evaluation, listed = tmp_path / "eval", tmp_path / "more.txt"
+    (evaluation / "n01440764").mkdir(parents=True)
+    image = evaluation / "n01440764" / "val_1.jpg"
+    image.write_bytes(b"jpeg")
+    listed.write_text("eval/n01440764/val_1.jpg\n")
+    rest = [f"--decontaminate={evaluation},{listed}"]
+
+    def of() -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    made = of()
+    assert [path for path, _ in made["input_files"]["decontaminate"]] == [str(image), str(listed)]
+    release = tmp_path / "releases" / "r2"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+    assert made_by_another(str(release), of()) is None
+    for change, undo in ((lambda: image.write_bytes(b"another jpeg"), lambda: image.write_bytes(b"jpeg")),
+                         (lambda: (evaluation / "val_2.jpg").write_bytes(b"jpeg"),
+                          lambda: (evaluation / "val_2.jpg").unlink()),
+                         (lambda: listed.write_text("eval/n01440764/val_2.jpg\n"),
+                          lambda: listed.write_text("eval/n01440764/val_1.jpg\n"))):
+        change()
+        why = made_by_another(str(release), of())
+        assert why is not None and "--decontaminate's files changed" in why, why
+        undo()
+        assert made_by_another(str(release), of()) is None

@@ -47,6 +47,7 @@ from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
 from pipeline.release.markdown_html import escape_markdown
+from pipeline.stages.decontaminate import LIST_SUFFIXES, eval_glob
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
 
@@ -207,20 +208,36 @@ def _input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
             continue
         files = []
         for pattern in [str(value)] if key == "input" else split_list(str(value)):
+            by_content = key in _BY_CONTENT
+            if key == "decontaminate":
+                # Read as the stage reads it: a folder was held by the folder's own size (4096 bytes on ext4, however
+                # its images changed). A list file by its content: the images it names, by their names.
+                by_content = pattern.endswith(LIST_SUFFIXES)
+                pattern = pattern if by_content else eval_glob(pattern)
             # The sizes come with the listing: each file looked up again by its name was one more listing (an
             # evaluation set of 50,000 images on gs://, 50,000 requests), and a name holding '[' was read as a glob
             # there, found nowhere and held as unreadable whatever its size.
             try:
                 found = matching_sizes(pattern)
-                if not found and "://" not in pattern and os.path.isdir(pattern):  # a folder: its files
-                    found = matching_sizes(pattern.rstrip("/") + "/")
             except Exception:  # a pattern no filesystem lists: held as such
                 found = []
             if not found:
-                files.append([pattern, _file_digest(pattern, key in _BY_CONTENT, None)])
-            files += [[path, _file_digest(path, key in _BY_CONTENT, size)] for path, size in found]
-        held[key] = files
+                files.append([pattern, _file_digest(pattern, by_content, None)])
+            files += [[path, _file_digest(path, by_content, size)] for path, size in found]
+        held[key] = files if len(files) <= LISTED_FILES else _folded(files)
     return held
+
+
+# Beyond this many files an option's files are held as one digest of them: an evaluation set of 50,000 images given to
+# --decontaminate (or a table exported as many shards) listed file by file made a manifest of megabytes, which every
+# rerun, verify and the next refresh read whole.
+LISTED_FILES = 1000
+
+
+def _folded(files: list[list[str]]) -> list[list[str]]:
+    """[[f"{n} files", f"sha256:{digest of their [path, size or sha256] list}"]]: any file added, removed, renamed or
+    changed changes it, as the list itself would."""
+    return [[f"{len(files)} files", f"sha256:{hashlib.sha256(_canonical(sorted(files))).hexdigest()}"]]
 
 
 def _file_digest(path: str, content: bool, size: int | None) -> str:

@@ -54,6 +54,13 @@ def _is_file(path: str) -> bool:
     return os.path.isfile(path) if "://" not in path else FileSystems.exists(path)
 
 
+def eval_glob(source: str) -> str:
+    """The glob a folder or a glob of evaluation images (not a list file) is read by. A folder with everything below
+    it: benchmarks often keep one subfolder per class (ImageNet's validation set in its training layout), whose
+    images a one-level glob skipped without a word."""
+    return source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
+
+
 def expand_eval_source(source: str) -> list[str]:
     """A folder, a glob, or a list file -> image paths. A list is read as blocklists are (a byte order mark
     dropped, '#' comments, on their own line or after a path), and a path it names that is not there fails
@@ -80,10 +87,7 @@ def expand_eval_source(source: str) -> list[str]:
                 raise ValueError(f"--decontaminate {source}:{number}: {cut[:200]!r}: no such file")
             paths.append(path)
         return paths
-    # A folder with everything below it: benchmarks often keep one subfolder per class (ImageNet's
-    # validation set in its training layout), whose images a one-level glob skipped without a word.
-    pattern = source if any(c in source for c in "*?[") else FileSystems.join(source.rstrip("/"), "**")
-    paths = matching(pattern)
+    paths = matching(eval_glob(source))
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
         raise ValueError(f"--decontaminate {unnamed!a}: the file name is no UTF-8 text; rename the file")
