@@ -70,3 +70,55 @@ def test_ctrl_c_twice_while_the_command_starts_is_still_one_line_and_exit_130(wh
                           timeout=120)
     assert done.returncode == 128 + signal.SIGINT, done.stderr[-2000:]
     assert done.stderr.strip() == "pass-pipeline: stopped (Ctrl-C) while starting; nothing was done", done.stderr
+
+
+# `python -m pipeline run --help` with a stop (the signal named first) sent to itself as the module named second is
+# first looked for: `signal module`.
+STOPPED_WHILE_IMPORTING = """
+import os, runpy, signal, sys
+
+signum, module = int(sys.argv.pop(1)), sys.argv.pop(1)
+
+class Stop:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, Stop())
+sys.argv[1:] = ["run", "--help"]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(("signum", "module"), [(signal.SIGTERM, "apache_beam"), (signal.SIGTERM, "pipeline.cli"),
+                                                (signal.SIGTERM, "pipeline.io.stopping"),
+                                                (signal.SIGINT, "pipeline.io.stopping")])
+def test_a_stop_while_the_command_starts_is_one_line_from_the_first_import_of_the_project(signum, module):
+    """SIGTERM in the seconds of imports ended the process by the signal's default (exit -15, no word): only Ctrl-C
+    was caught while starting. And the handlers were set once io/stopping.py was imported (the console script's
+    first milliseconds), so a stop there was a traceback (Ctrl-C) or -15 (SIGTERM): they are set before it now."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_WHILE_IMPORTING, str(int(signum)), module],
+                          capture_output=True, text=True, timeout=120)
+    said = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[signum]
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip() == f"pass-pipeline: stopped ({said}) while starting; nothing was done"
+    assert done.stdout == ""  # never reached the command
+
+
+def test_sigterm_as_soon_as_the_started_command_catches_it_is_a_stop_while_starting(tmp_path):
+    """The moment `pass-pipeline` catches SIGTERM (its handler set, read from /proc/PID/status) is within its
+    start, before the imports of seconds: a SIGTERM sent then is the starting line, exit 143. SIGTERM was caught
+    only once the command's own handling began, after the imports."""
+    from tests.test_run import _catching_sigterm
+
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "verify", str(tmp_path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        _catching_sigterm(process)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, err[-2000:])
+    assert err.strip() == "pass-pipeline: stopped (SIGTERM) while starting; nothing was done" and out == ""
