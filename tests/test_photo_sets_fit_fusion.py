@@ -1,5 +1,6 @@
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -344,3 +345,59 @@ def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_
     # A floor under most clean faces would push review_from to 1.0: the weights would decide nothing.
     with pytest.raises(SystemExit, match="the floors alone take"):
         main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0.3", "--max_lost=0.1"])
+
+
+# `python -m MODULE ARGV...` with a stop (the signal named first) landing halfway through the write of the file named
+# second: `signal path module argv...`. The write is cut as a stop cuts it (half of it on disk), whether it goes to the
+# file itself or to a temporary beside it (`.NAME.*`).
+STOPPED_WRITING = """
+import os, pathlib, runpy, signal, sys, time
+
+signum, target, module = int(sys.argv.pop(1)), pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1)
+
+def cut(write):
+    def writing(self, data, *args, **kwargs):
+        if self.parent == target.parent and (self.name == target.name or self.name.startswith(f".{target.name}.")):
+            write(self, data[:len(data) // 2], *args, **kwargs)
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the stop is raised here
+        return write(self, data, *args, **kwargs)
+    return writing
+
+pathlib.Path.write_text = cut(pathlib.Path.write_text)
+pathlib.Path.write_bytes = cut(pathlib.Path.write_bytes)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def stopped_writing(signum: int, target, module: str, argv: list[str]):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", STOPPED_WRITING, str(int(signum)), str(target), module, *argv],
+                          capture_output=True, text=True, timeout=300)
+
+
+def listing(folder) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+STOPS = [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")]
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_fit_stopped_as_it_writes_its_model_leaves_the_file_as_it_was_and_says_so(tmp_path, signum, said):
+    """The model file was written in place: a stop during the write left half a model under the name, the one it
+    replaced lost, and the process ended with a traceback (Ctrl-C) or by SIGTERM's default (-15, no word)."""
+    _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "fusion.json").write_text('{"an": "earlier model"}\n')
+    before = listing(models)
+    features = "--features=centerface.face,ssdlite_person.person"
+    done = stopped_writing(signum, models / "fusion.json", "pipeline.photo_sets.fit_fusion",
+                           [str(source), str(models / "fusion.json"), features])
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines() == [
+        f"fit_fusion: stopped ({said}); the fit did not finish; {models / 'fusion.json'} not written (as it was)"]
+    assert listing(models) == before  # no temporary beside it either

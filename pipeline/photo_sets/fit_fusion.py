@@ -57,14 +57,18 @@ import argparse
 import hashlib
 import json
 import math
+import os
+import stat
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
+from pipeline.io.stopping import script_entry, stops_saying
 from pipeline.options import split_list
-from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, UMASK, Row, fitted_rows
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
@@ -393,7 +397,44 @@ def parse_floor(text: str) -> tuple[str, float]:
     return feature.strip(), floor
 
 
+def write_whole(path: Path, data: bytes) -> None:
+    """Writes `path` whole or not at all, through a temporary beside it (`.NAME.<random>`) renamed over it and removed
+    however the write ends; the file keeps the mode it had, or gets the one a plain write gives a new file. Written in
+    place (a fusion model, a probe, a scores file, a features cache), a stop (Ctrl-C, SIGTERM) or a full disk during
+    the write left it cut, the file it replaced lost."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~UMASK
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = Path(name)
+    try:
+        os.close(handle)
+        temporary.write_bytes(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def files_left(wanted: Sequence[str], written: Sequence[str]) -> str:
+    """For a stopped command's line: the files it wrote (each whole) and those it did not write (as they were)."""
+    left = [name for name in wanted if name not in written]
+    said = [f"{', '.join(written)} written (whole)"] if written else []
+    if left:
+        said.append(f"{', '.join(left)} not written (as {'they were' if len(left) > 1 else 'it was'})")
+    return "; ".join(said) or "nothing was written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command. Stopped (Ctrl-C, SIGTERM), it says in one line whether the model file was written (whole) or left
+    as it was (`script_entry`): it was written in place, and a stop during the write cut it."""
+    out: list[str] = []  # the model file, once the arguments are read
+    written: list[str] = []
+    with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else
+                      files_left(out, written)):
+        return _main(argv, out, written)
+
+
+def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.fit_fusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores", nargs="+", help="evaluate --split tuning --json output (one file per split)")
@@ -420,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the splits the fit may use, comma-separated (default: tuning only; a held-out split "
                         "named here is used up: measure the model on a later one)")
     args = parser.parse_args(argv)
+    out.append(args.out)
     if not 0.0 <= args.min_recall <= 1.0:
         parser.error("--min_recall must be within 0..1 (0: off)")
     results = []
@@ -432,11 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 split_list(args.splits), args.model, args.min_recall, split_list(args.signed), args.floor)
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
-    Path(args.out).write_text(text + "\n")
+    write_whole(Path(args.out), (text + "\n").encode())
+    written.append(args.out)
     shown = ("features", "weights", "bias") if args.model == "logistic" else ("features", "baseline")
     print(json.dumps({k: model[k] for k in (*shown, "review_from", "reject_at", "tuning")}))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script_entry("fit_fusion", main))
