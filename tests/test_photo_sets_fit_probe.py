@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from pipeline.detectors.probes import parse_probe
 from pipeline.photo_sets import fit_probe
 from pipeline.photo_sets.fetch import HUMAN_LABELS, fitted_rows, load_rows
+from tests.test_photo_sets_fit_fusion import STOPS, listing, stopped_writing
 
 
 def features(n: int, seed: int, width: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -176,3 +177,28 @@ def test_out_of_fold_scores_cannot_stand_in_for_a_probe_files_scores(tmp_path):
                                      "default") if spec.name == "open_nsfw"]
     with pytest.raises(PhotoSetError, match=r"open_nsfw\.scene_person were not made by the probe files"):
         earlier_scores(tmp_path / "with" / "heldout5.json", fitted_rows("heldout5"), specs)
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+@pytest.mark.parametrize("cut", ["probe.json", "with/heldout6.json"])
+def test_a_fit_stopped_as_it_writes_a_file_leaves_it_as_it_was_and_says_what_it_wrote(tmp_path, signum, said, cut):
+    """The probe and the --scores_out files were written in place: a stop during a write left half a file under the
+    name (an earlier one lost), with a traceback (Ctrl-C) or -15 and no word (SIGTERM)."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    out, scores_out = tmp_path / "probe.json", tmp_path / "with"
+    scores_out.mkdir()
+    for earlier in (out, scores_out / "heldout6.json"):
+        earlier.write_text('{"an": "earlier file"}\n')
+    before = {**listing(tmp_path), **listing(scores_out)}
+    done = stopped_writing(signum, tmp_path / cut, "pipeline.photo_sets.fit_probe", [
+        str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6", "--c=0.1",
+        f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}", f"--scores_out={scores_out}"])
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    files = [str(out), str(scores_out / "heldout5.json"), str(scores_out / "heldout6.json")]
+    left = f"{', '.join(files)} not written (as they were)" if cut == "probe.json" else (
+        f"{files[0]}, {files[1]} written (whole); {files[2]} not written (as it was)")
+    assert done.stderr.strip().splitlines() == [f"fit_probe: stopped ({said}); it did not finish; {left}"]
+    after = {**listing(tmp_path), **listing(scores_out)}
+    assert after[cut.rpartition("/")[2]] == before[cut.rpartition("/")[2]]
+    assert sorted(after) == sorted({*before, *(["heldout5.json"] if cut != "probe.json" else [])})  # no temporary

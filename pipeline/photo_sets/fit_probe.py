@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,8 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
+from pipeline.io.stopping import script_entry, stops_saying
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
+from pipeline.photo_sets.fit_fusion import files_left, write_whole
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
@@ -116,7 +119,7 @@ def feature_source(detector: str, tensor: str, max_side: int, model_registry: st
                        "max_side": max_side}, sort_keys=True)
 
 
-def _features(args: argparse.Namespace, split: str, rows: list[Row]) -> np.ndarray:
+def _features(args: argparse.Namespace, split: str, rows: list[Row], written: list[str]) -> np.ndarray:
     cached = args.features / f"{split}.npz" if args.features else None
     keys = [f"{row.package}:{row.member_path}" for row in rows]
     source = feature_source(args.detector, args.tensor, args.max_side, args.model_registry)
@@ -128,11 +131,30 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row]) -> np.ndarr
     vectors = embed(args.photos, rows, args.detector, args.tensor, args.max_side, args.model_registry)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, keys=np.array(keys), vectors=vectors, source=np.array(source))
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=np.array(keys), vectors=vectors, source=np.array(source))
+        write_whole(cached, buffer.getvalue())
+        written.append(str(cached))
     return vectors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command. Stopped (Ctrl-C, SIGTERM), it says in one line which of its files it wrote (each whole) and which
+    it left as they were (`script_entry`): the probe, the scores and the features cache were written in place, and a
+    stop during a write cut the file."""
+    wanted: list[str] = []  # the probe and the scores files, once the arguments are read
+    written: list[str] = []
+    with stops_saying(lambda: _stopped(wanted, written)):
+        return _main(argv, wanted, written)
+
+
+def _stopped(wanted: list[str], written: list[str]) -> str:
+    """What a stopped fit_probe left: the files it wrote (a features cache among them), and those it did not."""
+    unfinished = any(name not in written for name in wanted)
+    return f"{'it did not finish; ' if unfinished else ''}{files_left(wanted, written)}"
+
+
+def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path, help="the labelled photographs (python -m pipeline.photo_sets.fetch)")
     parser.add_argument("out", type=Path, help="where to write the probe file")
@@ -153,8 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--scores and --scores_out go together")
     if args.scores is not None and len(splits) < 2:
         parser.error("out-of-fold scores need at least two splits (each scored by a probe trained on the others)")
+    wanted.append(str(args.out))
+    if args.scores_out is not None:
+        wanted += [str(args.scores_out / f"{split}.json") for split in splits]
     rows = {split: fitted_rows(split) for split in splits}
-    x = np.vstack([_features(args, split, rows[split]) for split in splits])
+    x = np.vstack([_features(args, split, rows[split], written) for split in splits])
     y = np.array([row.label in HUMAN_LABELS for split in splits for row in rows[split]], dtype=int)
     split_of = np.array([split for split in splits for _ in rows[split]])
     weights, bias = fit(x, y, args.c)
@@ -162,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{int((1 - y).sum())} no_person; {args.detector} {args.tensor} at {args.max_side} px")
     data = probe_file(weights, bias, args.tensor, fitted_on, args.c)
     parse_probe(args.class_name, str(args.out), hashlib.sha256(data).hexdigest(), data)  # what a registry will accept
-    args.out.write_bytes(data)
+    write_whole(args.out, data)
+    written.append(str(args.out))
     print(f"wrote {args.out}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
     if args.scores is not None:
         name = f"{args.detector}.{args.class_name}"
@@ -174,10 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["scores"][f"{row.package}:{row.member_path}"][name] = round(float(score), 6)
             # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
             result["context_probes"] = {**(result.get("context_probes") or {}), name: "out of fold (fit_probe)"}
-            (args.scores_out / f"{split}.json").write_text(json.dumps(result, indent=1) + "\n")
+            write_whole(args.scores_out / f"{split}.json", (json.dumps(result, indent=1) + "\n").encode())
+            written.append(str(args.scores_out / f"{split}.json"))
         print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script_entry("fit_probe", main))
