@@ -1,5 +1,9 @@
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +233,39 @@ def test_a_floor_is_named_in_the_row_and_a_bad_one_refused(results, tmp_path, ca
                 "--floor=centerface.fcae=0.8"):
         with pytest.raises(SystemExit):
             main([*args, bad])
+
+
+# `python -m pipeline.photo_sets.cross_validate ARGV...` with a stop (the signal named first) sent to itself as the
+# fit_fusion fit is called for the time named second: `signal call argv...`.
+STOPPED_AT_FIT = """
+import os, runpy, signal, sys
+import pipeline.photo_sets.fit_fusion as fit_fusion
+
+signum, at = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+calls, fit_kind = [], fit_fusion.fit_kind
+
+def counted(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == at:
+        os.kill(os.getpid(), signum)
+    return fit_kind(*args, **kwargs)
+
+fit_fusion.fit_kind = counted
+runpy.run_module("pipeline.photo_sets.cross_validate", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_stopped_comparison_says_in_one_line_how_far_it_went(results, tmp_path, signum, said):
+    """It had no stop handling: a KeyboardInterrupt traceback through the fit (Ctrl-C), or -15 and no word (SIGTERM).
+    Stopped in its second setting (one fit per left-out split), it says one was compared and nothing written."""
+    paths = written(results, tmp_path)
+    done = subprocess.run([sys.executable, "-c", STOPPED_AT_FIT, str(int(signum)), str(len(SPLITS) + 1), *paths,
+                           "--splits=" + ",".join(SPLITS), "--features=" + ",".join(FEATURES), "--max_lost=0.1,0.2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines() == [
+        f"cross_validate: stopped ({said}); 1 setting(s) compared (each line printed), the others not; nothing was "
+        "written"]
+    assert len([line for line in done.stdout.splitlines() if not line.startswith("#")]) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(Path(path).name for path in paths)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.io.stopping import script_entry, stops_saying
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 from pipeline.photo_sets.fit_fusion import (
@@ -136,6 +137,15 @@ def _line(name: str, counts: dict[str, Counts]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command. Stopped (Ctrl-C, SIGTERM), it says in one line how many settings it compared (their lines printed)
+    and that it wrote nothing (`script_entry`): a traceback, or -15 and no word."""
+    compared: list[str] = []
+    with stops_saying(lambda: f"{len(compared)} setting(s) compared (each line printed), the others not; nothing "
+                      "was written"):
+        return _main(argv, compared)
+
+
+def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.cross_validate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores", nargs="+", help="evaluate --json output, one file per split")
@@ -199,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = f"{marked} min_recall={min_recall}" + (f" l2={l2}" if model == "logistic" else
                                                                        f" {model}")
             print(_line(name, leave_one_split_out(splits, setting)))
+            compared.append(name)
         for max_lost in (float(v) for v in losses):
             for margin in (float(v) for v in split_list(args.margin)):
                 for l2 in penalties:
@@ -207,8 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name = f"{marked} max_lost={max_lost} margin={margin}" + (
                         f" l2={l2}" if model == "logistic" else f" {model}")
                     print(_line(name, leave_one_split_out(splits, setting)))
+                    compared.append(name)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script_entry("cross_validate", main))
