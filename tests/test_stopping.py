@@ -327,8 +327,11 @@ def test_a_process_that_goes_on_after_a_stopped_block_stops_its_next_block_as_a_
             try:
                 with StopSignals():
                     if attempt == 2:
-                        threading.Thread(target=lambda: 1 / 0).start()
-                        time.sleep(0.5)
+                        # Joined: its error hook waits up to STOP_NOTICED_S for a stop before printing, and a Ctrl-C
+                        # sent after a fixed 0.5 s fell inside that wait on a loaded machine (the error unprinted).
+                        failing = threading.Thread(target=lambda: 1 / 0)
+                        failing.start()
+                        failing.join()
                     os.kill(os.getpid(), signal.SIGINT)
                     time.sleep(1)
             except KeyboardInterrupt:
