@@ -817,3 +817,71 @@ def test_a_missing_column_no_flag_named_says_how_to_name_one(tmp_path):
     assert "no column 'license', which the required field license is read from" in said, said
     assert "unless --columns names yours (license=YOUR_COLUMN)" in said and "license=license" not in said
     assert "no column 'nope' (--columns url=nope)" in sniff(str(given), table_layout("csv", "url=nope"))
+
+
+def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_line_it_took(tmp_path, monkeypatch):
+    """A line opening a quote that a later line closes, the record then of the wrong width: the line is its row's
+    rejection and the lines it took are read as records of their own, and each of those that opens a quote again
+    (`a","b`) took the same lines up to the same closing one, joined and parsed again: 1,000 such lines between an
+    opening and a closing line cost a million lines of joining and parsing (43 s a MB, a good row 0.7). What a line
+    alone and as a value's continuation adds to a record's cells is counted once, and only a record of the right
+    width is joined and parsed."""
+    from pipeline.sources import table
+
+    parsed = []
+    real = table._split
+    monkeypatch.setattr(table, "_split",
+                        lambda raw, ref, delimiter: parsed.append(len(raw)) or real(raw, ref, delimiter))
+    block = '5,http://h/5.jpg,CC BY 4.0,"open\n' + 'a","b\n' * 1000 + 'end",x,x,x,x\n'  # 6 cells or more from any
+    (tmp_path / "w.csv").write_text("id,url,license,title\n" + block * 3, encoding="utf-8")
+    items = list(read_rows(str(tmp_path / "w.csv"), table_layout("csv")))
+    assert [item.source_ref for item in items] == [f"w.csv:{number}" for number in range(2, 2 + 3 * 1002)]
+    assert {item.reason for item in items} == {"wrong_column_count", "malformed_row"}
+    assert sum(parsed) < 3 * (tmp_path / "w.csv").stat().st_size, sum(parsed)
+
+
+def _records_by_rejoining(items: list, delimiter: str, width: int) -> list:
+    """The oracle for `table._records`: each line that leaves a quote open is joined afresh with the lines after it up
+    to the first that closes the value (bounded as `_records` bounds a record) and parsed whole."""
+    from pipeline.sources import table
+
+    out, at = [], 0
+    while at < len(items):
+        item = items[at]
+        at += 1
+        if isinstance(item, Rejection) or not table._quote_left_open(item[1], delimiter):
+            if isinstance(item, Rejection) or item[1].strip():
+                out.append(item)
+            continue
+        ref, raw = item
+        end = at
+        while end < len(items) and end - at < table.MAX_RECORD_LINES and table._closes(items[end], delimiter) is False:
+            end += 1
+        lines = [raw, *(line for _, line in items[at:end + 1])]
+        if (end - at < table.MAX_RECORD_LINES and end < len(items) and table._closes(items[end], delimiter)
+                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES):
+            cells = table._split(table._joined(lines), ref, delimiter)
+            if not isinstance(cells, Rejection) and len(cells) == width:
+                out.append((ref, table._joined(lines)))
+                at = end + 1
+                continue
+        out.append(item)
+    return out
+
+
+@given(lines=st.lists(st.text(st.sampled_from(['a', ',', '"', '\t', ' ', '\x00', '\udcff']), max_size=7).map(
+           lambda text: text.encode("utf-8", "surrogateescape")), max_size=14),
+       width=st.integers(1, 4), delimiter=st.sampled_from([",", "\t"]), crs=st.lists(st.booleans(), max_size=14),
+       bounds=st.tuples(st.integers(1, 5), st.integers(4, 40)))
+def test_records_are_those_each_line_joined_afresh_with_the_lines_it_takes_gives(lines, width, delimiter, crs, bounds):
+    """However few times `_records` joins and parses (counting what each line adds to a record's cells instead),
+    it gives what joining each open line afresh with the lines it takes and parsing the record whole gives: on lines
+    of quotes, delimiters, NULs, bytes that are no UTF-8 and lone CRs, under small record bounds."""
+    from pipeline.sources import table
+
+    items = [(f"t:{number}", line + (b"\r" if number < len(crs) and crs[number] else b""))
+             for number, line in enumerate(lines)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(table, "MAX_RECORD_LINES", bounds[0])
+        patch.setattr(table, "MAX_LINE_BYTES", bounds[1])
+        assert list(table._records(iter(items), delimiter, width)) == _records_by_rejoining(items, delimiter, width)

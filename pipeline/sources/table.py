@@ -265,6 +265,38 @@ def _closes(item: tuple[str, bytes] | Rejection, delimiter: str) -> bool | None:
     return b'"' in item[1] and not _quote_left_open(b'"' + item[1], delimiter)
 
 
+def _cell_count(raw: bytes, delimiter: str) -> int | None:
+    """How many cells Python's csv reader makes of `raw` (None when it cannot read it)."""
+    try:
+        return len(next(csv.reader([raw.decode("utf-8", "replace")], delimiter=delimiter, strict=True)))
+    except (csv.Error, StopIteration):
+        return None
+
+
+def _is_text(raw: bytes) -> bool:
+    """Whether `_split` reads the bytes as text: UTF-8 without a NUL."""
+    if b"\x00" in raw:
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _adds(item: tuple[str, bytes] | Rejection, closes: bool | None, delimiter: str) -> tuple[int | None, bool]:
+    """What a line read inside a quoted value adds to its record: (cells, text). For a line that leaves the value open,
+    the cells it completes (the value's included, the one left open not); for one that closes it, all its cells (None
+    when the csv reader refuses it). `text`: whether `_split` reads it as text at all."""
+    if closes is None or isinstance(item, Rejection):
+        return None, False
+    raw = item[1]
+    if closes:
+        return _cell_count(b'"' + raw, delimiter), _is_text(raw)
+    opened = _cell_count(b'"' + raw + b'"', delimiter) if b'"' in raw else 1  # the open value closed at its end
+    return (None if opened is None else opened - 1), _is_text(raw)
+
+
 def _joined(lines: Sequence[bytes]) -> bytes:
     """A record's lines as one text: each line break a "\\n", but for a lone CR ending a line, kept as it is."""
     parts, last = [lines[0]], lines[0][-1:]
@@ -286,16 +318,25 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
 
     Each line is checked once as the continuation of a value (`_closes`), however many open lines before it take it:
     the lines after a line that took them are known not to close its value, and so not the next one's either. Read
-    again for each open line, 5,000 lines of `a","b` (30 kB, each line open and none closing) took 17 s."""
-    ahead: deque[tuple[tuple[str, bytes] | Rejection, bool | None]] = deque()  # lines read past the current one
+    again for each open line, 5,000 lines of `a","b` (30 kB, each line open and none closing) took 17 s. And a record
+    is joined and parsed only when it has `width` cells, counted from what each of its lines adds (`_adds`, once a
+    line): from a value's second line on, a line is read the same whatever line opened the value, so a record of the
+    wrong width was joined and parsed again for each open line it took (`a","b` between a line opening a quote and
+    one closing it at the wrong width: 43 s a MB, a good row 0.7)."""
+    # Lines read past the current one: (line, `_closes`, `_adds`' cells and text)
+    ahead: deque[tuple[tuple[str, bytes] | Rejection, bool | None, int | None, bool]] = deque()
     known = 0  # ahead[:known] continue a quoted value without closing it
     known_bytes = 0  # their bytes, a line break each included
+    known_cells = 0  # the cells they complete
+    known_unread = 0  # how many of them `_split` cannot read (no UTF-8, a NUL, a line the csv reader refuses)
     source = iter(items)
     while True:
         if ahead:
-            item, _ = ahead.popleft()
+            item, _, cells, text = ahead.popleft()
             if known:
                 known, known_bytes = known - 1, known_bytes - len(item[1]) - 1
+                known_cells -= cells or 0
+                known_unread -= cells is None or not text
         elif (item := next(source, None)) is None:
             return
         if isinstance(item, Rejection) or not _quote_left_open(item[1], delimiter):
@@ -308,12 +349,16 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                 more = next(source, None)
                 if more is None:
                     break
-                ahead.append((more, _closes(more, delimiter)))
-            line, closes = ahead[known]
+                closing = _closes(more, delimiter)
+                ahead.append((more, closing, *_adds(more, closing, delimiter)))
+            line, closes, cells, text = ahead[known]
             if closes is not False:
                 break
             known, known_bytes = known + 1, known_bytes + len(line[1]) + 1
-        if known < min(len(ahead), MAX_RECORD_LINES) and ahead[known][1]:
+            known_cells += cells or 0
+            known_unread += cells is None or not text
+        if known < min(len(ahead), MAX_RECORD_LINES) and ahead[known][1] and _read_as(
+                raw, ahead[known], known_cells, known_unread, delimiter) == width:
             last = ahead[known][0][1]
             if len(raw) + known_bytes + 1 + len(last) <= MAX_LINE_BYTES:
                 joined = _joined([raw, *(ahead[number][0][1] for number in range(known)), last])
@@ -321,9 +366,20 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                 if not isinstance(cells, Rejection) and len(cells) == width:
                     for _ in range(known + 1):
                         ahead.popleft()
-                    known = known_bytes = 0
+                    known = known_bytes = known_cells = known_unread = 0
                     item = (ref, joined)
         yield item
+
+
+def _read_as(raw: bytes, closing: tuple[Any, bool | None, int | None, bool], between: int, unread: int,
+             delimiter: str) -> int | None:
+    """The cells of the record that the open line `raw` starts and the `closing` line (an `ahead` entry) ends, the
+    lines between completing `between` cells, `unread` of them unreadable: None when `_split` cannot read it."""
+    _, _, cells, text = closing
+    if cells is None or not text or unread or not _is_text(raw):
+        return None
+    opened = _cell_count(raw + b'"', delimiter)  # the open value closed at the line's end
+    return None if opened is None else opened - 1 + between + cells
 
 
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
