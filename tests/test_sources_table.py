@@ -840,9 +840,10 @@ def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_li
     assert sum(parsed) < 3 * (tmp_path / "w.csv").stat().st_size, sum(parsed)
 
 
-def _records_by_rejoining(items: list, delimiter: str, width: int) -> list:
+def _records_by_rejoining(items: list, delimiter: str, width: int, id_at: int | None) -> list:
     """The oracle for `table._records`: each line that leaves a quote open is joined afresh with the lines after it up
-    to the first that closes the value (bounded as `_records` bounds a record) and parsed whole."""
+    to the first that closes the value (bounded as `_records` bounds a record, none of them a row alone) and parsed
+    whole."""
     from pipeline.sources import table
 
     out, at = [], 0
@@ -859,7 +860,8 @@ def _records_by_rejoining(items: list, delimiter: str, width: int) -> list:
             end += 1
         lines = [raw, *(line for _, line in items[at:end + 1])]
         if (end - at < table.MAX_RECORD_LINES and end < len(items) and table._closes(items[end], delimiter)
-                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES):
+                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES
+                and not any(table._a_row_alone(line, delimiter, width, id_at) for line in items[at:end + 1])):
             cells = table._split(table._joined(lines), ref, delimiter)
             if not isinstance(cells, Rejection) and len(cells) == width:
                 out.append((ref, table._joined(lines)))
@@ -869,19 +871,45 @@ def _records_by_rejoining(items: list, delimiter: str, width: int) -> list:
     return out
 
 
-@given(lines=st.lists(st.text(st.sampled_from(['a', ',', '"', '\t', ' ', '\x00', '\udcff']), max_size=7).map(
+@given(lines=st.lists(st.text(st.sampled_from(['a', '1', ',', '"', '\t', ' ', '\x00', '\udcff']), max_size=7).map(
            lambda text: text.encode("utf-8", "surrogateescape")), max_size=14),
-       width=st.integers(1, 4), delimiter=st.sampled_from([",", "\t"]), crs=st.lists(st.booleans(), max_size=14),
-       bounds=st.tuples(st.integers(1, 5), st.integers(4, 40)))
-def test_records_are_those_each_line_joined_afresh_with_the_lines_it_takes_gives(lines, width, delimiter, crs, bounds):
+       width=st.integers(1, 4), id_at=st.one_of(st.none(), st.integers(0, 3)), delimiter=st.sampled_from([",", "\t"]),
+       crs=st.lists(st.booleans(), max_size=14), bounds=st.tuples(st.integers(1, 5), st.integers(4, 40)))
+def test_records_are_those_each_line_joined_afresh_with_the_lines_it_takes_gives(lines, width, id_at, delimiter, crs,
+                                                                                 bounds):
     """However few times `_records` joins and parses (counting what each line adds to a record's cells instead),
     it gives what joining each open line afresh with the lines it takes and parsing the record whole gives: on lines
-    of quotes, delimiters, NULs, bytes that are no UTF-8 and lone CRs, under small record bounds."""
+    of quotes, delimiters, digits, NULs, bytes that are no UTF-8 and lone CRs, under small record bounds."""
     from pipeline.sources import table
 
     items = [(f"t:{number}", line + (b"\r" if number < len(crs) and crs[number] else b""))
              for number, line in enumerate(lines)]
+    id_at = None if id_at is None else min(id_at, width - 1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(table, "MAX_RECORD_LINES", bounds[0])
         patch.setattr(table, "MAX_LINE_BYTES", bounds[1])
-        assert list(table._records(iter(items), delimiter, width)) == _records_by_rejoining(items, delimiter, width)
+        assert (list(table._records(iter(items), delimiter, width, id_at))
+                == _records_by_rejoining(items, delimiter, width, id_at))
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_a_stray_quote_never_swallows_the_rows_after_it_into_its_value(tmp_path, delimiter):
+    """A title opening with a stray quote (`"Sunset`) and a later one ending with one (`at dusk"`) made one record of
+    every line between them: the first photo's title held the other rows, which gave no photo and no rejection. A value
+    that would take a line reading alone as a row of the table (the header's width, a photo id where the id is) leaves
+    its line a record alone, its row's rejection, and the lines after it are read as rows."""
+    fmt = "csv" if delimiter == "," else "tsv"
+    rows = [["id", "url", "license", "title"], ["1", "http://h/1.jpg", "CC BY 4.0", '"Sunset'],
+            ["2", "http://h/2.jpg", "CC BY 4.0", "plain"], ["3", "http://h/3.jpg", "CC BY 4.0", 'at dusk"'],
+            ["4", "http://h/4.jpg", "CC BY 4.0", '"two\nlines"']]  # a value holding a line break is still one
+    (tmp_path / f"s.{fmt}").write_text("".join(delimiter.join(row) + "\n" for row in rows), encoding="utf-8")
+    items = list(read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt)))
+    assert [(item.source_ref, item.reason if isinstance(item, Rejection) else item.title) for item in items] == [
+        (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:3", "plain"), (f"s.{fmt}:4", 'at dusk"'),
+        (f"s.{fmt}:5", "two\nlines")]
+    with local_pipeline() as p:  # the job: each row once, a photo or a rejection
+        read = p | ReadTable(str(tmp_path / f"s.{fmt}"), table_layout(fmt))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["2", "3", "4"]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([(f"s.{fmt}:2", "read", "malformed_row")]),
+                    label="rejected")
+

@@ -6,10 +6,10 @@ names the user's column for each field; a field not named is read from the colum
 Rows come out as the same `Photo` the YFCC source emits, so every later stage — the license filter
 first, which keeps CC BY 2.0 and 4.0 only — treats them alike.
 
-Text tables have a header row and one record per line (a quoted value may hold the delimiter and
-quotes, never a newline); they are read line by line with the YFCC reader's length bound, plain,
-.gz or .bz2. Every data row ends as a `Photo` or as a `Rejection` named by its id, else by its
-"file:line" (Parquet and JSON lines count rows from 1, text tables count the header as line 1).
+Text tables have a header row and one record per line (a quoted value may hold the delimiter, quotes
+and line breaks, never a line that reads alone as a row: `_records`); they are read line by line with the
+YFCC reader's length bound, plain, .gz or .bz2. Every data row ends as a `Photo` or as a `Rejection` named
+by its id, else by its "file:line" (Parquet and JSON lines count rows from 1, text tables count the header as line 1).
 Values are typed by the format: a JSON or Parquet number may be an id, never a URL or a title.
 """
 
@@ -21,7 +21,7 @@ import posixpath
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -306,7 +306,31 @@ def _joined(lines: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int
+def _a_row_alone(item: tuple[str, bytes] | Rejection, delimiter: str, width: int, id_at: int | None) -> bool:
+    """Whether a line reads alone as a row of the table: no quote left open, `width` cells, a photo id at `id_at`."""
+    if id_at is None or isinstance(item, Rejection) or _quote_left_open(item[1], delimiter):
+        return False
+    cells = _split(item[1], item[0], delimiter)
+    if isinstance(cells, Rejection) or len(cells) != width:
+        return False
+    try:
+        canonical_photo_id(cells[id_at].strip())
+    except BadPhotoId:
+        return False
+    return True
+
+
+class _Ahead(NamedTuple):
+    """A line read past the current one, with what `_records` needs to know of it, found once."""
+
+    item: tuple[str, bytes] | Rejection
+    closes: bool | None  # `_closes`
+    cells: int | None  # `_adds`
+    text: bool  # `_adds`
+    row: bool  # `_a_row_alone`
+
+
+def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int, id_at: int | None = None
              ) -> Iterator[tuple[str, bytes] | Rejection]:
     """The records of a text table, each (the ref of its first line, its text), blank lines left out. A quoted value
     may hold line breaks, as spreadsheets and pandas write a description of several lines: each line was a row of
@@ -322,21 +346,27 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
     is joined and parsed only when it has `width` cells, counted from what each of its lines adds (`_adds`, once a
     line): from a value's second line on, a line is read the same whatever line opened the value, so a record of the
     wrong width was joined and parsed again for each open line it took (`a","b` between a line opening a quote and
-    one closing it at the wrong width: 43 s a MB, a good row 0.7)."""
-    # Lines read past the current one: (line, `_closes`, `_adds`' cells and text)
-    ahead: deque[tuple[tuple[str, bytes] | Rejection, bool | None, int | None, bool]] = deque()
+    one closing it at the wrong width: 43 s a MB, a good row 0.7).
+
+    Nor does a value take a line that reads alone as a row of the table (`_a_row_alone`, a photo id in the column
+    `id_at`): a title opening with a stray quote (`"Sunset`) and a later one ending with one (`at dusk"`) made one
+    record of every row between them, the first photo's title holding them, the others no photo and no rejection."""
+    ahead: deque[_Ahead] = deque()  # lines read past the current one
     known = 0  # ahead[:known] continue a quoted value without closing it
     known_bytes = 0  # their bytes, a line break each included
     known_cells = 0  # the cells they complete
     known_unread = 0  # how many of them `_split` cannot read (no UTF-8, a NUL, a line the csv reader refuses)
+    known_rows = 0  # how many of them read alone as rows of the table
     source = iter(items)
     while True:
         if ahead:
-            item, _, cells, text = ahead.popleft()
+            popped = ahead.popleft()
+            item = popped.item
             if known:
-                known, known_bytes = known - 1, known_bytes - len(item[1]) - 1
-                known_cells -= cells or 0
-                known_unread -= cells is None or not text
+                known, known_bytes = known - 1, known_bytes - len(popped.item[1]) - 1
+                known_cells -= popped.cells or 0
+                known_unread -= popped.cells is None or not popped.text
+                known_rows -= popped.row
         elif (item := next(source, None)) is None:
             return
         if isinstance(item, Rejection) or not _quote_left_open(item[1], delimiter):
@@ -350,36 +380,37 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                 if more is None:
                     break
                 closing = _closes(more, delimiter)
-                ahead.append((more, closing, *_adds(more, closing, delimiter)))
-            line, closes, cells, text = ahead[known]
-            if closes is not False:
+                ahead.append(_Ahead(more, closing, *_adds(more, closing, delimiter),
+                                    _a_row_alone(more, delimiter, width, id_at)))
+            line = ahead[known]
+            if line.closes is not False:
                 break
-            known, known_bytes = known + 1, known_bytes + len(line[1]) + 1
-            known_cells += cells or 0
-            known_unread += cells is None or not text
-        if known < min(len(ahead), MAX_RECORD_LINES) and ahead[known][1] and _read_as(
-                raw, ahead[known], known_cells, known_unread, delimiter) == width:
-            last = ahead[known][0][1]
+            known, known_bytes = known + 1, known_bytes + len(line.item[1]) + 1
+            known_cells += line.cells or 0
+            known_unread += line.cells is None or not line.text
+            known_rows += line.row
+        closing = ahead[known] if known < min(len(ahead), MAX_RECORD_LINES) else None
+        if (closing is not None and closing.closes and not known_rows and not closing.row
+                and _read_as(raw, closing, known_cells, known_unread, delimiter) == width):
+            last = ahead[known].item[1]
             if len(raw) + known_bytes + 1 + len(last) <= MAX_LINE_BYTES:
-                joined = _joined([raw, *(ahead[number][0][1] for number in range(known)), last])
+                joined = _joined([raw, *(ahead[number].item[1] for number in range(known)), last])
                 cells = _split(joined, ref, delimiter)
                 if not isinstance(cells, Rejection) and len(cells) == width:
                     for _ in range(known + 1):
                         ahead.popleft()
-                    known = known_bytes = known_cells = known_unread = 0
+                    known = known_bytes = known_cells = known_unread = known_rows = 0
                     item = (ref, joined)
         yield item
 
 
-def _read_as(raw: bytes, closing: tuple[Any, bool | None, int | None, bool], between: int, unread: int,
-             delimiter: str) -> int | None:
+def _read_as(raw: bytes, closing: _Ahead, between: int, unread: int, delimiter: str) -> int | None:
     """The cells of the record that the open line `raw` starts and the `closing` line (an `ahead` entry) ends, the
     lines between completing `between` cells, `unread` of them unreadable: None when `_split` cannot read it."""
-    _, _, cells, text = closing
-    if cells is None or not text or unread or not _is_text(raw):
+    if closing.cells is None or not closing.text or unread or not _is_text(raw):
         return None
     opened = _cell_count(raw + b'"', delimiter)  # the open value closed at the line's end
-    return None if opened is None else opened - 1 + between + cells
+    return None if opened is None else opened - 1 + between + closing.cells
 
 
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
@@ -392,7 +423,9 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
     header = _header(first, delimiter)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
     # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
-    records = _content_lines(lines) if isinstance(header, tuple) else _records(lines, delimiter, len(header))
+    # A value never takes a line that reads as a row: one with a photo id where the id column is
+    id_at = header.index(layout.column("id")) if isinstance(header, list) and not problem else None
+    records = _content_lines(lines) if isinstance(header, tuple) else _records(lines, delimiter, len(header), id_at)
     for item in records:
         if isinstance(item, Rejection):
             yield item
