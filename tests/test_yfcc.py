@@ -676,3 +676,18 @@ def test_a_run_of_lone_crs_is_searched_once_not_again_for_each_of_its_lines(tmp_
     lines = [item[1] for item in yfcc.read_numbered_lines(str(path))]
     assert lines == [b"a", *[b"\r"] * 20_000, b"b"]
     assert sum(scanned) < 4 * path.stat().st_size, sum(scanned)
+
+
+def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_entry():
+    """A table's URL over 4,096 characters is a bad_field and an API entry's a bad_api_entry; a YFCC row's download URL
+    was kept at any length its 64 KiB line allowed (60,018 characters: fetched, and carried into the dataset). At the
+    bound it is kept."""
+    from pipeline.sources.table import MAX_URL_CHARS
+
+    base = "http://h/9_ab.jpg?"
+    longest = parse_line(_line(download_url=base + "a" * (MAX_URL_CHARS - len(base))), "d.tsv:1")
+    assert isinstance(longest, Photo) and len(longest.download_url) == MAX_URL_CHARS
+    for url in (base + "a" * (MAX_URL_CHARS + 1 - len(base)), "http://h/" + "a" * 60_000 + "/9_ab.jpg"):
+        parsed = parse_line(_line(download_url=url), "d.tsv:1")
+        assert isinstance(parsed, Rejection) and parsed.reason == "bad_field", parsed
+        assert "download_url" in parsed.detail and f"{len(url):,} characters" in parsed.detail

@@ -184,6 +184,17 @@ def owner_id(value: str, name: str, reason: str = "bad_field") -> str:
     return value
 
 
+# Longer URLs are not photo URLs (browsers and servers stop near 8 KB): every source refuses one.
+MAX_URL_CHARS = 4096
+
+
+def bounded_url(value: str, name: str, reason: str = "bad_field") -> str:
+    """A URL of at most MAX_URL_CHARS characters."""
+    if len(value) > MAX_URL_CHARS:
+        raise BadField(reason, f"{name} holds {len(value):,} characters, over the limit of {MAX_URL_CHARS:,}")
+    return value
+
+
 def page_url(value: str, name: str) -> str:
     """'' or an http(s) URL without spaces or control characters: the page ATTRIBUTION.csv links to."""
     if value and not _PAGE_URL.fullmatch(value):

@@ -56,9 +56,9 @@ REQUIRED = ("id", "url", "license")
 DESCRIBED = {"csv": "CSV with a header row", "tsv": "tab-separated values with a header row",
              "parquet": "Parquet", "jsonl": "JSON lines (one object per line)"}
 _DELIMITERS = {"csv": ",", "tsv": "\t"}
-# Longer URLs are not photo URLs (browsers and servers stop near 8 KB); other values are bounded by
-# the line limit in text tables and by this in Parquet, whose cells have no such bound.
-MAX_URL_CHARS = 4096
+# URLs are bounded as every source bounds them (`fields.MAX_URL_CHARS`); other values by the line limit in text
+# tables and by this in Parquet, whose cells have no such bound.
+MAX_URL_CHARS = fields.MAX_URL_CHARS
 MAX_VALUE_CHARS = MAX_LINE_BYTES
 # No text of MAX_VALUE_CHARS characters takes more bytes in UTF-8: a Parquet cell over it is refused before Python
 # holds it, and a page or a column chunk that could only hold cells over it, before it is decompressed.

@@ -65,6 +65,7 @@ def _check(row: dict[str, str]) -> int:
         fields.no_nul(row[name], name)
     fields.owner_id(row["owner_nsid"], "owner_nsid")
     fields.page_url(row["page_url"], "page_url")
+    fields.bounded_url(row["download_url"], "download_url")  # as a table's or an API entry's
     row["date_taken"] = fields.taken_date(row["date_taken"], "date_taken")
     row["date_uploaded"] = fields.upload_date(row["date_uploaded"], "date_uploaded")
     return fields.marker(row["marker"])
