@@ -823,8 +823,8 @@ def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_li
     """A line opening a quote that a later line closes, the record then of the wrong width: the line is its row's
     rejection and the lines it took are read as records of their own, and each of those that opens a quote again
     (`a","b`) took the same lines up to the same closing one, joined and parsed again: 1,000 such lines between an
-    opening and a closing line cost a million lines of joining and parsing (43 s a MB, a good row 0.7). What a line
-    alone and as a value's continuation adds to a record's cells is counted once, and only a record of the right
+    opening and a closing line cost a million lines of joining and parsing (20 s of CPU a MB, a good row 0.4). What a
+    line alone and as a value's continuation adds to a record's cells is counted once, and only a record of the right
     width is joined and parsed."""
     from pipeline.sources import table
 
