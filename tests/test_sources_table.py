@@ -842,8 +842,8 @@ def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_li
 
 def _records_by_rejoining(items: list, delimiter: str, width: int, id_at: int | None) -> list:
     """The oracle for `table._records`: each line that leaves a quote open is joined afresh with the lines after it up
-    to the first that closes the value (bounded as `_records` bounds a record, none of them a row alone) and parsed
-    whole."""
+    to the first that closes the value (bounded as `_records` bounds a record) and parsed whole; a record holding a
+    line that reads alone as a row is one `malformed_row` (here its ref and reason)."""
     from pipeline.sources import table
 
     out, at = [], 0
@@ -860,11 +860,11 @@ def _records_by_rejoining(items: list, delimiter: str, width: int, id_at: int | 
             end += 1
         lines = [raw, *(line for _, line in items[at:end + 1])]
         if (end - at < table.MAX_RECORD_LINES and end < len(items) and table._closes(items[end], delimiter)
-                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES
-                and not any(table._a_row_alone(line, delimiter, width, id_at) for line in items[at:end + 1])):
+                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES):
             cells = table._split(table._joined(lines), ref, delimiter)
             if not isinstance(cells, Rejection) and len(cells) == width:
-                out.append((ref, table._joined(lines)))
+                rows = [table._a_row_alone(line, delimiter, width, id_at) for line in items[at:end + 1]]
+                out.append((ref, "malformed_row") if any(rows) else (ref, table._joined(lines)))
                 at = end + 1
                 continue
         out.append(item)
@@ -888,30 +888,44 @@ def test_records_are_those_each_line_joined_afresh_with_the_lines_it_takes_gives
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(table, "MAX_RECORD_LINES", bounds[0])
         patch.setattr(table, "MAX_LINE_BYTES", bounds[1])
-        assert (list(table._records(iter(items), delimiter, width, id_at))
-                == _records_by_rejoining(items, delimiter, width, id_at))
+        got = [(item.source_ref, item.reason) if isinstance(item, Rejection) else item
+               for item in table._records(iter(items), delimiter, width, id_at)]
+        assert got == _records_by_rejoining(items, delimiter, width, id_at)
 
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_a_stray_quote_never_swallows_the_rows_after_it_into_its_value(tmp_path, delimiter):
     """A title opening with a stray quote (`"Sunset`) and a later one ending with one (`at dusk"`) made one record of
-    every line between them: the first photo's title held the other rows, which gave no photo and no rejection. A value
-    that would take a line reading alone as a row of the table (the header's width, a photo id where the id is) leaves
-    its line a record alone, its row's rejection, and the lines after it are read as rows."""
+    every line between them: the first photo's title held the other rows, which gave no photo and no rejection. A
+    record whose value holds a line reading alone as a row of the table (the header's width, a photo id where the id
+    is) is refused whole, saying which lines it spans and which reads as a row."""
     fmt = "csv" if delimiter == "," else "tsv"
     rows = [["id", "url", "license", "title"], ["1", "http://h/1.jpg", "CC BY 4.0", '"Sunset'],
             ["2", "http://h/2.jpg", "CC BY 4.0", "plain"], ["3", "http://h/3.jpg", "CC BY 4.0", 'at dusk"'],
-            ["4", "http://h/4.jpg", "CC BY 4.0", '"two\nlines"']]  # a value holding a line break is still one
+            ["4", "http://h/4.jpg", "CC BY 4.0", '"two\nlines"'], ["5", "http://h/5.jpg", "CC BY 4.0", "five"]]
     (tmp_path / f"s.{fmt}").write_text("".join(delimiter.join(row) + "\n" for row in rows), encoding="utf-8")
     items = list(read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt)))
     assert [(item.source_ref, item.reason if isinstance(item, Rejection) else item.title) for item in items] == [
-        (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:3", "plain"), (f"s.{fmt}:4", 'at dusk"'),
-        (f"s.{fmt}:5", "two\nlines")]
-    with local_pipeline() as p:  # the job: each row once, a photo or a rejection
+        (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:5", "two\nlines"), (f"s.{fmt}:7", "five")]
+    assert "from line 2 to line 4 holds line 3, which reads as a row of its own" in items[0].detail
+    with local_pipeline() as p:  # the job: each record once, a photo or a rejection
         read = p | ReadTable(str(tmp_path / f"s.{fmt}"), table_layout(fmt))
-        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["2", "3", "4"]), label="kept")
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["4", "5"]), label="kept")
         assert_that(read.rejected | beam.Map(why), equal_to([(f"s.{fmt}:2", "read", "malformed_row")]),
                     label="rejected")
+
+
+def test_a_value_holding_a_row_s_text_is_never_read_as_a_row(tmp_path):
+    """A description written to read as a row (a Flickr user's text, in a file pandas wrote from Flickr's answers)
+    is one value, never a photo the file does not list: the record holding it is refused whole."""
+    import pandas as pd
+
+    description = "nice\n7001,https://live.staticflickr.com/1/7001_x_z.jpg,CC BY 4.0,someone else's"
+    pd.DataFrame({"id": [5, 6], "url": ["http://h/5.jpg", "http://h/6.jpg"], "license": ["CC BY 4.0"] * 2,
+                  "title": [description, "six"]}).to_csv(tmp_path / "p.csv", index=False)
+    items = list(read_rows(str(tmp_path / "p.csv"), table_layout("csv")))
+    assert [(item.photo_id, getattr(item, "reason", "kept")) for item in items] == [
+        ("p.csv:2", "malformed_row"), ("6", "kept")]
 
 
 def test_a_parquet_footer_over_its_bound_is_refused_before_pyarrow_parses_it(tmp_path, monkeypatch):

@@ -7,9 +7,10 @@ Rows come out as the same `Photo` the YFCC source emits, so every later stage â€
 first, which keeps CC BY 2.0 and 4.0 only â€” treats them alike.
 
 Text tables have a header row and one record per line (a quoted value may hold the delimiter, quotes
-and line breaks, never a line that reads alone as a row: `_records`); they are read line by line with the
-YFCC reader's length bound, plain, .gz or .bz2. Every data row ends as a `Photo` or as a `Rejection` named
-by its id, else by its "file:line" (Parquet and JSON lines count rows from 1, text tables count the header as line 1).
+and line breaks, but a record holding a line that reads alone as a row is refused: `_records`); they are read
+line by line with the YFCC reader's length bound, plain, .gz or .bz2. Every data row ends as a `Photo` or as a
+`Rejection` named by its id, else by its "file:line" (Parquet and JSON lines count rows from 1, text tables count
+the header as line 1).
 Values are typed by the format: a JSON or Parquet number may be an id, never a URL or a title.
 """
 
@@ -327,7 +328,6 @@ class _Ahead(NamedTuple):
     closes: bool | None  # `_closes`
     cells: int | None  # `_adds`
     text: bool  # `_adds`
-    row: bool  # `_a_row_alone`
 
 
 def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int, id_at: int | None = None
@@ -348,15 +348,16 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
     wrong width was joined and parsed again for each open line it took (`a","b` between a line opening a quote and
     one closing it at the wrong width: 20 s of CPU a MB, a good row 0.4).
 
-    Nor does a value take a line that reads alone as a row of the table (`_a_row_alone`, a photo id in the column
-    `id_at`): a title opening with a stray quote (`"Sunset`) and a later one ending with one (`at dusk"`) made one
-    record of every row between them, the first photo's title holding them, the others no photo and no rejection."""
+    A record whose value holds a line that reads alone as a row of the table (`_a_row_alone`, a photo id in the
+    column `id_at`) is refused whole (`_swallowing`): a title opening with a stray quote (`"Sunset`) and a later one
+    ending with one (`at dusk"`) made one record of every row between them, the first photo's title holding them, the
+    others no photo and no rejection. Its lines are never read as rows: a value holding a row's text (a Flickr
+    description written as one, in a file pandas wrote) would be a row the file does not hold."""
     ahead: deque[_Ahead] = deque()  # lines read past the current one
     known = 0  # ahead[:known] continue a quoted value without closing it
     known_bytes = 0  # their bytes, a line break each included
     known_cells = 0  # the cells they complete
     known_unread = 0  # how many of them `_split` cannot read (no UTF-8, a NUL, a line the csv reader refuses)
-    known_rows = 0  # how many of them read alone as rows of the table
     source = iter(items)
     while True:
         if ahead:
@@ -366,7 +367,6 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                 known, known_bytes = known - 1, known_bytes - len(popped.item[1]) - 1
                 known_cells -= popped.cells or 0
                 known_unread -= popped.cells is None or not popped.text
-                known_rows -= popped.row
         elif (item := next(source, None)) is None:
             return
         if isinstance(item, Rejection) or not _quote_left_open(item[1], delimiter):
@@ -380,28 +380,39 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                 if more is None:
                     break
                 closing = _closes(more, delimiter)
-                ahead.append(_Ahead(more, closing, *_adds(more, closing, delimiter),
-                                    _a_row_alone(more, delimiter, width, id_at)))
+                ahead.append(_Ahead(more, closing, *_adds(more, closing, delimiter)))
             line = ahead[known]
             if line.closes is not False:
                 break
             known, known_bytes = known + 1, known_bytes + len(line.item[1]) + 1
             known_cells += line.cells or 0
             known_unread += line.cells is None or not line.text
-            known_rows += line.row
         closing = ahead[known] if known < min(len(ahead), MAX_RECORD_LINES) else None
-        if (closing is not None and closing.closes and not known_rows and not closing.row
+        if (closing is not None and closing.closes
                 and _read_as(raw, closing, known_cells, known_unread, delimiter) == width):
             last = ahead[known].item[1]
             if len(raw) + known_bytes + 1 + len(last) <= MAX_LINE_BYTES:
                 joined = _joined([raw, *(ahead[number].item[1] for number in range(known)), last])
                 cells = _split(joined, ref, delimiter)
                 if not isinstance(cells, Rejection) and len(cells) == width:
-                    for _ in range(known + 1):
-                        ahead.popleft()
-                    known = known_bytes = known_cells = known_unread = known_rows = 0
-                    item = (ref, joined)
+                    # Lines of a value closed at `width` cells: no `Rejection`, each judged once, as it is taken
+                    taken: list[Any] = [ahead.popleft().item for _ in range(known + 1)]
+                    row = next((line for line in taken if _a_row_alone(line, delimiter, width, id_at)), None)
+                    item = (ref, joined) if row is None else _swallowing(ref, row, taken[-1])
+                    known = known_bytes = known_cells = known_unread = 0
         yield item
+
+
+def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
+    """The rejection of a record whose quoted value holds `row`, a line that reads alone as a row of the table: a stray
+    quote in one row and another in a later one (the rows between were one photo's title), or a value holding a row's
+    text (a description written to be read as a row: never one). `last`: the record's last line."""
+    def line(item: tuple[str, bytes]) -> str:
+        return item[0].rpartition(":")[2]
+
+    return _rejection(ref, "malformed_row", f"a quoted value from line {line((ref, b''))} to line {line(last)} holds "
+                                            f"line {line(row)}, which reads as a row of its own (a stray quote?): "
+                                            "refused as one record")
 
 
 def _read_as(raw: bytes, closing: _Ahead, between: int, unread: int, delimiter: str) -> int | None:
