@@ -357,3 +357,18 @@ def test_rows_of_a_row_group_that_cannot_be_decoded_are_rejected_from_there_on(t
         assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.source_ref)), equal_to(
             [(str(i), "unreadable_row", f"2026-09/parquet/pass-00000-of-00001.parquet:{i}") for i in (3, 4, 5, 6)]),
             label="rejected")
+
+
+def test_a_shard_stating_a_footer_over_its_bound_fails_the_refresh_unparsed(tmp_path, monkeypatch):
+    """A previous release's shard whose footer pyarrow would parse at ~15 times its size (one resealed with a footer of
+    gigabytes) is refused from the length its last bytes state, as a shard that cannot be read."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io import parquet_footer
+
+    carry(tmp_path, [released(1)])
+    footer = pq.ParquetFile(tmp_path / "parquet" / "pass-00000-of-00001.parquet").metadata.serialized_size
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
+    with pytest.raises(Exception, match=r"pass-00000-of-00001\.parquet of the previous release cannot be read "
+                                        rf"\(.*its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
+        _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")

@@ -124,3 +124,24 @@ def test_parquet_files_named_by_overlapping_patterns_are_read_once(tmp_path):
     with local_pipeline() as p:
         rows = p | ReadParquetFiles([f"{tmp_path}/*.parquet", f"{tmp_path}/a.parquet"])
         assert_that(rows | beam.Map(lambda row: row["photo_id"]), equal_to(["1", "2"]))
+
+
+def test_a_parquet_file_whose_footer_is_over_its_bound_is_refused_before_pyarrow_parses_it(tmp_path, monkeypatch):
+    """pyarrow parses a footer at ~15 times its size before any row: a previous release's shard, a ledger or a cache
+    file stating a footer of gigabytes (all outside input) took that much memory before anything could refuse it.
+    `read_parquet` (a previous release's ids, its rejections) and ReadParquetFiles (--ledger, --previous_index, once
+    the job runs) refuse it from the length its last bytes state."""
+    from pipeline.io import parquet_footer
+    from pipeline.io.files import ReadParquetFiles, read_parquet
+    from pipeline.io.parquet_footer import FooterTooLarge
+    from tests.conftest import local_pipeline
+    from tests.test_parquet_footer import wide_parquet
+
+    data, footer = wide_parquet()
+    (tmp_path / "ledger.parquet").write_bytes(data)
+    assert read_parquet(str(tmp_path / "ledger.parquet"), ["photo_id"]).num_rows == 40
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
+    with pytest.raises(FooterTooLarge, match=f"ledger.parquet: its Parquet footer is {footer:,} bytes"):
+        read_parquet(str(tmp_path / "ledger.parquet"))
+    with pytest.raises(Exception, match=f"its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
+        _ = p | ReadParquetFiles([f"{tmp_path}/*.parquet"])

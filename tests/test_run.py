@@ -600,6 +600,24 @@ def test_a_ledger_or_index_that_is_no_parquet_fails_at_launch_in_one_line(world,
     assert not server.hits
 
 
+def test_a_ledger_stating_a_footer_over_its_bound_fails_at_launch_in_one_line(world, tmp_path, capsys, monkeypatch):
+    """pyarrow parses a footer at ~15 times its size: the launch check that opens each --ledger and --previous_index
+    file took that much memory for a file stating a footer of gigabytes. Refused from the length it states."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io import parquet_footer
+
+    server, metadata = world
+    path = tmp_path / "ledger-00000-of-00001.parquet"
+    pq.write_table(pa.table({"photo_id": ["7"]}), path)
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", pq.ParquetFile(path).metadata.serialized_size - 1)
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"--ledger={path}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "--ledger" in message and "its Parquet footer is" in message, message
+    assert not server.hits
+
+
 def test_review_apply_of_a_missing_file_and_credentials_with_a_wrong_field_are_one_line(tmp_path, capsys):
     assert main(["review", "apply", str(tmp_path / "missing.csv"), "--store", str(tmp_path / "store.csv")]) == 2
     assert "no decisions file" in capsys.readouterr().err

@@ -46,6 +46,7 @@ from pipeline.io.layout import (
     staging_dir,
 )
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.parquet_footer import check_footer
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
@@ -296,6 +297,7 @@ def parquet_problem(path: str) -> str | None:
     reader, a truncated or foreign file failed the whole job with ArrowInvalid once it started."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            check_footer(handle)
             pq.ParquetFile(handle).schema_arrow  # noqa: B018  # reads and parses the footer
     except (OSError, ValueError, pa.ArrowException) as err:
         return f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})"

@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io.parquet_footer import FooterTooLarge, check_footer, footer_problem
+
 
 class _HashingWriter(io.RawIOBase):
     """Passes writes through to a file handle while counting bytes and hashing them."""
@@ -361,8 +363,13 @@ def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
 
 def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
     """A whole Parquet file, local or on any Beam filesystem (read into memory: our Parquet files
-    are shards of bounded size)."""
-    return pq.read_table(io.BytesIO(read_bytes(path)), columns=list(columns) if columns is not None else None)
+    are shards of bounded size). FooterTooLarge for a footer pyarrow would parse at ~15 times its size (a previous
+    release's shard, a cache's file: outside input)."""
+    data = read_bytes(path)
+    problem = footer_problem(data[-8:])
+    if problem:
+        raise FooterTooLarge(f"{path}: {problem}")
+    return pq.read_table(io.BytesIO(data), columns=list(columns) if columns is not None else None)
 
 
 _PARQUET_BATCH_ROWS = 16_384  # rows in memory at a time: a ledger shard can hold millions
@@ -374,6 +381,7 @@ class _ParquetRows(beam.DoFn):
 
     def process(self, path: str) -> Iterator[dict[str, Any]]:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            check_footer(handle)
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 yield from batch.to_pylist()
 

@@ -32,6 +32,7 @@ from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import matching, open_reader
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
+from pipeline.io.parquet_footer import check_footer
 from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -102,6 +103,7 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
     with open_reader(path) as remote:
         watched = _Watched(remote)
         try:
+            check_footer(watched)
             shard = pq.ParquetFile(watched, pre_buffer=False, buffer_size=_READ_CHUNK)
         except (OSError, ValueError, pa.ArrowException) as err:
             watched.raise_a_failed_read()
