@@ -143,8 +143,7 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
                *(_listed(folder, path, b"secret") for path in bad_paths)]
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
-    real_read_bytes, real_open = pipeline.release.verify.read_bytes, pipeline.release.verify.open_reader
-    monkeypatch.setattr(pipeline.release.verify, "read_bytes", lambda path: read.append(path) or real_read_bytes(path))
+    real_open = pipeline.release.verify.open_reader
     monkeypatch.setattr(pipeline.release.verify, "open_reader", lambda path: read.append(path) or real_open(path))
     problems = list(verify(str(folder)))
     assert set(read) == {str(folder / "manifest.json"), str(folder / "a.txt")}
@@ -203,8 +202,7 @@ def test_a_listed_file_that_is_no_regular_file_or_not_its_size_is_not_read(relea
     _edit_manifest(copy, lambda m: m["files"].extend([{"path": "notes.txt", "bytes": 0, "sha256": "0" * 64},
                                                        _listed(copy, "huge.bin", b"\0" * 10)]))
     read = []
-    real_read, real_open = verify_module.read_bytes, verify_module.open_reader
-    monkeypatch.setattr(verify_module, "read_bytes", lambda path: (read.append(path), real_read(path))[1])
+    real_open = verify_module.open_reader
     monkeypatch.setattr(verify_module, "open_reader", lambda path: (read.append(path), real_open(path))[1])
     problems = _problems(copy)
     assert ("notes.txt", "a named pipe, not a regular file; not read") in problems
@@ -856,3 +854,39 @@ def test_an_attribution_record_of_millions_of_commas_over_many_lines_is_refused_
     assert any(p.path.endswith("ATTRIBUTION.csv") and "longer than any a run writes" in p.message
                for p in problems), problems
     assert peak < 60_000_000, peak
+
+
+def test_a_manifest_that_is_a_link_out_a_pipe_a_folder_or_too_large_is_one_line_and_not_read(release, tmp_path):
+    """The files the manifest lists were read only inside the release and only if regular, the manifest itself
+    wherever it led: linked to another release's manifest outside the folder it was read and the release said OK
+    as that one (linked to /dev/zero, read until memory ran out); a named pipe blocked verify for ever; a folder
+    ended it with 'the job failed: IsADirectoryError'. Each is one line, the manifest not read."""
+    import subprocess
+    import sys
+
+    copy = _copy(release, tmp_path)
+    manifest = copy / "manifest.json"
+    outside = tmp_path / "outside.json"
+    shutil.move(manifest, outside)
+    os.symlink(outside, manifest)
+    assert _problems(copy) == {("manifest.json", "manifest.json is a link that leads outside the release; not read")}
+
+    manifest.unlink()
+    manifest.mkdir()
+    assert _problems(copy) == {("manifest.json", "manifest.json is a folder, not a regular file; not read")}
+
+    manifest.rmdir()
+    with manifest.open("wb") as handle:  # sparse: past the bound without writing it
+        handle.truncate(pipeline.release.verify._MAX_MANIFEST + 1)
+    assert _problems(copy) == {("manifest.json", "manifest.json is 67,108,865 bytes, over the 67,108,864 any run "
+                                                 "writes; not read")}
+
+    manifest.unlink()
+    os.mkfifo(manifest)  # nothing ever writes it: opened for reading, it blocks (in a process of its own)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(copy)], capture_output=True,
+                              text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("verify blocked on a manifest.json that is a named pipe")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.splitlines()[0] == "manifest.json: manifest.json is a named pipe, not a regular file; not read"

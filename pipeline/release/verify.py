@@ -46,7 +46,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.dataset_card import card_text
-from pipeline.io.files import HashingReader, matching, open_reader, read_bytes, size_and_kind, size_and_sha256
+from pipeline.io.files import HashingReader, matching, open_reader, size_and_kind, size_and_sha256
 from pipeline.io.formats import WRITERS
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
@@ -79,6 +79,9 @@ _TABLE_ROWS = 16_384
 # matter alone is compared, its first bytes.
 _MAX_STATS = 16 << 20
 _CARD_HEAD = 1 << 20
+# Of manifest.json, read whole and parsed: a run's lists each file in ~250 bytes (a release of 1.4M photos in shards
+# of 5,000 lists ~1,000 files: a few hundred kB).
+_MAX_MANIFEST = 64 << 20
 
 
 @dataclass
@@ -152,10 +155,27 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _load_manifest(path: str) -> tuple[dict[str, Any] | None, str]:
-    """The manifest as a dict, or None and why not."""
+def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]:
+    """The manifest as a dict, or None and why not. Like every file of the release, it is read only inside the
+    release, only if it is a regular file, and only up to `_MAX_MANIFEST` bytes: read whole wherever it led, a
+    manifest.json linked to one outside was read and the release passed as that one's, linked to /dev/zero it was
+    read until memory ran out, a named pipe blocked verify for ever, and a folder was a traceback."""
+    if _leaves_release(release, path):
+        return None, f"{MANIFEST} is a link that leads outside the release; not read"
     try:
-        manifest = json.loads(read_bytes(path).decode("utf-8"))
+        size, kind = size_and_kind(path)
+        if kind:
+            return None, f"{MANIFEST} is {kind}, not a regular file; not read"
+        if size is not None and size > _MAX_MANIFEST:
+            return None, f"{MANIFEST} is {size:,} bytes, over the {_MAX_MANIFEST:,} any run writes; not read"
+        with open_reader(path) as handle:
+            data = read_up_to(handle, _MAX_MANIFEST + 1)
+    except OSError as err:
+        return None, f"{MANIFEST} is unreadable: {_one_line(err)}"
+    if len(data) > _MAX_MANIFEST:  # grown since its size was taken, or an object store's size that was not true
+        return None, f"{MANIFEST} is over the {_MAX_MANIFEST:,} bytes any run writes; not read"
+    try:
+        manifest = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as err:  # bad JSON, not UTF-8, or nested deeper than Python recurses
         return None, f"{MANIFEST} is not valid JSON: {_one_line(err)[:200]}"
     if not isinstance(manifest, dict):
@@ -477,7 +497,7 @@ def verify(release: str) -> Iterator[Problem]:
         else:  # a run's working folder, or one stopped before publishing: its manifest is published last
             yield Problem(manifest_path, "no manifest.json: no published release or dataset here")
         return
-    manifest, why = _load_manifest(manifest_path)
+    manifest, why = _load_manifest(release, manifest_path)
     if manifest is None:
         yield Problem(MANIFEST, why)
         return
