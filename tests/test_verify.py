@@ -890,3 +890,21 @@ def test_a_manifest_that_is_a_link_out_a_pipe_a_folder_or_too_large_is_one_line_
         pytest.fail("verify blocked on a manifest.json that is a named pipe")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.splitlines()[0] == "manifest.json: manifest.json is a named pipe, not a regular file; not read"
+
+
+def test_a_set_missing_most_of_its_shards_is_one_line_not_one_per_shard(release, tmp_path, capsys):
+    """An entry of 60 bytes naming shard 0 of 99,999 printed 99,998 lines, one per hole in the numbering (each entry
+    of a manifest of such entries as many): a few holes are a line each, more are one line for their set."""
+    copy = _copy(release, tmp_path)
+    (copy / "notes").mkdir()
+    (copy / "notes" / "pass-00000-of-99999.txt").write_bytes(b"x")
+    (copy / "notes" / "pass-00002-of-00004.txt").write_bytes(b"x")
+    _edit_manifest(copy, lambda m: m["files"].extend([_listed(copy, "notes/pass-00000-of-99999.txt", b"x"),
+                                                       _listed(copy, "notes/pass-00002-of-00004.txt", b"x")]))
+    assert _problems(copy) == {
+        ("notes/pass-*-of-99999.txt", "99,998 shards of 99,999 are not listed in the manifest, e.g. 1, 2, 3"),
+        ("notes/pass-00000-of-00004.txt", "shard 0 of 4 is not listed in the manifest"),
+        ("notes/pass-00001-of-00004.txt", "shard 1 of 4 is not listed in the manifest"),
+        ("notes/pass-00003-of-00004.txt", "shard 3 of 4 is not listed in the manifest")}
+    assert main(["verify", str(copy)]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 5

@@ -32,6 +32,7 @@ or gigabytes."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import posixpath
@@ -383,6 +384,10 @@ def _run_leftover(relative: str) -> bool:
         relative.startswith(LOCK_TEMPORARY) and "/" not in relative)
 
 
+# The holes of a sharded set named one line each; more are one line for the set.
+_HOLES_SHOWN = 3
+
+
 def _missing_shards(entries: list[dict[str, Any]]) -> Iterator[Problem]:
     """Sharded sets (PREFIX-00000-of-00004.EXT) are written with every index, empty ones included:
     a hole in the numbering is a shard removed along with its entry."""
@@ -394,9 +399,19 @@ def _missing_shards(entries: list[dict[str, Any]]) -> Iterator[Problem]:
             key = (folder, match["prefix"], int(match["total"]), match["extension"])
             sets.setdefault(key, set()).add(int(match["index"]))
     for (folder, prefix, total, extension), indices in sorted(sets.items()):
-        for index in sorted(set(range(total)) - indices):
-            yield Problem(posixpath.join(folder, shard_name(prefix, index, total, extension)),
-                          f"shard {index} of {total} is not listed in the manifest")
+        # The first few holes, found without walking the whole numbering (a manifest may claim 99,999 shards for
+        # each of its entries); one line each when they are all, else one line for the set: an entry of 60 bytes
+        # naming shard 0 of 99,999 printed 99,998 lines.
+        holes = list(itertools.islice((index for index in range(total) if index not in indices), _HOLES_SHOWN + 1))
+        if len(holes) <= _HOLES_SHOWN:
+            for index in holes:
+                yield Problem(posixpath.join(folder, shard_name(prefix, index, total, extension)),
+                              f"shard {index} of {total} is not listed in the manifest")
+        else:
+            missing = total - sum(1 for index in indices if index < total)
+            yield Problem(posixpath.join(folder, f"{prefix}-*-of-{total:05d}.{extension}"),
+                          f"{missing:,} shards of {total:,} are not listed in the manifest, e.g. "
+                          f"{', '.join(str(index) for index in holes[:_HOLES_SHOWN])}")
         for index in sorted(i for i in indices if i >= total):
             yield Problem(posixpath.join(folder, shard_name(prefix, index, total, extension)),
                           f"shard {index} of {total} is beyond the set's count")
