@@ -908,3 +908,31 @@ def test_a_set_missing_most_of_its_shards_is_one_line_not_one_per_shard(release,
         ("notes/pass-00003-of-00004.txt", "shard 3 of 4 is not listed in the manifest")}
     assert main(["verify", str(copy)]) == 1
     assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+@pytest.mark.parametrize("extension", ["pax", "gnu_long_name"])
+def test_a_tar_with_an_extended_header_is_unreadable_before_tarfile_parses_it(demo_release, tmp_path, extension):
+    """A run writes plain USTAR members. A resealed shard whose members came with pax headers (or GNU long names)
+    passed, and Python's tarfile parses a pax header with a search quadratic in its size: a header of 80 kB of digits
+    took 6 s of CPU, 1 MB a quarter of an hour, a shard of gigabytes for ever. The first extended header is the file
+    unreadable, refused from its type."""
+    import tarfile
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    rewritten = io.BytesIO()
+    with tarfile.open(shard) as source, tarfile.open(fileobj=rewritten, mode="w", format=(
+            tarfile.PAX_FORMAT if extension == "pax" else tarfile.GNU_FORMAT)) as tar:
+        for member in source:
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if extension == "pax":
+                member.pax_headers = {"comment": "a run never writes this"}
+            else:
+                member.name = "0" * 100 + member.name  # over the 100 characters of a USTAR name
+            tar.addfile(member, io.BytesIO(data))
+    shard.write_bytes(rewritten.getvalue())
+    reseal(copy)
+    problems = [message for path, message in _problems(copy) if path == shard.relative_to(copy).as_posix()]
+    kind = "x" if extension == "pax" else "L"
+    assert problems == [f"unreadable: a pax or GNU extended header (type '{kind}'), which a run's USTAR tar never "
+                        f"holds"], problems
