@@ -520,3 +520,19 @@ def _refused_in_bounded_memory(decisions, store, by_apply: str, by_run: str) -> 
     _, peak = traced_peak(refuse)
     assert peak < 60_000_000, peak
     assert not store.exists()
+
+
+@pytest.mark.parametrize("under", ["file", "file/deeper"])
+def test_a_store_under_a_file_is_refused_naming_the_file(tmp_path, capsys, under):
+    """A --store under a regular file said "cannot write the lock of …: cannot write to STORE.lock: File exists" (or
+    "Not a directory" deeper), naming neither the file nor what was wrong; it is a usage line naming the file."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n", encoding="utf-8")
+    (tmp_path / "file").write_text("notes\n")
+    store = tmp_path / under / "store.csv"
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"pass-pipeline: error: --store {store} lies under {tmp_path / 'file'}, which is a file, not a "
+                   "folder: name the CSV file the decisions are kept in (its folder is created if missing)\n"), err
+    assert (tmp_path / "file").read_text() == "notes\n"
+    assert main(["review", "apply", str(decisions), f"--store={tmp_path / 'new' / 'store.csv'}"]) == 0

@@ -189,7 +189,7 @@ def check_output_place(output: str) -> None:
     folder, or one whose run folders or files are links (a run deletes and writes through them, outside its output),
     or of the wrong kind (a file where a run writes a folder: publishing failed there after removing the old run
     files)."""
-    if "://" not in output and (file := _file_in_path(output)):  # was "cannot write to --output …: File exists"
+    if "://" not in output and (file := file_in_path(output)):  # was "cannot write to --output …: File exists"
         raise UsageError(f"--output {output} {'is' if file == output else f'lies under {file}, which is'} a file, "
                          "not a folder: name the folder the dataset goes to (it is created if missing)")
     release = published_folder_above(output)
@@ -209,8 +209,9 @@ def check_output_place(output: str) -> None:
                          "out of the output, or choose another --output")
 
 
-def _file_in_path(output: str) -> str | None:
-    """`output` itself or the nearest folder above it, where that exists and is no folder (a local path)."""
+def file_in_path(output: str) -> str | None:
+    """`output` itself or the nearest folder above it, where that exists and is no folder (a local path); `review
+    apply` checks its --store's folder with it."""
     path = os.path.abspath(output)
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
