@@ -536,3 +536,25 @@ def test_a_store_under_a_file_is_refused_naming_the_file(tmp_path, capsys, under
                    "folder: name the CSV file the decisions are kept in (its folder is created if missing)\n"), err
     assert (tmp_path / "file").read_text() == "notes\n"
     assert main(["review", "apply", str(decisions), f"--store={tmp_path / 'new' / 'store.csv'}"]) == 0
+
+
+def test_a_decisions_file_larger_than_any_is_refused_read_no_further(tmp_path, capsys, monkeypatch):
+    """A decisions file (from annotators outside the team) or a store was read whole whatever its size: one that was
+    /dev/zero, or a link to it, was read until memory ran out. Past the bound (256 MiB; here made 4 kB) it is one
+    line and read no further, by `review apply` and by a run's read of the store alike."""
+    from pipeline.stages import detect
+
+    monkeypatch.setattr(detect, "MAX_DECISIONS_BYTES", 4096)
+    decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
+    decisions.write_text("photo_id,decision,note\n" + "".join(f"{n},accept,fine\n" for n in range(1, 400)))
+    assert decisions.stat().st_size > 4096
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pass-pipeline: error: {decisions}: over 4,096 bytes, more than any decisions file or store " \
+                  "holds; read no further\n", err
+    assert not store.exists()
+    with pytest.raises(ValueError, match="over 4,096 bytes"):
+        read_decisions(str(decisions))
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    assert main(["review", "apply", str(tmp_path / "zero.csv"), f"--store={store}"]) == 2
+    assert "zero.csv: over 4,096 bytes" in capsys.readouterr().err and not store.exists()

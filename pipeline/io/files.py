@@ -106,10 +106,17 @@ def open_reader(path: str) -> BinaryIO:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def read_bytes(path: str) -> bytes:
-    """A whole file, local or on any Beam filesystem."""
+def read_bytes(path: str, limit: int | None = None) -> bytes:
+    """A whole file, local or on any Beam filesystem; with `limit`, at most `limit` + 1 bytes of it (more than
+    `limit`: the file is larger), read a MiB at a time (a device or a file growing as it is read has no end)."""
     with open_reader(path) as handle:
-        return handle.read()
+        if limit is None:
+            return handle.read()
+        parts, left = [], limit + 1
+        while left > 0 and (data := handle.read(min(left, 1 << 20))):
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
 
 
 class HashingReader(io.RawIOBase):

@@ -181,9 +181,23 @@ def _numbered_rows(reader: csv.DictReader, where: Callable[[int], str]) -> Itera
         yield line + 1, row
 
 
+# More than any decisions file or store holds (a decision's row is ~100 bytes: millions of them); a file is read no
+# further. Read whole, a decisions file that was /dev/zero (or a link to it) was read until memory ran out.
+MAX_DECISIONS_BYTES = 256 << 20
+
+
+def decisions_bytes(path: str) -> bytes:
+    """A decisions file's bytes, local or on any Beam filesystem; ValueError past `MAX_DECISIONS_BYTES`."""
+    raw = read_bytes(path, MAX_DECISIONS_BYTES)
+    if len(raw) > MAX_DECISIONS_BYTES:
+        raise ValueError(f"{path}: over {MAX_DECISIONS_BYTES:,} bytes, more than any decisions file or store holds; "
+                         "read no further")
+    return raw
+
+
 def decisions_text(path: str) -> str:
     """A decisions file's text, local or on any Beam filesystem (`text_of_decisions`)."""
-    return text_of_decisions(read_bytes(path), path)
+    return text_of_decisions(decisions_bytes(path), path)
 
 
 def text_of_decisions(raw: bytes, path: str) -> str:
@@ -215,7 +229,7 @@ def stage_decisions(path: str | None, folder: str) -> Decisions:
     and two Detect stages in a refresh."""
     if not path:
         return {}
-    raw = read_bytes(path)
+    raw = decisions_bytes(path)
     parse_decisions(text_of_decisions(raw, path), lambda line: f"{path}:{line}")
     return stage_copy(path, raw, folder, suffix=".csv")
 
