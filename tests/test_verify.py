@@ -936,3 +936,38 @@ def test_a_tar_with_an_extended_header_is_unreadable_before_tarfile_parses_it(de
     kind = "x" if extension == "pax" else "L"
     assert problems == [f"unreadable: a pax or GNU extended header (type '{kind}'), which a run's USTAR tar never "
                         f"holds"], problems
+
+
+@pytest.mark.parametrize("level", ["example", "feature entry", "feature", "features"])
+def test_a_tfrecord_record_of_millions_of_empty_fields_is_refused_in_bounded_memory(demo_release, tmp_path, level):
+    """A record's message was split into a list of all its fields before it was found to hold more than one (or
+    other than a key and a value): 2 bytes of a resealed record (an empty field, `0a 00`) took a tuple and a
+    memoryview, ~120 times the record (3 MB: ~400 MB; a record may be the whole shard); and each of its features was
+    kept, ~15 times its bytes, however many (a run writes 15). Only the fields that decide are read, and a record of
+    more than 64 features is unreadable at the 65th."""
+    from pipeline.release.record_readers import tfrecords
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "tfrecord").glob("*.tfrecord"))[0]
+    records = list(tfrecords(shard.read_bytes()))
+    empty = b"\x0a\x00" * 1_500_000
+
+    def field(number: int, payload: bytes) -> bytes:
+        length, varint = len(payload), b""
+        while True:
+            varint += bytes([(length & 0x7F) | (0x80 if length > 0x7F else 0)])
+            length >>= 7
+            if not length:
+                return bytes([number << 3 | 2]) + varint + payload
+
+    many = b"".join(field(1, field(1, b"k%07d" % n) + field(2, field(1, field(1, b"")))) for n in range(600_000))
+    crafted = {"example": empty,
+               "feature entry": field(1, field(1, empty)),
+               "feature": field(1, field(1, field(1, b"image/id") + field(2, empty))),
+               "features": field(1, many)}[level]
+    shard.write_bytes(b"".join(tfrecord_frame(record) for record in [*records, crafted]))
+    reseal(copy)
+    problems, peak = traced_peak(lambda: _problems(copy))
+    [said] = [message for path, message in problems if path == shard.relative_to(copy).as_posix()]
+    assert said.startswith("unreadable: "), problems
+    assert peak < 60_000_000, peak

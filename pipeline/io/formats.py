@@ -13,6 +13,7 @@ deterministic: records in a given order produce the same bytes on every run and 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 import tarfile
@@ -347,10 +348,14 @@ def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
 def _only(fields: Iterator[tuple[int, memoryview]], number: int) -> memoryview:
     """The one field `number` of a message holding nothing else: more, fewer or others are not what encode_example
     writes (a BytesList of two images, the second hashing to image/sha256, passed verify; TensorFlow reads both)."""
-    found = list(fields)
+    found = list(itertools.islice(fields, 5))  # enough to say what is wrong: all of them took ~120 bytes a byte
     if len(found) != 1 or found[0][0] != number:
         raise ValueError(f"expected exactly one field {number}, found {[n for n, _ in found][:5]}")
     return found[0][1]
+
+
+# More features than an Example a run writes holds (`photo_example`: 15).
+_MAX_FEATURES = 64
 
 
 def decode_example(data: bytes) -> dict[str, bytes | int]:
@@ -358,9 +363,11 @@ def decode_example(data: bytes) -> dict[str, bytes | int]:
     ValueError for anything encode_example never writes (a list of several values, a key twice, other fields)."""
     features: dict[str, bytes | int] = {}
     for entry_number, entry in _fields(_only(_fields(memoryview(data)), 1)):
+        if len(features) == _MAX_FEATURES:  # each kept took ~15 times its bytes, and a record may be the whole shard
+            raise ValueError(f"over {_MAX_FEATURES} features, more than encode_example writes")
         if entry_number != 1:
             raise ValueError(f"field {entry_number} in Features")
-        parts = list(_fields(entry))
+        parts = list(itertools.islice(_fields(entry), 3))
         if [number for number, _ in parts] != [1, 2]:
             raise ValueError("a feature entry that is not one key and one value")
         key = bytes(parts[0][1]).decode("utf-8")
@@ -380,7 +387,7 @@ def decode_example(data: bytes) -> dict[str, bytes | int]:
 
 def _only_kind(feature: memoryview) -> tuple[int, memoryview]:
     """(1, BytesList) or (3, Int64List): a Feature holding one list of a kind encode_example writes."""
-    found = list(_fields(feature))
+    found = list(itertools.islice(_fields(feature), 2))
     if len(found) != 1 or found[0][0] not in (1, 3):
         raise ValueError("a feature that is not one bytes or int64 list")
     return found[0]
