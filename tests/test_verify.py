@@ -971,3 +971,46 @@ def test_a_tfrecord_record_of_millions_of_empty_fields_is_refused_in_bounded_mem
     [said] = [message for path, message in problems if path == shard.relative_to(copy).as_posix()]
     assert said.startswith("unreadable: "), problems
     assert peak < 60_000_000, peak
+
+
+@pytest.mark.parametrize("folder", ["parquet", "rejections"])
+def test_a_parquet_file_counting_more_rows_than_its_bytes_can_hold_is_unreadable_before_its_rows(demo_release,
+                                                                                                 tmp_path, folder):
+    """A dictionary-encoded column repeats one value in a few bytes for any number of rows: a resealed shard (or
+    rejections file) of kilobytes gave millions of rows, each hashed, digested and its id kept, so that time and
+    memory grew with a count the footer states, not with the file. Past 4 rows a byte (100,000 in any file, as for an
+    input table) the file is unreadable from its footer, before its first row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.release import record_readers
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / folder).glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    first = table.slice(0, 1).to_pylist()
+    if "image" in first[0]:  # a small one: written 400,000 times over before the writer encodes it once
+        first[0]["image"]["bytes"] = b"x"
+    rows = 400_000
+    pq.write_table(pa.concat_tables([pa.Table.from_pylist(first, schema=table.schema)] * rows), shard,
+                   row_group_size=rows, compression="zstd")
+    size = shard.stat().st_size
+    assert size * 4 < rows, size
+    reseal(copy)
+    batches = []
+    real = record_readers.bounded_batches
+
+    def counted(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            batches.append(batch.num_rows)
+            yield batch
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(record_readers, "bounded_batches", counted), \
+            unittest.mock.patch("pipeline.release.verify.bounded_batches", counted):
+        problems = _problems(copy)
+    limit = max(100_000, 4 * size)
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows:,} rows, over the {limit:,} a "
+            f"file of {size:,} bytes may hold (4 a byte, 100,000 in any file)") in problems, problems
+    assert sum(batches) < 1_000, batches  # the other files' rows alone

@@ -24,6 +24,7 @@ from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.names import shows_something
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
+from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
 # how many rows a batch of a Parquet dataset shard (images) holds.
@@ -210,8 +211,18 @@ def _webdataset_records(source: Source, size: int | None = None) -> Records:
 
 def parquet_file(source: Source) -> pq.ParquetFile:
     """A Parquet file read a page at a time where it asks for its columns (not a row group's chunks at once, as
-    pre-buffering reads them), its footer first."""
-    return pq.ParquetFile(_stream(source), pre_buffer=False, buffer_size=_CHUNK)
+    pre-buffering reads them), its footer first; `TooLarge` for a footer counting more rows than the file's size
+    allows (`row_bound.row_limit`: 4 a byte, 100,000 in any file). A run's rows cost bytes (an image, an id), but a
+    dictionary-encoded column repeats one value in a few bytes for any number of rows: a resealed shard of kilobytes
+    gave millions of rows, each hashed, digested and its id kept (tens of bytes each) however small the file."""
+    stream = _stream(source)
+    parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=_CHUNK)
+    metadata, size = parquet.metadata, stream.seek(0, io.SEEK_END)
+    rows = max(metadata.num_rows, sum(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)))
+    if rows > row_limit(size):
+        raise TooLarge(f"its footer counts {rows:,} rows, over the {row_limit(size):,} a file of {size:,} bytes may "
+                       f"hold ({ROWS_PER_BYTE} a byte, {ROW_FLOOR:,} in any file)")
+    return parquet
 
 
 def bounded_batches(source: Source, columns: list[str], rows: int,
