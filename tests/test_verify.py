@@ -1014,3 +1014,32 @@ def test_a_parquet_file_counting_more_rows_than_its_bytes_can_hold_is_unreadable
     assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows:,} rows, over the {limit:,} a "
             f"file of {size:,} bytes may hold (4 a byte, 100,000 in any file)") in problems, problems
     assert sum(batches) < 1_000, batches  # the other files' rows alone
+
+
+def test_a_tar_metadata_member_larger_than_any_run_writes_is_a_stray_member_not_parsed(demo_release, tmp_path):
+    """A sample's `.json` member was read whole and parsed whatever its size: JSON of many short keys takes ~12 times
+    its bytes as Python objects (a resealed shard's 12 MB member: ~150 MB; a member may be the whole shard). Past
+    4 MiB, more than any run writes, it is a record not as a run writes it, skipped unparsed."""
+    import tarfile
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    rewritten = io.BytesIO()
+    with tarfile.open(shard) as source, tarfile.open(fileobj=rewritten, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        members = source.getmembers()
+        for member in members:
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member is members[1]:
+                assert member.name.endswith(".json")
+                metadata = json.loads(data)
+                metadata.update({f"k{n}": 0 for n in range(1_000_000)})
+                data = json.dumps(metadata, separators=(",", ":")).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    shard.write_bytes(rewritten.getvalue())
+    reseal(copy)
+    problems, peak = traced_peak(lambda: _problems(copy))
+    key = members[1].name.partition(".")[0]
+    assert (shard.relative_to(copy).as_posix(), f"2 records not as a run writes them (an image that does not hash to "
+            f"the sha256 beside it, a stray or unpaired member), e.g. {key}, {members[1].name}") in problems, problems
+    assert peak < 60_000_000, peak

@@ -160,6 +160,11 @@ class _RunMember(tarfile.TarInfo):
         return member
 
 
+# Longer than any sample's metadata a run writes (its text fields at most 64 KiB each from a source); a `.json`
+# member is parsed whole, and JSON of many short keys takes ~12 times its bytes as Python objects.
+MAX_METADATA_MEMBER = 4 << 20
+
+
 def _webdataset_records(source: Source, size: int | None = None) -> Records:
     """(ids, ids of samples that are not what a run writes, the facts of each id): each member `<id>.jpg` or
     `<id>.json`, a sample both, its metadata naming the photo and the image's sha256. Counting `.jpg` members alone
@@ -180,7 +185,8 @@ def _webdataset_records(source: Source, size: int | None = None) -> Records:
             key, dot, extension = member.name.partition(".")
             sample = samples.get(key)
             if not dot or extension not in ("jpg", "json") or not member.isfile() or (
-                    sample is not None and getattr(sample, "image" if extension == "jpg" else "metadata") is not None):
+                    sample is not None and getattr(sample, "image" if extension == "jpg" else "metadata") is not None
+            ) or (extension == "json" and member.size > MAX_METADATA_MEMBER):
                 odd.append(member.name)
                 continue
             handle = tar.extractfile(member)
