@@ -175,6 +175,12 @@ MALFORMED = {
                      b'"sha256": "00"}]}', "listed more than once"),
     "totals not an object": (b'{"files": [], "totals": 3}', '"totals" must be an object'),
     "totals kept a string": (b'{"files": [], "totals": {"kept": "8"}}', '"totals" must be an object'),
+    "a key twice": (b'{"files": [{"path": "a", "bytes": 4, "sha256": "00", "sha256": "3a6eb0790f39ac87c94f3856b2dd2c5d1'
+                    b'10e6811602261a9a923d3bb23adc8b7"}]}',  # the last, which Python keeps, is the file's
+                    'manifest.json gives "sha256" twice in one object (JSON readers differ on which counts; a run '
+                    'writes each key once)'),
+    "files twice": (b'{"files": [{"path": "x", "bytes": 1, "sha256": "00"}], "files": []}',
+                    'manifest.json gives "files" twice in one object'),
 }
 
 
