@@ -1016,10 +1016,37 @@ def test_a_parquet_file_counting_more_rows_than_its_bytes_can_hold_is_unreadable
     with unittest.mock.patch.object(record_readers, "bounded_batches", counted), \
             unittest.mock.patch("pipeline.release.verify.bounded_batches", counted):
         problems = _problems(copy)
-    limit = max(100_000, 4 * size)
+    limit, rule = (max(100_000, size // 128), "one per 128 bytes") if folder == "parquet" else (
+        max(100_000, 4 * size), "4 a byte")
     assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows:,} rows, over the {limit:,} a "
-            f"file of {size:,} bytes may hold (4 a byte, 100,000 in any file)") in problems, problems
+            f"file of {size:,} bytes may hold ({rule}, 100,000 in any file)") in problems, problems
     assert sum(batches) < 1_000, batches  # the other files' rows alone
+
+
+def test_a_dataset_shard_of_more_rows_than_its_images_can_take_is_unreadable_before_its_rows(demo_release, tmp_path):
+    """Within 4 rows a byte, a resealed dataset shard of 150,000 rows of 8-byte images in 260 kB was read row by row,
+    and verify kept ~100 bytes of each (its id, its digests): up to 400 bytes of memory a byte of such a file. A row of
+    a run's shard holds a JPEG (hundreds of bytes at the least, incompressible, none twice): a shard of more than one
+    row per 128 bytes (100,000 in any) is unreadable from its footer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "parquet").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    first = table.slice(0, 1).to_pylist()
+    first[0]["image"]["bytes"] = b"x"
+    rows = 150_000
+    many = pa.Table.from_pylist(first, schema=table.schema).take(pa.array([0] * rows))
+    images = pa.StructArray.from_arrays([pa.array([b"%08d" % n for n in range(rows)]), pa.array(["x.jpg"] * rows)],
+                                        fields=list(table.schema.field("image").type))
+    pq.write_table(many.set_column(many.schema.get_field_index("image"), "image", images), shard,
+                   row_group_size=rows, compression="zstd")
+    size = shard.stat().st_size
+    assert max(100_000, size // 128) < rows <= 4 * size, size  # past this bound, within 4 rows a byte
+    reseal(copy)
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows:,} rows, over the 100,000 a "
+            f"file of {size:,} bytes may hold (one per 128 bytes, 100,000 in any file)") in _problems(copy)
 
 
 def test_a_tar_metadata_member_larger_than_any_run_writes_is_a_stray_member_not_parsed(demo_release, tmp_path):

@@ -30,6 +30,9 @@ from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 # how many rows a batch of a Parquet dataset shard (images) holds.
 _CHUNK = 1 << 20
 _IMAGE_ROWS = 8
+# The least a dataset shard's row takes in its file: its JPEG alone is more (incompressible, never twice in a run's
+# shards), so a shard of more rows holds rows no run writes, each of which verify keeps ~100 bytes of (its id, digests).
+_IMAGE_ROW_BYTES = 128
 # What a Parquet page may decompress to (`bounded_batches`): images and ids barely compress, a page of ids or reasons
 # at most ~1 MiB as pyarrow writes it; and what rows copying a dictionary's entries may take.
 _PAGE_RATIO = 8
@@ -215,19 +218,23 @@ def _webdataset_records(source: Source, size: int | None = None) -> Records:
                                   for key in photos))
 
 
-def parquet_file(source: Source) -> pq.ParquetFile:
+def parquet_file(source: Source, bytes_per_row: int | None = None) -> pq.ParquetFile:
     """A Parquet file read a page at a time where it asks for its columns (not a row group's chunks at once, as
     pre-buffering reads them), its footer first; `TooLarge` for a footer counting more rows than the file's size
     allows (`row_bound.row_limit`: 4 a byte, 100,000 in any file). A run's rows cost bytes (an image, an id), but a
     dictionary-encoded column repeats one value in a few bytes for any number of rows: a resealed shard of kilobytes
-    gave millions of rows, each hashed, digested and its id kept (tens of bytes each) however small the file."""
+    gave millions of rows, each hashed, digested and its id kept (tens of bytes each) however small the file.
+    `bytes_per_row`: the least a row of this file takes where it holds more than ids (a dataset shard's, its image)."""
     stream = _stream(source)
     parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=_CHUNK)
     metadata, size = parquet.metadata, stream.seek(0, io.SEEK_END)
     rows = max(metadata.num_rows, sum(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)))
-    if rows > row_limit(size):
-        raise TooLarge(f"its footer counts {rows:,} rows, over the {row_limit(size):,} a file of {size:,} bytes may "
-                       f"hold ({ROWS_PER_BYTE} a byte, {ROW_FLOOR:,} in any file)")
+    limit, rule = row_limit(size), f"{ROWS_PER_BYTE} a byte"
+    if bytes_per_row:
+        limit, rule = max(ROW_FLOOR, size // bytes_per_row), f"one per {bytes_per_row} bytes"
+    if rows > limit:
+        raise TooLarge(f"its footer counts {rows:,} rows, over the {limit:,} a file of {size:,} bytes may hold "
+                       f"({rule}, {ROW_FLOOR:,} in any file)")
     return parquet
 
 
@@ -272,7 +279,8 @@ def _parquet_records(source: Source) -> Records:
     group's images are held at once, never a shard's."""
     ids, odd, images, credits = [], [], bytearray(), bytearray()
     columns = ["photo_id", "image", "sha256", *_CREDIT_FIELDS]
-    for batch in bounded_batches(source, columns, _IMAGE_ROWS):
+    stream = _stream(source)
+    for batch in bounded_batches(stream, columns, _IMAGE_ROWS, parquet_file(stream, _IMAGE_ROW_BYTES)):
         column = batch.column("photo_id")
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
             # read as text, int64 ids matched the other formats' and passed: a release no run writes
