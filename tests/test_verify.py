@@ -1076,3 +1076,19 @@ def test_a_tar_metadata_member_larger_than_any_run_writes_is_a_stray_member_not_
     assert (shard.relative_to(copy).as_posix(), f"2 records not as a run writes them (an image that does not hash to "
             f"the sha256 beside it, a stray or unpaired member), e.g. {key}, {members[1].name}") in problems, problems
     assert peak < 60_000_000, peak
+
+
+def test_an_attribution_of_more_rows_than_its_bytes_can_credit_is_unreadable_in_bounded_memory(demo_release,
+                                                                                                tmp_path):
+    """Each ATTRIBUTION.csv row's id and credit digest are kept (~80 bytes), and a resealed row of `10,,,,,,` takes 9:
+    ~9 bytes of memory a byte of the file (25 for rows of an id alone), where a run's row is over 120 bytes (its
+    URLs). Past one row per 64 bytes (100,000 in any file) the file is unreadable, read no further."""
+    copy = _copy(demo_release, tmp_path)
+    with open(copy / "ATTRIBUTION.csv", "a", encoding="utf-8") as handle:
+        handle.write("10,,,,,,\n" * 300_000)
+    size = (copy / "ATTRIBUTION.csv").stat().st_size
+    reseal(copy)
+    problems, peak = traced_peak(lambda: _problems(copy))
+    assert ("ATTRIBUTION.csv", f"unreadable: over 100,000 rows, more than a file of {size:,} bytes holds as a run "
+            "writes it (a row credits a photo in at least 64 bytes: its URLs)") in problems, problems
+    assert peak < 20_000_000, peak

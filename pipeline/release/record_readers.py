@@ -328,15 +328,23 @@ _TFRECORD_CREDIT = ("creator", "creator_nsid", "title", "page_url", "license", "
 # few hundred kB); bounds a forged one, which the csv reader otherwise splits at each of its commas into a list of
 # 8 bytes a comma (a 1 GB line of commas: 8 GB).
 MAX_ATTRIBUTION_LINE = 4 << 20
+# The least a row of a run's ATTRIBUTION.csv takes: its creator's, page's and licence's URLs alone are over 120.
+_ATTRIBUTION_ROW_BYTES = 64
 
 
-def _attribution_records(source: Source) -> Records:
+def _attribution_records(source: Source, size: int | None = None) -> Records:
     """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
     at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
     ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd
-    record."""
+    record. More rows than one per `_ATTRIBUTION_ROW_BYTES` of its `size` (`ROW_FLOOR` in any file) is the file
+    unreadable: each row's id and digest are kept, ~80 bytes, and a row of `10,,,,,,` takes 9."""
     ids, odd, credits = [], [], bytearray()
-    text = io.TextIOWrapper(_stream(source), encoding="utf-8", newline="")
+    stream = _stream(source)
+    if size is None:
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
+    most = max(ROW_FLOOR, size // _ATTRIBUTION_ROW_BYTES)
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     try:
         lines = BoundedRecordLines(text, MAX_ATTRIBUTION_LINE, lambda first, last: (
             f"a line or record over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run writes"))
@@ -346,6 +354,9 @@ def _attribution_records(source: Source) -> Records:
         lines.next_record()
         for row in rows:
             lines.next_record()
+            if len(ids) == most:
+                raise ValueError(f"over {most:,} rows, more than a file of {size:,} bytes holds as a run writes it (a "
+                                 f"row credits a photo in at least {_ATTRIBUTION_ROW_BYTES} bytes: its URLs)")
             ids.append(row[0] if row else "")
             whole = len(row) == len(ATTRIBUTION_COLUMNS)
             credits += _credit_digest([csv_text(cell) for cell in row[1:]] if whole else [str(row)])
@@ -366,5 +377,5 @@ def record_ids(fmt: str, source: Source, size: int | None = None) -> Records | N
     if fmt == "tfrecord":
         return _tfrecord_records(source, size)
     if fmt == "attribution":
-        return _attribution_records(source)
+        return _attribution_records(source, size)
     return None
