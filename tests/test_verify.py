@@ -1092,3 +1092,24 @@ def test_an_attribution_of_more_rows_than_its_bytes_can_credit_is_unreadable_in_
     assert ("ATTRIBUTION.csv", f"unreadable: over 100,000 rows, more than a file of {size:,} bytes holds as a run "
             "writes it (a row credits a photo in at least 64 bytes: its URLs)") in problems, problems
     assert peak < 20_000_000, peak
+
+
+def test_a_tfrecord_length_past_the_end_of_the_file_is_refused_before_the_rest_is_read(demo_release, tmp_path):
+    """A record whose length (its CRC right) claims more than the file holds was read to the file's end, all of it
+    held at once, before its length was found wrong: a resealed shard of 32 MB of one such record took 32 MB (a
+    shard may be gigabytes). It is refused from its header."""
+    import struct
+
+    from pipeline.io.formats import masked_crc
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "tfrecord").glob("*.tfrecord"))[0]
+    records = len(_tfrecords(shard))
+    length = struct.pack("<Q", 1 << 40)
+    with open(shard, "ab") as handle:
+        handle.write(length + struct.pack("<I", masked_crc(length)) + bytes(32 << 20))
+    reseal(copy)
+    problems, peak = traced_peak(lambda: _problems(copy))
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: record {records} claims 1,099,511,627,776 bytes, past "
+            "the end of the file") in problems, problems
+    assert peak < 16 << 20, peak

@@ -72,6 +72,8 @@ def tfrecords(source: Source, size: int | None = None) -> Iterator[bytes]:
         length = int.from_bytes(header[:8], "little")
         framed = len(header) == 12 and header[8:] == masked_crc(header[:8]).to_bytes(4, "little")
         offset += len(header)
+        if framed and left is not None and length + 4 > left - offset:  # read, it was the rest of the file at once
+            raise ValueError(f"record {count} claims {length:,} bytes, past the end of the file")
         record = read_up_to(stream, length, None if left is None else left - offset) if framed else b""
         crc = read_up_to(stream, 4) if len(record) == length else b""
         if not framed or len(crc) != 4 or crc != masked_crc(record).to_bytes(4, "little"):
