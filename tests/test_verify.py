@@ -1113,3 +1113,24 @@ def test_a_tfrecord_length_past_the_end_of_the_file_is_refused_before_the_rest_i
     assert (shard.relative_to(copy).as_posix(), f"unreadable: record {records} claims 1,099,511,627,776 bytes, past "
             "the end of the file") in problems, problems
     assert peak < 16 << 20, peak
+
+
+def test_a_parquet_file_stating_a_footer_over_its_bound_is_unreadable_unparsed(demo_release, tmp_path, monkeypatch):
+    """pyarrow parses a footer whole at ~15 times its size before the row-count and page checks can look at it: a
+    resealed shard of thousands of one-row row groups (a footer of tens of MB) took hundreds of MB to open. Refused
+    from the length its last bytes state (here a shard rewritten in one-row row groups, the bound just under its
+    footer and over every other file's)."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io import parquet_footer
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "parquet").glob("*.parquet"))[0]  # every Parquet file verify reads opens as this one
+    pq.write_table(pq.read_table(shard), shard, row_group_size=1)
+    reseal(copy)
+    footer = pq.ParquetFile(shard).metadata.serialized_size
+    others = [pq.ParquetFile(path).metadata.serialized_size for path in copy.glob("**/*.parquet") if path != shard]
+    assert max(others) < footer - 1, (others, footer)
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: its Parquet footer is {footer:,} bytes, over the limit "
+            f"of {footer - 1:,} (a file of fewer, larger row groups has a smaller one)") in _problems(copy)

@@ -22,6 +22,7 @@ from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.names import shows_something
+from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
@@ -226,8 +227,10 @@ def parquet_file(source: Source, bytes_per_row: int | None = None) -> pq.Parquet
     allows (`row_bound.row_limit`: 4 a byte, 100,000 in any file). A run's rows cost bytes (an image, an id), but a
     dictionary-encoded column repeats one value in a few bytes for any number of rows: a resealed shard of kilobytes
     gave millions of rows, each hashed, digested and its id kept (tens of bytes each) however small the file.
-    `bytes_per_row`: the least a row of this file takes where it holds more than ids (a dataset shard's, its image)."""
+    `bytes_per_row`: the least a row of this file takes where it holds more than ids (a dataset shard's, its image).
+    FooterTooLarge for a footer over `parquet_footer.MAX_FOOTER_BYTES`, from the length the file states."""
     stream = _stream(source)
+    check_footer(stream)  # pyarrow parses a footer whole, at ~15 times its size, before anything below can refuse it
     parquet = pq.ParquetFile(stream, pre_buffer=False, buffer_size=_CHUNK)
     metadata, size = parquet.metadata, stream.seek(0, io.SEEK_END)
     rows = max(metadata.num_rows, sum(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)))
