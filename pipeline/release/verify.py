@@ -54,6 +54,7 @@ from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
+from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
 from pipeline.release.problem import Problem
 from pipeline.release.record_readers import (
     DIGEST,
@@ -80,6 +81,9 @@ _TABLE_ROWS = 16_384
 # matter alone is compared, its first bytes.
 _MAX_STATS = 16 << 20
 _CARD_HEAD = 1 << 20
+# Of changelog.json, read whole and parsed: ~20 bytes a photo id added or removed (a month's refresh of a 1.4M-photo
+# release lists tens of thousands; a first refresh of a whole new source, at most the release's millions).
+_MAX_CHANGELOG = 256 << 20
 # Of manifest.json, read whole and parsed: a run's lists each file in ~250 bytes (a release of 1.4M photos in shards
 # of 5,000 lists ~1,000 files: a few hundred kB).
 _MAX_MANIFEST = 64 << 20
@@ -286,9 +290,9 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
                 for batch in bounded_batches(reader, list(columns), _TABLE_ROWS, parquet):
                     add(batch)
         elif fmt in _CHECKED_LAST:
-            limit = _MAX_STATS if fmt == "stats" else _CARD_HEAD
-            found.head = read_up_to(reader, limit + (fmt == "stats"))
-            found.larger = len(found.head) > limit and fmt == "stats"
+            limit, whole = _LIMITS[fmt]
+            found.head = read_up_to(reader, limit + whole)
+            found.larger = whole and len(found.head) > limit
     except (ValueError, TypeError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
         found.error = _one_line(err)  # TypeError: a column of a type no run writes (a list where an image goes)
     return found
@@ -350,7 +354,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return False
     if found.larger:
-        yield Problem(relative, f"over {_MAX_STATS} bytes, more than any run writes; not read")
+        yield Problem(relative, f"over {_LIMITS[fmt][0]} bytes, more than any run writes; not read")
         return False
     if found.head is not None:
         seen.files.setdefault(fmt, []).append((relative, found.head))
@@ -507,7 +511,9 @@ def _card_problems(path: str, data: bytes, entries: list[dict[str, Any]]) -> Ite
         yield Problem(path, "its front matter (configurations, licence) is not what a run writes for these files")
 
 
-_CHECKED_LAST = frozenset({"stats", "dataset_card"})
+_CHECKED_LAST = frozenset({"stats", "dataset_card", "changelog"})
+# What of each is held (at most, and whether it must be read whole: the dataset card's front matter is its head).
+_LIMITS = {"stats": (_MAX_STATS, True), "dataset_card": (_CARD_HEAD, False), "changelog": (_MAX_CHANGELOG, True)}
 
 
 def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
@@ -571,3 +577,6 @@ def verify(release: str) -> Iterator[Problem]:
             yield from _stats_problems(path, data, manifest.get("totals", {}), accounts.rejections_by_reason())
     for path, data in seen.files.get("dataset_card", []):
         yield from _card_problems(path, data, entries)
+    for path, data in seen.files.get("changelog", []):
+        if path == CHANGELOG_JSON:  # CHANGELOG.md is its text, for people
+            yield from changelog_problems(path, data, accounts.kept if reference else None, manifest.get("release"))

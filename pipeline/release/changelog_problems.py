@@ -1,0 +1,91 @@
+"""A release's changelog.json against the release it describes (`verify`).
+
+A refresh writes what changed since the previous release (release/refresh.py's `changelog`): the ids added, the ids
+removed by reason, the count unchanged and both totals. Mirrors use it to delete what a takedown removed, so a
+changelog that leaves a removed photo out, or names one the release still holds, misleads them. Without the previous
+release at hand only what the changelog says of this one can be checked: every id it adds is in the release, none it
+removes is, no id is both or given twice, and its counts add up to the release's photos. A resealed manifest makes any
+file's checksum match, so these are what tells such a changelog from a refresh's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pipeline.release.problem import Problem
+
+CHANGELOG_JSON = "changelog.json"
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shape_problem(log: Any) -> str | None:
+    if not isinstance(log, dict):
+        return f"not a JSON object but {type(log).__name__}"
+    totals = log.get("totals")
+    if not _ids(log.get("added")):
+        return '"added" is not a list of photo ids'
+    removed = log.get("removed")
+    if not isinstance(removed, dict) or not all(_ids(ids) for ids in removed.values()):
+        return '"removed" is not an object of reasons, each a list of photo ids'
+    if not _count(log.get("unchanged")):
+        return '"unchanged" is not a count'
+    if not isinstance(totals, dict) or not (_count(totals.get("previous")) and _count(totals.get("release"))):
+        return '"totals" does not give "previous" and "release" counts'
+    return None
+
+
+def _some(ids: Any) -> str:
+    ids = sorted(ids)
+    return ", ".join(f"{photo_id[:40]!r}" for photo_id in ids[:3]) + (" …" if len(ids) > 3 else "")
+
+
+def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, release: Any) -> Iterator[Problem]:
+    """The problems of changelog.json's bytes against the release's photo ids (`kept`: None where no dataset file
+    could be read, reported already) and its manifest's release name."""
+    try:
+        log = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as err:
+        yield Problem(path, f"not valid JSON ({str(err)[:120]})")
+        return
+    problem = _shape_problem(log)
+    if problem:
+        yield Problem(path, f"{problem}, as a refresh writes it")
+        return
+    if isinstance(release, str) and log.get("release") != release:
+        yield Problem(path, f"describes release {str(log.get('release'))[:80]!r}, the manifest says {release[:80]!r}")
+    added = Counter(log["added"])
+    removed = Counter(photo_id for ids in log["removed"].values() for photo_id in ids)
+    for what, counted in (("added", added), ("removed", removed)):
+        twice = [photo_id for photo_id, count in counted.items() if count > 1]
+        if twice:
+            yield Problem(path, f"{len(twice)} photo ids {what} more than once, e.g. {_some(twice)}")
+    both = added.keys() & removed.keys()
+    if both:
+        yield Problem(path, f"{len(both)} photo ids both added and removed, e.g. {_some(both)}")
+    totals, unchanged = log["totals"], log["unchanged"]
+    if totals["previous"] != unchanged + sum(removed.values()):
+        yield Problem(path, f"the previous release's {totals['previous']:,} photos are not its {unchanged:,} unchanged "
+                            f"+ {sum(removed.values()):,} removed")
+    if totals["release"] != unchanged + sum(added.values()):
+        yield Problem(path, f"the release's {totals['release']:,} photos are not its {unchanged:,} unchanged + "
+                            f"{sum(added.values()):,} added")
+    if kept is None:
+        return
+    if totals["release"] != len(kept):
+        yield Problem(path, f"counts {totals['release']:,} photos in the release, which holds {len(kept):,}")
+    absent = [photo_id for photo_id in added if photo_id not in kept]
+    if absent:
+        yield Problem(path, f"{len(absent)} photo ids it adds are not in the release, e.g. {_some(absent)}")
+    held = [photo_id for photo_id in removed if photo_id in kept]
+    if held:
+        yield Problem(path, f"{len(held)} photo ids it removes are still in the release, e.g. {_some(held)}")

@@ -1,0 +1,82 @@
+"""changelog.json against the release it describes, as verify checks it."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.release.changelog_problems import changelog_problems
+from pipeline.release.verify import verify
+from tests.conftest import reseal
+
+
+def log(added=("4",), removed=None, unchanged=2, previous=3, release=3, name="r2") -> dict:
+    return {"release": name, "previous": "r1", "added": list(added),
+            "removed": {"blocklist/listed": ["1"]} if removed is None else removed,
+            "unchanged": unchanged, "skipped_as_decided": 0, "totals": {"previous": previous, "release": release}}
+
+
+def problems(value, kept=("2", "3", "4"), release="r2") -> list[str]:
+    data = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return [p.message for p in changelog_problems("changelog.json", data, dict.fromkeys(kept, 1), release)]
+
+
+def test_a_changelog_a_refresh_writes_has_no_problem():
+    assert problems(log()) == []
+    assert problems(log(added=(), removed={}, unchanged=3, previous=3)) == []
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (log(added=("4", "9"), release=4), ["counts 4 photos in the release, which holds 3",
+                                        "1 photo ids it adds are not in the release, e.g. '9'"]),
+    (log(removed={"blocklist/listed": ["1", "3"]}, previous=4), ["1 photo ids it removes are still in the release, "
+                                                                 "e.g. '3'"]),
+    (log(removed={"blocklist/listed": ["4"]}), ["1 photo ids both added and removed, e.g. '4'",
+                                                "1 photo ids it removes are still in the release, e.g. '4'"]),
+    (log(removed={"a/b": ["1"], "c/d": ["1"]}, previous=4), ["1 photo ids removed more than once, e.g. '1'"]),
+    (log(previous=9), ["the previous release's 9 photos are not its 2 unchanged + 1 removed"]),
+    (log(unchanged=1, previous=2), ["the release's 3 photos are not its 1 unchanged + 1 added"]),
+    (log(name="r3"), ["describes release 'r3', the manifest says 'r2'"]),
+])
+def test_a_changelog_that_misstates_the_release_is_told(value, said):
+    """A changelog leaving a removed photo out, or naming one the release holds, misleads the mirrors that delete by it
+    (a takedown), and a resealed manifest makes its checksum match."""
+    assert problems(value) == said
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (b"{", "not valid JSON"), (b"[]", "not a JSON object but list, as a refresh writes it"),
+    (log(added=[1]), '"added" is not a list of photo ids'), (log(removed={"x": "1"}), '"removed" is not an object'),
+    (log(unchanged=True), '"unchanged" is not a count'), (log(release=-1), '"totals" does not give'),
+    (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+])
+def test_a_changelog_of_another_shape_is_one_line(value, said):
+    [message] = problems(value)
+    assert said in message
+
+
+def test_verify_checks_a_releases_changelog_against_its_photos(demo_release, tmp_path):
+    """Through verify: a changelog.json consistent with the demo release passes, one resealed to leave a photo the
+    release holds among the removed ones (so that mirrors delete it) does not."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_release, copy)
+    kept = sorted(row["photo_id"] for path in sorted((copy / "parquet").glob("*.parquet"))
+                  for row in pq.read_table(path, columns=["photo_id"]).to_pylist())
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["release"] = "r2"
+    manifest["files"].append({"path": "changelog.json", "format": "changelog", "bytes": 0, "sha256": ""})
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+    def written(value: dict) -> set[tuple[str, str]]:
+        (copy / "changelog.json").write_text(json.dumps(value))
+        reseal(copy)
+        return {(p.path, p.message) for p in verify(str(copy))}
+
+    good = log(added=kept[1:], removed={"blocklist/listed": ["0"]}, unchanged=1, previous=2, release=len(kept))
+    assert not [p for p in written(good) if p[0] == "changelog.json"]
+    bad = {**good, "removed": {"blocklist/listed": [kept[0]]}}
+    assert ("changelog.json", f"1 photo ids it removes are still in the release, e.g. {kept[0]!r}") in written(bad)
