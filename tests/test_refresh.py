@@ -1096,6 +1096,60 @@ def test_the_rerun_of_the_same_refresh_finishes_a_publish_a_kill_cut_short_after
     assert main(["verify", str(release)]) == 0 and main(["verify", str(copy / "releases" / "r3")]) == 0
 
 
+def _cut_publish(release: Path) -> Path:
+    """What a kill after the manifest's move leaves of a publish in `release`: the lock of a process gone (on this
+    machine) and the staging folder of the publish, its plan naming every file moved in. The staging folder."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (release / "_lock.json").write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(),
+                                                    "pid": int(gone.stdout), "started": "2026-12-04T00:00:00Z"}))
+    published = sorted(str(path.relative_to(release)) for path in release.rglob("*") if path.is_file()
+                       and not path.name.startswith("_"))
+    staging = release / "_staging" / "20261204T000000-0000abcd"
+    staging.mkdir(parents=True)
+    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))
+    return staging
+
+
+def test_finishing_a_cut_publish_deletes_nothing_through_a_staging_folder_that_is_a_link(scheduled_refresh, tmp_path,
+                                                                                         capsys):
+    """A release's `_staging` that is a link to another folder (another output's staging area: a live run's staging
+    folder beside one whose publish has begun) was entered by the repair of a cut-short publish, which deleted every
+    folder there but the planned one; with no plan there, it failed as "the job failed: Cannot call rmtree on a
+    symbolic link" (exit 1). A run refuses such a link before its lock; the repair now leaves the release as it is,
+    refused with one line (exit 2)."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    elsewhere = tmp_path / "other-output" / "_staging"
+    (elsewhere / "publishing").mkdir(parents=True)
+    (elsewhere / "publishing" / "PUBLISHING.json").write_text(json.dumps({"files": ["manifest.json"]}))
+    (elsewhere / "publishing" / "manifest.json").write_text("{}")  # its manifest not moved in yet: a plan kept
+    (elsewhere / "live-run").mkdir()
+    (elsewhere / "live-run" / "shard.parquet").write_bytes(b"a live run's output")
+    _cut_publish(release)
+    shutil.rmtree(release / "_staging")
+    (release / "_staging").symlink_to(elsewhere, target_is_directory=True)
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    next_month = [argv[0], f"--output={copy}", "--release=r3", f"--previous={release}", *argv[4:]]
+    for refresh in (rerun, next_month):
+        capsys.readouterr()
+        assert main(refresh) == 2
+        assert "does not match its manifest" in capsys.readouterr().err
+        assert (elsewhere / "live-run" / "shard.parquet").read_bytes() == b"a live run's output"
+    (elsewhere / "publishing" / "PUBLISHING.json").unlink()  # no plan there: the whole link was to be removed
+    for refresh in (rerun, next_month):
+        capsys.readouterr()
+        assert main(refresh) == 2
+        err = capsys.readouterr().err
+        assert "does not match its manifest" in err and "job failed" not in err, err
+        assert sorted(path.name for path in elsewhere.iterdir()) == ["live-run", "publishing"]
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

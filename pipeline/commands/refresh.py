@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.build import models_of
 from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
 from pipeline.io import report
-from pipeline.io.layout import STAGING, is_published, remove_staging
+from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
@@ -171,8 +171,12 @@ def _finish_cut_publish(target: str) -> bool:
     process gone (taken over only on its own machine: `OutputLock`) and the staging folder of a publish whose
     manifest was moved in (`remove_staging` finishes it; any other plan is kept). Whether it could look: False
     where another run holds the lock. Left, they made verify refuse the release for good, and `--previous=latest`
-    every later refresh, until someone removed them by hand."""
+    every later refresh, until someone removed them by hand. Nothing is done where a run folder or the staging folder
+    is a link or no folder (a run refuses those before its lock): the staging folders are removed through it,
+    wherever it leads."""
     if not any(FileSystems.exists(FileSystems.join(target, leftover)) for leftover in (LOCK, STAGING)):
+        return False
+    if linked_run_paths(target) or misplaced_run_paths(target):
         return False
     try:
         with OutputLock(target, "refresh (finishing a publish)"):
