@@ -1150,6 +1150,29 @@ def test_finishing_a_cut_publish_deletes_nothing_through_a_staging_folder_that_i
         assert sorted(path.name for path in elsewhere.iterdir()) == ["live-run", "publishing"]
 
 
+def test_a_release_edited_beside_a_cut_publish_is_refused_untouched(scheduled_refresh, tmp_path, capsys):
+    """A release holding what a kill left of its publish (its lock, its staging folder) and also a file edited since:
+    the repair removed the staging folder and took over and removed the lock, and then the refresh was refused for
+    the edited file, saying "nothing was done" (the README: "the release untouched"). The leftovers are finished
+    only where they are all verify finds; otherwise the release is refused as it is, whichever refresh finds it."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    _cut_publish(release)
+    with open(release / "CHANGELOG.md", "a", encoding="utf-8") as changelog:
+        changelog.write("edited by hand\n")
+    before = files_of(copy)
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    next_month = [argv[0], f"--output={copy}", "--release=r3", "--previous=latest", *argv[4:]]
+    for refresh in (rerun, next_month):
+        capsys.readouterr()
+        assert main(refresh) == 2
+        captured = capsys.readouterr()
+        assert "CHANGELOG.md" in captured.err and "finished now" not in captured.out, captured
+        assert files_of(copy) == before
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -15,7 +15,7 @@ from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplace
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
-from pipeline.release.verify import MANIFEST, verify
+from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 
 
 def models_for(argv: Sequence[str]) -> list[dict]:
@@ -155,9 +155,12 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
 
 def _problems_once_finished(release: str, said: str) -> tuple[list, bool]:
     """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
-    (`_finish_cut_publish`), which one line then says, `said` first)."""
+    (`_finish_cut_publish`), which one line then says, `said` first). Finished only where what a publish leaves (its
+    lock, its staging folder) is all verify finds: the release is refused as it is otherwise (an edited file beside
+    them), not refused once they were removed."""
     problems = list(verify(release))
-    if not problems or not _finish_cut_publish(release):
+    leftovers_only = all(problem.message == UNLISTED and run_leftover(problem.path) for problem in problems)
+    if not problems or not leftovers_only or not _finish_cut_publish(release):
         return problems, False
     problems = list(verify(release))
     if not problems:

@@ -70,6 +70,7 @@ from pipeline.release.record_readers import (
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
 UNLISTED_ALLOWED = frozenset({MANIFEST})
+UNLISTED = "not listed in the manifest"  # what verify says of a file in the release that its manifest does not list
 _SHARD_NAME = re.compile(r"(?P<prefix>.+)-(?P<index>[0-9]{5})-of-(?P<total>[0-9]{5})\.(?P<extension>[A-Za-z0-9]+)")
 # Which total of the manifest each format's records add up to (near_dup_index and review have none).
 _TOTAL_OF_FORMAT = {**{name: "kept" for name in WRITERS}, "attribution": "kept", "rejections": "rejected"}
@@ -385,9 +386,9 @@ def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Probl
     prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
     for found in _everything_under(release):
         relative = found[len(prefix):] if found.startswith(prefix) else found
-        if not relative or relative.endswith("/") or relative in known or (not published and _run_leftover(relative)):
+        if not relative or relative.endswith("/") or relative in known or (not published and run_leftover(relative)):
             continue
-        yield Problem(_shown(relative), "not listed in the manifest")
+        yield Problem(_shown(relative), UNLISTED)
 
 
 def _everything_under(release: str) -> list[str]:
@@ -402,7 +403,9 @@ def _everything_under(release: str) -> list[str]:
     return sorted(path.replace(os.sep, "/") for path in found)
 
 
-def _run_leftover(relative: str) -> bool:
+def run_leftover(relative: str) -> bool:
+    """Whether a path in a release (relative to it) is what a run leaves beside a dataset: its lock, the lock's
+    temporary, a file in a staging folder."""
     return relative.startswith(f"{STAGING}/") or relative == LOCK or (
         relative.startswith(LOCK_TEMPORARY) and "/" not in relative)
 
