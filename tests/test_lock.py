@@ -63,3 +63,29 @@ def test_a_stale_lock_alone_is_taken_over_and_a_live_one_refused(tmp_path):
         with pytest.raises(OutputLocked, match="run mine"):
             OutputLock(str(tmp_path), "other").acquire()
     assert not (tmp_path / LOCK).exists()
+
+
+def test_a_lock_that_is_a_named_pipe_is_held_by_an_unknown_run_not_read_for_ever(tmp_path):
+    """A `_lock.json` that is a named pipe (in a release, where the repair of a publish a kill cut short takes the
+    lock; in any output) was read as a file: the read waited for a writer that never came, and the refresh or run
+    hung for good. It is no lock a run writes: held by an unknown run, refused in one line."""
+    os.mkfifo(tmp_path / LOCK)
+    outcome: list[BaseException | None] = []
+
+    def take() -> None:
+        try:
+            OutputLock(str(tmp_path), "mine").acquire()
+            outcome.append(None)
+        except BaseException as err:  # what the main thread checks
+            outcome.append(err)
+
+    taker = threading.Thread(target=take, daemon=True)
+    taker.start()
+    taker.join(30)
+    if taker.is_alive():
+        with open(os.open(tmp_path / LOCK, os.O_WRONLY | os.O_NONBLOCK), "wb"):  # lets the blocked read end
+            pass
+        taker.join(30)
+        pytest.fail("taking the lock waited on the named pipe")
+    assert len(outcome) == 1 and isinstance(outcome[0], OutputLocked), outcome
+    assert "another run" in str(outcome[0])

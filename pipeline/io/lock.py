@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -169,9 +170,20 @@ def _parsed(payload: bytes) -> Holder | None:
 
 def _holder(path: str) -> Holder | None:
     try:
-        return _parsed(read_bytes(path))
+        return _parsed(read_bytes(path) if "://" in path else _read_local_lock(path))
     except Exception:  # unreadable: treated as held by an unknown run
         return None
+
+
+def _read_local_lock(path: str) -> bytes:
+    """A local lock's bytes, where it is a regular file (a lock is written as one), at most `MAX_LOCK_BYTES`: a named
+    pipe there was read for ever, waiting for a writer (a refresh finishing a publish in a release hung for good), and
+    a link to /dev/zero until memory ran out. Opened without waiting, then judged by what was opened."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is no regular file")
+        return handle.read(MAX_LOCK_BYTES)
 
 
 class OutputLock:
