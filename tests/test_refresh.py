@@ -1173,6 +1173,38 @@ def test_a_release_edited_beside_a_cut_publish_is_refused_untouched(scheduled_re
         assert files_of(copy) == before
 
 
+def test_a_repair_killed_as_it_took_the_lock_over_is_finished_by_the_next_refresh(scheduled_refresh, tmp_path, capsys):
+    """A publish killed after its staging folder was removed and before its lock was (the lock alone left), then the
+    refresh finishing it killed as it took that lock over: after removing the dead run's lock, its own was written
+    under the temporary name and not yet linked. The temporary alone was left, which verify refuses, and which no
+    refresh looked at (only a lock or a staging folder): the release was refused for good. It is finished as the
+    lock is."""
+    import signal
+    import subprocess
+    import sys
+
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    before = files_of(copy)
+    shutil.rmtree(_cut_publish(release).parent)
+    # killed as it links its own lock, the second link of the takeover (the first finds the dead run's lock there)
+    takeover = ("import os, signal, sys\nfrom pipeline.io import lock\nlink, links = os.link, []\n"
+                "def killed_at_second(*args):\n    links.append(args)\n"
+                "    return link(*args) if len(links) < 2 else os.kill(os.getpid(), signal.SIGKILL)\n"
+                "os.link = killed_at_second\nlock.OutputLock(sys.argv[1], 'refresh (finishing a publish)').acquire()\n")
+    killed = subprocess.run([sys.executable, "-c", takeover, str(release)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [path.name for path in release.iterdir() if path.name.startswith("_")]
+    assert len(left) == 1 and left[0].startswith("_lock.json.tmp-"), left
+    capsys.readouterr()
+    assert main([argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]) == 0
+    assert "finished now" in capsys.readouterr().out
+    assert files_of(copy) == before
+    assert main(["verify", str(release)]) == 0
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -11,8 +11,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.build import models_of
 from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
 from pipeline.io import report
+from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
-from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
@@ -177,7 +178,10 @@ def _finish_cut_publish(target: str) -> bool:
     every later refresh, until someone removed them by hand. Nothing is done where a run folder or the staging folder
     is a link or no folder (a run refuses those before its lock): the staging folders are removed through it,
     wherever it leads."""
-    if not any(FileSystems.exists(FileSystems.join(target, leftover)) for leftover in (LOCK, STAGING)):
+    # The lock's temporary too: the one left alone where this very repair was killed taking a dead run's lock over (it
+    # had removed that lock and not yet linked its own), which acquiring the lock removes as a dead process's.
+    if not any(FileSystems.exists(FileSystems.join(target, leftover)) for leftover in (LOCK, STAGING)) and \
+            not matching(FileSystems.join(target, f"{LOCK_TEMPORARY}*")):
         return False
     if linked_run_paths(target) or misplaced_run_paths(target):
         return False
