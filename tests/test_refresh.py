@@ -1205,6 +1205,31 @@ def test_a_repair_killed_as_it_took_the_lock_over_is_finished_by_the_next_refres
     assert main(["verify", str(release)]) == 0
 
 
+def test_a_cut_publish_whose_lock_another_machine_holds_is_refused_naming_that_run(scheduled_refresh, tmp_path,
+                                                                                  capsys):
+    """A release holding a publish's staging folder and the lock of a run on another machine (live or not: no run can
+    tell from here) is left as it is; the refusal said "_lock.json: not listed in the manifest; run `pass-pipeline
+    verify`", and verify says no more, so nothing told the operator whose lock it was or what to do. It names the run
+    holding it and the lock to remove once that run is known to be gone, as a run refused by a lock does."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    _cut_publish(release)
+    (release / "_lock.json").write_text(json.dumps({"run_id": "20261204T000000-0000abcd", "host": "another-machine",
+                                                    "pid": 4242, "started": "2026-12-04T00:00:00Z"}))
+    before = files_of(copy)
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    next_month = [argv[0], f"--output={copy}", "--release=r3", "--previous=latest", *argv[4:]]
+    for refresh in (rerun, next_month):
+        capsys.readouterr()
+        assert main(refresh) == 2
+        err = capsys.readouterr().err
+        assert "pid 4242 on another-machine" in err and f"remove {release / '_lock.json'}" in err, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert files_of(copy) == before
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -76,10 +76,10 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                          "published release's folder (ROOT/releases/NAME) or --previous=latest")
     if previous and not done:  # a published release is only compared with this refresh: no verify again
         # the schedule's next month, where no rerun finished a publish a kill cut short
-        problems, _ = _problems_once_finished(previous, f"the previous release {previous}:")
+        problems, _, held = _problems_once_finished(previous, f"the previous release {previous}:")
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
-                             f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`")
+                             f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`{held}")
     # A release records these for the next refresh, which runs elsewhere (the schedule): a relative path would be
     # refused there, month after month, after being taken here.
     given = PipelineOptions(list(rest)).view_as(PassOptions)
@@ -142,39 +142,48 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     # A kill after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the OOM
     # killer) leaves them in the release, which verify refuses and no run carries out: told done (exit 0), it was not.
     said = f"release {name} was published by this same refresh: {target};"
-    problems, finished = _problems_once_finished(target, said)
+    problems, finished, held = _problems_once_finished(target, said)
     if finished and not problems:
         return 0
     if problems:
         raise UsageError(f"release {name} is already published by this same refresh: {target}, but it does not match "
                          f"its manifest ({problems[0].path}: {problems[0].message}); nothing was done: run "
-                         f"`pass-pipeline verify {target}`")
+                         f"`pass-pipeline verify {target}`{held}")
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
           f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
     return 0
 
 
-def _problems_once_finished(release: str, said: str) -> tuple[list, bool]:
+def _problems_once_finished(release: str, said: str) -> tuple[list, bool, str]:
     """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
-    (`_finish_cut_publish`), which one line then says, `said` first). Finished only where what a publish leaves (its
-    lock, its staging folder) is all verify finds: the release is refused as it is otherwise (an edited file beside
-    them), not refused once they were removed."""
+    (`_finish_cut_publish`), which one line then says, `said` first; and where another run's lock kept it from
+    that, '; ' and the lock's line: whose lock, which file to remove once that run is gone. The refusal said only
+    verify's "_lock.json: not listed in the manifest", and verify says no more). Finished only where what a publish
+    leaves (its lock, its staging folder) is all verify finds: the release is refused as it is otherwise (an edited
+    file beside them), not refused once they were removed."""
     problems = list(verify(release))
     leftovers_only = all(problem.message == UNLISTED and run_leftover(problem.path) for problem in problems)
-    if not problems or not leftovers_only or not _finish_cut_publish(release):
-        return problems, False
+    if not problems or not leftovers_only:
+        return problems, False, ""
+    try:
+        if not _finish_cut_publish(release):
+            return problems, False, ""
+    except OutputLocked as err:
+        return problems, False, f"; {err}"
     problems = list(verify(release))
     if not problems:
         print(f"refresh: {said} a kill had left its publish's last step undone (its staging folder, its lock): "
               "finished now", flush=True)
-    return problems, True
+    return problems, True, ""
 
 
 def _finish_cut_publish(target: str) -> bool:
     """Finishes what a kill after the manifest's move left of a publish in the release `target`: the lock of a
     process gone (taken over only on its own machine: `OutputLock`) and the staging folder of a publish whose
-    manifest was moved in (`remove_staging` finishes it; any other plan is kept). Whether it could look: False
-    where another run holds the lock. Left, they made verify refuse the release for good, and `--previous=latest`
+    manifest was moved in (`remove_staging` finishes it; any other plan is kept). Whether it could look: False where
+    the folder cannot be written; `OutputLocked` where another run holds the lock (on another machine, where no run
+    can tell whether it lives; a live one here). Left, they made verify refuse the release for good, and
+    `--previous=latest`
     every later refresh, until someone removed them by hand. Nothing is done where a run folder or the staging folder
     is a link or no folder (a run refuses those before its lock): the staging folders are removed through it,
     wherever it leads."""
@@ -188,7 +197,7 @@ def _finish_cut_publish(target: str) -> bool:
     try:
         with OutputLock(target, "refresh (finishing a publish)"):
             remove_staging(target, keep_planned=True)
-    except (OutputLocked, OutputNotWritable):
+    except OutputNotWritable:
         return False
     return True
 
