@@ -1230,6 +1230,31 @@ def test_a_cut_publish_whose_lock_another_machine_holds_is_refused_naming_that_r
         assert files_of(copy) == before
 
 
+def test_a_cut_publish_whose_plan_is_a_named_pipe_is_refused_not_waited_on(scheduled_refresh, tmp_path):
+    """The repair of a publish a kill cut short reads the plan in the release's staging folder: one that was a named
+    pipe was read as a file, waiting for a writer that never came, and the refresh (its rerun, the next month's)
+    hung for good. A plan is read only as a regular file; that one is no plan a publish wrote: refused, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    plan = _cut_publish(release) / "PUBLISHING.json"
+    plan.unlink()
+    os.mkfifo(plan)
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipeline", *rerun], capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the refresh waited on the named pipe")
+    assert done.returncode == 2, done.stderr
+    assert "pass-pipeline: error:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert plan.exists()
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

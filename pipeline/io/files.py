@@ -119,6 +119,20 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
         return b"".join(parts)
 
 
+def read_regular_file(path: str) -> bytes:
+    """`read_bytes` of a file a run wrote (a publish plan): on a local disk, only a regular file is read, anything
+    else (a named pipe, a device, through a link too) is a ValueError, as a file that is no such plan. A named pipe
+    read as a file waited for a writer that never came: the command hung for good. Opened without waiting, then
+    judged by what was opened. Object stores hold only files."""
+    if "://" in path:
+        return read_bytes(path)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"{path} is no regular file")
+        return handle.read()
+
+
 class HashingReader(io.RawIOBase):
     """A file handle read through while its size and sha256 are computed, as `_HashingWriter` computed them when
     the file was written (the manifest's `bytes` and `sha256`): each byte hashed once, in file order, whatever the

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import canonical_path, matching, read_bytes, write_atomically
+from pipeline.io.files import canonical_path, matching, read_bytes, read_regular_file, write_atomically
 from pipeline.io.lock import LOCK_TEMPORARY
 
 MANIFEST = "manifest.json"
@@ -153,7 +153,7 @@ def _published_but_removed(staging: str, output: str) -> bool:
     folder was left, which a stop cut short: finished here (its emptied run folders removed; the caller removes the
     folder). Kept, a release held it for good (no run touches a published release), and verify refused it."""
     try:
-        names = json.loads(read_bytes(FileSystems.join(staging, PUBLISHING)))["files"]
+        names = json.loads(read_regular_file(FileSystems.join(staging, PUBLISHING)))["files"]
     except (ValueError, KeyError, TypeError, OSError):
         return False
     if not isinstance(names, list) or MANIFEST not in names or not all(isinstance(name, str) for name in names):
@@ -239,8 +239,8 @@ def finish_interrupted_publish(output: str) -> str | None:
     for plan_path in matching(FileSystems.join(output, STAGING, "*", PUBLISHING)):
         staging = plan_path[: -len(PUBLISHING) - 1]
         try:
-            names = json.loads(read_bytes(plan_path))["files"]
-        except (ValueError, KeyError, TypeError):
+            names = json.loads(read_regular_file(plan_path))["files"]
+        except (ValueError, KeyError, TypeError):  # no JSON, or no regular file (a named pipe: read, it was waited on)
             continue  # not a plan this module wrote (it writes plans atomically): leave it to remove_staging
         if not isinstance(names, list) or not all(isinstance(name, str) and RUN_PATH.fullmatch(name) for name in names):
             continue  # only names a run writes: relative, no '..', nothing that could point out of the folder
