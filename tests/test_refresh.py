@@ -1255,6 +1255,30 @@ def test_a_cut_publish_whose_plan_is_a_named_pipe_is_refused_not_waited_on(sched
     assert plan.exists()
 
 
+def test_a_link_in_the_staging_folder_of_a_cut_publish_is_removed_not_followed(scheduled_refresh, tmp_path, capsys):
+    """Finishing a cut-short publish removes the staging folders of a release but one holding a plan still to carry
+    out (kept, and the release refused); a link among them (`_staging/x -> elsewhere`) failed as "the job failed:
+    Cannot call rmtree on a symbolic link" (exit 1). The link is removed, never what it leads to; the release is
+    refused in one line for the plan kept (exit 2)."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    staging = _cut_publish(release)
+    (staging / "manifest.json").write_text("{}")  # a plan whose manifest is still to move in: kept
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "thesis.tex").write_text("years of work")
+    (staging.parent / "linked").symlink_to(elsewhere, target_is_directory=True)
+    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    capsys.readouterr()
+    assert main(rerun) == 2
+    err = capsys.readouterr().err
+    assert "does not match its manifest" in err and "job failed" not in err, err
+    assert (elsewhere / "thesis.tex").read_text() == "years of work"
+    assert not (staging.parent / "linked").is_symlink() and (staging / "PUBLISHING.json").exists()
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -125,8 +125,11 @@ def files_under(folder: str) -> list[str]:
 
 
 def remove_folder(folder: str) -> None:
-    """Deletes a folder and everything in it, local or on an object store; absent is fine."""
-    if _is_dir(folder):
+    """Deletes a folder and everything in it, local or on an object store; absent is fine. A local link is removed,
+    never what it leads to (a link among a release's staging folders failed the command: rmtree refuses links)."""
+    if "://" not in folder and os.path.islink(folder):
+        os.unlink(folder)
+    elif _is_dir(folder):
         shutil.rmtree(folder)
     elif "://" in folder and matching(FileSystems.join(folder, "*")) + matching(FileSystems.join(folder, "*", "*")):
         FileSystems.delete([folder.rstrip("/") + "/"])
