@@ -1279,6 +1279,38 @@ def test_a_link_in_the_staging_folder_of_a_cut_publish_is_removed_not_followed(s
     assert not (staging.parent / "linked").is_symlink() and (staging / "PUBLISHING.json").exists()
 
 
+def test_a_cut_publish_that_cannot_be_finished_is_refused_in_one_line(scheduled_refresh, tmp_path, capsys):
+    """Finishing a cut-short publish that the disk refuses (a staging file that cannot be deleted: a folder of another
+    user, an immutable file) ended as "the job failed: [Errno 1] Operation not permitted" (exit 1), as if the job had
+    run. It is refused (exit 2), one line naming what verify finds and why it could not be finished."""
+    import os
+    import subprocess
+
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+    release = copy / "releases" / "r2"
+    stuck = _cut_publish(release) / "_images" / "stuck.jpg"
+    stuck.parent.mkdir()
+    stuck.write_bytes(b"a staged image")
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+            pytest.skip("no way to make a file undeletable here (root without chattr +i)")
+        undo = ["chattr", "-i", str(stuck)]
+    else:
+        stuck.parent.chmod(0o555)
+        undo = ["chmod", "755", str(stuck.parent)]
+    try:
+        rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+        capsys.readouterr()
+        assert main(rerun) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "job failed" not in err, err
+        assert "does not match its manifest" in err and "stuck.jpg" in err, err
+    finally:
+        subprocess.run(undo, check=True)
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""

@@ -157,10 +157,10 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
 def _problems_once_finished(release: str, said: str) -> tuple[list, bool, str]:
     """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
     (`_finish_cut_publish`), which one line then says, `said` first; and where another run's lock kept it from
-    that, '; ' and the lock's line: whose lock, which file to remove once that run is gone. The refusal said only
-    verify's "_lock.json: not listed in the manifest", and verify says no more). Finished only where what a publish
-    leaves (its lock, its staging folder) is all verify finds: the release is refused as it is otherwise (an edited
-    file beside them), not refused once they were removed."""
+    that, '; ' and the lock's line: whose lock, which file to remove once that run is gone (the refusal said only
+    verify's "_lock.json: not listed in the manifest", and verify says no more); where the disk refused a deletion,
+    '; ' and why). Finished only where what a publish leaves (its lock, its staging folder) is all verify finds: the
+    release is refused as it is otherwise (an edited file beside them), not refused once they were removed."""
     problems = list(verify(release))
     leftovers_only = all(problem.message == UNLISTED and run_leftover(problem.path) for problem in problems)
     if not problems or not leftovers_only:
@@ -170,6 +170,9 @@ def _problems_once_finished(release: str, said: str) -> tuple[list, bool, str]:
             return problems, False, ""
     except OutputLocked as err:
         return problems, False, f"; {err}"
+    except OSError as err:  # the disk refused a deletion (a folder of another user): said, not "the job failed"
+        return list(verify(release)) or problems, False, f"; what a kill left of its publish could not be removed: " \
+            f"{' '.join(str(err).split())[:300]}"
     problems = list(verify(release))
     if not problems:
         print(f"refresh: {said} a kill had left its publish's last step undone (its staging folder, its lock): "
