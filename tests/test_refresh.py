@@ -1311,6 +1311,64 @@ def test_a_cut_publish_that_cannot_be_finished_is_refused_in_one_line(scheduled_
         subprocess.run(undo, check=True)
 
 
+@pytest.mark.slow
+def test_finishing_a_cut_publish_killed_at_any_step_is_finished_by_the_next_refresh(scheduled_refresh, tmp_path,
+                                                                                    capsys):
+    """SIGKILL at each deletion, link and rename of the refresh finishing a publish a kill cut short (the lock taken
+    over, the staging folder removed, the lock released): the next refresh finishes it every time, the release as
+    published (nothing else changed) and verified. A kill as it took the lock over had left the lock's temporary
+    alone, which no refresh looked at."""
+    root, argv = scheduled_refresh
+    rerun = [argv[0], "OUTPUT", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
+    child = ("import os, signal, sys\nfrom pipeline.cli import entry\nimport pipeline.commands.refresh\n"
+             "at, calls = int(sys.argv[1]), []\n"
+             "def killing(real):\n"
+             "    def step(*args, **kwargs):\n"
+             "        calls.append(real)\n"
+             "        if len(calls) == at:\n"
+             "            os.kill(os.getpid(), signal.SIGKILL)\n"
+             "        return real(*args, **kwargs)\n"
+             "    return step\n"
+             "for name in ('link', 'unlink', 'remove', 'rmdir', 'rename', 'replace'):\n"
+             "    setattr(os, name, killing(getattr(os, name)))\n"
+             "sys.argv[1:] = sys.argv[2:]\nsys.exit(entry())\n")
+    for left in ("lock and staging folder", "lock alone"):  # a kill before or after the publish removed its folder
+        killed = _kill_at_each_step(root, rerun, child, tmp_path / left.replace(" ", "-"), left, capsys)
+        assert killed >= 4, (left, killed)  # the lock taken over (unlink, link), the staging removed, the lock released
+
+
+def _kill_at_each_step(root: Path, rerun: list[str], child: str, where: Path, left: str, capsys) -> int:
+    import signal
+    import subprocess
+    import sys
+
+    killed = 0
+    for at in range(1, 60):
+        copy = where / f"kill-{at}"
+        shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
+        release = copy / "releases" / "r2"
+        before = files_of(copy)
+        staging = _cut_publish(release)
+        if left == "lock alone":
+            shutil.rmtree(staging.parent)
+        given = [f"--output={copy}" if arg == "OUTPUT" else arg for arg in rerun]
+        done = subprocess.run([sys.executable, "-c", child, str(at), *given], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode == 0:
+            break
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        killed += 1
+        capsys.readouterr()
+        assert main(given) == 0, (left, at, capsys.readouterr().err)
+        assert files_of(copy) == before, (left, at)
+        assert main(["verify", str(release)]) == 0, (left, at)
+        shutil.rmtree(copy)
+    else:
+        pytest.fail(f"{left}: the refresh was still being killed at its 59th step")
+    assert "finished now" in done.stdout, done.stdout
+    return killed
+
+
 def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsys):
     """A typo in --previous said 'the previous release … does not match its manifest (…/manifest.json: no
     manifest.json); run `pass-pipeline verify`', as if a release there had been damaged."""
