@@ -1294,8 +1294,9 @@ def test_a_cut_publish_that_cannot_be_finished_is_refused_in_one_line(scheduled_
     stuck.parent.mkdir()
     stuck.write_bytes(b"a staged image")
     if os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
-            pytest.skip("no way to make a file undeletable here (root without chattr +i)")
+        # chattr: e2fsprogs, in every Debian install; as root, the one way to make a file undeletable here
+        made = subprocess.run(["chattr", "+i", str(stuck)], capture_output=True, text=True)
+        assert made.returncode == 0, f"chattr +i (e2fsprogs) is needed to test this as root: {made.stderr}"
         undo = ["chattr", "-i", str(stuck)]
     else:
         stuck.parent.chmod(0o555)
