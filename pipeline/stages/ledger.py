@@ -205,8 +205,9 @@ class SkipDecided(beam.PTransform):
     row of the release a refresh carries over; an id the ledger calls kept is decided only if that release holds it.
     The ledger is outside input (resealed with its release): a row calling a photo kept that the release does not hold
     skipped each new row of it as "carried over, not fetched again", and the photo was lost to every later release.
-    `rechecked`: stages this run applies again from lists it reads as they are now (a takedown list, evaluation sets):
-    their earlier rejections decide nothing, the lists do. Skipped as decided, a photo struck off the takedown list (a
+    `rechecked`: stages this run applies again from lists it reads as they are now (the takedown list's id pass, by
+    id, owner or URL; takedowns by content and evaluation-set overlaps stay for good: see LIST_STAGES): their earlier
+    rejections decide nothing, the lists do. Skipped as decided, a photo struck off the takedown list (a
     withdrawn or mistaken takedown, a hostile list replaced) stayed out of every later refresh. Without the list, the
     ledger's rejection stands (a run that was not given the list still keeps the taken-down photo out)."""
 
