@@ -172,3 +172,34 @@ def test_links_among_the_run_folders_and_a_release_above_are_found(tmp_path):
     assert published_folder_above(str(release / "parquet" / "more")) == str(release.resolve())
     assert published_folder_above(str(release)) == str(release.resolve())
     assert published_folder_above(str(tmp_path / "releases" / "r2")) is None
+
+
+def test_a_release_whose_manifest_is_a_pipe_or_endless_is_no_release_and_never_waited_on(tmp_path):
+    """Every release's manifest is read to find `--previous=latest`: one that was a named pipe (a release folder is
+    outside input) hung the refresh for good, one linked to /dev/zero read until memory ran out. Neither is a
+    published release; the others are found."""
+    import os
+    import threading
+
+    from pipeline.io.layout import manifest_of, published_releases
+
+    for name in ("r1", "r2", "r3"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+    (tmp_path / "releases" / "r1" / "manifest.json").write_text(json.dumps({"release": "r1"}))
+    os.mkfifo(tmp_path / "releases" / "r2" / "manifest.json")
+    (tmp_path / "releases" / "r3" / "manifest.json").symlink_to("/dev/zero")
+    found: list = []
+    reader = threading.Thread(target=lambda: found.append(published_releases(str(tmp_path))), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert found == [[str(tmp_path / "releases" / "r1")]]
+    assert manifest_of(str(tmp_path / "releases" / "r3")) is None
+
+
+def test_a_manifest_over_its_bound_is_no_release(tmp_path, monkeypatch):
+    from pipeline.io import layout
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"release": "r1", "files": []}))
+    assert layout.manifest_of(str(tmp_path)) == {"release": "r1", "files": []}
+    monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", (tmp_path / "manifest.json").stat().st_size - 1)
+    assert layout.manifest_of(str(tmp_path)) is None

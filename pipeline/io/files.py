@@ -119,18 +119,24 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
         return b"".join(parts)
 
 
-def read_regular_file(path: str) -> bytes:
-    """`read_bytes` of a file a run wrote (a publish plan): on a local disk, only a regular file is read, anything
-    else (a named pipe, a device, through a link too) is a ValueError, as a file that is no such plan. A named pipe
-    read as a file waited for a writer that never came: the command hung for good. Opened without waiting, then
-    judged by what was opened. Object stores hold only files."""
+def read_regular_file(path: str, limit: int | None = None) -> bytes:
+    """`read_bytes` of a file a run wrote (a publish plan, a manifest): on a local disk, only a regular file is read,
+    anything else (a named pipe, a device, through a link too) is a ValueError, as a file that is no such plan. A named
+    pipe read as a file waited for a writer that never came: the command hung for good. Opened without waiting, then
+    judged by what was opened. Object stores hold only files. `limit`: a file over that many bytes is a ValueError,
+    read no further (a link to /dev/zero is a device; a file may still be of any size)."""
     if "://" in path:
-        return read_bytes(path)
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ValueError(f"{path} is no regular file")
-        return handle.read()
+        with open_reader(path) as remote:
+            data = remote.read() if limit is None else remote.read(limit + 1)
+    else:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise ValueError(f"{path} is no regular file")
+            data = handle.read() if limit is None else handle.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValueError(f"{path} is over {limit:,} bytes, more than any run writes")
+    return data
 
 
 class HashingReader(io.RawIOBase):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import canonical_path, matching, read_bytes, read_regular_file, write_atomically
+from pipeline.io.files import canonical_path, matching, read_regular_file, write_atomically
 from pipeline.io.lock import LOCK_TEMPORARY
 
 MANIFEST = "manifest.json"
@@ -60,11 +60,17 @@ def work_cache(root: str, name: str) -> str:
     return FileSystems.join(root, "work", name, "cache")
 
 
+# A run's manifest lists each file in ~250 bytes (a release of 1.4M photos in shards of 5,000: a few hundred kB).
+MAX_MANIFEST_BYTES = 64 << 20
+
+
 def manifest_of(folder: str) -> dict | None:
-    """The folder's manifest; None when there is none or it is no JSON (a dataset verify would refuse)."""
+    """The folder's manifest; None when there is none, or it is no JSON, no regular file or over MAX_MANIFEST_BYTES
+    (a dataset verify would refuse). A release folder is outside input: a manifest.json that was a named pipe hung
+    `--previous=latest` (which reads every release's) for good, one linked to /dev/zero read until memory ran out."""
     path = FileSystems.join(folder, MANIFEST)
     try:
-        return json.loads(read_bytes(path)) if FileSystems.exists(path) else None
+        return json.loads(read_regular_file(path, MAX_MANIFEST_BYTES)) if FileSystems.exists(path) else None
     except (ValueError, RecursionError):
         return None
 

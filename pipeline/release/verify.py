@@ -49,7 +49,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.dataset_card import card_text
 from pipeline.io.files import HashingReader, matching, open_reader, size_and_kind, size_and_sha256
 from pipeline.io.formats import WRITERS
-from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, RUN_PATH, STAGING, STATS
+from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, MAX_MANIFEST_BYTES, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
@@ -87,7 +87,7 @@ _CARD_HEAD = 1 << 20
 _MAX_CHANGELOG = 256 << 20
 # Of manifest.json, read whole and parsed: a run's lists each file in ~250 bytes (a release of 1.4M photos in shards
 # of 5,000 lists ~1,000 files: a few hundred kB).
-_MAX_MANIFEST = 64 << 20
+_MAX_MANIFEST = MAX_MANIFEST_BYTES
 
 
 @dataclass
