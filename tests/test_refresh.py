@@ -1416,6 +1416,25 @@ def test_previous_latest_under_a_root_without_releases_says_it_makes_the_first(t
     assert f"refresh: {root} holds no published release (--previous=latest): this is the first release" in out
 
 
+def test_previous_latest_is_refused_where_a_releases_manifest_cannot_be_read(tmp_path, capsys):
+    """A release whose manifest.json cannot be read (damaged, replaced by a pipe) was passed over as no release, so a
+    newest release damaged made `latest` the one before it, and the refresh brought back what the newer one removed."""
+    from pipeline.release.refresh import latest_release
+
+    root = tmp_path / "root"
+    for name, manifest in (("r1", json.dumps({"release": "r1", "created": "2026-10-01T03:00:00Z"})),
+                           ("r2", '{"release": "r2", "created": "2026-11-01T03:00:00Z", "files": [')):
+        (root / "releases" / name).mkdir(parents=True)
+        (root / "releases" / name / "manifest.json").write_text(manifest)
+    assert main(["refresh", f"--output={root}", "--release=r3", "--previous=latest", "--input=/nowhere/*.tsv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{root}/releases/r2/manifest.json cannot be read" in err, err
+    assert "--previous=latest cannot tell which release is the newest" in err
+    assert not (root / "releases" / "r3").exists()
+    (root / "releases" / "r2" / "manifest.json").write_text(json.dumps({"release": "r2"}))
+    assert latest_release(str(root)) == str(root / "releases" / "r1")  # r2 states no time it was made: sorted first
+
+
 def test_a_carried_photo_listed_by_phash_is_taken_down_whatever_phash_its_row_states(first_yfcc_release, tmp_path):
     """A carried row's pHash is the previous release's word: 32 of its bits changed there (the manifest resealed, so
     verify passes), the photo a takedown lists by pHash was carried into the next release. Its stored image's own

@@ -91,15 +91,18 @@ def holds_run(folder: str) -> list[str]:
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
-def published_releases(root: str) -> list[str]:
+def published_releases(root: str, unreadable: list[str] | None = None) -> list[str]:
     """Folders of the published releases under ROOT/releases, oldest first: by the time each was made (its
     manifest's `created`), then by name. Names alone misordered them (`v1` or `initial` after `2026-12`, `2026-9`
     after `2026-10`), and `--previous=latest` then built every later release on an older one, bringing back what
-    the newer ones had removed."""
+    the newer ones had removed. `unreadable`: gets each folder whose manifest.json is there but cannot be read
+    (`manifest_of`), of which nobody can tell whether it is a release, or the newest."""
     found = []
     for path in matching(FileSystems.join(root, "releases", "*", MANIFEST)):
         folder = path.rsplit("/", 1)[0]
         manifest = manifest_of(folder)
+        if manifest is None and unreadable is not None:
+            unreadable.append(folder)
         if isinstance(manifest, dict) and manifest.get("release"):
             created = manifest.get("created")
             made = created if isinstance(created, str) and _CREATED.fullmatch(created) else ""

@@ -42,7 +42,14 @@ from pipeline.io.files import (
     write_atomically,
     write_json,
 )
-from pipeline.io.layout import is_published, manifest_of, published_releases, release_dir, work_cache
+from pipeline.io.layout import (
+    MAX_MANIFEST_BYTES,
+    is_published,
+    manifest_of,
+    published_releases,
+    release_dir,
+    work_cache,
+)
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
@@ -79,7 +86,15 @@ def default_name(now: dt.datetime | None = None) -> str:
 def latest_release(root: str, besides: str = "") -> str | None:
     """The newest published release under ROOT/releases (the one made last, `published_releases`), or None.
     `besides`: a release name left out (what `latest` was when that release was made)."""
-    published = [folder for folder in published_releases(root) if folder.rstrip("/").rsplit("/", 1)[-1] != besides]
+    unreadable: list[str] = []
+    published = [folder for folder in published_releases(root, unreadable)
+                 if folder.rstrip("/").rsplit("/", 1)[-1] != besides]
+    if unreadable:
+        # Passed over, a newest release whose manifest was damaged (or replaced by a pipe) made `latest` the one before
+        # it, and the refresh brought back what the newer one had removed.
+        raise ReleaseError(f"{unreadable[0][:200]}/manifest.json cannot be read (no JSON, no regular file, or over "
+                           f"{MAX_MANIFEST_BYTES:,} bytes), so --previous=latest cannot tell which release is the "
+                           "newest: mend or move that folder, or give --previous=FOLDER")
     return published[-1] if published else None
 
 
