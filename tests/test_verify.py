@@ -1134,3 +1134,22 @@ def test_a_parquet_file_stating_a_footer_over_its_bound_is_unreadable_unparsed(d
     monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
     assert (shard.relative_to(copy).as_posix(), f"unreadable: its Parquet footer is {footer:,} bytes, over the limit "
             f"of {footer - 1:,} (a file of fewer, larger row groups has a smaller one)") in _problems(copy)
+
+
+def test_the_ok_line_reads_the_manifest_again_bounded(tmp_path, monkeypatch, capsys):
+    """After every check passed, the OK line read manifest.json again with no bound: replaced meanwhile by a named pipe
+    it hung verify for good (by a link to /dev/zero, read until memory ran out). Read as verify reads it."""
+    import threading
+
+    import pipeline.commands.verify as command
+
+    (tmp_path / "manifest.json").write_text("{}")
+    monkeypatch.setattr(command, "verify", lambda release: (tmp_path / "manifest.json").unlink()
+                        or os.mkfifo(tmp_path / "manifest.json") or iter(()))
+    done: list[int] = []
+    checking = threading.Thread(target=lambda: done.append(command.verify_command(str(tmp_path))), daemon=True)
+    checking.start()
+    checking.join(timeout=30)
+    assert done == [0]
+    assert capsys.readouterr().out.strip() == f"{tmp_path}: OK: 0 files as manifest.json lists them (size, sha256, "\
+        "records)"
