@@ -1153,3 +1153,22 @@ def test_the_ok_line_reads_the_manifest_again_bounded(tmp_path, monkeypatch, cap
     assert done == [0]
     assert capsys.readouterr().out.strip() == f"{tmp_path}: OK: 0 files as manifest.json lists them (size, sha256, "\
         "records)"
+
+
+def test_a_listed_file_gone_between_its_checks_is_a_problem_not_the_jobs_failure(release, tmp_path, monkeypatch):
+    """A listed file removed between verify's existence check and its stat (a folder being cleaned as it is checked)
+    ended verify as "the job failed: FileNotFoundError"."""
+    import pipeline.release.verify as checks
+
+    copy = _copy(release, tmp_path)
+    real = checks.size_and_kind
+
+    def vanished(path: str):
+        if path.endswith("stats.json"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real(path)
+
+    monkeypatch.setattr(checks, "size_and_kind", vanished)
+    problems = _problems(copy)
+    assert [message for path, message in problems if path == "stats.json"] == [
+        f"unreadable: [Errno 2] No such file or directory: '{copy}/stats.json'"], problems

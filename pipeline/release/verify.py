@@ -327,7 +327,11 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
     if _leaves_release(release, path):
         yield Problem(relative, "a link that leads outside the release; not read")
         return False
-    size, kind = size_and_kind(path)
+    try:
+        size, kind = size_and_kind(path)
+    except OSError as err:  # gone since it was found (a folder being cleaned), or a store's error: not a traceback
+        yield Problem(relative, f"unreadable: {_one_line(err)}")
+        return False
     if kind:
         yield Problem(relative, f"{kind}, not a regular file; not read")  # a FIFO would block the read for ever
         return False
