@@ -754,3 +754,31 @@ def test_an_input_glob_over_a_first_output_is_refused_before_it_reads_the_runs_o
     # a glob that cannot take them in runs
     assert main(["run", *argv(server, data / "*.tsv", data / "out", f"--blocklist={takedowns}")]) == 0
     assert json.loads((data / "out" / "stats.json").read_text())["input_rows"] == len(metadata.read_text().splitlines())
+
+
+def test_a_staging_folder_the_disk_will_not_let_go_is_one_line_not_the_jobs_failure(world, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """What killed runs left under _staging that the disk refused to delete (a folder of another user, an immutable
+    file) ended the next run as "the job failed: [Errno 1] Operation not permitted" (exit 1) before it ran; and a
+    refusal as a run removed its own staging folder after publishing reported the published run as failed."""
+    server, metadata = world
+    output = tmp_path / "out"
+    real = run_command.remove_staging
+    refusing = {"at": "start"}
+
+    def remove_staging(folder: str, keep_planned: bool = False) -> None:
+        if (refusing["at"] == "start") != keep_planned:
+            raise PermissionError(1, "Operation not permitted", f"{folder}/_staging/x/image.jpg")
+        real(folder, keep_planned)
+
+    monkeypatch.setattr(run_command, "remove_staging", remove_staging)
+    assert main(["run", *argv(server, metadata, output)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pass-pipeline: error: cannot remove what an earlier run left in {output}/_staging ([Errno 1] "
+                   f"Operation not permitted: '{output}/_staging/x/image.jpg'); remove it, then run again"), err
+    assert not server.hits
+    refusing["at"] = "end"
+    assert main(["run", *argv(server, metadata, output)]) == 0
+    err = capsys.readouterr().err
+    assert f"pass-pipeline: could not remove {output}/_staging ([Errno 1] Operation not permitted" in err, err
+    assert main(["verify", str(output)]) == 0

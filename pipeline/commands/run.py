@@ -409,7 +409,11 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                       "while publishing)", file=sys.stderr)
                 if is_published(opts.output):
                     raise PublishFinished(opts.output, finished)
-            remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
+            try:
+                remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
+            except OSError as err:  # the disk refused (a folder of another user): said, not "the job failed"
+                raise UsageError(f"cannot remove what an earlier run left in {opts.output[:200]}/{STAGING} "
+                                 f"({' '.join(str(err).split())[:300]}); remove it, then run again") from None
             check_output(opts.output, overwrite)
             remove_stale_temporaries(opts.cache)
             staging = staging_dir(opts.output, run_id)
@@ -441,7 +445,12 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                     before_publish(staging)
                 publish(staging, opts.output)
             finally:
-                remove_staging(opts.output, keep_planned=True)
+                try:
+                    remove_staging(opts.output, keep_planned=True)
+                except OSError as err:  # published or not, what ended the run is told, not this; the next run retries
+                    print(f"pass-pipeline: could not remove {opts.output[:200]}/{STAGING} "
+                          f"({' '.join(str(err).split())[:300]}); the next run into the folder removes it",
+                          file=sys.stderr)
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None
