@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,22 +93,13 @@ def test_a_flickr_refresh_retried_the_next_day_is_the_same_refresh_another_windo
 
 
 
-def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_the_same_refresh(tmp_path):
-    """The record held the inputs by path alone: a takedown added to the list (or a decision to the store, a dump to
-    the input's glob, a table replaced) at the same path, the rerun of that release's refresh was told it was the
-    same refresh, "the same previous release, inputs and options" (exit 0), the release without the takedown. The
-    takedown lists and decisions are held by their content, the other inputs by their files' sizes."""
-    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+def fingerprinted(tmp_path: Path, rest: list[str]) -> tuple[Callable[[], dict], dict, Path]:
+    """Refresh r2 of r1 (a previous release recording one option) given `rest`: a function giving its fingerprint as
+    its inputs are now, that fingerprint, and r2's folder published with it (sealed over no files)."""
+    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint
 
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "a.tsv").write_text("1\tx\n")
-    takedowns, decisions = tmp_path / "takedowns.txt", tmp_path / "decisions.csv"
-    takedowns.write_text("photo_id:1\n")
-    decisions.write_text("photo_id,decision,note,sha256\n5,accept,,ab\n")
-    rest = [f"--input={data}/*.tsv", f"--blocklist={takedowns}", f"--review_decisions={decisions}"]
 
     def of() -> dict:
         argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
@@ -118,6 +110,24 @@ def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_th
     release.mkdir(parents=True)
     (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
                                                        FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+    return of, made, release
+
+
+def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_the_same_refresh(tmp_path):
+    """The record held the inputs by path alone: a takedown added to the list (or a decision to the store, a dump to
+    the input's glob, a table replaced) at the same path, the rerun of that release's refresh was told it was the
+    same refresh, "the same previous release, inputs and options" (exit 0), the release without the takedown. The
+    takedown lists and decisions are held by their content, the other inputs by their files' sizes."""
+    from pipeline.release.refresh import made_by_another
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.tsv").write_text("1\tx\n")
+    takedowns, decisions = tmp_path / "takedowns.txt", tmp_path / "decisions.csv"
+    takedowns.write_text("photo_id:1\n")
+    decisions.write_text("photo_id,decision,note,sha256\n5,accept,,ab\n")
+    rest = [f"--input={data}/*.tsv", f"--blocklist={takedowns}", f"--review_decisions={decisions}"]
+    of, _, release = fingerprinted(tmp_path, rest)
     assert made_by_another(str(release), of()) is None  # nothing changed: the same refresh
     for change, named in ((lambda: takedowns.write_text("photo_id:1\nphoto_id:2\n"), "--blocklist"),
                           (lambda: decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,,ab\n"),
@@ -138,26 +148,15 @@ def test_an_input_file_whose_name_holds_a_bracket_is_held_by_its_size(tmp_path):
     """Each file the input's glob lists was looked up again by its name for its size, where a '[' is read as a glob:
     `part[1].tsv` was found nowhere and held as unreadable whatever its size, so a dump replaced at that name made the
     rerun the same refresh (exit 0, the release without its rows)."""
-    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+    from pipeline.release.refresh import made_by_another
 
-    (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
     data = tmp_path / "data"
     data.mkdir()
     dump = data / "part[1].tsv"
     dump.write_text("1\tx\n")
     rest = [f"--input={data}/*.tsv"]
-
-    def of() -> dict:
-        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
-        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
-
-    made = of()
+    of, made, release = fingerprinted(tmp_path, rest)
     assert made["input_files"]["input"] == [[str(dump), f"{dump.stat().st_size} bytes"]]
-    release = tmp_path / "releases" / "r2"
-    release.mkdir(parents=True)
-    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
-                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
     assert made_by_another(str(release), of()) is None
     dump.write_text("1\tx\n2\ty\n")
     why = made_by_another(str(release), of())
@@ -1162,15 +1161,23 @@ def test_a_release_edited_beside_a_cut_publish_is_refused_untouched(scheduled_re
     _cut_publish(release)
     with open(release / "CHANGELOG.md", "a", encoding="utf-8") as changelog:
         changelog.write("edited by hand\n")
+    for captured in _refreshes_refused(root, copy, argv, capsys):
+        assert "CHANGELOG.md" in captured.err and "finished now" not in captured.out, captured
+
+
+def _refreshes_refused(root: Path, copy: Path, argv: list[str], capsys) -> list:
+    """The rerun of release r2's refresh into `copy` and the next month's (--previous=latest), each refused (exit 2)
+    with the files under `copy` left as they were: what each printed."""
     before = files_of(copy)
     rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
     next_month = [argv[0], f"--output={copy}", "--release=r3", "--previous=latest", *argv[4:]]
+    printed = []
     for refresh in (rerun, next_month):
         capsys.readouterr()
         assert main(refresh) == 2
-        captured = capsys.readouterr()
-        assert "CHANGELOG.md" in captured.err and "finished now" not in captured.out, captured
+        printed.append(capsys.readouterr())
         assert files_of(copy) == before
+    return printed
 
 
 def test_a_repair_killed_as_it_took_the_lock_over_is_finished_by_the_next_refresh(scheduled_refresh, tmp_path, capsys):
@@ -1218,16 +1225,10 @@ def test_a_cut_publish_whose_lock_another_machine_holds_is_refused_naming_that_r
     _cut_publish(release)
     (release / "_lock.json").write_text(json.dumps({"run_id": "20261204T000000-0000abcd", "host": "another-machine",
                                                     "pid": 4242, "started": "2026-12-04T00:00:00Z"}))
-    before = files_of(copy)
-    rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
-    next_month = [argv[0], f"--output={copy}", "--release=r3", "--previous=latest", *argv[4:]]
-    for refresh in (rerun, next_month):
-        capsys.readouterr()
-        assert main(refresh) == 2
-        err = capsys.readouterr().err
+    for captured in _refreshes_refused(root, copy, argv, capsys):
+        err = captured.err
         assert "pid 4242 on another-machine" in err and f"remove {release / '_lock.json'}" in err, err
         assert len(err.strip().splitlines()) == 1, err
-        assert files_of(copy) == before
 
 
 def test_a_cut_publish_whose_plan_is_a_named_pipe_is_refused_not_waited_on(scheduled_refresh, tmp_path):
@@ -1581,27 +1582,16 @@ def test_an_input_of_many_files_is_held_as_one_digest_that_any_change_changes(tm
     """Each file an input option lists was one entry of the release's manifest: an evaluation set of 50,000 images as
     --decontaminate made a manifest of megabytes. Beyond LISTED_FILES files they are held as one digest, which still
     tells a rerun whose files changed from the same refresh."""
-    from pipeline.release.refresh import FINGERPRINT, LISTED_FILES, _seal, fingerprint, made_by_another
+    from pipeline.release.refresh import LISTED_FILES, made_by_another
 
-    (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
     for index in range(LISTED_FILES + 1):
         (evaluation / f"val_{index:05d}.jpg").write_bytes(b"x" * (index % 7))
     rest = [f"--decontaminate={evaluation}"]
-
-    def of() -> dict:
-        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
-        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
-
-    made = of()
+    of, made, release = fingerprinted(tmp_path, rest)
     [[count, digest]] = made["input_files"]["decontaminate"]
     assert count == f"{LISTED_FILES + 1} files" and digest.startswith("sha256:") and len(digest) == 71
-    release = tmp_path / "releases" / "r2"
-    release.mkdir(parents=True)
-    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
-                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
     assert made_by_another(str(release), of()) is None
     last = evaluation / f"val_{LISTED_FILES:05d}.jpg"
     for change, undo in ((lambda: last.write_bytes(b"longer than before"), lambda: last.write_bytes(b"x" * 6)),
@@ -1624,27 +1614,16 @@ def test_a_rerun_whose_evaluation_folder_or_list_changed_is_not_the_same_refresh
     or changed in a class subfolder, made the rerun "the same refresh" (exit 0, the release not decontaminated
     against it). A folder is held as the stage reads it (its files, every level below), a list file by its
     content."""
-    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint, made_by_another
+    from pipeline.release.refresh import made_by_another
 
-    (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
     evaluation, listed = tmp_path / "eval", tmp_path / "more.txt"
     (evaluation / "n01440764").mkdir(parents=True)
     image = evaluation / "n01440764" / "val_1.jpg"
     image.write_bytes(b"jpeg")
     listed.write_text("eval/n01440764/val_1.jpg\n")
     rest = [f"--decontaminate={evaluation},{listed}"]
-
-    def of() -> dict:
-        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
-        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
-
-    made = of()
+    of, made, release = fingerprinted(tmp_path, rest)
     assert [path for path, _ in made["input_files"]["decontaminate"]] == [str(image), str(listed)]
-    release = tmp_path / "releases" / "r2"
-    release.mkdir(parents=True)
-    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
-                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
     assert made_by_another(str(release), of()) is None
     for change, undo in ((lambda: image.write_bytes(b"another jpeg"), lambda: image.write_bytes(b"jpeg")),
                          (lambda: (evaluation / "val_2.jpg").write_bytes(b"jpeg"),
