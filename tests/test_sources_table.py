@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import main
@@ -163,7 +163,7 @@ def test_bad_csv_rows_are_rejections_with_reasons_and_good_rows_still_pass(tmp_p
         good.replace("11,", "../x,", 1),                        # 4 bad_id
         good.replace("https://img.example.org/a/11.jpg", ""),   # 5 missing_url
         good + ",extra",                                        # 6 wrong_column_count
-        good.replace("Chelsea the cat", '"unclosed'),           # 7 malformed_row
+        good.replace("Chelsea the cat", '"Chelsea" the cat'),   # 7 malformed_row
         good.replace("Chelsea", "Chel\x00sea"),                 # 8 bad_field (NUL)
         good.replace("https://img", "https://" + "i" * 5000),   # 9 bad_field (url too long)
         good.replace("Chelsea the cat", "=HYPERLINK(\"http://evil\")".replace('"', '""').join('""')),  # 10 kept
@@ -734,7 +734,8 @@ def test_a_page_url_attribution_could_not_link_to_is_a_bad_field(tmp_path, page)
 
 def test_a_quoted_value_holding_line_breaks_is_one_record_as_spreadsheets_and_pandas_write_it(tmp_path):
     """Each line was a row of its own: a description of two paragraphs made the photo's first line a malformed_row
-    and the next a wrong_column_count, the photo lost. A stray quote still refuses its own line only."""
+    and the next a wrong_column_count, the photo lost. A stray quote takes the lines up to the one that closes it (here
+    by a quote read as its value's end, then an error), as Python's csv reader reads the text: one record, refused."""
     (tmp_path / "a.csv").write_bytes(
         b'id,url,license,title,description\r\n'
         b'5,http://h/5.jpg,CC BY 4.0,"two\r\nlines","para 1\r\n\r\npara 3, with ""quotes"""\r\n'
@@ -744,9 +745,9 @@ def test_a_quoted_value_holding_line_breaks_is_one_record_as_spreadsheets_and_pa
         b'9,http://h/9.jpg,CC BY 4.0,nine,\r\n')
     items = list(read_rows(str(tmp_path / "a.csv"), table_layout("csv")))
     assert [(item.source_ref, getattr(item, "reason", "")) for item in items] == [
-        ("a.csv:2", ""), ("a.csv:6", "malformed_row"), ("a.csv:7", ""), ("a.csv:8", "malformed_row"), ("a.csv:9", "")]
+        ("a.csv:2", ""), ("a.csv:6", "malformed_row"), ("a.csv:9", "")]
     # a line break inside a value reads as "\n" whatever the file's line ends (a line's are dropped before its cells)
-    assert items[0].title == "two\nlines" and [item.photo_id for item in items[::2]] == ["5", "7", "9"]
+    assert items[0].title == "two\nlines" and [item.photo_id for item in items[::2]] == ["5", "9"]
 
 
 @pytest.mark.parametrize("ending", ["\r\n", "\n", "\r"])
@@ -781,7 +782,9 @@ def test_records_read_as_pythons_csv_module_reads_a_file_written_by_it(tmp_path_
 def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp_path, monkeypatch):
     """A quote left open took the lines after it, and the whole record so far was parsed again at each: 1,024 lines
     of escaped quotes (64 KiB) cost 32 MB of parsing, for every such line of a hostile file. Each line is now parsed
-    once while the record grows, and the record once it closes."""
+    once while the record grows (and once more for whether it reads as a row), and the record once it closes: here
+    the first block's value runs to the next block's opening line (a quote then a letter: an error ends it), the lines
+    of the second block are each a record, and the third block's value never closes."""
     from pipeline.sources import table
 
     parsed = []
@@ -791,15 +794,16 @@ def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp
     block = '5,http://h/5.jpg,CC BY 4.0,"open\n' + ('""' * 30 + "\n") * 1000
     (tmp_path / "h.csv").write_text("id,url,license,title\n" + block * 3, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "h.csv"), table_layout("csv")))
-    assert [item.reason for item in items[:2]] == ["malformed_row", "wrong_column_count"]  # never closes: line alone
-    assert len(items) == 3 * 1001
+    assert [item.reason for item in items] == ["malformed_row"] + ["wrong_column_count"] * 1000 + ["malformed_row"]
+    assert [item.source_ref for item in items[::1001]] == ["h.csv:2", "h.csv:2004"]
+    assert "never closes: the 1,001 lines from it to the end of the file (lines 2004 to 3004)" in items[-1].detail
     assert sum(parsed) < 3 * (tmp_path / "h.csv").stat().st_size, sum(parsed)
 
 
 def test_lines_that_each_open_a_quote_none_closes_are_each_parsed_a_bounded_number_of_times(tmp_path, monkeypatch):
     """Each line of `a","b` leaves a quote open, alone or read inside a value: each took the 1,024 lines after it,
     checked again for every line before them, so 5,000 such lines (30 kB) took 17 s, a 30 MB file hours. Each line is
-    now checked once alone and once as a value's continuation, and each is still its own row's rejection."""
+    now checked once, as the value's continuation: all of them are one value that never closes, one rejection."""
     from pipeline.sources import table
 
     parsed = []
@@ -808,8 +812,8 @@ def test_lines_that_each_open_a_quote_none_closes_are_each_parsed_a_bounded_numb
                         lambda raw, delimiter: parsed.append(len(raw)) or real(raw, delimiter))
     (tmp_path / "h.csv").write_text("id,url,license,title\n" + 'a","b\n' * 3000, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "h.csv"), table_layout("csv")))
-    assert [item.source_ref for item in items] == [f"h.csv:{number}" for number in range(2, 3002)]
-    assert {item.reason for item in items} == {"malformed_row"}
+    assert [(item.source_ref, item.reason) for item in items] == [("h.csv:2", "malformed_row")]
+    assert "the 3,000 lines from it to the end of the file (lines 2 to 3001)" in items[0].detail
     assert sum(parsed) < 3 * (tmp_path / "h.csv").stat().st_size, sum(parsed)
 
 
@@ -825,12 +829,10 @@ def test_a_missing_column_no_flag_named_says_how_to_name_one(tmp_path):
 
 
 def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_line_it_took(tmp_path, monkeypatch):
-    """A line opening a quote that a later line closes, the record then of the wrong width: the line is its row's
-    rejection and the lines it took are read as records of their own, and each of those that opens a quote again
-    (`a","b`) took the same lines up to the same closing one, joined and parsed again: 1,000 such lines between an
-    opening and a closing line cost a million lines of joining and parsing (20 s of CPU a MB, a good row 0.4). What a
-    line alone and as a value's continuation adds to a record's cells is counted once, and only a record of the right
-    width is joined and parsed."""
+    """A line opening a quote that a later line closes, the record then of the wrong width: each line that the value
+    took and that opens a quote again (`a","b`) took the same lines up to the same closing one, joined and parsed
+    again: 1,000 such lines between an opening and a closing line cost a million lines of joining and parsing (20 s of
+    CPU a MB, a good row 0.4). The record is now one rejection, its lines each read once and joined and parsed once."""
     from pipeline.sources import table
 
     parsed = []
@@ -840,62 +842,9 @@ def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_li
     block = '5,http://h/5.jpg,CC BY 4.0,"open\n' + 'a","b\n' * 1000 + 'end",x,x,x,x\n'  # 6 cells or more from any
     (tmp_path / "w.csv").write_text("id,url,license,title\n" + block * 3, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "w.csv"), table_layout("csv")))
-    assert [item.source_ref for item in items] == [f"w.csv:{number}" for number in range(2, 2 + 3 * 1002)]
-    assert {item.reason for item in items} == {"wrong_column_count", "malformed_row"}
+    assert [(item.source_ref, item.reason) for item in items] == [
+        (f"w.csv:{number}", "wrong_column_count") for number in (2, 1004, 2006)]
     assert sum(parsed) < 3 * (tmp_path / "w.csv").stat().st_size, sum(parsed)
-
-
-def _records_by_rejoining(items: list, delimiter: str, width: int, id_at: int | None) -> list:
-    """The oracle for `table._records`: each line that leaves a quote open is joined afresh with the lines after it up
-    to the first that closes the value (bounded as `_records` bounds a record) and parsed whole; a record holding a
-    line that reads alone as a row is one `malformed_row` (here its ref and reason)."""
-    from pipeline.sources import table
-
-    out, at = [], 0
-    while at < len(items):
-        item = items[at]
-        at += 1
-        if isinstance(item, Rejection) or not table._quote_left_open(item[1], delimiter):
-            if isinstance(item, Rejection) or item[1].strip():
-                out.append(item)
-            continue
-        ref, raw = item
-        end = at
-        while end < len(items) and end - at < table.MAX_RECORD_LINES and table._closes(items[end], delimiter) is False:
-            end += 1
-        lines = [raw, *(line for _, line in items[at:end + 1])]
-        if (end - at < table.MAX_RECORD_LINES and end < len(items) and table._closes(items[end], delimiter)
-                and sum(len(line) + 1 for line in lines) - 1 <= table.MAX_LINE_BYTES):
-            cells = table._split(table._joined(lines), ref, delimiter)
-            if not isinstance(cells, Rejection) and len(cells) == width:
-                rows = [table._a_row_alone(line, delimiter, width, id_at) for line in items[at:end + 1]]
-                out.append((ref, "malformed_row") if any(rows) else (ref, table._joined(lines)))
-                at = end + 1
-                continue
-        out.append(item)
-    return out
-
-
-@given(lines=st.lists(st.text(st.sampled_from(['a', '1', ',', '"', '\t', ' ', '\x00', '\udcff']), max_size=7).map(
-           lambda text: text.encode("utf-8", "surrogateescape")), max_size=14),
-       width=st.integers(1, 4), id_at=st.one_of(st.none(), st.integers(0, 3)), delimiter=st.sampled_from([",", "\t"]),
-       crs=st.lists(st.booleans(), max_size=14), bounds=st.tuples(st.integers(1, 5), st.integers(4, 40)))
-def test_records_are_those_each_line_joined_afresh_with_the_lines_it_takes_gives(lines, width, id_at, delimiter, crs,
-                                                                                 bounds):
-    """However few times `_records` joins and parses (counting what each line adds to a record's cells instead),
-    it gives what joining each open line afresh with the lines it takes and parsing the record whole gives: on lines
-    of quotes, delimiters, digits, NULs, bytes that are no UTF-8 and lone CRs, under small record bounds."""
-    from pipeline.sources import table
-
-    items = [(f"t:{number}", line + (b"\r" if number < len(crs) and crs[number] else b""))
-             for number, line in enumerate(lines)]
-    id_at = None if id_at is None else min(id_at, width - 1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(table, "MAX_RECORD_LINES", bounds[0])
-        patch.setattr(table, "MAX_LINE_BYTES", bounds[1])
-        got = [(item.source_ref, item.reason) if isinstance(item, Rejection) else item
-               for item in table._records(iter(items), delimiter, width, id_at)]
-        assert got == _records_by_rejoining(items, delimiter, width, id_at)
 
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
@@ -952,3 +901,176 @@ def test_a_parquet_footer_over_its_bound_is_refused_before_pyarrow_parses_it(tmp
     assert f"its footer is {footer:,} bytes" in sniff(str(path), table_layout("parquet"))
     monkeypatch.setattr(table, "MAX_PARQUET_FOOTER_BYTES", footer)
     assert len([item for item in read_rows(str(path), table_layout("parquet")) if isinstance(item, Photo)]) == 40
+
+
+_ROW_IN_TEXT = "7001,https://live.staticflickr.com/1/7001_x_z.jpg,CC BY 4.0,someone else's"
+
+
+def _pandas_table(path: Path, description: str, **options: str) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"id": [5, 6], "url": ["http://h/5.jpg", "http://h/6.jpg"], "license": ["CC BY 4.0"] * 2,
+                  "title": [description, "six"]}).to_csv(path, index=False, **options)
+
+
+@pytest.mark.parametrize(("description", "lines"), [
+    ("line\n" * 1100 + _ROW_IN_TEXT, 1101),  # over the record's 1,024 lines
+    (("x" * 1000 + "\n") * 70 + _ROW_IN_TEXT, 71),  # over its 64 KiB, each line within it
+    ("y" * 70_000 + "\n" + _ROW_IN_TEXT, 2),  # its first line over the line bound: never read, its quote followed
+    (_ROW_IN_TEXT + "\n" + 'z"' * 40_000, 2),  # its last line over the line bound, closing it after 40,000 quotes
+    ("l\n" * 10_000 + _ROW_IN_TEXT + "\n" + "end", 10_002),  # a value that closes after 10,000 lines
+], ids=["lines", "bytes", "long first line", "long last line", "10,000 lines"])
+@pytest.mark.parametrize("options", [{}, {"lineterminator": "\r\n"}, {"sep": "\t"}], ids=["csv", "crlf", "tsv"])
+def test_a_value_over_the_record_bound_is_one_rejection_and_no_line_of_it_a_row(tmp_path, description, lines,
+                                                                                  options):
+    """A description of more than 1,024 lines or 64 KiB (a photographer's text, in a file pandas wrote) holding a line
+    written as a row: its first line was rejected alone and the lines after it read as rows, so photo 7001 came out
+    under a licence and URL it named, beside 1,100 `wrong_column_count`. Past the bound the value's lines are read on,
+    not held, their quotes followed to its end: the record is one `malformed_row` naming its lines."""
+    fmt = "tsv" if options.get("sep") == "\t" else "csv"
+    path = tmp_path / f"p.{fmt}"
+    _pandas_table(path, description, **options)
+    items = list(read_rows(str(path), table_layout(fmt)))
+    assert [(item.photo_id, getattr(item, "reason", "kept")) for item in items] == [
+        (f"p.{fmt}:2", "malformed_row"), ("6", "kept")]
+    assert items[1].source_ref == f"p.{fmt}:{2 + lines}"
+    assert f"a quoted value spans lines 2 to {1 + lines} ({lines:,} lines), over the bound" in items[0].detail
+
+
+def test_a_value_over_the_bound_is_one_rejection_through_read_table(tmp_path):
+    """The job: the record over the bound is one rejection, the rows after it read, and every record accounted for
+    once (the job's input rows are what the read gives)."""
+    _pandas_table(tmp_path / "p.csv", "line\n" * 1100 + _ROW_IN_TEXT)
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "p.csv"), table_layout("csv"))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["6"]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([("p.csv:2", "read", "malformed_row")]), label="rejected")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+@pytest.mark.parametrize("after", [3, 3000])
+def test_a_quote_that_never_closes_takes_every_line_to_the_end_of_the_file(tmp_path, fmt, after):
+    """A stray quote opening a title (`"Sunset`) that no later line closes: every line after it is inside its value,
+    as Python's csv reader reads the file, so none is read as a row; the record is one `malformed_row` saying so."""
+    delimiter = "," if fmt == "csv" else "\t"
+    rows = [["id", "url", "license", "title"], ["1", "http://h/1.jpg", "CC BY 4.0", '"Sunset']]
+    rows += [[str(number), f"http://h/{number}.jpg", "CC BY 4.0", "plain"] for number in range(2, 2 + after)]
+    (tmp_path / f"s.{fmt}").write_text("".join(delimiter.join(row) + "\r\n" for row in rows), encoding="utf-8")
+    items = list(read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt)))
+    assert [(item.source_ref, item.reason) for item in items] == [(f"s.{fmt}:2", "malformed_row")]
+    assert (f"a quote opened on line 2 never closes: the {after + 1:,} lines from it to the end of the file (lines 2 "
+            f"to {after + 2})") in items[0].detail
+
+
+@pytest.mark.parametrize(("bound", "over"), [("lines", 0), ("lines", 1), ("bytes", 0), ("bytes", 1)])
+def test_a_record_at_its_bound_is_read_and_one_past_it_refused(tmp_path, bound, over):
+    """A value whose closing quote is on the record's 1,024th line, or whose record is 65,536 bytes, is a row; a line
+    or a byte more and it is refused whole, the row after it read."""
+    from pipeline.sources import table
+
+    if bound == "lines":
+        description = "d\n" * (table.MAX_RECORD_LINES + over - 1) + "d"
+    else:  # the record `5,http://h/5.jpg,CC BY 4.0,"…"` in two lines
+        rest = table.MAX_LINE_BYTES + over - len('5,http://h/5.jpg,CC BY 4.0,"') - len('"') - len("\n")
+        description = "b" * (rest // 2) + "\n" + "b" * (rest - rest // 2)
+    _pandas_table(tmp_path / "p.csv", description)
+    items = list(read_rows(str(tmp_path / "p.csv"), table_layout("csv")))
+    assert [getattr(item, "reason", item.photo_id) for item in items] == ["malformed_row" if over else "5", "6"]
+    if not over:
+        assert items[0].title == description
+
+
+@settings(max_examples=1000)
+@given(line=st.text(st.sampled_from(['a', ',', '"', '"', '\t', ' ', '\x00', 'é']), max_size=24),
+       cuts=st.lists(st.integers(0, 24), max_size=6), delimiter=st.sampled_from([",", "\t"]))
+def test_the_quotes_of_a_line_too_long_are_followed_as_pythons_csv_reader_reads_them(line, cuts, delimiter):
+    """A line too long to be read is followed through its bytes, in any pieces: whether it leaves a quote open read
+    from a record's start, and read inside a value, is what Python's csv reader says of the whole line."""
+    from pipeline.sources import table
+
+    raw = line.encode()
+    tracked = table._Overlong(delimiter)
+    at = 0
+    for cut in sorted(cuts):
+        tracked.feed(raw[at:cut])
+        at = max(at, cut)
+    tracked.feed(raw[at:])
+    assert tracked.take() == (table._quote_left_open(raw, delimiter), table._quote_left_open(b'"' + raw, delimiter))
+    assert tracked.take() == (False, True)  # nothing fed since: a line of nothing
+
+
+def _csv_records(text: str, delimiter: str) -> list[tuple[int, int, list[str] | None]]:
+    """The oracle: each record (first line, last line, its cells or None where the reader refuses it) as Python's csv
+    reader reads the whole text, strict, as the table reader's quoting rules are."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records, start = [], 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error:
+            cells = None
+        records.append((start, reader.line_num, cells))
+        start = reader.line_num + 1
+
+
+_ROW_LIKE = ["7001,h,CC BY 4.0,x", '7001,h,CC BY 4.0,"x', '7001,h,CC BY 4.0,x"', "7001\th\tCC BY 4.0\tx",
+             '"', '""', '","', 'a","b', '"a""', '7001,h,CC BY 4.0,"a value too long to read',
+             'a line too long to read, "x', 'a line too long to read" closing it',
+             'a line too long to read",and,"opening one']
+
+
+@settings(max_examples=300)
+@given(lines=st.lists(st.one_of(st.sampled_from(_ROW_LIKE),
+                                st.text(st.sampled_from(['7', '1', ',', '"', '\t', ' ', 'a']), max_size=30)),
+                      max_size=16),
+       ends=st.lists(st.sampled_from(["\n", "\r\n"]), max_size=16), delimiter=st.sampled_from([",", "\t"]),
+       bounds=st.tuples(st.integers(1, 5), st.integers(8, 60)))
+def test_no_photo_comes_from_a_line_inside_a_quoted_value(tmp_path_factory, lines, ends, delimiter, bounds):
+    """Against Python's csv reader over the whole text: each item the table reader gives names a record's first line,
+    one for each record that is not blank, in order, so no photo ever comes from a line inside a quoted value, over
+    small record bounds and lines too long to be read (24 bytes here), and a photo is the record's own cells."""
+    from pipeline.sources import table
+
+    fmt = "csv" if delimiter == "," else "tsv"
+    header = delimiter.join(["id", "url", "license", "title"])
+    text = header + "\n" + "".join(line + (ends[number] if number < len(ends) else "\n")
+                                   for number, line in enumerate(lines))
+    path = tmp_path_factory.mktemp("t") / f"t.{fmt}"
+    path.write_bytes(text.encode())
+    records = [(first, last, cells) for first, last, cells in _csv_records(text, delimiter)[1:]
+               if first != last or "".join(text.splitlines()[first - 1:last]).strip()]
+    real = table.read_numbered_lines
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(table, "MAX_RECORD_LINES", bounds[0])
+        patch.setattr(table, "MAX_LINE_BYTES", bounds[1])
+        patch.setattr(table, "read_numbered_lines", lambda *args, **kwargs: real(*args, max_line=24, **kwargs))
+        items = list(read_rows(str(path), table_layout(fmt)))
+    assert [int(item.source_ref.rpartition(":")[2]) for item in items] == [first for first, _, _ in records]
+    inside = {line for first, last, _ in records for line in range(first + 1, last + 1)}
+    by_first = {first: cells for first, _, cells in records}
+    for item in items:
+        if isinstance(item, Photo):
+            line = int(item.source_ref.rpartition(":")[2])
+            assert line not in inside
+            assert by_first[line] is not None and item.photo_id == by_first[line][0].strip()
+
+
+def test_the_launch_check_follows_a_value_that_never_closes_only_so_far(tmp_path, monkeypatch):
+    """A quote that never closes on line 2 takes every line to the end of the file: the launch check, which reads a
+    few rows, read the whole file (50 GB, hours) before it could say so. It follows a value for LAUNCH_CHECK_BYTES
+    and says so there; the job still reads the value to the file's end."""
+    from pipeline.sources import table
+
+    monkeypatch.setattr(table, "LAUNCH_CHECK_BYTES", 1000)
+    rows = "".join(f"{number},http://h/{number}.jpg,CC BY 4.0,plain\n" for number in range(2, 3000))
+    (tmp_path / "s.csv").write_text('id,url,license,title\n1,http://h/1.jpg,CC BY 4.0,"Sunset\n' + rows)
+    said = sniff(str(tmp_path / "s.csv"), table_layout("csv"))
+    assert said == ("does not look like CSV with a header row: s.csv:2: malformed_row (a quoted value from line 2 "
+                    "runs on past line 31, over 1,000 bytes: the launch check reads no further)")  # 32 bytes a line
+    items = list(read_rows(str(tmp_path / "s.csv"), table_layout("csv")))
+    assert [item.reason for item in items] == ["malformed_row"] and "(lines 2 to 3000)" in items[0].detail

@@ -691,3 +691,22 @@ def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_en
         parsed = parse_line(_line(download_url=url), "d.tsv:1")
         assert isinstance(parsed, Rejection) and parsed.reason == "bad_field", parsed
         assert "download_url" in parsed.detail and f"{len(url):,} characters" in parsed.detail
+
+
+@given(lines=st.lists(st.tuples(st.text(st.sampled_from('ab"'), min_size=1, max_size=40),
+                                st.sampled_from(["\n", "\r\n", "\r"])), min_size=1, max_size=8),
+       compressed=st.booleans())
+def test_a_line_over_the_bound_is_given_to_dropped_whole_in_pieces_before_its_rejection(tmp_path_factory, lines,
+                                                                                         compressed):
+    """`dropped` is given every byte of each line too long to be read, its end left out, before the line's
+    `Rejection` (a table reader follows a quoted value's quotes through it), whatever ends the line, and nothing of a
+    line within the bound."""
+    path = tmp_path_factory.mktemp("d") / ("t.csv.gz" if compressed else "t.csv")
+    data = "".join(text + end for text, end in lines).encode()
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    pieces: list[bytes] = []
+    got = []
+    for item in yfcc.read_numbered_lines(str(path), max_line=8, dropped=pieces.append):
+        got.append(b"".join(pieces) if isinstance(item, Rejection) else None)
+        pieces.clear()
+    assert got == [text.encode() if len(text) > 8 else None for text, _ in lines]

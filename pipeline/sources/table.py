@@ -7,7 +7,8 @@ Rows come out as the same `Photo` the YFCC source emits, so every later stage �
 first, which keeps CC BY 2.0 and 4.0 only — treats them alike.
 
 Text tables have a header row and one record per line (a quoted value may hold the delimiter, quotes
-and line breaks, but a record holding a line that reads alone as a row is refused: `_records`); they are read
+and line breaks, as Python's csv reader reads them: no line inside a quoted value is ever read as a row, and a record
+over its bound or holding a line that reads alone as a row is refused whole: `_records`); they are read
 line by line with the YFCC reader's length bound, plain, .gz or .bz2. Every data row ends as a `Photo` or as a
 `Rejection` named by its id, else by its "file:line" (Parquet and JSON lines count rows from 1, text tables count
 the header as line 1).
@@ -19,10 +20,11 @@ from __future__ import annotations
 import csv
 import json
 import posixpath
-from collections import Counter, deque
+import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -242,8 +244,11 @@ def _content_lines(items: Iterator[tuple[str, bytes] | Rejection]) -> Iterator[t
             yield item
 
 
-# A record whose quoted value holds line breaks spans this many lines at most (and MAX_LINE_BYTES in all).
+# A record whose quoted value holds line breaks is held and read within this many lines (and MAX_LINE_BYTES in all);
+# a longer one is read on to its end without being held, one rejection. A launch check (`sniff`) reads a few rows: it
+# follows one value for LAUNCH_CHECK_BYTES at most, then says so.
 MAX_RECORD_LINES = 1024
+LAUNCH_CHECK_BYTES = 64 * 1024 * 1024
 
 
 def _quote_left_open(raw: bytes, delimiter: str) -> bool:
@@ -264,38 +269,6 @@ def _closes(item: tuple[str, bytes] | Rejection, delimiter: str) -> bool | None:
     if isinstance(item, Rejection):
         return None
     return b'"' in item[1] and not _quote_left_open(b'"' + item[1], delimiter)
-
-
-def _cell_count(raw: bytes, delimiter: str) -> int | None:
-    """How many cells Python's csv reader makes of `raw` (None when it cannot read it)."""
-    try:
-        return len(next(csv.reader([raw.decode("utf-8", "replace")], delimiter=delimiter, strict=True)))
-    except (csv.Error, StopIteration):
-        return None
-
-
-def _is_text(raw: bytes) -> bool:
-    """Whether `_split` reads the bytes as text: UTF-8 without a NUL."""
-    if b"\x00" in raw:
-        return False
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _adds(item: tuple[str, bytes] | Rejection, closes: bool | None, delimiter: str) -> tuple[int | None, bool]:
-    """What a line read inside a quoted value adds to its record: (cells, text). For a line that leaves the value open,
-    the cells it completes (the value's included, the one left open not); for one that closes it, all its cells (None
-    when the csv reader refuses it). `text`: whether `_split` reads it as text at all."""
-    if closes is None or isinstance(item, Rejection):
-        return None, False
-    raw = item[1]
-    if closes:
-        return _cell_count(b'"' + raw, delimiter), _is_text(raw)
-    opened = _cell_count(b'"' + raw + b'"', delimiter) if b'"' in raw else 1  # the open value closed at its end
-    return (None if opened is None else opened - 1), _is_text(raw)
 
 
 def _joined(lines: Sequence[bytes]) -> bytes:
@@ -321,113 +294,168 @@ def _a_row_alone(item: tuple[str, bytes] | Rejection, delimiter: str, width: int
     return True
 
 
-class _Ahead(NamedTuple):
-    """A line read past the current one, with what `_records` needs to know of it, found once."""
-
-    item: tuple[str, bytes] | Rejection
-    closes: bool | None  # `_closes`
-    cells: int | None  # `_adds`
-    text: bool  # `_adds`
+_QUOTE_RUN = re.compile(rb'"+')
 
 
-def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int, id_at: int | None = None
-             ) -> Iterator[tuple[str, bytes] | Rejection]:
-    """The records of a text table, each (the ref of its first line, its text), blank lines left out. A quoted value
-    may hold line breaks, as spreadsheets and pandas write a description of several lines: each line was a row of
-    its own, the record's first a `malformed_row` and the others `wrong_column_count`, the photo lost. A line whose
-    quote is left open takes the lines after it while the record stays within MAX_LINE_BYTES and MAX_RECORD_LINES,
-    until its quote closes; when it then does not read as `width` cells (or never closes: a stray quote in one
-    title), the line is a record alone (its row's rejection) and the lines it took are read as records of their
-    own.
+class _QuoteState:
+    """Where Python's csv reader (strict, `"` quoting, quotes doubled inside a value) stands after the bytes fed to it,
+    which it never holds: in a quoted value ("quoted"), just past a quote in one ("quote"), at a field's start
+    ("start"), inside an unquoted field ("field"), or past an error ("error": the reader drops the rest of the line).
+    Each quoted value and each run of quotes is one step, the bytes between them found by `bytes.find`."""
 
-    Each line is checked once as the continuation of a value (`_closes`), however many open lines before it take it:
-    the lines after a line that took them are known not to close its value, and so not the next one's either. Read
-    again for each open line, 5,000 lines of `a","b` (30 kB, each line open and none closing) took 17 s. And a record
-    is joined and parsed only when it has `width` cells, counted from what each of its lines adds (`_adds`, once a
-    line): from a value's second line on, a line is read the same whatever line opened the value, so a record of the
-    wrong width was joined and parsed again for each open line it took (`a","b` between a line opening a quote and
-    one closing it at the wrong width: 20 s of CPU a MB, a good row 0.4).
+    def __init__(self, delimiter: str, quoted: bool) -> None:
+        self._delimiter = delimiter.encode()
+        self._opening = self._delimiter + b'"'
+        self.state = "quoted" if quoted else "start"
 
-    A record whose value holds a line that reads alone as a row of the table (`_a_row_alone`, a photo id in the
-    column `id_at`) is refused whole (`_swallowing`): a title opening with a stray quote (`"Sunset`) and a later one
-    ending with one (`at dusk"`) made one record of every row between them, the first photo's title holding them, the
-    others no photo and no rejection. Its lines are never read as rows: a value holding a row's text (a Flickr
-    description written as one, in a file pandas wrote) would be a row the file does not hold."""
-    ahead: deque[_Ahead] = deque()  # lines read past the current one
-    known = 0  # ahead[:known] continue a quoted value without closing it
-    known_bytes = 0  # their bytes, a line break each included
-    known_cells = 0  # the cells they complete
-    known_unread = 0  # how many of them `_split` cannot read (no UTF-8, a NUL, a line the csv reader refuses)
-    source = iter(items)
-    while True:
-        if ahead:
-            popped = ahead.popleft()
-            item = popped.item
-            if known:
-                known, known_bytes = known - 1, known_bytes - len(popped.item[1]) - 1
-                known_cells -= popped.cells or 0
-                known_unread -= popped.cells is None or not popped.text
-        elif (item := next(source, None)) is None:
-            return
-        if isinstance(item, Rejection) or not _quote_left_open(item[1], delimiter):
-            if isinstance(item, Rejection) or not _is_blank(item[1]):
-                yield item
-            continue
-        ref, raw = item
-        while known < MAX_RECORD_LINES and len(raw) + known_bytes <= MAX_LINE_BYTES:
-            if known == len(ahead):
-                more = next(source, None)
-                if more is None:
+    def feed(self, data: bytes) -> None:
+        state, at, end = self.state, 0, len(data)
+        while at < end and state != "error":
+            if state == "quoted":
+                found = data.find(b'"', at)
+                if found == -1:
                     break
-                closing = _closes(more, delimiter)
-                ahead.append(_Ahead(more, closing, *_adds(more, closing, delimiter)))
-            line = ahead[known]
-            if line.closes is not False:
+                at = _QUOTE_RUN.match(data, found).end()  # type: ignore[union-attr]
+                state = "quoted" if (at - found) % 2 == 0 else "quote"  # "" is a quote inside the value
+            elif state == "quote":  # a quote ended the last piece: this one's first byte says what it was
+                byte = data[at:at + 1]
+                state = "quoted" if byte == b'"' else "start" if byte == self._delimiter else "error"
+                at += 1
+            elif state == "start" and data[at:at + 1] == b'"':
+                state, at = "quoted", at + 1
+            else:  # an unquoted field: a quote opens a value only at a field's start, just after a delimiter
+                found = data.find(self._opening, at)
+                if found == -1:
+                    state, at = ("start" if data.endswith(self._delimiter) else "field"), end
+                else:
+                    state, at = "quoted", found + 2
+        self.state = state
+
+
+class _Overlong:
+    """What each line too long to be read (`read_numbered_lines`' `dropped`) does to a quoted value, followed through
+    its bytes as they are dropped: whether it leaves a quote open read from a record's start, and whether it leaves
+    one open that was open at its start. `take()` after each such line's `Rejection`."""
+
+    def __init__(self, delimiter: str) -> None:
+        self._delimiter = delimiter
+        self._reset()
+
+    def _reset(self) -> None:
+        self._fresh, self._inside = _QuoteState(self._delimiter, False), _QuoteState(self._delimiter, True)
+
+    def feed(self, piece: bytes) -> None:
+        self._fresh.feed(piece)
+        self._inside.feed(piece)
+
+    def take(self) -> tuple[bool, bool]:
+        """(opens a quoted value, leaves open the one it continues) for the line fed since the last `take`."""
+        opens, stays = self._fresh.state == "quoted", self._inside.state == "quoted"
+        self._reset()
+        return opens, stays
+
+
+def _line(ref: str) -> str:
+    return ref.rpartition(":")[2]
+
+
+def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int, id_at: int | None = None,
+             overlong: _Overlong | None = None, give_up: int | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
+    """The records of a text table, each (the ref of its first line, its text), blank lines left out, or a `Rejection`.
+    A quoted value may hold line breaks, as spreadsheets and pandas write a description of several lines: a record
+    runs from a line that leaves a quote open to the line that closes it, as Python's csv reader reads the whole text
+    (`_quote_left_open`, `_closes`; a line too long to be read, through `overlong`). No line inside a quoted value is
+    ever read as a row, whatever the value's length: a Flickr description is its photographer's text, and one written
+    as a row (`7001,https://…/7001_x_z.jpg,CC BY 4.0`) would be a photo the file does not list.
+
+    A record's lines are held while it is within MAX_RECORD_LINES lines and MAX_LINE_BYTES bytes; past that its lines
+    are read on, not held, their quotes followed, and the record is one `malformed_row` naming its first line and how
+    many it spans (`_record`). A quote that never closes takes every line to the end of the file, and says so. A
+    record held whole is one row when it makes `width` cells and no line of its value reads alone as a row of the
+    table (`_a_row_alone`: a title opening with a stray quote, `"Sunset`, and a later one ending with one, `at dusk"`,
+    made one record of the rows between them); otherwise it is refused whole, once. Each line is read once.
+
+    `give_up` (a launch check's, which reads a few rows): a record past that many bytes is refused there and the
+    reading ends, as no row after it can be found without its end (a quote that never closes on line 2 of a 50 GB
+    file read the whole file before the check could say so)."""
+    overlong = overlong or _Overlong(delimiter)
+    source = iter(items)
+    for item in source:
+        if isinstance(item, Rejection):
+            if item.reason != "line_too_long" or not overlong.take()[0]:
+                yield item
+                continue
+            held: list[tuple[str, bytes]] | None = None  # a line too long opens the value: never held
+        elif _is_blank(item[1]):
+            continue
+        elif not _quote_left_open(item[1], delimiter):
+            yield item
+            continue
+        else:
+            held = [item]
+        first = item.source_ref if isinstance(item, Rejection) else item[0]
+        last, count, closed, size = "", 1, False, MAX_LINE_BYTES if held is None else len(held[0][1])
+        for more in source:
+            count += 1
+            if isinstance(more, Rejection):
+                last, held, size = more.source_ref, None, size + MAX_LINE_BYTES  # over it, at least
+                closed = more.reason != "line_too_long" or not overlong.take()[1]
+            else:
+                last, closed, size = more[0], bool(_closes(more, delimiter)), size + 1 + len(more[1])
+                if held is not None:
+                    held.append(more)
+                    if len(held) > MAX_RECORD_LINES or size > MAX_LINE_BYTES:
+                        held = None  # read on to the value's end, holding nothing
+            if closed:
                 break
-            known, known_bytes = known + 1, known_bytes + len(line.item[1]) + 1
-            known_cells += line.cells or 0
-            known_unread += line.cells is None or not line.text
-        closing = ahead[known] if known < min(len(ahead), MAX_RECORD_LINES) else None
-        if (closing is not None and closing.closes
-                and _read_as(raw, closing, known_cells, known_unread, delimiter) == width):
-            last = ahead[known].item[1]
-            if len(raw) + known_bytes + 1 + len(last) <= MAX_LINE_BYTES:
-                joined = _joined([raw, *(ahead[number].item[1] for number in range(known)), last])
-                cells = _split(joined, ref, delimiter)
-                if not isinstance(cells, Rejection) and len(cells) == width:
-                    # Lines of a value closed at `width` cells: no `Rejection`, each judged once, as it is taken
-                    taken: list[Any] = [ahead.popleft().item for _ in range(known + 1)]
-                    row = next((line for line in taken if _a_row_alone(line, delimiter, width, id_at)), None)
-                    item = (ref, joined) if row is None else _swallowing(ref, row, taken[-1])
-                    known = known_bytes = known_cells = known_unread = 0
-        yield item
+            if give_up is not None and size > give_up:
+                yield _rejection(first, "malformed_row", f"a quoted value from line {_line(first)} runs on past line "
+                                                         f"{_line(last)}, over {give_up:,} bytes: the launch check "
+                                                         "reads no further")
+                return
+        yield _record(first, last, count, held, closed, delimiter, width, id_at)
+
+
+def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | None, closed: bool, delimiter: str,
+            width: int, id_at: int | None) -> tuple[str, bytes] | Rejection:
+    """A record of `count` lines from `first` to `last` (refs): (first, its text) or its one `Rejection`."""
+    span = f"lines {_line(first)} to {_line(last)}" if last else f"line {_line(first)}"
+    if not closed:
+        lines = (f"the {count:,} lines from it to the end of the file ({span}) are all inside its value" if count > 1
+                 else "the file ends inside its value")
+        return _rejection(first, "malformed_row", f"a quote opened on line {_line(first)} never closes: {lines}, "
+                                                  "refused as one record")
+    if held is None:
+        return _rejection(first, "malformed_row", f"a quoted value spans {span} ({count:,} lines), over the bound of "
+                                                  f"a record ({MAX_RECORD_LINES:,} lines, {MAX_LINE_BYTES:,} bytes): "
+                                                  "refused as one record, no line of it read as a row")
+    row = next((line for line in held[1:] if _a_row_alone(line, delimiter, width, id_at)), None)
+    if row is not None:
+        return _swallowing(first, row, held[-1])
+    joined = _joined([raw for _, raw in held])
+    cells = _split(joined, first, delimiter)
+    if isinstance(cells, Rejection):
+        return replace(cells, detail=f"{cells.detail} (a record of {span})")
+    if len(cells) != width:
+        return _rejection(first, "wrong_column_count", f"{len(cells)} columns, the header has {width} (a record of "
+                                                       f"{span}: a quoted value holds their line breaks)")
+    return first, joined
 
 
 def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
     """The rejection of a record whose quoted value holds `row`, a line that reads alone as a row of the table: a stray
     quote in one row and another in a later one (the rows between were one photo's title), or a value holding a row's
     text (a description written to be read as a row: never one). `last`: the record's last line."""
-    def line(item: tuple[str, bytes]) -> str:
-        return item[0].rpartition(":")[2]
-
-    return _rejection(ref, "malformed_row", f"a quoted value from line {line((ref, b''))} to line {line(last)} holds "
-                                            f"line {line(row)}, which reads as a row of its own (a stray quote?): "
+    return _rejection(ref, "malformed_row", f"a quoted value from line {_line(ref)} to line {_line(last[0])} holds "
+                                            f"line {_line(row[0])}, which reads as a row of its own (a stray quote?): "
                                             "refused as one record")
-
-
-def _read_as(raw: bytes, closing: _Ahead, between: int, unread: int, delimiter: str) -> int | None:
-    """The cells of the record that the open line `raw` starts and the `closing` line (an `ahead` entry) ends, the
-    lines between completing `between` cells, `unread` of them unreadable: None when `_split` cannot read it."""
-    if closing.cells is None or not closing.text or unread or not _is_text(raw):
-        return None
-    opened = _cell_count(raw + b'"', delimiter)  # the open value closed at the line's end
-    return None if opened is None else opened - 1 + between + closing.cells
 
 
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter = _DELIMITERS[layout.format]
-    lines = read_numbered_lines(path, checked=checked)
+    overlong = _Overlong(delimiter)
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed)
     first = next(lines, None)
     if first is None:
         return
@@ -436,7 +464,8 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
     # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
     # A value never takes a line that reads as a row: one with a photo id where the id column is
     id_at = header.index(layout.column("id")) if isinstance(header, list) and not problem else None
-    records = _content_lines(lines) if isinstance(header, tuple) else _records(lines, delimiter, len(header), id_at)
+    records = (_content_lines(lines) if isinstance(header, tuple)
+               else _records(lines, delimiter, len(header), id_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
     for item in records:
         if isinstance(item, Rejection):
             yield item
@@ -702,7 +731,8 @@ def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[
     naming the first line that could not be read; a compressed text file is checked whole first
     (`yfcc.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
     gives no row, and then read as checked (one changed since is refused where it differs). `checked=False` skips
-    both, for a launch check reading a few rows; Parquet is never read through gzip or bzip2."""
+    both, for a launch check reading a few rows (which follows a quoted value for LAUNCH_CHECK_BYTES at most, then
+    ends there); Parquet is never read through gzip or bzip2."""
     name = posixpath.basename(path.rstrip("/"))
     last = 0
     try:

@@ -17,7 +17,7 @@ import posixpath
 import re
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 from urllib.parse import unquote_plus
 
@@ -249,8 +249,12 @@ class _Lines:
     spanning lines keeps the line break it holds; the CRs before a \\n are its end (Windows' text mode writes
     "\\r\\r\\n"). What was read past a lone CR is held for the next lines: never more than one line's bound."""
 
-    def __init__(self, handle: BinaryIO, max_line: int, lone_cr: bool = True) -> None:
+    def __init__(self, handle: BinaryIO, max_line: int, lone_cr: bool = True,
+                 dropped: Callable[[bytes], None] | None = None) -> None:
         self._handle, self._max, self._lone_cr = handle, max_line, lone_cr
+        # Given each piece of a line over the bound as it is dropped (its end left out), in order: a table reader
+        # follows its quotes through it, never holding it
+        self._dropped = dropped
         self._held, self._at = b"", 0  # self._held[self._at:]: read past a lone CR, the next lines' start
         # How many lone CRs the held bytes start with, each a line: known once, never searched again for each of them
         # (a run of 200,000 CRs was searched to its end for each, 56 s)
@@ -292,6 +296,7 @@ class _Lines:
             if line.endswith(b"\n"):
                 return line[:-1] if at == 0 else self._bounded(line, at, len(line) - 1)
             if len(line) - at > self._max:
+                self._drop(line[at:])
                 return len(line) - at + self._skip_rest()
             return line[at:] if at < len(line) else None
         found = _NOT_CR.search(line, cr)
@@ -320,7 +325,14 @@ class _Lines:
     def _bounded(self, line: bytes, at: int, end: int, kept: bytes = b"") -> bytes | int:
         """The line line[at:end] and the end it keeps, or its length when it is over the bound (the held bytes
         that ended it are at most a skipped piece: a line in them may be over it)."""
-        return end - at if end - at > self._max else line[at:end] + kept
+        if end - at > self._max:
+            self._drop(line[at:end])
+            return end - at
+        return line[at:end] + kept
+
+    def _drop(self, piece: bytes) -> None:
+        if self._dropped is not None and piece:
+            self._dropped(piece)
 
     def _skip_rest(self) -> int:
         """Reads past the end of the current line in bounded pieces; returns how many bytes it dropped."""
@@ -337,8 +349,10 @@ class _Lines:
                     self._held, self._at = b"", 0
                 else:
                     self._crs = found.start() - cr - 1
+                self._drop(chunk[at:cr])
                 return dropped + cr - at
             dropped += len(chunk) - at
+            self._drop(chunk[at:len(chunk) - chunk.endswith(b"\n")])
             if not chunk or chunk.endswith(b"\n"):
                 return dropped
 
@@ -423,8 +437,8 @@ class _AsChecked(io.RawIOBase):
         super().close()
 
 
-def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True,
-                        lone_cr: bool = True) -> Iterator[tuple[str, bytes] | Rejection]:
+def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True, lone_cr: bool = True,
+                        dropped: Callable[[bytes], None] | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
     `_Lines`; `lone_cr=False`: at a \\n only, as JSON lines are defined); lines count from 1.
 
@@ -433,13 +447,14 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool
     opening the file is dropped (it rejected a JSON line's or a 23-column dump's first row). A compressed file is
     `check_compressed` whole before its first line, so a damaged one gives no line at all, and its lines are read
     from data that matches the check piece for piece (`_AsChecked`); `checked=False` skips both for a launch check,
-    which reads a few lines of a file the job reads again."""
+    which reads a few lines of a file the job reads again. `dropped` is given the bytes of each line over the bound,
+    in pieces, before its `Rejection` comes (`_Lines`)."""
     name = posixpath.basename(path.rstrip("/"))
     refuse_other_than_a_file(path)
     crcs = check_compressed(path) if checked else None
     with _open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
-        lines = _Lines(handle, max_line, lone_cr)
+        lines = _Lines(handle, max_line, lone_cr, dropped)
         number = 0
         while (line := lines.next()) is not None:
             number += 1
