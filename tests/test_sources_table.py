@@ -1074,3 +1074,53 @@ def test_the_launch_check_follows_a_value_that_never_closes_only_so_far(tmp_path
                     "runs on past line 31, over 1,000 bytes: the launch check reads no further)")  # 32 bytes a line
     items = list(read_rows(str(tmp_path / "s.csv"), table_layout("csv")))
     assert [item.reason for item in items] == ["malformed_row"] and "(lines 2 to 3000)" in items[0].detail
+
+
+def _with_file_rows(path: Path, rows: int) -> None:
+    """Rewrites the Parquet file at `path` with `rows` as its footer's own row count (FileMetaData field 3), its row
+    groups' counts left as they are: what a writer states apart from them, which nothing makes agree."""
+    import io
+
+    from pipeline.sources import parquet_pages
+
+    data = path.read_bytes()
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length:-8]
+    source, field = parquet_pages._Input(io.BytesIO(footer), 0), 0
+    while True:
+        head = source.byte()
+        field = field + (head >> 4) if head >> 4 else source.integer()
+        if field == 3:
+            start = source.consumed
+            source.varint()
+            end = source.consumed
+            break
+        parquet_pages._skip(source, head & 0x0F, 0)
+    zigzag, varint = rows << 1, bytearray()
+    while True:
+        varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
+        zigzag >>= 7
+        if not zigzag:
+            break
+    footer = footer[:start] + bytes(varint) + footer[end:]
+    path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_whatever_its_own_count_says(tmp_path):
+    """A file whose columns cannot give our fields rejects each of its rows unread, counted from the footer: from the
+    file's own count, which a writer states apart from its row groups', so a footer understating it (2 of 10) made the
+    other rows vanish with no rejection, where a file with every column reads all 10. Counted from the row groups, as
+    they are read."""
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10}), path,
+                   row_group_size=4)
+    _with_file_rows(path, 2)
+    assert pq.ParquetFile(path).metadata.num_rows == 2
+    items = read_all(path, "parquet", "")
+    assert [(item.source_ref, item.reason) for item in items] == [
+        (f"b.parquet:{number}", "missing_column") for number in range(1, 11)]
+    whole = tmp_path / "whole.parquet"  # the same understatement where every column is there: its rows are read
+    pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10,
+                             "license": ["CC BY 4.0"] * 10}), whole, row_group_size=4)
+    _with_file_rows(whole, 2)
+    assert [item.photo_id for item in read_all(whole, "parquet", "")] == [str(number) for number in range(1, 11)]

@@ -694,7 +694,8 @@ def _parquet_batches(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) 
 
 def _parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a Parquet file, read a batch at a time and only in the mapped columns. A file whose columns cannot
-    give our fields rejects each of its rows, counted from its footer and never read."""
+    give our fields rejects each of its rows, counted from its row groups' counts in the footer and never read (the
+    file's own count, which a writer states apart from them, made rows vanish where it understated them)."""
     name = posixpath.basename(path.rstrip("/"))
     number = 0
     refuse_other_than_a_file(path)
@@ -706,8 +707,9 @@ def _parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Pho
             names = table.schema_arrow.names
             wanted = list(dict.fromkeys(c for _, c in layout.columns if c in names))
             problem = header_problem(names, layout) or _nested_problem(table, wanted)
-            if problem:
-                for number in range(1, table.metadata.num_rows + 1):
+            if problem:  # each row group's rows, as they would be read: the file's own count may understate them
+                rows = sum(table.metadata.row_group(group).num_rows for group in range(table.num_row_groups))
+                for number in range(1, rows + 1):
                     yield _rejection(f"{name}:{number}", *problem)
                 return
             for batch in _parquet_batches(handle, table, wanted):
