@@ -887,19 +887,19 @@ def test_a_parquet_footer_over_its_bound_is_refused_before_pyarrow_parses_it(tmp
     3,000 one-row row groups of 203 columns (a 37 MB footer) took 541 MB to open, its launch check as much: one of
     hundreds of MB, gigabytes. A footer over its bound is the file's one `unreadable_file`, refused
     from the length the file's last bytes state; the launch check says so."""
-    from pipeline.sources import table
+    from pipeline.io import parquet_footer
 
     path = tmp_path / "wide.parquet"
     columns = {"id": [str(number) for number in range(1, 41)], "url": ["https://h/1.jpg"] * 40,
                "license": ["CC BY 4.0"] * 40, **{f"c{number}": [None] * 40 for number in range(30)}}
     pq.write_table(pa.table(columns), path, row_group_size=1)
     footer = pq.ParquetFile(path).metadata.serialized_size
-    monkeypatch.setattr(table, "MAX_PARQUET_FOOTER_BYTES", footer - 1)
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
     items = list(read_rows(str(path), table_layout("parquet")))
     assert [(item.source_ref, item.reason) for item in items] == [("wide.parquet:1", "unreadable_file")]
-    assert f"its footer is {footer:,} bytes, over the limit of {footer - 1:,}" in items[0].detail
-    assert f"its footer is {footer:,} bytes" in sniff(str(path), table_layout("parquet"))
-    monkeypatch.setattr(table, "MAX_PARQUET_FOOTER_BYTES", footer)
+    assert f"its Parquet footer is {footer:,} bytes, over the limit of {footer - 1:,}" in items[0].detail
+    assert f"its Parquet footer is {footer:,} bytes" in sniff(str(path), table_layout("parquet"))
+    monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer)
     assert len([item for item in read_rows(str(path), table_layout("parquet")) if isinstance(item, Photo)]) == 40
 
 

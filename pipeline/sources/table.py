@@ -35,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import refuse_other_than_a_file
+from pipeline.io.parquet_footer import check_footer
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
 from pipeline.sources import fields
 from pipeline.sources.parquet_pages import TooLarge, check_row_group
@@ -522,28 +523,14 @@ def _json_object(pairs: list[tuple[str, object]]) -> dict:
     return value
 
 
-# pyarrow parses a file's whole footer (its schema, and each row group's column chunks) at ~15 times its size in
-# memory before any row is read. A table of our few columns has a footer of kilobytes; one of over 16 MiB is refused.
-MAX_PARQUET_FOOTER_BYTES = 16 * 1024 * 1024
-
-
 def _open_parquet(handle: Any) -> pq.ParquetFile | None:
     """The Parquet file behind `handle`; None for a file of no bytes (a writer's `_SUCCESS` marker
-    beside its parts holds no rows and is no error). `TooLarge` for a footer over MAX_PARQUET_FOOTER_BYTES, judged
-    from the length the file's last 8 bytes state (its length, then "PAR1"), before pyarrow parses it: a 61 MB file
-    of 3,000 row groups of 203 columns (a 37 MB footer) took 541 MB to open."""
+    beside its parts holds no rows and is no error). `FooterTooLarge` for a footer pyarrow would parse at ~15 times
+    its size (io/parquet_footer.py): a 61 MB file of 3,000 row groups of 203 columns (a 37 MB footer) took 541 MB to
+    open."""
     if not handle.read(1):
         return None
-    handle.seek(0, 2)
-    size = handle.tell()
-    if size >= 12:  # "PAR1", the footer, its length and "PAR1": anything shorter is pyarrow's to refuse
-        handle.seek(size - 8)
-        tail = handle.read(8)
-        footer = int.from_bytes(tail[:4], "little")
-        if tail[4:] == b"PAR1" and footer > MAX_PARQUET_FOOTER_BYTES:
-            raise TooLarge(f"its footer is {footer:,} bytes, over the limit of {MAX_PARQUET_FOOTER_BYTES:,} (a file "
-                           "of fewer, larger row groups has a smaller one)")
-    handle.seek(0)
+    check_footer(handle)
     return pq.ParquetFile(handle)
 
 
