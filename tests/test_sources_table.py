@@ -1124,3 +1124,32 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
                              "license": ["CC BY 4.0"] * 10}), whole, row_group_size=4)
     _with_file_rows(whole, 2)
     assert [item.photo_id for item in read_all(whole, "parquet", "")] == [str(number) for number in range(1, 11)]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_a_value_of_several_lines_in_a_column_before_the_id_is_its_own_rows(tmp_path, delimiter):
+    """A table pandas wrote with its free text first (title, then id, url, licence) ends a value of several lines with
+    a line holding the rest of that very row: read alone it has the header's width and the row's own id where the id
+    is, which refused the photo as a value holding a row. The value's closing line is a row of its own only where its
+    text, not the row's remaining cells, makes it one."""
+    import pandas as pd
+
+    fmt = "csv" if delimiter == "," else "tsv"
+    pd.DataFrame({"title": ["Sunset\nover the bay", "plain"], "id": [5, 6], "url": ["http://h/5.jpg", "http://h/6.jpg"],
+                  "license": ["CC BY 4.0"] * 2}).to_csv(tmp_path / f"p.{fmt}", index=False, sep=delimiter)
+    items = list(read_rows(str(tmp_path / f"p.{fmt}"), table_layout(fmt)))
+    assert [(item.photo_id, getattr(item, "title", item.reason if isinstance(item, Rejection) else "")) for item in
+            items] == [("5", "Sunset\nover the bay"), ("6", "plain")]
+    # A stray quote opening that column still takes no row's line as its own: the line between reads as a row
+    rows = ['title,id,url,license', '"Sunset,1,http://h/1.jpg,CC BY 4.0', 'plain,2,http://h/2.jpg,CC BY 4.0',
+            'at dusk",3,http://h/3.jpg,CC BY 4.0', 'four,4,http://h/4.jpg,CC BY 4.0']
+    (tmp_path / f"s.{fmt}").write_text("".join(row.replace(",", delimiter) + "\n" for row in rows), encoding="utf-8")
+    items = list(read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt)))
+    assert [(item.source_ref, getattr(item, "reason", "kept")) for item in items] == [
+        (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:5", "kept")]
+    # Nor can a title's inner line pass as a row: only the closing line is the row's own rest
+    injected = delimiter.join(["t", "7001", "http://h/7001.jpg", "CC BY 4.0"])
+    pd.DataFrame({"title": [f"x\n{injected}\ny"], "id": [5], "url": ["http://h/5.jpg"],
+                  "license": ["CC BY-NC 2.0"]}).to_csv(tmp_path / f"i.{fmt}", index=False, sep=delimiter)
+    assert [(item.source_ref, getattr(item, "reason", "kept")) for item in
+            read_rows(str(tmp_path / f"i.{fmt}"), table_layout(fmt))] == [(f"i.{fmt}:2", "malformed_row")]

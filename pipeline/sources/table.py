@@ -430,7 +430,12 @@ def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | N
         return _rejection(first, "malformed_row", f"a quoted value spans {span} ({count:,} lines), over the bound of "
                                                   f"a record ({MAX_RECORD_LINES:,} lines, {MAX_LINE_BYTES:,} bytes): "
                                                   "refused as one record, no line of it read as a row")
-    row = next((line for line in held[1:] if _a_row_alone(line, delimiter, width, id_at)), None)
+    # A value of several lines in the record's first column (pandas writing a title first, then id, url, licence)
+    # closes on a line holding the rest of this very row: read alone it has the header's width and this row's own id,
+    # which refused the photo. That closing line is a row of its own only where its own text, not this row's remaining
+    # cells, makes one.
+    inside = held[1:-1] if len(held) > 1 and _rest_of_the_row(held[-1], delimiter, width) else held[1:]
+    row = next((line for line in inside if _a_row_alone(line, delimiter, width, id_at)), None)
     if row is not None:
         return _swallowing(first, row, held[-1])
     joined = _joined([raw for _, raw in held])
@@ -441,6 +446,13 @@ def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | N
         return _rejection(first, "wrong_column_count", f"{len(cells)} columns, the header has {width} (a record of "
                                                        f"{span}: a quoted value holds their line breaks)")
     return first, joined
+
+
+def _rest_of_the_row(closing: tuple[str, bytes], delimiter: str, width: int) -> bool:
+    """Whether a value's closing line, read from the value's opening quote, makes `width` cells: the value is the
+    record's first, and the line the rest of its row."""
+    cells = _split(b'"' + closing[1], closing[0], delimiter)
+    return not isinstance(cells, Rejection) and len(cells) == width
 
 
 def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
