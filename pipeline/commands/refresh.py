@@ -186,10 +186,9 @@ def _finish_cut_publish(target: str) -> bool:
     manifest was moved in (`remove_staging` finishes it; any other plan is kept). Whether it could look: False where
     the folder cannot be written; `OutputLocked` where another run holds the lock (on another machine, where no run
     can tell whether it lives; a live one here). Left, they made verify refuse the release for good, and
-    `--previous=latest`
-    every later refresh, until someone removed them by hand. Nothing is done where a run folder or the staging folder
-    is a link or no folder (a run refuses those before its lock): the staging folders are removed through it,
-    wherever it leads."""
+    `--previous=latest` every later refresh, until someone removed them by hand. Nothing is done where a run folder
+    or the staging folder is a link or no folder (a run refuses those before its lock): the staging folders were
+    removed through it, wherever it led."""
     # The lock's temporary too: the one left alone where this very repair was killed taking a dead run's lock over (it
     # had removed that lock and not yet linked its own), which acquiring the lock removes as a dead process's.
     if not any(FileSystems.exists(FileSystems.join(target, leftover)) for leftover in (LOCK, STAGING)) and \

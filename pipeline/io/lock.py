@@ -20,7 +20,6 @@ import fcntl
 import json
 import os
 import socket
-import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import read_bytes
+from pipeline.io.files import read_regular_file
 
 LOCK = "_lock.json"
 LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked
@@ -170,20 +169,12 @@ def _parsed(payload: bytes) -> Holder | None:
 
 def _holder(path: str) -> Holder | None:
     try:
-        return _parsed(read_bytes(path) if "://" in path else _read_local_lock(path))
+        # Only a regular file of at most MAX_LOCK_BYTES (a lock is written as one): a named pipe there was read for
+        # ever, waiting for a writer (a refresh finishing a publish in a release hung for good), and a link to
+        # /dev/zero until memory ran out.
+        return _parsed(read_regular_file(path, MAX_LOCK_BYTES))
     except Exception:  # unreadable: treated as held by an unknown run
         return None
-
-
-def _read_local_lock(path: str) -> bytes:
-    """A local lock's bytes, where it is a regular file (a lock is written as one), at most `MAX_LOCK_BYTES`: a named
-    pipe there was read for ever, waiting for a writer (a refresh finishing a publish in a release hung for good), and
-    a link to /dev/zero until memory ran out. Opened without waiting, then judged by what was opened."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise OSError(f"{path} is no regular file")
-        return handle.read(MAX_LOCK_BYTES)
 
 
 class OutputLock:
