@@ -126,8 +126,7 @@ def read_regular_file(path: str, limit: int | None = None) -> bytes:
     judged by what was opened. Object stores hold only files. `limit`: a file over that many bytes is a ValueError,
     read no further (a link to /dev/zero is a device; a file may still be of any size)."""
     if "://" in path:
-        with open_reader(path) as remote:
-            data = remote.read() if limit is None else remote.read(limit + 1)
+        data = read_bytes(path, limit)
     else:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         with os.fdopen(descriptor, "rb") as handle:
