@@ -1153,3 +1153,25 @@ def test_a_value_of_several_lines_in_a_column_before_the_id_is_its_own_rows(tmp_
                   "license": ["CC BY-NC 2.0"]}).to_csv(tmp_path / f"i.{fmt}", index=False, sep=delimiter)
     assert [(item.source_ref, getattr(item, "reason", "kept")) for item in
             read_rows(str(tmp_path / f"i.{fmt}"), table_layout(fmt))] == [(f"i.{fmt}:2", "malformed_row")]
+
+
+@pytest.mark.parametrize("options", [{}, {"lineterminator": "\r\n"}, {"sep": "\t"}, {"quoting": 1}],
+                         ids=["csv", "crlf", "tsv", "quote-all"])
+@pytest.mark.parametrize("order", [["id", "title", "url", "license"], ["title", "id", "url", "license"],
+                                   ["id", "url", "license", "title"]], ids=["middle", "first", "last"])
+def test_a_value_holding_a_line_of_numbers_as_wide_as_the_header_is_its_photo(tmp_path, options, order):
+    """A description of several lines, one of them a list of years or figures as wide as the header (`2019,2020,2021,
+    2022` in a table of four columns) where the id column reads a photo id, was refused whole as a value holding a row,
+    in a file pandas wrote as Python's csv reader reads it: the photo lost. A stray quote's swallowed line is a row a
+    photo comes of, an http(s) URL where the url is; a line without one reads as no row."""
+    import pandas as pd
+
+    fmt = "tsv" if options.get("sep") == "\t" else "csv"
+    delimiter = options.get("sep", ",")
+    titles = [f"Visited in\n{delimiter.join(['2019', '2020', '2021', '2022'])}\nand again",
+              f"Prices\n{delimiter.join(['1', '000', '2', '500'])}", "plain"]
+    pd.DataFrame({"id": [5, 6, 7], "title": titles, "url": [f"http://h/{n}.jpg" for n in (5, 6, 7)],
+                  "license": ["CC BY 4.0"] * 3})[order].to_csv(tmp_path / f"p.{fmt}", index=False, **options)
+    items = list(read_rows(str(tmp_path / f"p.{fmt}"), table_layout(fmt)))
+    assert [(item.photo_id, getattr(item, "title", getattr(item, "reason", ""))) for item in items] == [
+        ("5", titles[0]), ("6", titles[1]), ("7", "plain")]

@@ -281,20 +281,25 @@ def _joined(lines: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _a_row_alone(item: tuple[str, bytes] | Rejection, delimiter: str, width: int, id_at: int | None) -> bool:
-    """Whether a line reads alone as a row of the table: no quote left open, `width` cells, a photo id at `id_at`."""
-    if id_at is None or isinstance(item, Rejection) or _quote_left_open(item[1], delimiter):
+def _a_row_alone(item: tuple[str, bytes] | Rejection, delimiter: str, width: int,
+                 row_at: tuple[int, int] | None) -> bool:
+    """Whether a line reads alone as a row a photo comes of: no quote left open, `width` cells, a photo id and an
+    http(s) URL where the table's id and url are (`row_at`). A list of years or figures as wide as the header
+    (`2019,2020,2021,2022`) has an id where the id is, and is no row: a description of several lines holding one was
+    refused, its photo lost."""
+    if row_at is None or isinstance(item, Rejection) or _quote_left_open(item[1], delimiter):
         return False
     cells = _split(item[1], item[0], delimiter)
-    if isinstance(cells, Rejection) or len(cells) != width:
+    if isinstance(cells, Rejection) or len(cells) != width or not _HTTP_URL.match(cells[row_at[1]].strip()):
         return False
     try:
-        canonical_photo_id(cells[id_at].strip())
+        canonical_photo_id(cells[row_at[0]].strip())
     except BadPhotoId:
         return False
     return True
 
 
+_HTTP_URL = re.compile(r"https?://\S", re.IGNORECASE)
 _QUOTE_RUN = re.compile(rb'"+')
 
 
@@ -360,8 +365,9 @@ def _line(ref: str) -> str:
     return ref.rpartition(":")[2]
 
 
-def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int, id_at: int | None = None,
-             overlong: _Overlong | None = None, give_up: int | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
+def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int,
+             row_at: tuple[int, int] | None = None, overlong: _Overlong | None = None,
+             give_up: int | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
     """The records of a text table, each (the ref of its first line, its text), blank lines left out, or a `Rejection`.
     A quoted value may hold line breaks, as spreadsheets and pandas write a description of several lines: a record
     runs from a line that leaves a quote open to the line that closes it, as Python's csv reader reads the whole text
@@ -414,11 +420,11 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                                                          f"{_line(last)}, over {give_up:,} bytes: the launch check "
                                                          "reads no further")
                 return
-        yield _record(first, last, count, held, closed, delimiter, width, id_at)
+        yield _record(first, last, count, held, closed, delimiter, width, row_at)
 
 
 def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | None, closed: bool, delimiter: str,
-            width: int, id_at: int | None) -> tuple[str, bytes] | Rejection:
+            width: int, row_at: tuple[int, int] | None) -> tuple[str, bytes] | Rejection:
     """A record of `count` lines from `first` to `last` (refs): (first, its text) or its one `Rejection`."""
     span = f"lines {_line(first)} to {_line(last)}" if last else f"line {_line(first)}"
     if not closed:
@@ -435,7 +441,7 @@ def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | N
     # which refused the photo. That closing line is a row of its own only where its own text, not this row's remaining
     # cells, makes one.
     inside = held[1:-1] if len(held) > 1 and _rest_of_the_row(held[-1], delimiter, width) else held[1:]
-    row = next((line for line in inside if _a_row_alone(line, delimiter, width, id_at)), None)
+    row = next((line for line in inside if _a_row_alone(line, delimiter, width, row_at)), None)
     if row is not None:
         return _swallowing(first, row, held[-1])
     joined = _joined([raw for _, raw in held])
@@ -475,10 +481,11 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
     header = _header(first, delimiter)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
     # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
-    # A value never takes a line that reads as a row: one with a photo id where the id column is
-    id_at = header.index(layout.column("id")) if isinstance(header, list) and not problem else None
+    # A value never takes a line that reads as a row: a photo id and an http(s) URL where the id and url columns are
+    row_at = ((header.index(layout.column("id")), header.index(layout.column("url")))
+              if isinstance(header, list) and not problem else None)
     records = (_content_lines(lines) if isinstance(header, tuple)
-               else _records(lines, delimiter, len(header), id_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
+               else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
     for item in records:
         if isinstance(item, Rejection):
             yield item
