@@ -1175,3 +1175,36 @@ def test_a_value_holding_a_line_of_numbers_as_wide_as_the_header_is_its_photo(tm
     items = list(read_rows(str(tmp_path / f"p.{fmt}"), table_layout(fmt)))
     assert [(item.photo_id, getattr(item, "title", getattr(item, "reason", ""))) for item in items] == [
         ("5", titles[0]), ("6", titles[1]), ("7", "plain")]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+@pytest.mark.parametrize("before", [["owner"], ["owner", "description"]], ids=["one before", "two before"])
+def test_a_value_whose_last_line_holds_as_many_delimiters_as_columns_before_it_is_its_photo(tmp_path, delimiter,
+                                                                                               before):
+    """A title of several lines in a column after the first (owner, title, id, url, licence), its last line holding a
+    delimiter for each column before it (`Paris, France`), ends on a line that reads alone as a row: the header's
+    width, with the row's own id and URL where they are, so the photo was refused as a value holding a row. A
+    value's closing line naming the record's own photo is the row's rest; one naming another photo is still a row."""
+    import pandas as pd
+
+    fmt = "csv" if delimiter == "," else "tsv"
+    last = delimiter.join(["Paris", " France", " 2019"][:len(before) + 1])
+    titles = [f"Sunset\n{last}", "plain"]
+    frame = pd.DataFrame({"owner": ["Jane Doe", "Li"], "description": ["a\nb", "c"], "title": titles, "id": [5, 6],
+                          "url": ["https://h/5.jpg", "https://h/6.jpg"], "license": ["CC BY 4.0"] * 2})
+    frame[[*before, "title", "id", "url", "license"]].to_csv(tmp_path / f"p.{fmt}", index=False, sep=delimiter)
+    items = list(read_rows(str(tmp_path / f"p.{fmt}"), table_layout(fmt)))
+    assert [(item.photo_id, getattr(item, "title", getattr(item, "reason", ""))) for item in items] == [
+        ("5", titles[0]), ("6", "plain")]
+    # A line of that title written as another photo's row is still refused whole, its closing line the row's rest
+    other = delimiter.join(["x"] * len(before) + ["t", "7001", "https://h/7001.jpg", "CC BY 4.0"])
+    frame.assign(title=[f"Sunset\n{other}\n{last}", "plain"])[[*before, "title", "id", "url", "license"]].to_csv(
+        tmp_path / f"i.{fmt}", index=False, sep=delimiter)
+    assert [(item.photo_id, getattr(item, "reason", "kept")) for item in
+            read_rows(str(tmp_path / f"i.{fmt}"), table_layout(fmt))] == [
+        (f"i.{fmt}:2", "malformed_row"), ("6", "kept")]
+    # A description after the url whose last line opens with a link: the closing line's URL is the description's own
+    description = f"Follow me\nhttps://instagram.com/me{delimiter} thanks"
+    pd.DataFrame({"url": ["https://h/5.jpg"], "description": [description], "id": [5],
+                  "license": ["CC BY 4.0"]}).to_csv(tmp_path / f"u.{fmt}", index=False, sep=delimiter)
+    assert [item.photo_id for item in read_rows(str(tmp_path / f"u.{fmt}"), table_layout(fmt))] == ["5"]

@@ -436,16 +436,19 @@ def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | N
         return _rejection(first, "malformed_row", f"a quoted value spans {span} ({count:,} lines), over the bound of "
                                                   f"a record ({MAX_RECORD_LINES:,} lines, {MAX_LINE_BYTES:,} bytes): "
                                                   "refused as one record, no line of it read as a row")
-    # A value of several lines in the record's first column (pandas writing a title first, then id, url, licence)
-    # closes on a line holding the rest of this very row: read alone it has the header's width and this row's own id,
-    # which refused the photo. That closing line is a row of its own only where its own text, not this row's remaining
-    # cells, makes one.
-    inside = held[1:-1] if len(held) > 1 and _rest_of_the_row(held[-1], delimiter, width) else held[1:]
-    row = next((line for line in inside if _a_row_alone(line, delimiter, width, row_at)), None)
-    if row is not None:
-        return _swallowing(first, row, held[-1])
+    # A value of several lines closes on a line holding the rest of this very row: where the value is the record's
+    # first column (pandas writing a title first, then id, url, licence), or its last line holds a delimiter for each
+    # column before it (owner, then a title ending `Paris, France`), read alone it has the header's width and this
+    # row's own id, which refused the photo. That closing line is a row of its own only where its own text, not this
+    # row's remaining cells, makes one: another photo's id.
     joined = _joined([raw for _, raw in held])
     cells = _split(joined, first, delimiter)
+    own = len(held) > 1 and (_rest_of_the_row(held[-1], delimiter, width)
+                             or _names_this_row(held[-1], cells, delimiter, width, row_at))
+    row = next((line for line in (held[1:-1] if own else held[1:]) if _a_row_alone(line, delimiter, width, row_at)),
+               None)
+    if row is not None:
+        return _swallowing(first, row, held[-1])
     if isinstance(cells, Rejection):
         return replace(cells, detail=f"{cells.detail} (a record of {span})")
     if len(cells) != width:
@@ -459,6 +462,18 @@ def _rest_of_the_row(closing: tuple[str, bytes], delimiter: str, width: int) -> 
     record's first, and the line the rest of its row."""
     cells = _split(b'"' + closing[1], closing[0], delimiter)
     return not isinstance(cells, Rejection) and len(cells) == width
+
+
+def _names_this_row(closing: tuple[str, bytes], record: list[str] | Rejection, delimiter: str, width: int,
+                    row_at: tuple[int, int] | None) -> bool:
+    """Whether a value's closing line, read alone, names the record's own photo: the same id where the id is as the
+    whole record (`width` cells) has. Its URL may be the value's own text (url, then a description ending on a line
+    `https://instagram.com/me, thanks`, then the id)."""
+    if row_at is None or isinstance(record, Rejection) or len(record) != width:
+        return False
+    cells = _split(closing[1], closing[0], delimiter)
+    return (not isinstance(cells, Rejection) and len(cells) == width
+            and cells[row_at[0]].strip() == record[row_at[0]].strip())
 
 
 def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
