@@ -1208,3 +1208,27 @@ def test_a_value_whose_last_line_holds_as_many_delimiters_as_columns_before_it_i
     pd.DataFrame({"url": ["https://h/5.jpg"], "description": [description], "id": [5],
                   "license": ["CC BY 4.0"]}).to_csv(tmp_path / f"u.{fmt}", index=False, sep=delimiter)
     assert [item.photo_id for item in read_rows(str(tmp_path / f"u.{fmt}"), table_layout(fmt))] == ["5"]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_a_value_after_the_id_ending_on_a_line_that_opens_with_a_number_is_its_photo(tmp_path, delimiter):
+    """A description of several lines after the id (id, description, licence, url, owner, title) whose last line opens
+    with a number and holds a delimiter for each column between them (`2019, Paris`) closed on a line reading alone as
+    a row: that number where the id is, the row's own URL and licence after it, so the photo was refused as a value
+    holding a row. Such a line is the row's rest unless the record's first line reads as a row itself, its quote a
+    stray one (`1,"Sunset,…` then `3,at dusk",…`: still refused whole)."""
+    import pandas as pd
+
+    fmt = "csv" if delimiter == "," else "tsv"
+    descriptions = [f"Visit\n2019{delimiter} Paris", "plain"]
+    pd.DataFrame({"id": [5, 6], "description": descriptions, "license": ["CC BY 4.0"] * 2,
+                  "url": ["https://h/5.jpg", "https://h/6.jpg"], "owner": ["Jane", "Li"],
+                  "title": ["t", "u"]}).to_csv(tmp_path / f"p.{fmt}", index=False, sep=delimiter)
+    items = list(read_rows(str(tmp_path / f"p.{fmt}"), table_layout(fmt)))
+    assert [(item.photo_id, getattr(item, "reason", "kept")) for item in items] == [("5", "kept"), ("6", "kept")]
+    rows = ["id,title,url,license", '1,"Sunset,http://h/1.jpg,CC BY 4.0', '3,at dusk",http://h/3.jpg,CC BY 4.0',
+            "4,four,http://h/4.jpg,CC BY 4.0"]
+    (tmp_path / f"s.{fmt}").write_text("".join(row.replace(",", delimiter) + "\n" for row in rows), encoding="utf-8")
+    assert [(item.source_ref, getattr(item, "reason", "kept")) for item in
+            read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt))] == [
+        (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:4", "kept")]

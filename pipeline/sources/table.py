@@ -290,7 +290,12 @@ def _a_row_alone(item: tuple[str, bytes] | Rejection, delimiter: str, width: int
     if row_at is None or isinstance(item, Rejection) or _quote_left_open(item[1], delimiter):
         return False
     cells = _split(item[1], item[0], delimiter)
-    if isinstance(cells, Rejection) or len(cells) != width or not _HTTP_URL.match(cells[row_at[1]].strip()):
+    return not isinstance(cells, Rejection) and len(cells) == width and _names_a_photo(cells, row_at)
+
+
+def _names_a_photo(cells: Sequence[str], row_at: tuple[int, int]) -> bool:
+    """Whether a row's cells hold a photo id and an http(s) URL where the id and url are (`row_at`)."""
+    if not _HTTP_URL.match(cells[row_at[1]].strip()):
         return False
     try:
         canonical_photo_id(cells[row_at[0]].strip())
@@ -444,7 +449,7 @@ def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | N
     joined = _joined([raw for _, raw in held])
     cells = _split(joined, first, delimiter)
     own = len(held) > 1 and (_rest_of_the_row(held[-1], delimiter, width)
-                             or _names_this_row(held[-1], cells, delimiter, width, row_at))
+                             or _names_this_row(held[-1], cells, delimiter, width, row_at, held[0]))
     row = next((line for line in (held[1:-1] if own else held[1:]) if _a_row_alone(line, delimiter, width, row_at)),
                None)
     if row is not None:
@@ -465,15 +470,28 @@ def _rest_of_the_row(closing: tuple[str, bytes], delimiter: str, width: int) -> 
 
 
 def _names_this_row(closing: tuple[str, bytes], record: list[str] | Rejection, delimiter: str, width: int,
-                    row_at: tuple[int, int] | None) -> bool:
-    """Whether a value's closing line, read alone, names the record's own photo: the same id where the id is as the
-    whole record (`width` cells) has. Its URL may be the value's own text (url, then a description ending on a line
-    `https://instagram.com/me, thanks`, then the id)."""
+                    row_at: tuple[int, int] | None, opening: tuple[str, bytes]) -> bool:
+    """Whether a value's closing line, read alone, is the record's own row: the same id where the id is as the whole
+    record (`width` cells) has; or, the value after the id (a description ending on a line `2019, Paris`), the same
+    URL, where the record's first line is no row of its own read with its quotes as text (a stray quote's, `1,"Sunset,
+    http://h/1.jpg,CC BY 4.0`, which the closing line's row `3,at dusk",http://h/3.jpg,…` lent its URL). Its URL may be
+    the value's own text (url, then a description ending on a line `https://instagram.com/me, thanks`, then the id)."""
     if row_at is None or isinstance(record, Rejection) or len(record) != width:
         return False
     cells = _split(closing[1], closing[0], delimiter)
-    return (not isinstance(cells, Rejection) and len(cells) == width
-            and cells[row_at[0]].strip() == record[row_at[0]].strip())
+    if isinstance(cells, Rejection) or len(cells) != width:
+        return False
+    if cells[row_at[0]].strip() == record[row_at[0]].strip():
+        return True
+    return cells[row_at[1]].strip() == record[row_at[1]].strip() and not _a_row_as_text(opening, delimiter, width,
+                                                                                        row_at)
+
+
+def _a_row_as_text(line: tuple[str, bytes], delimiter: str, width: int, row_at: tuple[int, int]) -> bool:
+    """Whether a line, its quotes read as text, is a row: `width` cells, a photo id and an http(s) URL where they
+    are."""
+    cells = next(csv.reader([line[1].decode("utf-8", "replace")], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    return len(cells) == width and _names_a_photo(cells, row_at)
 
 
 def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
