@@ -22,7 +22,8 @@ from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
 FORMATS = ("webdataset", "parquet", "tfrecord")
-INPUT_FORMATS = ("yfcc", "csv", "tsv", "parquet", "jsonl")  # the readers: sources/yfcc.py, sources/table.py
+# The readers: sources/yfcc.py, sources/table.py
+INPUT_FORMATS = ("yfcc", "csv", "tsv", "tsv_plain", "parquet", "jsonl")
 PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
 # --near_dup_distance's default; also the radius of --decontaminate and of pHash takedowns without a distance when
 # the near-duplicate stage is off (-1): turning that stage off must not make them match identical pHashes alone.
@@ -137,8 +138,10 @@ def _declarations() -> list[Declared]:
     add("--input", Role.RECORDED, is_input=True, default=None,
         help="Metadata file(s) in --input_format: a path or glob; text formats plain, .gz or .bz2.")
     add("--input_format", Role.INHERITED, is_input=True, default="yfcc", choices=INPUT_FORMATS,
-        help="yfcc: YFCC100M dumps (23 or 25 tab-separated columns, no header); csv, tsv (with a header row), "
-             "parquet, jsonl (one JSON object per line): a generic table read through --columns.")
+        help="yfcc: YFCC100M dumps (23 or 25 tab-separated columns, no header); csv, tsv (with a header row, "
+             "quoted values may hold line breaks), tsv_plain (tab-separated, no quoting: one line a row, a quote "
+             "is a character, as database exports write), parquet, jsonl (one JSON object per line): a generic "
+             "table read through --columns.")
     add("--columns", Role.INHERITED, is_input=True, default="",
         help="Generic tables: FIELD=COLUMN,... naming the table's column for each of our fields: id and url "
              "(required), license (required: a license URL or name), owner, title, page_url; a field not "
@@ -437,7 +440,7 @@ def validate(opts: PassOptions) -> list[str]:
     if opts.input_format != "yfcc" and opts.source != "yfcc":
         problems.append(f"--input_format={opts.input_format} reads --input files, not --source={opts.source}")
     if opts.columns and opts.input_format == "yfcc":
-        problems.append("--columns applies to --input_format=csv, tsv, parquet or jsonl")
+        problems.append("--columns applies to --input_format=csv, tsv, tsv_plain, parquet or jsonl")
     if not opts.output:
         problems.append("--output is required")
     for name in ("output", "cache"):

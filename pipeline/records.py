@@ -32,7 +32,7 @@ class Photo:
 
     # --- identity and provenance -----------------------------------------------------------
     photo_id: str
-    source: str = ""  # "yfcc", "flickr", or a generic table's format ("csv", "tsv", "parquet", "jsonl")
+    source: str = ""  # "yfcc", "flickr", or a generic table's format ("csv", "tsv", "tsv_plain", "parquet", "jsonl")
     source_ref: str = ""  # where the record came from, e.g. "file.tsv:12"
     # --- creator and license (what CC BY attribution needs) --------------------------------
     owner_nsid: str = ""

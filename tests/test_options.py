@@ -92,7 +92,7 @@ def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping(
                                             ).view_as(PassOptions)) == [
         "--input_format=csv reads --input files, not --source=flickr"]
     assert options.validate(opts("--columns=url=photo_url")) == [
-        "--columns applies to --input_format=csv, tsv, parquet or jsonl"]
+        "--columns applies to --input_format=csv, tsv, tsv_plain, parquet or jsonl"]
     assert {"input_format", "columns"} <= set(options.INPUTS) and {"input_format", "columns"} <= set(
         options.RECORDED)
 

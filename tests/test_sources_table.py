@@ -485,7 +485,7 @@ def test_sniff_refuses_a_file_in_another_format_than_declared(tmp_path):
      "no column 'nope' (--columns url=nope)"),
     (["--input_format=parquet"], "cannot be read as Parquet"),
     (["--input_format=csv", "--columns=colour=x"], "--columns: unknown field 'colour'"),
-    (["--columns=url=photo_url"], "--columns applies to --input_format=csv, tsv, parquet or jsonl"),
+    (["--columns=url=photo_url"], "--columns applies to --input_format=csv, tsv, tsv_plain, parquet or jsonl"),
 ])
 def test_a_run_on_a_table_it_cannot_read_is_refused_at_launch_in_one_line(tmp_path, capsys, argv, message):
     given = write_table(tmp_path / "meta.csv", "csv", GOOD)
@@ -837,8 +837,8 @@ def test_a_record_that_closes_at_the_wrong_width_is_not_joined_again_for_each_li
 
     parsed = []
     real = table._split
-    monkeypatch.setattr(table, "_split",
-                        lambda raw, ref, delimiter: parsed.append(len(raw)) or real(raw, ref, delimiter))
+    monkeypatch.setattr(table, "_split", lambda raw, ref, delimiter, *quoted: parsed.append(len(raw))
+                        or real(raw, ref, delimiter, *quoted))
     block = '5,http://h/5.jpg,CC BY 4.0,"open\n' + 'a","b\n' * 1000 + 'end",x,x,x,x\n'  # 6 cells or more from any
     (tmp_path / "w.csv").write_text("id,url,license,title\n" + block * 3, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "w.csv"), table_layout("csv")))
@@ -1232,3 +1232,40 @@ def test_a_value_after_the_id_ending_on_a_line_that_opens_with_a_number_is_its_p
     assert [(item.source_ref, getattr(item, "reason", "kept")) for item in
             read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt))] == [
         (f"s.{fmt}:2", "malformed_row"), (f"s.{fmt}:4", "kept")]
+
+
+def test_a_tsv_without_quoting_reads_a_quote_as_a_character_and_each_line_as_a_row(tmp_path):
+    """Database exports (PostgreSQL's and MySQL's text formats) write tab-separated values without quoting: read with
+    CSV quoting (`tsv`), a title opening with a quote that never closes took every line after it into one rejection
+    (a 1,000-row file kept 2 photos). `--input_format=tsv_plain` reads each line as a row, its quotes as characters;
+    a line of another width is still its own rejection, and a value cannot span lines."""
+    rows = ["id\turl\tlicense\ttitle"] + [f"{n}\thttp://h/{n}.jpg\tCC BY 4.0\t{title}" for n, title in (
+        (1, '"Hello'), (2, 'plain "quoted" word'), (3, 'at dusk"'), (4, '""'))] + ["5\thttp://h/5.jpg", ""]
+    (tmp_path / "p.tsv").write_text("\n".join(rows), encoding="utf-8")
+    items = list(read_rows(str(tmp_path / "p.tsv"), table_layout("tsv_plain")))
+    assert [(item.photo_id, item.title) for item in items if isinstance(item, Photo)] == [
+        ("1", '"Hello'), ("2", 'plain "quoted" word'), ("3", 'at dusk"'), ("4", '""')]
+    assert [(item.source_ref, item.reason) for item in items if isinstance(item, Rejection)] == [
+        ("p.tsv:6", "wrong_column_count")]
+    assert sniff(str(tmp_path / "p.tsv"), table_layout("tsv_plain")) is None
+    # The same file read with CSV quoting: the quote opening line 2's title takes line 3 into its value, and line 5's
+    # title is the empty quoted value
+    quoted = list(read_rows(str(tmp_path / "p.tsv"), table_layout("tsv")))
+    assert [(item.source_ref, getattr(item, "reason", getattr(item, "title", ""))) for item in quoted] == [
+        ("p.tsv:2", "malformed_row"), ("p.tsv:4", 'at dusk"'), ("p.tsv:5", ""), ("p.tsv:6", "wrong_column_count")]
+
+
+def test_a_plain_tsv_through_read_table(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from tests.conftest import local_pipeline
+
+    (tmp_path / "p.tsv").write_text('id\turl\tlicense\ttitle\n7\thttp://h/7.jpg\tCC BY 2.0\t"Sunset\n8\tx\n',
+                                    encoding="utf-8")
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "p.tsv"), table_layout("tsv_plain"))
+        assert_that(read.kept | beam.Map(lambda photo: (photo.photo_id, photo.title)), equal_to([("7", '"Sunset')]),
+                    label="kept")
+        assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
+                    equal_to([("p.tsv:3", "wrong_column_count")]), label="rejected")

@@ -44,7 +44,7 @@ SPECIAL = {
     "allowed_hosts": r"^[a-z0-9*.:-]+(,[a-z0-9*.:-]+)*$",
     "contact": r"^https?://[!-~]{1,300}$",
     "source": r"^(yfcc|flickr)$",
-    "input_format": r"^(yfcc|csv|tsv|parquet|jsonl)$",
+    "input_format": r"^(yfcc|csv|tsv|tsv_plain|parquet|jsonl)$",
     "columns": r"^[a-z_]+=[^,=]+(,[a-z_]+=[^,=]+)*$",
     "min_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",
     "max_upload_date": r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]+)$",

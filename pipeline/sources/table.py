@@ -52,14 +52,20 @@ from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
 STAGE = "read"
 
-FORMATS = ("csv", "tsv", "parquet", "jsonl")
+FORMATS = ("csv", "tsv", "tsv_plain", "parquet", "jsonl")
 # Our fields, in the order a row is checked: the id first, so that later problems name the photo.
 FIELDS = ("id", "url", "owner", "title", "page_url", "license")
 # Without an id or a URL there is no photo; without a license no row could pass the license stage.
 REQUIRED = ("id", "url", "license")
 DESCRIBED = {"csv": "CSV with a header row", "tsv": "tab-separated values with a header row",
+             "tsv_plain": "tab-separated values with a header row, no quoting",
              "parquet": "Parquet", "jsonl": "JSON lines (one object per line)"}
-_DELIMITERS = {"csv": ",", "tsv": "\t"}
+_DELIMITERS = {"csv": ",", "tsv": "\t", "tsv_plain": "\t"}
+# Tab-separated text with no quoting (what database exports and `cut` write: PostgreSQL's and MySQL's text formats
+# escape a tab or line break inside a value instead of quoting it): each line is one record and a quote is a
+# character. Read with CSV quoting, a title opening with a quote (`"Sunset` at dusk) took every line after it into its
+# value, one rejection for the rest of the file.
+_UNQUOTED = frozenset({"tsv_plain"})
 # URLs are bounded as every source bounds them (`fields.MAX_URL_CHARS`); other values by the line limit in text
 # tables and by this in Parquet, whose cells have no such bound.
 MAX_URL_CHARS = fields.MAX_URL_CHARS
@@ -209,8 +215,9 @@ def _named_missing(names: Sequence[str], layout: TableLayout) -> str | None:
     return None
 
 
-def _split(raw: bytes, ref: str, delimiter: str) -> list[str] | Rejection:
-    """One line of a text table -> its cells, or why it has none."""
+def _split(raw: bytes, ref: str, delimiter: str, quoted: bool = True) -> list[str] | Rejection:
+    """One line of a text table -> its cells, or why it has none. `quoted`: read with CSV quoting (else a quote is a
+    character: `_UNQUOTED`)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -218,16 +225,18 @@ def _split(raw: bytes, ref: str, delimiter: str) -> list[str] | Rejection:
     if "\x00" in text:
         return _rejection(ref, "bad_field", "the line holds a NUL character")
     try:
+        if not quoted:
+            return next(csv.reader([text], delimiter=delimiter, quoting=csv.QUOTE_NONE))
         return next(csv.reader([text], delimiter=delimiter, strict=True))
     except (csv.Error, StopIteration) as err:
         return _rejection(ref, "malformed_row", f"{type(err).__name__}: {err}"[:300])
 
 
-def _header(first: tuple[str, bytes] | Rejection, delimiter: str) -> list[str] | tuple[str, str]:
+def _header(first: tuple[str, bytes] | Rejection, delimiter: str, quoted: bool = True) -> list[str] | tuple[str, str]:
     """The header line -> column names (a byte order mark dropped), or (reason, detail) for its rows."""
     if isinstance(first, Rejection):
         return "bad_header", f"the header (line 1) is unreadable: {first.reason} ({first.detail})"
-    cells = _split(first[1].removeprefix(b"\xef\xbb\xbf"), first[0], delimiter)
+    cells = _split(first[1].removeprefix(b"\xef\xbb\xbf"), first[0], delimiter, quoted)
     if isinstance(cells, Rejection):
         return "bad_header", f"the header (line 1) is unreadable: {cells.reason} ({cells.detail})"
     return [cell.strip() for cell in cells]
@@ -505,19 +514,19 @@ def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Re
 
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
-    delimiter = _DELIMITERS[layout.format]
+    delimiter, quoted = _DELIMITERS[layout.format], layout.format not in _UNQUOTED
     overlong = _Overlong(delimiter)
-    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed)
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if quoted else None)
     first = next(lines, None)
     if first is None:
         return
-    header = _header(first, delimiter)
+    header = _header(first, delimiter, quoted)
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
     # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
     # A value never takes a line that reads as a row: a photo id and an http(s) URL where the id and url columns are
     row_at = ((header.index(layout.column("id")), header.index(layout.column("url")))
               if isinstance(header, list) and not problem else None)
-    records = (_content_lines(lines) if isinstance(header, tuple)
+    records = (_content_lines(lines) if isinstance(header, tuple) or not quoted
                else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
     for item in records:
         if isinstance(item, Rejection):
@@ -527,7 +536,7 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
         if problem:
             yield _rejection(ref, *problem)
             continue
-        cells = _split(raw, ref, delimiter)
+        cells = _split(raw, ref, delimiter, quoted)
         if isinstance(cells, Rejection):
             yield cells
         elif len(cells) != len(header):
@@ -764,7 +773,8 @@ def _parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Pho
             yield _rejection(ref, "unreadable_file", f"{type(err).__name__}: {err}"[:500])
 
 
-_READERS = {"csv": _text_table_rows, "tsv": _text_table_rows, "jsonl": _json_rows, "parquet": _parquet_rows}
+_READERS = {"csv": _text_table_rows, "tsv": _text_table_rows, "tsv_plain": _text_table_rows, "jsonl": _json_rows,
+            "parquet": _parquet_rows}
 
 
 def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[Photo | Rejection]:
@@ -797,7 +807,7 @@ def _columns_of(path: str, layout: TableLayout) -> list[str] | None:
     first = next(read_numbered_lines(path, checked=False), None)
     if first is None:
         return []
-    header = _header(first, _DELIMITERS[layout.format])
+    header = _header(first, _DELIMITERS[layout.format], layout.format not in _UNQUOTED)
     if isinstance(header, tuple):
         raise ValueError(header[1])
     return header
