@@ -1090,7 +1090,8 @@ def test_an_attribution_of_more_rows_than_its_bytes_can_credit_is_unreadable_in_
     reseal(copy)
     problems, peak = traced_peak(lambda: _problems(copy))
     assert ("ATTRIBUTION.csv", f"unreadable: over 100,000 rows, more than a file of {size:,} bytes holds as a run "
-            "writes it (a row credits a photo in at least 64 bytes: its URLs)") in problems, problems
+            "writes it (a row credits a photo in at least 64 bytes: its licence's name and URL, its id)") in problems, \
+        problems
     assert peak < 20_000_000, peak
 
 
