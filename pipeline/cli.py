@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_cmd.add_argument("-h", "--help", action="store_true")
     verify_cmd = commands.add_parser("verify", help="re-check every file of a release against its manifest")
     verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
+    verify_cmd.add_argument("--previous", default="",
+                            help="the release it was made from (a refresh's previous): its changelog.json is also "
+                                 "compared with that release's photos (read, not verified: verify it first)")
     evaluate_cmd = commands.add_parser("evaluate", help="recall and keep-rate of the detectors on a labelled set "
                                        "of real photographs that packages ship, plus composites",
                                        description=EVALUATE_DESCRIPTION)
@@ -136,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 return demo(str(Path(args.output).resolve()), rest)
             if args.command == "verify":
-                return verify_command(args.release)
+                return verify_command(args.release, args.previous)
             if args.command == "refresh":
                 return refresh(args, rest)
             if args.command == "evaluate":

@@ -57,19 +57,25 @@ def test_a_changelog_of_another_shape_is_one_line(value, said):
     assert said in message
 
 
+def release_r2(demo_release, folder) -> list[str]:
+    """A copy of the demo release in `folder` named release r2, its manifest listing a changelog.json (to be written and
+    resealed); its photo ids."""
+    import shutil
+
+    shutil.copytree(demo_release, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["release"] = "r2"
+    manifest["files"].append({"path": "changelog.json", "format": "changelog", "bytes": 0, "sha256": ""})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return sorted(row["photo_id"] for path in sorted((folder / "parquet").glob("*.parquet"))
+                  for row in pq.read_table(path, columns=["photo_id"]).to_pylist())
+
+
 def test_verify_checks_a_releases_changelog_against_its_photos(demo_release, tmp_path):
     """Through verify: a changelog.json consistent with the demo release passes, one resealed to leave a photo the
     release holds among the removed ones (so that mirrors delete it) does not."""
-    import shutil
-
     copy = tmp_path / "copy"
-    shutil.copytree(demo_release, copy)
-    kept = sorted(row["photo_id"] for path in sorted((copy / "parquet").glob("*.parquet"))
-                  for row in pq.read_table(path, columns=["photo_id"]).to_pylist())
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["release"] = "r2"
-    manifest["files"].append({"path": "changelog.json", "format": "changelog", "bytes": 0, "sha256": ""})
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    kept = release_r2(demo_release, copy)
 
     def written(value: dict) -> set[tuple[str, str]]:
         (copy / "changelog.json").write_text(json.dumps(value))
@@ -80,3 +86,61 @@ def test_verify_checks_a_releases_changelog_against_its_photos(demo_release, tmp
     assert not [p for p in written(good) if p[0] == "changelog.json"]
     bad = {**good, "removed": {"blocklist/listed": [kept[0]]}}
     assert ("changelog.json", f"1 photo ids it removes are still in the release, e.g. {kept[0]!r}") in written(bad)
+
+
+def test_against_the_previous_release_exactly_what_left_is_removed_and_what_came_is_added():
+    """Given the previous release's photos (`verify --previous`), the changelog is what a mirror of that release deletes
+    and adds: a photo gone from it but not listed as removed (a takedown a mirror would keep) is told, and so are the
+    other ways the two can disagree."""
+    def against(value, previous):
+        data = json.dumps(value).encode()
+        return [p.message for p in changelog_problems("changelog.json", data, dict.fromkeys(("2", "3", "4"), 1), "r2",
+                                                      previous)]
+
+    assert against(log(), {"1", "2", "3"}) == []
+    assert against(log(removed={}, previous=2), {"1", "2", "3"}) == [
+        "1 photos of the previous release not in this one are not listed as removed, e.g. '1'",
+        "counts 2 photos in the previous release, which holds 3"]
+    assert against(log(removed={"blocklist/listed": ["9"]}), {"1", "2", "3"}) == [
+        "1 photos of the previous release not in this one are not listed as removed, e.g. '1'",
+        "1 photo ids it removes were not in the previous release, e.g. '9'"]
+    # The release holds 2, 3, 4 and the previous 2, 3, 4 and 1: 4 is no new photo
+    assert against(log(), {"1", "2", "3", "4"}) == [
+        "1 photo ids it adds were already in the previous release, e.g. '4'",
+        "counts 3 photos in the previous release, which holds 4",
+        "counts 2 photos unchanged, the two releases share 3"]
+    # The previous release held 1 and 2 only: 3 came new and is not listed as added
+    assert against(log(), {"1", "2"}) == [
+        "1 photos new since the previous release are not listed as added, e.g. '3'",
+        "counts 3 photos in the previous release, which holds 2",
+        "counts 2 photos unchanged, the two releases share 1"]
+
+
+def test_verify_previous_tells_a_photo_gone_from_the_previous_release_that_the_changelog_leaves_out(demo_release,
+                                                                                                   tmp_path, capsys):
+    """`pass-pipeline verify RELEASE --previous PREVIOUS`: the changelog against both releases' photos. A takedown
+    left out of the changelog (the photo gone, not listed as removed) is what a mirror deleting by it would keep."""
+    import shutil
+
+    from pipeline.cli import main
+
+    previous, release = tmp_path / "r1", tmp_path / "r2"
+    shutil.copytree(demo_release, previous)
+    kept = release_r2(demo_release, release)
+    (release / "changelog.json").write_text(json.dumps(log(added=(), removed={}, unchanged=len(kept),
+                                                           previous=len(kept), release=len(kept))))
+    reseal(release)
+    assert main(["verify", str(release), "--previous", str(previous)]) == 0
+    # The previous release held one photo more, which the changelog does not say was removed
+    pq.write_table(pq.read_table(sorted((previous / "parquet").glob("*.parquet"))[0]).slice(0, 1).set_column(
+        0, "photo_id", [["999999"]]), previous / "parquet" / "extra.parquet")
+    capsys.readouterr()
+    assert main(["verify", str(release), "--previous", str(previous)]) == 1
+    out = capsys.readouterr().out
+    assert ("changelog.json: 1 photos of the previous release not in this one are not listed as removed, e.g. "
+            "'999999'") in out, out
+    # A previous release without Parquet shards, or no release at all: one usage line
+    assert main(["verify", str(release), "--previous", str(tmp_path / "nowhere")]) == 2
+    shutil.rmtree(previous / "parquet")
+    assert main(["verify", str(release), "--previous", str(previous)]) == 2
+    assert "holds no parquet/*.parquet shards" in capsys.readouterr().err

@@ -1145,7 +1145,7 @@ def test_the_ok_line_reads_the_manifest_again_bounded(tmp_path, monkeypatch, cap
     import pipeline.commands.verify as command
 
     (tmp_path / "manifest.json").write_text("{}")
-    monkeypatch.setattr(command, "verify", lambda release: (tmp_path / "manifest.json").unlink()
+    monkeypatch.setattr(command, "verify", lambda release, previous=None: (tmp_path / "manifest.json").unlink()
                         or os.mkfifo(tmp_path / "manifest.json") or iter(()))
     done: list[int] = []
     checking = threading.Thread(target=lambda: done.append(command.verify_command(str(tmp_path))), daemon=True)

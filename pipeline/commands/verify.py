@@ -9,6 +9,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
+from pipeline.io.files import matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
 from pipeline.release.verify import MANIFEST, verify
@@ -16,16 +17,22 @@ from pipeline.release.verify import MANIFEST, verify
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
 
 
-def verify_command(release: str) -> int:
+def verify_command(release: str, previous: str = "") -> int:
     """0 for an intact dataset, 1 with one line per problem; a folder that holds no manifest.json at all is no
     dataset to check (a typo, a file, the releases' root): one usage line, exit 2, as for any command. Stopped
     (SIGTERM, Ctrl-C), it says the dataset was not checked to the end and that nothing was changed: verify only
     reads (io/stopping.py)."""
     with stops_saying(lambda: f"{release[:200]} was not (fully) checked; nothing was changed"):
-        return _verify(release)
+        return _verify(release, previous)
 
 
-def _verify(release: str) -> int:
+def _verify(release: str, previous: str = "") -> int:
+    if previous and not FileSystems.exists(FileSystems.join(previous, MANIFEST)):
+        raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release; give the "
+                         "folder of the release this one was made from")
+    if previous and not matching(FileSystems.join(previous, "parquet", "*.parquet")):
+        # Its photos are read from its Parquet shards, as a refresh reads them (one without them is refused there too)
+        raise UsageError(f"--previous {previous[:200]} holds no parquet/*.parquet shards, where its photos are read")
     if not FileSystems.exists(FileSystems.join(release, MANIFEST)):
         shown = release[:200]
         if "://" not in release and os.path.isfile(release):
@@ -34,7 +41,7 @@ def _verify(release: str) -> int:
             raise UsageError(f"{shown} does not exist; {WHAT_TO_GIVE}")
         raise UsageError(f"{shown} holds no manifest.json, so no published dataset (a run stopped while publishing "
                          f"is finished by the next run into the folder); {WHAT_TO_GIVE}")
-    problems = list(verify(release))
+    problems = list(verify(release, previous or None))
     for problem in problems:
         print(f"{problem.path}: {problem.message}")
     print(f"{release}: {_checked(release) if not problems else f'{len(problems)} problem(s)'}")

@@ -4,15 +4,16 @@ A refresh writes what changed since the previous release (release/refresh.py's `
 removed by reason, the count unchanged and both totals. Mirrors use it to delete what a takedown removed, so a
 changelog that leaves a removed photo out, or names one the release still holds, misleads them. Without the previous
 release at hand only what the changelog says of this one can be checked: every id it adds is in the release, none it
-removes is, no id is both or given twice, and its counts add up to the release's photos. A resealed manifest makes any
-file's checksum match, so these are what tells such a changelog from a refresh's.
+removes is, no id is both or given twice, and its counts add up to the release's photos; `verify --previous` compares
+it with the previous release's photos too. A resealed manifest makes any file's checksum match, so these are what
+tells such a changelog from a refresh's.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from pipeline.release.problem import Problem
@@ -49,9 +50,11 @@ def _some(ids: Any) -> str:
     return ", ".join(f"{photo_id[:40]!r}" for photo_id in ids[:3]) + (" …" if len(ids) > 3 else "")
 
 
-def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, release: Any) -> Iterator[Problem]:
+def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, release: Any,
+                       previous: Collection[str] | None = None) -> Iterator[Problem]:
     """The problems of changelog.json's bytes against the release's photo ids (`kept`: None where no dataset file
-    could be read, reported already) and its manifest's release name."""
+    could be read, reported already) and its manifest's release name; and, given the previous release's photo ids
+    (`verify --previous`), against those: exactly the photos gone from it listed as removed, the new ones as added."""
     try:
         log = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as err:
@@ -89,3 +92,25 @@ def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, r
     held = [photo_id for photo_id in removed if photo_id in kept]
     if held:
         yield Problem(path, f"{len(held)} photo ids it removes are still in the release, e.g. {_some(held)}")
+    if previous is not None:
+        yield from _against_previous(path, log, kept, set(previous), added, removed)
+
+
+def _against_previous(path: str, log: dict[str, Any], kept: Mapping[str, int], previous: set[str],
+                      added: Counter[str], removed: Counter[str]) -> Iterator[Problem]:
+    """What a mirror of the previous release deletes and adds by the changelog, against the two releases' photos."""
+    gone = previous - kept.keys()
+    for what, found in (("photos of the previous release not in this one are not listed as removed",
+                         gone - removed.keys()),
+                        ("photo ids it removes were not in the previous release", removed.keys() - previous),
+                        ("photos new since the previous release are not listed as added",
+                         kept.keys() - previous - added.keys()),
+                        ("photo ids it adds were already in the previous release", added.keys() & previous)):
+        if found:
+            yield Problem(path, f"{len(found)} {what}, e.g. {_some(found)}")
+    if log["totals"]["previous"] != len(previous):
+        yield Problem(path, f"counts {log['totals']['previous']:,} photos in the previous release, which holds "
+                            f"{len(previous):,}")
+    if log["unchanged"] != len(previous & kept.keys()):
+        yield Problem(path, f"counts {log['unchanged']:,} photos unchanged, the two releases share "
+                            f"{len(previous & kept.keys()):,}")

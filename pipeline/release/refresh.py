@@ -352,7 +352,7 @@ def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str,
     return key(models) != key(previous_manifest.get("models", []))
 
 
-def _ids(release: str, places: dict[str, str] | None = None) -> set[str]:
+def photo_ids(release: str, places: dict[str, str] | None = None) -> set[str]:
     """The release's photo ids. `places`: filled with the place ("NAME/parquet/SHARD:ROW", as release/carry.py names
     a carried row) of each id that is not a plain number, which is what a rejection of its carried row names instead
     of the id."""
@@ -373,7 +373,7 @@ def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
     release's (default: its folder's, which a staging folder is not)."""
     places: dict[str, str] = {}
-    before, after = _ids(previous, places), _ids(release)
+    before, after = photo_ids(previous, places), photo_ids(release)
     removed_ids = before - after
     carried = f"{release_name(previous)}/parquet/"  # where a carried copy's rejection points (release/carry.py)
     why: dict[str, tuple[bool, str, str]] = {}

@@ -66,6 +66,7 @@ from pipeline.release.record_readers import (
     read_up_to,
     record_ids,
 )
+from pipeline.release.refresh import photo_ids
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
@@ -533,10 +534,11 @@ def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
                                 f'rejected {totals["rejected"]}, as every published run\'s are')
 
 
-def verify(release: str) -> Iterator[Problem]:
+def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
     """Every problem of the release in RELEASE (a local folder or gs://), one at a time; none for an intact one.
     The dataset's files are read first, then the others: the rejections, the ledger and the near-duplicate index are
-    checked against the kept photos as each is read (`Accounts`)."""
+    checked against the kept photos as each is read (`Accounts`). `previous`: the release it was made from, whose
+    photo ids (read, not verified) its changelog.json is compared with."""
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
         if FileSystems.get_scheme(release) is None and not os.path.isdir(release):  # a typo'd path: say so
@@ -584,6 +586,10 @@ def verify(release: str) -> Iterator[Problem]:
             yield from _stats_problems(path, data, manifest.get("totals", {}), accounts.rejections_by_reason())
     for path, data in seen.files.get("dataset_card", []):
         yield from _card_problems(path, data, entries)
-    for path, data in seen.files.get("changelog", []):
-        if path == CHANGELOG_JSON:  # CHANGELOG.md is its text, for people
-            yield from changelog_problems(path, data, accounts.kept if reference else None, manifest.get("release"))
+    logs = [data for path, data in seen.files.get("changelog", []) if path == CHANGELOG_JSON]  # not CHANGELOG.md
+    if previous and not logs and CHANGELOG_JSON not in listed:
+        yield Problem(CHANGELOG_JSON, "not in the release, so nothing to compare with the previous release (a release "
+                                      "made by a refresh from one lists it)")
+    for data in logs:
+        yield from changelog_problems(CHANGELOG_JSON, data, accounts.kept if reference else None,
+                                      manifest.get("release"), photo_ids(previous) if previous else None)
