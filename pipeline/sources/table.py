@@ -499,8 +499,8 @@ def _names_this_row(closing: tuple[str, bytes], record: list[str] | Rejection, d
 def _a_row_as_text(line: tuple[str, bytes], delimiter: str, width: int, row_at: tuple[int, int]) -> bool:
     """Whether a line, its quotes read as text, is a row: `width` cells, a photo id and an http(s) URL where they
     are."""
-    cells = next(csv.reader([line[1].decode("utf-8", "replace")], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
-    return len(cells) == width and _names_a_photo(cells, row_at)
+    cells = _split(line[1], line[0], delimiter, quoted=False)
+    return not isinstance(cells, Rejection) and len(cells) == width and _names_a_photo(cells, row_at)
 
 
 def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Rejection:
@@ -515,8 +515,8 @@ def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Re
 def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter, quoted = _DELIMITERS[layout.format], layout.format not in _UNQUOTED
-    overlong = _Overlong(delimiter)
-    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if quoted else None)
+    overlong = _Overlong(delimiter) if quoted else None  # a value spans lines only where quotes are read
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if overlong else None)
     first = next(lines, None)
     if first is None:
         return
@@ -526,7 +526,7 @@ def _text_table_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[
     # A value never takes a line that reads as a row: a photo id and an http(s) URL where the id and url columns are
     row_at = ((header.index(layout.column("id")), header.index(layout.column("url")))
               if isinstance(header, list) and not problem else None)
-    records = (_content_lines(lines) if isinstance(header, tuple) or not quoted
+    records = (_content_lines(lines) if isinstance(header, tuple) or overlong is None
                else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
     for item in records:
         if isinstance(item, Rejection):
