@@ -428,7 +428,7 @@ def test_an_entry_holding_megabytes_of_text_is_that_entrys_rejection(tmp_path):
     text of an entry is bounded as a YFCC line or a table's value is (64 KiB), a URL at 4,096 characters; a text at
     the bound is still kept."""
     from pipeline.fixtures.flickr_server import OMIT
-    from pipeline.sources.table import MAX_URL_CHARS
+    from pipeline.sources.fields import MAX_URL_CHARS
     from pipeline.sources.yfcc import MAX_LINE_BYTES as MAX_TEXT_CHARS
 
     photos = _window_photos(8)

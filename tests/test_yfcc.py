@@ -682,7 +682,7 @@ def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_en
     """A table's URL over 4,096 characters is a bad_field and an API entry's a bad_api_entry; a YFCC row's download URL
     was kept at any length its 64 KiB line allowed (60,018 characters: fetched, and carried into the dataset). At the
     bound it is kept."""
-    from pipeline.sources.table import MAX_URL_CHARS
+    from pipeline.sources.fields import MAX_URL_CHARS
 
     base = "http://h/9_ab.jpg?"
     longest = parse_line(_line(download_url=base + "a" * (MAX_URL_CHARS - len(base))), "d.tsv:1")
