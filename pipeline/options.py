@@ -22,7 +22,7 @@ from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
 FORMATS = ("webdataset", "parquet", "tfrecord")
-# The readers: sources/yfcc.py, sources/table.py (its delimited.py, parquet_rows.py)
+# The readers: sources/yfcc.py, sources/table.py (its delimited.py, parquet_rows.py), their lines input_files.py
 INPUT_FORMATS = ("yfcc", "csv", "tsv", "tsv_plain", "parquet", "jsonl")
 PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
 # --near_dup_distance's default; also the radius of --decontaminate and of pHash takedowns without a distance when

@@ -297,7 +297,7 @@ def test_an_objects_bounds_are_its_own_size_whatever_its_name(gcs, monkeypatch, 
     from pipeline.fixtures.yfcc_rows import yfcc_line
     from pipeline.io.files import size_and_kind
     from pipeline.records import Rejection
-    from pipeline.sources import row_bound, yfcc
+    from pipeline.sources import input_files, row_bound
     from pipeline.sources.yfcc import _ReadLines
 
     data = "".join(yfcc_line(n, str(1000 + n), "http://h/x_ab.jpg") + "\n" for n in range(1, 201)).encode()
@@ -306,7 +306,7 @@ def test_an_objects_bounds_are_its_own_size_whatever_its_name(gcs, monkeypatch, 
     gcs.blob(name).upload_from_string(packed)
     assert size_and_kind(f"gs://{BUCKET}/{name}") == (len(packed), "")
     monkeypatch.setattr(row_bound, "ROW_FLOOR", 10)
-    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1000)
+    monkeypatch.setattr(input_files, "INFLATION_FLOOR", 1000)
     out = [getattr(item, "value", item) for item in _ReadLines().process(f"gs://{BUCKET}/{name}")]
     assert len(out) == 200 and not any(isinstance(item, Rejection) for item in out)
     assert size_and_kind(f"gs://{BUCKET}/sized1/gone.tsv.gz") == (None, "")

@@ -429,7 +429,7 @@ def test_an_entry_holding_megabytes_of_text_is_that_entrys_rejection(tmp_path):
     the bound is still kept."""
     from pipeline.fixtures.flickr_server import OMIT
     from pipeline.sources.fields import MAX_URL_CHARS
-    from pipeline.sources.yfcc import MAX_LINE_BYTES as MAX_TEXT_CHARS
+    from pipeline.sources.input_files import MAX_LINE_BYTES as MAX_TEXT_CHARS
 
     photos = _window_photos(8)
     url = f"http://h/65535/{photos[4].photo_id}_abc123_z.jpg"

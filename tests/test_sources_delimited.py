@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.records import Photo, Rejection
+from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
-from pipeline.sources.yfcc import MAX_LINE_BYTES
 from tests.conftest import local_pipeline
 from tests.test_sources_table import GOOD, HEADER, csv_text, read_all, why
 

@@ -16,8 +16,8 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.records import Photo
+from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
-from pipeline.sources.yfcc import MAX_LINE_BYTES
 from tests.conftest import local_pipeline
 from tests.test_sources_table import GOOD, THEIRS, read_all, why, write_table
 

@@ -259,7 +259,7 @@ def test_sniff_reads_on_past_rows_refused_for_their_values_to_a_photo(tmp_path, 
     """Five rows without a URL (photos deleted, listed first) refused the whole --input at launch as "does not look
     like CSV"; a row refused for its values is read in the right format, and the check reads on, up to SNIFFED_ROWS,
     for one that gives a photo. A file that gives none in those is still refused, saying so."""
-    from pipeline.sources.yfcc import SNIFFED_ROWS
+    from pipeline.sources.input_files import SNIFFED_ROWS
 
     layout = table_layout(fmt, THEIRS)
     gone = [{**GOOD[0], "photo_id": str(number), "photo_url": ""} for number in range(100, 120)]
@@ -377,21 +377,21 @@ def test_a_gzip_table_corrupt_midway_is_one_rejection_and_no_row(tmp_path):
 
 
 def test_a_gzip_table_replaced_after_its_check_gives_only_rows_the_check_saw(tmp_path, monkeypatch):
-    """The table readers read a compressed file as checked (`yfcc._AsChecked`), as the YFCC reader does."""
-    from pipeline.sources import yfcc
+    """The table readers read a compressed file as checked (`input_files._AsChecked`), as the YFCC reader does."""
+    from pipeline.sources import input_files
 
     rows = [{**GOOD[0], "photo_id": str(i)} for i in range(1, 2_001)]
     path = tmp_path / "meta.csv.gz"
     path.write_bytes(gzip.compress(csv_text(rows).encode()))
-    checked = yfcc.check_compressed
+    checked = input_files.check_compressed
 
     def check_then_replace(name: str):
         crcs = checked(name)
         path.write_bytes(gzip.compress(csv_text(rows[:1_000] + [{**GOOD[0], "photo_id": "999999"}] * 1_000).encode()))
         return crcs
 
-    monkeypatch.setattr(yfcc, "check_compressed", check_then_replace)
-    monkeypatch.setattr(yfcc, "_CHECKED_PIECE", 16 * 1024)
+    monkeypatch.setattr(input_files, "check_compressed", check_then_replace)
+    monkeypatch.setattr(input_files, "_CHECKED_PIECE", 16 * 1024)
     items = read_all(path, "csv")
     kept = [item.photo_id for item in items if isinstance(item, Photo)]
     assert 0 < len(kept) <= 1_000 and kept == [str(i) for i in range(1, len(kept) + 1)]

@@ -6,15 +6,15 @@ import zlib
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.records import Photo, Rejection
-from pipeline.sources import yfcc
+from pipeline.sources import input_files, yfcc
+from pipeline.sources.input_files import MAX_LINE_BYTES, SNIFFED_ROWS
 from pipeline.sources.yfcc import (
     COLUMNS_25,
-    MAX_LINE_BYTES,
     ReadYfcc,
     _ReadLines,
     parse_line,
@@ -314,11 +314,11 @@ def test_zero_padding_after_the_last_bzip2_stream_is_ignored(tmp_path, monkeypat
     """Zeros are what a copy through tape or block storage pads a file with; bzip2 -d skips them (with a warning).
     Taken for a stream, they made the whole dump one unreadable_file and none of its rows."""
     if piece is not None:
-        monkeypatch.setattr(yfcc, "_CHECKED_PIECE", piece)
+        monkeypatch.setattr(input_files, "_CHECKED_PIECE", piece)
     path = tmp_path / "dump.tsv.bz2"
     path.write_bytes(bz2.compress(_rows(1000, 700)) + bz2.compress(_rows(5000, 300)) + b"\0" * padding)
     assert _outcome(path) == (1000, [])
-    assert [ref for ref, _ in yfcc.read_numbered_lines(str(path))][-1] == "dump.tsv.bz2:1000"
+    assert [ref for ref, _ in input_files.read_numbered_lines(str(path))][-1] == "dump.tsv.bz2:1000"
 
 
 def _one_bit_flipped(packed: bytes) -> bytes:
@@ -360,7 +360,7 @@ def test_a_bzip2_file_with_a_damaged_later_stream_gives_no_line(tmp_path):
 
 def _replaced_after_its_check(monkeypatch, path, replacement: bytes) -> None:
     """The file is overwritten the moment its check returns (an object rewritten in a bucket between the passes)."""
-    checked = yfcc.check_compressed
+    checked = input_files.check_compressed
 
     def check_then_replace(name: str):
         crcs = checked(name)
@@ -368,8 +368,8 @@ def _replaced_after_its_check(monkeypatch, path, replacement: bytes) -> None:
             path.write_bytes(replacement)
         return crcs
 
-    monkeypatch.setattr(yfcc, "check_compressed", check_then_replace)
-    monkeypatch.setattr(yfcc, "_CHECKED_PIECE", 4096)
+    monkeypatch.setattr(input_files, "check_compressed", check_then_replace)
+    monkeypatch.setattr(input_files, "_CHECKED_PIECE", 4096)
 
 
 def _damaged_bzip2(packed: bytes) -> bytes:
@@ -487,47 +487,17 @@ def test_a_file_that_inflates_past_its_bound_is_one_rejection_before_any_row(tmp
     """One line repeated inflates a thousand- to a million-fold: its check alone decompressed all of it (a 10 MB
     .bz2: terabytes) before the first row. Past MAX_INFLATION times its size (and the floor, lowered here to 1 MiB)
     the file is refused as unreadable, with no row read; the same rows in a file within the bound are all read."""
-    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1 << 20)
+    monkeypatch.setattr(input_files, "INFLATION_FLOOR", 1 << 20)
     row = yfcc_line(1, "5", "https://live.staticflickr.com/1/5_ab.jpg").encode() + b"\n"
     bomb = tmp_path / f"bomb.tsv{suffix}"
     bomb.write_bytes(compress(row * ((2 << 20) // len(row))))
-    assert len(row * ((2 << 20) // len(row))) > yfcc.MAX_INFLATION * bomb.stat().st_size  # it is one
+    assert len(row * ((2 << 20) // len(row))) > input_files.MAX_INFLATION * bomb.stat().st_size  # it is one
     read = list(_ReadLines().process(str(bomb)))
     assert len(read) == 1 and read[0].value.reason == "unreadable_file" and read[0].value.source_ref == f"{bomb.name}:1"
     assert "compression bomb" in read[0].value.detail
     within = tmp_path / f"within.tsv{suffix}"
     within.write_bytes(compress(row * 100))  # under the floor
     assert [item[0] for item in _read(within)] == [f"{within.name}:{n}" for n in range(1, 101)]
-
-
-def test_the_inflation_bound_is_exact(tmp_path, monkeypatch):
-    monkeypatch.setattr(yfcc, "INFLATION_FLOOR", 1000)
-    monkeypatch.setattr(yfcc, "MAX_INFLATION", 1)
-    for size, refused in ((1000, False), (1001, True)):
-        path = tmp_path / f"{size}.tsv.gz"
-        path.write_bytes(gzip.compress(b"x" * (size - 1) + b"\n", compresslevel=1))
-        with pytest.raises(OSError, match="compression bomb") if refused else _Nothing():
-            yfcc.check_compressed(str(path))
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def test_only_a_gcs_object_gone_or_refused_is_a_broken_file():
-    """An object gone (404) or refused (403) is that file's failure; a 429, 401 or 5xx is the service's or our
-    credentials': it fails the bundle (retried by the runner) rather than rejecting every row as unreadable."""
-    from google.api_core import exceptions as google
-
-    broken = yfcc.BROKEN_FILE_ERRORS
-    assert isinstance(google.NotFound("gone"), broken) and isinstance(google.Forbidden("refused"), broken)
-    for error in (google.TooManyRequests("slow down"), google.Unauthorized("who"), google.ServiceUnavailable("busy"),
-                  google.GatewayTimeout("late")):
-        assert not isinstance(error, broken)
 
 
 def _read_in_a_thread(read, path) -> list:
@@ -591,7 +561,6 @@ def test_a_folder_given_as_input_is_refused_saying_how_to_name_its_files(tmp_pat
     assert capsys.readouterr().err.strip().endswith(f"cannot be read: {pipe} is a named pipe, not a file")
 
 
-
 def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys):
     """--input_format defaults to yfcc: a newcomer's CSV was refused as 'does not look like YFCC100M metadata …
     wrong_column_count (3 columns, expected 23 or 25)', with no word of the flag that reads it."""
@@ -603,36 +572,6 @@ def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys
     err = capsys.readouterr().err
     assert "does not look like YFCC100M metadata" in err and "takes --input_format=csv|tsv|parquet|jsonl" in err
     assert len(err.strip().splitlines()) == 1
-
-
-_ENDS = ("\n", "\r\n", "\r", "\r\r\n")
-
-
-@given(lines=st.lists(st.tuples(st.one_of(st.text("ab", max_size=3), st.text("ab", min_size=10, max_size=20)),
-                                st.sampled_from(_ENDS)), max_size=12),
-       last=st.text("ab", max_size=3), chunk=st.integers(1, 8))
-def test_a_line_ends_at_a_newline_a_crlf_or_a_lone_cr(tmp_path_factory, lines, last, chunk):
-    """Python's universal newlines (and its csv module) end a line at \\n, \\r\\n or a lone \\r; readline() ends
-    one at \\n only, so a file of lone CRs (a classic Mac export) was one line: every row its line 1. The oracle
-    tokenises the bytes (the CRs before a \\n are that line's end, as Windows text mode writes "\\r\\r\\n"; a lone CR
-    is kept at the end of its line); a line over the bound is line_too_long, wherever its end falls in the pieces
-    it is skipped in."""
-    import re
-
-    data = "".join(text + end for text, end in lines).encode() + last.encode()
-    assume(not re.search(rb"\r{5,}\n", data))  # more CRs than the bound before a \n: lines of their own, bounded
-    path = tmp_path_factory.mktemp("ends") / "t.tsv"
-    path.write_bytes(data)
-    expected = []
-    for number, token in enumerate(re.findall(rb"[^\r\n]*(?:\r*\n|\r)|[^\r\n]+\Z", data), 1):
-        text = token.rstrip(b"\r\n")
-        expected.append((f"t.tsv:{number}", text + (b"\r" if token.endswith(b"\r") else b""))
-                        if len(text) <= 5 else ("rejected", f"t.tsv:{number}", "line_too_long"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(yfcc, "_SKIP_CHUNK", chunk)
-        got = [item if isinstance(item, tuple) else ("rejected", item.source_ref, item.reason)
-               for item in yfcc.read_numbered_lines(str(path), max_line=5)]
-    assert got == expected
 
 
 def test_a_dump_whose_lines_end_in_a_lone_cr_gives_each_row(tmp_path):
@@ -651,31 +590,11 @@ def test_sniff_reads_on_past_lines_refused_for_their_values_to_a_photo(tmp_path)
     bad = [_line(photo_id="x"), _line(date_uploaded="99999999999999")] * 3
     (tmp_path / "d.tsv").write_bytes(b"\n".join([*bad, _line()]) + b"\n")
     assert sniff(str(tmp_path / "d.tsv")) is None
-    (tmp_path / "none.tsv").write_bytes((_line(photo_id="x") + b"\n") * (yfcc.SNIFFED_ROWS + 5))
-    assert sniff(str(tmp_path / "none.tsv")).startswith(f"gives no photo in its first {yfcc.SNIFFED_ROWS:,} lines: "
+    (tmp_path / "none.tsv").write_bytes((_line(photo_id="x") + b"\n") * (SNIFFED_ROWS + 5))
+    assert sniff(str(tmp_path / "none.tsv")).startswith(f"gives no photo in its first {SNIFFED_ROWS:,} lines: "
                                                         "none.tsv:1: bad_id")
     (tmp_path / "csv.tsv").write_bytes(b"url,caption\n" * 3 + _line(photo_id="x") + b"\n" + b"url,caption\n" * 3)
     assert sniff(str(tmp_path / "csv.tsv")).startswith("does not look like YFCC100M metadata")
-
-
-def test_a_run_of_lone_crs_is_searched_once_not_again_for_each_of_its_lines(tmp_path, monkeypatch):
-    """Each CR of a run is a line; the run was searched to its end for each of them: 200,000 CRs (200 kB) took 56 s.
-    Each byte of the run is now looked at a bounded number of times."""
-    scanned = []
-    real = yfcc._NOT_CR
-
-    class Counting:
-        def search(self, data: bytes, start: int):
-            found = real.search(data, start)
-            scanned.append((found.start() if found else len(data)) - start)
-            return found
-
-    monkeypatch.setattr(yfcc, "_NOT_CR", Counting())
-    path = tmp_path / "crs.tsv"
-    path.write_bytes(b"a\n" + b"\r" * 20_000 + b"b\n")
-    lines = [item[1] for item in yfcc.read_numbered_lines(str(path))]
-    assert lines == [b"a", *[b"\r"] * 20_000, b"b"]
-    assert sum(scanned) < 4 * path.stat().st_size, sum(scanned)
 
 
 def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_entry():
@@ -693,20 +612,3 @@ def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_en
         assert "download_url" in parsed.detail and f"{len(url):,} characters" in parsed.detail
 
 
-@given(lines=st.lists(st.tuples(st.text(st.sampled_from('ab"'), min_size=1, max_size=40),
-                                st.sampled_from(["\n", "\r\n", "\r"])), min_size=1, max_size=8),
-       compressed=st.booleans())
-def test_a_line_over_the_bound_is_given_to_dropped_whole_in_pieces_before_its_rejection(tmp_path_factory, lines,
-                                                                                         compressed):
-    """`dropped` is given every byte of each line too long to be read, its end left out, before the line's
-    `Rejection` (a table reader follows a quoted value's quotes through it), whatever ends the line, and nothing of a
-    line within the bound."""
-    path = tmp_path_factory.mktemp("d") / ("t.csv.gz" if compressed else "t.csv")
-    data = "".join(text + end for text, end in lines).encode()
-    path.write_bytes(gzip.compress(data) if compressed else data)
-    pieces: list[bytes] = []
-    got = []
-    for item in yfcc.read_numbered_lines(str(path), max_line=8, dropped=pieces.append):
-        got.append(b"".join(pieces) if isinstance(item, Rejection) else None)
-        pieces.clear()
-    assert got == [text.encode() if len(text) > 8 else None for text, _ in lines]

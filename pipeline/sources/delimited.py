@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources.input_files import MAX_LINE_BYTES, read_numbered_lines
 from pipeline.sources.table_row import TableLayout, header_problem, parsed, rejection
-from pipeline.sources.yfcc import MAX_LINE_BYTES, read_numbered_lines
 
 _DELIMITERS = {"csv": ",", "tsv": "\t", "tsv_plain": "\t"}
 # Tab-separated text with no quoting (what database exports and `cut` write: PostgreSQL's and MySQL's text formats

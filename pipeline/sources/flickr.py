@@ -51,7 +51,7 @@ from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
 from pipeline.sources import fields
 from pipeline.sources.fields import MAX_URL_CHARS, BadField
-from pipeline.sources.yfcc import MAX_LINE_BYTES
+from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, reject
 
 STAGE = "read"

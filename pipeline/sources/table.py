@@ -18,6 +18,7 @@ import apache_beam as beam
 
 from pipeline.records import Photo, Rejection
 from pipeline.sources.delimited import content_lines, delimited_rows, header_of
+from pipeline.sources.input_files import SNIFFED_ROWS, VALUE_REASONS, read_numbered_lines, spread_files
 from pipeline.sources.parquet_rows import parquet_columns, parquet_rows
 from pipeline.sources.row_bound import bounded_rows
 from pipeline.sources.table_row import (
@@ -33,7 +34,6 @@ from pipeline.sources.table_row import (
     shown,
     table_layout,
 )
-from pipeline.sources.yfcc import SNIFFED_ROWS, VALUE_REASONS, read_numbered_lines, spread_files
 from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 
 __all__ = ["ReadTable", "TableLayout", "read_rows", "sniff", "table_layout"]
@@ -85,7 +85,7 @@ _READERS = {"csv": delimited_rows, "tsv": delimited_rows, "tsv_plain": delimited
 def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[Photo | Rejection]:
     """Every row of one file as a `Photo` or a `Rejection`. A file that cannot be read ends with one rejection
     naming the first line that could not be read; a compressed text file is checked whole first
-    (`yfcc.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
+    (`input_files.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
     gives no row, and then read as checked (one changed since is refused where it differs). `checked=False` skips
     both, for a launch check reading a few rows (which follows a quoted value for `delimited.LAUNCH_CHECK_BYTES` at
     most, then ends there); Parquet is never read through gzip or bzip2."""

@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
 from pipeline.sources import fields
-from pipeline.sources.yfcc import BROKEN_FILE_ERRORS, MAX_LINE_BYTES
+from pipeline.sources.input_files import BROKEN_FILE_ERRORS, MAX_LINE_BYTES
 
 STAGE = "read"
 
