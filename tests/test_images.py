@@ -32,6 +32,7 @@ from pipeline.stages import image as image_stage
 from pipeline.stages.image import ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
 from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg, swapped_primaries_profile
+from tests.test_exif_orientation import exif_block
 
 CFG = ImageConfig(max_side=512, min_side=64, max_pixels=64_000_000)
 
@@ -1107,59 +1108,6 @@ def test_a_profile_that_cannot_convert_the_pixels_falls_back_to_the_plain_conver
     assert image_stage._to_srgb(img).tobytes() == img.convert("RGB").tobytes()
 
 
-def _exif_block(order: str, entries: list[tuple[int, int, int, bytes]], prefix: bytes = b"Exif\x00\x00") -> bytes:
-    """A TIFF header and one IFD of (tag, type, count, 4 value bytes) entries."""
-    head = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
-    ifd = struct.pack(order + "H", len(entries)) + b"".join(
-        struct.pack(order + "HHI", tag, kind, count) + value for tag, kind, count, value in entries)
-    return prefix + head + ifd + b"\x00" * 4
-
-
-@settings(max_examples=200, deadline=None)
-@given(order=st.sampled_from("<>"), kind=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18, 99]),
-       count=st.sampled_from([0, 1, 2, 3]), swapped_magic=st.booleans(),
-       value=st.integers(0, 9), twice=st.booleans(), others=st.integers(0, 3), prefix=st.sampled_from(
-           [b"", b"Exif\x00\x00", b"Exif\x00\x00Exif\x00\x00"]), xmp=st.sampled_from([None, 3, 6]))
-def test_exif_orientation_reads_what_pillows_getexif_reads(order, kind, count, swapped_magic, value, twice, others,
-                                                           prefix, xmp):
-    """Oracle: Image.getexif() on the same info (the orientation as a plain int, else none), for every TIFF prefix
-    Pillow reads in an EXIF block and every value type, known to it or not."""
-    size = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8,
-            99: 4}[kind]
-    inline = (struct.pack(order + {1: "B", 2: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 11: "f"}.get(kind, "I"),
-                          value) * count if size * count <= 4 else struct.pack(order + "I", 200)).ljust(4, b"\x00")
-    entries = [(0x0100 + k, 3, 1, struct.pack(order + "H", 7).ljust(4, b"\x00")) for k in range(others)]
-    entries.append((0x0112, kind, count, inline))
-    if twice:
-        entries.append((0x0112, 3, 1, struct.pack(order + "H", 8).ljust(4, b"\x00")))
-    block = _exif_block(order, entries, prefix).ljust(len(prefix) + 200, b"\x00") + struct.pack(order + "I", value) * 4
-    if swapped_magic:  # "MM\x2a\x00" and "II\x00\x2a": Pillow reads the byte order from the first two bytes alone
-        start = len(prefix) + 2
-        block = block[:start] + block[start:start + 2][::-1] + block[start + 2:]
-    info = {"exif": block}
-    if xmp is not None:
-        info["xmp"] = b'<x:xmpmeta><rdf:Description tiff:Orientation="%d"/></x:xmpmeta>' % xmp
-    oracle = Image.new("RGB", (1, 1))
-    oracle.info.update(info)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's warnings of a malformed tag
-        expected = oracle.getexif().get(0x0112)
-    assert image_stage.exif_orientation(info) == (expected if type(expected) is int else None)
-
-
-def test_exif_orientation_without_an_exif_block():
-    """XMP (text or bytes) and ImageMagick's PNG text, where getexif() looks too."""
-    assert image_stage.exif_orientation({}) is None
-    assert image_stage.exif_orientation({"XML:com.adobe.xmp": "<x tiff:Orientation>6</x>"}) == 6
-    assert image_stage.exif_orientation({"xmp": b'<x tiff:Orientation="8"/>'}) == 8
-    raw = _exif_block("<", [(0x0112, 3, 1, b"\x03\x00\x00\x00")], b"")
-    text = f"\nexif\n   {len(raw)}\n{raw.hex()}"
-    assert image_stage.exif_orientation({"Raw profile type exif": text}) == 3
-    assert image_stage.exif_orientation({"exif": b"Exif\x00\x00II*\x00"}) is None  # cut short
-    big = (b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, 1) + struct.pack("<HHQ", 0x0112, 3, 1) + b"\x06" + b"\x00" * 15)
-    assert image_stage.exif_orientation({"exif": big}) is None  # BigTIFF, which Pillow raises on: ignored
-
-
 def _shared_value_exif(entries: int, blob: int) -> bytes:
     """An IFD of `entries` distinct tags whose values all point at one `blob`-byte value."""
     offset = 8 + 2 + 12 * entries + 4
@@ -1194,7 +1142,7 @@ def test_an_exif_whose_entries_share_one_value_is_not_read_once_per_entry(fmt):
 
 def test_a_png_turned_by_an_exif_chunk_after_its_pixels_is_stored_upright():
     """The eXIf chunk may follow the image data: read once the pixels are decoded."""
-    exif = _exif_block("<", [(0x0112, 3, 1, b"\x06\x00\x00\x00")], b"")
+    exif = exif_block("<", [(0x0112, 3, 1, b"\x06\x00\x00\x00")], b"")
     raw = bad_images.png_with_chunks(after_idat=[(b"eXIf", exif)])
     plain = real_image("chelsea.jpg")
     stored = Image.open(io.BytesIO(normalise(raw, ImageConfig()).jpeg))
