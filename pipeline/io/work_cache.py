@@ -31,8 +31,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from PIL import Image
 
+from pipeline.io.fetch_urls import host_allowed
 from pipeline.io.files import matching, read_parquet, write_atomically
-from pipeline.io.http_client import host_allowed
 from pipeline.options import PassOptions, shaping
 from pipeline.records import HASH16, Photo
 from pipeline.stage import StageOutput
