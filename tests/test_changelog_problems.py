@@ -144,3 +144,41 @@ def test_verify_previous_tells_a_photo_gone_from_the_previous_release_that_the_c
     shutil.rmtree(previous / "parquet")
     assert main(["verify", str(release), "--previous", str(previous)]) == 2
     assert "holds no parquet/*.parquet shards" in capsys.readouterr().err
+
+
+def test_verify_previous_with_a_shard_it_cannot_read_says_which_and_still_lists_the_release_s_problems(demo_release,
+                                                                                                        tmp_path,
+                                                                                                        capsys):
+    """--previous is read, not verified: a shard of it that is no Parquet file (truncated) ended verify as pyarrow's
+    "Could not open Parquet input source '<Buffer>'", naming no file, and every problem found in the release itself
+    went unsaid; a named pipe there blocked verify for good. It is one line naming the shard, beside the release's."""
+    import os
+    import shutil
+    import threading
+
+    from pipeline.cli import main
+
+    previous, release = tmp_path / "r1", tmp_path / "r2"
+    shutil.copytree(demo_release, previous)
+    kept = release_r2(demo_release, release)
+    (release / "changelog.json").write_text(json.dumps(log(added=(), removed={}, unchanged=len(kept),
+                                                           previous=len(kept), release=len(kept))))
+    reseal(release)
+    (release / "stats.json").write_text("{}")  # a problem of the release itself
+    shard = sorted((previous / "parquet").glob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert main(["verify", str(release), "--previous", str(previous)]) == 1
+    out = capsys.readouterr().out
+    assert "stats.json: " in out, out
+    said = f"changelog.json: the previous release's {shard.relative_to(previous).as_posix()} cannot be read "
+    assert said in out, out
+    shard.unlink()
+    os.mkfifo(shard)  # nothing ever writes it: opened as a file, it blocks
+    done: list[int] = []
+    checking = threading.Thread(target=lambda: done.append(main(["verify", str(release), "--previous",
+                                                                 str(previous)])), daemon=True)
+    checking.start()
+    checking.join(timeout=60)
+    assert done == [1]
+    out = capsys.readouterr().out
+    assert f"{said}(ValueError: {shard} is no regular file)" in out, out

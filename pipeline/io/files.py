@@ -390,8 +390,9 @@ def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
 def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
     """A whole Parquet file, local or on any Beam filesystem (read into memory: our Parquet files
     are shards of bounded size). FooterTooLarge for a footer pyarrow would parse at ~15 times its size (a previous
-    release's shard, a cache's file: outside input)."""
-    data = read_bytes(path)
+    release's shard, a cache's file: outside input). Only a regular file (`read_regular_file`): a named pipe among a
+    release's shards was waited on for good."""
+    data = read_regular_file(path)
     problem = footer_problem(data[-8:])
     if problem:
         raise FooterTooLarge(f"{path}: {problem}")

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -352,14 +353,28 @@ def models_changed(previous_manifest: dict[str, Any], models: Sequence[dict[str,
     return key(models) != key(previous_manifest.get("models", []))
 
 
+class UnreadableShard(ValueError):
+    """A release's Parquet shard its photo ids could not be read from (its path), `shard` (relative to the release)
+    and `why`."""
+
+    def __init__(self, path: str, shard: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.shard, self.why = shard, why
+
+
 def photo_ids(release: str, places: dict[str, str] | None = None) -> set[str]:
     """The release's photo ids. `places`: filled with the place ("NAME/parquet/SHARD:ROW", as release/carry.py names
     a carried row) of each id that is not a plain number, which is what a rejection of its carried row names instead
-    of the id."""
+    of the id. `UnreadableShard` naming a shard that is no Parquet file (pyarrow's error names no file)."""
     ids: set[str] = set()
     for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
         shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
-        for row, value in enumerate(read_parquet(path, ["photo_id"]).column(0).to_pylist(), start=1):
+        try:
+            values = read_parquet(path, ["photo_id"]).column(0).to_pylist()
+        except (OSError, ValueError, pa.ArrowException) as err:
+            raise UnreadableShard(path, f"parquet/{posixpath.basename(path)}",
+                                  " ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
+        for row, value in enumerate(values, start=1):
             # An id of another type than text (a resealed shard's int64 column passes verify) failed the refresh here,
             # after its job: named as text, a null by its place
             photo_id = value if isinstance(value, str) else f"{shard}:{row}" if value is None else str(value)

@@ -66,7 +66,7 @@ from pipeline.release.record_readers import (
     read_up_to,
     record_ids,
 )
-from pipeline.release.refresh import photo_ids
+from pipeline.release.refresh import UnreadableShard, photo_ids
 
 MANIFEST = "manifest.json"
 # Files a release may hold without listing them: only the manifest, which cannot contain its own hash.
@@ -590,6 +590,13 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
     if previous and not logs and CHANGELOG_JSON not in listed:
         yield Problem(CHANGELOG_JSON, "not in the release, so nothing to compare with the previous release (a release "
                                       "made by a refresh from one lists it)")
+    before = None
+    if previous and logs:
+        try:
+            before = photo_ids(previous)
+        except UnreadableShard as err:  # read, not verified: said, beside what the release itself holds
+            yield Problem(CHANGELOG_JSON, f"the previous release's {err.shard} cannot be read ({err.why}), so the "
+                                          "changelog is not compared with that release")
     for data in logs:
         yield from changelog_problems(CHANGELOG_JSON, data, accounts.kept if reference else None,
-                                      manifest.get("release"), photo_ids(previous) if previous else None)
+                                      manifest.get("release"), before)
