@@ -145,3 +145,26 @@ def test_a_parquet_file_whose_footer_is_over_its_bound_is_refused_before_pyarrow
         read_parquet(str(tmp_path / "ledger.parquet"))
     with pytest.raises(Exception, match=f"its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
         _ = p | ReadParquetFiles([f"{tmp_path}/*.parquet"])
+
+
+def test_a_socket_is_no_regular_file_to_read_regular_file(tmp_path):
+    """A Unix socket cannot be opened at all (ENXIO, where a named pipe opens without waiting), so read_regular_file
+    raised that OSError instead of its "no regular file": a socket left as a release's manifest.json ended a refresh
+    with --previous=latest as "the job failed: [Errno 6] No such device or address"; it is a manifest that cannot be
+    read, as a named pipe's is."""
+    import json
+    import socket
+
+    from pipeline.io.files import read_regular_file
+    from pipeline.io.layout import published_releases
+
+    for name in ("r1", "r2"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+    (tmp_path / "releases" / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "files": []}))
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(tmp_path / "releases" / "r2" / "manifest.json"))
+        with pytest.raises(ValueError, match="is no regular file"):
+            read_regular_file(str(tmp_path / "releases" / "r2" / "manifest.json"))
+        unreadable: list[str] = []
+        assert published_releases(str(tmp_path), unreadable) == [str(tmp_path / "releases" / "r1")]
+        assert unreadable == [str(tmp_path / "releases" / "r2")]

@@ -3,6 +3,7 @@ Parquet tables, and atomic writes (temporary name, then rename) that report each
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import io
@@ -128,7 +129,12 @@ def read_regular_file(path: str, limit: int | None = None) -> bytes:
     if "://" in path:
         data = read_bytes(path, limit)
     else:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+            raise ValueError(f"{path} is no regular file") from None  # a socket: it cannot be opened at all
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 raise ValueError(f"{path} is no regular file")
