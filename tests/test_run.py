@@ -782,3 +782,42 @@ def test_a_staging_folder_the_disk_will_not_let_go_is_one_line_not_the_jobs_fail
     err = capsys.readouterr().err
     assert f"pass-pipeline: could not remove {output}/_staging ([Errno 1] Operation not permitted" in err, err
     assert main(["verify", str(output)]) == 0
+
+
+def test_a_cut_publish_the_disk_will_not_let_finish_is_one_line_not_the_jobs_failure(world, tmp_path, capsys):
+    """A run killed while publishing, after its files were moved in and before its staging folder was removed, leaves
+    that folder and its plan; the next run finishes the publish first. Where the disk refused that removal (a staged
+    image made immutable, a folder of another user) it ended as "the job failed: [Errno 1] Operation not permitted"
+    (exit 1), as if the job had run: the removal of _staging just after it was told in one line, not this. One line,
+    exit 2, and the run after the disk lets go finishes it."""
+    import subprocess
+
+    server, metadata = world
+    output = tmp_path / "out"
+    assert main(["run", *argv(server, metadata, output)]) == 0
+    published = sorted(manifest_files(output), key=lambda name: (name == "manifest.json", name))
+    staging = output / STAGING / "20261204T000000-0000abcd"
+    (staging / STAGED_IMAGES).mkdir(parents=True)
+    (staging / PUBLISHING).write_text(json.dumps({"files": published}))  # every file moved in, the manifest last
+    stuck = staging / STAGED_IMAGES / "stuck.jpg"
+    stuck.write_bytes(b"a staged image")
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode != 0:
+            pytest.skip("no way to make a file undeletable here (root without chattr +i)")
+        undo = ["chattr", "-i", str(stuck)]
+    else:
+        (staging / STAGED_IMAGES).chmod(0o555)
+        undo = ["chmod", "755", str(staging / STAGED_IMAGES)]
+    try:
+        capsys.readouterr()
+        assert main(["run", *argv(server, metadata, output), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "job failed" not in err, err
+        assert err.startswith(f"pass-pipeline: error: cannot finish publishing the run stopped while publishing into "
+                              f"{output} (") and "stuck.jpg" in err, err
+        assert (staging / PUBLISHING).exists() and main(["verify", str(output)]) == 0  # left as it was: whole
+    finally:
+        subprocess.run(undo, check=True)
+    assert main(["run", *argv(server, metadata, output), "--overwrite"]) == 0
+    assert not (output / STAGING).exists()
+    assert main(["verify", str(output)]) == 0

@@ -403,7 +403,12 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         check_output_place(opts.output)
         lock = OutputLock(opts.output, run_id)
         with StopSignals(release=lock.release) as stop, lock:
-            finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
+            try:
+                finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
+            except OSError as err:  # the disk refused a move or a deletion: said, not "the job failed"
+                raise UsageError(f"cannot finish publishing the run stopped while publishing into {opts.output[:200]} "
+                                 f"({' '.join(str(err).split())[:300]}); its files are left as they are: once the "
+                                 "disk lets them be moved and removed, run again") from None
             if finished:
                 print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
                       "while publishing)", file=sys.stderr)
