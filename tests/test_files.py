@@ -168,3 +168,20 @@ def test_a_socket_is_no_regular_file_to_read_regular_file(tmp_path):
         unreadable: list[str] = []
         assert published_releases(str(tmp_path), unreadable) == [str(tmp_path / "releases" / "r1")]
         assert unreadable == [str(tmp_path / "releases" / "r2")]
+
+
+def test_read_regular_file_takes_memory_by_what_it_reads_not_by_its_bound(tmp_path):
+    """read_regular_file read a local file as `read(limit + 1)`, which allocates the whole bound before reading: every
+    manifest.json read by layout.manifest_of (each release's for --previous=latest, each folder above a run's output)
+    took 64 MiB for a file of a few kB. It reads a MiB at a time, as read_bytes does."""
+    from pipeline.io.files import read_regular_file
+    from tests.conftest import traced_peak
+
+    (tmp_path / "manifest.json").write_text('{"files": []}')
+    data, peak = traced_peak(lambda: read_regular_file(str(tmp_path / "manifest.json"), 64 << 20))
+    assert data == b'{"files": []}'
+    assert peak < 4 << 20, peak
+    (tmp_path / "large").write_bytes(b"x" * (3 << 20))
+    assert len(read_regular_file(str(tmp_path / "large"), 3 << 20)) == 3 << 20
+    with pytest.raises(ValueError, match="is over 3,145,727 bytes"):
+        read_regular_file(str(tmp_path / "large"), (3 << 20) - 1)

@@ -111,13 +111,16 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
     """A whole file, local or on any Beam filesystem; with `limit`, at most `limit` + 1 bytes of it (more than
     `limit`: the file is larger), read a MiB at a time (a device or a file growing as it is read has no end)."""
     with open_reader(path) as handle:
-        if limit is None:
-            return handle.read()
-        parts, left = [], limit + 1
-        while left > 0 and (data := handle.read(min(left, 1 << 20))):
-            parts.append(data)
-            left -= len(data)
-        return b"".join(parts)
+        return handle.read() if limit is None else _read_at_most(handle, limit + 1)
+
+
+def _read_at_most(handle: BinaryIO, size: int) -> bytes:
+    """At most `size` bytes of `handle`, a MiB at a time: `read(size)` allocates all of `size` before reading."""
+    parts, left = [], size
+    while left > 0 and (data := handle.read(min(left, 1 << 20))):
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
 
 
 def read_regular_file(path: str, limit: int | None = None) -> bytes:
@@ -138,7 +141,7 @@ def read_regular_file(path: str, limit: int | None = None) -> bytes:
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 raise ValueError(f"{path} is no regular file")
-            data = handle.read() if limit is None else handle.read(limit + 1)
+            data = handle.read() if limit is None else _read_at_most(handle, limit + 1)
     if limit is not None and len(data) > limit:
         raise ValueError(f"{path} is over {limit:,} bytes, more than any run writes")
     return data
