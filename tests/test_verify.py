@@ -144,7 +144,10 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
     real_open = pipeline.release.verify.open_reader
+    real_read = pipeline.release.verify.read_regular_file  # the manifest's read
     monkeypatch.setattr(pipeline.release.verify, "open_reader", lambda path: read.append(path) or real_open(path))
+    monkeypatch.setattr(pipeline.release.verify, "read_regular_file",
+                        lambda path, limit=None: read.append(path) or real_read(path, limit))
     problems = list(verify(str(folder)))
     assert set(read) == {str(folder / "manifest.json"), str(folder / "a.txt")}
     assert {p.message for p in problems} == {"not a plain relative path inside the release; not read",
@@ -512,7 +515,8 @@ def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
     problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
     shard = min((folder / fmt / name).stat().st_size for fmt, name in (
         ("webdataset", "pass-00000-of-00001.tar"), ("tfrecord", "pass-00000-of-00001.tfrecord")))
-    assert problems == [] and set(largest) == {"manifest.json", "ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
+    # (manifest.json is read as a regular file, a MiB at a time: io/files.read_regular_file, not FileSystems.open)
+    assert problems == [] and set(largest) == {"ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
                                                "tfrecord/pass-00000-of-00001.tfrecord"}
     member = len(images[0])
     assert shard > 5 * member
@@ -1173,3 +1177,31 @@ def test_a_listed_file_gone_between_its_checks_is_a_problem_not_the_jobs_failure
     problems = _problems(copy)
     assert [message for path, message in problems if path == "stats.json"] == [
         f"unreadable: [Errno 2] No such file or directory: '{copy}/stats.json'"], problems
+
+
+def test_a_manifest_replaced_by_a_named_pipe_as_it_is_read_is_one_line_not_a_hang(release, tmp_path, monkeypatch):
+    """The manifest's kind was taken (a regular file), then it was opened as any file: replaced by a named pipe in
+    between, verify waited for a writer for good, the race the OK line's read of it was mended for. It is opened
+    without waiting and judged by what was opened."""
+    import threading
+
+    import pipeline.release.verify as checks
+
+    copy = _copy(release, tmp_path)
+    manifest = copy / "manifest.json"
+    real = checks.size_and_kind
+
+    def then_replaced(path: str):
+        found = real(path)
+        if path.endswith("manifest.json"):
+            manifest.unlink()
+            os.mkfifo(manifest)  # nothing ever writes it
+        return found
+
+    monkeypatch.setattr(checks, "size_and_kind", then_replaced)
+    found: list = []
+    checking = threading.Thread(target=lambda: found.append(_problems(copy)), daemon=True)
+    checking.start()
+    checking.join(timeout=60)
+    assert found == [{("manifest.json", f"manifest.json changed as it was read ({manifest} is no regular file); not "
+                                        "read")}]

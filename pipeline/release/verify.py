@@ -47,7 +47,14 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.dataset_card import card_text
-from pipeline.io.files import HashingReader, matching, open_reader, size_and_kind, size_and_sha256
+from pipeline.io.files import (
+    HashingReader,
+    matching,
+    open_reader,
+    read_regular_file,
+    size_and_kind,
+    size_and_sha256,
+)
 from pipeline.io.formats import WRITERS
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, MAX_MANIFEST_BYTES, RUN_PATH, STAGING, STATS
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
@@ -191,12 +198,13 @@ def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]
             return None, f"{MANIFEST} is {kind}, not a regular file; not read"
         if size is not None and size > _MAX_MANIFEST:
             return None, f"{MANIFEST} is {size:,} bytes, over the {_MAX_MANIFEST:,} any run writes; not read"
-        with open_reader(path) as handle:
-            data = read_up_to(handle, _MAX_MANIFEST + 1)
+        # Opened without waiting, judged by what was opened: replaced since its kind was taken (by a named pipe), it
+        # was waited on for good
+        data = read_regular_file(path, _MAX_MANIFEST)
     except OSError as err:
         return None, f"{MANIFEST} is unreadable: {_one_line(err)}"
-    if len(data) > _MAX_MANIFEST:  # grown since its size was taken, or an object store's size that was not true
-        return None, f"{MANIFEST} is over the {_MAX_MANIFEST:,} bytes any run writes; not read"
+    except ValueError as err:  # grown past the bound since its size was taken (or a store's size not true), or no file
+        return None, f"{MANIFEST} changed as it was read ({_one_line(err)[:300]}); not read"
     try:
         manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_each_key_once)
     except _KeyTwice as err:
