@@ -182,3 +182,18 @@ def test_verify_previous_with_a_shard_it_cannot_read_says_which_and_still_lists_
     assert done == [1]
     out = capsys.readouterr().out
     assert f"{said}(ValueError: {shard} is no regular file)" in out, out
+
+
+def test_a_changelog_giving_a_key_twice_is_one_line_not_what_python_keeps():
+    """changelog.json was parsed as Python parses JSON, the last of a key given twice kept: one giving "removed" twice,
+    first a photo the release holds (what a mirror whose reader keeps the first deletes), then nothing, passed. It is
+    one line naming the key, as in the manifest."""
+    data = json.dumps(log()).encode()
+    twice = data.replace(b'"removed": {', b'"removed": {"blocklist/listed": ["2"]}, "removed": {', 1)
+    assert json.loads(twice)["removed"] == {"blocklist/listed": ["1"]}  # Python keeps the last
+    assert problems(twice) == ['gives "removed" twice in one object (JSON readers differ on which counts; a refresh '
+                               "writes each key once)"]
+    nested = data.replace(b'"previous": 3', b'"previous": 9, "previous": 3', 1)
+    assert problems(nested) == ['gives "previous" twice in one object (JSON readers differ on which counts; a refresh '
+                                "writes each key once)"]
+    assert problems(data) == []

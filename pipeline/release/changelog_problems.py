@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
+from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem
 
 CHANGELOG_JSON = "changelog.json"
@@ -56,7 +57,11 @@ def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, r
     could be read, reported already) and its manifest's release name; and, given the previous release's photo ids
     (`verify --previous`), against those: exactly the photos gone from it listed as removed, the new ones as added."""
     try:
-        log = json.loads(data.decode("utf-8"))
+        log = json.loads(data.decode("utf-8"), object_pairs_hook=each_key_once)
+    except KeyTwice as err:  # read otherwise by a mirror's reader than here
+        yield Problem(path, f"gives {err} twice in one object (JSON readers differ on which counts; a refresh writes "
+                            "each key once)")
+        return
     except (ValueError, RecursionError) as err:
         yield Problem(path, f"not valid JSON ({str(err)[:120]})")
         return

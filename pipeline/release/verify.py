@@ -62,6 +62,7 @@ from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
+from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem
 from pipeline.release.record_readers import (
     DIGEST,
@@ -169,22 +170,6 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _KeyTwice(ValueError):
-    pass
-
-
-def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object as a dict, `_KeyTwice` for a key it gives twice: Python keeps the last, other readers the first
-    or refuse it, so an entry giving one file two sha256 was checked against the one Python kept, and a release could
-    pass here as what another reader of its manifest sees otherwise."""
-    found: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in found:
-            raise _KeyTwice(json.dumps(key)[:200])
-        found[key] = value
-    return found
-
-
 def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]:
     """The manifest as a dict, or None and why not. Like every file of the release, it is read only inside the
     release, only if it is a regular file, and only up to `_MAX_MANIFEST` bytes: read whole wherever it led, a
@@ -206,8 +191,8 @@ def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]
     except ValueError as err:  # grown past the bound since its size was taken (or a store's size not true), or no file
         return None, f"{MANIFEST} changed as it was read ({_one_line(err)[:300]}); not read"
     try:
-        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_each_key_once)
-    except _KeyTwice as err:
+        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=each_key_once)
+    except KeyTwice as err:
         return None, f"{MANIFEST} gives {err} twice in one object (JSON readers differ on which counts; a run " \
                      "writes each key once)"
     except (ValueError, RecursionError) as err:  # bad JSON, not UTF-8, or nested deeper than Python recurses
