@@ -558,3 +558,30 @@ def test_a_decisions_file_larger_than_any_is_refused_read_no_further(tmp_path, c
     (tmp_path / "zero.csv").symlink_to("/dev/zero")
     assert main(["review", "apply", str(tmp_path / "zero.csv"), f"--store={store}"]) == 2
     assert "zero.csv: over 4,096 bytes" in capsys.readouterr().err and not store.exists()
+
+
+def test_a_decisions_file_of_more_rows_than_its_bytes_hold_is_refused_naming_the_line(tmp_path, capsys, monkeypatch):
+    """A decisions file within the byte bound of rows of a few bytes (`1,accept`, one-digit ids) was read whole: each
+    row kept as an id and a decision, ~370 bytes of memory a row of 9 bytes (a 256 MiB file: 6.5 GB). Past one row per
+    `DECISION_ROW_BYTES` of the file (a row as review/ writes it holds its image's sha256), `DECISION_ROW_FLOOR` in
+    any file (here made 1,000), it is one line naming the row, read no further; a file of rows as the page writes them
+    holds as many as its bytes allow."""
+    from pipeline.stages import detect
+
+    monkeypatch.setattr(detect, "DECISION_ROW_FLOOR", 1_000)
+    decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
+    decisions.write_text("photo_id,decision\n" + "".join(f"{n},accept\n" for n in range(1, 2_001)))
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"pass-pipeline: error: {decisions}: line 1002: over 1,000 rows, more than a decisions file of "
+                   f"{decisions.stat().st_size:,} characters holds (a row as review/ writes it takes over "
+                   f"{detect.DECISION_ROW_BYTES} bytes, its image's sha256; {detect.DECISION_ROW_FLOOR:,} in any "
+                   "file); read no further\n"), err
+    assert not store.exists()
+    with pytest.raises(ValueError, match=rf"{decisions}:1002: over 1,000 rows"):
+        read_decisions(str(decisions))
+    written = "photo_id,decision,note,sha256\n" + "".join(
+        f"{50_000_000_000 + n},accept,,{n:064x}\n" for n in range(2_000))
+    decisions.write_text(written)
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0
+    assert len(read_decisions(str(store))) == 2_000

@@ -135,28 +135,54 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, 0), where(1))
     lines.next_record()
     decisions: dict[str, Decision] = {}
-    first_line: dict[str, int] = {}
-    for line, row in _numbered_rows(reader, where):
+    most = max(DECISION_ROW_FLOOR, len(text) // DECISION_ROW_BYTES)
+    for count, (line, row) in enumerate(_numbered_rows(reader, where)):
         lines.next_record()
+        if count == most:  # every row the reader gives (not a blank line, which it skips): each costs time or memory
+            raise ValueError(f"{where(line)}: over {most:,} rows, more than a decisions file of {len(text):,} "
+                             f"characters holds (a row as review/ writes it takes over {DECISION_ROW_BYTES} bytes, "
+                             f"its image's sha256; {DECISION_ROW_FLOOR:,} in any file); read no further")
         decision = (row.get("decision") or "").strip()
         if not decision and skip_undecided:
             continue
         if decision not in DECISIONS:
             raise ValueError(f"{where(line)}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
         photo_id = decided_photo_id(row.get("photo_id") or "", where(line))
-        decided = Decision(decision, csv_text((row.get("note") or "").strip()),
+        # the verdict as the one string of DECISIONS, not a copy a row (~60 bytes each, as much as the row's id)
+        decided = Decision(DECISIONS[DECISIONS.index(decision)], csv_text((row.get("note") or "").strip()),
                            decided_sha256(row.get("sha256") or "", where(line)))
         # Two files joined, or a row copied in a spreadsheet: `05,reject_human` then `5,accept` kept the person, the
         # later row winning without a word. The same decision of the same image twice is harmless (the later note
         # stands); two others are the reviewer's call.
         earlier = decisions.get(photo_id)
         if earlier is not None and (earlier.verdict, earlier.sha256) != (decided.verdict, decided.sha256):
-            raise ValueError(f"{where(line)}: photo {photo_id} is decided otherwise at {where(first_line[photo_id])}; "
-                             "keep one row per photo")
+            raise ValueError(f"{where(line)}: photo {photo_id} is decided otherwise at "
+                             f"{where(_first_line_deciding(text, photo_id))}; keep one row per photo")
         decisions[photo_id] = decided
-        first_line.setdefault(photo_id, line)
     return decisions
 
+
+def _first_line_deciding(text: str, photo_id: str) -> int:
+    """The line of the first row deciding `photo_id` in a decisions text read up to a later row deciding it: looked up
+    again when it is asked for, not kept for every row (a dict of each photo's first line cost ~100 bytes a row)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    _ = reader.fieldnames  # the header read first, as parse_decisions reads it: rows numbered from the line after it
+    for line, row in _numbered_rows(reader, str):
+        if (row.get("decision") or "").strip():
+            try:
+                if decided_photo_id(row.get("photo_id") or "", "") == photo_id:
+                    return line
+            except ValueError:
+                continue
+    raise AssertionError(f"no row decides photo {photo_id}")  # parse_decisions read one before asking
+
+
+# The least a decisions row takes as review/ writes it (the page's decisions.csv, the template, the store): its
+# image's sha256 is 64 hex digits. Past one row per DECISION_ROW_BYTES characters of a file, DECISION_ROW_FLOOR in any
+# file (a store of a million rows without the sha256, from before the column, ~24 MB), a file is read no further:
+# each row kept costs ~170 bytes of memory, and a 256 MiB file of `1,accept` rows (9 bytes) was 17 million of them.
+DECISION_ROW_BYTES = 64
+DECISION_ROW_FLOOR = 1_000_000
 
 # Far longer than a decision's line (an id, a verdict, a note, a hash); bounds a line of commas, which the reader
 # splits into a list of 8 bytes a comma (annotators' files come from outside the team; the store is read at launch).
