@@ -68,3 +68,16 @@ def test_a_record_of_commas_over_many_lines_is_refused_after_reading_about_the_b
         for _ in csv.reader(lines):
             lines.next_record()
     assert source.tell() <= len('id,note\n1,ok\n') + 10_001
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from('ab,"\n\r'), max_size=40),
+       sizes=st.lists(st.one_of(st.just(-1), st.integers(0, 8)), min_size=1, max_size=30))
+def test_a_texts_lines_are_string_ios(text, sizes):
+    """TextLines reads a str's lines as io.StringIO(text, newline="") does (which copies the text at 4 bytes a
+    character): each line with its own ending (\\n, \\r\\n or \\r), at most `size` characters of it."""
+    from pipeline.io.bounded_lines import TextLines
+
+    mine, theirs = TextLines(text), io.StringIO(text, newline="")
+    for size in sizes:
+        assert mine.readline(size) == theirs.readline(size)

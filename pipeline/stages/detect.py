@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import logging
 import math
@@ -48,7 +47,7 @@ from pipeline.detectors.handler import (
     active_provider,
 )
 from pipeline.detectors.registry import DetectorSpec
-from pipeline.io.bounded_lines import BoundedRecordLines
+from pipeline.io.bounded_lines import BoundedRecordLines, TextLines
 from pipeline.io.files import read_bytes
 from pipeline.io.sinks import csv_text
 from pipeline.io.staged_copy import StagedCopy, stage_copy
@@ -128,7 +127,7 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
     # strict: not strict, the reader took an unterminated quote to the end of the file (a hand-edited note opening a
     # quote hid every later row in it, reject_human included, unsaid) and glued text after a closing quote on
-    lines = BoundedRecordLines(io.StringIO(text, newline=""), MAX_DECISION_LINE, lambda first, last: (
+    lines = BoundedRecordLines(TextLines(text), MAX_DECISION_LINE, lambda first, last: (
         f"{where(last)}: a line over {MAX_DECISION_LINE:,} characters" if first == last else
         f"{where(first)}: a row over {MAX_DECISION_LINE:,} characters (its lines {first}-{last} together)"))
     reader = csv.DictReader(lines, strict=True)
@@ -165,7 +164,7 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
 def _first_line_deciding(text: str, photo_id: str) -> int:
     """The line of the first row deciding `photo_id` in a decisions text read up to a later row deciding it: looked up
     again when it is asked for, not kept for every row (a dict of each photo's first line cost ~100 bytes a row)."""
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.DictReader(iter(TextLines(text).readline, ""), strict=True)
     _ = reader.fieldnames  # the header read first, as parse_decisions reads it: rows numbered from the line after it
     for line, row in _numbered_rows(reader, str):
         if (row.get("decision") or "").strip():
