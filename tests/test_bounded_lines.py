@@ -24,11 +24,15 @@ def read(text: str, limit: int) -> list[list[str]]:
 
 def oracle(text: str, limit: int) -> list[list[str]] | str:
     """The rows, or "first-last" of the first record whose lines passed `limit` characters together (last: the line
-    on which the sum passed it)."""
+    on which the sum passed it); a blank line is no record's."""
     physical = io.StringIO(text, newline="").readlines()
     reader = csv.reader(iter(physical))
     rows, first = [], 1
     for row in reader:
+        if row == [] and physical[first - 1] in ("\n", "\r\n", "\r"):  # a blank line: no record's
+            first = reader.line_num + 1
+            rows.append(row)
+            continue
         total = 0
         for number in range(first, reader.line_num + 1):
             total += len(physical[number - 1])

@@ -598,3 +598,20 @@ def test_a_decisions_text_is_read_without_a_copy_of_it_at_four_bytes_a_character
     decisions, peak = traced_peak(lambda: parse_decisions(text, str))
     assert decisions == {"5": ("accept", "fine", "a" * 64)}
     assert peak < len(text), (peak, len(text))
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_blank_lines_between_and_after_decisions_are_no_row_over_the_bound(tmp_path, capsys, ending):
+    """A spreadsheet's export padded with empty lines (here 1.1 million between two decisions and after the last) was
+    refused as 'a row over 1,048,576 characters (its lines 3-1100002 together)': the reader skips a blank line, and
+    each counted towards the next row's bound. They are no row: the file's two decisions are applied, and a long row
+    after them is still named by its own line."""
+    decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
+    blank = ending * 1_100_000
+    decisions.write_text(f"photo_id,decision,note{ending}5,accept,{ending}{blank}6,reject_human,face{ending}{blank}",
+                         newline="")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0, capsys.readouterr().err
+    assert read_decisions(str(store)) == {"5": ("accept", "", ""), "6": ("reject_human", "face", "")}
+    decisions.write_text(f"photo_id,decision,note{ending}{blank}7,accept,{'x' * (1 << 20)}{ending}", newline="")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    assert f"{decisions}: line 1100002: a line over 1,048,576 characters" in capsys.readouterr().err

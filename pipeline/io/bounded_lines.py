@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 _LINE_END = re.compile(r"\r\n?|\n")
+_BLANK = ("\n", "\r\n", "\r")  # a line that is only its ending, outside a quoted value
 
 
 class TextLines:
@@ -28,8 +29,9 @@ class TextLines:
 
 class BoundedRecordLines:
     """The lines of `text` for `csv.reader`; a ValueError saying `too_long(first, last)` (the record's first and last
-    line, from 1) once one record's lines together pass `limit` characters. Call `next_record()` after each row the
-    reader gives: it reads no line ahead of the row it returns, so the count starts again with the next row's."""
+    line, from 1) once one record's lines together pass `limit` characters (blank lines before a record are none of
+    its lines: the reader skips them, keeping nothing). Call `next_record()` after each row the reader gives: it reads
+    no line ahead of the row it returns, so the count starts again with the next row's."""
 
     def __init__(self, text: TextIO | TextLines, limit: int, too_long: Callable[[int, int], str]) -> None:
         self._text, self._limit, self._too_long = text, limit, too_long
@@ -44,6 +46,9 @@ class BoundedRecordLines:
         if not line:
             raise StopIteration
         self._number += 1
+        if not self._chars and line in _BLANK:  # no row: csv.DictReader skips it, reading on to the next row's lines
+            self._first = self._number + 1  # (a million blank lines were 'a row over the bound' with the row after)
+            return line
         self._chars += len(line)
         if self._chars > self._limit:
             raise ValueError(self._too_long(self._first, self._number))
