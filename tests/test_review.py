@@ -615,3 +615,65 @@ def test_blank_lines_between_and_after_decisions_are_no_row_over_the_bound(tmp_p
     decisions.write_text(f"photo_id,decision,note{ending}{blank}7,accept,{'x' * (1 << 20)}{ending}", newline="")
     assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
     assert f"{decisions}: line 1100002: a line over 1,048,576 characters" in capsys.readouterr().err
+
+
+def _pipe_writer(fifo, rows: bytes, endless: bool):
+    """A thread writing `rows` into the named pipe `fifo` (again and again when `endless`) until its reader leaves."""
+    import threading
+
+    def write() -> None:
+        try:
+            with open(fifo, "wb") as handle:
+                handle.write(b"photo_id,decision,note\n")
+                handle.write(rows)
+                while endless:
+                    handle.write(rows)
+        except BrokenPipeError:
+            pass
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def _release_writer(fifo, thread) -> None:
+    """Ends a writer still waiting for a reader (a failed test must not leave it blocked in open)."""
+    import os
+
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_named_pipe_is_read_as_a_decisions_file_and_an_endless_one_is_stopped_at_the_bound(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """`review apply <(cmd)` (a pipe, /dev/fd/N) is a decisions file as any other: read once, to the end its writer
+    gives. One whose writer never stops is read to the bound (256 MiB; here made 1 MiB) and no further: one line, the
+    store untouched, the writer left with a broken pipe."""
+    import os
+
+    from pipeline.stages import detect
+    from tests.conftest import traced_peak
+
+    fifo, store = tmp_path / "decisions.fifo", tmp_path / "store.csv"
+    os.mkfifo(fifo)
+    thread = _pipe_writer(fifo, b"5,accept,fine\n6,reject_human,a face\n", endless=False)
+    try:
+        assert main(["review", "apply", str(fifo), f"--store={store}"]) == 0, capsys.readouterr().err
+    finally:
+        _release_writer(fifo, thread)
+    assert capsys.readouterr().out == f"review: 2 decision(s) applied; {store} now holds 2\n"
+    assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "a face", "")}
+
+    monkeypatch.setattr(detect, "MAX_DECISIONS_BYTES", 1 << 20)
+    thread = _pipe_writer(fifo, b"7,reject_other,\n" * 4096, endless=True)
+    try:
+        code, peak = traced_peak(lambda: main(["review", "apply", str(fifo), f"--store={store}"]))
+    finally:
+        _release_writer(fifo, thread)
+    assert code == 2
+    assert capsys.readouterr().err == (f"pass-pipeline: error: {fifo}: over 1,048,576 bytes, more than any decisions "
+                                       "file or store holds; read no further\n")
+    assert peak < 4 << 20, peak
+    assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "a face", "")}
