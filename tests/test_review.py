@@ -677,3 +677,31 @@ def test_a_named_pipe_is_read_as_a_decisions_file_and_an_endless_one_is_stopped_
                                        "file or store holds; read no further\n")
     assert peak < 4 << 20, peak
     assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "a face", "")}
+
+
+@pytest.mark.parametrize("header, row, cells", [
+    # a note holding a comma, written by hand without quotes: its rest was dropped
+    ("photo_id,decision,note", "5,accept,fine, really", 4),
+    # the image's sha256 in a fourth cell under a header without the column: dropped, the acceptance held for any image
+    ("photo_id,decision,note", f"5,accept,fine,{'a' * 64}", 4),
+    ("photo_id,decision,note,sha256", f"5,accept,fine,{'a' * 64},, b", 6),
+    ("photo_id,decision,,", "5,accept,,,x", 5),  # columns without a name are columns too
+])
+def test_a_row_of_more_cells_than_its_header_is_refused_naming_its_line(tmp_path, capsys, header, row, cells):
+    """A row wider than the header had its extra cells dropped without a word: a note cut at its first comma, or the
+    sha256 an acceptance holds for read as no sha256 at all (the acceptance then held for whatever image the photo
+    has). It is refused naming its line, by `review apply` and a run's read of the store alike; empty cells past the
+    header's (a spreadsheet's rows padded to its widest) hold nothing to lose."""
+    decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
+    decisions.write_text(f"{header}\n6,reject_human,face\n{row}\n")
+    columns = len(header.split(","))
+    line = (f"{decisions}: line 3: {cells} cells, more than the {columns} columns its header names (a value "
+            "holding a comma is quoted)")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    assert capsys.readouterr().err == f"pass-pipeline: error: {line}\n"
+    assert not store.exists()
+    with pytest.raises(ValueError, match=f"{decisions}:3: {cells} cells, more than"):
+        read_decisions(str(decisions))
+    decisions.write_text("photo_id,decision,note\n6,reject_human,face,,,\n5,accept,fine,,, \n")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0, capsys.readouterr().err
+    assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "face", "")}

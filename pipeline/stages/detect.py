@@ -135,12 +135,18 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     lines.next_record()
     decisions: dict[str, Decision] = {}
     most = max(DECISION_ROW_FLOOR, len(text) // DECISION_ROW_BYTES)
+    columns = len(reader.fieldnames or ())
     for count, (line, row) in enumerate(_numbered_rows(reader, where)):
         lines.next_record()
         if count == most:  # every row the reader gives (not a blank line, which it skips): each costs time or memory
             raise ValueError(f"{where(line)}: over {most:,} rows, more than a decisions file of {len(text):,} "
                              f"characters holds (a row as review/ writes it takes over {DECISION_ROW_BYTES} bytes, "
                              f"its image's sha256; {DECISION_ROW_FLOOR:,} in any file); read no further")
+        # Cells past the header's (DictReader's restkey None) were dropped unsaid: a note cut at an unquoted comma, an
+        # image's sha256 under a header without the column (the acceptance then held for any image).
+        if any(cell.strip() for cell in row.get(None) or ()):
+            raise ValueError(f"{where(line)}: {columns + len(row[None])} cells, more than the {columns} columns its "
+                             "header names (a value holding a comma is quoted)")
         decision = (row.get("decision") or "").strip()
         if not decision and skip_undecided:
             continue
