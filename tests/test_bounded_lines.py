@@ -85,3 +85,25 @@ def test_a_texts_lines_are_string_ios(text, sizes):
     mine, theirs = TextLines(text), io.StringIO(text, newline="")
     for size in sizes:
         assert mine.readline(size) == theirs.readline(size)
+
+
+def test_blank_lines_before_a_record_are_skipped_in_one_step_and_counted():
+    """A text's blank lines before a record (which csv.DictReader skips, keeping nothing) were handed to the reader one
+    by one: a 256 MiB decisions file of blank lines took ~17 minutes of CPU. They are skipped at once, counted in the
+    line numbers; a blank line inside a quoted value is the value's."""
+    from pipeline.io.bounded_lines import TextLines
+
+    text = 'a,b\n\n\r\n\r\n\r\rc,"d\n\ne"\n\n'
+    lines = BoundedRecordLines(TextLines(text), 100, lambda first, last: f"{first}-{last}")
+    rows, given = [], []
+
+    def handed():
+        for line in lines:
+            given.append(line)
+            yield line
+
+    for row in csv.reader(handed()):
+        rows.append((lines.first, row))
+        lines.next_record()
+    assert rows == [(1, ["a", "b"]), (7, ["c", "d\n\ne"])]
+    assert given == ["a,b\n", 'c,"d\n', "\n", 'e"\n']

@@ -615,6 +615,9 @@ def test_blank_lines_between_and_after_decisions_are_no_row_over_the_bound(tmp_p
     decisions.write_text(f"photo_id,decision,note{ending}{blank}7,accept,{'x' * (1 << 20)}{ending}", newline="")
     assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
     assert f"{decisions}: line 1100002: a line over 1,048,576 characters" in capsys.readouterr().err
+    decisions.write_text(f"{ending}photo_id,decision,note{ending}{ending * 2}5,acept,{ending}", newline="")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    assert f"{decisions}: line 5: decision must be one of" in capsys.readouterr().err
 
 
 def _pipe_writer(fifo, rows: bytes, endless: bool):

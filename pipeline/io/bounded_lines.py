@@ -10,6 +10,7 @@ from typing import TextIO
 
 _LINE_END = re.compile(r"\r\n?|\n")
 _BLANK = ("\n", "\r\n", "\r")  # a line that is only its ending, outside a quoted value
+_BLANK_RUN = re.compile(r"[\r\n]+")
 
 
 class TextLines:
@@ -26,6 +27,15 @@ class TextLines:
         self._at = found.end() if found else end
         return text[start:self._at]
 
+    def skip_blank_lines(self) -> int:
+        """Past the blank lines (only their endings) from here, in one step; how many they were."""
+        found = _BLANK_RUN.match(self._text, self._at)
+        if not found:
+            return 0
+        start, self._at = self._at, found.end()
+        text, end = self._text, self._at
+        return text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
+
 
 class BoundedRecordLines:
     """The lines of `text` for `csv.reader`; a ValueError saying `too_long(first, last)` (the record's first and last
@@ -41,7 +51,15 @@ class BoundedRecordLines:
     def __iter__(self) -> BoundedRecordLines:
         return self
 
+    @property
+    def first(self) -> int:
+        """The line the record being read (or just read) starts on, past the blank lines before it."""
+        return self._first
+
     def __next__(self) -> str:
+        if not self._chars and isinstance(self._text, TextLines):  # blank lines before a record skipped in one step
+            self._number += self._text.skip_blank_lines()  # (one by one, 256 MiB of them took ~17 minutes)
+            self._first = self._number + 1
         line = self._text.readline(self._limit + 1 - self._chars)  # never more than one character past the bound
         if not line:
             raise StopIteration

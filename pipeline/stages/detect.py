@@ -131,13 +131,12 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
         f"{where(last)}: a line over {MAX_DECISION_LINE:,} characters" if first == last else
         f"{where(first)}: a row over {MAX_DECISION_LINE:,} characters (its lines {first}-{last} together)"))
     reader = csv.DictReader(lines, strict=True)
-    check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, 0), where(1))
+    check_decision_columns(_csv_rows(reader, lambda: reader.fieldnames, where, lines), where(lines.first))
     lines.next_record()
     decisions: dict[str, Decision] = {}
     most = max(DECISION_ROW_FLOOR, len(text) // DECISION_ROW_BYTES)
     columns = len(reader.fieldnames or ())
-    for count, (line, row) in enumerate(_numbered_rows(reader, where)):
-        lines.next_record()
+    for count, (line, row) in enumerate(_numbered_rows(reader, lines, where)):
         if count == most:  # every row the reader gives (not a blank line, which it skips): each costs time or memory
             raise ValueError(f"{where(line)}: over {most:,} rows, more than a decisions file of {len(text):,} "
                              f"characters holds (a row as review/ writes it takes over {DECISION_ROW_BYTES} bytes, "
@@ -170,9 +169,11 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
 def _first_line_deciding(text: str, photo_id: str) -> int:
     """The line of the first row deciding `photo_id` in a decisions text read up to a later row deciding it: looked up
     again when it is asked for, not kept for every row (a dict of each photo's first line cost ~100 bytes a row)."""
-    reader = csv.DictReader(iter(TextLines(text).readline, ""), strict=True)
-    _ = reader.fieldnames  # the header read first, as parse_decisions reads it: rows numbered from the line after it
-    for line, row in _numbered_rows(reader, str):
+    lines = BoundedRecordLines(TextLines(text), len(text), lambda first, last: "")  # numbered as parse_decisions does
+    reader = csv.DictReader(lines, strict=True)
+    _ = reader.fieldnames  # the header read first, as parse_decisions reads it
+    lines.next_record()
+    for line, row in _numbered_rows(reader, lines, str):
         if (row.get("decision") or "").strip():
             try:
                 if decided_photo_id(row.get("photo_id") or "", "") == photo_id:
@@ -194,22 +195,25 @@ DECISION_ROW_FLOOR = 1_000_000
 MAX_DECISION_LINE = 1 << 20
 
 
-def _csv_rows(reader: csv.DictReader, read: Callable[[], Any], where: Callable[[int], str], line: int) -> Any:
-    """`read()` from the reader, its csv.Error a ValueError naming the row that starts after `line`."""
+def _csv_rows(reader: csv.DictReader, read: Callable[[], Any], where: Callable[[int], str],
+              lines: BoundedRecordLines) -> Any:
+    """`read()` from the reader, its csv.Error a ValueError naming the line the row being read starts on."""
     try:
         return read()
     except csv.Error as err:
-        raise ValueError(f"{where(line + 1)}: not CSV as a spreadsheet writes it ({err})") from None
+        raise ValueError(f"{where(lines.first)}: not CSV as a spreadsheet writes it ({err})") from None
 
 
-def _numbered_rows(reader: csv.DictReader, where: Callable[[int], str]) -> Iterator[tuple[int, dict]]:
-    """(the line its row starts on, row) for each row (a quoted note may hold line breaks)."""
+def _numbered_rows(reader: csv.DictReader, lines: BoundedRecordLines, where: Callable[[int], str]
+                   ) -> Iterator[tuple[int, dict]]:
+    """(the line its row starts on, row) for each row of a reader of `lines` (a quoted note may hold line breaks; the
+    blank lines before a row are none of its lines), each row's lines then bounded afresh."""
     while True:
-        line = reader.line_num
-        row = _csv_rows(reader, lambda: next(reader, None), where, line)
+        row = _csv_rows(reader, lambda: next(reader, None), where, lines)
         if row is None:
             return
-        yield line + 1, row
+        yield lines.first, row
+        lines.next_record()
 
 
 # More than any decisions file or store holds (a decision's row is ~100 bytes: millions of them); a file is read no
