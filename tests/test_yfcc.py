@@ -563,14 +563,16 @@ def test_a_folder_given_as_input_is_refused_saying_how_to_name_its_files(tmp_pat
 
 def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys):
     """--input_format defaults to yfcc: a newcomer's CSV was refused as 'does not look like YFCC100M metadata …
-    wrong_column_count (3 columns, expected 23 or 25)', with no word of the flag that reads it."""
+    wrong_column_count (3 columns, expected 23 or 25)', with no word of the flag that reads it; and the hint then left
+    out tsv_plain, the format of a database export (tab-separated, no quoting)."""
     table = tmp_path / "photos.csv"
     table.write_text("id,url,license\n1001,http://127.0.0.1:9/1001.jpg,CC BY 4.0\n")
     from pipeline.cli import main
 
     assert main(["run", f"--input={table}", f"--output={tmp_path / 'out'}"]) == 2
     err = capsys.readouterr().err
-    assert "does not look like YFCC100M metadata" in err and "takes --input_format=csv|tsv|parquet|jsonl" in err
+    assert "does not look like YFCC100M metadata" in err
+    assert "takes --input_format=csv|tsv|tsv_plain|parquet|jsonl" in err
     assert len(err.strip().splitlines()) == 1
 
 

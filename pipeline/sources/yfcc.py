@@ -18,6 +18,7 @@ import apache_beam as beam
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import NotAFile
+from pipeline.options import INPUT_FORMATS
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
@@ -133,8 +134,10 @@ def sniff(path: str, lines: int = 5) -> str | None:
     if not refused:
         return f"gives no photo in its first {unusable:,} lines: {first[:200]}"
     # --input_format defaults to yfcc: a table of one's own given without it was refused with no word of the flag
+    # every table format: the hint left out tsv_plain, the one a database export (no quoting) needs
+    tables = "|".join(name for name in INPUT_FORMATS if name != "yfcc")
     return (f"does not look like YFCC100M metadata (tab-separated, 23 or 25 columns): {first[:200]}; a table "
-            "of your own takes --input_format=csv|tsv|parquet|jsonl")
+            f"of your own takes --input_format={tables}")
 
 
 class _ReadLines(beam.DoFn):
