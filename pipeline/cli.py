@@ -114,7 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              help="the previous release's folder, or 'latest'; none for the first release")
     refresh_cmd.add_argument("--output", default="", help="the releases' root: OUTPUT/releases/NAME is written")
     refresh_cmd.add_argument("--release", default="", help="the new release's name (default: launch month YYYY-MM)")
-    demo_cmd = commands.add_parser("demo", help="run the whole job on the bundled demo world")
+    # the demo's run takes every run flag after --output; its help listed --output alone, so a reviewer's decisions
+    # for the demo's own review/ (--review_decisions) looked as if the demo could not be given them
+    demo_cmd = commands.add_parser(
+        "demo", epilog="Every other flag of `pass-pipeline run` applies to the demo's run too (e.g. --review_decisions "
+        "STORE, to run it again with the decisions on its review/ folder, or --detectors=none).",
+        help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
     args, rest = parser.parse_known_args(argv)
     try:

@@ -199,6 +199,18 @@ def test_run_help_has_sections_defaults_and_no_internal_flags(capsys):
     assert "--carry_over" not in text and "--release_name" not in text  # set by refresh itself
 
 
+def test_demo_help_says_the_run_flags_apply(capsys, monkeypatch):
+    """`demo --help` listed --output alone, though the demo's run takes every run flag: the review loop's next step on
+    the demo (--review_decisions with the decisions on its review/ folder) looked impossible."""
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Every other flag of `pass-pipeline run` applies to the demo's run too" in text
+    assert "--review_decisions" in text
+
+
 def test_beam_options_still_pass_through():
     options = pipeline_options(["--input=x", "--output=y", "--direct_num_workers=2", "--project=p"])
     assert options.get_all_options()["direct_num_workers"] == 2
