@@ -199,6 +199,10 @@ def test_a_file_named_without_a_wildcard_and_gone_when_read_is_a_rejection(tmp_p
 
 
 def test_the_readme_example_is_read_as_documented(tmp_path):
+    """And its command fetches the example's URL: the table's URL was on 127.0.0.1:8000 while the command allowed
+    images.example.org only, so the two copied as written kept nothing (exit 4, fetch/host_not_allowed)."""
+    from pipeline.io.http_client import host_allowed
+
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split("### Generic tables", 1)[1].split("## What the job does", 1)[0]
     example, command = [block.split("```", 1)[0].strip() for block in section.split("```\n")[1::2]]
@@ -206,8 +210,10 @@ def test_the_readme_example_is_read_as_documented(tmp_path):
     path = tmp_path / "photos.csv"
     path.write_text(example + "\n")
     (photo,) = read_all(path, "csv", columns)
-    assert shape(photo)[:7] == ("1003", "http://127.0.0.1:8000/1/1003_abcdef0123.jpg", "demo owner",
+    assert shape(photo)[:7] == ("1003", "https://images.example.org/1003.jpg", "demo owner",
                                 "Chelsea the cat", "", "CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/")
+    allowed = command.split("--allowed_hosts=", 1)[1].split()[0]
+    assert host_allowed(photo.download_url, allowed.split(","))
 
 
 def test_a_generic_row_s_urls_are_its_own_whatever_their_file_names_say(tmp_path):
