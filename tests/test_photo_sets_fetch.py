@@ -709,3 +709,36 @@ def test_a_fetch_stopped_while_a_package_downloads_ends_its_tool_says_so_and_lea
         process.kill()
         if tool is not None and _alive(tool):  # none outlives a failed test either
             os.kill(tool, signal.SIGKILL)
+
+
+# A fetch whose registry tool's thread takes the signal: the kernel gives a process's signal to any of its threads,
+# and Python runs its handler in the main thread only when that thread next runs bytecode.
+_SIGNAL_IN_A_DOWNLOAD_THREAD = """
+import signal, sys, threading, time
+from pipeline.io.stopping import script_entry
+from pipeline.photo_sets import fetch
+
+def download_taking_the_signal(command, cwd, max_file_bytes=None):
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # this thread, not the main one, takes it
+    time.sleep(60)  # a registry tool that takes its time
+    raise fetch.FetchError("the download ended")
+
+fetch._run = download_taking_the_signal
+sys.exit(script_entry("fetch", lambda: fetch.main(sys.argv[1:])))
+"""
+
+
+def test_a_stop_a_download_thread_takes_still_stops_the_fetch_at_once(tmp_path):
+    """The main thread waited for each package's thread with no timeout, so a SIGTERM the kernel gave a download
+    thread (under load, 1 fetch in ~10) ran its handler only when that package's registry tool ended, up to
+    TOOL_TIMEOUT_S later: the fetch went on, and a stop ignored is one a scheduler follows with SIGKILL. The main
+    thread wakes to run the handler within a fraction of a second."""
+    labelled = next(row for row in load_rows("all") if row.source == "debian")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _SIGNAL_IN_A_DOWNLOAD_THREAD, str(tmp_path / "dest"),
+                           f"--split={labelled.split}", "--packages", labelled.package, "--jobs=1"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 143, (done.returncode, done.stderr[-2000:])
+    assert time.monotonic() - started < 30  # the tool sleeps 60 s
+    assert done.stderr.strip().splitlines()[-1].startswith("fetch: stopped (SIGTERM); ")
+    assert not list(tmp_path.glob("photo-set-*"))

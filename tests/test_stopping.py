@@ -546,3 +546,23 @@ def test_a_second_signal_as_the_stopped_process_ends_changes_nothing(second):
                           timeout=60)
     assert done.returncode == EXIT_STATUS, done.stderr[-2000:]
     assert done.stderr.strip() == "pass-pipeline: stopped (SIGTERM); ended", done.stderr[-2000:]
+
+
+def test_a_result_waited_for_heeding_stops_is_the_call_s_own_result_or_error():
+    """`result_heeding_stops` waits in slices (a stop a worker thread takes is heard: test_photo_sets_fetch.py), yet
+    gives what `result()` gives: the value, or the call's own error, a TimeoutError among them (a socket's), raised
+    once and not taken for the slice's own timeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.io.stopping import SIGNAL_POLL_S, result_heeding_stops
+
+    def slow(value: object) -> object:
+        time.sleep(3 * SIGNAL_POLL_S)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    with ThreadPoolExecutor(2) as pool:
+        assert result_heeding_stops(pool.submit(slow, 7)) == 7
+        with pytest.raises(TimeoutError, match="the socket's"):
+            result_heeding_stops(pool.submit(slow, TimeoutError("the socket's")))
