@@ -106,6 +106,45 @@ def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lo
     assert not (output / LOCK).exists() and not (output / STAGING).exists()
 
 
+def _a_thread_taking(pid: int, signum: int) -> int:
+    """A thread of process `pid` other than its main one that does not block `signum` (one the kernel may give the
+    process's signal to), by its id; the last such, a thread of the job."""
+    import re
+
+    takers = []
+    for task in sorted(int(name) for name in os.listdir(f"/proc/{pid}/task") if int(name) != pid):
+        status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        blocked = re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M)
+        if blocked is not None and not int(blocked.group(1), 16) >> (signum - 1) & 1:
+            takers.append(task)
+    assert takers, "no thread but the main one can take the signal"
+    return takers[-1]
+
+
+def test_a_sigterm_a_job_thread_takes_stops_the_run_at_once(world, tmp_path):
+    """The kernel gives a process's SIGTERM to any thread that does not block it. Taken by a thread of the job, it was
+    heard only when the main thread's wait for the job ended: the run went on to its slowest photo (16 s here), or
+    to its end and published (exit 0), a scheduler's stop ignored. The main thread is woken (io/stopping.py)."""
+    import ctypes
+    import signal
+
+    server, metadata = world
+    output = tmp_path / "out"
+    process = start_slow_run(server, metadata, output)  # its photo 1003 answers after 20 s
+    try:
+        time.sleep(2)  # into the job, its threads started
+        taker = _a_thread_taking(process.pid, signal.SIGTERM)
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(234, process.pid, taker, signal.SIGTERM) == 0  # tgkill: to that thread
+        begun = time.monotonic()
+        process.wait(timeout=60)
+        took = time.monotonic() - begun
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM and took < 10, (process.returncode, took)
+    assert not (output / LOCK).exists()
+
+
 def test_sigterm_at_any_moment_of_a_run_ends_it_and_never_leaves_its_lock(world, tmp_path):
     """SIGTERM sent at moments spread over a whole run (launch checks, job, publish, after): the process always ends
     within seconds, never leaving its lock; a run stopped before it published leaves the old dataset, one stopped

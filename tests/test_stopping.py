@@ -548,21 +548,34 @@ def test_a_second_signal_as_the_stopped_process_ends_changes_nothing(second):
     assert done.stderr.strip() == "pass-pipeline: stopped (SIGTERM); ended", done.stderr[-2000:]
 
 
-def test_a_result_waited_for_heeding_stops_is_the_call_s_own_result_or_error():
-    """`result_heeding_stops` waits in slices (a stop a worker thread takes is heard: test_photo_sets_fetch.py), yet
-    gives what `result()` gives: the value, or the call's own error, a TimeoutError among them (a socket's), raised
-    once and not taken for the slice's own timeout."""
-    from concurrent.futures import ThreadPoolExecutor
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_another_thread_takes_stops_a_main_thread_blocked_in_a_wait(tmp_path, signum):
+    """The kernel gives a process's signal to any thread that does not block it, and Python runs the handler in the
+    main thread at its next bytecode: a main thread blocked in C (a lock, a future's result, Beam's wait for a bundle)
+    heard a stop another thread took only when its wait ended. A run a SIGTERM reached through a download thread ran
+    on to its slowest photo (16 s here), or to its end and published, exit 0. The thread that takes it wakes the main
+    thread (the stop's handler runs once: a second would end the process at once)."""
+    process = start(f"""
+        import threading
+        from pipeline.io.stopping import StopSignals
 
-    from pipeline.io.stopping import SIGNAL_POLL_S, result_heeding_stops
+        def take_the_signal():
+            time.sleep(0.2)
+            signal.pthread_kill(threading.get_ident(), {int(signum)})  # this thread, not the main one, takes it
+            time.sleep(60)
 
-    def slow(value: object) -> object:
-        time.sleep(3 * SIGNAL_POLL_S)
-        if isinstance(value, BaseException):
-            raise value
-        return value
-
-    with ThreadPoolExecutor(2) as pool:
-        assert result_heeding_stops(pool.submit(slow, 7)) == 7
-        with pytest.raises(TimeoutError, match="the socket's"):
-            result_heeding_stops(pool.submit(slow, TimeoutError("the socket's")))
+        try:
+            with StopSignals():
+                threading.Thread(target=take_the_signal, daemon=True).start()
+                ready()
+                threading.Event().wait()  # blocked in C, with no timeout
+        except (StopRequested, KeyboardInterrupt) as stopped:
+            print(f"stopped once: {{type(stopped).__name__}}", flush=True)
+            os._exit(3)
+        """, tmp_path)
+    try:
+        status, output, took = finish(process, within=30)
+    finally:
+        process.kill()  # on the code before, it waited for good
+    expected = "StopRequested" if signum == signal.SIGTERM else "KeyboardInterrupt"
+    assert (status, output.strip()) == (3, f"stopped once: {expected}") and took < 5, (status, output, took)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from pipeline.io.stopping import result_heeding_stops, stop_requested
+from pipeline.io.stopping import stop_requested
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,9 +33,9 @@ def read_ahead(function: Callable[[T], R], items: Iterable[T], depth: int) -> It
         for item in items:
             pending.append(pool.submit(function, item))
             if len(pending) >= depth:
-                yield result_heeding_stops(pending.popleft())
+                yield pending.popleft().result()
         while pending:
-            yield result_heeding_stops(pending.popleft())
+            yield pending.popleft().result()
     except GeneratorExit:  # a consumer that stopped early: the calls under way end before this returns
         # Unless a stop (Ctrl-C, SIGTERM) is why: raised while the writer was busy with a result (this generator
         # paused), it closes the generator, and waiting held the stop on a read that did not answer until the

