@@ -340,7 +340,8 @@ def add_arguments(parser: argparse.ArgumentParser, show_defaults: bool = False) 
         kwargs = dict(option.argparse_kwargs)
         if option.role is Role.INTERNAL:
             kwargs["help"] = argparse.SUPPRESS
-        elif show_defaults and option.default not in (None, "", False):
+        elif show_defaults and not (option.default is None or option.default is False or option.default == ""):
+            # by identity: `0 in (None, "", False)` is true, which hid every default of 0 (--shards, --per_owner_cap)
             kwargs["help"] = f"{kwargs.get('help', '')} (default: {option.default})"
         sections[option.group].add_argument(f"--{option.name}", **kwargs)
 
@@ -429,7 +430,7 @@ def validate(opts: PassOptions) -> list[str]:
         return [f"--{name} was given '--', which reads as the end of the flags, not as a value" for name in nothing]
     problems = []
     if opts.source == "yfcc" and not opts.input and not opts.carry_over:
-        problems.append("--input is required")
+        problems.append("--input is required (metadata files; or --source=flickr to read the Flickr API)")
     if opts.source == "flickr" and not (opts.min_upload_date and opts.max_upload_date):
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
     elif opts.source == "flickr":

@@ -23,6 +23,19 @@ def test_every_option_has_a_role_a_section_and_help():
         assert option.argparse_kwargs.get("help"), option.name
 
 
+def test_run_help_states_every_default_a_number_zero_included(capsys):
+    """The help left out every default equal to False, as `0 in (None, "", False)` is true: --shards and
+    --detect_threads showed none, while --images_per_shard showed its 5000."""
+    from pipeline.cli import main
+
+    main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for option in options.DECLARED:
+        if option.role is not Role.INTERNAL and isinstance(option.default, int | float) \
+                and not isinstance(option.default, bool):
+            assert f"(default: {option.default})" in shown.split(f"--{option.name} ", 2)[-1], option.name
+
+
 def test_derived_lists_nest_as_the_roles_say():
     assert set(options.INHERITED) <= set(options.RECORDED)
     assert set(options.SHAPES_BYTES) | set(options.SHAPES_DETECTION) <= set(options.INHERITED)
