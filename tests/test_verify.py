@@ -834,6 +834,20 @@ def test_verify_on_no_dataset_says_what_to_give_in_one_line_exit_2(release, tmp_
     assert main(["verify", str(release)]) == 0
 
 
+def test_verify_on_a_refresh_s_root_names_its_releases(release, tmp_path, capsys):
+    """Given the root a refresh writes releases under, verify said it held no published dataset and that a run stopped
+    while publishing is finished by the next run, which does not apply to a root; it names the releases to give."""
+    import shutil
+
+    for name in ("2026-10", "2026-11"):
+        shutil.copytree(release, tmp_path / "root" / "releases" / name)
+    assert main(["verify", str(tmp_path / "root")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "stopped while publishing" not in err, err
+    assert "is a refresh's root, which holds releases (2026-10, 2026-11)" in err
+    assert f"give one: {tmp_path / 'root' / 'releases' / '2026-11'}" in err
+
+
 def test_verify_of_an_intact_dataset_says_what_it_checked(release, capsys):
     """It printed 'RELEASE: OK' alone: nothing of how many files, photos and rows it vouched for."""
     totals = json.loads((Path(release) / "manifest.json").read_text())["totals"]

@@ -39,6 +39,12 @@ def _verify(release: str, previous: str = "") -> int:
             raise UsageError(f"{shown} is a file, not a dataset's folder; {WHAT_TO_GIVE}")
         if "://" not in release and not os.path.exists(release):
             raise UsageError(f"{shown} does not exist; {WHAT_TO_GIVE}")
+        listed = matching(FileSystems.join(release, "releases", "*", MANIFEST))
+        releases = sorted(path.split("/")[-2] for path in listed)
+        if releases:  # a refresh's root: told of a stopped run's publish, which does not apply to it
+            shown_releases = ", ".join(releases[-3:]) + (f" and {len(releases) - 3} more" if len(releases) > 3 else "")
+            raise UsageError(f"{shown} is a refresh's root, which holds releases ({shown_releases}), not a dataset; "
+                             f"give one: {FileSystems.join(shown, 'releases', releases[-1])}")
         raise UsageError(f"{shown} holds no manifest.json, so no published dataset (a run stopped while publishing "
                          f"is finished by the next run into the folder); {WHAT_TO_GIVE}")
     problems = list(verify(release, previous or None))
