@@ -215,5 +215,7 @@ def test_the_fixture_server_command_stopped_says_so_and_leaves_no_folder(tmp_pat
     finally:
         server.kill()
     assert server.returncode == 128 + signum and "Traceback" not in err, err
-    assert err.strip() == f"flickr fixture: stopped ({said}); the server is down and its credentials folder removed"
+    assert err.strip().splitlines() == ["flickr fixture: starting (its demo photographs are made first)",
+                                        f"flickr fixture: stopped ({said}); the server is down and its credentials "
+                                        "folder removed"]
     assert list(temporary.glob("pass-flickr-fixture-*")) == []
