@@ -834,6 +834,17 @@ def test_verify_on_no_dataset_says_what_to_give_in_one_line_exit_2(release, tmp_
     assert main(["verify", str(release)]) == 0
 
 
+def test_a_manifest_unreadable_once_checked_is_a_problem_not_ok_with_no_files(release, capsys, monkeypatch):
+    """The OK line reads the manifest again for its counts; gone or replaced in between (a folder being rewritten as it
+    is checked), verify said 'OK: 0 files as manifest.json lists them', exit 0."""
+    from pipeline.commands import verify as verify_command
+
+    monkeypatch.setattr(verify_command, "manifest_of", lambda _release: None)  # as it reads an unreadable one
+    assert main(["verify", str(release)]) == 1
+    out = capsys.readouterr().out
+    assert "manifest.json: unreadable once checked" in out and "OK" not in out and "1 problem(s)" in out, out
+
+
 def test_verify_on_a_refresh_s_root_names_its_releases(release, tmp_path, capsys):
     """Given the root a refresh writes releases under, verify said it held no published dataset and that a run stopped
     while publishing is finished by the next run, which does not apply to a root; it names the releases to give."""

@@ -47,18 +47,24 @@ def _verify(release: str, previous: str = "") -> int:
                              f"give one: {FileSystems.join(shown, 'releases', releases[-1])}")
         raise UsageError(f"{shown} holds no manifest.json, so no published dataset (a run stopped while publishing "
                          f"is finished by the next run into the folder); {WHAT_TO_GIVE}")
-    problems = list(verify(release, previous or None))
-    for problem in problems:
-        print(f"{problem.path}: {problem.message}")
-    print(f"{release}: {_checked(release) if not problems else f'{len(problems)} problem(s)'}")
+    problems = [f"{problem.path}: {problem.message}" for problem in verify(release, previous or None)]
+    checked = None if problems else _checked(release)
+    if not problems and checked is None:  # "OK: 0 files" was said of a dataset whose manifest went as it was checked
+        problems.append(f"{FileSystems.join(release, MANIFEST)}: unreadable once checked (changed while verify ran?)")
+    for line in problems:
+        print(line)
+    print(f"{release}: {checked or f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
 
 
-def _checked(release: str) -> str:
-    """'OK' with what was checked (a bare 'OK' left a newcomer guessing what it vouched for)."""
+def _checked(release: str) -> str | None:
+    """'OK' with what was checked (a bare 'OK' left a newcomer guessing what it vouched for); None when the manifest
+    can no longer be read."""
     # The one verify just found whole and well formed, read again as bounded: replaced since (by a pipe, a link to
     # /dev/zero), the read for this line hung or ran out of memory after every check had passed.
-    manifest = manifest_of(release) or {}
+    manifest = manifest_of(release)
+    if manifest is None:
+        return None
     totals, files = manifest.get("totals") or {}, manifest.get("files") or []
     said = f"OK: {len(files)} files as manifest.json lists them (size, sha256, records)"
     if all(isinstance(totals.get(key), int) for key in ("input_rows", "kept", "rejected")):
