@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -188,6 +189,20 @@ def test_a_release_never_records_a_relative_path_its_next_refresh_would_refuse(t
     assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={tmp_path}/x.tsv",
                  *given]) == 2
     assert "is a relative path; a release records it for the next refresh" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("key", ["blocklist", "review_decisions"])
+def test_a_takedown_list_or_decisions_given_as_a_pipe_is_refused_not_read_empty(tmp_path, capsys, key):
+    """`--blocklist=<(cmd)`: the refresh's fingerprint read the pipe whole (a writer that never stops: for good), then
+    the run read it again and found it empty, no takedown applied; and the release recorded /dev/fd/63 for the next
+    refresh. Refused in one line before anything reads it."""
+    pipe = tmp_path / "list.fifo"
+    os.mkfifo(pipe)
+    assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={tmp_path}/x.tsv",
+                 f"--{key}={pipe}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--{key}: '{pipe}' is no regular file (a pipe?)" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "root").exists()
 
 

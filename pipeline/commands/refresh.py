@@ -87,6 +87,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         if relative := release.relative_paths(key, str(getattr(given, key) or "")):
             raise UsageError(f"--{key}: {relative[0][:80]!r} is a relative path; a release records it for the next "
                              "refresh, which runs elsewhere: give it absolute")
+        if other := release.not_files(key, str(getattr(given, key) or "")):
+            raise UsageError(f"--{key}: {other[0][:80]!r} is no regular file (a pipe?): a refresh reads it twice (its "
+                             "fingerprint, then the run) and a release records it for the next refresh; give a file")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for)
     made_by = release.fingerprint(previous, name, argv, rest, models_for)
     if done:
