@@ -89,3 +89,23 @@ def test_a_lock_that_is_a_named_pipe_is_held_by_an_unknown_run_not_read_for_ever
         pytest.fail("taking the lock waited on the named pipe")
     assert len(outcome) == 1 and isinstance(outcome[0], OutputLocked), outcome
     assert "another run" in str(outcome[0])
+
+
+def test_a_lock_temporary_swapped_for_a_pipe_as_it_is_read_is_not_waited_on(tmp_path):
+    """A killed run's lock temporary is judged by its kind, then read: swapped for a named pipe in between, the read
+    waited for a writer for good (every run into the output hung taking its lock). It is read as a regular file
+    only, and anything else is no stale temporary of a run's (left as it is)."""
+    temporary = tmp_path / f"{lock.LOCK_TEMPORARY}x"
+    temporary.write_text("{}")
+    entry = next(os.scandir(tmp_path))  # judged a regular file here
+    temporary.unlink()
+    os.mkfifo(temporary)
+    judged: list[bool] = []
+    reader = threading.Thread(target=lambda: judged.append(lock._temporary_is_stale(entry, "here")), daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():
+        os.close(os.open(temporary, os.O_WRONLY | os.O_NONBLOCK))  # releases the reader stuck on the code before
+        reader.join(5)
+        pytest.fail("reading the lock temporary waited for a writer")
+    assert judged == [False]

@@ -121,8 +121,10 @@ def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
         return False
     if time.time() - entry.stat().st_mtime > STALE_TEMPORARY_SECONDS:
         return True
-    with open(entry.path, "rb") as handle:
-        holder = _parsed(handle.read(MAX_LOCK_BYTES))
+    try:  # read only as a regular file: one swapped for a named pipe since it was judged waited for a writer for good
+        holder = _parsed(read_regular_file(entry.path, MAX_LOCK_BYTES))
+    except ValueError:  # no regular file now, or larger than any lock: no temporary a run wrote
+        return False
     return holder is not None and holder.host == host and not _pid_alive(holder.pid)
 
 
