@@ -404,6 +404,12 @@ def test_stats_that_disagree_with_the_release_are_reported(demo_release, tmp_pat
     (copy / "stats.json").write_text("[]")
     reseal(copy)
     assert _problems(copy) == {("stats.json", "not the counts a run writes (input_rows, kept, rejections_by_stage)")}
+    # "kept" given twice, a wrong count first: Python keeps the last (the right one) and passed it; a reader keeping
+    # the first (the datasheet's, a mirror's) read 2 more photos kept
+    (copy / "stats.json").write_text(f'{{"kept": {stats["kept"] + 2}, ' + json.dumps(stats)[1:])
+    reseal(copy)
+    assert _problems(copy) == {("stats.json", 'gives the key "kept" twice in one object (readers differ on which '
+                                              'counts)')}
 
 
 @pytest.mark.parametrize("change", [("license: other", "license: cc0-1.0"),

@@ -471,8 +471,11 @@ def _stats_problems(path: str, data: bytes, totals: dict[str, Any],
     rejections) passed, and the datasheet states its figures. Its rejections by stage and reason against the
     rejections' own (`rejections`, their files' counts, when all were read): one tally of one collection makes both,
     and the totals alone let rejections move from one reason to another (a takedown made a fetch error)."""
-    try:
-        stats = json.loads(data.decode("utf-8"))
+    try:  # a key given twice is refused as in the manifest: a reader keeping the first saw other counts than verify
+        stats = json.loads(data.decode("utf-8"), object_pairs_hook=each_key_once)
+    except KeyTwice as err:
+        yield Problem(path, f"gives the key {err} twice in one object (readers differ on which counts)")
+        return
     except (ValueError, RecursionError) as err:
         yield Problem(path, f"not valid JSON: {_one_line(err)[:200]}")
         return
