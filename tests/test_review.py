@@ -128,6 +128,16 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read_and_a_file_without_th
             read(str(headless))
 
 
+@pytest.mark.parametrize("text", ["", "\n\n\n", "\r\n\r\n"], ids=["empty", "blank lines", "blank CRLF lines"])
+def test_a_decisions_file_of_no_header_says_so_at_its_first_line(tmp_path, text):
+    """An empty decisions file, or one of blank lines only, was refused as 'line 4: no photo_id or decision column
+    (its header: )', naming a line past its end and a header it does not have."""
+    given = tmp_path / "decisions.csv"
+    given.write_text(text)
+    with pytest.raises(ValueError, match=r"decisions.csv:1: no header row \(photo_id,decision,note,sha256\)"):
+        read_decisions(str(given))
+
+
 def test_the_loop_through_two_runs(tmp_path):
     """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
     in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it; run 3, after

@@ -135,6 +135,8 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
         f"{where(first)}: a row over {MAX_DECISION_LINE:,} characters (its lines {first}-{last} together)"))
     reader = csv.reader(lines, strict=True)
     header = _csv_rows(reader, lambda: next(reader, None), where, lines)
+    if header is None:  # named the line past its end, "no photo_id or decision column (its header: )"
+        raise ValueError(f"{where(1)}: no header row (photo_id,decision,note,sha256): the file is empty or blank")
     check_decision_columns(header, where(lines.first))
     lines.next_record()
     cell = _cells(header)
