@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -88,6 +89,19 @@ def test_verify_checks_a_releases_changelog_against_its_photos(demo_release, tmp
     assert ("changelog.json", f"1 photo ids it removes are still in the release, e.g. {kept[0]!r}") in written(bad)
 
 
+def _made_from(demo_release: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A previous release (the demo's) and one made from it whose changelog says it is unchanged, resealed."""
+    import shutil
+
+    previous, release = tmp_path / "r1", tmp_path / "r2"
+    shutil.copytree(demo_release, previous)
+    kept = release_r2(demo_release, release)
+    (release / "changelog.json").write_text(json.dumps(log(added=(), removed={}, unchanged=len(kept),
+                                                           previous=len(kept), release=len(kept))))
+    reseal(release)
+    return previous, release
+
+
 def test_against_the_previous_release_exactly_what_left_is_removed_and_what_came_is_added():
     """Given the previous release's photos (`verify --previous`), the changelog is what a mirror of that release deletes
     and adds: a photo gone from it but not listed as removed (a takedown a mirror would keep) is told, and so are the
@@ -124,12 +138,7 @@ def test_verify_previous_tells_a_photo_gone_from_the_previous_release_that_the_c
 
     from pipeline.cli import main
 
-    previous, release = tmp_path / "r1", tmp_path / "r2"
-    shutil.copytree(demo_release, previous)
-    kept = release_r2(demo_release, release)
-    (release / "changelog.json").write_text(json.dumps(log(added=(), removed={}, unchanged=len(kept),
-                                                           previous=len(kept), release=len(kept))))
-    reseal(release)
+    previous, release = _made_from(demo_release, tmp_path)
     assert main(["verify", str(release), "--previous", str(previous)]) == 0
     # The previous release held one photo more, which the changelog does not say was removed
     pq.write_table(pq.read_table(sorted((previous / "parquet").glob("*.parquet"))[0]).slice(0, 1).set_column(
@@ -153,17 +162,11 @@ def test_verify_previous_with_a_shard_it_cannot_read_says_which_and_still_lists_
     "Could not open Parquet input source '<Buffer>'", naming no file, and every problem found in the release itself
     went unsaid; a named pipe there blocked verify for good. It is one line naming the shard, beside the release's."""
     import os
-    import shutil
     import threading
 
     from pipeline.cli import main
 
-    previous, release = tmp_path / "r1", tmp_path / "r2"
-    shutil.copytree(demo_release, previous)
-    kept = release_r2(demo_release, release)
-    (release / "changelog.json").write_text(json.dumps(log(added=(), removed={}, unchanged=len(kept),
-                                                           previous=len(kept), release=len(kept))))
-    reseal(release)
+    previous, release = _made_from(demo_release, tmp_path)
     (release / "stats.json").write_text("{}")  # a problem of the release itself
     shard = sorted((previous / "parquet").glob("*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:100])
