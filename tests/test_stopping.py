@@ -579,3 +579,26 @@ def test_a_stop_another_thread_takes_stops_a_main_thread_blocked_in_a_wait(tmp_p
         process.kill()  # on the code before, it waited for good
     expected = "StopRequested" if signum == signal.SIGTERM else "KeyboardInterrupt"
     assert (status, output.strip()) == (3, f"stopped once: {expected}") and took < 5, (status, output, took)
+
+
+def test_a_block_leaves_the_wake_signal_as_it_found_it_for_the_processes_started_after_it(tmp_path):
+    """The signal that wakes the main thread (`WAKE_SIGNAL`) was left ignored once a block ended, and an ignored
+    signal, unlike a handled one, stays ignored across exec: every program the process started afterwards (pytest's
+    later commands, a caller that goes on after `main()`) began with it ignored. It is as it was once the block ends."""
+    process = start("""
+        import subprocess
+        from pipeline.io.stopping import WAKE_SIGNAL
+
+        signal.signal(WAKE_SIGNAL, signal.SIG_DFL)
+        ready()
+        for _ in range(3):
+            with StopSignals():
+                with StopSignals():
+                    pass
+        child = subprocess.run([sys.executable, "-c", "import signal, sys; "
+                                f"print(signal.getsignal({int(WAKE_SIGNAL)}).name)"],
+                               capture_output=True, text=True, check=True)
+        print(signal.getsignal(WAKE_SIGNAL).name, child.stdout.strip(), flush=True)
+        """, tmp_path)
+    status, output, _ = finish(process, within=30)
+    assert (status, output.strip()) == (0, "SIG_DFL SIG_DFL"), output

@@ -108,12 +108,16 @@ class _MainWaker:
         signal.set_wakeup_fd(-1)  # no signal's number is written any more: the relay reads what was, then its end
         os.close(self._write)
         self._thread.join(1)
-        if not self._thread.is_alive():  # else it still reads it: left open, as the process is ending anyway
-            os.close(self._read)
-        # A wake the relay sent as the block ended has been taken by now (the join's return delivered it); one sent
-        # later must not end the process, which WAKE_SIGNAL's default (a real-time signal's: terminate) would.
-        before = self._handler
-        signal.signal(WAKE_SIGNAL, signal.SIG_IGN if before in (None, signal.SIG_DFL) else before)
+        if self._thread.is_alive():
+            # It still reads: the pipe is left open, as the process is ending anyway, and so is the handler that does
+            # nothing, as a wake it sends later must not end the process, which WAKE_SIGNAL's default (a real-time
+            # signal's: terminate) would. Not SIG_IGN: an ignored signal stays ignored in every program started later.
+            return
+        os.close(self._read)
+        # Every wake the relay sent has been taken by now (the join's return delivered it), and none comes later:
+        # the signal is as it was (one a C library set, which Python cannot put back, keeps the one that does nothing).
+        if self._handler is not None:
+            signal.signal(WAKE_SIGNAL, self._handler)
 
     def _close_pipe(self) -> None:
         os.close(self._write)
