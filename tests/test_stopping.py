@@ -602,3 +602,40 @@ def test_a_block_leaves_the_wake_signal_as_it_found_it_for_the_processes_started
         """, tmp_path)
     status, output, _ = finish(process, within=30)
     assert (status, output.strip()) == (0, "SIG_DFL SIG_DFL"), output
+
+
+def test_a_ctrl_c_as_a_block_s_waker_closes_leaves_the_next_block_a_waker_of_its_own(tmp_path):
+    """A Ctrl-C that landed as a block's waker was closing (the block's handlers put back: Python's raises
+    KeyboardInterrupt) cut its close short and left it as the process's waker, its pipe closed: the next block used it,
+    so a stop another thread took no longer woke the main thread, and closed its pipe again at the end (EBADF, or a
+    file of the run's that had taken the number). Here a forked child holding the pipe keeps the close waiting for its
+    reader, which the Ctrl-C lands in."""
+    process = start("""
+        import threading
+
+        def take_the_signal(signum):
+            time.sleep(0.2)
+            signal.pthread_kill(threading.get_ident(), signum)  # this thread, not the main one, takes it
+
+        ready()
+        try:
+            with StopSignals():
+                child = os.fork()
+                if child == 0:
+                    time.sleep(3)
+                    os._exit(0)
+                main = threading.main_thread().ident
+                threading.Thread(target=lambda: (time.sleep(0.3), signal.pthread_kill(main, signal.SIGINT))).start()
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        try:
+            with StopSignals():
+                threading.Thread(target=take_the_signal, args=(signal.SIGTERM,), daemon=True).start()
+                threading.Event().wait(15)
+            print("not woken", flush=True)
+        except StopRequested:
+            print("stopped", flush=True)
+        os.kill(child, signal.SIGKILL)
+        """, tmp_path)
+    status, output, took = finish(process, within=30)
+    assert (status, output.split()) == (0, ["interrupted", "stopped"]) and took < 10, (output, took)

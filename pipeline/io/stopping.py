@@ -97,23 +97,29 @@ class _MainWaker:
         self._thread.start()
 
     def _relay(self) -> None:
-        while data := os.read(self._read, 64):  # b"" once `close` closed the writing end
-            if signal.SIGTERM in data or signal.SIGINT in data:
-                with contextlib.suppress(OSError, ValueError):  # the main thread gone: the process is ending
-                    signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
+        try:
+            while data := os.read(self._read, 64):  # b"" once `close` closed the writing end
+                if signal.SIGTERM in data or signal.SIGINT in data:
+                    with contextlib.suppress(OSError, ValueError):  # the main thread gone: the process is ending
+                        signal.pthread_kill(self._main, WAKE_SIGNAL)  # type: ignore[arg-type]
+        finally:
+            os.close(self._read)  # its own end, however the close that ended it went
 
     def close(self) -> None:
-        if self._thread is None:
+        # Once, however it ends: a Ctrl-C landing in the join (the block's handlers are put back by then, Python's
+        # raises KeyboardInterrupt) left the waker to the next block, its pipe closed, which woke nothing and closed
+        # the pipe's numbers again (EBADF, or a file that had taken one). The relay ends on its own.
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
         signal.set_wakeup_fd(-1)  # no signal's number is written any more: the relay reads what was, then its end
         os.close(self._write)
-        self._thread.join(1)
-        if self._thread.is_alive():
-            # It still reads: the pipe is left open, as the process is ending anyway, and so is the handler that does
-            # nothing, as a wake it sends later must not end the process, which WAKE_SIGNAL's default (a real-time
-            # signal's: terminate) would. Not SIG_IGN: an ignored signal stays ignored in every program started later.
+        thread.join(1)
+        if thread.is_alive():
+            # It still reads (a forked child holds the pipe): so is the handler that does nothing left, as a wake it
+            # sends later must not end the process, which WAKE_SIGNAL's default (a real-time signal's: terminate)
+            # would. Not SIG_IGN: an ignored signal stays ignored in every program started later.
             return
-        os.close(self._read)
         # Every wake the relay sent has been taken by now (the join's return delivered it), and none comes later:
         # the signal is as it was (one a C library set, which Python cannot put back, keeps the one that does nothing).
         if self._handler is not None:
@@ -179,8 +185,8 @@ class StopSignals:
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         global _waker
         if _open_blocks == 0 and _waker is not None and threading.current_thread() is threading.main_thread():
-            _waker.close()
-            _waker = None
+            waker, _waker = _waker, None  # not left to the next block if a Ctrl-C cuts its close short
+            waker.close()
         # Stopped (here, or in a block inside this one: the run's, inside the demo's): the job's threads may fail still.
         if self._excepthook is not None and not _STOPPED.is_set():
             threading.excepthook = self._excepthook
