@@ -202,7 +202,8 @@ def test_a_takedown_list_or_decisions_given_as_a_pipe_is_refused_not_read_empty(
     assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={tmp_path}/x.tsv",
                  f"--{key}={pipe}"]) == 2
     err = capsys.readouterr().err
-    assert f"--{key}: '{pipe}' is no regular file (a pipe?)" in err and len(err.strip().splitlines()) == 1, err
+    assert f"--{key}: '{str(pipe)[:80]}' is no regular file (a pipe?)" in err, err  # a path is shown to 80 characters
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "root").exists()
 
 
