@@ -29,7 +29,9 @@ class BadURL(ValueError):
     """A URL refused before any request is made; the message says why."""
 
 
-def _character_problem(url: str) -> str:
+def character_problem(url: str) -> str:
+    """Why a URL's characters make it ambiguous ("" when none do): checked on a redirect's raw Location header too,
+    before urljoin quietly drops its tabs and newlines."""
     if not _PRINTABLE_ASCII.fullmatch(url):
         return "space, control or non-ASCII character in URL"
     if "\\" in url:
@@ -45,7 +47,7 @@ def parse_fetch_url(url: str) -> tuple[str, str, int | None]:
     outright (BadURL) rather than guessed at: backslashes, user info, odd characters, and what
     still parses differently after that.
     """
-    problem = _character_problem(url)
+    problem = character_problem(url)
     if problem:
         raise BadURL(problem)
     try:

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from urllib3.exceptions import IncompleteRead, ProtocolError
 
-from pipeline.io.fetch_urls import _character_problem, host_allowed, is_placeholder, url_problem
+from pipeline.io.fetch_urls import character_problem, host_allowed, is_placeholder, url_problem
 from pipeline.io.http_deadline import Deadline, DeadlineAdapter, deadline_scope
 from pipeline.io.pacing import Pacer
 
@@ -328,7 +328,7 @@ class Fetcher:
             raise _Stop("bad_redirect", f"HTTP {response.status_code} without a Location header")
         # urljoin quietly drops tabs and newlines, so the raw header is checked first; it raises on a bracket
         # left open ("http://[::1/x.jpg").
-        problem = _character_problem(location)
+        problem = character_problem(location)
         try:
             target = urljoin(url, location)
         except ValueError as err:
