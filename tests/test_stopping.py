@@ -639,3 +639,41 @@ def test_a_ctrl_c_as_a_block_s_waker_closes_leaves_the_next_block_a_waker_of_its
         """, tmp_path)
     status, output, took = finish(process, within=30)
     assert (status, output.split()) == (0, ["interrupted", "stopped"]) and took < 10, (output, took)
+
+
+def test_a_stop_landing_as_a_block_sets_its_handlers_leaves_no_block_open(tmp_path):
+    """A SIGTERM whose handler ran inside `__enter__` (set for SIGTERM, SIGINT not yet) raised out of it, so `__exit__`
+    never ran: the block stayed counted open, its handlers set, and in a process going on (a notebook, a test run) the
+    next block's first stop was taken as a second one, the process ended at once with no cleanup."""
+    process = start("""
+        import pipeline.io.stopping as stopping
+
+        ready()
+        real = signal.signal
+
+        def setting(signum, handler):  # the SIGTERM comes just as SIGINT's handler is to be set
+            if signum == signal.SIGINT and handler != signal.SIG_IGN and getattr(handler, "__self__", None):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)  # its handler, now StopSignals', runs here
+            return real(signum, handler)
+
+        signal.signal = setting
+        try:
+            with StopSignals():
+                pass
+        except StopRequested:
+            pass
+        signal.signal = real
+        print("open blocks:", stopping._open_blocks, flush=True)
+        try:
+            with StopSignals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        except StopRequested:
+            print("a first stop", flush=True)
+        """, tmp_path)
+    try:
+        status, output, _ = finish(process, within=30)
+    finally:
+        process.kill()
+    assert (status, output.strip().splitlines()) == (0, ["open blocks: 0", "a first stop"]), (status, output)

@@ -157,19 +157,29 @@ class StopSignals:
             _STOPPED.clear()
         _open_blocks += 1
         if threading.current_thread() is threading.main_thread():
-            global _waker
-            if outermost and _waker is None:
-                _waker = _MainWaker()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                # An ignored signal stays ignored: a shell starts background jobs (`cmd &` in a script) and nohup
-                # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
-                if signal.getsignal(signum) != signal.SIG_IGN:
-                    self._previous[signum] = signal.signal(signum, self._on_signal)
-            hook = threading.excepthook
-            while outermost and isinstance(stale := getattr(hook, "__self__", None), StopSignals):
-                hook = stale._excepthook or threading.__excepthook__  # left by a stopped block, which ended
-            self._excepthook, threading.excepthook = hook, self._thread_failed
+            try:
+                self._take_signals(outermost)
+            except BaseException:
+                # A stop whose handler ran here (SIGTERM's set, SIGINT's not yet) raised out of `__enter__`, and a
+                # `with` runs no `__exit__` then: the block stayed counted open, its handlers set, and a process going
+                # on took its next block's first stop for a second one (ended at once, no cleanup). Left as entered.
+                self.__exit__(*sys.exc_info())
+                raise
         return self
+
+    def _take_signals(self, outermost: bool) -> None:
+        global _waker
+        if outermost and _waker is None:
+            _waker = _MainWaker()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # An ignored signal stays ignored: a shell starts background jobs (`cmd &` in a script) and nohup
+            # its command with SIGINT ignored, and a Ctrl-C meant for the foreground must not stop them.
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        hook = threading.excepthook
+        while outermost and isinstance(stale := getattr(hook, "__self__", None), StopSignals):
+            hook = stale._excepthook or threading.__excepthook__  # left by a stopped block, which ended
+        self._excepthook, threading.excepthook = hook, self._thread_failed
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
         global _open_blocks
