@@ -366,6 +366,32 @@ def test_a_photo_whose_image_differs_between_formats_is_reported(demo_release, t
     assert _problems(copy) == {("webdataset", f"1 photos whose image differs from parquet's, e.g. {photo_id}")}
 
 
+def test_a_sample_s_metadata_giving_a_key_twice_is_reported(demo_release, tmp_path):
+    """A tar resealed with a sample's JSON giving "sha256" twice (first another image's, which a reader keeping the
+    first key takes, then its own, which Python keeps) passed verify: Python's reading matched the image."""
+    import tarfile
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "webdataset").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+    metadata_member, metadata = members[1]
+    rebuilt = io.BytesIO()
+    with tarfile.open(fileobj=rebuilt, mode="w") as tar:
+        for member, payload in members:
+            if member is metadata_member:
+                payload = b'{"sha256": "' + b"0" * 64 + b'", ' + metadata.lstrip()[1:]
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    shard.write_bytes(rebuilt.getvalue())
+    reseal(copy)
+    photo_id = metadata_member.name.partition(".")[0]
+    assert _problems(copy) == {
+        ("webdataset", f"1 photos whose credit differs from attribution's, e.g. {photo_id}"),
+        (shard.relative_to(copy).as_posix(), "1 records not as a run writes them (an image that does not hash to the "
+                                             f"sha256 beside it, a stray or unpaired member), e.g. {photo_id}")}
+
+
 def test_an_attribution_crediting_a_kept_photo_otherwise_is_reported(demo_release, tmp_path):
     """An ATTRIBUTION.csv resealed with a kept photo's licence URL (or creator, title, page) changed, its ids left as
     they were, passed verify: the file CC BY asks redistributors to follow credited the photo otherwise than its

@@ -24,6 +24,7 @@ from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
+from pipeline.release.json_keys import each_key_once
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 
@@ -130,9 +131,9 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:
-    try:
-        metadata = json.loads(payload)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than Python recurses
+    try:  # a key given twice is none of a run's (Python keeps the last, other readers the first)
+        metadata = json.loads(payload, object_pairs_hook=each_key_once)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested deeper than Python recurses, a key twice
         return {}
     return metadata if isinstance(metadata, dict) else {}
 
