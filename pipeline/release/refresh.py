@@ -131,23 +131,23 @@ _NOT_PATHS = {"fusion": ("default", "none")}
 def relative_paths(key: str, value: str) -> list[str]:
     """The relative local paths an inherited option names: recorded as typed, they would be read from wherever the
     next refresh runs (another takedown list, or an old copy of it, without a word)."""
-    if key not in _INHERITED_PATHS:
-        return []
-    items = split_list(value) if _INHERITED_PATHS[key] else [value] if value else []  # empty: no file
-    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item
-            and not posixpath.isabs(item) and not os.path.isabs(item)]
+    return [item for item in _local_items(key, value) if not posixpath.isabs(item) and not os.path.isabs(item)]
 
 
 def not_files(key: str, value: str) -> list[str]:
     """The local paths an inherited option names that are no regular file (nor, for --decontaminate, a folder): a
     pipe (`--blocklist=<(cmd)`, /dev/fd/63) is read once for the refresh's fingerprint, which took what it held, and
     the run then read it empty (no takedown applied); and the next refresh, inheriting the path, reads it again."""
+    return [item for item in _local_items(key, value) if os.path.exists(item) and not os.path.isfile(item)
+            and not (key == "decontaminate" and os.path.isdir(item))]
+
+
+def _local_items(key: str, value: str) -> list[str]:
+    """The paths on this machine an inherited option's value names (none for other options or object stores)."""
     if key not in _INHERITED_PATHS:
         return []
-    items = split_list(value) if _INHERITED_PATHS[key] else [value] if value else []
-    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item
-            and os.path.exists(item) and not os.path.isfile(item)
-            and not (key == "decontaminate" and os.path.isdir(item))]
+    items = split_list(value) if _INHERITED_PATHS[key] else [value] if value else []  # empty: no file
+    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item]
 
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
