@@ -677,3 +677,42 @@ def test_a_stop_landing_as_a_block_sets_its_handlers_leaves_no_block_open(tmp_pa
     finally:
         process.kill()
     assert (status, output.strip().splitlines()) == (0, ["open blocks: 0", "a first stop"]), (status, output)
+
+
+def test_a_stop_landing_as_a_block_puts_its_handlers_back_leaves_none_of_them_set(tmp_path):
+    """A Ctrl-C whose handler ran inside `__exit__` (SIGTERM's handler put back, SIGINT's not yet) raised out of it,
+    leaving SIGINT's handler the block's: the process's next Ctrl-C, outside any block (a notebook, a test run going
+    on), was taken as a second stop and ended the process at once, with no cleanup."""
+    process = start("""
+        real = signal.signal
+        armed = [True]
+
+        def setting(signum, handler):  # the Ctrl-C comes just as SIGTERM's handler has been put back
+            previous = real(signum, handler)
+            if armed[0] and signum == signal.SIGTERM and not getattr(handler, "__self__", None):
+                armed[0] = False
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)  # its handler, still StopSignals' for SIGINT, runs here
+            return previous
+
+        ready()
+        signal.signal = setting
+        try:
+            with StopSignals():
+                pass
+            print("not stopped", flush=True)
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        signal.signal = real
+        print("SIGINT:", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("a plain Ctrl-C", flush=True)
+        """, tmp_path)
+    try:
+        status, output, _ = finish(process, within=30)
+    finally:
+        process.kill()
+    assert (status, output.strip().splitlines()) == (0, ["stopped", "SIGINT: True", "a plain Ctrl-C"]), (status, output)

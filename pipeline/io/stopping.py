@@ -149,6 +149,8 @@ class StopSignals:
         self._previous: dict[int, object] = {}
         self._stopped = threading.Event()  # set with `requested`, for threads
         self._excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
+        self._leaving = False
+        self._held: int | None = None  # a first stop that landed as the block was being left (`__exit__`)
 
     def __enter__(self) -> StopSignals:
         global _open_blocks
@@ -183,8 +185,13 @@ class StopSignals:
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
         global _open_blocks
+        # A first stop landing from here on is raised once the block is left (below): raised where it landed, before
+        # the handlers were put back, it left SIGINT's or SIGTERM's set to this block's, so that the process's next
+        # Ctrl-C (a notebook, a test run going on) was taken as a second stop and ended it at once, with no cleanup.
+        self._leaving = True
         _open_blocks -= 1
-        if self.requested is not None:
+        released = self.requested is not None
+        if released:
             # A stop that landed while the lock was being taken (after it was linked, before the `with` held it) or
             # released (before its delete) left it behind: inside a published release (a refresh stopped as it
             # released its lock), a file no manifest lists, which verify refused, and with it every later refresh
@@ -201,6 +208,10 @@ class StopSignals:
         if self._excepthook is not None and not _STOPPED.is_set():
             threading.excepthook = self._excepthook
         # Raised inside a transform, the stop reaches here as the job's failure; it is still the stop asked for.
+        if self._held is not None:
+            if not released:
+                self._release_quietly()
+            raise _stop(self._held) from err
         if self.requested is not None and isinstance(err, Exception):
             raise _stop(self.requested) from err
 
@@ -247,6 +258,9 @@ class StopSignals:
         threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
         if _making:  # a folder being made, not yet recorded: `local_folder` raises the stop once it is
             _held.append(signum)
+            return
+        if self._leaving:  # its handlers are being put back: `__exit__` raises the stop once they are
+            self._held = signum
             return
         raise _stop(signum)
 
