@@ -49,12 +49,11 @@ from pipeline.flickr.credentials import CredentialsError, load_credentials
 from pipeline.flickr.licenses import CANONICAL, LICENSES
 from pipeline.flickr.sizes import BY_EXTRA, RESIZED, smallest_covering
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
-from pipeline.sources import fields
+from pipeline.sources import STAGE, fields
 from pipeline.sources.fields import MAX_URL_CHARS, BadField
 from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, reject
 
-STAGE = "read"
 # Every whole-photo copy by its documented extra name (flickr.sizes): an entry lists only the copies the
 # photo has (no 800 px copy before March 2012, ...), and the source picks among those.
 _SIZE_EXTRAS = tuple(size.extra for size in RESIZED)

@@ -25,8 +25,8 @@ from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.files import files_to_read, refuse_other_than_a_file, size_and_kind
 from pipeline.records import Rejection
+from pipeline.sources import STAGE
 
-STAGE = "read"
 # A YFCC line is under 10 KB; 64 KiB leaves room for long descriptions and bounds what one line costs.
 MAX_LINE_BYTES = 64 * 1024
 _SKIP_CHUNK = 64 * 1024  # how much of a too-long line is read (and dropped) at a time

@@ -18,10 +18,8 @@ import pyarrow as pa
 
 from pipeline.flickr.licenses import canonical_license
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id, is_utf8_text, value_kind
-from pipeline.sources import fields
+from pipeline.sources import STAGE, fields
 from pipeline.sources.input_files import BROKEN_FILE_ERRORS, MAX_LINE_BYTES
-
-STAGE = "read"
 
 FORMATS = ("csv", "tsv", "tsv_plain", "parquet", "jsonl")
 # Our fields, in the order a row is checked: the id first, so that later problems name the photo.

@@ -20,7 +20,7 @@ from pipeline.flickr.licenses import canonical_license
 from pipeline.io.files import NotAFile
 from pipeline.options import INPUT_FORMATS
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
-from pipeline.sources import fields
+from pipeline.sources import STAGE, fields
 from pipeline.sources.fields import BadField
 from pipeline.sources.input_files import (
     BROKEN_FILE_ERRORS,
@@ -31,8 +31,6 @@ from pipeline.sources.input_files import (
 )
 from pipeline.sources.row_bound import bounded_rows
 from pipeline.stage import KEPT, REJECTED, StageOutput, apply_stage, reject
-
-STAGE = "read"
 
 # The 25-column layout of the public dump; the original 23-column one lacks line number and hash.
 COLUMNS_25 = (
