@@ -177,6 +177,36 @@ def test_a_stopped_run_cancels_its_remote_job_and_a_finished_one_is_left_alone(t
     assert status == EXIT_STATUS and (tmp_path / "cancelled").read_text() == "x", output
 
 
+@pytest.mark.parametrize("answers", [True, False])
+def test_a_remote_job_s_cancel_is_waited_for_past_the_grace_and_only_so_long(tmp_path, answers):
+    """The grace (5 s, under docker stop's 10) ended a stopped launcher in the middle of its cancel request when the
+    job's API was slow to answer: the remote job went on, billed, its output never published. The cancel is waited
+    for up to CANCEL_S past the grace; one that never answers ends the process then, saying to cancel the job."""
+    process = start(f"""
+        import pipeline.io.stopping as stopping
+        stopping.CANCEL_S = 3.0
+
+        class RemoteJob:
+            def wait_until_finish(self):
+                ready()
+                time.sleep(3600)
+            def cancel(self):
+                time.sleep(1.0 if {answers} else 3600)  # past the grace, 0.2 s
+                open("cancelled", "w").close()
+
+        with StopSignals(grace_s=0.2) as stop, stop.job():
+            stop.wait(RemoteJob())
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=30)
+    assert status == EXIT_STATUS, output
+    if answers:
+        assert (tmp_path / "cancelled").exists() and "did not" not in output, output
+    else:
+        assert not (tmp_path / "cancelled").exists() and took < 10, (output, took)
+        assert "the remote job's cancel did not answer within 3.2 s (cancel it where it runs)" in output, output
+
+
 def test_a_signal_the_process_ignores_stays_ignored(tmp_path):
     """A shell starts a script's background jobs (`pass-pipeline run ... &`) with SIGINT ignored, nohup too: a Ctrl-C
     meant for the foreground stopped them once the run set its own handler."""

@@ -42,6 +42,9 @@ INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
 STOP_NOTICED_S = 0.5  # how long a failing thread waits for the stop that may have caused it to be noticed
 SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
+# How long past the grace a remote job's cancel request (Dataflow's API) is waited for: ended by the grace mid-request,
+# the launcher left the job running elsewhere, billed, its output never published.
+CANCEL_S = 60.0
 # Sent to the main thread to wake it when another thread took a stop (`_MainWaker`); its handler does nothing.
 WAKE_SIGNAL = signal.SIGRTMIN + 2
 
@@ -150,6 +153,7 @@ class StopSignals:
         self._stopped = threading.Event()  # set with `requested`, for threads
         self._excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
         self._leaving = False
+        self._cancelling = False  # a remote job's cancel request is in flight (`wait`)
         self._held: int | None = None  # a first stop that landed as the block was being left (`__exit__`)
 
     def __enter__(self) -> StopSignals:
@@ -233,11 +237,14 @@ class StopSignals:
             result.wait_until_finish()
         except BaseException:
             if self.requested is not None:
+                self._cancelling = True  # the grace waits for it (`_watch`), up to CANCEL_S more
                 try:
                     result.cancel()
                 except Exception as err:  # a runner that cannot cancel, a job already ended: the stop goes on
                     print(f"pass-pipeline: the job could not be cancelled ({type(err).__name__}); cancel it where it "
                           "runs", file=sys.stderr, flush=True)
+                finally:
+                    self._cancelling = False
             raise
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -269,6 +276,8 @@ class StopSignals:
             return
         end_workers()
         if self._job_left.wait(self._grace_s):
+            return
+        if self._cancelling and self._job_left.wait(CANCEL_S):  # a remote job being cancelled: ending now leaves it
             return
         self._abandon()
 
@@ -309,8 +318,10 @@ class StopSignals:
         _remove_folders()  # Beam's pipeline temp folder: the job's own `finally`, which removes it, never runs now
         note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
-        print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); the job did not stop within {self._grace_s:g} "
-              f"s: ended{note}", file=sys.stderr, flush=True)
+        what = (f"the remote job's cancel did not answer within {self._grace_s + CANCEL_S:g} s (cancel it where it "
+                "runs)" if self._cancelling else f"the job did not stop within {self._grace_s:g} s")
+        print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); {what}: ended{note}", file=sys.stderr,
+              flush=True)
         os._exit(128 + signum)
 
 
