@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.commands.demo import demo
@@ -54,8 +55,16 @@ def aftermath(stopped: BaseException) -> str:
                    "into the output finishes")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too: they take its class), but a missing or bad argument is the one line
+    and exit 2 every other usage error is, naming the command's help, not argparse's usage line and then its error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
+    parser = _OneLineParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pass-pipeline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "STORE, to run it again with the decisions on its review/ folder, or --detectors=none).",
         help="run the whole job on the bundled demo world")
     demo_cmd.add_argument("--output", default="demo-output", help="where the demo dataset goes")
-    args, rest = parser.parse_known_args(argv)
     try:
+        args, rest = parser.parse_known_args(argv)
         level, rest = log_level(rest)
     except UsageError as err:  # before logging is set up, but the same one line and exit 2 as any usage error
         print(f"pass-pipeline: error: {err}", file=sys.stderr)

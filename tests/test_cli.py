@@ -54,6 +54,11 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=y", "--max_side=abc"], "argument --max_side: 'abc' is no whole number"),
     (["run", "--input=x", "--output=y", "--verify_license=maybe"], "argument --verify_license"),
     (["refresh", "--output=y", "--shards=1e3"], "argument --shards: '1e3' is no whole number"),
+    # argparse's own errors: its usage line, then the error, two lines where every other usage error is one
+    (["verify"], "the following arguments are required: release (see `pass-pipeline verify --help`)"),
+    (["review", "apply", "decisions.csv"], "required: --store (see `pass-pipeline review apply --help`)"),
+    ([], "the following arguments are required: COMMAND (see `pass-pipeline --help`)"),
+    (["evaluate", "--split"], "argument --split: expected one argument"),
 ])
 def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
