@@ -417,6 +417,17 @@ def upload_window(min_date: str, max_date: str) -> tuple[int, int]:
     return low, high
 
 
+def _unfinished(high: int, max_date: str, now: float | None = None) -> list[str]:
+    """A window that ends after the launch takes uploads not made yet: the same command (a rerun, a refresh retried
+    the next day, which its record then took for the same refresh) gave another dataset later."""
+    now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+    if high <= now:
+        return []
+    yesterday = (dt.datetime.fromtimestamp(now, dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    return [f"--max_upload_date {max_date.strip()[:40]} ends after now: uploads not made yet would make the same "
+            f"command give another dataset later; the last whole day is {yesterday} (UTC)"]
+
+
 GLOB_CHARACTERS = ("*", "?", "[", "]")
 _CONTACT = re.compile(r"https?://[!-~]{1,300}")
 
@@ -435,7 +446,8 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append("--source=flickr needs --min_upload_date and --max_upload_date")
     elif opts.source == "flickr":
         try:
-            upload_window(opts.min_upload_date, opts.max_upload_date)
+            problems.extend(_unfinished(upload_window(opts.min_upload_date, opts.max_upload_date)[1],
+                                        opts.max_upload_date))
         except ValueError as err:
             problems.append(str(err))
     if opts.input_format != "yfcc" and opts.source != "yfcc":

@@ -1,6 +1,8 @@
 """Each option's one role, and the lists every other module derives from it."""
 
+import datetime as dt
 import json
+import time
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -88,6 +90,22 @@ def test_an_upload_window_that_is_no_window_is_refused_naming_the_flag(low, high
     given = PipelineOptions(["--source=flickr", f"--min_upload_date={low}", f"--max_upload_date={high}",
                              "--output=y"]).view_as(PassOptions)
     assert [p for p in options.validate(given) if problem in p], options.validate(given)
+
+
+def test_an_upload_window_that_ends_after_now_is_refused_naming_the_last_whole_day():
+    """A window ending in the future (a typo's year, today) takes uploads not made yet: the same command gave another
+    dataset later, and a refresh retried the next day was taken for the same refresh by its record."""
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    for high in (today.isoformat(), "2999-01-01", str(int(time.time()) + 3600)):
+        given = PipelineOptions(["--source=flickr", "--min_upload_date=2020-09-13", f"--max_upload_date={high}",
+                                 "--output=y"]).view_as(PassOptions)
+        assert options.validate(given) == [
+            f"--max_upload_date {high} ends after now: uploads not made yet would make the same command give another "
+            f"dataset later; the last whole day is {yesterday} (UTC)"]
+    given = PipelineOptions(["--source=flickr", "--min_upload_date=2020-09-13", f"--max_upload_date={yesterday}",
+                             "--output=y"]).view_as(PassOptions)
+    assert options.validate(given) == []
 
 
 def test_a_day_is_inclusive_and_seconds_exact():
