@@ -103,7 +103,7 @@ def _verify_streams_from_gcs(gcs, manifest, monkeypatch):
     import pipeline.release.verify as verify_module
 
     largest: dict[str, int] = {}
-    real_open = verify_module.open_reader
+    real_open = verify_module.open_regular_file
 
     def recorded(path):
         handle = real_open(path)
@@ -117,7 +117,7 @@ def _verify_streams_from_gcs(gcs, manifest, monkeypatch):
         handle.read = read_recorded
         return handle
 
-    monkeypatch.setattr(verify_module, "open_reader", recorded)
+    monkeypatch.setattr(verify_module, "open_regular_file", recorded)
     release = f"gs://{BUCKET}/release"
     assert list(verify_module.verify(release)) == []
     streamed = {entry["path"]: entry["bytes"] for entry in manifest["files"]

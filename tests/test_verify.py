@@ -143,9 +143,10 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
                *(_listed(folder, path, b"secret") for path in bad_paths)]
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
-    real_open = pipeline.release.verify.open_reader
+    real_open = pipeline.release.verify.open_regular_file
     real_read = pipeline.release.verify.read_regular_file  # the manifest's read
-    monkeypatch.setattr(pipeline.release.verify, "open_reader", lambda path: read.append(path) or real_open(path))
+    monkeypatch.setattr(pipeline.release.verify, "open_regular_file",
+                        lambda path: read.append(path) or real_open(path))
     monkeypatch.setattr(pipeline.release.verify, "read_regular_file",
                         lambda path, limit=None: read.append(path) or real_read(path, limit))
     problems = list(verify(str(folder)))
@@ -211,8 +212,8 @@ def test_a_listed_file_that_is_no_regular_file_or_not_its_size_is_not_read(relea
     _edit_manifest(copy, lambda m: m["files"].extend([{"path": "notes.txt", "bytes": 0, "sha256": "0" * 64},
                                                        _listed(copy, "huge.bin", b"\0" * 10)]))
     read = []
-    real_open = verify_module.open_reader
-    monkeypatch.setattr(verify_module, "open_reader", lambda path: (read.append(path), real_open(path))[1])
+    real_open = verify_module.open_regular_file
+    monkeypatch.setattr(verify_module, "open_regular_file", lambda path: (read.append(path), real_open(path))[1])
     problems = _problems(copy)
     assert ("notes.txt", "a named pipe, not a regular file; not read") in problems
     assert ("huge.bin", "1000 bytes, manifest says 10; not read") in problems
@@ -501,13 +502,16 @@ def _release_of(folder: Path, photos: list, formats: list[str]) -> Path:
 
 
 def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict[str, int], int]:
-    """verify's problems, the largest single read of each file it opened (every read of every handle
-    FileSystems.open gave it, whatever reads it), and its peak of Python memory (tracemalloc)."""
+    """verify's problems, the largest single read of each file it opened (every read of every handle it opened a
+    file with, `open_regular_file` or FileSystems.open, whatever reads it), and its peak of Python memory
+    (tracemalloc)."""
 
     from apache_beam.io.filesystems import FileSystems
 
+    import pipeline.release.verify as verify_module
+
     largest: dict[str, int] = {}
-    real_open = FileSystems.open
+    real_open, real_open_regular = FileSystems.open, verify_module.open_regular_file
 
     class Recorded:
         def __init__(self, path: str, handle) -> None:
@@ -529,6 +533,7 @@ def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict
 
     monkeypatch.setattr(FileSystems, "open",
                         staticmethod(lambda path, *args, **kwargs: Recorded(path, real_open(path, *args, **kwargs))))
+    monkeypatch.setattr(verify_module, "open_regular_file", lambda path: Recorded(path, real_open_regular(path)))
     problems, peak = traced_peak(lambda: list(verify(str(folder))))
     return problems, {Path(path).relative_to(folder).as_posix(): n for path, n in largest.items()}, peak
 
@@ -547,7 +552,7 @@ def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
     problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
     shard = min((folder / fmt / name).stat().st_size for fmt, name in (
         ("webdataset", "pass-00000-of-00001.tar"), ("tfrecord", "pass-00000-of-00001.tfrecord")))
-    # (manifest.json is read as a regular file, a MiB at a time: io/files.read_regular_file, not FileSystems.open)
+    # (manifest.json is read whole, a MiB at a time, bounded: io/files.read_regular_file, not through these handles)
     assert problems == [] and set(largest) == {"ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
                                                "tfrecord/pass-00000-of-00001.tfrecord"}
     member = len(images[0])
@@ -1252,3 +1257,75 @@ def test_a_manifest_replaced_by_a_named_pipe_as_it_is_read_is_one_line_not_a_han
     checking.join(timeout=60)
     assert found == [{("manifest.json", f"manifest.json changed as it was read ({manifest} is no regular file); not "
                                         "read")}]
+
+
+def _in_a_thread(check, pipe: Path, timeout: float = 30) -> list:
+    """[`check()`'s result], or [] when it did not end within `timeout` (it waits on the named pipe `pipe`, which is
+    then opened for writing and closed, so that the waiting read gets its end and the thread ends)."""
+    import threading
+
+    found: list = []
+    checking = threading.Thread(target=lambda: found.append(check()), daemon=True)
+    checking.start()
+    checking.join(timeout=timeout)
+    if not checking.is_alive():
+        return found
+    if pipe.exists():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        checking.join(timeout=timeout)
+    return []
+
+
+@pytest.mark.parametrize("replacement", ["a named pipe", "another shard"])
+def test_a_listed_file_replaced_once_hashed_is_parsed_as_hashed_not_opened_again(demo_release, tmp_path, monkeypatch,
+                                                                                  replacement):
+    """A listed file was hashed, then opened again to be parsed: replaced in between by a named pipe (nothing writes
+    it), verify waited for a writer for good; replaced by another file, it read that one's bytes, not those it had
+    hashed. It is opened once, and its bytes are hashed and parsed through that one handle: what was hashed is what is
+    parsed, and the release as it was when the file was opened is intact."""
+    from pipeline.io.files import HashingReader
+
+    copy = _copy(demo_release, tmp_path)
+    shard, other = sorted((copy / "tfrecord").glob("*.tfrecord"))[:2]
+    inode, replaced = shard.stat().st_ino, []
+    real = HashingReader.finish
+
+    def then_replaced(self):
+        result = real(self)
+        if not replaced and os.fstat(self._handle.fileno()).st_ino == inode:  # its bytes hashed: replaced now
+            replaced.append(shard.name)
+            if replacement == "a named pipe":
+                shard.unlink()
+                os.mkfifo(shard)
+            else:
+                os.replace(shutil.copy(other, tmp_path / "other"), shard)
+        return result
+
+    monkeypatch.setattr(HashingReader, "finish", then_replaced)
+    assert _in_a_thread(lambda: _problems(copy), shard) == [set()]
+    assert replaced == [shard.name]
+
+
+def test_a_listed_file_replaced_by_a_named_pipe_after_its_kind_was_taken_is_one_line_not_a_hang(demo_release,
+                                                                                                  tmp_path,
+                                                                                                  monkeypatch):
+    """A listed file's kind was taken (a regular file), then it was opened as any file: replaced by a named pipe in
+    between, verify waited for a writer for good (as it did for the manifest). It is opened without waiting and judged
+    by what was opened."""
+    import pipeline.release.verify as checks
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "tfrecord").glob("*.tfrecord"))[0]
+    real = checks.size_and_kind
+
+    def then_replaced(path: str):
+        found = real(path)
+        if path == str(shard):
+            shard.unlink()
+            os.mkfifo(shard)  # nothing ever writes it
+        return found
+
+    monkeypatch.setattr(checks, "size_and_kind", then_replaced)
+    found = _in_a_thread(lambda: _problems(copy), shard)
+    relative = shard.relative_to(copy).as_posix()
+    assert found and (relative, f"changed as it was read ({shard} is no regular file); not read") in found[0], found

@@ -123,25 +123,37 @@ def _read_at_most(handle: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+def open_regular_file(path: str) -> BinaryIO:
+    """`open_reader` of a file that must be a regular one (a release's file, a publish plan, a manifest): on a local
+    disk it is opened without waiting and judged by what was opened, so a named pipe, a device or a folder (through a
+    link too, or put in the file's place since it was looked at) is a ValueError, never a wait for a writer that does
+    not come. The handle is that file's for as long as it is open, whatever is put under its name meanwhile: read
+    twice through it (hashed, then parsed), a file is read twice as one. Object stores hold only files."""
+    if "://" in path:
+        return open_reader(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno != errno.ENXIO:
+            raise
+        raise ValueError(f"{path} is no regular file") from None  # a socket: it cannot be opened at all
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"{path} is no regular file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def read_regular_file(path: str, limit: int | None = None) -> bytes:
     """`read_bytes` of a file a run wrote (a publish plan, a manifest): on a local disk, only a regular file is read,
     anything else (a named pipe, a device, through a link too) is a ValueError, as a file that is no such plan. A named
-    pipe read as a file waited for a writer that never came: the command hung for good. Opened without waiting, then
-    judged by what was opened. Object stores hold only files. `limit`: a file over that many bytes is a ValueError,
-    read no further (a link to /dev/zero is a device; a file may still be of any size)."""
-    if "://" in path:
-        data = read_bytes(path, limit)
-    else:
-        try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError as err:
-            if err.errno != errno.ENXIO:
-                raise
-            raise ValueError(f"{path} is no regular file") from None  # a socket: it cannot be opened at all
-        with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise ValueError(f"{path} is no regular file")
-            data = handle.read() if limit is None else _read_at_most(handle, limit + 1)
+    pipe read as a file waited for a writer that never came: the command hung for good (`open_regular_file`).
+    `limit`: a file over that many bytes is a ValueError, read no further (a link to /dev/zero is a device; a file may
+    still be of any size)."""
+    with open_regular_file(path) as handle:
+        data = handle.read() if limit is None else _read_at_most(handle, limit + 1)
     if limit is not None and len(data) > limit:
         raise ValueError(f"{path} is over {limit:,} bytes, more than any run writes")
     return data

@@ -20,14 +20,15 @@ the ledger: a repeated row of a kept photo is rightly rejected as `read`, `licen
 (if listed) holds each kept photo once, decided `kept`; and the near-duplicate index (if listed) holds every kept
 photo, and nothing else when the run added no --previous_index to it.
 
-Every file is read as a stream twice: hashed (its size and sha256, `HashingReader`), then, only if they are the
-manifest's, hashed again while its records are checked one at a time: a tar member by member, a TFRecord record by
-record, a CSV line by line, a Parquet file by batches of rows (the least Parquet can read is a page, and a run writes
-a row group's images, up to 512, into one). What verify holds is one record (one image and its metadata; a Parquet
-row group's image page), the few bytes it keeps of each photo id (`_Seen`), and stats.json and the dataset card's
-first bytes, whatever the size of a shard. A file that is not the one the manifest lists is reported as such and
-never parsed: parsed first, a crafted tar header or a Parquet page inflating to gigabytes cost a changed file hours
-or gigabytes."""
+Every file is opened once (locally without waiting, and only a regular file: `open_regular_file`) and read through
+that handle as a stream twice: hashed (its size and sha256, `HashingReader`), then, only if they are the manifest's,
+from its start again, hashed again while its records are checked one at a time: a tar member by member, a TFRecord
+record by record, a CSV line by line, a Parquet file by batches of rows (the least Parquet can read is a page, and a
+run writes a row group's images, up to 512, into one). What verify holds is one record (one image and its metadata;
+a Parquet row group's image page), the few bytes it keeps of each photo id (`_Seen`), and stats.json and the dataset
+card's first bytes, whatever the size of a shard. A file that is not the one the manifest lists is reported as such
+and never parsed: parsed first, a crafted tar header or a Parquet page inflating to gigabytes cost a changed file
+hours or gigabytes."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
@@ -50,10 +51,9 @@ from pipeline.io.dataset_card import card_text
 from pipeline.io.files import (
     HashingReader,
     matching,
-    open_reader,
+    open_regular_file,
     read_regular_file,
     size_and_kind,
-    size_and_sha256,
 )
 from pipeline.io.formats import WRITERS
 from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, MAX_MANIFEST_BYTES, RUN_PATH, STAGING, STATS
@@ -293,13 +293,21 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
     return found
 
 
+def _hashed(handle: BinaryIO) -> tuple[int, str]:
+    """The size and sha256 of what `handle` holds from where it is, read as a stream (nothing of it kept)."""
+    reader = HashingReader(handle)
+    while reader.read(_HASH_CHUNK):
+        pass
+    return reader.finish()
+
+
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
                 accounts: Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
-    of the kept photos to `accounts`. Read as a stream twice: hashed, then parsed only if its size and hash are the
-    manifest's (and hashed again, so that what was parsed is what matched); a listed file not read so puts its format
-    in `accounts.unread`."""
+    of the kept photos to `accounts`. Opened once and read through that handle as a stream twice: hashed, then parsed
+    only if its size and hash are the manifest's (and hashed again, so that what was parsed is what matched); a listed
+    file not read so puts its format in `accounts.unread`."""
     fmt = entry.get("format", "")
     if (yield from _file_problems(release, entry, ids, seen, accounts)):
         accounts.read.add(fmt)
@@ -333,17 +341,29 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
         yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}; not read")
         return False
     try:
-        size, sha256 = size_and_sha256(path, _HASH_CHUNK)
-        if size != entry["bytes"] or sha256 != entry["sha256"]:
-            if size != entry["bytes"]:
-                yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
-            if sha256 != entry["sha256"]:
-                yield Problem(relative, "sha256 differs from the manifest")
-            return False
-        # Parsed only once its bytes are the manifest's: a file changed and not resealed (a crafted tar header, a
-        # Parquet page inflating to gigabytes) is the one line above, never a parser's work. Hashed again while
-        # parsed, so that what is parsed is what was hashed.
-        with open_reader(path) as handle:
+        # One open for both reads, without waiting, judged by what was opened: opened again to be parsed, a named pipe
+        # put in its place once it was hashed was waited on for good (and another file read than the one hashed).
+        handle = open_regular_file(path)
+    except ValueError as err:  # no regular file since its kind was taken (a named pipe put in its place)
+        yield Problem(relative, f"changed as it was read ({_one_line(err)[:300]}); not read")
+        return False
+    except OSError as err:
+        yield Problem(relative, f"unreadable: {_one_line(err)}")
+        return False
+    try:
+        with handle:
+            size, sha256 = _hashed(handle)
+            if size != entry["bytes"] or sha256 != entry["sha256"]:
+                if size != entry["bytes"]:
+                    yield Problem(relative, f"{size} bytes, manifest says {entry['bytes']}")
+                if sha256 != entry["sha256"]:
+                    yield Problem(relative, "sha256 differs from the manifest")
+                return False
+            # Parsed only once its bytes are the manifest's: a file changed and not resealed (a crafted tar header, a
+            # Parquet page inflating to gigabytes) is the one line above, never a parser's work. Read again from its
+            # start through the same handle, and hashed again while parsed, so that what is parsed is what was hashed
+            # (a file written in place meanwhile is said to have changed).
+            handle.seek(0)
             reader = HashingReader(handle)
             found = _read(fmt, reader, entry["bytes"], accounts)
             if reader.finish() != (size, sha256):
