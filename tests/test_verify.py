@@ -1329,3 +1329,63 @@ def test_a_listed_file_replaced_by_a_named_pipe_after_its_kind_was_taken_is_one_
     found = _in_a_thread(lambda: _problems(copy), shard)
     relative = shard.relative_to(copy).as_posix()
     assert found and (relative, f"changed as it was read ({shard} is no regular file); not read") in found[0], found
+
+
+UNLISTABLE = "cannot be listed (Permission denied): a file in it that the manifest does not list would go unseen"
+
+
+def test_a_folder_verify_cannot_list_is_a_problem_naming_it(demo_release, tmp_path, monkeypatch, capsys):
+    """A folder of the release verify could not list was skipped without a word (os.walk's default): an unlisted
+    shard in it went unseen, and the release passed. The folder is a problem line, exit 1."""
+    copy = _copy(demo_release, tmp_path)
+    hidden = copy / "parquet" / "more"
+    hidden.mkdir()
+    shutil.copy(next((copy / "parquet").glob("*.parquet")), hidden / "pass-00000-of-00001.parquet")
+    real = os.scandir
+
+    def refused(path="."):
+        if os.fspath(path) == str(hidden):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    assert _problems(copy) == {("parquet/more", UNLISTABLE)}
+    assert main(["verify", str(copy)]) == 1
+    assert f"parquet/more: {UNLISTABLE}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_folder_gone_as_verify_lists_the_release_is_no_problem(demo_release, tmp_path, monkeypatch):
+    """A folder removed between the listing of its parent and its own (a run removing its staging folder beside the
+    dataset) holds nothing to check: not a folder verify cannot list."""
+    copy = _copy(demo_release, tmp_path)
+    gone = copy / "_staging" / "run"
+    gone.mkdir(parents=True)
+    real = os.scandir
+
+    def removed_first(path="."):
+        if os.fspath(path) == str(gone):
+            gone.rmdir()
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", removed_first)
+    assert _problems(copy) == set()
+
+
+def test_a_folder_chmod_000_keeps_verify_from_listing_is_a_problem(demo_release, tmp_path):
+    """The same with the disk's own refusal (a folder of another user, or chmod 000)."""
+    copy = _copy(demo_release, tmp_path)
+    hidden = copy / "more"
+    hidden.mkdir()
+    (hidden / "extra.parquet").write_bytes(b"x")
+    hidden.chmod(0)
+    try:
+        try:
+            os.listdir(hidden)
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("chmod 000 does not keep this process from listing a folder: it runs as root (or with "
+                        "CAP_DAC_READ_SEARCH), so the disk refuses nothing (the unit test above refuses os.scandir)")
+        assert _problems(copy) == {("more", UNLISTABLE)}
+    finally:
+        hidden.chmod(0o755)

@@ -400,22 +400,37 @@ def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Probl
     run in progress or a killed one leaves beside a dataset and the next run removes: the lock (and its
     temporary), staging folders. They are no part of the dataset, which is intact beside them. Not in a
     published release: no run writes there (one is refused before it takes the lock), so such files were
-    put there otherwise, and a staging folder holding a publish plan would be carried out by a run."""
+    put there otherwise, and a staging folder holding a publish plan would be carried out by a run. A folder
+    that cannot be listed is a problem too: what it holds went unseen, and the release passed."""
     prefix, known = FileSystems.join(release, ""), listed | UNLISTED_ALLOWED
-    for found in _everything_under(release):
-        relative = found[len(prefix):] if found.startswith(prefix) else found
+    unlistable: list[OSError] = []
+    found = _everything_under(release, unlistable)
+    for err in unlistable:
+        folder = str(err.filename or release).replace(os.sep, "/")
+        relative = folder[len(prefix):] if folder.startswith(prefix) else folder
+        yield Problem(_shown(relative or "."), f"cannot be listed ({err.strerror or _one_line(err)}): a file in it "
+                                               "that the manifest does not list would go unseen")
+    for path in found:
+        relative = path[len(prefix):] if path.startswith(prefix) else path
         if not relative or relative.endswith("/") or relative in known or (not published and run_leftover(relative)):
             continue
         yield Problem(_shown(relative), UNLISTED)
 
 
-def _everything_under(release: str) -> list[str]:
+def _everything_under(release: str, unlistable: list[OSError]) -> list[str]:
     """Every file below the release; locally also every link to a folder (a glob does not enter one, and
-    what it holds would go unseen) and anything that is no regular file."""
+    what it holds would go unseen) and anything that is no regular file. `unlistable` gets the error of each
+    local folder that cannot be listed (os.walk skipped it, and all it holds, without a word); not of one gone
+    since its parent was listed (a run removing its staging folder), which holds nothing to check."""
     if FileSystems.get_scheme(release) is not None:
         return matching(FileSystems.join(release, "**"))
+
+    def refused(err: OSError) -> None:
+        if not isinstance(err, FileNotFoundError):
+            unlistable.append(err)
+
     found = []
-    for folder, folders, files in os.walk(release):
+    for folder, folders, files in os.walk(release, onerror=refused):
         found += [os.path.join(folder, name) for name in files]
         found += [os.path.join(folder, name) for name in folders if os.path.islink(os.path.join(folder, name))]
     return sorted(path.replace(os.sep, "/") for path in found)
