@@ -1389,3 +1389,63 @@ def test_a_folder_chmod_000_keeps_verify_from_listing_is_a_problem(demo_release,
         assert _problems(copy) == {("more", UNLISTABLE)}
     finally:
         hidden.chmod(0o755)
+
+
+def _left_staging(output: Path, what: str) -> Path:
+    """A staging folder as a run leaves it in `output`: `what` says at which point it was stopped."""
+    from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
+
+    staging = output / STAGING / "20261204T000000-0000abcd"
+    (staging / STAGED_IMAGES).mkdir(parents=True)
+    (staging / STAGED_IMAGES / f"{'0' * 64}.jpg").write_bytes(b"\xff\xd8")
+    if what == "its publish through but for removing its folder":
+        (staging / PUBLISHING).write_text(json.dumps({"files": ["manifest.json"]}))
+    elif what == "a plan that is a named pipe beside its manifest":
+        (staging / "manifest.json").write_text("{}")
+        os.mkfifo(staging / PUBLISHING)
+    return staging
+
+
+@pytest.mark.parametrize("what", ["before publishing", "its publish through but for removing its folder",
+                                  "a plan that is a named pipe beside its manifest"])
+def test_a_staging_folder_beside_a_run_s_dataset_is_said_in_a_note(demo_release, tmp_path, capsys, what):
+    """What a stopped run left in `_staging/` beside a run's dataset went unmentioned: it is no part of the dataset
+    (the next run removes it) and the verdict stands, but one line says it is there and what it is. In a published
+    release (a refresh's), where no run writes, each of its files stays a problem."""
+    output = _copy(demo_release, tmp_path)
+    staging = _left_staging(output, what)
+    assert main(["verify", str(output)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"{output}/_staging: note: 1 run folder(s) ({staging.name}) left by a run stopped before "
+                        "publishing (or as it removed its folder once published), or by a run under way: no part of "
+                        "the dataset, not checked; the next run into the folder removes them")
+    assert len(lines) == 2 and lines[1].startswith(f"{output}: OK: ")
+    _edit_manifest(output, lambda manifest: manifest.update(release="2026-12"))
+    assert main(["verify", str(output)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"_staging/{staging.name}/_images/{'0' * 64}.jpg: not listed in the manifest" in lines
+    assert not [line for line in lines if "note:" in line]
+
+
+def test_a_publish_stopped_before_its_manifest_moved_in_is_a_problem(demo_release, tmp_path, monkeypatch, capsys):
+    """A run stopped as it published, its plan written and the dataset before it not yet touched: that dataset
+    verified, exit 0, with nothing said of the staging folder, though the next run into the folder replaces it with
+    the stopped run's (it carries the plan out first). The folder is no finished dataset: a problem naming the staging
+    folder, exit 1; once the next run has carried the publish out, the dataset verifies."""
+    import pipeline.io.layout as layout
+
+    output = _copy(demo_release, tmp_path)
+    staging = _left_staging(output, "before publishing")
+    shutil.copytree(demo_release, staging, dirs_exist_ok=True)  # a rerun's dataset, staged whole
+    with monkeypatch.context() as stopped:
+        stopped.setattr(layout, "_carry_out", lambda *args: None)  # stopped once its plan was written
+        layout.publish(str(staging), str(output))
+    assert (staging / layout.PUBLISHING).exists() and (staging / "manifest.json").exists()
+    assert main(["verify", str(output)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"_staging/{staging.name}: a publish not through (its plan written, its manifest not moved in): a run stopped "
+        "as it published, or publishing now; the next run into the folder carries it out, replacing the dataset "
+        "checked here with that run's", f"{output}: 1 problem(s)"]
+    assert layout.finish_interrupted_publish(str(output)) == staging.name  # what the next run does first
+    layout.remove_staging(str(output))
+    assert not (output / "_staging").exists() and main(["verify", str(output)]) == 0

@@ -12,13 +12,14 @@ from pipeline.commands.run import UsageError
 from pipeline.io.files import matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
-from pipeline.release.verify import MANIFEST, verify
+from pipeline.release.verify import MANIFEST, staging_note, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
 
 
 def verify_command(release: str, previous: str = "") -> int:
-    """0 for an intact dataset, 1 with one line per problem; a folder that holds no manifest.json at all is no
+    """0 for an intact dataset, 1 with one line per problem (and, beside a run's dataset, a note line on the staging
+    folders runs left there: `staging_note`); a folder that holds no manifest.json at all is no
     dataset to check (a typo, a file, the releases' root): one usage line, exit 2, as for any command. Stopped
     (SIGTERM, Ctrl-C), it says the dataset was not checked to the end and that nothing was changed: verify only
     reads (io/stopping.py)."""
@@ -53,6 +54,9 @@ def _verify(release: str, previous: str = "") -> int:
         problems.append(f"{FileSystems.join(release, MANIFEST)}: unreadable once checked (changed while verify ran?)")
     for line in problems:
         print(line)
+    note = staging_note(release)
+    if note:
+        print(note)
     print(f"{release}: {checked or f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
 

@@ -187,6 +187,33 @@ def _staging_folders(output: str) -> list[str]:
     return sorted({FileSystems.join(root, relative.split("/", 1)[0]) for relative in below if "/" in relative})
 
 
+def staged_runs(output: str) -> dict[str, bool]:
+    """Each run folder under OUTPUT/_staging (a run under way, or what a stopped one left) by its name, and whether it
+    holds a publish that is not through: its plan (a list of run paths, as `finish_interrupted_publish` takes it) and
+    its manifest not yet moved in, so that the next run into OUTPUT carries the plan out, replacing the dataset the
+    folder holds now. The plan is read only inside OUTPUT, as a regular file of at most MAX_MANIFEST_BYTES (a link is
+    taken for a plan unread: no run writes one). Nothing for a `_staging` or a run folder that is a link (a link holds
+    no run's files); an OSError where `_staging` cannot be listed."""
+    if "://" not in output and os.path.islink(os.path.join(output, STAGING)):
+        return {}
+    runs = {}
+    for folder in _staging_folders(output):
+        if "://" not in folder and os.path.islink(folder):
+            continue
+        plan, pending = FileSystems.join(folder, PUBLISHING), False
+        if FileSystems.exists(FileSystems.join(folder, MANIFEST)) and FileSystems.exists(plan):
+            pending = "://" not in plan and os.path.islink(plan)
+            if not pending:
+                try:
+                    names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
+                except (ValueError, KeyError, TypeError, OSError, RecursionError):
+                    names = None
+                pending = isinstance(names, list) and all(isinstance(name, str) and RUN_PATH.fullmatch(name)
+                                                          for name in names)
+        runs[folder.rstrip("/").rsplit("/", 1)[-1]] = pending
+    return runs
+
+
 def publish(staging: str, output: str) -> list[str]:
     """Replaces the run files in `output` with those staged and removes the staging folder (with the
     images staged for the writers, which are not published): the plan first, so that a publish killed

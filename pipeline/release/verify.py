@@ -56,14 +56,24 @@ from pipeline.io.files import (
     size_and_kind,
 )
 from pipeline.io.formats import WRITERS
-from pipeline.io.layout import ATTRIBUTION, DATASET_CARD, FORMAT_FOLDERS, MAX_MANIFEST_BYTES, RUN_PATH, STAGING, STATS
+from pipeline.io.layout import (
+    ATTRIBUTION,
+    DATASET_CARD,
+    FORMAT_FOLDERS,
+    MAX_MANIFEST_BYTES,
+    RUN_PATH,
+    STAGING,
+    STATS,
+    is_published,
+    staged_runs,
+)
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
 from pipeline.release.json_keys import KeyTwice, each_key_once
-from pipeline.release.problem import Problem
+from pipeline.release.problem import Problem, printable
 from pipeline.release.record_readers import (
     DIGEST,
     PHOTO_FORMATS,
@@ -436,6 +446,45 @@ def _everything_under(release: str, unlistable: list[OSError]) -> list[str]:
     return sorted(path.replace(os.sep, "/") for path in found)
 
 
+_NOT_THROUGH = ("a publish not through (its plan written, its manifest not moved in): a run stopped as it published, "
+                "or publishing now; the next run into the folder carries it out, replacing the dataset checked here "
+                "with that run's")
+
+
+def _publishes_not_through(release: str) -> Iterator[Problem]:
+    """A run's output (no published release) whose staging folder holds a publish not through: the folder is no
+    finished dataset, whatever the files checked here, since the next run into it replaces them with that run's
+    (io/layout.py's `staged_runs`). It was one of the staging folders verify took for leftovers, without a word."""
+    try:
+        runs = staged_runs(release)
+    except OSError:  # `_staging` cannot be listed: said by `_unlisted`
+        return
+    for name, pending in sorted(runs.items()):
+        if pending:
+            yield Problem(_shown(f"{STAGING}/{name}"), _NOT_THROUGH)
+
+
+def staging_note(release: str) -> str:
+    """The line verify prints beside its verdict on a run's output (no published release, where each file of a staging
+    folder is a problem of its own) that holds staging folders of no publish left to carry out: what a run stopped
+    before publishing left, one stopped as it removed its folder once published, or a run under way. No part of the
+    dataset, which the next run into the folder removes: the verdict stands, but where they came from is said (they
+    went unmentioned). '' when there are none."""
+    if is_published(release):
+        return ""
+    try:
+        left = sorted(name for name, pending in staged_runs(release).items() if not pending)
+    except OSError:
+        return ""
+    if not left:
+        return ""
+    shown = ", ".join(printable(name)[:100] for name in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3
+                                                                     else "")
+    return (f"{FileSystems.join(release, STAGING)}: note: {len(left)} run folder(s) ({shown}) left by a run stopped "
+            "before publishing (or as it removed its folder once published), or by a run under way: no part of the "
+            "dataset, not checked; the next run into the folder removes them")
+
+
 def run_leftover(relative: str) -> bool:
     """Whether a path in a release (relative to it) is what a run leaves beside a dataset: its lock, the lock's
     temporary, a file in a staging folder."""
@@ -605,7 +654,10 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
     yield from _id_problems(ids)
     yield from seen.problems()
     yield from accounts.problems(manifest)
-    yield from _unlisted(release, listed, published=bool(manifest.get("release")))
+    published = bool(manifest.get("release"))
+    yield from _unlisted(release, listed, published)
+    if not published:
+        yield from _publishes_not_through(release)
     yield from _missing_shards([e for e in entries if RUN_PATH.fullmatch(e["path"])])
     totals_problem = _totals_problem(manifest)
     if totals_problem:
