@@ -10,12 +10,18 @@ interpreter shut down.
 The handlers are set first, before anything of the project is imported (io/stopping.py, a few milliseconds of the
 console script's start, which a Ctrl-C interrupted with a traceback); only this module, which imports nothing but
 `signal` and `sys`, runs before them. What comes earlier (the interpreter's own start, ~20 ms) has Python's handlers.
+
+The `python -m` scripts of pipeline/photo_sets/ (fetch, fit_fusion, fit_probe, cross_validate) start the same way
+(`script`, called from the top of each, before its own imports of numpy, onnxruntime and the detectors): a stop in
+those imports ended them by SIGTERM's default (exit -15, no word) or with a KeyboardInterrupt's traceback, their stop
+handling (`stopping.script_entry`) being set only once the imports were done.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 
 _NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
@@ -47,21 +53,50 @@ def _ignore_both() -> None:
 
 def _terminate(_signum: int, _frame: object) -> None:
     """SIGTERM between the imports and the command's own stop handling (its arguments being read): a stop, as
-    Ctrl-C is there (`cli.entry` says it in one line, exit 143), not the signal's default."""
+    Ctrl-C is there (`cli.entry`, `stopping.script_entry` say it in one line, exit 143), not the signal's default."""
     from pipeline.io.stopping import StopRequested
 
     raise StopRequested
 
 
-def _said(stopped: BaseException) -> int:
+def _said(prog: str, stopped: BaseException) -> int:
     _ignore_both()
     signum = stopped.signum if isinstance(stopped, _StoppedStarting) else (
         signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM)
-    print(f"pass-pipeline: stopped ({_NAMES[signum]}) while starting; nothing was done", file=sys.stderr)
+    print(f"{prog}: stopped ({_NAMES[signum]}) while starting; nothing was done", file=sys.stderr)
     return 128 + signum
 
 
 def entry() -> int:
+    """`pass-pipeline`: `cli.entry`."""
+
+    def command_line() -> Callable[[], int]:
+        from pipeline.cli import entry
+
+        return entry
+
+    return _start("pass-pipeline", command_line)
+
+
+def script(prog: str, module: str) -> int:
+    """A `python -m` script of the project (`module`, whose `main` is a `stops_saying` block), run from the top of its
+    own file before its imports: `if __name__ == "__main__": raise SystemExit(script(PROG, MODULE))`. A stop while it
+    is imported is `PROG: stopped (Ctrl-C|SIGTERM) while starting; nothing was done`, exit 130 or 143, as
+    pass-pipeline's; once `main` runs, `stopping.script_entry` says what the stop left."""
+
+    def command_line() -> Callable[[], int]:
+        import importlib
+
+        from pipeline.io.stopping import script_entry
+
+        main = importlib.import_module(module).main
+        return lambda: script_entry(prog, main)
+
+    return _start(prog, command_line)
+
+
+def _start(prog: str, load: Callable[[], Callable[[], int]]) -> int:
+    """`load()`, the imports of seconds, under handlers of its own; then the command it returns, under the command's."""
     # Only Python's own handler is replaced for SIGINT, and only the default for SIGTERM: a signal ignored (a shell's
     # background job, nohup) stays ignored.
     replaced = [signum for signum, usual in ((signal.SIGINT, signal.default_int_handler),
@@ -69,10 +104,10 @@ def entry() -> int:
     for signum in replaced:
         signal.signal(signum, _stopped)
     try:
-        from pipeline.cli import entry as command_line
+        command_line = load()
         from pipeline.io.stopping import StopRequested
     except (_StoppedStarting, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a caller's own handler raised it
-        return _said(stopped)
+        return _said(prog, stopped)
     try:
         # The command's stops are its own from here on (cli.entry, io/stopping.py)
         if signal.SIGINT in replaced:
@@ -81,7 +116,7 @@ def entry() -> int:
             signal.signal(signal.SIGTERM, _terminate)
         return command_line()
     except (_StoppedStarting, KeyboardInterrupt, StopRequested) as stopped:  # in the few bytecodes before cli.entry
-        return _said(stopped)  # takes its stops (which it ends with os._exit: none comes back here)
+        return _said(prog, stopped)  # takes its stops (which it ends with os._exit: none comes back here)
     finally:
         if signal.SIGTERM in replaced:  # a caller in the same process (a test) gets its default back
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -25,6 +25,11 @@ named in `--splits` (each one named is spent) and at least two are needed.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
+    from pipeline.launch import script
+
+    raise SystemExit(script("cross_validate", "pipeline.photo_sets.cross_validate"))
+
 import argparse
 import hashlib
 import itertools
@@ -35,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io.stopping import script_entry, stops_saying
+from pipeline.io.stopping import stops_saying
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 from pipeline.photo_sets.fit_fusion import (
@@ -221,6 +226,3 @@ def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
                     compared.append(name)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(script_entry("cross_validate", main))

@@ -36,6 +36,11 @@ documentation); the held-out split alone is much less.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
+    from pipeline.launch import script
+
+    raise SystemExit(script("fetch", "pipeline.photo_sets.fetch"))
+
 import argparse
 import csv
 import hashlib
@@ -61,7 +66,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pipeline.io.stopping import StopRequested, end_workers, local_folder, script_entry, stops_saying
+from pipeline.io.stopping import StopRequested, end_workers, local_folder, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
 
 LABELS = "labels.csv"
@@ -538,6 +543,3 @@ def _main(argv: list[str] | None) -> int:
         print(f"REFUSED {line}", file=sys.stderr)
     return 1 if problems else 0
 
-
-if __name__ == "__main__":
-    sys.exit(script_entry("fetch", main))

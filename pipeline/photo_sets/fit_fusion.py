@@ -53,6 +53,11 @@ the file holds each tree's nodes (`pipeline/detectors/fusion.py`). No shipped de
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
+    from pipeline.launch import script
+
+    raise SystemExit(script("fit_fusion", "pipeline.photo_sets.fit_fusion"))
+
 import argparse
 import hashlib
 import json
@@ -66,7 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
-from pipeline.io.stopping import script_entry, stops_saying
+from pipeline.io.stopping import stops_saying
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, UMASK, Row, fitted_rows
 
@@ -480,6 +485,3 @@ def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int
     print(json.dumps({k: model[k] for k in (*shown, "review_from", "reject_at", "tuning")}))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(script_entry("fit_fusion", main))

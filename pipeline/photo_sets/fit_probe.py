@@ -22,6 +22,11 @@ splits; its worth is measured on the next held-out split (docs/held-out-evaluati
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
+    from pipeline.launch import script
+
+    raise SystemExit(script("fit_probe", "pipeline.photo_sets.fit_probe"))
+
 import argparse
 import hashlib
 import io
@@ -32,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
-from pipeline.io.stopping import script_entry, stops_saying
+from pipeline.io.stopping import stops_saying
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left, write_whole
@@ -205,6 +210,3 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
         print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(script_entry("fit_probe", main))
