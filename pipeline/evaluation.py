@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -26,6 +24,7 @@ from pipeline.detectors.decision import KEPT, rule_for
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import DetectorSpec
+from pipeline.io.whole_file import write_whole
 from pipeline.records import Photo
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
@@ -307,18 +306,6 @@ def iter_summary(result: dict) -> Iterator[str]:
 
 
 def write(result: dict, path: str) -> None:
-    """`evaluate --json`: written whole or not at all, through a temporary beside it that is removed however the write
-    ends. A stop (Ctrl-C, SIGTERM) during `write_text` left a cut-off JSON under the name, an earlier result lost."""
-    target = Path(path)
-    text = json.dumps(result, indent=2, sort_keys=True) + "\n"
-    umask = os.umask(0)
-    os.umask(umask)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600, as write_text would have made it
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """`evaluate --json`: written whole or not at all (io/whole_file.py). A stop (Ctrl-C, SIGTERM) during `write_text`
+    left a cut-off JSON under the name, an earlier result lost."""
+    write_whole(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())

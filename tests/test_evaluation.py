@@ -253,3 +253,24 @@ def test_a_photograph_over_pillows_own_bomb_guard_is_scored_too_up_to_a_bound(mo
     with pytest.raises(ImageRejected, match="too_many_pixels"):
         stored_as_a_run(sample, 512)
     assert Image.MAX_IMAGE_PIXELS == 50_000
+
+
+def test_the_json_result_keeps_the_mode_of_the_file_it_replaces_and_refuses_a_named_pipe(tmp_path):
+    """`evaluate --json` gave the file the umask's mode whatever the one it replaced had (a result kept private was
+    made readable to all), and replaced a named pipe (one a reader waited on) by the result: one writer now
+    (io/whole_file.py), as the held-out record's and the fit scripts'."""
+    import os
+    import stat
+
+    from pipeline.io.whole_file import TargetNotAFile
+
+    kept = tmp_path / "kept.json"
+    kept.write_text("earlier\n")
+    os.chmod(kept, 0o600)
+    evaluation.write({"combined": {}}, str(kept))
+    assert json.loads(kept.read_text()) == {"combined": {}} and stat.S_IMODE(kept.stat().st_mode) == 0o600
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(TargetNotAFile, match="is a named pipe, not a file: not written"):
+        evaluation.write({"combined": {}}, str(pipe))
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and sorted(os.listdir(tmp_path)) == ["kept.json", "pipe"]

@@ -1,6 +1,8 @@
 import json
 import math
+import os
 import signal
+import stat
 
 import numpy as np
 import pytest
@@ -347,34 +349,52 @@ def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_
         main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0.3", "--max_lost=0.1"])
 
 
-# `python -m MODULE ARGV...` with a stop (the signal named first) landing halfway through the write of the file named
-# second: `signal path module argv...`. The write is cut as a stop cuts it (half of it on disk), whether it goes to the
-# file itself or to a temporary beside it (`.NAME.*`).
+# `python -m MODULE ARGV...` with a stop (the signal named first) landing as the file named second is written:
+# `signal path when module argv...`. `writing`: halfway through its write, to the file itself or to a temporary beside
+# it (`.NAME.*`), before that is flushed to disk; `renamed`: right after the temporary was renamed over the name.
 STOPPED_WRITING = """
 import os, pathlib, runpy, signal, sys, time
 
-signum, target, module = int(sys.argv.pop(1)), pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1)
+signum, target, when, module = int(sys.argv.pop(1)), pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1), sys.argv.pop(1)
+
+def ours(path):
+    path = pathlib.Path(path)
+    return path.parent == target.parent and (path.name == target.name or path.name.startswith(f".{target.name}."))
+
+def stop():
+    os.kill(os.getpid(), signum)
+    time.sleep(5)  # the stop is raised here
 
 def cut(write):
     def writing(self, data, *args, **kwargs):
-        if self.parent == target.parent and (self.name == target.name or self.name.startswith(f".{target.name}.")):
+        if when == "writing" and ours(self):
             write(self, data[:len(data) // 2], *args, **kwargs)
-            os.kill(os.getpid(), signum)
-            time.sleep(5)  # the stop is raised here
+            stop()
         return write(self, data, *args, **kwargs)
     return writing
 
+def syncing(fd, fsync=os.fsync):
+    if when == "writing" and ours(os.readlink(f"/proc/self/fd/{fd}")):
+        stop()
+    return fsync(fd)
+
+def replacing(source, destination, *args, replace=os.replace, **kwargs):
+    replace(source, destination, *args, **kwargs)
+    if when == "renamed" and pathlib.Path(destination) == target:
+        stop()
+
 pathlib.Path.write_text = cut(pathlib.Path.write_text)
 pathlib.Path.write_bytes = cut(pathlib.Path.write_bytes)
+os.fsync, os.replace = syncing, replacing
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
-def stopped_writing(signum: int, target, module: str, argv: list[str]):
+def stopped_writing(signum: int, target, module: str, argv: list[str], when: str = "writing"):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-c", STOPPED_WRITING, str(int(signum)), str(target), module, *argv],
+    return subprocess.run([sys.executable, "-c", STOPPED_WRITING, str(int(signum)), str(target), when, module, *argv],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -401,3 +421,17 @@ def test_a_fit_stopped_as_it_writes_its_model_leaves_the_file_as_it_was_and_says
     assert done.stderr.strip().splitlines() == [
         f"fit_fusion: stopped ({said}); the fit did not finish; {models / 'fusion.json'} not written (as it was)"]
     assert listing(models) == before  # no temporary beside it either
+
+
+
+@pytest.mark.parametrize("kind", ["folder", "named pipe"])
+def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, kind):
+    """A folder was a traceback after the whole fit (the rename failed); a named pipe was replaced by the model."""
+    _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
+    out = tmp_path / "out"
+    out.mkdir() if kind == "folder" else os.mkfifo(out)
+    with pytest.raises(SystemExit) as refused:
+        main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"])
+    assert str(refused.value.code) == f"fit_fusion: {out} is a {kind}, not a file: not written"
+    assert out.is_dir() if kind == "folder" else stat.S_ISFIFO(out.stat().st_mode)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["out", source.name])

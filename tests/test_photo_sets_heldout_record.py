@@ -18,6 +18,7 @@ from pipeline.cli import main
 from pipeline.commands import evaluate as evaluate_command
 from pipeline.detectors.fusion import builtin_fusion, parse_fusion, read_fusion
 from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
+from pipeline.io import whole_file
 from pipeline.photo_sets import heldout_record, score
 from pipeline.photo_sets.fetch import Row
 from pipeline.photo_sets.metrics import wilson
@@ -230,7 +231,7 @@ def test_the_record_is_replaced_whole_or_not_at_all(photo_dir, tmp_path, monkeyp
         raise OSError("killed while renaming")
 
     with monkeypatch.context() as patch:
-        patch.setattr(heldout_record.os, "replace", killed)
+        patch.setattr(whole_file.os, "replace", killed)
         assert evaluate(photo_dir, model, record, "heldout4") != 0
     assert "killed while renaming" in capsys.readouterr().err
     assert record.read_bytes() == before and sorted(p.name for p in tmp_path.glob(".r.json.*")) == []

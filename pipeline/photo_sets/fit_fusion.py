@@ -62,9 +62,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,8 +69,9 @@ import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.io.stopping import stops_saying
+from pipeline.io.whole_file import TargetNotAFile, write_whole
 from pipeline.options import split_list
-from pipeline.photo_sets.fetch import HUMAN_LABELS, UMASK, Row, fitted_rows
+from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
@@ -402,24 +400,6 @@ def parse_floor(text: str) -> tuple[str, float]:
     return feature.strip(), floor
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    """Writes `path` whole or not at all, through a temporary beside it (`.NAME.<random>`) renamed over it and removed
-    however the write ends; the file keeps the mode it had, or gets the one a plain write gives a new file. Written in
-    place (a fusion model, a probe, a scores file, a features cache), a stop (Ctrl-C, SIGTERM) or a full disk during
-    the write left it cut, the file it replaced lost."""
-    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~UMASK
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    temporary = Path(name)
-    try:
-        os.close(handle)
-        temporary.write_bytes(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def files_left(wanted: Sequence[str], written: Sequence[str]) -> str:
     """For a stopped command's line: the files it wrote (each whole) and those it did not write (as they were)."""
     left = [name for name in wanted if name not in written]
@@ -431,12 +411,16 @@ def files_left(wanted: Sequence[str], written: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line whether the model file was written (whole) or left
-    as it was (`script_entry`): it was written in place, and a stop during the write cut it."""
+    as it was (`script_entry`): it was written in place, and a stop during the write cut it. A model file name that
+    is a folder or a named pipe is refused in one line (a traceback after the whole fit)."""
     out: list[str] = []  # the model file, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else
                       files_left(out, written)):
-        return _main(argv, out, written)
+        try:
+            return _main(argv, out, written)
+        except TargetNotAFile as err:
+            raise SystemExit(f"fit_fusion: {err}") from None
 
 
 def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int:
@@ -479,7 +463,7 @@ def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int
                 split_list(args.splits), args.model, args.min_recall, split_list(args.signed), args.floor)
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
-    write_whole(Path(args.out), (text + "\n").encode())
+    write_whole(args.out, (text + "\n").encode())
     written.append(args.out)
     shown = ("features", "weights", "bias") if args.model == "logistic" else ("features", "baseline")
     print(json.dumps({k: model[k] for k in (*shown, "review_from", "reject_at", "tuning")}))

@@ -38,9 +38,10 @@ import numpy as np
 
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
 from pipeline.io.stopping import stops_saying
+from pipeline.io.whole_file import TargetNotAFile, write_whole
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
-from pipeline.photo_sets.fit_fusion import files_left, write_whole
+from pipeline.photo_sets.fit_fusion import files_left
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
@@ -146,11 +147,14 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row], written: li
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line which of its files it wrote (each whole) and which
     it left as they were (`script_entry`): the probe, the scores and the features cache were written in place, and a
-    stop during a write cut the file."""
+    stop during a write cut the file. A name that is a folder or a named pipe is refused in one line."""
     wanted: list[str] = []  # the probe and the scores files, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: _stopped(wanted, written)):
-        return _main(argv, wanted, written)
+        try:
+            return _main(argv, wanted, written)
+        except TargetNotAFile as err:
+            raise SystemExit(f"fit_probe: {err}") from None
 
 
 def _stopped(wanted: list[str], written: list[str]) -> str:

@@ -17,9 +17,9 @@ an entry is refused — before any detector runs — when:
 - the split is already recorded with images stored the same way (`storage`): a held-out split is scored
   once per model and storage rule (a later storage rule may add a second entry, as heldout4's did).
 
-The file is replaced atomically (written beside it, flushed to disk, then renamed, keeping its mode), so
-a killed run leaves the old one. Two runs recording into one file at once are not guarded against: the
-later rename wins.
+The file is replaced atomically (written beside it, flushed to disk, then renamed, keeping its mode:
+io/whole_file.py), so a killed run leaves the old one. Two runs recording into one file at once are not
+guarded against: the later rename wins.
 """
 
 from __future__ import annotations
@@ -28,10 +28,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import re
-import stat
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, read_registry, select
 from pipeline.io.files import read_bytes
+from pipeline.io.whole_file import write_whole
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
 from pipeline.stages.image import ImageConfig
 
@@ -237,24 +235,7 @@ def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> di
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    # Not io.files.write_atomically: a record is a file in the repository, shared by hand, so it keeps
-    # its mode and is fsynced before the rename (Beam's local filesystem does neither).
+    # Not io.files.write_atomically (Beam's local filesystem): a record is a file in the repository, shared by hand,
+    # so it keeps its mode and is fsynced before the rename (io/whole_file.py).
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp creates the file 0600; a record is shared, so it keeps the old file's mode (or the umask's).
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_whole(path, text.encode("utf-8"))
