@@ -423,6 +423,24 @@ def test_a_fit_stopped_as_it_writes_its_model_leaves_the_file_as_it_was_and_says
     assert listing(models) == before  # no temporary beside it either
 
 
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_fit_stopped_right_after_its_model_replaced_the_file_says_it_was_written(tmp_path, signum, said):
+    """The rename is the commit point: a stop landing after it (the folder's fsync, the bookkeeping) said "not written
+    (as it was)" of a model file it had just replaced."""
+    _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "fusion.json").write_text('{"an": "earlier model"}\n')
+    features = "--features=centerface.face,ssdlite_person.person"
+    done = stopped_writing(signum, models / "fusion.json", "pipeline.photo_sets.fit_fusion",
+                           [str(source), str(models / "fusion.json"), features], when="renamed")
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines() == [
+        f"fit_fusion: stopped ({said}); {models / 'fusion.json'} written (whole)"]
+    assert sorted(listing(models)) == ["fusion.json"]  # no temporary beside it
+    model = parse_fusion((models / "fusion.json").read_bytes(), "fusion.json")  # the fitted model, whole
+    assert model.features == ("centerface.face", "ssdlite_person.person")
+
 
 @pytest.mark.parametrize("kind", ["folder", "named pipe"])
 def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, kind):

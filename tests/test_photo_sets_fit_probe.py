@@ -202,3 +202,24 @@ def test_a_fit_stopped_as_it_writes_a_file_leaves_it_as_it_was_and_says_what_it_
     after = {**listing(tmp_path), **listing(scores_out)}
     assert after[cut.rpartition("/")[2]] == before[cut.rpartition("/")[2]]
     assert sorted(after) == sorted({*before, *(["heldout5.json"] if cut != "probe.json" else [])})  # no temporary
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_fit_stopped_right_after_its_probe_replaced_the_file_says_it_was_written(tmp_path, signum, said):
+    """The rename is the commit point: a stop landing after it (the folder's fsync, the bookkeeping) said "not written
+    (as it was)" of a probe file it had just replaced."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    out, scores_out = tmp_path / "probe.json", tmp_path / "with"
+    out.write_text('{"an": "earlier file"}\n')
+    done = stopped_writing(signum, out, "pipeline.photo_sets.fit_probe", [
+        str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6", "--c=0.1",
+        f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}", f"--scores_out={scores_out}"],
+        when="renamed")
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    scores = f"{scores_out / 'heldout5.json'}, {scores_out / 'heldout6.json'}"
+    assert done.stderr.strip().splitlines() == [
+        f"fit_probe: stopped ({said}); it did not finish; {out} written (whole); {scores} not written (as they were)"]
+    data = out.read_bytes()
+    assert len(parse_probe("scene_person", str(out), hashlib.sha256(data).hexdigest(), data).weights) == 8
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary

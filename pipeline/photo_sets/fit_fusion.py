@@ -411,8 +411,9 @@ def files_left(wanted: Sequence[str], written: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line whether the model file was written (whole) or left
-    as it was (`script_entry`): it was written in place, and a stop during the write cut it. A model file name that
-    is a folder or a named pipe is refused in one line (a traceback after the whole fit)."""
+    as it was (`script_entry`): it was written in place, and a stop during the write cut it. The file counts as
+    written from its rename on: a stop right after it was said to have left the file as it was. A model file name
+    that is a folder or a named pipe is refused in one line (a traceback after the whole fit)."""
     out: list[str] = []  # the model file, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else
@@ -463,8 +464,7 @@ def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int
                 split_list(args.splits), args.model, args.min_recall, split_list(args.signed), args.floor)
     # A logistic file is a few lines a person reads; trees (150 per model and per ablation) are data: one line.
     text = json.dumps(model, indent=1) if args.model == "logistic" else json.dumps(model, separators=(",", ":"))
-    write_whole(args.out, (text + "\n").encode())
-    written.append(args.out)
+    write_whole(args.out, (text + "\n").encode(), written)  # noted in `written` from its rename on
     shown = ("features", "weights", "bias") if args.model == "logistic" else ("features", "baseline")
     print(json.dumps({k: model[k] for k in (*shown, "review_from", "reject_at", "tuning")}))
     return 0

@@ -139,15 +139,15 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row], written: li
         cached.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, keys=np.array(keys), vectors=vectors, source=np.array(source))
-        write_whole(cached, buffer.getvalue())
-        written.append(str(cached))
+        write_whole(cached, buffer.getvalue(), written)
     return vectors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line which of its files it wrote (each whole) and which
     it left as they were (`script_entry`): the probe, the scores and the features cache were written in place, and a
-    stop during a write cut the file. A name that is a folder or a named pipe is refused in one line."""
+    stop during a write cut the file. Each counts as written from its rename on: a stop right after it was said to
+    have left the file as it was. A name that is a folder or a named pipe is refused in one line."""
     wanted: list[str] = []  # the probe and the scores files, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: _stopped(wanted, written)):
@@ -196,8 +196,7 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
                  f"{int((1 - y).sum())} no_person; {args.detector} {args.tensor} at {args.max_side} px")
     data = probe_file(weights, bias, args.tensor, fitted_on, args.c)
     parse_probe(args.class_name, str(args.out), hashlib.sha256(data).hexdigest(), data)  # what a registry will accept
-    write_whole(args.out, data)
-    written.append(str(args.out))
+    write_whole(args.out, data, written)  # noted in `written` from its rename on
     print(f"wrote {args.out}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
     if args.scores is not None:
         name = f"{args.detector}.{args.class_name}"
@@ -209,8 +208,7 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
                 result["scores"][f"{row.package}:{row.member_path}"][name] = round(float(score), 6)
             # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
             result["context_probes"] = {**(result.get("context_probes") or {}), name: "out of fold (fit_probe)"}
-            write_whole(args.scores_out / f"{split}.json", (json.dumps(result, indent=1) + "\n").encode())
-            written.append(str(args.scores_out / f"{split}.json"))
+            write_whole(args.scores_out / f"{split}.json", (json.dumps(result, indent=1) + "\n").encode(), written)
         print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
     return 0
 
