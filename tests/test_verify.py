@@ -3,6 +3,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -1372,23 +1374,25 @@ def test_a_folder_gone_as_verify_lists_the_release_is_no_problem(demo_release, t
 
 
 def test_a_folder_chmod_000_keeps_verify_from_listing_is_a_problem(demo_release, tmp_path):
-    """The same with the disk's own refusal (a folder of another user, or chmod 000)."""
+    """The same with the disk's own refusal (a folder of another user, or chmod 000), verify run as a command. Root
+    (or CAP_DAC_READ_SEARCH) lists any folder, so as root the command runs without those capabilities (setpriv)."""
     copy = _copy(demo_release, tmp_path)
     hidden = copy / "more"
     hidden.mkdir()
     (hidden / "extra.parquet").write_bytes(b"x")
+    command = [sys.executable, "-m", "pipeline", "verify", str(copy)]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, which lists a chmod 000 folder, and no setpriv to drop that capability")
+        dropped = "-dac_override,-dac_read_search"
+        command = [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
     hidden.chmod(0)
     try:
-        try:
-            os.listdir(hidden)
-        except PermissionError:
-            pass
-        else:
-            pytest.skip("chmod 000 does not keep this process from listing a folder: it runs as root (or with "
-                        "CAP_DAC_READ_SEARCH), so the disk refuses nothing (the unit test above refuses os.scandir)")
-        assert _problems(copy) == {("more", UNLISTABLE)}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     finally:
         hidden.chmod(0o755)
+    assert done.returncode == 1 and f"more: {UNLISTABLE}" in done.stdout.splitlines(), (done.stdout, done.stderr)
 
 
 def _left_staging(output: Path, what: str) -> Path:
