@@ -305,7 +305,7 @@ def iter_summary(result: dict) -> Iterator[str]:
             yield "  missed: " + ", ".join(leaked["combined"]["missed"])
 
 
-def write(result: dict, path: str) -> None:
+def write(result: dict, path: str, written: list[str] | None = None, name: str | None = None) -> None:
     """`evaluate --json`: written whole or not at all (io/whole_file.py). A stop (Ctrl-C, SIGTERM) during `write_text`
-    left a cut-off JSON under the name, an earlier result lost."""
-    write_whole(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode())
+    left a cut-off JSON under the name, an earlier result lost. Once renamed into place, `name` is in `written`."""
+    write_whole(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode(), written, name)

@@ -304,3 +304,47 @@ def test_a_model_that_does_not_read_the_nsfw_detector_is_recorded_with_it_select
         with pytest.raises(heldout_record.RecordError, match=r"without human classes \(open_nsfw\), and nothing else"):
             heldout_record.check(tmp_path / "r.json",
                                  heldout_record.Measurement("heldout8", model, storage, detectors))
+
+
+@pytest.mark.parametrize("which", ["--json", "--record"])
+def test_a_stop_right_after_a_file_is_renamed_into_place_says_it_was_written(photo_dir, tmp_path, monkeypatch, which):
+    """The rename is the commit point (io/whole_file.py): a stop landing after it (the folder's fsync) said the record
+    or the --json file "not written (as it was)" though it held the new one."""
+    model, record, result = fusion_file(tmp_path, 0.0), tmp_path / "r.json", tmp_path / "result.json"
+    target = record if which == "--record" else result
+    real = whole_file._sync_folder
+
+    def stopped(folder):
+        real(folder)
+        if (target.parent / target.name).exists() and not list(target.parent.glob(f".{target.name}.*")):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(whole_file, "_sync_folder", stopped)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        evaluate(photo_dir, model, record, "heldout3", f"--json={result}")
+    said = stop.value.aftermath
+    assert f"{which} {target} written" in said and f"{which} {target} not written" not in said, said
+    assert json.loads(target.read_text())
+
+
+def test_a_record_that_is_a_named_pipe_is_refused_in_one_line_not_waited_on(photo_dir, tmp_path, capsys):
+    """Read as text, a named pipe under the record's name waited for a writer that does not come, for good."""
+    import threading
+
+    record = tmp_path / "r.json"
+    os.mkfifo(record)
+    done = threading.Event()
+
+    def rescue():  # a hung read gets an end after 20 s, so that the test fails rather than hangs
+        if not done.wait(20):
+            with open(record, "wb") as writer:
+                writer.write(b"{}")
+
+    threading.Thread(target=rescue, daemon=True).start()
+    try:
+        assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record) == 2
+    finally:
+        done.set()
+    out = capsys.readouterr().out
+    assert f"evaluate: not recorded: {record} is not a held-out record: {record} is no regular file" in out, out
+    assert stat.S_ISFIFO(os.stat(record).st_mode)

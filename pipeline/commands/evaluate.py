@@ -65,8 +65,7 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
     for line in iter_summary(result):
         print(line)
     if args.json:
-        write(result, args.json)
-        written.append(f"--json {args.json}")
+        write(result, args.json, written, f"--json {args.json}")  # noted once renamed into place, a stop after it too
     return 0 if result["combined"]["recall"] == 1.0 else 1
 
 
@@ -92,12 +91,11 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
     for line in metrics.iter_summary(result):
         print(line)
     if args.json:
-        write(result, args.json)
-        written.append(f"--json {args.json}")
+        write(result, args.json, written, f"--json {args.json}")  # noted once renamed into place, a stop after it too
     if measurement is not None:
         try:
-            added = heldout_record.append(Path(args.record), measurement, result, _today())
-            written.append(f"--record {args.record}")
+            added = heldout_record.append(Path(args.record), measurement, result, _today(), written,
+                                          f"--record {args.record}")
         except heldout_record.RecordError as error:
             print(f"evaluate: not recorded: {error}")
             return 2

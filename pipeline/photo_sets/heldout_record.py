@@ -36,7 +36,7 @@ from typing import Any
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, read_registry, select
-from pipeline.io.files import read_bytes
+from pipeline.io.files import read_bytes, read_regular_file
 from pipeline.io.whole_file import write_whole
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
 from pipeline.stages.image import ImageConfig
@@ -47,6 +47,7 @@ RECORDED_TILE_MIN_SIDE = RuntimeConfig.tile_min_side
 RECORDED_GAPS = (ImageConfig.resize_reducing_gap, 0.0)  # today's resize rule, or the one before it
 
 # fit_fusion writes "tuning + heldout + heldout2 splits of pipeline/photo_sets/labels.csv: ..."
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record holds a few hundred evaluations of ~2 kB: far under it
 _FITTED = re.compile(r"^(?P<splits>[\w-]+(?: \+ [\w-]+)*) splits? of ")
 
 
@@ -108,8 +109,13 @@ def _read(path: Path, fusion: Fusion) -> dict[str, Any]:
     if not path.exists():
         return _new_record(fusion)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        # Never a wait: read as text, a named pipe under the name waited for a writer that does not come, for good.
+        data = read_regular_file(str(path), MAX_RECORD_BYTES)
+    except (ValueError, OSError) as err:  # ValueError: no regular file, or over the bound
+        raise RecordError(f"{path} is not a held-out record: {err}") from None
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RecordError(f"{path} is not a held-out record: {err}") from None
     if not isinstance(record, dict) or not isinstance(record.get("evaluations"), list):
         raise RecordError(f"{path} is not a held-out record: no list of evaluations")
@@ -217,9 +223,11 @@ def check(path: Path, m: Measurement) -> tuple[Fusion, dict[str, Any]]:
     return fusion, record
 
 
-def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> dict[str, Any]:
+def append(path: Path, m: Measurement, result: dict, today: datetime.date, written: list[str] | None = None,
+           name: str | None = None) -> dict[str, Any]:
     """Adds the result of measurement `m` to the record at `path` and returns the new entry; checked
-    again first (the file may have changed while the detectors ran)."""
+    again first (the file may have changed while the detectors ran). Once the record is renamed into place, `name`
+    is in `written` (a stop landing right after the rename said the record was not written)."""
     _, record = check(path, m)
     if result["split"] != m.split or tuple(result["detectors"]) != m.detectors:
         raise RecordError("the result is not the one measured")  # a caller's mistake, not the user's
@@ -230,12 +238,12 @@ def append(path: Path, m: Measurement, result: dict, today: datetime.date) -> di
     if m.model_registry:
         new["model_registry"] = registry_note(m.model_registry)
     record["evaluations"].append(new)
-    _write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    _write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n", written, name)
     return new
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, written: list[str] | None = None, name: str | None = None) -> None:
     # Not io.files.write_atomically (Beam's local filesystem): a record is a file in the repository, shared by hand,
     # so it keeps its mode and is fsynced before the rename (io/whole_file.py).
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_whole(path, text.encode("utf-8"))
+    write_whole(path, text.encode("utf-8"), written, name)
