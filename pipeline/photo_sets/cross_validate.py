@@ -33,10 +33,8 @@ if __name__ == "__main__":  # its stops handled from before its imports on (laun
 import argparse
 import hashlib
 import itertools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +51,7 @@ from pipeline.photo_sets.fit_fusion import (
     labelled_scores,
     parse_floor,
 )
+from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,11 @@ def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
     if not models or any(model not in MODELS for model in models):
         parser.error(f"--model: {args.model!r}, choose from {', '.join(MODELS)}")
     named = split_list(args.splits)
-    results = [json.loads(Path(path).read_bytes()) for path in args.scores]
+    try:
+        read = [read_scores(path) for path in args.scores]
+    except ScoresFileError as err:
+        parser.error(str(err))
+    results = [result for _, result in read]
     seen = [result.get("split") for result in results]
     if len(results) < 2 or sorted(seen) != sorted(named) or len(set(seen)) != len(seen):
         parser.error(f"one scores file per split named in --splits (at least two); got {seen} for {named}")
@@ -199,8 +202,8 @@ def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
     if problem:
         parser.error(problem.replace("not among --features", "in no --features set"))
     splits = {result["split"]: labelled_scores(result, every) for result in results}
-    for path in args.scores:
-        print(f"# {path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}")
+    for path, (data, _) in zip(args.scores, read, strict=True):  # the bytes compared, not the file read again
+        print(f"# {path}: sha256 {hashlib.sha256(data).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
         in_set = [name for name in signed if name in features]
         floors = floors_within(args.floor, features)

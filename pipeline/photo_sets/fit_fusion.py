@@ -63,7 +63,6 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -72,6 +71,7 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, write_whole
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
+from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
@@ -456,8 +456,10 @@ def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int
         parser.error("--min_recall must be within 0..1 (0: off)")
     results = []
     for path in args.scores:
-        data = Path(path).read_bytes()
-        result = json.loads(data)
+        try:
+            data, result = read_scores(path)
+        except ScoresFileError as err:
+            parser.error(str(err))
         result["_sha256"] = hashlib.sha256(data).hexdigest()
         results.append(result)
     model = fit(results, split_list(args.features), args.l2, args.margin, args.max_lost, args.max_clean_rejected,

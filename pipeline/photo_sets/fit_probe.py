@@ -42,6 +42,7 @@ from pipeline.io.whole_file import TargetNotAFile, write_whole
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
+from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
@@ -187,6 +188,12 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
     wanted.append(str(args.out))
     if args.scores_out is not None:
         wanted += [str(args.scores_out / f"{split}.json") for split in splits]
+    scored = {}
+    if args.scores is not None:  # read before the fit (minutes of features): a missing one said only once it was done
+        try:
+            scored = {split: read_scores_folder(args.scores, split) for split in splits}
+        except ScoresFileError as err:
+            parser.error(str(err))
     rows = {split: fitted_rows(split) for split in splits}
     x = np.vstack([_features(args, split, rows[split], written) for split in splits])
     y = np.array([row.label in HUMAN_LABELS for split in splits for row in rows[split]], dtype=int)
@@ -203,7 +210,7 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
         folded = out_of_fold(x, y, split_of, args.c)
         args.scores_out.mkdir(parents=True, exist_ok=True)
         for split in splits:
-            result = json.loads((args.scores / f"{split}.json").read_text())
+            result = scored[split]
             for row, score in zip(rows[split], folded[split_of == split], strict=True):
                 result["scores"][f"{row.package}:{row.member_path}"][name] = round(float(score), 6)
             # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
