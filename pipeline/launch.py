@@ -1,70 +1,11 @@
-"""What `pass-pipeline` and `python -m pipeline` start: `cli.entry`, imported here.
-
-Importing the command line takes a few seconds (Beam, pyarrow, onnxruntime), and Ctrl-C in them printed a
-KeyboardInterrupt's traceback through whichever module was being imported, then ended the process by SIGINT; SIGTERM
-ended it by the signal's default (exit -15, no word). Either is one line now, exit 130 or 143, as a stop is once the
-command runs (`cli.entry`). Nothing has been read or written by then. A second signal (an operator pressing Ctrl-C
-twice) is ignored once the first was taken: it ended the process by SIGINT (exit -2, after the line) as the
-interpreter shut down.
-
-The handlers are set first, before anything of the project is imported (io/stopping.py, a few milliseconds of the
-console script's start, which a Ctrl-C interrupted with a traceback); only this module, which imports nothing but
-`signal` and `sys`, runs before them. What comes earlier (the interpreter's own start, ~20 ms) has Python's handlers.
-
-The `python -m` scripts of pipeline/photo_sets/ (fetch, fit_fusion, fit_probe, cross_validate) start the same way
-(`script`, called from the top of each, before its own imports of numpy, onnxruntime and the detectors): a stop in
-those imports ended them by SIGTERM's default (exit -15, no word) or with a KeyboardInterrupt's traceback, their stop
-handling (`stopping.script_entry`) being set only once the imports were done.
-"""
+"""What `pass-pipeline` and `python -m pipeline` start: `cli.entry`, imported under the stop handling of
+io/starting.py (a stop in its seconds of imports is one line, exit 130 or 143, not a traceback or -15)."""
 
 from __future__ import annotations
 
-import signal
-import sys
 from collections.abc import Callable
 
-_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
-
-
-class _StoppedStarting(BaseException):
-    """A stop while the command line is imported: a BaseException, as KeyboardInterrupt is, so that no module's
-    `except Exception` around an optional import takes it for a missing module."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stopped(signum: int, _frame: object) -> None:
-    """A stop while starting: every later one is ignored from here on, before the stop is raised, so nothing
-    interrupts its line and the exit. Python runs a handler between bytecodes; a second signal pending as this one
-    sets SIG_IGN runs its handler first (`signal.signal` checks), which ignores and raises the same way."""
-    _ignore_both()
-    raise _StoppedStarting(signum)
-
-
-def _ignore_both() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(signum, signal.SIG_IGN)
-        except (KeyboardInterrupt, _StoppedStarting):  # one pending as it was set, which its handler ran first
-            signal.signal(signum, signal.SIG_IGN)
-
-
-def _terminate(_signum: int, _frame: object) -> None:
-    """SIGTERM between the imports and the command's own stop handling (its arguments being read): a stop, as
-    Ctrl-C is there (`cli.entry`, `stopping.script_entry` say it in one line, exit 143), not the signal's default."""
-    from pipeline.io.stopping import StopRequested
-
-    raise StopRequested
-
-
-def _said(prog: str, stopped: BaseException) -> int:
-    _ignore_both()
-    signum = stopped.signum if isinstance(stopped, _StoppedStarting) else (
-        signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM)
-    print(f"{prog}: stopped ({_NAMES[signum]}) while starting; nothing was done", file=sys.stderr)
-    return 128 + signum
+from pipeline.io.starting import start
 
 
 def entry() -> int:
@@ -75,48 +16,4 @@ def entry() -> int:
 
         return entry
 
-    return _start("pass-pipeline", command_line)
-
-
-def script(prog: str, module: str) -> int:
-    """A `python -m` script of the project (`module`, whose `main` is a `stops_saying` block), run from the top of its
-    own file before its imports: `if __name__ == "__main__": raise SystemExit(script(PROG, MODULE))`. A stop while it
-    is imported is `PROG: stopped (Ctrl-C|SIGTERM) while starting; nothing was done`, exit 130 or 143, as
-    pass-pipeline's; once `main` runs, `stopping.script_entry` says what the stop left."""
-
-    def command_line() -> Callable[[], int]:
-        import importlib
-
-        from pipeline.io.stopping import script_entry
-
-        main = importlib.import_module(module).main
-        return lambda: script_entry(prog, main)
-
-    return _start(prog, command_line)
-
-
-def _start(prog: str, load: Callable[[], Callable[[], int]]) -> int:
-    """`load()`, the imports of seconds, under handlers of its own; then the command it returns, under the command's."""
-    # Only Python's own handler is replaced for SIGINT, and only the default for SIGTERM: a signal ignored (a shell's
-    # background job, nohup) stays ignored.
-    replaced = [signum for signum, usual in ((signal.SIGINT, signal.default_int_handler),
-                                             (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(signum) == usual]
-    for signum in replaced:
-        signal.signal(signum, _stopped)
-    try:
-        command_line = load()
-        from pipeline.io.stopping import StopRequested
-    except (_StoppedStarting, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a caller's own handler raised it
-        return _said(prog, stopped)
-    try:
-        # The command's stops are its own from here on (cli.entry, io/stopping.py)
-        if signal.SIGINT in replaced:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        if signal.SIGTERM in replaced:
-            signal.signal(signal.SIGTERM, _terminate)
-        return command_line()
-    except (_StoppedStarting, KeyboardInterrupt, StopRequested) as stopped:  # in the few bytecodes before cli.entry
-        return _said(prog, stopped)  # takes its stops (which it ends with os._exit: none comes back here)
-    finally:
-        if signal.SIGTERM in replaced:  # a caller in the same process (a test) gets its default back
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return start("pass-pipeline", command_line)

@@ -25,8 +25,8 @@ named in `--splits` (each one named is spent) and at least two are needed.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
-    from pipeline.launch import script
+if __name__ == "__main__":  # its stops handled from before its imports on (io/starting.py)
+    from pipeline.io.starting import script
 
     raise SystemExit(script("cross_validate", "pipeline.photo_sets.cross_validate"))
 

@@ -36,8 +36,8 @@ documentation); the held-out split alone is much less.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
-    from pipeline.launch import script
+if __name__ == "__main__":  # its stops handled from before its imports on (io/starting.py)
+    from pipeline.io.starting import script
 
     raise SystemExit(script("fetch", "pipeline.photo_sets.fetch"))
 

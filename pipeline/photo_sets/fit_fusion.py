@@ -53,8 +53,8 @@ the file holds each tree's nodes (`pipeline/detectors/fusion.py`). No shipped de
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
-    from pipeline.launch import script
+if __name__ == "__main__":  # its stops handled from before its imports on (io/starting.py)
+    from pipeline.io.starting import script
 
     raise SystemExit(script("fit_fusion", "pipeline.photo_sets.fit_fusion"))
 

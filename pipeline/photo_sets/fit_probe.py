@@ -22,8 +22,8 @@ splits; its worth is measured on the next held-out split (docs/held-out-evaluati
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # its stops handled from before its imports on (launch.py)
-    from pipeline.launch import script
+if __name__ == "__main__":  # its stops handled from before its imports on (io/starting.py)
+    from pipeline.io.starting import script
 
     raise SystemExit(script("fit_probe", "pipeline.photo_sets.fit_probe"))
 

@@ -1,0 +1,64 @@
+"""How a `python -m` script of the project starts (pipeline/io/starting.py, `script`): its stops handled from before
+its imports. `pass-pipeline`'s start, through the same code: tests/test_launch.py."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+# `python -m pipeline.photo_sets.SCRIPT --help`, run as `python -m` runs it, with a stop (the signal named first) sent
+# to itself as the module named second is first looked for: `signal module script`.
+A_SCRIPT_STOPPED_WHILE_IMPORTING = """
+import os, runpy, signal, sys
+
+signum, module, script = int(sys.argv.pop(1)), sys.argv.pop(1), sys.argv.pop(1)
+
+class Stop:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, Stop())
+sys.argv[1:] = ["--help"]
+runpy.run_module(f"pipeline.photo_sets.{script}", run_name="__main__", alter_sys=True)
+"""
+
+SCRIPTS = ["fetch", "fit_fusion", "fit_probe", "cross_validate"]
+
+
+@pytest.mark.parametrize(("signum", "module", "script"), [
+    *((signum, "pipeline.io.stopping", script) for signum in (signal.SIGTERM, signal.SIGINT) for script in SCRIPTS),
+    *((signal.SIGTERM, "numpy", script) for script in SCRIPTS if script != "fetch")])  # fetch imports no numpy
+def test_a_stop_while_a_photo_sets_script_starts_is_one_line_and_the_stops_exit(signum, module, script):
+    """The scripts set their stop handling in `main`, after their imports (numpy, the detectors: over a second): a
+    stop in them ended the process by SIGTERM's default (-15, no word) or with a KeyboardInterrupt's traceback. They
+    start as pass-pipeline does now (launch.script): one line, exit 130 or 143."""
+    done = subprocess.run([sys.executable, "-c", A_SCRIPT_STOPPED_WHILE_IMPORTING, str(int(signum)), module, script],
+                          capture_output=True, text=True, timeout=120)
+    said = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[signum]
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip() == f"{script}: stopped ({said}) while starting; nothing was done"
+    assert done.stdout == ""  # never reached its --help
+
+
+def test_sigterm_as_soon_as_a_started_script_catches_it_is_a_stop_while_starting(tmp_path):
+    """`python -m pipeline.photo_sets.fit_fusion` catches SIGTERM (read from /proc/PID/status) from before its imports
+    of over a second on: a SIGTERM sent then is the starting line, exit 143. It was caught only once `main` ran."""
+    from tests.test_run import _catching_sigterm
+
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.photo_sets.fit_fusion", str(tmp_path / "scores.json"),
+                                str(tmp_path / "fusion.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        _catching_sigterm(process)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, err[-2000:])
+    assert err.strip() == "fit_fusion: stopped (SIGTERM) while starting; nothing was done" and out == ""
+    assert list(tmp_path.iterdir()) == []
