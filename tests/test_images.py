@@ -1065,6 +1065,30 @@ def test_an_embedded_profile_converts_as_profile_to_profile_does(profile):
         assert converted.tobytes() != img.tobytes()
 
 
+@pytest.mark.parametrize("fmt,mode", [("PNG", "RGBA"), ("PNG", "P"), ("WEBP", "RGBA")])
+def test_an_embedded_profile_converts_an_image_with_alpha_or_a_palette_too(fmt, mode):
+    """The profile was applied to RGB and CMYK pixels only: a PNG or WebP with alpha, or a palette PNG, carrying an
+    Adobe RGB or Display P3 profile was stored in its own colours, read as sRGB. Now it is composited on white in its
+    own colours, then converted: stored as the same composite saved as RGB with the same profile is."""
+    icc = swapped_primaries_profile()
+    rgb = real_image("chelsea.jpg")
+    if mode == "P":
+        source = rgb.quantize(256)
+        flat = source.convert("RGB")
+    else:
+        alpha = np.full((rgb.height, rgb.width), 255, dtype=np.uint8)
+        alpha[:40], alpha[40:80] = 0, 128  # a transparent band and a half-transparent one
+        source = Image.merge("RGBA", (*rgb.split(), Image.fromarray(alpha, "L")))
+        flat = Image.alpha_composite(Image.new("RGBA", rgb.size, (255, 255, 255, 255)), source).convert("RGB")
+    lossless = {"lossless": True} if fmt == "WEBP" else {}
+    raw = encode(source, fmt, icc_profile=icc, **lossless)
+    opened = Image.open(io.BytesIO(raw))
+    assert opened.mode == mode and opened.info.get("icc_profile") == icc  # the file really is what the case says
+    stored = normalise(raw, CFG).jpeg
+    assert stored == normalise(encode(flat, fmt, icc_profile=icc, **lossless), CFG).jpeg
+    assert stored != normalise(encode(flat, fmt, **lossless), CFG).jpeg  # the profile acted
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 @pytest.mark.parametrize("matrices,segments", [(900, 0), (0, 5_000)], ids=["900-matrices", "3-curves-of-5000-segments"])
 def test_an_icc_profile_whose_float_pipeline_littlecms_would_evaluate_for_seconds_is_refused(matrices, segments, fmt):

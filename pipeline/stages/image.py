@@ -180,6 +180,16 @@ def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
     return _whitened(img, pixels, transparent)
 
 
+def _profiled(img: Image.Image, icc: bytes) -> Image.Image | None:
+    """The "RGB" or "CMYK" image `img` converted from its embedded profile `icc` to sRGB; None for a profile
+    LittleCMS cannot use for these pixels (broken, or of another colour space), which leaves them as they are."""
+    check_icc_pipelines(icc)
+    try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
+        return srgb.to_srgb(img, icc)
+    except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
+        return None
+
+
 def _to_srgb(img: Image.Image) -> Image.Image:
     """RGB pixels in sRGB, whatever the source mode; alpha composited on white."""
     icc = img.info.get("icc_profile")
@@ -187,11 +197,12 @@ def _to_srgb(img: Image.Image) -> Image.Image:
     if icc and img.mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
         img = _key_whitened(img, key)
     if icc and img.mode in ("RGB", "CMYK"):
-        check_icc_pipelines(icc)
-        try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
-            return srgb.to_srgb(img, icc)
-        except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
-            pass  # a broken profile: fall back to the plain conversion below
+        converted = _profiled(img, icc)
+        if converted is not None:
+            return converted
+        icc = None  # a broken profile: the plain conversion below
+    # Colour with alpha, or a palette: its profile describes those colours too (a grey image's would be a grey one).
+    coloured = bool(icc) and img.mode in ("RGBA", "RGBa", "P", "PA")
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit greyscale (PNG): map 0-65535 onto 0-255; Pillow's convert("L") would clip instead.
         key = img.info.get("transparency")
@@ -209,7 +220,12 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         # An RGBA image as it is: convert() would copy it (256 MB at 64 MP); alpha_composite changes neither input.
         rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgb = Image.alpha_composite(background, rgba).convert("RGB")
+        del background  # before the profile's conversion (within the peak the budget counts)
+        # Composited on white in the image's own colours, then converted: a PNG or WebP with alpha, or a palette PNG,
+        # with an Adobe RGB or Display P3 profile was stored in those colours read as sRGB (the profile ignored).
+        converted = _profiled(rgb, icc) if coloured else None
+        return rgb if converted is None else converted
     # An RGB image as it is: convert() would copy every decoded pixel (~1 ms for 1024 px in a job). Nothing
     # downstream changes it in place, and its info (EXIF, comments) never reaches the stored JPEG.
     return img if img.mode == "RGB" else img.convert("RGB")
