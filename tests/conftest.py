@@ -192,6 +192,23 @@ def swapped_primaries_profile() -> bytes:
     return bytes(profile)
 
 
+def grey_profile(gamma: float) -> bytes:
+    """A v4 grey display profile (PCS XYZ, D50 white) whose tone curve is a plain `gamma` (its kTRC tag): 1.0 is a
+    linear grey, 1.8 the old Mac one; converting either to sRGB moves the mid-greys a long way."""
+    import struct
+
+    d50 = struct.pack(">3i", 63190, 65536, 54061)
+    tags = [(b"kTRC", b"curv" + bytes(4) + struct.pack(">LH", 1, round(gamma * 256))),
+            (b"wtpt", b"XYZ " + bytes(4) + d50)]
+    body, table, at = b"", b"", 128 + 4 + 12 * len(tags)
+    for sig, data in tags:
+        table += sig + struct.pack(">LL", at + len(body), len(data))
+        body += data + b"\x00" * (-len(data) % 4)
+    header = struct.pack(">L4sL4s4s4s12s4s", at + len(body), b"lcms", 0x04300000, b"mntr", b"GRAY", b"XYZ ", b"",
+                         b"acsp") + bytes(28) + d50 + bytes(48)
+    return header + struct.pack(">L", len(tags)) + table + body
+
+
 @pytest.fixture(autouse=True)
 def _no_host_gates_from_earlier_tests() -> Iterator[None]:
     """Every test starts with no host gate: gates are process-wide and keyed by host name, so a Retry-After one

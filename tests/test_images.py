@@ -31,7 +31,15 @@ from pipeline.io.image_headers import MAX_JPEG_BLOCK_PASSES, MAX_JPEG_SCANS, che
 from pipeline.stages import image as image_stage
 from pipeline.stages.image import ImageConfig, ImageRejected, NormaliseImages, normalise
 from tests import bad_images
-from tests.conftest import encode, local_pipeline, photo, real_image, real_jpeg, swapped_primaries_profile
+from tests.conftest import (
+    encode,
+    grey_profile,
+    local_pipeline,
+    photo,
+    real_image,
+    real_jpeg,
+    swapped_primaries_profile,
+)
 from tests.test_exif_orientation import exif_block
 
 CFG = ImageConfig(max_side=512, min_side=64, max_pixels=64_000_000)
@@ -1087,6 +1095,37 @@ def test_an_embedded_profile_converts_an_image_with_alpha_or_a_palette_too(fmt, 
     stored = normalise(raw, CFG).jpeg
     assert stored == normalise(encode(flat, fmt, icc_profile=icc, **lossless), CFG).jpeg
     assert stored != normalise(encode(flat, fmt, **lossless), CFG).jpeg  # the profile acted
+
+
+@pytest.mark.parametrize("fmt,bits", [("JPEG", 8), ("PNG", 8), ("PNG", 16)])
+def test_an_embedded_grey_profile_converts_a_greyscale_image_too(fmt, bits):
+    """A grey profile (Photoshop's greyscale default, a linear or a gamma 1.8 grey) was ignored: the greys were stored
+    as they are, read as sRGB. Now they convert as ImageCms.profileToProfile converts them (a 16-bit grey after its
+    mapping onto 0-255)."""
+    icc = grey_profile(1.0)
+    grey = real_image("chelsea.jpg").convert("L")
+    source = grey if bits == 8 else Image.fromarray(np.asarray(grey).astype(np.uint16) * 257)
+    raw = encode(source, fmt, icc_profile=icc)
+    opened = Image.open(io.BytesIO(raw))
+    assert opened.info.get("icc_profile") == icc and (opened.mode == "L") == (bits == 8)
+    opened.load()
+    expected = ImageCms.profileToProfile(Image.open(io.BytesIO(raw)).convert("L") if bits == 8 else grey,
+                                         ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                                         outputMode="RGB")
+    assert image_stage._to_srgb(opened).tobytes() == expected.tobytes()
+    stored = np.asarray(Image.open(io.BytesIO(normalise(raw, CFG).jpeg)).convert("L"), dtype=np.float64)
+    plain = np.asarray(Image.open(io.BytesIO(normalise(encode(source, fmt), CFG).jpeg)).convert("L"), dtype=np.float64)
+    assert stored.mean() > plain.mean() + 20  # a linear grey's mid-tones are far lighter in sRGB
+
+
+def test_a_grey_png_colour_key_is_white_beside_a_grey_profile_too():
+    """The key makes the grey image RGBA before any profile could convert it: its colour is no colour of the photo."""
+    pixels = np.asarray(real_image("chelsea.jpg").convert("L")).copy()
+    pixels[:100] = 0
+    raw = encode(Image.fromarray(pixels, "L"), "PNG", transparency=0, icc_profile=grey_profile(1.0))
+    assert {"transparency", "icc_profile"} <= set(Image.open(io.BytesIO(raw)).info)
+    stored = np.asarray(Image.open(io.BytesIO(normalise(raw, CFG).jpeg)).convert("L"), dtype=np.float64)
+    assert stored[:95].mean() > 250
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])

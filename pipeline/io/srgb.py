@@ -63,7 +63,7 @@ _profiles_lock = threading.Lock()
 
 
 def to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
-    """`img` ("RGB" or "CMYK") converted from the profile `icc` to sRGB, as `ImageCms.profileToProfile(img, icc,
+    """`img` ("RGB", "CMYK" or "L") converted from the profile `icc` to sRGB, as `ImageCms.profileToProfile(img, icc,
     sRGB, outputMode="RGB")` converts it, pixel for pixel; possibly `img` itself, where the profile changes
     none of its colours. Raises ImageCms.PyCMSError (or OSError, TypeError, ValueError) as building the
     transform raises for a broken profile."""

@@ -181,7 +181,7 @@ def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
 
 
 def _profiled(img: Image.Image, icc: bytes) -> Image.Image | None:
-    """The "RGB" or "CMYK" image `img` converted from its embedded profile `icc` to sRGB; None for a profile
+    """The "RGB", "CMYK" or "L" image `img` converted from its embedded profile `icc` to sRGB; None for a profile
     LittleCMS cannot use for these pixels (broken, or of another colour space), which leaves them as they are."""
     check_icc_pipelines(icc)
     try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
@@ -196,13 +196,16 @@ def _to_srgb(img: Image.Image) -> Image.Image:
     key = img.info.get("transparency")
     if icc and img.mode == "RGB" and isinstance(key, tuple) and len(key) == 3:
         img = _key_whitened(img, key)
-    if icc and img.mode in ("RGB", "CMYK"):
+    # A grey image's colour key makes it RGBA first (below): converted here, the key colour was stored as it is.
+    if icc and (img.mode in ("RGB", "CMYK") or (img.mode == "L" and "transparency" not in img.info)):
         converted = _profiled(img, icc)
         if converted is not None:
             return converted
         icc = None  # a broken profile: the plain conversion below
     # Colour with alpha, or a palette: its profile describes those colours too (a grey image's would be a grey one).
     coloured = bool(icc) and img.mode in ("RGBA", "RGBa", "P", "PA")
+    # A 16-bit grey: its profile converts it once mapped onto 8 bits (below).
+    grey = bool(icc) and (img.mode.startswith("I;16") or img.mode == "I") and "transparency" not in img.info
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit greyscale (PNG): map 0-65535 onto 0-255; Pillow's convert("L") would clip instead.
         key = img.info.get("transparency")
@@ -226,6 +229,10 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         # with an Adobe RGB or Display P3 profile was stored in those colours read as sRGB (the profile ignored).
         converted = _profiled(rgb, icc) if coloured else None
         return rgb if converted is None else converted
+    if grey:
+        converted = _profiled(img, icc)
+        if converted is not None:
+            return converted
     # An RGB image as it is: convert() would copy every decoded pixel (~1 ms for 1024 px in a job). Nothing
     # downstream changes it in place, and its info (EXIF, comments) never reaches the stored JPEG.
     return img if img.mode == "RGB" else img.convert("RGB")
