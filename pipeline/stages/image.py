@@ -64,10 +64,11 @@ _UPRIGHT = {
 # bytes that are no marker before its frame header, which libjpeg skips, is checked for arithmetic coding faults too,
 # where such a file's noise was stored, and one that check decodes (arithmetic-coded, or with no Huffman table of its
 # own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, and a lossless JPEG is decoded at full size,
-# where drafting one crashed the process, 2026-12-04).
+# where drafting one crashed the process, 2026-12-04; 9: an embedded ICC profile converts an image with alpha or a
+# palette (composited on white first) and a greyscale one (grey profile) too, where it was ignored, 2026-12-05).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
-STORAGE_RULE_VERSION = 8
+STORAGE_RULE_VERSION = 9
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
