@@ -325,6 +325,19 @@ def wide_pipeline_profile(channels: int, matrices: int = 0, clut: bool = True) -
     return _mpet_profile([matrix(3, channels), *(matrix(channels, channels) for _ in range(matrices)), last])
 
 
+def clut_profile(grid: int) -> bytes:
+    """A valid RGB profile whose A2B0 ("mAB ") is one CLUT of `grid` points on each of its 3 inputs, 8-bit: about
+    3 * grid^3 bytes (120: 5.2 MB), as large as a crafted file may make it; LittleCMS parses it into ~10 times that."""
+    identity = (b"curv" + bytes(8)) * 3  # three curves of no entries
+    values = np.random.default_rng(grid).integers(60, 200, 3 * grid ** 3, dtype=np.uint8).tobytes()
+    clut = bytes([grid] * 3).ljust(16, b"\x00") + bytes([1, 0, 0, 0]) + values + bytes(-len(values) % 4)
+    at_clut = 32 + len(identity)
+    tag = (b"mAB " + bytes(4) + bytes([3, 3, 0, 0]) + struct.pack(">5L", 32, 0, 0, at_clut, at_clut + len(clut))
+           + identity + clut + identity)  # B curves, no matrix, no M curves, the CLUT, A curves
+    white = b"XYZ " + bytes(4) + struct.pack(">3i", 63190, 65536, 54061)
+    return _icc_profile([(b"A2B0", tag), (b"wtpt", white)])
+
+
 def _mpet_profile(elements: list[bytes]) -> bytes:
     """An RGB profile whose D2B0 is the float pipeline of `elements`."""
     head = b"mpet\x00\x00\x00\x00" + struct.pack(">HHL", 3, 3, len(elements))

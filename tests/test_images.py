@@ -1152,6 +1152,21 @@ def test_a_float_pipeline_of_few_elements_widened_to_many_channels_is_refused(ch
     assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_an_icc_profile_larger_than_any_real_one_is_refused_before_littlecms_parses_it(fmt):
+    """A JPEG's APP2 segments or a WebP's ICCP chunk may carry a profile as large as the file: LittleCMS took ~10
+    bytes for each of its bytes to build the transform (a 16 MB CLUT in a 16 MB JPEG: 159 MiB at the peak, a
+    ~450 x 300 photo), counted by no budget, in every thread at once. A PNG's were bounded with its metadata."""
+    big = bad_images.clut_profile(120)  # 5.2 MB
+    raw = encode(real_image("chelsea.jpg"), fmt, icc_profile=big)
+    assert Image.open(io.BytesIO(raw)).info.get("icc_profile") == big
+    rejected = rejection_of(raw)
+    assert rejected.reason == "metadata_bomb" and "ICC profile" in rejected.detail
+    # A large real one (press CMYK profiles reach ~2-3 MB) still converts.
+    fits = encode(real_image("chelsea.jpg"), fmt, icc_profile=bad_images.clut_profile(96))  # 2.7 MB
+    assert normalise(fits, CFG).jpeg != normalise(encode(real_image("chelsea.jpg"), fmt), CFG).jpeg
+
+
 @pytest.mark.parametrize("profile", [
     pytest.param(lambda: bad_images.float_pipeline_profile(2, 3), id="2-matrices-3-curves-of-3-segments"),  # 13 steps
     pytest.param(lambda: bad_images.wide_pipeline_profile(4), id="clut-of-4-inputs"),  # as a CMYK profile's

@@ -71,6 +71,11 @@ MAX_GIF_METADATA_BYTES = 1024 * 1024  # their data: one 1 MB comment ~0.1 s, 4 M
 # a 197 KB profile in a 217 KB JPEG, took 6.8 s; 12 inputs 1.6 s). Real ones (rare: ICC v4.3 float profiles) hold a
 # few elements of 3 or 4 channels and a few segments each.
 MAX_ICC_PIPELINE_STEPS = 64  # curves, curve segments and elements of one D2Bx pipeline, each as many 3 x 3 matrices
+# A JPEG's APP2 segments (up to 255 of 64 KB) or a WebP's ICCP chunk may carry a profile as large as the file, and
+# LittleCMS takes ~10 bytes for each of its bytes to build the transform (a 16 MB CLUT: 159 MiB at the peak), counted
+# by no decode budget, in every thread at once. Real ones stay far below: a display or camera profile holds a few kB,
+# the largest press CMYK profiles ~2-3 MB. A PNG's is bounded with the rest of its metadata (MAX_PNG_METADATA_BYTES).
+MAX_ICC_BYTES = 4 * 1024 * 1024
 _ICC_FLOAT_PIPELINES = frozenset({b"D2B0", b"D2B1", b"D2B2", b"D2B3"})
 
 
@@ -283,6 +288,15 @@ def _check_gif_extensions(raw: bytes) -> None:
 # The check each format gets before Pillow opens it.
 STRUCTURE_CHECKS: dict[str, Callable[[bytes], None]] = {
     "JPEG": check_jpeg_structure, "PNG": _check_png_chunks, "GIF": _check_gif_extensions}
+
+
+def check_icc_profile(icc: bytes) -> None:
+    """Refuses an embedded ICC profile that would cost LittleCMS more memory (MAX_ICC_BYTES) or time
+    (`check_icc_pipelines`) to parse than any real one, before it parses it (ImageRejected, metadata_bomb)."""
+    if len(icc) > MAX_ICC_BYTES:
+        raise ImageRejected("metadata_bomb",
+                            f"an ICC profile of {len(icc):,} bytes, over the limit of {MAX_ICC_BYTES:,}")
+    check_icc_pipelines(icc)
 
 
 def check_icc_pipelines(icc: bytes) -> None:

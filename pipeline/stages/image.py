@@ -30,7 +30,7 @@ from pipeline.io.exif_orientation import exif_orientation
 from pipeline.io.image_headers import (
     STRUCTURE_CHECKS,
     ImageRejected,
-    check_icc_pipelines,
+    check_icc_profile,
 )
 from pipeline.io.pixel_budget import process_budget
 from pipeline.near_dup.perceptual_hashes import phash_dhash, single_threaded_blas
@@ -65,10 +65,11 @@ _UPRIGHT = {
 # where such a file's noise was stored, and one that check decodes (arithmetic-coded, or with no Huffman table of its
 # own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, and a lossless JPEG is decoded at full size,
 # where drafting one crashed the process, 2026-12-04; 9: an embedded ICC profile converts an image with alpha or a
-# palette (composited on white first) and a greyscale one (grey profile) too, where it was ignored, 2026-12-05).
+# palette (composited on white first) and a greyscale one (grey profile) too, where it was ignored, 2026-12-05; 10:
+# an ICC profile of more than MAX_ICC_BYTES is refused, 2026-12-05).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
-STORAGE_RULE_VERSION = 9
+STORAGE_RULE_VERSION = 10
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -184,7 +185,7 @@ def _key_whitened(img: Image.Image, key: tuple) -> Image.Image:
 def _profiled(img: Image.Image, icc: bytes) -> Image.Image | None:
     """The "RGB", "CMYK" or "L" image `img` converted from its embedded profile `icc` to sRGB; None for a profile
     LittleCMS cannot use for these pixels (broken, or of another colour space), which leaves them as they are."""
-    check_icc_pipelines(icc)
+    check_icc_profile(icc)
     try:  # LittleCMS's result; built once per profile, and exact tables for the common sRGB ones (io/srgb.py)
         return srgb.to_srgb(img, icc)
     except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
