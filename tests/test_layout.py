@@ -203,3 +203,23 @@ def test_a_manifest_over_its_bound_is_no_release(tmp_path, monkeypatch):
     assert layout.manifest_of(str(tmp_path)) == {"release": "r1", "files": []}
     monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", (tmp_path / "manifest.json").stat().st_size - 1)
     assert layout.manifest_of(str(tmp_path)) is None
+
+
+def test_a_plan_that_is_a_link_over_the_bound_or_nested_past_json_s_depth_is_no_plan(tmp_path, monkeypatch):
+    """What the next run reads first, under the lock: a plan a run never writes (a link to a plan elsewhere, a file
+    of gigabytes, read whole before, the run ending out of memory; brackets nested past the parser's depth) is left
+    to remove_staging, the old run untouched, as verify reads it (`staged_runs`, bounded, never through a link)."""
+    output, staging = _folder(tmp_path)
+    elsewhere = tmp_path / "plan.json"
+    elsewhere.write_text(json.dumps({"files": NEW}))
+    (staging / PUBLISHING).symlink_to(elsewhere)
+    assert finish_interrupted_publish(str(output)) is None and _dataset(output) == _expected("old", OLD)
+    (staging / PUBLISHING).unlink()
+    (staging / PUBLISHING).write_text("[" * 100_000)
+    assert finish_interrupted_publish(str(output)) is None and _dataset(output) == _expected("old", OLD)
+    plan = json.dumps({"files": NEW})
+    (staging / PUBLISHING).write_text(plan)
+    monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", len(plan) - 1)
+    assert finish_interrupted_publish(str(output)) is None and _dataset(output) == _expected("old", OLD)
+    monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", len(plan))
+    assert finish_interrupted_publish(str(output)) == "run-2" and _dataset(output) == _expected("new", NEW)

@@ -277,10 +277,15 @@ def finish_interrupted_publish(output: str) -> str | None:
         return None
     for plan_path in matching(FileSystems.join(output, STAGING, "*", PUBLISHING)):
         staging = plan_path[: -len(PUBLISHING) - 1]
+        if "://" not in plan_path and os.path.islink(plan_path):
+            continue  # a run writes its plan, never a link to one: a file put there otherwise, left to remove_staging
         try:
-            names = json.loads(read_regular_file(plan_path))["files"]
-        except (ValueError, KeyError, TypeError):  # no JSON, or no regular file (a named pipe: read, it was waited on)
-            continue  # not a plan this module wrote (it writes plans atomically): leave it to remove_staging
+            # Bounded as verify reads it: a plan of gigabytes put there was read whole, and the run ended out of memory.
+            names = json.loads(read_regular_file(plan_path, MAX_MANIFEST_BYTES))["files"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            # No JSON, no regular file (a named pipe: read, it was waited on), over the bound, nested past the parser's
+            # depth: not a plan this module wrote (it writes plans atomically): left to remove_staging.
+            continue
         if not isinstance(names, list) or not all(isinstance(name, str) and RUN_PATH.fullmatch(name) for name in names):
             continue  # only names a run writes: relative, no '..', nothing that could point out of the folder
         _carry_out(staging, output, names)
