@@ -1128,6 +1128,34 @@ def test_a_grey_png_colour_key_is_white_beside_a_grey_profile_too():
     assert stored[:95].mean() > 250
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["alpha", "colour key"])
+def test_a_grey_profile_converts_a_grey_image_with_alpha_or_a_colour_key_too(keyed):
+    """A grey PNG with alpha (LA), or with a colour key, was composited on white and stored in its own greys read as
+    sRGB, its grey profile ignored. Now, composited on white first, its greys convert as a grey image's do."""
+    icc = grey_profile(1.0)
+    pixels = np.asarray(real_image("chelsea.jpg").convert("L")).copy()
+    if keyed:
+        pixels[:100] = 0
+        raw = encode(Image.fromarray(pixels, "L"), "PNG", transparency=0, icc_profile=icc)
+    else:
+        alpha = np.full_like(pixels, 255)
+        alpha[:100] = 0
+        raw = encode(Image.merge("LA", (Image.fromarray(pixels, "L"), Image.fromarray(alpha, "L"))), "PNG",
+                     icc_profile=icc)
+    opened = Image.open(io.BytesIO(raw))
+    assert opened.info.get("icc_profile") == icc and opened.mode == ("L" if keyed else "LA")
+    opened.load()
+    white = Image.new("RGBA", opened.size, (255, 255, 255, 255))
+    composited = Image.alpha_composite(white, opened.convert("RGBA")).convert("L")
+    expected = ImageCms.profileToProfile(composited, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    assert image_stage._to_srgb(opened).tobytes() == expected.tobytes()
+    stored = np.asarray(Image.open(io.BytesIO(normalise(raw, CFG).jpeg)).convert("L"), dtype=np.float64)
+    assert stored[:95].mean() > 250  # the transparent rows white, as before
+    plain = composited.crop((0, 110, composited.width, composited.height))
+    assert np.asarray(expected.convert("L"))[110:].mean() > np.asarray(plain).mean() + 20  # a linear grey, lighter
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 @pytest.mark.parametrize("matrices,segments", [(900, 0), (0, 5_000)], ids=["900-matrices", "3-curves-of-5000-segments"])
 def test_an_icc_profile_whose_float_pipeline_littlecms_would_evaluate_for_seconds_is_refused(matrices, segments, fmt):

@@ -66,10 +66,11 @@ _UPRIGHT = {
 # own) may make half MAX_JPEG_BLOCK_PASSES, a lossless one two passes, and a lossless JPEG is decoded at full size,
 # where drafting one crashed the process, 2026-12-04; 9: an embedded ICC profile converts an image with alpha or a
 # palette (composited on white first) and a greyscale one (grey profile) too, where it was ignored, 2026-12-05; 10:
-# an ICC profile of more than MAX_ICC_BYTES is refused, 2026-12-05).
+# an ICC profile of more than MAX_ICC_BYTES is refused, 2026-12-05; 11: a grey image with alpha or a colour key is
+# converted by its grey profile too (composited on white first), 2026-12-05).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
-STORAGE_RULE_VERSION = 10
+STORAGE_RULE_VERSION = 11
 # Our own explicit pixel check runs first; Pillow's global bomb guard stays as a second line.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -206,6 +207,10 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         icc = None  # a broken profile: the plain conversion below
     # Colour with alpha, or a palette: its profile describes those colours too (a grey image's would be a grey one).
     coloured = bool(icc) and img.mode in ("RGBA", "RGBa", "P", "PA")
+    # Grey with alpha, or with a colour key: composited on white in its own greys (equal R, G and B), then converted
+    # by its grey profile as a grey image is. Its profile was ignored (a linear grey's mid-tones stored far too dark).
+    grey_alpha = bool(icc) and (img.mode in ("LA", "La") or (
+        (img.mode == "L" or img.mode == "I" or img.mode.startswith("I;16")) and "transparency" in img.info))
     # A 16-bit grey: its profile converts it once mapped onto 8 bits (below).
     grey = bool(icc) and (img.mode.startswith("I;16") or img.mode == "I") and "transparency" not in img.info
     if img.mode.startswith("I;16") or img.mode == "I":
@@ -229,7 +234,7 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         del background  # before the profile's conversion (within the peak the budget counts)
         # Composited on white in the image's own colours, then converted: a PNG or WebP with alpha, or a palette PNG,
         # with an Adobe RGB or Display P3 profile was stored in those colours read as sRGB (the profile ignored).
-        converted = _profiled(rgb, icc) if coloured else None
+        converted = _profiled(rgb, icc) if coloured else _profiled(rgb.convert("L"), icc) if grey_alpha else None
         return rgb if converted is None else converted
     if grey:
         converted = _profiled(img, icc)
