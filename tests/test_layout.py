@@ -223,3 +223,31 @@ def test_a_plan_that_is_a_link_over_the_bound_or_nested_past_json_s_depth_is_no_
     assert finish_interrupted_publish(str(output)) is None and _dataset(output) == _expected("old", OLD)
     monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", len(plan))
     assert finish_interrupted_publish(str(output)) == "run-2" and _dataset(output) == _expected("new", NEW)
+
+
+def test_the_cleanup_that_keeps_planned_folders_reads_a_plan_as_the_next_run_does(tmp_path, monkeypatch):
+    """`remove_staging(keep_planned=True)` (a run's own cleanup, a refresh finishing a publish cut after its manifest
+    moved in) read each plan whole and through a link: brackets nested past JSON's depth ended the refresh with a
+    RecursionError's traceback, gigabytes put there ended it out of memory. Now it reads a plan as
+    `finish_interrupted_publish` does: a link, one over the bound or one nested too deep is a plan of its own, kept."""
+    output = tmp_path / "out"
+    _write(output, OLD, "old")
+    staging = output / "_staging" / "run-2"
+    staging.mkdir(parents=True)
+    plan = json.dumps({"files": OLD})  # its manifest moved in: only the folder's removal was left
+    elsewhere = tmp_path / "plan.json"
+    elsewhere.write_text(plan)
+    (staging / PUBLISHING).symlink_to(elsewhere)
+    remove_staging(str(output), keep_planned=True)
+    assert (staging / PUBLISHING).is_symlink()
+    (staging / PUBLISHING).unlink()
+    (staging / PUBLISHING).write_text("[" * 100_000)
+    remove_staging(str(output), keep_planned=True)
+    assert (staging / PUBLISHING).exists()
+    (staging / PUBLISHING).write_text(plan)
+    monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", len(plan) - 1)
+    remove_staging(str(output), keep_planned=True)
+    assert (staging / PUBLISHING).exists()
+    monkeypatch.setattr(layout, "MAX_MANIFEST_BYTES", len(plan))
+    remove_staging(str(output), keep_planned=True)  # the plan a run wrote: its publish finished, the folder removed
+    assert not (output / "_staging").exists() and _dataset(output) == {name: f"old:{name}" for name in sorted(OLD)}

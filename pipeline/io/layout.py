@@ -163,10 +163,16 @@ def remove_staging(output: str, keep_planned: bool = False) -> None:
 def _published_but_removed(staging: str, output: str) -> bool:
     """Whether the publish planned in `staging` moved its manifest in (its last move) and only the removal of its
     folder was left, which a stop cut short: finished here (its emptied run folders removed; the caller removes the
-    folder). Kept, a release held it for good (no run touches a published release), and verify refused it."""
+    folder). Kept, a release held it for good (no run touches a published release), and verify refused it. The plan
+    is read as `finish_interrupted_publish` reads it: never through a link, bounded, no deeper than JSON's parser goes
+    (read whole, a plan of gigabytes put there ended a refresh out of memory, brackets nested too deep with a
+    RecursionError's traceback); any other is a plan kept."""
+    plan = FileSystems.join(staging, PUBLISHING)
+    if "://" not in plan and os.path.islink(plan):
+        return False
     try:
-        names = json.loads(read_regular_file(FileSystems.join(staging, PUBLISHING)))["files"]
-    except (ValueError, KeyError, TypeError, OSError):
+        names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
+    except (ValueError, KeyError, TypeError, OSError, RecursionError):
         return False
     if not isinstance(names, list) or MANIFEST not in names or not all(isinstance(name, str) for name in names):
         return False
