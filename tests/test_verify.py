@@ -1407,11 +1407,16 @@ def _left_staging(output: Path, what: str) -> Path:
     elif what == "a plan that is a named pipe beside its manifest":
         (staging / "manifest.json").write_text("{}")
         os.mkfifo(staging / PUBLISHING)
+    elif what == "a plan that is a link beside its manifest":  # the next run never follows it: no plan, removed
+        (staging / "manifest.json").write_text("{}")
+        (output.parent / "plan.json").write_text(json.dumps({"files": ["manifest.json"]}))
+        (staging / PUBLISHING).symlink_to(output.parent / "plan.json")
     return staging
 
 
 @pytest.mark.parametrize("what", ["before publishing", "its publish through but for removing its folder",
-                                  "a plan that is a named pipe beside its manifest"])
+                                  "a plan that is a named pipe beside its manifest",
+                                  "a plan that is a link beside its manifest"])
 def test_a_staging_folder_beside_a_run_s_dataset_is_said_in_a_note(demo_release, tmp_path, capsys, what):
     """What a stopped run left in `_staging/` beside a run's dataset went unmentioned: it is no part of the dataset
     (the next run removes it) and the verdict stands, but one line says it is there and what it is. In a published

@@ -197,9 +197,10 @@ def staged_runs(output: str) -> dict[str, bool]:
     """Each run folder under OUTPUT/_staging (a run under way, or what a stopped one left) by its name, and whether it
     holds a publish that is not through: its plan (a list of run paths, as `finish_interrupted_publish` takes it) and
     its manifest not yet moved in, so that the next run into OUTPUT carries the plan out, replacing the dataset the
-    folder holds now. The plan is read only inside OUTPUT, as a regular file of at most MAX_MANIFEST_BYTES (a link is
-    taken for a plan unread: no run writes one). Nothing for a `_staging` or a run folder that is a link (a link holds
-    no run's files); an OSError where `_staging` cannot be listed."""
+    folder holds now. The plan is read only inside OUTPUT, as a regular file of at most MAX_MANIFEST_BYTES; a link is
+    no plan, as for the next run, which never follows one and removes the folder (it was taken for a publish that run
+    carries out: verify's problem, exit 1, said the dataset would be replaced). Nothing for a `_staging` or a run
+    folder that is a link (a link holds no run's files); an OSError where `_staging` cannot be listed."""
     if "://" not in output and os.path.islink(os.path.join(output, STAGING)):
         return {}
     runs = {}
@@ -207,15 +208,14 @@ def staged_runs(output: str) -> dict[str, bool]:
         if "://" not in folder and os.path.islink(folder):
             continue
         plan, pending = FileSystems.join(folder, PUBLISHING), False
-        if FileSystems.exists(FileSystems.join(folder, MANIFEST)) and FileSystems.exists(plan):
-            pending = "://" not in plan and os.path.islink(plan)
-            if not pending:
-                try:
-                    names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
-                except (ValueError, KeyError, TypeError, OSError, RecursionError):
-                    names = None
-                pending = isinstance(names, list) and all(isinstance(name, str) and RUN_PATH.fullmatch(name)
-                                                          for name in names)
+        if FileSystems.exists(FileSystems.join(folder, MANIFEST)) and FileSystems.exists(plan) and \
+                not ("://" not in plan and os.path.islink(plan)):
+            try:
+                names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
+            except (ValueError, KeyError, TypeError, OSError, RecursionError):
+                names = None
+            pending = isinstance(names, list) and all(isinstance(name, str) and RUN_PATH.fullmatch(name)
+                                                      for name in names)
         runs[folder.rstrip("/").rsplit("/", 1)[-1]] = pending
     return runs
 
