@@ -746,3 +746,29 @@ def test_a_stop_landing_as_a_block_puts_its_handlers_back_leaves_none_of_them_se
     finally:
         process.kill()
     assert (status, output.strip().splitlines()) == (0, ["stopped", "SIGINT: True", "a plain Ctrl-C"]), (status, output)
+
+
+def test_a_second_stop_while_the_remote_job_is_being_cancelled_says_to_cancel_it_where_it_runs(tmp_path):
+    """The first stop now waits up to a minute for a slow cancel request, with no word meanwhile: an operator's second
+    Ctrl-C ended the launcher at once, as asked, but its line said nothing of the remote job left running, billed."""
+    process = start("""
+        class RemoteJob:
+            def wait_until_finish(self):
+                ready()
+                time.sleep(3600)
+            def cancel(self):
+                print("cancelling", flush=True)
+                time.sleep(3600)
+
+        with StopSignals(grace_s=0.2) as stop, stop.job():
+            stop.wait(RemoteJob())
+    """, tmp_path)
+    try:
+        process.send_signal(signal.SIGTERM)
+        assert process.stdout is not None and process.stdout.readline().strip() == b"cancelling"
+        process.send_signal(signal.SIGINT)
+        status, output, _ = finish(process, within=30)
+    finally:
+        process.kill()
+    assert status == INTERRUPTED_STATUS and "stopped (Ctrl-C again): ended at once" in output, output
+    assert "its cancel was not answered: cancel the remote job where it runs" in output, output

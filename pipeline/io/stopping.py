@@ -256,7 +256,11 @@ class StopSignals:
             end_workers()
             _remove_folders()
             note = self._release_within(SECOND_RELEASE_S)
-            print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once{note}",
+            # Asked again while the first stop waits for a remote job's cancel (up to CANCEL_S, without a word): ended
+            # as asked, the job goes on where it runs, billed, which the line said nothing of.
+            remote = ("; its cancel was not answered: cancel the remote job where it runs" if self._cancelling
+                      else "")
+            print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once{note}{remote}",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.requested = signum
