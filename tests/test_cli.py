@@ -333,3 +333,20 @@ def test_a_refresh_stopped_while_it_checks_the_previous_release_is_a_stop(demo_r
     assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM); "), done.stderr[-2000:]
     assert not (root / "releases" / "r2").exists()
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a named pipe"])
+def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(tmp_path, monkeypatch, capsys, kind):
+    """A --json naming a folder or a named pipe was refused only once the photographs were scored (minutes), the
+    result lost, and the held-out --record, appended after it, never written: refused first, as a --record is."""
+    import os
+
+    import pipeline.commands.evaluate as evaluate_command
+
+    target = tmp_path / "result"
+    target.mkdir() if kind == "a folder" else os.mkfifo(target)
+    scored = []
+    monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
+    assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
+    assert not scored and capsys.readouterr().out.splitlines() == [
+        f"evaluate: {target} is {kind}, not a file: not written"]

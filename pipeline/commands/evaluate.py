@@ -11,6 +11,7 @@ from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
 from pipeline.io.stopping import stops_saying
+from pipeline.io.whole_file import TargetNotAFile, check_target
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
 
@@ -51,6 +52,12 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
     if problems:
         print(f"evaluate: {'; '.join(problems)}")
         return 2
+    if args.json:
+        try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
+            check_target(args.json)
+        except TargetNotAFile as err:
+            print(f"evaluate: {err}")
+            return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs)

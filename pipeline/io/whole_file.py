@@ -64,6 +64,12 @@ def write_whole(path: str | os.PathLike[str], data: bytes, written: list[str] | 
         raise
 
 
+def check_target(path: str | os.PathLike[str]) -> None:
+    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket or a device: for a command to refuse it before
+    its minutes of work (what `write_whole` refuses only once that work is done, its result lost)."""
+    _mode_for(Path(path))
+
+
 def _mode_for(target: Path) -> int:
     """The mode of the file `target` replaces, NEW_MODE when there is none; `TargetNotAFile` when it is no file."""
     try:
