@@ -1118,6 +1118,32 @@ def test_an_embedded_grey_profile_converts_a_greyscale_image_too(fmt, bits):
     assert stored.mean() > plain.mean() + 20  # a linear grey's mid-tones are far lighter in sRGB
 
 
+@pytest.mark.parametrize("mode", ["LA", "L with a colour key", "I;16 with a colour key"])
+def test_an_embedded_grey_profile_converts_a_greyscale_image_with_alpha_or_a_colour_key_too(mode):
+    """The grey profile was applied to grey pixels without transparency only: a grey PNG with alpha, or with a tRNS
+    colour key (8 or 16 bits), went through the alpha path, where only colour images met their profile, and was
+    stored in its own greys read as sRGB (a linear grey's mid-tones far too dark), unlike the same greys without
+    alpha. Now it is composited on white in its own greys, then converted by its profile as a grey image is."""
+    icc = grey_profile(1.0)
+    grey = real_image("chelsea.jpg").convert("L")
+    pixels = np.asarray(grey)
+    opaque = Image.fromarray(np.full(pixels.shape, 255, dtype=np.uint8), "L")
+    if mode == "LA":
+        source, options = Image.merge("LA", (grey, opaque)), {}
+    elif mode.startswith("L "):  # a key value no pixel has: every pixel opaque
+        source, options = Image.fromarray(np.maximum(pixels, 1), "L"), {"transparency": 0}
+        grey = source
+    else:
+        source, options = Image.fromarray(np.asarray(grey).astype(np.uint16) * 257), {"transparency": 1}
+    raw = encode(source, "PNG", icc_profile=icc, **options)
+    opened = Image.open(io.BytesIO(raw))
+    assert opened.info.get("icc_profile") == icc and (mode == "LA") == (opened.mode == "LA")
+    assert mode == "LA" or "transparency" in opened.info  # the file really is what the case says
+    stored = normalise(raw, CFG).jpeg
+    assert stored == normalise(encode(grey, "PNG", icc_profile=icc), CFG).jpeg  # as the same greys without alpha
+    assert stored != normalise(encode(grey, "PNG"), CFG).jpeg  # the profile acted
+
+
 def test_a_grey_png_colour_key_is_white_beside_a_grey_profile_too():
     """The key makes the grey image RGBA before any profile could convert it: its colour is no colour of the photo."""
     pixels = np.asarray(real_image("chelsea.jpg").convert("L")).copy()
