@@ -4,6 +4,7 @@ the fit scripts' models, probes, scores and caches."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.io import whole_file
 from pipeline.io.whole_file import NEW_MODE, TargetNotAFile, write_whole
 
 
@@ -151,3 +153,35 @@ def test_a_stop_counts_the_file_written_from_its_rename_on(tmp_path, signum, whe
     assert done.stdout.strip() == (f"[{str(out)!r}]" if when == "after" else "[]")
     assert out.read_text() == ("later\n" if when == "after" else "earlier\n")
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_a_missing_folder_is_refused_before_the_work_by_check_target(tmp_path):
+    """evaluate refuses its --json before the scoring: one in a folder that does not exist failed after it, the result
+    lost, as "the job failed", exit 1 (which evaluate otherwise gives an image with people kept)."""
+    with pytest.raises(whole_file.TargetNotAFile, match="does not exist: not written"):
+        whole_file.check_target(tmp_path / "missing" / "result.json")
+    whole_file.check_target(tmp_path / "result.json")  # a new file in a folder that exists: fine
+
+
+def test_a_folder_one_may_write_in_but_not_list_takes_the_file_whole(tmp_path):
+    """The folder's fsync opens it for reading: in a folder of mode 0o300 that failed once the file was renamed into
+    place, and the command said it had failed though the file was written. Run without root's capabilities (setpriv),
+    which open any folder."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    script = ("import sys; from pipeline.io.whole_file import write_whole; "
+              "write_whole(sys.argv[1], b'{}'); print('written')")
+    command = [sys.executable, "-c", script, str(folder / "result.json")]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, which opens a 0o300 folder, and no setpriv to drop that capability")
+        dropped = "-dac_override,-dac_read_search"
+        command = [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
+    folder.chmod(0o300)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 0 and done.stdout.strip() == "written", done.stderr[-2000:]
+    assert (folder / "result.json").read_bytes() == b"{}"

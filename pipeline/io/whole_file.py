@@ -65,9 +65,13 @@ def write_whole(path: str | os.PathLike[str], data: bytes, written: list[str] | 
 
 
 def check_target(path: str | os.PathLike[str]) -> None:
-    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket or a device: for a command to refuse it before
-    its minutes of work (what `write_whole` refuses only once that work is done, its result lost)."""
-    _mode_for(Path(path))
+    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket or a device, or lies in a folder that does not
+    exist: for a command to refuse it before its minutes of work (what `write_whole` refuses only once that work is
+    done, its result lost; a missing folder was "the job failed", exit 1, after the scoring)."""
+    target = Path(path)
+    _mode_for(target)
+    if not target.parent.is_dir():
+        raise TargetNotAFile(f"{target}: its folder {target.parent} does not exist: not written")
 
 
 def _mode_for(target: Path) -> int:
@@ -84,7 +88,10 @@ def _mode_for(target: Path) -> int:
 
 def _sync_folder(folder: Path) -> None:
     """The rename on disk. A filesystem that cannot fsync a folder (some network and FUSE ones) is left to itself."""
-    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except PermissionError:  # a folder one may write in but not list (0o300): the rename is done, left to the disk
+        return
     try:
         os.fsync(handle)
     except OSError as err:
