@@ -223,3 +223,29 @@ def test_a_fit_stopped_right_after_its_probe_replaced_the_file_says_it_was_writt
     data = out.read_bytes()
     assert len(parse_probe("scene_person", str(out), hashlib.sha256(data).hexdigest(), data).weights) == 8
     assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary
+
+
+@pytest.mark.parametrize("broken", ["a photograph without scores", "another split's file"])
+def test_a_scores_folder_that_does_not_score_the_split_is_refused_before_the_fit(tmp_path, capsys, broken):
+    """The probe's score is written into each photograph's scores: a file without one ended fit_probe with a KeyError's
+    traceback after the fit, its probe file already written; another split's file (heldout6's under heldout5's name)
+    was taken as it was."""
+    rows, _ = _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    path = tmp_path / "scores" / "heldout5.json"
+    result = json.loads(path.read_text())
+    if broken == "another split's file":
+        result["split"] = "heldout6"
+    else:
+        del result["scores"][f"{rows[3].package}:{rows[3].member_path}"]
+    path.write_text(json.dumps(result))
+    out = tmp_path / "probe.json"
+    with pytest.raises(SystemExit) as ended:
+        fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
+                        f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
+                        f"--scores_out={tmp_path / 'with'}"])
+    said = capsys.readouterr().err
+    assert ended.value.code == 2 and f"error: scores file {path}: " in said, said
+    expected = "not heldout5" if broken == "another split's file" else "no scores for 1 of the split's photographs"
+    assert expected in said
+    assert not out.exists() and not (tmp_path / "with").exists()

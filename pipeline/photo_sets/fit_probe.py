@@ -188,13 +188,15 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
     wanted.append(str(args.out))
     if args.scores_out is not None:
         wanted += [str(args.scores_out / f"{split}.json") for split in splits]
+    rows = {split: fitted_rows(split) for split in splits}
     scored = {}
     if args.scores is not None:  # read before the fit (minutes of features): a missing one said only once it was done
         try:
-            scored = {split: read_scores_folder(args.scores, split) for split in splits}
+            scored = {split: read_scores_folder(args.scores, split,
+                                                [f"{row.package}:{row.member_path}" for row in rows[split]])
+                      for split in splits}
         except ScoresFileError as err:
             parser.error(str(err))
-    rows = {split: fitted_rows(split) for split in splits}
     x = np.vstack([_features(args, split, rows[split], written) for split in splits])
     y = np.array([row.label in HUMAN_LABELS for split in splits for row in rows[split]], dtype=int)
     split_of = np.array([split for split in splits for _ in rows[split]])

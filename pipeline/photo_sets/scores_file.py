@@ -28,12 +28,18 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
     except OSError as err:
         reason = "no regular file" if err.errno == errno.ENXIO else (err.strerror or str(err))
         raise ScoresFileError(f"scores file {name}: {reason}") from None
-    if not stat.S_ISREG(os.fstat(handle).st_mode):  # judged by what was opened (a folder, a pipe, a device)
+    info = os.fstat(handle)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SCORES_BYTES:  # judged by what was opened
         os.close(handle)
-        raise ScoresFileError(f"scores file {name}: no regular file")
-    with open(handle, "rb") as file:
-        data = file.read(MAX_SCORES_BYTES + 1)
-    if len(data) > MAX_SCORES_BYTES:
+        raise ScoresFileError(f"scores file {name}: " + (f"over {MAX_SCORES_BYTES:,} bytes, more than evaluate writes"
+                                                          if stat.S_ISREG(info.st_mode) else "no regular file"))
+    parts, total = [], 0
+    with open(handle, "rb") as file:  # a MiB at a time: read(bound) asks for a buffer of the whole bound up front
+        while total <= MAX_SCORES_BYTES and (chunk := file.read(min(1 << 20, MAX_SCORES_BYTES + 1 - total))):
+            parts.append(chunk)
+            total += len(chunk)
+    data = b"".join(parts)
+    if len(data) > MAX_SCORES_BYTES:  # grown since its size was taken
         raise ScoresFileError(f"scores file {name}: over {MAX_SCORES_BYTES:,} bytes, more than evaluate writes")
     try:
         result = json.loads(data)
@@ -46,6 +52,16 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
     return data, result
 
 
-def read_scores_folder(folder: Path, split: str) -> dict[str, Any]:
-    """`fit_probe --scores FOLDER`: FOLDER/SPLIT.json."""
-    return read_scores(folder / f"{split}.json")[1]
+def read_scores_folder(folder: Path, split: str, keys: list[str]) -> dict[str, Any]:
+    """`fit_probe --scores FOLDER`: FOLDER/SPLIT.json, which must be the split's and score each photograph of `keys`
+    (`package:member`) as an object: the probe's score is written into each (a missing one ended fit_probe with a
+    traceback after the fit, its probe file already written)."""
+    path = folder / f"{split}.json"
+    result = read_scores(path)[1]
+    if result["split"] != split:
+        raise ScoresFileError(f"scores file {path}: scores split {str(result['split'])[:40]!r}, not {split}")
+    missing = [key for key in keys if not isinstance(result["scores"].get(key), dict)]
+    if missing:
+        raise ScoresFileError(f"scores file {path}: no scores for {len(missing)} of the split's photographs, e.g. "
+                              f"{missing[0][:100]!r}")
+    return result
