@@ -200,6 +200,8 @@ def test_a_remote_job_s_cancel_is_waited_for_past_the_grace_and_only_so_long(tmp
     process.send_signal(signal.SIGTERM)
     status, output, took = finish(process, within=30)
     assert status == EXIT_STATUS, output
+    # Said as the wait begins: silent, a container's SIGKILL 10 s after its SIGTERM left no word of it.
+    assert "pass-pipeline: stopping: waiting up to 3 s more for the remote job's cancel to be answered" in output
     if answers:
         assert (tmp_path / "cancelled").exists() and "did not" not in output, output
     else:

@@ -281,8 +281,12 @@ class StopSignals:
         end_workers()
         if self._job_left.wait(self._grace_s):
             return
-        if self._cancelling and self._job_left.wait(CANCEL_S):  # a remote job being cancelled: ending now leaves it
-            return
+        if self._cancelling:  # a remote job being cancelled: ending now leaves it running
+            # Said now: the wait is silent otherwise, and a container stopped with a SIGKILL after 10 s never tells.
+            print(f"pass-pipeline: stopping: waiting up to {CANCEL_S:g} s more for the remote job's cancel to be "
+                  "answered", file=sys.stderr, flush=True)
+            if self._job_left.wait(CANCEL_S):
+                return
         self._abandon()
 
     def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
