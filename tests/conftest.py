@@ -160,6 +160,21 @@ def reseal(release: Path) -> None:
     (release / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def as_a_user_the_disk_refuses(command: list[str], what: str) -> list[str]:
+    """`command` run so that a folder's mode binds it: as root (here, in CI) without the capabilities that let root
+    read and list any folder (setpriv), so that a test of a folder one may not list runs rather than skips. `what`
+    says what root would do, for the skip where setpriv is missing."""
+    if os.geteuid() != 0:
+        return command
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip(f"running as root, which {what}, and no setpriv to drop that capability")
+    dropped = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
+
+
 def real_jpeg(name: str = "chelsea.jpg") -> bytes:
     """A real photograph from the bundled demo set (see pipeline/fixtures/demo/LICENSES.md)."""
     from pipeline.fixtures.demo_world import demo_image

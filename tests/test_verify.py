@@ -13,7 +13,7 @@ import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
 from pipeline.release.verify import verify
-from tests.conftest import reseal, traced_peak
+from tests.conftest import as_a_user_the_disk_refuses, reseal, traced_peak
 
 
 @pytest.fixture()
@@ -1380,13 +1380,8 @@ def test_a_folder_chmod_000_keeps_verify_from_listing_is_a_problem(demo_release,
     hidden = copy / "more"
     hidden.mkdir()
     (hidden / "extra.parquet").write_bytes(b"x")
-    command = [sys.executable, "-m", "pipeline", "verify", str(copy)]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root, which lists a chmod 000 folder, and no setpriv to drop that capability")
-        dropped = "-dac_override,-dac_read_search"
-        command = [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
+    command = as_a_user_the_disk_refuses([sys.executable, "-m", "pipeline", "verify", str(copy)],
+                                         "lists a chmod 000 folder")
     hidden.chmod(0)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)

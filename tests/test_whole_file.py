@@ -4,7 +4,6 @@ the fit scripts' models, probes, scores and caches."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -16,6 +15,7 @@ import pytest
 
 from pipeline.io import whole_file
 from pipeline.io.whole_file import NEW_MODE, TargetNotAFile, write_whole
+from tests.conftest import as_a_user_the_disk_refuses
 
 
 def mode(path: Path) -> int:
@@ -171,13 +171,8 @@ def test_a_folder_one_may_write_in_but_not_list_takes_the_file_whole(tmp_path):
     folder.mkdir()
     script = ("import sys; from pipeline.io.whole_file import write_whole; "
               "write_whole(sys.argv[1], b'{}'); print('written')")
-    command = [sys.executable, "-c", script, str(folder / "result.json")]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root, which opens a 0o300 folder, and no setpriv to drop that capability")
-        dropped = "-dac_override,-dac_read_search"
-        command = [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
+    command = as_a_user_the_disk_refuses([sys.executable, "-c", script, str(folder / "result.json")],
+                                         "opens a 0o300 folder")
     folder.chmod(0o300)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
