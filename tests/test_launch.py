@@ -110,15 +110,21 @@ def test_sigterm_as_soon_as_the_started_command_catches_it_is_a_stop_while_start
     """The moment `pass-pipeline` catches SIGTERM (its handler set, read from /proc/PID/status) is within its
     start, before the imports of seconds: a SIGTERM sent then is the starting line, exit 143. SIGTERM was caught
     only once the command's own handling began, after the imports."""
+    status, out, err = sigterm_once_caught(["-m", "pipeline", "verify", str(tmp_path)])
+    assert status == 128 + signal.SIGTERM, (status, err[-2000:])
+    assert err.strip() == "pass-pipeline: stopped (SIGTERM) while starting; nothing was done" and out == ""
+
+
+def sigterm_once_caught(argv: list[str]) -> tuple[int, str, str]:
+    """`python ARGV...` sent SIGTERM as soon as it catches it (its handler set, read from /proc/PID/status): its exit
+    status, stdout and stderr."""
     from tests.test_run import _catching_sigterm
 
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "verify", str(tmp_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _catching_sigterm(process)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, err[-2000:])
-    assert err.strip() == "pass-pipeline: stopped (SIGTERM) while starting; nothing was done" and out == ""
+    return process.returncode, out, err

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.test_launch import sigterm_once_caught
+
 # `python -m pipeline.photo_sets.SCRIPT --help`, run as `python -m` runs it, with a stop (the signal named first) sent
 # to itself as the module named second is first looked for: `signal module script`.
 A_SCRIPT_STOPPED_WHILE_IMPORTING = """
@@ -48,17 +50,8 @@ def test_a_stop_while_a_photo_sets_script_starts_is_one_line_and_the_stops_exit(
 def test_sigterm_as_soon_as_a_started_script_catches_it_is_a_stop_while_starting(tmp_path):
     """`python -m pipeline.photo_sets.fit_fusion` catches SIGTERM (read from /proc/PID/status) from before its imports
     of over a second on: a SIGTERM sent then is the starting line, exit 143. It was caught only once `main` ran."""
-    from tests.test_run import _catching_sigterm
-
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.photo_sets.fit_fusion", str(tmp_path / "scores.json"),
-                                str(tmp_path / "fusion.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        _catching_sigterm(process)
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, err[-2000:])
+    status, out, err = sigterm_once_caught(["-m", "pipeline.photo_sets.fit_fusion", str(tmp_path / "scores.json"),
+                                            str(tmp_path / "fusion.json")])
+    assert status == 128 + signal.SIGTERM, (status, err[-2000:])
     assert err.strip() == "fit_fusion: stopped (SIGTERM) while starting; nothing was done" and out == ""
     assert list(tmp_path.iterdir()) == []
