@@ -1,8 +1,10 @@
 """Progress lines while a job runs, and per-step timing in stats.json."""
 
 import json
+import logging
 import subprocess
 import sys
+import time
 
 from pipeline.fixtures.demo_world import build_demo_world, photo_path
 from pipeline.fixtures.static_server import Response, StaticServer
@@ -38,3 +40,33 @@ def test_a_running_job_prints_progress_and_records_step_timing(tmp_path):
     assert steps["kept"]["records"] == 10 and steps["rejected"]["records"] == 8
     # The heavy stages between them are timed too: what left the duplicate stages; detection was off.
     assert steps["deduplicated"]["records"] == 10 and "detected" not in steps
+
+
+def _progress_reads(records: list[logging.LogRecord]) -> list[int]:
+    texts = [record.getMessage() for record in records if record.name == "pipeline.progress"]
+    return [int(text.split("progress: read ", 1)[1].split(" ", 1)[0].replace(",", "")) for text in texts]
+
+
+def test_a_finished_job_stops_its_progress_line_and_the_next_job_counts_from_zero(tmp_path, caplog):
+    """The heartbeat went on printing the finished job's counts (its elapsed time growing) through the publish and
+    a refresh's changelog, as if the job still ran; and a second job in the process was counted on top of it."""
+    from pipeline.commands.run import run
+
+    caplog.set_level(logging.INFO, logger="pipeline.progress")
+    heard_after_job = []
+
+    def after_job(staging: str) -> None:  # the run's last step before publishing: the job is done
+        before = len(caplog.records)
+        time.sleep(0.6)  # six of the heartbeat's beats
+        heard_after_job.append(len(_progress_reads(caplog.records[before:])))
+
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "input")  # 18 rows
+        reads = []
+        for job in range(2):
+            start = len(caplog.records)
+            run([f"--input={metadata}", f"--output={tmp_path / f'out{job}'}", f"--allowed_hosts={server.host}",
+                 "--progress_seconds=0.1", *FAST], before_publish=after_job)
+            reads.append(_progress_reads(caplog.records[start:]))
+    assert heard_after_job == [0, 0]
+    assert reads[1] and max(reads[1]) <= 18, reads[1]

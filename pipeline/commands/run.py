@@ -431,8 +431,11 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                     build(pipeline, opts, staging)
                     try:
                         with stop.job():
-                            result = pipeline.run()
-                            stop.wait(result)
+                            try:
+                                result = pipeline.run()
+                                stop.wait(result)
+                            finally:
+                                progress.job_ended()
                     except ValueError as err:
                         if isinstance(err, RegistryError):  # a model file a worker found altered: the user's
                             raise

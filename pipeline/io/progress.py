@@ -4,7 +4,8 @@
 few seconds, logs one line to the `pipeline.progress` logger (shown by default, on the local
 runner and in Dataflow's worker logs): how many records passed each step in this process so far,
 the rate of the step records passed most recently, and while downloading an estimate of the time
-the downloads still take. A heartbeat keeps the line coming while a long step lets nothing through.
+the downloads still take. A heartbeat keeps the line coming while a long step lets nothing through, until
+the process that ran the job says it ended (`job_ended`).
 It also records, as Beam metrics, when the first and the last record passed each step, which
 `timings` turns into per-step wall time and throughput after the job.
 """
@@ -37,13 +38,21 @@ class _Counts:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.started = time.monotonic()
-        self.last_line = 0.0
-        self.counts: dict[str, int] = dict.fromkeys(TIMED_STEPS, 0)
-        self.first: dict[str, float] = {}
-        self.last: dict[str, float] = {}
-        self.latest = ""  # the step a record passed most recently
         self.heartbeat: threading.Thread | None = None
+        self.stop = threading.Event()  # the running heartbeat's: set when its job has ended
+        self.reset()
+
+    def reset(self) -> None:
+        """A job in this process has ended: its heartbeat stops and the next job's counts start from zero."""
+        with self.lock:
+            self.stop.set()
+            self.stop, self.heartbeat = threading.Event(), None
+            self.started = time.monotonic()
+            self.last_line = 0.0
+            self.counts: dict[str, int] = dict.fromkeys(TIMED_STEPS, 0)
+            self.first: dict[str, float] = {}
+            self.last: dict[str, float] = {}
+            self.latest = ""  # the step a record passed most recently
 
     def add(self, step: str, interval: float) -> str | None:
         with self.lock:
@@ -53,7 +62,7 @@ class _Counts:
             self.last[step] = now
             self.latest = step
             if self.heartbeat is None:
-                self.heartbeat = threading.Thread(target=self._beat, args=(interval,), daemon=True)
+                self.heartbeat = threading.Thread(target=self._beat, args=(interval, self.stop), daemon=True)
                 self.heartbeat.start()
             if now - self.last_line < interval:
                 return None
@@ -66,12 +75,11 @@ class _Counts:
         rate = (self.counts[step] - 1) / span if span > 0.5 else 0.0  # between its first and latest record
         return line(dict(self.counts), now - self.started, step, rate)
 
-    def _beat(self, interval: float) -> None:
-        while True:
-            time.sleep(interval)
+    def _beat(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
             with self.lock:
                 now = time.monotonic()
-                if now - self.last_line < interval:
+                if stop.is_set() or now - self.last_line < interval:
                     continue
                 self.last_line = now
                 text = self._line(now)
@@ -79,6 +87,13 @@ class _Counts:
 
 
 _COUNTS = _Counts()
+
+
+def job_ended() -> None:
+    """Called by the process that ran a job once it has ended: a job run in this process (the local runner's
+    in-process modes) left its heartbeat printing its last counts through the publish and whatever the process did
+    next, and a second job's counts were added to the first's. Worker processes end with their job."""
+    _COUNTS.reset()
 
 
 def _duration(seconds: float) -> str:
