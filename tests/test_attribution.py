@@ -52,22 +52,23 @@ def test_no_kept_photo_is_a_header_only_file(tmp_path):
     assert (tmp_path / "ATTRIBUTION.csv").read_bytes() == attribution_csv([])
 
 
-@given(counts=st.dictionaries(st.tuples(st.integers(-1, 12), st.text("0123456789", max_size=4)), st.integers(1, 30),
-                              max_size=40), per_part=st.integers(1, 50))
-def test_parts_are_consecutive_blocks_within_the_limit(counts, per_part):
+@given(counts=st.dictionaries(st.tuples(st.integers(-1, 12), st.text("0123456789", max_size=4)),
+                              st.tuples(st.integers(1, 30), st.integers(1, 3000)), max_size=40),
+       per_part=st.integers(1, 50), bytes_per_part=st.integers(1, 5000))
+def test_parts_are_consecutive_blocks_within_the_limit(counts, per_part, bytes_per_part):
     """Against the rule itself: blocks in order go to non-decreasing parts numbered 0, 1, 2...; a part
-    holds more than the limit only as a single block; and a part could not have taken the next block."""
-    plan = plan_parts(counts.items(), per_part)
+    holds more than either limit only as a single block; and a part could not have taken the next block."""
+    plan = plan_parts(counts.items(), per_part, bytes_per_part)
     blocks = sorted(counts)
     assert list(plan) == blocks and [plan[b] for b in blocks] == sorted(plan.values())
     assert sorted(set(plan.values())) == list(range(len(set(plan.values()))))
     for part in set(plan.values()):
         members = [b for b in blocks if plan[b] == part]
-        size = sum(counts[b] for b in members)
-        assert size <= per_part or len(members) == 1
+        rows, size = (sum(counts[b][i] for b in members) for i in (0, 1))
+        assert (rows <= per_part and size <= bytes_per_part) or len(members) == 1
         following = [b for b in blocks if plan[b] == part + 1]
         if following:
-            assert size + counts[following[0]] > per_part
+            assert rows + counts[following[0]][0] > per_part or size + counts[following[0]][1] > bytes_per_part
 
 
 FORMULA_CELLS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\r=1+1", "=a,b\"c"]
@@ -133,3 +134,16 @@ def test_a_name_that_shows_something_is_the_credit(name):
     row = attribution_row(photo("1", owner_name=name, owner_nsid="12345@N01"))
     assert row[1] == attribution.BIDI_CONTROLS.sub("", name)
 
+
+
+def test_parts_are_cut_by_their_bytes_too_so_long_titles_do_not_fill_one_worker(tmp_path, monkeypatch):
+    """Parts were cut by rows alone (100,000): sources allow a title and an owner name of 64 Ki characters each, so
+    one part of long-titled rows in separate blocks was gigabytes, sorted and encoded whole by one worker. Here parts
+    of at most ~25 kB: each holds one block or stays within that, and the file is unchanged."""
+    monkeypatch.setattr(attribution, "ATTRIBUTION_BYTES_PER_PART", 25_000)
+    photos = [photo(str(n * 1000), title="é" * 5000, owner_name=f"owner {n}") for n in range(1, 10)]  # 10 kB a row
+    with local_pipeline() as p:
+        _ = p | beam.Create(photos) | WriteAttribution(str(tmp_path))
+    assert (tmp_path / "ATTRIBUTION.csv").read_bytes() == attribution_csv([attribution_row(photo) for photo in photos])
+    parts = sorted(path for path in (tmp_path / "_parts").rglob("*") if path.is_file())
+    assert len(parts) == 5 and all(part.stat().st_size <= 25_000 for part in parts)

@@ -6,9 +6,9 @@ after another: no merge, and one part open at a time. The ranges come from the d
 ids are counted per block (their number of digits and first `BLOCK_DIGITS` digits: ranges of 10^7
 consecutive ids for Flickr's 11-digit ids, and never more than ~180,000 blocks whatever ids a table
 holds; ids that are not numbers form one block, first, as they sort first), and consecutive blocks
-are packed into parts of at most `ATTRIBUTION_ROWS_PER_PART` rows (a block is never split, so a
-part exceeds that only when one block holds that many kept photos). Each part is sorted by one worker and
-written as CSV lines under the staging folder's `_parts/` (never published, removed with the
+are packed into parts of at most `ATTRIBUTION_ROWS_PER_PART` rows and `ATTRIBUTION_BYTES_PER_PART` bytes of text
+(a block is never split, so a part exceeds either only when one block holds that much). Each part is sorted by one
+worker and written as CSV lines under the staging folder's `_parts/` (never published, removed with the
 staging folder); the last step copies them, in order, after the header.
 """
 
@@ -30,6 +30,9 @@ from pipeline.records import Photo
 
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
 ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
+# A source's title and owner name may each be 64 Ki characters: cut by rows alone, a part of such rows was gigabytes,
+# sorted and encoded whole by one worker.
+ATTRIBUTION_BYTES_PER_PART = 128 << 20
 BLOCK_DIGITS = 4  # leading digits that name a block (with the digit count)
 _COPY_CHUNK = 1 << 20
 # Explicit bidi formatting (embeddings, overrides, isolates), as the Markdown and HTML drop it (markdown_html.py): one
@@ -70,16 +73,29 @@ def id_block(row: tuple[str, ...]) -> tuple[int, str]:
     return (len(digits), digits[:BLOCK_DIGITS])
 
 
-def plan_parts(block_counts: Iterable[tuple[tuple[int, str], int]], rows_per_part: int) -> dict[tuple[int, str], int]:
-    """{block: part}: consecutive blocks packed into parts of at most `rows_per_part` rows (a block
-    larger than that is a part of its own)."""
+def row_bytes(row: tuple[str, ...]) -> int:
+    """About a row's bytes in its part (its cells in UTF-8 and their commas; quoting aside)."""
+    return sum(len(cell.encode("utf-8")) for cell in row) + len(row)
+
+
+def _add_sizes(sizes: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    rows, size = 0, 0
+    for count, nbytes in sizes:
+        rows, size = rows + count, size + nbytes
+    return rows, size
+
+
+def plan_parts(block_sizes: Iterable[tuple[tuple[int, str], tuple[int, int]]], rows_per_part: int,
+               bytes_per_part: int) -> dict[tuple[int, str], int]:
+    """{block: part}: consecutive blocks, each given as (block, (rows, bytes)), packed into parts of at most
+    `rows_per_part` rows and `bytes_per_part` bytes (a block larger than either is a part of its own)."""
     plan: dict[tuple[int, str], int] = {}
-    part, filled = 0, 0
-    for block, count in sorted(block_counts):
-        if filled and filled + count > rows_per_part:
-            part, filled = part + 1, 0
+    part, filled, size = 0, 0, 0
+    for block, (count, nbytes) in sorted(block_sizes):
+        if filled and (filled + count > rows_per_part or size + nbytes > bytes_per_part):
+            part, filled, size = part + 1, 0, 0
         plan[block] = part
-        filled += count
+        filled, size = filled + count, size + nbytes
     return plan
 
 
@@ -123,14 +139,15 @@ class WriteAttribution(beam.PTransform):
         self._output = output
 
     def expand(self, photos: beam.PCollection) -> beam.PCollection:
-        output, folder, per_part = self._output, FileSystems.join(self._output, STAGED_PARTS), ATTRIBUTION_ROWS_PER_PART
+        output, folder = self._output, FileSystems.join(self._output, STAGED_PARTS)
+        per_part, bytes_per_part = ATTRIBUTION_ROWS_PER_PART, ATTRIBUTION_BYTES_PER_PART
         rows = photos | "Row" >> beam.Map(attribution_row)
         plan = (
             rows
-            | "Block" >> beam.Map(lambda row: (id_block(row), 1))
-            | "PerBlock" >> beam.CombinePerKey(sum)
-            | "Blocks" >> beam.combiners.ToList()  # one (block, count) per block: 180,000 at most
-            | "Plan" >> beam.Map(plan_parts, per_part)
+            | "Block" >> beam.Map(lambda row: (id_block(row), (1, row_bytes(row))))
+            | "PerBlock" >> beam.CombinePerKey(_add_sizes)
+            | "Blocks" >> beam.combiners.ToList()  # one (block, (rows, bytes)) per block: 180,000 at most
+            | "Plan" >> beam.Map(plan_parts, per_part, bytes_per_part)
         )
         return (
             rows
