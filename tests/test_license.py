@@ -62,6 +62,13 @@ def test_rejection_carries_the_license_as_detail():
     assert rejection.reason == "not_cc_by" and "by-sa" in rejection.detail and rejection.stage == "license"
 
 
+def test_a_long_licence_name_and_url_are_cut_in_the_detail_as_a_conflict_s_are():
+    """A not-CC-BY row's licence name and URL (a source allows tens of kB each) were copied whole into its rejection."""
+    name, url = "N" * 60_000, "https://example.com/" + "u" * 8_000
+    rejection = license_rejection(photo("5", license_name=name, license_url=url))
+    assert rejection.reason == "not_cc_by" and rejection.detail == f"{name[:100]} | {url[:200]}"
+
+
 def test_stage_splits_kept_and_rejected():
     photos = [photo("1"), photo("2", license_url="http://creativecommons.org/licenses/by-nc/2.0/"),
               photo("3", marker=1)]

@@ -34,7 +34,9 @@ def license_rejection(photo: Photo) -> Rejection | None:
         detail = f"{photo.license_source_text[:100]} | {photo.license_source_url[:200]}"
         return Rejection.of(photo, STAGE, "license_conflict", detail)
     if not is_cc_by(photo.license_name, photo.license_url):
-        detail = " | ".join(part for part in (photo.license_name, photo.license_url) if part) or "no license given"
+        # Bounded as a conflict's detail is: a name and a URL of tens of kB each were copied whole into every such row.
+        detail = " | ".join(part for part in (photo.license_name[:100], photo.license_url[:200]) if part) or (
+            "no license given")
         return Rejection.of(photo, STAGE, "not_cc_by", detail)
     return None
 
