@@ -176,7 +176,8 @@ def _declarations() -> list[Declared]:
         help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
              "after being killed takes what it already had from here instead of downloading it again.")
     add("--progress_seconds", Role.OPERATIONAL, type=decimal, default=5.0,
-        help="Seconds between progress lines (per worker process; also while a long step lets nothing through).")
+        help="Seconds between progress lines, at least 0.1 (per worker process; also while a long step lets "
+             "nothing through).")
     add("--carry_over", Role.INTERNAL, is_input=True, default="",
         help="A finished release whose images are carried into this run without refetching (after license "
              "re-verification and the blocklist); `pass-pipeline refresh` sets it.")
@@ -379,6 +380,9 @@ def valid_draft_supersample(value: int) -> bool:
     return 0 <= value <= 8
 
 
+MIN_PROGRESS_SECONDS = 0.1
+
+
 def valid_reducing_gap(value: float) -> bool:
     """0 (off) or 1..8: Pillow refuses a gap below 1; nan and inf fail both comparisons."""
     return value == 0 or 1 <= value <= 8
@@ -502,8 +506,10 @@ def validate(opts: PassOptions) -> list[str]:
         problems.append(DRAFT_SUPERSAMPLE_RANGE)
     if not valid_reducing_gap(opts.resize_reducing_gap):
         problems.append(REDUCING_GAP_RANGE)
-    if not 0 < opts.progress_seconds < float("inf"):  # also refuses nan, which the heartbeat could not sleep
-        problems.append("--progress_seconds must be a positive number of seconds")
+    # Also refuses nan, which the heartbeat could not sleep; and a value like 1e-9, which logged a line at every turn
+    # of its loop, flooding the log.
+    if not MIN_PROGRESS_SECONDS <= opts.progress_seconds < float("inf"):
+        problems.append(f"--progress_seconds must be a number of seconds of at least {MIN_PROGRESS_SECONDS:g}")
     return problems + _bounds_problems(opts) + _home_problems(opts)
 
 

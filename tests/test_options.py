@@ -128,11 +128,12 @@ def test_a_table_format_reads_input_files_and_only_tables_take_a_column_mapping(
         options.RECORDED)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "1e999"])
-def test_progress_seconds_must_be_a_positive_number(value):
+@pytest.mark.parametrize("value", ["0", "-1", "1e999", "1e-9", "0.09"])
+def test_progress_seconds_must_be_a_number_of_seconds_of_at_least_a_tenth(value):
+    """1e-9 passed as positive: the heartbeat then logged a line at every turn of its loop, flooding the log."""
     assert options.validate(opts(f"--progress_seconds={value}")) == [
-        "--progress_seconds must be a positive number of seconds"]
-    assert not options.validate(opts("--progress_seconds=0.5"))
+        "--progress_seconds must be a number of seconds of at least 0.1"]
+    assert not options.validate(opts("--progress_seconds=0.5")) and not options.validate(opts("--progress_seconds=0.1"))
 
 
 @pytest.mark.parametrize("value", ["0.5", "-1", "9", "1e999"])
