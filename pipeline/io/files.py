@@ -3,7 +3,6 @@ Parquet tables, and atomic writes (temporary name, then rename) that report each
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import hashlib
 import io
@@ -25,6 +24,7 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.parquet_footer import FooterTooLarge, check_footer, footer_problem
+from pipeline.io.regular_files import kind_of, open_local_regular, read_at_most
 
 
 class _HashingWriter(io.RawIOBase):
@@ -111,16 +111,7 @@ def read_bytes(path: str, limit: int | None = None) -> bytes:
     """A whole file, local or on any Beam filesystem; with `limit`, at most `limit` + 1 bytes of it (more than
     `limit`: the file is larger), read a MiB at a time (a device or a file growing as it is read has no end)."""
     with open_reader(path) as handle:
-        return handle.read() if limit is None else _read_at_most(handle, limit + 1)
-
-
-def _read_at_most(handle: BinaryIO, size: int) -> bytes:
-    """At most `size` bytes of `handle`, a MiB at a time: `read(size)` allocates all of `size` before reading."""
-    parts, left = [], size
-    while left > 0 and (data := handle.read(min(left, 1 << 20))):
-        parts.append(data)
-        left -= len(data)
-    return b"".join(parts)
+        return handle.read() if limit is None else read_at_most(handle, limit + 1)
 
 
 def open_regular_file(path: str) -> BinaryIO:
@@ -129,21 +120,7 @@ def open_regular_file(path: str) -> BinaryIO:
     link too, or put in the file's place since it was looked at) is a ValueError, never a wait for a writer that does
     not come. The handle is that file's for as long as it is open, whatever is put under its name meanwhile: read
     twice through it (hashed, then parsed), a file is read twice as one. Object stores hold only files."""
-    if "://" in path:
-        return open_reader(path)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as err:
-        if err.errno != errno.ENXIO:
-            raise
-        raise ValueError(f"{path} is no regular file") from None  # a socket: it cannot be opened at all
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ValueError(f"{path} is no regular file")
-        return os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
+    return open_reader(path) if "://" in path else open_local_regular(path)
 
 
 def read_regular_file(path: str, limit: int | None = None) -> bytes:
@@ -153,7 +130,7 @@ def read_regular_file(path: str, limit: int | None = None) -> bytes:
     `limit`: a file over that many bytes is a ValueError, read no further (a link to /dev/zero is a device; a file may
     still be of any size)."""
     with open_regular_file(path) as handle:
-        data = handle.read() if limit is None else _read_at_most(handle, limit + 1)
+        data = handle.read() if limit is None else read_at_most(handle, limit + 1)
     if limit is not None and len(data) > limit:
         raise ValueError(f"{path} is over {limit:,} bytes, more than any run writes")
     return data
@@ -279,9 +256,7 @@ def size_and_kind(path: str) -> tuple[int | None, str]:
     info = os.stat(path)
     if stat.S_ISREG(info.st_mode):
         return info.st_size, ""
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
-             stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
-    return None, next((name for test, name in kinds.items() if test(info.st_mode)), "not a plain file")
+    return None, kind_of(info.st_mode)
 
 
 class NotAFile(OSError):

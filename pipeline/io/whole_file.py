@@ -25,10 +25,9 @@ import secrets
 import stat
 from pathlib import Path
 
-NEW_MODE = 0o644
+from pipeline.io.regular_files import kind_of
 
-_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
-          stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+NEW_MODE = 0o644
 
 
 class TargetNotAFile(ValueError):
@@ -81,8 +80,7 @@ def _mode_for(target: Path) -> int:
     except FileNotFoundError:
         return NEW_MODE
     if not stat.S_ISREG(info.st_mode):
-        kind = next((kind for test, kind in _KINDS.items() if test(info.st_mode)), "not a plain file")
-        raise TargetNotAFile(f"{target} is {kind}, not a file: not written")
+        raise TargetNotAFile(f"{target} is {kind_of(info.st_mode)}, not a file: not written")
     return stat.S_IMODE(info.st_mode)
 
 

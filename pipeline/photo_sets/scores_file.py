@@ -5,12 +5,12 @@ line naming the file (the scripts' usage error, exit 2)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
+
+from pipeline.io.regular_files import open_local_regular, read_at_most
 
 # `evaluate --json` of a split of a few thousand photographs is a few MB; far over it is no scores file.
 MAX_SCORES_BYTES = 512 * 1024 * 1024
@@ -24,22 +24,13 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
     """The file's bytes (its sha256 is recorded) and its JSON object, which holds a "split" name and "scores"."""
     name = os.fspath(path)
     try:
-        handle = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # never a wait for a named pipe's writer
+        with open_local_regular(name) as file:  # never a wait for a named pipe's writer
+            data = read_at_most(file, MAX_SCORES_BYTES + 1)
+    except ValueError:
+        raise ScoresFileError(f"scores file {name}: no regular file") from None
     except OSError as err:
-        reason = "no regular file" if err.errno == errno.ENXIO else (err.strerror or str(err))
-        raise ScoresFileError(f"scores file {name}: {reason}") from None
-    info = os.fstat(handle)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SCORES_BYTES:  # judged by what was opened
-        os.close(handle)
-        raise ScoresFileError(f"scores file {name}: " + (f"over {MAX_SCORES_BYTES:,} bytes, more than evaluate writes"
-                                                          if stat.S_ISREG(info.st_mode) else "no regular file"))
-    parts, total = [], 0
-    with open(handle, "rb") as file:  # a MiB at a time: read(bound) asks for a buffer of the whole bound up front
-        while total <= MAX_SCORES_BYTES and (chunk := file.read(min(1 << 20, MAX_SCORES_BYTES + 1 - total))):
-            parts.append(chunk)
-            total += len(chunk)
-    data = b"".join(parts)
-    if len(data) > MAX_SCORES_BYTES:  # grown since its size was taken
+        raise ScoresFileError(f"scores file {name}: {err.strerror or err}") from None
+    if len(data) > MAX_SCORES_BYTES:
         raise ScoresFileError(f"scores file {name}: over {MAX_SCORES_BYTES:,} bytes, more than evaluate writes")
     try:
         result = json.loads(data)
