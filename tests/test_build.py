@@ -318,3 +318,26 @@ def test_the_review_decisions_reach_the_workers_as_a_copy_not_in_the_job_graph(s
     without, with_store = graph_bytes(), graph_bytes(f"--review_decisions={store}")
     assert with_store - without < 20_000, (without, with_store)
     assert [path.suffix for path in (tmp_path / "out" / "_lists").iterdir()] == [".csv"]
+
+
+def test_a_capped_survivor_takes_its_copies_with_it(server, tmp_path):
+    """Duplicates are resolved before the owner cap and the cap does not reopen them (README, "What the job
+    does"): the copy another account uploaded later stays the capped original's duplicate, crediting no one
+    with the original's photograph."""
+    from pipeline.stages.owner_cap import cap_rank
+    from tests.conftest import photo as a_photo
+
+    coffee, grass = demo_image("coffee.jpg"), demo_image("grass.jpg")
+    lines = []
+    for photo_id, data, owner in (("5001", coffee, "a@N00"), ("5002", grass, "a@N00"), ("5009", coffee, "b@N00")):
+        url = server.add(f"/7/{photo_id}_abcdef0123.jpg", image(data))
+        lines.append(yfcc_line(len(lines) + 1, photo_id, url, owner_nsid=owner))
+    # The account's cap of one keeps 5002, whose rank comes first; 5001 was uploaded before 5009.
+    assert cap_rank(a_photo("5002")) < cap_rank(a_photo("5001"))
+    (tmp_path / "rows.tsv").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "out"
+    run([f"--input={tmp_path / 'rows.tsv'}", f"--output={output}", f"--allowed_hosts={server.host}",
+         "--per_owner_cap=1", *LOCAL, "--detectors=none"])
+    fates = {r["photo_id"]: (r["stage"], r["reason"], r["duplicate_of"]) for r in rejections(output)}
+    assert kept_ids(output) == ["5002"]
+    assert fates == {"5001": ("owner_cap", "owner_cap", ""), "5009": ("exact_dedup", "duplicate", "5001")}
