@@ -30,6 +30,16 @@ def test_ssd_counts_only_valid_detections_of_named_classes():
     assert decode(decoder, outputs, 2) == [{"person": pytest.approx(0.6)}, {"person": pytest.approx(0.3)}]
 
 
+@pytest.mark.parametrize("count", [-1.0, float("nan"), float("inf"), 7.0, 1.5])
+def test_an_ssd_count_that_is_no_count_of_its_boxes_reads_every_box(count):
+    """Slicing by a negative count dropped the row's last boxes (the person among them); NaN was a ValueError."""
+    decoder = {"type": "ssd", "boxes": "b", "scores": "s", "classes": "c", "count": "n",
+               "class_names": {"1": "person"}}
+    outputs = {"b": np.zeros((1, 3, 4)), "s": np.array([[0.2, 0.1, 0.9]]), "c": np.array([[1.0, 1.0, 1.0]]),
+               "n": np.array([count])}
+    assert decode(decoder, outputs, 1) == [{"person": pytest.approx(0.9)}]
+
+
 def test_yolo_v8_and_v5_heads():
     v8 = np.zeros((1, 4 + 2, 5), np.float32)  # [N, 4 + classes, anchors]
     v8[0, 4, 2], v8[0, 5, 4] = 0.7, 0.4

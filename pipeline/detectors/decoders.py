@@ -25,6 +25,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _valid_count(count: object, boxes: int) -> int:
+    """How many of a row's boxes an SSD's detection count makes valid. A count that is no whole number from 0 to
+    the number of boxes (negative, NaN, too large) reads every box: slicing by a negative count dropped the last
+    boxes, and on a human-free filter a box read too many is a score, one dropped is a person missed."""
+    value = float(count)  # type: ignore[arg-type]
+    if not np.isfinite(value) or value < 0 or value > boxes or value != int(value):
+        return boxes
+    return int(value)
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     shifted = np.exp(x - x.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -120,7 +130,7 @@ def decode(decoder: dict[str, Any], outputs: dict[str, np.ndarray], rows: int) -
         names = {int(k): v for k, v in decoder["class_names"].items()}
         result = []
         for row in range(rows):
-            valid = int(count.reshape(rows)[row]) if count is not None else scores.shape[1]
+            valid = _valid_count(count.reshape(rows)[row], scores.shape[1]) if count is not None else scores.shape[1]
             row_scores = {name: 0.0 for name in names.values()}
             for score, cls in zip(scores[row, :valid], classes[row, :valid], strict=True):
                 name = names.get(int(cls))
