@@ -13,14 +13,13 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.commands.demo import demo
 from pipeline.commands.evaluate import evaluate_command
 from pipeline.commands.refresh import refresh
 from pipeline.commands.review import review_apply
-from pipeline.commands.run import RunRefused, UsageError, expand_month, pipeline_options, run, summary
+from pipeline.commands.run import RunRefused, expand_month, pipeline_options, run, summary
 from pipeline.commands.verify import verify_command
 from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
@@ -31,6 +30,7 @@ from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
 from pipeline.release.refresh import ReleaseError
 from pipeline.stages.image import ImageConfig
+from pipeline.usage import OneLineParser, UsageError
 
 __all__ = ["main", "pipeline_options", "run"]
 
@@ -55,17 +55,9 @@ def aftermath(stopped: BaseException) -> str:
                    "into the output finishes")
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse's parser (its subcommands' too: they take its class), but a missing or bad argument is the one line
-    and exit 2 every other usage error is, naming the command's help, not argparse's usage line and then its error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _OneLineParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="pass-pipeline", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pass-pipeline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="build a dataset; see `pass-pipeline run --help`", add_help=False)

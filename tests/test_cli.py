@@ -44,16 +44,23 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     # a glob the shell expanded: Beam warned "Unparseable argument" and the run read the first file alone
     (["run", "--input", "a.tsv", "b.tsv", "c.tsv", "--output=y"], "'b.tsv', 'c.tsv': not the value of any flag"),
     (["run", "--input=x", "--output=y", "stray"], "'stray': not the value of any flag (a glob the shell expanded?"),
-    (["refresh", "--output=y", "--input", "a.tsv", "b.tsv"], "'b.tsv': not the value of any flag"),
+    # refresh's own help, not run's
+    (["refresh", "--output=y", "--input", "a.tsv", "b.tsv"], "'b.tsv': not the value of any flag (a glob the shell "
+                                                             "expanded? quote it: --input='data/*.tsv'); see "
+                                                             "`pass-pipeline refresh --help`"),
     (["verify", "x", "--strict"], "unknown argument for verify: --strict"),
     (["refresh", "--release=r"], "refresh needs --output"),
     (["run", "--input=x", "--output=y", "--log_level=loud"], "--log_level must be one of debug, info"),
     (["run", "--input=x", "--output=y", "--log_level", "loud"], "--log_level must be one of debug, info"),
     (["run", "--input=x", "--output=y", "--log_level"], "--log_level needs a value"),
     # A value no flag can take: one line, not Beam's usage of every option (~180 lines)
-    (["run", "--input=x", "--output=y", "--max_side=abc"], "argument --max_side: 'abc' is no whole number"),
+    (["run", "--input=x", "--output=y", "--max_side=abc"],
+     "argument --max_side: 'abc' is no whole number: ASCII digits with an optional sign, no '_' and no spaces "
+     "(see `pass-pipeline run --help`)"),
     (["run", "--input=x", "--output=y", "--verify_license=maybe"], "argument --verify_license"),
-    (["refresh", "--output=y", "--shards=1e3"], "argument --shards: '1e3' is no whole number"),
+    (["refresh", "--output=y", "--shards=1e3"],
+     "argument --shards: '1e3' is no whole number: ASCII digits with an optional sign, no '_' and no spaces "
+     "(see `pass-pipeline refresh --help`)"),  # refresh's own help, not run's
     # argparse's own errors: its usage line, then the error, two lines where every other usage error is one
     (["verify"], "the following arguments are required: release (see `pass-pipeline verify --help`)"),
     (["review", "apply", "decisions.csv"], "required: --store (see `pass-pipeline review apply --help`)"),

@@ -269,3 +269,16 @@ def test_a_stopped_comparison_says_in_one_line_how_far_it_went(results, tmp_path
         "written"]
     assert len([line for line in done.stdout.splitlines() if not line.startswith("#")]) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(Path(path).name for path in paths)
+
+
+def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):
+    """argparse's usage line and then its error (a dozen lines) were what pass-pipeline says in one."""
+    help_line = "(see `python -m pipeline.photo_sets.cross_validate --help`)"
+    for argv, said in ((["--bogus"], f"unrecognized arguments: --bogus {help_line}"),
+                       (["--model=forest"], f"--model: 'forest', choose from {', '.join(cross_validate.MODELS)} "
+                                            f"{help_line}")):
+        with pytest.raises(SystemExit) as ended:
+            main([str(tmp_path / "tuning.json"), "--splits=tuning,heldout", *argv])
+        assert ended.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [f"cross_validate: error: {said}"]
+    assert list(tmp_path.iterdir()) == []

@@ -288,6 +288,20 @@ def test_a_write_that_fails_leaves_no_temporary(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unknown_option_is_one_line_and_exit_2(tmp_path, capsys):
+    """argparse's usage line and then its error (two lines and more) were what pass-pipeline says in one."""
+    with pytest.raises(SystemExit) as ended:
+        fetch_module.main([str(tmp_path), "--bogus"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fetch: error: unrecognized arguments: --bogus (see `python -m pipeline.photo_sets.fetch --help`)"]
+    with pytest.raises(SystemExit) as ended:
+        fetch_module.main([str(tmp_path), "--jobs=0"])
+    assert ended.value.code == 2 and capsys.readouterr().err.splitlines() == [
+        "fetch: error: --jobs must be at least 1 (see `python -m pipeline.photo_sets.fetch --help`)"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):
     labelled = row("a.jpg", PLAIN)
     monkeypatch.setattr(fetch_module, "load_rows", lambda split: [labelled])

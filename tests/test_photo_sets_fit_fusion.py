@@ -453,3 +453,15 @@ def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, kind
     assert str(refused.value.code) == f"fit_fusion: {out} is a {kind}, not a file: not written"
     assert out.is_dir() if kind == "folder" else stat.S_ISFIFO(out.stat().st_mode)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["out", source.name])
+
+
+def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):
+    """argparse's usage line and then its error (a dozen lines) were what pass-pipeline says in one."""
+    help_line = "(see `python -m pipeline.photo_sets.fit_fusion --help`)"
+    for argv, said in ((["--bogus"], f"unrecognized arguments: --bogus {help_line}"),
+                       (["--min_recall=2"], f"--min_recall must be within 0..1 (0: off) {help_line}")):
+        with pytest.raises(SystemExit) as ended:
+            main([str(tmp_path / "scores.json"), str(tmp_path / "fusion.json"), *argv])
+        assert ended.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [f"fit_fusion: error: {said}"]
+    assert list(tmp_path.iterdir()) == []

@@ -249,3 +249,15 @@ def test_a_scores_folder_that_does_not_score_the_split_is_refused_before_the_fit
     expected = "not heldout5" if broken == "another split's file" else "no scores for 1 of the split's photographs"
     assert expected in said
     assert not out.exists() and not (tmp_path / "with").exists()
+
+
+def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):
+    """argparse's usage line and then its error (seven lines) were what pass-pipeline says in one."""
+    help_line = "(see `python -m pipeline.photo_sets.fit_probe --help`)"
+    for argv, said in ((["--bogus"], f"unrecognized arguments: --bogus {help_line}"),
+                       ([f"--scores={tmp_path}"], f"--scores and --scores_out go together {help_line}")):
+        with pytest.raises(SystemExit) as ended:
+            fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), *argv])
+        assert ended.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [f"fit_probe: error: {said}"]
+    assert list(tmp_path.iterdir()) == []

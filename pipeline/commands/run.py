@@ -12,7 +12,6 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 import apache_beam as beam
 import pyarrow as pa
@@ -59,15 +58,12 @@ from pipeline.stages.decontaminate import STAGE as DECONTAMINATE
 from pipeline.stages.decontaminate import UNREADABLE_EVAL_IMAGES
 from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
 from pipeline.stages.near_dedup import IGNORED_PREVIOUS_ROWS, PREVIOUS_INDEX_METRICS
+from pipeline.usage import OneLineParser, UsageError
 
 # The local default: Beam's DirectRunner first tries to download the Prism runner binary from
 # the internet (a DNS hang without network, then a fallback). FnApiRunner never reaches out,
 # and supports --direct_num_workers with --direct_running_mode=multi_processing.
 LOCAL_RUNNER = "FnApiRunner"
-
-
-class UsageError(Exception):
-    pass
 
 
 class PublishFinished(UsageError):
@@ -110,19 +106,16 @@ def _all_option_classes(cls: type = PipelineOptions) -> list[type]:
     return [cls, *(sub for direct in cls.__subclasses__() for sub in _all_option_classes(direct))]
 
 
-class _OneLineParser(_BeamArgumentParser):
-    """Beam's parser, but a value it cannot read (--max_side=abc) is one line naming the flag, not argparse's
-    usage of every Beam option (~180 lines) and an exit from inside the parser."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}; see `pass-pipeline run --help`")
+class _OneLineBeamParser(OneLineParser, _BeamArgumentParser):
+    """Beam's parser, but a value it cannot read (--max_side=abc) is one line naming the flag (usage.py), not
+    argparse's usage of every Beam option (~180 lines) and an exit from inside the parser."""
 
 
-def unknown_flags(argv: Sequence[str]) -> list[str]:
+def unknown_flags(argv: Sequence[str], command: str = "run") -> list[str]:
     """Flags neither the job nor Beam defines: a typo (--max_sid=300) must not silently become a
     run with the default. Parsed the way Beam parses, with every options class it knows. A word that is no flag's
-    value is a UsageError."""
-    parser = _OneLineParser(allow_abbrev=False)
+    value, or a value a flag cannot take, is a UsageError naming `pass-pipeline COMMAND --help`."""
+    parser = _OneLineBeamParser(prog=f"pass-pipeline {command}", allow_abbrev=False)
     for cls in dict.fromkeys(_all_option_classes()):
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(argv))
@@ -134,7 +127,7 @@ def unknown_flags(argv: Sequence[str]) -> list[str]:
     if words and not flags:
         shown = ", ".join(repr(word) for word in words[:3]) + (f" and {len(words) - 3} more" if len(words) > 3 else "")
         raise UsageError(f"{shown}: not the value of any flag (a glob the shell expanded? quote it: "
-                         "--input='data/*.tsv'); see `pass-pipeline run --help`")
+                         f"--input='data/*.tsv'); see `pass-pipeline {command} --help`")
     return flags
 
 
@@ -143,7 +136,7 @@ def refuse_unknown_flags(argv: Sequence[str], command: str = "run", own: Sequenc
     if "--" in argv:  # argparse ends the flags there: those after it were called unknown, "did you mean" themselves
         raise UsageError("`--` ends the flags, so none after it would be read: give the flags without it; "
                          f"see `pass-pipeline {command} --help`")
-    unknown = unknown_flags(argv)
+    unknown = unknown_flags(argv, command)
     if unknown:
         hints = [_hint(flag, own) for flag in unknown]
         raise UsageError(f"unknown flag{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}; "

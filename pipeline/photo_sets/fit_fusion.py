@@ -72,6 +72,7 @@ from pipeline.io.whole_file import TargetNotAFile, write_whole
 from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+from pipeline.usage import OneLineParser, usage_said
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 
@@ -417,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: list[str] = []  # the model file, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else
-                      files_left(out, written)):
+                      files_left(out, written)), usage_said("fit_fusion"):
         try:
             return _main(argv, out, written)
         except TargetNotAFile as err:
@@ -425,8 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.photo_sets.fit_fusion", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m pipeline.photo_sets.fit_fusion", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores", nargs="+", help="evaluate --split tuning --json output (one file per split)")
     parser.add_argument("out", help="where to write the fusion model (models/fusion.json)")
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES), help="DETECTOR.CLASS,...")

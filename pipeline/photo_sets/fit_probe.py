@@ -43,6 +43,7 @@ from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
+from pipeline.usage import OneLineParser, usage_said
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     have left the file as it was. A name that is a folder or a named pipe is refused in one line."""
     wanted: list[str] = []  # the probe and the scores files, once the arguments are read
     written: list[str] = []
-    with stops_saying(lambda: _stopped(wanted, written)):
+    with stops_saying(lambda: _stopped(wanted, written)), usage_said("fit_probe"):
         try:
             return _main(argv, wanted, written)
         except TargetNotAFile as err:
@@ -165,7 +166,8 @@ def _stopped(wanted: list[str], written: list[str]) -> str:
 
 
 def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m pipeline.photo_sets.fit_probe", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path, help="the labelled photographs (python -m pipeline.photo_sets.fetch)")
     parser.add_argument("out", type=Path, help="where to write the probe file")
     parser.add_argument("--splits", default="tuning", help="the splits to train on (each is then spent)")
