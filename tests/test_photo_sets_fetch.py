@@ -288,6 +288,27 @@ def test_a_write_that_fails_leaves_no_temporary(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stored_photograph_is_on_disk_before_its_name_is(tmp_path, monkeypatch):
+    """The temporary is fsynced before the rename: a crash after the rename left an empty or short file named by the
+    photograph's sha256, read then as a corrupt one. The file fsynced is the one renamed into place (its inode), and
+    the photograph's name did not exist yet when it was."""
+    labelled = row("a.jpg", PLAIN)
+    synced, real_fsync = [], os.fsync
+
+    def record(descriptor):
+        synced.append((os.fstat(descriptor).st_ino, os.fstat(descriptor).st_size,
+                       (tmp_path / labelled.file_name).exists()))
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", record)
+    store(tmp_path, labelled, PLAIN)
+    stored = tmp_path / labelled.file_name
+    assert stored.read_bytes() == PLAIN
+    assert (stored.stat().st_ino, len(PLAIN), False) in synced, synced
+    assert stored.stat().st_mode & 0o777 == 0o666 & ~fetch_module.UMASK  # the mode as before: the umask's
+    assert [path.name for path in tmp_path.iterdir()] == [labelled.file_name]
+
+
 def test_an_unknown_option_is_one_line_and_exit_2(tmp_path, capsys):
     """argparse's usage line and then its error (two lines and more) were what pass-pipeline says in one."""
     with pytest.raises(SystemExit) as ended:

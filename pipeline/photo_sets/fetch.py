@@ -373,6 +373,11 @@ def store(dest: Path, row: Row, data: bytes) -> None:
             handle.write(data)
             # mkstemp makes the file 0600; the photographs stay readable as a plain write under the umask left them.
             os.chmod(handle.fileno(), 0o666 & ~UMASK)
+            # On disk before it is named: a crash after the rename could leave an empty or short file under the
+            # photo's name, read then as a corrupt one. A rename the crash loses leaves the `.part` (removed once
+            # stale) and no photo, which the next fetch fetches.
+            handle.flush()
+            os.fsync(handle.fileno())
         except BaseException:
             handle.close()
             partial.unlink(missing_ok=True)
