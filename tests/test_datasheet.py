@@ -159,6 +159,7 @@ def test_the_datasheet_states_every_held_out_measurement_of_the_fusion_model():
     assert (r"216 held-out labelled photographs (heldout8, 2026-12-02, images stored by "
             r"--resize\_reducing\_gap=1.0") in text
     assert "65/70" in text and "107/138" in text and "storage rule 3" in text
+    assert r"(heldout8, 2026-12-05, images stored by --resize\_reducing\_gap=1.0, storage rule 11," in text
     assert "(heldout7, " not in text and "(heldout, " not in text
     from pipeline.detectors.fusion import read_fusion
     from pipeline.detectors.registry import BUILTIN_REGISTRY

@@ -120,13 +120,17 @@ def test_the_shipped_model_states_its_heldout_figures_and_another_model_none():
     assert fusion.fitted_on.startswith(
         "tuning + heldout + heldout2 + heldout3 + heldout4 + heldout5 + heldout6 + heldout7 splits")
     figures = heldout_figures(fusion)
-    assert figures is not None and [(f["split"], f["images"]) for f in figures] == [
-        ("heldout8", 216), ("heldout9", 251), ("heldout10", 167), ("heldout11", 288), ("heldout12", 309),
-        ("heldout13", 219), ("heldout14", 134), ("heldout15", 163)]
+    # Each split recorded when it was scored (storage rule 3), then again under rule 11 (2026-12-05): the same counts.
+    splits = [("heldout8", 216), ("heldout9", 251), ("heldout10", 167), ("heldout11", 288), ("heldout12", 309),
+              ("heldout13", 219), ("heldout14", 134), ("heldout15", 163)]
+    assert figures is not None and [(f["split"], f["images"]) for f in figures] == splits + splits
+    counts = [(65, 70, 107, 138), (78, 88, 119, 150), (77, 82, 70, 82), (102, 109, 143, 176), (154, 161, 117, 143),
+              (85, 93, 89, 117), (54, 54, 67, 78), (83, 93, 41, 61)]
     assert [(f["recall"]["successes"], f["recall"]["n"], f["keep_rate"]["successes"], f["keep_rate"]["n"])
-            for f in figures] == [(65, 70, 107, 138), (78, 88, 119, 150), (77, 82, 70, 82), (102, 109, 143, 176),
-                                  (154, 161, 117, 143), (85, 93, 89, 117), (54, 54, 67, 78), (83, 93, 41, 61)]
+            for f in figures] == counts + counts
     assert all(f["stored_by"].startswith("--resize_reducing_gap=1.0") for f in figures)
+    assert [f["stored_by"].count("storage rule 3,") for f in figures] == [1] * 8 + [0] * 8
+    assert [f["stored_by"].count("storage rule 11,") for f in figures] == [0] * 8 + [1] * 8
     other = parse_fusion(json.dumps(MODEL).encode(), "m")
     assert heldout_figures(other) is None  # measured for another sha256: not this model's figures
 
