@@ -15,11 +15,15 @@ import io
 import posixpath
 import re
 import string
+from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
@@ -40,11 +44,51 @@ def _files(release: str, pattern: str) -> list[str]:
     return matching(FileSystems.join(release, pattern))
 
 
-def load_rows(release: str, columns: list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+# Rows made Python objects at a time. Every row of the release was, for the plots, and again with the sample's columns
+# to find the 24 sampled: 1.44 million rows took ~3.6 GB in the process that publishes a refresh.
+_BATCH_ROWS = 4096
+
+
+def _batches(release: str, columns: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The dataset's rows, `columns` of each, a batch of at most `_BATCH_ROWS` at a time, in shard order."""
     for path in _files(release, "parquet/*.parquet"):
-        rows += read_parquet(path, columns).to_pylist()
-    return rows
+        for batch in read_parquet(path, columns).to_batches(_BATCH_ROWS):
+            yield batch.to_pylist()
+
+
+def load_rows(release: str, columns: list[str]) -> list[dict[str, Any]]:
+    return [row for batch in _batches(release, columns) for row in batch]
+
+
+@dataclass
+class Figures:
+    """What the datasheet shows of the kept images, gathered a batch of rows at a time: ~20 bytes an image (its
+    longer side and its scores as machine numbers) beside a count per licence and per photographer, where every
+    row was held as a dict."""
+    count: int = 0
+    licenses: Counter = field(default_factory=Counter)
+    per_owner: Counter = field(default_factory=Counter)
+    sides: array = field(default_factory=lambda: array("q"))
+    scores: dict[str, array] = field(default_factory=dict)
+    sample: list[str] = field(default_factory=list)  # the contact sheet's photo ids (`_sample`)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.count += len(rows)
+        self.licenses.update(row["license_name"] for row in rows)
+        self.per_owner.update(row["owner_nsid"] for row in rows)
+        self.sides.extend(max(row["width"], row["height"]) for row in rows)
+        for name, values in score_series(rows).items():
+            self.scores.setdefault(name, array("d")).extend(values)
+        # the earlier rows first, so that equal keys keep the rows' order, as sorting all of them did
+        self.sample = [row["photo_id"] for row in _sample([{"photo_id": photo_id} for photo_id in self.sample] + rows)]
+
+    @classmethod
+    def of(cls, rows: Iterable[list[dict[str, Any]]]) -> Figures:
+        """The figures of batches of rows."""
+        figures = cls()
+        for batch in rows:
+            figures.add(batch)
+        return figures
 
 
 def _figure(draw: Any, side_labels: Sequence[str] = ()) -> bytes:
@@ -91,12 +135,13 @@ def score_series(rows: list[dict]) -> dict[str, list[float]]:
     return scores
 
 
-def plots(stats: dict, rows: list[dict], rejections: Counter, thresholds: dict[str, float]) -> dict[str, bytes]:
+def plots(stats: dict, figures: Figures, rejections: Counter, thresholds: dict[str, float]) -> dict[str, bytes]:
+    import numpy as np  # as matplotlib reads the values: the same numbers the rows gave
+
     funnel = stats.get("funnel", [])
-    licenses = Counter(row["license_name"] for row in rows)
-    per_owner = Counter(row["owner_nsid"] for row in rows)
-    sides = [max(row["width"], row["height"]) for row in rows] or [0]
-    scores = score_series(rows)
+    licenses, per_owner = figures.licenses, figures.per_owner
+    sides = np.frombuffer(figures.sides, dtype=np.int64) if figures.sides else [0]
+    scores = {name: np.frombuffer(values, dtype=np.float64) for name, values in figures.scores.items()}
     top_reasons = rejections.most_common(15)
 
     def score_hist(ax: Any) -> None:
@@ -147,16 +192,21 @@ def _sample(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: hashlib.sha256(row["photo_id"].encode()).hexdigest())[:SAMPLE]
 
 
-def contact_sheet(release: str, rows: list[dict], size: int = 128, columns: int = 8) -> bytes:
-    picked = _sample(rows)
-    wanted = {row["photo_id"] for row in picked}
-    images: dict[str, bytes] = {}
+def _sampled_rows(release: str, columns: list[str], sample: list[str]) -> Iterator[dict[str, Any]]:
+    """The rows of the sampled photo ids, in shard order: only theirs made Python objects (a shard's images were
+    copied whole into Python's bytes to find the few sampled)."""
+    wanted = pa.array(sorted(set(sample)), pa.string())
     for path in _files(release, "parquet/*.parquet"):
-        table = read_parquet(path, ["photo_id", "image"])
-        for row in table.to_pylist():
-            if row["photo_id"] in wanted:
-                images[row["photo_id"]] = image_bytes(row["image"])
-    order = [row["photo_id"] for row in picked if row["photo_id"] in images]
+        table = read_parquet(path, columns)
+        yield from table.filter(pc.is_in(table.column("photo_id"), value_set=wanted)).to_pylist()
+
+
+def contact_sheet(release: str, sample: list[str], size: int = 128, columns: int = 8) -> bytes:
+    """The sampled photos' thumbnails, each with its id below (`sample`: photo ids, `Figures.sample`)."""
+    images: dict[str, bytes] = {}
+    for row in _sampled_rows(release, ["photo_id", "image"], sample):
+        images[row["photo_id"]] = image_bytes(row["image"])
+    order = [photo_id for photo_id in sample if photo_id in images]
     rows_needed = max(1, -(-len(order) // columns))
     sheet = Image.new("RGB", (columns * size, rows_needed * (size + CAPTION)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -200,10 +250,11 @@ def _code(value: object) -> str:
 SAMPLE_COLUMNS = ["photo_id", "owner_nsid", "owner_name", "title", "page_url", "license_name", "license_url"]
 
 
-def sample_attribution(release: str, rows: list[dict]) -> list[dict]:
-    """The sampled rows with what their attribution needs, in the contact sheet's order."""
-    wanted = {row["photo_id"]: index for index, row in enumerate(_sample(rows))}
-    found = [row for row in load_rows(release, SAMPLE_COLUMNS) if row["photo_id"] in wanted]
+def sample_attribution(release: str, sample: list[str]) -> list[dict]:
+    """The sampled rows (`sample`: photo ids, `Figures.sample`) with what their attribution needs, in the contact
+    sheet's order."""
+    wanted = {photo_id: index for index, photo_id in enumerate(sample)}
+    found = list(_sampled_rows(release, SAMPLE_COLUMNS, sample))
     return sorted(found, key=lambda row: wanted[row["photo_id"]])
 
 
@@ -245,11 +296,13 @@ def _heldout(model: dict) -> str:
                    for figures in evaluations if isinstance(figures, dict))
 
 
-def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter, changelog: dict | None,
-              name: str, sample: list[dict] | None = None) -> str:
+def _markdown(manifest: dict, stats: dict, figures: Figures | list[dict], rejections: Counter,
+              changelog: dict | None, name: str, sample: list[dict] | None = None) -> str:
+    """`figures`: the release's, or rows to gather them from."""
+    figures = figures if isinstance(figures, Figures) else Figures.of([figures])
     options = manifest.get("options", {})
     models = manifest.get("models", [])
-    owners = len({row["owner_nsid"] for row in rows})
+    owners = len(figures.per_owner)
     reasons = "\n".join(f"| {_text(stage)} | {_text(reason)} | {count:,} |" for (stage, reason), count in
                         sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
     model_lines = "\n".join(f"- {_code(m['name'])} (sha256 {_code(str(m['sha256'])[:12] + '…')}, "
@@ -269,8 +322,9 @@ def _markdown(manifest: dict, stats: dict, rows: list[dict], rejections: Counter
                   f"{removed or 'none'} (see CHANGELOG.md).\n")
     sample = sample or []
     return TEMPLATE.substitute(
-        dataset=_text(manifest.get("name", "dataset")), release=_text(name), kept=f"{stats.get('kept', len(rows)):,}",
-        owners=f"{owners:,}", max_side=_text(options.get("max_side", "?")), change=change,
+        dataset=_text(manifest.get("name", "dataset")), release=_text(name),
+        kept=f"{stats.get('kept', figures.count):,}", owners=f"{owners:,}",
+        max_side=_text(options.get("max_side", "?")), change=change,
         source=_code(options.get("source", "?")), source_detail=source, verified=verified,
         input_rows=f"{stats.get('input_rows', 0):,}", accounted=_text(stats.get("accounted")), reasons=reasons,
         near_dup_distance=_text(options.get("near_dup_distance")), per_owner_cap=_text(options.get("per_owner_cap")),
@@ -296,17 +350,19 @@ def _html(title: str, markdown: str) -> bytes:
 def write_datasheet(release: str, changelog: dict | None = None, name: str = "") -> list[dict[str, Any]]:
     """Writes DATASHEET.md, datasheet.html and datasheet/*.png|jpg; returns their manifest entries."""
     manifest, stats = report.read_manifest(release), report.read_stats(release)
-    rows = load_rows(release, COLUMNS)
+    figures = Figures.of(_batches(release, COLUMNS))
     rejections: Counter = Counter()
-    for path in _files(release, "rejections/*.parquet"):
-        for row in read_parquet(path, ["stage", "reason"]).to_pylist():
-            rejections[(row["stage"], row["reason"])] += 1
+    for path in _files(release, "rejections/*.parquet"):  # a shard holds up to 500,000 rows
+        for batch in read_parquet(path, ["stage", "reason"]).to_batches(_BATCH_ROWS):
+            rejections.update(zip(batch.column("stage").to_pylist(), batch.column("reason").to_pylist(),
+                                  strict=True))
     thresholds = {f"{m['name']}.{cls}": value for m in manifest.get("models", []) for cls, value in
                   m["thresholds"].items()}
-    outputs = {f"datasheet/{name}.png": data for name, data in plots(stats, rows, rejections, thresholds).items()}
-    outputs["datasheet/sample.jpg"] = contact_sheet(release, rows)
+    outputs = {f"datasheet/{name}.png": data for name, data in plots(stats, figures, rejections, thresholds).items()}
+    outputs["datasheet/sample.jpg"] = contact_sheet(release, figures.sample)
     release_name = name or manifest.get("release") or ""
-    text = _markdown(manifest, stats, rows, rejections, changelog, release_name, sample_attribution(release, rows))
+    text = _markdown(manifest, stats, figures, rejections, changelog, release_name,
+                     sample_attribution(release, figures.sample))
     outputs["DATASHEET.md"] = text.encode("utf-8")
     outputs["datasheet.html"] = _html(f"Datasheet: {manifest.get('name', 'dataset')} {release_name}", text)
     entries = []
