@@ -556,6 +556,34 @@ def test_the_changelog_gives_the_reason_the_carried_copy_left_for():
     assert log["removed"] == {"blocklist/takedown": ["8"], "owner_cap/owner_cap": ["9"]}
 
 
+def test_the_changelog_reads_a_rejections_shard_a_batch_of_rows_at_a_time():
+    """A rejections shard holds up to 500,000 rows (a monthly refresh rejects ~1.5 million input rows): each was made a
+    dict at once to find the few that say why a photo left, ~230 MB a shard in the process publishing the refresh."""
+    import tempfile
+
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+    from tests.conftest import traced_peak
+
+    rows = 100_000
+    with tempfile.TemporaryDirectory() as folder:
+        previous, release = f"{folder}/releases/r1", f"{folder}/releases/r2"
+        for where, ids in ((previous, ["7", "8"]), (release, ["7"])):
+            (Path(where) / "parquet").mkdir(parents=True)
+            pq.write_table(pa.table({"photo_id": ids}), f"{where}/parquet/pass-00000-of-00001.parquet")
+        (Path(release) / "rejections").mkdir()
+        carried = "r1/parquet/pass-00000-of-00001.parquet:1"  # photo 8's copy, taken down
+        pq.write_table(pa.table({"photo_id": [str(10_000 + i) for i in range(rows)] + ["8"],
+                                 "stage": ["license"] * rows + ["blocklist"],
+                                 "reason": ["not_cc_by"] * rows + ["takedown"],
+                                 "source_ref": [f"new.tsv:{i}" for i in range(rows)] + [carried]}),
+                       f"{release}/rejections/rejections-00000-of-00001.parquet")
+        log, peak = traced_peak(lambda: changelog(previous, release))
+    assert log["removed"] == {"blocklist/takedown": ["8"]} and log["unchanged"] == 1
+    assert peak < 12 << 20, f"{peak:,} bytes at the peak for {rows:,} rejections"
+
+
 def test_a_real_refresh_names_the_reason_the_carried_copies_left_for(first_yfcc_release, tmp_path):
     """Every released id listed again as BY-NC, and a cap of one photo an owner: the carried copies over the cap
     leave for that, and the changelog says so (it named the new rows' licence)."""
