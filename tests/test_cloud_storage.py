@@ -322,3 +322,22 @@ def test_review_apply_reads_decisions_and_writes_the_store_on_gcs(gcs):
     assert main(["review", "apply", f"gs://{BUCKET}/review/d1.csv", "--store", store]) == 0
     assert gcs.blob("review/reviews.csv").download_as_bytes() == (
         b"photo_id,decision,note,sha256\n5,accept,,\n7,reject_human,a hand,\n")
+
+
+def test_a_parquet_shards_columns_are_read_from_an_object(gcs):
+    """read_parquet reads only the columns asked for, seeking in the object as in a local file (a refresh's
+    changelog reads a previous release's ids so, its datasheet the release's figures)."""
+    import pyarrow as pa
+
+    from pipeline.io.files import read_parquet
+    from pipeline.io.parquet_footer import FooterTooLarge
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"photo_id": ["7", "8"], "image": [b"x" * 1000, b"y" * 1000]}), buffer)
+    gcs.blob("shards/s.parquet").upload_from_string(buffer.getvalue())
+    assert read_parquet(f"gs://{BUCKET}/shards/s.parquet", ["photo_id"]).to_pylist() == [
+        {"photo_id": "7"}, {"photo_id": "8"}]
+    assert read_parquet(f"gs://{BUCKET}/shards/s.parquet").column("image").to_pylist() == [b"x" * 1000, b"y" * 1000]
+    gcs.blob("shards/bad.parquet").upload_from_string(buffer.getvalue()[:-8] + (2**31).to_bytes(4, "little") + b"PAR1")
+    with pytest.raises(FooterTooLarge, match=r"bad\.parquet: its Parquet footer"):
+        read_parquet(f"gs://{BUCKET}/shards/bad.parquet")
