@@ -66,6 +66,45 @@ def test_bad_models_are_refused_with_the_reason(change, message):
         parse_fusion(json.dumps(MODEL | change).encode(), "m.json")
 
 
+@pytest.mark.parametrize("change, message", [
+    # each of these was read as some other model than the file says: float() and str() took whatever stood there
+    ({"weights": "12"}, "weights must be a list of numbers"),  # the weights 1 and 2
+    ({"weights": ["1.0", "2.0"]}, "'1.0' is not a number"),
+    ({"weights": [True, False]}, "True is not a number"),  # weights 1 and 0
+    ({"bias": "-1"}, "'-1' is not a number"),
+    ({"reject_at": True}, "True is not a number"),  # reject_at 1.0: nothing rejected
+    ({"review_from": "0.4"}, "'0.4' is not a number"),
+    ({"features": {"a.face": 1, "b.person": 2}}, "features must be a list of texts"),  # its keys
+    ({"features": ["a.face", 1.5]}, "features must be a list of texts"),  # a feature "1.5"
+    ({"features": ["a.face", "a.face"]}, "listed twice"),  # one score weighed 1 + 2
+    ({"flors": {"a.face": 0.5}}, "unknown key.*'flors'"),  # a misspelt key: a model without its floors
+    ({"ablation": [["a", MODEL]]}, "ablation must be an object"),
+    ({"ablation": {"a": [["features", ["a.face"]]]}}, "ablation a: not a fusion model: a JSON object"),
+])
+def test_a_model_of_the_wrong_shape_is_refused_not_read_as_another(change, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_fusion(json.dumps(MODEL | change).encode(), "m.json")
+
+
+def test_a_key_given_twice_is_refused_not_decided_by_the_last():
+    text = json.dumps(MODEL)[:-1] + ', "reject_at": 0.5}'  # json.loads keeps the last: reject_at 0.5, not 0.8
+    with pytest.raises(RegistryError, match="'reject_at' is given twice"):
+        parse_fusion(text.encode(), "m.json")
+    floored = json.dumps(MODEL | {"floors": {"a.face": 0.9}})
+    nested = floored.replace('{"a.face": 0.9}', '{"a.face": 0.9, "a.face": 0.2}')  # the floor 0.2, not 0.9
+    with pytest.raises(RegistryError, match=r"'a\.face' is given twice"):
+        parse_fusion(nested.encode(), "m.json")
+
+
+def test_every_shipped_model_file_is_still_read():
+    """The keys a fitted model holds are all known: every model file in models/ reads (and its ablation models)."""
+    shipped = [path for path in sorted(BUILTIN_REGISTRY.parent.glob("*.json"))
+               if "features" in json.loads(path.read_text())]
+    assert len(shipped) >= 10
+    for path in shipped:
+        assert parse_fusion(path.read_bytes(), path.name).features
+
+
 def test_a_model_file_whose_sha256_differs_is_refused(tmp_path):
     path = tmp_path / "f.json"
     data = json.dumps(MODEL).encode()

@@ -191,6 +191,45 @@ def _floors(raw: Any) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((str(feature), _real(floor)) for feature, floor in raw.items()))
 
 
+def _texts(value: Any) -> tuple[str, ...]:
+    """A JSON list of texts (features): a text alone, an object or a number among them is refused. Each was taken
+    as str() of whatever stood there: "features": {"a.x": 1} read its keys, 1.5 a feature named "1.5"."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"features must be a list of texts (DETECTOR.CLASS), not {_shown(value)}")
+    return tuple(value)
+
+
+def _reals(value: Any) -> tuple[float, ...]:
+    """A JSON list of numbers (weights). Each was float() of whatever stood there, so "weights": "123" was the
+    weights 1, 2, 3 of a three-feature model, ["0.5"] a weight of 0.5 and true a weight of 1."""
+    if not isinstance(value, list):
+        raise ValueError(f"weights must be a list of numbers, not {_shown(value)}")
+    return tuple(_real(item) for item in value)
+
+
+def _shown(value: Any) -> str:
+    """A wrong value's type, and the start of it where it is a list or a scalar."""
+    return f"{type(value).__name__} {json.dumps(value)[:40]}" if isinstance(value, list | str | int | float) \
+        else type(value).__name__
+
+
+# What fit_fusion writes (kind, tuning, fitted_on and options describe the model; the rest decides). A key outside
+# these is refused, not ignored: a misspelt "flors" left the model without its floors, a different decision.
+MODEL_KEYS = frozenset({"kind", "features", "weights", "bias", "baseline", "trees", "floors", "reject_at",
+                        "review_from", "ablation", "tuning", "fitted_on", "options"})
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook: a key given twice in one object is refused (json keeps the last silently: a file
+    edited by hand with a second "reject_at" decided by whichever came last)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key[:60]!r} is given twice in one object")
+        seen[key] = value
+    return seen
+
+
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
@@ -241,19 +280,29 @@ def _tree_problems(trees: tuple[Tree, ...], features: int) -> list[str]:
     return []
 
 
-def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
+def _model(raw: Any, digest: str, where: str) -> Fusion:
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: not a fusion model: a JSON object is expected")
+    unknown = sorted(set(raw) - MODEL_KEYS)
+    if unknown:
+        named = ", ".join(repr(key[:40]) for key in unknown[:5])
+        raise RegistryError(f"{where}: not a fusion model: unknown key(s) {named}; a model holds "
+                            f"{', '.join(sorted(MODEL_KEYS))}")
     is_trees = "trees" in raw
     if is_trees and (not isinstance(raw["trees"], list) or not raw["trees"] or "weights" in raw or "bias" in raw):
         raise RegistryError(f"{where}: a trees model holds a non-empty list of trees and no weights or bias")
+    ablation = raw.get("ablation") or {}
+    if not isinstance(ablation, dict):
+        raise RegistryError(f"{where}: not a fusion model: ablation must be an object of detector: model")
     try:
         trees = tuple(_tree(tree) for tree in raw["trees"]) if is_trees else ()
-        fusion = Fusion(features=tuple(str(f) for f in raw["features"]),
-                        weights=() if trees else tuple(float(w) for w in raw["weights"]),
-                        bias=0.0 if trees else float(raw["bias"]),
-                        reject_at=float(raw["reject_at"]), review_from=float(raw["review_from"]),
+        fusion = Fusion(features=_texts(raw["features"]),
+                        weights=() if trees else _reals(raw["weights"]),
+                        bias=0.0 if trees else _real(raw["bias"]),
+                        reject_at=_real(raw["reject_at"]), review_from=_real(raw["review_from"]),
                         sha256=digest, fitted_on=str(raw.get("fitted_on", "")),
-                        ablation=tuple((str(name), _model(dict(other), digest, f"{where}: ablation {name}"))
-                                       for name, other in sorted(dict(raw.get("ablation") or {}).items())),
+                        ablation=tuple((name, _model(other, digest, f"{where}: ablation {name}"))
+                                       for name, other in sorted(ablation.items())),
                         trees=trees, baseline=_real(raw["baseline"]) if trees else 0.0,
                         floors=_floors(raw.get("floors", {})))
     except (KeyError, TypeError, ValueError, OverflowError) as err:  # a 400-digit number overflows a float
@@ -267,6 +316,8 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
             problems.append("a trees model reads a non-empty list of distinct features")
     elif len(fusion.features) != len(fusion.weights) or not fusion.features:
         problems.append("features and weights must be non-empty lists of the same length")
+    elif len(set(fusion.features)) != len(fusion.features):  # two weights on one score: which one was meant?
+        problems.append("a feature is listed twice")
     if any("." not in feature for feature in fusion.features):
         problems.append("each feature is DETECTOR.CLASS")
     # Bounded as a probe's weights are: finite weights of 1e308 made one photo's sum +inf - inf = NaN, and a NaN
@@ -288,7 +339,7 @@ def _model(raw: dict[str, Any], digest: str, where: str) -> Fusion:
 
 def parse_fusion(data: bytes, where: str) -> Fusion:
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands of levels deep
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}"[:300]) from None
     if not isinstance(raw, dict):
