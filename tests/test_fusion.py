@@ -2,6 +2,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,29 @@ def test_a_model_file_whose_sha256_differs_is_refused(tmp_path):
     assert read_fusion(str(path), hashlib.sha256(data).hexdigest()).sha256 == hashlib.sha256(data).hexdigest()
     with pytest.raises(RegistryError, match="sha256"):
         read_fusion(str(path), "0" * 64)
+
+
+def test_a_model_file_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """--fusion=FIFO waited at launch for a writer that never came (the run hung until killed)."""
+    fifo = tmp_path / "model.json"
+    os.mkfifo(fifo)
+    code = f"from pipeline.detectors.fusion import read_fusion; read_fusion({str(fifo)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "RegistryError: cannot read fusion model" in done.stderr
+    assert "is no regular file" in done.stderr
+
+
+def test_a_model_file_over_the_bound_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """A fusion model is read whole at launch: a file past MAX_JSON_BYTES (a link to a huge file) is refused, read
+    no further than the bound."""
+    from pipeline.detectors import registry
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(MODEL) + " " * 2048)  # a valid model, past the bound below
+    assert read_fusion(str(path)).features == ("a.face", "b.person")
+    monkeypatch.setattr(registry, "MAX_JSON_BYTES", 1024)
+    with pytest.raises(RegistryError, match=r"fusion model .*m\.json is over 1,024 bytes"):
+        read_fusion(str(path))
 
 
 def test_the_builtin_model_is_named_in_the_registry_and_reads_only_default_detectors():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -496,6 +499,28 @@ def test_a_decoder_that_caps_scores_below_a_threshold_or_merges_class_ids_is_ref
     ssd["human_classes"], ssd["thresholds"] = ["person", "face"], {"person": 0.5, "face": 0.5}
     with pytest.raises(RegistryError, match="class_names keys must be class numbers written plainly"):
         read_registry(write_registry(tmp_path, ssd))
+
+
+def test_a_registry_that_is_no_regular_file_or_is_huge_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """--model_registry through a link to /dev/zero was read until memory ran out (MemoryError: "the job failed"), a
+    named pipe waited on for good; a registry past MAX_JSON_BYTES is refused, read no further than the bound."""
+    from pipeline.detectors import registry as registry_module
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    code = f"from pipeline.detectors.registry import read_registry; read_registry({str(fifo)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "RegistryError: cannot read registry" in done.stderr
+    assert "is no regular file" in done.stderr
+    (tmp_path / "zero.json").symlink_to("/dev/zero")  # refused on opening: never read
+    with pytest.raises(RegistryError, match=r"cannot read registry .*zero\.json: .* is no regular file"):
+        load_registry(str(tmp_path / "zero.json"))
+    path = Path(write_registry(tmp_path, user_entry()))
+    path.write_text(path.read_text() + " " * 2048)  # valid, past the bound below
+    assert "my_nsfw" in load_registry(str(path))
+    monkeypatch.setattr(registry_module, "MAX_JSON_BYTES", 1024)
+    with pytest.raises(RegistryError, match=r"registry .* is over 1,024 bytes"):
+        load_registry(str(path))
 
 
 def test_a_model_file_that_is_no_regular_file_or_is_huge_is_refused_before_it_is_read(tmp_path, monkeypatch):

@@ -47,7 +47,14 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from pipeline.detectors.registry import BUILTIN_REGISTRY, DetectorSpec, RegistryError, read_registry, resolve_file
+from pipeline.detectors.registry import (
+    BUILTIN_REGISTRY,
+    DetectorSpec,
+    RegistryError,
+    read_json_bytes,
+    read_registry,
+    resolve_file,
+)
 from pipeline.io.files import read_bytes
 
 # Scores are clipped before the logit: a detector's 0.0 ("nothing at all") and 1.0 would otherwise be
@@ -350,10 +357,7 @@ def parse_fusion(data: bytes, where: str) -> Fusion:
 def read_fusion(path: str, sha256: str = "") -> Fusion:
     """The fusion model at `path`, refused when `sha256` is given and differs (a changed model file
     changes which photos are kept: it must be a recorded, deliberate change)."""
-    try:
-        data = read_bytes(path)
-    except (OSError, ValueError) as err:
-        raise RegistryError(f"cannot read fusion model {path}: {err}") from None
+    data = read_json_bytes(path, "fusion model")
     fusion = replace(parse_fusion(data, path), file=path.rstrip("/").rsplit("/", 1)[-1])
     if sha256 and fusion.sha256 != sha256.lower():
         raise RegistryError(f"fusion model {path} has sha256 {fusion.sha256}, the registry says {sha256}")

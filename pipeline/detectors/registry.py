@@ -19,7 +19,8 @@ from typing import Any
 
 from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
-from pipeline.io.files import read_bytes, size_and_kind
+from pipeline.io.files import open_regular_file, read_bytes, size_and_kind
+from pipeline.io.regular_files import read_at_most
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
 # installed elsewhere (the worker image sets it to the folder it fetched the models into).
@@ -319,14 +320,33 @@ def _names_outputs(decoder: dict[str, Any]) -> bool:
     return bool(names) and all(isinstance(name, str) and name for name in names)
 
 
+# A registry or a fusion model, read whole at launch: the shipped ones are at most 0.4 MB (a trees model).
+MAX_JSON_BYTES = 16 << 20
+
+
+def read_json_bytes(path: str, what: str) -> bytes:
+    """The bytes of a registry or fusion model file (`what` names it in a refusal): only a regular file, local or on
+    any Beam filesystem, of at most MAX_JSON_BYTES. A named pipe given as --fusion was waited on for good at launch,
+    a link to /dev/zero given as --model_registry read until memory ran out (MemoryError, the job failed)."""
+    try:
+        with open_regular_file(path) as handle:
+            data = read_at_most(handle, MAX_JSON_BYTES + 1)
+    except (OSError, ValueError) as err:  # Beam raises BeamIOError (an OSError) for missing files
+        raise RegistryError(f"cannot read {what} {path}: {err}"[:500]) from None
+    if len(data) > MAX_JSON_BYTES:
+        raise RegistryError(f"{what} {path} is over {MAX_JSON_BYTES:,} bytes: no registry or model is that large")
+    return data
+
+
 def read_registry(path: str) -> dict[str, DetectorSpec]:
     return _read_registry(path)[0]
 
 
 def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
     """The registry's detectors by name, and the names of those whose entry says "default" itself."""
+    text = read_json_bytes(path, "registry")
     try:
-        data = json.loads(read_bytes(path))
+        data = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise RegistryError(f"{path}: not JSON: {type(err).__name__}: {err}"[:300]) from None
     entries = data.get("detectors", []) if isinstance(data, dict) else None
