@@ -445,6 +445,28 @@ def test_the_shipped_probe_reading_the_last_block_instead_is_refused_at_launch(t
         check_model_outputs(wrong, read_model(spec))
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"thresholds": {"nsfw": True}}, "thresholds must be JSON numbers"),  # read as 1.0: only a score of 1 rejected
+    ({"thresholds": {"nsfw": "0.5"}}, "thresholds must be JSON numbers"),
+    ({"review_band": {"nsfw": False}}, "review_band must be JSON numbers"),  # read as 0.0: every photo held
+    ({"nsfw_classes": "nsfw", "thresholds": {"n": 0.5, "s": 0.5, "f": 0.5, "w": 0.5}},
+     "nsfw_classes must be a list of class names"),  # read as its letters
+    ({"review_bands": {"nsfw": 0.2}}, r"unknown key\(s\) 'review_bands'"),  # a misspelt key: ignored, no band
+])
+def test_an_entry_of_the_wrong_shape_is_refused_not_read_as_another(tmp_path, change, message):
+    with pytest.raises(RegistryError, match=message):
+        read_registry(write_registry(tmp_path, user_entry(**change)))
+
+
+def test_every_shipped_registry_is_still_read():
+    """The keys the shipped registries' entries hold are all known: every registry in models/ reads."""
+    shipped = [path for path in sorted(BUILTIN_REGISTRY.parent.glob("*.json"))
+               if "detectors" in json.loads(path.read_text())]
+    assert len(shipped) >= 4
+    for path in shipped:
+        assert read_registry(str(path))
+
+
 def test_settings_that_would_silently_lower_the_bar_are_refused(tmp_path):
     """Each passed the registry and the launch: a decoder switch "false" read as true (open_nsfw's softmax off
     capped a certain nsfw at 0.73, below its 0.8 threshold); a band keyed "NSFW" beside the class "nsfw" removed

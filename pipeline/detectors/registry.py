@@ -256,7 +256,25 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for what, values in (("thresholds", spec.thresholds), ("review_band", spec.review_band)):
         if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values.values()):
             problems.append(f"{what} must be numbers in 0 .. 1 (scores are)")
+    # float() took what stood there: a threshold true was 1.0 (nothing short of a score of 1 rejected), a band false
+    # 0.0 (every photo held for review), "0.5" passed as text
+    for what in ("thresholds", "review_band"):
+        given = entry.get(what, {})
+        if isinstance(given, dict) and not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               for v in given.values()):
+            problems.append(f"{what} must be JSON numbers, not text or true/false")
+    for what in ("human_classes", "nsfw_classes"):  # a text alone was read as its letters
+        if not (isinstance(entry.get(what, []), list) and all(isinstance(cls, str) for cls in entry.get(what, []))):
+            problems.append(f"{what} must be a list of class names")
+    unknown = sorted(set(entry) - ENTRY_KEYS)
+    if unknown:  # a misspelt "review_bands" left the detector without its review band, silently
+        problems.append(f"unknown key(s) {', '.join(repr(str(key)[:40]) for key in unknown[:5])}; an entry holds "
+                        f"{', '.join(sorted(ENTRY_KEYS))}")
     return problems
+
+
+ENTRY_KEYS = frozenset({"name", "kind", "file", "sha256", "input", "decoder", "human_classes", "nsfw_classes",
+                        "thresholds", "review_band", "tiles", "default", "license", "provenance"})
 
 
 # COCO has 80 classes, Open Images 601: room for any detector's other classes, not for a registry that would make
