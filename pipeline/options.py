@@ -159,7 +159,7 @@ def _declarations() -> list[Declared]:
     add("--flickr_calls_per_second", Role.OPERATIONAL, type=decimal, default=1.0,
         help="API calls per second per key per worker process (Flickr allows 3,600 calls per hour per key; "
              "a job spends this x keys x worker processes, so divide by the workers); 0 = unpaced, for a local "
-             "server only.")
+             "server only; otherwise at least 0.000278 (one an hour).")
     add("--flickr_credentials", Role.OPERATIONAL, default=None,
         help='JSON document {"key", "secret"} or {"keys": [{"key", "secret"}, ...]}: a Secret Manager secret '
              "(sm://projects/P/secrets/S[/versions/V]) or a file (local or gs://); default: FLICKR_API_KEY / "
@@ -214,7 +214,8 @@ def _declarations() -> list[Declared]:
     add("--per_host_concurrency", Role.OPERATIONAL, type=integer, default=16,
         help="Concurrent requests per host per worker process.")
     add("--per_host_rps", Role.OPERATIONAL, type=decimal, default=50.0,
-        help="Requests per second per host per worker process; 0 = no limit.")
+        help="Requests per second per host per worker process; 0 = no limit, otherwise at least 0.000278 (one an "
+             "hour).")
     add("--max_failure_rate", Role.OPERATIONAL, type=decimal, default=0.5,
         help="A run whose downloads fail for environmental reasons (connection errors, timeouts, 429/5xx) more "
              "often than this is refused: nothing is published, the exit status is 4 (no network, a blocked "
@@ -381,6 +382,7 @@ def valid_draft_supersample(value: int) -> bool:
 
 
 MIN_PROGRESS_SECONDS = 0.1
+MIN_RATE = 1 / 3600  # --per_host_rps and --flickr_calls_per_second above 0: one an hour at least
 
 
 def valid_reducing_gap(value: float) -> bool:
@@ -542,6 +544,9 @@ def _bounds_problems(opts: PassOptions) -> list[str]:
     problems += [f"--{name} must be a finite number, 0 or more" for name in
                  ("backoff_base", "max_backoff", "per_host_rps", "flickr_calls_per_second")
                  if not 0 <= getattr(opts, name) < math.inf]
+    # A rate's interval is slept: at 1e-10 a second (317 years) the second call's sleep raised OverflowError
+    problems += [f"--{name} must be 0 (unpaced) or at least {MIN_RATE:.6f} (one an hour)"
+                 for name in ("per_host_rps", "flickr_calls_per_second") if 0 < getattr(opts, name) < MIN_RATE]
     if not 0 <= opts.min_stddev <= 255:
         problems.append("--min_stddev must be within 0..255 (a pixel's standard deviation)")
     if opts.flickr_search_depth < 1:

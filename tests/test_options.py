@@ -153,6 +153,9 @@ def test_resize_reducing_gap_is_off_or_one_to_eight(value):
     ("--max_backoff=1E+400", "--max_backoff must be a finite number, 0 or more"),
     ("--per_host_rps=-0.5", "--per_host_rps must be a finite number, 0 or more"),
     ("--flickr_calls_per_second=-2", "--flickr_calls_per_second must be a finite number, 0 or more"),
+    # an interval longer than a sleep can be: the second call raised OverflowError (pacing.Pacer sleeps it)
+    ("--flickr_calls_per_second=1e-10", "--flickr_calls_per_second must be 0 (unpaced) or at least 0.000278"),
+    ("--per_host_rps=1e-300", "--per_host_rps must be 0 (unpaced) or at least 0.000278 (one an hour)"),
     ("--min_stddev=255.5", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
     ("--min_stddev=1e999", "--min_stddev must be within 0..255 (a pixel's standard deviation)"),
     ("--flickr_search_depth=0", "--flickr_search_depth must be at least 1"),
@@ -169,6 +172,7 @@ def test_numbers_that_are_no_finite_value_or_beyond_any_sensible_bound_fail_at_l
     problems = options.validate(opts(flag))
     assert len(problems) == 1 and problems[0].startswith(message), problems
     assert not options.validate(opts("--per_host_rps=0", "--backoff_base=0", "--min_stddev=0", "--shards=100000"))
+    assert not options.validate(opts("--per_host_rps=0.000278", "--flickr_calls_per_second=0.000278"))
 
 
 @pytest.mark.parametrize("value", ["4,11,5", "1", "4,40", "", "4,²", "04x", "04", "4.0"])
