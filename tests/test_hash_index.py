@@ -39,6 +39,29 @@ def test_nearest_matches_brute_force(seed, size, key_blocks, skewed, big_bucket)
         assert index.nearest(query) == brute(entries, query)
 
 
+@given(seed=st.integers(0, 10**6), pool=st.integers(1, 6), size=st.integers(0, 40), key_blocks=st.integers(1, 3),
+       big_bucket=st.sampled_from([1, 4, 64]))
+@settings(max_examples=80, deadline=None)
+def test_nearest_matches_brute_force_on_ties_repeats_and_every_distance(seed, pool, size, key_blocks, big_bucket):
+    """Entries a few bits from a handful of centres, so that many are equally close to a query (the first listed
+    wins), one hash is listed several times with different distances (a list naming it twice), and distances run
+    over all of 0..16, as a list's entries may (random entries almost never tie)."""
+    rng = random.Random(seed)
+    centres = [rng.getrandbits(64) for _ in range(pool)]
+
+    def near(value, bits):
+        for bit in rng.sample(range(64), bits):
+            value ^= 1 << bit
+        return value
+
+    entries = [(near(rng.choice(centres), rng.randint(0, 3)), rng.randint(0, 16), f"e{i}") for i in range(size)]
+    with mock.patch.object(hash_index, "BIG_BUCKET", big_bucket):
+        index = HashIndex(entries, key_blocks)
+    queries = [near(rng.choice(centres), rng.randint(0, 20)) for _ in range(40)] + [0, 2**64 - 1]
+    for query in queries:
+        assert index.nearest(query) == brute(entries, query)
+
+
 def test_empty_index():
     assert HashIndex([]).nearest(123) is None and len(HashIndex([])) == 0
 
