@@ -458,6 +458,15 @@ def test_an_entry_of_the_wrong_shape_is_refused_not_read_as_another(tmp_path, ch
         read_registry(write_registry(tmp_path, user_entry(**change)))
 
 
+def test_a_key_given_twice_in_an_entry_is_refused_not_decided_by_the_last(tmp_path):
+    """json keeps the last of two keys: a hand-edited entry with a second "thresholds" silently used that one."""
+    path = Path(write_registry(tmp_path, user_entry(thresholds={"nsfw": 0.5})))
+    path.write_text(path.read_text().replace('"thresholds": {"nsfw": 0.5}',
+                                             '"thresholds": {"nsfw": 0.5}, "thresholds": {"nsfw": 0.99}'))
+    with pytest.raises(RegistryError, match="'thresholds' is given twice"):
+        read_registry(str(path))
+
+
 def test_every_shipped_registry_is_still_read():
     """The keys the shipped registries' entries hold are all known: every registry in models/ reads."""
     shipped = [path for path in sorted(BUILTIN_REGISTRY.parent.glob("*.json"))

@@ -54,6 +54,7 @@ from pipeline.detectors.registry import (
     read_json_bytes,
     read_registry,
     resolve_file,
+    unique_keys,
 )
 from pipeline.io.files import read_bytes
 
@@ -226,17 +227,6 @@ MODEL_KEYS = frozenset({"kind", "features", "weights", "bias", "baseline", "tree
                         "review_from", "ablation", "tuning", "fitted_on", "options"})
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads' object hook: a key given twice in one object is refused (json keeps the last silently: a file
-    edited by hand with a second "reject_at" decided by whichever came last)."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key[:60]!r} is given twice in one object")
-        seen[key] = value
-    return seen
-
-
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
@@ -346,7 +336,7 @@ def _model(raw: Any, digest: str, where: str) -> Fusion:
 
 def parse_fusion(data: bytes, where: str) -> Fusion:
     try:
-        raw = json.loads(data, object_pairs_hook=_unique_keys)
+        raw = json.loads(data, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands of levels deep
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}"[:300]) from None
     if not isinstance(raw, dict):

@@ -356,6 +356,17 @@ def read_json_bytes(path: str, what: str) -> bytes:
     return data
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook for registries and fusion models: a key given twice in one object is refused (json
+    keeps the last silently: a file edited by hand with a second "reject_at" or threshold decided by the last)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key[:60]!r} is given twice in one object")
+        seen[key] = value
+    return seen
+
+
 def read_registry(path: str) -> dict[str, DetectorSpec]:
     return _read_registry(path)[0]
 
@@ -364,7 +375,7 @@ def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
     """The registry's detectors by name, and the names of those whose entry says "default" itself."""
     text = read_json_bytes(path, "registry")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as err:
         raise RegistryError(f"{path}: not JSON: {type(err).__name__}: {err}"[:300]) from None
     entries = data.get("detectors", []) if isinstance(data, dict) else None
