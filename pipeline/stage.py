@@ -51,17 +51,17 @@ def best_and_rest(group: Iterable[T], key: Callable[[T], Any]) -> tuple[T, Itera
     """A group's value with the smallest key (the first of equals) and an iterator over all the
     others, in two passes over the group, never a list of it: a GroupByKey's values can be iterated
     again (on Dataflow they are paged in from the shuffle), and a blank image shared by 10^5 uploads
-    is one group of 10^5 photos. `group` must be re-iterable in the same order."""
-    best = min(group, key=key)
-    best_key = key(best)
+    is one group of 10^5 photos. `group` must be re-iterable in the same order.
+
+    The best is met again by its place in the group, not by its key: a key holding a NaN (a carried row's score)
+    equals no key, not even its own recomputed from a value decoded afresh (as a paged group's are), and the best
+    was then also among the rest: kept and rejected as a repeat of itself."""
+    best_place, best = min(enumerate(group), key=lambda placed: key(placed[1]))
 
     def rest() -> Iterator[T]:
-        passed = False
-        for value in group:
-            if not passed and key(value) == best_key:  # the best itself, met again
-                passed = True
-                continue
-            yield value
+        for place, value in enumerate(group):
+            if place != best_place:
+                yield value
 
     return best, rest()
 

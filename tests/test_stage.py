@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from pipeline.records import Photo, PhotoCoder, Rejection, RejectionCoder
 from pipeline.stage import apply_stage, empty, flatten, reject
-from tests.conftest import LOCAL, local_pipeline, photo
+from tests.conftest import LOCAL, Regrouped, local_pipeline, photo
 
 
 class Explodes(beam.DoFn):
@@ -124,3 +124,13 @@ def test_best_and_rest_is_the_first_smallest_and_every_other_value(values):
     best, rest = best_and_rest(values, key=lambda value: value[0])
     first = min(range(len(values)), key=lambda i: values[i][0])
     assert best is values[first] and list(rest) == values[:first] + values[first + 1:]
+
+
+def test_best_and_rest_never_gives_the_best_again_when_its_key_equals_nothing():
+    """A key holding a NaN equals no key, not even its own recomputed from a value decoded afresh (a paged group's
+    values are): the best was met again as one of the rest, so a photo was kept and rejected as a repeat of itself."""
+    from pipeline.stage import best_and_rest
+
+    group = Regrouped(lambda i: (i % 2, float("nan"), f"v{i}"), 5)  # each pass makes new values, as paging does
+    best, rest = best_and_rest(group, key=lambda value: (value[0], value[1]))
+    assert best[2] == "v0" and [value[2] for value in rest] == ["v1", "v2", "v3", "v4"]

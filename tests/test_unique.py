@@ -16,6 +16,21 @@ def test_first_occurrence_by_file_then_numeric_line_wins():
                     equal_to([("a.tsv:10", "repeated_id", "7"), ("b.tsv:1", "repeated_id", "7")]), label="rejected")
 
 
+def test_a_row_whose_score_is_nan_is_kept_once_and_never_a_repeat_of_itself():
+    """Carried rows (`CarriedUniqueIds`) hold a release's scores: one row of an id listed twice with a NaN score was the
+    first row, kept, and also rejected as a repeat of itself once the group was paged in afresh (its order key,
+    holding the NaN, equalled nothing): a record ending twice."""
+    from pipeline.stages.unique_id import _KeepFirst
+
+    def row(i):
+        return photo("7", source_ref=f"part-0.parquet:{i + 1}", scores=(("open_nsfw.nsfw", float("nan")),))
+
+    outputs = list(_KeepFirst().process(("7", Regrouped(row, 3))))
+    assert outputs[0].source_ref == "part-0.parquet:1"
+    assert [(o.value.source_ref, o.value.reason) for o in outputs[1:]] == [
+        ("part-0.parquet:2", "repeated_id"), ("part-0.parquet:3", "repeated_id")]
+
+
 def test_source_order_takes_any_file_name():
     """Only ASCII digits are numbers: a '²' between them (a file named so) was int()-ed and raised,
     and with it the whole repeated-id step; text and number parts stay in step, so keys always compare."""
