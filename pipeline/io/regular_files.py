@@ -1,7 +1,7 @@
 """A local file read only if it is a regular one, without waiting, and at most so many bytes of it: what
 `io/files.py` (any Beam filesystem) and the evaluation scripts' own readers and writers (`whole_file.py`,
-`photo_sets/scores_file.py`, which import no Beam) share. A named pipe read as a file waits for a writer that may never come; a device or a file growing as it is
-read has no end."""
+`photo_sets/scores_file.py`, which import no Beam) share. A named pipe read as a file waits for a writer that may
+never come; a device or a file growing as it is read has no end."""
 
 from __future__ import annotations
 
