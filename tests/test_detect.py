@@ -363,3 +363,20 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     assert not isinstance(result.inference, FailedInference)
     [alone] = photo_scores(strict, shared_session(strict, runtime()), [inputs[2]], 400)
     assert result.inference == {f"{strict.name}.{cls}": pytest.approx(score, abs=1e-6) for cls, score in alone.items()}
+
+
+@pytest.mark.parametrize("row", ["5,maybe,", "7.0,accept,", "5,accept,,abc", '5,accept,"ok" then',
+                                 "5,accept," + "x" * (1 << 20)])
+def test_a_worker_reading_a_store_row_the_launch_would_refuse_names_it_as_the_launch_does(row):
+    """The table a worker reads the staged store into (`decision_table`) only ever reads what the launch checked;
+    a row it cannot read all the same is the launch's one line naming its place, not an error of the table's."""
+    import io
+
+    from pipeline.stages.detect import decision_table, parse_decisions
+
+    text = f"photo_id,decision,note,sha256\n3,accept,fine,\n\n{row}\n"
+    with pytest.raises(ValueError) as launch:
+        parse_decisions(text, lambda line: f"reviews.csv:{line}")
+    with pytest.raises(ValueError) as worker:
+        decision_table(io.StringIO(text, newline=""), "reviews.csv")
+    assert str(worker.value) == str(launch.value) and str(worker.value).startswith("reviews.csv:4: ")

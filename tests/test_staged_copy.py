@@ -24,3 +24,22 @@ def test_a_missing_copy_fails_the_read_instead_of_reading_as_empty(tmp_path):
     copy = StagedCopy("decisions.csv", str(tmp_path / "gone.csv"), "0" * 64)
     with pytest.raises(OSError):
         copy.read()
+
+
+def test_a_copy_read_as_a_stream_is_checked_as_it_ends_whatever_its_reader_made_of_it(tmp_path):
+    """A worker reads the decisions store's copy a MiB at a time (never its bytes whole): a copy changed since launch
+    is the RuntimeError of a changed copy as the read ends, also where what it read now fails the reader (not valid
+    UTF-8, no CSV) or the reader stopped before its end; an unchanged copy's reader errors are its own."""
+    copy = stage_copy("reviews.csv", b"photo_id,decision\n5,accept\n" * 100_000, str(tmp_path / "_lists"))
+    with copy.reading() as stream:
+        assert stream.read() == b"photo_id,decision\n5,accept\n" * 100_000
+    with pytest.raises(ValueError, match="its own"), copy.reading() as stream:
+        stream.read(10)
+        raise ValueError("its own")
+    with open(copy.path, "r+b") as handle:
+        handle.seek(2_000_000)
+        handle.write(b"\xff")
+    for stop in (lambda stream: stream.read().decode(), lambda stream: stream.read(10)):
+        with pytest.raises(RuntimeError, match=r"the copy of reviews\.csv the job made at launch .* has changed"), \
+                copy.reading() as stream:
+            stop(stream)

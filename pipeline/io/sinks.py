@@ -263,6 +263,8 @@ def csv_cell(value: str) -> str:
 
 def csv_text(cell: str) -> str:
     """The text csv_cell was given: the leading quote it adds before quotes and a formula character taken off."""
+    if "'" not in cell:  # nothing to take off (most cells: ids, verdicts, hashes), without the regex's ~2 us
+        return cell
     text = cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
     return _INNER_QUOTED.sub(r"\1", text)
 

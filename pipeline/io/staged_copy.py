@@ -9,12 +9,15 @@ path and sha256; a worker reading a copy someone changed after launch fails its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.files import read_bytes, write_atomically
+from pipeline.io.files import HashingReader, open_reader, read_bytes, write_atomically
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,23 @@ class StagedCopy:
         """The bytes the job read at launch; RuntimeError if the copy no longer holds them."""
         raw = read_bytes(self.path)
         if hashlib.sha256(raw).hexdigest() != self.sha256:  # someone wrote into the run's staging folder
-            raise RuntimeError(f"the copy of {self.name} the job made at launch ({self.path}) has changed")
+            raise RuntimeError(self._changed())
         return raw
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[io.BufferedReader]:
+        """The copy as a stream, read a MiB at a time (never whole in memory); RuntimeError as the block ends if the
+        copy no longer holds the bytes the job read at launch, whatever the block raised (it read another file)."""
+        with open_reader(self.path) as handle:
+            hashing = HashingReader(handle)
+            try:
+                yield io.BufferedReader(hashing, 1 << 20)
+            finally:
+                if hashing.finish()[1] != self.sha256:
+                    raise RuntimeError(self._changed())
+
+    def _changed(self) -> str:
+        return f"the copy of {self.name} the job made at launch ({self.path}) has changed"
 
 
 def stage_copy(name: str, raw: bytes, folder: str, suffix: str = ".txt") -> StagedCopy:
