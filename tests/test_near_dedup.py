@@ -312,3 +312,40 @@ def test_an_id_listed_twice_in_the_previous_index_decides_the_same_whatever_the_
             out = p | beam.Create([photo("5", phash="00000000000000ff")]) | NearDuplicates(4, previous=old)
             assert_that(out.kept, equal_to([]), label="kept")
             assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of)), equal_to([("5", "99")]))
+
+
+def test_an_index_row_listed_a_hundred_thousand_times_joins_once_and_is_never_listed():
+    """A previous index listing one row 100,000 times gives 100,000 copies of one representative under one id: a
+    CoGroupByKey held them as one list in one worker; they are read as a stream, and the id joins the greedy step
+    once, only when it has a partner."""
+    from pipeline.stages.near_dedup import first_if_partnered
+
+    node = previous_node("00000000000000ff", "9", "")
+    made = [0]
+
+    def tagged(i):
+        made[0] += 1
+        return ("node", node) if i < 100_000 else ("partnered", True)
+
+    assert peak_bytes_consuming(first_if_partnered(("id", Regrouped(tagged, 100_001)))) < 1_000_000
+    assert list(first_if_partnered(("id", Regrouped(tagged, 100_001)))) == [node]
+    assert list(first_if_partnered(("id", Regrouped(tagged, 100_000)))) == []  # no partner: not involved
+    made[0] = 0
+    partner_first = Regrouped(lambda i: tagged(100_000 - i), 100_001)
+    assert list(first_if_partnered(("id", partner_first))) == [node] and made[0] == 2  # both known: read no more
+
+
+def test_an_index_listing_its_rows_three_times_decides_as_once():
+    earlier = planted_world(11, 4, 40, 20)
+    previous = [(p.phash, f"old{p.photo_id}") for p in earlier]
+    rng = random.Random(6)
+    photos = [photo(str(1000 + i), phash=f"{flip(int(p.phash, 16), rng.sample(range(64), 2)):016x}",
+                    original_width=100, original_height=100) for i, p in enumerate(earlier[:20])]
+    photos += planted_world(13, 4, 20, 0)
+    kept, dropped = oracle_with_previous(photos, previous, 4)
+    with local_pipeline() as p:
+        old = p | "Old" >> beam.Create(previous * 3)
+        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8, previous=old)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of)),
+                    equal_to(sorted(dropped.items())), label="rejected")

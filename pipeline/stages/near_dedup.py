@@ -43,7 +43,7 @@ from pipeline.near_dup.candidate_pairs import node_id
 from pipeline.near_dup.greedy import greedy_survivors
 from pipeline.near_dup.pigeonhole import HASH_BITS, Node, key_masks, previous_node
 from pipeline.records import HASH16, BadPhotoId, Photo, Rejection, canonical_photo_id, survivor_rank
-from pipeline.stage import StageOutput, apply_stage, best_and_rest, reject
+from pipeline.stage import StageOutput, Tagged, apply_stage, best_and_rest, reject
 
 STAGE = "near_dedup"
 PREVIOUS_INDEX_METRICS = "near_dedup"
@@ -110,19 +110,26 @@ class _PartitionInvolved(beam.DoFn):
         yield from ((f"{int(i):016x}", True) for i in ids)
 
 
+def first_if_partnered(keyed: tuple[str, Iterable[tuple[str, object]]]) -> Iterator[Node]:
+    """(node id, its values tagged ("node", Node) or ("partnered", True)) -> the id's node, once, if it has a
+    partner. Every node under one id is the same representative; a previous index listing one row a million times
+    gives a million of them, which a CoGroupByKey held as one list in one worker, with the id's partner flags: read
+    as a stream, each once at most, stopping once both are known."""
+    _, tagged = keyed
+    node, partnered = None, False
+    for tag, value in tagged:
+        if tag == "node" and node is None:
+            node = value
+        elif tag == "partnered":
+            partnered = True
+        if node is not None and partnered:
+            yield node  # type: ignore[misc]
+            return
+
+
 def _greedy(nodes: Iterable[Node], masks: list[int], distance: int, dhash_distance: int) -> list[tuple[str, tuple]]:
     decisions = greedy_survivors(nodes, masks, distance, dhash_distance)
     return [(node.group, decision) for node, decision in decisions.items()]
-
-
-class _Tagged:
-    """One tag's values in a tagged group, iterable again as the group is."""
-
-    def __init__(self, tagged: Iterable[tuple[str, object]], tag: str) -> None:
-        self._tagged, self._tag = tagged, tag
-
-    def __iter__(self) -> Iterator:
-        return (value for tag, value in self._tagged if tag == self._tag)
 
 
 class _Resolve(beam.DoFn):
@@ -132,8 +139,8 @@ class _Resolve(beam.DoFn):
 
     def process(self, keyed: tuple[str, Iterable[tuple[str, object]]]) -> Iterator:
         _, tagged = keyed
-        photos = _Tagged(tagged, "photo")
-        decision = next(iter(_Tagged(tagged, "dropped")), None)
+        photos = Tagged(tagged, "photo")
+        decision = next(iter(Tagged(tagged, "dropped")), None)
         if decision is None:
             best, dropped = best_and_rest(photos, survivor_rank)
             survivor, distance, previous = best.photo_id, 0, False
@@ -188,12 +195,14 @@ class NearDuplicates(beam.PTransform):
             | "Partitions" >> beam.GroupByKey()
             | "Partnered" >> beam.ParDo(_PartitionInvolved(distance, masks, self._cap, dhash_distance))
         )
-        # Only representatives that have a neighbour take part in the greedy step: join them by id.
+        # Only representatives that have a neighbour take part in the greedy step: join them by id, a GroupByKey over
+        # both tagged, read as a stream (`first_if_partnered`).
         involved = (
-            {"node": representatives | "ById" >> beam.Map(lambda node: (f"{node_id(node):016x}", node)),
-             "partnered": partnered_ids}
-            | "JoinIds" >> beam.CoGroupByKey()
-            | "Involved" >> beam.FlatMap(lambda kv: list(kv[1]["node"])[:1] if list(kv[1]["partnered"]) else [])
+            (representatives | "ById" >> beam.Map(lambda node: (f"{node_id(node):016x}", ("node", node))),
+             partnered_ids | "TagPartnered" >> beam.MapTuple(lambda key, _: (key, ("partnered", True))))
+            | "NodesAndPartners" >> beam.Flatten()
+            | "JoinIds" >> beam.GroupByKey()
+            | "Involved" >> beam.FlatMap(first_if_partnered)
         )
         # Every involved node in one place for the global greedy step. A one-key GroupByKey, not
         # ToList: none involved then means no group and nothing dropped.
