@@ -774,3 +774,75 @@ def test_a_second_stop_while_the_remote_job_is_being_cancelled_says_to_cancel_it
         process.kill()
     assert status == INTERRUPTED_STATUS and "stopped (Ctrl-C again): ended at once" in output, output
     assert "its cancel was not answered: cancel the remote job where it runs" in output, output
+
+
+SUBMITTING = """
+    import pipeline.io.stopping as stopping
+    stopping.CANCEL_S = {cancel_s}
+
+    class RemoteJob:  # a PipelineResult whose job runs elsewhere
+        def wait_until_finish(self):
+            time.sleep(3600)
+        def cancel(self):
+            open("cancelled", "w").close()
+
+    def submit():  # Pipeline.run on Dataflow: the job's files staged, then the request that makes the job
+        ready()
+        time.sleep({submit_s})
+        open("submitted", "w").close()
+        return RemoteJob()
+
+    with StopSignals(grace_s=0.2) as stop, stop.job():
+        stop.wait(stop.submit(submit, remote={remote}))
+"""
+
+
+def test_a_stop_while_a_remote_job_is_submitted_waits_for_it_and_cancels_it(tmp_path):
+    """Raised inside Pipeline.run, the stop could land in the request that makes the Dataflow job: the job was made,
+    with no handle here to cancel it, and ran on, billed, its output never published. The stop waits for the
+    submission's answer, then cancels the job it made."""
+    process = start(SUBMITTING.format(cancel_s=30.0, submit_s=1.5, remote=True), tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, _ = finish(process, within=30)
+    assert status == EXIT_STATUS, output
+    assert (tmp_path / "submitted").exists() and (tmp_path / "cancelled").exists(), output
+    assert "pass-pipeline: stopping: the remote job is being submitted; it is cancelled once it is" in output, output
+
+
+def test_a_local_runs_stop_is_raised_inside_the_run_at_once(tmp_path):
+    """A local runner's Pipeline.run runs the whole job: the stop is not held for it."""
+    process = start(SUBMITTING.format(cancel_s=30.0, submit_s=3600, remote=False), tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=30)
+    assert status == EXIT_STATUS and took < 10 and not (tmp_path / "submitted").exists(), output
+    assert "being submitted" not in output, output
+
+
+def test_a_submission_that_never_answers_ends_the_stop_saying_to_look_for_the_job(tmp_path):
+    process = start(SUBMITTING.format(cancel_s=2.0, submit_s=3600, remote=True), tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=30)
+    assert status == EXIT_STATUS and took < 10, (output, took)
+    assert ("the remote job's submission did not answer within 2 s (if it was made, cancel it where it runs)"
+            in output), output
+
+
+def test_a_second_stop_while_a_remote_job_is_submitted_says_to_look_for_it(tmp_path):
+    process = start(SUBMITTING.format(cancel_s=30.0, submit_s=3600, remote=True), tmp_path)
+    try:
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None and b"being submitted" in process.stderr.readline()
+        process.send_signal(signal.SIGINT)
+        status, output, _ = finish(process, within=30)
+    finally:
+        process.kill()
+    assert status == INTERRUPTED_STATUS and "stopped (Ctrl-C again): ended at once" in output, output
+    assert "the remote job was being submitted: if it was, cancel it where it runs" in output, output
+
+
+def test_only_dataflow_submits_a_job_that_runs_elsewhere():
+    from pipeline.commands.run import submits_remotely
+
+    assert submits_remotely("DataflowRunner")
+    assert submits_remotely("apache_beam.runners.dataflow.dataflow_runner.DataflowRunner")
+    assert not any(submits_remotely(runner) for runner in ("FnApiRunner", "DirectRunner", "PrismRunner", None, ""))

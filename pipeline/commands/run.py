@@ -346,6 +346,12 @@ def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) ->
                                      "pattern or give an --output outside what it matches")
 
 
+def submits_remotely(runner: str | None) -> bool:
+    """Whether `Pipeline.run` only submits the job, which then runs elsewhere (Dataflow), where a local runner's runs
+    it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`)."""
+    return str(runner or "").rsplit(".", 1)[-1] == "DataflowRunner"
+
+
 def preflight(opts: PassOptions, runner: str) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
     model file (sha256), a detector or decision blind to the canary photos (`canary.py`), and — when
@@ -425,7 +431,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                     try:
                         with stop.job():
                             try:
-                                result = pipeline.run()
+                                result = stop.submit(pipeline.run, remote=submits_remotely(
+                                    options.view_as(StandardOptions).runner))
                                 stop.wait(result)
                             finally:
                                 progress.job_ended()

@@ -155,6 +155,8 @@ class StopSignals:
         self._leaving = False
         self._cancelling = False  # a remote job's cancel request is in flight (`wait`)
         self._held: int | None = None  # a first stop that landed as the block was being left (`__exit__`)
+        self._submitting = False  # a remote job is being submitted (`submit`): a first stop waits for its handle
+        self._submitted = threading.Event()
 
     def __enter__(self) -> StopSignals:
         global _open_blocks
@@ -229,6 +231,30 @@ class StopSignals:
             self._in_job = False
             self._job_left.set()
 
+    def submit(self, run: Callable[[], PipelineResult], remote: bool) -> PipelineResult:
+        """`run()`, the job's submission (`Pipeline.run`). When the job runs elsewhere (`remote`: Dataflow), a first
+        stop during it is held until it returns: raised inside the request that creates the job, it left a job made
+        with no handle here to cancel it, which ran on, billed, its output never published. Once the submission has
+        returned, the held stop cancels the job (as `wait` does) and is raised; one that fails raises the stop. The
+        grace waits up to CANCEL_S for the submission (`_watch`); a second stop ends the process at once, saying to
+        look for the job where it runs."""
+        if not remote:
+            return run()
+        self._submitting = True
+        try:
+            result = run()
+        except BaseException as err:
+            if self.requested is not None:
+                raise _stop(self.requested) from err
+            raise
+        finally:
+            self._submitting = False
+            self._submitted.set()
+        if self.requested is not None:
+            self._cancel(result)
+            raise _stop(self.requested)
+        return result
+
     def wait(self, result: PipelineResult) -> None:
         """`result.wait_until_finish()`, cancelling the job when the run is stopped meanwhile: on a remote runner
         (Dataflow) the job went on without its launcher, billed, its output never published (the launcher
@@ -237,15 +263,18 @@ class StopSignals:
             result.wait_until_finish()
         except BaseException:
             if self.requested is not None:
-                self._cancelling = True  # the grace waits for it (`_watch`), up to CANCEL_S more
-                try:
-                    result.cancel()
-                except Exception as err:  # a runner that cannot cancel, a job already ended: the stop goes on
-                    print(f"pass-pipeline: the job could not be cancelled ({type(err).__name__}); cancel it where it "
-                          "runs", file=sys.stderr, flush=True)
-                finally:
-                    self._cancelling = False
+                self._cancel(result)
             raise
+
+    def _cancel(self, result: PipelineResult) -> None:
+        self._cancelling = True  # the grace waits for it (`_watch`), up to CANCEL_S more
+        try:
+            result.cancel()
+        except Exception as err:  # a runner that cannot cancel, a job already ended: the stop goes on
+            print(f"pass-pipeline: the job could not be cancelled ({type(err).__name__}); cancel it where it "
+                  "runs", file=sys.stderr, flush=True)
+        finally:
+            self._cancelling = False
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         # Asked twice: at once, as SIGTERM's default did, but not leaving the lock. Also when the first stop was an
@@ -259,7 +288,8 @@ class StopSignals:
             # Asked again while the first stop waits for a remote job's cancel (up to CANCEL_S, without a word): ended
             # as asked, the job goes on where it runs, billed, which the line said nothing of.
             remote = ("; its cancel was not answered: cancel the remote job where it runs" if self._cancelling
-                      else "")
+                      else "; the remote job was being submitted: if it was, cancel it where it runs"
+                      if self._submitting else "")
             print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)} again): ended at once{note}{remote}",
                   file=sys.stderr, flush=True)
             os._exit(128 + signum)
@@ -270,6 +300,10 @@ class StopSignals:
         if _making:  # a folder being made, not yet recorded: `local_folder` raises the stop once it is
             _held.append(signum)
             return
+        if self._submitting:  # a remote job being submitted: `submit` cancels it once its handle is here
+            print("pass-pipeline: stopping: the remote job is being submitted; it is cancelled once it is",
+                  file=sys.stderr, flush=True)
+            return
         if self._leaving:  # its handlers are being put back: `__exit__` raises the stop once they are
             self._held = signum
             return
@@ -279,6 +313,8 @@ class StopSignals:
         if not self._in_job:
             return
         end_workers()
+        if self._submitting and not self._submitted.wait(CANCEL_S):
+            self._abandon()  # the submission never answered: a job it may have made is not ours to cancel
         if self._job_left.wait(self._grace_s):
             return
         if self._cancelling:  # a remote job being cancelled: ending now leaves it running
@@ -327,7 +363,9 @@ class StopSignals:
         note = self._release_quietly()
         signum = self.requested or signal.SIGTERM
         what = (f"the remote job's cancel did not answer within {self._grace_s + CANCEL_S:g} s (cancel it where it "
-                "runs)" if self._cancelling else f"the job did not stop within {self._grace_s:g} s")
+                "runs)" if self._cancelling else
+                f"the remote job's submission did not answer within {CANCEL_S:g} s (if it was made, cancel it where "
+                "it runs)" if self._submitting else f"the job did not stop within {self._grace_s:g} s")
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); {what}: ended{note}", file=sys.stderr,
               flush=True)
         os._exit(128 + signum)
