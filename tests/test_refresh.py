@@ -1679,3 +1679,34 @@ def test_a_rerun_whose_evaluation_folder_or_list_changed_is_not_the_same_refresh
         assert why is not None and "--decontaminate's files changed" in why, why
         undo()
         assert made_by_another(str(release), of()) is None
+
+
+def test_the_changelog_holds_the_two_releases_ids_as_numbers(tmp_path):
+    """The changelog held both releases' photo ids as sets of text (184 MiB each for 1.44 million photos, ~600 MiB at
+    its peak); ids that are numbers are held as 8 bytes each. 200,000 photos in shards of 5,000, one in fifty gone and
+    as many new: the same changelog, at a fraction of the peak (~40 MB before)."""
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+    from tests.conftest import traced_peak
+
+    count = 200_000
+    gone = {str(20_000_000 + i) for i in range(0, count, 50)}
+    previous, release = tmp_path / "releases" / "r1", tmp_path / "releases" / "r2"
+    for where, ids in ((previous, [str(20_000_000 + i) for i in range(count)]),
+                       (release, [str(20_000_000 + i) for i in range(count + len(gone)) if str(20_000_000 + i)
+                                  not in gone])):
+        (where / "parquet").mkdir(parents=True)
+        for shard in range(0, len(ids), 5_000):
+            pq.write_table(pa.table({"photo_id": ids[shard:shard + 5_000]}),
+                           where / "parquet" / f"pass-{shard // 5_000:05d}-of-00041.parquet")
+    (release / "rejections").mkdir()
+    taken_down = sorted(gone)
+    pq.write_table(pa.table({"photo_id": taken_down, "stage": ["blocklist"] * len(gone),
+                             "reason": ["takedown"] * len(gone), "source_ref": ["r1/parquet/x:1"] * len(gone)}),
+                   release / "rejections" / "rejections-00000-of-00001.parquet")
+    log, peak = traced_peak(lambda: changelog(str(previous), str(release)))
+    assert log["removed"] == {"blocklist/takedown": sorted(gone, key=int)}
+    assert log["added"] == [str(20_000_000 + i) for i in range(count, count + len(gone))]
+    assert (log["unchanged"], log["totals"]) == (count - len(gone), {"previous": count, "release": count})
+    assert peak < 12_000_000, f"{peak:,} bytes at the peak for {count:,} photos"

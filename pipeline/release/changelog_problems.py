@@ -11,11 +11,13 @@ tells such a changelog from a refresh's.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pipeline.release.id_sets import IdSet
 from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem
 
@@ -46,13 +48,13 @@ def _shape_problem(log: Any) -> str | None:
     return None
 
 
-def _some(ids: Any) -> str:
-    ids = sorted(ids)
-    return ", ".join(f"{photo_id[:40]!r}" for photo_id in ids[:3]) + (" …" if len(ids) > 3 else "")
+def _some(ids: Iterable[str]) -> str:
+    least = heapq.nsmallest(4, ids)  # sorted(ids)[:4], without a sorted copy of a release's ids
+    return ", ".join(f"{photo_id[:40]!r}" for photo_id in least[:3]) + (" …" if len(least) > 3 else "")
 
 
-def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, release: Any,
-                       previous: Collection[str] | None = None) -> Iterator[Problem]:
+def changelog_problems(path: str, data: bytes, kept: Iterable[str] | None, release: Any,
+                       previous: Iterable[str] | None = None) -> Iterator[Problem]:
     """The problems of changelog.json's bytes against the release's photo ids (`kept`: None where no dataset file
     could be read, reported already) and its manifest's release name; and, given the previous release's photo ids
     (`verify --previous`), against those: exactly the photos gone from it listed as removed, the new ones as added."""
@@ -89,33 +91,32 @@ def changelog_problems(path: str, data: bytes, kept: Mapping[str, int] | None, r
                             f"{sum(added.values()):,} added")
     if kept is None:
         return
+    kept = IdSet.of(kept)  # verify's already: a release's ids as a set of text took 184 MiB
     if totals["release"] != len(kept):
         yield Problem(path, f"counts {totals['release']:,} photos in the release, which holds {len(kept):,}")
-    absent = [photo_id for photo_id in added if photo_id not in kept]
+    absent = [photo_id for photo_id, held in zip(added, kept.holds_each(list(added)), strict=True) if not held]
     if absent:
         yield Problem(path, f"{len(absent)} photo ids it adds are not in the release, e.g. {_some(absent)}")
-    held = [photo_id for photo_id in removed if photo_id in kept]
+    held = [photo_id for photo_id, there in zip(removed, kept.holds_each(list(removed)), strict=True) if there]
     if held:
         yield Problem(path, f"{len(held)} photo ids it removes are still in the release, e.g. {_some(held)}")
     if previous is not None:
-        yield from _against_previous(path, log, kept, set(previous), added, removed)
+        yield from _against_previous(path, log, kept, IdSet.of(previous), IdSet.of(added), IdSet.of(removed))
 
 
-def _against_previous(path: str, log: dict[str, Any], kept: Mapping[str, int], previous: set[str],
-                      added: Counter[str], removed: Counter[str]) -> Iterator[Problem]:
+def _against_previous(path: str, log: dict[str, Any], kept: IdSet, previous: IdSet, added: IdSet, removed: IdSet
+                      ) -> Iterator[Problem]:
     """What a mirror of the previous release deletes and adds by the changelog, against the two releases' photos."""
-    gone = previous - kept.keys()
-    for what, found in (("photos of the previous release not in this one are not listed as removed",
-                         gone - removed.keys()),
-                        ("photo ids it removes were not in the previous release", removed.keys() - previous),
-                        ("photos new since the previous release are not listed as added",
-                         kept.keys() - previous - added.keys()),
-                        ("photo ids it adds were already in the previous release", added.keys() & previous)):
+    gone = previous - kept
+    for what, found in (("photos of the previous release not in this one are not listed as removed", gone - removed),
+                        ("photo ids it removes were not in the previous release", removed - previous),
+                        ("photos new since the previous release are not listed as added", kept - previous - added),
+                        ("photo ids it adds were already in the previous release", added & previous)):
         if found:
             yield Problem(path, f"{len(found)} {what}, e.g. {_some(found)}")
     if log["totals"]["previous"] != len(previous):
         yield Problem(path, f"counts {log['totals']['previous']:,} photos in the previous release, which holds "
                             f"{len(previous):,}")
-    if log["unchanged"] != len(previous & kept.keys()):
+    if log["unchanged"] != len(previous & kept):
         yield Problem(path, f"counts {log['unchanged']:,} photos unchanged, the two releases share "
-                            f"{len(previous & kept.keys()):,}")
+                            f"{len(previous & kept):,}")
