@@ -7,13 +7,14 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from pipeline.records import BadPhotoId, canonical_photo_id
+from pipeline.release.id_sets import IdCount, IdSet
 from pipeline.release.problem import Problem
 
 # The stages that see every row of a photo id: a kept photo may be rejected by them too (a repeated row of it, or one
@@ -49,7 +50,8 @@ class _Some:
 class Accounts:
     """What the rejections, the ledger and the near-duplicate index say of the kept photos, `kept` (the reference
     format's ids, `_reference`), added up over their files: each file's own accounts are merged only once its size and
-    sha256 are the manifest's. Held: the kept ids each table names (at most each kept photo once), counts, examples.
+    sha256 are the manifest's. Held: the kept ids each table names (as numbers where they are: `IdCount`), counts,
+    examples.
 
     What a run's writer guarantees (build.py; stages/ledger.py; io/sinks.py), and so what is checked:
     - the rejections: no kept photo is rejected by a stage after `_ROW_STAGES`; their stage/reason counts are
@@ -62,17 +64,15 @@ class Accounts:
     Not checked: a ledger's other rows (a run keeps the previous ledger's rows for ids it did not see, kept ones
     included), a rejection of an id nothing keeps, the index's hashes."""
 
-    kept: Mapping[str, int] = field(default_factory=dict)
+    kept: IdSet = field(default_factory=IdSet)
     reference: str = ""
     rejected: set[str] = field(default_factory=set)  # kept ids rejected after the row stages
     stages: set[str] = field(default_factory=set)  # by which stages
     reasons: Counter[tuple[str, str]] = field(default_factory=Counter)  # rejections by (stage, reason)
     too_many_reasons: bool = False
-    decided: set[str] = field(default_factory=set)  # kept ids with a ledger row
-    decided_twice: set[str] = field(default_factory=set)
+    decided: IdCount = field(default_factory=IdCount)  # the kept id of each ledger row naming one
     decided_otherwise: set[str] = field(default_factory=set)  # kept ids whose ledger row is not `kept`
-    indexed: set[str] = field(default_factory=set)  # kept ids with an index row
-    indexed_twice: set[str] = field(default_factory=set)
+    indexed: IdCount = field(default_factory=IdCount)  # the kept id of each index row naming one
     strangers: _Some = field(default_factory=_Some)  # index rows of ids the release does not keep
     read: set[str] = field(default_factory=set)  # formats of which a file was read
     unread: set[str] = field(default_factory=set)  # formats of which a listed file was not (missing, not its hash)
@@ -91,8 +91,9 @@ class Accounts:
             self.too_many_reasons = True
             self.reasons.clear()
         stages = None
-        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
-            if photo_id in self.kept:
+        ids = _text(batch, "photo_id").to_pylist()
+        for row, (photo_id, kept) in enumerate(zip(ids, self.kept.holds_each(ids), strict=True)):
+            if kept:
                 stages = stages or stage.to_pylist()
                 if stages[row] not in _ROW_STAGES:
                     self.rejected.add(photo_id)
@@ -100,17 +101,19 @@ class Accounts:
 
     def ledger(self, batch: pa.RecordBatch) -> None:
         decisions = None
-        for row, photo_id in enumerate(_text(batch, "photo_id").to_pylist()):
-            if photo_id in self.kept:
-                (self.decided_twice if photo_id in self.decided else self.decided).add(photo_id)
+        ids = _text(batch, "photo_id").to_pylist()
+        for row, (photo_id, kept) in enumerate(zip(ids, self.kept.holds_each(ids), strict=True)):
+            if kept:
+                self.decided.add(photo_id)
                 decisions = decisions or _text(batch, "decision").to_pylist()
                 if decisions[row] != _KEPT:
                     self.decided_otherwise.add(photo_id)
 
     def index(self, batch: pa.RecordBatch) -> None:
-        for photo_id in _text(batch, "photo_id").to_pylist():
-            if photo_id in self.kept:
-                (self.indexed_twice if photo_id in self.indexed else self.indexed).add(photo_id)
+        ids = _text(batch, "photo_id").to_pylist()
+        for photo_id, kept in zip(ids, self.kept.holds_each(ids), strict=True):
+            if kept:
+                self.indexed.add(photo_id)
             else:
                 self.strangers.add(str(photo_id))
 
@@ -120,11 +123,9 @@ class Accounts:
         self.too_many_reasons |= other.too_many_reasons
         if not self.too_many_reasons:
             self.reasons.update(other.reasons)
-        self.decided_twice |= other.decided_twice | (self.decided & other.decided)
-        self.decided |= other.decided
+        self.decided.extend(other.decided)
         self.decided_otherwise |= other.decided_otherwise
-        self.indexed_twice |= other.indexed_twice | (self.indexed & other.indexed)
-        self.indexed |= other.indexed
+        self.indexed.extend(other.indexed)
         self.strangers.merge(other.strangers)
 
     def rejections_by_reason(self) -> Counter[tuple[str, str]] | None:
@@ -146,13 +147,14 @@ class Accounts:
                                         f"{', '.join(sorted(self.stages))}, which see each photo once {against}, "
                                         f"e.g. {_least(self.rejected)}")
         if "ledger" in self.read:
+            decided, decided_twice = self.decided.counted()
             if self.decided_otherwise:
                 yield Problem("ledger", f"{len(self.decided_otherwise)} kept photos decided otherwise than kept "
                                         f"{against}, e.g. {_least(self.decided_otherwise)}")
-            if self.decided_twice:
-                yield Problem("ledger", f"{len(self.decided_twice)} kept photos in more than one row {against}, "
-                                        f"e.g. {_least(self.decided_twice)}")
-            missing = _canonical(self.kept.keys() - self.decided) if whole and "ledger" not in self.unread else set()
+            if decided_twice:
+                yield Problem("ledger", f"{len(decided_twice)} kept photos in more than one row {against}, "
+                                        f"e.g. {_least(decided_twice)}")
+            missing = _canonical(self.kept - decided) if whole and "ledger" not in self.unread else IdSet()
             if missing:
                 yield Problem("ledger", f"{len(missing)} kept photos not in the ledger {against}, e.g. "
                                         f"{_least(missing)}")
@@ -160,13 +162,14 @@ class Accounts:
             options = manifest.get("options")
             # A run adds a previous index's rows to its own only with --previous_index and no --carry_over (build.py)
             exact = isinstance(options, dict) and not (options.get("previous_index") and not options.get("carry_over"))
-            missing = self.kept.keys() - self.indexed if whole and "near_dup_index" not in self.unread else set()
+            indexed, indexed_twice = self.indexed.counted()
+            missing = self.kept - indexed if whole and "near_dup_index" not in self.unread else IdSet()
             if missing:
                 yield Problem("near_dup_index", f"{len(missing)} kept photos not in the near-duplicate index "
                                                 f"{against}, e.g. {_least(missing)}")
-            if exact and self.indexed_twice:
-                yield Problem("near_dup_index", f"{len(self.indexed_twice)} kept photos in more than one row "
-                                                f"{against}, e.g. {_least(self.indexed_twice)}")
+            if exact and indexed_twice:
+                yield Problem("near_dup_index", f"{len(indexed_twice)} kept photos in more than one row "
+                                                f"{against}, e.g. {_least(indexed_twice)}")
             if exact and whole and self.strangers.count:
                 yield Problem("near_dup_index", f"{self.strangers.count} rows of photos the release does not hold "
                                                 f"{against}, e.g. {', '.join(self.strangers.least)}")
@@ -182,16 +185,17 @@ def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
     return column
 
 
-def _least(ids: set[str]) -> str:
+def _least(ids: Iterable[str]) -> str:
     return ", ".join(heapq.nsmallest(3, ids))
 
 
-def _canonical(ids: set[str]) -> set[str]:
-    """The ids in their one spelling: the only ones a ledger records (stages/ledger.py)."""
+def _canonical(ids: IdSet) -> IdSet:
+    """The ids in their one spelling: the only ones a ledger records (stages/ledger.py). Every id held as a number
+    is one (`as_number`)."""
     def canonical(photo_id: str) -> bool:
         try:
             return canonical_photo_id(photo_id) == photo_id
         except BadPhotoId:
             return False
 
-    return {photo_id for photo_id in ids if canonical(photo_id)}
+    return IdSet(ids.numbers, (photo_id for photo_id in ids.others if canonical(photo_id)))

@@ -33,6 +33,7 @@ hours or gigabytes."""
 from __future__ import annotations
 
 import csv
+import heapq
 import itertools
 import json
 import os
@@ -44,6 +45,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
@@ -72,6 +74,7 @@ from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
+from pipeline.release.id_sets import IdCount, IdSet, as_number, first_of_each
 from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem, printable
 from pipeline.release.record_readers import (
@@ -109,59 +112,124 @@ _MAX_CHANGELOG = 256 << 20
 _MAX_MANIFEST = MAX_MANIFEST_BYTES
 
 
+class _Digests:
+    """The reference format's digest of each photo, `DIGEST` bytes, the first it gave for an id: the ids that are
+    numbers (`as_number`) in a sorted array beside their digests (each file's added as it is read, merged in before
+    the next lookup), any other id by itself. As a dict of text, 1.44 million photos took ~200 MiB a kind."""
+
+    def __init__(self) -> None:
+        self.numbers = np.zeros(0, dtype=np.uint64)
+        self.digests = np.zeros((0, DIGEST), dtype=np.uint8)
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.others: dict[str, bytes] = {}
+
+    def add(self, photo_ids: list[str], blob: bytes) -> None:
+        for ids, digests in _chunks(photo_ids, blob):
+            numbered, numbers = [], []
+            for index, photo_id in enumerate(ids):
+                number = as_number(photo_id)
+                if number is None:
+                    self.others.setdefault(photo_id, digests[index * DIGEST:(index + 1) * DIGEST])
+                else:
+                    numbered.append(index)
+                    numbers.append(number)
+            self.pending.append((np.array(numbers, dtype=np.uint64), _rows(digests)[numbered]))
+
+    def differing(self, photo_ids: list[str], blob: bytes) -> list[str]:
+        """The ids whose digest in `blob` differs from the reference's (one it does not hold differs in nothing)."""
+        self._merge()
+        found = []
+        for ids, digests in _chunks(photo_ids, blob):
+            numbers = [as_number(photo_id) for photo_id in ids]
+            wanted = np.array([number or 0 for number in numbers], dtype=np.uint64)  # 0 is none of the numbers
+            differ = [False] * len(ids)
+            if len(self.numbers):
+                at = np.minimum(np.searchsorted(self.numbers, wanted), len(self.numbers) - 1)
+                differ = ((self.numbers[at] == wanted) & (self.digests[at] != _rows(digests)).any(axis=1)).tolist()
+            for index, (photo_id, number) in enumerate(zip(ids, numbers, strict=True)):
+                if number is None:
+                    digest = digests[index * DIGEST:(index + 1) * DIGEST]
+                    if self.others.get(photo_id, digest) != digest:
+                        found.append(photo_id)
+                elif differ[index]:
+                    found.append(photo_id)
+        return found
+
+    def _merge(self) -> None:
+        if self.pending:
+            numbers = np.concatenate([self.numbers, *(numbers for numbers, _ in self.pending)])
+            digests = np.concatenate([self.digests, *(rows for _, rows in self.pending)])
+            self.pending.clear()
+            self.numbers, first = first_of_each(numbers)
+            self.digests = digests[first]
+
+
+# A file's ids compared at a time: ATTRIBUTION.csv gives a release's at once.
+_CHUNK_IDS = 1 << 16
+
+
+def _chunks(photo_ids: list[str], blob: bytes) -> Iterator[tuple[list[str], bytes]]:
+    """A file's ids and their digests, `_CHUNK_IDS` at a time."""
+    for start in range(0, len(photo_ids), _CHUNK_IDS):
+        yield photo_ids[start:start + _CHUNK_IDS], blob[start * DIGEST:(start + _CHUNK_IDS) * DIGEST]
+
+
+def _rows(blob: bytes) -> np.ndarray:
+    """The digests of a `Facts` blob, one row each."""
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, DIGEST)
+
+
 @dataclass
 class _Seen:
     """Each photo's facts as the first format read that holds them gave them (its reference), and which photos of
     another format differ: a shard resealed with another image under a photo's id (its sha256 beside it changed to
     match) kept every id and every hash of its own format, and passed though its photo was not the one the other
     formats publish; so did an ATTRIBUTION.csv crediting a kept photo to another creator or licence. Only the
-    reference's digests are held, `DIGEST` bytes a photo; an id it lacks is reported by `_id_problems`."""
+    reference's digests are held, `DIGEST` bytes a photo (`_Digests`); an id it lacks is reported by `_id_problems`."""
 
     # (path, bytes) of each listed file of a format checked against the others once all are read (`_CHECKED_LAST`):
     # stats.json, the dataset card's first `_CARD_HEAD` bytes
     files: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)  # "image" or "credit": the format first read
-    digests: dict[str, dict[str, bytes]] = field(default_factory=dict)  # kind: {photo id: digest}
-    differ: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    digests: dict[str, _Digests] = field(default_factory=dict)  # kind: the reference's digests
+    # (format, kind, reference): how many records differ, and the least three of their ids
+    differ: dict[tuple[str, str, str], tuple[int, list[str]]] = field(default_factory=dict)
 
     def add(self, fmt: str, photo_ids: list[str], facts: Facts) -> None:
         for what, blob in zip(("image", "credit"), facts, strict=True):
             if blob is None:
                 continue
             reference = self.reference.setdefault(what, fmt)
-            digests = self.digests.setdefault(what, {})
-            for index, photo_id in enumerate(photo_ids):
-                digest = blob[index * DIGEST:(index + 1) * DIGEST]
-                if fmt == reference:
-                    digests.setdefault(photo_id, digest)  # a photo twice in one format is reported as such
-                elif digests.get(photo_id, digest) != digest:
-                    self.differ.setdefault((fmt, what, reference), []).append(photo_id)
+            digests = self.digests.setdefault(what, _Digests())
+            if fmt == reference:
+                digests.add(photo_ids, blob)  # a photo twice in one format is reported as such
+            elif found := digests.differing(photo_ids, blob):
+                count, least = self.differ.get((fmt, what, reference), (0, []))
+                self.differ[fmt, what, reference] = (count + len(found), heapq.nsmallest(3, [*least, *found]))
 
     def problems(self) -> Iterator[Problem]:
-        for (fmt, what, reference), found in sorted(self.differ.items()):
-            shown = ", ".join(sorted(found)[:3])
-            yield Problem(fmt, f"{len(found)} photos whose {what} differs from {reference}'s, e.g. {shown}")
+        for (fmt, what, reference), (count, least) in sorted(self.differ.items()):
+            yield Problem(fmt, f"{count} photos whose {what} differs from {reference}'s, e.g. {', '.join(least)}")
 
 
-def _id_problems(ids: dict[str, Counter[str]]) -> Iterator[Problem]:
+def _id_problems(ids: Mapping[str, tuple[IdSet, IdSet]]) -> Iterator[Problem]:
     """Each photo once per format, and the same photos in each: counts and hashes alone let a release holding one
-    photo twice (and another not at all) pass."""
-    for fmt, counted in sorted(ids.items()):
-        twice = sorted(photo_id for photo_id, count in counted.items() if count > 1)
+    photo twice (and another not at all) pass. `ids`: each format's (photo ids, those in more than one record)."""
+    for fmt, (_, twice) in sorted(ids.items()):
         if twice:
-            yield Problem(fmt, f"{len(twice)} photo ids in more than one record, e.g. {', '.join(twice[:3])}")
+            yield Problem(fmt, f"{len(twice)} photo ids in more than one record, e.g. {', '.join(twice.least(3))}")
     if len(ids) < 2:
         return
     reference, *others = sorted(ids, key=PHOTO_FORMATS.index)
     for fmt in others:
-        missing, extra = ids[reference].keys() - ids[fmt].keys(), ids[fmt].keys() - ids[reference].keys()
+        missing, extra = ids[reference][0] - ids[fmt][0], ids[fmt][0] - ids[reference][0]
         for what, found in (("not in", missing), ("only in", extra)):
             if found:
-                shown = ", ".join(sorted(found)[:3])
+                shown = ", ".join(found.least(3))
                 yield Problem(fmt, f"{len(found)} photo ids {what} {fmt} (against {reference}), e.g. {shown}")
 
 
-def _reference(ids: Mapping[str, Counter[str]]) -> str:
+def _reference(ids: Mapping[str, Any]) -> str:
     """The format the others' ids are compared with (`_id_problems`): the first of `PHOTO_FORMATS` read."""
     return min(ids, key=PHOTO_FORMATS.index, default="")
 
@@ -311,7 +379,7 @@ def _hashed(handle: BinaryIO) -> tuple[int, str]:
     return reader.finish()
 
 
-def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
+def _check_file(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
                 accounts: Accounts) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
@@ -325,7 +393,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]
         accounts.unread.add(fmt)
 
 
-def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[str]], seen: _Seen,
+def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
                    accounts: Accounts) -> Iterator[Problem]:
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
@@ -394,7 +462,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, Counter[s
         accounts.merge(found.accounts)
     if found.records is not None:
         photo_ids, odd, facts = found.records
-        ids.setdefault(fmt, Counter()).update(photo_ids)
+        ids.setdefault(fmt, IdCount()).add_each(photo_ids)
         seen.add(fmt, photo_ids, facts)
         if odd:
             yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
@@ -641,17 +709,19 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
         yield from (Problem(MANIFEST, message) for message in wrong)
         if not wrong:
             entries.append(entry)
-    ids: dict[str, Counter[str]] = {}
+    ids: dict[str, IdCount] = {}
     seen, accounts = _Seen(), Accounts()
     dataset = [entry for entry in entries if entry.get("format") in PHOTO_FORMATS]
     for entry in dataset:
         yield from _check_file(release, entry, ids, seen, accounts)
-    reference = _reference(ids)
-    accounts.kept, accounts.reference = ids.get(reference, {}), reference
+    counted = {fmt: found.counted() for fmt, found in ids.items()}  # (its ids, those twice) by format
+    ids.clear()  # the files left hold no dataset records
+    reference = _reference(counted)
+    accounts.kept, accounts.reference = counted[reference][0] if reference else IdSet(), reference
     for entry in entries:
         if entry.get("format") not in PHOTO_FORMATS:
             yield from _check_file(release, entry, ids, seen, accounts)
-    yield from _id_problems(ids)
+    yield from _id_problems(counted)
     yield from seen.problems()
     yield from accounts.problems(manifest)
     published = bool(manifest.get("release"))
