@@ -556,6 +556,21 @@ def test_the_changelog_gives_the_reason_the_carried_copy_left_for():
     assert log["removed"] == {"blocklist/takedown": ["8"], "owner_cap/owner_cap": ["9"]}
 
 
+def test_a_previous_release_holding_an_id_of_digits_int_refuses_gets_its_changelog(tmp_path):
+    """str.isdigit() is true of '²' and '①', which int() refuses: a resealed previous release holding such an id, gone
+    from the new one, ended the refresh's changelog with a ValueError; it is listed among the removed ones."""
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+
+    previous, release = tmp_path / "releases" / "r1", tmp_path / "releases" / "r2"
+    for where, ids in ((previous, ["7", "²", "①", "٣"]), (release, ["7", "10"])):
+        (where / "parquet").mkdir(parents=True)
+        pq.write_table(pa.table({"photo_id": ids}), where / "parquet" / "pass-00000-of-00001.parquet")
+    log = changelog(str(previous), str(release))
+    assert log["added"] == ["10"] and log["removed"] == {"unaccounted": ["²", "①", "٣"]}, log
+
+
 def test_the_changelog_reads_a_rejections_shard_a_batch_of_rows_at_a_time():
     """A rejections shard holds up to 500,000 rows (a monthly refresh rejects ~1.5 million input rows): each was made a
     dict at once to find the few that say why a photo left, ~230 MB a shard in the process publishing the refresh."""

@@ -402,6 +402,15 @@ def photo_ids(release: str, places: dict[str, str] | None = None) -> IdSet:
 _REJECTION_ROWS = 4096
 
 
+def _as_int(photo_id: str) -> int:
+    """The number an id spells, for the changelog's order; -1 for text that spells none. str.isdigit() is true of
+    digits int() refuses ('²', '①'): a resealed release holding such an id ended the refresh with a ValueError."""
+    try:
+        return int(photo_id) if photo_id.isdigit() else -1
+    except ValueError:
+        return -1
+
+
 def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
     release's (default: its folder's, which a staging folder is not)."""
@@ -432,7 +441,7 @@ def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
         reasons["unaccounted"] = sorted(unaccounted)
 
     def order(ids: Any) -> list[str]:
-        return sorted(ids, key=lambda i: (int(i) if i.isdigit() else -1, i))
+        return sorted(ids, key=lambda i: (_as_int(i), i))
 
     return {
         "release": name or release.rstrip("/").rsplit("/", 1)[-1],
