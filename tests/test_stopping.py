@@ -846,3 +846,17 @@ def test_only_dataflow_submits_a_job_that_runs_elsewhere():
     assert submits_remotely("DataflowRunner")
     assert submits_remotely("apache_beam.runners.dataflow.dataflow_runner.DataflowRunner")
     assert not any(submits_remotely(runner) for runner in ("FnApiRunner", "DirectRunner", "PrismRunner", None, ""))
+
+
+def test_every_short_name_beam_runs_on_dataflow_submits_remotely():
+    """Beam reads a runner's short name in any case, "Runner" optional: --runner=dataflow ran on Dataflow while its
+    stop was raised inside the submission, as a local run's is, leaving a job made with no handle to cancel."""
+    from apache_beam.runners.runner import create_runner
+
+    from pipeline.commands.run import submits_remotely
+
+    for name in ("dataflow", "Dataflow", "dataflowrunner", "DATAFLOWRUNNER", "DataflowRunner"):
+        assert type(create_runner(name)).__name__ == "DataflowRunner", name
+        assert submits_remotely(name), name
+    # Beam's test runner waits for the job inside its submission: a stop held for it would be held to the job's end
+    assert not submits_remotely("TestDataflowRunner") and not submits_remotely("direct")

@@ -349,7 +349,10 @@ def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) ->
 def submits_remotely(runner: str | None) -> bool:
     """Whether `Pipeline.run` only submits the job, which then runs elsewhere (Dataflow), where a local runner's runs
     it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`)."""
-    return str(runner or "").rsplit(".", 1)[-1] == "DataflowRunner"
+    name = str(runner or "")
+    if "." not in name:  # as Beam reads a short name: any case, "Runner" optional (--runner=dataflow is Dataflow)
+        return name.lower() in ("dataflow", "dataflowrunner")
+    return name.rsplit(".", 1)[-1] == "DataflowRunner"
 
 
 def preflight(opts: PassOptions, runner: str) -> None:
