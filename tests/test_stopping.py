@@ -860,3 +860,26 @@ def test_every_short_name_beam_runs_on_dataflow_submits_remotely():
         assert submits_remotely(name), name
     # Beam's test runner waits for the job inside its submission: a stop held for it would be held to the job's end
     assert not submits_remotely("TestDataflowRunner") and not submits_remotely("direct")
+
+
+def test_a_stop_landing_as_a_remote_jobs_submission_returns_still_cancels_the_job(tmp_path):
+    """Between the submission's return and the wait for the job (`submit`, then `wait`) the stop was no longer held:
+    raised there, it dropped the job's handle, and the job ran on, billed, as when it was raised inside the request."""
+    process = start("""
+        class RemoteJob:
+            def wait_until_finish(self):
+                time.sleep(3600)
+            def cancel(self):
+                open("cancelled", "w").close()
+
+        def submit():
+            ready()
+            return RemoteJob()
+
+        with StopSignals(grace_s=5) as stop, stop.job():
+            result = stop.submit(submit, remote=True)
+            os.kill(os.getpid(), signal.SIGTERM)  # lands once the job is made, before it is waited for
+            stop.wait(result)
+    """, tmp_path)
+    status, output, _ = finish(process, within=30)
+    assert status == EXIT_STATUS and (tmp_path / "cancelled").exists(), output

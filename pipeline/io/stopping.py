@@ -235,7 +235,8 @@ class StopSignals:
         """`run()`, the job's submission (`Pipeline.run`). When the job runs elsewhere (`remote`: Dataflow), a first
         stop during it is held until it returns: raised inside the request that creates the job, it left a job made
         with no handle here to cancel it, which ran on, billed, its output never published. Once the submission has
-        returned, the held stop cancels the job (as `wait` does) and is raised; one that fails raises the stop. The
+        returned, the stop stays held until `wait`, called next, cancels the job and raises it (raised in between, it
+        dropped the job's handle as the request did); a submission that fails raises the stop. The
         grace waits up to CANCEL_S for the submission (`_watch`); a second stop ends the process at once, saying to
         look for the job where it runs."""
         if not remote:
@@ -244,15 +245,14 @@ class StopSignals:
         try:
             result = run()
         except BaseException as err:
+            self._submitting = False
+            self._submitted.set()
             if self.requested is not None:
                 raise _stop(self.requested) from err
             raise
-        finally:
-            self._submitting = False
-            self._submitted.set()
-        if self.requested is not None:
-            self._cancel(result)
-            raise _stop(self.requested)
+        # Still held until `wait` takes it: a stop landing as this returns, raised here, left the job made and its
+        # handle dropped before `wait` could cancel it.
+        self._submitted.set()
         return result
 
     def wait(self, result: PipelineResult) -> None:
@@ -260,6 +260,9 @@ class StopSignals:
         (Dataflow) the job went on without its launcher, billed, its output never published (the launcher
         publishes), and writing into a staging folder the stopped run had removed. A local job has ended by then."""
         try:
+            self._submitting = False  # a stop held since the submission (`submit`) is raised here, in the try
+            if self.requested is not None:
+                raise _stop(self.requested)
             result.wait_until_finish()
         except BaseException:
             if self.requested is not None:
