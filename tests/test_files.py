@@ -237,3 +237,79 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
     read.clear()
     table = files.read_parquet(str(tmp_path / "shard.parquet"))
     assert table.column("image").to_pylist() == images and sum(read) >= size - 1_000
+
+
+READ_AND_EXIT = """
+import io, sys
+from pipeline.io import files
+
+path = sys.argv[1]
+assert files.read_parquet(path, ["photo_id"]).num_rows == 50_000
+if sys.argv[2] == "read":
+    sys.exit(0)
+
+
+class Failing(io.RawIOBase):  # a disk or an object store failing part way through the file
+    def __init__(self, handle):
+        self.handle, self.reads = handle, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        return self.handle.seek(offset, whence)
+
+    def tell(self):
+        return self.handle.tell()
+
+    def readinto(self, buffer):
+        self.reads += 1
+        if self.reads > 3:
+            raise OSError("the disk went away")
+        data = self.handle.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+opened = files.open_regular_file
+files.open_regular_file = lambda name: io.BufferedReader(Failing(opened(name)), 8192)
+try:
+    files.read_parquet(path)
+except OSError as err:
+    print("refused:", err)
+"""
+
+
+def test_a_process_that_read_parquet_files_exits_as_it_would_have(tmp_path):
+    """pq.read_table from a Python handle left pyarrow's threads to abort the process at its exit ("terminate called
+    without an active exception", status 134): most runs of a command that had read a shard (a refresh, verify
+    --previous). Several processes: the abort was not every time."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"photo_id": [str(i) for i in range(50_000)],
+                             "image": [hashlib.sha256(str(i).encode()).digest() * 7 for i in range(50_000)]}),
+                   tmp_path / "shard.parquet", row_group_size=5_000)
+    for how in ("read", "read", "read", "read", "read", "fail"):
+        done = subprocess.run([sys.executable, "-c", READ_AND_EXIT, str(tmp_path / "shard.parquet"), how],
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, (how, done.returncode, done.stderr[-500:])
+    assert b"refused: the disk went away" in done.stdout, done.stdout
+
+
+def test_read_parquet_refuses_a_column_the_file_does_not_hold(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io.files import read_parquet
+
+    pq.write_table(pa.table({"id": ["7"]}), tmp_path / "shard.parquet")
+    with pytest.raises(ValueError, match=r"shard\.parquet: no column photo_id \(its columns: id\)"):
+        read_parquet(str(tmp_path / "shard.parquet"), ["photo_id"])
+    assert read_parquet(str(tmp_path / "shard.parquet"), ["id"]).to_pylist() == [{"id": "7"}]

@@ -395,7 +395,15 @@ def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
             check_footer(handle)
         except FooterTooLarge as err:
             raise FooterTooLarge(f"{path}: {err}") from None
-        return pq.read_table(handle, columns=list(columns) if columns is not None else None)
+        # Read as release/record_readers.py reads a shard: pq.read_table from a Python handle left pyarrow's threads
+        # to abort the process as it exited ("terminate called without an active exception", exit 134), most runs
+        # of a command that had read one, and more often after a read of the handle failed.
+        parquet = pq.ParquetFile(handle, pre_buffer=False)
+        missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+        if missing:  # read_table refused them; ParquetFile.read leaves them out unsaid
+            raise ValueError(f"{path}: no column {', '.join(missing)[:200]} (its columns: "
+                             f"{', '.join(parquet.schema_arrow.names)[:200]})")
+        return parquet.read(columns=list(columns) if columns is not None else None, use_threads=False)
 
 
 _PARQUET_BATCH_ROWS = 16_384  # rows in memory at a time: a ledger shard can hold millions
