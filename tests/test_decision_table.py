@@ -4,9 +4,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.decision_table import DECISIONS, Decision, DecisionTableBuilder
 from pipeline.io.sinks import csv_cell
 from pipeline.stages import detect
-from pipeline.stages.decision_table import DECISIONS, Decision, DecisionTableBuilder
 from pipeline.stages.detect import parse_decisions, stage_decisions
 from tests.conftest import traced_peak
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipeline.decision_table import DECISIONS, Decision, DecisionTable, DecisionTableBuilder
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.decoders import decoded_classes
 from pipeline.detectors.fusion import Fusion
@@ -57,7 +58,6 @@ from pipeline.records import SHA256_HEX, BadPhotoId, Photo, Rejection, canonical
 from pipeline.stage import KEPT as KEPT_TAG
 from pipeline.stage import REJECTED as REJECTED_TAG
 from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, failure_to_rejections, reject
-from pipeline.stages.decision_table import DECISIONS, Decision, DecisionTable, DecisionTableBuilder
 
 
 class _QuietMemoryWarning(logging.Filter):
