@@ -2,10 +2,10 @@
 `detect.parse_decisions` gives ({canonical photo id: Decision}, the later of two rows for a photo winning), at ~46
 bytes a decision instead of ~230 in a dict (1.44 million decisions: ~66 MB, not ~330 MB in every worker process).
 
-Photo ids are canonical (ASCII digits, no leading zero): those that fit an int64 are kept as a sorted array of them,
-each with its row; any other (an id of 20 digits past 2**63 - 1) in a small dict. Per row: the verdict as its place in
-`DECISIONS` (one byte), the sha256 of the image the reviewer saw as 32 raw bytes (zeros and a flag where the row
-has none), the note only where there is one."""
+Photo ids are canonical (ASCII digits, no leading zero): those of at most 19 digits are kept as a sorted array of
+unsigned 64-bit numbers (`records.id_number`), each with its row; any other (an id of 20 digits) in a small dict.
+Per row: the verdict as its place in `DECISIONS` (one byte), the sha256 of the image the reviewer saw as 32 raw bytes
+(zeros and a flag where the row has none), the note only where there is one."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pipeline.records import id_number
+
 DECISIONS = ("accept", "reject_human", "reject_other")
 
-_LARGEST = (1 << 63) - 1  # the largest int64
 _NO_SHA256 = bytes(32)
 
 
@@ -27,15 +28,6 @@ class Decision(NamedTuple):
     verdict: str
     note: str
     sha256: str = ""
-
-
-def _number(photo_id: object) -> int | None:
-    """The id as the int64 it spells in its one spelling ('7', never '07', '+7' or '٧'), else None."""
-    if (isinstance(photo_id, str) and 0 < len(photo_id) <= 19 and photo_id.isascii() and photo_id.isdigit()
-            and photo_id[0] != "0"):
-        number = int(photo_id)
-        return number if number <= _LARGEST else None
-    return None
 
 
 class DecisionTable:
@@ -54,10 +46,10 @@ class DecisionTable:
         return self.get(photo_id) is not None
 
     def get(self, photo_id: object, default: Decision | None = None) -> Decision | None:
-        number = _number(photo_id)
+        number = id_number(photo_id)
         if number is None:
             return self._others.get(photo_id, default)  # type: ignore[call-overload]
-        at = int(np.searchsorted(self._ids, number))
+        at = int(np.searchsorted(self._ids, np.uint64(number)))  # an int64 past 2**53 is compared as a float
         if at == len(self._ids) or int(self._ids[at]) != number:
             return default
         row = int(self._rows[at])
@@ -69,14 +61,14 @@ class DecisionTableBuilder:
     """A `DecisionTable` of decisions added one at a time, the later of two for one photo id winning."""
 
     def __init__(self) -> None:
-        self._ids = array("q")
+        self._ids = array("Q")
         self._verdicts, self._sha256, self._signed = bytearray(), bytearray(), bytearray()
         self._notes: dict[int, str] = {}
         self._others: dict[str, Decision] = {}
 
     def add(self, photo_id: str, verdict: int, note: str, sha256: str) -> None:
         """The decision DECISIONS[verdict] (note, sha256 hex or "") for the photo `photo_id`."""
-        number = _number(photo_id)
+        number = id_number(photo_id)
         if number is None:
             self._others[photo_id] = Decision(DECISIONS[verdict], note, sha256)
             return
@@ -89,7 +81,7 @@ class DecisionTableBuilder:
             self._notes[row] = note
 
     def table(self) -> DecisionTable:
-        ids = np.frombuffer(self._ids, dtype=np.int64) if self._ids else np.zeros(0, dtype=np.int64)
+        ids = np.frombuffer(self._ids, dtype=np.uint64) if self._ids else np.zeros(0, dtype=np.uint64)
         order = np.argsort(ids, kind="stable")  # rows of one id in file order: the last of them is the one kept
         ordered = ids[order]
         last = np.ones(len(ordered), dtype=bool)

@@ -163,6 +163,16 @@ def value_kind(value: object) -> str:
     return type(value).__name__
 
 
+def id_number(photo_id: object) -> int | None:
+    """The number a photo id is the one spelling of (ASCII digits, no leading zero, at most 19 of them: it fits an
+    unsigned 64-bit integer), else None ('07', '0', 20 digits, '٧', any other text). Release-wide sets of ids and the
+    workers' review decisions hold such ids as numbers, 8 bytes each, and any other text beside them as itself."""
+    if isinstance(photo_id, str) and 0 < len(photo_id) <= 19 and photo_id[0] != "0" and photo_id.isascii() \
+            and photo_id.isdigit():
+        return int(photo_id)
+    return None
+
+
 def canonical_photo_id(value: object) -> str:
     """The one spelling of a photo id, whichever source (or list) it came from, else `BadPhotoId`.
 

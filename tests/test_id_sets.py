@@ -46,3 +46,16 @@ def test_an_id_count_tells_the_ids_there_more_than_once(read, split):
     assert sorted(ids) == sorted(counted) and len(ids) == len(counted)
     assert sorted(twice) == sorted(photo_id for photo_id, count in counted.items() if count > 1)
     assert sorted(found.ids()) == sorted(counted)
+
+
+def test_an_id_past_two_to_the_53_is_found_among_its_neighbours():
+    """numpy compared a Python int that fits an int64 with the set's unsigned 64-bit numbers as floats: past 2**53
+    (float's whole numbers), of ids 1 apart `in` said all but the first was not in the set."""
+    from pipeline.release.id_sets import IdCount
+
+    ids = [str(2**62 + i) for i in range(1, 4)] + [str(2**53 + 1), "9999999999999999999", "7"]
+    counted = IdCount()
+    counted.add_each(ids)
+    held = counted.ids()
+    assert [photo_id in held for photo_id in ids] == [True] * len(ids) and str(2**62) not in held
+    assert held.holds_each(ids) == [True] * len(ids)

@@ -15,16 +15,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-_DIGITS = 19  # 9,999,999,999,999,999,999 < 2^64
+from pipeline.records import id_number as as_number  # verify reads ids so too
+
 _CHUNK = 1 << 16  # numbers made text at a time when a set is iterated
-
-
-def as_number(photo_id: object) -> int | None:
-    """The id as a number when it is that number's one spelling, else None (held as text)."""
-    if isinstance(photo_id, str) and 0 < len(photo_id) <= _DIGITS and photo_id[0] != "0" and photo_id.isascii() \
-            and photo_id.isdigit():
-        return int(photo_id)
-    return None
 
 
 def _numbers(values: array | Sequence[int]) -> np.ndarray:
@@ -88,7 +81,7 @@ class IdSet:
         number = as_number(photo_id)
         if number is None:
             return photo_id in self.others
-        at = int(np.searchsorted(self.numbers, number))
+        at = int(np.searchsorted(self.numbers, np.uint64(number)))  # an int64 past 2**53 is compared as a float
         return at < len(self.numbers) and int(self.numbers[at]) == number
 
     def holds_each(self, ids: Sequence[object]) -> list[bool]:
