@@ -3,8 +3,9 @@
 cross_validate). argparse's own errors (a missing argument, an unknown option, a value it cannot read) printed its
 usage line and then the error; the scripts still did, while pass-pipeline had two copies of the one-line parser.
 
-This module imports nothing but the standard library: the scripts do not import Beam (seconds at their start), and
-run.py gives the parser Beam's own (`_BeamArgumentParser`) by mixing it in.
+This module imports nothing but the standard library: fetch does not import Beam (seconds at its start; the fit
+scripts do, through the detectors' registry), and run.py gives the parser Beam's own (`_BeamArgumentParser`) by
+mixing it in.
 """
 
 from __future__ import annotations
