@@ -13,7 +13,7 @@ import re
 import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -383,6 +383,14 @@ def write_json(output: str, name: str, value: Any) -> dict[str, Any]:
     return {"path": name, **entry}
 
 
+def _is_local_file(handle: Any) -> bool:
+    """A handle of a local file whose descriptor /proc names (Linux): what Arrow can open again as itself."""
+    try:
+        return isinstance(handle.fileno(), int) and os.path.exists(f"/proc/self/fd/{handle.fileno()}")
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
 def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
     """A Parquet file's `columns` (all by default), local or on any Beam filesystem, as one table in memory (our
     Parquet files are shards of bounded size). Only those columns' bytes are read: the file was read whole, so a
@@ -397,13 +405,17 @@ def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
             raise FooterTooLarge(f"{path}: {err}") from None
         # Read as release/record_readers.py reads a shard: pq.read_table from a Python handle left pyarrow's threads
         # to abort the process as it exited ("terminate called without an active exception", exit 134), most runs
-        # of a command that had read one, and more often after a read of the handle failed.
-        parquet = pq.ParquetFile(handle, pre_buffer=False)
-        missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
-        if missing:  # read_table refused them; ParquetFile.read leaves them out unsaid
-            raise ValueError(f"{path}: no column {', '.join(missing)[:200]} (its columns: "
-                             f"{', '.join(parquet.schema_arrow.names)[:200]})")
-        return parquet.read(columns=list(columns) if columns is not None else None, use_threads=False)
+        # of a command that had read one, and more often after a read of the handle failed. A local file is read by
+        # Arrow itself, through the descriptor opened and judged above (the same file, whatever is put under its name
+        # since): Arrow reading through Python's handle calls back into Python from its own code.
+        local = _is_local_file(handle)
+        with pa.OSFile(f"/proc/self/fd/{handle.fileno()}") if local else nullcontext(handle) as source:
+            parquet = pq.ParquetFile(source, pre_buffer=False)
+            missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+            if missing:  # read_table refused them; ParquetFile.read leaves them out unsaid
+                raise ValueError(f"{path}: no column {', '.join(missing)[:200]} (its columns: "
+                                 f"{', '.join(parquet.schema_arrow.names)[:200]})")
+            return parquet.read(columns=list(columns) if columns is not None else None, use_threads=False)
 
 
 _PARQUET_BATCH_ROWS = 16_384  # rows in memory at a time: a ledger shard can hold millions
