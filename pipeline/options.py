@@ -466,7 +466,7 @@ def validate(opts: PassOptions) -> list[str]:
         # Beam matches and deletes these folders' files by pattern: a '[' made `run[1]` a character class, so a
         # whole job published nothing, deleted its staged dataset and left its lock behind.
         if set(getattr(opts, name) or "") & set(GLOB_CHARACTERS):
-            problems.append(f"--{name} {getattr(opts, name)[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which "
+            problems.append(f"--{name} {getattr(opts, name)[:200]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which "
                             "file patterns read as wildcards; name the folder without them")
     unknown = set(split_list(opts.formats)) - set(FORMATS)
     if unknown or not split_list(opts.formats):

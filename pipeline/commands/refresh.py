@@ -47,7 +47,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                          "another --output")
     name = release.check_release_name(args.release or release.default_name())
     if set(args.output) & set(GLOB_CHARACTERS):  # said of the root given, not of the release folder under it
-        raise UsageError(f"--output {args.output[:80]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which file "
+        raise UsageError(f"--output {args.output[:200]!r} holds one of {' '.join(GLOB_CHARACTERS)}, which file "
                          "patterns read as wildcards; name the folder without them")
     target = release.release_dir(args.output, name)
     previous = args.previous.rstrip("/") or None
