@@ -199,6 +199,7 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
     import pyarrow.parquet as pq
 
     from pipeline.io import files
+    from tests.read_through import ReadThrough
 
     ids = [str(1000 + i) for i in range(40)]
     images = [hashlib.sha256(str(i).encode()).digest() * 15_625 for i in range(40)]  # 20 MB, incompressible
@@ -218,34 +219,9 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
 
     read_through = []  # a handle that is no local file (an object store's): read through it, seeking as Arrow asks
 
-    class Counted(io.RawIOBase):
-        def __init__(self, handle):
-            self.handle = handle
-
-        def readable(self):
-            return True
-
-        def seekable(self):
-            return True
-
-        def seek(self, offset, whence=0):
-            return self.handle.seek(offset, whence)
-
-        def tell(self):
-            return self.handle.tell()
-
-        def readinto(self, buffer):
-            data = self.handle.read(len(buffer))
-            buffer[:len(data)] = data
-            read_through.append(len(data))
-            return len(data)
-
-        def close(self):
-            self.handle.close()
-            super().close()
-
     opened = files.open_regular_file
-    monkeypatch.setattr(files, "open_regular_file", lambda path: io.BufferedReader(Counted(opened(path)), 65536))
+    monkeypatch.setattr(files, "open_regular_file",
+                        lambda path: io.BufferedReader(ReadThrough(opened(path), read_through.append), 65536))
     assert files.read_parquet(shard, ["photo_id"]).column(0).to_pylist() == ids
     assert 0 < sum(read_through) < 1_000_000, sum(read_through)
 
@@ -253,6 +229,7 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
 READ_AND_EXIT = """
 import io, sys
 from pipeline.io import files
+from tests.read_through import ReadThrough
 
 path = sys.argv[1]
 assert files.read_parquet(path, ["photo_id"]).num_rows == 50_000
@@ -260,33 +237,17 @@ if sys.argv[2] == "read":
     sys.exit(0)
 
 
-class Failing(io.RawIOBase):  # a disk or an object store failing part way through the file
-    def __init__(self, handle):
-        self.handle, self.reads = handle, 0
+reads = []
 
-    def readable(self):
-        return True
 
-    def seekable(self):
-        return True
-
-    def seek(self, offset, whence=0):
-        return self.handle.seek(offset, whence)
-
-    def tell(self):
-        return self.handle.tell()
-
-    def readinto(self, buffer):
-        self.reads += 1
-        if self.reads > 3:
-            raise OSError("the disk went away")
-        data = self.handle.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+def failing(count):  # a disk or an object store failing part way through the file
+    reads.append(count)
+    if len(reads) > 3:
+        raise OSError("the disk went away")
 
 
 opened = files.open_regular_file
-files.open_regular_file = lambda name: io.BufferedReader(Failing(opened(name)), 8192)
+files.open_regular_file = lambda name: io.BufferedReader(ReadThrough(opened(name), failing), 8192)
 try:
     files.read_parquet(path)
 except OSError as err:
