@@ -860,3 +860,49 @@ def test_a_cut_publish_the_disk_will_not_let_finish_is_one_line_not_the_jobs_fai
     assert main(["run", *argv(server, metadata, output), "--overwrite"]) == 0
     assert not (output / STAGING).exists()
     assert main(["verify", str(output)]) == 0
+
+
+# Runner names in the spellings Beam reads (`create_runner`: any case, "Runner" optional, or a dotted path).
+RUNNER_SPELLINGS = ("direct", "Direct", "DIRECT", "directrunner", "DirectRunner",
+                    "BundleBasedDirectRunner", "bundlebaseddirect", "SwitchingDirectRunner", "switchingdirect",
+                    "FnApiRunner", "fnapi", "PrismRunner", "prism", "TestDirectRunner",
+                    "apache_beam.runners.direct.direct_runner.DirectRunner", "apache_beam.runners.DirectRunner",
+                    "apache_beam.runners.portability.fn_api_runner.FnApiRunner", "dataflow", "Dataflow",
+                    "DataflowRunner", "apache_beam.runners.dataflow.dataflow_runner.DataflowRunner",
+                    "TestDataflowRunner", "PortableRunner", "flink", "spark")
+
+
+def test_a_runner_is_taken_for_the_one_beam_makes_of_its_name():
+    """The launch's checks read the runner's name as Beam does: --runner=direct (or directrunner, prism, a dotted
+    path) runs here, and was taken for a remote runner by an exact comparison of names."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    for name in RUNNER_SPELLINGS:
+        made = type(create_runner(name)).__name__  # DirectRunner's is a SwitchingDirectRunner
+        assert run_command.runs_here(name) == (made in StandardOptions.LOCAL_RUNNERS), name
+        assert run_command.submits_remotely(name) == (made == "DataflowRunner"), name
+    assert not run_command.runs_here("nosuchrunner") and not run_command.submits_remotely("nosuchrunner")
+
+
+@pytest.mark.parametrize("runner", ["direct", "DIRECTRUNNER", "prism", "FnApiRunner", "dataflow", "TestDataflowRunner",
+                                    "apache_beam.runners.direct.direct_runner.DirectRunner"])
+def test_a_gpu_required_is_checked_at_launch_whenever_the_job_runs_here(tmp_path, monkeypatch, runner):
+    """--require_gpu's provider check is made at launch for every spelling of a runner that runs the job here
+    (--runner=direct skipped it: the job failed only in its first bundle); on Dataflow each worker's model
+    load makes it, the launcher having no GPU."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    from pipeline.commands.run import pipeline_options, preflight
+    from pipeline.detectors import handler
+    from pipeline.options import PassOptions
+
+    checked: list[str] = []
+    monkeypatch.setattr(handler, "create_session", lambda spec, *args, **kwargs: checked.append(spec.name))
+    (tmp_path / "in.tsv").write_text("")
+    opts = pipeline_options([f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", f"--runner={runner}",
+                             "--require_gpu", "--skip_canary"]).view_as(PassOptions)
+    preflight(opts, runner)
+    here = type(create_runner(runner)).__name__ in StandardOptions.LOCAL_RUNNERS
+    assert bool(checked) == here, (runner, checked)

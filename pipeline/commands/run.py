@@ -346,13 +346,34 @@ def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) ->
                                      "pattern or give an --output outside what it matches")
 
 
+# Beam's short runner names, as `create_runner` reads them (apache_beam/runners/runner.py): the last part of each known
+# runner's path, lowered.
+_BEAM_RUNNERS = {path.rsplit(".", 1)[-1].lower(): path for path in StandardOptions.ALL_KNOWN_RUNNERS}
+
+
+def runner_class(runner: str | None) -> str:
+    """The class name of the runner Beam makes of `runner` (`create_runner`): a short name in any case, "Runner"
+    optional (--runner=direct is DirectRunner), or a dotted path, the class its last part names; "" for no runner or a
+    name Beam refuses (it says so when the job is made)."""
+    name = str(runner or "")
+    lowered = name.lower()
+    path = _BEAM_RUNNERS.get(lowered, _BEAM_RUNNERS.get(lowered + "runner", name))
+    return path.rsplit(".", 1)[-1] if "." in path else ""
+
+
+def runs_here(runner: str | None) -> bool:
+    """Whether the job runs in this process and the ones it starts, as Beam's own local runners do
+    (`StandardOptions.LOCAL_RUNNERS`: FnApiRunner, DirectRunner and its variants, PrismRunner), by Beam's reading of
+    the name: --runner=direct or directrunner was taken for a remote runner by an exact comparison, and the launch's
+    GPU check skipped."""
+    return runner_class(runner) in StandardOptions.LOCAL_RUNNERS
+
+
 def submits_remotely(runner: str | None) -> bool:
     """Whether `Pipeline.run` only submits the job, which then runs elsewhere (Dataflow), where a local runner's runs
-    it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`)."""
-    name = str(runner or "")
-    if "." not in name:  # as Beam reads a short name: any case, "Runner" optional (--runner=dataflow is Dataflow)
-        return name.lower() in ("dataflow", "dataflowrunner")
-    return name.rsplit(".", 1)[-1] == "DataflowRunner"
+    it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`). Beam's test
+    runner (TestDataflowRunner) waits for the job inside its submission: a stop held for it would be held to the end."""
+    return runner_class(runner) == "DataflowRunner"
 
 
 def preflight(opts: PassOptions, runner: str) -> None:
@@ -368,7 +389,7 @@ def preflight(opts: PassOptions, runner: str) -> None:
     check_inputs_exist(opts)
 
     specs = detectors_of(opts)
-    local = runner in (LOCAL_RUNNER, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+    local = runs_here(runner)
     # Each model read (and its sha256 checked) once for every check here: on gs:// each read is a download.
     models = {spec.name: read_model(spec) for spec in specs}
     for spec in specs:
