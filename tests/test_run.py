@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import apache_beam.pipeline as beam_pipeline
 import pytest
 
 import pipeline.commands.run as run_command
@@ -906,3 +907,64 @@ def test_a_gpu_required_is_checked_at_launch_whenever_the_job_runs_here(tmp_path
     preflight(opts, runner)
     here = type(create_runner(runner)).__name__ in StandardOptions.LOCAL_RUNNERS
     assert bool(checked) == here, (runner, checked)
+
+
+def _launch_only_writes_a_spec(monkeypatch):
+    """`Pipeline.run` as Beam's Dataflow runner ends it with --template_location (a Flex Template's launch): the job's
+    spec written, no job made (`DataflowApplicationClient.create_job` returns none), the result Beam returns then.
+    Records each submission. No network: the buckets' check passes as it would on Google Cloud."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from apache_beam.runners.dataflow.dataflow_metrics import DataflowMetrics
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
+
+    submitted: list[str] = []
+
+    def write_the_spec(pipeline, *args, **kwargs):
+        submitted.append(pipeline.options.view_as(GoogleCloudOptions).template_location)
+        result = DataflowPipelineResult(None, pipeline.runner, pipeline.options)
+        result.metric_results = DataflowMetrics(None, result, None)
+        return result
+
+    monkeypatch.setattr(beam_pipeline.Pipeline, "run", write_the_spec)
+    # Beam's check of the buckets (each asked of Cloud Storage, none here) passes, as on Google Cloud
+    monkeypatch.setattr(GoogleCloudOptions, "validate", lambda self, validator: [])
+    return submitted
+
+
+DATAFLOW = ["--runner=DataflowRunner", "--project=p", "--region=us-central1", "--temp_location=gs://b/temp",
+            "--template_location=gs://b/staging/template_launches/job/job_object"]
+
+
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow"])
+def test_a_launch_that_only_writes_the_jobs_spec_is_refused_in_one_line(tmp_path, capsys, monkeypatch, runner):
+    """A Flex Template's launch passes --template_location: Beam writes the job's spec, makes no job, and the job is
+    made once the process has ended; the wait for it returned at once and the run ended on "Can not query metrics. Job
+    id is unknown." after its staging (nothing it could publish: the job runs after its launcher)."""
+    submitted = _launch_only_writes_a_spec(monkeypatch)
+    (tmp_path / "in.tsv").write_text("")
+    argv = [f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", *FAST, *DATAFLOW, f"--runner={runner}"]
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "--template_location=gs://b/staging/template_launches/job/job_object: on Dataflow" in err, err
+    assert "the job is made once this process has ended" in err and len(err.strip().splitlines()) == 1, err
+    assert not submitted and not (tmp_path / "out").exists()
+
+
+def test_a_refresh_that_only_writes_the_jobs_spec_is_refused_before_it_reads_its_previous_release(tmp_path, capsys,
+                                                                                                  monkeypatch):
+    submitted = _launch_only_writes_a_spec(monkeypatch)
+    (tmp_path / "in.tsv").write_text("")
+    argv = [f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'root'}", "--previous=latest", *FAST, *DATAFLOW]
+    assert main(["refresh", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "the job is made once this process has ended" in err and "holds no published release" not in err, err
+    assert not submitted and not (tmp_path / "root").exists()
+
+
+def test_a_template_location_on_a_local_runner_is_left_to_beam(tmp_path):
+    """Only Beam's Dataflow runner reads it; a local runner runs the job here as always."""
+    from pipeline.commands.run import pipeline_options
+
+    options = pipeline_options([f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", *FAST,
+                                "--template_location=gs://b/staging/job_object"])
+    assert options.get_all_options()["template_location"] == "gs://b/staging/job_object"

@@ -9,7 +9,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import models_of
-from pipeline.commands.run import PublishFinished, UsageError, refuse_unknown_flags, run, summary
+from pipeline.commands.run import (
+    PublishFinished,
+    UsageError,
+    refuse_a_job_made_later,
+    refuse_unknown_flags,
+    run,
+    summary,
+)
 from pipeline.io import report
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
@@ -37,6 +44,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # A value no flag can take is one line now, not Beam's usage when models_for parses it; a typo of refresh's own
     # flags is named as such (--previos was "did you mean --previous_index?", --ouput "refresh needs --output").
     refuse_unknown_flags(rest, "refresh", ("previous", "output", "release"))
+    refuse_a_job_made_later(PipelineOptions(list(rest)))  # before the previous release is read and checked
     if not args.output:
         raise UsageError("refresh needs --output (the releases' root)")
     if FileSystems.exists(FileSystems.join(args.output, MANIFEST)):

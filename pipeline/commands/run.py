@@ -19,7 +19,12 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline.build import build
@@ -161,10 +166,28 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
+    refuse_a_job_made_later(options)
     problems = validate(options.view_as(PassOptions))
     if problems:
         raise UsageError("; ".join(problems))
     return options
+
+
+def refuse_a_job_made_later(options: PipelineOptions) -> None:
+    """--template_location on Dataflow, which a Flex Template's launch passes to the program it runs: Beam's Dataflow
+    runner then only writes the job's spec there and makes no job (`DataflowApplicationClient.create_job` returns
+    none), and the launch service makes the job from that spec once this process has ended, successfully
+    (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates: the program must exit after
+    `run`). A run waits for its job to publish its files, and the wait for a job that does not exist yet returned at
+    once (`DataflowPipelineResult.wait_until_finish`: DONE); its metrics then ended the run with "Can not query metrics.
+    Job id is unknown." after its staging, and a stop meanwhile waited for the spec, then said that a job nobody would
+    make "could not be cancelled". Refused at launch, in one line."""
+    location = options.view_as(GoogleCloudOptions).template_location
+    if location and submits_remotely(options.view_as(StandardOptions).runner):
+        raise UsageError(f"--template_location={location[:200]}: on Dataflow, Beam only writes the job's spec there "
+                         "and the job is made once this process has ended (what a Flex Template's launch does), so "
+                         "no job could be waited for and its files could not be published; run pass-pipeline where "
+                         "it can wait for the job (--runner=DataflowRunner without --template_location)")
 
 
 def check_output(output: str, overwrite: bool) -> None:
