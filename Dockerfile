@@ -1,24 +1,18 @@
-# One image for the Dataflow GPU workers and the Flex Template launcher.
+# One image for the Dataflow GPU workers and the launcher (`pass-pipeline refresh`, the monthly Cloud Run job).
 #
 # - CUDA 13 + cuDNN 9 runtime: what onnxruntime-gpu 1.31 links against (its wheel looks for
 #   libcudart.so.13 and libcudnn.so.9; without them it logs an error and falls back to the CPU).
 # - Python 3.11 and Beam 2.77.0: the same minor version and SDK as pyproject.toml, or the worker
 #   harness refuses the job.
 # - Beam's boot binary from the matching SDK image; it must stay the ENTRYPOINT on workers.
-# - The Flex Template launcher from Google's launcher base image, for `gcloud dataflow flex-template build`.
 # - The project's dependencies with its `gpu` extra, then the models, then the code (layers in the
 #   order they change); onnxruntime (CPU) is removed if anything pulled it in, because both wheels
 #   write the same package folder and the last one installed wins silently.
 ARG PYTHON_VERSION=3.11
 ARG BEAM_VERSION=2.77.0
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
-# Pin this by digest when building a release (--build-arg LAUNCHER_IMAGE=...@sha256:...): Google
-# publishes the launcher base under rolling tags, and no digest can be checked from here.
-ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:latest
 
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam
-# hadolint ignore=DL3007
-FROM ${LAUNCHER_IMAGE} AS launcher
 
 FROM ${CUDA_IMAGE}
 ARG PYTHON_VERSION
@@ -58,12 +52,8 @@ COPY pipeline ./pipeline
 RUN pip install --no-compile --no-deps ".[gpu]"
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
-COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
-ENV PASS_MODELS=/opt/pass-pipeline/models \
-    FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/pass-pipeline/pipeline/commands/flex_main.py \
-    FLEX_TEMPLATE_PYTHON_SETUP_FILE="" \
-    FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE=""
+ENV PASS_MODELS=/opt/pass-pipeline/models
 
 # No credentials in the image: workers get them from their service account, the Flickr key from
-# Secret Manager at run time.
+# Secret Manager at run time. The launcher's Cloud Run job runs `pass-pipeline` in place of this entrypoint.
 ENTRYPOINT ["/opt/apache/beam/boot"]

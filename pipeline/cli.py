@@ -36,9 +36,9 @@ __all__ = ["main", "pipeline_options", "run"]
 
 
 def entry(argv: Sequence[str] | None = None) -> int:
-    """The `pass-pipeline` command (and `python -m pipeline`, both through `launch.entry`; the Flex Template launcher,
-    commands/flex_main.py, with its arguments): `main`, with Ctrl-C one line and exit 130 (128 + SIGINT), not a
-    traceback of whatever Beam or the fetcher was doing, and SIGTERM one line and exit 143 (io/stopping.py).
+    """The `pass-pipeline` command (and `python -m pipeline`, both through `launch.entry`): `main`, with Ctrl-C one
+    line and exit 130 (128 + SIGINT), not a traceback of whatever Beam or the fetcher was doing, and SIGTERM one line
+    and exit 143 (io/stopping.py).
     The run has cleaned up by then (its staging folder removed, or kept with its plan once publishing began; its lock
     released); the process ends without waiting for threads the stopped job left."""
     try:

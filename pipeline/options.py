@@ -36,7 +36,7 @@ def split_list(value: str | None) -> list[str]:
 
 
 def flag(value: str) -> bool:
-    """`--x`, `--x=true` and `--x=false` all work: Flex Templates pass every parameter with a value."""
+    """`--x`, `--x=true` and `--x=false` all work (a scheduler's or a script's arguments often give each a value)."""
     if value.lower() in ("1", "true", "yes"):
         return True
     if value.lower() in ("0", "false", "no"):
@@ -44,10 +44,9 @@ def flag(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-# The spellings of a number a flag takes, the Flex Template's too (commands/flex_metadata.py): ASCII digits, a sign,
-# and for a decimal a point and an exponent. Python's int() and float() also take '1_000', ' 5' and other scripts'
-# digits, and float() 'inf' and 'nan': a value the template refuses was taken here, so a launch that worked from a
-# terminal failed as a template parameter. Ranges are validate()'s.
+# The spellings of a number a flag takes: ASCII digits, a sign, and for a decimal a point and an exponent. Python's
+# int() and float() also take '1_000', ' 5' and other scripts' digits, and float() 'inf' and 'nan', which a launch
+# written by hand rarely means (and the Flex Template this project once shipped refused). Ranges are validate()'s.
 INTEGER_SPELLING = r"[+-]?[0-9]+"
 DECIMAL_SPELLING = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 
@@ -59,14 +58,14 @@ def _spelled(text: str, spelling: str, what: str) -> str:
 
 
 def _signed_as_meant(text: str, value: float) -> None:
-    """A minus sign makes a number below 0: '-0' (or '-1e-999', which float() makes -0.0) is refused, as the template's
-    patterns take a minus sign only for -1."""
+    """A minus sign makes a number below 0: '-0' (or '-1e-999', which float() makes -0.0) is refused: a minus sign
+    written before a number that is not below 0 is a mistake, not a way to spell it."""
     if text.startswith("-") and not value < 0:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: a minus sign before a number that is not below 0")
 
 
 def integer(text: str) -> int:
-    """A whole-number flag's value, spelled as the Flex Template takes it (`INTEGER_SPELLING`)."""
+    """A whole-number flag's value, spelled as `INTEGER_SPELLING` says."""
     try:
         value = int(_spelled(text, INTEGER_SPELLING, "whole number: ASCII digits"))
     except ValueError:  # over Python's 4,300 digits
@@ -76,7 +75,7 @@ def integer(text: str) -> int:
 
 
 def decimal(text: str) -> float:
-    """A number flag's value, spelled as the Flex Template takes it (`DECIMAL_SPELLING`); too large a one is inf,
+    """A number flag's value, spelled as `DECIMAL_SPELLING` says; too large a one is inf,
     which validate() refuses by name."""
     value = float(_spelled(text, DECIMAL_SPELLING, "number: ASCII digits, a point, an exponent (2.5e3)"))
     _signed_as_meant(text, value)
@@ -85,14 +84,14 @@ def decimal(text: str) -> float:
 
 class Role(enum.Enum):
     """What an option is to a release. Each option has exactly one; every list of options that the
-    job, the manifest, the refresh, the work cache or the Flex Template needs is derived from them."""
+    job, the manifest, the refresh or the work cache needs is derived from them."""
 
     OPERATIONAL = "operational"  # how the job runs (timeouts, threads, devices, credentials): not recorded
     RECORDED = "recorded"  # recorded in the manifest (inputs, layout, safety limits); not inherited
     INHERITED = "inherited"  # recorded, and a refresh carries it over unless given again
     SHAPES_BYTES = "shapes_bytes"  # inherited, and it changes the stored image bytes (the work cache key)
     SHAPES_DETECTION = "shapes_detection"  # inherited, and it changes detection (a refresh re-detects)
-    INTERNAL = "internal"  # set by `refresh` itself: recorded, kept out of --help and the template
+    INTERNAL = "internal"  # set by `refresh` itself: recorded, kept out of --help
 
 
 RECORDED_ROLES = frozenset(Role) - {Role.OPERATIONAL}
@@ -330,7 +329,6 @@ RECORDED = tuple(o.name for o in DECLARED if o.role in RECORDED_ROLES)
 INHERITED = tuple(o.name for o in DECLARED if o.role in INHERITED_ROLES)
 SHAPES_BYTES = tuple(o.name for o in DECLARED if o.role is Role.SHAPES_BYTES)
 SHAPES_DETECTION = tuple(o.name for o in DECLARED if o.role is Role.SHAPES_DETECTION)
-PUBLIC = tuple(o.name for o in DECLARED if o.role is not Role.INTERNAL)  # --help and the Flex Template
 
 
 def add_arguments(parser: argparse.ArgumentParser, show_defaults: bool = False) -> None:
@@ -369,7 +367,7 @@ REDUCING_GAP_RANGE = "--resize_reducing_gap must be 0 (off) or within 1..8"
 DRAFT_SUPERSAMPLE_RANGE = "--draft_supersample must be within 0..8"
 
 
-# Integer options by the sign validate() allows: the Flex Template's regexes follow them (commands/flex_metadata.py).
+# Integer options by the sign validate() allows.
 POSITIVE_INTS = ("max_side", "min_side", "max_pixels", "decode_pixel_budget", "max_bytes", "per_host_concurrency",
                  "fetch_threads", "images_per_shard")
 AT_LEAST_ONE = (*POSITIVE_INTS, "detect_batch_size", "detect_min_batch_size", "flickr_search_depth",

@@ -1,6 +1,8 @@
 # Least privilege. The worker account runs Dataflow workers: worker role, object access on its own
-# buckets only, and read access to the Flickr credentials secret only. The launcher account is what Cloud
-# Scheduler uses to call flexTemplates:launch and may act as the worker account, nothing more.
+# buckets only, and read access to the Flickr credentials secret only. The launcher account runs the launcher's
+# Cloud Run job (launcher.tf): it submits and cancels the Dataflow job (acting as the worker account), reads the
+# Flickr credentials when it builds the job (the source checks its keys there), and reads and publishes the
+# releases. The scheduler account may run that Cloud Run job, nothing more.
 
 resource "google_service_account" "worker" {
   account_id   = "${var.name_prefix}-worker"
@@ -10,6 +12,11 @@ resource "google_service_account" "worker" {
 resource "google_service_account" "launcher" {
   account_id   = "${var.name_prefix}-launcher"
   display_name = "PASS pipeline monthly launcher"
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "PASS pipeline monthly schedule"
 }
 
 resource "google_project_iam_member" "worker_dataflow" {
@@ -30,12 +37,6 @@ resource "google_storage_bucket_iam_member" "worker_temp" {
   member = "serviceAccount:${google_service_account.worker.email}"
 }
 
-resource "google_storage_bucket_iam_member" "worker_staging" {
-  bucket = google_storage_bucket.staging.name
-  role   = "roles/storage.objectViewer"
-  member = "serviceAccount:${google_service_account.worker.email}"
-}
-
 resource "google_secret_manager_secret_iam_member" "worker_flickr" {
   for_each  = google_secret_manager_secret.flickr
   secret_id = each.value.id
@@ -51,7 +52,7 @@ resource "google_artifact_registry_repository_iam_member" "worker_pull" {
 }
 
 resource "google_project_iam_member" "launcher_dataflow" {
-  #checkov:skip=CKV_GCP_49:Launching a Flex Template needs dataflow.developer, which exists only at project level; the launcher may act as the worker account alone (resource-level binding below).
+  #checkov:skip=CKV_GCP_49:Submitting and cancelling a Dataflow job needs dataflow.developer, which exists only at project level; the launcher may act as the worker account alone (resource-level binding below).
   project = var.project_id
   role    = "roles/dataflow.developer"
   member  = "serviceAccount:${google_service_account.launcher.email}"
@@ -63,8 +64,28 @@ resource "google_service_account_iam_member" "launcher_acts_as_worker" {
   member             = "serviceAccount:${google_service_account.launcher.email}"
 }
 
-resource "google_storage_bucket_iam_member" "launcher_staging" {
-  bucket = google_storage_bucket.staging.name
-  role   = "roles/storage.objectViewer"
+resource "google_storage_bucket_iam_member" "launcher_data" {
+  bucket = google_storage_bucket.data.name
+  role   = "roles/storage.objectUser"
   member = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+resource "google_storage_bucket_iam_member" "launcher_temp" {
+  bucket = google_storage_bucket.temp.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "launcher_flickr" {
+  for_each  = google_secret_manager_secret.flickr
+  secret_id = each.value.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_the_refresh" {
+  name     = google_cloud_run_v2_job.refresh.name
+  location = google_cloud_run_v2_job.refresh.location
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
 }

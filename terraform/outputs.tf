@@ -8,19 +8,14 @@ output "temp_bucket" {
   value       = google_storage_bucket.temp.name
 }
 
-output "staging_bucket" {
-  description = "Staging bucket (the Flex Template spec; the job stages its files in the temp bucket)."
-  value       = google_storage_bucket.staging.name
-}
-
 output "image" {
-  description = "Image the workers and the launcher run."
+  description = "Image the Dataflow workers and the launcher's Cloud Run job run."
   value       = local.image
 }
 
-output "template_spec" {
-  description = "Where `gcloud dataflow flex-template build` must write the template spec."
-  value       = local.template_spec
+output "launcher_job" {
+  description = "The launcher's Cloud Run job: the schedule runs it monthly; `gcloud run jobs execute` runs it now."
+  value       = google_cloud_run_v2_job.refresh.name
 }
 
 output "worker_service_account" {

@@ -1,6 +1,5 @@
-# Three buckets: released data (versioned, never public), Dataflow temp and staged job files (expire), and
-# staging (the Flex Template, read-only to the job). All with uniform bucket-level access and public access
-# prevention.
+# Two buckets (and the access-log bucket): released data (versioned, never public), and Dataflow's temp and staged
+# job files (expire). All with uniform bucket-level access and public access prevention.
 
 resource "google_storage_bucket" "logs" {
   name                        = "${var.name_prefix}-${var.project_id}-logs"
@@ -72,21 +71,5 @@ resource "google_storage_bucket" "temp" {
     action {
       type = "Delete"
     }
-  }
-}
-
-resource "google_storage_bucket" "staging" {
-  name                        = "${var.name_prefix}-${var.project_id}-staging"
-  location                    = var.region
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-  force_destroy               = false
-
-  versioning {
-    enabled = true
-  }
-
-  logging {
-    log_bucket = google_storage_bucket.logs.name
   }
 }

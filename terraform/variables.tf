@@ -65,3 +65,20 @@ variable "temp_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "launcher_timeout_hours" {
+  description = "Hours the launcher's Cloud Run job may run (it lives as long as the Dataflow job it waits for, then publishes): Cloud Run allows at most 168."
+  type        = number
+  default     = 72
+
+  validation {
+    condition     = var.launcher_timeout_hours >= 1 && var.launcher_timeout_hours <= 168
+    error_message = "Cloud Run runs a job's task for 1 to 168 hours."
+  }
+}
+
+variable "launcher_memory" {
+  description = "Memory of the launcher's Cloud Run job (it reads the previous release's indexes and ids when it checks and publishes a refresh)."
+  type        = string
+  default     = "8Gi"
+}

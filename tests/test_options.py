@@ -1,14 +1,12 @@
 """Each option's one role, and the lists every other module derives from it."""
 
 import datetime as dt
-import json
 import time
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import options
-from pipeline.commands import flex_metadata
 from pipeline.io import work_cache
 from pipeline.io.work_cache import shaping_options
 from pipeline.options import OPTIONS, PassOptions, Role
@@ -69,12 +67,6 @@ def test_a_new_version_of_the_storage_rule_changes_the_cache_key(monkeypatch):
     base = shaping_options(opts())
     monkeypatch.setattr(work_cache, "STORAGE_RULE_VERSION", work_cache.STORAGE_RULE_VERSION + 1)
     assert shaping_options(opts()) != base
-
-
-def test_the_flex_template_lists_exactly_the_public_options():
-    names = {p["name"] for p in flex_metadata.metadata()["parameters"]} - {p["name"] for p in flex_metadata.REFRESH}
-    assert names == set(options.PUBLIC)
-    assert json.loads(flex_metadata.render())["parameters"]
 
 
 @pytest.mark.parametrize(("low", "high", "problem"), [

@@ -212,7 +212,6 @@ def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(
     (and the licence re-check, the review decisions, the evaluation sets) were recorded and not inherited, so
     every scheduled release carried over photos taken down since, and named no takedown list. The list the
     previous release named is read again as it is now."""
-    from pipeline.commands.flex_main import command
     from pipeline.fixtures.demo_world import build_demo_world
     from pipeline.fixtures.static_server import StaticServer
 
@@ -225,9 +224,9 @@ def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(
         first = root / "releases" / "2026-10"
         assert "1005" not in released(first) and "1006" in released(first)
         takedowns.write_text("photo_id 1005\nphoto_id 1006\n")  # a takedown request arrives in November
-        # What terraform/scheduler.tf launches (flex_main), but for the test's host and speed flags
-        assert main(command([f"--input={metadata}", f"--output={root}", "--previous=latest", "--release=2026-11",
-                             f"--allowed_hosts={server.host}", *LOCAL])) == 0
+        # What the launcher's Cloud Run job runs (terraform/launcher.tf), but for the test's host and speed flags
+        assert main(["refresh", f"--input={metadata}", f"--output={root}", "--previous=latest", "--release=2026-11",
+                     f"--allowed_hosts={server.host}", *LOCAL]) == 0
     second = root / "releases" / "2026-11"
     assert "1006" not in released(second) and "1005" not in released(second)
     said = capsys.readouterr().out  # what the launch took without being told, defaults left out
@@ -239,7 +238,6 @@ def test_a_refresh_given_only_input_and_output_keeps_applying_the_takedown_list(
 def test_no_spelling_of_a_path_or_name_puts_a_release_inside_or_above_another(tmp_path, capsys):
     """`--previous=ROOT/releases/./2026-09 --release=2026-09/sub` passed the raw prefix check and wrote into the
     published release; `--release=.` published a release at ROOT/releases itself, above every other."""
-    from pipeline.commands.flex_metadata import REFRESH
     from pipeline.release.refresh import RELEASE_NAME, _norm, check_release_name
 
     r1 = tmp_path / "releases" / "2026-09"
@@ -253,13 +251,11 @@ def test_no_spelling_of_a_path_or_name_puts_a_release_inside_or_above_another(tm
     assert _norm("gs://b/root/releases/./2026-09") == _norm("gs://b/root//releases/2026-09/x/../") == \
         "gs://b/root/releases/2026-09/"  # object stores: the same folding, without the network
     check_new_release(str(tmp_path / "releases" / "2026-10"), f"{tmp_path}/releases/./2026-09")  # a sibling
-    template = next(p["regexes"][0] for p in REFRESH if p["name"] == "release")
     for name in (".", "..", ".hidden", "2026-09/sub", "a b", "", "x" * 101):
         with pytest.raises(ReleaseError, match="a release name"):
             check_release_name(name)
-        assert not re.fullmatch(template, name), name
     for name in ("2026-10", "v1.2", "_x", "-"):
-        assert check_release_name(name) == name and RELEASE_NAME.fullmatch(name) and re.fullmatch(template, name)
+        assert check_release_name(name) == name and RELEASE_NAME.fullmatch(name)
     assert main(["refresh", f"--output={tmp_path}", "--previous=latest", "--release=.", "--input=x"]) == 2
     assert "a release name" in capsys.readouterr().err
 

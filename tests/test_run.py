@@ -86,22 +86,19 @@ def stopped_in_a_download(server: StaticServer, command: list[str], signum: int)
     return process.returncode, err
 
 
-@pytest.mark.parametrize(("launcher", "extra"), [
-    (["-m", "pipeline", "run"], []),
-    (["pipeline/commands/flex_main.py"], []),
-], ids=["pass-pipeline", "flex-template-launcher"])
-def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path, launcher, extra):
+def test_a_run_stopped_by_sigterm_removes_its_staging_folder_and_releases_its_lock(world, tmp_path):
     """SIGTERM (`docker stop`, systemd, `timeout`, a scheduler cancelling the launcher) killed the run at once: its
     lock stayed, and where no later run takes one over as stale (gs://, another machine or container) every run into
     the output was refused until someone removed it by hand. It now ends the run as Ctrl-C does, promptly: a download
     under way (here one the server never answers) held the stop first in the fetcher's teardown, then at exit, for
-    up to --fetch_deadline each (a stopped run was alive an hour later). The Flex Template launcher too (it printed
-    the traceback and waited for the downloads). Worker processes (multi_processing): test_stopping.py."""
+    up to --fetch_deadline each (a stopped run was alive an hour later). Worker processes (multi_processing):
+    test_stopping.py."""
     import signal
 
     server, metadata = world
     output = tmp_path / "out"
-    status, err = stopped_in_a_download(server, [*launcher, *argv(server, metadata, output, *extra)], signal.SIGTERM)
+    launch = ["-m", "pipeline", "run", *argv(server, metadata, output)]
+    status, err = stopped_in_a_download(server, launch, signal.SIGTERM)
     assert status == 128 + signal.SIGTERM, err[-2000:]
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM)")
     assert not (output / LOCK).exists() and not (output / STAGING).exists()

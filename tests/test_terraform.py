@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_required_files_exist():
 
 def test_every_bucket_is_uniform_private_and_versioned():
     buckets = resources()["google_storage_bucket"]
-    assert {"data", "temp", "staging"} <= set(buckets)
+    assert {"data", "temp"} <= set(buckets) and "staging" not in buckets  # it held the Flex Template alone
     for name, bucket in buckets.items():
         assert bucket["uniform_bucket_level_access"] is True, name
         assert bucket["public_access_prevention"] == "enforced", name
@@ -55,32 +56,92 @@ def test_worker_has_least_privilege():
     for binding in res["google_storage_bucket_iam_member"].values():
         assert binding["role"] in ("roles/storage.objectUser", "roles/storage.objectViewer")
     secret_bindings = res["google_secret_manager_secret_iam_member"].values()
-    assert [b["role"] for b in secret_bindings] == ["roles/secretmanager.secretAccessor"]
-    assert all(b["secret_id"] == "${each.value.id}" and b["member"] == worker for b in secret_bindings)
+    assert {b["role"] for b in secret_bindings} == {"roles/secretmanager.secretAccessor"}
+    assert all(b["secret_id"] == "${each.value.id}" for b in secret_bindings)
+    assert sorted(b["member"] for b in secret_bindings) == [launcher, worker]
     every_role = json.dumps(res)
     for broad in ("roles/owner", "roles/editor", "roles/storage.admin", "roles/secretmanager.admin"):
         assert broad not in every_role
 
 
-def test_scheduler_launches_the_flex_template_with_an_oauth_token():
+def locals_() -> dict:
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    out: dict = {}
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle, serialization_options=options).get("locals", []):
+                out.update(block)
+    return out
+
+
+# Values for what the launcher's arguments interpolate, as an apply would fill them in.
+APPLIED = {"var.input_pattern": "gs://yfcc/yfcc100m_dataset-*.bz2", "var.project_id": "p", "var.region": "us-central1",
+           "google_storage_bucket.data.name": "pass-p-data", "google_storage_bucket.temp.name": "pass-p-temp",
+           'google_secret_manager_secret.flickr["flickr-credentials"].id': "projects/p/secrets/pass-flickr-credentials",
+           "google_service_account.worker.email": "pass-worker@p.iam.gserviceaccount.com",
+           "local.image": "us-central1-docker.pkg.dev/p/pass-images/pass-pipeline:v1", "var.gpu_type": "nvidia-l4",
+           "var.machine_type": "g2-standard-4", "var.max_workers": "20"}
+
+
+def applied(arg: str) -> str:
+    return re.sub(r"\$\{([^}]*)\}", lambda found: APPLIED[found.group(1)], arg)
+
+
+def test_the_schedule_runs_the_launchers_cloud_run_job_and_may_do_nothing_else():
+    """Cloud Scheduler used to POST flexTemplates:launch; a Flex Template's program only writes the job's spec and the
+    job is made once it has ended, so nothing waited for the job to publish the release (tests/test_run.py). It now
+    runs the launcher's Cloud Run job (jobs.run), as an account that may run that job alone."""
     res = resources()
     assert "google_dataflow_flex_template_job" not in res  # would relaunch a finished batch job on apply
     job = res["google_cloud_scheduler_job"]["monthly"]
     target = job["http_target"][0]
-    assert target["uri"].endswith("/flexTemplates:launch") and target["http_method"] == "POST"
-    assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.launcher.email}"
-    scheduler = (TERRAFORM / "scheduler.tf").read_text()
-    assert "worker_accelerator=type:${var.gpu_type};count:1;install-nvidia-driver" in scheduler
-    # A refresh from the newest published release; it writes releases/YYYY-MM (the launch month).
-    assert '"latest"' in scheduler and "previous" in scheduler
-    # The launcher VM runs as the worker account and writes the staged job files (Dataflow's "Run a Flex
-    # Template": read and write access to the staging location): a bucket that account may write to, and not
-    # the one holding the template, which it must not be able to change.
-    assert "stagingLocation" in scheduler and "google_storage_bucket.temp.name}/staging" in scheduler
-    writable = {b["bucket"] for b in res["google_storage_bucket_iam_member"].values()
-                if b["member"] == "serviceAccount:${google_service_account.worker.email}"
-                and b["role"] == "roles/storage.objectUser"}
-    assert "${google_storage_bucket.temp.name}" in writable and "${google_storage_bucket.staging.name}" not in writable
+    assert target["uri"] == "https://run.googleapis.com/v2/${google_cloud_run_v2_job.refresh.id}:run"
+    assert target["http_method"] == "POST" and "body" not in target
+    assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.scheduler.email}"
+    assert job["retry_config"][0]["retry_count"] == 0  # a retry would start a second execution beside the first
+    scheduler = "serviceAccount:${google_service_account.scheduler.email}"
+    every_binding = [binding for kind, named in res.items() if kind.endswith("_iam_member")
+                     for binding in named.values()]
+    assert [(b["role"], b.get("name")) for b in every_binding if b["member"] == scheduler] == \
+        [("roles/run.invoker", "${google_cloud_run_v2_job.refresh.name}")]
+
+
+def test_the_launcher_job_runs_a_refresh_that_waits_for_its_dataflow_job():
+    """The Cloud Run job runs `pass-pipeline refresh` on Dataflow: every flag it passes is one refresh takes (the
+    refresh's own checks, as at launch), none that would only write a job's spec, and it may live as long as a job."""
+    from pipeline.commands.run import pipeline_options, refuse_unknown_flags
+
+    task = resources()["google_cloud_run_v2_job"]["refresh"]["template"][0]["template"][0]
+    container = task["containers"][0]
+    assert container["image"] == "${local.image}" and container["command"] == ["pass-pipeline"]
+    assert container["args"] == "${local.refresh_args}"
+    args = [applied(arg) for arg in locals_()["refresh_args"]]
+    assert args[0] == "refresh" and "--previous=latest" in args and "--runner=DataflowRunner" in args
+    assert "--output=gs://pass-p-data" in args and "--require_gpu" in args
+    assert "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in args
+    rest = [arg for arg in args[1:] if arg.split("=", 1)[0] not in ("--previous", "--output")]  # refresh's own
+    refuse_unknown_flags(rest, "refresh", ("previous", "output", "release"))
+    options = pipeline_options([*rest, "--output=gs://pass-p-data/releases/2026-12"])  # what refresh runs
+    assert options.get_all_options()["template_location"] is None
+    assert task["max_retries"] == 0 and task["service_account"] == "${google_service_account.launcher.email}"
+    assert task["timeout"] == "${var.launcher_timeout_hours * 3600}s"
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    with (TERRAFORM / "variables.tf").open() as handle:
+        variables = {name: body for block in hcl2.load(handle, serialization_options=options)["variable"]
+                     for name, body in block.items()}
+    assert 1 <= variables["launcher_timeout_hours"]["default"] <= 168  # Cloud Run's bound on a task
+
+
+def test_the_launcher_may_submit_the_job_read_its_keys_and_publish():
+    res = resources()
+    launcher = "serviceAccount:${google_service_account.launcher.email}"
+    buckets = {(b["bucket"], b["role"]) for b in res["google_storage_bucket_iam_member"].values()
+               if b["member"] == launcher}
+    assert {("${google_storage_bucket.data.name}", "roles/storage.objectUser"),
+            ("${google_storage_bucket.temp.name}", "roles/storage.objectUser")} <= buckets
+    assert any(b["member"] == launcher for b in res["google_secret_manager_secret_iam_member"].values())
+    acts_as = res["google_service_account_iam_member"]["launcher_acts_as_worker"]
+    assert acts_as["member"] == launcher and acts_as["role"] == "roles/iam.serviceAccountUser"
 
 
 def test_secrets_hold_no_values():

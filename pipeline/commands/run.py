@@ -178,10 +178,11 @@ def refuse_a_job_made_later(options: PipelineOptions) -> None:
     runner then only writes the job's spec there and makes no job (`DataflowApplicationClient.create_job` returns
     none), and the launch service makes the job from that spec once this process has ended, successfully
     (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates: the program must exit after
-    `run`). A run waits for its job to publish its files, and the wait for a job that does not exist yet returned at
-    once (`DataflowPipelineResult.wait_until_finish`: DONE); its metrics then ended the run with "Can not query metrics.
-    Job id is unknown." after its staging, and a stop meanwhile waited for the spec, then said that a job nobody would
-    make "could not be cancelled". Refused at launch, in one line."""
+    `run`); which is why the monthly launch is a Cloud Run job running this command (terraform/launcher.tf), and no
+    Flex Template. A run waits for its job to publish its files, and the wait for a job that does not exist yet
+    returned at once (`DataflowPipelineResult.wait_until_finish`: DONE); its metrics then ended the run with "Can not
+    query metrics. Job id is unknown." after its staging, and a stop meanwhile waited for the spec, then said that a
+    job nobody would make "could not be cancelled". Refused at launch, in one line."""
     location = options.view_as(GoogleCloudOptions).template_location
     if location and submits_remotely(options.view_as(StandardOptions).runner):
         raise UsageError(f"--template_location={location[:200]}: on Dataflow, Beam only writes the job's spec there "

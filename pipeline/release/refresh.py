@@ -65,7 +65,7 @@ class ReleaseError(Exception):
 
 
 # A folder name: no separator, and no leading dot, so never ".", ".." (the releases' folder itself, or the
-# root above it) nor a hidden folder. The Flex Template's regex is the same (commands/flex_metadata.py).
+# root above it) nor a hidden folder.
 RELEASE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
