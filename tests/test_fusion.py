@@ -3,6 +3,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,40 @@ def test_bad_models_are_refused_with_the_reason(change, message):
 def test_a_model_of_the_wrong_shape_is_refused_not_read_as_another(change, message):
     with pytest.raises(RegistryError, match=message):
         parse_fusion(json.dumps(MODEL | change).encode(), "m.json")
+
+
+@pytest.mark.parametrize("change, message", [
+    # str() took a fitted_on of any type, and tuning and options were never looked at
+    ({"fitted_on": {"splits": ["tuning"]}}, "fitted_on must be a text, not dict"),
+    ({"fitted_on": ["tuning", "heldout"]}, 'fitted_on must be a text, not list'),
+    ({"fitted_on": 2026}, "fitted_on must be a text, not int 2026"),
+    ({"kind": 1}, "kind must be a text, not int 1"),
+    ({"tuning": [0.9, 0.8]}, "tuning must be an object of figures"),
+    ({"tuning": {"recall": "0.9"}}, "tuning must be an object of figures"),
+    ({"options": "l2=1"}, "options must be an object"),
+    ({"ablation": {"a": MODEL | {"fitted_on": 5}}}, "ablation a: not a fusion model: fitted_on must be a text"),
+])
+def test_a_models_description_of_another_type_is_refused_naming_the_field(change, message):
+    with pytest.raises(RegistryError, match=f"^m.json: .*{message}"):
+        parse_fusion(json.dumps(MODEL | change).encode(), "m.json")
+    described = {"kind": "logistic", "fitted_on": "tuning split", "tuning": {"recall": 0.9}, "options": {"l2": 1}}
+    assert parse_fusion(json.dumps(MODEL | described).encode(), "m.json").fitted_on == "tuning split"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_a_model_file_in_another_encoding_than_utf8_is_refused_naming_the_file(tmp_path, encoding):
+    """json.loads read a file of UTF-16 or UTF-32, or with a UTF-8 byte-order mark, as the same model under another
+    sha256 than the UTF-8 file its figures and the registry's pin name."""
+    path = tmp_path / "model.json"
+    path.write_bytes(json.dumps(MODEL).encode(encoding))
+    refused = f"^{re.escape(str(path))}: (starts with a UTF-8 byte-order mark|is UTF-(16|32).* save it as UTF-8$)"
+    with pytest.raises(RegistryError, match=refused):
+        read_fusion(str(path))
+    path.write_bytes(json.dumps(MODEL | {"fitted_on": "caf\u00e9"}, ensure_ascii=False).encode())
+    assert read_fusion(str(path)).fitted_on == "caf\u00e9"
+    path.write_bytes(json.dumps(MODEL).encode()[:-1] + b', "fitted_on": "\xff"}')
+    with pytest.raises(RegistryError, match=f"^{re.escape(str(path))}: not UTF-8 text: byte"):
+        read_fusion(str(path))
 
 
 def test_a_key_given_twice_is_refused_not_decided_by_the_last():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -465,6 +466,49 @@ def test_a_key_given_twice_in_an_entry_is_refused_not_decided_by_the_last(tmp_pa
                                              '"thresholds": {"nsfw": 0.5}, "thresholds": {"nsfw": 0.99}'))
     with pytest.raises(RegistryError, match="'thresholds' is given twice"):
         read_registry(str(path))
+
+
+@pytest.mark.parametrize("change, message", [
+    # str() took whatever stood there: a license 5 was the license "5", a provenance list its repr
+    ({"license": 5}, "detector 'my_nsfw': license must be a text, not int"),
+    ({"provenance": ["fetched", "converted"]}, "detector 'my_nsfw': provenance must be a text, not list"),
+    ({"kind": {"is": "nsfw"}}, "detector 'my_nsfw': kind must be a text, not dict"),
+    ({"name": 7}, "detector 7: name must be a text, not int"),
+])
+def test_an_entrys_description_of_another_type_is_refused_naming_the_field(tmp_path, change, message):
+    path = write_registry(tmp_path, user_entry(**change))
+    with pytest.raises(RegistryError, match=f"^{re.escape(path)}: {message}"):
+        read_registry(path)
+
+
+@pytest.mark.parametrize("registry, message", [
+    # beside the entries nothing was looked at: a description or notes of any type, a misspelt key, were ignored
+    ({"description": 5}, r"unknown key\(s\) 'description'; a registry holds _comment, detectors, fusion"),
+    ({"notes": ["a"], "source": 1}, r"unknown key\(s\) 'notes', 'source'"),
+    ({"_comment": 5}, "_comment must be a text or a list of texts, not int"),
+    ({"_comment": ["a line", 2]}, "_comment must be a text or a list of texts, not list"),
+    ({"fusion": "fusion.json"}, "fusion must be an object"),
+    ({"fusion": {"file": "fusion.json"}}, "fusion needs sha256"),
+    ({"fusion": {"file": "fusion.json", "sha256": "0" * 64, "provenance": 5}}, "fusion.provenance must be a text"),
+    ({"fusion": {"file": "fusion.json", "sha256": "0" * 64, "notes": ""}}, r"fusion: unknown key\(s\) 'notes'"),
+])
+def test_a_registrys_own_keys_of_another_type_or_unknown_are_refused_naming_the_field(tmp_path, registry, message):
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"detectors": [user_entry()], **registry}))
+    with pytest.raises(RegistryError, match=f"^{re.escape(str(path))}: {message}"):
+        read_registry(str(path))
+    path.write_text(json.dumps({"_comment": ["two", "lines"], "detectors": [user_entry()]}))
+    assert list(read_registry(str(path))) == ["my_nsfw"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+def test_a_registry_in_another_encoding_than_utf8_is_refused_naming_the_file(tmp_path, encoding):
+    path = Path(write_registry(tmp_path, user_entry()))
+    path.write_bytes(path.read_text().encode(encoding))
+    with pytest.raises(RegistryError, match=f"^{re.escape(str(path))}: (starts with a UTF-8 byte-order mark|is UTF-)"):
+        read_registry(str(path))
+    with pytest.raises(RegistryError, match="save it as UTF-8"):
+        load_registry(str(path))
 
 
 def test_every_shipped_registry_is_still_read():

@@ -51,6 +51,7 @@ from pipeline.detectors.registry import (
     BUILTIN_REGISTRY,
     DetectorSpec,
     RegistryError,
+    json_text,
     read_json_bytes,
     read_registry,
     resolve_file,
@@ -227,6 +228,19 @@ MODEL_KEYS = frozenset({"kind", "features", "weights", "bias", "baseline", "tree
                         "review_from", "ablation", "tuning", "fitted_on", "options"})
 
 
+def _description_problems(raw: dict[str, Any]) -> list[str]:
+    """What fit_fusion writes beside the numbers, each of its one type: str() took a fitted_on of any type (an object
+    or a list was a model "fitted on" its repr), and tuning and options were never looked at."""
+    problems = [f"{key} must be a text, not {_shown(raw[key])}" for key in ("kind", "fitted_on")
+                if key in raw and not isinstance(raw[key], str)]
+    if "tuning" in raw and not (isinstance(raw["tuning"], dict) and all(
+            isinstance(value, int | float) and not isinstance(value, bool) for value in raw["tuning"].values())):
+        problems.append(f"tuning must be an object of figures (numbers), not {_shown(raw['tuning'])}")
+    if "options" in raw and not isinstance(raw["options"], dict):
+        problems.append(f"options must be an object of the options it was fitted with, not {_shown(raw['options'])}")
+    return problems
+
+
 def _whole(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not a whole number")
@@ -285,6 +299,8 @@ def _model(raw: Any, digest: str, where: str) -> Fusion:
         named = ", ".join(repr(key[:40]) for key in unknown[:5])
         raise RegistryError(f"{where}: not a fusion model: unknown key(s) {named}; a model holds "
                             f"{', '.join(sorted(MODEL_KEYS))}")
+    if described := _description_problems(raw):
+        raise RegistryError(f"{where}: not a fusion model: {'; '.join(described)}")
     is_trees = "trees" in raw
     if is_trees and (not isinstance(raw["trees"], list) or not raw["trees"] or "weights" in raw or "bias" in raw):
         raise RegistryError(f"{where}: a trees model holds a non-empty list of trees and no weights or bias")
@@ -297,7 +313,7 @@ def _model(raw: Any, digest: str, where: str) -> Fusion:
                         weights=() if trees else _reals(raw["weights"]),
                         bias=0.0 if trees else _real(raw["bias"]),
                         reject_at=_real(raw["reject_at"]), review_from=_real(raw["review_from"]),
-                        sha256=digest, fitted_on=str(raw.get("fitted_on", "")),
+                        sha256=digest, fitted_on=raw.get("fitted_on", ""),
                         ablation=tuple((name, _model(other, digest, f"{where}: ablation {name}"))
                                        for name, other in sorted(ablation.items())),
                         trees=trees, baseline=_real(raw["baseline"]) if trees else 0.0,
@@ -335,8 +351,9 @@ def _model(raw: Any, digest: str, where: str) -> Fusion:
 
 
 def parse_fusion(data: bytes, where: str) -> Fusion:
+    text = json_text(data, where)
     try:
-        raw = json.loads(data, object_pairs_hook=unique_keys)
+        raw = json.loads(text, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands of levels deep
         raise RegistryError(f"{where}: not a fusion model: {type(err).__name__}: {err}"[:300]) from None
     if not isinstance(raw, dict):

@@ -7,6 +7,7 @@ Every entry is validated when the job is built, so a typo fails at launch, not o
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import json
@@ -263,6 +264,9 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
         if isinstance(given, dict) and not all(isinstance(v, int | float) and not isinstance(v, bool)
                                                for v in given.values()):
             problems.append(f"{what} must be JSON numbers, not text or true/false")
+    for key in ("name", "kind", "license", "provenance"):  # str() took whatever stood there: a license 5 was "5"
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(f"{key} must be a text, not {type(entry[key]).__name__}")
     for what in ("human_classes", "nsfw_classes"):  # a text alone was read as its letters
         if not (isinstance(entry.get(what, []), list) and all(isinstance(cls, str) for cls in entry.get(what, []))):
             problems.append(f"{what} must be a list of class names")
@@ -356,6 +360,22 @@ def read_json_bytes(path: str, what: str) -> bytes:
     return data
 
 
+def json_text(data: bytes, where: str) -> str:
+    """A registry's or a fusion model's bytes as text: UTF-8 without a byte-order mark, as fit_fusion writes a model
+    and models/ holds every file. json.loads read UTF-16 and UTF-32 too, and a UTF-8 mark, guessing from the first
+    bytes: a file saved so by an editor was the same model under another sha256 than the one its figures, the
+    registry's pin and a manifest name."""
+    if data.startswith(codecs.BOM_UTF8):
+        raise RegistryError(f"{where}: starts with a UTF-8 byte-order mark; save it as UTF-8 without one")
+    encoding = json.detect_encoding(data)
+    if encoding != "utf-8":
+        raise RegistryError(f"{where}: is {encoding.upper()} text by its first bytes; save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RegistryError(f"{where}: not UTF-8 text: byte {err.start} is {data[err.start:err.start + 1]!r}") from None
+
+
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json.loads' object hook for registries and fusion models: a key given twice in one object is refused (json
     keeps the last silently: a file edited by hand with a second "reject_at" or threshold decided by the last)."""
@@ -367,13 +387,49 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+# A registry's own keys beside its entries: a description (a text, or a list of texts for lines), and the fusion model
+# the built-in registry names.
+REGISTRY_KEYS = frozenset({"_comment", "detectors", "fusion"})
+FUSION_ENTRY_KEYS = frozenset({"file", "sha256", "provenance"})
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(line, str) for line in value))
+
+
+def _registry_problems(data: dict[str, Any]) -> list[str]:
+    """What is wrong beside the entries: a key no registry holds (one misspelt, or a "description" or "notes", was
+    ignored whatever it held), a _comment that is no text, a fusion entry of another shape."""
+    problems = []
+    unknown = sorted(set(data) - REGISTRY_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; a registry holds "
+                        f"{', '.join(sorted(REGISTRY_KEYS))}")
+    if "_comment" in data and not _texts(data["_comment"]):
+        problems.append(f"_comment must be a text or a list of texts, not {type(data['_comment']).__name__}")
+    fusion = data.get("fusion", {})
+    if not isinstance(fusion, dict):
+        problems.append(f'fusion must be an object {{"file", "sha256"}}, not {type(fusion).__name__}')
+    elif fusion:
+        strays = sorted(set(fusion) - FUSION_ENTRY_KEYS)
+        if strays:
+            problems.append(f"fusion: unknown key(s) {', '.join(repr(key[:40]) for key in strays[:5])}; it holds "
+                            f"{', '.join(sorted(FUSION_ENTRY_KEYS))}")
+        missing = sorted({"file", "sha256"} - set(fusion))
+        if missing:
+            problems.append(f"fusion needs {' and '.join(missing)}")
+        problems += [f"fusion.{key} must be a text, not {type(fusion[key]).__name__}"
+                     for key in sorted(FUSION_ENTRY_KEYS) if key in fusion and not isinstance(fusion[key], str)]
+    return problems
+
+
 def read_registry(path: str) -> dict[str, DetectorSpec]:
     return _read_registry(path)[0]
 
 
 def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
     """The registry's detectors by name, and the names of those whose entry says "default" itself."""
-    text = read_json_bytes(path, "registry")
+    text = json_text(read_json_bytes(path, "registry"), path)
     try:
         data = json.loads(text, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError) as err:
@@ -381,6 +437,8 @@ def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
     entries = data.get("detectors", []) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise RegistryError(f'{path}: a registry is an object whose "detectors" is a list of objects')
+    if problems := _registry_problems(data):
+        raise RegistryError(f"{path}: " + "; ".join(problems))
     specs = [_spec(entry, path) for entry in entries]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
