@@ -19,6 +19,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
+from pipeline.usage import split_list as split_list  # (the photo_sets scripts read it there, without Beam)
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
 FORMATS = ("webdataset", "parquet", "tfrecord")
@@ -28,11 +29,6 @@ PROJECT_URL = "https://github.com/pass-pipeline/pass-pipeline"
 # --near_dup_distance's default; also the radius of --decontaminate and of pHash takedowns without a distance when
 # the near-duplicate stage is off (-1): turning that stage off must not make them match identical pHashes alone.
 DEFAULT_NEAR_DUP_DISTANCE = 4
-
-
-def split_list(value: str | None) -> list[str]:
-    """'a, b,,c' -> ['a', 'b', 'c']: the comma-separated flags' one parser."""
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 def flag(value: str) -> bool:

@@ -3,9 +3,9 @@
 cross_validate). argparse's own errors (a missing argument, an unknown option, a value it cannot read) printed its
 usage line and then the error; the scripts still did, while pass-pipeline had two copies of the one-line parser.
 
-This module imports nothing but the standard library: fetch does not import Beam (seconds at its start; the fit
-scripts do, through the detectors' registry), and run.py gives the parser Beam's own (`_BeamArgumentParser`) by
-mixing it in.
+This module imports nothing but the standard library: the scripts do not import Beam (seconds at their start; the
+fit scripts read the detectors' registry and fusion models through pipeline/io/file_reads.py, which imports it only
+for a path on an object store), and run.py gives the parser Beam's own (`_BeamArgumentParser`) by mixing it in.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: the comma-separated flags' one parser (pipeline.options names it too)."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 class UsageError(Exception):

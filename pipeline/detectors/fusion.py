@@ -57,7 +57,7 @@ from pipeline.detectors.registry import (
     resolve_file,
     unique_keys,
 )
-from pipeline.io.files import read_bytes
+from pipeline.io.file_reads import read_bytes
 
 # Scores are clipped before the logit: a detector's 0.0 ("nothing at all") and 1.0 would otherwise be
 # infinite, and one of them would outvote every other detector however large the others' weights.

@@ -32,8 +32,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.file_reads import open_reader
 
 TRANSFORMS = ("identity", "log1p")
 # A probe reads a pooled feature vector (ResNet-50: 2,048; open_nsfw: 1,024), not a feature map: bounded so a
@@ -134,7 +134,7 @@ def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
 
 def _read_bounded(path: str) -> bytes:
     """The file's bytes, local or on any Beam filesystem, at most one past MAX_PROBE_BYTES (then refused)."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with open_reader(path) as handle:
         return handle.read(MAX_PROBE_BYTES + 1)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
-from pipeline.io.files import open_regular_file, read_bytes, size_and_kind
+from pipeline.io.file_reads import open_regular_file, read_bytes, size_and_kind
 from pipeline.io.regular_files import read_at_most
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is

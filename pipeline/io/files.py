@@ -10,7 +10,6 @@ import json
 import os
 import posixpath
 import re
-import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -23,8 +22,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+# One file's reads live in file_reads.py (Beam imported only for an object store's path, so the detectors' registry
+# and the photo_sets fit scripts read models without it), and are named here as they always were.
+from pipeline.io.file_reads import open_reader as open_reader
+from pipeline.io.file_reads import open_regular_file as open_regular_file
+from pipeline.io.file_reads import read_bytes as read_bytes
+from pipeline.io.file_reads import size_and_kind as size_and_kind
 from pipeline.io.parquet_footer import FooterTooLarge, check_footer
-from pipeline.io.regular_files import kind_of, open_local_regular, read_at_most
+from pipeline.io.regular_files import read_at_most
 
 
 class _HashingWriter(io.RawIOBase):
@@ -100,27 +105,6 @@ def _refused_as_existing(err: BeamIOError) -> bool:
     causes = list((err.exception_details or {}).values())
     return bool(causes) and all(isinstance(cause, FileExistsError) or isinstance(
         (getattr(cause, "args", ()) or (None,))[0], FileExistsError) for cause in causes)
-
-
-def open_reader(path: str) -> BinaryIO:
-    """A file opened for reading as stored (no decompression), local or on any Beam filesystem; seekable on both."""
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
-def read_bytes(path: str, limit: int | None = None) -> bytes:
-    """A whole file, local or on any Beam filesystem; with `limit`, at most `limit` + 1 bytes of it (more than
-    `limit`: the file is larger), read a MiB at a time (a device or a file growing as it is read has no end)."""
-    with open_reader(path) as handle:
-        return handle.read() if limit is None else read_at_most(handle, limit + 1)
-
-
-def open_regular_file(path: str) -> BinaryIO:
-    """`open_reader` of a file that must be a regular one (a release's file, a publish plan, a manifest): on a local
-    disk it is opened without waiting and judged by what was opened, so a named pipe, a device or a folder (through a
-    link too, or put in the file's place since it was looked at) is a ValueError, never a wait for a writer that does
-    not come. The handle is that file's for as long as it is open, whatever is put under its name meanwhile: read
-    twice through it (hashed, then parsed), a file is read twice as one. Object stores hold only files."""
-    return open_reader(path) if "://" in path else open_local_regular(path)
 
 
 def read_regular_file(path: str, limit: int | None = None) -> bytes:
@@ -237,26 +221,6 @@ def canonical_path(path: str) -> str:
         scheme, rest = path.split("://", 1)
         return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
     return os.path.realpath(path)
-
-
-def size_and_kind(path: str) -> tuple[int | None, str]:
-    """(size in bytes, '' or what the path is instead of a regular file), before anything is read: verify checks a
-    file's size against its manifest, and a model's against its cap, so that nothing is read whole that should not
-    be (a named pipe or a device would be read for ever)."""
-    if FileSystems.get_scheme(path) is not None:
-        # The object itself: matched as a glob, a name holding '[1]' was not found and one holding '*' could give
-        # another object's size (the bounds on what an input may give follow its size: sources/row_bound.py).
-        filesystem = FileSystems.get_filesystem(path)
-        try:
-            return filesystem.metadata(path).size_in_bytes, ""
-        except BeamIOError:
-            if filesystem.exists(path):
-                raise
-            return None, ""
-    info = os.stat(path)
-    if stat.S_ISREG(info.st_mode):
-        return info.st_size, ""
-    return None, kind_of(info.st_mode)
 
 
 class NotAFile(OSError):

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.io.stopping import stops_saying
-from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row
 from pipeline.photo_sets.fit_fusion import (
     DEFAULT_FEATURES,
@@ -52,7 +51,7 @@ from pipeline.photo_sets.fit_fusion import (
     parse_floor,
 )
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
-from pipeline.usage import OneLineParser, usage_said
+from pipeline.usage import OneLineParser, split_list, usage_said
 
 
 @dataclass(frozen=True)

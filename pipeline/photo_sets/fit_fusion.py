@@ -69,10 +69,9 @@ import numpy as np
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, write_whole
-from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
-from pipeline.usage import OneLineParser, usage_said
+from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
 

@@ -39,11 +39,10 @@ import numpy as np
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, write_whole
-from pipeline.options import split_list
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
-from pipeline.usage import OneLineParser, usage_said
+from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
