@@ -44,7 +44,7 @@ def test_a_probe_file_with_another_sha256_is_refused():
 
 
 @pytest.mark.parametrize("data, problem", [
-    (b"\xff\xfe not json", "not JSON"),
+    (b"\xff\xfe not json", "is UTF-16 text by its first bytes; save it as UTF-8"),
     (b"[1, 2]", "not a JSON object"),
     (probe_bytes(weights=[]), "weights"),
     (probe_bytes(weights=[1.0, float("nan")]), "finite"),  # json.dumps writes NaN, and json.loads reads it
@@ -62,6 +62,35 @@ def test_a_probe_file_with_another_sha256_is_refused():
 def test_a_broken_or_hostile_probe_file_is_refused_naming_what_is_wrong(data, problem):
     with pytest.raises(ProbeError, match=problem):
         parsed(data)
+
+
+@pytest.mark.parametrize("data, problem", [
+    # none of these was looked at: a misspelt "transfrom" read raw features (another score), the last of two "bias"
+    # decided, a description of any type passed, and json read UTF-16, UTF-32 and a UTF-8 byte-order mark
+    (probe_bytes(transfrom="log1p"), r"unknown key\(s\) 'transfrom'; a probe holds _comment, bias, fitted_on"),
+    (probe_bytes()[:-1] + b', "bias": 3.0}', "'bias' is given twice"),
+    (probe_bytes(_comment=5), "_comment must be a text or a list of texts, not int"),
+    (probe_bytes(fitted_on=["tuning"]), "fitted_on must be a text, not list"),
+    (probe_bytes(options="c=0.003"), "options must be an object, not str"),
+    (probe_bytes().decode().encode("utf-8-sig"), "starts with a UTF-8 byte-order mark"),
+    (probe_bytes().decode().encode("utf-16"), "is UTF-16 text by its first bytes; save it as UTF-8"),
+    (probe_bytes().decode().encode("utf-32-le"), "is UTF-32-LE text by its first bytes; save it as UTF-8"),
+])
+def test_a_probe_files_unknown_key_description_or_encoding_is_refused_naming_it(data, problem):
+    with pytest.raises(ProbeError, match=r"^context probe 'scene_person' \(probe\.json\): .*" + problem):
+        parsed(data)
+
+
+def test_every_shipped_probe_file_is_still_read():
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    shipped = [path for path in sorted(BUILTIN_REGISTRY.parent.glob("*.json"))
+               if "transform" in json.loads(path.read_text())]
+    assert shipped
+    for path in shipped:
+        assert parsed(path.read_bytes()).weights
+    described = probe_bytes(_comment=["a", "b"], fitted_on="tuning", options={"c": 0.003})
+    assert parsed(described).bias == -0.25
 
 
 def test_a_huge_probe_file_is_refused_before_it_is_parsed(tmp_path):

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.detectors.model_json import NotUTF8, is_text_or_lines, unique_keys, utf8_text
 from pipeline.io.file_reads import open_reader
 
 TRANSFORMS = ("identity", "log1p")
@@ -99,6 +100,27 @@ def _number(value: object) -> bool:
     return math.isfinite(value) and abs(value) <= MAX_WEIGHT
 
 
+# What fit_probe writes: the numbers, and beside them a _comment, fitted_on and options that describe the probe. A key
+# outside these is refused, not ignored (a misspelt "transfrom" left the probe reading raw features, another score).
+PROBE_KEYS = frozenset({"_comment", "input", "transform", "weights", "bias", "fitted_on", "options"})
+
+
+def _description_problems(raw: dict[str, Any]) -> list[str]:
+    """A key no probe holds, or a description of another type than fit_probe writes (none was looked at)."""
+    problems = []
+    unknown = sorted(set(raw) - PROBE_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; a probe holds "
+                        f"{', '.join(sorted(PROBE_KEYS))}")
+    if "_comment" in raw and not is_text_or_lines(raw["_comment"]):
+        problems.append(f"_comment must be a text or a list of texts, not {type(raw['_comment']).__name__}")
+    if "fitted_on" in raw and not isinstance(raw["fitted_on"], str):
+        problems.append(f"fitted_on must be a text, not {type(raw['fitted_on']).__name__}")
+    if "options" in raw and not isinstance(raw["options"], dict):
+        problems.append(f"options must be an object, not {type(raw['options']).__name__}")
+    return problems
+
+
 def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
     """A probe from its file's bytes, refused (ProbeError naming what is wrong) unless the bytes have `sha256`
     and hold a usable probe."""
@@ -109,12 +131,16 @@ def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
     if digest != sha256:
         raise ProbeError(f"{where}: sha256 {digest}, the registry says {sha256}")
     try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # RecursionError: arrays nested 100,000 deep
-        raise ProbeError(f"{where}: not JSON ({type(err).__name__})") from None
+        text = utf8_text(data)
+    except NotUTF8 as err:
+        raise ProbeError(f"{where}: {err}") from None
+    try:
+        raw = json.loads(text, object_pairs_hook=unique_keys)
+    except (ValueError, RecursionError) as err:  # RecursionError: arrays nested 100,000 deep
+        raise ProbeError(f"{where}: not JSON ({type(err).__name__}: {err})"[:300]) from None
     if not isinstance(raw, dict):
         raise ProbeError(f"{where}: not a JSON object")
-    problems = []
+    problems = _description_problems(raw)
     if not (isinstance(raw.get("input"), str) and raw["input"] and len(raw["input"]) <= 1000):
         problems.append("input must name the graph tensor the probe reads")
     if raw.get("transform", "identity") not in TRANSFORMS:

@@ -7,7 +7,6 @@ Every entry is validated when the job is built, so a typo fails at launch, not o
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import hashlib
 import json
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.detectors.decoders import decoded_classes, output_names
+from pipeline.detectors.model_json import NotUTF8, is_text_or_lines, unique_keys, utf8_text
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
 from pipeline.io.file_reads import open_regular_file, read_bytes, size_and_kind
 from pipeline.io.regular_files import read_at_most
@@ -361,40 +361,17 @@ def read_json_bytes(path: str, what: str) -> bytes:
 
 
 def json_text(data: bytes, where: str) -> str:
-    """A registry's or a fusion model's bytes as text: UTF-8 without a byte-order mark, as fit_fusion writes a model
-    and models/ holds every file. json.loads read UTF-16 and UTF-32 too, and a UTF-8 mark, guessing from the first
-    bytes: a file saved so by an editor was the same model under another sha256 than the one its figures, the
-    registry's pin and a manifest name."""
-    if data.startswith(codecs.BOM_UTF8):
-        raise RegistryError(f"{where}: starts with a UTF-8 byte-order mark; save it as UTF-8 without one")
-    encoding = json.detect_encoding(data)
-    if encoding != "utf-8":
-        raise RegistryError(f"{where}: is {encoding.upper()} text by its first bytes; save it as UTF-8")
+    """A registry's or a fusion model's bytes as text (model_json.utf8_text), refused naming the file."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RegistryError(f"{where}: not UTF-8 text: byte {err.start} is {data[err.start:err.start + 1]!r}") from None
-
-
-def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads' object hook for registries and fusion models: a key given twice in one object is refused (json
-    keeps the last silently: a file edited by hand with a second "reject_at" or threshold decided by the last)."""
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key[:60]!r} is given twice in one object")
-        seen[key] = value
-    return seen
+        return utf8_text(data)
+    except NotUTF8 as err:
+        raise RegistryError(f"{where}: {err}") from None
 
 
 # A registry's own keys beside its entries: a description (a text, or a list of texts for lines), and the fusion model
 # the built-in registry names.
 REGISTRY_KEYS = frozenset({"_comment", "detectors", "fusion"})
 FUSION_ENTRY_KEYS = frozenset({"file", "sha256", "provenance"})
-
-
-def _texts(value: object) -> bool:
-    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(line, str) for line in value))
 
 
 def _registry_problems(data: dict[str, Any]) -> list[str]:
@@ -405,7 +382,7 @@ def _registry_problems(data: dict[str, Any]) -> list[str]:
     if unknown:
         problems.append(f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; a registry holds "
                         f"{', '.join(sorted(REGISTRY_KEYS))}")
-    if "_comment" in data and not _texts(data["_comment"]):
+    if "_comment" in data and not is_text_or_lines(data["_comment"]):
         problems.append(f"_comment must be a text or a list of texts, not {type(data['_comment']).__name__}")
     fusion = data.get("fusion", {})
     if not isinstance(fusion, dict):
