@@ -145,6 +145,40 @@ def test_a_missing_sized_copy_falls_back_to_the_rows_own_url():
         assert server.hits["/1/1_ab_b.jpg"] == server.hits["/1/1_ab.jpg"] == 1
 
 
+def test_the_500_px_copy_an_api_entry_lists_as_its_largest_is_fetched_without_asking_for_a_larger_one():
+    """A 2020 upload of 600 x 450 has no 640 px copy, and its search entry lists none: the source takes url_m, the
+    largest listed. Unsuffixed, it was rewritten as a YFCC row's URL is, to the _z copy the entry did not list (a
+    404 from Flickr for every such photo, then the entry's own URL). An entry listing no copy still gets the sized
+    copy built from its server and secret."""
+    import io
+
+    import flickrapi
+    from PIL import Image
+
+    from pipeline.fixtures.flickr_server import OMIT, FixturePhoto, FlickrServer, World
+    from pipeline.sources.flickr import EXTRAS, photo_from_search
+
+    no_urls = {f"url_{letter}": OMIT for letter in ("sq", "q", "t", "s", "n", "w", "m", "z", "c", "l", "h", "k", "o")}
+    world = World([FixturePhoto("1", "o@N01", 4, 1_600_000_000, width=600, height=450),
+                   FixturePhoto("2", "o@N01", 4, 1_600_000_000, width=2100, height=1400, search_overrides=no_urls)])
+    with FlickrServer(world, api_keys={"k"}) as server:
+        api = flickrapi.FlickrAPI("k", "s", format="parsed-json", store_token=False)
+        api.REST_URL = server.rest_url
+        here = f"http://{server.host}/"
+        # As Flickr serves it: every copy's URL on its static host.
+        entries = {entry["id"]: {name: value.replace(here, "https://live.staticflickr.com/")
+                                 if isinstance(value, str) else value for name, value in entry.items()}
+                   for entry in api.photos.search(license="4", extras=EXTRAS)["photos"]["photo"]}
+        assert "url_m" in entries["1"] and "url_z" not in entries["1"]
+        batch = _batch_against(server, 512)
+        small = batch._download(photo_from_search(entries["1"], "ref", 512))
+        built = batch._download(photo_from_search(entries["2"], "ref", 512))
+    assert small.fetched_url == "https://live.staticflickr.com/65535/1_abcdef0123.jpg", small
+    assert server.hits["/65535/1_abcdef0123_z.jpg"] == 0 and server.hits["/65535/1_abcdef0123.jpg"] == 1
+    assert built.fetched_url == "https://live.staticflickr.com/65535/2_abcdef0123_z.jpg", built
+    assert [max(Image.open(io.BytesIO(got.raw)).size) for got in (small, built)] == [500, 640]
+
+
 def test_the_rows_own_url_gets_what_is_left_of_the_photos_deadline_not_a_fresh_one():
     """The fallback used to start its own --fetch_deadline: a photo could hold a thread (and a host slot) for two.
     Here the missing copy answers its 404 after 0.8 s of a 1 s deadline; the row's own URL, 0.6 s later, is past

@@ -77,7 +77,9 @@ def sized_url(photo: Photo, max_side: int, originals: bool = False) -> str:
     Fetching the 1024 px copy for a 512 px dataset would waste Flickr's bandwidth and ours;
     fetching 500 px for a 1024 px dataset would upscale. Only URLs on Flickr's static hosts are
     rewritten, and only the unsuffixed 500 px form (the YFCC form, or one built from server and
-    secret): a URL that already names a copy is the source's choice among copies the API listed.
+    secret): a URL that already names a copy, or any URL an API search entry gave (`source` flickr: the
+    500 px copy is its choice where it is the largest the entry lists), is the source's choice among
+    copies the API listed.
     With `originals` (only on request: they are large), the original upload where its secret is
     known (the owner allows original downloads), else the sized copy.
     """
@@ -89,7 +91,7 @@ def sized_url(photo: Photo, max_side: int, originals: bool = False) -> str:
         if photo.secret_original and (match or photo.server_id):
             base = match["base"] if match else f"https://live.staticflickr.com/{photo.server_id}/"
             return f"{base}{photo.photo_id}_{photo.secret_original}_o.{photo.extension or 'jpg'}"
-    if not match or match["suffix"]:
+    if not match or match["suffix"] or (photo.source == "flickr" and photo.download_url):
         return url
     size = smallest_covering(_plausible_sizes(photo), max_side)
     return f"{match['base']}{match['id']}_{match['secret']}{size.suffix}.jpg" if size else url
