@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before `datasets` is imported: never reach the Hub
@@ -33,8 +34,33 @@ def test_without_parquet_the_default_is_webdataset_and_without_index_no_index_co
     configs = front_matter(card_text(["webdataset", "tfrecord"], False))["configs"]
     assert [c["config_name"] for c in configs] == ["default", "rejections"]
     assert configs[0]["data_files"][0]["path"] == "webdataset/pass-*.tar"
-    only_tfrecord = front_matter(card_text(["tfrecord"], False))["configs"]
-    assert [c["config_name"] for c in only_tfrecord] == ["rejections"]
+    only_tfrecord = front_matter(card_text(["tfrecord"], True))["configs"]
+    assert [c["config_name"] for c in only_tfrecord] == ["rejections", "near_dup_index"]
+
+
+def test_a_tfrecord_release_without_an_index_never_loads_its_rejections_as_the_dataset(tmp_path):
+    """A release of `--formats=tfrecord --near_dup_distance=-1` (no format `datasets` reads, no index) as a run lays
+    it out: its card's one configuration, the rejections, was `datasets`' default whatever it said, so
+    `load_dataset(OUTPUT, split="train")` gave the rejections as the dataset. It refuses; the rejections still load
+    by their name."""
+    import datasets
+
+    from pipeline.io import formats
+    from pipeline.records import Rejection
+    from tests.conftest import photo, real_jpeg
+
+    for sub in ("tfrecord", "rejections"):
+        (tmp_path / sub).mkdir()
+    with (tmp_path / "tfrecord" / "pass-00000-of-00001.tfrecord").open("wb") as handle:
+        formats.write_tfrecord(handle, [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)])
+    with (tmp_path / "rejections" / "rejections-00000-of-00001.parquet").open("wb") as handle:
+        formats.write_rejections(handle, [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")])
+    write_card(None, str(tmp_path), ["tfrecord"], False)
+    cache = str(tmp_path / "hf-cache")
+    with pytest.raises(ValueError, match="valid data file"):
+        datasets.load_dataset(str(tmp_path), split="train", cache_dir=cache)
+    rejections = datasets.load_dataset(str(tmp_path), "rejections", split="train", cache_dir=cache)
+    assert [row["photo_id"] for row in rejections] == ["9"]
 
 
 def test_card_entry_is_a_manifest_entry(tmp_path):

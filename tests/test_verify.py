@@ -458,6 +458,27 @@ def test_a_dataset_card_loading_other_files_or_naming_another_licence_is_reporte
         ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")}
 
 
+def test_a_tfrecord_release_whose_card_an_earlier_version_wrote_still_verifies(tmp_path):
+    """A release of --formats=tfrecord without an index, its card as earlier versions wrote it (the rejections its one
+    configuration): still what a run wrote for these files, so it verifies and a refresh takes it; a card naming other
+    files for it does not."""
+    from tests.conftest import photo
+
+    earlier = ("---\nlicense: other\npretty_name: PASS-style image dataset\nconfigs:\n- config_name: rejections\n"
+               "  data_files:\n  - split: train\n    path: rejections/rejections-*.parquet\n---\n\n# PASS-style\n")
+    for card, problems in ((earlier, set()), (earlier.replace("rejections-*", "*"), {
+            ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")})):
+        image = b"not decoded by verify"
+        folder = _release_of(tmp_path / str(len(problems)), [photo("7", image=image, sha256=hashlib.sha256(
+            image).hexdigest())], ["tfrecord"])
+        (folder / "README.md").write_text(card, encoding="utf-8")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"].append({"path": "README.md", "format": "dataset_card"})
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        reseal(folder)
+        assert {(problem.path, problem.message) for problem in verify(str(folder))} == problems
+
+
 def test_a_shard_listed_under_another_format_is_reported_not_left_unread(demo_release, tmp_path):
     """Parquet shards listed as format "notes" (and the options and card made to name the other formats only) were
     never read: their rows could credit photos to a BY-NC licence or hold other images, and verify passed. A file a

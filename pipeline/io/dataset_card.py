@@ -26,6 +26,7 @@ CARD = DATASET_CARD
 _DATASET_FILES = {"parquet": "parquet/pass-*.parquet", "webdataset": "webdataset/pass-*.tar"}
 _REJECTION_FILES = "rejections/rejections-*.parquet"
 _INDEX_FILES = "near_dup_index/index-*.parquet"
+_TFRECORD_FILES = "tfrecord/pass-*.tfrecord"
 
 _BODY = """
 # PASS-style image dataset
@@ -54,10 +55,16 @@ def _config(name: str, path: str) -> list[str]:
     return [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {path}"]
 
 
-def card_text(formats_written: Iterable[str], with_index: bool) -> str:
-    """The card for a release holding `formats_written`, and the near-duplicate index if `with_index`.
-    The default configuration is the Parquet dataset, or the WebDataset one when there is no Parquet;
-    a TFRecord-only release has none (`datasets` has no TFRecord reader)."""
+def front_matter(formats_written: Iterable[str], with_index: bool, earlier: bool = False) -> str:
+    """The card's YAML front matter (between its `---` lines, them included) for a release holding `formats_written`,
+    and the near-duplicate index if `with_index`. The default configuration is the Parquet dataset, or the WebDataset
+    one when there is no Parquet; a TFRecord-only release has none (`datasets` has no TFRecord reader), except that
+    a card of one configuration makes it `datasets`' default whatever it says: without the index, the rejections
+    alone were loaded as the dataset. There the default names the TFRecord shards, which `load_dataset(OUTPUT)`
+    refuses ("At least one valid data file must be specified"); it is listed after the rejections, since `datasets`
+    reads every configuration of a folder with the reader the first one's files take.
+
+    `earlier`: the front matter earlier versions wrote for these files (the rejections alone, there)."""
     written = set(formats_written)
     lines = ["---", "license: other", "pretty_name: PASS-style image dataset", "configs:"]
     dataset = next((path for fmt, path in _DATASET_FILES.items() if fmt in written), None)
@@ -66,7 +73,23 @@ def card_text(formats_written: Iterable[str], with_index: bool) -> str:
     lines += _config("rejections", _REJECTION_FILES)
     if with_index:
         lines += _config("near_dup_index", _INDEX_FILES)
-    return "\n".join([*lines, "---"]) + "\n" + _BODY
+    elif not dataset and not earlier:
+        lines += [*_config("default", _TFRECORD_FILES), "  default: true"]
+    return "\n".join([*lines, "---"]) + "\n"
+
+
+def front_matters(formats_written: Iterable[str], with_index: bool) -> list[str]:
+    """Each front matter a run writes for these files, this version's first, then an earlier version's where it
+    differs: a release written by an earlier version still verifies, and a refresh, which verifies it first, still
+    takes it."""
+    written = set(formats_written)
+    return list(dict.fromkeys(front_matter(written, with_index, earlier) for earlier in (False, True)))
+
+
+def card_text(formats_written: Iterable[str], with_index: bool) -> str:
+    """The card for a release holding `formats_written`, and the near-duplicate index if `with_index`: its front matter
+    (`front_matter`), then fixed text."""
+    return front_matter(formats_written, with_index) + _BODY
 
 
 def write_card(_: Any, output: str, formats_written: list[str], with_index: bool) -> dict[str, Any]:
