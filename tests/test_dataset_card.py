@@ -30,10 +30,12 @@ def test_default_config_is_the_parquet_dataset_and_the_others_are_named():
     assert configs.get_default_config_name() == "default"
 
 
-def test_without_parquet_the_default_is_webdataset_and_without_index_no_index_config():
-    configs = front_matter(card_text(["webdataset", "tfrecord"], False))["configs"]
-    assert [c["config_name"] for c in configs] == ["default", "rejections"]
+def test_without_parquet_the_default_is_webdataset_alone_and_without_index_no_index_config():
+    configs = front_matter(card_text(["webdataset", "tfrecord"], True))["configs"]
+    assert [c["config_name"] for c in configs] == ["default"]
     assert configs[0]["data_files"][0]["path"] == "webdataset/pass-*.tar"
+    with_parquet = front_matter(card_text(["parquet", "tfrecord"], False))["configs"]
+    assert [c["config_name"] for c in with_parquet] == ["default", "rejections"]
     only_tfrecord = front_matter(card_text(["tfrecord"], True))["configs"]
     assert [c["config_name"] for c in only_tfrecord] == ["rejections", "near_dup_index"]
 
@@ -67,3 +69,38 @@ def test_card_entry_is_a_manifest_entry(tmp_path):
     entry = write_card(None, str(tmp_path), ["parquet"], True)
     data = (tmp_path / "README.md").read_bytes()
     assert entry["path"] == "README.md" and entry["format"] == "dataset_card" and entry["bytes"] == len(data)
+
+
+@pytest.mark.parametrize("written", [["parquet", "webdataset"], ["webdataset", "tfrecord"]])
+def test_every_configuration_a_card_names_loads(tmp_path, written):
+    """`datasets` reads every configuration of a folder with the reader its first one's files take: a release without
+    Parquet shards (the WebDataset default first) named the rejections and the index as configurations, which it read
+    as tars ("ReadError: bad checksum"). Such a card names the dataset alone; the Parquet tables load as files."""
+    import datasets
+
+    from pipeline.io import formats
+    from pipeline.records import Rejection
+    from tests.conftest import photo, real_jpeg
+
+    kept = [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)]
+    files = {"parquet": ("parquet/pass-00000-of-00001.parquet", formats.write_parquet, kept),
+             "webdataset": ("webdataset/pass-00000-of-00001.tar", formats.write_webdataset, kept),
+             "tfrecord": ("tfrecord/pass-00000-of-00001.tfrecord", formats.write_tfrecord, kept),
+             "rejections": ("rejections/rejections-00000-of-00001.parquet", formats.write_rejections,
+                            [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")]),
+             "near_dup_index": ("near_dup_index/index-00000-of-00001.parquet", formats.write_index,
+                                [("0123456789abcdef", "12", "fedcba9876543210")])}
+    for name in [*written, "rejections", "near_dup_index"]:
+        path, write, records = files[name]
+        (tmp_path / path).parent.mkdir()
+        with (tmp_path / path).open("wb") as handle:
+            write(handle, records)
+    write_card(None, str(tmp_path), written, True)
+    cache = str(tmp_path / "hf-cache")
+    names = [config["config_name"] for config in front_matter((tmp_path / "README.md").read_text())["configs"]]
+    loaded = {name: datasets.load_dataset(str(tmp_path), name, split="train", cache_dir=cache) for name in names}
+    assert [len(rows) for rows in loaded.values()] == [1] * len(names) and "default" in names
+    for table, photo_id in (("rejections", "9"), ("near_dup_index", "12")):
+        rows = datasets.load_dataset("parquet", data_files=str(tmp_path / table / "*.parquet"), split="train",
+                                     cache_dir=cache)
+        assert rows["photo_id"] == [photo_id] and loaded.get(table, rows)["photo_id"] == [photo_id]

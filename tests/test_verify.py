@@ -458,19 +458,28 @@ def test_a_dataset_card_loading_other_files_or_naming_another_licence_is_reporte
         ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")}
 
 
-def test_a_tfrecord_release_whose_card_an_earlier_version_wrote_still_verifies(tmp_path):
-    """A release of --formats=tfrecord without an index, its card as earlier versions wrote it (the rejections its one
-    configuration): still what a run wrote for these files, so it verifies and a refresh takes it; a card naming other
-    files for it does not."""
+# Configurations as earlier versions wrote them into a card's front matter.
+_EARLIER_REJECTIONS = ("- config_name: rejections\n  data_files:\n  - split: train\n"
+                       "    path: rejections/rejections-*.parquet\n")
+_EARLIER_WEBDATASET = ("- config_name: default\n  data_files:\n  - split: train\n"
+                       "    path: webdataset/pass-*.tar\n  default: true\n")
+
+
+@pytest.mark.parametrize(("written", "configs"), [(["tfrecord"], _EARLIER_REJECTIONS),
+                                                  (["webdataset"], _EARLIER_WEBDATASET + _EARLIER_REJECTIONS)])
+def test_a_release_whose_card_an_earlier_version_wrote_still_verifies(tmp_path, written, configs):
+    """A release of --formats=tfrecord without an index (the rejections its card's one configuration), or of
+    --formats=webdataset (the rejections named after the WebDataset default), its card as earlier versions wrote it:
+    still what a run wrote for these files, so it verifies and a refresh takes it; a card naming other files for it
+    does not."""
     from tests.conftest import photo
 
-    earlier = ("---\nlicense: other\npretty_name: PASS-style image dataset\nconfigs:\n- config_name: rejections\n"
-               "  data_files:\n  - split: train\n    path: rejections/rejections-*.parquet\n---\n\n# PASS-style\n")
+    earlier = f"---\nlicense: other\npretty_name: PASS-style image dataset\nconfigs:\n{configs}---\n\n# PASS-style\n"
     for card, problems in ((earlier, set()), (earlier.replace("rejections-*", "*"), {
             ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")})):
         image = b"not decoded by verify"
         folder = _release_of(tmp_path / str(len(problems)), [photo("7", image=image, sha256=hashlib.sha256(
-            image).hexdigest())], ["tfrecord"])
+            image).hexdigest())], written)
         (folder / "README.md").write_text(card, encoding="utf-8")
         manifest = json.loads((folder / "manifest.json").read_text())
         manifest["files"].append({"path": "README.md", "format": "dataset_card"})

@@ -45,6 +45,8 @@ CC-licensed photographs from Flickr without people, built by `pass-pipeline`.
 from datasets import load_dataset
 images = load_dataset("path/to/this/folder", split="train")
 rejections = load_dataset("path/to/this/folder", "rejections", split="train")
+# without Parquet shards (WebDataset or TFRecord only), the rejections and the index as Parquet files:
+rejections = load_dataset("parquet", data_files="path/to/this/folder/rejections/*.parquet", split="train")
 ```
 
 `manifest.json` lists every file with its size and SHA-256; `stats.json` holds the funnel.
@@ -58,23 +60,26 @@ def _config(name: str, path: str) -> list[str]:
 def front_matter(formats_written: Iterable[str], with_index: bool, earlier: bool = False) -> str:
     """The card's YAML front matter (between its `---` lines, them included) for a release holding `formats_written`,
     and the near-duplicate index if `with_index`. The default configuration is the Parquet dataset, or the WebDataset
-    one when there is no Parquet; a TFRecord-only release has none (`datasets` has no TFRecord reader), except that
-    a card of one configuration makes it `datasets`' default whatever it says: without the index, the rejections
-    alone were loaded as the dataset. There the default names the TFRecord shards, which `load_dataset(OUTPUT)`
-    refuses ("At least one valid data file must be specified"); it is listed after the rejections, since `datasets`
-    reads every configuration of a folder with the reader the first one's files take.
+    one when there is no Parquet, and then alone: `datasets` reads every configuration of a folder with the reader the
+    first one's files take, and read the rejections and the index as tars ("ReadError: bad checksum"). A TFRecord-only
+    release has none (`datasets` has no TFRecord reader), except that a card of one configuration makes it `datasets`'
+    default whatever it says: without the index, the rejections alone were loaded as the dataset. There the default
+    names the TFRecord shards, which `load_dataset(OUTPUT)` refuses ("At least one valid data file must be
+    specified"); it is listed after the rejections, which the Parquet reader their files take then still reads.
 
-    `earlier`: the front matter earlier versions wrote for these files (the rejections alone, there)."""
+    `earlier`: the front matter earlier versions wrote for these files (the WebDataset default followed by the
+    rejections and the index; the rejections alone for TFRecord without the index)."""
     written = set(formats_written)
     lines = ["---", "license: other", "pretty_name: PASS-style image dataset", "configs:"]
     dataset = next((path for fmt, path in _DATASET_FILES.items() if fmt in written), None)
     if dataset:
         lines += [*_config("default", dataset), "  default: true"]
-    lines += _config("rejections", _REJECTION_FILES)
-    if with_index:
-        lines += _config("near_dup_index", _INDEX_FILES)
-    elif not dataset and not earlier:
-        lines += [*_config("default", _TFRECORD_FILES), "  default: true"]
+    if dataset != _DATASET_FILES["webdataset"] or earlier:  # a WebDataset default stands alone
+        lines += _config("rejections", _REJECTION_FILES)
+        if with_index:
+            lines += _config("near_dup_index", _INDEX_FILES)
+        elif not dataset and not earlier:
+            lines += [*_config("default", _TFRECORD_FILES), "  default: true"]
     return "\n".join([*lines, "---"]) + "\n"
 
 
