@@ -11,7 +11,11 @@ Two things could keep a stopped process alive. Beam unwinds a stopped bundle by 
 teardown that waited for its threads (the fetcher's downloads, each up to --fetch_deadline) held the stop for
 minutes; a process that had cleaned up still waited at exit for every non-daemon thread. So the job gets `GRACE_S`
 seconds to hand control back; past them the lock is released here and the process ends (its staging folder is
-removed by the next run, under its lock). `cli.entry` ends a stopped process with `os._exit` once it has cleaned up.
+removed by the next run, under its lock). Once the job has handed the stop back, the run's own cleanup (removing its
+staging folder) gets `CLEANUP_S` more, and is cut short the same way past them: on gs:// a staging folder of many
+files took minutes to remove, the lock released only after it, and a container's stop (docker's, Cloud Run's: a
+SIGKILL 10 s after the SIGTERM) killed the process first, leaving a lock no run takes over. `cli.entry` ends a
+stopped process with `os._exit` once it has cleaned up.
 A stop inside the job also ends the job's worker processes (`end_workers`: --direct_running_mode=multi_processing),
 which Beam waits for and which otherwise outlived the run; what that does to the job's threads is not printed.
 A second signal ends the process at once, as the default did, its lock released first (within
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 GRACE_S = 5.0  # under docker stop's 10 s before its SIGKILL
+CLEANUP_S = 3.0  # the cleanup after the job's stop: with the grace, still under those 10 s
 STOP_NOTICED_S = 0.5  # how long a failing thread waits for the stop that may have caused it to be noticed
 SECOND_RELEASE_S = 2.0  # a second signal ends the process at once, its lock released unless that takes longer
 # How long past the grace a remote job's cancel request (Dataflow's API) is waited for: ended by the grace mid-request,
@@ -157,6 +162,8 @@ class StopSignals:
         self._held: int | None = None  # a first stop that landed as the block was being left (`__exit__`)
         self._submitting = False  # a remote job is being submitted (`submit`): a first stop waits for its handle
         self._submitted = threading.Event()
+        self._left = threading.Event()  # the block's cleanup is done: `__exit__` has begun
+        self._cleaning = False  # past the job, its cleanup being waited for (`_watch`)
 
     def __enter__(self) -> StopSignals:
         global _open_blocks
@@ -195,6 +202,7 @@ class StopSignals:
         # the handlers were put back, it left SIGINT's or SIGTERM's set to this block's, so that the process's next
         # Ctrl-C (a notebook, a test run going on) was taken as a second stop and ended it at once, with no cleanup.
         self._leaving = True
+        self._left.set()
         _open_blocks -= 1
         released = self.requested is not None
         if released:
@@ -319,13 +327,24 @@ class StopSignals:
         if self._submitting and not self._submitted.wait(CANCEL_S):
             self._abandon()  # the submission never answered: a job it may have made is not ours to cancel
         if self._job_left.wait(self._grace_s):
+            self._bound_the_cleanup()
             return
         if self._cancelling:  # a remote job being cancelled: ending now leaves it running
             # Said now: the wait is silent otherwise, and a container stopped with a SIGKILL after 10 s never tells.
             print(f"pass-pipeline: stopping: waiting up to {CANCEL_S:g} s more for the remote job's cancel to be "
                   "answered", file=sys.stderr, flush=True)
             if self._job_left.wait(CANCEL_S):
+                self._bound_the_cleanup()
                 return
+        self._abandon()
+
+    def _bound_the_cleanup(self) -> None:
+        """The job has handed the stop back: the run's cleanup gets CLEANUP_S, then the lock is released and the process
+        ended (what is left of its staging folder the next run removes, under its lock). Only a stop that landed in the
+        job is watched so: one landing after it (while publishing) keeps what it must for the next run to finish."""
+        if self._left.wait(CLEANUP_S):
+            return
+        self._cleaning = True
         self._abandon()
 
     def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
@@ -360,7 +379,8 @@ class StopSignals:
         return outcome[0] if outcome else f", its lock not released within {seconds:g} s"
 
     def _abandon(self) -> NoReturn:
-        # The main thread is still inside the job, so none of the run's cleanup runs concurrently with this.
+        # The main thread is still inside the job, or in the cleanup after it (`_bound_the_cleanup`), removing what the
+        # next run removes too: ended at once after the release, it never works beside a run that took the lock.
         end_workers()
         _remove_folders()  # Beam's pipeline temp folder: the job's own `finally`, which removes it, never runs now
         note = self._release_quietly()
@@ -368,7 +388,8 @@ class StopSignals:
         what = (f"the remote job's cancel did not answer within {self._grace_s + CANCEL_S:g} s (cancel it where it "
                 "runs)" if self._cancelling else
                 f"the remote job's submission did not answer within {CANCEL_S:g} s (if it was made, cancel it where "
-                "it runs)" if self._submitting else f"the job did not stop within {self._grace_s:g} s")
+                "it runs)" if self._submitting else f"its cleanup did not end within {CLEANUP_S:g} s" if self._cleaning
+                else f"the job did not stop within {self._grace_s:g} s")
         print(f"pass-pipeline: stopped ({_NAMES.get(signum, signum)}); {what}: ended{note}", file=sys.stderr,
               flush=True)
         os._exit(128 + signum)
