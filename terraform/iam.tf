@@ -1,8 +1,8 @@
 # Least privilege. The worker account runs Dataflow workers: worker role, object access on its own
 # buckets only, and read access to the Flickr credentials secret only. The launcher account runs the launcher's
 # Cloud Run job (launcher.tf): it submits and cancels the Dataflow job (acting as the worker account), reads the
-# Flickr credentials when it builds the job (the source checks its keys there), and reads and publishes the
-# releases. The scheduler account may run that Cloud Run job, nothing more.
+# Flickr credentials when it builds the job (the source checks its keys there), stages the job's files in the temp
+# bucket, and reads and publishes the releases. The scheduler account may run that Cloud Run job, nothing more.
 
 resource "google_service_account" "worker" {
   account_id   = "${var.name_prefix}-worker"
@@ -73,6 +73,16 @@ resource "google_storage_bucket_iam_member" "launcher_data" {
 resource "google_storage_bucket_iam_member" "launcher_temp" {
   bucket = google_storage_bucket.temp.name
   role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.launcher.email}"
+}
+
+# Beam's Dataflow runner stages the job's files (pipeline.pb among them) through the storage client's get_bucket, which
+# reads the bucket's metadata (storage.buckets.get) before it writes: objectUser has no bucket permission, so without
+# this every launch ended at staging ("Could not upload to GCS path ... Forbidden"). The workers have it from
+# dataflow.worker. Legacy Bucket Reader on this bucket alone: storage.buckets.get and storage.objects.list.
+resource "google_storage_bucket_iam_member" "launcher_temp_metadata" {
+  bucket = google_storage_bucket.temp.name
+  role   = "roles/storage.legacyBucketReader"
   member = "serviceAccount:${google_service_account.launcher.email}"
 }
 

@@ -54,7 +54,8 @@ def test_worker_has_least_privilege():
     launcher = "serviceAccount:${google_service_account.launcher.email}"
     assert project_roles == {(worker, "roles/dataflow.worker"), (launcher, "roles/dataflow.developer")}
     for binding in res["google_storage_bucket_iam_member"].values():
-        assert binding["role"] in ("roles/storage.objectUser", "roles/storage.objectViewer")
+        assert binding["role"] in ("roles/storage.objectUser", "roles/storage.objectViewer",
+                                   "roles/storage.legacyBucketReader")  # the last: one bucket's metadata, below
     secret_bindings = res["google_secret_manager_secret_iam_member"].values()
     assert {b["role"] for b in secret_bindings} == {"roles/secretmanager.secretAccessor"}
     assert all(b["secret_id"] == "${each.value.id}" for b in secret_bindings)
@@ -142,6 +143,28 @@ def test_the_launcher_may_submit_the_job_read_its_keys_and_publish():
     assert any(b["member"] == launcher for b in res["google_secret_manager_secret_iam_member"].values())
     acts_as = res["google_service_account_iam_member"]["launcher_acts_as_worker"]
     assert acts_as["member"] == launcher and acts_as["role"] == "roles/iam.serviceAccountUser"
+
+
+# The roles that grant storage.buckets.get on a bucket (https://cloud.google.com/storage/docs/access-control/iam-roles);
+# roles/storage.objectUser and objectAdmin grant none.
+READS_BUCKET_METADATA = {"roles/storage.legacyBucketReader", "roles/storage.legacyBucketWriter",
+                         "roles/storage.legacyBucketOwner", "roles/storage.bucketViewer", "roles/storage.admin"}
+
+
+def test_the_launcher_may_read_the_temp_bucket_s_metadata_which_beam_reads_to_stage_the_job():
+    """Beam's Dataflow runner stages each of the job's files (pipeline.pb among them) through the storage client's
+    get_bucket, a read of the bucket's metadata (storage.buckets.get), which object access alone does not grant: with
+    objectUser only, every launch ended at staging ("Could not upload to GCS path ... Forbidden")."""
+    import inspect
+
+    from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
+
+    assert "get_bucket(" in inspect.getsource(DataflowApplicationClient.stage_file)  # what the binding is for
+    launcher = "serviceAccount:${google_service_account.launcher.email}"
+    on_temp = {b["role"] for b in resources()["google_storage_bucket_iam_member"].values()
+               if b["member"] == launcher and b["bucket"] == "${google_storage_bucket.temp.name}"}
+    assert on_temp & READS_BUCKET_METADATA and "roles/storage.admin" not in on_temp
+
 
 
 def test_secrets_hold_no_values():
