@@ -67,7 +67,7 @@ variable "temp_retention_days" {
 }
 
 variable "launcher_timeout_hours" {
-  description = "Hours the launcher's Cloud Run job may run (it lives as long as the Dataflow job it waits for, then publishes): Cloud Run allows at most 168."
+  description = "Hours the launcher's Cloud Run job may run (it lives as long as the Dataflow job it waits for, then publishes): longer than the longest job, since the timeout stops the launcher, which cancels the job and publishes nothing. Cloud Run allows at most 168."
   type        = number
   default     = 72
 
@@ -78,7 +78,7 @@ variable "launcher_timeout_hours" {
 }
 
 variable "launcher_memory" {
-  description = "Memory of the launcher's Cloud Run job (it reads the previous release's indexes and ids when it checks and publishes a refresh)."
+  description = "Memory of the launcher's Cloud Run job (it reads the previous release's indexes and ids when it checks and publishes a refresh; files it writes count too): at most 8Gi with the job's 2 CPUs."
   type        = string
   default     = "8Gi"
 }

@@ -166,6 +166,56 @@ def test_the_launcher_may_read_the_temp_bucket_s_metadata_which_beam_reads_to_st
     assert on_temp & READS_BUCKET_METADATA and "roles/storage.admin" not in on_temp
 
 
+README = TERRAFORM.parent / "README.md"
+
+
+def deployment() -> str:
+    """README's "Run on Google Cloud", the steps a newcomer follows."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\n## Run on Google Cloud\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_the_deployment_steps_name_steps_resources_and_outputs_that_exist():
+    """The launcher's arguments were said to be "the flags of step 6" once the steps were five; a step, a `-target=` and
+    a `terraform output` the README names are each one that exists."""
+    section = deployment()
+    steps = [int(number) for number in re.findall(r"^(\d+)\. \*\*", section, re.MULTILINE)]
+    assert steps == list(range(1, len(steps) + 1))
+    assert {int(number) for number in re.findall(r"\bsteps? (\d+)", section)} <= set(steps)
+    addresses = {f"{kind}.{name}" for kind, named in resources().items() for name in named}
+    # Cloud Run refuses to make a job whose image is not in the registry, which the same apply makes: registry first.
+    targets = re.findall(r"-target=([\w.]+)", section)
+    assert "google_artifact_registry_repository.images" in targets and set(targets) <= addresses
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    with (TERRAFORM / "outputs.tf").open() as handle:
+        outputs = {name for block in hcl2.load(handle, serialization_options=options)["output"] for name in block}
+    named = re.findall(r"`(\w+)`", re.search(r"the outputs ((?:`\w+`(?:, | and )?)+)", section).group(1))
+    assert {"data_bucket", "temp_bucket", "image", "worker_service_account"} <= set(named) <= outputs
+    with (TERRAFORM / "variables.tf").open() as handle:
+        prefix = next(block["name_prefix"]["default"] for block in hcl2.load(handle, serialization_options=options)[
+            "variable"] if "name_prefix" in block)
+    job = resources()["google_cloud_run_v2_job"]["refresh"]["name"].replace("${var.name_prefix}", prefix)
+    assert f"gcloud run jobs execute {job} " in section
+
+
+# The API each kind of resource in terraform/ is made through: a new kind must say which.
+API_OF = {"google_storage_": "storage.googleapis.com", "google_service_account": "iam.googleapis.com",
+          "google_project_iam_": "cloudresourcemanager.googleapis.com",
+          "google_secret_manager_": "secretmanager.googleapis.com",
+          "google_artifact_registry_": "artifactregistry.googleapis.com", "google_cloud_run_v2_": "run.googleapis.com",
+          "google_cloud_scheduler_": "cloudscheduler.googleapis.com"}
+
+
+def test_step_1_enables_every_api_the_infrastructure_and_the_job_are_made_through():
+    """Terraform makes service accounts through the IAM API and project bindings through Resource Manager's, which a new
+    project may not have enabled: the apply of step 2 failed on them ("… API has not been used in project …")."""
+    enabled = set(re.search(r"gcloud services enable ([^`]*)`", deployment()).group(1).split())
+    for kind in resources():
+        apis = [api for prefix, api in API_OF.items() if kind.startswith(prefix)]
+        assert len(apis) == 1 and apis[0] in enabled, kind
+    assert {"dataflow.googleapis.com", "compute.googleapis.com"} <= enabled  # the job itself, its workers
+
 
 def test_secrets_hold_no_values():
     res = resources()
