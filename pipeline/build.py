@@ -20,11 +20,11 @@ from apache_beam.pvalue import AsList
 from pipeline import __version__
 from pipeline.detectors.fusion import (
     Fusion,
-    builtin_fusion,
     check_overrides,
     choose_fusion,
     figures_that_apply,
     model_summary,
+    registry_fusion,
 )
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
@@ -135,23 +135,26 @@ def _verify_license(opts: PassOptions) -> VerifyLicense:
 
 
 LOG = logging.getLogger(__name__)
-_WARNED: set[tuple[str, ...]] = set()  # selections already warned about (fusion_of runs several times a launch)
+# (selection, registry) pairs already warned about (fusion_of runs several times a launch)
+_WARNED: set[tuple[tuple[str, ...], str]] = set()
 
 
 def fusion_of(opts: PassOptions, specs: list[DetectorSpec]) -> Fusion | None:
     """The fusion model deciding the human classes (--fusion), refused when a --detect_thresholds or
     --review_band entry names a class it decides (that threshold would be silently ignored)."""
-    fusion = choose_fusion(opts.fusion, specs)
+    fusion = choose_fusion(opts.fusion, specs, opts.model_registry)
     selection = tuple(spec.name for spec in specs)
-    if fusion is None and specs and opts.fusion in ("", "default") and selection not in _WARNED:
-        builtin = builtin_fusion()
-        if builtin is not None:
-            _WARNED.add(selection)
+    said = (selection, opts.model_registry)
+    if fusion is None and specs and opts.fusion in ("", "default") and said not in _WARNED:
+        default = registry_fusion(opts.model_registry)
+        if default is not None:
+            _WARNED.add(said)
             # Said once at launch: a selection written out by name (or inherited from an older release)
             # that lacks a detector the default model reads is decided by thresholds, a different rule.
-            missing = sorted(builtin.detectors - set(selection))
-            LOG.warning("the default fusion model reads %s, not selected: per-detector thresholds decide; "
-                        "--fusion=FILE names a model for this selection (models/README.md)", ", ".join(missing))
+            missing = sorted(default.detectors - set(selection))
+            LOG.warning("the default fusion model (%s) reads %s, not selected: per-detector thresholds decide; "
+                        "--fusion=FILE names a model for this selection (models/README.md)", default.file,
+                        ", ".join(missing))
     overridden = [item.split("=", 1)[0].strip() for text in (opts.detect_thresholds, opts.review_band)
                   for item in text.split(",") if item.strip()]
     check_overrides(fusion, specs, overridden)

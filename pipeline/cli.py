@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               help="as for run: tiles for images at least this large (default: 400)")
     evaluate_cmd.add_argument("--detect_thresholds", default="", help="as for run: DETECTOR.CLASS=SCORE,...")
     evaluate_cmd.add_argument("--fusion", default="default",
-                              help="as for run: 'default' (models/fusion.json), 'none' or a fusion model JSON")
+                              help="as for run: 'default' (--model_registry's fusion model, else models/fusion.json), "
+                                   "'none' or a fusion model JSON")
     evaluate_cmd.add_argument("--max_side", type=int, default=512,
                               help="images are stored at this size before scoring, as in a run (default: 512)")
     evaluate_cmd.add_argument("--resize_reducing_gap", type=float, default=ImageConfig.resize_reducing_gap,

@@ -273,7 +273,8 @@ def _declarations() -> list[Declared]:
     add("--model_registry", Role.SHAPES_DETECTION, is_input=True, default="",
         help="JSON file (local or gs://) of extra or overriding detectors, same shape as models/registry.json.")
     add("--fusion", Role.SHAPES_DETECTION, default="default",
-        help="How the human classes decide: 'default' = the registry's fusion model (models/fusion.json: one "
+        help="How the human classes decide: 'default' = the registry's fusion model (--model_registry's "
+             "\"fusion\" entry where it has one, else models/fusion.json: one "
              "calibrated score over the detectors' scores, fitted on labelled photographs) when every "
              "detector it reads is selected, else per-detector thresholds; 'none' = per-detector thresholds; "
              "or the path of a fusion model JSON (python -m pipeline.photo_sets.fit_fusion writes one).")

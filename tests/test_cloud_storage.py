@@ -196,6 +196,28 @@ def test_models_and_registries_from_gcs(gcs, tmp_path):
         read_model(spec)
 
 
+def test_a_registry_on_gcs_names_its_fusion_model_beside_it(gcs):
+    """A --model_registry on gs:// whose fusion entry names a model beside it: that model is the run's default, read
+    through Beam FileSystems and checked against the entry's sha256 (it was never read: the shipped one decided)."""
+    from pipeline.build import models_of
+    from pipeline.detectors.fusion import builtin_fusion
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, RegistryError
+    from pipeline.options import PassOptions
+
+    fitted = (BUILTIN_REGISTRY.parent / "candidate_no_centerface.json").read_bytes()
+    digest = hashlib.sha256(fitted).hexdigest()
+    gcs.blob("fusing/fitted.json").upload_from_string(fitted)
+    gcs.blob("fusing/registry.json").upload_from_string(json.dumps(
+        {"fusion": {"file": "fitted.json", "sha256": digest}, "detectors": []}))
+    flags = [f"--model_registry=gs://{BUCKET}/fusing/registry.json"]
+    [entry] = [m for m in models_of(PassOptions(flags)) if m["name"] == "fusion"]
+    assert (entry["file"], entry["sha256"]) == ("fitted.json", digest) and digest != builtin_fusion().sha256
+    gcs.blob("fusing/fitted.json").upload_from_string(fitted.replace(b"\n", b" \n", 1))
+    refused = f"^gs://{BUCKET}/fusing/registry.json: its fusion entry: fusion model gs://{BUCKET}/fusing/fitted.json"
+    with pytest.raises(RegistryError, match=f"{refused} has sha256"):
+        models_of(PassOptions(flags))
+
+
 class _PreconditionProxy(ThreadingHTTPServer):
     """gcp-storage-emulator ignores ifGenerationMatch; real GCS answers 412 when the object exists.
     This proxy adds exactly that rule in front of the emulator and forwards everything else."""

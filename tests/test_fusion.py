@@ -361,7 +361,108 @@ def test_a_selection_the_default_model_does_not_cover_is_said_once(caplog):
         for _ in range(3):
             assert all(m["name"] != "fusion" for m in build.models_of(old))
     assert [r.getMessage() for r in caplog.records] == [
-        "the default fusion model reads nanodet_person, oidv4_person, not selected: per-detector thresholds decide; "
+        "the default fusion model (fusion.json) reads nanodet_person, oidv4_person, not selected: per-detector "
+        "thresholds decide; --fusion=FILE names a model for this selection (models/README.md)"]
+
+
+FITTED = BUILTIN_REGISTRY.parent / "candidate_no_centerface.json"  # fitted by fit_fusion, reads two default detectors
+
+
+def _registry_naming(folder: Path, file: str, sha256: str) -> Path:
+    """A --model_registry of no detectors of its own whose fusion entry names `file` with `sha256`."""
+    path = folder / "registry.json"
+    path.write_text(json.dumps({"fusion": {"file": file, "sha256": sha256}, "detectors": []}))
+    return path
+
+
+def _fusion_recorded(*flags: str) -> dict | None:
+    """The fusion entry a run with these flags records in its manifest (None: thresholds decide)."""
+    from pipeline.build import models_of
+    from pipeline.options import PassOptions
+
+    return next((m for m in models_of(PassOptions(list(flags))) if m["name"] == "fusion"), None)
+
+
+def test_a_model_registrys_own_fusion_entry_decides_where_fusion_is_not_given(tmp_path):
+    """A --model_registry's "fusion" entry was never read: a user who pointed it at their fitted model got the shipped
+    one without a word. It is the default model now, its file relative to the registry; --fusion still decides."""
+    (tmp_path / "fitted").mkdir()
+    mine = tmp_path / "fitted" / "mine.json"
+    mine.write_bytes(FITTED.read_bytes())
+    digest = hashlib.sha256(mine.read_bytes()).hexdigest()
+    registry = _registry_naming(tmp_path, "fitted/mine.json", digest)
+
+    recorded = _fusion_recorded(f"--model_registry={registry}")
+    assert recorded is not None and (recorded["file"], recorded["sha256"]) == ("mine.json", digest)
+    assert recorded["sha256"] != builtin_fusion().sha256
+    assert recorded["features"] == ["nanodet_person.person", "oidv4_person.person"]
+    assert _fusion_recorded(f"--model_registry={registry}", "--fusion=default")["sha256"] == digest
+    assert _fusion_recorded(f"--model_registry={registry}", "--fusion=none") is None
+    given = _fusion_recorded(f"--model_registry={registry}", f"--fusion={BUILTIN_REGISTRY.parent / 'fusion.json'}")
+    assert given["sha256"] == builtin_fusion().sha256
+    # an absolute file too, and the same choice as evaluate makes it
+    absolute = _registry_naming(tmp_path / "fitted", str(mine), digest)
+    specs = select(load_registry(str(absolute)), "default")
+    assert choose_fusion("default", specs, str(absolute)).sha256 == digest
+    assert choose_fusion("default", specs).sha256 == builtin_fusion().sha256  # no registry: the built-in one
+
+
+def test_a_model_registrys_fusion_entry_naming_another_file_or_sha256_is_refused_at_launch(tmp_path, capsys):
+    """The entry's sha256 is checked as the built-in one's is, and a file it names that is missing is refused: one line
+    at launch, naming the file, nothing written."""
+    from pipeline.cli import main
+
+    mine = tmp_path / "mine.json"
+    mine.write_bytes(FITTED.read_bytes())
+    stale = builtin_fusion().sha256  # the entry edited to the new file, its sha256 left as the shipped one's
+    (tmp_path / "in.tsv").write_text("")
+    base = ["run", f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}"]
+    registry = _registry_naming(tmp_path, "mine.json", stale)
+    actual = hashlib.sha256(mine.read_bytes()).hexdigest()
+    with pytest.raises(RegistryError, match=f"^{re.escape(str(registry))}: its fusion entry: fusion model "
+                                            f"{re.escape(str(mine))} has sha256 {actual}, the registry says {stale}"):
+        _fusion_recorded(f"--model_registry={registry}")
+    assert main([*base, f"--model_registry={registry}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{registry}: its fusion entry: fusion model {mine} has sha256" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    registry = _registry_naming(tmp_path, "missing.json", actual)
+    assert main([*base, f"--model_registry={registry}"]) == 2
+    missing = f"{registry}: its fusion entry: cannot read fusion model {tmp_path / 'missing.json'}"
+    assert missing in capsys.readouterr().err
+    # with --fusion given, the entry is not read
+    assert _fusion_recorded(f"--model_registry={registry}", "--fusion=none") is None
+
+
+def test_a_copy_of_the_builtin_registry_names_the_shipped_fusion_model_wherever_it_lies(tmp_path):
+    """A copy of models/registry.json given as --model_registry works unchanged: its fusion entry, equal to the
+    built-in one, names the shipped model (no fusion.json beside the copy is needed); one whose entry is edited is
+    read as it says."""
+    copy = tmp_path / "registry.json"
+    copy.write_bytes(BUILTIN_REGISTRY.read_bytes())
+    assert _fusion_recorded(f"--model_registry={copy}")["sha256"] == builtin_fusion().sha256
+    data = json.loads(BUILTIN_REGISTRY.read_text())
+    data["fusion"]["sha256"] = data["fusion"]["sha256"].upper()  # the same digest, written in capitals
+    copy.write_text(json.dumps(data))
+    assert _fusion_recorded(f"--model_registry={copy}")["sha256"] == builtin_fusion().sha256
+    (tmp_path / "mine.json").write_bytes(FITTED.read_bytes())
+    data["fusion"].update(file="mine.json", sha256=hashlib.sha256(FITTED.read_bytes()).hexdigest())
+    copy.write_text(json.dumps(data))
+    assert _fusion_recorded(f"--model_registry={copy}")["file"] == "mine.json"
+
+
+def test_a_selection_the_registrys_fusion_model_does_not_cover_is_said_naming_it(tmp_path, caplog):
+    """As with the built-in model: a selection lacking a detector the registry's model reads is decided by thresholds,
+    and the launch says so, naming that model."""
+    from pipeline import build
+
+    (tmp_path / "mine.json").write_bytes(FITTED.read_bytes())
+    registry = _registry_naming(tmp_path, "mine.json", hashlib.sha256(FITTED.read_bytes()).hexdigest())
+    build._WARNED.clear()
+    with caplog.at_level("WARNING", logger="pipeline.build"):
+        assert _fusion_recorded(f"--model_registry={registry}", "--detectors=centerface,nanodet_person") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "the default fusion model (mine.json) reads oidv4_person, not selected: per-detector thresholds decide; "
         "--fusion=FILE names a model for this selection (models/README.md)"]
 
 

@@ -94,6 +94,23 @@ def test_a_measurement_is_appended_with_the_figures_evaluate_printed(photo_dir, 
     assert list(entry)[:8] == ["split", "date", "images", "labels", "recall", "keep_rate", "missed", "stored_by"]
 
 
+def test_evaluate_measures_and_records_the_fusion_model_its_registry_names(photo_dir, tmp_path, capsys):
+    """evaluate --model_registry without --fusion decides by the registry's own fusion model, as a run does, and the
+    record names that model (the entry was never read: the built-in one, or thresholds where it does not apply,
+    were measured and recorded in its place)."""
+    model = Path(fusion_file(tmp_path, 20.0, name="fitted.json"))
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"fusion": {"file": "fitted.json",
+                                               "sha256": hashlib.sha256(model.read_bytes()).hexdigest()},
+                                    "detectors": []}))
+    record, out = tmp_path / "r.json", tmp_path / "result.json"
+    assert main(["evaluate", "--detectors=open_nsfw", f"--model_registry={registry}", f"--photos={photo_dir}",
+                 "--split=heldout3", f"--record={record}", f"--json={out}"]) == 0
+    assert "recorded in" in capsys.readouterr().out
+    assert json.loads(out.read_text())["fusion"]["sha256"] == read_fusion(str(model)).sha256
+    assert json.loads(record.read_text())["fusion_sha256"] == read_fusion(str(model)).sha256
+
+
 def test_a_registry_that_only_declares_context_classes_is_recorded_by_name_and_sha256(photo_dir, tmp_path, capsys):
     """heldout10's candidate scores five context classes through a registry of built-in entries with
     `context_columns` added: its decision is measured with those very detectors, so it may be recorded, and the

@@ -491,6 +491,9 @@ def test_an_entrys_description_of_another_type_is_refused_naming_the_field(tmp_p
     ({"fusion": {"file": "fusion.json"}}, "fusion needs sha256"),
     ({"fusion": {"file": "fusion.json", "sha256": "0" * 64, "provenance": 5}}, "fusion.provenance must be a text"),
     ({"fusion": {"file": "fusion.json", "sha256": "0" * 64, "notes": ""}}, r"fusion: unknown key\(s\) 'notes'"),
+    # an empty entry named no model and the built-in one decided; a sha256 no file can have refused only at the read
+    ({"fusion": {}}, "fusion needs file and sha256"),
+    ({"fusion": {"file": "fusion.json", "sha256": "0b8cd8ed"}}, "fusion.sha256 must be 64 hex digits"),
 ])
 def test_a_registrys_own_keys_of_another_type_or_unknown_are_refused_naming_the_field(tmp_path, registry, message):
     path = tmp_path / "registry.json"

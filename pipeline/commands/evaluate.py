@@ -60,7 +60,7 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
             return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
-    fusion = choose_fusion(args.fusion, specs)
+    fusion = choose_fusion(args.fusion, specs, args.model_registry or "")
     check_overrides(fusion, specs, [item.split("=", 1)[0].strip() for item in args.detect_thresholds.split(",")])
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:

@@ -51,13 +51,13 @@ from pipeline.detectors.registry import (
     BUILTIN_REGISTRY,
     DetectorSpec,
     RegistryError,
+    fusion_entry,
     json_text,
     read_json_bytes,
     read_registry,
     resolve_file,
     unique_keys,
 )
-from pipeline.io.file_reads import read_bytes
 
 # Scores are clipped before the logit: a detector's 0.0 ("nothing at all") and 1.0 would otherwise be
 # infinite, and one of them would outvote every other detector however large the others' weights.
@@ -416,19 +416,37 @@ def figures_that_apply(fusion: Fusion, specs: Sequence[DetectorSpec]) -> list[di
 
 def builtin_fusion() -> Fusion | None:
     """The fusion model `models/registry.json` names ("fusion": {"file", "sha256"}), if it names one."""
-    entry = json.loads(read_bytes(str(BUILTIN_REGISTRY))).get("fusion")
+    entry = fusion_entry(str(BUILTIN_REGISTRY))
     if not entry:
         return None
-    return read_fusion(resolve_file(str(entry["file"]), str(BUILTIN_REGISTRY)), str(entry["sha256"]))
+    return read_fusion(resolve_file(entry["file"], str(BUILTIN_REGISTRY)), entry["sha256"])
 
 
-def choose_fusion(choice: str, specs: list[DetectorSpec]) -> Fusion | None:
-    """--fusion: 'none'; 'default' = the built-in model when every detector it reads is selected
-    (with fewer detectors the per-detector thresholds decide, as before fusion existed); or a path."""
+def registry_fusion(registry: str = "") -> Fusion | None:
+    """The default fusion model: the one `registry` (--model_registry) names, where its "fusion" entry names one, else
+    the built-in registry's. The entry's file is relative to the registry file, absolute or gs://, and its sha256 is
+    checked as the built-in one's is (a user who pointed it at their fitted model got the shipped one without a word:
+    it was never read). An entry equal to the built-in one (its file and sha256 as written: a copy of
+    models/registry.json, wherever it lies) names the shipped model, read from models/ as before."""
+    entry = fusion_entry(registry) if registry else None
+    builtin = fusion_entry(str(BUILTIN_REGISTRY))
+    if entry is None or (builtin is not None and (entry["file"], entry["sha256"].lower())
+                         == (builtin["file"], builtin["sha256"].lower())):
+        return builtin_fusion()
+    try:
+        return read_fusion(resolve_file(entry["file"], registry), entry["sha256"])
+    except RegistryError as err:  # named as the registry's: the file was named there, not on the command line
+        raise RegistryError(f"{registry}: its fusion entry: {err}") from None
+
+
+def choose_fusion(choice: str, specs: list[DetectorSpec], registry: str = "") -> Fusion | None:
+    """--fusion: 'none'; 'default' = the registry's model (`registry_fusion`: --model_registry's own, else the
+    built-in one) when every detector it reads is selected (with fewer detectors the per-detector thresholds decide,
+    as before fusion existed); or a path."""
     if choice == "none" or not specs:
         return None
     if choice in ("", "default"):
-        fusion = builtin_fusion()
+        fusion = registry_fusion(registry)
         selected = {spec.name for spec in specs}
         return fusion if fusion is not None and fusion.detectors <= selected else None
     return read_fusion(choice)

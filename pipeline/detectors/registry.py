@@ -369,7 +369,7 @@ def json_text(data: bytes, where: str) -> str:
 
 
 # A registry's own keys beside its entries: a description (a text, or a list of texts for lines), and the fusion model
-# the built-in registry names.
+# it names (the built-in one's, or a --model_registry's own, which decides where --fusion is not given).
 REGISTRY_KEYS = frozenset({"_comment", "detectors", "fusion"})
 FUSION_ENTRY_KEYS = frozenset({"file", "sha256", "provenance"})
 
@@ -384,19 +384,29 @@ def _registry_problems(data: dict[str, Any]) -> list[str]:
                         f"{', '.join(sorted(REGISTRY_KEYS))}")
     if "_comment" in data and not is_text_or_lines(data["_comment"]):
         problems.append(f"_comment must be a text or a list of texts, not {type(data['_comment']).__name__}")
-    fusion = data.get("fusion", {})
+    if "fusion" in data:
+        problems += _fusion_entry_problems(data["fusion"])
+    return problems
+
+
+def _fusion_entry_problems(fusion: Any) -> list[str]:
+    """The registry's "fusion" entry, of its shape: an empty one is refused too (it named no model, and the built-in
+    one decided: leave the entry out for that, or pass --fusion=none for per-detector thresholds)."""
     if not isinstance(fusion, dict):
-        problems.append(f'fusion must be an object {{"file", "sha256"}}, not {type(fusion).__name__}')
-    elif fusion:
-        strays = sorted(set(fusion) - FUSION_ENTRY_KEYS)
-        if strays:
-            problems.append(f"fusion: unknown key(s) {', '.join(repr(key[:40]) for key in strays[:5])}; it holds "
-                            f"{', '.join(sorted(FUSION_ENTRY_KEYS))}")
-        missing = sorted({"file", "sha256"} - set(fusion))
-        if missing:
-            problems.append(f"fusion needs {' and '.join(missing)}")
-        problems += [f"fusion.{key} must be a text, not {type(fusion[key]).__name__}"
-                     for key in sorted(FUSION_ENTRY_KEYS) if key in fusion and not isinstance(fusion[key], str)]
+        return [f'fusion must be an object {{"file", "sha256"}}, not {type(fusion).__name__}']
+    problems = []
+    strays = sorted(set(fusion) - FUSION_ENTRY_KEYS)
+    if strays:
+        problems.append(f"fusion: unknown key(s) {', '.join(repr(key[:40]) for key in strays[:5])}; it holds "
+                        f"{', '.join(sorted(FUSION_ENTRY_KEYS))}")
+    missing = sorted({"file", "sha256"} - set(fusion))
+    if missing:
+        problems.append(f"fusion needs {' and '.join(missing)}")
+    problems += [f"fusion.{key} must be a text, not {type(fusion[key]).__name__}"
+                 for key in sorted(FUSION_ENTRY_KEYS) if key in fusion and not isinstance(fusion[key], str)]
+    digest = fusion.get("sha256")
+    if isinstance(digest, str) and not (len(digest) == 64 and all(c in "0123456789abcdefABCDEF" for c in digest)):
+        problems.append("fusion.sha256 must be 64 hex digits")
     return problems
 
 
@@ -404,8 +414,9 @@ def read_registry(path: str) -> dict[str, DetectorSpec]:
     return _read_registry(path)[0]
 
 
-def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
-    """The registry's detectors by name, and the names of those whose entry says "default" itself."""
+def _registry_data(path: str) -> dict[str, Any]:
+    """The registry file's JSON, checked as a whole (not yet its entries): an object of a "detectors" list of
+    objects, its own keys of their shapes."""
     text = json_text(read_json_bytes(path, "registry"), path)
     try:
         data = json.loads(text, object_pairs_hook=unique_keys)
@@ -416,6 +427,18 @@ def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
         raise RegistryError(f'{path}: a registry is an object whose "detectors" is a list of objects')
     if problems := _registry_problems(data):
         raise RegistryError(f"{path}: " + "; ".join(problems))
+    return data
+
+
+def fusion_entry(path: str) -> dict[str, str] | None:
+    """The registry's "fusion" entry ({"file", "sha256"}, and its provenance), or None where it names none."""
+    return _registry_data(path).get("fusion") or None
+
+
+def _read_registry(path: str) -> tuple[dict[str, DetectorSpec], frozenset[str]]:
+    """The registry's detectors by name, and the names of those whose entry says "default" itself."""
+    data = _registry_data(path)
+    entries = data.get("detectors", [])
     specs = [_spec(entry, path) for entry in entries]
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
