@@ -10,7 +10,7 @@ locals {
   # What the launcher runs: the first release when none is published under the data bucket, then each month a
   # refresh of the newest (releases/YYYY-MM, the launch month). Every flag is one `pass-pipeline refresh` takes
   # (tests/test_terraform.py runs these against the refresh's own parser).
-  refresh_args = [
+  refresh_flags = [
     "refresh",
     "--previous=latest",
     "--input=${var.input_pattern}",
@@ -30,6 +30,9 @@ locals {
     "--max_num_workers=${var.max_workers}",
     "--require_gpu",
   ]
+  # The takedown list, given each month (a refresh inherits it anyway): without it the schedule's first release, made
+  # when the data bucket holds none, would name no takedown list, and nor would any release built on it.
+  refresh_args = concat(local.refresh_flags, var.takedown_list == "" ? [] : ["--blocklist=${var.takedown_list}"])
 }
 
 resource "google_cloud_run_v2_job" "refresh" {

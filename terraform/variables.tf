@@ -82,3 +82,14 @@ variable "launcher_memory" {
   type        = string
   default     = "8Gi"
 }
+
+variable "takedown_list" {
+  description = "gs:// path of the takedown list every scheduled refresh applies (--blocklist; README, Releases and the monthly refresh), e.g. gs://DATA/takedowns.txt; it must exist before the schedule first runs. Empty: none is given (a refresh still applies the one its previous release names)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.takedown_list == "" || startswith(var.takedown_list, "gs://")
+    error_message = "Give the takedown list as a gs:// path (the launcher runs on Cloud Run), or leave it empty."
+  }
+}

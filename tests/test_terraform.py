@@ -116,7 +116,10 @@ def test_the_launcher_job_runs_a_refresh_that_waits_for_its_dataflow_job():
     container = task["containers"][0]
     assert container["image"] == "${local.image}" and container["command"] == ["pass-pipeline"]
     assert container["args"] == "${local.refresh_args}"
-    args = [applied(arg) for arg in locals_()["refresh_args"]]
+    declared = locals_()
+    assert declared["refresh_args"] == ('${concat(local.refresh_flags, var.takedown_list == "" ? [] : '
+                                        '["--blocklist=${var.takedown_list}"])}')
+    args = [applied(arg) for arg in declared["refresh_flags"]] + ["--blocklist=gs://pass-p-data/takedowns.txt"]
     assert args[0] == "refresh" and "--previous=latest" in args and "--runner=DataflowRunner" in args
     assert "--output=gs://pass-p-data" in args and "--require_gpu" in args
     assert "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" in args
