@@ -19,6 +19,7 @@ from pipeline.records import id_number
 DECISIONS = ("accept", "reject_human", "reject_other")
 
 _NO_SHA256 = bytes(32)
+_SLICE = 1 << 16  # pairs of rows compared at once by `conflict`
 
 
 class Decision(NamedTuple):
@@ -58,19 +59,31 @@ class DecisionTable:
 
 
 class DecisionTableBuilder:
-    """A `DecisionTable` of decisions added one at a time, the later of two for one photo id winning."""
+    """A `DecisionTable` of decisions added one at a time, the later of two for one photo id winning. With `lines`,
+    the line of each row is kept too (4 bytes a row) for `conflict`, which finds what `detect.parse_decisions` refuses
+    as it reads a row: a photo decided otherwise than an earlier row for it decided it."""
 
-    def __init__(self) -> None:
+    def __init__(self, lines: bool = False) -> None:
         self._ids = array("Q")
         self._verdicts, self._sha256, self._signed = bytearray(), bytearray(), bytearray()
         self._notes: dict[int, str] = {}
         self._others: dict[str, Decision] = {}
+        self._lines = array("I") if lines else None  # by row
+        self._other_lines: dict[str, int] = {}  # the first line of an id no number, with `lines`
+        self._other_conflict: tuple[int, str, int] | None = None
 
-    def add(self, photo_id: str, verdict: int, note: str, sha256: str) -> None:
-        """The decision DECISIONS[verdict] (note, sha256 hex or "") for the photo `photo_id`."""
+    def add(self, photo_id: str, verdict: int, note: str, sha256: str, line: int = 0) -> None:
+        """The decision DECISIONS[verdict] (note, sha256 hex or "") for the photo `photo_id`, read on `line`."""
         number = id_number(photo_id)
         if number is None:
-            self._others[photo_id] = Decision(DECISIONS[verdict], note, sha256)
+            decided = Decision(DECISIONS[verdict], note, sha256)
+            if self._lines is not None:
+                earlier = self._others.get(photo_id)
+                if earlier is None:
+                    self._other_lines[photo_id] = line
+                elif (earlier.verdict, earlier.sha256) != (decided.verdict, sha256) and self._other_conflict is None:
+                    self._other_conflict = (line, photo_id, self._other_lines[photo_id])
+            self._others[photo_id] = decided
             return
         row = len(self._ids)
         self._ids.append(number)
@@ -79,6 +92,38 @@ class DecisionTableBuilder:
         self._sha256 += bytes.fromhex(sha256) if sha256 else _NO_SHA256
         if note:
             self._notes[row] = note
+        if self._lines is not None:
+            self._lines.append(line)
+
+    def conflict(self) -> tuple[int, str, int] | None:
+        """(its line, its photo id, the line of the photo's first row) of the first row added (with `lines`) that
+        decides a photo otherwise (another verdict, another image's sha256 or none) than the row before it for the
+        photo did; None if no row does. Found in the rows sorted by id, a slice of them at a time."""
+        assert self._lines is not None, "a builder made without lines"
+        found = self._other_conflict
+        ids = np.frombuffer(self._ids, dtype=np.uint64) if self._ids else np.zeros(0, dtype=np.uint64)
+        order = np.argsort(ids, kind="stable")  # each id's rows in the order added
+        ordered = ids[order]
+        verdicts = np.frombuffer(self._verdicts, dtype=np.uint8)
+        signed = np.frombuffer(self._signed, dtype=np.uint8)
+        sha256 = np.frombuffer(self._sha256, dtype=np.uint8).reshape(-1, 32)
+        first = None
+        for start in range(0, max(len(ordered) - 1, 0), _SLICE):
+            end = min(start + _SLICE, len(ordered) - 1)  # rows start..end-1, each with the row after it
+            pairs = np.flatnonzero(ordered[start + 1:end + 1] == ordered[start:end]) + start
+            earlier, later = order[pairs], order[pairs + 1]
+            differ = (verdicts[earlier] != verdicts[later]) | (signed[earlier] != signed[later]) \
+                | (sha256[earlier] != sha256[later]).any(axis=1)
+            if differ.any():
+                row = int(later[differ].min())
+                first = row if first is None else min(first, row)
+        if first is not None:
+            number = ids[first]
+            line = self._lines[first]
+            if found is None or line < found[0]:
+                found = (line, str(int(number)),
+                         self._lines[int(order[np.searchsorted(ordered, number, side="left")])])
+        return found
 
     def table(self) -> DecisionTable:
         ids = np.frombuffer(self._ids, dtype=np.uint64) if self._ids else np.zeros(0, dtype=np.uint64)

@@ -75,7 +75,7 @@ def atomic_file(path: str) -> Iterator[AtomicFile]:
         hashing = _HashingWriter(handle)
         written = AtomicFile(hashing)  # type: ignore[arg-type]  # a binary writer, as the writers need
         yield written
-    _rename_into_place(temporary, path)
+    rename_into_place(temporary, path)
     written.entry = {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
 
 
@@ -86,7 +86,8 @@ def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, 
     return written.entry
 
 
-def _rename_into_place(temporary: str, path: str) -> None:
+def rename_into_place(temporary: str, path: str) -> None:
+    """`temporary` renamed to `path`, over a file already there."""
     try:
         # Over the old file, not after deleting it: a kill between a delete and the rename would leave
         # no file at all. Local disk renames over a file in one step (POSIX rename); GCS's rename is a

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from pipeline.io.files import HashingReader, open_reader, read_bytes, write_atomically
+from pipeline.io.files import HashingReader, open_reader, read_bytes, rename_into_place, write_atomically
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,26 @@ def stage_copy(name: str, raw: bytes, folder: str, suffix: str = ".txt") -> Stag
     path = FileSystems.join(folder, f"{digest}{suffix}")
     write_atomically(path, lambda handle: handle.write(raw))
     return StagedCopy(name, path, digest)
+
+
+def stage_chunks(name: str, chunks: Iterable[bytes], folder: str, check: Callable[[StagedCopy], None],
+                 suffix: str = ".txt") -> StagedCopy:
+    """`stage_copy` of a file given a chunk at a time (never whole in memory), `check`ed as the copy it wrote, read
+    back (`StagedCopy.reading`), before it is named by its sha256: an error from the chunks or the check leaves nothing
+    staged."""
+    temporary = FileSystems.join(folder, f"{uuid.uuid4().hex}.tmp{suffix}")
+    digest = hashlib.sha256()
+    try:
+        with FileSystems.create(temporary, mime_type="application/octet-stream",
+                                compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                digest.update(chunk)
+        check(StagedCopy(name, temporary, digest.hexdigest()))
+        path = FileSystems.join(folder, f"{digest.hexdigest()}{suffix}")
+        rename_into_place(temporary, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            FileSystems.delete([temporary])
+        raise
+    return StagedCopy(name, path, digest.hexdigest())

@@ -19,6 +19,7 @@ as with every view scored, and a photo so rejected carries only the scores that 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import functools
@@ -28,7 +29,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import Any, BinaryIO, NamedTuple, TextIO
 
 import apache_beam as beam
 import onnxruntime as ort
@@ -50,9 +51,9 @@ from pipeline.detectors.handler import (
 )
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.bounded_lines import BoundedRecordLines, StreamLines, TextLines
-from pipeline.io.files import read_bytes
+from pipeline.io.files import open_reader, read_bytes
 from pipeline.io.sinks import csv_text
-from pipeline.io.staged_copy import StagedCopy, stage_copy
+from pipeline.io.staged_copy import StagedCopy, stage_chunks
 from pipeline.io.work_cache import WriteEntries, split_by_cache
 from pipeline.records import SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.stage import KEPT as KEPT_TAG
@@ -113,14 +114,26 @@ def decided_sha256(cell: str, where: str) -> str:
     return value
 
 
-def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool = False) -> dict[str, Decision]:
-    """{photo id: Decision} from a decisions CSV's text (photo_id, decision, note[, sha256]): ids canonical, a note
-    as the reviewer wrote it (the store writes one that looks like a formula as '=...). A row with an empty
-    decision (a photo not looked at yet) is skipped when `skip_undecided`, else refused; `where(line)` names a row in
-    errors. The one reading of the page's and template's files (`review apply`) and of the store (a run)."""
+class DecidedRow(NamedTuple):
+    """A decisions file's row, read and checked (`decided_rows`)."""
+    line: int  # the line it starts on
+    photo_id: str  # canonical
+    verdict: int  # its place in DECISIONS
+    note: str
+    sha256: str
+
+
+def decided_rows(text: TextLines, where: Callable[[int], str], length: int | None,
+                 skip_undecided: bool = False) -> Iterator[DecidedRow]:
+    """The rows of a decisions CSV's text (photo_id, decision, note[, sha256]), each checked by itself, ids canonical,
+    a note as the reviewer wrote it (the store writes one that looks like a formula as '=...); `where(line)` names a row
+    in errors. The text is a str's (`TextLines`) or a stream's (`StreamLines`: a MiB of it held at once); `length`, its
+    characters, bounds its rows (None: no bound, a copy the launch checked). A row with an empty decision (a photo not
+    looked at yet) is skipped when `skip_undecided`, else refused. The one reading of a decisions file: the page's and
+    template's (`review apply`), the store at launch and on a worker."""
     # strict: not strict, the reader took an unterminated quote to the end of the file (a hand-edited note opening a
     # quote hid every later row in it, reject_human included, unsaid) and glued text after a closing quote on
-    lines = BoundedRecordLines(TextLines(text), MAX_DECISION_LINE, _too_long(where))
+    lines = BoundedRecordLines(text, MAX_DECISION_LINE, _too_long(where))
     reader = csv.reader(lines, strict=True)
     header = _csv_rows(reader, lambda: next(reader, None), where, lines)
     if header is None:  # named the line past its end, "no photo_id or decision column (its header: )"
@@ -128,37 +141,74 @@ def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool
     check_decision_columns(header, where(lines.first))
     lines.next_record()
     cell = _cells(header)
-    decisions: dict[str, Decision] = {}
-    most = max(DECISION_ROW_FLOOR, len(text) // DECISION_ROW_BYTES)
+    most = -1 if length is None else max(DECISION_ROW_FLOOR, length // DECISION_ROW_BYTES)
     columns = len(header)
     for count, (line, row) in enumerate(_numbered_rows(reader, lines, where)):
         if count == most:  # every row the reader gives (not a blank line, which it skips): each costs time or memory
-            raise ValueError(f"{where(line)}: over {most:,} rows, more than a decisions file of {len(text):,} "
+            raise ValueError(f"{where(line)}: over {most:,} rows, more than a decisions file of {length:,} "
                              f"characters holds (a row as review/ writes it takes over {DECISION_ROW_BYTES} bytes, "
                              f"its image's sha256; {DECISION_ROW_FLOOR:,} in any file); read no further")
-        # Cells past the header's were dropped unsaid: a note cut at an unquoted comma, an image's sha256 under a
-        # header without the column (the acceptance then held for any image).
-        if any(value.strip() for value in row[columns:]):
-            raise ValueError(f"{where(line)}: {len(row)} cells, more than the {columns} columns its header names (a "
-                             "value holding a comma is quoted)")
         decision = cell(row, "decision").strip()
-        if not decision and skip_undecided:
-            continue
-        if decision not in DECISIONS:
-            raise ValueError(f"{where(line)}: decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-        photo_id = decided_photo_id(cell(row, "photo_id"), where(line))
+        try:  # the row's place made into a string only for an error (two a row were ~10% of the time)
+            # Cells past the header's were dropped unsaid: a note cut at an unquoted comma, an image's sha256 under a
+            # header without the column (the acceptance then held for any image).
+            if len(row) > columns and any(value.strip() for value in row[columns:]):
+                raise ValueError(f": {len(row)} cells, more than the {columns} columns its header names (a value "
+                                 "holding a comma is quoted)")
+            if not decision and skip_undecided:
+                continue
+            if decision not in DECISIONS:
+                raise ValueError(f": decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+            decided = DecidedRow(line, decided_photo_id(cell(row, "photo_id"), ""), DECISIONS.index(decision),
+                                 csv_text(cell(row, "note").strip()), decided_sha256(cell(row, "sha256"), ""))
+        except ValueError as err:
+            raise ValueError(f"{where(line)}{err}") from None
+        yield decided
+
+
+def parse_decisions(text: str, where: Callable[[int], str], skip_undecided: bool = False) -> dict[str, Decision]:
+    """{photo id: Decision} from a decisions CSV's text, its rows read and checked by `decided_rows`, a photo decided
+    otherwise by two rows refused."""
+    decisions: dict[str, Decision] = {}
+    for row in decided_rows(TextLines(text), where, len(text), skip_undecided):
         # the verdict as the one string of DECISIONS, not a copy a row (~60 bytes each, as much as the row's id)
-        decided = Decision(DECISIONS[DECISIONS.index(decision)], csv_text(cell(row, "note").strip()),
-                           decided_sha256(cell(row, "sha256"), where(line)))
+        decided = Decision(DECISIONS[row.verdict], row.note, row.sha256)
         # Two files joined, or a row copied in a spreadsheet: `05,reject_human` then `5,accept` kept the person, the
         # later row winning without a word. The same decision of the same image twice is harmless (the later note
         # stands); two others are the reviewer's call.
-        earlier = decisions.get(photo_id)
+        earlier = decisions.get(row.photo_id)
         if earlier is not None and (earlier.verdict, earlier.sha256) != (decided.verdict, decided.sha256):
-            raise ValueError(f"{where(line)}: photo {photo_id} is decided otherwise at "
-                             f"{where(_first_line_deciding(text, photo_id))}; keep one row per photo")
-        decisions[photo_id] = decided
+            raise ValueError(_decided_otherwise(where, row.line, row.photo_id,
+                                                _first_line_deciding(text, row.photo_id)))
+        decisions[row.photo_id] = decided
     return decisions
+
+
+def _decided_otherwise(where: Callable[[int], str], line: int, photo_id: str, first: int) -> str:
+    return f"{where(line)}: photo {photo_id} is decided otherwise at {where(first)}; keep one row per photo"
+
+
+def check_decisions(text: TextLines, where: Callable[[int], str], length: int, notes: bool = True
+                    ) -> DecisionTableBuilder:
+    """`parse_decisions` of a text read as it comes (`StreamLines`): its decisions added to a compact table, not a
+    dict (~50 bytes a row with the line it is on, not ~400 with the text), and the same first refusal, with the
+    same line: a photo decided otherwise by two rows is found in the table once the rows are read, or before a later
+    row's refusal is said. `notes`: kept in the table (the launch checks the store, and keeps no note)."""
+    table = DecisionTableBuilder(lines=True)
+    try:
+        for row in decided_rows(text, where, length):
+            table.add(row.photo_id, row.verdict, row.note if notes else "", row.sha256, row.line)
+    except ValueError:
+        _refuse_conflict(table, where)
+        raise
+    _refuse_conflict(table, where)
+    return table
+
+
+def _refuse_conflict(table: DecisionTableBuilder, where: Callable[[int], str]) -> None:
+    conflict = table.conflict()
+    if conflict is not None:
+        raise ValueError(_decided_otherwise(where, *conflict)) from None
 
 
 def _first_line_deciding(text: str, photo_id: str) -> int:
@@ -273,16 +323,77 @@ def read_decisions(path: str | None) -> dict[str, Decision]:
 Decisions = dict[str, Decision] | StagedCopy
 
 
-def stage_decisions(path: str | None, folder: str) -> Decisions:
+def stage_decisions(path: str | None, folder: str, chunk: int = 1 << 20) -> Decisions:
     """The decisions store (--review_decisions) read and checked once at launch (a malformed store fails the job
     before any worker starts) and copied under `folder` for the workers (`io/staged_copy.py`): pickled into each
     detector's handler and the decision step, 100,000 decisions were 416 kB a step, several steps a Detect stage
-    and two Detect stages in a refresh."""
+    and two Detect stages in a refresh. Copied a MiB at a time, then the copy checked as it is read back: read whole,
+    1.44 million decisions were their bytes, their text and a dict (~584 MiB at launch); refused as `read_decisions`
+    refuses the store, nothing staged then. `chunk`: the bytes, and then the characters, read at a time."""
     if not path:
         return {}
-    raw = decisions_bytes(path)
-    parse_decisions(text_of_decisions(raw, path), lambda line: f"{path}:{line}")
-    return stage_copy(path, raw, folder, suffix=".csv")
+    text = DecisionsText(path)
+
+    def check(copy: StagedCopy) -> None:
+        text.refuse(copy.path)
+        with copy.reading() as raw:
+            check_decisions(StreamLines(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), chunk),
+                            lambda line: f"{path}:{line}", text.characters, notes=False)
+
+    with open_reader(path) as handle:
+        return stage_chunks(path, text.chunks(handle, chunk), folder, check, suffix=".csv")
+
+
+class DecisionsText:
+    """A decisions file's bytes a MiB at a time (`chunks`), refused (`refuse`) as `decisions_text` refuses them whole
+    (over `MAX_DECISIONS_BYTES`, read no further; not UTF-8, the same line and byte named), and the characters of its
+    text counted (`characters`: `decided_rows` bounds its rows by them), none of it kept."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._head: bytes | None = b""  # the first bytes, until there are three: a byte order mark or not
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._decoded = 0  # the bytes given to the decoder (the text's, past a byte order mark)
+        self.characters = 0
+        self._bad: int | None = None  # where the text is no UTF-8, as text_of_decisions names it
+
+    def chunks(self, handle: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+        """The file's bytes (`handle`'s) `size` at a time; ValueError once they pass `MAX_DECISIONS_BYTES`."""
+        read = 0
+        while chunk := handle.read(size):
+            read += len(chunk)
+            if read > MAX_DECISIONS_BYTES:
+                raise ValueError(f"{self._path}: over {MAX_DECISIONS_BYTES:,} bytes, more than any decisions file or "
+                                 "store holds; read no further")
+            self._decode(chunk)
+            yield chunk
+        self._decode(b"", final=True)
+
+    def _decode(self, chunk: bytes, final: bool = False) -> None:
+        if self._bad is not None:
+            return
+        if self._head is not None:  # decoded from the fourth byte on when the first three are a byte order mark
+            self._head += chunk
+            if len(self._head) < 3 and not final:
+                return
+            chunk, self._head = self._head.removeprefix(codecs.BOM_UTF8), None
+        held = len(self._decoder.getstate()[0])  # the bytes of a character cut at the last chunk's end
+        try:
+            self.characters += len(self._decoder.decode(chunk, final))
+        except UnicodeDecodeError as err:
+            self._bad = self._decoded - held + err.start  # as str.decode("utf-8-sig") names it: past the mark
+        self._decoded += len(chunk)
+
+    def refuse(self, path: str) -> None:
+        """ValueError if the text is no UTF-8, naming the line and byte `text_of_decisions` names (its line counted
+        in `path`, the bytes read: the file or its copy)."""
+        if self._bad is None:
+            return
+        newlines, left = 0, self._bad
+        with open_reader(path) as raw:
+            while left and (chunk := raw.read(min(left, 1 << 20))):
+                newlines, left = newlines + chunk.count(b"\n"), left - len(chunk)
+        raise ValueError(f"{self._path}:{newlines + 1}: not UTF-8 text (byte {self._bad}); save it as CSV UTF-8")
 
 
 @functools.lru_cache(maxsize=4)
@@ -299,22 +410,9 @@ def decision_table(text: TextIO, name: str) -> DecisionTable:
     def where(line: int) -> str:
         return f"{name}:{line}"
 
-    lines = BoundedRecordLines(StreamLines(text), MAX_DECISION_LINE, _too_long(where))
-    reader = csv.reader(lines, strict=True)
-    header = _csv_rows(reader, lambda: next(reader, None), where, lines)
-    check_decision_columns(header, where(lines.first))
-    lines.next_record()
-    cell = _cells(header)
     table = DecisionTableBuilder()
-    for line, row in _numbered_rows(reader, lines, where):
-        decision = cell(row, "decision").strip()
-        try:  # the row's place made into a string only for an error (two a row were ~10% of the time)
-            if decision not in DECISIONS:
-                raise ValueError(f": decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
-            table.add(decided_photo_id(cell(row, "photo_id"), ""), DECISIONS.index(decision),
-                      csv_text(cell(row, "note").strip()), decided_sha256(cell(row, "sha256"), ""))
-        except ValueError as err:
-            raise ValueError(f"{where(line)}{err}") from None
+    for row in decided_rows(StreamLines(text), where, None):
+        table.add(row.photo_id, row.verdict, row.note, row.sha256)
     return table.table()
 
 
