@@ -9,7 +9,9 @@ Per row: the verdict as its place in `DECISIONS` (one byte), the sha256 of the i
 
 from __future__ import annotations
 
+import heapq
 from array import array
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +48,18 @@ class DecisionTable:
     def __contains__(self, photo_id: object) -> bool:
         return self.get(photo_id) is not None
 
+    def items(self) -> Iterator[tuple[str, Decision]]:
+        """(photo id, Decision) of every photo decided, by the number its id spells, smallest first."""
+        numbers = ((str(number), self._decision(row)) for start in range(0, len(self._ids), _SLICE)
+                   for number, row in zip(self._ids[start:start + _SLICE].tolist(),
+                                          self._rows[start:start + _SLICE].tolist(), strict=True))
+        return heapq.merge(numbers, sorted(self._others.items(), key=lambda item: int(item[0])),
+                           key=lambda item: int(item[0]))
+
+    def _decision(self, row: int) -> Decision:
+        sha256 = self._sha256[32 * row:32 * row + 32].hex() if self._signed[row] else ""
+        return Decision(DECISIONS[self._verdicts[row]], self._notes.get(row, ""), sha256)
+
     def get(self, photo_id: object, default: Decision | None = None) -> Decision | None:
         number = id_number(photo_id)
         if number is None:
@@ -53,9 +67,7 @@ class DecisionTable:
         at = int(np.searchsorted(self._ids, np.uint64(number)))  # an int64 past 2**53 is compared as a float
         if at == len(self._ids) or int(self._ids[at]) != number:
             return default
-        row = int(self._rows[at])
-        sha256 = self._sha256[32 * row:32 * row + 32].hex() if self._signed[row] else ""
-        return Decision(DECISIONS[self._verdicts[row]], self._notes.get(row, ""), sha256)
+        return self._decision(int(self._rows[at]))
 
 
 class DecisionTableBuilder:

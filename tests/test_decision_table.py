@@ -48,7 +48,7 @@ def test_a_worker_s_table_answers_as_the_launcher_s_dict_for_every_id(text, othe
         oracle = parse_decisions(text.removeprefix("\ufeff"), str)
         detect._staged_decisions.cache_clear()
         table = detect._staged_decisions(stage_decisions(str(store), folder))
-    assert len(table) == len(oracle)
+    assert len(table) == len(oracle) and list(table.items()) == sorted(oracle.items(), key=lambda item: int(item[0]))
     for photo_id in [*oracle, *others, *(f"0{photo_id}" for photo_id in oracle)]:
         assert table.get(photo_id) == oracle.get(photo_id) and (photo_id in table) == (photo_id in oracle), photo_id
         if photo_id in oracle:

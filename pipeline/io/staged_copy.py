@@ -36,20 +36,26 @@ class StagedCopy:
             raise RuntimeError(self._changed())
         return raw
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[io.BufferedReader]:
+    def reading(self) -> contextlib.AbstractContextManager[io.BufferedReader]:
         """The copy as a stream, read a MiB at a time (never whole in memory); RuntimeError as the block ends if the
         copy no longer holds the bytes the job read at launch, whatever the block raised (it read another file)."""
-        with open_reader(self.path) as handle:
-            hashing = HashingReader(handle)
-            try:
-                yield io.BufferedReader(hashing, 1 << 20)
-            finally:
-                if hashing.finish()[1] != self.sha256:
-                    raise RuntimeError(self._changed())
+        return reading_as_hashed(self.path, self.sha256, lambda: RuntimeError(self._changed()))
 
     def _changed(self) -> str:
         return f"the copy of {self.name} the job made at launch ({self.path}) has changed"
+
+
+@contextlib.contextmanager
+def reading_as_hashed(path: str, sha256: str, changed: Callable[[], Exception]) -> Iterator[io.BufferedReader]:
+    """A file as a stream, read a MiB at a time; `changed()` raised as the block ends if its bytes are not those of
+    the sha256 `sha256` (hashed to the end), whatever the block raised (it read another file)."""
+    with open_reader(path) as handle:
+        hashing = HashingReader(handle)
+        try:
+            yield io.BufferedReader(hashing, 1 << 20)
+        finally:
+            if hashing.finish()[1] != sha256:
+                raise changed()
 
 
 def stage_copy(name: str, raw: bytes, folder: str, suffix: str = ".txt") -> StagedCopy:
