@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline.cli import main
@@ -593,6 +595,84 @@ def test_the_changelog_reads_a_rejections_shard_a_batch_of_rows_at_a_time():
         log, peak = traced_peak(lambda: changelog(previous, release))
     assert log["removed"] == {"blocklist/takedown": ["8"]} and log["unchanged"] == 1
     assert peak < 12 << 20, f"{peak:,} bytes at the peak for {rows:,} rejections"
+
+
+# Ids as a release's shards may hold them: numbers (a few, so that releases share some), other spellings of them
+# (leading zeros, digits of other scripts, which str.isdigit takes and int() reads or refuses), zero, the largest
+# number held as one and the least that is not, ids over 64 bits, digits past int()'s limit, any other text.
+_CHANGELOG_IDS = st.one_of(
+    st.integers(1, 40).map(str),
+    st.integers(0, 40).map(lambda number: f"0{number}"),
+    st.sampled_from(["0", "00", "", "x", " 7", "-7", "\u0663", "\u0667", "0\u0667", "\uff17", "\u00b2", "\u2460",
+                     "9999999999999999999", "09999999999999999999", "10000000000000000000", "18446744073709551615",
+                     "18446744073709551616", "99999999999999999999", "7" * 5000,
+                     "r1/parquet/pass-00000-of-00001.parquet:3"]),
+    st.text(max_size=3),
+)
+
+
+def _changelog_order(ids) -> list[str]:
+    """The changelog's order of ids as its code has given it (`changelog`'s `order`): by the number an id spells
+    (str.isdigit and int()), those that spell none first; two ids of one number in the order of text."""
+    from pipeline.release.refresh import _as_int
+
+    return sorted(set(ids), key=lambda i: (_as_int(i), i))
+
+
+@given(st.lists(_CHANGELOG_IDS))
+def test_the_changelog_orders_a_set_of_ids_as_it_ordered_their_texts(ids):
+    from pipeline.release.id_sets import IdSet
+    from pipeline.release.refresh import _ordered
+
+    assert _ordered(IdSet.of(ids)) == _changelog_order(ids)
+
+
+def test_a_changelog_lists_added_and_removed_ids_in_the_order_it_always_has(tmp_path):
+    """Read from the releases' shards: ids that spell no number, numbers, their other spellings and ids past 64 bits,
+    added and removed, each list in the order the changelog has given them."""
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+
+    odd = ["x", "", "0", "007", "7", "\u0667", "\uff17", "\u00b2", "18446744073709551616", "10000000000000000000",
+           "9999999999999999999", "r1/parquet/pass-00000-of-00001.parquet:3"]
+    previous, release = tmp_path / "releases" / "r1", tmp_path / "releases" / "r2"
+    before = [str(n) for n in range(1, 3000, 3)] + odd[::2]
+    after = [str(n) for n in range(2, 3000, 2)] + [str(2**63 + n) for n in range(5)] + odd[1::2] + ["007"]
+    for where, ids in ((previous, before), (release, after)):
+        (where / "parquet").mkdir(parents=True)
+        pq.write_table(pa.table({"photo_id": ids}), where / "parquet" / "pass-00000-of-00001.parquet")
+    log = changelog(str(previous), str(release))
+    assert log["added"] == _changelog_order(set(after) - set(before))
+    assert log["removed"] == {"unaccounted": _changelog_order(set(before) - set(after))}
+
+
+def test_a_first_refresh_orders_the_ids_it_adds_without_a_key_for_each():
+    """A first refresh adds a whole release: its 1.44 million ids were sorted with a key for each (a tuple and an int,
+    ~100 bytes an id beside the ids themselves: ~140 MB at the changelog's peak). The numbers are in order as held; the
+    peak beyond the list of ids it returns is a fraction of that for 200,000 ids."""
+    import sys
+    import tempfile
+
+    import pyarrow as pa
+
+    from pipeline.release.refresh import changelog
+    from tests.conftest import traced_peak
+
+    rows = 200_000
+    with tempfile.TemporaryDirectory() as folder:
+        previous, release = Path(folder, "releases", "r1"), Path(folder, "releases", "r2")
+        for where in (previous, release):
+            (where / "parquet").mkdir(parents=True)
+        pq.write_table(pa.table({"photo_id": ["1", "2"]}), previous / "parquet" / "pass-00000-of-00001.parquet")
+        ids = [str(5_000_000_000 + 37 * i) for i in range(rows)]
+        for shard in range(8):  # shards of 25,000 ids
+            pq.write_table(pa.table({"photo_id": ids[shard::8]}),
+                           release / "parquet" / f"pass-{shard:05d}-of-00008.parquet")
+        log, peak = traced_peak(lambda: changelog(str(previous), str(release)))
+    assert log["added"] == ids
+    held = sys.getsizeof(log["added"]) + sum(map(sys.getsizeof, log["added"]))  # what the changelog lists
+    assert peak - held < 40 * rows, f"{peak - held:,} bytes at the peak beyond the {held:,} of {rows:,} ids added"
 
 
 def test_a_real_refresh_names_the_reason_the_carried_copies_left_for(first_yfcc_release, tmp_path):
