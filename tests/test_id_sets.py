@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.release.id_sets import IdCount, IdSet
+from pipeline.release.id_sets import IdCount, IdList, IdSet
 
 # Ids as a release's files may give them: numbers (a few, so that sets share some), other spellings of them (leading
 # zeros, spaces, signs), zero, the largest number held as one and the least that is not, ids over 64 bits, digits of
@@ -59,3 +59,19 @@ def test_an_id_past_two_to_the_53_is_found_among_its_neighbours():
     held = counted.ids()
     assert [photo_id in held for photo_id in ids] == [True] * len(ids) and str(2**62) not in held
     assert held.holds_each(ids) == [True] * len(ids)
+
+
+@given(st.lists(_IDS), st.integers(1, 5), st.integers(-8, 8), st.integers(-8, 8))
+def test_an_id_list_is_the_list_of_its_ids(read, size, start, stop):
+    """ATTRIBUTION.csv's ids in the order read, as numbers where they are one: each, any slice and its parts are the
+    list's; counted, they are what the list gives."""
+    ids = IdList(read)
+    assert list(ids) == read and len(ids) == len(read)
+    assert [ids[at] for at in range(-len(read), len(read))] == read + read
+    assert ids[start:stop] == read[start:stop] and ids[start:stop:2] == read[start:stop:2]
+    assert [photo_id for part in ids.parts(size) for photo_id in part] == read
+    assert [len(part) for part in ids.parts(size)] == [len(read[at:at + size]) for at in range(0, len(read), size)]
+    as_list, as_numbers = IdCount(), IdCount()
+    as_list.add_each(read)
+    as_numbers.add_each(ids)
+    assert [sorted(found) for found in as_numbers.counted()] == [sorted(found) for found in as_list.counted()]

@@ -49,7 +49,7 @@ def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title)
                   page_url="https://www.flickr.com/photos/1@N00/7/", license_name="CC BY 2.0",
                   license_url="https://creativecommons.org/licenses/by/2.0/")
     ids, odd, (_, credits) = record_ids("attribution", attribution_csv([attribution_row(photo)]))
-    assert ids == ["7"] and odd == []
+    assert list(ids) == ["7"] and odd == []
     assert credits == _record_credit({name: getattr(photo, name) for name in (
         "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")})
 

@@ -8,10 +8,12 @@ set of text. The ids go in and come out as text: what is said of them is what a 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 import numpy as np
 
@@ -107,6 +109,57 @@ class IdSet:
         return heapq.nsmallest(count, self)
 
 
+class IdList(Sequence[str]):
+    """Photo ids in the order read (ATTRIBUTION.csv's, a release's at once), text in and out, 8 bytes an id that is a
+    number's one spelling: as a list of text 1.44 million ids took ~100 MiB. `numbers`: each id's number, 0 (no id's:
+    '0' spells none) where the id is other text, which `others` holds by its place."""
+
+    __slots__ = ("numbers", "others")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self.numbers = array("Q")
+        self.others: dict[int, str] = {}
+        for photo_id in ids:
+            self.append(photo_id)
+
+    def append(self, photo_id: str) -> None:
+        number = as_number(photo_id)
+        if number is None:
+            self.others[len(self.numbers)] = photo_id
+        self.numbers.append(number or 0)
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @overload
+    def __getitem__(self, at: int) -> str: ...
+
+    @overload
+    def __getitem__(self, at: slice) -> list[str]: ...
+
+    def __getitem__(self, at: int | slice) -> str | list[str]:
+        if isinstance(at, slice):
+            start, stop, step = at.indices(len(self.numbers))
+            return [str(number) if number else self.others[place] for place, number in
+                    zip(range(start, stop, step), self.numbers[start:stop:step].tolist(), strict=True)]
+        number = self.numbers[at]
+        return str(number) if number else self.others[range(len(self.numbers))[at]]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self.numbers), _CHUNK):
+            yield from self[start:start + _CHUNK]
+
+    def parts(self, size: int) -> Iterator[IdList]:
+        """The list `size` ids at a time, each part an `IdList` of its own (places counted from its start)."""
+        places = list(self.others)  # in the order of places: each was added as its id was
+        for start in range(0, len(self.numbers), size):
+            part = IdList()
+            part.numbers = self.numbers[start:start + size]
+            first, last = bisect.bisect_left(places, start), bisect.bisect_left(places, start + size)
+            part.others = {place - start: self.others[place] for place in places[first:last]}
+            yield part
+
+
 class IdCount:
     """Photo ids as they are read, each as many times as it is (8 bytes a number), to tell which are there and which
     more than once (a Counter of text, in a fraction of its memory)."""
@@ -123,6 +176,11 @@ class IdCount:
             self._numbers.append(number)
 
     def add_each(self, ids: Iterable[str]) -> None:
+        if isinstance(ids, IdList):  # its numbers as they are, never made text
+            numbers = np.frombuffer(ids.numbers, dtype=np.uint64)
+            self._numbers.frombytes(numbers[numbers != 0].tobytes() if ids.others else numbers.tobytes())
+            self._others.update(ids.others.values())
+            return
         for photo_id in ids:
             self.add(photo_id)
 

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -24,6 +24,7 @@ from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
+from pipeline.release.id_sets import IdList
 from pipeline.release.json_keys import each_key_once
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
@@ -94,7 +95,7 @@ PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 # bytes a record, one after another in the order of its ids: their images' sha256 (None where the format holds no
 # image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them.
 Facts = tuple[bytes | None, bytes]
-Records = tuple[list[str], list[str], Facts]
+Records = tuple[Sequence[str], list[str], Facts]  # ATTRIBUTION.csv's ids an `IdList`: a release's at once
 DIGEST = 16
 
 
@@ -341,12 +342,13 @@ _ATTRIBUTION_ROW_BYTES = 64
 
 
 def _attribution_records(source: Source, size: int | None = None) -> Records:
-    """(ids, [], the facts of each row: no image, the digest of its credit as written). Decoded as it is read, a line
-    at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8 times the file:
-    ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's first odd
-    record. More rows than one per `_ATTRIBUTION_ROW_BYTES` of its `size` (`ROW_FLOOR` in any file) is the file
-    unreadable: each row's id and digest are kept, ~80 bytes, and a row of `10,,,,,,` takes 9."""
-    ids, odd, credits = [], [], bytearray()
+    """(ids, an `IdList`; [], the facts of each row: no image, the digest of its credit as written). Decoded as it is
+    read, a line at a time: decoding the whole file first held it again as text, at up to 4 bytes a character (5-8
+    times the file: ~10 GB for a 1.4M-photo release's ATTRIBUTION.csv). A header other than the run's is the file's
+    first odd record. More rows than one per `_ATTRIBUTION_ROW_BYTES` of its `size` (`ROW_FLOOR` in any file) is the
+    file unreadable: each row's id and digest are kept, 24 bytes (an id that is no number's one spelling, ~80), and a
+    row of `10,,,,,,` takes 9."""
+    ids, odd, credits = IdList(), [], bytearray()
     stream = _stream(source)
     if size is None:
         size = stream.seek(0, io.SEEK_END)

@@ -41,7 +41,7 @@ import posixpath
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -74,7 +74,7 @@ from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
-from pipeline.release.id_sets import IdCount, IdSet, as_number, first_of_each
+from pipeline.release.id_sets import IdCount, IdList, IdSet, first_of_each
 from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem, printable
 from pipeline.release.record_readers import (
@@ -114,7 +114,7 @@ _MAX_MANIFEST = MAX_MANIFEST_BYTES
 
 class _Digests:
     """The reference format's digest of each photo, `DIGEST` bytes, the first it gave for an id: the ids that are
-    numbers (`as_number`) in a sorted array beside their digests (each file's added as it is read, merged in before
+    numbers (`id_number`) in a sorted array beside their digests (each file's added as it is read, merged in before
     the next lookup), any other id by itself. As a dict of text, 1.44 million photos took ~200 MiB a kind."""
 
     def __init__(self) -> None:
@@ -123,36 +123,28 @@ class _Digests:
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.others: dict[str, bytes] = {}
 
-    def add(self, photo_ids: list[str], blob: bytes) -> None:
+    def add(self, photo_ids: Sequence[str], blob: bytes) -> None:
         for ids, digests in _chunks(photo_ids, blob):
-            numbered, numbers = [], []
-            for index, photo_id in enumerate(ids):
-                number = as_number(photo_id)
-                if number is None:
-                    self.others.setdefault(photo_id, digests[index * DIGEST:(index + 1) * DIGEST])
-                else:
-                    numbered.append(index)
-                    numbers.append(number)
-            self.pending.append((np.array(numbers, dtype=np.uint64), _rows(digests)[numbered]))
+            for place, photo_id in ids.others.items():
+                self.others.setdefault(photo_id, digests[place * DIGEST:(place + 1) * DIGEST])
+            numbers = np.frombuffer(ids.numbers, dtype=np.uint64)
+            numbered = numbers != 0  # 0 is no id's number: the others' place
+            self.pending.append((numbers[numbered], _rows(digests)[numbered]))
 
-    def differing(self, photo_ids: list[str], blob: bytes) -> list[str]:
+    def differing(self, photo_ids: Sequence[str], blob: bytes) -> list[str]:
         """The ids whose digest in `blob` differs from the reference's (one it does not hold differs in nothing)."""
         self._merge()
-        found = []
+        found: list[str] = []
         for ids, digests in _chunks(photo_ids, blob):
-            numbers = [as_number(photo_id) for photo_id in ids]
-            wanted = np.array([number or 0 for number in numbers], dtype=np.uint64)  # 0 is none of the numbers
-            differ = [False] * len(ids)
+            numbers = np.frombuffer(ids.numbers, dtype=np.uint64)
+            differ = np.zeros(len(numbers), dtype=bool)
             if len(self.numbers):
-                at = np.minimum(np.searchsorted(self.numbers, wanted), len(self.numbers) - 1)
-                differ = ((self.numbers[at] == wanted) & (self.digests[at] != _rows(digests)).any(axis=1)).tolist()
-            for index, (photo_id, number) in enumerate(zip(ids, numbers, strict=True)):
-                if number is None:
-                    digest = digests[index * DIGEST:(index + 1) * DIGEST]
-                    if self.others.get(photo_id, digest) != digest:
-                        found.append(photo_id)
-                elif differ[index]:
-                    found.append(photo_id)
+                at = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
+                differ = (self.numbers[at] == numbers) & (self.digests[at] != _rows(digests)).any(axis=1)
+            for place, photo_id in ids.others.items():
+                digest = digests[place * DIGEST:(place + 1) * DIGEST]
+                differ[place] = self.others.get(photo_id, digest) != digest
+            found += [ids[place] for place in np.flatnonzero(differ).tolist()]
         return found
 
     def _merge(self) -> None:
@@ -168,10 +160,11 @@ class _Digests:
 _CHUNK_IDS = 1 << 16
 
 
-def _chunks(photo_ids: list[str], blob: bytes) -> Iterator[tuple[list[str], bytes]]:
-    """A file's ids and their digests, `_CHUNK_IDS` at a time."""
-    for start in range(0, len(photo_ids), _CHUNK_IDS):
-        yield photo_ids[start:start + _CHUNK_IDS], blob[start * DIGEST:(start + _CHUNK_IDS) * DIGEST]
+def _chunks(photo_ids: Sequence[str], blob: bytes) -> Iterator[tuple[IdList, bytes]]:
+    """A file's ids (as numbers where they are: `IdList`) and their digests, `_CHUNK_IDS` at a time."""
+    ids = photo_ids if isinstance(photo_ids, IdList) else IdList(photo_ids)
+    for start, part in zip(range(0, len(ids), _CHUNK_IDS), ids.parts(_CHUNK_IDS), strict=True):
+        yield part, blob[start * DIGEST:(start + _CHUNK_IDS) * DIGEST]
 
 
 def _rows(blob: bytes) -> np.ndarray:
@@ -195,7 +188,7 @@ class _Seen:
     # (format, kind, reference): how many records differ, and the least three of their ids
     differ: dict[tuple[str, str, str], tuple[int, list[str]]] = field(default_factory=dict)
 
-    def add(self, fmt: str, photo_ids: list[str], facts: Facts) -> None:
+    def add(self, fmt: str, photo_ids: Sequence[str], facts: Facts) -> None:
         for what, blob in zip(("image", "credit"), facts, strict=True):
             if blob is None:
                 continue
