@@ -175,6 +175,10 @@ class IdCount:
         else:
             self._numbers.append(number)
 
+    def add_numbers(self, numbers: np.ndarray) -> None:
+        """Ids that are each a number's one spelling, as those numbers."""
+        self._numbers.frombytes(numbers.astype(np.uint64, copy=False).tobytes())
+
     def add_each(self, ids: Iterable[str]) -> None:
         if isinstance(ids, IdList):  # its numbers as they are, never made text
             numbers = np.frombuffer(ids.numbers, dtype=np.uint64)
