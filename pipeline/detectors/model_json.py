@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -41,3 +42,20 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def is_text_or_lines(value: object) -> bool:
     """A _comment's shape: a text, or a list of texts (its lines)."""
     return isinstance(value, str) or (isinstance(value, list) and all(isinstance(line, str) for line in value))
+
+
+def unknown_keys(found: Iterable[object], allowed: frozenset[str], holder: str) -> list[str]:
+    """A problem naming the keys of `found` outside `allowed` (at most five), and what `holder` holds; none if none:
+    a misspelt key ("review_bands", "transfrom") was ignored, and the file read as another model."""
+    unknown = sorted({str(key) for key in found} - allowed)
+    if not unknown:
+        return []
+    return [f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; {holder} holds "
+            f"{', '.join(sorted(allowed))}"]
+
+
+def comment_problems(data: dict[str, Any]) -> list[str]:
+    """A _comment that is no text nor a list of texts."""
+    if "_comment" in data and not is_text_or_lines(data["_comment"]):
+        return [f"_comment must be a text or a list of texts, not {type(data['_comment']).__name__}"]
+    return []

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.detectors.model_json import NotUTF8, is_text_or_lines, unique_keys, utf8_text
+from pipeline.detectors.model_json import NotUTF8, comment_problems, unique_keys, unknown_keys, utf8_text
 from pipeline.io.file_reads import open_reader
 
 TRANSFORMS = ("identity", "log1p")
@@ -107,13 +107,7 @@ PROBE_KEYS = frozenset({"_comment", "input", "transform", "weights", "bias", "fi
 
 def _description_problems(raw: dict[str, Any]) -> list[str]:
     """A key no probe holds, or a description of another type than fit_probe writes (none was looked at)."""
-    problems = []
-    unknown = sorted(set(raw) - PROBE_KEYS)
-    if unknown:
-        problems.append(f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; a probe holds "
-                        f"{', '.join(sorted(PROBE_KEYS))}")
-    if "_comment" in raw and not is_text_or_lines(raw["_comment"]):
-        problems.append(f"_comment must be a text or a list of texts, not {type(raw['_comment']).__name__}")
+    problems = unknown_keys(raw, PROBE_KEYS, "a probe") + comment_problems(raw)
     if "fitted_on" in raw and not isinstance(raw["fitted_on"], str):
         problems.append(f"fitted_on must be a text, not {type(raw['fitted_on']).__name__}")
     if "options" in raw and not isinstance(raw["options"], dict):

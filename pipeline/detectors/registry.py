@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.detectors.decoders import decoded_classes, output_names
-from pipeline.detectors.model_json import NotUTF8, is_text_or_lines, unique_keys, utf8_text
+from pipeline.detectors.model_json import NotUTF8, comment_problems, unique_keys, unknown_keys, utf8_text
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
 from pipeline.io.file_reads import open_regular_file, read_bytes, size_and_kind
 from pipeline.io.regular_files import read_at_most
@@ -270,11 +270,8 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for what in ("human_classes", "nsfw_classes"):  # a text alone was read as its letters
         if not (isinstance(entry.get(what, []), list) and all(isinstance(cls, str) for cls in entry.get(what, []))):
             problems.append(f"{what} must be a list of class names")
-    unknown = sorted(set(entry) - ENTRY_KEYS)
-    if unknown:  # a misspelt "review_bands" left the detector without its review band, silently
-        problems.append(f"unknown key(s) {', '.join(repr(str(key)[:40]) for key in unknown[:5])}; an entry holds "
-                        f"{', '.join(sorted(ENTRY_KEYS))}")
-    return problems
+    # a misspelt "review_bands" left the detector without its review band, silently
+    return problems + unknown_keys(entry, ENTRY_KEYS, "an entry")
 
 
 ENTRY_KEYS = frozenset({"name", "kind", "file", "sha256", "input", "decoder", "human_classes", "nsfw_classes",
@@ -377,13 +374,7 @@ FUSION_ENTRY_KEYS = frozenset({"file", "sha256", "provenance"})
 def _registry_problems(data: dict[str, Any]) -> list[str]:
     """What is wrong beside the entries: a key no registry holds (one misspelt, or a "description" or "notes", was
     ignored whatever it held), a _comment that is no text, a fusion entry of another shape."""
-    problems = []
-    unknown = sorted(set(data) - REGISTRY_KEYS)
-    if unknown:
-        problems.append(f"unknown key(s) {', '.join(repr(key[:40]) for key in unknown[:5])}; a registry holds "
-                        f"{', '.join(sorted(REGISTRY_KEYS))}")
-    if "_comment" in data and not is_text_or_lines(data["_comment"]):
-        problems.append(f"_comment must be a text or a list of texts, not {type(data['_comment']).__name__}")
+    problems = unknown_keys(data, REGISTRY_KEYS, "a registry") + comment_problems(data)
     if "fusion" in data:
         problems += _fusion_entry_problems(data["fusion"])
     return problems
@@ -394,11 +385,7 @@ def _fusion_entry_problems(fusion: Any) -> list[str]:
     one decided: leave the entry out for that, or pass --fusion=none for per-detector thresholds)."""
     if not isinstance(fusion, dict):
         return [f'fusion must be an object {{"file", "sha256"}}, not {type(fusion).__name__}']
-    problems = []
-    strays = sorted(set(fusion) - FUSION_ENTRY_KEYS)
-    if strays:
-        problems.append(f"fusion: unknown key(s) {', '.join(repr(key[:40]) for key in strays[:5])}; it holds "
-                        f"{', '.join(sorted(FUSION_ENTRY_KEYS))}")
+    problems = [f"fusion: {problem}" for problem in unknown_keys(fusion, FUSION_ENTRY_KEYS, "it")]
     missing = sorted({"file", "sha256"} - set(fusion))
     if missing:
         problems.append(f"fusion needs {' and '.join(missing)}")
