@@ -105,6 +105,32 @@ def test_a_cleanup_after_the_job_that_outlasts_its_bound_is_cut_short_with_the_l
     assert CLEANUP_S - 0.5 <= took < GRACE_S + CLEANUP_S, took
 
 
+def test_a_stop_that_landed_in_the_job_bounds_the_cleanup_however_late_its_grace_thread_runs(tmp_path):
+    """Whether the stop landed in the job was read by the grace thread when it began to run, not where the signal
+    landed: a thread the scheduler ran once the main thread had already left the job (a job that hands the stop back
+    at once, a remote job's cancel answered at once) saw no job, and the cleanup after it went unbounded, the lock held
+    until a container's SIGKILL. Here the grace thread runs only once the job is left."""
+    process = start("""
+        import pipeline.io.stopping as stopping
+        watch = stopping.StopSignals._watch
+        def late(self, *args):
+            self._job_left.wait(30)  # scheduled late: the main thread has left the job by now
+            watch(self, *args)
+        stopping.StopSignals._watch = late
+        with StopSignals(release=lambda: open("released", "w").close()) as stop:
+            try:
+                with stop.job():
+                    ready()
+                    time.sleep(3600)
+            finally:
+                time.sleep(3600)  # the cleanup of a very large staging folder
+    """, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    status, output, took = finish(process, within=GRACE_S + 30)
+    assert status == EXIT_STATUS and (tmp_path / "released").exists(), output
+    assert f"its cleanup did not end within {CLEANUP_S:g} s" in output and took < GRACE_S + CLEANUP_S, (took, output)
+
+
 def test_a_second_sigterm_ends_the_process_at_once(tmp_path):
     """The operator insisting (or a cleanup that hangs outside the job): a second SIGTERM ends it, as the default."""
     process = start("""

@@ -307,7 +307,10 @@ class StopSignals:
         self.requested = signum
         self._stopped.set()
         _STOPPED.set()
-        threading.Thread(target=self._watch, name="stop-grace", daemon=True).start()
+        # Whether it landed in the job is read here, where it landed: read by the thread as it began to run, a thread
+        # run once the main thread had left the job (one that hands the stop back at once) saw none, and the cleanup
+        # after the job went unbounded.
+        threading.Thread(target=self._watch, args=(self._in_job,), name="stop-grace", daemon=True).start()
         if _making:  # a folder being made, not yet recorded: `local_folder` raises the stop once it is
             _held.append(signum)
             return
@@ -320,8 +323,8 @@ class StopSignals:
             return
         raise _stop(signum)
 
-    def _watch(self) -> None:
-        if not self._in_job:
+    def _watch(self, in_job: bool) -> None:
+        if not in_job:
             return
         end_workers()
         if self._submitting and not self._submitted.wait(CANCEL_S):
