@@ -84,7 +84,7 @@ variable "launcher_memory" {
 }
 
 variable "takedown_list" {
-  description = "gs:// path of the takedown list every scheduled refresh applies (--blocklist; README, Releases and the monthly refresh), e.g. gs://DATA/takedowns.txt; it must exist before the schedule first runs. Empty: none is given (a refresh still applies the one its previous release names)."
+  description = "gs:// path of the takedown list every scheduled refresh applies (--blocklist; README, Releases and the monthly refresh), e.g. gs://DATA/takedowns.txt; it must exist before the schedule first runs. Given, it replaces the list(s) the previous release names (as any --blocklist does): name the same ones. Empty: none is given (a refresh still applies the one its previous release names)."
   type        = string
   default     = ""
 
