@@ -425,6 +425,7 @@ def test_a_model_registrys_fusion_entry_naming_another_file_or_sha256_is_refused
     assert main([*base, f"--model_registry={registry}"]) == 2
     err = capsys.readouterr().err
     assert f"{registry}: its fusion entry: fusion model {mine} has sha256" in err and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith("(give --fusion=FILE, or remove the entry for the shipped model)"), err
     assert not (tmp_path / "out").exists()
     registry = _registry_naming(tmp_path, "missing.json", actual)
     assert main([*base, f"--model_registry={registry}"]) == 2

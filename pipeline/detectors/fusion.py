@@ -436,7 +436,10 @@ def registry_fusion(registry: str = "") -> Fusion | None:
     try:
         return read_fusion(resolve_file(entry["file"], registry), entry["sha256"])
     except RegistryError as err:  # named as the registry's: the file was named there, not on the command line
-        raise RegistryError(f"{registry}: its fusion entry: {err}") from None
+        # A copy of an older models/registry.json names the fusion model of its day, read as the shipped one until
+        # the entry was honoured: the way back is said.
+        raise RegistryError(f"{registry}: its fusion entry: {err} (give --fusion=FILE, or remove the entry for the "
+                            "shipped model)") from None
 
 
 def choose_fusion(choice: str, specs: list[DetectorSpec], registry: str = "") -> Fusion | None:
