@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
 from pipeline import __version__
+from pipeline.decisions_file import Decisions, stage_decisions
 from pipeline.detectors.fusion import (
     Fusion,
     check_overrides,
@@ -48,7 +49,7 @@ from pipeline.stage import StageOutput, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
 from pipeline.stages.decontaminate import Decontaminate
-from pipeline.stages.detect import Decisions, Detect, DetectOutput, ReviewerRejections, stage_decisions
+from pipeline.stages.detect import Detect, DetectOutput, ReviewerRejections
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages

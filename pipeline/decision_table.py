@@ -1,6 +1,6 @@
-"""The reviewers' decisions as a worker holds them: a compact, read-only lookup answering `get` and `in` as the dict
-`detect.parse_decisions` gives ({canonical photo id: Decision}, the later of two rows for a photo winning), at ~46
-bytes a decision instead of ~230 in a dict (1.44 million decisions: ~66 MB, not ~330 MB in every worker process).
+"""The reviewers' decisions as a worker holds them: a compact, read-only lookup answering `get` and `in` as the
+dict `decisions_file.parse_decisions` gives ({canonical photo id: Decision}, the later of two rows for a photo winning),
+at ~46 bytes a decision instead of ~230 in a dict (1.44 million decisions: ~66 MB, not ~330 MB in every worker process).
 
 Photo ids are canonical (ASCII digits, no leading zero): those of at most 19 digits are kept as a sorted array of
 unsigned 64-bit numbers (`records.id_number`), each with its row; any other (an id of 20 digits) in a small dict.
@@ -72,8 +72,8 @@ class DecisionTable:
 
 class DecisionTableBuilder:
     """A `DecisionTable` of decisions added one at a time, the later of two for one photo id winning. With `lines`,
-    the line of each row is kept too (4 bytes a row) for `conflict`, which finds what `detect.parse_decisions` refuses
-    as it reads a row: a photo decided otherwise than an earlier row for it decided it."""
+    the line of each row is kept too (4 bytes a row) for `conflict`, which finds what `decisions_file.parse_decisions`
+    refuses as it reads a row: a photo decided otherwise than an earlier row for it decided it."""
 
     def __init__(self, lines: bool = False) -> None:
         self._ids = array("Q")

@@ -9,10 +9,10 @@ from unittest import mock
 
 from hypothesis import strategies as st
 
+from pipeline import decisions_file
 from pipeline.decision_table import DECISIONS, Decision
+from pipeline.decisions_file import decisions_bytes, parse_decisions, text_of_decisions
 from pipeline.io.sinks import csv_cell
-from pipeline.stages import detect
-from pipeline.stages.detect import decisions_bytes, parse_decisions, text_of_decisions
 
 _HOSTILE_IDS = st.one_of(st.integers(1, 5).map(str), st.integers(1, 5).map(str), st.integers(1, 5).map(str),
                          st.integers(10**19 - 1, 10**19 + 1).map(str),
@@ -51,7 +51,7 @@ def hostile_stores(draw: st.DrawFn) -> bytes:
 def small_bounds() -> Iterator[None]:
     """The bounds on a decisions file made small enough for `hostile_stores` to pass each: its bytes, its rows, the
     characters of a row."""
-    with mock.patch.multiple(detect, MAX_DECISIONS_BYTES=900, DECISION_ROW_FLOOR=6, MAX_DECISION_LINE=200):
+    with mock.patch.multiple(decisions_file, MAX_DECISIONS_BYTES=900, DECISION_ROW_FLOOR=6, MAX_DECISION_LINE=200):
         yield
 
 

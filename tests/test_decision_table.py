@@ -4,10 +4,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import decisions_file
 from pipeline.decision_table import DECISIONS, Decision, DecisionTableBuilder
+from pipeline.decisions_file import parse_decisions, stage_decisions
 from pipeline.io.sinks import csv_cell
-from pipeline.stages import detect
-from pipeline.stages.detect import parse_decisions, stage_decisions
 from tests.conftest import traced_peak
 
 _NOTES = st.text(st.sampled_from("ab ,\"'=+-@;\t\r\n\u2028é"), max_size=12)
@@ -46,8 +46,8 @@ def test_a_worker_s_table_answers_as_the_launcher_s_dict_for_every_id(text, othe
         store = Path(folder) / "reviews.csv"
         store.write_bytes(text.encode())
         oracle = parse_decisions(text.removeprefix("\ufeff"), str)
-        detect._staged_decisions.cache_clear()
-        table = detect._staged_decisions(stage_decisions(str(store), folder))
+        decisions_file._staged_decisions.cache_clear()
+        table = decisions_file._staged_decisions(stage_decisions(str(store), folder))
     assert len(table) == len(oracle) and list(table.items()) == sorted(oracle.items(), key=lambda item: int(item[0]))
     for photo_id in [*oracle, *others, *(f"0{photo_id}" for photo_id in oracle)]:
         assert table.get(photo_id) == oracle.get(photo_id) and (photo_id in table) == (photo_id in oracle), photo_id
@@ -76,7 +76,7 @@ def test_a_worker_holds_a_store_in_a_fraction_of_the_memory_of_its_text_and_a_di
         f"{1_000_000_000 + 7 * number},{DECISIONS[number % 3]},{'a face' if number % 10 == 0 else ''},"
         f"{number:064x}\n" for number in range(count)))
     staged = stage_decisions(str(store), str(tmp_path / "staging"))
-    detect._staged_decisions.cache_clear()
-    table, peak = traced_peak(lambda: detect._staged_decisions(staged))
+    decisions_file._staged_decisions.cache_clear()
+    table, peak = traced_peak(lambda: decisions_file._staged_decisions(staged))
     assert table.get(str(1_000_000_000 + 7 * 20)) == Decision(DECISIONS[2], "a face", f"{20:064x}")
     assert len(table) == count and peak < 135 * count, peak

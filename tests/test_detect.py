@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.decision_table import DECISIONS
+from pipeline.decisions_file import parse_decisions, read_decisions
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import load_registry, select
-from pipeline.stages.detect import Decision, Detect, parse_decisions, read_decisions
+from pipeline.stages.detect import Decision, Detect
 from tests.conftest import local_pipeline, photo, real_jpeg, runtime, traced_peak
 from tests.decision_stores import hostile_stores, read_whole, small_bounds
 
@@ -325,10 +326,11 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     changed after launch fails the worker, never applies."""
     import pickle
 
+    from pipeline import decisions_file
+    from pipeline.decisions_file import stage_decisions
     from pipeline.detectors.decision import rule_for
     from pipeline.detectors.handler import FailedInference, OnnxDetectorHandler
     from pipeline.stages import detect
-    from pipeline.stages.detect import stage_decisions
 
     person = load_registry()["ssdlite_person"]
     strict = dataclasses.replace(person, thresholds={"person": 0.995}, review_band={"person": 0.9})
@@ -354,7 +356,7 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     # A worker process starting afresh: the detectors' handlers read the copy as they load their model, where the
     # error fails the bundle for a retry (inside the inference it was every photo's internal_error rejection); the
     # decision step as it is set up.
-    detect._staged_decisions.cache_clear()
+    decisions_file._staged_decisions.cache_clear()
     handler = OnnxDetectorHandler(strict, runtime(), detect._Settled(rule_for([strict], None), staged))
     with pytest.raises(RuntimeError, match=r"reviews\.csv the job made at launch .* has changed"):
         pickle.loads(pickle.dumps(handler)).load_model()
@@ -363,7 +365,7 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     # A process that never loads the model (one process loads it for all with --detect_share_model_across_processes)
     # meets the changed copy inside the inference: the photo is scored in full, not rejected (the decision step's
     # setup above is where the job stops).
-    detect._staged_decisions.cache_clear()
+    decisions_file._staged_decisions.cache_clear()
     unloaded = pickle.loads(pickle.dumps(handler))
     [result] = unloaded.run_inference([inputs[2]], shared_session(strict, runtime()))
     assert not isinstance(result.inference, FailedInference)
@@ -378,7 +380,7 @@ def test_a_worker_reading_a_store_row_the_launch_would_refuse_names_it_as_the_la
     a row it cannot read all the same is the launch's one line naming its place, not an error of the table's."""
     import io
 
-    from pipeline.stages.detect import decision_table
+    from pipeline.decisions_file import decision_table
 
     text = f"photo_id,decision,note,sha256\n3,accept,fine,\n\n{row}\n"
     with pytest.raises(ValueError) as launch:
@@ -395,7 +397,7 @@ def test_the_launch_checks_a_store_read_a_chunk_at_a_time_as_the_whole_file_was_
     read a chunk at a time into a compact table, it accepts what that accepted, staging the same bytes under their
     sha256, and refuses what that refused with the same line (the first refusal in the file, in its order), staging
     nothing. Bounds made small so that every refusal is reached: the file's bytes, its rows, a row's characters."""
-    from pipeline.stages.detect import stage_decisions
+    from pipeline.decisions_file import stage_decisions
 
     with tempfile.TemporaryDirectory() as folder, small_bounds():
         store, staging = Path(folder) / "reviews.csv", Path(folder) / "staging"
@@ -416,7 +418,7 @@ def test_the_launch_checks_a_store_in_a_fraction_of_the_memory_of_its_text_and_a
     """1.44 million decisions (121 MB with sha256) were read whole at launch to be checked, their bytes, their text
     and a dict together (~450 bytes a decision at the peak here, ~584 MiB there). Copied and read back a MiB at a time
     into a compact table (~46 bytes a decision and its line, ~16 more to sort them): ~92 at the peak here."""
-    from pipeline.stages.detect import stage_decisions
+    from pipeline.decisions_file import stage_decisions
 
     count = 150_000
     store = tmp_path / "reviews.csv"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.decision_table import DECISIONS, Decision
+from pipeline.decisions_file import read_decisions
 from pipeline.detectors.registry import load_registry
 from pipeline.io.sinks import FORMULA_STARTS, csv_bytes
 from pipeline.release.review import (
@@ -30,7 +31,6 @@ from pipeline.release.review import (
     trigger,
     write_review,
 )
-from pipeline.stages.detect import read_decisions
 from tests.conftest import photo, real_jpeg, traced_peak
 from tests.decision_stores import hostile_stores, read_whole, small_bounds
 
@@ -565,9 +565,9 @@ def test_a_decisions_file_larger_than_any_is_refused_read_no_further(tmp_path, c
     """A decisions file (from annotators outside the team) or a store was read whole whatever its size: one that was
     /dev/zero, or a link to it, was read until memory ran out. Past the bound (256 MiB; here made 4 kB) it is one
     line and read no further, by `review apply` and by a run's read of the store alike."""
-    from pipeline.stages import detect
+    from pipeline import decisions_file
 
-    monkeypatch.setattr(detect, "MAX_DECISIONS_BYTES", 4096)
+    monkeypatch.setattr(decisions_file, "MAX_DECISIONS_BYTES", 4096)
     decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
     decisions.write_text("photo_id,decision,note\n" + "".join(f"{n},accept,fine\n" for n in range(1, 400)))
     assert decisions.stat().st_size > 4096
@@ -589,17 +589,17 @@ def test_a_decisions_file_of_more_rows_than_its_bytes_hold_is_refused_naming_the
     `DECISION_ROW_BYTES` of the file (a row as review/ writes it holds its image's sha256), `DECISION_ROW_FLOOR` in
     any file (here made 1,000), it is one line naming the row, read no further; a file of rows as the page writes them
     holds as many as its bytes allow."""
-    from pipeline.stages import detect
+    from pipeline import decisions_file
 
-    monkeypatch.setattr(detect, "DECISION_ROW_FLOOR", 1_000)
+    monkeypatch.setattr(decisions_file, "DECISION_ROW_FLOOR", 1_000)
     decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
     decisions.write_text("photo_id,decision\n" + "".join(f"{n},accept\n" for n in range(1, 2_001)))
     assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
     err = capsys.readouterr().err
     assert err == (f"pass-pipeline: error: {decisions}: line 1002: over 1,000 rows, more than a decisions file of "
                    f"{decisions.stat().st_size:,} characters holds (a row as review/ writes it takes over "
-                   f"{detect.DECISION_ROW_BYTES} bytes, its image's sha256; {detect.DECISION_ROW_FLOOR:,} in any "
-                   "file); read no further\n"), err
+                   f"{decisions_file.DECISION_ROW_BYTES} bytes, its image's sha256; "
+                   f"{decisions_file.DECISION_ROW_FLOOR:,} in any file); read no further\n"), err
     assert not store.exists()
     with pytest.raises(ValueError, match=rf"{decisions}:1002: over 1,000 rows"):
         read_decisions(str(decisions))
@@ -614,7 +614,7 @@ def test_a_decisions_text_is_read_without_a_copy_of_it_at_four_bytes_a_character
     """The decisions text went through io.StringIO, which holds its own copy at 4 bytes a character: a 256 MiB file
     took 1 GiB more than its text. Read in place, reading one costs less than its text again (here rows deciding one
     photo, so no memory is kept for them)."""
-    from pipeline.stages.detect import parse_decisions
+    from pipeline.decisions_file import parse_decisions
     from tests.conftest import traced_peak
 
     text = "photo_id,decision,note,sha256\n" + f"5,accept,fine,{'a' * 64}\n" * 50_000
@@ -679,7 +679,7 @@ def test_a_named_pipe_is_read_as_a_decisions_file_and_an_endless_one_is_stopped_
     store untouched, the writer left with a broken pipe."""
     import os
 
-    from pipeline.stages import detect
+    from pipeline import decisions_file
     from tests.conftest import traced_peak
 
     fifo, store = tmp_path / "decisions.fifo", tmp_path / "store.csv"
@@ -692,7 +692,7 @@ def test_a_named_pipe_is_read_as_a_decisions_file_and_an_endless_one_is_stopped_
     assert capsys.readouterr().out == f"review: 2 decision(s) applied; {store} now holds 2\n"
     assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "a face", "")}
 
-    monkeypatch.setattr(detect, "MAX_DECISIONS_BYTES", 1 << 20)
+    monkeypatch.setattr(decisions_file, "MAX_DECISIONS_BYTES", 1 << 20)
     thread = _pipe_writer(fifo, b"7,reject_other,\n" * 4096, endless=True)
     try:
         code, peak = traced_peak(lambda: main(["review", "apply", str(fifo), f"--store={store}"]))
@@ -738,7 +738,7 @@ def test_a_header_of_many_columns_costs_a_row_nothing_more():
     500,000 names (a 0.5 MB line) made each 9-byte row `5,accept` 20 ms of CPU, a 16 MB file of them hours at a run's
     launch. A row is read by its four columns' places alone: here 20 rows under 100,000 names cost the header's
     memory only (a row's dict of them, 5 MB each, was more than the header)."""
-    from pipeline.stages.detect import parse_decisions
+    from pipeline.decisions_file import parse_decisions
     from tests.conftest import traced_peak
 
     header = "photo_id,decision," + ",".join(f"c{n}" for n in range(100_000))
@@ -794,19 +794,19 @@ def test_apply_holds_a_store_in_a_fraction_of_the_memory_of_its_text_and_a_dict(
 def test_a_store_changed_between_its_two_reads_is_refused_and_left_as_it_is(tmp_path, monkeypatch):
     """The store is read twice (its bytes and text checked, then its rows): one another writer changed in between
     (a hand, a copy, not an apply, which waits for the lock) is refused, not merged from two versions of it."""
-    from pipeline.stages import detect
+    from pipeline import decisions_file
 
     store, decisions = tmp_path / "reviews.csv", tmp_path / "decisions.csv"
     store.write_text("photo_id,decision,note,sha256\n5,accept,,\n")
     decisions.write_text("photo_id,decision\n6,reject_human\n")
-    checked = detect.DecisionsText.refuse
+    checked = decisions_file.DecisionsText.refuse
 
     def then_a_hand(self, path):
         checked(self, path)
         with open(path, "a") as handle:
             handle.write("7,reject_human,,\n")
 
-    monkeypatch.setattr(detect.DecisionsText, "refuse", then_a_hand)
+    monkeypatch.setattr(decisions_file.DecisionsText, "refuse", then_a_hand)
     with pytest.raises(ValueError, match=f"{store} changed while it was read .*; run again"):
         apply_decisions(str(decisions), str(store))
     assert store.read_text() == "photo_id,decision,note,sha256\n5,accept,,\n7,reject_human,,\n"

@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 import pytest
 from PIL import Image
 
+from pipeline.decisions_file import read_decisions
 from pipeline.detectors.registry import load_registry
 from pipeline.io.sinks import csv_bytes
 from pipeline.release.review import apply_decisions, write_review
-from pipeline.stages.detect import read_decisions
 from tests.conftest import photo, real_jpeg
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

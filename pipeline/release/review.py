@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipeline.decision_table import Decision, DecisionTable, DecisionTableBuilder
+from pipeline.decision_table import DECISIONS, Decision, DecisionTable, DecisionTableBuilder
+from pipeline.decisions_file import decisions_text, parse_decisions, read_decision_table
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
@@ -36,7 +37,6 @@ from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
-from pipeline.stages.detect import DECISIONS, decisions_text, parse_decisions, read_decision_table
 
 THUMBNAIL = 256
 # The most photos review/ shows at once, the most suspicious first (`review_order`). They reach one worker with
