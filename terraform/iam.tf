@@ -99,3 +99,20 @@ resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_the_refresh" {
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
+
+# The input is usually in a bucket this deployment does not make (YFCC100M copied once, read by every month's run);
+# the launcher lists and reads it when it builds the job, the workers read it. The binding changes the IAM policy of
+# that bucket, so it is made only when asked (grant_input_read).
+locals {
+  input_bucket = regex("^gs://([^/]+)/", var.input_pattern)[0]
+}
+
+resource "google_storage_bucket_iam_member" "input_read" {
+  for_each = var.grant_input_read ? {
+    worker   = google_service_account.worker.email
+    launcher = google_service_account.launcher.email
+  } : {}
+  bucket = local.input_bucket
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${each.value}"
+}

@@ -12,6 +12,9 @@ resource "google_cloud_scheduler_job" "monthly" {
 
   # A retry would start a second execution beside a first that may be running (jobs.run answers as the execution
   # starts); a refused or failed run is the operator's to rerun.
+  # Its first run must find the account allowed to run the job (apply makes the two in any order otherwise).
+  depends_on = [google_cloud_run_v2_job_iam_member.scheduler_runs_the_refresh]
+
   retry_config {
     retry_count = 0
   }

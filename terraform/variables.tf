@@ -38,8 +38,19 @@ variable "time_zone" {
 }
 
 variable "input_pattern" {
-  description = "YFCC100M metadata glob the scheduled run reads (gs://...)."
+  description = "YFCC100M metadata glob the scheduled run reads (gs://BUCKET/PATH): readable by the worker and launcher accounts (under the data bucket, or see grant_input_read)."
   type        = string
+
+  validation {
+    condition     = can(regex("^gs://[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]/.", var.input_pattern))
+    error_message = "Give the input as gs://BUCKET/PATH: the launcher and the Dataflow workers read it on Google Cloud."
+  }
+}
+
+variable "grant_input_read" {
+  description = "Grant the worker and launcher accounts roles/storage.objectViewer on input_pattern's bucket: needed when the input is not under the data bucket, and the account that applies must be allowed to change that bucket's IAM policy. false (the default): grant nothing there (the input is under the data bucket, or already readable by both accounts)."
+  type        = bool
+  default     = false
 }
 
 variable "gpu_type" {

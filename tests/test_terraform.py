@@ -255,3 +255,52 @@ def test_the_schedule_runs_an_image_tag_given_for_it_never_latest():
                      for name, body in block.items()}
     assert "default" not in variables["image_tag"]
     assert 'var.image_tag != "latest"' in variables["image_tag"]["validation"][0]["condition"]
+
+
+def variables_() -> dict[str, dict]:
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    with (TERRAFORM / "variables.tf").open() as handle:
+        return {name: body for block in hcl2.load(handle, serialization_options=options)["variable"]
+                for name, body in block.items()}
+
+
+def hcl_regex(expression: str) -> str:
+    """The pattern of the first regex("...") call in an HCL expression, unescaped as HCL reads a string."""
+    found = re.search(r'regex\("((?:[^"\\]|\\.)*)"', expression)
+    assert found, expression
+    return json.loads(f'"{found.group(1)}"')
+
+
+def test_the_input_s_bucket_is_made_readable_by_both_accounts_when_asked():
+    """The input (YFCC100M's dumps) is usually in a bucket of its own, which the launcher lists and reads as it builds
+    the job and the workers read: nothing granted them that, so a deployment following the steps failed at launch
+    ("Forbidden") unless the input lay under the data bucket. Asked for (`grant_input_read`), both accounts get
+    objectViewer on input_pattern's bucket; by default nothing there is touched (another owner's IAM policy)."""
+    binding = resources()["google_storage_bucket_iam_member"]["input_read"]
+    assert binding["role"] == "roles/storage.objectViewer" and binding["member"] == "serviceAccount:${each.value}"
+    assert binding["bucket"] == "${local.input_bucket}"
+    for_each = binding["for_each"]
+    assert for_each.startswith("${var.grant_input_read ? {") and for_each.endswith(": {}}")
+    assert "worker = google_service_account.worker.email" in for_each
+    assert "launcher = google_service_account.launcher.email" in for_each
+    assert variables_()["grant_input_read"] == {**variables_()["grant_input_read"], "type": "bool", "default": False}
+    bucket_of = re.compile(hcl_regex(locals_()["input_bucket"]))  # RE2 and Python agree on this pattern
+    assert bucket_of.search(APPLIED["var.input_pattern"]).group(1) == "yfcc"
+    assert bucket_of.search("gs://my-input.example/yfcc/dumps/part-*.bz2").group(1) == "my-input.example"
+
+
+def test_the_input_must_be_a_gs_path_with_a_bucket():
+    """A local path or a bare bucket was taken, and the launch failed on Google Cloud a month later."""
+    condition = variables_()["input_pattern"]["validation"][0]["condition"]
+    assert condition.startswith("${can(regex(")
+    accepted = re.compile(hcl_regex(condition))
+    for good in (APPLIED["var.input_pattern"], "gs://my-input.example/yfcc/dumps/part-*.bz2"):
+        assert accepted.search(good), good
+    for bad in ("/data/yfcc100m_dataset-*.bz2", "gs://", "gs:///x", "gs://yfcc", "gs://yfcc/", "s3://yfcc/x",
+                "gs://Upper/x", "gs://-yfcc/x"):
+        assert not accepted.search(bad), bad
+
+
+def test_the_schedule_is_made_after_its_account_may_run_the_job():
+    job = resources()["google_cloud_scheduler_job"]["monthly"]
+    assert job["depends_on"] == ["${google_cloud_run_v2_job_iam_member.scheduler_runs_the_refresh}"]
