@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from pipeline.io.file_reads import scheme_of
+from pipeline.io.file_reads import is_remote, scheme_of
 
 PATHS = ["gs://bucket/a.json", " gs://bucket/a.json", "GS://b/x", "s3://b/x", "a+b.c-d://x", "1x://y", "./a://b",
          "/abs/a.json", "rel/a.json", "gs:/bucket/a", "gs//x", "", "://x", "gs://", "x:\\\\y", "\tgs://b/x\n"]
@@ -19,6 +19,7 @@ def test_a_path_names_a_filesystem_exactly_where_beam_says_it_does():
 
     assert [scheme_of(path) for path in PATHS] == [FileSystems.get_scheme(path) for path in PATHS]
     assert scheme_of("gs://bucket/a.json") == "gs" and scheme_of("/abs/a.json") is None
+    assert [is_remote(path) for path in PATHS] == [FileSystems.get_scheme(path) is not None for path in PATHS]
 
 
 READ_LOCAL = """
@@ -47,3 +48,25 @@ def test_a_local_file_is_read_as_stored_without_importing_beam(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == [True, True, True, True, "a folder", []], done.stdout
+
+
+def test_a_local_path_holding_colon_slash_slash_is_still_checked_as_a_regular_file(tmp_path):
+    """`open_regular_file` took any path holding "://" for an object store's and skipped the regular-file check: a local
+    `DIR/a://b/plan.json` that is a folder or a named pipe was opened as it came (a pipe waits for a writer for ever).
+    Local is what Beam says is local (`scheme_of`), as in every other read here."""
+    import os
+
+    import pytest
+
+    from pipeline.io.file_reads import open_regular_file
+
+    (tmp_path / "a:" / "b" / "plan.json").mkdir(parents=True)
+    os.mkfifo(tmp_path / "a:" / "b" / "pipe.json")
+    for name in ("plan.json", "pipe.json"):
+        path = f"{tmp_path}/a://b/{name}"
+        assert scheme_of(path) is None
+        with pytest.raises(ValueError, match="is no regular file"):
+            open_regular_file(path)
+    (tmp_path / "a:" / "b" / "real.json").write_bytes(b"{}")
+    with open_regular_file(f"{tmp_path}/a://b/real.json") as handle:
+        assert handle.read() == b"{}"

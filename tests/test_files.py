@@ -333,3 +333,17 @@ def test_a_value_json_cannot_encode_leaves_no_file(tmp_path):
     with pytest.raises(UnicodeEncodeError):
         write_json(str(tmp_path), "manifest.json", {"options": {"blocklist": "/lists/\udcff"}, "files": ["x"] * 100})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_path_holding_colon_slash_slash_is_resolved_as_a_local_one(tmp_path, monkeypatch):
+    """Whether a path was an object store's was `"://" in path` in a dozen places: a local output `runs/a://b` got the
+    object store's best-effort lock (no O_EXCL create), no check of links in its place and one spelling per text (its
+    `..` and links not resolved), so two spellings of one folder were two outputs. Local is what Beam says is local."""
+    from pipeline.io.files import canonical_path
+
+    (tmp_path / "runs" / "a:" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "runs" / "a:")
+    monkeypatch.chdir(tmp_path)
+    assert canonical_path("runs/a://b") == canonical_path("link//b/") == canonical_path("runs/a:/b/../b") == \
+        str((tmp_path / "runs" / "a:" / "b").resolve())
+    assert canonical_path("gs://bucket//a/./b/../c/") == "gs://bucket/a/c"

@@ -31,7 +31,7 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
-from pipeline.io.files import canonical_path, glob_matches, is_glob, matching
+from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
@@ -206,7 +206,7 @@ def check_output_place(output: str) -> None:
     folder, or one whose run folders or files are links (a run deletes and writes through them, outside its output),
     or of the wrong kind (a file where a run writes a folder: publishing failed there after removing the old run
     files)."""
-    if "://" not in output and (file := file_in_path(output)):  # was "cannot write to --output …: File exists"
+    if not is_remote(output) and (file := file_in_path(output)):  # was "cannot write to --output …: File exists"
         raise UsageError(f"--output {output} {'is' if file == output else f'lies under {file}, which is'} a file, "
                          "not a folder: name the folder the dataset goes to (it is created if missing)")
     release = published_folder_above(output)
@@ -356,9 +356,9 @@ def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) ->
     --input='data/**' with a first --output=data/out read data/out/_lock.json and the staged copies as rows of input
     (two wrong_column_count rejections, counted among the input rows), a folder holding no dataset yet."""
     for name, pattern in named:
-        if not is_glob(pattern) or ("://" in pattern) != ("://" in output):
+        if not is_glob(pattern) or is_remote(pattern) != is_remote(output):
             continue
-        local = "://" not in pattern
+        local = not is_remote(pattern)
         spelled = os.path.abspath(pattern) if local else pattern
         folders = {os.path.abspath(output), canonical_path(output)} if local else {canonical_path(output)}
         for folder in folders:

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.detectors.decoders import decoded_classes, output_names
 from pipeline.detectors.model_json import NotUTF8, comment_problems, unique_keys, unknown_keys, utf8_text
 from pipeline.detectors.probes import Probe, ProbeError, read_probes
-from pipeline.io.file_reads import open_regular_file, read_bytes, size_and_kind
+from pipeline.io.file_reads import is_remote, open_regular_file, read_bytes, size_and_kind
 from pipeline.io.regular_files import read_at_most
 
 # models/ beside the package in a checkout (editable install); PASS_MODELS where the package is
@@ -114,10 +114,10 @@ class DetectorSpec:
 
 
 def resolve_file(file: str, registry_path: str) -> str:
-    if "://" in file or posixpath.isabs(file):
+    if is_remote(file) or posixpath.isabs(file):
         return file
     base = registry_path.rsplit("/", 1)[0] if "/" in registry_path else "."
-    if "://" in registry_path:
+    if is_remote(registry_path):
         return f"{base}/{file}"
     return str((Path(base) / file).resolve())
 

@@ -29,6 +29,12 @@ def scheme_of(path: str) -> str | None:
     return found.group("scheme") if found else None
 
 
+def is_remote(path: str) -> bool:
+    """Whether `path` names an object store's (any Beam filesystem but the local one), as Beam reads it: a local
+    `out/a://b` is local ("://" somewhere in a path names no filesystem)."""
+    return scheme_of(path) is not None
+
+
 def filesystems() -> type[FileSystems]:
     """Beam's FileSystems, imported on first use (seconds, once per process)."""
     from apache_beam.io.filesystems import FileSystems
@@ -58,7 +64,7 @@ def open_regular_file(path: str) -> BinaryIO:
     link too, or put in the file's place since it was looked at) is a ValueError, never a wait for a writer that does
     not come. The handle is that file's for as long as it is open, whatever is put under its name meanwhile: read
     twice through it (hashed, then parsed), a file is read twice as one. Object stores hold only files."""
-    return open_reader(path) if "://" in path else open_local_regular(path)
+    return open_reader(path) if is_remote(path) else open_local_regular(path)
 
 
 def size_and_kind(path: str) -> tuple[int | None, str]:

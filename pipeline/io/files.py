@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 # One file's reads live in file_reads.py (Beam imported only for an object store's path, so the detectors' registry
 # and the photo_sets fit scripts read models without it), and are named here as they always were.
+from pipeline.io.file_reads import is_remote as is_remote
 from pipeline.io.file_reads import open_reader as open_reader
 from pipeline.io.file_reads import open_regular_file as open_regular_file
 from pipeline.io.file_reads import read_bytes as read_bytes
@@ -94,7 +95,7 @@ def rename_into_place(temporary: str, path: str) -> None:
         # copy, which overwrites, then a delete of the temporary.
         FileSystems.rename([temporary], [path])
     except BeamIOError as err:
-        if not _refused_as_existing(err) or "://" in path:
+        if not _refused_as_existing(err) or is_remote(path):
             raise  # any other failure leaves the old file as it is
         # A local filesystem that will not rename over a file (os.rename on Windows): the old way, window and all.
         FileSystems.delete([path])
@@ -218,7 +219,7 @@ def size_and_sha256(path: str, chunk: int = 1 << 20) -> tuple[int, str]:
 def canonical_path(path: str) -> str:
     """One spelling of a path, so that two spellings of one file or folder compare equal: a local path resolved
     (links too), an object-store path with '.' and '..' segments and repeated slashes folded; no trailing '/'."""
-    if "://" in path:
+    if is_remote(path):
         scheme, rest = path.split("://", 1)
         return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
     return os.path.realpath(path)

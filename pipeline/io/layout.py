@@ -24,6 +24,7 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io.file_reads import is_remote
 from pipeline.io.files import canonical_path, matching, read_regular_file, write_atomically
 from pipeline.io.lock import LOCK_TEMPORARY
 
@@ -124,7 +125,7 @@ def staging_dir(output: str, run_id: str) -> str:
 
 
 def _is_dir(path: str) -> bool:
-    return "://" not in path and os.path.isdir(path)  # object stores have no directories
+    return not is_remote(path) and os.path.isdir(path)  # object stores have no directories
 
 
 def files_under(folder: str) -> list[str]:
@@ -136,11 +137,11 @@ def files_under(folder: str) -> list[str]:
 def remove_folder(folder: str) -> None:
     """Deletes a folder and everything in it, local or on an object store; absent is fine. A local link is removed,
     never what it leads to (a link among a release's staging folders failed the command: rmtree refuses links)."""
-    if "://" not in folder and os.path.islink(folder):
+    if not is_remote(folder) and os.path.islink(folder):
         os.unlink(folder)
     elif _is_dir(folder):
         shutil.rmtree(folder)
-    elif "://" in folder and matching(FileSystems.join(folder, "*")) + matching(FileSystems.join(folder, "*", "*")):
+    elif is_remote(folder) and matching(FileSystems.join(folder, "*")) + matching(FileSystems.join(folder, "*", "*")):
         FileSystems.delete([folder.rstrip("/") + "/"])
 
 
@@ -168,7 +169,7 @@ def _published_but_removed(staging: str, output: str) -> bool:
     (read whole, a plan of gigabytes put there ended a refresh out of memory, brackets nested too deep with a
     RecursionError's traceback); any other is a plan kept."""
     plan = FileSystems.join(staging, PUBLISHING)
-    if "://" not in plan and os.path.islink(plan):
+    if not is_remote(plan) and os.path.islink(plan):
         return False
     try:
         names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
@@ -186,7 +187,7 @@ def _published_but_removed(staging: str, output: str) -> bool:
 def _staging_folders(output: str) -> list[str]:
     """The run folders under OUTPUT/_staging (an object store has only the objects below them)."""
     root = FileSystems.join(output, STAGING)
-    if "://" not in root:
+    if not is_remote(root):
         return sorted(entry.path for entry in os.scandir(root) if entry.is_dir()) if os.path.isdir(root) else []
     prefix = FileSystems.join(root, "")
     below = [path[len(prefix):] for path in matching(FileSystems.join(root, "**")) if path.startswith(prefix)]
@@ -201,15 +202,15 @@ def staged_runs(output: str) -> dict[str, bool]:
     no plan, as for the next run, which never follows one and removes the folder (it was taken for a publish that run
     carries out: verify's problem, exit 1, said the dataset would be replaced). Nothing for a `_staging` or a run
     folder that is a link (a link holds no run's files); an OSError where `_staging` cannot be listed."""
-    if "://" not in output and os.path.islink(os.path.join(output, STAGING)):
+    if not is_remote(output) and os.path.islink(os.path.join(output, STAGING)):
         return {}
     runs = {}
     for folder in _staging_folders(output):
-        if "://" not in folder and os.path.islink(folder):
+        if not is_remote(folder) and os.path.islink(folder):
             continue
         plan, pending = FileSystems.join(folder, PUBLISHING), False
         if FileSystems.exists(FileSystems.join(folder, MANIFEST)) and FileSystems.exists(plan) and \
-                not ("://" not in plan and os.path.islink(plan)):
+                (is_remote(plan) or not os.path.islink(plan)):
             try:
                 names = json.loads(read_regular_file(plan, MAX_MANIFEST_BYTES))["files"]
             except (ValueError, KeyError, TypeError, OSError, RecursionError):
@@ -265,7 +266,7 @@ def _remove_emptied_folders(output: str, names: list[str]) -> None:
     """The run folders of a local `output` that the new run does not write and that its old files left empty (an
     old run's webdataset/ under a run with --formats=parquet): left there, each looked like a format of the dataset
     holding no shard. An object store has no folders."""
-    if "://" in output:
+    if is_remote(output):
         return
     written = {name.split("/", 1)[0] for name in names if "/" in name}
     for folder in RUN_FOLDERS:
@@ -283,7 +284,7 @@ def finish_interrupted_publish(output: str) -> str | None:
         return None
     for plan_path in matching(FileSystems.join(output, STAGING, "*", PUBLISHING)):
         staging = plan_path[: -len(PUBLISHING) - 1]
-        if "://" not in plan_path and os.path.islink(plan_path):
+        if not is_remote(plan_path) and os.path.islink(plan_path):
             continue  # a run writes its plan, never a link to one: a file put there otherwise, left to remove_staging
         try:
             # Bounded as verify reads it: a plan of gigabytes put there was read whole, and the run ended out of memory.
@@ -310,7 +311,7 @@ def linked_run_paths(output: str) -> list[str]:
     """The run folders and files of a local `output` that are symbolic links: a run deletes the old run files
     through them and renames its own into them, wherever they lead (a link `review -> ~/thesis` emptied the
     thesis). An object store has no links."""
-    if "://" in output:
+    if is_remote(output):
         return []
     names = (*RUN_FOLDERS, *RUN_FILES, STAGING)
     return [os.path.join(output, name) for name in names if os.path.islink(os.path.join(output, name))]
@@ -321,7 +322,7 @@ def misplaced_run_paths(output: str) -> list[str]:
     files that are something else than a file (a folder `stats.json`), with what a run would need each to be.
     Publishing deleted the old manifest and run files and then failed on one ('File exists'), and so did every
     rerun: the old dataset was gone and no new one could be published. An object store has only files."""
-    if "://" in output:
+    if is_remote(output):
         return []
     misplaced = []
     for name in (*RUN_FOLDERS, STAGING):
@@ -339,7 +340,7 @@ def misplaced_run_paths(output: str) -> list[str]:
 def _at_and_above(output: str) -> list[str]:
     """`output` (canonical) and every folder above it, nearest first."""
     here = canonical_path(output)
-    if "://" in here:
+    if is_remote(here):
         scheme, rest = here.split("://", 1)
         parts = rest.split("/")
         return [f"{scheme}://{'/'.join(parts[:end])}" for end in range(len(parts), 0, -1)]
@@ -370,4 +371,4 @@ def dataset_folder_above(output: str) -> str | None:
 
 
 def _exists_dir(folder: str) -> bool:
-    return "://" in folder or os.path.isdir(folder)
+    return is_remote(folder) or os.path.isdir(folder)

@@ -28,6 +28,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
 
 LOCK = "_lock.json"
@@ -82,7 +83,7 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
         except PreconditionFailed:
             return False
         return True
-    if "://" in path:  # another Beam filesystem without a conditional create: best effort
+    if is_remote(path):  # another Beam filesystem without a conditional create: best effort
         if FileSystems.exists(path):
             return False
         with FileSystems.create(path) as handle:
@@ -130,7 +131,7 @@ def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
 
 def _remove_stale_temporaries(path: str, host: str) -> None:
     """The lock's temporaries that killed runs left. Local disks only (none elsewhere)."""
-    if "://" in path:
+    if is_remote(path):
         return
     for entry in os.scandir(os.path.dirname(path) or "."):
         if entry.name.startswith(LOCK_TEMPORARY):
@@ -217,7 +218,7 @@ class OutputLock:
         raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
 
     def _stale(self, holder: Holder | None) -> bool:
-        return bool(holder and holder.host == self.me.host and "://" not in self.path and not _pid_alive(holder.pid))
+        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _pid_alive(holder.pid))
 
     def release(self) -> None:
         if FileSystems.exists(self.path) and _holder(self.path) == self.me:

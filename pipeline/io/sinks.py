@@ -22,6 +22,7 @@ from apache_beam import typehints
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import formats
+from pipeline.io.file_reads import is_remote
 from pipeline.io.files import atomic_file
 from pipeline.io.formats import RecordWriter
 from pipeline.io.read_ahead import read_ahead
@@ -67,7 +68,7 @@ READ_AHEAD = 8
 
 def read_ahead_depth(output: str) -> int:
     """Reads of a local file take microseconds: threads would cost more than they save there."""
-    return READ_AHEAD if "://" in output else 1
+    return READ_AHEAD if is_remote(output) else 1
 
 
 class _WriteShard(beam.DoFn):

@@ -38,6 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.io.files import (
     canonical_path,
+    is_remote,
     matching,
     matching_sizes,
     read_parquet,
@@ -150,7 +151,7 @@ def _local_items(key: str, value: str) -> list[str]:
     if key not in _INHERITED_PATHS:
         return []
     items = split_list(value) if _INHERITED_PATHS[key] else [value] if value else []  # empty: no file
-    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and "://" not in item]
+    return [item for item in items if item not in _NOT_PATHS.get(key, ()) and not is_remote(item)]
 
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],

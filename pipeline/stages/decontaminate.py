@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from pipeline.io.file_reads import is_remote
 from pipeline.io.files import matching
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
@@ -46,12 +47,12 @@ _COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
 def _located(base: str, entry: str) -> str:
-    return entry if "://" in entry or entry.startswith("/") else FileSystems.join(base, entry)
+    return entry if is_remote(entry) or entry.startswith("/") else FileSystems.join(base, entry)
 
 
 def _is_file(path: str) -> bool:
     """A file (an object on a store): a folder a cut line would name is none."""
-    return os.path.isfile(path) if "://" not in path else FileSystems.exists(path)
+    return os.path.isfile(path) if not is_remote(path) else FileSystems.exists(path)
 
 
 def eval_glob(source: str) -> str:
@@ -79,7 +80,7 @@ def expand_eval_source(source: str) -> list[str]:
                 continue
             # The whole line first: a path may hold " #" ("class #3/img.jpg"); else without its comment.
             choices = [_located(base, entry) for entry in dict.fromkeys((line.strip(), cut))]
-            if "://" in choices[-1] and len(paths) >= CHECKED_REMOTE_PATHS:
+            if is_remote(choices[-1]) and len(paths) >= CHECKED_REMOTE_PATHS:
                 paths.append(choices[-1])  # not checked (a request each): counted at hashing time if missing
                 continue
             path = next((choice for choice in choices if _is_file(choice)), None)
