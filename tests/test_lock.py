@@ -109,3 +109,26 @@ def test_a_lock_temporary_swapped_for_a_pipe_as_it_is_read_is_not_waited_on(tmp_
         reader.join(5)
         pytest.fail("reading the lock temporary waited for a writer")
     assert judged == [False]
+
+
+def test_a_lock_released_by_a_stop_s_thread_meanwhile_is_released_without_an_error(tmp_path, monkeypatch):
+    """The main thread's release as the run ends and a stop's thread's (io/stopping.py) could both find the lock theirs
+    and both delete it: the second delete failed, and the stop's line said "its lock could not be released" just
+    before the process ended, of a lock that was gone."""
+    taken = OutputLock(str(tmp_path), "run")
+    taken.acquire()
+    real_holder = lock._holder
+
+    def holder(path):  # the other thread's whole release lands between this one's reading and its delete
+        seen = real_holder(path)
+        os.unlink(path)
+        return seen
+
+    monkeypatch.setattr(lock, "_holder", holder)
+    taken.release()
+    assert not (tmp_path / LOCK).exists()
+    monkeypatch.setattr(lock, "_holder", real_holder)
+    again = OutputLock(str(tmp_path), "next")  # a run taking the lock meanwhile keeps it
+    again.acquire()
+    taken.release()
+    assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "next"

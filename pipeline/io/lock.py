@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.file_reads import is_remote
@@ -221,8 +222,15 @@ class OutputLock:
         return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _pid_alive(holder.pid))
 
     def release(self) -> None:
+        """Deletes the lock if it is this run's. The main thread (as the run ends) and a stop's thread (io/stopping.py)
+        may both release it, each finding it theirs: the one whose delete finds nothing there has nothing to say (it
+        said the lock could not be released, just before the process ended)."""
         if FileSystems.exists(self.path) and _holder(self.path) == self.me:
-            FileSystems.delete([self.path])
+            try:
+                FileSystems.delete([self.path])
+            except BeamIOError:
+                if FileSystems.exists(self.path):
+                    raise
 
     def __enter__(self) -> OutputLock:
         self.acquire()
