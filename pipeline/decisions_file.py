@@ -206,6 +206,9 @@ def _csv_rows(reader: Iterator[list[str]], read: Callable[[], Any], where: Calla
     try:
         return read()
     except csv.Error as err:
+        if str(err).startswith("field larger than field limit"):  # the csv module's own bound on a cell
+            raise ValueError(f"{where(lines.first)}: a cell over {csv.field_size_limit():,} characters (a note is at "
+                             "most that long: shorten it)") from None
         raise ValueError(f"{where(lines.first)}: not CSV as a spreadsheet writes it ({err})") from None
 
 

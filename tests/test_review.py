@@ -810,3 +810,16 @@ def test_a_store_changed_between_its_two_reads_is_refused_and_left_as_it_is(tmp_
     with pytest.raises(ValueError, match=f"{store} changed while it was read .*; run again"):
         apply_decisions(str(decisions), str(store))
     assert store.read_text() == "photo_id,decision,note,sha256\n5,accept,,\n7,reject_human,,\n"
+
+
+def test_a_note_longer_than_a_csv_cell_may_be_is_refused_in_words_that_say_so(tmp_path):
+    """A note over the csv module's 131,072 characters was refused as "not CSV as a spreadsheet writes it (field larger
+    than field limit (131072))": the file was CSV; the note was too long."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n7,reject_human," + "x" * 140_000 + "\n")
+    with pytest.raises(ValueError, match=r"line 3: a cell over 131,072 characters \(a note is at most that long") \
+            as refused:
+        apply_decisions(str(decisions), str(tmp_path / "store.csv"))
+    assert "not CSV" not in str(refused.value)
+    decisions.write_text("photo_id,decision,note\n7,reject_human," + "x" * 131_072 + "\n")
+    assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
