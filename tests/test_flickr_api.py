@@ -346,6 +346,20 @@ def test_an_error_code_of_another_type_is_bad_api_response(server):
         client(server).call("flickr.photos.licenses.getInfo")
 
 
+@pytest.mark.parametrize("body", [
+    b'{"photos": {"photo": [{"id": "7", "license": "0", "license": "4"}]}, "stat": "ok"}',
+    b'{"photos": {"photo": [{"id": "7", "license": "4", "license": "0"}]}, "stat": "ok"}',
+    b'{"photo": {"id": "7", "owner": {"nsid": "1@N01", "nsid": "2@N01"}}, "stat": "ok"}',
+    b'{"stat": "fail", "code": 1, "message": "Photo not found", "stat": "ok"}',
+])
+def test_an_answer_giving_a_key_twice_in_one_object_is_bad_api_response(server, body):
+    """json.loads keeps a key's last copy, other readers the first: an entry giving "license" as "0" (All Rights
+    Reserved) then "4" was read as CC BY 2.0, and a failure followed by "stat": "ok" as an answer."""
+    server.faults.append((None, Response(200, body, "application/json")))
+    with pytest.raises(BadApiResponse, match=r'gives key "(license|nsid|stat)" twice in one object'):
+        client(server).call("flickr.photos.search")
+
+
 def test_the_answer_is_parsed_by_the_client_so_its_own_bugs_are_not_bad_answers(server, monkeypatch):
     """Only the answer's faults are BadApiResponse: an error raised by the code around flickrapi's call (a
     hook, the deadline, OAuth signing) is raised as itself, not filed as the API's fault for a whole range."""

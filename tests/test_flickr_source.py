@@ -502,6 +502,10 @@ HOSTILE_ANSWERS = {
     "fail_without_code": Response(200, json.dumps({"stat": "fail"}).encode(), "application/json"),
     "code_is_object": Response(200, json.dumps({"stat": "fail", "code": {"x": 1}, "message": "m"}).encode(),
                                "application/json"),
+    # "license" "0" (All Rights Reserved) then "4": json.loads kept the last copy, a CC BY 2.0 photo
+    "key_twice": Response(200, b'{"photos": {"page": 1, "pages": 1, "perpage": 500, "total": 1, "photo": [{"id": '
+                          b'"5000", "owner": "o0@N01", "license": "0", "license": "4", "dateupload": "'
+                          + str(DAY).encode() + b'"}]}, "stat": "ok"}', "application/json"),
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import demo_image
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World, carried_world, verify_per_owner
+from pipeline.fixtures.static_server import Response
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.flickr.client import FlickrClient
 from pipeline.flickr.credentials import Credentials
@@ -325,3 +326,21 @@ def test_an_owner_search_listing_a_photo_with_two_licences_verifies_neither(list
     out = list(dofn.process(("o@N01", [Photo("1", owner_nsid="o@N01"), Photo("2", owner_nsid="o@N01")])))
     assert [getattr(item, "photo_id", None) or item.value.reason for item in out] == ["relicensed", "2"]
     assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]  # photo 2, listed once as CC BY, costs nothing
+
+
+@pytest.mark.parametrize("licences", [("2", "4"), ("4", "2")])
+def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, licences):
+    """Photo 7's getInfo giving "license" as "2" (CC BY-NC) then "4": Python keeps the last copy, and the photo was
+    kept as CC BY 2.0 where a reader keeping the first says CC BY-NC."""
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    first, last = licences
+    body = (f'{{"photo": {{"id": "7", "license": "{first}", "license": "{last}", "owner": {{"nsid": "1@N01"}}}}, '
+            '"stat": "ok"}').encode()
+    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
+        server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
+        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        dofn.setup()
+        [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
+    assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
+    assert '"license" twice' in out.value.detail

@@ -66,7 +66,8 @@ class FlickrUnreachable(Exception):
 
 class BadApiResponse(ValueError):
     """An answer that is not shaped as Flickr documents it: no JSON, JSON of another shape (a count that is
-    no number, no photo list), an error without a code, or more than MAX_ANSWER_BYTES."""
+    no number, no photo list), a key given twice in one object, an error without a code, or more than
+    MAX_ANSWER_BYTES."""
 
 
 class NoAnswer(flickrapi.FlickrError):
@@ -78,6 +79,24 @@ class NoAnswer(flickrapi.FlickrError):
         self.cause = cause
 
 
+class _KeyTwice(ValueError):
+    """A key an answer gives twice in one object (its JSON text, at most 40 characters)."""
+
+
+def _each_key_once(pairs: list[tuple[str, object]]) -> dict:
+    """`json.loads`'s `object_pairs_hook`: the object, or `_KeyTwice`. Python keeps a key's last copy, other readers
+    the first: an entry giving "license" as "0" then "4" was kept as CC BY 2.0, where the first copy says All Rights
+    Reserved. Flickr gives each key once; an answer that does otherwise is no evidence either way."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _KeyTwice(json.dumps(key)[:40])
+            seen.add(key)
+    return found
+
+
 def parsed_answer(data: object) -> dict:
     """An answer's JSON as Flickr documents it, else BadApiResponse; a failure Flickr answered (stat "fail")
     raises FlickrError with its code, as flickrapi's own parser does. Parsed here, not by flickrapi, so that
@@ -87,7 +106,10 @@ def parsed_answer(data: object) -> dict:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         # counted in C before anything is built
         flood = isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES
-        parsed = json.loads(text) if isinstance(text, str) and not flood else None
+        parsed = json.loads(text, object_pairs_hook=_each_key_once) if isinstance(text, str) and not flood else None
+    except _KeyTwice as err:
+        raise BadApiResponse(f"the answer gives key {err} twice in one object: which copy is Flickr's cannot be "
+                             "told") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
     if flood:
