@@ -198,6 +198,19 @@ def canonical_photo_id(value: object) -> str:
     return canonical
 
 
+# A Flickr account id (NSID), as Flickr writes one: its number, "@N" and two digits ("12345678@N01").
+_NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
+
+
+def canonical_owner_id(value: str) -> str:
+    """A Flickr account id in Flickr's one spelling: its number without leading zeros, "@N" upper case ("007@n01" is
+    "7@N01", one account to the takedown list since it took owners); any other text (an alias, '') as it is. Each
+    spelling was an account of its own to the owner cap (three quotas for one photographer) and another owner than
+    Flickr's to the licence re-check (`owner_mismatch`)."""
+    found = _NSID.fullmatch(value)
+    return f"{int(found[1])}@N{found[2]}" if found else value
+
+
 _PHOTO_FIELDS = dataclasses.fields(Photo)
 _REJECTION_FIELDS = dataclasses.fields(Rejection)
 

@@ -69,3 +69,15 @@ def test_an_evicted_photo_is_rejected_at_once_not_held_until_the_account_ends():
     rest = list(itertools.chain([first], outputs))
     assert len(read) == 1000 and len(rest) == 1000
     assert sum(1 for item in rest if getattr(item, "tag", None) == "rejected") == 998
+
+
+def test_one_account_spelt_several_ways_has_one_quota():
+    """"7@N01", "7@n01" and "007@N01" are one Flickr account (the takedown list has always read them so): each
+    spelling had a quota of its own, three times the cap for one photographer."""
+    spellings = ("7@N01", "7@n01", "007@N01")
+    photos = [photo(str(10 * n + i), owner_nsid=nsid) for n, nsid in enumerate(spellings, start=1) for i in range(2)]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | CapPerOwner(2)
+        assert_that(out.kept | beam.combiners.Count.Globally(), equal_to([2]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
+                    equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")

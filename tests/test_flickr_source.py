@@ -857,3 +857,9 @@ def test_a_later_page_the_api_refuses_is_its_own_rejection_and_not_said_twice(tm
     assert reason == "api_error" and "code 3" in detail
     assert where.startswith(f"flickr:{DAY}-{DAY + 86399}:p") and not where.endswith(":p1")
     assert len(set(kept)) == len(kept) == 900
+
+
+def test_an_entry_s_account_id_is_kept_in_flickrs_one_spelling():
+    """An entry owned by "07@n01" (an answer of another spelling than Flickr's) is 7@N01's, its page link too."""
+    photo = photo_from_search({"id": "7", "owner": "07@n01", "license": "4", "dateupload": str(DAY)}, "ref", 512)
+    assert (photo.owner_nsid, photo.page_url) == ("7@N01", "https://www.flickr.com/photos/7@N01/7/")

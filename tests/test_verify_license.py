@@ -344,3 +344,16 @@ def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, li
         [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
     assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
     assert '"license" twice' in out.value.detail
+
+
+def test_a_row_spelling_its_owner_otherwise_than_flickr_is_that_owners_photo():
+    """A carried row crediting "07@n01", whose photo Flickr says is 7@N01's (the same account, as the takedown list
+    reads it), was rejected as `owner_mismatch`."""
+    class Answering:
+        def call(self, method, **params):
+            return {"photo": {"id": params["photo_id"], "license": "4", "owner": {"nsid": "7@N01"}}}
+
+    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
+    dofn._client = Answering()
+    [out] = list(dofn.process(("7@N01", [Photo(photo_id="5", owner_nsid="07@n01")])))
+    assert isinstance(out, Photo) and out.license_name == "CC BY 2.0", out

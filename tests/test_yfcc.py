@@ -614,3 +614,11 @@ def test_a_download_url_over_the_url_bound_is_refused_as_in_a_table_or_an_api_en
         assert "download_url" in parsed.detail and f"{len(url):,} characters" in parsed.detail
 
 
+
+
+def test_an_account_id_is_kept_in_flickrs_one_spelling():
+    """"007@n01" is Flickr's 7@N01: kept as written, it was another account to the owner cap and the licence
+    re-check, and the credit linked to a spelling Flickr never writes."""
+    parsed = parse_line(yfcc_line(1, "7", "http://farm1.staticflickr.com/1/7_ab.jpg", owner_nsid="007@n01").encode(),
+                        "f.tsv:1")
+    assert isinstance(parsed, Photo) and parsed.owner_nsid == "7@N01"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
-from pipeline.records import BadValue, value_kind
+from pipeline.records import BadValue, canonical_owner_id, value_kind
 
 # No photo was uploaded to Flickr before 1970 or will be after 2100: outside is a corrupt row
 # (and past year 9999 `datetime` itself would raise).
@@ -178,10 +178,11 @@ def url_token(value: object, name: str) -> str:
 
 def owner_id(value: str, name: str, reason: str = "bad_field") -> str:
     """An account id ('' when unknown): letters, digits and `_@.-` only, as it is pasted into URLs, and at least one
-    letter or digit (`..` made the creator link https://www.flickr.com/people/../, Flickr's home page)."""
+    letter or digit (`..` made the creator link https://www.flickr.com/people/../, Flickr's home page); an NSID in
+    Flickr's one spelling (`records.canonical_owner_id`: "007@n01" is "7@N01")."""
     if not _OWNER.fullmatch(value) or (value and not any(c.isascii() and c.isalnum() for c in value)):
         raise BadField(reason, f"{name} {_shown(value)} is not a Flickr account id")
-    return value
+    return canonical_owner_id(value)
 
 
 # Longer URLs are not photo URLs (browsers and servers stop near 8 KB): every source refuses one.

@@ -103,7 +103,7 @@ def _texts(entry: dict) -> dict[str, str]:
             raise BadField("bad_api_entry", f"{name} holds a lone surrogate, which is no UTF-8 text")
         fields.no_nul(value, name, "bad_api_entry")
         _bounded(value, name, MAX_URL_CHARS if name in _URL_FIELDS else MAX_TEXT_CHARS)
-    fields.owner_id(texts["owner"], "owner", "bad_api_entry")
+    texts["owner"] = fields.owner_id(texts["owner"], "owner", "bad_api_entry")
     if not texts["owner"]:  # Flickr names every photo's owner: without one the photo was published crediting no one
         raise BadField("bad_api_entry", "no owner: the photo's credit would name no one")
     return texts

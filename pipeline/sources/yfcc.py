@@ -56,7 +56,7 @@ def _check(row: dict[str, str]) -> int:
         fields.url_token(row[name], name)
     for name in (*_SAME_NAMED, "license_name", "license_url"):  # the licence columns too: the Photo keeps them
         fields.no_nul(row[name], name)
-    fields.owner_id(row["owner_nsid"], "owner_nsid")
+    row["owner_nsid"] = fields.owner_id(row["owner_nsid"], "owner_nsid")
     fields.page_url(row["page_url"], "page_url")
     fields.bounded_url(row["download_url"], "download_url")  # as a table's or an API entry's
     row["date_taken"] = fields.taken_date(row["date_taken"], "date_taken")

@@ -57,7 +57,7 @@ from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
-from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import BadPhotoId, Photo, Rejection, canonical_owner_id, canonical_photo_id
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "blocklist"
@@ -178,7 +178,7 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
         if not nsid:
             raise ValueError("an owner is a Flickr account id such as 12345678@N01 (an alias names it only through "
                              "Flickr's API: look the id up on the account's page)")
-        return Entry(kind, _owner_key(value), default_distance, where)
+        return Entry(kind, canonical_owner_id(value), default_distance, where)
     if kind == "url":
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
         return Entry(kind, value, default_distance, where)
@@ -245,12 +245,6 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
     return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
 
 
-def _owner_key(nsid: str) -> str:
-    """An NSID as compared: leading zeros off its number, "@N" upper case ("007@n01" is "7@N01")."""
-    found = _NSID.fullmatch(nsid)
-    return f"{int(found[1])}@N{found[2]}" if found else nsid
-
-
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
     """What a photo can be listed by: its id, its owner, the photo ids its Flickr URLs name, its other URLs
     (canonical where they parse, as given where they do not), its hashes."""
@@ -259,7 +253,7 @@ def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
     except BadPhotoId:
         keys = [("photo_id", photo.photo_id)]
     if photo.owner_nsid:
-        keys.append(("owner", _owner_key(photo.owner_nsid)))
+        keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):
         if url:
             try:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from pipeline.records import Photo, Rejection
+from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, empty, reject
 
 STAGE = "owner_cap"
@@ -28,7 +28,8 @@ def cap_rank(photo: Photo) -> tuple[int, str, str]:
 
 def owner_key(photo: Photo) -> str:
     # A photo with no known owner cannot be attributed to anyone's quota: it is its own group.
-    return f"owner:{photo.owner_nsid}" if photo.owner_nsid else f"photo:{photo.photo_id}"
+    # One account, one quota, however a row spells its id ("7@n01", a carried row's, is 7@N01's).
+    return f"owner:{canonical_owner_id(photo.owner_nsid)}" if photo.owner_nsid else f"photo:{photo.photo_id}"
 
 
 class _KeepFirstN(beam.DoFn):

@@ -43,7 +43,7 @@ from pipeline.flickr.client import (
 )
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
-from pipeline.records import Photo, Rejection
+from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
 STAGE = "verify_license"
@@ -246,7 +246,7 @@ def _other_photo(info: object, photo: Photo) -> tuple[str, str] | None:
     nsid = owner.get("nsid") if isinstance(owner, dict) else None
     if not isinstance(nsid, str) or not nsid:
         return "bad_api_response", "getInfo answer without an owner"
-    if photo.owner_nsid and nsid != photo.owner_nsid:
+    if photo.owner_nsid and canonical_owner_id(nsid) != canonical_owner_id(photo.owner_nsid):
         return "owner_mismatch", f"the row credits {photo.owner_nsid[:40]!r}, Flickr says {nsid[:40]!r}"
     return None
 
@@ -260,4 +260,6 @@ class VerifyLicense(beam.PTransform):
         FlickrClient(load_credentials(cfg.credentials_path), cfg.rest_url).check_key()  # fail at start
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
-        return apply_keyed_stage(photos, STAGE, lambda photo: photo.owner_nsid, _VerifyOwner(self._cfg))
+        # Grouped by the account, not the spelling: an owner search lists an account's photos under Flickr's own.
+        return apply_keyed_stage(photos, STAGE, lambda photo: canonical_owner_id(photo.owner_nsid),
+                                 _VerifyOwner(self._cfg))
