@@ -62,6 +62,19 @@ def test_an_owner_takedown_keeps_out_every_photo_of_that_account():
     assert Matcher(entries, CONTENT_KINDS).match(photo("1", owner_nsid="12345678@N01")) is None
 
 
+@pytest.mark.parametrize("page", ["https://www.flickr.com/photos/12345678@N01/5/", "flickr.com/photos/012345678@n01/5",
+                                  "http://m.flickr.com/photos/12345678%40N01/5/in/album-1/"])
+def test_an_owner_takedown_keeps_out_a_row_whose_flickr_page_names_that_account(page):
+    """A table's row has no owner id, only its page: `owner 12345678@N01` kept out none of that account's photos a
+    table listed by their Flickr pages (and a row whose page named another owner than the row, not its page's)."""
+    matcher = Matcher(parse_blocklist("owner 12345678@N01\n", "t.txt", 4), METADATA_KINDS)
+    assert matcher.match(photo("5", source="csv", owner_nsid="", page_url=page)).source == "t.txt:1"
+    assert matcher.match(photo("5", owner_nsid="9@N01", page_url=page)).source == "t.txt:1"
+    for other in ("https://www.flickr.com/photos/12345678@N02/5/", "https://www.flickr.com/photos/someone/5/",
+                  "https://example.com/photos/12345678@N01/5/", "https://www.flickr.com/people/12345678@N01/"):
+        assert matcher.match(photo("5", source="csv", owner_nsid="", page_url=other)) is None, other
+
+
 @pytest.mark.parametrize("bad", ["colour 12", "photo_id", "phash xyz", "owner someone", "owner 12345678@N01 x",
                                  "owner ../12@N01", "owner 12@N1", "owner @N01"])
 def test_malformed_list_fails_at_start(tmp_path, bad):

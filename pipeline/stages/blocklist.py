@@ -3,7 +3,8 @@
 A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` starts a comment):
 
     photo_id 123456789
-    owner 12345678@N01          # every photo of one Flickr account (a photographer opting out)
+    owner 12345678@N01          # every photo of one Flickr account (a photographer opting out): a row's
+                                # owner id, or the one its Flickr photo page names
     url https://www.flickr.com/photos/someone/123456789/
     sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise (4 when that is -1)
@@ -47,7 +48,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import apache_beam as beam
 import idna
@@ -245,15 +246,31 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
     return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
 
 
+def _page_owner(url: str) -> str | None:
+    """The account id a Flickr photo page names as its owner (`flickr.com/photos/<NSID>/<id>/`), in Flickr's one
+    spelling; None for any other URL, or a page naming its owner by an alias (only the API knows whose that is)."""
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        host = _normal_host(parts.hostname or "").removeprefix("www.")
+        page = _PAGE_PATH.fullmatch(without_dot_segments(normal_escapes(parts.path)))
+    except ValueError:
+        return None
+    owner = unquote(page[1]) if page and host in _PAGE_HOSTS else ""  # "7%40N01", as a server reads it, is 7@N01
+    return canonical_owner_id(owner) if _NSID.fullmatch(owner) else None
+
+
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
-    """What a photo can be listed by: its id, its owner, the photo ids its Flickr URLs name, its other URLs
-    (canonical where they parse, as given where they do not), its hashes."""
+    """What a photo can be listed by: its id, its owner (the row's, and the one its Flickr page names: a table's
+    rows have only their page), the photo ids its Flickr URLs name, its other URLs (canonical where they parse, as
+    given where they do not), its hashes."""
     try:
         keys = [("photo_id", canonical_photo_id(photo.photo_id))]
     except BadPhotoId:
         keys = [("photo_id", photo.photo_id)]
     if photo.owner_nsid:
         keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
+    if photo.page_url and (page_owner := _page_owner(photo.page_url)):
+        keys.append(("owner", page_owner))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):
         if url:
             try:
