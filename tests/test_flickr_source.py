@@ -326,6 +326,8 @@ BAD_ENTRIES = [
     ({**GOOD_ENTRY, "server": "../x"}, "bad_field"),
     ({**GOOD_ENTRY, "secret": ["x"]}, "bad_field"),
     ({**GOOD_ENTRY, "originalformat": "jpg?x=1"}, "bad_field"),
+    ({**GOOD_ENTRY, "media": "audio"}, "bad_api_entry"),
+    ({**GOOD_ENTRY, "media": None}, "bad_api_entry"),
     # another photo's file: its pixels would be published as this photo, under this one's licence and credit
     ({**GOOD_ENTRY, "url_z": "http://h/65535/8_abc123_z.jpg", "url_l": "http://h/65535/8_abc123_b.jpg"},
      "bad_api_entry"),
@@ -863,3 +865,21 @@ def test_an_entry_s_account_id_is_kept_in_flickrs_one_spelling():
     """An entry owned by "07@n01" (an answer of another spelling than Flickr's) is 7@N01's, its page link too."""
     photo = photo_from_search({"id": "7", "owner": "07@n01", "license": "4", "dateupload": str(DAY)}, "ref", 512)
     assert (photo.owner_nsid, photo.page_url) == ("7@N01", "https://www.flickr.com/photos/7@N01/7/")
+
+
+def test_a_video_an_answer_lists_is_a_video_not_a_photo(tmp_path):
+    """The search asks for photos (media=photos) and trusted that alone: an answer listing a video anyway (a proxy
+    ignoring the parameter, one mixing searches up) had the video's poster frame fetched and published as a photo.
+    The entry's media says so, and the license stage rejects it as it rejects a YFCC row marked as a video."""
+    from pipeline.stages.license import license_rejection
+
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    photos = [FixturePhoto("6000", "o@N01", 4, DAY), FixturePhoto("6001", "o@N01", 4, DAY + 1,
+                                                                  search_overrides={"media": "video"})]
+    with FlickrServer(World(photos), api_keys={"k"}) as server:
+        reader = _ReadPage(_source_config(server, credentials))
+        reader.setup()
+        kept = _outputs(list(reader.process(((DAY, DAY + 86399, 2), 1))), "kept")
+    outcomes = {photo.photo_id: license_rejection(photo) for photo in kept}
+    assert outcomes["6000"] is None and (outcomes["6001"].stage, outcomes["6001"].reason) == ("license", "video")

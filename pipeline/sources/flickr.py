@@ -20,7 +20,8 @@ rejection for the page (`bad_api_response`), as is a page listing more photos th
 of 64 MiB listed 4 million entries, each a row), and each entry is checked on its own, so one
 malformed entry (no id, license "abc", a title that is an object or of megabytes, an absurd date) is one rejection
 naming window, page and position (`flickr:LOW-HIGH:pPAGE:INDEX`) while the rest of the page goes
-on. Ids, dates and URL parts go through the same checks as the YFCC source
+on. An entry whose `media` says video (the search asked for photos only) is marked as one, as a YFCC row is, for the
+license stage to reject. Ids, dates and URL parts go through the same checks as the YFCC source
 (`records.canonical_photo_id`, `sources.fields`).
 """
 
@@ -57,7 +58,7 @@ from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, r
 # Every whole-photo copy by its documented extra name (flickr.sizes): an entry lists only the copies the
 # photo has (no 800 px copy before March 2012, ...), and the source picks among those.
 _SIZE_EXTRAS = tuple(size.extra for size in RESIZED)
-EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias",
+EXTRAS = ",".join(("license,owner_name,date_upload,date_taken,original_format,o_dims,description,tags,path_alias,media",
                    *_SIZE_EXTRAS, "url_o"))
 # Entry fields read as text; each must be a string where present (a null, number or object is malformed).
 _TEXT_FIELDS = ("owner", "ownername", "title", "tags", *_SIZE_EXTRAS, "url_o")
@@ -92,6 +93,16 @@ def _license_id(entry: dict) -> int:
     if isinstance(value, str) and _LICENSE_ID.fullmatch(value):
         return int(value)
     raise BadField("bad_api_entry", f"license {repr(value)[:40]} is not a Flickr license id")
+
+
+def _marker(entry: dict) -> int:
+    """The entry's `media` as YFCC's marker: 1 for a video (the license stage rejects it as `video`), 0 for a photo
+    or an entry that does not say. The search asks for photos (media=photos) and trusted that alone: an answer that
+    ignored it (a proxy's, one mixing searches up) had a video's poster frame fetched and published as a photo."""
+    media = entry.get("media", "photo")
+    if media not in ("photo", "video"):
+        raise BadField("bad_api_entry", f"media {repr(media)[:40]} is not photo or video")
+    return 1 if media == "video" else 0
 
 
 def _texts(entry: dict) -> dict[str, str]:
@@ -167,6 +178,7 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
         license_url=license_url,
         license_source_text=source_text,
         license_source_url=source_url,
+        marker=_marker(entry),
         server_id=fields.url_token(entry.get("server", ""), "server"),
         farm_id=fields.url_token(entry.get("farm", ""), "farm"),
         secret=fields.url_token(entry.get("secret", ""), "secret"),
