@@ -234,10 +234,12 @@ def test_an_owner_search_whose_totals_never_shrink_costs_no_more_than_checking_e
 
 
 @pytest.mark.parametrize("answer", [{"photo": {"id": "7", "owner": {"nsid": "1@N01"}, **licence}}
-                                    for licence in ({}, {"license": -1}, {"license": "x"}, {"license": None})])
+                                    for licence in ({}, {"license": -1}, {"license": "x"}, {"license": None},
+                                                    {"license": 10**4000}, {"license": "999999999999"})])
 def test_a_getinfo_answer_without_a_licence_id_is_a_broken_answer_not_a_relicensing(answer):
     """A missing licence (or -1) was read as licence -1 and the photo rejected as `relicensed` ('CC BY 2.0 -> -1'),
-    misleading whoever reviews licence changes."""
+    misleading whoever reviews licence changes; a number no licence id is (over the search's three digits) was a
+    `relicensed` to it, 4,000 digits of it in the detail."""
     class Answering:
         def call(self, method, **params):
             return answer
@@ -248,6 +250,7 @@ def test_a_getinfo_answer_without_a_licence_id_is_a_broken_answer_not_a_relicens
                   owner_nsid="1@N01")
     [out] = list(dofn.process(("", [photo])))
     assert (out.value.reason, out.value.stage) == ("bad_api_response", "verify_license"), out.value
+    assert len(out.value.detail) <= 100
 
 
 class _MixedUpServer(FlickrServer):

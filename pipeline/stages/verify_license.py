@@ -54,6 +54,7 @@ MIN_PHOTOS_FOR_SEARCH = 2
 UPLOAD_MARGIN = 86_400
 ALL_TIME = (0, 2**31)
 _DIGITS = re.compile(r"[0-9]{1,12}")
+MAX_LICENSE_ID = 1000  # Flickr's ids are 0-16: more than three digits is no licence id
 
 
 @dataclass(frozen=True)
@@ -218,10 +219,11 @@ class _VerifyOwner(beam.DoFn):
         if problem:
             yield reject(Rejection.of(photo, STAGE, problem[0], problem[1]))
             return
-        # No licence, or one that is no id, is a broken answer (it was read as licence -1: `relicensed`)
+        # No licence, or one that is no id, is a broken answer (it was read as licence -1: `relicensed`); an id has at
+        # most three digits, as a search entry's (sources.flickr: 10**4000 was `relicensed` to it, every digit said)
         value = info.get("license")
         license_id = _number(value)
-        if license_id is None:
+        if license_id is None or license_id >= MAX_LICENSE_ID:
             yield reject(Rejection.of(photo, STAGE, "bad_api_response", f"license {repr(value)[:40]} is no license id"))
             return
         if license_id not in self._allowed:
