@@ -322,6 +322,9 @@ BAD_ENTRIES = [
     ({**GOOD_ENTRY, "dateupload": "99"}, "bad_api_entry"),
     ({**GOOD_ENTRY, "dateupload": 201}, "bad_api_entry"),
     ({**GOOD_ENTRY, "dateupload": "1600000000"}, "bad_api_entry"),
+    # no upload time (the search asks for it): whether it is of the window cannot be told, and it passed unchecked
+    (_without("dateupload"), "bad_api_entry"),
+    ({**GOOD_ENTRY, "dateupload": ""}, "bad_api_entry"),
     ({**GOOD_ENTRY, "datetaken": "99999-01-01 00:00:00"}, "bad_date"),
     ({**GOOD_ENTRY, "server": "../x"}, "bad_field"),
     ({**GOOD_ENTRY, "secret": ["x"]}, "bad_field"),

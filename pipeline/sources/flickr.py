@@ -140,9 +140,9 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
                       window: tuple[int, int] | None = None) -> Photo:
     """One search result -> a Photo; an entry that is not shaped as Flickr documents it raises
     `BadPhotoId` or `BadField` (reason `bad_api_entry`, `bad_date` or `bad_field`), as does one whose upload time
-    is outside the `window` (first and last second) it was listed for: the search asked for none such, so the
-    answer is not about it (it was kept from outside the run's range, and took a place in its window's count that
-    one of the window's own photos, never listed, had)."""
+    is outside the `window` (first and last second) it was listed for, or not given: the search asked for none such,
+    so the answer is not about it (it was kept from outside the run's range, and took a place in its window's count
+    that one of the window's own photos, never listed, had)."""
     if not isinstance(entry, dict):
         raise BadField("bad_api_entry", f"the entry is a {value_kind(entry)}, not an object")
     photo_id = canonical_photo_id(entry.get("id", ""))
@@ -152,7 +152,9 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     texts = _texts(entry)
     uploaded = entry.get("dateupload", "")
     date_uploaded = fields.upload_date(uploaded, "dateupload")
-    if window and date_uploaded and not window[0] <= int(uploaded) <= window[1]:
+    if window and not date_uploaded:  # asked for (EXTRAS): without it the entry passed the window's check unchecked
+        raise BadField("bad_api_entry", "no dateupload: whether it is of the window searched cannot be told")
+    if window and not window[0] <= int(uploaded) <= window[1]:
         raise BadField("bad_api_entry", f"dateupload {uploaded} is outside the window searched, "
                                         f"{window[0]}-{window[1]}")
     listed = tuple(BY_EXTRA[name] for name in _SIZE_EXTRAS if texts[name])  # smallest first
