@@ -225,6 +225,15 @@ def test_every_entry_that_cannot_be_understood_fails_at_start_naming_file_and_li
         Blocklist([str(path)], 4, METADATA_KINDS)
 
 
+@pytest.mark.parametrize("page", ["https://www.flickr.com/photos/012345678@n01/", "flickr.com/people/12345678@N01",
+                                  "https://www.flickr.com/photos/12345678%40N01"])
+def test_an_accounts_page_given_as_a_takedown_says_the_owner_line_to_write(page):
+    """A photographer's takedown pasted as their photostream or profile URL was refused with "list the photos' ids":
+    listed one by one, their later uploads entered the next release (the `owner` line keeps out every one)."""
+    with pytest.raises(ValueError, match=r"t\.txt:1: .*'owner 12345678@N01' keeps out every photo of the account"):
+        parse_blocklist(f"url {page}\n", "t.txt", 4)
+
+
 @pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
 def test_a_list_that_is_not_utf8_fails_at_start_naming_the_line(tmp_path, end):
     path = tmp_path / "bad.txt"

@@ -81,6 +81,7 @@ _STATIC_PATH = re.compile(r"(?:/[0-9]+){1,2}/([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]
 # /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
 _PAGE_PATH = re.compile(r"/photos/([^/]+)/([0-9]{1,20})(?:/.*)?")
 _NOT_OWNERS = frozenset({"tags"})
+_ACCOUNT_PATH = re.compile(r"/(?:photos|people)/([^/]+)/?")  # an account's photostream or profile
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
 _SHORT_PATH = re.compile(rf"/p/([{_BASE58}]{{1,12}})/?")
 
@@ -116,6 +117,11 @@ def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
         ids = parse_qs(query).get("id", []) if path == "/photo.gne" else []
         if len(ids) == 1:
             return canonical_photo_id(ids[0])
+        account = _ACCOUNT_PATH.fullmatch(path)
+        if account and _NSID.fullmatch(unquote(account[1])):
+            # a photographer's takedown given as their page: the photos' ids alone miss their later uploads
+            raise ValueError(f"this Flickr URL is an account's page: 'owner {canonical_owner_id(unquote(account[1]))}'"
+                             " keeps out every photo of the account")
         raise ValueError("this Flickr URL names no photo (an album, a user or tag page?): list the photos' ids")
     return None
 
