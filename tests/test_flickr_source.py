@@ -886,3 +886,15 @@ def test_a_video_an_answer_lists_is_a_video_not_a_photo(tmp_path):
         kept = _outputs(list(reader.process(((DAY, DAY + 86399, 2), 1))), "kept")
     outcomes = {photo.photo_id: license_rejection(photo) for photo in kept}
     assert outcomes["6000"] is None and (outcomes["6001"].stage, outcomes["6001"].reason) == ("license", "video")
+
+
+def test_a_window_counted_in_thousands_of_digits_is_said_in_one_short_detail():
+    """A count answer's total may be any JSON integer (`answer_count`): one of 4,000 digits was written whole, with
+    its thousands marked, into the window's over_search_depth detail (5,400 characters)."""
+    split = _SplitWindows(FlickrSourceConfig(None, None, "4", 0, 0, 512))
+    split._search = lambda low, high, **params: {"total": 10**4000}
+    [window, over] = list(split.process((0, 0)))
+    assert window == (0, 0, 10**4000) and over.value.reason == "over_search_depth"
+    assert over.value.detail == ("the API counts a 4,001-digit number of results in this window; a search lists the "
+                                 "first 4,000")
+
