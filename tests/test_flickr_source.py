@@ -898,3 +898,12 @@ def test_a_window_counted_in_thousands_of_digits_is_said_in_one_short_detail():
     assert over.value.detail == ("the API counts a 4,001-digit number of results in this window; a search lists the "
                                  "first 4,000")
 
+
+
+def test_a_license_id_flickr_does_not_list_is_rejected_naming_the_id():
+    """An entry's licence id outside Flickr's table (a `"99"`) was `not_cc_by` with the detail "no license given"."""
+    from pipeline.stages.license import license_rejection
+
+    api = photo_from_search({"id": "7", "owner": "x@N01", "license": "99", "dateupload": "1600000000"}, "ref", 512)
+    rejection = license_rejection(api)
+    assert rejection is not None and (rejection.reason, rejection.detail) == ("not_cc_by", "Flickr license id 99")

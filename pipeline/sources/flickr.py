@@ -147,7 +147,9 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
         raise BadField("bad_api_entry", f"the entry is a {value_kind(entry)}, not an object")
     photo_id = canonical_photo_id(entry.get("id", ""))
     license_id = _license_id(entry)
-    license_name, license_url = CANONICAL.get(license_id, ("", ""))
+    # An id Flickr's table does not hold is named by its number: with no name the license stage said "no license
+    # given" of an entry that gave one.
+    license_name, license_url = CANONICAL.get(license_id, (f"Flickr license id {license_id}", ""))
     source_text, source_url = LICENSES.get(license_id, ("", ""))  # the API gives an id: Flickr's words for it
     texts = _texts(entry)
     uploaded = entry.get("dateupload", "")
