@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import Counter
 from html.parser import HTMLParser
 
 from PIL import Image
@@ -235,3 +236,17 @@ def test_the_datasheet_holds_a_batch_of_rows_at_a_time_not_the_release(tmp_path)
     _, peak = traced_peak(lambda: write_datasheet(str(tmp_path), None, "r"))
     assert "40,000 images from 40 photographers" in (tmp_path / "DATASHEET.md").read_text()
     assert peak < 16 << 20, f"{peak:,} bytes at the peak for {shards * per_shard:,} rows"
+
+
+def test_photographers_are_counted_by_account_however_spelt_and_rows_naming_none_are_no_photographer():
+    """The datasheet's tally read owner ids as written: a carried row's `007@n01` and `7@N01` were two photographers,
+    and every row naming no account (a table's rows) was one more, "" (a release of table rows: "from 1
+    photographers")."""
+    from pipeline.release.datasheet import Figures, _markdown
+
+    rows = [{"photo_id": str(i), "owner_nsid": owner, "license_name": "CC BY 2.0", "width": 640, "height": 480,
+             "scores": []} for i, owner in enumerate(["7@N01", "007@n01", "8@N00", "", ""])]
+    figures = Figures.of([rows[:2], rows[2:]])
+    assert figures.per_owner == {"7@N01": 2, "8@N00": 1} and figures.no_owner == 2
+    text = _markdown({"name": "d"}, {"kept": 5}, figures, Counter(), None, "r")
+    assert "5 images from 2 photographers (and 2 images naming no Flickr account)" in text

@@ -32,6 +32,7 @@ from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.names import creator_name
 from pipeline.options import split_list
+from pipeline.records import canonical_owner_id
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 
 COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
@@ -68,6 +69,7 @@ class Figures:
     count: int = 0
     licenses: Counter = field(default_factory=Counter)
     per_owner: Counter = field(default_factory=Counter)
+    no_owner: int = 0  # images whose row names no account (a table's rows)
     sides: array = field(default_factory=lambda: array("q"))
     scores: dict[str, array] = field(default_factory=dict)
     sample: list[str] = field(default_factory=list)  # the contact sheet's photo ids (`_sample`)
@@ -75,7 +77,10 @@ class Figures:
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.count += len(rows)
         self.licenses.update(row["license_name"] for row in rows)
-        self.per_owner.update(row["owner_nsid"] for row in rows)
+        # One account however a row spells it (a carried row of an older release: "007@n01" is 7@N01), and no
+        # account for a row naming none (a table's rows): all of those were one photographer, "".
+        self.per_owner.update(canonical_owner_id(row["owner_nsid"]) for row in rows if row["owner_nsid"])
+        self.no_owner += sum(1 for row in rows if not row["owner_nsid"])
         self.sides.extend(max(row["width"], row["height"]) for row in rows)
         for name, values in score_series(rows).items():
             self.scores.setdefault(name, array("d")).extend(values)
@@ -302,7 +307,8 @@ def _markdown(manifest: dict, stats: dict, figures: Figures | list[dict], reject
     figures = figures if isinstance(figures, Figures) else Figures.of([figures])
     options = manifest.get("options", {})
     models = manifest.get("models", [])
-    owners = len(figures.per_owner)
+    owners = f"{len(figures.per_owner):,} photographers" + (
+        f" (and {figures.no_owner:,} images naming no Flickr account)" if figures.no_owner else "")
     reasons = "\n".join(f"| {_text(stage)} | {_text(reason)} | {count:,} |" for (stage, reason), count in
                         sorted(rejections.items(), key=lambda item: (-item[1], item[0])))
     model_lines = "\n".join(f"- {_code(m['name'])} (sha256 {_code(str(m['sha256'])[:12] + '…')}, "
@@ -323,7 +329,7 @@ def _markdown(manifest: dict, stats: dict, figures: Figures | list[dict], reject
     sample = sample or []
     return TEMPLATE.substitute(
         dataset=_text(manifest.get("name", "dataset")), release=_text(name),
-        kept=f"{stats.get('kept', figures.count):,}", owners=f"{owners:,}",
+        kept=f"{stats.get('kept', figures.count):,}", owners=owners,
         max_side=_text(options.get("max_side", "?")), change=change,
         source=_code(options.get("source", "?")), source_detail=source, verified=verified,
         input_rows=f"{stats.get('input_rows', 0):,}", accounted=_text(stats.get("accounted")), reasons=reasons,
