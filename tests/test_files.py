@@ -38,6 +38,24 @@ def test_one_star_and_question_mark_stay_in_their_folder_and_two_stars_go_down(t
     assert matching(str(tmp_path / "none-*")) == []
 
 
+def test_a_glob_in_the_working_folder_matches_its_files(tmp_path, monkeypatch):
+    # Beam lists a glob's literal prefix's folder, '' for `photos-*.csv.gz`, which it finds no folder: the README's own
+    # `--input='photos-*.csv.gz'` matched no file ("--input ... matches no file") unless spelled `./photos-*.csv.gz`.
+    (tmp_path / "x").mkdir()
+    for name in ("photos-1.csv.gz", "photos-2.csv.gz", "other.tsv", "x/photos-3.csv.gz", "a[b.tsv"):
+        (tmp_path / name).write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert matching("photos-*.csv.gz") == ["photos-1.csv.gz", "photos-2.csv.gz"]  # spelled as given: relative
+    assert matching("photos-?.csv.gz") == ["photos-1.csv.gz", "photos-2.csv.gz"]
+    assert matching("[o]ther.tsv") == ["other.tsv"]
+    assert matching("**.csv.gz") == ["photos-1.csv.gz", "photos-2.csv.gz", "x/photos-3.csv.gz"]
+    assert matching("*/photos-*.csv.gz") == ["x/photos-3.csv.gz"]
+    assert matching("./photos-*.csv.gz") == ["./photos-1.csv.gz", "./photos-2.csv.gz"]
+    assert matching("none-*") == []
+    assert matching("a[b.tsv") == ["a[b.tsv"]  # an unclosed '[' is itself: one file's name
+    assert files_to_read("photos-*.csv.gz") == ["photos-1.csv.gz", "photos-2.csv.gz"]
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("names")

@@ -317,8 +317,13 @@ def matching_sizes(pattern: str) -> list[tuple[str, int]]:
     """`matching`'s paths with their sizes in bytes, from the one listing (a path looked up again is read as a glob:
     a file named `part[1].csv` is not found by its own name)."""
     broad, regex = _posix_glob(pattern)
-    return sorted((m.path, m.size_in_bytes) for m in FileSystems.match([broad])[0].metadata_list
-                  if regex.match(m.path))
+    # Beam lists the folder of the glob's literal prefix: '' for `photos-*.csv.gz`, which it finds no folder, so a
+    # glob in the working folder matched nothing. It is listed as `./…`, and its paths given back as spelled.
+    prefix = re.split(r"[\[*?]", broad, maxsplit=1)[0]  # as Beam takes it: a pattern with none is one file's name
+    here = prefix != broad and "/" not in prefix
+    listed = FileSystems.match([f"./{broad}" if here else broad])[0].metadata_list
+    found = ((m.path.removeprefix("./") if here else m.path, m.size_in_bytes) for m in listed)
+    return sorted((path, size) for path, size in found if regex.match(path))
 
 
 def glob_matches(pattern: str, path: str) -> bool:
