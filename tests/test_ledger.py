@@ -196,6 +196,22 @@ def test_rows_whose_verdict_may_change_skip_nothing():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["8", "9", "10"]), label="kept")
 
 
+def test_a_photo_refused_by_the_runs_allowed_hosts_is_not_decided_for_good():
+    """--allowed_hosts is the run's, and a refresh does not inherit it: a refresh that left out a mirror's host rejected
+    its new photos `fetch/host_not_allowed`, recorded for good, so the next one, given the host, skipped them as
+    `already_decided` in every later release. The verdict is the list's, not the photo's: never recorded, and a
+    ledger holding one (written before) decides nothing."""
+    refused = [("fetch", "host_not_allowed"), ("fetch", "redirect_not_allowed")]
+    for stage, reason in refused:
+        assert entry_of_rejection(rejection("6", stage, reason), "2026-12") is None, reason
+        assert reopened_id(rejection("06", stage, reason)) == "6", reason
+    ledger = [{**GOOD_ROW, "photo_id": photo_id, "decision": REJECTED, "stage": stage, "reason": reason}
+              for photo_id, (stage, reason) in zip(("6", "7"), refused, strict=True)]
+    with local_pipeline() as p:
+        out = p | "Photos" >> beam.Create([photo("6"), photo("7")]) | SkipDecided(p | "Ledger" >> beam.Create(ledger))
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["6", "7"]), label="kept")
+
+
 def test_a_ledger_file_whose_name_holds_a_backslash_is_read(demo_release, tmp_path):
     """--ledger was read by Beam's ReadFromParquet, whose '*' never matches a backslash: the launch check (`matching`)
     found the file and the job did not, so every photo it had decided was fetched and decided again."""

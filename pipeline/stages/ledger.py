@@ -35,7 +35,10 @@ KEPT, REJECTED = "kept", "rejected"
 TRANSIENT = {
     "fetch": {"connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error", "truncated_body",
               # where a name leads, and a server's contradictory headers, say something of the network, not of the photo
-              "address_not_public", "bad_response"},
+              "address_not_public", "bad_response",
+              # the run's --allowed_hosts refused the URL or a redirect: the list's verdict, not the photo's (a refresh
+              # does not inherit the list; one that left out a mirror's host lost its new photos for every release)
+              "host_not_allowed", "redirect_not_allowed"},
     "read": {"api_error", "bad_api_response"},
     # A broken answer says nothing of the photo; an owner other than the row's says something of the row only (its
     # credit): a later row crediting the right owner must not find the photo decided for ever.
