@@ -121,6 +121,8 @@ def test_python_dash_m_runs_the_demo(tmp_path):
                            f"--detect_threads={DETECT_THREADS}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "kept 6 of 18 input rows (all accounted for)" in done.stdout
+    # the cat and the deep field, held: the summary said where the dataset was, never where the photos to review were
+    assert f"review:      {tmp_path / 'demo' / 'review' / 'index.html'}: 2 photos held for review" in done.stdout
     # Nothing that reads like a failure on a successful run (Beam's batch-size estimator warned once).
     assert "warning" not in done.stderr.lower(), [line for line in done.stderr.splitlines() if "arning" in line]
     stats = json.loads((tmp_path / "demo" / "stats.json").read_text())

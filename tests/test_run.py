@@ -687,7 +687,7 @@ def test_the_summary_says_what_a_run_could_not_use(demo_release):
 
     stats = json.loads((demo_release / "stats.json").read_text())
     quiet = summary(str(demo_release), stats)
-    assert "previous ledger" not in quiet and "decontaminate" not in quiet
+    assert "previous ledger" not in quiet and "decontaminate" not in quiet and "review:" not in quiet  # none held
     said = summary(str(demo_release), {**stats, "ledger_rows_ignored": 3, "eval_images_unreadable": 1})
     assert "previous ledger: 3 rows no run writes were ignored" in said
     assert "decontaminate: 1 evaluation images could not be read" in said

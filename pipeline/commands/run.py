@@ -550,6 +550,13 @@ def summary(output: str, stats: dict) -> str:
     manifest = report.read_manifest(output)
     written = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"] if "/" in entry["path"]})
     formats = [FileSystems.join(output, name) for name in FORMAT_FOLDERS if name in written]
+    # The borderline band waits for a reviewer: the summary named every other file, never the page holding it.
+    sheet = next((entry for entry in manifest["files"] if entry.get("format") == "review_sheet"), {})
+    held, shown = int(sheet.get("held") or 0), int(sheet.get("records") or 0)
+    review = (f"  review:      {FileSystems.join(output, sheet['path'])}: {held} photos held for review"
+              f"{f' ({shown} most suspicious on the page)' if shown < held else ''}; decide them there, then "
+              "`pass-pipeline review apply decisions.csv --store STORE` and run again with --review_decisions STORE\n"
+              if held else "")
     return (
         f"kept {stats['kept']} of {stats['input_rows']} input rows "
         f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
@@ -560,7 +567,7 @@ def summary(output: str, stats: dict) -> str:
            "was compared with them)\n" if stats.get("previous_index_rows_ignored") else "")
         + (f"  decontaminate: {stats['eval_images_unreadable']} evaluation images could not be read, so nothing was "
            "compared with them (see the log)\n" if stats.get("eval_images_unreadable") else "") +
-        f"  dataset:     {', '.join(formats) or 'no images'}\n"
+        f"  dataset:     {', '.join(formats) or 'no images'}\n" + review +
         f"  rejections:  {FileSystems.join(output, 'rejections')}\n"
         f"  stats:       {FileSystems.join(output, 'stats.json')}   "
         f"manifest: {FileSystems.join(output, 'manifest.json')}\n"
