@@ -743,6 +743,17 @@ def test_a_run_whose_hosts_are_not_allowed_names_allowed_hosts(world, tmp_path, 
     assert "name them with --allowed_hosts=HOST" in message and not server.hits
 
 
+def test_a_run_allowing_its_host_without_the_port_is_told_the_port_goes_with_it(world, tmp_path, capsys):
+    """`--allowed_hosts=127.0.0.1` for images on http://127.0.0.1:PORT allows port 80 only: the refusal told the
+    newcomer, who had named the host, to name the host."""
+    server, metadata = world
+    name = server.host.rsplit(":", 1)[0]
+    assert main(["run", f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={name}", *FAST]) == 4
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"not in --allowed_hosts (now {name}): name them with --allowed_hosts=HOST,… (HOST:PORT for a port other " \
+           "than 80 or 443)" in message and not server.hits
+
+
 def test_an_input_glob_over_the_output_is_named_before_its_files_are_sniffed(world, demo_release, tmp_path, capsys):
     """--input='data/**' with --output=data/out holding an earlier dataset: the launch sniffed data/out/ATTRIBUTION.csv
     first and said it "does not look like YFCC100M metadata", not that the pattern takes in the output's files."""
