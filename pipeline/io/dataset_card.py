@@ -43,14 +43,22 @@ CC-licensed photographs from Flickr without people, built by `pass-pipeline`.
 
 ```python
 from datasets import load_dataset
-images = load_dataset("path/to/this/folder", split="train")
-rejections = load_dataset("path/to/this/folder", "rejections", split="train")
-# without Parquet shards (WebDataset or TFRecord only), the rejections and the index as Parquet files:
-rejections = load_dataset("parquet", data_files="path/to/this/folder/rejections/*.parquet", split="train")
+{code}
 ```
 
 `manifest.json` lists every file with its size and SHA-256; `stats.json` holds the funnel.
 """
+# The card's code, by what the release holds (its front matter's configurations): each line runs on it.
+_IMAGES = 'images = load_dataset("path/to/this/folder", split="train")'
+_REJECTIONS = 'rejections = load_dataset("path/to/this/folder", "rejections", split="train")'
+_CODE = {
+    "parquet": [_IMAGES, _REJECTIONS],
+    "webdataset": [_IMAGES, "# the rejections and the index as the Parquet files they are:",
+                   'rejections = load_dataset("parquet", data_files="path/to/this/folder/rejections/*.parquet", '
+                   'split="train")'],
+    "tfrecord": ["# the images are TFRecord shards (tfrecord/, one tf.train.Example each), which `datasets` does not",
+                 "# read: tf.data.TFRecordDataset reads them. The rejections and the index load here:", _REJECTIONS],
+}
 
 
 def _config(name: str, path: str) -> list[str]:
@@ -94,7 +102,9 @@ def front_matters(formats_written: Iterable[str], with_index: bool) -> list[str]
 def card_text(formats_written: Iterable[str], with_index: bool) -> str:
     """The card for a release holding `formats_written`, and the near-duplicate index if `with_index`: its front matter
     (`front_matter`), then fixed text."""
-    return front_matter(formats_written, with_index) + _BODY
+    written = set(formats_written)
+    code = _CODE[next((fmt for fmt in _CODE if fmt in written), "tfrecord")]
+    return front_matter(written, with_index) + _BODY.replace("{code}", "\n".join(code))
 
 
 def write_card(_: Any, output: str, formats_written: list[str], with_index: bool) -> dict[str, Any]:
