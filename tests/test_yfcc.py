@@ -561,6 +561,22 @@ def test_a_folder_given_as_input_is_refused_saying_how_to_name_its_files(tmp_pat
     assert capsys.readouterr().err.strip().endswith(f"cannot be read: {pipe} is a named pipe, not a file")
 
 
+def test_a_dump_that_cannot_be_decompressed_is_refused_saying_why(tmp_path, capsys):
+    """A dump cut short in its download, or no bzip2 data under its name, was refused as "cannot be read: EOFError" (or
+    OSError): the type, not what it meant. The line says it as a rejection of the same file does."""
+    from pipeline.cli import main
+
+    whole = bz2.compress(_rows(1000, 300))
+    (tmp_path / "cut.tsv.bz2").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "not.tsv.bz2").write_bytes(b"BZh9 is not the rest of a bzip2 stream")
+    said = yfcc.sniff(str(tmp_path / "cut.tsv.bz2"))
+    assert said.startswith("cannot be read: EOFError: ") and "ended before its end-of-stream marker" in said
+    assert main(["run", f"--input={tmp_path / 'not.tsv.bz2'}", f"--output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("not.tsv.bz2 cannot be read: OSError: bzip2 stream 1: Invalid data stream")
+    assert err.count("\n") == 1
+
+
 def test_a_table_given_without_input_format_is_told_of_the_flag(tmp_path, capsys):
     """--input_format defaults to yfcc: a newcomer's CSV was refused as 'does not look like YFCC100M metadata …
     wrong_column_count (3 columns, expected 23 or 25)', with no word of the flag that reads it; and the hint then left

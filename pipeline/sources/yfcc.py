@@ -125,8 +125,8 @@ def sniff(path: str, lines: int = 5) -> str | None:
                     break
     except NotAFile as err:  # our own words, which say what to give instead
         return f"cannot be read: {err}"[:300]
-    except BROKEN_FILE_ERRORS as err:
-        return f"cannot be read: {type(err).__name__}"
+    except BROKEN_FILE_ERRORS as err:  # what it meant, as the file's rejection says it ("EOFError" alone said nothing)
+        return f"cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"[:300].rstrip(": ")
     if not first:
         return "is empty"
     if not refused:
