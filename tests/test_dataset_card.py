@@ -18,6 +18,31 @@ def front_matter(text: str) -> dict:
     return yaml.safe_load(text.split("---\n")[1])
 
 
+FILES = {"parquet": "parquet/pass-00000-of-00001.parquet", "webdataset": "webdataset/pass-00000-of-00001.tar",
+         "tfrecord": "tfrecord/pass-00000-of-00001.tfrecord",
+         "rejections": "rejections/rejections-00000-of-00001.parquet",
+         "near_dup_index": "near_dup_index/index-00000-of-00001.parquet"}
+
+
+def small_release(folder, written: list[str]) -> None:
+    """A release of one kept photo in `written` formats, one rejection and the index, with its card."""
+    from pipeline.io import formats
+    from pipeline.records import Rejection
+    from tests.conftest import photo, real_jpeg
+
+    kept = [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)]
+    rejected = [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")]
+    files = {"parquet": (formats.write_parquet, kept), "webdataset": (formats.write_webdataset, kept),
+             "tfrecord": (formats.write_tfrecord, kept), "rejections": (formats.write_rejections, rejected),
+             "near_dup_index": (formats.write_index, [("0123456789abcdef", "12", "fedcba9876543210")])}
+    for name in [*written, "rejections", "near_dup_index"]:
+        write, records = files[name]
+        (folder / FILES[name]).parent.mkdir()
+        with (folder / FILES[name]).open("wb") as handle:
+            write(handle, records)
+    write_card(None, str(folder), written, True)
+
+
 def test_default_config_is_the_parquet_dataset_and_the_others_are_named():
     from datasets.utils.metadata import MetadataConfigs  # ~1.3 s: only where it is used, not at collection
 
@@ -78,24 +103,7 @@ def test_every_configuration_a_card_names_loads(tmp_path, written):
     as tars ("ReadError: bad checksum"). Such a card names the dataset alone; the Parquet tables load as files."""
     import datasets
 
-    from pipeline.io import formats
-    from pipeline.records import Rejection
-    from tests.conftest import photo, real_jpeg
-
-    kept = [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)]
-    files = {"parquet": ("parquet/pass-00000-of-00001.parquet", formats.write_parquet, kept),
-             "webdataset": ("webdataset/pass-00000-of-00001.tar", formats.write_webdataset, kept),
-             "tfrecord": ("tfrecord/pass-00000-of-00001.tfrecord", formats.write_tfrecord, kept),
-             "rejections": ("rejections/rejections-00000-of-00001.parquet", formats.write_rejections,
-                            [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")]),
-             "near_dup_index": ("near_dup_index/index-00000-of-00001.parquet", formats.write_index,
-                                [("0123456789abcdef", "12", "fedcba9876543210")])}
-    for name in [*written, "rejections", "near_dup_index"]:
-        path, write, records = files[name]
-        (tmp_path / path).parent.mkdir()
-        with (tmp_path / path).open("wb") as handle:
-            write(handle, records)
-    write_card(None, str(tmp_path), written, True)
+    small_release(tmp_path, written)
     cache = str(tmp_path / "hf-cache")
     names = [config["config_name"] for config in front_matter((tmp_path / "README.md").read_text())["configs"]]
     loaded = {name: datasets.load_dataset(str(tmp_path), name, split="train", cache_dir=cache) for name in names}
@@ -116,24 +124,7 @@ def test_the_cards_own_code_runs_on_the_release_it_describes(tmp_path, written):
 
     import datasets
 
-    from pipeline.io import formats
-    from pipeline.records import Rejection
-    from tests.conftest import photo, real_jpeg
-
-    kept = [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)]
-    files = {"parquet": ("parquet/pass-00000-of-00001.parquet", formats.write_parquet, kept),
-             "webdataset": ("webdataset/pass-00000-of-00001.tar", formats.write_webdataset, kept),
-             "tfrecord": ("tfrecord/pass-00000-of-00001.tfrecord", formats.write_tfrecord, kept),
-             "rejections": ("rejections/rejections-00000-of-00001.parquet", formats.write_rejections,
-                            [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")]),
-             "near_dup_index": ("near_dup_index/index-00000-of-00001.parquet", formats.write_index,
-                                [("0123456789abcdef", "12", "fedcba9876543210")])}
-    for name in [*written, "rejections", "near_dup_index"]:
-        path, write, records = files[name]
-        (tmp_path / path).parent.mkdir()
-        with (tmp_path / path).open("wb") as handle:
-            write(handle, records)
-    write_card(None, str(tmp_path), written, True)
+    small_release(tmp_path, written)
     [code] = re.findall(r"```python\n(.*?)```", (tmp_path / "README.md").read_text(), re.S)
     assert code.startswith("from datasets import load_dataset\n")
     names: dict = {"load_dataset": functools.partial(datasets.load_dataset, cache_dir=str(tmp_path / "hf-cache"))}
@@ -144,3 +135,39 @@ def test_the_cards_own_code_runs_on_the_release_it_describes(tmp_path, written):
         assert len(names["images"]) == 1
     else:
         assert "images" not in names and "TFRecord" in code
+
+
+@pytest.mark.parametrize("written", [["parquet", "webdataset"], ["webdataset"], ["tfrecord"]])
+def test_the_card_names_the_fields_its_images_files_hold(tmp_path, written):
+    """The card's first bullet was the Parquet table's on every release: "default configuration: one row per image",
+    `image` and `scores` columns, on a TFRecord-only release (no configuration; `image/encoded`, no scores) and a
+    WebDataset-only one (samples of `jpg` and `json`). Every field it names is one the images' files hold."""
+    import io
+    import json
+    import re
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io.formats import decode_example
+    from pipeline.release.record_readers import tfrecords
+
+    small_release(tmp_path, written)
+    card = (tmp_path / "README.md").read_text()
+    bullet = card[card.index("- **Images and metadata**"):card.index("`ATTRIBUTION.csv`")]
+    named = set(re.findall(r"`([^`]+)`", bullet)) - {"datasets", "tf.train.Example", "{detector, class, score}"}
+    images = {"parquet", "webdataset", "tfrecord"}.intersection(written)
+    fmt = next(f for f in ("parquet", "webdataset", "tfrecord") if f in images)
+    path = tmp_path / FILES[fmt]
+    if fmt == "parquet":
+        held = set(pq.read_schema(path).names)
+    elif fmt == "webdataset":
+        with tarfile.open(path) as tar:
+            members = {member.name.rsplit(".", 1)[1]: tar.extractfile(member).read() for member in tar}
+        held = set(members) | set(json.loads(members["json"]))
+    else:
+        with path.open("rb") as handle:
+            held = set(decode_example(next(tfrecords(io.BytesIO(handle.read())))))
+    assert f"`{fmt}/`" in bullet and ("default configuration" in bullet) == (fmt != "tfrecord")
+    assert named - {f"{fmt}/"} <= held, named - {f"{fmt}/"} - held
+    assert ("`scores`" in bullet) == ("scores" in held)

@@ -33,13 +33,10 @@ _BODY = """
 
 CC-licensed photographs from Flickr without people, built by `pass-pipeline`.
 
-- **Images and metadata** (default configuration): one row per image. `image` decodes to a PIL image
-  in Hugging Face `datasets`; `scores` lists every detector score as `{detector, class, score}`.
-  Every image keeps its own license (`license_name`, `license_url`: one canonical name and https URL
-  per license, e.g. "CC BY 2.0"; the source's own wording in `license_source_text`, `license_source_url`);
+{images}
   `ATTRIBUTION.csv` lists creator, title, page and license of each one, as CC BY asks of redistributors.
-- **rejections**: every input record that is not in the dataset, with its stage and reason.
-- **near_dup_index** (when written): pHash, photo id and dHash of every image, for the next release.
+- **rejections**{tables}: every input record that is not in the dataset, with its stage and reason.
+- **near_dup_index**{tables} (when written): pHash, photo id and dHash of every image, for the next release.
 
 ```python
 from datasets import load_dataset
@@ -59,6 +56,28 @@ _CODE = {
     "tfrecord": ["# the images are TFRecord shards (tfrecord/, one tf.train.Example each), which `datasets` does not",
                  "# read: tf.data.TFRecordDataset reads them. The rejections and the index load here:", _REJECTIONS],
 }
+
+
+# What the first bullet says the images are, by the dataset's format (the one `_CODE` picks): the Parquet wording ("one
+# row per image", "default configuration") was on every card, WebDataset-only and TFRecord-only releases' too.
+_LICENSES = ("\n  Every image keeps its own license (`license_name`, `license_url`: one canonical name and https"
+             "\n  URL per license, e.g. \"CC BY 2.0\"; the source's own wording in `license_source_text`,"
+             "\n  `license_source_url`);")
+_IMAGES_BULLET = {
+    "parquet": "- **Images and metadata** (default configuration, `parquet/`): one row per image. `image` decodes"
+               "\n  to a PIL image in Hugging Face `datasets`; `scores` lists every detector score as"
+               "\n  `{detector, class, score}`." + _LICENSES,
+    "webdataset": "- **Images and metadata** (default configuration, `webdataset/`): one sample per image, its key"
+                  "\n  the photo id: `jpg` the image (a PIL image in `datasets`), `json` its metadata, where `scores`"
+                  "\n  lists every detector score as `{detector, class, score}`." + _LICENSES,
+    "tfrecord": "- **Images and metadata** (`tfrecord/`, no configuration): one `tf.train.Example` per image:"
+                "\n  `image/encoded` (the JPEG), `image/id`, `image/width`, `image/height`, `image/sha256`,"
+                "\n  `image/phash`, `license`, `license_url` (one canonical name and https URL per license, e.g."
+                "\n  \"CC BY 2.0\"), the source's own wording in `license_source_text`, `license_source_url`, and"
+                "\n  `creator`, `creator_nsid`, `title`, `page_url`;",
+}
+# The Parquet tables beside a WebDataset default are no configurations of the card (it stands alone).
+_TABLES = {"webdataset": " (Parquet files, no configuration)"}
 
 
 def _config(name: str, path: str) -> list[str]:
@@ -103,8 +122,9 @@ def card_text(formats_written: Iterable[str], with_index: bool) -> str:
     """The card for a release holding `formats_written`, and the near-duplicate index if `with_index`: its front matter
     (`front_matter`), then fixed text."""
     written = set(formats_written)
-    code = _CODE[next((fmt for fmt in _CODE if fmt in written), "tfrecord")]
-    return front_matter(written, with_index) + _BODY.replace("{code}", "\n".join(code))
+    dataset = next((fmt for fmt in _CODE if fmt in written), "tfrecord")
+    body = _BODY.replace("{images}", _IMAGES_BULLET[dataset]).replace("{tables}", _TABLES.get(dataset, ""))
+    return front_matter(written, with_index) + body.replace("{code}", "\n".join(_CODE[dataset]))
 
 
 def write_card(_: Any, output: str, formats_written: list[str], with_index: bool) -> dict[str, Any]:
