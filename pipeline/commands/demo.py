@@ -52,7 +52,9 @@ def demo(output: str, extra: Sequence[str]) -> int:
     with StopSignals(), StaticServer() as server, local_folder(lambda: tempfile.mkdtemp(prefix=SCRATCH_PREFIX)) \
             as scratch:
         metadata = build_demo_world(server, scratch)
-        print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {metadata}")
+        # The metadata file goes with the world when the demo ends: its rows are written by the module named.
+        print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {metadata} (removed "
+              "when the demo ends; its rows: pipeline/fixtures/demo_world.py)")
         argv = [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", "--shards=2",
                 *extra]
         stats = run(argv, overwrite=True)
