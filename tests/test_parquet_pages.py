@@ -25,10 +25,13 @@ CELL = 4 * 65536  # what the table source allows a cell, in bytes
 
 
 def check_all(path: Path) -> None:
+    """Every column chunk within its bounds, its data pages holding a value for each of its row group's rows (the
+    table reader refuses a row group whose pages say otherwise)."""
     metadata = pq.ParquetFile(path).metadata
     with path.open("rb") as handle:
         for group in range(metadata.num_row_groups):
-            check_row_group(handle, metadata, group, range(metadata.num_columns), CELL)
+            pages = check_row_group(handle, metadata, group, range(metadata.num_columns), CELL)
+            assert {found.values for found in pages} == {metadata.row_group(group).num_rows}
 
 
 def realistic(rows: int) -> pa.Table:

@@ -274,3 +274,84 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
                              "license": ["CC BY 4.0"] * 10}), whole, row_group_size=4)
     _with_file_rows(whole, 2)
     assert [item.photo_id for item in read_all(whole, "parquet", "")] == [str(number) for number in range(1, 11)]
+
+
+def _footer_integers(footer: bytes) -> dict[tuple[int, ...], tuple[int, int]]:
+    """Where each integer field of a Parquet footer lies ((start, end) of its varint), by its path of field ids and
+    list indexes: (4, 1, 3) is row group 2's num_rows, (4, 1, 1, 0, 3, 5) the num_values of its first column chunk."""
+    import io
+
+    from pipeline.sources import parquet_pages
+
+    source, found = parquet_pages._Input(io.BytesIO(footer), 0), {}
+
+    def struct(path: tuple[int, ...]) -> None:
+        field = 0
+        while (head := source.byte()) != 0:
+            field = field + (head >> 4) if head >> 4 else source.integer()
+            kind = head & 0x0F
+            if kind in (4, 5, 6):  # i16, i32, i64
+                start = source.consumed
+                source.varint()
+                found[(*path, field)] = (start, source.consumed)
+            elif kind == 12:
+                struct((*path, field))
+            elif kind == 9 and field in (1, 4):  # the row groups and their column chunks: lists of structs
+                size = source.byte() >> 4
+                size = source.varint() if size == 15 else size
+                for index in range(size):
+                    struct((*path, field, index))
+            else:
+                parquet_pages._skip(source, kind, 1)
+
+    struct(())
+    return found
+
+
+def _with_integers(path: Path, values: dict[tuple[int, ...], int]) -> None:
+    """Rewrites the footer of the Parquet file at `path` with these integer fields (`_footer_integers`' paths)."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length:-8]
+    where = _footer_integers(footer)
+    for field, value in sorted(values.items(), key=lambda item: -where[item[0]][0]):  # from the end: offsets hold
+        start, end = where[field]
+        zigzag, varint = value << 1, bytearray()
+        while True:
+            varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
+            zigzag >>= 7
+            if not zigzag:
+                break
+        footer = footer[:start] + bytes(varint) + footer[end:]
+    path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
+
+
+@pytest.mark.parametrize(("forged", "counted"), [
+    ({(4, 1, 3): 2}, "its column 'id' holds 4 values (as the footer says)"),
+    ({(4, 1, 3): 0}, "its column 'id' holds 4 values (as the footer says)"),
+    ({(4, 1, 3): 3, **{(4, 1, 1, leaf, 3, 5): 3 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
+    ({(4, 1, 3): 6}, "its column 'id' holds 4 values (as the footer says)"),
+    ({(4, 1, 3): 6, **{(4, 1, 1, leaf, 3, 5): 6 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
+], ids=["understated", "none", "understated everywhere", "overstated", "overstated everywhere"])
+def test_a_footer_stating_other_rows_than_a_row_group_holds_is_a_broken_file_not_rows_lost(tmp_path, forged, counted):
+    """pyarrow reads the rows a footer states for a row group and no more: a footer saying 2 (or 0) of a row group's 4
+    rows lost the others unread, no photo and no rejection, the rows after them numbered as if they were not there.
+    Each of our columns must hold a value for each row stated, as the footer and then each page header count them;
+    a row group that does not is the file's `unreadable_file` from its first row, the rows before it read."""
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)],
+                             "url": [f"http://h/{number}.jpg" for number in range(1, 11)],
+                             "license": ["CC BY 4.0"] * 10}), path, row_group_size=4)
+    _with_integers(path, forged)
+    assert pq.ParquetFile(path).metadata.row_group(1).num_rows == forged[(4, 1, 3)]
+    items = read_all(path, "parquet", "")
+    assert [(item.source_ref, getattr(item, "reason", item.photo_id)) for item in items] == [
+        ("f.parquet:1", "1"), ("f.parquet:2", "2"), ("f.parquet:3", "3"), ("f.parquet:4", "4"),
+        ("f.parquet:5", "unreadable_file")]
+    assert f"RowsMismatch: row group 2 states {forged[(4, 1, 3)]:,} rows" in items[-1].detail
+    assert counted in items[-1].detail
+    with local_pipeline() as p:  # the job: the rows before it, and the rest one rejection
+        read = p | ReadTable(str(path), table_layout("parquet"))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["1", "2", "3", "4"]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([("f.parquet:5", "read", "unreadable_file")]),
+                    label="rejected")

@@ -35,6 +35,7 @@ _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _ST
 _TYPE, _UNCOMPRESSED, _COMPRESSED = 1, 2, 3
 _VALUE_HEADERS = (5, 7, 8)
 _DICTIONARY_PAGE = 2  # PageType
+_DATA_PAGES = (0, 3)  # PageType: DATA_PAGE, DATA_PAGE_V2 (their values are the column's; a dictionary's are entries)
 
 
 class BadPageHeader(ValueError):
@@ -207,6 +208,7 @@ class Pages(NamedTuple):
 
     total: int  # all its pages
     dictionary: int  # its dictionary page (0: it has none)
+    values: int = 0  # the values its data pages' headers say they hold, nulls included: a flat column's rows
 
 
 def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dict[int, int | dict]], str | None],
@@ -218,7 +220,7 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
     problem too: pyarrow allocates a page's stated compressed size before finding the file too short (a 747-byte
     file took 2 GB)."""
     position, end = _chunk_range(chunk)
-    total = dictionary = 0
+    total = dictionary = values = 0
     while position < end:
         source = _Input(handle, position)
         header = _struct(source, 1)
@@ -231,8 +233,9 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
         size = header[_UNCOMPRESSED]  # an int, as the compressed size: _page_problem checked them
         total += size
         dictionary += size if header.get(_TYPE) == _DICTIONARY_PAGE else 0
+        values += _value_count(header) if header.get(_TYPE) in _DATA_PAGES else 0
         position += source.consumed + header[_COMPRESSED]
-    return Pages(total, dictionary)
+    return Pages(total, dictionary, values)
 
 
 def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],

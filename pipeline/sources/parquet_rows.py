@@ -167,15 +167,37 @@ def _is_dictionary(table: pq.ParquetFile, name: str) -> bool:
     return pa.types.is_dictionary(table.schema_arrow.field(name).type)
 
 
+class RowsMismatch(ValueError):
+    """A row group whose column holds another number of values than the rows its footer states: pyarrow reads the
+    stated rows and no more, so a footer understating a row group's rows lost the others unread, with no word."""
+
+
+def _check_rows(table: pq.ParquetFile, group: int, counts: Sequence[tuple[str, int, str]]) -> None:
+    """RowsMismatch unless each (column, values, where counted) says as many values as the row group states rows:
+    each of our columns holds one value a row, a null too (`_nested_problem` keeps lists and structs out)."""
+    stated = table.metadata.row_group(group).num_rows
+    for name, values, where in counts:
+        if values != stated:
+            raise RowsMismatch(f"row group {group + 1} states {stated:,} rows, its column {shown(name)} holds "
+                               f"{values:,} values ({where}): the file's rows cannot be told")
+
+
 def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequence[str]) -> int:
     """How many rows a batch of this row group may hold; `TooLarge` when it cannot be read in bounded memory.
 
-    Its pages are checked first (`parquet_pages.check_row_group`). A dictionary page is decoded into a batch once
+    Its rows are checked first: each of our columns must hold a value for each row the footer states, as the footer
+    and then each page header count them (`RowsMismatch`; pyarrow reads the stated rows only). Its pages are
+    checked (`parquet_pages.check_row_group`). A dictionary page is decoded into a batch once
     for each row that names an entry: one 32 MiB title named by 64 rows would take 2 GiB, so where a dictionary
     page could hold a value over _MAX_CELL_BYTES, its longest value sets the batch (one row, at worst)."""
     leaves = _leaves(table)
+    footer = table.metadata.row_group(group)
+    _check_rows(table, group, [(name, footer.column(leaves[name][0]).num_values, "as the footer says")
+                               for name in wanted if leaves[name][0] < footer.num_columns])
     chunks = check_row_group(handle, table.metadata, group, [leaves[name][0] for name in wanted], _MAX_CELL_BYTES)
     pages = dict(zip(wanted, chunks, strict=True))
+    if footer.num_rows:  # a row group of no rows has no page read (check_row_group)
+        _check_rows(table, group, [(name, pages[name].values, "as its pages' headers say") for name in wanted])
     text = _text_columns(table, wanted)
     for name in text:
         if _is_dictionary(table, name) and pages[name].total > _MAX_DICTIONARY_CHUNK:
