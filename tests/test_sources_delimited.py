@@ -147,7 +147,8 @@ def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp
     of escaped quotes (64 KiB) cost 32 MB of parsing, for every such line of a hostile file. Each line is now parsed
     once while the record grows (and once more for whether it reads as a row), and the record once it closes: here
     the first block's value runs to the next block's opening line (a quote then a letter: an error ends it), the lines
-    of the second block are each a record, and the third block's value never closes."""
+    of the second block are each a record, and the third block's value never closes: its line is refused alone and
+    the lines after it, read again, are each a record."""
     from pipeline.sources import delimited
 
     parsed = []
@@ -157,16 +158,17 @@ def test_a_record_left_open_is_parsed_a_line_at_a_time_not_again_as_it_grows(tmp
     block = '5,http://h/5.jpg,CC BY 4.0,"open\n' + ('""' * 30 + "\n") * 1000
     (tmp_path / "h.csv").write_text("id,url,license,title\n" + block * 3, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "h.csv"), table_layout("csv")))
-    assert [item.reason for item in items] == ["malformed_row"] + ["wrong_column_count"] * 1000 + ["malformed_row"]
+    assert [item.reason for item in items] == (["malformed_row"] + ["wrong_column_count"] * 1000) * 2
     assert [item.source_ref for item in items[::1001]] == ["h.csv:2", "h.csv:2004"]
-    assert "never closes: the 1,001 lines from it to the end of the file (lines 2004 to 3004)" in items[-1].detail
+    assert "never closes: the file ends inside its value, 1,000 lines on (line 3004)" in items[1001].detail
     assert sum(parsed) < 3 * (tmp_path / "h.csv").stat().st_size, sum(parsed)
 
 
 def test_lines_that_each_open_a_quote_none_closes_are_each_parsed_a_bounded_number_of_times(tmp_path, monkeypatch):
     """Each line of `a","b` leaves a quote open, alone or read inside a value: each took the 1,024 lines after it,
     checked again for every line before them, so 5,000 such lines (30 kB) took 17 s, a 30 MB file hours. Each line is
-    now checked once, as the value's continuation: all of them are one value that never closes, one rejection."""
+    now checked once as the value's continuation, which never closes, and once more read again after it: each line
+    leaves a quote open that never closes, its own rejection."""
     from pipeline.sources import delimited
 
     parsed = []
@@ -175,8 +177,10 @@ def test_lines_that_each_open_a_quote_none_closes_are_each_parsed_a_bounded_numb
                         lambda raw, delimiter: parsed.append(len(raw)) or real(raw, delimiter))
     (tmp_path / "h.csv").write_text("id,url,license,title\n" + 'a","b\n' * 3000, encoding="utf-8")
     items = list(read_rows(str(tmp_path / "h.csv"), table_layout("csv")))
-    assert [(item.source_ref, item.reason) for item in items] == [("h.csv:2", "malformed_row")]
-    assert "the 3,000 lines from it to the end of the file (lines 2 to 3001)" in items[0].detail
+    assert [(item.source_ref, item.reason) for item in items] == [
+        (f"h.csv:{number}", "malformed_row") for number in range(2, 3002)]
+    assert "the file ends inside its value, 2,999 lines on (line 3001)" in items[0].detail
+    assert "a quote opened on line 3001 never closes, as the one on line 2 does not" in items[-1].detail
     assert sum(parsed) < 3 * (tmp_path / "h.csv").stat().st_size, sum(parsed)
 
 
@@ -280,17 +284,69 @@ def test_a_value_over_the_bound_is_one_rejection_through_read_table(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 @pytest.mark.parametrize("after", [3, 3000])
-def test_a_quote_that_never_closes_takes_every_line_to_the_end_of_the_file(tmp_path, fmt, after):
-    """A stray quote opening a title (`"Sunset`) that no later line closes: every line after it is inside its value,
-    as Python's csv reader reads the file, so none is read as a row; the record is one `malformed_row` saying so."""
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_quote_that_never_closes_is_its_line_s_rejection_and_the_rows_after_it_are_read(tmp_path, fmt, after,
+                                                                                          compressed):
+    """A stray quote opening a title (`"Sunset`) that no later line closes made every line after it one record, as
+    Python's csv reader reads the file: one `malformed_row` for the rest of the file, its 3,000 photos lost. A quote
+    the file ends inside is no value: its line alone is refused, saying so, and each line after it is read as its own
+    row, a later line opening a quote (which never closes either) its own rejection."""
+    import gzip
+
     delimiter = "," if fmt == "csv" else "\t"
     rows = [["id", "url", "license", "title"], ["1", "http://h/1.jpg", "CC BY 4.0", '"Sunset']]
     rows += [[str(number), f"http://h/{number}.jpg", "CC BY 4.0", "plain"] for number in range(2, 2 + after)]
-    (tmp_path / f"s.{fmt}").write_text("".join(delimiter.join(row) + "\r\n" for row in rows), encoding="utf-8")
-    items = list(read_rows(str(tmp_path / f"s.{fmt}"), table_layout(fmt)))
-    assert [(item.source_ref, item.reason) for item in items] == [(f"s.{fmt}:2", "malformed_row")]
-    assert (f"a quote opened on line 2 never closes: the {after + 1:,} lines from it to the end of the file (lines 2 "
-            f"to {after + 2})") in items[0].detail
+    # line 4 leaves a quote open too (`red","blue`: a line closing the value opened on line 2 would end its record)
+    rows[3][3] = f'red"{delimiter}"blue'
+    data = "".join(delimiter.join(row) + "\r\n" for row in rows).encode()
+    path = tmp_path / (f"s.{fmt}.gz" if compressed else f"s.{fmt}")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    items = list(read_rows(str(path), table_layout(fmt)))
+    assert [(item.source_ref, getattr(item, "reason", item.photo_id)) for item in items] == [
+        (f"{path.name}:2", "malformed_row"), (f"{path.name}:3", "2"), (f"{path.name}:4", "malformed_row"),
+        *((f"{path.name}:{number + 1}", str(number)) for number in range(4, 2 + after))]
+    assert items[0].detail == (f"a quote opened on line 2 never closes: the file ends inside its value, {after:,} "
+                               f"lines on (line {after + 2}); this line is refused alone, the lines after it read as "
+                               "rows")
+    assert items[2].detail.startswith("a quote opened on line 4 never closes, as the one on line 2 does not")
+    with local_pipeline() as p:  # the job: each line once, a photo or a rejection
+        read = p | ReadTable(str(path), table_layout(fmt))
+        assert_that(read.kept | beam.Map(lambda photo: photo.photo_id),
+                    equal_to(["2", *(str(number) for number in range(4, 2 + after))]), label="kept")
+        assert_that(read.rejected | beam.Map(why), equal_to([(f"{path.name}:2", "read", "malformed_row"),
+                                                             (f"{path.name}:4", "read", "malformed_row")]),
+                    label="rejected")
+
+
+def test_the_lines_after_a_quote_that_never_closes_are_read_again_as_the_check_saw_them(tmp_path, monkeypatch):
+    """The lines after a quote that never closes are read a second time: a .gz replaced between the two reads (an
+    object overwritten in a bucket) gave the new file's rows after the old one's rejection, each checked on its own.
+    The second read is of the data the file's one check saw: a file changed since is unreadable from there."""
+    import gzip
+
+    from pipeline.sources import delimited
+
+    def table(ids: range, stray: bool) -> bytes:
+        lines = ["id,url,license,title"] + [f"{n},http://h/{n}.jpg,CC BY 4.0,plain" for n in ids]
+        lines[1] += ',"Sunset' if stray else ""
+        return gzip.compress(("\n".join(lines) + "\n").encode())
+
+    path = tmp_path / "s.csv.gz"
+    path.write_bytes(table(range(1, 3001), stray=True))
+    real, reads = delimited.read_numbered_lines, []
+
+    def replaced_before_the_second_read(*args, **kwargs):
+        reads.append(args[0])
+        if len(reads) == 2:
+            path.write_bytes(table(range(5001, 8001), stray=False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(delimited, "read_numbered_lines", replaced_before_the_second_read)
+    items = list(read_rows(str(path), table_layout("csv")))
+    assert len(reads) == 2
+    assert [(item.source_ref, item.reason) for item in items] == [("s.csv.gz:2", "malformed_row"),
+                                                                  ("s.csv.gz:3", "unreadable_file")]
+    assert "the file changed after it was checked" in items[1].detail
 
 
 @pytest.mark.parametrize(("bound", "over"), [("lines", 0), ("lines", 1), ("bytes", 0), ("bytes", 1)])
@@ -333,21 +389,32 @@ def test_the_quotes_of_a_line_too_long_are_followed_as_pythons_csv_reader_reads_
 
 def _csv_records(text: str, delimiter: str) -> list[tuple[int, int, list[str] | None]]:
     """The oracle: each record (first line, last line, its cells or None where the reader refuses it) as Python's csv
-    reader reads the whole text, strict, as the table reader's quoting rules are."""
+    reader reads the whole text, strict, as the table reader's quoting rules are; a quote that never closes (the text
+    ends inside its value) is its line's record alone, refused, and the text is read again from the next line, by
+    brute force."""
     import csv
     import io
 
+    lines = io.StringIO(text, newline="").readlines()
+    records: list[tuple[int, int, list[str] | None]] = []
+    start = 1
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records, start = [], 1
+    offset = 0  # the line the reader's text starts after
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return records
-        except csv.Error:
+        except csv.Error as err:
+            if "unexpected end of data" in str(err) and offset + reader.line_num == len(lines):
+                records.append((start, start, None))  # never closes: read again from the line after it
+                offset, start = start, start + 1
+                reader = csv.reader(io.StringIO("".join(lines[offset:]), newline=""), delimiter=delimiter,
+                                    strict=True)
+                continue
             cells = None
-        records.append((start, reader.line_num, cells))
-        start = reader.line_num + 1
+        records.append((start, offset + reader.line_num, cells))
+        start = offset + reader.line_num + 1
 
 
 _ROW_LIKE = ["7001,h,CC BY 4.0,x", '7001,h,CC BY 4.0,"x', '7001,h,CC BY 4.0,x"', "7001\th\tCC BY 4.0\tx",
@@ -393,9 +460,9 @@ def test_no_photo_comes_from_a_line_inside_a_quoted_value(tmp_path_factory, line
 
 
 def test_the_launch_check_follows_a_value_that_never_closes_only_so_far(tmp_path, monkeypatch):
-    """A quote that never closes on line 2 takes every line to the end of the file: the launch check, which reads a
+    """A quote that never closes on line 2 is known only at the end of the file: the launch check, which reads a
     few rows, read the whole file (50 GB, hours) before it could say so. It follows a value for LAUNCH_CHECK_BYTES
-    and says so there; the job still reads the value to the file's end."""
+    and says so there; the job still reads the value to the file's end, then the rows after its line."""
     from pipeline.sources import delimited
 
     monkeypatch.setattr(delimited, "LAUNCH_CHECK_BYTES", 1000)
@@ -405,7 +472,8 @@ def test_the_launch_check_follows_a_value_that_never_closes_only_so_far(tmp_path
     assert said == ("does not look like CSV with a header row: s.csv:2: malformed_row (a quoted value from line 2 "
                     "runs on past line 31, over 1,000 bytes: the launch check reads no further)")  # 32 bytes a line
     items = list(read_rows(str(tmp_path / "s.csv"), table_layout("csv")))
-    assert [item.reason for item in items] == ["malformed_row"] and "(lines 2 to 3000)" in items[0].detail
+    assert [getattr(item, "reason", "kept") for item in items] == ["malformed_row"] + ["kept"] * 2998
+    assert "2,998 lines on (line 3000)" in items[0].detail
 
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])

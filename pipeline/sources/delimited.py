@@ -2,7 +2,8 @@
 
 A quoted value may hold the delimiter, quotes and line breaks, as Python's csv reader reads them: no line inside a
 quoted value is ever read as a row, and a record over its bound or holding a line that reads alone as a row is refused
-whole (`_records`). Lines are read with the YFCC reader's length bound, plain, .gz or .bz2; the header is line 1, and
+whole (`_records`); a quote the file ends inside is its line's rejection alone, the lines after it read as rows.
+Lines are read with the YFCC reader's length bound, plain, .gz or .bz2; the header is line 1, and
 a rejection names its record's first line. `tsv_plain` reads each line as a record and a quote as a character.
 """
 
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from pipeline.io.files import refuse_other_than_a_file
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.sources import input_files
 from pipeline.sources.input_files import MAX_LINE_BYTES, read_numbered_lines
 from pipeline.sources.table_row import TableLayout, header_problem, parsed, rejection
 
@@ -189,9 +193,12 @@ def _line(ref: str) -> str:
     return ref.rpartition(":")[2]
 
 
+Reopen = Callable[[int], tuple[Iterator[tuple[str, bytes] | Rejection], _Overlong]]
+
+
 def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int,
              row_at: tuple[int, int] | None = None, overlong: _Overlong | None = None,
-             give_up: int | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
+             give_up: int | None = None, reopen: Reopen | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
     """The records of a text table, each (the ref of its first line, its text), blank lines left out, or a `Rejection`.
     A quoted value may hold line breaks, as spreadsheets and pandas write a description of several lines: a record
     runs from a line that leaves a quote open to the line that closes it, as Python's csv reader reads the whole text
@@ -201,26 +208,40 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
 
     A record's lines are held while it is within MAX_RECORD_LINES lines and MAX_LINE_BYTES bytes; past that its lines
     are read on, not held, their quotes followed, and the record is one `malformed_row` naming its first line and how
-    many it spans (`_record`). A quote that never closes takes every line to the end of the file, and says so. A
-    record held whole is one row when it makes `width` cells and no line of its value reads alone as a row of the
-    table (`_a_row_alone`: a title opening with a stray quote, `"Sunset`, and a later one ending with one, `at dusk"`,
-    made one record of the rows between them); otherwise it is refused whole, once. Each line is read once.
+    many it spans (`_record`). A record held whole is one row when it makes `width` cells and no line of its value
+    reads alone as a row of the table (`_a_row_alone`: a title opening with a stray quote, `"Sunset`, and a later one
+    ending with one, `at dusk"`, made one record of the rows between them); otherwise it is refused whole, once.
+
+    A quote that no line closes, to the end of the file, is no value: its line alone is refused, and the lines after
+    it are read again (`reopen(n)`: the items from line n on, and their `_Overlong`) as rows of their own (they were
+    all one rejection: a stray quote in a title on line 2 lost the file). From there each line is its own record: a
+    line leaving a quote open leaves the reader inside a quoted value at that line's end, as the value that never
+    closed does, and so never closes either (a line's effect on whether the reader is inside a value depends on that
+    alone); it too is refused alone, read no further. A file is so read twice at most, however many quotes never
+    close.
 
     `give_up` (a launch check's, which reads a few rows): a record past that many bytes is refused there and the
     reading ends, as no row after it can be found without its end (a quote that never closes on line 2 of a 50 GB
     file read the whole file before the check could say so)."""
     overlong = overlong or _Overlong(delimiter)
     source = iter(items)
-    for item in source:
+    unclosed = ""  # the first line whose quote never closed, once one did: each line is its own record after it
+    while (item := next(source, None)) is not None:
         if isinstance(item, Rejection):
-            if item.reason != "line_too_long" or not overlong.take()[0]:
-                yield item
+            if item.reason != "line_too_long" or not overlong.take()[0] or unclosed:
+                yield item  # a line too long opening a quote after one that never closed: its own rejection
                 continue
             held: list[tuple[str, bytes]] | None = None  # a line too long opens the value: never held
         elif _is_blank(item[1]):
             continue
         elif not _quote_left_open(item[1], delimiter):
             yield item
+            continue
+        elif unclosed:
+            yield rejection(item[0], "malformed_row", f"a quote opened on line {_line(item[0])} never closes, as "
+                                                       f"the one on line {_line(unclosed)} does not: the file ends "
+                                                       "inside its value; this line is refused alone, the lines "
+                                                       "after it read as rows")
             continue
         else:
             held = [item]
@@ -244,7 +265,15 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                                                          f"{_line(last)}, over {give_up:,} bytes: the launch check "
                                                          "reads no further")
                 return
-        yield _record(first, last, count, held, closed, delimiter, width, row_at)
+        if closed or reopen is None or count == 1:
+            yield _record(first, last, count, held, closed, delimiter, width, row_at)
+            continue
+        held = None  # the value's lines: read again, as rows
+        yield rejection(first, "malformed_row", f"a quote opened on line {_line(first)} never closes: the file ends "
+                                                 f"inside its value, {count - 1:,} lines on (line {_line(last)}); "
+                                                 "this line is refused alone, the lines after it read as rows")
+        unclosed = first
+        source, overlong = reopen(int(_line(first)) + 1)
 
 
 def _record(first: str, last: str, count: int, held: list[tuple[str, bytes]] | None, closed: bool, delimiter: str,
@@ -322,11 +351,34 @@ def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Re
                                             "refused as one record")
 
 
+def _lines_from(path: str, line: int, delimiter: str, checked: bool,
+                crcs: array | None) -> tuple[Iterator[tuple[str, bytes] | Rejection], _Overlong]:
+    """The file's lines from `line` on, read again as they were (a compressed file's data must match its check,
+    `crcs`: one replaced since is unreadable from there), and the `_Overlong` that follows the quotes of those too
+    long to be read."""
+    overlong = _Overlong(delimiter)
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed, crcs=crcs)
+
+    def after() -> Iterator[tuple[str, bytes] | Rejection]:
+        try:
+            for item in lines:
+                if int(_line(item.source_ref if isinstance(item, Rejection) else item[0])) >= line:
+                    yield item
+                elif isinstance(item, Rejection) and item.reason == "line_too_long":
+                    overlong.take()  # its quotes are nothing to the lines after it
+        finally:
+            lines.close()
+
+    return after(), overlong
+
+
 def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
     delimiter, quoted = _DELIMITERS[layout.format], layout.format not in _UNQUOTED
     overlong = _Overlong(delimiter) if quoted else None  # a value spans lines only where quotes are read
-    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if overlong else None)
+    refuse_other_than_a_file(path)  # before a check reads it
+    crcs = input_files.check_compressed(path) if checked else None  # kept for a second read of its lines
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if overlong else None, crcs=crcs)
     first = next(lines, None)
     if first is None:
         return
@@ -337,7 +389,8 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
     row_at = ((header.index(layout.column("id")), header.index(layout.column("url")))
               if isinstance(header, list) and not problem else None)
     records = (content_lines(lines) if isinstance(header, tuple) or overlong is None
-               else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES))
+               else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES,
+                             lambda line: _lines_from(path, line, delimiter, checked, crcs)))
     for item in records:
         if isinstance(item, Rejection):
             yield item

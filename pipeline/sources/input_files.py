@@ -360,7 +360,8 @@ class _AsChecked(io.RawIOBase):
 
 
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True, lone_cr: bool = True,
-                        dropped: Callable[[bytes], None] | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
+                        dropped: Callable[[bytes], None] | None = None,
+                        crcs: array | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
     """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
     `_Lines`; `lone_cr=False`: at a \\n only, as JSON lines are defined); lines count from 1.
 
@@ -370,10 +371,11 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool
     `check_compressed` whole before its first line, so a damaged one gives no line at all, and its lines are read
     from data that matches the check piece for piece (`_AsChecked`); `checked=False` skips both for a launch check,
     which reads a few lines of a file the job reads again. `dropped` is given the bytes of each line over the bound,
-    in pieces, before its `Rejection` comes (`_Lines`)."""
+    in pieces, before its `Rejection` comes (`_Lines`). `crcs`: the file's `check_compressed` made before (a reader
+    reading it again), which its data must match as it did then, not checked again."""
     name = posixpath.basename(path.rstrip("/"))
     refuse_other_than_a_file(path)
-    crcs = check_compressed(path) if checked else None
+    crcs = crcs if crcs is not None else check_compressed(path) if checked else None
     with _open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
         lines = _Lines(handle, max_line, lone_cr, dropped)
