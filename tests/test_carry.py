@@ -250,6 +250,20 @@ def test_a_release_written_before_canonical_license_names_carries_over_with_them
         "Attribution License", "http://creativecommons.org/licenses/by/2.0/")
 
 
+def test_a_release_written_before_canonical_owner_ids_carries_over_in_flickr_s_spelling(tmp_path):
+    """A release published before the sources kept an NSID in Flickr's one spelling holds the source's ("007@n01").
+    Carried as it was, one account was two in the new release beside a new row's 7@N01 (its owner_nsid column,
+    ATTRIBUTION.csv's creator links), where the datasheet, the owner cap and the takedown list count one. An alias
+    and no owner stay as they are."""
+    carry(tmp_path, [released(1, owner_nsid="007@n01"), released(2, owner_nsid="7@N01"),
+                     released(3, owner_nsid="some_alias"), released(4, owner_nsid="")])
+    with local_pipeline() as p:
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: (ph.photo_id, ph.owner_nsid)),
+                    equal_to([("1", "7@N01"), ("2", "7@N01"), ("3", "some_alias"), ("4", "")]))
+        assert_that(carried.rejected, equal_to([]), label="none rejected")
+
+
 def test_a_carried_photo_is_judged_by_its_place_in_the_release_and_large_stored_images_pass(tmp_path):
     """Its source_ref is its shard and row: two copies of one id are ordered by it (unique_id keeps the
     first), where every carried photo once tied (no source_ref) and the runner's order chose. The pixel

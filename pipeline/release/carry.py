@@ -33,7 +33,7 @@ from pipeline.io.files import matching, open_reader
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.io.parquet_footer import check_footer
-from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_photo_id
+from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_owner_id, canonical_photo_id
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -63,6 +63,11 @@ def photo_from_row(row: dict, release_name: str) -> Photo:
     values["scores"] = scores_from_entries(row.get("scores"))
     values["image"] = image_bytes(row.get("image"))
     values["first_release"] = row.get("first_release") or release_name
+    # A release written before owner ids were canonical holds the source's spelling ("007@n01"): carried as it was,
+    # one account was two in the new release (a new row's 7@N01 beside it), in its owner_nsid column and the
+    # creator links of ATTRIBUTION.csv, where the datasheet, the owner cap and the takedown list count one.
+    if isinstance(values.get("owner_nsid"), str):
+        values["owner_nsid"] = canonical_owner_id(values["owner_nsid"])
     if "license_source_text" not in row:
         values.update(_canonical_license_fields(row))
     return Photo(**values)
