@@ -561,6 +561,23 @@ def test_a_store_under_a_file_is_refused_naming_the_file(tmp_path, capsys, under
     assert main(["review", "apply", str(decisions), f"--store={tmp_path / 'new' / 'store.csv'}"]) == 0
 
 
+def test_a_local_store_or_decisions_path_with_a_scheme_like_segment_is_checked_as_local(tmp_path, capsys):
+    """`notes/a://b.csv` is a local path to Beam (no filesystem's scheme starts it), yet review apply took any "://"
+    for an object store's, which has no folders or files to be under: a store under a file, or a decisions path that
+    is a folder, went on to fail on the disk's own words."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n", encoding="utf-8")
+    (tmp_path / "file").write_text("notes\n")
+    store = f"{tmp_path}/file/a://b/store.csv"
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    assert f"--store {store} lies under {tmp_path / 'file'}, which is a file" in capsys.readouterr().err
+    (tmp_path / "a:" / "b").mkdir(parents=True)
+    folder = f"{tmp_path}/a://b"
+    assert main(["review", "apply", folder, f"--store={tmp_path / 'store.csv'}"]) == 2
+    assert f"decisions {folder} is a folder, not a CSV file" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "notes\n" and not (tmp_path / "store.csv").exists()
+
+
 def test_a_decisions_file_larger_than_any_is_refused_read_no_further(tmp_path, capsys, monkeypatch):
     """A decisions file (from annotators outside the team) or a store was read whole whatever its size: one that was
     /dev/zero, or a link to it, was read until memory ran out. Past the bound (256 MiB; here made 4 kB) it is one

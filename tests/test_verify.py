@@ -905,6 +905,18 @@ def test_verify_on_no_dataset_says_what_to_give_in_one_line_exit_2(release, tmp_
     assert main(["verify", str(release)]) == 0
 
 
+def test_verify_of_a_local_path_with_a_scheme_like_segment_says_what_it_is(tmp_path, capsys):
+    """`runs/a://b` is a local path to Beam (no filesystem's scheme starts it), yet verify took any "://" for an object
+    store's and skipped its local checks: a file there, or nothing at all, was said to be a folder holding no
+    manifest.json whose stopped publish the next run finishes."""
+    (tmp_path / "a:").mkdir()
+    (tmp_path / "a:" / "b").write_text("notes\n")
+    for given, said in ((f"{tmp_path}/a://b", "is a file"), (f"{tmp_path}/a://missing", "does not exist")):
+        assert main(["verify", given]) == 2
+        out, err = capsys.readouterr()
+        assert not out and len(err.strip().splitlines()) == 1 and f"{given} {said}" in err, err
+
+
 def test_verify_on_a_refresh_s_root_names_its_releases(release, tmp_path, capsys):
     """Given the root a refresh writes releases under, verify said it held no published dataset and that a run stopped
     while publishing is finished by the next run, which does not apply to a root; it names the releases to give."""

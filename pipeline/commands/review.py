@@ -7,6 +7,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError, file_in_path
+from pipeline.io.files import is_remote
 from pipeline.io.stopping import stops_saying
 from pipeline.release.review import apply_decisions
 
@@ -15,12 +16,12 @@ def review_apply(decisions: str, store: str) -> int:
     if not FileSystems.exists(decisions):
         raise UsageError(f"no decisions file at {decisions}")
     for name, path in (("decisions", decisions), ("--store", store)):
-        if "://" not in path and os.path.isdir(path):  # object stores have no folders to mistake
+        if not is_remote(path) and os.path.isdir(path):  # object stores have no folders to mistake
             raise UsageError(f"{name} {path} is a folder, not a CSV file")
     # A store under a file said "cannot write the lock of STORE: cannot write to STORE.lock: File exists" (or "Not a
     # directory", deeper), naming neither the file nor what was wrong with it.
     folder = os.path.dirname(store)
-    if "://" not in store and folder and (file := file_in_path(folder)):
+    if not is_remote(store) and folder and (file := file_in_path(folder)):
         raise UsageError(f"--store {store} lies under {file}, which is a file, not a folder: name the CSV file the "
                          "decisions are kept in (its folder is created if missing)")
     # What `cli.entry` says of a stop: its line was a run's ("nothing was published unless publishing had begun..."),

@@ -9,7 +9,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
-from pipeline.io.files import matching
+from pipeline.io.files import is_remote, matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
 from pipeline.release.verify import MANIFEST, staging_note, verify
@@ -36,9 +36,9 @@ def _verify(release: str, previous: str = "") -> int:
         raise UsageError(f"--previous {previous[:200]} holds no parquet/*.parquet shards, where its photos are read")
     if not FileSystems.exists(FileSystems.join(release, MANIFEST)):
         shown = release[:200]
-        if "://" not in release and os.path.isfile(release):
+        if not is_remote(release) and os.path.isfile(release):
             raise UsageError(f"{shown} is a file, not a dataset's folder; {WHAT_TO_GIVE}")
-        if "://" not in release and not os.path.exists(release):
+        if not is_remote(release) and not os.path.exists(release):
             raise UsageError(f"{shown} does not exist; {WHAT_TO_GIVE}")
         listed = matching(FileSystems.join(release, "releases", "*", MANIFEST))
         releases = sorted(path.split("/")[-2] for path in listed)
