@@ -219,3 +219,26 @@ def test_the_fixture_server_command_stopped_says_so_and_leaves_no_folder(tmp_pat
                                         f"flickr fixture: stopped ({said}); the server is down and its credentials "
                                         "folder removed"]
     assert list(temporary.glob("pass-flickr-fixture-*")) == []
+
+
+def test_verify_per_owner_groups_the_photos_as_the_licence_stage_does(tmp_path):
+    """The re-verification DoFn outside Beam, for tests and the call benchmark, grouped photos by the owner id as
+    written, where the stage groups by `owner_group` (Flickr's one spelling): one account spelt 7@N01 and 007@n01 was
+    two groups there, a getInfo beside the search the job makes, and the search asked for the spelling Flickr does not
+    list."""
+    import json
+
+    from pipeline.fixtures.flickr_server import verify_per_owner
+    from pipeline.records import Photo
+    from pipeline.stages.verify_license import VerifyConfig, _VerifyOwner
+
+    world = World([FixturePhoto(str(i), "7@N01", 4, 1_300_000_000 + i) for i in range(1, 4)])
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "KEY", "secret": "s"}))
+    records = [Photo(photo_id="1", owner_nsid="007@n01"), *(Photo(photo_id=str(i), owner_nsid="7@N01") for i in (2, 3))]
+    with FlickrServer(world, api_keys={"KEY"}) as srv:
+        dofn = _VerifyOwner(VerifyConfig(srv.rest_url, str(credentials), "4,11", 0))
+        dofn.setup()
+        kept, rejected, _ = verify_per_owner(dofn, srv, records)
+        assert (set(kept), rejected) == ({"1", "2", "3"}, {})
+        assert dict(srv.calls) == {"flickr.photos.search": 1}, srv.calls
