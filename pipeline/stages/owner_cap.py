@@ -3,7 +3,9 @@ prolific accounts cannot dominate the dataset.
 
 Which N survive is decided by a hash of the photo id: deterministic, independent of input
 order and worker count, and unbiased with respect to upload time or anything in the metadata.
-Images carried over from a previous release rank before new ones: releases only grow by new images.
+Images carried over from a previous release rank before new ones: a new image never displaces a released one.
+Released images over the cap still leave (a refresh given a lower --per_owner_cap, or one account's photos
+published under two spellings of its id before ids were made canonical): the cap is the account's.
 """
 
 from __future__ import annotations
