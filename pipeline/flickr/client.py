@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 from pipeline.flickr.credentials import Credentials, CredentialsError, fingerprint
 from pipeline.io.http_client import retry_after_seconds
 from pipeline.io.http_deadline import DeadlineAdapter, deadline_scope
+from pipeline.io.json_keys import KeyTwice, each_key_once
 from pipeline.io.pacing import Pacer
 
 # flickrapi, oauthlib and requests-oauthlib log the key (the client repr, the signed request) at DEBUG:
@@ -79,24 +80,6 @@ class NoAnswer(flickrapi.FlickrError):
         self.cause = cause
 
 
-class _KeyTwice(ValueError):
-    """A key an answer gives twice in one object (its JSON text, at most 40 characters)."""
-
-
-def _each_key_once(pairs: list[tuple[str, object]]) -> dict:
-    """`json.loads`'s `object_pairs_hook`: the object, or `_KeyTwice`. Python keeps a key's last copy, other readers
-    the first: an entry giving "license" as "0" then "4" was kept as CC BY 2.0, where the first copy says All Rights
-    Reserved. Flickr gives each key once; an answer that does otherwise is no evidence either way."""
-    found = dict(pairs)
-    if len(found) < len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _KeyTwice(json.dumps(key)[:40])
-            seen.add(key)
-    return found
-
-
 def parsed_answer(data: object) -> dict:
     """An answer's JSON as Flickr documents it, else BadApiResponse; a failure Flickr answered (stat "fail")
     raises FlickrError with its code, as flickrapi's own parser does. Parsed here, not by flickrapi, so that
@@ -106,10 +89,10 @@ def parsed_answer(data: object) -> dict:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         # counted in C before anything is built
         flood = isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES
-        parsed = json.loads(text, object_pairs_hook=_each_key_once) if isinstance(text, str) and not flood else None
-    except _KeyTwice as err:
-        raise BadApiResponse(f"the answer gives key {err} twice in one object: which copy is Flickr's cannot be "
-                             "told") from None
+        parsed = json.loads(text, object_pairs_hook=each_key_once) if isinstance(text, str) and not flood else None
+    except KeyTwice as err:  # Python keeps a key's last copy, other readers the first: "license" "0" then "4"
+        raise BadApiResponse(f"the answer gives key {str(err)[:40]} twice in one object: which copy is Flickr's "
+                             "cannot be told") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise BadApiResponse(f"the answer is no Flickr JSON: {type(err).__name__}") from None
     if flood:

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from pipeline.io.json_keys import KeyTwice, each_key_once
 from pipeline.release.id_sets import IdSet
-from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem
 
 CHANGELOG_JSON = "changelog.json"

@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
+from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.release.id_sets import IdList
-from pipeline.release.json_keys import each_key_once
 from pipeline.sources.parquet_pages import TooLarge, check_inflation
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 

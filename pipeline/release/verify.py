@@ -58,6 +58,7 @@ from pipeline.io.files import (
     size_and_kind,
 )
 from pipeline.io.formats import WRITERS
+from pipeline.io.json_keys import KeyTwice, each_key_once
 from pipeline.io.layout import (
     ATTRIBUTION,
     DATASET_CARD,
@@ -75,7 +76,6 @@ from pipeline.io.sinks import shard_name
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
 from pipeline.release.id_sets import IdCount, IdList, IdSet, first_of_each
-from pipeline.release.json_keys import KeyTwice, each_key_once
 from pipeline.release.problem import Problem, printable
 from pipeline.release.record_readers import (
     DIGEST,
