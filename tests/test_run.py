@@ -751,7 +751,7 @@ def test_a_run_allowing_its_host_without_the_port_is_told_the_port_goes_with_it(
     assert main(["run", f"--input={metadata}", f"--output={tmp_path / 'out'}", f"--allowed_hosts={name}", *FAST]) == 4
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"not in --allowed_hosts (now {name}): name them with --allowed_hosts=HOST,… (HOST:PORT for a port other " \
-           "than 80 or 443)" in message and not server.hits
+           "than its scheme's own: 80 for http, 443 for https)" in message and not server.hits
 
 
 def test_an_input_glob_over_the_output_is_named_before_its_files_are_sniffed(world, demo_release, tmp_path, capsys):

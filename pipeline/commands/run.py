@@ -284,7 +284,8 @@ def refusal(stats: dict, opts: PassOptions) -> str | None:
         hint = ""
         if top and top[0][1] == "fetch/host_not_allowed":  # said only --allow_empty, the wrong fix for this mistake
             hint = (f"; the images' hosts are not in --allowed_hosts (now {opts.allowed_hosts[:120]}): name them "
-                    "with --allowed_hosts=HOST,… (HOST:PORT for a port other than 80 or 443)")
+                    "with --allowed_hosts=HOST,… (HOST:PORT for a port other than its scheme's own: 80 for http, "
+                    "443 for https)")
         return (f"kept 0 of {stats['input_rows']} rows ({named}){hint}; nothing was published "
                 "(--allow_empty publishes it)")
     return None
