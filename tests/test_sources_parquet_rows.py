@@ -226,6 +226,16 @@ def test_a_parquet_footer_over_its_bound_is_refused_before_pyarrow_parses_it(tmp
     assert len([item for item in read_rows(str(path), table_layout("parquet")) if isinstance(item, Photo)]) == 40
 
 
+def _zigzag(value: int) -> bytes:
+    """A non-negative integer as Thrift's compact protocol writes an i32/i64 field: zigzag, then a varint."""
+    zigzag, varint = value << 1, bytearray()
+    while True:
+        varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
+        zigzag >>= 7
+        if not zigzag:
+            return bytes(varint)
+
+
 def _with_file_rows(path: Path, rows: int) -> None:
     """Rewrites the Parquet file at `path` with `rows` as its footer's own row count (FileMetaData field 3), its row
     groups' counts left as they are: what a writer states apart from them, which nothing makes agree."""
@@ -246,13 +256,7 @@ def _with_file_rows(path: Path, rows: int) -> None:
             end = source.consumed
             break
         parquet_pages._skip(source, head & 0x0F, 0)
-    zigzag, varint = rows << 1, bytearray()
-    while True:
-        varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
-        zigzag >>= 7
-        if not zigzag:
-            break
-    footer = footer[:start] + bytes(varint) + footer[end:]
+    footer = footer[:start] + _zigzag(rows) + footer[end:]
     path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
 
 
@@ -316,13 +320,7 @@ def _with_integers(path: Path, values: dict[tuple[int, ...], int]) -> None:
     where = _footer_integers(footer)
     for field, value in sorted(values.items(), key=lambda item: -where[item[0]][0]):  # from the end: offsets hold
         start, end = where[field]
-        zigzag, varint = value << 1, bytearray()
-        while True:
-            varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
-            zigzag >>= 7
-            if not zigzag:
-                break
-        footer = footer[:start] + bytes(varint) + footer[end:]
+        footer = footer[:start] + _zigzag(value) + footer[end:]
     path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
 
 
