@@ -127,3 +127,62 @@ def test_thousands_of_nodes_sharing_a_phash_cost_dhash_checks_in_proportion_to_t
         dropped = greedy_survivors(nodes, key_masks(4, 2), 4, 3)
     assert dropped == {}  # 64 random bits: no two dHashes within 3
     assert checks.call_count <= greedy_module.SMALL_GROUP * len(nodes), checks.call_count
+
+
+def brute_force_by_arrays(nodes: list[Node], r: int, dhash_distance: int) -> dict[Node, tuple[str, int, bool]]:
+    """`greedy` of tests/oracles.py, each node compared with every kept one in one numpy pass: the same O(n^2)
+    rule, fast enough for the thousands of nodes that make an index hold several levels."""
+    import numpy as np
+
+    kept: list[Node] = []
+    values, dhashes = np.zeros(len(nodes), np.uint64), np.zeros(len(nodes), np.uint64)
+    known, previous = np.zeros(len(nodes), bool), np.zeros(len(nodes), bool)
+    dropped = {}
+    for node in sorted(nodes, key=lambda n: n.rank):
+        k = len(kept)
+        close = np.bitwise_count(values[:k] ^ np.uint64(node.value)) <= r
+        if dhash_distance >= 0 and node.dhash is not None:
+            close &= ~known[:k] | (np.bitwise_count(dhashes[:k] ^ np.uint64(node.dhash)) <= dhash_distance)
+        if node.previous:
+            close &= ~previous[:k]
+        partners = [kept[i] for i in np.flatnonzero(close).tolist()]
+        if partners:
+            dropped[node] = min((p.rank, p.photo_id, (p.value ^ node.value).bit_count(), p.previous)
+                                for p in partners)[1:]
+            continue
+        values[k], previous[k] = node.value, node.previous
+        dhashes[k], known[k] = node.dhash or 0, node.dhash is not None
+        kept.append(node)
+    return dropped
+
+
+def realistic_nodes(seed: int, count: int) -> list[Node]:
+    """The involved nodes of a large run, in miniature: pairs and triples, clusters of 4-20, a dense cluster of
+    hundreds within 3 bits, pHashes shared under different dHashes, previous-release images, tied ranks."""
+    rng = random.Random(seed)
+    dbase = rng.getrandbits(64)
+    values: list[int] = []
+    while len(values) < count:
+        centre = rng.getrandbits(64)
+        size = rng.choice([2] * 14 + [3] * 5 + [rng.randint(4, 20)] + ([rng.randint(200, 600)] if rng.random() < 0.02
+                                                                         else []))
+        values += [flip(centre, rng, rng.randint(0, 3)) for _ in range(size)]
+    nodes = []
+    for k, value in enumerate(values[:count]):
+        dhash = rng.choice([flip(dbase, rng, rng.randint(0, 12)), None, rng.getrandbits(64)])
+        if rng.random() < 0.1:
+            nodes.append(previous_node(f"{value:016x}", f"old{k % 50}", f"{dhash:016x}" if dhash is not None else ""))
+        else:
+            nodes.append(Node(value, (rng.randint(0, 3), f"{k}"), f"{k}", False, dhash, f"g{k}"))
+    rng.shuffle(nodes)
+    return nodes
+
+
+def test_thousands_of_realistic_nodes_match_brute_force():
+    """Enough nodes that the index holds thousands of kept hashes, with and without the dHash check."""
+    nodes = realistic_nodes(3, 6000)
+    small = realistic_nodes(4, 400)
+    for dhash_distance in (-1, 5):
+        assert brute_force_by_arrays(small, 4, dhash_distance) == greedy(small, 4, dhash_distance)
+        assert greedy_survivors(nodes, key_masks(4, 2), 4, dhash_distance) == brute_force_by_arrays(nodes, 4,
+                                                                                                     dhash_distance)
