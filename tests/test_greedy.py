@@ -9,6 +9,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.near_dup import greedy as greedy_module
 from pipeline.near_dup import hash_index
 from pipeline.near_dup.greedy import KeptIndex, greedy_survivors
 from pipeline.near_dup.pigeonhole import Node, key_masks, previous_node
@@ -46,11 +47,16 @@ def clustered_nodes(seed: int, r: int, clusters: int, per_cluster: int, skewed: 
 
 @given(seed=st.integers(0, 10**6), r=st.integers(0, 8), key_blocks=st.integers(1, 3),
        per_cluster=st.integers(1, 12), dhash_distance=st.sampled_from([-1, 5]), skewed=st.booleans(),
-       big_bucket=st.sampled_from([1, 4, 64]))
+       big_bucket=st.sampled_from([1, 4, 64]), chunk=st.sampled_from([1, 3, 16, 8192]),
+       large_run=st.sampled_from([1, 3, 64]))
 @settings(max_examples=120, deadline=None)
-def test_index_greedy_equals_brute_force(seed, r, key_blocks, per_cluster, dhash_distance, skewed, big_bucket):
+def test_index_greedy_equals_brute_force(seed, r, key_blocks, per_cluster, dhash_distance, skewed, big_bucket, chunk,
+                                         large_run):
+    """`chunk`: nodes searched for together in the index's settled levels (1 and 3: a level for nearly every node,
+    levels merged; 8,192: one chunk, the recent dicts alone); `large_run`: runs of a key compared in place."""
     nodes = clustered_nodes(seed, r, 15, per_cluster, skewed)
-    with mock.patch.object(hash_index, "BIG_BUCKET", big_bucket):  # 1 and 4: the vectorised buckets too
+    with mock.patch.object(hash_index, "BIG_BUCKET", big_bucket), mock.patch.object(greedy_module, "CHUNK", chunk), \
+            mock.patch.object(greedy_module, "_LARGE_RUN", large_run):  # BIG_BUCKET 1 and 4: the vectorised buckets too
         found = greedy_survivors(nodes, key_masks(r, key_blocks), r, dhash_distance)
     assert found == greedy(nodes, r, dhash_distance)
     assert not any(node.previous for node in found), "an image of the previous release was displaced"
@@ -104,14 +110,14 @@ def shared_value_nodes(seed: int, values: int, per_value: int) -> list[Node]:
 
 
 @given(seed=st.integers(0, 10**6), values=st.integers(1, 4), per_value=st.integers(1, 40),
-       dhash_distance=st.sampled_from([0, 3, 8, 16, 20]), small_group=st.sampled_from([0, 2, 32]))
+       dhash_distance=st.sampled_from([0, 3, 8, 16, 20]), small_group=st.sampled_from([0, 2, 32]),
+       chunk=st.sampled_from([1, 5, 8192]))
 @settings(max_examples=80, deadline=None)
 def test_nodes_sharing_a_phash_kept_apart_by_the_dhash_match_brute_force(seed, values, per_value, dhash_distance,
-                                                                         small_group):
-    from pipeline.near_dup import greedy as greedy_module
-
+                                                                         small_group, chunk):
     nodes = shared_value_nodes(seed, values, per_value)
-    with mock.patch.object(greedy_module, "SMALL_GROUP", small_group):  # 0 and 2: the dHash keys from the start
+    with mock.patch.object(greedy_module, "SMALL_GROUP", small_group), \
+            mock.patch.object(greedy_module, "CHUNK", chunk):  # SMALL_GROUP 0 and 2: the dHash keys from the start
         found = greedy_survivors(nodes, key_masks(4, 2), 4, dhash_distance)
     assert found == greedy(nodes, 4, dhash_distance)
 
@@ -119,8 +125,6 @@ def test_nodes_sharing_a_phash_kept_apart_by_the_dhash_match_brute_force(seed, v
 def test_thousands_of_nodes_sharing_a_phash_cost_dhash_checks_in_proportion_to_their_number():
     """3,000 nodes of one pHash, their dHashes far apart: all kept. Each probe used to check the dHash of every kept
     node (4.5 million checks; 16,000 nodes took 90 s); under the dHash keys a probe meets the few sharing a key."""
-    from pipeline.near_dup import greedy as greedy_module
-
     rng = random.Random(9)
     nodes = [Node(0xABCDEF, (k,), f"{k}", False, rng.getrandbits(64), f"g{k}") for k in range(3000)]
     with mock.patch.object(greedy_module, "confirmed", wraps=greedy_module.confirmed) as checks:
@@ -179,10 +183,36 @@ def realistic_nodes(seed: int, count: int) -> list[Node]:
 
 
 def test_thousands_of_realistic_nodes_match_brute_force():
-    """Enough nodes that the index holds thousands of kept hashes, with and without the dHash check."""
+    """Enough nodes that the index holds thousands of kept hashes, with and without the dHash check, searched for a
+    chunk at a time in its settled levels."""
     nodes = realistic_nodes(3, 6000)
     small = realistic_nodes(4, 400)
     for dhash_distance in (-1, 5):
         assert brute_force_by_arrays(small, 4, dhash_distance) == greedy(small, 4, dhash_distance)
-        assert greedy_survivors(nodes, key_masks(4, 2), 4, dhash_distance) == brute_force_by_arrays(nodes, 4,
-                                                                                                     dhash_distance)
+        expected = brute_force_by_arrays(nodes, 4, dhash_distance)
+        for chunk, run in ((8192, 64), (97, 64), (97, 2)):  # one chunk; sixty, levels merged; runs of 2 in place
+            with mock.patch.object(greedy_module, "CHUNK", chunk), mock.patch.object(greedy_module, "_LARGE_RUN", run):
+                assert greedy_survivors(nodes, key_masks(4, 2), 4, dhash_distance) == expected
+
+
+def test_the_kept_index_holds_a_few_hundred_bytes_a_kept_hash():
+    """12,000 pairs: 12,000 hashes kept. Dicts of lists of tuples under each of 15 keys held ~3.5 KB for each (a
+    million involved nodes took 2 GiB on the one worker that runs the survivor rule); sorted arrays hold ~200 bytes,
+    the dicts only what was kept in the last chunk."""
+    import tracemalloc
+
+    rng = random.Random(11)
+    nodes = []
+    for k in range(12_000):
+        value = rng.getrandbits(64)
+        nodes += [Node(value, (0, f"a{k}"), f"a{k}"), Node(flip(value, rng, 2), (1, f"b{k}"), f"b{k}")]
+    with mock.patch.object(greedy_module, "CHUNK", 1024):
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            dropped = greedy_survivors(nodes, key_masks(4, 2), 4, -1)
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+    assert len(dropped) == 12_000
+    assert peak / 12_000 < 1_200, f"{peak / 12_000:.0f} bytes a kept hash"
