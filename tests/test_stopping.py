@@ -933,3 +933,17 @@ def test_a_stop_landing_as_a_remote_jobs_submission_returns_still_cancels_the_jo
     """, tmp_path)
     status, output, _ = finish(process, within=30)
     assert status == EXIT_STATUS and (tmp_path / "cancelled").exists(), output
+
+
+def test_a_stop_landing_while_a_log_handler_is_made_still_ends_with_its_status_and_line():
+    """SIGTERM landing inside a log handler's construction (Handler.__init__ lists it before making its lock) left a
+    handler without a lock in logging's list: `end_process`'s logging.shutdown() raised AttributeError, and the stopped
+    run ended with exit 1 and a traceback (seen once in the SIGTERM-at-any-moment test on a loaded machine)."""
+    code = ("import logging\n"
+            "half_made = object.__new__(logging.StreamHandler)\n"
+            "logging._addHandlerRef(half_made)  # what Handler.__init__ does before createLock()\n"
+            "from pipeline.io.stopping import end_process\n"
+            "end_process(143, 'pass-pipeline: stopped (SIGTERM); nothing was published')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert done.stderr.strip() == "pass-pipeline: stopped (SIGTERM); nothing was published"

@@ -486,7 +486,10 @@ def end_process(status: int, message: str) -> NoReturn:
                 signal.signal(signum, signal.SIG_IGN)
     _remove_folders()  # one whose removal the stop cut short
     print(message, file=sys.stderr)
-    logging.shutdown()  # flushes the log handlers
+    # Flushes the log handlers. A signal landing inside a handler's construction leaves it in logging's list without
+    # its lock (Handler.__init__ lists it first): shutdown's AttributeError ended a stopped run: exit 1, a traceback.
+    with contextlib.suppress(Exception):
+        logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
