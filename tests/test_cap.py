@@ -81,3 +81,20 @@ def test_one_account_spelt_several_ways_has_one_quota():
         assert_that(out.kept | beam.combiners.Count.Globally(), equal_to([2]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
                     equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")
+
+
+def test_a_tables_rows_are_capped_by_the_account_their_flickr_pages_name():
+    """A table's rows carry no owner id, only their Flickr page: each was a group of its own, so one photographer's
+    photos listed in a table were never capped. The account the page names is their quota (an alias, which only the
+    API can resolve, or a page elsewhere still leaves a row its own group)."""
+    pages = {str(i): f"https://www.flickr.com/photos/{'7@N01' if i % 2 else '007%40n01'}/{i}/" for i in range(1, 7)}
+    pages |= {"50": "https://www.flickr.com/photos/some_alias/50/", "51": "https://www.flickr.com/photos/some_alias/51/",
+              "60": "https://images.example.org/60.jpg", "61": "https://images.example.org/61.jpg"}
+    photos = [photo(photo_id, owner_nsid="", page_url=page) for photo_id, page in pages.items()]
+    account = sorted((p for p in photos if int(p.photo_id) < 50), key=cap_rank)[:2]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | CapPerOwner(2)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
+                    equal_to([ph.photo_id for ph in account] + ["50", "51", "60", "61"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
+                    equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")

@@ -40,7 +40,6 @@ to take down, which is worse than a run that does not start.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import hashlib
 import posixpath
 import re
@@ -51,9 +50,13 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import apache_beam as beam
-import idna
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.flickr.pages import NSID as _NSID
+from pipeline.flickr.pages import PAGE_HOSTS as _PAGE_HOSTS
+from pipeline.flickr.pages import PAGE_PATH as _PAGE_PATH
+from pipeline.flickr.pages import normal_host as _normal_host
+from pipeline.flickr.pages import page_owner
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
@@ -71,15 +74,9 @@ AFTER_FETCH_KINDS = (*CONTENT_KINDS, "url")
 MAX_DISTANCE = 16  # the same bound as --near_dup_distance; beyond it a pHash "match" is noise
 _HEX = re.compile(r"[0-9a-f]+")
 _DISTANCE = re.compile(r"[0-9]{1,2}")
-# A Flickr account id (NSID), as search answers and the YFCC dumps give the owner: digits, "@N", two digits. An
-# alias (flickr.com/photos/ALIAS) names the same account only through the API, so it is refused, not matched.
-_NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
-_PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
 _STATIC_HOST = re.compile(r"(?:[a-z0-9-]+\.)*(?:staticflickr\.com|static\.flickr\.com)")
 # /[farm/]server/<id>_<secret>[_size].ext
 _STATIC_PATH = re.compile(r"(?:/[0-9]+){1,2}/([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.[0-9a-z]{2,5}", re.I)
-# /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
-_PAGE_PATH = re.compile(r"/photos/([^/]+)/([0-9]{1,20})(?:/.*)?")
 _NOT_OWNERS = frozenset({"tags"})
 _ACCOUNT_PATH = re.compile(r"/(?:photos|people)/([^/]+)/?")  # an account's photostream or profile
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
@@ -124,18 +121,6 @@ def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
                              " keeps out every photo of the account")
         raise ValueError("this Flickr URL names no photo (an album, a user or tag page?): list the photos' ids")
     return None
-
-
-
-
-def _normal_host(hostname: str) -> str:
-    """The host lower-cased, its escapes normal, an international name in the IDNA form requests sends (BÜcher.de is
-    xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway)."""
-    host = hostname.rstrip(".")
-    if not host.isascii():
-        with contextlib.suppress(idna.IDNAError):
-            host = idna.encode(host, uts46=True).decode("ascii")
-    return normal_escapes(host).lower()
 
 
 def canonical_url(url: str) -> tuple[str, str]:
@@ -252,19 +237,6 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
     return canonical_url(entry.value) if entry.kind == "url" else (entry.kind, entry.value)
 
 
-def _page_owner(url: str) -> str | None:
-    """The account id a Flickr photo page names as its owner (`flickr.com/photos/<NSID>/<id>/`), in Flickr's one
-    spelling; None for any other URL, or a page naming its owner by an alias (only the API knows whose that is)."""
-    try:
-        parts = urlsplit(url if "://" in url else f"https://{url}")
-        host = _normal_host(parts.hostname or "").removeprefix("www.")
-        page = _PAGE_PATH.fullmatch(without_dot_segments(normal_escapes(parts.path)))
-    except ValueError:
-        return None
-    owner = unquote(page[1]) if page and host in _PAGE_HOSTS else ""  # "7%40N01", as a server reads it, is 7@N01
-    return canonical_owner_id(owner) if _NSID.fullmatch(owner) else None
-
-
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
     """What a photo can be listed by: its id, its owner (the row's, and the one its Flickr page names: a table's
     rows have only their page), the photo ids its Flickr URLs name, its other URLs (canonical where they parse, as
@@ -275,8 +247,8 @@ def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
         keys = [("photo_id", photo.photo_id)]
     if photo.owner_nsid:
         keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
-    if photo.page_url and (page_owner := _page_owner(photo.page_url)):
-        keys.append(("owner", page_owner))
+    if photo.page_url and (owner := page_owner(photo.page_url)):
+        keys.append(("owner", owner))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):
         if url:
             try:

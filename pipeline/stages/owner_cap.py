@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from pipeline.flickr.pages import page_owner
 from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, empty, reject
 
@@ -29,9 +30,12 @@ def cap_rank(photo: Photo) -> tuple[int, str, str]:
 
 
 def owner_key(photo: Photo) -> str:
-    # A photo with no known owner cannot be attributed to anyone's quota: it is its own group.
-    # One account, one quota, however a row spells its id ("7@n01", a carried row's, is 7@N01's).
-    return f"owner:{canonical_owner_id(photo.owner_nsid)}" if photo.owner_nsid else f"photo:{photo.photo_id}"
+    # One account, one quota, however a row spells its id ("7@n01", a carried row's, is 7@N01's). A table's rows carry
+    # no owner id, only their Flickr page, which names the account (`flickr.com/photos/NSID/ID/`): each was a group of
+    # its own, so a table of one photographer's 10,000 photos was never capped. A photo whose owner cannot be known
+    # (no id, a page naming an alias or none) cannot be attributed to anyone's quota: it is its own group.
+    owner = canonical_owner_id(photo.owner_nsid) if photo.owner_nsid else page_owner(photo.page_url or "")
+    return f"owner:{owner}" if owner else f"photo:{photo.photo_id}"
 
 
 class _KeepFirstN(beam.DoFn):

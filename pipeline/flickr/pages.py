@@ -1,0 +1,44 @@
+"""Flickr photo pages: which account a page URL names as its owner, for the takedown list (an `owner` entry keeps
+out an account's photos a table lists by their pages) and the per-photographer cap (a table's rows carry no owner
+id, only their page)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from urllib.parse import unquote, urlsplit
+
+import idna
+
+from pipeline.io.url_paths import normal_escapes, without_dot_segments
+from pipeline.records import canonical_owner_id
+
+# A Flickr account id (NSID), as search answers and the YFCC dumps give the owner: digits, "@N", two digits. An
+# alias (flickr.com/photos/ALIAS) names the same account only through the API, so it is refused, not matched.
+NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
+PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
+# /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
+PAGE_PATH = re.compile(r"/photos/([^/]+)/([0-9]{1,20})(?:/.*)?")
+
+
+def normal_host(hostname: str) -> str:
+    """The host lower-cased, its escapes normal, an international name in the IDNA form requests sends (BÜcher.de is
+    xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway)."""
+    host = hostname.rstrip(".")
+    if not host.isascii():
+        with contextlib.suppress(idna.IDNAError):
+            host = idna.encode(host, uts46=True).decode("ascii")
+    return normal_escapes(host).lower()
+
+
+def page_owner(url: str) -> str | None:
+    """The account id a Flickr photo page names as its owner (`flickr.com/photos/<NSID>/<id>/`), in Flickr's one
+    spelling; None for any other URL, or a page naming its owner by an alias (only the API knows whose that is)."""
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        host = normal_host(parts.hostname or "").removeprefix("www.")
+        page = PAGE_PATH.fullmatch(without_dot_segments(normal_escapes(parts.path)))
+    except ValueError:
+        return None
+    owner = unquote(page[1]) if page and host in PAGE_HOSTS else ""  # "7%40N01", as a server reads it, is 7@N01
+    return canonical_owner_id(owner) if NSID.fullmatch(owner) else None
