@@ -132,3 +132,34 @@ def test_a_lock_released_by_a_stop_s_thread_meanwhile_is_released_without_an_err
     again.acquire()
     taken.release()
     assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "next"
+
+
+
+def test_a_stop_s_release_beside_the_run_s_own_never_deletes_a_lock_another_run_took_meanwhile(tmp_path, monkeypatch):
+    """The main thread's release and a stop's thread's both found the lock theirs before either deleted it; the
+    main thread's delete came first, another run took the lock, and the stop's delete removed that run's lock: two
+    runs then wrote one output. They take turns now, and the second finds the lock released."""
+    taken = OutputLock(str(tmp_path), "run")
+    taken.acquire()
+    stop_checked, other_took = threading.Event(), threading.Event()
+    stop = threading.Thread(target=taken.release, name="stop-release", daemon=True)
+    real_delete = lock.FileSystems.delete
+
+    def delete(paths):
+        if threading.current_thread() is stop:
+            stop_checked.set()  # the stop's thread found the lock its own and is deleting it
+            other_took.wait(10)
+        else:  # the run's own release, as it ends: a stop comes now
+            stop.start()
+            stop_checked.wait(1.0)
+        real_delete(paths)
+
+    monkeypatch.setattr(lock.FileSystems, "delete", delete)
+    monkeypatch.setattr(lock, "RELEASE_WAIT_S", 30.0, raising=False)
+    taken.release()
+    other = OutputLock(str(tmp_path), "other")
+    other.acquire()
+    other_took.set()
+    stop.join(40)
+    assert not stop.is_alive()
+    assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "other"

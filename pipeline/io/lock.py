@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,6 +113,10 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
 
 
 STALE_TEMPORARY_SECONDS = 60
+# How long a release waits for another thread's release of the same lock to end (the main thread's as the run ends, a
+# stop's thread's): past it, an object store's delete that does not answer, it goes on by itself (io/stopping.py ends
+# the process on a bound of its own).
+RELEASE_WAIT_S = 2.0
 MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read no further
 
 
@@ -191,8 +196,11 @@ class OutputLock:
         # what an error says could not be written: `review apply` has no --output ("cannot write to --output STORE")
         self._written = path or f"--output {output}"
         self.me = _this_run(run_id)
+        self._releasing = threading.Lock()
+        self._released = False
 
     def acquire(self) -> None:
+        self._released = False
         payload = json.dumps(self.me.__dict__, sort_keys=True).encode()
         for _ in range(2):  # a second try after removing a stale lock
             try:
@@ -222,15 +230,26 @@ class OutputLock:
         return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _pid_alive(holder.pid))
 
     def release(self) -> None:
-        """Deletes the lock if it is this run's. The main thread (as the run ends) and a stop's thread (io/stopping.py)
-        may both release it, each finding it theirs: the one whose delete finds nothing there has nothing to say (it
-        said the lock could not be released, just before the process ended)."""
-        if FileSystems.exists(self.path) and _holder(self.path) == self.me:
-            try:
-                FileSystems.delete([self.path])
-            except BeamIOError:
-                if FileSystems.exists(self.path):
-                    raise
+        """Deletes the lock if it is this run's, once. The main thread (as the run ends) and a stop's thread
+        (io/stopping.py) may both release it. Each found it theirs before either deleted it, and the later delete
+        removed whatever lock was there by then: another run's, taken in between. They take turns now, and the
+        second finds it released; one that waited RELEASE_WAIT_S for the other (a delete not answering) goes on as
+        before. A delete that finds nothing there has nothing to say (it said the lock could not be released, just
+        before the process ended)."""
+        turn = self._releasing.acquire(timeout=RELEASE_WAIT_S)
+        try:
+            if self._released:
+                return
+            if FileSystems.exists(self.path) and _holder(self.path) == self.me:
+                try:
+                    FileSystems.delete([self.path])
+                except BeamIOError:
+                    if FileSystems.exists(self.path):
+                        raise
+            self._released = True
+        finally:
+            if turn:
+                self._releasing.release()
 
     def __enter__(self) -> OutputLock:
         self.acquire()
