@@ -34,6 +34,12 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["run", "--input=x", "--output=~/pass-out"], "--output '~/pass-out' starts with '~', which only the shell"),
     (["run", "--input=~/yfcc/*.bz2", "--output=y"], "--input '~/yfcc/*.bz2' starts with '~'"),
     (["run", "--input=x", "--output=y", "--blocklist=a.txt,~/b.txt"], "--blocklist 'a.txt,~/b.txt' starts with '~'"),
+    # Beam read the scheme past the spaces, then refused "Basepath ' gs://b/out' must be GCS path"
+    (["run", "--input=x", "--output= gs://b/out"], "--output ' gs://b/out' has spaces around an object store's path"),
+    (["run", "--input=gs://b/in.csv ", "--output=y"], "--input 'gs://b/in.csv ' has spaces around"),
+    (["refresh", "--output= gs://b/releases"], "--output ' gs://b/releases' has spaces around an object store's"),
+    (["refresh", "--output=y", "--previous= gs://b/releases/r1"], "--previous ' gs://b/releases/r1' has spaces"),
+    (["verify", " gs://b/out"], "the dataset's folder ' gs://b/out' has spaces around an object store's path"),
     # was "did you mean --flickr_licenses?"; the value is never echoed
     (["run", "--source=flickr", "--output=y", "--flickr_api_key=c0ffee"], "--flickr_api_key (keys are read from "
                                                                           "FLICKR_API_KEY and FLICKR_API_SECRET"),

@@ -21,7 +21,7 @@ from pipeline.io import report
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
-from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
+from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions, spaced_path_problem
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 
@@ -47,6 +47,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     refuse_a_job_made_later(PipelineOptions(list(rest)))  # before the previous release is read and checked
     if not args.output:
         raise UsageError("refresh needs --output (the releases' root)")
+    for flag, value in (("--output", args.output), ("--previous", args.previous)):
+        if problem := spaced_path_problem(flag, value):
+            raise UsageError(problem)
     if FileSystems.exists(FileSystems.join(args.output, MANIFEST)):
         # A run's dataset given as the root: the refresh made a "first release" under OUTPUT/releases/, from nothing,
         # inside the dataset it was meant to build on (which verify then refused for a folder it does not list).

@@ -12,6 +12,7 @@ from pipeline.commands.run import UsageError
 from pipeline.io.files import is_remote, matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
+from pipeline.options import spaced_path_problem
 from pipeline.release.verify import MANIFEST, staging_note, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
@@ -28,6 +29,9 @@ def verify_command(release: str, previous: str = "") -> int:
 
 
 def _verify(release: str, previous: str = "") -> int:
+    for what, value in (("the dataset's folder", release), ("--previous", previous)):
+        if problem := spaced_path_problem(what, value):
+            raise UsageError(problem)
     if previous and not FileSystems.exists(FileSystems.join(previous, MANIFEST)):
         raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release; give the "
                          "folder of the release this one was made from")
