@@ -55,8 +55,14 @@ def attribution_row(photo: Photo) -> tuple[str, ...]:
                                     photo.license_name, photo.license_url))
 
 
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is true of digits int() refuses ('²', '①'), which ended the write with a
+    ValueError (no source lets such an id through; a carried row of a resealed release could)."""
+    return text.isascii() and text.isdigit()
+
+
 def attribution_order(row: tuple[str, ...]) -> tuple[int, str]:
-    return (int(row[0]) if row[0].isdigit() else -1, row[0])
+    return (int(row[0]) if _number(row[0]) else -1, row[0])
 
 
 def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
@@ -67,7 +73,7 @@ def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
 def id_block(row: tuple[str, ...]) -> tuple[int, str]:
     """The row's block, monotone in `attribution_order` (numbers without leading zeros compare as
     their digit count, then their digits), so blocks in order are rows in order."""
-    if not row[0].isdigit():
+    if not _number(row[0]):
         return (-1, "")
     digits = str(int(row[0]))
     return (len(digits), digits[:BLOCK_DIGITS])
