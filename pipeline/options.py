@@ -19,7 +19,6 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
-from pipeline.io.file_reads import is_remote
 from pipeline.usage import split_list as split_list  # (the photo_sets scripts read it there, without Beam)
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"
@@ -508,7 +507,7 @@ def validate(opts: PassOptions) -> list[str]:
     # of its loop, flooding the log.
     if not MIN_PROGRESS_SECONDS <= opts.progress_seconds < float("inf"):
         problems.append(f"--progress_seconds must be a number of seconds of at least {MIN_PROGRESS_SECONDS:g}")
-    return problems + _bounds_problems(opts) + _home_problems(opts) + _spaced_problems(opts)
+    return problems + _bounds_problems(opts) + _home_problems(opts)
 
 
 def _home_problems(opts: PassOptions) -> list[str]:
@@ -519,24 +518,6 @@ def _home_problems(opts: PassOptions) -> list[str]:
             f"unquoted word: give the whole path ({os.path.expanduser('~')}/…)" for option in DECLARED
             if isinstance(value := getattr(opts, option.name, None), str)
             and any(part.strip().startswith("~") for part in value.split(","))]
-
-
-# The flags naming one path each (a list flag's items are stripped where it is read: spaces there do no harm).
-SINGLE_PATHS = ("input", "output", "cache", "carry_over", "flickr_credentials", "model_registry")
-
-
-def spaced_path_problem(flag: str, value: str | None) -> str | None:
-    """A path with spaces before its scheme (a quoted `--output=' gs://b/out'`): Beam reads the scheme past the spaces
-    and then refuses the path as no object store's ("Basepath ' gs://b/out' must be GCS path"), which names neither
-    the flag nor the spaces."""
-    if isinstance(value, str) and value != value.strip() and is_remote(value):
-        return f"{flag} {value[:80]!r} has spaces around an object store's path; give it without them"
-    return None
-
-
-def _spaced_problems(opts: PassOptions) -> list[str]:
-    found = (spaced_path_problem(f"--{name}", getattr(opts, name, None)) for name in SINGLE_PATHS)
-    return [problem for problem in found if problem]
 
 
 # Upper bounds no sensible run reaches, each far above its default: a typo (--shards=100000000: that many

@@ -18,10 +18,11 @@ from pipeline.commands.run import (
     summary,
 )
 from pipeline.io import report
+from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
-from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions, spaced_path_problem
+from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 

@@ -31,6 +31,7 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
+from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
@@ -160,6 +161,10 @@ def _hint(flag: str, own: Sequence[str] = ()) -> str:
     return f"{flag} (did you mean --{close[0]}?)" if close else flag
 
 
+# The flags naming one path each (a list flag's items are stripped where it is read: spaces there do no harm).
+SINGLE_PATHS = ("input", "output", "cache", "carry_over", "flickr_credentials", "model_registry")
+
+
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     refuse_unknown_flags(expand_month(argv))
     options = PipelineOptions(expand_month(argv))
@@ -167,7 +172,9 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
     refuse_a_job_made_later(options)
-    problems = validate(options.view_as(PassOptions))
+    opts = options.view_as(PassOptions)
+    problems = validate(opts) + [problem for name in SINGLE_PATHS
+                                 if (problem := spaced_path_problem(f"--{name}", getattr(opts, name, None)))]
     if problems:
         raise UsageError("; ".join(problems))
     return options

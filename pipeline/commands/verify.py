@@ -9,10 +9,10 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError
+from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote, matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
-from pipeline.options import spaced_path_problem
 from pipeline.release.verify import MANIFEST, staging_note, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"

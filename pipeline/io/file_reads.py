@@ -35,6 +35,15 @@ def is_remote(path: str) -> bool:
     return scheme_of(path) is not None
 
 
+def spaced_path_problem(flag: str, value: str | None) -> str | None:
+    """A path with spaces before its scheme (a quoted `--output=' gs://b/out'`): Beam reads the scheme past the spaces
+    and then refuses the path as no object store's ("Basepath ' gs://b/out' must be GCS path"), which names neither
+    the flag nor the spaces."""
+    if isinstance(value, str) and value != value.strip() and is_remote(value):
+        return f"{flag} {value[:80]!r} has spaces around an object store's path; give it without them"
+    return None
+
+
 def filesystems() -> type[FileSystems]:
     """Beam's FileSystems, imported on first use (seconds, once per process)."""
     from apache_beam.io.filesystems import FileSystems
