@@ -18,7 +18,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.flickr.licenses import CC_BY_LICENSE_IDS
+from pipeline.cc_by import CC_BY_LICENSE_IDS
 from pipeline.usage import split_list as split_list  # (the photo_sets scripts read it there, without Beam)
 
 DEFAULT_ALLOWED_HOSTS = "live.staticflickr.com,farm*.staticflickr.com,farm*.static.flickr.com"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from pipeline.cc_by import CC_BY_LICENSE_IDS as CC_BY_LICENSE_IDS  # (re-exported: the stages read it here)
+
 # Per Flickr license id: Flickr's own name for it (flickr.photos.licenses.getInfo), the short SPDX-like
 # name Creative Commons itself uses, which the dataset records, and the license's URL. One table, so
 # the two names of a license cannot drift apart.
@@ -43,8 +45,6 @@ LICENSES = {license_id: (flickr_name, _FLICKR_URL.get(license_id, url))
             for license_id, (flickr_name, _, url) in _TABLE.items()}
 # The one name and https URL the dataset records per license id.
 CANONICAL = {license_id: (name, url) for license_id, (_, name, url) in _TABLE.items()}
-# The only licenses PASS admits: CC BY 2.0 and 4.0. --flickr_licenses may name a subset, never more.
-CC_BY_LICENSE_IDS = frozenset({4, 11})
 _SCHEME = re.compile(r"^https?://(www\.)?", re.IGNORECASE)
 
 

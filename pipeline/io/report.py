@@ -19,8 +19,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
 from pipeline.io.files import read_bytes, write_json
+from pipeline.io.storage_rule import STORAGE_RULE_VERSION
 from pipeline.records import STAGES
-from pipeline.stages.image import STORAGE_RULE_VERSION
 
 STAGE_ORDER = STAGES  # the funnel's order
 

@@ -33,10 +33,10 @@ from PIL import Image
 
 from pipeline.io.fetch_urls import host_allowed
 from pipeline.io.files import matching, read_parquet, write_atomically
+from pipeline.io.storage_rule import STORAGE_RULE_VERSION
 from pipeline.options import PassOptions, shaping
 from pipeline.records import HASH16, Photo
 from pipeline.stage import StageOutput
-from pipeline.stages.image import STORAGE_RULE_VERSION
 
 CACHED_FIELDS = ("fetched_url", "download_sha256", "image", "sha256", "width", "height", "original_format",
                  "original_width", "original_height", "phash", "dhash")
