@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import google_crc32c
 
 from pipeline.io.files import read_bytes
+from pipeline.io.json_keys import KeyTwice, each_key_once
 
 SECRET_SCHEME = "sm://"
 
@@ -54,12 +55,16 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
     length). Error messages name the problem, never a key."""
     if path and path.startswith(SECRET_SCHEME):
         try:
-            return parse_keys(json.loads(read_secret(path.removeprefix(SECRET_SCHEME))))
+            return parse_keys(_document(read_secret(path.removeprefix(SECRET_SCHEME))))
+        except KeyTwice as err:
+            raise CredentialsError(f"the secret {path} is not a credentials document: {_twice(err)}") from None
         except (ValueError, KeyError, TypeError) as err:
             raise CredentialsError(f"the secret {path} is not a credentials document: {type(err).__name__}") from None
     if path:
         try:
-            return parse_keys(json.loads(read_bytes(path)))
+            return parse_keys(_document(read_bytes(path)))
+        except KeyTwice as err:
+            raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: {_twice(err)}") from None
         except ValueError as err:  # our own messages name fields, never values; the path is shown as elsewhere
             # (a key pasted as the path with a stray NUL byte failed the read with "embedded null byte", and showed it)
             raise CredentialsError(f"cannot read Flickr credentials from {_shown_path(path)}: {err}") from None
@@ -79,6 +84,16 @@ def load_credentials(path: str | None = None, environ: dict[str, str] | None = N
         return parse_keys([{"key": k, "secret": s} for k, s in zip(keys, secrets, strict=True)])
     except ValueError:
         raise CredentialsError("FLICKR_API_KEY lists the same key twice") from None
+
+
+def _document(raw: bytes) -> object:
+    """The JSON document, a field given twice in one object refused: Python keeps its last copy, an editor or
+    another reader of the secret may show the first (a key replaced by pasting the new one above the old)."""
+    return json.loads(raw, object_pairs_hook=each_key_once)
+
+
+def _twice(err: KeyTwice) -> str:
+    return f"the field {err} is given twice in one object (keep one)"
 
 
 CREDENTIALS_HINT = ("--flickr_credentials takes the path of a JSON file (local or gs://) or sm://projects/P/secrets/S, "
