@@ -45,7 +45,7 @@ from pipeline.release.review import WriteReview
 from pipeline.sources.flickr import FlickrSourceConfig, ReadFlickr
 from pipeline.sources.table import ReadTable, table_layout
 from pipeline.sources.yfcc import ReadYfcc
-from pipeline.stage import StageOutput, empty, flatten
+from pipeline.stage import StageOutput, distinct, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
 from pipeline.stages.decontaminate import Decontaminate
@@ -326,7 +326,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     eval_sets = split_list(opts.decontaminate)
     clean = _maybe(listed_content.kept, pipeline, "Decontaminate", eval_sets,
                    lambda: Decontaminate(eval_sets, list_distance, image_config(opts)))
-    distinct = clean.kept | "ExactDuplicates" >> ExactDuplicates(carried if opts.carry_over else None)
+    distinct_images = clean.kept | "ExactDuplicates" >> ExactDuplicates(carried if opts.carry_over else None)
     previous = None
     if opts.carry_over:
         # A refresh compares new images with the carried images that stay in the new release, not
@@ -340,7 +340,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
             | "ReadPreviousIndex" >> ReadParquetFiles(split_list(opts.previous_index))
             | "PreviousEntries" >> beam.FlatMap(previous_entry)
         )
-    near = _maybe(distinct.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
+    near = _maybe(distinct_images.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,
                   lambda: NearDuplicates(opts.near_dup_distance, opts.near_dup_key_blocks, opts.near_dup_bucket_cap,
                                          previous, opts.near_dup_dhash_distance))
     detected = _maybe_detect(near.kept, pipeline, specs, opts, staged_images, decisions)
@@ -363,13 +363,17 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     timed += [("detected", detected.kept), ("detected", detected.rejected)] if specs else []
     every = opts.progress_seconds
     _ = [pcoll | f"Progress.{step}.{i}" >> Progress(step, every) for i, (step, pcoll) in enumerate(timed)]
-    rejections = flatten((
+    rejected_by_stage = distinct((
         read.rejected, licensed.rejected, unique.rejected, undecided.rejected, not_carried.rejected, verified.rejected,
         listed_ids.rejected, images.rejected, listed_content.rejected, clean.rejected,
-        distinct.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected, *carried_rejected,
-    ), "AllRejections")
+        distinct_images.rejected, near.rejected, detected.rejected, capped.rejected, present.rejected,
+        *carried_rejected,
+    ))
+    rejections = flatten(rejected_by_stage, "AllRejections")
     _ = kept | "Progress.kept" >> Progress("kept", every)
-    _ = rejections | "Progress.rejected" >> Progress("rejected", every)
+    # Each stage's rejections counted where it makes them, as the rows read are: counted after the Flatten, they
+    # waited for the last stage's and the line said "rejected 0" through most of a run. Each PCollection once.
+    _ = [pcoll | f"Progress.rejected.{i}" >> Progress("rejected", every) for i, pcoll in enumerate(rejected_by_stage)]
 
     ledger_entries = _ledger_entries(kept, rejections, ledger, opts.release_name or "an earlier run")
     index_entries = None

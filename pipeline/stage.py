@@ -155,11 +155,15 @@ def empty(pipeline: beam.Pipeline) -> beam.PCollection:
     return nothing
 
 
+def distinct(pcolls: Iterable[beam.PCollection]) -> list[beam.PCollection]:
+    """The distinct PCollections among `pcolls`, in order: the shared empty one (`empty`) may come more than once."""
+    return list({id(pcoll): pcoll for pcoll in pcolls}.values())
+
+
 def flatten(pcolls: Iterable[beam.PCollection], label: str) -> beam.PCollection:
     """`beam.Flatten` of the distinct PCollections among `pcolls`: the shared empty one (`empty`) may
     come more than once, and a Flatten given one PCollection twice would emit its elements twice."""
-    distinct = list({id(pcoll): pcoll for pcoll in pcolls}.values())
-    return distinct | label >> beam.Flatten()
+    return distinct(pcolls) | label >> beam.Flatten()
 
 
 def apply_stage_with_outputs(pcoll: beam.PCollection, stage: str, dofn: beam.DoFn, extra_tags: Sequence[str],

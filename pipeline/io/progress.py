@@ -25,8 +25,12 @@ from apache_beam.metrics.metric import MetricsFilter
 NAMESPACE = "pipeline_progress"
 LOG = logging.getLogger("pipeline.progress")
 INTERVAL_SECONDS = 5.0
-# Steps in the order records reach them; "read" is the total the others are measured against.
-STEPS = ("read", "fetched", "kept", "rejected")
+# Steps in the order records reach them; "read" is the total the others are measured against. The rejections are
+# counted where each stage decides them; the kept photos only where they leave the owner cap, the last stage, which
+# waits for every photo before it: until then the line says so rather than "kept 0".
+STEPS = ("read", "fetched", "deduplicated", "detected", "rejected", "kept")
+# Shown once counted: a run with the near-duplicate stage or detection off never counts them.
+SHOWN_ONCE_COUNTED = ("deduplicated", "detected")
 # Every step timed for stats.json: the printed ones, and the heavy stages between them (passed by
 # the photos that leave the duplicate stages, and by every photo the Detect stage decided).
 TIMED_STEPS = ("read", "fetched", "deduplicated", "detected", "kept", "rejected")
@@ -103,13 +107,16 @@ def _duration(seconds: float) -> str:
 
 
 def line(counts: dict[str, int], elapsed: float, step: str = "", rate: float = 0.0) -> str:
-    """'progress: read 1,200 · fetched 340 · kept 0 · rejected 220 · fetched at 14.2/s, downloads
-    ~1m05s left at most (2m40s elapsed)'. The estimate needs the rows read so far and the download
-    rate; it is an upper bound, since rows rejected before the download are never fetched."""
-    parts = [f"{name} {counts[name]:,}" for name in STEPS]
+    """'progress: read 1,200 · fetched 340 · rejected 220 · kept 0 so far (counted at the owner cap, the last stage)
+    · fetched at 14.2/s, downloads ~1m05s left at most (2m40s elapsed)'. The estimate needs the rows read so far and
+    the download rate; it is an upper bound, since rows rejected before the download are never fetched."""
+    parts = [f"{name} {counts.get(name, 0):,}" for name in STEPS
+             if name not in SHOWN_ONCE_COUNTED or counts.get(name, 0)]
+    if not counts.get("kept", 0):
+        parts[-1] += " so far (counted at the owner cap, the last stage)"
     if step and rate > 0:
         parts.append(f"{step} at {rate:.1f}/s")
-        if step == "fetched" and counts["read"] > counts["fetched"]:
+        if step == "fetched" and counts.get("read", 0) > counts.get("fetched", 0):
             parts[-1] += f", downloads ~{_duration((counts['read'] - counts['fetched']) / rate)} left at most"
     return "progress: " + " · ".join(parts) + f" ({_duration(elapsed)} elapsed)"
 
