@@ -1,12 +1,18 @@
 """The outputs load untouched in the tools trainers use: Hugging Face `datasets` (by data files and
-by the release folder, through its dataset card), pandas/pyarrow, DuckDB and the `webdataset`
-library. One small whole job (detectors off) gives a real release; photos with scores are written
-with the formats module directly, since a job with detectors is slow."""
+by the release folder, through its dataset card), pandas/pyarrow, DuckDB, the `webdataset`
+library and, for the TFRecord shards, the `tfrecord` package as README.md shows it. One small whole
+job (detectors off) gives a real release; photos with scores are written with the formats module
+directly, since a job with detectors is slow."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,3 +151,30 @@ def test_webdataset_library_iterates_the_shards(job_release, scored_release):
                                  shardshuffle=False).decode("pil"))
     assert scored[0]["jpg"].size == (451, 300)
     assert scored[0]["json"]["scores"][0] == {"detector": "centerface", "class": "face", "score": 0.125}
+
+
+def _readme_snippet(needle: str) -> str:
+    """The README's one Python block holding `needle`, as a reader copies it."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [textwrap.dedent(block) for block in re.findall(r"^ *```python\n(.*?)^ *```$", text, re.M | re.S)]
+    found = [block for block in blocks if needle in block]
+    assert len(found) == 1, f"README.md holds {len(found)} Python blocks with {needle!r}"
+    return found[0]
+
+
+def test_the_readmes_tfrecord_snippet_reads_the_release_without_tensorflow(job_release, tmp_path):
+    """The README read the TFRecord shards back only with TensorFlow; its snippet with the `tfrecord` package, run as
+    written where the quick start leaves its release (`demo-output`), TensorFlow unimportable."""
+    snippet = _readme_snippet("tfrecord_loader")
+    (tmp_path / "demo-output").symlink_to(job_release, target_is_directory=True)
+    no_tensorflow = "import sys; sys.modules['tensorflow'] = None\n"  # an import of it raises ImportError
+    done = subprocess.run([sys.executable, "-c", no_tensorflow + snippet], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sizes = {row["photo_id"]: (row["width"], row["height"])
+             for row in pq.read_table(job_release / "parquet", columns=["photo_id", "width", "height"]).to_pylist()}
+    with (job_release / "ATTRIBUTION.csv").open(newline="", encoding="utf-8") as handle:
+        credits = list(csv.DictReader(handle))
+    expected = [f"{row['photo_id']} {sizes[row['photo_id']]} {row['creator']} {row['license_name']}" for row in credits]
+    assert len(expected) == len(kept_ids(job_release)) > 0
+    assert sorted(done.stdout.splitlines()) == sorted(expected)
