@@ -250,3 +250,20 @@ def test_photographers_are_counted_by_account_however_spelt_and_rows_naming_none
     assert figures.per_owner == {"7@N01": 2, "8@N00": 1} and figures.no_owner == 2
     text = _markdown({"name": "d"}, {"kept": 5}, figures, Counter(), None, "r")
     assert "5 images from 2 photographers (and 2 images naming no Flickr account)" in text
+
+
+def test_a_tables_rows_are_counted_by_the_account_their_flickr_pages_name(tmp_path):
+    """A table's rows carry no owner id, only their Flickr page: the datasheet counted all of them as images naming no
+    Flickr account, where the owner cap held each account the pages name to its quota. They are counted by that
+    account, as the cap counts them; a page naming an alias (only the API knows whose) or none names no account."""
+    small_release(tmp_path)
+    pages = ["https://www.flickr.com/photos/7@N01/1/", "https://flickr.com/photos/007%40n01/2/",
+             "http://www.flickr.com/photos/8@N00/3/", "https://www.flickr.com/photos/some_alias/4/",
+             "https://images.example.org/5.jpg", ""]
+    photos = [photo(str(i), owner_nsid="", owner_name="a credit", page_url=page, image=real_jpeg("coffee.jpg"),
+                    width=512, height=341, license_name="CC BY 2.0") for i, page in enumerate(pages, 1)]
+    with (tmp_path / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
+        write_parquet(handle, photos)
+    write_datasheet(str(tmp_path), None, "r")
+    assert "images from 2 photographers (and 3 images naming no Flickr account)" in (
+        tmp_path / "DATASHEET.md").read_text()

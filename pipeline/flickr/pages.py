@@ -1,6 +1,7 @@
 """Flickr photo pages: which account a page URL names as its owner, for the takedown list (an `owner` entry keeps
-out an account's photos a table lists by their pages) and the per-photographer cap (a table's rows carry no owner
-id, only their page)."""
+out an account's photos a table lists by their pages), and which account a photo is of (`account`: a table's rows
+carry no owner id, only their page) for the per-photographer cap, the licence re-check's owner searches and the
+datasheet's count of photographers."""
 
 from __future__ import annotations
 
@@ -42,3 +43,11 @@ def page_owner(url: str) -> str | None:
         return None
     owner = unquote(page[1]) if page and host in PAGE_HOSTS else ""  # "7%40N01", as a server reads it, is 7@N01
     return canonical_owner_id(owner) if NSID.fullmatch(owner) else None
+
+
+def account(owner_nsid: str, page_url: str) -> str:
+    """The Flickr account a photo is of, one notion for every stage and file that counts or groups photographers: its
+    owner id in Flickr's one spelling when the row has one, else the account its Flickr photo page names (a table's
+    rows carry no owner id, only their page), else '' (unknown: no id, and a page naming an alias, which only the API
+    can resolve, or none)."""
+    return canonical_owner_id(owner_nsid) if owner_nsid else page_owner(page_url or "") or ""

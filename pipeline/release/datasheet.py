@@ -27,15 +27,15 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.flickr.pages import account
 from pipeline.io import report
 from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.names import creator_name
 from pipeline.options import split_list
-from pipeline.records import canonical_owner_id
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 
-COLUMNS = ["photo_id", "owner_nsid", "license_name", "width", "height", "scores"]
+COLUMNS = ["photo_id", "owner_nsid", "page_url", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
 PLOTS = ("funnel", "rejections", "licenses", "owners", "resolution", "scores")
 FIGURE_SIZE = (7.0, 3.6)  # inches, at 100 dpi
@@ -77,10 +77,13 @@ class Figures:
     def add(self, rows: list[dict[str, Any]]) -> None:
         self.count += len(rows)
         self.licenses.update(row["license_name"] for row in rows)
-        # One account however a row spells it (a carried row of an older release: "007@n01" is 7@N01), and no
-        # account for a row naming none (a table's rows): all of those were one photographer, "".
-        self.per_owner.update(canonical_owner_id(row["owner_nsid"]) for row in rows if row["owner_nsid"])
-        self.no_owner += sum(1 for row in rows if not row["owner_nsid"])
+        # One account however a row spells it (a carried row of an older release: "007@n01" is 7@N01), a table's row
+        # the account its Flickr page names (its owner column is a credit), as the owner cap counts them: table rows
+        # were all "images naming no Flickr account", a photographer the cap held to its quota among none. A row
+        # naming none (no id, a page naming an alias or none) is no photographer: all of those were one, "".
+        owners = [account(row["owner_nsid"] or "", row.get("page_url") or "") for row in rows]
+        self.per_owner.update(owner for owner in owners if owner)
+        self.no_owner += owners.count("")
         self.sides.extend(max(row["width"], row["height"]) for row in rows)
         for name, values in score_series(rows).items():
             self.scores.setdefault(name, array("d")).extend(values)

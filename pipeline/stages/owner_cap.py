@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from pipeline.flickr.pages import page_owner
-from pipeline.records import Photo, Rejection, canonical_owner_id
+from pipeline.flickr.pages import account
+from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_keyed_stage, empty, reject
 
 STAGE = "owner_cap"
@@ -34,7 +34,7 @@ def owner_key(photo: Photo) -> str:
     # no owner id, only their Flickr page, which names the account (`flickr.com/photos/NSID/ID/`): each was a group of
     # its own, so a table of one photographer's 10,000 photos was never capped. A photo whose owner cannot be known
     # (no id, a page naming an alias or none) cannot be attributed to anyone's quota: it is its own group.
-    owner = canonical_owner_id(photo.owner_nsid) if photo.owner_nsid else page_owner(photo.page_url or "")
+    owner = account(photo.owner_nsid, photo.page_url)
     return f"owner:{owner}" if owner else f"photo:{photo.photo_id}"
 
 
