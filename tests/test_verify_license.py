@@ -390,3 +390,33 @@ def test_photos_naming_no_owner_are_each_their_own_group_not_one(tmp_path, monke
         assert_that(out.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["1", "2", "3", "4", "5"]))
     assert sorted(groups) == [1, 1, 1, 2]
 
+
+
+def test_a_tables_rows_are_checked_by_one_search_of_the_account_their_flickr_pages_name(tmp_path):
+    """A table's rows carry no owner id, only their Flickr page: each was a group of its own, one getInfo a photo,
+    where the owner cap counts the account the page names. Grouped by that account (however spelt or escaped), its
+    photos cost one owner search and a getInfo for each photo the search does not list; a page naming an alias (only
+    the API knows whose) or none leaves a row its own group, checked by its getInfo. Each photo is decided once."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stages.verify_license import VerifyLicense
+    from tests.conftest import local_pipeline
+
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    world = World([FixturePhoto(str(i), "7@N01" if i <= 6 else "8@N01", 4, 1_300_000_000 + i) for i in range(1, 9)])
+    world.delete("3")
+    world.relicense("4", 2, 1_500_000_000)
+    pages = {str(i): f"https://www.flickr.com/photos/{'7@N01' if i % 2 else '007%40n01'}/{i}/" for i in range(1, 7)}
+    pages |= {"7": "https://www.flickr.com/photos/some_alias/7/", "8": "https://images.example.org/8.jpg"}
+    rows = [Photo(photo_id=photo_id, owner_name="a credit", page_url=page, license_name="CC BY 2.0")
+            for photo_id, page in pages.items()]
+    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+        out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        assert_that(out.kept | beam.Map(lambda photo: (photo.photo_id, photo.license_name)),
+                    equal_to([(photo_id, "CC BY 2.0") for photo_id in ("1", "2", "5", "6", "7", "8")]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason)),
+                    equal_to([("3", "deleted"), ("4", "relicensed")]), label="rejected")
+    # the account's six photos: one search, a getInfo for the two it does not list; the alias's and the other host's
+    assert (server.calls["flickr.photos.search"], server.calls["flickr.photos.getInfo"]) == (1, 4)

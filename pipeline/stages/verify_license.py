@@ -6,8 +6,9 @@ per-photo `flickr.photos.getInfo` costs one call per photo (1.44M photos = 400 h
 an owner's current CC BY photos in one call: photos found there are verified (their license id
 refreshed); only those missing from it cost a getInfo, which tells deleted (error 1) from relicensed.
 
-A search only pays when it saves more getInfo calls than it costs, so each owner gets the cheaper
-of the two, judged before and during the search:
+An owner is a photo's account as the owner cap counts it (`owner_group`): a table's rows, which carry no owner id,
+are their Flickr pages' account. A search only pays when it saves more getInfo calls than it costs, so each owner
+gets the cheaper of the two, judged before and during the search:
   * an owner carrying fewer than `MIN_PHOTOS_FOR_SEARCH` photos is checked photo by photo (a search
     would cost the same call and, for a missing photo, a getInfo on top);
   * otherwise one search page, bounded to the carried photos' upload times (an owner's other
@@ -43,6 +44,7 @@ from pipeline.flickr.client import (
 )
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
+from pipeline.flickr.pages import account
 from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
@@ -69,13 +71,15 @@ class VerifyConfig:
 
 
 def owner_group(photo: Photo) -> str:
-    """What photos are grouped by: their account, in Flickr's one spelling (one owner search serves its photos), or,
-    for a photo naming none (a table's row, a dump's row without an owner), the photo alone. Every such photo was
-    one group, checked one getInfo after another by one worker whatever the job's workers: a table of 1.44 million
-    rows took 400 hours at one call a second where the job's budget (`--flickr_calls_per_second` times its keys and
-    workers) had paid for many workers."""
-    owner = canonical_owner_id(photo.owner_nsid)
-    return owner or f"{NO_OWNER}{photo.photo_id}"
+    """What photos are grouped by: their account (`flickr.pages.account`, as the owner cap and the datasheet count
+    them: the row's id in Flickr's one spelling, else the account its Flickr page names), one owner search serving
+    its photos; or, for a photo whose account cannot be known (a dump's row without an owner, a table's row whose
+    page names an alias or none), the photo alone. A table's rows carry no owner id: each was a group of its own, one
+    getInfo a photo, where an account's photos listed by their pages cost one search. Every photo naming no owner was
+    once one group, checked one getInfo after another by one worker whatever the job's workers: a table of 1.44
+    million rows took 400 hours at one call a second where the job's budget (`--flickr_calls_per_second` times its
+    keys and workers) had paid for many workers."""
+    return account(photo.owner_nsid, photo.page_url) or f"{NO_OWNER}{photo.photo_id}"
 
 
 def with_license(photo: Photo, license_id: int) -> Photo:
