@@ -420,3 +420,27 @@ def test_a_tables_rows_are_checked_by_one_search_of_the_account_their_flickr_pag
                     equal_to([("3", "deleted"), ("4", "relicensed")]), label="rejected")
     # the account's six photos: one search, a getInfo for the two it does not list; the alias's and the other host's
     assert (server.calls["flickr.photos.search"], server.calls["flickr.photos.getInfo"]) == (1, 4)
+
+
+def test_a_tables_row_whose_flickr_page_names_another_account_than_flickrs_is_an_owner_mismatch(tmp_path):
+    """A row naming no owner id is credited by its Flickr page: a page naming an account the photo is not of (Flickr's
+    getInfo says whose it is) was verified as it stood, where a row whose owner id differs is `owner_mismatch`."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stages.verify_license import VerifyLicense
+    from tests.conftest import local_pipeline
+
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    world = World([FixturePhoto("1", "7@N01", 4, 1_300_000_001), FixturePhoto("2", "8@N01", 4, 1_300_000_002)])
+    rows = [Photo(photo_id="1", owner_name="a credit", page_url="https://www.flickr.com/photos/9@N01/1/",
+                  license_name="CC BY 2.0"),
+            Photo(photo_id="2", owner_name="a credit", page_url="https://www.flickr.com/photos/8@n01/2/",
+                  license_name="CC BY 2.0")]
+    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+        out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        assert_that(out.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["2"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
+                    equal_to([("1", "owner_mismatch", "the row's Flickr page names '9@N01', Flickr says '7@N01'")]),
+                    label="rejected")

@@ -255,7 +255,8 @@ def _other_photo(info: object, photo: Photo) -> tuple[str, str] | None:
 
     An answer about another photo (a cache or proxy mixing answers up) would lend this photo that photo's licence:
     `bad_api_response`. An owner other than the row's means the row credits someone else with the photo (Flickr
-    photos never change owners): `owner_mismatch`, since publishing it would attribute it wrongly."""
+    photos never change owners), or than the account its Flickr page names when it has no owner id:
+    `owner_mismatch`, since publishing it would attribute it wrongly."""
     if not isinstance(info, dict):
         return "bad_api_response", "getInfo answer without a photo"
     answered = info.get("id")
@@ -265,8 +266,12 @@ def _other_photo(info: object, photo: Photo) -> tuple[str, str] | None:
     nsid = owner.get("nsid") if isinstance(owner, dict) else None
     if not isinstance(nsid, str) or not nsid:
         return "bad_api_response", "getInfo answer without an owner"
-    if photo.owner_nsid and canonical_owner_id(nsid) != canonical_owner_id(photo.owner_nsid):
-        return "owner_mismatch", f"the row credits {photo.owner_nsid[:40]!r}, Flickr says {nsid[:40]!r}"
+    # A table's row names no owner id, only its Flickr page: the account the page names is the row's credit, as the
+    # owner cap and the owner searches read it (a page naming another account's photo was verified as it stood).
+    credited = account(photo.owner_nsid, photo.page_url)
+    if credited and canonical_owner_id(nsid) != credited:
+        said = f"credits {photo.owner_nsid[:40]!r}" if photo.owner_nsid else f"'s Flickr page names {credited[:40]!r}"
+        return "owner_mismatch", f"the row{' ' if photo.owner_nsid else ''}{said}, Flickr says {nsid[:40]!r}"
     return None
 
 
