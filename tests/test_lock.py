@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -163,3 +164,42 @@ def test_a_stop_s_release_beside_the_run_s_own_never_deletes_a_lock_another_run_
     stop.join(40)
     assert not stop.is_alive()
     assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "other"
+
+
+SECOND_SIGNAL_IN_A_RELEASE = """
+import sys, threading, time
+from pipeline.io import lock
+from pipeline.io.stopping import StopSignals
+
+taken = lock.OutputLock(sys.argv[1], "run")
+real_exists = lock.FileSystems.exists
+
+def exists(path):
+    if threading.current_thread() is threading.main_thread():
+        print("releasing", flush=True)  # the main thread's release, its turn held: an object store not answering
+        time.sleep(3600)
+    return real_exists(path)
+
+with StopSignals(release=taken.release), taken:
+    lock.FileSystems.exists = exists
+    print("ready", flush=True)
+    time.sleep(3600)
+"""
+
+
+def test_a_second_signal_during_the_main_threads_own_release_still_releases_the_lock(tmp_path):
+    """A second signal's handler runs in the main thread, which it never hands back (the process ends), and releases
+    the lock from a thread within SECOND_RELEASE_S. Landing while the main thread's own release held its turn (a
+    delete on gs:// not answering), that thread waited the whole RELEASE_WAIT_S for a turn never to be handed back,
+    and the process ended saying 'its lock not released within 2 s', the lock left for good on gs://."""
+    process = subprocess.Popen([sys.executable, "-c", SECOND_SIGNAL_IN_A_RELEASE, str(tmp_path / "out")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"ready", process.communicate()
+    assert (tmp_path / "out" / LOCK).exists()
+    process.send_signal(signal.SIGTERM)  # the first: the run stops, and releases its lock on the way out
+    assert process.stdout.readline().strip() == b"releasing", process.communicate()
+    process.send_signal(signal.SIGTERM)  # the second, as that release hangs
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, (out + err).decode()
+    assert "its lock released" in err.decode() and not (tmp_path / "out" / LOCK).exists(), (out + err).decode()

@@ -32,6 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
+from pipeline.io.stopping import ending_at_once
 
 LOCK = "_lock.json"
 LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked
@@ -197,6 +198,7 @@ class OutputLock:
         self._written = path or f"--output {output}"
         self.me = _this_run(run_id)
         self._releasing = threading.Lock()
+        self._turn_holder: int | None = None  # the thread whose release holds the turn
         self._released = False
 
     def acquire(self) -> None:
@@ -236,8 +238,13 @@ class OutputLock:
         second finds it released; one that waited RELEASE_WAIT_S for the other (a delete not answering) goes on as
         before. A delete that finds nothing there has nothing to say (it said the lock could not be released, just
         before the process ended)."""
-        turn = self._releasing.acquire(timeout=RELEASE_WAIT_S)
+        # Not waited for: a turn the main thread holds while a second signal's handler ends the process (io/stopping.py
+        # releases from a thread then, and the main thread, held in the handler, never goes on to hand the turn back).
+        halted = self._turn_holder == threading.main_thread().ident and ending_at_once()
+        turn = self._releasing.acquire(timeout=0 if halted else RELEASE_WAIT_S)
         try:
+            if turn:
+                self._turn_holder = threading.get_ident()
             if self._released:
                 return
             if FileSystems.exists(self.path) and _holder(self.path) == self.me:
@@ -249,6 +256,7 @@ class OutputLock:
             self._released = True
         finally:
             if turn:
+                self._turn_holder = None
                 self._releasing.release()
 
     def __enter__(self) -> OutputLock:

@@ -67,6 +67,14 @@ _held: list[int] = []
 # after a stopped block, a notebook's, had its next first stop taken as a second and thread errors unprinted).
 _open_blocks = 0
 _waker: _MainWaker | None = None  # the outermost block's
+# Set by a second signal's handler, which ends the process: the main thread, held in it, never goes on with what it
+# was doing (a release of the lock whose turn it holds: io/lock.py does not wait for that turn then).
+_ENDING = threading.Event()
+
+
+def ending_at_once() -> bool:
+    """A second signal's handler is ending the process, the main thread held in it for good."""
+    return _ENDING.is_set()
 
 
 def stop_requested() -> bool:
@@ -293,6 +301,7 @@ class StopSignals:
         if self.requested is not None or _STOPPED.is_set():
             # Ended with no word and the lock in place (a double Ctrl-C does it): a lock that a run on gs:// or in
             # another container never takes over, and one left inside a release that verify refuses.
+            _ENDING.set()
             end_workers()
             _remove_folders()
             note = self._release_within(SECOND_RELEASE_S)
