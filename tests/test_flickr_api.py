@@ -246,6 +246,11 @@ def test_credentials_from_file_or_environment(tmp_path):
     with pytest.raises(CredentialsError, match='the field "key" is given twice in one object') as err:
         load_credentials(str(path))
     assert "new-key" not in str(err.value) and "old-key" not in str(err.value)
+    # a field named by a key itself ({key: secret}, pasted twice): the field is named only as one of ours
+    path.write_text('{"0123456789abcdef0123456789abcdef": "s", "0123456789abcdef0123456789abcdef": "t"}')
+    with pytest.raises(CredentialsError, match="a field is given twice in one object") as err:
+        load_credentials(str(path))
+    assert "0123456789abcdef" not in str(err.value)
     with pytest.raises(CredentialsError) as err:  # a key pasted as the path, a NUL byte with it: the read's ValueError
         load_credentials("0123456789abcdef0123456789abcdef\x00")
     assert "0123456789abcdef" not in str(err.value) and "not shown" in str(err.value)

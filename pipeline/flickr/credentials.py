@@ -92,8 +92,14 @@ def _document(raw: bytes) -> object:
     return json.loads(raw, object_pairs_hook=each_key_once)
 
 
+# The fields a credentials document has: a field given twice is named only if it is one of them (a document written
+# as {key: secret} has fields that are keys).
+_FIELDS = frozenset({'"key"', '"secret"', '"keys"'})
+
+
 def _twice(err: KeyTwice) -> str:
-    return f"the field {err} is given twice in one object (keep one)"
+    field = f"the field {err}" if str(err) in _FIELDS else "a field"
+    return f"{field} is given twice in one object (keep one)"
 
 
 CREDENTIALS_HINT = ("--flickr_credentials takes the path of a JSON file (local or gs://) or sm://projects/P/secrets/S, "
