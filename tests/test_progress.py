@@ -14,10 +14,10 @@ from tests.conftest import FAST
 
 def test_the_line_names_every_step_and_bounds_the_downloads_left():
     text = line({"read": 1200, "fetched": 340, "kept": 0, "rejected": 220}, 160.0, "fetched", 14.2)
-    assert text == ("progress: read 1,200 · fetched 340 · rejected 220 · kept 0 so far (counted at the owner cap, "
-                    "the last stage) · fetched at 14.2/s, downloads ~1m00s left at most (2m40s elapsed)")
+    assert text == ("progress: read 1,200 · fetched 340 · rejected 220 · kept 0 so far (counted as photos leave the "
+                    "last stage) · fetched at 14.2/s, downloads ~1m00s left at most (2m40s elapsed)")
     assert line({"read": 1, "fetched": 0, "kept": 0, "rejected": 0}, 3.0) == (
-        "progress: read 1 · fetched 0 · rejected 0 · kept 0 so far (counted at the owner cap, the last stage) "
+        "progress: read 1 · fetched 0 · rejected 0 · kept 0 so far (counted as photos leave the last stage) "
         "(0m03s elapsed)")
     # the heavy stages between, once they have counted a photo (a run with them off never does)
     counts = {"read": 18, "fetched": 11, "deduplicated": 9, "detected": 9, "kept": 6, "rejected": 12}
@@ -101,6 +101,22 @@ def test_rejections_are_counted_as_each_stage_decides_them_and_kept_says_where_i
     # while nothing has reached the owner cap, the rejections already decided are counted, not 0
     assert any(_counted(text, "rejected") >= 3 for text in before_the_cap), lines
     # and "kept 0" says where photos are kept, not that none will be
-    assert before_the_cap and all("kept 0 so far (counted at the owner cap" in text for text in before_the_cap), lines
+    assert before_the_cap and all("kept 0 so far (counted as" in text for text in before_the_cap), lines
     assert all(_counted(text, "rejected") <= rejected and _counted(text, "kept") <= kept for text in lines), lines
     assert stats["steps"]["rejected"]["records"] == rejected  # each rejection counted once, whichever stage made it
+
+
+def test_kept_0_names_no_stage_the_run_has_switched_off(tmp_path):
+    """With the owner cap off (--per_owner_cap=0) the line still said `kept 0 so far (counted at the owner cap, the
+    last stage)`, of a stage the run did not have."""
+    with StaticServer() as server:
+        metadata = build_demo_world(server, tmp_path / "input")
+        server.add(photo_path("1003"), Response(200, b"", delay=2.0))  # the job waits through the heartbeat's beats
+        done = subprocess.run([sys.executable, "-m", "pipeline", "run", f"--input={metadata}",
+                               f"--output={tmp_path / 'out'}", f"--allowed_hosts={server.host}",
+                               "--progress_seconds=0.4", "--per_owner_cap=0", *FAST],
+                              capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [text.split("progress: ", 2)[-1] for text in done.stderr.splitlines() if "progress: read " in text]
+    waiting = [text for text in lines if _counted(text, "kept") == 0]
+    assert waiting and all("kept 0 so far (counted as photos leave the last stage)" in text for text in waiting), lines

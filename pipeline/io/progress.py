@@ -26,11 +26,13 @@ NAMESPACE = "pipeline_progress"
 LOG = logging.getLogger("pipeline.progress")
 INTERVAL_SECONDS = 5.0
 # Steps in the order records reach them; "read" is the total the others are measured against. The rejections are
-# counted where each stage decides them; the kept photos only where they leave the owner cap, the last stage, which
-# waits for every photo before it: until then the line says so rather than "kept 0".
+# counted where each stage decides them; the kept photos only where they leave the last stage (the owner cap, else
+# detection or the duplicate stages), which waits for every photo before it: until then the line says so rather than
+# "kept 0". It names no stage: one the run has switched off (--per_owner_cap=0) was named.
 STEPS = ("read", "fetched", "deduplicated", "detected", "rejected", "kept")
 # Shown once counted: a run with the near-duplicate stage or detection off never counts them.
 SHOWN_ONCE_COUNTED = ("deduplicated", "detected")
+KEPT_LATER = "(counted as photos leave the last stage)"
 # Every step timed for stats.json: the printed ones, and the heavy stages between them (passed by
 # the photos that leave the duplicate stages, and by every photo the Detect stage decided).
 TIMED_STEPS = ("read", "fetched", "deduplicated", "detected", "kept", "rejected")
@@ -107,13 +109,13 @@ def _duration(seconds: float) -> str:
 
 
 def line(counts: dict[str, int], elapsed: float, step: str = "", rate: float = 0.0) -> str:
-    """'progress: read 1,200 · fetched 340 · rejected 220 · kept 0 so far (counted at the owner cap, the last stage)
+    """'progress: read 1,200 · fetched 340 · rejected 220 · kept 0 so far (counted as photos leave the last stage)
     · fetched at 14.2/s, downloads ~1m05s left at most (2m40s elapsed)'. The estimate needs the rows read so far and
     the download rate; it is an upper bound, since rows rejected before the download are never fetched."""
     parts = [f"{name} {counts.get(name, 0):,}" for name in STEPS
              if name not in SHOWN_ONCE_COUNTED or counts.get(name, 0)]
     if not counts.get("kept", 0):
-        parts[-1] += " so far (counted at the owner cap, the last stage)"
+        parts[-1] += f" so far {KEPT_LATER}"
     if step and rate > 0:
         parts.append(f"{step} at {rate:.1f}/s")
         if step == "fetched" and counts.get("read", 0) > counts.get("fetched", 0):
