@@ -115,9 +115,9 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
 
 STALE_TEMPORARY_SECONDS = 60
 # How long a release waits for another thread's release of the same lock to end (the main thread's as the run ends, a
-# stop's thread's): past it, an object store's delete that does not answer, it goes on by itself (io/stopping.py ends
-# the process on a bound of its own).
-RELEASE_WAIT_S = 2.0
+# stop's thread's): past it, an object store's delete that does not answer, it goes on by itself. One second: a stop's
+# grace (5 s), its cleanup (3 s) and this stay under docker's and Cloud Run's 10 s before their SIGKILL.
+RELEASE_WAIT_S = 1.0
 MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read no further
 
 
