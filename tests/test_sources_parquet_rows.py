@@ -19,6 +19,7 @@ from pipeline.records import Photo
 from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
 from tests.conftest import local_pipeline
+from tests.parquet_footers import with_integers
 from tests.test_sources_table import GOOD, THEIRS, read_all, why, write_table
 
 
@@ -226,40 +227,6 @@ def test_a_parquet_footer_over_its_bound_is_refused_before_pyarrow_parses_it(tmp
     assert len([item for item in read_rows(str(path), table_layout("parquet")) if isinstance(item, Photo)]) == 40
 
 
-def _zigzag(value: int) -> bytes:
-    """A non-negative integer as Thrift's compact protocol writes an i32/i64 field: zigzag, then a varint."""
-    zigzag, varint = value << 1, bytearray()
-    while True:
-        varint.append((zigzag & 0x7F) | (0x80 if zigzag >> 7 else 0))
-        zigzag >>= 7
-        if not zigzag:
-            return bytes(varint)
-
-
-def _with_file_rows(path: Path, rows: int) -> None:
-    """Rewrites the Parquet file at `path` with `rows` as its footer's own row count (FileMetaData field 3), its row
-    groups' counts left as they are: what a writer states apart from them, which nothing makes agree."""
-    import io
-
-    from pipeline.sources import parquet_pages
-
-    data = path.read_bytes()
-    length = int.from_bytes(data[-8:-4], "little")
-    footer = data[-8 - length:-8]
-    source, field = parquet_pages._Input(io.BytesIO(footer), 0), 0
-    while True:
-        head = source.byte()
-        field = field + (head >> 4) if head >> 4 else source.integer()
-        if field == 3:
-            start = source.consumed
-            source.varint()
-            end = source.consumed
-            break
-        parquet_pages._skip(source, head & 0x0F, 0)
-    footer = footer[:start] + _zigzag(rows) + footer[end:]
-    path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
-
-
 def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_whatever_its_own_count_says(tmp_path):
     """A file whose columns cannot give our fields rejects each of its rows unread, counted from the footer: from the
     file's own count, which a writer states apart from its row groups', so a footer understating it (2 of 10) made the
@@ -268,7 +235,7 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
     path = tmp_path / "b.parquet"
     pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10}), path,
                    row_group_size=4)
-    _with_file_rows(path, 2)
+    with_integers(path, {(3,): 2})
     assert pq.ParquetFile(path).metadata.num_rows == 2
     items = read_all(path, "parquet", "")
     assert [(item.source_ref, item.reason) for item in items] == [
@@ -276,52 +243,8 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
     whole = tmp_path / "whole.parquet"  # the same understatement where every column is there: its rows are read
     pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10,
                              "license": ["CC BY 4.0"] * 10}), whole, row_group_size=4)
-    _with_file_rows(whole, 2)
+    with_integers(whole, {(3,): 2})
     assert [item.photo_id for item in read_all(whole, "parquet", "")] == [str(number) for number in range(1, 11)]
-
-
-def _footer_integers(footer: bytes) -> dict[tuple[int, ...], tuple[int, int]]:
-    """Where each integer field of a Parquet footer lies ((start, end) of its varint), by its path of field ids and
-    list indexes: (4, 1, 3) is row group 2's num_rows, (4, 1, 1, 0, 3, 5) the num_values of its first column chunk."""
-    import io
-
-    from pipeline.sources import parquet_pages
-
-    source, found = parquet_pages._Input(io.BytesIO(footer), 0), {}
-
-    def struct(path: tuple[int, ...]) -> None:
-        field = 0
-        while (head := source.byte()) != 0:
-            field = field + (head >> 4) if head >> 4 else source.integer()
-            kind = head & 0x0F
-            if kind in (4, 5, 6):  # i16, i32, i64
-                start = source.consumed
-                source.varint()
-                found[(*path, field)] = (start, source.consumed)
-            elif kind == 12:
-                struct((*path, field))
-            elif kind == 9 and field in (1, 4):  # the row groups and their column chunks: lists of structs
-                size = source.byte() >> 4
-                size = source.varint() if size == 15 else size
-                for index in range(size):
-                    struct((*path, field, index))
-            else:
-                parquet_pages._skip(source, kind, 1)
-
-    struct(())
-    return found
-
-
-def _with_integers(path: Path, values: dict[tuple[int, ...], int]) -> None:
-    """Rewrites the footer of the Parquet file at `path` with these integer fields (`_footer_integers`' paths)."""
-    data = path.read_bytes()
-    length = int.from_bytes(data[-8:-4], "little")
-    footer = data[-8 - length:-8]
-    where = _footer_integers(footer)
-    for field, value in sorted(values.items(), key=lambda item: -where[item[0]][0]):  # from the end: offsets hold
-        start, end = where[field]
-        footer = footer[:start] + _zigzag(value) + footer[end:]
-    path.write_bytes(data[:-8 - length] + footer + len(footer).to_bytes(4, "little") + b"PAR1")
 
 
 @pytest.mark.parametrize(("forged", "counted"), [
@@ -340,7 +263,7 @@ def test_a_footer_stating_other_rows_than_a_row_group_holds_is_a_broken_file_not
     pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)],
                              "url": [f"http://h/{number}.jpg" for number in range(1, 11)],
                              "license": ["CC BY 4.0"] * 10}), path, row_group_size=4)
-    _with_integers(path, forged)
+    with_integers(path, forged)
     assert pq.ParquetFile(path).metadata.row_group(1).num_rows == forged[(4, 1, 3)]
     items = read_all(path, "parquet", "")
     assert [(item.source_ref, getattr(item, "reason", item.photo_id)) for item in items] == [
