@@ -253,12 +253,18 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
     ({(4, 1, 3): 3, **{(4, 1, 1, leaf, 3, 5): 3 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
     ({(4, 1, 3): 6}, "its column 'id' holds 4 values (as the footer says)"),
     ({(4, 1, 3): 6, **{(4, 1, 1, leaf, 3, 5): 6 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
-], ids=["understated", "none", "understated everywhere", "overstated", "overstated everywhere"])
+    ({(4, 1, 3): 0, **{(4, 1, 1, leaf, 3, 5): 0 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
+    ({(4, 1, 3): 0, **{(4, 1, 1, leaf, 3, field): 0 for leaf in range(3) for field in (5, 9)}},
+     "holds 4 values (as its pages' headers say)"),
+], ids=["understated", "none", "understated everywhere", "overstated", "overstated everywhere", "none everywhere",
+        "none everywhere from its dictionary page"])
 def test_a_footer_stating_other_rows_than_a_row_group_holds_is_a_broken_file_not_rows_lost(tmp_path, forged, counted):
     """pyarrow reads the rows a footer states for a row group and no more: a footer saying 2 (or 0) of a row group's 4
     rows lost the others unread, no photo and no rejection, the rows after them numbered as if they were not there.
     Each of our columns must hold a value for each row stated, as the footer and then each page header count them;
-    a row group that does not is the file's `unreadable_file` from its first row, the rows before it read."""
+    a row group that does not is the file's `unreadable_file` from its first row, the rows before it read. A row
+    group stated empty, its columns' counts too, had no page read (its data page offsets zeroed as well, its pages
+    lie after its dictionary pages, as in a writer's empty row group)."""
     path = tmp_path / "f.parquet"
     pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)],
                              "url": [f"http://h/{number}.jpg" for number in range(1, 11)],
@@ -276,3 +282,30 @@ def test_a_footer_stating_other_rows_than_a_row_group_holds_is_a_broken_file_not
         assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["1", "2", "3", "4"]), label="kept")
         assert_that(read.rejected | beam.Map(why), equal_to([("f.parquet:5", "read", "unreadable_file")]),
                     label="rejected")
+
+
+def _with_an_empty_row_group(path: Path, columns: dict[str, list]) -> None:
+    """`columns` written as a writer appending an empty batch writes them: rows 1-4, a row group of none, the rest."""
+    table = pa.table(columns)
+    with pq.ParquetWriter(path, table.schema) as writer:
+        writer.write_table(table.slice(0, 4))
+        writer.write_table(table.slice(0, 0))
+        writer.write_table(table.slice(4))
+
+
+def test_a_row_group_a_writer_leaves_empty_is_no_rows_and_no_broken_file(tmp_path):
+    """A writer given an empty batch writes a row group of no rows (pyarrow: a dictionary page, no data page, its
+    data page offset 0), or states no page at all (its offsets 0): it holds no rows, whether the file is read or its
+    rows rejected for a missing column."""
+    path = tmp_path / "e.parquet"
+    _with_an_empty_row_group(path, {"id": [str(number) for number in range(1, 11)],
+                                    "url": [f"http://h/{number}.jpg" for number in range(1, 11)],
+                                    "license": ["CC BY 4.0"] * 10})
+    assert [pq.ParquetFile(path).metadata.row_group(group).num_rows for group in range(3)] == [4, 0, 6]
+    assert [item.photo_id for item in read_all(path, "parquet", "")] == [str(number) for number in range(1, 11)]
+    with_integers(path, {(4, 1, 1, leaf, 3, 11): 0 for leaf in range(3)})  # its dictionary pages' offsets too
+    assert [item.photo_id for item in read_all(path, "parquet", "")] == [str(number) for number in range(1, 11)]
+    lacking = tmp_path / "l.parquet"
+    _with_an_empty_row_group(lacking, {"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10})
+    assert [(item.source_ref, item.reason) for item in read_all(lacking, "parquet", "")] == [
+        (f"l.parquet:{number}", "missing_column") for number in range(1, 11)]

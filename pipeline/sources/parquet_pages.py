@@ -196,11 +196,18 @@ def _column(group: pq.RowGroupMetaData, leaf: int, row_group: int) -> pq.ColumnC
 
 
 def _chunk_range(chunk: pq.ColumnChunkMetaData) -> tuple[int, int]:
-    """Where a column chunk's pages lie, as pyarrow reads them: from its dictionary page when it has one."""
+    """Where a column chunk's pages lie, as pyarrow reads them: from its dictionary page when it has one (a chunk of
+    no rows as pyarrow writes it has a dictionary page and no data page: its data page offset is 0)."""
     start = chunk.data_page_offset
-    if chunk.has_dictionary_page and 0 < (chunk.dictionary_page_offset or 0) < start:
-        start = chunk.dictionary_page_offset
+    dictionary = (chunk.dictionary_page_offset or 0) if chunk.has_dictionary_page else 0
+    if dictionary > 0 and (dictionary < start or start <= 0):
+        start = dictionary
     return start, start + chunk.total_compressed_size
+
+
+# "PAR1" precedes the first page: a chunk of no values said to start inside it has no page (pyarrow's empty chunk
+# without a dictionary: offsets 0, 0 bytes).
+_MAGIC = 4
 
 
 class Pages(NamedTuple):
@@ -220,6 +227,8 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
     problem too: pyarrow allocates a page's stated compressed size before finding the file too short (a 747-byte
     file took 2 GB)."""
     position, end = _chunk_range(chunk)
+    if position < _MAGIC and not chunk.num_values:
+        return Pages(0, 0)
     total = dictionary = values = 0
     while position < end:
         source = _Input(handle, position)
@@ -244,10 +253,9 @@ def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
     could take more memory than values of at most `max_value_bytes` each need, one page at a time: judged first
     from the footer's totals, then from every page header (`BadPageHeader` for one that cannot be read). Costs a
     read of each page header, a seek and a few dozen bytes per page of ~1 MiB; where a file system reads ahead in
-    large blocks (GCS), about one more read of our columns' bytes."""
+    large blocks (GCS), about one more read of our columns' bytes. A row group stated to hold no rows is read too,
+    though pyarrow reads none of it: its data pages must hold no values (`Pages.values`)."""
     group = metadata.row_group(row_group)
-    if group.num_rows == 0:  # pyarrow reads no page of it (an empty chunk's page offset may be 0: no page at all)
-        return [Pages(0, 0) for _ in leaves]
     found = []
     for leaf in leaves:
         chunk = _column(group, leaf, row_group)

@@ -196,8 +196,7 @@ def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequ
                                for name in wanted if leaves[name][0] < footer.num_columns])
     chunks = check_row_group(handle, table.metadata, group, [leaves[name][0] for name in wanted], _MAX_CELL_BYTES)
     pages = dict(zip(wanted, chunks, strict=True))
-    if footer.num_rows:  # a row group of no rows has no page read (check_row_group)
-        _check_rows(table, group, [(name, pages[name].values, "as its pages' headers say") for name in wanted])
+    _check_rows(table, group, [(name, pages[name].values, "as its pages' headers say") for name in wanted])
     text = _text_columns(table, wanted)
     for name in text:
         if _is_dictionary(table, name) and pages[name].total > _MAX_DICTIONARY_CHUNK:
