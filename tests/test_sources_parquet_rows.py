@@ -3,6 +3,7 @@ dictionaries, footers), and the rows a file states."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from pipeline.records import Photo
 from pipeline.sources.input_files import MAX_LINE_BYTES
 from pipeline.sources.table import ReadTable, read_rows, sniff, table_layout
 from tests.conftest import local_pipeline
-from tests.parquet_footers import with_integers
+from tests.parquet_footers import rows_of, values_of, with_integers
 from tests.test_sources_table import GOOD, THEIRS, read_all, why, write_table
 
 
@@ -309,3 +310,57 @@ def test_a_row_group_a_writer_leaves_empty_is_no_rows_and_no_broken_file(tmp_pat
     _with_an_empty_row_group(lacking, {"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10})
     assert [(item.source_ref, item.reason) for item in read_all(lacking, "parquet", "")] == [
         (f"l.parquet:{number}", "missing_column") for number in range(1, 11)]
+
+
+@pytest.mark.parametrize(("forged", "counted"), [
+    ({rows_of(1): 0}, "its column 'id' holds 4 values (as the footer says)"),
+    ({rows_of(1): 0, **{values_of(1, leaf): 0 for leaf in range(2)}}, "holds 4 values (as its pages' headers say)"),
+    ({rows_of(1): 10**12}, "its column 'id' holds 4 values (as the footer says)"),
+    ({rows_of(1): 10**12, **{values_of(1, leaf): 10**12 for leaf in range(2)}},
+     "holds 4 values (as its pages' headers say)"),
+], ids=["none", "none everywhere", "a trillion", "a trillion everywhere"])
+def test_a_parquet_file_lacking_a_column_counts_the_rows_its_row_groups_hold_as_a_read_checks_them(tmp_path, forged,
+                                                                                                      counted):
+    """A file whose columns cannot give our fields rejects each of its rows unread, counted from its row groups' counts
+    in the footer, which nothing checked: a row group stated empty (its 4 rows vanished, no rejection) or of 10^12
+    rows (10^12 rejections, 100,000 of them and `too_many_rows` in the job, for a file of 10 rows). Each count is
+    checked as a read checks it, against the values its columns hold (footer, then page headers): a row group that
+    does not hold its stated rows is the file's `unreadable_file` from its first row, the rows before it rejected."""
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"id": [str(number) for number in range(1, 11)], "url": ["http://h/x.jpg"] * 10}), path,
+                   row_group_size=4)
+    with_integers(path, forged)
+    assert pq.ParquetFile(path).metadata.row_group(1).num_rows == forged[rows_of(1)]
+    items = list(itertools.islice(read_rows(str(path), table_layout("parquet", "")), 20))
+    assert [(item.source_ref, item.reason) for item in items] == [
+        *((f"b.parquet:{number}", "missing_column") for number in range(1, 5)), ("b.parquet:5", "unreadable_file")]
+    assert f"RowsMismatch: row group 2 states {forged[rows_of(1)]:,} rows" in items[-1].detail
+    assert counted in items[-1].detail
+
+
+def test_a_parquet_file_lacking_a_column_whose_rows_no_column_counts_is_one_rejection(tmp_path):
+    """A file lacking one of our columns whose columns all hold lists: a list's values are not its rows, so no page
+    header checks the rows its footer states (10^12, or none of its 10). It is one rejection, saying so, never 10^12
+    nor none."""
+    path = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"id": [[str(number)] for number in range(1, 11)], "url": [["http://h/x.jpg"]] * 10}),
+                   path, row_group_size=4)
+    with_integers(path, {rows_of(1): 10**12})
+    items = list(itertools.islice(read_rows(str(path), table_layout("parquet", "")), 20))
+    assert [(item.source_ref, item.reason) for item in items] == [("lists.parquet:1", "missing_column")]
+    assert items[0].detail.endswith("none of its columns holds one value a row, so its rows cannot be counted: the "
+                                    "file is one rejection")
+
+
+def test_a_parquet_file_holding_none_of_our_columns_counts_its_rows_by_its_own(tmp_path):
+    """A file none of whose columns is ours (the wrong file, or --columns forgotten) counts its rows by its first
+    column of one value a row: its row group stated empty is not its 4 rows lost."""
+    path = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"tags": [["a"]] * 10, "photo": [str(number) for number in range(1, 11)]}), path,
+                   row_group_size=4)
+    with_integers(path, {rows_of(1): 0})
+    items = list(itertools.islice(read_rows(str(path), table_layout("parquet", "")), 20))
+    assert [(item.source_ref, item.reason) for item in items] == [
+        *((f"other.parquet:{number}", "missing_column") for number in range(1, 5)),
+        ("other.parquet:5", "unreadable_file")]
+    assert "row group 2 states 0 rows, its column 'photo' holds 4 values (as the footer says)" in items[-1].detail

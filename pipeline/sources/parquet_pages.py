@@ -167,10 +167,17 @@ def _values(count: int) -> str:
     return "1 value" if count == 1 else f"{count:,} values"
 
 
-def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | None:
+def _sizes_problem(header: dict[int, int | dict]) -> str | None:
     uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
     if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
         return "a page header without its sizes"
+    return None
+
+
+def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | None:
+    if problem := _sizes_problem(header):
+        return problem
+    uncompressed = header[_UNCOMPRESSED]
     count = _value_count(header)
     allowed = min(MAX_PAGE_BYTES, count * (max_value_bytes + _PER_VALUE) + _PER_PAGE)
     if uncompressed > allowed:
@@ -179,9 +186,9 @@ def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | 
 
 
 def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int, file_size: int) -> str | None:
-    uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
-    if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
-        return "a page header without its sizes"
+    if problem := _sizes_problem(header):
+        return problem
+    uncompressed, compressed = header[_UNCOMPRESSED], header[_COMPRESSED]
     # A page's stored bytes lie in the file: a header claiming more cannot buy a larger allowance.
     allowed = max(floor, ratio * min(compressed, file_size))
     if uncompressed > allowed:
@@ -245,6 +252,23 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
         values += _value_count(header) if header.get(_TYPE) in _DATA_PAGES else 0
         position += source.consumed + header[_COMPRESSED]
     return Pages(total, dictionary, values)
+
+
+def count_values(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
+                 file_size: int) -> list[int]:
+    """The values the data pages of the column chunks `leaves` of `row_group` hold, as their headers say (a flat
+    column's rows), read from the page headers alone: nothing is decompressed, so no size is judged but the file's
+    (`BadPageHeader` for a page header that cannot be read or a page running past its chunk or the file,
+    `BadFooter` for a column chunk the row group lacks). Costs a read of each page header."""
+    group = metadata.row_group(row_group)
+    found = []
+    for leaf in leaves:
+        chunk = _column(group, leaf, row_group)
+        pages = _pages(handle, chunk, _sizes_problem, within=file_size)
+        if isinstance(pages, str):
+            raise BadPageHeader(f"row group {row_group + 1}, column {chunk.path_in_schema[:40]!r}: {pages}")
+        found.append(pages.values)
+    return found
 
 
 def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],

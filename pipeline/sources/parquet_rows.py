@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import refuse_other_than_a_file
 from pipeline.io.parquet_footer import check_footer
 from pipeline.records import Photo, Rejection
-from pipeline.sources.parquet_pages import TooLarge, check_row_group
+from pipeline.sources.parquet_pages import TooLarge, check_row_group, count_values
 from pipeline.sources.table_row import (
     FILE_ERRORS,
     MAX_VALUE_CHARS,
@@ -210,6 +210,31 @@ def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequ
     return max(1, min(_PARQUET_BATCH_ROWS, _PARQUET_BATCH_ROWS * _MAX_CELL_BYTES // max(longest, 1)))
 
 
+def _counted_rows(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) -> Iterator[int]:
+    """Each row group's rows, for a file whose rows are rejected unread: the footer's count, checked as a read checks
+    it (`RowsMismatch`), against the values held by our columns of one value a row, or by the first such column of
+    the file where it has none of ours (`RowsUnknown` where it has none at all: a list's values are not rows)."""
+    leaves, paths = _leaves(table), table.reader.column_paths
+    flat = [leaf for leaf in range(table.metadata.num_columns) if table.schema.column(leaf).max_repetition_level == 0]
+    counted = [(name, leaves[name][0]) for name in wanted if len(leaves[name]) == 1 and leaves[name][0] in flat] \
+        or [(paths[leaf][0], leaf) for leaf in flat[:1]]
+    if not counted:
+        raise RowsUnknown("none of its columns holds one value a row, so its rows cannot be counted")
+    size = handle.seek(0, 2)
+    for group in range(table.num_row_groups):
+        footer = table.metadata.row_group(group)
+        _check_rows(table, group, [(name, footer.column(leaf).num_values, "as the footer says")
+                                   for name, leaf in counted if leaf < footer.num_columns])
+        values = count_values(handle, table.metadata, group, [leaf for _, leaf in counted], size)
+        _check_rows(table, group, [(name, found, "as its pages' headers say")
+                                   for (name, _), found in zip(counted, values, strict=True)])
+        yield footer.num_rows
+
+
+class RowsUnknown(ValueError):
+    """A file none of whose columns holds one value a row: its page headers cannot count its rows."""
+
+
 def _parquet_batches(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) -> Iterator[pa.RecordBatch]:
     """The file's rows in our columns, a row group at a time, each checked before it is read and in batches of
     at most `_batch_rows_for` rows: no page is decompressed that could hold more than its values may, and no
@@ -222,7 +247,9 @@ def _parquet_batches(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) 
 def parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
     """Rows of a Parquet file, read a batch at a time and only in the mapped columns. A file whose columns cannot
     give our fields rejects each of its rows, counted from its row groups' counts in the footer and never read (the
-    file's own count, which a writer states apart from them, made rows vanish where it understated them)."""
+    file's own count, which a writer states apart from them, made rows vanish where it understated them), each
+    count checked against the values its columns hold (`_counted_rows`); a file none of whose columns can count its
+    rows is one rejection."""
     name = posixpath.basename(path.rstrip("/"))
     number = 0
     refuse_other_than_a_file(path)
@@ -235,9 +262,13 @@ def parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Phot
             wanted = list(dict.fromkeys(c for _, c in layout.columns if c in names))
             problem = header_problem(names, layout) or _nested_problem(table, wanted)
             if problem:  # each row group's rows, as they would be read: the file's own count may understate them
-                rows = sum(table.metadata.row_group(group).num_rows for group in range(table.num_row_groups))
-                for number in range(1, rows + 1):
-                    yield rejection(f"{name}:{number}", *problem)
+                try:
+                    for rows in _counted_rows(handle, table, wanted):
+                        for _ in range(rows):
+                            number += 1
+                            yield rejection(f"{name}:{number}", *problem)
+                except RowsUnknown as err:  # one rejection for the file, its count unchecked
+                    yield rejection(f"{name}:1", problem[0], f"{problem[1]}; {err}: the file is one rejection"[:500])
                 return
             for batch in _parquet_batches(handle, table, wanted):
                 for values in _batch_rows(batch):
