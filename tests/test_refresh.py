@@ -24,6 +24,7 @@ from pipeline.cli import main
 from pipeline.commands.refresh import models_for
 from pipeline.release.refresh import ReleaseError, check_new_release, refresh_argv
 from tests.conftest import FAST, LOCAL, encode, real_image, reseal
+from tests.parquet_footers import rows_of, values_of, with_integers
 
 
 def released(release) -> set[str]:
@@ -842,6 +843,28 @@ def test_a_previous_ledger_with_rows_no_run_writes_decides_nothing_by_them(first
     assert not {"../../x", "01015"} & ledger.keys()
     assert (ledger["1015"]["reason"], ledger["1015"]["release"]) == ("not_found", "r2")  # decided again
     assert list(verify(str(second))) == []
+
+
+def test_a_previous_ledger_whose_footer_hides_a_row_is_refused_not_read_short(first_yfcc_release, tmp_path, capsys):
+    """Parquet readers read the rows a footer states for a row group and no more: a resealed ledger stating one row
+    fewer than it holds (its column chunks' counts too) passed verify, and the refresh read it without its last row,
+    a photo the release had decided, which it fetched and decided again. The refresh is refused, naming the file."""
+    server, metadata, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    [shard] = sorted((previous / "ledger").glob("*.parquet"))
+    footer = pq.ParquetFile(shard).metadata
+    rows = footer.num_rows
+    with_integers(shard, {(3,): rows - 1, rows_of(0): rows - 1,
+                          **{values_of(0, leaf): rows - 1 for leaf in range(footer.num_columns)}})
+    reseal(previous)
+    assert pq.read_table(shard).num_rows == rows - 1
+    server.hits.clear()
+    assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL]) == 2
+    assert f"does not match its manifest ({shard.relative_to(previous).as_posix()}: unreadable: row group 1 states " \
+           f"{rows - 1} rows, its column 'photo_id' holds {rows} values" in capsys.readouterr().err
+    assert not any(server.hits.values())
 
 
 @pytest.mark.parametrize(("manifest", "named"), [

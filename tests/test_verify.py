@@ -16,6 +16,7 @@ from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
 from pipeline.release.verify import verify
 from tests.conftest import as_a_user_the_disk_refuses, reseal, traced_peak
+from tests.parquet_footers import rows_of, values_of, with_integers
 
 
 @pytest.fixture()
@@ -1623,3 +1624,25 @@ def test_verify_holds_attribution_ids_as_numbers_not_a_list_of_text(tmp_path):
     problems, peak = traced_peak(lambda: list(verify(str(tmp_path))))
     assert problems == []
     assert peak < 90 * rows, f"{peak:,} bytes at the peak for {rows:,} rows"
+
+
+@pytest.mark.parametrize(("folder", "hidden"), [("ledger", 1), ("ledger", "all"), ("parquet", 1), ("rejections", 1)])
+def test_a_parquet_file_whose_footer_hides_rows_it_holds_is_unreadable(demo_release, tmp_path, folder, hidden):
+    """Parquet readers read the rows a footer states for a row group and no more. A resealed ledger whose footer
+    stated 14 of its 15 rows, or none, its column chunks' counts too, hid rows the release decided (a photo rejected:
+    the next refresh, which reads the ledger after verify, decided it again), and verify passed it; a dataset shard or
+    rejections file so forged was said to lack a photo or a rejection, never why. Each row group's columns read must
+    hold as many values as it states rows, as the footer and each page header count them."""
+    import pyarrow.parquet as pq
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / folder).glob("*.parquet"))[0]
+    metadata = pq.ParquetFile(shard).metadata
+    rows = metadata.row_group(0).num_rows
+    stated = 0 if hidden == "all" else rows - hidden
+    with_integers(shard, {(3,): metadata.num_rows - rows + stated, rows_of(0): stated,
+                          **{values_of(0, leaf): stated for leaf in range(metadata.num_columns)}})
+    reseal(copy)
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: row group 1 states {stated} rows, its column "
+            f"'photo_id' holds {rows} values (as its pages' headers say): the file's rows cannot be told") \
+        in _problems(copy)

@@ -26,7 +26,7 @@ from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.release.id_sets import IdList
-from pipeline.sources.parquet_pages import TooLarge, check_inflation
+from pipeline.sources.parquet_pages import TooLarge, check_inflation, check_rows
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
@@ -251,6 +251,9 @@ def bounded_batches(source: Source, columns: list[str], rows: int,
     most `rows` rows each, in memory bounded by the file's own size: each row group's pages are checked before it is
     read (`parquet_pages.check_inflation`: no page may decompress to more than `_PAGE_RATIO` times its stored size
     and `_PAGE_FLOOR`, nor the group's columns in all to more than `_PAGE_RATIO` times the file and `_GROUP_FLOOR`),
+    each of its columns read of one value a row must hold as many values as the rows it states, as the footer and
+    each page header count them (`RowsMismatch`: pyarrow reads the stated rows and no more, so a footer understating
+    them hid the others from every reader, verify and the next refresh alike),
     and a row group with dictionary pages is read in batches few enough that rows each naming the largest entry of
     every dictionary stay within `_DICTIONARY_ROWS_BYTES` (pyarrow copies a dictionary's value into each row naming
     it). Runs write JPEG, WebP and ids, which barely compress: a resealed shard holding a page of 1 GiB of
@@ -262,8 +265,15 @@ def bounded_batches(source: Source, columns: list[str], rows: int,
     paths = [metadata.schema.column(leaf).path for leaf in range(metadata.num_columns)]
     # A column's leaves: itself, or the fields of a struct (a dataset shard's `image` is struct<bytes, path>).
     leaves = [leaf for leaf, path in enumerate(paths) if path in columns or path.split(".", 1)[0] in columns]
+    # The leaves of one value a row (a list's values are not rows), whose counts must be their row group's rows.
+    flat = [leaf for leaf in leaves if metadata.schema.column(leaf).max_repetition_level == 0]
     for group in range(metadata.num_row_groups):
         pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
+        footer, counted = metadata.row_group(group), dict(zip(leaves, pages, strict=True))
+        check_rows(metadata, group, [(paths[leaf], footer.column(leaf).num_values, "as the footer says")
+                                     for leaf in flat])
+        check_rows(metadata, group, [(paths[leaf], counted[leaf].values, "as its pages' headers say")
+                                     for leaf in flat])
         grown, allowed = sum(chunk.total for chunk in pages), max(_GROUP_FLOOR, _PAGE_RATIO * file_size)
         if grown > allowed:
             raise TooLarge(f"row group {group + 1}: its columns read would decompress to {grown:,} bytes, over the "

@@ -47,6 +47,11 @@ class BadFooter(ValueError):
     ValueError, which a reader takes for a broken file)."""
 
 
+class RowsMismatch(ValueError):
+    """A row group whose column holds another number of values than the rows its footer states: pyarrow reads the
+    stated rows and no more, so a footer understating a row group's rows hid the others, with no word."""
+
+
 class TooLarge(ValueError):
     """A column chunk whose pages could take more memory than its values may, read: refused unread."""
 
@@ -165,6 +170,16 @@ def _value_count(header: dict[int, int | dict]) -> int:
 
 def _values(count: int) -> str:
     return "1 value" if count == 1 else f"{count:,} values"
+
+
+def check_rows(metadata: pq.FileMetaData, row_group: int, counts: Sequence[tuple[str, int, str]]) -> None:
+    """RowsMismatch unless each (column, values, where counted) says as many values as the row group states rows: a
+    column of one value a row (a null too) holds as many as its row group's rows."""
+    stated = metadata.row_group(row_group).num_rows
+    for name, values, where in counts:
+        if values != stated:
+            raise RowsMismatch(f"row group {row_group + 1} states {stated:,} rows, its column {name[:40]!r} holds "
+                               f"{values:,} values ({where}): the file's rows cannot be told")
 
 
 def _sizes_problem(header: dict[int, int | dict]) -> str | None:
@@ -302,10 +317,9 @@ def check_inflation(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
     values carry no bound of their own (the images of a published shard, whatever `--max_side` made them), where a
     page's stored size bounds it instead: a compression bomb is by its nature a page that grows; a JPEG barely does
     (`BadPageHeader` for a page header that cannot be read, `BadFooter` for a column chunk the row group lacks). A
-    page running past its column chunk or the file is `TooLarge` too."""
+    page running past its column chunk or the file is `TooLarge` too. A row group stated to hold no rows is read too,
+    though pyarrow reads none of it: its data pages must hold no values (`Pages.values`)."""
     group = metadata.row_group(row_group)
-    if group.num_rows == 0:
-        return [Pages(0, 0) for _ in leaves]
     found = []
     for leaf in leaves:
         chunk = _column(group, leaf, row_group)

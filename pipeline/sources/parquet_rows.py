@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import refuse_other_than_a_file
 from pipeline.io.parquet_footer import check_footer
 from pipeline.records import Photo, Rejection
-from pipeline.sources.parquet_pages import TooLarge, check_row_group, count_values
+from pipeline.sources.parquet_pages import TooLarge, check_row_group, check_rows, count_values
 from pipeline.sources.table_row import (
     FILE_ERRORS,
     MAX_VALUE_CHARS,
@@ -167,19 +167,10 @@ def _is_dictionary(table: pq.ParquetFile, name: str) -> bool:
     return pa.types.is_dictionary(table.schema_arrow.field(name).type)
 
 
-class RowsMismatch(ValueError):
-    """A row group whose column holds another number of values than the rows its footer states: pyarrow reads the
-    stated rows and no more, so a footer understating a row group's rows lost the others unread, with no word."""
-
-
 def _check_rows(table: pq.ParquetFile, group: int, counts: Sequence[tuple[str, int, str]]) -> None:
     """RowsMismatch unless each (column, values, where counted) says as many values as the row group states rows:
     each of our columns holds one value a row, a null too (`_nested_problem` keeps lists and structs out)."""
-    stated = table.metadata.row_group(group).num_rows
-    for name, values, where in counts:
-        if values != stated:
-            raise RowsMismatch(f"row group {group + 1} states {stated:,} rows, its column {shown(name)} holds "
-                               f"{values:,} values ({where}): the file's rows cannot be told")
+    check_rows(table.metadata, group, counts)
 
 
 def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequence[str]) -> int:
