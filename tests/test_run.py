@@ -21,6 +21,7 @@ from pipeline.fixtures.static_server import Response, StaticServer
 from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
 from tests.conftest import FAST
+from tests.parquet_footers import rows_of, values_of, with_integers
 
 
 @pytest.fixture()
@@ -634,6 +635,28 @@ def test_a_ledger_or_index_that_is_no_parquet_fails_at_launch_in_one_line(world,
     assert main(["run", *argv_]) == 2
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and flag in message and "not a readable Parquet file" in message
+    assert not server.hits
+
+
+@pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
+def test_a_ledger_or_index_whose_footer_hides_rows_fails_at_launch_in_one_line(world, tmp_path, capsys, flag):
+    """Parquet readers read the rows a footer states for a row group and no more: an earlier release's ledger or
+    index given by hand, its footer stating 14 of its 15 rows (its column chunks' counts too), was read by the job
+    without its last row (a decided photo decided again, an indexed image's near copies kept), with no word. Its row
+    groups are checked at launch as verify checks a release's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    server, metadata = world
+    path = tmp_path / "ledger-00000-of-00001.parquet"
+    pq.write_table(pa.table({"photo_id": [str(2000 + number) for number in range(15)],
+                             "decision": ["rejected"] * 15, "stage": ["fetch"] * 15, "reason": ["deleted"] * 15,
+                             "release": ["r1"] * 15}), path)
+    with_integers(path, {(3,): 14, rows_of(0): 14, **{values_of(0, leaf): 14 for leaf in range(5)}})
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={path}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and f"{flag} {path}: not a readable Parquet file (RowsMismatch: row group 1 " \
+        "states 14 rows, its column 'photo_id' holds 15 values (as its pages' headers say)" in message
     assert not server.hits
 
 

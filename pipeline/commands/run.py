@@ -57,6 +57,7 @@ from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.records import is_utf8_text
+from pipeline.release.record_readers import check_row_groups
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
@@ -319,12 +320,15 @@ def check_inputs_exist(opts: PassOptions) -> None:
 
 
 def parquet_problem(path: str) -> str | None:
-    """Why `path` is no Parquet file Beam's reader can open (None when its footer reads): read by the job's
-    reader, a truncated or foreign file failed the whole job with ArrowInvalid once it started."""
+    """Why `path` is no Parquet file Beam's reader can open (None when its footer reads and its row groups hold what
+    it states, `record_readers.check_row_groups`): read by the job's reader, a truncated or foreign file failed the
+    whole job with ArrowInvalid once it started, and a footer understating a row group's rows hid the others."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             check_footer(handle)
-            pq.ParquetFile(handle).schema_arrow  # noqa: B018  # reads and parses the footer
+            parquet = pq.ParquetFile(handle)
+            parquet.schema_arrow  # noqa: B018  # reads and parses the footer
+            check_row_groups(handle, parquet.metadata)
     except (OSError, ValueError, pa.ArrowException) as err:
         return f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})"
     return None

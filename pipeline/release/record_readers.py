@@ -26,7 +26,7 @@ from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.release.id_sets import IdList
-from pipeline.sources.parquet_pages import TooLarge, check_inflation, check_rows
+from pipeline.sources.parquet_pages import Pages, TooLarge, check_inflation, check_rows
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
@@ -265,23 +265,39 @@ def bounded_batches(source: Source, columns: list[str], rows: int,
     paths = [metadata.schema.column(leaf).path for leaf in range(metadata.num_columns)]
     # A column's leaves: itself, or the fields of a struct (a dataset shard's `image` is struct<bytes, path>).
     leaves = [leaf for leaf, path in enumerate(paths) if path in columns or path.split(".", 1)[0] in columns]
-    # The leaves of one value a row (a list's values are not rows), whose counts must be their row group's rows.
-    flat = [leaf for leaf in leaves if metadata.schema.column(leaf).max_repetition_level == 0]
     for group in range(metadata.num_row_groups):
-        pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
-        footer, counted = metadata.row_group(group), dict(zip(leaves, pages, strict=True))
-        check_rows(metadata, group, [(paths[leaf], footer.column(leaf).num_values, "as the footer says")
-                                     for leaf in flat])
-        check_rows(metadata, group, [(paths[leaf], counted[leaf].values, "as its pages' headers say")
-                                     for leaf in flat])
-        grown, allowed = sum(chunk.total for chunk in pages), max(_GROUP_FLOOR, _PAGE_RATIO * file_size)
-        if grown > allowed:
-            raise TooLarge(f"row group {group + 1}: its columns read would decompress to {grown:,} bytes, over the "
-                           f"{allowed:,} allowed for a file of {file_size:,}")
+        pages = _checked_group(stream, metadata, group, leaves, file_size)
         dictionaries = sum(chunk.dictionary for chunk in pages)  # a row names an entry of each
         batch_rows = max(1, min(rows, _DICTIONARY_ROWS_BYTES // max(dictionaries, 1)))
         yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns,
                                         use_threads=False)
+
+
+def _checked_group(stream: BinaryIO, metadata: pq.FileMetaData, group: int, leaves: list[int],
+                   file_size: int) -> list[Pages]:
+    """The `Pages` of these leaf columns of a row group, checked as `bounded_batches` checks them before reading."""
+    pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
+    # The leaves of one value a row (a list's values are not rows), whose counts must be their row group's rows.
+    flat = [leaf for leaf in leaves if metadata.schema.column(leaf).max_repetition_level == 0]
+    footer, counted = metadata.row_group(group), dict(zip(leaves, pages, strict=True))
+    paths = {leaf: metadata.schema.column(leaf).path for leaf in flat}
+    check_rows(metadata, group, [(paths[leaf], footer.column(leaf).num_values, "as the footer says") for leaf in flat])
+    check_rows(metadata, group, [(paths[leaf], counted[leaf].values, "as its pages' headers say") for leaf in flat])
+    grown, allowed = sum(chunk.total for chunk in pages), max(_GROUP_FLOOR, _PAGE_RATIO * file_size)
+    if grown > allowed:
+        raise TooLarge(f"row group {group + 1}: its columns read would decompress to {grown:,} bytes, over the "
+                       f"{allowed:,} allowed for a file of {file_size:,}")
+    return pages
+
+
+def check_row_groups(handle: BinaryIO, metadata: pq.FileMetaData) -> None:
+    """Every row group of the Parquet file behind `handle` (whose footer is `metadata`), in all its columns, checked
+    as `bounded_batches` checks it before reading (`TooLarge`, `RowsMismatch`, `BadPageHeader`, `BadFooter`), from
+    its footer and page headers: nothing is decompressed. For a file a job reads with pyarrow alone (an earlier
+    release's ledger or index)."""
+    file_size = handle.seek(0, io.SEEK_END)
+    for group in range(metadata.num_row_groups):
+        _checked_group(handle, metadata, group, list(range(metadata.num_columns)), file_size)
 
 
 def _as_binary(column: pa.Array) -> pa.Array:
