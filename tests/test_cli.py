@@ -40,6 +40,7 @@ def test_defaults_to_a_runner_that_never_reaches_out():
     (["refresh", "--output= gs://b/releases"], "--output ' gs://b/releases' has spaces around an object store's"),
     (["refresh", "--output=y", "--previous= gs://b/releases/r1"], "--previous ' gs://b/releases/r1' has spaces"),
     (["verify", " gs://b/out"], "the dataset's folder ' gs://b/out' has spaces around an object store's path"),
+    (["review", "apply", "d.csv", "--store= gs://b/decisions.csv"], "--store ' gs://b/decisions.csv' has spaces"),
     # was "did you mean --flickr_licenses?"; the value is never echoed
     (["run", "--source=flickr", "--output=y", "--flickr_api_key=c0ffee"], "--flickr_api_key (keys are read from "
                                                                           "FLICKR_API_KEY and FLICKR_API_SECRET"),

@@ -7,12 +7,16 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.commands.run import UsageError, file_in_path
+from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote
 from pipeline.io.stopping import stops_saying
 from pipeline.release.review import apply_decisions
 
 
 def review_apply(decisions: str, store: str) -> int:
+    for name, path in (("decisions", decisions), ("--store", store)):
+        if problem := spaced_path_problem(name, path):
+            raise UsageError(problem)
     if not FileSystems.exists(decisions):
         raise UsageError(f"no decisions file at {decisions}")
     for name, path in (("decisions", decisions), ("--store", store)):
