@@ -84,8 +84,11 @@ class Photo:
         return self.photo_id or self.source_ref
 
     def metadata(self) -> dict[str, Any]:
-        """Everything but the bytes, as JSON-ready values (for WebDataset's KEY.json)."""
-        out = {f.name: getattr(self, f.name) for f in _PHOTO_FIELDS if f.name not in ("raw", "image")}
+        """What a release stores but the image, as JSON-ready values (for WebDataset's KEY.json): the Parquet row's
+        fields. Where the row was read (`source_ref`, FILE:LINE) made the tar's bytes change with the input files'
+        names, order and split, and a carried photo's with its place in the previous release, where the Parquet and
+        TFRecord shards were the same."""
+        out = {f.name: getattr(self, f.name) for f in _PHOTO_FIELDS if f.name not in NOT_STORED and f.name != "image"}
         out["scores"] = dict(self.scores)
         return out
 
@@ -212,6 +215,9 @@ def canonical_owner_id(value: str) -> str:
 
 
 _PHOTO_FIELDS = dataclasses.fields(Photo)
+# The fields a release does not store: the raw download, where the row was read (FILE:LINE, or a carried row's
+# place in its release) and the video marker (a kept photo's is always 0).
+NOT_STORED = frozenset({"raw", "source_ref", "marker"})
 _REJECTION_FIELDS = dataclasses.fields(Rejection)
 
 

@@ -173,6 +173,20 @@ def test_score_entries_round_trip_exactly(scores):
     assert formats.scores_from_entries(table.column("scores")[0].as_py()) == named
 
 
+def test_webdataset_json_holds_the_parquet_fields_not_where_the_row_was_read():
+    """One photo read from another file, line or release gives the same tar: KEY.json named the row's FILE:LINE
+    (`source_ref`), so the same rows in files named, ordered or split otherwise gave other tar bytes (Parquet and
+    TFRecord were the same), and a carried photo's changed with its place in the previous release."""
+    base = PHOTOS[0]
+    read_elsewhere = [base.replace(source_ref=ref) for ref in ("", "yfcc-demo.tsv:4", "part-b.tsv:15",
+                                                               "2026-11/parquet/pass-00001-of-00008.parquet:3")]
+    tars = {written(formats.write_webdataset, [one]) for one in read_elsewhere}
+    assert len(tars) == 1
+    with tarfile.open(fileobj=io.BytesIO(tars.pop())) as tar:
+        meta = json.loads(tar.extractfile("12.json").read())
+    assert set(meta) == set(formats.PARQUET_SCHEMA.names) - {"image"}
+
+
 def test_webdataset_json_scores_have_the_parquet_shape():
     data = written(formats.write_webdataset, [photo("7", image=b"x", scores=(("ssd.person", 0.5),))])
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

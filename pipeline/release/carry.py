@@ -33,7 +33,16 @@ from pipeline.io.files import matching, open_reader
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.io.parquet_footer import check_footer
-from pipeline.records import HASH16, SHA256_HEX, BadPhotoId, Photo, Rejection, canonical_owner_id, canonical_photo_id
+from pipeline.records import (
+    HASH16,
+    NOT_STORED,
+    SHA256_HEX,
+    BadPhotoId,
+    Photo,
+    Rejection,
+    canonical_owner_id,
+    canonical_photo_id,
+)
 from pipeline.sources import fields
 from pipeline.sources.fields import BadField
 from pipeline.stage import StageOutput, apply_stage, reject
@@ -42,7 +51,7 @@ from pipeline.stages.image import ImageConfig
 STAGE = "carry"
 
 # What a row gives a photo: every field a run stores, not the raw download, the row's origin or the video marker.
-_FIELDS = {f.name for f in dataclasses.fields(Photo)} - {"raw", "source_ref", "marker"}
+_FIELDS = {f.name for f in dataclasses.fields(Photo)} - NOT_STORED
 # The fields a run writes as text and as whole numbers (a release's Parquet schema, formats.PARQUET_SCHEMA).
 _TEXT = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "str") & _FIELDS
 _WHOLE = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "int") & _FIELDS
