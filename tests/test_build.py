@@ -206,6 +206,18 @@ def test_rerun_with_two_worker_processes_gives_identical_shards(first_run, tmp_p
 
     assert outcome(again) == outcome(output) and outcome(output)["funnel"]
 
+    def manifest(folder: Path) -> dict:  # less its date and stats.json's entry (which holds the timings)
+        listed = json.loads((folder / "manifest.json").read_text())
+        listed["files"] = [entry for entry in listed.pop("files") if entry["path"] != "stats.json"]
+        return {key: value for key, value in listed.items() if key != "created"}
+
+    def every_file(folder: Path) -> dict[str, str]:  # the ledger, index, review page and dataset card too
+        return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+                for path in folder.rglob("*") if path.is_file() and path.name not in ("manifest.json", "stats.json")}
+
+    assert manifest(again) == manifest(output) and every_file(again) == every_file(output)
+    assert {"ledger", "near_dup_index", "review", "README.md"} <= {path.split("/")[0] for path in every_file(output)}
+
 
 def test_the_same_rows_in_files_named_ordered_and_split_otherwise_give_the_same_dataset(server, tmp_path):
     """The demo world's rows as one file, then reversed and split over two files of other names: every file of the
