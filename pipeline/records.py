@@ -9,7 +9,9 @@ their encoding never depends on pickle and shuffles are stable across workers.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +137,18 @@ def is_utf8_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def unusable_name(path: str) -> str:
+    """Why a file name that is no UTF-8 text (`is_utf8_text`: decoded with surrogates) cannot name rows, in words for
+    the operator: its bytes are no UTF-8 (Latin-1 on a UTF-8 system), or they are and this Python reads file names
+    in another encoding (a locale without UTF-8, PYTHONUTF8=0), where renaming the file would not help."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the file name is no UTF-8 text; rename the file"
+    return (f"the file name is UTF-8, which this Python reads as {sys.getfilesystemencoding()} (a locale without "
+            "UTF-8): run it with PYTHONUTF8=1 or LC_ALL=C.UTF-8")
 
 
 class BadValue(ValueError):

@@ -703,6 +703,22 @@ def test_an_input_file_whose_name_is_no_utf8_text_fails_at_launch(tmp_path, caps
     assert "the file name is no UTF-8 text" in err and "photos_caf\\udce9.tsv" in err
 
 
+def test_an_input_file_named_in_utf8_read_by_a_python_without_utf8_names_its_locale_not_the_name(tmp_path):
+    """Under a locale without UTF-8 (PYTHONUTF8=0, no C.UTF-8 coercion) Python reads file names as ASCII, so a UTF-8
+    name comes with surrogates: the same file that runs under C.UTF-8 was refused as "no UTF-8 text; rename the
+    file", though it is UTF-8 and renaming was no answer; the line says what to run it with."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.close(os.open(os.path.join(os.fsencode(folder), b"photos_caf\xc3\xa9.tsv"), os.O_CREAT | os.O_WRONLY))
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "run", f"--input={folder}/*.tsv",
+                           f"--output={tmp_path / 'out'}", *FAST], env=env, capture_output=True, text=True,
+                          errors="replace", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "the file name is UTF-8, which this Python reads as ascii" in done.stderr
+    assert "PYTHONUTF8=1 or LC_ALL=C.UTF-8" in done.stderr and "rename" not in done.stderr
+
+
 def test_the_summary_says_what_a_run_could_not_use(demo_release):
     """A previous ledger's rows no run writes and evaluation images no hash could be taken of were only counted (or
     logged): the summary names them, and says nothing of them when there are none."""

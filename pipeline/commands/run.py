@@ -56,7 +56,7 @@ from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
-from pipeline.records import is_utf8_text
+from pipeline.records import is_utf8_text, unusable_name
 from pipeline.release.record_readers import check_row_groups
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
@@ -263,7 +263,7 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
         raise UsageError(f"--input {pattern!r} matches no file")
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # a name decoded with surrogates: every row's source_ref would fail the job's coder
-        raise UsageError(f"--input {unnamed!a}: the file name is no UTF-8 text; rename the file")
+        raise UsageError(f"--input {unnamed!a}: {unusable_name(unnamed)}")
     for path in paths[:SNIFFED_FILES]:  # a few lines of each of the first files: cheap, even for bz2 dumps
         problem = sniff_file(path)
         if problem and problem != "is empty":  # an empty file adds no row and no doubt

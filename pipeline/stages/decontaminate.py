@@ -26,7 +26,7 @@ from pipeline.io.file_reads import is_remote
 from pipeline.io.files import matching
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
-from pipeline.records import Photo, Rejection, is_utf8_text
+from pipeline.records import Photo, Rejection, is_utf8_text, unusable_name
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
@@ -91,7 +91,7 @@ def expand_eval_source(source: str) -> list[str]:
     paths = matching(eval_glob(source))
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
-        raise ValueError(f"--decontaminate {unnamed!a}: the file name is no UTF-8 text; rename the file")
+        raise ValueError(f"--decontaminate {unnamed!a}: {unusable_name(unnamed)}")
     return paths
 
 
