@@ -180,6 +180,13 @@ def value_kind(value: object) -> str:
     return type(value).__name__
 
 
+def ascii_number(text: str) -> int | None:
+    """The number ASCII digits spell, else None: str.isdigit() is also true of digits int() refuses ('²', '①') or reads
+    as another script's ('٣'), which sorting an id by `int(id) if id.isdigit()` ended with a ValueError. The ids the
+    sources let through are ASCII; a carried row of a resealed release need not be."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def id_number(photo_id: object) -> int | None:
     """The number a photo id is the one spelling of (ASCII digits, no leading zero, at most 19 of them: it fits an
     unsigned 64-bit integer), else None ('07', '0', 20 digits, '٧', any other text). Release-wide sets of ids and the
@@ -285,4 +292,5 @@ def survivor_rank(photo: Photo) -> tuple:
     """Smaller ranks win: more original pixels, earlier upload (unknown dates last), smaller id."""
     pixels = photo.original_width * photo.original_height
     uploaded = photo.date_uploaded or "\uffff"
-    return (-pixels, uploaded, int(photo.photo_id) if photo.photo_id.isdigit() else float("inf"), photo.photo_id)
+    number = ascii_number(photo.photo_id)
+    return (-pixels, uploaded, float("inf") if number is None else number, photo.photo_id)

@@ -26,7 +26,7 @@ from pipeline.io.files import write_atomically
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
 from pipeline.io.names import creator_name
 from pipeline.io.sinks import csv_bytes, csv_lines
-from pipeline.records import Photo
+from pipeline.records import Photo, ascii_number
 
 ATTRIBUTION_COLUMNS = ("photo_id", "creator", "creator_url", "title", "page_url", "license_name", "license_url")
 ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at once, ~120 MB
@@ -55,14 +55,9 @@ def attribution_row(photo: Photo) -> tuple[str, ...]:
                                     photo.license_name, photo.license_url))
 
 
-def _number(text: str) -> bool:
-    """ASCII digits only: str.isdigit() is true of digits int() refuses ('²', '①'), which ended the write with a
-    ValueError (no source lets such an id through; a carried row of a resealed release could)."""
-    return text.isascii() and text.isdigit()
-
-
 def attribution_order(row: tuple[str, ...]) -> tuple[int, str]:
-    return (int(row[0]) if _number(row[0]) else -1, row[0])
+    number = ascii_number(row[0])  # not str.isdigit(): '²' ended the write with a ValueError
+    return (-1 if number is None else number, row[0])
 
 
 def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
@@ -73,7 +68,7 @@ def attribution_csv(rows: Iterable[tuple[str, ...]]) -> bytes:
 def id_block(row: tuple[str, ...]) -> tuple[int, str]:
     """The row's block, monotone in `attribution_order` (numbers without leading zeros compare as
     their digit count, then their digits), so blocks in order are rows in order."""
-    if not _number(row[0]):
+    if ascii_number(row[0]) is None:
         return (-1, "")
     digits = str(int(row[0]))
     return (len(digits), digits[:BLOCK_DIGITS])

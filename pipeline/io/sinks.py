@@ -27,7 +27,7 @@ from pipeline.io.files import atomic_file
 from pipeline.io.formats import RecordWriter
 from pipeline.io.read_ahead import read_ahead
 from pipeline.io.staged_images import read_staged
-from pipeline.records import Photo, Rejection
+from pipeline.records import Photo, Rejection, ascii_number
 
 DATASET_PREFIX = "pass"
 # One worker sorts a shard's rows in memory, ~300-340 bytes a row as Python objects with the sort and the
@@ -138,7 +138,8 @@ class WriteSharded(beam.PTransform):
 
 
 def photo_order(photo: Photo) -> tuple[int, str]:
-    return (int(photo.photo_id) if photo.photo_id.isdigit() else -1, photo.photo_id)
+    number = ascii_number(photo.photo_id)
+    return (-1 if number is None else number, photo.photo_id)
 
 
 def _with_staged_image(images: str) -> Callable[[Photo], Photo]:

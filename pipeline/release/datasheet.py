@@ -33,6 +33,7 @@ from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.names import creator_name
 from pipeline.options import split_list
+from pipeline.records import ascii_number
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 
 COLUMNS = ["photo_id", "owner_nsid", "page_url", "license_name", "width", "height", "scores"]
@@ -238,7 +239,7 @@ TEMPLATE = string.Template((Path(__file__).parent / "datasheet.md").read_text(en
 def _when(value: object) -> str:
     """An upload bound as given (a day) or as epoch seconds, readable."""
     text = str(value or "")
-    if text.isdigit():
+    if ascii_number(text) is not None:
         return dt.datetime.fromtimestamp(int(text), tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return text or "—"
 
