@@ -352,6 +352,21 @@ def test_a_parquet_file_lacking_a_column_whose_rows_no_column_counts_is_one_reje
                                     "file is one rejection")
 
 
+def test_an_empty_parquet_file_of_lists_lacking_a_column_is_no_rejection(tmp_path):
+    """A file of lists alone that holds no row (an empty table, as pyarrow writes it: one row group of none) gave
+    one rejection for a row it does not hold, as a file of rows no column counts does; rows stated none but held
+    are still that one rejection."""
+    empty = pa.table({"id": pa.array([], pa.list_(pa.string())), "url": pa.array([], pa.list_(pa.string()))})
+    pq.write_table(empty, tmp_path / "empty.parquet")
+    assert list(read_rows(str(tmp_path / "empty.parquet"), table_layout("parquet", ""))) == []
+    held = tmp_path / "held.parquet"
+    pq.write_table(pa.table({"id": [["1"], [], None], "url": [["http://h/x.jpg"]] * 3}), held)
+    with_integers(held, {rows_of(0): 0, values_of(0, 0): 0, values_of(0, 1): 0})
+    items = list(read_rows(str(held), table_layout("parquet", "")))
+    assert [(item.source_ref, item.reason) for item in items] == [("held.parquet:1", "missing_column")]
+    assert "its rows cannot be counted" in items[0].detail
+
+
 def test_a_parquet_file_holding_none_of_our_columns_counts_its_rows_by_its_own(tmp_path):
     """A file none of whose columns is ours (the wrong file, or --columns forgotten) counts its rows by its first
     column of one value a row: its row group stated empty is not its 4 rows lost."""

@@ -209,9 +209,11 @@ def _counted_rows(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) -> 
     flat = [leaf for leaf in range(table.metadata.num_columns) if table.schema.column(leaf).max_repetition_level == 0]
     counted = [(name, leaves[name][0]) for name in wanted if len(leaves[name]) == 1 and leaves[name][0] in flat] \
         or [(paths[leaf][0], leaf) for leaf in flat[:1]]
-    if not counted:
-        raise RowsUnknown("none of its columns holds one value a row, so its rows cannot be counted")
     size = handle.seek(0, 2)
+    if not counted:
+        if _holds_no_rows(handle, table, size):  # an empty table of lists, as a writer leaves it: no row to reject
+            return
+        raise RowsUnknown("none of its columns holds one value a row, so its rows cannot be counted")
     for group in range(table.num_row_groups):
         footer = table.metadata.row_group(group)
         _check_rows(table, group, [(name, footer.column(leaf).num_values, "as the footer says")
@@ -220,6 +222,19 @@ def _counted_rows(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) -> 
         _check_rows(table, group, [(name, found, "as its pages' headers say")
                                    for (name, _), found in zip(counted, values, strict=True)])
         yield footer.num_rows
+
+
+def _holds_no_rows(handle: Any, table: pq.ParquetFile, size: int) -> bool:
+    """Whether a file whose columns all hold lists holds no row, hidden or not: each row group states none and its
+    first column holds no value, in the footer and in its page headers (a row takes at least one value in every
+    column: an empty list or a null is one)."""
+    if not table.metadata.num_columns:
+        return False
+    for group in range(table.num_row_groups):
+        (values,) = count_values(handle, table.metadata, group, [0], size)
+        if values or table.metadata.row_group(group).num_rows or table.metadata.row_group(group).column(0).num_values:
+            return False
+    return True
 
 
 class RowsUnknown(ValueError):
@@ -240,7 +255,7 @@ def parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Phot
     give our fields rejects each of its rows, counted from its row groups' counts in the footer and never read (the
     file's own count, which a writer states apart from them, made rows vanish where it understated them), each
     count checked against the values its columns hold (`_counted_rows`); a file none of whose columns can count its
-    rows is one rejection."""
+    rows is one rejection (none where it holds no row: `_holds_no_rows`)."""
     name = posixpath.basename(path.rstrip("/"))
     number = 0
     refuse_other_than_a_file(path)
