@@ -394,7 +394,8 @@ def shown(row: Row) -> str:
     return repr(row.fields or row.raw)[:400]
 
 
-def check_against_oracle(world: World, output: Path, stats: dict) -> None:
+def check_against_oracle(world: World, output: Path, stats: dict) -> dict[str, tuple[str, str, dict]]:
+    """Checks each row's one outcome; returns them by the row's `ref`: (stage, reason, the rejection or metadata)."""
     rejected, kept = outcomes(output)
     by_ref: dict[str, list[tuple[str, str, dict]]] = defaultdict(list)
     for rejection in rejected:
@@ -454,6 +455,7 @@ def check_against_oracle(world: World, output: Path, stats: dict) -> None:
         elif name == "cap":  # CAP of the account's photos that reach the cap stay
             reached = [end for end in ends if end[:2] in (KEPT, ("owner_cap", "owner_cap"))]
             assert len(reached) > CAP and len(stayed) == CAP, (name, ends)
+    return outcome
 
 
 def run_world(world: World, directory: Path, rng: random.Random) -> tuple[Path, dict]:
