@@ -26,7 +26,7 @@ from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.release.id_sets import IdList
-from pipeline.sources.parquet_pages import Pages, TooLarge, check_inflation, check_rows
+from pipeline.sources.parquet_pages import Pages, TooLarge, check_footer_rows, check_inflation, check_page_rows
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
 
 # How much of a file is read at once where a reader chooses (a tar's `.jpg` member, a Parquet column's buffer), and
@@ -279,10 +279,9 @@ def _checked_group(stream: BinaryIO, metadata: pq.FileMetaData, group: int, leav
     pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
     # The leaves of one value a row (a list's values are not rows), whose counts must be their row group's rows.
     flat = [leaf for leaf in leaves if metadata.schema.column(leaf).max_repetition_level == 0]
-    footer, counted = metadata.row_group(group), dict(zip(leaves, pages, strict=True))
-    paths = {leaf: metadata.schema.column(leaf).path for leaf in flat}
-    check_rows(metadata, group, [(paths[leaf], footer.column(leaf).num_values, "as the footer says") for leaf in flat])
-    check_rows(metadata, group, [(paths[leaf], counted[leaf].values, "as its pages' headers say") for leaf in flat])
+    counted, paths = dict(zip(leaves, pages, strict=True)), [metadata.schema.column(leaf).path for leaf in flat]
+    check_footer_rows(metadata, group, list(zip(paths, flat, strict=True)))
+    check_page_rows(metadata, group, paths, [counted[leaf].values for leaf in flat])
     grown, allowed = sum(chunk.total for chunk in pages), max(_GROUP_FLOOR, _PAGE_RATIO * file_size)
     if grown > allowed:
         raise TooLarge(f"row group {group + 1}: its columns read would decompress to {grown:,} bytes, over the "

@@ -182,6 +182,20 @@ def check_rows(metadata: pq.FileMetaData, row_group: int, counts: Sequence[tuple
                                f"{values:,} values ({where}): the file's rows cannot be told")
 
 
+def check_footer_rows(metadata: pq.FileMetaData, row_group: int, columns: Sequence[tuple[str, int]]) -> None:
+    """`check_rows` of these (column name, leaf column) as the footer counts their values (a leaf the row group lacks
+    is left to the reads of its pages, which refuse it)."""
+    footer = metadata.row_group(row_group)
+    check_rows(metadata, row_group, [(name, footer.column(leaf).num_values, "as the footer says")
+                                     for name, leaf in columns if leaf < footer.num_columns])
+
+
+def check_page_rows(metadata: pq.FileMetaData, row_group: int, names: Sequence[str], values: Sequence[int]) -> None:
+    """`check_rows` of these columns as their page headers count their values (`Pages.values`, `count_values`)."""
+    check_rows(metadata, row_group, [(name, found, "as its pages' headers say")
+                                     for name, found in zip(names, values, strict=True)])
+
+
 def _sizes_problem(header: dict[int, int | dict]) -> str | None:
     uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
     if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:

@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.files import refuse_other_than_a_file
 from pipeline.io.parquet_footer import check_footer
 from pipeline.records import Photo, Rejection
-from pipeline.sources.parquet_pages import TooLarge, check_row_group, check_rows, count_values
+from pipeline.sources.parquet_pages import TooLarge, check_footer_rows, check_page_rows, check_row_group, count_values
 from pipeline.sources.table_row import (
     FILE_ERRORS,
     MAX_VALUE_CHARS,
@@ -167,12 +167,6 @@ def _is_dictionary(table: pq.ParquetFile, name: str) -> bool:
     return pa.types.is_dictionary(table.schema_arrow.field(name).type)
 
 
-def _check_rows(table: pq.ParquetFile, group: int, counts: Sequence[tuple[str, int, str]]) -> None:
-    """RowsMismatch unless each (column, values, where counted) says as many values as the row group states rows:
-    each of our columns holds one value a row, a null too (`_nested_problem` keeps lists and structs out)."""
-    check_rows(table.metadata, group, counts)
-
-
 def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequence[str]) -> int:
     """How many rows a batch of this row group may hold; `TooLarge` when it cannot be read in bounded memory.
 
@@ -182,12 +176,11 @@ def _batch_rows_for(handle: Any, table: pq.ParquetFile, group: int, wanted: Sequ
     for each row that names an entry: one 32 MiB title named by 64 rows would take 2 GiB, so where a dictionary
     page could hold a value over _MAX_CELL_BYTES, its longest value sets the batch (one row, at worst)."""
     leaves = _leaves(table)
-    footer = table.metadata.row_group(group)
-    _check_rows(table, group, [(name, footer.column(leaves[name][0]).num_values, "as the footer says")
-                               for name in wanted if leaves[name][0] < footer.num_columns])
+    # each of our columns holds one value a row, a null too (`_nested_problem` keeps lists and structs out)
+    check_footer_rows(table.metadata, group, [(name, leaves[name][0]) for name in wanted])
     chunks = check_row_group(handle, table.metadata, group, [leaves[name][0] for name in wanted], _MAX_CELL_BYTES)
     pages = dict(zip(wanted, chunks, strict=True))
-    _check_rows(table, group, [(name, pages[name].values, "as its pages' headers say") for name in wanted])
+    check_page_rows(table.metadata, group, wanted, [pages[name].values for name in wanted])
     text = _text_columns(table, wanted)
     for name in text:
         if _is_dictionary(table, name) and pages[name].total > _MAX_DICTIONARY_CHUNK:
@@ -215,13 +208,10 @@ def _counted_rows(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) -> 
             return
         raise RowsUnknown("none of its columns holds one value a row, so its rows cannot be counted")
     for group in range(table.num_row_groups):
-        footer = table.metadata.row_group(group)
-        _check_rows(table, group, [(name, footer.column(leaf).num_values, "as the footer says")
-                                   for name, leaf in counted if leaf < footer.num_columns])
+        check_footer_rows(table.metadata, group, counted)
         values = count_values(handle, table.metadata, group, [leaf for _, leaf in counted], size)
-        _check_rows(table, group, [(name, found, "as its pages' headers say")
-                                   for (name, _), found in zip(counted, values, strict=True)])
-        yield footer.num_rows
+        check_page_rows(table.metadata, group, [name for name, _ in counted], values)
+        yield table.metadata.row_group(group).num_rows
 
 
 def _holds_no_rows(handle: Any, table: pq.ParquetFile, size: int) -> bool:
