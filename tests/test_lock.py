@@ -203,3 +203,34 @@ def test_a_second_signal_during_the_main_threads_own_release_still_releases_the_
     out, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, (out + err).decode()
     assert "its lock released" in err.decode() and not (tmp_path / "out" / LOCK).exists(), (out + err).decode()
+
+
+def test_a_lock_read_failing_once_at_release_is_read_again_and_released(tmp_path, monkeypatch, capsys):
+    """A release read the lock once and took an error (an object store's transient one) for "not this run's": the
+    lock was marked released and stayed, and on gs://, where nothing takes a lock over, the next run was refused
+    until someone removed it. It is read again; one that cannot be read at all is left, said, and not marked
+    released, so a later release reads it again."""
+    taken = OutputLock(str(tmp_path), "run")
+    taken.acquire()
+    real_read = lock.read_regular_file
+    failures = iter([OSError("transient")])
+
+    def read_once_failing(path, limit):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_read(path, limit)
+
+    monkeypatch.setattr(lock, "RELEASE_READ_PAUSE_S", 0)
+    monkeypatch.setattr(lock, "read_regular_file", read_once_failing)
+    taken.release()
+    assert not (tmp_path / LOCK).exists()
+
+    again = OutputLock(str(tmp_path), "again")
+    again.acquire()
+    failures = iter([OSError("down")] * lock.RELEASE_READS)
+    again.release()
+    assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "again"  # whose, unknown: left
+    assert "could not be read to release it (OSError); remove it once no run is using" in capsys.readouterr().err
+    again.release()  # the store answers again: the later release reads it and removes it
+    assert not (tmp_path / LOCK).exists()

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -179,12 +180,36 @@ def _parsed(payload: bytes) -> Holder | None:
 
 def _holder(path: str) -> Holder | None:
     try:
-        # Only a regular file of at most MAX_LOCK_BYTES (a lock is written as one): a named pipe there was read for
-        # ever, waiting for a writer (a refresh finishing a publish in a release hung for good), and a link to
-        # /dev/zero until memory ran out.
-        return _parsed(read_regular_file(path, MAX_LOCK_BYTES))
+        return _read_holder(path)
     except Exception:  # unreadable: treated as held by an unknown run
         return None
+
+
+def _read_holder(path: str) -> Holder | None:
+    # Only a regular file of at most MAX_LOCK_BYTES (a lock is written as one): a named pipe there was read for
+    # ever, waiting for a writer (a refresh finishing a publish in a release hung for good), and a link to
+    # /dev/zero until memory ran out.
+    return _parsed(read_regular_file(path, MAX_LOCK_BYTES))
+
+
+# A release reads the lock again this many times, RELEASE_READ_PAUSE_S apart, when a read fails (an object store's
+# transient error): a lock read as "not this run's" was marked released and stayed, and on gs:// nothing takes a
+# lock over, so the next month's run was refused until someone removed it.
+RELEASE_READS = 3
+RELEASE_READ_PAUSE_S = 0.1
+
+
+def _holder_for_release(path: str) -> Holder | Exception | None:
+    """The lock's holder, or the last read's error when every read failed."""
+    failed: Exception = OSError("not read")
+    for attempt in range(RELEASE_READS):
+        if attempt:
+            time.sleep(RELEASE_READ_PAUSE_S)
+        try:
+            return _read_holder(path)
+        except Exception as err:
+            failed = err
+    return failed
 
 
 class OutputLock:
@@ -247,7 +272,14 @@ class OutputLock:
                 self._turn_holder = threading.get_ident()
             if self._released:
                 return
-            if FileSystems.exists(self.path) and _holder(self.path) == self.me:
+            holder = _holder_for_release(self.path) if FileSystems.exists(self.path) else None
+            if isinstance(holder, Exception):
+                # Whose it is cannot be told: left, and not marked released, so that a later release (the run's own
+                # as it ends, after a stop's) reads it again. Said, not raised: what the run did stands.
+                print(f"pass-pipeline: the lock {self.path} could not be read to release it "
+                      f"({type(holder).__name__}); remove it once no run is using {self.output}", file=sys.stderr)
+                return
+            if holder == self.me:
                 try:
                     FileSystems.delete([self.path])
                 except BeamIOError:
