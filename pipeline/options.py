@@ -212,9 +212,10 @@ def _declarations() -> list[Declared]:
         help="Requests per second per host per worker process; 0 = no limit, otherwise at least 0.000278 (one an "
              "hour).")
     add("--max_failure_rate", Role.OPERATIONAL, type=decimal, default=0.5,
-        help="A run whose downloads fail for environmental reasons (connection errors, timeouts, 429/5xx) more "
-             "often than this is refused: nothing is published, the exit status is 4 (no network, a blocked "
-             "crawler); 1 = never refuse.")
+        help="A run whose downloads fail for environmental reasons (fetch/connection_error, timeout, "
+             "deadline_exceeded, rate_limited and server_error: 429/5xx, address_not_public: a host name resolving "
+             "to a non-public address) more often than this is refused: nothing is published, the exit status is 4 "
+             "(no network, a blocked crawler, a resolver set up wrong); 1 = never refuse.")
     add("--fetch_threads", Role.OPERATIONAL, type=integer, default=32, help="Download threads per worker process.")
     section("image")
     add("--max_side", Role.SHAPES_BYTES, type=integer, default=512,

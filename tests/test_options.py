@@ -211,3 +211,14 @@ def test_a_flag_given_the_end_of_flags_marker_as_its_value_is_one_line(tmp_path,
     assert main(["run", *(f"{name}={value}" for name, value in given.items())]) == 2
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and f"{flag} was given '--'" in message, message
+
+
+def test_max_failure_rate_help_names_every_reason_the_refusal_counts():
+    """The help said "connection errors, timeouts, 429/5xx", while the refusal also counts a host name resolving to
+    a non-public address (address_not_public) and a download past its deadline: a run refused, exit 4, for
+    address_not_public alone was not what the help described."""
+    from pipeline.commands.run import ENVIRONMENTAL
+
+    [option] = [option for option in options.DECLARED if option.name == "max_failure_rate"]
+    said = " ".join(option.argparse_kwargs["help"].split())
+    assert [reason for reason in ENVIRONMENTAL if reason not in said] == []
