@@ -177,6 +177,10 @@ def value_kind(value: object) -> str:
         return "list"
     if value is None:
         return "null"
+    if isinstance(value, int):  # "holds a int"
+        return "whole number"
+    if isinstance(value, (bytes, bytearray)):
+        return "byte string"
     return type(value).__name__
 
 
