@@ -123,8 +123,12 @@ class Rejection:
 HASH16 = re.compile(r"[0-9a-f]{16}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
-# ASCII digits only: str.isdigit() would also pass '²' or Arabic-Indic digits. 20 digits hold any 64-bit id.
-_PHOTO_ID = re.compile(r"[0-9]{1,20}")
+# ASCII digits only: str.isdigit() would also pass '²' or Arabic-Indic digits. 20 digits hold any 64-bit id, counted
+# once leading zeros are gone ('0009223372036854775807' is photo 9223372036854775807); the text as given is bounded
+# too, so a megabyte of zeros is refused by its length, never scanned.
+_PHOTO_ID = re.compile(r"[0-9]+")
+MAX_PHOTO_ID_DIGITS = 20
+MAX_PHOTO_ID_CHARS = 64
 
 
 def is_utf8_text(value: str) -> bool:
@@ -218,11 +222,13 @@ def canonical_photo_id(value: object) -> str:
     text = value
     if not text:
         raise BadPhotoId("missing_id", "empty photo id")
-    if not _PHOTO_ID.fullmatch(text):
+    if len(text) > MAX_PHOTO_ID_CHARS or not _PHOTO_ID.fullmatch(text):
         raise BadPhotoId("bad_id", f"photo id {text[:40]!r} is not a number of at most 20 digits")
     canonical = text.lstrip("0")
     if not canonical:
         raise BadPhotoId("bad_id", f"photo id {text!r} is zero, which names no photo")
+    if len(canonical) > MAX_PHOTO_ID_DIGITS:
+        raise BadPhotoId("bad_id", f"photo id {text[:40]!r} is not a number of at most 20 digits")
     return canonical
 
 

@@ -186,6 +186,10 @@ def _flic_kr(photo_id: int) -> str:
     # ids in any spelling
     ("photo_id 0042", photo("42")),
     ("photo_id 42", photo("042")),
+    # a 19-digit id zero-padded past 20 characters: the same photo in a URL as in a row
+    ("photo_id 0009223372036854775807", photo("9223372036854775807")),
+    ("url https://www.flickr.com/photos/x/0009223372036854775807/", photo("9223372036854775807")),
+    ("url https://live.staticflickr.com/65535/0009223372036854775807_ab_b.jpg", photo("9223372036854775807")),
     # other hosts: scheme, host case, www. and a trailing slash do not matter
     ("url https://mirror.example.com/img/1.jpg", photo("1", download_url="HTTP://Mirror.Example.COM/img/1.jpg")),
     ("url https://www.example.com/a/", photo("1", fetched_url="https://example.com/a")),

@@ -19,7 +19,7 @@ from pipeline.records import canonical_owner_id
 NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
 PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
 # /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
-PAGE_PATH = re.compile(r"/photos/([^/]+)/([0-9]{1,20})(?:/.*)?")
+PAGE_PATH = re.compile(r"/photos/([^/]+)/0*([0-9]{1,20})(?:/.*)?")
 
 
 def normal_host(hostname: str) -> str:

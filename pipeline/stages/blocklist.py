@@ -76,7 +76,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 _DISTANCE = re.compile(r"[0-9]{1,2}")
 _STATIC_HOST = re.compile(r"(?:[a-z0-9-]+\.)*(?:staticflickr\.com|static\.flickr\.com)")
 # /[farm/]server/<id>_<secret>[_size].ext
-_STATIC_PATH = re.compile(r"(?:/[0-9]+){1,2}/([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.[0-9a-z]{2,5}", re.I)
+_STATIC_PATH = re.compile(r"(?:/[0-9]+){1,2}/0*([0-9]{1,20})_[0-9a-f]+(?:_[0-9a-z]{1,2})?\.[0-9a-z]{2,5}", re.I)
 _NOT_OWNERS = frozenset({"tags"})
 _ACCOUNT_PATH = re.compile(r"/(?:photos|people)/([^/]+)/?")  # an account's photostream or profile
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
