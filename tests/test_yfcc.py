@@ -218,6 +218,22 @@ def test_text_the_attribution_would_carry_is_checked_as_the_other_sources_check_
     assert isinstance(parsed, Rejection) and parsed.reason == "bad_field" and field in parsed.detail
 
 
+@pytest.mark.parametrize(("cells", "field"), [
+    ({"title": "caf%FF"}, "title"),  # a byte that starts no UTF-8 character
+    ({"owner_name": "Jos%E9+Silva"}, "owner_name"),  # Latin-1, not UTF-8
+    ({"tags": "a,%C3"}, "tags"),  # a character cut short
+    ({"description": "%ED%A0%80"}, "description"),  # a surrogate's UTF-8 spelling
+])
+def test_escapes_whose_bytes_are_not_utf8_are_the_rows_bad_field_as_a_tables_cell_is(cells, field):
+    """unquote_plus put U+FFFD for them: the photo was published crediting a title or an owner name its owner never
+    wrote, where a Parquet cell of bytes that are no UTF-8 is `bad_field`."""
+    parsed = parse_line(_line(**cells), "d.tsv:1")
+    assert isinstance(parsed, Rejection) and (parsed.photo_id, parsed.reason) == ("9", "bad_field"), parsed
+    assert field in parsed.detail and "UTF-8" in parsed.detail
+    kept = parse_line(_line(title="caf%C3%A9+%E2%80%AE", owner_name="Jos%C3%A9"), "d.tsv:1")
+    assert (kept.title, kept.owner_name) == ("caf\u00e9 \u202e", "Jos\u00e9")
+
+
 def _read(path) -> list:
     """(ref, bytes) for each line read, ("rejected", ref, reason) for each line refused."""
     out = []

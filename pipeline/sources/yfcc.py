@@ -64,6 +64,16 @@ def _check(row: dict[str, str]) -> int:
     return fields.marker(row["marker"])
 
 
+def _unquoted(value: str, name: str) -> str:
+    """A URL-encoded YFCC text decoded; BadField when its %-escapes spell bytes that are no UTF-8 ('%FF'), as a table's
+    cell of bytes that are no UTF-8 is. unquote_plus put U+FFFD for them, and the photo was published crediting an
+    owner name or a title with characters its owner never wrote."""
+    try:
+        return unquote_plus(value, errors="strict")
+    except UnicodeDecodeError:
+        raise BadField("bad_field", f"{name} holds %-escapes whose bytes are not UTF-8") from None
+
+
 def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
     """One dump line (without its newline) -> a `Photo`, or a `Rejection` saying what is wrong."""
     try:
@@ -85,7 +95,7 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
     try:
         marker = _check(row)
         for name in _ENCODED:
-            row[name] = fields.no_nul(unquote_plus(row[name]), name)  # '%00' decodes to one
+            row[name] = fields.no_nul(_unquoted(row[name], name), name)  # '%00' decodes to one
         fields.names_this_photo(photo_id, row["page_url"], row["download_url"], flickr_page=True)
     except BadField as err:
         return Rejection(photo_id, STAGE, err.reason, str(err), "", ref)
