@@ -65,3 +65,62 @@ def test_a_small_bucket_at_the_largest_distance_is_compared_in_one_pass_not_spli
         ids = involved_in_partition(rows_of(nodes, masks), masks, 16, -1, 64)
     assert set(ids.tolist()) == {node_id(n) for n in partnered(nodes, 16, -1)}
     assert searched.call_count <= len(masks)  # one search per bucket over the cap, none split
+
+
+def shared_phash_bucket(seed: int, size: int, phash_bits: int, dhash_bits: int) -> list[Node]:
+    """Hashes whose pHashes vary in a few bits (dark photographs sharing one), their dHashes in `dhash_bits` low bits
+    of one base, some close; some without a dHash (an older index's), some from the previous release."""
+    rng = random.Random(seed)
+    base, dbase = rng.getrandbits(64), rng.getrandbits(64)
+    nodes = []
+    for k in range(size):
+        value = base ^ rng.getrandbits(phash_bits) if phash_bits else base
+        dhash = None if rng.random() < 0.1 else dbase ^ rng.getrandbits(dhash_bits)
+        nodes.append(Node(value, (k,), f"{k}", rng.random() < 0.2, dhash, f"g{k}"))
+    return nodes
+
+
+@given(seed=st.integers(0, 10**6), r=st.integers(0, 6), size=st.integers(0, 200), phash_bits=st.integers(0, 4),
+       dhash_bits=st.integers(1, 64), dhash_distance=st.integers(0, 10), cap=st.sampled_from([1, 4, 64]),
+       cells=st.sampled_from([1, 7, 1 << 22]))
+@settings(max_examples=150, deadline=None)
+def test_a_bucket_of_one_phash_split_on_its_dhashes_equals_brute_force(seed, r, size, phash_bits, dhash_bits,
+                                                                        dhash_distance, cap, cells):
+    nodes = shared_phash_bucket(seed, size, phash_bits, dhash_bits)
+    with mock.patch.object(pigeonhole, "_BRUTE_CELLS", cells):
+        flags = close_flags(as_hashes(nodes), r, dhash_distance, 0, cap)
+    assert {n for n, flag in zip(nodes, flags, strict=True) if flag} == partnered(nodes, r, dhash_distance)
+
+
+def brute_flags(hashes: Hashes, distance: int, dhash_distance: int) -> np.ndarray:
+    """`oracles.partnered` as one numpy pass over all pairs, for buckets of thousands."""
+    close = np.bitwise_count(hashes.value[:, None] ^ hashes.value[None, :]) <= distance
+    vetoed = hashes.has_dhash[:, None] & hashes.has_dhash[None, :] \
+        & (np.bitwise_count(hashes.dhash[:, None] ^ hashes.dhash[None, :]) > dhash_distance)
+    close &= ~vetoed & ~(hashes.previous[:, None] & hashes.previous[None, :])
+    np.fill_diagonal(close, False)
+    return close.any(axis=1)
+
+
+def test_thousands_sharing_a_phash_that_the_dhash_keeps_apart_are_not_compared_pair_by_pair():
+    """A bucket's pHashes varying in too few bits to split on were compared whole: n hashes sharing one pHash (dark
+    photographs), told apart by the dHash check, cost n^2 comparisons under each key they share (16,000 took ~20 s of
+    the batched search, 100,000 ~15 min). Split on their dHashes, a pair the check confirms still meets."""
+    rng = random.Random(1)
+    size = 4000
+    nodes = [Node(7, (k,), f"{k}", False, rng.getrandbits(64), f"g{k}") for k in range(size)]
+    nodes += [Node(7 ^ 0b11, (size,), "near", False, nodes[0].dhash ^ 0b101, "near"),  # nodes[0]'s partner
+              Node(7 ^ 0b1, (size + 1,), "old", True, None, "old")]  # an older index's: no dHash, pairs with all
+    pairs = pigeonhole._pairs
+    for given_nodes in (nodes, nodes[:-1]):
+        hashes, compared = as_hashes(given_nodes), []
+
+        def counted(hashes, rows, columns, *args, _compared=compared, **kwargs):
+            _compared.append(len(rows) * len(columns))
+            return pairs(hashes, rows, columns, *args, **kwargs)
+
+        with mock.patch.object(pigeonhole, "_pairs", counted):
+            flags = close_flags(hashes, 4, 3, 0, 64)
+        assert np.array_equal(flags, brute_flags(hashes, 4, 3)) and flags[0] and flags[size]
+        assert flags.sum() == (len(nodes) if given_nodes is nodes else 2)
+        assert sum(compared) < 2 * len(given_nodes) * 64  # the no-dHash node against all, small groups: not n^2
