@@ -22,12 +22,13 @@ from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "fetch"
 
-# Flickr static URLs: .../{server}/{id}_{secret}[_{size}].jpg
-_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>\d+)_(?P<secret>[0-9a-f]+)(?P<suffix>_[a-np-z])?\.jpg$")
+# Flickr static URLs: .../{server}/{id}_{secret}[_{size}].jpg. [0-9], not \d: that also matches other scripts'
+# digits ('٣'), which name no Flickr photo.
+_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>[0-9]+)_(?P<secret>[0-9a-f]+)(?P<suffix>_[a-np-z])?\.jpg$")
 # Flickr's static hosts, the only ones that serve the size suffixes. Any other host (a user's own
 # mirror) serves exactly the files it has: its URLs are fetched as given.
 _FLICKR_STATIC_HOST = re.compile(
-    r"live\.staticflickr\.com|(?:farm|c)\d{1,4}\.staticflickr\.com|farm\d{1,4}\.static\.flickr\.com")
+    r"live\.staticflickr\.com|(?:farm|c)[0-9]{1,4}\.staticflickr\.com|farm[0-9]{1,4}\.static\.flickr\.com")
 # Originals have their own secret, an `_o` suffix and the uploaded format's extension.
 _ORIGINAL_URL = re.compile(r"_[0-9a-f]+_o\.[a-z]+$")
 # A sized copy that is missing (the row's own URL may still be there); the deleted-photo placeholder
