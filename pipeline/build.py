@@ -32,6 +32,7 @@ from pipeline.detectors.registry import DetectorSpec, load_registry, select, wit
 from pipeline.io import report, sinks
 from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
+from pipeline.io.file_pins import Pins
 from pipeline.io.files import ReadParquetFiles
 from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.layout import STAGED_LISTS
@@ -220,17 +221,18 @@ def _blocklists(lists: list[str], distance: int, output: str) -> Callable[..., B
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., Blocklist] | None,
-             list_distance: int, specs: list[DetectorSpec], decisions: Decisions
+             list_distance: int, specs: list[DetectorSpec], decisions: Decisions, pins: Pins | None = None
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
     the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
     whose answer can change: license re-verification, the takedown blocklist, decontamination, and — with
     --redetect (a refresh sets it when the detectors or their thresholds changed) — detection. Returns
-    (still publishable, every row carried in, rejections, borderline photos for review)."""
+    (still publishable, every row carried in, rejections, borderline photos for review). `pins`: the versions of
+    the release's files verify read (`file_pins`), which its shards must still be."""
     if not opts.carry_over:
         return empty(pipeline), empty(pipeline), [], []
     name = release_name(opts.carry_over)
-    carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name)
+    carried_in = pipeline | "CarryOver" >> ReadRelease(opts.carry_over, name, pins)
     rows = carried_in | "CarriedRows" >> CheckRows(name, opts.max_pixels)
     licensed = rows.kept | "CarriedLicense" >> FilterLicense()
     unique = licensed.kept | "CarriedUniqueIds" >> DropRepeatedIds()
@@ -275,10 +277,15 @@ def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previo
     return joined | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
 
 
-def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[str, beam.PCollection]:
+def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "", pins: Pins | None = None
+          ) -> dict[str, beam.PCollection]:
     """Adds the whole job to `pipeline`, writing into `output` (default --output; a run writes into
-    its staging folder); returns the kept photos and all rejections (for tests)."""
+    its staging folder); returns the kept photos and all rejections (for tests). `pins`: the versions of the files
+    checked before the job (`file_pins`: the --ledger and --previous_index files at launch, the previous release
+    verify read), which the job reads or refuses."""
     output = output or opts.output
+    # The carried release is held to what verify read where verify read it (a refresh); --carry_over is internal
+    carried_pins = pins if pins is not None and opts.carry_over and pins.covers(opts.carry_over) else None
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     lists = split_list(opts.blocklist)
@@ -292,18 +299,18 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
     # two versions; copied for the workers, as the lists are
     decisions = stage_decisions(opts.review_decisions or None, FileSystems.join(output, STAGED_LISTS))
     carried, carried_in, carried_rejected, carried_review = _carried(pipeline, opts, listed, list_distance, specs,
-                                                                     decisions)
+                                                                     decisions, carried_pins)
     # The license stage's rejections take part: a photo's first row refused for its licence is not overruled by a
     # later row calling the photo CC BY.
     unique = licensed.kept | "UniqueIds" >> DropRepeatedIds(refused=licensed.rejected)
     ledger = None
     if opts.ledger:
-        ledger = pipeline | "ReadLedger" >> ReadParquetFiles(split_list(opts.ledger))
+        ledger = pipeline | "ReadLedger" >> ReadParquetFiles(split_list(opts.ledger), pins)
     # A new row for an id the previous release holds is a repeat of that photo: without the ledger, which skips it
     # as decided, it was fetched and written twice. Its ids are read apart (CarriedIds), so that the downloads do not
     # wait for the carried rows' re-checks. A new copy of a carried photo's bytes likewise (below).
-    carried_ids = pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over)) \
-        if opts.carry_over else None
+    carried_ids = pipeline | "CarriedIds" >> CarriedIds(opts.carry_over, release_name(opts.carry_over),
+                                                        carried_pins) if opts.carry_over else None
     # A takedown list given to this run, read as it is now, decides again the ids it took down by id, owner or URL (a
     # takedown struck off the list). Not those taken down by content (sha256, pHash) or an evaluation set's overlap:
     # re-deciding them means fetching the image again every refresh, flagged material included, and a re-encoding (a
@@ -337,7 +344,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "") -> dict[
         previous = (
             pipeline
             # Every column: an index written before the dHash has none, and naming it would fail the read.
-            | "ReadPreviousIndex" >> ReadParquetFiles(split_list(opts.previous_index))
+            | "ReadPreviousIndex" >> ReadParquetFiles(split_list(opts.previous_index), pins)
             | "PreviousEntries" >> beam.FlatMap(previous_entry)
         )
     near = _maybe(distinct_images.kept, pipeline, "NearDuplicates", opts.near_dup_distance >= 0,

@@ -363,3 +363,51 @@ def test_a_parquet_shards_columns_are_read_from_an_object(gcs):
     gcs.blob("shards/bad.parquet").upload_from_string(buffer.getvalue()[:-8] + (2**31).to_bytes(4, "little") + b"PAR1")
     with pytest.raises(FooterTooLarge, match=r"bad\.parquet: its Parquet footer"):
         read_parquet(f"gs://{BUCKET}/shards/bad.parquet")
+
+
+def test_a_release_object_rewritten_since_verify_read_it_is_refused_by_its_generation(gcs, demo_release):
+    """A refresh verifies the previous release, then reads its shards, ledger and manifest again: an object rewritten
+    in between (another generation: a bucket writer) was read as if verified. What verify read is held by generation,
+    which Beam's reader names on each read; a reader finding another generation, or an object added under the folder
+    verify read, refuses it, while the objects verify read are read as before."""
+    import apache_beam as beam
+    import pyarrow as pa
+
+    from pipeline.io.file_pins import ChangedSinceChecked, Pins
+    from pipeline.io.files import ReadParquetFiles, read_parquet
+    from pipeline.release.carry import _read_shard, _shard_ids
+    from pipeline.release.refresh import checked_manifest, photo_ids
+    from pipeline.release.verify import verify
+    from tests.conftest import local_pipeline
+
+    release = f"gs://{BUCKET}/pinned/r1"
+    for path in sorted(demo_release.rglob("*")):
+        if path.is_file():
+            gcs.blob(f"pinned/r1/{path.relative_to(demo_release).as_posix()}").upload_from_filename(str(path))
+    pins = Pins()
+    assert list(verify(release, pins=pins)) == []
+    shards = sorted(path.relative_to(demo_release).as_posix() for path in (demo_release / "parquet").glob("*.parquet")
+                    if pq.read_metadata(path).num_rows)
+    [ledger] = sorted(path.relative_to(demo_release).as_posix() for path in (demo_release / "ledger").glob("*"))
+    ids = photo_ids(release, pins=pins)
+    assert len(ids) == 10 and checked_manifest(release, pins)["files"]
+    assert len(list(_read_shard(f"{release}/{shards[0]}", pins))) == len(list(_shard_ids(f"{release}/{shards[0]}",
+                                                                                          pins)))
+    table = pq.read_table(demo_release / shards[0])
+    rows = table.to_pylist()
+    rows[0]["title"] = "changed after verify"
+    changed = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), changed)
+    gcs.blob(f"pinned/r1/{shards[0]}").upload_from_string(changed.getvalue())
+    for read in (lambda path: list(_read_shard(path, pins)), lambda path: list(_shard_ids(path, pins)),
+                 lambda path: read_parquet(path, ["photo_id"], pins)):
+        with pytest.raises(ChangedSinceChecked, match=r"changed since verify checked it \(rewritten: generation"):
+            read(f"{release}/{shards[0]}")
+    with pytest.raises(ChangedSinceChecked, match="changed since verify"):
+        photo_ids(release, pins=pins)
+    gcs.blob(f"pinned/r1/{ledger}").upload_from_string((demo_release / ledger).read_bytes())  # the same bytes again
+    with pytest.raises(Exception, match="changed since verify checked it"), local_pipeline() as p:
+        _ = p | ReadParquetFiles([f"{release}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)
+    gcs.blob("pinned/r1/parquet/extra.parquet").upload_from_string(changed.getvalue())
+    with pytest.raises(ChangedSinceChecked, match="added since verify checked its folder"):
+        list(_read_shard(f"{release}/parquet/extra.parquet", pins))

@@ -1433,6 +1433,7 @@ def test_a_cut_publish_whose_lock_another_machine_holds_is_refused_naming_that_r
         err = captured.err
         assert "pid 4242 on another-machine" in err and f"remove {release / '_lock.json'}" in err, err
         assert len(err.strip().splitlines()) == 1, err
+    print("SAID", err)
 
 
 def test_a_cut_publish_whose_plan_is_a_named_pipe_is_refused_not_waited_on(scheduled_refresh, tmp_path):
@@ -1583,6 +1584,7 @@ def test_a_previous_release_that_does_not_exist_is_named_as_such(tmp_path, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
+    print("SAID", err)
     assert "holds no manifest.json, so no published release" in err and "does not match" not in err
 
 
@@ -1608,6 +1610,7 @@ def test_a_run_s_dataset_given_as_the_releases_root_is_refused(demo_release, tmp
     assert main(["refresh", f"--output={dataset}", "--input=/nowhere/*.tsv"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
+    print("SAID", err)
     assert "holds a dataset (manifest.json), not releases" in err and f"--previous={dataset} and another" in err
     assert not (dataset / "releases").exists() and main(["verify", str(dataset)]) == 0
 
@@ -1750,7 +1753,7 @@ def test_a_previous_release_whose_ids_are_numbers_not_text_is_refreshed_with_eac
         pq.write_table(table.set_column(column, pa.field("photo_id", pa.int64()), numbers), shard)
     reseal(previous)
     # verify reports such a shard (test_verify.py); a refresh's own reading of its ids is tested here
-    monkeypatch.setattr("pipeline.commands.refresh.verify", lambda release: iter(()))
+    monkeypatch.setattr("pipeline.commands.refresh.verify", lambda release, pins=None: iter(()))
     assert main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
                  f"--allowed_hosts={server.host}", "--allow_empty", *LOCAL]) == 0
     second = tmp_path / "root" / "releases" / "r2"
@@ -1870,3 +1873,117 @@ def test_the_changelog_holds_the_two_releases_ids_as_numbers(tmp_path):
     assert log["added"] == [str(20_000_000 + i) for i in range(count, count + len(gone))]
     assert (log["unchanged"], log["totals"]) == (count - len(gone), {"previous": count, "release": count})
     assert peak < 12_000_000, f"{peak:,} bytes at the peak for {count:,} photos"
+
+
+def _retitled(shard: Path, title: str) -> bytes:
+    """The bytes of `shard` with its first row's title `title`: a shard a run could have written."""
+    import io
+
+    import pyarrow as pa
+
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["title"] = title
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out)
+    return out.getvalue()
+
+
+def _in_place(path: Path, data: bytes) -> None:
+    """`data` written into `path`'s own inode, its modification time set back (what `touch -d` can do)."""
+    before = path.stat()
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _replaced(path: Path, data: bytes) -> None:
+    """Another file put under `path`'s name (written beside it, renamed over it: what a bucket writer does)."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+@pytest.mark.parametrize("change", ["shard_replaced", "shard_in_place", "shard_added", "shard_gone",
+                                    "ledger_in_place", "ledger_added", "ledger_gone", "manifest_replaced"])
+def test_a_previous_release_changed_between_its_verify_and_its_read_is_refused_not_read(
+        first_yfcc_release, tmp_path, monkeypatch, capsys, change):
+    """The refresh verifies the previous release, then its job, changelog and inherited options read it again by
+    name: a shard, ledger or manifest replaced or written (in place, its modification time set back) between the two,
+    or a file added under the folders read, got through as if verified, and rows verify never saw entered the new
+    release (a title, a ledger's decision, options another manifest named); a shard removed took its photos out
+    unsaid. Each read is held to the version verify
+    read: the refresh is refused, one line naming the file, and nothing is published."""
+    import pyarrow as pa
+
+    import pipeline.commands.refresh as command
+
+    server, metadata, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    shard = next(path for path in sorted((previous / "parquet").glob("*.parquet")) if pq.read_metadata(path).num_rows)
+    [ledger] = sorted((previous / "ledger").glob("*.parquet"))
+    forged_row = {"photo_id": "999999", "decision": "rejected", "stage": "fetch", "reason": "not_found",
+                  "release": "r1"}
+
+    def forged_ledger() -> bytes:
+        import io
+
+        table = pq.read_table(ledger)
+        out = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist([*table.to_pylist(), forged_row], schema=table.schema), out)
+        return out.getvalue()
+
+    def change_it() -> Path:
+        if change == "shard_replaced":
+            _replaced(shard, _retitled(shard, "changed after verify"))
+        elif change == "shard_in_place":
+            _in_place(shard, _retitled(shard, "changed after verify"))
+        elif change == "shard_added":
+            (shard.parent / "pass-extra.parquet").write_bytes(_retitled(shard, "changed after verify"))
+            return shard.parent / "pass-extra.parquet"
+        elif change == "shard_gone":
+            shard.unlink()
+        elif change == "ledger_in_place":
+            _in_place(ledger, forged_ledger())
+            return ledger
+        elif change == "ledger_gone":
+            ledger.unlink()
+            return ledger
+        elif change == "ledger_added":
+            (ledger.parent / "extra.parquet").write_bytes(forged_ledger())
+            return ledger.parent / "extra.parquet"
+        else:
+            manifest = json.loads((previous / "manifest.json").read_text())
+            manifest["options"]["per_owner_cap"] = 1
+            _replaced(previous / "manifest.json", json.dumps(manifest).encode())
+            return previous / "manifest.json"
+        return shard
+
+    verified = command._problems_once_finished
+    changed: list[Path] = []
+
+    def verified_then_changed(*args, **kwargs):
+        found = verified(*args, **kwargs)
+        changed.append(change_it())
+        return found
+
+    monkeypatch.setattr(command, "_problems_once_finished", verified_then_changed)
+    code = main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL])
+    err = capsys.readouterr().err
+    second = tmp_path / "root" / "releases" / "r2"
+    assert changed, f"the previous release was never verified: {code} {err}"
+    published = (second / "manifest.json").exists()
+    if published:  # what got through, said before the refusal is asserted (the code before this fix)
+        titles = set(pq.read_table(second / "parquet", columns=["title"]).column("title").to_pylist())
+        ledger_ids = set(pq.read_table(second / "ledger", columns=["photo_id"]).column("photo_id").to_pylist())
+        options = json.loads((second / "manifest.json").read_text())["options"]
+        assert "changed after verify" not in titles
+        assert "999999" not in ledger_ids
+        assert options.get("per_owner_cap") != 1
+    assert code in (1, 2) and not published, err
+    said = {"added": "added since verify checked its folder", "gone": "gone since verify checked it"}
+    assert str(changed[0]) in err and said.get(change.split("_")[1], "changed since verify checked it") in err, err
+    assert len(err.strip().splitlines()) == 1, err

@@ -247,10 +247,10 @@ def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(worl
     shutil.copytree(demo_release, output)  # an earlier run's dataset (the session's, copied)
     before = {name: (output / name).read_bytes() for name in dataset_files(output)}
 
-    def failing_build(pipeline, opts, staging):
+    def failing_build(pipeline, opts, staging, *pins):
         import apache_beam as beam
 
-        real_build(pipeline, opts, staging)
+        real_build(pipeline, opts, staging, *pins)
         _ = pipeline | "Boom" >> beam.Create([1]) | beam.Map(lambda _: 1 / 0)
 
     real_build = run_command.build
@@ -1015,3 +1015,63 @@ def test_a_template_location_on_a_local_runner_is_left_to_beam(tmp_path):
     options = pipeline_options([f"--input={tmp_path / 'in.tsv'}", f"--output={tmp_path / 'out'}", *FAST,
                                 "--template_location=gs://b/staging/job_object"])
     assert options.get_all_options()["template_location"] == "gs://b/staging/job_object"
+
+
+@pytest.mark.parametrize("change", ["ledger_replaced", "ledger_in_place", "ledger_added", "index_replaced"])
+def test_a_ledger_or_index_changed_between_the_launch_check_and_the_job_is_refused_not_read(
+        world, demo_release, tmp_path, monkeypatch, capsys, change):
+    """--ledger and --previous_index files given by hand are checked at launch (footer, row groups), then the job
+    opened them again by name: one replaced or written in place (its modification time set back) in between, or one
+    added under the glob, was read unchecked, and its rows (a decision, an index entry) entered the dataset. The job
+    reads the version the launch check read or fails, one line naming the file, and nothing is published."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    server, metadata = world
+    kind = change.split("_")[0]
+    folder = tmp_path / kind
+    shutil.copytree(demo_release / ("ledger" if kind == "ledger" else "near_dup_index"), folder)
+    [path] = sorted(folder.glob("*.parquet"))
+    table = pq.read_table(path)
+    forged = {name: None for name in table.schema.names} | {"photo_id": "999999"}
+    if kind == "ledger":
+        forged |= {"decision": "rejected", "stage": "fetch", "reason": "not_found", "release": "r0"}
+    else:
+        forged |= {"phash": "0123456789abcdef", "dhash": "0123456789abcdef"}
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([*table.to_pylist(), forged], schema=table.schema), out)
+    built = run_command.build
+    changed: list[Path] = []
+
+    def checked_then_changed(*args, **kwargs):
+        before = path.stat()
+        if change.endswith("added"):
+            changed.append(path.with_name("extra.parquet"))
+            changed[0].write_bytes(out.getvalue())
+        elif change.endswith("in_place"):
+            with open(path, "r+b") as handle:
+                handle.truncate(0)
+                handle.write(out.getvalue())
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            changed.append(path)
+        else:
+            path.with_name("new").write_bytes(out.getvalue())
+            os.replace(path.with_name("new"), path)
+            changed.append(path)
+        return built(*args, **kwargs)
+
+    monkeypatch.setattr(run_command, "build", checked_then_changed)
+    output = tmp_path / "out"
+    flag = "--ledger" if kind == "ledger" else "--previous_index"
+    code = main(["run", *argv(server, metadata, output, f"{flag}={folder}/*.parquet", "--allow_empty")])
+    err = capsys.readouterr().err
+    assert changed, err
+    if (output / "manifest.json").exists():  # what got through (the code before this fix)
+        table_name = "ledger" if kind == "ledger" else "near_dup_index"
+        assert "999999" not in pq.read_table(output / table_name).column("photo_id").to_pylist()
+    assert code == 1 and not (output / "manifest.json").exists(), err
+    said = "added since the launch check checked its folder" if change.endswith("added") else \
+        "changed since the launch check checked it"
+    assert str(changed[0]) in err and said in err and len(err.strip().splitlines()) == 1, err

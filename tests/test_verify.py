@@ -148,12 +148,9 @@ def test_entries_that_leave_the_release_are_never_read(tmp_path, monkeypatch):
                *(_listed(folder, path, b"secret") for path in bad_paths)]
     (folder / "manifest.json").write_text(json.dumps({"files": entries}))
     read = []
-    real_open = pipeline.release.verify.open_regular_file
-    real_read = pipeline.release.verify.read_regular_file  # the manifest's read
+    real_open = pipeline.release.verify.open_regular_file  # the manifest's read too
     monkeypatch.setattr(pipeline.release.verify, "open_regular_file",
                         lambda path: read.append(path) or real_open(path))
-    monkeypatch.setattr(pipeline.release.verify, "read_regular_file",
-                        lambda path, limit=None: read.append(path) or real_read(path, limit))
     problems = list(verify(str(folder)))
     assert set(read) == {str(folder / "manifest.json"), str(folder / "a.txt")}
     assert {p.message for p in problems} == {"not a plain relative path inside the release; not read",
@@ -587,8 +584,8 @@ def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
     problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
     shard = min((folder / fmt / name).stat().st_size for fmt, name in (
         ("webdataset", "pass-00000-of-00001.tar"), ("tfrecord", "pass-00000-of-00001.tfrecord")))
-    # (manifest.json is read whole, a MiB at a time, bounded: io/files.read_regular_file, not through these handles)
-    assert problems == [] and set(largest) == {"ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
+    # (manifest.json is read whole, a MiB at a time, bounded: record_readers.read_up_to)
+    assert problems == [] and set(largest) == {"manifest.json", "ATTRIBUTION.csv", "webdataset/pass-00000-of-00001.tar",
                                                "tfrecord/pass-00000-of-00001.tfrecord"}
     member = len(images[0])
     assert shard > 5 * member
@@ -1591,12 +1588,12 @@ def test_the_reference_digests_are_let_go_before_the_tables_are_read(demo_releas
     held: dict[str, int] = {}
     real_check = verifying._check_file
 
-    def check(release, entry, ids, seen, accounts):
+    def check(release, entry, ids, seen, accounts, *pins):
         if entry["format"] not in verifying.PHOTO_FORMATS:
             held[entry["format"]] = max(held.get(entry["format"], 0), sum(
                 digests.numbers.nbytes + digests.digests.nbytes + sum(n.nbytes + r.nbytes for n, r in digests.pending)
                 for digests in seen.digests.values()))
-        return (yield from real_check(release, entry, ids, seen, accounts))
+        return (yield from real_check(release, entry, ids, seen, accounts, *pins))
 
     monkeypatch.setattr(verifying, "_Seen", Seen)
     monkeypatch.setattr(verifying, "_check_file", check)
@@ -1646,3 +1643,4 @@ def test_a_parquet_file_whose_footer_hides_rows_it_holds_is_unreadable(demo_rele
     assert (shard.relative_to(copy).as_posix(), f"unreadable: row group 1 states {stated} rows, its column "
             f"'photo_id' holds {rows} values (as its pages' headers say): the file's rows cannot be told") \
         in _problems(copy)
+

@@ -18,6 +18,7 @@ from pipeline.commands.run import (
     summary,
 )
 from pipeline.io import report
+from pipeline.io.file_pins import Pins
 from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
@@ -86,9 +87,12 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if previous and not FileSystems.exists(FileSystems.join(previous, MANIFEST)):
         raise UsageError(f"--previous {previous[:200]} holds no manifest.json, so no published release: give a "
                          "published release's folder (ROOT/releases/NAME) or --previous=latest")
+    # What verify read of the previous release (`file_pins`): the refresh reads those very files (its manifest, the
+    # shards, the ledger) or refuses; read again by name, a file replaced or written since got through unchecked.
+    pins = Pins()
     if previous and not done:  # a published release is only compared with this refresh: no verify again
         # the schedule's next month, where no rerun finished a publish a kill cut short
-        problems, _, held = _problems_once_finished(previous, f"the previous release {previous}:")
+        problems, _, held = _problems_once_finished(previous, f"the previous release {previous}:", pins)
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`{held}")
@@ -102,7 +106,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         if other := release.not_files(key, str(getattr(given, key) or "")):
             raise UsageError(f"--{key}: {other[0][:80]!r} is no regular file (a pipe?): a refresh reads it twice (its "
                              "fingerprint, then the run) and a release records it for the next refresh; give a file")
-    argv = release.refresh_argv(previous, args.output, name, rest, models_for)
+    argv = release.refresh_argv(previous, args.output, name, rest, models_for,
+                                pins=pins if previous and not done else None)
     made_by = release.fingerprint(previous, name, argv, rest, models_for)
     if done:
         return _published_earlier(target, name, made_by)
@@ -117,8 +122,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # under its lock, so that the changelog, datasheet and release name are published with the run's files, the
     # manifest last: a refresh killed after publishing its files and before its changelog left a folder verify refused.
     try:
-        stats = run(argv, overwrite=True,
-                    before_publish=lambda staging: finished.append(release.finish(staging, previous, name, made_by)))
+        stats = run(argv, overwrite=True, pins=pins, before_publish=lambda staging: finished.append(
+            release.finish(staging, previous, name, made_by, pins if previous else None)))
     except PublishFinished as published:
         return _finished_earlier(target, previous, name, published, made_by)
     log = finished[0]
@@ -169,14 +174,20 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     return 0
 
 
-def _problems_once_finished(release: str, said: str) -> tuple[list, bool, str]:
+def _problems_once_finished(release: str, said: str, pins: Pins | None = None) -> tuple[list, bool, str]:
     """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
     (`_finish_cut_publish`), which one line then says, `said` first; and where another run's lock kept it from
     that, '; ' and the lock's line: whose lock, which file to remove once that run is gone (the refusal said only
     verify's "_lock.json: not listed in the manifest", and verify says no more); where the disk refused a deletion,
     '; ' and why). Finished only where what a publish leaves (its lock, its staging folder) is all verify finds: the
-    release is refused as it is otherwise (an edited file beside them), not refused once they were removed."""
-    problems = list(verify(release))
+    release is refused as it is otherwise (an edited file beside them), not refused once they were removed. `pins`:
+    gets the versions of the files the last verify read (`file_pins`)."""
+    def verified() -> list:
+        if pins is not None:
+            pins.clear()
+        return list(verify(release, pins=pins))
+
+    problems = verified()
     leftovers_only = all(problem.message == UNLISTED and run_leftover(problem.path) for problem in problems)
     if not problems or not leftovers_only:
         return problems, False, ""
@@ -186,9 +197,9 @@ def _problems_once_finished(release: str, said: str) -> tuple[list, bool, str]:
     except OutputLocked as err:
         return problems, False, f"; {err}"
     except OSError as err:  # the disk refused a deletion (a folder of another user): said, not "the job failed"
-        return list(verify(release)) or problems, False, f"; what a kill left of its publish could not be removed: " \
+        return verified() or problems, False, f"; what a kill left of its publish could not be removed: " \
             f"{' '.join(str(err).split())[:300]}"
-    problems = list(verify(release))
+    problems = verified()
     if not problems:
         print(f"refresh: {said} a kill had left its publish's last step undone (its staging folder, its lock): "
               "finished now", flush=True)

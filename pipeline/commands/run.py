@@ -31,6 +31,7 @@ from pipeline.build import build
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
+from pipeline.io.file_pins import LAUNCH_CHECK, ChangedSinceChecked, Pins, canonical, pin_of
 from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
@@ -299,8 +300,10 @@ def refusal(stats: dict, opts: PassOptions) -> str | None:
     return None
 
 
-def check_inputs_exist(opts: PassOptions) -> None:
-    """Every file an option names is there before anything runs (not a failure after the crawl)."""
+def check_inputs_exist(opts: PassOptions, pins: Pins | None = None) -> None:
+    """Every file an option names is there before anything runs (not a failure after the crawl). `pins`: gets the
+    version of each --ledger and --previous_index file checked (`file_pins`), which the job's reads compare theirs
+    with; one it holds already (verify read it) must still be that version."""
     files = {"--blocklist": split_list(opts.blocklist), "--review_decisions": split_list(opts.review_decisions)}
     globs = {"--previous_index": split_list(opts.previous_index), "--ledger": split_list(opts.ledger),
              "--decontaminate": split_list(opts.decontaminate)}
@@ -310,25 +313,40 @@ def check_inputs_exist(opts: PassOptions) -> None:
                 raise UsageError(f"{flag} {path}: no such file")
     for flag, patterns in globs.items():
         for pattern in patterns:
-            if not FileSystems.exists(pattern) and not matching(pattern):
+            if not FileSystems.exists(pattern) and not matching(pattern) and \
+                    not (pins is not None and pins.listed(pattern, [])):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
     for flag, patterns in {"--previous_index": globs["--previous_index"], "--ledger": globs["--ledger"]}.items():
-        for path in (path for pattern in patterns for path in (matching(pattern) or [pattern])):
-            problem = parquet_problem(path)
+        # with the files a check before read (verify) that are gone since, which are refused as such
+        for path in (path for pattern in patterns for path in (
+                pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern)) or [pattern]):
+            problem = parquet_problem(path, pins)
             if problem:
                 raise UsageError(f"{flag} {path}: {problem}")
 
 
-def parquet_problem(path: str) -> str | None:
+def parquet_problem(path: str, pins: Pins | None = None) -> str | None:
     """Why `path` is no Parquet file Beam's reader can open (None when its footer reads and its row groups hold what
     it states, `record_readers.check_row_groups`): read by the job's reader, a truncated or foreign file failed the
-    whole job with ArrowInvalid once it started, and a footer understating a row group's rows hid the others."""
+    whole job with ArrowInvalid once it started, and a footer understating a row group's rows hid the others.
+    `pins`: as `check_inputs_exist`'s."""
+    if pins is not None and pins.holds(path) and not FileSystems.exists(path):
+        return f"gone since {pins.by.get(canonical(path), LAUNCH_CHECK)} checked it: run again once its writer is done"
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            opened = pin_of(path, handle)
+            if pins is not None and (pins.holds(path) or pins.covers(path)):  # verify read it, or its folder
+                pins.check(path, handle, LAUNCH_CHECK)
             check_footer(handle)
             parquet = pq.ParquetFile(handle)
             parquet.schema_arrow  # noqa: B018  # reads and parses the footer
             check_row_groups(handle, parquet.metadata)
+            if pin_of(path, handle) != opened:
+                return "changed as it was checked: run again once its writer is done"
+            if pins is not None and not pins.holds(path):
+                pins.add(path, handle, LAUNCH_CHECK)
+    except ChangedSinceChecked as err:
+        return str(err).removeprefix(path).lstrip(": ")
     except (OSError, ValueError, pa.ArrowException) as err:
         return f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})"
     return None
@@ -412,17 +430,18 @@ def submits_remotely(runner: str | None) -> bool:
     return runner_class(runner) == "DataflowRunner"
 
 
-def preflight(opts: PassOptions, runner: str) -> None:
+def preflight(opts: PassOptions, runner: str, pins: Pins | None = None) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
     model file (sha256), a detector or decision blind to the canary photos (`canary.py`), and — when
     the job runs here — a GPU that was required but is not used.
-    On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check."""
+    On Dataflow the launcher has no GPU; each worker's model load makes the same GPU check. `pins`:
+    `check_inputs_exist`'s."""
     from pipeline.build import detectors_of, fusion_of, runtime_of
     from pipeline.canary import check_canaries
     from pipeline.detectors.handler import create_session
     from pipeline.detectors.registry import check_model_outputs, read_model
 
-    check_inputs_exist(opts)
+    check_inputs_exist(opts, pins)
 
     specs = detectors_of(opts)
     local = runs_here(runner)
@@ -438,7 +457,8 @@ def preflight(opts: PassOptions, runner: str) -> None:
         check_canaries(specs, fusion_of(opts, specs), runtime_of(opts), opts.max_side, models)
 
 
-def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[str], object] | None = None) -> dict:
+def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[str], object] | None = None,
+        pins: Pins | None = None) -> dict:
     """Runs the job to completion, publishes it into --output and returns its stats (stats.json).
 
     The output's lock is held throughout (a second run into the same folder is refused at launch);
@@ -446,7 +466,10 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
     has succeeded (see `io.layout`). `before_publish(staging)` runs once the job is accepted, under the lock, and adds
     to the staged files (a refresh's changelog, datasheet and release name): they are published with the run's, the
     manifest last. Written into the published folder afterwards, a refresh killed in between left a manifest beside
-    files it did not list, which verify refused."""
+    files it did not list, which verify refused. `pins`: the versions of files a check read before (`file_pins`:
+    the previous release verify read, for a refresh), which the job reads or refuses; the launch check adds the
+    --ledger and --previous_index files it reads."""
+    pins = pins if pins is not None else Pins()
     options = pipeline_options(argv)
     opts = options.view_as(PassOptions)
     # First: --input='data/**' over an --output inside data/ read the old dataset's ATTRIBUTION.csv as the first
@@ -456,7 +479,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         check_input(opts.input, input_sniffer(opts))
     run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     try:
-        preflight(opts, options.view_as(StandardOptions).runner)
+        preflight(opts, options.view_as(StandardOptions).runner, pins)
         if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
             check_output(opts.output, overwrite)
         check_output_place(opts.output)
@@ -487,7 +510,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 # is removed however the run ends: stopped while the job was built, or ended by the stop's grace.
                 with TreeMemory(cpu_share=0.01) as memory, local_folder(
                         lambda: beam.Pipeline(options=options), lambda made: made.local_tempdir) as pipeline:
-                    build(pipeline, opts, staging)
+                    build(pipeline, opts, staging, pins)
                     try:
                         with stop.job():
                             try:

@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 # One file's reads live in file_reads.py (Beam imported only for an object store's path, so the detectors' registry
 # and the photo_sets fit scripts read models without it), and are named here as they always were.
+from pipeline.io.file_pins import LAUNCH_CHECK, VERIFIED, Pins
 from pipeline.io.file_reads import is_remote as is_remote
 from pipeline.io.file_reads import open_reader as open_reader
 from pipeline.io.file_reads import open_regular_file as open_regular_file
@@ -384,31 +385,40 @@ def _is_local_file(handle: Any) -> bool:
         return False
 
 
-def read_parquet(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+def read_parquet(path: str, columns: Sequence[str] | None = None, pins: Pins | None = None) -> pa.Table:
     """A Parquet file's `columns` (all by default), local or on any Beam filesystem, as one table in memory (our
     Parquet files are shards of bounded size). Only those columns' bytes are read: the file was read whole, so a
     release's ids or its datasheet's figures read every shard's images too (a 1.44-million-image release: its
     every byte, tens of GB, for ids of 15 MB). FooterTooLarge for a footer pyarrow would parse at ~15 times its size
     (a previous release's shard, a cache's file: outside input). Only a regular file (`open_regular_file`): a named
-    pipe among a release's shards was waited on for good."""
-    with open_regular_file(path) as handle:
-        try:
-            check_footer(handle)
-        except FooterTooLarge as err:
-            raise FooterTooLarge(f"{path}: {err}") from None
-        # Read as release/record_readers.py reads a shard: pq.read_table from a Python handle left pyarrow's threads
-        # to abort the process as it exited ("terminate called without an active exception", exit 134), most runs
-        # of a command that had read one, and more often after a read of the handle failed. A local file is read by
-        # Arrow itself, through the descriptor opened and judged above (the same file, whatever is put under its name
-        # since): Arrow reading through Python's handle calls back into Python from its own code.
-        local = _is_local_file(handle)
-        with pa.OSFile(f"/proc/self/fd/{handle.fileno()}") if local else nullcontext(handle) as source:
-            parquet = pq.ParquetFile(source, pre_buffer=False)
-            missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
-            if missing:  # read_table refused them; ParquetFile.read leaves them out unsaid
-                raise ValueError(f"{path}: no column {', '.join(missing)[:200]} (its columns: "
-                                 f"{', '.join(parquet.schema_arrow.names)[:200]})")
-            return parquet.read(columns=list(columns) if columns is not None else None, use_threads=False)
+    pipe among a release's shards was waited on for good. `pins`: the version a check read (`file_pins`), which the
+    file must still be, when it is opened and once it is read."""
+    with pins.open(path, VERIFIED) if pins is not None else open_regular_file(path) as handle:
+        table = _read_parquet(path, handle, columns)
+        if pins is not None:
+            pins.check(path, handle, VERIFIED)
+        return table
+
+
+def _read_parquet(path: str, handle: BinaryIO, columns: Sequence[str] | None) -> pa.Table:
+    """`read_parquet` of the file open in `handle`."""
+    try:
+        check_footer(handle)
+    except FooterTooLarge as err:
+        raise FooterTooLarge(f"{path}: {err}") from None
+    # Read as release/record_readers.py reads a shard: pq.read_table from a Python handle left pyarrow's threads
+    # to abort the process as it exited ("terminate called without an active exception", exit 134), most runs
+    # of a command that had read one, and more often after a read of the handle failed. A local file is read by
+    # Arrow itself, through the descriptor opened and judged above (the same file, whatever is put under its name
+    # since): Arrow reading through Python's handle calls back into Python from its own code.
+    local = _is_local_file(handle)
+    with pa.OSFile(f"/proc/self/fd/{handle.fileno()}") if local else nullcontext(handle) as source:
+        parquet = pq.ParquetFile(source, pre_buffer=False)
+        missing = [name for name in columns or () if name not in parquet.schema_arrow.names]
+        if missing:  # read_table refused them; ParquetFile.read leaves them out unsaid
+            raise ValueError(f"{path}: no column {', '.join(missing)[:200]} (its columns: "
+                             f"{', '.join(parquet.schema_arrow.names)[:200]})")
+        return parquet.read(columns=list(columns) if columns is not None else None, use_threads=False)
 
 
 _PARQUET_BATCH_ROWS = 16_384  # rows in memory at a time: a ledger shard can hold millions
@@ -416,32 +426,46 @@ _PARQUET_BATCH_ROWS = 16_384  # rows in memory at a time: a ledger shard can hol
 
 class _ParquetRows(beam.DoFn):
     """A Parquet file's rows as dicts (column name -> value), as Beam's ReadFromParquet gives them, a batch of rows
-    at a time."""
+    at a time. `pins`: the versions the launch check (or verify) read (`file_pins`), which each file must still be,
+    when it is opened and once it is read: a failure of the bundle otherwise, so that none of its rows is used."""
+
+    def __init__(self, pins: Pins | None = None) -> None:
+        super().__init__()
+        self._pins = pins
 
     def process(self, path: str) -> Iterator[dict[str, Any]]:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        pins = self._pins
+        with pins.open(path, LAUNCH_CHECK) if pins is not None else \
+                FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             check_footer(handle)
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 yield from batch.to_pylist()
+            if pins is not None:
+                pins.check(path, handle, LAUNCH_CHECK)
 
 
-def _files_of_all(patterns: Sequence[str]) -> list[str]:
-    """Each file the patterns name, once: patterns that overlap (`ledger/*`, `ledger/a.parquet`) read it twice."""
-    return sorted({path for pattern in patterns for path in files_to_read(pattern)})
+def _files_of_all(patterns: Sequence[str], pins: Pins | None = None) -> list[str]:
+    """Each file the patterns name, once: patterns that overlap (`ledger/*`, `ledger/a.parquet`) read it twice. With
+    `pins`, those the check read that are gone since too (`Pins.listed`)."""
+    return sorted({path for pattern in patterns
+                   for path in (pins.listed(pattern, files_to_read(pattern)) if pins is not None
+                                else files_to_read(pattern))})
 
 
 class ReadParquetFiles(beam.PTransform):
     """PBegin -> PCollection[dict]: every row of the Parquet files `patterns` name, listed by `files_to_read` when
     the job runs, as the launch check lists them. Not Beam's ReadFromParquet: its glob's '*' skips a name holding a
-    backslash, and ReadAllFromParquet matches each listed name again as a glob (`a[1].parquet` is not itself)."""
+    backslash, and ReadAllFromParquet matches each listed name again as a glob (`a[1].parquet` is not itself).
+    `pins`: the versions the launch check read (`file_pins`): a file listed now that it did not read, or another
+    version of one it read, fails the job (it was read as checked)."""
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    def __init__(self, patterns: Sequence[str], pins: Pins | None = None) -> None:
         super().__init__()
-        self._patterns = list(patterns)
+        self._patterns, self._pins = list(patterns), pins
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
                 | "Patterns" >> beam.Create([self._patterns])
-                | "Files" >> beam.FlatMap(_files_of_all)
+                | "Files" >> beam.FlatMap(_files_of_all, self._pins)
                 | "SpreadFiles" >> beam.Reshuffle()
-                | "Rows" >> beam.ParDo(_ParquetRows()))
+                | "Rows" >> beam.ParDo(_ParquetRows(self._pins)))

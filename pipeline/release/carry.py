@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.flickr.licenses import canonical_license
+from pipeline.io.file_pins import VERIFIED, Pins
 from pipeline.io.files import matching, open_reader
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
@@ -57,9 +58,11 @@ _TEXT = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "str") 
 _WHOLE = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "int") & _FIELDS
 
 
-def release_shards(release: str) -> list[str]:
-    """The release's Parquet shards, listed when the job is built (a release never changes)."""
-    return matching(FileSystems.join(release, "parquet", "*.parquet"))
+def release_shards(release: str, pins: Pins | None = None) -> list[str]:
+    """The release's Parquet shards, listed when the job is built (a release never changes); with `pins` (what
+    verify read, `file_pins`), those it read that are gone since too, whose read then says so."""
+    pattern = FileSystems.join(release, "parquet", "*.parquet")
+    return pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern)
 
 
 def release_name(release: str) -> str:
@@ -104,7 +107,7 @@ class UnreadableShard(ValueError):
     """A shard of the previous release that is no Parquet at all (cut short): not even its ids can be read."""
 
 
-def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
+def _read_shard(path: str, pins: Pins | None = None) -> Iterator[tuple[str, dict | UnreadableRow]]:
     """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot.
 
     Read a row group at a time (a shard of 5,000 images read whole was its bytes three times over, per worker
@@ -112,29 +115,40 @@ def _read_shard(path: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
     runner retries, never a rejection (`_Watched` tells it from a decoding failure). A row group whose rows cannot
     be decoded but whose ids can gives one UnreadableRow per row from it to the shard's end, which CheckRows rejects
     by photo id (so the ledger and the changelog name each); a shard without even readable ids fails the refresh (it
-    passed `verify` against its manifest, so it was resealed after damage: refresh from an intact copy)."""
+    passed `verify` against its manifest, so it was resealed after damage: refresh from an intact copy).
+
+    `pins`: the versions verify read (`file_pins`); a shard that is not the one verify read (replaced or written
+    since, added or gone) fails the refresh, before its first row and again once its last is read (a write in place
+    meanwhile): a failure of the bundle, so that none of its rows is used."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    with open_reader(path) as remote:
-        watched = _Watched(remote)
+    with pins.open(path, VERIFIED) if pins is not None else open_reader(path) as remote:
+        yield from _shard_rows(remote, name)
+        if pins is not None:
+            pins.check(path, remote, VERIFIED)
+
+
+def _shard_rows(remote: Any, name: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
+    """`_read_shard`'s rows of the shard open in `remote`."""
+    watched = _Watched(remote)
+    try:
+        check_footer(watched)
+        shard = pq.ParquetFile(watched, pre_buffer=False, buffer_size=_READ_CHUNK)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        watched.raise_a_failed_read()
+        raise UnreadableShard(f"{name} of the previous release cannot be read ({_why(err)}); refresh from an "
+                              "intact copy of the release") from None
+    done = 0
+    for group in range(shard.num_row_groups):
         try:
-            check_footer(watched)
-            shard = pq.ParquetFile(watched, pre_buffer=False, buffer_size=_READ_CHUNK)
+            rows = shard.read_row_group(group).to_pylist()
         except (OSError, ValueError, pa.ArrowException) as err:
             watched.raise_a_failed_read()
-            raise UnreadableShard(f"{name} of the previous release cannot be read ({_why(err)}); refresh from an "
-                                  "intact copy of the release") from None
-        done = 0
-        for group in range(shard.num_row_groups):
-            try:
-                rows = shard.read_row_group(group).to_pylist()
-            except (OSError, ValueError, pa.ArrowException) as err:
-                watched.raise_a_failed_read()
-                yield from _unreadable_rows(shard, watched, group, done, name, _why(err))
-                return
-            for row in rows:
-                done += 1
-                yield f"{name}:{done}", row
-            del rows  # before the next group is decoded, not after
+            yield from _unreadable_rows(shard, watched, group, done, name, _why(err))
+            return
+        for row in rows:
+            done += 1
+            yield f"{name}:{done}", row
+        del rows  # before the next group is decoded, not after
 
 
 _READ_CHUNK = 1 << 20
@@ -290,18 +304,18 @@ class ReadRelease(beam.PTransform):
     """PBegin -> PCollection[tuple[str, dict]]: every row of a finished release, as (where, row); the rows
     a job counts as its carried input. `CheckRows` makes them photos."""
 
-    def __init__(self, release: str, release_name: str) -> None:
+    def __init__(self, release: str, release_name: str, pins: Pins | None = None) -> None:
         super().__init__()
-        self._shards = release_shards(release)
+        self._shards = release_shards(release, pins)
         if not self._shards:
             raise ValueError(f"{release} has no parquet/*.parquet shards to carry over")
-        self._name = release_name
+        self._name, self._pins = release_name, pins
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
                 | "Shards" >> beam.Create(self._shards)
                 | "SpreadShards" >> beam.Reshuffle()
-                | "Rows" >> beam.FlatMap(_read_shard))
+                | "Rows" >> beam.FlatMap(_read_shard, self._pins))
 
 
 def _id_and_shard(named_row: tuple[str, dict], release_name: str) -> Iterator[tuple[str, str]]:
@@ -317,16 +331,31 @@ class CarriedIds(beam.PTransform):
     ids alone. The ids a run's new rows must not repeat, known long before the carried rows are re-checked (the
     license re-check alone can take hours), so that the new rows' downloads need not wait for it."""
 
-    def __init__(self, release: str, release_name: str) -> None:
+    def __init__(self, release: str, release_name: str, pins: Pins | None = None) -> None:
         super().__init__()
-        self._shards = release_shards(release)
-        self._name = release_name
+        self._shards = release_shards(release, pins)
+        self._name, self._pins = release_name, pins
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
                 | "Shards" >> beam.Create(self._shards)
-                | "Ids" >> beam.io.ReadAllFromParquet(with_filename=True, columns=["photo_id"])
+                | "SpreadShards" >> beam.Reshuffle()
+                | "Ids" >> beam.FlatMap(_shard_ids, self._pins)
                 | "Canonical" >> beam.FlatMap(_id_and_shard, self._name))
+
+
+def _shard_ids(path: str, pins: Pins | None = None) -> Iterator[tuple[str, dict]]:
+    """(path, {"photo_id": id}) for each row of a shard, its ids alone read, a row group at a time, as Beam's
+    ReadAllFromParquet gave them (which opened the shard again by its name, whatever was there since verify read it:
+    `pins`, as `_read_shard`)."""
+    with pins.open(path, VERIFIED) if pins is not None else open_reader(path) as handle:
+        check_footer(handle)
+        shard = pq.ParquetFile(handle, pre_buffer=False, buffer_size=_READ_CHUNK)
+        for group in range(shard.num_row_groups):
+            for photo_id in shard.read_row_group(group, columns=["photo_id"]).column("photo_id").to_pylist():
+                yield path, {"photo_id": photo_id}
+        if pins is not None:
+            pins.check(path, handle, VERIFIED)
 
 
 class CheckRows(beam.PTransform):

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.io.file_pins import VERIFIED, ChangedSinceChecked, Pins
 from pipeline.io.files import (
     canonical_path,
     is_remote,
@@ -54,6 +55,7 @@ from pipeline.io.layout import (
     release_dir,
     work_cache,
 )
+from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
@@ -155,17 +157,20 @@ def _local_items(key: str, value: str) -> list[str]:
 
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
-                 models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None
-                 ) -> list[str]:
+                 models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None,
+                 pins: Pins | None = None) -> list[str]:
     """The `run` flags of a refresh: the user's, plus what the previous release implies.
-    `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record."""
+    `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record. `pins`:
+    the versions verify read (`file_pins`): the previous manifest is read as verify read it, or refused (another
+    one put in its place since named other options: a takedown list left out)."""
     given = _given(rest)
     target = release_dir(root, name)
     argv = [*rest, f"--output={target}", f"--release_name={name}",
             f"--cache={work_cache(root, name)}"]
     if not previous:
         return argv
-    manifest = read_manifest(previous)
+    manifest = checked_manifest(previous, pins) if pins is not None and pins.covers(previous) else \
+        read_manifest(previous)
     options = _recorded_options(manifest, previous)
     for key in INHERITED:
         if key in given:
@@ -180,7 +185,10 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
                                    f"give --{key}=ABSOLUTE_PATH (or --{key}= to drop it)")
             argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     argv += [f"--carry_over={previous}"]
-    if "ledger" not in given and matching(FileSystems.join(previous, "ledger", "*.parquet")):
+    ledgers = FileSystems.join(previous, "ledger", "*.parquet")
+    # With pins, the ledger verify read though it is gone since: the run then says so (the refresh ran without it,
+    # and decided again every photo it had decided, the takedowns by content among them)
+    if "ledger" not in given and (pins.listed(ledgers, matching(ledgers)) if pins is not None else matching(ledgers)):
         argv.append(f"--ledger={FileSystems.join(previous, 'ledger', '*.parquet')}")
     if "redetect" not in given and models_changed(manifest, models(argv)):
         argv.append("--redetect")
@@ -196,6 +204,15 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
         if "max_upload_date" not in given:
             argv.append(f"--max_upload_date={yesterday.isoformat()}")
     return argv
+
+
+def checked_manifest(release: str, pins: Pins) -> Any:
+    """The release's manifest.json, the version verify read (`file_pins`), parsed."""
+    path = FileSystems.join(release, "manifest.json")
+    with pins.open(path, VERIFIED) as handle:
+        data = read_at_most(handle, MAX_MANIFEST_BYTES + 1)
+        pins.check(path, handle, VERIFIED)
+    return json.loads(data)
 
 
 def _given(rest: Sequence[str]) -> set[str]:
@@ -383,16 +400,20 @@ class UnreadableShard(ValueError):
 _ONE_SPELLING = r"^[1-9][0-9]{0,18}$"
 
 
-def photo_ids(release: str, places: dict[str, str] | None = None) -> IdSet:
+def photo_ids(release: str, places: dict[str, str] | None = None, pins: Pins | None = None) -> IdSet:
     """The release's photo ids (an `IdSet`: 1.44 million of them as a set of text took 184 MiB). `places`: filled
     with the place ("NAME/parquet/SHARD:ROW", as release/carry.py names a carried row) of each id that is not a plain
     number, which is what a rejection of its carried row names instead of the id. `UnreadableShard` naming a shard
-    that is no Parquet file (pyarrow's error names no file)."""
+    that is no Parquet file (pyarrow's error names no file). `pins`: the versions verify read (`file_pins`), which
+    each shard must still be (`ChangedSinceChecked` otherwise)."""
     ids = IdCount()
-    for path in matching(FileSystems.join(release, "parquet", "*.parquet")):
+    pattern = FileSystems.join(release, "parquet", "*.parquet")
+    for path in pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern):
         shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
         try:
-            column = read_parquet(path, ["photo_id"]).column(0)
+            column = read_parquet(path, ["photo_id"], pins).column(0)
+        except ChangedSinceChecked:
+            raise
         except (OSError, ValueError, pa.ArrowException) as err:
             raise UnreadableShard(path, f"parquet/{posixpath.basename(path)}",
                                   " ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
@@ -458,11 +479,13 @@ def _spelled(numbers: np.ndarray) -> Iterator[str]:
 _TEXT_AT_ONCE = 1 << 16
 
 
-def changelog(previous: str, release: str, name: str = "") -> dict[str, Any]:
+def changelog(previous: str, release: str, name: str = "", pins: Pins | None = None) -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
-    release's (default: its folder's, which a staging folder is not)."""
+    release's (default: its folder's, which a staging folder is not). `pins`: the versions of the previous release's
+    files verify read (`file_pins`), where it read them."""
+    pins = pins if pins is not None and pins.covers(previous) else None
     places: dict[str, str] = {}
-    before, after = photo_ids(previous, places), photo_ids(release)
+    before, after = photo_ids(previous, places, pins), photo_ids(release)
     removed_ids = before - after
     carried = f"{release_name(previous)}/parquet/"  # where a carried copy's rejection points (release/carry.py)
     why: dict[str, tuple[bool, str, str]] = {}
@@ -520,18 +543,18 @@ def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
     return "\n".join(lines)
 
 
-def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any] | None = None
-           ) -> dict[str, Any] | None:
+def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any] | None = None,
+           pins: Pins | None = None) -> dict[str, Any] | None:
     """After the job, before publishing: changelog and datasheet, all recorded in the manifest with the release's
     name and `made_by`, the refresh's `fingerprint`, sealed over the files listed (its rerun, finding the release
     published, tells by it that it is the same refresh). `release` is the run's staging folder
-    (commands/refresh.py), so that they are published with its files."""
+    (commands/refresh.py), so that they are published with its files. `pins`: `changelog`'s."""
     from pipeline.release.datasheet import write_datasheet
 
     entries = []
     log = None
     if previous:
-        log = changelog(previous, release, name)
+        log = changelog(previous, release, name, pins)
         entries.append({**write_json(release, "changelog.json", log), "format": "changelog"})
         text = changelog_markdown(log).encode("utf-8")
         entries.append({"path": "CHANGELOG.md", "format": "changelog",

@@ -50,11 +50,11 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.dataset_card import front_matters
+from pipeline.io.file_pins import VERIFIED, Pins, canonical, pin_of
 from pipeline.io.files import (
     HashingReader,
     matching,
     open_regular_file,
-    read_regular_file,
     size_and_kind,
 )
 from pipeline.io.formats import WRITERS
@@ -241,11 +241,12 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]:
+def _load_manifest(release: str, path: str, pins: Pins | None = None) -> tuple[dict[str, Any] | None, str]:
     """The manifest as a dict, or None and why not. Like every file of the release, it is read only inside the
     release, only if it is a regular file, and only up to `_MAX_MANIFEST` bytes: read whole wherever it led, a
     manifest.json linked to one outside was read and the release passed as that one's, linked to /dev/zero it was
-    read until memory ran out, a named pipe blocked verify for ever, and a folder was a traceback."""
+    read until memory ran out, a named pipe blocked verify for ever, and a folder was a traceback. `pins`: gets the
+    version read (`file_pins`), which the refresh reads the options it inherits from."""
     if _leaves_release(release, path):
         return None, f"{MANIFEST} is a link that leads outside the release; not read"
     try:
@@ -256,7 +257,15 @@ def _load_manifest(release: str, path: str) -> tuple[dict[str, Any] | None, str]
             return None, f"{MANIFEST} is {size:,} bytes, over the {_MAX_MANIFEST:,} any run writes; not read"
         # Opened without waiting, judged by what was opened: replaced since its kind was taken (by a named pipe), it
         # was waited on for good
-        data = read_regular_file(path, _MAX_MANIFEST)
+        with open_regular_file(path) as handle:
+            opened = pin_of(path, handle)
+            data = read_up_to(handle, _MAX_MANIFEST + 1)
+            if len(data) > _MAX_MANIFEST:
+                raise ValueError(f"{path} is over {_MAX_MANIFEST:,} bytes, more than any run writes")
+            if pin_of(path, handle) != opened:  # written in place as it was read: not the version pinned
+                raise ValueError(f"{path} was written as it was read")
+            if pins is not None:
+                pins.add(path, opened, VERIFIED)
     except OSError as err:
         return None, f"{MANIFEST} is unreadable: {_one_line(err)}"
     except ValueError as err:  # grown past the bound since its size was taken (or a store's size not true), or no file
@@ -373,21 +382,21 @@ def _hashed(handle: BinaryIO) -> tuple[int, str]:
 
 
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
-                accounts: Accounts) -> Iterator[Problem]:
+                accounts: Accounts, pins: Pins | None = None) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
     of the kept photos to `accounts`. Opened once and read through that handle as a stream twice: hashed, then parsed
     only if its size and hash are the manifest's (and hashed again, so that what was parsed is what matched); a listed
-    file not read so puts its format in `accounts.unread`."""
+    file not read so puts its format in `accounts.unread`. `pins`: gets the version read of a file that matched."""
     fmt = entry.get("format", "")
-    if (yield from _file_problems(release, entry, ids, seen, accounts)):
+    if (yield from _file_problems(release, entry, ids, seen, accounts, pins)):
         accounts.read.add(fmt)
     else:
         accounts.unread.add(fmt)
 
 
 def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
-                   accounts: Accounts) -> Iterator[Problem]:
+                   accounts: Accounts, pins: Pins | None = None) -> Iterator[Problem]:
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
@@ -423,6 +432,9 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
         return False
     try:
         with handle:
+            # The version read (`file_pins`), which the refresh's reads compare theirs with: taken at open (the file
+            # replaced under its name once opened is read as it was, its old inode's change time moved by the unlink)
+            opened = pin_of(path, handle)
             size, sha256 = _hashed(handle)
             if size != entry["bytes"] or sha256 != entry["sha256"]:
                 if size != entry["bytes"]:
@@ -440,6 +452,8 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
             if reader.finish() != (size, sha256):
                 yield Problem(relative, "changed while it was being read")
                 return False
+            if pins is not None:
+                pins.add(path, opened, VERIFIED)
     except OSError as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return False
@@ -674,11 +688,13 @@ def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
                                 f'rejected {totals["rejected"]}, as every published run\'s are')
 
 
-def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
+def verify(release: str, previous: str | None = None, pins: Pins | None = None) -> Iterator[Problem]:
     """Every problem of the release in RELEASE (a local folder or gs://), one at a time; none for an intact one.
     The dataset's files are read first, then the others: the rejections, the ledger and the near-duplicate index are
     checked against the kept photos as each is read (`Accounts`). `previous`: the release it was made from, whose
-    photo ids (read, not verified) its changelog.json is compared with."""
+    photo ids (read, not verified) its changelog.json is compared with. `pins`: gets the version read of each file
+    that is the manifest's (the manifest too), and the release as a folder whose every file was read
+    (`file_pins`): what the refresh then reads of it must be those."""
     manifest_path = FileSystems.join(release, MANIFEST)
     if not FileSystems.exists(manifest_path):
         if FileSystems.get_scheme(release) is None and not os.path.isdir(release):  # a typo'd path: say so
@@ -686,7 +702,7 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
         else:  # a run's working folder, or one stopped before publishing: its manifest is published last
             yield Problem(manifest_path, "no manifest.json: no published release or dataset here")
         return
-    manifest, why = _load_manifest(release, manifest_path)
+    manifest, why = _load_manifest(release, manifest_path, pins)
     if manifest is None:
         yield Problem(MANIFEST, why)
         return
@@ -705,7 +721,7 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
     seen, accounts = _Seen(), Accounts()
     dataset = [entry for entry in entries if entry.get("format") in PHOTO_FORMATS]
     for entry in dataset:
-        yield from _check_file(release, entry, ids, seen, accounts)
+        yield from _check_file(release, entry, ids, seen, accounts, pins)
     counted = {fmt: found.counted() for fmt, found in ids.items()}  # (its ids, those twice) by format
     # The files left hold no dataset records, nothing to compare with the reference's digests (~48 bytes a photo): held
     # to the end, they were beside the rejections', ledger's and index's ids as those were read and counted
@@ -715,7 +731,9 @@ def verify(release: str, previous: str | None = None) -> Iterator[Problem]:
     accounts.kept, accounts.reference = counted[reference][0] if reference else IdSet(), reference
     for entry in entries:
         if entry.get("format") not in PHOTO_FORMATS:
-            yield from _check_file(release, entry, ids, seen, accounts)
+            yield from _check_file(release, entry, ids, seen, accounts, pins)
+    if pins is not None:
+        pins.folders.add(canonical(release))
     yield from _id_problems(counted)
     yield from seen.problems()
     yield from accounts.problems(manifest)

@@ -1,0 +1,97 @@
+"""What a check read of a file is what a later read reads, or the later read refuses (pipeline/io/file_pins.py): a
+local file by its device, inode, size and times (GCS objects by generation: test_cloud_storage.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.io.file_pins import LAUNCH_CHECK, VERIFIED, ChangedSinceChecked, Pins
+from pipeline.io.files import open_regular_file
+
+
+def _checked(*paths: Path, folder: Path | None = None) -> Pins:
+    pins = Pins()
+    for path in paths:
+        with open_regular_file(str(path)) as handle:
+            handle.read()
+            pins.add(str(path), handle, VERIFIED)
+    if folder is not None:
+        pins.folders.add(str(folder))
+    return pins
+
+
+def _past_its_change_time(path: Path) -> None:
+    """Until the filesystem's clock (coarse: a few ms a tick) is past `path`'s change time, so that a write now is
+    given another one (a write in the same tick is given the same), as it is for a release written before a refresh."""
+    probe = path.with_name("probe")
+    probe.touch()
+    while probe.stat().st_ctime_ns <= path.stat().st_ctime_ns:
+        os.utime(probe)
+    probe.unlink()
+
+
+def test_a_file_as_it_was_checked_is_read_under_any_spelling_of_its_path(tmp_path):
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = _checked(path)
+    with pins.open(f"{tmp_path}/./a.parquet", VERIFIED) as handle:
+        assert handle.read() == b"checked"
+        pins.check(str(path), handle, VERIFIED)
+
+
+def test_a_file_written_in_place_with_its_modification_time_set_back_is_refused(tmp_path):
+    """Its inode, size and modification time may all be as they were: its change time is not (no user sets it)."""
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = _checked(path)
+    before = path.stat()
+    _past_its_change_time(path)
+    with open(path, "r+b") as handle:
+        handle.write(b"CHANGED")  # the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+    with pytest.raises(ChangedSinceChecked, match=r"a\.parquet changed since verify checked it \(written in place\)"):
+        pins.open(str(path), VERIFIED)
+
+
+def test_a_file_written_in_place_as_it_is_read_is_refused_once_read(tmp_path):
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = _checked(path)
+    with pins.open(str(path), VERIFIED) as handle:
+        path.write_bytes(b"checked and more")
+        assert handle.read() == b"checked and more"
+        with pytest.raises(ChangedSinceChecked, match="written in place: 7 bytes then, 16 now"):
+            pins.check(str(path), handle, VERIFIED)
+
+
+def test_another_file_under_its_name_is_refused(tmp_path):
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = _checked(path)
+    (tmp_path / "new").write_bytes(b"checked")  # the same bytes, another file
+    os.replace(tmp_path / "new", path)
+    with pytest.raises(ChangedSinceChecked, match="another file under its name"):
+        pins.open(str(path), VERIFIED)
+
+
+def test_a_file_added_to_a_checked_folder_or_gone_from_it_is_refused_by_name(tmp_path):
+    """A glob read again lists a file added since (never checked) and leaves out one removed (its rows gone unsaid):
+    the one is refused, the other listed still, and refused as gone."""
+    kept, removed = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    kept.write_bytes(b"a")
+    removed.write_bytes(b"b")
+    pins = _checked(kept, removed, folder=tmp_path)
+    removed.unlink()
+    (tmp_path / "c.parquet").write_bytes(b"c")
+    found = sorted(str(path) for path in tmp_path.glob("*.parquet"))
+    assert pins.listed(f"{tmp_path}/*.parquet", found) == sorted([str(kept), str(removed), str(tmp_path / "c.parquet")])
+    with pytest.raises(ChangedSinceChecked, match=r"b\.parquet: gone since verify checked it"):
+        pins.open(str(removed), VERIFIED)
+    with pytest.raises(ChangedSinceChecked, match=r"c\.parquet: added since verify checked its folder"):
+        pins.open(str(tmp_path / "c.parquet"), LAUNCH_CHECK)
+    pins.open(str(kept), VERIFIED).close()
