@@ -1644,3 +1644,22 @@ def test_a_parquet_file_whose_footer_hides_rows_it_holds_is_unreadable(demo_rele
             f"'photo_id' holds {rows} values (as its pages' headers say): the file's rows cannot be told") \
         in _problems(copy)
 
+
+
+@pytest.mark.parametrize("folder", ["ledger", "rejections", "near_dup_index"])
+def test_a_table_whose_footer_counts_other_rows_than_its_row_groups_is_unreadable(demo_release, tmp_path, folder):
+    """verify compared a table's file-level row count (the footer's `num_rows`) with its manifest entry, not the rows
+    its row groups state, which is what every reader reads (and verify checks against their values): a resealed
+    ledger, rejections or index file stating one row fewer in all than its row groups hold (the manifest resealed to
+    match) passed, its `records` one less than the rows it gives. A footer whose count is not its row groups' sum is
+    no file a writer makes: the file is unreadable, naming both counts."""
+    import pyarrow.parquet as pq
+
+    copy = _copy(demo_release, tmp_path)
+    shard = next(path for path in sorted((copy / folder).glob("*.parquet")) if pq.read_metadata(path).num_rows)
+    rows = pq.read_metadata(shard).num_rows
+    with_integers(shard, {(3,): rows - 1})
+    reseal(copy)
+    assert pq.read_metadata(shard).num_rows == rows - 1 and pq.read_table(shard).num_rows == rows
+    assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows - 1} rows in all, its row "
+            f"groups {rows}") in _problems(copy)

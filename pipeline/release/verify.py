@@ -357,7 +357,7 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
             found.count = len(found.records[0]) if fmt != "attribution" else None  # type: ignore[index]
         elif fmt in _TABLE_COLUMNS:
             parquet = parquet_file(reader)
-            found.count = parquet.metadata.num_rows
+            found.count = _stated_rows(parquet.metadata)
             columns = _TABLE_COLUMNS[fmt]
             if columns:
                 found.accounts = accounts.for_a_file()
@@ -371,6 +371,16 @@ def _read(fmt: str, reader: HashingReader, size: int, accounts: Accounts) -> _Fo
     except (ValueError, TypeError, OSError, EOFError, tarfile.TarError, csv.Error, KeyError, pa.ArrowException) as err:
         found.error = _one_line(err)  # TypeError: a column of a type no run writes (a list where an image goes)
     return found
+
+
+def _stated_rows(metadata: Any) -> int:
+    """A Parquet table's rows as its row groups state them, what every reader reads (and `bounded_batches` checks
+    against their columns' values); a footer whose count in all differs is a ValueError: counted from it, a table
+    resealed stating a row fewer in all than its row groups hold passed against a manifest saying as much."""
+    groups = sum(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups))
+    if metadata.num_rows != groups:
+        raise ValueError(f"its footer counts {metadata.num_rows} rows in all, its row groups {groups}")
+    return groups
 
 
 def _hashed(handle: BinaryIO) -> tuple[int, str]:
