@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -234,3 +235,41 @@ def test_a_lock_read_failing_once_at_release_is_read_again_and_released(tmp_path
     assert "could not be read to release it (OSError); remove it once no run is using" in capsys.readouterr().err
     again.release()  # the store answers again: the later release reads it and removes it
     assert not (tmp_path / LOCK).exists()
+
+
+@pytest.mark.parametrize("put_there", ["named pipe", "link to a device", "file larger than any lock"])
+def test_a_lock_no_run_wrote_is_left_at_release_as_another_runs_without_a_word(tmp_path, capsys, put_there):
+    """A named pipe, a device or a file over MAX_LOCK_BYTES at the lock's name is no run's lock (a run writes a regular
+    file of ~150 bytes): read again as if the store had failed, each release waited and said the lock could not be
+    read, "remove it", and none marked it released. It is left as another run's lock is."""
+    taken = OutputLock(str(tmp_path), "run")
+    taken.acquire()
+    path = tmp_path / LOCK
+    path.unlink()
+    if put_there == "named pipe":
+        os.mkfifo(path)
+    elif put_there == "link to a device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(b" " * (lock.MAX_LOCK_BYTES + 1))
+    taken.release()
+    taken.release()
+    assert capsys.readouterr().err == "" and os.path.lexists(path)
+
+
+def test_a_lock_gone_as_the_release_reads_it_is_not_said_to_be_left(tmp_path, monkeypatch, capsys):
+    """A lock removed between the release's look and its read (an operator's hand, another run's takeover) was said
+    to be left, "remove it", though nothing was there."""
+    taken = OutputLock(str(tmp_path), "run")
+    taken.acquire()
+    real_read = lock.read_regular_file
+
+    def removed_first(path, limit):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return real_read(path, limit)
+
+    monkeypatch.setattr(lock, "RELEASE_READ_PAUSE_S", 0)
+    monkeypatch.setattr(lock, "read_regular_file", removed_first)
+    taken.release()
+    assert capsys.readouterr().err == "" and not (tmp_path / LOCK).exists()

@@ -200,16 +200,26 @@ RELEASE_READ_PAUSE_S = 0.1
 
 
 def _holder_for_release(path: str) -> Holder | Exception | None:
-    """The lock's holder, or the last read's error when every read failed."""
+    """The lock's holder, or the last read's error when every read failed. A lock that is no regular file or is larger
+    than any lock (`read_regular_file`'s ValueError: a named pipe, a device, a link to one) is not this run's, which
+    wrote a regular file of ~150 bytes: None at once, as any other run's (read again, each release waited 0.2 s and
+    said it could not be read). One gone by the last read leaves nothing to release: None too (a release said to
+    remove a lock that was not there)."""
     failed: Exception = OSError("not read")
     for attempt in range(RELEASE_READS):
         if attempt:
             time.sleep(RELEASE_READ_PAUSE_S)
         try:
             return _read_holder(path)
+        except ValueError:
+            return None
         except Exception as err:
             failed = err
-    return failed
+    try:
+        gone = not FileSystems.exists(path)
+    except Exception:  # the store still not answering: whose it is cannot be told
+        gone = False
+    return None if gone else failed
 
 
 class OutputLock:
