@@ -124,3 +124,50 @@ def test_thousands_sharing_a_phash_that_the_dhash_keeps_apart_are_not_compared_p
         assert np.array_equal(flags, brute_flags(hashes, 4, 3)) and flags[0] and flags[size]
         assert flags.sum() == (len(nodes) if given_nodes is nodes else 2)
         assert sum(compared) < 2 * len(given_nodes) * 64  # the no-dHash node against all, small groups: not n^2
+
+
+@st.composite
+def clustered_bucket(draw) -> tuple[list[Node], np.ndarray]:
+    """One pHash or a few near ones; dHashes in a few clusters over any number of varying bits (none to all 64), some
+    repeated whole; many, few or no hashes without a dHash or of the previous release; which hashes are asked for."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    phashes = [rng.getrandbits(64) for _ in range(draw(st.integers(1, 3)))]
+    phash_flips = draw(st.integers(0, 3))
+    dbits = rng.sample(range(64), draw(st.integers(0, 64)))
+    dbase = rng.getrandbits(64)
+    clusters = [dbase ^ sum(1 << bit for bit in rng.sample(dbits, rng.randint(0, len(dbits))))
+                for _ in range(draw(st.integers(1, 5)))]
+    no_dhash, previous, repeated, asked = (draw(st.sampled_from(shares)) for shares in (
+        [0.0, 0.1, 0.5, 0.95], [0.0, 0.3, 0.9], [0.0, 0.3], [1.0, 0.5, 0.1]))
+    nodes: list[Node] = []
+    for k in range(draw(st.integers(0, 120))):
+        if nodes and rng.random() < repeated:
+            like = rng.choice(nodes)
+            nodes.append(Node(like.value, (k,), f"{k}", rng.random() < previous, like.dhash, f"g{k}"))
+            continue
+        value = rng.choice(phashes)
+        for _ in range(rng.randint(0, phash_flips)):
+            value ^= 1 << rng.randrange(64)
+        dhash = rng.choice(clusters)
+        for _ in range(rng.randint(0, 3) if dbits else 0):
+            dhash ^= 1 << rng.choice(dbits)
+        nodes.append(Node(value, (k,), f"{k}", rng.random() < previous, None if rng.random() < no_dhash else dhash,
+                          f"g{k}"))
+    return nodes, np.array([rng.random() < asked for _ in nodes], dtype=bool)
+
+
+@given(given_bucket=clustered_bucket(), r=st.integers(0, 10), dhash_distance=st.sampled_from([0, 1, 2, 5, 12, 62, 64]),
+       cap=st.sampled_from([2, 3, 64]), cells=st.sampled_from([1, 4, 50]), leaders=st.sampled_from([1, 2, 256]),
+       depth=st.sampled_from([1, 3]))
+@settings(max_examples=300, deadline=None)
+def test_a_bucket_split_on_its_dhashes_answers_the_hashes_asked_for_exactly(given_bucket, r, dhash_distance, cap,
+                                                                            cells, leaders, depth):
+    """Against brute force, with a mask of the hashes asked for: each asked-for hash is flagged exactly when it has a
+    partner, and no hash without one is ever flagged."""
+    nodes, wanted = given_bucket
+    partners = partnered(nodes, r, dhash_distance)
+    truth = np.array([n in partners for n in nodes], dtype=bool)
+    with mock.patch.object(pigeonhole, "_BRUTE_CELLS", cells), mock.patch.object(pigeonhole, "LEADERS", leaders), \
+            mock.patch.object(pigeonhole, "MAX_SPLIT_DEPTH", depth):
+        flags = close_flags(as_hashes(nodes), r, dhash_distance, 0, cap, wanted=wanted.copy())
+    assert np.array_equal(flags[wanted], truth[wanted]) and not (flags & ~truth).any()
