@@ -171,3 +171,19 @@ def test_a_bucket_split_on_its_dhashes_answers_the_hashes_asked_for_exactly(give
             mock.patch.object(pigeonhole, "MAX_SPLIT_DEPTH", depth):
         flags = close_flags(as_hashes(nodes), r, dhash_distance, 0, cap, wanted=wanted.copy())
     assert np.array_equal(flags[wanted], truth[wanted]) and not (flags & ~truth).any()
+
+
+def test_a_bucket_whose_dhash_sub_blocks_would_hold_more_pairs_than_itself_is_compared_whole():
+    """At a dHash distance of 16 the dHash's 64 bits are cut into 17 sub-blocks of 3 or 4 bits: grouped by each, the
+    groups held more pairs in all than the bucket, and the split cost up to 4 times the comparisons of comparing the
+    bucket whole (40,000 hashes sharing one pHash: 12.7 s, against 4.7 s). Such a bucket is compared whole."""
+    counted = mock.Mock()
+    rng = np.random.default_rng(1)
+    size, dhash_distance = 3000, 16
+    hashes = Hashes(np.full(size, 7, dtype=np.uint64), rng.integers(0, 2**64, size, dtype=np.uint64),
+                    np.ones(size, dtype=bool), np.zeros(size, dtype=bool))
+    with mock.patch.object(pigeonhole, "COMPARISONS", counted):
+        flags = close_flags(hashes, 4, dhash_distance, 0, 64)
+    assert np.array_equal(flags, brute_flags(hashes, 4, dhash_distance))
+    compared = sum(call.args[0] for call in counted.inc.call_args_list)
+    assert compared <= size * size + size * pigeonhole.LEADERS  # one pass over the bucket, and its leaders
