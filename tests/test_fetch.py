@@ -25,9 +25,11 @@ def test_sized_url_builds_live_url_and_keeps_other_shapes():
     assert sized_url(photo("9", server_id="65535", secret="ab12"), 500) == "https://live.staticflickr.com/65535/9_ab12.jpg"
     assert sized_url(photo("9", download_url="http://h/x/y.png"), 1024) == "http://h/x/y.png"
     assert sized_url(photo("9"), 500) == ""
-    # Digits of another script name no Flickr photo: such a URL is fetched as given, never rebuilt as a sized copy.
+    # Digits of another script name no Flickr photo, nor does a URL ending in a newline: such a URL is fetched as given
+    # (and refused as bad_url), never rebuilt as a sized copy.
     for odd in ("http://farm4.staticflickr.com/3069/\u0663_a5cea91de3.jpg",
-                "http://farm\u0664.staticflickr.com/3069/9_a5cea91de3.jpg"):
+                "http://farm\u0664.staticflickr.com/3069/9_a5cea91de3.jpg",
+                "http://farm4.staticflickr.com/3069/9_a5cea91de3.jpg\n"):
         assert sized_url(photo("9", download_url=odd), 1024) == odd
 
 

@@ -23,8 +23,8 @@ from pipeline.stage import StageOutput, apply_stage, reject
 STAGE = "fetch"
 
 # Flickr static URLs: .../{server}/{id}_{secret}[_{size}].jpg. [0-9], not \d: that also matches other scripts'
-# digits ('٣'), which name no Flickr photo.
-_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>[0-9]+)_(?P<secret>[0-9a-f]+)(?P<suffix>_[a-np-z])?\.jpg$")
+# digits ('٣'), which name no Flickr photo. \Z, not $: that also matches before a last newline.
+_STATIC_URL = re.compile(r"^(?P<base>https?://[^?#]+/)(?P<id>[0-9]+)_(?P<secret>[0-9a-f]+)(?P<suffix>_[a-np-z])?\.jpg\Z")
 # Flickr's static hosts, the only ones that serve the size suffixes. Any other host (a user's own
 # mirror) serves exactly the files it has: its URLs are fetched as given.
 _FLICKR_STATIC_HOST = re.compile(
