@@ -9,6 +9,8 @@ their encoding never depends on pickle and shuffles are stable across workers.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import decimal
 import os
 import re
 import sys
@@ -173,7 +175,7 @@ def value_kind(value: object) -> str:
     number" read as a contradiction, and a JSON object was named by our own class, "_Object")."""
     if isinstance(value, bool):
         return "true/false value"
-    if isinstance(value, float):
+    if isinstance(value, (float, decimal.Decimal)):  # a Parquet decimal column reads as Decimal
         return "decimal number"
     if isinstance(value, dict):
         return "JSON object"
@@ -185,6 +187,10 @@ def value_kind(value: object) -> str:
         return "whole number"
     if isinstance(value, (bytes, bytearray)):
         return "byte string"
+    if isinstance(value, dt.datetime):  # a Parquet timestamp column ("holds a datetime")
+        return "date and time"
+    if isinstance(value, dt.date):
+        return "date"
     return type(value).__name__
 
 

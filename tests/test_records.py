@@ -36,3 +36,17 @@ def test_an_id_of_more_than_20_digits_or_more_than_64_characters_is_bad(given_id
     with pytest.raises(BadPhotoId) as refused:
         canonical_photo_id(given_id)
     assert refused.value.reason == "bad_id" and len(str(refused.value)) < 200
+
+
+def test_a_value_is_named_in_words_not_by_its_python_type():
+    """Rejections said "column 'title' holds a int" (or a Decimal, a datetime): Python's names for what a JSON or
+    Parquet cell held."""
+    import datetime as dt
+    import decimal
+
+    from pipeline.records import value_kind
+
+    named = [value_kind(value) for value in (True, 1.5, decimal.Decimal("1.5"), 7, b"x", dt.datetime(2020, 1, 2),
+                                             dt.date(2020, 1, 2), None, {}, [])]
+    assert named == ["true/false value", "decimal number", "decimal number", "whole number", "byte string",
+                     "date and time", "date", "null", "JSON object", "list"]
