@@ -273,3 +273,35 @@ def test_a_lock_gone_as_the_release_reads_it_is_not_said_to_be_left(tmp_path, mo
     monkeypatch.setattr(lock, "read_regular_file", removed_first)
     taken.release()
     assert capsys.readouterr().err == "" and not (tmp_path / LOCK).exists()
+
+
+def test_a_dead_run_s_lock_whose_pid_a_later_process_took_is_taken_over(tmp_path):
+    """A run killed (the OOM killer, a container's SIGKILL) in a container that is then restarted: the new run has the
+    same host name and, as the container's first process, the same pid, so the dead run's lock named a live process,
+    the rerun itself, and every rerun was refused for good ("is in use by run ... if that run is gone, remove ...").
+    Any pid a later process took is the same. A process that started after the lock was written is not its writer:
+    the lock is taken over. A lock its live writer holds is still refused, and so is one whose pid is a process
+    that started before it."""
+    import datetime as dt
+    import socket
+
+    def written(pid: int, seconds_ago: float) -> None:
+        started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)
+        (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(), "pid": pid,
+                                                 "started": started.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (os.getpid(), later.pid):  # the rerun's own pid; another process's, started since
+            written(pid, seconds_ago=3600)
+            with OutputLock(str(tmp_path), "rerun"):
+                assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "rerun"
+        written(later.pid, seconds_ago=0)  # its writer, alive: held
+        with pytest.raises(OutputLocked, match=f"in use by run killed \\(pid {later.pid} "):
+            OutputLock(str(tmp_path), "rerun").acquire()
+    finally:
+        later.kill()
+        later.wait()
+    written(os.getpid(), seconds_ago=0)  # held by this process, which wrote it: refused, never taken from itself
+    with pytest.raises(OutputLocked, match="in use by run killed"):
+        OutputLock(str(tmp_path), "rerun").acquire()

@@ -437,8 +437,9 @@ def test_a_fresh_lock_temporary_of_a_killed_run_is_removed_at_once_and_no_other(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # reaped: its pid names no process now
 
-    def holder(pid: int, host: str = socket.gethostname()) -> str:
-        return json.dumps({"run_id": "r", "host": host, "pid": pid, "started": "2026-12-02T00:00:00Z"})
+    def holder(pid: int, host: str = socket.gethostname()) -> str:  # written now: a live pid is its writer's
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return json.dumps({"run_id": "r", "host": host, "pid": pid, "started": started})
 
     temporaries = {"killed": holder(gone.pid), "live": holder(os.getpid()), "elsewhere": holder(gone.pid, "other-host"),
                    "huge-pid": holder(2**80), "minus-one": holder(-1), "half-written": '{"run_id": "r", "ho'}

@@ -6,8 +6,9 @@ on local disks, a conditional upload (`if_generation_match=0`) on gs:// — hold
 host, process id and start time. A second run is refused with one line naming the holder.
 
 A killed run cannot remove its lock. On the same host a lock whose process no longer exists is
-stale and is taken over; elsewhere (another machine, a Dataflow launcher) the message says which
-run holds it and since when, and the operator removes the file once that run is known to be gone.
+stale and is taken over (so is one whose pid a process started after the lock was written has now);
+elsewhere (another machine, a Dataflow launcher) the message says which run holds it and since when,
+and the operator removes the file once that run is known to be gone.
 Writing the lock is also the launch-time check that `--output` is writable at all.
 """
 
@@ -75,6 +76,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# A lock's `started` is written to the second, a process's start time read to the clock tick from a boot time to the
+# second: a process that started more than this after the lock was written is certainly not its writer.
+STARTED_SLACK_S = 2.0
+
+
+def _process_started(pid: int) -> float | None:
+    """When the process that has `pid` now started, in seconds since the epoch (Linux's /proc); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime: clock ticks after boot
+        with open("/proc/stat", encoding="ascii", errors="replace") as machine:
+            booted = next(int(line.split()[1]) for line in machine if line.startswith("btime "))
+        return booted + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _writer_alive(holder: Holder) -> bool:
+    """Whether the process that wrote the lock may still run: its pid names a process that started before the lock
+    was written. A pid is given again once its process is gone: a container restarted after its run was killed gives
+    the new run (its first process) the dead run's pid and host name, and that lock named a live process, the rerun
+    itself, so every rerun was refused for good. Taken as alive wherever the start times cannot be read."""
+    if not _pid_alive(holder.pid):
+        return False
+    started = _process_started(holder.pid)
+    try:
+        written = dt.datetime.strptime(holder.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return True
+    return started is None or started <= written + STARTED_SLACK_S
+
+
 def _create_if_absent(path: str, payload: bytes) -> bool:
     """True if this call created the file; False if it already existed."""
     if path.startswith("gs://"):
@@ -134,7 +167,7 @@ def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
         holder = _parsed(read_regular_file(entry.path, MAX_LOCK_BYTES))
     except ValueError:  # no regular file now, or larger than any lock: no temporary a run wrote
         return False
-    return holder is not None and holder.host == host and not _pid_alive(holder.pid)
+    return holder is not None and holder.host == host and not _writer_alive(holder)
 
 
 def _remove_stale_temporaries(path: str, host: str) -> None:
@@ -264,7 +297,7 @@ class OutputLock:
         raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
 
     def _stale(self, holder: Holder | None) -> bool:
-        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _pid_alive(holder.pid))
+        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _writer_alive(holder))
 
     def release(self) -> None:
         """Deletes the lock if it is this run's, once. The main thread (as the run ends) and a stop's thread
