@@ -1030,6 +1030,7 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
         assert rerun is not other_option or "made by another refresh: --max_side=" in said.err, said.err
         assert json.loads((target / "manifest.json").read_text())["release"] == "r2"
         assert main(["verify", str(target)]) == 0
+        assert not (target / "_staging").exists()  # the emptied staging folder stayed in the release for good
 
 
 def test_a_photo_a_reviewer_rejects_leaves_the_next_release_though_the_detectors_did_not_change(

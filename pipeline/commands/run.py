@@ -495,6 +495,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
                       "while publishing)", file=sys.stderr)
                 if is_published(opts.output):
+                    # The finished run's folder is gone; the emptied `_staging` above it stayed in the release for good.
+                    remove_staging(opts.output, keep_planned=True)
                     raise PublishFinished(opts.output, finished)
             try:
                 remove_staging(opts.output)  # what killed runs left: no live run can own it, we hold the lock
