@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
@@ -19,7 +20,7 @@ from pipeline.commands.run import (
 )
 from pipeline.io import report
 from pipeline.io.file_pins import Pins
-from pipeline.io.file_reads import spaced_path_problem
+from pipeline.io.file_reads import is_remote, spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
@@ -189,7 +190,7 @@ def _problems_once_finished(release: str, said: str, pins: Pins | None = None) -
 
     problems = verified()
     leftovers_only = all(problem.message == UNLISTED and run_leftover(problem.path) for problem in problems)
-    if not problems or not leftovers_only:
+    if (not problems and not _emptied_staging_left(release)) or not leftovers_only:
         return problems, False, ""
     try:
         if not _finish_cut_publish(release):
@@ -204,6 +205,15 @@ def _problems_once_finished(release: str, said: str, pins: Pins | None = None) -
         print(f"refresh: {said} a kill had left its publish's last step undone (its staging folder, its lock): "
               "finished now", flush=True)
     return problems, True, ""
+
+
+def _emptied_staging_left(release: str) -> bool:
+    """Whether the release holds a staging folder with no file in it: a stop as the publish removed it, its last step
+    (the release whole, nothing for verify to find), left it there for good, as no run touches a published release."""
+    folder = os.path.join(release, STAGING)
+    if is_remote(release) or os.path.islink(folder) or not os.path.isdir(folder):
+        return False
+    return not any(files for _, _, files in os.walk(folder))
 
 
 def _finish_cut_publish(target: str) -> bool:
