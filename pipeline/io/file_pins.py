@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from pipeline.io.file_reads import is_remote, open_regular_file
+from pipeline.io.globs import posix_glob
 
 Pin = tuple[Any, ...]
 # The checks, as their lines name them, and what the lines tell the operator to do
@@ -161,10 +162,8 @@ class Pins:
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """A glob's regex over `canonical` paths: its literal folder made canonical, the rest as `files.matching` reads
     it."""
-    from pipeline.io.files import _posix_glob
-
     literal = re.split(r"[\[*?]", pattern, maxsplit=1)[0]
     folder = literal.rsplit("/", 1)[0] if "/" in literal else "."
     rest = pattern[len(folder):]
-    return _posix_glob(canonical(folder).rstrip("/") + rest)[1]
+    return posix_glob(canonical(folder).rstrip("/") + rest)[1]
 

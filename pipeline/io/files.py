@@ -3,7 +3,6 @@ Parquet tables, and atomic writes (temporary name, then rename) that report each
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import json
@@ -30,6 +29,7 @@ from pipeline.io.file_reads import open_reader as open_reader
 from pipeline.io.file_reads import open_regular_file as open_regular_file
 from pipeline.io.file_reads import read_bytes as read_bytes
 from pipeline.io.file_reads import size_and_kind as size_and_kind
+from pipeline.io.globs import glob_parts, posix_glob
 from pipeline.io.parquet_footer import FooterTooLarge, check_footer
 from pipeline.io.regular_files import read_at_most
 
@@ -242,72 +242,6 @@ def refuse_other_than_a_file(path: str) -> None:
             raise NotAFile(f"{path} is {kind}, not a file")
 
 
-def _glob_parts(pattern: str) -> Iterator[tuple[str, str]]:
-    """The tokens of a glob as Beam's FileSystem.translate_pattern reads them: ('*', run of stars), ('?', '?'),
-    ('[', class text with its brackets) or ('', one literal character). An unclosed '[' is a literal."""
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            j = i
-            while j < n and pattern[j] == "*":
-                j += 1
-            yield "*", pattern[i:j]
-            i = j
-            continue
-        if c == "[":
-            j = i + 1
-            if j < n and pattern[j] == "!":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j < n:
-                yield "[", pattern[i:j + 1]
-                i = j + 1
-                continue
-        yield ("?", c) if c == "?" else ("", c)
-        i += 1
-
-
-def _fnmatch_class(text: str) -> str:
-    """The regex of one closed `[...]` class as fnmatch translates it (its `(?s:...)\\Z` wrapper taken off)."""
-    translated = fnmatch.translate(text)
-    found = re.fullmatch(r"\(\?s:(.*)\)\\[Zz]", translated, re.S)
-    if found is None:  # another Python's wrapper: the class must still be read, never dropped
-        raise ValueError(f"fnmatch.translate gave {translated!r}")
-    return found.group(1)
-
-
-def _posix_glob(pattern: str) -> tuple[str, re.Pattern[str]]:
-    """(a broader pattern for Beam's listing, the regex of the glob as POSIX reads it). Beam's '*' is
-    `[^/\\]*`: it never matches a backslash, a Windows separator to Beam but an ordinary character of a
-    name on Linux and in GCS, so `dumps/*` skipped a file named `a\\b.bz2` and every row in it, silently.
-    Here '*' is any run of characters but '/', '**' any run at all, '?' one character but '/'. Beam lists
-    everything under the pattern's literal prefix either way, so the broader pattern costs nothing more."""
-    if pattern.endswith("/"):
-        pattern += "*"  # a folder: its files, as Beam reads it
-    broad, regex = [], []
-    for kind, text in _glob_parts(pattern):
-        if kind == "*":
-            broad.append("**")
-            regex.append("[^/]*" if len(text) == 1 else ".*")
-        elif kind == "?":
-            broad.append("?")
-            regex.append("[^/]")
-        elif kind == "[":
-            # Beam hands a class to `re` as it is: `[a-[]` (a range running backwards) failed the listing with a
-            # BeamIOError. The listing takes any run instead, and the class is read as fnmatch reads it (a backward
-            # range matches nothing, `!` negates, `^` and `[` are literal).
-            broad.append("**")
-            regex.append(_fnmatch_class(text))
-        else:
-            broad.append(text)
-            regex.append(re.escape(text))
-    return "".join(broad), re.compile("(?s)" + "".join(regex) + r"\Z")
-
-
 def matching(pattern: str) -> list[str]:
     """Paths matching a glob, local or on any Beam filesystem, sorted; [] when none match. The glob is read as
     Beam reads it (no way to quote a wildcard), except that '*' and '?' match any character but '/'."""
@@ -317,7 +251,7 @@ def matching(pattern: str) -> list[str]:
 def matching_sizes(pattern: str) -> list[tuple[str, int]]:
     """`matching`'s paths with their sizes in bytes, from the one listing (a path looked up again is read as a glob:
     a file named `part[1].csv` is not found by its own name)."""
-    broad, regex = _posix_glob(pattern)
+    broad, regex = posix_glob(pattern)
     # Beam lists the folder of the glob's literal prefix: '' for `photos-*.csv.gz`, which it finds no folder, so a
     # glob in the working folder matched nothing. It is listed as `./…`, and its paths given back as spelled.
     prefix = re.split(r"[\[*?]", broad, maxsplit=1)[0]  # as Beam takes it: a pattern with none is one file's name
@@ -330,13 +264,13 @@ def matching_sizes(pattern: str) -> list[tuple[str, int]]:
 def glob_matches(pattern: str, path: str) -> bool:
     """Whether `matching(pattern)` would list `path` were it there (the same spelling: both absolute, or both
     relative to one folder)."""
-    return bool(_posix_glob(pattern)[1].match(path))
+    return bool(posix_glob(pattern)[1].match(path))
 
 
 def is_glob(pattern: str) -> bool:
     """Whether `matching` reads `pattern` as a glob (a '*', a '?', a closed '[...]', or a folder's files: a '/' at its
     end) rather than as one file's name (an unclosed '[' is a literal, as to Beam)."""
-    return pattern.endswith("/") or any(kind for kind, _ in _glob_parts(pattern))
+    return pattern.endswith("/") or any(kind for kind, _ in glob_parts(pattern))
 
 
 def files_to_read(pattern: str) -> list[str]:
