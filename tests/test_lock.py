@@ -305,3 +305,33 @@ def test_a_dead_run_s_lock_whose_pid_a_later_process_took_is_taken_over(tmp_path
     written(os.getpid(), seconds_ago=0)  # held by this process, which wrote it: refused, never taken from itself
     with pytest.raises(OutputLocked, match="in use by run killed"):
         OutputLock(str(tmp_path), "rerun").acquire()
+
+
+def test_a_live_run_s_lock_is_refused_after_the_clock_steps_forward(tmp_path):
+    """A run's process wrote its lock; then the wall clock stepped forward (a virtual machine resumed and set right,
+    NTP's first step after boot): read as a time of day, the live writer's start came an hour after its own lock, so
+    the lock was taken as a later process's pid and taken over, and two runs wrote one output. The writer's start in
+    clock ticks after boot is what the lock is judged by: held. A lock recording another process's ticks, whose pid a
+    live process has now, is taken over whatever its time says."""
+    import datetime as dt
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pipeline.io.lock import OutputLock\n"
+         f"OutputLock({str(tmp_path)!r}, 'live').acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        written = json.loads((tmp_path / LOCK).read_text())
+        assert written["pid"] == holder.pid
+        stepped = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # the clock then, as this clock reads it now
+        (tmp_path / LOCK).write_text(json.dumps({**written, "started": stepped.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+        with pytest.raises(OutputLocked, match=f"in use by run live \\(pid {holder.pid} "):
+            OutputLock(str(tmp_path), "second").acquire()
+        # the same pid, another process's start: a later process took the dead writer's pid
+        (tmp_path / LOCK).write_text(json.dumps({**written, "ticks": written["ticks"] - 1,
+                                                 "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}))
+        with OutputLock(str(tmp_path), "rerun"):
+            assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "rerun"
+    finally:
+        holder.kill()
+        holder.wait()

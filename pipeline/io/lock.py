@@ -54,6 +54,10 @@ class Holder:
     host: str
     pid: int
     started: str
+    # The writer's start in the kernel's own count (Linux: the boot's id, the process's start in clock ticks after
+    # boot), which no change of the wall clock moves; "" and None where unknown (another system, an older lock)
+    boot: str = ""
+    ticks: int | None = None
 
     def describe(self) -> str:
         return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started})"
@@ -61,7 +65,26 @@ class Holder:
 
 def _this_run(run_id: str) -> Holder:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Holder(run_id, socket.gethostname(), os.getpid(), started)
+    ticks = _start_ticks(os.getpid())
+    return Holder(run_id, socket.gethostname(), os.getpid(), started, _boot_id() if ticks is not None else "", ticks)
+
+
+def _boot_id() -> str:
+    """This boot's id (Linux; a container's is its host's), "" where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii", errors="replace") as boot:
+            return boot.read(64).strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process that has `pid` now started, in clock ticks after boot (Linux's /proc); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -83,9 +106,10 @@ STARTED_SLACK_S = 2.0
 
 def _process_started(pid: int) -> float | None:
     """When the process that has `pid` now started, in seconds since the epoch (Linux's /proc); None where unknown."""
+    ticks = _start_ticks(pid)
+    if ticks is None:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime: clock ticks after boot
         with open("/proc/stat", encoding="ascii", errors="replace") as machine:
             booted = next(int(line.split()[1]) for line in machine if line.startswith("btime "))
         return booted + ticks / os.sysconf("SC_CLK_TCK")
@@ -97,9 +121,18 @@ def _writer_alive(holder: Holder) -> bool:
     """Whether the process that wrote the lock may still run: its pid names a process that started before the lock
     was written. A pid is given again once its process is gone: a container restarted after its run was killed gives
     the new run (its first process) the dead run's pid and host name, and that lock named a live process, the rerun
-    itself, so every rerun was refused for good. Taken as alive wherever the start times cannot be read."""
+    itself, so every rerun was refused for good. Taken as alive wherever the start times cannot be read.
+
+    A lock that records its writer's start in clock ticks after this very boot is judged by them alone: the pid's
+    process is its writer if it started at that tick. Its start read as a time of day moves with the wall clock, and
+    a clock stepped forward after the lock was written (a virtual machine resumed and set right, NTP's first step
+    after boot) made a live run's process look started after its own lock: a second run took the lock over, and two
+    runs wrote one output."""
     if not _pid_alive(holder.pid):
         return False
+    if holder.ticks is not None and holder.boot and holder.boot == _boot_id():
+        now = _start_ticks(holder.pid)
+        return now is None or now == holder.ticks
     started = _process_started(holder.pid)
     try:
         written = dt.datetime.strptime(holder.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
@@ -206,7 +239,10 @@ def _create_exclusively(path: str, payload: bytes) -> bool:
 def _parsed(payload: bytes) -> Holder | None:
     try:
         data: Any = json.loads(payload)
-        return Holder(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]))
+        ticks = data.get("ticks")
+        return Holder(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]),
+                      str(data.get("boot") or ""), ticks if isinstance(ticks, int) and not isinstance(ticks, bool)
+                      else None)
     except Exception:  # unreadable or half-written: treated as held by an unknown run
         return None
 
