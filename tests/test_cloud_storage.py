@@ -372,6 +372,7 @@ def test_a_release_object_rewritten_since_verify_read_it_is_refused_by_its_gener
     verify read, refuses it, while the objects verify read are read as before."""
     import apache_beam as beam
     import pyarrow as pa
+    from apache_beam.testing.util import assert_that, equal_to
 
     from pipeline.io.file_pins import ChangedSinceChecked, Pins
     from pipeline.io.files import ReadParquetFiles, read_parquet
@@ -405,7 +406,13 @@ def test_a_release_object_rewritten_since_verify_read_it_is_refused_by_its_gener
             read(f"{release}/{shards[0]}")
     with pytest.raises(ChangedSinceChecked, match="changed since verify"):
         photo_ids(release, pins=pins)
-    gcs.blob(f"pinned/r1/{ledger}").upload_from_string((demo_release / ledger).read_bytes())  # the same bytes again
+    # The same bytes again (another generation, as a rewrite to another storage class makes): what verify read, read
+    gcs.blob(f"pinned/r1/{ledger}").upload_from_string((demo_release / ledger).read_bytes())
+    with local_pipeline() as p:
+        counted = (p | ReadParquetFiles([f"{release}/ledger/*.parquet"], pins)
+                   | beam.combiners.Count.Globally())
+        assert_that(counted, equal_to([pq.read_metadata(demo_release / ledger).num_rows]))
+    gcs.blob(f"pinned/r1/{ledger}").upload_from_string(changed.getvalue())  # other bytes: refused
     with pytest.raises(Exception, match="changed since verify checked it"), local_pipeline() as p:
         _ = p | ReadParquetFiles([f"{release}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)
     gcs.blob("pinned/r1/parquet/extra.parquet").upload_from_string(changed.getvalue())

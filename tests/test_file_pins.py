@@ -95,3 +95,34 @@ def test_a_file_added_to_a_checked_folder_or_gone_from_it_is_refused_by_name(tmp
     with pytest.raises(ChangedSinceChecked, match=r"c\.parquet: added since verify checked its folder"):
         pins.open(str(tmp_path / "c.parquet"), LAUNCH_CHECK)
     pins.open(str(kept), VERIFIED).close()
+
+
+def test_a_file_known_by_its_bytes_is_read_after_its_inode_changed_and_refused_once_its_bytes_did(tmp_path):
+    """Where the check knew the bytes it read (verify: the manifest's hash), a change of the inode alone (its mode set
+    again, a hard link made) is no other version: the file is hashed through the handle and read; the version read
+    then is the one compared once it is read. Other bytes of the same size, its modification time set back, are
+    refused."""
+    import hashlib
+
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = Pins()
+    with open_regular_file(str(path)) as handle:
+        pins.add(str(path), handle, VERIFIED, (7, hashlib.sha256(b"checked").hexdigest()))
+    _past_its_change_time(path)
+    path.chmod(path.stat().st_mode & 0o7777)
+    os.link(path, tmp_path / "snapshot")
+    with pins.open(str(path), VERIFIED) as handle:
+        assert handle.read() == b"checked"
+        pins.check(str(path), handle, VERIFIED)
+        _past_its_change_time(path)
+        path.chmod(path.stat().st_mode & 0o7777)
+        with pytest.raises(ChangedSinceChecked, match="written in place"):
+            pins.check(str(path), handle, VERIFIED)  # as it was read: what was read is not known to be those bytes
+    before = path.stat()
+    _past_its_change_time(path)
+    with open(path, "r+b") as handle:
+        handle.write(b"CHANGED")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ChangedSinceChecked, match="written in place"):
+        pins.open(str(path), VERIFIED)

@@ -1988,3 +1988,52 @@ def test_a_previous_release_changed_between_its_verify_and_its_read_is_refused_n
     said = {"added": "added since verify checked its folder", "gone": "gone since verify checked it"}
     assert str(changed[0]) in err and said.get(change.split("_")[1], "changed since verify checked it") in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("change", ["metadata", "linked", "put_back"])
+def test_a_previous_release_whose_files_hold_the_bytes_verify_read_is_refreshed_whatever_touched_them_since(
+        first_yfcc_release, tmp_path, monkeypatch, capsys, change):
+    """Between the refresh's verify and its reads, every file of the previous release has its mode set to what it was
+    and its access time set back (a permissions sweep, a backup tool that reads with `--atime-preserve`), or is hard
+    linked into a snapshot (`cp -al`), or is put back with the same bytes (a restore): each moves the change time or
+    the inode the refresh held its reads to, and the refresh was refused ("written in place", "another file under its
+    name"), each month such a tool ran during its job. The bytes are those verify read: the refresh reads them."""
+    import pipeline.commands.refresh as command
+
+    server, metadata, first = first_yfcc_release
+    previous = tmp_path / "previous" / "releases" / "r1"
+    shutil.copytree(first, previous)
+    files = sorted(path for path in previous.rglob("*") if path.is_file())
+
+    def change_them() -> None:
+        for path in files:
+            probe = path.with_name(path.name + ".probe")  # past the file's change time: a change now moves it
+            probe.touch()
+            while probe.stat().st_ctime_ns <= path.stat().st_ctime_ns:
+                os.utime(probe)
+            probe.unlink()
+            info = path.stat()
+            if change == "metadata":
+                path.chmod(info.st_mode & 0o7777)
+                os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+            elif change == "linked":
+                snapshot = tmp_path / "snapshot" / path.relative_to(previous)
+                snapshot.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, snapshot)
+            else:
+                _replaced(path, path.read_bytes())
+            assert path.stat().st_ctime_ns != info.st_ctime_ns or path.stat().st_ino != info.st_ino
+
+    verified = command._problems_once_finished
+
+    def verified_then_changed(*args, **kwargs):
+        found = verified(*args, **kwargs)
+        change_them()
+        return found
+
+    monkeypatch.setattr(command, "_problems_once_finished", verified_then_changed)
+    code = main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+                 f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert main(["verify", str(tmp_path / "root" / "releases" / "r2")]) == 0

@@ -336,7 +336,7 @@ def parquet_problem(path: str, pins: Pins | None = None) -> str | None:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             opened = pin_of(path, handle)
             if pins is not None and (pins.holds(path) or pins.covers(path)):  # verify read it, or its folder
-                pins.check(path, handle, LAUNCH_CHECK)
+                pins.confirm(path, handle, LAUNCH_CHECK)
             check_footer(handle)
             parquet = pq.ParquetFile(handle)
             parquet.schema_arrow  # noqa: B018  # reads and parses the footer

@@ -19,10 +19,19 @@ own handle holds:
 
 A local file is compared again once it is read (a write in place during the read); a GCS handle cannot read another
 generation. A file the check never saw (added since under a glob it read) or gone since is refused the same way.
+
+A version told apart from the one checked is not always other bytes: a change time moves with any change of the inode
+(a `chmod` or `chown`, even to what it was; a hard link made or removed, as `cp -al` snapshots do; a backup tool setting
+back the access time it moved, as `tar --atime-preserve` does), a file put back with the same bytes is another inode,
+and an object rewritten to another storage class another generation. Refused, the refresh failed on a release that
+was as verified, after hours of its job, and again each time such a tool ran meanwhile. Where the check knows the
+file's hash (verify: the manifest's), the file is hashed once more through the handle that reads it, only then, and
+read if it holds those bytes, its version now the one later compared (a write as it is read still refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import posixpath
@@ -103,16 +112,22 @@ class Pins:
     versions: dict[str, Pin] = field(default_factory=dict)
     folders: set[str] = field(default_factory=set)
     by: dict[str, str] = field(default_factory=dict)  # which check read each (`VERIFIED`, `LAUNCH_CHECK`)
+    # the size and sha256 of the bytes the check read, where it knows them (verify: the manifest's)
+    contents: dict[str, tuple[int, str]] = field(default_factory=dict)
 
-    def add(self, path: str, read: Any, what: str) -> None:
-        """`path`'s version as the handle `read` reads it (or `read` itself: a `Pin` taken from the handle before)."""
+    def add(self, path: str, read: Any, what: str, content: tuple[int, str] | None = None) -> None:
+        """`path`'s version as the handle `read` reads it (or `read` itself: a `Pin` taken from the handle before);
+        `content`: the (size, sha256) of the bytes the check read of it, if known."""
         self.versions[canonical(path)] = read if isinstance(read, tuple) else pin_of(path, read)
         self.by[canonical(path)] = what
+        if content is not None:
+            self.contents[canonical(path)] = content
 
     def clear(self) -> None:
         self.versions.clear()
         self.folders.clear()
         self.by.clear()
+        self.contents.clear()
 
     def holds(self, path: str) -> bool:
         return canonical(path) in self.versions
@@ -144,11 +159,26 @@ class Pins:
                 raise
             raise ChangedSinceChecked(f"{path}: gone since {what} checked it: {_AGAIN}") from None
         try:
-            self.check(path, handle, what)
+            self.confirm(path, handle, what)
         except BaseException:
             handle.close()
             raise
         return handle
+
+    def confirm(self, path: str, handle: Any, what: str) -> None:
+        """`check` of a handle just opened, at its start: a version other than the one checked is read if the check
+        knew the file's bytes and the handle reads those very bytes (hashed through it, then back at its start); that
+        version is the one compared from then on."""
+        try:
+            self.check(path, handle, what)
+        except ChangedSinceChecked:
+            content = self.contents.get(canonical(path))
+            if content is None:
+                raise
+            now = pin_of(path, handle)  # before the hash: a write as it is hashed or read moves it
+            if now[0] != self.versions[canonical(path)][0] or _content(handle, content[0]) != content:
+                raise
+            self.versions[canonical(path)] = now
 
     def listed(self, pattern: str, found: list[str]) -> list[str]:
         """The files to read for `pattern`: `found` (its listing now) and the checked files it would list that are
@@ -157,6 +187,21 @@ class Pins:
         regex = _pattern_regex(pattern)
         gone = [path for path in self.versions if path not in here and regex.match(path)]
         return sorted({*found, *gone})
+
+
+_HASH_CHUNK = 1 << 20
+
+
+def _content(handle: Any, most: int) -> tuple[int, str]:
+    """(size, sha256) of what `handle` reads from its start, read no further than `most` + 1 bytes; the handle is
+    left at its start."""
+    digest, size = hashlib.sha256(), 0
+    handle.seek(0)
+    while size <= most and (chunk := handle.read(min(_HASH_CHUNK, most + 1 - size))):
+        digest.update(chunk)
+        size += len(chunk)
+    handle.seek(0)
+    return size, digest.hexdigest()
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -33,6 +33,7 @@ hours or gigabytes."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import heapq
 import itertools
 import json
@@ -265,7 +266,7 @@ def _load_manifest(release: str, path: str, pins: Pins | None = None) -> tuple[d
             if pin_of(path, handle) != opened:  # written in place as it was read: not the version pinned
                 raise ValueError(f"{path} was written as it was read")
             if pins is not None:
-                pins.add(path, opened, VERIFIED)
+                pins.add(path, opened, VERIFIED, (len(data), hashlib.sha256(data).hexdigest()))
     except OSError as err:
         return None, f"{MANIFEST} is unreadable: {_one_line(err)}"
     except ValueError as err:  # grown past the bound since its size was taken (or a store's size not true), or no file
@@ -463,7 +464,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
                 yield Problem(relative, "changed while it was being read")
                 return False
             if pins is not None:
-                pins.add(path, opened, VERIFIED)
+                pins.add(path, opened, VERIFIED, (size, sha256))
     except OSError as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return False
