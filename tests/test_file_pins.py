@@ -126,3 +126,19 @@ def test_a_file_known_by_its_bytes_is_read_after_its_inode_changed_and_refused_o
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     with pytest.raises(ChangedSinceChecked, match="written in place"):
         pins.open(str(path), VERIFIED)
+
+
+def test_a_checked_file_gone_from_a_glob_of_the_working_folder_is_still_listed(tmp_path, monkeypatch):
+    """`--ledger='*.parquet'` given in the ledger's folder: a file the launch check read and that is gone when the job
+    lists the glob again was left out unsaid (its folder taken as the pattern's first character), its decisions with
+    it; it is listed, and its read says it is gone."""
+    monkeypatch.chdir(tmp_path)
+    kept, removed = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    kept.write_bytes(b"a")
+    removed.write_bytes(b"b")
+    pins = _checked(kept, removed)
+    removed.unlink()
+    assert pins.listed("*.parquet", ["a.parquet"]) == sorted(["a.parquet", str(removed)])
+    assert pins.listed("?.parquet", []) == sorted([str(kept), str(removed)])
+    with pytest.raises(ChangedSinceChecked, match=r"b\.parquet: gone since verify checked it"):
+        pins.open(next(path for path in pins.listed("*.parquet", ["a.parquet"]) if path != "a.parquet"), VERIFIED)

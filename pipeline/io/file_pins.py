@@ -208,7 +208,9 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     """A glob's regex over `canonical` paths: its literal folder made canonical, the rest as `files.matching` reads
     it."""
     literal = re.split(r"[\[*?]", pattern, maxsplit=1)[0]
-    folder = literal.rsplit("/", 1)[0] if "/" in literal else "."
+    if "/" not in literal:  # a glob of the working folder's files (`*.parquet`): no folder of its own to cut off
+        return posix_glob(canonical(".").rstrip("/") + "/" + pattern)[1]
+    folder = literal.rsplit("/", 1)[0]
     rest = pattern[len(folder):]
     return posix_glob(canonical(folder).rstrip("/") + rest)[1]
 
