@@ -142,3 +142,20 @@ def test_a_checked_file_gone_from_a_glob_of_the_working_folder_is_still_listed(t
     assert pins.listed("?.parquet", []) == sorted([str(kept), str(removed)])
     with pytest.raises(ChangedSinceChecked, match=r"b\.parquet: gone since verify checked it"):
         pins.open(next(path for path in pins.listed("*.parquet", ["a.parquet"]) if path != "a.parquet"), VERIFIED)
+
+
+def test_a_file_known_by_its_bytes_is_read_through_a_reader_of_another_kind(tmp_path):
+    """A worker whose reader gives no descriptor and no GCS blob (another Beam or google-cloud-storage than the
+    launcher's) takes the version from the store's listing, another kind than verify's: every read was refused
+    ("read otherwise than it was checked"). The bytes verify read are read; others are not."""
+    import hashlib
+    import io
+
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"checked")
+    pins = Pins()
+    with open_regular_file(str(path)) as handle:
+        pins.add(str(path), handle, VERIFIED, (7, hashlib.sha256(b"checked").hexdigest()))
+    with pytest.raises(ChangedSinceChecked, match="read otherwise than it was checked"):
+        pins.confirm(str(path), io.BytesIO(b"CHANGED"), VERIFIED)
+    pins.confirm(str(path), io.BytesIO(b"checked"), VERIFIED)
