@@ -265,7 +265,8 @@ def test_overwrite_replaces_the_old_dataset_only_once_the_new_run_succeeded(worl
 def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_release, tmp_path, capsys):
     """--overwrite over a dataset, stopped (Ctrl-C) after publishing deleted the old files and moved two new
     ones in: the folder claims no dataset (verify says so), and the next run finishes the stopped run's
-    publish before its own (here refused: the folder holds a dataset again and --overwrite is not given)."""
+    publish before its own: another command is then refused (the folder holds a dataset again and --overwrite is not
+    given), exit 2; the same one (--overwrite decides no byte of the dataset) is done, exit 0, in one line."""
     from tests.conftest import publishing_stopped_after
 
     server, metadata = world
@@ -275,11 +276,65 @@ def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_
         run(argv(server, metadata, output, "--shards=3"), overwrite=True)
     assert not (output / "manifest.json").exists() and not (output / LOCK).exists()
     assert main(["verify", str(output)]) == 2 and "holds no manifest.json" in capsys.readouterr().err
-    assert main(["run", *argv(server, metadata, output, "--shards=3")]) == 2
+    published = output.parent / "published"
+    shutil.copytree(output, published)
+    assert main(["run", *argv(server, metadata, output, "--shards=2")]) == 2
     err = capsys.readouterr().err
     assert "finished publishing run" in err and "already holds a dataset" in err
     assert not (output / STAGING).exists() and dataset_files(output) == manifest_files(output)
     assert len(list((output / "parquet").glob("*.parquet"))) == 3 and main(["verify", str(output)]) == 0
+    capsys.readouterr()
+    assert main(["run", *argv(server, metadata, published, "--shards=3")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "finished publishing run" in err[0] and "the earlier run of this same command" in err[0]
+    assert not (published / STAGING).exists() and main(["verify", str(published)]) == 0
+    assert files_of(published) == files_of(output)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_only_the_same_command_is_told_done_by_the_dataset_it_published(world, tmp_path, capsys, monkeypatch):
+    """A plain run's dataset records the command that made it (its options but the operational ones, its input files,
+    its models), sealed over its files: the same command again is done, exit 0, touching nothing, with other thread
+    counts or progress too; a dataset without the record (written before runs kept one), with the record or a file's
+    checksum edited, or another option, is refused as before, exit 2, and one verify does not pass (its stats.json
+    edited) is refused naming the file; --overwrite still runs again and replaces it."""
+    server, metadata = world
+    output = tmp_path / "out"
+    command = ["run", *argv(server, metadata, output, "--shards=2")]
+    assert main(command) == 0
+    before = files_of(output)
+    built = []
+    real_build = run_command.build
+    monkeypatch.setattr(run_command, "build", lambda *args: (built.append(1), real_build(*args)))
+    capsys.readouterr()
+    assert main([*command, "--progress_seconds=1", "--fetch_threads=3", "--detect_threads=1"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds the dataset of this same command" in err[0], err
+    assert files_of(output) == before
+    manifest = json.loads((output / "manifest.json").read_text())
+    record = manifest["run_fingerprint"]
+    edited_files = [{**entry, "sha256": "0" * 64} if entry["path"].endswith(".parquet") else entry
+                    for entry in manifest["files"]]
+    for change in ({"run_fingerprint": None}, {"run_fingerprint": {**record, "sha256": "0" * 64}},
+                   {"run_fingerprint": {**record, "options": {**record["options"], "max_side": 256}}},
+                   {"files": edited_files}):
+        (output / "manifest.json").write_text(json.dumps({**manifest, **change}))
+        assert main(command) == 2, change
+        said = capsys.readouterr().err
+        assert "already holds a dataset (manifest.json); pass --overwrite" in said, (change, said)
+    (output / "manifest.json").write_bytes(before["manifest.json"])
+    (output / "stats.json").write_text("{}")  # outside the record's seal: verify's to find
+    assert main(command) == 2
+    said = capsys.readouterr().err
+    assert "holds the dataset of this same command, but it does not match its manifest (stats.json" in said, said
+    (output / "stats.json").write_bytes(before["stats.json"])
+    assert main([*command, "--max_side=256"]) == 2 and "already holds a dataset" in capsys.readouterr().err
+    assert files_of(output) == before and not built
+    assert main([*command, "--overwrite"]) == 0 and built == [1]
+    assert "same command" not in capsys.readouterr().err and main(["verify", str(output)]) == 0
 
 
 def test_leftovers_of_a_killed_run_do_not_fail_verify_and_the_next_run_clears_them(world, demo_release, tmp_path):

@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import (
 )
 from apache_beam.runners.runner import PipelineResult
 
-from pipeline.build import build
+from pipeline.build import build, models_of
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
@@ -58,7 +58,9 @@ from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.records import is_utf8_text, unusable_name
+from pipeline.release import refresh as record
 from pipeline.release.record_readers import check_row_groups
+from pipeline.release.verify import verify
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
@@ -483,6 +485,9 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
             check_output(opts.output, overwrite)
         check_output_place(opts.output)
+        # A plain run's record of what made its dataset (a refresh's release records its own): its rerun, finding the
+        # dataset published (a run killed while publishing, or after), tells by it that the dataset is this command's.
+        made_by = None if opts.release_name else record.run_fingerprint(opts, models_of(opts))
         lock = OutputLock(opts.output, run_id)
         with StopSignals(release=lock.release) as stop, lock:
             try:
@@ -491,10 +496,15 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 raise UsageError(f"cannot finish publishing the run stopped while publishing into {opts.output[:200]} "
                                  f"({' '.join(str(err).split())[:300]}); its files are left as they are: once the "
                                  "disk lets them be moved and removed, run again") from None
-            if finished:
+            published = is_published(opts.output)
+            # The dataset there made by this same command (options, inputs, models): the rerun of a run stopped while
+            # publishing, or after (a scheduler retrying), is done. It was refused, exit 2, "already holds a dataset".
+            same = (made_by is not None and not overwrite and not published and MANIFEST in holds_run(opts.output)
+                    and record.made_by_this_run(opts.output, made_by))
+            if finished and not same:
                 print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
                       "while publishing)", file=sys.stderr)
-                if is_published(opts.output):
+                if published:
                     # The finished run's folder is gone; the emptied `_staging` above it stayed in the release for good.
                     remove_staging(opts.output, keep_planned=True)
                     raise PublishFinished(opts.output, finished)
@@ -503,6 +513,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
             except OSError as err:  # the disk refused (a folder of another user): said, not "the job failed"
                 raise UsageError(f"cannot remove what an earlier run left in {opts.output[:200]}/{STAGING} "
                                  f"({' '.join(str(err).split())[:300]}); remove it, then run again") from None
+            if same:
+                return _done_earlier(opts.output, finished)
             check_output(opts.output, overwrite)
             remove_stale_temporaries(opts.cache)
             staging = staging_dir(opts.output, run_id)
@@ -534,6 +546,9 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 refused = refusal(stats, opts)
                 if refused:
                     raise RunRefused(refused)
+                if made_by is not None:  # sealed over the files as they are published
+                    report.update_manifest(staging, **{record.RUN_FINGERPRINT: record.seal_run(
+                        made_by, report.read_manifest(staging)["files"])})
                 if before_publish is not None:
                     before_publish(staging)
                 publish(staging, opts.output)
@@ -547,6 +562,22 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
             return stats
     except (OutputLocked, OutputNotWritable) as err:
         raise UsageError(str(err)) from None
+
+
+def _done_earlier(output: str, finished: str | None) -> dict:
+    """The stats of the dataset in `output`, which this same command made (`finished`: the run whose publish this one
+    finished, or None where it had published), once verify passes it; said in one line. A file edited since (stats.json
+    too, which the record's seal leaves out) is refused, exit 2, naming it: told done, the dataset was not whole."""
+    problems = list(verify(output))
+    if problems:
+        raise UsageError(f"{f'finished publishing run {finished} into {output}; ' if finished else ''}{output} holds "
+                         f"the dataset of this same command, but it does not match its manifest ({problems[0].path}: "
+                         f"{problems[0].message}); nothing else was done: run `pass-pipeline verify {output}`")
+    done = (f"finished publishing run {finished} into {output}, the earlier run of this same command (it was stopped "
+            "while publishing)" if finished else
+            f"{output} already holds the dataset of this same command (its earlier run published it)")
+    print(f"pass-pipeline: {done}; nothing else to do (`pass-pipeline verify {output}` checks it)", file=sys.stderr)
+    return report.read_stats(output)
 
 
 def api_calls(result: PipelineResult) -> dict[str, int]:

@@ -305,11 +305,48 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _seal(body: dict[str, Any], files: Any) -> str:
-    """The fingerprint's digest, over the files the manifest lists too: a release resealed after an edit (its
-    manifest's checksums made to match changed files) no longer matches the record its refresh wrote."""
-    listed = sorted([str(entry.get("path")), str(entry.get("sha256"))] for entry in files if isinstance(entry, dict))
-    return hashlib.sha256(_canonical({"refresh": body, "files": listed})).hexdigest()
+def _seal(body: dict[str, Any], files: Any, kind: str = "refresh", besides: tuple[str, ...] = ()) -> str:
+    """The fingerprint's digest, over the files the manifest lists too (but those named `besides`): a release resealed
+    after an edit (its manifest's checksums made to match changed files) no longer matches the record its refresh
+    wrote. `kind`: which command's record ("refresh", "run")."""
+    listed = sorted([str(entry.get("path")), str(entry.get("sha256"))] for entry in files
+                    if isinstance(entry, dict) and entry.get("path") not in besides)
+    return hashlib.sha256(_canonical({kind: body, "files": listed})).hexdigest()
+
+
+# The manifest's record of the plain run that made a dataset (`run_fingerprint`, sealed by `seal_run`).
+RUN_FINGERPRINT = "run_fingerprint"
+# Left out of a run's seal: stats.json holds what measures the run (its timings, peak memory), so that two runs of
+# one command record the same, byte for byte. Its counts are verify's to check against the totals and rejections.
+_UNSEALED = ("stats.json",)
+
+
+def run_fingerprint(opts: PassOptions, models: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What makes a plain run's dataset this command's: the options the manifest records (the inputs among them; not
+    the operational ones, --output, --cache, threads, timeouts, which decide no byte of it), the input files as a
+    refresh holds them (`_input_files`: a dump added to the glob or a takedown added to the list is another command)
+    and the models it detects with. Taken at launch; nothing in it depends on the day or on the run."""
+    options = recorded(opts)
+    return json.loads(json.dumps({"options": options, "input_files": _input_files(options), "models": list(models)}))
+
+
+def seal_run(made_by: dict[str, Any], files: Any) -> dict[str, Any]:
+    """The manifest's `run_fingerprint`: `made_by` sealed over the files listed (all but stats.json)."""
+    return {**made_by, "sha256": _seal(made_by, files, "run", _UNSEALED)}
+
+
+def made_by_this_run(folder: str, mine: dict[str, Any]) -> bool:
+    """Whether the dataset in `folder` records that a run fingerprinted `mine` made it, its record intact (a dataset
+    without one, written before runs recorded it, is no run's that can be told; one whose files were edited and
+    resealed since, or whose record was, is not this run's)."""
+    manifest = manifest_of(folder)
+    record = manifest.get(RUN_FINGERPRINT) if isinstance(manifest, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return False
+    made = {key: value for key, value in record.items() if key != "sha256"}
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    return (isinstance(files, list) and record["sha256"] == _seal(made, files, "run", _UNSEALED)
+            and _canonical(made) == _canonical(mine))
 
 
 def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
