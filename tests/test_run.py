@@ -337,6 +337,26 @@ def test_only_the_same_command_is_told_done_by_the_dataset_it_published(world, t
     assert "same command" not in capsys.readouterr().err and main(["verify", str(output)]) == 0
 
 
+def test_a_relative_input_run_again_from_another_folder_is_another_command(world, tmp_path, capsys, monkeypatch):
+    """Input files are held by their path as typed and their size: the same command typed in another working folder,
+    whose file of that name and size holds other rows, was told "already holds the dataset of this same command",
+    exit 0, and its rows were never read. A relative path's folder is part of the record."""
+    server, metadata = world
+    lines = metadata.read_bytes().splitlines(keepends=True)
+    assert len(lines) > 1 and lines[-1].endswith(b"\n")
+    for folder, rows in (("a", lines), ("b", lines[::-1])):  # the same size, other content
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "rows.tsv").write_bytes(b"".join(rows))
+    output = tmp_path / "out"
+    command = ["run", "--input=rows.tsv", f"--output={output}", f"--allowed_hosts={server.host}", *FAST]
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(command) == 0
+    assert main(command) == 0 and "already holds the dataset of this same command" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(command) == 2
+    assert "already holds a dataset (manifest.json); pass --overwrite" in capsys.readouterr().err
+
+
 def test_leftovers_of_a_killed_run_do_not_fail_verify_and_the_next_run_clears_them(world, demo_release, tmp_path):
     """A lock, its temporary and a staging folder beside an intact dataset are no part of it (verify
     reported each as 'not listed in the manifest', and refresh then refused the release)."""

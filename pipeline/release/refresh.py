@@ -325,9 +325,21 @@ def run_fingerprint(opts: PassOptions, models: Sequence[dict[str, Any]]) -> dict
     """What makes a plain run's dataset this command's: the options the manifest records (the inputs among them; not
     the operational ones, --output, --cache, threads, timeouts, which decide no byte of it), the input files as a
     refresh holds them (`_input_files`: a dump added to the glob or a takedown added to the list is another command)
-    and the models it detects with. Taken at launch; nothing in it depends on the day or on the run."""
+    and the models it detects with. Taken at launch; nothing in it depends on the day or on the run. A file named by a
+    relative path is held with the working folder it was read from (a digest of it: no folder's name is published):
+    typed in another folder, whose file of that name and size held other rows, the same words were told done, exit 0,
+    and those rows never read."""
     options = recorded(opts)
-    return json.loads(json.dumps({"options": options, "input_files": _input_files(options), "models": list(models)}))
+    body = {"options": options, "input_files": _input_files(options), "models": list(models)}
+    if any(not is_remote(path) and not os.path.isabs(path) for path in _named_files(options)):
+        body["working_folder"] = hashlib.sha256(os.path.realpath(".").encode("utf-8", "surrogateescape")).hexdigest()
+    return json.loads(json.dumps(body))
+
+
+def _named_files(options: dict[str, Any]) -> list[str]:
+    """The paths and globs the input options name, as `_input_files` reads them."""
+    return [pattern for key in (*_BY_CONTENT, *_BY_SIZE) if options.get(key)
+            for pattern in ([str(options[key])] if key == "input" else split_list(str(options[key])))]
 
 
 def seal_run(made_by: dict[str, Any], files: Any) -> dict[str, Any]:
