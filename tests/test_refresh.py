@@ -100,7 +100,8 @@ def test_a_flickr_refresh_retried_the_next_day_is_the_same_refresh_another_windo
 def fingerprinted(tmp_path: Path, rest: list[str]) -> tuple[Callable[[], dict], dict, Path]:
     """Refresh r2 of r1 (a previous release recording one option) given `rest`: a function giving its fingerprint as
     its inputs are now, that fingerprint, and r2's folder published with it (sealed over no files)."""
-    from pipeline.release.refresh import FINGERPRINT, _seal, fingerprint
+    from pipeline.release.command_record import seal
+    from pipeline.release.refresh import FINGERPRINT, fingerprint
 
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {"max_side": 256}}))
@@ -113,7 +114,7 @@ def fingerprinted(tmp_path: Path, rest: list[str]) -> tuple[Callable[[], dict], 
     release = tmp_path / "releases" / "r2"
     release.mkdir(parents=True)
     (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
-                                                       FINGERPRINT: {**made, "sha256": _seal(made, [])}}))
+                                                       FINGERPRINT: {**made, "sha256": seal(made, [])}}))
     return of, made, release
 
 
@@ -1790,7 +1791,8 @@ def test_an_input_of_many_files_is_held_as_one_digest_that_any_change_changes(tm
     """Each file an input option lists was one entry of the release's manifest: an evaluation set of 50,000 images as
     --decontaminate made a manifest of megabytes. Beyond LISTED_FILES files they are held as one digest, which still
     tells a rerun whose files changed from the same refresh."""
-    from pipeline.release.refresh import LISTED_FILES, made_by_another
+    from pipeline.release.command_record import LISTED_FILES
+    from pipeline.release.refresh import made_by_another
 
     evaluation = tmp_path / "eval"
     evaluation.mkdir()

@@ -58,7 +58,7 @@ from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
 from pipeline.records import is_utf8_text, unusable_name
-from pipeline.release import refresh as record
+from pipeline.release import command_record as record
 from pipeline.release.record_readers import check_row_groups
 from pipeline.release.verify import verify
 from pipeline.sources.table import sniff as sniff_table

@@ -22,7 +22,6 @@ this job deletes by pattern).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import posixpath
@@ -41,9 +40,7 @@ from pipeline.io.files import (
     canonical_path,
     is_remote,
     matching,
-    matching_sizes,
     read_parquet,
-    size_and_sha256,
     write_atomically,
     write_json,
 )
@@ -59,9 +56,9 @@ from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
+from pipeline.release.command_record import canonical_json, input_files, seal
 from pipeline.release.id_sets import IdCount, IdSet
 from pipeline.release.markdown_html import escape_markdown
-from pipeline.stages.decontaminate import LIST_SUFFIXES, eval_glob
 
 # Options a refresh inherits from the previous release unless given again: what shapes the content.
 
@@ -231,134 +228,14 @@ def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequ
     Left out: what follows from the previous release (--carry_over, and --ledger unless given), from the day it runs
     (--max_upload_date unless given: the retry of a refresh the next day is that refresh) and where the releases lie
     (--output and --cache are not recorded: the release compared is the one found there). The input files are held as
-    `_input_files` says: by path alone, a takedown added to the list at its path made the same refresh."""
+    `command_record.input_files` holds them (a takedown added to the list at its path is another refresh)."""
     given = _given(rest)
     options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
     derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
     kept = {key: value for key, value in sorted(options.items()) if key not in derived}
     body = {"release": name, "previous": canonical_path(previous) if previous else None, "options": kept,
-            "input_files": _input_files(kept), "models": list(models(argv))}
+            "input_files": input_files(kept), "models": list(models(argv))}
     return json.loads(json.dumps(body))  # as read back from the manifest: lists, not tuples
-
-
-# Inputs held by their files' content: the takedown lists and the reviewers' decisions (small, read whole at launch
-# anyway). The others by their files' sizes: a dump added to the input's glob, a table replaced at its path.
-_BY_CONTENT = ("blocklist", "review_decisions")
-_BY_SIZE = ("input", "decontaminate", "previous_index", "ledger")
-
-
-def _input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
-    """{option: [[file, its sha256 or size], ...]} for the input options set (beyond LISTED_FILES files, one digest of
-    them: `_folded`); a file that cannot be read is held as such (the run then refuses it, and a rerun finding it
-    readable is another refresh)."""
-    held: dict[str, list[list[str]]] = {}
-    for key in (*_BY_CONTENT, *_BY_SIZE):
-        value = options.get(key)
-        if not value:
-            continue
-        files = []
-        for pattern in [str(value)] if key == "input" else split_list(str(value)):
-            by_content = key in _BY_CONTENT
-            if key == "decontaminate":
-                # Read as the stage reads it: a folder was held by the folder's own size (4096 bytes on ext4, however
-                # its images changed). A list file by its content: the images it names, by their names.
-                by_content = pattern.endswith(LIST_SUFFIXES)
-                pattern = pattern if by_content else eval_glob(pattern)
-            # The sizes come with the listing: each file looked up again by its name was one more listing (an
-            # evaluation set of 50,000 images on gs://, 50,000 requests), and a name holding '[' was read as a glob
-            # there, found nowhere and held as unreadable whatever its size.
-            try:
-                found = matching_sizes(pattern)
-            except Exception:  # a pattern no filesystem lists: held as such
-                found = []
-            if not found:
-                files.append([pattern, _file_digest(pattern, by_content, None)])
-            files += [[path, _file_digest(path, by_content, size)] for path, size in found]
-        held[key] = files if len(files) <= LISTED_FILES else _folded(files)
-    return held
-
-
-# Beyond this many files an option's files are held as one digest of them: an evaluation set of 50,000 images given to
-# --decontaminate (or a table exported as many shards) listed file by file made a manifest of megabytes, which every
-# rerun, verify and the next refresh read whole.
-LISTED_FILES = 1000
-
-
-def _folded(files: list[list[str]]) -> list[list[str]]:
-    """[[f"{n} files", f"sha256:{digest of their [path, size or sha256] list}"]]: any file added, removed, renamed or
-    changed changes it, as the list itself would."""
-    return [[f"{len(files)} files", f"sha256:{hashlib.sha256(_canonical(sorted(files))).hexdigest()}"]]
-
-
-def _file_digest(path: str, content: bool, size: int | None) -> str:
-    try:
-        if not content:
-            if size is None:
-                raise FileNotFoundError(path)
-            return f"{size} bytes"
-        return f"sha256:{size_and_sha256(path)[1]}"
-    except Exception as err:  # missing, a folder, no access: what the run says in its own line
-        return f"unreadable ({type(err).__name__})"
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _seal(body: dict[str, Any], files: Any, kind: str = "refresh", besides: tuple[str, ...] = ()) -> str:
-    """The fingerprint's digest, over the files the manifest lists too (but those named `besides`): a release resealed
-    after an edit (its manifest's checksums made to match changed files) no longer matches the record its refresh
-    wrote. `kind`: which command's record ("refresh", "run")."""
-    listed = sorted([str(entry.get("path")), str(entry.get("sha256"))] for entry in files
-                    if isinstance(entry, dict) and entry.get("path") not in besides)
-    return hashlib.sha256(_canonical({kind: body, "files": listed})).hexdigest()
-
-
-# The manifest's record of the plain run that made a dataset (`run_fingerprint`, sealed by `seal_run`).
-RUN_FINGERPRINT = "run_fingerprint"
-# Left out of a run's seal: stats.json holds what measures the run (its timings, peak memory), so that two runs of
-# one command record the same, byte for byte. Its counts are verify's to check against the totals and rejections.
-_UNSEALED = ("stats.json",)
-
-
-def run_fingerprint(opts: PassOptions, models: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """What makes a plain run's dataset this command's: the options the manifest records (the inputs among them; not
-    the operational ones, --output, --cache, threads, timeouts, which decide no byte of it), the input files as a
-    refresh holds them (`_input_files`: a dump added to the glob or a takedown added to the list is another command)
-    and the models it detects with. Taken at launch; nothing in it depends on the day or on the run. A file named by a
-    relative path is held with the working folder it was read from (a digest of it: no folder's name is published):
-    typed in another folder, whose file of that name and size held other rows, the same words were told done, exit 0,
-    and those rows never read."""
-    options = recorded(opts)
-    body = {"options": options, "input_files": _input_files(options), "models": list(models)}
-    if any(not is_remote(path) and not os.path.isabs(path) for path in _named_files(options)):
-        body["working_folder"] = hashlib.sha256(os.path.realpath(".").encode("utf-8", "surrogateescape")).hexdigest()
-    return json.loads(json.dumps(body))
-
-
-def _named_files(options: dict[str, Any]) -> list[str]:
-    """The paths and globs the input options name, as `_input_files` reads them."""
-    return [pattern for key in (*_BY_CONTENT, *_BY_SIZE) if options.get(key)
-            for pattern in ([str(options[key])] if key == "input" else split_list(str(options[key])))]
-
-
-def seal_run(made_by: dict[str, Any], files: Any) -> dict[str, Any]:
-    """The manifest's `run_fingerprint`: `made_by` sealed over the files listed (all but stats.json)."""
-    return {**made_by, "sha256": _seal(made_by, files, "run", _UNSEALED)}
-
-
-def made_by_this_run(folder: str, mine: dict[str, Any]) -> bool:
-    """Whether the dataset in `folder` records that a run fingerprinted `mine` made it, its record intact (a dataset
-    without one, written before runs recorded it, is no run's that can be told; one whose files were edited and
-    resealed since, or whose record was, is not this run's)."""
-    manifest = manifest_of(folder)
-    record = manifest.get(RUN_FINGERPRINT) if isinstance(manifest, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-        return False
-    made = {key: value for key, value in record.items() if key != "sha256"}
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    return (isinstance(files, list) and record["sha256"] == _seal(made, files, "run", _UNSEALED)
-            and _canonical(made) == _canonical(mine))
 
 
 def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
@@ -371,10 +248,10 @@ def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
         return "its manifest records no fingerprint of the refresh that made it, so no rerun can be told to be that one"
     made = {key: value for key, value in record.items() if key != "sha256"}
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if (not isinstance(files, list) or record["sha256"] != _seal(made, files)
+    if (not isinstance(files, list) or record["sha256"] != seal(made, files)
             or made.get("release") != manifest.get("release")):
         return "its record of the refresh that made it does not match its manifest (edited by hand?)"
-    if _canonical(made) == _canonical(mine):
+    if canonical_json(made) == canonical_json(mine):
         return None
     return f"it was made by another refresh: {_differences(made, mine)}"
 
@@ -397,9 +274,9 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
     for key in sorted(set(theirs_files) | set(mine["input_files"])):
         if key not in theirs or theirs.get(key) != mine["options"].get(key):
             continue  # named as an option above
-        if _canonical(theirs_files.get(key)) != _canonical(mine["input_files"].get(key)):
+        if canonical_json(theirs_files.get(key)) != canonical_json(mine["input_files"].get(key)):
             found.append(f"--{key}'s files changed since (their list, content or size)")
-    if _canonical(made.get("models")) != _canonical(mine["models"]):
+    if canonical_json(made.get("models")) != canonical_json(mine["models"]):
         found.append("other models (detectors, their files, thresholds or fusion)")
     if not found:
         found.append("its record differs")
@@ -611,5 +488,5 @@ def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any
     entries += write_datasheet(release, log, name)
     manifest = update_manifest(release, entries, release=name, previous_release=previous or None)
     if made_by is not None:
-        update_manifest(release, **{FINGERPRINT: {**made_by, "sha256": _seal(made_by, manifest["files"])}})
+        update_manifest(release, **{FINGERPRINT: {**made_by, "sha256": seal(made_by, manifest["files"])}})
     return log
