@@ -29,6 +29,7 @@ from pipeline.detectors.fusion import (
 )
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec, load_registry, select, with_overrides
+from pipeline.detectors.reviewer_decisions import ReviewerRejections
 from pipeline.io import report, sinks
 from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
@@ -50,7 +51,7 @@ from pipeline.stage import StageOutput, distinct, empty, flatten
 from pipeline.stages.blocklist import AFTER_FETCH_KINDS, METADATA_KINDS, Blocklist, copy_blocklists, read_blocklists
 from pipeline.stages.blocklist import STAGE as BLOCKLIST_STAGE
 from pipeline.stages.decontaminate import Decontaminate
-from pipeline.stages.detect import Detect, DetectOutput, ReviewerRejections
+from pipeline.stages.detect import Detect, DetectOutput
 from pipeline.stages.exact_dedup import ExactDuplicates
 from pipeline.stages.fetch import Fetch, FetchSettings
 from pipeline.stages.image import ImageConfig, NormaliseImages

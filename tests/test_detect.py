@@ -15,12 +15,12 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.decision_table import DECISIONS
+from pipeline.decision_table import DECISIONS, Decision
 from pipeline.decisions_file import parse_decisions, read_decisions
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import load_registry, select
-from pipeline.stages.detect import Decision, Detect
+from pipeline.stages.detect import Detect
 from tests.conftest import local_pipeline, photo, real_jpeg, runtime, traced_peak
 from tests.decision_stores import hostile_stores, read_whole, small_bounds
 
@@ -306,17 +306,6 @@ def test_a_score_cache_entry_no_run_writes_is_scored_again(tmp_path):
             out = p | beam.Create(inputs) | Detect(nsfw, runtime(), cache=str(cache))
             assert_that(out.kept | beam.Map(lambda ph: dict(ph.scores)), equal_to([
                 {"open_nsfw.nsfw": truth, "open_nsfw.sfw": round(1 - truth, 6)}]))
-
-
-def test_an_acceptance_holds_for_the_image_the_reviewer_saw_and_a_rejection_always():
-    from pipeline.stages.detect import applies
-
-    seen, other = "a" * 64, "b" * 64
-    assert applies(Decision("accept", "", seen), photo("7", sha256=seen))
-    assert not applies(Decision("accept", "", seen), photo("7", sha256=other))  # the owner replaced the image
-    assert applies(Decision("accept", ""), photo("7", sha256=other))  # a decision from before the column: by id
-    assert applies(Decision("reject_human", "", seen), photo("7", sha256=other))
-    assert applies(Decision("reject_other", "", seen), photo("7", sha256=other))
 
 
 def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_path):

@@ -3,7 +3,7 @@ with Beam's `RunInference` (batched, one model per worker process, failures as d
 decision per photo:
 
 - a reviewer's decision for this photo id (`--review_decisions`), when there is one, wins (an acceptance only
-  for the image the reviewer saw: `applies`);
+  for the image the reviewer saw: `reviewer_decisions.applies`);
 - otherwise the detectors' scores decide, by the one rule evaluation also uses
   (`pipeline/detectors/decision.py`: the fused human score of `models/fusion.json`, nsfw
   thresholds): rejected `human` or `nsfw`; held for review -> out of the dataset until a reviewer
@@ -34,7 +34,6 @@ import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from pipeline.decision_table import Decision
 from pipeline.decisions_file import Decisions, decisions_of
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
 from pipeline.detectors.decoders import decoded_classes
@@ -48,12 +47,12 @@ from pipeline.detectors.handler import (
     active_provider,
 )
 from pipeline.detectors.registry import DetectorSpec
-from pipeline.io.staged_copy import StagedCopy
+from pipeline.detectors.reviewer_decisions import applies, reviewer_rejection
 from pipeline.io.work_cache import WriteEntries, split_by_cache
 from pipeline.records import Photo, Rejection
 from pipeline.stage import KEPT as KEPT_TAG
 from pipeline.stage import REJECTED as REJECTED_TAG
-from pipeline.stage import StageOutput, apply_stage, apply_stage_with_outputs, failure_to_rejections, reject
+from pipeline.stage import apply_stage_with_outputs, failure_to_rejections, reject
 
 
 class _QuietMemoryWarning(logging.Filter):
@@ -187,50 +186,6 @@ class _Settled:
             self._unreadable = True
             return False
         return not decided and self._rule.certainly_human(dict(photo.scores) | own)
-
-
-def applies(decision: Decision, photo: Photo) -> bool:
-    """An acceptance holds only for the image the reviewer saw (when the decision names it): a photo whose image
-    changed since, under the same id, is decided by the detectors again and, if borderline, reviewed again. A
-    rejection always holds (rejecting is never unsafe)."""
-    return decision.verdict != "accept" or not decision.sha256 or decision.sha256 == photo.sha256
-
-
-def reviewer_rejection(decision: Decision, photo: Photo) -> Rejection | None:
-    """The rejection a reviewer's decision makes of the photo (stage detect: `human`, or `reviewer_rejected` with
-    the note), or None for an acceptance."""
-    if decision.verdict == "reject_human":
-        return Rejection.of(photo, STAGE, "human", f"reviewer: {decision.note}".rstrip(": "))
-    if decision.verdict == "reject_other":
-        return Rejection.of(photo, STAGE, "reviewer_rejected", decision.note)
-    return None
-
-
-class _ReviewerRejections(beam.DoFn):
-    def __init__(self, decisions: Decisions) -> None:
-        self._source = decisions
-
-    def setup(self) -> None:
-        self._decisions = decisions_of(self._source)
-
-    def process(self, photo: Photo) -> Iterator:
-        decision = self._decisions.get(photo.photo_id)
-        rejection = reviewer_rejection(decision, photo) if decision is not None else None
-        yield photo if rejection is None else reject(rejection)
-
-
-class ReviewerRejections(beam.PTransform):
-    """PCollection[Photo] -> StageOutput: the photos a reviewer rejected leave (stage detect, as `Detect` rejects
-    them), the others pass untouched. For photos no detection runs on: a refresh's carried photos when the detectors
-    did not change (a reviewer who rejects a released photo on a second look: it stayed in every later release)."""
-
-    def __init__(self, decisions: Decisions) -> None:
-        super().__init__()
-        self._decisions = decisions if isinstance(decisions, StagedCopy) else {
-            photo_id: d for photo_id, d in decisions.items() if d.verdict != "accept"}  # acceptances change nothing
-
-    def expand(self, photos: beam.PCollection) -> StageOutput:
-        return apply_stage(photos, STAGE, _ReviewerRejections(self._decisions), label="ReviewerRejections")
 
 
 class _Decide(beam.DoFn):
