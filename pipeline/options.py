@@ -399,6 +399,10 @@ def parse_date(value: str) -> int:
         except (OverflowError, OSError):
             raise ValueError(f"{value.strip()[:40]} seconds is past the year 9999") from None
         return int(value)
+    # strptime takes "2024-1-1" and other scripts' digits ("２０２４-01-01"), which the manifest and the datasheet then
+    # showed as typed, and which a refresh's record held as another command than the same day written plainly
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
+        raise ValueError(f"{value.strip()[:40]!r} is no date written YYYY-MM-DD")
     day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
     return int(day.timestamp())
 

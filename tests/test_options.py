@@ -75,6 +75,8 @@ def test_a_new_version_of_the_storage_rule_changes_the_cache_key(monkeypatch):
     ("garbage", "2020-09-13", "--min_upload_date 'garbage' is no date"),
     ("2020-09-13", "\u00b2", "--max_upload_date '\u00b2' is no date"),  # a digit to isdigit(), not to int()
     ("2020-02-30", "2020-03-01", "--min_upload_date '2020-02-30' is no date"),
+    ("2020-9-13", "2020-09-14", "--min_upload_date '2020-9-13' is no date"),  # strptime takes it: not YYYY-MM-DD
+    ("2020-09-13", "\uff12\uff10\uff12\uff10-09-14", "--max_upload_date '\uff12\uff10\uff12\uff10-09-14' is no date"),
     ("1600000000", "99999999999999", "--max_upload_date '99999999999999' is no date"),  # past 9999: no date shows it
     ("1600000000", "9999999999999999999", "--max_upload_date '9999999999999999999' is no date"),
 ])
