@@ -149,6 +149,27 @@ def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_th
         assert made_by_another(str(release), of()) is None
 
 
+def test_a_relative_input_refreshed_again_from_another_folder_is_another_refresh(tmp_path, monkeypatch):
+    """A refresh held a relative --input by the path as typed and its size (a plain run's record took the working
+    folder in): the same refresh typed in another folder, whose file of that name and size held other rows, was told
+    it was the same refresh, exit 0, and those rows never read. The record holds a digest of the working folder
+    wherever a path is relative, and no folder's name."""
+    from pipeline.release.refresh import made_by_another
+
+    for folder, rows in (("a", "1\tx\n2\ty\n"), ("b", "2\ty\n1\tx\n")):  # the same size, other rows
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "rows.tsv").write_text(rows)
+    monkeypatch.chdir(tmp_path / "a")
+    of, made, release = fingerprinted(tmp_path, ["--input=rows.tsv"])
+    assert made_by_another(str(release), of()) is None  # typed again in its own folder: the same refresh
+    assert str(tmp_path) not in json.dumps(made["working_folder"])
+    monkeypatch.chdir(tmp_path / "b")
+    why = made_by_another(str(release), of())
+    assert why is not None and "another working folder" in why, why
+    absolute = fingerprinted(tmp_path / "b", [f"--input={tmp_path / 'b' / 'rows.tsv'}"])[1]
+    assert "working_folder" not in absolute  # an absolute path names the same file from anywhere
+
+
 def test_an_input_file_whose_name_holds_a_bracket_is_held_by_its_size(tmp_path):
     """Each file the input's glob lists was looked up again by its name for its size, where a '[' is read as a glob:
     `part[1].tsv` was found nowhere and held as unreadable whatever its size, so a dump replaced at that name made the

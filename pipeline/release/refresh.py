@@ -56,7 +56,7 @@ from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
-from pipeline.release.command_record import canonical_json, input_files, seal
+from pipeline.release.command_record import canonical_json, input_files, seal, working_folder
 from pipeline.release.id_sets import IdCount, IdSet
 from pipeline.release.markdown_html import escape_markdown
 
@@ -228,13 +228,14 @@ def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequ
     Left out: what follows from the previous release (--carry_over, and --ledger unless given), from the day it runs
     (--max_upload_date unless given: the retry of a refresh the next day is that refresh) and where the releases lie
     (--output and --cache are not recorded: the release compared is the one found there). The input files are held as
-    `command_record.input_files` holds them (a takedown added to the list at its path is another refresh)."""
+    `command_record.input_files` holds them (a takedown added to the list at its path is another refresh), and a
+    relative path with the working folder it was typed in (`command_record.working_folder`)."""
     given = _given(rest)
     options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
     derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
     kept = {key: value for key, value in sorted(options.items()) if key not in derived}
     body = {"release": name, "previous": canonical_path(previous) if previous else None, "options": kept,
-            "input_files": input_files(kept), "models": list(models(argv))}
+            "input_files": input_files(kept), "models": list(models(argv)), **working_folder(kept)}
     return json.loads(json.dumps(body))  # as read back from the manifest: lists, not tuples
 
 
@@ -278,6 +279,8 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
             found.append(f"--{key}'s files changed since (their list, content or size)")
     if canonical_json(made.get("models")) != canonical_json(mine["models"]):
         found.append("other models (detectors, their files, thresholds or fusion)")
+    if made.get("working_folder") != mine.get("working_folder"):
+        found.append("typed in another working folder (where a relative path names other files)")
     if not found:
         found.append("its record differs")
     return "; ".join(found[:shown]) + (f" and {len(found) - shown} more" if len(found) > shown else "")
