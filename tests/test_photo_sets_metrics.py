@@ -20,6 +20,8 @@ from pipeline.photo_sets.metrics import (
     decide,
     evaluate_rows,
     iter_summary,
+    package_draws,
+    package_interval,
     rate,
     wilson,
 )
@@ -122,3 +124,61 @@ def test_printed_rates_are_rounded_once_from_the_counts():
     low, high = wilson(14, 17)
     line = _line("all", {"recall": rate(14, 17), "keep_rate": rate(0, 0)})
     assert f"recall 82.4% [{low:.1%}, {high:.1%}] (14/17)" in line and "keep-rate n/a [0.0%, 100.0%] (0/0)" in line
+
+
+def brute_force_package_interval(hits: list[tuple[str, bool]], draws: int, seed: int) -> tuple[float, float]:
+    """The package bootstrap by its definition, one draw at a time: the packages in order of first appearance, each
+    draw's packages taken whole, and the 2.5th and 97.5th percentiles interpolated between the sorted rates."""
+    packages = list(dict.fromkeys(package for package, _ in hits))
+    rates = []
+    for row in package_draws(len(packages), draws, seed):
+        taken = [hit for index in row for package, hit in hits if package == packages[index]]
+        rates.append(sum(taken) / len(taken))
+    rates.sort()
+
+    def percentile(q: float) -> float:
+        at = (len(rates) - 1) * q
+        below = math.floor(at)
+        return rates[below] + (rates[min(below + 1, len(rates) - 1)] - rates[below]) * (at - below)
+
+    return percentile(0.025), percentile(0.975)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdef"), st.booleans()), min_size=1, max_size=30),
+       st.integers(0, 2**32 - 1))
+def test_the_package_interval_is_the_bootstrap_over_whole_packages(hits, seed):
+    low, high = package_interval(hits, draws=200, seed=seed)
+    if len({package for package, _ in hits}) < 2:
+        assert (low, high) == (0.0, 1.0)  # one package tells nothing of how packages differ
+        return
+    assert (low, high) == pytest.approx(brute_force_package_interval(hits, 200, seed), abs=1e-12)
+    assert 0.0 <= low <= high <= 1.0
+
+
+def test_packages_alike_give_no_spread_and_packages_unlike_a_wider_interval_than_wilson():
+    """Photographs of one package are no independent draws: ten packages each all caught or all missed say less than
+    100 photographs caught or missed each on its own, and the package interval says so where Wilson's cannot."""
+    alike = [(f"p{i}", j < 3) for i in range(8) for j in range(4)]  # every package 3 of 4
+    assert package_interval(alike) == (pytest.approx(0.75), pytest.approx(0.75))
+    clustered = [(f"p{i}", i % 2 == 0) for i in range(10) for _ in range(10)]
+    independent = [(f"q{i}", i % 2 == 0) for i in range(100)]
+    wide, narrow = package_interval(clustered), package_interval(independent)
+    low, high = wilson(50, 100)
+    assert wide[1] - wide[0] > 2 * (narrow[1] - narrow[0]) and wide[1] - wide[0] > 2 * (high - low)
+    assert narrow[0] == pytest.approx(low, abs=0.03) and narrow[1] == pytest.approx(high, abs=0.03)
+    assert package_interval(clustered) == wide  # one set of decisions, one interval
+
+
+def test_the_report_gives_the_combined_rates_by_package_too():
+    rows = [Row(f"pkg{i % 3}", "1", "npm", f"package/{i}.jpg", f"{i:064x}", 1, 1,
+                "person" if i < 6 else "no_person", "", "heldout", "") for i in range(12)]
+    scores = [FACE, FACE, {}, FACE, FACE, FACE, {}, {}, FACE, {}, {}, {}]
+    result = evaluate_rows(rows, scores, SPECS)
+    recall = result["combined"]["recall"]
+    assert (recall["successes"], recall["n"], recall["packages"]) == (5, 6, 3)
+    hits = [(row.package, s == FACE) for row, s in zip(rows[:6], scores[:6], strict=True)]
+    assert recall["ci95_packages"] == [round(v, 4) for v in package_interval(hits)]
+    keep = result["combined"]["keep_rate"]
+    assert (keep["successes"], keep["n"], keep["packages"]) == (5, 6, 3)
+    by_low, by_high = recall["ci95_packages"]
+    assert f"(5/6, by package [{by_low:.1%}, {by_high:.1%}] (3 packages))" in "\n".join(iter_summary(result))
