@@ -115,7 +115,8 @@ def fetch_images(opts: PassOptions) -> ThroughCache:
         images = fetched.kept | "Images" >> NormaliseImages(image_config(opts))
         return StageOutput(images.kept, (fetched.rejected, images.rejected) | "Rejections" >> beam.Flatten())
 
-    return ThroughCache(fetch_and_normalise, opts.cache or "", shaping_options(opts), split_list(opts.allowed_hosts))
+    return ThroughCache(fetch_and_normalise, opts.cache or "", shaping_options(opts), split_list(opts.allowed_hosts),
+                        max_side=opts.max_side)
 
 
 def detectors_of(opts: PassOptions) -> list[DetectorSpec]:

@@ -4,10 +4,13 @@ and yields the same images; failures are tried again; another max_side is anothe
 from __future__ import annotations
 
 import hashlib
+import io
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
 
 from pipeline.build import fetch_images
 from pipeline.fixtures.static_server import StaticServer, image, status
@@ -170,3 +173,82 @@ def test_a_cache_file_that_is_no_parquet_file_or_has_no_keys_makes_misses_not_a_
         assert server.hits["/1/1_a.jpg"] == server.hits["/1/2_a.jpg"] == 1
     unreadable = [record.getMessage() for record in caplog.records if "unreadable" in record.getMessage()]
     assert len(unreadable) == 2 and any(entries in message for message in unreadable)
+
+
+def _with_segment(jpeg: bytes, code: int, body: bytes) -> bytes:
+    """The JPEG with one more segment (marker 0xFF `code`, `body`) right after its SOI: the same pixels."""
+    return jpeg[:2] + bytes([0xFF, code]) + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
+
+
+def _exif_with_gps() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)}
+    return b"Exif\x00\x00" + exif.tobytes()
+
+
+def _entry_with_image(row: dict, jpeg: bytes) -> dict:
+    with Image.open(io.BytesIO(jpeg)) as img:
+        width, height = img.size
+    return {**row, "image": jpeg, "sha256": hashlib.sha256(jpeg).hexdigest(), "width": width, "height": height}
+
+
+def test_an_entry_whose_image_the_image_stage_never_writes_is_fetched_again(tmp_path):
+    """A cache is outside the job, and its entry's JPEG went into the shards byte for byte, checked only against the
+    sha256 and size the entry records itself: an entry carrying EXIF with GPS, an ICC profile, a comment or bytes
+    after the image's end, or an image larger than --max_side (a 20,000 px one decoded by every detector), was
+    published as it was. Such an entry is a miss: the photo is fetched and stored again."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io.work_cache import entry_problem
+
+    with StaticServer() as server:
+        photos, want, cache = two_photos_cached(server, tmp_path)
+        key = cache_key(photos[0], shaping_options(options(server, cache)))
+        [row] = [row for path in cache_files(cache) for row in pq.read_table(path).to_pylist() if row["key"] == key]
+        stored = row["image"]
+        assert entry_problem(row, max_side=512) is None
+        larger = normalise(real_jpeg("coffee.jpg"), ImageConfig(max_side=4096)).jpeg  # 600 x 400
+        hostile = {
+            "exif": _with_segment(stored, 0xE1, _exif_with_gps()),
+            "icc": _with_segment(stored, 0xE2, b"ICC_PROFILE\x00\x01\x01" + b"\x00" * 128),
+            "comment": _with_segment(stored, 0xFE, b"anything at all"),
+            "xmp": _with_segment(stored, 0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"),
+            "trailer": stored + b"PK\x03\x04 a zip appended after the image's end",
+            "thumbnail": stored[:2] + bytes.fromhex("ffe0001c4a46494600010100000100010202") + b"\x80" * 12
+            + stored[20:],
+            "larger": larger,
+        }
+        for name, jpeg in hostile.items():
+            with Image.open(io.BytesIO(jpeg)) as img:
+                img.load()  # each still decodes: only what it carries besides its pixels, or its size, is wrong
+            assert entry_problem(_entry_with_image(row, jpeg), max_side=512) is not None, name
+        for name, jpeg in hostile.items():
+            _rewrite_entries(cache, lambda entry, jpeg=jpeg: _entry_with_image(entry, jpeg)
+                             if entry["key"] == key else entry)
+            server.hits.clear()
+            with local_pipeline() as p:
+                out = p | beam.Create(photos) | fetch_images(options(server, cache))
+                assert_that(out.kept | beam.Map(lambda ph: (ph.photo_id, ph.sha256, max(ph.width, ph.height))),
+                            equal_to(want), label="kept")
+            assert server.hits["/1/1_a.jpg"] == 1, name  # fetched and stored again
+            assert server.hits["/1/2_a.jpg"] == 0, name  # the clean entry beside it is still taken
+
+
+@pytest.mark.parametrize("quality", [1, 90, 100])
+@pytest.mark.parametrize("name", ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "hubble_deep_field.jpg"])
+def test_every_jpeg_the_image_stage_writes_passes_as_one_it_writes(name, quality):
+    """The check of a cache entry's image refuses nothing the image stage stores: from a JPEG with EXIF, GPS and an
+    ICC profile, a PNG with alpha, a palette GIF, a WebP, at any quality and size."""
+    from pipeline.io.work_cache import stored_jpeg_problem
+    from tests import bad_images
+    from tests.conftest import encode, real_image, swapped_primaries_profile
+
+    source = real_image(name)
+    sources = [real_jpeg(name), encode(source.convert("RGBA"), "PNG"), encode(source.convert("P"), "GIF"),
+               encode(source, "WEBP"), encode(source, "JPEG", icc_profile=swapped_primaries_profile()),
+               bad_images.exif_rotated_jpeg()[0]]
+    for raw in sources:
+        for max_side in (100, 512, 4096):
+            stored = normalise(raw, ImageConfig(max_side=max_side, jpeg_quality=quality))
+            assert stored_jpeg_problem(stored.jpeg) is None

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -103,16 +104,21 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 
-def entry_problem(row: dict[str, Any]) -> str | None:
+def entry_problem(row: dict[str, Any], max_side: int | None = None) -> str | None:
     """Why an image cache entry is not one a run writes, else None: its image is not the JPEG whose sha256 and size
-    it records, or its hashes are not hashes. A cache is a folder outside the job (a disk corrupts, anyone with
-    access can change it): an entry whose image disagreed with its own sha256 went into the dataset as it was, and
-    verify, which checks files against the manifest the run wrote, passed it."""
+    it records, or not one the image stage writes (`stored_jpeg_problem`; larger than `max_side`, the run's
+    --max_side, which is in the entry's key), or its hashes are not hashes. A cache is a folder outside the job (a
+    disk corrupts, anyone with access can change it): an entry whose image disagreed with its own sha256 went into
+    the dataset as it was, and verify, which checks files against the manifest the run wrote, passed it; so did
+    one whose image carried EXIF with GPS, or was 20,000 px wide."""
     image, sha256 = row.get("image"), row.get("sha256")
     if not isinstance(image, bytes) or not isinstance(sha256, str) or hashlib.sha256(image).hexdigest() != sha256:
         return "its image is not the one whose sha256 it records"
     if not all(isinstance(row.get(name), str) and HASH16.fullmatch(row[name]) for name in ("phash", "dhash")):
         return "its perceptual hashes are not 16 hexadecimal digits"
+    written = stored_jpeg_problem(image)
+    if written is not None:
+        return f"its image is no JPEG the image stage writes: {written}"
     try:
         with Image.open(io.BytesIO(image), formats=["JPEG"]) as img:
             size = img.size
@@ -120,14 +126,60 @@ def entry_problem(row: dict[str, Any]) -> str | None:
         return "its image is no JPEG"
     if size != (row.get("width"), row.get("height")):
         return "its image is not the size it records"
+    if max_side is not None and max(size) > max_side:
+        return f"its image is {size[0]}x{size[1]}, larger than --max_side {max_side}"
     return None
 
 
-def _from_cache(photo: Photo, row: dict[str, Any], allowed_hosts: Sequence[str] = ()) -> Photo | None:
+# What the image stage's JPEG writer puts before the scan (Pillow, baseline, no metadata given): quantisation tables,
+# the baseline frame, Huffman tables, and a restart interval, which it may write; and the JFIF header (below).
+_STORED_SEGMENTS = frozenset({0xDB, 0xC0, 0xC4, 0xDD})
+_APP0, _SOS = 0xE0, 0xDA
+# Within a scan's data: 0xFF then 0x00 (a stuffed 0xFF) or a restart marker; any other marker ends the scan.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def stored_jpeg_problem(jpeg: bytes) -> str | None:
+    """What in the JPEG `jpeg` the image stage never writes, else None: a segment other than its tables, baseline
+    frame and JFIF header without a thumbnail (APPn: EXIF, GPS, XMP, ICC; a comment), more than one scan, or bytes
+    after the end of the image. Walked from the header, segment by segment, with no skipping: the stage writes
+    nothing between segments."""
+    if not jpeg.startswith(b"\xff\xd8"):
+        return "no start of image"
+    pos = 2
+    while True:
+        if len(jpeg) < pos + 4 or jpeg[pos] != 0xFF:
+            return f"no segment at byte {pos}"
+        code, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+        body = jpeg[pos + 4:pos + 2 + length]
+        if length < 2 or len(body) != length - 2:
+            return f"a segment (0xFF{code:02X}) cut short at byte {pos}"
+        pos += 2 + length
+        if code == _SOS:
+            break
+        # JFIF's 14 bytes: its name, version, density, and a thumbnail of 0 x 0 (one of more carries its own pixels)
+        if code == _APP0 and len(body) == 14 and body.startswith(b"JFIF\x00") and body[12:14] == b"\x00\x00":
+            continue
+        if code not in _STORED_SEGMENTS:
+            return f"a segment 0xFF{code:02X} ({len(body)} bytes)"
+    end = _SCAN_END.search(jpeg, pos)
+    if end is None:
+        return "no end of image after its scan"
+    if jpeg[end.start() + 1] != 0xD9:  # a second scan, or any segment after the first one's data
+        return f"a marker 0xFF{jpeg[end.start() + 1]:02X} after its scan's data"
+    if end.end() != len(jpeg):
+        return f"{len(jpeg) - end.end()} bytes after the end of the image"
+    return None
+
+
+def _from_cache(photo: Photo, row: dict[str, Any], allowed_hosts: Sequence[str] = (), max_side: int | None = None
+                ) -> Photo | None:
     """The photo completed from its entry; None (fetched again) for an entry with a problem, or one fetched from a
     host this run's --allowed_hosts does not allow: a cache shared with a run allowing more hosts gave this one
-    their images, which its own fetch would have refused (host_not_allowed)."""
-    if entry_problem(row) or (allowed_hosts and not host_allowed(str(row.get("fetched_url") or ""), allowed_hosts)):
+    their images, which its own fetch would have refused (host_not_allowed). `max_side`: the run's --max_side."""
+    if entry_problem(row, max_side):
+        return None
+    if allowed_hosts and not host_allowed(str(row.get("fetched_url") or ""), allowed_hosts):
         return None
     return photo.replace(**row)
 
@@ -207,20 +259,23 @@ class ThroughCache(beam.PTransform):
     """PCollection[Photo] -> (PCollection[Photo] with `image`, sizes and hashes, PCollection[Rejection]):
     `inner` (the fetch and image stages, wired by build.py) applied only to the photos the work cache
     does not already hold under the same shaping options; what it keeps is added to the cache, so a
-    run started again after being killed downloads and decodes nothing twice."""
+    run started again after being killed downloads and decodes nothing twice. `max_side`: the run's --max_side,
+    past which no entry's image is taken (`entry_problem`)."""
 
     def __init__(self, inner: Callable[[beam.PCollection], StageOutput], cache: str, shaping: str,
-                 allowed_hosts: Sequence[str] = ()) -> None:
+                 allowed_hosts: Sequence[str] = (), *, max_side: int) -> None:
         super().__init__()
         self._inner, self._cache, self._shaping = inner, cache, shaping
         self._allowed_hosts = tuple(allowed_hosts)
+        self._max_side = max_side
 
     def expand(self, photos: beam.PCollection) -> StageOutput:
         if not self._cache:
             return self._inner(photos)
         shaping = self._shaping
         hits, misses = split_by_cache(photos, self._cache, "images", lambda photo: cache_key(photo, shaping),
-                                      functools.partial(_from_cache, allowed_hosts=self._allowed_hosts), "Cache")
+                                      functools.partial(_from_cache, allowed_hosts=self._allowed_hosts,
+                                                        max_side=self._max_side), "Cache")
         fresh = self._inner(misses)
         written = fresh.kept | "WriteCache" >> beam.ParDo(WriteEntries(self._cache, "images", CACHE_SCHEMA,
                                                                        _image_entry(shaping)))
