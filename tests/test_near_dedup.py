@@ -330,9 +330,37 @@ def test_an_index_row_listed_a_hundred_thousand_times_joins_once_and_is_never_li
     assert peak_bytes_consuming(first_if_partnered(("id", Regrouped(tagged, 100_001)))) < 1_000_000
     assert list(first_if_partnered(("id", Regrouped(tagged, 100_001)))) == [node]
     assert list(first_if_partnered(("id", Regrouped(tagged, 100_000)))) == []  # no partner: not involved
-    made[0] = 0
     partner_first = Regrouped(lambda i: tagged(100_000 - i), 100_001)
-    assert list(first_if_partnered(("id", partner_first))) == [node] and made[0] == 2  # both known: read no more
+    assert list(first_if_partnered(("id", partner_first))) == [node]
+
+
+def test_representatives_whose_ids_collide_each_join_the_greedy_step():
+    """A representative's id is a 64-bit hash (`node_id`): of two under one id, the one that came first in the group
+    joined the greedy step and the other never did, so it was kept beside its near copy (which one, by the order the
+    shuffle gave). Each distinct representative under an id with a partner joins it, whatever the order."""
+    from pipeline.stages.near_dedup import first_if_partnered
+
+    one, other = previous_node("00000000000000ff", "9", ""), Node(0xFF00, (-100, "x", 3, "3"), "3", False, None, "g")
+    for group in ([("node", one), ("node", other), ("partnered", True)], [("node", other), ("partnered", True),
+                                                                          ("node", one), ("node", other)]):
+        assert sorted(first_if_partnered(("id", group)), key=lambda node: node.photo_id) == [other, one]
+
+
+def test_the_transform_decides_as_brute_force_when_representatives_ids_collide(monkeypatch):
+    """Every representative's id folded onto four values: collisions everywhere, and the same decisions."""
+    from pipeline.near_dup import candidate_pairs
+    from pipeline.stages import near_dedup
+
+    colliding = lambda node: node_id(node) & 3  # noqa: E731
+    monkeypatch.setattr(candidate_pairs, "node_id", colliding)
+    monkeypatch.setattr(near_dedup, "node_id", colliding)
+    photos = planted_world(3, 4, 60, 80)
+    kept, dropped = oracle(photos, 4)
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of, r.reason)),
+                    equal_to([(i, s, "near_duplicate") for i, (s, _) in dropped.items()]), label="rejected")
 
 
 def test_an_index_listing_its_rows_three_times_decides_as_once():
