@@ -3,6 +3,7 @@ and where else it looks (XMP, ImageMagick's PNG text)."""
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 
@@ -64,3 +65,58 @@ def test_exif_orientation_without_an_exif_block():
     assert exif_orientation({"exif": b"Exif\x00\x00II*\x00"}) is None  # cut short
     big = (b"II+\x00" + struct.pack("<HHQQ", 8, 0, 16, 1) + struct.pack("<HHQ", 0x0112, 3, 1) + b"\x06" + b"\x00" * 15)
     assert exif_orientation({"exif": big}) is None  # BigTIFF, which Pillow raises on: ignored
+
+
+_KINDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 99]
+_OTHER_ENTRY = st.tuples(st.sampled_from([0x010F, 0x8769, 0x8825, 0x9286]), st.sampled_from(_KINDS),
+                         st.sampled_from([0, 1, 2, 5, 40, 0xFFFF, 0xFFFFFFFF]),
+                         st.sampled_from([8, 30, 60, 150, 1000, 0xFFFFFFF0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(order=st.sampled_from("<>"), before=st.lists(_OTHER_ENTRY, max_size=3), after=st.lists(_OTHER_ENTRY, max_size=2),
+       kind=st.sampled_from([3, 4, 11]), value=st.integers(1, 8), twice=st.booleans(),
+       xmp=st.sampled_from([None, 3, 6]))
+def test_an_entry_whose_values_run_past_the_block_ends_the_ifd_as_pillow_reads_it(order, before, after, kind, value,
+                                                                                   twice, xmp):
+    """Pillow stops reading the IFD at the first entry, of any tag, whose values lie past the block's end (its read of
+    them fails and ends the IFD's): the orientation after it is none, and one before it stands. Only such an
+    orientation entry itself was taken as the end: one of another tag before it was skipped, and a photo whose
+    EXIF Pillow reads as unturned (or turned otherwise) was stored turned by the orientation after it."""
+    def other(tag, other_kind, count, offset):
+        return tag, other_kind, count, struct.pack(order + "I", offset)
+
+    orientation = (0x0112, kind, 1, (struct.pack(order + "f", value) if kind == 11 else
+                                     struct.pack(order + {3: "H", 4: "I"}[kind], value)).ljust(4, b"\x00"))
+    entries = [*(other(*entry) for entry in before), orientation, *(other(*entry) for entry in after)]
+    if twice:
+        entries.append((0x0112, 3, 1, struct.pack(order + "H", 9 - value).ljust(4, b"\x00")))
+    block = exif_block(order, entries).ljust(6 + 120, b"\x00")
+    info = {"exif": block}
+    if xmp is not None:
+        info["xmp"] = b'<x:xmpmeta><rdf:Description tiff:Orientation="%d"/></x:xmpmeta>' % xmp
+    oracle = Image.new("RGB", (1, 1))
+    oracle.info.update(info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings of a malformed tag
+        expected = oracle.getexif().get(0x0112)
+    assert exif_orientation(info) == (expected if type(expected) is int else None)
+
+
+def test_a_photo_whose_orientation_pillow_never_reaches_is_stored_as_pillow_shows_it():
+    """A landscape JPEG whose EXIF holds a Make tag pointing past the block's end, then Orientation 6: Pillow's
+    exif_transpose leaves it landscape, and so is it stored (it was stored turned to portrait)."""
+    from PIL import ImageOps
+
+    from pipeline.stages.image import ImageConfig, normalise
+    from tests.conftest import encode, real_image
+
+    block = exif_block("<", [(0x010F, 2, 40, struct.pack("<I", 900)), (0x0112, 3, 1, b"\x06\x00\x00\x00")])
+    raw = encode(real_image("coffee.jpg"), "JPEG", exif=block)  # 600 x 400
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warning of the tag it cannot read, on opening the file
+        with Image.open(io.BytesIO(raw)) as opened:
+            shown = ImageOps.exif_transpose(opened)
+        stored = normalise(raw, ImageConfig(max_side=4096))
+    assert (stored.width, stored.height) == shown.size == (600, 400)
+    assert (stored.original_width, stored.original_height) == (600, 400)

@@ -61,24 +61,33 @@ def _ifd0_orientation(tiff: bytes) -> object:
     found: object = _ABSENT
     for entry in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
         tag, kind, values = struct.unpack(order + "HHI", tiff[entry:entry + 8])
+        # Pillow reads every entry's values, and one whose values lie past the block's end, of any tag, ends its read
+        # of the IFD: an orientation after it is none (checked for the orientation alone, one after such an entry of
+        # another tag turned a photo Pillow reads as unturned).
+        if _values_at(tiff, order, entry, kind, values) is _CUT_SHORT:
+            break
         if tag == 0x0112 and values:  # the last of several, as Pillow reads them; one of no values is none
             value = _first_int(tiff, order, entry, kind, values)
-            if value is _CUT_SHORT:
-                break
             found = found if value is _ABSENT else value
     return found
 
 
-def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> object:
-    """An entry's value as Pillow gives a tag it expects once: the first int of an int type (warning of any
-    more), None for another type, `_ABSENT` where Pillow skips the entry (a type it does not know), `_CUT_SHORT`
-    where it stops reading the IFD (values past the block's end). The values are in the entry when they fit in its
-    4 bytes, else where it points."""
+def _values_at(tiff: bytes, order: str, entry: int, kind: int, values: int) -> object:
+    """Where an entry's values start: in the entry when they fit in its 4 bytes, else where it points; `_ABSENT` for
+    a type Pillow does not know (it skips the entry unread), `_CUT_SHORT` where they run past the block's end."""
     width = _TYPE_WIDTHS.get(kind)
     if width is None:
         return _ABSENT
     at = entry + 8 if width * values <= 4 else struct.unpack_from(order + "I", tiff, entry + 8)[0]
-    if at + width * values > len(tiff):
-        return _CUT_SHORT
+    return _CUT_SHORT if at + width * values > len(tiff) else at
+
+
+def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> object:
+    """An entry's value as Pillow gives a tag it expects once, for an entry whose values lie within the block
+    (`_values_at`): the first int of an int type (warning of any more), None for another type, `_ABSENT` where
+    Pillow skips the entry (a type it does not know)."""
+    at = _values_at(tiff, order, entry, kind, values)
+    if not isinstance(at, int):
+        return _ABSENT
     code = _INT_TYPES.get(kind)
     return struct.unpack_from(order + code, tiff, at)[0] if code else None

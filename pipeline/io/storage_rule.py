@@ -19,7 +19,8 @@ too; the image stage is the one that must bump it.
 # where drafting one crashed the process, 2026-12-04; 9: an embedded ICC profile converts an image with alpha or a
 # palette (composited on white first) and a greyscale one (grey profile) too, where it was ignored, 2026-12-05; 10:
 # an ICC profile of more than MAX_ICC_BYTES is refused, 2026-12-05; 11: a grey image with alpha or a colour key is
-# converted by its grey profile too (composited on white first), 2026-12-05).
+# converted by its grey profile too (composited on white first), 2026-12-05; 12: an EXIF orientation after an entry
+# whose values lie past the EXIF block's end, where Pillow stops reading, is none, as Pillow reads it, 2026-12-05).
 # The work cache keys on it with the shaping options, so a build resumed across such a change does not mix images
 # stored under both rules.
-STORAGE_RULE_VERSION = 11
+STORAGE_RULE_VERSION = 12
