@@ -235,6 +235,25 @@ def _no_host_gates_from_earlier_tests() -> Iterator[None]:
     yield
 
 
+@contextlib.contextmanager
+def local_time_zone(name: str) -> Iterator[None]:
+    """The process's local time zone set to `name` (a worker's machine in that zone) for the block, then the one
+    it had: what reads a clock's local time reads that zone's."""
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
 @pytest.fixture(scope="session")
 def demo_release(tmp_path_factory) -> Iterator[Path]:
     """The demo world's release, written once for the whole session: detectors off, 2 shards, all

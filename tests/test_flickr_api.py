@@ -17,6 +17,7 @@ from pipeline.fixtures.static_server import Response
 from pipeline.flickr.client import BadApiResponse, FlickrClient, KeyPool, NoAnswer, split_windows
 from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
 from pipeline.io.http_deadline import DeadlineAdapter
+from tests.conftest import local_time_zone
 from tests.test_http_client import RawServer, trickle
 
 KEY = Credentials("fixture-key-123", "fixture-secret-456")
@@ -103,6 +104,21 @@ def test_a_rest_the_api_asks_for_is_waited_before_the_next_attempt(server):
     server.inject_http(429, **{"Retry-After": "soon"})  # unreadable: the backoff
     assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"
     assert sleeps == pytest.approx([7.0, MAX_RETRY_AFTER_S, 0.04, 0.08])
+
+
+def test_a_rest_asked_for_until_the_end_of_year_9999_is_a_capped_wait_east_of_greenwich(server):
+    """'Retry-After: Fri, 31 Dec 9999 23:59:59' (no zone) was read in the worker's local time, east of Greenwich in
+    the year 10,000, which datetime cannot hold: a ValueError out of the call, past every handler of the source, so
+    the range being split (all of the run's windows) was one internal_error. An HTTP date is GMT: a long rest,
+    capped."""
+    from pipeline.flickr.client import MAX_RETRY_AFTER_S
+
+    sleeps = []
+    api = client(server, sleeps)
+    server.inject_http(503, **{"Retry-After": "Fri, 31 Dec 9999 23:59:59"})
+    with local_time_zone("JST-9"):
+        assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"
+    assert sleeps == pytest.approx([MAX_RETRY_AFTER_S])
 
 
 def test_a_search_the_search_databases_cannot_answer_yet_is_retried(server):

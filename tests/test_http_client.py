@@ -19,7 +19,7 @@ from pipeline.io.http_client import (
     retry_after_seconds,
     user_agent,
 )
-from tests.conftest import real_jpeg
+from tests.conftest import local_time_zone, real_jpeg
 
 JPEG = real_jpeg()
 
@@ -550,6 +550,32 @@ def test_a_retry_after_of_a_unicode_digit_is_ignored_not_an_exception(head, reas
     was not retried and a 404 not reported as such (the job filed an internal_error). A date whose year datetime
     cannot hold raised OverflowError the same way."""
     with RawServer(send_then(head)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+    assert (result.reason, result.attempts) == (reason, attempts)
+
+
+# Zones as POSIX strings (9 hours east of Greenwich, 8 west, no summer time): they need no time zone database.
+@pytest.mark.parametrize("zone", ["UTC0", "JST-9", "PST8"])
+def test_a_retry_after_date_is_read_as_gmt_whatever_the_worker_s_time_zone(zone):
+    """An HTTP date is GMT (RFC 9110, 5.6.7). One written without a zone, or with '-0000' (which Python's parser
+    returns without one), was read in the worker's local time: the host's rest was 9 hours shorter on a worker in
+    Tokyo (here nothing: the date was already past), 8 longer in California."""
+    with local_time_zone(zone):
+        for value in ("Wed, 21 Oct 2015 07:28:00", "Wed, 21 Oct 2015 07:28:00 -0000", "Wed, 21 Oct 2015 07:28:00 GMT"):
+            assert retry_after_seconds(value, 1445412470) == pytest.approx(10), value
+
+
+@pytest.mark.parametrize(("head", "reason", "attempts"), [
+    (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: Fri, 31 Dec 9999 23:59:59 -0000\r\nContent-Length: 0\r\n\r\n",
+     "server_error", 2),
+    (b"HTTP/1.1 404 Not Found\r\nRetry-After: Fri, 31 Dec 9999 23:59:59\r\nContent-Length: 0\r\n\r\n",
+     "not_found", 1),
+], ids=["503", "404"])
+def test_a_retry_after_at_the_end_of_year_9999_is_no_exception_east_of_greenwich(head, reason, attempts):
+    """The last second of 9999 without a zone, read in the local time of a worker east of Greenwich, is in the year
+    10,000, which datetime cannot hold: ValueError out of the download (the photo an internal_error, a 503 not
+    retried, a 404 not said). As GMT it is a rest far off, capped as any long one is."""
+    with local_time_zone("JST-9"), RawServer(send_then(head)) as server:
         result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
     assert (result.reason, result.attempts) == (reason, attempts)
 

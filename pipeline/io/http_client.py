@@ -18,6 +18,7 @@ Safety rules, in the order they apply to every hop of a request:
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import http.client
 import http.cookiejar
@@ -105,6 +106,11 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: a year of 14 digits, which datetime cannot hold
         return None
+    if when.tzinfo is None:
+        # An HTTP date is GMT (RFC 9110, 5.6.7); the parser gives one without a zone, or with "-0000", no zone, which
+        # timestamp() reads in the worker's local time: a rest 9 hours shorter in Tokyo, and the last second of 9999
+        # east of Greenwich a year datetime cannot hold (ValueError out of the download, or of a Flickr API call).
+        when = when.replace(tzinfo=dt.UTC)
     return max(0.0, when.timestamp() - now)
 
 
