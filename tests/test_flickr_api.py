@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import random
 import time
+import tracemalloc
 
 import flickrapi
 import pytest
@@ -18,7 +20,7 @@ from pipeline.flickr.client import BadApiResponse, FlickrClient, KeyPool, NoAnsw
 from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
 from pipeline.io.http_deadline import DeadlineAdapter
 from tests.conftest import local_time_zone
-from tests.test_http_client import RawServer, trickle
+from tests.test_http_client import RawServer, _endless, trickle
 
 KEY = Credentials("fixture-key-123", "fixture-secret-456")
 
@@ -431,6 +433,31 @@ def test_an_answer_over_the_size_limit_is_refused_while_read(server):
     with pytest.raises(BadApiResponse, match="over 100000 bytes"):
         api.call("flickr.photos.licenses.getInfo")
     assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"  # the next call is fine
+
+
+@pytest.mark.parametrize("script", [
+    # a zlib header, then empty stored blocks: urllib3 keeps a deflate body's bytes until they first decode
+    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nConnection: close\r\n\r\n\x78\x9c",
+             b"\x00\x00\x00\xff\xff" * 8192),
+    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n", gzip.compress(b"") * 4096),
+], ids=["empty-deflate-blocks", "empty-gzip-members"])
+def test_an_answer_that_decodes_to_nothing_is_bounded_on_the_wire_and_not_retried(script):
+    """The answer's bound counted decoded bytes only, and urllib3 reads on without returning while nothing decodes:
+    an endless body of empty deflate blocks was held whole until the call's deadline (~300 MiB under the 30 s
+    default, a 64 MiB bound), then retried as no answer, four times more. It ends once the answer has taken its
+    bound and 1 MiB off the socket, as an answer that is no Flickr answer: not retried. The deadline is far off."""
+    with RawServer(script) as raw:
+        api = FlickrClient(KEY, raw.url("/services/rest/"), max_retries=2, timeout=15.0, sleep=lambda s: None,
+                           max_answer_bytes=1 << 20)
+        tracemalloc.start()
+        try:
+            with pytest.raises(BadApiResponse, match="on the wire"):
+                api.call("flickr.photos.search", per_page=1)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert raw.connections == 1 and api.calls["flickr.photos.search"] == 1
+    assert peak < 16 << 20
 
 
 def test_each_client_has_its_own_bounded_session_not_flickrapis_shared_one(server):

@@ -46,6 +46,11 @@ RETRYABLE_FOR = {"flickr.photos.search": frozenset({10})}
 INVALID_KEY = 100
 # A search page of 500 photos with every extra (descriptions, tags) is a few MB; more is no Flickr answer.
 MAX_ANSWER_BYTES = 64 << 20
+# What one answer may take off the socket beyond its bound: status line, headers, chunk framing (a real answer's are a
+# few kB). The bound counts decoded bytes only when urllib3 hands some over, and urllib3 reads on without returning
+# while a body decodes to nothing (it keeps a deflate body's bytes until they first decode): an endless body of empty
+# deflate blocks was held until the call's deadline, ~300 MiB in the default 30 s, then retried as no answer.
+WIRE_ROOM = 1 << 20
 # What parsing an answer may build: JSON makes a value at most for each ',' '{' and '[' (a page of 500 photos with
 # every extra holds tens of thousands); parsed, 64 MiB of `[{},{},...]` took ~1.5 GB, per call and thread.
 MAX_ANSWER_VALUES = 1_000_000
@@ -202,6 +207,7 @@ class FlickrClient:
             api.flickr_oauth.session = _api_session(max_answer_bytes)  # shadows the shared class attribute
         self._max_retries, self._backoff, self._sleep = max_retries, backoff_base, sleep
         self._timeout = timeout
+        self._max_answer_bytes = max_answer_bytes
         # Longest first: a secret holding another's text is taken out whole.
         self._secrets = sorted({text for k in keys for text in (k.key, k.secret) if text}, key=len, reverse=True)
         pool_id = (tuple(fingerprint(k) for k in keys), calls_per_second)
@@ -226,10 +232,15 @@ class FlickrClient:
                 self._sleep(wait)
             self.calls[method] += 1
             Metrics.counter(API_METRICS, method).inc()  # summed over workers into stats.json "api_calls"
+            # requests' timeout bounds each read, not the answer; the bytes off the socket are bounded too (WIRE_ROOM)
+            scope = deadline_scope(self._timeout, max_bytes=self._max_answer_bytes + WIRE_ROOM)
             try:
-                with deadline_scope(self._timeout):  # requests' timeout bounds each read, not the answer
+                with scope as cutoff:
                     return parsed_answer(self._apis[index].do_flickr_call(method, timeout=self._timeout, **params))
             except requests.exceptions.RequestException as err:
+                if cutoff.over:  # the same answer would come again: refused, not retried
+                    raise BadApiResponse(f"the answer is over {self._max_answer_bytes} bytes (+{WIRE_ROOM} for "
+                                         "headers) on the wire") from None
                 if not retry_unanswered or attempt >= self._max_retries:
                     raise NoAnswer(f"no answer from the Flickr API after {attempt + 1} attempts: "
                                    f"{type(err).__name__}", type(err).__name__) from None
