@@ -782,7 +782,7 @@ def test_an_entry_uploaded_outside_its_window_is_that_entrys_rejection(tmp_path)
     """Two of a day's 20 photos listed as uploaded the day before and the day after (an answer mixing up searches):
     they were kept, outside the range asked, each counted as one of the window's photos (one such entry standing
     in for a photo of the window hid that photo's loss). Entries at the window's first and last second are its
-    own."""
+    own. The day is counted at 20 and lists 18 of its own: 2 of it never listed, as far as the source can tell."""
     photos = [FixturePhoto(str(6000 + i), "o@N01", 4, DAY + i) for i in range(18)]
     photos += [FixturePhoto("6100", "o@N01", 4, DAY + 86399), FixturePhoto("6101", "o@N01", 4, DAY + 86398)]
     photos[3].search_overrides = {"dateupload": str(DAY - 1)}
@@ -791,8 +791,33 @@ def test_an_entry_uploaded_outside_its_window_is_that_entrys_rejection(tmp_path)
         kept, rejected = _read_day(server, tmp_path)
     assert kept == sorted(p.photo_id for p in photos if p not in photos[3:5])
     assert [(photo_id, reason) for photo_id, reason, _ in rejected] == [("6003", "bad_api_entry"),
-                                                                       ("6004", "bad_api_entry")]
+                                                                       ("6004", "bad_api_entry"),
+                                                                       (f"flickr:{DAY}-{DAY + 86399}",
+                                                                        "incomplete_window")]
     assert rejected[0][2] == f"dateupload {DAY - 1} is outside the window searched, {DAY}-{DAY + 86399}"
+    assert rejected[2][2].endswith("listed 18 different: 2 never listed"), rejected[2][2]
+
+
+def test_an_entry_of_another_window_standing_in_for_one_of_this_window_s_photos_does_not_hide_its_loss(tmp_path):
+    """An answer mixing up searches lists, in place of one of the day's 20 photos, a photo of the day before: that
+    entry was its bad_api_entry, but the window's tally still counted it as one of the day's, so 20 listed of 20
+    counted and the day's photo it stood in for was lost, said nowhere. An entry saying it is of another window lists
+    none of this one's."""
+    photos = _window_photos(20)
+
+    def mixed_up(page: int, answer: dict) -> dict:
+        entries = [entry for entry in answer["photo"] if entry["id"] != "6019"]
+        stranger = {name: value for name, value in answer["photo"][0].items() if not name.startswith("url_")}
+        return {"photo": [*entries, {**stranger, "id": "5999", "dateupload": str(DAY - 1)}]}
+
+    with FlickrServer(World(photos)) as server:
+        server.search_paging = _page_reads(mixed_up)
+        kept, rejected = _read_day(server, tmp_path)
+    assert kept == sorted(p.photo_id for p in photos if p.photo_id != "6019")
+    assert [(photo_id, reason) for photo_id, reason, _ in rejected] == [("5999", "bad_api_entry"),
+                                                                       (f"flickr:{DAY}-{DAY + 86399}",
+                                                                        "incomplete_window")]
+    assert rejected[1][2].endswith("listed 19 different: 1 never listed"), rejected[1][2]
 
 
 def test_a_range_counted_empty_is_still_read_once(tmp_path):

@@ -86,6 +86,10 @@ class FlickrSourceConfig:
     search_depth: int = SEARCH_DEPTH
 
 
+class OfAnotherWindow(BadField):
+    """An entry whose upload time is outside the window it was listed for: it lists none of the window's photos."""
+
+
 def _license_id(entry: dict) -> int:
     value = entry.get("license")
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1000:
@@ -157,8 +161,8 @@ def photo_from_search(entry: dict, ref: str, max_side: int, originals: bool = Fa
     if window and not date_uploaded:  # asked for (EXTRAS): without it the entry passed the window's check unchecked
         raise BadField("bad_api_entry", "no dateupload: whether it is of the window searched cannot be told")
     if window and not window[0] <= int(uploaded) <= window[1]:
-        raise BadField("bad_api_entry", f"dateupload {uploaded} is outside the window searched, "
-                                        f"{window[0]}-{window[1]}")
+        raise OfAnotherWindow("bad_api_entry", f"dateupload {uploaded} is outside the window searched, "
+                                               f"{window[0]}-{window[1]}")
     listed = tuple(BY_EXTRA[name] for name in _SIZE_EXTRAS if texts[name])  # smallest first
     chosen = smallest_covering(listed, max_side)
     download_url = texts[chosen.extra] if chosen else ""  # none listed: fetch builds the 500 px URL
@@ -266,7 +270,9 @@ class PageTally(NamedTuple):
     """What one page of a window gave, for the window's check (`_CheckWindow`)."""
 
     page: int
-    listed: frozenset[str]  # each entry's photo id, or its window:page:position where it has no valid id
+    # each entry's photo id, or its window:page:position where it has no valid id; not an entry saying it was uploaded
+    # outside the window (OfAnotherWindow)
+    listed: frozenset[str]
     paging: SearchPaging | None  # what the answer said of its paging; None: refused or unreadable (its own rejection)
     planned: int  # page 1: the window's pages its answer planned (itself included); 0 for the others
 
@@ -309,8 +315,11 @@ class _ReadPage(_ClientDoFn):
                 yield beam.pvalue.TaggedOutput(LATER_PAGES, (window, later))
         listed = set()
         for index, entry in enumerate(entries):
-            out = self._photo_or_rejection(entry, f"{where}:{index}", (low, high))
-            listed.add(out.photo_id if isinstance(out, Photo) else out.value.photo_id)
+            out, of_window = self._photo_or_rejection(entry, f"{where}:{index}", (low, high))
+            if of_window:
+                # An entry of another window is none of this one's: counted, it stood in for a photo of the window
+                # that was never listed, and that photo's loss was said nowhere.
+                listed.add(out.photo_id if isinstance(out, Photo) else out.value.photo_id)
             yield out
         yield self._tally(window, PageTally(page, frozenset(listed), paging, planned))
 
@@ -319,16 +328,18 @@ class _ReadPage(_ClientDoFn):
         return beam.pvalue.TaggedOutput(TALLY, (window, tally))
 
     def _photo_or_rejection(self, entry: object, ref: str,
-                            window: tuple[int, int]) -> Photo | beam.pvalue.TaggedOutput:
-        """One entry's own outcome: a bad entry costs that entry, never the page it came in."""
+                            window: tuple[int, int]) -> tuple[Photo | beam.pvalue.TaggedOutput, bool]:
+        """One entry's own outcome (a bad entry costs that entry, never the page it came in), and whether it may be
+        one of the window's photos (False for an entry saying it was uploaded outside the window)."""
         try:
             return photo_from_search(entry, ref, self._cfg.max_side, self._cfg.originals,  # type: ignore[arg-type]
-                                     window)
+                                     window), True
         except (BadPhotoId, BadField) as err:
-            return reject(Rejection(_entry_id(entry) or ref, STAGE, err.reason, str(err)[:300], "", ref))
+            rejection = Rejection(_entry_id(entry) or ref, STAGE, err.reason, str(err)[:300], "", ref)
+            return reject(rejection), not isinstance(err, OfAnotherWindow)
         except Exception as err:  # a case no check foresaw: still this entry's outcome, not the whole page's
             detail = f"{type(err).__name__}: {err}"[:300]
-            return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref))
+            return reject(Rejection(_entry_id(entry) or ref, STAGE, "internal_error", detail, "", ref)), True
 
 
 def window_shortfall(tallies: Iterable[PageTally], window_total: int, depth: int) -> tuple[int, str] | None:
