@@ -167,6 +167,24 @@ def test_redirect_to_placeholder_means_deleted(server):
         assert result.reason == "deleted" and not result.body
 
 
+def test_a_placeholder_redirect_s_detail_is_bounded_and_keeps_no_query_string(server):
+    """The placeholder a photo was redirected to was named whole in its `deleted` detail: a Location of 60 kB (the
+    most a header line holds) was a 60 kB rejection, and a query string in it (a signed URL's token) was published
+    with it. It is named as any URL a message shows: its query masked, 200 characters at most."""
+    location = "https://s.yimg.com/pw/" + "a/" * 30_000 + "photo_unavailable.png?sig=TOKEN-123"
+    result = fetcher(server).fetch(server.add("/a.jpg", redirect(location)))
+    assert result.reason == "deleted" and len(result.detail) < 300 and "TOKEN-123" not in result.detail
+    assert "redirected to the photo-unavailable placeholder 'https://s.yimg.com/pw/a/a/" in result.detail
+
+
+def test_a_bad_url_s_detail_is_bounded_whatever_its_scheme(server):
+    """A URL's scheme was quoted whole in its `bad_url` detail: 4,000 letters before '://' (a source allows URLs of
+    4,096 characters) were a 4 kB rejection, beside the URL's own 200 characters."""
+    result = fetcher(server).fetch("a" * 4000 + "://example.org/x.jpg")
+    assert result.reason == "bad_url" and len(result.detail) < 400, len(result.detail)
+    assert result.detail.startswith("scheme 'aaaa") and "is not http or https" in result.detail
+
+
 def test_redirect_loop_stops(server):
     url = server.add("/loop.jpg", redirect("/loop.jpg"))
     assert fetcher(server).fetch(url).reason == "too_many_redirects"

@@ -343,7 +343,8 @@ class Fetcher:
         if problem:
             raise _Stop("bad_redirect", f"redirect to {_shown(location)}: {problem}")
         if is_placeholder(target):
-            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {target}")
+            # _shown: a Location of 60 kB was a 60 kB detail, its query string (a signed URL's token) published with it
+            raise _Stop("deleted", f"redirected to the photo-unavailable placeholder {_shown(target)}")
         if not host_allowed(target, self.config.allowed_hosts):
             raise _Stop("redirect_not_allowed", f"redirect to {_describe(target)}")
         if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
