@@ -349,6 +349,23 @@ def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, li
     assert '"license" twice' in out.value.detail
 
 
+@pytest.mark.parametrize("code", [10**4000 - 1, -1, 10**6], ids=["4000-digits", "negative", "a-million"])
+def test_a_getinfo_failure_whose_code_is_no_flickr_error_code_is_a_broken_answer(tmp_path, code):
+    """A getInfo failure coded with a JSON integer of 4,000 digits was the photo's `api_error`, 'flickr.photos.getInfo
+    error 9999…' with every digit said (a 4 kB detail for each photo of the run). Flickr's error codes are small
+    numbers: any other is no failure Flickr answered."""
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    body = json.dumps({"stat": "fail", "code": code, "message": "Photo not found"}).encode()
+    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
+        server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
+        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        dofn.setup()
+        [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
+    assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
+    assert "is no Flickr error code" in out.value.detail and len(out.value.detail) <= 100, out.value.detail
+
+
 def test_a_row_spelling_its_owner_otherwise_than_flickr_is_that_owners_photo():
     """A carried row crediting "07@n01", whose photo Flickr says is 7@N01's (the same account, as the takedown list
     reads it), was rejected as `owner_mismatch`."""

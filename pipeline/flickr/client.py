@@ -54,6 +54,8 @@ WIRE_ROOM = 1 << 20
 # What parsing an answer may build: JSON makes a value at most for each ',' '{' and '[' (a page of 500 photos with
 # every extra holds tens of thousands); parsed, 64 MiB of `[{},{},...]` took ~1.5 GB, per call and thread.
 MAX_ANSWER_VALUES = 1_000_000
+# Flickr's error codes are small numbers (0 to a few hundred): a failure coded otherwise is no answer of Flickr's.
+MAX_ERROR_CODE = 99_999
 # An error's message as the client raises it: "Error: CODE: " and up to 200 characters of what Flickr said.
 MAX_ERROR_CHARS = 220
 # The longest wait a Retry-After of a 429 or 503 is honoured for before the next attempt: the API asking for a rest
@@ -109,9 +111,17 @@ def parsed_answer(data: object) -> dict:
         code = parsed.get("code")
         if isinstance(code, bool) or not isinstance(code, int):
             raise BadApiResponse(f"a failure whose code {repr(code)[:40]} is no number")
+        if not 0 <= code <= MAX_ERROR_CODE:  # every digit of a code of 4,000 went into each refused photo's detail
+            raise BadApiResponse(f"a failure whose code {_shown_number(code)} is no Flickr error code")
         # Whole: FlickrClient takes its keys out, then cuts it to MAX_ERROR_CHARS (a key cut in two kept its half).
         raise flickrapi.FlickrError(f"Error: {code}: {parsed.get('message', '')}", code=code)
     return parsed
+
+
+def _shown_number(number: int) -> str:
+    """A number an answer gave, as a message shows it: whole up to 15 digits, else how many digits it has."""
+    digits = len(str(abs(number)))
+    return str(number) if digits <= 15 else f"of {digits:,} digits"
 
 
 def _bounded_answer(max_bytes: int) -> Callable[..., requests.Response]:
