@@ -86,6 +86,27 @@ def local_pipeline() -> TestPipeline:
     return pipeline
 
 
+def carried_pins(pipeline: TestPipeline) -> dict[str, list]:
+    """The `file_pins.Pins` each step of `pipeline` carries (its arguments, its DoFn's fields), by the step's full
+    label: what is pickled into the job graph with it."""
+    from apache_beam.pipeline import PipelineVisitor
+
+    from pipeline.io.file_pins import Pins
+
+    found: dict[str, list] = {}
+
+    class Visitor(PipelineVisitor):
+        def visit_transform(self, applied) -> None:
+            transform = applied.transform
+            fn = getattr(transform, "fn", None)
+            held = [*(getattr(transform, "args", None) or ()), *getattr(fn, "__dict__", {}).values()]
+            if pins := [value for value in held if isinstance(value, Pins)]:
+                found[applied.full_label] = pins
+
+    pipeline.visit(Visitor())
+    return found
+
+
 def photo(photo_id: str = "1", **fields) -> Photo:
     from pipeline.records import Photo
 

@@ -159,3 +159,35 @@ def test_a_file_known_by_its_bytes_is_read_through_a_reader_of_another_kind(tmp_
     with pytest.raises(ChangedSinceChecked, match="read otherwise than it was checked"):
         pins.confirm(str(path), io.BytesIO(b"CHANGED"), VERIFIED)
     pins.confirm(str(path), io.BytesIO(b"checked"), VERIFIED)
+
+
+def test_the_pins_of_some_files_hold_their_entries_alone_and_refuse_as_the_whole_does(tmp_path):
+    """`Pins.only`: what a reader of some of the files carries (each Beam step is pickled with its arguments). It
+    holds the entries of the files named (by any spelling of a path, or a glob), with what the check knew of them,
+    and refuses a file added since under the folder the check read, and lists and refuses one gone since, as the
+    whole does."""
+    import hashlib
+
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "parquet").mkdir()
+    pins = Pins(folders={str(tmp_path)})
+    for name in ("ledger/a.parquet", "ledger/b.parquet", "parquet/c.parquet", "manifest.json"):
+        (tmp_path / name).write_bytes(name.encode())
+        with open_regular_file(str(tmp_path / name)) as handle:
+            pins.add(str(tmp_path / name), handle, VERIFIED, (len(name), hashlib.sha256(name.encode()).hexdigest()))
+    ledger = pins.only([f"{tmp_path}/ledger/*.parquet"])
+    assert set(ledger.versions) == set(ledger.by) == set(ledger.contents) == {
+        str(tmp_path / "ledger/a.parquet"), str(tmp_path / "ledger/b.parquet")}
+    assert ledger.folders == pins.folders and pins.versions.keys() > ledger.versions.keys()
+    shard = pins.only([f"{tmp_path}/ledger/../parquet/./c.parquet"])
+    assert set(shard.versions) == {str(tmp_path / "parquet/c.parquet")}
+    assert pins.only([]).versions == {} and pins.only([f"{tmp_path}/parquet/d.parquet"]).versions == {}
+    (tmp_path / "ledger/b.parquet").unlink()
+    (tmp_path / "ledger/d.parquet").write_bytes(b"d")
+    found = [str(tmp_path / "ledger/a.parquet"), str(tmp_path / "ledger/d.parquet")]
+    assert ledger.listed(f"{tmp_path}/ledger/*.parquet", found) == pins.listed(f"{tmp_path}/ledger/*.parquet", found)
+    with pytest.raises(ChangedSinceChecked, match=r"d\.parquet: added since verify checked its folder"):
+        ledger.open(str(tmp_path / "ledger/d.parquet"), LAUNCH_CHECK)
+    with pytest.raises(ChangedSinceChecked, match=r"b\.parquet: gone since verify checked it"):
+        ledger.open(str(tmp_path / "ledger/b.parquet"), LAUNCH_CHECK)
+    ledger.open(str(tmp_path / "ledger/a.parquet"), LAUNCH_CHECK).close()

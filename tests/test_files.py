@@ -365,3 +365,40 @@ def test_a_local_path_holding_colon_slash_slash_is_resolved_as_a_local_one(tmp_p
     assert canonical_path("runs/a://b") == canonical_path("link//b/") == canonical_path("runs/a:/b/../b") == \
         str((tmp_path / "runs" / "a:" / "b").resolve())
     assert canonical_path("gs://bucket//a/./b/../c/") == "gs://bucket/a/c"
+
+
+def test_parquet_files_read_with_pins_carry_the_pins_of_the_files_their_patterns_name_alone(tmp_path):
+    """ReadParquetFiles' steps are pickled into the job graph with their arguments: the pins of every file a check
+    read (a whole release's, for a refresh's --ledger) went with each. They carry those of the files their patterns
+    name (one read through a link: where it leads), and a file added since under a folder the check read is still
+    refused, as it was by the whole."""
+    import os
+
+    import apache_beam as beam
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io.file_pins import VERIFIED, Pins, canonical
+    from pipeline.io.files import ReadParquetFiles, open_regular_file
+    from tests.conftest import carried_pins, local_pipeline
+
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "parquet").mkdir()
+    for name in ("ledger/a.parquet", "ledger/b.parquet", "parquet/c.parquet", "elsewhere.parquet"):
+        pq.write_table(pa.table({"photo_id": [name]}), tmp_path / name)
+    os.symlink(tmp_path / "elsewhere.parquet", tmp_path / "ledger" / "linked.parquet")
+    pins = Pins(folders={str(tmp_path)})
+    for path in sorted(tmp_path.rglob("*.parquet")):
+        with open_regular_file(str(path)) as handle:
+            pins.add(str(path), handle, VERIFIED)
+    p = local_pipeline()
+    _ = p | ReadParquetFiles([f"{tmp_path}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)
+    carried = carried_pins(p)
+    assert len(carried) == 2
+    for [held] in carried.values():
+        assert set(held.versions) == {canonical(str(tmp_path / name)) for name in (
+            "ledger/a.parquet", "ledger/b.parquet", "elsewhere.parquet")}
+    p.run().wait_until_finish()  # read as checked, the linked file too
+    pq.write_table(pa.table({"photo_id": ["added"]}), tmp_path / "ledger" / "d.parquet")
+    with pytest.raises(Exception, match=r"d\.parquet: added since verify checked its folder"), local_pipeline() as p:
+        _ = p | ReadParquetFiles([f"{tmp_path}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)

@@ -36,11 +36,12 @@ import io
 import os
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from pipeline.io.file_reads import is_remote, open_regular_file
-from pipeline.io.globs import posix_glob
+from pipeline.io.globs import is_glob, posix_glob
 
 Pin = tuple[Any, ...]
 # The checks, as their lines name them, and what the lines tell the operator to do
@@ -179,6 +180,20 @@ class Pins:
             if _content(handle, content[0]) != content:  # whatever its kind (a worker's other reader): its bytes
                 raise
             self.versions[canonical(path)] = now
+
+    def only(self, names: Iterable[str]) -> Pins:
+        """The entries of the files `names` may name (paths, or globs as `listed` reads them; a path by any spelling
+        of it, `canonical`), with every folder: what a reader of those files carries. A Beam transform is pickled into
+        the job graph with its arguments, and the whole of a release's pins (10,000 files: ~0.8 MB) was pickled into
+        each of the ~6 that read some of its files. A file the subset holds no entry for is refused as the whole
+        would refuse it (`check`: added since), and its `folders` still name the check that read its folder."""
+        names = list(names)
+        regexes = [_pattern_regex(name) for name in names if is_glob(name)]  # a path: its entry, by name
+        keep = {path for path in map(canonical, names) if path in self.versions} | {
+            path for path in self.versions if any(regex.match(path) for regex in regexes)}
+        return Pins({path: self.versions[path] for path in keep}, set(self.folders),
+                    {path: self.by[path] for path in keep if path in self.by},
+                    {path: self.contents[path] for path in keep if path in self.contents})
 
     def listed(self, pattern: str, found: list[str]) -> list[str]:
         """The files to read for `pattern`: `found` (its listing now) and the checked files it would list that are

@@ -29,7 +29,8 @@ from pipeline.io.file_reads import open_reader as open_reader
 from pipeline.io.file_reads import open_regular_file as open_regular_file
 from pipeline.io.file_reads import read_bytes as read_bytes
 from pipeline.io.file_reads import size_and_kind as size_and_kind
-from pipeline.io.globs import glob_parts, posix_glob
+from pipeline.io.globs import is_glob as is_glob
+from pipeline.io.globs import posix_glob
 from pipeline.io.parquet_footer import FooterTooLarge, check_footer
 from pipeline.io.regular_files import read_at_most
 
@@ -267,12 +268,6 @@ def glob_matches(pattern: str, path: str) -> bool:
     return bool(posix_glob(pattern)[1].match(path))
 
 
-def is_glob(pattern: str) -> bool:
-    """Whether `matching` reads `pattern` as a glob (a '*', a '?', a closed '[...]', or a folder's files: a '/' at its
-    end) rather than as one file's name (an unclosed '[' is a literal, as to Beam)."""
-    return pattern.endswith("/") or any(kind for kind, _ in glob_parts(pattern))
-
-
 def files_to_read(pattern: str) -> list[str]:
     """The files a job reads for `pattern`, listed when it runs (`matching`). A file named without a wildcard is
     listed even when it is no longer there: the launch check saw it, so its reader's failure to open it is reported
@@ -395,7 +390,12 @@ class ReadParquetFiles(beam.PTransform):
 
     def __init__(self, patterns: Sequence[str], pins: Pins | None = None) -> None:
         super().__init__()
-        self._patterns, self._pins = list(patterns), pins
+        self._patterns = list(patterns)
+        # Only the entries of the files the patterns may name: the transform is pickled into the job graph with them
+        # (`Pins.only`). A local file read through a link is held by where the link leads, which no glob names: the
+        # patterns' local files as listed now are named too.
+        self._pins = pins.only([*self._patterns, *(path for pattern in self._patterns if not is_remote(pattern)
+                                                  for path in files_to_read(pattern))]) if pins is not None else None
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin

@@ -38,6 +38,12 @@ def glob_parts(pattern: str) -> Iterator[tuple[str, str]]:
         i += 1
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether `files.matching` reads `pattern` as a glob (a '*', a '?', a closed '[...]', or a folder's files: a '/'
+    at its end) rather than as one file's name (an unclosed '[' is a literal, as to Beam)."""
+    return pattern.endswith("/") or any(kind for kind, _ in glob_parts(pattern))
+
+
 def _fnmatch_class(text: str) -> str:
     """The regex of one closed `[...]` class as fnmatch translates it (its `(?s:...)\\Z` wrapper taken off)."""
     translated = fnmatch.translate(text)

@@ -309,7 +309,8 @@ class ReadRelease(beam.PTransform):
         self._shards = release_shards(release, pins)
         if not self._shards:
             raise ValueError(f"{release} has no parquet/*.parquet shards to carry over")
-        self._name, self._pins = release_name, pins
+        # the shards' entries alone: the transform is pickled into the job graph with them (`Pins.only`)
+        self._name, self._pins = release_name, pins.only(self._shards) if pins is not None else None
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
@@ -334,7 +335,7 @@ class CarriedIds(beam.PTransform):
     def __init__(self, release: str, release_name: str, pins: Pins | None = None) -> None:
         super().__init__()
         self._shards = release_shards(release, pins)
-        self._name, self._pins = release_name, pins
+        self._name, self._pins = release_name, pins.only(self._shards) if pins is not None else None  # as ReadRelease
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
