@@ -31,7 +31,6 @@ read if it holds those bytes, its version now the one later compared (a write as
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import posixpath
@@ -42,6 +41,7 @@ from typing import Any, BinaryIO
 
 from pipeline.io.file_reads import is_remote, open_regular_file
 from pipeline.io.globs import is_glob, posix_glob
+from pipeline.io.regular_files import size_and_sha256_of
 
 Pin = tuple[Any, ...]
 # The checks, as their lines name them, and what the lines tell the operator to do
@@ -204,19 +204,13 @@ class Pins:
         return sorted({*found, *gone})
 
 
-_HASH_CHUNK = 1 << 20
-
-
 def _content(handle: Any, most: int) -> tuple[int, str]:
     """(size, sha256) of what `handle` reads from its start, read no further than `most` + 1 bytes; the handle is
     left at its start."""
-    digest, size = hashlib.sha256(), 0
     handle.seek(0)
-    while size <= most and (chunk := handle.read(min(_HASH_CHUNK, most + 1 - size))):
-        digest.update(chunk)
-        size += len(chunk)
+    content = size_and_sha256_of(handle, most + 1)
     handle.seek(0)
-    return size, digest.hexdigest()
+    return content
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:

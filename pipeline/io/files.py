@@ -32,7 +32,7 @@ from pipeline.io.file_reads import size_and_kind as size_and_kind
 from pipeline.io.globs import is_glob as is_glob
 from pipeline.io.globs import posix_glob
 from pipeline.io.parquet_footer import FooterTooLarge, check_footer
-from pipeline.io.regular_files import read_at_most
+from pipeline.io.regular_files import read_at_most, size_and_sha256_of
 
 
 class _HashingWriter(io.RawIOBase):
@@ -212,10 +212,7 @@ class HashingReader(io.RawIOBase):
 def size_and_sha256(path: str, chunk: int = 1 << 20) -> tuple[int, str]:
     """A file's size and sha256 (local or on any Beam filesystem), read as a stream, `chunk` bytes at a time."""
     with open_reader(path) as handle:
-        reader = HashingReader(handle)
-        while reader.read(chunk):
-            pass
-        return reader.finish()
+        return size_and_sha256_of(handle, chunk=chunk)
 
 
 def canonical_path(path: str) -> str:

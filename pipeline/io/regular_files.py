@@ -1,11 +1,12 @@
 """A local file read only if it is a regular one, without waiting, and at most so many bytes of it: what
 `io/files.py` (any Beam filesystem) and the evaluation scripts' own readers and writers (`whole_file.py`,
 `photo_sets/scores_file.py`, which import no Beam) share. A named pipe read as a file waits for a writer that may
-never come; a device or a file growing as it is read has no end."""
+never come; a device or a file growing as it is read has no end. And the hash of what a handle reads."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from typing import BinaryIO
@@ -37,6 +38,16 @@ def read_at_most(handle: BinaryIO, size: int) -> bytes:
         parts.append(data)
         left -= len(data)
     return b"".join(parts)
+
+
+def size_and_sha256_of(handle: BinaryIO, most: int | None = None, chunk: int = 1 << 20) -> tuple[int, str]:
+    """(size, sha256 hex) of what `handle` reads from where it is, `chunk` bytes at a time (nothing kept); with
+    `most`, of no more than its first `most` bytes. What `files.size_and_sha256` and `file_pins` hash files with."""
+    digest, size = hashlib.sha256(), 0
+    while (most is None or size < most) and (data := handle.read(chunk if most is None else min(chunk, most - size))):
+        digest.update(data)
+        size += len(data)
+    return size, digest.hexdigest()
 
 
 _KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket",
