@@ -33,7 +33,7 @@ from pipeline.detectors.reviewer_decisions import ReviewerRejections
 from pipeline.io import report, sinks
 from pipeline.io.attribution import WriteAttribution
 from pipeline.io.dataset_card import WriteDatasetCard
-from pipeline.io.file_pins import Pins
+from pipeline.io.file_pins import UNCHECKED, Pins
 from pipeline.io.files import ReadParquetFiles
 from pipeline.io.http_client import FetchConfig, user_agent
 from pipeline.io.layout import STAGED_LISTS
@@ -223,7 +223,7 @@ def _blocklists(lists: list[str], distance: int, output: str) -> Callable[..., B
 
 
 def _carried(pipeline: beam.Pipeline, opts: PassOptions, listed: Callable[..., Blocklist] | None,
-             list_distance: int, specs: list[DetectorSpec], decisions: Decisions, pins: Pins | None = None
+             list_distance: int, specs: list[DetectorSpec], decisions: Decisions, pins: Pins = UNCHECKED
              ) -> tuple[beam.PCollection, beam.PCollection, list[beam.PCollection], list[beam.PCollection]]:
     """The previous release's rows (--carry_over), checked as a source's rows are (release/carry.py:
     the id, the hashes, the stored JPEG; the license filter; one row per id), then through the checks
@@ -279,7 +279,7 @@ def _ledger_entries(kept: beam.PCollection, rejections: beam.PCollection, previo
     return joined | "LedgerJoin" >> beam.CoGroupByKey() | "LedgerMerge" >> beam.FlatMap(merged)
 
 
-def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "", pins: Pins | None = None
+def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "", pins: Pins = UNCHECKED
           ) -> dict[str, beam.PCollection]:
     """Adds the whole job to `pipeline`, writing into `output` (default --output; a run writes into
     its staging folder); returns the kept photos and all rejections (for tests). `pins`: the versions of the files
@@ -287,7 +287,7 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "", pins: Pi
     verify read), which the job reads or refuses."""
     output = output or opts.output
     # The carried release is held to what verify read where verify read it (a refresh); --carry_over is internal
-    carried_pins = pins if pins is not None and opts.carry_over and pins.covers(opts.carry_over) else None
+    carried_pins = pins if opts.carry_over and pins.covers(opts.carry_over) else UNCHECKED
     read = pipeline | "Read" >> _source(opts)
     licensed = read.kept | "License" >> FilterLicense()
     lists = split_list(opts.blocklist)

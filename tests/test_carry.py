@@ -176,7 +176,7 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
     of becoming a rejection that would drop the shard's photos from the release for good."""
     import requests
 
-    from pipeline.release import carry as carry_module
+    from pipeline.io import file_pins
 
     carry(tmp_path, [released(1)])
     whole = (tmp_path / "parquet" / "pass-00000-of-00001.parquet").read_bytes()
@@ -205,7 +205,7 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
         def readinto(self, buffer):
             raise requests.exceptions.ConnectionError("Connection aborted.")
 
-    monkeypatch.setattr(carry_module, "open_reader", lambda path: contextlib.nullcontext(Reset()))
+    monkeypatch.setattr(file_pins, "open_regular_file", lambda path: contextlib.nullcontext(Reset()))
     with pytest.raises(Exception, match="Connection aborted"), local_pipeline() as p:
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
 
@@ -415,3 +415,21 @@ def test_the_release_readers_carry_the_pins_of_its_shards_alone(demo_release, tm
     (release / "parquet" / "extra.parquet").write_bytes((release / "ledger").glob("*.parquet").__next__().read_bytes())
     with pytest.raises(ChangedSinceChecked, match="added since verify checked its folder"):
         list(_read_shard(str(release / "parquet" / "extra.parquet"), carried["Rows/Rows"][0]))
+
+
+def test_a_shard_that_is_no_regular_file_is_refused_not_waited_on_where_no_verify_came_before(tmp_path):
+    """A release carried over with no verify before it (`run --carry_over`) had its shards opened as any file: a
+    named pipe among them was waited on for good (the job hung), a folder was an IsADirectoryError. They are opened as
+    a verified release's are (`open_regular_file`): refused, naming the shard, without waiting."""
+    import os
+
+    from pipeline.io.files import _ParquetRows
+    from pipeline.release.carry import _read_shard, _shard_ids
+
+    (tmp_path / "parquet").mkdir()
+    (tmp_path / "parquet" / "pass-00000-of-00002.parquet").mkdir()
+    os.mkfifo(tmp_path / "parquet" / "pass-00001-of-00002.parquet")
+    for name in ("pass-00000-of-00002.parquet", "pass-00001-of-00002.parquet"):
+        for read in (_read_shard, _shard_ids, _ParquetRows().process):
+            with pytest.raises(ValueError, match=f"{name} is no regular file"):
+                list(read(str(tmp_path / "parquet" / name)))

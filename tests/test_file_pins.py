@@ -191,3 +191,27 @@ def test_the_pins_of_some_files_hold_their_entries_alone_and_refuse_as_the_whole
     with pytest.raises(ChangedSinceChecked, match=r"b\.parquet: gone since verify checked it"):
         ledger.open(str(tmp_path / "ledger/b.parquet"), LAUNCH_CHECK)
     ledger.open(str(tmp_path / "ledger/a.parquet"), LAUNCH_CHECK).close()
+
+
+def test_files_no_check_read_are_read_as_they_are_and_nothing_is_recorded(tmp_path):
+    """`UNCHECKED`, what a reader is given where no check read its files before: it opens a regular file (a named
+    pipe refused, not waited on), compares nothing, lists what is found, and records nothing (it is one object,
+    shared by every reader without pins)."""
+    from pipeline.io.file_pins import UNCHECKED
+
+    path = tmp_path / "a.parquet"
+    path.write_bytes(b"as it is")
+    with UNCHECKED.open(str(path), VERIFIED) as handle:
+        UNCHECKED.add(str(path), handle, VERIFIED)
+        UNCHECKED.cover(str(tmp_path))
+        path.write_bytes(b"written as it is read")
+        assert handle.read() == b"written as it is read"
+        UNCHECKED.check(str(path), handle, VERIFIED)
+        UNCHECKED.confirm(str(path), handle, VERIFIED)
+    assert (UNCHECKED.versions, UNCHECKED.folders, UNCHECKED.by, UNCHECKED.contents) == ({}, set(), {}, {})
+    assert not UNCHECKED.holds(str(path)) and not UNCHECKED.covers(str(tmp_path))
+    assert UNCHECKED.listed(f"{tmp_path}/*.parquet", ["b", "a"]) == ["b", "a"]
+    assert UNCHECKED.only([str(path)]) is UNCHECKED
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="is no regular file"):
+        UNCHECKED.open(str(tmp_path / "pipe"), VERIFIED)

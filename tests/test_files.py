@@ -217,7 +217,7 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.io import files
+    from pipeline.io import file_pins, files
     from tests.read_through import ReadThrough
 
     ids = [str(1000 + i) for i in range(40)]
@@ -239,7 +239,7 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
     read_through = []  # a handle that is no local file (an object store's): read through it, seeking as Arrow asks
 
     opened = files.open_regular_file
-    monkeypatch.setattr(files, "open_regular_file",
+    monkeypatch.setattr(file_pins, "open_regular_file",
                         lambda path: io.BufferedReader(ReadThrough(opened(path), read_through.append), 65536))
     assert files.read_parquet(shard, ["photo_id"]).column(0).to_pylist() == ids
     assert 0 < sum(read_through) < 1_000_000, sum(read_through)
@@ -247,7 +247,7 @@ def test_read_parquet_reads_the_columns_asked_for_not_the_whole_file(tmp_path, m
 
 READ_AND_EXIT = """
 import io, sys
-from pipeline.io import files
+from pipeline.io import file_pins, files
 from tests.read_through import ReadThrough
 
 path = sys.argv[1]
@@ -266,7 +266,7 @@ def failing(count):  # a disk or an object store failing part way through the fi
 
 
 opened = files.open_regular_file
-files.open_regular_file = lambda name: io.BufferedReader(ReadThrough(opened(name), failing), 8192)
+file_pins.open_regular_file = lambda name: io.BufferedReader(ReadThrough(opened(name), failing), 8192)
 try:
     files.read_parquet(path)
 except OSError as err:

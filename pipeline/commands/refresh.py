@@ -19,7 +19,7 @@ from pipeline.commands.run import (
     summary,
 )
 from pipeline.io import report
-from pipeline.io.file_pins import Pins
+from pipeline.io.file_pins import UNCHECKED, Pins
 from pipeline.io.file_reads import is_remote, spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
@@ -108,7 +108,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
             raise UsageError(f"--{key}: {other[0][:80]!r} is no regular file (a pipe?): a refresh reads it twice (its "
                              "fingerprint, then the run) and a release records it for the next refresh; give a file")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for,
-                                pins=pins if previous and not done else None)
+                                pins=pins if previous and not done else UNCHECKED)
     made_by = release.fingerprint(previous, name, argv, rest, models_for)
     if done:
         return _published_earlier(target, name, made_by)
@@ -124,7 +124,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # manifest last: a refresh killed after publishing its files and before its changelog left a folder verify refused.
     try:
         stats = run(argv, overwrite=True, pins=pins, before_publish=lambda staging: finished.append(
-            release.finish(staging, previous, name, made_by, pins if previous else None)))
+            release.finish(staging, previous, name, made_by, pins if previous else UNCHECKED)))
     except PublishFinished as published:
         return _finished_earlier(target, previous, name, published, made_by)
     log = finished[0]
@@ -175,7 +175,7 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     return 0
 
 
-def _problems_once_finished(release: str, said: str, pins: Pins | None = None) -> tuple[list, bool, str]:
+def _problems_once_finished(release: str, said: str, pins: Pins = UNCHECKED) -> tuple[list, bool, str]:
     """(what verify finds in the published `release`, whether a publish a kill cut short there was finished first
     (`_finish_cut_publish`), which one line then says, `said` first; and where another run's lock kept it from
     that, '; ' and the lock's line: whose lock, which file to remove once that run is gone (the refusal said only
@@ -184,8 +184,7 @@ def _problems_once_finished(release: str, said: str, pins: Pins | None = None) -
     release is refused as it is otherwise (an edited file beside them), not refused once they were removed. `pins`:
     gets the versions of the files the last verify read (`file_pins`)."""
     def verified() -> list:
-        if pins is not None:
-            pins.clear()
+        pins.clear()
         return list(verify(release, pins=pins))
 
     problems = verified()

@@ -31,7 +31,7 @@ from pipeline.build import build, models_of
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
-from pipeline.io.file_pins import LAUNCH_CHECK, ChangedSinceChecked, Pins, canonical, pin_of
+from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, ChangedSinceChecked, Pins, canonical, pin_of
 from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
@@ -302,7 +302,7 @@ def refusal(stats: dict, opts: PassOptions) -> str | None:
     return None
 
 
-def check_inputs_exist(opts: PassOptions, pins: Pins | None = None) -> None:
+def check_inputs_exist(opts: PassOptions, pins: Pins = UNCHECKED) -> None:
     """Every file an option names is there before anything runs (not a failure after the crawl). `pins`: gets the
     version of each --ledger and --previous_index file checked (`file_pins`), which the job's reads compare theirs
     with; one it holds already (verify read it) must still be that version."""
@@ -315,29 +315,27 @@ def check_inputs_exist(opts: PassOptions, pins: Pins | None = None) -> None:
                 raise UsageError(f"{flag} {path}: no such file")
     for flag, patterns in globs.items():
         for pattern in patterns:
-            if not FileSystems.exists(pattern) and not matching(pattern) and \
-                    not (pins is not None and pins.listed(pattern, [])):
+            if not FileSystems.exists(pattern) and not matching(pattern) and not pins.listed(pattern, []):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
     for flag, patterns in {"--previous_index": globs["--previous_index"], "--ledger": globs["--ledger"]}.items():
         # with the files a check before read (verify) that are gone since, which are refused as such
-        for path in (path for pattern in patterns for path in (
-                pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern)) or [pattern]):
+        for path in (path for pattern in patterns for path in pins.listed(pattern, matching(pattern)) or [pattern]):
             problem = parquet_problem(path, pins)
             if problem:
                 raise UsageError(f"{flag} {path}: {problem}")
 
 
-def parquet_problem(path: str, pins: Pins | None = None) -> str | None:
+def parquet_problem(path: str, pins: Pins = UNCHECKED) -> str | None:
     """Why `path` is no Parquet file Beam's reader can open (None when its footer reads and its row groups hold what
     it states, `record_readers.check_row_groups`): read by the job's reader, a truncated or foreign file failed the
     whole job with ArrowInvalid once it started, and a footer understating a row group's rows hid the others.
     `pins`: as `check_inputs_exist`'s."""
-    if pins is not None and pins.holds(path) and not FileSystems.exists(path):
+    if pins.holds(path) and not FileSystems.exists(path):
         return f"gone since {pins.by.get(canonical(path), LAUNCH_CHECK)} checked it: run again once its writer is done"
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             opened = pin_of(path, handle)
-            if pins is not None and (pins.holds(path) or pins.covers(path)):  # verify read it, or its folder
+            if pins.holds(path) or pins.covers(path):  # verify read it, or its folder
                 pins.confirm(path, handle, LAUNCH_CHECK)
             check_footer(handle)
             parquet = pq.ParquetFile(handle)
@@ -345,7 +343,7 @@ def parquet_problem(path: str, pins: Pins | None = None) -> str | None:
             check_row_groups(handle, parquet.metadata)
             if pin_of(path, handle) != opened:
                 return "changed as it was checked: run again once its writer is done"
-            if pins is not None and not pins.holds(path):
+            if not pins.holds(path):
                 pins.add(path, handle, LAUNCH_CHECK)
     except ChangedSinceChecked as err:
         return str(err).removeprefix(path).lstrip(": ")
@@ -432,7 +430,7 @@ def submits_remotely(runner: str | None) -> bool:
     return runner_class(runner) == "DataflowRunner"
 
 
-def preflight(opts: PassOptions, runner: str, pins: Pins | None = None) -> None:
+def preflight(opts: PassOptions, runner: str, pins: Pins = UNCHECKED) -> None:
     """Fails at launch, not on a worker: unknown detectors, a bad registry, a missing or altered
     model file (sha256), a detector or decision blind to the canary photos (`canary.py`), and — when
     the job runs here — a GPU that was required but is not used.

@@ -27,6 +27,10 @@ and an object rewritten to another storage class another generation. Refused, th
 was as verified, after hours of its job, and again each time such a tool ran meanwhile. Where the check knows the
 file's hash (verify: the manifest's), the file is hashed once more through the handle that reads it, only then, and
 read if it holds those bytes, its version now the one later compared (a write as it is read still refused).
+
+Every reader takes pins: `UNCHECKED` where no check read its files before (opened as regular files, nothing
+compared), so that each reads one way. A Beam step is given the entries of the files it reads alone (`Pins.only`):
+it is pickled into the job graph with them.
 """
 
 from __future__ import annotations
@@ -124,6 +128,10 @@ class Pins:
         if content is not None:
             self.contents[canonical(path)] = content
 
+    def cover(self, folder: str) -> None:
+        """Every file under `folder` was read by the check (`folders`): one it did not read is refused too."""
+        self.folders.add(canonical(folder))
+
     def clear(self) -> None:
         self.versions.clear()
         self.folders.clear()
@@ -183,10 +191,11 @@ class Pins:
 
     def only(self, names: Iterable[str]) -> Pins:
         """The entries of the files `names` may name (paths, or globs as `listed` reads them; a path by any spelling
-        of it, `canonical`), with every folder: what a reader of those files carries. A Beam transform is pickled into
-        the job graph with its arguments, and the whole of a release's pins (10,000 files: ~0.8 MB) was pickled into
-        each of the ~6 that read some of its files. A file the subset holds no entry for is refused as the whole
-        would refuse it (`check`: added since), and its `folders` still name the check that read its folder."""
+        of it, `canonical`), with every folder: what a reader of those files carries. A Beam step is pickled into the
+        job graph with its arguments, and the whole of a release's pins (10,000 files: ~0.6 MB as Beam pickles it,
+        `benchmarks/pins_size.py`) went with each step that read any of its files. A file the subset holds no entry
+        for is refused as the whole would refuse it (`check`: added since), and its `folders` still name the check
+        that read its folder."""
         names = list(names)
         regexes = [_pattern_regex(name) for name in names if is_glob(name)]  # a path: its entry, by name
         keep = {path for path in map(canonical, names) if path in self.versions} | {
@@ -202,6 +211,36 @@ class Pins:
         regex = _pattern_regex(pattern)
         gone = [path for path in self.versions if path not in here and regex.match(path)]
         return sorted({*found, *gone})
+
+
+class _Unchecked(Pins):
+    """`UNCHECKED`: the pins of files no check read before (a run given no previous release, a release read by a
+    command that verified none): each is opened as a regular file (`open_regular_file`) and read as it is, and
+    nothing is recorded. So that a reader reads one way, its files checked before or not."""
+
+    def add(self, path: str, read: Any, what: str, content: tuple[int, str] | None = None) -> None:
+        return None
+
+    def cover(self, folder: str) -> None:
+        return None
+
+    def check(self, path: str, handle: Any, what: str) -> None:
+        return None
+
+    def open(self, path: str, what: str) -> BinaryIO:
+        return open_regular_file(path)
+
+    def confirm(self, path: str, handle: Any, what: str) -> None:
+        return None
+
+    def only(self, names: Iterable[str]) -> Pins:
+        return self
+
+    def listed(self, pattern: str, found: list[str]) -> list[str]:
+        return list(found)
+
+
+UNCHECKED: Pins = _Unchecked()
 
 
 def _content(handle: Any, most: int) -> tuple[int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -23,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 # One file's reads live in file_reads.py (Beam imported only for an object store's path, so the detectors' registry
 # and the photo_sets fit scripts read models without it), and are named here as they always were.
-from pipeline.io.file_pins import LAUNCH_CHECK, VERIFIED, Pins
+from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, VERIFIED, Pins
 from pipeline.io.file_reads import is_remote as is_remote
 from pipeline.io.file_reads import open_reader as open_reader
 from pipeline.io.file_reads import open_regular_file as open_regular_file
@@ -311,7 +312,7 @@ def _is_local_file(handle: Any) -> bool:
         return False
 
 
-def read_parquet(path: str, columns: Sequence[str] | None = None, pins: Pins | None = None) -> pa.Table:
+def read_parquet(path: str, columns: Sequence[str] | None = None, pins: Pins = UNCHECKED) -> pa.Table:
     """A Parquet file's `columns` (all by default), local or on any Beam filesystem, as one table in memory (our
     Parquet files are shards of bounded size). Only those columns' bytes are read: the file was read whole, so a
     release's ids or its datasheet's figures read every shard's images too (a 1.44-million-image release: its
@@ -319,10 +320,9 @@ def read_parquet(path: str, columns: Sequence[str] | None = None, pins: Pins | N
     (a previous release's shard, a cache's file: outside input). Only a regular file (`open_regular_file`): a named
     pipe among a release's shards was waited on for good. `pins`: the version a check read (`file_pins`), which the
     file must still be, when it is opened and once it is read."""
-    with pins.open(path, VERIFIED) if pins is not None else open_regular_file(path) as handle:
+    with pins.open(path, VERIFIED) as handle:
         table = _read_parquet(path, handle, columns)
-        if pins is not None:
-            pins.check(path, handle, VERIFIED)
+        pins.check(path, handle, VERIFIED)
         return table
 
 
@@ -355,27 +355,22 @@ class _ParquetRows(beam.DoFn):
     at a time. `pins`: the versions the launch check (or verify) read (`file_pins`), which each file must still be,
     when it is opened and once it is read: a failure of the bundle otherwise, so that none of its rows is used."""
 
-    def __init__(self, pins: Pins | None = None) -> None:
+    def __init__(self, pins: Pins = UNCHECKED) -> None:
         super().__init__()
         self._pins = pins
 
     def process(self, path: str) -> Iterator[dict[str, Any]]:
-        pins = self._pins
-        with pins.open(path, LAUNCH_CHECK) if pins is not None else \
-                FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with self._pins.open(path, LAUNCH_CHECK) as handle:
             check_footer(handle)
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 yield from batch.to_pylist()
-            if pins is not None:
-                pins.check(path, handle, LAUNCH_CHECK)
+            self._pins.check(path, handle, LAUNCH_CHECK)
 
 
-def _files_of_all(patterns: Sequence[str], pins: Pins | None = None) -> list[str]:
+def _files_of_all(patterns: Sequence[str], pins: Pins = UNCHECKED) -> list[str]:
     """Each file the patterns name, once: patterns that overlap (`ledger/*`, `ledger/a.parquet`) read it twice. With
     `pins`, those the check read that are gone since too (`Pins.listed`)."""
-    return sorted({path for pattern in patterns
-                   for path in (pins.listed(pattern, files_to_read(pattern)) if pins is not None
-                                else files_to_read(pattern))})
+    return sorted({path for pattern in patterns for path in pins.listed(pattern, files_to_read(pattern))})
 
 
 class ReadParquetFiles(beam.PTransform):
@@ -385,14 +380,14 @@ class ReadParquetFiles(beam.PTransform):
     `pins`: the versions the launch check read (`file_pins`): a file listed now that it did not read, or another
     version of one it read, fails the job (it was read as checked)."""
 
-    def __init__(self, patterns: Sequence[str], pins: Pins | None = None) -> None:
+    def __init__(self, patterns: Sequence[str], pins: Pins = UNCHECKED) -> None:
         super().__init__()
         self._patterns = list(patterns)
         # Only the entries of the files the patterns may name: the transform is pickled into the job graph with them
         # (`Pins.only`). A local file read through a link is held by where the link leads, which no glob names: the
-        # patterns' local files as listed now are named too.
-        self._pins = pins.only([*self._patterns, *(path for pattern in self._patterns if not is_remote(pattern)
-                                                  for path in files_to_read(pattern))]) if pins is not None else None
+        # patterns' local files as listed now are named too (listed only where there are pins: a generator).
+        self._pins = pins.only(itertools.chain(self._patterns, (
+            path for pattern in self._patterns if not is_remote(pattern) for path in files_to_read(pattern))))
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin

@@ -29,8 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipeline.flickr.licenses import canonical_license
-from pipeline.io.file_pins import VERIFIED, Pins
-from pipeline.io.files import matching, open_reader
+from pipeline.io.file_pins import UNCHECKED, VERIFIED, Pins
+from pipeline.io.files import matching
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.io.parquet_footer import check_footer
@@ -58,11 +58,11 @@ _TEXT = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "str") 
 _WHOLE = frozenset(f.name for f in dataclasses.fields(Photo) if f.type == "int") & _FIELDS
 
 
-def release_shards(release: str, pins: Pins | None = None) -> list[str]:
+def release_shards(release: str, pins: Pins = UNCHECKED) -> list[str]:
     """The release's Parquet shards, listed when the job is built (a release never changes); with `pins` (what
     verify read, `file_pins`), those it read that are gone since too, whose read then says so."""
     pattern = FileSystems.join(release, "parquet", "*.parquet")
-    return pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern)
+    return pins.listed(pattern, matching(pattern))
 
 
 def release_name(release: str) -> str:
@@ -107,7 +107,7 @@ class UnreadableShard(ValueError):
     """A shard of the previous release that is no Parquet at all (cut short): not even its ids can be read."""
 
 
-def _read_shard(path: str, pins: Pins | None = None) -> Iterator[tuple[str, dict | UnreadableRow]]:
+def _read_shard(path: str, pins: Pins = UNCHECKED) -> Iterator[tuple[str, dict | UnreadableRow]]:
     """(where, row) for each row of a shard; `where` ("SHARD:ROW") names a row whose id cannot.
 
     Read a row group at a time (a shard of 5,000 images read whole was its bytes three times over, per worker
@@ -121,10 +121,9 @@ def _read_shard(path: str, pins: Pins | None = None) -> Iterator[tuple[str, dict
     since, added or gone) fails the refresh, before its first row and again once its last is read (a write in place
     meanwhile): a failure of the bundle, so that none of its rows is used."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
-    with pins.open(path, VERIFIED) if pins is not None else open_reader(path) as remote:
+    with pins.open(path, VERIFIED) as remote:
         yield from _shard_rows(remote, name)
-        if pins is not None:
-            pins.check(path, remote, VERIFIED)
+        pins.check(path, remote, VERIFIED)
 
 
 def _shard_rows(remote: Any, name: str) -> Iterator[tuple[str, dict | UnreadableRow]]:
@@ -304,13 +303,13 @@ class ReadRelease(beam.PTransform):
     """PBegin -> PCollection[tuple[str, dict]]: every row of a finished release, as (where, row); the rows
     a job counts as its carried input. `CheckRows` makes them photos."""
 
-    def __init__(self, release: str, release_name: str, pins: Pins | None = None) -> None:
+    def __init__(self, release: str, release_name: str, pins: Pins = UNCHECKED) -> None:
         super().__init__()
         self._shards = release_shards(release, pins)
         if not self._shards:
             raise ValueError(f"{release} has no parquet/*.parquet shards to carry over")
         # the shards' entries alone: the transform is pickled into the job graph with them (`Pins.only`)
-        self._name, self._pins = release_name, pins.only(self._shards) if pins is not None else None
+        self._name, self._pins = release_name, pins.only(self._shards)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
@@ -332,10 +331,10 @@ class CarriedIds(beam.PTransform):
     ids alone. The ids a run's new rows must not repeat, known long before the carried rows are re-checked (the
     license re-check alone can take hours), so that the new rows' downloads need not wait for it."""
 
-    def __init__(self, release: str, release_name: str, pins: Pins | None = None) -> None:
+    def __init__(self, release: str, release_name: str, pins: Pins = UNCHECKED) -> None:
         super().__init__()
         self._shards = release_shards(release, pins)
-        self._name, self._pins = release_name, pins.only(self._shards) if pins is not None else None  # as ReadRelease
+        self._name, self._pins = release_name, pins.only(self._shards)  # as ReadRelease
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (pbegin
@@ -345,18 +344,17 @@ class CarriedIds(beam.PTransform):
                 | "Canonical" >> beam.FlatMap(_id_and_shard, self._name))
 
 
-def _shard_ids(path: str, pins: Pins | None = None) -> Iterator[tuple[str, dict]]:
+def _shard_ids(path: str, pins: Pins = UNCHECKED) -> Iterator[tuple[str, dict]]:
     """(path, {"photo_id": id}) for each row of a shard, its ids alone read, a row group at a time, as Beam's
     ReadAllFromParquet gave them (which opened the shard again by its name, whatever was there since verify read it:
     `pins`, as `_read_shard`)."""
-    with pins.open(path, VERIFIED) if pins is not None else open_reader(path) as handle:
+    with pins.open(path, VERIFIED) as handle:
         check_footer(handle)
         shard = pq.ParquetFile(handle, pre_buffer=False, buffer_size=_READ_CHUNK)
         for group in range(shard.num_row_groups):
             for photo_id in shard.read_row_group(group, columns=["photo_id"]).column("photo_id").to_pylist():
                 yield path, {"photo_id": photo_id}
-        if pins is not None:
-            pins.check(path, handle, VERIFIED)
+        pins.check(path, handle, VERIFIED)
 
 
 class CheckRows(beam.PTransform):

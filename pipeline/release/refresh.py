@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.io.file_pins import VERIFIED, ChangedSinceChecked, Pins
+from pipeline.io.file_pins import UNCHECKED, VERIFIED, ChangedSinceChecked, Pins
 from pipeline.io.files import (
     canonical_path,
     is_remote,
@@ -155,7 +155,7 @@ def _local_items(key: str, value: str) -> list[str]:
 
 def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str],
                  models: Callable[[Sequence[str]], Sequence[dict[str, Any]]], today: dt.date | None = None,
-                 pins: Pins | None = None) -> list[str]:
+                 pins: Pins = UNCHECKED) -> list[str]:
     """The `run` flags of a refresh: the user's, plus what the previous release implies.
     `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record. `pins`:
     the versions verify read (`file_pins`): the previous manifest is read as verify read it, or refused (another
@@ -166,8 +166,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
             f"--cache={work_cache(root, name)}"]
     if not previous:
         return argv
-    manifest = checked_manifest(previous, pins) if pins is not None and pins.covers(previous) else \
-        read_manifest(previous)
+    manifest = checked_manifest(previous, pins) if pins.covers(previous) else read_manifest(previous)
     options = _recorded_options(manifest, previous)
     for key in INHERITED:
         if key in given:
@@ -185,7 +184,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     ledgers = FileSystems.join(previous, "ledger", "*.parquet")
     # With pins, the ledger verify read though it is gone since: the run then says so (the refresh ran without it,
     # and decided again every photo it had decided, the takedowns by content among them)
-    if "ledger" not in given and (pins.listed(ledgers, matching(ledgers)) if pins is not None else matching(ledgers)):
+    if "ledger" not in given and pins.listed(ledgers, matching(ledgers)):
         argv.append(f"--ledger={FileSystems.join(previous, 'ledger', '*.parquet')}")
     if "redetect" not in given and models_changed(manifest, models(argv)):
         argv.append("--redetect")
@@ -329,7 +328,7 @@ class UnreadableShard(ValueError):
 _ONE_SPELLING = r"^[1-9][0-9]{0,18}$"
 
 
-def photo_ids(release: str, places: dict[str, str] | None = None, pins: Pins | None = None) -> IdSet:
+def photo_ids(release: str, places: dict[str, str] | None = None, pins: Pins = UNCHECKED) -> IdSet:
     """The release's photo ids (an `IdSet`: 1.44 million of them as a set of text took 184 MiB). `places`: filled
     with the place ("NAME/parquet/SHARD:ROW", as release/carry.py names a carried row) of each id that is not a plain
     number, which is what a rejection of its carried row names instead of the id. `UnreadableShard` naming a shard
@@ -337,7 +336,7 @@ def photo_ids(release: str, places: dict[str, str] | None = None, pins: Pins | N
     each shard must still be (`ChangedSinceChecked` otherwise)."""
     ids = IdCount()
     pattern = FileSystems.join(release, "parquet", "*.parquet")
-    for path in pins.listed(pattern, matching(pattern)) if pins is not None else matching(pattern):
+    for path in pins.listed(pattern, matching(pattern)):
         shard = f"{release_name(release)}/parquet/{posixpath.basename(path)}"
         try:
             column = read_parquet(path, ["photo_id"], pins).column(0)
@@ -408,11 +407,11 @@ def _spelled(numbers: np.ndarray) -> Iterator[str]:
 _TEXT_AT_ONCE = 1 << 16
 
 
-def changelog(previous: str, release: str, name: str = "", pins: Pins | None = None) -> dict[str, Any]:
+def changelog(previous: str, release: str, name: str = "", pins: Pins = UNCHECKED) -> dict[str, Any]:
     """Added ids, removed ids by reason (from this release's rejections), and the unchanged count. `name`: the
     release's (default: its folder's, which a staging folder is not). `pins`: the versions of the previous release's
     files verify read (`file_pins`), where it read them."""
-    pins = pins if pins is not None and pins.covers(previous) else None
+    pins = pins if pins.covers(previous) else UNCHECKED
     places: dict[str, str] = {}
     before, after = photo_ids(previous, places, pins), photo_ids(release)
     removed_ids = before - after
@@ -473,7 +472,7 @@ def changelog_markdown(log: dict[str, Any], limit: int = 200) -> str:
 
 
 def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any] | None = None,
-           pins: Pins | None = None) -> dict[str, Any] | None:
+           pins: Pins = UNCHECKED) -> dict[str, Any] | None:
     """After the job, before publishing: changelog and datasheet, all recorded in the manifest with the release's
     name and `made_by`, the refresh's `fingerprint`, sealed over the files listed (its rerun, finding the release
     published, tells by it that it is the same refresh). `release` is the run's staging folder

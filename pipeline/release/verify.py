@@ -51,7 +51,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.dataset_card import front_matters
-from pipeline.io.file_pins import VERIFIED, Pins, canonical, pin_of
+from pipeline.io.file_pins import UNCHECKED, VERIFIED, Pins, pin_of
 from pipeline.io.files import (
     HashingReader,
     matching,
@@ -242,7 +242,7 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _load_manifest(release: str, path: str, pins: Pins | None = None) -> tuple[dict[str, Any] | None, str]:
+def _load_manifest(release: str, path: str, pins: Pins = UNCHECKED) -> tuple[dict[str, Any] | None, str]:
     """The manifest as a dict, or None and why not. Like every file of the release, it is read only inside the
     release, only if it is a regular file, and only up to `_MAX_MANIFEST` bytes: read whole wherever it led, a
     manifest.json linked to one outside was read and the release passed as that one's, linked to /dev/zero it was
@@ -265,8 +265,7 @@ def _load_manifest(release: str, path: str, pins: Pins | None = None) -> tuple[d
                 raise ValueError(f"{path} is over {_MAX_MANIFEST:,} bytes, more than any run writes")
             if pin_of(path, handle) != opened:  # written in place as it was read: not the version pinned
                 raise ValueError(f"{path} was written as it was read")
-            if pins is not None:
-                pins.add(path, opened, VERIFIED, (len(data), hashlib.sha256(data).hexdigest()))
+            pins.add(path, opened, VERIFIED, (len(data), hashlib.sha256(data).hexdigest()))
     except OSError as err:
         return None, f"{MANIFEST} is unreadable: {_one_line(err)}"
     except ValueError as err:  # grown past the bound since its size was taken (or a store's size not true), or no file
@@ -393,7 +392,7 @@ def _hashed(handle: BinaryIO) -> tuple[int, str]:
 
 
 def _check_file(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
-                accounts: Accounts, pins: Pins | None = None) -> Iterator[Problem]:
+                accounts: Accounts, pins: Pins = UNCHECKED) -> Iterator[Problem]:
     """One listed file against its entry: there, inside the release, its size, hash and records; the photo ids of a
     dataset file are added to `ids` (by format), their facts to `seen`, what a rejections, ledger or index file says
     of the kept photos to `accounts`. Opened once and read through that handle as a stream twice: hashed, then parsed
@@ -407,7 +406,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, IdCount], se
 
 
 def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
-                   accounts: Accounts, pins: Pins | None = None) -> Iterator[Problem]:
+                   accounts: Accounts, pins: Pins = UNCHECKED) -> Iterator[Problem]:
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
@@ -463,8 +462,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
             if reader.finish() != (size, sha256):
                 yield Problem(relative, "changed while it was being read")
                 return False
-            if pins is not None:
-                pins.add(path, opened, VERIFIED, (size, sha256))
+            pins.add(path, opened, VERIFIED, (size, sha256))
     except OSError as err:
         yield Problem(relative, f"unreadable: {_one_line(err)}")
         return False
@@ -699,7 +697,7 @@ def _unaccounted(manifest: dict[str, Any]) -> Iterator[Problem]:
                                 f'rejected {totals["rejected"]}, as every published run\'s are')
 
 
-def verify(release: str, previous: str | None = None, pins: Pins | None = None) -> Iterator[Problem]:
+def verify(release: str, previous: str | None = None, pins: Pins = UNCHECKED) -> Iterator[Problem]:
     """Every problem of the release in RELEASE (a local folder or gs://), one at a time; none for an intact one.
     The dataset's files are read first, then the others: the rejections, the ledger and the near-duplicate index are
     checked against the kept photos as each is read (`Accounts`). `previous`: the release it was made from, whose
@@ -743,8 +741,7 @@ def verify(release: str, previous: str | None = None, pins: Pins | None = None) 
     for entry in entries:
         if entry.get("format") not in PHOTO_FORMATS:
             yield from _check_file(release, entry, ids, seen, accounts, pins)
-    if pins is not None:
-        pins.folders.add(canonical(release))
+    pins.cover(release)
     yield from _id_problems(counted)
     yield from seen.problems()
     yield from accounts.problems(manifest)
