@@ -715,6 +715,20 @@ def test_a_ledger_or_index_that_is_no_parquet_fails_at_launch_in_one_line(world,
 
 
 @pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
+def test_a_ledger_or_index_that_is_a_named_pipe_fails_at_launch_in_one_line_not_waited_on(world, tmp_path, capsys,
+                                                                                           flag):
+    """The launch check opened each --ledger and --previous_index file as any file is opened: a named pipe (a
+    `<(cmd)` process substitution, a file replaced by one) was waited on for a writer for good, the run hung before
+    its job. It is opened without waiting, and refused in one line as no regular file."""
+    server, metadata = world
+    os.mkfifo(tmp_path / "ledger-00000-of-00001.parquet")  # nothing ever writes it
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={tmp_path / '*.parquet'}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and flag in message and "no regular file" in message, message
+    assert not server.hits
+
+
+@pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
 def test_a_ledger_or_index_whose_footer_hides_rows_fails_at_launch_in_one_line(world, tmp_path, capsys, flag):
     """Parquet readers read the rows a footer states for a row group and no more: an earlier release's ledger or
     index given by hand, its footer stating 14 of its 15 rows (its column chunks' counts too), was read by the job

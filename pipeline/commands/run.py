@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (
@@ -32,7 +31,7 @@ from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, ChangedSinceChecked, Pins, canonical, pin_of
-from pipeline.io.file_reads import spaced_path_problem
+from pipeline.io.file_reads import open_regular_file, spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
@@ -333,7 +332,8 @@ def parquet_problem(path: str, pins: Pins = UNCHECKED) -> str | None:
     if pins.holds(path) and not FileSystems.exists(path):
         return f"gone since {pins.by.get(canonical(path), LAUNCH_CHECK)} checked it: run again once its writer is done"
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        # opened without waiting: a named pipe (`<(cmd)`, a file replaced by one) was waited on for a writer for good
+        with open_regular_file(path) as handle:
             opened = pin_of(path, handle)
             if pins.holds(path) or pins.covers(path):  # verify read it, or its folder
                 pins.confirm(path, handle, LAUNCH_CHECK)
