@@ -177,8 +177,19 @@ def test_the_report_gives_the_combined_rates_by_package_too():
     recall = result["combined"]["recall"]
     assert (recall["successes"], recall["n"], recall["packages"]) == (5, 6, 3)
     hits = [(row.package, s == FACE) for row, s in zip(rows[:6], scores[:6], strict=True)]
-    assert recall["ci95_packages"] == [round(v, 4) for v in package_interval(hits)]
+    (boot_low, boot_high), (low, high) = package_interval(hits), wilson(5, 6)
+    assert recall["ci95_packages"] == [round(min(boot_low, low), 4), round(max(boot_high, high), 4)]
     keep = result["combined"]["keep_rate"]
     assert (keep["successes"], keep["n"], keep["packages"]) == (5, 6, 3)
     by_low, by_high = recall["ci95_packages"]
     assert f"(5/6, by package [{by_low:.1%}, {by_high:.1%}] (3 packages))" in "\n".join(iter_summary(result))
+
+
+def test_the_interval_by_package_of_a_rate_of_100_percent_is_never_narrower_than_wilsons():
+    """Every draw of packages all caught is all caught: the bootstrap alone gave heldout14's 54 of 54 "100% [100, 100]
+    by package", a certainty 54 photographs cannot give. Widened to hold the Wilson interval, it is Wilson's there."""
+    rows = [Row(f"pkg{i % 5}", "1", "npm", f"package/{i}.jpg", f"{i:064x}", 1, 1, "person", "", "heldout", "")
+            for i in range(20)]
+    recall = evaluate_rows(rows, [FACE] * 20, SPECS)["combined"]["recall"]
+    assert package_interval([(row.package, True) for row in rows]) == (1.0, 1.0)
+    assert recall["ci95_packages"] == recall["ci95"] == [round(v, 4) for v in wilson(20, 20)]

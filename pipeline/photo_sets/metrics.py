@@ -27,9 +27,10 @@ Intervals are Wilson score intervals (Wilson 1927): unlike the normal approximat
 inside [0, 1] and are not degenerate at 0% or 100%, which is where recall lives. A Wilson interval
 takes the photographs for independent draws; they are not: a package's photographs share a
 photographer, a subject and a style (one package gave 292 of the tuning split's), so what a detector
-misses in one it tends to miss in its others. Beside it each rate gets a package interval
-(`package_interval`, `ci95_packages`): a percentile bootstrap that draws whole packages, as the splits
-were drawn, which is wider wherever the packages differ.
+misses in one it tends to miss in its others. Beside it each combined rate gets an interval by package
+(`ci95_packages`): a percentile bootstrap that draws whole packages, as the splits were drawn
+(`package_interval`), widened where needed to hold the Wilson interval (a bootstrap says nothing at 0%
+or 100%, where every draw repeats the rate), so it is never the narrower of the two.
 """
 
 from __future__ import annotations
@@ -125,10 +126,13 @@ def rates(rows: Sequence[Row], decisions: Sequence[str]) -> dict:
 
 
 def by_package(figure: dict, hits: Sequence[tuple[str, bool]]) -> dict:
-    """`figure` (a `rate`) with its package interval (`ci95_packages`) and how many packages it is over."""
-    low, high = package_interval(hits)
-    return {**figure, "packages": len({package for package, _ in hits}), "ci95_packages": [round(low, 4),
-                                                                                          round(high, 4)]}
+    """`figure` (a `rate`) with its interval by package (`ci95_packages`) and how many packages it is over. The
+    interval is the package bootstrap's widened to hold Wilson's: at 0% or 100% every draw repeats the rate, and the
+    bootstrap alone said "100% [100, 100]" of 54 photographs caught; where packages differ, it is the wider."""
+    boot_low, boot_high = package_interval(hits)
+    low, high = wilson(figure["successes"], figure["n"])
+    return {**figure, "packages": len({package for package, _ in hits}),
+            "ci95_packages": [round(min(low, boot_low), 4), round(max(high, boot_high), 4)]}
 
 
 def _name(row: Row) -> str:
