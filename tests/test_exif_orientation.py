@@ -22,6 +22,16 @@ def exif_block(order: str, entries: list[tuple[int, int, int, bytes]], prefix: b
     return prefix + head + ifd + b"\x00" * 4
 
 
+def assert_read_as_pillow_reads_it(info: dict) -> None:
+    """`exif_orientation` of an image's `info` is the orientation Pillow's getexif() reads from it (None for none)."""
+    oracle = Image.new("RGB", (1, 1))
+    oracle.info.update(info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warnings of a malformed tag
+        expected = oracle.getexif().get(0x0112)
+    assert exif_orientation(info) == (expected if type(expected) is int else None)
+
+
 @settings(max_examples=200, deadline=None)
 @given(order=st.sampled_from("<>"), kind=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18, 99]),
        count=st.sampled_from([0, 1, 2, 3]), swapped_magic=st.booleans(),
@@ -46,12 +56,7 @@ def test_exif_orientation_reads_what_pillows_getexif_reads(order, kind, count, s
     info = {"exif": block}
     if xmp is not None:
         info["xmp"] = b'<x:xmpmeta><rdf:Description tiff:Orientation="%d"/></x:xmpmeta>' % xmp
-    oracle = Image.new("RGB", (1, 1))
-    oracle.info.update(info)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's warnings of a malformed tag
-        expected = oracle.getexif().get(0x0112)
-    assert exif_orientation(info) == (expected if type(expected) is int else None)
+    assert_read_as_pillow_reads_it(info)
 
 
 def test_exif_orientation_without_an_exif_block():
@@ -95,12 +100,7 @@ def test_an_entry_whose_values_run_past_the_block_ends_the_ifd_as_pillow_reads_i
     info = {"exif": block}
     if xmp is not None:
         info["xmp"] = b'<x:xmpmeta><rdf:Description tiff:Orientation="%d"/></x:xmpmeta>' % xmp
-    oracle = Image.new("RGB", (1, 1))
-    oracle.info.update(info)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's warnings of a malformed tag
-        expected = oracle.getexif().get(0x0112)
-    assert exif_orientation(info) == (expected if type(expected) is int else None)
+    assert_read_as_pillow_reads_it(info)
 
 
 def test_a_photo_whose_orientation_pillow_never_reaches_is_stored_as_pillow_shows_it():

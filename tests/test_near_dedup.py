@@ -166,7 +166,8 @@ def test_blocks_cover_all_bits_and_pigeonhole_holds(r, k):
         assert any((a ^ b) & mask == 0 for mask in masks)
 
 
-def test_transform_matches_oracle_on_planted_world():
+def assert_decides_as_the_oracle_on_a_planted_world() -> None:
+    """NearDuplicates keeps and rejects what the brute-force oracle does on a planted world of near copies."""
     photos = planted_world(3, 4, 60, 80)
     kept, dropped = oracle(photos, 4)
     with local_pipeline() as p:
@@ -174,6 +175,10 @@ def test_transform_matches_oracle_on_planted_world():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of, r.reason)),
                     equal_to([(i, s, "near_duplicate") for i, (s, _) in dropped.items()]), label="rejected")
+
+
+def test_transform_matches_oracle_on_planted_world():
+    assert_decides_as_the_oracle_on_a_planted_world()
 
 
 def oracle_with_previous(photos, previous, r):
@@ -354,13 +359,7 @@ def test_the_transform_decides_as_brute_force_when_representatives_ids_collide(m
     colliding = lambda node: node_id(node) & 3  # noqa: E731
     monkeypatch.setattr(candidate_pairs, "node_id", colliding)
     monkeypatch.setattr(near_dedup, "node_id", colliding)
-    photos = planted_world(3, 4, 60, 80)
-    kept, dropped = oracle(photos, 4)
-    with local_pipeline() as p:
-        out = p | beam.Create(photos) | NearDuplicates(4, key_blocks=2, bucket_cap=8)
-        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(sorted(kept)), label="kept")
-        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.duplicate_of, r.reason)),
-                    equal_to([(i, s, "near_duplicate") for i, (s, _) in dropped.items()]), label="rejected")
+    assert_decides_as_the_oracle_on_a_planted_world()
 
 
 def test_an_index_listing_its_rows_three_times_decides_as_once():

@@ -331,6 +331,16 @@ def test_an_owner_search_listing_a_photo_with_two_licences_verifies_neither(list
     assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]  # photo 2, listed once as CC BY, costs nothing
 
 
+def photo_7_verified_with_getinfo_answering(body: bytes, credentials) -> object:
+    """What verifying photo 7 (owner 1@N01, CC BY) gives where the fixture's getInfo answers `body`."""
+    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
+        server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
+        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        dofn.setup()
+        [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
+    return out
+
+
 @pytest.mark.parametrize("licences", [("2", "4"), ("4", "2")])
 def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, licences):
     """Photo 7's getInfo giving "license" as "2" (CC BY-NC) then "4": Python keeps the last copy, and the photo was
@@ -340,11 +350,7 @@ def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, li
     first, last = licences
     body = (f'{{"photo": {{"id": "7", "license": "{first}", "license": "{last}", "owner": {{"nsid": "1@N01"}}}}, '
             '"stat": "ok"}').encode()
-    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
-        server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
-        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
-        dofn.setup()
-        [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
+    out = photo_7_verified_with_getinfo_answering(body, credentials)
     assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
     assert '"license" twice' in out.value.detail
 
@@ -357,11 +363,7 @@ def test_a_getinfo_failure_whose_code_is_no_flickr_error_code_is_a_broken_answer
     credentials = tmp_path / "k.json"
     credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
     body = json.dumps({"stat": "fail", "code": code, "message": "Photo not found"}).encode()
-    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
-        server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
-        dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
-        dofn.setup()
-        [out] = list(dofn.process(("1@N01", [Photo(photo_id="7", owner_nsid="1@N01")])))
+    out = photo_7_verified_with_getinfo_answering(body, credentials)
     assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
     assert "is no Flickr error code" in out.value.detail and len(out.value.detail) <= 100, out.value.detail
 
