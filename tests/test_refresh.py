@@ -77,6 +77,19 @@ def test_guards_and_inherited_options(tmp_path):
     assert "--verify_license=true" in argv
 
 
+@pytest.mark.parametrize("recorded", ["2020-9-10", "\uff12\uff10\uff12\uff10-09-10"])
+def test_a_previous_release_s_end_date_recorded_as_typed_is_still_read(tmp_path, recorded):
+    """Upload dates are read as YYYY-MM-DD alone now, but a release made before recorded --max_upload_date as typed
+    ('2020-9-10', other scripts' digits, which strptime took): its monthly refresh was refused as naming no date, the
+    schedule stopped until someone gave --min_upload_date by hand. Its window starts the day after, as it did."""
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "manifest.json").write_text(json.dumps({"release": "r1", "options": {
+        "source": "flickr", "max_upload_date": recorded, "max_side": 256}}))
+    argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", [], models_for, today=dt.date(2020, 10, 2))
+    assert f"--min_upload_date={int(dt.datetime(2020, 9, 11, tzinfo=dt.UTC).timestamp())}" in argv
+    assert "--max_upload_date=2020-10-01" in argv
+
+
 def test_a_flickr_refresh_retried_the_next_day_is_the_same_refresh_another_window_is_not(tmp_path):
     """A Flickr refresh given no --max_upload_date searches up to yesterday: its retry the next day (the release
     published before a stop in its cleanup) is still that refresh, told done; one given another window is not."""

@@ -191,7 +191,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     if options.get("source") == "flickr" and "min_upload_date" not in given:
         last = str(options.get("max_upload_date", ""))
         try:
-            end = parse_date(last) + (0 if last.strip().isascii() and last.strip().isdigit() else 86399)
+            end = _recorded_day(last) + (0 if last.strip().isascii() and last.strip().isdigit() else 86399)
         except ValueError:
             raise ReleaseError(f"{previous}/manifest.json: the Flickr release's max_upload_date {last[:40]!r} is "
                                "no date (YYYY-MM-DD) or epoch seconds; give --min_upload_date") from None
@@ -200,6 +200,18 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
         if "max_upload_date" not in given:
             argv.append(f"--max_upload_date={yesterday.isoformat()}")
     return argv
+
+
+def _recorded_day(value: str) -> int:
+    """A previous release's recorded upload date as `parse_date` reads it; one it refuses that strptime took (a
+    release made before dates were read as YYYY-MM-DD alone recorded them as typed: '2020-9-10', other scripts'
+    digits) is read as that release's run read it, so that its refresh starts where it ended (it was refused as
+    naming no date, and the monthly refresh stopped until --min_upload_date was given by hand)."""
+    try:
+        return parse_date(value)
+    except ValueError:
+        day = dt.datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        return int(day.timestamp())
 
 
 def checked_manifest(release: str, pins: Pins) -> Any:
