@@ -45,7 +45,8 @@ THUMBNAIL = 256
 # after the whole crawl. A page is looked at by a person: a photo past the cap stays a `needs_review` rejection, and
 # comes up in a later run's page once those before it are decided (a decided photo is held no more).
 MAX_REVIEW_PHOTOS = 5_000
-# sha256: of the stored image the reviewer saw; an acceptance holds for that image only (stages/detect.applies).
+# sha256: of the stored image the reviewer saw; an acceptance holds for that image only
+# (detectors/reviewer_decisions.applies).
 DECISION_COLUMNS = ("photo_id", "decision", "note", "sha256")
 
 
