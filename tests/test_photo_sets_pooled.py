@@ -82,3 +82,15 @@ def test_the_command_prints_the_pooled_figures_and_each_splits_counts(tmp_path, 
     out = capsys.readouterr().out
     assert out.startswith("heldout13, heldout14 pooled: ") and "by package [" in out
     assert "  heldout14 " in out and "(134 photographs)" in out
+
+
+def test_files_of_one_rule_version_stored_otherwise_are_refused_naming_how_each_was_stored(tmp_path):
+    """Files whose images were stored by one version of the storage rule but with another resize (or from decoded
+    pixels) are refused as files of two rules are: the refusal said "2 different rules (11, 11)", the one thing that
+    differed left unsaid."""
+    whole = scores_file(tmp_path, "heldout14", by_index)
+    (tmp_path / "gap").mkdir()
+    lanczos = scores_file(tmp_path / "gap", "heldout13", by_index, resize_reducing_gap=0.0)
+    with pytest.raises(PhotoSetError, match="different rules") as refused:
+        pooled([whole, lanczos])
+    assert "reducing gap 0.0" in str(refused.value) and "reducing gap 1.0" in str(refused.value), refused.value

@@ -68,8 +68,11 @@ def pooled(files: Sequence[Path], detectors: str = "default", fusion_name: str =
         rows += split_rows
         scores += split_scores
     if len(storages) > 1:
-        raise PhotoSetError(f"the files' images were stored by {len(storages)} different rules "
-                            f"({', '.join(sorted(str(s.storage_rule_version) for s in storages))}): pool one rule's")
+        # each whole: files of one rule version stored with another resize, or from decoded pixels, differ there
+        shown = "; ".join(sorted(f"rule {s.storage_rule_version}, reducing gap {s.resize_reducing_gap}, from "
+                                 f"{s.stored_from[:60]!r}" for s in storages))
+        raise PhotoSetError(f"the files' images were stored by {len(storages)} different rules ({shown}): pool one "
+                            "rule's")
     result = evaluate_rows(rows, scores, specs, fusion)
     result["splits"] = splits
     return result
