@@ -29,7 +29,7 @@ _BY_SIZE = ("input", "decontaminate", "previous_index", "ledger")
 def input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
     """{option: [[file, its sha256 or size], ...]} for the input options set (beyond LISTED_FILES files, one digest of
     them: `_folded`); a file that cannot be read is held as such (the run then refuses it, and a rerun finding it
-    readable is another refresh)."""
+    readable is another command: another run, another refresh)."""
     held: dict[str, list[list[str]]] = {}
     for key in (*_BY_CONTENT, *_BY_SIZE):
         value = options.get(key)
