@@ -183,6 +183,24 @@ def test_a_relative_input_refreshed_again_from_another_folder_is_another_refresh
     assert "working_folder" not in absolute  # an absolute path names the same file from anywhere
 
 
+def test_a_refresh_recorded_before_the_working_folder_was_is_not_said_to_be_from_another_folder(tmp_path,
+                                                                                               monkeypatch):
+    """A release whose refresh was recorded before records held the working folder, rerun by the same words in the
+    same folder, is another refresh (which folder its relative path was read from cannot be told), but the refusal
+    said it was typed in another working folder, which nothing said. It says the record holds no working folder."""
+    from pipeline.release.command_record import seal
+    from pipeline.release.refresh import FINGERPRINT, made_by_another
+
+    (tmp_path / "rows.tsv").write_text("1\tx\n")
+    monkeypatch.chdir(tmp_path)
+    of, made, release = fingerprinted(tmp_path, ["--input=rows.tsv"])
+    older = {key: value for key, value in made.items() if key != "working_folder"}
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**older, "sha256": seal(older, [])}}))
+    why = made_by_another(str(release), of())
+    assert why is not None and "another working folder" not in why and "no working folder" in why, why
+
+
 def test_an_input_file_whose_name_holds_a_bracket_is_held_by_its_size(tmp_path):
     """Each file the input's glob lists was looked up again by its name for its size, where a '[' is read as a glob:
     `part[1].tsv` was found nowhere and held as unreadable whatever its size, so a dump replaced at that name made the

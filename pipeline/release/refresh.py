@@ -290,8 +290,12 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
             found.append(f"--{key}'s files changed since (their list, content or size)")
     if canonical_json(made.get("models")) != canonical_json(mine["models"]):
         found.append("other models (detectors, their files, thresholds or fusion)")
-    if made.get("working_folder") != mine.get("working_folder"):
+    if "working_folder" in made and "working_folder" in mine and made["working_folder"] != mine["working_folder"]:
         found.append("typed in another working folder (where a relative path names other files)")
+    elif "working_folder" in mine and "working_folder" not in made and not found:
+        # the same words, recorded before records held the folder: nothing says it was another one
+        found.append("its record holds no working folder (made before records held one), so which folder a relative "
+                     "path was read from cannot be told")
     if not found:
         found.append("its record differs")
     return "; ".join(found[:shown]) + (f" and {len(found) - shown} more" if len(found) > shown else "")
