@@ -127,9 +127,9 @@ def test_printed_rates_are_rounded_once_from_the_counts():
 
 
 def brute_force_package_interval(hits: list[tuple[str, bool]], draws: int, seed: int) -> tuple[float, float]:
-    """The package bootstrap by its definition, one draw at a time: the packages in order of first appearance, each
+    """The package bootstrap by its definition, one draw at a time: the packages in the order of their names, each
     draw's packages taken whole, and the 2.5th and 97.5th percentiles interpolated between the sorted rates."""
-    packages = list(dict.fromkeys(package for package, _ in hits))
+    packages = sorted({package for package, _ in hits})
     rates = []
     for row in package_draws(len(packages), draws, seed):
         taken = [hit for index in row for package, hit in hits if package == packages[index]]
@@ -153,6 +153,7 @@ def test_the_package_interval_is_the_bootstrap_over_whole_packages(hits, seed):
         return
     assert (low, high) == pytest.approx(brute_force_package_interval(hits, 200, seed), abs=1e-12)
     assert 0.0 <= low <= high <= 1.0
+    assert package_interval(hits[::-1], draws=200, seed=seed) == (low, high)  # the photographs' order: nothing
 
 
 def test_packages_alike_give_no_spread_and_packages_unlike_a_wider_interval_than_wilson():

@@ -65,10 +65,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (0.0 if successes == 0 else max(0.0, centre - half), 1.0 if successes == n else min(1.0, centre + half))
 
 
-# The package bootstrap's draws and seed: fixed, so that one set of decisions, in one order, always gives one interval.
-# With 10,000 draws the interval's ends move by well under a percentage point from one seed to another, and by as little
-# when the photographs come in another order (a draw picks packages by their place in the order first met: the same
-# splits pooled in another order draw other packages with the same seed).
+# The package bootstrap's draws and seed: fixed, so that one set of decisions always gives one interval, in whatever
+# order its photographs come (a draw picks packages by their place in the sorted order of their names). With 10,000
+# draws the interval's ends move by well under a percentage point from one seed to another.
 BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 20261205
 
@@ -82,8 +81,9 @@ def package_interval(hits: Sequence[tuple[str, bool]], draws: int = BOOTSTRAP_DR
                      seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
     """The 95% percentile bootstrap interval of the rate of True among `hits` ((package, hit) per photograph) when
     packages, not photographs, are drawn: each draw takes as many packages as there are, with replacement, each with
-    all its photographs, and its rate is their hits over their photographs. (0, 1) with fewer than two packages: one
-    package tells nothing of how packages differ."""
+    all its photographs, and its rate is their hits over their photographs; the packages are numbered in the order of
+    their names, so the photographs' order changes nothing. (0, 1) with fewer than two packages: one package tells
+    nothing of how packages differ."""
     by_package: dict[str, list[int]] = {}
     for package, hit in hits:
         counts = by_package.setdefault(package, [0, 0])
@@ -91,7 +91,8 @@ def package_interval(hits: Sequence[tuple[str, bool]], draws: int = BOOTSTRAP_DR
         counts[1] += 1
     if len(by_package) < 2:
         return 0.0, 1.0
-    successes, sizes = np.array(list(by_package.values()), dtype=np.int64).T
+    # by name: in the order first met, the same splits pooled in another order drew other packages with one seed
+    successes, sizes = np.array([by_package[name] for name in sorted(by_package)], dtype=np.int64).T
     chosen = package_draws(len(by_package), draws, seed)
     rates = successes[chosen].sum(axis=1) / sizes[chosen].sum(axis=1)
     low, high = np.quantile(rates, [0.025, 0.975])

@@ -8,7 +8,7 @@ and fusion model) over every photograph of the splits together, with its Wilson 
 A pooled Wilson interval takes the photographs of all splits for independent draws. The splits were drawn by
 package, and a package's photographs are alike (a photographer, a subject, a style), so the figure that says how
 far the rate could be from the next package's is the one by package: it draws whole packages from all the splits
-(its ends may differ in the last decimal shown when the same files are given in another order: `metrics.py`).
+(the same whatever the order the files are given in).
 
 Every file must score each photograph of its split (`score.earlier_scores`: a missing one is refused, never left
 out) with images stored by one rule (files stored otherwise are refused: their figures differ by the rule), and each
