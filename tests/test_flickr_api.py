@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import random
@@ -20,7 +19,7 @@ from pipeline.flickr.client import BadApiResponse, FlickrClient, KeyPool, NoAnsw
 from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
 from pipeline.io.http_deadline import DeadlineAdapter
 from tests.conftest import local_time_zone
-from tests.test_http_client import RawServer, _endless, trickle
+from tests.test_http_client import RawServer, bodies_decoding_to_nothing, trickle
 
 KEY = Credentials("fixture-key-123", "fixture-secret-456")
 
@@ -435,12 +434,7 @@ def test_an_answer_over_the_size_limit_is_refused_while_read(server):
     assert api.call("flickr.photos.licenses.getInfo")["stat"] == "ok"  # the next call is fine
 
 
-@pytest.mark.parametrize("script", [
-    # a zlib header, then empty stored blocks: urllib3 keeps a deflate body's bytes until they first decode
-    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nConnection: close\r\n\r\n\x78\x9c",
-             b"\x00\x00\x00\xff\xff" * 8192),
-    _endless(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n", gzip.compress(b"") * 4096),
-], ids=["empty-deflate-blocks", "empty-gzip-members"])
+@bodies_decoding_to_nothing
 def test_an_answer_that_decodes_to_nothing_is_bounded_on_the_wire_and_not_retried(script):
     """The answer's bound counted decoded bytes only, and urllib3 reads on without returning while nothing decodes:
     an endless body of empty deflate blocks was held whole until the call's deadline (~300 MiB under the 30 s
