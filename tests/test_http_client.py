@@ -96,6 +96,17 @@ def test_a_retry_after_rests_the_whole_host_not_only_the_photo_that_got_it(serve
 
 
 
+def test_a_retry_after_shorter_than_the_backoff_waits_the_backoff(server):
+    """`Retry-After: 0` (or a date already past) on a 429 made every retry at once: a host answering it to each
+    request (a misconfigured or hostile one) was asked max_retries more times in a burst, where a 429 with no
+    Retry-After backs off. The host's word is a floor on the wait, never under the backoff."""
+    sleeps = []
+    url = server.add("/x.jpg", status(429, Retry_After="0"), status(503, Retry_After="Mon, 01 Jan 2001 00:00:00 GMT"),
+                     image(JPEG))
+    assert fetcher(server, sleeps, backoff_base=0.5).fetch(url).ok and server.hits["/x.jpg"] == 3
+    assert sleeps == [pytest.approx(0.5, abs=0.2), pytest.approx(1.0, abs=0.2)]
+
+
 def test_a_photo_failing_within_a_rest_a_503_began_is_a_server_error():
     """It was rate_limited whatever began the rest: a busy server read as our asking too fast."""
     with StaticServer() as server:

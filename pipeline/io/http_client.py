@@ -95,6 +95,13 @@ def forbids_ai(x_robots_tag: str) -> bool:
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
 
+def _backed_off(cfg: FetchConfig, asked: float | None, attempt: int) -> float:
+    """The wait before retry `attempt` + 1 (0: the first retry): the backoff, or the host's Retry-After where longer,
+    at most max_backoff. The host's word is no shorter wait: `Retry-After: 0` (or a date past) on every answer made
+    each retry at once, a burst of max_retries requests at a host that said it was overloaded."""
+    return min(cfg.max_backoff, max(asked or 0.0, cfg.backoff_base * 2**attempt))
+
+
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """Retry-After as delta-seconds or an HTTP date, in seconds from now; None when absent or unreadable."""
     if not value:
@@ -263,7 +270,7 @@ class Fetcher:
                 if attempt >= cfg.max_retries:
                     return FetchResult(url, reason=retry.reason, detail=f"{retry.detail} after {attempt + 1} attempts",
                                        attempts=attempt + 1)
-                wait = min(cfg.max_backoff, retry.wait if retry.wait is not None else cfg.backoff_base * 2**attempt)
+                wait = _backed_off(cfg, retry.wait, attempt)
                 if self._clock() + wait > deadline:
                     return FetchResult(url, reason=retry.reason,
                                        detail=f"{retry.detail}; next retry would pass the {cfg.deadline:g}s deadline",
@@ -295,7 +302,7 @@ class Fetcher:
                         outcome = self._hop(url, left, cutoff, attempt)
                     except _Retry as retry:
                         if retry.wait is not None:  # the whole host rests, as long as this photo will
-                            gate.rest(self._clock() + min(cfg.max_backoff, retry.wait), retry.reason)
+                            gate.rest(self._clock() + _backed_off(cfg, retry.wait, attempt - 1), retry.reason)
                         raise
             if isinstance(outcome, FetchResult):
                 return outcome
