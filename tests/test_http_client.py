@@ -707,3 +707,17 @@ def test_a_host_name_longer_than_dns_allows_is_a_bad_url(host):
     result = Fetcher(FetchConfig(allowed_hosts=("farm*.staticflickr.com",), user_agent="test")).fetch(
         f"https://{host}/1/2_ab.jpg")
     assert (result.reason, result.attempts) == ("bad_url", 1) and "DNS" in result.detail
+
+
+@pytest.mark.parametrize("url", [
+    "http:/user:s3cr3tPW@127.0.0.1/x.jpg", "http:\\\\user:s3cr3tPW@127.0.0.1/x.jpg", "http:user:s3cr3tPW@127.0.0.1/x",
+    "http:///user:s3cr3tPW@127.0.0.1/x.jpg", "user:s3cr3tPW@127.0.0.1/x.jpg", "https://user:s3cr3tPW@127.0.0.1/x.jpg",
+    "ftp://user:s3cr3tPW@127.0.0.1/x.jpg", "redirect"])
+def test_a_refused_url_s_user_info_is_masked_however_its_slashes_are_written(server, url):
+    """User info was masked only after "//": a row's URL written "http:/user:password@host/…" (or with backslashes,
+    or no slash) was refused as bad_url with the password in the published detail (a redirect to such a URL too)."""
+    if url == "redirect":
+        url = server.add("/moved.jpg", redirect("https://user:s3cr3tPW@elsewhere.example/x.jpg"))
+    result = fetcher(server).fetch(url)
+    assert not result.ok and "s3cr3tPW" not in result.detail, result
+    assert "…@" in result.detail, result

@@ -429,7 +429,9 @@ def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
 def _shown(url: str) -> str:
     """A refused URL for messages, 200 characters at most: user info (it may be a password or a
     token) and the query string masked."""
-    masked = re.sub(r"//[^/]*@", "//…@", url)
+    # The user info before the host however the slashes after the scheme are written ("http:/u:p@h", backslashes,
+    # none): only after "//" was it masked, and such a URL, refused as bad_url, published its password.
+    masked = re.sub(r"^([^/\\?#@]*?:)?([/\\]*)[^/\\?#]*@", lambda m: f"{m[1] or ''}{m[2]}…@", url)
     masked = re.sub(r"[?#].*", "?…", masked, flags=re.DOTALL)
     return repr(masked[:200])
 
