@@ -134,15 +134,24 @@ def seal_run(made_by: dict[str, Any], files: Any) -> dict[str, Any]:
     return {**made_by, "sha256": seal(made_by, files, "run", _UNSEALED)}
 
 
+def sealed_record(manifest: Any, key: str, kind: str, besides: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None,
+                                                                                               str]:
+    """(the record `key` of `manifest` without its seal, "") where it is there and its seal (`seal`, of `kind`, over
+    the files listed but `besides`) matches the manifest's files; else (None, "missing") for a manifest that records
+    none, or (None, "edited") for a record that does not match it (the record or a file edited and resealed since)."""
+    record = manifest.get(key) if isinstance(manifest, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None, "missing"
+    made = {name: value for name, value in record.items() if name != "sha256"}
+    files = manifest.get("files")
+    if not isinstance(files, list) or record["sha256"] != seal(made, files, kind, besides):
+        return None, "edited"
+    return made, ""
+
+
 def made_by_this_run(folder: str, mine: dict[str, Any]) -> bool:
     """Whether the dataset in `folder` records that a run fingerprinted `mine` made it, its record intact (a dataset
     without one, written before runs recorded it, is no run's that can be told; one whose files were edited and
     resealed since, or whose record was, is not this run's)."""
-    manifest = manifest_of(folder)
-    record = manifest.get(RUN_FINGERPRINT) if isinstance(manifest, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-        return False
-    made = {key: value for key, value in record.items() if key != "sha256"}
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    return (isinstance(files, list) and record["sha256"] == seal(made, files, "run", _UNSEALED)
-            and canonical_json(made) == canonical_json(mine))
+    made, _ = sealed_record(manifest_of(folder), RUN_FINGERPRINT, "run", _UNSEALED)
+    return made is not None and canonical_json(made) == canonical_json(mine)

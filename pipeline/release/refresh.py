@@ -56,7 +56,7 @@ from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
-from pipeline.release.command_record import canonical_json, input_files, seal, working_folder
+from pipeline.release.command_record import canonical_json, input_files, seal, sealed_record, working_folder
 from pipeline.release.id_sets import IdCount, IdSet
 from pipeline.release.markdown_html import escape_markdown
 
@@ -255,13 +255,10 @@ def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
     it cannot be taken for that refresh's, in a clause: no record (made before releases had one), a record that does
     not match its manifest (edited by hand), or what differs."""
     manifest = manifest_of(target)
-    record = manifest.get(FINGERPRINT) if isinstance(manifest, dict) else None
-    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+    made, why = sealed_record(manifest, FINGERPRINT, "refresh")
+    if why == "missing":
         return "its manifest records no fingerprint of the refresh that made it, so no rerun can be told to be that one"
-    made = {key: value for key, value in record.items() if key != "sha256"}
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if (not isinstance(files, list) or record["sha256"] != seal(made, files)
-            or made.get("release") != manifest.get("release")):
+    if made is None or made.get("release") != manifest.get("release"):
         return "its record of the refresh that made it does not match its manifest (edited by hand?)"
     if canonical_json(made) == canonical_json(mine):
         return None
