@@ -257,6 +257,5 @@ def _grouped(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 def _runs(keys: np.ndarray) -> list[np.ndarray]:
     """Indices of each group of equal keys holding two or more (a lone hash has no partner there)."""
-    order = np.argsort(keys, kind="stable")
-    bounds = np.flatnonzero(np.diff(keys[order])) + 1
-    return [group for group in np.split(order, bounds) if len(group) > 1]
+    order, _, starts, lengths = _grouped(keys)
+    return [order[start:start + length] for start, length in zip(starts, lengths, strict=True) if length > 1]
