@@ -465,14 +465,53 @@ def test_each_client_has_its_own_bounded_session_not_flickrapis_shared_one(serve
     assert isinstance(session.get_adapter("https://api.flickr.com/"), DeadlineAdapter)
 
 
-def test_a_redirect_is_not_followed(server):
-    """The API answers at its URL; a 302 elsewhere (a captive portal, a hostile proxy) is no answer."""
+def test_a_redirect_is_not_followed_nor_asked_again(server):
+    """The API answers at its URL; a 302 elsewhere (a captive portal, a hostile proxy) is no answer. It was taken
+    for a call nothing answered and made again four times over (the same redirect each time, ~15 s of backoff
+    per call): it is an answer that is not Flickr's, refused at once, and its Location is not quoted."""
     with FlickrServer(World(), api_keys={KEY.key}) as elsewhere:
-        server.faults.append((None, Response(302, b"", "text/plain", {"Location": elsewhere.rest_url})))
-        with pytest.raises(NoAnswer, match="TooManyRedirects"):
-            FlickrClient(KEY, server.rest_url, max_retries=0, sleep=lambda s: None).call(
-                "flickr.photos.licenses.getInfo")
+        target = f"{elsewhere.rest_url}?token=s3cr3t-portal-token"
+        for _ in range(5):
+            server.faults.append((None, Response(302, b"", "text/plain", {"Location": target})))
+        api = FlickrClient(KEY, server.rest_url, max_retries=4, sleep=lambda s: None)
+        try:
+            with pytest.raises(BadApiResponse, match=r"a redirect \(HTTP 302\)") as caught:
+                api.call("flickr.photos.licenses.getInfo")
+            assert api.calls["flickr.photos.licenses.getInfo"] == 1 and len(server.faults) == 4
+            assert "s3cr3t" not in str(caught.value)
+        finally:
+            server.faults.clear()
         assert not elsewhere.calls
+
+
+@pytest.mark.parametrize("body", [
+    # a field that should be a licence id, a title, a key of an entry, a failure's code, an element of a list
+    '{"photo": {"id": "7", "license": "%(key)s"}, "stat": "ok"}',
+    '{"photos": {"photo": [{"id": "7", "title": "sent %(secret)s"}]}, "stat": "ok"}',
+    '{"photo": {"id": "7", "%(key)s": 1}, "stat": "ok"}',
+    '{"photo": {"tags": ["a", ["%(key)s"]]}, "stat": "ok"}',
+    # escaped in the JSON text: only the decoded value holds it
+    '{"photo": {"id": "7", "license": "%(escaped)s"}, "stat": "ok"}',
+])
+def test_an_answer_echoing_our_key_or_secret_never_hands_them_on(server, body):
+    """Only an error's message was redacted. An endpoint or proxy echoing the request into an answer's values put the
+    key into what callers quote (a licence that is no licence id, a photo id, a title stored in the dataset): every
+    text of an answer comes back with our keys and secrets taken out."""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in KEY.key)
+    server.faults.append((None, Response(200, (body % {"key": KEY.key, "secret": KEY.secret, "escaped": escaped}
+                                               ).encode(), "application/json")))
+    answer = client(server).call("flickr.photos.getInfo", photo_id="7")
+    text = json.dumps(answer)
+    assert KEY.key not in text and KEY.secret not in text and "[redacted]" in text, text
+
+
+def test_a_key_given_twice_or_a_code_that_is_no_number_is_refused_without_our_key(server):
+    for body in ('{"photo": {"%(key)s": 1, "%(key)s": 2}, "stat": "ok"}',
+                 '{"stat": "fail", "code": "%(key)s", "message": "m"}'):
+        server.faults.append((None, Response(200, (body % {"key": KEY.key}).encode(), "application/json")))
+        with pytest.raises(BadApiResponse) as caught:
+            client(server).call("flickr.photos.getInfo", photo_id="7")
+        assert KEY.key[:8] not in str(caught.value), str(caught.value)
 
 
 # --- paging as the answers state it --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import flickrapi
 import requests
@@ -66,6 +66,11 @@ MAX_RETRY_AFTER_S = 60.0
 # What the latest non-200 answer on this thread asked for (Retry-After, seconds), read by the call that made it:
 # flickrapi raises on the status alone, with no headers.
 _ASKED = threading.local()
+# What stands for one of our keys or secrets in a message or an answer's text.
+REDACTED = "[redacted]"
+# The shortest key or secret taken out of an answer's texts: Flickr's are 32 and 16 hexadecimal digits, and a text of a
+# few letters (a test's key "k") is in every answer's words.
+MIN_REDACTED_CHARS = 8
 
 
 class FlickrUnreachable(Exception):
@@ -87,16 +92,19 @@ class NoAnswer(flickrapi.FlickrError):
         self.cause = cause
 
 
-def parsed_answer(data: object) -> dict:
+def parsed_answer(data: object, secrets: Sequence[str] = ()) -> dict:
     """An answer's JSON as Flickr documents it, else BadApiResponse; a failure Flickr answered (stat "fail")
     raises FlickrError with its code, as flickrapi's own parser does. Parsed here, not by flickrapi, so that
     only the answer's own faults become BadApiResponse (a catch around flickrapi's parser caught bugs in
-    everything it calls too)."""
+    everything it calls too). Every text of the answer (keys, values, texts in lists) comes back with `secrets`,
+    our API keys and secrets, taken out as it is parsed (`_redacting`)."""
+    each_key_once_without = _redacting(secrets)
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         # counted in C before anything is built
         flood = isinstance(text, str) and text.count(",") + text.count("{") + text.count("[") > MAX_ANSWER_VALUES
-        parsed = json.loads(text, object_pairs_hook=each_key_once) if isinstance(text, str) and not flood else None
+        parsed = (json.loads(text, object_pairs_hook=each_key_once_without)
+                  if isinstance(text, str) and not flood else None)
     except KeyTwice as err:  # Python keeps a key's last copy, other readers the first: "license" "0" then "4"
         raise BadApiResponse(f"the answer gives key {str(err)[:40]} twice in one object: which copy is Flickr's "
                              "cannot be told") from None
@@ -116,6 +124,30 @@ def parsed_answer(data: object) -> dict:
         # Whole: FlickrClient takes its keys out, then cuts it to MAX_ERROR_CHARS (a key cut in two kept its half).
         raise flickrapi.FlickrError(f"Error: {code}: {parsed.get('message', '')}", code=code)
     return parsed
+
+
+def _redacting(secrets: Sequence[str]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """`each_key_once` over an object whose texts have `secrets` taken out. An endpoint or a proxy echoing the request
+    into an answer put our key where callers quote values (a licence that is no licence id, a failure's code, a key
+    given twice), in titles stored in the dataset, and in ids; only an error's message was redacted. Done on the
+    decoded texts, so that a key written with JSON escapes is found too; each object's own call of the hook has
+    seen to the objects inside it. `secrets`: longest first (a secret holding another's text is taken out whole);
+    those shorter than MIN_REDACTED_CHARS are left (they would take letters out of every word of an answer)."""
+    secrets = [secret for secret in secrets if len(secret) >= MIN_REDACTED_CHARS]
+    if not secrets:
+        return each_key_once
+
+    def without(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, list):
+            return [without(item) for item in value]
+        return value
+
+    return lambda pairs: each_key_once([(without(key), without(value)) for key, value in pairs])
 
 
 def _shown_number(number: int) -> str:
@@ -230,7 +262,8 @@ class FlickrClient:
         RETRYABLE_FOR), HTTP 429 and 5xx, and when nothing answers in
         time. Raises flickrapi.FlickrError with Flickr's code and message (never the key) for an error,
         NoAnswer (a FlickrError without a code) when the retries found no answer, BadApiResponse for an
-        answer that is not Flickr's JSON."""
+        answer that is not Flickr's JSON or a redirect (not retried). Our keys and secrets are taken out of every
+        text of the answer."""
         return self._call(None, method, params)
 
     def _call(self, key_index: int | None, method: str, params: dict[str, object],
@@ -246,7 +279,14 @@ class FlickrClient:
             scope = deadline_scope(self._timeout, max_bytes=self._max_answer_bytes + WIRE_ROOM)
             try:
                 with scope as cutoff:
-                    return parsed_answer(self._apis[index].do_flickr_call(method, timeout=self._timeout, **params))
+                    return parsed_answer(self._apis[index].do_flickr_call(method, timeout=self._timeout, **params),
+                                         self._secrets)
+            except requests.exceptions.TooManyRedirects as err:
+                # An answer, not Flickr's (a captive portal, a proxy): the same one would come again. Its Location
+                # is not quoted (a portal's may carry a token).
+                status = err.response.status_code if err.response is not None else "3xx"
+                raise BadApiResponse(f"the answer is a redirect (HTTP {status}), not Flickr's: the API answers at "
+                                     "its own URL") from None
             except requests.exceptions.RequestException as err:
                 if cutoff.over:  # the same answer would come again: refused, not retried
                     raise BadApiResponse(f"the answer is over {self._max_answer_bytes} bytes (+{WIRE_ROOM} for "
@@ -277,7 +317,7 @@ class FlickrClient:
         printed, and an endpoint or a proxy echoing the request would otherwise put them there."""
         message = str(err)
         for secret in self._secrets:
-            message = message.replace(secret, "[redacted]")
+            message = message.replace(secret, REDACTED)
         message = message[:MAX_ERROR_CHARS]  # cut after the keys are out: a key cut at the mark kept its first half
         return err if message == str(err) else flickrapi.FlickrError(message, code=getattr(err, "code", None))
 
