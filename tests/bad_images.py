@@ -347,3 +347,29 @@ def _mpet_profile(elements: list[bytes]) -> bytes:
         at += len(element)
     white = b"XYZ \x00\x00\x00\x00" + struct.pack(">3i", 63190, 65536, 54061)
     return _icc_profile([(b"D2B0", head + table + b"".join(elements)), (b"wtpt", white)])
+
+
+def with_segment(jpeg: bytes, code: int, body: bytes) -> bytes:
+    """The JPEG with one more segment (marker 0xFF `code`, `body`) right after its SOI: the same pixels."""
+    return jpeg[:2] + bytes([0xFF, code]) + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
+
+
+def exif_with_gps() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 24.0), 3: "E", 4: (2.0, 21.0, 3.0)}
+    return b"Exif\x00\x00" + exif.tobytes()
+
+
+def not_as_stored(stored: bytes) -> dict[str, bytes]:
+    """The JPEG `stored` (as the image stage wrote it, its JFIF header first) carrying what the stage never writes,
+    each still decoding to the same pixels: EXIF with GPS, an ICC profile, a comment, XMP, bytes after its end, a
+    JFIF thumbnail."""
+    return {
+        "exif": with_segment(stored, 0xE1, exif_with_gps()),
+        "icc": with_segment(stored, 0xE2, b"ICC_PROFILE\x00\x01\x01" + b"\x00" * 128),
+        "comment": with_segment(stored, 0xFE, b"anything at all"),
+        "xmp": with_segment(stored, 0xE1, b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"),
+        "trailer": stored + b"PK\x03\x04 a zip appended after the image's end",
+        "thumbnail": stored[:2] + bytes.fromhex("ffe0001c4a46494600010100000100010202") + b"\x80" * 12 + stored[20:],
+    }

@@ -88,6 +88,24 @@ def test_a_row_no_run_writes_is_a_rejection_of_its_own(tmp_path):
                     label="hostile id")
 
 
+def test_a_row_whose_image_carries_what_no_run_writes_is_rejected_not_published_again(tmp_path):
+    """A carried row's JPEG goes into the next release's shards byte for byte. It was checked for its sha256, size,
+    scan structure and decoding, not for what it carries besides its pixels: a resealed release's photo with EXIF and
+    GPS (or XMP, an ICC profile, a comment, a zip after its end) was published again, though every run strips them
+    and every run's stored image holds only its JFIF header, tables, frame and scan."""
+    from tests import bad_images
+
+    hostile = bad_images.not_as_stored(COFFEE)
+    rows = [released(i, image=jpeg, sha256=hashlib.sha256(jpeg).hexdigest())
+            for i, jpeg in enumerate(hostile.values(), start=1)]
+    carry(tmp_path, [*rows, released(99)])
+    with local_pipeline() as p:
+        carried = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
+        assert_that(carried.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["99"]), label="kept")
+        assert_that(carried.rejected | beam.Map(lambda r: (r.photo_id, r.stage, r.reason)), equal_to(
+            [(str(i), "carry", "image_not_as_stored") for i in range(1, len(hostile) + 1)]), label="rejected")
+
+
 def test_rows_a_shard_cannot_decode_are_rejected_by_photo_id_and_the_others_carry_over(tmp_path):
     """A text cell that is no UTF-8 (written past pyarrow's checks): every row of that shard is one
     `unreadable_row` rejection under its own photo id (so the ledger and changelog name it); the

@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +34,7 @@ from PIL import Image
 from pipeline.io.fetch_urls import host_allowed
 from pipeline.io.files import matching, read_parquet, write_atomically
 from pipeline.io.storage_rule import STORAGE_RULE_VERSION
+from pipeline.io.stored_jpeg import stored_jpeg_problem
 from pipeline.options import PassOptions, shaping
 from pipeline.records import HASH16, Photo
 from pipeline.stage import StageOutput
@@ -128,47 +128,6 @@ def entry_problem(row: dict[str, Any], max_side: int | None = None) -> str | Non
         return "its image is not the size it records"
     if max_side is not None and max(size) > max_side:
         return f"its image is {size[0]}x{size[1]}, larger than --max_side {max_side}"
-    return None
-
-
-# What the image stage's JPEG writer puts before the scan (Pillow, baseline, no metadata given): quantisation tables,
-# the baseline frame, Huffman tables, and a restart interval, which it may write; and the JFIF header (below).
-_STORED_SEGMENTS = frozenset({0xDB, 0xC0, 0xC4, 0xDD})
-_APP0, _SOS = 0xE0, 0xDA
-# Within a scan's data: 0xFF then 0x00 (a stuffed 0xFF) or a restart marker; any other marker ends the scan.
-_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
-
-
-def stored_jpeg_problem(jpeg: bytes) -> str | None:
-    """What in the JPEG `jpeg` the image stage never writes, else None: a segment other than its tables, baseline
-    frame and JFIF header without a thumbnail (APPn: EXIF, GPS, XMP, ICC; a comment), more than one scan, or bytes
-    after the end of the image. Walked from the header, segment by segment, with no skipping: the stage writes
-    nothing between segments."""
-    if not jpeg.startswith(b"\xff\xd8"):
-        return "no start of image"
-    pos = 2
-    while True:
-        if len(jpeg) < pos + 4 or jpeg[pos] != 0xFF:
-            return f"no segment at byte {pos}"
-        code, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2:pos + 4], "big")
-        body = jpeg[pos + 4:pos + 2 + length]
-        if length < 2 or len(body) != length - 2:
-            return f"a segment (0xFF{code:02X}) cut short at byte {pos}"
-        pos += 2 + length
-        if code == _SOS:
-            break
-        # JFIF's 14 bytes: its name, version, density, and a thumbnail of 0 x 0 (one of more carries its own pixels)
-        if code == _APP0 and len(body) == 14 and body.startswith(b"JFIF\x00") and body[12:14] == b"\x00\x00":
-            continue
-        if code not in _STORED_SEGMENTS:
-            return f"a segment 0xFF{code:02X} ({len(body)} bytes)"
-    end = _SCAN_END.search(jpeg, pos)
-    if end is None:
-        return "no end of image after its scan"
-    if jpeg[end.start() + 1] != 0xD9:  # a second scan, or any segment after the first one's data
-        return f"a marker 0xFF{jpeg[end.start() + 1]:02X} after its scan's data"
-    if end.end() != len(jpeg):
-        return f"{len(jpeg) - end.end()} bytes after the end of the image"
     return None
 
 

@@ -9,7 +9,8 @@ among themselves).
 A release is read back as outside input: a folder on shared storage that its manifest's checksums
 protect only against accidents (whoever can change a shard can reseal the manifest). So each row is
 checked as a source's row is, before it becomes a photo (`CheckRows`, stage "carry"): an id in its one
-spelling, hashes of the right shape, a stored JPEG whose sha256 and size are the row's and that decodes.
+spelling, hashes of the right shape, a stored JPEG whose sha256 and size are the row's, that holds nothing the image
+stage never writes (EXIF, GPS, a comment, bytes after its end) and that decodes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pipeline.io.files import matching
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.io.parquet_footer import check_footer
+from pipeline.io.stored_jpeg import stored_jpeg_problem
 from pipeline.records import (
     HASH16,
     NOT_STORED,
@@ -268,6 +270,11 @@ def _image_problem(jpeg: bytes, row: dict, max_pixels: int) -> tuple[str, str] |
                 img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return "not_an_image", f"{type(err).__name__}: {str(err)[:200]}"
+    # Carried byte for byte into the next release's shards: a resealed row's JPEG carrying EXIF with GPS, XMP, an ICC
+    # profile, a comment or bytes after its end was published again, though every run strips them.
+    written = stored_jpeg_problem(jpeg)
+    if written is not None:
+        return "image_not_as_stored", f"the stored image is no JPEG the image stage writes: {written}"
     return None
 
 
