@@ -323,3 +323,17 @@ def publishing_stopped_after(renames: int) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(layout, "_carry_out", carry_out)
         yield
+
+
+def as_stored_jpeg(payload: bytes) -> bytes:
+    """`payload` shaped as the JPEG a run stores (`pipeline/io/stored_jpeg.py`: a baseline JPEG's header, `payload` as
+    its scan's data with each 0xFF made 0xFE, its end), for tests of files whose images are hashed but never decoded:
+    random bytes stay incompressible and keep their size."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "JPEG")
+    jpeg = out.getvalue()
+    scan = jpeg.index(b"\xff\xda")
+    header = jpeg[:scan + 2 + int.from_bytes(jpeg[scan + 2:scan + 4], "big")]
+    return header + payload.replace(b"\xff", b"\xfe") + b"\xff\xd9"

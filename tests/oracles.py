@@ -39,3 +39,42 @@ def greedy(nodes: Sequence[Node], distance: int, dhash_distance: int) -> dict[No
         else:
             kept.append(node)
     return dropped
+
+
+def stored_jpeg_problem(jpeg: bytes) -> str | None:
+    """`pipeline.io.stored_jpeg.stored_jpeg_problem` on the whole file at once, as it was written before it read a
+    part at a time: segment by segment from the header, then one search for the scan's end."""
+    import re
+
+    if not jpeg.startswith(b"\xff\xd8"):
+        return "no start of image"
+    pos, frames = 2, 0
+    while True:
+        if len(jpeg) < pos + 4 or jpeg[pos] != 0xFF:
+            return f"no segment at byte {pos}"
+        code, length = jpeg[pos + 1], int.from_bytes(jpeg[pos + 2:pos + 4], "big")
+        body = jpeg[pos + 4:pos + 2 + length]
+        if length < 2 or len(body) != length - 2:
+            return f"a segment (0xFF{code:02X}) cut short at byte {pos}"
+        pos += 2 + length
+        if code == 0xDA:
+            break
+        if code == 0xE0 and len(body) == 14 and body.startswith(b"JFIF\x00") and body[12:14] == b"\x00\x00":
+            continue
+        if code == 0xC0:
+            frames += 1
+            if frames > 1:
+                return f"a second frame header at byte {pos - 2 - length}"
+            continue
+        if code not in (0xDB, 0xC4, 0xDD):
+            return f"a segment 0xFF{code:02X} ({len(body)} bytes)"
+    if not frames:
+        return "a scan before any frame header"
+    end = re.compile(rb"\xff[^\x00\xd0-\xd7]").search(jpeg, pos)
+    if end is None:
+        return "no end of image after its scan"
+    if jpeg[end.start() + 1] != 0xD9:
+        return f"a marker 0xFF{jpeg[end.start() + 1]:02X} after its scan's data"
+    if end.end() != len(jpeg):
+        return f"{len(jpeg) - end.end()} bytes after the end of the image"
+    return None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.io.stored_jpeg import stored_jpeg_problem
+from pipeline.io.stored_jpeg import StoredJpegCheck, stored_jpeg_problem
 from pipeline.stages.image import ImageConfig, normalise
-from tests import bad_images
+from tests import bad_images, oracles
 from tests.conftest import encode, real_image, real_jpeg, swapped_primaries_profile
 
 
@@ -72,3 +74,40 @@ def test_a_progressive_or_other_frame_is_none_the_stage_writes():
     assert stored_jpeg_problem(progressive) is not None
     assert stored_jpeg_problem(b"") == "no start of image"
     assert stored_jpeg_problem(_stored()[:40]).startswith("a segment")
+
+
+def _variants() -> list[bytes]:
+    """Stored images and each way of carrying what the stage never writes, cut short, with a marker in the scan, a
+    second scan, bytes after the end."""
+    stored = [_stored(), normalise(bad_images.cmyk_jpeg(), ImageConfig(max_side=96)).jpeg]
+    found = [*stored]
+    for jpeg in stored:
+        found += list(bad_images.not_as_stored(jpeg).values())
+        found += [jpeg[:-1], jpeg[:-2], jpeg[:3], jpeg[:25], jpeg[:-2] + b"\xff\xda" + jpeg[-2:], jpeg + b"\x00",
+                  jpeg[:-2] + b"\xff\xd0\xff\x00" + jpeg[-2:], jpeg[:-2] + b"\xff\xff" + jpeg[-2:], b"\xff" + jpeg[1:]]
+    return found
+
+
+VARIANTS = _variants()
+
+
+# Cuts anywhere, in the header (its first ~700 bytes) and among the last bytes (an end marker split in two) most
+# of all; a negative cut counts from the end.
+CUTS = st.lists(st.one_of(st.integers(-6, -1), st.integers(0, 700), st.integers(0, 1 << 16)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(index=st.integers(0, len(VARIANTS) - 1), cuts=CUTS,
+       flip=st.one_of(st.none(), st.tuples(st.integers(0, 1 << 16), st.integers(0, 255))))
+def test_read_a_part_at_a_time_it_finds_what_the_whole_file_read_at_once_finds(index, cuts, flip):
+    """Against the check written for a whole file (tests/oracles.py), on every variant cut into parts anywhere and
+    with a byte changed anywhere (in the header, in the scan, at a cut)."""
+    jpeg = bytearray(VARIANTS[index])
+    if flip is not None:
+        jpeg[flip[0] % len(jpeg)] = flip[1]
+    jpeg = bytes(jpeg)
+    check = StoredJpegCheck()
+    points = sorted({(cut if cut >= 0 else len(jpeg) + cut) % (len(jpeg) + 1) for cut in cuts})
+    for start, end in zip([0, *points], [*points, len(jpeg)], strict=True):
+        check.update(jpeg[start:end])
+    assert check.problem() == oracles.stored_jpeg_problem(jpeg) == stored_jpeg_problem(jpeg)

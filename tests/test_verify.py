@@ -15,7 +15,7 @@ import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
 from pipeline.release.verify import verify
-from tests.conftest import as_a_user_the_disk_refuses, reseal, traced_peak
+from tests.conftest import as_a_user_the_disk_refuses, as_stored_jpeg, reseal, traced_peak
 from tests.parquet_footers import rows_of, values_of, with_integers
 
 
@@ -312,6 +312,60 @@ def test_records_inside_each_format_are_checked_not_only_counted(demo_release, t
     assert problems and problems[0].message.startswith("2 records") and rows[0]["photo_id"] in problems[0].message
 
 
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet", "tfrecord"])
+def test_an_image_carrying_what_no_run_writes_is_reported_in_each_format(demo_release, tmp_path, fmt):
+    """A resealed shard whose photo's JPEG carries EXIF with GPS (its sha256 beside it made to match, the pixels the
+    same) passed verify in its own format: only the images' hashes were compared. Every run strips what an image
+    carries besides its pixels, so an image holding EXIF, GPS, a comment or bytes after its end is a record no run
+    writes, in whichever format it is."""
+    import tarfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io.formats import encode_example
+    from tests import bad_images
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / fmt).glob("*.*"))[0]
+    if fmt == "webdataset":
+        with tarfile.open(shard) as tar:
+            members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+        photo_id = members[0][0].name.partition(".")[0]
+        image = next(payload for member, payload in members if member.name == f"{photo_id}.jpg")
+        hostile = bad_images.not_as_stored(image)["exif"]
+        rebuilt = io.BytesIO()
+        with tarfile.open(fileobj=rebuilt, mode="w") as tar:
+            for member, payload in members:
+                if member.name == f"{photo_id}.jpg":
+                    payload = hostile
+                elif member.name == f"{photo_id}.json":
+                    payload = json.dumps({**json.loads(payload), "sha256": hashlib.sha256(hostile).hexdigest()},
+                                         separators=(",", ":")).encode()
+                member.size = len(payload)
+                tar.addfile(member, io.BytesIO(payload))
+        shard.write_bytes(rebuilt.getvalue())
+    elif fmt == "parquet":
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        photo_id, image = rows[0]["photo_id"], rows[0]["image"]
+        hostile = bad_images.not_as_stored(image["bytes"] if isinstance(image, dict) else image)["exif"]
+        rows[0]["image"] = {**image, "bytes": hostile} if isinstance(image, dict) else hostile
+        rows[0]["sha256"] = hashlib.sha256(hostile).hexdigest()
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    else:
+        records = _tfrecords(shard)
+        example = decode_example(records[0])
+        photo_id = example["image/id"].decode()
+        hostile = bad_images.not_as_stored(example["image/encoded"])["exif"]
+        example.update({"image/encoded": hostile, "image/sha256": hashlib.sha256(hostile).hexdigest().encode()})
+        shard.write_bytes(b"".join(tfrecord_frame(record) for record in [encode_example(example), *records[1:]]))
+    reseal(copy)
+    problems = [p for p in verify(str(copy)) if "not as a run writes them" in p.message]
+    assert len(problems) == 1 and problems[0].path.startswith(f"{fmt}/"), problems
+    assert problems[0].message.startswith("1 records") and photo_id in problems[0].message, problems
+
+
 def test_a_crafted_photo_id_cannot_forge_or_hide_report_lines(demo_release, tmp_path, capsys):
     """Photo ids come from the release's own shards and ATTRIBUTION.csv: one holding a newline and a terminal
     escape printed a line "RELEASE: OK" and hid what followed."""
@@ -392,7 +446,8 @@ def test_a_sample_s_metadata_giving_a_key_twice_is_reported(demo_release, tmp_pa
     assert _problems(copy) == {
         ("webdataset", f"1 photos whose credit differs from attribution's, e.g. {photo_id}"),
         (shard.relative_to(copy).as_posix(), "1 records not as a run writes them (an image that does not hash to the "
-                                             f"sha256 beside it, a stray or unpaired member), e.g. {photo_id}")}
+                                             "sha256 beside it or holds what no run writes, a stray or unpaired "
+                                             f"member), e.g. {photo_id}")}
 
 
 def test_an_attribution_crediting_a_kept_photo_otherwise_is_reported(demo_release, tmp_path):
@@ -409,8 +464,8 @@ def test_an_attribution_crediting_a_kept_photo_otherwise_is_reported(demo_releas
     assert _problems(copy) == {
         *((fmt, f"1 photos whose credit differs from attribution's, e.g. {photo_id}")
           for fmt in ("parquet", "tfrecord", "webdataset")),
-        ("ATTRIBUTION.csv", "1 records not as a run writes them (an image that does not hash to the sha256 beside it, "
-                            "a stray or unpaired member), e.g. (header)")}
+        ("ATTRIBUTION.csv", "1 records not as a run writes them (an image that does not hash to the sha256 beside "
+                            "it or holds what no run writes, a stray or unpaired member), e.g. (header)")}
 
 
 def test_stats_that_disagree_with_the_release_are_reported(demo_release, tmp_path):
@@ -475,7 +530,7 @@ def test_a_release_whose_card_an_earlier_version_wrote_still_verifies(tmp_path, 
     earlier = f"---\nlicense: other\npretty_name: PASS-style image dataset\nconfigs:\n{configs}---\n\n# PASS-style\n"
     for card, problems in ((earlier, set()), (earlier.replace("rejections-*", "*"), {
             ("README.md", "its front matter (configurations, licence) is not what a run writes for these files")})):
-        image = b"not decoded by verify"
+        image = as_stored_jpeg(b"not decoded by verify")
         folder = _release_of(tmp_path / str(len(problems)), [photo("7", image=image, sha256=hashlib.sha256(
             image).hexdigest())], written)
         (folder / "README.md").write_text(card, encoding="utf-8")
@@ -577,7 +632,7 @@ def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
     is a page, and a run writes a row group's 512 images into one: a row group is its bound, never a shard)."""
     from tests.conftest import photo
 
-    images = [os.urandom(2 << 20) for _ in range(6)]
+    images = [as_stored_jpeg(os.urandom(2 << 20)) for _ in range(6)]
     big = [photo(str(100 + i), image=image, sha256=hashlib.sha256(image).hexdigest(), title=f"photo {i}")
            for i, image in enumerate(images)]
     folder = _release_of(tmp_path / "big", big, ["webdataset", "tfrecord"])
@@ -593,7 +648,8 @@ def test_verify_holds_one_record_at_a_time_never_a_shard(tmp_path, monkeypatch):
     assert max(n for path, n in largest.items() if path != "manifest.json") <= member + 4096, largest
     assert peak < 3 * member, (peak, shard)  # an image and a copy of it; read whole, a shard (12 MB) and more
 
-    rows = [photo(str(1000 + i), image=os.urandom(8 << 10)) for i in range(1100)]  # three row groups of 512
+    # three row groups of 512
+    rows = [photo(str(1000 + i), image=as_stored_jpeg(os.urandom(8 << 10))) for i in range(1100)]
     rows = [row.replace(sha256=hashlib.sha256(row.image).hexdigest()) for row in rows]
     folder = _release_of(tmp_path / "rows", rows, ["parquet"])
     problems, largest, peak = _largest_reads_and_peak(folder, monkeypatch)
@@ -1173,7 +1229,8 @@ def test_a_tar_metadata_member_larger_than_any_run_writes_is_a_stray_member_not_
     problems, peak = traced_peak(lambda: _problems(copy))
     key = members[1].name.partition(".")[0]
     assert (shard.relative_to(copy).as_posix(), f"2 records not as a run writes them (an image that does not hash to "
-            f"the sha256 beside it, a stray or unpaired member), e.g. {key}, {members[1].name}") in problems, problems
+            f"the sha256 beside it or holds what no run writes, a stray or unpaired member), e.g. {key}, "
+            f"{members[1].name}") in problems, problems
     assert peak < 60_000_000, peak
 
 
@@ -1516,7 +1573,7 @@ def test_verify_holds_a_releases_photo_ids_as_numbers(tmp_path):
     for shard in range(shards):
         photos = []
         for photo_id in ids[shard * per_shard:(shard + 1) * per_shard]:
-            image = hashlib.sha256(photo_id.encode()).digest() * 5  # incompressible, as a JPEG
+            image = as_stored_jpeg(hashlib.sha256(photo_id.encode()).digest() * 5)  # incompressible, as a JPEG
             photos.append(photo(photo_id, image=image, sha256=hashlib.sha256(image).hexdigest()))
         path = f"parquet/pass-{shard:05d}-of-{shards:05d}.parquet"
         with open(tmp_path / path, "wb") as handle:

@@ -25,6 +25,7 @@ from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.sinks import CONTROLS, csv_text
+from pipeline.io.stored_jpeg import StoredJpegCheck, stored_jpeg_problem
 from pipeline.release.id_sets import IdList
 from pipeline.sources.parquet_pages import Pages, TooLarge, check_footer_rows, check_inflation, check_page_rows
 from pipeline.sources.row_bound import ROW_FLOOR, ROWS_PER_BYTE, row_limit
@@ -145,6 +146,7 @@ class _Sample:
     whether it names the sample's photo, the sha256 it gives and the credit digest (never the members' bytes)."""
 
     image: bytes | None = None
+    as_stored: bool = False  # whether the image is a JPEG the image stage writes (`stored_jpeg`)
     metadata: tuple[bool, str | None, bytes] | None = None
 
 
@@ -203,10 +205,12 @@ def _webdataset_records(source: Source, size: int | None = None) -> Records:
                 continue
             sample = samples.setdefault(key, _Sample())
             if extension == "jpg":
-                digest = hashlib.sha256()
+                digest, stored = hashlib.sha256(), StoredJpegCheck()
                 while chunk := handle.read(_CHUNK):
                     digest.update(chunk)
+                    stored.update(chunk)
                 sample.image = digest.digest()
+                sample.as_stored = stored.problem() is None
             else:
                 metadata = _metadata(handle.read())
                 sha256 = metadata.get("sha256")
@@ -215,7 +219,7 @@ def _webdataset_records(source: Source, size: int | None = None) -> Records:
     unnamed = _record_credit({})  # the credit of a sample without metadata, or metadata that is no JSON object
     for key, sample in samples.items():
         if not (sample.metadata is not None and sample.image is not None and sample.metadata[0]
-                and sample.metadata[1] == sample.image.hex()):
+                and sample.metadata[1] == sample.image.hex() and sample.as_stored):
             odd.append(key)
     photos = [key for key, sample in samples.items() if sample.image is not None]
     return photos, odd, (b"".join(samples[key].image[:DIGEST] for key in photos),  # type: ignore[index]
@@ -318,10 +322,12 @@ def _parquet_records(source: Source) -> Records:
             # read as text, int64 ids matched the other formats' and passed: a release no run writes
             raise pa.ArrowTypeError(f"column photo_id is {column.type}, not text as a run writes it")
         found = [str(value) for value in column.to_pylist()]
-        digests = [hashlib.sha256(image_bytes(image)).digest() for image in batch.column("image").to_pylist()]
+        encoded = [image_bytes(image) for image in batch.column("image").to_pylist()]
+        digests = [hashlib.sha256(image).digest() for image in encoded]
         ids += found
-        odd += [photo_id for photo_id, digest, sha256 in zip(found, digests, batch.column("sha256").to_pylist(),
-                                                             strict=True) if digest.hex() != sha256]
+        odd += [photo_id for photo_id, image, digest, sha256 in zip(found, encoded, digests,
+                                                                    batch.column("sha256").to_pylist(), strict=True)
+                if digest.hex() != sha256 or stored_jpeg_problem(image) is not None]
         images += b"".join(digest[:DIGEST] for digest in digests)
         text = {name: _as_binary(batch.column(name)).to_pylist() for name in _CREDIT_FIELDS}
         credits += b"".join(_record_credit({name: text[name][row] for name in _CREDIT_FIELDS})
@@ -343,13 +349,15 @@ def _tfrecord_records(source: Source, size: int | None = None) -> Records:
 
 
 def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
-    """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256) of an Example."""
+    """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256 and is a JPEG the image
+    stage writes) of an Example."""
     example = decode_example(record)
     photo_id = example.get("image/id", b"")
     photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
     image, sha256 = example.get("image/encoded"), example.get("image/sha256")
     digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
-    matches = isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
+    matches = (isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
+               and stored_jpeg_problem(image) is None)
     return photo_id, digest, _record_credit(example, _TFRECORD_CREDIT), matches
 
 

@@ -481,9 +481,10 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
         ids.setdefault(fmt, IdCount()).add_each(photo_ids)
         seen.add(fmt, photo_ids, facts)
         if odd:
+            # an image holding what no run writes: EXIF, GPS, a comment, bytes after its end (`stored_jpeg`)
             yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
-                                    f"the sha256 beside it, a stray or unpaired member), e.g. "
-                                    f"{', '.join(_shown(name) for name in sorted(odd)[:3])}")
+                                    f"the sha256 beside it or holds what no run writes, a stray or unpaired member), "
+                                    f"e.g. {', '.join(_shown(name) for name in sorted(odd)[:3])}")
     if found.count is not None and "records" in entry and found.count != entry["records"]:
         yield Problem(relative, f"{found.count} records, manifest says {entry['records']}")
     return True
