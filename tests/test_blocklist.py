@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pipeline.cli import run
 from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
+from pipeline.sources.table_row import parse_row, table_layout
 from pipeline.stages.blocklist import (
     CONTENT_KINDS,
     METADATA_KINDS,
@@ -73,6 +74,24 @@ def test_an_owner_takedown_keeps_out_a_row_whose_flickr_page_names_that_account(
     for other in ("https://www.flickr.com/photos/12345678@N02/5/", "https://www.flickr.com/photos/someone/5/",
                   "https://example.com/photos/12345678@N01/5/", "https://www.flickr.com/people/12345678@N01/"):
         assert matcher.match(photo("5", source="csv", owner_nsid="", page_url=other)) is None, other
+
+
+@pytest.mark.parametrize("credited", ["12345678@N01", "012345678@n01", " 12345678@N01 "])
+def test_an_owner_takedown_keeps_out_a_table_row_crediting_that_account_by_its_id(credited):
+    """A table's rows have no owner id: its `owner` column is the creator ATTRIBUTION.csv names, and a table made from
+    Flickr's search answers holds there the account's id (the answer's `owner`). `owner 12345678@N01` kept out none of
+    the rows crediting that id when they named no Flickr page (a static URL names no account). A row of Flickr's own
+    (YFCC, the API, a carried row) is matched by its owner id alone: its owner name is a screen name."""
+    layout = table_layout("csv")
+    row = {"id": "5", "url": "https://live.staticflickr.com/65535/5_abcdef_z.jpg", "owner": credited,
+           "license": "CC BY 4.0"}
+    table_photo = parse_row(row, "t.csv:2", layout)
+    assert table_photo.owner_nsid == "" and table_photo.page_url == ""
+    matcher = Matcher(parse_blocklist("owner 12345678@N01\n", "t.txt", 4), METADATA_KINDS)
+    assert matcher.match(table_photo).source == "t.txt:1"
+    for other in ("12345678@N02", "1234567@N01", "someone 12345678@N01", "12345678"):
+        assert matcher.match(parse_row({**row, "owner": other}, "t.csv:3", layout)) is None, other
+    assert matcher.match(photo("6", owner_nsid="9@N01", owner_name="12345678@N01")) is None
 
 
 @pytest.mark.parametrize("bad", ["colour 12", "photo_id", "phash xyz", "owner someone", "owner 12345678@N01 x",

@@ -4,7 +4,8 @@ A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` s
 
     photo_id 123456789
     owner 12345678@N01          # every photo of one Flickr account (a photographer opting out): a row's
-                                # owner id, or the one its Flickr photo page names
+                                # owner id (a table's row: the creator it credits, where that is an account
+                                # id), or the one its Flickr photo page names
     url https://www.flickr.com/photos/someone/123456789/
     sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     phash 0f1e2d3c4b5a6978 6        # optional distance; --near_dup_distance otherwise (4 when that is -1)
@@ -238,15 +239,20 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
 
 
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
-    """What a photo can be listed by: its id, its owner (the row's, and the one its Flickr page names: a table's
-    rows have only their page), the photo ids its Flickr URLs name, its other URLs (canonical where they parse, as
-    given where they do not), its hashes."""
+    """What a photo can be listed by: its id, its owner (the row's id, else the account id a table's row credits as
+    its creator; and the one its Flickr page names: a table's rows have only their page), the photo ids its Flickr
+    URLs name, its other URLs (canonical where they parse, as given where they do not), its hashes."""
     try:
         keys = [("photo_id", canonical_photo_id(photo.photo_id))]
     except BadPhotoId:
         keys = [("photo_id", photo.photo_id)]
     if photo.owner_nsid:
         keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
+    elif _NSID.fullmatch(credited := photo.owner_name.strip()):
+        # A table's row has no owner id: the creator it credits, where that is an account id (a table made from
+        # Flickr's search answers, whose `owner` is the NSID), is the account it names; a row of Flickr's own is
+        # matched by its owner id alone (its owner name is a screen name, which may read as another's id).
+        keys.append(("owner", canonical_owner_id(credited)))
     if photo.page_url and (owner := page_owner(photo.page_url)):
         keys.append(("owner", owner))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):
