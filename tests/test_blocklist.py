@@ -1,3 +1,5 @@
+import bz2
+import gzip
 import json
 import string
 
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline.cli import run
 from pipeline.fixtures.demo_world import build_demo_world
 from pipeline.fixtures.static_server import StaticServer
+from pipeline.sources import input_files
 from pipeline.sources.table_row import parse_row, table_layout
 from pipeline.stages.blocklist import (
     CONTENT_KINDS,
@@ -246,6 +249,47 @@ def test_every_entry_that_cannot_be_understood_fails_at_start_naming_file_and_li
     path.write_text("photo_id 1\n# fine so far\n" + bad + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.txt:3"):
         Blocklist([str(path)], 4, METADATA_KINDS)
+
+
+def test_a_compressed_list_cut_short_fails_at_launch_and_never_lists_a_photo_it_does_not_name(tmp_path):
+    """A list fetched as .gz or .bz2 (a hash list from a safety organisation) whose download was cut short was read by
+    Beam's lenient decompressor as far as it went, without a word: the entries after the cut were never applied, and the
+    cut one was read as another (`photo_id 4242` cut to `photo_id 42`: photo 42, which nobody listed, taken down)."""
+    text = b"photo_id 7\nphoto_id 4242\n"
+    stored = gzip.compress(text, compresslevel=0)  # stored as it is: the cut lands on a chosen byte of the text
+    cut = tmp_path / "takedowns.txt.gz"
+    cut.write_bytes(stored[:stored.index(b"photo_id 4242") + len(b"photo_id 42")])
+    whole = tmp_path / "whole.txt.bz2"
+    whole.write_bytes(bz2.compress(text))
+    cut_bz2 = tmp_path / "takedowns.txt.bz2"
+    cut_bz2.write_bytes(bz2.compress(text * 1000)[:-40])
+    for path in (cut, cut_bz2):
+        with pytest.raises(ValueError, match=rf"{path.name}: cannot be read: EOFError"):
+            Blocklist([str(path)], 4, METADATA_KINDS)
+    gzipped = tmp_path / "more.txt.gz"
+    gzipped.write_bytes(gzip.compress(b"photo_id 8\n"))
+    texts = read_blocklists([str(whole), str(gzipped)])  # whole compressed lists are read as before
+    assert [entry.value for entry in parse_blocklists(texts, 4)] == ["7", "4242", "8"]
+
+
+def test_a_compressed_list_inflating_past_the_inputs_bound_fails_at_launch_unread(tmp_path, monkeypatch):
+    """A .gz list of one line repeated was inflated whole into the launcher's memory (10 MB of .bz2 is terabytes);
+    it is bounded as an input file is (`input_files.inflation_limit`: 64 times its size, 256 MiB at least)."""
+    monkeypatch.setattr(input_files, "INFLATION_FLOOR", 1 << 20)
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"photo_id 7\n" * (2 << 20)))
+    with pytest.raises(ValueError, match=r"bomb\.txt\.gz: cannot be read: .*a compression bomb"):
+        read_blocklists([str(bomb)])
+
+
+@pytest.mark.parametrize("name", ["takedowns.txt.xz", "takedowns.txt.zst", "takedowns.txt.GZ"])
+def test_a_list_compressed_another_way_is_refused_naming_the_ways_it_is_read(tmp_path, name):
+    """Beam decompresses a name ending in any of its suffixes, as far as the data goes: a list cut short there gave
+    the entries before the cut unsaid. A list is read plain, .gz or .bz2, each checked to its end."""
+    path = tmp_path / name
+    path.write_bytes(b"photo_id 7\n")
+    with pytest.raises(ValueError, match=rf"{name}: .*plain, \.gz or \.bz2"):
+        read_blocklists([str(path)])
 
 
 @pytest.mark.parametrize("page", ["https://www.flickr.com/photos/012345678@n01/", "flickr.com/people/12345678@N01",

@@ -145,7 +145,7 @@ def inflation_limit(size: int) -> int:
     return max(INFLATION_FLOOR, MAX_INFLATION * size)
 
 
-def _open_decompressed(path: str) -> BinaryIO:
+def open_decompressed(path: str) -> BinaryIO:
     """Python's own gzip reader and a strict bzip2 one, not Beam's: they raise on a truncated file, where
     Beam's decompressor silently returns the partial data. A compressed file's data is bounded by `inflation_limit`
     of its size."""
@@ -314,7 +314,7 @@ def check_compressed(path: str) -> array | None:
     the reading pass refuse data the check did not see: a file replaced or damaged between the two passes."""
     if not path.endswith(_COMPRESSED):
         return None
-    with _open_decompressed(path) as handle:
+    with open_decompressed(path) as handle:
         return array("I", (zlib.crc32(piece) for piece in _pieces(handle)))
 
 
@@ -376,7 +376,7 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool
     name = posixpath.basename(path.rstrip("/"))
     refuse_other_than_a_file(path)
     crcs = crcs if crcs is not None else check_compressed(path) if checked else None
-    with _open_decompressed(path) as opened:
+    with open_decompressed(path) as opened:
         handle = opened if crcs is None else io.BufferedReader(_AsChecked(opened, crcs), buffer_size=_VERIFIED_BUFFER)
         lines = _Lines(handle, max_line, lone_cr, dropped)
         number = 0

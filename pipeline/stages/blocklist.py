@@ -1,6 +1,7 @@
 """Blocklists: takedown requests and hash lists from safety organisations, applied to every run.
 
-A list is a text file, one entry per line (ended by LF, CRLF or a lone CR; `#` starts a comment):
+A list is a text file (plain, .gz or .bz2), one entry per line (ended by LF, CRLF or a lone CR; `#` starts a
+comment):
 
     photo_id 123456789
     owner 12345678@N01          # every photo of one Flickr account (a photographer opting out): a row's
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.flickr.pages import NSID as _NSID
@@ -63,6 +65,7 @@ from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_owner_id, canonical_photo_id
+from pipeline.sources.input_files import BROKEN_FILE_ERRORS, open_decompressed
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "blocklist"
@@ -223,11 +226,26 @@ def _decoded(raw: bytes, name: str) -> str:
 
 def read_blocklists(paths: Sequence[str]) -> list[tuple[str, bytes]]:
     """(name, bytes) of each list, as read now."""
-    texts = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            texts.append((posixpath.basename(path), handle.read()))
-    return texts
+    return [(posixpath.basename(path), _list_bytes(path)) for path in paths]
+
+
+def _list_bytes(path: str) -> bytes:
+    """A list's bytes: plain, or a .gz or .bz2 read as an input file is (`input_files.open_decompressed`: checked to
+    its end, its inflation bounded); ValueError naming it otherwise. Beam's decompressors gave a list cut short (a hash
+    list's download stopped) as far as it went, without a word: the entries after the cut were never applied, and the
+    cut one could name another photo (`photo_id 4242` cut to `photo_id 42`); and a .gz of one line repeated was
+    inflated whole into the launcher's memory."""
+    if CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED:
+        opened = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    elif path.endswith((".gz", ".bz2")):
+        opened = open_decompressed(path)
+    else:
+        raise ValueError(f"{path}: a list is read plain, .gz or .bz2 (each checked to its end); name it so")
+    try:
+        with opened as handle:
+            return handle.read()
+    except BROKEN_FILE_ERRORS as err:  # a truncated or corrupt stream, a compression bomb
+        raise ValueError(f"{path}: cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"[:300]) from None
 
 
 def parse_blocklists(texts: Sequence[tuple[str, bytes]], default_distance: int) -> list[Entry]:
