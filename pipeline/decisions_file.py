@@ -20,6 +20,7 @@ from pipeline.io.files import open_reader, read_bytes
 from pipeline.io.sinks import csv_text
 from pipeline.io.staged_copy import StagedCopy, reading_as_hashed, stage_chunks
 from pipeline.records import SHA256_HEX, BadPhotoId, canonical_photo_id
+from pipeline.release.problem import printable
 
 
 def decided_photo_id(cell: str, where: str) -> str:
@@ -39,7 +40,9 @@ def check_decision_columns(columns: Sequence[str] | None, where: str) -> None:
     file was applied as no decision at all, saying nothing."""
     missing = [name for name in ("photo_id", "decision") if name not in (columns or ())]
     if missing:
-        raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {', '.join(columns or ())[:200]})")
+        # Quoted with its unprintable characters escaped: an annotator's header is printed to the reviewer's terminal
+        header = printable(", ".join(columns or ())[:200])
+        raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {header})")
     # Two columns of one name: the reader keeps the last, and `accept` beside `reject_human` was read as either.
     twice = sorted({name for name in columns or () if name in _COLUMNS
                     and list(columns or ()).count(name) > 1})
@@ -98,7 +101,7 @@ def decided_rows(text: TextLines, where: Callable[[int], str], length: int | Non
             if not decision and skip_undecided:
                 continue
             if decision not in DECISIONS:
-                raise ValueError(f": decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+                raise ValueError(f": decision must be one of {', '.join(DECISIONS)}, not {decision[:40]!r}")
             decided = DecidedRow(line, decided_photo_id(cell(row, "photo_id"), ""), DECISIONS.index(decision),
                                  csv_text(cell(row, "note").strip()), decided_sha256(cell(row, "sha256"), ""))
         except ValueError as err:

@@ -660,6 +660,26 @@ def test_blank_lines_between_and_after_decisions_are_no_row_over_the_bound(tmp_p
     assert f"{decisions}: line 5: decision must be one of" in capsys.readouterr().err
 
 
+def test_a_refusal_quotes_an_annotators_header_and_decision_unprintable_characters_escaped_and_bounded(tmp_path,
+                                                                                                        capsys):
+    """Decisions files come from annotators outside the team, and a refusal is printed to the reviewer's terminal: a
+    header lacking the decision column was quoted as it was, its terminal escapes driving the terminal (a title set,
+    the screen cleared) and a column name holding a line break printing a line of its own (`review: 1 decision(s)
+    applied`); a decision no verdict is was quoted whole, a 100,000-character cell one line of 100,000."""
+    decisions, store = tmp_path / "d.csv", tmp_path / "store.csv"
+    decisions.write_text('photo_id,"\x1b]0;owned\x07\x1b[2Jverdict\nreview: 1 decision(s) applied"\n5,accept\n',
+                         newline="")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert "no decision column" in err and "\\x1b]0;owned\\x07\\x1b[2Jverdict\\n" in err, err
+    assert "\x1b" not in err and "\x07" not in err and err.count("\n") == 1, err
+    decisions.write_text("photo_id,decision\n5,\x1b[2J" + "x" * 100_000 + "\n", newline="")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{decisions}: line 2: decision must be one of" in err and "\x1b" not in err and len(err) < 500, err
+    assert not store.exists()
+
+
 def _pipe_writer(fifo, rows: bytes, endless: bool):
     """A thread writing `rows` into the named pipe `fifo` (again and again when `endless`) until its reader leaves."""
     import threading
