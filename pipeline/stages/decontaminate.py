@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import matching
@@ -96,6 +97,10 @@ def expand_eval_source(source: str) -> list[str]:
 
 
 _READ_PIECE = 1024 * 1024
+# What reading an evaluation image that cannot be read raises: OSError, and on GCS an object gone or refused, which
+# raises the client library's NotFound or Forbidden, no OSError (`input_files.BROKEN_FILE_ERRORS`): out of the hashing
+# step, one listed image deleted or misspelt past the paths the launch checks failed the whole job.
+_UNREADABLE = (OSError, google_exceptions.NotFound, google_exceptions.Forbidden)
 
 
 def _read_at_most(path: str, limit: int) -> bytes:
@@ -122,7 +127,7 @@ class _HashEvalImage(beam.DoFn):
         try:
             raw = _read_at_most(path, MAX_EVAL_IMAGE_BYTES)
             yield int(normalise(raw, self._cfg).phash, 16), path
-        except (ImageRejected, OSError) as err:
+        except (ImageRejected, *_UNREADABLE) as err:
             self._unreadable.inc()
             _LOG.warning("decontaminate: skipping unreadable evaluation image %s: %s", path, err)
 
