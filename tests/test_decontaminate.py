@@ -148,6 +148,21 @@ def test_a_huge_file_among_the_evaluation_images_is_counted_never_read_whole(tmp
     assert [path for _, path in hashing.process(str(small))] == [str(small)]
 
 
+def test_an_evaluation_file_named_to_forge_log_lines_is_logged_with_its_name_escaped(tmp_path, caplog):
+    """A benchmark's folder comes from elsewhere, and a file name may hold any byte but '/': one that cannot be read was
+    logged by its name as it was, a line break printing a forged line of the run's log and a terminal escape driving
+    the terminal reading it. Its name is logged with each unprintable character escaped."""
+    from pipeline.stages.decontaminate import _HashEvalImage
+
+    name = "val\x1b[2J\nINFO pipeline: every evaluation image hashed.JPEG"
+    (tmp_path / name).write_bytes(b"not an image")
+    [path] = expand_eval_source(str(tmp_path))
+    with caplog.at_level("WARNING", logger="pipeline.stages.decontaminate"):
+        assert list(_HashEvalImage(CFG).process(path)) == []
+    [logged] = [record.getMessage() for record in caplog.records]
+    assert "val\\x1b[2J\\nINFO pipeline" in logged and logged.isprintable(), logged
+
+
 def test_near_duplicates_off_leaves_decontamination_and_takedowns_at_the_default_distance(tmp_path):
     """--near_dup_distance=-1 turns off the near-duplicate stage only: it made --decontaminate and every pHash
     takedown without a distance match identical pHashes alone, so a near copy of an evaluation image (or of a
