@@ -366,6 +366,20 @@ def test_a_takedown_matches_every_spelling_requests_sends_as_the_same_url(listed
     _assert_blocked(listed, row_url)
 
 
+@pytest.mark.parametrize("hidden", ["\u200b", "\u200e", "\u00ad", "\ufeff", "\u2060", "\u202e", "\x1b", "\x7f"],
+                         ids=["zwsp", "lrm", "soft-hyphen", "bom", "word-joiner", "rlo", "esc", "del"])
+def test_a_takedown_url_holding_an_invisible_character_fails_at_launch_not_matching_nothing(hidden):
+    """A takedown URL copied from a web page, a PDF or an e-mail can carry a character no one sees (a zero-width
+    space, a left-to-right mark, a soft hyphen) or a control character: the entry was accepted, the character sent
+    escaped (`%E2%80%8B`), and it matched no photo, the one named on the line kept without a word. Such an entry fails
+    at launch naming its line and the character; the URL holding it escaped is still an entry."""
+    for url in (f"https://example.com/a.jpg{hidden}", f"https://images.example.org/{hidden}b.jpg"):
+        with pytest.raises(ValueError, match=rf"t\.txt:2: .*U\+{ord(hidden):04X}"):
+            parse_blocklist(f"photo_id 1\nurl {url}\n", "t.txt", 4)
+    escaped = "".join(f"%{byte:02X}" for byte in hidden.encode())
+    _assert_blocked(f"https://example.com/a.jpg{escaped}", f"https://example.com/a.jpg{hidden}")
+
+
 def test_escaped_dot_segments_are_dot_segments():
     """RFC 3986 6.2.2: escapes are normalised before dot segments are removed, so "%2E%2E" is ".." (requests sends
     it escaped; a server that decodes it reads the same path)."""

@@ -33,10 +33,10 @@ is never decoded: `a%2Fb` and `a/b` are different paths to a server.
 
 Decision: a list entry that cannot be understood fails the run at launch, with `file:line` and
 what is wrong (an unknown kind, a missing or extra field, an id that is not a photo number, a URL
-that is not http(s), a Flickr URL that names no photo such as an album, a pHash that is not 16 hex
-digits, a distance outside 0..16, a file that is not UTF-8). A blocklist is an operator's input,
-checked before any worker starts; skipping a bad entry would silently keep a photo someone asked
-to take down, which is worse than a run that does not start.
+that is not http(s) or holds a character no one sees, a Flickr URL that names no photo such as an
+album, a pHash that is not 16 hex digits, a distance outside 0..16, a file that is not UTF-8). A
+blocklist is an operator's input, checked before any worker starts; skipping a bad entry would
+silently keep a photo someone asked to take down, which is worse than a run that does not start.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import hashlib
 import posixpath
 import re
 import threading
+import unicodedata
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,11 @@ def canonical_url(url: str) -> tuple[str, str]:
     return "url", where + path.rstrip("/") + (f"?{query}" if query else "")
 
 
+# Characters a takedown URL shows no sign of where it is read: format characters (a zero-width space, a left-to-right
+# mark, a soft hyphen, a byte order mark) and control characters.
+_UNSEEN = frozenset({"Cf", "Cc"})
+
+
 def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
     """One list line's fields -> an Entry, or ValueError saying what is wrong (without the place)."""
     kind, value, *rest = fields
@@ -176,6 +182,10 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
                              "Flickr's API: look the id up on the account's page)")
         return Entry(kind, canonical_owner_id(value), default_distance, where)
     if kind == "url":
+        if hidden := next((char for char in value if unicodedata.category(char) in _UNSEEN), None):
+            # Copied from a page, a PDF or an e-mail with it: sent escaped, such a URL matched no photo, unsaid
+            raise ValueError(f"the URL holds U+{ord(hidden):04X} ({unicodedata.name(hidden, 'a control character')}), "
+                             "which no one sees: copied with it? (write it escaped if the URL holds it)")
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
         return Entry(kind, value, default_distance, where)
     value = value.lower()
