@@ -118,6 +118,26 @@ def test_stage_rejects_with_list_and_entry(tmp_path):
                               ("8", "blocklist", "blocklisted", "list.txt:7 owner 5@N01")]), label="rejected")
 
 
+def test_a_takedown_url_s_user_info_and_query_are_masked_in_the_published_rejection(tmp_path):
+    """The rejection of a photo a `url` entry took down quoted the entry as the list wrote it: a URL holding user info
+    (a password) or a query string (a signed URL's token) was published with the rejections, whole (a 5,000-character
+    entry, 5,000 characters each photo), where a fetch's rejection masks both. The list's line still names the entry."""
+    path = tmp_path / "list.txt"
+    signed = "https://cdn.example.com/a.jpg?X-Amz-Signature=0123456789abcdef"
+    path.write_text(f"url https://editor:hunter2@cdn.example.com/b.jpg\nurl {signed}\n"
+                    f"url https://cdn.example.com/{'c' * 5000}.jpg\n")
+    photos = [photo("1", download_url="https://cdn.example.com/b.jpg"), photo("2", download_url=signed),
+              photo("3", download_url=f"https://cdn.example.com/{'c' * 5000}.jpg")]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | Blocklist([str(path)], 4, METADATA_KINDS)
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.detail[:len("list.txt:1 url https://")],
+                                                       "hunter2" in r.detail, "0123456789abcdef" in r.detail,
+                                                       len(r.detail) <= 250)),
+                    equal_to([("1", "list.txt:1 url https://", False, False, True),
+                              ("2", "list.txt:2 url https://", False, False, True),
+                              ("3", "list.txt:3 url https://", False, False, True)]))
+
+
 @pytest.mark.parametrize("edited", ["photo_id 7\n", "photo_id 42\nphoto_id 4 2\n"])
 def test_the_list_checked_at_launch_is_the_one_applied_whatever_happens_to_the_file_later(tmp_path, edited):
     """The workers read each list again in their setup: a list edited while the job ran (here: replaced, and

@@ -426,14 +426,18 @@ def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
         isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) for arg in cause.args)
 
 
-def _shown(url: str) -> str:
-    """A refused URL for messages, 200 characters at most: user info (it may be a password or a
-    token) and the query string masked."""
+def masked_url(url: str) -> str:
+    """`url` with its user info (it may be a password or a token) and its query string and fragment masked: what a
+    message or a published detail may show of it (a takedown list's entry too)."""
     # The user info before the host however the slashes after the scheme are written ("http:/u:p@h", backslashes,
     # none): only after "//" was it masked, and such a URL, refused as bad_url, published its password.
     masked = re.sub(r"^([^/\\?#@]*?:)?([/\\]*)[^/\\?#]*@", lambda m: f"{m[1] or ''}{m[2]}…@", url)
-    masked = re.sub(r"[?#].*", "?…", masked, flags=re.DOTALL)
-    return repr(masked[:200])
+    return re.sub(r"[?#].*", "?…", masked, flags=re.DOTALL)
+
+
+def _shown(url: str) -> str:
+    """A refused URL for messages, 200 characters at most, masked (`masked_url`)."""
+    return repr(masked_url(url)[:200])
 
 
 def _describe(url: str) -> str:

@@ -61,6 +61,7 @@ from pipeline.flickr.pages import PAGE_HOSTS as _PAGE_HOSTS
 from pipeline.flickr.pages import PAGE_PATH as _PAGE_PATH
 from pipeline.flickr.pages import normal_host as _normal_host
 from pipeline.flickr.pages import page_owner
+from pipeline.io.http_client import masked_url
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
@@ -347,6 +348,20 @@ def _shared_matcher(texts: Sequence[tuple[str, bytes]], distance: int, kinds: tu
         return matcher
 
 
+# The characters of a takedown URL a rejection shows: its list's line names the entry whole.
+_SHOWN_URL_CHARS = 200
+
+
+def _shown_value(entry: Entry) -> str:
+    """An entry's value as a published rejection shows it: a URL's user info and query string masked, as a fetch's
+    rejection masks them (a password, a signed URL's token), and bounded; the other kinds as they are (an id, an
+    account id, a hash)."""
+    if entry.kind != "url":
+        return entry.value
+    masked = masked_url(entry.value)
+    return masked if len(masked) <= _SHOWN_URL_CHARS else f"{masked[:_SHOWN_URL_CHARS]}…"
+
+
 class _DropListed(beam.DoFn):
     def __init__(self, lists: Sequence[tuple[str, bytes]] | Sequence[StagedCopy], distance: int, kinds: Sequence[str],
                  stage: str, rehash: bool = False) -> None:
@@ -363,7 +378,7 @@ class _DropListed(beam.DoFn):
         if entry is None:
             yield photo
         else:
-            detail = f"{entry.source} {entry.kind} {entry.value}"
+            detail = f"{entry.source} {entry.kind} {_shown_value(entry)}"
             yield reject(Rejection.of(photo, self._stage, "blocklisted", detail))
 
 
