@@ -168,8 +168,8 @@ def _declarations() -> list[Declared]:
     add("--output", Role.OPERATIONAL, default=None,
         help="Directory the dataset, rejections, stats and attribution go to.")
     add("--cache", Role.OPERATIONAL, default="",
-        help="Work cache folder (local or gs://) of downloaded and normalised images: a run started again "
-             "after being killed takes what it already had from here instead of downloading it again.")
+        help="Work cache folder (local or gs://) of downloaded and normalised images, outside --output: a run "
+             "started again after being killed takes what it already had from here instead of downloading it again.")
     add("--progress_seconds", Role.OPERATIONAL, type=decimal, default=5.0,
         help="Seconds between progress lines, at least 0.1 (per worker process; also while a long step lets "
              "nothing through).")

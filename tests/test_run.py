@@ -1165,3 +1165,27 @@ def test_a_ledger_or_index_changed_between_the_launch_check_and_the_job_is_refus
     said = "added since the launch check checked its folder" if change.endswith("added") else \
         "changed since the launch check checked it"
     assert str(changed[0]) in err and said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_cache_inside_the_output_or_another_dataset_is_refused_before_anything_is_written(world, tmp_path,
+                                                                                           capsys):
+    """--output=out --cache=out/cache published a dataset holding the cache's files, which its manifest does not list:
+    verify refused it, and so did the same command run again (exit 2, "does not match its manifest"), the retry a
+    kill asks for; under out/_staging every run removed the cache before its job, so a killed run resumed from
+    nothing; inside another dataset the run wrote files that dataset's manifest does not list."""
+    server, metadata = world
+    output, other = tmp_path / "out", tmp_path / "other"
+    assert main(["run", *argv(server, metadata, other)]) == 0
+    hits = len(server.hits)
+    for cache in (output, output / "cache", output / "_staging" / "cache", tmp_path / "." / "out" / "parquet",
+                  other / "cache"):
+        capsys.readouterr()
+        assert main(["run", *argv(server, metadata, output, f"--cache={cache}")]) == 2, cache
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and f"--cache {cache}" in err, err
+        assert ("lies inside the dataset" if cache == other / "cache" else "lies inside --output") in err, err
+        assert not output.exists() and not (other / "cache").exists() and len(server.hits) == hits, cache
+    assert main(["verify", str(other)]) == 0
+    # a cache beside the output is where a resumed run finds it
+    assert main(["run", *argv(server, metadata, output, f"--cache={tmp_path / 'cache'}")]) == 0
+    assert main(["verify", str(output)]) == 0 and list((tmp_path / "cache").glob("images-*.parquet"))

@@ -40,6 +40,7 @@ from pipeline.io.layout import (
     STAGING,
     dataset_folder_above,
     finish_interrupted_publish,
+    holds_dataset,
     holds_run,
     is_published,
     linked_run_paths,
@@ -234,6 +235,24 @@ def check_output_place(output: str) -> None:
     if misplaced:
         raise UsageError(f"{misplaced[0]}: publishing would fail there after removing the old run files; move it "
                          "out of the output, or choose another --output")
+
+
+def check_cache_place(cache: str, output: str) -> None:
+    """Before the lock: a --cache at or inside --output, or inside any dataset's folder. Its files lay among the
+    dataset's, which its manifest does not list: verify refused the dataset the run published, and the same command
+    run again (a kill's retry) with it, exit 2; under OUTPUT/_staging each run removed the cache before its job (a
+    killed run resumed from nothing), and under a run folder publishing deleted it."""
+    if not cache:
+        return
+    here, there = canonical_path(cache), canonical_path(output)
+    if here == there or here.startswith(there.rstrip("/") + "/"):
+        raise UsageError(f"--cache {cache} lies inside --output {output}, where its files would sit among the "
+                         "dataset's (which the manifest does not list) or be removed with the run's own; give a cache "
+                         "folder outside the output")
+    dataset = cache if holds_dataset(cache) else dataset_folder_above(cache)
+    if dataset:
+        raise UsageError(f"--cache {cache} lies inside the dataset {dataset}, which a run never writes into; give a "
+                         "cache folder outside it")
 
 
 def file_in_path(output: str) -> str | None:
@@ -483,6 +502,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         if is_published(opts.output):  # before the lock too: a refused run leaves nothing in a release
             check_output(opts.output, overwrite)
         check_output_place(opts.output)
+        check_cache_place(opts.cache or "", opts.output)
         # A plain run's record of what made its dataset (a refresh's release records its own): its rerun, finding the
         # dataset published (a run killed while publishing, or after), tells by it that the dataset is this command's.
         made_by = None if opts.release_name else record.run_fingerprint(opts, models_of(opts))
