@@ -327,7 +327,9 @@ def test_a_live_run_s_lock_is_refused_after_the_clock_steps_forward(tmp_path):
         (tmp_path / LOCK).write_text(json.dumps({**written, "started": stepped.strftime("%Y-%m-%dT%H:%M:%SZ")}))
         with pytest.raises(OutputLocked, match=f"in use by run live \\(pid {holder.pid} "):
             OutputLock(str(tmp_path), "second").acquire()
-        # the same pid, another process's start: a later process took the dead writer's pid
+        # the same pid, another process's start: a later process took the dead writer's pid (the dead writer's file,
+        # which no live process holds: the live one's is written anew, not in place)
+        (tmp_path / LOCK).unlink()
         (tmp_path / LOCK).write_text(json.dumps({**written, "ticks": written["ticks"] - 1,
                                                  "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}))
         with OutputLock(str(tmp_path), "rerun"):
@@ -335,3 +337,35 @@ def test_a_live_run_s_lock_is_refused_after_the_clock_steps_forward(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_over_once_it_ends(tmp_path):
+    """Two containers on one machine sharing a host name (`docker run --network=host`, a Kubernetes pod on the host's
+    network) and an output folder: each sees the other's pid as no process of its own (or as another process, started
+    at another tick), so the second run read the first one's live lock as a dead run's, took it over, and two runs
+    wrote one output. The lock file's flock, which its writer holds while it runs, is seen from every namespace: held.
+    Once the writer is gone (killed), the lock is taken over as before."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pipeline.io.lock import OutputLock\n"
+         f"OutputLock({str(tmp_path)!r}, 'live').acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        written = json.loads((tmp_path / LOCK).read_text())
+        # What a run in another pid namespace reads: the writer's pid names no process there. Rewritten in place: the
+        # file the writer holds.
+        with open(tmp_path / LOCK, "r+", encoding="utf-8") as seen:
+            seen.truncate()
+            seen.write(json.dumps({**written, "pid": gone.pid}))
+        with pytest.raises(OutputLocked, match="in use by run live"):
+            OutputLock(str(tmp_path), "second").acquire()
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "live"
+    finally:
+        holder.kill()
+        holder.wait()
+    with OutputLock(str(tmp_path), "rerun"):  # its writer killed: a dead run's lock, taken over
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "rerun"
+    assert not (tmp_path / LOCK).exists()
+

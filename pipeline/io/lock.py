@@ -6,7 +6,8 @@ on local disks, a conditional upload (`if_generation_match=0`) on gs:// — hold
 host, process id and start time. A second run is refused with one line naming the holder.
 
 A killed run cannot remove its lock. On the same host a lock whose process no longer exists is
-stale and is taken over (so is one whose pid a process started after the lock was written has now);
+stale and is taken over (so is one whose pid a process started after the lock was written has now), unless a live
+process still holds the flock its writer keeps on it while it runs (a run in another pid namespace of the machine);
 elsewhere (another machine, a Dataflow launcher) the message says which run holds it and since when,
 and the operator removes the file once that run is known to be gone.
 Writing the lock is also the launch-time check that `--output` is writable at all.
@@ -21,6 +22,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -141,8 +143,9 @@ def _writer_alive(holder: Holder) -> bool:
     return started is None or started <= written + STARTED_SLACK_S
 
 
-def _create_if_absent(path: str, payload: bytes) -> bool:
-    """True if this call created the file; False if it already existed."""
+def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
+    """(True if this call created the file, False if it already existed; on a local disk, a descriptor of the file
+    created holding `_hold`'s flock on it, for the run to keep open while it holds the lock)."""
     if path.startswith("gs://"):
         from google.api_core.exceptions import PreconditionFailed
         from google.cloud import storage
@@ -151,33 +154,40 @@ def _create_if_absent(path: str, payload: bytes) -> bool:
         try:
             storage.Client().bucket(bucket).blob(name).upload_from_string(payload, if_generation_match=0)
         except PreconditionFailed:
-            return False
-        return True
+            return False, None
+        return True, None
     if is_remote(path):  # another Beam filesystem without a conditional create: best effort
         if FileSystems.exists(path):
-            return False
+            return False, None
         with FileSystems.create(path) as handle:
             handle.write(payload)
-        return True
+        return True, None
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     # The lock appears with its content or not at all: written beside it, then hard-linked to its name (a link
     # fails if the name exists). Created empty and then written, a kill in between left an empty lock that
     # no later run could read, and so none could take over as stale.
     temporary = os.path.join(os.path.dirname(path), f"{LOCK_TEMPORARY}{uuid.uuid4().hex}")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
+    held: int | None = None
     try:
-        os.link(temporary, path)
-    except FileExistsError:
-        return False
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV):
-            raise
-        return _create_exclusively(path, payload)  # a filesystem without hard links
+        with open(temporary, "wb") as handle:
+            handle.write(payload)
+        # Held before it is linked: the lock never shows without its flock (`_held_by_a_live_process`)
+        held = _hold(os.open(temporary, os.O_RDONLY))
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False, None
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV):
+                raise
+            return _create_exclusively(path, payload)  # a filesystem without hard links
+        created, held = held, None
+        return True, created
     finally:
+        if held is not None:
+            os.close(held)
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-    return True
 
 
 STALE_TEMPORARY_SECONDS = 60
@@ -226,14 +236,52 @@ def _takeover_guard(path: str) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _create_exclusively(path: str, payload: bytes) -> bool:
+def _create_exclusively(path: str, payload: bytes) -> tuple[bool, int | None]:
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
+        return False, None
+    try:
+        _hold(descriptor)
+        written = 0
+        while written < len(payload):
+            written += os.write(descriptor, payload[written:])
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return True, descriptor
+
+
+def _hold(descriptor: int) -> int:
+    """`descriptor` with an exclusive flock on its file, which the kernel drops when the last descriptor of it closes:
+    as the process ends, however it ends (a SIGKILL, the OOM killer). Nothing where the filesystem keeps no flocks."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return descriptor
+
+
+def _held_by_a_live_process(path: str) -> bool:
+    """Whether a live process holds the flock of the lock file at `path` (`_hold`): its writer, wherever its pid is
+    seen. A process's pid names it only in its own pid namespace: two containers sharing a host name (`docker run
+    --network=host`, a Kubernetes pod on the host's network) and an output folder read each other's pid as a dead
+    one's (or as another process's, started at another tick), and the second run took the first one's live lock over,
+    two runs writing one output. A flock is the kernel's, seen from every namespace on the machine. False where none
+    can be told (a lock written before locks held one, a filesystem without flocks, no regular file there)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe put there is not waited on
+    except OSError:
         return False
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(payload)
-    return True
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return False
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two runs asking at once do not clash
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)  # and with it the shared flock, if it was taken
+    return False
 
 
 def _parsed(payload: bytes) -> Holder | None:
@@ -304,13 +352,15 @@ class OutputLock:
         self._releasing = threading.Lock()
         self._turn_holder: int | None = None  # the thread whose release holds the turn
         self._released = False
+        self._held: int | None = None  # the descriptor holding the lock file's flock while the run holds it
 
     def acquire(self) -> None:
         self._released = False
         payload = json.dumps(self.me.__dict__, sort_keys=True).encode()
         for _ in range(2):  # a second try after removing a stale lock
             try:
-                if _create_if_absent(self.path, payload):
+                created, self._held = _create_if_absent(self.path, payload)
+                if created:
                     _remove_stale_temporaries(self.path, self.me.host)
                     return
             except OSError as err:
@@ -333,7 +383,8 @@ class OutputLock:
         raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
 
     def _stale(self, holder: Holder | None) -> bool:
-        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _writer_alive(holder))
+        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _writer_alive(holder)
+                    and not _held_by_a_live_process(self.path))
 
     def release(self) -> None:
         """Deletes the lock if it is this run's, once. The main thread (as the run ends) and a stop's thread
@@ -365,6 +416,9 @@ class OutputLock:
                     if FileSystems.exists(self.path):
                         raise
             self._released = True
+            if self._held is not None:  # after the delete: the lock is never there without its flock
+                held, self._held = self._held, None
+                os.close(held)
         finally:
             if turn:
                 self._turn_holder = None
