@@ -369,3 +369,17 @@ def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_
         assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "rerun"
     assert not (tmp_path / LOCK).exists()
 
+
+def test_a_lock_holding_hostile_text_is_refused_in_one_short_printable_line(tmp_path):
+    """A lock is a file in the output folder, outside input: one holding terminal escapes (OSC 52 sets the clipboard of
+    the terminal showing the error, ESC [2J clears it), line breaks and 60,000 characters in its fields was quoted
+    whole into the refusal, three lines of 60 kB with the escapes in them. Each field is shown escaped and cut."""
+    (tmp_path / LOCK).write_text(json.dumps({
+        "run_id": "\x1b]52;c;ZWNobyBoaQ==\x07" + "x" * 60_000 + "\nsecond line", "host": "h\x1b[2J\u202e",
+        "pid": int("9" * 4000), "started": "2026-01-01T00:00:00Z\nthird"}))
+    with pytest.raises(OutputLocked) as refused:
+        OutputLock(str(tmp_path), "mine").acquire()
+    said = str(refused.value)
+    assert said.isprintable() and len(said) < 1000, (len(said), said[:300])
+    assert "in use by run \\x1b]52;c;ZWNobyBoaQ==\\x07xxx" in said and "on h\\x1b[2J\\u202e, started" in said, said
+    assert f"remove {tmp_path / LOCK}" in said

@@ -37,6 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
 from pipeline.io.stopping import ending_at_once
+from pipeline.release.problem import printable
 
 LOCK = "_lock.json"
 LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked
@@ -62,7 +63,18 @@ class Holder:
     ticks: int | None = None
 
     def describe(self) -> str:
-        return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started})"
+        # Read from a file in the output folder, outside input: each field escaped and cut (a lock's fields quoted
+        # whole put terminal escapes and line breaks into the refusal, up to the 64 KiB a lock is read to)
+        return (f"run {_shown(self.run_id)} (pid {_shown(str(self.pid))} on {_shown(self.host)}, started "
+                f"{_shown(self.started)})")
+
+
+SHOWN_CHARACTERS = 100  # of each field of a lock in a line (a run's id is 24, a host name at most 64)
+
+
+def _shown(text: str) -> str:
+    text = printable(text)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}… ({len(text):,} characters)"
 
 
 def _this_run(run_id: str) -> Holder:
