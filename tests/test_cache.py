@@ -70,6 +70,33 @@ def test_second_run_takes_everything_from_the_cache(tmp_path):
         assert server.hits["/1/1_a.jpg"] == 1  # another shape of the stored image: fetched again
 
 
+def test_a_run_resumed_under_other_image_libraries_stores_its_images_again_not_mixing_them(tmp_path, monkeypatch):
+    """A run killed, then resumed once its environment was rebuilt (a newer Pillow, within what pyproject allows: a
+    worker image rebuilt, `pip install -U`) took every entry the old Pillow had stored: its release mixed images
+    encoded and resized by two versions, which no uninterrupted run writes (the score cache keys on the onnxruntime
+    release for that reason). The image libraries' versions are in the key: fetched and stored again."""
+    import PIL
+
+    from pipeline.io import work_cache
+
+    with StaticServer() as server:
+        photos, want, cache = two_photos_cached(server, tmp_path)
+        key = cache_key(photos[0], shaping_options(options(server, cache)))
+        server.hits.clear()
+        monkeypatch.setattr(PIL, "__version__", "11.0.0")
+        work_cache._libraries.cache_clear()  # a process of the rebuilt environment
+        try:
+            assert cache_key(photos[0], shaping_options(options(server, cache))) != key
+            run_once(photos, options(server, cache), want)
+            assert server.hits["/1/1_a.jpg"] == 1 and server.hits["/1/2_a.jpg"] == 1
+        finally:  # the versions read again, as they are, for what runs next in this process
+            monkeypatch.undo()
+            work_cache._libraries.cache_clear()
+        server.hits.clear()
+        run_once(photos, options(server, cache), want)  # the same libraries again: from the cache
+        assert server.hits["/1/1_a.jpg"] == 0 and server.hits["/1/2_a.jpg"] == 0
+
+
 def test_temporaries_a_killed_run_left_in_the_cache_are_removed_once_stale(tmp_path):
     """write_atomically's temporaries of a killed run were never removed (nothing reads them: the cache
     lists images-*.parquet). A young one may be another live run's (a cache can be shared): kept."""

@@ -3,9 +3,10 @@ and decode again what it already had (`--cache=DIR`, local or gs://). `split_by_
 `WriteEntries` serve the detection stage's score cache the same way.
 
 Each normalised image is stored under a key made of the photo id, its download URL and every
-option that shapes the stored bytes (and the version of the storage code's rule); a later run with
-the same key takes the cached result and skips both the download and the decode. Normalisation is
-deterministic, so a resumed run writes the same release as an uninterrupted one. Entries are
+option that shapes the stored bytes (and the version of the storage code's rule, and those of the
+libraries that make them); a later run with the same key takes the cached result and skips both the
+download and the decode. Normalisation is deterministic for one set of libraries, so a resumed run writes
+the same release as an uninterrupted one. Entries are
 Parquet files written once per bundle under a fresh name (temporary file, then rename), so a worker
 killed mid-write leaves nothing half-written, and concurrent writers never collide. Only successes
 are cached: a failed download is tried again on the next run, which is what a transient error deserves.
@@ -54,8 +55,33 @@ def shaping_options(opts: PassOptions) -> str:
     return json.dumps({**shaping(opts), "storage_rule_version": STORAGE_RULE_VERSION}, sort_keys=True, default=str)
 
 
+def image_libraries() -> dict[str, str]:
+    """The versions of what decodes, converts, resizes and encodes a stored image and computes its hashes: Pillow and
+    the codecs it was built with (libjpeg-turbo, libwebp, zlib, LittleCMS), numpy and scipy (the pHash's DCT). A run
+    resumed after its environment was rebuilt (another Pillow, as pyproject allows) took every entry the old one had
+    stored, and its release mixed images of both, which no uninterrupted run writes (the score cache keys on the
+    onnxruntime release for the same reason): under another version each photo is stored again. Read where the key is
+    made, in the worker that stores the image (a launcher's own libraries may be others)."""
+    import importlib.metadata
+
+    import numpy
+    import PIL
+    from PIL import features
+
+    codecs = {name: str(features.version(name)) for name in ("libjpeg_turbo", "webp", "zlib", "littlecms2")}
+    # scipy's version read without importing it (the hashes import it on first use, not every command)
+    return {"pillow": PIL.__version__, **codecs, "numpy": numpy.__version__,
+            "scipy": importlib.metadata.version("scipy")}
+
+
+@functools.cache
+def _libraries() -> str:
+    return json.dumps(image_libraries(), sort_keys=True)  # once a process: reading the versions takes ~3 ms
+
+
 def cache_key(photo: Photo, shaping: str) -> str:
-    parts = [photo.photo_id, photo.download_url, photo.server_id, photo.secret, photo.secret_original, shaping]
+    parts = [photo.photo_id, photo.download_url, photo.server_id, photo.secret, photo.secret_original, shaping,
+             _libraries()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
