@@ -383,3 +383,23 @@ def test_a_lock_holding_hostile_text_is_refused_in_one_short_printable_line(tmp_
     assert said.isprintable() and len(said) < 1000, (len(said), said[:300])
     assert "in use by run \\x1b]52;c;ZWNobyBoaQ==\\x07xxx" in said and "on h\\x1b[2J\\u202e, started" in said, said
     assert f"remove {tmp_path / LOCK}" in said
+
+
+def test_a_folder_that_cannot_be_listed_once_the_lock_is_taken_still_leaves_the_run_its_lock(tmp_path, monkeypatch):
+    """The lock's stale temporaries are looked for once it is taken: a listing that failed (EACCES on a folder the run
+    may write but not read, an NFS hiccup) raised OutputNotWritable with the lock already made, and no run could
+    release it: the output stayed locked by a run that never started. Clearing old temporaries is housekeeping."""
+    def unlistable(path):
+        raise PermissionError(13, "Permission denied")
+
+    output = tmp_path / "out"
+    monkeypatch.setattr(lock.os, "scandir", unlistable)
+    held = OutputLock(str(output), "mine")
+    held.acquire()
+    monkeypatch.undo()
+    assert (output / LOCK).exists()
+    held.release()
+    assert not (output / LOCK).exists()
+    second = OutputLock(str(output), "next")
+    second.acquire()
+    second.release()

@@ -226,10 +226,16 @@ def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
 
 
 def _remove_stale_temporaries(path: str, host: str) -> None:
-    """The lock's temporaries that killed runs left. Local disks only (none elsewhere)."""
+    """The lock's temporaries that killed runs left. Local disks only (none elsewhere). Housekeeping, done once the
+    lock is taken: a folder that cannot be listed (one the run may write but not read, an NFS hiccup) is left as it
+    is (its failure raised OutputNotWritable with the lock made, which then no run released)."""
     if is_remote(path):
         return
-    for entry in os.scandir(os.path.dirname(path) or "."):
+    try:
+        entries = list(os.scandir(os.path.dirname(path) or "."))
+    except OSError:
+        return
+    for entry in entries:
         if entry.name.startswith(LOCK_TEMPORARY):
             with contextlib.suppress(OSError):
                 if _temporary_is_stale(entry, host):
