@@ -248,6 +248,20 @@ def test_a_release_never_records_a_relative_path_its_next_refresh_would_refuse(t
     assert not (tmp_path / "root").exists()
 
 
+@pytest.mark.parametrize(("given", "says"), [(["--cache=/elsewhere/cache"], "keeps its own work cache"),
+                                             (["--cache", "/elsewhere/cache"], "keeps its own work cache"),
+                                             (["--release_name=2027-01"], "give --release")])
+def test_a_flag_the_refresh_sets_itself_is_refused_not_silently_overridden(tmp_path, capsys, given, says):
+    """The refresh adds its own --cache (ROOT/work/NAME/cache) and --release_name after the user's flags, and the
+    last one counts: a user's --cache (a faster disk, a shared bucket) was ignored without a word, and a
+    --release_name of another month named a release other than the folder it went into."""
+    assert main(["refresh", f"--output={tmp_path / 'root'}", "--release=r1", f"--input={tmp_path}/x.tsv",
+                 *given]) == 2
+    err = capsys.readouterr().err
+    assert says in err and f"--{given[0].removeprefix('--').split('=')[0]}" in err, err
+    assert not (tmp_path / "root").exists()
+
+
 @pytest.mark.parametrize("key", ["blocklist", "review_decisions"])
 def test_a_takedown_list_or_decisions_given_as_a_pipe_is_refused_not_read_empty(tmp_path, capsys, key):
     """`--blocklist=<(cmd)`: the refresh's fingerprint read the pipe whole (a writer that never stops: for good), then

@@ -50,6 +50,13 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     refuse_a_job_made_later(PipelineOptions(list(rest)))  # before the previous release is read and checked
     if not args.output:
         raise UsageError("refresh needs --output (the releases' root)")
+    # Set by the refresh itself after the user's flags, where the last one counts: given, they were ignored unsaid
+    given = release.given_options(rest)
+    if "cache" in given:
+        raise UsageError("refresh keeps its own work cache (ROOT/work/NAME/cache), from which a killed refresh "
+                         "resumes: --cache is not taken; leave it out")
+    if "release_name" in given:
+        raise UsageError("refresh names the release after its folder: give --release=NAME, not --release_name")
     for flag, value in (("--output", args.output), ("--previous", args.previous)):
         if problem := spaced_path_problem(flag, value):
             raise UsageError(problem)

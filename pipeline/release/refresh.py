@@ -160,7 +160,7 @@ def refresh_argv(previous: str | None, root: str, name: str, rest: Sequence[str]
     `models(argv)`: the manifest's model entries (detectors, fusion) a run with these flags would record. `pins`:
     the versions verify read (`file_pins`): the previous manifest is read as verify read it, or refused (another
     one put in its place since named other options: a takedown list left out)."""
-    given = _given(rest)
+    given = given_options(rest)
     target = release_dir(root, name)
     argv = [*rest, f"--output={target}", f"--release_name={name}",
             f"--cache={work_cache(root, name)}"]
@@ -223,7 +223,7 @@ def checked_manifest(release: str, pins: Pins) -> Any:
     return json.loads(data)
 
 
-def _given(rest: Sequence[str]) -> set[str]:
+def given_options(rest: Sequence[str]) -> set[str]:
     """The options the user gave (`--key=value` or `--key value`), by name."""
     return {arg.split("=", 1)[0].lstrip("-") for arg in rest if arg.startswith("--")}
 
@@ -241,7 +241,7 @@ def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequ
     (--output and --cache are not recorded: the release compared is the one found there). The input files are held as
     `command_record.input_files` holds them (a takedown added to the list at its path is another refresh), and a
     relative path with the working folder it was typed in (`command_record.working_folder`)."""
-    given = _given(rest)
+    given = given_options(rest)
     options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
     derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
     kept = {key: value for key, value in sorted(options.items()) if key not in derived}
