@@ -324,6 +324,9 @@ def test_a_live_run_s_lock_is_refused_after_the_clock_steps_forward(tmp_path):
         written = json.loads((tmp_path / LOCK).read_text())
         assert written["pid"] == holder.pid
         stepped = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # the clock then, as this clock reads it now
+        # Written anew, not in place: the live writer's flock on its own file refused the second run whatever the
+        # ticks said, so this part tested the flock only; a file no process holds is judged by its ticks alone.
+        (tmp_path / LOCK).unlink()
         (tmp_path / LOCK).write_text(json.dumps({**written, "started": stepped.strftime("%Y-%m-%dT%H:%M:%SZ")}))
         with pytest.raises(OutputLocked, match=f"in use by run live \\(pid {holder.pid} "):
             OutputLock(str(tmp_path), "second").acquire()
