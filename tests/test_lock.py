@@ -373,6 +373,41 @@ def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_
     assert not (tmp_path / LOCK).exists()
 
 
+def test_the_writer_s_flock_is_held_where_an_exclusive_one_needs_the_file_open_for_writing(tmp_path, monkeypatch):
+    """An NFS client emulates flock() by a lock of the whole file's bytes, and an exclusive one needs the file open for
+    writing (flock(2)). The writer took its flock on a descriptor opened read-only: refused there (EBADF), unsaid, so
+    a run's lock on an NFS output (a Kubernetes volume, two pods on the host's network) held no flock, and a run in
+    another pid namespace took the live run's lock over. The flock is taken as that client allows it."""
+    import errno
+    import fcntl
+    import stat
+
+    real = fcntl.flock
+
+    def nfs_flock(descriptor: int, operation: int) -> None:
+        if (operation & fcntl.LOCK_EX and stat.S_ISREG(os.fstat(descriptor).st_mode)
+                and fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        real(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = OutputLock(str(tmp_path), "live")
+    live.acquire()
+    try:
+        written = json.loads((tmp_path / LOCK).read_text())
+        # What a run in another pid namespace reads: the writer's pid names no process there (the file it holds)
+        with open(tmp_path / LOCK, "r+", encoding="utf-8") as seen:
+            seen.truncate()
+            seen.write(json.dumps({**written, "pid": gone.pid}))
+        with pytest.raises(OutputLocked, match="in use by run live"):
+            OutputLock(str(tmp_path), "second").acquire()
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "live"
+    finally:
+        live.release()
+
+
 def test_a_lock_holding_hostile_text_is_refused_in_one_short_printable_line(tmp_path):
     """A lock is a file in the output folder, outside input: one holding terminal escapes (OSC 52 sets the clipboard of
     the terminal showing the error, ESC [2J clears it), line breaks and 60,000 characters in its fields was quoted

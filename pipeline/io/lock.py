@@ -183,8 +183,10 @@ def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
     try:
         with open(temporary, "wb") as handle:
             handle.write(payload)
-        # Held before it is linked: the lock never shows without its flock (`_held_by_a_live_process`)
-        held = _hold(os.open(temporary, os.O_RDONLY))
+        # Held before it is linked: the lock never shows without its flock (`_held_by_a_live_process`). Open for
+        # writing: an NFS client emulates flock() by a lock of the whole file's bytes, whose exclusive kind needs the
+        # file open for writing (flock(2)); read-only, it was refused there, unsaid, and the lock held no flock.
+        held = _hold(os.open(temporary, os.O_RDWR))
         try:
             os.link(temporary, path)
         except FileExistsError:
