@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from pipeline.fixtures.flickr_server import FixturePhoto, FlickrServer, World
 from pipeline.fixtures.static_server import Response
-from pipeline.flickr.client import BadApiResponse, FlickrClient, KeyPool, NoAnswer, split_windows
+from pipeline.flickr.client import (
+    BadApiResponse,
+    FlickrClient,
+    FlickrUnreachable,
+    KeyPool,
+    NoAnswer,
+    split_windows,
+)
 from pipeline.flickr.credentials import Credentials, CredentialsError, load_credentials
 from pipeline.io.http_deadline import DeadlineAdapter
 from tests.conftest import local_time_zone
@@ -483,6 +490,18 @@ def test_a_redirect_is_not_followed_nor_asked_again(server):
             server.faults.clear()
         assert not elsewhere.calls
 
+
+
+def test_a_redirect_met_by_the_launch_s_key_check_names_the_endpoint(server):
+    """At launch a closed port is said with the endpoint's URL; a redirect there (a captive portal) was said without
+    it, as the bare answer's fault."""
+    server.faults.append((None, Response(302, b"", "text/plain", {"Location": "http://portal.example/login?t=1"})))
+    try:
+        with pytest.raises(FlickrUnreachable, match=r"the Flickr API at http://127\.0\.0\.1:\d+/services/rest/ gave "
+                                                    r"no Flickr answer: the answer is a redirect \(HTTP 302\)"):
+            client(server).check_key()
+    finally:
+        server.faults.clear()
 
 @pytest.mark.parametrize("body", [
     # a field that should be a licence id, a title, a key of an entry, a failure's code, an element of a list

@@ -331,6 +331,9 @@ class FlickrClient:
             except NoAnswer as err:  # nothing answered: say where, not who
                 raise FlickrUnreachable(f"cannot reach the Flickr API at {self._apis[0].REST_URL}: "
                                         f"{err.cause}") from None
+            except BadApiResponse as err:  # an answer that is not Flickr's (a redirect to a portal): say where too
+                raise FlickrUnreachable(f"the Flickr API at {self._apis[0].REST_URL} gave no Flickr answer: "
+                                        f"{err}") from None
             except flickrapi.FlickrError as err:
                 if getattr(err, "code", None) == INVALID_KEY:
                     raise CredentialsError(f"Flickr refused API key {position} of {len(self._apis)} "
