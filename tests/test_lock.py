@@ -342,6 +342,18 @@ def test_a_live_run_s_lock_is_refused_after_the_clock_steps_forward(tmp_path):
         holder.wait()
 
 
+def _seen_from_another_pid_namespace_is_refused(folder, dead_pid: int) -> None:
+    """The live run's lock rewritten in place (the file its writer holds) as a run in another pid namespace reads it,
+    the writer's pid naming no process there: a second run is refused, the lock left the live run's."""
+    written = json.loads((folder / LOCK).read_text())
+    with open(folder / LOCK, "r+", encoding="utf-8") as seen:
+        seen.truncate()
+        seen.write(json.dumps({**written, "pid": dead_pid}))
+    with pytest.raises(OutputLocked, match="in use by run live"):
+        OutputLock(str(folder), "second").acquire()
+    assert json.loads((folder / LOCK).read_text())["run_id"] == "live"
+
+
 def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_over_once_it_ends(tmp_path):
     """Two containers on one machine sharing a host name (`docker run --network=host`, a Kubernetes pod on the host's
     network) and an output folder: each sees the other's pid as no process of its own (or as another process, started
@@ -356,15 +368,7 @@ def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_
     gone.wait()
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        written = json.loads((tmp_path / LOCK).read_text())
-        # What a run in another pid namespace reads: the writer's pid names no process there. Rewritten in place: the
-        # file the writer holds.
-        with open(tmp_path / LOCK, "r+", encoding="utf-8") as seen:
-            seen.truncate()
-            seen.write(json.dumps({**written, "pid": gone.pid}))
-        with pytest.raises(OutputLocked, match="in use by run live"):
-            OutputLock(str(tmp_path), "second").acquire()
-        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "live"
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
     finally:
         holder.kill()
         holder.wait()
@@ -396,14 +400,7 @@ def test_the_writer_s_flock_is_held_where_an_exclusive_one_needs_the_file_open_f
     live = OutputLock(str(tmp_path), "live")
     live.acquire()
     try:
-        written = json.loads((tmp_path / LOCK).read_text())
-        # What a run in another pid namespace reads: the writer's pid names no process there (the file it holds)
-        with open(tmp_path / LOCK, "r+", encoding="utf-8") as seen:
-            seen.truncate()
-            seen.write(json.dumps({**written, "pid": gone.pid}))
-        with pytest.raises(OutputLocked, match="in use by run live"):
-            OutputLock(str(tmp_path), "second").acquire()
-        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "live"
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
     finally:
         live.release()
 
