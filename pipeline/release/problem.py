@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.io.printable import printable
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -28,11 +30,3 @@ def _bounded(text: str) -> str:
     if len(text) <= MAX_SHOWN:
         return text
     return f"{text[:MAX_SHOWN]}… (cut: {len(text):,} characters)"
-
-
-def printable(text: str) -> str:
-    """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
-    Python writes it in a string literal."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

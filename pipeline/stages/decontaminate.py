@@ -25,10 +25,10 @@ from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import matching
+from pipeline.io.printable import printable
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import Photo, Rejection, is_utf8_text, unusable_name
-from pipeline.release.problem import printable
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
