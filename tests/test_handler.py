@@ -598,17 +598,3 @@ def test_an_output_without_the_views_as_its_first_axis_fails_instead_of_mixing_p
                    [photo("A", image=real_jpeg("coffee.jpg")), photo("B", image=real_jpeg("rocket.jpg"))]):
         with pytest.raises(ValueError, match="views of the batch first"):
             photo_scores(spec, session, photos, 0)
-
-
-def test_a_batch_handed_no_model_is_scored_with_the_process_s_session_not_failed():
-    """Beam's `shared.Shared` keeps a loaded model by weak reference and reads the reference twice (is it alive? then
-    take it): a collection in another thread between the two (a session only garbage held, once
-    `forget_shared_sessions` had let it go) handed RunInference None for its model, and every photo of the batch failed
-    (`'NoneType' object has no attribute 'get_inputs'`, seen once in the suite under load). A batch given no model is
-    scored with the process's own session."""
-    spec = SPECS["nanodet_person"]
-    handler = OnnxDetectorHandler(spec, runtime())
-    batch = [photo("1", image=real_jpeg("chelsea.jpg")), photo("2", image=real_jpeg("astronaut.jpg"))]
-    given = [result.inference for result in handler.run_inference(batch, handler.load_model())]
-    assert [result.inference for result in handler.run_inference(batch, None)] == given
-    assert all(isinstance(scores, dict) and scores for scores in given), given

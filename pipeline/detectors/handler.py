@@ -342,16 +342,12 @@ class OnnxDetectorHandler(ModelHandler[Photo, PredictionResult, ort.InferenceSes
             prepare()            # bundle for a retry: inside run_inference it became a rejection of every photo
         return shared_session(self._spec, self._runtime)
 
-    def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession | None,
+    def run_inference(self, batch: Sequence[Photo], model: ort.InferenceSession,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         """Scores per photo. A batch that fails is scored photo by photo: RunInference's dead letter takes a failed
         batch whole, so one undecodable image rejected every photo batched with it, and which photos those were
         depended on the batching. A photo that fails alone comes back as a FailedInference, whatever batch it came in
-        (a batch of one went to the dead letter, with another detail). `model` None: the process's own session (Beam's
-        `shared.Shared` reads its weak reference to a loaded model twice, and a collection in another thread between
-        the two handed over None: every photo of the batch failed)."""
-        if model is None:
-            model = shared_session(self._spec, self._runtime)
+        (a batch of one went to the dead letter, with another detail)."""
         try:
             return self._scored(batch, model)
         except Exception as err:
