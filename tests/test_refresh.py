@@ -2105,3 +2105,25 @@ def test_a_previous_release_whose_files_hold_the_bytes_verify_read_is_refreshed_
     err = capsys.readouterr().err
     assert code == 0, err
     assert main(["verify", str(tmp_path / "root" / "releases" / "r2")]) == 0
+
+
+def test_an_inherited_option_holding_terminal_escapes_is_said_in_one_short_printable_line(first_yfcc_release,
+                                                                                          tmp_path, capsys):
+    """The refresh says first which options it took from the previous release's manifest, which is outside input (a
+    release folder resealed by whoever holds it): a recorded value holding an OSC 52 (which sets the clipboard of the
+    terminal showing it), ESC [2J, a line break and a forged line, or 60,000 characters, was printed as it was. Each
+    value is shown escaped as Python writes it in a string, and cut."""
+    server, metadata, first = first_yfcc_release
+    previous = tmp_path / "r1"
+    shutil.copytree(first, previous)
+    manifest = json.loads((previous / "manifest.json").read_text())
+    hostile = "photo_id\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nrefresh: OK " + "x" * 60_000
+    manifest["options"]["columns"] = hostile
+    (previous / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    main(["refresh", f"--previous={previous}", f"--output={tmp_path / 'root'}", "--release=r2",
+          f"--input={metadata}", f"--allowed_hosts={server.host}", *LOCAL])
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"refresh: from {previous}: ")]
+    assert len(said) == 1, said
+    line = said[0]
+    assert "--columns=photo_id\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\nrefresh: OK xxx" in line, line[:300]
+    assert line.isprintable() and len(line) < 1_000

@@ -26,6 +26,7 @@ from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplace
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
+from pipeline.release.problem import printable
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 
 
@@ -41,6 +42,18 @@ def _not_default(arg: str) -> bool:
     key, _, value = arg.removeprefix("--").partition("=")
     default = _DEFAULTS.get(key)
     return key in INHERITED and value != (str(default).lower() if isinstance(default, bool) else str(default))
+
+
+# The most characters of an inherited flag the refresh shows: a run's own values are paths and short lists.
+_SAID_CHARACTERS = 200
+
+
+def _said(arg: str) -> str:
+    """An inherited `--key=value` as the refresh says it: the value comes from the previous release's manifest, outside
+    input (a resealed one may hold a terminal escape, a line break and a forged line, or megabytes), so each
+    unprintable character is written as Python writes it in a string and the flag is cut."""
+    text = printable(arg)
+    return text if len(text) <= _SAID_CHARACTERS else f"{text[:_SAID_CHARACTERS]}… (cut: {len(arg):,} characters)"
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -122,7 +135,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     inherited = [arg for arg in argv[len(rest):] if _not_default(arg)]
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
-        print(f"refresh: from {previous}: {' '.join(inherited)} (give a flag again to change it)", flush=True)
+        print(f"refresh: from {previous}: {' '.join(map(_said, inherited))} (give a flag again to change it)",
+              flush=True)
     if previous:
         _say_what_is_not_checked(PipelineOptions(argv).view_as(PassOptions))
     finished: list[dict | None] = []
