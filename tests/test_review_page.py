@@ -167,6 +167,18 @@ def test_the_page_writes_a_note_by_every_rule_of_csv_cell(tmp_path, page):
     assert b";'=HYPERLINK" in expected and b"\x1b" not in expected and "\ufffd".encode() in expected
 
 
+def test_the_page_quotes_a_note_holding_a_line_or_paragraph_separator_as_csv_cell_does(tmp_path, page):
+    """A note pasted from a PDF or a word processor holding U+2028 or U+2029: csv_cell quotes the cell (editors and
+    `str.splitlines()` end a line there, splitting the row), the page wrote it bare."""
+    pasted = "blurred figure\u2028in the window"
+    other = "a reflection\u2029only"
+    texts = rendered(tmp_path, page, [("accept", "2"), ("note:2", pasted), ("reject_other", "1"), ("note:1", other)])
+    expected = csv_bytes(COLUMNS, [("2", "accept", pasted, SEEN["2"]), ("1", "reject_other", other, SEEN["1"]),
+                                   (HOSTILE, "", "", SEEN[HOSTILE])])
+    assert texts["csv"].encode("utf-8") == expected
+    assert '"blurred figure\u2028in the window"' in texts["csv"]
+
+
 def _wait_for(predicate, seconds: float = 20.0):
     import time
 

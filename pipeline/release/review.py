@@ -34,7 +34,7 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
-from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, csv_bytes, csv_lines
+from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, LINE_ENDS, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
 
@@ -145,13 +145,15 @@ const FORMULA_STARTS = %(formula_starts)s;
 const HEADER = %(header)s;
 const CONTROLS = new RegExp(%(controls)s, "g");
 const INNER_FORMULA = new RegExp(%(inner_formula)s, "g");
+const LINE_ENDS = Array.from(%(line_ends)s);
 function csvCell(value) {
   value = value.replace(CONTROLS, "\ufffd").replace(INNER_FORMULA, "$1'");
   const bare = value.replace(/^'+/, "");  // quotes before a formula character get one more, as in csv_cell
   if (FORMULA_STARTS.some((start) => bare.startsWith(start))) {
     return '"' + ("'" + value).replace(/"/g, '""') + '"';
   }
-  if (/[,"\r\n]/.test(value)) return '"' + value.replace(/"/g, '""') + '"';
+  // U+2028 and U+2029 too (LINE_ENDS): a note pasted holding one was written bare, and editors split the row there
+  if (LINE_ENDS.some((end) => value.includes(end))) return '"' + value.replace(/"/g, '""') + '"';
   return value;
 }
 function items() { return Array.from(document.querySelectorAll("figure[data-id]")); }
@@ -201,7 +203,8 @@ update();
 def review_script() -> str:
     return _SCRIPT % {"decisions": json.dumps(DECISIONS), "formula_starts": json.dumps(FORMULA_STARTS),
                       "header": json.dumps(DECISION_COLUMNS), "controls": json.dumps(CONTROLS.pattern),
-                      "inner_formula": json.dumps(INNER_FORMULA.pattern)}
+                      "inner_formula": json.dumps(INNER_FORMULA.pattern),
+                      "line_ends": json.dumps(LINE_ENDS)}
 
 
 def contact_sheet(photos: list[Photo], specs: Sequence[DetectorSpec] = (), fusion: Fusion | None = None,
