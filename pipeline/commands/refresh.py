@@ -24,9 +24,9 @@ from pipeline.io.file_reads import is_remote, spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.printable import printable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
 from pipeline.release import refresh as release
-from pipeline.release.problem import printable
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 
 
