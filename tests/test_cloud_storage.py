@@ -445,3 +445,24 @@ def test_a_release_object_rewritten_since_verify_read_it_is_refused_by_its_gener
     gcs.blob("pinned/r1/parquet/extra.parquet").upload_from_string(changed.getvalue())
     with pytest.raises(ChangedSinceChecked, match="added since verify checked its folder"):
         list(_read_shard(f"{release}/parquet/extra.parquet", pins))
+
+
+
+def test_an_output_on_gcs_spelled_with_a_dot_segment_is_refused_before_anything_is_written(gcs, tmp_path, capsys):
+    """An object store folds no '.', '..' or empty segment: `--output=gs://B/ds/.` names objects `ds/./…`, inside the
+    prefix of the dataset `gs://B/ds`, where the launch checks (which fold them, as a local path's) saw the folder `ds`
+    itself and no dataset above it. The run published its manifest and shards among the dataset's, which its manifest
+    does not list (verify then refused that dataset), under a lock of its own (`ds/./_lock.json`): a run into `gs://B/ds`
+    was not kept out."""
+    gcs.blob("dotted/ds/manifest.json").upload_from_string('{"files": []}')
+    (tmp_path / "in.tsv").write_text("")
+    for output in (f"gs://{BUCKET}/dotted/ds/.", f"gs://{BUCKET}/dotted/ds//more", f"gs://{BUCKET}/dotted/ds/x/.."):
+        assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output={output}", "--allow_empty"]) == 2
+        assert "segment" in capsys.readouterr().err
+    assert main(["run", f"--input={tmp_path / 'in.tsv'}", f"--output=gs://{BUCKET}/dotted/out",
+                 f"--cache=gs://{BUCKET}/dotted/ds/x/../../c", "--allow_empty"]) == 2
+    assert "--cache" in capsys.readouterr().err
+    assert main(["refresh", f"--input={tmp_path / 'in.tsv'}", f"--output=gs://{BUCKET}/dotted/ds/./root",
+                 "--release=r1", "--allow_empty"]) == 2
+    assert "segment" in capsys.readouterr().err
+    assert [blob.name for blob in gcs.list_blobs(prefix="dotted/")] == ["dotted/ds/manifest.json"]

@@ -20,7 +20,7 @@ from pipeline.commands.run import (
 )
 from pipeline.io import report
 from pipeline.io.file_pins import UNCHECKED, Pins
-from pipeline.io.file_reads import is_remote, spaced_path_problem
+from pipeline.io.file_reads import dot_segment_problem, is_remote, spaced_path_problem
 from pipeline.io.files import matching
 from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
@@ -73,6 +73,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     for flag, value in (("--output", args.output), ("--previous", args.previous)):
         if problem := spaced_path_problem(flag, value):
             raise UsageError(problem)
+    if problem := dot_segment_problem("--output", args.output):  # the releases' root, written under (as run's)
+        raise UsageError(problem)
     if FileSystems.exists(FileSystems.join(args.output, MANIFEST)):
         # A run's dataset given as the root: the refresh made a "first release" under OUTPUT/releases/, from nothing,
         # inside the dataset it was meant to build on (which verify then refused for a folder it does not list).

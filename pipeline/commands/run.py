@@ -31,7 +31,7 @@ from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, ChangedSinceChecked, Pins, canonical, pin_of
-from pipeline.io.file_reads import open_regular_file, spaced_path_problem
+from pipeline.io.file_reads import dot_segment_problem, open_regular_file, spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
@@ -179,6 +179,9 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     opts = options.view_as(PassOptions)
     problems = validate(opts) + [problem for name in SINGLE_PATHS
                                  if (problem := spaced_path_problem(f"--{name}", getattr(opts, name, None)))]
+    # Where the run writes: an object store's path holding '.', '..' or '//' names other objects than the checks read
+    problems += [problem for name in ("output", "cache")
+                 if (problem := dot_segment_problem(f"--{name}", getattr(opts, name, None)))]
     if problems:
         raise UsageError("; ".join(problems))
     return options

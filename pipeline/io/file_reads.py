@@ -44,6 +44,26 @@ def spaced_path_problem(flag: str, value: str | None) -> str | None:
     return None
 
 
+def dot_segment_problem(flag: str, value: str | None) -> str | None:
+    """An object store's path a run writes under (its --output, its --cache) holding a '.', '..' or empty segment
+    (`gs://b/ds/.`, `gs://b/ds/x/..`, `gs://b/ds//more`). An object store folds none of them: the objects are named
+    with them as spelled (`ds/./parquet/…`, inside the prefix of `gs://b/ds`), where every launch check (a published
+    release or a dataset at or above the output, a cache inside it) reads the folder they lead to, as a local path's
+    would; and the client's downloads, whose URLs are folded on the way, read other objects than those written. A
+    run into `gs://b/ds/.` passed the checks beside the dataset `gs://b/ds`, took a lock of its own and wrote among its
+    files. One trailing '/' is a folder's spelling, not a segment."""
+    if not isinstance(value, str) or not is_remote(value):
+        return None
+    rest = value.strip().split("://", 1)[1]
+    segments = (rest[:-1] if rest.endswith("/") else rest).split("/")[1:]  # past the bucket
+    bad = next((segment for segment in segments if segment in ("", ".", "..")), None)
+    if bad is None:
+        return None
+    shown = "an empty segment ('//')" if bad == "" else f"a '{bad}' segment"
+    return (f"{flag} {value[:200]!r} holds {shown}, which an object store keeps in its objects' names as spelled, "
+            "where the checks of where a run writes read the folder it leads to; give the path without it")
+
+
 def filesystems() -> type[FileSystems]:
     """Beam's FileSystems, imported on first use (seconds, once per process)."""
     from apache_beam.io.filesystems import FileSystems
