@@ -466,3 +466,21 @@ def test_an_output_on_gcs_spelled_with_a_dot_segment_is_refused_before_anything_
                  "--release=r1", "--allow_empty"]) == 2
     assert "segment" in capsys.readouterr().err
     assert [blob.name for blob in gcs.list_blobs(prefix="dotted/")] == ["dotted/ds/manifest.json"]
+
+
+def test_an_object_holding_bytes_under_a_folders_name_in_a_release_is_not_listed_by_its_manifest(gcs, demo_release):
+    """An object whose name ends in '/' is a folder's placeholder (the console's "create folder", gsutil's) when it
+    is empty, and is no file of the release; one holding bytes is an object as any other, which a download of the
+    release's prefix takes with the rest. verify skipped every name ending in '/', so bytes put there by a bucket
+    writer (a Parquet file, a CSV of other credits) sat in a release that passed."""
+    from pipeline.release.verify import UNLISTED, verify
+
+    release = f"gs://{BUCKET}/slashed/r1"
+    for path in sorted(demo_release.rglob("*")):
+        if path.is_file():
+            gcs.blob(f"slashed/r1/{path.relative_to(demo_release).as_posix()}").upload_from_filename(str(path))
+    for placeholder in ("slashed/r1/", "slashed/r1/parquet/"):
+        gcs.blob(placeholder).upload_from_string(b"")
+    assert list(verify(release)) == []
+    gcs.blob("slashed/r1/parquet/extra.parquet/").upload_from_string(b"PAR1 not listed")
+    assert [(problem.path, problem.message) for problem in verify(release)] == [("parquet/extra.parquet/", UNLISTED)]

@@ -54,7 +54,7 @@ from pipeline.io.dataset_card import front_matters
 from pipeline.io.file_pins import UNCHECKED, VERIFIED, Pins, pin_of
 from pipeline.io.files import (
     HashingReader,
-    matching,
+    matching_sizes,
     open_regular_file,
     size_and_kind,
 )
@@ -508,7 +508,7 @@ def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Probl
                                                "that the manifest does not list would go unseen")
     for path in found:
         relative = path[len(prefix):] if path.startswith(prefix) else path
-        if not relative or relative.endswith("/") or relative in known or (not published and run_leftover(relative)):
+        if not relative or relative in known or (not published and run_leftover(relative)):
             continue
         yield Problem(_shown(relative), UNLISTED)
 
@@ -519,7 +519,10 @@ def _everything_under(release: str, unlistable: list[OSError]) -> list[str]:
     local folder that cannot be listed (os.walk skipped it, and all it holds, without a word); not of one gone
     since its parent was listed (a run removing its staging folder), which holds nothing to check."""
     if FileSystems.get_scheme(release) is not None:
-        return matching(FileSystems.join(release, "**"))
+        # Not a folder's placeholder (an empty object named with a '/' at its end: the console's "create folder"),
+        # which is no file; one holding bytes is an object as any other (every name ending in '/' was skipped)
+        return [path for path, size in matching_sizes(FileSystems.join(release, "**"))
+                if not (path.endswith("/") and size == 0)]
 
     def refused(err: OSError) -> None:
         if not isinstance(err, FileNotFoundError):
