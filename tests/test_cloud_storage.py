@@ -251,6 +251,7 @@ class _PreconditionProxy(ThreadingHTTPServer):
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
+        self.answers_to_drop = 0  # conditional creates carried out upstream whose answer never reaches the client
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -276,6 +277,10 @@ class _PreconditionProxy(ThreadingHTTPServer):
                 except urllib.error.HTTPError as err:
                     answer = err
                 data = answer.read()
+                if proxy.answers_to_drop and query.get("ifGenerationMatch") == ["0"]:
+                    proxy.answers_to_drop -= 1  # made, then the connection lost before the answer (a network drop)
+                    self.close_connection = True
+                    return
                 self.send_response(answer.status if hasattr(answer, "status") else answer.code)
                 for key, value in answer.headers.items():
                     if key.lower() not in ("transfer-encoding", "content-length", "connection"):
@@ -316,6 +321,31 @@ def test_one_run_at_a_time_per_gcs_output(gcs, monkeypatch):
         assert not gcs.blob(f"locked/{LOCK}").exists()
         with OutputLock(f"gs://{BUCKET}/locked", "run-b"):
             assert gcs.blob(f"locked/{LOCK}").exists()
+    finally:
+        proxy.shutdown()
+
+
+def test_a_lock_whose_create_was_answered_only_on_its_retry_is_the_runs_own(gcs, monkeypatch):
+    """The client retries a conditional create whose answer was lost (the connection dropped once GCS had made the
+    object): the retry finds the object there, 412. That object was this run's own lock, read back as another run's:
+    the run was refused as "in use by run run-a" (itself), and the lock it had made stayed on gs://, where no run takes
+    a lock over: every later run was refused until someone removed it. A lock holding this very run (its id, host,
+    pid, start) is this run's."""
+    from pipeline.io.lock import LOCK, OutputLock, OutputLocked
+
+    proxy = _PreconditionProxy(os.environ["STORAGE_EMULATOR_HOST"])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        proxy.answers_to_drop = 1
+        first = OutputLock(f"gs://{BUCKET}/retried", "run-a")
+        first.acquire()
+        assert proxy.answers_to_drop == 0 and json.loads(gcs.blob(f"retried/{LOCK}").download_as_bytes())[
+            "run_id"] == "run-a"
+        with pytest.raises(OutputLocked, match="in use by run run-a"):  # another run still refused
+            OutputLock(f"gs://{BUCKET}/retried", "run-b").acquire()
+        first.release()
+        assert not gcs.blob(f"retried/{LOCK}").exists()
     finally:
         proxy.shutdown()
 

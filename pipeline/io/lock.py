@@ -3,7 +3,7 @@
 Two runs writing one `--output` would interleave their shards and one run's rows would vanish
 from the other's manifest. The lock is `OUTPUT/_lock.json`, created atomically — `O_CREAT|O_EXCL`
 on local disks, a conditional upload (`if_generation_match=0`) on gs:// — holding the run id,
-host, process id and start time. A second run is refused with one line naming the holder.
+host, process id and start time (and a random nonce). A second run is refused with one line naming the holder.
 
 A killed run cannot remove its lock. On the same host a lock whose process no longer exists is
 stale and is taken over (so is one whose pid a process started after the lock was written has now), unless a live
@@ -61,6 +61,9 @@ class Holder:
     # boot), which no change of the wall clock moves; "" and None where unknown (another system, an older lock)
     boot: str = ""
     ticks: int | None = None
+    # Random, one a lock taken: which taking of a lock this is, beside the fields above, which two takings may share
+    # (a fixed run id, pid 1 in containers of one host name started in the same second). "" in an older lock.
+    nonce: str = ""
 
     def describe(self) -> str:
         # Read from a file in the output folder, outside input: each field escaped and cut (a lock's fields quoted
@@ -80,7 +83,8 @@ def _shown(text: str) -> str:
 def _this_run(run_id: str) -> Holder:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     ticks = _start_ticks(os.getpid())
-    return Holder(run_id, socket.gethostname(), os.getpid(), started, _boot_id() if ticks is not None else "", ticks)
+    return Holder(run_id, socket.gethostname(), os.getpid(), started, _boot_id() if ticks is not None else "", ticks,
+                  uuid.uuid4().hex)
 
 
 def _boot_id() -> str:
@@ -310,7 +314,7 @@ def _parsed(payload: bytes) -> Holder | None:
         ticks = data.get("ticks")
         return Holder(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]),
                       str(data.get("boot") or ""), ticks if isinstance(ticks, int) and not isinstance(ticks, bool)
-                      else None)
+                      else None, str(data.get("nonce") or ""))
     except Exception:  # unreadable or half-written: treated as held by an unknown run
         return None
 
@@ -390,6 +394,11 @@ class OutputLock:
                 raise OutputNotWritable(f"cannot write to {self._written}: {type(err).__name__}: "
                                         f"{str(err)[:200]}") from None
             holder = _holder(self.path)
+            if holder == self.me and is_remote(self.path):
+                # This very lock (its run, host, pid, start and nonce): a conditional create the object store carried
+                # out and whose answer was lost, which the client retried and found there. Read as another run's, the
+                # run was refused by itself, and the lock it made stayed on gs://, where no run takes a lock over.
+                return
             if self._stale(holder):
                 # Left by a killed run on this machine. Judged again and removed under a lock of the folder: two
                 # runs that both found it stale took turns to delete "it", and the second deleted the lock the
