@@ -514,3 +514,23 @@ def test_an_object_holding_bytes_under_a_folders_name_in_a_release_is_not_listed
     assert list(verify(release)) == []
     gcs.blob("slashed/r1/parquet/extra.parquet/").upload_from_string(b"PAR1 not listed")
     assert [(problem.path, problem.message) for problem in verify(release)] == [("parquet/extra.parquet/", UNLISTED)]
+
+
+def test_a_staging_folder_a_killed_run_left_on_gcs_holding_only_deeper_objects_is_removed(gcs):
+    """A run killed in its job leaves objects two levels under its run folder only (`_staging/RUN/_images/SHA.jpg`,
+    `_staging/RUN/_lists/SHA.txt`, a shard's temporary): the next run's removal of `_staging` looked for objects one or
+    two levels under it, found none, and removed nothing; they stayed beside the dataset, as every later run left them
+    (in a refresh's release, which verify refused for files its manifest does not list)."""
+    from pipeline.io.layout import remove_folder, remove_staging
+
+    names = ["killed/out/_staging/run-1/_images/" + "a" * 64 + ".jpg", "killed/out/_staging/run-1/_lists/b.txt",
+             "killed/out/_staging/run-1/parquet/x.parquet.tmp-" + "c" * 32]
+    for name in names:
+        gcs.blob(name).upload_from_string(b"x")
+    gcs.blob("killed/out/manifest.json").upload_from_string(b"{}")  # beside it: kept
+    remove_staging(f"gs://{BUCKET}/killed/out")
+    assert [blob.name for blob in gcs.list_blobs(prefix="killed/")] == ["killed/out/manifest.json"]
+    for name in names:
+        gcs.blob(name).upload_from_string(b"x")
+    remove_folder(f"gs://{BUCKET}/killed/out/_staging")
+    assert [blob.name for blob in gcs.list_blobs(prefix="killed/")] == ["killed/out/manifest.json"]

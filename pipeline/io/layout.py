@@ -141,7 +141,9 @@ def remove_folder(folder: str) -> None:
         os.unlink(folder)
     elif _is_dir(folder):
         shutil.rmtree(folder)
-    elif is_remote(folder) and matching(FileSystems.join(folder, "*")) + matching(FileSystems.join(folder, "*", "*")):
+    elif is_remote(folder) and matching(FileSystems.join(folder, "**")):
+        # Objects at any depth (one listing of the prefix, as before): looked for one or two levels down, a killed
+        # run's staging folder holding only `_staging/RUN/_images/SHA.jpg` and the like was found empty and left there
         FileSystems.delete([folder.rstrip("/") + "/"])
 
 
