@@ -155,14 +155,21 @@ class _DevTools:
         self._socket.close()
 
 
+def _two_notes_written(tmp_path, page, second: tuple[str, str], first: tuple[str, str]) -> tuple[dict, bytes]:
+    """The page's texts once photo 2 and photo 1 are decided with a note each ((decision, note)), and the CSV
+    `csv_cell`'s rules write for those decisions."""
+    texts = rendered(tmp_path, page, [(second[0], "2"), ("note:2", second[1]), (first[0], "1"), ("note:1", first[1])])
+    expected = csv_bytes(COLUMNS, [("2", *second, SEEN["2"]), ("1", *first, SEEN["1"]),
+                                   (HOSTILE, "", "", SEEN[HOSTILE])])
+    return texts, expected
+
+
 def test_the_page_writes_a_note_by_every_rule_of_csv_cell(tmp_path, page):
     """A formula after a ';' (a spreadsheet splitting on ';' evaluated 'ok;=HYPERLINK(...)', and a typed
     "a;'=1" came back "a;=1") and a terminal escape in a note: the page writes what csv_cell writes."""
     inner = 'ok;=HYPERLINK("http://evil","x");\'=1'
     escape = "calm\x1b]52;c;cm0gLXJmIH4K\x07"
-    texts = rendered(tmp_path, page, [("accept", "2"), ("note:2", inner), ("reject_human", "1"), ("note:1", escape)])
-    expected = csv_bytes(COLUMNS, [("2", "accept", inner, SEEN["2"]), ("1", "reject_human", escape, SEEN["1"]),
-                                   (HOSTILE, "", "", SEEN[HOSTILE])])
+    texts, expected = _two_notes_written(tmp_path, page, ("accept", inner), ("reject_human", escape))
     assert texts["csv"].encode("utf-8") == expected
     assert b";'=HYPERLINK" in expected and b"\x1b" not in expected and "\ufffd".encode() in expected
 
@@ -172,9 +179,7 @@ def test_the_page_quotes_a_note_holding_a_line_or_paragraph_separator_as_csv_cel
     `str.splitlines()` end a line there, splitting the row), the page wrote it bare."""
     pasted = "blurred figure\u2028in the window"
     other = "a reflection\u2029only"
-    texts = rendered(tmp_path, page, [("accept", "2"), ("note:2", pasted), ("reject_other", "1"), ("note:1", other)])
-    expected = csv_bytes(COLUMNS, [("2", "accept", pasted, SEEN["2"]), ("1", "reject_other", other, SEEN["1"]),
-                                   (HOSTILE, "", "", SEEN[HOSTILE])])
+    texts, expected = _two_notes_written(tmp_path, page, ("accept", pasted), ("reject_other", other))
     assert texts["csv"].encode("utf-8") == expected
     assert '"blurred figure\u2028in the window"' in texts["csv"]
 
