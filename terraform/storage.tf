@@ -38,6 +38,19 @@ resource "google_storage_bucket" "data" {
   logging {
     log_bucket = google_storage_bucket.logs.name
   }
+
+  # A refresh's work cache (work/NAME/: images and scores a killed refresh resumes from) is deleted once its release
+  # is published; versioning kept each deleted object as a noncurrent version for good, about a release's size a
+  # month. Releases keep theirs (recoverable), the caches' go after a day.
+  lifecycle_rule {
+    condition {
+      matches_prefix             = ["work/"]
+      days_since_noncurrent_time = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
 }
 
 resource "google_storage_bucket" "temp" {

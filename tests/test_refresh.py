@@ -1238,6 +1238,39 @@ def test_the_rerun_of_the_refresh_that_published_the_release_succeeds_and_touche
     assert files_of(root) == before
 
 
+def test_a_published_refresh_leaves_no_work_cache_and_its_rerun_removes_one_a_stop_left(scheduled_refresh, capsys,
+                                                                                       monkeypatch):
+    """The work cache (ROOT/work/NAME) serves a killed refresh's rerun only; once the release was published it stayed
+    beside the releases for good, one about the release's size a month. The refresh removes it after publishing; the
+    rerun of a refresh stopped between the publish and the removal removes it; one that cannot be removed is said, and
+    the release published all the same (exit 0)."""
+    from pipeline.commands import refresh as command
+
+    root, argv = scheduled_refresh
+    assert (root / "releases" / "r2" / "manifest.json").exists() and not (root / "work" / "r2").exists()
+    left = root / "work" / "r2" / "cache"
+    left.mkdir(parents=True)
+    (left / "images-0.parquet").write_bytes(b"what the stopped refresh had cached")
+    before = files_of(root / "releases")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "refresh: removed the work cache" in capsys.readouterr().out
+    assert not (root / "work" / "r2").exists() and files_of(root / "releases") == before
+
+    left.mkdir(parents=True)
+
+    def refused(folder: str) -> bool:
+        raise PermissionError(13, "Permission denied", folder)
+
+    monkeypatch.setattr(command, "remove_folder", refused)
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "could not be removed (" in said.err and "Permission denied" in said.err and "remove it by hand" in said.err
+    assert "removed the work cache" not in said.out and left.is_dir()
+    monkeypatch.undo()
+    shutil.rmtree(root / "work")  # as the module's other tests found the root
+
+
 def test_a_rerun_with_another_option_or_previous_release_is_refused_naming_what_differs(scheduled_refresh,
                                                                                       first_yfcc_release, capsys):
     """Only the refresh that made the release is told it is done: one with another option, another input or built on

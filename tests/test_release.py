@@ -191,4 +191,5 @@ def test_a_killed_refresh_resumes_to_the_same_release(flickr, tmp_path):
     assert refresh(server, credentials, interrupted, "2020-10", previous, "--max_upload_date=2020-09-30") == 0
     refetched = [path for path, count in server.hits.items() if count > hits_before.get(path, 0)]
     assert not refetched  # everything downloaded before the kill came from the cache
+    assert not (interrupted / "work" / "2020-10").exists()  # served its rerun; removed once the release is published
     assert data_files(release) == data_files(tmp_path / "straight" / "releases" / "2020-10")

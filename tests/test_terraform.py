@@ -47,6 +47,17 @@ def test_every_bucket_is_uniform_private_and_versioned():
                for rule in buckets["temp"]["lifecycle_rule"])
 
 
+def test_the_data_bucket_drops_deleted_work_caches_and_keeps_deleted_releases_recoverable():
+    """A refresh deletes its work cache (ROOT/work/NAME) once its release is published; in the versioned data bucket
+    each deleted object stayed as a noncurrent version, a release's size again every month. Only those under work/ are
+    deleted, and only once noncurrent: a release deleted by mistake stays recoverable."""
+    rules = resources()["google_storage_bucket"]["data"]["lifecycle_rule"]
+    assert len(rules) == 1
+    condition = rules[0]["condition"][0]
+    assert rules[0]["action"][0]["type"] == "Delete"
+    assert condition == {"matches_prefix": ["work/"], "days_since_noncurrent_time": 1}
+
+
 def test_worker_has_least_privilege():
     res = resources()
     project_roles = {(b["member"], b["role"]) for b in res["google_project_iam_member"].values()}

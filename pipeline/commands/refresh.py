@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -22,7 +24,15 @@ from pipeline.io import report
 from pipeline.io.file_pins import UNCHECKED, Pins
 from pipeline.io.file_reads import dot_segment_problem, is_remote, spaced_path_problem
 from pipeline.io.files import matching
-from pipeline.io.layout import STAGING, is_published, linked_run_paths, misplaced_run_paths, remove_staging
+from pipeline.io.layout import (
+    STAGING,
+    is_published,
+    linked_run_paths,
+    misplaced_run_paths,
+    remove_folder,
+    remove_staging,
+    work_folder,
+)
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.printable import printable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
@@ -133,7 +143,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                                 pins=pins if previous and not done else UNCHECKED)
     made_by = release.fingerprint(previous, name, argv, rest, models_for)
     if done:
-        return _published_earlier(target, name, made_by)
+        return _published_earlier(args.output, target, name, made_by)
     inherited = [arg for arg in argv[len(rest):] if _not_default(arg)]
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
@@ -149,13 +159,14 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         stats = run(argv, overwrite=True, pins=pins, before_publish=lambda staging: finished.append(
             release.finish(staging, previous, name, made_by, pins if previous else UNCHECKED)))
     except PublishFinished as published:
-        return _finished_earlier(target, previous, name, published, made_by)
+        return _finished_earlier(args.output, target, previous, name, published, made_by)
     log = finished[0]
     print(summary(target, stats))
     if log:
         removed = sum(len(ids) for ids in log["removed"].values())
         print(f"  changes: {len(log['added'])} added, {removed} removed, {log['unchanged']} unchanged "
               f"(CHANGELOG.md)")
+    _remove_work_cache(args.output, name)
     return 0  # as for run: a run whose rows are not all accounted for is refused before publishing (exit 4)
 
 
@@ -172,7 +183,7 @@ def _say_what_is_not_checked(opts: PassOptions) -> None:
         print(f"refresh: {'; '.join(unchecked)}: neither given nor recorded in the previous release", flush=True)
 
 
-def _published_earlier(target: str, name: str, made_by: dict) -> int:
+def _published_earlier(root: str, target: str, name: str, made_by: dict) -> int:
     """The release is published. The rerun of the refresh that made it (a scheduler retrying the exit 143 of a refresh
     stopped in its cleanup, after publishing) is done: exit 0, nothing redone or touched, once verify passes the
     release. Any other refresh of that name (other options, inputs or previous release; or a release without the
@@ -188,6 +199,7 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
     said = f"release {name} was published by this same refresh: {target};"
     problems, finished, held = _problems_once_finished(target, said)
     if finished and not problems:
+        _remove_work_cache(root, name)
         return 0
     if problems:
         raise UsageError(f"release {name} is already published by this same refresh: {target}, but it does not match "
@@ -195,6 +207,7 @@ def _published_earlier(target: str, name: str, made_by: dict) -> int:
                          f"`pass-pipeline verify {target}`{held}")
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
           f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
+    _remove_work_cache(root, name)
     return 0
 
 
@@ -262,7 +275,7 @@ def _finish_cut_publish(target: str) -> bool:
     return True
 
 
-def _finished_earlier(target: str, previous: str | None, name: str, published: PublishFinished,
+def _finished_earlier(root: str, target: str, previous: str | None, name: str, published: PublishFinished,
                       made_by: dict) -> int:
     """The rerun of this very refresh, killed while publishing, found its release and finished publishing it: the
     release is done (it used to end in exit 2, "a published release", though complete). Only a release of this name
@@ -276,4 +289,23 @@ def _finished_earlier(target: str, previous: str | None, name: str, published: P
     stats = report.read_stats(target)
     print(f"refresh: release {name} was stopped while publishing; this run finished publishing it", flush=True)
     print(summary(target, stats))
+    _remove_work_cache(root, name)
     return 0
+
+
+def _remove_work_cache(root: str, name: str) -> None:
+    """Once the release is published, its refresh's work cache (ROOT/work/NAME, images and scores a killed run resumes
+    from) serves nothing: a rerun of this refresh finds the release and runs no job, another refresh names another
+    release and another cache, and the next month's carries its images from the release itself. Left, one grew per
+    month beside the releases (about the release's size again). A cache that cannot be removed is said and left: the
+    release is published either way. Its rerun removes what a stop after the publish left of it."""
+    folder = work_folder(root, name)
+    try:
+        if not remove_folder(folder):
+            return
+    except (OSError, BeamIOError) as err:  # a folder of another user, a bucket refusing deletes: said, left
+        print(f"refresh: the work cache {printable(folder)[:200]} could not be removed "
+              f"({printable(' '.join(str(err).split()))[:300]}); the release is published: remove it by hand",
+              file=sys.stderr, flush=True)
+        return
+    print(f"refresh: removed the work cache {printable(folder)[:200]} (the release is published)", flush=True)

@@ -57,8 +57,13 @@ def release_dir(root: str, name: str) -> str:
     return FileSystems.join(root, "releases", name)
 
 
+def work_folder(root: str, name: str) -> str:
+    """A refresh's own folder beside the releases (its work cache), removed once its release is published."""
+    return FileSystems.join(root, "work", name)
+
+
 def work_cache(root: str, name: str) -> str:
-    return FileSystems.join(root, "work", name, "cache")
+    return FileSystems.join(work_folder(root, name), "cache")
 
 
 # A run's manifest lists each file in ~250 bytes (a release of 1.4M photos in shards of 5,000: a few hundred kB).
@@ -134,9 +139,10 @@ def files_under(folder: str) -> list[str]:
     return sorted(top + [path for path in matching(FileSystems.join(folder, "*", "*")) if not _is_dir(path)])
 
 
-def remove_folder(folder: str) -> None:
+def remove_folder(folder: str) -> bool:
     """Deletes a folder and everything in it, local or on an object store; absent is fine. A local link is removed,
-    never what it leads to (a link among a release's staging folders failed the command: rmtree refuses links)."""
+    never what it leads to (a link among a release's staging folders failed the command: rmtree refuses links).
+    Whether there was anything to remove."""
     if not is_remote(folder) and os.path.islink(folder):
         os.unlink(folder)
     elif _is_dir(folder):
@@ -145,6 +151,9 @@ def remove_folder(folder: str) -> None:
         # Objects at any depth (one listing of the prefix, as before): looked for one or two levels down, a killed
         # run's staging folder holding only `_staging/RUN/_images/SHA.jpg` and the like was found empty and left there
         FileSystems.delete([folder.rstrip("/") + "/"])
+    else:
+        return False
+    return True
 
 
 def remove_staging(output: str, keep_planned: bool = False) -> None:

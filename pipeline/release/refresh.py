@@ -14,7 +14,8 @@ this job deletes by pattern).
   their licenses when --verify_license is given and applying the takedown blocklist;
 - compares new images with the previous release's near-duplicate index;
 - runs detection on new images;
-- uses a work cache under ROOT/work/NAME/cache, so a killed refresh run again resumes;
+- uses a work cache under ROOT/work/NAME/cache, so a killed refresh run again resumes (removed once
+  the release is published);
 - writes CHANGELOG.md and changelog.json (added; removed by reason; unchanged) and the datasheet,
   and records all of them in the manifest.
 """
