@@ -3,6 +3,7 @@ google-cloud-storage client, against a GCS emulator on 127.0.0.1 that the test s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -15,9 +16,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pyarrow.parquet as pq
 import pytest
@@ -246,8 +248,9 @@ def test_a_registry_on_gcs_names_its_fusion_model_beside_it(gcs):
 
 
 class _PreconditionProxy(ThreadingHTTPServer):
-    """gcp-storage-emulator ignores ifGenerationMatch; real GCS answers 412 when the object exists.
-    This proxy adds exactly that rule in front of the emulator and forwards everything else."""
+    """gcp-storage-emulator ignores ifGenerationMatch, on a create and on a delete or a read alike; real GCS answers 412
+    when the object exists (ifGenerationMatch=0) or is at another generation than the one named. This proxy adds
+    exactly that rule in front of the emulator and forwards everything else."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -260,8 +263,12 @@ class _PreconditionProxy(ThreadingHTTPServer):
                 query = parse_qs(urlsplit(self.path).query)
                 # A multipart upload names its object in the JSON metadata part of the body.
                 named = re.search(rb'"name": ?"([^"]+)"', body)
-                name = query.get("name", [named.group(1).decode() if named else ""])[0]
-                if query.get("ifGenerationMatch") == ["0"] and proxy.exists(name):
+                in_path = re.search(r"/b/[^/]+/o/([^/?]+)", urlsplit(self.path).path)  # a read's, a delete's
+                name = query.get("name", [named.group(1).decode() if named else
+                                          unquote(in_path.group(1)) if in_path else ""])[0]
+                wanted = query.get("ifGenerationMatch", [None])[0]
+                now = proxy.generation(name) if wanted is not None else None
+                if wanted is not None and (now is not None if wanted == "0" else now not in (None, wanted)):
                     self.send_response(412)
                     payload = b'{"error": {"code": 412, "message": "Precondition Failed"}}'
                     self.send_header("Content-Type", "application/json")
@@ -296,13 +303,13 @@ class _PreconditionProxy(ThreadingHTTPServer):
 
         super().__init__(("127.0.0.1", 0), Handler)
 
-    def exists(self, name: str) -> bool:
+    def generation(self, name: str) -> str | None:
+        """The object's generation now, None where there is none (one missing is the upstream's to answer)."""
         url = f"{self.upstream}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}"
         try:
-            urllib.request.urlopen(url, timeout=10).read()
+            return str(json.loads(urllib.request.urlopen(url, timeout=10).read())["generation"])
         except urllib.error.HTTPError:
-            return False
-        return True
+            return None
 
 
 def test_one_run_at_a_time_per_gcs_output(gcs, monkeypatch):
@@ -348,6 +355,66 @@ def test_a_lock_whose_create_was_answered_only_on_its_retry_is_the_runs_own(gcs,
         assert not gcs.blob(f"retried/{LOCK}").exists()
     finally:
         proxy.shutdown()
+
+
+@contextlib.contextmanager
+def _preconditions_kept(monkeypatch) -> Iterator[_PreconditionProxy]:
+    """The storage client pointed at a `_PreconditionProxy` in front of the emulator for the block."""
+    proxy = _PreconditionProxy(os.environ["STORAGE_EMULATOR_HOST"])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    with monkeypatch.context() as patched:
+        patched.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}")
+        try:
+            yield proxy
+        finally:
+            proxy.shutdown()
+
+
+def test_a_delete_naming_an_objects_earlier_generation_leaves_the_object_rewritten_since(gcs, monkeypatch):
+    """What the lock's release relies on (and the emulator alone does not do, hence the proxy): a delete conditioned on
+    the generation read (if_generation_match) is refused, 412, once the object was rewritten, which stays."""
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud import storage
+
+    with _preconditions_kept(monkeypatch):
+        bucket = storage.Client(project="pass-test").bucket(BUCKET)
+        bucket.blob("conditional/object").upload_from_string(b"first")
+        read = bucket.get_blob("conditional/object").generation
+        bucket.blob("conditional/object").upload_from_string(b"second")
+        with pytest.raises(PreconditionFailed):
+            bucket.blob("conditional/object").delete(if_generation_match=read)
+        assert bucket.blob("conditional/object").download_as_bytes() == b"second"
+        bucket.blob("conditional/object").delete(if_generation_match=bucket.get_blob("conditional/object").generation)
+        assert bucket.get_blob("conditional/object") is None
+
+
+def test_a_lock_on_gcs_replaced_between_the_releases_read_and_its_delete_is_left_and_said(gcs, monkeypatch, capsys):
+    """The release read the lock, found it this run's, and deleted whatever object was at its name by then: removed by
+    hand and retaken by a run on another machine in between, that run's lock was deleted, and a third run could start
+    beside it. The delete names the generation read; the lock retaken is left, and a warning says so, its holder
+    shown escaped."""
+    from pipeline.io import lock
+    from pipeline.io.lock import LOCK, OutputLock
+
+    taken_again = json.dumps({"run_id": "run-b\x1b[2J", "host": "elsewhere", "pid": 7,
+                              "started": "2026-01-01T00:00:00Z"})
+    real_read = lock._holder_for_release
+
+    def retaken_after_the_read(path):
+        seen = real_read(path)
+        gcs.blob(f"retaken/{LOCK}").delete()  # by hand
+        gcs.blob(f"retaken/{LOCK}").upload_from_string(taken_again)  # and by another run, on another machine
+        return seen
+
+    with _preconditions_kept(monkeypatch):
+        mine = OutputLock(f"gs://{BUCKET}/retaken", "run-a")
+        mine.acquire()
+        monkeypatch.setattr(lock, "_holder_for_release", retaken_after_the_read)
+        mine.release()
+    assert gcs.blob(f"retaken/{LOCK}").download_as_bytes().decode() == taken_again
+    said = capsys.readouterr().err
+    assert f"the lock gs://{BUCKET}/retaken/{LOCK} is no longer this run's" in said, said
+    assert "run run-b\\x1b[2J (pid 7 on elsewhere" in said and "\x1b" not in said, said
 
 
 def test_write_atomically_replaces_a_gcs_object_in_one_rename(gcs, monkeypatch):

@@ -159,16 +159,22 @@ def _writer_alive(holder: Holder) -> bool:
     return started is None or started <= written + STARTED_SLACK_S
 
 
+def _gcs_object(path: str) -> Any:
+    """The storage client's handle of the object at gs:// `path` (nothing is asked of the store yet)."""
+    from google.cloud import storage
+
+    bucket, _, name = path.removeprefix("gs://").partition("/")
+    return storage.Client().bucket(bucket).blob(name)
+
+
 def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
     """(True if this call created the file, False if it already existed; on a local disk, a descriptor of the file
     created holding `_hold`'s flock on it, for the run to keep open while it holds the lock)."""
     if path.startswith("gs://"):
         from google.api_core.exceptions import PreconditionFailed
-        from google.cloud import storage
 
-        bucket, _, name = path.removeprefix("gs://").partition("/")
         try:
-            storage.Client().bucket(bucket).blob(name).upload_from_string(payload, if_generation_match=0)
+            _gcs_object(path).upload_from_string(payload, if_generation_match=0)
         except PreconditionFailed:
             return False, None
         return True, None
@@ -340,27 +346,46 @@ RELEASE_READS = 3
 RELEASE_READ_PAUSE_S = 0.1
 
 
-def _holder_for_release(path: str) -> Holder | Exception | None:
-    """The lock's holder, or the last read's error when every read failed. A lock that is no regular file or is larger
-    than any lock (`read_regular_file`'s ValueError: a named pipe, a device, a link to one) is not this run's, which
-    wrote a regular file of ~150 bytes: None at once, as any other run's (read again, each release waited 0.2 s and
-    said it could not be read). One gone by the last read leaves nothing to release: None too (a release said to
-    remove a lock that was not there)."""
+def _read_holder_and_generation(path: str) -> tuple[Holder | None, int | None]:
+    """The lock's holder and, on gs://, the generation of the object read (None elsewhere, and where it is gone): a
+    release deletes that generation only. Read raw (as Beam's reader reads it: a gzip-encoded object is not inflated)
+    and only up to MAX_LOCK_BYTES, as `_read_holder` reads a lock."""
+    if not path.startswith("gs://"):
+        return _read_holder(path), None
+    found = _gcs_object(path)
+    found = found.bucket.get_blob(found.name)
+    if found is None:
+        return None, None
+    generation = int(found.generation)
+    if (found.size or 0) > MAX_LOCK_BYTES:
+        raise ValueError(f"{path} is over {MAX_LOCK_BYTES:,} bytes, more than any run writes")
+    data = found.download_as_bytes(raw_download=True, if_generation_match=generation, end=MAX_LOCK_BYTES)
+    if len(data) > MAX_LOCK_BYTES:
+        raise ValueError(f"{path} is over {MAX_LOCK_BYTES:,} bytes, more than any run writes")
+    return _parsed(data), generation
+
+
+def _holder_for_release(path: str) -> tuple[Holder | None, int | None] | Exception:
+    """The lock's holder and its object's generation (`_read_holder_and_generation`), or the last read's error when
+    every read failed. A lock that is no regular file or is larger than any lock (`read_regular_file`'s ValueError: a
+    named pipe, a device, a link to one) is not this run's, which wrote a regular file of ~150 bytes: no holder at
+    once, as any other run's (read again, each release waited 0.2 s and said it could not be read). One gone by the
+    last read leaves nothing to release: no holder either (a release said to remove a lock that was not there)."""
     failed: Exception = OSError("not read")
     for attempt in range(RELEASE_READS):
         if attempt:
             time.sleep(RELEASE_READ_PAUSE_S)
         try:
-            return _read_holder(path)
+            return _read_holder_and_generation(path)
         except ValueError:
-            return None
+            return None, None
         except Exception as err:
             failed = err
     try:
         gone = not FileSystems.exists(path)
     except Exception:  # the store still not answering: whose it is cannot be told
         gone = False
-    return None if gone else failed
+    return (None, None) if gone else failed
 
 
 class OutputLock:
@@ -431,14 +456,17 @@ class OutputLock:
                 self._turn_holder = threading.get_ident()
             if self._released:
                 return
-            holder = _holder_for_release(self.path) if FileSystems.exists(self.path) else None
-            if isinstance(holder, Exception):
+            read = _holder_for_release(self.path) if FileSystems.exists(self.path) else (None, None)
+            if isinstance(read, Exception):
                 # Whose it is cannot be told: left, and not marked released, so that a later release (the run's own
                 # as it ends, after a stop's) reads it again. Said, not raised: what the run did stands.
                 print(f"pass-pipeline: the lock {self.path} could not be read to release it "
-                      f"({type(holder).__name__}); remove it once no run is using {self.output}", file=sys.stderr)
+                      f"({type(read).__name__}); remove it once no run is using {self.output}", file=sys.stderr)
                 return
-            if holder == self.me:
+            holder, generation = read
+            if holder == self.me and generation is not None:
+                self._delete_generation(generation)
+            elif holder == self.me:
                 try:
                     FileSystems.delete([self.path])
                 except BeamIOError:
@@ -452,6 +480,22 @@ class OutputLock:
             if turn:
                 self._turn_holder = None
                 self._releasing.release()
+
+    def _delete_generation(self, generation: int) -> None:
+        """Deletes the lock object on gs:// if it is still the generation read and found this run's. Deleted by name,
+        an object removed by hand and retaken by a run on another machine since the read was that run's lock: it
+        was deleted, and a third run could start beside it. Another generation now is not this run's: left, and said
+        (the store answers 412, nothing deleted). One gone since has nothing to release."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            _gcs_object(self.path).delete(if_generation_match=generation)
+        except NotFound:
+            pass
+        except PreconditionFailed:
+            now = _holder(self.path)
+            print(f"pass-pipeline: the lock {self.path} is no longer this run's: it was replaced since this run read "
+                  f"it (now held by {now.describe() if now else 'another run'}); left as it is", file=sys.stderr)
 
     def __enter__(self) -> OutputLock:
         self.acquire()
