@@ -255,10 +255,12 @@ class _PreconditionProxy(ThreadingHTTPServer):
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.answers_to_drop = 0  # conditional creates carried out upstream whose answer never reaches the client
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) of each request forwarded
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def _forward(self) -> None:
+                proxy.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 query = parse_qs(urlsplit(self.path).query)
                 # A multipart upload names its object in the JSON metadata part of the body.
@@ -415,6 +417,31 @@ def test_a_lock_on_gcs_replaced_between_the_releases_read_and_its_delete_is_left
     said = capsys.readouterr().err
     assert f"the lock gs://{BUCKET}/retaken/{LOCK} is no longer this run's" in said, said
     assert "run run-b\\x1b[2J (pid 7 on elsewhere" in said and "\x1b" not in said, said
+
+
+def test_the_lock_on_gcs_is_taken_released_with_the_identity_the_launchers_other_gcs_calls_use(gcs, monkeypatch):
+    """Every other gs:// call of the launcher (its checks, the lock's read) goes through Beam's filesystem, whose
+    storage client Beam builds: its credentials, its project (none where the options name none), its headers. The
+    lock's create and delete went through a client of their own, `storage.Client()`, which finds a project or fails:
+    with default credentials naming none (a user's application-default login), every run into gs:// was refused,
+    "cannot write to --output ...: OSError", where the launch's checks had read the bucket. (Against the emulator that
+    client goes anonymous: the identity a request carries tells the two apart.) The lock's calls carry Beam's."""
+    from apache_beam.internal.gcp import auth
+
+    from pipeline.io.lock import LOCK, OutputLock
+
+    # Beam's credentials as this test's environment gives them (they are kept for the process once read)
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", False)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    with _preconditions_kept(monkeypatch) as proxy:
+        mine = OutputLock(f"gs://{BUCKET}/identity", "run-a")
+        mine.acquire()
+        mine.release()
+    assert not gcs.blob(f"identity/{LOCK}").exists()
+    identities = {(method, headers.get("authorization"), headers.get("x-goog-custom-audit-job"))
+                  for method, path, headers in proxy.requests if method in ("POST", "DELETE")}
+    assert {method for method, _, _ in identities} == {"POST", "DELETE"}, proxy.requests
+    assert {identity[1:] for identity in identities} == {("Bearer fake-token", "UNKNOWN")}, identities
 
 
 def test_write_atomically_replaces_a_gcs_object_in_one_rename(gcs, monkeypatch):

@@ -160,11 +160,15 @@ def _writer_alive(holder: Holder) -> bool:
 
 
 def _gcs_object(path: str) -> Any:
-    """The storage client's handle of the object at gs:// `path` (nothing is asked of the store yet)."""
-    from google.cloud import storage
-
+    """The storage client's handle of the object at gs:// `path` (nothing is asked of the store yet), through the
+    client Beam's filesystem builds for the path, which every other gs:// call of the launcher goes through (its
+    checks, the lock's read): the same credentials, project and headers. A client of the lock's own,
+    `storage.Client()`, finds a project or fails: with default credentials naming none (a user's
+    application-default login), every run into gs:// was refused as "cannot write to --output", where the launch's
+    checks read the bucket."""
     bucket, _, name = path.removeprefix("gs://").partition("/")
-    return storage.Client().bucket(bucket).blob(name)
+    # Beam's GCSFileSystem makes a GcsIO from the options Beam's FileSystems holds, and a GcsIO its storage client
+    return FileSystems.get_filesystem(path)._gcsIO().client.bucket(bucket).blob(name)
 
 
 def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
