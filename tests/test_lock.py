@@ -438,3 +438,77 @@ def test_a_folder_that_cannot_be_listed_once_the_lock_is_taken_still_leaves_the_
     second = OutputLock(str(output), "next")
     second.acquire()
     second.release()
+
+
+def _temporary_of(folder, pid: int) -> os.DirEntry[str]:
+    """A lock temporary as `_create_if_absent` writes it, its writer `pid` on this host, written now."""
+    import datetime as dt
+    import socket
+
+    (folder / f"{lock.LOCK_TEMPORARY}writer").write_text(json.dumps({
+        "run_id": "writer", "host": socket.gethostname(), "pid": pid,
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    return next(entry for entry in os.scandir(folder) if entry.name.startswith(lock.LOCK_TEMPORARY))
+
+
+@pytest.mark.parametrize("seen", ["its pid as no process", "its file a minute old (the clock stepped forward)"])
+def test_a_live_writer_s_lock_temporary_is_no_leftover_however_its_pid_or_age_reads(tmp_path, seen):
+    """A run in another container of the machine sharing its host name (another pid namespace) writing its lock's
+    temporary as this run took the lock: its pid read here as no process's (or the wall clock stepped forward, its
+    file then older than a minute) made it a killed run's leftover, and it was removed under the live writer, whose
+    link then failed: "cannot write to --output: No such file or directory" for a run in use by another. The writer
+    holds a flock on its temporary from the moment it is created, seen from every namespace: left while held, and
+    removed once its writer is gone."""
+    import fcntl
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    entry = _temporary_of(tmp_path, gone.pid if seen.startswith("its pid") else os.getpid())
+    if not seen.startswith("its pid"):
+        os.utime(entry.path, (entry.stat().st_atime - 120, entry.stat().st_mtime - 120))
+        entry = next(os.scandir(tmp_path))
+    writer = os.open(entry.path, os.O_RDWR)  # another open file: its flock is another holder's, as another process's
+    try:
+        fcntl.flock(writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert not lock._temporary_is_stale(entry, socket.gethostname())
+    finally:
+        os.close(writer)
+    assert lock._temporary_is_stale(entry, socket.gethostname())  # its writer gone: a leftover
+
+
+def test_a_probe_of_a_temporary_as_its_writer_takes_its_flock_leaves_the_lock_held(tmp_path, monkeypatch):
+    """Whether a temporary's writer lives is asked of its flock (a shared one, taken and dropped at once). One landing
+    as the writer took its own exclusive flock made the writer's fail, unsaid: its lock was then linked holding none,
+    and a run in another pid namespace took the live run's lock over. The writer takes its flock again, a probe's
+    being over in a moment."""
+    import fcntl
+
+    real = fcntl.flock
+    probed: list[int] = []
+
+    def probed_once(descriptor: int, operation: int) -> None:
+        named = os.readlink(f"/proc/self/fd/{descriptor}")
+        if operation & fcntl.LOCK_EX and os.path.basename(named).startswith(lock.LOCK_TEMPORARY) and not probed:
+            probe = os.open(named, os.O_RDONLY | os.O_NONBLOCK)  # a probe holds its shared flock at this moment
+            real(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            probed.append(probe)
+            try:
+                real(descriptor, operation)
+            finally:
+                os.close(probe)  # and drops it
+            return
+        real(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", probed_once)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    live = OutputLock(str(tmp_path), "live")
+    live.acquire()
+    try:
+        assert probed
+        monkeypatch.setattr(fcntl, "flock", real)
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
+    finally:
+        live.release()
+

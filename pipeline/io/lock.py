@@ -229,16 +229,22 @@ MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read 
 def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
     """Whether a lock temporary is a killed run's leftover (a kill between writing it and unlinking it, which
     can come after the lock is linked): one a minute old, or one whose writer was a process on this machine
-    that no longer exists. A live run's exists for a moment only, and says so by its live process."""
+    that no longer exists; and in either case, held by no live process's flock, which its writer takes before it
+    links it. A live run's exists for a moment only, and says so by its live process, or by its flock where its pid
+    means nothing here (a run in another pid namespace of the machine sharing its host name) or its age is misread
+    (the wall clock stepped forward): removed, its writer's link then failed, "No such file or directory"."""
     if not entry.is_file(follow_symlinks=False):  # only what `_create_if_absent` writes (a FIFO would block)
         return False
-    if time.time() - entry.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-        return True
-    try:  # read only as a regular file: one swapped for a named pipe since it was judged waited for a writer for good
-        holder = _parsed(read_regular_file(entry.path, MAX_LOCK_BYTES))
-    except ValueError:  # no regular file now, or larger than any lock: no temporary a run wrote
-        return False
-    return holder is not None and holder.host == host and not _writer_alive(holder)
+    if time.time() - entry.stat().st_mtime <= STALE_TEMPORARY_SECONDS:
+        try:  # read only as a regular file: one swapped for a named pipe since it was judged waited for a writer
+            holder = _parsed(read_regular_file(entry.path, MAX_LOCK_BYTES))
+        except ValueError:  # no regular file now, or larger than any lock: no temporary a run wrote
+            return False
+        if not (holder is not None and holder.host == host and not _writer_alive(holder)):
+            return False
+    # Asked last, and of a temporary its age or its pid already says is a leftover: a writer takes its flock again
+    # where this shared one, held for a moment, made its own fail (`_hold`)
+    return not _held_by_a_live_process(entry.path)
 
 
 def _remove_stale_temporaries(path: str, host: str) -> None:
@@ -286,12 +292,28 @@ def _create_exclusively(path: str, payload: bytes) -> tuple[bool, int | None]:
     return True, descriptor
 
 
+# How long a writer takes its flock again while another process holds one on its file: a probe's shared flock
+# (`_held_by_a_live_process`), dropped the moment it is taken. No writer's file is held by another for longer.
+HOLD_WAIT_S = 1.0
+HOLD_PAUSE_S = 0.001
+
+
 def _hold(descriptor: int) -> int:
     """`descriptor` with an exclusive flock on its file, which the kernel drops when the last descriptor of it closes:
-    as the process ends, however it ends (a SIGKILL, the OOM killer). Nothing where the filesystem keeps no flocks."""
-    with contextlib.suppress(OSError):
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return descriptor
+    as the process ends, however it ends (a SIGKILL, the OOM killer). Nothing where the filesystem keeps no flocks.
+    Taken again for up to HOLD_WAIT_S while another process holds one: taken once, a probe's flock held at that
+    moment made it fail, unsaid, and the lock was linked holding none."""
+    deadline = time.monotonic() + HOLD_WAIT_S
+    while True:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(HOLD_PAUSE_S)
+                continue
+        except OSError:
+            pass
+        return descriptor
 
 
 def _held_by_a_live_process(path: str) -> bool:
