@@ -512,3 +512,38 @@ def test_a_probe_of_a_temporary_as_its_writer_takes_its_flock_leaves_the_lock_he
     finally:
         live.release()
 
+
+def test_a_live_writer_s_temporary_is_no_leftover_at_any_of_its_steps(tmp_path, monkeypatch):
+    """The writer wrote its temporary, closed it, and only then took its flock: judged in between by a run in another
+    pid namespace (the writer's pid no process there), it was a leftover, held by no one, and removed under the
+    writer. It is created, held, and only then written: empty, it is no lock; written, it is held."""
+    import fcntl
+    import socket
+
+    real_flock, real_link = fcntl.flock, os.link
+    judged: list[tuple[str, bool]] = []
+
+    def judge(step: str) -> None:
+        with monkeypatch.context() as elsewhere:
+            elsewhere.setattr(lock, "_pid_alive", lambda pid: False)  # the writer's pid, read in another namespace
+            elsewhere.setattr(fcntl, "flock", real_flock)
+            for entry in os.scandir(tmp_path):
+                if entry.name.startswith(lock.LOCK_TEMPORARY):
+                    judged.append((step, lock._temporary_is_stale(entry, socket.gethostname())))
+
+    def flock(descriptor: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX:
+            judge("before its flock")
+        real_flock(descriptor, operation)
+
+    def link(source, destination, **kwargs) -> None:
+        judge("before its link")
+        real_link(source, destination, **kwargs)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    monkeypatch.setattr(os, "link", link)
+    mine = OutputLock(str(tmp_path), "live")
+    mine.acquire()
+    monkeypatch.undo()
+    mine.release()
+    assert judged == [("before its flock", False), ("before its link", False)]

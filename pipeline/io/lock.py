@@ -195,12 +195,22 @@ def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
     temporary = os.path.join(os.path.dirname(path), f"{LOCK_TEMPORARY}{uuid.uuid4().hex}")
     held: int | None = None
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(payload)
-        # Held before it is linked: the lock never shows without its flock (`_held_by_a_live_process`). Open for
-        # writing: an NFS client emulates flock() by a lock of the whole file's bytes, whose exclusive kind needs the
-        # file open for writing (flock(2)); read-only, it was refused there, unsaid, and the lock held no flock.
-        held = _hold(os.open(temporary, os.O_RDWR))
+        # Held before it is linked: the lock never shows without its flock (`_held_by_a_live_process`). Held before
+        # it is written, too: a temporary holding its writer's lock is never without its flock, which tells a live
+        # writer's from a killed run's leftover in every pid namespace (`_temporary_is_stale`); written and closed
+        # first, one judged before its flock was removed under its writer. Open for writing: an NFS client emulates
+        # flock() by a lock of the whole file's bytes, whose exclusive kind needs the file open for writing
+        # (flock(2)); read-only, it was refused there, unsaid, and the lock held no flock. Written through the
+        # descriptor holding it: there a close of any other descriptor of the file drops the process's lock.
+        held = _hold(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666))
+        written = 0
+        while written < len(payload):
+            written += os.write(held, payload[written:])
+        try:  # on the server before the lock shows, as the close that wrote it did (NFS writes back at close)
+            os.fsync(held)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):  # a filesystem that keeps no sync
+                raise
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -229,8 +239,8 @@ MAX_LOCK_BYTES = 64 * 1024  # a lock is ~150 bytes; a larger file there is read 
 def _temporary_is_stale(entry: os.DirEntry[str], host: str) -> bool:
     """Whether a lock temporary is a killed run's leftover (a kill between writing it and unlinking it, which
     can come after the lock is linked): one a minute old, or one whose writer was a process on this machine
-    that no longer exists; and in either case, held by no live process's flock, which its writer takes before it
-    links it. A live run's exists for a moment only, and says so by its live process, or by its flock where its pid
+    that no longer exists; and in either case, held by no live process's flock, which its writer takes as it
+    creates it. A live run's exists for a moment only, and says so by its live process, or by its flock where its pid
     means nothing here (a run in another pid namespace of the machine sharing its host name) or its age is misread
     (the wall clock stepped forward): removed, its writer's link then failed, "No such file or directory"."""
     if not entry.is_file(follow_symlinks=False):  # only what `_create_if_absent` writes (a FIFO would block)
