@@ -547,3 +547,40 @@ def test_a_live_writer_s_temporary_is_no_leftover_at_any_of_its_steps(tmp_path, 
     monkeypatch.undo()
     mine.release()
     assert judged == [("before its flock", False), ("before its link", False)]
+
+
+def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_refused_not_waited_on(tmp_path,
+                                                                                                   monkeypatch):
+    """`flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1), the usual guard of a scheduled job against runs that
+    overlap) holds an exclusive flock on the output folder for the whole run. Taking a killed run's lock over takes
+    turns with other takeovers by that same flock of the folder, and waited for it: the run waited for its own wrapper
+    for good, hung at launch. It waits a while, then is refused in one line saying so."""
+    import fcntl
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
+                                             "started": "2026-01-01T00:00:00Z"}))
+    monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2, raising=False)
+    wrapper = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(wrapper, fcntl.LOCK_EX)
+    outcome: list[BaseException | None] = []
+
+    def take() -> None:
+        try:
+            OutputLock(str(tmp_path), "mine").acquire()
+            outcome.append(None)
+        except BaseException as err:  # what the main thread checks
+            outcome.append(err)
+
+    taker = threading.Thread(target=take, daemon=True)
+    try:
+        taker.start()
+        taker.join(30)
+    finally:
+        os.close(wrapper)  # lets a waiting takeover go on
+    taker.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], OutputLocked), outcome
+    said = str(outcome[0])
+    assert "run killed" in said and "holds a lock of the folder" in said and f"remove {tmp_path / LOCK}" in said, said
+    assert "\n" not in said and json.loads((tmp_path / LOCK).read_text())["run_id"] == "killed"

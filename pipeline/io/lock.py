@@ -274,13 +274,34 @@ def _remove_stale_temporaries(path: str, host: str) -> None:
                     os.unlink(entry.path)
 
 
+# How long a takeover waits for the flock of the lock's folder (`_takeover_guard`), which another takeover holds for a
+# moment; a process holding it longer is none (flock(1) run around a run holds it for the whole run).
+TAKEOVER_WAIT_S = 5.0
+TAKEOVER_PAUSE_S = 0.01
+
+
+class _FolderHeld(Exception):
+    """The lock's folder's flock held by another process for TAKEOVER_WAIT_S."""
+
+
 @contextlib.contextmanager
 def _takeover_guard(path: str) -> Iterator[None]:
     """An exclusive flock on the lock's folder for the block: stale-lock takeovers on this machine (the only ones
-    there are) take turns. Released when the descriptor closes, a killed process's too."""
+    there are) take turns. Released when the descriptor closes, a killed process's too. `_FolderHeld` where another
+    process holds it past TAKEOVER_WAIT_S: waited for, `flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1),
+    the usual guard of a scheduled job against runs that overlap, holding the folder's flock for the whole run)
+    waited for its own wrapper for good as it met a killed run's lock, hung at launch."""
     descriptor = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        deadline = time.monotonic() + TAKEOVER_WAIT_S
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _FolderHeld() from None
+                time.sleep(TAKEOVER_PAUSE_S)
         yield
     finally:
         os.close(descriptor)
@@ -464,9 +485,16 @@ class OutputLock:
                 # Left by a killed run on this machine. Judged again and removed under a lock of the folder: two
                 # runs that both found it stale took turns to delete "it", and the second deleted the lock the
                 # first had just made, so both ran.
-                with _takeover_guard(self.path):
-                    if self._stale(_holder(self.path)):
-                        os.unlink(self.path)
+                try:
+                    with _takeover_guard(self.path):
+                        if self._stale(_holder(self.path)):
+                            os.unlink(self.path)
+                except _FolderHeld:
+                    raise OutputLocked(
+                        f"{self.output} holds the lock of a run that is gone ({holder.describe() if holder else ''}), "
+                        f"and another process holds a lock of the folder (flock), which taking it over waited for "
+                        f"{TAKEOVER_WAIT_S:g} s (flock(1) run around this run?); remove {self.path} and run again"
+                    ) from None
                 continue
             who = holder.describe() if holder else "another run"
             raise OutputLocked(f"{self.output} is in use by {who}; if that run is gone, remove {self.path}")
