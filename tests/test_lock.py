@@ -584,3 +584,41 @@ def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_refus
     said = str(outcome[0])
     assert "run killed" in said and "holds a lock of the folder" in said and f"remove {tmp_path / LOCK}" in said, said
     assert "\n" not in said and json.loads((tmp_path / LOCK).read_text())["run_id"] == "killed"
+
+
+TAKE_THE_LOCK = """
+import sys
+from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
+
+try:
+    OutputLock(sys.argv[1], "mine").acquire()
+    print("taken")
+except (OutputLocked, OutputNotWritable) as err:
+    print(type(err).__name__, err)
+"""
+
+
+def test_a_dead_run_s_lock_in_a_folder_the_run_may_write_but_not_read_is_refused_in_one_line(tmp_path):
+    """A folder the run may write and pass through but not read (mode 0300, another user's): the run made its lock's
+    temporary, met a killed run's lock, and its takeover opened the folder to take turns by its flock, which the disk
+    refused: a PermissionError out of the lock, "the job failed", exit 1, as if the job had run. Refused in one line
+    naming the dead run, why it cannot be taken over, and the lock to remove."""
+    from tests.conftest import as_a_user_the_disk_refuses
+
+    output = tmp_path / "out"
+    output.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (output / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
+                                           "started": "2026-01-01T00:00:00Z"}))
+    command = as_a_user_the_disk_refuses([sys.executable, "-c", TAKE_THE_LOCK, str(output)],
+                                         "reads a folder of mode 0300")
+    output.chmod(0o300)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        output.chmod(0o755)
+    assert done.returncode == 0 and done.stdout.startswith("OutputLocked "), (done.stdout, done.stderr)
+    said = done.stdout.removeprefix("OutputLocked ").strip()
+    assert "run killed" in said and "Permission denied" in said and f"remove {output / LOCK}" in said, said
+    assert "\n" not in said and json.loads((output / LOCK).read_text())["run_id"] == "killed"

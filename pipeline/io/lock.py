@@ -485,16 +485,21 @@ class OutputLock:
                 # Left by a killed run on this machine. Judged again and removed under a lock of the folder: two
                 # runs that both found it stale took turns to delete "it", and the second deleted the lock the
                 # first had just made, so both ran.
+                gone = f"{self.output} holds the lock of a run that is gone ({holder.describe() if holder else ''})"
                 try:
                     with _takeover_guard(self.path):
                         if self._stale(_holder(self.path)):
                             os.unlink(self.path)
                 except _FolderHeld:
                     raise OutputLocked(
-                        f"{self.output} holds the lock of a run that is gone ({holder.describe() if holder else ''}), "
-                        f"and another process holds a lock of the folder (flock), which taking it over waited for "
-                        f"{TAKEOVER_WAIT_S:g} s (flock(1) run around this run?); remove {self.path} and run again"
+                        f"{gone}, and another process holds a lock of the folder (flock), which taking it over waited "
+                        f"for {TAKEOVER_WAIT_S:g} s (flock(1) run around this run?); remove {self.path} and run again"
                     ) from None
+                except OSError as err:
+                    # The folder not to be read (mode 0300: its flock cannot be taken), the lock not to be removed (a
+                    # sticky folder, another user's lock): out of the lock, "the job failed", exit 1, as if it had run
+                    raise OutputLocked(f"{gone}, which cannot be taken over ({err.strerror or type(err).__name__}); "
+                                       f"remove {self.path} and run again") from None
                 continue
             who = holder.describe() if holder else "another run"
             raise OutputLocked(f"{self.output} is in use by {who}; if that run is gone, remove {self.path}")
