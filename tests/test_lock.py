@@ -119,17 +119,21 @@ def test_a_lock_released_by_a_stop_s_thread_meanwhile_is_released_without_an_err
     before the process ended, of a lock that was gone."""
     taken = OutputLock(str(tmp_path), "run")
     taken.acquire()
-    real_holder = lock._holder
+    real_read = lock._read_holder
+    read: list[str] = []
 
     def holder(path):  # the other thread's whole release lands between this one's reading and its delete
-        seen = real_holder(path)
+        seen = real_read(path)
         os.unlink(path)
+        read.append(path)
         return seen
 
-    monkeypatch.setattr(lock, "_holder", holder)
+    # What a release reads the lock by (`_holder`, patched here before, is what taking the lock reads it by: the
+    # release never met the removal, and the test passed whatever a release did with a lock gone before its delete)
+    monkeypatch.setattr(lock, "_read_holder", holder)
     taken.release()
-    assert not (tmp_path / LOCK).exists()
-    monkeypatch.setattr(lock, "_holder", real_holder)
+    assert read and not (tmp_path / LOCK).exists()
+    monkeypatch.setattr(lock, "_read_holder", real_read)
     again = OutputLock(str(tmp_path), "next")  # a run taking the lock meanwhile keeps it
     again.acquire()
     taken.release()
