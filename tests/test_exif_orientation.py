@@ -9,7 +9,7 @@ import warnings
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from pipeline.io.exif_orientation import exif_orientation
 
@@ -120,3 +120,18 @@ def test_a_photo_whose_orientation_pillow_never_reaches_is_stored_as_pillow_show
         stored = normalise(raw, ImageConfig(max_side=4096))
     assert (stored.width, stored.height) == shown.size == (600, 400)
     assert (stored.original_width, stored.original_height) == (600, 400)
+
+
+def test_exif_orientation_of_xmp_given_as_text_under_the_key_pillow_gives_bytes():
+    """A PNG's text chunk named "xmp" comes as text under the key where JPEG and WebP XMP comes as bytes; the bytes
+    pattern was searched in it and raised TypeError, which the image stage has no reason for (the photo became an
+    internal error). Read as text, as the same XMP under "XML:com.adobe.xmp" is."""
+    written = io.BytesIO()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
+    Image.new("RGB", (2, 1)).save(written, "PNG", pnginfo=text)
+    info = Image.open(io.BytesIO(written.getvalue())).info
+    assert isinstance(info["xmp"], str)
+    assert exif_orientation(info) == 6
+    assert exif_orientation({"xmp": "no orientation here"}) is None
+    assert exif_orientation({"XML:com.adobe.xmp": b'<x tiff:Orientation="3"/>'}) == 3

@@ -10,7 +10,8 @@ import re
 import struct
 from typing import Any
 
-_XMP_ORIENTATION = (re.compile(r'tiff:Orientation(="|>)([0-9])'), re.compile(rb'tiff:Orientation(="|>)([0-9])'))
+_XMP_ORIENTATION = re.compile(r'tiff:Orientation(="|>)([0-9])')
+_XMP_ORIENTATION_BYTES = re.compile(rb'tiff:Orientation(="|>)([0-9])')
 # EXIF value types Pillow reads as ints (SHORT, LONG, SBYTE, SSHORT, SLONG, IFD, LONG8; a BYTE is bytes); each type's
 # width. Types it does not know (SLONG8, IFD8) it skips.
 _INT_TYPES = {3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q"}
@@ -34,11 +35,16 @@ def exif_orientation(info: dict[str, Any]) -> int | None:
         found = _ifd0_orientation(block)
         if found is not _ABSENT:
             return found
-    for key, pattern in zip(("XML:com.adobe.xmp", "xmp"), _XMP_ORIENTATION, strict=True):
+    for key in ("XML:com.adobe.xmp", "xmp"):
         xmp = info.get(key)
-        if isinstance(xmp, str | bytes) and xmp:
-            match = pattern.search(xmp)  # type: ignore[arg-type]  # str pattern for str, bytes for bytes
+        # Each searched by the pattern of its own type: a PNG text chunk named "xmp" comes as str where JPEG's and
+        # WebP's XMP under that key come as bytes, and a bytes pattern raised TypeError searching it.
+        if isinstance(xmp, str) and xmp:
+            match = _XMP_ORIENTATION.search(xmp)
             return int(match[2]) if match else None
+        if isinstance(xmp, bytes) and xmp:
+            found = _XMP_ORIENTATION_BYTES.search(xmp)
+            return int(found[2]) if found else None
     return None
 
 
