@@ -6,9 +6,10 @@ Pillow reads every tag's value, once per tag, and an IFD of N tags pointing at o
 
 from __future__ import annotations
 
+import enum
 import re
 import struct
-from typing import Any
+from typing import Any, Literal
 
 _XMP_ORIENTATION = re.compile(r'tiff:Orientation(="|>)([0-9])')
 _XMP_ORIENTATION_BYTES = re.compile(rb'tiff:Orientation(="|>)([0-9])')
@@ -33,7 +34,7 @@ def exif_orientation(info: dict[str, Any]) -> int | None:
         while block.startswith(b"Exif\x00\x00"):
             block = block[6:]
         found = _ifd0_orientation(block)
-        if found is not _ABSENT:
+        if found is not _Marker.ABSENT:
             return found
     for key in ("XML:com.adobe.xmp", "xmp"):
         xmp = info.get(key)
@@ -43,16 +44,21 @@ def exif_orientation(info: dict[str, Any]) -> int | None:
             match = _XMP_ORIENTATION.search(xmp)
             return int(match[2]) if match else None
         if isinstance(xmp, bytes) and xmp:
-            found = _XMP_ORIENTATION_BYTES.search(xmp)
-            return int(found[2]) if found else None
+            in_bytes = _XMP_ORIENTATION_BYTES.search(xmp)
+            return int(in_bytes[2]) if in_bytes else None
     return None
 
 
-_ABSENT = object()
-_CUT_SHORT = object()
+class _Marker(enum.Enum):
+    ABSENT = enum.auto()
+    CUT_SHORT = enum.auto()
 
 
-def _ifd0_orientation(tiff: bytes) -> object:
+_ABSENT: Literal[_Marker.ABSENT] = _Marker.ABSENT
+_CUT_SHORT: Literal[_Marker.CUT_SHORT] = _Marker.CUT_SHORT
+
+
+def _ifd0_orientation(tiff: bytes) -> int | Literal[_Marker.ABSENT] | None:
     """Tag 0x0112 of a TIFF header's first IFD: its int, None for another type or count, `_ABSENT` if not there
     (or the header is unreadable). 65,535 entries at most: ~14 ms."""
     # Pillow's TIFF prefixes: the byte order from the first two bytes, 42 in either order (BigTIFF's 43 it
@@ -64,7 +70,7 @@ def _ifd0_orientation(tiff: bytes) -> object:
     if offset + 2 > len(tiff):
         return _ABSENT
     (count,) = struct.unpack(order + "H", tiff[offset:offset + 2])
-    found: object = _ABSENT
+    found: int | Literal[_Marker.ABSENT] | None = _ABSENT
     for entry in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
         tag, kind, values = struct.unpack(order + "HHI", tiff[entry:entry + 8])
         # Pillow reads every entry's values, and one whose values lie past the block's end, of any tag, ends its read
@@ -78,7 +84,7 @@ def _ifd0_orientation(tiff: bytes) -> object:
     return found
 
 
-def _values_at(tiff: bytes, order: str, entry: int, kind: int, values: int) -> object:
+def _values_at(tiff: bytes, order: str, entry: int, kind: int, values: int) -> int | _Marker:
     """Where an entry's values start: in the entry when they fit in its 4 bytes, else where it points; `_ABSENT` for
     a type Pillow does not know (it skips the entry unread), `_CUT_SHORT` where they run past the block's end."""
     width = _TYPE_WIDTHS.get(kind)
@@ -88,7 +94,7 @@ def _values_at(tiff: bytes, order: str, entry: int, kind: int, values: int) -> o
     return _CUT_SHORT if at + width * values > len(tiff) else at
 
 
-def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> object:
+def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> int | Literal[_Marker.ABSENT] | None:
     """An entry's value as Pillow gives a tag it expects once, for an entry whose values lie within the block
     (`_values_at`): the first int of an int type (warning of any more), None for another type, `_ABSENT` where
     Pillow skips the entry (a type it does not know)."""

@@ -83,8 +83,8 @@ def atomic_file(path: str) -> Iterator[AtomicFile]:
     written.entry = {"bytes": hashing.size, "sha256": hashing.digest.hexdigest()}
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> dict[str, Any]:
-    """`write` into the handle of an `atomic_file`; returns the file's size and sha256."""
+def write_atomically(path: str, write: Callable[[BinaryIO], object]) -> dict[str, Any]:
+    """`write` into the handle of an `atomic_file` (what it returns is ignored); returns the file's size and sha256."""
     with atomic_file(path) as written:
         write(written.handle)
     return written.entry

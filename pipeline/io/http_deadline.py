@@ -358,7 +358,9 @@ class DeadlineAdapter(HTTPAdapter):
     bounded per read by the connect timeout only.
     """
 
-    __attrs__: ClassVar[list[str]] = [*HTTPAdapter.__attrs__, "public_only"]  # what a pickled adapter keeps
+    # What a pickled adapter keeps. A class attribute, as HTTPAdapter's is, though requests annotates its own without
+    # ClassVar, which mypy then reads as an instance variable this may not override.
+    __attrs__: ClassVar[list[str]] = [*HTTPAdapter.__attrs__, "public_only"]  # type: ignore[misc]
 
     def __init__(self, *args: Any, public_only: bool = False, **kwargs: Any) -> None:
         self.public_only = public_only  # before HTTPAdapter's __init__, which makes the pool manager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable
+from typing import Literal
 
 from PIL import PngImagePlugin
 
@@ -162,7 +163,7 @@ def _first_directory(tiff: bytes) -> tuple[int, int] | None:
     TIFF header it accepts)."""
     if len(tiff) < 8 or tiff[:4] not in _TIFF_PREFIXES:
         return None
-    order = "big" if tiff.startswith(b"MM") else "little"
+    order: Literal["big", "little"] = "big" if tiff.startswith(b"MM") else "little"
     start = int.from_bytes(tiff[4:8], order)
     tags = int.from_bytes(tiff[start:start + 2], order)
     read = 0

@@ -175,6 +175,9 @@ def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
     """(True if this call created the file, False if it already existed; on a local disk, a descriptor of the file
     created holding `_hold`'s flock on it, for the run to keep open while it holds the lock)."""
     if path.startswith("gs://"):
+        # Imported by its full name: google-cloud-storage ships no type information, and within the typed google.cloud
+        # namespace mypy looks `from google.cloud import storage` up as an attribute it does not find.
+        import google.cloud.storage as storage
         from google.api_core.exceptions import PreconditionFailed
 
         try:

@@ -149,7 +149,7 @@ class Progress(beam.PTransform):
         return records | beam.ParDo(_Pass(self._step, self._interval))
 
 
-def timings(result: Any) -> dict[str, dict[str, float]]:
+def timings(result: Any) -> dict[str, dict[str, float | None]]:
     """Per step, over every worker: records, seconds from the first to the last, records per second."""
     spans: dict[str, list[int]] = {}  # step -> [records, first ms, last ms], over all its Beam steps
     for metric in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["distributions"]:
@@ -160,7 +160,7 @@ def timings(result: Any) -> dict[str, dict[str, float]]:
         span = spans.setdefault(step, [0, data.min, data.max])
         span[0] += data.count
         span[1], span[2] = min(span[1], data.min), max(span[2], data.max)
-    found = {}
+    found: dict[str, dict[str, float | None]] = {}  # per_second None: no time between the first and the last
     for step in TIMED_STEPS:
         if step in spans:
             records, first, last = spans[step]

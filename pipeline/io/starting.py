@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 class _StoppedStarting(BaseException):

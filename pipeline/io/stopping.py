@@ -35,8 +35,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from apache_beam.runners.runner import PipelineResult
@@ -54,6 +54,8 @@ CANCEL_S = 60.0
 WAKE_SIGNAL = signal.SIGRTMIN + 2
 
 T = TypeVar("T")
+# What signal.signal returns and takes: a handler, SIG_DFL or SIG_IGN, or None (one not set from Python).
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 # Set by the first stop any `StopSignals` takes, for good: the process is ending (io/read_ahead.py leaves without
 # waiting for its reads then; a block entered around another's, the demo's around the run's, knows a stop came).
@@ -162,7 +164,7 @@ class StopSignals:
         self.requested: int | None = None  # the signal that asked
         self._in_job = False
         self._job_left = threading.Event()
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _Handler] = {}
         self._stopped = threading.Event()  # set with `requested`, for threads
         self._excepthook: Callable[[threading.ExceptHookArgs], object] | None = None
         self._leaving = False
@@ -407,7 +409,7 @@ class StopSignals:
         os._exit(128 + signum)
 
 
-_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+_NAMES: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
 
 
 def end_workers() -> None:
