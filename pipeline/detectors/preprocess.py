@@ -64,8 +64,8 @@ def to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     elif spec.resize == "resize_center_crop":
         side = spec.resize_to or size
         img = img.resize((side, side), Image.Resampling.BILINEAR)
-        offset = (side - size) // 2
-        img = img.crop((offset, offset, offset + size, offset + size))
+        margin = (side - size) // 2
+        img = img.crop((margin, margin, margin + size, margin + size))
     else:
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(img, dtype=np.uint8)
@@ -100,7 +100,7 @@ def float_values(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) 
 def _table(scale: bytes, mean: bytes, std: bytes) -> np.ndarray:
     values = np.arange(256, dtype=np.uint8).astype(np.float32)[:, None]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked just below
-        table = values * np.frombuffer(scale, np.float32)
+        table: np.ndarray = values * np.frombuffer(scale, np.float32)
         table = (table - np.frombuffer(mean, np.float32)) / np.frombuffer(std, np.float32)
     if not np.isfinite(table).all():
         # A normalisation that is no normalisation (a std of 0, a huge scale): some models answer 0 for

@@ -148,6 +148,7 @@ def parse_probe(cls: str, file: str, sha256: str, data: bytes) -> Probe:
         problems.append(f"bias must be a finite number within +-{MAX_WEIGHT:g}")
     if problems:
         raise ProbeError(f"{where}: " + "; ".join(problems))
+    assert isinstance(weights, list)  # for the type checker: a problem above otherwise
     return Probe(cls=cls, file=file, sha256=sha256, input=raw["input"], transform=raw.get("transform", "identity"),
                  weights=tuple(float(w) for w in weights), bias=float(raw["bias"]))
 

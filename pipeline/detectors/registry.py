@@ -495,12 +495,13 @@ def with_overrides(specs: list[DetectorSpec], thresholds: str = "", bands: str =
             raise RegistryError(f"no selected detector class {detector}.{cls} to set a threshold or band for")
     out = []
     for spec in specs:
-        thresholds = {cls: new_thresholds.get((spec.name, cls), value) for cls, value in spec.thresholds.items()}
+        spec_thresholds = {cls: new_thresholds.get((spec.name, cls), value) for cls, value in spec.thresholds.items()}
         # A threshold lowered below the registry's band start narrows the band (to nothing); a band
         # given explicitly above its threshold is an error.
-        bands = {cls: new_bands.get((spec.name, cls), min(spec.review_band.get(cls, thresholds[cls]), thresholds[cls]))
-                 for cls in spec.classes}
-        changed = dataclasses.replace(spec, thresholds=thresholds, review_band=bands)
+        spec_bands = {cls: new_bands.get((spec.name, cls),
+                                         min(spec.review_band.get(cls, spec_thresholds[cls]), spec_thresholds[cls]))
+                      for cls in spec.classes}
+        changed = dataclasses.replace(spec, thresholds=spec_thresholds, review_band=spec_bands)
         if unreachable := _clip_problem(changed):  # a threshold raised past the entry's ceiling could never fire
             raise RegistryError(f"--detect_thresholds: {spec.name}: {unreachable}")
         for cls in changed.classes:

@@ -108,16 +108,17 @@ def _flags_brute(hashes: Hashes, distance: int, dhash_distance: int, wanted: np.
         # The common leaf (a small group of new hashes, all asked): one symmetric pass. Leaves are many
         # (hundreds of thousands in a large sparse bucket), so their per-call overhead is the cost.
         every = np.arange(count)
-        return _pairs(hashes, every, every, distance, dhash_distance, columns_are_all=True).any(axis=1)
+        # numpy's stubs give any(axis=...) as a scalar or an array; of a 2-D array it is the 1-D array
+        return _pairs(hashes, every, every, distance, dhash_distance, columns_are_all=True).any(axis=1)  # type: ignore[return-value]
     flags = np.zeros(count, dtype=bool)
     new = np.flatnonzero(~hashes.previous)
-    for rows_of, columns, every in ((wanted & ~hashes.previous, np.arange(count), True),
-                                    (wanted & hashes.previous, new, False)):
+    for rows_of, columns, all_columns in ((wanted & ~hashes.previous, np.arange(count), True),
+                                          (wanted & hashes.previous, new, False)):
         queries = np.flatnonzero(rows_of)
         step = max(1, _BRUTE_CELLS // max(1, len(columns)))
         for start in range(0, len(queries), step):
             rows = queries[start:start + step]
-            close = _pairs(hashes, rows, columns, distance, dhash_distance, columns_are_all=every)
+            close = _pairs(hashes, rows, columns, distance, dhash_distance, columns_are_all=all_columns)
             flags[rows] |= close.any(axis=1)
             flags[columns] |= close.any(axis=0)
     return flags
@@ -139,7 +140,7 @@ def _cover(hashes: Hashes, distance: int, dhash_distance: int) -> np.ndarray:
         met = np.zeros(len(rows), dtype=bool)
         if len(leaders):
             close = _pairs(hashes, rows, leaders, distance, dhash_distance)
-            met = close.any(axis=1)
+            met = close.any(axis=1)  # type: ignore[assignment]  # a 1-D array (of a 2-D one), as above
             flags[rows] |= met
             flags[leaders] |= close.any(axis=0)
             met_so_far += int(met.sum())
