@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ MAX_VIEWS_PER_CUDA_RUN = 64
 PARTIAL = ":partial"
 # settled(photo, this detector's scores so far by score name) -> the photo is rejected as human already. A settled
 # test with a `prepare()` method has it called when the model is loaded.
-Settled = Callable[[Photo, Mapping[str, float]], bool]
+Settled = Callable[[Photo, dict[str, float]], bool]
 
 
 class GpuNotActiveError(RuntimeError):

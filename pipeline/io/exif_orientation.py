@@ -19,7 +19,7 @@ _INT_TYPES = {3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q"}
 _TYPE_WIDTHS = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8}
 
 
-def exif_orientation(info: dict[str, Any]) -> int | None:
+def exif_orientation(info: dict[str | tuple[int, int], Any]) -> int | None:  # an image's `info`, as Pillow types it
     """The EXIF orientation of an opened image from its `info`, where Image.getexif() finds it (the EXIF block, a
     PNG's "Raw profile type exif" text, else XMP's tiff:Orientation); None when there is none or it is no plain
     integer. Read here, one tag of the first IFD, not by getexif(): Pillow reads every tag's value, once per tag,

@@ -75,7 +75,7 @@ def expand_eval_source(source: str) -> list[str]:
             except UnicodeDecodeError as err:
                 raise ValueError(f"--decontaminate {source}: not UTF-8 ({err.reason} at byte {err.start})") from None
         base = posixpath.dirname(source)
-        paths = []
+        paths: list[str] = []
         for number, line in enumerate(lines, start=1):
             cut = _COMMENT.sub("", line).strip()
             if not cut:  # blank, or a comment only

@@ -26,13 +26,13 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import apache_beam as beam
 import onnxruntime as ort
 import pyarrow as pa
 from apache_beam import pvalue
-from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.ml.inference.base import RunInference
 
 from pipeline.decisions_file import Decisions, decisions_of
 from pipeline.detectors.decision import HELD, KEPT, DecisionRule, rule_for
@@ -80,7 +80,18 @@ def _merge(photo: Photo, scores: dict[str, float]) -> Photo:
     return photo.replace(scores=tuple(sorted((dict(photo.scores) | scores).items())))
 
 
-def _with_scores(result: PredictionResult) -> Iterator:
+class _Scored(Protocol):
+    """A PredictionResult as OnnxDetectorHandler makes it (Beam types its fields as bare type variables)."""
+
+    @property
+    def example(self) -> Photo: ...
+    @property
+    def inference(self) -> dict[str, float] | FailedInference: ...
+    @property
+    def model_id(self) -> str: ...
+
+
+def _with_scores(result: _Scored) -> Iterator:
     """The photo with this detector's scores; a photo it could not score (alone: handler.FailedInference) is its
     own rejection."""
     if isinstance(result.inference, FailedInference):
@@ -145,8 +156,8 @@ def _without_scores(photo: Photo, prefixes: tuple[str, ...]) -> Photo:
     return photo.replace(scores=tuple((name, score) for name, score in photo.scores if not name.startswith(prefixes)))
 
 
-def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[PredictionResult], dict | None]:
-    def entry(result: PredictionResult) -> dict | None:
+def _score_entry(spec: DetectorSpec, runtime: RuntimeConfig) -> Callable[[_Scored], dict | None]:
+    def entry(result: _Scored) -> dict | None:
         if result.model_id.endswith(PARTIAL) or isinstance(result.inference, FailedInference):
             return None  # views were skipped, or none scored: not the scores another run would compute
         return {"key": score_key(result.example, spec, runtime), "scores": json.dumps(result.inference, sort_keys=True)}
@@ -238,9 +249,11 @@ class Detect(beam.PTransform):
         for spec in sorted(self._specs, key=run_order):
             hits = None
             if self._cache:  # scores a killed run already computed are not computed again
-                hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}",
-                                              lambda photo, spec=spec: score_key(photo, spec, runtime),
-                                              _cached_scores(spec), f"Cached.{spec.name}")
+                def key(photo: Photo, spec: DetectorSpec = spec) -> str:
+                    return score_key(photo, spec, runtime)
+
+                hits, scored = split_by_cache(scored, self._cache, f"scores-{spec.name}", key, _cached_scores(spec),
+                                              f"Cached.{spec.name}")
             handler = OnnxDetectorHandler(spec, runtime, None if spec.nsfw_classes else settled)
             results, dead = scored | f"Infer.{spec.name}" >> RunInference(handler).with_exception_handling()
             if hits is not None:

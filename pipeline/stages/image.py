@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from pipeline.io import jpeg_pixels, srgb
 from pipeline.io.exif_orientation import exif_orientation
@@ -122,7 +122,7 @@ def _unreadable(err: Exception) -> ImageRejected:
     return ImageRejected(reason, f"{type(err).__name__}: {err}"[:200])
 
 
-def _open(raw: bytes) -> Image.Image:
+def _open(raw: bytes) -> ImageFile.ImageFile:
     if not raw:
         raise ImageRejected("empty", "zero bytes")
     fmt = _signature_format(raw)
@@ -218,9 +218,13 @@ def _to_srgb(img: Image.Image) -> Image.Image:
         del background  # before the profile's conversion (within the peak the budget counts)
         # Composited on white in the image's own colours, then converted: a PNG or WebP with alpha, or a palette PNG,
         # with an Adobe RGB or Display P3 profile was stored in those colours read as sRGB (the profile ignored).
-        converted = _profiled(rgb, icc) if coloured else _profiled(rgb.convert("L"), icc) if grey_alpha else None
+        converted = None
+        if coloured or grey_alpha:
+            assert icc is not None  # for the type checker: each is true only with a profile
+            converted = _profiled(rgb, icc) if coloured else _profiled(rgb.convert("L"), icc)
         return rgb if converted is None else converted
     if grey:
+        assert icc is not None  # for the type checker: true only with a profile
         converted = _profiled(img, icc)
         if converted is not None:
             return converted
@@ -357,7 +361,7 @@ def normalise(raw: bytes, cfg: ImageConfig) -> Normalised:
 # grey PNG 4-5, a 16-bit grey one 14. Sources whose pixels take more count for more, by the peak measured (VmHWM
 # over `normalise` in a fresh process, 36 MP):
 _BUDGET_PIXEL_BYTES = 16
-_PEAK_PIXEL_BYTES = {
+_PEAK_PIXEL_BYTES: dict[tuple[str | None, str], int] = {
     # libwebp's animation decoder, which Pillow uses for every WebP, keeps two RGBA canvases (the frame and the
     # one before it, for disposal) beside Pillow's copy of the frame and its image, all alive through the
     # composite on white: 823 MiB, animated or not, one frame or ten (64 MP: ~1.4 GiB).
@@ -378,7 +382,7 @@ _EIGHT_BIT_KEYED_PIXEL_BYTES = {
 }
 
 
-def budget_pixels(img: Image.Image, raw: bytes = b"") -> int:
+def budget_pixels(img: ImageFile.ImageFile, raw: bytes = b"") -> int:
     """What the opened (maybe drafted) `img`, of the bytes `raw`, takes from the pixel budget: its pixels, times the
     bytes one takes at the peak over the budget's 16; for a JPEG whose coefficients libjpeg holds whole (progressive,
     or components in scans of their own: 6 bytes a source pixel for 4:4:4 at any scale), those beside the pixels it
@@ -394,7 +398,7 @@ def budget_pixels(img: Image.Image, raw: bytes = b"") -> int:
     return held
 
 
-def _rgb16_colour_key(opened: Image.Image) -> tuple[int, int, int] | None:
+def _rgb16_colour_key(opened: ImageFile.ImageFile) -> tuple[int, int, int] | None:
     """The tRNS colour key of a 16-bit RGB PNG, opened and not yet decoded; None for any other image."""
     key = opened.info.get("transparency")
     rawmodes = {tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0] for tile in opened.tile or ()}
@@ -435,16 +439,16 @@ def _check_entropy_coding(raw: bytes) -> None:
         raise ImageRejected("corrupt", f"data libjpeg does not decode cleanly as its frame header says: {fault}"[:200])
 
 
-def _stored(opened: Image.Image, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
+def _stored(opened: ImageFile.ImageFile, raw: bytes, fmt: str, source: tuple[int, int], scale: int,
             cfg: ImageConfig) -> Normalised:
     """The opened image (header checked) decoded, turned upright, in sRGB, resized, checked and stored."""
-    img = opened
+    img: Image.Image = opened
     width, height = source
     if fmt == "JPEG":
         _check_entropy_coding(raw)
     try:
         img.seek(0)  # first frame of an animation
-        rgb16_key = _rgb16_colour_key(img)
+        rgb16_key = _rgb16_colour_key(opened)  # img is still `opened`
         img = decoded(img, raw, scale)
         if rgb16_key is not None:
             img = _keyed_out_exactly(img, raw, rgb16_key)

@@ -91,12 +91,11 @@ def checked_row(row: object) -> tuple[str, dict] | None:
     if not isinstance(row, dict):
         return None
     photo_id, decision = row.get("photo_id"), row.get("decision")
-    texts = [row.get(name) for name in ("stage", "reason", "release")]
+    stage, reason, release = (row.get(name) for name in ("stage", "reason", "release"))
     if not isinstance(photo_id, str) or _id(photo_id) != photo_id or decision not in (KEPT, REJECTED):
         return None
-    if not all(isinstance(text, str) for text in texts):
+    if not (isinstance(stage, str) and isinstance(reason, str) and isinstance(release, str)):
         return None
-    stage, reason, release = texts
     if not (_NAME.fullmatch(stage) and _NAME.fullmatch(reason) and _RELEASE.fullmatch(release)):
         return None
     # A rejection this version would not record (a reason that may change: a ledger written before owner_mismatch

@@ -34,6 +34,7 @@ keeps buckets small at 10^7-10^8 images.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -123,7 +124,7 @@ def first_if_partnered(keyed: tuple[str, Iterable[tuple[str, object]]]) -> Itera
     partnered = False
     for tag, value in tagged:
         if tag == "node":
-            nodes.setdefault(value, None)  # type: ignore[arg-type]
+            nodes.setdefault(cast(Node, value), None)  # a "node" tag's value is a Node
         elif tag == "partnered":
             partnered = True
     if partnered:
