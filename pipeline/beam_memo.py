@@ -134,15 +134,15 @@ def install() -> bool:
     if apache_beam.__version__ != CHECKED_BEAM:
         return False
     userstate.get_dofn_specs = get_dofn_specs
-    pipeline_options.PipelineOptions.view_as = view_as
+    pipeline_options.PipelineOptions.view_as = view_as  # type: ignore[method-assign]  # Beam's, replaced on purpose
     for module in _SIGNATURE_USERS:
-        module.get_signature = get_signature
+        module.get_signature = get_signature  # type: ignore[attr-defined]  # each imports it by name (above)
     return True
 
 
 def uninstall() -> None:
     """Beam's own functions again (for tests that compare the two)."""
     userstate.get_dofn_specs = _original_get_dofn_specs
-    pipeline_options.PipelineOptions.view_as = _original_view_as
+    pipeline_options.PipelineOptions.view_as = _original_view_as  # type: ignore[method-assign]  # Beam's own again
     for module in _SIGNATURE_USERS:
-        module.get_signature = _original_get_signature
+        module.get_signature = _original_get_signature  # type: ignore[attr-defined]  # as in install()

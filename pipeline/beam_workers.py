@@ -100,12 +100,15 @@ def install() -> bool:
     version."""
     if apache_beam.__version__ != CHECKED_BEAM:
         return False
-    worker_handlers.WorkerHandlerManager.close_all = close_all
-    environments.SubprocessSDKEnvironment.from_command_string = classmethod(_from_command_string)
+    # Beam's methods replaced on purpose; the classmethod wraps the function as Beam's own is wrapped
+    worker_handlers.WorkerHandlerManager.close_all = close_all  # type: ignore[method-assign]
+    environments.SubprocessSDKEnvironment.from_command_string = classmethod(  # type: ignore[method-assign,assignment]
+        _from_command_string)
     return True
 
 
 def uninstall() -> None:
     """Beam's own close and worker command again (for tests that compare the two)."""
-    worker_handlers.WorkerHandlerManager.close_all = _original_close_all
-    environments.SubprocessSDKEnvironment.from_command_string = _original_from_command_string
+    # Beam's own methods again (the original is the classmethod object itself, from the class's __dict__)
+    worker_handlers.WorkerHandlerManager.close_all = _original_close_all  # type: ignore[method-assign]
+    environments.SubprocessSDKEnvironment.from_command_string = _original_from_command_string  # type: ignore[method-assign]

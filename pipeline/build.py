@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -168,7 +169,7 @@ def fusion_of(opts: PassOptions, specs: list[DetectorSpec]) -> Fusion | None:
 def model_entries(specs: list[DetectorSpec], fusion: Fusion | None) -> list[dict]:
     """What decided detection, as the manifest records it (and a refresh compares): each detector
     with its thresholds, and the fusion model with its two thresholds."""
-    entries = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256,
+    entries: list[dict[str, Any]] = [{"name": spec.name, "file": spec.file.rsplit("/", 1)[-1], "sha256": spec.sha256,
                 "license": spec.license, "thresholds": spec.thresholds, "review_band": spec.review_band,
                 # what a fusion model reading them sees (a refresh compares it too); only where declared
                 **({"context_columns": spec.context_columns} if spec.context_columns else {}),
@@ -318,8 +319,9 @@ def build(pipeline: beam.Pipeline, opts: PassOptions, output: str = "", pins: Pi
     # re-deciding them means fetching the image again every refresh, flagged material included, and a re-encoding (a
     # Pillow upgrade, another --jpeg_quality or --max_side) could make it slip past its sha256 entry and be published.
     rechecked = frozenset({BLOCKLIST_STAGE} if listed else ())
-    undecided = _maybe(unique.kept, pipeline, "SkipDecided", ledger is not None,
-                       lambda: SkipDecided(ledger, carried_ids, rechecked))
+    # _maybe spelt out: the ledger is given to SkipDecided where it is known to be there
+    undecided = (unique.kept | "SkipDecided" >> SkipDecided(ledger, carried_ids, rechecked) if ledger is not None
+                 else StageOutput(unique.kept, empty(pipeline)))
     not_carried = _maybe(undecided.kept, pipeline, "UniqueIdsWithCarried", opts.carry_over,
                          lambda: DropRepeatedIds(carried_ids))
     verified = _maybe(not_carried.kept, pipeline, "VerifyLicense", opts.verify_license, lambda: _verify_license(opts))

@@ -49,7 +49,10 @@ class Sample:
 def _package_dir(module: str) -> Path:
     import importlib
 
-    return Path(importlib.import_module(module).__file__).resolve().parent
+    file = importlib.import_module(module).__file__
+    if file is None:  # a namespace package
+        raise ValueError(f"{module}: no file to find its data beside")
+    return Path(file).resolve().parent
 
 
 def _open(path: Path) -> Image.Image:
