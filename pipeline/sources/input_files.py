@@ -15,8 +15,8 @@ import posixpath
 import re
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -26,6 +26,9 @@ from google.api_core import exceptions as google_exceptions
 from pipeline.io.files import files_to_read, refuse_other_than_a_file, size_and_kind
 from pipeline.records import Rejection
 from pipeline.sources import STAGE
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12: what RawIOBase.readinto takes
 
 # A YFCC line is under 10 KB; 64 KiB leaves room for long descriptions and bounds what one line costs.
 MAX_LINE_BYTES = 64 * 1024
@@ -63,7 +66,7 @@ class _Bzip2Streams(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         with memoryview(buffer) as view, view.cast("B") as target:
             data = self._next(len(target))
             target[:len(data)] = data
@@ -119,14 +122,14 @@ _INFLATION_BUFFER = 8 * 1024  # the readers above it read in pieces of their own
 class _Inflation(io.RawIOBase):
     """A decompressed stream that fails (OSError) once it has given more than `limit` bytes."""
 
-    def __init__(self, handle: BinaryIO, limit: int, size: int) -> None:
+    def __init__(self, handle: io.BufferedIOBase, limit: int, size: int) -> None:
         super().__init__()
         self._handle, self._limit, self._size, self._given = handle, limit, size, 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         with memoryview(buffer) as view, view.cast("B") as target:
             # Into the caller's buffer: no copy held beside it. One byte past the limit is enough to know.
             given = self._handle.readinto(target[:min(len(target), self._limit + 1 - self._given)]) or 0
@@ -151,7 +154,7 @@ def open_decompressed(path: str) -> BinaryIO:
     of its size."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     if path.endswith(".gz"):
-        inflated: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
+        inflated: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb")
     elif path.endswith(".bz2"):
         inflated = io.BufferedReader(_Bzip2Streams(raw), buffer_size=_RAW_CHUNK)
     else:
@@ -332,7 +335,7 @@ class _AsChecked(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         if self._at == len(self._piece):
             self._piece = b""  # not held beside the next one
             self._piece, self._at = self._next_piece(), 0
@@ -361,7 +364,7 @@ class _AsChecked(io.RawIOBase):
 
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True, lone_cr: bool = True,
                         dropped: Callable[[bytes], None] | None = None,
-                        crcs: array | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
+                        crcs: array | None = None) -> Generator[tuple[str, bytes] | Rejection, None, None]:
     """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
     `_Lines`; `lone_cr=False`: at a \\n only, as JSON lines are defined); lines count from 1.
 

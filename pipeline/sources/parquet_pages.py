@@ -196,17 +196,26 @@ def check_page_rows(metadata: pq.FileMetaData, row_group: int, names: Sequence[s
                                      for name, found in zip(names, values, strict=True)])
 
 
-def _sizes_problem(header: dict[int, int | dict]) -> str | None:
+_NO_SIZES = "a page header without its sizes"
+
+
+def _sizes(header: dict[int, int | dict]) -> tuple[int, int] | None:
+    """(uncompressed, compressed) sizes of a page, None unless both are there as ints of 0 or more."""
     uncompressed, compressed = header.get(_UNCOMPRESSED), header.get(_COMPRESSED)
     if not isinstance(uncompressed, int) or not isinstance(compressed, int) or uncompressed < 0 or compressed < 0:
-        return "a page header without its sizes"
-    return None
+        return None
+    return uncompressed, compressed
+
+
+def _sizes_problem(header: dict[int, int | dict]) -> str | None:
+    return _NO_SIZES if _sizes(header) is None else None
 
 
 def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | None:
-    if problem := _sizes_problem(header):
-        return problem
-    uncompressed = header[_UNCOMPRESSED]
+    sizes = _sizes(header)
+    if sizes is None:
+        return _NO_SIZES
+    uncompressed, _ = sizes
     count = _value_count(header)
     allowed = min(MAX_PAGE_BYTES, count * (max_value_bytes + _PER_VALUE) + _PER_PAGE)
     if uncompressed > allowed:
@@ -215,9 +224,10 @@ def _page_problem(header: dict[int, int | dict], max_value_bytes: int) -> str | 
 
 
 def _inflation_problem(header: dict[int, int | dict], floor: int, ratio: int, file_size: int) -> str | None:
-    if problem := _sizes_problem(header):
-        return problem
-    uncompressed, compressed = header[_UNCOMPRESSED], header[_COMPRESSED]
+    sizes = _sizes(header)
+    if sizes is None:
+        return _NO_SIZES
+    uncompressed, compressed = sizes
     # A page's stored bytes lie in the file: a header claiming more cannot buy a larger allowance.
     allowed = max(floor, ratio * min(compressed, file_size))
     if uncompressed > allowed:
@@ -272,14 +282,15 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
         problem = judge(header)
         if problem:
             return f"{problem} (the page at byte {position:,})"
-        stored = header[_COMPRESSED]  # an int, as the uncompressed size: `judge` checked them
-        if within is not None and position + source.consumed + stored > min(end, within):  # type: ignore[operator]
+        sizes = _sizes(header)
+        assert sizes is not None  # for the type checker: every `judge` finds a page without its sizes a problem
+        size, stored = sizes
+        if within is not None and position + source.consumed + stored > min(end, within):
             return f"a page of {stored:,} bytes running past its column chunk (the page at byte {position:,})"
-        size = header[_UNCOMPRESSED]  # an int, as the compressed size: _page_problem checked them
         total += size
         dictionary += size if header.get(_TYPE) == _DICTIONARY_PAGE else 0
         values += _value_count(header) if header.get(_TYPE) in _DATA_PAGES else 0
-        position += source.consumed + header[_COMPRESSED]
+        position += source.consumed + stored
     return Pages(total, dictionary, values)
 
 

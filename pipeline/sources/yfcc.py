@@ -81,6 +81,7 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
     except UnicodeDecodeError as err:
         return Rejection(ref, STAGE, "bad_encoding", f"invalid UTF-8 at byte {err.start}", "", ref)
     cells = text.split("\t")
+    names: tuple[str, ...]
     if len(cells) == len(COLUMNS_25):
         names = COLUMNS_25
     elif len(cells) == len(COLUMNS_23):
@@ -109,7 +110,8 @@ def parse_line(raw: bytes, ref: str) -> Photo | Rejection:
         license_source_text=row["license_name"],
         license_source_url=row["license_url"],
         marker=marker,
-        **{name: row[name] for name in _SAME_NAMED},
+        # each a str field of Photo, which mypy cannot tell from a dict of names
+        **{name: row[name] for name in _SAME_NAMED},  # type: ignore[arg-type]
     )
 
 
