@@ -189,7 +189,7 @@ def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
     except ScoresFileError as err:
         parser.error(str(err))
     results = [result for _, result in read]
-    seen = [result.get("split") for result in results]
+    seen = [result["split"] for result in results]  # a str in each: read_scores checked it
     if len(results) < 2 or sorted(seen) != sorted(named) or len(set(seen)) != len(seen):
         parser.error(f"one scores file per split named in --splits (at least two); got {seen} for {named}")
     feature_sets = [tuple(split_list(text)) for text in args.features] or [DEFAULT_FEATURES]

@@ -116,7 +116,8 @@ def load_rows(split: str = "all", text: str | None = None) -> list[Row]:
     """The labelled rows of one split (one of SPLITS, or 'all'), in the CSV's order."""
     if text is None:
         text = resources.files("pipeline.photo_sets").joinpath(LABELS).read_text(encoding="utf-8")
-    rows = [Row(**{**record, "width": int(record["width"]), "height": int(record["height"])})
+    # The CSV's columns are Row's fields (str), its width and height made ints, which mypy cannot tell from a dict
+    rows = [Row(**{**record, "width": int(record["width"]), "height": int(record["height"])})  # type: ignore[arg-type]
             for record in csv.DictReader(io.StringIO(text))]
     return [row for row in rows if split == "all" or row.split == split]
 
@@ -258,6 +259,7 @@ def _run(command: list[str], cwd: Path, max_file_bytes: int | None = None) -> st
     """The command's output; a FetchError naming why when it fails, runs past TOOL_TIMEOUT_S or (with
     `max_file_bytes`) writes a file larger than that (the kernel stops it: RLIMIT_FSIZE)."""
     def limit_files() -> None:
+        assert max_file_bytes is not None  # for the type checker: only run with a size (below)
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
     try:

@@ -63,6 +63,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -367,15 +368,16 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
         rest = [feature for feature in features if feature.split(".", 1)[0] != detector]
         if rest:
             ablation[detector] = one(rest)
-    options = {"l2": l2} if kind == "logistic" else {"trees": TREE_SETTINGS}
+    options: dict[str, Any] = {"l2": l2} if kind == "logistic" else {"trees": TREE_SETTINGS}
     if signed:  # only then: the shipped files, fitted without it, still refit byte for byte
         options["signed"] = sorted(signed)
     if floors:  # likewise
         options["floors"] = dict(sorted(floors))
+    fitted = " + ".join(map(str, seen))  # each a name in `splits`: checked above
     return {
         "kind": KINDS[kind],
         **model,
-        "fitted_on": (f"{' + '.join(seen)} split{'s' if len(seen) > 1 else ''} of pipeline/photo_sets/labels.csv: "
+        "fitted_on": (f"{fitted} split{'s' if len(seen) > 1 else ''} of pipeline/photo_sets/labels.csv: "
                       f"{int(y.sum())} images with a human, {int((1 - y).sum())} no_person; scores sha256 "
                       + ", ".join(f"{result.get('_sha256', '')}" + (f" ({result['split']})" if len(seen) > 1 else "")
                                   for result in results)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ MAX_TAR_MEMBERS = 100_000
 INFLATE_DEADLINE_S = 300.0
 _CHUNK = 1 << 20
 # the compression a file's name says, and nothing else: another kind of stream under that name is an error, not a guess
-DECOMPRESSORS: dict[str, Callable[[Path], IO[bytes]]] = {
+DECOMPRESSORS: dict[str, Callable[[Path], io.BufferedIOBase]] = {
     ".tar.gz": gzip.GzipFile, ".tgz": gzip.GzipFile, ".tar.bz2": bz2.BZ2File}
 
 
