@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import apache_beam as beam
 import pyarrow as pa
@@ -123,6 +123,16 @@ def read_regular_file(path: str, limit: int | None = None) -> bytes:
     if limit is not None and len(data) > limit:
         raise ValueError(f"{path} is over {limit:,} bytes, more than any run writes")
     return data
+
+
+class SeekableReader(Protocol):
+    """What a reader of a file's bytes takes: a file opened for reading, or a `HashingReader` reading one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class HashingReader(io.RawIOBase):

@@ -13,13 +13,14 @@ import json
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
+from pipeline.io.files import HashingReader
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
@@ -46,14 +47,15 @@ _DICTIONARY_ROWS_BYTES = 256 << 20
 # of rows, each naming its own page.
 _GROUP_FLOOR = 256 << 20  # or `_PAGE_RATIO` times the file's size
 
-Source = bytes | BinaryIO  # a file's bytes, or a stream of them (verify reads files as `HashingReader`s)
+Stream = BinaryIO | HashingReader  # verify reads files as `HashingReader`s
+Source = bytes | Stream  # a file's bytes, or a stream of them
 
 
-def _stream(source: Source) -> BinaryIO:
+def _stream(source: Source) -> Stream:
     return io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
 
 
-def read_up_to(stream: BinaryIO, size: int, left: int | None = None) -> bytes:
+def read_up_to(stream: Stream, size: int, left: int | None = None) -> bytes:
     """`size` bytes of a stream, or fewer at its end. In one read when the stream is known to hold them (`left`: the
     bytes it has left), else `_CHUNK` bytes at a time: a file's reader allocates what it is asked for, and a hostile
     length field may ask for any number."""
@@ -162,7 +164,7 @@ class _RunMember(tarfile.TarInfo):
     tarfile reads what it holds."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
         member = super().frombuf(buf, encoding, errors)
         if member.type in _EXTENDED_HEADERS:
             raise tarfile.ReadError(f"a pax or GNU extended header (type {member.type.decode('latin-1')!r}), which "
@@ -277,7 +279,7 @@ def bounded_batches(source: Source, columns: list[str], rows: int,
                                         use_threads=False)
 
 
-def _checked_group(stream: BinaryIO, metadata: pq.FileMetaData, group: int, leaves: list[int],
+def _checked_group(stream: Stream, metadata: pq.FileMetaData, group: int, leaves: list[int],
                    file_size: int) -> list[Pages]:
     """The `Pages` of these leaf columns of a row group, checked as `bounded_batches` checks them before reading."""
     pages = check_inflation(stream, metadata, group, leaves, _PAGE_FLOOR, _PAGE_RATIO, file_size)
@@ -352,8 +354,8 @@ def _tfrecord_facts(record: bytes) -> tuple[str, bytes, bytes, bool]:
     """(photo id, image sha256, credit digest, whether the image hashes to its image/sha256 and is a JPEG the image
     stage writes) of an Example."""
     example = decode_example(record)
-    photo_id = example.get("image/id", b"")
-    photo_id = photo_id.decode("utf-8") if isinstance(photo_id, bytes) else str(photo_id)
+    raw_id = example.get("image/id", b"")
+    photo_id = raw_id.decode("utf-8") if isinstance(raw_id, bytes) else str(raw_id)
     image, sha256 = example.get("image/encoded"), example.get("image/sha256")
     digest = hashlib.sha256(image if isinstance(image, bytes) else b"").digest()
     matches = (isinstance(image, bytes) and isinstance(sha256, bytes) and digest.hex() == sha256.decode()
@@ -387,7 +389,9 @@ def _attribution_records(source: Source, size: int | None = None) -> Records:
         size = stream.seek(0, io.SEEK_END)
         stream.seek(0)
     most = max(ROW_FLOOR, size // _ATTRIBUTION_ROW_BYTES)
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    # Ignored: typeshed asks of the wrapped stream a `name`, which a HashingReader lacks; TextIOWrapper reads it
+    # only when asked for its own
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")  # type: ignore[type-var]
     try:
         lines = BoundedRecordLines(text, MAX_ATTRIBUTION_LINE, lambda first, last: (
             f"a line or record over {MAX_ATTRIBUTION_LINE:,} characters, longer than any a run writes"))

@@ -42,7 +42,7 @@ import posixpath
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -407,7 +407,7 @@ def _check_file(release: str, entry: dict[str, Any], ids: dict[str, IdCount], se
 
 
 def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount], seen: _Seen,
-                   accounts: Accounts, pins: Pins = UNCHECKED) -> Iterator[Problem]:
+                   accounts: Accounts, pins: Pins = UNCHECKED) -> Generator[Problem, None, bool]:
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
@@ -682,7 +682,7 @@ def _card_problems(path: str, data: bytes, entries: list[dict[str, Any]]) -> Ite
     loaded the rejections (or any path, or another licence) passed. Its text below is not compared: it has changed
     between versions, and a release written by an earlier one must still verify (its front matter may be the one an
     earlier version wrote for its files: `dataset_card.front_matters`)."""
-    written = {entry.get("format") for entry in entries}
+    written = {fmt for entry in entries if isinstance(fmt := entry.get("format"), str)}  # none is read as another
     if not any(data.startswith(front.encode("utf-8")) for front in front_matters(written, "near_dup_index" in written)):
         yield Problem(path, "its front matter (configurations, licence) is not what a run writes for these files")
 

@@ -11,9 +11,12 @@ here with a small Thrift compact-protocol reader, as pyarrow shows no page heade
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from pipeline.io.files import SeekableReader
 
 # Writers cut pages near 1 MiB (pyarrow, parquet-mr, polars, ClickHouse; their dictionary pages too); a page is
 # decompressed whole, so this caps what one costs, with room for writers that cut larger ones (fastparquet writes a
@@ -59,7 +62,7 @@ class TooLarge(ValueError):
 class _Input:
     """A Thrift compact-protocol reader over a file, from a given offset, counting what it consumes."""
 
-    def __init__(self, handle: BinaryIO, offset: int) -> None:
+    def __init__(self, handle: SeekableReader, offset: int) -> None:
         handle.seek(offset)
         self._handle = handle
         self.consumed = 0
@@ -264,7 +267,7 @@ class Pages(NamedTuple):
     values: int = 0  # the values its data pages' headers say they hold, nulls included: a flat column's rows
 
 
-def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dict[int, int | dict]], str | None],
+def _pages(handle: SeekableReader, chunk: pq.ColumnChunkMetaData, judge: Callable[[dict[int, int | dict]], str | None],
            within: int | None = None) -> Pages | str:
     """The sizes of a column chunk's pages, or why decompressing one of them could take more memory than `judge`
     allows (`_page_problem`, `_inflation_problem`). Each page is judged by its own header, whatever the footer says:
@@ -294,7 +297,7 @@ def _pages(handle: BinaryIO, chunk: pq.ColumnChunkMetaData, judge: Callable[[dic
     return Pages(total, dictionary, values)
 
 
-def count_values(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
+def count_values(handle: SeekableReader, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
                  file_size: int) -> list[int]:
     """The values the data pages of the column chunks `leaves` of `row_group` hold, as their headers say (a flat
     column's rows), read from the page headers alone: nothing is decompressed, so no size is judged but the file's
@@ -311,7 +314,7 @@ def count_values(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, le
     return found
 
 
-def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
+def check_row_group(handle: SeekableReader, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
                     max_value_bytes: int) -> list[Pages]:
     """The `Pages` of the column chunks `leaves` (leaf column numbers) of `row_group`; `TooLarge` when reading one
     could take more memory than values of at most `max_value_bytes` each need, one page at a time: judged first
@@ -335,8 +338,8 @@ def check_row_group(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int,
     return found
 
 
-def check_inflation(handle: BinaryIO, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int], floor: int,
-                    ratio: int, file_size: int) -> list[Pages]:
+def check_inflation(handle: SeekableReader, metadata: pq.FileMetaData, row_group: int, leaves: Sequence[int],
+                    floor: int, ratio: int, file_size: int) -> list[Pages]:
     """The `Pages` of the column chunks `leaves` of `row_group`; `TooLarge` when a page would decompress to more
     than `ratio` times its stored size (at most the file's `file_size`) and more than `floor` bytes. For files whose
     values carry no bound of their own (the images of a published shard, whatever `--max_side` made them), where a
