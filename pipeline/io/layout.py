@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -70,7 +71,7 @@ def work_cache(root: str, name: str) -> str:
 MAX_MANIFEST_BYTES = 64 << 20
 
 
-def manifest_of(folder: str) -> dict | None:
+def manifest_of(folder: str) -> Any:  # any JSON value: callers check it is a dict
     """The folder's manifest; None when there is none, or it is no JSON, no regular file or over MAX_MANIFEST_BYTES
     (a dataset verify would refuse). A release folder is outside input: a manifest.json that was a named pipe hung
     `--previous=latest` (which reads every release's) for good, one linked to /dev/zero read until memory ran out."""

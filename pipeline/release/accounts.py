@@ -32,7 +32,8 @@ class _Some:
     """How many, and the least few for the report: bounded whatever the count."""
 
     def __init__(self) -> None:
-        self.count, self.least = 0, []
+        self.count = 0
+        self.least: list[str] = []
 
     def add(self, value: str, times: int = 1) -> None:
         self.count += times

@@ -282,7 +282,7 @@ class _CheckRow(beam.DoFn):
     def __init__(self, release_name: str, max_pixels: int) -> None:
         self._release, self._max_pixels = release_name, max_pixels
 
-    def process(self, item: tuple[str, dict | UnreadableShard]) -> Iterator:
+    def process(self, item: tuple[str, dict | UnreadableRow]) -> Iterator:
         where, row = item
         ref = f"{self._release}/parquet/{where}"
         if isinstance(row, UnreadableRow):

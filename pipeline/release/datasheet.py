@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -377,6 +377,9 @@ def write_datasheet(release: str, changelog: dict | None = None, name: str = "")
     outputs["datasheet.html"] = _html(f"Datasheet: {manifest.get('name', 'dataset')} {release_name}", text)
     entries = []
     for name, data in sorted(outputs.items()):
-        entry = write_atomically(FileSystems.join(release, name), lambda handle, data=data: handle.write(data))
+        def write(handle: BinaryIO, data: bytes = data) -> int:
+            return handle.write(data)
+
+        entry = write_atomically(FileSystems.join(release, name), write)
         entries.append({"path": name, "format": "datasheet", **entry})
     return entries

@@ -276,11 +276,11 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
     if made.get("previous") != mine["previous"]:
         found.append(f"built on {value(made.get('previous') or 'no previous release', 200)}, not on "
                      f"{value(mine['previous'] or 'none', 200)}")
-    theirs = made.get("options") if isinstance(made.get("options"), dict) else {}
+    theirs = options if isinstance(options := made.get("options"), dict) else {}
     for key in sorted(set(theirs) | set(mine["options"])):
         if theirs.get(key) != mine["options"].get(key):
             found.append(f"--{key}={value(theirs.get(key))} there, {value(mine['options'].get(key))} here")
-    theirs_files = made.get("input_files") if isinstance(made.get("input_files"), dict) else {}
+    theirs_files = files if isinstance(files := made.get("input_files"), dict) else {}
     for key in sorted(set(theirs_files) | set(mine["input_files"])):
         if key not in theirs or theirs.get(key) != mine["options"].get(key):
             continue  # named as an option above
@@ -359,6 +359,7 @@ def photo_ids(release: str, places: dict[str, str] | None = None, pins: Pins = U
         except (OSError, ValueError, pa.ArrowException) as err:
             raise UnreadableShard(path, f"parquet/{posixpath.basename(path)}",
                                   " ".join(f"{type(err).__name__}: {err}".split())[:200]) from None
+        rows: range | list[int]
         values, rows = column, range(1, len(column) + 1)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             # The ids that are a number's one spelling taken as numbers by Arrow, never made Python text (1.44 million
@@ -443,8 +444,8 @@ def changelog(previous: str, release: str, name: str = "", pins: Pins = UNCHECKE
                 elif removed:
                     # The rejection of the carried copy is why the photo left; one of a new row for the same id (a
                     # licence changed to BY-NC, say) is not: the copy may have left over the owner cap.
-                    reason = (not (row["source_ref"] or "").startswith(carried), row["stage"], row["reason"])
-                    why[photo_id] = min(why.get(photo_id, reason), reason)
+                    ranked = (not (row["source_ref"] or "").startswith(carried), row["stage"], row["reason"])
+                    why[photo_id] = min(why.get(photo_id, ranked), ranked)
     reasons: dict[str, list[str]] = {}
     for photo_id, (_, stage, reason) in sorted(why.items()):
         reasons.setdefault(f"{stage}/{reason}", []).append(photo_id)
@@ -504,5 +505,5 @@ def finish(release: str, previous: str | None, name: str, made_by: dict[str, Any
     entries += write_datasheet(release, log, name)
     manifest = update_manifest(release, entries, release=name, previous_release=previous or None)
     if made_by is not None:
-        update_manifest(release, **{FINGERPRINT: {**made_by, "sha256": seal(made_by, manifest["files"])}})
+        update_manifest(release, (), **{FINGERPRINT: {**made_by, "sha256": seal(made_by, manifest["files"])}})
     return log

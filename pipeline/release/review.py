@@ -88,8 +88,8 @@ def review_order(photo: Photo, specs: Sequence[DetectorSpec] = (), fusion: Fusio
 
 
 def _thumbnail(image: bytes) -> str:
-    with Image.open(io.BytesIO(image)) as img:
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(image)) as opened:
+        img = opened.convert("RGB")
         img.thumbnail((THUMBNAIL, THUMBNAIL))
         out = io.BytesIO()
         img.save(out, "JPEG", quality=80)
