@@ -131,12 +131,12 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`{held}")
     # A release records these for the next refresh, which runs elsewhere (the schedule): a relative path would be
     # refused there, month after month, after being taken here.
-    given = PipelineOptions(list(rest)).view_as(PassOptions)
+    parsed = PipelineOptions(list(rest)).view_as(PassOptions)
     for key in INHERITED:
-        if relative := release.relative_paths(key, str(getattr(given, key) or "")):
+        if relative := release.relative_paths(key, str(getattr(parsed, key) or "")):
             raise UsageError(f"--{key}: {relative[0][:80]!r} is a relative path; a release records it for the next "
                              "refresh, which runs elsewhere: give it absolute")
-        if other := release.not_files(key, str(getattr(given, key) or "")):
+        if other := release.not_files(key, str(getattr(parsed, key) or "")):
             raise UsageError(f"--{key}: {other[0][:80]!r} is no regular file (a pipe?): a refresh reads it twice (its "
                              "fingerprint, then the run) and a release records it for the next refresh; give a file")
     argv = release.refresh_argv(previous, args.output, name, rest, models_for,

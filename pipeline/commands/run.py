@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -112,7 +113,7 @@ def expand_month(argv: Sequence[str], now: dt.datetime | None = None) -> list[st
     return [arg.replace(MONTH_TOKEN, month) for arg in argv]
 
 
-def _all_option_classes(cls: type = PipelineOptions) -> list[type]:
+def _all_option_classes(cls: type[PipelineOptions] = PipelineOptions) -> list[type[PipelineOptions]]:
     return [cls, *(sub for direct in cls.__subclasses__() for sub in _all_option_classes(direct))]
 
 
@@ -568,7 +569,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 if refused:
                     raise RunRefused(refused)
                 if made_by is not None:  # sealed over the files as they are published
-                    report.update_manifest(staging, **{record.RUN_FINGERPRINT: record.seal_run(
+                    report.update_manifest(staging, (), **{record.RUN_FINGERPRINT: record.seal_run(
                         made_by, report.read_manifest(staging)["files"])})
                 if before_publish is not None:
                     before_publish(staging)
@@ -640,7 +641,7 @@ def summary(output: str, stats: dict) -> str:
     written = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"] if "/" in entry["path"]})
     formats = [FileSystems.join(output, name) for name in FORMAT_FOLDERS if name in written]
     # The borderline band waits for a reviewer: the summary named every other file, never the page holding it.
-    sheet = next((entry for entry in manifest["files"] if entry.get("format") == "review_sheet"), {})
+    sheet: dict[str, Any] = next((entry for entry in manifest["files"] if entry.get("format") == "review_sheet"), {})
     held, shown = int(sheet.get("held") or 0), int(sheet.get("records") or 0)
     review = (f"  review:      {FileSystems.join(output, sheet['path'])}: {held} photos held for review"
               f"{f' ({shown} most suspicious on the page)' if shown < held else ''}; decide them there, then "
