@@ -166,18 +166,20 @@ def _gcs_object(path: str) -> Any:
     `storage.Client()`, finds a project or fails: with default credentials naming none (a user's
     application-default login), every run into gs:// was refused as "cannot write to --output", where the launch's
     checks read the bucket."""
+    from apache_beam.io.gcp.gcsfilesystem import GCSFileSystem
+
     bucket, _, name = path.removeprefix("gs://").partition("/")
+    filesystem = FileSystems.get_filesystem(path)
+    if not isinstance(filesystem, GCSFileSystem):  # what Beam registers for gs://; said, should that ever change
+        raise OSError(f"Beam reads gs:// through {type(filesystem).__name__}, not its GCSFileSystem")
     # Beam's GCSFileSystem makes a GcsIO from the options Beam's FileSystems holds, and a GcsIO its storage client
-    return FileSystems.get_filesystem(path)._gcsIO().client.bucket(bucket).blob(name)
+    return filesystem._gcsIO().client.bucket(bucket).blob(name)
 
 
 def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
     """(True if this call created the file, False if it already existed; on a local disk, a descriptor of the file
     created holding `_hold`'s flock on it, for the run to keep open while it holds the lock)."""
     if path.startswith("gs://"):
-        # Imported by its full name: google-cloud-storage ships no type information, and within the typed google.cloud
-        # namespace mypy looks `from google.cloud import storage` up as an attribute it does not find.
-        import google.cloud.storage as storage
         from google.api_core.exceptions import PreconditionFailed
 
         try:
