@@ -302,7 +302,20 @@ def test_a_compressed_list_inflating_past_the_inputs_bound_fails_at_launch_unrea
         read_blocklists([str(bomb)])
 
 
-@pytest.mark.parametrize("name", ["takedowns.txt.xz", "takedowns.txt.zst", "takedowns.txt.GZ"])
+def test_a_compressed_list_whose_suffix_is_in_upper_case_is_read_as_the_lower_case_suffix_says(tmp_path):
+    """`TAKEDOWNS.TXT.GZ` (a name a tool upper-cased) was refused as compressed another way: the run did not start.
+    It is read as `.gz` is, checked to its end."""
+    (tmp_path / "a.TXT.GZ").write_bytes(gzip.compress(b"photo_id 7\n"))
+    (tmp_path / "b.txt.Bz2").write_bytes(bz2.compress(b"photo_id 8\n"))
+    texts = read_blocklists([str(tmp_path / "a.TXT.GZ"), str(tmp_path / "b.txt.Bz2")])
+    assert [(entry.source, entry.value) for entry in parse_blocklists(texts, 4)] == [("a.TXT.GZ:1", "7"),
+                                                                                   ("b.txt.Bz2:1", "8")]
+    (tmp_path / "cut.TXT.GZ").write_bytes(gzip.compress(b"photo_id 7\nphoto_id 4242\n")[:-12])
+    with pytest.raises(ValueError, match=r"cut\.TXT\.GZ: cannot be read: EOFError"):
+        read_blocklists([str(tmp_path / "cut.TXT.GZ")])
+
+
+@pytest.mark.parametrize("name", ["takedowns.txt.xz", "takedowns.txt.zst", "takedowns.txt.XZ"])
 def test_a_list_compressed_another_way_is_refused_naming_the_ways_it_is_read(tmp_path, name):
     """Beam decompresses a name ending in any of its suffixes, as far as the data goes: a list cut short there gave
     the entries before the cut unsaid. A list is read plain, .gz or .bz2, each checked to its end."""

@@ -103,6 +103,19 @@ def test_compressed_text_tables_and_a_byte_order_mark_are_read(tmp_path):
         assert [item.photo_id for item in read_all(tmp_path / name, "csv")] == ["11", "12"]
 
 
+def test_a_table_whose_suffix_is_in_upper_case_is_read_as_the_lower_case_suffix_says(tmp_path):
+    """`META.CSV.GZ` was read raw: refused at launch as no CSV, its compressed bytes rows in the job."""
+    layout = table_layout("csv", THEIRS)
+    (tmp_path / "a.CSV.GZ").write_bytes(gzip.compress(csv_text(GOOD).encode()))
+    (tmp_path / "b.csv.BZ2").write_bytes(bz2.compress(csv_text(GOOD).encode()))
+    for name in ("a.CSV.GZ", "b.csv.BZ2"):
+        assert sniff(str(tmp_path / name), layout) is None, name
+        assert [item.photo_id for item in read_all(tmp_path / name, "csv")] == ["11", "12"], name
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "a.CSV.GZ"), layout)
+        assert_that(read.kept | beam.Map(lambda photo: photo.source_ref), equal_to(["a.CSV.GZ:2", "a.CSV.GZ:3"]))
+
+
 def test_blank_lines_are_not_records(tmp_path):
     path = tmp_path / "meta.jsonl"
     path.write_text("\n" + json.dumps(GOOD[0]) + "\n  \n\r\n")

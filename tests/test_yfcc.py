@@ -96,6 +96,33 @@ def test_reads_plain_gzip_bzip2_and_empty_files(tmp_path):
                     label="rejections")
 
 
+def test_a_dump_whose_suffix_is_in_upper_case_is_read_as_the_lower_case_suffix_says(tmp_path):
+    """A dump copied by a tool that upper-cases names (`DUMP.TSV.GZ`, `part.Bz2`) was read raw: its compressed bytes
+    refused at launch as no YFCC dump, and each of its "lines" a rejection in the job. The suffix is read in any case,
+    in the job's own read (its check of the whole file too, which finds a damaged one) as at launch."""
+    def text(prefix: int) -> bytes:
+        return "".join(yfcc_line(i, f"{prefix}{i}", f"http://h/{prefix}{i}_ab.jpg") + "\n" for i in (1, 2)).encode()
+
+    (tmp_path / "a.TSV.GZ").write_bytes(gzip.compress(text(20)))
+    (tmp_path / "b.tsv.Bz2").write_bytes(bz2.compress(text(30)))
+    for name in ("a.TSV.GZ", "b.tsv.Bz2"):
+        assert sniff(str(tmp_path / name)) is None, name
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "*"))
+        assert_that(read.kept | beam.Map(lambda photo: (photo.photo_id, photo.source_ref)),
+                    equal_to([("201", "a.TSV.GZ:1"), ("202", "a.TSV.GZ:2"), ("301", "b.tsv.Bz2:1"),
+                              ("302", "b.tsv.Bz2:2")]), label="read")
+        assert_that(read.rejected, equal_to([]), label="nothing rejected")
+    (tmp_path / "b.tsv.Bz2").unlink()
+    many = "".join(yfcc_line(i, str(1000 + i), "http://h/x.jpg") + "\n" for i in range(1, 3001)).encode()
+    (tmp_path / "a.TSV.GZ").write_bytes(corrupt_deflate(gzip.compress(many)))
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "a.TSV.GZ"))
+        assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
+                    equal_to([("a.TSV.GZ:1", "unreadable_file")]), label="checked whole")
+        assert_that(read.kept, equal_to([]), label="no line of it")
+
+
 def test_a_dump_whose_name_holds_a_backslash_is_read(tmp_path):
     # Beam's MatchFiles reads '*' as "anything but / or \\": this file and its rows were skipped without a word.
     (tmp_path / "part\\1.tsv").write_text(yfcc_line(1, "11", "http://h/11_ab.jpg") + "\n")

@@ -148,14 +148,26 @@ def inflation_limit(size: int) -> int:
     return max(INFLATION_FLOOR, MAX_INFLATION * size)
 
 
+_COMPRESSED = (".gz", ".bz2")
+
+
+def compression_of(path: str) -> str | None:
+    """".gz" or ".bz2" where the name ends so in any case (Beam's own suffix check reads it so), else None. Checked
+    as written, a dump copied by a tool that upper-cases names (`DUMP.TSV.GZ`, `part.Bz2`) was read raw: refused at
+    launch as no dump, and in the job each of its "lines" of compressed bytes a rejection."""
+    lowered = path.lower()
+    return next((suffix for suffix in _COMPRESSED if lowered.endswith(suffix)), None)
+
+
 def open_decompressed(path: str) -> BinaryIO:
     """Python's own gzip reader and a strict bzip2 one, not Beam's: they raise on a truncated file, where
     Beam's decompressor silently returns the partial data. A compressed file's data is bounded by `inflation_limit`
     of its size."""
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    if path.endswith(".gz"):
+    compression = compression_of(path)
+    if compression == ".gz":
         inflated: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb")
-    elif path.endswith(".bz2"):
+    elif compression == ".bz2":
         inflated = io.BufferedReader(_Bzip2Streams(raw), buffer_size=_RAW_CHUNK)
     else:
         return raw
@@ -283,7 +295,6 @@ class _Lines:
 
 
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
-_COMPRESSED = (".gz", ".bz2")
 # The check of a compressed file keeps a CRC-32 of each such piece of its data (4 bytes per 32 KiB: 6 MiB for a
 # 50 GB dump); the reading pass hands on no byte of a piece before its CRC matched. One piece is held at a time
 # (64 KiB pieces took the reading of a 32 MiB line to 550 KB, over test_yfcc's bound; 32 KiB, 390 KB).
@@ -315,7 +326,7 @@ def check_compressed(path: str) -> array | None:
     dump, reading took 17% longer as .gz and 80% longer as .bz2, whose decompression is most of the read. Memory
     stays one piece; a decompressed copy kept for the real pass would take a disk as large as the data. The CRCs let
     the reading pass refuse data the check did not see: a file replaced or damaged between the two passes."""
-    if not path.endswith(_COMPRESSED):
+    if compression_of(path) is None:
         return None
     with open_decompressed(path) as handle:
         return array("I", (zlib.crc32(piece) for piece in _pieces(handle)))

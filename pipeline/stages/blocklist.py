@@ -1,7 +1,7 @@
 """Blocklists: takedown requests and hash lists from safety organisations, applied to every run.
 
-A list is a text file (plain, .gz or .bz2), one entry per line (ended by LF, CRLF or a lone CR; `#` starts a
-comment):
+A list is a text file (plain, .gz or .bz2, the suffix in any case), one entry per line (ended by LF, CRLF or a lone
+CR; `#` starts a comment):
 
     photo_id 123456789
     owner 12345678@N01          # every photo of one Flickr account (a photographer opting out): a row's
@@ -67,7 +67,7 @@ from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_owner_id, canonical_photo_id
-from pipeline.sources.input_files import BROKEN_FILE_ERRORS, open_decompressed
+from pipeline.sources.input_files import BROKEN_FILE_ERRORS, compression_of, open_decompressed
 from pipeline.stage import StageOutput, apply_stage, reject
 
 STAGE = "blocklist"
@@ -246,10 +246,10 @@ def _list_bytes(path: str) -> bytes:
     list's download stopped) as far as it went, without a word: the entries after the cut were never applied, and the
     cut one could name another photo (`photo_id 4242` cut to `photo_id 42`); and a .gz of one line repeated was
     inflated whole into the launcher's memory."""
-    if CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED:
-        opened = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    elif path.endswith((".gz", ".bz2")):
+    if compression_of(path):  # in any case: `TAKEDOWNS.TXT.GZ` was refused as compressed another way
         opened = open_decompressed(path)
+    elif CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED:
+        opened = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     else:
         raise ValueError(f"{path}: a list is read plain, .gz or .bz2 (each checked to its end); name it so")
     try:
