@@ -184,3 +184,21 @@ def test_near_duplicates_off_leaves_decontamination_and_takedowns_at_the_default
                      "--near_dup_distance=-1", *FAST])
     assert stats["accounted"] and stats["rejections_by_stage"]["decontaminate"] == {"eval_overlap": 1}  # coffee
     assert stats["rejections_by_stage"]["blocklist_content"] == {"blocklisted": 2}  # chelsea and its re-upload
+
+
+@pytest.mark.parametrize("inside", ["\u2028", "\x85", "\x0c", "\x1e"])
+def test_a_list_ends_its_lines_where_a_takedown_list_does_never_inside_a_path(tmp_path, eval_set, inside):
+    """A list's lines end at \\n, \\r\\n or a lone \\r, as a takedown list's do; str.splitlines() also ended one at
+    U+2028, NEL, a form feed or a record separator, which a file name may hold: its path was cut in two, neither of
+    which is there. The same character after a path's comment would make the path after it part of that comment: it
+    fails at launch with its line, as in a takedown list."""
+    image = (eval_set / "val_0001.JPEG").read_bytes()
+    (eval_set / f"val{inside}a.JPEG").write_bytes(image)
+    listing = tmp_path / "eval.txt"
+    listing.write_text(f"eval/val_0002.png\reval/val{inside}a.JPEG\r\n{inside}\neval/val_0001.JPEG\n", encoding="utf-8")
+    assert [path[len(str(tmp_path)) + 1:] for path in expand_eval_source(str(listing))] == [
+        "eval/val_0002.png", f"eval/val{inside}a.JPEG", "eval/val_0001.JPEG"]
+    listing.write_text(f"eval/val_0002.png\n# the test split\neval/val_0001.JPEG  # coffee{inside}eval/val_0003.JPEG\n",
+                       encoding="utf-8")
+    with pytest.raises(ValueError, match=r"eval\.txt:3: a line break .* in a comment"):
+        expand_eval_source(str(listing))

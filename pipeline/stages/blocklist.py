@@ -201,17 +201,29 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
 _OTHER_BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
+def list_lines(text: str) -> list[str]:
+    """An operator's list's lines (this one's, and `--decontaminate`'s list files), numbered as an editor counts them:
+    ended by \\n, \\r\\n or a lone \\r, and by no other character (`str.splitlines()` also ends one at U+2028, NEL, a
+    form feed, which a file name may hold: a path in a list was cut in two)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def break_in_comment(comment: str, where: str) -> None:
+    """ValueError naming `where` for a line break other than a list's own (`_OTHER_BREAKS`) in a line's `comment`,
+    which would make what follows it, an entry to the eye, part of the comment."""
+    if hidden := _OTHER_BREAKS.search(comment):
+        raise ValueError(f"{where}: a line break {hidden[0]!a} in a comment would make what follows it a comment "
+                         "too; end lines with \\n")
+
+
 def parse_blocklist(text: str, name: str, default_distance: int) -> list[Entry]:
     """Every entry of one list; ValueError naming `name:line` for the first one that cannot be understood."""
     entries = []
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # line numbers as an editor counts
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(list_lines(text), start=1):
         body, _, comment = line.partition("#")
         fields = body.split()
         where = f"{name}:{number}"
-        if hidden := _OTHER_BREAKS.search(comment):
-            raise ValueError(f"{where}: a line break {hidden[0]!a} in a comment would make what follows it a comment "
-                             "too; end lines with \\n")
+        break_in_comment(comment, where)
         if not fields:
             continue
         if fields[0].lower() not in METADATA_KINDS + CONTENT_KINDS or len(fields) < 2:

@@ -30,6 +30,7 @@ from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import Photo, Rejection, is_utf8_text, unusable_name
 from pipeline.stage import StageOutput, apply_stage, reject
+from pipeline.stages.blocklist import break_in_comment, list_lines
 from pipeline.stages.image import ImageConfig, ImageRejected, normalise
 
 STAGE = "decontaminate"
@@ -71,23 +72,26 @@ def expand_eval_source(source: str) -> list[str]:
     if source.endswith(LIST_SUFFIXES):
         with FileSystems.open(source) as handle:
             try:
-                lines = handle.read().decode("utf-8-sig").splitlines()
+                lines = list_lines(handle.read().decode("utf-8-sig"))  # ended as a takedown list's: never in a path
             except UnicodeDecodeError as err:
                 raise ValueError(f"--decontaminate {source}: not UTF-8 ({err.reason} at byte {err.start})") from None
         base = posixpath.dirname(source)
         paths: list[str] = []
         for number, line in enumerate(lines, start=1):
-            cut = _COMMENT.sub("", line).strip()
+            cut, comment = _COMMENT.sub("", line).strip(), _COMMENT.search(line)
             if not cut:  # blank, or a comment only
+                break_in_comment(comment[0] if comment else "", f"--decontaminate {source}:{number}")
                 continue
             # The whole line first: a path may hold " #" ("class #3/img.jpg"); else without its comment.
             choices = [_located(base, entry) for entry in dict.fromkeys((line.strip(), cut))]
             if is_remote(choices[-1]) and len(paths) >= CHECKED_REMOTE_PATHS:
-                paths.append(choices[-1])  # not checked (a request each): counted at hashing time if missing
-                continue
-            path = next((choice for choice in choices if _is_file(choice)), None)
-            if path is None:
-                raise ValueError(f"--decontaminate {source}:{number}: {cut[:200]!r}: no such file")
+                path = choices[-1]  # not checked (a request each): counted at hashing time if missing
+            else:
+                path = next((choice for choice in choices if _is_file(choice)), None)
+                if path is None:
+                    raise ValueError(f"--decontaminate {source}:{number}: {cut[:200]!r}: no such file")
+            if path != choices[0] and comment:  # its comment left out: a path a break in it shows on a line of its own
+                break_in_comment(comment[0], f"--decontaminate {source}:{number}")
             paths.append(path)
         return paths
     paths = matching(eval_glob(source))
