@@ -4,7 +4,8 @@
 list) of evaluation images, e.g. ImageNet validation or a downstream benchmark. Each is
 normalised exactly like a dataset image (so the pHashes are comparable) and hashed, in the
 pipeline itself, in parallel; every worker then holds those hashes in a `HashIndex`, and any
-dataset image within the near-duplicate distance of one is rejected, naming the test image.
+dataset image within the near-duplicate distance of one is rejected, naming the test image by its file name (its
+folder, the operator's, is never published).
 Evaluation images that cannot be decoded, and files larger than MAX_EVAL_IMAGE_BYTES (never read whole), are
 counted (metric `eval_images_unreadable`, in stats.json and the run's summary), not fatal.
 """
@@ -156,7 +157,10 @@ class _DropContaminated(beam.DoFn):
             yield photo
             return
         path, distance = found
-        detail = f"pHash distance {distance} to evaluation image {path}"
+        # By its file name alone: the rejections are published, and a folder (a home folder's user name, a bucket's
+        # layout) is the operator's, never the dataset's. Not a hash of the path either, which a guess of a user name
+        # and a benchmark's usual folders would reveal.
+        detail = f"pHash distance {distance} to evaluation image {posixpath.basename(path)}"
         yield reject(Rejection.of(photo, STAGE, "eval_overlap", detail))
 
 
