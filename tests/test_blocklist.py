@@ -1,6 +1,7 @@
 import bz2
 import gzip
 import json
+import re
 import string
 
 import apache_beam as beam
@@ -411,6 +412,31 @@ def test_a_takedown_url_holding_an_invisible_character_fails_at_launch_not_match
             parse_blocklist(f"photo_id 1\nurl {url}\n", "t.txt", 4)
     escaped = "".join(f"%{byte:02X}" for byte in hidden.encode())
     _assert_blocked(f"https://example.com/a.jpg{escaped}", f"https://example.com/a.jpg{hidden}")
+
+
+@pytest.mark.parametrize(("url", "tail"), [
+    ("https://example.com/takedown/a.jpg.", "."), ("https://cdn.example.org/a.jpg),", "),"),
+    ("https://example.com/v?id=5;", ";"), ("https://example.com/a.jpg:", ":"),
+    ("https://www.flickr.com/photos/someone/123.", "."), ("https://www.flickr.com/photos/someone/123),", "),"),
+    ("https://flic.kr/p/2abc.", "."), ("https://live.staticflickr.com/65535/123_ab_b.jpg;", ";"),
+])
+def test_a_takedown_url_copied_with_the_punctuation_after_it_fails_at_launch_naming_it(url, tail):
+    """A URL copied from a sentence ("see https://…/a.jpg.", "(…/123),") kept the punctuation after it: another site's
+    URL was a key no photo has, the photo named on the line kept without a word; a Flickr one was refused as naming no
+    photo ("an album, a user or tag page?"), which it does once the punctuation goes. Such an entry fails at launch
+    naming its line and what it ends in, as an entry holding a character no one sees does."""
+    with pytest.raises(ValueError, match=rf"t\.txt:2: the URL ends in {re.escape(repr(tail))}, punctuation"):
+        parse_blocklist(f"photo_id 1\nurl {url}\n", "t.txt", 4)
+
+
+@pytest.mark.parametrize(("listed", "row_url"), [
+    ("https://www.flickr.com/photos/someone/123/.", "https://www.flickr.com/photos/someone/123/"),  # a dot segment
+    ("https://www.flickr.com/photos/someone/123/,", "https://www.flickr.com/photos/someone/123/"),  # after the page
+    ("https://en.example.org/wiki/Lake_(Bled)", "https://en.example.org/wiki/Lake_(Bled)"),  # its own parenthesis
+    ("https://example.com/a%2E", "https://example.com/a."),  # a URL that does end in "." takes it escaped
+])
+def test_a_takedown_url_ending_in_punctuation_that_names_the_same_photo_or_its_own_is_an_entry(listed, row_url):
+    _assert_blocked(listed, row_url)
 
 
 def test_escaped_dot_segments_are_dot_segments():

@@ -33,10 +33,12 @@ is never decoded: `a%2Fb` and `a/b` are different paths to a server.
 
 Decision: a list entry that cannot be understood fails the run at launch, with `file:line` and
 what is wrong (an unknown kind, a missing or extra field, an id that is not a photo number, a URL
-that is not http(s) or holds a character no one sees, a Flickr URL that names no photo such as an
-album, a pHash that is not 16 hex digits, a distance outside 0..16, a file that is not UTF-8). A
-blocklist is an operator's input, checked before any worker starts; skipping a bad entry would
-silently keep a photo someone asked to take down, which is worse than a run that does not start.
+that is not http(s), holds a character no one sees or ends in punctuation a sentence put after it, a
+Flickr URL that names no photo such as an album, a pHash that is not 16 hex digits, a distance outside
+0..16, a file that is not UTF-8). A blocklist is an operator's input, checked before any worker starts;
+skipping a bad entry would silently keep a photo someone asked to take down, which is worse than a run
+that does not start. Nor is an entry repaired (a character no one sees dropped, punctuation cut off): a
+URL may end in what looks copied, and the line is fixed once where its author can see it.
 """
 
 from __future__ import annotations
@@ -157,6 +159,39 @@ def canonical_url(url: str) -> tuple[str, str]:
 # Characters a takedown URL shows no sign of where it is read: format characters (a zero-width space, a left-to-right
 # mark, a soft hyphen, a byte order mark) and control characters.
 _UNSEEN = frozenset({"Cf", "Cc"})
+# What a sentence puts after a URL it quotes ("see https://…/a.jpg.", "(…/123),"): copied with it, the URL was another
+# site's key no photo has, or a Flickr page refused as naming no photo.
+_PROSE_AFTER = frozenset(".,;:)")
+
+
+def _prose_tail(url: str) -> str:
+    """The punctuation `url` ends in that a sentence may have put after it; a ")" only where the URL opens fewer
+    parentheses than it closes (`wiki/Lake_(Bled)` ends in its own)."""
+    end = len(url)
+    while end and url[end - 1] in _PROSE_AFTER:
+        if url[end - 1] == ")" and url.count("(", 0, end) >= url.count(")", 0, end):
+            break
+        end -= 1
+    return url[end:]
+
+
+def _refuse_prose_tail(url: str) -> None:
+    """ValueError for a URL ending in punctuation without which it is another key: refused, as a character no one
+    sees is, not cut off, since a URL may end so (`a%2E` writes one that does)."""
+    tail = _prose_tail(url)
+    if not tail:
+        return
+    try:
+        bare = canonical_url(url[:-len(tail)])
+    except ValueError:
+        return  # no URL without it either: its own refusal says what is wrong
+    try:
+        same = canonical_url(url) == bare  # a dot segment ("/123/."), or past a Flickr page's path ("/123/,")
+    except ValueError:
+        same = False
+    if not same:
+        raise ValueError(f"the URL ends in {tail!r}, punctuation copied with it from a sentence? Write it without (a "
+                         "URL that does end in '.' takes it escaped, %2E)")
 
 
 def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
@@ -187,6 +222,7 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
             # Copied from a page, a PDF or an e-mail with it: sent escaped, such a URL matched no photo, unsaid
             raise ValueError(f"the URL holds U+{ord(hidden):04X} ({unicodedata.name(hidden, 'a control character')}), "
                              "which no one sees: copied with it? (write it escaped if the URL holds it)")
+        _refuse_prose_tail(value)
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
         return Entry(kind, value, default_distance, where)
     value = value.lower()
