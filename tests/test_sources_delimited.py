@@ -619,3 +619,32 @@ def test_a_plain_tsv_through_read_table(tmp_path):
                     label="kept")
         assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
                     equal_to([("p.tsv:3", "wrong_column_count")]), label="rejected")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "tsv_plain"])
+def test_a_header_repeated_after_line_1_is_no_row_and_the_rows_after_it_are_read_by_it(tmp_path, fmt):
+    """Two exports appended to one another (`cat a.csv b.csv`, the second from a Windows tool: its own byte order mark
+    and CRLF): b's header was read as a row (`bad_id`) and b's rows by a's columns, so where b wrote its columns in
+    another order the photo was published crediting its title as its owner. A line that reads as the table's header
+    (every column the first header maps, any order) is a `bad_header` rejection of its own line, and the rows after it
+    are read by its columns."""
+    delimiter = "," if fmt == "csv" else "\t"
+    other = ("photo_id", "photo_url", "caption", "author", "page", "licence", "unused")  # the credit and title swapped
+    first = csv_text([GOOD[0]], delimiter)
+    again = csv_text([GOOD[1]], delimiter)  # the same columns in the same order
+    second = csv_text([{**GOOD[0], "photo_id": "13", "caption": "Harbour at dawn", "author": "Bob"}], delimiter,
+                      header=other)
+    path = tmp_path / f"meta.{fmt}"
+    path.write_bytes(first.encode() + again.encode() + b"\xef\xbb\xbf" + second.replace("\n", "\r\n").encode())
+    items = read_all(path, fmt)
+    kept = [(item.photo_id, item.owner_name, item.title, item.source_ref) for item in items if isinstance(item, Photo)]
+    assert kept == [("11", "demo owner", "Chelsea the cat", f"meta.{fmt}:2"), ("12", "", "", f"meta.{fmt}:4"),
+                    ("13", "Bob", "Harbour at dawn", f"meta.{fmt}:6")]
+    rejected = [(item.source_ref, item.reason, item.detail) for item in items if isinstance(item, Rejection)]
+    assert [(ref, reason) for ref, reason, _ in rejected] == [(f"meta.{fmt}:3", "bad_header"),
+                                                              (f"meta.{fmt}:5", "bad_header")], rejected
+    assert "repeats the header" in rejected[0][2] and "its own order" in rejected[1][2], rejected
+    # A row whose cells happen to name columns is still a row: one giving a photo is never taken for a header.
+    path.write_text(csv_text([GOOD[0], {**GOOD[0], "photo_id": "14", "author": "photo_url", "caption": "photo_id"}],
+                             delimiter), encoding="utf-8")
+    assert [item.photo_id for item in read_all(path, fmt) if isinstance(item, Photo)] == ["11", "14"]

@@ -19,7 +19,7 @@ from pipeline.io.files import refuse_other_than_a_file
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
 from pipeline.sources import input_files
 from pipeline.sources.input_files import MAX_LINE_BYTES, read_numbered_lines
-from pipeline.sources.table_row import TableLayout, header_problem, parsed, rejection
+from pipeline.sources.table_row import FIELDS, TableLayout, header_problem, parsed, rejection
 
 _DELIMITERS = {"csv": ",", "tsv": "\t", "tsv_plain": "\t"}
 # Tab-separated text with no quoting (what database exports and `cut` write: PostgreSQL's and MySQL's text formats
@@ -402,11 +402,36 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
         cells = _split(raw, ref, delimiter, quoted)
         if isinstance(cells, Rejection):
             yield cells
+        elif (again := _header_again(cells, header, ref, layout)) is not None:
+            detail = (f"line {_line(ref)} repeats the header (a file appended to another?): no row" if again == header
+                      else f"line {_line(ref)} is a header in its own order (a file appended to another?): the rows "
+                           "after it are read by its columns")
+            header = again
+            yield rejection(ref, "bad_header", detail)
         elif len(cells) != len(header):
             yield rejection(ref, "wrong_column_count", f"{len(cells)} columns, the header has {len(header)}")
         else:
             yield parsed(dict(zip(header, cells, strict=True)), ref, layout)
 
+
+
+def _header_again(cells: list[str], header: list[str], ref: str, layout: TableLayout) -> list[str] | None:
+    """The column names a line after the first gives where it reads as the table's header: every column the first
+    header maps, in any order, none twice, and no photo when read as a row. Two exports appended to one another
+    (`cat a.csv b.csv`) hold b's header there: read as a row it was a `bad_id`, and b's rows were read by a's columns,
+    so where b wrote them in another order its photos were published crediting their titles as their owners. A row
+    never gives every mapped column's name as its values and a photo too (its URL would be the url column's name)."""
+    url = layout.column("url")
+    if not any(cell.strip() == url for cell in cells):  # most lines: not a header, known at a glance
+        return None
+    names = [cell.strip() for cell in cells]
+    names[0] = names[0].removeprefix("\ufeff")  # the appended file's own byte order mark (Excel's, Notepad's)
+    mapped = {layout.column(field) for field in FIELDS}
+    if any(name in mapped and name not in names for name in header) or header_problem(names, layout):
+        return None
+    if len(cells) == len(header) and isinstance(parsed(dict(zip(header, cells, strict=True)), ref, layout), Photo):
+        return None
+    return names
 
 
 def header_of(path: str, layout: TableLayout) -> list[str]:
