@@ -714,6 +714,22 @@ def test_a_ledger_or_index_that_is_no_parquet_fails_at_launch_in_one_line(world,
     assert not server.hits
 
 
+@pytest.mark.parametrize(("flag", "name"), [("--blocklist", "takedowns.txt"), ("--review_decisions", "decisions.csv"),
+                                            ("--decontaminate", "eval.txt"), ("--blocklist", "folder.txt")])
+def test_a_list_that_is_a_named_pipe_or_a_folder_fails_at_launch_in_one_line_not_waited_on(world, tmp_path, capsys,
+                                                                                           flag, name):
+    """A takedown list, a decisions file or a list of evaluation images given as a named pipe (`<(curl …)`, a file
+    replaced by one) was opened to be hashed into the run's record: waited on for a writer for good, the run hung
+    before its job. Refused in one line, naming the flag and what the path is, as a folder given as a list is."""
+    server, metadata = world
+    path = tmp_path / name
+    path.mkdir() if name == "folder.txt" else os.mkfifo(path)  # nothing ever writes the pipe
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={path}"]) == 2
+    message = capsys.readouterr().err.strip()
+    kind = "a folder" if name == "folder.txt" else "a named pipe"
+    assert message.count("\n") == 0 and f"{flag} {path} is {kind}, not a file" in message, message
+
+
 @pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
 def test_a_ledger_or_index_that_is_a_named_pipe_fails_at_launch_in_one_line_not_waited_on(world, tmp_path, capsys,
                                                                                            flag):

@@ -32,7 +32,7 @@ from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, ChangedSinceChecked, Pins, canonical, pin_of
-from pipeline.io.file_reads import dot_segment_problem, open_regular_file, spaced_path_problem
+from pipeline.io.file_reads import dot_segment_problem, open_regular_file, size_and_kind, spaced_path_problem
 from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
@@ -65,8 +65,8 @@ from pipeline.release.verify import verify
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
+from pipeline.stages.decontaminate import LIST_SUFFIXES, UNREADABLE_EVAL_IMAGES
 from pipeline.stages.decontaminate import STAGE as DECONTAMINATE
-from pipeline.stages.decontaminate import UNREADABLE_EVAL_IMAGES
 from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
 from pipeline.stages.near_dedup import IGNORED_PREVIOUS_ROWS, PREVIOUS_INDEX_METRICS
 from pipeline.usage import OneLineParser, UsageError
@@ -339,6 +339,13 @@ def check_inputs_exist(opts: PassOptions, pins: Pins = UNCHECKED) -> None:
         for pattern in patterns:
             if not FileSystems.exists(pattern) and not matching(pattern) and not pins.listed(pattern, []):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
+    lists = [("--decontaminate", path) for path in globs["--decontaminate"] if path.endswith(LIST_SUFFIXES)]
+    for flag, path in [(flag, path) for flag, paths in files.items() for path in paths] + lists:
+        # A named pipe (`<(curl …)`, a file replaced by one) was opened to be hashed into the run's record, and the
+        # run waited for a writer for good; a folder failed the job once built ("the job failed: IsADirectoryError")
+        kind = "" if is_remote(path) else size_and_kind(path)[1]
+        if kind:
+            raise UsageError(f"{flag} {path} is {kind}, not a file")
     for flag, patterns in {"--previous_index": globs["--previous_index"], "--ledger": globs["--ledger"]}.items():
         # with the files a check before read (verify) that are gone since, which are refused as such
         for path in (path for pattern in patterns for path in pins.listed(pattern, matching(pattern)) or [pattern]):

@@ -221,8 +221,9 @@ class HashingReader(io.RawIOBase):
 
 
 def size_and_sha256(path: str, chunk: int = 1 << 20) -> tuple[int, str]:
-    """A file's size and sha256 (local or on any Beam filesystem), read as a stream, `chunk` bytes at a time."""
-    with open_reader(path) as handle:
+    """A file's size and sha256 (local or on any Beam filesystem), read as a stream, `chunk` bytes at a time; a local
+    path that is no regular file (a named pipe, a device, a folder) is a ValueError, not waited on or read for ever."""
+    with open_regular_file(path) as handle:
         return size_and_sha256_of(handle, chunk=chunk)
 
 
