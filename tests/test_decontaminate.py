@@ -211,3 +211,20 @@ def test_a_list_ends_its_lines_where_a_takedown_list_does_never_inside_a_path(tm
                        encoding="utf-8")
     with pytest.raises(ValueError, match=r"eval\.txt:3: a line break .* in a comment"):
         expand_eval_source(str(listing))
+
+
+def test_a_named_pipe_or_a_device_among_the_evaluation_images_is_counted_not_waited_on(tmp_path):
+    """A folder's listing names a named pipe among its files (a benchmark's folder holding one left by a tool), and a
+    link to a device: the worker hashing the images opened the pipe and waited for a writer for good, the job with
+    it. Either is counted as an image that cannot be read, and logged."""
+    import os
+
+    from pipeline.stages.decontaminate import _HashEvalImage
+
+    (tmp_path / "val_0001.JPEG").write_bytes(encode(real_image("coffee.jpg").resize((300, 200)), "JPEG"))
+    os.mkfifo(tmp_path / "val_0002.JPEG")  # nothing ever writes it
+    os.symlink("/dev/zero", tmp_path / "val_0003.JPEG")
+    paths = expand_eval_source(str(tmp_path))
+    assert [path.rsplit("/", 1)[1] for path in paths] == ["val_0001.JPEG", "val_0002.JPEG", "val_0003.JPEG"]
+    hashing = _HashEvalImage(CFG)
+    assert [[name for _, name in hashing.process(path)] for path in paths] == [[paths[0]], [], []]

@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.file_reads import is_remote
-from pipeline.io.files import matching
+from pipeline.io.files import matching, refuse_other_than_a_file
 from pipeline.io.printable import printable
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
@@ -113,6 +113,9 @@ def _read_at_most(path: str, limit: int) -> bytes:
     """The file's bytes, read a piece at a time; ImageRejected past `limit` (read(limit + 1) set aside the whole
     limit, 256 MiB, for every file however small)."""
     pieces, size = [], 0
+    # A named pipe in a benchmark's folder was opened and waited on for a writer for good, the job with it; a device
+    # read to the bound: NotAFile, an OSError, counted as an image that cannot be read
+    refuse_other_than_a_file(path)
     with FileSystems.open(path) as handle:
         while piece := handle.read(_READ_PIECE):
             size += len(piece)
