@@ -228,3 +228,12 @@ def test_a_named_pipe_or_a_device_among_the_evaluation_images_is_counted_not_wai
     assert [path.rsplit("/", 1)[1] for path in paths] == ["val_0001.JPEG", "val_0002.JPEG", "val_0003.JPEG"]
     hashing = _HashEvalImage(CFG)
     assert [[name for _, name in hashing.process(path)] for path in paths] == [[paths[0]], [], []]
+
+
+def test_a_list_file_whose_suffix_is_in_upper_case_is_read_as_a_list(tmp_path, eval_set):
+    """`EVAL.TXT` (a name a tool upper-cased) was taken for a folder: nothing below it, the run refused as naming no
+    image. The suffix is read in any case, as a compressed input's is."""
+    (tmp_path / "EVAL.TXT").write_text("eval/val_0001.JPEG\n")
+    (tmp_path / "test.Lst").write_text("eval/val_0002.png\n")
+    assert [path.rsplit("/", 1)[1] for source in ("EVAL.TXT", "test.Lst")
+            for path in expand_eval_source(str(tmp_path / source))] == ["val_0001.JPEG", "val_0002.png"]

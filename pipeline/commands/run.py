@@ -65,8 +65,8 @@ from pipeline.release.verify import verify
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
-from pipeline.stages.decontaminate import LIST_SUFFIXES, UNREADABLE_EVAL_IMAGES
 from pipeline.stages.decontaminate import STAGE as DECONTAMINATE
+from pipeline.stages.decontaminate import UNREADABLE_EVAL_IMAGES, is_list_file
 from pipeline.stages.ledger import IGNORED_ROWS, LEDGER_METRICS
 from pipeline.stages.near_dedup import IGNORED_PREVIOUS_ROWS, PREVIOUS_INDEX_METRICS
 from pipeline.usage import OneLineParser, UsageError
@@ -339,7 +339,7 @@ def check_inputs_exist(opts: PassOptions, pins: Pins = UNCHECKED) -> None:
         for pattern in patterns:
             if not FileSystems.exists(pattern) and not matching(pattern) and not pins.listed(pattern, []):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
-    lists = [("--decontaminate", path) for path in globs["--decontaminate"] if path.endswith(LIST_SUFFIXES)]
+    lists = [("--decontaminate", path) for path in globs["--decontaminate"] if is_list_file(path)]
     for flag, path in [(flag, path) for flag, paths in files.items() for path in paths] + lists:
         # A named pipe (`<(curl …)`, a file replaced by one) was opened to be hashed into the run's record, and the
         # run waited for a writer for good; a folder failed the job once built ("the job failed: IsADirectoryError")

@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.io.files import is_remote, matching_sizes, size_and_sha256
 from pipeline.io.layout import manifest_of
 from pipeline.options import PassOptions, recorded, split_list
-from pipeline.stages.decontaminate import LIST_SUFFIXES, eval_glob
+from pipeline.stages.decontaminate import eval_glob, is_list_file
 
 # Inputs held by their files' content: the takedown lists and the reviewers' decisions (small, read whole at launch
 # anyway). The others by their files' sizes: a dump added to the input's glob, a table replaced at its path.
@@ -41,7 +41,7 @@ def input_files(options: dict[str, Any]) -> dict[str, list[list[str]]]:
             if key == "decontaminate":
                 # Read as the stage reads it: a folder was held by the folder's own size (4096 bytes on ext4, however
                 # its images changed). A list file by its content: the images it names, by their names.
-                by_content = pattern.endswith(LIST_SUFFIXES)
+                by_content = is_list_file(pattern)
                 pattern = pattern if by_content else eval_glob(pattern)
             # The sizes come with the listing: each file looked up again by its name was one more listing (an
             # evaluation set of 50,000 images on gs://, 50,000 requests), and a name holding '[' was read as a glob

@@ -50,6 +50,12 @@ MAX_EVAL_IMAGE_BYTES = 256 * 1024 * 1024
 _COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
+def is_list_file(source: str) -> bool:
+    """Whether a --decontaminate source is a list file (`LIST_SUFFIXES`, in any case: `EVAL.TXT` was taken for a
+    folder with nothing below it)."""
+    return source.lower().endswith(LIST_SUFFIXES)
+
+
 def _located(base: str, entry: str) -> str:
     return entry if is_remote(entry) or entry.startswith("/") else FileSystems.join(base, entry)
 
@@ -70,7 +76,7 @@ def expand_eval_source(source: str) -> list[str]:
     """A folder, a glob, or a list file -> image paths. A list is read as blocklists are (a byte order mark
     dropped, '#' comments, on their own line or after a path), and a path it names that is not there fails
     at launch with its line: a list that names nothing readable would decontaminate nothing, silently."""
-    if source.endswith(LIST_SUFFIXES):
+    if is_list_file(source):
         with FileSystems.open(source) as handle:
             try:
                 lines = list_lines(handle.read().decode("utf-8-sig"))  # ended as a takedown list's: never in a path
