@@ -237,3 +237,16 @@ def test_a_list_file_whose_suffix_is_in_upper_case_is_read_as_a_list(tmp_path, e
     (tmp_path / "test.Lst").write_text("eval/val_0002.png\n")
     assert [path.rsplit("/", 1)[1] for source in ("EVAL.TXT", "test.Lst")
             for path in expand_eval_source(str(tmp_path / source))] == ["val_0001.JPEG", "val_0002.png"]
+
+
+def test_an_evaluation_folder_whose_class_folders_are_links_is_refused_not_read_in_part(tmp_path, eval_set):
+    """A benchmark laid out as links to class folders kept elsewhere (`val/n01440764 -> /data/imagenet/…`): the folder's
+    listing does not follow links, so their images were never hashed and their near copies kept, the run saying
+    nothing. Refused at launch naming the link; the folder it leads to can be given beside it."""
+    val = tmp_path / "val"
+    val.mkdir()
+    (val / "val_0009.JPEG").write_bytes((eval_set / "val_0002.png").read_bytes())
+    (val / "n01440764").symlink_to(eval_set, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"--decontaminate .*val/n01440764 is a link to a folder"):
+        expand_eval_source(str(val))
+    assert len(expand_eval_source(str(eval_set))) == 3  # where it leads, given as a source of its own

@@ -1209,3 +1209,26 @@ def test_a_cache_inside_the_output_or_another_dataset_is_refused_before_anything
     # a cache beside the output is where a resumed run finds it
     assert main(["run", *argv(server, metadata, output, f"--cache={tmp_path / 'cache'}")]) == 0
     assert main(["verify", str(output)]) == 0 and list((tmp_path / "cache").glob("images-*.parquet"))
+
+
+def test_an_input_glob_reaching_a_linked_folder_or_a_link_leading_nowhere_is_refused_at_launch(tmp_path):
+    """The job's listing of a local glob walks folders without following links: `dumps/**` over `dumps/2014`, a link
+    to a folder on another disk, read none of its files, and a dump that is a link to a disk not mounted was left out
+    too, the run published without their rows and without a word. Refused at launch, naming the link; a link the
+    glob does not reach is no matter."""
+    from pipeline.commands.run import check_input
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from pipeline.usage import UsageError
+
+    dumps, elsewhere = tmp_path / "dumps", tmp_path / "disk2"
+    dumps.mkdir()
+    elsewhere.mkdir()
+    (dumps / "a.tsv").write_text(yfcc_line(1, "1", "http://h/1_ab.jpg") + "\n")
+    (elsewhere / "b.tsv").write_text(yfcc_line(2, "2", "http://h/2_ab.jpg") + "\n")
+    (dumps / "2014").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UsageError, match=r"--input .*dumps/2014 is a link to a folder"):
+        check_input(str(dumps / "**"))
+    check_input(str(dumps / "*.tsv"))  # reaches nothing below the link
+    (dumps / "c.tsv").symlink_to(tmp_path / "unmounted" / "c.tsv")
+    with pytest.raises(UsageError, match=r"--input .*dumps/c\.tsv is a link leading nowhere"):
+        check_input(str(dumps / "*.tsv"))

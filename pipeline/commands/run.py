@@ -33,7 +33,7 @@ from pipeline.flickr.client import API_METRICS
 from pipeline.io import progress, report
 from pipeline.io.file_pins import LAUNCH_CHECK, UNCHECKED, ChangedSinceChecked, Pins, canonical, pin_of
 from pipeline.io.file_reads import dot_segment_problem, open_regular_file, size_and_kind, spaced_path_problem
-from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, matching
+from pipeline.io.files import canonical_path, glob_matches, is_glob, is_remote, link_left_out, matching
 from pipeline.io.layout import (
     FORMAT_FOLDERS,
     MANIFEST,
@@ -289,6 +289,10 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # a name decoded with surrogates: every row's source_ref would fail the job's coder
         raise UsageError(f"--input {unnamed!a}: {unusable_name(unnamed)}")
+    left_out = link_left_out(pattern)
+    if left_out:  # its rows would be missing from the run without a word
+        raise UsageError(f"--input {pattern[:200]!r}: {left_out}, and the job would not read it: give a pattern over "
+                         "where it leads, or copy its files in")
     for path in paths[:SNIFFED_FILES]:  # a few lines of each of the first files: cheap, even for bz2 dumps
         problem = sniff_file(path)
         if problem and problem != "is empty":  # an empty file adds no row and no doubt

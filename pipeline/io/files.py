@@ -271,6 +271,38 @@ def matching_sizes(pattern: str) -> list[tuple[str, int]]:
     return sorted((path, size) for path, size in found if regex.match(path))
 
 
+def link_left_out(pattern: str) -> str | None:
+    """A local link that `matching(pattern)` leaves out though the glob reaches it, in words: a link to a folder
+    below which a file matches (Beam's listing walks folders without following links: `dumps/**` read none of the
+    files of `dumps/2014 -> /mnt/disk2/2014`), or a matching link that leads nowhere (to a disk not mounted, or a loop),
+    which the listing drops. None for an object store's pattern (no links there) or a file's name."""
+    if is_remote(pattern) or not is_glob(pattern):
+        return None
+    broad, regex = posix_glob(pattern)
+    prefix = re.split(r"[\[*?]", broad, maxsplit=1)[0]
+    here = "/" not in prefix  # listed as `./…` (`matching_sizes`), and spelled without it
+
+    def spelled(path: str) -> str:
+        return path.removeprefix("./") if here else path
+
+    # Without '**' (or a class, which may hold '/'), a match holds as many '/' as the pattern: a link that deep or
+    # deeper holds none, and the tree it leads to is not walked for nothing (a home folder's link to a large share)
+    depth = None if "**" in pattern or "[" in pattern else broad.count("/")
+    for folder, folders, files in os.walk(posixpath.dirname(f"./{prefix}" if here else prefix) or "/"):
+        for name in sorted(folders):  # a link to a folder is one of them, never walked into
+            path = os.path.join(folder, name)
+            if depth is not None and spelled(path).count("/") >= depth:
+                continue
+            if os.path.islink(path) and any(regex.match(spelled(os.path.join(below, file)))
+                                            for below, _, found in os.walk(path) for file in found):
+                return f"{spelled(path)} is a link to a folder, whose files the listing leaves out"
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not os.path.exists(path) and regex.match(spelled(path)):
+                return f"{spelled(path)} is a link leading nowhere ({os.readlink(path)[:200]!r}: not there, or a loop)"
+    return None
+
+
 def glob_matches(pattern: str, path: str) -> bool:
     """Whether `matching(pattern)` would list `path` were it there (the same spelling: both absolute, or both
     relative to one folder)."""

@@ -25,7 +25,7 @@ from apache_beam.metrics import Metrics
 from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.file_reads import is_remote
-from pipeline.io.files import matching, refuse_other_than_a_file
+from pipeline.io.files import link_left_out, matching, refuse_other_than_a_file
 from pipeline.io.printable import printable
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
@@ -102,6 +102,10 @@ def expand_eval_source(source: str) -> list[str]:
             paths.append(path)
         return paths
     paths = matching(eval_glob(source))
+    left_out = link_left_out(eval_glob(source))
+    if left_out:  # its images would never be hashed, their near copies kept without a word
+        raise ValueError(f"--decontaminate {source}: {left_out}, and no image of it would be hashed: give where it "
+                         "leads as a source of its own (--decontaminate=A,B)")
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # decoded with surrogates: the job's coder fails on it, and the whole job with it
         raise ValueError(f"--decontaminate {unnamed!a}: {unusable_name(unnamed)}")
