@@ -1232,3 +1232,21 @@ def test_an_input_glob_reaching_a_linked_folder_or_a_link_leading_nowhere_is_ref
     (dumps / "c.tsv").symlink_to(tmp_path / "unmounted" / "c.tsv")
     with pytest.raises(UsageError, match=r"--input .*dumps/c\.tsv is a link leading nowhere"):
         check_input(str(dumps / "*.tsv"))
+
+
+def test_an_input_file_compressed_another_way_is_refused_at_launch_wherever_it_lies_in_the_glob(tmp_path):
+    """A dump compressed as .xz or .zst is read as it is stored, its compressed bytes as lines: among the first 20
+    files the launch check said it did not look like a dump (naming --input_format, not the compression), and past
+    them each of its lines was a rejection in the job. Refused at launch by its name, naming the ways an input is
+    read, wherever it lies."""
+    from pipeline.commands.run import SNIFFED_FILES, check_input
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from pipeline.usage import UsageError
+
+    for n in range(SNIFFED_FILES):
+        (tmp_path / f"part-{n:03}.tsv").write_text(yfcc_line(1, str(n + 1), f"http://h/{n + 1}_ab.jpg") + "\n")
+    (tmp_path / "part-999.tsv.xz").write_bytes(b"\xfd7zXZ\x00\x00")
+    with pytest.raises(UsageError, match=r"--input .*part-999\.tsv\.xz: compressed as \.xz, .*plain, \.gz or \.bz2"):
+        check_input(str(tmp_path / "part-*"))
+    (tmp_path / "part-999.tsv.xz").unlink()
+    check_input(str(tmp_path / "part-*"))

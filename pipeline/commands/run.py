@@ -62,6 +62,7 @@ from pipeline.records import is_utf8_text, unusable_name
 from pipeline.release import command_record as record
 from pipeline.release.record_readers import check_row_groups
 from pipeline.release.verify import verify
+from pipeline.sources.input_files import compressed_another_way
 from pipeline.sources.table import sniff as sniff_table
 from pipeline.sources.table import table_layout
 from pipeline.sources.yfcc import sniff
@@ -289,6 +290,10 @@ def check_input(pattern: str, sniff_file: Callable[[str], str | None] = sniff) -
     unnamed = next((path for path in paths if not is_utf8_text(path)), None)
     if unnamed is not None:  # a name decoded with surrogates: every row's source_ref would fail the job's coder
         raise UsageError(f"--input {unnamed!a}: {unusable_name(unnamed)}")
+    other = next((path for path in paths if compressed_another_way(path)), None)
+    if other is not None:  # by its name, wherever it lies: the first SNIFFED_FILES only are read at launch
+        raise UsageError(f"--input {other}: compressed as {compressed_another_way(other)}, which an input is not read "
+                         "as: an input file is plain, .gz or .bz2")
     left_out = link_left_out(pattern)
     if left_out:  # its rows would be missing from the run without a word
         raise UsageError(f"--input {pattern[:200]!r}: {left_out}, and the job would not read it: give a pattern over "

@@ -159,6 +159,14 @@ def compression_of(path: str) -> str | None:
     return next((suffix for suffix in _COMPRESSED if lowered.endswith(suffix)), None)
 
 
+def compressed_another_way(path: str) -> str | None:
+    """The suffix of a name Beam takes for another compression (".xz", ".zst", ".deflate", in any case), which an
+    input file is not read as: read as stored, its compressed bytes were lines, each a rejection. None otherwise."""
+    if compression_of(path) or CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED:
+        return None
+    return "." + path.rsplit(".", 1)[-1].lower()
+
+
 def open_decompressed(path: str) -> BinaryIO:
     """Python's own gzip reader and a strict bzip2 one, not Beam's: they raise on a truncated file, where
     Beam's decompressor silently returns the partial data. A compressed file's data is bounded by `inflation_limit`
