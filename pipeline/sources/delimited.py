@@ -391,6 +391,7 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
     records = (content_lines(lines) if isinstance(header, tuple) or overlong is None
                else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES,
                              lambda line: _lines_from(path, line, delimiter, checked, crcs)))
+    columns = header if isinstance(header, list) else []  # read by where there is no problem (a header read)
     for item in records:
         if isinstance(item, Rejection):
             yield item
@@ -402,16 +403,16 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
         cells = _split(raw, ref, delimiter, quoted)
         if isinstance(cells, Rejection):
             yield cells
-        elif (again := _header_again(cells, header, ref, layout)) is not None:
-            detail = (f"line {_line(ref)} repeats the header (a file appended to another?): no row" if again == header
+        elif (again := _header_again(cells, columns, ref, layout)) is not None:
+            detail = (f"line {_line(ref)} repeats the header (a file appended to another?): no row" if again == columns
                       else f"line {_line(ref)} is a header in its own order (a file appended to another?): the rows "
                            "after it are read by its columns")
-            header = again
+            columns = again
             yield rejection(ref, "bad_header", detail)
-        elif len(cells) != len(header):
-            yield rejection(ref, "wrong_column_count", f"{len(cells)} columns, the header has {len(header)}")
+        elif len(cells) != len(columns):
+            yield rejection(ref, "wrong_column_count", f"{len(cells)} columns, the header has {len(columns)}")
         else:
-            yield parsed(dict(zip(header, cells, strict=True)), ref, layout)
+            yield parsed(dict(zip(columns, cells, strict=True)), ref, layout)
 
 
 

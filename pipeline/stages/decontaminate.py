@@ -94,9 +94,10 @@ def expand_eval_source(source: str) -> list[str]:
             if is_remote(choices[-1]) and len(paths) >= CHECKED_REMOTE_PATHS:
                 path = choices[-1]  # not checked (a request each): counted at hashing time if missing
             else:
-                path = next((choice for choice in choices if _is_file(choice)), None)
-                if path is None:
+                found = next((choice for choice in choices if _is_file(choice)), None)
+                if found is None:
                     raise ValueError(f"--decontaminate {source}:{number}: {cut[:200]!r}: no such file")
+                path = found
             if path != choices[0] and comment:  # its comment left out: a path a break in it shows on a line of its own
                 break_in_comment(comment[0], f"--decontaminate {source}:{number}")
             paths.append(path)
