@@ -1313,6 +1313,26 @@ def test_the_ok_line_reads_the_manifest_again_bounded(tmp_path, monkeypatch, cap
         f"{tmp_path}/manifest.json: unreadable once checked (changed while verify ran?)", f"{tmp_path}: 1 problem(s)"]
 
 
+@pytest.mark.parametrize("replaced", ["[]", '{"totals": [], "files": 3}'])
+def test_a_manifest_replaced_by_another_json_value_as_it_was_checked_is_a_problem_not_a_crash(tmp_path, monkeypatch,
+                                                                                            capsys, replaced):
+    """The OK line reads manifest.json again after every check passed: one replaced meanwhile by a JSON list ended
+    verify as "the job failed: AttributeError"; one whose totals or files are of another type too. A manifest that is
+    no object then is a problem; fields of another type say no count."""
+    import pipeline.commands.verify as command
+
+    (tmp_path / "manifest.json").write_text("{}")
+    monkeypatch.setattr(command, "verify", lambda release, previous=None: (tmp_path / "manifest.json").write_text(
+        replaced) and iter(()))
+    code = command.verify_command(str(tmp_path))
+    said = capsys.readouterr().out.strip().splitlines()
+    if replaced == "[]":
+        assert code == 1 and said == [f"{tmp_path}/manifest.json: unreadable once checked (changed while verify ran?)",
+                                      f"{tmp_path}: 1 problem(s)"]
+    else:
+        assert code == 0 and said == [f"{tmp_path}: OK: 0 files as manifest.json lists them (size, sha256, records)"]
+
+
 def test_a_listed_file_gone_between_its_checks_is_a_problem_not_the_jobs_failure(release, tmp_path, monkeypatch):
     """A listed file removed between verify's existence check and its stat (a folder being cleaned as it is checked)
     ended verify as "the job failed: FileNotFoundError"."""

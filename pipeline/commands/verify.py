@@ -71,9 +71,10 @@ def _checked(release: str) -> str | None:
     # The one verify just found whole and well formed, read again as bounded: replaced since (by a pipe, a link to
     # /dev/zero), the read for this line hung or ran out of memory after every check had passed.
     manifest = manifest_of(release)
-    if manifest is None:
+    if not isinstance(manifest, dict):  # gone, or replaced by another JSON value (a list) since verify read it
         return None
-    totals, files = manifest.get("totals") or {}, manifest.get("files") or []
+    totals, files = manifest.get("totals"), manifest.get("files")
+    totals, files = totals if isinstance(totals, dict) else {}, files if isinstance(files, list) else []
     said = f"OK: {len(files)} files as manifest.json lists them (size, sha256, records)"
     if all(isinstance(totals.get(key), int) for key in ("input_rows", "kept", "rejected")):
         said += f"; {totals['kept']:,} photos kept and {totals['rejected']:,} rejected of {totals['input_rows']:,} rows"
