@@ -245,6 +245,25 @@ def grey_profile(gamma: float) -> bytes:
     return header + struct.pack(">L", len(tags)) + table + body
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _every_pipeline_module_imported() -> None:
+    """Every module of pipeline/ imported before the first test, so that none is first imported while a test has
+    patched a name it binds (`from pipeline.detectors.handler import create_session` holds the object as it is at the
+    import): a module imported inside a patch keeps the patched object for the rest of the test process. The launch
+    imports the canary module on first use; imported under a test's patched session maker, every later run in that
+    process scored its canaries with None. The whole suite already imports nearly all of them while collecting
+    (each test worker collects every test file); a run of a few files did not (~1 s). Here, not at the top of this
+    file: pytest-xdist's controlling process loads this file too and needs none of them."""
+    import importlib
+    import pkgutil
+
+    import pipeline
+
+    for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        if module.name != "pipeline.__main__":  # `python -m pipeline`: importing it runs the command line
+            importlib.import_module(module.name)
+
+
 @pytest.fixture(autouse=True)
 def _no_host_gates_from_earlier_tests() -> Iterator[None]:
     """Every test starts with no host gate: gates are process-wide and keyed by host name, so a Retry-After one

@@ -1048,10 +1048,6 @@ def test_a_gpu_required_is_checked_at_launch_whenever_the_job_runs_here(tmp_path
     from apache_beam.options.pipeline_options import StandardOptions
     from apache_beam.runners.runner import create_runner
 
-    # Imported before the patch: the launch imports the canary module on first use, which binds create_session as it
-    # then is; first imported here, every later run of this test process had a canary scoring with None (the launch's
-    # "'NoneType' object has no attribute 'get_inputs'" in whichever run came next on the same test worker).
-    import pipeline.canary  # noqa: F401
     from pipeline.commands.run import pipeline_options, preflight
     from pipeline.detectors import handler
     from pipeline.options import PassOptions
