@@ -6,7 +6,10 @@ import contextlib
 import gzip
 import hashlib
 import io
+import json
 import os
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -243,6 +246,21 @@ def grey_profile(gamma: float) -> bytes:
     header = struct.pack(">L4sL4s4s4s12s4s", at + len(body), b"lcms", 0x04300000, b"mntr", b"GRAY", b"XYZ ", b"",
                          b"acsp") + bytes(28) + d50 + bytes(48)
     return header + struct.pack(">L", len(tags)) + table + body
+
+
+def pid_gone() -> int:
+    """The pid of a process that has ended and been reaped: it names no process now."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def killed_runs_lock(folder: Path, run_id: str = "killed") -> None:
+    """Writes into `folder` the output lock a run on this machine left when it was killed (its pid names no process)."""
+    from pipeline.io.lock import LOCK
+
+    (folder / LOCK).write_text(json.dumps({"run_id": run_id, "host": os.uname().nodename, "pid": pid_gone(),
+                                           "started": "2026-01-01T00:00:00Z"}))
 
 
 @pytest.fixture(scope="session", autouse=True)

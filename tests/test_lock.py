@@ -9,20 +9,19 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from pipeline.io import lock
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked
+from tests.conftest import killed_runs_lock, pid_gone
 
 
 def test_two_runs_meeting_one_stale_lock_do_not_both_take_it(tmp_path, monkeypatch):
     """B reads the killed run's lock and judges it stale; before B acts, A takes the lock over. B used to delete
     whatever lay at the lock's name, A's fresh lock included, and then take it too: both ran into one folder."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
-                                             "started": "2026-01-01T00:00:00Z"}))
+    killed_runs_lock(tmp_path)
     b_judged, a_done = threading.Event(), threading.Event()
     real_holder = lock._holder
 
@@ -56,10 +55,7 @@ def test_two_runs_meeting_one_stale_lock_do_not_both_take_it(tmp_path, monkeypat
 
 
 def test_a_stale_lock_alone_is_taken_over_and_a_live_one_refused(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
-                                             "started": "2026-01-01T00:00:00Z"}))
+    killed_runs_lock(tmp_path)
     with OutputLock(str(tmp_path), "mine"):
         assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "mine"
         with pytest.raises(OutputLocked, match="run mine"):
@@ -67,21 +63,27 @@ def test_a_stale_lock_alone_is_taken_over_and_a_live_one_refused(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+def _taking(output: Path) -> tuple[threading.Thread, list[BaseException | None]]:
+    """A thread (not started) taking the lock of `output` as run "mine", and the list it puts its outcome in: None
+    once taken, else what the taking raised (which the test checks)."""
+    outcome: list[BaseException | None] = []
+
+    def take() -> None:
+        try:
+            OutputLock(str(output), "mine").acquire()
+            outcome.append(None)
+        except BaseException as err:  # what the main thread checks
+            outcome.append(err)
+
+    return threading.Thread(target=take, daemon=True), outcome
+
+
 def test_a_lock_that_is_a_named_pipe_is_held_by_an_unknown_run_not_read_for_ever(tmp_path):
     """A `_lock.json` that is a named pipe (in a release, where the repair of a publish a kill cut short takes the
     lock; in any output) was read as a file: the read waited for a writer that never came, and the refresh or run
     hung for good. It is no lock a run writes: held by an unknown run, refused in one line."""
     os.mkfifo(tmp_path / LOCK)
-    outcome: list[BaseException | None] = []
-
-    def take() -> None:
-        try:
-            OutputLock(str(tmp_path), "mine").acquire()
-            outcome.append(None)
-        except BaseException as err:  # what the main thread checks
-            outcome.append(err)
-
-    taker = threading.Thread(target=take, daemon=True)
+    taker, outcome = _taking(tmp_path)
     taker.start()
     taker.join(30)
     if taker.is_alive():
@@ -368,11 +370,10 @@ def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_
         [sys.executable, "-c", "import sys, time\nfrom pipeline.io.lock import OutputLock\n"
          f"OutputLock({str(tmp_path)!r}, 'live').acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = pid_gone()
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone_pid)
     finally:
         holder.kill()
         holder.wait()
@@ -399,12 +400,11 @@ def test_the_writer_s_flock_is_held_where_an_exclusive_one_needs_the_file_open_f
         real(descriptor, operation)
 
     monkeypatch.setattr(fcntl, "flock", nfs_flock)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = pid_gone()
     live = OutputLock(str(tmp_path), "live")
     live.acquire()
     try:
-        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone_pid)
     finally:
         live.release()
 
@@ -466,9 +466,8 @@ def test_a_live_writer_s_lock_temporary_is_no_leftover_however_its_pid_or_age_re
     import fcntl
     import socket
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    entry = _temporary_of(tmp_path, gone.pid if seen.startswith("its pid") else os.getpid())
+    gone_pid = pid_gone()
+    entry = _temporary_of(tmp_path, gone_pid if seen.startswith("its pid") else os.getpid())
     if not seen.startswith("its pid"):
         os.utime(entry.path, (entry.stat().st_atime - 120, entry.stat().st_mtime - 120))
         entry = next(os.scandir(tmp_path))
@@ -505,14 +504,13 @@ def test_a_probe_of_a_temporary_as_its_writer_takes_its_flock_leaves_the_lock_he
         real(descriptor, operation)
 
     monkeypatch.setattr(fcntl, "flock", probed_once)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    gone_pid = pid_gone()
     live = OutputLock(str(tmp_path), "live")
     live.acquire()
     try:
         assert probed
         monkeypatch.setattr(fcntl, "flock", real)
-        _seen_from_another_pid_namespace_is_refused(tmp_path, gone.pid)
+        _seen_from_another_pid_namespace_is_refused(tmp_path, gone_pid)
     finally:
         live.release()
 
@@ -561,23 +559,11 @@ def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_refus
     for good, hung at launch. It waits a while, then is refused in one line saying so."""
     import fcntl
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (tmp_path / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
-                                             "started": "2026-01-01T00:00:00Z"}))
+    killed_runs_lock(tmp_path)
     monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2, raising=False)
     wrapper = os.open(tmp_path, os.O_RDONLY)
     fcntl.flock(wrapper, fcntl.LOCK_EX)
-    outcome: list[BaseException | None] = []
-
-    def take() -> None:
-        try:
-            OutputLock(str(tmp_path), "mine").acquire()
-            outcome.append(None)
-        except BaseException as err:  # what the main thread checks
-            outcome.append(err)
-
-    taker = threading.Thread(target=take, daemon=True)
+    taker, outcome = _taking(tmp_path)
     try:
         taker.start()
         taker.join(30)
@@ -611,10 +597,7 @@ def test_a_dead_run_s_lock_in_a_folder_the_run_may_write_but_not_read_is_refused
 
     output = tmp_path / "out"
     output.mkdir()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (output / LOCK).write_text(json.dumps({"run_id": "killed", "host": os.uname().nodename, "pid": dead.pid,
-                                           "started": "2026-01-01T00:00:00Z"}))
+    killed_runs_lock(output)
     command = as_a_user_the_disk_refuses([sys.executable, "-c", TAKE_THE_LOCK, str(output)],
                                          "reads a folder of mode 0300")
     output.chmod(0o300)

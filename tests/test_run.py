@@ -20,7 +20,7 @@ from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_pat
 from pipeline.fixtures.static_server import Response, StaticServer
 from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
-from tests.conftest import FAST
+from tests.conftest import FAST, killed_runs_lock, pid_gone
 from tests.parquet_footers import rows_of, values_of, with_integers
 
 
@@ -509,14 +509,13 @@ def test_a_fresh_lock_temporary_of_a_killed_run_is_removed_at_once_and_no_other(
 
     from pipeline.io import lock as lock_module
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()  # reaped: its pid names no process now
+    gone_pid = pid_gone()
 
     def holder(pid: int, host: str = socket.gethostname()) -> str:  # written now: a live pid is its writer's
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return json.dumps({"run_id": "r", "host": host, "pid": pid, "started": started})
 
-    temporaries = {"killed": holder(gone.pid), "live": holder(os.getpid()), "elsewhere": holder(gone.pid, "other-host"),
+    temporaries = {"killed": holder(gone_pid), "live": holder(os.getpid()), "elsewhere": holder(gone_pid, "other-host"),
                    "huge-pid": holder(2**80), "minus-one": holder(-1), "half-written": '{"run_id": "r", "ho'}
     for name, text in temporaries.items():
         (tmp_path / f"{lock_module.LOCK_TEMPORARY}{name}").write_text(text)
@@ -569,10 +568,7 @@ def test_a_stale_lock_of_a_dead_process_on_this_machine_is_taken_over(world, tmp
     server, metadata = world
     output = tmp_path / "out"
     output.mkdir()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (output / LOCK).write_text(json.dumps({"run_id": "old", "host": os.uname().nodename, "pid": dead.pid,
-                                           "started": "2026-01-01T00:00:00Z"}))
+    killed_runs_lock(output, "old")
     assert run(argv(server, metadata, output))["accounted"]
     assert not (output / LOCK).exists()
 
