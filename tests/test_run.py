@@ -1242,3 +1242,27 @@ def test_an_input_file_compressed_another_way_is_refused_at_launch_wherever_it_l
         check_input(str(tmp_path / "part-*"))
     (tmp_path / "part-999.tsv.xz").unlink()
     check_input(str(tmp_path / "part-*"))
+
+
+def test_an_input_glob_over_a_link_back_into_the_folders_it_reads_is_taken(tmp_path):
+    """A dumps folder keeps a link to its newest month (`dumps/latest -> 2026-11`, the usual way to name it): the files
+    below the link are read by the glob already, by their own folder's name, and the run took them before the refusal
+    of linked folders; refused, every such run stopped at launch. Only a link whose files the listing reads by no
+    other name leaves rows out."""
+    from pipeline.commands.run import check_input
+    from pipeline.fixtures.yfcc_rows import yfcc_line
+    from pipeline.io.files import matching
+    from pipeline.usage import UsageError
+
+    dumps = tmp_path / "dumps"
+    (dumps / "2026-11").mkdir(parents=True)
+    (dumps / "2026-11" / "a.tsv").write_text(yfcc_line(1, "1", "http://h/1_ab.jpg") + "\n")
+    (dumps / "latest").symlink_to("2026-11", target_is_directory=True)
+    for pattern in (dumps / "**", dumps / "*" / "*.tsv"):
+        check_input(str(pattern))
+        assert matching(str(pattern)) == [str(dumps / "2026-11" / "a.tsv")]  # read once, by its own folder's name
+    (tmp_path / "disk2").mkdir()
+    (tmp_path / "disk2" / "b.tsv").write_text(yfcc_line(2, "2", "http://h/2_ab.jpg") + "\n")
+    (dumps / "2014").symlink_to(tmp_path / "disk2", target_is_directory=True)  # leads out of what the glob reads
+    with pytest.raises(UsageError, match=r"--input .*dumps/2014 is a link to a folder"):
+        check_input(str(dumps / "**"))

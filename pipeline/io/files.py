@@ -288,12 +288,24 @@ def link_left_out(pattern: str) -> str | None:
     # Without '**' (or a class, which may hold '/'), a match holds as many '/' as the pattern: a link that deep or
     # deeper holds none, and the tree it leads to is not walked for nothing (a home folder's link to a large share)
     depth = None if "**" in pattern or "[" in pattern else broad.count("/")
-    for folder, folders, files in os.walk(posixpath.dirname(f"./{prefix}" if here else prefix) or "/"):
+    top = posixpath.dirname(f"./{prefix}" if here else prefix) or "/"
+    real_top = os.path.realpath(top)
+
+    def read_by_its_own_name(file: str) -> bool:
+        """Whether the listing reads the file below a link by its path without links: the link leads back into the
+        folders the glob walks (`dumps/latest -> 2026-11`, a newest month named so), whose files are read already."""
+        inside = os.path.relpath(os.path.realpath(file), real_top)
+        if inside == ".." or inside.startswith("../"):  # elsewhere: read by no name but the link's
+            return False
+        return bool(regex.match(spelled(os.path.join(top, inside))))
+
+    for folder, folders, files in os.walk(top):
         for name in sorted(folders):  # a link to a folder is one of them, never walked into
             path = os.path.join(folder, name)
             if depth is not None and spelled(path).count("/") >= depth:
                 continue
             if os.path.islink(path) and any(regex.match(spelled(os.path.join(below, file)))
+                                            and not read_by_its_own_name(os.path.join(below, file))
                                             for below, _, found in os.walk(path) for file in found):
                 return f"{spelled(path)} is a link to a folder, whose files the listing leaves out"
         for name in sorted(files):
