@@ -628,3 +628,29 @@ def test_a_staging_folder_a_killed_run_left_on_gcs_holding_only_deeper_objects_i
         gcs.blob(name).upload_from_string(b"x")
     remove_folder(f"gs://{BUCKET}/killed/out/_staging")
     assert [blob.name for blob in gcs.list_blobs(prefix="killed/")] == ["killed/out/manifest.json"]
+
+
+def test_a_work_cache_on_gcs_whose_objects_the_store_refuses_to_delete_is_said_left_not_removed(gcs, monkeypatch,
+                                                                                               capsys):
+    """Beam's delete of a gs:// folder logs a warning for each object the store refuses (a bucket's retention policy,
+    a role without delete) and returns, so the refresh said "removed the work cache" of a cache still all there. The
+    objects left are said, as a local cache that cannot be removed is; a cache beside it whose name starts with the
+    same characters (work/2026-10 beside work/2026-1) is not touched."""
+    from apache_beam.io.gcp import gcsio
+
+    from pipeline.commands import refresh as command
+
+    root = f"gs://{BUCKET}/published"
+    for name in ("published/work/2026-1/cache/images-0.parquet", "published/work/2026-10/cache/images-0.parquet"):
+        gcs.blob(name).upload_from_string(b"cached")
+    monkeypatch.setattr(gcsio.GcsIO, "delete_batch",
+                        lambda self, paths: [(path, OSError("403 Forbidden: retention policy")) for path in paths])
+    command._remove_work_cache(root, "2026-1")
+    said = capsys.readouterr()
+    assert "removed the work cache" not in said.out
+    assert "could not be removed" in said.err and "remove it by hand" in said.err
+    monkeypatch.undo()
+    command._remove_work_cache(root, "2026-1")
+    assert "refresh: removed the work cache" in capsys.readouterr().out
+    assert [blob.name for blob in gcs.list_blobs(prefix="published/")] == [
+        "published/work/2026-10/cache/images-0.parquet"]
