@@ -429,6 +429,24 @@ def test_a_takedown_url_copied_with_the_punctuation_after_it_fails_at_launch_nam
         parse_blocklist(f"photo_id 1\nurl {url}\n", "t.txt", 4)
 
 
+@pytest.mark.parametrize(("url", "tail", "escaped"), [
+    ("https://example.com/v?id=5;", ";", "https://example.com/v?id=5%3B"),
+    ("https://example.com/a.jpg:", ":", "https://example.com/a.jpg%3A"),
+    ("https://cdn.example.org/img?crop=0,0,", ",", "https://cdn.example.org/img?crop=0,0%2C"),
+])
+def test_a_refused_url_ending_in_punctuation_escaping_does_not_keep_is_told_what_does_name_its_photo(url, tail,
+                                                                                                   escaped):
+    """The refusal of a URL ending in punctuation said to write a URL that does end so escaped, "%2E", which holds for
+    a '.' only: an escaped ';', ':' or ',' is another URL (an escaped reserved character is never decoded), so the
+    entry written as told was taken and blocked no photo, the photo kept without a word. Where the tail is more than
+    dots, the refusal says such a URL is listed by its photo's id or sha256, and names no escape."""
+    with pytest.raises(ValueError, match=rf"ends in {re.escape(repr(tail))}") as refused:
+        parse_blocklist(f"url {url}\n", "t.txt", 4)
+    assert "%2E" not in str(refused.value) and "photo_id or sha256" in str(refused.value)
+    matcher = Matcher(parse_blocklist(f"url {escaped}\n", "t.txt", 4), METADATA_KINDS)
+    assert matcher.match(photo("5", download_url=url)) is None  # why no escape is offered
+
+
 @pytest.mark.parametrize(("listed", "row_url"), [
     ("https://www.flickr.com/photos/someone/123/.", "https://www.flickr.com/photos/someone/123/"),  # a dot segment
     ("https://www.flickr.com/photos/someone/123/,", "https://www.flickr.com/photos/someone/123/"),  # after the page

@@ -190,8 +190,13 @@ def _refuse_prose_tail(url: str) -> None:
     except ValueError:
         same = False
     if not same:
-        raise ValueError(f"the URL ends in {tail!r}, punctuation copied with it from a sentence? Write it without (a "
-                         "URL that does end in '.' takes it escaped, %2E)")
+        # Only a '.' has an escape that is the same key (%2E, unreserved); an escaped ';', ':', ',' or ')' is another
+        # URL, never decoded: told to escape, such an entry was taken and blocked nothing, the photo kept unsaid
+        own = ("a URL that does end in '.' takes it escaped, %2E" if set(tail) == {"."} else
+               f"a URL that does end in {tail!r} is listed by its photo's photo_id or sha256: escaped, it is "
+               "another URL")
+        raise ValueError(f"the URL ends in {tail!r}, punctuation copied with it from a sentence? Write it without "
+                         f"({own})")
 
 
 def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
