@@ -199,6 +199,18 @@ def as_a_user_the_disk_refuses(command: list[str], what: str) -> list[str]:
     return [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
 
 
+def run_in_a_folder_one_may_not_list(command: list[str], folder: Path, timeout: float = 120
+                                     ) -> subprocess.CompletedProcess[str]:
+    """`command` run as a user the disk refuses (`as_a_user_the_disk_refuses`) while `folder` has mode 0300 (written
+    and passed through, never listed or opened for reading), its mode given back after; its output as text."""
+    command = as_a_user_the_disk_refuses(command, "reads and lists a folder of mode 0300")
+    folder.chmod(0o300)
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    finally:
+        folder.chmod(0o755)
+
+
 def real_jpeg(name: str = "chelsea.jpg") -> bytes:
     """A real photograph from the bundled demo set (see pipeline/fixtures/demo/LICENSES.md)."""
     from pipeline.fixtures.demo_world import demo_image

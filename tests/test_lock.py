@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -360,6 +361,20 @@ def _seen_from_another_pid_namespace_is_refused(folder, dead_pid: int) -> None:
     assert json.loads((folder / LOCK).read_text())["run_id"] == "live"
 
 
+def _a_lock_taken_here_is_refused_from_another_pid_namespace(folder: Path,
+                                                            taken: Callable[[], None] = lambda: None) -> None:
+    """This process takes the lock of `folder` as run "live" (`taken` runs once it holds it), and a run in another pid
+    namespace, reading the lock's pid as no process, is refused (`_seen_from_another_pid_namespace_is_refused`)."""
+    gone_pid = pid_gone()
+    live = OutputLock(str(folder), "live")
+    live.acquire()
+    try:
+        taken()
+        _seen_from_another_pid_namespace_is_refused(folder, gone_pid)
+    finally:
+        live.release()
+
+
 def test_a_live_run_s_lock_read_from_another_pid_namespace_is_refused_and_taken_over_once_it_ends(tmp_path):
     """Two containers on one machine sharing a host name (`docker run --network=host`, a Kubernetes pod on the host's
     network) and an output folder: each sees the other's pid as no process of its own (or as another process, started
@@ -400,13 +415,7 @@ def test_the_writer_s_flock_is_held_where_an_exclusive_one_needs_the_file_open_f
         real(descriptor, operation)
 
     monkeypatch.setattr(fcntl, "flock", nfs_flock)
-    gone_pid = pid_gone()
-    live = OutputLock(str(tmp_path), "live")
-    live.acquire()
-    try:
-        _seen_from_another_pid_namespace_is_refused(tmp_path, gone_pid)
-    finally:
-        live.release()
+    _a_lock_taken_here_is_refused_from_another_pid_namespace(tmp_path)
 
 
 def test_a_lock_holding_hostile_text_is_refused_in_one_short_printable_line(tmp_path):
@@ -504,15 +513,12 @@ def test_a_probe_of_a_temporary_as_its_writer_takes_its_flock_leaves_the_lock_he
         real(descriptor, operation)
 
     monkeypatch.setattr(fcntl, "flock", probed_once)
-    gone_pid = pid_gone()
-    live = OutputLock(str(tmp_path), "live")
-    live.acquire()
-    try:
+
+    def taken() -> None:
         assert probed
         monkeypatch.setattr(fcntl, "flock", real)
-        _seen_from_another_pid_namespace_is_refused(tmp_path, gone_pid)
-    finally:
-        live.release()
+
+    _a_lock_taken_here_is_refused_from_another_pid_namespace(tmp_path, taken)
 
 
 def test_a_live_writer_s_temporary_is_no_leftover_at_any_of_its_steps(tmp_path, monkeypatch):
@@ -593,18 +599,12 @@ def test_a_dead_run_s_lock_in_a_folder_the_run_may_write_but_not_read_is_refused
     temporary, met a killed run's lock, and its takeover opened the folder to take turns by its flock, which the disk
     refused: a PermissionError out of the lock, "the job failed", exit 1, as if the job had run. Refused in one line
     naming the dead run, why it cannot be taken over, and the lock to remove."""
-    from tests.conftest import as_a_user_the_disk_refuses
+    from tests.conftest import run_in_a_folder_one_may_not_list
 
     output = tmp_path / "out"
     output.mkdir()
     killed_runs_lock(output)
-    command = as_a_user_the_disk_refuses([sys.executable, "-c", TAKE_THE_LOCK, str(output)],
-                                         "reads a folder of mode 0300")
-    output.chmod(0o300)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    finally:
-        output.chmod(0o755)
+    done = run_in_a_folder_one_may_not_list([sys.executable, "-c", TAKE_THE_LOCK, str(output)], output)
     assert done.returncode == 0 and done.stdout.startswith("OutputLocked "), (done.stdout, done.stderr)
     said = done.stdout.removeprefix("OutputLocked ").strip()
     assert "run killed" in said and "Permission denied" in said and f"remove {output / LOCK}" in said, said

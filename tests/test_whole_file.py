@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.io import whole_file
 from pipeline.io.whole_file import NEW_MODE, TargetNotAFile, write_whole
-from tests.conftest import as_a_user_the_disk_refuses
+from tests.conftest import run_in_a_folder_one_may_not_list
 
 
 def mode(path: Path) -> int:
@@ -171,12 +171,6 @@ def test_a_folder_one_may_write_in_but_not_list_takes_the_file_whole(tmp_path):
     folder.mkdir()
     script = ("import sys; from pipeline.io.whole_file import write_whole; "
               "write_whole(sys.argv[1], b'{}'); print('written')")
-    command = as_a_user_the_disk_refuses([sys.executable, "-c", script, str(folder / "result.json")],
-                                         "opens a 0o300 folder")
-    folder.chmod(0o300)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    finally:
-        folder.chmod(0o755)
+    done = run_in_a_folder_one_may_not_list([sys.executable, "-c", script, str(folder / "result.json")], folder, 60)
     assert done.returncode == 0 and done.stdout.strip() == "written", done.stderr[-2000:]
     assert (folder / "result.json").read_bytes() == b"{}"
