@@ -654,3 +654,30 @@ def test_a_work_cache_on_gcs_whose_objects_the_store_refuses_to_delete_is_said_l
     assert "refresh: removed the work cache" in capsys.readouterr().out
     assert [blob.name for blob in gcs.list_blobs(prefix="published/")] == [
         "published/work/2026-10/cache/images-0.parquet"]
+
+
+def test_the_work_caches_on_gcs_are_listed_by_folder_and_a_published_release_s_removed(gcs, capsys):
+    """A refresh looks at the work caches beside the releases (ROOT/work/NAME) of other refreshes: on an object store
+    they are found by one listing by folder (a listing of the objects would read every cached image), a published
+    release's cache is removed, an unpublished one's said and left; an object directly under work/ and a prefix
+    starting with the same letters (workshop/) are no cache."""
+    from pipeline.commands import refresh as command
+    from pipeline.io.layout import work_names
+
+    root = f"gs://{BUCKET}/tended"
+    for name in ("tended/work/2026-10/cache/images-0.parquet", "tended/work/2026-10/cache/deeper/x",
+                 "tended/work/2026-11/cache/images-0.parquet", "tended/work/stray-object",
+                 "tended/workshop/2026-12/cache/images-0.parquet"):
+        gcs.blob(name).upload_from_string(b"cached")
+    gcs.blob("tended/releases/2026-10/manifest.json").upload_from_string(json.dumps({"release": "2026-10"}))
+    assert work_names(root) == ["2026-10", "2026-11"]
+    assert work_names(f"gs://{BUCKET}/nothing-here") == []
+    capsys.readouterr()
+    command._tend_other_work(root, "2026-12")
+    said = capsys.readouterr().out
+    assert f"refresh: removed the work cache {root}/work/2026-10" in said, said
+    assert f"refresh: {root}/work/2026-11 holds the work of a refresh of release 2026-11, which is not " \
+        "published" in said, said
+    assert sorted(blob.name for blob in gcs.list_blobs(prefix="tended/")) == [
+        "tended/releases/2026-10/manifest.json", "tended/work/2026-11/cache/images-0.parquet",
+        "tended/work/stray-object", "tended/workshop/2026-12/cache/images-0.parquet"]

@@ -1271,6 +1271,57 @@ def test_a_published_refresh_leaves_no_work_cache_and_its_rerun_removes_one_a_st
     shutil.rmtree(root / "work")  # as the module's other tests found the root
 
 
+def test_a_refresh_removes_a_published_release_s_cache_left_and_says_an_unpublished_one(scheduled_refresh, tmp_path,
+                                                                                       capsys):
+    """A refresh retried under its default --release after midnight at a month's end names the new month: the stopped
+    month's release folder and work cache (about the release's size) were left for good, and nothing said so. Every
+    refresh now says each work cache of an unpublished release (stopped, or running now: never touched) and how to
+    finish or drop it, and removes one left by a published release (its removal failed, or was stopped and that
+    refresh not rerun)."""
+    root, argv = scheduled_refresh
+    copy = tmp_path / "root"
+    shutil.copytree(root / "releases", copy / "releases")
+    stopped = copy / "work" / "r9" / "cache"
+    stopped.mkdir(parents=True)
+    (stopped / "images-0.parquet").write_bytes(b"what the stopped refresh had cached")
+    (copy / "releases" / "r9" / "_staging").mkdir(parents=True)
+    left = copy / "work" / "r1" / "cache"  # release r1 is published
+    left.mkdir(parents=True)
+    (left / "images-0.parquet").write_bytes(b"left after r1 was published")
+    (copy / "work" / "not a release name").mkdir()  # no refresh names a cache so: not its business
+    capsys.readouterr()
+    assert main([f"--output={copy}" if arg.startswith("--output=") else arg.replace("--release=r2", "--release=r3")
+                 for arg in argv]) == 0
+    said = capsys.readouterr().out
+    assert (copy / "releases" / "r3" / "manifest.json").exists()
+    assert f"refresh: {copy / 'work' / 'r9'} holds the work of a refresh of release r9, which is not published" in said
+    assert "rerun it with --release=r9" in said and f"remove that folder and {copy / 'releases' / 'r9'}" in said, said
+    assert f"refresh: removed the work cache {copy / 'work' / 'r1'}" in said, said
+    assert not (copy / "work" / "r1").exists() and not (copy / "work" / "r3").exists()
+    assert (stopped / "images-0.parquet").read_bytes() == b"what the stopped refresh had cached"
+    assert (copy / "releases" / "r9" / "_staging").is_dir() and (copy / "work" / "not a release name").is_dir()
+    assert "not a release name" not in said
+
+
+def test_a_work_cache_that_is_a_link_is_said_as_a_link_removed_not_as_the_cache_removed(tmp_path, capsys):
+    """ROOT/work/NAME made a link to a bigger disk: only the link goes (never followed), and the refresh said it had
+    removed the work cache, while the cache it led to stayed there, about the release's size."""
+    from pipeline.commands import refresh as command
+
+    elsewhere = tmp_path / "bigger disk" / "cache"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "images-0.parquet").write_bytes(b"cached")
+    (tmp_path / "root" / "work").mkdir(parents=True)
+    (tmp_path / "root" / "work" / "r2").symlink_to(elsewhere.parent, target_is_directory=True)
+    command._remove_work_cache(str(tmp_path / "root"), "r2")
+    said = capsys.readouterr().out
+    assert not os.path.lexists(tmp_path / "root" / "work" / "r2")
+    assert (elsewhere / "images-0.parquet").read_bytes() == b"cached"
+    assert "removed the work cache" not in said, said
+    assert f"removed the link {tmp_path / 'root' / 'work' / 'r2'} that held the work cache" in said, said
+    assert f"what it led to, {elsewhere.parent}, is left: remove the cache there by hand" in said, said
+
+
 def test_a_rerun_with_another_option_or_previous_release_is_refused_naming_what_differs(scheduled_refresh,
                                                                                       first_yfcc_release, capsys):
     """Only the refresh that made the release is told it is done: one with another option, another input or built on

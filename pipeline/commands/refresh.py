@@ -29,9 +29,11 @@ from pipeline.io.layout import (
     is_published,
     linked_run_paths,
     misplaced_run_paths,
+    release_dir,
     remove_folder,
     remove_staging,
     work_folder,
+    work_names,
 )
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.printable import printable
@@ -151,6 +153,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
               flush=True)
     if previous:
         _say_what_is_not_checked(PipelineOptions(argv).view_as(PassOptions))
+    _tend_other_work(args.output, name)
     finished: list[dict | None] = []
     # Only an unpublished (resumed) release can be here: checked above. finish writes into the run's staging folder,
     # under its lock, so that the changelog, datasheet and release name are published with the run's files, the
@@ -300,7 +303,9 @@ def _remove_work_cache(root: str, name: str) -> None:
     month beside the releases (about the release's size again). A cache that cannot be removed is said and left: the
     release is published either way. Its rerun removes what a stop after the publish left of it."""
     folder = work_folder(root, name)
+    # A link someone made there (the cache on a bigger disk): only the link goes (`remove_folder`), said as such
     try:
+        linked = os.readlink(folder) if not is_remote(folder) and os.path.islink(folder) else None
         if not remove_folder(folder):
             return
         # Beam's delete of a gs:// folder logs each object the store refuses (a retention policy, a role without
@@ -312,4 +317,39 @@ def _remove_work_cache(root: str, name: str) -> None:
               f"({printable(' '.join(str(err).split()))[:300]}); the release is published: remove it by hand",
               file=sys.stderr, flush=True)
         return
+    if linked is not None:  # never followed: it may lead anywhere
+        print(f"refresh: removed the link {printable(folder)[:200]} that held the work cache (the release is "
+              f"published); what it led to, {printable(linked)[:200]}, is left: remove the cache there by hand",
+              flush=True)
+        return
     print(f"refresh: removed the work cache {printable(folder)[:200]} (the release is published)", flush=True)
+
+
+def _tend_other_work(root: str, name: str) -> None:
+    """The work caches under ROOT/work of refreshes other than this one. One whose release is published serves
+    nothing (its removal failed, or a stop came between the publish and the removal, and that refresh was not rerun):
+    removed, as its own rerun would. One whose release is not published is a refresh stopped before publishing, or
+    one running now: said, never touched. A refresh retried under its default --release after midnight at a month's
+    end names the new month: the stopped month's folder was left unpublished for good, with its cache (about the
+    release's size), and nothing said so."""
+    try:
+        others = [other for other in work_names(root) if other != name and release.RELEASE_NAME.fullmatch(other)]
+        unpublished = [other for other in others if not is_published(release_dir(root, other))]
+    except (OSError, BeamIOError) as err:  # a notice: the refresh goes on
+        print(f"refresh: the work caches under {printable(root)[:200]}/work could not be listed "
+              f"({printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
+        return
+    for other in others:
+        if other not in unpublished:
+            _remove_work_cache(root, other)
+    for other in unpublished[:_OTHER_WORK_SHOWN]:
+        print(f"refresh: {printable(work_folder(root, other))[:200]} holds the work of a refresh of release {other}, "
+              f"which is not published (stopped before publishing, or running now): if it was stopped, rerun it with "
+              f"--release={other} to finish it from that work; if it is abandoned, remove that folder and "
+              f"{printable(release_dir(root, other))[:200]}", flush=True)
+    if len(unpublished) > _OTHER_WORK_SHOWN:
+        print(f"refresh: and {len(unpublished) - _OTHER_WORK_SHOWN:,} more such folders under "
+              f"{printable(root)[:200]}/work", flush=True)
+
+
+_OTHER_WORK_SHOWN = 5

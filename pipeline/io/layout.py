@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import canonical_path, matching, read_regular_file, write_atomically
+from pipeline.io.gcs_client import folder_names
 from pipeline.io.lock import LOCK_TEMPORARY
 
 MANIFEST = "manifest.json"
@@ -61,6 +62,20 @@ def release_dir(root: str, name: str) -> str:
 def work_folder(root: str, name: str) -> str:
     """A refresh's own folder beside the releases (its work cache), removed once its release is published."""
     return FileSystems.join(root, "work", name)
+
+
+def work_names(root: str) -> list[str]:
+    """The names of the folders under ROOT/work (each a refresh's work cache, `work_folder`, or a link to one), sorted;
+    none where there is no such folder. On an object store, one listing by folder: a listing of its objects would
+    read every image each cache holds."""
+    folder = FileSystems.join(root, "work")
+    if is_remote(folder):
+        return folder_names(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(entry.name for entry in entries if entry.is_symlink() or entry.is_dir(follow_symlinks=False))
 
 
 def work_cache(root: str, name: str) -> str:

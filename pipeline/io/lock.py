@@ -36,6 +36,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
+from pipeline.io.gcs_client import bucket_and_name, storage_client
 from pipeline.io.printable import printable
 from pipeline.io.stopping import ending_at_once
 
@@ -162,18 +163,9 @@ def _writer_alive(holder: Holder) -> bool:
 def _gcs_object(path: str) -> Any:
     """The storage client's handle of the object at gs:// `path` (nothing is asked of the store yet), through the
     client Beam's filesystem builds for the path, which every other gs:// call of the launcher goes through (its
-    checks, the lock's read): the same credentials, project and headers. A client of the lock's own,
-    `storage.Client()`, finds a project or fails: with default credentials naming none (a user's
-    application-default login), every run into gs:// was refused as "cannot write to --output", where the launch's
-    checks read the bucket."""
-    from apache_beam.io.gcp.gcsfilesystem import GCSFileSystem
-
-    bucket, _, name = path.removeprefix("gs://").partition("/")
-    filesystem = FileSystems.get_filesystem(path)
-    if not isinstance(filesystem, GCSFileSystem):  # what Beam registers for gs://; said, should that ever change
-        raise OSError(f"Beam reads gs:// through {type(filesystem).__name__}, not its GCSFileSystem")
-    # Beam's GCSFileSystem makes a GcsIO from the options Beam's FileSystems holds, and a GcsIO its storage client
-    return filesystem._gcsIO().client.bucket(bucket).blob(name)
+    checks, the lock's read): the same credentials, project and headers (`storage_client`)."""
+    bucket, name = bucket_and_name(path)
+    return storage_client(path).bucket(bucket).blob(name)
 
 
 def _create_if_absent(path: str, payload: bytes) -> tuple[bool, int | None]:
