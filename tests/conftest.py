@@ -184,10 +184,11 @@ def reseal(release: Path) -> None:
     (release / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def as_a_user_the_disk_refuses(command: list[str], what: str) -> list[str]:
+def as_a_user_the_disk_refuses(command: list[str], what: str, also: tuple[str, ...] = ()) -> list[str]:
     """`command` run so that a folder's mode binds it: as root (here, in CI) without the capabilities that let root
     read and list any folder (setpriv), so that a test of a folder one may not list runs rather than skips. `what`
-    says what root would do, for the skip where setpriv is missing."""
+    says what root would do, for the skip where setpriv is missing. `also`: more capabilities to drop (`fowner`: the
+    one that lets root remove another user's file from a sticky folder)."""
     if os.geteuid() != 0:
         return command
     import shutil
@@ -195,7 +196,7 @@ def as_a_user_the_disk_refuses(command: list[str], what: str) -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip(f"running as root, which {what}, and no setpriv to drop that capability")
-    dropped = "-dac_override,-dac_read_search"
+    dropped = ",".join(f"-{cap}" for cap in ("dac_override", "dac_read_search", *also))
     return [setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", *command]
 
 

@@ -557,29 +557,78 @@ def test_a_live_writer_s_temporary_is_no_leftover_at_any_of_its_steps(tmp_path, 
     assert judged == [("before its flock", False), ("before its link", False)]
 
 
-def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_refused_not_waited_on(tmp_path,
-                                                                                                   monkeypatch):
+def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_taken_over(tmp_path):
     """`flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1), the usual guard of a scheduled job against runs that
-    overlap) holds an exclusive flock on the output folder for the whole run. Taking a killed run's lock over takes
-    turns with other takeovers by that same flock of the folder, and waited for it: the run waited for its own wrapper
-    for good, hung at launch. It waits a while, then is refused in one line saying so."""
+    overlap) holds an exclusive flock on the output folder for the whole run. Taking a killed run's lock over took
+    turns with other takeovers by that same flock of the folder: the run waited for its own wrapper for good, and
+    later was refused after a while, every scheduled run after a killed one, until someone removed the lock. Takeovers
+    take turns by the dead lock file's own flock: the folder's is none of their business."""
     import fcntl
 
     killed_runs_lock(tmp_path)
-    monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2, raising=False)
     wrapper = os.open(tmp_path, os.O_RDONLY)
     fcntl.flock(wrapper, fcntl.LOCK_EX)
     taker, outcome = _taking(tmp_path)
     try:
         taker.start()
         taker.join(30)
+        assert outcome == [None] and json.loads((tmp_path / LOCK).read_text())["run_id"] == "mine"
+        probe = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # the wrapper's flock untouched
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
     finally:
-        os.close(wrapper)  # lets a waiting takeover go on
-    taker.join(30)
+        os.close(wrapper)
+
+
+def test_a_dead_run_s_lock_file_another_process_holds_a_flock_on_is_refused_not_waited_on(tmp_path, monkeypatch):
+    """A process other than its writer holding a flock on a dead run's lock file (a look at it, a takeover under way)
+    is waited for a while, then the run is refused in one line naming the dead run and the lock to remove."""
+    import fcntl
+
+    killed_runs_lock(tmp_path)
+    monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2)
+    other = os.open(tmp_path / LOCK, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_SH)  # shared: the look that judges a lock's writer gone takes one too
+    taker, outcome = _taking(tmp_path)
+    try:
+        taker.start()
+        taker.join(30)
+    finally:
+        os.close(other)
     assert len(outcome) == 1 and isinstance(outcome[0], OutputLocked), outcome
     said = str(outcome[0])
-    assert "run killed" in said and "holds a lock of the folder" in said and f"remove {tmp_path / LOCK}" in said, said
+    assert "run killed" in said and "holds a lock (flock) of that file" in said and f"remove {tmp_path / LOCK}" in said
     assert "\n" not in said and json.loads((tmp_path / LOCK).read_text())["run_id"] == "killed"
+
+
+def test_a_takeover_that_gets_the_dead_lock_s_flock_after_another_took_it_over_removes_nothing(tmp_path,
+                                                                                                monkeypatch):
+    """Two runs judge one killed run's lock stale; B takes its flock first, removes it and makes its own lock while A
+    waits for that flock. A then holds the flock of a file no name leads to: removing the lock by its name, it would
+    remove B's, and both would run. A removes nothing, judges again, and is refused: B's lock is a live run's."""
+    import fcntl
+
+    killed_runs_lock(tmp_path)
+    dead = os.stat(tmp_path / LOCK).st_ino
+    real_flock = fcntl.flock
+    runs: dict[str, OutputLock] = {}
+
+    def flock(descriptor: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX and os.fstat(descriptor).st_ino == dead and "B" not in runs:
+            runs["B"] = OutputLock(str(tmp_path), "B")  # B's whole takeover, as A's waits
+            runs["B"].acquire()
+        real_flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with pytest.raises(OutputLocked, match="in use by run B"):
+        OutputLock(str(tmp_path), "A").acquire()
+    monkeypatch.undo()
+    assert "B" in runs and json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
+    runs["B"].release()
+    assert not (tmp_path / LOCK).exists()
 
 
 TAKE_THE_LOCK = """
@@ -594,18 +643,40 @@ except (OutputLocked, OutputNotWritable) as err:
 """
 
 
-def test_a_dead_run_s_lock_in_a_folder_the_run_may_write_but_not_read_is_refused_in_one_line(tmp_path):
-    """A folder the run may write and pass through but not read (mode 0300, another user's): the run made its lock's
-    temporary, met a killed run's lock, and its takeover opened the folder to take turns by its flock, which the disk
-    refused: a PermissionError out of the lock, "the job failed", exit 1, as if the job had run. Refused in one line
-    naming the dead run, why it cannot be taken over, and the lock to remove."""
+def test_a_dead_run_s_lock_in_a_folder_the_run_may_write_but_not_read_is_taken_over(tmp_path):
+    """A folder the run may write and pass through but not read (mode 0300, another user's): its takeover of a killed
+    run's lock opened the folder to take turns by its flock, which the disk refused: a PermissionError out of the lock,
+    "the job failed", exit 1 (later a refusal in one line). Takeovers take turns by the dead lock file's own flock,
+    which needs no listing of the folder: the lock is taken over."""
     from tests.conftest import run_in_a_folder_one_may_not_list
 
     output = tmp_path / "out"
     output.mkdir()
     killed_runs_lock(output)
     done = run_in_a_folder_one_may_not_list([sys.executable, "-c", TAKE_THE_LOCK, str(output)], output)
+    assert done.returncode == 0 and done.stdout.strip() == "taken", (done.stdout, done.stderr)
+    assert json.loads((output / LOCK).read_text())["run_id"] == "mine"
+
+
+def test_a_dead_run_s_lock_of_another_user_in_a_sticky_folder_is_refused_in_one_line(tmp_path):
+    """A killed run's lock that this user may not remove (another user's, in a sticky folder such as a shared /tmp
+    output, nor writable to this one): refused in one line naming the dead run, the disk's reason and the lock to
+    remove, exit 2, not a PermissionError out of the lock ("the job failed", exit 1, as if the job had run)."""
+    from tests.conftest import as_a_user_the_disk_refuses
+
+    if os.geteuid() != 0:
+        pytest.skip("a lock and a folder of another user can only be made as root")
+    output = tmp_path / "shared"
+    output.mkdir()
+    killed_runs_lock(output)
+    nobody = 65534
+    os.chown(output / LOCK, nobody, nobody)
+    os.chown(output, nobody, nobody)
+    output.chmod(0o1777)
+    command = as_a_user_the_disk_refuses([sys.executable, "-c", TAKE_THE_LOCK, str(output)],
+                                         "removes anyone's file from a sticky folder", also=("fowner",))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("OutputLocked "), (done.stdout, done.stderr)
     said = done.stdout.removeprefix("OutputLocked ").strip()
-    assert "run killed" in said and "Permission denied" in said and f"remove {output / LOCK}" in said, said
+    assert "run killed" in said and "Operation not permitted" in said and f"remove {output / LOCK}" in said, said
     assert "\n" not in said and json.loads((output / LOCK).read_text())["run_id"] == "killed"

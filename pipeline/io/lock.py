@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,25 +270,37 @@ def _remove_stale_temporaries(path: str, host: str) -> None:
                     os.unlink(entry.path)
 
 
-# How long a takeover waits for the flock of the lock's folder (`_takeover_guard`), which another takeover holds for a
-# moment; a process holding it longer is none (flock(1) run around a run holds it for the whole run).
+# How long a takeover waits for the flock of the dead run's lock file (`_remove_dead_lock`), which another takeover
+# holds for a moment; a process holding it longer is none that takes locks over.
 TAKEOVER_WAIT_S = 5.0
 TAKEOVER_PAUSE_S = 0.01
 
 
-class _FolderHeld(Exception):
-    """The lock's folder's flock held by another process for TAKEOVER_WAIT_S."""
+class _LockFileHeld(Exception):
+    """The dead run's lock file's flock held by another process for TAKEOVER_WAIT_S."""
 
 
-@contextlib.contextmanager
-def _takeover_guard(path: str) -> Iterator[None]:
-    """An exclusive flock on the lock's folder for the block: stale-lock takeovers on this machine (the only ones
-    there are) take turns. Released when the descriptor closes, a killed process's too. `_FolderHeld` where another
-    process holds it past TAKEOVER_WAIT_S: waited for, `flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1),
-    the usual guard of a scheduled job against runs that overlap, holding the folder's flock for the whole run)
-    waited for its own wrapper for good as it met a killed run's lock, hung at launch."""
-    descriptor = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+def _remove_dead_lock(path: str, judged: Holder) -> None:
+    """Removes the lock at `path` that `judged` holds, judged a dead run's, taking turns with other takeovers on this
+    machine (the only ones there are) by an exclusive flock on that very file: the first takes it, sees that `path`
+    still names the file it holds and that the file still holds `judged`, and removes it; one after it finds the
+    name gone or naming another file (the first's own lock) and removes nothing, and the caller judges again. Two runs
+    that both judged it stale took turns to delete "it", and the second deleted the lock the first had just made, so
+    both ran. A flock taken proves no live process holds the file (its writer would, `_hold`). Taken on the lock's
+    folder before, that flock clashed with `flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1), the usual guard
+    of a scheduled job against runs that overlap, holding the folder's flock for the whole run): after a killed run,
+    every scheduled run was refused until someone removed the lock; and a folder the run may write and pass through
+    but not read (mode 0300) could not be opened for its flock. `_LockFileHeld` where another process holds the file's
+    flock past TAKEOVER_WAIT_S; OSError where the disk refuses the file or its removal."""
+    try:  # for writing where one may: an NFS client's exclusive flock needs it (`_create_if_absent`)
+        descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except PermissionError:  # another user's lock: on a local disk a flock needs no more
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:  # another takeover removed it: judged again
+        return
     try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode) or _parsed(_read_all(descriptor)) != judged:
+            return  # another file by now (a takeover's own lock, whose writer holds its flock): judged again
         deadline = time.monotonic() + TAKEOVER_WAIT_S
         while True:
             try:
@@ -297,11 +308,24 @@ def _takeover_guard(path: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise _FolderHeld() from None
+                    raise _LockFileHeld() from None
                 time.sleep(TAKEOVER_PAUSE_S)
-        yield
+        held, named = os.fstat(descriptor), os.stat(path, follow_symlinks=False)
+        if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+            os.unlink(path)
+    except FileNotFoundError:  # removed by the takeover before this one: judged again
+        return
     finally:
-        os.close(descriptor)
+        os.close(descriptor)  # and with it the flock: a takeover waiting on this file finds its name gone
+
+
+def _read_all(descriptor: int) -> bytes:
+    """The file's first MAX_LOCK_BYTES, from its start."""
+    chunks, size = [], 0
+    while size < MAX_LOCK_BYTES and (chunk := os.pread(descriptor, MAX_LOCK_BYTES - size, size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _create_exclusively(path: str, payload: bytes) -> tuple[bool, int | None]:
@@ -479,22 +503,20 @@ class OutputLock:
                 # run was refused by itself, and the lock it made stayed on gs://, where no run takes a lock over.
                 return
             if self._stale(holder):
-                # Left by a killed run on this machine. Judged again and removed under a lock of the folder: two
-                # runs that both found it stale took turns to delete "it", and the second deleted the lock the
-                # first had just made, so both ran.
+                # Left by a killed run on this machine: removed only as the file judged, under its flock
+                # (`_remove_dead_lock`), then the lock made again
                 gone = f"{self.output} holds the lock of a run that is gone ({holder.describe() if holder else ''})"
                 try:
-                    with _takeover_guard(self.path):
-                        if self._stale(_holder(self.path)):
-                            os.unlink(self.path)
-                except _FolderHeld:
+                    if holder is not None:  # always so where `_stale` holds: said for the type's sake
+                        _remove_dead_lock(self.path, holder)
+                except _LockFileHeld:
                     raise OutputLocked(
-                        f"{gone}, and another process holds a lock of the folder (flock), which taking it over waited "
-                        f"for {TAKEOVER_WAIT_S:g} s (flock(1) run around this run?); remove {self.path} and run again"
+                        f"{gone}, and another process holds a lock (flock) of that file, which taking it over waited "
+                        f"for {TAKEOVER_WAIT_S:g} s; remove {self.path} once no run uses the folder, and run again"
                     ) from None
                 except OSError as err:
-                    # The folder not to be read (mode 0300: its flock cannot be taken), the lock not to be removed (a
-                    # sticky folder, another user's lock): out of the lock, "the job failed", exit 1, as if it had run
+                    # The lock not to be removed (a sticky folder, another user's lock), a disk without flocks: out of
+                    # the lock, "the job failed", exit 1, as if it had run
                     raise OutputLocked(f"{gone}, which cannot be taken over ({err.strerror or type(err).__name__}); "
                                        f"remove {self.path} and run again") from None
                 continue
