@@ -681,3 +681,20 @@ def test_the_work_caches_on_gcs_are_listed_by_folder_and_a_published_release_s_r
     assert sorted(blob.name for blob in gcs.list_blobs(prefix="tended/")) == [
         "tended/releases/2026-10/manifest.json", "tended/work/2026-11/cache/images-0.parquet",
         "tended/work/stray-object", "tended/workshop/2026-12/cache/images-0.parquet"]
+
+
+def test_work_caches_on_gcs_that_cannot_be_listed_are_said_and_the_refresh_goes_on(gcs, monkeypatch, capsys):
+    """The look at other refreshes' work caches is a notice: the store refusing the listing (a role without list on
+    the bucket, google.api_core's Forbidden, which is no OSError) failed the refresh before its job ran."""
+    from google.api_core.exceptions import Forbidden
+
+    from pipeline.commands import refresh as command
+
+    def refused(folder: str) -> list[str]:
+        raise Forbidden("caller does not have storage.objects.list access")
+
+    monkeypatch.setattr("pipeline.io.layout.folder_names", refused)
+    command._tend_other_work(f"gs://{BUCKET}/refused", "2026-12")
+    said = capsys.readouterr()
+    assert "could not be listed (Forbidden:" in said.err and "storage.objects.list" in said.err, said.err
+    assert said.out == ""

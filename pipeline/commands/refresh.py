@@ -335,9 +335,9 @@ def _tend_other_work(root: str, name: str) -> None:
     try:
         others = [other for other in work_names(root) if other != name and release.RELEASE_NAME.fullmatch(other)]
         unpublished = [other for other in others if not is_published(release_dir(root, other))]
-    except (OSError, BeamIOError) as err:  # a notice: the refresh goes on
+    except Exception as err:  # a notice, the refresh goes on: the store's own errors too (a role without list)
         print(f"refresh: the work caches under {printable(root)[:200]}/work could not be listed "
-              f"({printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
+              f"({type(err).__name__}: {printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
         return
     for other in others:
         if other not in unpublished:
