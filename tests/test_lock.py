@@ -631,6 +631,43 @@ def test_a_takeover_that_gets_the_dead_lock_s_flock_after_another_took_it_over_r
     assert not (tmp_path / LOCK).exists()
 
 
+def test_a_run_meeting_a_dead_lock_as_another_takes_it_over_is_refused_naming_that_run(tmp_path, monkeypatch):
+    """Two runs meet one killed run's lock at the same moment. B holds the dead lock file's flock while it takes it
+    over (`_remove_dead_lock`), and A's look at that flock, which tells a live run in another pid namespace of the
+    machine (`_held_by_a_live_process`), found it held: A was refused as if the killed run still ran, "in use by run
+    killed ...; if that run is gone, remove OUTPUT/_lock.json", a file that by then held B's lock, B running. A waits
+    for the takeover, judges again and is refused naming B."""
+    import fcntl
+
+    killed_runs_lock(tmp_path)
+    real_probe = lock._held_by_a_live_process
+    runs: dict[str, OutputLock] = {}
+
+    def probe(path: str) -> bool:
+        if "B" in runs:
+            return real_probe(path)
+        taking = os.open(tmp_path / LOCK, os.O_RDWR)
+        fcntl.flock(taking, fcntl.LOCK_EX)  # B's takeover under way as A looks
+        try:
+            held = real_probe(path)
+            os.unlink(tmp_path / LOCK)
+        finally:
+            os.close(taking)
+        runs["B"] = OutputLock(str(tmp_path), "B")  # B's takeover ends: its own lock made
+        runs["B"].acquire()
+        return held
+
+    monkeypatch.setattr(lock, "_held_by_a_live_process", probe)
+    try:
+        with pytest.raises(OutputLocked, match="in use by run B"):
+            OutputLock(str(tmp_path), "A").acquire()
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
+    finally:
+        if "B" in runs:
+            runs["B"].release()
+    assert not (tmp_path / LOCK).exists()
+
+
 TAKE_THE_LOCK = """
 import sys
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable

@@ -276,6 +276,25 @@ TAKEOVER_WAIT_S = 5.0
 TAKEOVER_PAUSE_S = 0.01
 
 
+# How long a run watches a lock whose writer's pid names no process here but whose file a live process holds a flock
+# on: a run in another pid namespace of the machine (held for good), or another run's takeover of a dead run's lock,
+# which holds that flock for a moment (`_remove_dead_lock`) and then removes the file or lets it go.
+TAKEOVER_SEEN_S = 1.0
+
+
+def _taken_over_meanwhile(path: str, holder: Holder) -> bool:
+    """Whether the lock at `path`, `holder`'s, whose writer's pid names no process here and whose file's flock a live
+    process held, stopped being that file or that flock came free within TAKEOVER_SEEN_S: another run's takeover of it,
+    under way as it was looked at. Taken for the live run's own, the run was refused naming the dead run, "if that run
+    is gone, remove OUTPUT/_lock.json", a file that by then held the lock of the run that took it over."""
+    deadline = time.monotonic() + TAKEOVER_SEEN_S
+    while time.monotonic() < deadline:
+        time.sleep(TAKEOVER_PAUSE_S)
+        if _holder(path) != holder or not _held_by_a_live_process(path):
+            return True
+    return False
+
+
 class _LockFileHeld(Exception):
     """The dead run's lock file's flock held by another process for TAKEOVER_WAIT_S."""
 
@@ -484,7 +503,7 @@ class OutputLock:
     def acquire(self) -> None:
         self._released = False
         payload = json.dumps(self.me.__dict__, sort_keys=True).encode()
-        for _ in range(2):  # a second try after removing a stale lock
+        for _ in range(3):  # tries again after removing a stale lock, or after another run's takeover of one
             try:
                 created, self._held = _create_if_absent(self.path, payload)
                 if created:
@@ -520,13 +539,18 @@ class OutputLock:
                     raise OutputLocked(f"{gone}, which cannot be taken over ({err.strerror or type(err).__name__}); "
                                        f"remove {self.path} and run again") from None
                 continue
+            if holder is not None and self._dead_by_its_pid(holder) and _taken_over_meanwhile(self.path, holder):
+                continue  # judged again: most likely the lock of the run that took it over, a live run's
             who = holder.describe() if holder else "another run"
             raise OutputLocked(f"{self.output} is in use by {who}; if that run is gone, remove {self.path}")
         raise OutputLocked(f"{self.output}: could not take the lock {self.path}")
 
     def _stale(self, holder: Holder | None) -> bool:
-        return bool(holder and holder.host == self.me.host and not is_remote(self.path) and not _writer_alive(holder)
-                    and not _held_by_a_live_process(self.path))
+        return bool(holder and self._dead_by_its_pid(holder) and not _held_by_a_live_process(self.path))
+
+    def _dead_by_its_pid(self, holder: Holder) -> bool:
+        """Whether the lock is of a run on this machine whose pid names no process here, or another one now."""
+        return holder.host == self.me.host and not is_remote(self.path) and not _writer_alive(holder)
 
     def release(self) -> None:
         """Deletes the lock if it is this run's, once. The main thread (as the run ends) and a stop's thread
