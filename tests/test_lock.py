@@ -668,6 +668,33 @@ def test_a_run_meeting_a_dead_lock_as_another_takes_it_over_is_refused_naming_th
     assert not (tmp_path / LOCK).exists()
 
 
+def test_a_dead_run_s_lock_of_another_user_removed_by_another_takeover_as_it_is_opened_is_taken(tmp_path,
+                                                                                                monkeypatch):
+    """A killed run's lock this user may not open for writing (another user's) is opened read-only for its flock; a
+    takeover by another run that removed it between the two opens made that second open's "No such file or directory"
+    a refusal, "cannot be taken over (No such file or directory); remove OUTPUT/_lock.json", with no lock there to
+    remove. The lock gone, it is judged again and taken."""
+    killed_runs_lock(tmp_path)
+    dead = str(tmp_path / LOCK)
+    real_open = os.open
+
+    def opening(path: str, flags: int, *args: int, **kwargs: int | None) -> int:
+        if str(path) == dead and flags & os.O_RDWR and os.path.exists(dead):
+            os.unlink(dead)  # the other run's takeover, as this one is refused the file for writing
+            raise PermissionError(13, "Permission denied", dead)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opening)
+    taking = OutputLock(str(tmp_path), "mine")
+    taking.acquire()
+    monkeypatch.undo()
+    try:
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "mine"
+    finally:
+        taking.release()
+    assert not (tmp_path / LOCK).exists()
+
+
 TAKE_THE_LOCK = """
 import sys
 from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable

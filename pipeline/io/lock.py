@@ -311,11 +311,12 @@ def _remove_dead_lock(path: str, judged: Holder) -> None:
     every scheduled run was refused until someone removed the lock; and a folder the run may write and pass through
     but not read (mode 0300) could not be opened for its flock. `_LockFileHeld` where another process holds the file's
     flock past TAKEOVER_WAIT_S; OSError where the disk refuses the file or its removal."""
-    try:  # for writing where one may: an NFS client's exclusive flock needs it (`_create_if_absent`)
-        descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except PermissionError:  # another user's lock: on a local disk a flock needs no more
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except FileNotFoundError:  # another takeover removed it: judged again
+    try:
+        try:  # for writing where one may: an NFS client's exclusive flock needs it (`_create_if_absent`)
+            descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except PermissionError:  # another user's lock: on a local disk a flock needs no more
+            descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:  # another takeover removed it, before either open: judged again
         return
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode) or _parsed(_read_all(descriptor)) != judged:
