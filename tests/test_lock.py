@@ -631,6 +631,33 @@ def test_a_takeover_that_gets_the_dead_lock_s_flock_after_another_took_it_over_r
     assert not (tmp_path / LOCK).exists()
 
 
+
+
+def test_a_takeover_that_opens_the_lock_another_took_over_since_it_was_judged_is_refused_naming_that_run(tmp_path,
+                                                                                                          monkeypatch):
+    """A judges a killed run's lock stale; before A opens it for its flock, B takes it over and its own lock, which B
+    holds a flock on, is there. A removes nothing and judges again: refused naming B at once, not after waiting
+    TAKEOVER_WAIT_S for B's flock and then naming the dead run, with "remove" the lock that is B's."""
+    killed_runs_lock(tmp_path)
+    real_remove = lock._remove_dead_lock
+    runs: dict[str, OutputLock] = {}
+
+    def remove(path: str, judged: lock.Holder) -> None:
+        if "B" not in runs:
+            runs["B"] = OutputLock(str(tmp_path), "B")  # B's whole takeover, between A's judgement and A's open
+            runs["B"].acquire()
+        real_remove(path, judged)
+
+    monkeypatch.setattr(lock, "_remove_dead_lock", remove)
+    monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2)
+    try:
+        with pytest.raises(OutputLocked, match="in use by run B"):
+            OutputLock(str(tmp_path), "A").acquire()
+        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
+    finally:
+        if "B" in runs:
+            runs["B"].release()
+    assert not (tmp_path / LOCK).exists()
 def test_a_run_meeting_a_dead_lock_as_another_takes_it_over_is_refused_naming_that_run(tmp_path, monkeypatch):
     """Two runs meet one killed run's lock at the same moment. B holds the dead lock file's flock while it takes it
     over (`_remove_dead_lock`), and A's look at that flock, which tells a live run in another pid namespace of the
