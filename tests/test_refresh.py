@@ -1303,6 +1303,30 @@ def test_a_refresh_removes_a_published_release_s_cache_left_and_says_an_unpublis
     assert "not a release name" not in said
 
 
+def test_a_work_cache_whose_release_s_manifest_cannot_be_read_is_left_and_said_so_not_as_an_unpublished_one(tmp_path,
+                                                                                                            capsys):
+    """The work cache of a release whose manifest.json is there but cannot be read (cut, a named pipe, over the size
+    any run writes) was said as an unpublished release's, a refresh stopped or running, "if it is abandoned, remove
+    that folder and ROOT/releases/NAME": a published release whose manifest was damaged, removed on that word. Whether
+    it is published cannot be told: its cache is left, and said so, with verify to say what is wrong."""
+    from pipeline.commands import refresh as command
+
+    root = tmp_path / "root"
+    for name in ("r5", "r6"):
+        (root / "work" / name / "cache").mkdir(parents=True)
+        (root / "releases" / name).mkdir(parents=True)
+    (root / "releases" / "r5" / "manifest.json").write_text('{"release": "r5", "files": [')  # cut
+    os.mkfifo(root / "releases" / "r6" / "manifest.json")
+    command._tend_other_work(str(root), "r7")
+    said = capsys.readouterr().out
+    for name in ("r5", "r6"):
+        assert (root / "work" / name / "cache").is_dir()
+        assert f"refresh: {root / 'work' / name} is left: {root / 'releases' / name}/manifest.json cannot be read " \
+            f"as a published release's" in said, said
+        assert f"pass-pipeline verify {root / 'releases' / name}" in said, said
+    assert "which is not published" not in said and "remove that folder" not in said, said
+
+
 def test_a_work_cache_that_is_a_link_is_said_as_a_link_removed_not_as_the_cache_removed(tmp_path, capsys):
     """ROOT/work/NAME made a link to a bigger disk: only the link goes (never followed), and the refresh said it had
     removed the work cache, while the cache it led to stayed there, about the release's size."""

@@ -329,19 +329,33 @@ def _tend_other_work(root: str, name: str) -> None:
     """The work caches under ROOT/work of refreshes other than this one. One whose release is published serves
     nothing (its removal failed, or a stop came between the publish and the removal, and that refresh was not rerun):
     removed, as its own rerun would. One whose release is not published is a refresh stopped before publishing, or
-    one running now: said, never touched. A refresh retried under its default --release after midnight at a month's
+    one running now: said, never touched; so is one whose release's manifest.json is there but no published
+    release's (unreadable), said as such. A refresh retried under its default --release after midnight at a month's
     end names the new month: the stopped month's folder was left unpublished for good, with its cache (about the
     release's size), and nothing said so."""
     try:
         others = [other for other in work_names(root) if other != name and release.RELEASE_NAME.fullmatch(other)]
-        unpublished = [other for other in others if not is_published(release_dir(root, other))]
+        unpublished: list[str] = []
+        unreadable: list[str] = []
+        for other in others:
+            if not is_published(release_dir(root, other)):
+                # A manifest there that is no published release's (cut, a named pipe, over any run's size): whether
+                # the release is published cannot be told. Said as an unpublished one's, "if it is abandoned, remove
+                # that folder and ROOT/releases/NAME", a published release whose manifest was damaged went on that word
+                there = FileSystems.exists(FileSystems.join(release_dir(root, other), MANIFEST))
+                (unreadable if there else unpublished).append(other)
     except Exception as err:  # a notice, the refresh goes on: the store's own errors too (a role without list)
         print(f"refresh: the work caches under {printable(root)[:200]}/work could not be listed "
               f"({type(err).__name__}: {printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
         return
     for other in others:
-        if other not in unpublished:
+        if other not in unpublished and other not in unreadable:
             _remove_work_cache(root, other)
+    for other in unreadable[:_OTHER_WORK_SHOWN]:
+        folder = release_dir(root, other)
+        print(f"refresh: {printable(work_folder(root, other))[:200]} is left: {printable(folder)[:200]}/{MANIFEST} "
+              f"cannot be read as a published release's, so whether release {other} is published cannot be told "
+              f"(`pass-pipeline verify {printable(folder)[:200]}` says what is wrong)", flush=True)
     for other in unpublished[:_OTHER_WORK_SHOWN]:
         print(f"refresh: {printable(work_folder(root, other))[:200]} holds the work of a refresh of release {other}, "
               f"which is not published (stopped before publishing, or running now): if it was stopped, rerun it with "
