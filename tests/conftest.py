@@ -306,6 +306,18 @@ def _no_host_gates_from_earlier_tests() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_filesystem_options_from_earlier_tests() -> Iterator[None]:
+    """Every test starts and ends with no pipeline options in Beam's filesystems: they are process-wide
+    (`FileSystems.set_options`), set by each launch (`commands/run.py`'s `launch_options`) and each job built, and one
+    test's (a service account to impersonate, a job name) were those of every storage client a later test made."""
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(None)
+    yield
+    FileSystems.set_options(None)
+
+
 @contextlib.contextmanager
 def local_time_zone(name: str) -> Iterator[None]:
     """The process's local time zone set to `name` (a worker's machine in that zone) for the block, then the one

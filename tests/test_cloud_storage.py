@@ -698,3 +698,84 @@ def test_work_caches_on_gcs_that_cannot_be_listed_are_said_and_the_refresh_goes_
     said = capsys.readouterr()
     assert "could not be listed (Forbidden:" in said.err and "storage.objects.list" in said.err, said.err
     assert said.out == ""
+
+
+IMPERSONATED = "runner@pass-test.iam.gserviceaccount.com"
+
+
+class _TokenServer(ThreadingHTTPServer):
+    """The IAM credentials service as impersonation reaches it: each generateAccessToken call (the service account's
+    name in its path, the caller's own token in its Authorization) is recorded and answered with "impersonated-token",
+    valid for an hour."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []  # (path, authorization) of each call
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests.append((self.path, self.headers.get("Authorization", "")))
+                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+                payload = json.dumps({"accessToken": "impersonated-token", "expireTime": expires}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+@pytest.fixture
+def beams_credentials_afresh(monkeypatch):
+    """Beam builds its credentials once for the whole process (`auth._Credentials`), from the options of the first
+    storage client it makes: built afresh in the test, as in a process that starts a command, and the test's own
+    dropped after it (the credentials earlier tests built are back)."""
+    from apache_beam.internal.gcp import auth
+
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", False)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+
+
+@pytest.mark.parametrize("command", ["run", "refresh"])
+def test_every_gcs_call_of_a_run_carries_the_service_account_it_impersonates(gcs, monkeypatch, capsys, command,
+                                                                            beams_credentials_afresh):
+    """Beam's storage client takes its credentials (and its audit header) from the options Beam's filesystems hold,
+    which `Pipeline(options)` sets, and keeps the credentials it first builds for the whole process. The launch's
+    gs:// calls (its checks of --input and --output, the lock, a refresh's look for the latest release) came first,
+    with no options: the run's own credentials were built there without --impersonate_service_account and every
+    call after (the job's writes, the publish, the lock's release) went as the user, not as the service account."""
+    from google.auth import iam
+
+    tokens = _TokenServer()
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    monkeypatch.setattr(iam, "_IAM_ENDPOINT", f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/"
+                                              "serviceAccounts/{}:generateAccessToken")
+    gcs.blob(f"impersonated-{command}/in.tsv").upload_from_string(b"")
+    root = f"gs://{BUCKET}/impersonated-{command}"
+    flags = [f"--input={root}/in.tsv", "--allow_empty", f"--impersonate_service_account={IMPERSONATED}",
+             "--job_name=pass-monthly", *FAST]
+    try:
+        with _preconditions_kept(monkeypatch) as proxy:
+            if command == "run":
+                assert main(["run", f"--output={root}/out", *flags]) == 0, capsys.readouterr().err
+            else:
+                assert main(["refresh", f"--output={root}/out", "--release=2026-11", *flags]) == 0, \
+                    capsys.readouterr().err
+    finally:
+        tokens.shutdown()
+    published = "out/manifest.json" if command == "run" else "out/releases/2026-11/manifest.json"
+    assert gcs.blob(f"impersonated-{command}/{published}").exists()
+    assert tokens.requests and set(tokens.requests) == {
+        (f"/v1/projects/-/serviceAccounts/{IMPERSONATED}:generateAccessToken", "Bearer fake-token")}
+    lock = quote(f"impersonated-{command}/out/{'releases/2026-11/' if command == 'refresh' else ''}_lock.json",
+                 safe="")
+    calls = {(method, urlsplit(path).path.rsplit("/", 1)[-1]) for method, path, _ in proxy.requests}
+    assert {("POST", "o"), ("DELETE", lock), ("GET", "o")} <= calls, calls  # the lock's, a listing
+    identities = {(headers.get("authorization"), headers.get("x-goog-custom-audit-job"))
+                  for _, _, headers in proxy.requests}
+    assert identities == {("Bearer impersonated-token", "pass-monthly")}, identities

@@ -15,8 +15,7 @@ from pipeline.build import models_of
 from pipeline.commands.run import (
     PublishFinished,
     UsageError,
-    refuse_a_job_made_later,
-    refuse_unknown_flags,
+    launch_options,
     run,
     summary,
 )
@@ -71,8 +70,8 @@ def _said(arg: str) -> str:
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     # A value no flag can take is one line now, not Beam's usage when models_for parses it; a typo of refresh's own
     # flags is named as such (--previos was "did you mean --previous_index?", --ouput "refresh needs --output").
-    refuse_unknown_flags(rest, "refresh", ("previous", "output", "release"))
-    refuse_a_job_made_later(PipelineOptions(list(rest)))  # before the previous release is read and checked
+    # Before the previous release is read and checked, and before any other gs:// call (`launch_options`)
+    launch_options(rest, "refresh", ("previous", "output", "release"))
     if not args.output:
         raise UsageError("refresh needs --output (the releases' root)")
     # Set by the refresh itself after the user's flags, where the last one counts: given, they were ignored unsaid

@@ -171,13 +171,28 @@ def _hint(flag: str, own: Sequence[str] = ()) -> str:
 SINGLE_PATHS = ("input", "output", "cache", "carry_over", "flickr_credentials", "model_registry")
 
 
+def launch_options(argv: Sequence[str], command: str = "run", own: Sequence[str] = ()) -> PipelineOptions:
+    """The pipeline options of a command that runs a job (`run`, `refresh`: its flags past its own, `own`), refused
+    at once for a flag unknown or a job made later, and given to Beam's filesystems before the launch's first gs://
+    call. Beam's storage client takes its credentials (--impersonate_service_account), project and audit header
+    (--job_name) from the options its filesystems hold, which `Pipeline(options)` sets only as the job is built; and
+    Beam keeps the credentials it first builds for the whole process (`apache_beam.internal.gcp.auth`). The launch's
+    checks of --input and --output, its lock and a refresh's look for the latest release came first, with none: every
+    gs:// call of the run after them, the job's writes, its publish and (on Dataflow) its staging among them, went as
+    the user's own default credentials, not as the service account named. The options object is the run's own, which
+    its job is given (the defaults set on it later are seen through it)."""
+    refuse_unknown_flags(argv, command, own)
+    options = PipelineOptions(list(argv))
+    refuse_a_job_made_later(options)
+    FileSystems.set_options(options)
+    return options
+
+
 def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
-    refuse_unknown_flags(expand_month(argv))
-    options = PipelineOptions(expand_month(argv))
+    options = launch_options(expand_month(argv))
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
-    refuse_a_job_made_later(options)
     opts = options.view_as(PassOptions)
     problems = validate(opts) + [problem for name in SINGLE_PATHS
                                  if (problem := spaced_path_problem(f"--{name}", getattr(opts, name, None)))]
