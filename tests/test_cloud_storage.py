@@ -249,8 +249,10 @@ def test_a_registry_on_gcs_names_its_fusion_model_beside_it(gcs):
 
 class _PreconditionProxy(ThreadingHTTPServer):
     """gcp-storage-emulator ignores ifGenerationMatch, on a create and on a delete or a read alike; real GCS answers 412
-    when the object exists (ifGenerationMatch=0) or is at another generation than the one named. This proxy adds
-    exactly that rule in front of the emulator and forwards everything else."""
+    when the object exists (ifGenerationMatch=0) or is at another generation than the one named. The emulator also
+    serves a ranged read starting at or past an object's end (any range of an empty object) as 206 and no bytes, where
+    real GCS answers 416, Requested Range Not Satisfiable, as RFC 9110 says (Content-Range `bytes */SIZE`). This proxy
+    adds exactly those rules in front of the emulator and forwards everything else."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -265,19 +267,23 @@ class _PreconditionProxy(ThreadingHTTPServer):
                 query = parse_qs(urlsplit(self.path).query)
                 # A multipart upload names its object in the JSON metadata part of the body.
                 named = re.search(rb'"name": ?"([^"]+)"', body)
-                in_path = re.search(r"/b/[^/]+/o/([^/?]+)", urlsplit(self.path).path)  # a read's, a delete's
+                path = urlsplit(self.path).path
+                # a media read's (a mediaLink names the object with its '/' as they are), a delete's, a metadata read's
+                in_path = (re.fullmatch(r"/download/storage/v1/b/[^/]+/o/(.+)", path)
+                           or re.search(r"/b/[^/]+/o/([^/?]+)", path))
                 name = query.get("name", [named.group(1).decode() if named else
                                           unquote(in_path.group(1)) if in_path else ""])[0]
                 wanted = query.get("ifGenerationMatch", [None])[0]
                 now = proxy.generation(name) if wanted is not None else None
                 if wanted is not None and (now is not None if wanted == "0" else now not in (None, wanted)):
-                    self.send_response(412)
-                    payload = b'{"error": {"code": 412, "message": "Precondition Failed"}}'
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._refuse(412, "Precondition Failed")
                     return
+                ranged = re.fullmatch(r"bytes=(\d+)-\d*", (self.headers.get("Range") or "").strip())
+                if self.command == "GET" and query.get("alt") == ["media"] and ranged:
+                    size = proxy.size(name)
+                    if size is not None and int(ranged.group(1)) >= size:
+                        self._refuse(416, "Requested range not satisfiable", {"Content-Range": f"bytes */{size}"})
+                        return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 request = urllib.request.Request(proxy.upstream + self.path, data=body or None, headers=headers,
                                                  method=self.command)
@@ -286,6 +292,11 @@ class _PreconditionProxy(ThreadingHTTPServer):
                 except urllib.error.HTTPError as err:
                     answer = err
                 data = answer.read()
+                if query.get("alt") != ["media"] and "json" in (answer.headers.get("Content-Type") or ""):
+                    # An object's metadata names the emulator in its mediaLink, by which the client reads the object
+                    # once it has read its metadata: named the proxy, those reads come through it too (they went to
+                    # the emulator, by none of the proxy's rules)
+                    data = data.replace(proxy.upstream.encode(), f"http://127.0.0.1:{proxy.server_address[1]}".encode())
                 if proxy.answers_to_drop and query.get("ifGenerationMatch") == ["0"]:
                     proxy.answers_to_drop -= 1  # made, then the connection lost before the answer (a network drop)
                     self.close_connection = True
@@ -298,6 +309,15 @@ class _PreconditionProxy(ThreadingHTTPServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _refuse(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+                payload = json.dumps({"error": {"code": code, "message": message}}).encode()
+                self.send_response(code)
+                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward  # noqa: N815 (http.server names)
 
             def log_message(self, *args: object) -> None:
@@ -307,9 +327,18 @@ class _PreconditionProxy(ThreadingHTTPServer):
 
     def generation(self, name: str) -> str | None:
         """The object's generation now, None where there is none (one missing is the upstream's to answer)."""
+        found = self._metadata(name)
+        return None if found is None else str(found["generation"])
+
+    def size(self, name: str) -> int | None:
+        """The object's size now, None where there is none."""
+        found = self._metadata(name)
+        return None if found is None else int(found["size"])
+
+    def _metadata(self, name: str) -> dict | None:
         url = f"{self.upstream}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}"
         try:
-            return str(json.loads(urllib.request.urlopen(url, timeout=10).read())["generation"])
+            return json.loads(urllib.request.urlopen(url, timeout=10).read())
         except urllib.error.HTTPError:
             return None
 
@@ -417,6 +446,41 @@ def test_a_lock_on_gcs_replaced_between_the_releases_read_and_its_delete_is_left
     said = capsys.readouterr().err
     assert f"the lock gs://{BUCKET}/retaken/{LOCK} is no longer this run's" in said, said
     assert "run run-b\\x1b[2J (pid 7 on elsewhere" in said and "\x1b" not in said, said
+
+
+def test_a_ranged_read_from_an_objects_end_on_is_refused_416_as_real_gcs_refuses_it(gcs, monkeypatch):
+    """What the proxy adds to the emulator (which serves such a range as 206 and no bytes): a range starting at or past
+    the object's end, any range of an empty object, is answered 416; a range inside it, and a whole read of an empty
+    object, are served."""
+    from google.api_core.exceptions import RequestRangeNotSatisfiable
+    from google.cloud import storage
+
+    with _preconditions_kept(monkeypatch):
+        bucket = storage.Client(project="pass-test").bucket(BUCKET)
+        bucket.blob("ranged/empty").upload_from_string(b"")
+        bucket.blob("ranged/three").upload_from_string(b"abc")
+        for name, start in (("ranged/empty", 0), ("ranged/three", 3), ("ranged/three", 7)):
+            with pytest.raises(RequestRangeNotSatisfiable):
+                bucket.blob(name).download_as_bytes(start=start, end=start + 64)
+        assert bucket.blob("ranged/three").download_as_bytes(start=1, end=64) == b"bc"
+        assert bucket.blob("ranged/empty").download_as_bytes() == b""
+
+
+def test_a_lock_on_gcs_emptied_by_hand_before_the_release_is_left_as_no_runs_not_said_unreadable(gcs, monkeypatch,
+                                                                                                capsys):
+    """The release reads the lock with a ranged download (at most its bound), which real GCS refuses, 416, for an
+    object of no bytes: a lock emptied by hand under a run (an object store keeps no half-written object: only a write
+    of an empty one makes it) was read three times and said to be a lock that "could not be read to release it". It is
+    read as what it is, an empty lock, no run's: left, as another run's lock is, without a word."""
+    from pipeline.io.lock import LOCK, OutputLock
+
+    with _preconditions_kept(monkeypatch):
+        mine = OutputLock(f"gs://{BUCKET}/emptied", "run-a")
+        mine.acquire()
+        gcs.blob(f"emptied/{LOCK}").upload_from_string(b"")
+        mine.release()
+    assert gcs.blob(f"emptied/{LOCK}").download_as_bytes() == b""
+    assert capsys.readouterr().err == ""
 
 
 def test_the_lock_on_gcs_is_taken_released_with_the_identity_the_launchers_other_gcs_calls_use(gcs, monkeypatch):

@@ -457,6 +457,10 @@ def _read_holder_and_generation(path: str) -> tuple[Holder | None, int | None]:
     generation = int(found.generation)
     if (found.size or 0) > MAX_LOCK_BYTES:
         raise ValueError(f"{path} is over {MAX_LOCK_BYTES:,} bytes, more than any run writes")
+    if found.size == 0:
+        # An empty lock (emptied by hand: the store keeps no half-written object) has no bytes to read, and GCS answers
+        # the ranged read of one 416: read three times, it was said to be a lock that could not be read to release it
+        return None, generation
     data = found.download_as_bytes(raw_download=True, if_generation_match=generation, end=MAX_LOCK_BYTES)
     if len(data) > MAX_LOCK_BYTES:
         raise ValueError(f"{path} is over {MAX_LOCK_BYTES:,} bytes, more than any run writes")
