@@ -843,3 +843,56 @@ def test_every_gcs_call_of_a_run_carries_the_service_account_it_impersonates(gcs
     identities = {(headers.get("authorization"), headers.get("x-goog-custom-audit-job"))
                   for _, _, headers in proxy.requests}
     assert identities == {("Bearer impersonated-token", "pass-monthly")}, identities
+
+
+def test_an_sm_secret_read_at_a_launch_that_impersonates_is_read_as_that_service_account(gcs, monkeypatch,
+                                                                                         beams_credentials_afresh):
+    """The launch reads an sm:// Flickr credentials secret to check the key before the job. It read it with the
+    user's own application-default credentials whatever --impersonate_service_account said, so a user who may only
+    act as that account was refused (PermissionDenied) where the job would have read it. Once the launch has handed
+    its options to Beam's filesystems (as run and refresh do), the secret is read as the impersonated account; with
+    no such option, as before."""
+    import base64
+
+    import google_crc32c
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from google.auth import iam
+
+    from pipeline.flickr.credentials import Credentials, load_credentials
+
+    tokens = _TokenServer()
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    monkeypatch.setattr(iam, "_IAM_ENDPOINT", f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/"
+                                              "serviceAccounts/{}:generateAccessToken")
+    document = json.dumps({"key": "fixture-key", "secret": "fixture-secret"}).encode()
+    payload = json.dumps({"name": "projects/p/secrets/flickr/versions/1", "payload": {
+        "data": base64.b64encode(document).decode(), "dataCrc32c": str(google_crc32c.value(document))}}).encode()
+    asked: list[tuple[str, str]] = []  # (path, authorization) of each read
+
+    class Secrets(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append((self.path.split("?")[0], self.headers.get("Authorization", "")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    secrets = ThreadingHTTPServer(("127.0.0.1", 0), Secrets)
+    threading.Thread(target=secrets.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", f"http://127.0.0.1:{secrets.server_address[1]}")
+    try:
+        expected = (Credentials("fixture-key", "fixture-secret"),)
+        assert load_credentials("sm://projects/p/secrets/flickr") == expected
+        assert asked == [("/v1/projects/p/secrets/flickr/versions/latest:access", "")] and tokens.requests == []
+        FileSystems.set_options(PipelineOptions([f"--impersonate_service_account={IMPERSONATED}"]))
+        assert load_credentials("sm://projects/p/secrets/flickr") == expected
+        assert asked[1] == ("/v1/projects/p/secrets/flickr/versions/latest:access", "Bearer impersonated-token")
+        assert [(IMPERSONATED in path, token) for path, token in tokens.requests] == [(True, "Bearer fake-token")]
+    finally:
+        secrets.shutdown()
+        tokens.shutdown()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import google_crc32c
 
@@ -119,23 +120,45 @@ def fingerprint(credentials: Credentials) -> str:
 
 
 
+def impersonated_credentials() -> Any | None:
+    """The credentials Beam's own Google Cloud clients hold in this process where the run impersonates a service
+    account (--impersonate_service_account, which run and refresh hand to Beam's filesystems as they parse their
+    options), else None (the client's application-default credentials). The launch reads an sm:// secret to check the
+    key before the job: read as the user's own credentials, a user who may only act as that account was refused
+    (PermissionDenied) where the job would have read it. On a worker Beam drops the option with the pickled options
+    (its own rule): the worker's account reads it, as before."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    options = FileSystems._pipeline_options  # Beam's own record of the run's options; None before a launch sets it
+    if options is None or not options.view_as(GoogleCloudOptions).impersonate_service_account:
+        return None
+    from apache_beam.internal.gcp import auth
+
+    held = auth.get_service_credentials(options)  # built once for the process, as for Beam's storage client
+    return held.get_google_auth_credentials() if held is not None else None
+
+
 def read_secret(name: str) -> bytes:
     """A Secret Manager secret's payload ("projects/P/secrets/S[/versions/V]", latest by default),
-    through the real client: gRPC with the worker's credentials, or REST to
-    SECRET_MANAGER_EMULATOR_HOST when that is set (tests). The payload's CRC32C is checked."""
+    through the real client: gRPC with the worker's credentials (the impersonated account's at a launch given one:
+    `impersonated_credentials`), or REST to SECRET_MANAGER_EMULATOR_HOST when that is set (tests). The payload's
+    CRC32C is checked."""
     from google.api_core import exceptions
     from google.cloud import secretmanager
 
     if "/versions/" not in name:
         name = f"{name}/versions/latest"
     endpoint = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
+    credentials = impersonated_credentials()
     if endpoint:
         from google.auth.credentials import AnonymousCredentials
 
         client = secretmanager.SecretManagerServiceClient(
-            transport="rest", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint})
+            transport="rest", credentials=credentials or AnonymousCredentials(),
+            client_options={"api_endpoint": endpoint})
     else:
-        client = secretmanager.SecretManagerServiceClient()
+        client = secretmanager.SecretManagerServiceClient(credentials=credentials)
     try:
         payload = client.access_secret_version(name=name).payload
     except exceptions.GoogleAPICallError as err:
