@@ -742,6 +742,8 @@ def test_the_work_caches_on_gcs_are_listed_by_folder_and_a_published_release_s_r
     assert f"refresh: removed the work cache {root}/work/2026-10" in said, said
     assert f"refresh: {root}/work/2026-11 holds the work of a refresh of release 2026-11, which is not " \
         "published" in said, said
+    # no folder releases/2026-11 to remove (a refresh stopped before its launch made it): none is named
+    assert "if it is abandoned, remove that folder\n" in said and "releases/2026-11" not in said, said
     assert sorted(blob.name for blob in gcs.list_blobs(prefix="tended/")) == [
         "tended/releases/2026-10/manifest.json", "tended/work/2026-11/cache/images-0.parquet",
         "tended/work/stray-object", "tended/workshop/2026-12/cache/images-0.parquet"]

@@ -25,6 +25,7 @@ from pipeline.io.file_reads import dot_segment_problem, is_remote, spaced_path_p
 from pipeline.io.files import matching
 from pipeline.io.layout import (
     STAGING,
+    folder_names_in,
     is_published,
     linked_run_paths,
     misplaced_run_paths,
@@ -355,11 +356,16 @@ def _tend_other_work(root: str, name: str) -> None:
         print(f"refresh: {printable(work_folder(root, other))[:200]} is left: {printable(folder)[:200]}/{MANIFEST} "
               f"cannot be read as a published release's, so whether release {other} is published cannot be told "
               f"(`pass-pipeline verify {printable(folder)[:200]}` says what is wrong)", flush=True)
+    try:  # the release folders there, to name one only where it is (a refresh stopped before its launch made it)
+        releases = set(folder_names_in(FileSystems.join(root, "releases"))) if unpublished else set()
+    except Exception:  # the listing above read the store: named as if there, as before
+        releases = set(unpublished)
     for other in unpublished[:_OTHER_WORK_SHOWN]:
+        also = f" and {printable(release_dir(root, other))[:200]}" if other in releases else ""
         print(f"refresh: {printable(work_folder(root, other))[:200]} holds the work of a refresh of release {other}, "
               f"which is not published (stopped before publishing, or running now): if it was stopped, rerun it with "
-              f"--release={other} to finish it from that work; if it is abandoned, remove that folder and "
-              f"{printable(release_dir(root, other))[:200]}", flush=True)
+              f"--release={other} to finish it from that work; if it is abandoned, remove that folder{also}",
+              flush=True)
     if len(unpublished) > _OTHER_WORK_SHOWN:
         print(f"refresh: and {len(unpublished) - _OTHER_WORK_SHOWN:,} more such folders under "
               f"{printable(root)[:200]}/work", flush=True)

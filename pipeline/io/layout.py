@@ -66,9 +66,14 @@ def work_folder(root: str, name: str) -> str:
 
 def work_names(root: str) -> list[str]:
     """The names of the folders under ROOT/work (each a refresh's work cache, `work_folder`, or a link to one), sorted;
-    none where there is no such folder. On an object store, one listing by folder: a listing of its objects would
-    read every image each cache holds."""
-    folder = FileSystems.join(root, "work")
+    none where there is no such folder."""
+    return folder_names_in(FileSystems.join(root, "work"))
+
+
+def folder_names_in(folder: str) -> list[str]:
+    """The names of the folders (or links) directly in `folder`, sorted; none where it is no folder. On an object
+    store, one listing by folder: a listing of its objects would read every image a work cache or a stopped run's
+    staging folder holds."""
     if is_remote(folder):
         return folder_names(folder)
     try:
