@@ -26,9 +26,15 @@ def _without_port(data: bytes) -> bytes:
     return _PORT.sub(b"127.0.0.1:PORT", data)
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    assert handle is not None  # for the type checker: only regular files are read, and each has a reader
+    return handle.read()
+
+
 def _tar_members(path: Path) -> list[tuple[str, str]]:
     with tarfile.open(path) as tar:
-        return [(member.name, hashlib.sha256(_without_port(tar.extractfile(member).read())).hexdigest())
+        return [(member.name, hashlib.sha256(_without_port(_member_bytes(tar, member))).hexdigest())
                 for member in tar.getmembers() if member.isfile()]
 
 

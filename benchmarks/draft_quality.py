@@ -20,9 +20,10 @@ import argparse
 import io
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Protocol
 
 import imagehash
 import numpy as np
@@ -34,6 +35,12 @@ from pipeline.stages import image as image_stage
 from pipeline.stages.image import ImageConfig, Normalised, normalise
 
 
+class _DraftRule(Protocol):
+    """A rule in place of the image stage's `_draft_scale`, called as it is (its parameters by the same names)."""
+
+    def __call__(self, width: int, height: int, cfg: ImageConfig) -> int: ...
+
+
 def _box_rule(width: int, height: int, cfg: ImageConfig) -> int:
     """The scale the old `draft("RGB", (max_side, max_side))` picked."""
     scale = min(width // cfg.max_side, height // cfg.max_side)
@@ -41,7 +48,7 @@ def _box_rule(width: int, height: int, cfg: ImageConfig) -> int:
 
 
 @contextmanager
-def _draft_rule(rule: Callable[[int, int, ImageConfig], int] | None) -> Iterator[None]:
+def _draft_rule(rule: _DraftRule | None) -> Iterator[None]:
     original = image_stage._draft_scale
     image_stage._draft_scale = rule or original
     try:
@@ -82,12 +89,13 @@ def compare(name: str, raws: list[bytes], cfg: ImageConfig) -> None:
           f"yardstick: JPEG q{cfg.jpeg_quality} encoding itself, PSNR mean {_encoding_psnr(raws, reference):.1f}")
     print(f"   {'rule':14s} {'drafted':>8s} {'ms/img':>7s} {'max |d|':>8s} {'mean |d|':>9s} {'PSNR min':>9s} "
           f"{'PSNR mean':>10s} {'pHash moved':>12s} {'max bits':>9s}")
-    rules: list[tuple[str, Callable | None, int]] = [("box (before)", _box_rule, 2), ("2x", None, 2), ("1x", None, 1)]
+    rules: list[tuple[str, _DraftRule | None, int]] = [("box (before)", _box_rule, 2), ("2x", None, 2), ("1x", None, 1)]
     for label, rule, supersample in rules:
         with _draft_rule(rule):
             results, ms = _timed_results(raws, replace(cfg, draft_supersample=supersample))
         drafted = sum(result.jpeg != ref.jpeg for result, ref in zip(results, reference, strict=True))
-        max_diff, mean_diffs, psnrs, moved, max_bits = 0.0, [], [], 0, 0
+        mean_diffs: list[float] = []
+        max_diff, psnrs, moved, max_bits = 0.0, [], 0, 0
         for result, ref in zip(results, reference, strict=True):
             if result.jpeg == ref.jpeg:
                 continue

@@ -39,7 +39,7 @@ CHUNK = 50_000
 def synthetic_hashes(count: int, seed: int = 0) -> list[int]:
     rng = random.Random(seed)
     prefix = SKEW_PREFIX
-    out = []
+    out: list[int] = []
     while len(out) < count:
         roll = rng.random()
         if roll < 0.02:

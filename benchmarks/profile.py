@@ -40,6 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import apache_beam as beam
 import imagehash
@@ -80,7 +81,10 @@ ONE_CALL = "normalise() as one call, best of 3 passes"
 ONE_CALL_PASSES = 3
 
 
-def _timed(totals: dict[str, float], step: str, call: Callable, *args: object) -> object:
+_Result = TypeVar("_Result")
+
+
+def _timed(totals: dict[str, float], step: str, call: Callable[..., _Result], *args: object) -> _Result:
     """Adds the call's wall time to totals[step] and its CPU time (this thread's) to totals["cpu " + step]:
     on a shared machine only the CPU time says what a step costs a core."""
     start, start_cpu = time.perf_counter(), time.thread_time()
@@ -140,8 +144,10 @@ def _normalise_in_steps(raw: bytes, cfg: ImageConfig, totals: dict[str, float]) 
 FLICKR_COPY_SIDE = 640
 FLICKR_COPIES = f"defaults, {FLICKR_COPY_SIDE} px copies of the same photos (Flickr's size for 512)"
 WITH_PROFILE = "defaults, the same photos with an sRGB ICC profile embedded"
-RULES = (("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
-         ("--draft_supersample=1", {"draft_supersample": 1}), (FLICKR_COPIES, {}), (WITH_PROFILE, {}))
+# Each rule: its label and the ImageConfig fields it changes (by name, each a value of its field's own type).
+RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("defaults", {}), ("--resize_reducing_gap=0", {"resize_reducing_gap": 0.0}),
+    ("--draft_supersample=1", {"draft_supersample": 1}), (FLICKR_COPIES, {}), (WITH_PROFILE, {}))
 
 
 def with_icc_profile(raw: bytes, profile: bytes | None = None) -> bytes:
@@ -225,7 +231,8 @@ class _BundleStarts(logging.Handler):
 
     def __init__(self, origin: float) -> None:
         super().__init__(logging.DEBUG)
-        self.origin, self.starts = origin, []
+        self.origin = origin
+        self.starts: list[tuple[float, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -373,10 +380,10 @@ def main() -> None:
     phases = timeline_phases(starts, timeline_seconds)
     for label, seconds in phases:
         print(f"   {label:64s} {seconds:6.2f} s")
-    seconds = stage_seconds(starts, timeline_seconds)
-    slowest = sorted(range(len(starts)), key=lambda i: -seconds[i])[1:args.top // 3 + 1]
+    per_stage = stage_seconds(starts, timeline_seconds)
+    slowest = sorted(range(len(starts)), key=lambda i: -per_stage[i])[1:args.top // 3 + 1]
     print("   slowest of the other stages: " + ", ".join(
-        f"{short_stage(starts[i][1])} {seconds[i]:.2f} s" for i in sorted(slowest)))
+        f"{short_stage(starts[i][1])} {per_stage[i]:.2f} s" for i in sorted(slowest)))
     print(json.dumps({"per_image_ms": per_rule, "job_seconds": elapsed,
                       "two_workers": dict(phases, seconds=timeline_seconds)}, indent=None))
 

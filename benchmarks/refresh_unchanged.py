@@ -23,7 +23,7 @@ from pipeline.fixtures.yfcc_rows import yfcc_line
 
 
 def world(server: StaticServer, folder: Path, copies: int) -> Path:
-    lines = []
+    lines: list[str] = []
     for copy in range(copies):
         for index, (_, name, title, credit, owner) in enumerate(DEMO_PHOTOS):
             photo_id = str(100_000 + copy * 100 + index)

@@ -38,7 +38,7 @@ MANY = 3.0  # from this many photos per owner on, one call per owner plus one pe
 
 
 class _PerPhoto(_VerifyOwner):
-    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int]:
+    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int | None]:
         return {}
 
 
@@ -47,12 +47,12 @@ class _OwnerFirst(_VerifyOwner):
 
     min_photos_for_search = 1
 
-    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int]:
+    def _listed(self, owner: str, photos: list[Photo]) -> dict[str, int | None]:
         def search(low: int, high: int, **params: object) -> dict:
             return self._client.call("flickr.photos.search", user_id=owner, license=self._cfg.licenses,
                                      min_upload_date=low, max_upload_date=high, extras="license", **params)["photos"]
 
-        found: dict[str, int] = {}
+        found: dict[str, int | None] = {}
         count = lambda lo, hi: int(search(lo, hi, per_page=1)["total"])  # noqa: E731
         for low, high, total in split_windows(count, 0, 2**31, depth=self._cfg.search_depth):
             for page in range(1, -(-total // PER_PAGE) + 1):

@@ -53,7 +53,9 @@ def extract(tarball: Path, work: Path) -> Path:
     """The two members, sha256-checked, written flat into `work`; returns the graph's json."""
     with tarfile.open(tarball) as archive:
         for name, expected in MEMBERS.items():
-            data = archive.extractfile(name).read()  # a regular file, read as bytes: no path is ever created from it
+            handle = archive.extractfile(name)
+            assert handle is not None  # for the type checker: a regular file of the tarball whose sha256 was checked
+            data = handle.read()  # read as bytes: no path is ever created from it
             refuse_unless_sha256(data, expected, "convert_nanodet", f"{name} in {tarball.name}")
             (work / Path(name).name).write_bytes(data)
     return work / "nanodet.json"

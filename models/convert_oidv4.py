@@ -63,7 +63,9 @@ def extract(tarball: Path, work: Path) -> Path:
     """The model's bytes out of the packed assets, sha256-checked, written to `work`; the label map checked
     to name `Person` at the column the registry reads."""
     with tarfile.open(tarball) as archive:
-        packed = archive.extractfile(PACKED).read()  # a regular file, read as bytes: no path is made from it
+        handle = archive.extractfile(PACKED)
+        assert handle is not None  # for the type checker: a regular file of the tarball whose sha256 was checked
+        packed = handle.read()  # read as bytes: no path is made from it
     start, end, expected = LABELS
     refuse_unless_sha256(packed[start:end], expected, "convert_oidv4", f"the label map in {PACKED}")
     if packed[start:end].decode("ascii").split("\n")[PERSON] != "Person":

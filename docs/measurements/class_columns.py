@@ -49,7 +49,7 @@ def columns(spec: DetectorSpec, session, jpeg: bytes, tile_min_side: int) -> np.
     """The best score of every class column over the views a run scores, as the registered decoder
     reads the person column (max over anchors and outputs, through a sigmoid where it applies one)."""
     names = [name for group in spec.decoder["outputs"].values() for name in group]
-    best = None
+    best: np.ndarray | None = None
     for view in views(decode_image(jpeg), spec.tiles, tile_min_side):
         tensor = to_tensor(view, spec.input)
         outputs = session.run(names, {session.get_inputs()[0].name: tensor[None] if tensor.ndim == 3 else tensor})
@@ -59,6 +59,7 @@ def columns(spec: DetectorSpec, session, jpeg: bytes, tile_min_side: int) -> np.
                 values = 1.0 / (1.0 + np.exp(-values))
             row = values.reshape(-1, values.shape[-1]).max(axis=0)
             best = row if best is None else np.maximum(best, row)
+    assert best is not None  # for the type checker: views gives the whole image at least, the decoder an output
     return np.maximum(best, 0.0)
 
 

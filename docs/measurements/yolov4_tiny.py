@@ -111,7 +111,7 @@ def add(args: argparse.Namespace) -> None:
     net, raw = load_net(args.darknet)
     (args.out / "features").mkdir(parents=True, exist_ok=True)
     cpu_file = args.out / "features" / "cpu.json"
-    timed = json.loads(cpu_file.read_text()) if cpu_file.exists() else {"photos": 0, "seconds": {}}
+    timed: dict[str, Any] = json.loads(cpu_file.read_text()) if cpu_file.exists() else {"photos": 0, "seconds": {}}
     for split in args.splits.split(","):
         cached = args.out / "features" / f"{split}.json"
         rows = load_rows(split)
