@@ -35,8 +35,11 @@ class Handler(InProcess, worker_handlers.SubprocessSdkWorkerHandler):
         InProcess.__init__(self, barrier, fails)
 
 
-class Server:
-    closed = False
+class Server(worker_handlers.GrpcServer):
+    """Beam's gRPC server (its own start-up, three servers, left out) as the manager closes it."""
+
+    def __init__(self) -> None:
+        self.closed = False
 
     def close(self) -> None:
         self.closed = True

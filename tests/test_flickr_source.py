@@ -294,7 +294,7 @@ def _read_page(entries: object, search=None) -> tuple[list, list]:
 
     reader = _ReadPage(FlickrSourceConfig(None, None, "4,11", 0, 10, 512))
     answer = {"page": 3, "pages": 3, "perpage": 500, "total": "1500", "photo": entries}
-    reader._search = search or (lambda low, high, **params: answer)
+    reader._search = search or (lambda low, high, **params: answer)  # type: ignore[method-assign]  # the page, given
     out = list(reader.process(((100, 200, 1500), 3)))
     return _outputs(out, "kept"), _outputs(out, "rejected")
 

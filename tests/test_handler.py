@@ -297,7 +297,8 @@ class _RecordingSession:
     grows with them) and answers with one session's real outputs for that many views."""
 
     def __init__(self, real: ort.InferenceSession) -> None:
-        self._real, self.calls = real, []
+        self._real = real
+        self.calls: list[int] = []
 
     def get_inputs(self):
         return self._real.get_inputs()

@@ -158,8 +158,12 @@ def test_columns_near_a_rounding_tie_are_computed_scalar_by_scalar(monkeypatch: 
     monkeypatch.setattr(perceptual_hashes, "_TIE_MARGIN", 1.0)
     calls = []
     exactly = perceptual_hashes._column_exactly
-    monkeypatch.setattr(perceptual_hashes, "_column_exactly",
-                        lambda *args: calls.append(args) or exactly(*args))
+
+    def counted(*args):
+        calls.append(args)
+        return exactly(*args)
+
+    monkeypatch.setattr(perceptual_hashes, "_column_exactly", counted)
     try:
         assert np.array_equal(perceptual_hashes._coefficients(437, 9), _pillows_coefficients(437, 9))
         assert len(calls) == 9
@@ -173,7 +177,12 @@ def test_a_pillow_that_resizes_otherwise_sends_every_hash_to_imagehash(monkeypat
     monkeypatch.setattr(perceptual_hashes, "_TALL", 10**9)
     used: list[str] = []
     phash = imagehash.phash
-    monkeypatch.setattr(imagehash, "phash", lambda image: used.append("imagehash") or phash(image))
+
+    def used_phash(image):
+        used.append("imagehash")
+        return phash(image)
+
+    monkeypatch.setattr(imagehash, "phash", used_phash)
     try:
         grey = Image.fromarray(_pattern("noise", 200, 150, seed=1), "L")
         assert phash_dhash(grey) == (str(phash(grey)), str(imagehash.dhash(grey)))
@@ -209,7 +218,12 @@ def test_stored_phash_is_the_pixels_phash_and_hashes_a_repeated_image_once(monke
     # other: the second look must not decode and hash it again.
     calls = []
     real = perceptual_hashes.phash_dhash
-    monkeypatch.setattr(perceptual_hashes, "phash_dhash", lambda grey: calls.append(grey.size) or real(grey))
+
+    def counted(grey):
+        calls.append(grey.size)
+        return real(grey)
+
+    monkeypatch.setattr(perceptual_hashes, "phash_dhash", counted)
     perceptual_hashes.stored_phash.cache_clear()
     jpeg = _jpeg(0)
     with Image.open(io.BytesIO(jpeg)) as img:

@@ -82,8 +82,13 @@ def test_the_micro_profile_steps_store_what_normalise_stores(monkeypatch):
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", lambda self: (
         count("load" if self.tile else "load again"), load(self))[1])
     mapped = jpeg_pixels.rgb
-    monkeypatch.setattr(jpeg_pixels, "rgb", lambda *a: (lambda image: (
-        count("mapped" if image is not None else "not mapped"), image)[1])(mapped(*a)))
+
+    def counted_rgb(*a):
+        image = mapped(*a)
+        count("mapped" if image is not None else "not mapped")
+        return image
+
+    monkeypatch.setattr(jpeg_pixels, "rgb", counted_rgb)
     frombytes = Image.frombytes
     monkeypatch.setattr(Image, "frombytes", lambda *a, **k: (count("frombytes"), frombytes(*a, **k))[1])
     for name in ("phash", "dhash"):
