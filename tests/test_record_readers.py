@@ -59,7 +59,9 @@ def _attribution_credit(cells: list[str]) -> bytes:
     from pipeline.io.sinks import csv_bytes
     from pipeline.release.record_readers import record_ids
 
-    return record_ids("attribution", csv_bytes(ATTRIBUTION_COLUMNS, [cells]))[2][1]
+    records = record_ids("attribution", csv_bytes(ATTRIBUTION_COLUMNS, [cells]))
+    assert records is not None  # for the type checker: None is for a format that is not the dataset's
+    return records[2][1]
 
 
 def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_blank_name():

@@ -43,6 +43,7 @@ COLUMNS = ("photo_id", "decision", "note", "sha256")
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None  # for the type checker: the module is skipped without it
     # --no-sandbox: the tests may run as root (containers), where Chromium's sandbox refuses to start.
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",

@@ -247,7 +247,9 @@ def test_a_full_ledger_index_or_rejections_shard_sorts_within_its_memory_budget(
                               detail=f"fused 0.91 (centerface.face 0.88, nanodet_person.person 0.{index % 97:02d})",
                               source_ref=f"yfcc100m_dataset-7.bz2:{index}")
         if table == "ledger":
-            return entry_of_rejection(rejection, release)[1]
+            entry = entry_of_rejection(rejection, release)
+            assert entry is not None  # for the type checker: a detect rejection is a permanent one, entered
+            return entry[1]
         if table == "index":
             return (f"{index * 2654435761 % 2**64:016x}", photo_id, f"{index * 40503 % 2**64:016x}")
         return rejection

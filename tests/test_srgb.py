@@ -43,8 +43,10 @@ PROFILES = {"built-in sRGB": builtin_srgb, "near sRGB": near_srgb, "swapped prim
 
 
 def littlecms(img: Image.Image, icc: bytes) -> bytes:
-    return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
-                                     outputMode="RGB").tobytes()
+    converted = ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                          ImageCms.createProfile("sRGB"), outputMode="RGB")
+    assert converted is not None  # for the type checker: None only for a conversion in place
+    return converted.tobytes()
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_the_worker_command_falls_back_to_beams_worker_where_ours_cannot_be_impo
 
 def main_module(_: int) -> str:
     main = sys.modules["__main__"]
-    return getattr(main.__spec__, "name", "") if getattr(main, "__spec__", None) else main.__file__
+    return getattr(main.__spec__, "name", "") if getattr(main, "__spec__", None) else str(main.__file__)
 
 
 def test_worker_processes_run_this_entry_point():
