@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -181,12 +182,13 @@ def ico_holding(image: bytes) -> bytes:
     return header + entry + image
 
 
-def png_with_chunks(before_idat: list[tuple[bytes, bytes]] = (), after_idat: list[tuple[bytes, bytes]] = ()) -> bytes:
+def png_with_chunks(before_idat: Sequence[tuple[bytes, bytes]] = (), after_idat: Sequence[tuple[bytes, bytes]] = ()
+                    ) -> bytes:
     """A real photo as PNG with extra (kind, data) chunks after IHDR and/or after the image data."""
     plain = encode(real_image("chelsea.jpg"), "PNG")
     ihdr_end, iend_start = 8 + 25, len(plain) - 12
 
-    def chunks(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    def chunks(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
         return b"".join(_png_chunk(kind, data) for kind, data in pairs)
 
     return plain[:ihdr_end] + chunks(before_idat) + plain[ihdr_end:iend_start] + chunks(after_idat) + plain[iend_start:]

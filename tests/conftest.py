@@ -13,7 +13,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from hypothesis import settings
@@ -113,8 +113,9 @@ def carried_pins(pipeline: TestPipeline) -> dict[str, list]:
 def photo(photo_id: str = "1", **fields) -> Photo:
     from pipeline.records import Photo
 
-    defaults = dict(source="yfcc", source_ref=f"test.tsv:{photo_id}", owner_nsid="owner@N00", owner_name="Owner",
-                    license_name="Attribution License", license_url="http://creativecommons.org/licenses/by/2.0/")
+    defaults: dict[str, Any] = dict(  # Photo's fields by name, each of its own type
+        source="yfcc", source_ref=f"test.tsv:{photo_id}", owner_nsid="owner@N00", owner_name="Owner",
+        license_name="Attribution License", license_url="http://creativecommons.org/licenses/by/2.0/")
     defaults.update(fields)
     return Photo(photo_id=photo_id, **defaults)
 
@@ -369,7 +370,8 @@ def publishing_stopped_after(renames: int) -> Iterator[None]:
 
     from pipeline.io import layout
 
-    real_rename, real_carry_out, moved = FileSystems.rename, layout._carry_out, []
+    real_rename, real_carry_out = FileSystems.rename, layout._carry_out
+    moved: list[str] = []
 
     def stopped(sources, destinations):  # type: ignore[no-untyped-def]
         if len(moved) == renames:

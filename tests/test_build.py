@@ -38,7 +38,7 @@ def world(server: StaticServer, directory: Path) -> tuple[Path, dict[str, tuple[
         expected.setdefault(photo_id, fate)  # a repeated id keeps the fate of its first row
 
     for photo_id, name, title, credit, owner in DEMO_PHOTOS:
-        fate = "capped" if owner == "10000001@N01" else None  # NASA's account: capped below
+        fate: str | tuple[str, str] | None = "capped" if owner == "10000001@N01" else None  # NASA's: capped below
         if name in ("astronaut.jpg", "camera.jpg"):
             fate = ("detect", "human")  # photographs of people never reach the dataset
         if name == "chelsea.jpg":

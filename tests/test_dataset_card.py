@@ -4,6 +4,8 @@ Hugging Face `datasets` reads it (the loaders themselves are exercised in test_l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import pytest
 import yaml
@@ -32,9 +34,11 @@ def small_release(folder, written: list[str]) -> None:
 
     kept = [photo("12", image=real_jpeg("chelsea.jpg"), width=451, height=300)]
     rejected = [Rejection("9", "detect", "human", "centerface.face 0.9 >= 0.5")]
-    files = {"parquet": (formats.write_parquet, kept), "webdataset": (formats.write_webdataset, kept),
-             "tfrecord": (formats.write_tfrecord, kept), "rejections": (formats.write_rejections, rejected),
-             "near_dup_index": (formats.write_index, [("0123456789abcdef", "12", "fedcba9876543210")])}
+    # Each format's writer with the records it takes (photos, rejections or index rows).
+    files: dict[str, tuple[Callable[[BinaryIO, Any], None], list[Any]]] = {
+        "parquet": (formats.write_parquet, kept), "webdataset": (formats.write_webdataset, kept),
+        "tfrecord": (formats.write_tfrecord, kept), "rejections": (formats.write_rejections, rejected),
+        "near_dup_index": (formats.write_index, [("0123456789abcdef", "12", "fedcba9876543210")])}
     for name in [*written, "rejections", "near_dup_index"]:
         write, records = files[name]
         (folder / FILES[name]).parent.mkdir()

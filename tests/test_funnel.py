@@ -78,7 +78,7 @@ def smooth_image(rng: random.Random) -> Image.Image:
     that its low frequencies (what a pHash reads) are its own and survive resizing and re-encoding."""
     grid = Image.frombytes("RGB", (6, 6), bytes(rng.randrange(256) for _ in range(6 * 6 * 3)))
     width, height = rng.randrange(96, 720), rng.randrange(96, 540)
-    img = grid.resize((width, height), Image.BICUBIC)
+    img = grid.resize((width, height), Image.Resampling.BICUBIC)
     for _ in range(3):
         x, y = rng.randrange(width), rng.randrange(height)
         img.paste(tuple(rng.randrange(256) for _ in range(3)), (x, y, min(width, x + width // 5), min(height, y + 9)))
@@ -134,14 +134,15 @@ class World:
             return encoded(img, "PNG")
         return encoded(img, "JPEG", quality=self.rng.choice((75, 85, 95)))
 
-    def add(self, fates: set[tuple[str, str]] | tuple[str, str], url: str, *, photo_id: str | None = None,
+    def add(self, fates: set[tuple[str, str]] | tuple[str, str], url: object, *, photo_id: str | None = None,
             owner: str | None = None, license: object = None, group: str = "", **extra: object) -> Row:
+        # `url`: a row's cell, a str but where a row holds another JSON value as its URL on purpose
         photo_id = photo_id or self.new_id()
-        fates = frozenset(fates if isinstance(fates, set) else {fates})
+        allowed = frozenset(fates if isinstance(fates, set) else {fates})
         fields = dict(id=photo_id, url=url, owner=owner or self.new_owner(), title=self.rng.choice(TITLES),
                       license=license or (CC_BY_2 if self.fmt == "yfcc" else self.rng.choice(TABLE_CC_BY)),
                       page_host=self.rng.choice(PAGE_HOSTS), **extra)
-        row = Row(photo_id, fates, fields, groups=(group,) if group else ())
+        row = Row(photo_id, allowed, fields, groups=(group,) if group else ())
         self.rows.append(row)
         return row
 
@@ -207,7 +208,7 @@ class World:
             img = smooth_image(rng)
             base = encoded(img, "JPEG", quality=90)
             self.add(copies, self.serve(image(base)), group=f"near:{number}")
-            variants = [encoded(img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.LANCZOS), "JPEG",
+            variants = [encoded(img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS), "JPEG",
                                 quality=80),
                         encoded(img, "JPEG", quality=60),
                         encoded(Image.open(io.BytesIO(base)).convert("RGB"), "PNG")]
@@ -360,9 +361,11 @@ class World:
     def _line(self, row: Row, number: int) -> str:
         f = row.fields
         if self.fmt == "yfcc":
+            marker = f.get("marker", 0)
+            assert isinstance(marker, int)  # for the type checker: add's marker=, a number
             line = yfcc_line(number, str(f["id"]), str(f["url"]), owner_nsid=str(f["owner"]),
                              owner_name="someone", title=str(f["title"]).replace("\n", " "),
-                             license=f["license"], marker=int(f.get("marker", 0)))  # type: ignore[arg-type]
+                             license=f["license"], marker=int(marker))  # type: ignore[arg-type]
             cells = line.split("\t")
             cells[1] = str(f.get("spelled", cells[1]))  # the id as this row writes it ('007')
             return "\t".join(cells)

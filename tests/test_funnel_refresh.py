@@ -144,7 +144,7 @@ class Refresh:
                       duplicate_of=row.photo_id)
         for row, scale in zip(plain[5:7], (0.75, 1.5), strict=True):  # a larger copy too: the carried one ranks first
             img = Image.open(io.BytesIO(world.bodies[str(row.fields["url"])])).convert("RGB")
-            resized = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+            resized = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
             world.add({KEPT, ("near_dedup", "near_duplicate")}, world.serve(image(encoded(resized, "JPEG",
                                                                                         quality=80))),
                       duplicate_of=row.photo_id)

@@ -6,6 +6,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -31,9 +32,9 @@ def server():
 
 
 def fetcher(server, sleeps=None, **overrides) -> Fetcher:
-    settings = dict(allowed_hosts=(server.host,), user_agent=user_agent("test", "https://example.org/contact"),
-                    connect_timeout=2.0, read_timeout=2.0, deadline=20.0, max_retries=3, backoff_base=0.01,
-                    max_backoff=5.0)
+    settings: dict[str, Any] = dict(  # FetchConfig's fields by name, each of its own type
+        allowed_hosts=(server.host,), user_agent=user_agent("test", "https://example.org/contact"), connect_timeout=2.0,
+        read_timeout=2.0, deadline=20.0, max_retries=3, backoff_base=0.01, max_backoff=5.0)
     settings.update(overrides)
     record = sleeps.append if sleeps is not None else (lambda seconds: None)
     return Fetcher(FetchConfig(**settings), sleep=record)

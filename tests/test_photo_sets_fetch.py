@@ -502,8 +502,8 @@ def broken_reader(broken: str) -> Iterator[Callable[[str], bytes]]:
             yield zip_reader(archive)
     elif broken == "truncated_tar_gz":
         whole = tar_gz({"a.jpg": bytes(range(256)) * 400})
-        with tarfile.open(fileobj=io.BytesIO(whole[:len(whole) // 2])) as archive:
-            yield tar_reader(archive)
+        with tarfile.open(fileobj=io.BytesIO(whole[:len(whole) // 2])) as tarball:
+            yield tar_reader(tarball)
     else:  # what zipfile raises for a compression method it lacks, an encrypted member, broken lzma data
         error = {"unsupported_method": NotImplementedError("compression type 9"),
                  "encrypted": RuntimeError("File 'a.jpg' is encrypted, password required"),

@@ -15,6 +15,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -63,7 +64,7 @@ def pypi_index(monkeypatch):
     server.server_close()
 
 
-def tarball(members: dict[str, bytes], mode: str) -> bytes:
+def tarball(members: dict[str, bytes], mode: Literal["w:gz", "w:bz2"]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode=mode) as archive:
         for name, data in members.items():

@@ -69,7 +69,7 @@ def computed_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     """The oracle: the float tensor computed over the whole view, as to_tensor did before it looked values up."""
     pixels = np.asarray(to_tensor(img, dataclasses.replace(spec, dtype="uint8", layout="NHWC")))
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        array = pixels.astype(np.float32) * np.float32(spec.scale)
+        array: np.ndarray = pixels.astype(np.float32) * np.float32(spec.scale)
         array = (array - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if not np.isfinite(array).all():
         raise NonFiniteInput("oracle")

@@ -248,7 +248,8 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
     assert [item.photo_id for item in read_all(whole, "parquet", "")] == [str(number) for number in range(1, 11)]
 
 
-@pytest.mark.parametrize(("forged", "counted"), [
+# The footer's integers forged (by their paths, as with_integers takes them) and what the refusal says of the count.
+_FORGED_COUNTS: list[tuple[dict[tuple[int, ...], int], str]] = [
     ({(4, 1, 3): 2}, "its column 'id' holds 4 values (as the footer says)"),
     ({(4, 1, 3): 0}, "its column 'id' holds 4 values (as the footer says)"),
     ({(4, 1, 3): 3, **{(4, 1, 1, leaf, 3, 5): 3 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
@@ -257,8 +258,12 @@ def test_a_parquet_file_lacking_a_column_rejects_each_row_its_row_groups_hold_wh
     ({(4, 1, 3): 0, **{(4, 1, 1, leaf, 3, 5): 0 for leaf in range(3)}}, "holds 4 values (as its pages' headers say)"),
     ({(4, 1, 3): 0, **{(4, 1, 1, leaf, 3, field): 0 for leaf in range(3) for field in (5, 9)}},
      "holds 4 values (as its pages' headers say)"),
-], ids=["understated", "none", "understated everywhere", "overstated", "overstated everywhere", "none everywhere",
-        "none everywhere from its dictionary page"])
+]
+
+
+@pytest.mark.parametrize(("forged", "counted"), _FORGED_COUNTS, ids=[
+    "understated", "none", "understated everywhere", "overstated", "overstated everywhere", "none everywhere",
+    "none everywhere from its dictionary page"])
 def test_a_footer_stating_other_rows_than_a_row_group_holds_is_a_broken_file_not_rows_lost(tmp_path, forged, counted):
     """pyarrow reads the rows a footer states for a row group and no more: a footer saying 2 (or 0) of a row group's 4
     rows lost the others unread, no photo and no rejection, the rows after them numbered as if they were not there.

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 import pipeline.release.verify
 from pipeline.cli import main
 from pipeline.io.formats import decode_example, tfrecord_frame
+from pipeline.release.problem import Problem
 from pipeline.release.verify import verify
 from tests.conftest import as_a_user_the_disk_refuses, as_stored_jpeg, reseal, traced_peak
 from tests.parquet_footers import rows_of, values_of, with_integers
@@ -571,7 +573,7 @@ def _release_of(folder: Path, photos: list, formats: list[str]) -> Path:
     from pipeline.io.attribution import attribution_csv, attribution_row
     from pipeline.io.formats import WRITERS, write_all
 
-    entries = []
+    entries: list[dict[str, Any]] = []
     for fmt in formats:
         extension, writer = WRITERS[fmt]
         path = folder / fmt / f"pass-00000-of-00001.{extension}"
@@ -588,7 +590,7 @@ def _release_of(folder: Path, photos: list, formats: list[str]) -> Path:
     return folder
 
 
-def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Path], dict[str, int], int]:
+def _largest_reads_and_peak(folder: Path, monkeypatch) -> tuple[list[Problem], dict[str, int], int]:
     """verify's problems, the largest single read of each file it opened (every read of every handle it opened a
     file with, `open_regular_file` or FileSystems.open, whatever reads it), and its peak of Python memory
     (tracemalloc)."""

@@ -67,7 +67,7 @@ def test_malformed_lines_become_rejections_with_file_and_line():
         assert (parsed.reason, parsed.stage, parsed.source_ref) == (reason, "read", "dump.tsv:42")
 
 
-CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t"), max_size=30)
+CELL = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\t"), max_size=30)
 
 
 @given(st.lists(CELL, min_size=1, max_size=40))
