@@ -648,3 +648,38 @@ def test_a_header_repeated_after_line_1_is_no_row_and_the_rows_after_it_are_read
     path.write_text(csv_text([GOOD[0], {**GOOD[0], "photo_id": "14", "author": "photo_url", "caption": "photo_id"}],
                              delimiter), encoding="utf-8")
     assert [item.photo_id for item in read_all(path, fmt) if isinstance(item, Photo)] == ["11", "14"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_records_after_a_repeated_header_are_told_apart_by_its_columns(tmp_path, fmt):
+    """After a header repeated in its own columns (`cat a.csv b.csv`), b's rows were read by b's columns, but its
+    records of several lines were still told by a's: with a column more in b, a description of two lines made 8
+    cells where a's header has 7, a `wrong_column_count`, the photo lost; with b's id and url after its title, a stray
+    quote opening one title and another closing a title two rows on made one photo (the last) whose title held the
+    rows between, which read as rows by b's columns but not by a's: those photos gone without a word, where one header
+    refuses the record, saying why. The header in force tells a record's extent."""
+    delimiter = "," if fmt == "csv" else "\t"
+    first = csv_text([GOOD[0]], delimiter)
+    wider = csv_text([{**GOOD[0], "photo_id": "13", "caption": '"Harbour\nat dawn"', "notes": "seen"}], delimiter,
+                     header=(*HEADER, "notes"))
+    path = tmp_path / f"meta.{fmt}"
+    path.write_text(first + wider, encoding="utf-8")
+    items = read_all(path, fmt)
+    assert [(item.photo_id, item.title) for item in items if isinstance(item, Photo)] == [
+        ("11", "Chelsea the cat"), ("13", "Harbour\nat dawn")], items
+    assert [(item.source_ref, item.reason) for item in items if isinstance(item, Rejection)] == [
+        (f"meta.{fmt}:3", "bad_header")]
+
+    title_first = ("caption", "photo_id", "photo_url", "author", "page", "licence", "unused")
+    rows = [{**GOOD[0], "photo_id": str(number), "photo_url": f"https://img.example.org/a/{number}.jpg",
+             "caption": caption} for number, caption in ((21, '"Sunset'), (22, "Harbour"), (23, 'at dusk"'))]
+    path.write_text(first + csv_text(rows, delimiter, header=title_first), encoding="utf-8")
+    items = read_all(path, fmt)
+    assert [item.photo_id for item in items if isinstance(item, Photo)] == ["11"], items
+    rejected = [(item.source_ref, item.reason, item.detail) for item in items if isinstance(item, Rejection)]
+    assert [(ref, reason) for ref, reason, _ in rejected] == [(f"meta.{fmt}:3", "bad_header"),
+                                                              (f"meta.{fmt}:4", "malformed_row")], rejected
+    assert "holds line 5, which reads as a row of its own" in rejected[1][2], rejected
+    # as the same rows under one header are read
+    path.write_text(csv_text(rows, delimiter, header=title_first), encoding="utf-8")
+    assert [(item.source_ref, item.reason) for item in read_all(path, fmt)] == [(f"meta.{fmt}:2", "malformed_row")]

@@ -13,7 +13,7 @@ import csv
 import re
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from pipeline.io.files import refuse_other_than_a_file
 from pipeline.records import BadPhotoId, Photo, Rejection, canonical_photo_id
@@ -196,8 +196,24 @@ def _line(ref: str) -> str:
 Reopen = Callable[[int], tuple[Iterator[tuple[str, bytes] | Rejection], _Overlong]]
 
 
-def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, width: int,
-             row_at: tuple[int, int] | None = None, overlong: _Overlong | None = None,
+@dataclass
+class _Shape:
+    """The header in force where `_records` reads a record: its column count (`width`) and where the id and url are
+    (`row_at`, None where the header lacks them), which tell a value of several lines from a stray quote. A header
+    repeated in its own columns (`cat a.csv b.csv`, `_header_again`) replaces them for the records after its line:
+    read by the first header's, a record of b's a column wider was a `wrong_column_count`, and lines of b held in a
+    stray quote's value read as no row, the photos between the quotes lost inside the last one's title."""
+
+    width: int
+    row_at: tuple[int, int] | None
+
+
+def _id_and_url(header: list[str], layout: TableLayout) -> tuple[int, int]:
+    return header.index(layout.column("id")), header.index(layout.column("url"))
+
+
+def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, shape: _Shape,
+             overlong: _Overlong | None = None,
              give_up: int | None = None, reopen: Reopen | None = None) -> Iterator[tuple[str, bytes] | Rejection]:
     """The records of a text table, each (the ref of its first line, its text), blank lines left out, or a `Rejection`.
     A quoted value may hold line breaks, as spreadsheets and pandas write a description of several lines: a record
@@ -208,7 +224,8 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
 
     A record's lines are held while it is within MAX_RECORD_LINES lines and MAX_LINE_BYTES bytes; past that its lines
     are read on, not held, their quotes followed, and the record is one `malformed_row` naming its first line and how
-    many it spans (`_record`). A record held whole is one row when it makes `width` cells and no line of its value
+    many it spans (`_record`). A record held whole is one row when it makes as many cells as the header in force has
+    (`shape`, read as each record is: its reader may replace it between two records) and no line of its value
     reads alone as a row of the table (`_a_row_alone`: a title opening with a stray quote, `"Sunset`, and a later one
     ending with one, `at dusk"`, made one record of the rows between them); otherwise it is refused whole, once.
 
@@ -266,7 +283,7 @@ def _records(items: Iterator[tuple[str, bytes] | Rejection], delimiter: str, wid
                                                          "reads no further")
                 return
         if closed or reopen is None or count == 1:
-            yield _record(first, last, count, held, closed, delimiter, width, row_at)
+            yield _record(first, last, count, held, closed, delimiter, shape.width, shape.row_at)
             continue
         held = None  # the value's lines: read again, as rows
         yield rejection(first, "malformed_row", f"a quote opened on line {_line(first)} never closes: the file ends "
@@ -386,10 +403,10 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
     problem = header if isinstance(header, tuple) else header_problem(header, layout)
     # A header read but lacking a column still gives each record's extent (a value of several lines is one row's)
     # A value never takes a line that reads as a row: a photo id and an http(s) URL where the id and url columns are
-    row_at = ((header.index(layout.column("id")), header.index(layout.column("url")))
-              if isinstance(header, list) and not problem else None)
-    records = (content_lines(lines) if isinstance(header, tuple) or overlong is None
-               else _records(lines, delimiter, len(header), row_at, overlong, None if checked else LAUNCH_CHECK_BYTES,
+    shape = _Shape(len(header), _id_and_url(header, layout) if not problem else None) if isinstance(header, list) \
+        else None
+    records = (content_lines(lines) if shape is None or overlong is None
+               else _records(lines, delimiter, shape, overlong, None if checked else LAUNCH_CHECK_BYTES,
                              lambda line: _lines_from(path, line, delimiter, checked, crcs)))
     columns = header if isinstance(header, list) else []  # read by where there is no problem (a header read)
     for item in records:
@@ -408,6 +425,8 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
                       else f"line {_line(ref)} is a header in its own order (a file appended to another?): the rows "
                            "after it are read by its columns")
             columns = again
+            if shape is not None:  # the records after this line are told by its columns (`_Shape`)
+                shape.width, shape.row_at = len(again), _id_and_url(again, layout)
             yield rejection(ref, "bad_header", detail)
         elif len(cells) != len(columns):
             yield rejection(ref, "wrong_column_count", f"{len(cells)} columns, the header has {len(columns)}")
