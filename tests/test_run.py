@@ -762,6 +762,41 @@ def test_a_ledger_or_index_whose_footer_hides_rows_fails_at_launch_in_one_line(w
     assert not server.hits
 
 
+@pytest.mark.parametrize("flag", ["--ledger", "--previous_index"])
+def test_a_ledger_or_index_glob_reaching_a_linked_folder_or_a_link_leading_nowhere_is_refused_at_launch(
+        world, tmp_path, capsys, flag):
+    """The job's listing of a glob walks folders without following links: `--previous_index='idx/**'` over
+    `idx/2026-10`, a link to where an older release's index is kept, compared no new image with that release's images
+    (their near copies kept), and a ledger's rows behind such a link, or behind a link to a disk not mounted, decided
+    their photos again, all without a word. Refused at launch in one line naming the link, as --input's glob is; a link
+    back into the folders the glob reads (`idx/latest -> 2026-11`) is read by its own folder's name and taken."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.commands.run import check_inputs_exist, pipeline_options
+    from pipeline.options import PassOptions
+
+    server, metadata = world
+    index, elsewhere = tmp_path / "idx", tmp_path / "disk2" / "2026-10"
+    for folder, release in ((index / "2026-11", "r2"), (elsewhere, "r1")):
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"photo_id": ["2001"], "decision": ["rejected"], "stage": ["fetch"],
+                                 "reason": ["deleted"], "release": [release]}), folder / "part-00000.parquet")
+    (index / "latest").symlink_to("2026-11", target_is_directory=True)
+    taken = pipeline_options(argv(server, metadata, tmp_path / "out", f"{flag}={index / '**'}"))
+    check_inputs_exist(taken.view_as(PassOptions))
+    (index / "2026-10").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={index / '**'}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and f"error: {flag} " in message, message
+    assert "idx/2026-10 is a link to a folder, whose files the listing leaves out" in message, message
+    (index / "2026-11" / "part-00001.parquet").symlink_to(tmp_path / "unmounted" / "part-00001.parquet")
+    assert main(["run", *argv(server, metadata, tmp_path / "out"), f"{flag}={index / '2026-11' / '*.parquet'}"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "2026-11/part-00001.parquet is a link leading nowhere" in message, message
+    assert not server.hits
+
+
 def test_a_ledger_stating_a_footer_over_its_bound_fails_at_launch_in_one_line(world, tmp_path, capsys, monkeypatch):
     """pyarrow parses a footer at ~15 times its size: the launch check that opens each --ledger and --previous_index
     file took that much memory for a file stating a footer of gigabytes. Refused from the length it states."""

@@ -361,6 +361,13 @@ def check_inputs_exist(opts: PassOptions, pins: Pins = UNCHECKED) -> None:
                 raise UsageError(f"{flag} {path}: no such file")
     for flag, patterns in globs.items():
         for pattern in patterns:
+            # The listing walks folders without following links: an index's rows behind one compared no new image
+            # with its release's images, a ledger's decided its photos again, all without a word (--decontaminate's
+            # folders are checked where its sources are read, `decontaminate.expand_eval_source`)
+            left_out = link_left_out(pattern) if flag != "--decontaminate" else None
+            if left_out:
+                raise UsageError(f"{flag} {pattern[:200]!r}: {left_out}, and the job would not read it: give where it "
+                                 f"leads as a pattern of its own ({flag}=A,B), or copy its files in")
             if not FileSystems.exists(pattern) and not matching(pattern) and not pins.listed(pattern, []):
                 raise UsageError(f"{flag} {pattern}: matches nothing")
     lists = [("--decontaminate", path) for path in globs["--decontaminate"] if is_list_file(path)]
