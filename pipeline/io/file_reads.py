@@ -49,9 +49,10 @@ def dot_segment_problem(flag: str, value: str | None) -> str | None:
     (`gs://b/ds/.`, `gs://b/ds/x/..`, `gs://b/ds//more`). An object store folds none of them: the objects are named
     with them as spelled (`ds/./parquet/…`, inside the prefix of `gs://b/ds`), where every launch check (a published
     release or a dataset at or above the output, a cache inside it) reads the folder they lead to, as a local path's
-    would; and the client's downloads, whose URLs are folded on the way, read other objects than those written. A
-    run into `gs://b/ds/.` passed the checks beside the dataset `gs://b/ds`, took a lock of its own and wrote among its
-    files. One trailing '/' is a folder's spelling, not a segment."""
+    would (on the GCS emulator the tests use, whose download links are not escaped, a read of such a name even reads
+    another object; real GCS escapes them). A run into `gs://b/ds/.` passed the checks beside the dataset
+    `gs://b/ds`, took a lock of its own and wrote among its files. One trailing '/' is a folder's spelling, not a
+    segment."""
     if not isinstance(value, str) or not is_remote(value):
         return None
     rest = value.strip().split("://", 1)[1]
