@@ -1346,6 +1346,30 @@ def test_a_work_cache_that_is_a_link_is_said_as_a_link_removed_not_as_the_cache_
     assert f"what it led to, {elsewhere.parent}, is left: remove the cache there by hand" in said, said
 
 
+def test_a_work_cache_another_refresh_removes_meanwhile_is_not_said_to_be_left(tmp_path, monkeypatch, capsys):
+    """Every refresh removes a published release's work cache left under ROOT/work; two at once both set about it, and
+    the one whose removal found it gone said "could not be removed (No such file or directory); remove it by hand" of
+    a cache no longer there. Gone is what it was to be: nothing is said."""
+    import shutil as real_shutil
+
+    from pipeline.commands import refresh as command
+
+    cache = tmp_path / "root" / "work" / "r2" / "cache"
+    cache.mkdir(parents=True)
+    (cache / "images-0.parquet").write_bytes(b"cached")
+    rmtree = real_shutil.rmtree
+
+    def removed_by_another_first(path, *args, **kwargs):
+        rmtree(path)  # the other refresh's removal, just before this one's
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr("pipeline.io.layout.shutil.rmtree", removed_by_another_first)
+    command._remove_work_cache(str(tmp_path / "root"), "r2")
+    said = capsys.readouterr()
+    assert said.err == "" and "could not be removed" not in said.out, said
+    assert not (tmp_path / "root" / "work" / "r2").exists()
+
+
 def test_a_rerun_with_another_option_or_previous_release_is_refused_naming_what_differs(scheduled_refresh,
                                                                                       first_yfcc_release, capsys):
     """Only the refresh that made the release is told it is done: one with another option, another input or built on

@@ -312,6 +312,8 @@ def _remove_work_cache(root: str, name: str) -> None:
         # delete) and returns: looked for again, not said to be removed while all there
         if is_remote(folder) and (left := matching(FileSystems.join(folder, "**"))):
             raise OSError(f"{len(left):,} of its objects are left, the store refused to delete them")
+    except FileNotFoundError:  # removed meanwhile (another refresh removing the same published release's cache)
+        return
     except (OSError, BeamIOError) as err:  # a folder of another user, a bucket refusing deletes: said, left
         print(f"refresh: the work cache {printable(folder)[:200]} could not be removed "
               f"({printable(' '.join(str(err).split()))[:300]}); the release is published: remove it by hand",
