@@ -278,6 +278,19 @@ def killed_runs_lock(folder: Path, run_id: str = "killed") -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_not_ignored_in_the_commands_tests_start() -> None:
+    """The suite started in the background of a shell without job control (`nohup bash .ci/run &`, a scheduler's
+    job) inherits SIGINT ignored, and an ignored signal stays ignored across exec: every command a test starts then
+    ignored the Ctrl-C it was sent (Python installs its KeyboardInterrupt handler only where SIGINT is at its default),
+    and the tests of what a stop does (18 of them) failed or timed out, the code under test sound. A handler of this
+    process's own is reset to the default in each command it starts, as in a terminal's."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _every_pipeline_module_imported() -> None:
     """Every module of pipeline/ imported before the first test, so that none is first imported while a test has
     patched a name it binds (`from pipeline.detectors.handler import create_session` holds the object as it is at the
