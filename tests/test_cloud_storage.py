@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -769,31 +769,47 @@ def test_work_caches_on_gcs_that_cannot_be_listed_are_said_and_the_refresh_goes_
 IMPERSONATED = "runner@pass-test.iam.gserviceaccount.com"
 
 
-class _TokenServer(ThreadingHTTPServer):
-    """The IAM credentials service as impersonation reaches it: each generateAccessToken call (the service account's
-    name in its path, the caller's own token in its Authorization) is recorded and answered with "impersonated-token",
-    valid for an hour."""
+class _JsonServer(ThreadingHTTPServer):
+    """A Google API as its client reaches it, serving from a thread of its own: each request's path (its query left
+    out) and Authorization recorded in `requests`, each answered 200 with `answer()`'s JSON."""
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str]] = []  # (path, authorization) of each call
+    def __init__(self, answer: Callable[[], bytes]) -> None:
+        self.requests: list[tuple[str, str]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                server.requests.append((self.path, self.headers.get("Authorization", "")))
-                expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-                payload = json.dumps({"accessToken": "impersonated-token", "expireTime": expires}).encode()
+                server.requests.append((self.path.split("?")[0], self.headers.get("Authorization", "")))
+                payload = answer()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_GET(self) -> None:  # Secret Manager's access
+                self._answer()
+
+            def do_POST(self) -> None:  # IAM's generateAccessToken
+                self._answer()
+
             def log_message(self, *args: object) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _token_server() -> _JsonServer:
+    """The IAM credentials service as impersonation reaches it: each generateAccessToken call (the service account's
+    name in its path, the caller's own token in its Authorization) is recorded and answered with "impersonated-token",
+    valid for an hour."""
+    def token() -> bytes:
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return json.dumps({"accessToken": "impersonated-token", "expireTime": expires}).encode()
+
+    return _JsonServer(token)
 
 
 @pytest.fixture
@@ -817,8 +833,7 @@ def test_every_gcs_call_of_a_run_carries_the_service_account_it_impersonates(gcs
     call after (the job's writes, the publish, the lock's release) went as the user, not as the service account."""
     from google.auth import iam
 
-    tokens = _TokenServer()
-    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    tokens = _token_server()
     monkeypatch.setattr(iam, "_IAM_ENDPOINT", f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/"
                                               "serviceAccounts/{}:generateAccessToken")
     gcs.blob(f"impersonated-{command}/in.tsv").upload_from_string(b"")
@@ -863,37 +878,23 @@ def test_an_sm_secret_read_at_a_launch_that_impersonates_is_read_as_that_service
 
     from pipeline.flickr.credentials import Credentials, load_credentials
 
-    tokens = _TokenServer()
-    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    tokens = _token_server()
     monkeypatch.setattr(iam, "_IAM_ENDPOINT", f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/"
                                               "serviceAccounts/{}:generateAccessToken")
     document = json.dumps({"key": "fixture-key", "secret": "fixture-secret"}).encode()
     payload = json.dumps({"name": "projects/p/secrets/flickr/versions/1", "payload": {
         "data": base64.b64encode(document).decode(), "dataCrc32c": str(google_crc32c.value(document))}}).encode()
-    asked: list[tuple[str, str]] = []  # (path, authorization) of each read
-
-    class Secrets(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append((self.path.split("?")[0], self.headers.get("Authorization", "")))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    secrets = ThreadingHTTPServer(("127.0.0.1", 0), Secrets)
-    threading.Thread(target=secrets.serve_forever, daemon=True).start()
+    secrets = _JsonServer(lambda: payload)
     monkeypatch.setenv("SECRET_MANAGER_EMULATOR_HOST", f"http://127.0.0.1:{secrets.server_address[1]}")
     try:
         expected = (Credentials("fixture-key", "fixture-secret"),)
         assert load_credentials("sm://projects/p/secrets/flickr") == expected
-        assert asked == [("/v1/projects/p/secrets/flickr/versions/latest:access", "")] and tokens.requests == []
+        assert secrets.requests == [("/v1/projects/p/secrets/flickr/versions/latest:access", "")]
+        assert tokens.requests == []
         FileSystems.set_options(PipelineOptions([f"--impersonate_service_account={IMPERSONATED}"]))
         assert load_credentials("sm://projects/p/secrets/flickr") == expected
-        assert asked[1] == ("/v1/projects/p/secrets/flickr/versions/latest:access", "Bearer impersonated-token")
+        assert secrets.requests[1] == ("/v1/projects/p/secrets/flickr/versions/latest:access",
+                                       "Bearer impersonated-token")
         assert [(IMPERSONATED in path, token) for path, token in tokens.requests] == [(True, "Bearer fake-token")]
     finally:
         secrets.shutdown()

@@ -143,7 +143,6 @@ def test_a_lock_released_by_a_stop_s_thread_meanwhile_is_released_without_an_err
     assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "next"
 
 
-
 def test_a_stop_s_release_beside_the_run_s_own_never_deletes_a_lock_another_run_took_meanwhile(tmp_path, monkeypatch):
     """The main thread's release and a stop's thread's both found the lock theirs before either deleted it; the
     main thread's delete came first, another run took the lock, and the stop's delete removed that run's lock: two
@@ -557,6 +556,19 @@ def test_a_live_writer_s_temporary_is_no_leftover_at_any_of_its_steps(tmp_path, 
     assert judged == [("before its flock", False), ("before its link", False)]
 
 
+def _a_is_refused_naming_b(output: Path, runs: dict[str, OutputLock]) -> None:
+    """Run A takes the lock of `output` while run B's takeover (the test's, put in `runs` once made) happens under
+    it: A is refused naming B, B's lock is what is left there, and it goes as B releases it."""
+    try:
+        with pytest.raises(OutputLocked, match="in use by run B"):
+            OutputLock(str(output), "A").acquire()
+        assert "B" in runs and json.loads((output / LOCK).read_text())["run_id"] == "B"
+    finally:
+        if "B" in runs:
+            runs["B"].release()
+    assert not (output / LOCK).exists()
+
+
 def test_a_dead_run_s_lock_in_a_folder_another_process_holds_a_flock_on_is_taken_over(tmp_path):
     """`flock OUTPUT pass-pipeline run --output=OUTPUT` (flock(1), the usual guard of a scheduled job against runs that
     overlap) holds an exclusive flock on the output folder for the whole run. Taking a killed run's lock over took
@@ -623,14 +635,7 @@ def test_a_takeover_that_gets_the_dead_lock_s_flock_after_another_took_it_over_r
         real_flock(descriptor, operation)
 
     monkeypatch.setattr(fcntl, "flock", flock)
-    with pytest.raises(OutputLocked, match="in use by run B"):
-        OutputLock(str(tmp_path), "A").acquire()
-    monkeypatch.undo()
-    assert "B" in runs and json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
-    runs["B"].release()
-    assert not (tmp_path / LOCK).exists()
-
-
+    _a_is_refused_naming_b(tmp_path, runs)
 
 
 def test_a_takeover_that_opens_the_lock_another_took_over_since_it_was_judged_is_refused_naming_that_run(tmp_path,
@@ -650,14 +655,9 @@ def test_a_takeover_that_opens_the_lock_another_took_over_since_it_was_judged_is
 
     monkeypatch.setattr(lock, "_remove_dead_lock", remove)
     monkeypatch.setattr(lock, "TAKEOVER_WAIT_S", 0.2)
-    try:
-        with pytest.raises(OutputLocked, match="in use by run B"):
-            OutputLock(str(tmp_path), "A").acquire()
-        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
-    finally:
-        if "B" in runs:
-            runs["B"].release()
-    assert not (tmp_path / LOCK).exists()
+    _a_is_refused_naming_b(tmp_path, runs)
+
+
 def test_a_run_meeting_a_dead_lock_as_another_takes_it_over_is_refused_naming_that_run(tmp_path, monkeypatch):
     """Two runs meet one killed run's lock at the same moment. B holds the dead lock file's flock while it takes it
     over (`_remove_dead_lock`), and A's look at that flock, which tells a live run in another pid namespace of the
@@ -685,14 +685,7 @@ def test_a_run_meeting_a_dead_lock_as_another_takes_it_over_is_refused_naming_th
         return held
 
     monkeypatch.setattr(lock, "_held_by_a_live_process", probe)
-    try:
-        with pytest.raises(OutputLocked, match="in use by run B"):
-            OutputLock(str(tmp_path), "A").acquire()
-        assert json.loads((tmp_path / LOCK).read_text())["run_id"] == "B"
-    finally:
-        if "B" in runs:
-            runs["B"].release()
-    assert not (tmp_path / LOCK).exists()
+    _a_is_refused_naming_b(tmp_path, runs)
 
 
 def test_a_dead_run_s_lock_of_another_user_removed_by_another_takeover_as_it_is_opened_is_taken(tmp_path,
