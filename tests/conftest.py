@@ -278,16 +278,24 @@ def killed_runs_lock(folder: Path, run_id: str = "killed") -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _ctrl_c_not_ignored_in_the_commands_tests_start() -> None:
-    """The suite started in the background of a shell without job control (`nohup bash .ci/run &`, a scheduler's
-    job) inherits SIGINT ignored, and an ignored signal stays ignored across exec: every command a test starts then
-    ignored the Ctrl-C it was sent (Python installs its KeyboardInterrupt handler only where SIGINT is at its default),
-    and the tests of what a stop does (18 of them) failed or timed out, the code under test sound. A handler of this
-    process's own is reset to the default in each command it starts, as in a terminal's."""
+def _stops_not_ignored_in_the_commands_tests_start() -> None:
+    """The suite started in the background of a shell without job control (`bash .ci/run &`, a scheduler's job)
+    inherits SIGINT ignored, and under `nohup` SIGHUP too; an ignored signal stays ignored across exec. Every command a
+    test started then ignored the Ctrl-C or hangup it was sent (Python installs its KeyboardInterrupt handler only
+    where SIGINT is at its default), and the tests of what a stop does (18, and the hangup of a `review apply`) failed
+    or timed out, the code under test sound. A handler of this process's own is reset to the default in each command
+    it starts, as in a terminal's: SIGINT's is Python's own (as this process would have in a terminal), SIGHUP's does
+    nothing (this process still outlives a hangup, as nohup meant)."""
     import signal
 
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _hangup_outlived)
+
+
+def _hangup_outlived(signum: int, frame: object) -> None:
+    """SIGHUP in a test process started under nohup: outlived, as ignoring it did (`_stops_not_ignored_...`)."""
 
 
 @pytest.fixture(scope="session", autouse=True)

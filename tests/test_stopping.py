@@ -949,22 +949,30 @@ def test_a_stop_landing_while_a_log_handler_is_made_still_ends_with_its_status_a
     assert done.stderr.strip() == "pass-pipeline: stopped (SIGTERM); nothing was published"
 
 
-def test_a_command_a_test_starts_takes_ctrl_c() -> None:
-    """What the suite's stop tests rely on: a command they start turns Ctrl-C into KeyboardInterrupt."""
-    script = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+def test_a_command_a_test_starts_takes_ctrl_c_and_a_hangup() -> None:
+    """What the suite's stop tests rely on: a command they start turns Ctrl-C into KeyboardInterrupt and is ended by
+    a hangup (SIGHUP at its default)."""
+    script = ("import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+              "signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "True", (done.stdout, done.stderr)
+    assert done.stdout.strip() == "True True", (done.stdout, done.stderr)
 
 
 def test_the_suite_started_with_ctrl_c_ignored_still_starts_commands_that_take_it() -> None:
     """Started in the background of a shell without job control (`nohup bash .ci/run &`, a scheduler's job), the
-    suite inherited SIGINT ignored, which an exec keeps: every command a test started ignored the Ctrl-C it was sent,
-    and the 18 tests of what a stop does failed or timed out, the code under test sound. The suite's own
-    (tests/conftest.py) hands its commands Ctrl-C as a terminal does."""
+    suite inherited SIGINT and SIGHUP ignored, which an exec keeps: every command a test started ignored the Ctrl-C or
+    hangup it was sent, and the tests of what a stop does failed or timed out, the code under test sound. The suite's
+    own (tests/conftest.py) hands its commands both signals as a terminal does."""
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         f"{Path(__file__).resolve()}::test_a_command_a_test_starts_takes_ctrl_c"],
+         f"{Path(__file__).resolve()}::test_a_command_a_test_starts_takes_ctrl_c_and_a_hangup"],
         cwd=root, capture_output=True, text=True, timeout=300,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `cmd &` without job control starts it
+        preexec_fn=_ignoring_ctrl_c_and_hangups)
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def _ignoring_ctrl_c_and_hangups() -> None:
+    """As `nohup cmd &` in a shell without job control starts `cmd`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
