@@ -166,8 +166,9 @@ def test_an_input_object_named_without_a_wildcard_and_gone_is_one_rejection(gcs)
     from pipeline.sources.table import _ReadRows, table_layout
     from pipeline.sources.yfcc import _ReadLines
 
-    for read in (_ReadLines().process, _ReadRows(table_layout("csv")).process):
-        out = [item.value for item in read(f"gs://{BUCKET}/gone/x.tsv")]
+    gone = f"gs://{BUCKET}/gone/x.tsv"
+    for read in (_ReadLines(gone).process, _ReadRows(table_layout("csv"), gone).process):
+        out = [item.value for item in read(gone)]
         assert [(item.reason, item.source_ref) for item in out] == [("unreadable_file", "x.tsv:1")]
 
 
@@ -544,7 +545,7 @@ def test_an_objects_bounds_are_its_own_size_whatever_its_name(gcs, monkeypatch, 
     assert size_and_kind(f"gs://{BUCKET}/{name}") == (len(packed), "")
     monkeypatch.setattr(row_bound, "ROW_FLOOR", 10)
     monkeypatch.setattr(input_files, "INFLATION_FLOOR", 1000)
-    out = [getattr(item, "value", item) for item in _ReadLines().process(f"gs://{BUCKET}/{name}")]
+    out = [getattr(item, "value", item) for item in _ReadLines(f"gs://{BUCKET}/{name}").process(f"gs://{BUCKET}/{name}")]
     assert len(out) == 200 and not any(isinstance(item, Rejection) for item in out)
     assert size_and_kind(f"gs://{BUCKET}/sized1/gone.tsv.gz") == (None, "")
 

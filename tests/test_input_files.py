@@ -110,3 +110,18 @@ def test_a_line_over_the_bound_is_given_to_dropped_whole_in_pieces_before_its_re
         got.append(b"".join(pieces) if isinstance(item, Rejection) else None)
         pieces.clear()
     assert got == [text.encode() if len(text) > 8 else None for text, _ in lines]
+
+
+@pytest.mark.parametrize(("path", "pattern", "label"), [
+    ("dumps/part-0.tsv", "dumps/part-0.tsv", "part-0.tsv"),  # a file named without a wildcard: its base name
+    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/**", "2026-10/part-0.tsv"),
+    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/*/part-0.tsv", "2026-10/part-0.tsv"),
+    ("/data/dumps/part-0.tsv", "/data/dumps/", "part-0.tsv"),  # a folder: its files
+    ("part-0.tsv", "*.tsv", "part-0.tsv"),  # in the working folder
+    ("/data/d2026/part-0.tsv", "/data/d20[0-9][0-9]/part-0.tsv", "d2026/part-0.tsv"),  # the glob's folder, not deeper
+    ("/data/a[b/x.tsv", "/data/a[b/*.tsv", "x.tsv"),  # an unclosed '[' is a literal, part of the folder
+    ("gs://bucket/yfcc/2014/x.bz2", "gs://bucket/yfcc/**.bz2", "2014/x.bz2"),
+    ("/elsewhere/x.tsv", "/data/*.tsv", "x.tsv"),  # a path the glob did not spell: its base name
+])
+def test_a_file_is_named_by_its_path_below_the_glob_s_literal_folder(path, pattern, label):
+    assert input_files.file_label(path, pattern) == label

@@ -61,7 +61,7 @@ def test_a_parquet_file_of_a_few_kb_claiming_many_rows_ends_at_the_bound(tmp_pat
     pq.write_table(pa.table({"unmapped": pa.nulls(500_000, pa.string())}), path)
     limit = ROWS_PER_BYTE * path.stat().st_size
     assert 1000 < limit < 500_000
-    out = _values(_ReadRows(table_layout("parquet")).process(str(path)))
+    out = _values(_ReadRows(table_layout("parquet"), str(path)).process(str(path)))
     assert len(out) == limit + 1 and all(isinstance(item, Rejection) for item in out)
     assert out[-1].reason == REASON and out[-1].source_ref == f"claims.parquet:{limit + 1}"
     assert {item.reason for item in out[:-1]} != {REASON}
@@ -78,6 +78,6 @@ def test_a_compressed_dump_of_one_short_line_repeated_ends_at_the_bound(tmp_path
     path = tmp_path / "rows.tsv.gz"
     path.write_bytes(gzip.compress(b"1\t2\t3\n" * 100_000))
     limit = ROWS_PER_BYTE * path.stat().st_size
-    out = _values(_ReadLines().process(str(path)))
+    out = _values(_ReadLines(str(path)).process(str(path)))
     assert len(out) == limit + 1 and out[:limit] == [(f"rows.tsv.gz:{n}", b"1\t2\t3") for n in range(1, limit + 1)]
     assert (out[-1].reason, out[-1].source_ref) == (REASON, f"rows.tsv.gz:{limit + 1}")

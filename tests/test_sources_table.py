@@ -416,3 +416,18 @@ def test_a_gzip_table_replaced_after_its_check_gives_only_rows_the_check_saw(tmp
     assert 0 < len(kept) <= 1_000 and kept == [str(i) for i in range(1, len(kept) + 1)]
     assert [(item.source_ref, item.reason) for item in items[len(kept):]] == [
         (f"meta.csv.gz:{len(kept) + 2}", "unreadable_file")]  # line 1 is the header
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_tables_of_one_name_in_two_folders_are_told_apart_by_their_folder(tmp_path, fmt):
+    """`--input='exports/*/rows.csv'`: each row's ref named its file by its base name alone, so two folders' rows
+    and rejections could not be told apart (`rows.csv:2` twice). A ref names the file below the glob's folder."""
+    for folder in ("a", "b"):
+        (tmp_path / "exports" / folder).mkdir(parents=True)
+        write_table(tmp_path / "exports" / folder / f"rows.{fmt}", fmt, GOOD[:1])
+    with local_pipeline() as p:
+        read = p | ReadTable(str(tmp_path / "exports" / "*" / f"rows.{fmt}"), table_layout(fmt, THEIRS))
+        line = 1 if fmt in ("jsonl", "parquet") else 2
+        assert_that(read.kept | beam.Map(lambda photo: photo.source_ref),
+                    equal_to([f"a/rows.{fmt}:{line}", f"b/rows.{fmt}:{line}"]), label="kept")
+        assert_that(read.rejected, equal_to([]), label="rejected")

@@ -264,7 +264,7 @@ def test_escapes_whose_bytes_are_not_utf8_are_the_rows_bad_field_as_a_tables_cel
 def _read(path) -> list:
     """(ref, bytes) for each line read, ("rejected", ref, reason) for each line refused."""
     out = []
-    for item in _ReadLines().process(str(path)):
+    for item in _ReadLines(str(path)).process(str(path)):
         if isinstance(item, tuple):
             out.append(item)
         else:
@@ -320,7 +320,7 @@ def _rows(start: int, count: int) -> bytes:
 def _outcome(path) -> tuple[int, list[tuple[str, str, str]]]:
     """How many lines a file gave, and its rejections as (ref, reason, detail)."""
     lines, rejections = 0, []
-    for item in _ReadLines().process(str(path)):
+    for item in _ReadLines(str(path)).process(str(path)):
         if isinstance(item, tuple):
             lines += 1
         else:
@@ -439,7 +439,7 @@ def test_a_file_replaced_between_its_check_and_its_reading_gives_only_lines_the_
     }[change]
     _replaced_after_its_check(monkeypatch, path, replacement)
     given, rejections = [], []
-    for item in _ReadLines().process(str(path)):
+    for item in _ReadLines(str(path)).process(str(path)):
         if isinstance(item, tuple):
             given.append(item[1])
         else:
@@ -535,7 +535,7 @@ def test_a_file_that_inflates_past_its_bound_is_one_rejection_before_any_row(tmp
     bomb = tmp_path / f"bomb.tsv{suffix}"
     bomb.write_bytes(compress(row * ((2 << 20) // len(row))))
     assert len(row * ((2 << 20) // len(row))) > input_files.MAX_INFLATION * bomb.stat().st_size  # it is one
-    read = list(_ReadLines().process(str(bomb)))
+    read = list(_ReadLines(str(bomb)).process(str(bomb)))
     assert len(read) == 1 and read[0].value.reason == "unreadable_file" and read[0].value.source_ref == f"{bomb.name}:1"
     assert "compression bomb" in read[0].value.detail
     within = tmp_path / f"within.tsv{suffix}"
@@ -569,7 +569,7 @@ def test_a_named_pipe_among_the_inputs_is_one_rejection_not_a_job_waiting_for_ev
 
     pipe = tmp_path / name
     os.mkfifo(pipe)
-    rejected = _read_in_a_thread(lambda path: [item.value for item in _ReadLines().process(path)], str(pipe))
+    rejected = _read_in_a_thread(lambda path: [item.value for item in _ReadLines(path).process(path)], str(pipe))
     assert [(r.photo_id, r.reason) for r in rejected] == [(f"{name}:1", "unreadable_file")]
     assert "a named pipe" in rejected[0].detail and str(pipe) in rejected[0].detail
     assert "cannot be read" in _read_in_a_thread(lambda path: [yfcc.sniff(path)], str(pipe))[0]
@@ -641,7 +641,7 @@ def test_a_dump_whose_lines_end_in_a_lone_cr_gives_each_row(tmp_path):
     path = tmp_path / "mac.tsv.gz"
     path.write_bytes(gzip.compress(_rows(1000, 300).replace(b"\n", b"\r")))
     assert _outcome(path) == (300, [])
-    assert [parse_line(raw, ref).photo_id for ref, raw in _ReadLines().process(str(path))][-1] == "1299"
+    assert [parse_line(raw, ref).photo_id for ref, raw in _ReadLines(str(path)).process(str(path))][-1] == "1299"
 
 
 def test_sniff_reads_on_past_lines_refused_for_their_values_to_a_photo(tmp_path):
@@ -681,3 +681,23 @@ def test_an_account_id_is_kept_in_flickrs_one_spelling():
     parsed = parse_line(yfcc_line(1, "7", "http://farm1.staticflickr.com/1/7_ab.jpg", owner_nsid="007@n01").encode(),
                         "f.tsv:1")
     assert isinstance(parsed, Photo) and parsed.owner_nsid == "7@N01"
+
+
+def test_dumps_of_one_name_in_two_folders_are_told_apart_by_their_folder(tmp_path):
+    """`--input='dumps/**'` over `dumps/2026-10/part-0.tsv` and `dumps/2026-11/part-0.tsv`: every ref named the file
+    by its base name, so a rejection's `part-0.tsv:2` (and a repeat's "same photo id as part-0.tsv:1") could be
+    either file's. A ref names the file by its path below the glob's literal folder."""
+    for month, first in (("2026-10", "11"), ("2026-11", "21")):
+        folder = tmp_path / "dumps" / month
+        folder.mkdir(parents=True)
+        (folder / "part-0.tsv").write_text(yfcc_line(1, first, f"http://h/{first}_ab.jpg") + "\n" +
+                                           "not a row\n")
+    (tmp_path / "dumps" / "2026-11" / "late.tsv.gz").write_bytes(gzip.compress(b"not a dump\n")[:12])
+    with local_pipeline() as p:
+        read = p | ReadYfcc(str(tmp_path / "dumps" / "**"))
+        assert_that(read.kept | beam.Map(lambda photo: (photo.photo_id, photo.source_ref)),
+                    equal_to([("11", "2026-10/part-0.tsv:1"), ("21", "2026-11/part-0.tsv:1")]), label="kept")
+        assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
+                    equal_to([("2026-10/part-0.tsv:2", "wrong_column_count"),
+                              ("2026-11/part-0.tsv:2", "wrong_column_count"),
+                              ("2026-11/late.tsv.gz:1", "unreadable_file")]), label="rejected")

@@ -368,13 +368,13 @@ def _swallowing(ref: str, row: tuple[str, bytes], last: tuple[str, bytes]) -> Re
                                             "refused as one record")
 
 
-def _lines_from(path: str, line: int, delimiter: str, checked: bool,
-                crcs: array | None) -> tuple[Iterator[tuple[str, bytes] | Rejection], _Overlong]:
+def _lines_from(path: str, line: int, delimiter: str, checked: bool, crcs: array | None,
+                name: str | None) -> tuple[Iterator[tuple[str, bytes] | Rejection], _Overlong]:
     """The file's lines from `line` on, read again as they were (a compressed file's data must match its check,
     `crcs`: one replaced since is unreadable from there), and the `_Overlong` that follows the quotes of those too
     long to be read."""
     overlong = _Overlong(delimiter)
-    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed, crcs=crcs)
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed, crcs=crcs, name=name)
 
     def after() -> Iterator[tuple[str, bytes] | Rejection]:
         try:
@@ -389,13 +389,16 @@ def _lines_from(path: str, line: int, delimiter: str, checked: bool,
     return after(), overlong
 
 
-def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
-    """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row."""
+def delimited_rows(path: str, layout: TableLayout, checked: bool, name: str | None = None,
+                   ) -> Iterator[Photo | Rejection]:
+    """Rows of a CSV or TSV file; a header that cannot give our fields rejects each data row. `name`: the file as
+    its refs name it."""
     delimiter, quoted = _DELIMITERS[layout.format], layout.format not in _UNQUOTED
     overlong = _Overlong(delimiter) if quoted else None  # a value spans lines only where quotes are read
     refuse_other_than_a_file(path)  # before a check reads it
     crcs = input_files.check_compressed(path) if checked else None  # kept for a second read of its lines
-    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if overlong else None, crcs=crcs)
+    lines = read_numbered_lines(path, checked=checked, dropped=overlong.feed if overlong else None, crcs=crcs,
+                                name=name)
     first = next(lines, None)
     if first is None:
         return
@@ -407,7 +410,7 @@ def delimited_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Ph
         else None
     records = (content_lines(lines) if shape is None or overlong is None
                else _records(lines, delimiter, shape, overlong, None if checked else LAUNCH_CHECK_BYTES,
-                             lambda line: _lines_from(path, line, delimiter, checked, crcs)))
+                             lambda line: _lines_from(path, line, delimiter, checked, crcs, name)))
     columns = header if isinstance(header, list) else []  # read by where there is no problem (a header read)
     for item in records:
         if isinstance(item, Rejection):

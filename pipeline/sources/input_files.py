@@ -16,6 +16,7 @@ import re
 import zlib
 from array import array
 from collections.abc import Callable, Generator, Iterator
+from itertools import takewhile
 from typing import TYPE_CHECKING, BinaryIO
 
 import apache_beam as beam
@@ -24,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.files import files_to_read, refuse_other_than_a_file, size_and_kind
+from pipeline.io.globs import glob_parts, is_glob
 from pipeline.records import Rejection
 from pipeline.sources import STAGE
 
@@ -383,7 +385,8 @@ class _AsChecked(io.RawIOBase):
 
 def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool = True, lone_cr: bool = True,
                         dropped: Callable[[bytes], None] | None = None,
-                        crcs: array | None = None) -> Generator[tuple[str, bytes] | Rejection, None, None]:
+                        crcs: array | None = None, name: str | None = None,
+                        ) -> Generator[tuple[str, bytes] | Rejection, None, None]:
     """(file:line, raw bytes) for every line of a possibly compressed file (ended by a \\n, a \\r\\n or a lone \\r:
     `_Lines`; `lone_cr=False`: at a \\n only, as JSON lines are defined); lines count from 1.
 
@@ -394,8 +397,9 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool
     from data that matches the check piece for piece (`_AsChecked`); `checked=False` skips both for a launch check,
     which reads a few lines of a file the job reads again. `dropped` is given the bytes of each line over the bound,
     in pieces, before its `Rejection` comes (`_Lines`). `crcs`: the file's `check_compressed` made before (a reader
-    reading it again), which its data must match as it did then, not checked again."""
-    name = posixpath.basename(path.rstrip("/"))
+    reading it again), which its data must match as it did then, not checked again. `name`: the file as its refs
+    name it (`file_label`; its base name where not given)."""
+    name = name or posixpath.basename(path.rstrip("/"))
     refuse_other_than_a_file(path)
     crcs = crcs if crcs is not None else check_compressed(path) if checked else None
     with open_decompressed(path) as opened:
@@ -419,6 +423,21 @@ def read_numbered_lines(path: str, max_line: int = MAX_LINE_BYTES, checked: bool
 # the launch checks read on past them, up to SNIFFED_ROWS, for a photo.
 VALUE_REASONS = frozenset({"missing_id", "bad_id", "missing_url", "bad_field", "bad_date"})
 SNIFFED_ROWS = 1000
+
+
+def file_label(path: str, pattern: str) -> str:
+    """The file at `path`, one that `pattern` names, as its rows' refs (FILE:LINE) name it: its path below the
+    glob's literal folder (`2026-10/part-0.tsv` for `dumps/**` or `dumps/*/part-0.tsv`), its base name for a file
+    named without a wildcard. Every file one glob names has its own: refs named the base name alone, so the rows
+    and rejections of `dumps/2026-10/part-0.tsv` and `dumps/2026-11/part-0.tsv` both read `part-0.tsv:LINE`. The
+    path below the folder, never the whole path: refs stay the same on every machine and under any mount point."""
+    base = posixpath.basename(path.rstrip("/"))
+    if not is_glob(pattern):
+        return base
+    literal = "".join(text for _, text in takewhile(lambda part: not part[0], glob_parts(pattern)))
+    folder = literal[:literal.rfind("/") + 1]
+    below = path[len(folder):] if path.startswith(folder) else ""
+    return below or base
 
 
 def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:

@@ -240,13 +240,14 @@ def _parquet_batches(handle: Any, table: pq.ParquetFile, wanted: Sequence[str]) 
         yield from table.iter_batches(batch_size=rows, row_groups=[group], columns=list(wanted))
 
 
-def parquet_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
+def parquet_rows(path: str, layout: TableLayout, checked: bool, name: str | None = None,
+                 ) -> Iterator[Photo | Rejection]:
     """Rows of a Parquet file, read a batch at a time and only in the mapped columns. A file whose columns cannot
     give our fields rejects each of its rows, counted from its row groups' counts in the footer and never read (the
     file's own count, which a writer states apart from them, made rows vanish where it understated them), each
     count checked against the values its columns hold (`_counted_rows`); a file none of whose columns can count its
-    rows is one rejection (none where it holds no row: `_holds_no_rows`)."""
-    name = posixpath.basename(path.rstrip("/"))
+    rows is one rejection (none where it holds no row: `_holds_no_rows`). `name`: the file as its refs name it."""
+    name = name or posixpath.basename(path.rstrip("/"))
     number = 0
     refuse_other_than_a_file(path)
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:

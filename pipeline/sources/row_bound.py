@@ -48,9 +48,11 @@ def _line_of(item: object) -> int | None:
     return int(number) if number.isascii() and number.isdigit() else None
 
 
-def bounded_rows(path: str, items: Iterator[Item], stage: str, limit: int | None = None) -> Iterator[Item | Rejection]:
+def bounded_rows(path: str, items: Iterator[Item], stage: str, limit: int | None = None,
+                 name: str | None = None) -> Iterator[Item | Rejection]:
     """`items` (a reader's rows and rejections for the file at `path`), until `limit` of them (by default
-    `file_row_limit(path)`) have come; then one `too_many_rows` rejection, and the reader is closed unread."""
+    `file_row_limit(path)`) have come; then one `too_many_rows` rejection, and the reader is closed unread. `name`:
+    the file as its refs name it (`input_files.file_label`; its base name where not given)."""
     limit = file_row_limit(path) if limit is None else limit
     previous: object = None
     for given, item in enumerate(items):
@@ -60,7 +62,7 @@ def bounded_rows(path: str, items: Iterator[Item], stage: str, limit: int | None
                 close()
             # The row number is looked up here only, not for every row read (a dump holds a hundred million).
             number = _line_of(item) or (_line_of(previous) or given) + 1
-            ref = f"{posixpath.basename(path.rstrip('/'))}:{number}"
+            ref = f"{name or posixpath.basename(path.rstrip('/'))}:{number}"
             detail = (f"more than {limit:,} rows (a file may give {ROWS_PER_BYTE} a byte of its size, and "
                       f"{ROW_FLOOR:,} whatever its size): the rest of the file is not read")
             yield Rejection(ref, stage, REASON, detail, "", ref)

@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from pipeline.records import Photo, Rejection
 from pipeline.sources.delimited import content_lines, delimited_rows, header_of
-from pipeline.sources.input_files import SNIFFED_ROWS, VALUE_REASONS, read_numbered_lines, spread_files
+from pipeline.sources.input_files import SNIFFED_ROWS, VALUE_REASONS, file_label, read_numbered_lines, spread_files
 from pipeline.sources.parquet_rows import parquet_columns, parquet_rows
 from pipeline.sources.row_bound import bounded_rows
 from pipeline.sources.table_row import (
@@ -39,9 +39,10 @@ from pipeline.stage import KEPT, REJECTED, StageOutput, reject
 __all__ = ["ReadTable", "TableLayout", "read_rows", "sniff", "table_layout"]
 
 
-def _json_rows(path: str, layout: TableLayout, checked: bool) -> Iterator[Photo | Rejection]:
+def _json_rows(path: str, layout: TableLayout, checked: bool, name: str | None = None,
+               ) -> Iterator[Photo | Rejection]:
     # JSON lines end at a \n: a lone CR is whitespace inside a line's object (JSON strings hold none unescaped)
-    for item in content_lines(read_numbered_lines(path, checked=checked, lone_cr=False)):
+    for item in content_lines(read_numbered_lines(path, checked=checked, lone_cr=False, name=name)):
         if isinstance(item, Rejection):
             yield item
             continue
@@ -82,17 +83,19 @@ _READERS = {"csv": delimited_rows, "tsv": delimited_rows, "tsv_plain": delimited
             "parquet": parquet_rows}
 
 
-def read_rows(path: str, layout: TableLayout, checked: bool = True) -> Iterator[Photo | Rejection]:
+def read_rows(path: str, layout: TableLayout, checked: bool = True, name: str | None = None,
+              ) -> Iterator[Photo | Rejection]:
     """Every row of one file as a `Photo` or a `Rejection`. A file that cannot be read ends with one rejection
     naming the first line that could not be read; a compressed text file is checked whole first
     (`input_files.check_compressed`), so a damaged one (corrupt gzip, truncated bzip2) is that rejection for line 1 and
     gives no row, and then read as checked (one changed since is refused where it differs). `checked=False` skips
     both, for a launch check reading a few rows (which follows a quoted value for `delimited.LAUNCH_CHECK_BYTES` at
-    most, then ends there); Parquet is never read through gzip or bzip2."""
-    name = posixpath.basename(path.rstrip("/"))
+    most, then ends there); Parquet is never read through gzip or bzip2. `name`: the file as its refs name it
+    (`input_files.file_label`; its base name where not given)."""
+    name = name or posixpath.basename(path.rstrip("/"))
     last = 0
     try:
-        for item in _READERS[layout.format](path, layout, checked):
+        for item in _READERS[layout.format](path, layout, checked, name):
             last = int(item.source_ref.rpartition(":")[2])
             yield item
     except FILE_ERRORS as err:
@@ -154,11 +157,13 @@ def sniff(path: str, layout: TableLayout, rows: int = 5) -> str | None:
 class _ReadRows(beam.DoFn):
     """A file's rows: photos on the main output, rejections on `rejected`."""
 
-    def __init__(self, layout: TableLayout) -> None:
+    def __init__(self, layout: TableLayout, pattern: str) -> None:
         self._layout = layout
+        self._pattern = pattern
 
     def process(self, path: str) -> Iterator:
-        for item in bounded_rows(path, read_rows(path, self._layout), STAGE):
+        name = file_label(path, self._pattern)
+        for item in bounded_rows(path, read_rows(path, self._layout, name=name), STAGE, name=name):
             yield reject(item) if isinstance(item, Rejection) else item
 
 
@@ -176,6 +181,6 @@ class ReadTable(beam.PTransform):
         self._layout = layout
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        rows = spread_files(pbegin, self._pattern) | "Rows" >> beam.ParDo(_ReadRows(self._layout)).with_outputs(
-            REJECTED, main=KEPT)
+        read = _ReadRows(self._layout, self._pattern)
+        rows = spread_files(pbegin, self._pattern) | "Rows" >> beam.ParDo(read).with_outputs(REJECTED, main=KEPT)
         return StageOutput(rows[KEPT] | "SpreadRows" >> beam.Reshuffle(), rows[REJECTED])

@@ -10,7 +10,6 @@ Ids, dates, the marker and the URL parts go through the checks every source shar
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterator
 from urllib.parse import unquote_plus
 
@@ -26,6 +25,7 @@ from pipeline.sources.input_files import (
     BROKEN_FILE_ERRORS,
     SNIFFED_ROWS,
     VALUE_REASONS,
+    file_label,
     read_numbered_lines,
     spread_files,
 )
@@ -153,12 +153,17 @@ def sniff(path: str, lines: int = 5) -> str | None:
 class _ReadLines(beam.DoFn):
     """Streams a file's lines; a file that cannot be read becomes one rejection naming the first line that could
     not be read, after the lines that could: a damaged .gz or .bz2 (corrupt, truncated) is found by its check before
-    its first line, so it gives no line and the rejection names line 1."""
+    its first line, so it gives no line and the rejection names line 1. `pattern`: the glob the file was listed
+    by, which its refs name it below (`file_label`)."""
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = pattern
 
     def process(self, path: str) -> Iterator:
-        last_ref = f"{posixpath.basename(path.rstrip('/'))}:0"
+        name = file_label(path, self._pattern)
+        last_ref = f"{name}:0"
         try:
-            for item in bounded_rows(path, read_numbered_lines(path), STAGE):
+            for item in bounded_rows(path, read_numbered_lines(path, name=name), STAGE, name=name):
                 if isinstance(item, Rejection):
                     last_ref = item.source_ref
                     yield reject(item)
@@ -190,7 +195,7 @@ class ReadYfcc(beam.PTransform):
         self._pattern = pattern
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
-        lines = spread_files(pbegin, self._pattern) | "Lines" >> beam.ParDo(_ReadLines()).with_outputs(
+        lines = spread_files(pbegin, self._pattern) | "Lines" >> beam.ParDo(_ReadLines(self._pattern)).with_outputs(
             REJECTED, main=KEPT)
         parsed = apply_stage(lines[KEPT] | "SpreadLines" >> beam.Reshuffle(), STAGE, _ParseLine())
         unreadable = lines[REJECTED]

@@ -28,9 +28,11 @@ def source_order(photo: Photo) -> tuple:
 
 
 def first_row_order(photo: Photo) -> tuple:
-    """Which row of one id comes first: by `source_order`, then by the row's content. Refs name a file by its base
-    name, so two inputs called x.tsv in two folders both give 'x.tsv:1': without the content, which of them won
-    depended on the order the runner delivered them in, and the same inputs could keep a different photo."""
+    """Which row of one id comes first: by `source_order`, then by the row's content. Refs named a file by its base
+    name, so two inputs called x.tsv in two folders both gave 'x.tsv:1', and which of them won depended on the order
+    the runner delivered them in. Files of one glob now have refs of their own (`input_files.file_label`); the
+    content still decides where two refs are one all the same (a carried release's `NAME/parquet/SHARD:ROW` beside an
+    input folder of that name), so the same inputs always keep the same photo."""
     return source_order(photo), tuple(getattr(photo, name) for name in _FIELDS)
 
 
