@@ -114,14 +114,29 @@ def test_a_line_over_the_bound_is_given_to_dropped_whole_in_pieces_before_its_re
 
 @pytest.mark.parametrize(("path", "pattern", "label"), [
     ("dumps/part-0.tsv", "dumps/part-0.tsv", "part-0.tsv"),  # a file named without a wildcard: its base name
-    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/**", "2026-10/part-0.tsv"),
-    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/*/part-0.tsv", "2026-10/part-0.tsv"),
+    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/**", "./2026-10/part-0.tsv"),
+    ("/data/dumps/2026-10/part-0.tsv", "/data/dumps/*/part-0.tsv", "./2026-10/part-0.tsv"),
     ("/data/dumps/part-0.tsv", "/data/dumps/", "part-0.tsv"),  # a folder: its files
     ("part-0.tsv", "*.tsv", "part-0.tsv"),  # in the working folder
-    ("/data/d2026/part-0.tsv", "/data/d20[0-9][0-9]/part-0.tsv", "d2026/part-0.tsv"),  # the glob's folder, not deeper
+    ("/data/d2026/part-0.tsv", "/data/d20[0-9][0-9]/part-0.tsv", "./d2026/part-0.tsv"),  # the glob's folder, not deeper
     ("/data/a[b/x.tsv", "/data/a[b/*.tsv", "x.tsv"),  # an unclosed '[' is a literal, part of the folder
-    ("gs://bucket/yfcc/2014/x.bz2", "gs://bucket/yfcc/**.bz2", "2014/x.bz2"),
+    ("gs://bucket/yfcc/2014/x.bz2", "gs://bucket/yfcc/**.bz2", "./2014/x.bz2"),
     ("/elsewhere/x.tsv", "/data/*.tsv", "x.tsv"),  # a path the glob did not spell: its base name
+    ("/backup/2026-10/parquet/p-0.parquet", "/backup/*/parquet/*.parquet", "./2026-10/parquet/p-0.parquet"),
 ])
 def test_a_file_is_named_by_its_path_below_the_glob_s_literal_folder(path, pattern, label):
     assert input_files.file_label(path, pattern) == label
+
+
+# A folder or file name that is no glob of its own (no wildcard), in any other character a name may hold
+_SEGMENT = st.text(st.characters(blacklist_characters="/\x00*?[", codec="utf-8"), min_size=1, max_size=8)
+
+
+@given(folder=st.lists(_SEGMENT, max_size=3), below=st.lists(_SEGMENT, min_size=1, max_size=4), release=_SEGMENT)
+def test_no_file_a_glob_names_is_labelled_as_a_carried_row_is(folder, below, release):
+    """A refresh's changelog tells a carried row's rejection by its ref's start, `NAME/parquet/` (release/carry.py):
+    an input file must never be labelled so, whatever the folders below the glob are called."""
+    root = "/" + "/".join(folder) + ("/" if folder else "")
+    label = input_files.file_label(root + "/".join(below), root + "**")
+    assert label == "/".join(below) if len(below) == 1 else label == "./" + "/".join(below)
+    assert not label.startswith(f"{release}/parquet/")

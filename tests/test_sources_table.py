@@ -429,5 +429,5 @@ def test_tables_of_one_name_in_two_folders_are_told_apart_by_their_folder(tmp_pa
         read = p | ReadTable(str(tmp_path / "exports" / "*" / f"rows.{fmt}"), table_layout(fmt, THEIRS))
         line = 1 if fmt in ("jsonl", "parquet") else 2
         assert_that(read.kept | beam.Map(lambda photo: photo.source_ref),
-                    equal_to([f"a/rows.{fmt}:{line}", f"b/rows.{fmt}:{line}"]), label="kept")
+                    equal_to([f"./a/rows.{fmt}:{line}", f"./b/rows.{fmt}:{line}"]), label="kept")
         assert_that(read.rejected, equal_to([]), label="rejected")

@@ -696,8 +696,8 @@ def test_dumps_of_one_name_in_two_folders_are_told_apart_by_their_folder(tmp_pat
     with local_pipeline() as p:
         read = p | ReadYfcc(str(tmp_path / "dumps" / "**"))
         assert_that(read.kept | beam.Map(lambda photo: (photo.photo_id, photo.source_ref)),
-                    equal_to([("11", "2026-10/part-0.tsv:1"), ("21", "2026-11/part-0.tsv:1")]), label="kept")
+                    equal_to([("11", "./2026-10/part-0.tsv:1"), ("21", "./2026-11/part-0.tsv:1")]), label="kept")
         assert_that(read.rejected | beam.Map(lambda r: (r.source_ref, r.reason)),
-                    equal_to([("2026-10/part-0.tsv:2", "wrong_column_count"),
-                              ("2026-11/part-0.tsv:2", "wrong_column_count"),
-                              ("2026-11/late.tsv.gz:1", "unreadable_file")]), label="rejected")
+                    equal_to([("./2026-10/part-0.tsv:2", "wrong_column_count"),
+                              ("./2026-11/part-0.tsv:2", "wrong_column_count"),
+                              ("./2026-11/late.tsv.gz:1", "unreadable_file")]), label="rejected")

@@ -427,17 +427,20 @@ SNIFFED_ROWS = 1000
 
 def file_label(path: str, pattern: str) -> str:
     """The file at `path`, one that `pattern` names, as its rows' refs (FILE:LINE) name it: its path below the
-    glob's literal folder (`2026-10/part-0.tsv` for `dumps/**` or `dumps/*/part-0.tsv`), its base name for a file
-    named without a wildcard. Every file one glob names has its own: refs named the base name alone, so the rows
-    and rejections of `dumps/2026-10/part-0.tsv` and `dumps/2026-11/part-0.tsv` both read `part-0.tsv:LINE`. The
-    path below the folder, never the whole path: refs stay the same on every machine and under any mount point."""
+    glob's literal folder, `./` first where it holds a folder (`./2026-10/part-0.tsv` for `dumps/**` or
+    `dumps/*/part-0.tsv`; `part-0.tsv` for `dumps/*.tsv`), its base name for a file named without a wildcard. Every
+    file one glob names has its own: refs named the base name alone, so the rows and rejections of
+    `dumps/2026-10/part-0.tsv` and `dumps/2026-11/part-0.tsv` both read `part-0.tsv:LINE`. The path below the
+    folder, never the whole path: refs stay the same on every machine and under any mount point. The `./` keeps
+    them apart from a carried row's `NAME/parquet/SHARD:ROW` (release/carry.py), which a refresh's changelog tells
+    by its start: an input glob over copies of releases (`backup/*/parquet/*.parquet`) would give those very refs."""
     base = posixpath.basename(path.rstrip("/"))
     if not is_glob(pattern):
         return base
     literal = "".join(text for _, text in takewhile(lambda part: not part[0], glob_parts(pattern)))
     folder = literal[:literal.rfind("/") + 1]
     below = path[len(folder):] if path.startswith(folder) else ""
-    return below or base
+    return (f"./{below}" if "/" in below else below) or base
 
 
 def spread_files(pbegin: beam.pvalue.PBegin, pattern: str) -> beam.PCollection:
