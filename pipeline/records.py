@@ -28,6 +28,9 @@ STAGES = (
     "decontaminate", "exact_dedup", "near_dedup", "detect", "owner_cap",
 )
 BLOCKLIST_CONTENT = "blocklist_content"
+# The sources whose rows are Flickr's own (a Photo's `source`): their ids are Flickr's photo ids, and their URLs must
+# name the row's photo (`fields.names_this_photo`); a generic table's ids and URLs are its own.
+FLICKR_SOURCES = frozenset({"yfcc", "flickr"})
 
 
 @dataclass(frozen=True)

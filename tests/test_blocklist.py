@@ -608,3 +608,33 @@ def test_a_long_list_is_parsed_and_held_once_per_worker_process_however_many_sta
     assert four - one < one / 4, (one, four)
     listed = photo("1", sha256=f"{49_999:064x}")
     assert [type(out).__name__ for instance in instances for out in instance.process(listed)] == ["TaggedOutput"] * 4
+
+
+@pytest.mark.parametrize("listed", ["url https://www.flickr.com/photos/someone/12345/", f"url {_flic_kr(12345)}",
+                                    "url https://live.staticflickr.com/65535/12345_abcdef_b.jpg",
+                                    "url https://www.flickr.com/photo.gne?id=12345"])
+def test_a_flickr_url_takedown_keeps_out_flickrs_photo_not_another_sites_photo_of_that_id(listed):
+    """A table's ids are its own (`id`: the photo id, whichever site the photo is on): a Flickr URL names Flickr's
+    photo 12345, and it took down a table's row 12345 whose photo is another site's, an unrelated photo lost. It
+    keeps out a row of Flickr's own (a dump's, the API's) and a table's row whose page, download or served URL is
+    Flickr's photo 12345; a bare `photo_id 12345` is the dataset's photo 12345, whatever its site."""
+    layout = table_layout("csv")
+    row = {"id": "12345", "url": "https://images.example.org/12345.jpg", "owner": "someone", "license": "CC BY 4.0"}
+    elsewhere = parse_row(row, "t.csv:2", layout)
+    flickr = Matcher(parse_blocklist(listed + "\n", "t.txt", 4), METADATA_KINDS)
+    assert flickr.match(elsewhere) is None
+    assert flickr.match(parse_row({**row, "page_url": "https://www.example.org/photos/12345/"}, "t.csv:3",
+                                  layout)) is None
+    flickrs_own = [photo("12345"), photo("012345", source="flickr"),
+                   parse_row({**row, "page_url": "https://www.flickr.com/photos/someone/12345/"}, "t.csv:4", layout),
+                   parse_row({**row, "url": "https://live.staticflickr.com/1/12345_ab_z.jpg"}, "t.csv:5", layout),
+                   elsewhere.replace(fetched_url="https://live.staticflickr.com/1/12345_ab_b.jpg")]
+    for listed_photo in flickrs_own:
+        assert flickr.match(listed_photo) is not None, listed_photo
+    by_id = Matcher(parse_blocklist("photo_id 12345\n", "t.txt", 4), METADATA_KINDS)
+    assert by_id.match(elsewhere) is not None and by_id.match(photo("12345")) is not None
+    # a table's row whose own URL is Flickr's page of another photo is that photo to a Flickr URL, not its id's
+    assert flickr.match(parse_row({**row, "id": "7", "page_url": "https://flickr.com/photos/x/12345/"}, "t.csv:6",
+                                  layout)) is not None
+    assert Matcher(parse_blocklist("url https://www.flickr.com/photos/x/7/\n", "t.txt", 4), METADATA_KINDS).match(
+        parse_row({**row, "id": "7", "page_url": "https://flickr.com/photos/x/12345/"}, "t.csv:6", layout)) is None

@@ -37,6 +37,7 @@ from pipeline.io.image_headers import ImageRejected, check_jpeg_structure
 from pipeline.io.parquet_footer import check_footer
 from pipeline.io.stored_jpeg import stored_jpeg_problem
 from pipeline.records import (
+    FLICKR_SOURCES,
     HASH16,
     NOT_STORED,
     SHA256_HEX,
@@ -206,10 +207,6 @@ def _unreadable_rows(shard: pq.ParquetFile, watched: _Watched, group: int, done:
                               "of the release") from None
     for index, photo_id in enumerate(ids, start=done + 1):
         yield f"{name}:{index}", UnreadableRow(photo_id, why)
-
-
-# The sources whose rows are Flickr's own: their URLs must name the row's photo (`fields.names_this_photo`).
-FLICKR_SOURCES = frozenset({"yfcc", "flickr"})
 
 
 def row_problem(row: dict, max_pixels: int = ImageConfig.max_pixels) -> tuple[str, str] | None:
