@@ -638,3 +638,47 @@ def test_a_flickr_url_takedown_keeps_out_flickrs_photo_not_another_sites_photo_o
                                   layout)) is not None
     assert Matcher(parse_blocklist("url https://www.flickr.com/photos/x/7/\n", "t.txt", 4), METADATA_KINDS).match(
         parse_row({**row, "id": "7", "page_url": "https://flickr.com/photos/x/12345/"}, "t.csv:6", layout)) is None
+
+
+@pytest.mark.parametrize("url", [
+    "https://flickr.com.evil.example/photos/a/1/", "https://www.flickr.com.evil.example/photos/a/1/",
+    "https://live.staticflickr.com.evil.example/65535/1_abcdef_b.jpg", "https://flic.kr.evil.example/p/2",
+    "https://www.fIickr.com/photos/a/1/", "https://www.f1ickr.com/photos/a/1/", "https://FLlCKR.COM/photos/a/1/",
+    "https://www.fl\u0456ckr.com/photos/a/1/", "https://www.\u0066l\u0131ckr.com/photos/a/1/",
+    "https://www.xn--flckr-o2e.com/photos/a/1/", "https://flick\u0433.com/photos/a/1/",
+    "https://live.staticfl\u0456ckr.com/65535/1_abcdef_b.jpg", "https://www.flickr.com-photos.example/a/1/",
+    "https://www.flickr.com@evil.example/photos/a/1/", "https://flickr.com:x@evil.example/photos/a/1/",
+    "https://blog.flickr.com/photos/a/1/", "https://www.flickriver.com/photos/a/1/",
+])
+def test_a_takedown_url_on_a_host_that_reads_as_flickrs_and_is_not_fails_at_launch_naming_it(tmp_path, url):
+    """A look-alike of Flickr's hosts (another site's domain after `flickr.com.`, a capital I or a 1 for the l, a
+    Cyrillic i, the punycode of one, Flickr's name as user info before another host) was taken as another site's URL,
+    a key no photo has: the photo its author meant, Flickr's photo 1, kept without a word. Only Flickr's own hosts
+    name a Flickr photo; an entry on a host whose name reads as Flickr's and is not one of them fails at launch naming
+    its line and the host, and matches nothing."""
+    path = tmp_path / "bad.txt"
+    path.write_text(f"photo_id 5\n{'url ' + url}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.txt:2: .*(not one of Flickr's|on no Flickr host)"):
+        Blocklist([str(path)], 4, METADATA_KINDS)
+
+
+@pytest.mark.parametrize("url", [
+    "https://www.flickr.com/photos/a/1/", "http://flickr.com/photos/a/1", "https://m.flickr.com/photos/a/1/",
+    "https://secure.flickr.com/photos/a/1/", "https://WWW.FLICKR.COM./photos/a/1/", "https://flickr.com:443/photos/a/1/",
+    "https://\uff46\uff4c\uff49\uff43\uff4b\uff52.com/photos/a/1/", "https://flic.kr/p/2",
+    "https://live.staticflickr.com/65535/1_abcdef_b.jpg", "https://farm1.static.flickr.com/1/1_abcdef.jpg",
+    "https://c1.staticflickr.com/1/1/1_abcdef_z.jpg", "https://editor:pw@www.flickr.com/photos/a/1/",
+])
+def test_a_takedown_url_on_flickrs_own_hosts_names_its_photo(url):
+    """Flickr's own hosts, however spelt (case, a final dot, the default port, full-width letters requests sends as
+    flickr.com), still name Flickr's photo 1."""
+    entries = parse_blocklist(f"url {url}\n", "t.txt", 4)
+    assert Matcher(entries, METADATA_KINDS).match(photo("1")) is not None
+
+
+@pytest.mark.parametrize("url", ["https://images.example.org/1.jpg", "https://cdn.flick.example/photos/a/1/",
+                                 "https://editor:pw@cdn.example/a.jpg", "https://www.example.com/flickr/1.jpg"])
+def test_a_takedown_url_on_another_sites_host_is_still_that_sites_url(url):
+    entries = parse_blocklist(f"url {url}\n", "t.txt", 4)
+    assert Matcher(entries, METADATA_KINDS).match(photo("9", download_url=url)) is not None
+    assert Matcher(entries, METADATA_KINDS).match(photo("1")) is None

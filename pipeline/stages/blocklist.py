@@ -36,17 +36,20 @@ is never decoded: `a%2Fb` and `a/b` are different paths to a server.
 Decision: a list entry that cannot be understood fails the run at launch, with `file:line` and
 what is wrong (an unknown kind, a missing or extra field, an id that is not a photo number, a URL
 that is not http(s), holds a character no one sees or ends in punctuation a sentence put after it, a
-Flickr URL that names no photo such as an album, a pHash that is not 16 hex digits, a distance outside
-0..16, a file that is not UTF-8). A blocklist is an operator's input, checked before any worker starts;
-skipping a bad entry would silently keep a photo someone asked to take down, which is worse than a run
-that does not start. Nor is an entry repaired (a character no one sees dropped, punctuation cut off): a
-URL may end in what looks copied, and the line is fixed once where its author can see it.
+Flickr URL that names no photo such as an album, a URL on a host that reads as Flickr's and is not one of its
+own (`flickr.com.evil.example`, `fIickr.com`, a Cyrillic letter for a Latin one: it would name no photo), a pHash
+that is not 16 hex digits, a distance outside 0..16, a file that is not UTF-8). A blocklist is an operator's input,
+checked before any worker starts; skipping a bad entry would silently keep a photo someone asked to take down, which
+is worse than a run that does not start. Nor is an entry repaired (a character no one sees dropped, punctuation cut
+off): a URL may end in what looks copied, and the line is fixed once where its author can see it.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
+import itertools
 import posixpath
 import re
 import threading
@@ -140,6 +143,76 @@ def _flickr_photo_id(host: str, path: str, query: str) -> str | None:
                              " keeps out every photo of the account")
         raise ValueError("this Flickr URL names no photo (an album, a user or tag page?): list the photos' ids")
     return None
+
+
+# Flickr's own hosts, the only ones a takedown URL names a Flickr photo on (`_flickr_photo_id`), as a refusal lists them
+_FLICKR_HOSTS = ("www.flickr.com, flickr.com, m.flickr.com, secure.flickr.com, flic.kr, live.staticflickr.com and "
+                 "the other *.staticflickr.com and *.static.flickr.com")
+# Characters that show as a letter of Flickr's names, or are taken for one at a glance, each as that letter (after
+# case folding, NFKC and accents dropped): I, 1 and | for the l (and so the l and i read alike: fIickr is fiickr once
+# lower-cased), Cyrillic and Greek letters of the same shape, IPA and small capitals.
+_READS_AS = str.maketrans({
+    **dict.fromkeys("i1|!\u0131\u0269\u026a\u03b9\u0456\u04cf\u01c0\u0142\u019a\u0197\u1d09", "l"),
+    **dict.fromkeys("\u0441\u03f2\u1d04\u0188\u217d", "c"),
+    **dict.fromkeys("\u043a\u03ba\u0138\u1d0b\u049b\u049d", "k"),
+    **dict.fromkeys("\u0433\u0280\u027c\u027d\u027e\u1d26", "r"),
+    **dict.fromkeys("\u0192\ua799", "f"),
+})
+_READ_FLICKR = "flickr".translate(_READS_AS)  # "fllckr"
+
+
+def _unicode_labels(text: str) -> list[str]:
+    """A host name's labels as they show: compatibility forms (full-width letters, ℓ) made plain, a punycode label
+    (xn--…) as the letters it shows."""
+    labels = []
+    for label in unicodedata.normalize("NFKC", text).replace("\u3002", ".").split("."):
+        if label[:4].lower() == "xn--":
+            with contextlib.suppress(UnicodeError, ValueError):  # no punycode: read as written
+                label = label[4:].encode("ascii").decode("punycode")
+        labels.append(label)
+    return labels
+
+
+def _as_read(text: str) -> list[str]:
+    """A host name's labels as they read: as they show, case folded, accents dropped, and each character of
+    `_READS_AS` the letter it shows as."""
+    return ["".join(c for c in unicodedata.normalize("NFKD", label.casefold()) if not unicodedata.combining(c))
+            .translate(_READS_AS) for label in _unicode_labels(text)]
+
+
+def _reads_as_flickr(text: str) -> bool:
+    """Whether a host name (or what shows as one) reads as one of Flickr's: "flickr" in any of its labels
+    (flickr.com.evil.example, www.flickr.com-x.example, fIickr.com, a Cyrillic i for the i, staticflickr.com.x)
+    or flic.kr."""
+    labels = _as_read(text)
+    return any(_READ_FLICKR in label for label in labels) or any(
+        (first, second) == ("fllc", "kr") for first, second in itertools.pairwise(labels))
+
+
+def _refuse_look_alike(url: str) -> None:
+    """ValueError for a takedown URL whose host reads as Flickr's and is not one of Flickr's own hosts (`_READS_AS`),
+    or is Flickr's but none of its photos' hosts, or whose user info reads as Flickr's before another host: taken as
+    another site's URL, a key no photo has, the photo its author meant (Flickr's) was kept without a word. A Flickr
+    photo is named only on Flickr's own hosts; what is written on a look-alike is refused, never matched, as no
+    server of Flickr's would be asked for it."""
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    host = _normal_host(parts.hostname or "").removeprefix("www.")
+    if host in _PAGE_HOSTS or host == "flic.kr" or _STATIC_HOST.fullmatch(host):
+        return
+    user_info, _, written = parts.netloc.rpartition("@")
+    written = re.sub(r":[0-9]*$", "", written)  # the host as written (urlsplit's is lower-cased: fIickr read fiickr)
+    shows = ".".join(_unicode_labels(written))
+    shown = f"{written!a}" + (f" (shown as {shows!a})" if shows != written else "")
+    if host.endswith(".flickr.com"):
+        raise ValueError(f"the host {shown} is Flickr's but not one of Flickr's hosts of photos ({_FLICKR_HOSTS}): "
+                         "it names no Flickr photo; write the photo's www.flickr.com page")
+    advice = ("a look-alike names no Flickr photo: list Flickr's photo by its www.flickr.com page, another site's by "
+              "its photo_id or sha256")
+    if _reads_as_flickr(unquote(written)):
+        raise ValueError(f"the host {shown} reads as Flickr's and is not one of Flickr's ({_FLICKR_HOSTS}); {advice}")
+    if user_info and _reads_as_flickr(unquote(user_info).replace(":", ".")):
+        raise ValueError(f"the host is {shown}, {user_info[:60]!a} before its '@' being user info, which reads as "
+                         f"Flickr's host; {written!a} is not one of Flickr's ({_FLICKR_HOSTS}); {advice}")
 
 
 def canonical_url(url: str) -> tuple[str, str]:
@@ -242,6 +315,7 @@ def _entry(fields: list[str], where: str, default_distance: int) -> Entry:
                              "which no one sees: copied with it? (write it escaped if the URL holds it)")
         _refuse_prose_tail(value)
         canonical_url(value)  # understood, or ValueError; matched by its canonical key
+        _refuse_look_alike(value)
         return Entry(kind, value, default_distance, where)
     value = value.lower()
     if len(value) != 64 or not _HEX.fullmatch(value):  # a shortened hash would silently block nothing
