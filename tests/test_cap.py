@@ -3,6 +3,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.records import Photo
+from pipeline.sources.table_row import parse_row, table_layout
 from pipeline.stages.owner_cap import CapPerOwner, _KeepFirstN, cap_rank
 from tests.conftest import local_pipeline, photo
 
@@ -96,5 +98,31 @@ def test_a_tables_rows_are_capped_by_the_account_their_flickr_pages_name():
         out = p | beam.Create(photos) | CapPerOwner(2)
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
                     equal_to([ph.photo_id for ph in account] + ["50", "51", "60", "61"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
+                    equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")
+
+
+def test_a_tables_rows_crediting_an_account_id_in_their_owner_column_are_capped_by_it():
+    """A table made from Flickr's search answers credits each photo's account by its id in its `owner` column (the
+    answer's `owner`) and gives static URLs, no page: each row was a group of its own, a photographer's 10,000 photos
+    never capped, where a takedown by owner kept them all out as one account. The id the owner column credits is the
+    row's account where it has no owner id and its page names none; a creator's name that is no account id leaves a
+    row its own group, and a page naming an account comes first."""
+    layout = table_layout("csv")
+
+    def row(photo_id: int, owner: str, page: str = "") -> Photo:
+        parsed = parse_row({"id": str(photo_id), "url": f"https://live.staticflickr.com/65535/{photo_id}_ab_z.jpg",
+                            "owner": owner, "page_url": page, "license": "CC BY 4.0"}, f"t.csv:{photo_id}", layout)
+        assert isinstance(parsed, Photo)
+        return parsed
+
+    photos = [row(i, "7@N01" if i % 2 else " 007@n01") for i in range(1, 7)]
+    photos += [row(50, "Jane Doe"), row(51, "Jane Doe"), row(60, "7@N01", "https://www.flickr.com/photos/8@N01/60/"),
+               photo("70", owner_nsid="9@N01", owner_name="7@N01")]
+    account = sorted(photos[:6], key=cap_rank)[:2]
+    with local_pipeline() as p:
+        out = p | beam.Create(photos) | CapPerOwner(2)
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
+                    equal_to([ph.photo_id for ph in account] + ["50", "51", "60", "70"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
                     equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")

@@ -267,3 +267,22 @@ def test_a_tables_rows_are_counted_by_the_account_their_flickr_pages_name(tmp_pa
     write_datasheet(str(tmp_path), None, "r")
     assert "images from 2 photographers (and 3 images naming no Flickr account)" in (
         tmp_path / "DATASHEET.md").read_text()
+
+
+def test_a_tables_rows_are_counted_by_the_account_id_their_owner_column_credits(tmp_path):
+    """A table made from Flickr's search answers credits each photo's account by its id in its `owner` column, and
+    gives no page: the datasheet counted its rows as images naming no Flickr account, where takedowns by owner (and
+    now the owner cap) take that id for the row's account. A row is counted by the account id its owner column
+    credits where it has no owner id and its page names none; a creator's name that is no account id names none, and a
+    row's owner id comes first (a dump's owner name is a screen name)."""
+    small_release(tmp_path)
+    credits = [("", "7@N01", ""), ("", "007@n01", ""), ("", " 8@N00 ", ""), ("", "Jane Doe", ""), ("", "", ""),
+               ("", "7@N01", "https://www.flickr.com/photos/9@N01/6/"), ("5@N01", "8@N00", "")]
+    photos = [photo(str(i), owner_nsid=nsid, owner_name=credited, page_url=page, image=real_jpeg("coffee.jpg"),
+                    width=512, height=341, license_name="CC BY 2.0")
+              for i, (nsid, credited, page) in enumerate(credits, 1)]
+    with (tmp_path / "parquet" / "pass-00000-of-00001.parquet").open("wb") as handle:
+        write_parquet(handle, photos)
+    write_datasheet(str(tmp_path), None, "r")
+    assert "images from 4 photographers (and 2 images naming no Flickr account)" in (
+        tmp_path / "DATASHEET.md").read_text()

@@ -463,3 +463,37 @@ def test_a_tables_row_whose_flickr_page_names_another_account_than_flickrs_is_an
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
                     equal_to([("1", "owner_mismatch", "the row's Flickr page names '9@N01', Flickr says '7@N01'")]),
                     label="rejected")
+
+
+def test_a_tables_rows_crediting_an_account_id_in_their_owner_column_are_checked_by_one_search_of_it(tmp_path):
+    """A table made from Flickr's search answers credits each photo's account by its id in its `owner` column and
+    gives no page: each row was a group of its own, one getInfo a photo, and a row crediting an account the photo is
+    not of was verified as it stood. The id the owner column credits is the row's account where it has no owner id
+    and its page names none: the account's photos cost one owner search (and a getInfo for each it does not list),
+    and a row crediting another account than Flickr's is `owner_mismatch`; a creator's name that is no account id
+    leaves a row its own group, checked by its getInfo."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stages.verify_license import VerifyLicense
+    from tests.conftest import local_pipeline
+
+    credentials = tmp_path / "k.json"
+    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    world = World([FixturePhoto(str(i), "7@N01" if i <= 6 else "8@N01", 4, 1_300_000_000 + i) for i in range(1, 10)])
+    world.delete("3")
+    credited = {str(i): "7@N01" if i % 2 else "007@n01" for i in range(1, 7)} | {"7": "Jane Doe", "8": "8@N01",
+                                                                                   "9": "9@N01"}
+    rows = [Photo(photo_id=photo_id, source="csv", owner_name=owner, license_name="CC BY 2.0",
+                  download_url=f"https://live.staticflickr.com/65535/{photo_id}_ab_z.jpg")
+            for photo_id, owner in credited.items()]
+    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+        out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
+        assert_that(out.kept | beam.Map(lambda photo: photo.photo_id),
+                    equal_to(["1", "2", "4", "5", "6", "7", "8"]), label="kept")
+        assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),
+                    equal_to([("3", "deleted", "flickr.photos.getInfo error 1"),
+                              ("9", "owner_mismatch", "the row credits '9@N01' as its creator, Flickr says '8@N01'")]),
+                    label="rejected")
+    # the account's six photos: one search and a getInfo for the one it does not list; 7, 8 and 9 alone: a getInfo each
+    assert (server.calls["flickr.photos.search"], server.calls["flickr.photos.getInfo"]) == (1, 4)

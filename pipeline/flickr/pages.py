@@ -45,9 +45,20 @@ def page_owner(url: str) -> str | None:
     return canonical_owner_id(owner) if NSID.fullmatch(owner) else None
 
 
-def account(owner_nsid: str, page_url: str) -> str:
+def credited_account(credited: str) -> str:
+    """The account a table's row credits as its creator (its `owner` column), where that is an account id (a table
+    made from Flickr's search answers, whose `owner` is the NSID), in Flickr's one spelling; else '' (a creator's
+    name)."""
+    credited = credited.strip()
+    return canonical_owner_id(credited) if NSID.fullmatch(credited) else ""
+
+
+def account(owner_nsid: str, page_url: str, credited: str = "") -> str:
     """The Flickr account a photo is of, one notion for every stage and file that counts or groups photographers: its
     owner id in Flickr's one spelling when the row has one, else the account its Flickr photo page names (a table's
-    rows carry no owner id, only their page), else '' (unknown: no id, and a page naming an alias, which only the API
-    can resolve, or none)."""
-    return canonical_owner_id(owner_nsid) if owner_nsid else page_owner(page_url or "") or ""
+    rows carry no owner id, only their page), else the account id a table's row credits as its creator (`credited`:
+    its owner name, read only where the row has no owner id: a dump's or the API's owner name is a screen name), else
+    '' (unknown: no id, and a page naming an alias, which only the API can resolve, or none, and a creator's name)."""
+    if owner_nsid:
+        return canonical_owner_id(owner_nsid)
+    return page_owner(page_url or "") or credited_account(credited)

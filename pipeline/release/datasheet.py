@@ -36,7 +36,7 @@ from pipeline.options import split_list
 from pipeline.records import ascii_number
 from pipeline.release.markdown_html import escape_markdown, markdown_link, plain_text, render
 
-COLUMNS = ["photo_id", "owner_nsid", "page_url", "license_name", "width", "height", "scores"]
+COLUMNS = ["photo_id", "owner_nsid", "owner_name", "page_url", "license_name", "width", "height", "scores"]
 SAMPLE = 24  # images in the contact sheet: the ones with the smallest sha256(photo id), so stable
 PLOTS = ("funnel", "rejections", "licenses", "owners", "resolution", "scores")
 FIGURE_SIZE = (7.0, 3.6)  # inches, at 100 dpi
@@ -79,10 +79,12 @@ class Figures:
         self.count += len(rows)
         self.licenses.update(row["license_name"] for row in rows)
         # One account however a row spells it (a carried row of an older release: "007@n01" is 7@N01), a table's row
-        # the account its Flickr page names (its owner column is a credit), as the owner cap counts them: table rows
-        # were all "images naming no Flickr account", a photographer the cap held to its quota among none. A row
-        # naming none (no id, a page naming an alias or none) is no photographer: all of those were one, "".
-        owners = [account(row["owner_nsid"] or "", row.get("page_url") or "") for row in rows]
+        # the account its Flickr page names, else the account id its owner column credits, as the owner cap counts
+        # them: table rows were all "images naming no Flickr account", a photographer the cap held to its quota among
+        # none. A row naming none (no id, a page naming an alias or none, a creator's name) is no photographer: all of
+        # those were one, "".
+        owners = [account(row["owner_nsid"] or "", row.get("page_url") or "", row.get("owner_name") or "")
+                  for row in rows]
         self.per_owner.update(owner for owner in owners if owner)
         self.no_owner += owners.count("")
         self.sides.extend(max(row["width"], row["height"]) for row in rows)

@@ -66,8 +66,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.flickr.pages import NSID as _NSID
 from pipeline.flickr.pages import PAGE_HOSTS as _PAGE_HOSTS
 from pipeline.flickr.pages import PAGE_PATH as _PAGE_PATH
+from pipeline.flickr.pages import credited_account, page_owner
 from pipeline.flickr.pages import normal_host as _normal_host
-from pipeline.flickr.pages import page_owner
 from pipeline.io.http_client import masked_url
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments
@@ -423,11 +423,12 @@ def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
         keys.append((FLICKR_PHOTO, keys[0][1]))
     if photo.owner_nsid:
         keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
-    elif _NSID.fullmatch(credited := photo.owner_name.strip()):
+    elif credited := credited_account(photo.owner_name):
         # A table's row has no owner id: the creator it credits, where that is an account id (a table made from
-        # Flickr's search answers, whose `owner` is the NSID), is the account it names; a row of Flickr's own is
-        # matched by its owner id alone (its owner name is a screen name, which may read as another's id).
-        keys.append(("owner", canonical_owner_id(credited)))
+        # Flickr's search answers, whose `owner` is the NSID), is the account it names, as the owner cap counts it; a
+        # row of Flickr's own is matched by its owner id alone (its owner name is a screen name, which may read as
+        # another's id).
+        keys.append(("owner", credited))
     if photo.page_url and (owner := page_owner(photo.page_url)):
         keys.append(("owner", owner))
     for url in (photo.page_url, photo.download_url, photo.fetched_url):

@@ -31,10 +31,11 @@ def cap_rank(photo: Photo) -> tuple[int, str, str]:
 
 def owner_key(photo: Photo) -> str:
     # One account, one quota, however a row spells its id ("7@n01", a carried row's, is 7@N01's). A table's rows carry
-    # no owner id, only their Flickr page, which names the account (`flickr.com/photos/NSID/ID/`): each was a group of
-    # its own, so a table of one photographer's 10,000 photos was never capped. A photo whose owner cannot be known
-    # (no id, a page naming an alias or none) cannot be attributed to anyone's quota: it is its own group.
-    owner = account(photo.owner_nsid, photo.page_url)
+    # no owner id, only their Flickr page, which names the account (`flickr.com/photos/NSID/ID/`), and the creator they
+    # credit, which a table made from Flickr's search answers gives as the account's id: each was a group of its own,
+    # so a table of one photographer's 10,000 photos was never capped. A photo whose owner cannot be known (no id, a
+    # page naming an alias or none, a creator's name) cannot be attributed to anyone's quota: it is its own group.
+    owner = account(photo.owner_nsid, photo.page_url, photo.owner_name)
     return f"owner:{owner}" if owner else f"photo:{photo.photo_id}"
 
 

@@ -7,8 +7,8 @@ an owner's current CC BY photos in one call: photos found there are verified (th
 refreshed); only those missing from it cost a getInfo, which tells deleted (error 1) from relicensed.
 
 An owner is a photo's account as the owner cap counts it (`owner_group`): a table's rows, which carry no owner id,
-are their Flickr pages' account. A search only pays when it saves more getInfo calls than it costs, so each owner
-gets the cheaper of the two, judged before and during the search:
+are their Flickr pages' account, else the account id their owner column credits. A search only pays when it saves
+more getInfo calls than it costs, so each owner gets the cheaper of the two, judged before and during the search:
   * an owner carrying fewer than `MIN_PHOTOS_FOR_SEARCH` photos is checked photo by photo (a search
     would cost the same call and, for a missing photo, a getInfo on top);
   * otherwise one search page, bounded to the carried photos' upload times (an owner's other
@@ -44,7 +44,7 @@ from pipeline.flickr.client import (
 )
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
-from pipeline.flickr.pages import account
+from pipeline.flickr.pages import account, page_owner
 from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
@@ -72,14 +72,15 @@ class VerifyConfig:
 
 def owner_group(photo: Photo) -> str:
     """What photos are grouped by: their account (`flickr.pages.account`, as the owner cap and the datasheet count
-    them: the row's id in Flickr's one spelling, else the account its Flickr page names), one owner search serving
-    its photos; or, for a photo whose account cannot be known (a dump's row without an owner, a table's row whose
-    page names an alias or none), the photo alone. A table's rows carry no owner id: each was a group of its own, one
+    them: the row's id in Flickr's one spelling, else the account its Flickr page names, else the account id a table's
+    row credits as its creator), one owner search serving its photos; or, for a photo whose account cannot be known (a
+    dump's row without an owner, a table's row whose page names an alias or none and which credits a name), the photo
+    alone. A table's rows carry no owner id: each was a group of its own, one
     getInfo a photo, where an account's photos listed by their pages cost one search. Every photo naming no owner was
     once one group, checked one getInfo after another by one worker whatever the job's workers: a table of 1.44
     million rows took 400 hours at one call a second where the job's budget (`--flickr_calls_per_second` times its
     keys and workers) had paid for many workers."""
-    return account(photo.owner_nsid, photo.page_url) or f"{NO_OWNER}{photo.photo_id}"
+    return account(photo.owner_nsid, photo.page_url, photo.owner_name) or f"{NO_OWNER}{photo.photo_id}"
 
 
 def with_license(photo: Photo, license_id: int) -> Photo:
@@ -266,12 +267,18 @@ def _other_photo(info: object, photo: Photo) -> tuple[str, str] | None:
     nsid = owner.get("nsid") if isinstance(owner, dict) else None
     if not isinstance(nsid, str) or not nsid:
         return "bad_api_response", "getInfo answer without an owner"
-    # A table's row names no owner id, only its Flickr page: the account the page names is the row's credit, as the
-    # owner cap and the owner searches read it (a page naming another account's photo was verified as it stood).
-    credited = account(photo.owner_nsid, photo.page_url)
+    # A table's row names no owner id, only its Flickr page or the account id it credits as its creator: that account is
+    # the row's credit, as the owner cap and the owner searches read it (a page, or a table's owner column, naming
+    # another account's photo was verified as it stood).
+    credited = account(photo.owner_nsid, photo.page_url, photo.owner_name)
     if credited and canonical_owner_id(nsid) != credited:
-        said = f"credits {photo.owner_nsid[:40]!r}" if photo.owner_nsid else f"'s Flickr page names {credited[:40]!r}"
-        return "owner_mismatch", f"the row{' ' if photo.owner_nsid else ''}{said}, Flickr says {nsid[:40]!r}"
+        if photo.owner_nsid:
+            said = f"the row credits {photo.owner_nsid[:40]!r}"
+        elif page_owner(photo.page_url) == credited:
+            said = f"the row's Flickr page names {credited[:40]!r}"
+        else:
+            said = f"the row credits {credited[:40]!r} as its creator"
+        return "owner_mismatch", f"{said}, Flickr says {nsid[:40]!r}"
     return None
 
 
