@@ -196,6 +196,11 @@ def _refuse_look_alike(url: str) -> None:
     photo is named only on Flickr's own hosts; what is written on a look-alike is refused, never matched, as no
     server of Flickr's would be asked for it."""
     parts = urlsplit(url if "://" in url else f"https://{url}")
+    if "\\" in parts.netloc:
+        # evil.example\@www.flickr.com: Python reads www.flickr.com after the '@', a browser evil.example before the
+        # backslash (a '/' to it); the list's author may have meant either, and the fetcher refuses such a URL
+        raise ValueError(f"the URL's host part {parts.netloc[:80]!a} holds a backslash, which browsers read as a '/' "
+                         "and Python does not: which host it names is not clear")
     host = _normal_host(parts.hostname or "").removeprefix("www.")
     if host in _PAGE_HOSTS or host == "flic.kr" or _STATIC_HOST.fullmatch(host):
         return
