@@ -21,10 +21,10 @@ A takedown names a photo however it was written down, so ids and URLs are compar
 form: photo ids without leading zeros (`records.canonical_photo_id`); a Flickr photo page
 (`flickr.com/photos/<owner>/<id>/…`, `photo.gne?id=`), static image
 (`live.staticflickr.com/65535/<id>_<secret>_b.jpg`, `farmN.staticflickr.com/…`,
-`farmN.static.flickr.com/…`) or short URL (`flic.kr/p/<base58>`) stands for Flickr's photo of the id it names,
-whoever's alias or whichever size it shows: a row of Flickr's own (a dump's, the API's) of that id, or a row whose own
-Flickr URLs name that photo, never a table's row of that id whose photo is another site's (a table's ids are its own;
-`photo_id N` is the dataset's photo N, whatever its site); any other URL is compared without its scheme
+`farmN.static.flickr.com/…`) or short URL (`flic.kr/p/<base58>`) stands for the photo id it names,
+whoever's alias or whichever size it shows: the row of that id, and any row whose own Flickr URLs name it (a table's
+row of that id whose photo is another site's too: a takedown is never missed for a table that gives Flickr's ids
+with a mirror's URLs and no page, and a wrong removal costs one photo); any other URL is compared without its scheme
 (http = https), `www.`, host case, default port, trailing slash and fragment (its query is kept:
 on another site it may be what names the image). Both sides, the list's URLs and the photos', are
 first normalised as RFC 3986 6.2.2 says (and as requests sends them): an escaped unreserved
@@ -74,7 +74,6 @@ from pipeline.io.url_paths import normal_escapes, without_dot_segments
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
 from pipeline.records import (
-    FLICKR_SOURCES,
     BadPhotoId,
     Photo,
     Rejection,
@@ -101,8 +100,6 @@ _NOT_OWNERS = frozenset({"tags"})
 _ACCOUNT_PATH = re.compile(r"/(?:photos|people)/([^/]+)/?")  # an account's photostream or profile
 _BASE58 = "123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # Flickr's short-URL alphabet
 _SHORT_PATH = re.compile(rf"/p/([{_BASE58}]{{1,12}})/?")
-# The key a Flickr URL names a photo by: Flickr's photo of that id, apart from "photo_id", the dataset's photo id
-FLICKR_PHOTO = "flickr_photo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +218,7 @@ def _refuse_look_alike(url: str) -> None:
 
 
 def canonical_url(url: str) -> tuple[str, str]:
-    """The key a URL is compared by: ("flickr_photo", id) for a Flickr photo URL of any form, else
+    """The key a URL is compared by: ("photo_id", id) for a Flickr photo URL of any form, else
     ("url", host[:port]/path[?query]) without scheme, "www.", trailing slash or fragment, after RFC 3986 6.2.2
     normalisation (`normal_escapes`, `without_dot_segments`, an IDNA host), so that every spelling requests sends
     as one request gives one key. ValueError (or BadPhotoId, a ValueError) for what is not an http(s) URL or a
@@ -239,9 +236,7 @@ def canonical_url(url: str) -> tuple[str, str]:
     query = normal_escapes(parts.query)
     photo_id = _flickr_photo_id(host, path, query)
     if photo_id is not None:
-        # Flickr's photo of that id, not the dataset's photo of that id: a table's ids are its own (another site's
-        # photo may be its row 12345), and a Flickr URL took such a row down, an unrelated photo lost (`_photo_keys`)
-        return FLICKR_PHOTO, photo_id
+        return "photo_id", photo_id
     port = parts.port  # raises ValueError for a port that is not a number
     where = host if port in (None, 80, 443) else f"{host}:{port}"
     return "url", where + path.rstrip("/") + (f"?{query}" if query else "")
@@ -413,19 +408,14 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
 
 
 def _photo_keys(photo: Photo) -> list[tuple[str, str]]:
-    """What a photo can be listed by: its id (a `photo_id` entry: the dataset's photo of that id, whatever its site),
-    Flickr's photo it is (a Flickr URL entry: a row of Flickr's own by its id, any row by the photos its Flickr URLs
-    name), its owner (the row's id, else the account id a table's row credits as its creator; and the one its Flickr
-    page names: a table's rows have only their page), its other URLs (canonical where they parse, as given where they
-    do not), its hashes."""
+    """What a photo can be listed by: its id (a `photo_id` entry or a Flickr URL naming it, whatever the row's site),
+    the photo ids its Flickr URLs name, its owner (the row's id, else the account id a table's row credits as its
+    creator; and the one its Flickr page names: a table's rows have only their page), its other URLs (canonical where
+    they parse, as given where they do not), its hashes."""
     try:
         keys = [("photo_id", canonical_photo_id(photo.photo_id))]
     except BadPhotoId:
         keys = [("photo_id", photo.photo_id)]
-    if photo.source in FLICKR_SOURCES:
-        # A dump's or the API's id is Flickr's; a table's is its own (its photos may be any site's): a table's row is
-        # Flickr's photo only where one of its URLs below is Flickr's (its page, a static file it was fetched from)
-        keys.append((FLICKR_PHOTO, keys[0][1]))
     if photo.owner_nsid:
         keys.append(("owner", canonical_owner_id(photo.owner_nsid)))
     elif credited := credited_account(photo.owner_name):
