@@ -20,13 +20,27 @@ class _Page(HTMLParser):
         self.tags: list[str] = []
         self.attrs: list[tuple[str, str]] = []
         self.text = ""
+        self.open: list[str] = []
+        self.dollars: list[tuple[str, str]] = []  # (the element holding it, the text) of each text with a "$"
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         self.attrs += [(name, value or "") for name, value in attrs]
+        self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag):]
 
     def handle_data(self, data):
         self.text += data
+        if "$" in data:
+            self.dollars.append((self.open[-1] if self.open else "", data))
+
+    def math_delimiters(self) -> list[tuple[str, str]]:
+        """The texts holding a "$" that GitHub's math may pair with another (GitHub renders `$...$` and `$$...$$`
+        as LaTeX with MathJax): all but a "$" alone in a <span>, its documented literal dollar sign."""
+        return [found for found in self.dollars if found != ("span", "$")]
 
 
 def parsed(markdown: str) -> _Page:
@@ -81,7 +95,8 @@ def github_parsed(markdown: str) -> _Page:
 # Titles built from what starts markup on GitHub: list and heading markers, autolinks, entities, tables, code.
 _MARKUP_PIECES = st.lists(st.sampled_from([
     "-", "+", "=", "1.", "2)", "#", ">", "*", "_", "~", "|", "`", "\\", "&amp;", "<b>", "[", "]", "(", ")", "!",
-    "www.", "WWW.", "http://", "https://", "ftp://", "x", ".", ":", "/", "@", " ", "\n"]), max_size=20).map("".join)
+    "www.", "WWW.", "http://", "https://", "ftp://", "x", ".", ":", "/", "@", " ", "\n", "$", "$$", "$`", "\\$"]),
+    max_size=20).map("".join)
 
 
 @settings(max_examples=400)
@@ -89,15 +104,18 @@ _MARKUP_PIECES = st.lists(st.sampled_from([
 def test_escaped_data_is_only_ever_text_on_github_too(text):
     """The datasheet is read on GitHub too: there an escaped title is its own words as well, in a list item, a
     table cell and a heading, and becomes no link ("www.x" and "https://x" are links there unless escaped) but
-    the one GitHub makes of an e-mail address whatever the escaping (a mailto: link showing the same words)."""
+    the one GitHub makes of an e-mail address whatever the escaping (a mailto: link showing the same words), and
+    no math (each "$" alone in a <span>)."""
     escaped = escape_markdown(text)
     words = " ".join(plain_text(text).split())
     item = github_parsed(f"- {escaped}")
-    assert [tag for tag in item.tags if tag != "a"] == ["ul", "li"]
+    assert [tag for tag in item.tags if tag not in ("a", "span")] == ["ul", "li"]
     assert item.text.strip() == words
+    assert item.math_delimiters() == [] and item.tags.count("span") == words.count("$")
     page = github_parsed(f"| {escaped} | n |\n|---|---|\n| {escaped} | 1 |\n\n# {escaped}\n")
-    assert [tag for tag in page.tags if tag != "a"] == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td",
-                                                        "td", "h1"]
+    assert [tag for tag in page.tags if tag not in ("a", "span")] == ["table", "thead", "tr", "th", "th", "tbody",
+                                                                      "tr", "td", "td", "h1"]
+    assert page.math_delimiters() == []
     assert page.text.replace("\n", "") == f"{words}n{words}1{words}"
     assert all(_email_link(value) for _, value in item.attrs + page.attrs)
 
@@ -154,3 +172,25 @@ def test_a_title_can_neither_reorder_the_rest_of_its_line_nor_drive_a_terminal()
     escaped = escape_markdown("Sunset\x1b]52;c;cm0gLXJmIH4K\x07\x9b2J\x1bc end")
     assert escaped == "Sunset\ufffd\\]52;c;cm0gLXJmIH4K\ufffd\ufffd2J\ufffdc end"  # "]" escaped as markup
     assert escape_markdown("a\u202eb\u2066c") == "abc"
+
+
+MATH_TITLES = ["$\\color{red}{\\text{CC0 public domain}}$", "$$\\href{https://evil.example}{click}$$", "$`\\int x`$",
+               "$5 to $10", "\\$x\\$", "$x$ and $y$"]
+
+
+def test_a_title_or_name_renders_as_no_math_on_github_or_any_markdown_viewer():
+    """GitHub (and GitLab, and many Markdown viewers) render `$...$` and `$$...$$` as LaTeX: a title or an owner
+    name holding two dollar signs showed in DATASHEET.md as words, colours or a link the photographer never wrote,
+    or a credit gone. Each "$" of the data is written `<span>\\$</span>`: a literal dollar sign on GitHub (its
+    documented one: a "$" alone in a span) and on a viewer taking `\\$` as one (pandoc, GitLab), "$" here."""
+    from pipeline.release.datasheet import attribution_line
+
+    for title in MATH_TITLES:
+        line = attribution_line({"photo_id": "7", "title": title, "owner_name": f"Ann {title}",
+                                 "page_url": "https://www.flickr.com/photos/a@N01/7/", "license_name": "CC BY 2.0",
+                                 "license_url": "https://creativecommons.org/licenses/by/2.0/"})
+        page = github_parsed(line)
+        assert page.math_delimiters() == [], (title, line)
+        assert f"“{title}” by Ann {title}," in page.text
+        assert line.count("$") == line.count("<span>\\$</span>"), line  # every "$" backslash-escaped, in a span
+        assert f"“{title}” by Ann {title}," in parsed(line).text and "span" not in parsed(line).tags

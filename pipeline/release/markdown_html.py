@@ -3,11 +3,11 @@ keeps text from the data (titles, owner names, URLs) plain text in both.
 
 Blocks: ATX headings (`#`..`######`), paragraphs, `- ` lists (continuation lines indented), pipe
 tables (header, `|---|` rule, rows) and a line holding only an image (`![alt](src)`, a figure).
-Inline: backslash escapes, `code`, **strong** and [links](url). Nothing else is markup, raw HTML
-included: every character of text goes out through `html.escape`. A link becomes an `<a href>`
-only for an http(s) URL, an image only for a relative path inside the release or an http(s) URL;
-anything else (javascript:, data:, `..`) stays text, so no input can make the page run or fetch
-anything but its own plots.
+Inline: backslash escapes, `code`, **strong**, [links](url) and `<span>\\$</span>` (a dollar sign, as
+`escape_markdown` writes one). Nothing else is markup, other raw HTML included: every character of text
+goes out through `html.escape`. A link becomes an `<a href>` only for an http(s) URL, an image only
+for a relative path inside the release or an http(s) URL; anything else (javascript:, data:, `..`)
+stays text, so no input can make the page run or fetch anything but its own plots.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ _LEADING_BLOCK = re.compile(r"^[-+=](?=\s|[-+=\s]*$)|^\d{1,9}(?=\.(?:\s|$))")
 # "see www.x.example" became a link to it on GitHub; an escaped "." or ":" keeps it text there and here.
 # (An e-mail address still becomes a mailto: link on GitHub, escaped or not: no escape stops it.)
 _AUTOLINK = re.compile(r"(?i)(?<=www)\.|(?<=[a-z]):(?=//)")
+# A dollar sign of the data, as escape_markdown writes it (`_DOLLAR`).
 _INLINE = re.compile(
-    rf"\\(?P<escaped>[{_PUNCTUATION}])"
+    r"(?P<dollar><span>\\\$</span>)"
+    rf"|\\(?P<escaped>[{_PUNCTUATION}])"
     r"|`(?P<code>[^`]*)`"
     r"|!?\[(?P<text>(?:\\.|[^\]\\])*)\]\((?P<url>[^()\s]*)\)"
     r"|\*\*(?P<strong>(?:\\.|[^*\\])+)\*\*"
@@ -43,15 +45,23 @@ _TABLE_RULE = re.compile(r"\|?( *:?-+:? *\|)+( *:?-+:? *)?")
 _ROW_TOKEN = re.compile(r"\\.|\||[^\\|]+|\\")  # an escape, a cell separator, or text
 
 
+# A dollar sign of the data. GitHub (and GitLab, and many viewers) render `$...$` and `$$...$$` as LaTeX math: a title
+# `$\color{red}{\text{CC0}}$` showed as red words the photographer never wrote, `$$\href{...}{x}$$` as a link. A "$"
+# alone in a <span> is GitHub's documented literal dollar sign (`\$` is still a delimiter there: math is found in
+# the text once escapes are undone), and `\$` is one where a backslash escapes it (pandoc, GitLab, KaTeX and
+# MathJax setups); a viewer without math shows "$" either way (one that shows no raw HTML shows the span's tags).
+_DOLLAR = "<span>\\$</span>"
+
+
 def escape_markdown(text: str) -> str:
     """Text from the data, made safe to paste into a Markdown line: whitespace (newlines included)
-    collapsed to single spaces, so it can start no block, and every character that could start
-    markup backslash-escaped, so it renders as exactly these words here and on any Markdown viewer.
-    Also `plain_text`'s changes: no control or bidi formatting character reaches the line."""
+    collapsed to single spaces, so it can start no block, every character that could start
+    markup backslash-escaped and each "$" written `_DOLLAR` (no math), so it renders as exactly these words here and
+    on any Markdown viewer. Also `plain_text`'s changes: no control or bidi formatting character reaches the line."""
     escaped = _SPECIAL.sub(r"\\\1", " ".join(plain_text(text).split()))
     escaped = _LEADING_BLOCK.sub(lambda match: match[0] + "\\" if match[0][0].isdigit() else "\\" + match[0],
                                  escaped)
-    return _AUTOLINK.sub(lambda match: "\\" + match[0], escaped)
+    return _AUTOLINK.sub(lambda match: "\\" + match[0], escaped).replace("$", _DOLLAR)
 
 
 # Explicit bidi formatting (embeddings, overrides, isolates): one left open in a title ran on over the rest of its
@@ -77,7 +87,8 @@ def markdown_link(text: str, url: str) -> str:
 
 def _plain(markdown: str) -> str:
     """The text of inline Markdown without its markup (for alt text and heading ids)."""
-    return _INLINE.sub(lambda m: m["escaped"] or m["code"] or m["text"] or m["strong"] or "", markdown)
+    return _INLINE.sub(lambda m: "$" if m["dollar"] else m["escaped"] or m["code"] or m["text"] or m["strong"] or "",
+                       markdown)
 
 
 def inline(markdown: str) -> str:
@@ -87,7 +98,9 @@ def inline(markdown: str) -> str:
     for match in _INLINE.finditer(markdown):
         out.append(html.escape(markdown[position:match.start()]))
         position = match.end()
-        if match["escaped"] is not None:
+        if match["dollar"] is not None:
+            out.append("$")
+        elif match["escaped"] is not None:
             out.append(html.escape(match["escaped"]))
         elif match["code"] is not None:
             out.append(f"<code>{html.escape(match['code'])}</code>")
