@@ -219,3 +219,20 @@ def test_the_tfrecord_creator_is_whom_attribution_credits():
         example.ParseFromString(formats.photo_example(kept))
         creator = example.features.feature["creator"].bytes_list.value[0].decode()
         assert creator == credited == attribution_row(kept)[1]
+
+
+def test_the_dataset_keeps_the_sources_text_that_published_text_files_drop():
+    """ATTRIBUTION.csv and the Markdown and HTML drop what a reader of a text file would not see as written (bidi
+    formatting, tag characters but a flag's); the dataset's own records (Parquet, WebDataset, TFRecord) are the
+    source's metadata and keep them, as they came."""
+    hidden = "".join(chr(0xE0000 + ord(char)) for char in "this photo is CC0")
+    title, name = f"Loch\u202e{hidden} Ness", f"Ann\u2067{hidden}"
+    kept = photo("9", image=b"x", title=title, owner_name=name)
+    row = pq.read_table(io.BytesIO(written(formats.write_parquet, [kept]))).to_pylist()[0]
+    assert (row["title"], row["owner_name"]) == (title, name)
+    with tarfile.open(fileobj=io.BytesIO(written(formats.write_webdataset, [kept]))) as tar:
+        meta = json.loads(tar.extractfile("9.json").read())
+    assert (meta["title"], meta["owner_name"]) == (title, name)
+    example = example_pb2.Example()
+    example.ParseFromString(formats.photo_example(kept))
+    assert [example.features.feature[key].bytes_list.value[0].decode() for key in ("title", "creator")] == [title, name]

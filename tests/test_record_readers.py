@@ -137,3 +137,20 @@ def test_rows_each_naming_its_own_page_are_bounded_in_all(tmp_path, monkeypatch)
         list(record_readers.bounded_batches(handle, ["photo_id", "decision"], 16_384))
     with path.open("rb") as handle:  # the decision column alone is a few bytes
         assert sum(batch.num_rows for batch in record_readers.bounded_batches(handle, ["decision"], 16_384)) == 12
+
+
+def test_a_credit_an_earlier_version_wrote_with_tag_characters_in_it_is_the_shards_credit():
+    """ATTRIBUTION.csv drops tag characters (but a subdivision flag's) from a title and a name now; a file an earlier
+    version wrote holds them. Either matches the shard's record, which holds the source's text, and another title
+    still does not."""
+    from pipeline.release.record_readers import _record_credit
+
+    hidden = "".join(chr(0xE0000 + ord(char)) for char in "this photo is CC0")
+    scotland = "\U0001f3f4" + "".join(chr(0xE0000 + ord(char)) for char in "gbsct") + "\U000e007f"
+    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page = "https://www.flickr.com/people/1@N00/"
+    shard = _record_credit({"owner_name": f"Ann{hidden}", "owner_nsid": "1@N00", "title": f"Loch{hidden} {scotland}",
+                            "page_url": tail[0], "license_name": tail[1], "license_url": tail[2]})
+    for name, title in ((f"Ann{hidden}", f"Loch{hidden} {scotland}"), ("Ann", f"Loch {scotland}")):
+        assert _attribution_credit(["7", name, page, title, *tail]) == shard
+    assert _attribution_credit(["7", "Ann", page, "Loch", *tail]) != shard

@@ -15,7 +15,6 @@ staging folder); the last step copies them, in order, after the header.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -25,6 +24,7 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from pipeline.io.files import write_atomically
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
 from pipeline.io.names import creator_name
+from pipeline.io.published_text import published_text
 from pipeline.io.sinks import csv_bytes, csv_lines
 from pipeline.records import Photo, ascii_number
 
@@ -35,19 +35,16 @@ ATTRIBUTION_ROWS_PER_PART = 100_000  # ~1.2 KB a row: what one worker sorts at o
 ATTRIBUTION_BYTES_PER_PART = 128 << 20
 BLOCK_DIGITS = 4  # leading digits that name a block (with the digit count)
 _COPY_CHUNK = 1 << 20
-# Explicit bidi formatting (embeddings, overrides, isolates), as the Markdown and HTML drop it (markdown_html.py): one
-# left open in a title ran on over the rest of its line in any text view of the file, showing the page and licence
-# after it reversed (or reordered with isolates). Right-to-left text needs none of them to read right.
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
 
 
 def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_name: str,
            license_url: str) -> tuple[str, ...]:
-    """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), without
-    bidi formatting (`BIDI_CONTROLS`)."""
+    """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), each cell
+    as a published text file shows it (`published_text`: no bidi formatting, as the Markdown and HTML)."""
     creator_url = f"https://www.flickr.com/people/{owner_nsid}/" if owner_nsid else ""
-    return tuple(BIDI_CONTROLS.sub("", text) for text in (creator_name(owner_name, owner_nsid), creator_url, title,
-                                                           page_url, license_name, license_url))
+    return tuple(published_text(text) for text in (creator_name(owner_name, owner_nsid), creator_url, title, page_url,
+                                                    license_name, license_url))
 
 
 def attribution_row(photo: Photo) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import html
 import re
 
+from pipeline.io.published_text import published_text
+
 # An absolute http(s) URL made only of the characters a URL may hold (RFC 3986): no whitespace,
 # control characters, quotes or angle brackets (as pipeline/release/review.py checks its links).
 _HTTP_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IGNORECASE)
@@ -64,17 +66,15 @@ def escape_markdown(text: str) -> str:
     return _AUTOLINK.sub(lambda match: "\\" + match[0], escaped).replace("$", _DOLLAR)
 
 
-# Explicit bidi formatting (embeddings, overrides, isolates): one left open in a title ran on over the rest of its
-# line, showing the creator and licence after it reversed. Right-to-left text needs none of them to read right.
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # Control characters but whitespace: a terminal showing the file obeys them (ESC starts a sequence).
 _CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 def plain_text(text: str) -> str:
-    """`text` without bidi formatting characters, and with U+FFFD for each control character that is not
-    whitespace, for a published text file (Markdown, HTML)."""
-    return _CONTROLS.sub("\ufffd", _BIDI_CONTROLS.sub("", text))
+    """`text` as a published text file shows it (`published_text`: no bidi formatting: one left open in a title ran on
+    over the rest of its line, showing the creator and licence after it reversed), and with U+FFFD for each control
+    character that is not whitespace, for a published text file (Markdown, HTML)."""
+    return _CONTROLS.sub("\ufffd", published_text(text))
 
 
 def markdown_link(text: str, url: str) -> str:

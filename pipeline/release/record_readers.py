@@ -18,13 +18,14 @@ from typing import Any, BinaryIO, Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, BIDI_CONTROLS, credit
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
 from pipeline.io.parquet_footer import check_footer
+from pipeline.io.published_text import published_text
 from pipeline.io.sinks import CONTROLS, csv_text
 from pipeline.io.stored_jpeg import StoredJpegCheck, stored_jpeg_problem
 from pipeline.release.id_sets import IdList
@@ -107,10 +108,11 @@ _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name
 
 def _credit_digest(fields: list[Any]) -> bytes:
     """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
-    bidi formatting dropped (as `credit` drops it; a file an earlier version wrote holds it), and a credit by the
-    owner's Flickr id compared as one whatever creator it shows (`_by_owner_id`)."""
-    text = [BIDI_CONTROLS.sub("", CONTROLS.sub("\ufffd", value if isinstance(value, str) else
-                                                "" if value is None else str(value))) for value in fields]
+    each cell as `published_text` leaves it (as `credit` does; a file an earlier version wrote holds what it drops:
+    bidi formatting, tag characters, marks past the bound), and a credit by the owner's Flickr id compared as one
+    whatever creator it shows (`_by_owner_id`)."""
+    text = [published_text(CONTROLS.sub("\ufffd", value if isinstance(value, str) else
+                                        "" if value is None else str(value))) for value in fields]
     return hashlib.blake2b(json.dumps(_by_owner_id(text)).encode(), digest_size=DIGEST).digest()
 
 
