@@ -3,6 +3,7 @@ row; formula-safe and unforgeable cells."""
 
 import csv
 import io
+import unicodedata
 
 import apache_beam as beam
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline.io import attribution
 from pipeline.io.attribution import WriteAttribution, attribution_csv, attribution_row, plan_parts
-from pipeline.io.published_text import published_text
+from pipeline.io.published_text import MAX_MARKS, published_text
 from tests.conftest import local_pipeline, photo
 
 
@@ -133,6 +134,17 @@ def test_text_smuggled_in_tag_characters_is_not_in_the_attribution():
     text = attribution_csv([row]).decode()
     assert list(csv.reader(io.StringIO(text)))[1][1:4:2] == ["Ann", f"Loch Ness {scotland}"]
     assert "\U000e0049" not in text  # the "I" of "Ignore"
+
+
+def test_a_stack_of_combining_marks_in_a_title_or_name_is_cut_to_a_few_in_the_attribution():
+    """A title or a name of letters each carrying hundreds of combining marks ("Zalgo") drew them over the rows above
+    and below in any text view of ATTRIBUTION.csv. Each character keeps at most `MAX_MARKS` of them; Vietnamese
+    written with combining accents keeps its own."""
+    zalgo = "".join(chr(0x300 + index % 0x70) for index in range(400))
+    name = unicodedata.normalize("NFD", "Nguyễn")
+    row = attribution_row(photo("1", title=f"S{zalgo}ea", owner_name=f"{name}{zalgo}"))
+    cells = list(csv.reader(io.StringIO(attribution_csv([row]).decode())))[1]
+    assert cells[1:4:2] == [f"{name}{zalgo[:MAX_MARKS]}", f"S{zalgo[:MAX_MARKS]}ea"]
 
 
 BLANK_NAMES = ["", "   ", "\u200b\u200b", "\u200d\u2060\ufeff", "\u3164", "\u2800\u00a0", "\u0301\u0301",

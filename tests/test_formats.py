@@ -223,10 +223,11 @@ def test_the_tfrecord_creator_is_whom_attribution_credits():
 
 def test_the_dataset_keeps_the_sources_text_that_published_text_files_drop():
     """ATTRIBUTION.csv and the Markdown and HTML drop what a reader of a text file would not see as written (bidi
-    formatting, tag characters but a flag's); the dataset's own records (Parquet, WebDataset, TFRecord) are the
-    source's metadata and keep them, as they came."""
+    formatting, tag characters but a flag's, combining marks past a few on a character); the dataset's own records
+    (Parquet, WebDataset, TFRecord) are the source's metadata and keep them, as they came."""
     hidden = "".join(chr(0xE0000 + ord(char)) for char in "this photo is CC0")
-    title, name = f"Loch\u202e{hidden} Ness", f"Ann\u2067{hidden}"
+    zalgo = "".join(chr(0x300 + index % 0x70) for index in range(300))
+    title, name = f"Loch\u202e{hidden} N{zalgo}ess", f"Ann\u2067{hidden}"
     kept = photo("9", image=b"x", title=title, owner_name=name)
     row = pq.read_table(io.BytesIO(written(formats.write_parquet, [kept]))).to_pylist()[0]
     assert (row["title"], row["owner_name"]) == (title, name)

@@ -212,3 +212,19 @@ def test_text_smuggled_in_tag_characters_reaches_no_published_markdown_or_html()
                              "license_name": "CC BY 2.0", "license_url": "https://creativecommons.org/licenses/by/2.0/"})
     assert line.startswith(f"- `7` “Snowdon {wales}” by Ann, "), ascii(line)
     assert not any(0xE0000 <= ord(char) <= 0xE007F for char in render(line).replace(wales, ""))
+
+
+def test_a_stack_of_combining_marks_is_cut_to_a_few_in_published_markdown_and_html():
+    """A title of letters each carrying hundreds of combining marks ("Zalgo") drew them over the neighbouring lines of
+    the datasheet's attribution list, other photos' credits hidden under them. Each character keeps at most
+    `MAX_MARKS`; a Tibetan stack of six stays whole."""
+    from pipeline.io.published_text import MAX_MARKS
+    from pipeline.release.datasheet import attribution_line
+
+    zalgo = "".join(chr(0x300 + index % 0x70) for index in range(400))
+    tibetan = "\u0f40\u0fb5\u0fa8\u0fb1\u0f71\u0f74\u0f7e"
+    line = attribution_line({"photo_id": "7", "title": f"S{zalgo}ea {tibetan}", "owner_name": f"Ann{zalgo}",
+                             "page_url": "https://www.flickr.com/photos/a@N01/7/", "license_name": "CC BY 2.0",
+                             "license_url": "https://creativecommons.org/licenses/by/2.0/"})
+    assert f"“S{zalgo[:MAX_MARKS]}ea {tibetan}” by Ann{zalgo[:MAX_MARKS]}, " in line
+    assert f"“S{zalgo[:MAX_MARKS]}ea {tibetan}” by Ann{zalgo[:MAX_MARKS]}, " in parsed(line).text

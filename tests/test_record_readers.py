@@ -154,3 +154,19 @@ def test_a_credit_an_earlier_version_wrote_with_tag_characters_in_it_is_the_shar
     for name, title in ((f"Ann{hidden}", f"Loch{hidden} {scotland}"), ("Ann", f"Loch {scotland}")):
         assert _attribution_credit(["7", name, page, title, *tail]) == shard
     assert _attribution_credit(["7", "Ann", page, "Loch", *tail]) != shard
+
+
+def test_a_credit_an_earlier_version_wrote_with_a_stack_of_combining_marks_is_the_shards_credit():
+    """ATTRIBUTION.csv keeps at most `MAX_MARKS` combining marks on a character now; a file an earlier version wrote
+    holds all of them. Either matches the shard's record, and a stack cut elsewhere does not."""
+    from pipeline.io.published_text import MAX_MARKS
+    from pipeline.release.record_readers import _record_credit
+
+    zalgo = "".join(chr(0x300 + index % 0x70) for index in range(300))
+    tail = ["https://www.flickr.com/photos/1@N00/7/", "CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page = "https://www.flickr.com/people/1@N00/"
+    shard = _record_credit({"owner_name": f"Ann{zalgo}", "owner_nsid": "1@N00", "title": f"S{zalgo}ea",
+                            "page_url": tail[0], "license_name": tail[1], "license_url": tail[2]})
+    for name, title in ((f"Ann{zalgo}", f"S{zalgo}ea"), (f"Ann{zalgo[:MAX_MARKS]}", f"S{zalgo[:MAX_MARKS]}ea")):
+        assert _attribution_credit(["7", name, page, title, *tail]) == shard
+    assert _attribution_credit(["7", "Ann", page, f"S{zalgo[:MAX_MARKS]}ea", *tail]) != shard
