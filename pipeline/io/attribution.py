@@ -37,11 +37,11 @@ BLOCK_DIGITS = 4  # leading digits that name a block (with the digit count)
 _COPY_CHUNK = 1 << 20
 
 
-
 def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_name: str,
            license_url: str) -> tuple[str, ...]:
     """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), each cell
-    as a published text file shows it (`published_text`: no bidi formatting, as the Markdown and HTML)."""
+    as the Markdown and HTML show it too (`published_text`: no bidi formatting, no tag characters but a flag's, at
+    most a few combining marks on a character)."""
     creator_url = f"https://www.flickr.com/people/{owner_nsid}/" if owner_nsid else ""
     return tuple(published_text(text) for text in (creator_name(owner_name, owner_nsid), creator_url, title, page_url,
                                                     license_name, license_url))

@@ -49,9 +49,9 @@ _ROW_TOKEN = re.compile(r"\\.|\||[^\\|]+|\\")  # an escape, a cell separator, or
 
 # A dollar sign of the data. GitHub (and GitLab, and many viewers) render `$...$` and `$$...$$` as LaTeX math: a title
 # `$\color{red}{\text{CC0}}$` showed as red words the photographer never wrote, `$$\href{...}{x}$$` as a link. A "$"
-# alone in a <span> is GitHub's documented literal dollar sign (`\$` is still a delimiter there: math is found in
-# the text once escapes are undone), and `\$` is one where a backslash escapes it (pandoc, GitLab, KaTeX and
-# MathJax setups); a viewer without math shows "$" either way (one that shows no raw HTML shows the span's tags).
+# alone in a <span> is GitHub's documented literal dollar sign (`\$` alone is reported to open math there still), and
+# `\$` is one where a backslash escapes it (pandoc, GitLab, KaTeX and MathJax setups); a viewer without math shows
+# "$" either way (one that shows no raw HTML shows the span's tags too).
 _DOLLAR = "<span>\\$</span>"
 
 
@@ -71,9 +71,10 @@ _CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 def plain_text(text: str) -> str:
-    """`text` as a published text file shows it (`published_text`: no bidi formatting: one left open in a title ran on
-    over the rest of its line, showing the creator and licence after it reversed), and with U+FFFD for each control
-    character that is not whitespace, for a published text file (Markdown, HTML)."""
+    """`text` as a published text file shows it (`published_text`: no bidi formatting, which reordered the rest of a
+    line; no tag characters but a flag's, words no one sees; at most a few combining marks on a character, which drew
+    over other lines), and with U+FFFD for each control character that is not whitespace, for a published text file
+    (Markdown, HTML)."""
     return _CONTROLS.sub("\ufffd", published_text(text))
 
 
