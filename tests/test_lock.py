@@ -764,3 +764,33 @@ def test_a_dead_run_s_lock_of_another_user_in_a_sticky_folder_is_refused_in_one_
     said = done.stdout.removeprefix("OutputLocked ").strip()
     assert "run killed" in said and "Operation not permitted" in said and f"remove {output / LOCK}" in said, said
     assert "\n" not in said and json.loads((output / LOCK).read_text())["run_id"] == "killed"
+
+
+@pytest.mark.parametrize("leads_to", ["a dead run's lock", "a live run's lock", "nothing", "a device"])
+def test_a_lock_that_is_a_symbolic_link_is_refused_saying_so_and_left(tmp_path, leads_to):
+    """A `_lock.json` that is a symbolic link is none a run makes (a run links its lock as a file of its own). One
+    leading to a dead run's lock was refused "cannot be taken over (Too many levels of symbolic links)", one leading
+    to a live run's as in use by that run, one leading nowhere as in use by "another run": the refusal says plainly
+    that the lock is a symbolic link, where it leads, and to remove it if no run uses it. The link is neither
+    followed (the lock it leads to, a dead run's, is not taken over) nor removed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    output = tmp_path / "out"
+    output.mkdir()
+    live = OutputLock(str(elsewhere), "live")
+    if leads_to == "a dead run's lock":
+        killed_runs_lock(elsewhere)
+    elif leads_to == "a live run's lock":
+        live.acquire()
+    target = {"a device": "/dev/zero"}.get(leads_to, str(elsewhere / LOCK))
+    (output / LOCK).symlink_to(target)
+    before = (elsewhere / LOCK).read_bytes() if (elsewhere / LOCK).exists() else None
+    try:
+        with pytest.raises(OutputLocked) as refused:
+            OutputLock(str(output), "mine").acquire()
+        assert str(refused.value) == (f"{output} cannot be locked: {output / LOCK} is a symbolic link (to {target}), "
+                                      f"which no run makes; remove the link if no run uses it, and run again")
+        assert os.readlink(output / LOCK) == target
+        assert ((elsewhere / LOCK).read_bytes() if (elsewhere / LOCK).exists() else None) == before
+    finally:
+        live.release()

@@ -423,6 +423,16 @@ def _parsed(payload: bytes) -> Holder | None:
         return None
 
 
+def _link_target(path: str) -> str | None:
+    """Where the lock at `path` leads if it is a symbolic link (on a local disk), else None (a file, nothing there)."""
+    if is_remote(path):
+        return None
+    try:
+        return os.readlink(path)
+    except OSError:  # no link (EINVAL), or gone since
+        return None
+
+
 def _holder(path: str) -> Holder | None:
     try:
         return _read_holder(path)
@@ -520,6 +530,15 @@ class OutputLock:
             except Exception as err:  # a filesystem client's own error (permissions, missing bucket)
                 raise OutputNotWritable(f"cannot write to {self._written}: {type(err).__name__}: "
                                         f"{str(err)[:200]}") from None
+            linked = _link_target(self.path)
+            if linked is not None:
+                # No run makes one (a run links its lock as a file of its own). Followed, one leading to a dead run's
+                # lock was judged stale and then refused "cannot be taken over (Too many levels of symbolic links)"
+                # (the takeover opens the lock without following links), one leading nowhere "in use by another run":
+                # said as what it is, neither followed nor removed (whose it is, only the operator knows)
+                raise OutputLocked(f"{self.output} cannot be locked: {self.path} is a symbolic link (to "
+                                   f"{_shown(linked)}), which no run makes; remove the link if no run uses it, and "
+                                   f"run again")
             holder = _holder(self.path)
             if holder == self.me and is_remote(self.path):
                 # This very lock (its run, host, pid, start and nonce): a conditional create the object store carried
