@@ -1327,6 +1327,48 @@ def test_a_work_cache_whose_release_s_manifest_cannot_be_read_is_left_and_said_s
     assert "which is not published" not in said and "remove that folder" not in said, said
 
 
+TEND_OTHER_WORK = """
+import sys
+from pipeline.commands.refresh import _tend_other_work
+
+_tend_other_work(sys.argv[1], "r7")
+"""
+
+
+def test_a_release_whose_manifest_the_disk_refuses_is_said_alone_and_the_other_caches_tended(tmp_path):
+    """A permission error reading one release's manifest.json (a file of another user, mode 0600) ended the whole look
+    at ROOT/work, "the work caches ... could not be listed (PermissionError ...)": the cache a published release left
+    was not removed, nor a stopped refresh's said. That release alone is said as one whose manifest cannot be read,
+    with the disk's reason; the others are handled."""
+    import subprocess
+    import sys
+
+    from tests.conftest import as_a_user_the_disk_refuses
+
+    root = tmp_path / "root"
+    for name in ("r4", "r5", "r6"):
+        (root / "work" / name / "cache").mkdir(parents=True)
+        (root / "work" / name / "cache" / "images-0.parquet").write_bytes(b"cached")
+        (root / "releases" / name).mkdir(parents=True)
+    for name in ("r4", "r5"):  # published (r4's cache left by a removal that failed)
+        (root / "releases" / name / "manifest.json").write_text(json.dumps({"release": name}))
+    (root / "releases" / "r5" / "manifest.json").chmod(0)
+    command = as_a_user_the_disk_refuses([sys.executable, "-c", TEND_OTHER_WORK, str(root)], "reads any file")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        (root / "releases" / "r5" / "manifest.json").chmod(0o644)
+    assert done.returncode == 0 and done.stderr == "", done
+    said = done.stdout
+    assert f"refresh: {root / 'work' / 'r5'} is left: {root / 'releases' / 'r5'}/manifest.json cannot be read " \
+        f"(Permission denied), so whether release r5 is published cannot be told" in said, said
+    assert (root / "work" / "r5" / "cache" / "images-0.parquet").read_bytes() == b"cached"
+    assert f"refresh: removed the work cache {root / 'work' / 'r4'}" in said and not (root / "work" / "r4").exists()
+    assert f"refresh: {root / 'work' / 'r6'} holds the work of a refresh of release r6, which is not published" \
+        in said, said
+    assert (root / "work" / "r6" / "cache").is_dir() and len(said.splitlines()) == 3, said
+
+
 def test_a_work_cache_that_is_a_link_is_said_as_a_link_removed_not_as_the_cache_removed(tmp_path, capsys):
     """ROOT/work/NAME made a link to a bigger disk: only the link goes (never followed), and the refresh said it had
     removed the work cache, while the cache it led to stayed there, about the release's size."""

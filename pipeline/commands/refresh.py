@@ -332,31 +332,40 @@ def _tend_other_work(root: str, name: str) -> None:
     nothing (its removal failed, or a stop came between the publish and the removal, and that refresh was not rerun):
     removed, as its own rerun would. One whose release is not published is a refresh stopped before publishing, or
     one running now: said, never touched; so is one whose release's manifest.json is there but no published
-    release's (unreadable), said as such. A refresh retried under its default --release after midnight at a month's
-    end names the new month: the stopped month's folder was left unpublished for good, with its cache (about the
-    release's size), and nothing said so."""
+    release's (unreadable, or refused by the disk or store: the reason said), said as such. A refresh retried under
+    its default --release after midnight at a month's end names the new month: the stopped month's folder was left
+    unpublished for good, with its cache (about the release's size), and nothing said so."""
     try:
         others = [other for other in work_names(root) if other != name and release.RELEASE_NAME.fullmatch(other)]
-        unpublished: list[str] = []
-        unreadable: list[str] = []
-        for other in others:
-            if not is_published(release_dir(root, other)):
-                # A manifest there that is no published release's (cut, a named pipe, over any run's size): whether
-                # the release is published cannot be told. Said as an unpublished one's, "if it is abandoned, remove
-                # that folder and ROOT/releases/NAME", a published release whose manifest was damaged went on that word
-                there = FileSystems.exists(FileSystems.join(release_dir(root, other), MANIFEST))
-                (unreadable if there else unpublished).append(other)
     except Exception as err:  # a notice, the refresh goes on: the store's own errors too (a role without list)
         print(f"refresh: the work caches under {printable(root)[:200]}/work could not be listed "
               f"({type(err).__name__}: {printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
         return
+    unpublished: list[str] = []
+    unreadable: dict[str, str] = {}  # each release whose manifest cannot be read: why, where the read failed
+    for other in others:
+        try:
+            if not is_published(release_dir(root, other)):
+                # A manifest there that is no published release's (cut, a named pipe, over any run's size): whether
+                # the release is published cannot be told. Said as an unpublished one's, "if it is abandoned, remove
+                # that folder and ROOT/releases/NAME", a published release whose manifest was damaged went on that word
+                if FileSystems.exists(FileSystems.join(release_dir(root, other), MANIFEST)):
+                    unreadable[other] = ""
+                else:
+                    unpublished.append(other)
+        except Exception as err:
+            # The disk or store refusing this one release's manifest (a file of another user, a role without read):
+            # out of the whole look, it left every other release's cache unremoved and unsaid. This one is told apart
+            unreadable[other] = (err.strerror if isinstance(err, OSError) and err.strerror else
+                                 f"{type(err).__name__}: {' '.join(str(err).split())}")
     for other in others:
         if other not in unpublished and other not in unreadable:
             _remove_work_cache(root, other)
-    for other in unreadable[:_OTHER_WORK_SHOWN]:
+    for other, why in list(unreadable.items())[:_OTHER_WORK_SHOWN]:
         folder = release_dir(root, other)
+        read = f"({printable(why)[:300]})" if why else "as a published release's"
         print(f"refresh: {printable(work_folder(root, other))[:200]} is left: {printable(folder)[:200]}/{MANIFEST} "
-              f"cannot be read as a published release's, so whether release {other} is published cannot be told "
+              f"cannot be read {read}, so whether release {other} is published cannot be told "
               f"(`pass-pipeline verify {printable(folder)[:200]}` says what is wrong)", flush=True)
     try:  # the release folders there, to name one only where it is (a refresh stopped before its launch made it)
         releases = set(folder_names_in(FileSystems.join(root, "releases"))) if unpublished else set()
