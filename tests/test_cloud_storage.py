@@ -863,6 +863,52 @@ def test_every_gcs_call_of_a_run_carries_the_service_account_it_impersonates(gcs
     assert identities == {("Bearer impersonated-token", "pass-monthly")}, identities
 
 
+# Each worker process of a local job (--direct_running_mode=multi_processing) is a fresh interpreter, which the test's
+# stand-in IAM endpoint, set in this process, does not reach: a `sitecustomize` on PYTHONPATH sets it there too.
+STAND_IN_IAM = """
+import os
+
+if os.environ.get("PASS_TEST_IAM_ENDPOINT"):
+    from google.auth import iam
+
+    iam._IAM_ENDPOINT = os.environ["PASS_TEST_IAM_ENDPOINT"]
+"""
+
+
+def test_every_gcs_call_of_a_local_job_s_worker_processes_carries_the_service_account_it_impersonates(
+        gcs, monkeypatch, capsys, tmp_path, beams_credentials_afresh):
+    """With --direct_running_mode=multi_processing a local job's steps run in worker processes, which take their
+    options from Beam's local runner (none: it hands its workers no options) and so read and wrote the job's objects
+    as the user's own default credentials, not as the --impersonate_service_account the run names (and without its
+    --job_name audit header). Every gs:// request of the run, its workers' among them, carries the impersonated
+    token."""
+    from google.auth import iam
+
+    tokens = _token_server()
+    endpoint = f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/serviceAccounts/{{}}:generateAccessToken"
+    monkeypatch.setattr(iam, "_IAM_ENDPOINT", endpoint)
+    (tmp_path / "sitecustomize.py").write_text(STAND_IN_IAM)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PASS_TEST_IAM_ENDPOINT", endpoint)
+    root = f"gs://{BUCKET}/impersonated-workers"
+    gcs.blob("impersonated-workers/in.tsv").upload_from_string(b"")
+    try:
+        with _preconditions_kept(monkeypatch) as proxy:
+            assert main(["run", f"--input={root}/in.tsv", f"--output={root}/out", "--allow_empty",
+                         f"--impersonate_service_account={IMPERSONATED}", "--job_name=pass-monthly",
+                         "--direct_running_mode=multi_processing", "--direct_num_workers=2", *FAST]) == 0, \
+                capsys.readouterr().err
+    finally:
+        tokens.shutdown()
+    assert gcs.blob("impersonated-workers/out/manifest.json").exists()
+    # the workers' own requests among them: the input's read (the launch only looks at its metadata)
+    reads = [path for method, path, _ in proxy.requests if method == "GET" and "alt=media" in path and "in.tsv" in path]
+    assert reads, proxy.requests
+    identities = {(headers.get("authorization"), headers.get("x-goog-custom-audit-job"))
+                  for _, _, headers in proxy.requests}
+    assert identities == {("Bearer impersonated-token", "pass-monthly")}, identities
+
+
 def test_an_sm_secret_read_at_a_launch_that_impersonates_is_read_as_that_service_account(gcs, monkeypatch,
                                                                                          beams_credentials_afresh):
     """The launch reads an sm:// Flickr credentials secret to check the key before the job. It read it with the

@@ -476,6 +476,29 @@ def runner_class(runner: str | None) -> str:
     return path.rsplit(".", 1)[-1] if "." in path else ""
 
 
+def local_runner(options: PipelineOptions) -> Any:
+    """The runner the job is given: for Beam's FnApiRunner (the local default), one that hands its worker processes
+    the run's Google Cloud options (`GoogleCloudOptions`: all that Beam's gs:// client reads, the credentials
+    --impersonate_service_account makes among them); None for any other runner, which Beam makes of its name. Made by
+    name, the FnApiRunner hands its workers no options: with --direct_running_mode=multi_processing each worker process
+    set up Beam's filesystems with none, and its gs:// reads and writes went as the user's own default credentials, not
+    as --impersonate_service_account (nor with the run's --project and --job_name audit header), where the launch's own
+    went as the service account. Those options alone, encoded as Beam's DirectRunner encodes the options it hands the
+    FnApiRunner it makes: the others reached no worker before, and a worker is handed them in its environment, whose
+    every value has a bound (128 KiB on Linux: a worker that cannot start is waited for by the runner for ever)."""
+    if runner_class(options.view_as(StandardOptions).runner) != "FnApiRunner":
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo, FnApiRunner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    cloud = set(options.view_as(GoogleCloudOptions)._visible_option_list())
+    handed = JobServiceHandle.encode_pipeline_options(
+        {name: value for name, value in options.get_all_options().items() if name in cloud})
+    return FnApiRunner(provision_info=ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
+        retrieval_token="unused-retrieval-token", pipeline_options=handed)))
+
+
 def runs_here(runner: str | None) -> bool:
     """Whether the job runs in this process and the ones it starts, as Beam's own local runners do
     (`StandardOptions.LOCAL_RUNNERS`: FnApiRunner, DirectRunner and its variants, PrismRunner), by Beam's reading of
@@ -583,7 +606,8 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 # Beam's `beam-pipeline-temp*` folder (in TMPDIR), which `Pipeline.run` removes only once it returns,
                 # is removed however the run ends: stopped while the job was built, or ended by the stop's grace.
                 with TreeMemory(cpu_share=0.01) as memory, local_folder(
-                        lambda: beam.Pipeline(options=options), lambda made: made.local_tempdir) as pipeline:
+                        lambda: beam.Pipeline(runner=local_runner(options), options=options),
+                        lambda made: made.local_tempdir) as pipeline:
                     build(pipeline, opts, staging, pins)
                     try:
                         with stop.job():
