@@ -6,6 +6,7 @@ every photo already decided. (Monthly Flickr releases are in test_release.py.)""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -1325,6 +1326,75 @@ def test_a_work_cache_whose_release_s_manifest_cannot_be_read_is_left_and_said_s
             f"as a published release's" in said, said
         assert f"pass-pipeline verify {root / 'releases' / name}" in said, said
     assert "which is not published" not in said and "remove that folder" not in said, said
+
+
+def test_the_work_caches_on_an_object_store_other_than_gcs_are_tended_not_said_unlisted(tmp_path, capsys):
+    """On a root on another Beam filesystem than gs:// (s3://, azfs://: any Beam reads and writes, as the output's
+    lock does, best effort), the look at ROOT/work went through the gs:// client, which refused it, and every refresh
+    said "the work caches ... could not be listed (OSError: Beam reads gs:// through ..., not its GCSFileSystem)",
+    tending none. The folders there are read from a listing of their objects through Beam: a published release's
+    cache is removed, an unpublished one's said, an object directly in ROOT/work is no cache."""
+    from apache_beam.io.filesystem import FileMetadata, FileSystem
+
+    from pipeline.commands import refresh as command
+
+    objects: dict[str, bytes] = {}
+
+    class _Store(FileSystem):
+        """An object store, as Beam's S3 and Azure filesystems are: flat names, no folders."""
+
+        @classmethod
+        def scheme(cls) -> str:
+            return "objectstore"
+
+        def join(self, basepath: str, *paths: str) -> str:
+            return "/".join([basepath.rstrip("/"), *(path.strip("/") for path in paths)])
+
+        def split(self, path: str) -> tuple[str, str]:
+            head, _, tail = path.rpartition("/")
+            return head, tail
+
+        def has_dirs(self) -> bool:
+            return False
+
+        def _list(self, dir_or_prefix: str) -> list[FileMetadata]:
+            return [FileMetadata(name, len(data)) for name, data in sorted(objects.items())
+                    if name.startswith(dir_or_prefix)]
+
+        def exists(self, path: str) -> bool:
+            return path in objects
+
+        def metadata(self, path: str) -> FileMetadata:
+            return FileMetadata(path, len(objects[path]))
+
+        def open(self, path: str, mime_type: str = "", compression_type: str = "") -> io.BytesIO:  # type: ignore[override]
+            return io.BytesIO(objects[path])
+
+        def delete(self, paths: list[str]) -> None:
+            for path in paths:  # a folder's name ending in '/': every object under it, as Beam's stores delete it
+                below = path if path.endswith("/") else None
+                for name in [name for name in objects if name == path or (below and name.startswith(below))]:
+                    del objects[name]
+
+        mkdirs = create = copy = rename = size = last_updated = checksum = None  # type: ignore[assignment]
+
+    root = "objectstore://bucket/root"
+    objects.update({f"{root}/work/r4/cache/images-0.parquet": b"cached", f"{root}/work/r6/cache/images-0.parquet":
+                    b"cached", f"{root}/work/r5": b"an object, no folder", f"{root}/releases/r4/manifest.json":
+                    json.dumps({"release": "r4"}).encode(), f"{root}/releases/r6/_staging/x": b"stopped"})
+    try:
+        command._tend_other_work(root, "r7")
+        said = capsys.readouterr()
+    finally:
+        # Beam finds a filesystem among FileSystem's subclasses, this one until it is collected: under another scheme,
+        # a rerun's store (its own objects) is the only "objectstore" there is
+        _Store.scheme = classmethod(lambda cls: "objectstore-left")  # type: ignore[method-assign,assignment]
+    assert said.err == "", said.err
+    assert f"refresh: removed the work cache {root}/work/r4" in said.out, said.out
+    assert f"refresh: {root}/work/r6 holds the work of a refresh of release r6, which is not published" in said.out
+    assert f"remove that folder and {root}/releases/r6" in said.out and "r5" not in said.out, said.out
+    assert sorted(objects) == [f"{root}/releases/r4/manifest.json", f"{root}/releases/r6/_staging/x",
+                               f"{root}/work/r5", f"{root}/work/r6/cache/images-0.parquet"]
 
 
 TEND_OTHER_WORK = """

@@ -71,16 +71,36 @@ def work_names(root: str) -> list[str]:
 
 
 def folder_names_in(folder: str) -> list[str]:
-    """The names of the folders (or links) directly in `folder`, sorted; none where it is no folder. On an object
-    store, one listing by folder: a listing of its objects would read every image a work cache or a stopped run's
-    staging folder holds."""
-    if is_remote(folder):
+    """The names of the folders (or links) directly in `folder`, sorted; none where it is no folder. On gs://, one
+    listing by folder: a listing of its objects would read every image a work cache or a stopped run's staging folder
+    holds. On another Beam filesystem, which Beam lists by folder nowhere, from the listing of every object under it
+    (`_folder_names_listed`)."""
+    if folder.startswith("gs://"):
         return folder_names(folder)
+    if is_remote(folder):
+        return _folder_names_listed(folder)
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(entry.name for entry in entries if entry.is_symlink() or entry.is_dir(follow_symlinks=False))
+
+
+def _folder_names_listed(folder: str) -> list[str]:
+    """`folder_names_in` on a Beam filesystem other than gs:// (s3://, azfs://, hdfs://), for which Beam has no listing
+    by folder: the first name below `folder` of each path that Beam's listing of everything under it gives. On an
+    object store (no folders) only names with objects below them are folders; where the filesystem has folders (HDFS
+    lists one level), each entry. Such a root went through the gs:// client, which refused it: every refresh said that
+    ROOT/work could not be listed, and none tended it. Reads every object's name under `folder`: a work cache holds a
+    few Parquet files a bundle, but a stopped run's staging folder under ROOT/releases an object per image."""
+    prefix = folder.rstrip("/") + "/"
+    folders_only = not FileSystems.get_filesystem(prefix).has_dirs()
+    names = set()
+    for path in matching(f"{prefix}**"):
+        name, below, _ = path.removeprefix(prefix).partition("/")
+        if name and (below or not folders_only):
+            names.add(name)
+    return sorted(names)
 
 
 def work_cache(root: str, name: str) -> str:
