@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import re
 import tempfile
 from html.parser import HTMLParser
@@ -860,3 +861,19 @@ def test_a_note_longer_than_a_csv_cell_may_be_is_refused_in_words_that_say_so(tm
     assert "not CSV" not in str(refused.value)
     decisions.write_text("photo_id,decision,note\n7,reject_human," + "x" * 131_072 + "\n")
     assert apply_decisions(str(decisions), str(tmp_path / "store.csv")) == (1, 1)
+
+
+def test_a_store_lock_that_is_a_symbolic_link_is_refused_as_one_not_as_another_apply_writing(tmp_path):
+    """A review store's lock (STORE.lock) that is a symbolic link is none an apply makes: refused saying so, where it
+    leads and to remove it, left as it is; it was said to be "another `review apply` writing" the store, "run this one
+    again once it is done", which no wait ever ends."""
+    store = tmp_path / "reviews.csv"
+    (tmp_path / "a.csv").write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    (tmp_path / "reviews.csv.lock").symlink_to(tmp_path / "elsewhere.lock")
+    with pytest.raises(ValueError) as refused:
+        apply_decisions(str(tmp_path / "a.csv"), str(store))
+    said = str(refused.value)
+    assert "another `review apply`" not in said, said
+    assert f"{tmp_path / 'reviews.csv.lock'} is a symbolic link (to {tmp_path / 'elsewhere.lock'})" in said, said
+    assert "remove the link if no run uses it" in said and not store.exists(), said
+    assert os.readlink(tmp_path / "reviews.csv.lock") == str(tmp_path / "elsewhere.lock")

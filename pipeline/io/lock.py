@@ -51,6 +51,10 @@ class OutputNotWritable(Exception):
     pass
 
 
+class LockIsALink(OutputLocked):
+    """The lock's name is a symbolic link, which no run makes: no run is said to hold it (`OutputLock.acquire`)."""
+
+
 @dataclass(frozen=True)
 class Holder:
     run_id: str
@@ -536,7 +540,7 @@ class OutputLock:
                 # lock was judged stale and then refused "cannot be taken over (Too many levels of symbolic links)"
                 # (the takeover opens the lock without following links), one leading nowhere "in use by another run":
                 # said as what it is, neither followed nor removed (whose it is, only the operator knows)
-                raise OutputLocked(f"{self.output} cannot be locked: {self.path} is a symbolic link (to "
+                raise LockIsALink(f"{self.output} cannot be locked: {self.path} is a symbolic link (to "
                                    f"{_shown(linked)}), which no run makes; remove the link if no run uses it, and "
                                    f"run again")
             holder = _holder(self.path)

@@ -33,7 +33,7 @@ from pipeline.decisions_file import decisions_text, parse_decisions, read_decisi
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import write_atomically
-from pipeline.io.lock import OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.lock import LockIsALink, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, LINE_ENDS, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
@@ -320,6 +320,8 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     with StopSignals(release=lock.release):
         try:
             lock.acquire()
+        except LockIsALink as err:  # no apply's lock: said as what it is (as "another apply writing", no wait ended it)
+            raise ValueError(str(err)) from None
         except (OutputLocked, OutputNotWritable) as err:
             raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
                              if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
