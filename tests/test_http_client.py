@@ -1,6 +1,8 @@
+import contextlib
 import functools
 import gzip
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
@@ -463,12 +465,135 @@ def test_body_cut_short_is_truncated_body_and_retried(answer):
 
 def test_a_negative_chunk_size_is_a_broken_body_not_an_exception():
     """urllib3 reads the chunk size `-5` (int(line, 16)) and asks http.client for -5 bytes: the ValueError left
-    fetch() (the stage filed an internal_error), where an unreadable size (`zz`) is a truncated body."""
+    fetch() (the stage filed an internal_error). It is a framing no server may send, as an unreadable size (`zz`)."""
     answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n0123456789\r\n0\r\n\r\n"
     with RawServer(send_then(answer)) as server:
         result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
-        assert server.connections == 2
-    assert result.reason == "truncated_body" and "chunk" in result.detail and result.attempts == 2
+        assert server.connections == 1
+    assert result.reason == "protocol_error" and "chunk" in result.detail and result.attempts == 1
+
+
+@pytest.mark.parametrize("answer", [
+    b"SSH-2.0-OpenSSH_9.6\r\n",  # another protocol on the port
+    b"\x00\x00\x12\x04\x00\x00\x00\x00\x00",  # an HTTP/2 frame to an HTTP/1.1 request
+    b"HTTP/1.1 abc OK\r\nContent-Length: 3\r\n\r\nabc",  # a malformed status line
+    b"HTTP/1.1 200 " + b"O" * 70_000 + b"\r\nContent-Length: 3\r\n\r\nabc",  # a status line over 64 KiB
+    b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * 70_000 + b"\r\nContent-Length: 3\r\n\r\nabc",  # a header line too
+    b"HTTP/1.1 200 OK\r\n" + b"X-Filler: a\r\n" * 150 + b"Content-Length: 3\r\n\r\nabc",  # over 100 headers
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n0123456789\r\n0\r\n\r\n",  # a size of no number
+], ids=["other-protocol", "http2-frame", "status-line", "long-status-line", "long-header", "many-headers",
+        "chunk-size"])
+def test_a_host_answering_what_is_not_http_is_a_protocol_error_not_retried(answer):
+    """It was a connection_error: tried again for the same garbage, and counted as the network's failure against
+    --max_failure_rate, so one such host among many photos' hosts got a healthy run refused."""
+    with RawServer(send_then(answer)) as server:
+        result = fetcher(server, max_retries=2).fetch(server.url("/x.jpg"))
+        assert (result.reason, result.attempts, server.connections) == ("protocol_error", 1, 1), result
+
+
+@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n"],
+                         ids=["no-answer", "between-chunks"])
+def test_a_host_hanging_up_is_still_a_connection_error_and_retried(answer):
+    """A connection closed before any answer is also what a keep-alive connection the host closed meanwhile gives:
+    not taken for a protocol error."""
+    with RawServer(send_then(answer)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        assert (result.reason, result.attempts, server.connections) == ("connection_error", 2, 2), result
+
+
+class TlsServer:
+    """Accepts connections on 127.0.0.1 and runs `answer(conn)` on each at once: an https URL's TLS handshake meets
+    whatever it sends."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._stop = threading.Event()
+        self.connections = 0
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def url(self, path: str) -> str:
+        return f"https://{self.host}{path}"
+
+    def __enter__(self) -> "TlsServer":
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._acceptor.join(2)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):  # the client gave up
+                    self._answer(conn)
+
+
+def _self_signed(directory) -> ssl.SSLContext:
+    """A server context presenting a certificate no client trusts (made for 127.0.0.1)."""
+    pytest.importorskip("cryptography")  # google-auth's dependency, installed with Beam's [gcp] extra
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    return context
+
+
+@pytest.mark.parametrize("case", ["plain-http", "untrusted-certificate", "hang-up"])
+def test_a_tls_handshake_failing_on_what_the_host_sent_is_a_protocol_error(case, tmp_path):
+    """Plain HTTP on an https port, a certificate that does not verify: the host's doing, as an answer that is no
+    HTTP is (they were connection errors, retried and counted as the network's). A host hanging up in the
+    handshake is still a connection error, retried."""
+    def plain_http(conn: socket.socket) -> None:
+        conn.recv(4096)  # the client's hello
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        conn.recv(4096)
+
+    def hang_up(conn: socket.socket) -> None:
+        conn.recv(4096)
+
+    answer = plain_http if case == "plain-http" else hang_up
+    if case == "untrusted-certificate":
+        context = _self_signed(tmp_path)
+
+        def answer(conn: socket.socket) -> None:
+            with contextlib.suppress(ssl.SSLError):  # the client refuses the certificate
+                context.wrap_socket(conn, server_side=True).recv(4096)
+    with TlsServer(answer) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        expected = ("connection_error", 2, 2) if case == "hang-up" else ("protocol_error", 1, 1)
+        assert (result.reason, result.attempts, server.connections) == expected, result
 
 
 @pytest.mark.parametrize("informational", [

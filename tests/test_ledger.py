@@ -50,6 +50,7 @@ def test_only_verdicts_that_cannot_change_are_recorded():
     assert permanent(rejection("1", "exact_dedup", "duplicate"))
     transient = [("fetch", "connection_error"), ("fetch", "timeout"), ("fetch", "deadline_exceeded"),
                  ("fetch", "rate_limited"), ("fetch", "server_error"), ("fetch", "truncated_body"),
+                 ("fetch", "protocol_error"), ("fetch", "bad_response"), ("fetch", "address_not_public"),
                  ("read", "api_error"), ("read", "bad_api_response"), ("verify_license", "api_error"),
                  ("verify_license", "bad_api_response"), ("verify_license", "owner_mismatch"),
                  ("detect", "needs_review"), ("owner_cap", "owner_cap"), ("image", "internal_error"),

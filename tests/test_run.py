@@ -18,10 +18,12 @@ import pipeline.commands.run as run_command
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
 from pipeline.fixtures.static_server import Response, StaticServer
+from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
 from tests.conftest import FAST, killed_runs_lock, pid_gone
 from tests.parquet_footers import rows_of, values_of, with_integers
+from tests.test_http_client import RawServer, send_then
 
 
 @pytest.fixture()
@@ -594,6 +596,24 @@ def test_a_run_without_network_is_refused_and_publishes_nothing(tmp_path, capsys
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "downloads failed for environmental reasons (connection_error" in message
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_host_answering_what_is_not_http_does_not_get_a_healthy_run_refused(world, tmp_path, capsys):
+    """Most downloads from one host answering no HTTP: the host's failure, not the network's. They were
+    connection_errors, counted against --max_failure_rate, and the run (the demo's photos downloaded fine) was
+    refused with exit status 4 for environmental reasons."""
+    server, metadata = world
+    lines = metadata.read_text(encoding="utf-8").splitlines()
+    with RawServer(send_then(b"SSH-2.0-OpenSSH_9.6\r\n")) as garbage:
+        ids = [str(2000 + n) for n in range(20)]
+        lines += [yfcc_line(len(lines) + n + 1, photo_id, garbage.url(photo_path(photo_id)))
+                  for n, photo_id in enumerate(ids)]
+        metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        output = tmp_path / "out"
+        code = main(["run", *argv(server, metadata, output, f"--allowed_hosts={server.host},{garbage.host}")])
+    assert code == 0, capsys.readouterr().err
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["rejections_by_stage"]["fetch"]["protocol_error"] == len(ids) and stats["kept"] > 0
 
 
 def test_a_run_that_keeps_nothing_is_refused_unless_allowed(world, tmp_path, capsys):

@@ -99,7 +99,8 @@ class RunRefused(Exception):
 
 
 # Download failures that say more about the network or the server than about the photo (a name that resolves to a
-# private address: a resolver or network set up wrong, for every photo of that host).
+# private address: a resolver or network set up wrong, for every photo of that host). Not protocol_error: a host
+# answering what is no HTTP is that host's failure, and one such host among many must not get the run refused.
 ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error",
                  "address_not_public")
 

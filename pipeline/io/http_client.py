@@ -13,7 +13,8 @@ Safety rules, in the order they apply to every hop of a request:
      and a body-size limit checked while streaming (decompressed bytes included, and the bytes taken off
      the socket: see `_WIRE_ROOM`);
   6. retries with exponential backoff on 429, 5xx, connection errors and truncated bodies,
-     honouring Retry-After for the whole host (`_HostGate.rest`).
+     honouring Retry-After for the whole host (`_HostGate.rest`); an answer that is no HTTP (`protocol_error`) is
+     the host's doing, not retried.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import email.utils
 import http.client
 import http.cookiejar
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from urllib3.exceptions import IncompleteRead, ProtocolError
+from urllib3.exceptions import IncompleteRead, InvalidChunkLength, ProtocolError
 
 from pipeline.io.fetch_urls import character_problem, host_allowed, is_placeholder, url_problem
 from pipeline.io.http_deadline import Deadline, DeadlineAdapter, deadline_scope
@@ -386,8 +388,8 @@ class Fetcher:
             raise self._failure(err, cutoff, reading_body=True) from None
         except ValueError as err:
             # urllib3 reads a chunk size of "-5" (int(line, 16)) and asks http.client for -5 bytes, which raises
-            # ValueError; a chunk size it cannot read ("zz") is an IncompleteRead, a truncated body, and so is this.
-            raise _Retry("truncated_body", f"unreadable chunk size ({_short(err)})") from None
+            # ValueError; like a chunk size it cannot read ("zz"), a framing no server may send (`_protocol_problem`).
+            raise _Stop("protocol_error", f"unreadable chunk size ({_short(err)})") from None
         return b"".join(chunks)
 
     def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
@@ -415,15 +417,52 @@ class Fetcher:
             return _Retry("timeout", _short(err))
         if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
             return _Retry("timeout", _short(err))  # urllib3 reports a read timeout in mid-body as a connection error
+        if _protocol_problem(err):
+            # The host answered, but not in HTTP (or TLS) a client can read: its doing, not the network's. It was a
+            # connection_error, counted against --max_failure_rate (one such host among many made a healthy run
+            # refused), and retried for the same bytes again: not retried.
+            return _Stop("protocol_error", _short(err))
         return _Retry("connection_error", _short(err))
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """`err` and what it wraps: its cause and context, urllib3's `reason` (MaxRetryError) and the exceptions among
+    its arguments (ProtocolError("Connection aborted.", BadStatusLine(...)))."""
+    seen: set[int] = set()
+    todo = [err]
+    while todo and len(seen) < 32:
+        one = todo.pop()
+        if id(one) in seen:
+            continue
+        seen.add(id(one))
+        yield one
+        wrapped = [one.__cause__, one.__context__, getattr(one, "reason", None), *one.args]
+        todo.extend(inner for inner in wrapped if isinstance(inner, BaseException))
+
+
+def _protocol_problem(err: requests.exceptions.RequestException) -> bool:
+    """The host answered what a client cannot read as HTTP: another protocol or garbage where the status line goes
+    (BadStatusLine), a status or header line over 64 KiB, over 100 headers, a chunk size that is no number, or a TLS
+    handshake that failed on what the host sent (a certificate that does not verify, plain HTTP on an https port).
+    Not a connection closed before any answer (RemoteDisconnected, also what a keep-alive connection the host closed
+    gives), nor a TLS handshake the host hung up on (SSLEOFError, SSLZeroReturnError): those are connection errors,
+    retried, as a reset is."""
+    causes = list(_causes(err))
+    if any(isinstance(cause, InvalidChunkLength) for cause in causes):  # an IncompleteRead by class only
+        return True
+    hung_up = (http.client.RemoteDisconnected, http.client.IncompleteRead, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+    return not any(isinstance(cause, hung_up) for cause in causes) and any(
+        isinstance(cause, (http.client.HTTPException, ssl.SSLError)) for cause in causes)
 
 
 def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
     """The connection closed before Content-Length bytes (urllib3's IncompleteRead) or the end of
-    a chunk (http.client's) arrived."""
+    a chunk (http.client's) arrived. Not a chunk size line that is no number (urllib3's InvalidChunkLength, an
+    IncompleteRead by class): a truncated line still reads as a smaller size, so that is the host's garbage."""
     cause = err.args[0] if err.args else None
     return isinstance(cause, ProtocolError) and any(
-        isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) for arg in cause.args)
+        isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) and not isinstance(arg, InvalidChunkLength)
+        for arg in cause.args)
 
 
 def masked_url(url: str) -> str:

@@ -36,6 +36,8 @@ TRANSIENT = {
     "fetch": {"connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error", "truncated_body",
               # where a name leads, and a server's contradictory headers, say something of the network, not of the photo
               "address_not_public", "bad_response",
+              # an answer that is no HTTP (or TLS that fails: a certificate expired) is the host's, which may be mended
+              "protocol_error",
               # the run's --allowed_hosts refused the URL or a redirect: the list's verdict, not the photo's (a refresh
               # does not inherit the list; one that left out a mirror's host lost its new photos for every release)
               "host_not_allowed", "redirect_not_allowed"},
