@@ -325,6 +325,20 @@ def test_each_key_keeps_its_own_pace():
     assert index == 1 and wait > 0.45
 
 
+def test_a_key_too_short_to_be_redacted_is_refused_at_start_without_a_call():
+    """Answers have our keys taken out of their texts only where a key is 8 characters or more (a shorter one is in
+    every answer's words): an endpoint (--flickr_rest_url: a proxy) that took a 5-character key and echoed the request
+    put it, whole, in titles published with the dataset. A Flickr key is 32 hexadecimal digits."""
+    short = Credentials("ab1c9", "fixture-secret-456")
+    with FlickrServer(World(), api_keys={KEY.key, short.key}) as endpoint:
+        with pytest.raises(CredentialsError) as err:
+            client(endpoint, credentials=[KEY, short]).check_key()
+        assert sum(endpoint.calls.values()) == 0
+    message = str(err.value)
+    assert "API key 2 of 2" in message and "5 characters" in message and "\n" not in message, message
+    assert short.key not in message
+
+
 def test_one_refused_key_among_several_fails_at_start(server, caplog):
     bad = Credentials("wrong-key-789", "wrong-secret-000")
     with caplog.at_level(logging.DEBUG), pytest.raises(CredentialsError) as err:

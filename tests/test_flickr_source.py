@@ -181,8 +181,8 @@ def test_the_copy_chosen_from_the_fixture_api_exists(tmp_path):
 
     photos = [FixturePhoto("1", "o@N01", 4, 1_600_000_000, width=2100, height=1400),
               FixturePhoto("2", "o@N01", 4, 1_200_000_000, width=1200, height=900)]
-    with FlickrServer(World(photos), api_keys={"k"}) as server:
-        api = flickrapi.FlickrAPI("k", "s", format="parsed-json", store_token=False)
+    with FlickrServer(World(photos), api_keys={"fixture-key"}) as server:
+        api = flickrapi.FlickrAPI("fixture-key", "s", format="parsed-json", store_token=False)
         api.REST_URL = server.rest_url
         entries = {e["id"]: e for e in api.photos.search(license="4", extras=EXTRAS)["photos"]["photo"]}
         fetcher = Fetcher(FetchConfig(allowed_hosts=(server.host,), user_agent="test", max_retries=0))
@@ -415,10 +415,10 @@ def test_malformed_entries_through_the_transform(tmp_path):
     photos = [FixturePhoto(str(6000 + i), f"o{i}@N01", 4, DAY + i, search_overrides=overrides.get(i, {}))
               for i in range(8)]
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     where = f"flickr:{DAY}-{DAY + 86399}:p1"
     position = {i: 7 - i for i in range(8)}  # newest first
-    with FlickrServer(World(photos), api_keys={"k"}) as server, local_pipeline() as p:
+    with FlickrServer(World(photos), api_keys={"fixture-key"}) as server, local_pipeline() as p:
         read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512))
         assert_that(read.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["6000", "6006", "6007"]),
                     label="kept")
@@ -657,10 +657,10 @@ def _read_day(server: FlickrServer, tmp_path: Path, depth: int = 4000) -> tuple[
     from tests.conftest import local_pipeline
 
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     out = tmp_path / "read"
     out.mkdir(exist_ok=True)
-    server.api_keys = {"k"}
+    server.api_keys = {"fixture-key"}
     with local_pipeline() as p:
         read = p | ReadFlickr(FlickrSourceConfig(server.rest_url, str(credentials), "4", DAY, DAY + 86399, 512,
                                                      search_depth=depth))
@@ -902,10 +902,10 @@ def test_a_video_an_answer_lists_is_a_video_not_a_photo(tmp_path):
     from pipeline.stages.license import license_rejection
 
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     photos = [FixturePhoto("6000", "o@N01", 4, DAY), FixturePhoto("6001", "o@N01", 4, DAY + 1,
                                                                   search_overrides={"media": "video"})]
-    with FlickrServer(World(photos), api_keys={"k"}) as server:
+    with FlickrServer(World(photos), api_keys={"fixture-key"}) as server:
         reader = _ReadPage(_source_config(server, credentials))
         reader.setup()
         kept = _outputs(list(reader.process(((DAY, DAY + 86399, 2), 1))), "kept")

@@ -32,8 +32,8 @@ def world_and_input(tmp_path):
     world.delete("7002")
     world.relicense("7003", 11, 1_500_000_000)  # CC BY 2.0 -> 4.0: still fine, license updated
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         lines = [yfcc_line(i + 1, p.photo_id, server.static_url(p), owner_nsid=p.owner,
                            date_uploaded=str(p.date_upload)) for i, p in enumerate(photos)]
         (tmp_path / "in.tsv").write_text("\n".join(lines) + "\n")
@@ -63,8 +63,8 @@ def test_deleted_and_relicensed_photos_are_rejected_before_fetch(world_and_input
 
 def test_calls_are_paced_per_process(world_and_input):
     server, _, _ = world_and_input
-    client = FlickrClient(Credentials("k", "s"), server.rest_url, calls_per_second=4.0)
-    other = FlickrClient(Credentials("k", "s"), server.rest_url, calls_per_second=4.0)  # shares the pace
+    client = FlickrClient(Credentials("fixture-key", "s"), server.rest_url, calls_per_second=4.0)
+    other = FlickrClient(Credentials("fixture-key", "s"), server.rest_url, calls_per_second=4.0)  # shares the pace
     start = time.monotonic()
     for api in (client, other, client, other, client):
         api.call("flickr.photos.licenses.getInfo")
@@ -105,8 +105,8 @@ def test_calls_never_exceed_carried_photos_and_outcomes_are_exact(tmp_path, regi
     many, one search page per owner plus a getInfo per missing photo."""
     world, records = carried_world(regime, changed=0.1)
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         kept, rejected, calls = verify(server, credentials, records)
     still, gone = truth(world, records)
     assert kept.keys() == still and rejected == gone
@@ -118,8 +118,8 @@ def test_calls_never_exceed_carried_photos_and_outcomes_are_exact(tmp_path, regi
 def test_an_owner_with_one_carried_photo_costs_one_call(tmp_path):
     world, records = carried_world([1], changed=0)
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         kept, _, calls = verify(server, credentials, records)
         assert kept.keys() == {records[0].photo_id} and calls == 1 and server.calls["flickr.photos.search"] == 0
 
@@ -132,8 +132,8 @@ def test_a_prolific_owner_is_searched_only_around_the_carried_photos(tmp_path):
     records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
                for p in carried]
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(World(photos), api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(World(photos), api_keys={"fixture-key"}) as server:
         kept, rejected, calls = verify(server, credentials, records)
         assert kept.keys() == {p.photo_id for p in carried} and not rejected and calls == 1
         spread = [Photo(photo_id=p.photo_id, owner_nsid=p.owner) for p in photos[::700]]  # no dates: whole history
@@ -148,8 +148,8 @@ def test_an_owner_search_served_100_a_page_is_paged_as_its_answers_say(tmp_path)
     records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
                for p in photos]
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(World(photos), api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(World(photos), api_keys={"fixture-key"}) as server:
         server.max_per_page = 100
         kept, rejected, calls = verify(server, credentials, records)
         assert len(kept) == 300 and not rejected
@@ -165,8 +165,8 @@ def test_an_owner_over_the_search_depth_is_read_in_windows_when_that_pays(tmp_pa
     records = [Photo(photo_id=p.photo_id, owner_nsid=p.owner, date_uploaded=upload_date(p.date_upload, "d"))
                for p in photos[:600]]
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         server.search_depth = 150
         kept, rejected, calls = verify(server, credentials, records, search_depth=150)
         assert len(kept) == 599 and rejected == {photos[10].photo_id: "deleted"}
@@ -176,8 +176,8 @@ def test_an_owner_over_the_search_depth_is_read_in_windows_when_that_pays(tmp_pa
 def test_a_malformed_search_answer_falls_back_to_per_photo_checks(tmp_path):
     world, records = carried_world([4], changed=0)
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         for photo in world.photos:
             photo.search_overrides = {"license": "abc"}
         kept, rejected, _ = verify(server, credentials, records)
@@ -203,8 +203,8 @@ def test_ids_beyond_cc_by_never_widen_what_the_recheck_admits(tmp_path):
     for photo in world.photos:
         photo.license = 5  # relicensed CC BY-SA 2.0 since the dump
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(world, api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(world, api_keys={"fixture-key"}) as server:
         dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11,5,1", 0))
         dofn.setup()
         kept, rejected, _ = verify_per_owner(dofn, server, records)
@@ -265,10 +265,10 @@ def test_a_getinfo_answer_about_another_photo_or_owner_verifies_nothing(tmp_path
     someone Flickr does not name as its owner was verified and published with the forged credit."""
     world = World([FixturePhoto("1", "a@N01", 4, 1_300_000_000), FixturePhoto("2", "b@N01", 2, 1_300_000_000)])
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     rows = [Photo(photo_id="2", owner_nsid="b@N01"), Photo(photo_id="1", owner_nsid="forged@N01"),
             Photo(photo_id="1", owner_nsid="a@N01")]
-    with _MixedUpServer(world, api_keys={"k"}) as server:
+    with _MixedUpServer(world, api_keys={"fixture-key"}) as server:
         dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         dofn.setup()
         out = [item for row in rows for item in dofn.process((row.owner_nsid, [row]))]
@@ -333,7 +333,7 @@ def test_an_owner_search_listing_a_photo_with_two_licences_verifies_neither(list
 
 def photo_7_verified_with_getinfo_answering(body: bytes, credentials) -> object:
     """What verifying photo 7 (owner 1@N01, CC BY) gives where the fixture's getInfo answers `body`."""
-    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"k"}) as server:
+    with FlickrServer(World([FixturePhoto("7", "1@N01", 4, 1_300_000_000)]), api_keys={"fixture-key"}) as server:
         server.faults.append(("flickr.photos.getInfo", Response(200, body, "application/json")))
         dofn = _VerifyOwner(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         dofn.setup()
@@ -346,7 +346,7 @@ def test_a_getinfo_answer_giving_the_licence_twice_verifies_nothing(tmp_path, li
     """Photo 7's getInfo giving "license" as "2" (CC BY-NC) then "4": Python keeps the last copy, and the photo was
     kept as CC BY 2.0 where a reader keeping the first says CC BY-NC."""
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     first, last = licences
     body = (f'{{"photo": {{"id": "7", "license": "{first}", "license": "{last}", "owner": {{"nsid": "1@N01"}}}}, '
             '"stat": "ok"}').encode()
@@ -361,7 +361,7 @@ def test_a_getinfo_failure_whose_code_is_no_flickr_error_code_is_a_broken_answer
     error 9999…' with every digit said (a 4 kB detail for each photo of the run). Flickr's error codes are small
     numbers: any other is no failure Flickr answered."""
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     body = json.dumps({"stat": "fail", "code": code, "message": "Photo not found"}).encode()
     out = photo_7_verified_with_getinfo_answering(body, credentials)
     assert (out.value.stage, out.value.reason) == ("verify_license", "bad_api_response"), out
@@ -401,10 +401,10 @@ def test_photos_naming_no_owner_are_each_their_own_group_not_one(tmp_path, monke
 
     monkeypatch.setattr(_VerifyOwner, "process", counting)
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     world = World([FixturePhoto(str(i), "1@N01" if i > 3 else "2@N01", 4, 1_300_000_000) for i in range(1, 6)])
     rows = [Photo(photo_id=str(i), owner_nsid="1@N01" if i > 3 else "") for i in range(1, 6)]
-    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+    with FlickrServer(world, api_keys={"fixture-key"}) as server, local_pipeline() as p:
         out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         assert_that(out.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["1", "2", "3", "4", "5"]))
     assert sorted(groups) == [1, 1, 1, 2]
@@ -423,7 +423,7 @@ def test_a_tables_rows_are_checked_by_one_search_of_the_account_their_flickr_pag
     from tests.conftest import local_pipeline
 
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     world = World([FixturePhoto(str(i), "7@N01" if i <= 6 else "8@N01", 4, 1_300_000_000 + i) for i in range(1, 9)])
     world.delete("3")
     world.relicense("4", 2, 1_500_000_000)
@@ -431,7 +431,7 @@ def test_a_tables_rows_are_checked_by_one_search_of_the_account_their_flickr_pag
     pages |= {"7": "https://www.flickr.com/photos/some_alias/7/", "8": "https://images.example.org/8.jpg"}
     rows = [Photo(photo_id=photo_id, owner_name="a credit", page_url=page, license_name="CC BY 2.0")
             for photo_id, page in pages.items()]
-    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+    with FlickrServer(world, api_keys={"fixture-key"}) as server, local_pipeline() as p:
         out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         assert_that(out.kept | beam.Map(lambda photo: (photo.photo_id, photo.license_name)),
                     equal_to([(photo_id, "CC BY 2.0") for photo_id in ("1", "2", "5", "6", "7", "8")]), label="kept")
@@ -451,13 +451,13 @@ def test_a_tables_row_whose_flickr_page_names_another_account_than_flickrs_is_an
     from tests.conftest import local_pipeline
 
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     world = World([FixturePhoto("1", "7@N01", 4, 1_300_000_001), FixturePhoto("2", "8@N01", 4, 1_300_000_002)])
     rows = [Photo(photo_id="1", owner_name="a credit", page_url="https://www.flickr.com/photos/9@N01/1/",
                   license_name="CC BY 2.0"),
             Photo(photo_id="2", owner_name="a credit", page_url="https://www.flickr.com/photos/8@n01/2/",
                   license_name="CC BY 2.0")]
-    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+    with FlickrServer(world, api_keys={"fixture-key"}) as server, local_pipeline() as p:
         out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         assert_that(out.kept | beam.Map(lambda photo: photo.photo_id), equal_to(["2"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.detail)),

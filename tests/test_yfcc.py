@@ -506,8 +506,8 @@ def test_a_row_whose_urls_name_another_photo_is_rejected_not_published_as_this_o
     not_cc_by = FixturePhoto("7001", "b@N01", 2, 1_300_000_100, jpeg=demo_image("rocket.jpg"))
     fine = FixturePhoto("7002", "c@N01", 4, 1_300_000_200, jpeg=demo_image("coffee.jpg"))
     credentials = tmp_path / "flickr.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
-    with FlickrServer(World([cc_by, not_cc_by, fine]), api_keys={"k"}) as server:
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
+    with FlickrServer(World([cc_by, not_cc_by, fine]), api_keys={"fixture-key"}) as server:
         other_file = yfcc_line(1, "7000", server.static_url(not_cc_by), owner_nsid="a@N01")
         other_page = yfcc_line(2, "7000", server.static_url(cc_by), owner_nsid="a@N01",
                                page_url="https://phish.example/login")

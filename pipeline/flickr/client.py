@@ -69,7 +69,7 @@ _ASKED = threading.local()
 # What stands for one of our keys or secrets in a message or an answer's text.
 REDACTED = "[redacted]"
 # The shortest key or secret taken out of an answer's texts: Flickr's are 32 and 16 hexadecimal digits, and a text of a
-# few letters (a test's key "k") is in every answer's words.
+# few letters (a test's key "k") is in every answer's words. A shorter key is refused at start (`check_key`).
 MIN_REDACTED_CHARS = 8
 
 
@@ -252,6 +252,7 @@ class FlickrClient:
         self._max_answer_bytes = max_answer_bytes
         # Longest first: a secret holding another's text is taken out whole.
         self._secrets = sorted({text for k in keys for text in (k.key, k.secret) if text}, key=len, reverse=True)
+        self._key_lengths = [len(k.key) for k in keys]
         pool_id = (tuple(fingerprint(k) for k in keys), calls_per_second)
         with FlickrClient._pools_lock:
             self._pool = FlickrClient._pools.setdefault(pool_id, KeyPool(keys, calls_per_second))
@@ -322,8 +323,17 @@ class FlickrClient:
         return err if message == str(err) else flickrapi.FlickrError(message, code=getattr(err, "code", None))
 
     def check_key(self) -> None:
-        """Fails at start with a clear message when any key is refused (error 100), naming it by
-        its position only."""
+        """Fails at start with a clear message when any key is refused (error 100) or too short to be taken out of
+        answers, naming it by its position only."""
+        for position, length in enumerate(self._key_lengths, start=1):
+            if length < MIN_REDACTED_CHARS:
+                # The key goes with every call, so an endpoint echoing the request (a proxy given --flickr_rest_url,
+                # which may take any key) can put it in the answers' texts, published in titles and details; one
+                # this short is not taken out of them (`_redacting`). Flickr's own refuses it anyway (error 100). The
+                # secret is never sent (it signs the calls), so no answer can echo it: its length is not checked.
+                raise CredentialsError(f"Flickr API key {position} of {len(self._apis)} is {length} characters: a "
+                                       f"Flickr key is 32 hexadecimal digits, and one under {MIN_REDACTED_CHARS} "
+                                       "could not be kept out of the answers' texts")
         for position in range(1, len(self._apis) + 1):
             try:
                 # Not retried when nothing answers: a wrong URL or a closed port is said at once.
