@@ -148,7 +148,8 @@ def _declarations() -> list[Declared]:
     add("--flickr_licenses", Role.INHERITED, default="4,11",
         help="--source=flickr: license ids searched (4 = CC BY 2.0, 11 = 4.0).")
     add("--flickr_rest_url", Role.OPERATIONAL, default=None,
-        help="Flickr REST endpoint (the fixture server in tests, or a proxy).")
+        help="Flickr REST endpoint (the fixture server in tests, or a proxy); a run asking the API records it, its "
+             "user info and query masked, with what made the dataset.")
     add("--verify_license", Role.INHERITED, nargs="?", const=True, default=False, type=flag,
         help="Re-check every photo's existence and license with the Flickr API before fetching.")
     add("--flickr_calls_per_second", Role.OPERATIONAL, type=decimal, default=1.0,

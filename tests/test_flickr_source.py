@@ -90,6 +90,30 @@ def test_refused_key_fails_the_job_at_start(flickr, tmp_path, capsys):
     assert "error 100" in err and "not-a-key" not in err
 
 
+def test_a_rerun_at_another_api_endpoint_is_another_command(flickr, tmp_path, capsys):
+    """--flickr_rest_url was left out of the run's record: the same words at another endpoint (another proxy, another
+    API, other answers) were told the output "already holds the dataset of this same command", exit 0, and what that
+    endpoint lists never read. The endpoint is recorded, without its user info and query (a proxy's token)."""
+    server, credentials = flickr
+    output = tmp_path / "out"
+    with FlickrServer(fixture_world(), api_keys={"fixture-key"}) as other:
+        words = [arg for arg in job_args(server, credentials) if not arg.startswith(("--allowed_hosts=",
+                                                                                       "--flickr_rest_url="))]
+        words.append(f"--allowed_hosts={server.host},{other.host}")
+        here, there = server.rest_url, other.rest_url.replace("http://", "http://user:s3cretPW@") + "?token=t0kenXY"
+        assert main(["run", f"--output={output}", f"--flickr_rest_url={here}", *words]) == 0
+        assert main(["run", f"--output={output}", f"--flickr_rest_url={here}", *words]) == 0  # the same command
+        assert "already holds the dataset of this same command" in capsys.readouterr().err
+        assert main(["run", f"--output={output}", f"--flickr_rest_url={there}", *words]) == 2
+        err = capsys.readouterr().err
+        assert "already holds a dataset" in err and "this same command" not in err, err
+        assert main(["run", f"--output={output}", f"--flickr_rest_url={there}", "--overwrite", *words]) == 0
+    manifest = (output / "manifest.json").read_text()
+    masked = other.rest_url.replace("http://", "http://…@") + "?…"
+    assert json.loads(manifest)["run_fingerprint"]["flickr_endpoint"] == masked
+    assert "s3cretPW" not in manifest and "t0kenXY" not in manifest
+
+
 def test_originals_only_on_request(sized_run, tmp_path):
     server, credentials, _, _, output = sized_run
     sized = pq.read_table(output / "parquet").to_pylist()

@@ -163,6 +163,29 @@ def test_a_rerun_whose_takedown_list_or_input_changed_at_the_same_path_is_not_th
         assert made_by_another(str(release), of()) is None
 
 
+def test_a_flickr_refresh_rerun_at_another_api_endpoint_is_another_refresh(tmp_path):
+    """--flickr_rest_url was in no record: the refresh's rerun at another endpoint (another proxy, another API, other
+    answers) was told it was the same refresh, exit 0. The endpoint is recorded, its user info and query masked (a
+    proxy's token, renewed, is the same endpoint)."""
+    from pipeline.release.refresh import fingerprint, made_by_another
+
+    window = ["--source=flickr", "--min_upload_date=2020-09-01", "--max_upload_date=2020-09-02"]
+    endpoint = "http://user:s3cretPW@proxy.example:8080/services/rest/?token=t0kenXY"
+    _, made, release = fingerprinted(tmp_path, [*window, f"--flickr_rest_url={endpoint}"])
+
+    def of(rest: list[str]) -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    assert made["flickr_endpoint"] == "http://…@proxy.example:8080/services/rest/?…"
+    assert "s3cretPW" not in json.dumps(made) and "t0kenXY" not in json.dumps(made)
+    assert made_by_another(str(release), of([*window, f"--flickr_rest_url={endpoint.replace('XY', 'ZW')}"])) is None
+    why = made_by_another(str(release), of([*window, "--flickr_rest_url=http://other.example/services/rest/"]))
+    assert why is not None and "--flickr_rest_url=http://…@proxy.example:8080/services/rest/?… there" in why, why
+    # no call to the API (a YFCC refresh without --verify_license): no endpoint in the record, as before
+    assert "flickr_endpoint" not in of([f"--flickr_rest_url={endpoint}"])
+
+
 def test_a_relative_input_refreshed_again_from_another_folder_is_another_refresh(tmp_path, monkeypatch):
     """A refresh held a relative --input by the path as typed and its size (a plain run's record took the working
     folder in): the same refresh typed in another folder, whose file of that name and size held other rows, was told

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.io.files import is_remote, matching_sizes, size_and_sha256
+from pipeline.io.http_client import masked_url
 from pipeline.io.layout import manifest_of
 from pipeline.options import PassOptions, recorded, split_list
 from pipeline.stages.decontaminate import eval_glob, is_list_file
@@ -102,7 +103,8 @@ _UNSEALED = ("stats.json",)
 
 def run_fingerprint(opts: PassOptions, models: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What makes a plain run's dataset this command's: the options the manifest records (the inputs among them; not
-    the operational ones, --output, --cache, threads, timeouts, which decide no byte of it), the input files as a
+    the operational ones, --output, --cache, threads, timeouts, which decide no byte of it; but the Flickr API's
+    endpoint, `api_endpoint`), the input files as a
     refresh holds them (`input_files`: a dump added to the glob or a takedown added to the list is another command)
     and the models it detects with. Taken at launch; nothing in it depends on the day or on the run. A file named by a
     relative path is held with the working folder it was read from (a digest of it: no folder's name is published):
@@ -110,8 +112,21 @@ def run_fingerprint(opts: PassOptions, models: Sequence[dict[str, Any]]) -> dict
     and those rows never read."""
     options = recorded(opts)
     body = {"options": options, "input_files": input_files(options), "models": list(models),
-            **working_folder(options)}
+            **working_folder(options), **api_endpoint(opts)}
     return json.loads(json.dumps(body))
+
+
+def api_endpoint(opts: PassOptions) -> dict[str, str]:
+    """{"flickr_endpoint": --flickr_rest_url, its user info, query and fragment masked} where the run asks the Flickr
+    API (--source=flickr, --verify_license) at an endpoint of its own, else {} (Flickr's, or no call: the records of
+    runs made before stay theirs). Another endpoint (another proxy, another API) answers with other photos and other
+    verdicts: the same words at it were told the dataset of the first was theirs. The option stays out of the
+    manifest's `options` (a proxy's URL may carry its token); what may be a secret is masked here
+    (`masked_url`), so a token renewed is the same endpoint."""
+    url = opts.flickr_rest_url
+    if not url or not (opts.source == "flickr" or opts.verify_license):
+        return {}
+    return {"flickr_endpoint": masked_url(str(url))}
 
 
 def _named_files(options: dict[str, Any]) -> list[str]:

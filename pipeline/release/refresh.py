@@ -57,7 +57,14 @@ from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
 from pipeline.release.carry import release_name
-from pipeline.release.command_record import canonical_json, input_files, seal, sealed_record, working_folder
+from pipeline.release.command_record import (
+    api_endpoint,
+    canonical_json,
+    input_files,
+    seal,
+    sealed_record,
+    working_folder,
+)
 from pipeline.release.id_sets import IdCount, IdSet
 from pipeline.release.markdown_html import escape_markdown
 
@@ -243,11 +250,13 @@ def fingerprint(previous: str | None, name: str, argv: Sequence[str], rest: Sequ
     `command_record.input_files` holds them (a takedown added to the list at its path is another refresh), and a
     relative path with the working folder it was typed in (`command_record.working_folder`)."""
     given = given_options(rest)
-    options = recorded(PipelineOptions(list(argv)).view_as(PassOptions))
+    opts = PipelineOptions(list(argv)).view_as(PassOptions)
+    options = recorded(opts)
     derived = {"release_name", "carry_over"} | {key for key in ("ledger", "max_upload_date") if key not in given}
     kept = {key: value for key, value in sorted(options.items()) if key not in derived}
     body = {"release": name, "previous": canonical_path(previous) if previous else None, "options": kept,
-            "input_files": input_files(kept), "models": list(models(argv)), **working_folder(kept)}
+            "input_files": input_files(kept), "models": list(models(argv)), **working_folder(kept),
+            **api_endpoint(opts)}
     return json.loads(json.dumps(body))  # as read back from the manifest: lists, not tuples
 
 
@@ -294,6 +303,9 @@ def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> 
         # the same words, recorded before records held the folder: nothing says it was another one
         found.append("its record holds no working folder (made before records held one), so which folder a relative "
                      "path was read from cannot be told")
+    if made.get("flickr_endpoint") != mine.get("flickr_endpoint"):
+        found.append(f"--flickr_rest_url={value(made.get('flickr_endpoint'), 200)} there, "
+                     f"{value(mine.get('flickr_endpoint'), 200)} here")
     if not found:
         found.append("its record differs")
     return "; ".join(found[:shown]) + (f" and {len(found) - shown} more" if len(found) > shown else "")
