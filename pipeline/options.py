@@ -215,8 +215,9 @@ def _declarations() -> list[Declared]:
     add("--max_failure_rate", Role.OPERATIONAL, type=decimal, default=0.5,
         help="A run whose downloads fail for environmental reasons (fetch/connection_error, timeout, "
              "deadline_exceeded, rate_limited and server_error: 429/5xx, address_not_public: a host name resolving "
-             "to a non-public address; not protocol_error, a host answering what is no HTTP) more often than this is "
-             "refused: nothing is published, the exit status is 4 "
+             "to a non-public address, protocol_error: an answer that is no HTTP or a TLS handshake failing, as "
+             "every one does behind a TLS-intercepting proxy) more often than this is refused: nothing is published, "
+             "the exit status is 4 "
              "(no network, a blocked crawler, a resolver set up wrong); 1 = never refuse.")
     add("--fetch_threads", Role.OPERATIONAL, type=integer, default=32, help="Download threads per worker process.")
     section("image")

@@ -99,10 +99,13 @@ class RunRefused(Exception):
 
 
 # Download failures that say more about the network or the server than about the photo (a name that resolves to a
-# private address: a resolver or network set up wrong, for every photo of that host). Not protocol_error: a host
-# answering what is no HTTP is that host's failure, and one such host among many must not get the run refused.
+# private address: a resolver or network set up wrong, for every photo of that host). protocol_error too: a host
+# answering what is no HTTP is that host's failure, but where most downloads meet it the cause is the run's own
+# surroundings (a TLS-intercepting proxy, an image without CA certificates: every https host "fails" its handshake) or
+# the image host serving most photos, and a release published then lacks most of its photos; one such host among
+# many stays under the rate.
 ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error",
-                 "address_not_public")
+                 "address_not_public", "protocol_error")
 
 
 MONTH_TOKEN = "{YYYY-MM}"
