@@ -24,12 +24,14 @@ PAGE_PATH = re.compile(r"/photos/([^/]+)/0*([0-9]{1,20})(?:/.*)?")
 
 def normal_host(hostname: str) -> str:
     """The host lower-cased, its escapes normal, an international name in the IDNA form requests sends (BÜcher.de is
-    xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway)."""
+    xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway). Without its
+    final dot, however written: IDNA makes an ideographic or full-width full stop a '.', and an escaped one (%2E) is
+    one, so `www.flickr.com。` was `flickr.com.`, no host of Flickr's, where `www.flickr.com.` was Flickr's."""
     host = hostname.rstrip(".")
     if not host.isascii():
         with contextlib.suppress(idna.IDNAError):
             host = idna.encode(host, uts46=True).decode("ascii")
-    return normal_escapes(host).lower()
+    return normal_escapes(host).lower().rstrip(".")
 
 
 def page_owner(url: str) -> str | None:
