@@ -479,7 +479,7 @@ def test_a_tables_rows_crediting_an_account_id_in_their_owner_column_are_checked
     from tests.conftest import local_pipeline
 
     credentials = tmp_path / "k.json"
-    credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+    credentials.write_text(json.dumps({"key": "fixture-key", "secret": "s"}))
     world = World([FixturePhoto(str(i), "7@N01" if i <= 6 else "8@N01", 4, 1_300_000_000 + i) for i in range(1, 10)])
     world.delete("3")
     credited = {str(i): "7@N01" if i % 2 else "007@n01" for i in range(1, 7)} | {"7": "Jane Doe", "8": "8@N01",
@@ -487,7 +487,7 @@ def test_a_tables_rows_crediting_an_account_id_in_their_owner_column_are_checked
     rows = [Photo(photo_id=photo_id, source="csv", owner_name=owner, license_name="CC BY 2.0",
                   download_url=f"https://live.staticflickr.com/65535/{photo_id}_ab_z.jpg")
             for photo_id, owner in credited.items()]
-    with FlickrServer(world, api_keys={"k"}) as server, local_pipeline() as p:
+    with FlickrServer(world, api_keys={"fixture-key"}) as server, local_pipeline() as p:
         out = p | beam.Create(rows) | VerifyLicense(VerifyConfig(server.rest_url, str(credentials), "4,11", 0))
         assert_that(out.kept | beam.Map(lambda photo: photo.photo_id),
                     equal_to(["1", "2", "4", "5", "6", "7", "8"]), label="kept")
