@@ -682,3 +682,20 @@ def test_a_takedown_url_on_another_sites_host_is_still_that_sites_url(url):
     entries = parse_blocklist(f"url {url}\n", "t.txt", 4)
     assert Matcher(entries, METADATA_KINDS).match(photo("9", download_url=url)) is not None
     assert Matcher(entries, METADATA_KINDS).match(photo("1")) is None
+
+
+@pytest.mark.parametrize("url", [
+    "https://flickr.com:hunter2secret@evil.example/photos/a/1/",  # refused: user info that reads as Flickr's host
+    "https://flickrbot:hunter2secret@mirror.example/a.jpg",
+    "https://editor:hunter2secret@www.fllckr.com/photos/a/1/",  # refused: a look-alike host
+    "https://editor:hunter2secret@images.example.org/a.jpg.",  # refused: punctuation from a sentence
+    "https://images.example.org/a.jpg?token=hunter2secret.",
+    "https://editor:hunter2secret@evil.example\\@www.flickr.com/photos/a/1/",  # refused: a backslash in its host part
+])
+def test_a_refused_takedown_url_is_told_without_its_password_or_query(url):
+    """A refused url entry was quoted whole in the launch's error, and a user info that reads as Flickr's host quoted
+    again: a password or a token in it (a mirror's, a CDN's signed query) went to the terminal and the job's logs,
+    where every other message shows a URL masked. The line and what is wrong are still named."""
+    with pytest.raises(ValueError, match=r"^t\.txt:1: ") as err:
+        parse_blocklist(f"url {url}\n", "t.txt", 4)
+    assert "hunter2secret" not in str(err.value), str(err.value)

@@ -196,8 +196,8 @@ def _refuse_look_alike(url: str) -> None:
     if "\\" in parts.netloc:
         # evil.example\@www.flickr.com: Python reads www.flickr.com after the '@', a browser evil.example before the
         # backslash (a '/' to it); the list's author may have meant either, and the fetcher refuses such a URL
-        raise ValueError(f"the URL's host part {parts.netloc[:80]!a} holds a backslash, which browsers read as a '/' "
-                         "and Python does not: which host it names is not clear")
+        raise ValueError(f"the URL's host part {masked_url(parts.netloc)[:80]!a} holds a backslash, which browsers "
+                         "read as a '/' and Python does not: which host it names is not clear")
     host = _normal_host(parts.hostname or "").removeprefix("www.")
     if host in _PAGE_HOSTS or host == "flic.kr" or _STATIC_HOST.fullmatch(host):
         return
@@ -213,7 +213,9 @@ def _refuse_look_alike(url: str) -> None:
     if _reads_as_flickr(unquote(written)):
         raise ValueError(f"the host {shown} reads as Flickr's and is not one of Flickr's ({_FLICKR_HOSTS}); {advice}")
     if user_info and _reads_as_flickr(unquote(user_info).replace(":", ".")):
-        raise ValueError(f"the host is {shown}, {user_info[:60]!a} before its '@' being user info, which reads as "
+        user, colon, _ = user_info.partition(":")  # what follows a ':' there is a password: never shown
+        user_shown = user[:60] + (":…" if colon else "")
+        raise ValueError(f"the host is {shown}, {user_shown!a} before its '@' being user info, which reads as "
                          f"Flickr's host; {written!a} is not one of Flickr's ({_FLICKR_HOSTS}); {advice}")
 
 
@@ -360,7 +362,9 @@ def parse_blocklist(text: str, name: str, default_distance: int) -> list[Entry]:
         try:
             entries.append(_entry(fields, where, default_distance))
         except ValueError as err:  # BadPhotoId included
-            raise ValueError(f"{where}: {err} (in {line.strip()[:80]!r})") from None
+            # A URL's user info (a password) and query (a signed URL's token) masked, as every message shows a URL
+            shown = " ".join([fields[0], *map(masked_url, fields[1:])]) if fields[0].lower() == "url" else line.strip()
+            raise ValueError(f"{where}: {err} (in {shown[:80]!r})") from None
     return entries
 
 
