@@ -123,3 +123,21 @@ def test_a_refused_photo_listed_twenty_thousand_times_is_never_held_in_memory():
     assert peak_bytes_consuming(_KeepFirstUnrefused().process(("5", group))) < 2_000_000
     outputs = list(_KeepFirstUnrefused().process(("5", group)))
     assert len(outputs) == 19_999 and {o.value.reason for o in outputs} == {"repeated_id"}
+
+
+def test_rows_of_one_glob_come_in_the_order_of_their_paths_below_its_folder():
+    """An id's first row is the first by file, the file named by its path below the glob's folder (README). A file
+    in a folder is named `./FOLDER/NAME` (`file_label`), and the `./` put every file in a folder before every file
+    beside them: under `--input='dumps/**'` a row of `dumps/z/b.tsv` was kept over the same id's row of
+    `dumps/a.tsv`, which the base names (`a.tsv` before `b.tsv`) had kept. Files compare by their paths below the
+    folder, as the listing orders them: `2026-10/part.tsv`, `a.tsv`, `a/a.tsv`, `ab.tsv`, `z/b.tsv`."""
+    from pipeline.sources.input_files import file_label
+
+    paths = ["dumps/z/b.tsv", "dumps/a.tsv", "dumps/2026-10/part.tsv", "dumps/a/a.tsv", "dumps/ab.tsv"]
+    refs = [f"{file_label(path, 'dumps/**')}:1" for path in paths]
+    ordered = sorted(refs, key=lambda ref: source_order(photo("1", source_ref=ref)))
+    assert ordered == ["./2026-10/part.tsv:1", "a.tsv:1", "./a/a.tsv:1", "ab.tsv:1", "./z/b.tsv:1"]
+    with local_pipeline() as p:
+        out = p | beam.Create([photo("7", source_ref="./z/b.tsv:1"), photo("7", source_ref="a.tsv:2")]) \
+            | DropRepeatedIds()
+        assert_that(out.kept | beam.Map(lambda ph: ph.source_ref), equal_to(["a.tsv:2"]))

@@ -21,10 +21,13 @@ _FIELDS = tuple(field.name for field in fields(Photo))
 
 
 def source_order(photo: Photo) -> tuple:
-    """Sort key of 'file:line' refs in which line numbers compare as numbers ('a:9' < 'a:10')."""
+    """Sort key of 'file:line' refs in which line numbers compare as numbers ('a:9' < 'a:10'), and files by their
+    paths below the input glob's folder: a file in a folder is named `./FOLDER/NAME` (`input_files.file_label`), and
+    that `./` put every such file before every file beside the folders (`./z/b.tsv` before `a.tsv`), so an id's row
+    of `dumps/z/b.tsv` was kept over its row of `dumps/a.tsv`."""
     # [0-9], not \d or str.isdigit(): those also pass digits int() reads differently or refuses ('²')
     return tuple(int(part) if part.isascii() and part.isdigit() else part
-                 for part in re.split(r"([0-9]+)", photo.source_ref))
+                 for part in re.split(r"([0-9]+)", photo.source_ref.removeprefix("./")))
 
 
 def first_row_order(photo: Photo) -> tuple:
