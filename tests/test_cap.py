@@ -94,10 +94,14 @@ def test_a_tables_rows_are_capped_by_the_account_their_flickr_pages_name():
               "60": "https://images.example.org/60.jpg", "61": "https://images.example.org/61.jpg"}
     photos = [photo(photo_id, owner_nsid="", page_url=page) for photo_id, page in pages.items()]
     account = sorted((p for p in photos if int(p.photo_id) < 50), key=cap_rank)[:2]
+    _account_7_capped_at_two(photos, [ph.photo_id for ph in account] + ["50", "51", "60", "61"])
+
+
+def _account_7_capped_at_two(photos: list[Photo], kept: list[str]) -> None:
+    """`photos` through a cap of 2: the ids `kept` pass, and account 7@N01's four others are each its rejection."""
     with local_pipeline() as p:
         out = p | beam.Create(photos) | CapPerOwner(2)
-        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
-                    equal_to([ph.photo_id for ph in account] + ["50", "51", "60", "61"]), label="kept")
+        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(kept), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
                     equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")
 
@@ -120,9 +124,4 @@ def test_a_tables_rows_crediting_an_account_id_in_their_owner_column_are_capped_
     photos += [row(50, "Jane Doe"), row(51, "Jane Doe"), row(60, "7@N01", "https://www.flickr.com/photos/8@N01/60/"),
                photo("70", owner_nsid="9@N01", owner_name="7@N01")]
     account = sorted(photos[:6], key=cap_rank)[:2]
-    with local_pipeline() as p:
-        out = p | beam.Create(photos) | CapPerOwner(2)
-        assert_that(out.kept | beam.Map(lambda ph: ph.photo_id),
-                    equal_to([ph.photo_id for ph in account] + ["50", "51", "60", "70"]), label="kept")
-        assert_that(out.rejected | beam.Map(lambda r: (r.reason, r.detail)),
-                    equal_to([("owner_cap", "7@N01 has more than 2 images")] * 4), label="rejected")
+    _account_7_capped_at_two(photos, [ph.photo_id for ph in account] + ["50", "51", "60", "70"])

@@ -501,45 +501,21 @@ def test_a_host_hanging_up_is_still_a_connection_error_and_retried(answer):
         assert (result.reason, result.attempts, server.connections) == ("connection_error", 2, 2), result
 
 
-class TlsServer:
-    """Accepts connections on 127.0.0.1 and runs `answer(conn)` on each at once: an https URL's TLS handshake meets
-    whatever it sends."""
+class TlsServer(RawServer):
+    """Accepts connections on 127.0.0.1 and runs `answer(conn)` on each at once, its request unread: an https URL's
+    TLS handshake meets whatever it sends."""
 
     def __init__(self, answer: Callable[[socket.socket], None]) -> None:
-        self._answer = answer
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._stop = threading.Event()
-        self.connections = 0
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+        super().__init__(lambda conn, stop: answer(conn))
 
     def url(self, path: str) -> str:
         return f"https://{self.host}{path}"
 
-    def __enter__(self) -> "TlsServer":
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._acceptor.join(2)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(5)
-                with contextlib.suppress(OSError):  # the client gave up
-                    self._answer(conn)
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):  # the client gave up
+                self._script(conn, self._stop)
 
 
 def _self_signed(directory) -> ssl.SSLContext:
