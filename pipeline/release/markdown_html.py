@@ -59,7 +59,8 @@ def escape_markdown(text: str) -> str:
     """Text from the data, made safe to paste into a Markdown line: whitespace (newlines included)
     collapsed to single spaces, so it can start no block, every character that could start
     markup backslash-escaped and each "$" written `_DOLLAR` (no math), so it renders as exactly these words here and
-    on any Markdown viewer. Also `plain_text`'s changes: no control or bidi formatting character reaches the line."""
+    on any Markdown viewer. Also `plain_text`'s changes: no control character reaches the line, nor what
+    `published_text` drops."""
     escaped = _SPECIAL.sub(r"\\\1", " ".join(plain_text(text).split()))
     escaped = _LEADING_BLOCK.sub(lambda match: match[0] + "\\" if match[0][0].isdigit() else "\\" + match[0],
                                  escaped)

@@ -75,11 +75,11 @@ def owner_group(photo: Photo) -> str:
     them: the row's id in Flickr's one spelling, else the account its Flickr page names, else the account id a table's
     row credits as its creator), one owner search serving its photos; or, for a photo whose account cannot be known (a
     dump's row without an owner, a table's row whose page names an alias or none and which credits a name), the photo
-    alone. A table's rows carry no owner id: each was a group of its own, one
-    getInfo a photo, where an account's photos listed by their pages cost one search. Every photo naming no owner was
-    once one group, checked one getInfo after another by one worker whatever the job's workers: a table of 1.44
-    million rows took 400 hours at one call a second where the job's budget (`--flickr_calls_per_second` times its
-    keys and workers) had paid for many workers."""
+    alone. A table's rows carry no owner id: each was a group of its own, one getInfo a photo, where an account's
+    photos listed by their pages cost one search. Every photo naming no owner was once one group, checked one getInfo
+    after another by one worker whatever the job's workers: a table of 1.44 million rows took 400 hours at one call a
+    second where the job's budget (`--flickr_calls_per_second` times its keys and workers) had paid for many
+    workers."""
     return account(photo.owner_nsid, photo.page_url, photo.owner_name) or f"{NO_OWNER}{photo.photo_id}"
 
 
