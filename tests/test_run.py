@@ -1328,3 +1328,18 @@ def test_an_input_glob_over_a_link_back_into_the_folders_it_reads_is_taken(tmp_p
     (dumps / "2014").symlink_to(tmp_path / "disk2", target_is_directory=True)  # leads out of what the glob reads
     with pytest.raises(UsageError, match=r"--input .*dumps/2014 is a link to a folder"):
         check_input(str(dumps / "**"))
+
+
+def test_only_beams_own_fn_api_runner_is_given_the_cloud_options():
+    """`local_runner` makes Beam's FnApiRunner itself (to hand its workers the run's Google Cloud options) only where
+    Beam would make that class: a dotted path of another module ending in FnApiRunner (a user's own runner) is Beam's
+    to import, never swapped for Beam's."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    for name in ("FnApiRunner", "fnapirunner", "fnapi", "apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+                 "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"):
+        assert isinstance(run_command.local_runner(PipelineOptions([f"--runner={name}"])), FnApiRunner), name
+    for name in ("mypkg.FnApiRunner", "mypkg.runners.fn_api_runner.FnApiRunner", "DirectRunner", "PrismRunner",
+                 "DataflowRunner"):
+        assert run_command.local_runner(PipelineOptions([f"--runner={name}"])) is None, name

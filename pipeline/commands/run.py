@@ -470,14 +470,25 @@ def _refuse_globs_over_the_run(output: str, named: Sequence[tuple[str, str]]) ->
 _BEAM_RUNNERS = {path.rsplit(".", 1)[-1].lower(): path for path in StandardOptions.ALL_KNOWN_RUNNERS}
 
 
-def runner_class(runner: str | None) -> str:
-    """The class name of the runner Beam makes of `runner` (`create_runner`): a short name in any case, "Runner"
-    optional (--runner=direct is DirectRunner), or a dotted path, the class its last part names; "" for no runner or a
-    name Beam refuses (it says so when the job is made)."""
+# Where Beam's FnApiRunner is defined, and the package that gives it the shorter path Beam's list of runners names.
+_FN_API_RUNNER_PATHS = frozenset({"apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+                                  "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"})
+
+
+def runner_path(runner: str | None) -> str:
+    """The dotted path of the runner class Beam makes of `runner` (`create_runner`): a short name in any case, "Runner"
+    optional (--runner=direct is DirectRunner), read as Beam's own runner's path, or a dotted path as written; "" for
+    no runner or a name Beam refuses (it says so when the job is made)."""
     name = str(runner or "")
     lowered = name.lower()
     path = _BEAM_RUNNERS.get(lowered, _BEAM_RUNNERS.get(lowered + "runner", name))
-    return path.rsplit(".", 1)[-1] if "." in path else ""
+    return path if "." in path else ""
+
+
+def runner_class(runner: str | None) -> str:
+    """The class name of the runner Beam makes of `runner` (`runner_path`'s last part); "" for no runner or a name
+    Beam refuses."""
+    return runner_path(runner).rsplit(".", 1)[-1]
 
 
 def local_runner(options: PipelineOptions) -> Any:
@@ -490,8 +501,8 @@ def local_runner(options: PipelineOptions) -> Any:
     went as the service account. Those options alone, encoded as Beam's DirectRunner encodes the options it hands the
     FnApiRunner it makes: the others reached no worker before, and a worker is handed them in its environment, whose
     every value has a bound (128 KiB on Linux: a worker that cannot start is waited for by the runner for ever)."""
-    if runner_class(options.view_as(StandardOptions).runner) != "FnApiRunner":
-        return None
+    if runner_path(options.view_as(StandardOptions).runner) not in _FN_API_RUNNER_PATHS:
+        return None  # another runner, a user's own class of that name among them, is Beam's to make
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo, FnApiRunner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
