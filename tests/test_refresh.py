@@ -186,6 +186,28 @@ def test_a_flickr_refresh_rerun_at_another_api_endpoint_is_another_refresh(tmp_p
     assert "flickr_endpoint" not in of([f"--flickr_rest_url={endpoint}"])
 
 
+def test_flickrs_own_endpoint_given_by_flag_is_the_same_refresh_as_no_flag(tmp_path):
+    """--flickr_rest_url naming Flickr's own endpoint (as flickrapi calls it, its scheme and host in any case, with or
+    without its final slash) asks the same API as no flag: a rerun adding or dropping it was told "another refresh"
+    (exit 2)."""
+    from pipeline.release.refresh import fingerprint, made_by_another
+
+    window = ["--source=flickr", "--min_upload_date=2020-09-01", "--max_upload_date=2020-09-02"]
+    _, made, release = fingerprinted(tmp_path, window)
+
+    def of(rest: list[str]) -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    assert "flickr_endpoint" not in made
+    for url in ("https://api.flickr.com/services/rest/", "https://api.flickr.com/services/rest",
+                "HTTPS://API.Flickr.com/services/rest/"):
+        assert made_by_another(str(release), of([*window, f"--flickr_rest_url={url}"])) is None, url
+    for url in ("http://api.flickr.com/services/rest/", "https://api.flickr.com/services/REST/",
+                "https://api.flickr.com:8443/services/rest/"):
+        assert made_by_another(str(release), of([*window, f"--flickr_rest_url={url}"])) is not None, url
+
+
 def test_a_relative_input_refreshed_again_from_another_folder_is_another_refresh(tmp_path, monkeypatch):
     """A refresh held a relative --input by the path as typed and its size (a plain run's record took the working
     folder in): the same refresh typed in another folder, whose file of that name and size held other rows, was told

@@ -14,6 +14,9 @@ import json
 import os
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
+
+import flickrapi
 
 from pipeline.io.files import is_remote, matching_sizes, size_and_sha256
 from pipeline.io.http_client import masked_url
@@ -124,9 +127,22 @@ def api_endpoint(opts: PassOptions) -> dict[str, str]:
     manifest's `options` (a proxy's URL may carry its token); what may be a secret is masked here
     (`masked_url`), so a token renewed is the same endpoint."""
     url = opts.flickr_rest_url
-    if not url or not (opts.source == "flickr" or opts.verify_license):
+    if not url or not (opts.source == "flickr" or opts.verify_license) or _is_flickrs_own(str(url)):
         return {}
     return {"flickr_endpoint": masked_url(str(url))}
+
+
+def _is_flickrs_own(url: str) -> bool:
+    """Whether `url` is the endpoint the Flickr client calls without --flickr_rest_url (flickrapi's), however its
+    scheme and host are cased, with its default port or its final slash or without: the flag naming it asks the same
+    API as no flag, and a rerun adding or dropping it was told "another command"."""
+    try:
+        given, own = urlsplit(url), urlsplit(flickrapi.FlickrAPI.REST_URL)
+        port = given.port
+    except ValueError:
+        return False
+    return (given.scheme.lower(), given.hostname, port or 443, given.path.rstrip("/"), given.query, given.fragment,
+            given.username, given.password) == (own.scheme, own.hostname, 443, own.path.rstrip("/"), "", "", None, None)
 
 
 def _named_files(options: dict[str, Any]) -> list[str]:
