@@ -1373,6 +1373,24 @@ def test_a_work_cache_whose_release_s_manifest_cannot_be_read_is_left_and_said_s
     assert "which is not published" not in said and "remove that folder" not in said, said
 
 
+def test_more_unreadable_manifests_than_are_shown_are_counted(tmp_path, capsys):
+    """Past the first five releases whose manifest cannot be read, the rest went unsaid (the unpublished ones end in
+    "and N more such folders"): their caches stay, and the count says there are more to look at."""
+    from pipeline.commands import refresh as command
+
+    root = tmp_path / "root"
+    names = [f"r{number}" for number in range(10, 18)]
+    for name in names:
+        (root / "work" / name / "cache").mkdir(parents=True)
+        (root / "releases" / name).mkdir(parents=True)
+        (root / "releases" / name / "manifest.json").write_text("{")  # cut
+    command._tend_other_work(str(root), "r30")
+    said = capsys.readouterr().out
+    assert all((root / "work" / name / "cache").is_dir() for name in names)
+    assert said.count("cannot be read as a published release's") == 5, said
+    assert f"refresh: and 3 more work caches under {root}/work whose release's manifest cannot be read" in said, said
+
+
 def test_the_work_caches_on_an_object_store_other_than_gcs_are_tended_not_said_unlisted(tmp_path, capsys):
     """On a root on another Beam filesystem than gs:// (s3://, azfs://: any Beam reads and writes, as the output's
     lock does, best effort), the look at ROOT/work went through the gs:// client, which refused it, and every refresh

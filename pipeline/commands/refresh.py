@@ -367,6 +367,9 @@ def _tend_other_work(root: str, name: str) -> None:
         print(f"refresh: {printable(work_folder(root, other))[:200]} is left: {printable(folder)[:200]}/{MANIFEST} "
               f"cannot be read {read}, so whether release {other} is published cannot be told "
               f"(`pass-pipeline verify {printable(folder)[:200]}` says what is wrong)", flush=True)
+    if len(unreadable) > _OTHER_WORK_SHOWN:
+        print(f"refresh: and {len(unreadable) - _OTHER_WORK_SHOWN:,} more work caches under "
+              f"{printable(root)[:200]}/work whose release's manifest cannot be read", flush=True)
     try:  # the release folders there, to name one only where it is (a refresh stopped before its launch made it)
         releases = set(folder_names_in(FileSystems.join(root, "releases"))) if unpublished else set()
     except Exception:  # the listing above read the store: named as if there, as before
