@@ -93,13 +93,13 @@ def main() -> int:
           + "  ".join(f"{name:>11}" for name in STRATEGIES))
     with tempfile.TemporaryDirectory() as scratch:
         credentials = Path(scratch) / "flickr.json"
-        credentials.write_text(json.dumps({"key": "k", "secret": "s"}))
+        credentials.write_text(json.dumps({"key": "fixture-key", "secret": "fixture-secret"}))
         for mean in REGIMES:
             counts = owners_for(args.photos, mean, random.Random(int(mean * 10)))
             world, records = carried_world(counts, seed=int(mean * 10))
             by_id = world.by_id()
             missing = sum(by_id[r.photo_id].deleted or by_id[r.photo_id].license not in (4, 11) for r in records)
-            with FlickrServer(world, api_keys={"k"}) as server:
+            with FlickrServer(world, api_keys={"fixture-key"}) as server:
                 results = {name: run(strategy, server, credentials, records) for name, strategy in STRATEGIES.items()}
             calls = {name: result[0] for name, result in results.items()}
             print(f"{mean:>12g} {len(records):>7,} {len(counts):>7,} {missing:>7,}  {'':>16}"
