@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from pipeline import __version__
 from pipeline.commands.demo import demo
 from pipeline.commands.evaluate import evaluate_command
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_cmd.add_argument("-h", "--help", action="store_true")
     verify_cmd = commands.add_parser("verify", help="re-check every file of a release against its manifest")
     verify_cmd.add_argument("release", help="the release's folder (local or gs://), where manifest.json is")
+    verify_cmd.add_argument("--impersonate_service_account", default="", help=IMPERSONATE_HELP)
     verify_cmd.add_argument("--previous", default="",
                             help="the release it was made from (a refresh's previous): its changelog.json is also "
                                  "compared with that release's photos (read, not verified: verify it first)")
@@ -107,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_cmd.add_argument("decisions", help="CSV: photo_id, decision (accept|reject_human|reject_other), note, "
                            "sha256 (of the image reviewed; optional)")
     apply_cmd.add_argument("--store", required=True, help="the cumulative decisions CSV (local or gs://)")
+    apply_cmd.add_argument("--impersonate_service_account", default="", help=IMPERSONATE_HELP)
     refresh_cmd = commands.add_parser(
         "refresh", add_help=False, epilog="Every flag of `pass-pipeline run` applies too; the options that shaped "
         "the previous release are inherited unless given again.",
@@ -145,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if args.command == "demo":
                 return demo(str(Path(args.output).resolve()), rest)
+            if args.command in ("verify", "review"):
+                gcs_as(args.impersonate_service_account)
             if args.command == "verify":
                 return verify_command(args.release, args.previous)
             if args.command == "refresh":
@@ -173,6 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def gcs_as(service_account: str) -> None:
+    """Beam's filesystems given --impersonate_service_account for a command that takes no pipeline options (`verify`,
+    `review apply`), before its first gs:// call: Beam's storage client takes its credentials from the options its
+    filesystems hold and keeps them for the process. Without the flag, nothing is set (your own credentials)."""
+    if service_account:
+        FileSystems.set_options(PipelineOptions([f"--impersonate_service_account={service_account}"]))
+
+
 EVALUATE_DESCRIPTION = """What the detectors a run would use remove, on labelled images. With no flag: the builtin set
 (the real photographs that scikit-image, scikit-learn and matplotlib ship, labelled with or without people, and
 composites made from them), stored as a run stores images, then the leak images (hands, headless torsos, tiny
@@ -181,6 +196,9 @@ image counts as removed when a run would reject it or hold it for review). A few
 These photographs belong to the tuning set, so the figures are not held out: held-out figures come from
 --photos DIR --split=heldoutN. Exit status: 0 when recall is 100%, 1 when an image with people would be kept,
 2 for a usage error."""
+
+IMPERSONATE_HELP = ("read and write gs:// as this service account (its short-lived tokens made from your own "
+                    "credentials), as a run given --impersonate_service_account does; default: your own credentials")
 
 RUN_EPILOG = """Flags the job does not define are refused, except Beam's own pipeline options (--runner,
 --project, --region, --direct_num_workers, ...), which pass through to Beam. Without --runner the

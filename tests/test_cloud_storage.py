@@ -863,6 +863,46 @@ def test_every_gcs_call_of_a_run_carries_the_service_account_it_impersonates(gcs
     assert identities == {("Bearer impersonated-token", "pass-monthly")}, identities
 
 
+@pytest.mark.parametrize("command", ["verify", "review"])
+def test_verify_and_review_apply_read_and_write_gcs_as_the_service_account_they_are_given(gcs, monkeypatch, capsys,
+                                                                                         command,
+                                                                                         beams_credentials_afresh):
+    """`verify` and `review apply` took no --impersonate_service_account: a user who may reach the bucket only as the
+    run's service account (as a run or refresh given that flag reads and writes it) could not check the release the
+    run published nor fold decisions into a store beside it. Given the flag, every gs:// call goes as that account,
+    as a run's do; without it, as the user's own credentials, as before."""
+    from apache_beam.internal.gcp import auth
+    from google.auth import iam
+
+    root = f"gs://{BUCKET}/impersonated-{command}"
+    if command == "verify":
+        gcs.blob(f"impersonated-{command}/in.tsv").upload_from_string(b"")
+        assert main(["run", f"--input={root}/in.tsv", f"--output={root}/out", "--allow_empty", *FAST]) == 0, \
+            capsys.readouterr().err
+        argv = ["verify", f"{root}/out"]
+    else:
+        gcs.blob(f"impersonated-{command}/d1.csv").upload_from_string("photo_id,decision,note\n5,accept,\n")
+        argv = ["review", "apply", f"{root}/d1.csv", "--store", f"{root}/reviews.csv"]
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", False)  # a new process: the run's are not held
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    tokens = _token_server()
+    monkeypatch.setattr(iam, "_IAM_ENDPOINT", f"http://127.0.0.1:{tokens.server_address[1]}/v1/projects/-/"
+                                              "serviceAccounts/{}:generateAccessToken")
+    capsys.readouterr()
+    try:
+        with _preconditions_kept(monkeypatch) as proxy:
+            assert main([*argv, f"--impersonate_service_account={IMPERSONATED}"]) == 0, capsys.readouterr()
+    finally:
+        tokens.shutdown()
+    assert proxy.requests, "no gs:// call"
+    assert {headers.get("authorization") for _, _, headers in proxy.requests} == {"Bearer impersonated-token"}
+    assert set(tokens.requests) == {(f"/v1/projects/-/serviceAccounts/{IMPERSONATED}:generateAccessToken",
+                                     "Bearer fake-token")}
+    if command == "review":
+        assert gcs.blob(f"impersonated-{command}/reviews.csv").download_as_bytes() == \
+            b"photo_id,decision,note,sha256\n5,accept,,\n"
+
+
 # Each worker process of a local job (--direct_running_mode=multi_processing) is a fresh interpreter, which the test's
 # stand-in IAM endpoint, set in this process, does not reach: a `sitecustomize` on PYTHONPATH sets it there too.
 STAND_IN_IAM = """
