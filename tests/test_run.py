@@ -9,18 +9,21 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import apache_beam.pipeline as beam_pipeline
 import pytest
 
 import pipeline.commands.run as run_command
+import pipeline.stages.license as license_stage
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
 from pipeline.fixtures.static_server import Response, StaticServer
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
+from pipeline.records import Photo
 from tests.conftest import FAST, killed_runs_lock, pid_gone
 from tests.parquet_footers import rows_of, values_of, with_integers
 from tests.test_http_client import RawServer, send_then
@@ -1343,3 +1346,28 @@ def test_only_beams_own_fn_api_runner_is_given_the_cloud_options():
     for name in ("mypkg.FnApiRunner", "mypkg.runners.fn_api_runner.FnApiRunner", "DirectRunner", "PrismRunner",
                  "DataflowRunner"):
         assert run_command.local_runner(PipelineOptions([f"--runner={name}"])) is None, name
+
+
+def test_a_run_that_loses_a_row_is_refused_exit_4_and_publishes_nothing(world, tmp_path, capsys, monkeypatch):
+    """README's exit status 4: a run whose rows are not all accounted for (kept + rejected ≠ read: a bug) is refused
+    after the job and publishes nothing. A license stage that drops the demo world's video without a rejection is
+    such a bug; the earlier dataset in the output stays as it was."""
+    server, metadata = world
+    output = tmp_path / "out"
+    assert main(["run", *argv(server, metadata, output)]) == 0
+    before = {name: (output / name).read_bytes() for name in sorted(dataset_files(output))}
+    capsys.readouterr()
+
+    def losing_the_video(self: object, photo: Photo) -> Iterator[object]:
+        rejection = license_stage.license_rejection(photo)
+        if rejection is None:
+            yield photo
+        elif rejection.reason != "video":  # the video vanishes: neither kept nor rejected
+            yield license_stage.reject(rejection)
+
+    monkeypatch.setattr(license_stage._KeepCcBy, "process", losing_the_video)
+    assert main(["run", "--overwrite", *argv(server, metadata, output)]) == 4
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("pass-pipeline: refused: 18 rows were read but ")
+    assert "not every row is accounted for (a bug); nothing was published" in message
+    assert {name: (output / name).read_bytes() for name in sorted(dataset_files(output))} == before
