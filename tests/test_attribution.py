@@ -177,3 +177,50 @@ def test_parts_are_cut_by_their_bytes_too_so_long_titles_do_not_fill_one_worker(
     assert (tmp_path / "ATTRIBUTION.csv").read_bytes() == attribution_csv([attribution_row(photo) for photo in photos])
     parts = sorted(path for path in (tmp_path / "_parts").rglob("*") if path.is_file())
     assert len(parts) == 5 and all(part.stat().st_size <= 25_000 for part in parts)
+
+
+# A table's rows carry no owner id: the account their Flickr page names, or the account id their owner column
+# credits (a table made from Flickr's search answers), was counted by the owner cap, the licence re-check and the
+# datasheet, but ATTRIBUTION.csv gave such a row no creator link.
+@pytest.mark.parametrize(("page_url", "owner_name", "nsid"), [
+    ("https://www.flickr.com/photos/12345678@N01/7/", "Ann", "12345678@N01"),
+    ("https://www.flickr.com/photos/0012345678@n01/7/", "", "12345678@N01"),  # one account however spelt
+    ("https://www.flickr.com/photos/12345678%40N01/7/", "Ann", "12345678@N01"),  # as Flickr's server reads it
+    ("https://flickr.com/photos/12345678@N01/7/in/photostream/", "Ann", "12345678@N01"),
+    ("https://example.org/7.jpg", "12345678@N01", "12345678@N01"),
+    ("", " 0012345678@n01 ", "12345678@N01"),
+    # the page's account first, as the owner cap and the datasheet count it
+    ("https://www.flickr.com/photos/99@N02/7/", "12345678@N01", "99@N02"),
+])
+def test_a_table_rows_known_account_is_its_creator_link(page_url, owner_name, nsid):
+    row = attribution_row(photo("7", source="table", owner_nsid="", owner_name=owner_name, page_url=page_url))
+    assert row[2] == f"https://www.flickr.com/people/{nsid}/"
+    assert row[1] == published_text(owner_name)  # the creator as the row credits it, never rewritten
+
+
+@pytest.mark.parametrize(("page_url", "owner_name"), [
+    ("https://www.flickr.com/photos/someone/123/", "Ann"),  # an alias: only the API knows whose
+    ("https://example.org/7.jpg", "Ann"),  # a creator's name is no account
+    ("", ""),
+    ("https://www.flickr.com/photos/12345678@N01/../7/", "Ann"),  # no photo page once read as a server does
+    ("https://www.flickr.com/photos/12345678@N01/7/../../../people/", "Ann"),
+    ("https://www.flickr.com/photos/x%2F12345678@N01/7/", "Ann"),  # an escaped slash is no path's
+    ("https://www.flickr.com/photos/12345678@N01%3Cb%3E/7/", "Ann"),
+    ("https://www.flickr.com.evil.example/photos/12345678@N01/7/", "Ann"),  # look-alike hosts
+    ("https://flickr.com@evil.example/photos/12345678@N01/7/", "Ann"),
+    ("https://www.fIickr.com/photos/12345678@N01/7/", "Ann"),
+    ("https://www.fl\u0456ckr.com/photos/12345678@N01/7/", "Ann"),
+    ("https://evil.example/?next=flickr.com/photos/12345678@N01/7/", "Ann"),
+    ("https://example.org/7.jpg", "12345678@N01<b>"),  # an owner column that is no account id alone
+    ("https://example.org/7.jpg", "12345678@N01/../x"),
+])
+def test_a_table_row_whose_account_is_unknown_has_no_creator_link(page_url, owner_name):
+    row = attribution_row(photo("7", source="table", owner_nsid="", owner_name=owner_name, page_url=page_url))
+    assert row[2] == "" and row[1] == published_text(owner_name)
+
+
+def test_a_row_with_an_owner_id_keeps_its_creator_link():
+    """The owner id is the account whatever the page or the name say, and its link is written as before."""
+    row = attribution_row(photo("7", owner_nsid="5@N00", owner_name="99@N02",
+                                page_url="https://www.flickr.com/photos/12345678@N01/7/"))
+    assert row[1:3] == ("99@N02", "https://www.flickr.com/people/5@N00/")

@@ -170,3 +170,33 @@ def test_a_credit_an_earlier_version_wrote_with_a_stack_of_combining_marks_is_th
     for name, title in ((f"Ann{zalgo}", f"S{zalgo}ea"), (f"Ann{zalgo[:MAX_MARKS]}", f"S{zalgo[:MAX_MARKS]}ea")):
         assert _attribution_credit(["7", name, page, title, *tail]) == shard
     assert _attribution_credit(["7", "Ann", page, f"S{zalgo[:MAX_MARKS]}ea", *tail]) != shard
+
+
+def test_a_table_rows_creator_link_matches_however_an_earlier_version_wrote_it():
+    """A table's row has no owner id: ATTRIBUTION.csv links the account its Flickr page names (or its owner column
+    credits) now, where an earlier version wrote no link. Either matches the shard's record; another account's link,
+    or a link where no account is known, still does not."""
+    from pipeline.release.record_readers import _record_credit
+
+    tail = ["CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+
+    def record(name: str, page: str, nsid: str = "") -> bytes:
+        return _record_credit({"owner_name": name, "owner_nsid": nsid, "title": "t", "page_url": page,
+                               "license_name": tail[0], "license_url": tail[1]})
+
+    page, elsewhere = "https://www.flickr.com/photos/0012@n01/7/", "https://example.org/7.jpg"
+    link = "https://www.flickr.com/people/12@N01/"
+    for name, url in (("Ann", page), ("12@N01", elsewhere), (" 012@n01", elsewhere)):
+        for written in ("", link):  # as an earlier version wrote it, as this one does
+            assert _attribution_credit(["7", name, written, "t", url, *tail]) == record(name, url)
+        for wrong in ("https://www.flickr.com/people/13@N01/", "https://www.flickr.com/people/0012@n01/",
+                      "https://example.org/people/12@N01/"):
+            assert _attribution_credit(["7", name, wrong, "t", url, *tail]) != record(name, url)
+    alias = "https://www.flickr.com/photos/someone/7/"
+    for name, url in (("Ann", alias), ("Ann", elsewhere), ("", elsewhere)):  # no account known: no link
+        assert _attribution_credit(["7", name, "", "t", url, *tail]) == record(name, url)
+        assert _attribution_credit(["7", name, link, "t", url, *tail]) != record(name, url)
+    # A row with an owner id is linked by it: another account's link, or the page's account's, differs.
+    assert _attribution_credit(["7", "Ann", link, "t", alias, *tail]) == record("Ann", alias, "12@N01")
+    assert _attribution_credit(["7", "Ann", link, "t", page, *tail]) != record("Ann", page, "5@N00")
+    assert _attribution_credit(["7", "Ann", "", "t", alias, *tail]) != record("Ann", alias, "12@N01")

@@ -1742,3 +1742,41 @@ def test_a_table_whose_footer_counts_other_rows_than_its_row_groups_is_unreadabl
     assert pq.read_metadata(shard).num_rows == rows - 1 and pq.read_table(shard).num_rows == rows
     assert (shard.relative_to(copy).as_posix(), f"unreadable: its footer counts {rows - 1} rows in all, its row "
             f"groups {rows}") in _problems(copy)
+
+
+def test_a_table_rows_creator_link_verifies_as_an_earlier_version_or_this_one_wrote_it(tmp_path):
+    """A table's rows hold no owner id: ATTRIBUTION.csv links the account their Flickr page names (or their owner
+    column credits) now, where an earlier version wrote no link. A release either wrote verifies (a refresh verifies
+    the release it carries first); one linking another account, or linking a row whose account is unknown, does not."""
+    import csv
+
+    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
+    from pipeline.io.sinks import csv_bytes
+    from tests.conftest import photo
+
+    def table_photo(photo_id: str, owner_name: str, page_url: str):
+        image = as_stored_jpeg(photo_id.encode() * 64)
+        return photo(photo_id, source="table", owner_nsid="", owner_name=owner_name, page_url=page_url, image=image,
+                     sha256=hashlib.sha256(image).hexdigest())
+
+    photos = [table_photo("11", "Ann", "https://www.flickr.com/photos/0012@n01/11/"),
+              table_photo("12", "34@N02", "https://example.org/12.jpg"),
+              table_photo("13", "Bo", "https://www.flickr.com/photos/someone/13/")]
+    folder = _release_of(tmp_path / "release", photos, ["webdataset", "parquet", "tfrecord"])
+    rows = list(csv.reader(io.StringIO((folder / "ATTRIBUTION.csv").read_text(encoding="utf-8"))))[1:]
+    assert [row[2] for row in rows] == ["https://www.flickr.com/people/12@N01/", "https://www.flickr.com/people/34@N02/",
+                                        ""]
+    assert _problems(folder) == set()
+
+    def rewritten(links: list[str]) -> set:
+        (folder / "ATTRIBUTION.csv").write_bytes(csv_bytes(ATTRIBUTION_COLUMNS, [
+            [*row[:2], link, *row[3:]] for row, link in zip(rows, links, strict=True)]))
+        reseal(folder)
+        return _problems(folder)
+
+    assert rewritten(["", "", ""]) == set()  # as an earlier version wrote it
+    elsewhere = ["https://www.flickr.com/people/34@N02/", rows[1][2], ""]  # row 11 linked to another account
+    unknown = [rows[0][2], rows[1][2], "https://www.flickr.com/people/12@N01/"]  # row 13's account is unknown
+    for links, photo_id in ((elsewhere, "11"), (unknown, "13")):
+        assert rewritten(links) == {
+            ("attribution", f"1 photos whose credit differs from webdataset's, e.g. {photo_id}")}

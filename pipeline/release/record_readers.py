@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, creator_url, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
@@ -110,10 +110,23 @@ def _credit_digest(fields: list[Any]) -> bytes:
     """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
     each cell as `published_text` leaves it (as `credit` does; a file an earlier version wrote holds what it drops:
     bidi formatting, tag characters, marks past the bound), and a credit by the owner's Flickr id compared as one
-    whatever creator it shows (`_by_owner_id`)."""
+    whatever creator it shows (`_by_owner_id`), and a row's missing creator link as the link to the account its page
+    or creator names (`_with_account_link`)."""
     text = [published_text(CONTROLS.sub("\ufffd", value if isinstance(value, str) else
                                         "" if value is None else str(value))) for value in fields]
-    return hashlib.blake2b(json.dumps(_by_owner_id(text)).encode(), digest_size=DIGEST).digest()
+    return hashlib.blake2b(json.dumps(_by_owner_id(_with_account_link(text))).encode(), digest_size=DIGEST).digest()
+
+
+def _with_account_link(text: list[str]) -> list[str]:
+    """A whole credit (creator, creator URL, title, page, ...) with no creator URL given the link to the account its
+    page names, else its creator where that is an account id (`attribution.creator_url`, as `credit` links a table's
+    row): an earlier version gave a table's rows, which hold no owner id, no link, and this one links that account,
+    so a release either wrote verifies. Another account's link, or a link where no account is known, still differs;
+    so does a missing link where the account is not the one the row's page or creator names (a row whose owner id is
+    that account reads as a table's row the earlier version wrote: the file holds no owner id to tell them apart)."""
+    if len(text) != len(_CREDIT_FIELDS) or text[1]:
+        return text
+    return [text[0], creator_url("", text[3], text[0]), *text[2:]]
 
 
 def _by_owner_id(text: list[str]) -> list[str]:
@@ -123,8 +136,8 @@ def _by_owner_id(text: list[str]) -> list[str]:
     the id still differs."""
     if len(text) != len(_CREDIT_FIELDS):
         return text
-    creator, creator_url = text[0], text[1]
-    if not shows_something(creator.replace("\ufffd", "")) or creator_url == f"https://www.flickr.com/people/{creator}/":
+    creator, link = text[0], text[1]
+    if not shows_something(creator.replace("\ufffd", "")) or link == f"https://www.flickr.com/people/{creator}/":
         return ["", *text[1:]]
     return text
 
