@@ -2434,3 +2434,51 @@ def test_an_inherited_option_holding_terminal_escapes_is_said_in_one_short_print
     line = said[0]
     assert "--columns=photo_id\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\nrefresh: OK xxx" in line, line[:300]
     assert line.isprintable() and len(line) < 1_000
+
+
+def test_a_table_release_written_without_creator_links_is_refreshed_with_them_its_photos_unchanged(tmp_path):
+    """ATTRIBUTION.csv links a table's row to the account its Flickr page names or its owner column credits; an
+    earlier version left such rows without a link. Refreshed, a release that version wrote verifies (a link missing
+    is no other credit), its photos are carried as unchanged (first published in it, neither removed nor added
+    again), and the new release links them, its own verify passing."""
+    import csv
+
+    from pipeline.fixtures.demo_world import demo_image
+    from pipeline.fixtures.static_server import StaticServer, image
+    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
+    from pipeline.io.sinks import csv_bytes
+    from pipeline.release.verify import verify
+
+    def attribution(release: Path) -> list[list[str]]:
+        return list(csv.reader(io.StringIO((release / "ATTRIBUTION.csv").read_text(encoding="utf-8"))))[1:]
+
+    root, table = tmp_path / "root", tmp_path / "photos.csv"
+    columns = "--columns=url=photo_url,id=photo_id,owner=author,page_url=page,license=licence"
+    links = {"1": "https://www.flickr.com/people/12345678@N01/", "2": "https://www.flickr.com/people/34@N02/", "3": ""}
+    with StaticServer() as server:
+        rows = [("1", server.add("/1/chelsea.jpg", image(demo_image("chelsea.jpg"))), "Ann",
+                 "https://www.flickr.com/photos/12345678@N01/1/"),
+                ("2", server.add("/1/coffee.jpg", image(demo_image("coffee.jpg"))), "0034@n02", ""),
+                ("3", server.add("/1/brick.jpg", image(demo_image("brick.jpg"))), "Bo",
+                 "https://www.flickr.com/photos/someone/3/")]
+        table.write_bytes(csv_bytes(("photo_id", "photo_url", "author", "page", "licence"),
+                                    [(*row, "CC BY 4.0") for row in rows]))
+        options = [f"--input={table}", "--input_format=csv", columns, f"--allowed_hosts={server.host}",
+                   "--max_side=1024", "--min_side=16", *FAST]
+        assert main(["refresh", f"--output={root}", "--release=r1", *options]) == 0
+        first = root / "releases" / "r1"
+        assert {row[0]: row[2] for row in attribution(first)} == links
+        # r1 as an earlier version wrote it: no creator link on a row without an owner id
+        (first / "ATTRIBUTION.csv").write_bytes(csv_bytes(ATTRIBUTION_COLUMNS, [
+            [*row[:2], "", *row[3:]] for row in attribution(first)]))
+        reseal(first)
+        assert list(verify(str(first))) == []
+        assert main(["refresh", f"--previous={first}", f"--output={root}", "--release=r2", *options]) == 0
+    second = root / "releases" / "r2"
+    assert {row[0]: row[2] for row in attribution(second)} == links
+    log = json.loads((second / "changelog.json").read_text())
+    assert (log["added"], log["removed"], log["unchanged"]) == ([], {}, 3)
+    first_release = pq.read_table(second / "parquet", columns=["photo_id", "first_release"]).to_pylist()
+    assert sorted((row["photo_id"], row["first_release"]) for row in first_release) == [("1", "r1"), ("2", "r1"),
+                                                                                         ("3", "r1")]
+    assert list(verify(str(second))) == []
