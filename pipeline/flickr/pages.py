@@ -1,7 +1,7 @@
 """Flickr photo pages: which account a page URL names as its owner, for the takedown list (an `owner` entry keeps
 out an account's photos a table lists by their pages), and which account a photo is of (`account`: a table's rows
-carry no owner id, only their page) for the per-photographer cap, the licence re-check's owner searches and the
-datasheet's count of photographers."""
+carry no owner id, only their page) for the per-photographer cap, the licence re-check's owner searches, the
+datasheet's count of photographers and ATTRIBUTION.csv's creator link."""
 
 from __future__ import annotations
 
