@@ -35,7 +35,9 @@ def normal_escapes(text: str) -> str:
 
 def without_dot_segments(path: str) -> str:
     """RFC 3986 5.2.4 remove_dot_segments, on a path whose escapes are already normal ("%2E" is "." by then):
-    "/a/./b/../c" is "/a/c", as requests (urllib3) sends it and as 6.2.2.3 compares it."""
+    "/a/./b/../c" is "/a/c", as requests (urllib3) sends it and as 6.2.2.3 compares it. That is for a path starting
+    with "/" (or empty), as a URL with a host has; a relative one (a URL with no host, naming nothing fetched) keeps
+    its first segment, "a/../b" being "a/b" where 5.2.4 makes it "/b", so a check of each segment still reads it."""
     output: list[str] = []
     segments = path.split("/")
     for index, segment in enumerate(segments):
