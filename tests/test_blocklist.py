@@ -666,12 +666,16 @@ def test_a_takedown_url_on_a_host_that_reads_as_flickrs_and_is_not_fails_at_laun
     "https://c1.staticflickr.com/1/1/1_abcdef_z.jpg", "https://editor:pw@www.flickr.com/photos/a/1/",
     "https://www.flickr.com\u3002/photos/a/1/", "https://www.flickr.com%2E/photos/a/1/",
     "https://flic.kr\uff0e/p/2", "https://live.staticflickr.com%2e/65535/1_abcdef_b.jpg",
+    "https://\uff57\uff57\uff57.flickr.com%2E/photos/a/1/", "https://www.flickr.com\u3002\u3002/photos/a/1/",
+    "https://www.flickr.com.\u3002/photos/a/1/", "https://www.flickr.com%E3%80%82/photos/a/1/",
 ])
 def test_a_takedown_url_on_flickrs_own_hosts_names_its_photo(url):
     """Flickr's own hosts, however spelt (case, a final dot, the default port, full-width letters requests sends as
     flickr.com), still name Flickr's photo 1. A final dot written as an ideographic or full-width full stop (which
     IDNA, as requests sends the host, makes a '.') or escaped (%2E) is a final dot too: it was kept where the plain one
-    was dropped, so `www.flickr.com。` was refused as a host that reads as Flickr's and is not one of them."""
+    was dropped, so `www.flickr.com。` was refused as a host that reads as Flickr's and is not one of them; so were
+    an escaped final dot after full-width letters, two final dots one of them ideographic, and an escaped ideographic
+    one."""
     entries = parse_blocklist(f"url {url}\n", "t.txt", 4)
     assert Matcher(entries, METADATA_KINDS).match(photo("1")) is not None
 

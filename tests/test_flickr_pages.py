@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from pipeline.flickr.pages import account, credited_account, normal_host, page_owner
 
+# A final dot, each way it may be written: IDNA makes the ideographic, full-width and half-width full stops a '.', and
+# an escape of any of them is one to whoever decodes the host.
+FINAL_DOTS = [".", "\u3002", "\uff0e", "\uff61", "%2E", "%2e", "%E3%80%82", "%ef%bc%8e", "%EF%BD%A1"]
 HOST_PARTS = st.sampled_from(["www", "flickr", "com", "m", "secure", "\uff46\uff4c\uff49\uff43\uff4b\uff52", "W",
                               "b\u00fccher", "xn--bcher-kva", "de", "\u00ad", "%41", "%2e", "%", "ex_ample", "\u0131",
                               "\u200b", "-", ".", "\u3002", "1"])
@@ -45,9 +48,34 @@ def test_normal_host_is_idempotent(host):
     assert normal.isascii() and normal == normal.lower() and not normal.endswith(".")
 
 
+@pytest.mark.parametrize("dot", FINAL_DOTS)
+def test_a_final_dot_however_written_is_dropped(dot):
+    """A final dot escaped after full-width letters (IDNA refused the '%', so the letters stayed escaped), and one
+    written as an escaped ideographic or full-width full stop, was kept: Flickr's own host read as none of its."""
+    assert normal_host(f"www.flickr.com{dot}") == "www.flickr.com"
+    assert normal_host(f"\uff57\uff57\uff57.flickr.com{dot}") == "www.flickr.com"  # with full-width letters too
+
+
+@pytest.mark.parametrize("dots", ["..", "\u3002\u3002", ".\u3002", "\u3002.", "%2E\u3002", "\uff0e%2e", "%2E%2E"])
+def test_several_final_dots_however_written_are_all_dropped(dots):
+    """Several plain final dots were all dropped and so were escaped ones, but two ideographic ones (or a plain one
+    before an ideographic one) were kept, escaped: the same host read as none of Flickr's."""
+    assert normal_host(f"www.flickr.com{dots}") == "www.flickr.com"
+    assert normal_host(f"www.flickr.com{dots * 500_000}") == "www.flickr.com"  # a million of them, read once
+
+
 def test_a_final_dot_is_dropped():
     assert normal_host("www.flickr.com.") == normal_host("www.flickr.com..") == "www.flickr.com"
     assert normal_host("www.flickr.com\u3002") == normal_host("www.flickr.com.%2E") == "www.flickr.com"
+
+
+@given(HOSTS, st.lists(st.sampled_from(FINAL_DOTS), min_size=1, max_size=3))
+def test_final_dots_however_written_name_the_host_without_them(host, dots):
+    try:
+        expected = normal_host(host)
+    except ValueError:
+        return
+    assert normal_host(host + "".join(dots)) == expected
 
 
 @pytest.mark.parametrize("url", [

@@ -20,18 +20,34 @@ NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
 PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
 # /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
 PAGE_PATH = re.compile(r"/photos/([^/]+)/0*([0-9]{1,20})(?:/.*)?")
+# A final dot, each way it may be written (upper case): IDNA makes the ideographic, full-width and half-width full
+# stops a '.', and an escape of any of them is one to whoever decodes the host (a browser does, before IDNA).
+_FINAL_DOTS = (".", "\u3002", "\uff0e", "\uff61", "%2E", "%E3%80%82", "%EF%BC%8E", "%EF%BD%A1")
 
 
 def normal_host(hostname: str) -> str:
     """The host lower-cased, its escapes normal, an international name in the IDNA form requests sends (BÜcher.de is
     xn--bcher-kva.de); a name IDNA refuses is compared as written (requests would not send it anyway). Without its
     final dot, however written: IDNA makes an ideographic or full-width full stop a '.', and an escaped one (%2E) is
-    one, so `www.flickr.com。` was `flickr.com.`, no host of Flickr's, where `www.flickr.com.` was Flickr's."""
-    host = hostname.rstrip(".")
+    one, so `www.flickr.com。` was `flickr.com.`, no host of Flickr's, where `www.flickr.com.` was Flickr's. Every final
+    dot goes before IDNA reads the rest: IDNA refuses a '%' and two final dots (an empty label), and a host it refuses
+    stays escaped (`ｗｗｗ.flickr.com%2E` and `www.flickr.com。。` were Flickr's host read as none of Flickr's)."""
+    host = _without_final_dots(hostname)
     if not host.isascii():
         with contextlib.suppress(idna.IDNAError):
             host = idna.encode(host, uts46=True).decode("ascii")
-    return normal_escapes(host).lower().rstrip(".")
+    return normal_escapes(host).lower().rstrip(".")  # a final dot IDNA made of what it drops (a soft hyphen) after one
+
+
+def _without_final_dots(host: str) -> str:
+    """`host` without its final dots, each written in any of its `_FINAL_DOTS` ways (a final piece at a time, so a
+    host of a million dots is read once)."""
+    end = len(host)
+    while True:
+        dot = next((dot for dot in _FINAL_DOTS if end >= len(dot) and host[end - len(dot):end].upper() == dot), None)
+        if dot is None:
+            return host[:end]
+        end -= len(dot)
 
 
 def page_owner(url: str) -> str | None:
