@@ -10,11 +10,21 @@ import unicodedata
 # blank Braille pattern).
 _BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
 _BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# The code points Unicode reserves as default ignorable and has not assigned yet (DerivedCoreProperties.txt's
+# Default_Ignorable_Code_Point; the assigned ones are format characters and marks, blank above): a renderer draws
+# them as nothing whether or not it knows them, where any other unassigned character is drawn as a box.
+_IGNORABLE_UNASSIGNED = ((0x2065, 0x2065), (0xFFF0, 0xFFF8), (0xE0000, 0xE0FFF))
+
+
+def _blank(char: str) -> bool:
+    code = ord(char)
+    return (unicodedata.category(char) in _BLANK_CATEGORIES or char in _BLANK_CHARACTERS
+            or any(first <= code <= last for first, last in _IGNORABLE_UNASSIGNED))
 
 
 def shows_something(text: str) -> bool:
     """True when `text` holds a character that is drawn: a name made only of zero-width spaces looks empty."""
-    return any(unicodedata.category(c) not in _BLANK_CATEGORIES and c not in _BLANK_CHARACTERS for c in text)
+    return not all(map(_blank, text))
 
 
 def creator_name(owner_name: str, owner_nsid: str) -> str:
