@@ -104,6 +104,23 @@ def test_more_stage_and_reason_pairs_than_any_run_writes_are_not_tallied_further
         said(found)
 
 
+def test_files_each_within_the_bound_of_reasons_are_not_tallied_past_it_together(monkeypatch):
+    """Each file's accounts were cleared past the bound, but their merge was not: a resealed release of many
+    rejections files, each of 10,000 made-up reasons, was held whole in memory (1,000 files of 10,000 reasons of a
+    kilobyte: ~10 GB) and compared with stats.json."""
+    monkeypatch.setattr(accounts, "_MAX_REASONS", 3)
+    release = kept_accounts("rejections")
+    for reasons in (["a", "b"], ["c", "d"], ["e"]):
+        found = release.for_a_file()
+        found.rejections(rows(photo_id=["5"] * len(reasons), stage=["s"] * len(reasons), reason=reasons))
+        assert not found.too_many_reasons
+        release.merge(found)
+        assert len(release.reasons) <= 3
+    assert release.too_many_reasons and release.rejections_by_reason() is None
+    assert ("rejections", "over 3 stage/reason pairs, more than any run writes; not compared with stats.json") in \
+        said(release)
+
+
 def test_the_ledger_holds_each_kept_photo_once_decided_kept():
     found = kept_accounts("ledger")
     found.ledger(rows(photo_id=["1", "2", "30", "99"], decision=["kept", "kept", "kept", "rejected"]))

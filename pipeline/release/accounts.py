@@ -85,12 +85,8 @@ class Accounts:
         stage, reason = _text(batch, "stage"), _text(batch, "reason")
         counts = pa.table({"stage": stage, "reason": reason}).group_by(["stage", "reason"]).aggregate(
             [([], "count_all")])
-        for key, n in zip(zip(counts.column("stage").to_pylist(), counts.column("reason").to_pylist(), strict=True),
-                          counts.column("count_all").to_pylist(), strict=True):
-            self.reasons[key] += n
-        if len(self.reasons) > _MAX_REASONS:
-            self.too_many_reasons = True
-            self.reasons.clear()
+        self._tally(zip(zip(counts.column("stage").to_pylist(), counts.column("reason").to_pylist(), strict=True),
+                        counts.column("count_all").to_pylist(), strict=True))
         stages = None
         ids = _text(batch, "photo_id").to_pylist()
         for row, (photo_id, kept) in enumerate(zip(ids, self.kept.holds_each(ids), strict=True)):
@@ -118,12 +114,25 @@ class Accounts:
             else:
                 self.strangers.add(str(photo_id))
 
+    def _tally(self, counts: Iterable[tuple[tuple[str, str], int]]) -> None:
+        """Adds (stage, reason) counts until there are more pairs than any run writes; from then on none are held."""
+        if self.too_many_reasons:
+            return
+        for key, n in counts:
+            self.reasons[key] += n
+        if len(self.reasons) > _MAX_REASONS:
+            self.too_many_reasons = True
+            self.reasons.clear()
+
     def merge(self, other: Accounts) -> None:
         self.rejected |= other.rejected
         self.stages |= other.stages
-        self.too_many_reasons |= other.too_many_reasons
-        if not self.too_many_reasons:
-            self.reasons.update(other.reasons)
+        if other.too_many_reasons:
+            self.too_many_reasons = True
+            self.reasons.clear()
+        # Files each within the bound may pass it together: a resealed release of many rejections files, each of
+        # 10,000 made-up reasons, was held whole
+        self._tally(other.reasons.items())
         self.decided.extend(other.decided)
         self.decided_otherwise |= other.decided_otherwise
         self.indexed.extend(other.indexed)
