@@ -195,7 +195,8 @@ def test_parts_are_cut_by_their_bytes_too_so_long_titles_do_not_fill_one_worker(
 def test_a_table_rows_known_account_is_its_creator_link(page_url, owner_name, nsid):
     row = attribution_row(photo("7", source="table", owner_nsid="", owner_name=owner_name, page_url=page_url))
     assert row[2] == f"https://www.flickr.com/people/{nsid}/"
-    assert row[1] == published_text(owner_name)  # the creator as the row credits it, never rewritten
+    # the creator as the row credits it, never rewritten; the account's id where it credits no one (below)
+    assert row[1] == (published_text(owner_name) if owner_name else nsid)
 
 
 @pytest.mark.parametrize(("page_url", "owner_name"), [
@@ -224,3 +225,33 @@ def test_a_row_with_an_owner_id_keeps_its_creator_link():
     row = attribution_row(photo("7", owner_nsid="5@N00", owner_name="99@N02",
                                 page_url="https://www.flickr.com/photos/12345678@N01/7/"))
     assert row[1:3] == ("99@N02", "https://www.flickr.com/people/5@N00/")
+
+
+@pytest.mark.parametrize("owner_name", ["", "   ", "\u200b\u200b"])
+def test_a_table_row_naming_no_one_is_credited_to_the_account_its_page_names(owner_name):
+    """A row with an owner id and a name that shows nothing credits that id (`creator_name`); a table's row, which
+    holds no owner id, was credited to no one (an empty creator) though its Flickr page names the account its creator
+    link now goes to: it credits that account's id, as a row with an owner id does."""
+    row = attribution_row(photo("7", source="table", owner_nsid="", owner_name=owner_name,
+                                page_url="https://www.flickr.com/photos/0012345678@n01/7/"))
+    assert row[1:3] == ("12345678@N01", "https://www.flickr.com/people/12345678@N01/")
+    unknown = attribution_row(photo("7", source="table", owner_nsid="", owner_name=owner_name,
+                                    page_url="https://www.flickr.com/photos/someone/7/"))
+    assert unknown[1:3] == ("", "")  # an alias: no account known, no one credited (as before)
+
+
+@pytest.mark.parametrize("page_url", [
+    "https://evil.example\\@www.flickr.com/photos/12345678@N01/7/",  # a browser goes to evil.example
+    "https://someone@www.flickr.com/photos/12345678@N01/7/",  # user info: a page no photographer gives
+    "javascript://www.flickr.com/photos/12345678@N01/7/",
+    "ftp://www.flickr.com/photos/12345678@N01/7/",
+])
+def test_a_page_that_is_no_plain_flickr_page_credits_no_account(page_url):
+    """The account a page names is linked and credited only where the page is a plain Flickr page (http or https,
+    Flickr's host, nothing before it): a page a browser opens elsewhere (`evil.example\\@www.flickr.com`) named an
+    account the owner cap may group by, but the published credit linked that Flickr account to another site's
+    photo."""
+    row = attribution_row(photo("7", source="table", owner_nsid="", owner_name="", page_url=page_url))
+    assert row[1:3] == ("", "")
+    named = attribution_row(photo("7", source="table", owner_nsid="", owner_name="99@N02", page_url=page_url))
+    assert named[1:3] == ("99@N02", "https://www.flickr.com/people/99@N02/")  # the owner column's account still

@@ -211,6 +211,18 @@ def test_an_owner_name_that_shows_nothing_is_credited_by_the_owners_id():
     assert " by 12345@N01, " in attribution_line(row)
 
 
+def test_a_table_row_naming_no_one_is_credited_by_the_account_its_flickr_page_names():
+    """A table's row (no owner id) whose name shows nothing was "by unknown creator" in the datasheet, though its
+    Flickr page names the account ATTRIBUTION.csv credits and links; a page a browser opens elsewhere names none."""
+    from pipeline.release.datasheet import attribution_line
+
+    row = {"photo_id": "7", "title": "t", "owner_name": "", "owner_nsid": "", "license_name": "CC BY 2.0",
+           "license_url": "https://creativecommons.org/licenses/by/2.0/"}
+    assert " by 12345@N01, " in attribution_line({**row, "page_url": "https://www.flickr.com/photos/12345@N01/7/"})
+    assert " by unknown creator, " in attribution_line(
+        {**row, "page_url": "https://evil.example\\@www.flickr.com/photos/12345@N01/7/"})
+
+
 def test_the_datasheet_holds_a_batch_of_rows_at_a_time_not_the_release(tmp_path):
     """Every kept row was loaded as a dict for the plots, and again with the sample's columns to find the 24 sampled:
     a release of 1.44 million photos took ~3.6 GB in the process publishing a refresh. Its figures are gathered a

@@ -1,4 +1,4 @@
-"""Flickr photo pages (pipeline/flickr/pages.py): the host as it is sent, the owner a page names, the account a row
+"""Flickr photo pages (pipeline/io/flickr_pages.py): the host as it is sent, the owner a page names, the account a row
 credits, and the one account a photo is of."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.flickr.pages import account, credited_account, normal_host, page_owner
+from pipeline.io.flickr_pages import account, credited_account, normal_host, page_owner
 
 # A final dot, each way it may be written: IDNA makes the ideographic, full-width and half-width full stops a '.', and
 # an escape of any of them is one to whoever decodes the host.

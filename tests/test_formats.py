@@ -219,6 +219,11 @@ def test_the_tfrecord_creator_is_whom_attribution_credits():
         example.ParseFromString(formats.photo_example(kept))
         creator = example.features.feature["creator"].bytes_list.value[0].decode()
         assert creator == credited == attribution_row(kept)[1]
+    # a table's row (no owner id): the account its Flickr page names, as ATTRIBUTION.csv credits it
+    kept = photo("9", image=b"x", owner_name="", owner_nsid="", page_url="https://www.flickr.com/photos/77@N02/9/")
+    example = example_pb2.Example()
+    example.ParseFromString(formats.photo_example(kept))
+    assert example.features.feature["creator"].bytes_list.value[0].decode() == "77@N02" == attribution_row(kept)[1]
 
 
 def test_the_dataset_keeps_the_sources_text_that_published_text_files_drop():

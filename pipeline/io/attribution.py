@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from pipeline.flickr.pages import account
 from pipeline.io.files import write_atomically
+from pipeline.io.flickr_pages import creator_url, credited_owner
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
 from pipeline.io.names import creator_name
 from pipeline.io.published_text import published_text
@@ -43,19 +43,10 @@ def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_
     """An attribution row but its photo id, from a photo's fields (also `verify`'s, from a shard's record), each cell
     as the Markdown and HTML show it too (`published_text`: no bidi formatting, no tag characters but a flag's, at
     most a few combining marks on a character)."""
-    return tuple(published_text(text) for text in (creator_name(owner_name, owner_nsid),
+    owner = credited_owner(owner_nsid, page_url, owner_name)
+    return tuple(published_text(text) for text in (creator_name(owner_name, owner),
                                                     creator_url(owner_nsid, page_url, owner_name), title, page_url,
                                                     license_name, license_url))
-
-
-def creator_url(owner_nsid: str, page_url: str, owner_name: str) -> str:
-    """The link to the creator's Flickr account: the owner id's as the row holds it (as every release has linked it),
-    else the account `account` knows of the row (a table's rows carry no owner id: the one their Flickr photo page
-    names, else the account id their owner column credits) in Flickr's one spelling, never the row's own text; ''
-    where no account is known (a page naming an alias, a creator's name). The owner cap, the licence re-check and the
-    datasheet count that same account; a table's rows went without a link where it was known."""
-    owner = owner_nsid or account("", page_url, owner_name)
-    return f"https://www.flickr.com/people/{owner}/" if owner else ""
 
 
 def attribution_row(photo: Photo) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ import google_crc32c
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io.flickr_pages import credited_owner
 from pipeline.io.names import creator_name
 from pipeline.records import Photo, Rejection
 
@@ -408,7 +409,7 @@ def photo_example(photo: Photo) -> bytes:
         "license_source_url": photo.license_source_url,
         # Whom ATTRIBUTION.csv credits: the owner's Flickr id where the name shows nothing (the raw name was empty
         # here, a credit to no one, for photos the CSV credits to their owner id).
-        "creator": creator_name(photo.owner_name, photo.owner_nsid),
+        "creator": creator_name(photo.owner_name, credited_owner(photo.owner_nsid, photo.page_url, photo.owner_name)),
         "creator_nsid": photo.owner_nsid,
         "title": photo.title,
         "page_url": photo.page_url,

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.flickr.pages import account
 from pipeline.io import report
 from pipeline.io.files import matching, read_parquet, write_atomically
+from pipeline.io.flickr_pages import account, credited_owner
 from pipeline.io.formats import image_bytes, scores_from_entries
 from pipeline.io.names import creator_name
 from pipeline.options import split_list
@@ -273,7 +273,9 @@ def attribution_line(row: dict) -> str:
     """'- `ID` “title” by creator, [CC BY 2.0](https://…), [Flickr page](https://…)': every value
     escaped; a URL that is not plain http(s) is shown as text, never linked."""
     title = f"“{_text(row['title'])}”" if (row.get("title") or "").strip() else "untitled"
-    creator = _text(creator_name(row.get("owner_name") or "", row.get("owner_nsid") or "") or "unknown creator")
+    name = row.get("owner_name") or ""
+    owner = credited_owner(row.get("owner_nsid") or "", row.get("page_url") or "", name)  # as ATTRIBUTION.csv's
+    creator = _text(creator_name(name, owner) or "unknown creator")
     license_link = markdown_link(_text(row.get("license_name") or "license unknown"), row.get("license_url") or "")
     url = row.get("page_url") or ""
     page = markdown_link("Flickr page" if _FLICKR_PAGE.match(url) else "page", url)

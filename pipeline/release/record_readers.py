@@ -18,9 +18,10 @@ from typing import Any, BinaryIO, Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.io.attribution import ATTRIBUTION_COLUMNS, creator_url, credit
+from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
+from pipeline.io.flickr_pages import creator_url
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something

@@ -63,11 +63,11 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.flickr.pages import NSID as _NSID
-from pipeline.flickr.pages import PAGE_HOSTS as _PAGE_HOSTS
-from pipeline.flickr.pages import PAGE_PATH as _PAGE_PATH
-from pipeline.flickr.pages import credited_account, page_owner
-from pipeline.flickr.pages import normal_host as _normal_host
+from pipeline.io.flickr_pages import NSID as _NSID
+from pipeline.io.flickr_pages import PAGE_HOSTS as _PAGE_HOSTS
+from pipeline.io.flickr_pages import PAGE_PATH as _PAGE_PATH
+from pipeline.io.flickr_pages import credited_account, page_owner
+from pipeline.io.flickr_pages import normal_host as _normal_host
 from pipeline.io.http_client import masked_url
 from pipeline.io.staged_copy import StagedCopy, stage_copy
 from pipeline.io.url_paths import normal_escapes, without_dot_segments

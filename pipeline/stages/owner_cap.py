@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from pipeline.flickr.pages import account
+from pipeline.io.flickr_pages import account
 from pipeline.records import Photo, Rejection
 from pipeline.stage import StageOutput, apply_keyed_stage, empty, reject
 

@@ -44,7 +44,7 @@ from pipeline.flickr.client import (
 )
 from pipeline.flickr.credentials import load_credentials
 from pipeline.flickr.licenses import CANONICAL, CC_BY_LICENSE_IDS, LICENSES
-from pipeline.flickr.pages import account, page_owner
+from pipeline.io.flickr_pages import account, page_owner
 from pipeline.records import Photo, Rejection, canonical_owner_id
 from pipeline.stage import StageOutput, apply_keyed_stage, reject
 
@@ -71,7 +71,7 @@ class VerifyConfig:
 
 
 def owner_group(photo: Photo) -> str:
-    """What photos are grouped by: their account (`flickr.pages.account`, as the owner cap and the datasheet count
+    """What photos are grouped by: their account (`io/flickr_pages.account`, as the owner cap and the datasheet count
     them: the row's id in Flickr's one spelling, else the account its Flickr page names, else the account id a table's
     row credits as its creator), one owner search serving its photos; or, for a photo whose account cannot be known (a
     dump's row without an owner, a table's row whose page names an alias or none and which credits a name), the photo

@@ -80,3 +80,32 @@ def account(owner_nsid: str, page_url: str, credited: str = "") -> str:
     if owner_nsid:
         return canonical_owner_id(owner_nsid)
     return page_owner(page_url or "") or credited_account(credited)
+
+
+def credited_owner(owner_nsid: str, page_url: str, owner_name: str) -> str:
+    """The Flickr account a credit names and links: the owner id as the row holds it (as every release has linked
+    it), else the account a table's row (no owner id) is known to be of, in Flickr's one spelling, never the row's own
+    text: the one its page names where that is a plain Flickr page (`_plain_page`), else the account id its owner
+    column credits; '' where none is known (a page naming an alias, a creator's name). The owner cap, the licence
+    re-check and the datasheet count the account `account` reads of the row, which a page a browser opens elsewhere
+    may name too (grouping more photos under it, never fewer); a credit links it only from a plain page."""
+    if owner_nsid:
+        return owner_nsid
+    return account("", page_url if _plain_page(page_url) else "", owner_name)
+
+
+def _plain_page(url: str) -> bool:
+    """Whether `url` is opened by a browser at the host it names after `//`: http or https, no user info, no
+    backslash before its path (`https://evil.example\\@www.flickr.com/photos/…` opens evil.example)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and not {"@", "\\"} & set(parts.netloc)
+
+
+def creator_url(owner_nsid: str, page_url: str, owner_name: str) -> str:
+    """The link to the creator's Flickr account (`credited_owner`); '' where no account is known. A table's rows went
+    without a link where their account was known."""
+    owner = credited_owner(owner_nsid, page_url, owner_name)
+    return f"https://www.flickr.com/people/{owner}/" if owner else ""
