@@ -1,5 +1,5 @@
 """The header checks on their own (io/image_headers.py); through the image stage, on crafted bombs, in
-tests/test_images.py."""
+tests/test_image.py."""
 
 from __future__ import annotations
 
