@@ -20,9 +20,9 @@ NSID = re.compile(r"([0-9]{1,20})@[Nn]([0-9]{2})")
 PAGE_HOSTS = frozenset({"flickr.com", "m.flickr.com", "secure.flickr.com"})  # after "www." is dropped
 # /photos/<owner or alias>/<id>[/anything], where the owner part is not one of Flickr's own words
 PAGE_PATH = re.compile(r"/photos/([^/]+)/0*([0-9]{1,20})(?:/.*)?")
-# A final dot, each way it may be written (upper case): IDNA makes the ideographic, full-width and half-width full
-# stops a '.', and an escape of any of them is one to whoever decodes the host (a browser does, before IDNA).
-_FINAL_DOTS = (".", "\u3002", "\uff0e", "\uff61", "%2E", "%E3%80%82", "%EF%BC%8E", "%EF%BD%A1")
+# A final dot, each way it may be written once the host's escapes are decoded: IDNA makes the ideographic, full-width
+# and half-width full stops a '.'.
+_FINAL_DOTS = (".", "\u3002", "\uff0e", "\uff61")
 
 
 def normal_host(hostname: str) -> str:
@@ -31,12 +31,31 @@ def normal_host(hostname: str) -> str:
     final dot, however written: IDNA makes an ideographic or full-width full stop a '.', and an escaped one (%2E) is
     one, so `www.flickr.com。` was `flickr.com.`, no host of Flickr's, where `www.flickr.com.` was Flickr's. Every final
     dot goes before IDNA reads the rest: IDNA refuses a '%' and two final dots (an empty label), and a host it refuses
-    stays escaped (`ｗｗｗ.flickr.com%2E` and `www.flickr.com。。` were Flickr's host read as none of Flickr's)."""
-    host = _without_final_dots(hostname)
+    stays escaped (`ｗｗｗ.flickr.com%2E` and `www.flickr.com。。` were Flickr's host read as none of Flickr's). Its
+    escapes are decoded first, once, as UTF-8, as a browser decodes them before IDNA (`_decoded`): only an escaped
+    ASCII letter, digit or dot was, so `%EF%BD%97%EF%BD%97%EF%BD%97.flickr.com` (full-width "www") or an escaped soft
+    hyphen, which a browser opens as www.flickr.com, was read as none of Flickr's hosts."""
+    host = _without_final_dots(_decoded(hostname))
     if not host.isascii():
         with contextlib.suppress(idna.IDNAError):
             host = idna.encode(host, uts46=True).decode("ascii")
     return normal_escapes(host).lower().rstrip(".")  # a final dot IDNA made of what it drops (a soft hyphen) after one
+
+
+# What the decoding of a host's escapes must not make of them (`_decoded`): a '%' (decoded twice, no browser's
+# reading) or a URL's delimiter, a host holding which a browser refuses (`a.com%2Fb` would be the host and path a.com/b,
+# another URL's key).
+_KEPT_ESCAPED = str.maketrans({char: f"%{ord(char):02X}" for char in "%/\\?#@:[]"})
+# A run of escapes, or a '%' that starts none
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+|%")
+
+
+def _decoded(host: str) -> str:
+    """`host` with its escapes decoded as UTF-8 (one that is no UTF-8 is U+FFFD, which IDNA refuses, as a browser
+    does), once: a '%' or a delimiter the decoding makes (`%252E` is `%2E`, `%2F` is '/') is escaped again, and so is a
+    '%' that starts no escape, so no later step decodes anything a second time, which no browser does, and no host
+    holds a delimiter it did not hold as written."""
+    return _ESCAPES.sub(lambda run: unquote(run[0], errors="replace").translate(_KEPT_ESCAPED), host)
 
 
 def _without_final_dots(host: str) -> str:
