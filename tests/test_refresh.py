@@ -208,6 +208,28 @@ def test_flickrs_own_endpoint_given_by_flag_is_the_same_refresh_as_no_flag(tmp_p
         assert made_by_another(str(release), of([*window, f"--flickr_rest_url={url}"])) is not None, url
 
 
+def test_an_endpoint_on_port_0_of_flickrs_host_is_not_flickrs_own(tmp_path):
+    """Port 0 was read as no port (`port or 443`), so --flickr_rest_url=https://api.flickr.com:0/services/rest/, whose
+    every call fails, recorded as no flag: a rerun of a release made so without the flag (or the other way) was told
+    the same refresh. Only the default port, written or not, is Flickr's own endpoint."""
+    from pipeline.release.refresh import fingerprint, made_by_another
+
+    window = ["--source=flickr", "--min_upload_date=2020-09-01", "--max_upload_date=2020-09-02"]
+    _, made, release = fingerprinted(tmp_path, window)
+    assert "flickr_endpoint" not in made
+
+    def of(rest: list[str]) -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    assert made_by_another(str(release), of([*window, "--flickr_rest_url=https://api.flickr.com:443/services/rest/"])) \
+        is None
+    for port in ("0", "00", "80"):
+        url = f"https://api.flickr.com:{port}/services/rest/"
+        assert of([*window, f"--flickr_rest_url={url}"])["flickr_endpoint"] == url
+        assert made_by_another(str(release), of([*window, f"--flickr_rest_url={url}"])) is not None, url
+
+
 def test_a_relative_input_refreshed_again_from_another_folder_is_another_refresh(tmp_path, monkeypatch):
     """A refresh held a relative --input by the path as typed and its size (a plain run's record took the working
     folder in): the same refresh typed in another folder, whose file of that name and size held other rows, was told

@@ -141,8 +141,10 @@ def _is_flickrs_own(url: str) -> bool:
         port = given.port
     except ValueError:
         return False
-    return (given.scheme.lower(), given.hostname, port or 443, given.path.rstrip("/"), given.query, given.fragment,
-            given.username, given.password) == (own.scheme, own.hostname, 443, own.path.rstrip("/"), "", "", None, None)
+    # no port is the default one (443); port 0 is none a call reaches, not the default
+    return (given.scheme.lower(), given.hostname, 443 if port is None else port, given.path.rstrip("/"), given.query,
+            given.fragment, given.username, given.password) == (own.scheme, own.hostname, 443, own.path.rstrip("/"),
+                                                                 "", "", None, None)
 
 
 def _named_files(options: dict[str, Any]) -> list[str]:
