@@ -208,6 +208,34 @@ def test_flickrs_own_endpoint_given_by_flag_is_the_same_refresh_as_no_flag(tmp_p
         assert made_by_another(str(release), of([*window, f"--flickr_rest_url={url}"])) is not None, url
 
 
+def test_a_release_whose_record_names_flickrs_own_endpoint_is_the_same_refresh_with_or_without_the_flag(tmp_path):
+    """A release an earlier version made with --flickr_rest_url naming Flickr's own endpoint recorded it; this version
+    records that flag as none, so its rerun given the very same flag (or none) was told "another refresh" (exit 2).
+    Flickr's own endpoint in a record reads as none; another endpoint in it still differs."""
+    from pipeline.release.command_record import seal
+    from pipeline.release.refresh import FINGERPRINT, fingerprint, made_by_another
+
+    window = ["--source=flickr", "--min_upload_date=2020-09-01", "--max_upload_date=2020-09-02"]
+    _, made, release = fingerprinted(tmp_path, window)
+
+    def of(rest: list[str]) -> dict:
+        argv = refresh_argv(str(tmp_path / "r1"), str(tmp_path), "r2", rest, models_for)
+        return fingerprint(str(tmp_path / "r1"), "r2", argv, rest, models_for)
+
+    def recorded(endpoint: str) -> None:  # as an earlier version sealed it
+        earlier = {**made, "flickr_endpoint": endpoint}
+        (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                           FINGERPRINT: {**earlier, "sha256": seal(earlier, [])}}))
+
+    own = "https://api.flickr.com/services/rest/"
+    recorded(own)
+    for rest in ([*window, f"--flickr_rest_url={own}"], window):
+        assert made_by_another(str(release), of(rest)) is None, rest
+    recorded("https://proxy.example/services/rest/")
+    assert made_by_another(str(release), of(window)) is not None
+    assert made_by_another(str(release), of([*window, f"--flickr_rest_url={own}"])) is not None
+
+
 def test_an_endpoint_on_port_0_of_flickrs_host_is_not_flickrs_own(tmp_path):
     """Port 0 was read as no port (`port or 443`), so --flickr_rest_url=https://api.flickr.com:0/services/rest/, whose
     every call fails, recorded as no flag: a rerun of a release made so without the flag (or the other way) was told

@@ -187,4 +187,13 @@ def made_by_this_run(folder: str, mine: dict[str, Any]) -> bool:
     without one, written before runs recorded it, is no run's that can be told; one whose files were edited and
     resealed since, or whose record was, is not this run's)."""
     made, _ = sealed_record(manifest_of(folder), RUN_FINGERPRINT, "run", _UNSEALED)
-    return made is not None and canonical_json(made) == canonical_json(mine)
+    return made is not None and canonical_json(as_recorded_now(made)) == canonical_json(mine)
+
+
+def as_recorded_now(made: dict[str, Any]) -> dict[str, Any]:
+    """A record (its seal checked) as this version records the command: Flickr's own endpoint, which a version before
+    `api_endpoint` read it as no flag recorded, is none (its rerun given the same flag was told another command)."""
+    endpoint = made.get("flickr_endpoint")
+    if isinstance(endpoint, str) and _is_flickrs_own(endpoint):
+        return {name: value for name, value in made.items() if name != "flickr_endpoint"}
+    return made

@@ -59,6 +59,7 @@ from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split
 from pipeline.release.carry import release_name
 from pipeline.release.command_record import (
     api_endpoint,
+    as_recorded_now,
     canonical_json,
     input_files,
     seal,
@@ -270,6 +271,7 @@ def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
         return "its manifest records no fingerprint of the refresh that made it, so no rerun can be told to be that one"
     if made is None or made.get("release") != manifest.get("release"):
         return "its record of the refresh that made it does not match its manifest (edited by hand?)"
+    made = as_recorded_now(made)
     if canonical_json(made) == canonical_json(mine):
         return None
     return f"it was made by another refresh: {_differences(made, mine)}"
