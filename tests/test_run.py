@@ -1100,6 +1100,21 @@ def test_a_runner_is_taken_for_the_one_beam_makes_of_its_name():
     assert not run_command.runs_here("nosuchrunner") and not run_command.submits_remotely("nosuchrunner")
 
 
+def test_a_users_own_runner_is_read_by_its_kinship_with_beams_not_its_name():
+    """A dotted --runner names a class of the user's own: read by its name's last part, `mypkg.DirectRunner` was taken
+    for Beam's local runner (the launch's GPU check applied) and `mypkg.DataflowRunner` for a remote submission, while
+    a subclass of Beam's DirectRunner named otherwise was taken for no local runner. The class is read for what it is
+    a kind of."""
+    assert not run_command.runs_here("tests.own_runners.DirectRunner")
+    assert not run_command.submits_remotely("tests.own_runners.DataflowRunner")
+    assert run_command.runs_here("tests.own_runners.LoggedDirectRunner")
+    assert not run_command.submits_remotely("tests.own_runners.LoggedDirectRunner")
+    assert run_command.submits_remotely("tests.own_runners.LabelledDataflowRunner")
+    assert not run_command.runs_here("tests.own_runners.LabelledDataflowRunner")
+    assert not run_command.runs_here("tests.own_runners.NoSuchRunner")  # Beam says so when it makes the job
+    assert not run_command.runs_here("no_such_package.DirectRunner")
+
+
 @pytest.mark.parametrize("runner", ["direct", "DIRECTRUNNER", "prism", "FnApiRunner", "dataflow", "TestDataflowRunner",
                                     "apache_beam.runners.direct.direct_runner.DirectRunner"])
 def test_a_gpu_required_is_checked_at_launch_whenever_the_job_runs_here(tmp_path, monkeypatch, runner):

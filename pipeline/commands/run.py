@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import importlib
 import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -485,12 +486,6 @@ def runner_path(runner: str | None) -> str:
     return path if "." in path else ""
 
 
-def runner_class(runner: str | None) -> str:
-    """The class name of the runner Beam makes of `runner` (`runner_path`'s last part); "" for no runner or a name
-    Beam refuses."""
-    return runner_path(runner).rsplit(".", 1)[-1]
-
-
 def local_runner(options: PipelineOptions) -> Any:
     """The runner the job is given: for Beam's FnApiRunner (the local default), one that hands its worker processes
     the run's Google Cloud options (`GoogleCloudOptions`: all that Beam's gs:// client reads, the credentials
@@ -514,19 +509,41 @@ def local_runner(options: PipelineOptions) -> Any:
         retrieval_token="unused-retrieval-token", pipeline_options=handed)))
 
 
+def runner_type(runner: str | None) -> type | None:
+    """The runner class Beam makes of `runner` (`runner_path`, imported as Beam imports it); None for no runner or one
+    Beam cannot import (it says so when the job is made)."""
+    module, _, name = runner_path(runner).rpartition(".")
+    if not module:
+        return None
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except Exception:  # any import error of the user's module is Beam's to tell, as it makes the job
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _beams_kind(runner: str | None, names: Iterable[str]) -> bool:
+    """Whether the class Beam makes of `runner` is one of Beam's own runners named in `names`, or a subclass of one:
+    a class of a user's own module named like one of Beam's (`mypkg.DirectRunner`) is none, a subclass of Beam's
+    named otherwise is."""
+    found = runner_type(runner)
+    return found is not None and any(kind.__name__ in names and kind.__module__.split(".")[0] == "apache_beam"
+                                     for kind in found.__mro__)
+
+
 def runs_here(runner: str | None) -> bool:
     """Whether the job runs in this process and the ones it starts, as Beam's own local runners do
-    (`StandardOptions.LOCAL_RUNNERS`: FnApiRunner, DirectRunner and its variants, PrismRunner), by Beam's reading of
-    the name: --runner=direct or directrunner was taken for a remote runner by an exact comparison, and the launch's
-    GPU check skipped."""
-    return runner_class(runner) in StandardOptions.LOCAL_RUNNERS
+    (`StandardOptions.LOCAL_RUNNERS`: FnApiRunner, DirectRunner and its variants, PrismRunner, or a subclass of one),
+    by Beam's reading of the name: --runner=direct or directrunner was taken for a remote runner by an exact
+    comparison, and the launch's GPU check skipped."""
+    return _beams_kind(runner, StandardOptions.LOCAL_RUNNERS)
 
 
 def submits_remotely(runner: str | None) -> bool:
     """Whether `Pipeline.run` only submits the job, which then runs elsewhere (Dataflow), where a local runner's runs
     it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`). Beam's test
     runner (TestDataflowRunner) waits for the job inside its submission: a stop held for it would be held to the end."""
-    return runner_class(runner) == "DataflowRunner"
+    return _beams_kind(runner, ("DataflowRunner",)) and not _beams_kind(runner, ("TestDataflowRunner",))
 
 
 def preflight(opts: PassOptions, runner: str, pins: Pins = UNCHECKED) -> None:
