@@ -55,3 +55,29 @@ def test_sigterm_as_soon_as_a_started_script_catches_it_is_a_stop_while_starting
     assert status == 128 + signal.SIGTERM, (status, err[-2000:])
     assert err.strip() == "fit_fusion: stopped (SIGTERM) while starting; nothing was done" and out == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_an_extension_module_turns_into_an_import_error_is_still_a_stop_while_starting(capsys):
+    """A stop raised while a C extension imports (numpy's, its `datetime` capsule being imported as SIGTERM came) is
+    turned by it into an ImportError ("PyCapsule_Import could not import module ...", numpy's own message around it),
+    which ended the start with its traceback, exit 1: the stop was lost. An error of the imports after a stop was
+    taken is that stop's."""
+    import os
+
+    from pipeline.io.starting import start
+
+    def load():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, between bytecodes
+            for _ in range(1000):
+                pass
+        except BaseException as stop:  # as an extension's import does with what a handler raised in it
+            raise ImportError('PyCapsule_Import could not import module "datetime"') from stop
+        raise AssertionError("the stop's handler never ran")
+
+    try:
+        assert start("fit_fusion", load) == 128 + signal.SIGTERM
+    finally:  # a stop taken leaves both signals ignored to the process's end: this test's process goes on
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert capsys.readouterr().err.strip() == "fit_fusion: stopped (SIGTERM) while starting; nothing was done"

@@ -22,6 +22,9 @@ import sys
 from collections.abc import Callable
 
 _NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+# The stop taken while starting, if one was (`_stopped`): what it raised may come back as another error, an extension
+# module's import turning it into an ImportError (numpy's, its `datetime` capsule being imported as SIGTERM came).
+_taken: list[int] = []
 
 
 class _StoppedStarting(BaseException):
@@ -38,6 +41,7 @@ def _stopped(signum: int, _frame: object) -> None:
     interrupts its line and the exit. Python runs a handler between bytecodes; a second signal pending as this one
     sets SIG_IGN runs its handler first (`signal.signal` checks), which ignores and raises the same way."""
     _ignore_both()
+    _taken.append(signum)
     raise _StoppedStarting(signum)
 
 
@@ -88,6 +92,7 @@ def start(prog: str, load: Callable[[], Callable[[], int]]) -> int:
     # background job, nohup) stays ignored.
     replaced = [signum for signum, usual in ((signal.SIGINT, signal.default_int_handler),
                                              (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(signum) == usual]
+    _taken.clear()
     for signum in replaced:
         signal.signal(signum, _stopped)
     try:
@@ -95,6 +100,10 @@ def start(prog: str, load: Callable[[], Callable[[], int]]) -> int:
         from pipeline.io.stopping import StopRequested
     except (_StoppedStarting, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a caller's own handler raised it
         return _said(prog, stopped)
+    except BaseException:
+        if _taken:  # the stop, come back as what an import made of it: said as the stop, not as that error
+            return _said(prog, _StoppedStarting(_taken[0]))
+        raise
     try:
         # The command's stops are its own from here on (cli.entry, io/stopping.py)
         if signal.SIGINT in replaced:
