@@ -522,11 +522,10 @@ def runner_type(runner: str | None) -> type | None:
     return found if isinstance(found, type) else None
 
 
-def _beams_kind(runner: str | None, names: Iterable[str]) -> bool:
-    """Whether the class Beam makes of `runner` is one of Beam's own runners named in `names`, or a subclass of one:
-    a class of a user's own module named like one of Beam's (`mypkg.DirectRunner`) is none, a subclass of Beam's
-    named otherwise is."""
-    found = runner_type(runner)
+def _beams_kind(found: type | None, names: Iterable[str]) -> bool:
+    """Whether a runner class (`runner_type`) is one of Beam's own runners named in `names`, or a subclass of one: a
+    class of a user's own module named like one of Beam's (`mypkg.DirectRunner`) is none, a subclass of Beam's named
+    otherwise is."""
     return found is not None and any(kind.__name__ in names and kind.__module__.split(".")[0] == "apache_beam"
                                      for kind in found.__mro__)
 
@@ -536,14 +535,15 @@ def runs_here(runner: str | None) -> bool:
     (`StandardOptions.LOCAL_RUNNERS`: FnApiRunner, DirectRunner and its variants, PrismRunner, or a subclass of one),
     by Beam's reading of the name: --runner=direct or directrunner was taken for a remote runner by an exact
     comparison, and the launch's GPU check skipped."""
-    return _beams_kind(runner, StandardOptions.LOCAL_RUNNERS)
+    return _beams_kind(runner_type(runner), StandardOptions.LOCAL_RUNNERS)
 
 
 def submits_remotely(runner: str | None) -> bool:
     """Whether `Pipeline.run` only submits the job, which then runs elsewhere (Dataflow), where a local runner's runs
     it whole: a stop during a submission waits for the job's handle, to cancel it (`StopSignals.submit`). Beam's test
     runner (TestDataflowRunner) waits for the job inside its submission: a stop held for it would be held to the end."""
-    return _beams_kind(runner, ("DataflowRunner",)) and not _beams_kind(runner, ("TestDataflowRunner",))
+    found = runner_type(runner)
+    return _beams_kind(found, ("DataflowRunner",)) and not _beams_kind(found, ("TestDataflowRunner",))
 
 
 def preflight(opts: PassOptions, runner: str, pins: Pins = UNCHECKED) -> None:

@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from pipeline.io.files import write_atomically
-from pipeline.io.flickr_pages import creator_url, credited_owner
+from pipeline.io.flickr_pages import account_link, credited_owner
 from pipeline.io.layout import ATTRIBUTION, STAGED_PARTS
 from pipeline.io.names import creator_name
 from pipeline.io.published_text import published_text
@@ -44,9 +44,8 @@ def credit(owner_name: str, owner_nsid: str, title: str, page_url: str, license_
     as the Markdown and HTML show it too (`published_text`: no bidi formatting, no tag characters but a flag's, at
     most a few combining marks on a character)."""
     owner = credited_owner(owner_nsid, page_url, owner_name)
-    return tuple(published_text(text) for text in (creator_name(owner_name, owner),
-                                                    creator_url(owner_nsid, page_url, owner_name), title, page_url,
-                                                    license_name, license_url))
+    return tuple(published_text(text) for text in (creator_name(owner_name, owner), account_link(owner), title,
+                                                    page_url, license_name, license_url))
 
 
 def attribution_row(photo: Photo) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
-from pipeline.io.flickr_pages import creator_url
+from pipeline.io.flickr_pages import account_link, creator_url
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
@@ -120,7 +120,7 @@ def _credit_digest(fields: list[Any]) -> bytes:
 
 def _with_account_link(text: list[str]) -> list[str]:
     """A whole credit (creator, creator URL, title, page, ...) with no creator URL given the link to the account its
-    page names, else its creator where that is an account id (`attribution.creator_url`, as `credit` links a table's
+    page names, else its creator where that is an account id (`flickr_pages.creator_url`, as `credit` links a table's
     row): an earlier version gave a table's rows, which hold no owner id, no link, and this one links that account,
     so a release either wrote verifies. Another account's link, or a link where no account is known, still differs;
     so does a missing link where the account is not the one the row's page or creator names (a row whose owner id is
@@ -138,7 +138,7 @@ def _by_owner_id(text: list[str]) -> list[str]:
     if len(text) != len(_CREDIT_FIELDS):
         return text
     creator, link = text[0], text[1]
-    if not shows_something(creator.replace("\ufffd", "")) or link == f"https://www.flickr.com/people/{creator}/":
+    if not shows_something(creator.replace("\ufffd", "")) or link == account_link(creator):
         return ["", *text[1:]]
     return text
 
