@@ -50,8 +50,17 @@ def test_a_hostile_credit_read_back_from_attribution_is_the_shards_credit(title)
                   license_url="https://creativecommons.org/licenses/by/2.0/")
     ids, odd, (_, credits) = record_ids("attribution", attribution_csv([attribution_row(photo)]))
     assert list(ids) == ["7"] and odd == []
-    assert credits == _record_credit({name: getattr(photo, name) for name in (
-        "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")})
+    assert _matches(credits, _record_credit({name: getattr(photo, name) for name in (
+        "owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")}))
+
+
+def _matches(attribution: bytes, record: bytes) -> bool:
+    """Whether an ATTRIBUTION.csv row's credit digest is one of the credits a shard's record allows (verify's
+    comparison: the one this version writes, or the one an earlier version wrote of it)."""
+    from pipeline.release.record_readers import CREDIT_FORMS, DIGEST
+
+    assert len(attribution) == DIGEST and len(record) == CREDIT_FORMS * DIGEST
+    return attribution in [record[form * DIGEST:(form + 1) * DIGEST] for form in range(CREDIT_FORMS)]
 
 
 def _attribution_credit(cells: list[str]) -> bytes:
@@ -77,9 +86,9 @@ def test_a_credit_by_the_owners_id_matches_however_an_earlier_version_wrote_a_bl
                                "license_name": tail[1], "license_url": tail[2]})
 
     for written in ("\u200b\u200b", "1@N00"):  # as an earlier version wrote it, as this one does
-        assert _attribution_credit(["7", written, page, "t", *tail]) == record("\u200b\u200b")
-    assert _attribution_credit(["7", "1@N00", page, "t", *tail]) != record("Ann")
-    assert _attribution_credit(["7", "Ann", page, "t", *tail]) == record("Ann")
+        assert _matches(_attribution_credit(["7", written, page, "t", *tail]), record("\u200b\u200b"))
+    assert not _matches(_attribution_credit(["7", "1@N00", page, "t", *tail]), record("Ann"))
+    assert _matches(_attribution_credit(["7", "Ann", page, "t", *tail]), record("Ann"))
 
 
 def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_matches():
@@ -92,8 +101,8 @@ def test_a_name_of_control_characters_an_earlier_version_wrote_as_ufffd_still_ma
     record = _record_credit({"owner_name": "\x07\x07", "owner_nsid": "1@N00", "title": "t", "page_url": tail[0],
                              "license_name": tail[1], "license_url": tail[2]})
     for written in ("\x07\x07", "1@N00"):  # as an earlier version wrote it (U+FFFD twice), as this one does
-        assert _attribution_credit(["7", written, page, "t", *tail]) == record
-    assert _attribution_credit(["7", "Ann", page, "t", *tail]) != record
+        assert _matches(_attribution_credit(["7", written, page, "t", *tail]), record)
+    assert not _matches(_attribution_credit(["7", "Ann", page, "t", *tail]), record)
 
 
 def test_rows_naming_a_large_dictionary_entry_are_read_a_few_at_a_time(tmp_path, monkeypatch):
@@ -152,8 +161,8 @@ def test_a_credit_an_earlier_version_wrote_with_tag_characters_in_it_is_the_shar
     shard = _record_credit({"owner_name": f"Ann{hidden}", "owner_nsid": "1@N00", "title": f"Loch{hidden} {scotland}",
                             "page_url": tail[0], "license_name": tail[1], "license_url": tail[2]})
     for name, title in ((f"Ann{hidden}", f"Loch{hidden} {scotland}"), ("Ann", f"Loch {scotland}")):
-        assert _attribution_credit(["7", name, page, title, *tail]) == shard
-    assert _attribution_credit(["7", "Ann", page, "Loch", *tail]) != shard
+        assert _matches(_attribution_credit(["7", name, page, title, *tail]), shard)
+    assert not _matches(_attribution_credit(["7", "Ann", page, "Loch", *tail]), shard)
 
 
 def test_a_credit_an_earlier_version_wrote_with_a_stack_of_combining_marks_is_the_shards_credit():
@@ -168,8 +177,8 @@ def test_a_credit_an_earlier_version_wrote_with_a_stack_of_combining_marks_is_th
     shard = _record_credit({"owner_name": f"Ann{zalgo}", "owner_nsid": "1@N00", "title": f"S{zalgo}ea",
                             "page_url": tail[0], "license_name": tail[1], "license_url": tail[2]})
     for name, title in ((f"Ann{zalgo}", f"S{zalgo}ea"), (f"Ann{zalgo[:MAX_MARKS]}", f"S{zalgo[:MAX_MARKS]}ea")):
-        assert _attribution_credit(["7", name, page, title, *tail]) == shard
-    assert _attribution_credit(["7", "Ann", page, f"S{zalgo[:MAX_MARKS]}ea", *tail]) != shard
+        assert _matches(_attribution_credit(["7", name, page, title, *tail]), shard)
+    assert not _matches(_attribution_credit(["7", "Ann", page, f"S{zalgo[:MAX_MARKS]}ea", *tail]), shard)
 
 
 def test_a_table_rows_creator_link_matches_however_an_earlier_version_wrote_it():
@@ -188,15 +197,59 @@ def test_a_table_rows_creator_link_matches_however_an_earlier_version_wrote_it()
     link = "https://www.flickr.com/people/12@N01/"
     for name, url in (("Ann", page), ("12@N01", elsewhere), (" 012@n01", elsewhere)):
         for written in ("", link):  # as an earlier version wrote it, as this one does
-            assert _attribution_credit(["7", name, written, "t", url, *tail]) == record(name, url)
+            assert _matches(_attribution_credit(["7", name, written, "t", url, *tail]), record(name, url))
         for wrong in ("https://www.flickr.com/people/13@N01/", "https://www.flickr.com/people/0012@n01/",
                       "https://example.org/people/12@N01/"):
-            assert _attribution_credit(["7", name, wrong, "t", url, *tail]) != record(name, url)
+            assert not _matches(_attribution_credit(["7", name, wrong, "t", url, *tail]), record(name, url))
     alias = "https://www.flickr.com/photos/someone/7/"
     for name, url in (("Ann", alias), ("Ann", elsewhere), ("", elsewhere)):  # no account known: no link
-        assert _attribution_credit(["7", name, "", "t", url, *tail]) == record(name, url)
-        assert _attribution_credit(["7", name, link, "t", url, *tail]) != record(name, url)
+        assert _matches(_attribution_credit(["7", name, "", "t", url, *tail]), record(name, url))
+        assert not _matches(_attribution_credit(["7", name, link, "t", url, *tail]), record(name, url))
     # A row with an owner id is linked by it: another account's link, or the page's account's, differs.
-    assert _attribution_credit(["7", "Ann", link, "t", alias, *tail]) == record("Ann", alias, "12@N01")
-    assert _attribution_credit(["7", "Ann", link, "t", page, *tail]) != record("Ann", page, "5@N00")
-    assert _attribution_credit(["7", "Ann", "", "t", alias, *tail]) != record("Ann", alias, "12@N01")
+    assert _matches(_attribution_credit(["7", "Ann", link, "t", alias, *tail]), record("Ann", alias, "12@N01"))
+    assert not _matches(_attribution_credit(["7", "Ann", link, "t", page, *tail]), record("Ann", page, "5@N00"))
+    assert not _matches(_attribution_credit(["7", "Ann", "", "t", alias, *tail]), record("Ann", alias, "12@N01"))
+
+
+def test_a_cell_removed_from_attribution_is_told_from_a_credit_an_earlier_version_wrote():
+    """Read from ATTRIBUTION.csv alone, a row with an owner id whose page names the same account, its creator link
+    removed, read as a table's row an earlier version wrote without one; and a table's row crediting an account id
+    by name, its creator emptied, read as a blank name an earlier version wrote. Each shard's record says which it
+    is: such a removed cell differs, while each credit an earlier version wrote of the record still matches."""
+    from pipeline.release.record_readers import _TFRECORD_CREDIT, _record_credit
+
+    tail = ["CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page, elsewhere = "https://www.flickr.com/photos/12@N01/7/", "https://example.org/7.jpg"
+    link = "https://www.flickr.com/people/12@N01/"
+
+    def record(name: str, nsid: str, url: str) -> bytes:
+        return _record_credit({"owner_name": name, "owner_nsid": nsid, "title": "t", "page_url": url,
+                               "license_name": tail[0], "license_url": tail[1]})
+
+    # An owner id's row: linked by every version; its link removed differs.
+    assert _matches(_attribution_credit(["7", "Ann", link, "t", page, *tail]), record("Ann", "12@N01", page))
+    assert not _matches(_attribution_credit(["7", "Ann", "", "t", page, *tail]), record("Ann", "12@N01", page))
+    # Its blank name: credited by the id now, written blank before; the link is still required.
+    for written in ("12@N01", ""):
+        assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]), record("", "12@N01", page))
+    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]), record("", "12@N01", page))
+    # A table's row crediting the account id by name: its name stays, linked now or not before; emptied, it differs.
+    for url in (page, elsewhere):
+        for written in (link, ""):
+            assert _matches(_attribution_credit(["7", "12@N01", written, "t", url, *tail]), record("12@N01", "", url))
+        assert not _matches(_attribution_credit(["7", "", link, "t", url, *tail]), record("12@N01", "", url))
+    # A table's row of a blank name: credited and linked by its page's account now, neither before.
+    assert _matches(_attribution_credit(["7", "12@N01", link, "t", page, *tail]), record("", "", page))
+    assert _matches(_attribution_credit(["7", "", "", "t", page, *tail]), record("", "", page))
+    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]), record("", "", page))
+    # A TFRecord holds the credit's creator, not the name: one naming the account a blank name is credited by reads
+    # as either; a creator naming an account its page does not is the name, as in a Parquet row.
+    names = dict(zip(_TFRECORD_CREDIT, ["12@N01", "", "t", elsewhere, *tail], strict=True))
+    assert not _matches(_attribution_credit(["7", "", link, "t", elsewhere, *tail]),
+                        _record_credit(names, _TFRECORD_CREDIT))
+    names = dict(zip(_TFRECORD_CREDIT, ["12@N01", "12@N01", "t", page, *tail], strict=True))
+    for written in ("12@N01", ""):
+        assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]),
+                        _record_credit(names, _TFRECORD_CREDIT))
+    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]),
+                        _record_credit(names, _TFRECORD_CREDIT))

@@ -1650,6 +1650,31 @@ def test_the_reference_digests_are_compared_as_a_dict_of_them_was(files, chunk):
                                                        if oracle.get(photo_id, digest) != digest]
 
 
+@hypothesis.given(st.lists(st.tuples(_RECORD_IDS, st.integers(0, 2))),
+                  st.lists(st.tuples(st.booleans(), st.lists(st.tuples(_RECORD_IDS, st.integers(0, 2),
+                                                                       st.integers(0, 2))))), st.integers(1, 4))
+def test_a_record_of_two_credits_differs_only_where_neither_is_the_references(reference, files, chunk):
+    """A shard's record gives two credit digests (the credit this version writes, the one an earlier one wrote): it
+    differs from ATTRIBUTION.csv's (the reference, a digest an id) only where neither is the reference's digest of
+    its id; an id the reference has not given differs in nothing."""
+    from unittest import mock
+
+    import pipeline.release.verify as verifying
+    from pipeline.release.id_sets import IdList
+    from pipeline.release.record_readers import DIGEST
+
+    held, oracle = verifying._Digests(), {}
+    with mock.patch.object(verifying, "_CHUNK_IDS", chunk):
+        held.add(IdList([photo_id for photo_id, _ in reference]), b"".join(bytes([d]) * DIGEST for _, d in reference))
+        for photo_id, digest in reference:
+            oracle.setdefault(photo_id, digest)
+        for as_numbers, records in files:
+            ids = [photo_id for photo_id, _, _ in records]
+            blob = b"".join(bytes([first]) * DIGEST + bytes([earlier]) * DIGEST for _, first, earlier in records)
+            assert held.differing(IdList(ids) if as_numbers else ids, blob, 2) == [
+                photo_id for photo_id, first, earlier in records if oracle.get(photo_id, first) not in (first, earlier)]
+
+
 def test_the_reference_digests_are_let_go_before_the_tables_are_read(demo_release, monkeypatch):
     """The reference format's image and credit digests (~48 bytes a photo with their numbers) are compared only with
     the other formats' records; held until verify ended, they were beside the rejections', ledger's and index's ids as
@@ -1778,5 +1803,46 @@ def test_a_table_rows_creator_link_verifies_as_an_earlier_version_or_this_one_wr
     elsewhere = ["https://www.flickr.com/people/34@N02/", rows[1][2], ""]  # row 11 linked to another account
     unknown = [rows[0][2], rows[1][2], "https://www.flickr.com/people/12@N01/"]  # row 13's account is unknown
     for links, photo_id in ((elsewhere, "11"), (unknown, "13")):
-        assert rewritten(links) == {
-            ("attribution", f"1 photos whose credit differs from webdataset's, e.g. {photo_id}")}
+        assert rewritten(links) == {(fmt, f"1 photos whose credit differs from attribution's, e.g. {photo_id}")
+                                    for fmt in ("parquet", "tfrecord", "webdataset")}
+
+
+def test_a_creator_link_or_name_removed_from_attribution_is_reported_though_an_earlier_version_wrote_alike(
+        tmp_path):
+    """ATTRIBUTION.csv holds no owner id, so read alone, a Flickr row whose page names its owner's account, its
+    creator link removed, looked like a table's row an earlier version wrote without one; and a table's row crediting
+    an account id by name, that name emptied, like a blank name an earlier version wrote. Both passed verify. Each
+    shard's record says which it is; the cells an earlier version did write that way still verify."""
+    import csv
+
+    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
+    from pipeline.io.sinks import csv_bytes
+    from tests.conftest import photo
+
+    def made(photo_id: str, owner_name: str, owner_nsid: str, page_url: str, source: str):
+        image = as_stored_jpeg(photo_id.encode() * 64)
+        return photo(photo_id, source=source, owner_nsid=owner_nsid, owner_name=owner_name, page_url=page_url,
+                     image=image, sha256=hashlib.sha256(image).hexdigest())
+
+    photos = [made("21", "Ann", "12@N01", "https://www.flickr.com/photos/12@N01/21/", "yfcc"),
+              made("22", "34@N02", "", "https://example.org/22.jpg", "table"),
+              made("23", "", "", "https://www.flickr.com/photos/56@N03/23/", "table")]
+    folder = _release_of(tmp_path / "release", photos, ["webdataset", "parquet", "tfrecord"])
+    rows = list(csv.reader(io.StringIO((folder / "ATTRIBUTION.csv").read_text(encoding="utf-8"))))[1:]
+    assert [row[1:3] for row in rows] == [["Ann", "https://www.flickr.com/people/12@N01/"],
+                                          ["34@N02", "https://www.flickr.com/people/34@N02/"],
+                                          ["56@N03", "https://www.flickr.com/people/56@N03/"]]
+    assert _problems(folder) == set()
+
+    def rewritten(cells: list[list[str]]) -> set:
+        (folder / "ATTRIBUTION.csv").write_bytes(csv_bytes(ATTRIBUTION_COLUMNS, [
+            [row[0], *written, *row[3:]] for row, written in zip(rows, cells, strict=True)]))
+        reseal(folder)
+        return _problems(folder)
+
+    # As an earlier version wrote them: a table's rows without links, a blank name blank.
+    assert rewritten([rows[0][1:3], ["34@N02", ""], ["", ""]]) == set()
+    for cells, photo_id in (([["Ann", ""], *(row[1:3] for row in rows[1:])], "21"),
+                            ([rows[0][1:3], ["", rows[1][2]], rows[2][1:3]], "22")):
+        assert rewritten(cells) == {(fmt, f"1 photos whose credit differs from attribution's, e.g. {photo_id}")
+                                    for fmt in ("parquet", "tfrecord", "webdataset")}

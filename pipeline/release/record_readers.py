@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
-from pipeline.io.flickr_pages import account_link, creator_url
+from pipeline.io.flickr_pages import credited_owner
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
@@ -98,10 +98,19 @@ PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 
 # What verify holds of a file's records to compare each with the same photo's record in another format, `DIGEST`
 # bytes a record, one after another in the order of its ids: their images' sha256 (None where the format holds no
-# image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them.
+# image), and digests of their credits (creator, title, page, licence) as ATTRIBUTION.csv states them: one a row of
+# ATTRIBUTION.csv, `CREDIT_FORMS` a shard's record (`_record_credit`).
 Facts = tuple[bytes | None, bytes]
 Records = tuple[Sequence[str], list[str], Facts]  # ATTRIBUTION.csv's ids an `IdList`: a release's at once
 DIGEST = 16
+# The credits an ATTRIBUTION.csv row may hold for a shard's record: the one this version writes, and the one an
+# earlier version wrote where that differs (the same where it does not).
+CREDIT_FORMS = 2
+
+
+def credit_forms(fmt: str) -> int:
+    """How many credit digests a record of `fmt` gives (`Facts`)."""
+    return 1 if fmt == "attribution" else CREDIT_FORMS
 
 
 _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name", "license_url")
@@ -110,44 +119,38 @@ _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name
 def _credit_digest(fields: list[Any]) -> bytes:
     """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
     each cell as `published_text` leaves it (as `credit` does; a file an earlier version wrote holds what it drops:
-    bidi formatting, tag characters, marks past the bound), and a credit by the owner's Flickr id compared as one
-    whatever creator it shows (`_by_owner_id`), and a row's missing creator link as the link to the account its page
-    or creator names (`_with_account_link`)."""
+    bidi formatting, tag characters, marks past the bound), and a creator that shows nothing read as none (a file an
+    earlier version wrote holds a blank name as it came, a name of control characters as U+FFFD)."""
     text = [published_text(CONTROLS.sub("\ufffd", value if isinstance(value, str) else
                                         "" if value is None else str(value))) for value in fields]
-    return hashlib.blake2b(json.dumps(_by_owner_id(_with_account_link(text))).encode(), digest_size=DIGEST).digest()
-
-
-def _with_account_link(text: list[str]) -> list[str]:
-    """A whole credit (creator, creator URL, title, page, ...) with no creator URL given the link to the account its
-    page names, else its creator where that is an account id (`flickr_pages.creator_url`, as `credit` links a table's
-    row): an earlier version gave a table's rows, which hold no owner id, no link, and this one links that account,
-    so a release either wrote verifies. Another account's link, or a link where no account is known, still differs;
-    so does a missing link where the account is not the one the row's page or creator names (a row whose owner id is
-    that account reads as a table's row the earlier version wrote: the file holds no owner id to tell them apart)."""
-    if len(text) != len(_CREDIT_FIELDS) or text[1]:
-        return text
-    return [text[0], creator_url("", text[3], text[0]), *text[2:]]
-
-
-def _by_owner_id(text: list[str]) -> list[str]:
-    """A whole credit (creator, creator URL, ...) whose creator is the owner's id, or a name that shows nothing, with
-    the creator left empty: `credit` names the owner's id where the name shows nothing, and a file an earlier
-    version wrote holds the blank name, a name of control characters as U+FFFD (`csv_cell`). A real name swapped for
-    the id still differs."""
-    if len(text) != len(_CREDIT_FIELDS):
-        return text
-    creator, link = text[0], text[1]
-    if not shows_something(creator.replace("\ufffd", "")) or link == account_link(creator):
-        return ["", *text[1:]]
-    return text
+    if len(text) == len(_CREDIT_FIELDS) and not shows_something(text[0].replace("\ufffd", "")):
+        text[0] = ""
+    return hashlib.blake2b(json.dumps(text).encode(), digest_size=DIGEST).digest()
 
 
 def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
-    """The credit digest of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order)."""
+    """The `CREDIT_FORMS` credit digests of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order):
+    the credit `credit` writes, then the one an earlier version wrote for it, which a release's ATTRIBUTION.csv may
+    hold instead (`_earlier_credit`). Each form is what that version wrote of this very record, so that a cell
+    removed from the file is told from a credit an earlier version wrote: read from ATTRIBUTION.csv alone, a row
+    with an owner id whose page names the same account read as a table's row whose link an earlier version left
+    out, and a table's row crediting an account id by name as a blank name credited by its account."""
     texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
              for value in (record.get(name) for name in names)]
-    return _credit_digest(list(credit(*texts)))
+    written = list(credit(*texts))
+    forms = (written, _earlier_credit(written, texts, by_name=names[0] == "owner_name"))
+    return b"".join(_credit_digest(form) for form in forms)
+
+
+def _earlier_credit(written: list[str], texts: list[str], by_name: bool) -> list[str]:
+    """The credit an earlier version wrote of a record whose credit this version writes as `written`: a name that
+    shows nothing, credited by the account's id now, was written blank (`creator_name`), and a table's row (no owner
+    id) was given no creator link. A record of the owner's name (a Parquet row, a sample's metadata: `by_name`) tells
+    a blank name; a TFRecord's `creator` holds the credit's creator, so one naming the account a blank name would be
+    credited by is read as such (a name that is that account's id reads alike: either credit names the account)."""
+    creator, nsid, page = texts[0], texts[1], texts[3]
+    blank = not shows_something(creator) or (not by_name and creator == credited_owner(nsid, page, ""))
+    return ["" if blank else written[0], written[1] if nsid else "", *written[2:]]
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:

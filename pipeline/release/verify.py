@@ -85,6 +85,7 @@ from pipeline.release.record_readers import (
     Facts,
     Records,
     bounded_batches,
+    credit_forms,
     parquet_file,
     read_up_to,
     record_ids,
@@ -133,19 +134,23 @@ class _Digests:
             numbered = numbers != 0  # 0 is no id's number: the others' place
             self.pending.append((numbers[numbered], _rows(digests)[numbered]))
 
-    def differing(self, photo_ids: Sequence[str], blob: bytes) -> list[str]:
-        """The ids whose digest in `blob` differs from the reference's (one it does not hold differs in nothing)."""
+    def differing(self, photo_ids: Sequence[str], blob: bytes, forms: int = 1) -> list[str]:
+        """The ids whose digests in `blob` (`forms` a record, one after another) are none of them the reference's
+        (one it does not hold differs in nothing)."""
         self._merge()
         found: list[str] = []
-        for ids, digests in _chunks(photo_ids, blob):
+        for ids, digests in _chunks(photo_ids, blob, forms):
             numbers = np.frombuffer(ids.numbers, dtype=np.uint64)
             differ = np.zeros(len(numbers), dtype=bool)
             if len(self.numbers):
                 at = np.minimum(np.searchsorted(self.numbers, numbers), len(self.numbers) - 1)
-                differ = (self.numbers[at] == numbers) & (self.digests[at] != _rows(digests)).any(axis=1)
+                own = np.frombuffer(digests, dtype=np.uint8).reshape(-1, forms, DIGEST)
+                same = (self.digests[at][:, None, :] == own).all(axis=2).any(axis=1)
+                differ = (self.numbers[at] == numbers) & ~same
             for place, photo_id in ids.others.items():
-                digest = digests[place * DIGEST:(place + 1) * DIGEST]
-                differ[place] = self.others.get(photo_id, digest) != digest
+                given = [digests[(place * forms + form) * DIGEST:(place * forms + form + 1) * DIGEST]
+                         for form in range(forms)]
+                differ[place] = photo_id in self.others and self.others[photo_id] not in given
             found += [ids[place] for place in np.flatnonzero(differ).tolist()]
         return found
 
@@ -162,16 +167,25 @@ class _Digests:
 _CHUNK_IDS = 1 << 16
 
 
-def _chunks(photo_ids: Sequence[str], blob: bytes) -> Iterator[tuple[IdList, bytes]]:
-    """A file's ids (as numbers where they are: `IdList`) and their digests, `_CHUNK_IDS` at a time."""
+def _chunks(photo_ids: Sequence[str], blob: bytes, forms: int = 1) -> Iterator[tuple[IdList, bytes]]:
+    """A file's ids (as numbers where they are: `IdList`) and their digests (`forms` an id), `_CHUNK_IDS` at a
+    time."""
     ids = photo_ids if isinstance(photo_ids, IdList) else IdList(photo_ids)
+    width = forms * DIGEST
     for start, part in zip(range(0, len(ids), _CHUNK_IDS), ids.parts(_CHUNK_IDS), strict=True):
-        yield part, blob[start * DIGEST:(start + _CHUNK_IDS) * DIGEST]
+        yield part, blob[start * width:(start + _CHUNK_IDS) * width]
 
 
 def _rows(blob: bytes) -> np.ndarray:
     """The digests of a `Facts` blob, one row each."""
     return np.frombuffer(blob, dtype=np.uint8).reshape(-1, DIGEST)
+
+
+def _first_forms(blob: bytes, forms: int, kept: int) -> bytes:
+    """A `Facts` blob of `forms` digests a record with only its first `kept` each."""
+    if kept == forms:
+        return blob
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, forms, DIGEST)[:, :kept].tobytes()
 
 
 @dataclass
@@ -196,9 +210,14 @@ class _Seen:
                 continue
             reference = self.reference.setdefault(what, fmt)
             digests = self.digests.setdefault(what, _Digests())
-            if fmt == reference:
-                digests.add(photo_ids, blob)  # a photo twice in one format is reported as such
-            elif found := digests.differing(photo_ids, blob):
+            forms = credit_forms(fmt) if what == "credit" else 1
+            if fmt == reference:  # a photo twice in one format is reported as such
+                digests.add(photo_ids, _first_forms(blob, forms, 1))
+                continue
+            # An ATTRIBUTION.csv row (read first: `_dataset_order`) may hold the credit this version writes of a
+            # shard's record or the one an earlier version wrote; shards' records, each other's as this one writes them.
+            kept = forms if reference == "attribution" else 1
+            if found := digests.differing(photo_ids, _first_forms(blob, forms, kept), kept):
                 count, least = self.differ.get((fmt, what, reference), (0, []))
                 self.differ[fmt, what, reference] = (count + len(found), heapq.nsmallest(3, [*least, *found]))
 
@@ -222,6 +241,13 @@ def _id_problems(ids: Mapping[str, tuple[IdSet, IdSet]]) -> Iterator[Problem]:
             if found:
                 shown = ", ".join(found.least(3))
                 yield Problem(fmt, f"{len(found)} photo ids {what} {fmt} (against {reference}), e.g. {shown}")
+
+
+def _dataset_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The dataset's files in the order they are read: ATTRIBUTION.csv first (as a run lists it), so that its credits
+    are the ones the shards' are compared with, a digest a photo (each shard's record gives two: `CREDIT_FORMS`),
+    however a manifest lists the files; the rest as listed."""
+    return sorted(entries, key=lambda entry: entry.get("format") != "attribution")
 
 
 def _reference(ids: Mapping[str, Any]) -> str:
@@ -733,7 +759,7 @@ def verify(release: str, previous: str | None = None, pins: Pins = UNCHECKED) ->
             entries.append(entry)
     ids: dict[str, IdCount] = {}
     seen, accounts = _Seen(), Accounts()
-    dataset = [entry for entry in entries if entry.get("format") in PHOTO_FORMATS]
+    dataset = _dataset_order([entry for entry in entries if entry.get("format") in PHOTO_FORMATS])
     for entry in dataset:
         yield from _check_file(release, entry, ids, seen, accounts, pins)
     counted = {fmt: found.counted() for fmt, found in ids.items()}  # (its ids, those twice) by format
