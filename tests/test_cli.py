@@ -81,6 +81,20 @@ def test_usage_errors_are_clear_and_exit_2(argv, message, capsys):
     assert "c0ffee" not in err
 
 
+def test_version_prints_the_packages_version_and_exits_0(capsys):
+    """`pass-pipeline --version` prints the version pyproject.toml declares (what a bug report names), on stdout."""
+    import tomllib
+    from pathlib import Path
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    try:
+        code = main(["--version"])
+    except SystemExit as stop:  # argparse's version action ends the parse
+        code = stop.code
+    assert code == 0
+    assert capsys.readouterr().out == f"pass-pipeline {declared}\n"
+
+
 def test_the_log_level_is_taken_in_both_forms():
     from pipeline.cli import log_level
 
