@@ -104,7 +104,8 @@ def main() -> None:
     for label, values in by_transform.items():
         ordered = sorted(values)
         print(f"  {label:18s} {ordered[0]:3d} {ordered[len(ordered) // 2]:3d} {ordered[-1]:3d}")
-    different = [base[a] - base[b] for a, b in itertools.combinations(base, 2)]
+    # int(): imagehash's distance is a numpy integer, which the histogram's list would print as np.int64(22)
+    different = [int(base[a] - base[b]) for a, b in itertools.combinations(base, 2)]
     quadrants = []
     for img in originals.values():
         w, h = img.size
