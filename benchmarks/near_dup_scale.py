@@ -1,6 +1,6 @@
 """Near-duplicate search at scale on synthetic 64-bit hashes: wall time, peak memory and hash
 comparisons per image for the Beam transform on the local runner, against numpy brute force on a
-50k subset measured in the same run and extrapolated (brute force is quadratic).
+50k subset (`--subset`) measured in the same run and extrapolated (brute force is quadratic).
 
     .venv/bin/python -m benchmarks.near_dup_scale --sizes 100000 1000000
 
@@ -26,7 +26,7 @@ import time
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.records import Photo
@@ -34,6 +34,7 @@ from pipeline.stages.near_dedup import NearDuplicates
 
 SKEW_PREFIX = random.Random(12345).getrandbits(24) << 40  # shared by every chunk: one skewed region
 CHUNK = 50_000
+SEARCHED = "photos_searched"
 
 
 def synthetic_hashes(count: int, seed: int = 0) -> list[int]:
@@ -63,9 +64,18 @@ def brute_force_seconds(hashes: list[int], distance: int) -> float:
     return time.perf_counter() - start
 
 
-def photos_of_chunk(chunk: int) -> list[Photo]:
-    """Generated inside the pipeline, so that 10M photos never sit in one Python list."""
-    hashes = synthetic_hashes(CHUNK, seed=chunk)
+def chunks(size: int) -> list[tuple[int, int]]:
+    """(chunk, photos in it) for `size` photos: whole chunks of CHUNK, the last one cut to what is left. (Whole
+    chunks only made a size below CHUNK search CHUNK photos, and one between chunks the chunks below it.)"""
+    return [(chunk, min(CHUNK, size - chunk * CHUNK)) for chunk in range(-(-size // CHUNK))]
+
+
+def photos_of_chunk(chunk_and_count: tuple[int, int]) -> list[Photo]:
+    """Generated inside the pipeline, so that 10M photos never sit in one Python list. A cut chunk holds the first
+    hashes of the whole one (the same seed)."""
+    chunk, count = chunk_and_count
+    hashes = synthetic_hashes(count, seed=chunk)
+    Metrics.counter("benchmark", SEARCHED).inc(len(hashes))
     return [Photo(photo_id=str(chunk * CHUNK + i), phash=f"{h:016x}", original_width=100, original_height=100)
             for i, h in enumerate(hashes)]
 
@@ -76,6 +86,7 @@ def imagededup_seconds(hashes: list[int], distance: int, queries: int = 2000) ->
         from imagededup.handlers.search.brute_force_cython import BruteForceCython
     except ImportError:
         return None
+    queries = min(queries, len(hashes))  # a subset smaller than the queries is searched once, not scaled up
     table = {str(i): f"{h:016x}" for i, h in enumerate(hashes)}
     sample = list(table.values())[:queries]
 
@@ -106,22 +117,25 @@ def dense_cluster(size: int, distance: int, seed: int = 0) -> list[Photo]:
             for i, v in enumerate(values)]
 
 
-def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int]:
+def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int, int]:
+    """(wall seconds, hash comparisons, photos searched)."""
     start = time.perf_counter()
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
     if dense:
         photos = pipeline | beam.Create(dense_cluster(size, distance), reshuffle=False)
     else:
-        photos = (pipeline | beam.Create(list(range(max(1, size // CHUNK))), reshuffle=False)
-                  | beam.FlatMap(photos_of_chunk))
+        photos = pipeline | beam.Create(chunks(size), reshuffle=False) | beam.FlatMap(photos_of_chunk)
     out = photos | NearDuplicates(distance)
     _ = out.rejected | beam.combiners.Count.Globally() | beam.Map(lambda n: None)
     result = pipeline.run()
     result.wait_until_finish()
     elapsed = time.perf_counter() - start
-    counters = result.metrics().query(MetricsFilter().with_name("hash_comparisons"))["counters"]
-    comparisons = sum(c.committed or c.attempted or 0 for c in counters)
-    return elapsed, comparisons
+
+    def counted(name: str) -> int:
+        return sum(c.committed or c.attempted or 0 for c in result.metrics().query(
+            MetricsFilter().with_name(name))["counters"])
+
+    return elapsed, counted("hash_comparisons"), size if dense else counted(SEARCHED)
 
 
 def main() -> None:
@@ -129,29 +143,33 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--distance", type=int, default=4)
     parser.add_argument("--dense", type=int, nargs="*", default=[], help="cluster sizes, all within the distance")
+    parser.add_argument("--subset", type=int, default=50_000,
+                        help="hashes brute force (and imagededup) search, extrapolated to each size")
     args = parser.parse_args()
     baseline = None
     for size in args.dense:
-        elapsed, comparisons = beam_run(size, args.distance, dense=True)
+        elapsed, comparisons, _ = beam_run(size, args.distance, dense=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         per_image = elapsed / size
         baseline = baseline or per_image
         print(f"dense cluster n={size:>7,}  beam {elapsed:6.1f} s   peak RSS {peak:6.0f} MiB   "
               f"comparisons/image {comparisons / size:8.1f}   time/image vs n={args.dense[0]:,}: "
               f"{per_image / baseline:5.2f}x")
-    subset = synthetic_hashes(50_000, seed=1)
+    subset = synthetic_hashes(args.subset, seed=1)
     brute = brute_force_seconds(subset, args.distance)
-    print(f"brute force (numpy popcount), 50k hashes: {brute:.2f} s")
+    print(f"brute force (numpy popcount), {args.subset:,} hashes: {brute:.2f} s")
     imagededup = imagededup_seconds(subset, args.distance)
     if imagededup is None:
         print("imagededup not installed: skipped (pip install --no-deps imagededup==0.3.3.post2)")
     else:
         for name, seconds in imagededup.items():
-            print(f"imagededup {name}, 50k hashes (scaled from 2,000 queries): {seconds:.0f} s")
+            print(f"imagededup {name}, {args.subset:,} hashes (scaled from {min(2000, args.subset):,} queries): "
+                  f"{seconds:.0f} s")
     for size in args.sizes:
-        elapsed, comparisons = beam_run(size, args.distance)
+        elapsed, comparisons, searched = beam_run(size, args.distance)
+        assert searched == size, (searched, size)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        extrapolated = brute * (size / 50_000) ** 2
+        extrapolated = brute * (size / args.subset) ** 2
         print(f"N={size:>9,}  beam {elapsed:7.1f} s   peak RSS {peak:6.0f} MiB   "
               f"comparisons/image {comparisons / size:6.2f}   brute force extrapolated {extrapolated:9.0f} s   "
               f"ratio {extrapolated / elapsed:7.1f}x")
