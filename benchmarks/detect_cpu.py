@@ -11,7 +11,7 @@ detectors already reject as human; today's plus the opt-in pose detector; heldou
 registry adds context classes: five class columns and a probe on open_nsfw's features)
 against a baseline pipeline that only decodes the same images, in the same process. `--photos DIR`
 measures on your own photographs (JPEG/PNG files) instead of the benchmark corpus (crops of the
-demo photographs, two of twelve with people): the skip pays in proportion to the photos with people.
+demo photographs, two of ten with people): the skip pays in proportion to the photos with people.
 
     .venv/bin/python -m benchmarks.detect_cpu [--images 64] [--photos DIR] [--stage_only]
 
