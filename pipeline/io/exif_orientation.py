@@ -76,11 +76,12 @@ def _ifd0_orientation(tiff: bytes) -> int | Literal[_Marker.ABSENT] | None:
         # Pillow reads every entry's values, and one whose values lie past the block's end, of any tag, ends its read
         # of the IFD: an orientation after it is none (checked for the orientation alone, one after such an entry of
         # another tag turned a photo Pillow reads as unturned).
-        if _values_at(tiff, order, entry, kind, values) is _CUT_SHORT:
+        at = _values_at(tiff, order, entry, kind, values)
+        if at is _CUT_SHORT:
             break
-        if tag == 0x0112 and values:  # the last of several, as Pillow reads them; one of no values is none
-            value = _first_int(tiff, order, entry, kind, values)
-            found = found if value is _ABSENT else value
+        if tag == 0x0112 and values and isinstance(at, int):  # the last of several, as Pillow reads them; one of no
+            code = _INT_TYPES.get(kind)  # values is none, one of a type Pillow does not know is skipped (`_ABSENT`)
+            found = struct.unpack_from(order + code, tiff, at)[0] if code else None
     return found
 
 
@@ -93,13 +94,3 @@ def _values_at(tiff: bytes, order: str, entry: int, kind: int, values: int) -> i
     at = entry + 8 if width * values <= 4 else struct.unpack_from(order + "I", tiff, entry + 8)[0]
     return _CUT_SHORT if at + width * values > len(tiff) else at
 
-
-def _first_int(tiff: bytes, order: str, entry: int, kind: int, values: int) -> int | Literal[_Marker.ABSENT] | None:
-    """An entry's value as Pillow gives a tag it expects once, for an entry whose values lie within the block
-    (`_values_at`): the first int of an int type (warning of any more), None for another type, `_ABSENT` where
-    Pillow skips the entry (a type it does not know)."""
-    at = _values_at(tiff, order, entry, kind, values)
-    if not isinstance(at, int):
-        return _ABSENT
-    code = _INT_TYPES.get(kind)
-    return struct.unpack_from(order + code, tiff, at)[0] if code else None
