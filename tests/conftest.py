@@ -58,7 +58,7 @@ FAST = [*LOCAL, "--detectors=none"]
 # the files by their number of tests, and this order is lost.)
 LONGEST_FIRST = ("test_release.py", "test_build.py", "test_detect.py", "test_refresh.py", "test_evaluation.py",
                  "test_handler.py", "test_run.py", "test_near_dedup.py", "test_funnel.py", "test_cli.py",
-                 "test_sources_flickr.py", "test_progress.py", "test_review.py", "test_beam_memo.py",
+                 "test_demo.py", "test_sources_flickr.py", "test_progress.py", "test_review.py", "test_beam_memo.py",
                  "test_flickr_server.py", "test_terraform.py", "test_http_client.py", "test_cloud_storage.py",
                  "test_detect_photos.py", "test_sources_parquet_rows.py", "test_sources_table.py",
                  "test_verify_license.py", "test_review_page.py")

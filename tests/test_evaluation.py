@@ -129,18 +129,6 @@ def test_evaluate_command(scored, tmp_path, capsys, monkeypatch):
     assert "recall 100.0%  keep-rate 0.0%" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("flag", "problem"), [
-    ("--max_side=0", "--max_side must be positive"), ("--max_side=-3", "--max_side must be positive"),
-    ("--max_side=20000", "at most 16384"), ("--detect_tile_min_side=-1", "--detect_tile_min_side must not be"),
-    ("--resize_reducing_gap=0.5", "--resize_reducing_gap must be"),
-])
-def test_evaluate_refuses_the_values_run_refuses(flag, problem, monkeypatch, capsys):
-    """--max_side=0 printed recall and keep-rate of images stored at no size (`run` refuses it)."""
-    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
-    assert main(["evaluate", "--detectors=open_nsfw", flag]) == 2
-    assert problem in capsys.readouterr().out
-
-
 @pytest.mark.slow
 def test_hands_without_a_face_leak_past_the_first_defaults_and_nanodet_catches_them(scored):
     hands = [s for s in leak_set() if s.name.startswith("leak/hands_on_camera") or s.name.startswith("leak/right_hand")]

@@ -1,0 +1,53 @@
+"""`pass-pipeline evaluate` (pipeline/commands/evaluate.py): the options it shares with `run` checked as `run` checks
+them, a --json target refused before anything is scored, and a stop that says which of its files it wrote."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import evaluation
+from pipeline.cli import main
+from tests.test_cli import STOPS, stopped_as
+
+
+@pytest.mark.parametrize(("flag", "problem"), [
+    ("--max_side=0", "--max_side must be positive"), ("--max_side=-3", "--max_side must be positive"),
+    ("--max_side=20000", "at most 16384"), ("--detect_tile_min_side=-1", "--detect_tile_min_side must not be"),
+    ("--resize_reducing_gap=0.5", "--resize_reducing_gap must be"),
+])
+def test_evaluate_refuses_the_values_run_refuses(flag, problem, monkeypatch, capsys):
+    """--max_side=0 printed recall and keep-rate of images stored at no size (`run` refuses it)."""
+    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
+    assert main(["evaluate", "--detectors=open_nsfw", flag]) == 2
+    assert problem in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("signum", "said"), STOPS)
+def test_a_stopped_evaluate_says_what_it_did_not_write_and_leaves_it_as_it_was(tmp_path, signum, said):
+    """evaluate had no stop handling either: SIGTERM ended it with no word (exit -15), Ctrl-C spoke of publishing.
+    Stopped while it scores, its --json file is as it was (no temporary beside it) and its line says so."""
+    earlier = tmp_path / "result.json"
+    earlier.write_text('{"an": "earlier result"}\n')
+    done = stopped_as(signum, "pipeline.evaluation.normalise",
+                      ["evaluate", "--detectors=none", "--fusion=none", f"--json={earlier}"])
+    assert done.returncode == 128 + signum and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (f"pass-pipeline: stopped ({said}); the evaluation did not "
+                                                    f"finish; --json {earlier} not written (as it was)"), done.stderr
+    assert earlier.read_text() == '{"an": "earlier result"}\n' and list(tmp_path.iterdir()) == [earlier]
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a named pipe"])
+def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(tmp_path, monkeypatch, capsys, kind):
+    """A --json naming a folder or a named pipe was refused only once the photographs were scored (minutes), the
+    result lost, and the held-out --record, appended after it, never written: refused first, as a --record is."""
+    import os
+
+    import pipeline.commands.evaluate as evaluate_command
+
+    target = tmp_path / "result"
+    target.mkdir() if kind == "a folder" else os.mkfifo(target)
+    scored = []
+    monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
+    assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
+    assert not scored and capsys.readouterr().out.splitlines() == [
+        f"evaluate: {target} is {kind}, not a file: not written"]
