@@ -6,23 +6,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tempfile
-from pathlib import Path
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from pipeline.decision_table import DECISIONS, Decision
-from pipeline.decisions_file import parse_decisions, read_decisions
+from pipeline.decision_table import Decision
+from pipeline.decisions_file import read_decisions
 from pipeline.detectors.fusion import builtin_fusion
 from pipeline.detectors.handler import RuntimeConfig, photo_scores, shared_session
 from pipeline.detectors.registry import load_registry, select
 from pipeline.stages.detect import Detect
-from tests.conftest import local_pipeline, photo, real_jpeg, runtime, traced_peak
-from tests.decision_stores import hostile_stores, read_whole, small_bounds
+from tests.conftest import local_pipeline, photo, real_jpeg, runtime
 
 SPECS = select(load_registry(), "default")
 NAMES = {"1": "astronaut.jpg", "2": "camera.jpg", "3": "chelsea.jpg", "4": "coffee.jpg", "5": "rocket.jpg",
@@ -31,8 +26,6 @@ NAMES = {"1": "astronaut.jpg", "2": "camera.jpg", "3": "chelsea.jpg", "4": "coff
 
 def photos():
     return [photo(pid, image=real_jpeg(name)) for pid, name in NAMES.items()]
-
-
 
 
 def test_people_rejected_objects_and_landscapes_kept():
@@ -106,19 +99,6 @@ def test_a_broken_image_in_a_batch_rejects_itself_alone_whatever_the_batching(tm
                         lambda found, seen=seen: seen.write_text(json.dumps(found)), label="detail")
         details[batch] = json.loads(seen.read_text())
     assert details[1] == details[7] and "0x" not in details[1][0], details
-
-
-def test_decisions_file(tmp_path):
-    path = tmp_path / "d.csv"
-    path.write_text("photo_id,decision,note\n1,accept,\n2,reject_human,child in the corner\n")
-    assert read_decisions(str(path)) == {"1": ("accept", "", ""), "2": ("reject_human", "child in the corner", "")}
-    path.write_text("photo_id,decision,note\n1,maybe,\n")
-    try:
-        read_decisions(str(path))
-    except ValueError as err:
-        assert ":2:" in str(err)
-    else:
-        raise AssertionError("a bad decision was accepted")
 
 
 def test_a_second_run_takes_scores_from_the_work_cache(tmp_path):
@@ -360,63 +340,3 @@ def test_a_staged_decisions_store_decides_as_read_and_travels_as_its_path(tmp_pa
     assert not isinstance(result.inference, FailedInference)
     [alone] = photo_scores(strict, shared_session(strict, runtime()), [inputs[2]], 400)
     assert result.inference == {f"{strict.name}.{cls}": pytest.approx(score, abs=1e-6) for cls, score in alone.items()}
-
-
-@pytest.mark.parametrize("row", ["5,maybe,", "7.0,accept,", "5,accept,,abc", '5,accept,"ok" then',
-                                 "5,accept," + "x" * (1 << 20)])
-def test_a_worker_reading_a_store_row_the_launch_would_refuse_names_it_as_the_launch_does(row):
-    """The table a worker reads the staged store into (`decision_table`) only ever reads what the launch checked;
-    a row it cannot read all the same is the launch's one line naming its place, not an error of the table's."""
-    import io
-
-    from pipeline.decisions_file import decision_table
-
-    text = f"photo_id,decision,note,sha256\n3,accept,fine,\n\n{row}\n"
-    with pytest.raises(ValueError) as launch:
-        parse_decisions(text, lambda line: f"reviews.csv:{line}")
-    with pytest.raises(ValueError) as worker:
-        decision_table(io.StringIO(text, newline=""), "reviews.csv")
-    assert str(worker.value) == str(launch.value) and str(worker.value).startswith("reviews.csv:4: ")
-
-
-@settings(max_examples=400, deadline=None)
-@given(hostile_stores(), st.sampled_from([1, 2, 3, 7, 64, 1 << 20]))
-def test_the_launch_checks_a_store_read_a_chunk_at_a_time_as_the_whole_file_was_checked(raw, chunk):
-    """The launch read the store whole (its bytes, its text, a dict: ~584 MiB at 1.44 million decisions) to check it;
-    read a chunk at a time into a compact table, it accepts what that accepted, staging the same bytes under their
-    sha256, and refuses what that refused with the same line (the first refusal in the file, in its order), staging
-    nothing. Bounds made small so that every refusal is reached: the file's bytes, its rows, a row's characters."""
-    from pipeline.decisions_file import stage_decisions
-
-    with tempfile.TemporaryDirectory() as folder, small_bounds():
-        store, staging = Path(folder) / "reviews.csv", Path(folder) / "staging"
-        store.write_bytes(raw)
-        refused = read_whole(str(store))[1]
-        if refused is None:
-            staged = stage_decisions(str(store), str(staging), chunk)
-            assert Path(staged.path).read_bytes() == raw and staged.sha256 == hashlib.sha256(raw).hexdigest()
-            assert [path.name for path in staging.iterdir()] == [f"{staged.sha256}.csv"]
-        else:
-            with pytest.raises(ValueError) as streamed:
-                stage_decisions(str(store), str(staging), chunk)
-            assert str(streamed.value) == refused
-            assert not staging.exists() or not list(staging.iterdir())
-
-
-def test_the_launch_checks_a_store_in_a_fraction_of_the_memory_of_its_text_and_a_dict(tmp_path):
-    """1.44 million decisions (121 MB with sha256) were read whole at launch to be checked, their bytes, their text
-    and a dict together (~450 bytes a decision at the peak here, ~584 MiB there). Copied and read back a MiB at a time
-    into a compact table (~46 bytes a decision and its line, ~16 more to sort them): ~92 at the peak here."""
-    from pipeline.decisions_file import stage_decisions
-
-    count = 150_000
-    store = tmp_path / "reviews.csv"
-    store.write_text("photo_id,decision,note,sha256\n" + "".join(
-        f"{1_000_000_000 + 7 * number},{DECISIONS[number % 3]},{'a face' if number % 10 == 0 else ''},"
-        f"{number:064x}\n" for number in range(count)) + f"{1_000_000_000 + 7 * 5},accept,,\n")
-    with pytest.raises(ValueError, match=f"reviews.csv:{count + 2}: photo 1000000035 is decided otherwise at "
-                                         r".*reviews.csv:7; keep one row per photo"):
-        stage_decisions(str(store), str(tmp_path / "refused"))
-    store.write_bytes(store.read_bytes()[:-len(f"{1_000_000_000 + 7 * 5},accept,,\n")])
-    staged, peak = traced_peak(lambda: stage_decisions(str(store), str(tmp_path / "staging")))
-    assert staged.sha256 == hashlib.sha256(store.read_bytes()).hexdigest() and peak < 150 * count, peak

@@ -142,16 +142,6 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read_and_a_file_without_th
             read(str(headless))
 
 
-@pytest.mark.parametrize("text", ["", "\n\n\n", "\r\n\r\n"], ids=["empty", "blank lines", "blank CRLF lines"])
-def test_a_decisions_file_of_no_header_says_so_at_its_first_line(tmp_path, text):
-    """An empty decisions file, or one of blank lines only, was refused as 'line 4: no photo_id or decision column
-    (its header: )', naming a line past its end and a header it does not have."""
-    given = tmp_path / "decisions.csv"
-    given.write_text(text)
-    with pytest.raises(ValueError, match=r"decisions.csv:1: no header row \(photo_id,decision,note,sha256\)"):
-        read_decisions(str(given))
-
-
 def test_the_loop_through_two_runs(tmp_path):
     """Run 1 with a stricter person detector (a user registry): the astronaut falls in the band, waits
     in review/, and is out of the dataset. A reviewer accepts it; run 2 with the decisions keeps it; run 3, after
@@ -628,19 +618,6 @@ def test_a_decisions_file_of_more_rows_than_its_bytes_hold_is_refused_naming_the
     assert len(read_decisions(str(store))) == 2_000
 
 
-def test_a_decisions_text_is_read_without_a_copy_of_it_at_four_bytes_a_character():
-    """The decisions text went through io.StringIO, which holds its own copy at 4 bytes a character: a 256 MiB file
-    took 1 GiB more than its text. Read in place, reading one costs less than its text again (here rows deciding one
-    photo, so no memory is kept for them)."""
-    from pipeline.decisions_file import parse_decisions
-    from tests.conftest import traced_peak
-
-    text = "photo_id,decision,note,sha256\n" + f"5,accept,fine,{'a' * 64}\n" * 50_000
-    decisions, peak = traced_peak(lambda: parse_decisions(text, str))
-    assert decisions == {"5": ("accept", "fine", "a" * 64)}
-    assert peak < len(text), (peak, len(text))
-
-
 @pytest.mark.parametrize("ending", ["\n", "\r\n"])
 def test_blank_lines_between_and_after_decisions_are_no_row_over_the_bound(tmp_path, capsys, ending):
     """A spreadsheet's export padded with empty lines (here 1.1 million between two decisions and after the last) was
@@ -769,21 +746,6 @@ def test_a_row_of_more_cells_than_its_header_is_refused_naming_its_line(tmp_path
     decisions.write_text("photo_id,decision,note\n6,reject_human,face,,,\n5,accept,fine,,, \n")
     assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0, capsys.readouterr().err
     assert read_decisions(str(store)) == {"5": ("accept", "fine", ""), "6": ("reject_human", "face", "")}
-
-
-def test_a_header_of_many_columns_costs_a_row_nothing_more():
-    """Each row was read as a dict of every column the header names, filled in for the cells a row lacks: a header of
-    500,000 names (a 0.5 MB line) made each 9-byte row `5,accept` 20 ms of CPU, a 16 MB file of them hours at a run's
-    launch. A row is read by its four columns' places alone: here 20 rows under 100,000 names cost the header's
-    memory only (a row's dict of them, 5 MB each, was more than the header)."""
-    from pipeline.decisions_file import parse_decisions
-    from tests.conftest import traced_peak
-
-    header = "photo_id,decision," + ",".join(f"c{n}" for n in range(100_000))
-    text = header + "\n" + "".join(f"{n},accept\n" for n in range(1, 21))
-    decisions, peak = traced_peak(lambda: parse_decisions(text, str))
-    assert sorted(decisions, key=int) == [str(n) for n in range(1, 21)]
-    assert peak < 16 * len(text), (peak, len(text))  # the header's names as strings and a list of them: ~10 bytes each
 
 
 @settings(max_examples=300, deadline=None)
