@@ -189,3 +189,214 @@ def test_a_header_of_many_columns_costs_a_row_nothing_more():
     decisions, peak = traced_peak(lambda: parse_decisions(text, str))
     assert sorted(decisions, key=int) == [str(n) for n in range(1, 21)]
     assert peak < 16 * len(text), (peak, len(text))  # the header's names as strings and a list of them: ~10 bytes each
+
+
+# What each of the four readings of a decisions file gives: the page's and template's read whole (`parse_decisions`),
+# the store checked at launch a chunk at a time (`stage_decisions`), read by `review apply` (`read_decision_table`)
+# and on a worker (`decision_table`). {photo id: (verdict, note, sha256)}, or the refusal's line.
+def _readings(text: str, folder: Path) -> list[dict[str, tuple[str, str, str]] | str]:
+    import io
+    from collections.abc import Callable, Iterable
+
+    from pipeline.decisions_file import decision_table, read_decision_table
+
+    path = folder / "d.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+
+    def staged() -> Iterable[tuple[str, Decision]]:  # checked and copied: no decision to give back
+        stage_decisions(str(path), str(folder / "staged"), 3)
+        return ()
+
+    readings: list[dict[str, tuple[str, str, str]] | str] = []
+    reads: list[Callable[[], Iterable[tuple[str, Decision]]]] = [
+        lambda: read_decisions(str(path)).items(),
+        lambda: decision_table(io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8-sig", newline=""),
+                               str(path)).items(),
+        lambda: read_decision_table(str(path)).items(),
+        staged]
+    for read in reads:
+        try:
+            readings.append({photo_id: (decision.verdict, decision.note, decision.sha256)
+                             for photo_id, decision in read()})
+        except ValueError as err:
+            readings.append(str(err).replace(str(path), "d.csv"))
+    return readings
+
+
+_HEADER = "photo_id,decision,note,sha256\n"
+
+
+@pytest.mark.parametrize(("text", "refusal"), [
+    # a spreadsheet's byte order mark at a row's start (two files joined, the second saved as "CSV UTF-8")
+    (_HEADER + "5,accept,,\n\ufeff6,accept,,\n", r"d.csv:3: photo_id '\ufeff6' is not a Flickr photo number"),
+    (_HEADER + "5\x00,accept,,\n", r"d.csv:2: photo_id '5\x00' is not a Flickr photo number"),
+    (_HEADER + "5,reject_human\x00,,\n", "d.csv:2: decision must be one of accept, reject_human, reject_other, "
+                                         r"not 'reject_human\x00'"),
+    # formulas where a number or a verdict is read: never taken for one
+    (_HEADER + "=5,accept,,\n", "d.csv:2: photo_id '=5' is not a Flickr photo number"),
+    (_HEADER + "5,=accept,,\n", "d.csv:2: decision must be one of"),
+    (_HEADER + "5,'accept,,\n", "d.csv:2: decision must be one of"),
+    # verdicts that are none, spelled as a person may spell them
+    (_HEADER + "5,Accept,,\n", "d.csv:2: decision must be one of accept, reject_human, reject_other, not 'Accept'"),
+    (_HEADER + "5,reject,,\n", "d.csv:2: decision must be one of"),
+    (_HEADER + "5,reject-human,,\n", "d.csv:2: decision must be one of"),
+    # line ends mixed (\n, \r\n, a lone \r): each is a line, and the refusal names the line an editor shows
+    ("photo_id,decision\n5,accept\r\n6,reject_human\r7,accept\n8,maybe\n", "d.csv:5: decision must be one of"),
+    ("photo_id,decision\r\n5,accept\r6,maybe\n", "d.csv:3: decision must be one of"),
+    # U+2028 and a form feed are no line end to a CSV reader: the row is wider than the header, not two rows
+    ("photo_id,decision\n5,accept\u20286,reject_human\n", "d.csv:2: 3 cells, more than the 2 columns"),
+    ("photo_id,decision\n5,accept\x0c6,reject_human\n", "d.csv:2: 3 cells, more than the 2 columns"),
+    # a second byte order mark (the first is the encoding's): no photo_id column, the header quoted escaped
+    ("\ufeff\ufeff" + _HEADER + "5,accept,,\n", r"d.csv:1: no photo_id column (its header: \ufeffphoto_id, decision"),
+    ("photo_id;decision\n5;accept\n", "d.csv:1: no photo_id or decision column (its header: photo_id;decision)"),
+    ("Photo_ID,Decision\n5,accept\n", "d.csv:1: no photo_id or decision column"),
+    (_HEADER + "5,accept,,\n05,reject_human,,\n", "d.csv:3: photo 5 is decided otherwise at d.csv:2"),
+    (_HEADER + f"5,accept,,{'a' * 64}\n5,accept,,{'b' * 64}\n", "d.csv:3: photo 5 is decided otherwise at d.csv:2"),
+    (_HEADER + "5,accept,," + "g" * 64 + "\n", "d.csv:2: sha256 'ggg"),
+    (_HEADER + "5,accept,,abc\n", "d.csv:2: sha256 'abc' is not the sha256 of an image (64 hex digits)"),
+])
+def test_a_hostile_decisions_file_is_refused_with_its_line_by_every_reading(tmp_path, text, refusal):
+    """Decisions files come from annotators outside the team: a byte order mark or a NUL in an id or a verdict, a
+    formula where a number or a verdict goes, a verdict misspelt, line ends mixed, a photo decided twice otherwise,
+    a header of another dialect. Each is refused, naming its line, and alike by the four readings of the file."""
+    readings = _readings(text, tmp_path)
+    assert readings[0] == readings[2] == readings[3], readings
+    assert isinstance(readings[0], str) and readings[0].startswith(refusal), readings[0]
+    # A worker reads only what the launch checked: it refuses as the launch does, but a photo decided twice otherwise
+    # is the launch's refusal alone (the worker's table keeps the later row).
+    assert readings[1] == readings[0] or "decided otherwise" in refusal, readings[1]
+
+
+@pytest.mark.parametrize(("text", "decisions"), [
+    # mixed line ends and a lone CR (a classic Mac export): every row read
+    ("photo_id,decision\r5,accept\r6,reject_human\r", {"5": ("accept", "", ""), "6": ("reject_human", "", "")}),
+    ("photo_id,decision\n5,accept\r\n6,reject_human\r7,reject_other\n",
+     {"5": ("accept", "", ""), "6": ("reject_human", "", ""), "7": ("reject_other", "", "")}),
+    # a note is kept as the reviewer wrote it, a NUL and a formula included (the store writes it safe: `csv_cell`)
+    (_HEADER + "5,accept,a\x00b,\n", {"5": ("accept", "a\x00b", "")}),
+    (_HEADER + "5,accept,=cmd|' /C calc'!A0,\n", {"5": ("accept", "=cmd|' /C calc'!A0", "")}),
+    (_HEADER + "5,accept,@SUM(1+1)*cmd|' /C calc'!A0,\n", {"5": ("accept", "@SUM(1+1)*cmd|' /C calc'!A0", "")}),
+    # as the store writes such a note ('=...): read back as written
+    (_HEADER + "5,accept,'=cmd|' /C calc'!A0,\n", {"5": ("accept", "=cmd|' /C calc'!A0", "")}),
+    (_HEADER + "5,accept,''=x,\n", {"5": ("accept", "'=x", "")}),
+    # an id in its one spelling, a verdict and a sha256 as a spreadsheet may space and case them
+    (_HEADER + f' 007 ,\taccept ,,{"A" * 64} \n', {"7": ("accept", "", "a" * 64)}),
+    (_HEADER + '"5","reject_other","a ""quoted"", note",\n', {"5": ("reject_other", 'a "quoted", note', "")}),
+    # the same decision of the same image twice: the later note stands
+    (_HEADER + "5,accept,first,\n05,accept,second,\n", {"5": ("accept", "second", "")}),
+    # columns in another order, others beside them
+    ("sha256,extra,decision,photo_id\n,x,reject_human,5\n", {"5": ("reject_human", "", "")}),
+])
+def test_a_decisions_file_as_hands_and_spreadsheets_write_it_is_read_alike_by_every_reading(tmp_path, text,
+                                                                                          decisions):
+    """What a decisions file holds, however its lines end and its cells are spaced, quoted or cased: each reading
+    gives the same decisions."""
+    readings = _readings(text, tmp_path)
+    assert readings[:3] == [decisions] * 3 and readings[3] == {}, readings  # staged: checked, no error
+
+
+def test_an_undecided_row_is_skipped_only_where_asked():
+    """The template's rows not decided yet (`review apply` skips them) are refused in a store."""
+    text = "photo_id,decision\n5,accept\n6,\n7, \n"
+    assert parse_decisions(text, str, skip_undecided=True) == {"5": ("accept", "", "")}
+    with pytest.raises(ValueError, match=r"^3: decision must be one of accept, reject_human, reject_other, not ''$"):
+        parse_decisions(text, str)
+
+
+def test_a_line_over_the_bound_and_a_cell_over_the_csv_limit_are_refused_naming_their_line():
+    """A line of a MiB (annotators' files come from outside the team; the reader makes a list of 8 bytes a comma) and
+    a cell over the csv module's own limit are each one line naming where, not the reader's error."""
+    import csv
+
+    from pipeline.decisions_file import MAX_DECISION_LINE
+
+    with pytest.raises(ValueError, match=rf"^d.csv:3: a line over {MAX_DECISION_LINE:,} characters$"):
+        parse_decisions(_HEADER + "5,accept,,\n6,accept," + "," * MAX_DECISION_LINE + "\n", "d.csv:{}".format)
+    cell = csv.field_size_limit() + 1
+    with pytest.raises(ValueError, match=rf"^d.csv:2: a cell over {cell - 1:,} characters \(a note is at most that "
+                                         r"long: shorten it\)$"):
+        parse_decisions(_HEADER + f'5,accept,"{"x" * cell}",\n', "d.csv:{}".format)
+
+
+def test_the_columns_of_a_header_are_checked_and_quoted_escaped_and_bounded():
+    from pipeline.decisions_file import check_decision_columns
+
+    check_decision_columns(["note", "decision", "photo_id", "other", "other"], "d.csv:1")  # others may repeat
+    for columns, said in ((None, "no photo_id or decision column (its header: )"),
+                          (["photo_id"], "no decision column (its header: photo_id)"),
+                          (["photo_id", "decision", "sha256", "sha256", "note", "note"],
+                           "the column note and sha256 is named twice")):
+        with pytest.raises(ValueError) as refused:
+            check_decision_columns(columns, "d.csv:1")
+        assert str(refused.value) == f"d.csv:1: {said}"
+    with pytest.raises(ValueError) as refused:
+        check_decision_columns(["photo_id", "\x1b[2J" + "v" * 1000], "d.csv:1")
+    message = str(refused.value)
+    assert "\x1b" not in message and "\\x1b[2J" in message and len(message) < 300, message
+
+
+def test_an_id_and_a_sha256_are_read_in_their_one_spelling_or_refused_naming_where():
+    from pipeline.decisions_file import decided_photo_id, decided_sha256
+
+    assert decided_photo_id(" 0042 ", "here") == "42" and decided_photo_id(str(10**20 - 1), "") == str(10**20 - 1)
+    for cell in ("7.0", "7e0", "", "0", "٧", "+7", str(10**20)):
+        with pytest.raises(ValueError, match=r"^here: photo_id .* is not a Flickr photo number"):
+            decided_photo_id(cell, "here")
+    with pytest.raises(ValueError) as refused:
+        decided_photo_id("9" * 1000, "here")
+    assert len(str(refused.value)) < 200  # the cell quoted in part
+    assert decided_sha256(f" {'AB' * 32} ", "") == "ab" * 32 and decided_sha256("", "") == ""
+    for cell in ("a" * 63, "a" * 65, "g" * 64, "0x" + "a" * 62):
+        with pytest.raises(ValueError, match=r"^here: sha256 .* is not the sha256 of an image"):
+            decided_sha256(cell, "here")
+
+
+def test_a_decisions_files_bytes_are_its_text_past_a_byte_order_mark_or_refused_naming_the_line_and_byte():
+    from pipeline.decisions_file import text_of_decisions
+
+    assert text_of_decisions("\ufeffphoto_id,decision\n".encode(), "d.csv") == "photo_id,decision\n"
+    assert text_of_decisions(b"photo_id,decision\n", "d.csv") == "photo_id,decision\n"
+    with pytest.raises(ValueError, match=r"^d.csv:3: not UTF-8 text \(byte 29\); save it as CSV UTF-8$"):
+        text_of_decisions(b"photo_id,decision\r\n5,accept\r\n\xe96,accept\n", "d.csv")
+    with pytest.raises(ValueError, match=r"^d.csv:1: not UTF-8 text \(byte 0\)"):
+        text_of_decisions(b"\xef\xbb", "d.csv")  # a byte order mark cut short
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 20])
+def test_a_decisions_file_read_a_chunk_at_a_time_counts_its_characters_and_refuses_as_read_whole(tmp_path, chunk):
+    """`DecisionsText` counts the characters of the text (past a byte order mark split over chunks) and refuses bytes
+    that are no UTF-8 with the line and byte `text_of_decisions` names, whichever the chunk size."""
+    from pipeline.decisions_file import DecisionsText, text_of_decisions
+
+    for raw in ("\ufeffphoto_id,decision\n5,accepté\n".encode(), "photo_id,decision\n€5\n".encode(),
+                b"photo_id,decision\n5,accept\n\xff\n", "\ufeff".encode() + b"\n\n\xc3", b"", b"\xef\xbb"):
+        path = tmp_path / "d.csv"
+        path.write_bytes(raw)
+        text = DecisionsText(str(path))
+        with path.open("rb") as handle:
+            assert b"".join(text.chunks(handle, chunk)) == raw
+        try:
+            whole = text_of_decisions(raw, str(path))
+        except ValueError as err:
+            with pytest.raises(ValueError) as streamed:
+                text.refuse(str(path))
+            assert str(streamed.value) == str(err)
+        else:
+            text.refuse(str(path))
+            assert text.characters == len(whole), raw
+
+
+def test_no_store_is_no_decision_and_decisions_in_memory_are_given_back_as_they_are(tmp_path):
+    from pipeline.decisions_file import decisions_of
+
+    assert read_decisions(None) == {} and read_decisions("") == {}
+    assert stage_decisions(None, str(tmp_path)) == {} and stage_decisions("", str(tmp_path)) == {}
+    assert list(tmp_path.iterdir()) == []  # nothing staged
+    held = {"5": Decision("accept", "", "")}
+    assert decisions_of(held) is held
+    store = tmp_path / "d.csv"
+    store.write_text(_HEADER + "5,accept,fine,\n")
+    staged = stage_decisions(str(store), str(tmp_path / "staged"))
+    decisions_file._staged_decisions.cache_clear()
+    table = decisions_of(staged)
+    assert dict(table.items()) == {"5": Decision("accept", "fine", "")} and decisions_of(staged) is table  # read once
