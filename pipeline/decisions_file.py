@@ -254,8 +254,11 @@ def text_of_decisions(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {err.start}); save it as CSV UTF-8") from None
+        # The codec's place counts from past a byte order mark: the line counted up to it was the one before, where
+        # the byte began a line, and the byte three before the file's own.
+        at = err.start + (len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0)
+        line = raw.count(b"\n", 0, at) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {at}); save it as CSV UTF-8") from None
 
 
 def read_decisions(path: str | None) -> dict[str, Decision]:
@@ -315,9 +318,9 @@ class DecisionsText:
         self._path = path
         self._head: bytes | None = b""  # the first bytes, until there are three: a byte order mark or not
         self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._decoded = 0  # the bytes given to the decoder (the text's, past a byte order mark)
+        self._decoded = 0  # the file's bytes before those the decoder is given next (a byte order mark's included)
         self.characters = 0
-        self._bad: int | None = None  # where the text is no UTF-8, as text_of_decisions names it
+        self._bad: int | None = None  # the file's byte where the text is no UTF-8, as text_of_decisions names it
 
     def chunks(self, handle: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
         """The file's bytes (`handle`'s) `size` at a time; ValueError once they pass `MAX_DECISIONS_BYTES`."""
@@ -338,12 +341,13 @@ class DecisionsText:
             self._head += chunk
             if len(self._head) < 3 and not final:
                 return
-            chunk, self._head = self._head.removeprefix(codecs.BOM_UTF8), None
+            chunk, head, self._head = self._head.removeprefix(codecs.BOM_UTF8), self._head, None
+            self._decoded = len(head) - len(chunk)  # the mark's bytes, never decoded, are the file's
         held = len(self._decoder.getstate()[0])  # the bytes of a character cut at the last chunk's end
         try:
             self.characters += len(self._decoder.decode(chunk, final))
         except UnicodeDecodeError as err:
-            self._bad = self._decoded - held + err.start  # as str.decode("utf-8-sig") names it: past the mark
+            self._bad = self._decoded - held + err.start  # the file's byte, as text_of_decisions names it
         self._decoded += len(chunk)
 
     def refuse(self, path: str) -> None:

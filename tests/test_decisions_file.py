@@ -400,3 +400,24 @@ def test_no_store_is_no_decision_and_decisions_in_memory_are_given_back_as_they_
     decisions_file._staged_decisions.cache_clear()
     table = decisions_of(staged)
     assert dict(table.items()) == {"5": Decision("accept", "fine", "")} and decisions_of(staged) is table  # read once
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_bytes_that_are_no_utf8_after_a_byte_order_mark_are_named_at_their_line_and_byte_in_the_file(tmp_path, chunk):
+    """The line was counted in the file's bytes up to the decoder's place, which lies past the byte order mark: a file
+    saved as "CSV UTF-8" (it begins with the mark) with a Latin-1 byte at a line's start was said to be no UTF-8 on the
+    line before it, and at a byte three before the file's own. The line and byte are the file's, in every reading."""
+    from pipeline.decisions_file import read_decision_table
+
+    decisions = tmp_path / "d.csv"
+    decisions.write_bytes("\ufeffphoto_id,decision\r\n5,accept\r\n".encode() + b"\xe96,accept\n")
+    said = f"{decisions}:3: not UTF-8 text (byte 32); save it as CSV UTF-8"
+    for read in (read_decisions, read_decision_table,
+                 lambda path: stage_decisions(path, str(tmp_path / "staged"), chunk)):
+        with pytest.raises(ValueError) as refused:
+            read(str(decisions))
+        assert str(refused.value) == said
+    assert not (tmp_path / "staged").exists() or not list((tmp_path / "staged").iterdir())  # nothing staged
+    decisions.write_bytes("\ufeffphoto_id,decision\n5,accept\n".encode() + b"7,reject_human,caf\xe9\n")
+    with pytest.raises(ValueError, match=r":3: not UTF-8 text \(byte 48\)"):
+        read_decisions(str(decisions))
