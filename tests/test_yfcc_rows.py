@@ -52,10 +52,11 @@ def test_the_licence_owner_title_and_marker_given_are_the_line_s():
     assert photo.page_url == "http://www.flickr.com/photos/99@N01/9/"
 
 
-@pytest.mark.parametrize("name", ["owner_name", "title", "description", "tags", "machine_tags"])
+@pytest.mark.parametrize("name", ["owner_name", "title", "description", "tags", "machine_tags", "capture_device"])
 @given(text=_TEXT)
 def test_a_text_field_is_url_encoded_and_read_back_as_given(name, text):
-    """Tabs, line breaks, '+', '%' and any other character stay inside their column and come back as given."""
+    """Tabs, line breaks, '+', '%' and any other character stay inside their column and come back as given. The
+    capture device, given, was written as it was (its default spelt encoded): `Nikon D3+` was read as `Nikon D3 `."""
     line = yfcc_line(1, "5", "http://h/5_ab.jpg", **{name: text})
     _cells(line)
     photo = parse_line(line.encode(), "f:1")
