@@ -67,3 +67,11 @@ def test_another_column_given_replaces_its_value_as_it_is():
     """A test may give any column as it wants it read (a date, a page URL): written as given, not encoded."""
     cells = _cells(yfcc_line(1, "5", "u", date_uploaded="1367400123", page_url="http://x/y", secret="s3"))
     assert (cells["date_uploaded"], cells["page_url"], cells["secret"]) == ("1367400123", "http://x/y", "s3")
+
+
+def test_a_column_no_yfcc_line_has_is_refused_not_dropped():
+    """A column misspelt (`titel=`, `licence_url=`) was dropped without a word: the line was the default one, and a
+    test meaning to give a title or a licence checked a line without it, passing whatever the source did."""
+    for misspelt in ({"titel": "A title"}, {"licence_url": "http://x/"}, {"Title": "x"}):
+        with pytest.raises(TypeError, match=f"no YFCC column {next(iter(misspelt))!r}"):
+            yfcc_line(1, "5", "u", **misspelt)
