@@ -74,3 +74,12 @@ def test_the_user_agent_of_every_request_is_recorded():
         _ask(server, "/missing.jpg", headers={"User-Agent": "other"})
         assert server.user_agents == ["pass-pipeline/test (+https://example.org)", "other"]
 
+
+def test_routes_given_as_the_server_is_made_are_served():
+    """`StaticServer(routes)` added each route before the server had a port, asking it for the route's URL: every
+    server made with routes failed as it was made (AttributeError), so only `add` could script one."""
+    routes = {"/1/5_ab.jpg": [status(500), image(b"jpeg")], "/gone.jpg": [redirect(PLACEHOLDER_URL)]}
+    with StaticServer(routes) as server:
+        assert server.route_count == 2
+        assert [_ask(server, "/1/5_ab_z.jpg")[0] for _ in range(3)] == [500, 200, 200]
+        assert _ask(server, "/gone.jpg")[1]["Location"] == PLACEHOLDER_URL
