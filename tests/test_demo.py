@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,56 @@ def test_a_demo_stopped_before_its_run_takes_the_lock_leaves_no_world_folder(tmp
     assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM)"), done.stderr[-2000:]
     assert "demo: serving" in done.stdout  # stopped after the world was made
     assert list(temporary.glob("pass-demo-*")) == [] and list(temporary.glob("beam-pipeline-temp*")) == []
+
+
+def _recorded(folder: Path, recorded: object) -> None:
+    """A manifest in `folder` recording `recorded` as its run's --input."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"inputs": {"input": recorded}}))
+
+
+@pytest.mark.parametrize(("recorded", "demo_s"), [
+    ("/tmp/pass-demo-x1y2/yfcc-demo.tsv", True),
+    ("gs://bucket/tmp/pass-demo-9/yfcc-demo.tsv", True),
+    ("/tmp/pass-demo-x1y2/other.tsv", False),  # another file of the world's folder
+    ("/data/yfcc-demo.tsv", False),  # the demo's name in a folder of one's own
+    ("/tmp/pass-demo-x1y2/sub/yfcc-demo.tsv", False),
+    ("/tmp/pass-demo-x1y2/../yfcc-demo.tsv", False),
+    ("/tmp/pass-demo-x1y2/yfcc-demo.tsv/", False),
+    ("/tmp/not-pass-demo-1/yfcc-demo.tsv", False),
+    (7, False), (None, False), (["/tmp/pass-demo-1/yfcc-demo.tsv"], False),
+])
+def test_a_dataset_is_a_demo_s_when_its_recorded_input_is_a_demo_world_s_metadata(tmp_path, recorded, demo_s):
+    _recorded(tmp_path / "out", recorded)
+    assert is_demo_output(str(tmp_path / "out")) is demo_s
+
+
+@pytest.mark.parametrize("manifest", ["", "[1]", "not json", '{"inputs": []}', '{"inputs": {"other": 1}}', "null"])
+def test_a_manifest_of_any_shape_is_no_demo_s_and_no_error(tmp_path, manifest):
+    (tmp_path / "manifest.json").write_text(manifest)
+    assert not is_demo_output(str(tmp_path))
+    assert not is_demo_output(str(tmp_path / "nothing here"))
+
+
+def test_the_demo_takes_a_folder_holding_nothing_of_a_run_or_a_demo_s_and_no_other(tmp_path):
+    """A folder of no run (missing, empty, other files) or holding a demo's dataset is the demo's to write; one holding
+    another run's is not, nor one whose run files have no manifest beside them unless a stopped demo's plan is
+    staged there (its manifest beside the plan is a demo's)."""
+    from pipeline.commands.demo import is_demo_folder
+
+    assert is_demo_folder(str(tmp_path / "missing")) and is_demo_folder(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("mine")
+    assert is_demo_folder(str(tmp_path))
+    _recorded(tmp_path / "demo", "/tmp/pass-demo-1/yfcc-demo.tsv")
+    _recorded(tmp_path / "mine", "/data/dump.tsv")
+    assert is_demo_folder(str(tmp_path / "demo")) and not is_demo_folder(str(tmp_path / "mine"))
+    for folder, recorded, demo_s in (("stopped-demo", "/tmp/pass-demo-1/yfcc-demo.tsv", True),
+                                     ("stopped-mine", "/data/dump.tsv", False)):
+        output = tmp_path / folder
+        output.mkdir()
+        (output / "stats.json").write_text("{}")  # run files, no manifest: a publish stopped
+        assert not is_demo_folder(str(output))
+        staged = output / "_staging" / "20260101T000000-0123abcd"
+        _recorded(staged, recorded)
+        (staged / "PUBLISHING.json").write_text(json.dumps({"files": ["manifest.json"]}))
+        assert is_demo_folder(str(output)) is demo_s, folder
