@@ -51,3 +51,43 @@ def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(t
     assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
     assert not scored and capsys.readouterr().out.splitlines() == [
         f"evaluate: {target} is {kind}, not a file: not written"]
+
+
+@pytest.mark.parametrize(("given", "written", "said"), [
+    ({}, [], "the evaluation did not finish; nothing was written"),
+    ({"json": "r.json"}, [], "the evaluation did not finish; --json r.json not written (as it was)"),
+    ({"json": "r.json"}, ["--json r.json"], "the evaluation did not finish; --json r.json written"),
+    ({"json": "r.json", "photos": "p", "record": "h.json"}, [],
+     "the evaluation did not finish; --json r.json and --record h.json not written (as they were)"),
+    ({"json": "r.json", "photos": "p", "record": "h.json"}, ["--json r.json"],
+     "the evaluation did not finish; --json r.json written; --record h.json not written (as it was)"),
+    ({"json": "r.json", "photos": "p", "record": "h.json"}, ["--json r.json", "--record h.json"],
+     "the evaluation did not finish; --json r.json and --record h.json written"),
+    # a --record without --photos records nothing (refused before anything is scored)
+    ({"record": "h.json"}, [], "the evaluation did not finish; nothing was written"),
+])
+def test_a_stop_says_which_of_the_files_asked_for_were_written_and_which_left_as_they_were(given, written, said):
+    import argparse
+
+    from pipeline.commands.evaluate import _stopped
+
+    args = argparse.Namespace(**{"json": "", "photos": "", "record": "", **given})
+    assert _stopped(args, written) == said
+
+
+@pytest.mark.parametrize("flag", ["--max_side=1", "--max_side=16384", "--detect_tile_min_side=0",
+                                  "--resize_reducing_gap=0"])
+def test_evaluate_takes_the_values_run_takes_at_their_bounds(flag, monkeypatch, capsys):
+    """The bounds of the options evaluate shares with `run` are theirs: the values at them are scored."""
+    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail(f"scored: {flag} was taken"))
+    with pytest.raises(pytest.fail.Exception, match="was taken"):
+        main(["evaluate", "--detectors=open_nsfw", flag])
+    assert "must" not in capsys.readouterr().out
+
+
+def test_a_record_without_photographs_is_refused_before_anything_is_scored(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
+    assert main(["evaluate", "--detectors=open_nsfw", f"--record={tmp_path / 'heldout.json'}"]) == 2
+    assert capsys.readouterr().out == ("evaluate: --record records a split of the package photographs: give --photos "
+                                       "and --split\n")
+    assert not (tmp_path / "heldout.json").exists()
