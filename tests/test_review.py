@@ -839,3 +839,28 @@ def test_a_store_lock_that_is_a_symbolic_link_is_refused_as_one_not_as_another_a
     assert f"{tmp_path / 'reviews.csv.lock'} is a symbolic link (to {tmp_path / 'elsewhere.lock'})" in said, said
     assert "remove the link if no run uses it" in said and not store.exists(), said
     assert os.readlink(tmp_path / "reviews.csv.lock") == str(tmp_path / "elsewhere.lock")
+
+
+@pytest.mark.parametrize("leads", ["shared/reviews.csv", "nowhere/reviews.csv"])
+def test_a_store_that_is_a_symbolic_link_is_refused_not_replaced_by_a_file(tmp_path, capsys, leads):
+    """A --store that is a symbolic link (to a store the team shares) was replaced by a file of its own, the store it
+    led to left without the decisions, a reject_human among them, while the apply said they were applied; one leading
+    nowhere became a file in its place. Refused in one line naming where it leads, exit 2, the link and the store it
+    leads to as they were, nothing written beside them."""
+    (tmp_path / "shared").mkdir()
+    shared = tmp_path / "shared" / "reviews.csv"
+    shared.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
+    store = tmp_path / "reviews.csv"
+    store.symlink_to(leads)
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n2,reject_human,face in the window,\n")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--store {store} is a symbolic link (to {leads})" in err and err.count("\n") == 1, err
+    assert os.readlink(store) == leads and shared.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
+    assert sorted(os.listdir(tmp_path)) == ["d.csv", "reviews.csv", "shared"]
+    assert os.listdir(tmp_path / "shared") == ["reviews.csv"]
+    # the store it leads to, named itself, takes the decisions
+    if leads.startswith("shared"):
+        assert main(["review", "apply", str(decisions), f"--store={shared}"]) == 0
+        assert read_decisions(str(shared))["2"] == Decision("reject_human", "face in the window")

@@ -18,6 +18,7 @@ import heapq
 import html
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, NamedTuple
@@ -32,8 +33,9 @@ from pipeline.decision_table import DECISIONS, Decision, DecisionTable, Decision
 from pipeline.decisions_file import decisions_text, parse_decisions, read_decision_table
 from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
-from pipeline.io.files import write_atomically
+from pipeline.io.files import is_remote, write_atomically
 from pipeline.io.lock import LockIsALink, OutputLock, OutputLocked, OutputNotWritable
+from pipeline.io.printable import printable
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, LINE_ENDS, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
@@ -326,6 +328,7 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
             raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
                              if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
         try:
+            _refuse_a_linked_store(store)
             # Read and written a MiB at a time, the store held as a compact table (`read_decision_table`): whole,
             # its text, a dict of it, the merged rows and their text took ~900 MiB at 1.44 million decisions.
             held = read_decision_table(store) if FileSystems.exists(store) else DecisionTableBuilder().table()
@@ -334,6 +337,23 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
         finally:
             lock.release()
     return len(new), counted[0]
+
+
+def _refuse_a_linked_store(store: str) -> None:
+    """ValueError where the store is a symbolic link (on a local disk; checked under its lock). The store is written
+    whole under its own name and renamed into place, which replaced the link by a file of its own: the store it led to
+    (one the team shares, the one the next run reads) was left without the decisions, a reject_human among them, while
+    the apply said they were applied. Written through the link instead, two links to one store would each be locked by
+    a lock of their own: its own name is asked for."""
+    if is_remote(store) or not os.path.islink(store):
+        return
+    try:
+        leads = os.readlink(store)
+    except OSError:  # gone since: no link to say anything of
+        return
+    raise ValueError(f"--store {store} is a symbolic link (to {printable(leads)[:200]}): `review apply` writes the "
+                     "store whole under its name, which would replace the link and leave the store it leads to "
+                     "without these decisions; give that store's own path as --store")
 
 
 def _write_merged(handle: BinaryIO, held: DecisionTable, new: dict[str, Decision]) -> int:
