@@ -864,3 +864,17 @@ def test_a_store_that_is_a_symbolic_link_is_refused_not_replaced_by_a_file(tmp_p
     if leads.startswith("shared"):
         assert main(["review", "apply", str(decisions), f"--store={shared}"]) == 0
         assert read_decisions(str(shared))["2"] == Decision("reject_human", "face in the window")
+
+
+@pytest.mark.parametrize("store", ["", "new/", "new/.", "new/.."])
+def test_a_store_path_naming_no_file_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch, store):
+    """`--store=` (an empty value, a variable not set) and a --store naming a folder by its spelling (`new/`, `new/.`)
+    ended as "the job failed: BeamIOError: Rename operation failed" or "IsADirectoryError", exit 1, a temporary copy of
+    the decisions left in the working folder or the folder `new` made; a usage line, exit 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.csv").write_text("photo_id,decision,note,sha256\n2,reject_human,,\n")
+    assert main(["review", "apply", "d.csv", f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pass-pipeline: error: --store ") and "names no file" in err, err
+    assert err.count("\n") == 1 and "job failed" not in err, err
+    assert os.listdir(tmp_path) == ["d.csv"]

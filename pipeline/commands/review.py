@@ -17,6 +17,12 @@ def review_apply(decisions: str, store: str) -> int:
     for name, path in (("decisions", decisions), ("--store", store)):
         if problem := spaced_path_problem(name, path):
             raise UsageError(problem)
+    # `--store=` (a variable not set) and a store spelled as a folder (`new/`, `new/.`) went on to the write: "the job
+    # failed: BeamIOError: Rename operation failed", exit 1, a temporary copy of the decisions left in the working
+    # folder, or the folder made and then "IsADirectoryError".
+    if store.endswith("/") or store.rsplit("/", 1)[-1] in ("", ".", ".."):
+        raise UsageError(f"--store {store!r} names no file: name the CSV file the decisions are kept in "
+                         "(reviews.csv)")
     if not FileSystems.exists(decisions):
         raise UsageError(f"no decisions file at {decisions}")
     for name, path in (("decisions", decisions), ("--store", store)):
