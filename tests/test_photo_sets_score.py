@@ -188,3 +188,42 @@ def test_a_file_over_any_photographs_size_is_refused_before_it_is_read(tmp_path,
     monkeypatch.setattr(score, "MAX_PHOTO_BYTES", len(data) - 1)
     with pytest.raises(score.PhotoSetError, match="over"):
         score.load_samples(tmp_path, [row])
+
+
+@pytest.mark.parametrize("kind", ["a named pipe", "a link to a device", "over the bound"])
+@pytest.mark.parametrize("record", [False, True])
+def test_an_earlier_scores_file_that_is_no_regular_file_or_over_any_result_is_refused_not_read(
+        photo_dir, tmp_path, capsys, monkeypatch, kind, record):
+    """`evaluate --scores` read its file whole with no bound, as whatever it was: a named pipe (`--scores=<(cmd)`, a
+    file replaced by one) was waited on for a writer for good, a link to /dev/zero read until memory ran out. One
+    line, exit 2, before any detector runs, as the fit scripts refuse a scores file (`scores_file.read_scores`)."""
+    import threading
+
+    scores = tmp_path / "earlier.json"
+    good = json.dumps({"split": "heldout", "scores": {}})
+    done = threading.Event()
+    if kind == "a named pipe":
+        os.mkfifo(scores)
+
+        def rescue():  # a read waiting for a writer gets an end after 20 s: the test fails rather than hangs
+            if not done.wait(20):
+                with open(scores, "w") as writer:
+                    writer.write(good)
+
+        threading.Thread(target=rescue, daemon=True).start()
+    elif kind == "a link to a device":
+        scores.symlink_to("/dev/zero")
+    else:
+        scores.write_text(good)
+        monkeypatch.setattr(score, "MAX_SCORES_BYTES", len(good) - 1)
+    monkeypatch.setattr(score, "score_set", lambda *args, **kwargs: pytest.fail("scored"))
+    record_args = [f"--record={tmp_path / 'record.json'}"] if record else []
+    try:
+        assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={scores}",
+                     *record_args]) == 2
+    finally:
+        done.set()
+    said = capsys.readouterr().out
+    expected = f"over {len(good) - 1:,} bytes" if kind == "over the bound" else "no regular file"
+    assert said.startswith(f"evaluate: {scores}: {expected}"), said
+    assert said.count("\n") == 1 and not (tmp_path / "record.json").exists(), said

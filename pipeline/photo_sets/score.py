@@ -17,6 +17,7 @@ import math
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,8 +26,10 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.evaluation import Sample, score_set
+from pipeline.io.regular_files import open_local_regular, read_at_most
 from pipeline.photo_sets.fetch import Row, load_rows, sha256_hex
 from pipeline.photo_sets.metrics import evaluate_rows
+from pipeline.photo_sets.scores_file import MAX_SCORES_BYTES
 from pipeline.stages.image import STORAGE_RULE_VERSION, ImageConfig
 
 MAX_ARRAY_BYTES = 64_000_000
@@ -109,10 +112,7 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     (a file from before the option was made by the Lanczos-only resize: 0), from what (a file from
     before `stored_from` was recorded: pixels decoded first) and by which version of the storage code's
     rule (a file from before the version was recorded: 1)."""
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise PhotoSetError(f"{path}: {type(err).__name__}: {err}"[:300]) from None
+    earlier = _earlier_json(path)
     if not isinstance(earlier, dict) or not isinstance(earlier.get("scores"), dict):
         raise PhotoSetError(f"{path}: not an evaluate --json result (no object of scores)")
     storage = _storage(earlier, path)
@@ -139,6 +139,27 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     return out, storage
 
 
+def _earlier_json(path: Path) -> Any:
+    """What an earlier `evaluate --json` (`--scores`) holds, read as the fit scripts read a scores file: a regular file
+    of at most MAX_SCORES_BYTES, else PhotoSetError in one line. Read whole as whatever it was, a named pipe
+    (`--scores=<(cmd)`, a file replaced by one) was waited on for a writer for good, and a link to /dev/zero read until
+    memory ran out."""
+    try:
+        with open_local_regular(str(path)) as file:  # never a wait for a named pipe's writer
+            data = read_at_most(file, MAX_SCORES_BYTES + 1)
+    except ValueError:
+        raise PhotoSetError(f"{path}: no regular file (a named pipe, a device or a folder): give the file "
+                            "`evaluate --json` wrote") from None
+    except OSError as err:
+        raise PhotoSetError(f"{path}: {type(err).__name__}: {err}"[:300]) from None
+    if len(data) > MAX_SCORES_BYTES:
+        raise PhotoSetError(f"{path}: over {MAX_SCORES_BYTES:,} bytes, more than evaluate writes; read no further")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise PhotoSetError(" ".join(f"{path}: {type(err).__name__}: {err}".split())[:300]) from None
+
+
 def _storage(earlier: dict, path: Path) -> Storage:
     gap = earlier.get("resize_reducing_gap", 0.0)
     if isinstance(gap, bool) or not isinstance(gap, int | float):
@@ -157,10 +178,7 @@ def storage_of(scores_from: str | None, reducing_gap: float) -> Storage:
     earlier file when the scores come from one, else this call's rule."""
     if scores_from:
         path = Path(scores_from)
-        try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise PhotoSetError(f"{path}: {err}") from None
+        earlier = _earlier_json(path)
         if not isinstance(earlier, dict):
             raise PhotoSetError(f"{path}: not an evaluate --json result")
         return _storage(earlier, path)
