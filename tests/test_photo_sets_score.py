@@ -227,3 +227,18 @@ def test_an_earlier_scores_file_that_is_no_regular_file_or_over_any_result_is_re
     expected = f"over {len(good) - 1:,} bytes" if kind == "over the bound" else "no regular file"
     assert said.startswith(f"evaluate: {scores}: {expected}"), said
     assert said.count("\n") == 1 and not (tmp_path / "record.json").exists(), said
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="a file whose size stat gives as 0 (Linux's /proc)")
+def test_a_photograph_whose_size_its_stat_hides_is_read_no_further_than_the_bound(tmp_path, monkeypatch):
+    """A labelled photograph's file was checked against the bound by the size its stat gave, then read whole: a link
+    to a file whose stat says 0 bytes and whose reads go on (Linux's /proc/self/pagemap: 256 GiB of reads) was read
+    until memory ran out before its sha256 could say it is not ours. Its reads stop at the bound."""
+    data = jpeg((10, 20, 30))
+    (tmp_path / "pkg").mkdir()
+    row = row_for(data, "a.jpg", "clean")
+    (tmp_path / row.file_name).symlink_to("/proc/self/maps")  # stat: 0 bytes; read: a few kB
+    assert (tmp_path / row.file_name).stat().st_size == 0
+    monkeypatch.setattr(score, "MAX_PHOTO_BYTES", 100)
+    with pytest.raises(score.PhotoSetError, match=r"\.jpg is over 100 bytes: not the labelled file"):
+        score.load_samples(tmp_path, [row])

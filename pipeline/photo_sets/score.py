@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import math
+import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,9 +81,19 @@ def load_samples(photos: Path, rows: list[Row]) -> list[Sample]:
                             f"fetch them: python -m pipeline.photo_sets.fetch {photos} --split=...")
     samples = []
     for row in rows:
-        if (photos / row.file_name).stat().st_size > MAX_PHOTO_BYTES:  # never held whole to learn it is not ours
-            raise PhotoSetError(f"{photos / row.file_name} is over {MAX_PHOTO_BYTES} bytes: not the labelled file")
-        data = (photos / row.file_name).read_bytes()
+        path = photos / row.file_name
+        try:
+            with open_local_regular(str(path)) as file:  # that file, whatever is put under its name meanwhile
+                # never held whole to learn it is not ours: its stat first, then its reads bounded, as a file whose
+                # stat says 0 bytes may read on (a link to Linux's /proc/self/pagemap: 256 GiB, read until memory ran
+                # out before its sha256 could be checked)
+                if os.fstat(file.fileno()).st_size > MAX_PHOTO_BYTES:
+                    raise PhotoSetError(f"{path} is over {MAX_PHOTO_BYTES} bytes: not the labelled file")
+                data = read_at_most(file, MAX_PHOTO_BYTES + 1)
+        except (OSError, ValueError) as err:  # gone, or replaced by a named pipe, since it was found a file
+            raise PhotoSetError(f"{path}: cannot be read ({err}): fetch it again") from None
+        if len(data) > MAX_PHOTO_BYTES:
+            raise PhotoSetError(f"{path} is over {MAX_PHOTO_BYTES} bytes: not the labelled file")
         if sha256_hex(data) != row.sha256:
             raise PhotoSetError(f"{photos / row.file_name} is not the labelled file (sha256 differs)")
         arrays = Path(row.file_name).suffix in ARRAY_SUFFIXES
