@@ -878,3 +878,20 @@ def test_a_store_path_naming_no_file_is_refused_before_anything_is_written(tmp_p
     assert err.startswith("pass-pipeline: error: --store ") and "names no file" in err, err
     assert err.count("\n") == 1 and "job failed" not in err, err
     assert os.listdir(tmp_path) == ["d.csv"]
+
+
+def test_a_page_url_shown_as_text_shows_its_bidi_controls_rather_than_obeying_them():
+    """A page URL that is no link (here, for the right-to-left override U+202E that the sources let through) was shown
+    as written: the override reversed the rest of it, so the page showed the reviewer another URL than the metadata's
+    (`…/\u202emoc.elpmaxe-live//:sptth` reads as `…/https://evil-example.com`), and an isolate or embedding left open
+    reordered what follows. Each control is shown as its escape, as a refusal shows unprintable characters."""
+    hostile = ["https://www.flickr.com/photos/o/5/\u202emoc.elpmaxe-live//:sptth",
+               "https://www.flickr.com/photos/o/6/\u2067x\u202a", "https://www.flickr.com/photos/o/7/\u200fok"]
+    photos = [photo(str(5 + i), image=real_jpeg("coffee.jpg"), page_url=url) for i, url in enumerate(hostile)]
+    page = _Links()
+    page.feed(contact_sheet(photos).decode())
+    page.close()
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", page.text), page.text
+    assert "/5/\\u202emoc.elpmaxe-live//:sptth" in page.text and "/6/\\u2067x\\u202a" in page.text
+    assert "/7/\\u200fok" in page.text  # a mark too: shown, nothing in a URL is written with one
+    assert [url for url in page.urls if not url.startswith("data:")] == []  # still no link

@@ -106,10 +106,12 @@ _HTTP_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IG
 def link(url: str, text: str) -> str:
     """A link only to an http(s) URL; anything else (javascript:, data:, vbscript:, however spelled
     or padded) gets an <a> without href (a placeholder, no target) followed by the URL as escaped
-    text, so a reviewer still sees what the metadata said."""
+    text, so a reviewer still sees what the metadata said: each unprintable character in it shown as its escape
+    (`printable`), as a bidi override (U+202E, which the sources' URL check lets through) reversed the rest of it, and
+    the page showed another URL than the metadata's."""
     if _HTTP_URL.fullmatch(url):
         return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
-    return f"<a>{html.escape(text)}</a>" + (f" {html.escape(url)}" if url else "")
+    return f"<a>{html.escape(text)}</a>" + (f" {html.escape(printable(url))}" if url else "")
 
 
 def _trigger_text(found: Trigger | None) -> str:
