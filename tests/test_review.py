@@ -895,3 +895,33 @@ def test_a_page_url_shown_as_text_shows_its_bidi_controls_rather_than_obeying_th
     assert "/5/\\u202emoc.elpmaxe-live//:sptth" in page.text and "/6/\\u2067x\\u202a" in page.text
     assert "/7/\\u200fok" in page.text  # a mark too: shown, nothing in a URL is written with one
     assert [url for url in page.urls if not url.startswith("data:")] == []  # still no link
+
+
+def test_a_store_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):
+    """A --store that is a named pipe (a file replaced by one, `--store=>(cmd)`) was opened to be read and waited on
+    for a writer for good, holding the store's lock; given one, what it wrote was read as the store and the pipe then
+    replaced by a file. Refused in one line saying what it is, exit 2, the pipe left as it was."""
+    import stat
+    import threading
+
+    store = tmp_path / "reviews.csv"
+    os.mkfifo(store)
+    done = threading.Event()
+
+    def rescue():  # each read waiting for a writer gets one after 20 s: the test fails rather than hangs
+        for _ in range(2):  # the store is read twice (its bytes, then its rows)
+            if done.wait(20) or not stat.S_ISFIFO(os.lstat(store).st_mode):
+                return
+            with open(store, "w") as writer:
+                writer.write("photo_id,decision,note,sha256\n1,accept,,\n")
+
+    threading.Thread(target=rescue, daemon=True).start()
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n2,reject_human,,\n")
+    try:
+        assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    finally:
+        done.set()
+    err = capsys.readouterr().err
+    assert f"--store {store} is a named pipe, not a file" in err and err.count("\n") == 1, err
+    assert stat.S_ISFIFO(os.lstat(store).st_mode) and sorted(os.listdir(tmp_path)) == ["d.csv", "reviews.csv"]

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
@@ -36,6 +37,7 @@ from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import is_remote, write_atomically
 from pipeline.io.lock import LockIsALink, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.printable import printable
+from pipeline.io.regular_files import kind_of
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, LINE_ENDS, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
 from pipeline.records import Photo
@@ -330,7 +332,7 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
             raise ValueError(f"another `review apply` is writing {store} ({err}): run this one again once it is done"
                              if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
         try:
-            _refuse_a_linked_store(store)
+            _refuse_a_store_that_is_no_file(store)
             # Read and written a MiB at a time, the store held as a compact table (`read_decision_table`): whole,
             # its text, a dict of it, the merged rows and their text took ~900 MiB at 1.44 million decisions.
             held = read_decision_table(store) if FileSystems.exists(store) else DecisionTableBuilder().table()
@@ -341,21 +343,26 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
     return len(new), counted[0]
 
 
-def _refuse_a_linked_store(store: str) -> None:
-    """ValueError where the store is a symbolic link (on a local disk; checked under its lock). The store is written
-    whole under its own name and renamed into place, which replaced the link by a file of its own: the store it led to
-    (one the team shares, the one the next run reads) was left without the decisions, a reject_human among them, while
-    the apply said they were applied. Written through the link instead, two links to one store would each be locked by
-    a lock of their own: its own name is asked for."""
-    if is_remote(store) or not os.path.islink(store):
+def _refuse_a_store_that_is_no_file(store: str) -> None:
+    """ValueError where the store is a symbolic link or no regular file (a named pipe, a device), on a local disk,
+    checked under its lock. The store is written whole under its own name and renamed into place, which replaced a
+    link by a file of its own: the store it led to (one the team shares, the one the next run reads) was left without
+    the decisions, a reject_human among them, while the apply said they were applied. Written through the link
+    instead, two links to one store would each be locked by a lock of their own: its own name is asked for."""
+    if is_remote(store):
         return
     try:
-        leads = os.readlink(store)
-    except OSError:  # gone since: no link to say anything of
+        mode = os.lstat(store).st_mode
+    except FileNotFoundError:  # a new store
         return
-    raise ValueError(f"--store {store} is a symbolic link (to {printable(leads)[:200]}): `review apply` writes the "
-                     "store whole under its name, which would replace the link and leave the store it leads to "
-                     "without these decisions; give that store's own path as --store")
+    if stat.S_ISLNK(mode):
+        raise ValueError(f"--store {store} is a symbolic link (to {printable(os.readlink(store))[:200]}): `review "
+                         "apply` writes the store whole under its name, which would replace the link and leave the "
+                         "store it leads to without these decisions; give that store's own path as --store")
+    # A named pipe (a file replaced by one, `--store=>(cmd)`) was opened to be read, twice, each time waiting for a
+    # writer for good with the store's lock held; what writers gave was read as the store and the pipe then replaced.
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"--store {store} is {kind_of(mode)}, not a file: name the CSV file the decisions are kept in")
 
 
 def _write_merged(handle: BinaryIO, held: DecisionTable, new: dict[str, Decision]) -> int:
