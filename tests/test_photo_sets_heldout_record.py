@@ -365,3 +365,27 @@ def test_a_record_that_is_a_named_pipe_is_refused_in_one_line_not_waited_on(phot
     out = capsys.readouterr().out
     assert f"evaluate: not recorded: {record} is not a held-out record: {record} is no regular file" in out, out
     assert stat.S_ISFIFO(os.stat(record).st_mode)
+
+
+
+@pytest.mark.parametrize("leads", ["shared/model_heldout.json", "nowhere/model_heldout.json"])
+def test_a_record_that_is_a_symbolic_link_is_refused_before_scoring_not_replaced(photo_dir, tmp_path, capsys,
+                                                                                   monkeypatch, leads):
+    """A --record that is a symbolic link (to the record kept with the model) was read through the link, and the
+    record with the new measurement then written under the link's own name: the link replaced by a file, the record
+    it led to without the measurement, which the command said was recorded; one leading nowhere became a new record in
+    its place. Refused before scoring in one line naming where it leads, exit 2, the link and its record as they
+    were."""
+    model = fusion_file(tmp_path, 20.0)
+    (tmp_path / "shared").mkdir()
+    shared = tmp_path / "shared" / "model_heldout.json"
+    assert evaluate(photo_dir, model, shared, "heldout3") == 0
+    kept = shared.read_text()
+    record = tmp_path / "model_heldout.json"
+    record.symlink_to(leads)
+    capsys.readouterr()
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+    assert evaluate(photo_dir, model, record, "heldout4") == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"evaluate: not recorded: {record} is a symbolic link (to {leads})"), out
+    assert out.count("\n") == 1 and os.readlink(record) == leads and shared.read_text() == kept, out

@@ -28,6 +28,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, read_registry, select
 from pipeline.io.files import read_bytes, read_regular_file
+from pipeline.io.printable import printable
 from pipeline.io.whole_file import write_whole
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
 from pipeline.stages.image import ImageConfig
@@ -106,6 +108,12 @@ def _well_formed(evaluation: Any) -> bool:
 
 
 def _read(path: Path, fusion: Fusion) -> dict[str, Any]:
+    # Read through a link, the record was then written whole under the link's own name (io/whole_file.py): the link
+    # replaced by a file, the record it led to (kept with the model) left without the measurement said recorded.
+    if path.is_symlink():
+        raise RecordError(f"{path} is a symbolic link (to {printable(os.readlink(path))[:200]}): the record is "
+                          "written whole under its name, which would replace the link and leave the record it leads "
+                          "to without this measurement; give that record's own path as --record")
     if not path.exists():
         return _new_record(fusion)
     try:
