@@ -925,3 +925,41 @@ def test_a_store_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"--store {store} is a named pipe, not a file" in err and err.count("\n") == 1, err
     assert stat.S_ISFIFO(os.lstat(store).st_mode) and sorted(os.listdir(tmp_path)) == ["d.csv", "reviews.csv"]
+
+
+def test_an_apply_stopped_as_it_writes_the_store_leaves_no_part_of_it_beside_the_store(tmp_path):
+    """SIGTERM (or Ctrl-C) as the merged store was being written left its temporary, `STORE.tmp-<hex>`, beside the
+    store: a part of a store under a name like the store's, never removed by a later apply. The store as it was, and
+    nothing beside it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    store.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
+    decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    child = ("import sys, time, pipeline.release.review as review\n"
+             "def stalled(handle, held, new):\n"
+             "    handle.write(b'photo_id,decision,note,sha256\\n1,acc')\n"
+             "    handle.flush()\n"
+             f"    open({str(tmp_path / 'writing')!r}, 'w').close()\n"
+             "    time.sleep(60)\n"
+             "review._write_merged = stalled\n"
+             "from pipeline.cli import entry\n"
+             f"sys.argv[1:] = ['review', 'apply', {str(decisions)!r}, '--store', {str(store)!r}]\n"
+             "sys.exit(entry())\n")
+    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "writing").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "writing").exists()
+        stopped.send_signal(signal.SIGTERM)
+        _, err = stopped.communicate(timeout=30)
+    finally:
+        stopped.kill()
+    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    assert store.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
+    assert sorted(os.listdir(tmp_path)) == ["a.csv", "reviews.csv", "writing"], err

@@ -337,10 +337,37 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
             # its text, a dict of it, the merged rows and their text took ~900 MiB at 1.44 million decisions.
             held = read_decision_table(store) if FileSystems.exists(store) else DecisionTableBuilder().table()
             counted: list[int] = []
-            write_atomically(store, lambda handle: counted.append(_write_merged(handle, held, new)))
+            try:
+                write_atomically(store, lambda handle: counted.append(_write_merged(handle, held, new)))
+            except BaseException:  # a stop (SIGTERM, Ctrl-C) too
+                _remove_partial_stores(store)
+                raise
         finally:
             lock.release()
     return len(new), counted[0]
+
+
+# The name `write_atomically` gives a file's temporary: the file's, then ".tmp-" and 32 hex digits.
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}")
+
+
+def _remove_partial_stores(store: str) -> None:
+    """The store's temporaries removed, as far as they can be: a write stopped short (SIGTERM, Ctrl-C, a full disk)
+    left a part of the store beside it, under a name like its own, which no later apply removed. Called under the
+    store's lock, which no other apply holds: every temporary of the store is a part of a store no apply is writing
+    (this one's, or one a killed apply left)."""
+    try:
+        if is_remote(store):
+            found = [meta.path for match in FileSystems.match([f"{store}.tmp-*"]) for meta in match.metadata_list]
+        else:
+            folder, name = os.path.split(store)
+            found = [os.path.join(folder, entry) for entry in os.listdir(folder or ".")
+                     if entry.startswith(f"{name}.tmp-")]
+        found = [path for path in found if _TEMPORARY.fullmatch(path[len(store):])]
+        if found:
+            FileSystems.delete(found)
+    except Exception:  # what cannot be removed stays, as before; the write's own error is the one to say
+        return
 
 
 def _refuse_a_store_that_is_no_file(store: str) -> None:
