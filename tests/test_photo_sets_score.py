@@ -242,3 +242,20 @@ def test_a_photograph_whose_size_its_stat_hides_is_read_no_further_than_the_boun
     monkeypatch.setattr(score, "MAX_PHOTO_BYTES", 100)
     with pytest.raises(score.PhotoSetError, match=r"\.jpg is over 100 bytes: not the labelled file"):
         score.load_samples(tmp_path, [row])
+
+
+@pytest.mark.parametrize("probes", ["open_nsfw.scene_person", ["open_nsfw.scene_person"], 5, None])
+def test_an_earlier_scores_file_naming_its_probe_files_in_another_shape_is_refused_in_words(tmp_path, probes):
+    """`evaluate --scores` with a registry naming probe files: a file whose `context_probes` was no object (a text, a
+    list) ended in a bare AttributeError ("the job failed", exit 1); it is refused as a file of another shape."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
+
+    specs = [spec for spec in select(load_registry(str(BUILTIN_REGISTRY.parent / "candidate_probe_registry.json")),
+                                     "default") if spec.name == "open_nsfw"]
+    assert specs[0].probes  # the registry names a probe file
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"split": "heldout", "scores": {}, "context_probes": probes}))
+    with pytest.raises(score.PhotoSetError, match=r"context_probes is .*, not an object|were not made by") as refused:
+        score.earlier_scores(path, [], specs)
+    if probes is not None:  # a file from before the key was written names no probe file: made by none
+        assert "not an object" in str(refused.value), refused.value

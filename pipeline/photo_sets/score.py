@@ -131,6 +131,8 @@ def earlier_scores(path: Path, rows: list[Row], specs: list[DetectorSpec]
     # A probe score is only this decision's when the same probe file made it: fit_probe's out-of-fold files name
     # no file (each split's scores came from another fit), and a file from another probe version names its own.
     made_by = earlier.get("context_probes") or {}
+    if not isinstance(made_by, dict):  # a text or a list ended in a bare AttributeError ("the job failed", exit 1)
+        raise PhotoSetError(f"{path}: context_probes is {repr(made_by)[:60]}, not an object (each probe score's file)")
     other = sorted(name for name, sha256 in probe_sources(specs).items() if made_by.get(name) != sha256)
     if other:
         raise PhotoSetError(f"{path}: the scores {', '.join(other)} were not made by the probe files the registry "
