@@ -7,7 +7,9 @@ import pytest
 
 from pipeline import evaluation
 from pipeline.cli import main
+from pipeline.photo_sets import score
 from tests.test_cli import STOPS, stopped_as
+from tests.test_photo_sets_heldout_record import evaluate, fusion_file, photo_dir  # noqa: F401 (photo_dir: a fixture, by name)
 
 
 @pytest.mark.parametrize(("flag", "problem"), [
@@ -91,3 +93,25 @@ def test_a_record_without_photographs_is_refused_before_anything_is_scored(monke
     assert capsys.readouterr().out == ("evaluate: --record records a split of the package photographs: give --photos "
                                        "and --split\n")
     assert not (tmp_path / "heldout.json").exists()
+
+@pytest.mark.parametrize("spelt", ["same", "another spelling", "a link to it"])
+def test_a_json_result_written_where_the_record_is_is_refused_before_scoring(request, tmp_path, capsys, monkeypatch,
+                                                                             spelt):
+    """`evaluate --json=R --record=R` (a name typed twice, a completion) wrote the result over the record, its every
+    earlier measurement lost, and then refused to record into what was no record any more ("not a held-out record",
+    exit 2). Refused before scoring in one line, exit 2, the record as it was."""
+    photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
+    model = fusion_file(tmp_path, 20.0)
+    record = tmp_path / "model_heldout.json"
+    assert evaluate(photos, model, record, "heldout3") == 0
+    kept = record.read_text()
+    capsys.readouterr()
+    json_path = {"same": str(record), "another spelling": f"{tmp_path}/./{record.name}",
+                 "a link to it": str(tmp_path / "result.json")}[spelt]
+    if spelt == "a link to it":
+        (tmp_path / "result.json").symlink_to(record)
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+    assert evaluate(photos, model, record, "heldout4", f"--json={json_path}") == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"evaluate: --json {json_path} is the --record file {record}"), out
+    assert out.count("\n") == 1 and record.read_text() == kept, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 from pathlib import Path
 
 from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
@@ -58,6 +59,12 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
         except TargetNotAFile as err:
             print(f"evaluate: {err}")
             return 2
+        if args.photos and args.record and _same_file(args.json, args.record):
+            # The result was written over the record (a name typed twice), its every earlier measurement lost, and then
+            # "not recorded: ... is not a held-out record", exit 2.
+            print(f"evaluate: --json {args.json} is the --record file {args.record}: the result would be written over "
+                  "the record, every measurement in it lost; give --json another file")
+            return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs, args.model_registry or "")
@@ -108,6 +115,16 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
             return 2
         print(f"recorded in {args.record}: {added['split']}, {added['date']}, stored by {added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1
+
+
+def _same_file(one: str, other: str) -> bool:
+    """Whether two local paths name one file: however spelt (`./`, `..`), through a link, or as two hard links."""
+    if os.path.realpath(one) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them is not there yet: two files
+        return False
 
 
 def _today() -> datetime.date:
