@@ -51,3 +51,17 @@ def test_a_staged_decisions_store_rejects_as_the_decisions_read_whole_do(tmp_pat
     store.write_text("photo_id,decision,note,sha256\n" + "".join(
         f"{photo_id},{d.verdict},{d.note},{d.sha256}\n" for photo_id, d in DECISIONS.items()))
     _rejected_and_kept(stage_decisions(str(store), str(tmp_path / "staged")))
+
+
+def test_decisions_for_photos_the_run_does_not_hold_change_nothing(tmp_path):
+    """A store is kept across releases and may come from another one's review (the wrong release's decisions.csv
+    applied to it): its decisions for photos this run does not hold, a rejection among them, an id past 64 bits too,
+    reject no one else and add no record, read whole or from the staged copy."""
+    others = {"6": Decision("reject_human", "another release's photo", SEEN),
+              "18446744073709551621": Decision("reject_other", "an id past 64 bits: 5 more than 2**64"),
+              "99999999999999999999": Decision("reject_human", "")}
+    _rejected_and_kept({**DECISIONS, **others})
+    store = tmp_path / "decisions.csv"
+    store.write_text("photo_id,decision,note,sha256\n" + "".join(
+        f"{photo_id},{d.verdict},{d.note},{d.sha256}\n" for photo_id, d in {**others, **DECISIONS}.items()))
+    _rejected_and_kept(stage_decisions(str(store), str(tmp_path / "staged")))
