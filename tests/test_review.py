@@ -963,3 +963,21 @@ def test_an_apply_stopped_as_it_writes_the_store_leaves_no_part_of_it_beside_the
     assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert store.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
     assert sorted(os.listdir(tmp_path)) == ["a.csv", "reviews.csv", "writing"], err
+
+
+def test_a_store_with_another_name_a_hard_link_gives_it_is_refused_not_split_in_two(tmp_path, capsys):
+    """A --store that is one of two names of one file (a hard link: the store the team shares, linked into a
+    reviewer's folder) was written whole under this name, a new file: the other name kept the old decisions, without
+    these, a reject_human among them. Refused in one line saying so, exit 2, both names as they were."""
+    (tmp_path / "shared").mkdir()
+    shared = tmp_path / "shared" / "reviews.csv"
+    shared.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
+    store = tmp_path / "reviews.csv"
+    os.link(shared, store)
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n2,reject_human,,\n")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--store {store} is one of 2 names of one file (hard links)" in err and err.count("\n") == 1, err
+    assert os.path.samefile(store, shared) and shared.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
+    assert sorted(os.listdir(tmp_path)) == ["d.csv", "reviews.csv", "shared"]

@@ -371,17 +371,19 @@ def _remove_partial_stores(store: str) -> None:
 
 
 def _refuse_a_store_that_is_no_file(store: str) -> None:
-    """ValueError where the store is a symbolic link or no regular file (a named pipe, a device), on a local disk,
-    checked under its lock. The store is written whole under its own name and renamed into place, which replaced a
-    link by a file of its own: the store it led to (one the team shares, the one the next run reads) was left without
-    the decisions, a reject_human among them, while the apply said they were applied. Written through the link
-    instead, two links to one store would each be locked by a lock of their own: its own name is asked for."""
+    """ValueError where the store is a symbolic link, no regular file (a named pipe, a device) or a file of several
+    names (hard links), on a local disk, checked under its lock. The store is written whole under its own name and
+    renamed into place, which replaced a link by a file of its own: the store it led to (one the team shares, the one
+    the next run reads) was left without the decisions, a reject_human among them, while the apply said they were
+    applied. Written through the link instead, two links to one store would each be locked by a lock of their own:
+    its own name is asked for."""
     if is_remote(store):
         return
     try:
-        mode = os.lstat(store).st_mode
+        info = os.lstat(store)
     except FileNotFoundError:  # a new store
         return
+    mode = info.st_mode
     if stat.S_ISLNK(mode):
         raise ValueError(f"--store {store} is a symbolic link (to {printable(os.readlink(store))[:200]}): `review "
                          "apply` writes the store whole under its name, which would replace the link and leave the "
@@ -390,6 +392,12 @@ def _refuse_a_store_that_is_no_file(store: str) -> None:
     # writer for good with the store's lock held; what writers gave was read as the store and the pipe then replaced.
     if not stat.S_ISREG(mode):
         raise ValueError(f"--store {store} is {kind_of(mode)}, not a file: name the CSV file the decisions are kept in")
+    # One of several names of one file (a hard link to the store the team shares): written whole under this name, a
+    # new file, the other names kept the old decisions, without these.
+    if info.st_nlink > 1:
+        raise ValueError(f"--store {store} is one of {info.st_nlink} names of one file (hard links): `review apply` "
+                         "writes the store whole under this name, a new file, and the others would keep the old "
+                         "decisions without these; give a store that has one name (copy it, or remove the other names)")
 
 
 def _write_merged(handle: BinaryIO, held: DecisionTable, new: dict[str, Decision]) -> int:
