@@ -5,6 +5,7 @@ with the same line."""
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from hypothesis import strategies as st
 
 from pipeline import decisions_file
 from pipeline.decision_table import DECISIONS, Decision
-from pipeline.decisions_file import parse_decisions, read_decisions, stage_decisions
+from pipeline.decisions_file import (
+    decisions_text,
+    parse_decisions,
+    read_decision_table,
+    read_decisions,
+    stage_decisions,
+)
 from pipeline.io.sinks import csv_cell
 from tests.conftest import traced_peak
 from tests.decision_stores import hostile_stores, read_whole, small_bounds
@@ -421,3 +428,20 @@ def test_bytes_that_are_no_utf8_after_a_byte_order_mark_are_named_at_their_line_
     decisions.write_bytes("\ufeffphoto_id,decision\n5,accept\n".encode() + b"7,reject_human,caf\xe9\n")
     with pytest.raises(ValueError, match=r":3: not UTF-8 text \(byte 48\)"):
         read_decisions(str(decisions))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_decisions_file_saved_as_utf16_or_utf32_is_refused_naming_it_not_read_as_no_decision(tmp_path, encoding):
+    """A spreadsheet's "Unicode text" (UTF-16, with or without its byte order mark) or UTF-32: refused naming the file,
+    line and byte, read whole or a MiB at a time, never read as a header without photo_id (a NUL after each letter)."""
+    path = tmp_path / "d.csv"
+    path.write_bytes("photo_id,decision,note\n5,reject_human,\n".encode(encoding))
+    first_bad = 0 if encoding != "utf-16-le" else 1  # 'p' then NUL is UTF-8; a BOM (FF FE) is not
+    pattern = rf"^{re.escape(str(path))}:1: not UTF-8 text \(byte {first_bad}\); save it as CSV UTF-8$"
+    if encoding == "utf-16-le":  # NULs are UTF-8: the header is read, and its NULs shown escaped, never as they are
+        pattern = r"no photo_id or decision column \(its header: p\\x00h\\x00o"
+    for read in (decisions_text, read_decision_table):
+        with pytest.raises(ValueError, match=pattern):
+            text = read(str(path))
+            if isinstance(text, str):
+                parse_decisions(text, lambda line: f"{path}:{line}")
