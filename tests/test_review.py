@@ -981,3 +981,26 @@ def test_a_store_with_another_name_a_hard_link_gives_it_is_refused_not_split_in_
     assert f"--store {store} is one of 2 names of one file (hard links)" in err and err.count("\n") == 1, err
     assert os.path.samefile(store, shared) and shared.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
     assert sorted(os.listdir(tmp_path)) == ["d.csv", "reviews.csv", "shared"]
+
+
+@pytest.mark.parametrize("inside", ["reviews.csv", "review/reviews.csv", "notes/reviews.csv"])
+def test_a_store_inside_a_dataset_is_refused_before_anything_is_written_there(demo_release, tmp_path, capsys, inside):
+    """A --store inside a dataset's folder (beside its review page, or in a published release, where the reviews of
+    it seemed to belong) was written there with its lock: a file the manifest does not list, so `verify` refused the
+    dataset from then on (a refresh, which verifies its previous release first, was refused too), and a run into the
+    folder replaces its review/ with the store in it. Refused in one usage line naming the dataset, exit 2, nothing
+    written there."""
+    import shutil
+
+    dataset = tmp_path / "out"
+    shutil.copytree(demo_release, dataset)
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note,sha256\n2,reject_human,,\n")
+    store = dataset / inside
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"pass-pipeline: error: --store {store} lies inside the dataset {dataset}, whose manifest does not "
+                   "list it (verify would refuse the dataset) and whose run files a run into it replaces: keep the "
+                   "store outside it\n"), err
+    assert not store.exists() and not store.parent.joinpath("reviews.csv.lock").exists()
+    assert main(["verify", str(dataset)]) == 0

@@ -9,6 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.commands.run import UsageError, file_in_path
 from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote
+from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
 from pipeline.release.review import apply_decisions
 
@@ -34,6 +35,13 @@ def review_apply(decisions: str, store: str) -> int:
     if not is_remote(store) and folder and (file := file_in_path(folder)):
         raise UsageError(f"--store {store} lies under {file}, which is a file, not a folder: name the CSV file the "
                          "decisions are kept in (its folder is created if missing)")
+    # A store inside a dataset's folder (beside its review page, or in a published release) was written there with its
+    # lock: a file the manifest does not list, so verify refused the dataset from then on (and a refresh, which
+    # verifies its previous release first), and a run into the folder replaces its review/ with the store in it.
+    if dataset := dataset_folder_above(store):
+        raise UsageError(f"--store {store} lies inside the dataset {dataset}, whose manifest does not list it (verify "
+                         "would refuse the dataset) and whose run files a run into it replaces: keep the store "
+                         "outside it")
     # What `cli.entry` says of a stop: its line was a run's ("nothing was published unless publishing had begun..."),
     # which told the reviewer nothing of the store. The store is written whole (one rename), and applying the same
     # decisions again gives the same store.
