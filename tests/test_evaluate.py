@@ -115,3 +115,33 @@ def test_a_json_result_written_where_the_record_is_is_refused_before_scoring(req
     out = capsys.readouterr().out
     assert out.startswith(f"evaluate: --json {json_path} is the --record file {record}"), out
     assert out.count("\n") == 1 and record.read_text() == kept, out
+
+
+@pytest.mark.parametrize("flag", ["--json", "--record"])
+def test_a_result_or_record_inside_a_dataset_is_refused_before_scoring(demo_release, request, tmp_path, capsys,
+                                                                       monkeypatch, flag):
+    """`evaluate --json` (or `--record`) into a dataset's folder (a release's evaluation kept with it) wrote a file
+    its manifest does not list: verify refused the dataset from then on, and a refresh verifying it as its previous
+    release. Refused before scoring in one line naming the dataset, exit 2, nothing written there."""
+    import shutil
+
+    from pipeline.commands import evaluate as evaluate_command
+
+    dataset = tmp_path / "out"
+    shutil.copytree(demo_release, dataset)
+    target = dataset / "evaluation" / "result.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(evaluate_command, "evaluate", lambda *a, **k: pytest.fail("scored although refused"))
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+    if flag == "--json":
+        code = main(["evaluate", "--detectors=open_nsfw", f"--json={target}"])
+    else:
+        photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
+        code = evaluate(photos, fusion_file(tmp_path, 20.0), target, "heldout3")
+    assert code == 2
+    out = capsys.readouterr().out
+    assert out == (f"evaluate: {flag} {target} lies inside the dataset {dataset}, whose manifest does not list it "
+                   "(verify would refuse the dataset): write it outside\n"), out
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    target.parent.rmdir()
+    assert main(["verify", str(dataset)]) == 0

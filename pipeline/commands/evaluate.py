@@ -11,6 +11,7 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
+from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_target
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
@@ -64,6 +65,13 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
             # "not recorded: ... is not a held-out record", exit 2.
             print(f"evaluate: --json {args.json} is the --record file {args.record}: the result would be written over "
                   "the record, every measurement in it lost; give --json another file")
+            return 2
+    # Written into a dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
+    # refused the dataset from then on, and a refresh verifying it as its previous release.
+    for flag, path in (("--json", args.json), ("--record", args.record if args.photos else "")):
+        if path and (dataset := dataset_folder_above(path)):
+            print(f"evaluate: {flag} {path} lies inside the dataset {dataset}, whose manifest does not list it "
+                  "(verify would refuse the dataset): write it outside")
             return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
