@@ -1004,3 +1004,34 @@ def test_a_store_inside_a_dataset_is_refused_before_anything_is_written_there(de
                    "store outside it\n"), err
     assert not store.exists() and not store.parent.joinpath("reviews.csv.lock").exists()
     assert main(["verify", str(dataset)]) == 0
+
+
+def test_a_page_url_with_user_info_is_shown_as_text_not_linked():
+    """`https://www.flickr.com@evil.example/photos/o/5/` opens evil.example: the photo's id on the review page was a
+    link to another host than the one it seems to name. A URL with user info is shown as text; an `@` in a path or a
+    query is no user info and stays a link."""
+    urls = ["https://www.flickr.com@evil.example/photos/o/5/", "https://user:pw@www.flickr.com/photos/o/6/",
+            "https://www.flickr.com/photos/o/7/?by=@someone", "https://www.flickr.com/photos/@o/8/"]
+    photos = [photo(str(5 + i), image=real_jpeg("coffee.jpg"), page_url=url) for i, url in enumerate(urls)]
+    page = _Links()
+    page.feed(contact_sheet(photos).decode())
+    page.close()
+    assert [url for url in page.urls if not url.startswith("data:")] == urls[2:]
+    assert all(url in page.text for url in urls[:2])
+
+
+def test_an_apply_removes_the_parts_of_a_store_an_apply_killed_as_it_wrote_left(tmp_path):
+    """An apply killed as it wrote the store (SIGKILL, a machine lost) runs nothing on its way out: its temporary,
+    `STORE.tmp-<32 hex digits>`, stayed beside the store for good. The next apply, holding the store's lock (so no
+    apply is writing), removes every such part; files that only look like one stay."""
+    from pipeline.release.review import apply_decisions
+
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    store.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
+    decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
+    parts = [tmp_path / f"reviews.csv.tmp-{digit * 32}" for digit in "0a"]
+    others = [tmp_path / "reviews.csv.tmp-notmine", tmp_path / f"other.csv.tmp-{'0' * 32}"]
+    for path in (*parts, *others):
+        path.write_text("photo_id,decision,note,sha256\n1,acc")
+    assert apply_decisions(str(decisions), str(store)) == (1, 2)
+    assert not any(path.exists() for path in parts) and all(path.exists() for path in others)

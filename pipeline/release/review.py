@@ -106,12 +106,13 @@ _HTTP_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+", re.IG
 
 
 def link(url: str, text: str) -> str:
-    """A link only to an http(s) URL; anything else (javascript:, data:, vbscript:, however spelled
-    or padded) gets an <a> without href (a placeholder, no target) followed by the URL as escaped
-    text, so a reviewer still sees what the metadata said: each unprintable character in it shown as its escape
-    (`printable`), as a bidi override (U+202E, which the sources' URL check lets through) reversed the rest of it, and
-    the page showed another URL than the metadata's."""
-    if _HTTP_URL.fullmatch(url):
+    """A link only to an http(s) URL without user info (`https://www.flickr.com@evil.example/` opens evil.example:
+    the photo's id on the page was a link to another host than the one it seems to name); anything else
+    (javascript:, data:, vbscript:, however spelled or padded) gets an <a> without href (a placeholder, no target)
+    followed by the URL as escaped text, so a reviewer still sees what the metadata said: each unprintable character
+    in it shown as its escape (`printable`), as a bidi override (U+202E, which the sources' URL check lets through)
+    reversed the rest of it, and the page showed another URL than the metadata's."""
+    if _HTTP_URL.fullmatch(url) and "@" not in url.split("/", 3)[2]:
         return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
     return f"<a>{html.escape(text)}</a>" + (f" {html.escape(printable(url))}" if url else "")
 
@@ -333,6 +334,9 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
                              if isinstance(err, OutputLocked) else f"cannot write the lock of {store}: {err}") from None
         try:
             _refuse_a_store_that_is_no_file(store)
+            # What an apply killed as it wrote (SIGKILL, a machine lost: nothing ran to remove it) left beside the
+            # store; under the lock no apply is writing, so every temporary of the store is such a part.
+            _remove_partial_stores(store)
             # Read and written a MiB at a time, the store held as a compact table (`read_decision_table`): whole,
             # its text, a dict of it, the merged rows and their text took ~900 MiB at 1.44 million decisions.
             held = read_decision_table(store) if FileSystems.exists(store) else DecisionTableBuilder().table()
