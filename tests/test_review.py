@@ -940,7 +940,7 @@ def test_an_apply_stopped_as_it_writes_the_store_leaves_no_part_of_it_beside_the
     store.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
     decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
     child = ("import sys, time, pipeline.release.review as review\n"
-             "def stalled(handle, held, new):\n"
+             "def stalled(handle, held, new, *rest):\n"
              "    handle.write(b'photo_id,decision,note,sha256\\n1,acc')\n"
              "    handle.flush()\n"
              f"    open({str(tmp_path / 'writing')!r}, 'w').close()\n"
@@ -1035,3 +1035,30 @@ def test_an_apply_removes_the_parts_of_a_store_an_apply_killed_as_it_wrote_left(
         path.write_text("photo_id,decision,note,sha256\n1,acc")
     assert apply_decisions(str(decisions), str(store)) == (1, 2)
     assert not any(path.exists() for path in parts) and all(path.exists() for path in others)
+
+
+def test_an_apply_says_how_many_of_the_stores_rejections_an_acceptance_replaced(tmp_path, capsys):
+    """A later decision replaces the store's: an `accept` over a `reject_human` lets a photo the store kept out back
+    in, and the apply said only "N decision(s) applied", so a reviewer's slip (an old decisions file applied again, a
+    verdict in the wrong row) went unseen. The line says how many acceptances replaced a rejection, and which."""
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    store.write_text("photo_id,decision,note,sha256\n5,reject_human,,\n6,reject_other,,\n7,accept,,\n9,reject_human,,\n")
+    decisions.write_text("photo_id,decision,note,sha256\n5,accept,,\n6,accept,,\n7,reject_human,,\n8,accept,,\n")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0
+    assert capsys.readouterr().out == (f"review: 4 decision(s) applied; {store} now holds 5; 2 of them accept photos "
+                                       "it had rejected (e.g. 5, 6)\n")
+    assert main(["review", "apply", str(decisions), f"--store={store}"]) == 0  # the same again: nothing overturned
+    assert capsys.readouterr().out == f"review: 4 decision(s) applied; {store} now holds 5\n"
+
+
+def test_the_rejections_an_acceptance_replaced_are_counted_across_the_writes_chunks(tmp_path):
+    """The store is written 10,000 rows at a time; a photo's new decision and the store's are met one after the
+    other, so the one replaced is told even where the new row ended a chunk."""
+    from pipeline.release.review import Overturned, apply_decisions
+
+    store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
+    store.write_text("photo_id,decision,note,sha256\n" + "".join(f"{n},reject_human,,\n" for n in (10_000, 20_000)))
+    decisions.write_text("photo_id,decision,note,sha256\n" + "".join(f"{n},accept,,\n" for n in range(1, 20_001)))
+    overturned = Overturned()
+    assert apply_decisions(str(decisions), str(store), overturned) == (20_000, 20_000)
+    assert (overturned.count, overturned.first) == (2, ["10000", "20000"])

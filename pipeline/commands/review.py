@@ -11,7 +11,7 @@ from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote
 from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
-from pipeline.release.review import apply_decisions
+from pipeline.release.review import Overturned, apply_decisions
 
 
 def review_apply(decisions: str, store: str) -> int:
@@ -47,6 +47,10 @@ def review_apply(decisions: str, store: str) -> int:
     # decisions again gives the same store.
     with stops_saying(lambda: f"{store} is as it was, unless the stop came as it was replaced (then it holds every "
                               f"decision of {decisions}); its lock released: apply the decisions again"):
-        applied, total = apply_decisions(decisions, store)
-    print(f"review: {applied} decision(s) applied; {store} now holds {total}")
+        applied, total = apply_decisions(decisions, store, overturned := Overturned())
+    # An acceptance replacing a rejection may let a photo the store kept out into the next run's dataset: said, so that
+    # a reviewer's slip (a row's verdict in the wrong column, an old decisions file applied again) is seen.
+    turned = (f"; {overturned.count} of them accept photos it had rejected (e.g. {', '.join(overturned.first)})"
+              if overturned.count else "")
+    print(f"review: {applied} decision(s) applied; {store} now holds {total}{turned}")
     return 0

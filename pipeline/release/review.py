@@ -22,6 +22,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
 import apache_beam as beam
@@ -303,12 +304,26 @@ class WriteReview(beam.PTransform):
                                           held=beam.pvalue.AsSingleton(held)))
 
 
-def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
+@dataclass
+class Overturned:
+    """The store's rejections a merge replaced by an acceptance: how many, and the first few photo ids (by number)."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+
+    def add(self, photo_id: str) -> None:
+        self.count += 1
+        if len(self.first) < 3:
+            self.first.append(photo_id)
+
+
+def apply_decisions(decisions_csv: str, store: str, overturned: Overturned | None = None) -> tuple[int, int]:
     """Merges a reviewer's decisions into the cumulative store (created if missing); a later
     decision for the same photo replaces the earlier one. Rows with an empty decision (photos not
     yet looked at) are skipped. Every id is a photo number, in its one spelling ('007' is photo 7; a
     '7.0' is refused with its line: stored, it would never match). The store is written formula-safe,
-    as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store)."""
+    as the template is: reviewers open it in a spreadsheet too. Returns (rows applied, photos in the store);
+    `overturned` gets the store's rejections an acceptance replaced (a photo the store kept out let in)."""
     # read as the store is (any Beam filesystem: a gs:// path passed the existence check, then Python's open failed)
     # "line", as the file's line numbers count (a quoted note holding a line break spans two; its row count would not)
     new = parse_decisions(decisions_text(decisions_csv), lambda line: f"{decisions_csv}: line {line}",
@@ -342,7 +357,8 @@ def apply_decisions(decisions_csv: str, store: str) -> tuple[int, int]:
             held = read_decision_table(store) if FileSystems.exists(store) else DecisionTableBuilder().table()
             counted: list[int] = []
             try:
-                write_atomically(store, lambda handle: counted.append(_write_merged(handle, held, new)))
+                write_atomically(store, lambda handle: counted.append(_write_merged(handle, held, new,
+                                                                                         overturned)))
             except BaseException:  # a stop (SIGTERM, Ctrl-C) too
                 _remove_partial_stores(store)
                 raise
@@ -404,19 +420,24 @@ def _refuse_a_store_that_is_no_file(store: str) -> None:
                          "decisions without these; give a store that has one name (copy it, or remove the other names)")
 
 
-def _write_merged(handle: BinaryIO, held: DecisionTable, new: dict[str, Decision]) -> int:
+def _write_merged(handle: BinaryIO, held: DecisionTable, new: dict[str, Decision],
+                  overturned: Overturned | None = None) -> int:
     """The store's decisions and the new ones (which replace the store's for the same photo) as the store's CSV,
-    ordered by photo number, written a few thousand rows at a time; how many rows."""
+    ordered by photo number, written a few thousand rows at a time; how many rows. `overturned` gets each photo
+    whose rejection in the store an acceptance replaced."""
     later = sorted(new.items(), key=lambda item: int(item[0]))
     merged = heapq.merge(((int(photo_id), 0, photo_id, decided) for photo_id, decided in later),
                          ((int(photo_id), 1, photo_id, decided) for photo_id, decided in held.items()))
     handle.write(csv_lines([DECISION_COLUMNS]))
     count, last, rows = 0, None, []
+    written: tuple[str, ...] = ()  # the last row written: a photo's new decision comes before the store's
     for number, _, photo_id, decided in merged:
         if number == last:  # the store's decision for a photo decided anew
+            if overturned is not None and decided[0] != "accept" and written[1] == "accept":
+                overturned.add(written[0])
             continue
-        last, count = number, count + 1
-        rows.append((photo_id, *decided))
+        last, count, written = number, count + 1, (photo_id, *decided)
+        rows.append(written)
         if len(rows) == 10_000:
             handle.write(csv_lines(rows))
             rows = []
