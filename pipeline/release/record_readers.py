@@ -117,7 +117,12 @@ _CREDIT_FIELDS = ("owner_name", "owner_nsid", "title", "page_url", "license_name
 
 
 def _credit_digest(fields: list[Any]) -> bytes:
-    """The digest of a credit as ATTRIBUTION.csv gives it back: control characters U+FFFD, as `csv_cell` writes them,
+    """The digest of a credit as ATTRIBUTION.csv gives it back (`_credit_text`)."""
+    return _digest(_credit_text(fields))
+
+
+def _credit_text(fields: list[Any]) -> list[str]:
+    """A credit's cells as ATTRIBUTION.csv gives them back: control characters U+FFFD, as `csv_cell` writes them,
     each cell as `published_text` leaves it (as `credit` does; a file an earlier version wrote holds what it drops:
     bidi formatting, tag characters, marks past the bound), and a creator that shows nothing read as none (a file an
     earlier version wrote holds a blank name as it came, a name of control characters as U+FFFD)."""
@@ -125,6 +130,10 @@ def _credit_digest(fields: list[Any]) -> bytes:
                                         "" if value is None else str(value))) for value in fields]
     if len(text) == len(_CREDIT_FIELDS) and not shows_something(text[0].replace("\ufffd", "")):
         text[0] = ""
+    return text
+
+
+def _digest(text: list[str]) -> bytes:
     return hashlib.blake2b(json.dumps(text).encode(), digest_size=DIGEST).digest()
 
 
@@ -137,9 +146,10 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
     out, and a table's row crediting an account id by name as a blank name credited by its account."""
     texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
              for value in (record.get(name) for name in names)]
-    written = list(credit(*texts))
-    forms = (written, _earlier_credit(written, texts, by_name=names[0] == "owner_name"))
-    return b"".join(_credit_digest(form) for form in forms)
+    written = _credit_text(list(credit(*texts)))
+    earlier = _earlier_credit(written, texts, by_name=names[0] == "owner_name")
+    digest = _digest(written)
+    return digest + (digest if earlier == written else _digest(earlier))  # most records: one credit
 
 
 def _earlier_credit(written: list[str], texts: list[str], by_name: bool) -> list[str]:
