@@ -242,14 +242,33 @@ def test_a_cell_removed_from_attribution_is_told_from_a_credit_an_earlier_versio
     assert _matches(_attribution_credit(["7", "12@N01", link, "t", page, *tail]), record("", "", page))
     assert _matches(_attribution_credit(["7", "", "", "t", page, *tail]), record("", "", page))
     assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]), record("", "", page))
-    # A TFRecord holds the credit's creator, not the name: one naming the account a blank name is credited by reads
-    # as either; a creator naming an account its page does not is the name, as in a Parquet row.
+    # A TFRecord holds the credit's creator, not the name: where it names an account, every version that wrote it so
+    # credited that account by the same name in ATTRIBUTION.csv (the owner id's since the name that shows nothing was
+    # credited by it there, before the TFRecord did); emptied, it differs, whatever account its page names.
     names = dict(zip(_TFRECORD_CREDIT, ["12@N01", "", "t", elsewhere, *tail], strict=True))
     assert not _matches(_attribution_credit(["7", "", link, "t", elsewhere, *tail]),
                         _record_credit(names, _TFRECORD_CREDIT))
     names = dict(zip(_TFRECORD_CREDIT, ["12@N01", "12@N01", "t", page, *tail], strict=True))
-    for written in ("12@N01", ""):
-        assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]),
-                        _record_credit(names, _TFRECORD_CREDIT))
-    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]),
-                        _record_credit(names, _TFRECORD_CREDIT))
+    by_id = _record_credit(names, _TFRECORD_CREDIT)
+    assert _matches(_attribution_credit(["7", "12@N01", link, "t", page, *tail]), by_id)
+    for cells in (["", link], ["12@N01", ""]):
+        assert not _matches(_attribution_credit(["7", *cells, "t", page, *tail]), by_id)
+
+
+def test_a_tfrecord_creator_naming_its_pages_account_matches_the_credit_an_earlier_version_wrote_of_it():
+    """A table made from Flickr's search answers credits the owner's account id by name, its page naming the same
+    account. Until the table's rows were linked, a release wrote that name without a link in ATTRIBUTION.csv and as
+    the TFRecord's `creator`: the TFRecord's creator was read as a blank name credited by its account, so the row an
+    earlier version wrote differed from the TFRecord's record while it matched the Parquet row's."""
+    from pipeline.release.record_readers import _TFRECORD_CREDIT, _record_credit
+
+    tail = ["CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page, link = "https://www.flickr.com/photos/12@N01/7/", "https://www.flickr.com/people/12@N01/"
+    tfrecord = _record_credit(dict(zip(_TFRECORD_CREDIT, ["12@N01", "", "t", page, *tail], strict=True)),
+                              _TFRECORD_CREDIT)
+    parquet = _record_credit({"owner_name": "12@N01", "owner_nsid": "", "title": "t", "page_url": page,
+                              "license_name": tail[0], "license_url": tail[1]})
+    for record in (tfrecord, parquet):
+        for written in ("", link):  # as an earlier version wrote it, as this one does
+            assert _matches(_attribution_credit(["7", "12@N01", written, "t", page, *tail]), record)
+        assert not _matches(_attribution_credit(["7", "", link, "t", page, *tail]), record)  # the name emptied

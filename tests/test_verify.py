@@ -1840,9 +1840,38 @@ def test_a_creator_link_or_name_removed_from_attribution_is_reported_though_an_e
         reseal(folder)
         return _problems(folder)
 
-    # As an earlier version wrote them: a table's rows without links, a blank name blank.
-    assert rewritten([rows[0][1:3], ["34@N02", ""], ["", ""]]) == set()
+    # As an earlier version wrote them: a table's rows without links, a blank name blank. That version's TFRecord
+    # held the blank name as its creator, this one's the account its page names, as no earlier version's did whose
+    # ATTRIBUTION.csv left the name blank: the TFRecord alone differs from the mix (test_record_readers.py checks
+    # the TFRecord record an earlier version wrote).
+    assert rewritten([rows[0][1:3], ["34@N02", ""], ["", ""]]) == {
+        ("tfrecord", "1 photos whose credit differs from attribution's, e.g. 23")}
+    assert rewritten([rows[0][1:3], ["34@N02", ""], rows[2][1:3]]) == set()
     for cells, photo_id in (([["Ann", ""], *(row[1:3] for row in rows[1:])], "21"),
                             ([rows[0][1:3], ["", rows[1][2]], rows[2][1:3]], "22")):
         assert rewritten(cells) == {(fmt, f"1 photos whose credit differs from attribution's, e.g. {photo_id}")
                                     for fmt in ("parquet", "tfrecord", "webdataset")}
+
+
+def test_a_table_row_crediting_its_pages_account_by_id_verifies_as_an_earlier_version_wrote_it(tmp_path):
+    """A table made from Flickr's search answers credits the owner's account id by name, its page naming the same
+    account. An earlier version wrote its ATTRIBUTION.csv row without a creator link, and the name as the TFRecord's
+    creator, as this one does: that release failed verify (the TFRecord's creator read as a blank name credited by
+    the account, its row as one an earlier version wrote blank), the Parquet shard and the tar passing."""
+    import csv
+
+    from pipeline.io.attribution import ATTRIBUTION_COLUMNS
+    from pipeline.io.sinks import csv_bytes
+    from tests.conftest import photo
+
+    image = as_stored_jpeg(b"24" * 64)
+    folder = _release_of(tmp_path / "release", [
+        photo("24", source="table", owner_nsid="", owner_name="56@N03",
+              page_url="https://www.flickr.com/photos/56@N03/24/", image=image,
+              sha256=hashlib.sha256(image).hexdigest())], ["webdataset", "parquet", "tfrecord"])
+    rows = list(csv.reader(io.StringIO((folder / "ATTRIBUTION.csv").read_text(encoding="utf-8"))))[1:]
+    assert [row[1:3] for row in rows] == [["56@N03", "https://www.flickr.com/people/56@N03/"]]
+    assert _problems(folder) == set()
+    (folder / "ATTRIBUTION.csv").write_bytes(csv_bytes(ATTRIBUTION_COLUMNS, [[*rows[0][:2], "", *rows[0][3:]]]))
+    reseal(folder)
+    assert _problems(folder) == set()

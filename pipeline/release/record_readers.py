@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 from pipeline.io.attribution import ATTRIBUTION_COLUMNS, credit
 from pipeline.io.bounded_lines import BoundedRecordLines
 from pipeline.io.files import HashingReader
-from pipeline.io.flickr_pages import credited_owner
 from pipeline.io.formats import decode_example, image_bytes, masked_crc
 from pipeline.io.json_keys import each_key_once
 from pipeline.io.names import shows_something
@@ -146,21 +145,20 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
     out, and a table's row crediting an account id by name as a blank name credited by its account."""
     texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
              for value in (record.get(name) for name in names)]
-    written = _credit_text(list(credit(*texts)))
-    earlier = _earlier_credit(written, texts, by_name=names[0] == "owner_name")
-    digest = _digest(written)
-    return digest + (digest if earlier == written else _digest(earlier))  # most records: one credit
+    written = list(credit(*texts))
+    forms = (written, _earlier_credit(written, texts))
+    return b"".join(_credit_digest(form) for form in forms)
 
 
-def _earlier_credit(written: list[str], texts: list[str], by_name: bool) -> list[str]:
+def _earlier_credit(written: list[str], texts: list[str]) -> list[str]:
     """The credit an earlier version wrote of a record whose credit this version writes as `written`: a name that
     shows nothing, credited by the account's id now, was written blank (`creator_name`), and a table's row (no owner
-    id) was given no creator link. A record of the owner's name (a Parquet row, a sample's metadata: `by_name`) tells
-    a blank name; a TFRecord's `creator` holds the credit's creator, so one naming the account a blank name would be
-    credited by is read as such (a name that is that account's id reads alike: either credit names the account)."""
-    creator, nsid, page = texts[0], texts[1], texts[3]
-    blank = not shows_something(creator) or (not by_name and creator == credited_owner(nsid, page, ""))
-    return ["" if blank else written[0], written[1] if nsid else "", *written[2:]]
+    id) was given no creator link. A TFRecord's `creator` is read as a Parquet row's name: where it names an account,
+    ATTRIBUTION.csv named it too in every version that wrote it so (a blank name became the owner id there before it
+    did in the TFRecord; a table's row's blank name was credited by its page's account in both at once), and a table
+    whose owner column is an account id was credited by that name, without a link before."""
+    creator, nsid = texts[0], texts[1]
+    return ["" if not shows_something(creator) else written[0], written[1] if nsid else "", *written[2:]]
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:
