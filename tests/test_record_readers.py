@@ -229,10 +229,12 @@ def test_a_cell_removed_from_attribution_is_told_from_a_credit_an_earlier_versio
     # An owner id's row: linked by every version; its link removed differs.
     assert _matches(_attribution_credit(["7", "Ann", link, "t", page, *tail]), record("Ann", "12@N01", page))
     assert not _matches(_attribution_credit(["7", "Ann", "", "t", page, *tail]), record("Ann", "12@N01", page))
-    # Its blank name: credited by the id now, written blank before; the link is still required.
-    for written in ("12@N01", ""):
-        assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]), record("", "12@N01", page))
-    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]), record("", "12@N01", page))
+    # Its blank name: credited by the id now, written as it came before (an empty one by the id in every version:
+    # `test_an_empty_owner_name_credited_by_the_owner_id_in_every_version_differs_when_emptied`); the link is still
+    # required.
+    for written in ("12@N01", "\u200b"):
+        assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]), record("\u200b", "12@N01", page))
+    assert not _matches(_attribution_credit(["7", "12@N01", "", "t", page, *tail]), record("\u200b", "12@N01", page))
     # A table's row crediting the account id by name: its name stays, linked now or not before; emptied, it differs.
     for url in (page, elsewhere):
         for written in (link, ""):
@@ -272,3 +274,28 @@ def test_a_tfrecord_creator_naming_its_pages_account_matches_the_credit_an_earli
         for written in ("", link):  # as an earlier version wrote it, as this one does
             assert _matches(_attribution_credit(["7", "12@N01", written, "t", page, *tail]), record)
         assert not _matches(_attribution_credit(["7", "", link, "t", page, *tail]), record)  # the name emptied
+
+
+def test_an_empty_owner_name_credited_by_the_owner_id_in_every_version_differs_when_emptied():
+    """Every version credited a photo of an empty owner name by its owner id in ATTRIBUTION.csv (`owner_name or
+    owner_nsid`, then `creator_name`); only a name of characters that show nothing was once written as it came. A
+    row whose creator was emptied, its link left, passed, read as such a blank name: it differs; a blank name written
+    as it came still matches, and so does an earlier TFRecord's empty creator (it held the name as it came)."""
+    from pipeline.release.record_readers import _TFRECORD_CREDIT, _record_credit
+
+    tail = ["CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page, link = "https://www.flickr.com/photos/12@N01/7/", "https://www.flickr.com/people/12@N01/"
+
+    def records(name: str) -> list[bytes]:
+        return [_record_credit({"owner_name": name, "owner_nsid": "12@N01", "title": "t", "page_url": page,
+                                "license_name": tail[0], "license_url": tail[1]}),
+                _record_credit(dict(zip(_TFRECORD_CREDIT, [name, "12@N01", "t", page, *tail], strict=True)),
+                               _TFRECORD_CREDIT)]
+
+    for record in records(""):
+        assert _matches(_attribution_credit(["7", "12@N01", link, "t", page, *tail]), record)
+        for emptied in ("", "\u200b"):
+            assert not _matches(_attribution_credit(["7", emptied, link, "t", page, *tail]), record)
+    for record in records("\u200b"):
+        for written in ("\u200b", "12@N01"):  # as an earlier version wrote it, as this one does
+            assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]), record)

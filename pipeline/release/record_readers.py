@@ -152,13 +152,16 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
 
 def _earlier_credit(written: list[str], texts: list[str]) -> list[str]:
     """The credit an earlier version wrote of a record whose credit this version writes as `written`: a name that
-    shows nothing, credited by the account's id now, was written blank (`creator_name`), and a table's row (no owner
-    id) was given no creator link. A TFRecord's `creator` is read as a Parquet row's name: where it names an account,
+    shows nothing, credited by the account's id now, was written as it came (`owner_name or owner_nsid`: an empty
+    name was credited by the owner id in every version, so it is no blank one), and a table's row (no owner id) was
+    given no creator link. A TFRecord's `creator` is read as a Parquet row's name: where it names an account,
     ATTRIBUTION.csv named it too in every version that wrote it so (a blank name became the owner id there before it
     did in the TFRecord; a table's row's blank name was credited by its page's account in both at once), and a table
-    whose owner column is an account id was credited by that name, without a link before."""
+    whose owner column is an account id was credited by that name, without a link before; an earlier TFRecord held
+    an empty name as it came."""
     creator, nsid = texts[0], texts[1]
-    return ["" if not shows_something(creator) else written[0], written[1] if nsid else "", *written[2:]]
+    blank = not shows_something(creator) and not (creator == "" and nsid)
+    return ["" if blank else written[0], written[1] if nsid else "", *written[2:]]
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:
