@@ -299,3 +299,25 @@ def test_an_empty_owner_name_credited_by_the_owner_id_in_every_version_differs_w
     for record in records("\u200b"):
         for written in ("\u200b", "12@N01"):  # as an earlier version wrote it, as this one does
             assert _matches(_attribution_credit(["7", written, link, "t", page, *tail]), record)
+
+
+def test_a_blank_named_table_row_matches_the_credit_each_earlier_version_wrote_of_it():
+    """A table's row (no owner id) of a name that shows nothing, its Flickr page naming an account: the first
+    versions wrote the blank name without a link, one linked the page's account beside the blank name (before the
+    name was credited by that account too), this one credits and links the account. Each matches, whether the
+    record is a Parquet row or an earlier TFRecord's (which held the blank name); another account, or the account
+    named without its link, differs."""
+    from pipeline.release.record_readers import _TFRECORD_CREDIT, _record_credit
+
+    tail = ["CC BY 2.0", "https://creativecommons.org/licenses/by/2.0/"]
+    page, link = "https://www.flickr.com/photos/12@N01/7/", "https://www.flickr.com/people/12@N01/"
+    for blank in ("", "\u200b"):
+        parquet = _record_credit({"owner_name": blank, "owner_nsid": "", "title": "t", "page_url": page,
+                                  "license_name": tail[0], "license_url": tail[1]})
+        tfrecord = _record_credit(dict(zip(_TFRECORD_CREDIT, [blank, "", "t", page, *tail], strict=True)),
+                                  _TFRECORD_CREDIT)
+        for record in (parquet, tfrecord):
+            for cells in ([blank, ""], [blank, link], ["12@N01", link]):
+                assert _matches(_attribution_credit(["7", *cells, "t", page, *tail]), record)
+            for cells in (["12@N01", ""], ["", "https://www.flickr.com/people/13@N01/"], ["13@N01", link]):
+                assert not _matches(_attribution_credit(["7", *cells, "t", page, *tail]), record)

@@ -102,9 +102,10 @@ PHOTO_FORMATS = ("webdataset", "parquet", "tfrecord", "attribution")
 Facts = tuple[bytes | None, bytes]
 Records = tuple[Sequence[str], list[str], Facts]  # ATTRIBUTION.csv's ids an `IdList`: a release's at once
 DIGEST = 16
-# The credits an ATTRIBUTION.csv row may hold for a shard's record: the one this version writes, and the one an
-# earlier version wrote where that differs (the same where it does not).
-CREDIT_FORMS = 2
+# The credits an ATTRIBUTION.csv row may hold for a shard's record: the one this version writes, and the ones earlier
+# versions wrote where they differ (the same where they do not): a table's row without a creator link, then linked
+# beside a blank name (`_earlier_credits`).
+CREDIT_FORMS = 3
 
 
 def credit_forms(fmt: str) -> int:
@@ -138,30 +139,32 @@ def _digest(text: list[str]) -> bytes:
 
 def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIELDS) -> bytes:
     """The `CREDIT_FORMS` credit digests of a shard's record, its fields under `names` (in `_CREDIT_FIELDS`' order):
-    the credit `credit` writes, then the one an earlier version wrote for it, which a release's ATTRIBUTION.csv may
-    hold instead (`_earlier_credit`). Each form is what that version wrote of this very record, so that a cell
+    the credit `credit` writes, then the ones earlier versions wrote for it, which a release's ATTRIBUTION.csv may
+    hold instead (`_earlier_credits`). Each form is what that version wrote of this very record, so that a cell
     removed from the file is told from a credit an earlier version wrote: read from ATTRIBUTION.csv alone, a row
     with an owner id whose page names the same account read as a table's row whose link an earlier version left
     out, and a table's row crediting an account id by name as a blank name credited by its account."""
     texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
              for value in (record.get(name) for name in names)]
     written = list(credit(*texts))
-    forms = (written, _earlier_credit(written, texts))
+    forms = (written, *_earlier_credits(written, texts))
     return b"".join(_credit_digest(form) for form in forms)
 
 
-def _earlier_credit(written: list[str], texts: list[str]) -> list[str]:
-    """The credit an earlier version wrote of a record whose credit this version writes as `written`: a name that
+def _earlier_credits(written: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
+    """The credits earlier versions wrote of a record whose credit this version writes as `written`: a name that
     shows nothing, credited by the account's id now, was written as it came (`owner_name or owner_nsid`: an empty
     name was credited by the owner id in every version, so it is no blank one), and a table's row (no owner id) was
-    given no creator link. A TFRecord's `creator` is read as a Parquet row's name: where it names an account,
-    ATTRIBUTION.csv named it too in every version that wrote it so (a blank name became the owner id there before it
-    did in the TFRecord; a table's row's blank name was credited by its page's account in both at once), and a table
-    whose owner column is an account id was credited by that name, without a link before; an earlier TFRecord held
-    an empty name as it came."""
+    first given no creator link, then the link this version gives it beside that name (before the blank name was
+    credited by the linked account too). A TFRecord's `creator` is read as a Parquet row's name: where it names an
+    account, ATTRIBUTION.csv named it too in every version that wrote it so (a blank name became the owner id there
+    before it did in the TFRecord; a table's row's blank name was credited by its page's account in both at once),
+    and a table whose owner column is an account id was credited by that name, without a link before; an earlier
+    TFRecord held an empty name as it came."""
     creator, nsid = texts[0], texts[1]
     blank = not shows_something(creator) and not (creator == "" and nsid)
-    return ["" if blank else written[0], written[1] if nsid else "", *written[2:]]
+    named = "" if blank else written[0]
+    return [named, written[1] if nsid else "", *written[2:]], [named, *written[1:]]
 
 
 def _metadata(payload: bytes) -> dict[str, Any]:

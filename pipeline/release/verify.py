@@ -215,7 +215,7 @@ class _Seen:
                 digests.add(photo_ids, _first_forms(blob, forms, 1))
                 continue
             # An ATTRIBUTION.csv row (read first: `_dataset_order`) may hold the credit this version writes of a
-            # shard's record or the one an earlier version wrote; shards' records, each other's as this one writes them.
+            # shard's record or one an earlier version wrote; shards' records, each other's as this one writes them.
             kept = forms if reference == "attribution" else 1
             if found := digests.differing(photo_ids, _first_forms(blob, forms, kept), kept):
                 count, least = self.differ.get((fmt, what, reference), (0, []))
@@ -245,7 +245,7 @@ def _id_problems(ids: Mapping[str, tuple[IdSet, IdSet]]) -> Iterator[Problem]:
 
 def _dataset_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The dataset's files in the order they are read: ATTRIBUTION.csv first (as a run lists it), so that its credits
-    are the ones the shards' are compared with, a digest a photo (each shard's record gives two: `CREDIT_FORMS`),
+    are the ones the shards' are compared with, a digest a photo (each shard's record gives `CREDIT_FORMS`),
     however a manifest lists the files; the rest as listed."""
     return sorted(entries, key=lambda entry: entry.get("format") != "attribution")
 
