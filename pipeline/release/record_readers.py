@@ -146,9 +146,10 @@ def _record_credit(record: dict[str, Any], names: tuple[str, ...] = _CREDIT_FIEL
     out, and a table's row crediting an account id by name as a blank name credited by its account."""
     texts = [value.decode("utf-8", "replace") if isinstance(value, bytes) else "" if value is None else str(value)
              for value in (record.get(name) for name in names)]
-    written = list(credit(*texts))
-    forms = (written, *_earlier_credits(written, texts))
-    return b"".join(_credit_digest(form) for form in forms)
+    written = _credit_text(list(credit(*texts)))  # its cells normalised once: each earlier form is made of them
+    forms = [tuple(form) for form in (written, *_earlier_credits(written, texts))]
+    digests = {form: _digest(list(form)) for form in dict.fromkeys(forms)}  # most records: one credit, hashed once
+    return b"".join(digests[form] for form in forms)
 
 
 def _earlier_credits(written: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
