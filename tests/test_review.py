@@ -436,31 +436,13 @@ def test_an_apply_stopped_by_sigterm_releases_its_lock(tmp_path):
     """SIGTERM (a scheduler's, `timeout`, a closed session's service manager) killed an apply with STORE.lock in
     place: taken over on this machine only, so on gs:// every later apply was refused until someone removed it. It
     stops as Ctrl-C does now: exit 143, the store as it was, the lock gone, and a line that says so."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
     decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
-    child = ("import sys, time, pipeline.release.review as review\n"
-             "review.write_atomically = lambda path, writer: time.sleep(60)\n"
-             "from pipeline.cli import entry\n"
-             f"sys.argv[1:] = ['review', 'apply', {str(decisions)!r}, '--store', {str(store)!r}]\n"
-             "sys.exit(entry())\n")
-    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()},
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "reviews.csv.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (tmp_path / "reviews.csv.lock").exists()
-        stopped.send_signal(signal.SIGTERM)
-        _, err = stopped.communicate(timeout=30)
-    finally:
-        stopped.kill()
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    returncode, err = _apply_stopped_once(decisions, store, "review.write_atomically = lambda path, writer: "
+                                          "time.sleep(60)\n", tmp_path / "reviews.csv.lock")
+    assert returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert not (tmp_path / "reviews.csv.lock").exists() and not store.exists()
     # Its line was a run's ("nothing was published unless publishing had begun, which the next run into the output
     # finishes"): nothing an apply publishes, and nothing of the store, which is what the reviewer needs to know.
@@ -932,35 +914,18 @@ def test_an_apply_stopped_as_it_writes_the_store_leaves_no_part_of_it_beside_the
     store: a part of a store under a name like the store's, never removed by a later apply. The store as it was, and
     nothing beside it."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     store, decisions = tmp_path / "reviews.csv", tmp_path / "a.csv"
     store.write_text("photo_id,decision,note,sha256\n1,accept,,\n")
     decisions.write_text("photo_id,decision,note,sha256\n5,reject_human,face in the window,\n")
-    child = ("import sys, time, pipeline.release.review as review\n"
-             "def stalled(handle, held, new, *rest):\n"
-             "    handle.write(b'photo_id,decision,note,sha256\\n1,acc')\n"
-             "    handle.flush()\n"
-             f"    open({str(tmp_path / 'writing')!r}, 'w').close()\n"
-             "    time.sleep(60)\n"
-             "review._write_merged = stalled\n"
-             "from pipeline.cli import entry\n"
-             f"sys.argv[1:] = ['review', 'apply', {str(decisions)!r}, '--store', {str(store)!r}]\n"
-             "sys.exit(entry())\n")
-    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()},
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "writing").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (tmp_path / "writing").exists()
-        stopped.send_signal(signal.SIGTERM)
-        _, err = stopped.communicate(timeout=30)
-    finally:
-        stopped.kill()
-    assert stopped.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    stalled = ("def stalled(handle, held, new, *rest):\n"
+               "    handle.write(b'photo_id,decision,note,sha256\\n1,acc')\n"
+               "    handle.flush()\n"
+               f"    open({str(tmp_path / 'writing')!r}, 'w').close()\n"
+               "    time.sleep(60)\n"
+               "review._write_merged = stalled\n")
+    returncode, err = _apply_stopped_once(decisions, store, stalled, tmp_path / "writing")
+    assert returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     assert store.read_text() == "photo_id,decision,note,sha256\n1,accept,,\n"
     assert sorted(os.listdir(tmp_path)) == ["a.csv", "reviews.csv", "writing"], err
 
@@ -1062,3 +1027,28 @@ def test_the_rejections_an_acceptance_replaced_are_counted_across_the_writes_chu
     overturned = Overturned()
     assert apply_decisions(str(decisions), str(store), overturned) == (20_000, 20_000)
     assert (overturned.count, overturned.first) == (2, ["10000", "20000"])
+
+
+def _apply_stopped_once(decisions: Path, store: Path, patch: str, ready: Path) -> tuple[int, str]:
+    """(exit status, stderr) of `review apply DECISIONS --store STORE` in a child process whose `review` module
+    `patch` changes, sent SIGTERM once `ready` exists."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = ("import sys, time, pipeline.release.review as review\n" + patch + "from pipeline.cli import entry\n"
+             f"sys.argv[1:] = ['review', 'apply', {str(decisions)!r}, '--store', {str(store)!r}]\n"
+             "sys.exit(entry())\n")
+    stopped = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists()
+        stopped.send_signal(signal.SIGTERM)
+        _, err = stopped.communicate(timeout=30)
+    finally:
+        stopped.kill()
+    return stopped.returncode, err
