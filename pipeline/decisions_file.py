@@ -42,12 +42,26 @@ def check_decision_columns(columns: Sequence[str] | None, where: str) -> None:
     if missing:
         # Quoted with its unprintable characters escaped: an annotator's header is printed to the reviewer's terminal
         header = printable(", ".join(columns or ())[:200])
-        raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {header})")
+        raise ValueError(f"{where}: no {' or '.join(missing)} column (its header: {header}){_saved_as(columns or ())}")
     # Two columns of one name: the reader keeps the last, and `accept` beside `reject_human` was read as either.
     twice = sorted({name for name in columns or () if name in _COLUMNS
                     and list(columns or ()).count(name) > 1})
     if twice:
         raise ValueError(f"{where}: the column {' and '.join(twice)} is named twice")
+
+
+def _saved_as(columns: Sequence[str]) -> str:
+    """What a header without the columns says of how the file was saved, where that is plain: a spreadsheet's
+    "Unicode text" without its byte order mark (UTF-16: a NUL after each letter, which is UTF-8 and so reads as a
+    header) or a CSV of another separator (`;`, a tab: one column holding every name). Refused either way; the
+    reviewer is told what to save instead of only that the columns are missing."""
+    joined = ",".join(columns)
+    if "\x00" in joined and "photo_id" in joined.replace("\x00", ""):
+        return "; a NUL after each letter: the file is UTF-16 (a spreadsheet's Unicode text): save it as CSV UTF-8"
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if len(columns) == 1 and {"photo_id", "decision"} <= {cell.strip() for cell in joined.split(separator)}:
+            return f"; its columns are separated by {name}: save it as CSV with commas"
+    return ""
 
 
 def decided_sha256(cell: str, where: str) -> str:

@@ -445,3 +445,26 @@ def test_a_decisions_file_saved_as_utf16_or_utf32_is_refused_naming_it_not_read_
             text = read(str(path))
             if isinstance(text, str):
                 parse_decisions(text, lambda line: f"{path}:{line}")
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("photo_id,decision,note\n5,reject_human,\n".encode("utf-16-le"),
+     "; a NUL after each letter: the file is UTF-16 (a spreadsheet's Unicode text): save it as CSV UTF-8"),
+    (b"photo_id;decision;note\n5;reject_human;\n",
+     "; its columns are separated by semicolons: save it as CSV with commas"),
+    (b"photo_id\tdecision\tnote\n5\treject_human\t\n",
+     "; its columns are separated by tabs: save it as CSV with commas"),
+    (b"id,verdict\n5,reject_human\n", ""),
+])
+def test_a_header_without_the_columns_says_how_the_file_was_saved_where_that_is_plain(tmp_path, text, said):
+    """A spreadsheet's Unicode text without its byte order mark (UTF-16: its NULs are UTF-8, so its header is read)
+    and a CSV of semicolons or tabs were refused as "no photo_id or decision column (its header: ...)" alone; the
+    line says what the file is and what to save instead. Another header is refused as before."""
+    path = tmp_path / "d.csv"
+    path.write_bytes(text)
+    for read in (decisions_text, read_decision_table):
+        with pytest.raises(ValueError, match=r"no photo_id or decision column \(its header: [^\n]*\)" + re.escape(said)
+                           + "$"):
+            found = read(str(path))
+            if isinstance(found, str):
+                parse_decisions(found, lambda line: f"{path}:{line}")
