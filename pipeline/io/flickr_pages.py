@@ -123,12 +123,6 @@ def _plain_page(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and not {"@", "\\"} & set(parts.netloc)
 
 
-def creator_url(owner_nsid: str, page_url: str, owner_name: str) -> str:
-    """The link to the creator's Flickr account (`credited_owner`); '' where no account is known. A table's rows went
-    without a link where their account was known."""
-    return account_link(credited_owner(owner_nsid, page_url, owner_name))
-
-
 def account_link(owner: str) -> str:
     """The page of a Flickr account, as a credit links it; '' for no account."""
     return f"https://www.flickr.com/people/{owner}/" if owner else ""
