@@ -65,3 +65,16 @@ def test_every_line_is_printed_with_its_ratio(monkeypatch, capsys):
                         r"brute force extrapolated\s+(\d+) s   ratio\s+(\d+\.\d)x", lines[-1])
     assert size, lines[-1]
     assert all(math.isfinite(float(value)) and float(value) >= 0 for value in size.groups())
+
+
+@pytest.mark.parametrize("argv", [["--sizes", "0"], ["--sizes", "1000", "-5"], ["--dense", "0"], ["--subset", "0"],
+                                  ["--distance", "-1"]])
+def test_a_size_that_is_no_positive_count_is_refused_in_one_line(monkeypatch, capsys, argv):
+    """`--sizes 0` ran the search and then divided by zero (a ZeroDivisionError traceback after the brute force)."""
+    monkeypatch.setattr("sys.argv", ["near_dup_scale", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        near_dup_scale.main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(r"^near_dup_scale: error: argument --\w+: must be at least [01], "
+                                                r"not -?\d+$", err, re.MULTILINE), err
