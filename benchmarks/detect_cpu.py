@@ -28,6 +28,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from benchmarks import arguments
 from benchmarks.corpus import distinct_photos
 from pipeline.detectors.fusion import choose_fusion
 from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions, photo_scores
@@ -128,7 +129,7 @@ def whole_stage(images: list[Photo]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=arguments.count(), default=64)
     parser.add_argument("--photos", default="", help="a folder of photographs to use instead of the corpus")
     parser.add_argument("--stage_only", action="store_true", help="only the whole-stage comparison")
     args = parser.parse_args()

@@ -28,6 +28,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks import arguments
 from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
 
@@ -105,12 +106,13 @@ def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", default="1,8,32,64,128")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--stage_images", type=int, default=256, help="photos for the whole-stage part (0: skip)")
-    parser.add_argument("--exhaustive_images", type=int, default=24,
+    parser.add_argument("--batches", type=arguments.counts(), default=[1, 8, 32, 64, 128])
+    parser.add_argument("--seconds", type=arguments.seconds, default=5.0)
+    parser.add_argument("--stage_images", type=arguments.count(0), default=256,
+                        help="photos for the whole-stage part (0: skip)")
+    parser.add_argument("--exhaustive_images", type=arguments.count(0), default=24,
                         help="photos for the whole stage with onnxruntime's timed cuDNN search (0: skip)")
-    parser.add_argument("--stage_batch", type=int, default=64,
+    parser.add_argument("--stage_batch", type=arguments.count(), default=64,
                         help="RunInference's largest batch on the GPU, in photos (a tiled photo is five views)")
     parser.add_argument("--detectors", default="",
                         help="registered detectors for the per-model part, comma-separated or 'default' (default: all)")
@@ -133,7 +135,7 @@ def main() -> int:
         # A file that fixes the batch (MediaPipe's, at 1; the handler runs it view by view) is measured
         # at that batch only, on both providers.
         fixed = gpu.get_inputs()[0].shape[0]
-        batches = [fixed] if isinstance(fixed, int) and fixed > 0 else [int(b) for b in args.batches.split(",")]
+        batches = [fixed] if isinstance(fixed, int) and fixed > 0 else args.batches
         cpu_batch = fixed if len(batches) == 1 and batches[0] == fixed else 8
         cpu_rate = rate(cpu, batch_input(spec, cpu_batch), "cpu", args.seconds)
         for batch in batches:

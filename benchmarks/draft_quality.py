@@ -29,6 +29,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from benchmarks import arguments
 from benchmarks.corpus import distinct_photos
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.stages import image as image_stage
@@ -116,7 +117,7 @@ def compare(name: str, raws: list[bytes], cfg: ImageConfig) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=120)
+    parser.add_argument("--images", type=arguments.count(), default=120)
     args = parser.parse_args()
     cfg = ImageConfig()
     compare("benchmark corpus (1024 px wide)", distinct_photos(args.images), cfg)

@@ -28,6 +28,7 @@ import imagehash
 import requests
 from PIL import Image
 
+from benchmarks import arguments
 from benchmarks.corpus import Served, distinct_photos, job_args, served
 from pipeline.cli import run
 
@@ -89,7 +90,7 @@ def job_run(corpus: Served, output: Path, extra: list[str]) -> tuple[float, dict
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--images", type=arguments.count(), default=400)
     parser.add_argument("--skip_img2dataset", action="store_true")
     args = parser.parse_args()
     photos = distinct_photos(args.images)

@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import arguments
 from benchmarks.corpus import distinct_photos
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
@@ -94,12 +95,13 @@ def _stats(output: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default="100,400,1600", help="comma-separated run sizes, ascending")
+    parser.add_argument("--rows", type=arguments.counts(), default=[100, 400, 1600],
+                        help="comma-separated run sizes, ascending")
     parser.add_argument("--detectors", default="default")
     parser.add_argument("--no_demo", action="store_true", help="skip the demo run")
     parser.add_argument("extra", nargs="*", help="more job flags (after --)")
     args = parser.parse_args()
-    sizes = sorted({int(size) for size in args.rows.split(",") if size.strip()})
+    sizes = sorted(set(args.rows))
     passed = True
     print(f"detectors: {args.detectors}; {os.cpu_count()} CPUs; extra flags: {' '.join(args.extra) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="pass-memory-") as temporary, StaticServer() as server:

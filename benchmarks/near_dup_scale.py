@@ -23,13 +23,13 @@ import argparse
 import random
 import resource
 import time
-from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from benchmarks import arguments
 from pipeline.records import Photo
 from pipeline.stages.near_dedup import NearDuplicates
 
@@ -139,24 +139,13 @@ def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int,
     return elapsed, counted("hash_comparisons"), size if dense else counted(SEARCHED)
 
 
-def _count(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `least` (a size of 0 was searched, then divided by: a
-    ZeroDivisionError once the brute force had run)."""
-    def count(text: str) -> int:  # its name is argparse's word for a value that is no number: "invalid count value"
-        value = int(text)
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
-        return value
-    return count
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=_count(1), nargs="+", default=[100_000])
-    parser.add_argument("--distance", type=_count(0), default=4)
-    parser.add_argument("--dense", type=_count(1), nargs="*", default=[],
+    parser.add_argument("--sizes", type=arguments.count(1), nargs="+", default=[100_000])
+    parser.add_argument("--distance", type=arguments.count(0), default=4)
+    parser.add_argument("--dense", type=arguments.count(1), nargs="*", default=[],
                         help="cluster sizes, all within the distance")
-    parser.add_argument("--subset", type=_count(1), default=50_000,
+    parser.add_argument("--subset", type=arguments.count(1), default=50_000,
                         help="hashes brute force (and imagededup) search, extrapolated to each size")
     args = parser.parse_args()
     baseline = None

@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.internal import pickler
 from apache_beam.pipeline import PipelineVisitor
 
+from benchmarks import arguments
 from pipeline.io.file_pins import VERIFIED, Pins
 from pipeline.io.files import ReadParquetFiles
 from pipeline.release.carry import CarriedIds, ReadRelease
@@ -72,9 +73,9 @@ def graph(folder: Path, pins: Pins) -> tuple[int, dict[str, int], dict[str, int]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shards", type=int, default=4000)
-    parser.add_argument("--ledger", type=int, default=1000)
-    parser.add_argument("--other", type=int, default=5000)
+    parser.add_argument("--shards", type=arguments.count(), default=4000)
+    parser.add_argument("--ledger", type=arguments.count(0), default=1000)
+    parser.add_argument("--other", type=arguments.count(0), default=5000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / "r1"

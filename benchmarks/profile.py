@@ -49,6 +49,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from PIL import Image, ImageCms
 
+from benchmarks import arguments
 from benchmarks.corpus import Served, distinct_photos, job_args, served
 from pipeline.build import build, fetch_settings
 from pipeline.cli import run
@@ -334,8 +335,8 @@ def shuffle_bytes(stats: dict, sample: Photo, shuffles: dict[str, coders.Coder]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--top", type=int, default=25, help="functions to list from the job's profile")
+    parser.add_argument("--images", type=arguments.count(), default=200)
+    parser.add_argument("--top", type=arguments.count(), default=25, help="functions to list from the job's profile")
     args = parser.parse_args()
     photos = distinct_photos(args.images)
     with tempfile.TemporaryDirectory() as scratch, served(photos, scratch) as corpus:

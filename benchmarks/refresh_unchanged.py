@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import arguments
 from pipeline.cli import main as cli
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.static_server import StaticServer, image
@@ -37,7 +38,7 @@ def world(server: StaticServer, folder: Path, copies: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=20, help="copies of the 10 demo photos in the dump")
+    parser.add_argument("--copies", type=arguments.count(), default=20, help="copies of the 10 demo photos in the dump")
     args = parser.parse_args()
     with StaticServer() as server, tempfile.TemporaryDirectory() as scratch:
         root, dump = Path(scratch) / "root", world(server, Path(scratch), args.copies)

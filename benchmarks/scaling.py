@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import arguments
 from benchmarks.corpus import distinct_photos
 from benchmarks.memory import MIB, job, measure, write_metadata
 from pipeline.fixtures.static_server import StaticServer, image
@@ -84,10 +85,11 @@ def run_size(urls: list[str], host: str, rows: int, scratch: Path, extra: list[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="500,2000,10000", help="comma-separated run sizes")
+    parser.add_argument("--sizes", type=arguments.counts(), default=[500, 2000, 10000],
+                        help="comma-separated run sizes")
     parser.add_argument("extra", nargs="*", help="more job flags (after --)")
     args = parser.parse_args()
-    sizes = sorted({int(size) for size in args.sizes.split(",") if size.strip()})
+    sizes = sorted(set(args.sizes))
     flags = " ".join(args.extra) or "none"
     print(f"{os.cpu_count()} CPUs; detectors off, WebDataset, one worker; extra flags: {flags}", flush=True)
     start = time.perf_counter()

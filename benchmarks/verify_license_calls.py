@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import arguments
 from pipeline.fixtures.flickr_server import FlickrServer, carried_world, verify_per_owner
 from pipeline.flickr.client import PER_PAGE, split_windows
 from pipeline.records import Photo
@@ -85,7 +86,7 @@ def run(strategy: type[_VerifyOwner], server: FlickrServer, credentials: Path,
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photos", type=int, default=1000, help="carried photos per regime")
+    parser.add_argument("--photos", type=arguments.count(), default=1000, help="carried photos per regime")
     args = parser.parse_args()
     failures: list[str] = []
     adaptive_ratio = {}

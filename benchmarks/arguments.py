@@ -1,0 +1,38 @@
+"""Argument types the benchmarks share: counts refused in argparse's one line when they are no whole number or below
+their least (a size of 0 ran the measurement and then divided by it: a ZeroDivisionError, IndexError or
+AssertionError traceback once its minutes were spent)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def count(least: int = 1) -> Callable[[str], int]:
+    """A whole number of at least `least`."""
+    def count(text: str) -> int:  # its name is argparse's word for a value that is no number: "invalid count value"
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        return value
+    return count
+
+
+def counts(least: int = 1) -> Callable[[str], list[int]]:
+    """Comma-separated whole numbers of at least `least`, one at least, in the order given."""
+    one = count(least)
+
+    def counts(text: str) -> list[int]:
+        values = [one(part) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("must name at least one size")
+        return values
+    return counts
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value

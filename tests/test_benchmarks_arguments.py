@@ -1,0 +1,56 @@
+"""benchmarks/arguments.py: counts and seconds the benchmarks take, refused in argparse's one line when they are no
+number or too small (a size of 0 ran the measurement, then divided by it: a traceback after its minutes)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+
+import pytest
+
+from benchmarks import arguments
+
+
+def test_a_count_is_a_whole_number_of_at_least_its_least():
+    assert arguments.count()("3") == 3 and arguments.count(0)("0") == 0
+    for text, least in (("0", 1), ("-1", 0), ("-7", 1)):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"must be at least {least}, not {int(text)}"):
+            arguments.count(least)(text)
+    with pytest.raises(ValueError):  # argparse's own "invalid count value: '1.5'"
+        arguments.count()("1.5")
+
+
+def test_counts_are_read_in_their_order_each_checked():
+    assert arguments.counts()("8, 1,32,") == [8, 1, 32]
+    with pytest.raises(argparse.ArgumentTypeError, match="not 0"):
+        arguments.counts()("1,0,4")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least one"):
+        arguments.counts()(" , ")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf"])
+def test_seconds_are_positive_and_finite(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="positive number of seconds"):
+        arguments.seconds(text)
+    assert arguments.seconds("0.5") == 0.5
+
+
+@pytest.mark.parametrize(("module", "argv"), [
+    ("detect_cpu", ["--images", "0"]), ("draft_quality", ["--images", "-2"]),
+    ("end_to_end", ["--images", "0", "--skip_img2dataset"]), ("profile", ["--images", "0"]),
+    ("profile", ["--top", "0"]), ("pins_size", ["--shards", "0"]), ("pins_size", ["--ledger", "-1"]),
+    ("refresh_unchanged", ["--copies", "0"]), ("verify_license_calls", ["--photos", "0"]),
+    ("detect_gpu", ["--seconds", "0"]), ("detect_gpu", ["--stage_batch", "0"]), ("detect_gpu", ["--batches", "8,0"]),
+    ("memory", ["--rows", "100,0"]), ("scaling", ["--sizes", "abc"]), ("near_dup_scale", ["--dense", "0"]),
+])
+def test_each_benchmark_refuses_a_count_it_cannot_measure_before_it_starts(monkeypatch, capsys, module, argv):
+    """Each ran (a corpus made, a job or a dataset built) and then raised a ZeroDivisionError, IndexError,
+    AssertionError or ValueError traceback; or, for a list of sizes, a ValueError traceback on a word."""
+    monkeypatch.setattr("sys.argv", [module, *argv])
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(f"benchmarks.{module}").main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(rf"^{module}: error: argument {argv[0]}: (must be|invalid counts? value)", err, re.MULTILINE), err
