@@ -3,6 +3,8 @@ them, a --json target refused before anything is scored, and a stop that says wh
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline import evaluation
@@ -42,8 +44,6 @@ def test_a_stopped_evaluate_says_what_it_did_not_write_and_leaves_it_as_it_was(t
 def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(tmp_path, monkeypatch, capsys, kind):
     """A --json naming a folder or a named pipe was refused only once the photographs were scored (minutes), the
     result lost, and the held-out --record, appended after it, never written: refused first, as a --record is."""
-    import os
-
     import pipeline.commands.evaluate as evaluate_command
 
     target = tmp_path / "result"
@@ -52,7 +52,30 @@ def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(t
     monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
     assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
     assert not scored and capsys.readouterr().out.splitlines() == [
-        f"evaluate: {target} is {kind}, not a file: not written"]
+        f"evaluate: --json {target} is {kind}, not a file: not written"]
+
+
+@pytest.mark.parametrize("leads_to", ["a file", "nothing"])
+def test_an_evaluate_json_that_is_a_symbolic_link_is_refused_before_anything_is_scored(tmp_path, monkeypatch, capsys,
+                                                                                      leads_to):
+    """A --json naming a link was replaced by a file once the photographs were scored: the result it led to (kept
+    with a model) left as it was, stale, though the command said it was written. Refused first, as --record refuses
+    a link, the link and its file as they were."""
+    import pipeline.commands.evaluate as evaluate_command
+
+    kept = tmp_path / "kept.json"
+    if leads_to == "a file":
+        kept.write_text('{"an": "earlier result"}\n')
+    target = tmp_path / "result.json"
+    target.symlink_to(kept)
+    scored = []
+    monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
+    assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
+    assert not scored and capsys.readouterr().out.splitlines() == [
+        f"evaluate: --json {target} is a symbolic link (to {kept}): the file is written whole under its name, which "
+        "would replace the link and leave the file it leads to as it was; give that file's own path"]
+    assert target.is_symlink() and os.readlink(target) == str(kept)
+    assert (kept.read_text() == '{"an": "earlier result"}\n') if leads_to == "a file" else not kept.exists()
 
 
 @pytest.mark.parametrize(("given", "written", "said"), [

@@ -174,3 +174,100 @@ def test_a_folder_one_may_write_in_but_not_list_takes_the_file_whole(tmp_path):
     done = run_in_a_folder_one_may_not_list([sys.executable, "-c", script, str(folder / "result.json")], folder, 60)
     assert done.returncode == 0 and done.stdout.strip() == "written", done.stderr[-2000:]
     assert (folder / "result.json").read_bytes() == b"{}"
+
+
+@pytest.mark.parametrize("leads_to", ["a file", "nothing"])
+def test_a_symbolic_link_is_refused_and_left_as_it_was_with_the_file_it_leads_to(tmp_path, leads_to):
+    """The rename replaced the link with a file: the file it led to (a model kept elsewhere) was left stale, though the
+    command said it had written it."""
+    kept = tmp_path / "kept.json"
+    if leads_to == "a file":
+        kept.write_text("earlier\n")
+    link = tmp_path / "out.json"
+    link.symlink_to(kept)
+    written: list[str] = []
+    with pytest.raises(TargetNotAFile) as refused:
+        write_whole(link, b"later\n", written)
+    assert str(refused.value) == (
+        f"{link} is a symbolic link (to {kept}): the file is written whole under its name, which would replace the "
+        "link and leave the file it leads to as it was; give that file's own path")
+    assert link.is_symlink() and os.readlink(link) == str(kept) and written == []
+    assert (kept.read_text() == "earlier\n") if leads_to == "a file" else not kept.exists()
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.json"] + ["kept.json"] * (leads_to == "a file"))
+
+
+def a_dataset(folder: Path) -> Path:
+    """A folder `layout.holds_dataset` takes for a run's dataset: a manifest listing files."""
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"files": []}\n')
+    return folder
+
+
+REFUSED = {
+    "link": ("--out {tmp}/out.json is a symbolic link (to {tmp}/kept.json): the file is written whole under its "
+             "name, which would replace the link and leave the file it leads to as it was; give that file's own path"),
+    "folder": "--out {tmp}/out.json is a folder, not a file: not written",
+    "named pipe": "--out {tmp}/out.json is a named pipe, not a file: not written",
+    "missing folder": "--out {tmp}/missing/out.json: its folder {tmp}/missing does not exist: not written",
+    "file for a folder": "--out {tmp}/afile/out.json: {tmp}/afile is a file, not a folder: not written",
+    "dataset": ("--out {tmp}/dataset/evaluation/out.json lies inside the dataset {tmp}/dataset, whose manifest does "
+                "not list it (verify would refuse the dataset): write it outside"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_check_output_refuses_each_output_no_command_may_write_in_one_line_naming_the_flag(tmp_path, case):
+    """What each writer checks before its minutes of work (the fit scripts found a folder only at the write, after
+    the fit; none of them a link, which the write replaced, or a dataset's folder, which verify then refused)."""
+    out = tmp_path / "out.json"
+    if case == "link":
+        (tmp_path / "kept.json").write_text("earlier\n")
+        out.symlink_to(tmp_path / "kept.json")
+    elif case == "folder":
+        out.mkdir()
+    elif case == "named pipe":
+        os.mkfifo(out)
+    elif case == "missing folder":
+        out = tmp_path / "missing" / "out.json"
+    elif case == "file for a folder":  # check_target's stat of it was a traceback (NotADirectoryError)
+        (tmp_path / "afile").write_text("a file\n")
+        out = tmp_path / "afile" / "out.json"
+    else:
+        out = a_dataset(tmp_path / "dataset") / "evaluation" / "out.json"
+        out.parent.mkdir()
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    with pytest.raises(TargetNotAFile) as refused:
+        whole_file.check_output("--out", out)
+    assert str(refused.value) == REFUSED[case].format(tmp=tmp_path)
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
+def test_check_output_with_the_folder_made_takes_a_missing_folder_but_not_a_file_in_the_way(tmp_path):
+    """fit_probe makes its --scores_out and --features folders: one named where a file is failed in mkdir, after the
+    fit (a traceback); a folder not there yet is made."""
+    whole_file.check_output("--scores_out", tmp_path / "new" / "deeper" / "tuning.json", folder_made=True)
+    (tmp_path / "scores").write_text("a file\n")
+    for path in (tmp_path / "scores" / "tuning.json", tmp_path / "scores" / "deeper" / "tuning.json"):
+        with pytest.raises(TargetNotAFile) as refused:
+            whole_file.check_output("--scores_out", path, folder_made=True)
+        assert str(refused.value) == (f"--scores_out {path}: {tmp_path / 'scores'} is a file, not a folder: "
+                                      "not written")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(TargetNotAFile, match=f"{tmp_path / 'pipe'} is a named pipe, not a folder: not written"):
+        whole_file.check_output("--features", tmp_path / "pipe" / "tuning.npz", folder_made=True)
+    inside = a_dataset(tmp_path / "dataset") / "scores" / "tuning.json"
+    with pytest.raises(TargetNotAFile, match=f"lies inside the dataset {tmp_path / 'dataset'}"):
+        whole_file.check_output("--scores_out", inside, folder_made=True)
+    assert sorted(os.listdir(tmp_path)) == ["dataset", "pipe", "scores"]
+
+
+def test_the_dataset_marks_are_layouts_own_and_a_path_under_none_imports_no_beam(tmp_path):
+    """The fit scripts do not import Beam (seconds at their start): layout is asked only under a dataset's marks."""
+    from pipeline.io import layout
+
+    assert whole_file.DATASET_MARKS == (layout.MANIFEST, layout.STAGING)
+    script = ("import sys; from pipeline.io.whole_file import check_output; check_output('--out', sys.argv[1]); "
+              "print('apache_beam' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout == "False\n", done.stderr[-2000:]

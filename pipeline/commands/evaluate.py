@@ -13,7 +13,7 @@ from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
 from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
-from pipeline.io.whole_file import TargetNotAFile, check_target
+from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
 
@@ -55,24 +55,23 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
         print(f"evaluate: {'; '.join(problems)}")
         return 2
     if args.json:
-        try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
-            check_target(args.json)
-        except TargetNotAFile as err:
-            print(f"evaluate: {err}")
-            return 2
         if args.photos and args.record and _same_file(args.json, args.record):
             # The result was written over the record (a name typed twice), its every earlier measurement lost, and then
             # "not recorded: ... is not a held-out record", exit 2.
             print(f"evaluate: --json {args.json} is the --record file {args.record}: the result would be written over "
                   "the record, every measurement in it lost; give --json another file")
             return 2
-    # Written into a dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
-    # refused the dataset from then on, and a refresh verifying it as its previous release.
-    for flag, path in (("--json", args.json), ("--record", args.record if args.photos else "")):
-        if path and (dataset := dataset_folder_above(path)):
-            print(f"evaluate: {flag} {path} lies inside the dataset {dataset}, whose manifest does not list it "
-                  "(verify would refuse the dataset): write it outside")
+        try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
+            check_output("--json", args.json)  # a link, no file, a missing folder, a dataset's folder
+        except TargetNotAFile as err:
+            print(f"evaluate: {err}")
             return 2
+    # Written into a dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
+    # refused the dataset from then on, and a refresh verifying it as its previous release (--json: check_output).
+    if args.photos and args.record and (dataset := dataset_folder_above(args.record)):
+        print(f"evaluate: --record {args.record} lies inside the dataset {dataset}, whose manifest does not list it "
+              "(verify would refuse the dataset): write it outside")
+        return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs, args.model_registry or "")

@@ -13,7 +13,13 @@ caller noted the file, still counts the file as written (`written`), so a stoppe
 disk: a fit said "not written (as it was)" of a model it had just replaced.
 
 A name that is a folder, a named pipe, a socket or a device is refused before anything is written: the rename fails
-on a folder after the whole write (a traceback), and replaces a named pipe a reader may be waiting on.
+on a folder after the whole write (a traceback), and replaces a named pipe a reader may be waiting on. So is a
+symbolic link: the rename replaced the link with a file, and the file it led to (a model kept elsewhere) was left as
+it was, stale, though the command said it had written it.
+
+`check_output` is what a command runs on each file it will write, before its minutes of work: all of the above, a
+folder that does not exist, and a place inside a dataset's folder (a file its manifest does not list: `verify`
+refused the dataset from then on).
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ import secrets
 import stat
 from pathlib import Path
 
+from pipeline.io.printable import printable
 from pipeline.io.regular_files import kind_of
 
 NEW_MODE = 0o644
+# What marks a folder that may hold a run's dataset (pipeline/io/layout.py's MANIFEST and STAGING): only under one of
+# them is layout (and with it Beam, seconds at a script's start) imported to tell for sure.
+DATASET_MARKS = ("manifest.json", "_staging")
 
 
 class TargetNotAFile(ValueError):
@@ -64,17 +74,60 @@ def write_whole(path: str | os.PathLike[str], data: bytes, written: list[str] | 
 
 
 def check_target(path: str | os.PathLike[str]) -> None:
-    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket or a device, or lies in a folder that does not
-    exist: for a command to refuse it before its minutes of work (what `write_whole` refuses only once that work is
-    done, its result lost; a missing folder was "the job failed", exit 1, after the scoring)."""
+    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket, a device or a symbolic link, or lies in a
+    folder that does not exist: for a command to refuse it before its minutes of work (what `write_whole` refuses only
+    once that work is done, its result lost; a missing folder was "the job failed", exit 1, after the scoring)."""
     target = Path(path)
+    _check_folders(target, made=False)
     _mode_for(target)
-    if not target.parent.is_dir():
-        raise TargetNotAFile(f"{target}: its folder {target.parent} does not exist: not written")
+
+
+def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = False) -> None:
+    """`TargetNotAFile` naming `flag` (the option, or the argument as `--help` names it) where `path` is no file to
+    write whole (`check_target`), or lies inside a dataset's folder. With `folder_made` (the command makes the
+    folders it is in), a missing folder is fine, but not a file, a named pipe... in the way of one."""
+    target = Path(path)
+    try:
+        _check_folders(target, folder_made)
+        _mode_for(target)
+    except TargetNotAFile as err:
+        raise TargetNotAFile(f"{flag} {err}") from None
+    if dataset := _dataset_folder_above(target):
+        raise TargetNotAFile(f"{flag} {target} lies inside the dataset {dataset}, whose manifest does not list it "
+                             "(verify would refuse the dataset): write it outside")
+
+
+def _check_folders(target: Path, made: bool) -> None:
+    """`target`'s folder must be there, or with `made` (the command makes it) the nearest of those above it that is:
+    a folder (through a link too). A file in the way was a traceback (NotADirectoryError), or mkdir's after the work."""
+    for above in target.parents:
+        if os.path.isdir(above):
+            return
+        if not made and not os.path.lexists(above):
+            raise TargetNotAFile(f"{target}: its folder {above} does not exist: not written")
+        if os.path.lexists(above):
+            mode = os.stat(above).st_mode if os.path.exists(above) else None
+            what = "a link to nothing" if mode is None else "a file" if stat.S_ISREG(mode) else kind_of(mode)
+            raise TargetNotAFile(f"{target}: {above} is {what}, not a folder: not written")
+
+
+def _dataset_folder_above(target: Path) -> str | None:
+    """layout.dataset_folder_above, asked only where a folder above `target` has a dataset's marks."""
+    if not any(os.path.lexists(above / mark) for above in Path(os.path.realpath(target)).parents
+               for mark in DATASET_MARKS):
+        return None
+    from pipeline.io.layout import dataset_folder_above  # Beam: only here (layout does not import this module)
+
+    return dataset_folder_above(str(target))
 
 
 def _mode_for(target: Path) -> int:
-    """The mode of the file `target` replaces, NEW_MODE when there is none; `TargetNotAFile` when it is no file."""
+    """The mode of the file `target` replaces, NEW_MODE when there is none; `TargetNotAFile` when it is no file or
+    a symbolic link (the rename would replace the link, the file it leads to left as it was)."""
+    if target.is_symlink():
+        raise TargetNotAFile(f"{target} is a symbolic link (to {printable(os.readlink(target))[:200]}): the file is "
+                             "written whole under its name, which would replace the link and leave the file it leads "
+                             "to as it was; give that file's own path")
     try:
         info = os.stat(target)
     except FileNotFoundError:
