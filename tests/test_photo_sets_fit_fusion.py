@@ -2,7 +2,6 @@ import json
 import math
 import os
 import signal
-import stat
 
 import numpy as np
 import pytest
@@ -442,17 +441,47 @@ def test_a_fit_stopped_right_after_its_model_replaced_the_file_says_it_was_writt
     assert model.features == ("centerface.face", "ssdlite_person.person")
 
 
-@pytest.mark.parametrize("kind", ["folder", "named pipe"])
-def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, kind):
-    """A folder was a traceback after the whole fit (the rename failed); a named pipe was replaced by the model."""
+@pytest.mark.parametrize("kind", ["folder", "named pipe", "symbolic link", "missing folder", "dataset's folder"])
+def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, monkeypatch, capsys, kind):
+    """A folder was a traceback after the whole fit (the rename failed); a named pipe was replaced by the model; so was
+    a link (the model it led to left stale, though said written); a missing folder was a traceback after the fit; a
+    model written inside a dataset's folder made verify refuse the dataset. Each is refused before the fit: one line
+    (parser.error's, as a scores file refused), exit 2, nothing written."""
+    from pipeline.photo_sets import fit_fusion
+
     _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
     out = tmp_path / "out"
-    out.mkdir() if kind == "folder" else os.mkfifo(out)
+    if kind == "folder":
+        out.mkdir()
+    elif kind == "named pipe":
+        os.mkfifo(out)
+    elif kind == "symbolic link":
+        (tmp_path / "kept.json").write_text('{"an": "earlier model"}\n')
+        out.symlink_to(tmp_path / "kept.json")
+    elif kind == "missing folder":
+        out = tmp_path / "missing" / "fusion.json"
+    else:
+        (tmp_path / "dataset").mkdir()
+        (tmp_path / "dataset" / "manifest.json").write_text('{"files": []}\n')
+        out = tmp_path / "dataset" / "fusion.json"
+    before = {str(path): path.lstat().st_mode for path in tmp_path.rglob("*")}
+    monkeypatch.setattr(fit_fusion, "fit", lambda *a, **k: pytest.fail("fitted although refused"))
     with pytest.raises(SystemExit) as refused:
         main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"])
-    assert str(refused.value.code) == f"fit_fusion: {out} is a {kind}, not a file: not written"
-    assert out.is_dir() if kind == "folder" else stat.S_ISFIFO(out.stat().st_mode)
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["out", source.name])
+    said = {"folder": f"{out} is a folder, not a file: not written",
+            "named pipe": f"{out} is a named pipe, not a file: not written",
+            "symbolic link": f"{out} is a symbolic link (to {tmp_path / 'kept.json'}): the file is written whole under "
+                             "its name, which would replace the link and leave the file it leads to as it was; give "
+                             "that file's own path",
+            "missing folder": f"{out}: its folder {out.parent} does not exist: not written",
+            "dataset's folder": f"{out} lies inside the dataset {tmp_path / 'dataset'}, whose manifest does not list "
+                                "it (verify would refuse the dataset): write it outside"}[kind]
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"fit_fusion: error: out {said} (see `python -m pipeline.photo_sets.fit_fusion --help`)"]
+    assert {str(path): path.lstat().st_mode for path in tmp_path.rglob("*")} == before
+    if kind == "symbolic link":
+        assert (tmp_path / "kept.json").read_text() == '{"an": "earlier model"}\n'
 
 
 def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):

@@ -69,7 +69,7 @@ import numpy as np
 
 from pipeline.detectors.fusion import Fusion, logit, parse_fusion, sigmoid
 from pipeline.io.stopping import stops_saying
-from pipeline.io.whole_file import TargetNotAFile, write_whole
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
 from pipeline.usage import OneLineParser, split_list, usage_said
@@ -415,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line whether the model file was written (whole) or left
     as it was (`script_entry`): it was written in place, and a stop during the write cut it. The file counts as
     written from its rename on: a stop right after it was said to have left the file as it was. A model file name
-    that is a folder or a named pipe is refused in one line (a traceback after the whole fit)."""
+    that is no file to write (`check_output`: a folder, a named pipe, a link, a missing folder, a dataset's) is
+    refused before the fit, exit 2 (a traceback after the whole fit); what becomes one meanwhile, in one line."""
     out: list[str] = []  # the model file, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else
@@ -456,6 +457,10 @@ def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int
     out.append(args.out)
     if not 0.0 <= args.min_recall <= 1.0:
         parser.error("--min_recall must be within 0..1 (0: off)")
+    try:  # before the fit: a folder or a missing one was a traceback after it, a link replaced (its model left stale)
+        check_output("out", args.out)
+    except TargetNotAFile as err:
+        parser.error(str(err))
     results = []
     for path in args.scores:
         try:
