@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +263,123 @@ def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsy
         assert ended.value.code == 2
         assert capsys.readouterr().err.splitlines() == [f"fit_probe: error: {said}"]
     assert list(tmp_path.iterdir()) == []
+
+
+LINK_SAID = ("is a symbolic link (to {to}): the file is written whole under its name, which would replace the link and "
+             "leave the file it leads to as it was; give that file's own path")
+DATASET_SAID = ("lies inside the dataset {tmp}/dataset, whose manifest does not list it (verify would refuse the "
+                "dataset): write it outside")
+# What each output is made into, and what fit_probe says of it: `{tmp}` the test's folder.
+NO_OUTPUTS = {
+    "probe a link": ("out {tmp}/probe.json " + LINK_SAID.format(to="{tmp}/kept.json")),
+    "probe a folder": "out {tmp}/probe.json is a folder, not a file: not written",
+    "probe in a missing folder": "out {tmp}/missing/probe.json: its folder {tmp}/missing does not exist: not written",
+    "probe in a dataset": "out {tmp}/dataset/probe.json " + DATASET_SAID,
+    "scores_out a file": ("--scores_out {tmp}/with/heldout5.json: {tmp}/with is a file, not a folder: not written"),
+    "a scores_out file a link": ("--scores_out {tmp}/with/heldout5.json " + LINK_SAID.format(to="{tmp}/kept.json")),
+    "a scores_out file a named pipe": "--scores_out {tmp}/with/heldout6.json is a named pipe, not a file: not written",
+    "scores_out in a dataset": "--scores_out {tmp}/dataset/with/heldout5.json " + DATASET_SAID,
+    "features a file": ("--features {tmp}/cache/heldout5.npz: {tmp}/cache is a file, not a folder: not written"),
+    "a features cache a link": ("--features {tmp}/features/heldout5.npz "
+                                + LINK_SAID.format(to="{tmp}/kept/heldout5.npz")),
+    "a features cache a folder": "--features {tmp}/features/heldout6.npz is a folder, not a file: not written",
+    "features in a dataset": "--features {tmp}/dataset/cache/heldout5.npz " + DATASET_SAID,
+}
+
+
+@pytest.mark.parametrize("case", NO_OUTPUTS)
+def test_an_output_that_is_no_file_to_write_is_refused_before_the_fit(tmp_path, monkeypatch, capsys, case):
+    """The probe, each --scores_out SPLIT.json and each --features SPLIT.npz were checked only as each was written,
+    after minutes of features and the fit: a folder (or a file where --scores_out's or --features' folder should be) a
+    traceback, a link replaced by the file (the one it led to left stale; a cache read through it first), a file in a
+    dataset's folder one that made verify refuse the dataset. Each refused before the features, in one line naming
+    the flag (parser.error's, as a refused scores file), exit 2, nothing written."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    out, scores_out, cache = tmp_path / "probe.json", tmp_path / "with", tmp_path / "features"
+    (tmp_path / "kept.json").write_text('{"an": "earlier file"}\n')
+
+    def a_dataset() -> Path:
+        (tmp_path / "dataset").mkdir()
+        (tmp_path / "dataset" / "manifest.json").write_text('{"files": []}\n')
+        return tmp_path / "dataset"
+
+    if case == "probe a link":
+        out.symlink_to(tmp_path / "kept.json")
+    elif case == "probe a folder":
+        out.mkdir()
+    elif case == "probe in a missing folder":
+        out = tmp_path / "missing" / "probe.json"
+    elif case == "probe in a dataset":
+        out = a_dataset() / "probe.json"
+    elif case == "scores_out a file":
+        scores_out.write_text("a file\n")
+    elif case.startswith("a scores_out file"):
+        scores_out.mkdir()
+        if case.endswith("a link"):
+            (scores_out / "heldout5.json").symlink_to(tmp_path / "kept.json")
+        else:
+            os.mkfifo(scores_out / "heldout6.json")
+    elif case == "scores_out in a dataset":
+        scores_out = a_dataset() / "with"
+    elif case == "features a file":
+        cache = tmp_path / "cache"
+        cache.write_text("a file\n")
+    elif case == "a features cache a link":
+        (tmp_path / "kept").mkdir()
+        (cache / "heldout5.npz").rename(tmp_path / "kept" / "heldout5.npz")
+        (cache / "heldout5.npz").symlink_to(tmp_path / "kept" / "heldout5.npz")
+    elif case == "a features cache a folder":
+        (cache / "heldout6.npz").unlink()
+        (cache / "heldout6.npz").mkdir()
+    else:
+        cache = a_dataset() / "cache"
+    before = {str(path): (path.lstat().st_mode, path.read_bytes() if path.is_file() else b"")
+              for path in tmp_path.rglob("*") if not stat.S_ISFIFO(path.lstat().st_mode)}
+    monkeypatch.setattr(fit_probe, "embed", lambda *a, **k: pytest.fail("features made although refused"))
+    monkeypatch.setattr(fit_probe, "fit", lambda *a, **k: pytest.fail("fitted although refused"))
+    with pytest.raises(SystemExit) as ended:
+        fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
+                        f"--features={cache}", f"--scores={tmp_path / 'scores'}", f"--scores_out={scores_out}"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"fit_probe: error: {NO_OUTPUTS[case].format(tmp=tmp_path)} (see `python -m pipeline.photo_sets.fit_probe "
+        "--help`)"]
+    assert {str(path): (path.lstat().st_mode, path.read_bytes() if path.is_file() else b"")
+            for path in tmp_path.rglob("*") if not stat.S_ISFIFO(path.lstat().st_mode)} == before
+
+
+@pytest.mark.parametrize("cache", ["no zip", "a compressed one", "pickled keys", "vectors of another shape"])
+def test_a_features_cache_this_script_did_not_write_is_made_again_not_a_traceback(tmp_path, monkeypatch, capsys,
+                                                                                  cache):
+    """np.load read whatever was under the name: a file that is no .npz (or pickled data, which it refuses) ended
+    fit_probe with a traceback, vectors not one per key with an IndexError's; a compressed one (np.savez writes none)
+    was inflated whole, however far. Each is made again, with a line saying so."""
+    rows, _ = _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    path = tmp_path / "features" / "heldout5.npz"
+    keys = np.array([f"{r.package}:{r.member_path}" for r in rows])
+    source = np.array(fit_probe.feature_source("open_nsfw", "Reshape:0", 512))
+    if cache == "no zip":
+        path.write_bytes(b"not a zip\n")
+    elif cache == "a compressed one":
+        np.savez_compressed(path, keys=keys, vectors=np.ones((len(rows), 8)), source=source)
+    elif cache == "pickled keys":
+        np.savez(path, keys=np.array(list(keys), dtype=object), vectors=np.ones((len(rows), 8)), source=source)
+    else:
+        np.savez(path, keys=keys, vectors=np.ones(len(rows)), source=source)
+    calls = []
+
+    def fake_embed(photos, rows, detector, tensor, max_side=512, model_registry=None):
+        calls.append(len(rows))
+        return np.zeros((len(rows), 8))
+
+    monkeypatch.setattr(fit_probe, "embed", fake_embed)
+    assert fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5,heldout6",
+                           f"--features={tmp_path / 'features'}"]) == 0
+    assert calls == [len(rows)]  # heldout6's cache read, heldout5's made again
+    said = [line for line in capsys.readouterr().out.splitlines() if "features cache" in line]
+    assert len(said) == 1 and said[0].startswith(f"fit_probe: {path} is no features cache this script wrote ("), said
+    assert said[0].endswith("): made again")
+    with np.load(path) as made:
+        assert made["vectors"].sum() == 0 and list(made["keys"]) == list(keys)

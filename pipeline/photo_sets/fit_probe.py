@@ -31,14 +31,17 @@ import argparse
 import hashlib
 import io
 import json
+import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.detectors.probes import Probe, log1p_features, parse_probe
+from pipeline.io.regular_files import open_local_regular
 from pipeline.io.stopping import stops_saying
-from pipeline.io.whole_file import TargetNotAFile, write_whole
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
@@ -48,6 +51,8 @@ DEFAULT_C = 0.003
 # Standardising divides by each feature's spread; a feature constant over the training photographs (a ReLU
 # that never fires) would divide by 0.
 MIN_SPREAD = 1e-6
+# A features cache read is at most this large: 1024 float32 features of 100,000 photographs are 410 MB.
+MAX_FEATURES_BYTES = 1 << 30
 
 
 def embed(photos: Path, rows: Sequence[Row], detector: str, tensor: str, max_side: int = 512,
@@ -126,13 +131,43 @@ def feature_source(detector: str, tensor: str, max_side: int, model_registry: st
                        "max_side": max_side}, sort_keys=True)
 
 
+def read_cache(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a features cache as `_features` writes it (np.savez: keys, vectors, source); ValueError saying
+    why a file under its name is none. np.load read whatever was there: a file that is no .npz, or pickled data, was
+    a traceback, and a compressed one inflated however far its members said. Read without waiting (a named pipe put
+    there), its members stored as np.savez stores them and no larger in all than MAX_FEATURES_BYTES."""
+    try:
+        with open_local_regular(str(path)) as handle:
+            if (size := os.fstat(handle.fileno()).st_size) > MAX_FEATURES_BYTES:
+                raise ValueError(f"{size} bytes, over {MAX_FEATURES_BYTES}")
+            with zipfile.ZipFile(handle) as archive:
+                members = archive.infolist()
+            if any(member.compress_type != zipfile.ZIP_STORED for member in members):
+                raise ValueError("compressed members: np.savez writes none")
+            if sum(member.file_size for member in members) > MAX_FEATURES_BYTES:
+                raise ValueError(f"members of more than {MAX_FEATURES_BYTES} bytes in all")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in ("keys", "vectors", "source") if name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as err:  # MemoryError: a header's shape
+        raise ValueError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    keys, vectors = arrays.get("keys"), arrays.get("vectors")
+    if keys is None or vectors is None or keys.ndim != 1 or vectors.ndim != 2 or len(keys) != len(vectors):
+        raise ValueError("not one vector for each key")
+    return arrays
+
+
 def _features(args: argparse.Namespace, split: str, rows: list[Row], written: list[str]) -> np.ndarray:
     cached = args.features / f"{split}.npz" if args.features else None
     keys = [f"{row.package}:{row.member_path}" for row in rows]
     source = feature_source(args.detector, args.tensor, args.max_side, args.model_registry)
     if cached is not None and cached.is_file():
-        stored = np.load(cached)
-        index = {str(key): i for i, key in enumerate(stored["keys"])}
+        try:
+            stored = read_cache(cached)
+        except ValueError as err:
+            print(f"fit_probe: {cached} is no features cache this script wrote ({err}): made again")
+            stored = {}
+        index = {str(key): i for i, key in enumerate(stored.get("keys", ()))}
         if "source" in stored and str(stored["source"]) == source and all(key in index for key in keys):
             return stored["vectors"][[index[key] for key in keys]]
     vectors = embed(args.photos, rows, args.detector, args.tensor, args.max_side, args.model_registry)
@@ -148,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line which of its files it wrote (each whole) and which
     it left as they were (`script_entry`): the probe, the scores and the features cache were written in place, and a
     stop during a write cut the file. Each counts as written from its rename on: a stop right after it was said to
-    have left the file as it was. A name that is a folder or a named pipe is refused in one line."""
+    have left the file as it was. An output that is no file to write (`check_output`: a folder, a named pipe, a link, a
+    missing folder, a file where --scores_out's or --features' folder should be, a dataset's folder) is refused
+    before the features, exit 2; what becomes one meanwhile, in one line."""
     wanted: list[str] = []  # the probe and the scores files, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: _stopped(wanted, written)), usage_said("fit_probe"):
@@ -186,6 +223,15 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
         parser.error("--scores and --scores_out go together")
     if args.scores is not None and len(splits) < 2:
         parser.error("out-of-fold scores need at least two splits (each scored by a probe trained on the others)")
+    try:  # before the features and the fit (minutes): each was refused only as it was written, after them
+        check_output("out", args.out)
+        for split in splits:  # folders fit_probe makes: a file in the way of one was mkdir's traceback
+            if args.scores_out is not None:
+                check_output("--scores_out", args.scores_out / f"{split}.json", folder_made=True)
+            if args.features is not None:  # read too: through a link, the cache the link leads to
+                check_output("--features", args.features / f"{split}.npz", folder_made=True)
+    except TargetNotAFile as err:
+        parser.error(str(err))
     wanted.append(str(args.out))
     if args.scores_out is not None:
         wanted += [str(args.scores_out / f"{split}.json") for split in splits]
