@@ -59,6 +59,7 @@ from pipeline.options import PassOptions
 from pipeline.records import Photo
 from pipeline.sources.yfcc import parse_line
 from pipeline.stages import image as image_stage
+from pipeline.stages import unique_id
 from pipeline.stages.image import ImageConfig
 
 # The GroupByKeys that carry Photo records, by step label prefix (build.py's stage names), with the
@@ -307,11 +308,12 @@ def photo_shuffles(corpus: Served) -> dict[str, coders.Coder]:
 
 
 def _encoded_size(coder: coders.Coder, photo: Photo) -> int:
-    """Bytes of one shuffled element holding `photo`: a (key, photo) pair where the coder is typed."""
+    """Bytes of one shuffled element holding `photo`: a (key, photo) pair where the coder is typed, (key, (tag,
+    photo)) where its value is a tagged pair (UniqueIds' grouping beside the license stage's refused rows)."""
     if isinstance(coder, coders.TupleCoder):
-        key_coder = coder.coders()[0]
+        key_coder, value_coder = coder.coders()
         key = 3 if isinstance(key_coder, coders.VarIntCoder) else "0" * 16
-        return len(coder.encode((key, photo)))
+        return len(coder.encode((key, (unique_id.NEW, photo) if isinstance(value_coder, coders.TupleCoder) else photo)))
     return len(coder.encode(("0" * 16, ("photos", photo))))  # a CoGroupByKey's tagged union, pickled
 
 

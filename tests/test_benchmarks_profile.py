@@ -1,13 +1,16 @@
-"""benchmarks/profile.py, section 4: a run cut into phases from the local runner's bundle start times."""
+"""benchmarks/profile.py: section 4, a run cut into phases from the local runner's bundle start times; section 3's
+shuffle sizes; the script run whole at its smallest size."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from benchmarks.corpus import distinct_photos
+from benchmarks import profile
+from benchmarks.corpus import distinct_photos, served
 from benchmarks.profile import flickr_copy, short_stage, timeline_phases, with_icc_profile
 from pipeline.io import jpeg_pixels
 
@@ -133,3 +136,34 @@ def test_the_profile_segment_adds_a_profile_and_nothing_else():
     assert opened.tobytes() == plain.tobytes()
     swapped = with_icc_profile(raw, swapped_primaries_profile())
     assert normalise(swapped, ImageConfig()).jpeg != normalise(raw, ImageConfig()).jpeg
+
+
+def test_every_shuffle_of_photos_in_the_job_is_sized_by_the_coder_beam_gives_it(tmp_path):
+    """Section 3 encodes a photo as each shuffle's own coder does. UniqueIds' grouping carries the license stage's
+    refused rows beside the photos as (tag, Photo) values, and the profile encoded a bare Photo with that coder: a
+    TypeError ('Photo' object is not iterable) ended every run of the script before it printed its sections."""
+    from pipeline.records import Photo
+
+    with served(distinct_photos(2), str(tmp_path)) as corpus:
+        shuffles = profile.photo_shuffles(corpus)
+    assert any(label.startswith("UniqueIds/") for label in shuffles)
+    stats = {"funnel": [{"stage": stage, "in": 2} for _, stage, _ in profile.PHOTO_SHUFFLES], "kept": 2}
+    sample = Photo(photo_id="100000", title="a title", image=b"\xff" * 1000, sha256="0" * 64)
+    rows = profile.shuffle_bytes(stats, sample, shuffles)
+    assert [label for label, *_ in rows] == list(shuffles)
+    for label, records, pickled, now, coder in rows:
+        assert records == 2 and now > 0 and coder
+        assert now < pickled, label  # the stored JPEG no longer rides along, and the typed coder does not pickle
+
+
+def test_the_script_runs_at_its_smallest_size_and_prints_its_four_sections(monkeypatch, capsys):
+    """No test ran the script itself, and every run of it ended in section 3's TypeError (above) unseen."""
+    monkeypatch.setattr("sys.argv", ["profile", "--images=2", "--top=1"])
+    profile.main()
+    out = capsys.readouterr().out
+    for heading in ("\n1. micro-profile", "\n2. whole job in one process", "3. shuffles that carry photos",
+                    "\n4. the job with 2 worker processes"):
+        assert heading in out, heading
+    assert "UniqueIds/Group" in out.split("3. shuffles", 1)[1]
+    last = json.loads(out.strip().splitlines()[-1])
+    assert set(last) == {"per_image_ms", "job_seconds", "two_workers"} and last["job_seconds"] > 0
