@@ -30,7 +30,7 @@ from pipeline.evaluation import score_stored, stored_as_a_run
 from pipeline.options import DRAFT_SUPERSAMPLE_RANGE, REDUCING_GAP_RANGE, valid_draft_supersample, valid_reducing_gap
 from pipeline.photo_sets.fetch import SPLITS as KNOWN_SPLITS
 from pipeline.photo_sets.fetch import load_rows
-from pipeline.photo_sets.score import load_samples
+from pipeline.photo_sets.score import PhotoSetError, load_samples
 from pipeline.stages.image import ImageConfig
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
@@ -120,8 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     total = stored_differently = 0
     every_change: list[Change] = []
     for split in splits:
-        count, differ, largest, changes = compare_split(Path(args.photos), split, a, b, args.detectors,
-                                                        args.fusion)
+        try:
+            count, differ, largest, changes = compare_split(Path(args.photos), split, a, b, args.detectors,
+                                                            args.fusion)
+        except PhotoSetError as err:  # the split's photographs not fetched there: a traceback
+            parser.error(str(err))
         total, stored_differently = total + count, stored_differently + differ
         every_change += changes
         print(f"{split}: {count} photographs, {differ} stored differently, largest score change "

@@ -29,7 +29,7 @@ from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry
 from pipeline.evaluation import score_set
 from pipeline.photo_sets.fetch import load_rows
-from pipeline.photo_sets.score import load_samples
+from pipeline.photo_sets.score import PhotoSetError, load_samples
 
 # detector:working copy's longest side:tile grid (0 = the whole image only). Today's first. Not run
 # unless asked: ssdlite_person:1024:4 (17 views per image, ~3 s each on one core).
@@ -66,24 +66,57 @@ def score_variant(samples: list, detector: str, max_side: int, grid: int) -> tup
     return [score[spec.score_name(spec.classes[0])] for score in scores], seconds, views  # its one class
 
 
+def _keeps(text: str) -> list[float]:
+    """--keep: keep-rates within 0..1 (a word or 95 was a traceback, or a threshold past every score)."""
+    try:
+        keeps = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
+    if not keeps or not all(0.0 <= keep <= 1.0 for keep in keeps):
+        raise argparse.ArgumentTypeError(f"each keep-rate must be within 0..1, not {text}")
+    return keeps
+
+
+def _variants(text: str) -> list[tuple[str, int, int]]:
+    """--variants: detector:longest side:grid each (a variant without its side or grid was a traceback after the
+    photographs were read)."""
+    variants = []
+    for variant in (part.strip() for part in text.split(",") if part.strip()):
+        detector, *numbers = variant.split(":")
+        try:
+            side, grid = map(int, numbers)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{variant!r} is not detector:longest side:grid") from None
+        if not detector or side < 1 or grid < 0:
+            raise argparse.ArgumentTypeError(f"{variant!r}: a detector, a side of at least 1 and a grid of at least 0")
+        variants.append((detector, side, grid))
+    if not variants:
+        raise argparse.ArgumentTypeError("no variant given")
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", required=True, help="the fetched tuning photographs")
-    parser.add_argument("--keep", default="0.9,0.95", help="keep-rates on clean tuning photos to compare at")
-    parser.add_argument("--variants", default=VARIANTS, help="detector:longest side:grid, comma-separated")
+    parser.add_argument("--keep", type=_keeps, default=[0.9, 0.95],
+                        help="keep-rates on clean tuning photos to compare at, comma-separated (each in 0..1)")
+    parser.add_argument("--variants", type=_variants, default=_variants(VARIANTS),
+                        help="detector:longest side:grid, comma-separated")
     args = parser.parse_args()
     rows = [row for row in load_rows("tuning") if row.label != "depiction"]
-    samples = load_samples(Path(args.photos), rows)
+    try:
+        samples = load_samples(Path(args.photos), rows)
+    except PhotoSetError as err:  # photographs not fetched there: a traceback
+        parser.error(str(err))
     human = [i for i, row in enumerate(rows) if row.has_human]
     tiny = [i for i, row in enumerate(rows) if row.label == "tiny_person"]
     clean = [i for i, row in enumerate(rows) if not row.has_human]
     print(f"tuning split: {len(rows)} photographs, {len(human)} with a human ({len(tiny)} tiny people), "
           f"{len(clean)} without")
-    keeps = [float(k) for k in args.keep.split(",")]
+    keeps = args.keep
     header = "".join(f" | recall at keep {k:.0%}: all / tiny" for k in keeps)
     print(f"| detector, working copy, grid | views per image | CPU ms per image (copy + views){header} |")
-    for variant in args.variants.split(","):
-        detector, max_side, grid = variant.split(":")[0], *map(int, variant.split(":")[1:])
+    for detector, max_side, grid in args.variants:
         scores, seconds, views = score_variant(samples, detector, max_side, grid)
         cells = []
         for keep in keeps:

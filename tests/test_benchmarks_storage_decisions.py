@@ -85,3 +85,11 @@ def test_the_command_prints_each_split_and_the_total(photos, capsys):
     out = capsys.readouterr().out
     assert "heldout: 3 photographs, 2 stored differently" in out
     assert "total: 2 of 3 stored differently" in out
+
+
+def test_photographs_not_fetched_are_one_line(tmp_path, capsys):
+    """A split whose photographs are not under --photos was load_samples' PhotoSetError traceback."""
+    with pytest.raises(SystemExit) as exited:
+        storage_decisions.main(["--photos", str(tmp_path), "--b", "draft_supersample=1", "--splits", "tuning"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "labelled photograph(s) missing under" in err and "Traceback" not in err

@@ -71,3 +71,30 @@ def assert_share(match: re.Match, group: int) -> bool:
     """The percentage printed after a count is that count's share of the photos (3 with a human, 2 tiny)."""
     total = 3 if group == 1 else 2
     return round(100 * int(match.group(group)) / total) == int(match.group(group + 1))
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--keep", "0.9,x"], "is not comma-separated numbers"), (["--keep", "95"], "must be within 0..1"),
+    (["--variants", "ssdlite_person:512"], "is not detector:longest side:grid"),
+    (["--variants", "ssdlite_person:0:2"], "a side of at least 1"),
+])
+def test_keep_rates_and_variants_it_cannot_measure_are_refused_before_a_photograph_is_read(
+        tmp_path, monkeypatch, capsys, argv, said):
+    """A word among the keep-rates, or a variant without its grid, was a ValueError traceback once the photographs
+    had been read; a keep-rate of 95 put the threshold past every score."""
+    monkeypatch.setattr(working_copy, "load_samples", lambda *_: pytest.fail("photographs read"))
+    monkeypatch.setattr("sys.argv", ["working_copy", "--photos", str(tmp_path), *argv])
+    with pytest.raises(SystemExit) as stopped:
+        working_copy.main()
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_photographs_not_fetched_are_one_line(tmp_path, monkeypatch, capsys):
+    """load_samples' PhotoSetError was a traceback."""
+    row = Row("tests", "1", "local", "photos/macaque.jpg", "ab" * 32, 1, 1, "no_person", "", "tuning", "")
+    monkeypatch.setattr(working_copy, "load_rows", lambda split: [row])
+    monkeypatch.setattr("sys.argv", ["working_copy", "--photos", str(tmp_path)])
+    with pytest.raises(SystemExit) as stopped:
+        working_copy.main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "labelled photograph(s) missing under" in err and "Traceback" not in err
