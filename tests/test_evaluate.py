@@ -168,3 +168,21 @@ def test_a_result_or_record_inside_a_dataset_is_refused_before_scoring(demo_rele
     assert not target.exists() and list(target.parent.iterdir()) == []
     target.parent.rmdir()
     assert main(["verify", str(dataset)]) == 0
+
+
+def test_a_record_under_a_file_where_its_folder_should_be_is_refused_before_scoring(request, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """`evaluate --record=FILE/heldout.json`, FILE a file (a name typed for a folder): the split was scored (minutes)
+    and the record's folder then made, a FileExistsError traceback, the measurement never recorded, though
+    `io/whole_file.py`'s check_output refused as much for --json. Refused before scoring in one line naming --record,
+    exit 2, the file as it was."""
+    photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
+    model = fusion_file(tmp_path, 20.0)
+    in_the_way = tmp_path / "records"
+    in_the_way.write_text("notes\n")
+    record = in_the_way / "model_heldout.json"
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+    assert evaluate(photos, model, record, "heldout3") == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"evaluate: --record {record}: {in_the_way} is a file, not a folder: not written"]
+    assert in_the_way.read_text() == "notes\n"

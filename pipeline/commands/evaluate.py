@@ -11,7 +11,6 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
-from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
@@ -66,12 +65,6 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
         except TargetNotAFile as err:
             print(f"evaluate: {err}")
             return 2
-    # Written into a dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
-    # refused the dataset from then on, and a refresh verifying it as its previous release (--json: check_output).
-    if args.photos and args.record and (dataset := dataset_folder_above(args.record)):
-        print(f"evaluate: --record {args.record} lies inside the dataset {dataset}, whose manifest does not list it "
-              "(verify would refuse the dataset): write it outside")
-        return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs, args.model_registry or "")
@@ -101,6 +94,11 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
                 tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side,
                 args.detect_tile_min_side, args.model_registry)
             heldout_record.check(Path(args.record), measurement)
+            # After check, which refuses a link naming --record's remedy. A file where its folder should be was a
+            # traceback once the split was scored (the folder made as the record was written); written into a
+            # dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
+            # refused the dataset from then on, and a refresh verifying it as its previous release.
+            check_output("--record", args.record, folder_made=True)
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
     except score.PhotoSetError as error:
@@ -108,6 +106,9 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         return 2
     except heldout_record.RecordError as error:
         print(f"evaluate: not recorded: {error}")
+        return 2
+    except TargetNotAFile as error:
+        print(f"evaluate: {error}")
         return 2
     for line in metrics.iter_summary(result):
         print(line)
