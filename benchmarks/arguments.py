@@ -8,12 +8,15 @@ import argparse
 from collections.abc import Callable
 
 
-def count(least: int = 1) -> Callable[[str], int]:
-    """A whole number of at least `least`."""
+def count(least: int = 1, most: int | None = None) -> Callable[[str], int]:
+    """A whole number of at least `least`, and at most `most` where the measured code has a bound (past it, its
+    ValueError came only once the measurement had begun)."""
     def count(text: str) -> int:  # its name is argparse's word for a value that is no number: "invalid count value"
         value = int(text)
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
         return value
     return count
 

@@ -142,7 +142,8 @@ def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=arguments.count(1), nargs="+", default=[100_000])
-    parser.add_argument("--distance", type=arguments.count(0), default=4)
+    # NearDuplicates' own bound (as --near_dup_distance's): past it, its ValueError came after the brute force.
+    parser.add_argument("--distance", type=arguments.count(0, most=16), default=4)
     parser.add_argument("--dense", type=arguments.count(1), nargs="*", default=[],
                         help="cluster sizes, all within the distance")
     parser.add_argument("--subset", type=arguments.count(1), default=50_000,
