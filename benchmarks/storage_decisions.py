@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [split for split in splits if split not in KNOWN_SPLITS]
     if unknown:
         parser.error(f"unknown split(s) {', '.join(unknown)}: choose from {', '.join(KNOWN_SPLITS)}")
+    for split in splits:  # fetched a split at a time: one missing was refused only after the splits before it (minutes)
+        try:
+            load_samples(Path(args.photos), load_rows(split))  # seconds: each photograph read and its sha256 checked
+        except PhotoSetError as err:
+            parser.error(str(err))
     print(f"A: {a}\nB: {b}")
     total = stored_differently = 0
     every_change: list[Change] = []
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             count, differ, largest, changes = compare_split(Path(args.photos), split, a, b, args.detectors,
                                                             args.fusion)
-        except PhotoSetError as err:  # the split's photographs not fetched there: a traceback
+        except PhotoSetError as err:  # changed since they were checked above: a traceback
             parser.error(str(err))
         total, stored_differently = total + count, stored_differently + differ
         every_change += changes

@@ -93,3 +93,18 @@ def test_photographs_not_fetched_are_one_line(tmp_path, capsys):
         storage_decisions.main(["--photos", str(tmp_path), "--b", "draft_supersample=1", "--splits", "tuning"])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "labelled photograph(s) missing under" in err and "Traceback" not in err
+
+
+def test_a_later_split_not_fetched_is_refused_before_the_first_is_scored(photos, monkeypatch, capsys):
+    """`pipeline.photo_sets.fetch --split=...` fetches one split at a time: with the default --splits, one not
+    fetched was refused only when its turn came, after the splits before it were stored twice and scored (minutes)."""
+    fetched = storage_decisions.load_rows("heldout")
+    missing = Row("pkg", "1", "pypi", "pkg/gone.jpg", "0" * 64, 1, 1, "person", "", "tuning", "")
+    monkeypatch.setattr(storage_decisions, "load_rows", lambda split: fetched if split == "heldout" else [missing])
+    monkeypatch.setattr(storage_decisions, "score_stored", lambda *a: pytest.fail("scored although refused"))
+    with pytest.raises(SystemExit) as exited:
+        storage_decisions.main(["--photos", str(photos), "--b", "draft_supersample=1", "--splits", "heldout,tuning",
+                                "--detectors", "open_nsfw", "--fusion", "none"])
+    captured = capsys.readouterr()
+    assert exited.value.code == 2 and "labelled photograph(s) missing under" in captured.err, captured.err
+    assert "heldout:" not in captured.out
