@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from pipeline.detectors.probes import parse_probe
 from pipeline.photo_sets import fit_probe
 from pipeline.photo_sets.fetch import HUMAN_LABELS, fitted_rows, load_rows
+from tests.conftest import as_a_user_the_disk_refuses
 from tests.test_photo_sets_fit_fusion import STOPS, listing, stopped_writing
 
 
@@ -383,3 +386,22 @@ def test_a_features_cache_this_script_did_not_write_is_made_again_not_a_tracebac
     assert said[0].endswith("): made again")
     with np.load(path) as made:
         assert made["vectors"].sum() == 0 and list(made["keys"]) == list(keys)
+
+
+def test_a_features_cache_in_a_folder_one_may_only_read_is_read_not_refused(tmp_path):
+    """A cache shared read-only (another user's folder of features) is only read when it holds every photograph:
+    check_output's refusal of a folder one may not write in is for the outputs always written, not for this one.
+    Run without root's capabilities (setpriv), which write in any folder."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    out = tmp_path / "probe.json"
+    command = as_a_user_the_disk_refuses(
+        [sys.executable, "-m", "pipeline.photo_sets.fit_probe", str(tmp_path / "no_photos"), str(out),
+         "--splits=heldout5,heldout6", f"--features={tmp_path / 'features'}"], "writes in any folder")
+    (tmp_path / "features").chmod(0o555)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        (tmp_path / "features").chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.exists() and sorted(os.listdir(tmp_path / "features")) == ["heldout5.npz", "heldout6.npz"]

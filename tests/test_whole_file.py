@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.io import whole_file
 from pipeline.io.whole_file import NEW_MODE, TargetNotAFile, write_whole
-from tests.conftest import run_in_a_folder_one_may_not_list
+from tests.conftest import as_a_user_the_disk_refuses, run_in_a_folder_one_may_not_list
 
 
 def mode(path: Path) -> int:
@@ -271,3 +271,27 @@ def test_the_dataset_marks_are_layouts_own_and_a_path_under_none_imports_no_beam
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.json")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout == "False\n", done.stderr[-2000:]
+
+
+CHECKED = ("import sys; from pipeline.io.whole_file import TargetNotAFile, check_output\n"
+           "try:\n    check_output('--out', sys.argv[1], folder_made=sys.argv[2] == 'made')\n"
+           "except TargetNotAFile as err:\n    print(err)\nelse:\n    print('passed')")
+
+
+@pytest.mark.parametrize("made", ["", "made"])
+def test_check_output_refuses_a_folder_one_may_not_write_in(tmp_path, made):
+    """A folder of mode 0o555 (another user's, a read-only copy of the models): the output passed the check, and the
+    write failed after the work, a PermissionError traceback once the fit was done (evaluate's "the job failed", exit
+    1, once the split was scored). Run without root's capabilities (setpriv), which write in any folder."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    out = folder / ("new" if made else "") / "out.json"
+    command = as_a_user_the_disk_refuses([sys.executable, "-c", CHECKED, str(out), made], "writes in any folder")
+    folder.chmod(0o555)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == f"--out {out}: {folder} is a folder this user may not write in: not written\n"
+    assert os.listdir(folder) == []

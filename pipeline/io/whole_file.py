@@ -18,8 +18,8 @@ symbolic link: the rename replaced the link with a file, and the file it led to 
 it was, stale, though the command said it had written it.
 
 `check_output` is what a command runs on each file it will write, before its minutes of work: all of the above, a
-folder that does not exist, and a place inside a dataset's folder (a file its manifest does not list: `verify`
-refused the dataset from then on).
+folder that does not exist or that this user may not write in, and a place inside a dataset's folder (a file its
+manifest does not list: `verify` refused the dataset from then on).
 """
 
 from __future__ import annotations
@@ -82,13 +82,15 @@ def check_target(path: str | os.PathLike[str]) -> None:
     _mode_for(target)
 
 
-def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = False) -> None:
+def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = False, always_written: bool = True
+                 ) -> None:
     """`TargetNotAFile` naming `flag` (the option, or the argument as `--help` names it) where `path` is no file to
     write whole (`check_target`), or lies inside a dataset's folder. With `folder_made` (the command makes the
-    folders it is in), a missing folder is fine, but not a file, a named pipe... in the way of one."""
+    folders it is in), a missing folder is fine, but not a file, a named pipe... in the way of one. Without
+    `always_written` (a cache, written only when it misses), a folder one may not write in is left to the write."""
     target = Path(path)
     try:
-        _check_folders(target, folder_made)
+        _check_folders(target, folder_made, always_written)
         _mode_for(target)
     except TargetNotAFile as err:
         raise TargetNotAFile(f"{flag} {err}") from None
@@ -97,11 +99,15 @@ def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = Fa
                              "(verify would refuse the dataset): write it outside")
 
 
-def _check_folders(target: Path, made: bool) -> None:
+def _check_folders(target: Path, made: bool, writable: bool = True) -> None:
     """`target`'s folder must be there, or with `made` (the command makes it) the nearest of those above it that is:
-    a folder (through a link too). A file in the way was a traceback (NotADirectoryError), or mkdir's after the work."""
+    a folder (through a link too), with `writable` one this user may write in. A file in the way was a traceback
+    (NotADirectoryError), or mkdir's after the work; a folder one may not write in (another user's, a read-only copy)
+    a PermissionError after it (evaluate's "the job failed", exit 1, once the split was scored)."""
     for above in target.parents:
         if os.path.isdir(above):
+            if writable and not os.access(above, os.W_OK | os.X_OK):  # root: only a read-only filesystem (EROFS)
+                raise TargetNotAFile(f"{target}: {above} is a folder this user may not write in: not written")
             return
         if not made and not os.path.lexists(above):
             raise TargetNotAFile(f"{target}: its folder {above} does not exist: not written")

@@ -229,7 +229,8 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
             if args.scores_out is not None:
                 check_output("--scores_out", args.scores_out / f"{split}.json", folder_made=True)
             if args.features is not None:  # read too: through a link, the cache the link leads to
-                check_output("--features", args.features / f"{split}.npz", folder_made=True)
+                # Written only where it misses: a cache shared read-only is read, not refused.
+                check_output("--features", args.features / f"{split}.npz", folder_made=True, always_written=False)
     except TargetNotAFile as err:
         parser.error(str(err))
     wanted.append(str(args.out))
