@@ -405,3 +405,29 @@ def test_a_features_cache_in_a_folder_one_may_only_read_is_read_not_refused(tmp_
         (tmp_path / "features").chmod(0o755)
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.exists() and sorted(os.listdir(tmp_path / "features")) == ["heldout5.npz", "heldout6.npz"]
+
+
+MADE_AGAIN = ("import sys\nimport numpy as np\nfrom pipeline.photo_sets import fit_probe\n"
+              "fit_probe.embed = lambda photos, rows, *a, **k: np.random.default_rng(1).random((len(rows), 8))\n"
+              "sys.exit(fit_probe.main(sys.argv[1:]))")
+
+
+def test_a_cache_that_misses_in_a_folder_one_may_only_read_is_used_and_said_not_kept(tmp_path):
+    """A split missing from a cache shared read-only: its features were made (minutes) and then their write was a
+    PermissionError traceback, the probe never fitted. The features are used, the probe written, and one line says
+    the cache was not written."""
+    _cached(tmp_path, "heldout5", 5)
+    out, features = tmp_path / "probe.json", tmp_path / "features"
+    command = as_a_user_the_disk_refuses(
+        [sys.executable, "-c", MADE_AGAIN, str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
+         f"--features={features}"], "writes in any folder")
+    features.chmod(0o555)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        features.chmod(0o755)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = [line for line in done.stdout.splitlines() if "heldout6.npz" in line]
+    assert said and said[0].startswith(f"fit_probe: {features / 'heldout6.npz'} not written ("), done.stdout
+    assert said[0].endswith("): the features made are used, not kept"), said
+    assert out.exists() and os.listdir(features) == ["heldout5.npz"]

@@ -172,10 +172,13 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row], written: li
             return stored["vectors"][[index[key] for key in keys]]
     vectors = embed(args.photos, rows, args.detector, args.tensor, args.max_side, args.model_registry)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, keys=np.array(keys), vectors=vectors, source=np.array(source))
-        write_whole(cached, buffer.getvalue(), written)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_whole(cached, buffer.getvalue(), written)
+        except OSError as err:  # shared read-only, a read-only or full disk: a traceback after the features (minutes)
+            print(f"fit_probe: {cached} not written ({err.strerror or err}): the features made are used, not kept")
     return vectors
 
 
