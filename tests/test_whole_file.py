@@ -155,12 +155,12 @@ def test_a_stop_counts_the_file_written_from_its_rename_on(tmp_path, signum, whe
     assert os.listdir(tmp_path) == ["out.json"]
 
 
-def test_a_missing_folder_is_refused_before_the_work_by_check_target(tmp_path):
+def test_a_missing_folder_is_refused_before_the_work_by_check_output(tmp_path):
     """evaluate refuses its --json before the scoring: one in a folder that does not exist failed after it, the result
     lost, as "the job failed", exit 1 (which evaluate otherwise gives an image with people kept)."""
-    with pytest.raises(whole_file.TargetNotAFile, match="does not exist: not written"):
-        whole_file.check_target(tmp_path / "missing" / "result.json")
-    whole_file.check_target(tmp_path / "result.json")  # a new file in a folder that exists: fine
+    with pytest.raises(whole_file.TargetNotAFile, match=r"^--json .* does not exist: not written"):
+        whole_file.check_output("--json", tmp_path / "missing" / "result.json")
+    whole_file.check_output("--json", tmp_path / "result.json")  # a new file in a folder that exists: fine
 
 
 def test_a_folder_one_may_write_in_but_not_list_takes_the_file_whole(tmp_path):
@@ -229,7 +229,7 @@ def test_check_output_refuses_each_output_no_command_may_write_in_one_line_namin
         os.mkfifo(out)
     elif case == "missing folder":
         out = tmp_path / "missing" / "out.json"
-    elif case == "file for a folder":  # check_target's stat of it was a traceback (NotADirectoryError)
+    elif case == "file for a folder":  # the check's stat of it was a traceback (NotADirectoryError)
         (tmp_path / "afile").write_text("a file\n")
         out = tmp_path / "afile" / "out.json"
     else:

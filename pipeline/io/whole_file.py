@@ -41,7 +41,9 @@ DATASET_MARKS = ("manifest.json", "_staging")
 
 
 class TargetNotAFile(ValueError):
-    """The name to write is a folder, a named pipe, a socket or a device: refused, nothing written (one line)."""
+    """The name to write is no file to write whole (a folder, a named pipe, a socket, a device, a symbolic link; for
+    `check_output` also a missing or unwritable folder, or a place inside a dataset): refused, nothing written (one
+    line)."""
 
 
 def write_whole(path: str | os.PathLike[str], data: bytes, written: list[str] | None = None,
@@ -73,19 +75,13 @@ def write_whole(path: str | os.PathLike[str], data: bytes, written: list[str] | 
         raise
 
 
-def check_target(path: str | os.PathLike[str]) -> None:
-    """`TargetNotAFile` where `path` is a folder, a named pipe, a socket, a device or a symbolic link, or lies in a
-    folder that does not exist: for a command to refuse it before its minutes of work (what `write_whole` refuses only
-    once that work is done, its result lost; a missing folder was "the job failed", exit 1, after the scoring)."""
-    target = Path(path)
-    _check_folders(target, made=False)
-    _mode_for(target)
-
-
 def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = False, always_written: bool = True
                  ) -> None:
     """`TargetNotAFile` naming `flag` (the option, or the argument as `--help` names it) where `path` is no file to
-    write whole (`check_target`), or lies inside a dataset's folder. With `folder_made` (the command makes the
+    write whole (a folder, a named pipe, a socket, a device or a symbolic link), lies in a folder that does not exist
+    or one this user may not write in, or lies inside a dataset's folder: for a command to refuse it before its minutes
+    of work (what `write_whole` refuses only once that work is done, its result lost; a missing folder was "the job
+    failed", exit 1, after the scoring). With `folder_made` (the command makes the
     folders it is in), a missing folder is fine, but not a file, a named pipe... in the way of one. Without
     `always_written` (a cache, written only when it misses), a folder one may not write in is left to the write."""
     target = Path(path)
