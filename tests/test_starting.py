@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,39 @@ def test_a_stop_an_extension_module_turns_into_an_import_error_is_still_a_stop_w
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     assert capsys.readouterr().err.strip() == "fit_fusion: stopped (SIGTERM) while starting; nothing was done"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_arriving_the_moment_its_handler_is_set_is_a_stop_while_starting(
+        signum: signal.Signals, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stop that arrives as its handler is set (what a SIGTERM sent as soon as /proc shows it caught meets when the
+    started process is descheduled right after setting it, on a loaded machine) was run by Python at the next
+    bytecodes, still in the loop setting the handlers, outside the `try` that says a stop: a traceback of
+    _StoppedStarting, exit 1. It is the starting line and exit 130 or 143, as a stop a moment later is."""
+    import os
+
+    from pipeline.io.starting import _stopped, start
+
+    set_handler = signal.signal
+    sent: list[int] = []
+
+    def set_then_sent(number: int, handler: Any) -> Any:
+        previous = set_handler(number, handler)
+        if number == signum and handler is _stopped and not sent:
+            sent.append(number)
+            os.kill(os.getpid(), number)  # its C handler runs now; Python runs `_stopped` at the next bytecodes
+        return previous
+
+    def load() -> Callable[[], int]:
+        raise AssertionError("the stop sent as its handler was set did not stop the start")
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(signal, "signal", set_then_sent)
+            status = start("fit_fusion", load)
+    finally:  # a stop taken leaves both signals ignored to the process's end: this test's process goes on
+        set_handler(signal.SIGTERM, signal.SIG_DFL)
+        set_handler(signal.SIGINT, signal.default_int_handler)
+    said = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[signum]
+    assert sent == [signum] and status == 128 + signum
+    assert capsys.readouterr().err.strip() == f"fit_fusion: stopped ({said}) while starting; nothing was done"

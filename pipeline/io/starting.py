@@ -93,9 +93,11 @@ def start(prog: str, load: Callable[[], Callable[[], int]]) -> int:
     replaced = [signum for signum, usual in ((signal.SIGINT, signal.default_int_handler),
                                              (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(signum) == usual]
     _taken.clear()
-    for signum in replaced:
-        signal.signal(signum, _stopped)
     try:
+        # Set inside the `try`: a stop arriving as its handler is set is run by Python at the next bytecodes, still in
+        # this loop (it was a traceback of _StoppedStarting, exit 1, when the loop came before the `try`)
+        for signum in replaced:
+            signal.signal(signum, _stopped)
         command_line = load()
         from pipeline.io.stopping import StopRequested
     except (_StoppedStarting, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a caller's own handler raised it
