@@ -182,8 +182,8 @@ def test_a_stored_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded():
         row = dataclasses.asdict(released(5, image=bomb, sha256=hashlib.sha256(bomb).hexdigest(), width=side,
                                           height=side))
         row["image"] = {"bytes": bomb, "path": "5.jpg"}
-        started = time.monotonic()
-        assert (row_problem(row)[0], time.monotonic() - started < 1.0) == ("too_many_scans", True)
+        started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
+        assert (row_problem(row)[0], time.process_time() - started < 1.0) == ("too_many_scans", True)
     assert row_problem({**row, "image": {"bytes": COFFEE}, "sha256": hashlib.sha256(COFFEE).hexdigest(),
                         "width": 600, "height": 400}) is None
 

@@ -383,9 +383,9 @@ def test_stage_hashes_and_drops_raw_bytes():
 
 def test_jpeg_with_thousands_of_scans_is_refused_before_decoding():
     raw = bad_images.jpeg_scan_bomb(8000, 20_000)  # ~2.5 MB; decoding it would take minutes of CPU
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     rejected = rejection_of(raw)
-    assert (rejected.reason, time.monotonic() - started < 2.0) == ("too_many_scans", True)
+    assert (rejected.reason, time.process_time() - started < 2.0) == ("too_many_scans", True)
 
 
 def test_scan_limit_counts_real_scans_only():
@@ -401,7 +401,7 @@ def test_scans_that_pass_over_a_large_image_too_many_times_are_refused_before_de
     """100 scans (the limit) each visiting all 1 M blocks of an 8000 x 8000 file of 137 KB took 1.5 s of CPU; 100
     real refinement scans of a 64 MP 4:4:4 file (770 KB, jpegtran) 3.8 s (2026-12-04). What a scan costs is the
     blocks it visits: 12 passes over the image's blocks are decoded (libjpeg's own progressive scripts make ~5)."""
-    started = time.process_time()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     assert reason(bad_images.jpeg_scan_bomb(8000, MAX_JPEG_SCANS)) == "too_many_scans"
     assert time.process_time() - started < 0.5
     assert reason(bad_images.jpeg_scan_bomb(8000, MAX_JPEG_BLOCK_PASSES + 1)) == "too_many_scans"
@@ -458,9 +458,9 @@ def test_a_large_lossless_jpeg_is_decoded_at_full_size_not_drafted(tmp_path):
 ])
 def test_header_floods_are_refused_before_pillow_walks_them(make, expected):
     raw = make()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     assert reason(raw) == expected
-    assert time.monotonic() - started < 1.0  # the walk takes milliseconds; Pillow took seconds
+    assert time.process_time() - started < 1.0  # the walk takes milliseconds; Pillow took seconds
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
@@ -675,11 +675,11 @@ def test_coefficient_bytes_are_counted_only_where_libjpeg_holds_them_whole():
 def test_png_text_chunk_bombs_are_metadata_bombs_and_cheap(make):
     raw = make()
     rejections = []
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     growth = peak_memory_growth_mib(lambda: rejections.append(rejection_of(raw)))
     assert rejections[0].reason == "metadata_bomb"
     assert growth < 24, f"peak memory grew by {growth:.0f} MiB"
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 2.0
 
 
 @pytest.mark.parametrize("chunk", [(b"tRNS", b""), (b"tRNS", b"\x01"), (b"gAMA", b"\x01\x02\x03"),
@@ -860,13 +860,13 @@ def _resized_coffee(size: tuple[int, int], fmt: str) -> Callable[[], bytes]:
 ])
 def test_min_side_applies_to_the_stored_size_too(make, kept):
     raw = make()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     if kept:
         result = normalise(raw, CFG)
         assert min(result.width, result.height) == CFG.min_side
     else:
         assert reason(raw) == "too_small"
-        assert time.monotonic() - started < 1.0  # refused from the header: the 64 MP strip is never decoded
+        assert time.process_time() - started < 1.0  # refused from the header: the 64 MP strip is never decoded
 
 
 def _decoded_sizes(monkeypatch) -> list[tuple[int, int]]:
@@ -1189,7 +1189,7 @@ def test_an_icc_profile_whose_float_pipeline_littlecms_would_evaluate_for_second
     profile) took 1.5 s to build the transform, 5,000 (13 KB compressed in a PNG) 7.5 s (2026-12-03)."""
     profile = bad_images.float_pipeline_profile(matrices, segments)
     raw = encode(real_image("chelsea.jpg"), fmt, icc_profile=profile + struct.pack(">L", len(fmt)))  # not cached
-    started = time.process_time()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
 
 
@@ -1202,7 +1202,7 @@ def test_a_float_pipeline_of_few_elements_widened_to_many_channels_is_refused(ch
     counted as elements they passed the check (2026-12-04)."""
     profile = bad_images.wide_pipeline_profile(channels, matrices, clut)
     raw = encode(real_image("chelsea.jpg"), fmt, icc_profile=profile + struct.pack(">L", len(fmt)))  # not cached
-    started = time.process_time()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     assert rejection_of(raw).reason == "metadata_bomb" and time.process_time() - started < 0.5
 
 
@@ -1293,7 +1293,7 @@ def _gif_with_extensions(extensions: bytes) -> bytes:
                                         b"!\xfe" + (b"\xff" + b"c" * 255) * 20_000 + b"\x00"])  # one of 5 MB
 def test_a_gif_whose_comments_pillow_would_join_for_seconds_is_refused_cheaply(extensions):
     raw = _gif_with_extensions(extensions)
-    started = time.process_time()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     with pytest.raises(ImageRejected) as rejected:
         normalise(raw, ImageConfig())
     assert rejected.value.reason == "metadata_bomb" and time.process_time() - started < 1.0

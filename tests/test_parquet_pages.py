@@ -164,10 +164,10 @@ def test_a_page_header_that_cannot_be_read_is_refused_in_bounded_time(tmp_path, 
     path = tmp_path / "t.parquet"
     chunk = one_cell_file(path, 10)
     data = path.read_bytes()[:chunk.data_page_offset] + header
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     with pytest.raises(BadPageHeader):
         check_row_group(io.BytesIO(data), pq.ParquetFile(path).metadata, 0, [0], CELL)
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_a_page_may_grow_to_its_ratio_of_what_it_stores_and_no_more_whatever_its_header_claims_it_stores(tmp_path):

@@ -75,10 +75,10 @@ def test_a_tar_whose_listing_loops_back_is_refused_at_once(tmp_path):
     body += bytes(1024)
     path = tmp_path / "sdist.tar.gz"
     path.write_bytes(stream.compress(body) + stream.flush())
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the refusal costs, which a loaded machine does not stretch
     with pytest.raises(ArchiveError, match="out of order"), open_tar(path):
         pass
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_a_tar_header_claiming_megabytes_is_refused_before_it_is_read(tmp_path):
