@@ -136,7 +136,12 @@ def test_a_sigterm_a_job_thread_takes_stops_the_run_at_once(world, tmp_path):
     output = tmp_path / "out"
     process = start_slow_run(server, metadata, output)  # its photo 1003 answers after 20 s
     try:
-        time.sleep(2)  # into the job, its threads started
+        # Into the job, its threads started: photo 1003 asked for. A fixed 2 s after the lock could come before that
+        # on a loaded machine (it came 1.6-3 s after the lock with six busy processes on two cores; 0.5 s idle).
+        deadline = time.monotonic() + 60
+        while not server.hits[photo_path("1003")] and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.hits[photo_path("1003")], "the slow run never asked for photo 1003"
         taker = _a_thread_taking(process.pid, signal.SIGTERM)
         libc = ctypes.CDLL(None, use_errno=True)
         assert libc.syscall(234, process.pid, taker, signal.SIGTERM) == 0  # tgkill: to that thread
