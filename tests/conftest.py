@@ -205,8 +205,20 @@ def run_in_a_folder_one_may_not_list(command: list[str], folder: Path, timeout: 
                                      ) -> subprocess.CompletedProcess[str]:
     """`command` run as a user the disk refuses (`as_a_user_the_disk_refuses`) while `folder` has mode 0300 (written
     and passed through, never listed or opened for reading), its mode given back after; its output as text."""
-    command = as_a_user_the_disk_refuses(command, "reads and lists a folder of mode 0300")
-    folder.chmod(0o300)
+    return _run_with_folder_mode(command, folder, 0o300, "reads and lists a folder of mode 0300", timeout)
+
+
+def run_in_a_folder_one_may_only_read(command: list[str], folder: Path, timeout: float = 120
+                                      ) -> subprocess.CompletedProcess[str]:
+    """`command` run as a user the disk refuses while `folder` has mode 0555 (another user's, a read-only copy), its
+    mode given back after; its output as text."""
+    return _run_with_folder_mode(command, folder, 0o555, "writes in any folder", timeout)
+
+
+def _run_with_folder_mode(command: list[str], folder: Path, mode: int, what: str, timeout: float
+                          ) -> subprocess.CompletedProcess[str]:
+    command = as_a_user_the_disk_refuses(command, what)
+    folder.chmod(mode)
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     finally:

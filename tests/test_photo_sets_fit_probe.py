@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from pipeline.detectors.probes import parse_probe
 from pipeline.photo_sets import fit_probe
 from pipeline.photo_sets.fetch import HUMAN_LABELS, fitted_rows, load_rows
-from tests.conftest import as_a_user_the_disk_refuses
+from tests.conftest import run_in_a_folder_one_may_only_read
 from tests.test_photo_sets_fit_fusion import STOPS, listing, stopped_writing
 
 
@@ -395,14 +394,9 @@ def test_a_features_cache_in_a_folder_one_may_only_read_is_read_not_refused(tmp_
     _cached(tmp_path, "heldout5", 5)
     _cached(tmp_path, "heldout6", 6)
     out = tmp_path / "probe.json"
-    command = as_a_user_the_disk_refuses(
+    done = run_in_a_folder_one_may_only_read(
         [sys.executable, "-m", "pipeline.photo_sets.fit_probe", str(tmp_path / "no_photos"), str(out),
-         "--splits=heldout5,heldout6", f"--features={tmp_path / 'features'}"], "writes in any folder")
-    (tmp_path / "features").chmod(0o555)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    finally:
-        (tmp_path / "features").chmod(0o755)
+         "--splits=heldout5,heldout6", f"--features={tmp_path / 'features'}"], tmp_path / "features")
     assert done.returncode == 0, done.stderr[-2000:]
     assert out.exists() and sorted(os.listdir(tmp_path / "features")) == ["heldout5.npz", "heldout6.npz"]
 
@@ -418,14 +412,9 @@ def test_a_cache_that_misses_in_a_folder_one_may_only_read_is_used_and_said_not_
     the cache was not written."""
     _cached(tmp_path, "heldout5", 5)
     out, features = tmp_path / "probe.json", tmp_path / "features"
-    command = as_a_user_the_disk_refuses(
+    done = run_in_a_folder_one_may_only_read(
         [sys.executable, "-c", MADE_AGAIN, str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
-         f"--features={features}"], "writes in any folder")
-    features.chmod(0o555)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    finally:
-        features.chmod(0o755)
+         f"--features={features}"], features)
     assert done.returncode == 0, done.stderr[-2000:]
     said = [line for line in done.stdout.splitlines() if "heldout6.npz" in line]
     assert said and said[0].startswith(f"fit_probe: {features / 'heldout6.npz'} not written ("), done.stdout

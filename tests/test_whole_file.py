@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.io import whole_file
 from pipeline.io.whole_file import NEW_MODE, TargetNotAFile, write_whole
-from tests.conftest import as_a_user_the_disk_refuses, run_in_a_folder_one_may_not_list
+from tests.conftest import run_in_a_folder_one_may_not_list, run_in_a_folder_one_may_only_read
 
 
 def mode(path: Path) -> int:
@@ -286,12 +286,7 @@ def test_check_output_refuses_a_folder_one_may_not_write_in(tmp_path, made):
     folder = tmp_path / "shared"
     folder.mkdir()
     out = folder / ("new" if made else "") / "out.json"
-    command = as_a_user_the_disk_refuses([sys.executable, "-c", CHECKED, str(out), made], "writes in any folder")
-    folder.chmod(0o555)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    finally:
-        folder.chmod(0o755)
+    done = run_in_a_folder_one_may_only_read([sys.executable, "-c", CHECKED, str(out), made], folder, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == f"--out {out}: {folder} is a folder this user may not write in: not written\n"
     assert os.listdir(folder) == []
