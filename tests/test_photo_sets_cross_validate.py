@@ -147,11 +147,14 @@ def test_the_trees_never_take_a_photo_in_because_a_detector_scores_it_higher(res
     rows, scores = labelled_scores(results[0], FEATURES)
     takes_out = cross_validate._fit(rows, scores, Setting(FEATURES, model="monotone_trees", max_lost=0.3))
     rng = np.random.default_rng(7)
+    checked = 0
     for _ in range(300):
         one = dict(zip(FEATURES, map(float, rng.uniform(0, 1, size=len(FEATURES))), strict=True))
         higher = {**one, FEATURES[int(rng.integers(len(FEATURES)))]: float(rng.uniform(0, 1))}
         if all(higher[f] >= one[f] for f in FEATURES) and takes_out(one):
             assert takes_out(higher)
+            checked += 1
+    assert checked >= 30, checked  # trees taking nothing out (or never a pair higher) would check nothing
 
 
 def test_the_command_compares_models_and_refuses_an_unknown_one(results, tmp_path, capsys):
