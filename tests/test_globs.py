@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from pipeline.io.globs import glob_parts, posix_glob
@@ -28,7 +28,7 @@ def test_a_glob_matches_what_fnmatch_matches_segment_by_segment(parts, names):
     pattern, path = "/".join(parts), "/".join(names)
     # a class holding a '/' is not a class to a segment-by-segment oracle: left out
     if any(kind == "[" and "/" in text for kind, text in glob_parts(pattern)):
-        return
+        reject()  # not a pass: a glob_parts that found such a class everywhere would check nothing, and fail here
     assert bool(posix_glob(pattern)[1].match(path)) == _oracle(pattern, path)
 
 
