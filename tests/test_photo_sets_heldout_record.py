@@ -280,12 +280,15 @@ def test_every_shipped_model_names_the_splits_it_was_fitted_on():
     assert fitted["fusion_v1.json"] == fitted["fusion_v2.json"] == {"tuning"}
     assert fitted["candidate_trees.json"] == {"tuning", *(f"heldout{n}" for n in ("", 2, 3, 4, 5, 6))}
     assert fitted["candidate_no_centerface.json"] == fitted["fusion.json"]
+    recorded = set()
     for name, splits in fitted.items():
         model = read_fusion(str(models / name))
         for path in models.glob("fusion*_heldout.json"):
             record = json.loads(path.read_text())
             if record["fusion_sha256"] == model.sha256:
                 assert not splits & {e["split"] for e in record["evaluations"]}, (name, path.name)
+                recorded.add(name)
+    assert recorded == set(fitted)  # a model no record names (its bytes changed since) would be checked by nothing
     hand = {"features": ["a.face"], "weights": [1], "bias": 0, "reject_at": 1, "review_from": 1}
     assert heldout_record.fitted_splits(parse_fusion(json.dumps(hand).encode(), "hand.json")) is None
 
