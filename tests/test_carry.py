@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.io.formats import PARQUET_SCHEMA, write_parquet
 from pipeline.records import Photo
-from pipeline.release.carry import CheckRows, ReadRelease
+from pipeline.release.carry import CheckRows, ReadRelease, UnreadableShard
 from tests.conftest import local_pipeline, photo, real_jpeg
 
 STORED = [name for name in PARQUET_SCHEMA.names]
@@ -200,7 +200,7 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
     whole = (tmp_path / "parquet" / "pass-00000-of-00001.parquet").read_bytes()
     (tmp_path / "parquet" / "pass-00001-of-00002.parquet").write_bytes(whole[: len(whole) // 2])
     cut_short = r"pass-00001-of-00002\.parquet of the previous release cannot be read"
-    with pytest.raises(Exception, match=cut_short), local_pipeline() as p:
+    with pytest.raises(UnreadableShard, match=cut_short), local_pipeline() as p:
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
     (tmp_path / "parquet" / "pass-00001-of-00002.parquet").unlink()
 
@@ -224,7 +224,7 @@ def test_a_shard_cut_short_fails_the_refresh_and_a_failed_read_is_not_a_rejectio
             raise requests.exceptions.ConnectionError("Connection aborted.")
 
     monkeypatch.setattr(file_pins, "open_regular_file", lambda path: contextlib.nullcontext(Reset()))
-    with pytest.raises(Exception, match="Connection aborted"), local_pipeline() as p:
+    with pytest.raises(requests.exceptions.ConnectionError, match="Connection aborted"), local_pipeline() as p:
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
 
 
@@ -401,7 +401,7 @@ def test_a_shard_stating_a_footer_over_its_bound_fails_the_refresh_unparsed(tmp_
     carry(tmp_path, [released(1)])
     footer = pq.ParquetFile(tmp_path / "parquet" / "pass-00000-of-00001.parquet").metadata.serialized_size
     monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
-    with pytest.raises(Exception, match=r"pass-00000-of-00001\.parquet of the previous release cannot be read "
+    with pytest.raises(UnreadableShard, match=r"pass-00000-of-00001\.parquet of the previous release cannot be read "
                                         rf"\(.*its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
         _ = p | ReadRelease(str(tmp_path), "2026-09") | CheckRows("2026-09")
 

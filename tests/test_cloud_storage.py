@@ -629,7 +629,7 @@ def test_a_release_object_rewritten_since_verify_read_it_is_refused_by_its_gener
                    | beam.combiners.Count.Globally())
         assert_that(counted, equal_to([pq.read_metadata(demo_release / ledger).num_rows]))
     gcs.blob(f"pinned/r1/{ledger}").upload_from_string(changed.getvalue())  # other bytes: refused
-    with pytest.raises(Exception, match="changed since verify checked it"), local_pipeline() as p:
+    with pytest.raises(ChangedSinceChecked, match="changed since verify checked it"), local_pipeline() as p:
         _ = p | ReadParquetFiles([f"{release}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)
     gcs.blob("pinned/r1/parquet/extra.parquet").upload_from_string(changed.getvalue())
     with pytest.raises(ChangedSinceChecked, match="added since verify checked its folder"):

@@ -164,7 +164,7 @@ def test_a_parquet_file_whose_footer_is_over_its_bound_is_refused_before_pyarrow
     monkeypatch.setattr(parquet_footer, "MAX_FOOTER_BYTES", footer - 1)
     with pytest.raises(FooterTooLarge, match=f"ledger.parquet: its Parquet footer is {footer:,} bytes"):
         read_parquet(str(tmp_path / "ledger.parquet"))
-    with pytest.raises(Exception, match=f"its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
+    with pytest.raises(FooterTooLarge, match=f"its Parquet footer is {footer:,} bytes"), local_pipeline() as p:
         _ = p | ReadParquetFiles([f"{tmp_path}/*.parquet"])
 
 
@@ -378,7 +378,7 @@ def test_parquet_files_read_with_pins_carry_the_pins_of_the_files_their_patterns
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.io.file_pins import VERIFIED, Pins, canonical
+    from pipeline.io.file_pins import VERIFIED, ChangedSinceChecked, Pins, canonical
     from pipeline.io.files import ReadParquetFiles, open_regular_file
     from tests.conftest import carried_pins, local_pipeline
 
@@ -400,5 +400,6 @@ def test_parquet_files_read_with_pins_carry_the_pins_of_the_files_their_patterns
             "ledger/a.parquet", "ledger/b.parquet", "elsewhere.parquet")}
     p.run().wait_until_finish()  # read as checked, the linked file too
     pq.write_table(pa.table({"photo_id": ["added"]}), tmp_path / "ledger" / "d.parquet")
-    with pytest.raises(Exception, match=r"d\.parquet: added since verify checked its folder"), local_pipeline() as p:
+    with pytest.raises(ChangedSinceChecked, match=r"d\.parquet: added since verify checked its folder"), \
+            local_pipeline() as p:
         _ = p | ReadParquetFiles([f"{tmp_path}/ledger/*.parquet"], pins) | beam.Map(lambda row: row)
