@@ -100,8 +100,9 @@ def test_the_command_prints_the_pooled_counts_per_setting_and_refuses_unnamed_sp
         assert f"recall {total.caught}/{total.humans} " in line and f"keep-rate {total.kept}/{total.clean} " in line
         assert all(f" {split} " in line or f"({split} " in line for split in SPLITS)
     for argv in ([*paths, "--splits=tuning,heldout", features], [paths[0], "--splits=tuning", features]):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match=r"^2$"):  # any exit passed, argparse's for another argument too
             main(argv)
+        assert "one scores file per split named in --splits (at least two)" in capsys.readouterr().err
 
 
 def test_depictions_count_neither_as_people_nor_as_clean_photographs(results):
@@ -167,8 +168,9 @@ def test_the_command_compares_models_and_refuses_an_unknown_one(results, tmp_pat
     splits = {r["split"]: labelled_scores(r, FEATURES) for r in results}
     total = sum(leave_one_split_out(splits, Setting(FEATURES, model="monotone_trees")).values(), Counts(0, 0, 0, 0))
     assert f"recall {total.caught}/{total.humans} " in lines[2] and f"keep-rate {total.kept}/{total.clean} " in lines[2]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^2$"):
         main([*args, "--model=forest"])
+    assert "--model: 'forest', choose from logistic, monotone_trees" in capsys.readouterr().err
 
 
 def test_the_command_compares_fits_by_recall(results, tmp_path, capsys):
@@ -202,8 +204,9 @@ def test_fits_by_recall_vary_l2_compare_with_max_lost_only_when_asked_and_refuse
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert len(lines) == 2 and "min_recall=0.9" in lines[0] and "max_lost=0.2" in lines[1]
     for bad in ("1.5", "0", "-0.1", "x"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match=r"^2$"):
             main([*common, f"--min_recall={bad}"])
+        assert "cross_validate: error: --min_recall" in capsys.readouterr().err, bad
 
 
 def test_signed_features_are_named_in_the_row_and_a_name_in_no_set_is_refused(results, tmp_path, capsys):
@@ -234,8 +237,10 @@ def test_a_floor_is_named_in_the_row_and_a_bad_one_refused(results, tmp_path, ca
     assert "floor" not in plain[0] and plain[0].split(":", 1)[1] != floored[0].split(":", 1)[1]
     for bad in ("--floor=centerface.face", "--floor=centerface.face=1.5", "--floor=face=0.8",
                 "--floor=centerface.fcae=0.8"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit, match=r"^2$"):
             main([*args, bad])
+        said = capsys.readouterr().err
+        assert said.startswith("cross_validate: error: ") and "--floor" in said, bad
 
 
 # `python -m pipeline.photo_sets.cross_validate ARGV...` with a stop (the signal named first) sent to itself as the

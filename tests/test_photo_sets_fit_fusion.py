@@ -203,7 +203,7 @@ def test_a_scores_file_missing_a_photo_or_a_feature_is_refused_not_fitted_as_zer
     assert main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person"]) == 0
 
 
-def test_a_fit_by_recall_records_that_rule_and_reaches_it_on_its_photos(tmp_path):
+def test_a_fit_by_recall_records_that_rule_and_reaches_it_on_its_photos(tmp_path, capsys):
     _, source = tuning_scores(tmp_path, seed=3, face=((0.3, 1.0), (0, 0.6)), person=((0.2, 1.0), (0, 0.5)))
     out = tmp_path / "fusion.json"
     assert main([str(source), str(out), "--features=centerface.face,ssdlite_person.person", "--min_recall=0.9"]) == 0
@@ -216,8 +216,10 @@ def test_a_fit_by_recall_records_that_rule_and_reaches_it_on_its_photos(tmp_path
     assert main([str(source), str(usual), "--features=centerface.face,ssdlite_person.person"]) == 0
     assert json.loads(usual.read_text())["options"] == {"l2": 0.1, "margin": 0.5, "max_lost": 0.2,
                                                         "max_clean_rejected": 0.05}
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"^2$"):  # any exit passed, argparse's for another argument too
         main([str(source), str(tmp_path / "x.json"), "--min_recall=1.5"])
+    assert "fit_fusion: error: --min_recall must be within 0..1" in capsys.readouterr().err
     trees = tmp_path / "trees.json"
     assert main([str(source), str(trees), "--features=centerface.face,ssdlite_person.person", "--min_recall=0.9",
                  "--model=monotone_trees"]) == 0
@@ -307,7 +309,8 @@ def test_signed_features_keep_a_negative_weight_and_only_they(tmp_path):
         main([str(source), str(tmp_path / "x.json"), features, "--signed=oidv4_person.dog"])
 
 
-def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_the_ablation_that_reads_it(tmp_path):
+def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_the_ablation_that_reads_it(tmp_path,
+                                                                                                         capsys):
     """--floor: the file carries the floor (and the options record it); a floored photo sits at the top of the
     fused scale when the thresholds are chosen, so the figures the fit records are the pipeline's own decisions
     on the same scores; the refit without the floored detector has no floor, the one without the other keeps it;
@@ -338,8 +341,10 @@ def test_a_floor_is_fitted_into_the_model_counted_in_its_thresholds_and_kept_by_
     assert "floors" not in json.loads(plain.read_text()) and "floors" not in json.loads(plain.read_text())["options"]
     with pytest.raises(SystemExit, match="not among"):
         main([str(source), str(tmp_path / "x.json"), features, "--floor=oidv4_person.person=0.8"])
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"^2$"):
         main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0"])
+    assert "error: argument --floor: 'centerface.face=0': expected" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="more than once"):  # which floor would the file hold?
         main([str(source), str(tmp_path / "x.json"), features, "--floor=centerface.face=0.7",
               "--floor=centerface.face=0.85"])

@@ -105,14 +105,17 @@ def test_the_command_writes_the_probe_and_out_of_fold_scores_for_every_used_phot
     assert np.allclose(written, expected, atol=1e-6)
 
 
-def test_in_sample_scores_are_refused_for_a_fusion_fit(tmp_path):
+def test_in_sample_scores_are_refused_for_a_fusion_fit(tmp_path, capsys):
     _cached(tmp_path, "heldout5", 5)
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"^2$"):  # any exit passed, argparse's for another argument too
         fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5",
                         f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
                         f"--scores_out={tmp_path / 'with'}"])
-    with pytest.raises(SystemExit):
+    assert "out-of-fold scores need at least two splits" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"^2$"):
         fit_probe.main([str(tmp_path), str(tmp_path / "p.json"), "--splits=heldout5", f"--scores={tmp_path}"])
+    assert "--scores and --scores_out go together" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
 
 
