@@ -41,6 +41,18 @@ def test_allow_list_patterns():
     assert not host_allowed("http://[2001:db9::1]/a.jpg", ("2001:0db8:0000:*",))
 
 
+def test_host_names_match_the_allow_list_whatever_the_case_either_writes_them_in():
+    """Host names are case-insensitive: a pattern written 'Live.StaticFlickr.com' (as --allowed_hosts may be typed)
+    allows the host however a URL writes it, and only that host. Compared as written, such a pattern matched no
+    URL (hosts are read lower-cased), and every download was host_not_allowed."""
+    for pattern in ("Live.StaticFlickr.com", "LIVE.STATICFLICKR.COM:443", "Farm*.StaticFlickr.com"):
+        for url in ("https://live.staticflickr.com/1/2_ab.jpg", "https://LIVE.StaticFlickr.com/1/2_ab.jpg"):
+            allowed = host_allowed(url, (pattern,)) if not pattern.startswith("Farm") else \
+                host_allowed(url.replace("live", "farm3").replace("LIVE", "FARM3"), (pattern,))
+            assert allowed, (pattern, url)
+    assert not host_allowed("https://live.staticflickr.com.evil.com/x.jpg", ("Live.StaticFlickr.com",))
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:1\\@127.0.0.1:8080/x.jpg",  # backslash
     "http://127.0.0.1:8080/a\\b.jpg",
