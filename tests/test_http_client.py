@@ -65,6 +65,16 @@ def test_500_then_success_is_retried_with_exponential_backoff(server):
     assert sleeps == pytest.approx([0.01, 0.02])
 
 
+def test_a_retry_whose_backoff_would_pass_the_deadline_is_not_waited_for(server):
+    """A retry is not begun when its backoff alone would outlast the fetch deadline: the photo fails at once with the
+    server's reason, instead of waiting 10 s (here: the sleep recorded) for an attempt that cannot finish in time."""
+    sleeps = []
+    url = server.add("/x.jpg", status(500), image(JPEG))
+    result = fetcher(server, sleeps, deadline=5.0, backoff_base=10.0, max_backoff=60.0).fetch(url)
+    assert (result.reason, result.attempts, sleeps, server.hits["/x.jpg"]) == ("server_error", 1, [], 1), result
+    assert "next retry would pass the 5s deadline" in result.detail
+
+
 def test_429_honours_retry_after(server):
     sleeps = []
     url = server.add("/x.jpg", status(429, Retry_After="3"), image(JPEG))
@@ -204,6 +214,16 @@ def test_redirect_loop_stops(server):
     assert fetcher(server).fetch(url).reason == "too_many_redirects"
 
 
+def test_a_chain_of_more_than_five_redirects_is_refused_and_five_are_followed(server):
+    """Redirects are followed at most MAX_REDIRECTS (5) times, each to a new URL: a loop is not the only way to make a
+    download hop for ever (a chain of distinct URLs). The loop test alone let the bound be anything."""
+    urls = [server.add(f"/r{i}.jpg", redirect(f"/r{i + 1}.jpg")) for i in range(6)]
+    server.add("/r6.jpg", image(JPEG))
+    assert fetcher(server).fetch(urls[0]).reason == "too_many_redirects"
+    assert server.hits["/r5.jpg"] == 1 and server.hits["/r6.jpg"] == 0
+    assert fetcher(server).fetch(urls[1]).ok
+
+
 def test_host_not_on_allow_list_is_never_contacted(server):
     url = server.add("/x.jpg", image(JPEG))
     result = fetcher(server, allowed_hosts=("live.staticflickr.com",)).fetch(url)
@@ -213,6 +233,24 @@ def test_host_not_on_allow_list_is_never_contacted(server):
 def test_body_over_max_bytes_is_refused(server):
     url = server.add("/big.jpg", image(b"\xff" * 5000))
     assert fetcher(server, max_bytes=4000).fetch(url).reason == "too_large"
+
+
+def test_a_body_without_a_content_length_is_refused_past_max_bytes():
+    """An answer that declares no length is bounded while it is read: 5,000 bytes under a max_bytes of 4,000 are
+    too_large (the Content-Length check alone refused the test's other bodies, whatever the read allowed)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n"
+    with RawServer(send_then(head, b"\xff" * 5000)) as server:
+        result = fetcher(server, max_bytes=4000, max_retries=0).fetch(server.url("/x.jpg"))
+    assert (result.reason, result.detail) == ("too_large", "body over 4000 bytes"), result
+
+
+def test_a_declared_length_over_max_bytes_is_refused_before_the_body_is_read():
+    """A Content-Length over max_bytes is refused on its word, before any of the body is waited for: a server that
+    declares 1 MB and sends two bytes is too_large at once, not a broken download retried (what reading it gave)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n"
+    with RawServer(send_then(head, b"\xff\xd8")) as server:
+        result = fetcher(server, max_bytes=4000, max_retries=0).fetch(server.url("/x.jpg"))
+    assert (result.reason, result.detail) == ("too_large", "Content-Length 1000000 > 4000"), result
 
 
 def test_x_robots_tag_noai_is_honoured(server):
