@@ -21,6 +21,14 @@ def test_survivor_rule_resolution_then_upload_then_id():
     assert sorted([late, small_id, early, big], key=survivor_rank) == [big, early, small_id, late]
 
 
+def test_a_copy_with_no_upload_date_loses_to_one_with_a_date_however_late():
+    """An unknown upload date ranks after every known one (a row with a blank date cannot claim to be the original):
+    with blank dates first, a copy whose row lost its date beat the dated original of the same resolution."""
+    undated, dated = hashed("1", "a", uploaded=""), hashed("2", "a", uploaded="2099-12-31T23:59:59Z")
+    assert min([undated, dated], key=survivor_rank) is dated
+    assert min([dated, undated], key=survivor_rank) is dated
+
+
 def test_numeric_ids_compare_as_numbers():
     assert survivor_rank(hashed("9", "a")) < survivor_rank(hashed("10", "a"))
 
@@ -74,6 +82,19 @@ def test_a_new_copy_of_a_carried_photos_bytes_is_its_duplicate():
         assert_that(out.kept | beam.Map(lambda ph: ph.photo_id), equal_to(["5003"]), label="kept")
         assert_that(out.rejected | beam.Map(lambda r: (r.photo_id, r.reason, r.duplicate_of)),
                     equal_to([("5001", "duplicate", "1003"), ("5002", "duplicate", "5003")]), label="rejected")
+
+
+def test_a_new_copy_of_bytes_two_carried_photos_hold_names_the_smaller_id_whatever_their_order():
+    """Two carried photos with the same stored bytes (releases from before exact dedup compared with them): each new
+    copy is named a duplicate of the numerically smallest id, in every run and whatever order the shuffle gives;
+    the one picked was never pinned (the largest would pass as well)."""
+    from pipeline.stages.exact_dedup import CARRIED, NEW, _KeepUncarried
+
+    new = hashed("5001", "x")
+    for carried in (["10", "9", "100"], ["100", "9", "10"]):
+        group = [(CARRIED, photo_id) for photo_id in carried] + [(NEW, new)]
+        [rejected] = list(_KeepUncarried().process(("x", group)))
+        assert rejected.value.duplicate_of == "9"
 
 
 def test_a_group_of_twenty_thousand_copies_beside_carried_photos_is_never_held_in_memory():
