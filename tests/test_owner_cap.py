@@ -46,6 +46,17 @@ def test_stage_caps_per_owner_and_leaves_unknown_owners_alone():
         assert_that(out.rejected | beam.combiners.Count.Globally(), equal_to([7]), label="rejected")
 
 
+def test_a_released_image_is_never_displaced_by_a_new_one_whose_hash_ranks_first():
+    """At the cap, a released image stays and the new one leaves even where the new one's id hash ranks first: with
+    released images ranked after new ones, a refresh dropped the published image for the new upload."""
+    ranked = sorted(("1", "2", "3", "4"), key=lambda i: cap_rank(photo(i)))
+    new, released = photo(ranked[0]), photo(ranked[-1], first_release="2026-10")
+    for order in ([new, released], [released, new]):
+        kept, rejected = run_cap(order, 1)
+        assert [p.photo_id for p in kept] == [released.photo_id]
+        assert [r.photo_id for r in rejected] == [new.photo_id]
+
+
 def test_cap_zero_disables():
     with local_pipeline() as p:
         out = p | beam.Create([photo(str(i)) for i in range(5)]) | CapPerOwner(0)
