@@ -53,6 +53,18 @@ def test_parse_and_match_every_kind():
     assert metadata_only.match(photo("44", download_sha256=LISTED_SHA)) is None
 
 
+def test_a_carried_row_is_matched_by_its_stored_images_own_phash_when_asked_to_rehash():
+    """A carried row states the pHash the previous release wrote; `rehash` looks up its stored image's own pHash too, so
+    a listed image is kept out even where the row's stated hash is not the image's (a row edited, or written by an
+    older hash). Without the rehash the stated hash alone was looked up and the listed image stayed published."""
+    stored = normalise(real_jpeg("coffee.jpg"), ImageConfig(max_side=256))
+    entries = parse_blocklist(f"phash {stored.phash} 0\n", "t.txt", 0)
+    matcher = Matcher(entries, CONTENT_KINDS)
+    carried = photo("9", phash=f"{int(stored.phash, 16) ^ 0xFFFF:016x}", image=stored.jpeg)
+    assert matcher.match(carried) is None  # its stated hash is 16 bits away
+    assert matcher.match(carried, rehash=True).source == "t.txt:1"
+
+
 def test_an_owner_takedown_keeps_out_every_photo_of_that_account():
     """A photographer asking that none of their photos be used: the list named photos one by one (photo_id, url,
     sha256, phash), and an owner line was refused at launch, so a new upload of theirs entered the next release.
