@@ -23,6 +23,22 @@ def test_without_fusion_each_class_decides_by_its_own_threshold_and_band():
     assert rule.decide({"centerface.face": 0.1}) == (KEPT, "", "")
 
 
+def test_a_score_exactly_at_a_threshold_or_band_start_is_decided_as_at_or_above():
+    """"At or above": a face scored exactly at its threshold is rejected and a person exactly at its band's start is
+    held, without fusion and with the fused score exactly at reject_at or review_from. Read as "above" (a `<` for a
+    `<=`), a photo scored exactly 0.5 by centerface was kept."""
+    face, person = (next(spec for spec in SPECS if spec.name == name) for name in ("centerface", "ssdlite_person"))
+    rule = rule_for(SPECS, None)
+    assert rule.decide({"centerface.face": face.thresholds["face"]}).decision == REJECTED
+    assert rule.decide({"ssdlite_person.person": person.review_band["person"]}).decision == HELD
+    scores = {"centerface.face": 0.1, "ssdlite_person.person": 0.1}
+    fused = FUSION.score(scores)
+    at_reject = Fusion(FUSION.features, FUSION.weights, FUSION.bias, fused, fused / 2, sha256="c" * 64)
+    at_review = Fusion(FUSION.features, FUSION.weights, FUSION.bias, min(1.0, fused * 2), fused, sha256="b" * 64)
+    assert rule_for(SPECS, at_reject).decide(scores).decision == REJECTED
+    assert rule_for(SPECS, at_review).decide(scores).decision == HELD
+
+
 def test_with_fusion_the_fused_score_decides_the_classes_it_reads():
     rule = rule_for(SPECS, FUSION)
     alone = {"centerface.face": 0.6, "ssdlite_person.person": 0.0001}  # above centerface's own 0.5 threshold
