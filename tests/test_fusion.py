@@ -851,6 +851,17 @@ def test_a_floored_model_never_lowers_its_score_when_a_detector_scores_higher(fa
     assert floored.score(high) >= floored.score(low)
 
 
+def test_a_score_exactly_at_a_floor_reaches_it():
+    """A floor is reached "at or above" (as every threshold): a face scored exactly 0.8 under a floor of 0.8 is
+    rejected, and a floor of 1.0 (which the file format allows) can be reached at all. Read as "above", neither was."""
+    floored = parse_fusion(json.dumps(FLOORED).encode(), "m")
+    at = {"a.face": 0.8, "b.person": 0.01}
+    assert floored.reaches_floor(at) and floored.score(at) == floored.reject_at
+    assert "a.face 0.800 >= floor 0.8" in floored.explain(at)
+    certain = parse_fusion(json.dumps({**FLOORED, "floors": {"a.face": 1.0}}).encode(), "m")
+    assert certain.reaches_floor({"a.face": 1.0}) and not certain.reaches_floor({"a.face": 0.999})
+
+
 @pytest.mark.parametrize("floors, message", [
     ({"c.hand": 0.8}, "floors on c.hand, which the model does not read"),
     ({"a.face": 0.0}, r"each floor is a score in \(0, 1\]"),
