@@ -1429,6 +1429,31 @@ def test_a_listed_file_replaced_once_hashed_is_parsed_as_hashed_not_opened_again
     assert replaced == [shard.name]
 
 
+def test_a_listed_file_written_in_place_between_its_hash_and_its_parse_is_said_to_have_changed(demo_release, tmp_path,
+                                                                                                  monkeypatch):
+    """A file whose bytes are the manifest's when hashed, then written in place (same inode, same size) before it is
+    parsed: what is parsed is hashed again, and the difference is the one line "changed while it was being read".
+    Without that second hash, the parse read bytes nothing had checked against the manifest, unsaid."""
+    import pipeline.release.verify as checks
+
+    copy = _copy(demo_release, tmp_path)
+    shard = sorted((copy / "tfrecord").glob("*.tfrecord"))[0]
+    inode, real = shard.stat().st_ino, checks._read
+
+    def written_in_place_first(fmt, reader, size, accounts):
+        if os.fstat(reader._handle.fileno()).st_ino == inode:
+            with open(shard, "r+b") as out:
+                out.seek(size // 2)
+                byte = out.read(1)
+                out.seek(size // 2)
+                out.write(bytes([byte[0] ^ 0xFF]))
+        return real(fmt, reader, size, accounts)
+
+    monkeypatch.setattr(checks, "_read", written_in_place_first)
+    relative = shard.relative_to(copy).as_posix()
+    assert (relative, "changed while it was being read") in _problems(copy)
+
+
 def test_a_listed_file_replaced_by_a_named_pipe_after_its_kind_was_taken_is_one_line_not_a_hang(demo_release,
                                                                                                   tmp_path,
                                                                                                   monkeypatch):
