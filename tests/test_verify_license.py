@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, cast
 
 import pyarrow.parquet as pq
 import pytest
@@ -314,19 +315,7 @@ def test_an_owner_search_listing_photos_as_another_owners_lends_them_no_licence(
 def test_an_owner_search_listing_a_photo_with_two_licences_verifies_neither(listings):
     """An owner search listing photo 1 as CC BY 2.0 and again as CC BY-NC 2.0 (a repeated page, a filter not honoured,
     a relicensing while it was paged) kept photo 1 as CC BY without asking about it; getInfo says CC BY-NC."""
-    calls = []
-
-    class Answering:
-        def call(self, method, **params):
-            calls.append(method)
-            if method == "flickr.photos.search":
-                return {"photos": {"total": 3, "page": 1, "pages": 1, "perpage": 500,
-                                   "photo": [{"id": i, "owner": "o@N01", "license": lic} for i, lic in listings]}}
-            return {"photo": {"id": params["photo_id"], "license": "2", "owner": {"nsid": "o@N01"}}}
-
-    dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
-    dofn._client = Answering()
-    out = list(dofn.process(("o@N01", [Photo("1", owner_nsid="o@N01"), Photo("2", owner_nsid="o@N01")])))
+    out, calls = _owner_o_verified(listings, "2")
     assert [getattr(item, "photo_id", None) or item.value.reason for item in out] == ["relicensed", "2"]
     assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]  # photo 2, listed once as CC BY, costs nothing
 
@@ -336,22 +325,27 @@ def test_an_owner_search_listing_a_photo_once_with_a_licence_not_asked_for_verif
     """The search asks for CC BY only; a photo its answer lists once, as CC BY-NC, BY-SA or CC0 (a filter the API did
     not honour), is still checked by its own getInfo, never kept on that listing: with the search's licence left
     unchecked, photo 1 was verified as the licence listed, and published under it."""
-    calls = []
+    out, calls = _owner_o_verified([("1", listed), ("2", "4")], listed)
+    assert [getattr(item, "photo_id", None) or item.value.reason for item in out] == ["relicensed", "2"]
+    assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]
+
+
+def _owner_o_verified(listings: list[tuple[str, str]], info_license: str) -> tuple[list, list[str]]:
+    """Owner o@N01's photos 1 and 2 verified where the owner search lists `listings` (id, licence) and each getInfo
+    answers `info_license`: what the verification gives, and the API methods it called."""
+    calls: list[str] = []
 
     class Answering:
         def call(self, method, **params):
             calls.append(method)
             if method == "flickr.photos.search":
-                return {"photos": {"total": 2, "page": 1, "pages": 1, "perpage": 500,
-                                   "photo": [{"id": "1", "owner": "o@N01", "license": listed},
-                                             {"id": "2", "owner": "o@N01", "license": "4"}]}}
-            return {"photo": {"id": params["photo_id"], "license": listed, "owner": {"nsid": "o@N01"}}}
+                return {"photos": {"total": len(listings), "page": 1, "pages": 1, "perpage": 500,
+                                   "photo": [{"id": i, "owner": "o@N01", "license": lic} for i, lic in listings]}}
+            return {"photo": {"id": params["photo_id"], "license": info_license, "owner": {"nsid": "o@N01"}}}
 
     dofn = _VerifyOwner(VerifyConfig(None, None, "4,11", 0))
-    dofn._client = Answering()
-    out = list(dofn.process(("o@N01", [Photo("1", owner_nsid="o@N01"), Photo("2", owner_nsid="o@N01")])))
-    assert [getattr(item, "photo_id", None) or item.value.reason for item in out] == ["relicensed", "2"]
-    assert calls == ["flickr.photos.search", "flickr.photos.getInfo"]
+    dofn._client = cast(Any, Answering())  # a stand-in client: the one method the verification calls
+    return list(dofn.process(("o@N01", [Photo("1", owner_nsid="o@N01"), Photo("2", owner_nsid="o@N01")]))), calls
 
 
 def photo_7_verified_with_getinfo_answering(body: bytes, credentials) -> object:
