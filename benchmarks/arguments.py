@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from pipeline.options import decimal, integer
+
 
 def count(least: int = 1, most: int | None = None) -> Callable[[str], int]:
     """A whole number of at least `least`, and at most `most` where the measured code has a bound (past it, its
     ValueError came only once the measurement had begun)."""
-    def count(text: str) -> int:  # its name is argparse's word for a value that is no number: "invalid count value"
-        value = int(text)
+    def count(text: str) -> int:
+        value = integer(text)  # spelled as the job's own flags are: ASCII digits and a sign ('1_000', ' 5': refused)
         if value < least:
             raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
         if most is not None and value > most:
@@ -26,7 +28,7 @@ def counts(least: int = 1) -> Callable[[str], list[int]]:
     one = count(least)
 
     def counts(text: str) -> list[int]:
-        values = [one(part) for part in text.split(",") if part.strip()]
+        values = [one(part.strip()) for part in text.split(",") if part.strip()]
         if not values:
             raise argparse.ArgumentTypeError("must name at least one size")
         return values
@@ -35,7 +37,7 @@ def counts(least: int = 1) -> Callable[[str], list[int]]:
 
 def seconds(text: str) -> float:
     """A positive, finite number of seconds."""
-    value = float(text)
+    value = decimal(text)  # spelled as the job's own flags are ('nan', 'inf': refused)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
