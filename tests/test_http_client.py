@@ -501,6 +501,26 @@ def test_body_cut_short_is_truncated_body_and_retried(answer):
     assert result.reason == "truncated_body" and "10 bytes read" in result.detail and result.attempts == 2
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    # two whole chunks, closed where the next chunk's size line goes
+    (b"5\r\n01234\r\n5\r\n56789\r\n", "before its last chunk, 10 bytes read"),
+    (b"5\r\n01234\r\n5\r\n56789\r\n3", "0 bytes read, 3 more expected"),  # closed within a size line ("3…")
+    (b"5\r\n01234\r\n5\r\n56789", "0 bytes read, 2 more expected"),  # closed before a chunk's closing CRLF
+], ids=["between-chunks", "within-a-size-line", "before-a-chunk-s-crlf"])
+def test_a_chunked_body_cut_before_its_last_chunk_is_truncated_body_as_a_content_length_cut_is(body, said):
+    """A chunked body ends with a chunk of size 0; one the host hangs up on at a chunk's boundary was a
+    connection_error (urllib3's "Response ended prematurely"), counted against --max_failure_rate as the network's
+    failure, where a body cut short of its Content-Length, or within a chunk, is a truncated_body. Both are retried."""
+    with RawServer(send_then(CHUNKED_HEAD + body)) as server:
+        result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
+        assert server.connections == 2
+    assert (result.reason, result.attempts) == ("truncated_body", 2), result
+    assert said in result.detail
+
+
 def test_a_negative_chunk_size_is_a_broken_body_not_an_exception():
     """urllib3 reads the chunk size `-5` (int(line, 16)) and asks http.client for -5 bytes: the ValueError left
     fetch() (the stage filed an internal_error). It is a framing no server may send, as an unreadable size (`zz`)."""
@@ -529,12 +549,10 @@ def test_a_host_answering_what_is_not_http_is_a_protocol_error_not_retried(answe
         assert (result.reason, result.attempts, server.connections) == ("protocol_error", 1, 1), result
 
 
-@pytest.mark.parametrize("answer", [b"", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n"],
-                         ids=["no-answer", "between-chunks"])
-def test_a_host_hanging_up_is_still_a_connection_error_and_retried(answer):
+def test_a_host_hanging_up_is_still_a_connection_error_and_retried():
     """A connection closed before any answer is also what a keep-alive connection the host closed meanwhile gives:
-    not taken for a protocol error."""
-    with RawServer(send_then(answer)) as server:
+    not taken for a protocol error (nor for a body cut short: there is no body)."""
+    with RawServer(send_then(b"")) as server:
         result = fetcher(server, max_retries=1).fetch(server.url("/x.jpg"))
         assert (result.reason, result.attempts, server.connections) == ("connection_error", 2, 2), result
 

@@ -385,7 +385,7 @@ class Fetcher:
                     raise _Stop("deadline_exceeded", f"body not complete within {cfg.deadline:g}s")
                 chunks.append(chunk)
         except requests.exceptions.RequestException as err:
-            raise self._failure(err, cutoff, reading_body=True) from None
+            raise self._failure(err, cutoff, reading_body=True, body_read=size) from None
         except ValueError as err:
             # urllib3 reads a chunk size of "-5" (int(line, 16)) and asks http.client for -5 bytes, which raises
             # ValueError; like a chunk size it cannot read ("zz"), a framing no server may send (`_protocol_problem`).
@@ -393,8 +393,9 @@ class Fetcher:
         return b"".join(chunks)
 
     def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
-                 reading_body: bool) -> _Retry | _Stop:
-        """The specific reason of a failed request or body read, and whether it is worth retrying."""
+                 reading_body: bool, body_read: int = 0) -> _Retry | _Stop:
+        """The specific reason of a failed request or body read (`body_read`: the body's bytes read before it),
+        and whether it is worth retrying."""
         if cutoff.over:
             return _Stop("too_large", f"answer over {self.config.max_bytes} bytes (+{_WIRE_ROOM} for headers) "
                                       "on the wire")
@@ -413,6 +414,11 @@ class Fetcher:
             return _Stop("bad_response", _short(err))
         if _incomplete_read(err):
             return _Retry("truncated_body", _short(err))
+        if reading_body and _chunks_ended_early(err):
+            # The same cut as one within a chunk or short of a Content-Length, made at a chunk's boundary: it was a
+            # connection_error, counted against --max_failure_rate as the network's failure.
+            return _Retry("truncated_body", f"{_short(err)}: the body ended before its last chunk, {body_read} bytes "
+                                            "read")
         if isinstance(err, requests.exceptions.Timeout):
             return _Retry("timeout", _short(err))
         if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
@@ -463,6 +469,15 @@ def _incomplete_read(err: requests.exceptions.RequestException) -> bool:
     return isinstance(cause, ProtocolError) and any(
         isinstance(arg, (IncompleteRead, http.client.IncompleteRead)) and not isinstance(arg, InvalidChunkLength)
         for arg in cause.args)
+
+
+def _chunks_ended_early(err: requests.exceptions.RequestException) -> bool:
+    """The connection closed where a chunked body's next chunk size line belongs, before its last (0-size) chunk:
+    urllib3 reads an empty line there and raises a bare ProtocolError ("Response ended prematurely"), no
+    IncompleteRead (a cut within a chunk or its size line gives one). Not a reset (its ProtocolError wraps the
+    OSError) nor a size line over urllib3's limit (another message)."""
+    return any(isinstance(cause, ProtocolError) and cause.args == ("Response ended prematurely",)
+               for cause in _causes(err))
 
 
 def masked_url(url: str) -> str:
