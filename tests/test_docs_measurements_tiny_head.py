@@ -1,0 +1,127 @@
+"""docs/measurements/tiny_head.py: its figures need the spent splits' photographs and MediaPipe (not tested); its
+outputs are refused before the work as the fit scripts refuse theirs, and its arithmetic (the cell holding a point,
+the pasting, the area under the curve, the heads' weights read back without scikit-learn) is checked here."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.test_docs_measurements_class_columns import a_dataset, measurement, refused, tree
+from tests.test_photo_sets_fit_probe import DATASET_SAID, LINK_SAID
+
+SCRIPT = measurement("tiny_head")
+
+
+@pytest.mark.parametrize("step", ["build", "fit", "score"])
+@pytest.mark.parametrize("case", ["a link", "in a dataset", "a folder"])
+def test_an_output_it_may_not_write_is_refused_before_the_work(tmp_path, monkeypatch, capsys, step, case):
+    """Each step's output (minutes of NanoDet for build and score) is checked before NanoDet loads: a link, a file in
+    a dataset's folder, a folder in its place, each refused in one line naming the argument, exit 2, nothing
+    written."""
+    (tmp_path / "kept").write_text("an earlier file\n")
+    out = tmp_path / "out"
+    if case == "a link":
+        out.symlink_to(tmp_path / "kept")
+        said = f"out {out} " + LINK_SAID.format(to=tmp_path / "kept")
+    elif case == "in a dataset":
+        out = a_dataset(tmp_path) / "out"
+        said = f"out {out} " + DATASET_SAID.format(tmp=tmp_path)
+    else:
+        out.mkdir()
+        said = f"out {out} is a folder, not a file: not written"
+    before = tree(tmp_path)
+    monkeypatch.setattr(SCRIPT, "NanoDet", lambda: pytest.fail("worked although refused"))
+    monkeypatch.setattr(SCRIPT, "labelled", lambda *a: pytest.fail("worked although refused"))
+    arguments = {"build": ["photos", "cut", str(out)], "fit": [str(tmp_path / "kept"), str(out)],
+                 "score": ["photos", "head.npz", "heldout7", str(out)]}[step]
+    assert refused(monkeypatch, capsys, SCRIPT, [step, *arguments]) == f"tiny_head.py: error: {said}"
+    assert tree(tmp_path) == before
+
+
+sides = st.integers(min_value=8, max_value=600)
+
+
+@given(left=st.integers(0, 300), top=st.integers(0, 300), width=sides, height=sides, data=st.data())
+def test_the_cell_of_a_point_is_the_one_whose_pixels_hold_it_once_the_view_is_stretched(left, top, width, height,
+                                                                                         data):
+    """Against the brute force: of the 52 x 52 cells of 8 x 8 model pixels, the one whose span, mapped back onto the
+    view's box, holds the point (a point of the box in 64ths of a pixel, which floats hold exactly)."""
+    box = (left, top, left + width, top + height)
+    x = left + data.draw(st.integers(0, 64 * width - 1)) / 64
+    y = top + data.draw(st.integers(0, 64 * height - 1)) / 64
+    # The brute force in exact fractions; a point on a cell's edge (where float rounding may pick either side) is
+    # left out.
+    dx, dy = Fraction(x) - left, Fraction(y) - top
+    rows = [row for row in range(52) if row * 8 * Fraction(height, 416) <= dy < (row + 1) * 8 * Fraction(height, 416)]
+    columns = [column for column in range(52)
+               if column * 8 * Fraction(width, 416) <= dx < (column + 1) * 8 * Fraction(width, 416)]
+    assume((dy * 52 / height).denominator != 1 and (dx * 52 / width).denominator != 1)
+    assert len(rows) == len(columns) == 1 and SCRIPT.cell(box, x, y) == (rows[0], columns[0])
+    assert SCRIPT.cell(box, left - 0.5, y) is None and SCRIPT.cell(box, x, top + height) is None
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=12), st.lists(st.integers(0, 5), min_size=1, max_size=12))
+def test_the_area_under_the_curve_is_the_share_of_pairs_ordered_ties_half(positive, negative):
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative]
+    assert SCRIPT.auc(positive, negative) == pytest.approx(sum(pairs) / len(pairs))
+
+
+@pytest.mark.parametrize("height", [5, 12, 20])
+def test_a_cut_out_is_pasted_at_the_height_asked_below_the_top_quarter_around_the_centre_returned(height):
+    cutout = Image.new("RGBA", (40, 100), (255, 255, 255, 255))
+    image = Image.new("RGB", (512, 340))
+    x, y = SCRIPT.paste(image, cutout, height, random.Random(height))
+    rows, columns = np.nonzero(np.asarray(image)[..., 0])
+    assert rows.max() - rows.min() + 1 == height and rows.min() >= 340 // 4
+    assert (rows.min() + rows.max() + 1) / 2 == pytest.approx(y, abs=0.5)
+    assert (columns.min() + columns.max() + 1) / 2 == pytest.approx(x, abs=0.5)
+
+
+def test_the_heads_read_back_from_their_arrays_give_scikit_learn_s_probabilities(tmp_path):
+    """`fit` keeps the heads as arrays (no pickle) and `score` applies them with numpy: equal to the fitted models'
+    own predict_proba, and they tell the two classes of their training data apart."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    positive, negative = rng.normal(1.0, 1.0, (60, 128)), rng.normal(0.0, 1.0, (400, 128))
+    out = io.BytesIO()
+    np.savez(out, positive=positive, negative=negative)
+    (tmp_path / "train.npz").write_bytes(out.getvalue())
+    SCRIPT.main(["fit", str(tmp_path / "train.npz"), str(tmp_path / "head.npz")])
+    with np.load(tmp_path / "head.npz", allow_pickle=False) as stored:
+        head = {name: stored[name] for name in stored.files}
+    x = np.concatenate([positive, negative])
+    y = np.r_[np.ones(60), np.zeros(400)]
+    scaled = StandardScaler().fit(x).transform(x)
+    models = {"logreg": LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced").fit(scaled, y),
+              "mlp": MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=200, random_state=0,
+                                   early_stopping=True).fit(scaled, y)}
+    for kind, model in models.items():
+        probabilities = SCRIPT.head_probabilities(head, kind, x)
+        np.testing.assert_allclose(probabilities, model.predict_proba(scaled)[:, 1], rtol=1e-6, atol=1e-9)
+        assert SCRIPT.auc(list(probabilities[:60]), list(probabilities[60:])) > 0.95
+
+
+def test_the_report_counts_tiny_people_above_the_value_keeping_90_percent_of_clean_photos(tmp_path, capsys):
+    """Ten clean photographs scored 0.0-0.9: 0.8 keeps nine; of the tiny people scored 0.85, 0.95 and 0.5, two are
+    above it under every score but NanoDet's on the whole image, which catches only the 0.95 one."""
+    photos = {f"c{i}": {"label": "no_person", **dict.fromkeys(SCRIPT.SCORES, i / 10)} for i in range(10)}
+    for name, value in (("t1", 0.85), ("t2", 0.95), ("t3", 0.5)):
+        photos[name] = {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, value), "nanodet_whole": 0.5}
+    photos["t2"]["nanodet_whole"] = 0.95
+    (tmp_path / "s.json").write_text(json.dumps({"photos": photos}))
+    SCRIPT.main(["report", str(tmp_path / "s.json")])
+    lines = {line.split(" | ")[2]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["nanodet_whole"].endswith("| 1 (0) |")
+    assert lines["mlp_views"].endswith("| 2 (1) |")
