@@ -21,7 +21,7 @@ from tests.test_photo_sets_fit_probe import DATASET_SAID, LINK_SAID
 SCRIPT = measurement("tiny_head")
 
 
-@pytest.mark.parametrize("step", ["build", "fit", "score"])
+@pytest.mark.parametrize("step", ["build", "fit", "score", "add"])
 @pytest.mark.parametrize("case", ["a link", "in a dataset", "a folder"])
 def test_an_output_it_may_not_write_is_refused_before_the_work(tmp_path, monkeypatch, capsys, step, case):
     """Each step's output (minutes of NanoDet for build and score) is checked before NanoDet loads: a link, a file in
@@ -42,7 +42,8 @@ def test_an_output_it_may_not_write_is_refused_before_the_work(tmp_path, monkeyp
     monkeypatch.setattr(SCRIPT, "NanoDet", lambda: pytest.fail("worked although refused"))
     monkeypatch.setattr(SCRIPT, "labelled", lambda *a: pytest.fail("worked although refused"))
     arguments = {"build": ["photos", "cut", str(out)], "fit": [str(tmp_path / "kept"), str(out)],
-                 "score": ["photos", "head.npz", "heldout7", str(out)]}[step]
+                 "score": ["photos", "head.npz", "heldout7", str(out)],
+                 "add": [str(tmp_path / "kept"), str(tmp_path / "kept"), str(out)]}[step]
     assert refused(monkeypatch, capsys, SCRIPT, [step, *arguments]) == f"tiny_head.py: error: {said}"
     assert tree(tmp_path) == before
 
@@ -125,3 +126,18 @@ def test_the_report_counts_tiny_people_above_the_value_keeping_90_percent_of_cle
     lines = {line.split(" | ")[2]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert lines["nanodet_whole"].endswith("| 1 (0) |")
     assert lines["mlp_views"].endswith("| 2 (1) |")
+
+
+def test_add_puts_each_photograph_s_scores_beside_its_detectors_in_the_evaluate_file(tmp_path):
+    evaluated = {"split": "heldout7", "scores": {"pkg:a.jpg": {"nanodet_person.person": 0.2},
+                                                 "pkg:b:c.jpg": {"nanodet_person.person": 0.7}}}
+    scored = {"photos": {"pkg:a.jpg:tiny_person": {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, 0.4)},
+                         "pkg:b:c.jpg:no_person": {"label": "no_person", **dict.fromkeys(SCRIPT.SCORES, 0.1)}}}
+    (tmp_path / "e.json").write_text(json.dumps(evaluated))
+    (tmp_path / "s.json").write_text(json.dumps(scored))
+    SCRIPT.main(["add", str(tmp_path / "e.json"), str(tmp_path / "s.json"), str(tmp_path / "out" / "heldout7.json")])
+    added = json.loads((tmp_path / "out" / "heldout7.json").read_text())
+    assert added["split"] == "heldout7"
+    assert added["scores"]["pkg:a.jpg"] == {"nanodet_person.person": 0.2,
+                                            **{f"tiny_head.{key}": 0.4 for key in SCRIPT.SCORES}}
+    assert added["scores"]["pkg:b:c.jpg"]["tiny_head.mlp_views"] == 0.1

@@ -15,6 +15,11 @@ into them 5-20 px tall, see the real tiny people that NanoDet's own person score
     python docs/measurements/tiny_head.py score DIR head.npz heldout7 heldout7.json       # and heldout9, heldout2
     python docs/measurements/tiny_head.py score DIR head.npz heldout2 synthetic.json --composites
     python docs/measurements/tiny_head.py report heldout7.json heldout9.json heldout2.json synthetic.json
+    pass-pipeline evaluate --photos DIR --split S --fusion=none --json scores/S.json      # heldout2, heldout7, heldout9
+    python docs/measurements/tiny_head.py add scores/S.json S.json out/S.json             # each of them
+    python -m pipeline.photo_sets.cross_validate out/*.json --splits heldout2,heldout7,heldout9 --max_lost 0.15,0.2 \
+        --features=centerface.face,nanodet_person.person,oidv4_person.person \
+        --features=centerface.face,nanodet_person.person,oidv4_person.person,tiny_head.logreg_views   # and each key
 
 `cut` runs MediaPipe's selfie segmentation (general model, the mediapipe 0.10.14 wheel; Apache-2.0; a library run
 here, not a dependency) on each exported photograph and writes each connected part of its mask at least 48 px tall
@@ -30,7 +35,9 @@ arrays. `score` gives every labelled photograph of a split (or, with --composite
 one full-body cut-out pasted) the best value over cells of each head, and NanoDet's own best person probability, on
 the whole image and on the whole image and its tiles. `report` prints, per file and score, the area under the curve
 of tiny people (and person + body part) against clean photographs, and how many tiny people score above the value
-that keeps 90% of the clean ones.
+that keeps 90% of the clean ones. `add` puts a split's scores into its `evaluate --json` file, for
+`cross_validate` to fit the fused decision with each of them beside the default's features, leaving each split out
+in turn.
 """
 
 from __future__ import annotations
@@ -286,6 +293,15 @@ def score(args: argparse.Namespace) -> None:
     write_json(args.out, {"split": args.split, "composites": args.composites, "photos": photos})
 
 
+def add(args: argparse.Namespace) -> None:
+    """The evaluate --json file with each photograph's scores of `score` added as tiny_head.* keys, for
+    cross_validate --features."""
+    result = json.loads(args.evaluated.read_text())
+    for name, photo in json.loads(args.scored.read_text())["photos"].items():
+        result["scores"][name.rsplit(":", 1)[0]].update({f"tiny_head.{key}": photo[key] for key in SCORES})
+    write_json(args.out, result)
+
+
 def report(args: argparse.Namespace) -> None:
     print("| file | tiny / clean | score | AUC tiny vs clean | AUC person + body part vs clean | keep 90% of clean: "
           "tiny caught (of them not by NanoDet's own score) |")
@@ -354,17 +370,21 @@ def main(argv: list[str] | None = None) -> None:
     step.add_argument("--composites", action="store_true",
                       help="each clean photograph and a copy with one cut-out pasted, instead of the labelled ones")
     step.add_argument("--cutouts", type=Path, default=Path("cut"))
+    step = commands.add_parser("add", help="an evaluate --json file with score's values added as tiny_head.* keys")
+    step.add_argument("evaluated", type=Path, help="evaluate --json's file of the split")
+    step.add_argument("scored", type=Path, help="score's file of the same split (not --composites)")
+    step.add_argument("out", type=Path)
     step = commands.add_parser("report", help="areas under the curve and tiny people caught at 90%% kept")
     step.add_argument("files", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    if args.command in ("build", "fit", "score"):
+    if args.command in ("build", "fit", "score", "add"):
         from pipeline.io.whole_file import TargetNotAFile, check_output
 
         try:  # before the work (minutes of NanoDet): a link, a folder in the way, a file inside a dataset's folder
             check_output("out", args.out, folder_made=True)
         except TargetNotAFile as err:
             parser.error(str(err))
-    steps = {"export": export, "cut": cut, "build": build, "fit": fit, "score": score, "report": report}
+    steps = {"export": export, "cut": cut, "build": build, "fit": fit, "score": score, "add": add, "report": report}
     steps[args.command](args)
 
 
