@@ -28,6 +28,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
+from pipeline.io.printable import printable
 from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
         level, rest = log_level(rest)
     except UsageError as err:  # before logging is set up, but the same one line and exit 2 as any usage error
-        print(f"pass-pipeline: error: {err}", file=sys.stderr)
+        print(f"pass-pipeline: error: {said(err)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline.progress").setLevel(min(level, logging.INFO))  # progress shows by default
@@ -168,10 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0  # a run whose rows are not all accounted for is refused before publishing (run.refusal)
     except (UsageError, CredentialsError, FlickrUnreachable, RegistryError, GpuNotActiveError, ReleaseError,
             ValueError) as err:
-        print(f"pass-pipeline: error: {err}", file=sys.stderr)
+        print(f"pass-pipeline: error: {said(err)}", file=sys.stderr)
         return 2
     except RunRefused as err:
-        print(f"pass-pipeline: refused: {err}", file=sys.stderr)
+        print(f"pass-pipeline: refused: {said(err)}", file=sys.stderr)
         return 4
     except Exception as err:  # the job itself failed: one line here, the whole story in the log
         logging.getLogger("pipeline").debug("the job failed", exc_info=True)
@@ -247,8 +248,17 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\
 
 def last_line(err: BaseException) -> str:
     """The line of an exception worth showing: Beam wraps a worker's exception, traceback and all,
-    in its own message; the last 'SomeError: message' line in it names the real cause."""
+    in its own message; the last 'SomeError: message' line in it names the real cause, its unprintable characters
+    escaped as `said` escapes them."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     causes = [line for line in lines if _EXCEPTION_LINE.match(line)]
     text = causes[-1] if causes else f"{type(err).__name__}: {lines[0] if lines else ''}"
-    return text.removeprefix("[while running").strip()[:300]
+    return printable(text.removeprefix("[while running").strip())[:300]
+
+
+def said(err: BaseException) -> str:
+    """An error's message as the command's one line says it: each unprintable character written as Python writes it
+    in a string (`printable`). A message can quote what came from outside (a failure the Flickr API answered, a
+    file's or a release's text): printed as it was, its escapes drove the terminal and a line break in it printed a
+    forged line of its own."""
+    return printable(str(err))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import expand_month, main, pipeline_options
+from pipeline.commands.run import RunRefused
 from pipeline.options import PassOptions
 
 
@@ -99,6 +100,53 @@ def test_the_log_level_is_taken_in_both_forms():
     assert log_level(["--log_level", "DEBUG", "--input=x"]) == (logging.DEBUG, ["--input=x"])
     assert log_level(["--input=x", "--log_level=info"]) == (logging.INFO, ["--input=x"])
     assert log_level(["--input=x"]) == (logging.WARNING, ["--input=x"])
+
+
+# What a Flickr API endpoint answers for its failure (a proxy, a captive portal, a hostile --flickr_rest_url):
+# terminal escapes (OSC 52 sets the clipboard of the terminal showing the error, ESC [2J clears it), a bell, a
+# right-to-left override turning the rest of the line around.
+HOSTILE_API_MESSAGE = "Bad\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b[1A\x9bpass-pipeline: published\u202eKO"
+
+
+def test_a_flickr_failure_at_start_holding_terminal_escapes_is_said_in_one_printable_line(tmp_path, capsys):
+    """The start's key check took a failure the API answered (its message, Flickr's own words) and the line saying
+    the job failed printed it as it came: its escapes reached the terminal. Each unprintable character is now
+    written as Python writes it in a string, the message still read."""
+    from pipeline.fixtures.flickr_server import FlickrServer, World
+
+    credentials = tmp_path / "flickr.json"
+    credentials.write_text(json.dumps({"key": "fixture-key-123", "secret": "fixture-secret-456"}))
+    with FlickrServer(World(), api_keys={"fixture-key-123"}) as server:
+        server.inject_api_error(1, HOSTILE_API_MESSAGE, method="flickr.photos.licenses.getInfo")
+        assert main(["run", "--source=flickr", f"--flickr_rest_url={server.rest_url}",
+                     f"--flickr_credentials={credentials}", "--min_upload_date=2020-09-13",
+                     "--max_upload_date=2020-09-14", f"--allowed_hosts={server.host}",
+                     f"--output={tmp_path / 'out'}"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.strip().isprintable(), repr(err)
+    assert "Error: 1: Bad\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x1b[1A\\x9bpass-pipeline: published\\u202eKO" in err, err
+
+
+@pytest.mark.parametrize("raised, said", [
+    (ValueError, "pass-pipeline: error: x\\x1b[2J\\u202e\\rverify: OK"),
+    (RunRefused, "pass-pipeline: refused: x\\x1b[2J\\u202e\\rverify: OK"),
+    # a failed job's line is the last line of its message naming an error (Beam's holds a traceback): the rest goes
+    (RuntimeError, "pass-pipeline: error: the job failed: RuntimeError: x\\x1b[2J\\u202e (--log_level"),
+])
+def test_a_commands_error_quoting_outside_text_is_one_printable_line(raised, said, monkeypatch, capsys):
+    """Whichever line a command's error ends in (a refusal, exit 2 or 4; a failed job, exit 1), a line break or a
+    terminal escape in its message (quoting a file's, a release's or an endpoint's text) is written escaped: a forged
+    line such as "verify: OK" never stands on its own, and no escape reaches the terminal."""
+    import pipeline.cli
+
+    def failing(*_args: object) -> int:
+        raise raised("x\x1b[2J\u202e\rverify: OK")
+
+    monkeypatch.setattr(pipeline.cli, "verify_command", failing)
+    main(["verify", "somewhere"])
+    err = capsys.readouterr().err
+    assert err.startswith(said), repr(err)
+    assert len(err.strip().splitlines()) == 1 and err.strip().isprintable(), repr(err)
 
 
 def test_refuses_to_mix_with_an_existing_dataset(tmp_path, capsys):
