@@ -549,6 +549,23 @@ def test_a_host_answering_what_is_not_http_is_a_protocol_error_not_retried(answe
         assert (result.reason, result.attempts, server.connections) == ("protocol_error", 1, 1), result
 
 
+@pytest.mark.parametrize("body", [
+    b"5" + b"0" * 70_000 + b"\r\n01234\r\n0\r\n\r\n",  # a chunk size line over urllib3's 64 KiB
+    b"5;" + b"x" * 70_000 + b"\r\n01234\r\n0\r\n\r\n",  # a chunk extension making it so
+    b"5\r\n01234\r\n0\r\nX-Filler: " + b"a" * 70_000 + b"\r\n\r\n",  # a trailer line after the last chunk
+], ids=["chunk-size-line", "chunk-extension", "trailer-line"])
+def test_a_chunk_size_or_trailer_line_over_urllib3s_limit_is_a_protocol_error_not_retried(body):
+    """urllib3 reads a chunked body's size and trailer lines up to 64 KiB, refusing a longer one with a bare
+    ProtocolError ("Response chunk size line exceeded maximum allowed length"): it was a connection_error, retried
+    for the same garbage and counted as the network's failure against --max_failure_rate, where a size that is no
+    number is the host's protocol_error. No server sends such a line, as none sends a status or header line that
+    long."""
+    with RawServer(send_then(CHUNKED_HEAD + body)) as server:
+        result = fetcher(server, max_retries=2).fetch(server.url("/x.jpg"))
+        assert (result.reason, result.attempts, server.connections) == ("protocol_error", 1, 1), result
+    assert "exceeded maximum allowed length" in result.detail, result
+
+
 def test_a_host_hanging_up_is_still_a_connection_error_and_retried():
     """A connection closed before any answer is also what a keep-alive connection the host closed meanwhile gives:
     not taken for a protocol error (nor for a body cut short: there is no body)."""

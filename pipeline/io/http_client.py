@@ -446,15 +446,25 @@ def _causes(err: BaseException) -> Iterator[BaseException]:
         todo.extend(inner for inner in wrapped if isinstance(inner, BaseException))
 
 
+# urllib3's words for a chunked body's size line or trailer line over its limit (64 KiB): a bare ProtocolError, as
+# "Response ended prematurely" is (`_chunks_ended_early`), told apart by its message alone.
+_OVERLONG_CHUNK_LINES = (("Response chunk size line exceeded maximum allowed length",),
+                         ("Response chunk trailer line exceeded maximum allowed length",))
+
+
 def _protocol_problem(err: requests.exceptions.RequestException) -> bool:
     """The host answered what a client cannot read as HTTP: another protocol or garbage where the status line goes
-    (BadStatusLine), a status or header line over 64 KiB, over 100 headers, a chunk size that is no number, or a TLS
-    handshake that failed on what the host sent (a certificate that does not verify, plain HTTP on an https port).
-    Not a connection closed before any answer (RemoteDisconnected, also what a keep-alive connection the host closed
-    gives), nor a TLS handshake the host hung up on (SSLEOFError, SSLZeroReturnError): those are connection errors,
-    retried, as a reset is."""
+    (BadStatusLine), a status or header line over 64 KiB, over 100 headers, a chunk size that is no number, a chunk
+    size or trailer line over 64 KiB, or a TLS handshake that failed on what the host sent (a certificate that does
+    not verify, plain HTTP on an https port). Not a connection closed before any answer (RemoteDisconnected, also
+    what a keep-alive connection the host closed gives), nor a TLS handshake the host hung up on (SSLEOFError,
+    SSLZeroReturnError): those are connection errors, retried, as a reset is."""
     causes = list(_causes(err))
     if any(isinstance(cause, InvalidChunkLength) for cause in causes):  # an IncompleteRead by class only
+        return True
+    # A line no server sends, as a header line that long: it was a connection_error, retried for the same garbage
+    # and counted against --max_failure_rate as the network's failure
+    if any(isinstance(cause, ProtocolError) and cause.args in _OVERLONG_CHUNK_LINES for cause in causes):
         return True
     hung_up = (http.client.RemoteDisconnected, http.client.IncompleteRead, ssl.SSLEOFError, ssl.SSLZeroReturnError)
     return not any(isinstance(cause, hung_up) for cause in causes) and any(
