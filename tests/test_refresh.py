@@ -2486,6 +2486,40 @@ def test_an_inherited_option_holding_terminal_escapes_is_said_in_one_short_print
     assert line.isprintable() and len(line) < 1_000
 
 
+def test_a_latest_release_whose_folder_name_holds_terminal_escapes_is_named_in_one_printable_line(first_yfcc_release,
+                                                                                                     tmp_path, capsys):
+    """`--previous=latest` takes the newest release's folder from the releases' root (a bucket others write to): a
+    folder named with an OSC 52, ESC [2J, a line break and a forged line was printed as it was in the refresh's first
+    line, naming what it took from that release, and in the line saying a publish a kill cut short there was
+    finished. Its name is shown escaped as Python writes it in a string."""
+    import socket
+    import subprocess
+    import sys
+
+    server, metadata, first = first_yfcc_release
+    name = "r1\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nrefresh: OK"
+    previous = tmp_path / "root" / "releases" / name
+    shutil.copytree(first, previous)
+    # a publish killed once its manifest moved in: its lock (of a process gone) and staging folder left in the release
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (previous / "_lock.json").write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(),
+                                                     "pid": int(gone.stdout), "started": "2026-12-04T00:00:00Z"}))
+    staging = previous / "_staging" / "20261204T000000-0000abcd"
+    staging.mkdir(parents=True)
+    published = sorted(str(path.relative_to(previous)) for path in previous.rglob("*") if path.is_file()
+                       and not path.name.startswith("_"))
+    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))
+    main(["refresh", "--previous=latest", f"--output={tmp_path / 'root'}", "--release=r2", f"--input={metadata}",
+          f"--allowed_hosts={server.host}", *LOCAL])
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if line.startswith("refresh: from ")]
+    assert len(said) == 1 and said[0].isprintable(), out[:2000]
+    finished = [line for line in out.splitlines() if "a kill had left its publish's last step undone" in line]
+    assert len(finished) == 1 and finished[0].isprintable(), out[:2000]
+    assert "releases/r1\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\nrefresh: OK: --" in said[0], said[0][:300]
+    assert "\x1b" not in out and not any(line.startswith("refresh: OK") for line in out.splitlines()), out[:2000]
+
+
 def test_a_table_release_written_without_creator_links_is_refreshed_with_them_its_photos_unchanged(tmp_path):
     """ATTRIBUTION.csv links a table's row to the account its Flickr page names or its owner column credits; an
     earlier version left such rows without a link. Refreshed, a release that version wrote verifies (a link missing

@@ -127,7 +127,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     pins = Pins()
     if previous and not done:  # a published release is only compared with this refresh: no verify again
         # the schedule's next month, where no rerun finished a publish a kill cut short
-        problems, _, held = _problems_once_finished(previous, f"the previous release {previous}:", pins)
+        problems, _, held = _problems_once_finished(previous, f"the previous release {printable(previous)[:200]}:",
+                                                    pins)
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
                              f"({problems[0].path}: {problems[0].message}); run `pass-pipeline verify`{held}")
@@ -148,9 +149,10 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
         return _published_earlier(args.output, target, name, made_by)
     inherited = [arg for arg in argv[len(rest):] if _not_default(arg)]
     if inherited:
-        # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved).
-        print(f"refresh: from {previous}: {' '.join(map(_said, inherited))} (give a flag again to change it)",
-              flush=True)
+        # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved). The
+        # folder escaped too: `latest` takes its name from the releases' root, which others may write to.
+        print(f"refresh: from {printable(previous or '')[:200]}: {' '.join(map(_said, inherited))} (give a flag again "
+              "to change it)", flush=True)
     if previous:
         _say_what_is_not_checked(PipelineOptions(argv).view_as(PassOptions))
     _tend_other_work(args.output, name)
