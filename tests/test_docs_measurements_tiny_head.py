@@ -131,7 +131,8 @@ def test_the_report_counts_tiny_people_above_the_value_keeping_90_percent_of_cle
 def test_add_puts_each_photograph_s_scores_beside_its_detectors_in_the_evaluate_file(tmp_path):
     evaluated = {"split": "heldout7", "scores": {"pkg:a.jpg": {"nanodet_person.person": 0.2},
                                                  "pkg:b:c.jpg": {"nanodet_person.person": 0.7}}}
-    scored = {"photos": {"pkg:a.jpg:tiny_person": {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, 0.4)},
+    scored = {"split": "heldout7", "composites": False,
+              "photos": {"pkg:a.jpg:tiny_person": {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, 0.4)},
                          "pkg:b:c.jpg:no_person": {"label": "no_person", **dict.fromkeys(SCRIPT.SCORES, 0.1)}}}
     (tmp_path / "e.json").write_text(json.dumps(evaluated))
     (tmp_path / "s.json").write_text(json.dumps(scored))
@@ -141,3 +142,33 @@ def test_add_puts_each_photograph_s_scores_beside_its_detectors_in_the_evaluate_
     assert added["scores"]["pkg:a.jpg"] == {"nanodet_person.person": 0.2,
                                             **{f"tiny_head.{key}": 0.4 for key in SCRIPT.SCORES}}
     assert added["scores"]["pkg:b:c.jpg"]["tiny_head.mlp_views"] == 0.1
+
+
+@pytest.mark.parametrize("case", ["composites", "another split", "not evaluate's"])
+def test_add_refuses_a_scored_file_it_cannot_add_in_one_line_writing_nothing(tmp_path, monkeypatch, capsys, case):
+    """`score --composites` names each clean photograph twice (`...:no_person`, and `...:tiny_person` for its copy
+    with a cut-out pasted): `add` gave the clean photograph of the evaluate file the pasted copy's scores, unsaid.
+    A scored file of another split was a KeyError traceback (or, for a package in both splits, the other split's
+    scores), an evaluate file that is not one a KeyError or TypeError traceback. Each is one line naming the
+    argument, exit 2, nothing written."""
+    evaluated = {"split": "heldout7", "scores": {"pkg:a.jpg": {"nanodet_person.person": 0.2}}}
+    scored = {"split": "heldout7", "composites": False, "photos": {
+        "pkg:a.jpg:no_person": {"label": "no_person", **dict.fromkeys(SCRIPT.SCORES, 0.1)}}}
+    if case == "composites":
+        scored["composites"] = True
+        scored["photos"]["pkg:a.jpg:tiny_person"] = {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, 0.9)}
+        said = f"scored {tmp_path / 's.json'} holds score --composites' values (a pasted copy of each clean " \
+               "photograph under its name): give score's file of the split without --composites"
+    elif case == "another split":
+        scored["split"] = "heldout9"
+        said = f"scored {tmp_path / 's.json'} scores heldout9, not heldout7 as {tmp_path / 'e.json'} does"
+    else:
+        evaluated = {"split": "heldout7", "photos": {}}
+        said = f"scores file {tmp_path / 'e.json'}: not what `pass-pipeline evaluate --json` writes (an object with " \
+               "a split and its scores)"
+    (tmp_path / "e.json").write_text(json.dumps(evaluated))
+    (tmp_path / "s.json").write_text(json.dumps(scored))
+    before = tree(tmp_path)
+    assert refused(monkeypatch, capsys, SCRIPT, ["add", str(tmp_path / "e.json"), str(tmp_path / "s.json"),
+                                                 str(tmp_path / "out.json")]) == f"tiny_head.py: error: {said}"
+    assert tree(tmp_path) == before

@@ -293,11 +293,29 @@ def score(args: argparse.Namespace) -> None:
     write_json(args.out, {"split": args.split, "composites": args.composites, "photos": photos})
 
 
+class Refused(Exception):
+    """An input a step cannot use: one line, `parser.error`'s."""
+
+
 def add(args: argparse.Namespace) -> None:
     """The evaluate --json file with each photograph's scores of `score` added as tiny_head.* keys, for
-    cross_validate --features."""
-    result = json.loads(args.evaluated.read_text())
-    for name, photo in json.loads(args.scored.read_text())["photos"].items():
+    cross_validate --features. `Refused` for an evaluate file that is none, or scores of composites or of another
+    split: `--composites` names each clean photograph twice (its pasted copy's scores were put on it, unsaid), and
+    another split's names were a KeyError traceback."""
+    from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+
+    try:
+        result = read_scores(args.evaluated)[1]
+    except ScoresFileError as err:
+        raise Refused(str(err)) from None
+    scored = json.loads(args.scored.read_text())
+    if scored.get("composites"):
+        raise Refused(f"scored {args.scored} holds score --composites' values (a pasted copy of each clean photograph "
+                      "under its name): give score's file of the split without --composites")
+    if scored.get("split") != result["split"]:
+        raise Refused(f"scored {args.scored} scores {str(scored.get('split'))[:40]}, not {result['split'][:40]} as "
+                      f"{args.evaluated} does")
+    for name, photo in scored["photos"].items():
         result["scores"][name.rsplit(":", 1)[0]].update({f"tiny_head.{key}": photo[key] for key in SCORES})
     write_json(args.out, result)
 
@@ -385,7 +403,10 @@ def main(argv: list[str] | None = None) -> None:
         except TargetNotAFile as err:
             parser.error(str(err))
     steps = {"export": export, "cut": cut, "build": build, "fit": fit, "score": score, "add": add, "report": report}
-    steps[args.command](args)
+    try:
+        steps[args.command](args)
+    except Refused as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":
