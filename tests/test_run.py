@@ -298,6 +298,33 @@ def test_a_run_stopped_while_publishing_is_finished_by_the_next_run(world, demo_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "finished publishing run" in err[0] and "the earlier run of this same command" in err[0]
     assert not (published / STAGING).exists() and main(["verify", str(published)]) == 0
+
+
+def test_a_stopped_publish_whose_staging_folder_name_holds_terminal_escapes_is_named_in_one_printable_line(
+        world, demo_release, tmp_path, capsys):
+    """The run whose publish a run finishes is named after its staging folder, read from the output folder (a
+    release's under a releases' root others may write to): a folder named with an OSC 52, ESC [2J, a line break and a
+    forged line was printed as it was, in the line saying its publish was finished and in the one saying this same
+    command's dataset is there. Each is one line, the name escaped as Python writes it in a string."""
+    from tests.conftest import publishing_stopped_after
+
+    server, metadata = world
+    output = tmp_path / "out"
+    shutil.copytree(demo_release, output)
+    with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
+        run(argv(server, metadata, output, "--shards=3"), overwrite=True)
+    (staging,) = (output / STAGING).iterdir()
+    staging.rename(staging.with_name("r\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\npass-pipeline: verified"))
+    published = output.parent / "published"
+    shutil.copytree(output, published)
+    capsys.readouterr()
+    for folder, shards, status in ((output, "--shards=2", 2), (published, "--shards=3", 0)):
+        assert main(["run", *argv(server, metadata, folder, shards)]) == status
+        err = capsys.readouterr().err
+        assert "\x1b" not in err and not any(line.startswith("pass-pipeline: verified") for line in err.splitlines())
+        finished = [line for line in err.splitlines() if "finished publishing run" in line]
+        assert len(finished) == 1 and finished[0].isprintable(), err
+        assert "run r\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\npass-pipeline: verified into" in finished[0], err
     assert files_of(published) == files_of(output)
 
 

@@ -55,6 +55,7 @@ from pipeline.io.layout import (
 )
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.parquet_footer import check_footer
+from pipeline.io.printable import printable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
@@ -607,6 +608,10 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
         with StopSignals(release=lock.release) as stop, lock:
             try:
                 finished = finish_interrupted_publish(opts.output)  # a run that succeeded, killed while publishing
+                # Its id is its staging folder's name, read from the output folder (a release's, under a releases' root
+                # others may write to): escaped once for each line naming it (its escapes reached the terminal, its
+                # line break printed a forged line of its own)
+                finished = finished and printable(finished)[:200]
             except OSError as err:  # the disk refused a move or a deletion: said, not "the job failed"
                 raise UsageError(f"cannot finish publishing the run stopped while publishing into {opts.output[:200]} "
                                  f"({' '.join(str(err).split())[:300]}); its files are left as they are: once the "
