@@ -241,3 +241,18 @@ def test_an_entry_whose_image_the_image_stage_never_writes_is_fetched_again(tmp_
             assert server.hits["/1/2_a.jpg"] == 0, name  # the clean entry beside it is still taken
 
 
+
+
+def test_an_unreadable_cache_file_named_with_terminal_escapes_is_named_in_one_printable_log_line(tmp_path, caplog):
+    """A refresh's work cache lies under the releases' root (ROOT/work/NAME/cache), which others may write to: a cache
+    file there named with terminal escapes (OSC 52, ESC [2J) and a line break was named in the log as listed, and
+    Arrow's error quoting its path too (the escapes sent to the terminal, a forged log line of its own). Both are
+    shown with each unprintable character escaped as Python writes it in a string."""
+    from pipeline.io.work_cache import _read_entries
+
+    path = tmp_path / "images-\x1b]52;c;eA==\x07\x1b[2J\nWARNING forged.parquet"
+    path.write_bytes(b"no Parquet file")
+    assert list(_read_entries(str(path))) == []
+    [message] = [record.getMessage() for record in caplog.records if "unreadable" in record.getMessage()]
+    assert message.isprintable(), message
+    assert "images-\\x1b]52;c;eA==\\x07\\x1b[2J\\nWARNING forged.parquet is unreadable" in message, message

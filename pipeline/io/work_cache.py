@@ -34,6 +34,7 @@ from PIL import Image
 
 from pipeline.io.fetch_urls import host_allowed
 from pipeline.io.files import matching, read_parquet, write_atomically
+from pipeline.io.printable import printable
 from pipeline.io.storage_rule import STORAGE_RULE_VERSION
 from pipeline.io.stored_jpeg import stored_jpeg_problem
 from pipeline.options import PassOptions, shaping
@@ -121,8 +122,10 @@ def _read_entries(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
         rows, problem = [], f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
     if problem:
         UNREADABLE_FILES.inc()
+        # Escaped: a refresh's cache lies under the releases' root, which others may write to (a file named with
+        # terminal escapes and a line break sent them to the terminal, and printed a forged log line of its own)
         logging.getLogger(__name__).warning("work cache file %s is unreadable, its entries are misses: %s",
-                                            path, problem)
+                                            printable(path), printable(problem))
         return
     for row in rows:
         yield row.pop("key"), row
