@@ -114,11 +114,22 @@ def test_the_heads_read_back_from_their_arrays_give_scikit_learn_s_probabilities
         assert SCRIPT.auc(list(probabilities[:60]), list(probabilities[60:])) > 0.95
 
 
+@given(st.lists(st.integers(0, 20), min_size=1, max_size=40), st.sampled_from([0.5, 0.9, 0.95]))
+def test_the_value_keeping_a_share_of_clean_photos_is_the_lowest_that_keeps_at_least_that_share(scores, share):
+    """Against the brute force, in exact fractions: of the clean scores, the lowest that as a threshold (a score above
+    it flagged) keeps at least `share` of them; 15 photographs at 90% keep 14 (13.5 asked), not 13."""
+    clean = sorted(scores)
+    kept_enough = [value for value in clean
+                   if Fraction(sum(score <= value for score in clean), len(clean)) >= Fraction(str(share))]
+    assert SCRIPT.keeping(clean, share) == min(kept_enough)
+
+
 def test_the_report_counts_tiny_people_above_the_value_keeping_90_percent_of_clean_photos(tmp_path, capsys):
-    """Ten clean photographs scored 0.0-0.9: 0.8 keeps nine; of the tiny people scored 0.85, 0.95 and 0.5, two are
-    above it under every score but NanoDet's on the whole image, which catches only the 0.95 one."""
+    """Ten clean photographs scored 0.0-0.9: 0.8 keeps nine; of the tiny people scored 0.85, 0.95, 0.5 and 0.8 (at
+    the value, not above it: not caught), two are above it under every score but NanoDet's on the whole image, which
+    catches only the 0.95 one."""
     photos = {f"c{i}": {"label": "no_person", **dict.fromkeys(SCRIPT.SCORES, i / 10)} for i in range(10)}
-    for name, value in (("t1", 0.85), ("t2", 0.95), ("t3", 0.5)):
+    for name, value in (("t1", 0.85), ("t2", 0.95), ("t3", 0.5), ("t4", 8 / 10)):
         photos[name] = {"label": "tiny_person", **dict.fromkeys(SCRIPT.SCORES, value), "nanodet_whole": 0.5}
     photos["t2"]["nanodet_whole"] = 0.95
     (tmp_path / "s.json").write_text(json.dumps({"photos": photos}))
