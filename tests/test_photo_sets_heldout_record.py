@@ -187,6 +187,25 @@ def test_only_the_models_own_decision_is_recorded(photo_dir, tmp_path, capsys, n
     assert reason in capsys.readouterr().out and not record.exists()
 
 
+def test_a_records_text_holding_terminal_escapes_is_said_in_one_printable_line(photo_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A held-out record is kept with its model and passed around with it: an entry whose date holds terminal escapes
+    (OSC 52, ESC [2J), a line break and a forged line was quoted as it was in evaluate's refusal of the split it
+    already records (its escapes sent to the terminal, the forged line a line of its own). Each unprintable character
+    is written as Python writes it in a string."""
+    model, record = fusion_file(tmp_path, 0.0), tmp_path / "r.json"
+    assert evaluate(photo_dir, model, record, "heldout3") == 1
+    edited = json.loads(record.read_text())
+    edited["evaluations"][0]["date"] = "2026-12-01\x1b]52;c;eA==\x07\x1b[2J\nrecorded in r.json: heldout3"
+    record.write_text(json.dumps(edited))
+    capsys.readouterr()
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although already recorded"))
+    assert evaluate(photo_dir, model, record) == 2
+    out = capsys.readouterr().out
+    assert out.strip().isprintable() and len(out.strip().splitlines()) == 1, out
+    assert "(2026-12-01\\x1b]52;c;eA==\\x07\\x1b[2J\\nrecorded in r.json: heldout3)" in out, out
+
+
 def test_a_split_is_recorded_once_per_storage_rule(photo_dir, tmp_path, capsys, monkeypatch):
     model, record, scores = fusion_file(tmp_path, 0.0), tmp_path / "r.json", tmp_path / "scores.json"
     assert evaluate(photo_dir, model, record, "heldout3", f"--json={scores}") == 1
