@@ -1,5 +1,6 @@
-"""The script behind a measurement in models/README.md ("Tried and not adopted": a tiny-person head trained on
-synthetic composites, 2026-12-06; descriptive: it chose nothing, and every split it ran on is spent). Kept so that
+"""The script behind a measurement in models/README.md ("Looked for": a tiny-person head taught on synthetic
+composites) and docs/held-out-evaluation.md (2026-12-06; descriptive: it chose nothing, and every split it ran on is
+spent). Kept so that
 the figures can be made again; not part of the pipeline; tested for its refusal of an output it may not write and
 for its arithmetic (tests/test_docs_measurements_tiny_head.py), not for its figures.
 
