@@ -3,9 +3,10 @@
 cross_validate). argparse's own errors (a missing argument, an unknown option, a value it cannot read) printed its
 usage line and then the error; the scripts still did, while pass-pipeline had two copies of the one-line parser.
 
-This module imports nothing but the standard library: the scripts do not import Beam (seconds at their start; the
-fit scripts read the detectors' registry and fusion models through pipeline/io/file_reads.py, which imports it only
-for a path on an object store), and run.py gives the parser Beam's own (`_BeamArgumentParser`) by mixing it in.
+This module imports nothing but the standard library and pipeline/io/printable.py (itself none): the scripts do not
+import Beam (seconds at their start; the fit scripts read the detectors' registry and fusion models through
+pipeline/io/file_reads.py, which imports it only for a path on an object store), and run.py gives the parser Beam's
+own (`_BeamArgumentParser`) by mixing it in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
+
+from pipeline.io.printable import printable
 
 
 def split_list(value: str | None) -> list[str]:
@@ -38,9 +41,12 @@ class OneLineParser(argparse.ArgumentParser):
 @contextmanager
 def usage_said(name: str) -> Iterator[None]:
     """Around a script's `main`: a UsageError (its parser's, or `parser.error` for a value that cannot be) is
-    `NAME: error: MESSAGE (see `PROG --help`)` on stderr and SystemExit(2), as argparse's exit was."""
+    `NAME: error: MESSAGE (see `PROG --help`)` on stderr and SystemExit(2), as argparse's exit was. The message is
+    written as pass-pipeline's error line writes it (`cli.said`: each unprintable character as Python writes it in a
+    string): argparse quotes an unknown argument as typed and a script's refusal can quote a file's text, whose
+    escapes reached the terminal and whose line break printed a forged line of its own."""
     try:
         yield
     except UsageError as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {printable(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None

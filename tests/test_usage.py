@@ -36,6 +36,23 @@ def test_a_usage_error_in_a_script_is_its_one_line_and_exit_2(capsys):
     assert said.err == "tool: error: unrecognized arguments: --bogus (see `python -m tool --help`)\n" and not said.out
 
 
+def test_a_usage_error_quoting_terminal_escapes_and_a_line_break_is_one_printable_line_in_a_script(capsys):
+    """argparse quotes an unknown argument as it was typed (a value pasted from a file, a scheduler's template), and
+    a script's refusal can quote a file's text: its line printed the message as it came, the escapes sent to the
+    terminal and a line break printing a forged line of its own. Each unprintable character is written as Python
+    writes it in a string, as pass-pipeline's error line writes it (`cli.said`)."""
+    with pytest.raises(SystemExit) as ended, usage_said("tool"):
+        OneLineParser(prog="python -m tool").parse_args(["--bogus\x1b]52;c;cHduZWQ=\x07\x1b[2J\nfetch: OK\u202e"])
+    assert ended.value.code == 2
+    said = capsys.readouterr()
+    assert said.err == ("tool: error: unrecognized arguments: --bogus\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\nfetch: OK"
+                        "\\u202e (see `python -m tool --help`)\n"), repr(said.err)
+    assert not said.out
+    with pytest.raises(SystemExit), usage_said("tool"):
+        raise UsageError("photos.csv holds \x1b[8m\r\nfetch: 0 problem(s)")
+    assert capsys.readouterr().err == "tool: error: photos.csv holds \\x1b[8m\\r\\nfetch: 0 problem(s)\n"
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_an_unknown_option_of_a_script_run_as_python_m_is_one_line_and_exit_2(script, tmp_path):
     """What an operator types: argparse printed its usage (up to a dozen lines) and then the error."""
