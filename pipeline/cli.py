@@ -249,11 +249,12 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\
 def last_line(err: BaseException) -> str:
     """The line of an exception worth showing: Beam wraps a worker's exception, traceback and all,
     in its own message; the last 'SomeError: message' line in it names the real cause, its unprintable characters
-    escaped as `said` escapes them."""
+    escaped as `said` escapes them, cut at 300 characters where no escape is split (cut after escaping, an ESC near
+    the cut was shown as `\\x1`)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     causes = [line for line in lines if _EXCEPTION_LINE.match(line)]
     text = causes[-1] if causes else f"{type(err).__name__}: {lines[0] if lines else ''}"
-    return printable(text.removeprefix("[while running").strip())[:300]
+    return printable(text.removeprefix("[while running").strip(), limit=300)
 
 
 def said(err: BaseException) -> str:

@@ -149,6 +149,21 @@ def test_a_commands_error_quoting_outside_text_is_one_printable_line(raised, sai
     assert len(err.strip().splitlines()) == 1 and err.strip().isprintable(), repr(err)
 
 
+@pytest.mark.parametrize("escape", ["\x1b", "\x9b", "\u202e", "\U000e0001"])
+def test_a_failed_jobs_line_cut_to_its_length_never_cuts_an_escape_in_half(escape):
+    """The line was escaped and then cut at 300 characters: an unprintable character near the cut was shown as half
+    of its escape (`\\x1` for ESC, `\\u20` for a right-to-left override), which reads as other text. The line is
+    cut where no escape is split, however near the cut the character falls, and is no longer than 300 characters."""
+    from pipeline.cli import last_line
+    from pipeline.io.printable import printable
+
+    for before in range(270, 300):
+        text = "x" * before + escape + "y" * 400
+        shown = last_line(RuntimeError(text))
+        cuts = {printable(f"RuntimeError: {text}"[:end]) for end in range(len(text) + 15)}
+        assert shown in cuts and 290 <= len(shown) <= 300, (before, shown[-12:])
+
+
 def test_refuses_to_mix_with_an_existing_dataset(tmp_path, capsys):
     (tmp_path / "in.tsv").write_text("")
     (tmp_path / "out").mkdir()

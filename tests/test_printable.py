@@ -21,3 +21,20 @@ def test_the_shown_text_is_one_printable_line_from_which_the_text_can_be_read_ba
     if text.isprintable():
         assert shown == text
     assert len(shown) >= len(text)
+
+
+@given(st.text(), st.integers(min_value=0, max_value=40))
+def test_the_shown_text_cut_to_a_length_is_the_longest_whole_escaping_of_a_start_of_the_text(text, limit):
+    """Cut after escaping, `printable(text)[:limit]` could end in half an escape (`\\x1` of ESC's `\\x1b`), which
+    reads as other text; with `limit` it ends where the escaping of a start of the text ends, as long as fits."""
+    shown = printable(text, limit=limit)
+    starts = [printable(text[:end]) for end in range(len(text) + 1)]
+    assert shown == max((start for start in starts if len(start) <= limit), key=len)
+    assert printable(text, limit=None) == printable(text)
+
+
+def test_a_cut_falling_inside_an_escape_leaves_the_whole_escape_out():
+    assert printable("ab\x1bcd", limit=4) == "ab"
+    assert printable("ab\x1bcd", limit=6) == "ab\\x1b"
+    assert printable("ab\u202e", limit=7) == "ab"
+    assert printable("abcdef", limit=4) == "abcd"

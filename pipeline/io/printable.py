@@ -4,9 +4,19 @@ reader would act on: a release's, a lock's, an annotator's or a benchmark's own 
 from __future__ import annotations
 
 
-def printable(text: str) -> str:
+def printable(text: str, limit: int | None = None) -> str:
     """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
-    Python writes it in a string literal."""
+    Python writes it in a string literal. `limit`: at most that many characters shown, cut where no escape is split
+    (cut after escaping, `\\x1b` could end as `\\x1`, which reads as other text); the text is read no further than
+    what is shown."""
     if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+        return text[:limit]
+    shown: list[str] = []
+    length = 0
+    for char in text:
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        length += len(piece)
+        if limit is not None and length > limit:
+            break
+        shown.append(piece)
+    return "".join(shown)
