@@ -297,6 +297,27 @@ def test_a_refresh_recorded_before_the_working_folder_was_is_not_said_to_be_from
     assert why is not None and "another working folder" not in why and "no working folder" in why, why
 
 
+def test_a_record_resealed_with_unprintable_text_is_said_escaped_as_every_other_line_is(tmp_path):
+    """A published release's record (its manifest: outside input, resealed by whoever can write there) holding
+    terminal escapes, a line break and a right-to-left override in what it recorded: the refusal naming how it differs
+    wrote each such character as `?` (ESC [2J and a newline read as `?[2J?`, like a URL's own `?`, the character
+    lost), where every other line writes it as Python writes it in a string (printable). It says it so, on one line,
+    each value still cut at its length (80 characters, 200 for a release) where no escape is split."""
+    from pipeline.release.command_record import seal
+    from pipeline.release.refresh import FINGERPRINT, made_by_another
+
+    of, made, release = fingerprinted(tmp_path, [])
+    hostile = {**made, "previous": "r0\x1b[2J\nrefresh: OK\u202e",
+               "options": {**made["options"], "max_side": "256\x1b]52;c;cHduZWQ=\x07", "columns": "y" * 78 + "\x1b"}}
+    (release / "manifest.json").write_text(json.dumps({"release": "r2", "files": [],
+                                                       FINGERPRINT: {**hostile, "sha256": seal(hostile, [])}}))
+    why = made_by_another(str(release), of())
+    assert why is not None and why.isprintable(), why
+    assert "built on r0\\x1b[2J\\nrefresh: OK\\u202e, not on" in why, why
+    assert "--max_side=256\\x1b]52;c;cHduZWQ=\\x07 there" in why, why
+    assert f"--columns={'y' * 78} there" in why, why  # ESC's escape would pass 80 characters: none of it
+
+
 def test_an_input_file_whose_name_holds_a_bracket_is_held_by_its_size(tmp_path):
     """Each file the input's glob lists was looked up again by its name for its size, where a '[' is read as a glob:
     `part[1].tsv` was found nowhere and held as unreadable whatever its size, so a dump replaced at that name made the

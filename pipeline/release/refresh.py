@@ -53,6 +53,7 @@ from pipeline.io.layout import (
     release_dir,
     work_cache,
 )
+from pipeline.io.printable import printable
 from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
@@ -279,9 +280,11 @@ def made_by_another(target: str, mine: dict[str, Any]) -> str | None:
 
 def _differences(made: dict[str, Any], mine: dict[str, Any], shown: int = 3) -> str:
     def value(option: Any, limit: int = 80) -> str:
-        """Said on one line: a record outside input may hold any text."""
+        """Said on one line: a record outside input may hold any text. Each unprintable character escaped as every
+        other line escapes it (it was a `?`: the character lost, read like a URL's own `?`), cut at `limit` where no
+        escape is split."""
         text = "(none)" if option in (None, "") else str(option).lower() if isinstance(option, bool) else str(option)
-        return "".join(char if char.isprintable() else "?" for char in text[:limit])
+        return printable(text, limit=limit)
 
     found = []
     if made.get("previous") != mine["previous"]:
