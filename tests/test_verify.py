@@ -102,6 +102,21 @@ def test_unlisted_files_are_reported_one_line_each(release, tmp_path, capsys):
     assert len(lines) == 5 and lines[-1] == f"{copy}: 4 problem(s)"
 
 
+def test_a_file_named_with_a_line_break_and_one_named_with_its_escape_are_two_paths_of_the_report(release, tmp_path):
+    """A path is what the report's reader acts on (the file to remove): one holding an unprintable character is shown
+    in Python's quoting (its quotes, its backslashes doubled), not merely escaped as a message is (`printable`), so a
+    printable name that spells an escape out (`evil\\nx`, a backslash and an n) is not shown as the one holding a
+    line break, and the shown path reads back as the file's name."""
+    import ast
+
+    copy = _copy(release, tmp_path)
+    (copy / "evil\nx").write_text("a line break")
+    (copy / "evil\\nx").write_text("a backslash and an n")
+    unlisted = sorted(path for path, message in _problems(copy) if message == "not listed in the manifest")
+    assert unlisted == ["'evil\\nx'", "evil\\nx"]
+    assert ast.literal_eval(unlisted[0]) == "evil\nx"
+
+
 def test_a_shard_deleted_with_its_entry(release, tmp_path):
     """The file and its entry are gone, so nothing is 'missing'; the shard numbering has a hole and
     the records of the remaining shards no longer add up to the manifest's totals."""

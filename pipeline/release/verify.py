@@ -257,7 +257,9 @@ def _reference(ids: Mapping[str, Any]) -> str:
 
 def _shown(path: str) -> str:
     """A path as printed on a problem's line: Python's quoting when it holds a newline or another
-    unprintable character, so a crafted file name cannot forge a line of the report."""
+    unprintable character, so a crafted file name cannot forge a line of the report. Not `printable`, as a message
+    is escaped: a path is what the reader acts on (the file to remove), and with its quotes and its backslashes
+    doubled it reads back as the name, and is not shown as a printable name spelling the escape out (`evil\\nx`) is."""
     return path if path.isprintable() else repr(path)
 
 
