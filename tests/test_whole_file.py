@@ -196,6 +196,19 @@ def test_a_symbolic_link_is_refused_and_left_as_it_was_with_the_file_it_leads_to
     assert sorted(os.listdir(tmp_path)) == sorted(["out.json"] + ["kept.json"] * (leads_to == "a file"))
 
 
+@pytest.mark.parametrize("at", [190, 196, 199])
+def test_a_link_whose_target_holds_an_escape_where_the_line_is_cut_is_named_without_half_an_escape(tmp_path, at):
+    """The target a link leads to is shown escaped and cut at 200 characters; cut after escaping, an escape there was
+    cut in half (`\\x1b` shown as `\\x1`, which reads as other text): what is shown ends before the escape."""
+    target = "t" * at + "\x1b" + "u" * 20
+    link = tmp_path / "out.json"
+    link.symlink_to(target)
+    with pytest.raises(TargetNotAFile) as refused:
+        write_whole(link, b"later\n")
+    shown = str(refused.value).split(" (to ", 1)[1].split("): the file", 1)[0]
+    assert shown == (("t" * at + "\\x1b" + "u" * 20)[:200] if at + 4 <= 200 else "t" * at)
+
+
 def a_dataset(folder: Path) -> Path:
     """A folder `layout.holds_dataset` takes for a run's dataset: a manifest listing files."""
     folder.mkdir()

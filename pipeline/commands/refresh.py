@@ -127,7 +127,7 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     pins = Pins()
     if previous and not done:  # a published release is only compared with this refresh: no verify again
         # the schedule's next month, where no rerun finished a publish a kill cut short
-        problems, _, held = _problems_once_finished(previous, f"the previous release {printable(previous)[:200]}:",
+        problems, _, held = _problems_once_finished(previous, f"the previous release {printable(previous, limit=200)}:",
                                                     pins)
         if problems:
             raise UsageError(f"the previous release {previous} does not match its manifest "
@@ -151,8 +151,8 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if inherited:
         # Said first: a flag the user never typed may be what the launch then refuses (a takedown list moved). The
         # folder escaped too: `latest` takes its name from the releases' root, which others may write to.
-        print(f"refresh: from {printable(previous or '')[:200]}: {' '.join(map(_said, inherited))} (give a flag again "
-              "to change it)", flush=True)
+        print(f"refresh: from {printable(previous or '', limit=200)}: {' '.join(map(_said, inherited))} (give a flag "
+              "again to change it)", flush=True)
     if previous:
         _say_what_is_not_checked(PipelineOptions(argv).view_as(PassOptions))
     _tend_other_work(args.output, name)
@@ -317,16 +317,16 @@ def _remove_work_cache(root: str, name: str) -> None:
     except FileNotFoundError:  # removed meanwhile (another refresh removing the same published release's cache)
         return
     except (OSError, BeamIOError) as err:  # a folder of another user, a bucket refusing deletes: said, left
-        print(f"refresh: the work cache {printable(folder)[:200]} could not be removed "
-              f"({printable(' '.join(str(err).split()))[:300]}); the release is published: remove it by hand",
+        print(f"refresh: the work cache {printable(folder, limit=200)} could not be removed "
+              f"({printable(' '.join(str(err).split()), limit=300)}); the release is published: remove it by hand",
               file=sys.stderr, flush=True)
         return
     if linked is not None:  # never followed: it may lead anywhere
-        print(f"refresh: removed the link {printable(folder)[:200]} that held the work cache (the release is "
-              f"published); what it led to, {printable(linked)[:200]}, is left: remove the cache there by hand",
+        print(f"refresh: removed the link {printable(folder, limit=200)} that held the work cache (the release is "
+              f"published); what it led to, {printable(linked, limit=200)}, is left: remove the cache there by hand",
               flush=True)
         return
-    print(f"refresh: removed the work cache {printable(folder)[:200]} (the release is published)", flush=True)
+    print(f"refresh: removed the work cache {printable(folder, limit=200)} (the release is published)", flush=True)
 
 
 def _tend_other_work(root: str, name: str) -> None:
@@ -340,8 +340,9 @@ def _tend_other_work(root: str, name: str) -> None:
     try:
         others = [other for other in work_names(root) if other != name and release.RELEASE_NAME.fullmatch(other)]
     except Exception as err:  # a notice, the refresh goes on: the store's own errors too (a role without list)
-        print(f"refresh: the work caches under {printable(root)[:200]}/work could not be listed "
-              f"({type(err).__name__}: {printable(' '.join(str(err).split()))[:300]})", file=sys.stderr, flush=True)
+        print(f"refresh: the work caches under {printable(root, limit=200)}/work could not be listed "
+              f"({type(err).__name__}: {printable(' '.join(str(err).split()), limit=300)})", file=sys.stderr,
+              flush=True)
         return
     unpublished: list[str] = []
     unreadable: dict[str, str] = {}  # each release whose manifest cannot be read: why, where the read failed
@@ -364,27 +365,27 @@ def _tend_other_work(root: str, name: str) -> None:
         if other not in unpublished and other not in unreadable:
             _remove_work_cache(root, other)
     for other, why in list(unreadable.items())[:_OTHER_WORK_SHOWN]:
-        folder = release_dir(root, other)
-        read = f"({printable(why)[:300]})" if why else "as a published release's"
-        print(f"refresh: {printable(work_folder(root, other))[:200]} is left: {printable(folder)[:200]}/{MANIFEST} "
-              f"cannot be read {read}, so whether release {other} is published cannot be told "
-              f"(`pass-pipeline verify {printable(folder)[:200]}` says what is wrong)", flush=True)
+        folder = printable(release_dir(root, other), limit=200)
+        read = f"({printable(why, limit=300)})" if why else "as a published release's"
+        print(f"refresh: {printable(work_folder(root, other), limit=200)} is left: {folder}/{MANIFEST} cannot be read "
+              f"{read}, so whether release {other} is published cannot be told (`pass-pipeline verify {folder}` says "
+              "what is wrong)", flush=True)
     if len(unreadable) > _OTHER_WORK_SHOWN:
         print(f"refresh: and {len(unreadable) - _OTHER_WORK_SHOWN:,} more work caches under "
-              f"{printable(root)[:200]}/work whose release's manifest cannot be read", flush=True)
+              f"{printable(root, limit=200)}/work whose release's manifest cannot be read", flush=True)
     try:  # the release folders there, to name one only where it is (a refresh stopped before its launch made it)
         releases = set(folder_names_in(FileSystems.join(root, "releases"))) if unpublished else set()
     except Exception:  # the listing above read the store: named as if there, as before
         releases = set(unpublished)
     for other in unpublished[:_OTHER_WORK_SHOWN]:
-        also = f" and {printable(release_dir(root, other))[:200]}" if other in releases else ""
-        print(f"refresh: {printable(work_folder(root, other))[:200]} holds the work of a refresh of release {other}, "
-              f"which is not published (stopped before publishing, or running now): if it was stopped, rerun it with "
-              f"--release={other} to finish it from that work; if it is abandoned, remove that folder{also}",
+        also = f" and {printable(release_dir(root, other), limit=200)}" if other in releases else ""
+        print(f"refresh: {printable(work_folder(root, other), limit=200)} holds the work of a refresh of release "
+              f"{other}, which is not published (stopped before publishing, or running now): if it was stopped, rerun "
+              f"it with --release={other} to finish it from that work; if it is abandoned, remove that folder{also}",
               flush=True)
     if len(unpublished) > _OTHER_WORK_SHOWN:
         print(f"refresh: and {len(unpublished) - _OTHER_WORK_SHOWN:,} more such folders under "
-              f"{printable(root)[:200]}/work", flush=True)
+              f"{printable(root, limit=200)}/work", flush=True)
 
 
 _OTHER_WORK_SHOWN = 5

@@ -611,7 +611,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 # Its id is its staging folder's name, read from the output folder (a release's, under a releases' root
                 # others may write to): escaped once for each line naming it (its escapes reached the terminal, its
                 # line break printed a forged line of its own)
-                finished = finished and printable(finished)[:200]
+                finished = finished and printable(finished, limit=200)
             except OSError as err:  # the disk refused a move or a deletion: said, not "the job failed"
                 raise UsageError(f"cannot finish publishing the run stopped while publishing into {opts.output[:200]} "
                                  f"({' '.join(str(err).split())[:300]}); its files are left as they are: once the "

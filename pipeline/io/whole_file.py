@@ -127,9 +127,9 @@ def _mode_for(target: Path) -> int:
     """The mode of the file `target` replaces, NEW_MODE when there is none; `TargetNotAFile` when it is no file or
     a symbolic link (the rename would replace the link, the file it leads to left as it was)."""
     if target.is_symlink():
-        raise TargetNotAFile(f"{target} is a symbolic link (to {printable(os.readlink(target))[:200]}): the file is "
-                             "written whole under its name, which would replace the link and leave the file it leads "
-                             "to as it was; give that file's own path")
+        raise TargetNotAFile(f"{target} is a symbolic link (to {printable(os.readlink(target), limit=200)}): the "
+                             "file is written whole under its name, which would replace the link and leave the file it "
+                             "leads to as it was; give that file's own path")
     try:
         info = os.stat(target)
     except FileNotFoundError:

@@ -111,7 +111,7 @@ def _read(path: Path, fusion: Fusion) -> dict[str, Any]:
     # Read through a link, the record was then written whole under the link's own name (io/whole_file.py): the link
     # replaced by a file, the record it led to (kept with the model) left without the measurement said recorded.
     if path.is_symlink():
-        raise RecordError(f"{path} is a symbolic link (to {printable(os.readlink(path))[:200]}): the record is "
+        raise RecordError(f"{path} is a symbolic link (to {printable(os.readlink(path), limit=200)}): the record is "
                           "written whole under its name, which would replace the link and leave the record it leads "
                           "to without this measurement; give that record's own path as --record")
     if not path.exists():

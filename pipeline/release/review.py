@@ -405,7 +405,7 @@ def _refuse_a_store_that_is_no_file(store: str) -> None:
         return
     mode = info.st_mode
     if stat.S_ISLNK(mode):
-        raise ValueError(f"--store {store} is a symbolic link (to {printable(os.readlink(store))[:200]}): `review "
+        raise ValueError(f"--store {store} is a symbolic link (to {printable(os.readlink(store), limit=200)}): `review "
                          "apply` writes the store whole under its name, which would replace the link and leave the "
                          "store it leads to without these decisions; give that store's own path as --store")
     # A named pipe (a file replaced by one, `--store=>(cmd)`) was opened to be read, twice, each time waiting for a

@@ -595,7 +595,7 @@ def staging_note(release: str) -> str:
         return ""
     if not left:
         return ""
-    shown = ", ".join(printable(name)[:100] for name in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3
+    shown = ", ".join(printable(name, limit=100) for name in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3
                                                                      else "")
     return (f"{FileSystems.join(release, STAGING)}: note: {len(left)} run folder(s) ({shown}) left by a run stopped "
             "before publishing (or as it removed its folder once published), or by a run under way: no part of the "
