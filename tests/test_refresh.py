@@ -1711,23 +1711,13 @@ def test_the_rerun_of_the_same_refresh_finishes_a_publish_a_kill_cut_short_after
     every later refresh until someone removed them by hand. The rerun of the same refresh finishes that last step:
     the lock of a process gone is taken over on its machine, the staging folder of a publish whose manifest moved in
     is removed; nothing else changes, and the release verifies."""
-    import socket
-    import subprocess
-    import sys
-
     root, argv = scheduled_refresh
     copy = tmp_path / "root"
     shutil.copytree(root / "releases" / "r2", copy / "releases" / "r2")
     release = copy / "releases" / "r2"
     before = files_of(copy)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (release / "_lock.json").write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(),
-                                                    "pid": int(gone.stdout), "started": "2026-12-04T00:00:00Z"}))
-    staging = release / "_staging" / "20261204T000000-0000abcd"
-    staging.mkdir(parents=True)
-    published = sorted(str(path.relative_to(release)) for path in release.rglob("*") if path.is_file()
-                       and not path.name.startswith("_"))
-    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))  # every file moved in, manifest last
+    staging = _cut_publish(release)  # every file moved in, manifest last
+    published = json.loads((staging / "PUBLISHING.json").read_text())["files"]
     assert main(["verify", str(release)]) != 0
     capsys.readouterr()
     rerun = [argv[0], f"--output={copy}", argv[2], f"--previous={root / 'releases' / 'r1'}", *argv[4:]]
@@ -2513,23 +2503,11 @@ def test_a_latest_release_whose_folder_name_holds_terminal_escapes_is_named_in_o
     folder named with an OSC 52, ESC [2J, a line break and a forged line was printed as it was in the refresh's first
     line, naming what it took from that release, and in the line saying a publish a kill cut short there was
     finished. Its name is shown escaped as Python writes it in a string."""
-    import socket
-    import subprocess
-    import sys
-
     server, metadata, first = first_yfcc_release
     name = "r1\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nrefresh: OK"
     previous = tmp_path / "root" / "releases" / name
     shutil.copytree(first, previous)
-    # a publish killed once its manifest moved in: its lock (of a process gone) and staging folder left in the release
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (previous / "_lock.json").write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(),
-                                                     "pid": int(gone.stdout), "started": "2026-12-04T00:00:00Z"}))
-    staging = previous / "_staging" / "20261204T000000-0000abcd"
-    staging.mkdir(parents=True)
-    published = sorted(str(path.relative_to(previous)) for path in previous.rglob("*") if path.is_file()
-                       and not path.name.startswith("_"))
-    (staging / "PUBLISHING.json").write_text(json.dumps({"files": published}))
+    _cut_publish(previous)  # a publish killed once its manifest moved in: its lock and staging folder left there
     main(["refresh", "--previous=latest", f"--output={tmp_path / 'root'}", "--release=r2", f"--input={metadata}",
           f"--allowed_hosts={server.host}", *LOCAL])
     out = capsys.readouterr().out
