@@ -78,13 +78,11 @@ NO_OUTPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", NO_OUTPUTS)
-def test_an_output_it_may_not_write_is_refused_before_the_scoring(tmp_path, monkeypatch, capsys, case):
-    """Each split's file was written with write_text after its photographs were scored (minutes): a folder, or a file
-    where the output folder goes, a traceback then; a link written through, into the file it leads to; a file in a
-    dataset's folder one that made verify refuse the dataset. Each is refused before the detectors load, in one line
-    naming the argument, exit 2, nothing written."""
-    script = measurement("class_columns")
+def a_split_s_output_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                             name: str, case: str, *options: str) -> None:
+    """Runs docs/measurements/NAME.py PHOTOS SCORES OUT --splits=tuning,heldout2 OPTIONS with OUT made into `case` (of
+    NO_OUTPUTS) and checks it is refused before the detectors load, in that one line, exit 2, nothing written."""
+    script = measurement(name)
     out = tmp_path / "out"
     (tmp_path / "kept.json").write_text('{"an": "earlier file"}\n')
     if case == "a split's file a link":
@@ -99,9 +97,18 @@ def test_an_output_it_may_not_write_is_refused_before_the_scoring(tmp_path, monk
     before = tree(tmp_path)
     monkeypatch.setattr(script, "load_registry", lambda *a, **k: pytest.fail("scored although refused"))
     said = refused(monkeypatch, capsys, script, [str(tmp_path / "photos"), str(tmp_path / "scores"), str(out),
-                                                 "--splits=tuning,heldout2"])
-    assert said == f"class_columns.py: error: {NO_OUTPUTS[case].format(tmp=tmp_path)}"
+                                                 "--splits=tuning,heldout2", *options])
+    assert said == f"{name}.py: error: {NO_OUTPUTS[case].format(tmp=tmp_path)}"
     assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", NO_OUTPUTS)
+def test_an_output_it_may_not_write_is_refused_before_the_scoring(tmp_path, monkeypatch, capsys, case):
+    """Each split's file was written with write_text after its photographs were scored (minutes): a folder, or a file
+    where the output folder goes, a traceback then; a link written through, into the file it leads to; a file in a
+    dataset's folder one that made verify refuse the dataset. Each is refused before the detectors load, in one line
+    naming the argument, exit 2, nothing written."""
+    a_split_s_output_refused(tmp_path, monkeypatch, capsys, "class_columns", case)
 
 
 def scores_folder(tmp_path: Path, rows: list[Row], split: str = "tuning", **scores: float) -> Path:

@@ -11,11 +11,9 @@ import pytest
 
 from tests.test_docs_measurements_class_columns import (
     NO_OUTPUTS,
-    a_dataset,
+    a_split_s_output_refused,
     measurement,
-    refused,
     scores_folder,
-    tree,
     tuning,
 )
 from tests.test_photo_sets_fit_probe import LINK_SAID
@@ -28,24 +26,7 @@ def test_an_output_it_may_not_write_is_refused_before_the_scoring(tmp_path, monk
     a folder, or a file where the output folder goes, a traceback then; a link written through, into the file it
     leads to; a file in a dataset's folder one that made verify refuse the dataset. Each is refused before the
     detector loads and OpenCV is imported, in one line naming the argument, exit 2, nothing written."""
-    script = measurement("extra_features")
-    out = tmp_path / "out"
-    (tmp_path / "kept.json").write_text('{"an": "earlier file"}\n')
-    if case == "a split's file a link":
-        out.mkdir()
-        (out / "heldout2.json").symlink_to(tmp_path / "kept.json")
-    elif case == "a split's file a folder":
-        (out / "tuning.json").mkdir(parents=True)
-    elif case == "out a file":
-        out.write_text("a file\n")
-    else:
-        out = a_dataset(tmp_path) / "out"
-    before = tree(tmp_path)
-    monkeypatch.setattr(script, "load_registry", lambda *a, **k: pytest.fail("scored although refused"))
-    said = refused(monkeypatch, capsys, script, [str(tmp_path / "photos"), str(tmp_path / "scores"), str(out),
-                                                 "--splits=tuning,heldout2", *haar])
-    assert said == f"extra_features.py: error: {NO_OUTPUTS[case].format(tmp=tmp_path)}"
-    assert tree(tmp_path) == before
+    a_split_s_output_refused(tmp_path, monkeypatch, capsys, "extra_features", case, *haar)
 
 
 def test_each_split_s_file_is_written_whole_with_the_added_keys(tmp_path, monkeypatch, capsys):
