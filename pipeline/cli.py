@@ -28,7 +28,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
-from pipeline.io.printable import printable
+from pipeline.io.printable import printable, said
 from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
@@ -256,10 +256,3 @@ def last_line(err: BaseException) -> str:
     text = causes[-1] if causes else f"{type(err).__name__}: {lines[0] if lines else ''}"
     return printable(text.removeprefix("[while running").strip(), limit=300)
 
-
-def said(err: BaseException) -> str:
-    """An error's message as the command's one line says it: each unprintable character written as Python writes it
-    in a string (`printable`). A message can quote what came from outside (a failure the Flickr API answered, a
-    file's or a release's text): printed as it was, its escapes drove the terminal and a line break in it printed a
-    forged line of its own."""
-    return printable(str(err))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from pipeline.io.printable import printable
+from pipeline.io.printable import said
 
 
 def split_list(value: str | None) -> list[str]:
@@ -42,11 +42,11 @@ class OneLineParser(argparse.ArgumentParser):
 def usage_said(name: str) -> Iterator[None]:
     """Around a script's `main`: a UsageError (its parser's, or `parser.error` for a value that cannot be) is
     `NAME: error: MESSAGE (see `PROG --help`)` on stderr and SystemExit(2), as argparse's exit was. The message is
-    written as pass-pipeline's error line writes it (`cli.said`: each unprintable character as Python writes it in a
+    written as pass-pipeline's error line writes it (`said`: each unprintable character as Python writes it in a
     string): argparse quotes an unknown argument as typed and a script's refusal can quote a file's text, whose
     escapes reached the terminal and whose line break printed a forged line of its own."""
     try:
         yield
     except UsageError as err:
-        print(f"{name}: error: {printable(str(err))}", file=sys.stderr)
+        print(f"{name}: error: {said(err)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -40,7 +40,7 @@ def test_a_usage_error_quoting_terminal_escapes_and_a_line_break_is_one_printabl
     """argparse quotes an unknown argument as it was typed (a value pasted from a file, a scheduler's template), and
     a script's refusal can quote a file's text: its line printed the message as it came, the escapes sent to the
     terminal and a line break printing a forged line of its own. Each unprintable character is written as Python
-    writes it in a string, as pass-pipeline's error line writes it (`cli.said`)."""
+    writes it in a string, as pass-pipeline's error line writes it (`printable.said`)."""
     with pytest.raises(SystemExit) as ended, usage_said("tool"):
         OneLineParser(prog="python -m tool").parse_args(["--bogus\x1b]52;c;cHduZWQ=\x07\x1b[2J\nfetch: OK\u202e"])
     assert ended.value.code == 2

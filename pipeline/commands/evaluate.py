@@ -11,7 +11,7 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
-from pipeline.io.printable import printable
+from pipeline.io.printable import said
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
@@ -35,13 +35,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     written: list[str] = []
     with stops_saying(lambda: _stopped(args, written)):
         return _evaluate(args, written)
-
-
-def _said(err: BaseException) -> str:
-    """A refusal's message as evaluate's one line says it, as pass-pipeline's own error line does (`cli.said`): it
-    can quote a file's text (a held-out record kept with its model and passed around with it), whose terminal escapes
-    reached the terminal and whose line break printed a forged line of its own."""
-    return printable(str(err))
 
 
 def _stopped(args: argparse.Namespace, written: list[str]) -> str:
@@ -71,7 +64,7 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
         try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
             check_output("--json", args.json)  # a link, no file, a missing folder, a dataset's folder
         except TargetNotAFile as err:
-            print(f"evaluate: {_said(err)}")
+            print(f"evaluate: {said(err)}")
             return 2
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
@@ -110,13 +103,13 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
     except score.PhotoSetError as error:
-        print(f"evaluate: {_said(error)}")
+        print(f"evaluate: {said(error)}")
         return 2
     except heldout_record.RecordError as error:
-        print(f"evaluate: not recorded: {_said(error)}")
+        print(f"evaluate: not recorded: {said(error)}")
         return 2
     except TargetNotAFile as error:
-        print(f"evaluate: {_said(error)}")
+        print(f"evaluate: {said(error)}")
         return 2
     for line in metrics.iter_summary(result):
         print(line)
@@ -127,7 +120,7 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
             added = heldout_record.append(Path(args.record), measurement, result, _today(), written,
                                           f"--record {args.record}")
         except heldout_record.RecordError as error:
-            print(f"evaluate: not recorded: {_said(error)}")
+            print(f"evaluate: not recorded: {said(error)}")
             return 2
         print(f"recorded in {args.record}: {added['split']}, {added['date']}, stored by {added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1

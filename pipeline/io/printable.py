@@ -20,3 +20,10 @@ def printable(text: str, limit: int | None = None) -> str:
             break
         shown.append(piece)
     return "".join(shown)
+
+
+def said(err: BaseException) -> str:
+    """An error's message as a command's one line says it (pass-pipeline's error line, evaluate's, a script's usage
+    error): a message can quote what came from outside (a failure the Flickr API answered, a record's or a release's
+    text), whose escapes drove the terminal and whose line break printed a forged line of its own."""
+    return printable(str(err))
