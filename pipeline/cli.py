@@ -28,7 +28,7 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
-from pipeline.io.printable import printable, said
+from pipeline.io.printable import PrintableFormatter, printable, said
 from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
@@ -135,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:  # before logging is set up, but the same one line and exit 2 as any usage error
         print(f"pass-pipeline: error: {said(err)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # every record escaped, whoever logs it: a library's line quoting outside text too (io/printable.py)
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("pipeline.progress").setLevel(min(level, logging.INFO))  # progress shows by default
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
         logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)

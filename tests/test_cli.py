@@ -149,6 +149,39 @@ def test_a_commands_error_quoting_outside_text_is_one_printable_line(raised, sai
     assert len(err.strip().splitlines()) == 1 and err.strip().isprintable(), repr(err)
 
 
+def test_a_librarys_log_line_quoting_outside_text_is_one_printable_line_in_a_commands_log(monkeypatch, capsys):
+    """A library logs outside text with %s itself (urllib3's "Failed to parse headers (url=%s)" names the photo's
+    URL, whose check refuses control characters but not a right-to-left override; Beam's or Flickr's lines quote what
+    an endpoint answered): the command's log wrote it as it came, its escapes sent to the terminal and its line break
+    a forged log line of its own. Every record's message is now escaped as the command's own lines are, the format
+    and a printable line (the progress line's) unchanged, and a traceback still the lines it is."""
+    import pipeline.cli
+
+    # the command's own handler, as on a terminal: pytest's capture on the root logger would stop basicConfig
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    url = "http://photos.example/\u202egpj.exe\x1b]52;c;cHduZWQ=\x07\x1b[2J\nINFO pipeline: verify: OK"
+
+    def logging_verify(*_args: object) -> int:
+        logging.getLogger("urllib3.connectionpool").warning("Failed to parse headers (url=%s): %s", url, "x")
+        logging.getLogger("pipeline.progress").info("12 read, 3 kept — café")
+        try:
+            raise ValueError("broken\x1b[2J")
+        except ValueError:
+            logging.getLogger("pipeline").warning("as it failed", exc_info=True)
+        return 0
+
+    monkeypatch.setattr(pipeline.cli, "verify_command", logging_verify)
+    assert main(["verify", "somewhere"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == ("WARNING urllib3.connectionpool: Failed to parse headers (url=http://photos.example/"
+                        "\\u202egpj.exe\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\nINFO pipeline: verify: OK): x"), lines
+    assert lines[1] == "INFO pipeline.progress: 12 read, 3 kept — café", lines
+    assert lines[2:4] == ["WARNING pipeline: as it failed", "Traceback (most recent call last):"], lines
+    assert lines[-1] == "ValueError: broken\\x1b[2J", lines
+    assert all(line.isprintable() for line in lines), lines
+
+
 @pytest.mark.parametrize("escape", ["\x1b", "\x9b", "\u202e", "\U000e0001"])
 def test_a_failed_jobs_line_cut_to_its_length_never_cuts_an_escape_in_half(escape):
     """The line was escaped and then cut at 300 characters: an unprintable character near the cut was shown as half

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,3 +40,27 @@ def test_a_cut_falling_inside_an_escape_leaves_the_whole_escape_out():
     assert printable("ab\x1bcd", limit=6) == "ab\\x1b"
     assert printable("ab\u202e", limit=7) == "ab"
     assert printable("abcdef", limit=4) == "abcd"
+
+
+def test_a_log_records_message_is_one_printable_line_and_its_traceback_the_lines_it_is():
+    """A library's record quoting outside text (urllib3's "Failed to parse headers (url=%s)") came out as it was: its
+    escapes sent to the terminal, its line break a forged line. The message is one printable line; a traceback keeps
+    its lines, each escaped, even when another handler formatted it first (its text cached on the record, unescaped)."""
+    import logging
+
+    from pipeline.io.printable import PrintableFormatter
+
+    formatter = PrintableFormatter("%(levelname)s %(name)s: %(message)s")
+    try:
+        raise ValueError("x\x1b[2J\u202e")
+    except ValueError:
+        record = logging.LogRecord("urllib3.connectionpool", logging.WARNING, __file__, 1, "url=%s", ("a\x1b]52;c;x\x07"
+                                   "\nINFO pipeline: OK\u202e",), sys.exc_info())
+    logging.Formatter().format(record)  # another handler's, first: the traceback's text cached on the record
+    assert record.exc_text and "\x1b" in record.exc_text
+    lines = formatter.format(record).split("\n")
+    assert lines[0] == "WARNING urllib3.connectionpool: url=a\\x1b]52;c;x\\x07\\nINFO pipeline: OK\\u202e"
+    assert lines[1] == "Traceback (most recent call last):" and lines[-1] == "ValueError: x\\x1b[2J\\u202e", lines
+    assert all(line.isprintable() for line in lines)
+    plain = logging.LogRecord("pipeline.progress", logging.INFO, __file__, 1, "12 read — café %d", (3,), None)
+    assert formatter.format(plain) == logging.Formatter("%(levelname)s %(name)s: %(message)s").format(plain)

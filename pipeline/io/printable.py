@@ -3,6 +3,8 @@ reader would act on: a release's, a lock's, an annotator's or a benchmark's own 
 
 from __future__ import annotations
 
+import logging
+
 
 def printable(text: str, limit: int | None = None) -> str:
     """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
@@ -27,3 +29,19 @@ def said(err: BaseException) -> str:
     error): a message can quote what came from outside (a failure the Flickr API answered, a record's or a release's
     text), whose escapes drove the terminal and whose line break printed a forged line of its own."""
     return printable(str(err))
+
+
+class PrintableFormatter(logging.Formatter):
+    """A log handler's formatter whose every line is printable: a record's message (the project's own, or a library's
+    quoting outside text with %s itself: urllib3's "Failed to parse headers (url=%s)" names a photo's URL, whose
+    check lets a right-to-left override through; Beam's or Flickr's lines quote what an endpoint answered) is one
+    line, each unprintable character escaped (the format's fields too, for they are one line with it). A traceback
+    or a stack after it stays the lines it is, each line escaped: its last line quotes the error's message."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging.Formatter's name, overridden)
+        return printable(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        # the first line is the message, printable already; the traceback's text can come cached on the record by
+        # another handler's formatter, unescaped, so its lines are escaped here, after it is joined on
+        return "\n".join(printable(line) for line in super().format(record).split("\n"))
