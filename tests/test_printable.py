@@ -64,3 +64,34 @@ def test_a_log_records_message_is_one_printable_line_and_its_traceback_the_lines
     assert all(line.isprintable() for line in lines)
     plain = logging.LogRecord("pipeline.progress", logging.INFO, __file__, 1, "12 read — café %d", (3,), None)
     assert formatter.format(plain) == logging.Formatter("%(levelname)s %(name)s: %(message)s").format(plain)
+
+
+def test_an_errors_message_in_a_logged_traceback_is_one_line_whose_line_break_forges_no_log_line():
+    """A record logged with its traceback (`exc_info`) ends with the error's line, which quotes the error's message:
+    outside text as a record's message is (a URL, what an endpoint answered). Each line of the traceback was escaped
+    alone, so a line break in the message still wrote a forged log line of its own (`WARNING pipeline: verify: OK`),
+    even when another handler had formatted the record first. The message is one line of the traceback, escaped; the
+    traceback's own lines (its frames, the line joining a chained error) are the lines they were."""
+    import logging
+
+    from pipeline.io.printable import PrintableFormatter
+
+    formatter = PrintableFormatter("%(levelname)s %(name)s: %(message)s")
+    forged = "x\x1b[2J\nWARNING pipeline: verify: OK"
+    for other_handler_first in (False, True):
+        try:
+            try:
+                raise KeyError("cause")
+            except KeyError as cause:
+                raise ValueError(forged) from cause
+        except ValueError:
+            record = logging.LogRecord("pipeline", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+        if other_handler_first:
+            logging.Formatter().format(record)
+        lines = formatter.format(record).split("\n")
+        assert "WARNING pipeline: verify: OK" not in lines, lines
+        assert lines[-1] == "ValueError: x\\x1b[2J\\nWARNING pipeline: verify: OK", lines
+        assert lines[0] == "ERROR pipeline: failed" and lines[1] == "Traceback (most recent call last):", lines
+        assert "The above exception was the direct cause of the following exception:" in lines, lines
+        assert any(line.startswith('  File "') for line in lines), lines
+        assert all(line.isprintable() for line in lines), lines

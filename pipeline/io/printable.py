@@ -4,6 +4,8 @@ reader would act on: a release's, a lock's, an annotator's or a benchmark's own 
 from __future__ import annotations
 
 import logging
+import traceback
+from typing import Any
 
 
 def printable(text: str, limit: int | None = None) -> str:
@@ -36,12 +38,40 @@ class PrintableFormatter(logging.Formatter):
     quoting outside text with %s itself: urllib3's "Failed to parse headers (url=%s)" names a photo's URL, whose
     check lets a right-to-left override through; Beam's or Flickr's lines quote what an endpoint answered) is one
     line, each unprintable character escaped (the format's fields too, for they are one line with it). A traceback
-    or a stack after it stays the lines it is, each line escaped: its last line quotes the error's message."""
+    or a stack after it stays the lines it is, each line escaped, but for the error's line, which quotes the error's
+    message: one line, as a record's message is."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging.Formatter's name, overridden)
         return printable(super().formatMessage(record))
 
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging.Formatter's name, overridden)
+        # A traceback's own lines (its frames, the line joining a chained error) stay lines; the error's line quotes
+        # its message, outside text as a record's message is: one line (each line escaped alone, a line break in it
+        # wrote a forged log line of its own)
+        lines: list[str] = []
+        for chunk in traceback.format_exception(*ei):
+            # an exception group's pieces are drawn in its margin (`  | `): each line escaped alone, as before
+            if chunk.startswith(_TRACEBACKS_OWN) or chunk.lstrip(" ").startswith(("|", "+")):
+                lines.extend(chunk.removesuffix("\n").split("\n"))
+            else:
+                lines.append(printable(chunk.removesuffix("\n")))
+        return "\n".join(lines)
+
     def format(self, record: logging.LogRecord) -> str:
-        # the first line is the message, printable already; the traceback's text can come cached on the record by
-        # another handler's formatter, unescaped, so its lines are escaped here, after it is joined on
-        return "\n".join(printable(line) for line in super().format(record).split("\n"))
+        # the traceback's text can come cached on the record by another handler's formatter, unescaped: made again
+        # here (and the record's cache left as it was); a record with a cached text and no exception (one unpickled)
+        # keeps its text, each line escaped below. The first line is the message, printable already.
+        cached = record.exc_text
+        if record.exc_info:
+            record.exc_text = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_text = cached
+        return "\n".join(printable(line) for line in text.split("\n"))
+
+
+# How the pieces of a traceback (traceback.format_exception's) that are its own lines begin: its heading, a frame, a
+# frame's repetition, the line joining a chained error; the others are an error's line and its notes.
+_TRACEBACKS_OWN = ("Traceback (most recent call last):", '  File "', "  [Previous line repeated",
+                   "\nThe above exception was the direct cause", "\nDuring handling of the above exception")
