@@ -2565,3 +2565,16 @@ def test_a_table_release_written_without_creator_links_is_refreshed_with_them_it
     assert sorted((row["photo_id"], row["first_release"]) for row in first_release) == [("1", "r1"), ("2", "r1"),
                                                                                          ("3", "r1")]
     assert list(verify(str(second))) == []
+
+
+def test_an_inherited_flag_cut_at_its_bound_never_ends_in_half_an_escape():
+    """An inherited flag's value comes from the previous release's manifest (outside input): escaped, then cut at
+    200 characters, an ESC across the cut was shown as `\\x1` (read as other text). The cut falls where no escape is
+    split, the length said still the flag's own."""
+    from pipeline.commands.refresh import _SAID_CHARACTERS, _said
+
+    for before in range(_SAID_CHARACTERS - 4, _SAID_CHARACTERS + 1):
+        flag = "7" * before + "\x1b" * 100
+        shown, cut = _said(flag).split("…")
+        assert (len(shown) - before) % 4 == 0 and _SAID_CHARACTERS - 3 <= len(shown) <= _SAID_CHARACTERS, shown[-8:]
+        assert cut == f" (cut: {len(flag):,} characters)"

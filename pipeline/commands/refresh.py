@@ -65,7 +65,9 @@ def _said(arg: str) -> str:
     input (a resealed one may hold a terminal escape, a line break and a forged line, or megabytes), so each
     unprintable character is written as Python writes it in a string and the flag is cut."""
     text = printable(arg)
-    return text if len(text) <= _SAID_CHARACTERS else f"{text[:_SAID_CHARACTERS]}… (cut: {len(arg):,} characters)"
+    # cut where no escape is split: cut after escaping, `\x1b` could end as `\x1`, read as other text
+    return (text if len(text) <= _SAID_CHARACTERS
+            else f"{printable(arg, limit=_SAID_CHARACTERS)}… (cut: {len(arg):,} characters)")
 
 
 def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
