@@ -794,3 +794,14 @@ def test_a_lock_that_is_a_symbolic_link_is_refused_saying_so_and_left(tmp_path, 
         assert ((elsewhere / LOCK).read_bytes() if (elsewhere / LOCK).exists() else None) == before
     finally:
         live.release()
+
+
+def test_a_lock_field_cut_at_its_bound_never_ends_in_half_an_escape():
+    """A lock's fields (outside input, read from the output folder) are escaped and cut at SHOWN_CHARACTERS: cut
+    after escaping, an ESC across the cut was shown as `\\x1` (read as other text). The cut falls where no escape is
+    split, the length said still the escaped field's."""
+    for before in range(lock.SHOWN_CHARACTERS - 4, lock.SHOWN_CHARACTERS + 1):
+        said = lock.Holder("7" * before + "\x1b" * 50, "host", 1, "2026-12-04T00:00:00Z").describe()
+        shown = said.removeprefix("run ").split("…")[0]
+        assert (len(shown) - before) % 4 == 0 and len(shown) >= lock.SHOWN_CHARACTERS - 3, shown[-8:]
+        assert said.startswith(f"run {shown}… ({before + 200:,} characters) (pid 1 on host"), said

@@ -46,3 +46,15 @@ def test_a_problem_is_frozen():
     problem = Problem("a", "b")
     with pytest.raises(dataclasses.FrozenInstanceError):
         problem.message = "RELEASE: OK"  # type: ignore[misc]
+
+
+def test_a_part_cut_at_its_bound_never_ends_in_half_an_escape():
+    """Escaped, then cut at the bound: an unprintable character across the cut was shown as half of its escape
+    (`\\x1` of ESC's `\\x1b`, read as other text, the cut's mark after it). The cut now falls where no escape is split,
+    the length said still the whole escaped part's."""
+    for before in range(MAX_SHOWN - 4, MAX_SHOWN + 1):
+        problem = Problem("", "7" * before + "\x1b" * 400)
+        shown = problem.message.split("…")[0]
+        assert shown.rstrip("\\x1b").rstrip("7") == "" and shown.endswith(("7", "\\x1b")), shown[-8:]
+        assert (len(shown) - before) % 4 == 0 and MAX_SHOWN - 3 <= len(shown) <= MAX_SHOWN, shown[-8:]
+        assert problem.message.endswith(f"(cut: {before + 1600:,} characters)")

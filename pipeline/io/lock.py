@@ -80,8 +80,10 @@ SHOWN_CHARACTERS = 100  # of each field of a lock in a line (a run's id is 24, a
 
 
 def _shown(text: str) -> str:
-    text = printable(text)
-    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}… ({len(text):,} characters)"
+    # cut where no escape is split: cut after escaping, `\x1b` could end as `\x1`, read as other text
+    shown = printable(text)
+    return (shown if len(shown) <= SHOWN_CHARACTERS
+            else f"{printable(text, limit=SHOWN_CHARACTERS)}… ({len(shown):,} characters)")
 
 
 def _this_run(run_id: str) -> Holder:

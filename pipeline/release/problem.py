@@ -18,8 +18,8 @@ class Problem:
     message: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", _bounded(printable(self.path)))
-        object.__setattr__(self, "message", _bounded(printable(self.message)))
+        object.__setattr__(self, "path", _bounded(self.path))
+        object.__setattr__(self, "message", _bounded(self.message))
 
 
 # What a part of a report line shows: a line is for a person to read, and a run's own ids and paths are short.
@@ -27,6 +27,8 @@ MAX_SHOWN = 1000
 
 
 def _bounded(text: str) -> str:
-    if len(text) <= MAX_SHOWN:
-        return text
-    return f"{text[:MAX_SHOWN]}… (cut: {len(text):,} characters)"
+    """`text` escaped, cut at MAX_SHOWN where no escape is split (cut after escaping, `\\x1b` could end as `\\x1`)."""
+    shown = printable(text)
+    if len(shown) <= MAX_SHOWN:
+        return shown
+    return f"{printable(text, limit=MAX_SHOWN)}… (cut: {len(shown):,} characters)"
