@@ -28,10 +28,10 @@ from pipeline.detectors.handler import GpuNotActiveError
 from pipeline.detectors.registry import RegistryError
 from pipeline.flickr.client import FlickrUnreachable
 from pipeline.flickr.credentials import CredentialsError
-from pipeline.io.printable import PrintableFormatter, printable, said
 from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
+from pipeline.printable import PrintableFormatter, printable, said
 from pipeline.release.refresh import ReleaseError
 from pipeline.stages.image import ImageConfig
 from pipeline.usage import OneLineParser, UsageError
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:  # before logging is set up, but the same one line and exit 2 as any usage error
         print(f"pass-pipeline: error: {said(err)}", file=sys.stderr)
         return 2
-    # every record escaped, whoever logs it: a library's line quoting outside text too (io/printable.py)
+    # every record escaped, whoever logs it: a library's line quoting outside text too (printable.py)
     handler = logging.StreamHandler()
     handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])

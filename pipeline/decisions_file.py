@@ -17,9 +17,9 @@ from typing import Any, BinaryIO, NamedTuple, TextIO
 from pipeline.decision_table import DECISIONS, Decision, DecisionTable, DecisionTableBuilder
 from pipeline.io.bounded_lines import BoundedRecordLines, StreamLines, TextLines
 from pipeline.io.files import open_reader, read_bytes
-from pipeline.io.printable import printable
 from pipeline.io.sinks import csv_text
 from pipeline.io.staged_copy import StagedCopy, reading_as_hashed, stage_chunks
+from pipeline.printable import printable
 from pipeline.records import SHA256_HEX, BadPhotoId, canonical_photo_id
 
 

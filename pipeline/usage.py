@@ -3,7 +3,7 @@
 cross_validate). argparse's own errors (a missing argument, an unknown option, a value it cannot read) printed its
 usage line and then the error; the scripts still did, while pass-pipeline had two copies of the one-line parser.
 
-This module imports nothing but the standard library and pipeline/io/printable.py (itself none): the scripts do not
+This module imports nothing but the standard library and pipeline/printable.py (itself none): the scripts do not
 import Beam (seconds at their start; the fit scripts read the detectors' registry and fusion models through
 pipeline/io/file_reads.py, which imports it only for a path on an object store), and run.py gives the parser Beam's
 own (`_BeamArgumentParser`) by mixing it in.
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from pipeline.io.printable import said
+from pipeline.printable import said
 
 
 def split_list(value: str | None) -> list[str]:

@@ -188,7 +188,7 @@ def test_a_failed_jobs_line_cut_to_its_length_never_cuts_an_escape_in_half(escap
     of its escape (`\\x1` for ESC, `\\u20` for a right-to-left override), which reads as other text. The line is
     cut where no escape is split, however near the cut the character falls, and is no longer than 300 characters."""
     from pipeline.cli import last_line
-    from pipeline.io.printable import printable
+    from pipeline.printable import printable
 
     for before in range(270, 300):
         text = "x" * before + escape + "y" * 400

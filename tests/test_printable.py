@@ -1,4 +1,4 @@
-"""Text from outside made safe to show (pipeline/io/printable.py)."""
+"""Text from outside made safe to show (pipeline/printable.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.io.printable import printable
+from pipeline.printable import printable
 
 
 def test_what_a_terminal_would_act_on_is_written_out_and_the_rest_left_as_it_is():
@@ -48,7 +48,7 @@ def test_a_log_records_message_is_one_printable_line_and_its_traceback_the_lines
     its lines, each escaped, even when another handler formatted it first (its text cached on the record, unescaped)."""
     import logging
 
-    from pipeline.io.printable import PrintableFormatter
+    from pipeline.printable import PrintableFormatter
 
     formatter = PrintableFormatter("%(levelname)s %(name)s: %(message)s")
     try:
@@ -74,7 +74,7 @@ def test_an_errors_message_in_a_logged_traceback_is_one_line_whose_line_break_fo
     traceback's own lines (its frames, the line joining a chained error) are the lines they were."""
     import logging
 
-    from pipeline.io.printable import PrintableFormatter
+    from pipeline.printable import PrintableFormatter
 
     formatter = PrintableFormatter("%(levelname)s %(name)s: %(message)s")
     forged = "x\x1b[2J\nWARNING pipeline: verify: OK"

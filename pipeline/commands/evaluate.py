@@ -11,11 +11,11 @@ from pipeline.detectors.fusion import Fusion, check_overrides, choose_fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, select, with_overrides
 from pipeline.evaluation import evaluate, iter_summary, write
-from pipeline.io.printable import said
 from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
+from pipeline.printable import said
 
 
 def _problems(args: argparse.Namespace) -> list[str]:

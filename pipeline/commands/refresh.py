@@ -36,8 +36,8 @@ from pipeline.io.layout import (
     work_names,
 )
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY, OutputLock, OutputLocked, OutputNotWritable
-from pipeline.io.printable import printable
 from pipeline.options import DECLARED, GLOB_CHARACTERS, INHERITED, PassOptions
+from pipeline.printable import printable
 from pipeline.release import refresh as release
 from pipeline.release.verify import MANIFEST, UNLISTED, run_leftover, verify
 

@@ -55,11 +55,11 @@ from pipeline.io.layout import (
 )
 from pipeline.io.lock import LOCK, OutputLock, OutputLocked, OutputNotWritable
 from pipeline.io.parquet_footer import check_footer
-from pipeline.io.printable import printable
 from pipeline.io.process_memory import TreeMemory, peak_rss_mb
 from pipeline.io.stopping import StopSignals, local_folder
 from pipeline.io.work_cache import remove_stale_temporaries
 from pipeline.options import OPTIONS, PassOptions, split_list, validate
+from pipeline.printable import printable
 from pipeline.records import is_utf8_text, unusable_name
 from pipeline.release import command_record as record
 from pipeline.release.record_readers import check_row_groups

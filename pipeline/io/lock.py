@@ -36,8 +36,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
 from pipeline.io.gcs_client import bucket_and_name, storage_client
-from pipeline.io.printable import printable
 from pipeline.io.stopping import ending_at_once
+from pipeline.printable import printable
 
 LOCK = "_lock.json"
 LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked

@@ -31,8 +31,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from pipeline.io.printable import printable
 from pipeline.io.regular_files import kind_of
+from pipeline.printable import printable
 
 NEW_MODE = 0o644
 # What marks a folder that may hold a run's dataset (pipeline/io/layout.py's MANIFEST and STAGING): only under one of

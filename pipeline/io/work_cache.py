@@ -34,10 +34,10 @@ from PIL import Image
 
 from pipeline.io.fetch_urls import host_allowed
 from pipeline.io.files import matching, read_parquet, write_atomically
-from pipeline.io.printable import printable
 from pipeline.io.storage_rule import STORAGE_RULE_VERSION
 from pipeline.io.stored_jpeg import stored_jpeg_problem
 from pipeline.options import PassOptions, shaping
+from pipeline.printable import printable
 from pipeline.records import HASH16, Photo
 from pipeline.stage import StageOutput
 

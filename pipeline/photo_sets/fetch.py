@@ -65,9 +65,9 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pipeline.io.printable import printable
 from pipeline.io.stopping import StopRequested, end_workers, local_folder, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
+from pipeline.printable import printable
 from pipeline.usage import OneLineParser, usage_said
 
 LABELS = "labels.csv"

@@ -38,9 +38,9 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.handler import RuntimeConfig
 from pipeline.detectors.registry import load_registry, read_registry, select
 from pipeline.io.files import read_bytes, read_regular_file
-from pipeline.io.printable import printable
 from pipeline.io.whole_file import write_whole
 from pipeline.photo_sets.score import DECODED_FIRST, Storage
+from pipeline.printable import printable
 from pipeline.stages.image import ImageConfig
 
 # The settings a recorded figure is measured with (`evaluate`'s defaults, which are a run's).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.io.printable import printable
+from pipeline.printable import printable
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,10 @@ from pipeline.io.layout import (
     release_dir,
     work_cache,
 )
-from pipeline.io.printable import printable
 from pipeline.io.regular_files import read_at_most
 from pipeline.io.report import read_manifest, update_manifest
 from pipeline.options import INHERITED, PassOptions, parse_date, recorded, split_list
+from pipeline.printable import printable
 from pipeline.release.carry import release_name
 from pipeline.release.command_record import (
     api_endpoint,

@@ -37,10 +37,10 @@ from pipeline.detectors.fusion import Fusion
 from pipeline.detectors.registry import DetectorSpec
 from pipeline.io.files import is_remote, write_atomically
 from pipeline.io.lock import LockIsALink, OutputLock, OutputLocked, OutputNotWritable
-from pipeline.io.printable import printable
 from pipeline.io.regular_files import kind_of
 from pipeline.io.sinks import CONTROLS, FORMULA_STARTS, INNER_FORMULA, LINE_ENDS, csv_bytes, csv_lines
 from pipeline.io.stopping import StopSignals
+from pipeline.printable import printable
 from pipeline.records import Photo
 
 THUMBNAIL = 256

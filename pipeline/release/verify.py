@@ -72,9 +72,9 @@ from pipeline.io.layout import (
     staged_runs,
 )
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
-from pipeline.io.printable import printable
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
+from pipeline.printable import printable
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
 from pipeline.release.id_sets import IdCount, IdList, IdSet, first_of_each

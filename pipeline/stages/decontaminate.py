@@ -26,9 +26,9 @@ from google.api_core import exceptions as google_exceptions
 
 from pipeline.io.file_reads import is_remote
 from pipeline.io.files import link_left_out, matching, refuse_other_than_a_file
-from pipeline.io.printable import printable
 from pipeline.near_dup.hash_index import HashIndex
 from pipeline.near_dup.perceptual_hashes import stored_phash
+from pipeline.printable import printable
 from pipeline.records import Photo, Rejection, is_utf8_text, unusable_name
 from pipeline.stage import StageOutput, apply_stage, reject
 from pipeline.stages.blocklist import break_in_comment, list_lines
