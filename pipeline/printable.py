@@ -11,8 +11,7 @@ from typing import Any
 def printable(text: str, limit: int | None = None) -> str:
     """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
     Python writes it in a string literal. `limit`: at most that many characters shown, cut where no escape is split
-    (cut after escaping, `\\x1b` could end as `\\x1`, which reads as other text); the text is read no further than
-    what is shown."""
+    (cut after escaping, `\\x1b` could end as `\\x1`, which reads as other text); nothing past the cut is escaped."""
     if text.isprintable():
         return text[:limit]
     shown: list[str] = []
