@@ -216,9 +216,9 @@ def _declarations() -> list[Declared]:
         help="A run whose downloads fail for environmental reasons (fetch/connection_error, timeout, "
              "deadline_exceeded, rate_limited and server_error: 429/5xx, address_not_public: a host name resolving "
              "to a non-public address, protocol_error: an answer that is no HTTP or a TLS handshake failing, as "
-             "every one does behind a TLS-intercepting proxy) more often than this is refused: nothing is published, "
-             "the exit status is 4 "
-             "(no network, a blocked crawler, a resolver set up wrong); 1 = never refuse.")
+             "every one does behind a TLS-intercepting proxy, truncated_body: a body cut short) more often than "
+             "this is refused: nothing is published, the exit status is 4 (no network, a blocked crawler, a "
+             "resolver set up wrong, a proxy cutting transfers short); 1 = never refuse.")
     add("--fetch_threads", Role.OPERATIONAL, type=integer, default=32, help="Download threads per worker process.")
     section("image")
     add("--max_side", Role.SHAPES_BYTES, type=integer, default=512,

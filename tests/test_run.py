@@ -19,7 +19,7 @@ import pipeline.commands.run as run_command
 import pipeline.stages.license as license_stage
 from pipeline.cli import main, run
 from pipeline.fixtures.demo_world import build_demo_world, demo_image, photo_path
-from pipeline.fixtures.static_server import Response, StaticServer
+from pipeline.fixtures.static_server import Response, StaticServer, cut_short
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.io.layout import PUBLISHING, STAGED_IMAGES, STAGING
 from pipeline.io.lock import LOCK
@@ -656,6 +656,30 @@ def test_most_downloads_answered_with_what_is_not_http_refuse_the_run_as_failure
     assert code == 0, capsys.readouterr().err
     stats = json.loads((output / "stats.json").read_text())
     assert stats["rejections_by_stage"]["fetch"]["protocol_error"] == len(ids) and stats["kept"] > 0
+
+
+def test_most_bodies_cut_short_refuse_the_run_as_failures_of_the_network_do(world, tmp_path, capsys):
+    """Most downloads' bodies cut short (a proxy or a link that drops every transfer part way): each a
+    truncated_body, retried, and counted against --max_failure_rate as the network's failures are, so the run is
+    refused, exit 4, naming them (it published a release lacking most of its photos, each rejected as the photo's
+    fault); a rate that allows them publishes the others."""
+    server, metadata = world
+    lines = metadata.read_text(encoding="utf-8").splitlines()
+    ids = [str(3000 + n) for n in range(20)]
+    for photo_id in ids:
+        server.add(photo_path(photo_id), cut_short(b"\xff\xd8\xff" + b"0" * 7, 5000))
+    lines += [yfcc_line(len(lines) + n + 1, photo_id, server.url(photo_path(photo_id)))
+              for n, photo_id in enumerate(ids)]
+    metadata.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refused = tmp_path / "refused"
+    assert main(["run", *argv(server, metadata, refused, "--max_retries=1")]) == 4
+    assert "failed for environmental reasons (truncated_body: 20)" in capsys.readouterr().err
+    assert not (refused / "manifest.json").exists()
+    output = tmp_path / "out"
+    code = main(["run", *argv(server, metadata, output, "--max_retries=1", "--max_failure_rate=1")])
+    assert code == 0, capsys.readouterr().err
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["rejections_by_stage"]["fetch"]["truncated_body"] == len(ids) and stats["kept"] > 0
 
 
 def test_a_run_that_keeps_nothing_is_refused_unless_allowed(world, tmp_path, capsys):

@@ -106,8 +106,11 @@ class RunRefused(Exception):
 # surroundings (a TLS-intercepting proxy, an image without CA certificates: every https host "fails" its handshake) or
 # the image host serving most photos, and a release published then lacks most of its photos; one such host among
 # many stays under the rate.
+# Why a download failed that says more of the network between than of the photo: most downloads failing so is no
+# network, a blocked crawler, a resolver set up wrong, a proxy that intercepts TLS or cuts every transfer short
+# (a truncated_body: the photo's host may cut its own, but most of a run's bodies cut short is the path to them).
 ENVIRONMENTAL = ("connection_error", "timeout", "deadline_exceeded", "rate_limited", "server_error",
-                 "address_not_public", "protocol_error")
+                 "address_not_public", "protocol_error", "truncated_body")
 
 
 MONTH_TOKEN = "{YYYY-MM}"

@@ -416,7 +416,7 @@ class Fetcher:
             return _Retry("truncated_body", _short(err))
         if reading_body and _chunks_ended_early(err):
             # The same cut as one within a chunk or short of a Content-Length, made at a chunk's boundary: it was a
-            # connection_error, counted against --max_failure_rate as the network's failure.
+            # connection_error, where the same cut elsewhere in the body was a truncated_body.
             return _Retry("truncated_body", f"{_short(err)}: the body ended before its last chunk, {body_read} bytes "
                                             "read")
         if isinstance(err, requests.exceptions.Timeout):
