@@ -506,9 +506,11 @@ CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 @pytest.mark.parametrize(("body", "said"), [
     # two whole chunks, closed where the next chunk's size line goes
-    (b"5\r\n01234\r\n5\r\n56789\r\n", "before its last chunk, 10 bytes read"),
-    (b"5\r\n01234\r\n5\r\n56789\r\n3", "0 bytes read, 3 more expected"),  # closed within a size line ("3…")
-    (b"5\r\n01234\r\n5\r\n56789", "0 bytes read, 2 more expected"),  # closed before a chunk's closing CRLF
+    (b"5\r\n01234\r\n5\r\n56789\r\n", "before its last chunk; 10 bytes of the body came"),
+    # closed within a size line ("3…"): urllib3's count is of its last read alone, the body's is the detail's own
+    (b"5\r\n01234\r\n5\r\n56789\r\n3", "3 more expected)); 10 bytes of the body came"),
+    # before a chunk's closing CRLF: urllib3 hands on no chunk without it, so the second chunk's 5 bytes did not come
+    (b"5\r\n01234\r\n5\r\n56789", "2 more expected)); 5 bytes of the body came"),
 ], ids=["between-chunks", "within-a-size-line", "before-a-chunk-s-crlf"])
 def test_a_chunked_body_cut_before_its_last_chunk_is_truncated_body_as_a_content_length_cut_is(body, said):
     """A chunked body ends with a chunk of size 0; one the host hangs up on at a chunk's boundary was a

@@ -394,7 +394,7 @@ class Fetcher:
 
     def _failure(self, err: requests.exceptions.RequestException, cutoff: Deadline,
                  reading_body: bool, body_read: int = 0) -> _Retry | _Stop:
-        """The specific reason of a failed request or body read (`body_read`: the body's bytes read before it),
+        """The specific reason of a failed request or body read (`body_read`: the body's bytes read before it, decoded),
         and whether it is worth retrying."""
         if cutoff.over:
             return _Stop("too_large", f"answer over {self.config.max_bytes} bytes (+{_WIRE_ROOM} for headers) "
@@ -412,13 +412,15 @@ class Fetcher:
         if isinstance(err, requests.exceptions.InvalidHeader):
             # Headers that contradict each other (two different Content-Lengths) come the same way again: not retried.
             return _Stop("bad_response", _short(err))
+        # How much of the body came is the detail's own count: urllib3's ("0 bytes read, 3 more expected") is of
+        # its last read alone, within a chunk or a size line, and a cut between chunks says none.
+        came = f"; {body_read} bytes of the body came" if reading_body else ""
         if _incomplete_read(err):
-            return _Retry("truncated_body", _short(err))
+            return _Retry("truncated_body", _short(err) + came)
         if reading_body and _chunks_ended_early(err):
             # The same cut as one within a chunk or short of a Content-Length, made at a chunk's boundary: it was a
             # connection_error, where the same cut elsewhere in the body was a truncated_body.
-            return _Retry("truncated_body", f"{_short(err)}: the body ended before its last chunk, {body_read} bytes "
-                                            "read")
+            return _Retry("truncated_body", f"{_short(err)}: the body ended before its last chunk{came}")
         if isinstance(err, requests.exceptions.Timeout):
             return _Retry("timeout", _short(err))
         if reading_body and isinstance(err, requests.exceptions.ConnectionError) and "timed out" in str(err).lower():
