@@ -183,3 +183,24 @@ def test_add_refuses_a_scored_file_it_cannot_add_in_one_line_writing_nothing(tmp
     assert refused(monkeypatch, capsys, SCRIPT, ["add", str(tmp_path / "e.json"), str(tmp_path / "s.json"),
                                                  str(tmp_path / "out.json")]) == f"tiny_head.py: error: {said}"
     assert tree(tmp_path) == before
+
+
+def test_an_output_made_a_link_while_a_step_works_is_one_line_and_the_file_it_leads_to_is_left(tmp_path, monkeypatch):
+    """Checked before the work, a step's output may still become a link during it: write_whole refuses it at the
+    write, which was a traceback (TargetNotAFile) after the minutes of NanoDet. It is one line naming it, exit 1, as
+    the other scripts' is, the file it leads to as it was."""
+    (tmp_path / "kept").write_text("an earlier file\n")
+    np.savez(tmp_path / "head.npz", mean=np.zeros(1))
+    out = tmp_path / "out.json"
+
+    def none_then_a_link(*args: object) -> list[object]:
+        out.symlink_to(tmp_path / "kept")
+        return []
+
+    monkeypatch.setattr(SCRIPT, "NanoDet", lambda: None)
+    monkeypatch.setattr(SCRIPT, "labelled", none_then_a_link)
+    monkeypatch.setattr("sys.argv", ["tiny_head.py"])
+    with pytest.raises(SystemExit) as ended:
+        SCRIPT.main(["score", str(tmp_path), str(tmp_path / "head.npz"), "heldout7", str(out)])
+    assert str(ended.value.code) == f"tiny_head.py: {out} " + LINK_SAID.format(to=tmp_path / "kept")
+    assert (tmp_path / "kept").read_text() == "an earlier file\n"

@@ -3,6 +3,7 @@ the fit scripts' models, probes, scores and caches."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -303,3 +304,41 @@ def test_check_output_refuses_a_folder_one_may_not_write_in(tmp_path, made):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == f"--out {out}: {folder} is a folder this user may not write in: not written\n"
     assert os.listdir(folder) == []
+
+
+def test_checked_then_run_checks_each_output_in_turn_its_folders_made_then_runs_the_work(monkeypatch):
+    """What each measurement script spelt out around its work: every output checked (a cache, written only when it
+    is missing, not as always written), in the order given, before the work runs once."""
+    checked: list[tuple[str, object, bool, bool]] = []
+    monkeypatch.setattr(whole_file, "check_output", lambda flag, path, folder_made, always_written: checked.append(
+        (flag, path, folder_made, always_written)))
+    ran: list[int] = []
+    cache, out = Path("out/features/tuning.json"), Path("out/tuning.json")
+    whole_file.checked_then_run(argparse.ArgumentParser(prog="add.py"), [cache, out], lambda: ran.append(1),
+                                caches=[cache])
+    assert checked == [("out", cache, True, False), ("out", out, True, True)] and ran == [1]
+
+
+def test_checked_then_run_refuses_an_output_in_the_parser_s_line_before_the_work_and_one_at_the_write_in_one_line(
+        tmp_path, capsys):
+    """The first output refused is the parser's error line (exit 2), the outputs after it unchecked and the work not
+    run; one that becomes no file while the work runs (a link made in its place) is `PROG: ...`, exit 1, not a
+    traceback after the work, the file it leads to as it was."""
+    parser = argparse.ArgumentParser(prog="measure.py")
+    (tmp_path / "kept.json").write_text("earlier\n")
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(SystemExit) as ended:
+        whole_file.checked_then_run(parser, [tmp_path / "folder.json", tmp_path / "missing" / "x" / "y"],
+                                    lambda: pytest.fail("worked although refused"))
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"measure.py: error: out {tmp_path / 'folder.json'} is a "
+                                                        "folder, not a file: not written")
+
+    def a_link_then_the_write() -> None:
+        (tmp_path / "out.json").symlink_to(tmp_path / "kept.json")
+        write_whole(tmp_path / "out.json", b"later\n")
+
+    with pytest.raises(SystemExit) as ended:
+        whole_file.checked_then_run(parser, [tmp_path / "out.json"], a_link_then_the_write)
+    assert str(ended.value.code).startswith(f"measure.py: {tmp_path / 'out.json'} is a symbolic link (to ")
+    assert (tmp_path / "kept.json").read_text() == "earlier\n"

@@ -33,7 +33,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import to_tensor
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_as_a_run
-from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
+from pipeline.io.whole_file import checked_then_run, write_whole
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import load_samples
 
@@ -78,16 +78,9 @@ def main() -> None:
     parser.add_argument("--haar", action="store_true", help="also the Haar cascades (~1.4 s of CPU per photo)")
     args = parser.parse_args()
     splits = args.splits.split(",")
-    try:  # before the scoring (~1.4 s a photo with --haar): a folder or a file in the way was a traceback after it, a
-        # link written through, a file inside a dataset's folder one that made verify refuse the dataset
-        for split in splits:
-            check_output("out", args.out / f"{split}.json", folder_made=True)
-    except TargetNotAFile as err:
-        parser.error(str(err))
-    try:
-        _add_features(args, splits)
-    except TargetNotAFile as err:  # what became one while the splits were scored
-        raise SystemExit(f"{parser.prog}: {err}") from None
+    # checked before the scoring (~1.4 s a photo with --haar): a folder or a file in the way was a traceback after it,
+    # a link written through, a file inside a dataset's folder one that made verify refuse the dataset
+    checked_then_run(parser, [args.out / f"{split}.json" for split in splits], lambda: _add_features(args, splits))
 
 
 def _add_features(args: argparse.Namespace, splits: list[str]) -> None:

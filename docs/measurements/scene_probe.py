@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
+from pipeline.io.whole_file import checked_then_run, write_whole
 from pipeline.photo_sets.cross_validate import Counts, Setting, _fit, decided
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, load_rows
 from pipeline.photo_sets.fit_fusion import DEFAULT_FEATURES, labelled_scores
@@ -168,17 +168,11 @@ def main() -> None:
     args = parser.parse_args()
     splits = args.splits.split(",")
     if args.command == "embed":
-        try:  # before the photographs pass through open_nsfw (minutes a split): a folder or a file in the way was a
-            # traceback after it, a link written through, a file inside a dataset's folder one that made verify refuse
-            # the dataset
-            for split in splits:
-                check_output("out", args.out / f"{split}.npz", folder_made=True)
-        except TargetNotAFile as err:
-            first.error(str(err))
-        try:
-            embed(args.photos, args.out, splits)
-        except TargetNotAFile as err:  # what became one while the photographs were embedded
-            raise SystemExit(f"{first.prog}: {err}") from None
+        # checked before the photographs pass through open_nsfw (minutes a split): a folder or a file in the way was
+        # a traceback after it, a link written through, a file inside a dataset's folder one that made verify refuse
+        # the dataset
+        checked_then_run(first, [args.out / f"{split}.npz" for split in splits],
+                         lambda: embed(args.photos, args.out, splits))
     else:
         cross_validate(args.features, args.scores, splits, args.pool, args.c,
                        [float(value) for value in args.max_lost.split(",")], tuple(args.fused.split(",")))

@@ -396,18 +396,21 @@ def main(argv: list[str] | None = None) -> None:
     step = commands.add_parser("report", help="areas under the curve and tiny people caught at 90%% kept")
     step.add_argument("files", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    if args.command in ("build", "fit", "score", "add"):
-        from pipeline.io.whole_file import TargetNotAFile, check_output
-
-        try:  # before the work (minutes of NanoDet): a link, a folder in the way, a file inside a dataset's folder
-            check_output("out", args.out, folder_made=True)
-        except TargetNotAFile as err:
-            parser.error(str(err))
     steps = {"export": export, "cut": cut, "build": build, "fit": fit, "score": score, "add": add, "report": report}
-    try:
-        steps[args.command](args)
-    except Refused as err:
-        parser.error(str(err))
+
+    def run_step() -> None:
+        try:
+            steps[args.command](args)
+        except Refused as err:
+            parser.error(str(err))
+
+    if args.command in ("build", "fit", "score", "add"):
+        from pipeline.io.whole_file import checked_then_run
+
+        # checked before the work (minutes of NanoDet): a link, a folder in the way, a file inside a dataset's folder
+        checked_then_run(parser, [args.out], run_step)
+    else:
+        run_step()
 
 
 if __name__ == "__main__":

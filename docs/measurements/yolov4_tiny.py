@@ -49,7 +49,7 @@ from pipeline.detectors.preprocess import decode as decode_image
 from pipeline.detectors.preprocess import tile_boxes
 from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_as_a_run
-from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
+from pipeline.io.whole_file import checked_then_run, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 from pipeline.photo_sets.score import load_samples
 
@@ -196,23 +196,18 @@ def main() -> None:
     if args.command == "report":
         report(args)
         return
-    try:  # before the darknet model loads and the photographs are scored (minutes a split): a folder or a file in
-        # the way was a traceback after it, a link written through, a file inside a dataset's folder one that made
-        # verify refuse the dataset
-        features = args.out / "features"
-        # A split's features, and the CPU seconds with them, are written only where they are missing: in a folder
-        # one may only read they are read, not refused (as fit_probe's --features cache).
-        check_output("out", features / "cpu.json", folder_made=True, always_written=False)
-        for split in args.splits.split(","):
-            check_output("out", features / f"{split}.json", folder_made=True, always_written=False)
-            if (args.scores / f"{split}.json").exists():  # a split's scores file is written where it has scores
-                check_output("out", args.out / f"{split}.json", folder_made=True)
-    except TargetNotAFile as err:
-        adding.error(str(err))
-    try:
-        add(args)
-    except TargetNotAFile as err:  # what became one while the photographs were scored
-        raise SystemExit(f"{adding.prog}: {err}") from None
+    # checked before the darknet model loads and the photographs are scored (minutes a split): a folder or a file in
+    # the way was a traceback after it, a link written through, a file inside a dataset's folder one that made verify
+    # refuse the dataset
+    features = args.out / "features"
+    # A split's features, and the CPU seconds with them, are written only where they are missing: in a folder one may
+    # only read they are read, not refused (as fit_probe's --features cache).
+    outputs = [features / "cpu.json"]
+    for split in args.splits.split(","):
+        outputs.append(features / f"{split}.json")
+        if (args.scores / f"{split}.json").exists():  # a split's scores file is written where it has scores
+            outputs.append(args.out / f"{split}.json")
+    checked_then_run(adding, outputs, lambda: add(args), caches=[path for path in outputs if path.parent == features])
 
 
 if __name__ == "__main__":

@@ -19,16 +19,20 @@ it was, stale, though the command said it had written it.
 
 `check_output` is what a command runs on each file it will write, before its minutes of work: all of the above, a
 folder that does not exist or that this user may not write in, and a place inside a dataset's folder (a file its
-manifest does not list: `verify` refused the dataset from then on).
+manifest does not list: `verify` refused the dataset from then on). `checked_then_run` is that check and the work
+after it for an argparse script (docs/measurements/): a refusal its parser's error line, one that comes at the write
+one line too.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from pipeline.io.regular_files import kind_of
@@ -93,6 +97,25 @@ def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = Fa
     if dataset := _dataset_folder_above(target):
         raise TargetNotAFile(f"{flag} {target} lies inside the dataset {dataset}, whose manifest does not list it "
                              "(verify would refuse the dataset): write it outside")
+
+
+def checked_then_run(parser: argparse.ArgumentParser, outputs: Iterable[str | os.PathLike[str]],
+                     work: Callable[[], object], caches: Collection[str | os.PathLike[str]] = (),
+                     flag: str = "out") -> None:
+    """`check_output` on each of `outputs` in turn (the folders they lie in made by `work`; one of `caches`, written
+    only when missing, not `always_written`), then `work`: the first refused is `parser`'s error line (its usage, then
+    `PROG: error: FLAG ...`, exit 2), before the work; what `write_whole` refuses at the write (a file made a link
+    while the work ran) is `PROG: ...`, exit 1, not a traceback after it. Each measurement script spelt both out
+    around its work (ten lines, five times)."""
+    try:
+        for path in outputs:
+            check_output(flag, path, folder_made=True, always_written=path not in caches)
+    except TargetNotAFile as err:
+        parser.error(str(err))
+    try:
+        work()
+    except TargetNotAFile as err:  # what became one while the work ran
+        raise SystemExit(f"{parser.prog}: {err}") from None
 
 
 def _check_folders(target: Path, made: bool, writable: bool = True) -> None:
