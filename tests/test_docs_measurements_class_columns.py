@@ -173,3 +173,23 @@ def test_an_output_made_a_link_while_the_splits_are_scored_is_one_line_and_the_f
     assert str(ended.value.code) == (f"class_columns.py: {out}/tuning.json "
                                      + LINK_SAID.format(to=tmp_path / "kept.json"))
     assert (tmp_path / "kept.json").read_text() == '{"an": "earlier file"}\n'
+
+
+def test_an_output_named_with_a_line_break_and_terminal_escapes_is_refused_in_one_escaped_line(
+        tmp_path, monkeypatch, capsys):
+    """The refusal quotes the output's path, which was printed as it came: a folder named with ESC [2J and a line
+    break cleared the terminal and printed a forged line of its own. Each unprintable character is written as Python
+    writes it in a string, the refusal one line."""
+    script = measurement("class_columns")
+    out = tmp_path / "out\nclass_columns.py: OK\x1b[2J"
+    (out / "tuning.json").mkdir(parents=True)
+    monkeypatch.setattr(script, "load_registry", lambda *a, **k: pytest.fail("scored although refused"))
+    monkeypatch.setattr(sys, "argv", ["class_columns.py", str(tmp_path / "photos"), str(tmp_path / "scores"),
+                                      str(out), "--splits=tuning"])
+    with pytest.raises(SystemExit) as ended:
+        script.main()
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\nclass_columns.py: OK" not in err
+    assert err.endswith(f"\nclass_columns.py: error: out {tmp_path}/out\\nclass_columns.py: OK\\x1b[2J/tuning.json "
+                        "is a folder, not a file: not written\n")

@@ -204,3 +204,22 @@ def test_an_output_made_a_link_while_a_step_works_is_one_line_and_the_file_it_le
         SCRIPT.main(["score", str(tmp_path), str(tmp_path / "head.npz"), "heldout7", str(out)])
     assert str(ended.value.code) == f"tiny_head.py: {out} " + LINK_SAID.format(to=tmp_path / "kept")
     assert (tmp_path / "kept").read_text() == "an earlier file\n"
+
+
+def test_add_s_refusal_quoting_the_scored_file_s_split_is_one_escaped_line(tmp_path, monkeypatch, capsys):
+    """The refusal of another split's scores quotes the split the file holds (outside text), which was printed as it
+    came: terminal escapes reached the terminal, a line break printed a forged line of its own. It is one line, each
+    unprintable character written as Python writes it in a string."""
+    (tmp_path / "e.json").write_text(json.dumps({"split": "heldout7", "scores": {}}))
+    (tmp_path / "s.json").write_text(json.dumps({"split": "x\x1b[2J\ntiny_head.py: OK", "composites": False,
+                                                 "photos": {}}))
+    before = tree(tmp_path)
+    monkeypatch.setattr("sys.argv", ["tiny_head.py"])
+    with pytest.raises(SystemExit) as ended:
+        SCRIPT.main(["add", str(tmp_path / "e.json"), str(tmp_path / "s.json"), str(tmp_path / "out.json")])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\ntiny_head.py: OK" not in err
+    assert err.endswith(f"\ntiny_head.py: error: scored {tmp_path / 's.json'} scores x\\x1b[2J\\ntiny_head.py: OK, "
+                        f"not heldout7 as {tmp_path / 'e.json'} does\n")
+    assert tree(tmp_path) == before

@@ -342,3 +342,22 @@ def test_checked_then_run_refuses_an_output_in_the_parser_s_line_before_the_work
         whole_file.checked_then_run(parser, [tmp_path / "out.json"], a_link_then_the_write)
     assert str(ended.value.code).startswith(f"measure.py: {tmp_path / 'out.json'} is a symbolic link (to ")
     assert (tmp_path / "kept.json").read_text() == "earlier\n"
+
+
+def test_checked_then_run_writes_an_output_named_with_a_line_break_and_terminal_escapes_escaped_in_one_line(
+        tmp_path, capsys):
+    """Both lines quote the output's path, which was printed as it came: a folder named with ESC [2J and a line break
+    cleared the terminal and printed a forged line of its own. Each unprintable character is written as Python writes
+    it in a string, before the work and at the write."""
+    parser = argparse.ArgumentParser(prog="measure.py")
+    folder = tmp_path / "a\x1b[2J\nmeasure.py: OK"
+    (folder / "out.json").mkdir(parents=True)
+    shown = f"{tmp_path}/a\\x1b[2J\\nmeasure.py: OK/out.json"
+    with pytest.raises(SystemExit) as ended:
+        whole_file.checked_then_run(parser, [folder / "out.json"], lambda: pytest.fail("worked although refused"))
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and "\x1b" not in err
+    assert err.endswith(f"\nmeasure.py: error: out {shown} is a folder, not a file: not written\n")
+    with pytest.raises(SystemExit) as ended:
+        whole_file.checked_then_run(parser, [], lambda: write_whole(folder / "out.json", b"later\n"))
+    assert str(ended.value.code) == f"measure.py: {shown} is a folder, not a file: not written"

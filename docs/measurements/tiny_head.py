@@ -396,13 +396,15 @@ def main(argv: list[str] | None = None) -> None:
     step = commands.add_parser("report", help="areas under the curve and tiny people caught at 90%% kept")
     step.add_argument("files", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    from pipeline.printable import said
+
     steps = {"export": export, "cut": cut, "build": build, "fit": fit, "score": score, "add": add, "report": report}
 
     def run_step() -> None:
         try:
             steps[args.command](args)
-        except Refused as err:
-            parser.error(str(err))
+        except Refused as err:  # it quotes a file's text: said, as the outputs' refusal is
+            parser.error(said(err))
 
     if args.command in ("build", "fit", "score", "add"):
         from pipeline.io.whole_file import checked_then_run

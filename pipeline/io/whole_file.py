@@ -36,7 +36,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from pipeline.io.regular_files import kind_of
-from pipeline.printable import printable
+from pipeline.printable import printable, said
 
 NEW_MODE = 0o644
 # What marks a folder that may hold a run's dataset (pipeline/io/layout.py's MANIFEST and STAGING): only under one of
@@ -106,16 +106,17 @@ def checked_then_run(parser: argparse.ArgumentParser, outputs: Iterable[str | os
     only when missing, not `always_written`), then `work`: the first refused is `parser`'s error line (its usage, then
     `PROG: error: FLAG ...`, exit 2), before the work; what `write_whole` refuses at the write (a file made a link
     while the work ran) is `PROG: ...`, exit 1, not a traceback after it. Each measurement script spelt both out
-    around its work (ten lines, five times)."""
+    around its work (ten lines, five times). Both lines are `said`: they quote the output's path, whose escapes drove
+    the terminal and whose line break printed a forged line of its own."""
     try:
         for path in outputs:
             check_output(flag, path, folder_made=True, always_written=path not in caches)
     except TargetNotAFile as err:
-        parser.error(str(err))
+        parser.error(said(err))
     try:
         work()
     except TargetNotAFile as err:  # what became one while the work ran
-        raise SystemExit(f"{parser.prog}: {err}") from None
+        raise SystemExit(f"{parser.prog}: {said(err)}") from None
 
 
 def _check_folders(target: Path, made: bool, writable: bool = True) -> None:
