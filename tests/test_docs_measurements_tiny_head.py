@@ -48,6 +48,49 @@ def test_an_output_it_may_not_write_is_refused_before_the_work(tmp_path, monkeyp
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("step", ["export", "cut"])
+@pytest.mark.parametrize("case", ["a file", "a link to a file", "a link to nothing", "a file above it", "in a dataset",
+                                  "a dataset"])
+def test_a_folder_export_or_cut_may_not_write_in_is_refused_before_the_work(tmp_path, monkeypatch, capsys, step,
+                                                                           case):
+    """export and cut write their PNGs into OUT with no check: a file or a link to none where the folder goes was
+    mkdir's traceback (cut's after MediaPipe loaded), a dataset's folder took the PNGs its manifest does not list
+    (verify refused the dataset from then on). Each is refused before the work, in one line naming the argument,
+    exit 2, nothing written."""
+    (tmp_path / "kept").write_text("an earlier file\n")
+    out = tmp_path / "out"
+    if case == "a file":
+        out.write_text("a file\n")
+        said = f"out {out} is a file, not a folder: not written"
+    elif case == "a link to a file":
+        out.symlink_to(tmp_path / "kept")
+        said = f"out {out} is a file, not a folder: not written"
+    elif case == "a link to nothing":
+        out.symlink_to(tmp_path / "gone")
+        said = f"out {out} is a link to nothing, not a folder: not written"
+    elif case == "a file above it":
+        out = tmp_path / "kept" / "out"
+        said = f"out {out}: {tmp_path / 'kept'} is a file, not a folder: not written"
+    else:
+        out = a_dataset(tmp_path) / ("out" if case == "in a dataset" else "")
+        said = f"out {out}: what is written in it " + DATASET_SAID.format(tmp=tmp_path)
+    before = tree(tmp_path)
+    monkeypatch.setattr(SCRIPT, step, lambda args: pytest.fail("worked although refused"))
+    said_now = refused(monkeypatch, capsys, SCRIPT, [step, str(tmp_path / "in"), str(out)])
+    assert said_now == f"tiny_head.py: error: {said}"
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("step", ["export", "cut"])
+def test_export_and_cut_write_in_a_folder_there_or_one_they_make(tmp_path, monkeypatch, step):
+    worked: list[object] = []
+    monkeypatch.setattr(SCRIPT, step, lambda args: worked.append(args.out))
+    (tmp_path / "there").mkdir()
+    for out in (tmp_path / "there", tmp_path / "new" / "deeper"):
+        SCRIPT.main([step, str(tmp_path / "in"), str(out)])
+    assert worked == [tmp_path / "there", tmp_path / "new" / "deeper"]
+
+
 sides = st.integers(min_value=8, max_value=600)
 
 

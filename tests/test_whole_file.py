@@ -361,3 +361,24 @@ def test_checked_then_run_writes_an_output_named_with_a_line_break_and_terminal_
     with pytest.raises(SystemExit) as ended:
         whole_file.checked_then_run(parser, [], lambda: write_whole(folder / "out.json", b"later\n"))
     assert str(ended.value.code) == f"measure.py: {shown} is a folder, not a file: not written"
+
+
+FOLDER_CHECKED = ("import sys; from pipeline.io.whole_file import TargetNotAFile, check_output_folder\n"
+                  "try:\n    check_output_folder('out', sys.argv[1])\n"
+                  "except TargetNotAFile as err:\n    print(err)\nelse:\n    print('passed')")
+
+
+@pytest.mark.parametrize("new", ["", "new"])
+def test_check_output_folder_refuses_a_folder_one_may_not_write_in_whether_there_or_to_be_made_in_it(tmp_path, new):
+    """tiny_head.py export and cut write their PNGs into a folder (made where missing) with no check: one of mode
+    0o555 was a PermissionError traceback at the first PNG (cut's after MediaPipe loaded). Run without root's
+    capabilities (setpriv), which write in any folder."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    out = folder / new if new else folder
+    done = run_in_a_folder_one_may_only_read([sys.executable, "-c", FOLDER_CHECKED, str(out)], folder, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = (f"out {out}: {folder} is a folder this user may not write in: not written\n" if new else
+            f"out {folder} is a folder this user may not write in: not written\n")
+    assert done.stdout == said
+    assert os.listdir(folder) == []

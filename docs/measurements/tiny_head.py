@@ -406,13 +406,17 @@ def main(argv: list[str] | None = None) -> None:
         except Refused as err:  # it quotes a file's text: said, as the outputs' refusal is
             parser.error(said(err))
 
-    if args.command in ("build", "fit", "score", "add"):
-        from pipeline.io.whole_file import checked_then_run
-
-        # checked before the work (minutes of NanoDet): a link, a folder in the way, a file inside a dataset's folder
-        checked_then_run(parser, [args.out], run_step)
-    else:
+    if args.command == "report":
         run_step()
+        return
+    from pipeline.io.whole_file import checked_then_run
+
+    # checked before the work (minutes of NanoDet, MediaPipe's segmentation): a link, a folder in the way, a file
+    # inside a dataset's folder; export's and cut's PNGs, named as they are made, go into a folder
+    if args.command in ("export", "cut"):
+        checked_then_run(parser, [], run_step, folders=[args.out])
+    else:
+        checked_then_run(parser, [args.out], run_step)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ it was, stale, though the command said it had written it.
 
 `check_output` is what a command runs on each file it will write, before its minutes of work: all of the above, a
 folder that does not exist or that this user may not write in, and a place inside a dataset's folder (a file its
-manifest does not list: `verify` refused the dataset from then on). `checked_then_run` is that check and the work
+manifest does not list: `verify` refused the dataset from then on); `check_output_folder` the same of a folder a
+command writes files into whose names it learns only as it works. `checked_then_run` is that check and the work
 after it for an argparse script (docs/measurements/): a refusal its parser's error line, one that comes at the write
 one line too.
 """
@@ -99,18 +100,43 @@ def check_output(flag: str, path: str | os.PathLike[str], folder_made: bool = Fa
                              "(verify would refuse the dataset): write it outside")
 
 
+def check_output_folder(flag: str, folder: str | os.PathLike[str]) -> None:
+    """`TargetNotAFile` naming `flag` where `folder`, which a command makes if need be and writes files into whose
+    names it learns only as it works (one image a photograph), is no folder to write in: a file, a named pipe... or a
+    link to one or to nothing in its place (a folder through a link is one), a folder above it that is none, one this
+    user may not write in, or a dataset's folder or one inside it (files its manifest does not list)."""
+    target = Path(folder)
+    if os.path.isdir(target):
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise TargetNotAFile(f"{flag} {target} is a folder this user may not write in: not written")
+    elif os.path.lexists(target):
+        raise TargetNotAFile(f"{flag} {target} is {_in_place(target)}, not a folder: not written")
+    else:
+        try:
+            _check_folders(target, made=True)
+        except TargetNotAFile as err:
+            raise TargetNotAFile(f"{flag} {err}") from None
+    # a name inside it, for the dataset's own folder is no place for them either
+    if dataset := _dataset_folder_above(target / "written"):
+        raise TargetNotAFile(f"{flag} {target}: what is written in it lies inside the dataset {dataset}, whose "
+                             "manifest does not list it (verify would refuse the dataset): write it outside")
+
+
 def checked_then_run(parser: argparse.ArgumentParser, outputs: Iterable[str | os.PathLike[str]],
                      work: Callable[[], object], caches: Collection[str | os.PathLike[str]] = (),
-                     flag: str = "out") -> None:
+                     folders: Iterable[str | os.PathLike[str]] = (), flag: str = "out") -> None:
     """`check_output` on each of `outputs` in turn (the folders they lie in made by `work`; one of `caches`, written
-    only when missing, not `always_written`), then `work`: the first refused is `parser`'s error line (its usage, then
-    `PROG: error: FLAG ...`, exit 2), before the work; what `write_whole` refuses at the write (a file made a link
-    while the work ran) is `PROG: ...`, exit 1, not a traceback after it. Each measurement script spelt both out
-    around its work (ten lines, five times). Both lines are `said`: they quote the output's path, whose escapes drove
-    the terminal and whose line break printed a forged line of its own."""
+    only when missing, not `always_written`), `check_output_folder` on each of `folders`, then `work`: the first
+    refused is `parser`'s error line (its usage, then `PROG: error: FLAG ...`, exit 2), before the work; what
+    `write_whole` refuses at the write (a file made a link while the work ran) is `PROG: ...`, exit 1, not a traceback
+    after it. Each measurement script spelt both out around its work (ten lines, five times). Both lines are `said`:
+    they quote the output's path, whose escapes drove the terminal and whose line break printed a forged line of its
+    own."""
     try:
         for path in outputs:
             check_output(flag, path, folder_made=True, always_written=path not in caches)
+        for folder in folders:
+            check_output_folder(flag, folder)
     except TargetNotAFile as err:
         parser.error(said(err))
     try:
@@ -132,9 +158,13 @@ def _check_folders(target: Path, made: bool, writable: bool = True) -> None:
         if not made and not os.path.lexists(above):
             raise TargetNotAFile(f"{target}: its folder {above} does not exist: not written")
         if os.path.lexists(above):
-            mode = os.stat(above).st_mode if os.path.exists(above) else None
-            what = "a link to nothing" if mode is None else "a file" if stat.S_ISREG(mode) else kind_of(mode)
-            raise TargetNotAFile(f"{target}: {above} is {what}, not a folder: not written")
+            raise TargetNotAFile(f"{target}: {above} is {_in_place(above)}, not a folder: not written")
+
+
+def _in_place(path: Path) -> str:
+    """What lies at `path`, which is no folder, in words (through a link: a link to nothing where it leads nowhere)."""
+    mode = os.stat(path).st_mode if os.path.exists(path) else None
+    return "a link to nothing" if mode is None else "a file" if stat.S_ISREG(mode) else kind_of(mode)
 
 
 def _dataset_folder_above(target: Path) -> str | None:
