@@ -1,9 +1,11 @@
 """docs/measurements/yolov4_tiny.py: its measurement needs OpenCV (not a dependency), darknet's files and the spent
 splits' photographs (not tested), but `add`'s output folder or a file in it that it may not write is refused before
-anything loads, as the fit scripts refuse theirs (`check_output`)."""
+anything loads, as the fit scripts refuse theirs (`check_output`), and `report`'s row of a split without clean
+photographs says so."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -11,7 +13,10 @@ import types
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pipeline.photo_sets.fetch import Row
 from tests.test_docs_measurements_class_columns import a_dataset, measurement, refused, scores_folder, tree, tuning
 from tests.test_photo_sets_fit_probe import DATASET_SAID, LINK_SAID
 
@@ -139,3 +144,53 @@ def test_an_output_made_a_link_while_add_works_is_one_line_and_the_file_it_leads
     assert str(ended.value.code) == (f"yolov4_tiny.py add: {out}/features/tuning.json "
                                      + LINK_SAID.format(to=tmp_path / "kept.json"))
     assert (tmp_path / "kept.json").read_text() == '{"an": "earlier file"}\n'
+
+
+
+def _report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, labels: dict[str, list[tuple[str, float]]]) -> None:
+    """`report` over splits whose photographs have these (label, yolov4_tiny.x2 score), the default decision stood
+    in for (it catches none)."""
+    script = measurement("yolov4_tiny")
+    rows = {split: [Row("tests", "1", "local", f"{split}/{i}.jpg", f"{i:064x}", 1, 1, label, "", split, "")
+                    for i, (label, _) in enumerate(photos)] for split, photos in labels.items()}
+    (tmp_path / "out").mkdir()
+    for split, photos in labels.items():
+        scores = {f"tests:{split}/{i}.jpg": {"yolov4_tiny.x2": value} for i, (_, value) in enumerate(photos)}
+        (tmp_path / "out" / f"{split}.json").write_text(json.dumps({"split": split, "scores": scores}))
+    monkeypatch.setattr(script, "load_rows", rows.__getitem__)
+    kept = types.SimpleNamespace(decision="kept")
+    monkeypatch.setattr(script, "rule_for", lambda *a: types.SimpleNamespace(decide=lambda photo: kept))
+    monkeypatch.setattr("sys.argv", ["yolov4_tiny.py", "report", str(tmp_path / "out"),
+                                     f"--splits={','.join(labels)}", "--keys=yolov4_tiny.x2"])
+    script.main()
+
+
+def test_report_says_so_of_a_split_without_clean_photographs_in_its_row(tmp_path, monkeypatch, capsys):
+    """The value keeping 90% (95%) of a split's clean photographs was read from its sorted scores, which for a split
+    without any (one of tiny people alone) was an IndexError traceback, the table cut. Its row says there is no clean
+    photograph to keep, the other rows as they were: ten clean photographs scored 0.0-0.9, 0.8 keeping nine (90%) and
+    0.9 all ten (95%), tiny people at 0.85 and 0.95."""
+    clean = [("no_person", i / 10) for i in range(10)]
+    _report(monkeypatch, tmp_path, {"tuning": [*clean, ("tiny_person", 0.85), ("tiny_person", 0.95)],
+                                    "heldout2": [("tiny_person", 0.5), ("person", 0.9)]})
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ") and " / " in line}
+    assert rows["| tuning"] == ("| tuning | 2 / 10 | 0.950 | nan | 2/2 (2 of 2) | 2/2 (2 of 2) | 1/2 (1 of 2) | "
+                                "1/2 (1 of 2) |")
+    assert rows["| heldout2"] == ("| heldout2 | 1 / 0 | nan | nan | no clean photograph | no clean photograph | "
+                                  "no clean photograph | no clean photograph |")
+    assert rows["| all"].startswith("| all | 3 / 10 |")
+
+
+@given(st.lists(st.integers(0, 20), max_size=40), st.sampled_from([0.5, 0.9, 0.95]))
+def test_the_value_keeping_a_share_of_clean_photos_is_tiny_head_s(scores, share):
+    """A copy of tiny_head.keeping (the scripts are run by path: neither imports the other), none too (inf)."""
+    clean = sorted(scores)
+    yolov4_tiny, tiny_head = _scripts()
+    assert yolov4_tiny.keeping(clean, share) == tiny_head.keeping(clean, share)
+
+
+@functools.cache
+def _scripts() -> tuple[types.ModuleType, types.ModuleType]:
+    """yolov4_tiny and tiny_head, loaded once for the examples above."""
+    return measurement("yolov4_tiny"), measurement("tiny_head")

