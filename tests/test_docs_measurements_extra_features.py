@@ -25,7 +25,9 @@ def test_an_output_it_may_not_write_is_refused_before_the_scoring(tmp_path, monk
     """Each split's file was written with write_text after its photographs were scored (~1.4 s a photo with --haar):
     a folder, or a file where the output folder goes, a traceback then; a link written through, into the file it
     leads to; a file in a dataset's folder one that made verify refuse the dataset. Each is refused before the
-    detector loads and OpenCV is imported, in one line naming the argument, exit 2, nothing written."""
+    detector loads and OpenCV is imported (with it made unimportable, an import of it would be an ImportError here,
+    whether or not it is installed), in one line naming the argument, exit 2, nothing written."""
+    monkeypatch.setitem(sys.modules, "cv2", None)
     a_split_s_output_refused(tmp_path, monkeypatch, capsys, "extra_features", case, *haar)
 
 
