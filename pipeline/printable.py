@@ -11,7 +11,11 @@ from typing import Any
 def printable(text: str, limit: int | None = None) -> str:
     """`text` with each unprintable character (control, line or paragraph separator, bidi control) written as
     Python writes it in a string literal. `limit`: at most that many characters shown, cut where no escape is split
-    (cut after escaping, `\\x1b` could end as `\\x1`, which reads as other text); nothing past the cut is escaped."""
+    (cut after escaping, `\\x1b` could end as `\\x1`, which reads as other text); nothing past the cut is escaped.
+    A negative `limit` is a ValueError: it cut a printable text's last characters as a slice does, and showed
+    nothing of any other."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"printable: limit {limit} is negative (a count of characters shown)")
     if text.isprintable():
         return text[:limit]
     shown: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,6 +41,15 @@ def test_a_cut_falling_inside_an_escape_leaves_the_whole_escape_out():
     assert printable("ab\x1bcd", limit=6) == "ab\\x1b"
     assert printable("ab\u202e", limit=7) == "ab"
     assert printable("abcdef", limit=4) == "abcd"
+
+
+def test_a_negative_limit_is_refused_where_it_cut_a_printable_texts_end_and_showed_nothing_of_another():
+    """A negative `limit` was no count of characters: a printable text was sliced (`text[:-1]`, its last character
+    dropped) and any other shown as nothing at all (its first piece already past the limit). No caller passes one;
+    one that did is refused, whatever the text."""
+    for text in ("abc", "a\x1bb", ""):
+        with pytest.raises(ValueError, match="limit -1 is negative"):
+            printable(text, limit=-1)
 
 
 def test_a_log_records_message_is_one_printable_line_and_its_traceback_the_lines_it_is():
