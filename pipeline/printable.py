@@ -74,6 +74,20 @@ class PrintableFormatter(logging.Formatter):
         return "\n".join(printable(line) for line in text.split("\n"))
 
 
+# The line a log record is: its level, its logger's name (the library's, when a library logs) and its message.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def log_printably(level: int = logging.WARNING) -> None:
+    """Every record, whoever logs it, one escaped line on stderr (`PrintableFormatter`): pass-pipeline's log handler,
+    set up at the start of each `python -m` script too, where a library's warning went to logging's last resort as it
+    came. Nothing is done where the root logger has a handler already (logging.basicConfig's rule): called twice, it
+    is set up once."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 # How the pieces of a traceback (traceback.format_exception's) that are its own lines begin: its heading, a frame, a
 # frame's repetition, the line joining a chained error; the others are an error's line and its notes.
 _TRACEBACKS_OWN = ("Traceback (most recent call last):", '  File "', "  [Previous line repeated",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import signal
 
 import flickrapi
@@ -178,6 +179,24 @@ def test_the_command_answers_help_instead_of_serving(capsys):
     with pytest.raises(SystemExit) as done:
         flickr_server.main(["--help"])
     assert done.value.code == 0 and "Flickr-compatible API" in capsys.readouterr().out
+
+
+def test_a_librarys_warning_while_the_fixture_server_runs_is_one_escaped_log_line(monkeypatch, capsys):
+    """The server's command set up no logging: a library's warning (PIL's, making its photographs) went to logging's
+    last resort as it came, its escapes sent to the terminal and its line break printing a forged line. It sets up
+    pass-pipeline's log handler first (`printable.log_printably`): one escaped line."""
+    from pipeline.fixtures import flickr_server
+
+    level = logging.root.level
+    monkeypatch.setattr(logging.root, "handlers", [])  # as a process starts: in a test's body, pytest's are on it
+    try:
+        with pytest.raises(SystemExit):
+            flickr_server.main(["--help"])
+        capsys.readouterr()
+        logging.getLogger("PIL.Image").warning("image %s", "a\x1b[2J\nflickr fixture: stopped\u202e")
+        assert capsys.readouterr().err == "WARNING PIL.Image: image a\\x1b[2J\\nflickr fixture: stopped\\u202e\n"
+    finally:
+        logging.root.setLevel(level)
 
 
 def test_a_capped_page_size_is_served_and_said_and_paging_can_be_rewritten(server):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import sys
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.printable import printable
+from pipeline.printable import log_printably, printable
 
 
 def test_what_a_terminal_would_act_on_is_written_out_and_the_rest_left_as_it_is():
@@ -105,3 +108,52 @@ def test_an_errors_message_in_a_logged_traceback_is_one_line_whose_line_break_fo
         assert "The above exception was the direct cause of the following exception:" in lines, lines
         assert any(line.startswith('  File "') for line in lines), lines
         assert all(line.isprintable() for line in lines), lines
+
+
+# A library's warning quoting outside text (Beam's, quoting what an object store answered).
+FORGED = "a\x1b]52;c;cHduZWQ=\x07\nWARNING pipeline: OK\u202e"
+ESCAPED = "a\\x1b]52;c;cHduZWQ=\\x07\\nWARNING pipeline: OK\\u202e"
+
+
+@pytest.fixture
+def root_level_kept() -> Iterator[None]:
+    """The root logger's level as it was before the test set up logging."""
+    level = logging.root.level
+    yield
+    logging.root.setLevel(level)
+
+
+def as_a_process_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root logger with no handler, as a process starts: in a test's body, pytest's own are on it."""
+    monkeypatch.setattr(logging.root, "handlers", [])
+
+
+@pytest.mark.parametrize("script", ["fetch", "fit_fusion", "fit_probe", "cross_validate", "pooled"])
+def test_a_librarys_warning_in_a_script_is_one_escaped_log_line(script, root_level_kept, monkeypatch, capsys):
+    """pass-pipeline's log handler escapes every record (`PrintableFormatter`), but the `python -m` scripts set up no
+    logging: a library's warning quoting outside text (Beam's, reading a model or a scores file on an object store)
+    went to logging's last resort as it came, its escapes sent to the terminal and its line break printing a forged
+    line. Each script's main sets up pass-pipeline's handler first: the record is one escaped line."""
+    module = importlib.import_module(f"pipeline.photo_sets.{script}")
+
+    class Warned(module.OneLineParser):  # a library warns as the script runs
+        def parse_args(self, *args, **kwargs):
+            logging.getLogger("apache_beam.io.gcp.gcsio").warning("Retrying: %s", FORGED)
+            self.error("stopped here")
+
+    monkeypatch.setattr(module, "OneLineParser", Warned)
+    as_a_process_starts(monkeypatch)
+    with pytest.raises(SystemExit):
+        module.main([])
+    assert capsys.readouterr().err.splitlines()[0] == f"WARNING apache_beam.io.gcp.gcsio: Retrying: {ESCAPED}"
+
+
+def test_logging_set_up_printably_twice_writes_each_record_once_and_below_a_warning_nothing(root_level_kept,
+                                                                                             monkeypatch, capsys):
+    """A script's main run twice in one process (a test's, a notebook's) would otherwise write each record twice."""
+    as_a_process_starts(monkeypatch)
+    log_printably()
+    log_printably()
+    logging.getLogger("PIL.Image").info("not shown")
+    logging.getLogger("PIL.Image").warning("x%s", "\x1b[2J")
+    assert capsys.readouterr().err == "WARNING PIL.Image: x\\x1b[2J\n"

@@ -51,6 +51,7 @@ from pipeline.photo_sets.fit_fusion import (
     parse_floor,
 )
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+from pipeline.printable import log_printably
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 
@@ -143,6 +144,7 @@ def _line(name: str, counts: dict[str, Counts]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command. Stopped (Ctrl-C, SIGTERM), it says in one line how many settings it compared (their lines printed)
     and that it wrote nothing (`script_entry`): a traceback, or -15 and no word."""
+    log_printably()  # a library's record one escaped line, as in pass-pipeline's log (printable.py)
     compared: list[str] = []
     with stops_saying(lambda: f"{len(compared)} setting(s) compared (each line printed), the others not; nothing "
                       "was written"), usage_said("cross_validate"):

@@ -67,7 +67,7 @@ from typing import IO
 
 from pipeline.io.stopping import StopRequested, end_workers, local_folder, stops_saying
 from pipeline.photo_sets import rcc, sdist, tar_gz
-from pipeline.printable import printable
+from pipeline.printable import log_printably, printable
 from pipeline.usage import OneLineParser, usage_said
 
 LABELS = "labels.csv"
@@ -528,6 +528,7 @@ def _from_version(dest: Path, source: str, package: str, version: str, rows: lis
 
 def main(argv: list[str] | None = None) -> int:
     """The command; stopped (Ctrl-C, SIGTERM), it says what it left in one line (`script_entry`)."""
+    log_printably()  # a library's record one escaped line, as in pass-pipeline's log (printable.py)
     left = ("the photographs stored are whole (each checked, then renamed into place), the rest not fetched (the next "
             "fetch into the folder fetches them); its temporary folder removed")
     with stops_saying(lambda: left), usage_said("fetch"):

@@ -72,6 +72,7 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+from pipeline.printable import log_printably
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
@@ -417,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written from its rename on: a stop right after it was said to have left the file as it was. A model file name
     that is no file to write (`check_output`: a folder, a named pipe, a link, a missing folder, a dataset's) is
     refused before the fit, exit 2 (a traceback after the whole fit); what becomes one meanwhile, in one line."""
+    log_printably()  # a library's record one escaped line, as in pass-pipeline's log (printable.py)
     out: list[str] = []  # the model file, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: f"the fit did not finish; {files_left(out, written)}" if not written else

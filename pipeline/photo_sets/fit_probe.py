@@ -45,6 +45,7 @@ from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
+from pipeline.printable import log_printably
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_C = 0.003
@@ -189,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     have left the file as it was. An output that is no file to write (`check_output`: a folder, a named pipe, a link, a
     missing folder, a file where --scores_out's or --features' folder should be, a dataset's folder) is refused
     before the features, exit 2; what becomes one meanwhile, in one line."""
+    log_printably()  # a library's record one escaped line, as in pass-pipeline's log (printable.py)
     wanted: list[str] = []  # the probe and the scores files, once the arguments are read
     written: list[str] = []
     with stops_saying(lambda: _stopped(wanted, written)), usage_said("fit_probe"):

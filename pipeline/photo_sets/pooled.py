@@ -35,6 +35,7 @@ from pipeline.photo_sets.metrics import KEPT, decide, evaluate_rows, iter_summar
 from pipeline.photo_sets.metrics import rates as split_rates
 from pipeline.photo_sets.score import PhotoSetError, earlier_scores
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
+from pipeline.printable import log_printably
 from pipeline.usage import OneLineParser, usage_said
 
 
@@ -79,6 +80,7 @@ def pooled(files: Sequence[Path], detectors: str = "default", fusion_name: str =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    log_printably()  # a library's record one escaped line, as in pass-pipeline's log (printable.py)
     with stops_saying(lambda: "nothing was written"), usage_said("pooled"):
         parser = OneLineParser(prog="python -m pipeline.photo_sets.pooled", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
