@@ -31,7 +31,7 @@ from pipeline.flickr.credentials import CredentialsError
 from pipeline.io.stopping import EXIT_STATUS, INTERRUPTED_STATUS, StopRequested, StopSignals, end_process
 from pipeline.options import PassOptions, add_arguments
 from pipeline.photo_sets.fetch import SPLITS
-from pipeline.printable import PrintableFormatter, printable, said
+from pipeline.printable import log_printably, printable, said
 from pipeline.release.refresh import ReleaseError
 from pipeline.stages.image import ImageConfig
 from pipeline.usage import OneLineParser, UsageError
@@ -136,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pass-pipeline: error: {said(err)}", file=sys.stderr)
         return 2
     # every record escaped, whoever logs it: a library's line quoting outside text too (printable.py)
-    handler = logging.StreamHandler()
-    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
+    log_printably(level)
     logging.getLogger("pipeline.progress").setLevel(min(level, logging.INFO))  # progress shows by default
     if level >= logging.WARNING:  # a failed job is summed up in one line below; its traceback is for debug
         logging.getLogger("apache_beam.runners").setLevel(logging.CRITICAL)
