@@ -489,6 +489,29 @@ def test_a_model_file_name_that_is_no_file_is_refused_in_one_line(tmp_path, monk
         assert (tmp_path / "kept.json").read_text() == '{"an": "earlier model"}\n'
 
 
+def test_a_model_file_name_that_becomes_a_folder_during_the_fit_is_refused_in_one_printable_line(tmp_path,
+                                                                                               monkeypatch):
+    """A name checked before the fit can become no file during it (a folder made there): the refusal, raised as the
+    model is written, quoted the name as typed (its escapes sent to the terminal, its line break printing a forged
+    line of its own), where the same refusal before the fit (parser.error's) is escaped. It is escaped as that is."""
+    from pipeline.photo_sets import fit_fusion
+
+    _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
+    out = tmp_path / "fusion\x1b[2J\nfit_fusion: written (whole)\u202e.json"
+    fitted = fit_fusion.fit
+
+    def fit_then_a_folder(*args, **kwargs):
+        model = fitted(*args, **kwargs)
+        out.mkdir()
+        return model
+
+    monkeypatch.setattr(fit_fusion, "fit", fit_then_a_folder)
+    with pytest.raises(SystemExit) as refused:
+        main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"])
+    assert refused.value.code == (f"fit_fusion: {tmp_path}/fusion\\x1b[2J\\nfit_fusion: written (whole)\\u202e.json "
+                                  "is a folder, not a file: not written")
+
+
 def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):
     """argparse's usage line and then its error (a dozen lines) were what pass-pipeline says in one."""
     help_line = "(see `python -m pipeline.photo_sets.fit_fusion --help`)"

@@ -354,6 +354,30 @@ def test_an_output_that_is_no_file_to_write_is_refused_before_the_fit(tmp_path, 
             for path in tmp_path.rglob("*") if not stat.S_ISFIFO(path.lstat().st_mode)} == before
 
 
+def test_a_probe_file_name_that_becomes_a_folder_during_the_fit_is_refused_in_one_printable_line(tmp_path,
+                                                                                               monkeypatch):
+    """A name checked before the features can become no file during the fit (a folder made there): the refusal,
+    raised as the probe is written, quoted the name as typed (its escapes sent to the terminal, its line break
+    printing a forged line of its own), where the same refusal before the fit (parser.error's) is escaped. It is
+    escaped as that is."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    out = tmp_path / "probe\x1b[2J\nfit_probe: written (whole)\u202e.json"
+    fitted = fit_probe.fit
+
+    def fit_then_a_folder(*args, **kwargs):
+        weights_and_bias = fitted(*args, **kwargs)
+        out.mkdir()
+        return weights_and_bias
+
+    monkeypatch.setattr(fit_probe, "fit", fit_then_a_folder)
+    with pytest.raises(SystemExit) as refused:
+        fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
+                        f"--features={tmp_path / 'features'}"])
+    assert refused.value.code == (f"fit_probe: {tmp_path}/probe\\x1b[2J\\nfit_probe: written (whole)\\u202e.json "
+                                  "is a folder, not a file: not written")
+
+
 @pytest.mark.parametrize("cache", ["no zip", "a compressed one", "pickled keys", "vectors of another shape"])
 def test_a_features_cache_this_script_did_not_write_is_made_again_not_a_traceback(tmp_path, monkeypatch, capsys,
                                                                                   cache):

@@ -72,7 +72,7 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
-from pipeline.printable import log_printably
+from pipeline.printable import log_printably, said
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
@@ -425,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       files_left(out, written)), usage_said("fit_fusion"):
         try:
             return _main(argv, out, written)
-        except TargetNotAFile as err:
-            raise SystemExit(f"fit_fusion: {err}") from None
+        except TargetNotAFile as err:  # the name as typed, escaped as the same refusal before the fit is (usage_said)
+            raise SystemExit(f"fit_fusion: {said(err)}") from None
 
 
 def _main(argv: Sequence[str] | None, out: list[str], written: list[str]) -> int:

@@ -45,7 +45,7 @@ from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
-from pipeline.printable import log_printably
+from pipeline.printable import log_printably, said
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_C = 0.003
@@ -196,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stops_saying(lambda: _stopped(wanted, written)), usage_said("fit_probe"):
         try:
             return _main(argv, wanted, written)
-        except TargetNotAFile as err:
-            raise SystemExit(f"fit_probe: {err}") from None
+        except TargetNotAFile as err:  # the name as typed, escaped as the same refusal before the fit is (usage_said)
+            raise SystemExit(f"fit_probe: {said(err)}") from None
 
 
 def _stopped(wanted: list[str], written: list[str]) -> str:
