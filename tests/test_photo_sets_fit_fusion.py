@@ -512,6 +512,36 @@ def test_a_model_file_name_that_becomes_a_folder_during_the_fit_is_refused_in_on
                                   "is a folder, not a file: not written")
 
 
+FORGED_NAME = "x\x1b[2J\nfit_fusion: written (whole)\u202e.y"  # a feature's name pasted with escapes and a line
+
+
+@pytest.mark.parametrize("flag", [f"--signed={FORGED_NAME}", f"--floor={FORGED_NAME}=0.5",
+                                  f"--features=centerface.face,{FORGED_NAME}", f"--splits=heldout,{FORGED_NAME}"],
+                         ids=["signed", "floor", "features", "splits"])
+def test_a_refusal_in_the_fit_quoting_a_flags_value_is_one_printable_line(tmp_path, flag):
+    """The fit's own refusals (a --signed or --floor feature not fitted, a feature the scores lack, scores of a split
+    not named) quoted the flag's value as typed: its escapes reached the terminal and its line break printed a forged
+    line of its own, where argparse's refusal of the same text is escaped (`usage_said`). Each is escaped as that is."""
+    _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
+    if flag.startswith("--splits"):
+        source.write_text(source.read_text().replace('"split": "tuning"', '"split": "tuning5"'))
+    with pytest.raises(SystemExit) as refused:
+        main([str(source), str(tmp_path / "x.json"), "--features=centerface.face,ssdlite_person.person", flag])
+    said = str(refused.value.code)
+    assert said.isprintable() and "x\\x1b[2J\\nfit_fusion: written (whole)\\u202e.y" in said, said
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_stopped_fits_line_names_its_files_each_unprintable_character_escaped():
+    """What a stopped fit_fusion or fit_probe says it left names its files as typed: a name's escapes reached the
+    terminal and its line break printed a forged line of its own (`fit_fusion: stopped (Ctrl-C); ... written`)."""
+    from pipeline.photo_sets.fit_fusion import files_left
+
+    assert files_left(["a\x1b[2J\nb.json", "c.json"], ["c.json"]) == (
+        "c.json written (whole); a\\x1b[2J\\nb.json not written (as it was)")
+    assert files_left(["a\u202e.json"], ["a\u202e.json"]) == "a\\u202e.json written (whole)"
+
+
 def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsys):
     """argparse's usage line and then its error (a dozen lines) were what pass-pipeline says in one."""
     help_line = "(see `python -m pipeline.photo_sets.fit_fusion --help`)"

@@ -72,7 +72,7 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
-from pipeline.printable import log_printably, said
+from pipeline.printable import log_printably, printable, said
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_FEATURES = ("centerface.face", "nanodet_person.person", "oidv4_person.person")  # models/fusion.json's
@@ -313,6 +313,9 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
     # Every labelled photo of the split, with every feature: a photo left out or a detector not
     # run would otherwise be fitted as absent (a score of 0), silently.
     missing = [key for key in (f"{row.package}:{row.member_path}" for row in rows) if key not in named]
+    # The flags' values quoted here and in `fit` (a split, a feature) are escaped as argparse's are (`usage_said`):
+    # as typed, their escapes reached the terminal and a line break printed a forged line of its own.
+    split = printable(split)
     if missing:
         raise SystemExit(f"the {split} scores lack {len(missing)} labelled photo(s) of that split, "
                          f"e.g. {', '.join(missing[:3])}: score the whole split (evaluate --photos DIR "
@@ -320,7 +323,7 @@ def labelled_scores(result: dict, features: Sequence[str]) -> tuple[list[Row], l
     split_scores = [named[f"{row.package}:{row.member_path}"] for row in rows]
     absent = sorted({feature for one in split_scores for feature in features if feature not in one})
     if absent:
-        raise SystemExit(f"the {split} scores have no {', '.join(absent)} for some photos: score "
+        raise SystemExit(f"the {split} scores have no {printable(', '.join(absent))} for some photos: score "
                          f"them with the detectors --features names (evaluate --detectors)")
     return rows, split_scores
 
@@ -338,13 +341,13 @@ def fit(results: Sequence[dict], features: Sequence[str], l2: float, margin: flo
     seen = [result.get("split") for result in results]
     problem = floor_problem(floors, features)
     if problem:
-        raise SystemExit(f"fit_fusion: {problem}")
+        raise SystemExit(f"fit_fusion: {printable(problem)}")
     if set(signed) - set(features):
-        raise SystemExit(f"fit_fusion: --signed names {', '.join(sorted(set(signed) - set(features)))}, not among "
-                         "--features")
+        raise SystemExit(f"fit_fusion: --signed names {printable(', '.join(sorted(set(signed) - set(features))))}, not "
+                         "among --features")
     if not results or any(split not in splits for split in seen) or len(set(seen)) != len(seen):
         raise SystemExit(f"fit_fusion: the scores must be of the tuning split (evaluate --split tuning), or one "
-                         f"file per split named with --splits; got {seen} for --splits={','.join(splits)}")
+                         f"file per split named with --splits; got {seen} for --splits={printable(','.join(splits))}")
     used, scores = [], []
     for result in results:
         rows, split_scores = labelled_scores(result, features)
@@ -406,10 +409,11 @@ def parse_floor(text: str) -> tuple[str, float]:
 def files_left(wanted: Sequence[str], written: Sequence[str]) -> str:
     """For a stopped command's line: the files it wrote (each whole) and those it did not write (as they were)."""
     left = [name for name in wanted if name not in written]
-    said = [f"{', '.join(written)} written (whole)"] if written else []
+    # as typed, a name's escapes reached the terminal and its line break printed a forged line of its own
+    parts = [f"{printable(', '.join(written))} written (whole)"] if written else []
     if left:
-        said.append(f"{', '.join(left)} not written (as {'they were' if len(left) > 1 else 'it was'})")
-    return "; ".join(said) or "nothing was written"
+        parts.append(f"{printable(', '.join(left))} not written (as {'they were' if len(left) > 1 else 'it was'})")
+    return "; ".join(parts) or "nothing was written"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
