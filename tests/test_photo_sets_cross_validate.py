@@ -105,6 +105,19 @@ def test_the_command_prints_the_pooled_counts_per_setting_and_refuses_unnamed_sp
         assert "one scores file per split named in --splits (at least two)" in capsys.readouterr().err
 
 
+def test_a_scores_file_named_with_terminal_escapes_is_named_in_one_printable_line(results, tmp_path, capsys):
+    """Each scores file's line (`# PATH: sha256 ...`) named it as typed: a name's escapes reached the terminal and its
+    line break printed a line of its own, read as a setting's. It is escaped as a refusal naming it is."""
+    folder = tmp_path / "scores\x1b[2J\ncenterface.face max_lost=0.1 recall 9\u202e"
+    folder.mkdir()
+    paths = written(results, folder)
+    assert main([*paths, "--splits=" + ",".join(SPLITS), "--features=" + ",".join(FEATURES)]) == 0
+    named = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    shown = f"{tmp_path}/scores\\x1b[2J\\ncenterface.face max_lost=0.1 recall 9\\u202e"
+    assert [line.split(": sha256 ")[0] for line in named] == [f"# {shown}/{split}.json" for split in SPLITS], named
+    assert all(line.isprintable() for line in named)
+
+
 def test_depictions_count_neither_as_people_nor_as_clean_photographs(results):
     rows, scores = labelled_scores(results[0], FEATURES)
     depiction = dataclasses.replace(rows[0], label="depiction")

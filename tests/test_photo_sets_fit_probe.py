@@ -414,6 +414,28 @@ def test_a_features_cache_this_script_did_not_write_is_made_again_not_a_tracebac
         assert made["vectors"].sum() == 0 and list(made["keys"]) == list(keys)
 
 
+def test_the_files_a_fit_names_on_its_lines_are_each_one_printable_line(tmp_path, monkeypatch, capsys):
+    """Its lines (a features cache made again, the probe and the scores written) named each file as typed: a name's
+    escapes reached the terminal and its line break printed a line of its own (`wrote probe.json: sha256 ...`, read
+    as the probe written). Each is escaped as a refusal naming it is."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    forged = "\x1b[2J\nwrote probe.json\u202e"
+    cache, out, scores_out = tmp_path / f"cache{forged}", tmp_path / f"p{forged}.json", tmp_path / f"with{forged}"
+    (tmp_path / "features").rename(cache)
+    (cache / "heldout5.npz").write_bytes(b"not a zip\n")
+    monkeypatch.setattr(fit_probe, "embed", lambda photos, rows, *a, **k: np.zeros((len(rows), 8)))
+    assert fit_probe.main([str(tmp_path), str(out), "--splits=heldout5,heldout6", f"--features={cache}",
+                           f"--scores={tmp_path / 'scores'}", f"--scores_out={scores_out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = "\\x1b[2J\\nwrote probe.json\\u202e"
+    assert len(lines) == 3 and all(line.isprintable() for line in lines), lines
+    assert lines[0].startswith(f"fit_probe: {tmp_path}/cache{shown}/heldout5.npz is no features cache "), lines
+    assert lines[1].startswith(f"wrote {tmp_path}/p{shown}.json: sha256 "), lines
+    assert lines[2] == (f"wrote open_nsfw.scene_person out of fold into {tmp_path}/with{shown}/SPLIT.json "
+                        "(heldout5, heldout6)"), lines
+
+
 def test_a_features_cache_in_a_folder_one_may_only_read_is_read_not_refused(tmp_path):
     """A cache shared read-only (another user's folder of features) is only read when it holds every photograph:
     check_output's refusal of a folder one may not write in is for the outputs always written, not for this one.

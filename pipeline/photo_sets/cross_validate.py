@@ -51,7 +51,7 @@ from pipeline.photo_sets.fit_fusion import (
     parse_floor,
 )
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores
-from pipeline.printable import log_printably
+from pipeline.printable import log_printably, printable
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 
@@ -205,7 +205,8 @@ def _main(argv: Sequence[str] | None, compared: list[str]) -> int:
         parser.error(problem.replace("not among --features", "in no --features set"))
     splits = {result["split"]: labelled_scores(result, every) for result in results}
     for path, (data, _) in zip(args.scores, read, strict=True):  # the bytes compared, not the file read again
-        print(f"# {path}: sha256 {hashlib.sha256(data).hexdigest()}")
+        # escaped, as a refusal names it: as typed, a line break in the name printed a line read as a setting's
+        print(f"# {printable(path)}: sha256 {hashlib.sha256(data).hexdigest()}")
     for model, features in itertools.product(models, feature_sets):
         in_set = [name for name in signed if name in features]
         floors = floors_within(args.floor, features)

@@ -45,7 +45,7 @@ from pipeline.io.whole_file import TargetNotAFile, check_output, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, Row, fitted_rows
 from pipeline.photo_sets.fit_fusion import files_left
 from pipeline.photo_sets.scores_file import ScoresFileError, read_scores_folder
-from pipeline.printable import log_printably, said
+from pipeline.printable import log_printably, printable, said
 from pipeline.usage import OneLineParser, split_list, usage_said
 
 DEFAULT_C = 0.003
@@ -166,7 +166,8 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row], written: li
         try:
             stored = read_cache(cached)
         except ValueError as err:
-            print(f"fit_probe: {cached} is no features cache this script wrote ({err}): made again")
+            print(f"fit_probe: {printable(str(cached))} is no features cache this script wrote ({said(err)}): made "
+                  "again")
             stored = {}
         index = {str(key): i for i, key in enumerate(stored.get("keys", ()))}
         if "source" in stored and str(stored["source"]) == source and all(key in index for key in keys):
@@ -179,7 +180,8 @@ def _features(args: argparse.Namespace, split: str, rows: list[Row], written: li
             cached.parent.mkdir(parents=True, exist_ok=True)
             write_whole(cached, buffer.getvalue(), written)
         except OSError as err:  # shared read-only, a read-only or full disk: a traceback after the features (minutes)
-            print(f"fit_probe: {cached} not written ({err.strerror or err}): the features made are used, not kept")
+            print(f"fit_probe: {printable(str(cached))} not written ({printable(str(err.strerror or err))}): the "
+                  "features made are used, not kept")
     return vectors
 
 
@@ -259,7 +261,8 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
     data = probe_file(weights, bias, args.tensor, fitted_on, args.c)
     parse_probe(args.class_name, str(args.out), hashlib.sha256(data).hexdigest(), data)  # what a registry will accept
     write_whole(args.out, data, written)  # noted in `written` from its rename on
-    print(f"wrote {args.out}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
+    # each file named escaped, as a refusal names it: as typed, a line break printed a line of its own
+    print(f"wrote {printable(str(args.out))}: sha256 {hashlib.sha256(data).hexdigest()} ({len(weights)} weights)")
     if args.scores is not None:
         name = f"{args.detector}.{args.class_name}"
         folded = out_of_fold(x, y, split_of, args.c)
@@ -271,6 +274,6 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
             # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
             result["context_probes"] = {**(result.get("context_probes") or {}), name: "out of fold (fit_probe)"}
             write_whole(args.scores_out / f"{split}.json", (json.dumps(result, indent=1) + "\n").encode(), written)
-        print(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})")
+        print(f"wrote {name} out of fold into {printable(str(args.scores_out))}/SPLIT.json ({', '.join(splits)})")
     return 0
 
