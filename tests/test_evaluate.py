@@ -186,3 +186,25 @@ def test_a_record_under_a_file_where_its_folder_should_be_is_refused_before_scor
     assert capsys.readouterr().out.splitlines() == [
         f"evaluate: --record {record}: {in_the_way} is a file, not a folder: not written"]
     assert in_the_way.read_text() == "notes\n"
+
+
+def test_a_record_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_printable_line(request, tmp_path,
+                                                                                              capsys):
+    """The line saying where the measurement was recorded, and the refusal of a --json that is the --record file, name
+    the files as typed: a folder named with ESC c (which resets the terminal), a CSI as one C1 character, a
+    right-to-left override and a line break was printed as it was, its escapes sent to the terminal and a forged
+    `evaluate: OK` line of its own. Each is one line, the names escaped as Python writes them in a string."""
+    photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
+    model = fusion_file(tmp_path, 20.0)
+    record = tmp_path / "r\x1bc\x9b2J\u202e\nevaluate: OK" / "model_heldout.json"
+    shown = f"{tmp_path}/r\\x1bc\\x9b2J\\u202e\\nevaluate: OK/model_heldout.json"
+    assert evaluate(photos, model, record, "heldout3") == 0
+    recorded = capsys.readouterr().out
+    assert evaluate(photos, model, record, "heldout4", f"--json={record}") == 2
+    refused = capsys.readouterr().out
+    for out in (recorded, refused):
+        assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out, out
+        assert not any(line.startswith("evaluate: OK") for line in out.splitlines()), out
+    assert f"recorded in {shown}: heldout3, " in recorded, recorded
+    assert refused == (f"evaluate: --json {shown} is the --record file {shown}: the result would be written over the "
+                       "record, every measurement in it lost; give --json another file\n"), refused

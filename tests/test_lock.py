@@ -805,3 +805,30 @@ def test_a_lock_field_cut_at_its_bound_never_ends_in_half_an_escape():
         shown = said.removeprefix("run ").split("…")[0]
         assert (len(shown) - before) % 4 == 0 and len(shown) >= lock.SHOWN_CHARACTERS - 3, shown[-8:]
         assert said.startswith(f"run {shown}… ({before + 200:,} characters) (pid 1 on host"), said
+
+
+def test_a_lock_left_unreleased_is_named_in_one_printable_line_whatever_its_folder_is_named(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """The line saying a lock could not be read to release it names the lock and its folder (--output, as typed): a
+    folder named with an OSC 52, ESC [2J, a right-to-left override and a line break was printed as it was, its
+    escapes sent to the terminal and a forged `pass-pipeline: OK` line of its own. It is one line, the names escaped
+    as Python writes them in a string."""
+    folder = tmp_path / "o\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\npass-pipeline: OK"
+    folder.mkdir()
+    held = OutputLock(str(folder), "run")
+    held.acquire()
+    monkeypatch.setattr(lock, "RELEASE_READ_PAUSE_S", 0)
+
+    def unreadable(path: str, limit: int) -> bytes:
+        raise OSError("down")
+
+    monkeypatch.setattr(lock, "read_regular_file", unreadable)
+    held.release()
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\u202e" not in err and err.count("\n") == 1, err
+    shown = f"{tmp_path}/o\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\npass-pipeline: OK"
+    assert err == (f"pass-pipeline: the lock {shown}/{LOCK} could not be read to release it (OSError); remove it "
+                   f"once no run is using {shown}\n"), err
+    monkeypatch.undo()
+    held.release()  # readable again: released
+    assert not (folder / LOCK).exists()

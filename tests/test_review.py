@@ -1052,3 +1052,20 @@ def _apply_stopped_once(decisions: Path, store: Path, patch: str, ready: Path) -
     finally:
         stopped.kill()
     return stopped.returncode, err
+
+
+def test_the_applied_line_names_a_store_typed_with_terminal_escapes_and_a_line_break_in_one_printable_line(
+        tmp_path, capsys):
+    """The line saying what was applied names --store as typed: a store named with an OSC 52, ESC [2J, a right-to-left
+    override and a line break was printed as it was, its escapes sent to the reviewer's terminal and a forged
+    `review: 9 decision(s) applied` line of its own. It is one line, the store escaped as Python writes it in a
+    string."""
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n")
+    store = tmp_path / "s\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nreview: 9 decision(s) applied.csv"
+    assert main(["review", "apply", str(decisions), "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and not any(line.startswith("review: 9") for line in out.splitlines()), out
+    assert out == (f"review: 1 decision(s) applied; {tmp_path}/s\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\nreview: "
+                   "9 decision(s) applied.csv now holds 1\n"), out
+    assert read_decisions(str(store))["5"].verdict == "accept"

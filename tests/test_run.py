@@ -328,6 +328,31 @@ def test_a_stopped_publish_whose_staging_folder_name_holds_terminal_escapes_is_n
     assert files_of(published) == files_of(output)
 
 
+def test_an_output_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_printable_line(world, tmp_path,
+                                                                                               capsys):
+    """The lines saying a run finished the publish a stop cut short into --output, and that --output already holds
+    this same command's dataset, name the folder as typed: one named with ESC c (which resets the terminal), a CSI
+    as one C1 character, a right-to-left override and a line break was printed as it was, its escapes sent to the
+    terminal and a forged `pass-pipeline: verified` line of its own. Each is one line, the folder escaped as Python
+    writes it in a string."""
+    from tests.conftest import publishing_stopped_after
+
+    server, metadata = world
+    output = tmp_path / "o\x1bc\x9b2J\u202e\npass-pipeline: verified"
+    shown = f"{tmp_path}/o\\x1bc\\x9b2J\\u202e\\npass-pipeline: verified"
+    with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
+        run(argv(server, metadata, output, "--shards=3"), overwrite=True)
+    capsys.readouterr()
+    for shards, status, said in (("--shards=2", 2, f"into {shown} (it was stopped while publishing)"),
+                                 ("--shards=3", 0, f"pass-pipeline: {shown} already holds the dataset of this same "
+                                                   "command")):
+        assert main(["run", *argv(server, metadata, output, shards)]) == status
+        err = capsys.readouterr().err
+        assert "\x1b" not in err and "\x9b" not in err and "\u202e" not in err, err
+        assert not any(line.startswith("pass-pipeline: verified") for line in err.splitlines()), err
+        assert said in err, err
+
+
 def files_of(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 

@@ -1915,3 +1915,44 @@ def test_a_table_row_crediting_its_pages_account_by_id_verifies_as_an_earlier_ve
     (folder / "ATTRIBUTION.csv").write_bytes(csv_bytes(ATTRIBUTION_COLUMNS, [[*rows[0][:2], "", *rows[0][3:]]]))
     reseal(folder)
     assert _problems(folder) == set()
+
+
+def test_a_dataset_folder_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_printable_last_line(
+        tmp_path, monkeypatch, capsys):
+    """The last line names the folder as typed (pasted from a listing, a script's variable): one named with an OSC 52,
+    ESC [2J, a right-to-left override and a line break was printed as it was, its escapes sent to the terminal and
+    a forged `release: OK` line of its own. It is one line, the folder escaped as Python writes it in a string (a
+    report line's path keeps Python's quoting: `_reported`)."""
+    import pipeline.commands.verify as command
+
+    folder = tmp_path / "d\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nrelease: OK"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    monkeypatch.setattr(command, "verify", lambda release, previous=None: iter(()))
+    assert command.verify_command(str(folder)) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and not any(line.startswith("release: OK") for line in out.splitlines()), out
+    assert out == (f"{tmp_path}/d\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\nrelease: OK: OK: 0 files as "
+                   "manifest.json lists them (size, sha256, records)\n")
+
+
+def test_a_manifest_gone_as_it_was_checked_is_a_report_line_quoting_a_typed_folders_unprintable_name(
+        tmp_path, monkeypatch, capsys):
+    """The problem line of a manifest gone once checked names it under the folder as typed: a folder named with ESC [2J
+    and a line break was printed as it was, its escape sent to the terminal and a forged `release: OK` line of its
+    own. The path is in Python's quoting, as every report line's path is (`_shown`)."""
+    import ast
+
+    import pipeline.commands.verify as command
+
+    folder = tmp_path / "d\x1b[2J\nrelease: OK"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    monkeypatch.setattr(command, "verify", lambda release, previous=None: (folder / "manifest.json").unlink()
+                        or iter(()))
+    assert command.verify_command(str(folder)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "\x1b" not in lines[0], lines
+    path, said = lines[0].rsplit(": ", 1)
+    assert ast.literal_eval(path) == f"{folder}/manifest.json"
+    assert said == "unreadable once checked (changed while verify ran?)"

@@ -15,7 +15,7 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
-from pipeline.printable import said
+from pipeline.printable import printable, said
 
 
 def _problems(args: argparse.Namespace) -> list[str]:
@@ -57,9 +57,10 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
     if args.json:
         if args.photos and args.record and _same_file(args.json, args.record):
             # The result was written over the record (a name typed twice), its every earlier measurement lost, and then
-            # "not recorded: ... is not a held-out record", exit 2.
-            print(f"evaluate: --json {args.json} is the --record file {args.record}: the result would be written over "
-                  "the record, every measurement in it lost; give --json another file")
+            # "not recorded: ... is not a held-out record", exit 2. The names as typed are escaped: a line break in one
+            # printed a forged line of its own.
+            print(f"evaluate: --json {printable(args.json)} is the --record file {printable(args.record)}: the result "
+                  "would be written over the record, every measurement in it lost; give --json another file")
             return 2
         try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
             check_output("--json", args.json)  # a link, no file, a missing folder, a dataset's folder
@@ -122,7 +123,8 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         except heldout_record.RecordError as error:
             print(f"evaluate: not recorded: {said(error)}")
             return 2
-        print(f"recorded in {args.record}: {added['split']}, {added['date']}, stored by {added['stored_by']}")
+        print(f"recorded in {printable(args.record)}: {added['split']}, {added['date']}, stored by "
+              f"{added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1
 
 

@@ -11,6 +11,7 @@ from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote
 from pipeline.io.layout import dataset_folder_above
 from pipeline.io.stopping import stops_saying
+from pipeline.printable import printable
 from pipeline.release.review import Overturned, apply_decisions
 
 
@@ -52,5 +53,6 @@ def review_apply(decisions: str, store: str) -> int:
     # a reviewer's slip (a row's verdict in the wrong column, an old decisions file applied again) is seen.
     turned = (f"; {overturned.count} of them accept photos it had rejected (e.g. {', '.join(overturned.first)})"
               if overturned.count else "")
-    print(f"review: {applied} decision(s) applied; {store} now holds {total}{turned}")
+    # --store as typed: its escapes drove the reviewer's terminal, its line break printed a forged line of its own
+    print(f"review: {applied} decision(s) applied; {printable(store)} now holds {total}{turned}")
     return 0

@@ -625,8 +625,9 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
             same = (made_by is not None and not overwrite and not published and MANIFEST in holds_run(opts.output)
                     and record.made_by_this_run(opts.output, made_by))
             if finished and not same:
-                print(f"pass-pipeline: finished publishing run {finished} into {opts.output} (it was stopped "
-                      "while publishing)", file=sys.stderr)
+                # --output as typed, escaped as the run's id is (its line break printed a forged line of its own)
+                print(f"pass-pipeline: finished publishing run {finished} into {printable(opts.output)} (it was "
+                      "stopped while publishing)", file=sys.stderr)
                 if published:
                     # The finished run's folder is gone; the emptied `_staging` above it stayed in the release for good.
                     remove_staging(opts.output, keep_planned=True)
@@ -680,7 +681,7 @@ def run(argv: Sequence[str], overwrite: bool = False, before_publish: Callable[[
                 try:
                     remove_staging(opts.output, keep_planned=True)
                 except OSError as err:  # published or not, what ended the run is told, not this; the next run retries
-                    print(f"pass-pipeline: could not remove {opts.output[:200]}/{STAGING} "
+                    print(f"pass-pipeline: could not remove {printable(opts.output, limit=200)}/{STAGING} "
                           f"({' '.join(str(err).split())[:300]}); the next run into the folder removes it",
                           file=sys.stderr)
             return stats
@@ -697,10 +698,13 @@ def _done_earlier(output: str, finished: str | None) -> dict:
         raise UsageError(f"{f'finished publishing run {finished} into {output}; ' if finished else ''}{output} holds "
                          f"the dataset of this same command, but it does not match its manifest ({problems[0].path}: "
                          f"{problems[0].message}); nothing else was done: run `pass-pipeline verify {output}`")
-    done = (f"finished publishing run {finished} into {output}, the earlier run of this same command (it was stopped "
+    # --output as typed, escaped as the run's id is (`finished`): its escapes drove the terminal, its line break
+    # printed a forged line of its own. The refusal above is escaped whole by the command's error line.
+    shown = printable(output)
+    done = (f"finished publishing run {finished} into {shown}, the earlier run of this same command (it was stopped "
             "while publishing)" if finished else
-            f"{output} already holds the dataset of this same command (its earlier run published it)")
-    print(f"pass-pipeline: {done}; nothing else to do (`pass-pipeline verify {output}` checks it)", file=sys.stderr)
+            f"{shown} already holds the dataset of this same command (its earlier run published it)")
+    print(f"pass-pipeline: {done}; nothing else to do (`pass-pipeline verify {shown}` checks it)", file=sys.stderr)
     return report.read_stats(output)
 
 

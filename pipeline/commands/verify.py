@@ -13,7 +13,8 @@ from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote, matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
-from pipeline.release.verify import MANIFEST, staging_note, verify
+from pipeline.printable import printable
+from pipeline.release.verify import MANIFEST, _shown, staging_note, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
 
@@ -55,13 +56,18 @@ def _verify(release: str, previous: str = "") -> int:
     problems = [f"{problem.path}: {problem.message}" for problem in verify(release, previous or None)]
     checked = None if problems else _checked(release)
     if not problems and checked is None:  # "OK: 0 files" was said of a dataset whose manifest went as it was checked
-        problems.append(f"{FileSystems.join(release, MANIFEST)}: unreadable once checked (changed while verify ran?)")
+        # a path, in Python's quoting as every report line's (`_shown`)
+        problems.append(f"{_shown(FileSystems.join(release, MANIFEST))}: unreadable once checked (changed while verify "
+                        "ran?)")
     for line in problems:
         print(line)
     note = staging_note(release)
     if note:
         print(note)
-    print(f"{release}: {checked or f'{len(problems)} problem(s)'}")
+    # The folder as typed (pasted from a listing, a script's variable): its escapes drove the terminal, its line
+    # break printed a forged verdict line of its own. A message's escaping, not a report line's quoting: it names
+    # the dataset the verdict is on, no file to act on.
+    print(f"{printable(release)}: {checked or f'{len(problems)} problem(s)'}")
     return 0 if not problems else 1
 
 

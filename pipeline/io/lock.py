@@ -602,8 +602,10 @@ class OutputLock:
             if isinstance(read, Exception):
                 # Whose it is cannot be told: left, and not marked released, so that a later release (the run's own
                 # as it ends, after a stop's) reads it again. Said, not raised: what the run did stands.
-                print(f"pass-pipeline: the lock {self.path} could not be read to release it "
-                      f"({type(read).__name__}); remove it once no run is using {self.output}", file=sys.stderr)
+                # named as --output was typed, escaped: its line break printed a forged line of its own
+                print(f"pass-pipeline: the lock {printable(self.path)} could not be read to release it "
+                      f"({type(read).__name__}); remove it once no run is using {printable(self.output)}",
+                      file=sys.stderr)
                 return
             holder, generation = read
             if holder == self.me and generation is not None:
@@ -636,8 +638,9 @@ class OutputLock:
             pass
         except PreconditionFailed:
             now = _holder(self.path)
-            print(f"pass-pipeline: the lock {self.path} is no longer this run's: it was replaced since this run read "
-                  f"it (now held by {now.describe() if now else 'another run'}); left as it is", file=sys.stderr)
+            print(f"pass-pipeline: the lock {printable(self.path)} is no longer this run's: it was replaced since this "
+                  f"run read it (now held by {now.describe() if now else 'another run'}); left as it is",
+                  file=sys.stderr)
 
     def __enter__(self) -> OutputLock:
         self.acquire()
