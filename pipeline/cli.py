@@ -54,9 +54,11 @@ def entry(argv: Sequence[str] | None = None) -> int:
 
 
 def aftermath(stopped: BaseException) -> str:
-    """What a stop left, for its line: a command that is no run says it (`review apply`: its store), on the stop."""
-    return getattr(stopped, "aftermath", "nothing was published unless publishing had begun, which the next run "
-                   "into the output finishes")
+    """What a stop left, for its line: a command that is no run says it (`review apply`: its store), on the stop.
+    Escaped (printable): it names paths as typed (verify's folder, the store, evaluate's files), whose escapes drove
+    the terminal and whose line break wrote a forged line of its own."""
+    return printable(getattr(stopped, "aftermath", "nothing was published unless publishing had begun, which the next "
+                             "run into the output finishes"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

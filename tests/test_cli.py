@@ -339,3 +339,24 @@ def test_a_refresh_stopped_while_it_checks_the_previous_release_is_a_stop(demo_r
     assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith("pass-pipeline: stopped (SIGTERM); "), done.stderr[-2000:]
     assert not (root / "releases" / "r2").exists()
+
+
+@pytest.mark.parametrize("command", ["verify", "review"])
+def test_a_stop_line_naming_a_path_typed_with_terminal_escapes_and_a_line_break_is_one_printable_line(tmp_path,
+                                                                                                     command):
+    """A stopped verify's line names its dataset's folder, a stopped `review apply`'s its store and decisions file, as
+    typed: one named with an OSC 52, ESC [2J, a right-to-left override and a line break was written as it was, its
+    escapes sent to the terminal and a forged `pass-pipeline: OK` line of its own. The line is one line, each
+    unprintable character escaped as Python writes it in a string."""
+    evil = "x\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\npass-pipeline: OK"
+    decisions = tmp_path / "d.csv"
+    decisions.write_text("photo_id,decision,note\n5,accept,\n")
+    target, argv = {"verify": ("pipeline.commands.verify._verify", ["verify", str(tmp_path / evil)]),
+                    "review": ("pipeline.commands.review.apply_decisions",
+                               ["review", "apply", str(decisions), "--store", str(tmp_path / f"{evil}.csv")])}[command]
+    done = stopped_as(signal.SIGTERM, target, argv)
+    assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].isprintable(), done.stderr
+    assert lines[0].startswith("pass-pipeline: stopped (SIGTERM); "), lines[0]
+    assert "x\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\npass-pipeline: OK" in lines[0], lines[0]
