@@ -980,6 +980,34 @@ def test_the_summary_says_what_a_run_could_not_use(demo_release):
     assert "decontaminate: 1 evaluation images could not be read" in said
 
 
+def test_the_summary_shows_a_datasets_reasons_and_review_page_and_the_typed_folder_each_in_one_printable_line(
+        tmp_path):
+    """The summary prints stats.json's rejection reasons and counts and the manifest's review page, read from a dataset
+    on disk (this same command's, found done; a refresh's release, its publish finished; a resealed one), and the
+    folder as typed: a reason holding a line break and `OK`, ESC [2J, an OSC 52 or a right-to-left override, a page so
+    named, was printed as it was, the escapes sent to the terminal and each line break a forged line of its own. Each
+    is shown with its unprintable characters escaped as Python writes them in a string, on its own line."""
+    from pipeline.commands.run import summary
+
+    output = tmp_path / "o\x1b]52;c;cm0gLXJmIH4K\x07\u202e\nkept 9 of 9 input rows"
+    output.mkdir()
+    (output / "manifest.json").write_text(json.dumps({"files": [
+        {"path": "parquet/pass-00000-of-00001.parquet"},
+        {"path": "review/s\x1b[2J\nOK.html", "format": "review_sheet", "held": 2, "records": 2}]}))
+    stats = {"kept": "1\nOK", "input_rows": 2, "accounted": True, "ledger_rows_ignored": "3\x1b[2J",
+             "rejections_by_stage": {"license\u202e": {"\nOK": 1, "\x1b[2J": "2\nOK"}}}
+    text = summary(str(output), stats)
+    lines = text.splitlines()
+    assert all(line.isprintable() for line in lines), text
+    assert not any(line.startswith(("OK", "kept 9")) for line in lines), text
+    shown = f"{tmp_path}/o\\x1b]52;c;cm0gLXJmIH4K\\x07\\u202e\\nkept 9 of 9 input rows"
+    assert lines[0] == "kept 1\\nOK of 2 input rows (all accounted for)", text
+    assert lines[1] == "  rejected: license\\u202e/\\nOK: 1, license\\u202e/\\x1b[2J: 2\\nOK", text
+    assert lines[2].startswith("  previous ledger: 3\\x1b[2J rows"), text
+    assert f"  dataset:     {shown}/parquet" in lines, text
+    assert f"  review:      {shown}/review/s\\x1b[2J\\nOK.html: 2 photos held for review; " in text, text
+    assert f"  stats:       {shown}/stats.json   manifest: {shown}/manifest.json" in lines, text
+
 def _removed_after_the_launch_check(monkeypatch, path: Path) -> None:
     """`path` is deleted once the launch check has seen it, before the job reads it (as another process might)."""
     checked = run_command.preflight

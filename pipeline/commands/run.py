@@ -740,35 +740,42 @@ def eval_images_unreadable(result: PipelineResult) -> dict[str, int]:
 
 
 def summary(output: str, stats: dict) -> str:
-    """What a finished run kept and where its files are: only the formats it wrote."""
-    reasons = ", ".join(f"{stage}/{reason}: {n}" for stage, by_reason in stats["rejections_by_stage"].items()
-                        for reason, n in by_reason.items())
+    """What a finished run kept and where its files are: only the formats it wrote. Each value from the dataset (its
+    stats.json's reasons and counts, its review page's path: a dataset on disk, this same command's found done, a
+    release whose publish was finished, one resealed) and the folder as typed are escaped (printable): printed as
+    they were, their escapes drove the terminal and a line break in one printed a forged line of its own."""
+    def shown(value: object) -> str:
+        return printable(str(value))
+
+    def at(*names: str) -> str:
+        return shown(FileSystems.join(output, *names))
+
+    reasons = ", ".join(f"{shown(stage)}/{shown(reason)}: {shown(n)}"
+                        for stage, by_reason in stats["rejections_by_stage"].items() for reason, n in by_reason.items())
     manifest = report.read_manifest(output)
     written = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"] if "/" in entry["path"]})
-    formats = [FileSystems.join(output, name) for name in FORMAT_FOLDERS if name in written]
+    formats = [at(name) for name in FORMAT_FOLDERS if name in written]
     # The borderline band waits for a reviewer: the summary named every other file, never the page holding it.
     sheet: dict[str, Any] = next((entry for entry in manifest["files"] if entry.get("format") == "review_sheet"), {})
-    held, shown = int(sheet.get("held") or 0), int(sheet.get("records") or 0)
-    review = (f"  review:      {FileSystems.join(output, sheet['path'])}: {held} photos held for review"
-              f"{f' ({shown} most suspicious on the page)' if shown < held else ''}; decide them there, then "
+    held, on_page = int(sheet.get("held") or 0), int(sheet.get("records") or 0)
+    review = (f"  review:      {at(sheet['path'])}: {held} photos held for review"
+              f"{f' ({on_page} most suspicious on the page)' if on_page < held else ''}; decide them there, then "
               "`pass-pipeline review apply decisions.csv --store STORE` and run again with --review_decisions STORE\n"
               if held else "")
     return (
-        f"kept {stats['kept']} of {stats['input_rows']} input rows "
+        f"kept {shown(stats['kept'])} of {shown(stats['input_rows'])} input rows "
         f"({'all accounted for' if stats['accounted'] else 'NOT ALL ACCOUNTED FOR'})\n"
         f"  rejected: {reasons or 'none'}\n"
-        + (f"  previous ledger: {stats['ledger_rows_ignored']} rows no run writes were ignored (their photos decided "
-           "again)\n" if stats.get("ledger_rows_ignored") else "")
-        + (f"  previous index: {stats['previous_index_rows_ignored']} rows no run writes were ignored (no new image "
-           "was compared with them)\n" if stats.get("previous_index_rows_ignored") else "")
-        + (f"  decontaminate: {stats['eval_images_unreadable']} evaluation images could not be read, so nothing was "
-           "compared with them (see the log)\n" if stats.get("eval_images_unreadable") else "") +
+        + (f"  previous ledger: {shown(stats['ledger_rows_ignored'])} rows no run writes were ignored (their photos "
+           "decided again)\n" if stats.get("ledger_rows_ignored") else "")
+        + (f"  previous index: {shown(stats['previous_index_rows_ignored'])} rows no run writes were ignored (no new "
+           "image was compared with them)\n" if stats.get("previous_index_rows_ignored") else "")
+        + (f"  decontaminate: {shown(stats['eval_images_unreadable'])} evaluation images could not be read, so nothing "
+           "was compared with them (see the log)\n" if stats.get("eval_images_unreadable") else "") +
         f"  dataset:     {', '.join(formats) or 'no images'}\n" + review +
-        f"  rejections:  {FileSystems.join(output, 'rejections')}\n"
-        f"  stats:       {FileSystems.join(output, 'stats.json')}   "
-        f"manifest: {FileSystems.join(output, 'manifest.json')}\n"
-        f"  attribution: {FileSystems.join(output, 'ATTRIBUTION.csv')}   "
-        f"dataset card: {FileSystems.join(output, 'README.md')}"
+        f"  rejections:  {at('rejections')}\n"
+        f"  stats:       {at('stats.json')}   manifest: {at('manifest.json')}\n"
+        f"  attribution: {at('ATTRIBUTION.csv')}   dataset card: {at('README.md')}"
     )
 
 
