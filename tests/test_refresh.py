@@ -2519,6 +2519,36 @@ def test_a_latest_release_whose_folder_name_holds_terminal_escapes_is_named_in_o
     assert "\x1b" not in out and not any(line.startswith("refresh: OK") for line in out.splitlines()), out[:2000]
 
 
+def test_a_releases_root_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_printable_line(
+        first_yfcc_release, tmp_path, capsys):
+    """A refresh's lines name the releases' root as typed (--output): the one saying it holds no published release
+    (--previous=latest), the one saying a kill had left the release's publish undone, finished now, and the one saying
+    the release was already published by this same refresh. A root named with ESC c (which resets the terminal), a CSI
+    as one C1 character, a right-to-left override and a line break was printed as it was, its escapes sent to the
+    terminal and a forged `refresh: OK` line of its own. Each is one line, the root escaped as Python writes it in a
+    string."""
+    server, metadata, first = first_yfcc_release
+    root = tmp_path / "root\x1bc\x9b2J\u202e\nrefresh: OK"
+    shown = f"{tmp_path}/root\\x1bc\\x9b2J\\u202e\\nrefresh: OK"
+    argv = ["refresh", f"--output={root}", "--release=r2", "--previous=latest", f"--input={metadata}",
+            f"--allowed_hosts={server.host}", *LOCAL]
+    assert main([*argv[:4], f"--input={tmp_path / 'missing.tsv'}", *argv[5:]]) == 2  # refused after the first line
+    said = [capsys.readouterr().out]
+    shutil.copytree(first, root / "releases" / "r1")
+    assert main(argv) == 0
+    capsys.readouterr()
+    _cut_publish(root / "releases" / "r2")  # a kill once its manifest moved in: finished by the rerun
+    for _ in range(2):
+        assert main(argv) == 0
+        said.append(capsys.readouterr().out)
+    for out in said:
+        assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out, out
+        assert not any(line.startswith("refresh: OK") for line in out.splitlines()), out
+    assert f"refresh: {shown} holds no published release (--previous=latest)" in said[0], said[0]
+    assert f"refresh: release r2 was published by this same refresh: {shown}/releases/r2; a kill had left" in said[1]
+    assert (f"inputs and options): {shown}/releases/r2; nothing was done (`pass-pipeline verify {shown}/releases/r2` "
+            "checks it)") in said[2], said[2]
+
 def test_a_table_release_written_without_creator_links_is_refreshed_with_them_its_photos_unchanged(tmp_path):
     """ATTRIBUTION.csv links a table's row to the account its Flickr page names or its owner column credits; an
     earlier version left such rows without a link. Refreshed, a release that version wrote verifies (a link missing

@@ -104,8 +104,9 @@ def refresh(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if previous == "latest":  # the monthly schedule: whatever was published last (none: the first release)
         previous = release.latest_release(args.output)
         if not previous:  # the schedule's first month, or a root misspelled: said, not a silent first release
-            print(f"refresh: {args.output[:200]} holds no published release (--previous=latest): this is the first "
-                  "release", flush=True)
+            # the root as typed, escaped: its line break printed a forged line of its own
+            print(f"refresh: {printable(args.output, limit=200)} holds no published release (--previous=latest): this "
+                  "is the first release", flush=True)
         if previous and previous.rstrip("/").rsplit("/", 1)[-1] == name:
             # The rerun of a refresh stopped after it published (exit 143 in its cleanup, retried): this release is
             # `latest` now; that refresh built on the one made before it (compared below, as the release is published)
@@ -203,7 +204,10 @@ def _published_earlier(root: str, target: str, name: str, made_by: dict) -> int:
                          "on it")
     # A kill after its manifest was moved in and before its publish plan and lock were removed (SIGKILL, the OOM
     # killer) leaves them in the release, which verify refuses and no run carries out: told done (exit 0), it was not.
-    said = f"release {name} was published by this same refresh: {target};"
+    # The root as typed, escaped in the lines printed here (its line break printed a forged line of its own); the
+    # refusals' are escaped whole by the command's error line.
+    shown = printable(target)
+    said = f"release {name} was published by this same refresh: {shown};"
     problems, finished, held = _problems_once_finished(target, said)
     if finished and not problems:
         _remove_work_cache(root, name)
@@ -213,7 +217,7 @@ def _published_earlier(root: str, target: str, name: str, made_by: dict) -> int:
                          f"its manifest ({problems[0].path}: {problems[0].message}); nothing was done: run "
                          f"`pass-pipeline verify {target}`{held}")
     print(f"refresh: release {name} was already published by this same refresh (the same previous release, inputs "
-          f"and options): {target}; nothing was done (`pass-pipeline verify {target}` checks it)", flush=True)
+          f"and options): {shown}; nothing was done (`pass-pipeline verify {shown}` checks it)", flush=True)
     _remove_work_cache(root, name)
     return 0
 
