@@ -15,6 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
 
+from pipeline.photo_sets.metrics import auc
 from tests.test_docs_measurements_class_columns import a_dataset, measurement, refused, tree
 from tests.test_photo_sets_fit_probe import DATASET_SAID, LINK_SAID
 
@@ -113,12 +114,6 @@ def test_the_cell_of_a_point_is_the_one_whose_pixels_hold_it_once_the_view_is_st
     assert SCRIPT.cell(box, left - 0.5, y) is None and SCRIPT.cell(box, x, top + height) is None
 
 
-@given(st.lists(st.integers(0, 5), min_size=1, max_size=12), st.lists(st.integers(0, 5), min_size=1, max_size=12))
-def test_the_area_under_the_curve_is_the_share_of_pairs_ordered_ties_half(positive, negative):
-    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative]
-    assert SCRIPT.auc(positive, negative) == pytest.approx(sum(pairs) / len(pairs))
-
-
 @pytest.mark.parametrize("height", [5, 12, 20])
 def test_a_cut_out_is_pasted_at_the_height_asked_below_the_top_quarter_around_the_centre_returned(height):
     cutout = Image.new("RGBA", (40, 100), (255, 255, 255, 255))
@@ -154,17 +149,7 @@ def test_the_heads_read_back_from_their_arrays_give_scikit_learn_s_probabilities
     for kind, model in models.items():
         probabilities = SCRIPT.head_probabilities(head, kind, x)
         np.testing.assert_allclose(probabilities, model.predict_proba(scaled)[:, 1], rtol=1e-6, atol=1e-9)
-        assert SCRIPT.auc(list(probabilities[:60]), list(probabilities[60:])) > 0.95
-
-
-@given(st.lists(st.integers(0, 20), min_size=1, max_size=40), st.sampled_from([0.5, 0.9, 0.95]))
-def test_the_value_keeping_a_share_of_clean_photos_is_the_lowest_that_keeps_at_least_that_share(scores, share):
-    """Against the brute force, in exact fractions: of the clean scores, the lowest that as a threshold (a score above
-    it flagged) keeps at least `share` of them; 15 photographs at 90% keep 14 (13.5 asked), not 13."""
-    clean = sorted(scores)
-    kept_enough = [value for value in clean
-                   if Fraction(sum(score <= value for score in clean), len(clean)) >= Fraction(str(share))]
-    assert SCRIPT.keeping(clean, share) == min(kept_enough)
+        assert auc(list(probabilities[:60]), list(probabilities[60:])) > 0.95
 
 
 def test_the_report_counts_tiny_people_above_the_value_keeping_90_percent_of_clean_photos(tmp_path, capsys):

@@ -5,7 +5,6 @@ photographs says so."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -13,8 +12,6 @@ import types
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pipeline.photo_sets.fetch import Row
 from tests.test_docs_measurements_class_columns import a_dataset, measurement, refused, scores_folder, tree, tuning
@@ -181,16 +178,3 @@ def test_report_says_so_of_a_split_without_clean_photographs_in_its_row(tmp_path
                                   "no clean photograph | no clean photograph |")
     assert rows["| all"].startswith("| all | 3 / 10 |")
 
-
-@given(st.lists(st.integers(0, 20), max_size=40), st.sampled_from([0.5, 0.9, 0.95]))
-def test_the_value_keeping_a_share_of_clean_photos_is_tiny_head_s(scores, share):
-    """A copy of tiny_head.keeping (the scripts are run by path: neither imports the other), none too (inf)."""
-    clean = sorted(scores)
-    yolov4_tiny, tiny_head = _scripts()
-    assert yolov4_tiny.keeping(clean, share) == tiny_head.keeping(clean, share)
-
-
-@functools.cache
-def _scripts() -> tuple[types.ModuleType, types.ModuleType]:
-    """yolov4_tiny and tiny_head, loaded once for the examples above."""
-    return measurement("yolov4_tiny"), measurement("tiny_head")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -17,9 +18,11 @@ from pipeline.photo_sets.metrics import (
     REJECTED,
     Z95,
     _line,
+    auc,
     decide,
     evaluate_rows,
     iter_summary,
+    keeping,
     package_draws,
     package_interval,
     rate,
@@ -194,3 +197,21 @@ def test_the_interval_by_package_of_a_rate_of_100_percent_is_never_narrower_than
     recall = evaluate_rows(rows, [FACE] * 20, SPECS)["combined"]["recall"]
     assert package_interval([(row.package, True) for row in rows]) == (1.0, 1.0)
     assert recall["ci95_packages"] == recall["ci95"] == [round(v, 4) for v in wilson(20, 20)]
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=12), st.lists(st.integers(0, 5), min_size=1, max_size=12))
+def test_the_area_under_the_curve_is_the_share_of_pairs_ordered_ties_half(positive, negative):
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p in positive for n in negative]
+    assert auc(positive, negative) == pytest.approx(sum(pairs) / len(pairs))
+    assert math.isnan(auc(positive, [])) and math.isnan(auc([], negative))
+
+
+@given(st.lists(st.integers(0, 20), max_size=40), st.sampled_from([0.5, 0.9, 0.95]))
+def test_the_value_keeping_a_share_of_clean_photos_is_the_lowest_that_keeps_at_least_that_share(scores, share):
+    """Against the brute force, in exact fractions: of the clean scores, the lowest that as a threshold (a score above
+    it flagged) keeps at least `share` of them; 15 photographs at 90% keep 14 (13.5 asked), not 13; none where there
+    are none (inf: nothing is flagged)."""
+    clean = sorted(scores)
+    kept_enough = [value for value in clean
+                   if Fraction(sum(score <= value for score in clean), len(clean)) >= Fraction(str(share))]
+    assert keeping(clean, share) == min(kept_enough, default=math.inf)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import random
 import sys
 from pathlib import Path
@@ -125,16 +124,6 @@ def head_probabilities(head: dict[str, np.ndarray], kind: str, features: np.ndar
     else:
         logit = np.maximum(x @ head["mlp_w1"] + head["mlp_b1"], 0.0) @ head["mlp_w2"] + head["mlp_b2"]
     return 1.0 / (1.0 + np.exp(-logit.ravel()))
-
-
-def auc(positive: list[float], negative: list[float]) -> float:
-    """Area under the ROC curve (ties count half)."""
-    if not positive or not negative:
-        return math.nan
-    ordered = np.sort(np.asarray(negative))
-    below = np.searchsorted(ordered, positive, "left")
-    tied = np.searchsorted(ordered, positive, "right") - below
-    return float((below + 0.5 * tied).sum() / (len(positive) * len(negative)))
 
 
 class NanoDet:
@@ -322,6 +311,8 @@ def add(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
+    from pipeline.photo_sets.metrics import auc
+
     print("| file | tiny / clean | score | AUC tiny vs clean | AUC person + body part vs clean | keep 90% of clean: "
           "tiny caught (of them not by NanoDet's own score) |")
     for path in args.files:
@@ -340,13 +331,10 @@ def report(args: argparse.Namespace) -> None:
 
 def flagged(tiny: list[dict[str, Any]], clean: list[dict[str, Any]], key: str) -> set[int]:
     """The tiny people (their indexes) scoring above the threshold that keeps 90% of the clean photographs."""
+    from pipeline.photo_sets.metrics import keeping
+
     threshold = keeping(sorted(photo[key] for photo in clean), 0.9)
     return {i for i, photo in enumerate(tiny) if photo[key] > threshold}
-
-
-def keeping(clean: list[float], share: float) -> float:
-    """The lowest threshold (a score above it is flagged) that keeps at least `share` of the sorted clean scores."""
-    return clean[math.ceil(share * len(clean)) - 1] if clean else math.inf
 
 
 def write_arrays(path: Path, **arrays: np.ndarray) -> None:

