@@ -976,3 +976,35 @@ def _ignoring_ctrl_c_and_hangups() -> None:
     """As `nohup cmd &` in a shell without job control starts `cmd`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+# A `python -m` script of the project (`script_entry`) whose stop says what it left naming a file as typed (argv[1]),
+# stopped by SIGTERM inside its block.
+SCRIPT_STOPPED_NAMING_A_FILE = """
+import os, signal, sys, time
+from pipeline.io.stopping import script_entry, stops_saying
+
+def main():
+    with stops_saying(lambda: f"{sys.argv[1]} not written (as it was)"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    return 0
+
+sys.exit(script_entry("fit_probe", main))
+"""
+
+
+def test_a_scripts_stop_line_naming_a_file_typed_with_terminal_escapes_and_a_line_break_is_one_printable_line(
+        tmp_path):
+    """A `python -m` script's stop line (`script_entry`: fetch, fit_fusion, fit_probe, cross_validate) says what the
+    stop left, which names the files as typed: printed as it came, a name holding an OSC 52, ESC [2J, a right-to-left
+    override and a line break sent its escapes to the terminal and wrote a forged `fit_probe: OK` line of its own. The
+    line is one line, each unprintable character escaped as Python writes it in a string (as pass-pipeline's is)."""
+    evil = f"{tmp_path}/p\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\nfit_probe: OK.json"
+    done = subprocess.run([sys.executable, "-c", SCRIPT_STOPPED_NAMING_A_FILE, evil], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].isprintable(), done.stderr
+    assert lines[0] == (f"fit_probe: stopped (SIGTERM); {tmp_path}/p\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\n"
+                        "fit_probe: OK.json not written (as it was)"), lines[0]

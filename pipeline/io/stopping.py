@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from pipeline.printable import printable
+
 if TYPE_CHECKING:
     from apache_beam.runners.runner import PipelineResult
 
@@ -517,5 +519,7 @@ def script_entry(prog: str, main: Callable[[], int]) -> int:
         return main()
     except (KeyboardInterrupt, StopRequested) as stopped:
         signum = signal.SIGINT if isinstance(stopped, KeyboardInterrupt) else signal.SIGTERM
-        left = getattr(stopped, "aftermath", "nothing was done")
+        # Escaped (printable), as pass-pipeline's stop line is (cli.aftermath): what a script left names its files as
+        # typed, whose escapes reached the terminal and whose line break wrote a forged line of its own.
+        left = printable(getattr(stopped, "aftermath", "nothing was done"))
         end_process(128 + signum, f"{prog}: stopped ({_NAMES[signum]}); {left}")
