@@ -1592,6 +1592,24 @@ def test_a_staging_folder_beside_a_run_s_dataset_is_said_in_a_note(demo_release,
     assert not [line for line in lines if "note:" in line]
 
 
+def test_a_staging_note_quotes_a_typed_folders_unprintable_name_as_every_report_line_does(tmp_path, capsys):
+    """The note on the staging folders runs left beside a run's dataset begins with the folder as typed: one named
+    with ESC [2J, a right-to-left override and a line break was printed as it was, its escape sent to the terminal
+    and a forged `release: OK` line of its own. Its path is in Python's quoting, as every report line's path is
+    (`_shown`), and reads back as the folder."""
+    import ast
+
+    from pipeline.release.verify import staging_note
+
+    output = tmp_path / "d\x1b[2J\u202e\nrelease: OK"
+    staging = _left_staging(output, "before publishing")
+    note = staging_note(str(output))
+    assert note.isprintable() and not note.startswith("release: OK"), note
+    path, said = note.split(": note: ", 1)
+    assert ast.literal_eval(path) == f"{output}/_staging"
+    assert said.startswith(f"1 run folder(s) ({staging.name}) left by a run stopped before publishing"), said
+
+
 def test_a_publish_stopped_before_its_manifest_moved_in_is_a_problem(demo_release, tmp_path, monkeypatch, capsys):
     """A run stopped as it published, its plan written and the dataset before it not yet touched: that dataset
     verified, exit 0, with nothing said of the staging folder, though the next run into the folder replaces it with

@@ -597,9 +597,11 @@ def staging_note(release: str) -> str:
         return ""
     shown = ", ".join(printable(name, limit=100) for name in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3
                                                                      else "")
-    return (f"{FileSystems.join(release, STAGING)}: note: {len(left)} run folder(s) ({shown}) left by a run stopped "
-            "before publishing (or as it removed its folder once published), or by a run under way: no part of the "
-            "dataset, not checked; the next run into the folder removes them")
+    # The folder as typed, a path at the start of a line as each report line's is: in Python's quoting (`_shown`), as
+    # theirs (printed as it was, its escapes drove the terminal and its line break printed a forged line of its own)
+    return (f"{_shown(FileSystems.join(release, STAGING))}: note: {len(left)} run folder(s) ({shown}) left by a run "
+            "stopped before publishing (or as it removed its folder once published), or by a run under way: no part of "
+            "the dataset, not checked; the next run into the folder removes them")
 
 
 def run_leftover(relative: str) -> bool:
