@@ -119,6 +119,32 @@ def test_a_demo_stopped_before_its_run_takes_the_lock_leaves_no_world_folder(tmp
     assert list(temporary.glob("pass-demo-*")) == [] and list(temporary.glob("beam-pipeline-temp*")) == []
 
 
+def test_the_world_s_metadata_file_is_named_in_one_printable_line_whatever_tmpdir_is_named(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """The line saying where the demo world's metadata is names it under TMPDIR as the environment gives it: a TMPDIR
+    named with ESC [2J, a right-to-left override and a line break printed its escape to the terminal and a forged
+    `demo: OK` line of its own. It is one line, the file escaped as Python writes it in a string."""
+    import tempfile
+
+    import pipeline.commands.demo as command
+
+    temporary = tmp_path / "t\x1b[2J\u202e\ndemo: OK"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    given = []
+    monkeypatch.setattr(command, "run", lambda argv, overwrite: given.append(argv) or {})
+    monkeypatch.setattr(command, "summary", lambda output, stats: "summary")
+    assert command.demo(str(tmp_path / "demo"), []) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and not any(line.startswith("demo: OK") for line in
+                                                                 out.splitlines()), out
+    (metadata,) = [arg.removeprefix("--input=") for arg in given[0] if arg.startswith("--input=")]
+    assert metadata.startswith(str(temporary))  # the run reads it as it is
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("demo: serving "), lines
+    assert f" metadata {tmp_path}/t\\x1b[2J\\u202e\\ndemo: OK/pass-demo-" in lines[0], lines[0]
+
+
 def _recorded(folder: Path, recorded: object) -> None:
     """A manifest in `folder` recording `recorded` as its run's --input."""
     folder.mkdir(parents=True, exist_ok=True)

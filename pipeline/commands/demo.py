@@ -14,6 +14,7 @@ from pipeline.fixtures.static_server import StaticServer
 from pipeline.io.files import matching
 from pipeline.io.layout import MANIFEST, PUBLISHING, STAGING, holds_run, manifest_of
 from pipeline.io.stopping import StopSignals, local_folder
+from pipeline.printable import printable
 
 SCRATCH_PREFIX = "pass-demo-"
 
@@ -52,9 +53,11 @@ def demo(output: str, extra: Sequence[str]) -> int:
     with StopSignals(), StaticServer() as server, local_folder(lambda: tempfile.mkdtemp(prefix=SCRATCH_PREFIX)) \
             as scratch:
         metadata = build_demo_world(server, scratch)
-        # The metadata file goes with the world when the demo ends: its rows are written by the module named.
-        print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {metadata} (removed "
-              "when the demo ends; its rows: pipeline/fixtures/demo_world.py)")
+        # The metadata file goes with the world when the demo ends: its rows are written by the module named. Its
+        # folder is TMPDIR's as the environment gives it, escaped (printable): as it was, its escapes drove the
+        # terminal and its line break printed a forged line of its own.
+        print(f"demo: serving {server.route_count} photos on http://{server.host}, metadata {printable(str(metadata))} "
+              "(removed when the demo ends; its rows: pipeline/fixtures/demo_world.py)")
         argv = [f"--input={metadata}", f"--output={output}", f"--allowed_hosts={server.host}", "--shards=2",
                 *extra]
         stats = run(argv, overwrite=True)
