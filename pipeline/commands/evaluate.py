@@ -79,7 +79,9 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
         return 2
     result = evaluate(specs, runtime, args.max_side, fusion, args.resize_reducing_gap)
     for line in iter_summary(result):
-        print(line)
+        # Each line names detectors as a --model_registry file names them, which may hold any text: escaped
+        # (printable), as its escapes drove the terminal and its line break printed a forged result line of its own
+        print(printable(line))
     if args.json:
         write(result, args.json, written, f"--json {args.json}")  # noted once renamed into place, a stop after it too
     return 0 if result["combined"]["recall"] == 1.0 else 1
@@ -113,7 +115,7 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
         print(f"evaluate: {said(error)}")
         return 2
     for line in metrics.iter_summary(result):
-        print(line)
+        print(printable(line))  # a registry's detector names, escaped as `_evaluate`'s lines are
     if args.json:
         write(result, args.json, written, f"--json {args.json}")  # noted once renamed into place, a stop after it too
     if measurement is not None:
