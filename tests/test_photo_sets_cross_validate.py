@@ -222,6 +222,26 @@ def test_fits_by_recall_vary_l2_compare_with_max_lost_only_when_asked_and_refuse
         assert "cross_validate: error: --min_recall" in capsys.readouterr().err, bad
 
 
+def test_a_feature_named_with_terminal_escapes_and_a_line_break_is_named_in_one_printable_line(results, tmp_path,
+                                                                                                capsys):
+    """Each setting's line names its features, signed ones and floors as typed (and as the scores files name them):
+    one named with ESC [2J, a right-to-left override and a line break was printed as it was, its escape sent to the
+    terminal and a forged setting's line of its own. The line is one line, each unprintable character escaped as
+    Python writes it in a string, as a refusal naming it is."""
+    evil = "person.x\x1b[2J\u202e\ncenterface.face recall 9/9"  # no '=' or ',': --floor and --features split there
+    renamed = [{**result, "scores": {key: {"centerface.face": scores["centerface.face"],
+                                           evil: scores["ssdlite_person.person"]}
+                                     for key, scores in result["scores"].items()}} for result in results]
+    paths = written(renamed, tmp_path)
+    assert main([*paths, "--splits=" + ",".join(SPLITS), f"--features=centerface.face,{evil}", "--max_lost=0.2",
+                 f"--signed={evil}", f"--floor={evil}=0.95"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    shown = "person.x\\x1b[2J\\u202e\\ncenterface.face recall 9/9"
+    assert len(lines) == 1 and lines[0].isprintable(), lines
+    line = lines[0]
+    assert line.startswith(f"centerface.face+{shown} signed={shown} floor {shown}=0.95 max_lost=0.2 "), line
+
+
 def test_signed_features_are_named_in_the_row_and_a_name_in_no_set_is_refused(results, tmp_path, capsys):
     """--signed: the row says which features kept a weight of either sign (rows with and without it differ
     only there), and a name in no --features set is a typo, refused rather than compared unsigned."""

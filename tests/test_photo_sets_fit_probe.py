@@ -436,6 +436,22 @@ def test_the_files_a_fit_names_on_its_lines_are_each_one_printable_line(tmp_path
                         "(heldout5, heldout6)"), lines
 
 
+def test_the_class_name_its_out_of_fold_line_names_is_one_printable_line(tmp_path, monkeypatch, capsys):
+    """The line saying the out-of-fold scores were written names them `--detector.--class_name` as typed: a class
+    named with ESC [2J, a right-to-left override and a line break printed its escape to the terminal and a forged
+    `wrote probe.json` line of its own. It is one line, the name escaped as Python writes it in a string."""
+    _cached(tmp_path, "heldout5", 5)
+    _cached(tmp_path, "heldout6", 6)
+    evil = "scene\x1b[2J\u202e\nwrote probe.json"
+    assert fit_probe.main([str(tmp_path), str(tmp_path / "probe.json"), "--splits=heldout5,heldout6",
+                           f"--features={tmp_path / 'features'}", f"--scores={tmp_path / 'scores'}",
+                           f"--scores_out={tmp_path / 'with'}", f"--class_name={evil}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.isprintable() for line in lines), lines
+    assert lines[1] == (f"wrote open_nsfw.scene\\x1b[2J\\u202e\\nwrote probe.json out of fold into {tmp_path}/with/"
+                        "SPLIT.json (heldout5, heldout6)"), lines
+
+
 def test_a_features_cache_in_a_folder_one_may_only_read_is_read_not_refused(tmp_path):
     """A cache shared read-only (another user's folder of features) is only read when it holds every photograph:
     check_output's refusal of a folder one may not write in is for the outputs always written, not for this one.

@@ -134,11 +134,14 @@ def decided(rows: Sequence[Row], scores: Sequence[dict[str, float]], takes_out: 
 
 
 def _line(name: str, counts: dict[str, Counts]) -> str:
+    """A setting's line, escaped (printable): its name holds the features, signed ones and floors as typed (and as the
+    scores files name them), its counts the scores files' split names; as they came, their escapes drove the terminal
+    and a line break printed a forged setting's line of its own."""
     total = sum(counts.values(), Counts(0, 0, 0, 0))
     pooled = (f"recall {total.caught}/{total.humans} = {total.caught / max(total.humans, 1):.3f}, "
               f"keep-rate {total.kept}/{total.clean} = {total.kept / max(total.clean, 1):.3f}")
     each = ", ".join(f"{split} {c.caught}/{c.humans} {c.kept}/{c.clean}" for split, c in counts.items())
-    return f"{name}: {pooled}  ({each})"
+    return printable(f"{name}: {pooled}  ({each})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -274,6 +274,7 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
             # Not a probe file's scores: `evaluate --scores` refuses them for a registry naming one.
             result["context_probes"] = {**(result.get("context_probes") or {}), name: "out of fold (fit_probe)"}
             write_whole(args.scores_out / f"{split}.json", (json.dumps(result, indent=1) + "\n").encode(), written)
-        print(f"wrote {name} out of fold into {printable(str(args.scores_out))}/SPLIT.json ({', '.join(splits)})")
+        # the scores' name (--detector.--class_name) and the splits as typed, escaped as the folder is
+        print(printable(f"wrote {name} out of fold into {args.scores_out}/SPLIT.json ({', '.join(splits)})"))
     return 0
 
