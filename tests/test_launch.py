@@ -128,3 +128,31 @@ def sigterm_once_caught(argv: list[str]) -> tuple[int, str, str]:
     finally:
         process.kill()
     return process.returncode, out, err
+
+
+# `python -m pipeline verify FOLDER --log_level=LEVEL`, saying at exit the level and the handlers its log was set up
+# with: `level`.
+LOG_AS_SET_UP = """
+import atexit, logging, runpy, sys
+
+level = sys.argv.pop(1)
+
+@atexit.register
+def said():
+    root = logging.getLogger()
+    print(logging.getLevelName(root.level), [type(handler.formatter).__name__ for handler in root.handlers])
+
+sys.argv[1:] = ["verify", sys.argv[1], f"--log_level={level}"]
+runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "error"])
+def test_pass_pipelines_log_is_set_up_at_its_own_log_level_once(tmp_path, level):
+    """pass-pipeline sets its log up at --log_level (cli.py), once: a `python -m` script's start sets one up before
+    its imports at the default level (starting.script), which, done here too, would have left --log_level without
+    effect (logging.basicConfig does nothing once a handler is set). Its start is not a script's."""
+    done = subprocess.run([sys.executable, "-c", LOG_AS_SET_UP, level, str(tmp_path / "none")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout.strip() == f"{level.upper()} ['PrintableFormatter']", (done.stdout, done.stderr)

@@ -119,3 +119,37 @@ def test_a_stop_arriving_the_moment_its_handler_is_set_is_a_stop_while_starting(
     said = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}[signum]
     assert sent == [signum] and status == 128 + signum
     assert capsys.readouterr().err.strip() == f"fit_fusion: stopped ({said}) while starting; nothing was done"
+
+
+# `python -m pipeline.photo_sets.SCRIPT --help`, run as `python -m` runs it, with a library logging a warning that
+# quotes outside text (terminal escapes, a line break and a forged line) as pipeline.io.stopping is first looked for,
+# while the script's module is imported, before its `main`: `script`.
+A_WARNING_WHILE_IMPORTING = """
+import logging, runpy, sys
+
+script = sys.argv.pop(1)
+
+class Warn:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pipeline.io.stopping":
+            logging.getLogger("somelib").warning("bad header\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\n%s: OK",
+                                                 script)
+        return None
+
+sys.meta_path.insert(0, Warn())
+sys.argv[1:] = ["--help"]
+runpy.run_module(f"pipeline.photo_sets.{script}", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_librarys_warning_while_a_script_is_imported_is_one_printable_log_line(script):
+    """A library's warning logged while a `python -m` script's module is imported (before its `main` sets up the
+    log) went to logging's last resort as it came: its escapes reached the terminal and its line break printed a
+    forged line of its own (`fetch: OK`). It is one escaped line, as in pass-pipeline's log (printable.py)."""
+    done = subprocess.run([sys.executable, "-c", A_WARNING_WHILE_IMPORTING, script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert all(line.isprintable() for line in lines) and f"{script}: OK" not in lines, done.stderr
+    assert "WARNING somelib: bad header\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\n" f"{script}: OK" in lines, lines

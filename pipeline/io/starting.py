@@ -73,11 +73,18 @@ def script(prog: str, module: str) -> int:
     """A `python -m` script of the project (`module`, whose `main` is a `stops_saying` block), run from the top of its
     own file before its imports: `if __name__ == "__main__": raise SystemExit(script(PROG, MODULE))`. A stop while it
     is imported is `PROG: stopped (Ctrl-C|SIGTERM) while starting; nothing was done`, exit 130 or 143, as
-    pass-pipeline's; once `main` runs, `stopping.script_entry` says what the stop left."""
+    pass-pipeline's; once `main` runs, `stopping.script_entry` says what the stop left. Its log is set up (one
+    escaped line a record, printable.py) before the module is imported."""
 
     def command_line() -> Callable[[], int]:
         import importlib
 
+        from pipeline.printable import log_printably
+
+        # Before the module's imports: a library's warning logged while they run (before `main` sets up the log) went
+        # to logging's last resort as it came, its escapes to the terminal, its line break a forged line of its own.
+        # pass-pipeline's start (launch.py) is not this: its own --log_level sets its log up (cli.py).
+        log_printably()
         from pipeline.io.stopping import script_entry
 
         main = importlib.import_module(module).main
