@@ -1217,6 +1217,34 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
         assert not (target / "_staging").exists()  # the emptied staging folder stayed in the release for good
 
 
+@pytest.mark.parametrize("stats", ["[]", '{"kept": 1}', '{"kept": 1, "input_rows": 2, "accounted": true, '
+                                   '"rejections_by_stage": {"fetch": 3}}'])
+def test_a_release_whose_publish_its_rerun_finished_with_a_stats_json_of_another_shape_is_refused_in_one_line(
+        first_yfcc_release, tmp_path, capsys, stats):
+    """The rerun of a refresh stopped while publishing finishes the publish and sums the release up from its
+    stats.json, which nothing checked on that path (a staging folder under a releases' root others may write to): one
+    of another shape ended in "the job failed" (a TypeError, a KeyError), exit 1, as if the job had failed. It is a
+    one-line refusal naming the file, exit 2: the release stays published as it is, for verify to judge."""
+    from tests.conftest import publishing_stopped_after
+
+    server, _, first = first_yfcc_release
+    root = tmp_path / "root"
+    target = root / "releases" / "r2"
+    argv = ["refresh", f"--previous={first}", f"--output={root}", "--release=r2", f"--allowed_hosts={server.host}",
+            *LOCAL]
+    with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
+        main(argv)
+    (written,) = [path for path in (target / "stats.json", *target.glob("_staging/*/stats.json")) if path.exists()]
+    written.write_text(stats)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("pass-pipeline: error: ")]
+    assert len(lines) == 1 and "the job failed" not in err, err
+    assert f"{target}/stats.json: not the counts a run writes" in lines[0], lines[0]
+    assert json.loads((target / "manifest.json").read_text())["release"] == "r2"
+
+
 def test_a_photo_a_reviewer_rejects_leaves_the_next_release_though_the_detectors_did_not_change(
         first_yfcc_release, tmp_path):
     """A reviewer looks again at a released photo and rejects it (`review apply`: a later decision replaces an earlier

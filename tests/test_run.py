@@ -1008,6 +1008,24 @@ def test_the_summary_shows_a_datasets_reasons_and_review_page_and_the_typed_fold
     assert f"  review:      {shown}/review/s\\x1b[2J\\nOK.html: 2 photos held for review; " in text, text
     assert f"  stats:       {shown}/stats.json   manifest: {shown}/manifest.json" in lines, text
 
+@pytest.mark.parametrize("files", [
+    "[1]", '{"files": {"path": "stats.json"}}', '{"files": [{"path": 5}]}',
+    '{"files": [{"path": "review/index.html", "format": "review_sheet", "held": "2\\nOK", "records": 2}]}'])
+def test_a_manifest_whose_files_the_summary_cannot_read_is_one_line_naming_it(tmp_path, files):
+    """The summary reads the manifest's files (each path, the review page's counts) from a dataset on disk, which
+    nothing checked where a refresh's rerun finished its publish: one of another shape ended in "the job failed" (a
+    TypeError), exit 1, or in int()'s own message naming no file. It is a refusal naming the file (exit 2), as for
+    stats.json."""
+    from pipeline.commands.run import UsageError, summary
+
+    (tmp_path / "manifest.json").write_text(files)
+    stats = {"kept": 1, "input_rows": 2, "accounted": True, "rejections_by_stage": {"fetch": {"http_404": 1}}}
+    with pytest.raises(UsageError) as refused:
+        summary(str(tmp_path), stats)
+    assert str(refused.value).startswith(f"{tmp_path}/manifest.json: not the files a run lists") or str(
+        refused.value).startswith(f"{tmp_path}/manifest.json: its review page's held and records are not counts")
+
+
 def _removed_after_the_launch_check(monkeypatch, path: Path) -> None:
     """`path` is deleted once the launch check has seen it, before the job reads it (as another process might)."""
     checked = run_command.preflight

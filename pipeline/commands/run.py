@@ -708,6 +708,30 @@ def _done_earlier(output: str, finished: str | None) -> dict:
     return report.read_stats(output)
 
 
+def _stats_shape_problem(stats: object) -> str:
+    """What keeps `summary` from reading `stats` (stats.json) as a run writes it; '' when nothing does. Its values are
+    shown as they are (escaped): only the shapes it reads them through are checked."""
+    by_stage = stats.get("rejections_by_stage") if isinstance(stats, dict) else None
+    if not (isinstance(stats, dict) and isinstance(by_stage, dict)
+            and all(isinstance(reasons, dict) for reasons in by_stage.values())
+            and all(key in stats for key in ("kept", "input_rows", "accounted"))):
+        return "not the counts a run writes (input_rows, kept, accounted, rejections_by_stage by stage and reason)"
+    return ""
+
+
+def _files_shape_problem(manifest: object) -> str:
+    """What keeps `summary` from reading `manifest`'s files (each a path, the review page's with its counts) as a run
+    lists them; '' when nothing does."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not (isinstance(files, list) and all(isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                                            for entry in files)):
+        return "not the files a run lists (each an object with its path)"
+    sheet: dict[str, Any] = next((entry for entry in files if entry.get("format") == "review_sheet"), {})
+    if not all(isinstance(sheet.get(key), int | None) for key in ("held", "records")):
+        return "its review page's held and records are not counts"
+    return ""
+
+
 def api_calls(result: PipelineResult) -> dict[str, int]:
     """Flickr API calls by method, summed over every worker (Beam counters of FlickrClient)."""
     counters = result.metrics().query(MetricsFilter().with_namespace(API_METRICS))["counters"]
@@ -743,16 +767,26 @@ def summary(output: str, stats: dict) -> str:
     """What a finished run kept and where its files are: only the formats it wrote. Each value from the dataset (its
     stats.json's reasons and counts, its review page's path: a dataset on disk, this same command's found done, a
     release whose publish was finished, one resealed) and the folder as typed are escaped (printable): printed as
-    they were, their escapes drove the terminal and a line break in one printed a forged line of its own."""
+    they were, their escapes drove the terminal and a line break in one printed a forged line of its own. A stats.json
+    or a manifest of a shape it cannot read through (a release whose publish a refresh's rerun finished: nothing
+    checked them on that path) is a UsageError naming the file."""
     def shown(value: object) -> str:
         return printable(str(value))
 
     def at(*names: str) -> str:
         return shown(FileSystems.join(output, *names))
 
+    manifest = report.read_manifest(output)
+    # A release whose publish a refresh's rerun finished is summed up from files nothing checked on that path (a
+    # staging folder under a releases' root others may write to): one of another shape ended in "the job failed"
+    # (a TypeError, a KeyError), exit 1. It is refused in one line, exit 2, the dataset left for verify to judge.
+    for name, problem in (("stats.json", _stats_shape_problem(stats)),
+                          ("manifest.json", _files_shape_problem(manifest))):
+        if problem:
+            raise UsageError(f"{at(name)}: {problem}, so the dataset is not summed up; `pass-pipeline verify "
+                             f"{shown(output)}` checks it")
     reasons = ", ".join(f"{shown(stage)}/{shown(reason)}: {shown(n)}"
                         for stage, by_reason in stats["rejections_by_stage"].items() for reason, n in by_reason.items())
-    manifest = report.read_manifest(output)
     written = sorted({entry["path"].split("/", 1)[0] for entry in manifest["files"] if "/" in entry["path"]})
     formats = [at(name) for name in FORMAT_FOLDERS if name in written]
     # The borderline band waits for a reviewer: the summary named every other file, never the page holding it.
