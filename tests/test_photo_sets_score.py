@@ -103,23 +103,23 @@ def test_evaluate_stores_the_images_by_the_resize_rule_it_is_given(photo_dir, tm
     assert json.loads(again.read_text())["storage_rule_version"] == 1  # a file from before it was recorded
     out.write_text(json.dumps({**older, "storage_rule_version": "2"}))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
-    assert "storage_rule_version is '2', not a whole number" in capsys.readouterr().out
+    assert "storage_rule_version is '2', not a whole number" in capsys.readouterr().err
     out.write_text(json.dumps({**older, "resize_reducing_gap": "wide"}))
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", f"--scores={out}"]) == 2
-    assert "resize_reducing_gap is 'wide', not a number" in capsys.readouterr().out
+    assert "resize_reducing_gap is 'wide', not a number" in capsys.readouterr().err
     capsys.readouterr()
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}", "--resize_reducing_gap=0.5"]) == 2
-    assert "--resize_reducing_gap must be 0 (off) or within 1..8" in capsys.readouterr().out
+    assert "--resize_reducing_gap must be 0 (off) or within 1..8" in capsys.readouterr().err
 
 
 def test_missing_or_tampered_photographs_are_named(photo_dir, capsys):
     victim = next(photo_dir.glob("*.jpg"))
     victim.write_bytes(victim.read_bytes() + b"x")
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 2
-    assert "not the labelled file" in capsys.readouterr().out
+    assert "not the labelled file" in capsys.readouterr().err
     victim.unlink()
     assert main(["evaluate", "--detectors=open_nsfw", f"--photos={photo_dir}"]) == 2
-    assert "missing" in capsys.readouterr().out
+    assert "missing" in capsys.readouterr().err
 
 
 def test_samples_keep_each_files_own_bytes_but_arrays_only_their_pixels(tmp_path, monkeypatch):
@@ -223,9 +223,9 @@ def test_an_earlier_scores_file_that_is_no_regular_file_or_over_any_result_is_re
                      *record_args]) == 2
     finally:
         done.set()
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     expected = f"over {len(good) - 1:,} bytes" if kind == "over the bound" else "no regular file"
-    assert said.startswith(f"evaluate: {scores}: {expected}"), said
+    assert said.startswith(f"pass-pipeline: error: {scores}: {expected}"), said
     assert said.count("\n") == 1 and not (tmp_path / "record.json").exists(), said
 
 

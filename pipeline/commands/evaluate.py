@@ -15,7 +15,8 @@ from pipeline.io.stopping import stops_saying
 from pipeline.io.whole_file import TargetNotAFile, check_output
 from pipeline.options import REDUCING_GAP_RANGE, UPPER_BOUNDS, valid_reducing_gap
 from pipeline.photo_sets import heldout_record, metrics, score
-from pipeline.printable import printable, said
+from pipeline.printable import printable
+from pipeline.usage import UsageError
 
 
 def _problems(args: argparse.Namespace) -> list[str]:
@@ -50,23 +51,28 @@ def _stopped(args: argparse.Namespace, written: list[str]) -> str:
 
 
 def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
+    """Its refusals are UsageErrors: pass-pipeline's error line on stderr, escaped whole (`said`: a name as typed, a
+    record's text), exit 2. Evaluate printed them on stdout as `evaluate: …`, where a script reading its result read
+    them as one, and where every other command's usage errors are not."""
     problems = _problems(args)
     if problems:
-        print(f"evaluate: {'; '.join(problems)}")
-        return 2
+        raise UsageError("; ".join(problems))
+    if not args.photos:
+        # They say which package photographs to score: without them the builtin set was scored, a minute, and the
+        # flag ignored unsaid (a comparison of decision rules on an earlier --json was the builtin set's).
+        for flag, given in (("--record", args.record), ("--scores", args.scores), ("--split", args.split)):
+            if given:
+                raise UsageError(f"{flag} names what to score of the package photographs: give --photos too")
     if args.json:
         if args.photos and args.record and _same_file(args.json, args.record):
             # The result was written over the record (a name typed twice), its every earlier measurement lost, and then
-            # "not recorded: ... is not a held-out record", exit 2. The names as typed are escaped: a line break in one
-            # printed a forged line of its own.
-            print(f"evaluate: --json {printable(args.json)} is the --record file {printable(args.record)}: the result "
-                  "would be written over the record, every measurement in it lost; give --json another file")
-            return 2
+            # "not recorded: ... is not a held-out record", exit 2.
+            raise UsageError(f"--json {args.json} is the --record file {args.record}: the result would be written "
+                             "over the record, every measurement in it lost; give --json another file")
         try:  # refused before the scoring, as --record is: after it, the result was lost and the record not written
             check_output("--json", args.json)  # a link, no file, a missing folder, a dataset's folder
         except TargetNotAFile as err:
-            print(f"evaluate: {said(err)}")
-            return 2
+            raise UsageError(str(err)) from None
     specs = with_overrides(select(load_registry(args.model_registry or None), args.detectors),
                            args.detect_thresholds, "")
     fusion = choose_fusion(args.fusion, specs, args.model_registry or "")
@@ -74,9 +80,6 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
     runtime = RuntimeConfig(tile_min_side=args.detect_tile_min_side)
     if args.photos:
         return _evaluate_photos(args, specs, runtime, fusion, written)
-    if args.record:
-        print("evaluate: --record records a split of the package photographs: give --photos and --split")
-        return 2
     result = evaluate(specs, runtime, args.max_side, fusion, args.resize_reducing_gap)
     for line in iter_summary(result):
         # Each line names detectors as a --model_registry file names them, which may hold any text: escaped
@@ -90,11 +93,12 @@ def _evaluate(args: argparse.Namespace, written: list[str]) -> int:
 def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConfig, fusion: Fusion | None,
                      written: list[str]) -> int:
     """The package photographs of one split; fails (1) unless every image with a human is removed."""
+    split = args.split or "heldout"  # no default in the parser: --split given without --photos is refused
     measurement = None
     try:
         if args.record:  # only then: it reads a --scores file once more, before the detectors would run
             measurement = heldout_record.Measurement(
-                args.split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
+                split, fusion, score.storage_of(args.scores or None, args.resize_reducing_gap),
                 tuple(spec.name for spec in specs), args.detect_thresholds, args.max_side,
                 args.detect_tile_min_side, args.model_registry)
             heldout_record.check(Path(args.record), measurement)
@@ -103,17 +107,12 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
             # dataset's folder (a release's evaluation kept with it), a file its manifest does not list: verify
             # refused the dataset from then on, and a refresh verifying it as its previous release.
             check_output("--record", args.record, folder_made=True)
-        result = score.evaluate_photos(Path(args.photos), args.split, specs, runtime, args.max_side, fusion,
+        result = score.evaluate_photos(Path(args.photos), split, specs, runtime, args.max_side, fusion,
                                        args.scores or None, args.resize_reducing_gap)
-    except score.PhotoSetError as error:
-        print(f"evaluate: {said(error)}")
-        return 2
+    except (score.PhotoSetError, TargetNotAFile) as error:
+        raise UsageError(str(error)) from None
     except heldout_record.RecordError as error:
-        print(f"evaluate: not recorded: {said(error)}")
-        return 2
-    except TargetNotAFile as error:
-        print(f"evaluate: {said(error)}")
-        return 2
+        raise UsageError(f"not recorded: {error}") from None
     for line in metrics.iter_summary(result):
         print(printable(line))  # a registry's detector names, escaped as `_evaluate`'s lines are
     if args.json:
@@ -123,8 +122,7 @@ def _evaluate_photos(args: argparse.Namespace, specs: list, runtime: RuntimeConf
             added = heldout_record.append(Path(args.record), measurement, result, _today(), written,
                                           f"--record {args.record}")
         except heldout_record.RecordError as error:
-            print(f"evaluate: not recorded: {said(error)}")
-            return 2
+            raise UsageError(f"not recorded: {error}") from None
         print(f"recorded in {printable(args.record)}: {added['split']}, {added['date']}, stored by "
               f"{added['stored_by']}")
     return 0 if result["combined"]["recall"]["rate"] == 1.0 else 1
