@@ -1,6 +1,12 @@
-"""Argument types the benchmarks share: counts refused in argparse's one line when they are no whole number or below
-their least (a size of 0 ran the measurement and then divided by it: a ZeroDivisionError, IndexError or
-AssertionError traceback once its minutes were spent)."""
+"""Argument types the benchmarks share: counts refused when they are no whole number or below their least (a size of 0
+ran the measurement and then divided by it: a ZeroDivisionError, IndexError or AssertionError traceback once its
+minutes were spent).
+
+Each benchmark reads its command line with pipeline/usage.py's `OneLineParser` inside `usage_said(NAME)`, as
+pass-pipeline and the photo_sets scripts do: a value refused here, an unknown option or a missing argument is one line,
+`NAME: error: MESSAGE (see `python -m benchmarks.NAME --help`)`, escaped, exit 2, before anything runs (argparse's own
+printed its usage, up to four lines, and then the error, quoting an unknown argument as typed). compat_loaders, which
+runs without the project, writes the same line with its own parser."""
 
 from __future__ import annotations
 

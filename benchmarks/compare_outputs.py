@@ -10,13 +10,14 @@ stats.json hold timings and the shards' sha256 (of bytes with the port inside) a
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import tarfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from pipeline.usage import OneLineParser, usage_said
 
 _PORT = re.compile(rb"127\.0\.0\.1:\d+")
 _SKIPPED = ("manifest.json", "stats.json")
@@ -47,8 +48,9 @@ def same_file(first: Path, second: Path) -> bool:
     return first.read_bytes() == second.read_bytes()
 
 
+@usage_said("compare_outputs")
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.compare_outputs")
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args()

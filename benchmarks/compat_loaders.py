@@ -23,6 +23,7 @@ import glob
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never ask the Hub
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,8 +108,21 @@ CHECKS: dict[str, Callable[[str], dict[str, tuple[int, int]]]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A command line read wrong is one line, `compat_loaders: error: MESSAGE (see `PROG --help`)`, exit 2, as the
+    project's other commands say theirs (pipeline/usage.py, which this script cannot import: it runs without the
+    project), not argparse's usage and then its error. Each unprintable character is written as Python writes it in a
+    string: argparse quotes an unknown argument as typed, whose escapes reached the terminal and whose line break
+    printed a forged line of its own. `--help` is argparse's own."""
+
+    def error(self, message: str) -> NoReturn:
+        shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+        print(f"compat_loaders: error: {shown} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python benchmarks/compat_loaders.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("release", help="a release folder written by pass-pipeline (all three formats)")
     release = os.path.abspath(parser.parse_args(argv).release)
     want = expected(release)

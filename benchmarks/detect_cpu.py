@@ -21,7 +21,6 @@ machines are shared and noisy, so absolute numbers from different runs are not c
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 
@@ -37,6 +36,7 @@ from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry, select
 from pipeline.evaluation import stored_jpeg
 from pipeline.records import Photo
 from pipeline.stages.detect import Detect
+from pipeline.usage import OneLineParser, usage_said
 
 
 def photos(count: int, folder: str = "") -> list[Photo]:
@@ -127,8 +127,9 @@ def whole_stage(images: list[Photo]) -> None:
               f"over the same {len(images)} images")
 
 
+@usage_said("detect_cpu")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m benchmarks.detect_cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=arguments.count(), default=64)
     parser.add_argument("--photos", default="", help="a folder of photographs to use instead of the corpus")
     parser.add_argument("--stage_only", action="store_true", help="only the whole-stage comparison")

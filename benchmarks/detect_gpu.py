@@ -19,7 +19,6 @@ batch size); the whole-stage part decodes and prepares real photos on the CPU, a
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import onnxruntime as ort
 from benchmarks import arguments
 from pipeline.detectors.handler import RuntimeConfig, create_session, forget_shared_sessions
 from pipeline.detectors.registry import DetectorSpec, load_registry, select
+from pipeline.usage import OneLineParser, usage_said
 
 
 def batch_input(spec: DetectorSpec, batch: int) -> np.ndarray:
@@ -104,8 +104,9 @@ def whole_stage(count: int, max_batch: int, exhaustive_count: int) -> None:
               f"the CPU provider's throughput")
 
 
+@usage_said("detect_gpu")
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m benchmarks.detect_gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=arguments.counts(), default=[1, 8, 32, 64, 128])
     parser.add_argument("--seconds", type=arguments.seconds, default=5.0)
     parser.add_argument("--stage_images", type=arguments.count(0), default=256,

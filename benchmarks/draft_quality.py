@@ -16,7 +16,6 @@ PSNR), how many pHashes moved and by how many bits at most, and ms per image for
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import time
@@ -34,6 +33,7 @@ from benchmarks.corpus import distinct_photos
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.stages import image as image_stage
 from pipeline.stages.image import ImageConfig, Normalised, normalise
+from pipeline.usage import OneLineParser, usage_said
 
 
 class _DraftRule(Protocol):
@@ -115,8 +115,9 @@ def compare(name: str, raws: list[bytes], cfg: ImageConfig) -> None:
               f"{np.mean(psnrs):10.1f} {moved:12d} {max_bits:9d}")
 
 
+@usage_said("draft_quality")
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.draft_quality")
     parser.add_argument("--images", type=arguments.count(), default=120)
     args = parser.parse_args()
     cfg = ImageConfig()

@@ -13,7 +13,6 @@ shared and noisy, so absolute numbers from different runs are not comparable.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -31,6 +30,7 @@ from PIL import Image
 from benchmarks import arguments
 from benchmarks.corpus import Served, distinct_photos, job_args, served
 from pipeline.cli import run
+from pipeline.usage import OneLineParser, usage_said
 
 IMG2DATASET = "img2dataset==1.47.0"
 IMG2DATASET_VENV = Path.home() / ".cache" / "pass-bench" / "img2dataset-1.47.0"
@@ -88,8 +88,9 @@ def job_run(corpus: Served, output: Path, extra: list[str]) -> tuple[float, dict
     return elapsed, stats
 
 
+@usage_said("end_to_end")
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.end_to_end")
     parser.add_argument("--images", type=arguments.count(), default=400)
     parser.add_argument("--skip_img2dataset", action="store_true")
     args = parser.parse_args()

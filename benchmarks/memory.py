@@ -24,7 +24,6 @@ target measured is missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -38,6 +37,7 @@ from benchmarks.corpus import distinct_photos
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
 from pipeline.io.process_memory import TreeMemory
+from pipeline.usage import OneLineParser, usage_said
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout whose `pipeline` the runs import
 MIB = 1024 * 1024
@@ -93,8 +93,9 @@ def _stats(output: Path) -> dict:
     return json.loads(stats.read_text()) if stats.exists() else {}
 
 
+@usage_said("memory")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=arguments.counts(), default=[100, 400, 1600],
                         help="comma-separated run sizes, ascending")
     parser.add_argument("--detectors", default="default")

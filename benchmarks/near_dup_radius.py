@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.stages.image import ImageConfig, normalise
+from pipeline.usage import OneLineParser, usage_said
 
 
 def stored_hash(img: Image.Image, quality: int = 90) -> imagehash.ImageHash:
@@ -92,7 +93,11 @@ def dhash_confirmation(radius: int = 4, dhash_radius: int = 10, count: int = 600
     print(f"  true copies of real photos: max dHash {max(d for _, d in copies)} over {len(copies)} copies")
 
 
+@usage_said("near_dup_radius")
 def main() -> None:
+    # no options; parsed so that --help answers, and an unknown option is refused, instead of running the measurement
+    OneLineParser(prog="python -m benchmarks.near_dup_radius",
+                  description=(__doc__ or "").split("\n\n")[0]).parse_args()
     originals = {name: Image.open(io.BytesIO(demo_image(name))).convert("RGB") for _, name, *_ in DEMO_PHOTOS}
     base = {name: stored_hash(img) for name, img in originals.items()}
     by_transform: dict[str, list[int]] = {}
@@ -117,9 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    # no options; parsed so that --help answers instead of running the measurement
-    argparse.ArgumentParser(prog="python -m benchmarks.near_dup_radius",
-                            description=(__doc__ or "").split("\n\n")[0]).parse_args()
     main()

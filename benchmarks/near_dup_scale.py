@@ -19,7 +19,6 @@ query at a time, so they are timed on 2,000 queries against the 50k subset and s
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
 import time
@@ -32,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from benchmarks import arguments
 from pipeline.records import Photo
 from pipeline.stages.near_dedup import NearDuplicates
+from pipeline.usage import OneLineParser, usage_said
 
 SKEW_PREFIX = random.Random(12345).getrandbits(24) << 40  # shared by every chunk: one skewed region
 CHUNK = 50_000
@@ -139,8 +139,9 @@ def beam_run(size: int, distance: int, dense: bool = False) -> tuple[float, int,
     return elapsed, counted("hash_comparisons"), size if dense else counted(SEARCHED)
 
 
+@usage_said("near_dup_scale")
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.near_dup_scale")
     parser.add_argument("--sizes", type=arguments.count(1), nargs="+", default=[100_000])
     # NearDuplicates' own bound (as --near_dup_distance's): past it, its ValueError came after the brute force.
     parser.add_argument("--distance", type=arguments.count(0, most=16), default=4)

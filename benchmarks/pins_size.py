@@ -13,7 +13,6 @@ whole `Pins` (`Pins.only` made to return it all), measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from benchmarks import arguments
 from pipeline.io.file_pins import VERIFIED, Pins
 from pipeline.io.files import ReadParquetFiles
 from pipeline.release.carry import CarriedIds, ReadRelease
+from pipeline.usage import OneLineParser, usage_said
 
 
 def pinned_release(folder: Path, shards: int, ledger: int, other: int) -> Pins:
@@ -71,8 +71,9 @@ def graph(folder: Path, pins: Pins) -> tuple[int, dict[str, int], dict[str, int]
             {label: sum(len(pickler.dumps(held)) for held in each) for label, each in carried.items()})
 
 
+@usage_said("pins_size")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m benchmarks.pins_size", description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=arguments.count(), default=4000)
     parser.add_argument("--ledger", type=arguments.count(0), default=1000)
     parser.add_argument("--other", type=arguments.count(0), default=5000)

@@ -26,7 +26,6 @@ Three parts, all in this process:
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import dataclasses
 import hashlib
@@ -61,6 +60,7 @@ from pipeline.sources.yfcc import parse_line
 from pipeline.stages import image as image_stage
 from pipeline.stages import unique_id
 from pipeline.stages.image import ImageConfig
+from pipeline.usage import OneLineParser, usage_said
 
 # The GroupByKeys that carry Photo records, by step label prefix (build.py's stage names), with the
 # funnel stage whose input count is the number of records entering it and what each record holds.
@@ -335,8 +335,9 @@ def shuffle_bytes(stats: dict, sample: Photo, shuffles: dict[str, coders.Coder]
     return rows
 
 
+@usage_said("profile")
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.profile")
     parser.add_argument("--images", type=arguments.count(), default=200)
     parser.add_argument("--top", type=arguments.count(), default=25, help="functions to list from the job's profile")
     args = parser.parse_args()

@@ -21,6 +21,7 @@ from pipeline.cli import main as cli
 from pipeline.fixtures.demo_world import DEMO_PHOTOS, demo_image
 from pipeline.fixtures.static_server import StaticServer, image
 from pipeline.fixtures.yfcc_rows import yfcc_line
+from pipeline.usage import OneLineParser, usage_said
 
 
 def world(server: StaticServer, folder: Path, copies: int) -> Path:
@@ -36,8 +37,10 @@ def world(server: StaticServer, folder: Path, copies: int) -> Path:
     return path
 
 
+@usage_said("refresh_unchanged")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m benchmarks.refresh_unchanged", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=arguments.count(), default=20, help="copies of the 10 demo photos in the dump")
     args = parser.parse_args()
     with StaticServer() as server, tempfile.TemporaryDirectory() as scratch:

@@ -19,7 +19,6 @@ Ratios, not absolute figures, are what compare across these shared, noisy machin
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -32,6 +31,7 @@ from benchmarks import arguments
 from benchmarks.corpus import distinct_photos
 from benchmarks.memory import MIB, job, measure, write_metadata
 from pipeline.fixtures.static_server import StaticServer, image
+from pipeline.usage import OneLineParser, usage_said
 
 RISE = (1.25, 2.0)  # per-image time grows if it rises over 1.25x the previous size's and by more than 2 ms
 
@@ -83,8 +83,9 @@ def run_size(urls: list[str], host: str, rows: int, scratch: Path, extra: list[s
             "steps": steps}
 
 
+@usage_said("scaling")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=arguments.counts(), default=[500, 2000, 10000],
                         help="comma-separated run sizes")
     parser.add_argument("extra", nargs="*", help="more job flags (after --)")

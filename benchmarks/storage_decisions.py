@@ -18,7 +18,6 @@ command's output of 2026-12-01, run then with heldout4 named as well (no decisio
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from pipeline.photo_sets.fetch import SPLITS as KNOWN_SPLITS
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import PhotoSetError, load_samples
 from pipeline.stages.image import ImageConfig
+from pipeline.usage import OneLineParser, usage_said
 
 RULE_OPTIONS = {"draft_supersample": int, "resize_reducing_gap": float}
 # The newest split (frozen unscored until it is scored once) is left out unless named: it is kept for measuring the next
@@ -99,8 +99,9 @@ def compare_split(photos: Path, split: str, a: Rule, b: Rule, detectors: str, fu
     return len(rows), len(differ), largest, changes
 
 
+@usage_said("storage_decisions")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m benchmarks.storage_decisions", description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", required=True, help="photographs fetched by pipeline.photo_sets.fetch")
     parser.add_argument("--a", default="", help="rule A, e.g. draft_supersample=2 (default: the defaults)")
     parser.add_argument("--b", required=True, help="rule B, e.g. draft_supersample=1")

@@ -18,7 +18,6 @@ time Flickr's real limit (3,600 calls per hour per key) would imply for PASS's 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -31,6 +30,7 @@ from pipeline.fixtures.flickr_server import FlickrServer, carried_world, verify_
 from pipeline.flickr.client import PER_PAGE, split_windows
 from pipeline.records import Photo
 from pipeline.stages.verify_license import VerifyConfig, _VerifyOwner
+from pipeline.usage import OneLineParser, usage_said
 
 PASS_IMAGES = 1_440_000
 CALLS_PER_HOUR = 3600
@@ -84,8 +84,9 @@ def run(strategy: type[_VerifyOwner], server: FlickrServer, credentials: Path,
     return calls, {**kept, **rejected}
 
 
+@usage_said("verify_license_calls")
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = OneLineParser(prog="python -m benchmarks.verify_license_calls")
     parser.add_argument("--photos", type=arguments.count(), default=1000, help="carried photos per regime")
     args = parser.parse_args()
     failures: list[str] = []

@@ -30,6 +30,7 @@ from pipeline.detectors.registry import load_registry
 from pipeline.evaluation import score_set
 from pipeline.photo_sets.fetch import load_rows
 from pipeline.photo_sets.score import PhotoSetError, load_samples
+from pipeline.usage import OneLineParser, usage_said
 
 # detector:working copy's longest side:tile grid (0 = the whole image only). Today's first. Not run
 # unless asked: ssdlite_person:1024:4 (17 views per image, ~3 s each on one core).
@@ -95,8 +96,10 @@ def _variants(text: str) -> list[tuple[str, int, int]]:
     return variants
 
 
+@usage_said("working_copy")
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m benchmarks.working_copy", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", required=True, help="the fetched tuning photographs")
     parser.add_argument("--keep", type=_keeps, default=[0.9, 0.95],
                         help="keep-rates on clean tuning photos to compare at, comma-separated (each in 0..1)")

@@ -76,7 +76,9 @@ def test_a_decision_that_changes_is_named_with_its_label(photos, monkeypatch):
 def test_bad_rules_and_splits_are_refused_before_any_photograph_is_read(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         storage_decisions.main(["--photos", str(tmp_path), *argv])
-    assert exited.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and message in err and err.startswith("storage_decisions: error: ")
+    assert err.count("\n") == 1, err  # one line, as an unknown option's (argparse's usage came before it)
 
 
 def test_the_command_prints_each_split_and_the_total(photos, capsys):

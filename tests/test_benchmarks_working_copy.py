@@ -86,7 +86,9 @@ def test_keep_rates_and_variants_it_cannot_measure_are_refused_before_a_photogra
     monkeypatch.setattr("sys.argv", ["working_copy", "--photos", str(tmp_path), *argv])
     with pytest.raises(SystemExit) as stopped:
         working_copy.main()
-    assert stopped.value.code == 2 and said in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and said in err and err.startswith("working_copy: error: ")
+    assert err.count("\n") == 1, err  # one line, as an unknown option's (argparse's usage came before it)
 
 
 def test_photographs_not_fetched_are_one_line(tmp_path, monkeypatch, capsys):
