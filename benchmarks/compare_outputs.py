@@ -54,6 +54,12 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args()
+    for folder in (args.before, args.after):
+        # Two folders not there held no file either side: "identical", exit 0, the check passed on nothing.
+        if not folder.is_dir():
+            parser.error(f"{folder} is {'no folder' if folder.exists() else 'not there'}: give a run's output folder")
+        if not any(path.is_file() for path in folder.rglob("*")):
+            parser.error(f"{folder} holds no file: give a run's output folder")
     files = sorted({path.relative_to(folder) for folder in (args.before, args.after)
                     for path in folder.rglob("*") if path.is_file() and path.name not in _SKIPPED})
     different = [name for name in files if not ((args.before / name).exists() and (args.after / name).exists()

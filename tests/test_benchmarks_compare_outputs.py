@@ -73,3 +73,24 @@ def test_parquet_rows_are_compared_without_the_port_and_not_byte_for_byte(tmp_pa
     assert first.read_bytes() != second.read_bytes()
     assert compare_outputs.same_file(first, second)
     assert not compare_outputs.same_file(first, third)
+
+
+@pytest.mark.parametrize("wrong", ["missing", "a file", "empty"])
+def test_a_folder_that_is_missing_no_folder_or_empty_is_refused_not_called_identical(tmp_path, monkeypatch, capsys,
+                                                                                    wrong):
+    """Two folders that do not exist (a path typed wrong, a run that wrote elsewhere) held no file either side, and
+    nothing differing was "identical, up to the server port", exit 0: the check of a port's change passed on
+    nothing. Each folder must be one holding a dataset's files: one line naming it, exit 2."""
+    before = _output(tmp_path / "before", 40001)
+    after = tmp_path / "after"
+    if wrong == "a file":
+        after.write_text("notes\n")
+    elif wrong == "empty":
+        after.mkdir()
+    for pair in ((before, after), (after, before)):
+        monkeypatch.setattr("sys.argv", ["compare_outputs", *map(str, pair)])
+        with pytest.raises(SystemExit) as exited:
+            compare_outputs.main()
+        out, err = capsys.readouterr()
+        assert exited.value.code == 2 and out == "", out
+        assert err.startswith(f"compare_outputs: error: {after} ") and err.count("\n") == 1, err
