@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python benchmarks/compat_loaders.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("release", help="a release folder written by pass-pipeline (all three formats)")
     release = os.path.abspath(parser.parse_args(argv).release)
+    shards = os.path.join(release, "parquet")
+    # A path typed wrong ended in pyarrow's FileNotFoundError traceback.
+    if not os.path.isdir(shards) or not any(name.endswith(".parquet") for name in os.listdir(shards)):
+        parser.error(f"{release} holds no release's Parquet shards (parquet/*.parquet): give a release folder")
     want = expected(release)
     failed = 0
     for name, check in CHECKS.items():

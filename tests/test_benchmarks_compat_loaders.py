@@ -47,3 +47,17 @@ def test_the_script_imports_nothing_from_the_project():
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "pyarrow" in imported and "torch" in imported  # the walk sees the functions' own imports
     assert not imported & {"pipeline", "benchmarks", "tests", "models"}
+
+
+@pytest.mark.parametrize("wrong", ["not there", "no release"])
+def test_a_folder_holding_no_release_s_parquet_shards_is_refused_in_one_line(tmp_path, capsys, wrong):
+    """A folder not there, or one without the release's parquet/ shards (a path typed wrong), ended in a
+    FileNotFoundError traceback from the Parquet read: one line naming it, exit 2, before any loader runs."""
+    folder = tmp_path / "release"
+    if wrong == "no release":
+        folder.mkdir()
+    with pytest.raises(SystemExit) as exited:
+        compat_loaders.main([str(folder)])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    assert err.startswith(f"compat_loaders: error: {folder} ") and err.count("\n") == 1, err
