@@ -233,15 +233,16 @@ def test_a_record_typed_with_terminal_escapes_and_a_line_break_is_named_in_one_p
                        "written over the record, every measurement in it lost; give --json another file\n"), refused
 
 
-def test_a_registrys_detector_named_with_terminal_escapes_and_a_line_break_is_one_printable_line_each(request,
-                                                                                                      tmp_path, capsys):
-    """A --model_registry file (passed around with a model) may name a detector with any text: the registry takes it.
-    evaluate's result lines name each detector (its `alone` line, its ablation line), and printed it as it came: a
-    name holding ESC [2J, a right-to-left override and a line break sent its escape to the terminal and printed a
-    forged `combined` line of its own. Each line is one line, the name escaped as Python writes it in a string."""
+def test_a_registrys_detector_named_with_terminal_escapes_and_a_line_break_is_refused_in_one_printable_line(
+        request, tmp_path, capsys):
+    """A --model_registry file (passed around with a model) named a detector with any text: evaluate's result lines
+    name each detector (its `alone` line, its ablation line) and printed it as it came, a name holding ESC [2J, a
+    right-to-left override and a line break sending its escape to the terminal and printing a forged `combined` line
+    of its own. The registry is refused before anything is scored, in one line, the name escaped (the result lines
+    are escaped too, as a second guard)."""
     import json
 
-    from pipeline.detectors.registry import BUILTIN_REGISTRY, load_registry
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
 
     photos = request.getfixturevalue("photo_dir")  # tests/test_photo_sets_heldout_record.py's five photographs
     evil = "nsfw\x1b[2J\u202e\n  combined recall 100.0%"
@@ -250,11 +251,10 @@ def test_a_registrys_detector_named_with_terminal_escapes_and_a_line_break_is_on
              "file": str(BUILTIN_REGISTRY.parent / "files" / "open-nsfw.onnx")}
     registry = tmp_path / "registry.json"
     registry.write_text(json.dumps({"detectors": [entry]}))
-    assert evil in load_registry(str(registry))  # taken as it is named
-    status = main(["evaluate", f"--detectors=open_nsfw,{evil}", "--fusion=none", f"--photos={photos}",
-                   "--split=heldout3", f"--model_registry={registry}"])
-    assert status in (0, 1)
-    lines = capsys.readouterr().out.splitlines()
-    assert all(line.isprintable() for line in lines), lines
-    assert not any(line.lstrip().startswith("combined recall") for line in lines), lines
-    assert sum("nsfw\\x1b[2J\\u202e\\n  combined recall 100.0%" in line for line in lines) == 2, lines
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr(score, "score_set", lambda *a, **k: pytest.fail("scored although refused"))
+    assert main(["evaluate", f"--detectors=open_nsfw,{evil}", "--fusion=none", f"--photos={photos}",
+                 "--split=heldout3", f"--model_registry={registry}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.rstrip("\n").isprintable(), err
+    assert "must be a plain name" in err and "nsfw\\x1b[2J\\u202e\\n  combined recall 100.0%" in err, err

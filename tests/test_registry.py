@@ -57,6 +57,19 @@ def test_builtin_defaults_are_face_two_person_detectors_and_nsfw():
         select(registry, "yolo_people")
 
 
+@pytest.mark.parametrize("changes", [
+    {"name": "my_nsfw\x1b[2J\ncombined  OK"}, {"name": "my\u202ensfw"}, {"name": "my.nsfw"}, {"name": "my nsfw"},
+    {"name": ""}, {"nsfw_classes": ["ns\nfw"]}, {"human_classes": ["per.son"]},
+])
+def test_a_detector_or_class_name_that_is_no_plain_name_is_refused_at_load(tmp_path, changes):
+    """A registry (passed around with a model) named a detector or a class with any text: evaluate's result lines and
+    the fusion model's features name them (`DETECTOR.CLASS`), so a line break forged a result line and ESC drove the
+    terminal, and a dot made `--detect_thresholds=DETECTOR.CLASS=SCORE` read another detector. Each is a plain name
+    (letters, digits, underscores), as a context class is."""
+    with pytest.raises(RegistryError, match="must be a plain name"):
+        read_registry(write_registry(tmp_path, user_entry(**changes)))
+
+
 def test_a_user_registers_a_model_without_code_changes(tmp_path):
     model = tmp_path / "models" / "mine.onnx"
     model.parent.mkdir()

@@ -270,6 +270,12 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     for what in ("human_classes", "nsfw_classes"):  # a text alone was read as its letters
         if not (isinstance(entry.get(what, []), list) and all(isinstance(cls, str) for cls in entry.get(what, []))):
             problems.append(f"{what} must be a list of class names")
+    # Names a result line, a fusion feature (DETECTOR.CLASS) and --detect_thresholds spell: any text stood there, a
+    # line break forging a line of evaluate's results, ESC driving the terminal, a dot reading as another detector's.
+    names = [("name", spec.name)] + [(f"{what} entry", cls) for what in ("human_classes", "nsfw_classes")
+                                     for cls in entry.get(what, []) if isinstance(cls, str)]
+    problems += [f"{what} {value!r} must be a plain name (letters, digits, underscores)"
+                 for what, value in names if not value.isidentifier()]
     # a misspelt "review_bands" left the detector without its review band, silently
     return problems + unknown_keys(entry, ENTRY_KEYS, "an entry")
 
