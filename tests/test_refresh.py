@@ -1218,7 +1218,7 @@ def test_a_refresh_stopped_while_publishing_is_finished_by_its_rerun_which_succe
 
 
 @pytest.mark.parametrize("stats", ["[]", '{"kept": 1}', '{"kept": 1, "input_rows": 2, "accounted": true, '
-                                   '"rejections_by_stage": {"fetch": 3}}'])
+                                   '"rejections_by_stage": {"fetch": 3}}', "{not json", "\udcff"])
 def test_a_release_whose_publish_its_rerun_finished_with_a_stats_json_of_another_shape_is_refused_in_one_line(
         first_yfcc_release, tmp_path, capsys, stats):
     """The rerun of a refresh stopped while publishing finishes the publish and sums the release up from its
@@ -1235,13 +1235,15 @@ def test_a_release_whose_publish_its_rerun_finished_with_a_stats_json_of_another
     with publishing_stopped_after(2), pytest.raises(KeyboardInterrupt):
         main(argv)
     (written,) = [path for path in (target / "stats.json", *target.glob("_staging/*/stats.json")) if path.exists()]
-    written.write_text(stats)
+    written.write_bytes(stats.encode("utf-8", "surrogateescape"))
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("pass-pipeline: error: ")]
     assert len(lines) == 1 and "the job failed" not in err, err
-    assert f"{target}/stats.json: not the counts a run writes" in lines[0], lines[0]
+    # no JSON (or no UTF-8) named no file: "Expecting value: line 1 column 1 (char 0)"
+    said = "not the counts a run writes" if stats.startswith(("[", "{\"")) else "not JSON"
+    assert f"{target}/stats.json: {said}" in lines[0], lines[0]
     assert json.loads((target / "manifest.json").read_text())["release"] == "r2"
 
 

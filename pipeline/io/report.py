@@ -104,11 +104,20 @@ def write_report(tally: dict[str, Any], output: str, options: dict[str, Any], in
 
 
 def read_manifest(folder: str) -> dict[str, Any]:
-    return json.loads(read_bytes(FileSystems.join(folder, MANIFEST)))
+    return _read_json(FileSystems.join(folder, MANIFEST))
 
 
 def read_stats(folder: str) -> dict[str, Any]:
-    return json.loads(read_bytes(FileSystems.join(folder, "stats.json")))
+    return _read_json(FileSystems.join(folder, "stats.json"))
+
+
+def _read_json(path: str) -> Any:
+    """A dataset's JSON file; one that is no JSON (or no UTF-8) is a ValueError naming it: json's own named no file
+    ("Expecting value: line 1 column 1 (char 0)", the whole error line where a finished publish was read)."""
+    try:
+        return json.loads(read_bytes(path))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, nesting past the stack
+        raise ValueError(f"{path}: not JSON ({err})") from None
 
 
 def update_manifest(folder: str, entries: Sequence[dict[str, Any]] = (), **fields: Any) -> dict[str, Any]:
