@@ -485,3 +485,26 @@ def test_a_cache_that_misses_in_a_folder_one_may_only_read_is_used_and_said_not_
     assert said and said[0].startswith(f"fit_probe: {features / 'heldout6.npz'} not written ("), done.stdout
     assert said[0].endswith("): the features made are used, not kept"), said
     assert out.exists() and os.listdir(features) == ["heldout5.npz"]
+
+
+@pytest.mark.parametrize("given", ["a registry it refuses", "a detector it does not name"])
+def test_a_registry_it_refuses_or_a_detector_it_does_not_name_is_one_line_before_the_features(tmp_path, monkeypatch,
+                                                                                            capsys, given):
+    """--model_registry and --detector name the model whose tensor is read: a registry the registry refuses (a
+    detector named with a dot, a line break and ESC, as one passed around with a model may be) ended fit_probe in
+    RegistryError's traceback, and a --detector it does not name in a bare KeyError's, exit 1, where run and evaluate
+    say each in one line, exit 2. Each is the script's one error line, escaped, before any feature is made."""
+    from tests.test_photo_sets_pooled import a_registry_naming
+
+    refused = given == "a registry it refuses"
+    registry = a_registry_naming(tmp_path, "my.nsfw\x1b[2J\nwrote probe.json" if refused else "my_nsfw")
+    monkeypatch.setattr(fit_probe, "embed", lambda *a, **k: pytest.fail("features made although refused"))
+    out = tmp_path / "probe.json"
+    with pytest.raises(SystemExit) as ended:
+        fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5",
+                        f"--detector={'open_nsfw' if refused else 'my_nsfw.x'}", f"--model_registry={registry}"])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and err.rstrip("\n").isprintable(), err
+    said = "must be a plain name" if refused else "--detector my_nsfw.x names no detector of the registry"
+    assert err.startswith("fit_probe: error: ") and said in err, err
+    assert not out.exists()

@@ -94,3 +94,29 @@ def test_files_of_one_rule_version_stored_otherwise_are_refused_naming_how_each_
     with pytest.raises(PhotoSetError, match="different rules") as refused:
         pooled([whole, lanczos])
     assert "reducing gap 0.0" in str(refused.value) and "reducing gap 1.0" in str(refused.value), refused.value
+
+
+def a_registry_naming(tmp_path: Path, name: str) -> Path:
+    """A --model_registry file whose one detector is open_nsfw's entry under `name` (the registry refuses one that is
+    no plain name)."""
+    from pipeline.detectors.registry import BUILTIN_REGISTRY
+
+    builtin = json.loads(BUILTIN_REGISTRY.read_text())
+    entry = {**next(e for e in builtin["detectors"] if e["name"] == "open_nsfw"), "name": name,
+             "file": str(BUILTIN_REGISTRY.parent / "files" / "open-nsfw.onnx")}
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"detectors": [entry]}))
+    return path
+
+
+def test_a_registry_it_refuses_is_one_line_naming_it_not_a_traceback(tmp_path, capsys):
+    """A --model_registry the registry refuses (a detector named with a dot, a line break and ESC, as one passed
+    around with a model may be) ended pooled in RegistryError's traceback, exit 1, where run and evaluate say it in
+    one line, exit 2. It is the script's one error line, escaped."""
+    whole = scores_file(tmp_path, "heldout14", by_index)
+    registry = a_registry_naming(tmp_path, "my.nsfw\x1b[2J\npooled: OK")
+    with pytest.raises(SystemExit) as stopped:
+        main([str(whole), f"--model_registry={registry}"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1 and err.rstrip("\n").isprintable(), err
+    assert err.startswith(f"pooled: error: {registry}: detector ") and "must be a plain name" in err, err

@@ -230,6 +230,14 @@ def _main(argv: Sequence[str] | None, wanted: list[str], written: list[str]) -> 
         parser.error("--scores and --scores_out go together")
     if args.scores is not None and len(splits) < 2:
         parser.error("out-of-fold scores need at least two splits (each scored by a probe trained on the others)")
+    from pipeline.detectors.registry import RegistryError, load_registry
+
+    try:  # read again for the features: a registry refused, or a --detector it does not name, was a traceback there
+        registered = load_registry(args.model_registry)
+    except RegistryError as err:
+        parser.error(str(err))
+    if args.detector not in registered:
+        parser.error(f"--detector {args.detector} names no detector of the registry ({', '.join(registered)})")
     try:  # before the features and the fit (minutes): each was refused only as it was written, after them
         check_output("out", args.out)
         for split in splits:  # folders fit_probe makes: a file in the way of one was mkdir's traceback

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.detectors.fusion import choose_fusion
-from pipeline.detectors.registry import load_registry, select
+from pipeline.detectors.registry import RegistryError, load_registry, select
 from pipeline.io.stopping import stops_saying
 from pipeline.photo_sets.fetch import Row, load_rows
 from pipeline.photo_sets.metrics import KEPT, decide, evaluate_rows, iter_summary
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         try:
             result = pooled(args.scores, args.detectors, args.fusion, args.model_registry)
-        except PhotoSetError as err:
+        except (PhotoSetError, RegistryError) as err:  # a registry refused was RegistryError's traceback
             parser.error(str(err))
         lines = list(iter_summary(result))
         print(f"{', '.join(result['splits'])} pooled: " + lines[0])
