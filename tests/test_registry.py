@@ -70,6 +70,14 @@ def test_a_detector_or_class_name_that_is_no_plain_name_is_refused_at_load(tmp_p
         read_registry(write_registry(tmp_path, user_entry(**changes)))
 
 
+def test_a_name_of_letters_and_digits_beginning_with_a_digit_is_refused_saying_why(tmp_path):
+    """A plain name is a Python identifier: `3ddfa_face` is refused though it holds only letters, digits and
+    underscores, which the refusal said was all a plain name needed (the one rule it broke left unsaid)."""
+    with pytest.raises(RegistryError, match=r"'3ddfa_face' must be a plain name \(letters, digits, underscores; no "
+                                            r"digit first\)"):
+        read_registry(write_registry(tmp_path, user_entry(name="3ddfa_face")))
+
+
 def test_a_user_registers_a_model_without_code_changes(tmp_path):
     model = tmp_path / "models" / "mine.onnx"
     model.parent.mkdir()

@@ -274,7 +274,7 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     # line break forging a line of evaluate's results, ESC driving the terminal, a dot reading as another detector's.
     names = [("name", spec.name)] + [(f"{what} entry", cls) for what in ("human_classes", "nsfw_classes")
                                      for cls in entry.get(what, []) if isinstance(cls, str)]
-    problems += [f"{what} {value!r} must be a plain name (letters, digits, underscores)"
+    problems += [f"{what} {value!r} must be a plain name (letters, digits, underscores; no digit first)"
                  for what, value in names if not value.isidentifier()]
     # a misspelt "review_bands" left the detector without its review band, silently
     return problems + unknown_keys(entry, ENTRY_KEYS, "an entry")
