@@ -29,6 +29,14 @@ def printable(text: str, limit: int | None = None) -> str:
     return "".join(shown)
 
 
+def quoted(path: str) -> str:
+    """A path the reader acts on (a file to remove, a report line's path): as it is when printable, else in Python's
+    quoting. `printable` escapes a message, which reads as text: a name holding a backslash and an `n` and one holding
+    a line break are then the same text, and the reader cannot tell which file is meant; quoted, with its backslashes
+    doubled, each reads back as the name it is."""
+    return path if path.isprintable() else repr(path)
+
+
 def said(err: BaseException) -> str:
     """An error's message as a command's one line says it (pass-pipeline's error line, evaluate's, a script's usage
     error): a message can quote what came from outside (a failure the Flickr API answered, a record's or a release's

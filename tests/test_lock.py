@@ -811,8 +811,8 @@ def test_a_lock_left_unreleased_is_named_in_one_printable_line_whatever_its_fold
                                                                                             capsys):
     """The line saying a lock could not be read to release it names the lock and its folder (--output, as typed): a
     folder named with an OSC 52, ESC [2J, a right-to-left override and a line break was printed as it was, its
-    escapes sent to the terminal and a forged `pass-pipeline: OK` line of its own. It is one line, the names escaped
-    as Python writes them in a string."""
+    escapes sent to the terminal and a forged `pass-pipeline: OK` line of its own. It is one line, the names in
+    Python's quoting (files to act on)."""
     folder = tmp_path / "o\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\u202e\npass-pipeline: OK"
     folder.mkdir()
     held = OutputLock(str(folder), "run")
@@ -827,8 +827,37 @@ def test_a_lock_left_unreleased_is_named_in_one_printable_line_whatever_its_fold
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\u202e" not in err and err.count("\n") == 1, err
     shown = f"{tmp_path}/o\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\u202e\\npass-pipeline: OK"
-    assert err == (f"pass-pipeline: the lock {shown}/{LOCK} could not be read to release it (OSError); remove it "
-                   f"once no run is using {shown}\n"), err
+    assert err == (f"pass-pipeline: the lock '{shown}/{LOCK}' could not be read to release it (OSError); remove it "
+                   f"once no run is using '{shown}'\n"), err
     monkeypatch.undo()
     held.release()  # readable again: released
     assert not (folder / LOCK).exists()
+
+
+def test_a_lock_left_unreleased_whose_folder_holds_a_backslash_is_named_apart_from_one_holding_a_line_break(
+        tmp_path, monkeypatch, capsys):
+    """The line saying a lock could not be read to release it asks the reader to remove the lock: the path is one to
+    act on, shown in Python's quoting as a verify report line's is (`_shown`). Escaped as a message is, a folder named
+    with a backslash and an `n` and one named with a line break were the same text: the reader could not tell which
+    lock to remove. Each reads back as the path it is."""
+    monkeypatch.setattr(lock, "RELEASE_READ_PAUSE_S", 0)
+
+    def unreadable(path: str, limit: int) -> bytes:
+        raise OSError("down")
+
+    monkeypatch.setattr(lock, "read_regular_file", unreadable)
+    shown = []
+    for name in ("a\\nb", "a\nb"):
+        folder = tmp_path / name
+        folder.mkdir()
+        held = OutputLock(str(folder), "run")
+        held.acquire()
+        held.release()
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.rstrip("\n").isprintable(), err
+        shown.append(err)
+    broken = str(tmp_path / "a\nb")
+    assert shown[0] != shown[1], shown
+    assert shown[1].startswith(f"pass-pipeline: the lock {f'{broken}/{LOCK}'!r} could not be read"), shown
+    assert shown[1].rstrip("\n").endswith(f"remove it once no run is using {broken!r}"), shown
+    assert shown[0].startswith(f"pass-pipeline: the lock {tmp_path}/a\\nb/{LOCK} could not be read"), shown

@@ -37,7 +37,7 @@ from pipeline.io.file_reads import is_remote
 from pipeline.io.files import read_regular_file
 from pipeline.io.gcs_client import bucket_and_name, storage_client
 from pipeline.io.stopping import ending_at_once
-from pipeline.printable import printable
+from pipeline.printable import printable, quoted
 
 LOCK = "_lock.json"
 LOCK_TEMPORARY = f"{LOCK}.tmp-"  # the lock is written under this name plus a random tail, then linked
@@ -602,9 +602,10 @@ class OutputLock:
             if isinstance(read, Exception):
                 # Whose it is cannot be told: left, and not marked released, so that a later release (the run's own
                 # as it ends, after a stop's) reads it again. Said, not raised: what the run did stands.
-                # named as --output was typed, escaped: its line break printed a forged line of its own
-                print(f"pass-pipeline: the lock {printable(self.path)} could not be read to release it "
-                      f"({type(read).__name__}); remove it once no run is using {printable(self.output)}",
+                # named as --output was typed: its line break printed a forged line of its own. The lock is a file
+                # to remove, so in Python's quoting (escaped as a message, a backslash and an n read as a line break)
+                print(f"pass-pipeline: the lock {quoted(self.path)} could not be read to release it "
+                      f"({type(read).__name__}); remove it once no run is using {quoted(self.output)}",
                       file=sys.stderr)
                 return
             holder, generation = read
