@@ -109,14 +109,17 @@ def a_registry_naming(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_a_registry_it_refuses_is_one_line_naming_it_not_a_traceback(tmp_path, capsys):
+@pytest.mark.parametrize("given", ["a registry it refuses", "a detector it does not name"])
+def test_a_registry_it_refuses_is_one_line_naming_it_not_a_traceback(tmp_path, capsys, given):
     """A --model_registry the registry refuses (a detector named with a dot, a line break and ESC, as one passed
-    around with a model may be) ended pooled in RegistryError's traceback, exit 1, where run and evaluate say it in
-    one line, exit 2. It is the script's one error line, escaped."""
+    around with a model may be), or --detectors naming one it does not have, ended pooled in RegistryError's
+    traceback, exit 1, where run and evaluate say it in one line, exit 2. It is the script's one error line, escaped."""
     whole = scores_file(tmp_path, "heldout14", by_index)
     registry = a_registry_naming(tmp_path, "my.nsfw\x1b[2J\npooled: OK")
+    argv = [f"--model_registry={registry}"] if given == "a registry it refuses" else ["--detectors=open_nsfw,nosuch"]
     with pytest.raises(SystemExit) as stopped:
-        main([str(whole), f"--model_registry={registry}"])
+        main([str(whole), *argv])
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and err.count("\n") == 1 and err.rstrip("\n").isprintable(), err
-    assert err.startswith(f"pooled: error: {registry}: detector ") and "must be a plain name" in err, err
+    said = f"{registry}: detector " if given == "a registry it refuses" else "unknown detector(s) nosuch; known: "
+    assert err.startswith(f"pooled: error: {said}"), err
