@@ -143,7 +143,6 @@ def test_an_output_made_a_link_while_add_works_is_one_line_and_the_file_it_leads
     assert (tmp_path / "kept.json").read_text() == '{"an": "earlier file"}\n'
 
 
-
 def _report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, labels: dict[str, list[tuple[str, float]]]) -> None:
     """`report` over splits whose photographs have these (label, yolov4_tiny.x2 score), the default decision stood
     in for (it catches none)."""
@@ -177,7 +176,6 @@ def test_report_says_so_of_a_split_without_clean_photographs_in_its_row(tmp_path
     assert rows["| heldout2"] == ("| heldout2 | 1 / 0 | nan | nan | no clean photograph | no clean photograph | "
                                   "no clean photograph | no clean photograph |")
     assert rows["| all"].startswith("| all | 3 / 10 |")
-
 
 
 def test_a_darknet_file_of_another_sha256_is_refused_in_one_escaped_line_before_opencv_loads(tmp_path, monkeypatch):

@@ -140,6 +140,7 @@ def test_a_record_without_photographs_is_refused_before_anything_is_scored(monke
                                        "photographs: give --photos too\n")
     assert not (tmp_path / "heldout.json").exists()
 
+
 @pytest.mark.parametrize("spelt", ["same", "another spelling", "a link to it"])
 def test_a_json_result_written_where_the_record_is_is_refused_before_scoring(request, tmp_path, capsys, monkeypatch,
                                                                              spelt):

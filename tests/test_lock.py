@@ -837,7 +837,7 @@ def test_a_lock_left_unreleased_is_named_in_one_printable_line_whatever_its_fold
 def test_a_lock_left_unreleased_whose_folder_holds_a_backslash_is_named_apart_from_one_holding_a_line_break(
         tmp_path, monkeypatch, capsys):
     """The line saying a lock could not be read to release it asks the reader to remove the lock: the path is one to
-    act on, shown in Python's quoting as a verify report line's is (`_shown`). Escaped as a message is, a folder named
+    act on, shown in Python's quoting as a verify report line's is (`quoted`). Escaped as a message is, a folder named
     with a backslash and an `n` and one named with a line break were the same text: the reader could not tell which
     lock to remove. Each reads back as the path it is."""
     monkeypatch.setattr(lock, "RELEASE_READ_PAUSE_S", 0)

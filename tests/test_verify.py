@@ -1596,7 +1596,7 @@ def test_a_staging_note_quotes_a_typed_folders_unprintable_name_as_every_report_
     """The note on the staging folders runs left beside a run's dataset begins with the folder as typed: one named
     with ESC [2J, a right-to-left override and a line break was printed as it was, its escape sent to the terminal
     and a forged `release: OK` line of its own. Its path is in Python's quoting, as every report line's path is
-    (`_shown`), and reads back as the folder."""
+    (`quoted`), and reads back as the folder."""
     import ast
 
     from pipeline.release.verify import staging_note
@@ -1958,7 +1958,7 @@ def test_a_manifest_gone_as_it_was_checked_is_a_report_line_quoting_a_typed_fold
         tmp_path, monkeypatch, capsys):
     """The problem line of a manifest gone once checked names it under the folder as typed: a folder named with ESC [2J
     and a line break was printed as it was, its escape sent to the terminal and a forged `release: OK` line of its
-    own. The path is in Python's quoting, as every report line's path is (`_shown`)."""
+    own. The path is in Python's quoting, as every report line's path is (`quoted`)."""
     import ast
 
     import pipeline.commands.verify as command

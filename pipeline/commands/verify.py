@@ -13,8 +13,8 @@ from pipeline.io.file_reads import spaced_path_problem
 from pipeline.io.files import is_remote, matching
 from pipeline.io.layout import manifest_of
 from pipeline.io.stopping import stops_saying
-from pipeline.printable import printable
-from pipeline.release.verify import MANIFEST, _shown, staging_note, verify
+from pipeline.printable import printable, quoted
+from pipeline.release.verify import MANIFEST, staging_note, verify
 
 WHAT_TO_GIVE = "give a dataset's folder: a run's --output, or ROOT/releases/NAME of a refresh"
 
@@ -56,8 +56,8 @@ def _verify(release: str, previous: str = "") -> int:
     problems = [f"{problem.path}: {problem.message}" for problem in verify(release, previous or None)]
     checked = None if problems else _checked(release)
     if not problems and checked is None:  # "OK: 0 files" was said of a dataset whose manifest went as it was checked
-        # a path, in Python's quoting as every report line's (`_shown`)
-        problems.append(f"{_shown(FileSystems.join(release, MANIFEST))}: unreadable once checked (changed while verify "
+        # a path, in Python's quoting as every report line's (`quoted`)
+        problems.append(f"{quoted(FileSystems.join(release, MANIFEST))}: unreadable once checked (changed while verify "
                         "ran?)")
     for line in problems:
         print(line)

@@ -74,7 +74,7 @@ from pipeline.io.layout import (
 from pipeline.io.lock import LOCK, LOCK_TEMPORARY
 from pipeline.io.report import build_stats
 from pipeline.io.sinks import shard_name
-from pipeline.printable import printable
+from pipeline.printable import printable, quoted
 from pipeline.release.accounts import Accounts
 from pipeline.release.changelog_problems import CHANGELOG_JSON, changelog_problems
 from pipeline.release.id_sets import IdCount, IdList, IdSet, first_of_each
@@ -255,14 +255,6 @@ def _reference(ids: Mapping[str, Any]) -> str:
     return min(ids, key=PHOTO_FORMATS.index, default="")
 
 
-def _shown(path: str) -> str:
-    """A path as printed on a problem's line: Python's quoting when it holds a newline or another
-    unprintable character, so a crafted file name cannot forge a line of the report. Not `printable`, as a message
-    is escaped: a path is what the reader acts on (the file to remove), and with its quotes and its backslashes
-    doubled it reads back as the name, and is not shown as a printable name spelling the escape out (`evil\\nx`) is."""
-    return path if path.isprintable() else repr(path)
-
-
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
@@ -340,7 +332,7 @@ def _entry_problems(index: int, entry: Any) -> list[str]:
     if "format" in entry and not isinstance(entry["format"], str):
         wrong.append('"format" must be a string')
     elif isinstance(entry.get("path"), str) and _run_format(entry["path"]) not in (None, entry.get("format")):
-        wrong.append(f'"format" must be "{_run_format(entry["path"])}" for {_shown(entry["path"])}, as a run writes it')
+        wrong.append(f'"format" must be "{_run_format(entry["path"])}" for {quoted(entry["path"])}, as a run writes it')
     return [f"files[{index}]: {message}" for message in wrong]
 
 
@@ -439,7 +431,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
     """`_check_file`'s problems; returns whether the file was read and was the manifest's."""
     relative, fmt = entry["path"], entry.get("format", "")
     if not RUN_PATH.fullmatch(relative):
-        yield Problem(_shown(relative), "not a plain relative path inside the release; not read")
+        yield Problem(quoted(relative), "not a plain relative path inside the release; not read")
         return False
     path = FileSystems.join(release, relative)
     if not FileSystems.exists(path):
@@ -513,7 +505,7 @@ def _file_problems(release: str, entry: dict[str, Any], ids: dict[str, IdCount],
             # an image holding what no run writes: EXIF, GPS, a comment, bytes after its end (`stored_jpeg`)
             yield Problem(relative, f"{len(odd)} records not as a run writes them (an image that does not hash to "
                                     f"the sha256 beside it or holds what no run writes, a stray or unpaired member), "
-                                    f"e.g. {', '.join(_shown(name) for name in sorted(odd)[:3])}")
+                                    f"e.g. {', '.join(quoted(name) for name in sorted(odd)[:3])}")
     if found.count is not None and "records" in entry and found.count != entry["records"]:
         yield Problem(relative, f"{found.count} records, manifest says {entry['records']}")
     return True
@@ -532,13 +524,13 @@ def _unlisted(release: str, listed: set[str], published: bool) -> Iterator[Probl
     for err in unlistable:
         folder = str(err.filename or release).replace(os.sep, "/")
         relative = folder[len(prefix):] if folder.startswith(prefix) else folder
-        yield Problem(_shown(relative or "."), f"cannot be listed ({err.strerror or _one_line(err)}): a file in it "
+        yield Problem(quoted(relative or "."), f"cannot be listed ({err.strerror or _one_line(err)}): a file in it "
                                                "that the manifest does not list would go unseen")
     for path in found:
         relative = path[len(prefix):] if path.startswith(prefix) else path
         if not relative or relative in known or (not published and run_leftover(relative)):
             continue
-        yield Problem(_shown(relative), UNLISTED)
+        yield Problem(quoted(relative), UNLISTED)
 
 
 def _everything_under(release: str, unlistable: list[OSError]) -> list[str]:
@@ -578,7 +570,7 @@ def _publishes_not_through(release: str) -> Iterator[Problem]:
         return
     for name, pending in sorted(runs.items()):
         if pending:
-            yield Problem(_shown(f"{STAGING}/{name}"), _NOT_THROUGH)
+            yield Problem(quoted(f"{STAGING}/{name}"), _NOT_THROUGH)
 
 
 def staging_note(release: str) -> str:
@@ -597,9 +589,9 @@ def staging_note(release: str) -> str:
         return ""
     shown = ", ".join(printable(name, limit=100) for name in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3
                                                                      else "")
-    # The folder as typed, a path at the start of a line as each report line's is: in Python's quoting (`_shown`), as
+    # The folder as typed, a path at the start of a line as each report line's is: in Python's quoting (`quoted`), as
     # theirs (printed as it was, its escapes drove the terminal and its line break printed a forged line of its own)
-    return (f"{_shown(FileSystems.join(release, STAGING))}: note: {len(left)} run folder(s) ({shown}) left by a run "
+    return (f"{quoted(FileSystems.join(release, STAGING))}: note: {len(left)} run folder(s) ({shown}) left by a run "
             "stopped before publishing (or as it removed its folder once published), or by a run under way: no part of "
             "the dataset, not checked; the next run into the folder removes them")
 
@@ -754,7 +746,7 @@ def verify(release: str, previous: str | None = None, pins: Pins = UNCHECKED) ->
     for index, entry in enumerate(manifest["files"]):
         if isinstance(entry, dict) and isinstance(entry.get("path"), str):
             if entry["path"] in listed:
-                yield Problem(_shown(entry["path"]), "listed more than once in the manifest")
+                yield Problem(quoted(entry["path"]), "listed more than once in the manifest")
                 continue
             listed.add(entry["path"])
         wrong = _entry_problems(index, entry)
