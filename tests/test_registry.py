@@ -73,9 +73,22 @@ def test_a_detector_or_class_name_that_is_no_plain_name_is_refused_at_load(tmp_p
 def test_a_name_of_letters_and_digits_beginning_with_a_digit_is_refused_saying_why(tmp_path):
     """A plain name is a Python identifier: `3ddfa_face` is refused though it holds only letters, digits and
     underscores, which the refusal said was all a plain name needed (the one rule it broke left unsaid)."""
-    with pytest.raises(RegistryError, match=r"'3ddfa_face' must be a plain name \(letters, digits, underscores; no "
-                                            r"digit first\)"):
+    with pytest.raises(RegistryError, match=r"'3ddfa_face' must be a plain name \(ASCII letters, digits, underscores; "
+                                            r"no digit first\)"):
         read_registry(write_registry(tmp_path, user_entry(name="3ddfa_face")))
+
+
+@pytest.mark.parametrize(("changes", "said"), [
+    ({"name": "\u043epen_nsfw"}, "must be a plain name"),  # a Cyrillic o: open_nsfw to the eye, in every line
+    ({"nsfw_classes": ["n\u0455fw"]}, "must be a plain name"),
+    ({"name": "default"}, "is a word of --detectors"), ({"name": "none"}, "is a word of --detectors"),
+])
+def test_a_name_that_reads_as_another_is_refused_at_load(tmp_path, changes, said):
+    """A name of letters from another script (Cyrillic о for o) read in evaluate's lines, a fusion model's features
+    and --detectors as the built-in it looks like; a detector named `default` or `none` could never be selected
+    (--detectors=default selects the defaults, none selects nothing). Each is refused when the registry is read."""
+    with pytest.raises(RegistryError, match=said):
+        read_registry(write_registry(tmp_path, user_entry(**changes)))
 
 
 def test_a_user_registers_a_model_without_code_changes(tmp_path):

@@ -274,8 +274,11 @@ def _decision_problems(spec: DetectorSpec, entry: dict[str, Any]) -> list[str]:
     # line break forging a line of evaluate's results, ESC driving the terminal, a dot reading as another detector's.
     names = [("name", spec.name)] + [(f"{what} entry", cls) for what in ("human_classes", "nsfw_classes")
                                      for cls in entry.get(what, []) if isinstance(cls, str)]
-    problems += [f"{what} {value!r} must be a plain name (letters, digits, underscores; no digit first)"
-                 for what, value in names if not value.isidentifier()]
+    # ASCII: a letter of another script that looks like a Latin one (Cyrillic о) read as the built-in it resembles.
+    problems += [f"{what} {value!r} must be a plain name (ASCII letters, digits, underscores; no digit first)"
+                 for what, value in names if not (value.isascii() and value.isidentifier())]
+    if spec.name in ("default", "none"):  # --detectors=default selects the defaults, none nothing: never this one
+        problems.append(f"name {spec.name!r} is a word of --detectors (default, none): no detector can be named so")
     # a misspelt "review_bands" left the detector without its review band, silently
     return problems + unknown_keys(entry, ENTRY_KEYS, "an entry")
 
