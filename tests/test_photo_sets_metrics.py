@@ -215,3 +215,11 @@ def test_the_value_keeping_a_share_of_clean_photos_is_the_lowest_that_keeps_at_l
     kept_enough = [value for value in clean
                    if Fraction(sum(score <= value for score in clean), len(clean)) >= Fraction(str(share))]
     assert keeping(clean, share) == min(kept_enough, default=math.inf)
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.01, math.nan])
+def test_a_share_kept_outside_zero_to_one_is_refused(share):
+    """A share of 0 gave the largest score (clean[-1]), as if every photograph were to be kept; one over 1 an index
+    past the end. No caller passes one; one that did is refused."""
+    with pytest.raises(ValueError, match="share"):
+        keeping([0.1, 0.5, 0.9], share)

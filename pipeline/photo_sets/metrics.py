@@ -87,7 +87,10 @@ def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
 def keeping(clean: Sequence[float], share: float) -> float:
     """The lowest threshold (a score above it is flagged) that keeps at least `share` of the clean photographs'
     scores, `clean` sorted; none (inf) where there are none. The measurement scripts' (docs/measurements/), which
-    each kept a copy (one without the guard: an IndexError for a split without clean photographs)."""
+    each kept a copy (one without the guard: an IndexError for a split without clean photographs). `share` is within
+    (0, 1]: 0 read the largest score (clean[-1]), one over 1 an index past the end."""
+    if not 0 < share <= 1:
+        raise ValueError(f"keeping: share {share} is not within (0, 1]")
     return clean[math.ceil(share * len(clean)) - 1] if clean else math.inf
 
 
