@@ -2,6 +2,8 @@ import json
 import math
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -498,14 +500,7 @@ def test_a_model_file_name_that_becomes_a_folder_during_the_fit_is_refused_in_on
 
     _, source = tuning_scores(tmp_path, seed=1, face=((0.5, 1.0), (0, 0.4)), person=((0.4, 1.0), (0, 0.3)))
     out = tmp_path / "fusion\x1b[2J\nfit_fusion: written (whole)\u202e.json"
-    fitted = fit_fusion.fit
-
-    def fit_then_a_folder(*args, **kwargs):
-        model = fitted(*args, **kwargs)
-        out.mkdir()
-        return model
-
-    monkeypatch.setattr(fit_fusion, "fit", fit_then_a_folder)
+    a_folder_made_after_the_fit(monkeypatch, fit_fusion, out)
     with pytest.raises(SystemExit) as refused:
         main([str(source), str(out), "--features=centerface.face,ssdlite_person.person"])
     assert refused.value.code == (f"fit_fusion: {tmp_path}/fusion\\x1b[2J\\nfit_fusion: written (whole)\\u202e.json "
@@ -552,3 +547,16 @@ def test_an_unknown_option_or_a_bad_value_is_one_line_and_exit_2(tmp_path, capsy
         assert ended.value.code == 2
         assert capsys.readouterr().err.splitlines() == [f"fit_fusion: error: {said}"]
     assert list(tmp_path.iterdir()) == []
+
+
+def a_folder_made_after_the_fit(monkeypatch: pytest.MonkeyPatch, script: Any, out: Path) -> None:
+    """`script.fit` (fit_fusion's, fit_probe's) makes a folder at `out` once it has fitted, before the output is
+    written: a name that was no folder when checked, one by the write."""
+    fitted = script.fit
+
+    def fit_then_a_folder(*args: Any, **kwargs: Any) -> Any:
+        result = fitted(*args, **kwargs)
+        out.mkdir()
+        return result
+
+    monkeypatch.setattr(script, "fit", fit_then_a_folder)

@@ -19,7 +19,7 @@ from pipeline.detectors.probes import parse_probe
 from pipeline.photo_sets import fit_probe
 from pipeline.photo_sets.fetch import HUMAN_LABELS, fitted_rows, load_rows
 from tests.conftest import run_in_a_folder_one_may_only_read
-from tests.test_photo_sets_fit_fusion import STOPS, listing, stopped_writing
+from tests.test_photo_sets_fit_fusion import STOPS, a_folder_made_after_the_fit, listing, stopped_writing
 
 
 def features(n: int, seed: int, width: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -363,14 +363,7 @@ def test_a_probe_file_name_that_becomes_a_folder_during_the_fit_is_refused_in_on
     _cached(tmp_path, "heldout5", 5)
     _cached(tmp_path, "heldout6", 6)
     out = tmp_path / "probe\x1b[2J\nfit_probe: written (whole)\u202e.json"
-    fitted = fit_probe.fit
-
-    def fit_then_a_folder(*args, **kwargs):
-        weights_and_bias = fitted(*args, **kwargs)
-        out.mkdir()
-        return weights_and_bias
-
-    monkeypatch.setattr(fit_probe, "fit", fit_then_a_folder)
+    a_folder_made_after_the_fit(monkeypatch, fit_probe, out)
     with pytest.raises(SystemExit) as refused:
         fit_probe.main([str(tmp_path / "no_photos"), str(out), "--splits=heldout5,heldout6",
                         f"--features={tmp_path / 'features'}"])
