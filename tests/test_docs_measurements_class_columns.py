@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import stat
 import sys
@@ -78,22 +79,33 @@ NO_OUTPUTS = {
 }
 
 
+def planted_output(tmp_path: Path, case: str, suffix: str) -> Path:
+    """A measurement script's OUT folder under `tmp_path` made into `case` (a row of a NO_OUTPUTS table): a split's
+    file a link (heldout2's, to a kept earlier file), a folder or a named pipe (tuning's), `out a file`, or else OUT
+    inside a dataset's folder. Split files end in `suffix`."""
+    out, kept = tmp_path / "out", tmp_path / f"kept{suffix}"
+    kept.write_bytes(b"an earlier file\n")
+    if case.endswith(" a link"):
+        out.mkdir()
+        (out / f"heldout2{suffix}").symlink_to(kept)
+    elif case.endswith(" a folder"):
+        (out / f"tuning{suffix}").mkdir(parents=True)
+    elif case.endswith(" a named pipe"):
+        out.mkdir()
+        os.mkfifo(out / f"tuning{suffix}")
+    elif case == "out a file":
+        out.write_text("a file\n")
+    else:
+        out = a_dataset(tmp_path) / "out"
+    return out
+
+
 def a_split_s_output_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                              name: str, case: str, *options: str) -> None:
     """Runs docs/measurements/NAME.py PHOTOS SCORES OUT --splits=tuning,heldout2 OPTIONS with OUT made into `case` (of
     NO_OUTPUTS) and checks it is refused before the detectors load, in that one line, exit 2, nothing written."""
     script = measurement(name)
-    out = tmp_path / "out"
-    (tmp_path / "kept.json").write_text('{"an": "earlier file"}\n')
-    if case == "a split's file a link":
-        out.mkdir()
-        (out / "heldout2.json").symlink_to(tmp_path / "kept.json")
-    elif case == "a split's file a folder":
-        (out / "tuning.json").mkdir(parents=True)
-    elif case == "out a file":
-        out.write_text("a file\n")
-    else:
-        out = a_dataset(tmp_path) / "out"
+    out = planted_output(tmp_path, case, ".json")
     before = tree(tmp_path)
     monkeypatch.setattr(script, "load_registry", lambda *a, **k: pytest.fail("scored although refused"))
     said = refused(monkeypatch, capsys, script, [str(tmp_path / "photos"), str(tmp_path / "scores"), str(out),

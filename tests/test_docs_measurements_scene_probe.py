@@ -4,13 +4,11 @@ theirs (`check_output`)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from pipeline.photo_sets.fetch import Row
-from tests.test_docs_measurements_class_columns import a_dataset, measurement, refused, tree, tuning
+from tests.test_docs_measurements_class_columns import measurement, planted_output, refused, tree, tuning
 from tests.test_photo_sets_fit_probe import DATASET_SAID, LINK_SAID
 
 # What the output is made into, and what `embed` says of it: `{tmp}` the test's folder.
@@ -30,20 +28,7 @@ def test_an_output_embed_may_not_write_is_refused_before_anything_loads(tmp_path
     to; a file in a dataset's folder one that made verify refuse the dataset. Each is refused before the model loads,
     in one line naming the argument, exit 2, nothing written."""
     script = measurement("scene_probe")
-    out = tmp_path / "out"
-    (tmp_path / "kept.npz").write_bytes(b"an earlier file\n")
-    if case == "a split's features a link":
-        out.mkdir()
-        (out / "heldout2.npz").symlink_to(tmp_path / "kept.npz")
-    elif case == "a split's features a folder":
-        (out / "tuning.npz").mkdir(parents=True)
-    elif case == "a split's features a named pipe":
-        out.mkdir()
-        os.mkfifo(out / "tuning.npz")
-    elif case == "out a file":
-        out.write_text("a file\n")
-    else:
-        out = a_dataset(tmp_path) / "out"
+    out = planted_output(tmp_path, case, ".npz")
     before = tree(tmp_path)
     monkeypatch.setattr(script, "embed", lambda *a, **k: pytest.fail("embedded although refused"))
     said = refused(monkeypatch, capsys, script, ["embed", str(tmp_path / "photos"), str(out),
